@@ -1,0 +1,234 @@
+/*
+ * cache.h -- the node's storage engine.
+ *
+ * WHAT IT DOES
+ *   Stores items (key, value, 32-bit flags, absolute expiry, 64-bit CAS)
+ *   under a hard memory limit, evicting with a pluggable policy (evict.h).
+ *
+ * HOW
+ *   Items are indexed per bucket: bucket = bc_hash_key(key) % nbuckets (see
+ *   common/bc_hash.h).  Each bucket owns its own small chained hash table, so
+ *   one bucket can be iterated, serialised or dropped in time proportional
+ *   to its own size -- what migration needs.
+ *
+ *   Buckets are grouped into shards (shard = bucket % nshards).  A shard has
+ *   one mutex and one eviction-policy instance.
+ *
+ *   LOCKING RULE: a shard's mutex protects the hash tables of the shard's
+ *   buckets, its policy lists and the link state of its items.  No code ever
+ *   holds two shard locks at once.  Functions prefixed do_ require the caller
+ *   to hold the shard lock.  Item memory is reserved against the global
+ *   atomic byte counter *before* any shard lock is taken; eviction to make
+ *   room locks one shard at a time.
+ *
+ *   Items are reference counted.  bc_cache_get() returns an item with a
+ *   reference the caller must drop with bc_item_release(); an item that is
+ *   unlinked (deleted, replaced, evicted, expired) while referenced stays
+ *   valid until its last reference goes, then it is freed.  This is how the
+ *   network layer sends values straight from item memory (writev) without a
+ *   copy and without holding a lock.
+ *
+ * MEMORY ACCOUNTING
+ *   mem_used counts every byte the engine holds: each item's real allocation
+ *   (malloc_usable_size plus allocator header) and every hash-table slot
+ *   array.  mem_used never exceeds mem_limit by more than the items pinned by
+ *   in-flight replies.
+ *
+ * TIME
+ *   Expiry times are absolute unix seconds (0 = never).  The protocol layer
+ *   converts memcached's relative/absolute/negative exptime with
+ *   bc_cache_exptime_abs().  now() is pluggable for tests.
+ */
+#ifndef BC_CACHE_H
+#define BC_CACHE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+
+#define BC_KEY_MAX_LEN 250u
+
+/* memcached's rule: an exptime above 30 days is an absolute unix time. */
+#define BC_REALTIME_MAXDELTA (60u * 60u * 24u * 30u)
+
+/*
+ * An item.  Fields are read-only outside cache.c and evict/.  data[] holds
+ * the key (nkey bytes, then a NUL), then the value (nbytes bytes, the last two
+ * of which are always "\r\n" so the network layer can send value+CRLF with
+ * one iovec).
+ */
+typedef struct bc_item {
+    struct bc_item *hnext;     /* bucket hash-table chain (shard lock) */
+    struct bc_item *prev;      /* eviction policy links (shard lock) */
+    struct bc_item *next;
+    uint64_t cas;
+    uint32_t hash;             /* bc_hash_key(key) */
+    uint32_t exptime;          /* absolute unix seconds, 0 = never */
+    uint32_t time;             /* unix seconds of the last store (flush_all) */
+    uint32_t flags;            /* client flags */
+    uint32_t nbytes;           /* value length including the trailing CRLF */
+    _Atomic uint16_t refcount; /* 1 for the table link + 1 per reader */
+    uint8_t nkey;
+    uint8_t iflags;            /* BC_ITEM_* below */
+    uint8_t pbits;             /* private to the eviction policy */
+    uint8_t pfreq;             /* private to the eviction policy */
+    char data[];
+} bc_item_t;
+
+#define BC_ITEM_LINKED 0x01u   /* in a bucket table and the policy */
+
+static inline const char *bc_item_key(const bc_item_t *it) { return it->data; }
+static inline char *bc_item_value(bc_item_t *it) { return it->data + it->nkey + 1; }
+/* Value length without the trailing CRLF. */
+static inline uint32_t bc_item_value_len(const bc_item_t *it) { return it->nbytes - 2; }
+
+typedef struct bc_cache bc_cache_t;
+
+typedef struct bc_cache_config {
+    size_t mem_limit;          /* bytes the engine may hold; > 0 */
+    size_t max_item_size;      /* largest key+value+overhead accepted (default 1 MiB) */
+    uint32_t nbuckets;         /* default BC_DEFAULT_NBUCKETS */
+    uint32_t nshards;          /* power of two; 0 = default (64) */
+    const char *policy;        /* "lru" (default), "lfu", "fifo", "s3fifo"; copied */
+    uint32_t (*now)(void);     /* unix seconds; NULL = time(NULL) */
+} bc_cache_config_t;
+
+typedef enum bc_store_mode {
+    BC_STORE_SET,
+    BC_STORE_ADD,
+    BC_STORE_REPLACE,
+    BC_STORE_APPEND,
+    BC_STORE_PREPEND,
+    BC_STORE_CAS,
+} bc_store_mode_t;
+
+typedef struct bc_cache_stats {
+    uint64_t curr_items;
+    uint64_t total_items;      /* items ever stored */
+    uint64_t mem_used;         /* bytes, as accounted above */
+    uint64_t mem_limit;
+    uint64_t data_bytes;       /* sum of key + value lengths */
+    uint64_t evictions;
+    uint64_t expired_unfetched;
+    uint64_t evicted_unfetched;
+    uint64_t reclaimed;        /* expired items removed (lazily or actively) */
+    uint64_t expired_active;   /* removed by bc_cache_expire_scan */
+    uint64_t flushed;          /* invalidated by flush_all */
+    uint64_t pinned_bytes;     /* unlinked items still referenced */
+} bc_cache_stats_t;
+
+/*
+ * Creates a cache.  *out is owned by the caller, freed with
+ * bc_cache_destroy().  Errors: BC_EINVAL (bad config, unknown policy),
+ * BC_ENOMEM.
+ */
+bc_status_t bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out);
+/* Frees every item and the cache.  No item reference may be outstanding. */
+void bc_cache_destroy(bc_cache_t *cache);
+
+const char *bc_cache_policy_name(const bc_cache_t *cache);
+uint32_t bc_cache_nbuckets(const bc_cache_t *cache);
+uint32_t bc_cache_now(const bc_cache_t *cache);
+size_t bc_cache_max_item_size(const bc_cache_t *cache);
+
+/*
+ * Converts a memcached exptime to absolute unix seconds: 0 stays 0 (never),
+ * negative means already expired, up to 30 days is relative to now, above
+ * is absolute.
+ */
+uint32_t bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime);
+
+/*
+ * Looks up a live (not expired, not flushed) item.  Returns NULL on a miss;
+ * otherwise a referenced item the caller releases with bc_item_release().
+ * hash must be bc_hash_key(key, nkey).
+ */
+bc_item_t *bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash);
+/* As bc_cache_get, also setting the item's expiry (gat/gats). */
+bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
+                              uint32_t hash, uint32_t exptime);
+void bc_item_release(bc_cache_t *cache, bc_item_t *it);
+
+/*
+ * Two-phase store.  bc_item_alloc reserves memory (evicting if needed) and
+ * returns an unlinked item with one reference whose value the caller fills
+ * (nbytes includes the trailing CRLF, which the caller writes too).
+ * Returns NULL with *st = BC_ETOOLARGE (bigger than max_item_size) or
+ * BC_ENOMEM (nothing left to evict).  The caller then either passes the item
+ * to bc_cache_store() or drops it with bc_item_release().
+ */
+bc_item_t *bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                         uint32_t flags, uint32_t exptime, uint32_t nbytes,
+                         bc_status_t *st);
+
+/*
+ * Links the item according to mode.  The caller's reference is always
+ * consumed (stored or not).  For BC_STORE_CAS, cas_in is the expected CAS.
+ * On BC_OK, *cas_out (if not NULL) receives the stored item's new CAS.
+ * Returns: BC_OK (STORED), BC_ENOTSTORED (add on a live key, replace/
+ * append/prepend on a missing key), BC_EEXISTS (CAS mismatch),
+ * BC_ENOTFOUND (CAS on a missing key), BC_ENOMEM / BC_ETOOLARGE
+ * (append/prepend result does not fit).
+ * append/prepend keep the existing item's flags and expiry, as memcached.
+ */
+bc_status_t bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
+                           uint64_t cas_in, uint64_t *cas_out);
+
+/* Returns BC_OK or BC_ENOTFOUND. */
+bc_status_t bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash);
+/* Sets a live item's expiry.  Returns BC_OK or BC_ENOTFOUND. */
+bc_status_t bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                           uint32_t exptime);
+
+/*
+ * incr/decr as memcached: the value must be a decimal unsigned 64-bit
+ * number (else BC_ENONNUMERIC); incr wraps at 2^64, decr stops at 0; a
+ * shorter result written in place is padded with spaces (memcached does
+ * this).  *result receives the new value.  Returns BC_OK, BC_ENOTFOUND,
+ * BC_ENONNUMERIC, BC_ENOMEM.
+ */
+bc_status_t bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                           bool incr, uint64_t delta, uint64_t *result);
+
+/*
+ * flush_all: every item stored at or before `when` (absolute unix seconds;
+ * 0 = now) becomes invalid once `when` is reached.
+ */
+void bc_cache_flush(bc_cache_t *cache, uint32_t when);
+
+/*
+ * Active expiry: examines up to `budget` items, continuing from where the
+ * previous call stopped, and removes the expired ones.  Returns how many it
+ * removed.  Called periodically by a background thread.
+ */
+uint64_t bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget);
+
+/* ---- per-bucket access (admin API, migration) ---- */
+
+typedef struct bc_bucket_stats {
+    uint64_t items;
+    uint64_t bytes;            /* accounted memory of the bucket's items */
+} bc_bucket_stats_t;
+
+/* Errors: BC_EINVAL (bucket out of range). */
+bc_status_t bc_cache_bucket_stats(bc_cache_t *cache, uint32_t bucket, bc_bucket_stats_t *out);
+
+/*
+ * Calls fn for each live item of the bucket, with the shard lock held: fn
+ * must not call back into the cache.  fn returns false to stop early.
+ * Errors: BC_EINVAL (bucket out of range).
+ */
+typedef bool (*bc_cache_item_fn)(const bc_item_t *it, void *ctx);
+bc_status_t bc_cache_bucket_foreach(bc_cache_t *cache, uint32_t bucket, bc_cache_item_fn fn,
+                                    void *ctx);
+
+/* Removes every item of the bucket and frees their memory.  Returns the
+ * number removed. */
+uint64_t bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket);
+
+void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
+
+#endif

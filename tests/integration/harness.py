@@ -1,0 +1,267 @@
+"""Shared harness for bucketcache integration tests.
+
+Each tests/integration/test_*.py file is one ctest (one process, with a
+timeout).  It defines test_* functions and ends with `harness.main(globals())`,
+which runs them in file order and prints "N passed, N failed".
+
+Processes started here (bucketcache-node, memcached, later ZooKeeper and the
+console) bind 127.0.0.1 on free ports, log into a per-test temporary
+directory, and are stopped when the test process exits, even on failure.
+Binaries come from the environment ctest sets (BC_NODE_BIN, MEMCACHED_BIN).
+"""
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BUILD_DIR = os.environ.get("BC_BUILD_DIR", "build")
+SOURCE_DIR = os.environ.get("BC_SOURCE_DIR", os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))))
+NODE_BIN = os.environ.get("BC_NODE_BIN", os.path.join(BUILD_DIR, "node", "bucketcache-node"))
+MEMCACHED_BIN = os.environ.get("MEMCACHED_BIN") or "/usr/bin/memcached"
+SANITIZED = os.environ.get("BC_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
+# Sanitizer builds are several times slower: stretch every wait.
+SLOW = 4.0 if SANITIZED else 1.0
+
+TMP = tempfile.mkdtemp(prefix="bc-it-")
+_procs = []
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout * SLOW
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening on %d" %
+                               (proc.returncode, port))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listening on port %d" % port)
+
+
+class Proc:
+    """A child process whose output goes to a log file in TMP."""
+
+    def __init__(self, name, argv, env=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = os.path.join(TMP, "%s-%d.log" % (name, len(_procs)))
+        self.log = open(self.log_path, "wb")
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        if env:
+            e.update(env)
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=e)
+        _procs.append(self)
+
+    def poll(self):
+        return self.p.poll()
+
+    @property
+    def returncode(self):
+        return self.p.returncode
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait; returns the exit code (SIGKILL after timeout)."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+@atexit.register
+def _cleanup():
+    for pr in _procs:
+        try:
+            pr.kill()
+        except Exception:
+            pass
+
+
+class Node:
+    """A running bucketcache-node (standalone unless args say otherwise)."""
+
+    def __init__(self, *args, threads=2, memory_mb=64, env=None, wait=True):
+        self.port = free_port()
+        self.admin_port = free_port()
+        argv = [NODE_BIN, "-l", "127.0.0.1", "-p", str(self.port),
+                "--admin-port", str(self.admin_port),
+                "-t", str(threads), "-m", str(memory_mb)] + list(args)
+        self.proc = Proc("node", argv, env=env)
+        if wait:
+            wait_port(self.port, proc=self.proc.p)
+            wait_port(self.admin_port, proc=self.proc.p)
+
+    def conn(self, timeout=5.0):
+        return McConn(self.port, timeout)
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class Memcached:
+    """A real memcached 1.6 on a free port, for side-by-side comparison."""
+
+    def __init__(self, *args, threads=2, memory_mb=64):
+        self.port = free_port()
+        argv = [MEMCACHED_BIN, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
+                "-t", str(threads), "-m", str(memory_mb)] + list(args)
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]
+        self.proc = Proc("memcached", argv)
+        wait_port(self.port, proc=self.proc.p)
+
+    def conn(self, timeout=5.0):
+        return McConn(self.port, timeout)
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class McConn:
+    """A raw memcached text-protocol connection."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        self.buf += chunk
+
+    def readline(self):
+        """One reply line including its CRLF."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        i = self.buf.index(b"\r\n") + 2
+        line, self.buf = self.buf[:i], self.buf[i:]
+        return line
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_reply(self):
+        """One complete reply: VALUE/STAT/ITEM blocks through END, or a single
+        line.  Returns bytes exactly as received."""
+        line = self.readline()
+        if not line.startswith((b"VALUE ", b"STAT ", b"ITEM ")):
+            return line
+        out = line
+        while True:
+            if line.startswith(b"VALUE "):
+                out += self.read_exact(int(line.split()[3]) + 2)
+            line = self.readline()
+            out += line
+            if line == b"END\r\n":
+                return out
+
+    def closed_by_peer(self, timeout=2.0):
+        """True when the server has closed the connection (EOF) within timeout."""
+        self.sock.settimeout(timeout * SLOW)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def cmd(self, line, data=None):
+        """Send a command (and its data block) and return the reply."""
+        payload = line.encode() if isinstance(line, str) else line
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        if data is not None:
+            payload += (data.encode() if isinstance(data, str) else data) + b"\r\n"
+        self.send(payload)
+        return self.read_reply()
+
+
+def http(port, method, path, body=None, headers=None, timeout=5.0):
+    """A tiny HTTP/1.1 client: returns (status, headers dict, body bytes)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * SLOW)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def main(namespace):
+    """Runs every test_* function of the calling module in definition order."""
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    only = sys.argv[1:]
+    passed = failed = 0
+    for name, fn in tests:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print("PASS %s (%.2fs)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
+            traceback.print_exc()
+    for pr in _procs:
+        if pr.poll() is not None and pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            print("process %s exited with %s; log %s:\n%s" %
+                  (pr.name, pr.returncode, pr.log_path, pr.output()[-4000:]))
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    _cleanup()
+    sys.exit(1 if failed else 0)

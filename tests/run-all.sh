@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs dependencies, then builds and runs every test twice: the normal
+# build (build/) and the ASan+UBSan build (build-asan/), and runs each fuzz
+# target briefly (build-fuzz/).  Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./deploy/install-deps.sh
+
+JOBS=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  echo "=== configure + build: $dir ($*)"
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  echo "=== ctest: $dir"
+  ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
+}
+
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DBC_SANITIZE=ON
+
+echo "=== fuzz: build-fuzz"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DBC_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+for f in build-fuzz/tests/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus="tests/fuzz/corpus/${name#fuzz_}"
+  mkdir -p "build-fuzz/corpus-$name"
+  echo "--- $name (60 s)"
+  "$f" -max_total_time=60 -max_len=4096 -print_final_stats=1 \
+       "build-fuzz/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) 2>&1 | tail -n 12
+done
+echo "=== all suites passed"
