@@ -1,0 +1,59 @@
+/*
+ * server.h -- the node's data port: listener, worker threads, connections,
+ * and the memcached text protocol served on them.
+ *
+ * bc_server_create() binds the listening socket (so a port conflict is
+ * reported before anything starts); bc_server_start() spawns the worker
+ * threads; bc_server_stop() stops accepting, closes every connection and
+ * joins the workers.  The server never owns the cache: the caller creates
+ * it first and destroys it after bc_server_destroy().
+ */
+#ifndef BC_SERVER_H
+#define BC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "cache.h"
+#include "stats.h"
+
+typedef struct bc_server bc_server_t;
+
+typedef struct bc_server_config {
+    const char *listen_addr;     /* IPv4/IPv6 literal or host name; "0.0.0.0" default */
+    uint16_t port;               /* 11211 default; 0 = pick a free port */
+    uint32_t nthreads;           /* worker threads; > 0 */
+    uint32_t max_conns;          /* connections beyond this are refused */
+    size_t max_conn_buffer;      /* per-connection pending output bytes before
+                                    reading from that client pauses */
+    int backlog;                 /* listen(2) backlog */
+    int verbosity;               /* memcached -v level (0, 1, 2) */
+} bc_server_config_t;
+
+typedef struct bc_server_stats {
+    uint64_t curr_connections;
+    uint64_t total_connections;
+    uint64_t rejected_connections;
+    uint32_t threads;
+    bc_stats_totals_t totals;    /* summed over workers */
+} bc_server_stats_t;
+
+/*
+ * Creates the server and binds its listening socket.  config strings are
+ * copied.  cache is borrowed and must outlive the server.  *out is owned by
+ * the caller (bc_server_destroy).  Errors: BC_EINVAL, BC_EIO (bind/listen
+ * failed; logged with the reason), BC_ENOMEM.
+ */
+bc_status_t bc_server_create(const bc_server_config_t *config, bc_cache_t *cache,
+                             bc_server_t **out);
+/* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
+bc_status_t bc_server_start(bc_server_t *server);
+/* The port actually bound (useful when config->port was 0). */
+uint16_t bc_server_port(const bc_server_t *server);
+/* Stops accepting, closes all connections, joins the workers.  Idempotent. */
+void bc_server_stop(bc_server_t *server);
+void bc_server_destroy(bc_server_t *server);
+void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
+
+#endif
