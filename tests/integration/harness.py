@@ -265,3 +265,74 @@ def main(namespace):
     print("%d passed, %d failed" % (passed, failed), flush=True)
     _cleanup()
     sys.exit(1 if failed else 0)
+
+
+ZK_CLASSPATH = os.environ.get(
+    "BC_ZK_CLASSPATH",
+    "/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:"
+    "/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar")
+
+
+def four_letter(port, word, timeout=1.0):
+    """Sends a ZooKeeper four-letter word; returns the reply text or ''."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(word.encode())
+            out = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+            return out.decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class ZooKeeper:
+    """A real standalone ZooKeeper server (Debian package) on a free port.
+
+    Ready when `srvr` reports a Mode: line (a server answers `imok` before it
+    can serve sessions).  restart() keeps the data directory, so znodes
+    survive like they would across a real server restart."""
+
+    def __init__(self, tick_ms=500):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="zk-", dir=TMP)
+        os.makedirs(os.path.join(self.dir, "data"))
+        with open(os.path.join(self.dir, "zoo.cfg"), "w") as f:
+            f.write("tickTime=%d\ninitLimit=10\nsyncLimit=5\n"
+                    "dataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
+                    "admin.enableServer=false\n4lw.commands.whitelist=*\n"
+                    "maxSessionTimeout=60000\nminSessionTimeout=%d\n"
+                    % (tick_ms, os.path.join(self.dir, "data"), self.port, 2 * tick_ms))
+        self.proc = None
+        self.start()
+
+    @property
+    def hosts(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self, timeout=60.0):
+        argv = ["java", "-Xmx256m", "-cp", ZK_CLASSPATH,
+                "-Dzookeeper.log.dir=" + self.dir,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                os.path.join(self.dir, "zoo.cfg")]
+        self.proc = Proc("zookeeper", argv)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("zookeeper exited: " + self.proc.output()[-2000:])
+            if "Mode:" in four_letter(self.port, "srvr"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("zookeeper not ready on port %d" % self.port)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc = None
+
+    def restart(self):
+        self.stop()
+        self.start()
