@@ -1,0 +1,135 @@
+/*
+ * test_table.c -- the c/m/d table model and its JSON codec, including
+ * malformed, hostile and mismatched input.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bc_table.h"
+
+static void
+test_roundtrip(void **state)
+{
+    (void)state;
+    bc_table_t t, back;
+    assert_int_equal(bc_table_init(&t, 'c', 8), BC_OK);
+    t.epoch = 42;
+    for (uint32_t b = 0; b < 8; b++) t.owner[b] = b % 3;
+    t.readonly[3] = t.readonly[7] = 1;
+    char *json = bc_table_encode(&t);
+    assert_non_null(json);
+    assert_string_equal(json, "{\"table\":\"c\",\"epoch\":42,\"buckets\":8,"
+                              "\"owners\":[0,1,2,0,1,2,0,1],\"readonly\":[3,7]}");
+    char err[256];
+    assert_int_equal(bc_table_decode(json, strlen(json), 'c', 8, &back, err, sizeof(err)), BC_OK);
+    assert_int_equal(back.epoch, 42);
+    assert_memory_equal(back.owner, t.owner, 8 * sizeof(uint32_t));
+    assert_memory_equal(back.readonly, t.readonly, 8);
+    free(json);
+    bc_table_free(&t);
+    bc_table_free(&back);
+}
+
+static void
+test_large_table(void **state)
+{
+    (void)state;
+    bc_table_t t, back;
+    assert_int_equal(bc_table_init(&t, 'm', 65536), BC_OK);
+    for (uint32_t b = 0; b < 65536; b++) t.owner[b] = 2147483647u - b;
+    t.epoch = 9007199254740991ull;
+    char *json = bc_table_encode(&t);
+    assert_non_null(json);
+    assert_int_equal(bc_table_decode(json, strlen(json), 'm', 0, &back, NULL, 0), BC_OK);
+    assert_memory_equal(back.owner, t.owner, 65536 * sizeof(uint32_t));
+    assert_int_equal(back.epoch, t.epoch);
+    free(json);
+    bc_table_free(&t);
+    bc_table_free(&back);
+}
+
+static void
+expect_reject(const char *json, char name, uint32_t n, const char *needle)
+{
+    bc_table_t t;
+    char err[256] = "";
+    bc_status_t st = bc_table_decode(json, strlen(json), name, n, &t, err, sizeof(err));
+    if (st == BC_OK) fail_msg("accepted: %s", json);
+    assert_null(t.owner);
+    if (strstr(err, needle) == NULL) fail_msg("error \"%s\" does not mention %s", err, needle);
+}
+
+static void
+test_malformed(void **state)
+{
+    (void)state;
+    expect_reject("", 'c', 4, "not a JSON object");
+    expect_reject("[1,2,3]", 'c', 4, "not a JSON object");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,", 'c', 4, "not a JSON");
+    expect_reject("{\"table\":\"m\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,1]}", 'c', 4, "\"table\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":-1,\"buckets\":4,\"owners\":[1,1,1,1]}", 'c', 4, "\"epoch\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":1.5,\"buckets\":4,\"owners\":[1,1,1,1]}", 'c', 4, "\"epoch\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":5,\"owners\":[1,1,1,1]}", 'c', 4, "\"buckets\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":0,\"owners\":[]}", 'c', 0, "\"buckets\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1]}", 'c', 4, "\"owners\"");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,\"x\"]}", 'c', 4, "owners[3]");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,-2]}", 'c', 4, "owners[3]");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,4294967296]}", 'c', 4, "owners[3]");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,1],\"readonly\":[4]}", 'c', 4, "readonly[0]");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,1],\"readonly\":3}", 'c', 4, "readonly");
+    expect_reject("{\"table\":\"d\",\"epoch\":1,\"buckets\":4,\"owners\":[1,1,1,1],\"readonly\":[]}", 'd', 4, "readonly");
+    expect_reject("{\"table\":\"c\",\"epoch\":1,\"buckets\":99999999,\"owners\":[]}", 'c', 0, "\"buckets\"");
+}
+
+static void
+test_oversized_and_binary(void **state)
+{
+    (void)state;
+    size_t n = BC_TABLE_MAX_JSON + 1;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    bc_table_t t;
+    assert_int_equal(bc_table_decode(big, n, 'c', 0, &t, NULL, 0), BC_ETOOLARGE);
+    /* binary garbage, with embedded NULs, is rejected without reading past len */
+    for (size_t i = 0; i < 4096; i++) big[i] = (char)(i * 131 + 7);
+    assert_int_equal(bc_table_decode(big, 4096, 'c', 0, &t, NULL, 0), BC_EINVAL);
+    free(big);
+}
+
+static void
+test_init_bounds(void **state)
+{
+    (void)state;
+    bc_table_t t;
+    assert_int_equal(bc_table_init(&t, 'x', 4), BC_EINVAL);
+    assert_int_equal(bc_table_init(&t, 'c', 0), BC_EINVAL);
+    assert_int_equal(bc_table_init(&t, 'c', 65537), BC_EINVAL);
+    assert_int_equal(bc_table_init(&t, 'd', 4), BC_OK);
+    assert_null(t.readonly);
+    bc_table_t copy;
+    t.owner[2] = 7;
+    assert_int_equal(bc_table_copy(&copy, &t), BC_OK);
+    assert_int_equal(copy.owner[2], 7);
+    bc_table_free(&copy);
+    bc_table_free(&t);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_large_table),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_oversized_and_binary),
+        cmocka_unit_test(test_init_bounds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
