@@ -23,6 +23,7 @@ BUILD_DIR = os.environ.get("BC_BUILD_DIR", "build")
 SOURCE_DIR = os.environ.get("BC_SOURCE_DIR", os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
 NODE_BIN = os.environ.get("BC_NODE_BIN", os.path.join(BUILD_DIR, "node", "bucketcache-node"))
+CLI_BIN = os.environ.get("BC_CLI_BIN", os.path.join(BUILD_DIR, "client", "bucketcache"))
 MEMCACHED_BIN = os.environ.get("MEMCACHED_BIN") or "/usr/bin/memcached"
 SANITIZED = os.environ.get("BC_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
 # Sanitizer builds are several times slower: stretch every wait.
@@ -336,3 +337,13 @@ class ZooKeeper:
     def restart(self):
         self.stop()
         self.start()
+
+
+def cli(*args, env=None, timeout=30.0):
+    """Runs the bucketcache CLI; returns (exit code, stdout, stderr) as text."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    r = subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
+                       env=e, timeout=timeout * SLOW, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout, r.stderr

@@ -1,0 +1,171 @@
+/*
+ * bc_cluster.c -- see bc_cluster.h.
+ */
+#include "bc_cluster.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_hash.h"
+
+#define BC_CLUSTER_HASH_NAME "murmur3_32/seed0"
+
+int
+bc_cluster_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > BC_CLUSTER_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+bc_status_t
+bc_cluster_path(char *buf, size_t len, const char *cluster, const char *suffix)
+{
+    if (!bc_cluster_name_valid(cluster)) return BC_EINVAL;
+    int n = snprintf(buf, len, BC_CLUSTER_ROOT "/%s%s", cluster, suffix ? suffix : "");
+    return (n < 0 || (size_t)n >= len) ? BC_ETOOLARGE : BC_OK;
+}
+
+char *
+bc_cluster_config_encode(const bc_cluster_config_t *cfg)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "{\"buckets\":%u,\"hash\":\"%s\",\"created_at\":%lld}",
+             cfg->nbuckets, cfg->hash, (long long)cfg->created_at);
+    return strdup(buf);
+}
+
+bc_status_t
+bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out, char *err,
+                         size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *root = len > 4096 ? NULL : cJSON_ParseWithLength(json, len);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "buckets");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "hash");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "created_at");
+    const char *bad = NULL;
+    if (!cJSON_IsObject(root)) {
+        bad = "cluster config: not a JSON object";
+    } else if (!cJSON_IsNumber(b) || b->valuedouble != floor(b->valuedouble) ||
+               b->valuedouble < 1 || b->valuedouble > BC_MAX_NBUCKETS) {
+        bad = "cluster config: field \"buckets\" must be an integer 1..65536";
+    } else if (!cJSON_IsString(h) || strcmp(h->valuestring, BC_CLUSTER_HASH_NAME) != 0) {
+        bad = "cluster config: field \"hash\" must be \"" BC_CLUSTER_HASH_NAME "\"";
+    } else if (c != NULL && !cJSON_IsNumber(c)) {
+        bad = "cluster config: field \"created_at\" must be a number";
+    }
+    if (bad != NULL) {
+        if (err != NULL && errlen > 0) snprintf(err, errlen, "%s", bad);
+        cJSON_Delete(root);
+        return BC_EINVAL;
+    }
+    out->nbuckets = (uint32_t)b->valuedouble;
+    snprintf(out->hash, sizeof(out->hash), "%s", h->valuestring);
+    out->created_at = c ? (int64_t)c->valuedouble : 0;
+    cJSON_Delete(root);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
+{
+    static const char *const dirs[] = {"", "/groups", "/tables", "/console", "/console/election",
+                                       "/migrations"};
+    enum { NDIRS = sizeof(dirs) / sizeof(dirs[0]) };
+    char paths[NDIRS + 4][BC_CLUSTER_PATH_MAX];
+    char *tables[3] = {NULL, NULL, NULL};
+    char *config_json = NULL;
+    bc_status_t st;
+
+    if (!bc_cluster_name_valid(cluster) || nbuckets == 0 || nbuckets > BC_MAX_NBUCKETS) {
+        return BC_EINVAL;
+    }
+    st = bc_zk_create_all(zk, BC_CLUSTER_ROOT);
+    if (st != BC_OK) return st;
+
+    bc_zk_txn_t *txn = bc_zk_txn_new();
+    if (txn == NULL) return BC_ENOMEM;
+    for (size_t i = 0; i < NDIRS; i++) {
+        bc_cluster_path(paths[i], sizeof(paths[i]), cluster, dirs[i]);
+        bc_zk_txn_create(txn, paths[i], NULL, 0, 0);
+    }
+    bc_cluster_config_t cfg = {.nbuckets = nbuckets, .created_at = (int64_t)time(NULL)};
+    snprintf(cfg.hash, sizeof(cfg.hash), "%s", BC_CLUSTER_HASH_NAME);
+    config_json = bc_cluster_config_encode(&cfg);
+    if (config_json == NULL) {
+        st = BC_ENOMEM;
+        goto out;
+    }
+    bc_cluster_path(paths[NDIRS], sizeof(paths[NDIRS]), cluster, "/config");
+    bc_zk_txn_create(txn, paths[NDIRS], config_json, strlen(config_json), 0);
+
+    static const char names[3] = {'c', 'm', 'd'};
+    for (int i = 0; i < 3; i++) {
+        bc_table_t t;
+        char suffix[16];
+        st = bc_table_init(&t, names[i], nbuckets);
+        if (st != BC_OK) goto out;
+        tables[i] = bc_table_encode(&t);
+        bc_table_free(&t);
+        if (tables[i] == NULL) {
+            st = BC_ENOMEM;
+            goto out;
+        }
+        snprintf(suffix, sizeof(suffix), "/tables/%c", names[i]);
+        bc_cluster_path(paths[NDIRS + 1 + i], sizeof(paths[0]), cluster, suffix);
+        bc_zk_txn_create(txn, paths[NDIRS + 1 + i], tables[i], strlen(tables[i]), 0);
+    }
+    st = bc_zk_txn_commit(zk, txn, NULL);
+out:
+    bc_zk_txn_free(txn);
+    free(config_json);
+    for (int i = 0; i < 3; i++) free(tables[i]);
+    return st;
+}
+
+bc_status_t
+bc_cluster_read_config(bc_zk_t *zk, const char *cluster, bc_cluster_config_t *out, char *err,
+                       size_t errlen)
+{
+    char path[BC_CLUSTER_PATH_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    bc_status_t st = bc_cluster_path(path, sizeof(path), cluster, "/config");
+    if (st != BC_OK) return st;
+    st = bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL);
+    if (st == BC_OK) st = bc_cluster_config_decode(data ? data : "", len, out, err, errlen);
+    free(data);
+    return st;
+}
+
+bc_status_t
+bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, uint32_t nbuckets,
+                      bc_table_t *out, int32_t *version, bc_zk_watch_fn watch, void *watch_ctx,
+                      char *err, size_t errlen)
+{
+    char path[BC_CLUSTER_PATH_MAX], suffix[16];
+    char *data = NULL;
+    size_t len = 0;
+    snprintf(suffix, sizeof(suffix), "/tables/%c", name);
+    bc_status_t st = bc_cluster_path(path, sizeof(path), cluster, suffix);
+    if (st != BC_OK) return st;
+    st = bc_zk_get(zk, path, watch, watch_ctx, &data, &len, version);
+    if (st == BC_OK) st = bc_table_decode(data ? data : "", len, name, nbuckets, out, err, errlen);
+    free(data);
+    return st;
+}

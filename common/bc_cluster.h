@@ -1,0 +1,67 @@
+/*
+ * bc_cluster.h -- a cluster's ZooKeeper layout (docs/zookeeper.md) in one
+ * place: path names, the cluster config record, creation, and reading the
+ * tables.  The CLI, the console and the nodes all go through here.
+ */
+#ifndef BC_CLUSTER_H
+#define BC_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "bc_table.h"
+#include "bc_zk.h"
+
+#define BC_CLUSTER_ROOT      "/bucketcache"
+#define BC_CLUSTER_NAME_MAX  64
+#define BC_CLUSTER_PATH_MAX  256
+
+typedef struct bc_cluster_config {
+    uint32_t nbuckets;
+    char hash[32];             /* "murmur3_32/seed0" */
+    int64_t created_at;        /* unix seconds */
+} bc_cluster_config_t;
+
+/* 1 when name is 1..64 of [A-Za-z0-9_.-] and not "." or "..". */
+int bc_cluster_name_valid(const char *name);
+
+/*
+ * Writes "/bucketcache/<cluster>" followed by suffix (e.g. "/tables/c",
+ * or "" for the root) into buf.  Errors: BC_EINVAL (bad name), BC_ETOOLARGE.
+ */
+bc_status_t bc_cluster_path(char *buf, size_t len, const char *cluster, const char *suffix);
+
+/*
+ * Creates the whole layout atomically (one ZooKeeper transaction): config,
+ * groups/, tables/{c,m,d} (epoch 0, every bucket unowned), console/election,
+ * migrations/.  Errors: BC_EEXISTS (the cluster exists already), BC_EINVAL
+ * (bad name or nbuckets outside 1..BC_MAX_NBUCKETS), BC_EAGAIN/BC_EZK.
+ */
+bc_status_t bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets);
+
+/*
+ * Reads and validates the config record.  Errors: BC_ENOTFOUND (no such
+ * cluster), BC_EINVAL (malformed record; err says which field), ZooKeeper
+ * errors.
+ */
+bc_status_t bc_cluster_read_config(bc_zk_t *zk, const char *cluster, bc_cluster_config_t *out,
+                                   char *err, size_t errlen);
+
+/*
+ * Reads table `name` ('c', 'm' or 'd'), checked against the cluster's
+ * nbuckets.  *out is initialised on BC_OK (bc_table_free).  version (may be
+ * NULL) receives the znode version for a later compare-and-set; watch (may
+ * be NULL) arms a one-shot change watch.  Errors: bc_table_decode's and
+ * bc_zk_get's.
+ */
+bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, uint32_t nbuckets,
+                                  bc_table_t *out, int32_t *version, bc_zk_watch_fn watch,
+                                  void *watch_ctx, char *err, size_t errlen);
+
+/* Encodes/decodes the config record (exposed for tests). */
+char *bc_cluster_config_encode(const bc_cluster_config_t *cfg);
+bc_status_t bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out,
+                                     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,589 @@
+/*
+ * bc_zk.c -- see bc_zk.h.  The session supervisor, the watch registry and
+ * thin synchronous wrappers over the multi-threaded ZooKeeper C client.
+ *
+ * WATCH REGISTRY
+ *   ZooKeeper calls one watcher function with a context pointer; we always
+ *   pass the bc_zk itself and keep (path, fn, ctx) registrations in a small
+ *   table.  A node event on a path fires and removes every registration for
+ *   that path (the owner re-reads and re-arms); a new session clears the
+ *   table, because the server forgot those watches.  The table is bounded by
+ *   the number of distinct (path, fn, ctx) an owner watches.
+ */
+#include "bc_zk.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zookeeper/zookeeper.h>
+
+#include "bc_log.h"
+
+typedef struct zk_watch {
+    char *path;
+    bc_zk_watch_fn fn;
+    void *ctx;
+} zk_watch_t;
+
+struct bc_zk {
+    char *hosts;
+    int session_timeout_ms;
+    bc_zk_session_fn session_fn;
+    void *session_ctx;
+
+    /* lock: guards zh.  Readers: every operation; writer: the supervisor
+     * swapping a dead handle for a new one. */
+    pthread_rwlock_t lock;
+    zhandle_t *zh;
+
+    /* state_mu: guards the fields below and signals state_cv. */
+    pthread_mutex_t state_mu;
+    pthread_cond_t state_cv;
+    int zk_state;              /* last session state seen by the watcher */
+    bool state_changed;
+    bool stopping;
+    bool ever_connected;       /* the current session has connected once */
+    bool expired_pending;      /* a new session must be announced */
+    pthread_t supervisor;
+    bool supervisor_started;
+
+    /* watch_mu: guards the watch registry. */
+    pthread_mutex_t watch_mu;
+    zk_watch_t *watches;
+    size_t nwatches, watches_cap;
+};
+
+bc_status_t
+bc_zk_status(int zrc)
+{
+    switch (zrc) {
+    case ZOK: return BC_OK;
+    case ZNONODE: return BC_ENOTFOUND;
+    case ZNODEEXISTS: return BC_EEXISTS;
+    case ZBADVERSION: return BC_ESTALE;
+    case ZNOTEMPTY: return BC_EBUSY;
+    case ZBADARGUMENTS: return BC_EINVAL;
+    case ZCONNECTIONLOSS:
+    case ZOPERATIONTIMEOUT:
+    case ZSESSIONEXPIRED:
+    case ZINVALIDSTATE:
+    case ZCLOSING: return BC_EAGAIN;
+    default: return BC_EZK;
+    }
+}
+
+/* ---- watch registry ---- */
+
+static void
+zk_watch_register(bc_zk_t *zk, const char *path, bc_zk_watch_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&zk->watch_mu);
+    for (size_t i = 0; i < zk->nwatches; i++) {
+        zk_watch_t *w = &zk->watches[i];
+        if (w->fn == fn && w->ctx == ctx && strcmp(w->path, path) == 0) {
+            pthread_mutex_unlock(&zk->watch_mu);
+            return;
+        }
+    }
+    if (zk->nwatches == zk->watches_cap) {
+        size_t cap = zk->watches_cap ? zk->watches_cap * 2 : 16;
+        zk_watch_t *grown = realloc(zk->watches, cap * sizeof(*grown));
+        if (grown == NULL) {
+            pthread_mutex_unlock(&zk->watch_mu);
+            log_error("zookeeper: out of memory registering a watch on %s", path);
+            return;
+        }
+        zk->watches = grown;
+        zk->watches_cap = cap;
+    }
+    char *copy = strdup(path);
+    if (copy != NULL) {
+        zk->watches[zk->nwatches++] = (zk_watch_t){copy, fn, ctx};
+    }
+    pthread_mutex_unlock(&zk->watch_mu);
+}
+
+static void
+zk_watch_clear(bc_zk_t *zk)
+{
+    pthread_mutex_lock(&zk->watch_mu);
+    for (size_t i = 0; i < zk->nwatches; i++) free(zk->watches[i].path);
+    zk->nwatches = 0;
+    pthread_mutex_unlock(&zk->watch_mu);
+}
+
+/* Removes the registrations for path and calls them, outside watch_mu. */
+static void
+zk_watch_fire(bc_zk_t *zk, const char *path)
+{
+    zk_watch_t fired[32];
+    size_t nfired;
+
+    do {
+        nfired = 0;
+        pthread_mutex_lock(&zk->watch_mu);
+        for (size_t i = 0; i < zk->nwatches && nfired < 32;) {
+            if (strcmp(zk->watches[i].path, path) == 0) {
+                fired[nfired++] = zk->watches[i];
+                zk->watches[i] = zk->watches[--zk->nwatches];
+            } else {
+                i++;
+            }
+        }
+        pthread_mutex_unlock(&zk->watch_mu);
+        for (size_t i = 0; i < nfired; i++) {
+            fired[i].fn(zk, path, fired[i].ctx);
+            free(fired[i].path);
+        }
+    } while (nfired == 32);
+}
+
+/* ---- session ---- */
+
+static void
+zk_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    bc_zk_t *zk = ctx;
+    (void)zh;
+    if (type == ZOO_SESSION_EVENT) {
+        pthread_mutex_lock(&zk->state_mu);
+        zk->zk_state = state;
+        zk->state_changed = true;
+        pthread_cond_broadcast(&zk->state_cv);
+        pthread_mutex_unlock(&zk->state_mu);
+        return;
+    }
+    if (path != NULL && path[0] != '\0') zk_watch_fire(zk, path);
+}
+
+/* The C client logs to stderr at INFO by default; ours says what matters. */
+static void
+zk_set_client_log_level(void)
+{
+    zoo_set_debug_level(bc__log_level >= BC_LOG_DEBUG ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
+}
+
+static zhandle_t *
+zk_init_handle(bc_zk_t *zk)
+{
+    zhandle_t *zh = zookeeper_init(zk->hosts, zk_watcher, zk->session_timeout_ms, NULL, zk, 0);
+    if (zh == NULL) log_error("zookeeper: cannot create a session for %s: %s", zk->hosts, strerror(errno));
+    return zh;
+}
+
+static void
+zk_notify(bc_zk_t *zk, bc_zk_event_t ev)
+{
+    if (zk->session_fn != NULL) zk->session_fn(zk, ev, zk->session_ctx);
+}
+
+static void *
+zk_supervise(void *arg)
+{
+    bc_zk_t *zk = arg;
+
+    pthread_mutex_lock(&zk->state_mu);
+    while (!zk->stopping) {
+        while (!zk->state_changed && !zk->stopping) pthread_cond_wait(&zk->state_cv, &zk->state_mu);
+        if (zk->stopping) break;
+        zk->state_changed = false;
+        int state = zk->zk_state;
+        pthread_mutex_unlock(&zk->state_mu);
+
+        if (state == ZOO_CONNECTED_STATE) {
+            bool fresh;
+            pthread_mutex_lock(&zk->state_mu);
+            fresh = zk->expired_pending;
+            zk->expired_pending = false;
+            zk->ever_connected = true;
+            pthread_mutex_unlock(&zk->state_mu);
+            log_info("zookeeper: %s to %s (session timeout %d ms)",
+                     fresh ? "new session connected" : "connected", zk->hosts,
+                     bc_zk_session_timeout(zk));
+            zk_notify(zk, fresh ? BC_ZK_NEW_SESSION : BC_ZK_CONNECTED);
+        } else if (state == ZOO_EXPIRED_SESSION_STATE || state == ZOO_AUTH_FAILED_STATE) {
+            log_warn("zookeeper: session expired; opening a new one");
+            zk_watch_clear(zk);
+            zk_notify(zk, BC_ZK_EXPIRED);
+            pthread_rwlock_wrlock(&zk->lock);
+            if (zk->zh != NULL) zookeeper_close(zk->zh);
+            zk->zh = NULL;
+            pthread_mutex_lock(&zk->state_mu);
+            zk->expired_pending = true;
+            zk->state_changed = false;
+            pthread_mutex_unlock(&zk->state_mu);
+            while ((zk->zh = zk_init_handle(zk)) == NULL) {
+                pthread_mutex_lock(&zk->state_mu);
+                bool stop = zk->stopping;
+                pthread_mutex_unlock(&zk->state_mu);
+                if (stop) break;
+                struct timespec pause = {0, 200 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+            }
+            pthread_rwlock_unlock(&zk->lock);
+        } else {
+            log_warn("zookeeper: disconnected from %s; retrying", zk->hosts);
+            zk_notify(zk, BC_ZK_DISCONNECTED);
+        }
+        pthread_mutex_lock(&zk->state_mu);
+    }
+    pthread_mutex_unlock(&zk->state_mu);
+    return NULL;
+}
+
+bc_status_t
+bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
+           bc_zk_session_fn fn, void *ctx, bc_zk_t **out)
+{
+    if (hosts == NULL || hosts[0] == '\0' || session_timeout_ms <= 0 || out == NULL) return BC_EINVAL;
+    static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+    pthread_once(&log_once, zk_set_client_log_level);
+
+    bc_zk_t *zk = calloc(1, sizeof(*zk));
+    if (zk == NULL) return BC_ENOMEM;
+    zk->hosts = strdup(hosts);
+    if (zk->hosts == NULL) {
+        free(zk);
+        return BC_ENOMEM;
+    }
+    zk->session_timeout_ms = session_timeout_ms;
+    zk->session_fn = fn;
+    zk->session_ctx = ctx;
+    pthread_rwlock_init(&zk->lock, NULL);
+    pthread_mutex_init(&zk->state_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&zk->state_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&zk->watch_mu, NULL);
+
+    zk->zh = zk_init_handle(zk);
+    if (zk->zh == NULL) {
+        bc_zk_close(zk);
+        return BC_EZK;
+    }
+
+    /* Wait for the first connection before starting the supervisor, so the
+     * CONNECTED transition is observed here and announced once. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += connect_timeout_ms / 1000;
+    deadline.tv_nsec += (long)(connect_timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&zk->state_mu);
+    while (zk->zk_state != ZOO_CONNECTED_STATE) {
+        if (pthread_cond_timedwait(&zk->state_cv, &zk->state_mu, &deadline) == ETIMEDOUT) break;
+    }
+    bool connected = zk->zk_state == ZOO_CONNECTED_STATE;
+    zk->state_changed = false;
+    zk->ever_connected = connected;
+    pthread_mutex_unlock(&zk->state_mu);
+    if (!connected) {
+        log_error("zookeeper: no connection to %s within %d ms", hosts, connect_timeout_ms);
+        bc_zk_close(zk);
+        return BC_ETIMEOUT;
+    }
+    if (pthread_create(&zk->supervisor, NULL, zk_supervise, zk) != 0) {
+        bc_zk_close(zk);
+        return BC_ENOMEM;
+    }
+    zk->supervisor_started = true;
+    log_debug("zookeeper: connected to %s", hosts);
+    *out = zk;
+    return BC_OK;
+}
+
+void
+bc_zk_close(bc_zk_t *zk)
+{
+    if (zk == NULL) return;
+    pthread_mutex_lock(&zk->state_mu);
+    zk->stopping = true;
+    pthread_cond_broadcast(&zk->state_cv);
+    pthread_mutex_unlock(&zk->state_mu);
+    if (zk->supervisor_started) pthread_join(zk->supervisor, NULL);
+    pthread_rwlock_wrlock(&zk->lock);
+    if (zk->zh != NULL) zookeeper_close(zk->zh);
+    zk->zh = NULL;
+    pthread_rwlock_unlock(&zk->lock);
+    zk_watch_clear(zk);
+    free(zk->watches);
+    pthread_rwlock_destroy(&zk->lock);
+    pthread_mutex_destroy(&zk->state_mu);
+    pthread_cond_destroy(&zk->state_cv);
+    pthread_mutex_destroy(&zk->watch_mu);
+    free(zk->hosts);
+    free(zk);
+}
+
+int
+bc_zk_session_timeout(bc_zk_t *zk)
+{
+    int t = 0;
+    pthread_rwlock_rdlock(&zk->lock);
+    if (zk->zh != NULL && zoo_state(zk->zh) == ZOO_CONNECTED_STATE) t = zoo_recv_timeout(zk->zh);
+    pthread_rwlock_unlock(&zk->lock);
+    return t;
+}
+
+int
+bc_zk_connected(bc_zk_t *zk)
+{
+    int c = 0;
+    pthread_rwlock_rdlock(&zk->lock);
+    if (zk->zh != NULL) c = zoo_state(zk->zh) == ZOO_CONNECTED_STATE;
+    pthread_rwlock_unlock(&zk->lock);
+    return c;
+}
+
+/* ---- operations ---- */
+
+/* Runs `expr` with the handle read-locked; `zh` names the handle inside. */
+#define ZK_WITH_HANDLE(zk, rc, expr)                                           \
+    do {                                                                       \
+        pthread_rwlock_rdlock(&(zk)->lock);                                    \
+        zhandle_t *zh = (zk)->zh;                                              \
+        (rc) = zh == NULL ? ZINVALIDSTATE : (expr);                            \
+        pthread_rwlock_unlock(&(zk)->lock);                                    \
+    } while (0)
+
+bc_status_t
+bc_zk_get(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx, char **data,
+          size_t *len, int32_t *version)
+{
+    struct Stat stat;
+    int rc;
+
+    *data = NULL;
+    *len = 0;
+    /* Size first, then read; if it grew in between, read again. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        ZK_WITH_HANDLE(zk, rc, zoo_exists(zh, path, 0, &stat));
+        if (rc != ZOK) return bc_zk_status(rc);
+        if ((uint32_t)stat.dataLength > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
+        int cap = stat.dataLength + 1;
+        char *buf = malloc((size_t)cap + 1);
+        if (buf == NULL) return BC_ENOMEM;
+        int n = cap;
+        if (watch != NULL) zk_watch_register(zk, path, watch, watch_ctx);
+        ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wget(zh, path, zk_watcher, zk, buf, &n, &stat)
+                                             : zoo_get(zh, path, 0, buf, &n, &stat));
+        if (rc != ZOK) {
+            free(buf);
+            return bc_zk_status(rc);
+        }
+        if (n >= cap) { /* grew: the read was cut */
+            free(buf);
+            continue;
+        }
+        if (version != NULL) *version = stat.version;
+        if (n <= 0) {
+            free(buf);
+            return BC_OK;
+        }
+        buf[n] = '\0';
+        *data = buf;
+        *len = (size_t)n;
+        return BC_OK;
+    }
+    return BC_EAGAIN;
+}
+
+bc_status_t
+bc_zk_set(bc_zk_t *zk, const char *path, const char *data, size_t len, int32_t version,
+          int32_t *new_version)
+{
+    struct Stat stat;
+    int rc;
+    if (len > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
+    ZK_WITH_HANDLE(zk, rc, zoo_set2(zh, path, data, (int)len, version, &stat));
+    if (rc == ZOK && new_version != NULL) *new_version = stat.version;
+    return bc_zk_status(rc);
+}
+
+static int
+zk_mode(int flags)
+{
+    if ((flags & BC_ZK_EPHEMERAL) && (flags & BC_ZK_SEQUENTIAL)) return ZOO_EPHEMERAL_SEQUENTIAL;
+    if (flags & BC_ZK_EPHEMERAL) return ZOO_EPHEMERAL;
+    if (flags & BC_ZK_SEQUENTIAL) return ZOO_PERSISTENT_SEQUENTIAL;
+    return ZOO_PERSISTENT;
+}
+
+bc_status_t
+bc_zk_create(bc_zk_t *zk, const char *path, const char *data, size_t len, int flags,
+             char *created, size_t created_len)
+{
+    int rc;
+    if (len > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
+    ZK_WITH_HANDLE(zk, rc, zoo_create(zh, path, data, data ? (int)len : -1, &ZOO_OPEN_ACL_UNSAFE,
+                                      zk_mode(flags), created, (int)created_len));
+    return bc_zk_status(rc);
+}
+
+bc_status_t
+bc_zk_create_all(bc_zk_t *zk, const char *path)
+{
+    size_t n = strlen(path);
+    if (n == 0 || path[0] != '/' || n > 1024) return BC_EINVAL;
+    char buf[1025];
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        bc_status_t st = bc_zk_create(zk, buf, NULL, 0, 0, NULL, 0);
+        buf[i] = saved;
+        if (st != BC_OK && st != BC_EEXISTS) return st;
+    }
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_delete(bc_zk_t *zk, const char *path, int32_t version)
+{
+    int rc;
+    ZK_WITH_HANDLE(zk, rc, zoo_delete(zh, path, version));
+    return bc_zk_status(rc);
+}
+
+bc_status_t
+bc_zk_exists(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx, int32_t *version)
+{
+    struct Stat stat;
+    int rc;
+    if (watch != NULL) zk_watch_register(zk, path, watch, watch_ctx);
+    ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wexists(zh, path, zk_watcher, zk, &stat)
+                                         : zoo_exists(zh, path, 0, &stat));
+    if (rc == ZOK && version != NULL) *version = stat.version;
+    return bc_zk_status(rc);
+}
+
+static int
+zk_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bc_status_t
+bc_zk_children(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx,
+               bc_zk_strings_t *out)
+{
+    struct String_vector sv = {0, NULL};
+    int rc;
+    out->count = 0;
+    out->names = NULL;
+    if (watch != NULL) zk_watch_register(zk, path, watch, watch_ctx);
+    ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wget_children(zh, path, zk_watcher, zk, &sv)
+                                         : zoo_get_children(zh, path, 0, &sv));
+    if (rc != ZOK) return bc_zk_status(rc);
+    bc_status_t st = BC_OK;
+    if (sv.count > 0) {
+        out->names = calloc((size_t)sv.count, sizeof(char *));
+        if (out->names == NULL) {
+            st = BC_ENOMEM;
+        } else {
+            for (int i = 0; i < sv.count; i++) {
+                out->names[i] = strdup(sv.data[i]);
+                if (out->names[i] == NULL) st = BC_ENOMEM;
+                out->count++;
+            }
+            qsort(out->names, (size_t)out->count, sizeof(char *), zk_name_cmp);
+        }
+    }
+    deallocate_String_vector(&sv);
+    if (st != BC_OK) bc_zk_strings_free(out);
+    return st;
+}
+
+void
+bc_zk_strings_free(bc_zk_strings_t *s)
+{
+    for (int i = 0; i < s->count; i++) free(s->names[i]);
+    free(s->names);
+    s->names = NULL;
+    s->count = 0;
+}
+
+/* ---- transactions ---- */
+
+struct bc_zk_txn {
+    int nops;
+    zoo_op_t ops[BC_ZK_TXN_MAX];
+    char created[BC_ZK_TXN_MAX][256];
+    struct Stat stats[BC_ZK_TXN_MAX];
+};
+
+bc_zk_txn_t *
+bc_zk_txn_new(void)
+{
+    return calloc(1, sizeof(bc_zk_txn_t));
+}
+
+void
+bc_zk_txn_free(bc_zk_txn_t *txn)
+{
+    free(txn);
+}
+
+bc_status_t
+bc_zk_txn_create(bc_zk_txn_t *txn, const char *path, const char *data, size_t len, int flags)
+{
+    if (txn->nops == BC_ZK_TXN_MAX || len > BC_ZK_MAX_DATA) return BC_EINVAL;
+    int i = txn->nops++;
+    zoo_create_op_init(&txn->ops[i], path, data, data ? (int)len : -1, &ZOO_OPEN_ACL_UNSAFE,
+                       zk_mode(flags), txn->created[i], sizeof(txn->created[i]));
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_txn_set(bc_zk_txn_t *txn, const char *path, const char *data, size_t len, int32_t version)
+{
+    if (txn->nops == BC_ZK_TXN_MAX || len > BC_ZK_MAX_DATA) return BC_EINVAL;
+    int i = txn->nops++;
+    zoo_set_op_init(&txn->ops[i], path, data, (int)len, version, &txn->stats[i]);
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_txn_check(bc_zk_txn_t *txn, const char *path, int32_t version)
+{
+    if (txn->nops == BC_ZK_TXN_MAX) return BC_EINVAL;
+    zoo_check_op_init(&txn->ops[txn->nops++], path, version);
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_txn_delete(bc_zk_txn_t *txn, const char *path, int32_t version)
+{
+    if (txn->nops == BC_ZK_TXN_MAX) return BC_EINVAL;
+    zoo_delete_op_init(&txn->ops[txn->nops++], path, version);
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_txn_commit(bc_zk_t *zk, bc_zk_txn_t *txn, int *failed_op)
+{
+    zoo_op_result_t results[BC_ZK_TXN_MAX];
+    int rc;
+    if (failed_op != NULL) *failed_op = -1;
+    if (txn->nops == 0) return BC_OK;
+    ZK_WITH_HANDLE(zk, rc, zoo_multi(zh, txn->nops, txn->ops, results));
+    if (rc == ZOK) return BC_OK;
+    for (int i = 0; i < txn->nops; i++) {
+        if (results[i].err != ZOK && results[i].err != ZRUNTIMEINCONSISTENCY) {
+            if (failed_op != NULL) *failed_op = i;
+            return bc_zk_status(results[i].err);
+        }
+    }
+    return bc_zk_status(rc);
+}
