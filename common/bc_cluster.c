@@ -169,3 +169,136 @@ bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, uint32_t nbuc
     free(data);
     return st;
 }
+
+/* ---- group membership records ---- */
+
+uint32_t
+bc_cluster_parse_gid(const char *name)
+{
+    uint64_t v = 0;
+    if (name == NULL || name[0] == '\0' || name[0] == '0' || strlen(name) > 10) return 0;
+    for (const char *p = name; *p; p++) {
+        if (*p < '0' || *p > '9') return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v > BC_GROUP_MAX_GID ? 0 : (uint32_t)v;
+}
+
+static char *
+cluster_json_print(cJSON *obj)
+{
+    char *out = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    return out;
+}
+
+char *
+bc_node_info_encode(const bc_node_info_t *info)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddStringToObject(o, "data", info->data_addr);
+    cJSON_AddStringToObject(o, "admin", info->admin_addr);
+    cJSON_AddNumberToObject(o, "memory", (double)info->memory);
+    cJSON_AddNumberToObject(o, "offset", (double)info->offset);
+    cJSON_AddNumberToObject(o, "pid", (double)info->pid);
+    return cluster_json_print(o);
+}
+
+char *
+bc_primary_info_encode(const bc_primary_info_t *info)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddStringToObject(o, "node", info->node);
+    cJSON_AddStringToObject(o, "data", info->data_addr);
+    cJSON_AddStringToObject(o, "admin", info->admin_addr);
+    cJSON_AddNumberToObject(o, "epoch", (double)info->epoch);
+    return cluster_json_print(o);
+}
+
+/* Copies a string field that must be present (or may be empty if allowed). */
+static const char *
+cluster_take_string(const cJSON *root, const char *field, char *dst, size_t dstlen, int required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
+    if (v == NULL && !required) {
+        dst[0] = '\0';
+        return NULL;
+    }
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= dstlen ||
+        (required && v->valuestring[0] == '\0')) {
+        return field;
+    }
+    for (const char *p = v->valuestring; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) return field;
+    }
+    memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
+    return NULL;
+}
+
+static const char *
+cluster_take_u64(const cJSON *root, const char *field, uint64_t *dst, int required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
+    if (v == NULL && !required) {
+        *dst = 0;
+        return NULL;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740991.0 ||
+        v->valuedouble != floor(v->valuedouble)) {
+        return field;
+    }
+    *dst = (uint64_t)v->valuedouble;
+    return NULL;
+}
+
+static bc_status_t
+cluster_decode_fail(cJSON *root, const char *what, const char *field, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0) {
+        if (field) snprintf(err, errlen, "%s: field \"%s\" is missing or invalid", what, field);
+        else snprintf(err, errlen, "%s: not a JSON object", what);
+    }
+    cJSON_Delete(root);
+    return BC_EINVAL;
+}
+
+bc_status_t
+bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err, size_t errlen)
+{
+    char name[BC_NODE_NAME_MAX];
+    memcpy(name, out->name, sizeof(name));
+    memset(out, 0, sizeof(*out));
+    memcpy(out->name, name, sizeof(name));
+    if (len > 16384) return BC_ETOOLARGE;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "node record", NULL, err, errlen);
+    uint64_t pid = 0;
+    const char *bad = cluster_take_string(root, "data", out->data_addr, sizeof(out->data_addr), 1);
+    if (!bad) bad = cluster_take_string(root, "admin", out->admin_addr, sizeof(out->admin_addr), 0);
+    if (!bad) bad = cluster_take_u64(root, "memory", &out->memory, 1);
+    if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
+    if (!bad) bad = cluster_take_u64(root, "pid", &pid, 0);
+    if (bad) return cluster_decode_fail(root, "node record", bad, err, errlen);
+    out->pid = (int64_t)pid;
+    cJSON_Delete(root);
+    return BC_OK;
+}
+
+bc_status_t
+bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, char *err,
+                       size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > 16384) return BC_ETOOLARGE;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "primary record", NULL, err, errlen);
+    const char *bad = cluster_take_string(root, "node", out->node, sizeof(out->node), 1);
+    if (!bad) bad = cluster_take_string(root, "data", out->data_addr, sizeof(out->data_addr), 1);
+    if (!bad) bad = cluster_take_string(root, "admin", out->admin_addr, sizeof(out->admin_addr), 0);
+    if (!bad) bad = cluster_take_u64(root, "epoch", &out->epoch, 1);
+    if (bad) return cluster_decode_fail(root, "primary record", bad, err, errlen);
+    cJSON_Delete(root);
+    return BC_OK;
+}

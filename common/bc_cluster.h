@@ -59,6 +59,42 @@ bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, u
                                   bc_table_t *out, int32_t *version, bc_zk_watch_fn watch,
                                   void *watch_ctx, char *err, size_t errlen);
 
+/* ---- group membership records ---- */
+
+#define BC_NODE_NAME_MAX 32          /* "n-0000000042" */
+#define BC_ADDR_MAX      280         /* host:port, IPv6 bracketed */
+#define BC_GROUP_MAX_GID 0x7fffffffu
+
+/* What a node writes into its ephemeral groups/<gid>/nodes/n-<seq> znode. */
+typedef struct bc_node_info {
+    char name[BC_NODE_NAME_MAX];     /* the znode name; not part of the JSON */
+    char data_addr[BC_ADDR_MAX];     /* memcached protocol, "host:port" */
+    char admin_addr[BC_ADDR_MAX];    /* admin HTTP, "host:port" or "" */
+    uint64_t memory;                 /* bytes of cache memory */
+    uint64_t offset;                 /* replication offset applied */
+    int64_t pid;
+} bc_node_info_t;
+
+/* What the active console writes into groups/<gid>/primary. */
+typedef struct bc_primary_info {
+    char node[BC_NODE_NAME_MAX];     /* the primary's node znode name */
+    char data_addr[BC_ADDR_MAX];
+    char admin_addr[BC_ADDR_MAX];
+    uint64_t epoch;                  /* cluster epoch when it was chosen */
+} bc_primary_info_t;
+
+/* Encoders return a malloc'd string (free()) or NULL on out of memory. */
+char *bc_node_info_encode(const bc_node_info_t *info);
+/* Decoders: Errors BC_EINVAL (message in err naming the field), BC_ETOOLARGE. */
+bc_status_t bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err,
+                                size_t errlen);
+char *bc_primary_info_encode(const bc_primary_info_t *info);
+bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
+                                   char *err, size_t errlen);
+
+/* Parses a group znode name ("17") strictly.  Returns 0 when invalid. */
+uint32_t bc_cluster_parse_gid(const char *name);
+
 /* Encodes/decodes the config record (exposed for tests). */
 char *bc_cluster_config_encode(const bc_cluster_config_t *cfg);
 bc_status_t bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out,

@@ -57,8 +57,9 @@ typedef void (*bc_zk_session_fn)(bc_zk_t *zk, bc_zk_event_t event, void *ctx);
 
 /*
  * Called once when a watched znode changes (watches are one-shot); path is
- * only valid during the call.  Runs on ZooKeeper's completion thread: do
- * not block in it for long.  A watch set on an expired session never fires;
+ * only valid during the call.  Runs on ZooKeeper's completion thread, so it
+ * must NOT call the synchronous bc_zk functions (they would wait for that
+ * very thread: deadlock): set a flag and wake a thread of your own.  A watch set on an expired session never fires;
  * re-arm on BC_ZK_NEW_SESSION.
  */
 typedef void (*bc_zk_watch_fn)(bc_zk_t *zk, const char *path, void *ctx);

@@ -1,0 +1,422 @@
+/*
+ * cluster.c -- see cluster.h.
+ *
+ * THE AGENT
+ *
+ *     ZK completion thread          agent thread (all ZooKeeper I/O)
+ *     --------------------          --------------------------------
+ *     watch fired ----------------> wake: dirty = true
+ *     session NEW (supervisor) ---> wake: reregister = true
+ *                                   loop:
+ *                                     if reregister: register()
+ *                                     refresh(): read c, m (watched),
+ *                                       primary (watched); publish the
+ *                                       routing atomics; drop buckets
+ *                                       that left
+ *                                     wait for a wake or 3 s
+ */
+#include "cluster.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bc_cluster.h"
+#include "bc_log.h"
+#include "bc_table.h"
+#include "bc_zk.h"
+
+#define CLUSTER_REFRESH_MS  3000
+#define ROUTE_READONLY_BIT  (1ull << 32)
+
+struct bc_node_cluster {
+    char *cluster;
+    uint32_t gid;
+    uint32_t nbuckets;
+    bc_node_info_t self;           /* what we register (name filled in) */
+    bc_zk_t *zk;
+    bc_cache_t *cache;
+
+    /* Routing state: read lock-free by workers, written by the agent only. */
+    _Atomic uint64_t *route;       /* per bucket: owner | READONLY_BIT */
+    _Atomic uint64_t epoch;
+    _Atomic bool primary;
+    _Atomic uint32_t owned;
+    _Atomic uint64_t registrations;
+    _Atomic uint64_t buckets_dropped;
+
+    /* mu guards the wake flags and node_name; cv wakes the agent. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool dirty;
+    bool reregister;
+    bool stopping;
+    char node_name[BC_NODE_NAME_MAX];
+    pthread_t agent;
+    bool agent_started;
+};
+
+static void
+cluster_wake(bc_node_cluster_t *cl, bool reregister)
+{
+    pthread_mutex_lock(&cl->mu);
+    cl->dirty = true;
+    if (reregister) cl->reregister = true;
+    pthread_cond_signal(&cl->cv);
+    pthread_mutex_unlock(&cl->mu);
+}
+
+static void
+cluster_on_watch(bc_zk_t *zk, const char *path, void *ctx)
+{
+    (void)zk;
+    (void)path;
+    cluster_wake(ctx, false);
+}
+
+static void
+cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
+{
+    (void)zk;
+    if (ev == BC_ZK_NEW_SESSION) cluster_wake(ctx, true);
+    else if (ev == BC_ZK_CONNECTED) cluster_wake(ctx, false);
+}
+
+bc_status_t
+bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
+                     bc_node_cluster_t **out)
+{
+    if (config->zk_hosts == NULL || !bc_cluster_name_valid(config->cluster) || config->gid == 0 ||
+        config->gid > BC_GROUP_MAX_GID || config->data_addr == NULL ||
+        strlen(config->data_addr) >= BC_ADDR_MAX ||
+        (config->admin_addr && strlen(config->admin_addr) >= BC_ADDR_MAX)) {
+        return BC_EINVAL;
+    }
+    bc_node_cluster_t *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL) return BC_ENOMEM;
+    cl->cluster = strdup(config->cluster);
+    cl->gid = config->gid;
+    snprintf(cl->self.data_addr, sizeof(cl->self.data_addr), "%s", config->data_addr);
+    snprintf(cl->self.admin_addr, sizeof(cl->self.admin_addr), "%s",
+             config->admin_addr ? config->admin_addr : "");
+    cl->self.memory = config->memory;
+    cl->self.pid = (int64_t)getpid();
+    pthread_mutex_init(&cl->mu, NULL);
+    pthread_cond_init(&cl->cv, NULL);
+    if (cl->cluster == NULL) {
+        bc_node_cluster_leave(cl);
+        return BC_ENOMEM;
+    }
+
+    bc_status_t st = bc_zk_open(config->zk_hosts, config->session_timeout_ms, 10000,
+                                cluster_on_session, cl, &cl->zk);
+    if (st != BC_OK) {
+        log_error("cluster: cannot reach ZooKeeper at %s: %s", config->zk_hosts, bc_status_str(st));
+        bc_node_cluster_leave(cl);
+        return st;
+    }
+    char err[256] = "";
+    bc_cluster_config_t ccfg;
+    st = bc_cluster_read_config(cl->zk, cl->cluster, &ccfg, err, sizeof(err));
+    if (st != BC_OK) {
+        if (st == BC_ENOTFOUND) {
+            log_error("cluster: cluster \"%s\" does not exist in ZooKeeper %s; create it with "
+                      "`bucketcache cluster create`", cl->cluster, config->zk_hosts);
+        } else {
+            log_error("cluster: cannot read the config of \"%s\": %s %s", cl->cluster,
+                      bc_status_str(st), err);
+        }
+        bc_node_cluster_leave(cl);
+        return st;
+    }
+    cl->nbuckets = ccfg.nbuckets;
+    cl->route = calloc(cl->nbuckets, sizeof(*cl->route));
+    if (cl->route == NULL) {
+        bc_node_cluster_leave(cl);
+        return BC_ENOMEM;
+    }
+    *nbuckets = cl->nbuckets;
+    *out = cl;
+    return BC_OK;
+}
+
+/*
+ * BEHAVIOR: a node process that crashed and was restarted at once finds
+ * its previous registration still there (an ephemeral node outlives its
+ * session by up to the session timeout).  That registration advertises our
+ * own data address, which we now hold, so it cannot be a live peer: delete
+ * it rather than let the console count a dead node for up to a timeout.
+ */
+static void
+cluster_remove_stale_self(bc_node_cluster_t *cl, const char *nodes_path)
+{
+    bc_zk_strings_t names;
+    if (bc_zk_children(cl->zk, nodes_path, NULL, NULL, &names) != BC_OK) return;
+    for (int i = 0; i < names.count; i++) {
+        char path[BC_CLUSTER_PATH_MAX + BC_NODE_NAME_MAX];
+        char *data = NULL;
+        size_t len = 0;
+        if (strcmp(names.names[i], cl->node_name) == 0) continue;
+        snprintf(path, sizeof(path), "%s/%s", nodes_path, names.names[i]);
+        if (bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, NULL) != BC_OK) continue;
+        bc_node_info_t other;
+        memset(&other, 0, sizeof(other));
+        if (bc_node_info_decode(data ? data : "", len, &other, NULL, 0) == BC_OK &&
+            strcmp(other.data_addr, cl->self.data_addr) == 0) {
+            log_warn("cluster: removing stale registration %s of an earlier process at %s",
+                     names.names[i], other.data_addr);
+            bc_zk_delete(cl->zk, path, -1);
+        }
+        free(data);
+    }
+    bc_zk_strings_free(&names);
+}
+
+static bc_status_t
+cluster_register(bc_node_cluster_t *cl)
+{
+    char nodes_path[BC_CLUSTER_PATH_MAX], suffix[64], created[BC_CLUSTER_PATH_MAX + 32];
+    snprintf(suffix, sizeof(suffix), "/groups/%u/nodes", cl->gid);
+    bc_status_t st = bc_cluster_path(nodes_path, sizeof(nodes_path), cl->cluster, suffix);
+    if (st == BC_OK) st = bc_zk_create_all(cl->zk, nodes_path);
+    if (st != BC_OK) return st;
+
+    char *json = bc_node_info_encode(&cl->self);
+    if (json == NULL) return BC_ENOMEM;
+    char prefix[BC_CLUSTER_PATH_MAX + 4];
+    snprintf(prefix, sizeof(prefix), "%s/n-", nodes_path);
+    st = bc_zk_create(cl->zk, prefix, json, strlen(json), BC_ZK_EPHEMERAL | BC_ZK_SEQUENTIAL,
+                      created, sizeof(created));
+    free(json);
+    if (st != BC_OK) return st;
+
+    const char *name = strrchr(created, '/');
+    pthread_mutex_lock(&cl->mu);
+    snprintf(cl->node_name, sizeof(cl->node_name), "%.31s", name ? name + 1 : created);
+    pthread_mutex_unlock(&cl->mu);
+    atomic_fetch_add(&cl->registrations, 1);
+    log_info("cluster: registered as %s in group %u of \"%s\" (data %s, admin %s, memory %llu)",
+             cl->node_name, cl->gid, cl->cluster, cl->self.data_addr,
+             cl->self.admin_addr[0] ? cl->self.admin_addr : "-",
+             (unsigned long long)cl->self.memory);
+    cluster_remove_stale_self(cl, nodes_path);
+    return BC_OK;
+}
+
+static void
+cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
+{
+    uint32_t owned = 0;
+    for (uint32_t b = 0; b < cl->nbuckets; b++) {
+        uint64_t word = c->owner[b] | (c->readonly[b] ? ROUTE_READONLY_BIT : 0);
+        atomic_store_explicit(&cl->route[b], word, memory_order_relaxed);
+        owned += c->owner[b] == cl->gid;
+    }
+    atomic_store_explicit(&cl->owned, owned, memory_order_relaxed);
+    uint64_t old = atomic_exchange_explicit(&cl->epoch, c->epoch, memory_order_release);
+    if (old != c->epoch) {
+        log_info("cluster: tables at epoch %llu: group %u owns %u of %u buckets",
+                 (unsigned long long)c->epoch, cl->gid, owned, cl->nbuckets);
+    }
+    if (cl->cache == NULL) return;
+    for (uint32_t b = 0; b < cl->nbuckets; b++) {
+        if (c->owner[b] == cl->gid || m->owner[b] == cl->gid) continue;
+        bc_bucket_stats_t bs;
+        if (bc_cache_bucket_stats(cl->cache, b, &bs) == BC_OK && bs.items > 0) {
+            uint64_t n = bc_cache_bucket_drop(cl->cache, b);
+            atomic_fetch_add(&cl->buckets_dropped, 1);
+            log_info("cluster: bucket %u left group %u; dropped %llu items", b, cl->gid,
+                     (unsigned long long)n);
+        }
+    }
+}
+
+static bc_status_t
+cluster_refresh(bc_node_cluster_t *cl)
+{
+    char err[256] = "";
+    bc_table_t c, m;
+    bc_status_t st = bc_cluster_read_table(cl->zk, cl->cluster, 'c', cl->nbuckets, &c, NULL,
+                                           cluster_on_watch, cl, err, sizeof(err));
+    if (st != BC_OK) {
+        log_warn("cluster: cannot read table c: %s %s", bc_status_str(st), err);
+        return st;
+    }
+    st = bc_cluster_read_table(cl->zk, cl->cluster, 'm', cl->nbuckets, &m, NULL, cluster_on_watch,
+                               cl, err, sizeof(err));
+    if (st != BC_OK) {
+        log_warn("cluster: cannot read table m: %s %s", bc_status_str(st), err);
+        bc_table_free(&c);
+        return st;
+    }
+    cluster_publish(cl, &c, &m);
+    bc_table_free(&c);
+    bc_table_free(&m);
+
+    /* Role: primary when the group's primary record names this node. */
+    char path[BC_CLUSTER_PATH_MAX], suffix[64];
+    char *data = NULL;
+    size_t len = 0;
+    snprintf(suffix, sizeof(suffix), "/groups/%u/primary", cl->gid);
+    bc_cluster_path(path, sizeof(path), cl->cluster, suffix);
+    bool primary = false;
+    st = bc_zk_exists(cl->zk, path, cluster_on_watch, cl, NULL);
+    if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_watch, cl, &data, &len, NULL);
+    if (st == BC_OK) {
+        bc_primary_info_t p;
+        if (bc_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) == BC_OK) {
+            pthread_mutex_lock(&cl->mu);
+            primary = strcmp(p.node, cl->node_name) == 0;
+            pthread_mutex_unlock(&cl->mu);
+        } else {
+            log_warn("cluster: ignoring malformed primary record of group %u: %s", cl->gid, err);
+        }
+    } else if (st != BC_ENOTFOUND) {
+        free(data);
+        return st;
+    }
+    free(data);
+    bool was = atomic_exchange(&cl->primary, primary);
+    if (was != primary) log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup", cl->gid);
+    return BC_OK;
+}
+
+static void *
+cluster_agent(void *arg)
+{
+    bc_node_cluster_t *cl = arg;
+    pthread_mutex_lock(&cl->mu);
+    while (!cl->stopping) {
+        bool rereg = cl->reregister;
+        cl->dirty = false;
+        cl->reregister = false;
+        pthread_mutex_unlock(&cl->mu);
+
+        bc_status_t st = BC_OK;
+        if (rereg) {
+            atomic_store(&cl->primary, false);
+            st = cluster_register(cl);
+        }
+        if (st == BC_OK) st = cluster_refresh(cl);
+
+        pthread_mutex_lock(&cl->mu);
+        if (st != BC_OK) {
+            /* Retry soon; a failed registration must be retried. */
+            if (rereg) cl->reregister = true;
+        }
+        if (cl->stopping) break;
+        if (!cl->dirty) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            long ms = st == BC_OK ? CLUSTER_REFRESH_MS : 500;
+            until.tv_sec += ms / 1000;
+            until.tv_nsec += (ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&cl->cv, &cl->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return NULL;
+}
+
+bc_status_t
+bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache)
+{
+    cl->cache = cache;
+    bc_status_t st = cluster_register(cl);
+    if (st != BC_OK) {
+        log_error("cluster: cannot register in group %u: %s", cl->gid, bc_status_str(st));
+        return st;
+    }
+    if (cluster_refresh(cl) != BC_OK) cluster_wake(cl, false);
+    if (pthread_create(&cl->agent, NULL, cluster_agent, cl) != 0) return BC_ENOMEM;
+    cl->agent_started = true;
+    return BC_OK;
+}
+
+void
+bc_node_cluster_leave(bc_node_cluster_t *cl)
+{
+    if (cl == NULL) return;
+    pthread_mutex_lock(&cl->mu);
+    cl->stopping = true;
+    pthread_cond_signal(&cl->cv);
+    pthread_mutex_unlock(&cl->mu);
+    if (cl->agent_started) pthread_join(cl->agent, NULL);
+    bc_zk_close(cl->zk);
+    pthread_mutex_destroy(&cl->mu);
+    pthread_cond_destroy(&cl->cv);
+    free(cl->route);
+    free(cl->cluster);
+    free(cl);
+}
+
+bc_route_t
+bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write, uint32_t *owner,
+                      uint64_t *epoch)
+{
+    if (cl == NULL) return BC_ROUTE_SERVE;
+    bc_node_cluster_t *mcl = (bc_node_cluster_t *)cl;
+    uint64_t word = bucket < cl->nbuckets
+                        ? atomic_load_explicit(&mcl->route[bucket], memory_order_relaxed) : 0;
+    uint32_t who = (uint32_t)word;
+    if (owner != NULL) *owner = who;
+    if (epoch != NULL) *epoch = atomic_load_explicit(&mcl->epoch, memory_order_acquire);
+    if (who == 0) return BC_ROUTE_NO_OWNER;
+    if (who != cl->gid) return BC_ROUTE_MOVED;
+    if (!atomic_load_explicit(&mcl->primary, memory_order_relaxed)) return BC_ROUTE_NOT_PRIMARY;
+    if (write && (word & ROUTE_READONLY_BIT)) return BC_ROUTE_READONLY;
+    return BC_ROUTE_SERVE;
+}
+
+void
+bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (cl == NULL) return;
+    out->gid = cl->gid;
+    out->primary = atomic_load(&cl->primary);
+    out->connected = bc_zk_connected(cl->zk) != 0;
+    out->epoch = atomic_load(&cl->epoch);
+    out->owned_buckets = atomic_load(&cl->owned);
+    out->registrations = atomic_load(&cl->registrations);
+    out->buckets_dropped = atomic_load(&cl->buckets_dropped);
+    pthread_mutex_lock(&cl->mu);
+    snprintf(out->node_name, sizeof(out->node_name), "%s", cl->node_name);
+    pthread_mutex_unlock(&cl->mu);
+}
+
+int
+bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner, uint64_t epoch,
+                               char *buf, size_t len)
+{
+    int n;
+    unsigned long long e = (unsigned long long)epoch;
+    switch (route) {
+    case BC_ROUTE_MOVED:
+        n = snprintf(buf, len, "SERVER_ERROR MOVED %u %u %llu\r\n", bucket, owner, e);
+        break;
+    case BC_ROUTE_NO_OWNER:
+        n = snprintf(buf, len, "SERVER_ERROR NO_OWNER %u %llu\r\n", bucket, e);
+        break;
+    case BC_ROUTE_READONLY:
+        n = snprintf(buf, len, "SERVER_ERROR READONLY %u %llu\r\n", bucket, e);
+        break;
+    case BC_ROUTE_NOT_PRIMARY:
+        n = snprintf(buf, len, "SERVER_ERROR NOT_PRIMARY %u %u %llu\r\n", bucket, owner, e);
+        break;
+    default:
+        n = 0;
+        if (len > 0) buf[0] = '\0';
+        break;
+    }
+    return (n < 0 || (size_t)n >= len) ? 0 : n;
+}

@@ -1,0 +1,114 @@
+/*
+ * cluster.h -- a node's membership in a bucketcache cluster.
+ *
+ * WHAT IT DOES
+ *   With --zk/--cluster/--group, the node registers itself in ZooKeeper
+ *   (an ephemeral sequential znode under groups/<gid>/nodes carrying its
+ *   addresses and memory), follows the c and m tables and its group's
+ *   primary record, and answers one question on the request path:
+ *   "may this node serve this bucket, and if not, why?"  Without ZooKeeper
+ *   there is no bc_node_cluster_t and every bucket is served (standalone).
+ *
+ * HOW
+ *   The bucket count never changes in a cluster's life, so the routing state
+ *   is a fixed array of atomics: one 64-bit word per bucket packing the owner
+ *   group and the read-only flag, plus an atomic epoch and an atomic "I am
+ *   primary" flag.  The request path does one relaxed load per key and takes
+ *   no lock.  A single agent thread does all ZooKeeper I/O: watches only set
+ *   a flag and wake it (ZooKeeper watch callbacks must not block), and it
+ *   also re-reads everything every few seconds as a safety net.
+ *
+ *   When the tables say a bucket belongs to neither this group's present
+ *   (c) nor its data (m), the agent drops whatever this node still holds for
+ *   it, so data that left can never be served stale if the bucket returns.
+ *
+ *   On a new ZooKeeper session (the old one expired) the agent registers
+ *   again and re-arms its watches.  A registration left by a crashed earlier
+ *   process with the same data address is removed, not waited out.
+ */
+#ifndef BC_NODE_CLUSTER_H
+#define BC_NODE_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "cache.h"
+
+typedef struct bc_node_cluster bc_node_cluster_t;
+
+typedef struct bc_node_cluster_config {
+    const char *zk_hosts;          /* copied */
+    const char *cluster;           /* copied */
+    uint32_t gid;                  /* >= 1 */
+    int session_timeout_ms;
+    const char *data_addr;         /* advertised "host:port"; copied */
+    const char *admin_addr;        /* advertised "host:port" or ""; copied */
+    uint64_t memory;               /* bytes */
+} bc_node_cluster_config_t;
+
+typedef enum bc_route {
+    BC_ROUTE_SERVE,                /* owned here, this node is primary */
+    BC_ROUTE_MOVED,                /* another group owns it */
+    BC_ROUTE_NO_OWNER,             /* no group owns it (its group is down) */
+    BC_ROUTE_READONLY,             /* owned here but migrating: reads only */
+    BC_ROUTE_NOT_PRIMARY,          /* owned here but this node is a backup */
+} bc_route_t;
+
+/*
+ * Connects to ZooKeeper and reads the cluster's config, so the caller can
+ * size its cache with *nbuckets.  Does not register yet.  *out is owned by
+ * the caller (bc_node_cluster_leave).  Errors: BC_EINVAL (bad config),
+ * BC_ETIMEOUT (ZooKeeper unreachable), BC_ENOTFOUND (no such cluster: run
+ * `bucketcache cluster create` first), BC_EINVAL (malformed cluster
+ * config; logged), BC_ENOMEM.
+ */
+bc_status_t bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
+                                 bc_node_cluster_t **out);
+
+/*
+ * Registers the node, reads the tables and starts the agent thread.  cache
+ * is borrowed (for dropping buckets that left) and must outlive the
+ * cluster object.  Errors: BC_EAGAIN/BC_EZK (ZooKeeper), BC_ENOMEM.
+ */
+bc_status_t bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache);
+
+/* Stops the agent, closes the session (the registration vanishes at once)
+ * and frees cl.  NULL is accepted. */
+void bc_node_cluster_leave(bc_node_cluster_t *cl);
+
+/*
+ * The routing decision for one key's bucket.  owner and epoch (may be NULL)
+ * receive the owning group and the table epoch.  cl == NULL means
+ * standalone: always BC_ROUTE_SERVE.  Lock-free; any thread.
+ */
+bc_route_t bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write,
+                                 uint32_t *owner, uint64_t *epoch);
+
+/* Facts for stats and the admin API. */
+typedef struct bc_node_cluster_info {
+    uint32_t gid;
+    bool primary;
+    bool connected;
+    uint64_t epoch;
+    uint32_t owned_buckets;        /* c entries naming this group */
+    char node_name[32];            /* this node's znode name, "" if unregistered */
+    uint64_t registrations;        /* times registered (1 + new sessions) */
+    uint64_t buckets_dropped;      /* buckets whose data left and was freed */
+} bc_node_cluster_info_t;
+void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out);
+
+/*
+ * Formats the reply line for a request this node will not serve (CRLF
+ * included) into buf; returns its length.  memcached clients see a
+ * SERVER_ERROR; libbucketcache parses it and refreshes its table:
+ *
+ *   SERVER_ERROR MOVED <bucket> <owner-gid> <epoch>
+ *   SERVER_ERROR NO_OWNER <bucket> <epoch>
+ *   SERVER_ERROR READONLY <bucket> <epoch>
+ *   SERVER_ERROR NOT_PRIMARY <bucket> <gid> <epoch>
+ */
+int bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner,
+                                   uint64_t epoch, char *buf, size_t len);
+
+#endif
