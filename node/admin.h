@@ -1,0 +1,70 @@
+/*
+ * admin.h -- the node's HTTP admin port (libmicrohttpd).
+ *
+ * WHAT IT SERVES
+ *   GET    /health          200 {"status":"ok", ...}
+ *   GET    /stats           JSON: server counters (every BC_THREAD_STATS
+ *                           field), cache counters, per-bucket items/bytes
+ *                           (non-empty buckets; ?buckets=all for every one)
+ *   GET    /metrics         Prometheus text exposition format, names
+ *                           prefixed bucketcache_
+ *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
+ *                           in X-Bucketcache-Flags; 404 on a miss
+ *   PUT    /v1/keys/{key}   body = value (binary-safe); ?ttl=SECONDS,
+ *                           ?flags=N; 201 on store
+ *   DELETE /v1/keys/{key}   204, or 404 on a miss
+ *
+ *   {key} is percent-decoded; it must then be 1..250 bytes without control
+ *   characters or spaces (memcached's key rule), else 400.  Every error is an
+ *   HTTP status with a JSON body {"error":"..."}.
+ *
+ * HOW
+ *   bc_admin_create() binds the listening socket itself (so a port conflict
+ *   is reported before anything starts and before the process drops
+ *   privileges or daemonizes) and hands it to libmicrohttpd, which serves it
+ *   from one internal thread (MHD_USE_INTERNAL_POLLING_THREAD with epoll or
+ *   poll).  Connection count, per-connection memory and timeouts are bounded
+ *   in MHD options; PUT bodies are bounded by the cache's max item size.
+ */
+#ifndef BC_ADMIN_H
+#define BC_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "cache.h"
+#include "server.h"
+
+typedef struct bc_admin bc_admin_t;
+
+typedef struct bc_admin_config {
+    const char *listen_addr;   /* IPv4/IPv6 literal or host name; copied */
+    uint16_t port;             /* 0 = any free port (see bc_admin_port) */
+    uint32_t max_conns;        /* concurrent HTTP connections; 0 = 64 */
+    uint32_t conn_timeout_s;   /* idle connection timeout; 0 = 10 s */
+} bc_admin_config_t;
+
+/*
+ * Creates the admin server and binds its socket.  cache is borrowed and must
+ * outlive the admin server; server is borrowed and may be NULL (then /stats
+ * and /metrics carry only cache figures).  *out is owned by the caller
+ * (bc_admin_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
+ * listen failed; logged with the reason), BC_ENOMEM.
+ */
+bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
+                            bc_server_t *server, bc_admin_t **out);
+
+/* Starts serving on libmicrohttpd's thread.  Errors: BC_EIO. */
+bc_status_t bc_admin_start(bc_admin_t *admin);
+
+/* The port actually bound. */
+uint16_t bc_admin_port(const bc_admin_t *admin);
+
+/* Stops serving; waits for in-flight requests.  Idempotent. */
+void bc_admin_stop(bc_admin_t *admin);
+
+/* Stops if needed, closes the socket and frees.  NULL is accepted. */
+void bc_admin_destroy(bc_admin_t *admin);
+
+#endif

@@ -1,0 +1,781 @@
+/*
+ * config.c -- bucketcache-node's configuration (see config.h).
+ *
+ * HOW
+ *   Every flag is one row of node_options[]: short name, long name, an
+ *   optional second long name (memcached's spelling, e.g. --memory-limit
+ *   next to our --memory), its argument, what it does, and a help line.
+ *   The parser and the --help text both walk that table.
+ *
+ *   The command line is walked twice:
+ *
+ *     pass 1  syntax only: unknown flags, missing values; remembers
+ *             --config, --help, --version
+ *     (load --config FILE over the defaults)
+ *     pass 2  applies every other flag in order, over the file's values
+ *
+ *   so "--config f.json -p 1" and "-p 1 --config f.json" both give port 1:
+ *   flags always win over the file, as people expect from daemons.
+ *
+ *   The parser is hand-written rather than getopt_long: getopt prints its own
+ *   messages (we want one format, naming the flag and the bad value, exit
+ *   code 2), and GNU getopt permutes argv.  It accepts the forms memcached
+ *   users write: "-p 11211", "-p11211", "-vv", "-dv", "--port 11211",
+ *   "--port=11211", and "--" to end the flags.
+ *
+ * MEMCACHED COMPATIBILITY
+ *   Flags with memcached's meaning: -p -l -m -t -c -I -v -b -d -P -u -U -k -r
+ *   -V -h.  Flags that only tune memcached's internal data structures (slab
+ *   factor -f, -n, large pages -L, -o extended options, -R, -C, -D, -X, -W,
+ *   -A) are accepted and ignored with a warning: a service file carrying them
+ *   still starts.  Flags whose feature the node lacks and whose absence a
+ *   client would notice -- UNIX sockets (-s, -a), SASL/auth (-S, -Y), TLS
+ *   (-Z), binary protocol (-B binary), no-eviction mode (-M), flush_all off
+ *   (-F), memory files (-e) -- are refused: silently serving without
+ *   authentication or with different semantics would be worse than not
+ *   starting.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bc_hash.h"
+#include "bc_log.h"
+
+static const char *const eviction_names[] = {"lru", "lfu", "fifo", "s3fifo", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+typedef enum opt_id {
+    OPT_PORT,
+    OPT_LISTEN,
+    OPT_MEMORY,
+    OPT_THREADS,
+    OPT_CONNS,
+    OPT_ITEM_SIZE,
+    OPT_VERBOSE,
+    OPT_BACKLOG,
+    OPT_DAEMON,
+    OPT_PIDFILE,
+    OPT_USER,
+    OPT_UDP,
+    OPT_LOCK_MEMORY,
+    OPT_COREDUMPS,
+    OPT_PROTOCOL,
+    OPT_ADMIN_PORT,
+    OPT_ADMIN_LISTEN,
+    OPT_EVICTION,
+    OPT_BUCKETS,
+    OPT_LOG_LEVEL,
+    OPT_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_IGNORED,        /* memcached tuning flag: warn and continue */
+    OPT_REFUSED,        /* memcached feature we lack: error */
+} opt_id_t;
+
+typedef struct node_option {
+    char short_name;          /* 0 = none */
+    const char *long_name;    /* NULL = none */
+    const char *alias;        /* memcached's long spelling, or NULL */
+    const char *arg;          /* metavar; NULL = takes no value */
+    opt_id_t id;
+    const char *help;
+} node_option_t;
+
+/*
+ * The one description of the command line.  Order = order in --help.
+ * The user/daemon/pid-file/lock/core flags are carried in the config and
+ * acted upon by main.c.
+ */
+static const node_option_t node_options[] = {
+    {'p', "port", NULL, "NUM", OPT_PORT,
+     "TCP port of the memcached protocol (default 11211; 0 = any free port)"},
+    {'l', "listen", NULL, "ADDR", OPT_LISTEN,
+     "address to listen on (default 0.0.0.0); one address"},
+    {'m', "memory", "memory-limit", "MB", OPT_MEMORY,
+     "cache memory in megabytes, or with a k/m/g suffix (default 64)"},
+    {'t', "threads", NULL, "NUM", OPT_THREADS,
+     "worker threads (default: number of cores, at most 64; max 256)"},
+    {'c', "max-connections", "conn-limit", "NUM", OPT_CONNS,
+     "maximum simultaneous client connections (default 1024)"},
+    {'I', "max-item-size", NULL, "SIZE", OPT_ITEM_SIZE,
+     "largest item, with k/m suffix (default 1m, min 1k, max 1024m, at most half of -m)"},
+    {'v', "verbose", NULL, NULL, OPT_VERBOSE,
+     "more output; -vv also logs debug messages, -vvv traces"},
+    {'b', "listen-backlog", NULL, "NUM", OPT_BACKLOG,
+     "listen(2) backlog of the data port (default 1024)"},
+    {'d', "daemon", NULL, NULL, OPT_DAEMON,
+     "run in the background (logs then go nowhere: prefer a service manager)"},
+    {'P', "pidfile", "pid-file", "FILE", OPT_PIDFILE,
+     "write the process id to FILE (removed at a clean exit)"},
+    {'u', "user", NULL, "USER", OPT_USER,
+     "when started as root, switch to USER after binding the ports"},
+    {'U', "udp-port", NULL, "NUM", OPT_UDP,
+     "accepted for memcached compatibility; UDP is not served (0 = off is the only mode)"},
+    {'k', "lock-memory", NULL, NULL, OPT_LOCK_MEMORY,
+     "lock all memory with mlockall(2) (warns if not permitted)"},
+    {'r', "enable-coredumps", NULL, NULL, OPT_COREDUMPS,
+     "raise the core file size limit to the maximum"},
+    {'B', "protocol", NULL, "NAME", OPT_PROTOCOL,
+     "ascii or auto (both mean the text protocol); binary is not supported"},
+    {0, "admin-port", NULL, "NUM", OPT_ADMIN_PORT,
+     "HTTP admin port: /health /stats /metrics /v1/keys (default 11280; 0 = disabled)"},
+    {0, "admin-listen", NULL, "ADDR", OPT_ADMIN_LISTEN,
+     "address of the admin port (default 127.0.0.1)"},
+    {0, "eviction", NULL, "POLICY", OPT_EVICTION,
+     "eviction policy: lru, lfu, fifo or s3fifo (default lru)"},
+    {0, "buckets", NULL, "N", OPT_BUCKETS,
+     "number of buckets keys hash into (default 1024, max 65536)"},
+    {0, "log-level", NULL, "LEVEL", OPT_LOG_LEVEL,
+     "error, warn, info, debug or trace (default info)"},
+    {0, "config", NULL, "FILE", OPT_CONFIG,
+     "read settings from a JSON file first; flags override it"},
+    {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
+    {'V', "version", NULL, NULL, OPT_VERSION, "print the version and exit"},
+    /* memcached tuning flags: accepted, ignored with a warning. */
+    {'f', "slab-growth-factor", NULL, "NUM", OPT_IGNORED, NULL},
+    {'n', "slab-min-size", NULL, "NUM", OPT_IGNORED, NULL},
+    {'L', "enable-largepages", NULL, NULL, OPT_IGNORED, NULL},
+    {'o', "extended", NULL, "OPTS", OPT_IGNORED, NULL},
+    {'R', "max-reqs-per-event", NULL, "NUM", OPT_IGNORED, NULL},
+    {'C', "disable-cas", NULL, NULL, OPT_IGNORED, NULL},
+    {'D', NULL, NULL, "CHAR", OPT_IGNORED, NULL},
+    {'X', "disable-dumping", NULL, NULL, OPT_IGNORED, NULL},
+    {'W', "disable-watch", NULL, NULL, OPT_IGNORED, NULL},
+    {'A', "enable-shutdown", NULL, NULL, OPT_IGNORED, NULL},
+    /* memcached features the node does not have: refused. */
+    {'s', "unix-socket", NULL, "FILE", OPT_REFUSED, "UNIX sockets are not supported"},
+    {'a', "unix-mask", NULL, "MASK", OPT_REFUSED, "UNIX sockets are not supported"},
+    {'S', "enable-sasl", NULL, NULL, OPT_REFUSED, "SASL authentication is not supported"},
+    {'Y', "auth-file", NULL, "FILE", OPT_REFUSED, "authentication is not supported"},
+    {'Z', "enable-ssl", NULL, NULL, OPT_REFUSED, "TLS is not supported"},
+    {'M', "disable-evictions", NULL, NULL, OPT_REFUSED,
+     "running without eviction is not supported"},
+    {'F', "disable-flush-all", NULL, NULL, OPT_REFUSED,
+     "disabling flush_all is not supported"},
+    {'e', "memory-file", NULL, "FILE", OPT_REFUSED, "memory files are not supported"},
+};
+
+#define NODE_OPTION_COUNT (sizeof(node_options) / sizeof(node_options[0]))
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || err_len == 0) return;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+static uint32_t
+default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) return 4;  /* memcached's default when the count is unknown */
+    if (n > (long)BC_NODE_DEFAULT_MAX_THREADS) return BC_NODE_DEFAULT_MAX_THREADS;
+    return (uint32_t)n;
+}
+
+void
+bc_node_config_defaults(bc_node_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen_addr, sizeof(cfg->listen_addr), "0.0.0.0");
+    cfg->port = BC_NODE_DEFAULT_PORT;
+    cfg->threads = default_threads();
+    cfg->max_conns = BC_NODE_DEFAULT_MAX_CONNS;
+    cfg->backlog = 1024;
+    cfg->max_conn_buffer = 4u * 1024u * 1024u;
+    cfg->verbosity = 0;
+    cfg->mem_limit = (uint64_t)BC_NODE_DEFAULT_MEMORY_MB * 1024u * 1024u;
+    cfg->max_item_size = BC_NODE_DEFAULT_ITEM_SIZE;
+    snprintf(cfg->eviction, sizeof(cfg->eviction), "lru");
+    cfg->nbuckets = BC_DEFAULT_NBUCKETS;
+    cfg->expiry_interval_ms = 1000;
+    cfg->expiry_scan_budget = 20000;
+    snprintf(cfg->admin_listen, sizeof(cfg->admin_listen), "127.0.0.1");
+    cfg->admin_port = BC_NODE_DEFAULT_ADMIN_PORT;
+    cfg->admin_max_conns = 64;
+    cfg->log_level = BC_LOG_INFO;
+}
+
+/* ---- the JSON file ---- */
+
+static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file", NULL};
+static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
+                                            "backlog", "max_connection_buffer", "verbosity",
+                                            NULL};
+static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
+                                           "expiry_interval_ms", "expiry_scan_budget", NULL};
+static const char *const admin_fields[] = {"listen", "port", "max_connections", NULL};
+static const char *const log_fields[] = {"level", NULL};
+
+/* Checks a listen address read from the file: one host, no port. */
+static bc_status_t
+doc_listen(const bc_config_doc_t *doc, const char *path, char *buf, size_t buf_size, char *err,
+           size_t err_len)
+{
+    bc_status_t st = bc_config_get_string(doc, path, buf, buf_size, false, NULL, err, err_len);
+    if (st != BC_OK) return st;
+    if (strchr(buf, ',') != NULL || strchr(buf, ' ') != NULL) {
+        const cJSON *item = NULL;
+        char got[200];
+        bc_config_lookup(doc, path, &item, NULL, 0);
+        bc_config_describe(item, got, sizeof(got));
+        set_err(err, err_len, "%s: field \"%s\": expected one address, got %s", doc->name,
+                path, got);
+        return BC_ECONFIG;
+    }
+    return BC_OK;
+}
+
+bc_status_t
+bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char *err,
+                         size_t err_len)
+{
+    bc_status_t st;
+    int64_t v;
+    uint64_t size;
+    int idx;
+    bool found;
+
+#define CHECK(expr) do { st = (expr); if (st != BC_OK) return st; } while (0)
+    CHECK(bc_config_check_fields(doc, NULL, root_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "server", server_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "cache", cache_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "admin", admin_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "log", log_fields, err, err_len));
+
+    /* server */
+    CHECK(doc_listen(doc, "server.listen", cfg->listen_addr, sizeof(cfg->listen_addr), err,
+                     err_len));
+    CHECK(bc_config_get_int(doc, "server.port", 0, 65535, &v, &found, err, err_len));
+    if (found) cfg->port = (uint16_t)v;
+    CHECK(bc_config_get_int(doc, "server.threads", 1, BC_NODE_MAX_THREADS, &v, &found, err,
+                            err_len));
+    if (found) cfg->threads = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "server.max_connections", 1, 1000000, &v, &found, err,
+                            err_len));
+    if (found) cfg->max_conns = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "server.backlog", 1, 65535, &v, &found, err, err_len));
+    if (found) cfg->backlog = (int)v;
+    CHECK(bc_config_get_size(doc, "server.max_connection_buffer", 1, 64u * 1024u,
+                             1ull << 30, &size, &found, err, err_len));
+    if (found) cfg->max_conn_buffer = (size_t)size;
+    CHECK(bc_config_get_int(doc, "server.verbosity", 0, 3, &v, &found, err, err_len));
+    if (found) cfg->verbosity = (int)v;
+
+    /* cache */
+    CHECK(bc_config_get_size(doc, "cache.memory_mb", 1024u * 1024u, BC_NODE_MIN_MEMORY,
+                             BC_NODE_MAX_MEMORY, &size, &found, err, err_len));
+    if (found) cfg->mem_limit = size;
+    CHECK(bc_config_get_size(doc, "cache.max_item_size", 1, BC_NODE_MIN_ITEM_SIZE,
+                             BC_NODE_MAX_ITEM_SIZE, &size, &found, err, err_len));
+    if (found) cfg->max_item_size = (size_t)size;
+    CHECK(bc_config_get_enum(doc, "cache.eviction", eviction_names, &idx, &found, err,
+                             err_len));
+    if (found) snprintf(cfg->eviction, sizeof(cfg->eviction), "%s", eviction_names[idx]);
+    CHECK(bc_config_get_int(doc, "cache.buckets", 1, BC_MAX_NBUCKETS, &v, &found, err,
+                            err_len));
+    if (found) cfg->nbuckets = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "cache.expiry_interval_ms", 0, 3600000, &v, &found, err,
+                            err_len));
+    if (found) cfg->expiry_interval_ms = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "cache.expiry_scan_budget", 1, 100000000, &v, &found, err,
+                            err_len));
+    if (found) cfg->expiry_scan_budget = (uint32_t)v;
+
+    /* admin */
+    CHECK(doc_listen(doc, "admin.listen", cfg->admin_listen, sizeof(cfg->admin_listen), err,
+                     err_len));
+    CHECK(bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len));
+    if (found) cfg->admin_port = (uint16_t)v;
+    CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 10000, &v, &found, err,
+                            err_len));
+    if (found) cfg->admin_max_conns = (uint32_t)v;
+
+    /* log, process */
+    CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
+    if (found) cfg->log_level = idx;
+    CHECK(bc_config_get_string(doc, "pid_file", cfg->pid_file, sizeof(cfg->pid_file), true,
+                               NULL, err, err_len));
+#undef CHECK
+    return BC_OK;
+}
+
+bc_status_t
+bc_node_config_load_file(bc_node_config_t *cfg, const char *path, char *err, size_t err_len)
+{
+    bc_config_doc_t *doc;
+    bc_status_t st = bc_config_load(path, 0, &doc, err, err_len);
+    if (st != BC_OK) return st;
+    st = bc_node_config_apply_doc(cfg, doc, err, err_len);
+    bc_config_free(doc);
+    return st;
+}
+
+/* ---- the command line ---- */
+
+static const node_option_t *
+find_short(char c)
+{
+    for (size_t i = 0; i < NODE_OPTION_COUNT; i++) {
+        if (node_options[i].short_name == c) return &node_options[i];
+    }
+    return NULL;
+}
+
+static const node_option_t *
+find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NODE_OPTION_COUNT; i++) {
+        const node_option_t *o = &node_options[i];
+        if (o->long_name != NULL && strlen(o->long_name) == len &&
+            memcmp(o->long_name, name, len) == 0) return o;
+        if (o->alias != NULL && strlen(o->alias) == len && memcmp(o->alias, name, len) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* State shared by both passes. */
+typedef struct parse_state {
+    bc_node_config_t *cfg;
+    int pass;                         /* 1 or 2 */
+    const char *config_path;          /* pass 1 result */
+    bool want_help;
+    bool want_version;
+    bool log_level_given;             /* --log-level on the command line */
+    char *err;
+    size_t err_len;
+} parse_state_t;
+
+static bc_status_t
+bad_value(parse_state_t *ps, const char *flag, const char *value, const char *expected)
+{
+    char got[200];
+    bc_config_quote(value, got, sizeof(got));
+    set_err(ps->err, ps->err_len, "%s: expected %s, got %s", flag, expected, got);
+    return BC_EINVAL;
+}
+
+static bc_status_t
+flag_int(parse_state_t *ps, const char *flag, const char *value, int64_t min, int64_t max,
+         int64_t *out)
+{
+    char expected[80];
+    if (bc_parse_int(value, min, max, out) == BC_OK) return BC_OK;
+    snprintf(expected, sizeof(expected), "an integer %" PRId64 "..%" PRId64, min, max);
+    return bad_value(ps, flag, value, expected);
+}
+
+static bc_status_t
+flag_string(parse_state_t *ps, const char *flag, const char *value, char *buf, size_t size,
+            bool listen_addr)
+{
+    size_t n = strlen(value);
+    char expected[80];
+    if (n == 0) return bad_value(ps, flag, value, "a non-empty value");
+    if (n >= size) {
+        snprintf(expected, sizeof(expected), "at most %zu bytes", size - 1);
+        return bad_value(ps, flag, value, expected);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f) return bad_value(ps, flag, value, "no control characters");
+        if (listen_addr && (c == ',' || c == ' ')) {
+            return bad_value(ps, flag, value, "one address (lists are not supported)");
+        }
+    }
+    memcpy(buf, value, n + 1);
+    return BC_OK;
+}
+
+static int
+choice_index(const char *const *names, const char *value)
+{
+    for (int i = 0; names[i] != NULL; i++) {
+        if (strcmp(names[i], value) == 0) return i;
+    }
+    return -1;
+}
+
+/*
+ * Applies one flag.  flag is the spelling the user typed ("-p", "--port"),
+ * for messages.  value is NULL for flags without one.
+ */
+static bc_status_t
+apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const char *value)
+{
+    bc_node_config_t *cfg = ps->cfg;
+    int64_t v;
+    uint64_t size;
+    bc_status_t st;
+    int idx;
+
+    if (ps->pass == 1) {
+        if (o->id == OPT_CONFIG) {
+            if (*value == '\0') return bad_value(ps, flag, value, "a file name");
+            ps->config_path = value;
+        } else if (o->id == OPT_HELP) {
+            ps->want_help = true;
+        } else if (o->id == OPT_VERSION) {
+            ps->want_version = true;
+        } else if (o->id == OPT_REFUSED) {
+            set_err(ps->err, ps->err_len, "%s: %s", flag, o->help);
+            return BC_EINVAL;
+        }
+        return BC_OK;
+    }
+
+    switch (o->id) {
+    case OPT_PORT:
+        st = flag_int(ps, flag, value, 0, 65535, &v);
+        if (st == BC_OK) cfg->port = (uint16_t)v;
+        return st;
+    case OPT_LISTEN:
+        return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
+    case OPT_MEMORY:
+        if (bc_parse_size(value, 1024u * 1024u, &size) != BC_OK || size < BC_NODE_MIN_MEMORY ||
+            size > BC_NODE_MAX_MEMORY) {
+            return bad_value(ps, flag, value,
+                             "megabytes (1..16777216) or a size such as 512m or 2g");
+        }
+        cfg->mem_limit = size;
+        return BC_OK;
+    case OPT_THREADS:
+        st = flag_int(ps, flag, value, 1, BC_NODE_MAX_THREADS, &v);
+        if (st == BC_OK) cfg->threads = (uint32_t)v;
+        return st;
+    case OPT_CONNS:
+        st = flag_int(ps, flag, value, 1, 1000000, &v);
+        if (st == BC_OK) cfg->max_conns = (uint32_t)v;
+        return st;
+    case OPT_ITEM_SIZE:
+        if (bc_parse_size(value, 1, &size) != BC_OK || size < BC_NODE_MIN_ITEM_SIZE ||
+            size > BC_NODE_MAX_ITEM_SIZE) {
+            return bad_value(ps, flag, value, "a size from 1k to 1024m, such as 1m or 512k");
+        }
+        cfg->max_item_size = (size_t)size;
+        return BC_OK;
+    case OPT_VERBOSE:
+        if (cfg->verbosity < 3) cfg->verbosity++;
+        return BC_OK;
+    case OPT_BACKLOG:
+        st = flag_int(ps, flag, value, 1, 65535, &v);
+        if (st == BC_OK) cfg->backlog = (int)v;
+        return st;
+    case OPT_DAEMON:
+        cfg->daemonize = true;
+        return BC_OK;
+    case OPT_PIDFILE:
+        return flag_string(ps, flag, value, cfg->pid_file, sizeof(cfg->pid_file), false);
+    case OPT_USER:
+        return flag_string(ps, flag, value, cfg->run_as_user, sizeof(cfg->run_as_user), false);
+    case OPT_UDP:
+        st = flag_int(ps, flag, value, 0, 65535, &v);
+        if (st == BC_OK && v != 0) {
+            log_warn("%s %s: UDP is not served by bucketcache-node; only TCP is", flag, value);
+        }
+        return st;
+    case OPT_LOCK_MEMORY:
+        cfg->lock_memory = true;
+        return BC_OK;
+    case OPT_COREDUMPS:
+        cfg->enable_coredumps = true;
+        return BC_OK;
+    case OPT_PROTOCOL:
+        if (strcmp(value, "ascii") == 0 || strcmp(value, "auto") == 0) return BC_OK;
+        return bad_value(ps, flag, value,
+                         "ascii or auto (only the text protocol is supported)");
+    case OPT_ADMIN_PORT:
+        st = flag_int(ps, flag, value, 0, 65535, &v);
+        if (st == BC_OK) cfg->admin_port = (uint16_t)v;
+        return st;
+    case OPT_ADMIN_LISTEN:
+        return flag_string(ps, flag, value, cfg->admin_listen, sizeof(cfg->admin_listen), true);
+    case OPT_EVICTION:
+        idx = choice_index(eviction_names, value);
+        if (idx < 0) return bad_value(ps, flag, value, "one of lru, lfu, fifo, s3fifo");
+        snprintf(cfg->eviction, sizeof(cfg->eviction), "%s", eviction_names[idx]);
+        return BC_OK;
+    case OPT_BUCKETS:
+        st = flag_int(ps, flag, value, 1, BC_MAX_NBUCKETS, &v);
+        if (st == BC_OK) cfg->nbuckets = (uint32_t)v;
+        return st;
+    case OPT_LOG_LEVEL:
+        idx = choice_index(log_level_names, value);
+        if (idx < 0) return bad_value(ps, flag, value, "one of error, warn, info, debug, trace");
+        cfg->log_level = idx;
+        ps->log_level_given = true;
+        return BC_OK;
+    case OPT_IGNORED:
+        log_warn("%s%s%s: memcached tuning flag accepted for compatibility and ignored", flag,
+                 value != NULL ? " " : "", value != NULL ? value : "");
+        return BC_OK;
+    case OPT_CONFIG:
+    case OPT_HELP:
+    case OPT_VERSION:
+    case OPT_REFUSED:
+        return BC_OK;   /* handled in pass 1 */
+    }
+    return BC_OK;
+}
+
+/* One walk over argv; see the file comment for the accepted forms. */
+static bc_status_t
+walk_args(parse_state_t *ps, int argc, char *const argv[])
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bc_status_t st;
+
+        if (strcmp(arg, "--") == 0) {
+            if (i + 1 < argc) {
+                char q[200];
+                bc_config_quote(argv[i + 1], q, sizeof(q));
+                set_err(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
+                return BC_EINVAL;
+            }
+            return BC_OK;
+        }
+        if (arg[0] == '-' && arg[1] == '-') {
+            const char *name = arg + 2;
+            const char *eq = strchr(name, '=');
+            size_t name_len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+            const node_option_t *o = find_long(name, name_len);
+            const char *value = eq != NULL ? eq + 1 : NULL;
+            char flag[64];
+
+            snprintf(flag, sizeof(flag), "--%.*s", (int)(name_len > 40 ? 40 : name_len), name);
+            if (o == NULL) {
+                char q[200];
+                bc_config_quote(arg, q, sizeof(q));
+                set_err(ps->err, ps->err_len, "unknown option %s (see --help)", q);
+                return BC_EINVAL;
+            }
+            if (o->arg == NULL && value != NULL) {
+                set_err(ps->err, ps->err_len, "%s takes no value", flag);
+                return BC_EINVAL;
+            }
+            if (o->arg != NULL && value == NULL) {
+                if (i + 1 >= argc) {
+                    set_err(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
+                    return BC_EINVAL;
+                }
+                value = argv[++i];
+            }
+            st = apply_option(ps, o, flag, value);
+            if (st != BC_OK) return st;
+            continue;
+        }
+        if (arg[0] == '-' && arg[1] != '\0') {
+            /* A cluster of short flags: "-vv", "-dv", "-p11211", "-p 11211". */
+            for (size_t j = 1; arg[j] != '\0'; j++) {
+                const node_option_t *o = find_short(arg[j]);
+                const char *value = NULL;
+                char flag[3] = {'-', arg[j], '\0'};
+
+                if (o == NULL) {
+                    char q[16];
+                    if ((unsigned char)arg[j] < 0x20 || (unsigned char)arg[j] >= 0x7f) {
+                        snprintf(q, sizeof(q), "-\\x%02x", (unsigned char)arg[j]);
+                    } else {
+                        snprintf(q, sizeof(q), "-%c", arg[j]);
+                    }
+                    set_err(ps->err, ps->err_len, "unknown option %s (see --help)", q);
+                    return BC_EINVAL;
+                }
+                if (o->arg != NULL) {
+                    if (arg[j + 1] != '\0') {
+                        value = arg + j + 1;
+                    } else if (i + 1 < argc) {
+                        value = argv[++i];
+                    } else {
+                        set_err(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
+                        return BC_EINVAL;
+                    }
+                }
+                st = apply_option(ps, o, flag, value);
+                if (st != BC_OK) return st;
+                if (value != NULL) break;
+            }
+            continue;
+        }
+        {
+            char q[200];
+            bc_config_quote(arg, q, sizeof(q));
+            set_err(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
+            return BC_EINVAL;
+        }
+    }
+    return BC_OK;
+}
+
+bc_status_t
+bc_node_config_parse_args(bc_node_config_t *cfg, int argc, char *const argv[],
+                          bc_node_config_action_t *action, char *err, size_t err_len)
+{
+    parse_state_t ps = {.cfg = cfg, .pass = 1, .err = err, .err_len = err_len};
+    bc_status_t st;
+
+    *action = BC_NODE_RUN;
+    bc_node_config_defaults(cfg);
+    st = walk_args(&ps, argc, argv);
+    if (st != BC_OK) return st;
+    if (ps.want_help) {
+        *action = BC_NODE_SHOW_HELP;
+        return BC_OK;
+    }
+    if (ps.want_version) {
+        *action = BC_NODE_SHOW_VERSION;
+        return BC_OK;
+    }
+    if (ps.config_path != NULL) {
+        if (strlen(ps.config_path) >= sizeof(cfg->config_path)) {
+            set_err(err, err_len, "--config: file name longer than %zu bytes",
+                    sizeof(cfg->config_path) - 1);
+            return BC_EINVAL;
+        }
+        st = bc_node_config_load_file(cfg, ps.config_path, err, err_len);
+        if (st != BC_OK) return st;
+        snprintf(cfg->config_path, sizeof(cfg->config_path), "%s", ps.config_path);
+    }
+    ps.pass = 2;
+    st = walk_args(&ps, argc, argv);
+    if (st != BC_OK) return st;
+    /* memcached's -vv shows more; raise the log level to match unless a
+     * level was asked for explicitly on the command line. */
+    if (!ps.log_level_given) {
+        if (cfg->verbosity >= 3 && cfg->log_level < BC_LOG_TRACE) cfg->log_level = BC_LOG_TRACE;
+        if (cfg->verbosity == 2 && cfg->log_level < BC_LOG_DEBUG) cfg->log_level = BC_LOG_DEBUG;
+    }
+    return bc_node_config_validate(cfg, err, err_len);
+}
+
+bc_status_t
+bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
+{
+    if (cfg->threads < 1 || cfg->threads > BC_NODE_MAX_THREADS) {
+        set_err(err, err_len, "threads: expected 1..%u, got %" PRIu32, BC_NODE_MAX_THREADS,
+                cfg->threads);
+        return BC_EINVAL;
+    }
+    if (cfg->nbuckets < 1 || cfg->nbuckets > BC_MAX_NBUCKETS) {
+        set_err(err, err_len, "buckets: expected 1..%u, got %" PRIu32, BC_MAX_NBUCKETS,
+                cfg->nbuckets);
+        return BC_EINVAL;
+    }
+    if (cfg->mem_limit < BC_NODE_MIN_MEMORY) {
+        set_err(err, err_len, "memory limit: at least 1 megabyte is needed");
+        return BC_EINVAL;
+    }
+    /* memcached refuses the same combination ("Cannot set item size limit
+     * higher than 1/2 of memory max."): a single item must not be able to
+     * evict most of the cache. */
+    if ((uint64_t)cfg->max_item_size > cfg->mem_limit / 2) {
+        set_err(err, err_len,
+                "max item size (-I %zu bytes) cannot be more than half of the memory limit "
+                "(-m %" PRIu64 " megabytes)", cfg->max_item_size, cfg->mem_limit >> 20);
+        return BC_EINVAL;
+    }
+    if (cfg->max_item_size < BC_NODE_MIN_ITEM_SIZE || cfg->max_item_size > BC_NODE_MAX_ITEM_SIZE) {
+        set_err(err, err_len, "max item size: expected 1k..1024m, got %zu bytes",
+                cfg->max_item_size);
+        return BC_EINVAL;
+    }
+    if (choice_index(eviction_names, cfg->eviction) < 0) {
+        set_err(err, err_len, "eviction: unknown policy \"%s\"", cfg->eviction);
+        return BC_EINVAL;
+    }
+    if (cfg->admin_port != 0 && cfg->admin_port == cfg->port) {
+        set_err(err, err_len, "the admin port and the data port are both %u; give "
+                "--admin-port another port (or 0 to disable it)", cfg->port);
+        return BC_EINVAL;
+    }
+    return BC_OK;
+}
+
+void
+bc_node_config_usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "Usage: %s [options]\n"
+            "\n"
+            "bucketcache-node: a cache server speaking the memcached text protocol, with an\n"
+            "HTTP admin port.  Without ZooKeeper settings it serves every bucket alone, as a\n"
+            "drop-in memcached replacement.\n"
+            "\n"
+            "Options (flags override --config):\n", prog);
+    for (size_t i = 0; i < NODE_OPTION_COUNT; i++) {
+        const node_option_t *o = &node_options[i];
+        char names[80];
+
+        if (o->id == OPT_IGNORED || o->id == OPT_REFUSED) continue;
+        /* "-p, --port=NUM" or "    --admin-port=NUM" */
+        if (o->short_name) {
+            snprintf(names, sizeof(names), "-%c, --%s%s%s", o->short_name, o->long_name,
+                     o->arg ? "=" : "", o->arg ? o->arg : "");
+        } else {
+            snprintf(names, sizeof(names), "    --%s%s%s", o->long_name, o->arg ? "=" : "",
+                     o->arg ? o->arg : "");
+        }
+        fprintf(out, "  %-28s %s\n", names, o->help);
+        if (o->alias != NULL) fprintf(out, "  %-28s (also --%s)\n", "", o->alias);
+    }
+    fprintf(out,
+            "\n"
+            "Accepted for memcached compatibility and ignored (with a warning):\n"
+            "  -f -n -L -o -R -C -D -X -W -A\n"
+            "Refused, because the node does not have the feature:\n"
+            "  -s -a (UNIX sockets)  -S -Y (authentication)  -Z (TLS)  -B binary\n"
+            "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
+            "\n"
+            "Config file (JSON; every field optional, unknown fields are errors):\n"
+            "  {\n"
+            "    \"server\": {\"listen\": \"0.0.0.0\", \"port\": 11211, \"threads\": 4,\n"
+            "               \"max_connections\": 1024, \"backlog\": 1024,\n"
+            "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0},\n"
+            "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"lru\",\n"
+            "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
+            "               \"expiry_scan_budget\": 20000},\n"
+            "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
+            "    \"log\":    {\"level\": \"info\"},\n"
+            "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
+            "  }\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0).\n"
+            "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
+            "or configuration.\n");
+}
+
+void
+bc_node_config_log(const bc_node_config_t *cfg)
+{
+    log_info("config: %s", cfg->config_path[0] ? cfg->config_path : "(no file; defaults and flags)");
+    log_info("config: data port %s:%u, %" PRIu32 " threads, max %" PRIu32
+             " connections, backlog %d, verbosity %d",
+             cfg->listen_addr, cfg->port, cfg->threads, cfg->max_conns, cfg->backlog,
+             cfg->verbosity);
+    log_info("config: memory %" PRIu64 " MiB, max item %zu bytes, eviction %s, %" PRIu32
+             " buckets, active expiry every %" PRIu32 " ms (budget %" PRIu32 " items)",
+             cfg->mem_limit >> 20, cfg->max_item_size, cfg->eviction, cfg->nbuckets,
+             cfg->expiry_interval_ms, cfg->expiry_scan_budget);
+    if (cfg->admin_port != 0) {
+        log_info("config: admin port %s:%u (max %" PRIu32 " connections)", cfg->admin_listen,
+                 cfg->admin_port, cfg->admin_max_conns);
+    } else {
+        log_info("config: admin port disabled");
+    }
+    log_info("config: log level %s%s%s%s", log_level_names[cfg->log_level],
+             cfg->pid_file[0] ? ", pid file " : "", cfg->pid_file,
+             cfg->daemonize ? ", daemon" : "");
+}

@@ -1,0 +1,150 @@
+/*
+ * config.h -- bucketcache-node's configuration: defaults, JSON file,
+ * command-line flags.
+ *
+ * WHAT IT DOES
+ *   Builds one bc_node_config_t from, in increasing priority:
+ *
+ *     built-in defaults  <  --config FILE (JSON)  <  command-line flags
+ *
+ *   and validates the result as a whole (for example the item size limit
+ *   against the memory limit, as memcached does).
+ *
+ * HOW
+ *   Flags are described once, in a table in config.c, from which both the
+ *   parser and the --help text are generated, so the help can never miss a
+ *   flag.  The node accepts memcached's common flags with memcached's
+ *   meaning (-p -l -m -t -c -I -v -b -P -d -U -u ...) so that it drops into
+ *   scripts and service files written for memcached; flags that only tune
+ *   memcached internals are accepted and ignored with a warning, flags whose
+ *   behaviour the node does not implement and which would change what a
+ *   client sees (SASL, UNIX sockets, binary protocol, TLS, -M) are refused
+ *   with a clear message.  See bc_node_config_usage() / --help.
+ *
+ *   The JSON file has one section per part of the node; unknown fields are
+ *   errors so typos are caught:
+ *
+ *     {
+ *       "server": {"listen": "0.0.0.0", "port": 11211, "threads": 4,
+ *                  "max_connections": 1024, "backlog": 1024,
+ *                  "max_connection_buffer": "4m", "verbosity": 0},
+ *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "lru",
+ *                  "buckets": 1024, "expiry_interval_ms": 1000,
+ *                  "expiry_scan_budget": 20000},
+ *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 64},
+ *       "log":    {"level": "info"},
+ *       "pid_file": "/run/bucketcache.pid"
+ *     }
+ *
+ *   Later sections (the ZooKeeper connection) are added next to these.
+ */
+#ifndef BC_NODE_CONFIG_H
+#define BC_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bc_config.h"
+#include "bc_status.h"
+
+#define BC_NODE_DEFAULT_PORT          11211u
+#define BC_NODE_DEFAULT_ADMIN_PORT    11280u
+#define BC_NODE_DEFAULT_MEMORY_MB     64u
+#define BC_NODE_MIN_MEMORY            (1024u * 1024u)        /* 1 MiB */
+#define BC_NODE_MAX_MEMORY            (1ull << 44)           /* 16 TiB */
+#define BC_NODE_DEFAULT_MAX_CONNS     1024u
+#define BC_NODE_DEFAULT_ITEM_SIZE     (1024u * 1024u)
+#define BC_NODE_MIN_ITEM_SIZE         1024u                  /* memcached: 1k */
+#define BC_NODE_MAX_ITEM_SIZE         (1024u * 1024u * 1024u) /* memcached: 1024m */
+#define BC_NODE_MAX_THREADS           256u
+#define BC_NODE_DEFAULT_MAX_THREADS   64u   /* default thread count = cores, capped */
+#define BC_NODE_PATH_MAX              1024
+
+typedef struct bc_node_config {
+    /* data port: the memcached protocol (server.h) */
+    char listen_addr[BC_HOST_MAX];     /* -l; "0.0.0.0" */
+    uint16_t port;                     /* -p; 11211 (0 = any free port) */
+    uint32_t threads;                  /* -t; number of online cores, 1..256 */
+    uint32_t max_conns;                /* -c; 1024 */
+    int backlog;                       /* -b; 1024 */
+    size_t max_conn_buffer;            /* pending output per connection; 4 MiB */
+    int verbosity;                     /* -v count, 0..3 */
+
+    /* storage engine (cache.h) */
+    uint64_t mem_limit;                /* -m; bytes, 64 MiB (-m counts megabytes) */
+    size_t max_item_size;              /* -I; 1 MiB, memcached's bounds 1k..1024m */
+    char eviction[16];                 /* --eviction; "lru" */
+    uint32_t nbuckets;                 /* --buckets; BC_DEFAULT_NBUCKETS */
+    uint32_t expiry_interval_ms;       /* active-expiry period; 1000 (0 = off) */
+    uint32_t expiry_scan_budget;       /* items examined per period; 20000 */
+
+    /* admin HTTP port (admin.h) */
+    char admin_listen[BC_HOST_MAX];    /* --admin-listen; "127.0.0.1" */
+    uint16_t admin_port;               /* --admin-port; 11280, 0 = disabled */
+    uint32_t admin_max_conns;          /* concurrent admin connections; 64 */
+
+    /* process */
+    int log_level;                     /* bc_log_level_t; info */
+    bool daemonize;                    /* -d */
+    bool lock_memory;                  /* -k: mlockall */
+    bool enable_coredumps;             /* -r: raise RLIMIT_CORE */
+    char run_as_user[64];              /* -u: switch to this user if root; "" */
+    char pid_file[BC_NODE_PATH_MAX];   /* -P; "" = none */
+    char config_path[BC_NODE_PATH_MAX]; /* --config; "" = none */
+} bc_node_config_t;
+
+typedef enum bc_node_config_action {
+    BC_NODE_RUN,                       /* start the node */
+    BC_NODE_SHOW_HELP,                 /* print bc_node_config_usage, exit 0 */
+    BC_NODE_SHOW_VERSION,              /* print the version, exit 0 */
+} bc_node_config_action_t;
+
+/* Fills *cfg with the built-in defaults.  Never fails. */
+void bc_node_config_defaults(bc_node_config_t *cfg);
+
+/*
+ * Applies a parsed JSON document over *cfg (only the fields present change).
+ * doc is borrowed.  Errors: BC_ECONFIG (unknown field, wrong type, out of
+ * range; the message names the file and the field).
+ */
+bc_status_t bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc,
+                                     char *err, size_t err_len);
+
+/*
+ * Loads the JSON file at path and applies it over *cfg.  Errors: those of
+ * bc_config_load (BC_EIO, BC_ETOOLARGE, BC_ECONFIG, BC_ENOMEM) and of
+ * bc_node_config_apply_doc.
+ */
+bc_status_t bc_node_config_load_file(bc_node_config_t *cfg, const char *path, char *err,
+                                     size_t err_len);
+
+/*
+ * The whole pipeline: defaults, then the file named by --config (if any,
+ * wherever it appears on the line), then every other flag in order,
+ * then bc_node_config_validate.  argv is borrowed and not modified.
+ * *action says what main should do.  Flags that are accepted but ignored
+ * are logged with log_warn.
+ * Errors: BC_EINVAL (unknown flag, missing or bad flag value, stray
+ * argument), plus those of bc_node_config_load_file and validate.  main
+ * exits with status 2 on any of them.
+ */
+bc_status_t bc_node_config_parse_args(bc_node_config_t *cfg, int argc, char *const argv[],
+                                       bc_node_config_action_t *action, char *err,
+                                       size_t err_len);
+
+/*
+ * Cross-field checks after everything is applied: item size at most half
+ * the memory (memcached's rule), buckets 1..BC_MAX_NBUCKETS, and so on.
+ * Errors: BC_EINVAL.
+ */
+bc_status_t bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len);
+
+/* Writes the --help text (every flag, its default, the file format). */
+void bc_node_config_usage(FILE *out, const char *prog);
+
+/* Logs the effective configuration at info level, one line per part. */
+void bc_node_config_log(const bc_node_config_t *cfg);
+
+#endif

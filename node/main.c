@@ -1,0 +1,461 @@
+/*
+ * main.c -- bucketcache-node: parse the configuration, start the parts,
+ * wait for a signal, stop the parts in reverse order.
+ *
+ * HOW
+ *
+ *   parse flags + --config ------ error --> message on stderr, exit 2
+ *        |
+ *   block SIGTERM/SIGINT/SIGHUP in every thread (they are taken with
+ *   sigwait() by the main thread only), ignore SIGPIPE (a client that goes
+ *   away must not kill the process; writes get EPIPE instead)
+ *        |
+ *   cache create --> server create (binds) --> admin create (binds)
+ *        |                 any failure --> log the reason, exit 1
+ *   switch user (-u, when root) --> daemonize (-d) --> pid file (-P)
+ *        |
+ *   start: active-expiry thread, server workers, admin thread
+ *        |
+ *   sigwait: SIGTERM/SIGINT --> stop admin (no more requests touching the
+ *   cache), stop server (joins workers), stop the expiry thread, destroy in
+ *   reverse order of creation, remove the pid file, exit 0.
+ *
+ *   Sockets are bound before daemonizing or dropping privileges so that a
+ *   busy port is reported on the terminal that started the node and so
+ *   that -u can be combined with a port below 1024.  No thread exists
+ *   before the start step (the cache and server create none until
+ *   bc_server_start), which is what makes fork() in -d safe.
+ *
+ * ACTIVE EXPIRY
+ *   Items are expired lazily when touched; the expiry thread also removes
+ *   expired items nobody asks for, so that their memory goes back to live
+ *   data.  Each round examines at most expiry_scan_budget items
+ *   (bc_cache_expire_scan keeps its position between rounds, so the whole
+ *   cache is swept over successive rounds).  When a round finds many
+ *   expired items (a quarter of the budget or more) the next round starts
+ *   at once, up to a few rounds in a row, as Redis does: a mass expiry is
+ *   cleared quickly without the thread monopolising shard locks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "bc_log.h"
+#include "cache.h"
+#include "config.h"
+#include "server.h"
+
+#define EXIT_USAGE 2
+
+/* Immediate extra rounds allowed when a round finds many expired items. */
+#define EXPIRY_MAX_BURST_ROUNDS 8
+
+/* ---- active expiry thread ---- */
+
+typedef struct expiry_thread {
+    pthread_t thread;
+    bc_cache_t *cache;
+    uint32_t interval_ms;
+    uint32_t budget;
+    /* LOCKING RULE: stop is set with lock held and cond signalled, so the
+     * timed wait cannot miss it; the scan loop also polls it without the
+     * lock (hence atomic) to end a burst early. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    atomic_bool stop;
+    bool running;
+} expiry_thread_t;
+
+static void *
+expiry_main(void *arg)
+{
+    expiry_thread_t *et = arg;
+    uint64_t total = 0;
+
+    pthread_mutex_lock(&et->lock);
+    while (!et->stop) {
+        struct timespec deadline;
+        int burst = 0;
+        uint64_t removed;
+
+        pthread_mutex_unlock(&et->lock);
+        do {
+            removed = bc_cache_expire_scan(et->cache, et->budget);
+            total += removed;
+        } while (removed >= et->budget / 4 && removed > 0 && ++burst < EXPIRY_MAX_BURST_ROUNDS &&
+                 !atomic_load_explicit(&et->stop, memory_order_relaxed));
+        if (removed > 0) {
+            log_debug("active expiry removed %" PRIu64 " items (%" PRIu64 " in total)", removed,
+                      total);
+        }
+        pthread_mutex_lock(&et->lock);
+
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += et->interval_ms / 1000;
+        deadline.tv_nsec += (long)(et->interval_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        while (!et->stop) {
+            int rc = pthread_cond_timedwait(&et->cond, &et->lock, &deadline);
+            if (rc == ETIMEDOUT) break;
+        }
+    }
+    pthread_mutex_unlock(&et->lock);
+    return NULL;
+}
+
+static bc_status_t
+expiry_start(expiry_thread_t *et, bc_cache_t *cache, uint32_t interval_ms, uint32_t budget)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    memset(et, 0, sizeof(*et));
+    et->cache = cache;
+    et->interval_ms = interval_ms;
+    et->budget = budget;
+    if (interval_ms == 0) return BC_OK;   /* disabled by configuration */
+    pthread_mutex_init(&et->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&et->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    rc = pthread_create(&et->thread, NULL, expiry_main, et);
+    if (rc != 0) {
+        log_error("cannot start the active expiry thread: %s", strerror(rc));
+        pthread_cond_destroy(&et->cond);
+        pthread_mutex_destroy(&et->lock);
+        return BC_ENOMEM;
+    }
+    et->running = true;
+    return BC_OK;
+}
+
+static void
+expiry_stop(expiry_thread_t *et)
+{
+    if (!et->running) return;
+    pthread_mutex_lock(&et->lock);
+    atomic_store(&et->stop, true);
+    pthread_cond_signal(&et->cond);
+    pthread_mutex_unlock(&et->lock);
+    pthread_join(et->thread, NULL);
+    pthread_cond_destroy(&et->cond);
+    pthread_mutex_destroy(&et->lock);
+    et->running = false;
+}
+
+/* ---- process setup ---- */
+
+/*
+ * Makes room for max_conns sockets plus the listeners, the admin port and
+ * the files the process keeps open, as memcached does: raise the soft
+ * RLIMIT_NOFILE up to the hard limit (or beyond it when root).
+ */
+static void
+raise_fd_limit(uint32_t max_conns)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_conns + 128;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= need) return;
+    if (rl.rlim_cur == RLIM_INFINITY) return;
+    {
+        struct rlimit want = rl;
+        want.rlim_cur = need;
+        if (want.rlim_max != RLIM_INFINITY && want.rlim_max < need) want.rlim_max = need;
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0) return;
+    }
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    log_warn("max connections is %" PRIu32 " but the open-file limit is %llu: connections "
+             "beyond the limit will be refused (raise it with ulimit -n or LimitNOFILE=)",
+             max_conns, (unsigned long long)rl.rlim_cur);
+}
+
+static void
+raise_core_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CORE, &rl) != 0) return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_CORE, &rl) != 0) {
+        log_warn("-r: cannot raise the core file size limit: %s", strerror(errno));
+    }
+}
+
+/* memcached's -u: only meaningful when started as root.  Returns false on
+ * a failure that must stop the process (staying root by accident). */
+static bool
+switch_user(const char *user)
+{
+    struct passwd pw, *result = NULL;
+    char buf[4096];
+    int rc;
+
+    if (user[0] == '\0') return true;
+    if (geteuid() != 0) {
+        log_info("-u %s ignored: not running as root", user);
+        return true;
+    }
+    rc = getpwnam_r(user, &pw, buf, sizeof(buf), &result);
+    if (rc != 0 || result == NULL) {
+        log_error("-u %s: no such user%s%s", user, rc ? ": " : "", rc ? strerror(rc) : "");
+        return false;
+    }
+    if (initgroups(pw.pw_name, pw.pw_gid) != 0 || setgid(pw.pw_gid) != 0 ||
+        setuid(pw.pw_uid) != 0) {
+        log_error("-u %s: cannot switch to the user: %s", user, strerror(errno));
+        return false;
+    }
+    log_info("running as user %s (uid %u)", user, (unsigned)pw.pw_uid);
+    return true;
+}
+
+/*
+ * -d: fork; the parent waits on a pipe until the child reports that
+ * everything started (one byte) or failed (EOF), and exits 0 or 1
+ * accordingly, so "bucketcache-node -d && echo up" means what it says.
+ * Returns the write end of the pipe in the child (-1 on failure).
+ */
+static int
+daemonize(int verbosity)
+{
+    int fds[2];
+    pid_t pid;
+
+    if (pipe(fds) != 0) {
+        log_error("-d: pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_error("-d: fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        char c;
+        ssize_t n;
+        close(fds[1]);
+        do {
+            n = read(fds[0], &c, 1);
+        } while (n < 0 && errno == EINTR);
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(fds[0]);
+    if (setsid() < 0) log_warn("-d: setsid: %s", strerror(errno));
+    if (chdir("/") != 0) log_warn("-d: chdir /: %s", strerror(errno));
+    {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            /* memcached keeps stderr when verbose; so do we. */
+            if (verbosity == 0) dup2(null, STDERR_FILENO);
+            if (null > STDERR_FILENO) close(null);
+        }
+    }
+    return fds[1];
+}
+
+static bool
+write_pid_file(const char *path)
+{
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, text, (size_t)n) != n) {
+        log_error("cannot write the pid file %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    bc_node_config_t cfg;
+    bc_node_config_action_t action;
+    char err[BC_ERRBUF_LEN];
+    bc_cache_t *cache = NULL;
+    bc_server_t *server = NULL;
+    bc_admin_t *admin = NULL;
+    expiry_thread_t expiry;
+    sigset_t waitset;
+    int ready_fd = -1;
+    int exit_code = 1;
+    bool pid_written = false;
+    bc_status_t st;
+    int sig = 0;
+
+    memset(&expiry, 0, sizeof(expiry));
+    bc_log_set_component("node");
+    st = bc_node_config_parse_args(&cfg, argc, argv, &action, err, sizeof(err));
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache-node: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (action == BC_NODE_SHOW_HELP) {
+        bc_node_config_usage(stdout, "bucketcache-node");
+        return 0;
+    }
+    if (action == BC_NODE_SHOW_VERSION) {
+        printf("bucketcache-node %s\n", BC_VERSION);
+        return 0;
+    }
+    bc_log_set_level((bc_log_level_t)cfg.log_level);
+
+    /* Before any thread exists, so every thread inherits the mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGTERM);
+    sigaddset(&waitset, SIGINT);
+    sigaddset(&waitset, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &waitset, NULL);
+
+    log_info("bucketcache-node %s starting (pid %ld)", BC_VERSION, (long)getpid());
+    bc_node_config_log(&cfg);
+    raise_fd_limit(cfg.max_conns);
+    if (cfg.enable_coredumps) raise_core_limit();
+
+    {
+        bc_cache_config_t cc = {
+            .mem_limit = (size_t)cfg.mem_limit,
+            .max_item_size = cfg.max_item_size,
+            .nbuckets = cfg.nbuckets,
+            .nshards = 0,
+            .policy = cfg.eviction,
+            .now = NULL,
+        };
+        st = bc_cache_create(&cc, &cache);
+        if (st != BC_OK) {
+            log_error("cannot create the cache (%s)", bc_status_str(st));
+            goto out;
+        }
+    }
+    {
+        bc_server_config_t sc = {
+            .listen_addr = cfg.listen_addr,
+            .port = cfg.port,
+            .nthreads = cfg.threads,
+            .max_conns = cfg.max_conns,
+            .max_conn_buffer = cfg.max_conn_buffer,
+            .backlog = cfg.backlog,
+            .verbosity = cfg.verbosity,
+        };
+        st = bc_server_create(&sc, cache, &server);
+        if (st != BC_OK) {
+            log_error("cannot listen on %s:%u for the memcached protocol (%s)", cfg.listen_addr,
+                      cfg.port, bc_status_str(st));
+            goto out;
+        }
+    }
+    if (cfg.admin_port != 0) {
+        bc_admin_config_t ac = {
+            .listen_addr = cfg.admin_listen,
+            .port = cfg.admin_port,
+            .max_conns = cfg.admin_max_conns,
+            .conn_timeout_s = 0,
+        };
+        st = bc_admin_create(&ac, cache, server, &admin);
+        if (st != BC_OK) {
+            log_error("cannot listen on %s:%u for the admin port (%s)", cfg.admin_listen,
+                      cfg.admin_port, bc_status_str(st));
+            goto out;
+        }
+    }
+
+    if (!switch_user(cfg.run_as_user)) goto out;
+    if (cfg.daemonize) {
+        ready_fd = daemonize(cfg.verbosity);
+        if (ready_fd < 0) goto out;
+    }
+    if (cfg.pid_file[0] != '\0') {
+        if (!write_pid_file(cfg.pid_file)) goto out;
+        pid_written = true;
+    }
+    if (cfg.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+        log_warn("-k: cannot lock memory: %s (continuing unlocked)", strerror(errno));
+    }
+
+    if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
+        goto out;
+    }
+    st = bc_server_start(server);
+    if (st != BC_OK) {
+        log_error("cannot start the worker threads (%s)", bc_status_str(st));
+        goto out;
+    }
+    if (admin != NULL) {
+        st = bc_admin_start(admin);
+        if (st != BC_OK) {
+            log_error("cannot start the admin port (%s)", bc_status_str(st));
+            goto out;
+        }
+    }
+    log_info("ready: memcached protocol on %s:%u%s", cfg.listen_addr, bc_server_port(server),
+             admin != NULL ? "" : " (admin port disabled)");
+    if (admin != NULL) {
+        log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
+    }
+    if (ready_fd >= 0) {
+        char c = 1;
+        if (write(ready_fd, &c, 1) != 1) log_warn("-d: cannot notify the parent process");
+        close(ready_fd);
+        ready_fd = -1;
+    }
+
+    for (;;) {
+        if (sigwait(&waitset, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP received: ignored (there is nothing to reload; restart to "
+                     "apply a new configuration)");
+            continue;
+        }
+        break;
+    }
+    log_info("%s received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    exit_code = 0;
+
+out:
+    /* Reverse order: nothing that uses the cache may run when it goes. */
+    if (admin != NULL) bc_admin_stop(admin);
+    if (server != NULL) bc_server_stop(server);
+    expiry_stop(&expiry);
+    bc_admin_destroy(admin);
+    if (server != NULL) bc_server_destroy(server);
+    if (cache != NULL) {
+        bc_cache_stats_t cs;
+        bc_cache_get_stats(cache, &cs);
+        log_info("stopping with %" PRIu64 " items, %" PRIu64 " bytes in use", cs.curr_items,
+                 cs.mem_used);
+        bc_cache_destroy(cache);
+    }
+    if (pid_written) unlink(cfg.pid_file);
+    if (ready_fd >= 0) close(ready_fd);  /* parent of -d sees EOF: exits 1 */
+    log_info("stopped (exit status %d)", exit_code);
+    return exit_code;
+}
