@@ -793,6 +793,37 @@ method_is(const char *method, const char *name)
     return strcmp(method, name) == 0;
 }
 
+/* True when the request announces a body (Content-Length > 0 or chunked). */
+static bool
+request_has_body(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
+}
+
+/* Unknown path (404) or method (405): queues the answer into *result. */
+static bool
+route_error(struct MHD_Connection *conn, route_t route, const char *method, bool is_get,
+            bool is_put, bool is_delete, enum MHD_Result *result)
+{
+    if (route == ROUTE_NONE) {
+        *result = reply_error(conn, MHD_HTTP_NOT_FOUND, "no such path");
+        return true;
+    }
+    if (route != ROUTE_KEYS && !is_get) {
+        *result = reply_method_not_allowed(conn, method, "GET, HEAD");
+        return true;
+    }
+    if (route == ROUTE_KEYS && !is_get && !is_put && !is_delete) {
+        *result = reply_method_not_allowed(conn, method, "GET, HEAD, PUT, DELETE");
+        return true;
+    }
+    return false;
+}
+
 static enum MHD_Result
 handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -816,14 +847,16 @@ handle(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
     is_delete = method_is(method, MHD_HTTP_METHOD_DELETE);
 
     if (!req->headers_done) {
-        /* First call: headers only.  Reject what we can before the body. */
+        /*
+         * First call: headers only.  When a body is announced, reject what
+         * we can now, before reading it (MHD then closes the connection
+         * instead of draining the body).  Without a body, answer in the
+         * final call so that the connection stays reusable.
+         */
         req->headers_done = true;
-        if (route == ROUTE_NONE) return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such path");
-        if (route != ROUTE_KEYS && !is_get) {
-            return reply_method_not_allowed(conn, method, "GET, HEAD");
-        }
-        if (route == ROUTE_KEYS && !is_get && !is_put && !is_delete) {
-            return reply_method_not_allowed(conn, method, "GET, HEAD, PUT, DELETE");
+        if (request_has_body(conn)) {
+            enum MHD_Result early;
+            if (route_error(conn, route, method, is_get, is_put, is_delete, &early)) return early;
         }
         if (is_put) {
             const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -845,6 +878,10 @@ handle(void *cls, struct MHD_Connection *conn, const char *url, const char *meth
     }
 
     /* Final call: the whole request is in. */
+    {
+        enum MHD_Result early;
+        if (route_error(conn, route, method, is_get, is_put, is_delete, &early)) return early;
+    }
     switch (route) {
     case ROUTE_HEALTH:
         return handle_health(admin, conn);
@@ -1014,13 +1051,14 @@ bc_admin_start(bc_admin_t *admin)
     if (admin->listen_fd < 0) return BC_EIO;
     admin->daemon = MHD_start_daemon(
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, admin,
+        /* The logger must come first to catch messages about the others. */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)admin,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)admin->listen_fd,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)admin->max_conns,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)admin->conn_timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, uri_log, (void *)admin,
         MHD_OPTION_NOTIFY_COMPLETED, completed, (void *)admin,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)admin,
         MHD_OPTION_END);
     if (admin->daemon == NULL) {
         log_error("admin: libmicrohttpd could not start on port %u", admin->port);
