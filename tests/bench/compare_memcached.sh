@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# compare_memcached.sh -- bucketcache-node vs real memcached, side by side.
+#
+# Starts a memcached 1.6 and a bucketcache-node with the same worker threads
+# and memory limit on free 127.0.0.1 ports, runs the same mcbench load
+# against each (90% get / 10% set, 100-byte values, 100k keys preloaded,
+# 50 connections), first without pipelining and then 16 deep, and prints a
+# markdown table: ops/s of each, the ratio node/memcached, p50 and p99 of
+# each.
+#
+# HOW NOISE IS KEPT DOWN: the machine is shared, so absolute figures move
+# between runs; only the ratio of two servers measured in the same run
+# means something.  Each configuration runs ROUNDS short rounds, alternating
+# which server goes first (mc,node / node,mc / ...); the ratio shown is the
+# median of the per-round ratios, latencies the medians over rounds.  Both servers stay up for the whole run (an idle server
+# costs nothing).
+#
+# usage: tests/bench/compare_memcached.sh [BUILD_DIR]      (default: build)
+# environment:
+#   BC_BENCH_THREADS=2         server worker threads (-t), the same for both
+#   BC_BENCH_MEMORY=256        server memory (-m, MB), the same for both
+#   BC_BENCH_CLIENT_THREADS=2  mcbench threads
+#   BC_BENCH_CONNS=50          connections
+#   BC_BENCH_DURATION=2        seconds per measured run
+#   BC_BENCH_ROUNDS=6          runs per server and depth
+#   BC_BENCH_DEPTHS="1 16"     pipelining depths to run
+#   MEMCACHED_BIN=/usr/bin/memcached
+#   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
+set -euo pipefail
+
+BUILD_DIR=${1:-${BC_BUILD_DIR:-build}}
+THREADS=${BC_BENCH_THREADS:-2}
+MEMORY=${BC_BENCH_MEMORY:-256}
+CLIENT_THREADS=${BC_BENCH_CLIENT_THREADS:-2}
+CONNS=${BC_BENCH_CONNS:-50}
+DURATION=${BC_BENCH_DURATION:-2}
+ROUNDS=${BC_BENCH_ROUNDS:-6}
+DEPTHS=${BC_BENCH_DEPTHS:-"1 16"}
+KEYS=100000
+VALUE=100
+GET_RATIO=0.9
+MEMCACHED=${MEMCACHED_BIN:-/usr/bin/memcached}
+NODE_BIN=${BC_NODE_BIN:-$BUILD_DIR/node/bucketcache-node}
+MCBENCH=$BUILD_DIR/tests/bench_mcbench
+
+for bin in "$MEMCACHED" "$NODE_BIN" "$MCBENCH"; do
+  [ -x "$bin" ] || { echo "compare_memcached: $bin not found (build first: cmake --build $BUILD_DIR)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d -t bc-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # port pid
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || return 1
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+USER_FLAG=()
+[ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
+
+MC_PORT=$(free_port)
+"$MEMCACHED" "${USER_FLAG[@]}" -U 0 -l 127.0.0.1 -p "$MC_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 \
+  >"$WORK/memcached.log" 2>&1 &
+MC_PID=$!
+PIDS+=("$MC_PID")
+NODE_PORT=$(free_port)
+"$NODE_BIN" -l 127.0.0.1 -p "$NODE_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 --admin-port 0 \
+  >"$WORK/node.log" 2>&1 &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+wait_port "$MC_PORT" "$MC_PID" || { echo "memcached did not start:" >&2; cat "$WORK/memcached.log" >&2; exit 1; }
+wait_port "$NODE_PORT" "$NODE_PID" || { echo "bucketcache-node did not start:" >&2; cat "$WORK/node.log" >&2; exit 1; }
+
+MC_VERSION=$("$MEMCACHED" -V 2>/dev/null | awk '{print $2}')
+echo "# bucketcache-node vs memcached $MC_VERSION ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores)"
+echo "# both: -t $THREADS -m $MEMORY; mcbench: $CLIENT_THREADS threads, $CONNS conns, $KEYS keys" \
+     "preloaded, $VALUE-byte values, $GET_RATIO get ratio, ${DURATION}s x $ROUNDS rounds per cell"
+
+# run_one NAME PORT PID DEPTH: one mcbench run; appends
+# "NAME DEPTH ROUND ops p50 p99 errors" to $WORK/results
+run_one() {
+  local name=$1 port=$2 pid=$3 depth=$4 out line
+  out="$WORK/run-$name-$depth-$round.txt"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "!! $name is not running any more; its log:" >&2
+    tail -n 20 "$WORK/$name.log" >&2
+    exit 1
+  fi
+  "$MCBENCH" -p "$port" -t "$CLIENT_THREADS" -c "$CONNS" -k "$KEYS" -v "$VALUE" -r "$GET_RATIO" \
+    -d "$depth" -D "$DURATION" -w >"$out" 2>&1 || true
+  line=$(grep '^RESULT ' "$out" || true)
+  if [ -z "$line" ]; then
+    echo "!! mcbench against $name failed:" >&2
+    cat "$out" >&2
+    exit 1
+  fi
+  echo "  $name depth=$depth round=$round: $(grep -E '^(ops|latency)' "$out" | tr '\n' ' ')"
+  if grep -q 'errors: [1-9]' "$out"; then
+    echo "  !! $name: $(grep 'errors:' "$out" | tr '\n' ' ')"
+  fi
+  echo "$line" | awk -v n="$name" -v d="$depth" -v r="$round" '{
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      print n, d, r, v["ops_per_sec"], v["p50_us"], v["p99_us"], v["errors"] }' >>"$WORK/results"
+}
+
+: >"$WORK/results"
+for depth in $DEPTHS; do
+  for round in $(seq "$ROUNDS"); do
+    if [ $((round % 2)) -eq 1 ]; then
+      run_one memcached "$MC_PORT" "$MC_PID" "$depth"
+      run_one node "$NODE_PORT" "$NODE_PID" "$depth"
+    else
+      run_one node "$NODE_PORT" "$NODE_PID" "$depth"
+      run_one memcached "$MC_PORT" "$MC_PID" "$depth"
+    fi
+  done
+done
+
+# Per depth: mean ops/s of each server; the ratio is the median of the
+# per-round ratios (each round's two runs are back to back, so background
+# load mostly cancels); latencies are medians over the rounds.
+echo
+echo "| depth | memcached ops/s | node ops/s | node/memcached (median of rounds) | memcached p50 us | node p50 us | memcached p99 us | node p99 us | errors mc/node |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+awk '
+  function median(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  { k = $1 " " $2 " " $3; ops[k] = $4; p50[k] = $5; p99[k] = $6; err[$1 " " $2] += $7
+    if (!seen[$2]++) order[++nd] = $2
+    if ($3 > rounds) rounds = $3 }
+  END {
+    for (i = 1; i <= nd; i++) {
+      d = order[i]; mo = bo = 0
+      for (r = 1; r <= rounds; r++) {
+        m = "memcached " d " " r; b = "node " d " " r
+        mo += ops[m]; bo += ops[b]
+        ratio[r] = ops[m] > 0 ? ops[b] / ops[m] : 0
+        mp50[r] = p50[m]; bp50[r] = p50[b]; mp99[r] = p99[m]; bp99[r] = p99[b]
+      }
+      printf "| %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %d/%d |\n", d,
+             mo / rounds, bo / rounds, median(ratio, rounds), median(mp50, rounds),
+             median(bp50, rounds), median(mp99, rounds), median(bp99, rounds),
+             err["memcached " d], err["node " d]
+    }
+  }' "$WORK/results"
+
+for name in memcached node; do
+  pid=$MC_PID; [ "$name" = node ] && pid=$NODE_PID
+  kill -0 "$pid" 2>/dev/null || { echo "!! $name died during the run; log:"; tail -n 20 "$WORK/$name.log"; }
+done

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# hitratio.sh -- hit ratio of each eviction policy vs memcached on Zipf(0.99).
+#
+# At equal memory (the same -m for every server) with the cache holding
+# about 10% of the key space:
+#
+#   1. calibrate: fill a fresh memcached -m MEMORY with VALUE-byte items
+#      (more than fit) and read curr_items = C, the number of such items
+#      memcached holds at that -m (with -m 64 and 1000-byte values, its
+#      1184-byte slab class, C is about 56,600);
+#   2. KEYS = C * 10, so memcached holds 10% of the key space;
+#   3. on a fresh memcached, then a fresh bucketcache-node per eviction
+#      policy (--eviction lru|lfu|fifo|s3fifo), replay the same Zipf(0.99)
+#      stream (fixed seed) with bench_hitratio: get, on a miss set;
+#      WARMUP requests unrecorded, then REQUESTS measured.
+#
+# The node counts all its memory (item headers, hash tables) against -m, as
+# memcached does not (its hash table is outside -m), so the node may hold
+# fewer items at the same -m: the table shows how many each server held at
+# the end, which explains part of any difference.
+#
+# usage: tests/bench/hitratio.sh [BUILD_DIR]      (default: build)
+# environment:
+#   BC_BENCH_MEMORY=64          -m for every server (MB)
+#   BC_BENCH_VALUE=1000         value bytes
+#   BC_BENCH_WARMUP=500000      unrecorded requests
+#   BC_BENCH_REQUESTS=1000000   measured requests
+#   BC_BENCH_POLICIES="lru lfu fifo s3fifo"
+#   BC_BENCH_ZIPF=0.99
+#   MEMCACHED_BIN=/usr/bin/memcached
+#   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
+set -euo pipefail
+
+BUILD_DIR=${1:-${BC_BUILD_DIR:-build}}
+MEMORY=${BC_BENCH_MEMORY:-64}
+VALUE=${BC_BENCH_VALUE:-1000}
+WARMUP=${BC_BENCH_WARMUP:-500000}
+REQUESTS=${BC_BENCH_REQUESTS:-1000000}
+POLICIES=${BC_BENCH_POLICIES:-"lru lfu fifo s3fifo"}
+ZIPF=${BC_BENCH_ZIPF:-0.99}
+THREADS=2
+MEMCACHED=${MEMCACHED_BIN:-/usr/bin/memcached}
+NODE_BIN=${BC_NODE_BIN:-$BUILD_DIR/node/bucketcache-node}
+HITRATIO=$BUILD_DIR/tests/bench_hitratio
+
+for bin in "$MEMCACHED" "$NODE_BIN" "$HITRATIO"; do
+  [ -x "$bin" ] || { echo "hitratio: $bin not found (build first: cmake --build $BUILD_DIR)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d -t bc-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # port pid
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || return 1
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+USER_FLAG=()
+[ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
+
+# start NAME ARGV...: starts a server on a free port; sets PORT and PID
+start() {
+  local name=$1; shift
+  PORT=$(free_port)
+  "$@" -l 127.0.0.1 -p "$PORT" -t "$THREADS" -m "$MEMORY" >"$WORK/$name.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_port "$PORT" "$PID" || { echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1; }
+}
+
+stop() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+}
+
+field() { awk -v k="$1" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }'; }
+
+# 1. calibration on memcached: twice as many items as -m could hold raw
+start memcached-calibrate "$MEMCACHED" "${USER_FLAG[@]}" -U 0
+fill_keys=$(( MEMORY * 1024 * 1024 / VALUE * 2 ))
+"$HITRATIO" -p "$PORT" -v "$VALUE" -k "$fill_keys" --fill >"$WORK/calibrate.txt"
+stop
+CAPACITY=$(grep '^RESULT' "$WORK/calibrate.txt" | field capacity)
+[ "${CAPACITY:-0}" -gt 0 ] || { echo "calibration failed:" >&2; cat "$WORK/calibrate.txt" >&2; exit 1; }
+KEYS=$(( CAPACITY * 10 ))
+
+echo "# hit ratio on Zipf($ZIPF), get + set on miss ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "# every server: -t $THREADS -m $MEMORY; $VALUE-byte values; memcached holds $CAPACITY of them," \
+     "so $KEYS keys (10x); $WARMUP warm-up + $REQUESTS measured requests, same seeded stream"
+
+# run NAME: replays the stream against the server on $PORT; appends to results
+run() {
+  local name=$1 out="$WORK/run-$1.txt"
+  if ! "$HITRATIO" -p "$PORT" -k "$KEYS" -v "$VALUE" -z "$ZIPF" -W "$WARMUP" -n "$REQUESTS" \
+       >"$out" 2>&1; then
+    echo "  !! $name: $(tail -n 1 "$out")"
+    kill -0 "$PID" 2>/dev/null || { echo "  !! $name died; log:"; tail -n 20 "$WORK/$name.log"; }
+    echo "$name - - - - -" >>"$WORK/results"
+    return
+  fi
+  local line
+  line=$(grep '^RESULT' "$out")
+  echo "  $name: $(grep '^hits:' "$out")"
+  echo "$name $(echo "$line" | field hit_ratio) $(echo "$line" | field curr_items)" \
+       "$(echo "$line" | field evictions) $(echo "$line" | field set_errors)" \
+       "$(echo "$line" | field get_errors)" >>"$WORK/results"
+}
+
+: >"$WORK/results"
+start memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
+run memcached
+stop
+for policy in $POLICIES; do
+  start "node-$policy" "$NODE_BIN" --admin-port 0 --eviction "$policy"
+  run "node-$policy"
+  stop
+done
+
+echo
+echo "| server | hit ratio | vs memcached (points) | items held at end | evictions | errors (set/get) |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk '
+  NR == 1 { base = $2 }
+  { if ($2 == "-") { printf "| %s | failed | | | | |\n", $1; next }
+    diff = (base != "-" && NR > 1) ? sprintf("%+.1f", ($2 - base) * 100) : ""
+    printf "| %s | %.4f | %s | %d | %d | %d/%d |\n", $1, $2, diff, $3, $4, $5, $6 }' "$WORK/results"
