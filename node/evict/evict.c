@@ -14,7 +14,9 @@
 
 static const bc_evict_ops_t *const evict_policies[] = {
     &bc_evict_lru,
+    &bc_evict_lfu,
     &bc_evict_fifo,
+    &bc_evict_s3fifo,
 };
 
 #define EVICT_NPOLICIES (sizeof(evict_policies) / sizeof(evict_policies[0]))
@@ -32,7 +34,7 @@ bc_evict_find(const char *name)
 const char *
 bc_evict_names(void)
 {
-    return "lru fifo";
+    return "lru lfu fifo s3fifo";
 }
 
 void *
