@@ -193,7 +193,6 @@ bc_config_parse(const char *name, const char *text, size_t len, bc_config_doc_t 
         /* cJSON cannot tell "out of memory" from "syntax error"; an
          * allocation failure on a file capped at a megabyte is the
          * unlikely one. */
-        if (end == NULL) off = len;
         offset_to_line_col(text, off, &line, &col);
         set_err(err, err_len, "%s: not valid JSON: syntax error at line %zu, column %zu",
                 name, line, col);

@@ -89,6 +89,8 @@ void bc_config_free(bc_config_doc_t *doc);
  * the node (borrowed from doc) or NULL when absent.
  * Errors: BC_ECONFIG when a path prefix exists but is not an object
  *         (field "admin": expected an object); *out is NULL then.
+ *         BC_EINVAL for a malformed path (empty segment, more than 8
+ *         segments, a segment of 128 bytes or more): a programming error.
  */
 bc_status_t bc_config_lookup(const bc_config_doc_t *doc, const char *path, const cJSON **out,
                              char *err, size_t err_len);

@@ -379,6 +379,9 @@ handle_stats(bc_admin_t *admin, struct MHD_Connection *conn, char *query)
             return reply_error(conn, MHD_HTTP_BAD_REQUEST,
                                "unknown query parameter (only buckets=all|nonempty)");
         }
+        if (params[i].value_len != strlen(params[i].value)) {
+            return reply_error(conn, MHD_HTTP_BAD_REQUEST, "buckets: expected all or nonempty");
+        }
         if (strcmp(params[i].value, "all") == 0) {
             all_buckets = true;
         } else if (strcmp(params[i].value, "nonempty") != 0) {
@@ -624,15 +627,13 @@ key_get(bc_admin_t *admin, struct MHD_Connection *conn, const char *key, size_t 
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    /* flags and cas never change once an item is linked (a new store makes
+     * a new item), so reading them without the shard lock is safe.  The
+     * expiry can change (touch), which is why no TTL header is sent. */
     snprintf(number, sizeof(number), "%" PRIu32, it->flags);
     MHD_add_response_header(resp, "X-Bucketcache-Flags", number);
     snprintf(number, sizeof(number), "%" PRIu64, it->cas);
     MHD_add_response_header(resp, "X-Bucketcache-Cas", number);
-    if (it->exptime != 0) {
-        uint32_t now = bc_cache_now(admin->cache);
-        snprintf(number, sizeof(number), "%" PRIu32, it->exptime > now ? it->exptime - now : 0);
-        MHD_add_response_header(resp, "X-Bucketcache-Ttl", number);
-    }
     return queue_and_release(conn, MHD_HTTP_OK, resp);
 }
 

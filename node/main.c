@@ -12,7 +12,7 @@
  *        |
  *   cache create --> server create (binds) --> admin create (binds)
  *        |                 any failure --> log the reason, exit 1
- *   switch user (-u, when root) --> daemonize (-d) --> pid file (-P)
+ *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
  *        |
  *   start: active-expiry thread, server workers, admin thread
  *        |
@@ -388,7 +388,8 @@ main(int argc, char **argv)
         }
     }
 
-    if (!switch_user(cfg.run_as_user)) goto out;
+    /* The pid file is written with the daemon's pid and before switching
+     * user, so it can live in a root-owned directory such as /run. */
     if (cfg.daemonize) {
         ready_fd = daemonize(cfg.verbosity);
         if (ready_fd < 0) goto out;
@@ -397,6 +398,7 @@ main(int argc, char **argv)
         if (!write_pid_file(cfg.pid_file)) goto out;
         pid_written = true;
     }
+    if (!switch_user(cfg.run_as_user)) goto out;
     if (cfg.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
         log_warn("-k: cannot lock memory: %s (continuing unlocked)", strerror(errno));
     }
