@@ -200,6 +200,20 @@ def test_ttl_and_flags_parameters():
     assert req("GET", "/v1/keys/shortlived")[0] == 404
 
 
+def test_active_expiry_removes_unread_items():
+    """Items nobody reads again are removed by the background expiry scan."""
+    before = json.loads(req("GET", "/stats")[2])["cache"]["expired_active"]
+    for i in range(20):
+        assert req("PUT", "/v1/keys/unread-%d?ttl=1" % i, body=b"x" * 100)[0] == 201
+    deadline = time.time() + 6 * SLOW
+    while True:
+        cache = json.loads(req("GET", "/stats")[2])["cache"]
+        if cache["expired_active"] >= before + 20:
+            break
+        assert time.time() < deadline, cache
+        time.sleep(0.2)
+
+
 def test_value_size_limits_413():
     limit = 64 * 1024
     big = os.urandom(limit + 1)
