@@ -108,7 +108,7 @@ static const node_option_t node_options[] = {
     {'b', "listen-backlog", NULL, "NUM", OPT_BACKLOG,
      "listen(2) backlog of the data port (default 1024)"},
     {'d', "daemon", NULL, NULL, OPT_DAEMON,
-     "run in the background (logs then go nowhere: prefer a service manager)"},
+     "run in the background; the log is discarded unless -v is given (prefer a service manager)"},
     {'P', "pidfile", "pid-file", "FILE", OPT_PIDFILE,
      "write the process id to FILE (removed at a clean exit)"},
     {'u', "user", NULL, "USER", OPT_USER,
@@ -704,6 +704,32 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
     return BC_OK;
 }
 
+/* Prints text from column `indent` (the cursor is there already), wrapping
+ * at word boundaries before column `width`, and ends the line. */
+static void
+print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+    int col = indent;
+    const char *p = text;
+
+    while (*p != '\0') {
+        const char *space = strchr(p, ' ');
+        int word = space != NULL ? (int)(space - p) : (int)strlen(p);
+        if (col > indent && col + 1 + word > width) {
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', out);
+            col++;
+        }
+        fprintf(out, "%.*s", word, p);
+        col += word;
+        p += word;
+        while (*p == ' ') p++;
+    }
+    fputc('\n', out);
+}
+
 void
 bc_node_config_usage(FILE *out, const char *prog)
 {
@@ -728,7 +754,8 @@ bc_node_config_usage(FILE *out, const char *prog)
             snprintf(names, sizeof(names), "    --%s%s%s", o->long_name, o->arg ? "=" : "",
                      o->arg ? o->arg : "");
         }
-        fprintf(out, "  %-28s %s\n", names, o->help);
+        fprintf(out, "  %-28s ", names);
+        print_wrapped(out, o->help, 31, 79);
         if (o->alias != NULL) fprintf(out, "  %-28s (also --%s)\n", "", o->alias);
     }
     fprintf(out,
