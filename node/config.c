@@ -108,7 +108,8 @@ static const node_option_t node_options[] = {
     {'b', "listen-backlog", NULL, "NUM", OPT_BACKLOG,
      "listen(2) backlog of the data port (default 1024)"},
     {'d', "daemon", NULL, NULL, OPT_DAEMON,
-     "run in the background; the log is discarded unless -v is given (prefer a service manager)"},
+     "run in the background; the log is discarded unless -v is given (prefer a "
+     "service manager)"},
     {'P', "pidfile", "pid-file", "FILE", OPT_PIDFILE,
      "write the process id to FILE (removed at a clean exit)"},
     {'u', "user", NULL, "USER", OPT_USER,
