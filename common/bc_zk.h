@@ -135,7 +135,7 @@ void bc_zk_strings_free(bc_zk_strings_t *s);
  * A transaction: all of its ops apply or none.  Build with bc_zk_txn_*;
  * the strings passed in must stay valid until bc_zk_txn_commit returns.
  */
-#define BC_ZK_TXN_MAX 16
+#define BC_ZK_TXN_MAX 64
 typedef struct bc_zk_txn bc_zk_txn_t;
 bc_zk_txn_t *bc_zk_txn_new(void);
 void bc_zk_txn_free(bc_zk_txn_t *txn);

@@ -24,6 +24,8 @@ SOURCE_DIR = os.environ.get("BC_SOURCE_DIR", os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
 NODE_BIN = os.environ.get("BC_NODE_BIN", os.path.join(BUILD_DIR, "node", "bucketcache-node"))
 CLI_BIN = os.environ.get("BC_CLI_BIN", os.path.join(BUILD_DIR, "client", "bucketcache"))
+CONSOLE_BIN = os.environ.get("BC_CONSOLE_BIN",
+                             os.path.join(BUILD_DIR, "console", "bucketcache-console"))
 MEMCACHED_BIN = os.environ.get("MEMCACHED_BIN") or "/usr/bin/memcached"
 SANITIZED = os.environ.get("BC_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
 # Sanitizer builds are several times slower: stretch every wait.
@@ -347,3 +349,78 @@ def cli(*args, env=None, timeout=30.0):
     r = subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
                        env=e, timeout=timeout * SLOW, stdin=subprocess.DEVNULL)
     return r.returncode, r.stdout, r.stderr
+
+
+def http_json(port, method, path, body=None, timeout=5.0):
+    """(status, parsed JSON body) of an HTTP request to 127.0.0.1:port."""
+    import json
+    status, _, data = http(port, method, path, body=body, timeout=timeout)
+    return status, json.loads(data.decode() or "null")
+
+
+def wait_for(predicate, timeout=15.0, interval=0.1, what="condition"):
+    """Polls predicate() until it returns a truthy value; returns it."""
+    deadline = time.time() + timeout * SLOW
+    last_exc = None
+    while time.time() < deadline:
+        try:
+            v = predicate()
+            if v:
+                return v
+        except Exception as e:  # the thing polled may not be up yet
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last error: %r)" % (what, last_exc))
+
+
+def create_cluster(zk, name="test", buckets=64):
+    rc, out, err = cli("--zk", zk.hosts, "--cluster", name, "cluster", "create",
+                       "--buckets", str(buckets))
+    assert rc == 0, (rc, out, err)
+    return name
+
+
+def tables(zk, cluster):
+    import json
+    rc, out, err = cli("--zk", zk.hosts, "--cluster", cluster, "tables", "--json")
+    assert rc == 0, (rc, out, err)
+    return json.loads(out)
+
+
+class Console:
+    """A running bucketcache-console."""
+
+    def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True):
+        self.zk = zk
+        self.cluster = cluster
+        self.admin_port = free_port()
+        argv = [CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
+                "--admin-port", str(self.admin_port),
+                "--session-timeout-ms", str(session_timeout_ms)] + list(args)
+        self.proc = Proc("console", argv)
+        if wait:
+            wait_port(self.admin_port, proc=self.proc.p)
+
+    def health(self):
+        return http_json(self.admin_port, "GET", "/health")[1]
+
+    def is_active(self):
+        try:
+            return self.health()["role"] == "active"
+        except Exception:
+            return False
+
+    def stop(self):
+        return self.proc.stop()
+
+    def kill(self):
+        self.proc.kill()
+
+
+class ClusterNode(Node):
+    """A bucketcache-node registered in a cluster group."""
+
+    def __init__(self, zk, cluster, group, *args, session_timeout_ms=2000, **kw):
+        self.group = group
+        super().__init__("--zk", zk.hosts, "--cluster", cluster, "--group", str(group),
+                         "--zk-session-timeout-ms", str(session_timeout_ms), *args, **kw)

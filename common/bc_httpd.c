@@ -1,0 +1,525 @@
+/*
+ * bc_httpd.c -- see bc_httpd.h.
+ *
+ * MHD calls the access handler several times per request:
+ *
+ *     1st call   headers only      -> route, reject early (404/405/413)
+ *     Nth call   a body chunk      -> append (bounded) or discard
+ *     last call  no more data      -> run the route's handler
+ *
+ * The raw request target is captured by the URI log callback (MHD would
+ * otherwise hand us a path it has already percent-decoded, losing "%2F"
+ * versus "/" and embedded NULs).
+ */
+#include "bc_httpd.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "bc_log.h"
+
+#define HTTPD_DEFAULT_MAX_CONNS 64u
+#define HTTPD_DEFAULT_TIMEOUT_S 30u
+#define HTTPD_DEFAULT_MAX_BODY  (64u * 1024u)
+#define HTTPD_CONN_MEMORY_LIMIT (64u * 1024u)
+#define HTTPD_BACKLOG           128
+
+struct bc_httpd {
+    bc_httpd_config_t cfg;
+    char *name;
+    int listen_fd;
+    uint16_t port;
+    struct MHD_Daemon *daemon;
+};
+
+typedef struct httpd_request {
+    char *uri;                     /* raw target, from the URI log callback */
+    bool headers_done;
+    bool body_too_large;
+    char *body;
+    size_t body_len, body_cap;
+} httpd_request_t;
+
+/* ---- replies ---- */
+
+static enum MHD_Result
+httpd_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp)
+{
+    if (resp == NULL) return MHD_NO; /* out of memory: MHD drops the connection */
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result
+httpd_json(struct MHD_Connection *conn, unsigned status, cJSON *doc, const char *allow)
+{
+    char *text = doc != NULL ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (text == NULL) return MHD_NO;
+    /* cJSON allocates with malloc (default hooks), so MHD may free() it. */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (allow != NULL) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    return httpd_queue(conn, status, resp);
+}
+
+static enum MHD_Result
+httpd_error(struct MHD_Connection *conn, unsigned status, const char *allow, const char *fmt,
+            va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL || cJSON_AddStringToObject(doc, "error", msg) == NULL) {
+        cJSON_Delete(doc);
+        return MHD_NO;
+    }
+    return httpd_json(conn, status, doc, allow);
+}
+
+static enum MHD_Result httpd_conn_error(struct MHD_Connection *conn, unsigned status,
+                                        const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result
+httpd_conn_error(struct MHD_Connection *conn, unsigned status, const char *allow,
+                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r = httpd_error(conn, status, allow, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum MHD_Result
+bc_http_reply_json(bc_http_req_t *req, unsigned status, cJSON *doc)
+{
+    return httpd_json(req->conn, status, doc, NULL);
+}
+
+enum MHD_Result
+bc_http_reply_error(bc_http_req_t *req, unsigned status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum MHD_Result r = httpd_error(req->conn, status, NULL, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+enum MHD_Result
+bc_http_reply_bytes(bc_http_req_t *req, unsigned status, const char *content_type,
+                    const void *data, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return httpd_queue(req->conn, status, resp);
+}
+
+/* ---- decoding ---- */
+
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t
+bc_http_percent_decode(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= n) return -1;
+            int hi = hex_value(s[i + 1]);
+            int lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0) return -1;
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return (ssize_t)o;
+}
+
+int
+bc_http_parse_query(char *query, bc_http_param_t *params, int max_params)
+{
+    int count = 0;
+    char *p = query;
+    while (p != NULL && *p != '\0') {
+        char *amp = strchr(p, '&');
+        if (amp != NULL) *amp = '\0';
+        if (*p != '\0') {
+            if (count == max_params) return -2;
+            char *eq = strchr(p, '=');
+            if (eq != NULL) *eq = '\0';
+            ssize_t n = bc_http_percent_decode(p, strlen(p), p);
+            if (n < 0) return -1;
+            p[n] = '\0';
+            params[count].name = p;
+            if (eq != NULL) {
+                n = bc_http_percent_decode(eq + 1, strlen(eq + 1), eq + 1);
+                if (n < 0) return -1;
+                eq[1 + n] = '\0';
+                params[count].value = eq + 1;
+                params[count].value_len = (size_t)n;
+            } else {
+                params[count].value = p + strlen(p);
+                params[count].value_len = 0;
+            }
+            count++;
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return count;
+}
+
+const bc_http_param_t *
+bc_http_param_find(const bc_http_param_t *params, int n, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(params[i].name, name) == 0) return &params[i];
+    }
+    return NULL;
+}
+
+int
+bc_http_param_bool(const bc_http_param_t *param)
+{
+    const char *v = param->value;
+    if (strcmp(v, "") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0 ||
+        strcmp(v, "yes") == 0) {
+        return 1;
+    }
+    if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0) return 0;
+    return -1;
+}
+
+/* ---- routing ---- */
+
+static bool
+method_allowed(const char *methods, const char *method)
+{
+    size_t mlen = strlen(method);
+    if (strcmp(method, "HEAD") == 0 && method_allowed(methods, "GET")) return true;
+    for (const char *p = methods; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == mlen && memcmp(p, method, len) == 0) return true;
+        if (comma == NULL) break;
+        p = comma + 1;
+    }
+    return false;
+}
+
+static const bc_http_route_t *
+httpd_route(const bc_httpd_t *h, const char *path, size_t path_len)
+{
+    for (size_t i = 0; i < h->cfg.nroutes; i++) {
+        const char *rp = h->cfg.routes[i].path;
+        size_t rlen = strlen(rp);
+        if (rlen > 0 && rp[rlen - 1] == '*') {
+            if (path_len >= rlen - 1 && memcmp(path, rp, rlen - 1) == 0) return &h->cfg.routes[i];
+        } else if (path_len == rlen && memcmp(path, rp, rlen) == 0) {
+            return &h->cfg.routes[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+request_has_body(struct MHD_Connection *conn)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
+}
+
+/* 404/405 for a request that matched no route or a disallowed method. */
+static bool
+httpd_reject(struct MHD_Connection *conn, const bc_http_route_t *route, const char *method,
+             enum MHD_Result *result)
+{
+    if (route == NULL) {
+        *result = httpd_conn_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no such path");
+        return true;
+    }
+    if (!method_allowed(route->methods, method)) {
+        char allow[64];
+        snprintf(allow, sizeof(allow), "%s", route->methods);
+        *result = httpd_conn_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, allow,
+                                   "method %.20s not allowed here (allowed: %s)", method, allow);
+        return true;
+    }
+    return false;
+}
+
+static void
+body_append(const bc_httpd_t *h, httpd_request_t *req, const char *data, size_t n)
+{
+    if (req->body_too_large) return;
+    if (n > h->cfg.max_body - req->body_len) {
+        req->body_too_large = true;
+    } else if (req->body_len + n > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 4096;
+        while (cap < req->body_len + n) cap *= 2;
+        if (cap > h->cfg.max_body) cap = h->cfg.max_body;
+        char *p = realloc(req->body, cap);
+        if (p == NULL) {
+            req->body_too_large = true;
+        } else {
+            req->body = p;
+            req->body_cap = cap;
+        }
+    }
+    if (req->body_too_large) {
+        free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_cap = 0;
+        return;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+}
+
+static enum MHD_Result
+httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+             const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    bc_httpd_t *h = cls;
+    httpd_request_t *req = *con_cls;
+    (void)version;
+    if (req == NULL) return MHD_NO;
+    const char *target = req->uri != NULL ? req->uri : url;
+    const char *qmark = strchr(target, '?');
+    size_t path_len = qmark != NULL ? (size_t)(qmark - target) : strlen(target);
+    const bc_http_route_t *route = httpd_route(h, target, path_len);
+    enum MHD_Result result;
+
+    if (!req->headers_done) {
+        req->headers_done = true;
+        if (request_has_body(conn)) {
+            if (httpd_reject(conn, route, method, &result)) return result;
+            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg.max_body) {
+                return httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                        "request body larger than %zu bytes", h->cfg.max_body);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) {
+        body_append(h, req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (httpd_reject(conn, route, method, &result)) return result;
+    if (req->body_too_large) {
+        return httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                "request body larger than %zu bytes", h->cfg.max_body);
+    }
+
+    char *path = strndup(target, path_len);
+    char *query = qmark != NULL ? strdup(qmark + 1) : NULL;
+    if (path == NULL || (qmark != NULL && query == NULL)) {
+        free(path);
+        free(query);
+        return MHD_NO;
+    }
+    size_t prefix = strlen(route->path);
+    if (prefix > 0 && route->path[prefix - 1] == '*') prefix--;
+    else prefix = path_len;
+    bc_http_req_t hr = {
+        .conn = conn, .method = method, .path = path, .path_len = path_len,
+        .rest = path + prefix, .rest_len = path_len - prefix, .query = query,
+        .body = req->body, .body_len = req->body_len,
+    };
+    result = route->handler(h->cfg.ctx, &hr);
+    free(path);
+    free(query);
+    return result;
+}
+
+static void *
+httpd_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    httpd_request_t *req = calloc(1, sizeof(*req));
+    if (req == NULL) return NULL;
+    req->uri = strdup(uri != NULL ? uri : "/");
+    if (req->uri == NULL) {
+        free(req);
+        return NULL;
+    }
+    return req;
+}
+
+static void
+httpd_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    httpd_request_t *req = *con_cls;
+    if (req == NULL) return;
+    free(req->uri);
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void
+httpd_log(void *cls, const char *fmt, va_list ap)
+{
+    bc_httpd_t *h = cls;
+    char line[512];
+    if (bc__log_level < BC_LOG_WARN) return;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    log_warn("%s http: %s", h->name, line);
+}
+
+/* ---- lifecycle ---- */
+
+static bc_status_t
+httpd_bind(bc_httpd_t *h)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[8];
+    int last_errno = 0;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%u", h->cfg.port);
+    int rc = getaddrinfo(h->cfg.listen_addr, service, &hints, &res);
+    if (rc != 0) {
+        log_error("%s: cannot resolve listen address %s: %s", h->name, h->cfg.listen_addr,
+                  gai_strerror(rc));
+        return BC_EINVAL;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int one = 1;
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, HTTPD_BACKLOG) == 0) break;
+        last_errno = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_error("%s: cannot listen on %s:%u: %s", h->name, h->cfg.listen_addr, h->cfg.port,
+                  strerror(last_errno));
+        return BC_EIO;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    h->port = h->cfg.port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6) h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    h->listen_fd = fd;
+    return BC_OK;
+}
+
+bc_status_t
+bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
+{
+    *out = NULL;
+    if (config == NULL || config->listen_addr == NULL || config->listen_addr[0] == '\0' ||
+        (config->nroutes > 0 && config->routes == NULL)) {
+        return BC_EINVAL;
+    }
+    bc_httpd_t *h = calloc(1, sizeof(*h));
+    if (h == NULL) return BC_ENOMEM;
+    h->cfg = *config;
+    h->name = strdup(config->name ? config->name : "http");
+    h->listen_fd = -1;
+    if (h->cfg.max_conns == 0) h->cfg.max_conns = HTTPD_DEFAULT_MAX_CONNS;
+    if (h->cfg.timeout_s == 0) h->cfg.timeout_s = HTTPD_DEFAULT_TIMEOUT_S;
+    if (h->cfg.max_body == 0) h->cfg.max_body = HTTPD_DEFAULT_MAX_BODY;
+    bc_status_t st = h->name == NULL ? BC_ENOMEM : httpd_bind(h);
+    h->cfg.listen_addr = NULL; /* borrowed only while binding */
+    if (st != BC_OK) {
+        free(h->name);
+        free(h);
+        return st;
+    }
+    *out = h;
+    return BC_OK;
+}
+
+bc_status_t
+bc_httpd_start(bc_httpd_t *h)
+{
+    if (h->daemon != NULL) return BC_OK;
+    if (h->listen_fd < 0) return BC_EIO;
+    h->daemon = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, httpd_handle, h,
+        /* The logger must come first to catch messages about the others. */
+        MHD_OPTION_EXTERNAL_LOGGER, httpd_log, (void *)h,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
+        MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_conns,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, h->cfg.timeout_s,
+        MHD_OPTION_URI_LOG_CALLBACK, httpd_uri_log, (void *)h,
+        MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, (void *)h,
+        MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        log_error("%s: libmicrohttpd could not start on port %u", h->name, h->port);
+        return BC_EIO;
+    }
+    h->listen_fd = -1; /* MHD owns it now */
+    return BC_OK;
+}
+
+uint16_t
+bc_httpd_port(const bc_httpd_t *h)
+{
+    return h->port;
+}
+
+void
+bc_httpd_destroy(bc_httpd_t *h)
+{
+    if (h == NULL) return;
+    if (h->daemon != NULL) MHD_stop_daemon(h->daemon);
+    if (h->listen_fd >= 0) close(h->listen_fd);
+    free(h->name);
+    free(h);
+}

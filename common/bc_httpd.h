@@ -1,0 +1,118 @@
+/*
+ * bc_httpd.h -- the admin HTTP server every bucketcache process embeds
+ * (libmicrohttpd on its own thread), with routing, bounded bodies and JSON
+ * error replies done once.
+ *
+ * HOW
+ *   The listening socket is bound in bc_httpd_create() so a port conflict
+ *   is reported before anything starts.  A request is matched against a
+ *   route table (exact paths, or prefixes ending in '*'); unknown paths get
+ *   404 and wrong methods 405 with an Allow header, both as
+ *   {"error": "..."}.  Bodies are collected up to max_body (413 beyond,
+ *   refused from Content-Length before reading when possible); the handler
+ *   runs once, with the whole request.  Paths and queries are handed over
+ *   raw (as received, not percent-decoded), so a handler can decode keys
+ *   binary-safely with bc_http_percent_decode().
+ *
+ *   Connections, per-connection memory and idle time are bounded by MHD
+ *   options, so a hostile client cannot grow the process.
+ */
+#ifndef BC_HTTPD_H
+#define BC_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "bc_status.h"
+
+typedef struct bc_httpd bc_httpd_t;
+
+typedef struct bc_http_req {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;              /* raw path, NUL-terminated */
+    size_t path_len;
+    const char *rest;              /* for prefix routes: what follows the prefix */
+    size_t rest_len;
+    char *query;                   /* raw query after '?', or NULL; the handler may modify it */
+    const char *body;              /* NULL when empty */
+    size_t body_len;
+} bc_http_req_t;
+
+typedef enum MHD_Result (*bc_http_handler_fn)(void *ctx, bc_http_req_t *req);
+
+typedef struct bc_http_route {
+    const char *path;              /* "/health", or a prefix ending in a star */
+    const char *methods;           /* allowed, comma-separated: "GET,HEAD" (HEAD implied by GET) */
+    bc_http_handler_fn handler;
+} bc_http_route_t;
+
+typedef struct bc_httpd_config {
+    const char *name;              /* for log lines: "admin", "console api" */
+    const char *listen_addr;       /* host or address literal */
+    uint16_t port;                 /* 0 = any free port */
+    unsigned max_conns;            /* 0 = 64 */
+    unsigned timeout_s;            /* idle connection timeout; 0 = 30 */
+    size_t max_body;               /* largest request body; 0 = 64 KiB */
+    const bc_http_route_t *routes; /* borrowed; must outlive the server */
+    size_t nroutes;
+    void *ctx;                     /* passed to every handler */
+} bc_httpd_config_t;
+
+/*
+ * Binds the listening socket.  *out is owned by the caller
+ * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
+ * listen failed; logged with the reason), BC_ENOMEM.
+ */
+bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
+/* Starts serving on MHD's own thread.  Errors: BC_EIO. */
+bc_status_t bc_httpd_start(bc_httpd_t *httpd);
+uint16_t bc_httpd_port(const bc_httpd_t *httpd);
+/* Stops (waiting for running handlers) and frees.  NULL is accepted. */
+void bc_httpd_destroy(bc_httpd_t *httpd);
+
+/* ---- replies (each returns what the handler returns) ---- */
+
+/* Sends doc as JSON; doc is consumed (deleted) in every case. */
+enum MHD_Result bc_http_reply_json(bc_http_req_t *req, unsigned status, cJSON *doc);
+/* {"error": "<formatted>"} */
+enum MHD_Result bc_http_reply_error(bc_http_req_t *req, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Any bytes (copied) with a content type. */
+enum MHD_Result bc_http_reply_bytes(bc_http_req_t *req, unsigned status, const char *content_type,
+                                    const void *data, size_t len);
+
+/* ---- decoding ---- */
+
+/*
+ * Strict percent-decoding of s[0..n) into out (room for n bytes).  '+'
+ * stays '+'.  Returns the decoded length, or -1 for a '%' not followed by
+ * two hex digits.
+ */
+ssize_t bc_http_percent_decode(const char *s, size_t n, char *out);
+
+typedef struct bc_http_param {
+    char *name;
+    char *value;
+    size_t value_len;
+} bc_http_param_t;
+
+/*
+ * Splits a raw query (modified in place) into decoded parameters.  Returns
+ * the count, -1 on a bad escape, -2 on more than max_params.
+ */
+int bc_http_parse_query(char *query, bc_http_param_t *params, int max_params);
+
+/* The value of name among params, or NULL. */
+const bc_http_param_t *bc_http_param_find(const bc_http_param_t *params, int n, const char *name);
+
+/* "1", "true", "yes" (and "" for a bare flag) are true; "0", "false", "no"
+ * false; anything else an error (returns -1). */
+int bc_http_param_bool(const bc_http_param_t *param);
+
+#endif

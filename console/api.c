@@ -1,0 +1,313 @@
+/*
+ * api.c -- see api.h.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bc_log.h"
+#include "dashboard.h"
+
+struct bc_console_api {
+    bc_console_t *console;
+    bc_httpd_t *httpd;
+};
+
+static cJSON *
+json_u32_array(const uint32_t *v, uint32_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (uint32_t i = 0; a != NULL && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static enum MHD_Result
+api_view_error(bc_http_req_t *req, bc_status_t st, const char *err)
+{
+    unsigned code = st == BC_EAGAIN || st == BC_ETIMEOUT ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                         : MHD_HTTP_INTERNAL_SERVER_ERROR;
+    return bc_http_reply_error(req, code, "cannot read the cluster from ZooKeeper: %s%s%s",
+                               bc_status_str(st), err[0] ? ": " : "", err);
+}
+
+static enum MHD_Result
+api_health(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_console_stats_t s;
+    bc_console_get_stats(api->console, &s);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
+    cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
+    cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
+    return bc_http_reply_json(req, s.connected ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
+}
+
+static cJSON *
+api_tables_json(const bc_view_t *v)
+{
+    cJSON *doc = cJSON_CreateObject();
+    uint64_t e = v->c.epoch > v->m.epoch ? v->c.epoch : v->m.epoch;
+    if (v->d.epoch > e) e = v->d.epoch;
+    cJSON_AddNumberToObject(doc, "epoch", (double)e);
+    cJSON_AddNumberToObject(doc, "buckets", v->nbuckets);
+    cJSON_AddItemToObject(doc, "c", json_u32_array(v->c.owner, v->nbuckets));
+    cJSON_AddItemToObject(doc, "m", json_u32_array(v->m.owner, v->nbuckets));
+    cJSON_AddItemToObject(doc, "d", json_u32_array(v->d.owner, v->nbuckets));
+    cJSON *ro = cJSON_AddArrayToObject(doc, "readonly");
+    for (uint32_t b = 0; b < v->nbuckets; b++) {
+        if (v->c.readonly[b]) cJSON_AddItemToArray(ro, cJSON_CreateNumber(b));
+    }
+    return doc;
+}
+
+static enum MHD_Result
+api_tables(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_view_t v;
+    char err[256] = "";
+    bc_status_t st = bc_view_load(bc_console_zk(api->console), bc_console_cluster(api->console),
+                                  bc_console_nbuckets(api->console), NULL, NULL, &v, err, sizeof(err));
+    if (st != BC_OK) return api_view_error(req, st, err);
+    cJSON *doc = api_tables_json(&v);
+    bc_view_free(&v);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+static uint32_t
+count_owner(const bc_table_t *t, uint32_t gid)
+{
+    uint32_t n = 0;
+    for (uint32_t b = 0; b < t->nbuckets; b++) n += t->owner[b] == gid;
+    return n;
+}
+
+static enum MHD_Result
+api_cluster(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_view_t v;
+    char err[256] = "", leader[BC_ADDR_MAX] = "";
+    bc_console_t *cs = api->console;
+    bc_status_t st = bc_view_load(bc_console_zk(cs), bc_console_cluster(cs), bc_console_nbuckets(cs),
+                                  NULL, NULL, &v, err, sizeof(err));
+    if (st != BC_OK) return api_view_error(req, st, err);
+    bc_console_leader_addr(cs, leader, sizeof(leader));
+    bc_console_stats_t s;
+    bc_console_get_stats(cs, &s);
+
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(cs));
+    cJSON_AddNumberToObject(doc, "buckets", v.nbuckets);
+    cJSON_AddNumberToObject(doc, "epoch", (double)v.c.epoch);
+    cJSON_AddStringToObject(doc, "active_console", leader);
+    uint32_t pending = 0, unowned = 0;
+    for (uint32_t b = 0; b < v.nbuckets; b++) {
+        pending += v.m.owner[b] != 0 && v.m.owner[b] != v.d.owner[b];
+        unowned += v.c.owner[b] == 0;
+    }
+    cJSON_AddNumberToObject(doc, "pending_moves", pending);
+    cJSON_AddNumberToObject(doc, "unowned_buckets", unowned);
+    cJSON *groups = cJSON_AddArrayToObject(doc, "groups");
+    for (size_t i = 0; i < v.ngroups; i++) {
+        const bc_view_group_t *g = &v.groups[i];
+        cJSON *jg = cJSON_CreateObject();
+        cJSON_AddNumberToObject(jg, "gid", g->gid);
+        cJSON_AddBoolToObject(jg, "live", g->nnodes > 0);
+        cJSON_AddNumberToObject(jg, "memory", (double)bc_view_group_memory(g));
+        cJSON_AddStringToObject(jg, "primary", g->has_primary ? g->primary.node : "");
+        cJSON_AddStringToObject(jg, "primary_addr", g->has_primary ? g->primary.data_addr : "");
+        cJSON *counts = cJSON_AddObjectToObject(jg, "buckets");
+        cJSON_AddNumberToObject(counts, "c", count_owner(&v.c, g->gid));
+        cJSON_AddNumberToObject(counts, "m", count_owner(&v.m, g->gid));
+        cJSON_AddNumberToObject(counts, "d", count_owner(&v.d, g->gid));
+        if (g->departure.present) {
+            cJSON_AddNumberToObject(jg, "departed_at_ms", (double)g->departure.departed_at_ms);
+        }
+        cJSON *nodes = cJSON_AddArrayToObject(jg, "nodes");
+        for (size_t k = 0; k < g->nnodes; k++) {
+            const bc_node_info_t *n = &g->nodes[k];
+            cJSON *jn = cJSON_CreateObject();
+            cJSON_AddStringToObject(jn, "name", n->name);
+            cJSON_AddStringToObject(jn, "role", g->has_primary && strcmp(g->primary.node, n->name) == 0
+                                                    ? "primary" : "backup");
+            cJSON_AddStringToObject(jn, "data", n->data_addr);
+            cJSON_AddStringToObject(jn, "admin", n->admin_addr);
+            cJSON_AddNumberToObject(jn, "memory", (double)n->memory);
+            cJSON_AddNumberToObject(jn, "offset", (double)n->offset);
+            cJSON_AddNumberToObject(jn, "pid", (double)n->pid);
+            cJSON_AddItemToArray(nodes, jn);
+        }
+        cJSON_AddItemToArray(groups, jg);
+    }
+    bc_view_free(&v);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+static enum MHD_Result
+api_rebalance(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_http_param_t params[8];
+    int n = req->query ? bc_http_parse_query(req->query, params, 8) : 0;
+    if (n < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+    bool dry_run = false;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(params[i].name, "dry_run") == 0) {
+            int b = bc_http_param_bool(&params[i]);
+            if (b < 0) {
+                return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                           "dry_run must be 1/0, true/false or yes/no");
+            }
+            dry_run = b == 1;
+        } else {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "unknown parameter \"%.40s\"",
+                                       params[i].name);
+        }
+    }
+
+    bc_reconcile_output_t out;
+    bc_view_t v;
+    bc_status_t st = bc_console_rebalance(api->console, dry_run, &out, &v);
+    if (st == BC_EBUSY) {
+        char leader[BC_ADDR_MAX] = "";
+        bc_console_leader_addr(api->console, leader, sizeof(leader));
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "error", "this console is a standby; ask the active console");
+        cJSON_AddStringToObject(doc, "active_console", leader);
+        return bc_http_reply_json(req, MHD_HTTP_CONFLICT, doc);
+    }
+    if (st != BC_OK) {
+        bc_reconcile_free(&out);
+        bc_view_free(&v);
+        return bc_http_reply_error(req, st == BC_ESTALE ? MHD_HTTP_CONFLICT
+                                                        : MHD_HTTP_SERVICE_UNAVAILABLE,
+                                   "rebalance failed: %s", bc_status_str(st));
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(doc, "dry_run", dry_run);
+    cJSON_AddBoolToObject(doc, "changed", out.tables_changed);
+    cJSON_AddNumberToObject(doc, "epoch", (double)(out.tables_changed ? out.c.epoch : v.c.epoch));
+    cJSON_AddStringToObject(doc, "summary", out.summary);
+    cJSON *moves = cJSON_AddArrayToObject(doc, "moves");
+    cJSON *assigns = cJSON_AddArrayToObject(doc, "assigned");
+    for (uint32_t b = 0; b < v.nbuckets; b++) {
+        uint32_t from = v.m.owner[b], to = out.d.owner[b];
+        if (from == to || to == 0) continue;
+        cJSON *mv = cJSON_CreateObject();
+        cJSON_AddNumberToObject(mv, "bucket", b);
+        cJSON_AddNumberToObject(mv, "from", from);
+        cJSON_AddNumberToObject(mv, "to", to);
+        cJSON_AddItemToArray(from == 0 ? assigns : moves, mv);
+    }
+    cJSON_AddNumberToObject(doc, "pending_moves", out.pending_moves);
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+static enum MHD_Result
+api_metrics(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_console_stats_t s;
+    bc_console_get_stats(api->console, &s);
+    char buf[4096];
+    int n = snprintf(buf, sizeof(buf),
+        "# HELP bucketcache_console_active 1 when this console is the active one.\n"
+        "# TYPE bucketcache_console_active gauge\nbucketcache_console_active %d\n"
+        "# HELP bucketcache_console_zookeeper_connected 1 when the ZooKeeper session is connected.\n"
+        "# TYPE bucketcache_console_zookeeper_connected gauge\nbucketcache_console_zookeeper_connected %d\n"
+        "# HELP bucketcache_console_elections_won_total Times this console became active.\n"
+        "# TYPE bucketcache_console_elections_won_total counter\nbucketcache_console_elections_won_total %llu\n"
+        "# HELP bucketcache_console_reconciles_total Reconcile rounds run.\n"
+        "# TYPE bucketcache_console_reconciles_total counter\nbucketcache_console_reconciles_total %llu\n"
+        "# HELP bucketcache_console_writes_total Table transactions committed.\n"
+        "# TYPE bucketcache_console_writes_total counter\nbucketcache_console_writes_total %llu\n"
+        "# HELP bucketcache_console_write_conflicts_total Transactions lost to a concurrent change.\n"
+        "# TYPE bucketcache_console_write_conflicts_total counter\nbucketcache_console_write_conflicts_total %llu\n"
+        "# HELP bucketcache_console_rebalances_total Rebalances committed.\n"
+        "# TYPE bucketcache_console_rebalances_total counter\nbucketcache_console_rebalances_total %llu\n"
+        "# HELP bucketcache_console_epoch Table epoch last seen.\n"
+        "# TYPE bucketcache_console_epoch gauge\nbucketcache_console_epoch %llu\n"
+        "# HELP bucketcache_console_pending_moves Buckets whose data must migrate (m != d).\n"
+        "# TYPE bucketcache_console_pending_moves gauge\nbucketcache_console_pending_moves %u\n"
+        "# HELP bucketcache_console_live_groups Groups with at least one live node.\n"
+        "# TYPE bucketcache_console_live_groups gauge\nbucketcache_console_live_groups %u\n"
+        "# HELP bucketcache_console_buckets Buckets in the cluster.\n"
+        "# TYPE bucketcache_console_buckets gauge\nbucketcache_console_buckets %u\n",
+        s.leader ? 1 : 0, s.connected ? 1 : 0, (unsigned long long)s.elections_won,
+        (unsigned long long)s.reconciles, (unsigned long long)s.writes,
+        (unsigned long long)s.write_conflicts, (unsigned long long)s.rebalances,
+        (unsigned long long)s.epoch, s.pending_moves, s.live_groups, s.nbuckets);
+    return bc_http_reply_bytes(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
+                               n > 0 ? (size_t)n : 0);
+}
+
+static enum MHD_Result
+api_dashboard(void *ctx, bc_http_req_t *req)
+{
+    (void)ctx;
+    return bc_http_reply_bytes(req, MHD_HTTP_OK, "text/html; charset=utf-8", bc_dashboard_html,
+                               strlen(bc_dashboard_html));
+}
+
+static const bc_http_route_t api_routes[] = {
+    {"/health", "GET", api_health},
+    {"/metrics", "GET", api_metrics},
+    {"/v1/cluster", "GET", api_cluster},
+    {"/v1/tables", "GET", api_tables},
+    {"/v1/rebalance", "POST", api_rebalance},
+    {"/", "GET", api_dashboard},
+};
+
+bc_status_t
+bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
+                      bc_console_api_t **out)
+{
+    bc_console_api_t *api = calloc(1, sizeof(*api));
+    if (api == NULL) return BC_ENOMEM;
+    api->console = console;
+    bc_httpd_config_t cfg = {
+        .name = "console api", .listen_addr = listen_addr, .port = port,
+        .max_body = 4096, .routes = api_routes,
+        .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
+    };
+    bc_status_t st = bc_httpd_create(&cfg, &api->httpd);
+    if (st != BC_OK) {
+        free(api);
+        return st;
+    }
+    *out = api;
+    return BC_OK;
+}
+
+void
+bc_console_api_attach(bc_console_api_t *api, bc_console_t *console)
+{
+    api->console = console;
+}
+
+bc_status_t
+bc_console_api_start(bc_console_api_t *api)
+{
+    return bc_httpd_start(api->httpd);
+}
+
+uint16_t
+bc_console_api_port(const bc_console_api_t *api)
+{
+    return bc_httpd_port(api->httpd);
+}
+
+void
+bc_console_api_destroy(bc_console_api_t *api)
+{
+    if (api == NULL) return;
+    bc_httpd_destroy(api->httpd);
+    free(api);
+}

@@ -1,0 +1,41 @@
+/*
+ * api.h -- bucketcache-console's HTTP API and dashboard (bc_httpd).
+ *
+ *   GET  /health           {"status":"ok","role":"active"|"standby",...}
+ *   GET  /metrics          Prometheus text format
+ *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts
+ *   GET  /v1/tables        {"epoch":E,"buckets":N,"c":[..],"m":[..],"d":[..],"readonly":[..]}
+ *   POST /v1/rebalance     ?dry_run=1 computes without writing; otherwise
+ *                          the active console commits (a standby answers
+ *                          409 naming the active console)
+ *   GET  /                 the dashboard (one static page using the above)
+ *
+ * Every console serves reads (they come from ZooKeeper), so any console
+ * can be asked; only the active one writes.
+ */
+#ifndef BC_CONSOLE_API_H
+#define BC_CONSOLE_API_H
+
+#include <stdint.h>
+
+#include "bc_httpd.h"
+#include "bc_status.h"
+#include "console.h"
+
+typedef struct bc_console_api bc_console_api_t;
+
+/*
+ * Binds listen_addr:port (bound before the console starts, so the real port
+ * can be advertised).  console is borrowed and must outlive the API; it may
+ * be NULL here and attached before bc_console_api_start.
+ * *out is owned by the caller (bc_console_api_destroy).  Errors: those of
+ * bc_httpd_create.
+ */
+bc_status_t bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
+                                  bc_console_api_t **out);
+void bc_console_api_attach(bc_console_api_t *api, bc_console_t *console);
+bc_status_t bc_console_api_start(bc_console_api_t *api);
+uint16_t bc_console_api_port(const bc_console_api_t *api);
+void bc_console_api_destroy(bc_console_api_t *api);
+
+#endif

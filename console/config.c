@@ -1,0 +1,210 @@
+/*
+ * config.c -- see config.h.  Flags are "--name value" or "--name=value";
+ * --config is applied first wherever it appears, so flags always win over
+ * the file.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bc_cluster.h"
+#include "bc_log.h"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+void
+bc_console_cfg_defaults(bc_console_cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->session_timeout_ms = BC_CONSOLE_DEFAULT_SESSION_MS;
+    snprintf(cfg->admin_listen, sizeof(cfg->admin_listen), "127.0.0.1");
+    cfg->admin_port = BC_CONSOLE_DEFAULT_ADMIN_PORT;
+    cfg->orphan_grace_ms = -1;
+    cfg->log_level = BC_LOG_INFO;
+}
+
+static bc_status_t
+cfg_fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err != NULL && err_len > 0) vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return BC_EINVAL;
+}
+
+bc_status_t
+bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char *err, size_t err_len)
+{
+    static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "log", NULL};
+    static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", NULL};
+    static const char *const admin_fields[] = {"listen", "port", "advertise", NULL};
+    static const char *const log_fields[] = {"level", NULL};
+    bc_status_t st;
+    int64_t v;
+    bool found;
+    int idx;
+
+    if ((st = bc_config_check_fields(doc, NULL, root_fields, err, err_len)) != BC_OK ||
+        (st = bc_config_check_fields(doc, "zookeeper", zk_fields, err, err_len)) != BC_OK ||
+        (st = bc_config_check_fields(doc, "admin", admin_fields, err, err_len)) != BC_OK ||
+        (st = bc_config_check_fields(doc, "log", log_fields, err, err_len)) != BC_OK) {
+        return st;
+    }
+    if ((st = bc_config_get_string(doc, "zookeeper.hosts", cfg->zk_hosts, sizeof(cfg->zk_hosts),
+                                   false, NULL, err, err_len)) != BC_OK ||
+        (st = bc_config_get_string(doc, "zookeeper.cluster", cfg->cluster, sizeof(cfg->cluster),
+                                   false, NULL, err, err_len)) != BC_OK ||
+        (st = bc_config_get_string(doc, "admin.listen", cfg->admin_listen,
+                                   sizeof(cfg->admin_listen), false, NULL, err, err_len)) != BC_OK ||
+        (st = bc_config_get_string(doc, "admin.advertise", cfg->advertise, sizeof(cfg->advertise),
+                                   true, NULL, err, err_len)) != BC_OK) {
+        return st;
+    }
+    if ((st = bc_config_get_int(doc, "zookeeper.session_timeout_ms", 1000, 60000, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->session_timeout_ms = (int)v;
+    if ((st = bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len)) != BC_OK) return st;
+    if (found) cfg->admin_port = (uint16_t)v;
+    if ((st = bc_config_get_int(doc, "orphan_grace_ms", -1, INT64_C(86400000) * 30, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->orphan_grace_ms = v;
+    if ((st = bc_config_get_enum(doc, "log.level", log_levels, &idx, &found, err, err_len)) != BC_OK) return st;
+    if (found) cfg->log_level = idx;
+    return BC_OK;
+}
+
+typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
+               O_LOG, O_CONFIG, O_HELP, O_VERSION } opt_t;
+
+static const struct {
+    const char *name;
+    opt_t id;
+    bool arg;
+    const char *help;
+} options[] = {
+    {"zk", O_ZK, true, "ZooKeeper hosts, host:port[,host:port...] (required)"},
+    {"cluster", O_CLUSTER, true, "cluster name (required; create it with `bucketcache cluster create`)"},
+    {"session-timeout-ms", O_SESSION, true, "ZooKeeper session timeout, 1000..60000 (default 4000)"},
+    {"admin-port", O_ADMIN_PORT, true, "HTTP API and dashboard port (default 11290; 0 = any free port)"},
+    {"admin-listen", O_ADMIN_LISTEN, true, "HTTP API listen address (default 127.0.0.1)"},
+    {"advertise", O_ADVERTISE, true, "host other processes reach the API at (default: the listen address)"},
+    {"orphan-grace-ms", O_GRACE, true, "hand a down group's buckets to the others after this long "
+                                       "(default -1: wait for the group)"},
+    {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
+    {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
+    {"help", O_HELP, false, "show this help"},
+    {"version", O_VERSION, false, "show the version"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+void
+bc_console_cfg_usage(FILE *out, const char *prog)
+{
+    fprintf(out, "usage: %s --zk HOSTS --cluster NAME [options]\n\n"
+                 "The bucketcache console: elects one active console through ZooKeeper, watches\n"
+                 "the node groups, keeps the c/m/d bucket tables, and serves an HTTP API and a\n"
+                 "dashboard.\n\noptions:\n", prog);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char left[48];
+        snprintf(left, sizeof(left), "--%s%s", options[i].name, options[i].arg ? " VALUE" : "");
+        fprintf(out, "  %-28s %s\n", left, options[i].help);
+    }
+}
+
+static bc_status_t
+apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, char *err, size_t len)
+{
+    int64_t v;
+    switch (id) {
+    case O_ZK:
+        if (val[0] == '\0' || strlen(val) >= sizeof(cfg->zk_hosts)) return cfg_fail(err, len, "--zk: expected host:port[,host:port...]");
+        snprintf(cfg->zk_hosts, sizeof(cfg->zk_hosts), "%s", val);
+        return BC_OK;
+    case O_CLUSTER:
+        if (!bc_cluster_name_valid(val)) return cfg_fail(err, len, "--cluster: invalid name \"%.80s\" (1-64 of A-Z a-z 0-9 _ . -)", val);
+        snprintf(cfg->cluster, sizeof(cfg->cluster), "%s", val);
+        return BC_OK;
+    case O_SESSION:
+        if (bc_parse_int(val, 1000, 60000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1000..60000, got \"%.40s\"", name, val);
+        cfg->session_timeout_ms = (int)v;
+        return BC_OK;
+    case O_ADMIN_PORT:
+        if (bc_parse_int(val, 0, 65535, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected a port 0..65535, got \"%.40s\"", name, val);
+        cfg->admin_port = (uint16_t)v;
+        return BC_OK;
+    case O_ADMIN_LISTEN:
+        if (val[0] == '\0' || strlen(val) >= sizeof(cfg->admin_listen)) return cfg_fail(err, len, "--%s: expected an address", name);
+        snprintf(cfg->admin_listen, sizeof(cfg->admin_listen), "%s", val);
+        return BC_OK;
+    case O_ADVERTISE:
+        if (strlen(val) >= sizeof(cfg->advertise)) return cfg_fail(err, len, "--%s: too long", name);
+        snprintf(cfg->advertise, sizeof(cfg->advertise), "%s", val);
+        return BC_OK;
+    case O_GRACE:
+        if (bc_parse_int(val, -1, INT64_C(86400000) * 30, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected -1 or milliseconds, got \"%.40s\"", name, val);
+        cfg->orphan_grace_ms = v;
+        return BC_OK;
+    case O_LOG: {
+        int lvl = bc_log_level_parse(val);
+        if (lvl < 0) return cfg_fail(err, len, "--%s: expected error|warn|info|debug|trace, got \"%.40s\"", name, val);
+        cfg->log_level = lvl;
+        return BC_OK;
+    }
+    default:
+        return BC_OK;
+    }
+}
+
+bc_status_t
+bc_console_cfg_parse_args(bc_console_cfg_t *cfg, int argc, char *const argv[],
+                          bc_console_action_t *action, char *err, size_t err_len)
+{
+    *action = BC_CONSOLE_RUN;
+    bc_console_cfg_defaults(cfg);
+    for (int pass = 1; pass <= 2; pass++) {
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (strcmp(a, "-h") == 0) a = "--help";
+            if (strncmp(a, "--", 2) != 0) return cfg_fail(err, err_len, "unexpected argument \"%.80s\" (see --help)", a);
+            char name[40];
+            const char *eq = strchr(a + 2, '=');
+            size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            if (nlen >= sizeof(name)) return cfg_fail(err, err_len, "unknown flag \"%.40s\" (see --help)", a);
+            memcpy(name, a + 2, nlen);
+            name[nlen] = '\0';
+            size_t k = 0;
+            while (k < NOPTIONS && strcmp(options[k].name, name) != 0) k++;
+            if (k == NOPTIONS) return cfg_fail(err, err_len, "unknown flag \"--%s\" (see --help)", name);
+            const char *val = NULL;
+            if (options[k].arg) {
+                if (eq) val = eq + 1;
+                else if (i + 1 < argc) val = argv[++i];
+                else return cfg_fail(err, err_len, "--%s needs a value", name);
+            } else if (eq) {
+                return cfg_fail(err, err_len, "--%s takes no value", name);
+            }
+            if (pass == 1) {
+                if (options[k].id == O_HELP) *action = BC_CONSOLE_SHOW_HELP;
+                if (options[k].id == O_VERSION && *action == BC_CONSOLE_RUN) *action = BC_CONSOLE_SHOW_VERSION;
+                if (options[k].id == O_CONFIG) {
+                    bc_config_doc_t *doc;
+                    bc_status_t st = bc_config_load(val, 0, &doc, err, err_len);
+                    if (st != BC_OK) return st;
+                    st = bc_console_cfg_apply_doc(cfg, doc, err, err_len);
+                    bc_config_free(doc);
+                    if (st != BC_OK) return st;
+                }
+            } else {
+                bc_status_t st = apply_flag(cfg, options[k].id, name, val, err, err_len);
+                if (st != BC_OK) return st;
+            }
+        }
+        if (*action != BC_CONSOLE_RUN) return BC_OK;
+    }
+    if (cfg->zk_hosts[0] == '\0') return cfg_fail(err, err_len, "--zk is required (ZooKeeper hosts)");
+    if (!bc_cluster_name_valid(cfg->cluster)) return cfg_fail(err, err_len, "--cluster is required (a valid cluster name)");
+    return BC_OK;
+}

@@ -1,0 +1,61 @@
+/*
+ * config.h -- bucketcache-console's configuration.
+ *
+ *   built-in defaults  <  --config FILE (JSON)  <  command-line flags
+ *
+ * File format (unknown fields are errors, messages name file and field):
+ *
+ *   {
+ *     "zookeeper": {"hosts": "127.0.0.1:2181", "cluster": "main",
+ *                   "session_timeout_ms": 4000},
+ *     "admin":     {"listen": "127.0.0.1", "port": 11290, "advertise": "10.0.0.5"},
+ *     "orphan_grace_ms": -1,
+ *     "log":       {"level": "info"}
+ *   }
+ */
+#ifndef BC_CONSOLE_CONFIG_H
+#define BC_CONSOLE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bc_config.h"
+#include "bc_status.h"
+
+#define BC_CONSOLE_DEFAULT_ADMIN_PORT 11290u
+#define BC_CONSOLE_DEFAULT_SESSION_MS 4000
+
+typedef struct bc_console_cfg {
+    char zk_hosts[1024];
+    char cluster[72];
+    int session_timeout_ms;        /* 1000..60000 */
+    char admin_listen[BC_HOST_MAX];
+    uint16_t admin_port;
+    char advertise[BC_HOST_MAX];   /* host others reach the API at; "" = derive */
+    int64_t orphan_grace_ms;       /* -1 = orphans wait for their group */
+    int log_level;
+} bc_console_cfg_t;
+
+typedef enum bc_console_action {
+    BC_CONSOLE_RUN,
+    BC_CONSOLE_SHOW_HELP,
+    BC_CONSOLE_SHOW_VERSION,
+} bc_console_action_t;
+
+void bc_console_cfg_defaults(bc_console_cfg_t *cfg);
+
+/* Errors: BC_ECONFIG and bc_config_load's (message names file and field). */
+bc_status_t bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char *err,
+                                     size_t err_len);
+
+/*
+ * Defaults, then --config FILE, then the other flags, then validation.
+ * Errors: BC_EINVAL (bad flag or value; err says which), file errors.
+ */
+bc_status_t bc_console_cfg_parse_args(bc_console_cfg_t *cfg, int argc, char *const argv[],
+                                      bc_console_action_t *action, char *err, size_t err_len);
+
+void bc_console_cfg_usage(FILE *out, const char *prog);
+
+#endif

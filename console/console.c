@@ -1,0 +1,477 @@
+/*
+ * console.c -- see console.h.
+ */
+#include "console.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_cluster.h"
+#include "bc_log.h"
+
+/* Longest znode path the console builds: cluster path + a sequential name. */
+#define CONSOLE_PATH_MAX (BC_CLUSTER_PATH_MAX + 32)
+
+struct bc_console {
+    char *cluster;
+    char *admin_addr;
+    int64_t orphan_grace_ms;
+    uint32_t interval_ms;
+    uint32_t nbuckets;
+    bc_zk_t *zk;
+
+    /* mu guards the wake flags, my_node and the counters below it; cv wakes
+     * the loop.  op_mu serialises reconcile rounds and API-driven
+     * rebalances so they never interleave their read-modify-write. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_mutex_t op_mu;
+    bool dirty;
+    bool reelect;
+    bool stopping;
+    char my_node[CONSOLE_PATH_MAX];   /* full election znode path */
+    bc_console_stats_t stats;
+
+    _Atomic bool leader;
+    pthread_t thread;
+    bool thread_started;
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+console_wake(bc_console_t *cs, bool reelect)
+{
+    pthread_mutex_lock(&cs->mu);
+    cs->dirty = true;
+    if (reelect) cs->reelect = true;
+    pthread_cond_signal(&cs->cv);
+    pthread_mutex_unlock(&cs->mu);
+}
+
+static void
+console_on_watch(bc_zk_t *zk, const char *path, void *ctx)
+{
+    (void)zk;
+    (void)path;
+    console_wake(ctx, false);
+}
+
+static void
+console_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
+{
+    bc_console_t *cs = ctx;
+    (void)zk;
+    /*
+     * BEHAVIOR: a disconnected console cannot know whether it is still the
+     * leader (its session may expire and a standby take over at any
+     * moment), so it stops claiming leadership until it has reconnected and
+     * re-checked the election.  Its writes are fenced regardless.
+     */
+    if ((ev == BC_ZK_EXPIRED || ev == BC_ZK_DISCONNECTED) && atomic_exchange(&cs->leader, false)) {
+        log_warn("console: %s: not acting as the active console until re-elected",
+                 ev == BC_ZK_EXPIRED ? "session expired" : "ZooKeeper connection lost");
+    }
+    console_wake(cs, ev == BC_ZK_NEW_SESSION);
+}
+
+/* Creates our election znode.  Returns BC_OK when registered. */
+static bc_status_t
+console_register(bc_console_t *cs)
+{
+    char prefix[BC_CLUSTER_PATH_MAX], created[BC_CLUSTER_PATH_MAX + 32], json[BC_ADDR_MAX + 64];
+    bc_cluster_path(prefix, sizeof(prefix), cs->cluster, "/console/election/c-");
+    snprintf(json, sizeof(json), "{\"admin\":\"%s\"}", cs->admin_addr);
+    bc_status_t st = bc_zk_create(cs->zk, prefix, json, strlen(json),
+                                  BC_ZK_EPHEMERAL | BC_ZK_SEQUENTIAL, created, sizeof(created));
+    if (st != BC_OK) return st;
+    pthread_mutex_lock(&cs->mu);
+    snprintf(cs->my_node, sizeof(cs->my_node), "%s", created);
+    pthread_mutex_unlock(&cs->mu);
+    log_info("console: joined the election as %s", strrchr(created, '/') + 1);
+    return BC_OK;
+}
+
+/*
+ * Decides leadership.  Leader when our znode is the lowest; otherwise arms
+ * a watch on the predecessor.  If the predecessor vanished between the
+ * listing and the watch, list again.
+ */
+static bc_status_t
+console_elect(bc_console_t *cs)
+{
+    char dir[BC_CLUSTER_PATH_MAX], mine[BC_CLUSTER_PATH_MAX + 32];
+    bc_cluster_path(dir, sizeof(dir), cs->cluster, "/console/election");
+    pthread_mutex_lock(&cs->mu);
+    snprintf(mine, sizeof(mine), "%s", cs->my_node);
+    pthread_mutex_unlock(&cs->mu);
+    const char *my_name = strrchr(mine, '/') ? strrchr(mine, '/') + 1 : mine;
+
+    for (int attempt = 0; attempt < 10; attempt++) {
+        bc_zk_strings_t names;
+        bc_status_t st = bc_zk_children(cs->zk, dir, NULL, NULL, &names);
+        if (st != BC_OK) return st;
+        int idx = -1;
+        for (int i = 0; i < names.count; i++) {
+            if (strcmp(names.names[i], my_name) == 0) idx = i;
+        }
+        if (idx < 0) {
+            /* Our znode is gone (session trouble): register again. */
+            bc_zk_strings_free(&names);
+            atomic_store(&cs->leader, false);
+            return BC_ENOTFOUND;
+        }
+        if (idx == 0) {
+            bc_zk_strings_free(&names);
+            if (!atomic_exchange(&cs->leader, true)) {
+                pthread_mutex_lock(&cs->mu);
+                cs->stats.elections_won++;
+                pthread_mutex_unlock(&cs->mu);
+                log_info("console: ACTIVE (leader of cluster \"%s\")", cs->cluster);
+            }
+            return BC_OK;
+        }
+        char pred[BC_CLUSTER_PATH_MAX + 32];
+        snprintf(pred, sizeof(pred), "%s/%s", dir, names.names[idx - 1]);
+        bc_zk_strings_free(&names);
+        if (atomic_exchange(&cs->leader, false)) log_warn("console: no longer the active console");
+        st = bc_zk_exists(cs->zk, pred, console_on_watch, cs, NULL);
+        if (st == BC_OK) {
+            log_debug("console: standby, watching %s", pred);
+            return BC_OK;
+        }
+        if (st != BC_ENOTFOUND) return st;
+    }
+    return BC_EAGAIN;
+}
+
+/* Adds the writes of a reconcile result to txn.  Strings kept in bufs. */
+static bc_status_t
+console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_output_t *out,
+                  bc_zk_txn_t *txn, char **bufs, size_t *nbufs, char (*paths)[CONSOLE_PATH_MAX])
+{
+    size_t np = 0;
+    bc_status_t st = BC_OK;
+    pthread_mutex_lock(&cs->mu);
+    snprintf(paths[np], CONSOLE_PATH_MAX, "%s", cs->my_node);
+    pthread_mutex_unlock(&cs->mu);
+    bc_zk_txn_check(txn, paths[np++], -1);
+
+    if (out->tables_changed) {
+        const bc_table_t *ts[3] = {&out->c, &out->m, &out->d};
+        const int32_t vs[3] = {view->c_version, view->m_version, view->d_version};
+        for (int i = 0; i < 3; i++) {
+            char suffix[16];
+            snprintf(suffix, sizeof(suffix), "/tables/%c", ts[i]->name);
+            bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+            char *json = bc_table_encode(ts[i]);
+            if (json == NULL) return BC_ENOMEM;
+            bufs[(*nbufs)++] = json;
+            st = bc_zk_txn_set(txn, paths[np++], json, strlen(json), vs[i]);
+            if (st != BC_OK) return st;
+        }
+    }
+    for (size_t i = 0; i < out->ndepartures; i++) {
+        const bc_departure_update_t *u = &out->departures[i];
+        char suffix[32];
+        snprintf(suffix, sizeof(suffix), "/groups/%u", u->gid);
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+        char *json = bc_departure_encode(&u->record);
+        if (json == NULL) return BC_ENOMEM;
+        bufs[(*nbufs)++] = json;
+        st = bc_zk_txn_set(txn, paths[np++], json, strlen(json), u->version);
+        if (st != BC_OK) return st;
+    }
+    for (size_t i = 0; i < out->nprimaries; i++) {
+        const bc_primary_update_t *p = &out->primaries[i];
+        char suffix[48];
+        snprintf(suffix, sizeof(suffix), "/groups/%u/primary", p->gid);
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+        if (p->remove) {
+            if (p->version >= 0) st = bc_zk_txn_delete(txn, paths[np++], p->version);
+            continue;
+        }
+        char *json = bc_primary_info_encode(&p->info);
+        if (json == NULL) return BC_ENOMEM;
+        bufs[(*nbufs)++] = json;
+        st = p->version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
+                            : bc_zk_txn_set(txn, paths[np++], json, strlen(json), p->version);
+        if (st != BC_OK) return st;
+    }
+    return st;
+}
+
+/* Commits a reconcile result in one fenced transaction. */
+static bc_status_t
+console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_output_t *out)
+{
+    bc_zk_txn_t *txn = bc_zk_txn_new();
+    if (txn == NULL) return BC_ENOMEM;
+    char *bufs[BC_ZK_TXN_MAX];
+    size_t nbufs = 0;
+    static _Thread_local char paths[BC_ZK_TXN_MAX][CONSOLE_PATH_MAX];
+    size_t needed = 1 + (out->tables_changed ? 3 : 0) + out->ndepartures + out->nprimaries;
+    bc_status_t st = needed > BC_ZK_TXN_MAX
+                         ? BC_ETOOLARGE : console_build_txn(cs, view, out, txn, bufs, &nbufs, paths);
+    int failed = -1;
+    if (st == BC_OK) st = bc_zk_txn_commit(cs->zk, txn, &failed);
+    for (size_t i = 0; i < nbufs; i++) free(bufs[i]);
+    bc_zk_txn_free(txn);
+
+    pthread_mutex_lock(&cs->mu);
+    if (st == BC_OK) {
+        cs->stats.writes++;
+        if (out->rebalanced) cs->stats.rebalances++;
+    } else if (st == BC_ESTALE || st == BC_EEXISTS || st == BC_ENOTFOUND) {
+        cs->stats.write_conflicts++;
+    }
+    pthread_mutex_unlock(&cs->mu);
+    if (st == BC_OK) {
+        log_info("console: epoch %llu: %s", (unsigned long long)out->c.epoch,
+                 out->summary[0] ? out->summary : "records updated");
+        if (out->pending_moves > 0) {
+            log_info("console: %u buckets wait for migration (m != d)", out->pending_moves);
+        }
+    } else if (failed == 0) {
+        log_warn("console: our election znode is gone; not writing (fenced)");
+        atomic_store(&cs->leader, false);
+        console_wake(cs, true);
+    } else {
+        log_info("console: write lost a race (%s, op %d); reloading", bc_status_str(st), failed);
+    }
+    return st;
+}
+
+static bc_status_t
+console_reconcile_round(bc_console_t *cs, bool force, bool dry_run, bc_reconcile_output_t *result,
+                        bc_view_t *view_out)
+{
+    char err[256] = "";
+    bc_view_t view;
+    bc_reconcile_output_t local, *out = result ? result : &local;
+    pthread_mutex_lock(&cs->op_mu);
+    bc_status_t st = bc_view_load(cs->zk, cs->cluster, cs->nbuckets, dry_run ? NULL : console_on_watch,
+                                  cs, &view, err, sizeof(err));
+    if (st != BC_OK) {
+        pthread_mutex_unlock(&cs->op_mu);
+        memset(out, 0, sizeof(*out));
+        log_warn("console: cannot load the cluster view: %s %s", bc_status_str(st), err);
+        return st;
+    }
+    bc_reconcile_input_t in = {
+        .view = &view, .now_ms = now_ms(), .orphan_grace_ms = cs->orphan_grace_ms,
+        .force_rebalance = force,
+    };
+    st = bc_reconcile(&in, out);
+    if (st == BC_OK && out->changed && !dry_run) {
+        if (!atomic_load(&cs->leader)) st = BC_EBUSY;
+        else st = console_commit(cs, &view, out);
+    }
+    uint32_t live = 0;
+    for (size_t i = 0; i < view.ngroups; i++) live += view.groups[i].nnodes > 0;
+    pthread_mutex_lock(&cs->mu);
+    cs->stats.reconciles++;
+    cs->stats.epoch = st == BC_OK && out->changed && !dry_run ? out->c.epoch : view.c.epoch;
+    cs->stats.pending_moves = out->pending_moves;
+    cs->stats.live_groups = live;
+    pthread_mutex_unlock(&cs->mu);
+    pthread_mutex_unlock(&cs->op_mu);
+    if (view_out != NULL) *view_out = view;
+    else bc_view_free(&view);
+    if (result == NULL) bc_reconcile_free(&local);
+    return st;
+}
+
+static void *
+console_loop(void *arg)
+{
+    bc_console_t *cs = arg;
+    pthread_mutex_lock(&cs->mu);
+    while (!cs->stopping) {
+        bool reelect = cs->reelect;
+        cs->dirty = false;
+        cs->reelect = false;
+        pthread_mutex_unlock(&cs->mu);
+
+        bc_status_t st = BC_OK;
+        if (reelect) st = console_register(cs);
+        if (st == BC_OK) st = console_elect(cs);
+        if (st == BC_ENOTFOUND) {
+            console_wake(cs, true);
+        } else if (st == BC_OK && atomic_load(&cs->leader)) {
+            st = console_reconcile_round(cs, false, false, NULL, NULL);
+            if (st == BC_ESTALE || st == BC_EEXISTS) console_wake(cs, false);
+        } else if (st != BC_OK && reelect) {
+            console_wake(cs, true);
+        }
+
+        pthread_mutex_lock(&cs->mu);
+        if (cs->stopping) break;
+        if (!cs->dirty) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            long ms = st == BC_OK ? (long)cs->interval_ms : 300;
+            until.tv_sec += ms / 1000;
+            until.tv_nsec += (ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&cs->mu);
+    return NULL;
+}
+
+bc_status_t
+bc_console_start(const bc_console_config_t *config, bc_console_t **out)
+{
+    if (config->zk_hosts == NULL || !bc_cluster_name_valid(config->cluster) ||
+        config->admin_addr == NULL || strlen(config->admin_addr) >= BC_ADDR_MAX) {
+        return BC_EINVAL;
+    }
+    bc_console_t *cs = calloc(1, sizeof(*cs));
+    if (cs == NULL) return BC_ENOMEM;
+    cs->cluster = strdup(config->cluster);
+    cs->admin_addr = strdup(config->admin_addr);
+    cs->orphan_grace_ms = config->orphan_grace_ms;
+    cs->interval_ms = config->reconcile_interval_ms ? config->reconcile_interval_ms : 1000;
+    pthread_mutex_init(&cs->mu, NULL);
+    pthread_mutex_init(&cs->op_mu, NULL);
+    pthread_cond_init(&cs->cv, NULL);
+    if (cs->cluster == NULL || cs->admin_addr == NULL) {
+        bc_console_stop(cs);
+        return BC_ENOMEM;
+    }
+    bc_status_t st = bc_zk_open(config->zk_hosts, config->session_timeout_ms, 10000,
+                                console_on_session, cs, &cs->zk);
+    if (st != BC_OK) {
+        log_error("console: cannot reach ZooKeeper at %s: %s", config->zk_hosts, bc_status_str(st));
+        bc_console_stop(cs);
+        return st;
+    }
+    char err[256] = "";
+    bc_cluster_config_t ccfg;
+    st = bc_cluster_read_config(cs->zk, cs->cluster, &ccfg, err, sizeof(err));
+    if (st != BC_OK) {
+        if (st == BC_ENOTFOUND) {
+            log_error("console: cluster \"%s\" does not exist; create it with `bucketcache cluster "
+                      "create`", cs->cluster);
+        } else {
+            log_error("console: cannot read the cluster config: %s %s", bc_status_str(st), err);
+        }
+        bc_console_stop(cs);
+        return st;
+    }
+    cs->nbuckets = ccfg.nbuckets;
+    cs->stats.nbuckets = ccfg.nbuckets;
+    cs->reelect = true;
+    cs->dirty = true;
+    if (pthread_create(&cs->thread, NULL, console_loop, cs) != 0) {
+        bc_console_stop(cs);
+        return BC_ENOMEM;
+    }
+    cs->thread_started = true;
+    *out = cs;
+    return BC_OK;
+}
+
+void
+bc_console_stop(bc_console_t *cs)
+{
+    if (cs == NULL) return;
+    pthread_mutex_lock(&cs->mu);
+    cs->stopping = true;
+    pthread_cond_signal(&cs->cv);
+    pthread_mutex_unlock(&cs->mu);
+    if (cs->thread_started) pthread_join(cs->thread, NULL);
+    bc_zk_close(cs->zk);
+    pthread_mutex_destroy(&cs->mu);
+    pthread_mutex_destroy(&cs->op_mu);
+    pthread_cond_destroy(&cs->cv);
+    free(cs->cluster);
+    free(cs->admin_addr);
+    free(cs);
+}
+
+void
+bc_console_get_stats(bc_console_t *cs, bc_console_stats_t *out)
+{
+    pthread_mutex_lock(&cs->mu);
+    *out = cs->stats;
+    pthread_mutex_unlock(&cs->mu);
+    out->leader = atomic_load(&cs->leader);
+    out->connected = bc_zk_connected(cs->zk) != 0;
+}
+
+bc_zk_t *
+bc_console_zk(bc_console_t *cs)
+{
+    return cs->zk;
+}
+
+const char *
+bc_console_cluster(bc_console_t *cs)
+{
+    return cs->cluster;
+}
+
+uint32_t
+bc_console_nbuckets(bc_console_t *cs)
+{
+    return cs->nbuckets;
+}
+
+bc_status_t
+bc_console_leader_addr(bc_console_t *cs, char *buf, size_t len)
+{
+    char dir[BC_CLUSTER_PATH_MAX];
+    buf[0] = '\0';
+    bc_cluster_path(dir, sizeof(dir), cs->cluster, "/console/election");
+    bc_zk_strings_t names;
+    bc_status_t st = bc_zk_children(cs->zk, dir, NULL, NULL, &names);
+    if (st != BC_OK || names.count == 0) {
+        bc_zk_strings_free(&names);
+        return st;
+    }
+    char path[BC_CLUSTER_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", dir, names.names[0]);
+    bc_zk_strings_free(&names);
+    char *data = NULL;
+    size_t dlen = 0;
+    st = bc_zk_get(cs->zk, path, NULL, NULL, &data, &dlen, NULL);
+    if (st == BC_OK && data != NULL) {
+        cJSON *root = cJSON_ParseWithLength(data, dlen);
+        const cJSON *admin = cJSON_GetObjectItemCaseSensitive(root, "admin");
+        if (cJSON_IsString(admin) && strlen(admin->valuestring) < len) {
+            memcpy(buf, admin->valuestring, strlen(admin->valuestring) + 1);
+        }
+        cJSON_Delete(root);
+    }
+    free(data);
+    return st;
+}
+
+bc_status_t
+bc_console_rebalance(bc_console_t *cs, bool dry_run, bc_reconcile_output_t *out, bc_view_t *view)
+{
+    if (!dry_run && !atomic_load(&cs->leader)) {
+        memset(out, 0, sizeof(*out));
+        if (view != NULL) memset(view, 0, sizeof(*view));
+        return BC_EBUSY;
+    }
+    return console_reconcile_round(cs, true, dry_run, out, view);
+}

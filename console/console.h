@@ -1,0 +1,88 @@
+/*
+ * console.h -- bucketcache-console's coordinator: leader election, and the
+ * reconcile loop the leader runs.
+ *
+ * ELECTION
+ *   Every console creates an ephemeral sequential znode under
+ *   console/election carrying its admin address.  The lowest sequence is
+ *   the active console; every other watches only its predecessor (no herd
+ *   effect) and re-checks when it goes.  A standby therefore takes over
+ *   within the dead leader's session timeout plus one reconcile round.
+ *
+ * FENCING
+ *   Every write the leader makes is one ZooKeeper transaction that also
+ *   checks its own election znode still exists, and compares the versions
+ *   of everything it read.  A leader that was paused or cut off and lost
+ *   its session cannot write at all; two consoles can never both win.
+ *
+ * LOOP (one thread; ZooKeeper watches only wake it)
+ *     elect -> if leader: load view -> reconcile -> write (CAS) -> wait
+ *   and every second anyway, so time-based rules (orphan grace) fire.
+ */
+#ifndef BC_CONSOLE_H
+#define BC_CONSOLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "bc_zk.h"
+#include "reconcile.h"
+#include "view.h"
+
+typedef struct bc_console bc_console_t;
+
+typedef struct bc_console_config {
+    const char *zk_hosts;          /* copied */
+    const char *cluster;           /* copied */
+    int session_timeout_ms;
+    const char *admin_addr;        /* advertised "host:port"; copied */
+    int64_t orphan_grace_ms;       /* < 0: orphaned buckets wait for their group */
+    uint32_t reconcile_interval_ms;
+} bc_console_config_t;
+
+typedef struct bc_console_stats {
+    bool leader;
+    bool connected;
+    uint64_t elections_won;
+    uint64_t reconciles;
+    uint64_t writes;               /* transactions committed */
+    uint64_t write_conflicts;      /* transactions lost to a concurrent change */
+    uint64_t rebalances;
+    uint64_t epoch;                /* of the last view seen */
+    uint32_t pending_moves;
+    uint32_t live_groups;
+    uint32_t nbuckets;
+} bc_console_stats_t;
+
+/*
+ * Connects, reads the cluster config and starts the loop.  *out is owned by
+ * the caller (bc_console_stop).  Errors: BC_EINVAL, BC_ETIMEOUT (ZooKeeper
+ * unreachable), BC_ENOTFOUND (no such cluster), BC_ENOMEM.
+ */
+bc_status_t bc_console_start(const bc_console_config_t *config, bc_console_t **out);
+/* Leaves the election (a standby takes over at once) and frees. */
+void bc_console_stop(bc_console_t *console);
+
+void bc_console_get_stats(bc_console_t *console, bc_console_stats_t *out);
+bc_zk_t *bc_console_zk(bc_console_t *console);
+const char *bc_console_cluster(bc_console_t *console);
+uint32_t bc_console_nbuckets(bc_console_t *console);
+
+/*
+ * The admin address of the active console ("" when none), into buf.
+ * Errors: ZooKeeper errors.
+ */
+bc_status_t bc_console_leader_addr(bc_console_t *console, char *buf, size_t len);
+
+/*
+ * Computes what a rebalance would do now.  dry_run: nothing is written.
+ * Otherwise (leader only) the result is committed.  *out must be freed with
+ * bc_reconcile_free; *view (may be NULL) receives the view it was computed
+ * from (bc_view_free).  Errors: BC_EBUSY (not the leader, for a real run),
+ * BC_ESTALE (lost a race; retry), ZooKeeper errors.
+ */
+bc_status_t bc_console_rebalance(bc_console_t *console, bool dry_run, bc_reconcile_output_t *out,
+                                 bc_view_t *view);
+
+#endif
