@@ -916,8 +916,10 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
         cache_free_list(cache, freelist);
         bc_item_release(cache, old);
         if (same) {
+            /* nit belongs to the table now: it may already be gone. */
+            uint32_t hash = it->hash;
             bc_item_release(cache, it);
-            cache_enforce_limit(cache, nit->hash);
+            cache_enforce_limit(cache, hash);
             return BC_OK;
         }
         bc_item_release(cache, nit);
@@ -1017,6 +1019,7 @@ bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
     if (it != NULL) {
         it->exptime = exptime;
+        it->iflags |= ITEM_FETCHED;   /* memcached counts a touch as a fetch */
         cache->policy->on_access(loc.shard->policy, it, now);
     }
     pthread_mutex_unlock(&loc.shard->lock);

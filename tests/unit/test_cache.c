@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <sched.h>
 
 #include "bc_hash.h"
 #include "cache.h"
@@ -114,11 +115,946 @@ test_set_get_delete(void **state)
     bc_cache_destroy(cache);
 }
 
+
+static uint32_t
+hkey(const char *key)
+{
+    return bc_hash_key(key, strlen(key));
+}
+
+static uint64_t
+mem_used(bc_cache_t *cache)
+{
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    return st.mem_used;
+}
+
+static void
+test_config_errors(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = (bc_cache_t *)1;
+    bc_cache_config_t cfg = {.mem_limit = 0};
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_EINVAL);
+    assert_null(cache);
+    cfg.mem_limit = 1 << 20;
+    cfg.policy = "random";
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_EINVAL);
+    cfg.policy = NULL;
+    cfg.nshards = 12;                       /* not a power of two */
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_EINVAL);
+    cfg.nshards = 0;
+    cfg.nbuckets = BC_MAX_NBUCKETS + 1;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_EINVAL);
+    cfg.nbuckets = 0;
+    cfg.mem_limit = 1000;                   /* below the engine's own arrays */
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_EINVAL);
+    assert_int_equal(bc_cache_create(NULL, &cache), BC_EINVAL);
+
+    cfg.mem_limit = 1 << 20;                /* defaults */
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+    assert_int_equal(bc_cache_nbuckets(cache), BC_DEFAULT_NBUCKETS);
+    assert_int_equal(bc_cache_max_item_size(cache), 1024 * 1024);
+    assert_string_equal(bc_cache_policy_name(cache), "lru");
+    assert_true(mem_used(cache) > 1024 * 16);   /* bucket array is charged */
+    bc_cache_destroy(cache);
+
+    const char *names[] = {"lru", "lfu", "fifo", "s3fifo"};
+    for (int i = 0; i < 4; i++) {
+        cfg.policy = names[i];
+        assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+        assert_string_equal(bc_cache_policy_name(cache), names[i]);
+        bc_cache_destroy(cache);
+    }
+}
+
+static void
+test_alloc_errors(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    bc_status_t st = BC_OK;
+    char key[300];
+    memset(key, 'k', sizeof(key));
+    assert_null(bc_item_alloc(cache, key, 0, 0, 0, 0, 10, &st));
+    assert_int_equal(st, BC_EINVAL);
+    assert_null(bc_item_alloc(cache, key, 251, bc_hash_key(key, 251), 0, 0, 10, &st));
+    assert_int_equal(st, BC_EINVAL);
+    assert_null(bc_item_alloc(cache, key, 5, bc_hash_key(key, 5), 0, 0, 1, &st));
+    assert_int_equal(st, BC_EINVAL);
+    /* The longest key is fine. */
+    bc_item_t *it = bc_item_alloc(cache, key, 250, bc_hash_key(key, 250), 0, 0, 2, &st);
+    assert_non_null(it);
+    assert_int_equal(st, BC_OK);
+    memcpy(bc_item_value(it), "\r\n", 2);
+    assert_int_equal(bc_cache_store(cache, it, BC_STORE_SET, 0, NULL), BC_OK);
+    it = bc_cache_get(cache, key, 250, bc_hash_key(key, 250));
+    assert_non_null(it);
+    assert_int_equal(it->nkey, 250);
+    assert_int_equal(bc_item_value_len(it), 0);
+    assert_memory_equal(bc_item_key(it), key, 250);
+    bc_item_release(cache, it);
+    /* Lookups with impossible keys are plain misses. */
+    assert_null(bc_cache_get(cache, key, 251, 0));
+    assert_null(bc_cache_get(cache, key, 0, 0));
+    assert_int_equal(bc_cache_delete(cache, key, 251, 0), BC_ENOTFOUND);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_store_modes(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    uint64_t base = mem_used(cache);
+
+    assert_int_equal(store_mode(cache, "k", "a", 0, 0, BC_STORE_REPLACE, 0, NULL),
+                     BC_ENOTSTORED);
+    assert_int_equal(store_mode(cache, "k", "a", 0, 0, BC_STORE_APPEND, 0, NULL),
+                     BC_ENOTSTORED);
+    assert_int_equal(store_mode(cache, "k", "a", 0, 0, BC_STORE_PREPEND, 0, NULL),
+                     BC_ENOTSTORED);
+    check_value(cache, "k", NULL);
+    assert_int_equal(store_mode(cache, "k", "one", 7, 0, BC_STORE_ADD, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "k", "two", 8, 0, BC_STORE_ADD, 0, NULL),
+                     BC_ENOTSTORED);
+    check_value(cache, "k", "one");
+    assert_int_equal(store_mode(cache, "k", "three", 9, T0 + 100, BC_STORE_REPLACE, 0,
+                                NULL), BC_OK);
+    check_value(cache, "k", "three");
+
+    /* append/prepend keep the flags and expiry of the stored item. */
+    assert_int_equal(store_mode(cache, "k", "-tail", 1, 0, BC_STORE_APPEND, 0, NULL),
+                     BC_OK);
+    assert_int_equal(store_mode(cache, "k", "head-", 2, 0, BC_STORE_PREPEND, 0, NULL),
+                     BC_OK);
+    check_value(cache, "k", "head-three-tail");
+    bc_item_t *it = get(cache, "k");
+    assert_int_equal(it->flags, 9);
+    assert_int_equal(it->exptime, T0 + 100);
+    bc_item_release(cache, it);
+    /* Empty append is allowed and changes nothing but the CAS. */
+    assert_int_equal(store_mode(cache, "k", "", 0, 0, BC_STORE_APPEND, 0, NULL), BC_OK);
+    check_value(cache, "k", "head-three-tail");
+
+    /* set stores unconditionally, 32-bit flags round-trip. */
+    assert_int_equal(store_mode(cache, "k", "v", 0xffffffffu, 0, BC_STORE_SET, 0, NULL),
+                     BC_OK);
+    it = get(cache, "k");
+    assert_int_equal(it->flags, 0xffffffffu);
+    bc_item_release(cache, it);
+
+    /* A failed store consumed and freed its item: memory back to base. */
+    assert_int_equal(bc_cache_delete(cache, "k", 1, hkey("k")), BC_OK);
+    assert_int_equal(mem_used(cache), base);
+    /* An allocated item can be dropped instead of stored. */
+    bc_status_t st;
+    it = bc_item_alloc(cache, "x", 1, hkey("x"), 0, 0, 100, &st);
+    assert_non_null(it);
+    assert_true(mem_used(cache) > base + 100);
+    bc_item_release(cache, it);
+    assert_int_equal(mem_used(cache), base);
+
+    bc_cache_stats_t stats;
+    bc_cache_get_stats(cache, &stats);
+    assert_int_equal(stats.curr_items, 0);
+    assert_int_equal(stats.total_items, 6);   /* add, replace, append, prepend, append, set */
+    bc_cache_destroy(cache);
+}
+
+static void
+test_cas(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    uint64_t c1 = 0, c2 = 0, c3 = 0;
+    assert_int_equal(store_mode(cache, "k", "a", 0, 0, BC_STORE_CAS, 1, NULL), BC_ENOTFOUND);
+    assert_int_equal(store_mode(cache, "k", "a", 0, 0, BC_STORE_SET, 0, &c1), BC_OK);
+    assert_true(c1 > 0);
+    bc_item_t *it = get(cache, "k");
+    assert_int_equal(it->cas, c1);
+    bc_item_release(cache, it);
+
+    assert_int_equal(store_mode(cache, "k", "b", 0, 0, BC_STORE_CAS, c1 + 1, NULL),
+                     BC_EEXISTS);
+    check_value(cache, "k", "a");
+    assert_int_equal(store_mode(cache, "k", "b", 0, 0, BC_STORE_CAS, c1, &c2), BC_OK);
+    assert_true(c2 > c1);
+    check_value(cache, "k", "b");
+    /* The old CAS is stale now. */
+    assert_int_equal(store_mode(cache, "k", "c", 0, 0, BC_STORE_CAS, c1, NULL), BC_EEXISTS);
+
+    /* Global and increasing across keys and operations. */
+    assert_int_equal(store_mode(cache, "other", "x", 0, 0, BC_STORE_SET, 0, &c3), BC_OK);
+    assert_true(c3 > c2);
+    assert_int_equal(store_mode(cache, "k", "!", 0, 0, BC_STORE_APPEND, 0, &c1), BC_OK);
+    assert_true(c1 > c3);
+    uint64_t v;
+    assert_int_equal(store_mode(cache, "n", "5", 0, 0, BC_STORE_SET, 0, &c2), BC_OK);
+    assert_int_equal(bc_cache_arith(cache, "n", 1, hkey("n"), true, 1, &v), BC_OK);
+    it = get(cache, "n");
+    assert_true(it->cas > c2);                /* incr gives a new CAS too */
+    bc_item_release(cache, it);
+
+    /* CAS on a deleted key: not found. */
+    assert_int_equal(bc_cache_delete(cache, "k", 1, hkey("k")), BC_OK);
+    assert_int_equal(store_mode(cache, "k", "d", 0, 0, BC_STORE_CAS, c1, NULL), BC_ENOTFOUND);
+    bc_cache_destroy(cache);
+}
+
+static bc_status_t
+arith(bc_cache_t *cache, const char *key, bool incr, uint64_t delta, uint64_t *out)
+{
+    return bc_cache_arith(cache, key, strlen(key), hkey(key), incr, delta, out);
+}
+
+static void
+test_arith(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    uint64_t v = 12345;
+    assert_int_equal(arith(cache, "n", true, 1, &v), BC_ENOTFOUND);
+
+    assert_int_equal(set(cache, "n", "10"), BC_OK);
+    assert_int_equal(arith(cache, "n", true, 5, &v), BC_OK);
+    assert_int_equal(v, 15);
+    check_value(cache, "n", "15");
+    /* A shorter result is written in place and padded with spaces. */
+    assert_int_equal(arith(cache, "n", false, 6, &v), BC_OK);
+    assert_int_equal(v, 9);
+    check_value(cache, "n", "9 ");
+    /* The padding parses back; a longer result needs a new item. */
+    assert_int_equal(arith(cache, "n", true, 91, &v), BC_OK);
+    assert_int_equal(v, 100);
+    check_value(cache, "n", "100");
+    /* decr stops at 0. */
+    assert_int_equal(arith(cache, "n", false, 1000, &v), BC_OK);
+    assert_int_equal(v, 0);
+    check_value(cache, "n", "0  ");
+    /* incr wraps at 2^64. */
+    assert_int_equal(set(cache, "n", "18446744073709551615"), BC_OK);
+    assert_int_equal(arith(cache, "n", true, 1, &v), BC_OK);
+    assert_int_equal(v, 0);
+    check_value(cache, "n", "0                   ");
+    assert_int_equal(set(cache, "n", "18446744073709551610"), BC_OK);
+    assert_int_equal(arith(cache, "n", true, 10, &v), BC_OK);
+    assert_int_equal(v, 4);
+    assert_int_equal(arith(cache, "n", true, UINT64_MAX, &v), BC_OK);
+    assert_int_equal(v, 3);
+
+    /* Values memcached refuses. */
+    const char *bad[] = {"abc", "12abc", "-1", "", "18446744073709551616", "1.5", "x1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(set(cache, "b", bad[i]), BC_OK);
+        assert_int_equal(arith(cache, "b", true, 1, &v), BC_ENONNUMERIC);
+        assert_int_equal(arith(cache, "b", false, 1, &v), BC_ENONNUMERIC);
+        check_value(cache, "b", bad[i]);
+    }
+    /* ... and ones it accepts (strtoull rules: leading blanks, '+', a
+     * number ended by white space). */
+    assert_int_equal(set(cache, "g", "  7"), BC_OK);
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 8);
+    assert_int_equal(set(cache, "g", "+7"), BC_OK);
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 8);
+    assert_int_equal(set(cache, "g", "12 34"), BC_OK);
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 13);
+    check_value(cache, "g", "13   ");
+
+    /* A reader holding the item keeps seeing the old value: the new value
+     * goes into a new item even though it would fit in place. */
+    assert_int_equal(set(cache, "r", "50"), BC_OK);
+    bc_item_t *held = get(cache, "r");
+    assert_int_equal(arith(cache, "r", false, 1, &v), BC_OK);
+    assert_int_equal(v, 49);
+    assert_memory_equal(bc_item_value(held), "50\r\n", 4);
+    check_value(cache, "r", "49");
+    bc_item_release(cache, held);
+
+    /* Flags and expiry survive incr/decr. */
+    assert_int_equal(store_mode(cache, "f", "1", 42, T0 + 50, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(arith(cache, "f", true, 99, &v), BC_OK);
+    bc_item_t *it = get(cache, "f");
+    assert_int_equal(it->flags, 42);
+    assert_int_equal(it->exptime, T0 + 50);
+    bc_item_release(cache, it);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_exptime_conversion(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    assert_int_equal(bc_cache_now(cache), T0);
+    assert_int_equal(bc_cache_exptime_abs(cache, 0), 0);
+    assert_int_equal(bc_cache_exptime_abs(cache, 1), T0 + 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, 3600), T0 + 3600);
+    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA),
+                     T0 + BC_REALTIME_MAXDELTA);
+    /* Above 30 days: an absolute unix time, even one in the past. */
+    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1),
+                     BC_REALTIME_MAXDELTA + 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, T0 + 77), T0 + 77);
+    assert_int_equal(bc_cache_exptime_abs(cache, (int64_t)1 << 40), UINT32_MAX);
+    /* Negative: already expired. */
+    uint32_t neg = bc_cache_exptime_abs(cache, -1);
+    assert_true(neg != 0 && neg <= T0);
+    assert_true(bc_cache_exptime_abs(cache, INT64_MIN) != 0);
+
+    /* Stored with those: negative and past-absolute are never visible. */
+    assert_int_equal(store_mode(cache, "neg", "v", 0, neg, BC_STORE_SET, 0, NULL), BC_OK);
+    check_value(cache, "neg", NULL);
+    assert_int_equal(store_mode(cache, "past", "v", 0,
+                                bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1),
+                                BC_STORE_SET, 0, NULL), BC_OK);
+    check_value(cache, "past", NULL);
+    /* Negative exptime on an existing key removes it (memcached idiom). */
+    assert_int_equal(set(cache, "k", "v"), BC_OK);
+    assert_int_equal(store_mode(cache, "k", "w", 0, neg, BC_STORE_SET, 0, NULL), BC_OK);
+    check_value(cache, "k", NULL);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_lazy_expiry_and_touch(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    uint64_t base = mem_used(cache);
+    assert_int_equal(store_mode(cache, "a", "1", 0, T0 + 10, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "b", "2", 0, T0 + 10, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "c", "3", 0, T0 + 10, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "d", "4", 0, 0, BC_STORE_SET, 0, NULL), BC_OK);
+    fake_now = T0 + 9;
+    check_value(cache, "a", "1");
+    /* touch and gat move the expiry. */
+    assert_int_equal(bc_cache_touch(cache, "b", 1, hkey("b"), T0 + 100), BC_OK);
+    bc_item_t *it = bc_cache_get_touch(cache, "c", 1, hkey("c"), T0 + 200);
+    assert_non_null(it);
+    assert_int_equal(it->exptime, T0 + 200);
+    bc_item_release(cache, it);
+    assert_int_equal(bc_cache_touch(cache, "zz", 2, hkey("zz"), 0), BC_ENOTFOUND);
+    assert_null(bc_cache_get_touch(cache, "zz", 2, hkey("zz"), 0));
+
+    fake_now = T0 + 10;                     /* exptime <= now: expired */
+    check_value(cache, "a", NULL);
+    check_value(cache, "b", "2");
+    /* Expired keys behave as missing for every operation. */
+    assert_int_equal(store_mode(cache, "e", "5", 0, T0 + 11, BC_STORE_SET, 0, NULL), BC_OK);
+    fake_now = T0 + 11;
+    assert_int_equal(bc_cache_touch(cache, "e", 1, hkey("e"), 0), BC_ENOTFOUND);
+    assert_int_equal(store_mode(cache, "e", "x", 0, 0, BC_STORE_REPLACE, 0, NULL),
+                     BC_ENOTSTORED);
+    assert_int_equal(store_mode(cache, "e", "x", 0, 0, BC_STORE_ADD, 0, NULL), BC_OK);
+    check_value(cache, "e", "x");
+    fake_now = T0 + 150;
+    check_value(cache, "b", NULL);
+    check_value(cache, "c", "3");
+    check_value(cache, "d", "4");
+    fake_now = T0 + 200;
+    check_value(cache, "c", NULL);
+
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.reclaimed, 4);          /* a, e, b, c */
+    assert_int_equal(st.expired_unfetched, 1);  /* e; a touch counts as a fetch (memcached) */
+    assert_int_equal(st.curr_items, 2);         /* d, e */
+    assert_int_equal(st.expired_active, 0);
+    assert_int_equal(bc_cache_delete(cache, "d", 1, hkey("d")), BC_OK);
+    assert_int_equal(bc_cache_delete(cache, "e", 1, hkey("e")), BC_OK);
+    assert_int_equal(mem_used(cache), base);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_active_expiry(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(16 << 20, NULL);
+    char key[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        assert_int_equal(store_mode(cache, key, "value", 0, i % 2 ? T0 + 5 : 0,
+                                    BC_STORE_SET, 0, NULL), BC_OK);
+    }
+    assert_int_equal(bc_cache_expire_scan(cache, 100000), 0);   /* nothing due yet */
+    fake_now = T0 + 5;
+    uint64_t removed = 0;
+    int calls = 0;
+    while (removed < 1000 && calls < 10000) {
+        uint64_t n = bc_cache_expire_scan(cache, 64);
+        assert_true(n <= 64);                /* bounded work per call */
+        removed += n;
+        calls++;
+    }
+    assert_int_equal(removed, 1000);
+    assert_true(calls > 1000 * 2 / 64);      /* it really was incremental */
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.curr_items, 1000);
+    assert_int_equal(st.expired_active, 1000);
+    assert_int_equal(st.reclaimed, 1000);
+    assert_int_equal(st.expired_unfetched, 1000);
+    /* The survivors are the ones without expiry. */
+    check_value(cache, "key-0", "value");
+    check_value(cache, "key-1998", "value");
+    /* Empty cache: a scan returns promptly. */
+    for (int i = 0; i < 2000; i += 2) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        assert_int_equal(bc_cache_delete(cache, key, strlen(key), hkey(key)), BC_OK);
+    }
+    assert_int_equal(bc_cache_expire_scan(cache, UINT32_MAX), 0);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_flush(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    assert_int_equal(set(cache, "a", "1"), BC_OK);
+    assert_int_equal(set(cache, "b", "2"), BC_OK);
+    bc_cache_flush(cache, 0);
+    check_value(cache, "a", NULL);
+    /* Stored after the flush, in the same second: lives. */
+    assert_int_equal(set(cache, "c", "3"), BC_OK);
+    check_value(cache, "c", "3");
+    /* A flushed key is missing for add/replace too. */
+    assert_int_equal(store_mode(cache, "b", "x", 0, 0, BC_STORE_REPLACE, 0, NULL),
+                     BC_ENOTSTORED);
+
+    /* Delayed: nothing happens before the time (memcached: items stored up
+     * to when-1 die when the clock reaches when-1). */
+    fake_now = T0 + 10;
+    bc_cache_flush(cache, T0 + 13);
+    check_value(cache, "c", "3");
+    fake_now = T0 + 11;
+    assert_int_equal(set(cache, "d", "4"), BC_OK);
+    check_value(cache, "c", "3");
+    check_value(cache, "d", "4");
+    fake_now = T0 + 12;
+    check_value(cache, "c", NULL);
+    check_value(cache, "d", NULL);
+    assert_int_equal(set(cache, "e", "5"), BC_OK);
+    fake_now = T0 + 13;
+    assert_int_equal(set(cache, "f", "6"), BC_OK);
+    fake_now = T0 + 20;
+    check_value(cache, "f", "6");
+    /* A delayed flush never revives what an immediate one killed. */
+    assert_int_equal(set(cache, "g", "7"), BC_OK);
+    bc_cache_flush(cache, 0);
+    bc_cache_flush(cache, T0 + 1000);
+    check_value(cache, "g", NULL);
+
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_true(st.flushed >= 5);    /* a, b, c, d, g (+ e, f at the end) */
+    assert_int_equal(bc_cache_expire_scan(cache, 100000), st.curr_items);
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.curr_items, 0);
+    bc_cache_destroy(cache);
+}
+
+static void
+test_too_large(void **state)
+{
+    (void)state;
+    bc_cache_config_t cfg = {
+        .mem_limit = 8 << 20, .max_item_size = 1024 * 1024, .now = fake_clock,
+    };
+    bc_cache_t *cache;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+    bc_status_t st;
+    /* memcached's arithmetic: 48-byte header + 8 CAS + key + 1 + data+CRLF. */
+    uint32_t fit = 1024 * 1024 - 56 - 3 - 1;
+    bc_item_t *it = bc_item_alloc(cache, "big", 3, hkey("big"), 0, 0, fit, &st);
+    assert_non_null(it);
+    memset(bc_item_value(it), 'x', fit - 2);
+    memcpy(bc_item_value(it) + fit - 2, "\r\n", 2);
+    assert_int_equal(bc_cache_store(cache, it, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_null(bc_item_alloc(cache, "big", 3, hkey("big"), 0, 0, fit + 1, &st));
+    assert_int_equal(st, BC_ETOOLARGE);
+    assert_null(bc_item_alloc(cache, "big", 3, hkey("big"), 0, 0, UINT32_MAX, &st));
+    assert_int_equal(st, BC_ETOOLARGE);
+    /* Appending past the limit: too large, the old value stays. */
+    assert_int_equal(store_mode(cache, "big", "y", 0, 0, BC_STORE_APPEND, 0, NULL),
+                     BC_ETOOLARGE);
+    it = get(cache, "big");
+    assert_non_null(it);
+    assert_int_equal(bc_item_value_len(it), fit - 2);
+    bc_item_release(cache, it);
+    bc_cache_destroy(cache);
+
+    /* Under the item limit but over the whole memory limit: no memory. */
+    cfg.mem_limit = 256 << 10;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+    assert_null(bc_item_alloc(cache, "k", 1, hkey("k"), 0, 0, 512 << 10, &st));
+    assert_int_equal(st, BC_ENOMEM);
+    bc_cache_destroy(cache);
+}
+
+/* Random load against a small limit: mem_used never passes it. */
+static void
+random_load(const char *policy)
+{
+    bc_cache_t *cache = make_cache(512 << 10, policy);
+    bc_cache_stats_t st;
+    uint64_t x = 12345;
+    char key[32], val[4096];
+    memset(val, 'v', sizeof(val));
+    val[sizeof(val) - 1] = '\0';
+    for (int op = 0; op < 20000; op++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        int k = (int)(x % 3000);
+        snprintf(key, sizeof(key), "key-%d", k);
+        size_t nkey = strlen(key);
+        uint32_t h = hkey(key);
+        switch ((x >> 20) % 10) {
+        case 0: case 1: case 2: {
+            size_t len = (x >> 32) % (k % 7 == 0 ? 4000 : 300);
+            char saved = val[len];
+            val[len] = '\0';
+            bc_status_t s = store_mode(cache, key, val, 0, (x >> 40) % 4 ? 0 : T0 + 3,
+                                       BC_STORE_SET, 0, NULL);
+            assert_true(s == BC_OK);
+            val[len] = saved;
+            break;
+        }
+        case 3: {
+            bc_status_t s = store_mode(cache, key, "ab", 0, 0, (x >> 33) % 2 ? BC_STORE_APPEND
+                                                                           : BC_STORE_PREPEND,
+                                       0, NULL);
+            assert_true(s == BC_OK || s == BC_ENOTSTORED || s == BC_ETOOLARGE);
+            break;
+        }
+        case 4:
+            (void)bc_cache_delete(cache, key, nkey, h);
+            break;
+        case 5: {
+            uint64_t v;
+            bc_status_t s = bc_cache_arith(cache, key, nkey, h, (x >> 34) % 2, 3, &v);
+            assert_true(s == BC_OK || s == BC_ENOTFOUND || s == BC_ENONNUMERIC);
+            if (s == BC_ENOTFOUND) assert_int_equal(set(cache, key, "100"), BC_OK);
+            break;
+        }
+        case 6:
+            if (op % 500 == 0) fake_now++;
+            (void)bc_cache_expire_scan(cache, 50);
+            break;
+        default: {
+            bc_item_t *it = bc_cache_get(cache, key, nkey, h);
+            if (it != NULL) {
+                assert_memory_equal(bc_item_key(it), key, nkey);
+                assert_memory_equal(bc_item_value(it) + bc_item_value_len(it), "\r\n", 2);
+                bc_item_release(cache, it);
+            }
+            break;
+        }
+        }
+        bc_cache_get_stats(cache, &st);
+        assert_true(st.mem_used <= st.mem_limit);
+        assert_int_equal(st.pinned_bytes, 0);
+    }
+    bc_cache_get_stats(cache, &st);
+    assert_true(st.evictions > 100);              /* the limit really bit */
+    assert_true(st.curr_items > 100);             /* and the cache still holds plenty */
+    bc_cache_destroy(cache);
+}
+
+static void
+test_memory_limit_random_load(void **state)
+{
+    (void)state;
+    random_load("lru");
+    random_load("lfu");
+    random_load("fifo");
+    random_load("s3fifo");
+}
+
+typedef struct collect {
+    uint32_t bucket;
+    uint32_t nbuckets;
+    uint64_t seen;
+    uint64_t wrong_bucket;
+    uint64_t stop_after;
+} collect_t;
+
+static bool
+collect_fn(const bc_item_t *it, void *ctx)
+{
+    collect_t *c = ctx;
+    if (bc_hash_bucket(bc_hash_key(bc_item_key(it), it->nkey), c->nbuckets) != c->bucket) {
+        c->wrong_bucket++;
+    }
+    c->seen++;
+    return c->seen < c->stop_after;
+}
+
+static void
+test_bucket_api(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(16 << 20, NULL);
+    uint64_t base = mem_used(cache);
+    enum { NKEYS = 20000 };
+    static uint32_t per_bucket[1024];
+    memset(per_bucket, 0, sizeof(per_bucket));
+    char key[32];
+    for (int i = 0; i < NKEYS; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        assert_int_equal(set(cache, key, "some value"), BC_OK);
+        per_bucket[bc_hash_bucket(hkey(key), 1024)]++;
+    }
+    uint64_t total_items = 0, total_bytes = 0;
+    for (uint32_t b = 0; b < 1024; b++) {
+        bc_bucket_stats_t bs;
+        assert_int_equal(bc_cache_bucket_stats(cache, b, &bs), BC_OK);
+        assert_int_equal(bs.items, per_bucket[b]);
+        assert_true(bs.bytes >= bs.items * (sizeof(bc_item_t) + 16));
+        total_items += bs.items;
+        total_bytes += bs.bytes;
+    }
+    assert_int_equal(total_items, NKEYS);
+    assert_true(total_bytes < mem_used(cache) - base);   /* slot arrays on top */
+    bc_bucket_stats_t bs;
+    assert_int_equal(bc_cache_bucket_stats(cache, 1024, &bs), BC_EINVAL);
+
+    /* foreach visits exactly the bucket's live items, stops when told. */
+    uint32_t b = bc_hash_bucket(hkey("key-7"), 1024);
+    collect_t c = {.bucket = b, .nbuckets = 1024, .stop_after = UINT64_MAX};
+    assert_int_equal(bc_cache_bucket_foreach(cache, b, collect_fn, &c), BC_OK);
+    assert_int_equal(c.seen, per_bucket[b]);
+    assert_int_equal(c.wrong_bucket, 0);
+    c.seen = 0;
+    c.stop_after = 3;
+    assert_int_equal(bc_cache_bucket_foreach(cache, b, collect_fn, &c), BC_OK);
+    assert_int_equal(c.seen, 3);
+    assert_int_equal(bc_cache_bucket_foreach(cache, 5000, collect_fn, &c), BC_EINVAL);
+    /* Expired items are skipped. */
+    assert_int_equal(store_mode(cache, "key-7", "v", 0, T0 + 1, BC_STORE_SET, 0, NULL), BC_OK);
+    fake_now = T0 + 1;
+    c.seen = 0;
+    c.stop_after = UINT64_MAX;
+    assert_int_equal(bc_cache_bucket_foreach(cache, b, collect_fn, &c), BC_OK);
+    assert_int_equal(c.seen, per_bucket[b] - 1);
+
+    /* drop removes the bucket's items, frees their memory, spares others. */
+    uint64_t before = mem_used(cache);
+    bc_bucket_stats_t dropped_stats;
+    assert_int_equal(bc_cache_bucket_stats(cache, b, &dropped_stats), BC_OK);
+    assert_int_equal(bc_cache_bucket_drop(cache, b), per_bucket[b]);
+    assert_true(mem_used(cache) + dropped_stats.bytes <= before);
+    assert_int_equal(bc_cache_bucket_stats(cache, b, &bs), BC_OK);
+    assert_int_equal(bs.items, 0);
+    assert_int_equal(bs.bytes, 0);
+    check_value(cache, "key-7", NULL);
+    assert_int_equal(bc_cache_bucket_drop(cache, b), 0);
+    assert_int_equal(bc_cache_bucket_drop(cache, 99999), 0);
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.curr_items, NKEYS - per_bucket[b]);
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        if (bc_hash_bucket(hkey(key), 1024) != b) check_value(cache, key, "some value");
+    }
+    /* Dropping everything returns the engine to its empty footprint. */
+    for (uint32_t i = 0; i < 1024; i++) (void)bc_cache_bucket_drop(cache, i);
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.curr_items, 0);
+    assert_int_equal(st.data_bytes, 0);
+    assert_int_equal(st.mem_used, base);
+    bc_cache_destroy(cache);
+}
+
+/* A reader's item outlives delete, replace, drop and eviction pressure. */
+static void
+test_refcount_pinning(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(1 << 20, NULL);
+    uint64_t base = mem_used(cache);
+    bc_cache_stats_t st;
+
+    assert_int_equal(set(cache, "k", "first"), BC_OK);
+    bc_item_t *held = get(cache, "k");
+    assert_int_equal(bc_cache_delete(cache, "k", 1, hkey("k")), BC_OK);
+    check_value(cache, "k", NULL);
+    assert_memory_equal(bc_item_value(held), "first\r\n", 7);
+    bc_cache_get_stats(cache, &st);
+    assert_true(st.pinned_bytes > 0);
+    assert_int_equal(st.mem_used, base + st.pinned_bytes);   /* still charged */
+    bc_item_release(cache, held);
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.pinned_bytes, 0);
+    assert_int_equal(st.mem_used, base);
+
+    assert_int_equal(set(cache, "k", "second"), BC_OK);
+    held = get(cache, "k");
+    bc_item_t *held2 = get(cache, "k");          /* two readers */
+    assert_int_equal(set(cache, "k", "third"), BC_OK);
+    check_value(cache, "k", "third");
+    assert_memory_equal(bc_item_value(held), "second\r\n", 8);
+    bc_item_release(cache, held);
+    assert_memory_equal(bc_item_value(held2), "second\r\n", 8);
+    bc_item_release(cache, held2);
+
+    held = get(cache, "k");
+    assert_int_equal(bc_cache_bucket_drop(cache, bc_hash_bucket(hkey("k"), 1024)), 1);
+    assert_memory_equal(bc_item_value(held), "third\r\n", 7);
+    bc_item_release(cache, held);
+
+    /* Eviction pressure: 20x the memory limit goes through while "hot" is
+     * held; it is never freed under the reader (ASan would catch it) and
+     * the limit holds throughout. */
+    assert_int_equal(set(cache, "hot", "kept"), BC_OK);
+    held = get(cache, "hot");
+    char key[32], val[1000];
+    memset(val, 'z', sizeof(val) - 1);
+    val[sizeof(val) - 1] = '\0';
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "filler-%d", i);
+        assert_int_equal(set(cache, key, val), BC_OK);
+        bc_cache_get_stats(cache, &st);
+        assert_true(st.mem_used <= st.mem_limit);
+    }
+    assert_true(st.evictions > 10000);
+    assert_memory_equal(bc_item_value(held), "kept\r\n", 6);
+    bc_item_release(cache, held);
+    bc_cache_destroy(cache);
+}
+
+/* An item held by a reader is skipped by eviction, in every policy. */
+static void
+test_pinned_victim_skipped(void **state)
+{
+    (void)state;
+    const char *names[] = {"lru", "lfu", "fifo", "s3fifo"};
+    for (int p = 0; p < 4; p++) {
+        bc_cache_config_t cfg = {
+            .mem_limit = 96 << 10, .nbuckets = 1, .nshards = 1, .policy = names[p],
+            .now = fake_clock,
+        };
+        bc_cache_t *cache;
+        assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+        assert_int_equal(set(cache, "oldest", "x"), BC_OK);
+        bc_item_t *held = get(cache, "oldest");
+        char key[32];
+        for (int i = 0; i < 3000; i++) {
+            snprintf(key, sizeof(key), "k%d", i);
+            assert_int_equal(set(cache, key, "0123456789"), BC_OK);
+        }
+        /* The held item is still linked: eviction went around it. */
+        assert_true(held->iflags & BC_ITEM_LINKED);
+        bc_item_release(cache, held);
+        check_value(cache, "oldest", "x");
+        bc_cache_stats_t st;
+        bc_cache_get_stats(cache, &st);
+        assert_true(st.evictions > 1000);
+        bc_cache_destroy(cache);
+    }
+}
+
+/* A frequently read key survives a stream of one-time keys (not FIFO). */
+static void
+test_hot_key_survives(void **state)
+{
+    (void)state;
+    const char *names[] = {"lru", "lfu", "s3fifo"};
+    for (int p = 0; p < 3; p++) {
+        bc_cache_t *cache = make_cache(256 << 10, names[p]);
+        assert_int_equal(set(cache, "hot", "value"), BC_OK);
+        char key[32];
+        for (int i = 0; i < 20000; i++) {
+            snprintf(key, sizeof(key), "cold-%d", i);
+            assert_int_equal(set(cache, key, "0123456789012345678901234567890123456789"),
+                             BC_OK);
+            if (i % 50 == 0) check_value(cache, "hot", "value");
+        }
+        bc_cache_destroy(cache);
+    }
+}
+
+static void
+test_stats_fields(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    assert_int_equal(set(cache, "abc", "12345"), BC_OK);
+    assert_int_equal(set(cache, "de", "1"), BC_OK);
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.curr_items, 2);
+    assert_int_equal(st.data_bytes, 3 + 5 + 2 + 1);
+    assert_int_equal(st.mem_limit, 4 << 20);
+    assert_int_equal(set(cache, "abc", "1"), BC_OK);
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.data_bytes, 3 + 1 + 2 + 1);
+    assert_int_equal(st.total_items, 3);
+    bc_cache_destroy(cache);
+}
+
+/* Per-item cost: the figure the memory benchmark compares with memcached
+ * (~48-56 byte header + slab rounding + 8-byte hash slot). */
+static void
+test_bytes_per_item(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(256 << 20, NULL);
+    uint64_t base = mem_used(cache);
+    char key[32], val[101];
+    memset(val, 'v', 100);
+    val[100] = '\0';
+    enum { N = 100000 };
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "key:%07d", i);
+        assert_int_equal(set(cache, key, val), BC_OK);
+    }
+    double per_item = (double)(mem_used(cache) - base) / N;
+    printf("bytes per item (11-byte key, 100-byte value): %.1f\n", per_item);
+    assert_true(per_item >= 100 + 11);
+    assert_true(per_item <= 216);
+    bc_cache_destroy(cache);
+}
+
+/* ---- threads ---- */
+
+typedef struct stress {
+    bc_cache_t *cache;
+    unsigned seed;
+    uint64_t ops;
+    uint64_t hits;
+} stress_t;
+
+static void *
+stress_thread(void *arg)
+{
+    stress_t *s = arg;
+    uint64_t x = 0x9e3779b97f4a7c15ull * (s->seed + 1);
+    char key[32];
+    for (int op = 0; op < 150000; op++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        snprintf(key, sizeof(key), "key-%u", (unsigned)(x % 2000));
+        size_t nkey = strlen(key);
+        uint32_t h = hkey(key);
+        bc_status_t st;
+        switch ((x >> 16) % 16) {
+        case 0: case 1: case 2: case 3: {
+            uint32_t len = (uint32_t)((x >> 24) % 500);
+            bc_item_t *it = bc_item_alloc(s->cache, key, nkey, h, s->seed, 0, len + 2, &st);
+            if (it == NULL) break;
+            memset(bc_item_value(it), 'a' + (char)s->seed, len);
+            memcpy(bc_item_value(it) + len, "\r\n", 2);
+            (void)bc_cache_store(s->cache, it, (x >> 40) % 3 == 0 ? BC_STORE_ADD : BC_STORE_SET,
+                                 0, NULL);
+            break;
+        }
+        case 4:
+            (void)bc_cache_delete(s->cache, key, nkey, h);
+            break;
+        case 5: {
+            uint64_t v;
+            (void)bc_cache_arith(s->cache, key, nkey, h, (x >> 30) & 1, 1, &v);
+            break;
+        }
+        case 6:
+            (void)store_mode(s->cache, key, "xy", 0, 0, (x >> 30) & 1 ? BC_STORE_APPEND
+                                                                   : BC_STORE_PREPEND, 0, NULL);
+            break;
+        case 7:
+            (void)bc_cache_touch(s->cache, key, nkey, h, T0 + 1000);
+            break;
+        case 8:
+            if (op % 64 == 0) (void)bc_cache_expire_scan(s->cache, 100);
+            else if (op % 997 == 0) (void)bc_cache_bucket_drop(s->cache, h % 1024);
+            break;
+        default: {
+            bc_item_t *it = bc_cache_get(s->cache, key, nkey, h);
+            if (it != NULL) {
+                /* The value is immutable while held: copy it, let the
+                 * other threads run, compare. */
+                uint32_t len = bc_item_value_len(it);
+                char copy[1200];
+                uint32_t n = len < sizeof(copy) ? len : (uint32_t)sizeof(copy);
+                memcpy(copy, bc_item_value(it), n);
+                sched_yield();
+                assert_memory_equal(copy, bc_item_value(it), n);
+                assert_memory_equal(bc_item_value(it) + len, "\r\n", 2);
+                assert_memory_equal(bc_item_key(it), key, nkey);
+                s->hits++;
+                bc_item_release(s->cache, it);
+            }
+            break;
+        }
+        }
+        s->ops++;
+    }
+    return NULL;
+}
+
+static void
+test_threads_stress(void **state)
+{
+    (void)state;
+    const char *names[] = {"lru", "s3fifo"};
+    for (int p = 0; p < 2; p++) {
+        bc_cache_t *cache = make_cache(256 << 10, names[p]);
+        pthread_t threads[4];
+        stress_t ctx[4];
+        for (unsigned i = 0; i < 4; i++) {
+            ctx[i] = (stress_t){.cache = cache, .seed = i};
+            assert_int_equal(pthread_create(&threads[i], NULL, stress_thread, &ctx[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) pthread_join(threads[i], NULL);
+
+        bc_cache_stats_t st;
+        bc_cache_get_stats(cache, &st);
+        assert_true(st.mem_used <= st.mem_limit);
+        assert_int_equal(st.pinned_bytes, 0);
+        assert_true(st.evictions > 0);
+        uint64_t items = 0;
+        for (uint32_t b = 0; b < 1024; b++) {
+            bc_bucket_stats_t bs;
+            assert_int_equal(bc_cache_bucket_stats(cache, b, &bs), BC_OK);
+            items += bs.items;
+        }
+        assert_int_equal(items, st.curr_items);
+        /* Everything still readable and consistent after the storm. */
+        for (uint32_t b = 0; b < 1024; b++) (void)bc_cache_bucket_drop(cache, b);
+        bc_cache_get_stats(cache, &st);
+        assert_int_equal(st.curr_items, 0);
+        assert_int_equal(st.data_bytes, 0);
+        bc_cache_destroy(cache);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_get_delete),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_alloc_errors),
+        cmocka_unit_test(test_store_modes),
+        cmocka_unit_test(test_cas),
+        cmocka_unit_test(test_arith),
+        cmocka_unit_test(test_exptime_conversion),
+        cmocka_unit_test(test_lazy_expiry_and_touch),
+        cmocka_unit_test(test_active_expiry),
+        cmocka_unit_test(test_flush),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_memory_limit_random_load),
+        cmocka_unit_test(test_bucket_api),
+        cmocka_unit_test(test_refcount_pinning),
+        cmocka_unit_test(test_pinned_victim_skipped),
+        cmocka_unit_test(test_hot_key_survives),
+        cmocka_unit_test(test_stats_fields),
+        cmocka_unit_test(test_bytes_per_item),
+        cmocka_unit_test(test_threads_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
