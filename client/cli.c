@@ -4,7 +4,10 @@
  *   bucketcache [--zk HOSTS] [--cluster NAME] [--json] COMMAND [ARGS]
  *
  *   cluster create --buckets N   create a cluster's ZooKeeper layout (once)
+ *   status                       the cluster at a glance (from the console)
+ *   groups                       every group and node with its role
  *   tables [--per-bucket]        show the c, m and d tables
+ *   rebalance [--dry-run]        recompute d now (or just show the plan)
  *
  * --zk and --cluster default to $BUCKETCACHE_ZK and $BUCKETCACHE_CLUSTER.
  * Exit codes (stable, for scripts):
@@ -13,11 +16,15 @@
  *   5 already exists.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "bc_cluster.h"
+#include "bc_http_client.h"
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_zk.h"
@@ -46,7 +53,10 @@ cli_usage(FILE *out)
             "\n"
             "commands:\n"
             "  cluster create --buckets N   create a cluster (N buckets, fixed forever; default %u)\n"
+            "  status                       the cluster at a glance (asks the console)\n"
+            "  groups                       every group and node with its role\n"
             "  tables [--per-bucket]        show the c (clients), m (data now) and d (target) tables\n"
+            "  rebalance [--dry-run]        recompute where buckets belong (--dry-run: show the plan only)\n"
             "\n"
             "options:\n"
             "  --zk HOSTS       ZooKeeper hosts, host:port[,host:port...] (env BUCKETCACHE_ZK)\n"
@@ -230,6 +240,173 @@ cmd_tables(cli_t *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+/*
+ * Asks the active console: method path, JSON reply parsed into *doc.
+ * Returns an exit code; prints the reason on failure.
+ */
+static int
+cli_console_call(cli_t *cli, const char *method, const char *path, cJSON **doc, int *http_status)
+{
+    bc_zk_t *zk;
+    char addr[BC_ADDR_MAX];
+    int rc = cli_connect(cli, &zk);
+    if (rc != EXIT_OK) return rc;
+    bc_status_t st = bc_cluster_active_console(zk, cli->cluster, addr, sizeof(addr));
+    bc_zk_close(zk);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cli->cluster);
+        return EXIT_UNAVAILABLE;
+    }
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
+                bc_status_str(st));
+        return cli_exit_for(st);
+    }
+    bc_http_response_t resp;
+    st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr, bc_status_str(st));
+        return EXIT_UNAVAILABLE;
+    }
+    *http_status = resp.status;
+    *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+    bc_http_response_free(&resp);
+    if (*doc == NULL) {
+        fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
+        return EXIT_FAILED;
+    }
+    if (*http_status >= 300) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
+        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
+        cJSON_Delete(*doc);
+        *doc = NULL;
+        return *http_status == 409 ? EXIT_UNAVAILABLE : EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+static double
+json_num(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *
+json_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void
+print_json_doc(const cJSON *doc)
+{
+    char *text = cJSON_PrintUnformatted(doc);
+    if (text != NULL) printf("%s\n", text);
+    free(text);
+}
+
+static int
+cmd_status(cli_t *cli, bool nodes_view)
+{
+    cJSON *doc;
+    int status;
+    int rc = cli_console_call(cli, "GET", "/v1/cluster", &doc, &status);
+    if (rc != EXIT_OK) return rc;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(doc, "groups");
+    if (cli->json) {
+        print_json_doc(nodes_view ? groups : doc);
+        cJSON_Delete(doc);
+        return EXIT_OK;
+    }
+    const cJSON *g;
+    if (!nodes_view) {
+        printf("cluster \"%s\": %.0f buckets, epoch %.0f, active console %s\n",
+               json_str(doc, "cluster"), json_num(doc, "buckets"), json_num(doc, "epoch"),
+               json_str(doc, "active_console"));
+        printf("pending moves: %.0f, unowned buckets: %.0f\n\n", json_num(doc, "pending_moves"),
+               json_num(doc, "unowned_buckets"));
+        printf("%-6s %-5s %10s %16s  %-22s %s\n", "GROUP", "STATE", "MEMORY", "BUCKETS c/m/d",
+               "PRIMARY", "NODES");
+        cJSON_ArrayForEach(g, groups) {
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(g, "buckets");
+            const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes");
+            char counts[48];
+            snprintf(counts, sizeof(counts), "%.0f/%.0f/%.0f", json_num(b, "c"), json_num(b, "m"),
+                     json_num(b, "d"));
+            printf("%-6.0f %-5s %7.0f MiB %16s  %-22s %d\n", json_num(g, "gid"),
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "up" : "DOWN",
+                   json_num(g, "memory") / 1048576.0, counts,
+                   json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
+                   cJSON_GetArraySize(nodes));
+        }
+    } else {
+        printf("%-6s %-14s %-8s %-22s %-22s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN", "MEMORY");
+        cJSON_ArrayForEach(g, groups) {
+            const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes"), *n;
+            if (cJSON_GetArraySize(nodes) == 0) {
+                printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
+            }
+            cJSON_ArrayForEach(n, nodes) {
+                printf("%-6.0f %-14s %-8s %-22s %-22s %.0f MiB\n", json_num(g, "gid"),
+                       json_str(n, "name"), json_str(n, "role"), json_str(n, "data"),
+                       json_str(n, "admin")[0] ? json_str(n, "admin") : "-",
+                       json_num(n, "memory") / 1048576.0);
+            }
+        }
+    }
+    cJSON_Delete(doc);
+    return EXIT_OK;
+}
+
+static int
+cmd_rebalance(cli_t *cli, int argc, char **argv)
+{
+    bool dry_run = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
+            dry_run = true;
+        } else {
+            fprintf(stderr, "bucketcache: rebalance: unknown argument \"%s\"\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    cJSON *doc;
+    int status;
+    int rc = cli_console_call(cli, "POST", dry_run ? "/v1/rebalance?dry_run=1" : "/v1/rebalance",
+                              &doc, &status);
+    if (rc != EXIT_OK) return rc;
+    if (cli->json) {
+        print_json_doc(doc);
+        cJSON_Delete(doc);
+        return EXIT_OK;
+    }
+    const cJSON *moves = cJSON_GetObjectItemCaseSensitive(doc, "moves");
+    const cJSON *assigned = cJSON_GetObjectItemCaseSensitive(doc, "assigned"), *m;
+    printf("%s (epoch %.0f)%s%s\n", dry_run ? "rebalance plan, nothing written" : "rebalance done",
+           json_num(doc, "epoch"), json_str(doc, "summary")[0] ? ": " : "", json_str(doc, "summary"));
+    cJSON_ArrayForEach(m, assigned) {
+        printf("  bucket %-6.0f unowned -> group %.0f (no data to move)\n", json_num(m, "bucket"),
+               json_num(m, "to"));
+    }
+    double total = 0;
+    cJSON_ArrayForEach(m, moves) {
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(m, "bytes");
+        char size[32] = "size unknown";
+        if (cJSON_IsNumber(bytes)) {
+            snprintf(size, sizeof(size), "%.1f KiB", bytes->valuedouble / 1024.0);
+            total += bytes->valuedouble;
+        }
+        printf("  bucket %-6.0f group %.0f -> group %.0f (%s)\n", json_num(m, "bucket"),
+               json_num(m, "from"), json_num(m, "to"), size);
+    }
+    printf("%d buckets move (%.1f MiB known), %d assigned directly\n", cJSON_GetArraySize(moves),
+           total / 1048576.0, cJSON_GetArraySize(assigned));
+    cJSON_Delete(doc);
+    return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -277,6 +454,9 @@ main(int argc, char **argv)
         return cmd_cluster_create(&cli, rest - 1, args + 1);
     }
     if (strcmp(args[0], "tables") == 0) return cmd_tables(&cli, rest, args);
+    if (strcmp(args[0], "status") == 0 && rest == 1) return cmd_status(&cli, false);
+    if (strcmp(args[0], "groups") == 0 && rest == 1) return cmd_status(&cli, true);
+    if (strcmp(args[0], "rebalance") == 0) return cmd_rebalance(&cli, rest, args);
     fprintf(stderr, "bucketcache: unknown command \"%s\"\n", args[0]);
     cli_usage(stderr);
     return EXIT_USAGE;

@@ -302,3 +302,37 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
     cJSON_Delete(root);
     return BC_OK;
 }
+
+bc_status_t
+bc_cluster_active_console(bc_zk_t *zk, const char *cluster, char *buf, size_t len)
+{
+    char dir[BC_CLUSTER_PATH_MAX];
+    if (len > 0) buf[0] = '\0';
+    bc_status_t st = bc_cluster_path(dir, sizeof(dir), cluster, "/console/election");
+    if (st != BC_OK) return st;
+    bc_zk_strings_t names;
+    st = bc_zk_children(zk, dir, NULL, NULL, &names);
+    if (st != BC_OK) return st;
+    if (names.count == 0) {
+        bc_zk_strings_free(&names);
+        return BC_ENOTFOUND;
+    }
+    char path[BC_CLUSTER_PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%.60s", dir, names.names[0]);
+    bc_zk_strings_free(&names);
+    char *data = NULL;
+    size_t dlen = 0;
+    st = bc_zk_get(zk, path, NULL, NULL, &data, &dlen, NULL);
+    if (st == BC_OK) {
+        cJSON *root = data ? cJSON_ParseWithLength(data, dlen) : NULL;
+        const cJSON *admin = cJSON_GetObjectItemCaseSensitive(root, "admin");
+        if (cJSON_IsString(admin) && strlen(admin->valuestring) < len) {
+            memcpy(buf, admin->valuestring, strlen(admin->valuestring) + 1);
+        } else {
+            st = BC_EINVAL;
+        }
+        cJSON_Delete(root);
+    }
+    free(data);
+    return st;
+}

@@ -95,6 +95,13 @@ bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info
 /* Parses a group znode name ("17") strictly.  Returns 0 when invalid. */
 uint32_t bc_cluster_parse_gid(const char *name);
 
+/*
+ * The admin ("host:port") of the active console -- the lowest election
+ * znode -- into buf; "" with BC_ENOTFOUND when no console runs.
+ * Errors: BC_ENOTFOUND, ZooKeeper errors.
+ */
+bc_status_t bc_cluster_active_console(bc_zk_t *zk, const char *cluster, char *buf, size_t len);
+
 /* Encodes/decodes the config record (exposed for tests). */
 char *bc_cluster_config_encode(const bc_cluster_config_t *cfg);
 bc_status_t bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out,

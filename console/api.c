@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bc_http_client.h"
 #include "bc_log.h"
 #include "dashboard.h"
 
@@ -148,6 +149,44 @@ api_cluster(void *ctx, bc_http_req_t *req)
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
+/*
+ * Fills bytes[b] (-1 = unknown) for the buckets group gid holds, from its
+ * primary's admin /stats.  Best effort: a node that does not answer within
+ * a second leaves its buckets unknown.
+ */
+static void
+api_bucket_bytes(const bc_view_t *v, uint32_t gid, double *bytes)
+{
+    const bc_view_group_t *g = NULL;
+    for (size_t i = 0; i < v->ngroups; i++) {
+        if (v->groups[i].gid == gid) g = &v->groups[i];
+    }
+    if (g == NULL || !g->has_primary || g->primary.admin_addr[0] == '\0') return;
+    bc_http_response_t resp;
+    if (bc_http_request(g->primary.admin_addr, "GET", "/stats?buckets=nonempty", NULL, 0, 1000,
+                        &resp) != BC_OK) {
+        return;
+    }
+    cJSON *doc = resp.status == 200 ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+    bc_http_response_free(&resp);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "buckets"), *e;
+    if (cJSON_IsArray(list)) {
+        /* Buckets the node does not list are empty. */
+        for (uint32_t b = 0; b < v->nbuckets; b++) {
+            if (v->m.owner[b] == gid) bytes[b] = 0;
+        }
+        cJSON_ArrayForEach(e, list) {
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bucket");
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+            if (cJSON_IsNumber(b) && cJSON_IsNumber(n) && b->valuedouble >= 0 &&
+                b->valuedouble < v->nbuckets && v->m.owner[(uint32_t)b->valuedouble] == gid) {
+                bytes[(uint32_t)b->valuedouble] = n->valuedouble;
+            }
+        }
+    }
+    cJSON_Delete(doc);
+}
+
 static enum MHD_Result
 api_rebalance(void *ctx, bc_http_req_t *req)
 {
@@ -195,6 +234,10 @@ api_rebalance(void *ctx, bc_http_req_t *req)
     cJSON_AddStringToObject(doc, "summary", out.summary);
     cJSON *moves = cJSON_AddArrayToObject(doc, "moves");
     cJSON *assigns = cJSON_AddArrayToObject(doc, "assigned");
+    double *bytes = malloc(v.nbuckets * sizeof(double));
+    uint8_t *asked = calloc(v.ngroups + 1, 1);
+    for (uint32_t b = 0; bytes != NULL && b < v.nbuckets; b++) bytes[b] = -1;
+    double total = 0;
     for (uint32_t b = 0; b < v.nbuckets; b++) {
         uint32_t from = v.m.owner[b], to = out.d.owner[b];
         if (from == to || to == 0) continue;
@@ -202,8 +245,23 @@ api_rebalance(void *ctx, bc_http_req_t *req)
         cJSON_AddNumberToObject(mv, "bucket", b);
         cJSON_AddNumberToObject(mv, "from", from);
         cJSON_AddNumberToObject(mv, "to", to);
+        if (from != 0 && bytes != NULL && asked != NULL) {
+            for (size_t i = 0; i < v.ngroups; i++) {
+                if (v.groups[i].gid == from && !asked[i]) {
+                    asked[i] = 1;
+                    api_bucket_bytes(&v, from, bytes);
+                }
+            }
+            if (bytes[b] >= 0) {
+                cJSON_AddNumberToObject(mv, "bytes", bytes[b]);
+                total += bytes[b];
+            }
+        }
         cJSON_AddItemToArray(from == 0 ? assigns : moves, mv);
     }
+    cJSON_AddNumberToObject(doc, "bytes_known", total);
+    free(bytes);
+    free(asked);
     cJSON_AddNumberToObject(doc, "pending_moves", out.pending_moves);
     bc_reconcile_free(&out);
     bc_view_free(&v);

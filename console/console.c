@@ -10,8 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
 #include "bc_cluster.h"
 #include "bc_log.h"
 
@@ -438,31 +436,7 @@ bc_console_nbuckets(bc_console_t *cs)
 bc_status_t
 bc_console_leader_addr(bc_console_t *cs, char *buf, size_t len)
 {
-    char dir[BC_CLUSTER_PATH_MAX];
-    buf[0] = '\0';
-    bc_cluster_path(dir, sizeof(dir), cs->cluster, "/console/election");
-    bc_zk_strings_t names;
-    bc_status_t st = bc_zk_children(cs->zk, dir, NULL, NULL, &names);
-    if (st != BC_OK || names.count == 0) {
-        bc_zk_strings_free(&names);
-        return st;
-    }
-    char path[BC_CLUSTER_PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/%s", dir, names.names[0]);
-    bc_zk_strings_free(&names);
-    char *data = NULL;
-    size_t dlen = 0;
-    st = bc_zk_get(cs->zk, path, NULL, NULL, &data, &dlen, NULL);
-    if (st == BC_OK && data != NULL) {
-        cJSON *root = cJSON_ParseWithLength(data, dlen);
-        const cJSON *admin = cJSON_GetObjectItemCaseSensitive(root, "admin");
-        if (cJSON_IsString(admin) && strlen(admin->valuestring) < len) {
-            memcpy(buf, admin->valuestring, strlen(admin->valuestring) + 1);
-        }
-        cJSON_Delete(root);
-    }
-    free(data);
-    return st;
+    return bc_cluster_active_console(cs->zk, cs->cluster, buf, len);
 }
 
 bc_status_t

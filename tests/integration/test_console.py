@@ -87,6 +87,25 @@ def test_api_and_bad_requests():
     assert c.stop() == 0
 
 
+def test_cli_status_groups_rebalance():
+    import json
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "status")
+    assert rc == 4 and "no console" in err, (rc, out, err)
+    c = harness.Console(zk, cluster, session_timeout_ms=SESSION_MS)
+    harness.wait_for(c.is_active, what="active")
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "status")
+    assert rc == 0 and "32 buckets" in out and "active console 127.0.0.1:%d" % c.admin_port in out, out
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "status", "--json")
+    assert rc == 0 and json.loads(out)["buckets"] == 32
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "groups", "--json")
+    assert rc == 0 and json.loads(out) == []
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "rebalance", "--dry-run")
+    assert rc == 0 and "nothing written" in out, (out, err)
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "rebalance", "--bogus")
+    assert rc == 2, (rc, out, err)
+    c.stop()
+
+
 def test_standby_refuses_rebalance():
     a = harness.Console(zk, cluster, session_timeout_ms=SESSION_MS)
     harness.wait_for(a.is_active, what="active")

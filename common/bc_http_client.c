@@ -1,0 +1,210 @@
+/*
+ * bc_http_client.c -- see bc_http_client.h.  Non-blocking socket + poll(2)
+ * against one deadline; the response is read to EOF (we always ask for
+ * Connection: close) and then parsed: status line, headers (only
+ * Content-Length and Transfer-Encoding matter), body (chunked decoded).
+ */
+#include "bc_http_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdbool.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bc_config.h"
+
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+remaining(long long deadline)
+{
+    long long left = deadline - mono_ms();
+    return left < 0 ? 0 : (int)left;
+}
+
+static bc_status_t
+http_connect(const bc_hostport_t *hp, long long deadline, int *out)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%u", hp->port);
+    if (getaddrinfo(hp->host, port, &hints, &res) != 0) return BC_EIO;
+    bc_status_t st = BC_EIO;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            *out = fd;
+            st = BC_OK;
+            break;
+        }
+        if (errno == EINPROGRESS) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (poll(&p, 1, remaining(deadline)) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+                *out = fd;
+                st = BC_OK;
+                break;
+            }
+            if (remaining(deadline) == 0) st = BC_ETIMEOUT;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return st;
+}
+
+static bc_status_t
+http_send_all(int fd, const char *buf, size_t len, long long deadline)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd p = {fd, POLLOUT, 0};
+        if (poll(&p, 1, remaining(deadline)) <= 0) return BC_ETIMEOUT;
+    }
+    return BC_OK;
+}
+
+/* Decodes a chunked body in place; returns the decoded length or -1. */
+static long
+http_dechunk(char *buf, size_t len)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *end;
+        if (in >= len) return -1;
+        unsigned long size = strtoul(buf + in, &end, 16);
+        char *crlf = memmem(buf + in, len - in, "\r\n", 2);
+        if (crlf == NULL || end == buf + in) return -1;
+        in = (size_t)(crlf - buf) + 2;
+        if (size == 0) return (long)out;
+        if (size > len - in) return -1;
+        memmove(buf + out, buf + in, size);
+        out += size;
+        in += size + 2;
+    }
+}
+
+bc_status_t
+bc_http_request(const char *addr, const char *method, const char *path, const char *body,
+                size_t body_len, int timeout_ms, bc_http_response_t *resp)
+{
+    bc_hostport_t hp;
+    memset(resp, 0, sizeof(*resp));
+    if (addr == NULL || bc_parse_hostport(addr, 0, &hp) != BC_OK) return BC_EINVAL;
+    long long deadline = mono_ms() + timeout_ms;
+    int fd;
+    bc_status_t st = http_connect(&hp, deadline, &fd);
+    if (st != BC_OK) return st;
+
+    char head[1024];
+    int hn = snprintf(head, sizeof(head),
+                      "%s %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n"
+                      "Content-Length: %zu\r\nAccept: application/json\r\n\r\n",
+                      method, path, hp.host, hp.port, body ? body_len : 0);
+    if (hn < 0 || (size_t)hn >= sizeof(head)) {
+        close(fd);
+        return BC_EINVAL;
+    }
+    st = http_send_all(fd, head, (size_t)hn, deadline);
+    if (st == BC_OK && body != NULL && body_len > 0) st = http_send_all(fd, body, body_len, deadline);
+
+    size_t cap = 8192, len = 0;
+    char *buf = st == BC_OK ? malloc(cap + 1) : NULL;
+    if (st == BC_OK && buf == NULL) st = BC_ENOMEM;
+    while (st == BC_OK) {
+        if (len == cap) {
+            if (cap >= BC_HTTP_CLIENT_MAX_RESPONSE) {
+                st = BC_ETOOLARGE;
+                break;
+            }
+            cap *= 2;
+            char *grown = realloc(buf, cap + 1);
+            if (grown == NULL) {
+                st = BC_ENOMEM;
+                break;
+            }
+            buf = grown;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n > 0) {
+            len += (size_t)n;
+        } else if (n == 0) {
+            break;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, remaining(deadline)) <= 0) st = BC_ETIMEOUT;
+        } else {
+            st = BC_EIO;
+        }
+    }
+    close(fd);
+    if (st != BC_OK) {
+        free(buf);
+        return st;
+    }
+    buf[len] = '\0';
+
+    int status;
+    char *hdr_end = memmem(buf, len, "\r\n\r\n", 4);
+    if (hdr_end == NULL || sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || status < 100 || status > 999) {
+        free(buf);
+        return BC_EPROTO;
+    }
+    *hdr_end = '\0';
+    bool chunked = false;
+    for (char *line = strstr(buf, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0 && strcasestr(line + 2, "chunked")) {
+            chunked = true;
+        }
+    }
+    size_t off = (size_t)(hdr_end - buf) + 4;
+    size_t blen = len - off;
+    memmove(buf, buf + off, blen);
+    if (chunked) {
+        long n = http_dechunk(buf, blen);
+        if (n < 0) {
+            free(buf);
+            return BC_EPROTO;
+        }
+        blen = (size_t)n;
+    }
+    buf[blen] = '\0';
+    resp->status = status;
+    resp->body = buf;
+    resp->body_len = blen;
+    return BC_OK;
+}
+
+void
+bc_http_response_free(bc_http_response_t *resp)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+}
