@@ -1030,9 +1030,10 @@ bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
 /*
  * memcached's safe_strtoull() applied to an item value, without reading
  * past it: strtoull semantics (leading white space, optional sign, decimal
- * digits, ERANGE on overflow) and memcached's acceptance rule (the number
- * must end at white space -- the value's CRLF counts -- or at a NUL, and a
- * '-' that made the result look negative is rejected).
+ * digits, ERANGE on overflow) and memcached's acceptance rule (something
+ * must be converted, the number must end at white space -- the value's
+ * CRLF counts -- or at a NUL, and a '-' that made the result look negative
+ * is rejected; "-0" and "-18446744073709551615" are accepted, as there).
  */
 static bool
 arith_parse(const char *p, size_t len, uint64_t *out)
@@ -1045,15 +1046,7 @@ arith_parse(const char *p, size_t len, uint64_t *out)
         neg = *s == '-';
         s++;
     }
-    if (s == end || *s < '0' || *s > '9') {
-        /* strtoull converted nothing and points at the start: accepted
-         * (as 0) only if the value starts with white space. */
-        if (len > 0 && ARITH_SPACE(p[0])) {
-            *out = 0;
-            return true;
-        }
-        return false;
-    }
+    if (s == end || *s < '0' || *s > '9') return false;   /* nothing converted */
     uint64_t v = 0;
     for (; s < end && *s >= '0' && *s <= '9'; s++) {
         uint64_t d = (uint64_t)(*s - '0');

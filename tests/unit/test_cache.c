@@ -345,7 +345,8 @@ test_arith(void **state)
     assert_int_equal(v, 3);
 
     /* Values memcached refuses. */
-    const char *bad[] = {"abc", "12abc", "-1", "", "18446744073709551616", "1.5", "x1"};
+    const char *bad[] = {"abc", "12abc", "-1", "", "18446744073709551616", "1.5", "x1",
+                         "   ", "0x10", " -"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(set(cache, "b", bad[i]), BC_OK);
         assert_int_equal(arith(cache, "b", true, 1, &v), BC_ENONNUMERIC);
@@ -364,6 +365,23 @@ test_arith(void **state)
     assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
     assert_int_equal(v, 13);
     check_value(cache, "g", "13   ");
+    assert_int_equal(set(cache, "g", "\t5"), BC_OK);
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 6);
+    assert_int_equal(set(cache, "g", "-0"), BC_OK);
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(set(cache, "g", "-18446744073709551615"), BC_OK);   /* = 1 */
+    assert_int_equal(arith(cache, "g", true, 1, &v), BC_OK);
+    assert_int_equal(v, 2);
+    /* A NUL ends the number too. */
+    bc_status_t st;
+    bc_item_t *nul = bc_item_alloc(cache, "z", 1, hkey("z"), 0, 0, 5, &st);
+    memcpy(bc_item_value(nul), "7\0x\r\n", 5);
+    assert_int_equal(bc_cache_store(cache, nul, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(arith(cache, "z", true, 1, &v), BC_OK);
+    assert_int_equal(v, 8);
+    check_value(cache, "z", "8  ");
 
     /* A reader holding the item keeps seeing the old value: the new value
      * goes into a new item even though it would fit in place. */
