@@ -27,9 +27,10 @@
  * HOW: THE OUTPUT QUEUE (bc_outq_t)
  *   A list of byte ranges to send, in order.  Short text (status lines,
  *   VALUE headers, STAT lines) is formatted into one scratch buffer per
- *   connection; consecutive text is merged into one range.  A value is NOT
- *   copied: its range points into the item, which stays referenced (see
- *   cache.h) until its last byte has been written, then is released.
+ *   connection; consecutive text is merged into one range.  A value larger
+ *   than BC_PROTO_COPY_MAX is NOT copied: its range points into the item,
+ *   which stays referenced (see cache.h) until its last byte has been
+ *   written, then is released.
  *   Ranges in the scratch buffer are kept as offsets, so the buffer may be
  *   reallocated while replies are being built.
  *
@@ -61,6 +62,9 @@
 #include "cache.h"
 #include "server.h"
 #include "stats.h"
+
+/* Values up to this size are copied into the reply (see cmd_retrieve). */
+#define BC_PROTO_COPY_MAX 512u
 
 /* ---- output queue ---- */
 

@@ -1,0 +1,462 @@
+"""bucketcache-node against a real memcached 1.6: same bytes in, same bytes out.
+
+Every test sends the same command stream to a memcached and to a node
+(started once for the file) and asserts identical replies.  Only what must
+differ is normalised:
+  - CAS uniques: compared as a pattern (which replies carry the same CAS),
+    and "{cas:KEY}" in a stream stands for the CAS the server itself last
+    returned for KEY;
+  - "version" and "stats": contents differ by design, their shape is checked.
+
+A stream is followed by a sentinel (a set + get of a reserved key) whose
+reply marks the end of the stream's replies, so no test waits on timeouts.
+The few places where the node deliberately differs from memcached are
+tested last, against the node only, with the reason.
+"""
+import os
+import re
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+SENTINEL_CMD = b"set zz_sentinel 0 0 1\r\nS\r\nget zz_sentinel\r\n"
+SENTINEL_REPLY = b"STORED\r\nVALUE zz_sentinel 0 1\r\nS\r\nEND\r\n"
+
+_servers = {}
+
+
+def servers():
+    """(memcached, node), started on first use and shared by the file."""
+    if not _servers:
+        _servers["mc"] = harness.Memcached(threads=2, memory_mb=64)
+        _servers["node"] = harness.Node(threads=2, memory_mb=64)
+    return _servers["mc"], _servers["node"]
+
+
+class Session:
+    """One connection to one server, remembering the CAS values it saw."""
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.port),
+                                             timeout=10 * harness.SLOW)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.cas = {}
+
+    def close(self):
+        self.sock.close()
+
+    def _subst(self, payload):
+        def repl(m):
+            return self.cas.get(m.group(1), b"0")
+        return re.sub(rb"\{cas:([^}]+)\}", repl, payload)
+
+    def talk(self, payload, mode="whole"):
+        """Sends payload + sentinel; returns the replies to payload."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        data = self._subst(payload) + SENTINEL_CMD
+        if mode == "whole":
+            self.sock.sendall(data)
+        elif mode == "bytes":
+            for i in range(len(data)):
+                self.sock.sendall(data[i:i + 1])
+        else:                                   # odd-sized chunks
+            i, step = 0, 1
+            while i < len(data):
+                self.sock.sendall(data[i:i + step])
+                i += step
+                step = step * 3 % 17 + 1
+        buf = b""
+        while not buf.endswith(SENTINEL_REPLY):
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise AssertionError("connection closed; got %r" % buf[-300:])
+            buf += chunk
+        out = buf[:-len(SENTINEL_REPLY)]
+        for key, cas in re.findall(rb"(?m)^VALUE (\S+) \d+ \d+ (\d+)\r\n", out):
+            self.cas[key] = cas
+        return out
+
+
+def normalise(out):
+    """Replaces CAS numbers by CAS0, CAS1, ... in order of first appearance."""
+    seen = {}
+
+    def repl(m):
+        n = seen.setdefault(m.group(2), len(seen))
+        return m.group(1) + b"CAS%d\r\n" % n
+    return re.sub(rb"(?m)^(VALUE \S+ \d+ \d+ )(\d+)\r\n", repl, out)
+
+
+class Pair:
+    """A Session on memcached and one on the node, driven in lockstep."""
+
+    def __init__(self):
+        mc, node = servers()
+        self.mc = Session(mc)
+        self.node = Session(node)
+
+    def close(self):
+        self.mc.close()
+        self.node.close()
+
+    def same(self, payload, expect=None, mode="whole"):
+        a = self.mc.talk(payload, mode)
+        b = self.node.talk(payload, mode)
+        assert normalise(a) == normalise(b), (
+            "replies differ for %r\n memcached: %r\n node:      %r" %
+            (payload[:300], a[:600], b[:600]))
+        if expect is not None:
+            exp = expect.encode() if isinstance(expect, str) else expect
+            assert normalise(a) == exp, "memcached itself replied %r, test expected %r" % (
+                a[:600], exp[:600])
+        return b
+
+
+def pair_run(fn):
+    p = Pair()
+    try:
+        fn(p)
+    finally:
+        p.close()
+
+
+# ---------------------------------------------------------------------------
+
+def test_storage_commands():
+    def body(p):
+        p.same("set st:a 0 0 5\r\nhello\r\nget st:a\r\n",
+               "STORED\r\nVALUE st:a 0 5\r\nhello\r\nEND\r\n")
+        p.same("set st:f 4294967295 0 1\r\nx\r\nget st:f\r\n")
+        p.same("set st:e 0 0 0\r\n\r\nget st:e\r\n", "STORED\r\nVALUE st:e 0 0\r\n\r\nEND\r\n")
+        p.same("add st:a 0 0 1\r\nz\r\nadd st:b 7 0 2\r\nbb\r\nget st:a st:b\r\n")
+        p.same("replace st:nope 0 0 1\r\nz\r\nreplace st:b 5 0 3\r\nccc\r\nget st:b\r\n")
+        p.same("append st:b 9 0 2\r\n_A\r\nprepend st:b 9 0 2\r\nP_\r\nget st:b\r\n",
+               "STORED\r\nSTORED\r\nVALUE st:b 5 7\r\nP_ccc_A\r\nEND\r\n")
+        p.same("append st:nope 0 0 1\r\nA\r\nprepend st:nope 0 0 1\r\nP\r\n",
+               "NOT_STORED\r\nNOT_STORED\r\n")
+        # Trailing and repeated spaces on the command line.
+        p.same("set  st:sp  1  0  2 \r\nab\r\nget st:sp \r\n")
+        # Sign forms memcached's strtoul accepts.
+        p.same("set st:n +5 -0 1\r\nx\r\nget st:n\r\n")
+        # A key of exactly 250 bytes.
+        k = "k" * 250
+        p.same("set %s 0 0 1\r\nx\r\nget %s\r\ndelete %s\r\n" % (k, k, k))
+    pair_run(body)
+
+
+def test_multi_get():
+    def body(p):
+        p.same("set mg:1 1 0 1\r\na\r\nset mg:2 2 0 2\r\nbb\r\nset mg:3 3 0 3\r\nccc\r\n")
+        p.same("get mg:1 mg:x mg:2 mg:3 mg:1\r\n")
+        p.same("get   mg:1    mg:2   \r\n")
+        p.same("gets mg:1 mg:2 mg:3\r\n")
+        keys = " ".join("mg:%d" % (i % 5) for i in range(100))
+        p.same("get %s\r\n" % keys)
+        # A long multi-get line (well over 2 KiB) is fine.
+        keys = " ".join("mg:long:%04d" % i for i in range(400))
+        p.same("get %s mg:2\r\n" % keys)
+    pair_run(body)
+
+
+def test_cas():
+    def body(p):
+        p.same("set cas:a 0 0 1\r\nx\r\ngets cas:a\r\n")
+        p.same("cas cas:a 0 0 1 {cas:cas:a}\r\ny\r\ngets cas:a\r\n")
+        # The old CAS is now stale.
+        p.same("cas cas:a 0 0 1 0\r\nz\r\ncas cas:missing 0 0 1 1\r\nz\r\n",
+               "EXISTS\r\nNOT_FOUND\r\n")
+        p.same("gets cas:a\r\ncas cas:a 0 0 2 {cas:cas:a} noreply\r\nzz\r\ngets cas:a\r\n")
+        p.same("cas cas:a 0 0 1 abc\r\nq\r\ncas cas:a 0 0 1 -1\r\nq\r\n")
+        p.same("cas cas:a 0 0 1\r\nq\r\ncas cas:a 0 0 1 1 2 3\r\nq\r\n")
+        # Every store makes a new CAS; a get does not.
+        p.same("set cas:b 0 0 1\r\n1\r\ngets cas:b\r\ngets cas:b\r\n"
+               "set cas:b 0 0 1\r\n2\r\ngets cas:b cas:a\r\n")
+        p.same("incr cas:b 1\r\ngets cas:b\r\ntouch cas:b 100\r\ngets cas:b\r\n")
+    pair_run(body)
+
+
+def test_delete():
+    def body(p):
+        p.same("set del:a 0 0 1\r\nx\r\ndelete del:a\r\ndelete del:a\r\nget del:a\r\n",
+               "STORED\r\nDELETED\r\nNOT_FOUND\r\nEND\r\n")
+        p.same("set del:a 0 0 1\r\nx\r\ndelete del:a 0\r\n")
+        p.same("set del:a 0 0 1\r\nx\r\ndelete del:a noreply\r\nget del:a\r\n")
+        p.same("set del:a 0 0 1\r\nx\r\ndelete del:a 0 noreply\r\nget del:a\r\n")
+        p.same("delete\r\ndelete del:a 1\r\ndelete del:a 0 0\r\ndelete a b c d\r\n"
+               "delete del:a 1 noreply\r\n")
+    pair_run(body)
+
+
+def test_incr_decr():
+    def body(p):
+        p.same("set ar:a 0 0 1\r\n1\r\nincr ar:a 1\r\nincr ar:a 10\r\ndecr ar:a 3\r\nget ar:a\r\n")
+        p.same("set ar:a 0 0 20\r\n18446744073709551615\r\nincr ar:a 2\r\nget ar:a\r\n")
+        p.same("set ar:a 0 0 2\r\n10\r\ndecr ar:a 1\r\nget ar:a\r\ndecr ar:a 100\r\nget ar:a\r\n")
+        p.same("set ar:a 0 0 2\r\n99\r\nincr ar:a 1\r\nget ar:a\r\n")
+        p.same("incr ar:missing 1\r\ndecr ar:missing 1\r\n", "NOT_FOUND\r\nNOT_FOUND\r\n")
+        p.same("set ar:s 0 0 3\r\nabc\r\nincr ar:s 1\r\nset ar:e 0 0 0\r\n\r\nincr ar:e 1\r\n")
+        p.same("set ar:sp 0 0 3\r\n 12\r\nincr ar:sp 1\r\nset ar:t 0 0 3\r\n1a2\r\nincr ar:t 1\r\n")
+        p.same("incr ar:a -1\r\nincr ar:a abc\r\nincr ar:a 18446744073709551616\r\n"
+               "incr ar:a 5x\r\nincr ar:a \t5\r\n")
+        p.same("incr\r\nincr ar:a\r\nincr ar:a 1 2 3\r\n", "ERROR\r\nERROR\r\nERROR\r\n")
+        p.same("set ar:n 0 0 1\r\n5\r\nincr ar:n 1 noreply\r\ndecr ar:n 2 noreply\r\nget ar:n\r\n")
+        p.same("set ar:f 77 0 1\r\n5\r\nincr ar:f 1\r\ngets ar:f\r\n")
+    pair_run(body)
+
+
+def test_touch_gat():
+    def body(p):
+        p.same("set tg:a 3 0 1\r\nx\r\ntouch tg:a 100\r\ntouch tg:missing 100\r\n",
+               "STORED\r\nTOUCHED\r\nNOT_FOUND\r\n")
+        p.same("touch tg:a 100 noreply\r\ntouch tg:a\r\ntouch tg:a abc\r\ntouch tg:a 1 2 3\r\n")
+        p.same("gat 100 tg:a tg:missing\r\ngats 100 tg:a\r\ngat 100\r\n")
+        p.same("gat\r\ngat abc tg:a\r\ngats\r\n")
+        # Touching with a negative exptime expires the item at once.
+        p.same("set tg:b 0 0 1\r\ny\r\ntouch tg:b -1\r\nget tg:b\r\n")
+        p.same("set tg:c 0 0 1\r\nz\r\ngat -1 tg:c\r\nget tg:c\r\n")
+    pair_run(body)
+
+
+def test_noreply_everywhere():
+    def body(p):
+        stream = ("set nr:a 0 0 1 noreply\r\na\r\n"
+                  "add nr:b 0 0 1 noreply\r\nb\r\n"
+                  "add nr:b 0 0 1 noreply\r\nX\r\n"
+                  "replace nr:b 0 0 2 noreply\r\nbb\r\n"
+                  "append nr:b 0 0 1 noreply\r\n+\r\n"
+                  "prepend nr:b 0 0 1 noreply\r\n-\r\n"
+                  "set nr:n 0 0 1 noreply\r\n7\r\n"
+                  "incr nr:n 5 noreply\r\n"
+                  "decr nr:n 2 noreply\r\n"
+                  "touch nr:a 100 noreply\r\n"
+                  "delete nr:zz noreply\r\n"
+                  "verbosity 0 noreply\r\n"
+                  "get nr:a nr:b nr:n\r\n")
+        p.same(stream, "VALUE nr:a 0 1\r\na\r\nVALUE nr:b 0 4\r\n-bb+\r\nVALUE nr:n 0 2\r\n10\r\nEND\r\n")
+        # noreply silences errors too; the data block is then a command line.
+        p.same("set nr:c 0 0 x noreply\r\nget nr:c\r\n")
+        p.same("set nr:d 0 0 1 noreply\r\nxyz\r\nget nr:d\r\n")
+    pair_run(body)
+
+
+def test_errors_and_odd_lines():
+    def body(p):
+        p.same("foo\r\nGET a\r\nGet a\r\nSET a 0 0 1\r\nVERSION\r\na\r\n\r\n   \r\n")
+        p.same("get\r\nget \r\ngets\r\nset\r\nset a 0 0\r\nset a 0 0 1 2 3\r\n")
+        p.same("\x00\x01\x02garbage\xff\r\n")
+        p.same("set err:a 0 0 -1\r\nx\r\n")
+        p.same("set err:a x 0 1\r\nx\r\nset err:a 0 x 1\r\nx\r\nset err:a 0 0 1x\r\nx\r\n")
+        # Data block of the wrong length.
+        p.same("set err:b 0 0 1\r\nxyz\r\nget err:b\r\n")
+        p.same("set err:b 0 0 1\r\n\r\n\r\n")
+        p.same("set err:b 0 0 3\r\nab\r\nget err:b\r\n\r\n")
+        # Bare "\n" line endings are accepted for command lines, not for data.
+        p.same("set err:c 0 0 1\nx\r\nget err:c\n")
+        p.same("set err:c 0 0 1\nx\nget err:c\n")
+        # Keys longer than 250 bytes.
+        k = "k" * 251
+        for cmd in ("get %s" % k, "gets %s" % k, "delete %s" % k, "incr %s 1" % k,
+                    "touch %s 1" % k, "gat 1 %s" % k):
+            p.same(cmd + "\r\n", "CLIENT_ERROR bad command line format\r\n")
+        p.same("set %s 0 0 1\r\nx\r\n" % k)
+        p.same("get err:ok %s err:ok\r\n" % k, "CLIENT_ERROR bad command line format\r\n")
+        p.same("verbosity\r\nverbosity 1\r\nverbosity abc\r\nverbosity 1 noreply\r\n"
+               "verbosity noreply\r\nverbosity 1 2 3\r\nverbosity 0\r\n")
+        p.same("flush_all abc\r\nflush_all 1 2 3\r\n")
+        p.same("stats nosuchthing\r\n", "ERROR\r\n")
+        # A stray HTTP request closes the connection without a reply.
+    pair_run(body)
+
+
+def test_http_request_and_quit_close():
+    mc, node = servers()
+    for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"quit\r\n",
+                    b"set q:a 0 0 1\r\nx\r\nget q:a\r\nquit\r\nget q:a\r\n"):
+        outs = []
+        for srv in (mc, node):
+            c = srv.conn()
+            c.send(payload)
+            assert c.closed_by_peer(3.0), "server kept the connection after %r" % payload
+            outs.append(c.buf)
+            c.close()
+        assert outs[0] == outs[1], (payload, outs)
+
+
+def test_version_shape():
+    def body(p):
+        a = p.mc.talk("version\r\nversion extra\r\n")
+        b = p.node.talk("version\r\nversion extra\r\n")
+        for out in (a, b):
+            lines = out.split(b"\r\n")
+            assert len(lines) == 3 and lines[2] == b"", out
+            for line in lines[:2]:
+                assert re.match(rb"^VERSION \d+\.\d+\.\d+$", line), out
+    pair_run(body)
+
+
+def test_pipelined_streams():
+    """A mixed stream sent in one write, byte by byte, and in odd chunks."""
+    def stream(tag):
+        s = []
+        for i in range(40):
+            k = "pl:%s:%d" % (tag, i)
+            s.append("set %s %d 0 %d\r\n%s\r\n" % (k, i, len(k), k))
+            s.append("get %s pl:%s:missing\r\n" % (k, tag))
+            s.append("append %s 0 0 2\r\n++\r\n" % k)
+            s.append("incr %s 1\r\n" % k)
+            s.append("gets %s\r\n" % k)
+            s.append("delete %s\r\n" % k if i % 3 == 0 else "touch %s 1000\r\n" % k)
+            s.append("bogus %d\r\n" % i)
+        s.append("set pl:%s:n 0 0 1 noreply\r\n1\r\nincr pl:%s:n 41\r\n" % (tag, tag))
+        return "".join(s)
+
+    def body(p):
+        p.same(stream("w"))
+        p.same(stream("b"), mode="bytes")
+        p.same(stream("c"), mode="chunks")
+    pair_run(body)
+
+
+def test_large_and_binary_values():
+    def body(p):
+        v = bytes((i * 7) & 0xFF for i in range(1048000))
+        p.same(b"set lv:big 0 0 %d\r\n" % len(v) + v + b"\r\nget lv:big\r\n")
+        # Too large: SERVER_ERROR, the block is swallowed, and a failed set
+        # also removes the old value.
+        p.same(b"set lv:big 0 0 1048576\r\n" + b"y" * 1048576 + b"\r\nget lv:big\r\n",
+               b"SERVER_ERROR object too large for cache\r\nEND\r\n")
+        p.same(b"set lv:keep 0 0 1\r\nk\r\nappend lv:keep 0 0 1048576\r\n" + b"y" * 1048576 +
+               b"\r\nget lv:keep\r\n")
+        p.same(b"set lv:n 0 0 1\r\nk\r\nset lv:n 0 0 2000000 noreply\r\n" + b"z" * 2000000 +
+               b"\r\nget lv:n\r\n", b"STORED\r\nEND\r\n")
+        # Append beyond the limit is NOT_STORED and keeps the old value.
+        half = b"h" * 600000
+        p.same(b"set lv:h 0 0 600000\r\n" + half + b"\r\nappend lv:h 0 0 600000\r\n" + half +
+               b"\r\nget lv:h\r\n")
+        # Binary-safe values: CR, LF, NUL, every byte value.
+        allbytes = bytes(range(256)) * 4
+        p.same(b"set lv:bin 0 0 %d\r\n" % len(allbytes) + allbytes + b"\r\nget lv:bin\r\n")
+        tricky = b"\r\nEND\r\nVALUE x 0 1\r\n\x00\r\n"
+        p.same(b"set lv:t 0 0 %d\r\n" % len(tricky) + tricky + b"\r\ngets lv:t\r\n")
+        p.same(b"set lv:t2 0 0 %d\r\n" % len(tricky) + tricky + b"\r\nget lv:t2\r\n",
+               mode="chunks")
+    pair_run(body)
+
+
+def _stats(session, sub=""):
+    out = session.talk("stats%s\r\n" % (" " + sub if sub else ""))
+    lines = out.split(b"\r\n")
+    assert lines[-2:] == [b"END", b""], out[-200:]
+    stats = {}
+    for line in lines[:-2]:
+        m = re.match(rb"^STAT (\S+) (.*)$", line)
+        assert m, "not a STAT line: %r" % line
+        stats[m.group(1).decode()] = m.group(2).decode()
+    return stats
+
+
+def test_stats_shape():
+    def body(p):
+        general = [_stats(p.mc), _stats(p.node)]
+        core = ("pid uptime time version pointer_size rusage_user rusage_system "
+                "max_connections curr_connections total_connections rejected_connections "
+                "cmd_get cmd_set cmd_flush cmd_touch get_hits get_misses get_expired "
+                "delete_misses delete_hits incr_misses incr_hits decr_misses decr_hits "
+                "cas_misses cas_hits cas_badval touch_hits touch_misses store_too_large "
+                "store_no_memory bytes_read bytes_written limit_maxbytes threads bytes "
+                "curr_items total_items expired_unfetched evicted_unfetched evictions "
+                "reclaimed").split()
+        for name in core:
+            assert name in general[0], "memcached lacks %s (test out of date)" % name
+            assert name in general[1], "node lacks stat %s" % name
+        node = general[1]
+        assert int(node["pid"]) == _servers["node"].proc.pid
+        assert abs(int(node["time"]) - time.time()) < 5
+        assert node["threads"] == "2" and node["limit_maxbytes"] == str(64 * 1024 * 1024)
+
+        # Counters move as memcached's do.
+        before = [_stats(p.mc), _stats(p.node)]
+        p.same("set sh:a 0 0 1\r\nx\r\nget sh:a sh:b\r\ndelete sh:b\r\nincr sh:b 1\r\n"
+               "touch sh:a 10\r\n")
+        after = [_stats(p.mc), _stats(p.node)]
+        for name in ("cmd_get", "get_hits", "get_misses", "delete_misses", "incr_misses",
+                     "touch_hits", "cmd_touch"):
+            deltas = [int(after[i][name]) - int(before[i][name]) for i in (0, 1)]
+            assert deltas[0] == deltas[1], (name, deltas)
+        # cmd_set and bytes_read also count the sentinel; compare deltas too.
+        assert (int(after[1]["cmd_set"]) - int(before[1]["cmd_set"]) ==
+                int(after[0]["cmd_set"]) - int(before[0]["cmd_set"]))
+
+        settings = [_stats(p.mc, "settings"), _stats(p.node, "settings")]
+        for name in ("maxbytes", "maxconns", "tcpport", "num_threads", "item_size_max",
+                     "evictions", "cas_enabled", "verbosity"):
+            assert name in settings[1], "stats settings lacks %s" % name
+        assert settings[1]["maxbytes"] == settings[0]["maxbytes"]
+        assert settings[1]["item_size_max"] == settings[0]["item_size_max"]
+        assert settings[1]["tcpport"] == str(_servers["node"].port)
+        assert settings[1]["eviction_policy"] == "lru"
+
+        items = _stats(p.node, "items")
+        assert int(items["items:1:number"]) >= 1
+        slabs = _stats(p.node, "slabs")
+        assert "total_malloced" in slabs
+        p.same("stats sizes\r\n")
+        p.same("stats reset\r\nstats reset extra\r\n", "RESET\r\nRESET\r\n")
+        reset = _stats(p.node)
+        assert int(reset["cmd_get"]) <= 1, reset["cmd_get"]   # only the sentinel's get
+        assert int(reset["curr_items"]) >= 1                  # items are not reset
+    pair_run(body)
+
+
+def test_expiry_and_delayed_flush():
+    """Relative, absolute and negative exptimes, and flush_all with a delay.
+    Runs last among the comparisons: it flushes everything.  Sleeps 2 s."""
+    def body(p):
+        now = int(time.time())
+        p.same("set ex:rel 0 1 1\r\nr\r\nset ex:long 0 100 1\r\nl\r\n"
+               "set ex:neg 0 -1 1\r\nn\r\n"
+               "set ex:absfut 0 %d 1\r\nf\r\nset ex:abspast 0 %d 1\r\np\r\n"
+               "get ex:rel ex:long ex:neg ex:absfut ex:abspast\r\n" % (now + 100, now - 100),
+               "STORED\r\n" * 5 + "VALUE ex:rel 0 1\r\nr\r\nVALUE ex:long 0 1\r\nl\r\n"
+               "VALUE ex:absfut 0 1\r\nf\r\nEND\r\n")
+        p.same("set ex:t 0 0 1\r\nt\r\ntouch ex:t 1\r\ngat 1 ex:long\r\n")
+        p.same("add ex:neg 0 0 1\r\nN\r\nget ex:neg\r\n")
+        p.same("set ex:fl 0 0 1\r\nf\r\nflush_all 2\r\nget ex:fl\r\n")
+        time.sleep(2.0)
+        p.same("get ex:rel ex:t ex:long ex:absfut ex:fl\r\n", "END\r\n")
+        p.same("set ex:after 0 0 1\r\na\r\nget ex:after\r\nflush_all\r\nget ex:after\r\n"
+               "set ex:after 0 0 1\r\nb\r\nflush_all 0\r\nflush_all -1\r\nflush_all noreply\r\n"
+               "get ex:after\r\nset ex:after 0 0 1\r\nc\r\nget ex:after\r\n")
+    pair_run(body)
+
+
+def test_deliberate_differences():
+    """Where the node refuses what memcached 1.6.18 silently mangles."""
+    _, node = servers()
+    s = Session(node)
+    try:
+        # memcached truncates flags and lengths to 32 bits (4294967296 -> 0).
+        assert s.talk("set dd:a 4294967296 0 1\r\nx\r\n") == \
+            b"CLIENT_ERROR bad command line format\r\nERROR\r\n"
+        assert s.talk("set dd:a 0 0 4294967297\r\nx\r\n") == \
+            b"CLIENT_ERROR bad command line format\r\nERROR\r\n"
+        # Control characters in keys are refused (memcached stores them).
+        assert s.talk("set dd:\x01 0 0 1\r\nx\r\n") == \
+            b"CLIENT_ERROR bad command line format\r\nERROR\r\n"
+        assert s.talk("get dd:a\tb\r\n") == b"CLIENT_ERROR bad command line format\r\n"
+        # A bad key in a multi-get does not swallow earlier pipelined replies
+        # (memcached 1.6.18 drops the STORED below).
+        k = "k" * 251
+        assert s.talk("set dd:b 0 0 1\r\nx\r\nget dd:b %s\r\n" % k) == \
+            b"STORED\r\nCLIENT_ERROR bad command line format\r\n"
+        # Meta commands are not implemented.
+        assert s.talk("mn\r\n") == b"ERROR\r\n"
+    finally:
+        s.close()
+
+
+harness.main(globals())
