@@ -60,13 +60,21 @@
  *   An item is dead when exptime != 0 && exptime <= now (memcached's rule)
  *   or when flush_all invalidated it.  Dead items are unlinked lazily by
  *   whatever lookup meets them, by eviction, and by bc_cache_expire_scan,
- *   which walks buckets incrementally from a saved cursor.  flush_all
- *   follows memcached 1.6: it records oldest_live = when - 1 (items stored
- *   at or before it die once the clock reaches it) and, for an immediate
- *   flush, oldest_cas = the next CAS value (items stored earlier in the same
- *   second die too, items stored after the flush live).  Unlike memcached,
- *   oldest_cas is never lowered by a later delayed flush, so a flushed item
- *   that has not been reclaimed yet can never come back.
+ *   which walks buckets incrementally from a saved cursor.
+ *
+ *   flush_all is decided by CAS alone: an item is flushed when its CAS is
+ *   below oldest_cas.  CAS values grow with every store, so "below the mark"
+ *   means exactly "stored before the flush took effect", with no clock
+ *   resolution problem (memcached 1.6 also uses a CAS mark for this).  An
+ *   immediate flush raises oldest_cas to a fresh CAS value.  A delayed one
+ *   (flush_all N) only records its due time, oldest_live = when - 1 as
+ *   memcached computes it; the first operation that reads the clock at or
+ *   after that second turns it into a CAS mark (cache_clock ->
+ *   cache_flush_due), before it stores or looks up anything.  So items
+ *   stored before the due time die, items stored after live -- memcached
+ *   also kills items stored during the due second itself, which we do not.
+ *   oldest_cas only ever rises: a later delayed flush cannot bring back an
+ *   item that an earlier flush killed.
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -156,10 +164,39 @@ typedef struct cache_loc {
 /* small helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* Raises the flush mark to a fresh CAS value: everything stored so far is
+ * flushed.  Never lowers it. */
+static void
+cache_flush_mark(bc_cache_t *cache)
+{
+    uint64_t mark = atomic_fetch_add(&cache->cas_last, 1) + 1;
+    uint64_t cur = atomic_load(&cache->oldest_cas);
+    while (cur < mark && !atomic_compare_exchange_weak(&cache->oldest_cas, &cur, mark)) {
+    }
+}
+
+/*
+ * A delayed flush_all that came due: mark first, then clear the due time.
+ * Every thread that still sees the due time marks on its own before going
+ * on, and a thread that sees it cleared (seq_cst) also sees the raised
+ * mark, so no store after the due time can land below the mark.
+ */
+static inline void
+cache_flush_due(bc_cache_t *cache, uint32_t now)
+{
+    uint32_t due = atomic_load(&cache->oldest_live);
+    if (due == 0 || due > now) return;
+    cache_flush_mark(cache);
+    (void)atomic_compare_exchange_strong(&cache->oldest_live, &due, 0);
+}
+
+/* The clock every operation starts with (it also applies a due flush). */
 static inline uint32_t
 cache_clock(const bc_cache_t *cache)
 {
-    return cache->now != NULL ? cache->now() : (uint32_t)time(NULL);
+    uint32_t now = cache->now != NULL ? cache->now() : (uint32_t)time(NULL);
+    cache_flush_due((bc_cache_t *)cache, now);
+    return now;
 }
 
 static inline void
@@ -242,12 +279,9 @@ cache_free_list(bc_cache_t *cache, bc_item_t *list)
 static inline bool
 item_is_flushed(const bc_cache_t *cache, const bc_item_t *it, uint32_t now)
 {
-    uint64_t oldest_cas = atomic_load_explicit(&((bc_cache_t *)cache)->oldest_cas,
-                                               memory_order_relaxed);
-    if (oldest_cas != 0 && it->cas < oldest_cas) return true;
-    uint32_t oldest_live = atomic_load_explicit(&((bc_cache_t *)cache)->oldest_live,
-                                                memory_order_relaxed);
-    return oldest_live != 0 && oldest_live <= now && it->time <= oldest_live;
+    (void)now;   /* a due delayed flush was turned into a mark by cache_clock */
+    return it->cas < atomic_load_explicit(&((bc_cache_t *)cache)->oldest_cas,
+                                          memory_order_acquire);
 }
 
 static inline bool
@@ -1163,19 +1197,15 @@ void
 bc_cache_flush(bc_cache_t *cache, uint32_t when)
 {
     uint32_t now = cache_clock(cache);
-    uint32_t new_oldest = when != 0 ? when : now;
-    uint32_t oldest_live = new_oldest - 1;
-    if (oldest_live <= now) {
-        uint64_t mark = atomic_fetch_add_explicit(&cache->cas_last, 1,
-                                                  memory_order_relaxed) + 1;
-        uint64_t cur = atomic_load_explicit(&cache->oldest_cas, memory_order_relaxed);
-        while (cur < mark &&
-               !atomic_compare_exchange_weak_explicit(&cache->oldest_cas, &cur, mark,
-                                                      memory_order_relaxed,
-                                                      memory_order_relaxed)) {
-        }
+    uint32_t due = (when != 0 ? when : now) - 1;   /* memcached's oldest_live */
+    if (due <= now) {
+        /* Immediate (also a time already past): cancels a pending one, as
+         * memcached's single oldest_live does. */
+        cache_flush_mark(cache);
+        atomic_store(&cache->oldest_live, 0);
+    } else {
+        atomic_store(&cache->oldest_live, due);
     }
-    atomic_store_explicit(&cache->oldest_live, oldest_live, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -546,8 +546,8 @@ test_flush(void **state)
     assert_int_equal(store_mode(cache, "b", "x", 0, 0, BC_STORE_REPLACE, 0, NULL),
                      BC_ENOTSTORED);
 
-    /* Delayed: nothing happens before the time (memcached: items stored up
-     * to when-1 die when the clock reaches when-1). */
+    /* Delayed: nothing happens before the time; memcached's due second is
+     * when - 1.  Items stored before it die, items stored after it live. */
     fake_now = T0 + 10;
     bc_cache_flush(cache, T0 + 13);
     check_value(cache, "c", "3");
@@ -556,13 +556,26 @@ test_flush(void **state)
     check_value(cache, "c", "3");
     check_value(cache, "d", "4");
     fake_now = T0 + 12;
+    assert_int_equal(set(cache, "e", "5"), BC_OK);   /* the first op after due */
     check_value(cache, "c", NULL);
     check_value(cache, "d", NULL);
-    assert_int_equal(set(cache, "e", "5"), BC_OK);
+    check_value(cache, "e", "5");
     fake_now = T0 + 13;
     assert_int_equal(set(cache, "f", "6"), BC_OK);
     fake_now = T0 + 20;
+    check_value(cache, "e", "5");
     check_value(cache, "f", "6");
+    /* A later delayed flush replaces a pending one; an immediate flush
+     * cancels it. */
+    bc_cache_flush(cache, T0 + 30);
+    bc_cache_flush(cache, T0 + 40);
+    fake_now = T0 + 35;
+    check_value(cache, "f", "6");
+    bc_cache_flush(cache, 0);
+    check_value(cache, "f", NULL);
+    assert_int_equal(set(cache, "h", "8"), BC_OK);
+    fake_now = T0 + 45;
+    check_value(cache, "h", "8");
     /* A delayed flush never revives what an immediate one killed. */
     assert_int_equal(set(cache, "g", "7"), BC_OK);
     bc_cache_flush(cache, 0);
@@ -571,7 +584,7 @@ test_flush(void **state)
 
     bc_cache_stats_t st;
     bc_cache_get_stats(cache, &st);
-    assert_true(st.flushed >= 5);    /* a, b, c, d, g (+ e, f at the end) */
+    assert_int_equal(st.flushed, 6);    /* a, b, c, d, f, g */
     assert_int_equal(bc_cache_expire_scan(cache, 100000), st.curr_items);
     bc_cache_get_stats(cache, &st);
     assert_int_equal(st.curr_items, 0);
