@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -952,6 +953,82 @@ test_bytes_per_item(void **state)
     bc_cache_destroy(cache);
 }
 
+/* ---- hit ratio through the whole engine ---- */
+
+/* Zipf(0.99) cache-aside run through the real engine (shards, byte
+ * limit, home-shard eviction), cache sized for ~10% of the keys. */
+static double
+engine_zipf_hit_ratio(const char *policy, const uint32_t *trace, uint32_t nreq)
+{
+    bc_cache_config_t cfg = {
+        .mem_limit = 64 << 20, .nbuckets = 1024, .nshards = 16, .policy = policy,
+        .now = fake_clock,
+    };
+    bc_cache_t *probe;
+    assert_int_equal(bc_cache_create(&cfg, &probe), BC_OK);
+    uint64_t base = mem_used(probe);
+    bc_cache_destroy(probe);
+    cfg.mem_limit = base + 2000 * 200;        /* ~2000 items of ~200 bytes */
+    bc_cache_t *cache;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+
+    char key[32], val[101];
+    memset(val, 'v', 100);
+    val[100] = '\0';
+    uint64_t hits = 0;
+    for (uint32_t r = 0; r < nreq; r++) {
+        snprintf(key, sizeof(key), "key:%07u", trace[r]);
+        bc_item_t *it = get(cache, key);
+        if (it != NULL) {
+            hits++;
+            bc_item_release(cache, it);
+        } else {
+            assert_int_equal(set(cache, key, val), BC_OK);
+        }
+    }
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_true(st.mem_used <= st.mem_limit);
+    assert_true(st.curr_items > 1500 && st.curr_items < 2500);
+    bc_cache_destroy(cache);
+    return (double)hits / nreq;
+}
+
+static void
+test_engine_zipf_hit_ratio(void **state)
+{
+    (void)state;
+    enum { KEYS = 20000, REQ = 200000 };
+    double *cdf = malloc(KEYS * sizeof(*cdf));
+    uint32_t *trace = malloc(REQ * sizeof(*trace));
+    assert_non_null(cdf);
+    assert_non_null(trace);
+    double sum = 0;
+    for (int i = 0; i < KEYS; i++) cdf[i] = sum += 1.0 / pow(i + 1, 0.99);
+    uint64_t x = 7;
+    for (int r = 0; r < REQ; r++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        double u = (double)(x >> 11) / 9007199254740992.0 * sum;
+        int lo = 0, hi = KEYS - 1;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (cdf[mid] < u) lo = mid + 1; else hi = mid;
+        }
+        trace[r] = (uint32_t)lo;
+    }
+    double lru = engine_zipf_hit_ratio("lru", trace, REQ);
+    double lfu = engine_zipf_hit_ratio("lfu", trace, REQ);
+    double fifo = engine_zipf_hit_ratio("fifo", trace, REQ);
+    double s3 = engine_zipf_hit_ratio("s3fifo", trace, REQ);
+    printf("engine zipf(0.99) hit ratio: lru %.4f lfu %.4f fifo %.4f s3fifo %.4f\n", lru,
+           lfu, fifo, s3);
+    assert_true(s3 > lru);
+    assert_true(lru > fifo);
+    assert_true(lfu > fifo);
+    free(cdf);
+    free(trace);
+}
+
 /* ---- threads ---- */
 
 typedef struct stress {
@@ -1031,8 +1108,8 @@ static void
 test_threads_stress(void **state)
 {
     (void)state;
-    const char *names[] = {"lru", "s3fifo"};
-    for (int p = 0; p < 2; p++) {
+    const char *names[] = {"lru", "lfu", "fifo", "s3fifo"};
+    for (int p = 0; p < 4; p++) {
         bc_cache_t *cache = make_cache(256 << 10, names[p]);
         pthread_t threads[4];
         stress_t ctx[4];
@@ -1085,6 +1162,7 @@ main(void)
         cmocka_unit_test(test_hot_key_survives),
         cmocka_unit_test(test_stats_fields),
         cmocka_unit_test(test_bytes_per_item),
+        cmocka_unit_test(test_engine_zipf_hit_ratio),
         cmocka_unit_test(test_threads_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
