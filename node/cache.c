@@ -40,7 +40,10 @@
  *   still referenced afterwards is "pinned" (counted in pinned_bytes) and
  *   freed by its last reader.  An item's value is written in place only by
  *   incr/decr, and only when the link is its sole reference, so readers
- *   never see a value change under them.
+ *   never see a value change under them.  Eviction never takes an item a
+ *   reader holds: the policy's victim is handed back (requeue) and the next
+ *   one tried.  A lookup that would push one item's count past
+ *   CACHE_REFCOUNT_MAX (16-bit counter) is answered as a miss instead.
  *
  * MEMORY ACCOUNTING
  *   mem_used charges what malloc really hands out (bc__mem_charge: usable
