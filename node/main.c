@@ -364,7 +364,9 @@ main(int argc, char **argv)
             .max_conns = cfg.max_conns,
             .max_conn_buffer = cfg.max_conn_buffer,
             .backlog = cfg.backlog,
-            .verbosity = cfg.verbosity,
+            /* The server knows memcached's levels 0..2; -vvv only raises
+             * the log level further. */
+            .verbosity = cfg.verbosity > 2 ? 2 : cfg.verbosity,
         };
         st = bc_server_create(&sc, cache, &server);
         if (st != BC_OK) {
