@@ -34,6 +34,7 @@
 
 #include "bc_status.h"
 #include "cache.h"
+#include "cluster.h"
 #include "server.h"
 
 typedef struct bc_admin bc_admin_t;
@@ -54,6 +55,14 @@ typedef struct bc_admin_config {
  */
 bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
                             bc_server_t *server, bc_admin_t **out);
+
+/*
+ * In a cluster: the key API serves only buckets this node may serve
+ * (bc_node_cluster_route) and /health, /stats, /metrics report the node's
+ * group, role and epoch.  cluster is borrowed and must outlive the admin
+ * server; NULL (the default) is standalone.  Call before bc_admin_start.
+ */
+void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
 
 /* Starts serving on libmicrohttpd's thread.  Errors: BC_EIO. */
 bc_status_t bc_admin_start(bc_admin_t *admin);

@@ -87,29 +87,57 @@ cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
     else if (ev == BC_ZK_CONNECTED) cluster_wake(ctx, false);
 }
 
+static bc_status_t
+cluster_read_nbuckets(bc_zk_t *zk, const char *zk_hosts, const char *cluster, uint32_t *nbuckets)
+{
+    char err[256] = "";
+    bc_cluster_config_t ccfg;
+    bc_status_t st = bc_cluster_read_config(zk, cluster, &ccfg, err, sizeof(err));
+    if (st == BC_ENOTFOUND) {
+        log_error("cluster: cluster \"%s\" does not exist in ZooKeeper %s; create it with "
+                  "`bucketcache cluster create`", cluster, zk_hosts);
+    } else if (st != BC_OK) {
+        log_error("cluster: cannot read the config of \"%s\": %s %s", cluster, bc_status_str(st),
+                  err);
+    } else {
+        *nbuckets = ccfg.nbuckets;
+    }
+    return st;
+}
+
+bc_status_t
+bc_node_cluster_probe(const char *zk_hosts, const char *cluster, int timeout_ms, uint32_t *nbuckets)
+{
+    bc_zk_t *zk;
+    if (zk_hosts == NULL || !bc_cluster_name_valid(cluster)) return BC_EINVAL;
+    bc_status_t st = bc_zk_open(zk_hosts, timeout_ms, timeout_ms, NULL, NULL, &zk);
+    if (st != BC_OK) {
+        log_error("cluster: cannot reach ZooKeeper at %s: %s", zk_hosts, bc_status_str(st));
+        return st;
+    }
+    st = cluster_read_nbuckets(zk, zk_hosts, cluster, nbuckets);
+    bc_zk_close(zk);
+    return st;
+}
+
 bc_status_t
 bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
                      bc_node_cluster_t **out)
 {
     if (config->zk_hosts == NULL || !bc_cluster_name_valid(config->cluster) || config->gid == 0 ||
-        config->gid > BC_GROUP_MAX_GID || config->data_addr == NULL ||
-        strlen(config->data_addr) >= BC_ADDR_MAX ||
-        (config->admin_addr && strlen(config->admin_addr) >= BC_ADDR_MAX)) {
+        config->gid > BC_GROUP_MAX_GID) {
         return BC_EINVAL;
     }
     bc_node_cluster_t *cl = calloc(1, sizeof(*cl));
     if (cl == NULL) return BC_ENOMEM;
     cl->cluster = strdup(config->cluster);
     cl->gid = config->gid;
-    snprintf(cl->self.data_addr, sizeof(cl->self.data_addr), "%s", config->data_addr);
-    snprintf(cl->self.admin_addr, sizeof(cl->self.admin_addr), "%s",
-             config->admin_addr ? config->admin_addr : "");
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
     pthread_cond_init(&cl->cv, NULL);
     if (cl->cluster == NULL) {
-        bc_node_cluster_leave(cl);
+        bc_node_cluster_free(cl);
         return BC_ENOMEM;
     }
 
@@ -117,27 +145,17 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
                                 cluster_on_session, cl, &cl->zk);
     if (st != BC_OK) {
         log_error("cluster: cannot reach ZooKeeper at %s: %s", config->zk_hosts, bc_status_str(st));
-        bc_node_cluster_leave(cl);
+        bc_node_cluster_free(cl);
         return st;
     }
-    char err[256] = "";
-    bc_cluster_config_t ccfg;
-    st = bc_cluster_read_config(cl->zk, cl->cluster, &ccfg, err, sizeof(err));
+    st = cluster_read_nbuckets(cl->zk, config->zk_hosts, cl->cluster, &cl->nbuckets);
     if (st != BC_OK) {
-        if (st == BC_ENOTFOUND) {
-            log_error("cluster: cluster \"%s\" does not exist in ZooKeeper %s; create it with "
-                      "`bucketcache cluster create`", cl->cluster, config->zk_hosts);
-        } else {
-            log_error("cluster: cannot read the config of \"%s\": %s %s", cl->cluster,
-                      bc_status_str(st), err);
-        }
-        bc_node_cluster_leave(cl);
+        bc_node_cluster_free(cl);
         return st;
     }
-    cl->nbuckets = ccfg.nbuckets;
     cl->route = calloc(cl->nbuckets, sizeof(*cl->route));
     if (cl->route == NULL) {
-        bc_node_cluster_leave(cl);
+        bc_node_cluster_free(cl);
         return BC_ENOMEM;
     }
     *nbuckets = cl->nbuckets;
@@ -328,8 +346,15 @@ cluster_agent(void *arg)
 }
 
 bc_status_t
-bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache)
+bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data_addr,
+                      const char *admin_addr)
 {
+    if (data_addr == NULL || strlen(data_addr) >= BC_ADDR_MAX ||
+        (admin_addr != NULL && strlen(admin_addr) >= BC_ADDR_MAX)) {
+        return BC_EINVAL;
+    }
+    snprintf(cl->self.data_addr, sizeof(cl->self.data_addr), "%s", data_addr);
+    snprintf(cl->self.admin_addr, sizeof(cl->self.admin_addr), "%s", admin_addr ? admin_addr : "");
     cl->cache = cache;
     bc_status_t st = cluster_register(cl);
     if (st != BC_OK) {
@@ -351,7 +376,19 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     pthread_cond_signal(&cl->cv);
     pthread_mutex_unlock(&cl->mu);
     if (cl->agent_started) pthread_join(cl->agent, NULL);
-    bc_zk_close(cl->zk);
+    cl->agent_started = false;
+    if (cl->zk != NULL) {
+        bc_zk_close(cl->zk);
+        cl->zk = NULL;
+        log_info("cluster: left group %u of \"%s\"", cl->gid, cl->cluster);
+    }
+}
+
+void
+bc_node_cluster_free(bc_node_cluster_t *cl)
+{
+    if (cl == NULL) return;
+    bc_node_cluster_leave(cl);
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->cv);
     free(cl->route);
@@ -384,7 +421,7 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     if (cl == NULL) return;
     out->gid = cl->gid;
     out->primary = atomic_load(&cl->primary);
-    out->connected = bc_zk_connected(cl->zk) != 0;
+    out->connected = cl->zk != NULL && bc_zk_connected(cl->zk) != 0;
     out->epoch = atomic_load(&cl->epoch);
     out->owned_buckets = atomic_load(&cl->owned);
     out->registrations = atomic_load(&cl->registrations);

@@ -42,8 +42,6 @@ typedef struct bc_node_cluster_config {
     const char *cluster;           /* copied */
     uint32_t gid;                  /* >= 1 */
     int session_timeout_ms;
-    const char *data_addr;         /* advertised "host:port"; copied */
-    const char *admin_addr;        /* advertised "host:port" or ""; copied */
     uint64_t memory;               /* bytes */
 } bc_node_cluster_config_t;
 
@@ -56,9 +54,17 @@ typedef enum bc_route {
 } bc_route_t;
 
 /*
+ * Reads the cluster's bucket count with a short-lived session (no thread
+ * survives the call, so a process may fork afterwards).  Errors: as
+ * bc_node_cluster_join.
+ */
+bc_status_t bc_node_cluster_probe(const char *zk_hosts, const char *cluster, int timeout_ms,
+                                  uint32_t *nbuckets);
+
+/*
  * Connects to ZooKeeper and reads the cluster's config, so the caller can
  * size its cache with *nbuckets.  Does not register yet.  *out is owned by
- * the caller (bc_node_cluster_leave).  Errors: BC_EINVAL (bad config),
+ * the caller (bc_node_cluster_leave, then bc_node_cluster_free).  Errors: BC_EINVAL (bad config),
  * BC_ETIMEOUT (ZooKeeper unreachable), BC_ENOTFOUND (no such cluster: run
  * `bucketcache cluster create` first), BC_EINVAL (malformed cluster
  * config; logged), BC_ENOMEM.
@@ -67,15 +73,25 @@ bc_status_t bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_
                                  bc_node_cluster_t **out);
 
 /*
- * Registers the node, reads the tables and starts the agent thread.  cache
- * is borrowed (for dropping buckets that left) and must outlive the
- * cluster object.  Errors: BC_EAGAIN/BC_EZK (ZooKeeper), BC_ENOMEM.
+ * Registers the node with its advertised addresses ("host:port"; admin may
+ * be "", both copied), reads the tables and starts the agent thread.
+ * cache is borrowed (for dropping buckets that left) and must outlive the
+ * cluster object.  Errors: BC_EINVAL, BC_EAGAIN/BC_EZK (ZooKeeper),
+ * BC_ENOMEM.
  */
-bc_status_t bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache);
+bc_status_t bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data_addr,
+                                  const char *admin_addr);
 
-/* Stops the agent, closes the session (the registration vanishes at once)
- * and frees cl.  NULL is accepted. */
+/*
+ * Stops the agent and closes the session: the registration vanishes at
+ * once.  The routing state stays readable (frozen) so workers still
+ * running may keep calling bc_node_cluster_route.  Idempotent; NULL is
+ * accepted.
+ */
 void bc_node_cluster_leave(bc_node_cluster_t *cl);
+/* Frees cl (after bc_node_cluster_leave, once no thread routes through it).
+ * NULL is accepted. */
+void bc_node_cluster_free(bc_node_cluster_t *cl);
 
 /*
  * The routing decision for one key's bucket.  owner and epoch (may be NULL)

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bc_cluster.h"
 #include "bc_hash.h"
 #include "bc_log.h"
 
@@ -69,6 +70,11 @@ typedef enum opt_id {
     OPT_EVICTION,
     OPT_BUCKETS,
     OPT_LOG_LEVEL,
+    OPT_ZK,
+    OPT_CLUSTER,
+    OPT_GROUP,
+    OPT_ZK_SESSION,
+    OPT_ADVERTISE,
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -132,6 +138,17 @@ static const node_option_t node_options[] = {
      "number of buckets keys hash into (default 1024, max 65536)"},
     {0, "log-level", NULL, "LEVEL", OPT_LOG_LEVEL,
      "error, warn, info, debug or trace (default info)"},
+    {0, "zk", NULL, "HOSTS", OPT_ZK,
+     "join a cluster through these ZooKeeper hosts, host:port[,host:port...] "
+     "(default: standalone, every bucket served here)"},
+    {0, "cluster", NULL, "NAME", OPT_CLUSTER,
+     "cluster name, with --zk (create it with `bucketcache cluster create`)"},
+    {0, "group", NULL, "GID", OPT_GROUP, "group id (>= 1) this node belongs to, with --zk"},
+    {0, "zk-session-timeout-ms", NULL, "MS", OPT_ZK_SESSION,
+     "ZooKeeper session timeout, 1000..60000 (default 4000): how fast a dead node is noticed"},
+    {0, "advertise", NULL, "HOST", OPT_ADVERTISE,
+     "host clients and peers reach this node at (default: the listen address, or "
+     "127.0.0.1 when listening on all)"},
     {0, "config", NULL, "FILE", OPT_CONFIG,
      "read settings from a JSON file first; flags override it"},
     {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
@@ -205,11 +222,15 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->admin_port = BC_NODE_DEFAULT_ADMIN_PORT;
     cfg->admin_max_conns = 64;
     cfg->log_level = BC_LOG_INFO;
+    cfg->zk_session_timeout_ms = 4000;
 }
 
 /* ---- the JSON file ---- */
 
-static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file", NULL};
+static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file",
+                                          "zookeeper", NULL};
+static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
+                                               "advertise", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
                                             NULL};
@@ -253,6 +274,7 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_check_fields(doc, "cache", cache_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "admin", admin_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "log", log_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "zookeeper", zookeeper_fields, err, err_len));
 
     /* server */
     CHECK(doc_listen(doc, "server.listen", cfg->listen_addr, sizeof(cfg->listen_addr), err,
@@ -301,6 +323,19 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 10000, &v, &found, err,
                             err_len));
     if (found) cfg->admin_max_conns = (uint32_t)v;
+
+    /* zookeeper */
+    CHECK(bc_config_get_string(doc, "zookeeper.hosts", cfg->zk_hosts, sizeof(cfg->zk_hosts), false,
+                               NULL, err, err_len));
+    CHECK(bc_config_get_string(doc, "zookeeper.cluster", cfg->cluster, sizeof(cfg->cluster),
+                               false, NULL, err, err_len));
+    CHECK(bc_config_get_int(doc, "zookeeper.group", 1, 0x7fffffff, &v, &found, err, err_len));
+    if (found) cfg->group = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "zookeeper.session_timeout_ms", 1000, 60000, &v, &found, err,
+                            err_len));
+    if (found) cfg->zk_session_timeout_ms = (int)v;
+    CHECK(bc_config_get_string(doc, "zookeeper.advertise", cfg->advertise, sizeof(cfg->advertise),
+                               false, NULL, err, err_len));
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -512,6 +547,20 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         st = flag_int(ps, flag, value, 1, BC_MAX_NBUCKETS, &v);
         if (st == BC_OK) cfg->nbuckets = (uint32_t)v;
         return st;
+    case OPT_ZK:
+        return flag_string(ps, flag, value, cfg->zk_hosts, sizeof(cfg->zk_hosts), false);
+    case OPT_CLUSTER:
+        return flag_string(ps, flag, value, cfg->cluster, sizeof(cfg->cluster), false);
+    case OPT_GROUP:
+        st = flag_int(ps, flag, value, 1, 0x7fffffff, &v);
+        if (st == BC_OK) cfg->group = (uint32_t)v;
+        return st;
+    case OPT_ZK_SESSION:
+        st = flag_int(ps, flag, value, 1000, 60000, &v);
+        if (st == BC_OK) cfg->zk_session_timeout_ms = (int)v;
+        return st;
+    case OPT_ADVERTISE:
+        return flag_string(ps, flag, value, cfg->advertise, sizeof(cfg->advertise), false);
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
         if (idx < 0) return bad_value(ps, flag, value, "one of error, warn, info, debug, trace");
@@ -675,6 +724,20 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                 cfg->nbuckets);
         return BC_EINVAL;
     }
+    if (cfg->zk_hosts[0] != '\0' || cfg->cluster[0] != '\0' || cfg->group != 0) {
+        if (cfg->zk_hosts[0] == '\0') {
+            set_err(err, err_len, "--cluster/--group need --zk (the ZooKeeper hosts)");
+            return BC_EINVAL;
+        }
+        if (!bc_cluster_name_valid(cfg->cluster)) {
+            set_err(err, err_len, "--zk needs --cluster NAME (1-64 of A-Z a-z 0-9 _ . -)");
+            return BC_EINVAL;
+        }
+        if (cfg->group == 0) {
+            set_err(err, err_len, "--zk needs --group GID (a group id >= 1)");
+            return BC_EINVAL;
+        }
+    }
     if (cfg->mem_limit < BC_NODE_MIN_MEMORY) {
         set_err(err, err_len, "memory limit: at least 1 megabyte is needed");
         return BC_EINVAL;
@@ -802,6 +865,12 @@ bc_node_config_log(const bc_node_config_t *cfg)
                  cfg->admin_port, cfg->admin_max_conns);
     } else {
         log_info("config: admin port disabled");
+    }
+    if (cfg->zk_hosts[0] != '\0') {
+        log_info("config: cluster \"%s\" group %" PRIu32 " via ZooKeeper %s (session timeout %d ms)",
+                 cfg->cluster, cfg->group, cfg->zk_hosts, cfg->zk_session_timeout_ms);
+    } else {
+        log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }
     log_info("config: log level %s%s%s%s", log_level_names[cfg->log_level],
              cfg->pid_file[0] ? ", pid file " : "", cfg->pid_file,

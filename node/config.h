@@ -32,11 +32,14 @@
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},
  *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 64},
+ *       "zookeeper": {"hosts": "10.0.0.1:2181", "cluster": "main", "group": 1,
+ *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7"},
  *       "log":    {"level": "info"},
  *       "pid_file": "/run/bucketcache.pid"
  *     }
  *
- *   Later sections (the ZooKeeper connection) are added next to these.
+ *   Without "zookeeper" (or --zk) the node is standalone and owns every
+ *   bucket; with it, the node joins a group of a cluster (cluster.h).
  */
 #ifndef BC_NODE_CONFIG_H
 #define BC_NODE_CONFIG_H
@@ -84,6 +87,13 @@ typedef struct bc_node_config {
     char admin_listen[BC_HOST_MAX];    /* --admin-listen; "127.0.0.1" */
     uint16_t admin_port;               /* --admin-port; 11280, 0 = disabled */
     uint32_t admin_max_conns;          /* concurrent admin connections; 64 */
+
+    /* cluster membership (cluster.h); standalone when zk_hosts is "" */
+    char zk_hosts[1024];               /* --zk; "" */
+    char cluster[72];                  /* --cluster */
+    uint32_t group;                    /* --group; >= 1 when zk_hosts is set */
+    int zk_session_timeout_ms;         /* --zk-session-timeout-ms; 4000 */
+    char advertise[BC_HOST_MAX];       /* --advertise: host peers and clients reach us at */
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

@@ -10,13 +10,21 @@
  *   sigwait() by the main thread only), ignore SIGPIPE (a client that goes
  *   away must not kill the process; writes get EPIPE instead)
  *        |
+ *   (--zk) read the cluster's bucket count with a short-lived session
+ *        |
  *   cache create --> server create (binds) --> admin create (binds)
  *        |                 any failure --> log the reason, exit 1
  *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
  *        |
+ *   (--zk) join the cluster: session, routing state (still unregistered)
+ *        |
  *   start: active-expiry thread, server workers, admin thread
  *        |
- *   sigwait: SIGTERM/SIGINT --> stop admin (no more requests touching the
+ *   (--zk) register in the group: from now on the console may route here
+ *        |
+ *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
+ *   vanishes at once, so the console and clients move on without waiting
+ *   for a session timeout), stop admin (no more requests touching the
  *   cache), stop server (joins workers), stop the expiry thread, destroy in
  *   reverse order of creation, remove the pid file, exit 0.
  *
@@ -56,6 +64,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "cluster.h"
 #include "bc_log.h"
 #include "cache.h"
 #include "config.h"
@@ -294,6 +303,24 @@ write_pid_file(const char *path)
     return true;
 }
 
+/*
+ * "host:port" others reach a listener at: --advertise when given, else the
+ * listen address, except that a wildcard listen address says nothing
+ * about how to reach us, so it becomes 127.0.0.1 with a warning.
+ */
+static void
+advertised_addr(const bc_node_config_t *cfg, const char *listen, uint16_t port, char *buf,
+                size_t len)
+{
+    const char *host = cfg->advertise[0] ? cfg->advertise : listen;
+    if (cfg->advertise[0] == '\0' && (strcmp(listen, "0.0.0.0") == 0 || strcmp(listen, "::") == 0)) {
+        log_warn("listening on all addresses: advertising 127.0.0.1 to the cluster (set "
+                 "--advertise to the address clients should use)");
+        host = "127.0.0.1";
+    }
+    snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -303,6 +330,8 @@ main(int argc, char **argv)
     bc_cache_t *cache = NULL;
     bc_server_t *server = NULL;
     bc_admin_t *admin = NULL;
+    bc_node_cluster_t *cluster = NULL;
+    uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
     int ready_fd = -1;
@@ -341,11 +370,23 @@ main(int argc, char **argv)
     raise_fd_limit(cfg.max_conns);
     if (cfg.enable_coredumps) raise_core_limit();
 
+    nbuckets = cfg.nbuckets;
+    if (cfg.zk_hosts[0] != '\0') {
+        /* The cluster fixes the bucket count; --buckets only applies alone. */
+        st = bc_node_cluster_probe(cfg.zk_hosts, cfg.cluster, cfg.zk_session_timeout_ms, &nbuckets);
+        if (st != BC_OK) {
+            fprintf(stderr, "bucketcache-node: cannot join cluster \"%s\" at %s: %s\n",
+                    cfg.cluster, cfg.zk_hosts,
+                    st == BC_ENOTFOUND ? "the cluster does not exist (bucketcache cluster create)"
+                                       : bc_status_str(st));
+            goto out;
+        }
+    }
     {
         bc_cache_config_t cc = {
             .mem_limit = (size_t)cfg.mem_limit,
             .max_item_size = cfg.max_item_size,
-            .nbuckets = cfg.nbuckets,
+            .nbuckets = nbuckets,
             .nshards = 0,
             .policy = cfg.eviction,
             .now = NULL,
@@ -405,6 +446,23 @@ main(int argc, char **argv)
         log_warn("-k: cannot lock memory: %s (continuing unlocked)", strerror(errno));
     }
 
+    if (cfg.zk_hosts[0] != '\0') {
+        bc_node_cluster_config_t ncc = {
+            .zk_hosts = cfg.zk_hosts, .cluster = cfg.cluster, .gid = cfg.group,
+            .session_timeout_ms = cfg.zk_session_timeout_ms, .memory = cfg.mem_limit,
+        };
+        uint32_t joined_nbuckets = 0;
+        st = bc_node_cluster_join(&ncc, &joined_nbuckets, &cluster);
+        if (st != BC_OK) goto out;
+        if (joined_nbuckets != nbuckets) {
+            log_error("cluster \"%s\" reports %u buckets, %u a moment ago; refusing to start",
+                      cfg.cluster, joined_nbuckets, nbuckets);
+            goto out;
+        }
+        bc_server_set_cluster(server, cluster);
+        if (admin != NULL) bc_admin_set_cluster(admin, cluster);
+    }
+
     if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
         goto out;
     }
@@ -424,6 +482,21 @@ main(int argc, char **argv)
              admin != NULL ? "" : " (admin port disabled)");
     if (admin != NULL) {
         log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
+    }
+    if (cluster != NULL) {
+        char data_addr[BC_HOST_MAX + 16], admin_addr[BC_HOST_MAX + 16] = "";
+        advertised_addr(&cfg, cfg.listen_addr, bc_server_port(server), data_addr,
+                        sizeof(data_addr));
+        if (admin != NULL) {
+            advertised_addr(&cfg, cfg.admin_listen, bc_admin_port(admin), admin_addr,
+                            sizeof(admin_addr));
+        }
+        st = bc_node_cluster_start(cluster, cache, data_addr, admin_addr);
+        if (st != BC_OK) {
+            log_error("cannot register in group %u of cluster \"%s\" (%s)", cfg.group,
+                      cfg.cluster, bc_status_str(st));
+            goto out;
+        }
     }
     if (ready_fd >= 0) {
         char c = 1;
@@ -445,12 +518,16 @@ main(int argc, char **argv)
     exit_code = 0;
 
 out:
-    /* Reverse order: nothing that uses the cache may run when it goes. */
+    /* Reverse order: nothing that uses the cache may run when it goes.
+     * Leaving the cluster first makes the console and clients move on at
+     * once instead of after a session timeout. */
+    bc_node_cluster_leave(cluster);
     if (admin != NULL) bc_admin_stop(admin);
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
     if (server != NULL) bc_server_destroy(server);
+    bc_node_cluster_free(cluster);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

@@ -16,6 +16,7 @@
 
 #include "bc_status.h"
 #include "cache.h"
+#include "cluster.h"
 #include "stats.h"
 
 typedef struct bc_server bc_server_t;
@@ -47,6 +48,12 @@ typedef struct bc_server_stats {
  */
 bc_status_t bc_server_create(const bc_server_config_t *config, bc_cache_t *cache,
                              bc_server_t **out);
+/*
+ * Makes the server refuse keys whose bucket this node may not serve
+ * (cluster.h).  cluster is borrowed and must outlive the server; NULL (the
+ * default) serves every bucket.  Call before bc_server_start.
+ */
+void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
