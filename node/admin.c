@@ -76,6 +76,7 @@ struct bc_admin {
     uint32_t conn_timeout_s;
     size_t max_body;            /* PUT bodies: the cache's max item size */
     time_t started;
+    bc_node_cluster_t *cluster; /* borrowed; NULL = standalone */
 };
 
 /* Per-request state, owned by MHD's con_cls slot; see completed(). */
@@ -1091,4 +1092,10 @@ bc_admin_destroy(bc_admin_t *admin)
     bc_admin_stop(admin);
     if (admin->listen_fd >= 0) close(admin->listen_fd);
     free(admin);
+}
+
+void
+bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
+{
+    admin->cluster = cluster;
 }

@@ -154,6 +154,8 @@ struct bc_server {
     bc_stats_totals_t base_totals;
     uint64_t base_total_conns;
     uint64_t base_rejected_conns;
+
+    bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -857,4 +859,10 @@ bc_server_destroy(bc_server_t *srv)
     free(srv->workers);
     free(srv->listen_addr);
     free(srv);
+}
+
+void
+bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
+{
+    server->cluster = cluster;
 }
