@@ -424,3 +424,52 @@ class ClusterNode(Node):
         self.group = group
         super().__init__("--zk", zk.hosts, "--cluster", cluster, "--group", str(group),
                          "--zk-session-timeout-ms", str(session_timeout_ms), *args, **kw)
+
+
+def murmur3_32(data, seed=0):
+    """MurmurHash3_x86_32, as docs/hashing.md specifies for key -> bucket."""
+    if isinstance(data, str):
+        data = data.encode()
+    c1, c2, h = 0xcc9e2d51, 0x1b873593, seed
+    n = len(data) // 4
+    for i in range(n):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * c1) & 0xffffffff
+        k = ((k << 15) | (k >> 17)) & 0xffffffff
+        k = (k * c2) & 0xffffffff
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & 0xffffffff
+        h = (h * 5 + 0xe6546b64) & 0xffffffff
+    tail = data[4 * n:]
+    k = 0
+    if len(tail) >= 3:
+        k ^= tail[2] << 16
+    if len(tail) >= 2:
+        k ^= tail[1] << 8
+    if len(tail) >= 1:
+        k ^= tail[0]
+        k = (k * c1) & 0xffffffff
+        k = ((k << 15) | (k >> 17)) & 0xffffffff
+        k = (k * c2) & 0xffffffff
+        h ^= k
+    h ^= len(data)
+    h ^= h >> 16
+    h = (h * 0x85ebca6b) & 0xffffffff
+    h ^= h >> 13
+    h = (h * 0xc2b2ae35) & 0xffffffff
+    h ^= h >> 16
+    return h
+
+
+def bucket_of(key, nbuckets):
+    return murmur3_32(key) % nbuckets
+
+
+def key_in_bucket_owned_by(table, gid, prefix="k", nbuckets=None):
+    """A key whose bucket the table assigns to gid."""
+    n = nbuckets or len(table)
+    for i in range(100000):
+        k = "%s%d" % (prefix, i)
+        if table[bucket_of(k, n)] == gid:
+            return k
+    raise AssertionError("no key for group %d" % gid)
