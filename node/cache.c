@@ -409,7 +409,6 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    it->time = now;
     it->iflags = BC_ITEM_LINKED;
     uint32_t idx = loc->q & b->mask;
     it->hnext = b->slots[idx];
@@ -458,7 +457,6 @@ do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
     *pp = new_it;
     old_it->hnext = NULL;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    new_it->time = now;
     new_it->iflags = BC_ITEM_LINKED;
     cache->policy->on_replace(s->policy, old_it, new_it, now);
     b->bytes = b->bytes - old_charge + new_charge;
@@ -854,7 +852,6 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     it->cas = 0;
     it->hash = hash;
     it->exptime = exptime;
-    it->time = 0;
     it->flags = flags;
     it->nbytes = nbytes;
     atomic_init(&it->refcount, 1);

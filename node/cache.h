@@ -55,7 +55,9 @@
 #define BC_REALTIME_MAXDELTA (60u * 60u * 24u * 30u)
 
 /*
- * An item.  Fields are read-only outside cache.c and evict/.  data[] holds
+ * An item.  Fields are read-only outside cache.c and evict/.  Outside the
+ * shard lock, a holder of a reference may read only the key, value, flags,
+ * nbytes and cas: exptime and the policy fields change under the lock.  data[] holds
  * the key (nkey bytes, then a NUL), then the value (nbytes bytes, the last two
  * of which are always "\r\n" so the network layer can send value+CRLF with
  * one iovec).
@@ -67,7 +69,6 @@ typedef struct bc_item {
     uint64_t cas;
     uint32_t hash;             /* bc_hash_key(key) */
     uint32_t exptime;          /* absolute unix seconds, 0 = never */
-    uint32_t time;             /* unix seconds of the last store (flush_all) */
     uint32_t flags;            /* client flags */
     uint32_t nbytes;           /* value length including the trailing CRLF */
     _Atomic uint16_t refcount; /* 1 for the table link + 1 per reader */
@@ -194,8 +195,10 @@ bc_status_t bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint
                            bool incr, uint64_t delta, uint64_t *result);
 
 /*
- * flush_all: every item stored at or before `when` (absolute unix seconds;
- * 0 = now) becomes invalid once `when` is reached.
+ * flush_all: with when = 0, every item stored so far becomes invalid at
+ * once.  Otherwise the flush falls due at when - 1 (absolute unix seconds,
+ * as memcached computes it) and invalidates every item stored before that
+ * moment; items stored after it survive.
  */
 void bc_cache_flush(bc_cache_t *cache, uint32_t when);
 
