@@ -8,6 +8,7 @@
  *   groups                       every group and node with its role
  *   tables [--per-bucket]        show the c, m and d tables
  *   rebalance [--dry-run]        recompute d now (or just show the plan)
+ *   locate KEY                   the key's bucket, owner group and primary
  *
  * --zk and --cluster default to $BUCKETCACHE_ZK and $BUCKETCACHE_CLUSTER.
  * Exit codes (stable, for scripts):
@@ -57,6 +58,7 @@ cli_usage(FILE *out)
             "  groups                       every group and node with its role\n"
             "  tables [--per-bucket]        show the c (clients), m (data now) and d (target) tables\n"
             "  rebalance [--dry-run]        recompute where buckets belong (--dry-run: show the plan only)\n"
+            "  locate KEY                   which bucket, group and primary node serve KEY\n"
             "\n"
             "options:\n"
             "  --zk HOSTS       ZooKeeper hosts, host:port[,host:port...] (env BUCKETCACHE_ZK)\n"
@@ -407,6 +409,62 @@ cmd_rebalance(cli_t *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+static int
+cmd_locate(cli_t *cli, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "bucketcache: usage: locate KEY\n");
+        return EXIT_USAGE;
+    }
+    const char *key = argv[1];
+    bc_zk_t *zk;
+    int rc = cli_connect(cli, &zk);
+    if (rc != EXIT_OK) return rc;
+    char err[256] = "";
+    bc_cluster_config_t cfg;
+    bc_table_t c;
+    bc_status_t st = bc_cluster_read_config(zk, cli->cluster, &cfg, err, sizeof(err));
+    if (st == BC_OK) {
+        st = bc_cluster_read_table(zk, cli->cluster, 'c', cfg.nbuckets, &c, NULL, NULL, NULL, err,
+                                   sizeof(err));
+    }
+    if (st != BC_OK) {
+        bc_zk_close(zk);
+        fprintf(stderr, "bucketcache: cannot read cluster \"%s\": %s %s\n", cli->cluster,
+                bc_status_str(st), err);
+        return cli_exit_for(st);
+    }
+    uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);
+    uint32_t owner = c.owner[bucket];
+    bool readonly = c.readonly[bucket] != 0;
+    bc_primary_info_t primary;
+    memset(&primary, 0, sizeof(primary));
+    if (owner != 0) {
+        char path[BC_CLUSTER_PATH_MAX], suffix[48], *data = NULL;
+        size_t len = 0;
+        snprintf(suffix, sizeof(suffix), "/groups/%u/primary", owner);
+        bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
+        if (bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL) == BC_OK) {
+            bc_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
+        }
+        free(data);
+    }
+    bc_zk_close(zk);
+    if (cli->json) {
+        printf("{\"bucket\":%u,\"group\":%u,\"readonly\":%s,\"primary\":\"%s\",\"epoch\":%llu}\n",
+               bucket, owner, readonly ? "true" : "false", primary.data_addr,
+               (unsigned long long)c.epoch);
+    } else if (owner == 0) {
+        printf("bucket %u: no owner (its group is down)\n", bucket);
+    } else {
+        printf("bucket %u -> group %u, primary %s%s\n", bucket, owner,
+               primary.data_addr[0] ? primary.data_addr : "(none yet)",
+               readonly ? " (read-only: moving)" : "");
+    }
+    bc_table_free(&c);
+    return owner == 0 ? EXIT_NOTFOUND : EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -457,6 +515,7 @@ main(int argc, char **argv)
     if (strcmp(args[0], "status") == 0 && rest == 1) return cmd_status(&cli, false);
     if (strcmp(args[0], "groups") == 0 && rest == 1) return cmd_status(&cli, true);
     if (strcmp(args[0], "rebalance") == 0) return cmd_rebalance(&cli, rest, args);
+    if (strcmp(args[0], "locate") == 0) return cmd_locate(&cli, rest, args);
     fprintf(stderr, "bucketcache: unknown command \"%s\"\n", args[0]);
     cli_usage(stderr);
     return EXIT_USAGE;

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# A bucketcache cluster on 127.0.0.1 for trying things out:
+# a ZooKeeper server (Debian package), two consoles (one active, one
+# standby), and G groups of one primary and one backup node each.
+#
+#   deploy/local-cluster.sh up [G]      start (default G=2), create the cluster
+#   deploy/local-cluster.sh add-group   start one more group
+#   deploy/local-cluster.sh status      what is running, and the cluster view
+#   deploy/local-cluster.sh down        stop everything, remove the state
+#
+# Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
+# files live in deploy/.local-cluster/.  Ports start at $BC_BASE_PORT
+# (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
+# port +100+10g+2i and its admin port one above.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${BC_BUILD_DIR:-build}
+BASE=${BC_BASE_PORT:-22100}
+STATE=deploy/.local-cluster
+CLUSTER=${BC_CLUSTER:-local}
+ZK_PORT=$((BASE + 81))
+ZK="127.0.0.1:$ZK_PORT"
+NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
+CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER"
+
+die() { echo "local-cluster: $*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {  # port what
+  for _ in $(seq 200); do port_open "$1" && return 0; sleep 0.1; done
+  die "$2 did not start on port $1 (see $STATE/*.log)"
+}
+
+start_bg() {  # name command...
+  local name=$1; shift
+  "$@" >"$STATE/$name.log" 2>&1 &
+  echo $! >"$STATE/$name.pid"
+}
+
+zk_up() {
+  mkdir -p "$STATE/zk/data"
+  cat >"$STATE/zk/zoo.cfg" <<CFG
+tickTime=500
+initLimit=10
+syncLimit=5
+dataDir=$PWD/$STATE/zk/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok
+CFG
+  start_bg zookeeper java -Xmx256m -Dzookeeper.log.dir="$PWD/$STATE/zk" \
+    -cp /usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar \
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$STATE/zk/zoo.cfg"
+  # Ready when srvr reports a Mode (imok comes earlier than that).
+  for _ in $(seq 300); do
+    if port_open "$ZK_PORT"; then
+      exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf srvr >&3
+      if timeout 1 cat <&3 | grep -q Mode:; then exec 3<&-; return 0; fi
+      exec 3<&-
+    fi
+    sleep 0.2
+  done
+  die "ZooKeeper did not become ready (see $STATE/zookeeper.log)"
+}
+
+console_up() {  # index
+  local port=$((BASE + 90 + $1))
+  start_bg "console-$1" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
+    --admin-port "$port"
+  wait_port "$port" "console $1"
+}
+
+group_up() {  # gid
+  local g=$1 i
+  for i in 0 1; do
+    local port=$((BASE + 100 + 10 * g + 2 * i))
+    start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
+      --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
+      --zk "$ZK" --cluster "$CLUSTER" --group "$g"
+    wait_port "$port" "node $i of group $g"
+    [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
+  done
+  echo "$g" >>"$STATE/groups"
+}
+
+cmd_up() {
+  local groups=${1:-2}
+  [ -x "$BUILD/node/bucketcache-node" ] || die "no build in $BUILD/ (cmake -S . -B build && cmake --build build)"
+  [ -e "$STATE/zookeeper.pid" ] && die "already up (run: $0 down)"
+  mkdir -p "$STATE"
+  : >"$STATE/groups"
+  zk_up
+  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
+  console_up 0
+  console_up 1
+  for g in $(seq 1 "$groups"); do group_up "$g"; done
+  echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
+}
+
+cmd_add_group() {
+  [ -e "$STATE/groups" ] || die "not up (run: $0 up)"
+  local g=$(( $(sort -n "$STATE/groups" | tail -1) + 1 ))
+  group_up "$g"
+  echo "group $g started"
+}
+
+cmd_status() {
+  [ -e "$STATE/groups" ] || die "not up"
+  for f in "$STATE"/*.pid; do
+    local name; name=$(basename "$f" .pid)
+    if kill -0 "$(cat "$f")" 2>/dev/null; then echo "running  $name (pid $(cat "$f"))"; else echo "STOPPED  $name"; fi
+  done
+  echo
+  $CLI status || true
+}
+
+cmd_down() {
+  [ -d "$STATE" ] || return 0
+  for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid; do
+    [ -e "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+  done
+  for f in "$STATE"/*.pid; do
+    [ -e "$f" ] || continue
+    for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$(cat "$f")" 2>/dev/null || true
+  done
+  rm -rf "$STATE"
+  echo "local cluster stopped"
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  add-group) cmd_add_group ;;
+  status) cmd_status ;;
+  down) cmd_down ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
