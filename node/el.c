@@ -4,9 +4,10 @@
  * Cross-thread wakes go through one eventfd per loop.  A flag in front of it
  * (wake_pending) makes a burst of bc_el_wake() calls cost one write(2) and
  * one read(2): only the caller that flips the flag from false to true
- * writes; the loop clears the flag BEFORE it runs the wakeup callback, so a
- * wake that races with the callback either sees the flag cleared (and
- * writes again) or had its work queued before the callback looks.
+ * writes; the loop drains the eventfd, then clears the flag, then runs the
+ * wakeup callback, so a wake that races with the callback either sees the
+ * flag cleared (and writes again, waking the next iteration) or had its
+ * work queued before the callback looks.
  */
 #include "el.h"
 
@@ -55,10 +56,13 @@ el_on_wake(bc_el_t *el, bc_el_io_t *io, uint32_t events)
     uint64_t count;
     (void)events;
 
-    atomic_store_explicit(&el->wake_pending, false, memory_order_seq_cst);
-    /* EAGAIN is fine: another iteration already drained the counter. */
+    /* Drain the counter FIRST, then clear the flag: cleared first, a wake
+     * landing in between would see the flag clear and write, and this read
+     * would eat that write while the waker's flag stays set -- no further
+     * wake would ever write again.  EAGAIN is harmless (nothing pending). */
     ssize_t r = read(io->fd, &count, sizeof(count));
     (void)r;
+    atomic_store_explicit(&el->wake_pending, false, memory_order_seq_cst);
     if (el->wakeup != NULL && !atomic_load(&el->stop)) el->wakeup(el, el->wakeup_arg);
 }
 
