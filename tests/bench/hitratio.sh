@@ -17,7 +17,7 @@
 # The node counts all its memory (item headers, hash tables) against -m, as
 # memcached does not (its hash table is outside -m), so the node may hold
 # fewer items at the same -m: the table shows how many each server held at
-# the end, which explains part of any difference.
+# the end and its resident memory, which explain part of any difference.
 #
 # usage: tests/bench/hitratio.sh [BUILD_DIR]      (default: build)
 # environment:
@@ -110,15 +110,16 @@ run() {
        >"$out" 2>&1; then
     echo "  !! $name: $(tail -n 1 "$out")"
     kill -0 "$PID" 2>/dev/null || { echo "  !! $name died; log:"; tail -n 20 "$WORK/$name.log"; }
-    echo "$name - - - - -" >>"$WORK/results"
+    echo "$name - - - - - -" >>"$WORK/results"
     return
   fi
-  local line
+  local line rss
   line=$(grep '^RESULT' "$out")
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
   echo "  $name: $(grep '^hits:' "$out")"
   echo "$name $(echo "$line" | field hit_ratio) $(echo "$line" | field curr_items)" \
        "$(echo "$line" | field evictions) $(echo "$line" | field set_errors)" \
-       "$(echo "$line" | field get_errors)" >>"$WORK/results"
+       "$(echo "$line" | field get_errors) ${rss:-0}" >>"$WORK/results"
 }
 
 : >"$WORK/results"
@@ -132,10 +133,10 @@ for policy in $POLICIES; do
 done
 
 echo
-echo "| server | hit ratio | vs memcached (points) | items held at end | evictions | errors (set/get) |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| server | hit ratio | vs memcached (points) | items held at end | evictions | RSS at end MiB | errors (set/get) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 awk '
   NR == 1 { base = $2 }
-  { if ($2 == "-") { printf "| %s | failed | | | | |\n", $1; next }
+  { if ($2 == "-") { printf "| %s | failed | | | | | |\n", $1; next }
     diff = (base != "-" && NR > 1) ? sprintf("%+.1f", ($2 - base) * 100) : ""
-    printf "| %s | %.4f | %s | %d | %d | %d/%d |\n", $1, $2, diff, $3, $4, $5, $6 }' "$WORK/results"
+    printf "| %s | %.4f | %s | %d | %d | %.1f | %d/%d |\n", $1, $2, diff, $3, $4, $7 / 1024, $5, $6 }' "$WORK/results"
