@@ -73,6 +73,13 @@ wait_port() {  # port pid
 USER_FLAG=()
 [ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
 
+# what the figures were taken on: source commit, cores, load at the start
+context() {
+  local commit
+  commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  echo "commit $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 MC_PORT=$(free_port)
 "$MEMCACHED" "${USER_FLAG[@]}" -U 0 -l 127.0.0.1 -p "$MC_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 \
   >"$WORK/memcached.log" 2>&1 &
@@ -87,7 +94,7 @@ wait_port "$MC_PORT" "$MC_PID" || { echo "memcached did not start:" >&2; cat "$W
 wait_port "$NODE_PORT" "$NODE_PID" || { echo "bucketcache-node did not start:" >&2; cat "$WORK/node.log" >&2; exit 1; }
 
 MC_VERSION=$("$MEMCACHED" -V 2>/dev/null | awk '{print $2}')
-echo "# bucketcache-node vs memcached $MC_VERSION ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores)"
+echo "# bucketcache-node vs memcached $MC_VERSION ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
 echo "# both: -t $THREADS -m $MEMORY; mcbench: $CLIENT_THREADS threads, $CONNS conns, $KEYS keys" \
      "preloaded, $VALUE-byte values, $GET_RATIO get ratio, ${DURATION}s x $ROUNDS rounds per cell"
 

@@ -73,6 +73,13 @@ wait_port() {  # port pid
 USER_FLAG=()
 [ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
 
+# what the figures were taken on: source commit, cores, load at the start
+context() {
+  local commit
+  commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  echo "commit $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 # start NAME ARGV...: starts a server on a free port; sets PORT and PID
 start() {
   local name=$1; shift
@@ -99,7 +106,7 @@ CAPACITY=$(grep '^RESULT' "$WORK/calibrate.txt" | field capacity)
 [ "${CAPACITY:-0}" -gt 0 ] || { echo "calibration failed:" >&2; cat "$WORK/calibrate.txt" >&2; exit 1; }
 KEYS=$(( CAPACITY * 10 ))
 
-echo "# hit ratio on Zipf($ZIPF), get + set on miss ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "# hit ratio on Zipf($ZIPF), get + set on miss ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
 echo "# every server: -t $THREADS -m $MEMORY; $VALUE-byte values; memcached holds $CAPACITY of them," \
      "so $KEYS keys (10x); $WARMUP warm-up + $REQUESTS measured requests, same seeded stream"
 

@@ -70,6 +70,13 @@ stat() {
 USER_FLAG=()
 [ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
 
+# what the figures were taken on: source commit, cores, load at the start
+context() {
+  local commit
+  commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  echo "commit $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 # measure NAME ARGV...: prints "NAME rss_before_kb rss_after_kb items"
 measure() {
   local name=$1; shift
@@ -93,7 +100,7 @@ measure() {
   echo "$name $before $after ${items:-0}"
 }
 
-echo "# RSS per item after storing $ITEMS items with $VALUE-byte values ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "# RSS per item after storing $ITEMS items with $VALUE-byte values ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
 digits=$((ITEMS - 1)); digits=${#digits}
 echo "# both: -t $THREADS -m $MEMORY; keys are $((4 + digits)) bytes (\"key:\" + $digits digits)"
 {
