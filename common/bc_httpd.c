@@ -42,6 +42,7 @@ struct bc_httpd {
 typedef struct httpd_request {
     char *uri;                     /* raw target, from the URI log callback */
     bool headers_done;
+    bool keep_body;                /* a handler reads this method's body (body_methods) */
     bool body_too_large;
     char *body;
     size_t body_len, body_cap;
@@ -49,17 +50,31 @@ typedef struct httpd_request {
 
 /* ---- replies ---- */
 
+/*
+ * Adds the common and the request's extra headers, queues and releases
+ * resp.  req may be NULL (errors decided before a handler runs).
+ */
 static enum MHD_Result
-httpd_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *resp)
+httpd_queue(struct MHD_Connection *conn, const bc_http_req_t *req, unsigned status,
+            struct MHD_Response *resp, const char *content_type, const char *allow)
 {
     if (resp == NULL) return MHD_NO; /* out of memory: MHD drops the connection */
+    if (content_type != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (allow != NULL) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    for (size_t i = 0; req != NULL && i < req->nheaders; i++) {
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    }
     enum MHD_Result r = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return r;
 }
 
 static enum MHD_Result
-httpd_json(struct MHD_Connection *conn, unsigned status, cJSON *doc, const char *allow)
+httpd_json(struct MHD_Connection *conn, const bc_http_req_t *req, unsigned status, cJSON *doc,
+           const char *allow)
 {
     char *text = doc != NULL ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
@@ -71,15 +86,12 @@ httpd_json(struct MHD_Connection *conn, unsigned status, cJSON *doc, const char 
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (allow != NULL) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return httpd_queue(conn, status, resp);
+    return httpd_queue(conn, req, status, resp, "application/json", allow);
 }
 
 static enum MHD_Result
-httpd_error(struct MHD_Connection *conn, unsigned status, const char *allow, const char *fmt,
-            va_list ap)
+httpd_error(struct MHD_Connection *conn, const bc_http_req_t *req, unsigned status,
+            const char *allow, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -88,7 +100,7 @@ httpd_error(struct MHD_Connection *conn, unsigned status, const char *allow, con
         cJSON_Delete(doc);
         return MHD_NO;
     }
-    return httpd_json(conn, status, doc, allow);
+    return httpd_json(conn, req, status, doc, allow);
 }
 
 static enum MHD_Result httpd_conn_error(struct MHD_Connection *conn, unsigned status,
@@ -101,15 +113,34 @@ httpd_conn_error(struct MHD_Connection *conn, unsigned status, const char *allow
 {
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result r = httpd_error(conn, status, allow, fmt, ap);
+    enum MHD_Result r = httpd_error(conn, NULL, status, allow, fmt, ap);
     va_end(ap);
     return r;
+}
+
+static bool
+header_text_ok(const char *s)
+{
+    return s != NULL && strpbrk(s, "\r\n") == NULL;
+}
+
+bc_status_t
+bc_http_add_header(bc_http_req_t *req, const char *name, const char *value)
+{
+    if (req == NULL || !header_text_ok(name) || name[0] == '\0' || !header_text_ok(value)) {
+        return BC_EINVAL;
+    }
+    if (req->nheaders == BC_HTTP_MAX_HEADERS) return BC_ENOMEM;
+    req->headers[req->nheaders].name = name;
+    req->headers[req->nheaders].value = value;
+    req->nheaders++;
+    return BC_OK;
 }
 
 enum MHD_Result
 bc_http_reply_json(bc_http_req_t *req, unsigned status, cJSON *doc)
 {
-    return httpd_json(req->conn, status, doc, NULL);
+    return httpd_json(req->conn, req, status, doc, NULL);
 }
 
 enum MHD_Result
@@ -117,7 +148,7 @@ bc_http_reply_error(bc_http_req_t *req, unsigned status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result r = httpd_error(req->conn, status, NULL, fmt, ap);
+    enum MHD_Result r = httpd_error(req->conn, req, status, NULL, fmt, ap);
     va_end(ap);
     return r;
 }
@@ -128,10 +159,23 @@ bc_http_reply_bytes(bc_http_req_t *req, unsigned status, const char *content_typ
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    return httpd_queue(req->conn, status, resp);
+    return httpd_queue(req->conn, req, status, resp, content_type, NULL);
+}
+
+enum MHD_Result
+bc_http_reply_buffer(bc_http_req_t *req, unsigned status, const char *content_type,
+                     const void *data, size_t len, bc_http_free_fn free_fn, void *free_ctx)
+{
+    /* MHD calls free_fn when the last reference to the response goes,
+     * which is after sending, or in httpd_queue's destroy when queueing
+     * fails. */
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, (void *)data, free_fn, free_ctx);
+    if (resp == NULL) {
+        if (free_fn != NULL) free_fn(free_ctx);
+        return MHD_NO;
+    }
+    return httpd_queue(req->conn, req, status, resp, content_type, NULL);
 }
 
 /* ---- decoding ---- */
@@ -220,19 +264,83 @@ bc_http_param_bool(const bc_http_param_t *param)
 
 /* ---- routing ---- */
 
+/* Calls fn for each method of a comma-separated list (spaces trimmed);
+ * stops early when fn returns true, and returns that. */
+static bool
+methods_each(const char *methods, bool (*fn)(const char *m, size_t len, void *arg), void *arg)
+{
+    const char *p = methods;
+    while (p != NULL && *p != '\0') {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        const char *b = p;
+        while (b < end && *b == ' ') b++;
+        const char *e = end;
+        while (e > b && e[-1] == ' ') e--;
+        if (e > b && fn(b, (size_t)(e - b), arg)) return true;
+        p = comma != NULL ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+static bool
+method_equals(const char *m, size_t len, void *arg)
+{
+    const char *method = arg;
+    return strlen(method) == len && memcmp(m, method, len) == 0;
+}
+
+static bool
+method_in(const char *methods, const char *method)
+{
+    return methods_each(methods, method_equals, (void *)method);
+}
+
 static bool
 method_allowed(const char *methods, const char *method)
 {
-    size_t mlen = strlen(method);
-    if (strcmp(method, "HEAD") == 0 && method_allowed(methods, "GET")) return true;
-    for (const char *p = methods; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == mlen && memcmp(p, method, len) == 0) return true;
-        if (comma == NULL) break;
-        p = comma + 1;
+    if (strcmp(method, "HEAD") == 0 && method_in(methods, "GET")) return true;
+    return method_in(methods, method);
+}
+
+typedef struct allow_buf {
+    char text[128];
+    size_t len;
+    bool has_head;
+} allow_buf_t;
+
+static void
+allow_add(allow_buf_t *a, const char *m, size_t len)
+{
+    size_t room = sizeof(a->text) - a->len;
+    int n = snprintf(a->text + a->len, room, "%s%.*s", a->len > 0 ? ", " : "", (int)len, m);
+    if (n > 0 && (size_t)n < room) a->len += (size_t)n;
+}
+
+static bool
+allow_append(const char *m, size_t len, void *arg)
+{
+    allow_buf_t *a = arg;
+    if (len == 4 && memcmp(m, "HEAD", 4) == 0) {
+        if (a->has_head) return false;
+        a->has_head = true;
+    }
+    allow_add(a, m, len);
+    if (len == 3 && memcmp(m, "GET", 3) == 0 && !a->has_head) {
+        a->has_head = true;
+        allow_add(a, "HEAD", 4);
     }
     return false;
+}
+
+/* The Allow header of a route: its methods, ", "-separated, HEAD after GET. */
+static void
+allow_header(const char *methods, allow_buf_t *a)
+{
+    a->text[0] = '\0';
+    a->len = 0;
+    a->has_head = false;
+    methods_each(methods, allow_append, a);
 }
 
 static const bc_http_route_t *
@@ -269,10 +377,11 @@ httpd_reject(struct MHD_Connection *conn, const bc_http_route_t *route, const ch
         return true;
     }
     if (!method_allowed(route->methods, method)) {
-        char allow[64];
-        snprintf(allow, sizeof(allow), "%s", route->methods);
-        *result = httpd_conn_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, allow,
-                                   "method %.20s not allowed here (allowed: %s)", method, allow);
+        allow_buf_t allow;
+        allow_header(route->methods, &allow);
+        *result = httpd_conn_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, allow.text,
+                                   "method %.20s not allowed here (allowed: %s)", method,
+                                   allow.text);
         return true;
     }
     return false;
@@ -321,12 +430,19 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
     enum MHD_Result result;
 
     if (!req->headers_done) {
+        /*
+         * Headers only.  When a body is announced, reject what we can now,
+         * before reading it (MHD then closes the connection instead of
+         * draining the body).  Without a body, answer in the last call so
+         * that the connection stays reusable.
+         */
         req->headers_done = true;
+        req->keep_body = h->cfg.body_methods == NULL || method_in(h->cfg.body_methods, method);
         if (request_has_body(conn)) {
             if (httpd_reject(conn, route, method, &result)) return result;
             const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl != NULL && strtoull(cl, NULL, 10) > h->cfg.max_body) {
+            if (req->keep_body && cl != NULL && strtoull(cl, NULL, 10) > h->cfg.max_body) {
                 return httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                                         "request body larger than %zu bytes", h->cfg.max_body);
             }
@@ -334,8 +450,8 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
-        body_append(h, req, upload_data, *upload_data_size);
-        *upload_data_size = 0;
+        if (req->keep_body) body_append(h, req, upload_data, *upload_data_size);
+        *upload_data_size = 0; /* consumed, or discarded */
         return MHD_YES;
     }
     if (httpd_reject(conn, route, method, &result)) return result;
@@ -515,11 +631,24 @@ bc_httpd_port(const bc_httpd_t *h)
 }
 
 void
+bc_httpd_stop(bc_httpd_t *h)
+{
+    if (h == NULL) return;
+    if (h->daemon != NULL) {
+        MHD_stop_daemon(h->daemon); /* closes the listening socket it owns */
+        h->daemon = NULL;
+    }
+    if (h->listen_fd >= 0) {
+        close(h->listen_fd);
+        h->listen_fd = -1;
+    }
+}
+
+void
 bc_httpd_destroy(bc_httpd_t *h)
 {
     if (h == NULL) return;
-    if (h->daemon != NULL) MHD_stop_daemon(h->daemon);
-    if (h->listen_fd >= 0) close(h->listen_fd);
+    bc_httpd_stop(h);
     free(h->name);
     free(h);
 }

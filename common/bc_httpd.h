@@ -14,6 +14,13 @@
  *   raw (as received, not percent-decoded), so a handler can decode keys
  *   binary-safely with bc_http_percent_decode().
  *
+ *   The server may name the methods whose bodies handlers read
+ *   (body_methods); bodies sent with other methods are discarded as they
+ *   arrive, never buffered.
+ *   Extra response headers are queued on the request with
+ *   bc_http_add_header() and sent with whichever reply follows; a reply can
+ *   also send a caller's buffer without copying it (bc_http_reply_buffer).
+ *
  *   Connections, per-connection memory and idle time are bounded by MHD
  *   options, so a hostile client cannot grow the process.
  */
@@ -32,6 +39,14 @@
 
 typedef struct bc_httpd bc_httpd_t;
 
+/* Extra headers one reply may carry (bc_http_add_header). */
+#define BC_HTTP_MAX_HEADERS 8
+
+typedef struct bc_http_header {
+    const char *name;              /* borrowed */
+    const char *value;             /* borrowed */
+} bc_http_header_t;
+
 typedef struct bc_http_req {
     struct MHD_Connection *conn;
     const char *method;
@@ -42,13 +57,18 @@ typedef struct bc_http_req {
     char *query;                   /* raw query after '?', or NULL; the handler may modify it */
     const char *body;              /* NULL when empty */
     size_t body_len;
+    /* Headers for the next reply; use bc_http_add_header(). */
+    bc_http_header_t headers[BC_HTTP_MAX_HEADERS];
+    size_t nheaders;
 } bc_http_req_t;
 
 typedef enum MHD_Result (*bc_http_handler_fn)(void *ctx, bc_http_req_t *req);
 
 typedef struct bc_http_route {
     const char *path;              /* "/health", or a prefix ending in a star */
-    const char *methods;           /* allowed, comma-separated: "GET,HEAD" (HEAD implied by GET) */
+    /* Allowed, comma-separated, spaces optional: "GET", "GET, PUT, DELETE".
+     * HEAD is implied by GET.  A 405 lists them in its Allow header. */
+    const char *methods;
     bc_http_handler_fn handler;
 } bc_http_route_t;
 
@@ -59,6 +79,10 @@ typedef struct bc_httpd_config {
     unsigned max_conns;            /* 0 = 64 */
     unsigned timeout_s;            /* idle connection timeout; 0 = 30 */
     size_t max_body;               /* largest request body; 0 = 64 KiB */
+    /* Methods whose request body is collected (bounded by max_body, 413
+     * beyond), comma-separated as in a route; the bodies of other methods
+     * are discarded unread.  NULL = every method's. */
+    const char *body_methods;      /* borrowed; must outlive the server */
     const bc_http_route_t *routes; /* borrowed; must outlive the server */
     size_t nroutes;
     void *ctx;                     /* passed to every handler */
@@ -70,22 +94,48 @@ typedef struct bc_httpd_config {
  * listen failed; logged with the reason), BC_ENOMEM.
  */
 bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
-/* Starts serving on MHD's own thread.  Errors: BC_EIO. */
+/* Starts serving on MHD's own thread.  Errors: BC_EIO (also after a stop:
+ * the listening socket is gone with the daemon). */
 bc_status_t bc_httpd_start(bc_httpd_t *httpd);
 uint16_t bc_httpd_port(const bc_httpd_t *httpd);
-/* Stops (waiting for running handlers) and frees.  NULL is accepted. */
+/* Stops serving, waiting for running handlers; closes the listening
+ * socket.  Idempotent; NULL is accepted. */
+void bc_httpd_stop(bc_httpd_t *httpd);
+/* Stops (as bc_httpd_stop) and frees.  NULL is accepted. */
 void bc_httpd_destroy(bc_httpd_t *httpd);
 
 /* ---- replies (each returns what the handler returns) ---- */
+
+/*
+ * Queues a header for the reply the handler sends next (any of the
+ * bc_http_reply_* functions, which copy it).  name and value are borrowed
+ * until then.  Errors: BC_EINVAL (NULL, empty name, CR or LF in either),
+ * BC_ENOMEM (more than BC_HTTP_MAX_HEADERS).
+ */
+bc_status_t bc_http_add_header(bc_http_req_t *req, const char *name, const char *value);
 
 /* Sends doc as JSON; doc is consumed (deleted) in every case. */
 enum MHD_Result bc_http_reply_json(bc_http_req_t *req, unsigned status, cJSON *doc);
 /* {"error": "<formatted>"} */
 enum MHD_Result bc_http_reply_error(bc_http_req_t *req, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Any bytes (copied) with a content type. */
+/* Any bytes (copied) with a content type (NULL: no Content-Type header,
+ * e.g. for 204). */
 enum MHD_Result bc_http_reply_bytes(bc_http_req_t *req, unsigned status, const char *content_type,
                                     const void *data, size_t len);
+
+typedef void (*bc_http_free_fn)(void *free_ctx);
+
+/*
+ * Sends data[0..len) WITHOUT copying it: data stays borrowed until MHD has
+ * sent it (or dropped the connection), then free_fn(free_ctx) runs, on
+ * MHD's thread.  free_fn (may be NULL) is called exactly once, also when
+ * the reply cannot be queued, so the caller never cleans up itself.
+ * content_type as bc_http_reply_bytes.
+ */
+enum MHD_Result bc_http_reply_buffer(bc_http_req_t *req, unsigned status,
+                                     const char *content_type, const void *data, size_t len,
+                                     bc_http_free_fn free_fn, void *free_ctx);
 
 /* ---- decoding ---- */
 
