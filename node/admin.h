@@ -1,30 +1,45 @@
 /*
- * admin.h -- the node's HTTP admin port (libmicrohttpd).
+ * admin.h -- the node's HTTP admin port (libmicrohttpd, via bc_httpd).
  *
  * WHAT IT SERVES
- *   GET    /health          200 {"status":"ok", ...}
+ *   GET    /health          200 {"status":"ok", "mode":"standalone"|"cluster",
+ *                           ...}; in a cluster also "group", "role"
+ *                           ("primary"|"backup"), "epoch",
+ *                           "zookeeper_connected", "node"
  *   GET    /stats           JSON: server counters (every BC_THREAD_STATS
  *                           field), cache counters, per-bucket items/bytes
- *                           (non-empty buckets; ?buckets=all for every one)
+ *                           (non-empty buckets; ?buckets=all for every one);
+ *                           in a cluster a "cluster" object (the /health
+ *                           facts plus owned_buckets, registrations,
+ *                           buckets_dropped, http_refused)
  *   GET    /metrics         Prometheus text exposition format, names
- *                           prefixed bucketcache_
+ *                           prefixed bucketcache_ (bucketcache_cluster_*
+ *                           in a cluster)
  *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
- *                           in X-Bucketcache-Flags; 404 on a miss
+ *                           in X-Bucketcache-Flags, CAS in
+ *                           X-Bucketcache-Cas; 404 on a miss
  *   PUT    /v1/keys/{key}   body = value (binary-safe); ?ttl=SECONDS,
- *                           ?flags=N; 201 on store
+ *                           ?flags=N; 201 on store; 413 past the max item
+ *                           size
  *   DELETE /v1/keys/{key}   204, or 404 on a miss
  *
  *   {key} is percent-decoded; it must then be 1..250 bytes without control
  *   characters or spaces (memcached's key rule), else 400.  Every error is an
- *   HTTP status with a JSON body {"error":"..."}.
+ *   HTTP status with a JSON body {"error":"..."}; unknown paths 404, other
+ *   methods 405 with an Allow header.
+ *
+ *   In a cluster, a key whose bucket this node may not serve gets
+ *   421 Misdirected Request with
+ *     {"error": "...", "reason": "moved"|"no_owner"|"readonly"|"not_primary",
+ *      "bucket": b, "owner": gid (0 = none), "epoch": e}
+ *   (reads of a read-only, migrating bucket are served; writes are not).
  *
  * HOW
- *   bc_admin_create() binds the listening socket itself (so a port conflict
- *   is reported before anything starts and before the process drops
- *   privileges or daemonizes) and hands it to libmicrohttpd, which serves it
- *   from one internal thread (MHD_USE_INTERNAL_POLLING_THREAD with epoll or
- *   poll).  Connection count, per-connection memory and timeouts are bounded
- *   in MHD options; PUT bodies are bounded by the cache's max item size.
+ *   bc_admin_create() binds the listening socket (common/bc_httpd) so a
+ *   port conflict is reported before anything starts and before the process
+ *   drops privileges or daemonizes; libmicrohttpd serves it from one
+ *   internal thread.  Connection count, per-connection memory and timeouts
+ *   are bounded; PUT bodies are bounded by the cache's max item size.
  */
 #ifndef BC_ADMIN_H
 #define BC_ADMIN_H

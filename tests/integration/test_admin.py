@@ -89,6 +89,10 @@ def test_health():
     assert doc["status"] == "ok"
     assert re.fullmatch(r"\d+\.\d+\.\d+", doc["version"])
     assert doc["pid"] == node().proc.pid
+    # Without ZooKeeper: no cluster facts anywhere.
+    assert doc["mode"] == "standalone" and "group" not in doc and "role" not in doc
+    assert "cluster" not in json.loads(req("GET", "/stats")[2])
+    assert "bucketcache_cluster_" not in req("GET", "/metrics")[2].decode()
 
 
 def test_put_get_delete_roundtrip():
@@ -240,6 +244,11 @@ def test_value_size_limits_413():
     assert r.status == 413, r.status
     r.read()
     conn.close()
+    # Bodies of methods that take none are discarded unread, whatever their
+    # size: no 413, and the request is answered as without a body.
+    assert_json_error(*req("DELETE", "/v1/keys/big", body=big * 3), 404, "not found")
+    status, _, body = req("GET", "/health", body=big * 3)
+    assert status == 200 and json.loads(body)["status"] == "ok"
     # Just under the limit (item overhead included) fits.
     fits = os.urandom(limit - 512)
     assert req("PUT", "/v1/keys/fits", body=fits)[0] == 201
@@ -258,6 +267,9 @@ def test_unknown_paths_and_methods():
     assert_json_error(status, headers, body, 405)
     assert headers["allow"] == "GET, HEAD, PUT, DELETE"
     assert_json_error(*req("DELETE", "/stats"), 405)
+    status, headers, body = req("PUT", "/metrics", body=b"x")
+    assert_json_error(status, headers, body, 405, "not allowed")
+    assert headers["allow"] == "GET, HEAD"
     assert_json_error(*req("PATCH", "/v1/keys/k", body=b"x"), 405)
 
 
