@@ -307,7 +307,9 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         if (it == NULL) continue;
         hits++;
 
-        bool copy = it->nbytes <= BC_PROTO_COPY_MAX;
+        /* Past the output limit, even small values are referenced: a
+         * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
+        bool copy = it->nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
         char *p = outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
         if (p == NULL) {
             bc_item_release(cache, it);
@@ -720,6 +722,7 @@ bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *
     pc->env = env;
     pc->stats = stats;
     pc->id = id;
+    pc->out_limit = env->max_conn_buffer ? env->max_conn_buffer : SIZE_MAX;
     pc->state = BC_PROTO_LINE;
     bc_outq_init(&pc->out);
 }
@@ -766,6 +769,7 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     size_t pos = 0;
     bc_status_t st = BC_OK;
 
+    pc->out_limit = out_limit;
     while (pos < len && st == BC_OK && !pc->oom) {
         if (pc->out.pending >= out_limit) break;
         size_t avail = len - pos;

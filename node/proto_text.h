@@ -41,7 +41,10 @@
  *   holds `out_limit` bytes (item bytes included, since they are pinned),
  *   and server.c stops reading from that client until it drains.  A client
  *   that pipelines requests and never reads its replies therefore holds at
- *   most ~out_limit bytes plus one command's reply.
+ *   most ~out_limit bytes plus one command's reply.  The largest reply is a
+ *   multi-get, bounded by its line (BC_MC_LINE_HARD_MAX): once past the
+ *   limit it stops copying small values and only references items, so it
+ *   adds at most ~2.5 MB of headers and range entries.
  *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
@@ -151,6 +154,7 @@ typedef struct bc_proto_conn {
     bool noreply;              /* DATA: reply suppressed */
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */
+    size_t out_limit;          /* of the current bc_proto_process call */
 } bc_proto_conn_t;
 
 void bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats,

@@ -459,4 +459,15 @@ def test_deliberate_differences():
         s.close()
 
 
+
+def test_node_exits_cleanly():
+    """SIGTERM with connections open: exit status 0 (under ASan: no leaks)."""
+    _, node = servers()
+    s = Session(node)
+    s.talk("set bye 0 0 3\r\nbye\r\n")
+    rc = node.stop()
+    s.close()
+    assert rc == 0, "node exited with %s:\n%s" % (rc, node.proc.output()[-3000:])
+
+
 harness.main(globals())
