@@ -1,5 +1,7 @@
 /*
- * test_mcproto.c -- the memcached text protocol parser (common/bc_mcproto.c).
+ * test_mcproto.c -- the memcached text protocol: the parser
+ * (common/bc_mcproto.c) and, in-process on a real cache, the command
+ * executor and its output queue (node/proto_text.c).
  *
  * The expected replies were taken from memcached 1.6.18 by sending the same
  * lines to it; the cases where bucketcache deliberately differs (32-bit
@@ -10,11 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "bc_hash.h"
 #include "bc_mcproto.h"
+#include "cache.h"
+#include "proto_text.h"
 
 static bc_status_t
 parse(const char *line, bc_mc_request_t *req)
@@ -478,6 +484,267 @@ test_reply_parse(void **state)
     assert_int_equal(bc_mc_reply_parse(junk, 100, &r, &used), BC_EAGAIN);
 }
 
+/* ---- executor (proto_text.c) on a real cache ---- */
+
+static uint32_t
+fixed_now(void)
+{
+    return 1700000000u;
+}
+
+typedef struct exec_fixture {
+    bc_cache_t *cache;
+    bc_thread_stats_t stats;
+    bc_proto_env_t env;
+    bc_proto_conn_t pc;
+    char out[1 << 16];
+    size_t nout;
+} exec_fixture_t;
+
+static exec_fixture_t *
+fixture_new(size_t max_item_size)
+{
+    exec_fixture_t *f = calloc(1, sizeof(*f));
+    bc_cache_config_t cc = {
+        .mem_limit = 8u << 20, .max_item_size = max_item_size, .nbuckets = 64,
+        .nshards = 4, .policy = NULL, .now = fixed_now,
+    };
+    assert_non_null(f);
+    assert_int_equal(bc_cache_create(&cc, &f->cache), BC_OK);
+    f->env.cache = f->cache;
+    f->env.max_conn_buffer = 1 << 20;
+    atomic_init(&f->env.verbosity, 0);
+    bc_proto_conn_init(&f->pc, &f->env, &f->stats, 1);
+    return f;
+}
+
+static void
+fixture_free(exec_fixture_t *f)
+{
+    bc_proto_conn_release(&f->pc);
+    bc_cache_destroy(f->cache);
+    free(f);
+}
+
+/* Moves up to max queued bytes into f->out, as a socket write would. */
+static void
+fixture_drain(exec_fixture_t *f, size_t max)
+{
+    struct iovec iov[64];
+    int n = bc_outq_iov(&f->pc.out, iov, 64);
+    size_t done = 0;
+    for (int i = 0; i < n && done < max; i++) {
+        size_t take = iov[i].iov_len < max - done ? iov[i].iov_len : max - done;
+        assert_true(f->nout + take <= sizeof(f->out));
+        memcpy(f->out + f->nout, iov[i].iov_base, take);
+        f->nout += take;
+        done += take;
+    }
+    bc_outq_consume(&f->pc.out, f->cache, done);
+}
+
+/* Feeds data in pieces of `step` bytes (carrying what is not consumed),
+ * with the given output limit, draining everything at the end. */
+static bc_status_t
+fixture_feed(exec_fixture_t *f, const char *data, size_t len, size_t step, size_t out_limit)
+{
+    char buf[8192];
+    size_t have = 0, pos = 0;
+    bc_status_t st = BC_OK;
+
+    while (st == BC_OK && (pos < len || have > 0)) {
+        size_t n = len - pos < step ? len - pos : step;
+        assert_true(have + n <= sizeof(buf));
+        memcpy(buf + have, data + pos, n);
+        have += n;
+        pos += n;
+        size_t used = 0;
+        st = bc_proto_process(&f->pc, buf, have, out_limit, &used);
+        memmove(buf, buf + used, have - used);
+        have -= used;
+        if (bc_outq_pending(&f->pc.out) >= out_limit) {
+            fixture_drain(f, out_limit);
+        } else if (n == 0 && used == 0) {
+            break;
+        }
+    }
+    fixture_drain(f, SIZE_MAX);
+    return st;
+}
+
+static const char pipeline[] =
+    "set a 5 0 3\r\nabc\r\n"
+    "get a nope a\r\n"
+    "append a 0 0 2\r\nde\r\n"
+    "gets a\r\n"
+    "set n 0 0 2\r\n10\r\n"
+    "decr n 1\r\nget n\r\nincr n 995\r\n"
+    "delete a\r\ndelete a\r\n"
+    "bogus\r\n"
+    "set b 0 0 1 noreply\r\nx\r\n"
+    "touch b 10\r\ngat 0 b\r\n"
+    "set c 0 0 2\r\nxyz\r\n"
+    "version\r\n";
+
+static const char pipeline_reply[] =
+    "STORED\r\n"
+    "VALUE a 5 3\r\nabc\r\nVALUE a 5 3\r\nabc\r\nEND\r\n"
+    "STORED\r\n"
+    "VALUE a 5 5 2\r\nabcde\r\nEND\r\n"
+    "STORED\r\n"
+    "9\r\nVALUE n 0 2\r\n9 \r\nEND\r\n1004\r\n"
+    "DELETED\r\nNOT_FOUND\r\n"
+    "ERROR\r\n"
+    "TOUCHED\r\nVALUE b 0 1\r\nx\r\nEND\r\n"
+    "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    "VERSION " BC_VERSION "\r\n";
+
+static void
+test_exec_pipeline_any_split(void **state)
+{
+    (void)state;
+    /* The same replies whatever the read sizes: 1 byte at a time, odd
+     * sizes, everything at once. */
+    static const size_t steps[] = {1, 2, 3, 7, 13, 64, sizeof(pipeline)};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        exec_fixture_t *f = fixture_new(1 << 20);
+        assert_int_equal(fixture_feed(f, pipeline, sizeof(pipeline) - 1, steps[i], 1 << 20),
+                         BC_OK);
+        if (f->nout != sizeof(pipeline_reply) - 1 ||
+            memcmp(f->out, pipeline_reply, f->nout) != 0) {
+            fail_msg("step %zu: got \"%.*s\"", steps[i], (int)f->nout, f->out);
+        }
+        assert_int_equal(atomic_load(&f->stats.cmd_get), 6);
+        assert_int_equal(atomic_load(&f->stats.get_hits), 5);
+        assert_int_equal(atomic_load(&f->stats.protocol_errors), 3);   /* bogus, bad chunk, lone LF */
+        fixture_free(f);
+    }
+}
+
+static void
+test_exec_backpressure(void **state)
+{
+    (void)state;
+    exec_fixture_t *f = fixture_new(1 << 20);
+    char stream[4096];
+    size_t n = 0, used = 0;
+
+    n += (size_t)sprintf(stream, "set k 0 0 40\r\n%040d\r\n", 7);
+    for (int i = 0; i < 100; i++) n += (size_t)sprintf(stream + n, "get k\r\n");
+    /* With a 200-byte limit, processing stops early and leaves input. */
+    assert_int_equal(bc_proto_process(&f->pc, stream, n, 200, &used), BC_OK);
+    assert_true(used < n);
+    assert_true(bc_outq_pending(&f->pc.out) >= 200);
+    assert_true(bc_outq_pending(&f->pc.out) < 200 + 100);
+    /* Nothing more is taken until the output drains. */
+    size_t again = 0;
+    assert_int_equal(bc_proto_process(&f->pc, stream + used, n - used, 200, &again), BC_OK);
+    assert_int_equal(again, 0);
+    fixture_drain(f, SIZE_MAX);
+    assert_int_equal(fixture_feed(f, stream + used, n - used, 4096, 200), BC_OK);
+    /* STORED + 100 replies of "VALUE k 0 40\r\n" + 40 + "\r\nEND\r\n". */
+    assert_int_equal(f->nout, 8 + 100 * (14 + 42 + 5));
+    fixture_free(f);
+}
+
+static void
+test_exec_direct_read_and_items(void **state)
+{
+    (void)state;
+    exec_fixture_t *f = fixture_new(1 << 20);
+    static char value[5000];
+    char *dst;
+    size_t need, used;
+
+    memset(value, 'v', sizeof(value));
+    const char *line = "set big 1 0 5000\r\nvvvvvvvvvv";
+    assert_int_equal(bc_proto_process(&f->pc, line, strlen(line), 1 << 20, &used), BC_OK);
+    assert_int_equal(used, strlen(line));
+    assert_true(bc_proto_direct_dest(&f->pc, &dst, &need));
+    assert_int_equal(need, 5000 - 10 + 2);
+    memcpy(dst, value, 4990);
+    memcpy(dst + 4990, "\r\n", 2);
+    assert_int_equal(bc_proto_direct_done(&f->pc, need), BC_OK);
+    assert_false(bc_proto_direct_dest(&f->pc, &dst, &need));
+    fixture_drain(f, SIZE_MAX);
+    assert_int_equal(f->nout, 8);
+    assert_memory_equal(f->out, "STORED\r\n", 8);
+
+    /* A large value is sent from the item, which stays referenced until
+     * its last byte is consumed. */
+    f->nout = 0;
+    assert_int_equal(bc_proto_process(&f->pc, "get big\r\n", 9, 1 << 20, &used), BC_OK);
+    bc_item_t *it = bc_cache_get(f->cache, "big", 3, bc_hash_murmur3_32("big", 3, 0));
+    assert_non_null(it);
+    assert_int_equal(atomic_load(&it->refcount), 3);   /* table + reply + us */
+    struct iovec iov[8];
+    assert_int_equal(bc_outq_iov(&f->pc.out, iov, 8), 3);
+    assert_ptr_equal(iov[1].iov_base, bc_item_value(it));
+    assert_int_equal(iov[1].iov_len, 5002);
+    fixture_drain(f, 100);                             /* partway into the value */
+    assert_int_equal(atomic_load(&it->refcount), 3);
+    fixture_drain(f, SIZE_MAX);
+    assert_int_equal(atomic_load(&it->refcount), 2);
+    bc_item_release(f->cache, it);
+    assert_int_equal(f->nout, 18 + 5002 + 5);
+    fixture_free(f);
+}
+
+static void
+test_exec_too_large_is_swallowed(void **state)
+{
+    (void)state;
+    exec_fixture_t *f = fixture_new(1024);
+    char stream[4096];
+    size_t n = 0;
+
+    n += (size_t)sprintf(stream, "set k 0 0 1\r\nx\r\nset k 0 0 2000\r\n");
+    memset(stream + n, 'z', 2000);
+    n += 2000;
+    n += (size_t)sprintf(stream + n, "\r\nget k\r\nset k 0 0 2000 noreply\r\n");
+    memset(stream + n, 'z', 2000);
+    n += 2000;
+    n += (size_t)sprintf(stream + n, "\r\nversion\r\n");
+    for (size_t step = 1; step <= 4096; step *= 8) {
+        f->nout = 0;
+        assert_int_equal(fixture_feed(f, stream, n, step, 1 << 20), BC_OK);
+        const char *want = "STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
+                           "VERSION " BC_VERSION "\r\n";
+        assert_int_equal(f->nout, strlen(want));
+        assert_memory_equal(f->out, want, f->nout);
+    }
+    assert_int_equal(atomic_load(&f->stats.store_too_large), 5 * 2);   /* 5 step sizes */
+    fixture_free(f);
+}
+
+static void
+test_exec_close_conditions(void **state)
+{
+    (void)state;
+    exec_fixture_t *f = fixture_new(1 << 20);
+    char line[3000];
+    size_t used;
+
+    /* quit: replies before it are kept, nothing after it is read. */
+    const char *q = "version\r\nquit\r\nversion\r\n";
+    assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_ECLOSED);
+    assert_int_equal(used, 15);
+    fixture_drain(f, SIZE_MAX);
+    assert_int_equal(f->nout, 8 + strlen(BC_VERSION) + 2);
+    /* A stray HTTP request. */
+    q = "GET / HTTP/1.0\r\n";
+    assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_ECLOSED);
+    /* 2049 bytes without a newline: fine for a multi-get, not otherwise. */
+    memset(line, 'x', sizeof(line));
+    assert_int_equal(bc_proto_process(&f->pc, line, 2048, 1 << 20, &used), BC_OK);
+    assert_int_equal(used, 0);
+    assert_int_equal(bc_proto_process(&f->pc, line, 2049, 1 << 20, &used), BC_ECLOSED);
+    memcpy(line, "get ", 4);
+    assert_int_equal(bc_proto_process(&f->pc, line, sizeof(line), 1 << 20, &used), BC_OK);
+    assert_int_equal(used, 0);
+    fixture_free(f);
+}
+
 int
 main(void)
 {
@@ -492,6 +759,11 @@ main(void)
         cmocka_unit_test(test_long_line_rule),
         cmocka_unit_test(test_u64_to_dec),
         cmocka_unit_test(test_reply_parse),
+        cmocka_unit_test(test_exec_pipeline_any_split),
+        cmocka_unit_test(test_exec_backpressure),
+        cmocka_unit_test(test_exec_direct_read_and_items),
+        cmocka_unit_test(test_exec_too_large_is_swallowed),
+        cmocka_unit_test(test_exec_close_conditions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
