@@ -334,7 +334,10 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
             memcpy(p, bc_item_value(it), it->nbytes);
             p += it->nbytes;
             bc_item_release(cache, it);
-            if (!outq_commit(&pc->out, (size_t)(p - h))) pc->oom = true;
+            if (!outq_commit(&pc->out, (size_t)(p - h))) {
+                pc->oom = true;
+                return;
+            }
             continue;
         }
         if (!outq_commit(&pc->out, (size_t)(p - h)) ||
