@@ -157,9 +157,15 @@ typedef struct bc_proto_conn {
     size_t out_limit;          /* of the current bc_proto_process call */
 } bc_proto_conn_t;
 
+/*
+ * Prepares pc (owned by the caller, typically inside its connection
+ * struct).  env and stats are borrowed and must outlive pc; stats must be
+ * written by the calling thread only (stats.h).  Allocates nothing.
+ */
 void bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats,
                         int id);
-/* Releases the item being received and the output queue. */
+/* Releases the item being received and every item and buffer of the output
+ * queue; pc may then be initialised again or discarded. */
 void bc_proto_conn_release(bc_proto_conn_t *pc);
 
 /*

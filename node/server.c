@@ -17,9 +17,10 @@
  *
  *   Why an accept thread rather than the listening fd in every worker's
  *   epoll with EPOLLEXCLUSIVE: EPOLLEXCLUSIVE wakes "one or more" idle
- *   waiters, in practice the most recently idle one, so a burst of connects
- *   (a client pool of 50 starting up) tends to land on one or two workers
- *   and stays there for the life of the connections.  Round-robin hand-off
+ *   waiters with no fairness between them, and the woken worker accepts
+ *   every pending connection, so a burst of connects (a client pool of 50
+ *   starting up) can land on one or two workers and stay there for the
+ *   life of the connections.  Round-robin hand-off
  *   spreads them evenly, keeps the connection limit in one place (only the
  *   accept thread increments the count, so it can never overshoot), and a
  *   refused client's error write never runs on a worker.  The cost is one
