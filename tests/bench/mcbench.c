@@ -278,6 +278,7 @@ typedef struct conn {
 
     uint32_t preload_next, preload_end;
     int64_t quota;            /* measured ops left to issue; < 0 = unlimited */
+    uint64_t measured_ops;    /* replies completed in the measured phase */
 } conn_t;
 
 typedef struct worker {
@@ -524,8 +525,10 @@ conn_complete(conn_t *c, bool hit, bool error)
     }
     if (error)
         ct->server_errors++;
-    if (w->phase == PHASE_MEASURE)
+    if (w->phase == PHASE_MEASURE) {
         hist_record(w->hist, now_ns() - rq->sent_ns);
+        c->measured_ops++;
+    }
     c->ring_head = (c->ring_head + 1) % c->ring_cap;
     c->ring_count--;
 }
@@ -976,6 +979,13 @@ parse_args(int argc, char **argv)
         g_cfg.threads = g_cfg.conns;
 }
 
+static int
+u64_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void
 counters_add(counters_t *a, const counters_t *b)
 {
@@ -1144,6 +1154,20 @@ main(int argc, char **argv)
     counters_print_errors("run", &total);
     printf("latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", p50, p90, p99,
            p999, maxus);
+    /*
+     * Fairness: a server that serves some connections far more often than
+     * others shows a low p50 with a high p99; the spread of completed
+     * operations per connection says so directly.
+     */
+    uint64_t *per_conn = malloc((size_t)g_cfg.conns * sizeof(uint64_t));
+    if (per_conn != NULL) {
+        for (uint32_t i = 0; i < g_cfg.conns; i++)
+            per_conn[i] = conns[i].measured_ops;
+        qsort(per_conn, g_cfg.conns, sizeof(uint64_t), u64_compare);
+        printf("ops per connection: min %" PRIu64 "  median %" PRIu64 "  max %" PRIu64 "\n",
+               per_conn[0], per_conn[g_cfg.conns / 2], per_conn[g_cfg.conns - 1]);
+        free(per_conn);
+    }
     printf("RESULT ops=%" PRIu64 " secs=%.3f ops_per_sec=%.0f p50_us=%.1f p90_us=%.1f "
            "p99_us=%.1f p999_us=%.1f max_us=%.1f gets=%" PRIu64 " sets=%" PRIu64
            " hits=%" PRIu64 " misses=%" PRIu64 " errors=%" PRIu64 "\n",
