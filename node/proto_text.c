@@ -17,6 +17,14 @@
  *     and nothing is stored; parsing continues right after the block;
  *   - append/prepend that cannot build the combined value is NOT_STORED.
  *
+ * In a cluster (env->cluster set), every key is first routed: a bucket this
+ * node may not serve makes the whole command answer with one refusal line
+ * ("SERVER_ERROR MOVED <bucket> <group> <epoch>" and friends, cluster.h)
+ * that libbucketcache reads as "refresh your table and retry"; a refused
+ * storage command still consumes its data block.  Reads need the bucket
+ * to be owned here with this node primary; writes (storage, delete,
+ * incr/decr, touch, gat/gats) also need it not to be migrating.
+ *
  * Where we differ from memcached on purpose: a multi-get containing a bad
  * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
  * drops the replies of earlier pipelined commands still in its queue --
@@ -277,6 +285,36 @@ store_mode(bc_mc_cmd_t cmd)
 }
 
 /*
+ * Cluster routing of one key.  Returns false when the node may serve it;
+ * otherwise queues the refusal line (unless noreply) and returns true.
+ */
+static bool
+route_refuse(bc_proto_conn_t *pc, uint32_t hash, bool write, bool noreply)
+{
+    bc_node_cluster_t *cl = pc->env->cluster;
+    uint32_t bucket, owner = 0;
+    uint64_t epoch = 0;
+    char line[128];
+
+    if (cl == NULL) return false;
+    bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
+    bc_route_t route = bc_node_cluster_route(cl, bucket, write, &owner, &epoch);
+    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return false;
+    int n = bc_node_cluster_format_refusal(route, bucket, owner, epoch, line, sizeof(line));
+    if (!noreply) {
+        if (n > 0) {
+            reply_bytes(pc, line, (size_t)n);
+        } else {
+            REPLY(pc, "SERVER_ERROR bucket not served here\r\n");
+        }
+    }
+    return true;
+}
+
+/* Keys whose hashes a routed multi-get keeps from its routing pass. */
+#define ROUTE_HASH_CACHE 64
+
+/*
  * get, gets, gat, gats.
  *
  * BEHAVIOR: a value of up to BC_PROTO_COPY_MAX bytes is copied next to its
@@ -299,9 +337,24 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     const char *cursor = req->keys, *key;
     size_t nkey;
     uint64_t hits = 0;
+    uint32_t hashes[ROUTE_HASH_CACHE], i = 0;
 
+    if (pc->env->cluster != NULL) {
+        /* All keys are routed before any is served: the reply is either
+         * the values or one refusal, never a mix. */
+        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
+            uint32_t hash = bc_hash_key(key, nkey);
+            if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
+            i++;
+            if (route_refuse(pc, hash, touch, false)) return;
+        }
+        cursor = req->keys;
+        i = 0;
+    }
     while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
-        uint32_t hash = bc_hash_key(key, nkey);
+        uint32_t hash = pc->env->cluster != NULL && i < ROUTE_HASH_CACHE ? hashes[i]
+                                                                        : bc_hash_key(key, nkey);
+        i++;
         bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
                               : bc_cache_get(cache, key, nkey, hash);
         if (it == NULL) continue;
@@ -366,6 +419,12 @@ cmd_store_begin(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint32_t exptime = bc_cache_exptime_abs(cache, req->exptime);
     bc_status_t st;
+
+    if (route_refuse(pc, hash, true, req->noreply)) {
+        pc->state = BC_PROTO_SWALLOW;
+        pc->swallow = (uint64_t)req->vlen + 2;
+        return;
+    }
     bc_item_t *it = bc_item_alloc(cache, req->key, req->nkey, hash, req->flags, exptime,
                                   req->vlen + 2, &st);
     if (it == NULL) {
@@ -447,6 +506,7 @@ static void
 cmd_delete(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
     uint32_t hash = bc_hash_key(req->key, req->nkey);
+    if (route_refuse(pc, hash, true, req->noreply)) return;
     bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
     if (st == BC_OK) {
         bc_stats_incr(pc->stats, delete_hits);
@@ -463,6 +523,7 @@ cmd_arith(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     bool incr = req->cmd == BC_MC_CMD_INCR;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint64_t result = 0;
+    if (route_refuse(pc, hash, true, req->noreply)) return;
     bc_status_t st = bc_cache_arith(pc->env->cache, req->key, req->nkey, hash, incr,
                                     req->delta, &result);
     if (st == BC_OK) {
@@ -488,6 +549,7 @@ cmd_touch(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
     bc_cache_t *cache = pc->env->cache;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
+    if (route_refuse(pc, hash, true, req->noreply)) return;
     bc_status_t st = bc_cache_touch(cache, req->key, req->nkey, hash,
                                     bc_cache_exptime_abs(cache, req->exptime));
     bc_stats_incr(pc->stats, cmd_touch);

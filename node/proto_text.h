@@ -63,6 +63,7 @@
 #include "bc_mcproto.h"
 #include "bc_status.h"
 #include "cache.h"
+#include "cluster.h"
 #include "server.h"
 #include "stats.h"
 
@@ -123,6 +124,10 @@ typedef struct bc_proto_env {
     size_t max_conn_buffer;
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
+    /* Cluster routing (cluster.h): a key whose bucket this node may not
+     * serve is refused with bc_node_cluster_format_refusal's line; NULL =
+     * standalone, every bucket served.  Borrowed. */
+    bc_node_cluster_t *cluster;
 
     void *hook_arg;
     /* Fills the server-wide figures; NULL reports zeros. */

@@ -866,4 +866,5 @@ void
 bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
 {
     server->cluster = cluster;
+    server->env.cluster = cluster;
 }
