@@ -43,9 +43,21 @@
  *   expired items (a quarter of the budget or more) the next round starts
  *   at once, up to a few rounds in a row, as Redis does: a mass expiry is
  *   cleared quickly without the thread monopolising shard locks.
+ *
+ * MEMORY RETURNED TO THE SYSTEM
+ *   Items are plain malloc allocations.  glibc keeps freed heap memory for
+ *   reuse, so when the mix of value sizes shifts (many small items evicted
+ *   to make room for large ones) the process could hold free-but-unusable
+ *   heap pages and its RSS grow well past -m.  Two measures keep RSS close
+ *   to the accounted memory: values above 64 KiB are allocated with their
+ *   own mmap (M_MMAP_THRESHOLD pinned; glibc would otherwise raise it
+ *   dynamically) and go back to the system the moment they are freed, and
+ *   the expiry thread calls malloc_trim() every MALLOC_TRIM_INTERVAL_S so
+ *   free pages inside the heap are released too.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -91,11 +103,15 @@ typedef struct expiry_thread {
     bool running;
 } expiry_thread_t;
 
+#define MALLOC_MMAP_THRESHOLD   (64 * 1024)
+#define MALLOC_TRIM_INTERVAL_S  10
+
 static void *
 expiry_main(void *arg)
 {
     expiry_thread_t *et = arg;
     uint64_t total = 0;
+    time_t last_trim = time(NULL);
 
     pthread_mutex_lock(&et->lock);
     while (!et->stop) {
@@ -112,6 +128,10 @@ expiry_main(void *arg)
         if (removed > 0) {
             log_debug("active expiry removed %" PRIu64 " items (%" PRIu64 " in total)", removed,
                       total);
+        }
+        if (time(NULL) - last_trim >= MALLOC_TRIM_INTERVAL_S) {
+            malloc_trim(0);
+            last_trim = time(NULL);
         }
         pthread_mutex_lock(&et->lock);
 
@@ -370,6 +390,7 @@ main(int argc, char **argv)
     raise_fd_limit(cfg.max_conns);
     if (cfg.enable_coredumps) raise_core_limit();
 
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
     nbuckets = cfg.nbuckets;
     if (cfg.zk_hosts[0] != '\0') {
         /* The cluster fixes the bucket count; --buckets only applies alone. */
