@@ -195,15 +195,18 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     for (size_t i = 0; i < v->ngroups; i++) {
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g) || !g->departure.present) continue;
-        bool intact = !table_names(&out->m, g->gid) && !table_names(&out->d, g->gid);
+        /* "Nothing moved" is about data: every bucket it held is still
+         * unowned in m.  A plan in d (a migration decided before it left)
+         * is kept: where d is unowned it points back at the group. */
+        bool intact = !table_names(&out->m, g->gid);
         for (uint32_t k = 0; k < g->departure.nbuckets && intact; k++) {
-            uint32_t b = g->departure.buckets[k];
-            intact = out->m.owner[b] == 0 && out->d.owner[b] == 0;
+            intact = out->m.owner[g->departure.buckets[k]] == 0;
         }
         if (intact) {
             for (uint32_t k = 0; k < g->departure.nbuckets; k++) {
                 uint32_t b = g->departure.buckets[k];
-                out->c.owner[b] = out->m.owner[b] = out->d.owner[b] = g->gid;
+                out->c.owner[b] = out->m.owner[b] = g->gid;
+                if (out->d.owner[b] == 0) out->d.owner[b] = g->gid;
                 out->c.readonly[b] = 0;
                 reserved[b] = 0;
             }

@@ -18,8 +18,9 @@
  *   (which buckets it held in m, when it left) is written on groups/<gid>.
  *
  *   Group back.  A live group with a departure record: if every bucket it
- *   held is still unowned in m and d ("nothing moved since it left"), those
- *   buckets are filled back to it directly, without recomputation.
+ *   held is still unowned in m ("nothing moved since it left"), those
+ *   buckets are filled back to it in c and m directly, without
+ *   recomputation; d keeps any migration planned before it left.
  *   Otherwise it is treated as a new, empty group.  The record is cleared.
  *
  *   Orphans.  Buckets held by a departed group wait for it, unless

@@ -182,6 +182,33 @@ test_group_down_then_back_intact(void **state)
 }
 
 static void
+test_group_back_keeps_planned_moves(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    /* group 1 held everything, with a move of 3..5 to group 2 planned; it
+     * went down (its c, m and d entries zeroed) and now returns. */
+    view_init(&v, "000000", "000000", "000222");
+    view_add_group(&v, 1, 1, NULL);
+    bc_view_group_t *g1 = &v.groups[0];
+    view_add_group(&v, 2, 1, "n-0000000020");
+    g1->departure.present = true;
+    g1->departure.departed_at_ms = 1;
+    g1->departure.nbuckets = 6;
+    g1->departure.buckets = calloc(6, sizeof(uint32_t));
+    for (uint32_t b = 0; b < 6; b++) g1->departure.buckets[b] = b;
+    run(&v, 1000, -1, &out);
+    assert_table(&out.c, "111111");
+    assert_table(&out.m, "111111");
+    assert_table(&out.d, "111222");
+    assert_int_equal(out.pending_moves, 3);
+    assert_false(out.rebalanced);
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
+static void
 test_orphan_grace_hands_buckets_to_survivors(void **state)
 {
     (void)state;
@@ -257,6 +284,7 @@ main(void)
         cmocka_unit_test(test_group_added_plans_moves),
         cmocka_unit_test(test_steady_state_writes_nothing),
         cmocka_unit_test(test_group_down_then_back_intact),
+        cmocka_unit_test(test_group_back_keeps_planned_moves),
         cmocka_unit_test(test_orphan_grace_hands_buckets_to_survivors),
         cmocka_unit_test(test_primary_failover_prefers_highest_offset),
     };

@@ -1,0 +1,172 @@
+"""Nodes in groups with a real ZooKeeper and a real console: registration,
+primary choice, serving only owned buckets, rebalance on add-group, group
+down -> 0 entries, group back -> filled back, orphan grace, a node whose
+session expires, and a ZooKeeper restart."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+zk = harness.ZooKeeper()
+
+
+def cluster_view(console):
+    return harness.http_json(console.admin_port, "GET", "/v1/cluster")[1]
+
+
+def group_doc(console, gid):
+    for g in cluster_view(console)["groups"]:
+        if g["gid"] == gid:
+            return g
+    return None
+
+
+def wait_tables(cluster, pred, what, timeout=15):
+    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
+                            timeout=timeout, what=what)
+
+
+def test_registration_primary_and_ownership():
+    cl = harness.create_cluster(zk, "reg", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    assert t["m"] == [1] * NB and t["d"] == [1] * NB
+    b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    g = harness.wait_for(lambda: (lambda g: g if g and len(g["nodes"]) == 2 else None)(group_doc(con, 1)),
+                         what="two nodes registered")
+    roles = {n["data"]: n["role"] for n in g["nodes"]}
+    assert roles["127.0.0.1:%d" % a.port] == "primary", roles
+    assert roles["127.0.0.1:%d" % b.port] == "backup", roles
+    assert g["primary_addr"] == "127.0.0.1:%d" % a.port
+
+    harness.wait_for(lambda: a.conn().cmd("set k1 0 0 1", "x") == b"STORED\r\n", what="primary serves")
+    assert a.conn().cmd("get k1") == b"VALUE k1 0 1\r\nx\r\nEND\r\n"
+    reply = b.conn().cmd("get k1")
+    assert reply.startswith(b"SERVER_ERROR NOT_PRIMARY "), reply
+    # a backup refuses writes too, and swallows the data block
+    c = b.conn()
+    assert c.cmd("set k2 0 0 3", "abc").startswith(b"SERVER_ERROR NOT_PRIMARY ")
+    assert c.cmd("version").startswith(b"VERSION ")
+    for n in (a, b):
+        assert n.stop() == 0
+    con.stop()
+
+
+def test_add_group_rebalances_and_non_owner_answers_moved():
+    cl = harness.create_cluster(zk, "grow", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    t = wait_tables(cl, lambda t: 2 in t["d"], "d gives group 2 its share")
+    # the planner: equal memory, the highest-numbered half moves to group 2
+    assert t["d"] == [1] * (NB // 2) + [2] * (NB // 2), t["d"]
+    assert t["m"] == [1] * NB and t["c"] == [1] * NB  # data has not moved
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "rebalance", "--dry-run")
+    assert rc == 0 and "nothing written" in out, (out, err)
+    # a node asked for a bucket its group does not own names the owner
+    key = harness.key_in_bucket_owned_by(t["c"], 1)
+    reply = g2.conn().cmd("get " + key)
+    assert reply == ("SERVER_ERROR MOVED %d 1 %d\r\n" % (harness.bucket_of(key, NB), t["epoch"])).encode(), reply
+    assert g2.conn().cmd("set %s 0 0 1" % key, "v").startswith(b"SERVER_ERROR MOVED")
+    for p in (g1, g2, con):
+        p.stop()
+
+
+def test_group_down_then_back():
+    cl = harness.create_cluster(zk, "downup", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: 2 in t["d"], "rebalance planned")
+    # group 2 is live but owns nothing yet (its share waits for migration);
+    # group 1 owns every bucket and goes down.
+    g1.proc.kill()  # kill -9: gone once its session expires
+    t = wait_tables(cl, lambda t: t["c"] == [0] * NB, "group 1's entries become 0",
+                    timeout=SESSION_MS / 1000 + 10)
+    assert t["m"] == [0] * NB
+    key = harness.key_in_bucket_owned_by([1] * NB, 1)
+    reply = g2.conn().cmd("get " + key)
+    assert reply.startswith(b"SERVER_ERROR NO_OWNER %d " % harness.bucket_of(key, NB)), reply
+    time.sleep(1.5)  # orphans wait for their group: nothing is reassigned
+    assert harness.tables(zk, cl)["c"] == [0] * NB
+    g1b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "filled back to group 1")
+    assert t["m"] == [1] * NB
+    harness.wait_for(lambda: g1b.conn().cmd("set %s 0 0 1" % key, "v") == b"STORED\r\n",
+                     what="group 1 serves again")
+    for p in (g1b, g2, con):
+        p.stop()
+
+
+def test_orphan_grace_hands_buckets_to_survivors():
+    cl = harness.create_cluster(zk, "grace", buckets=NB)
+    con = harness.Console(zk, cl, "--orphan-grace-ms", "1000", session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: 2 in t["d"], "rebalance planned")
+    g1.proc.kill()
+    t = wait_tables(cl, lambda t: t["c"] == [2] * NB, "orphans handed to group 2",
+                    timeout=SESSION_MS / 1000 + 12)
+    assert t["m"] == [2] * NB and t["d"] == [2] * NB
+    # group 1 returns after its buckets moved: it joins as a new group
+    g1b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    t = wait_tables(cl, lambda t: 1 in t["d"], "group 1 rejoins as new")
+    assert t["c"] == [2] * NB
+    for p in (g1b, g2, con):
+        p.stop()
+
+
+def test_node_session_expiry_reregisters():
+    cl = harness.create_cluster(zk, "expiry", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    a.proc.signal(signal.SIGSTOP)
+    wait_tables(cl, lambda t: t["c"] == [0] * NB, "group down while paused",
+                timeout=SESSION_MS / 1000 + 10)
+    a.proc.signal(signal.SIGCONT)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "re-registered and filled back")
+    harness.wait_for(lambda: a.conn().cmd("set z 0 0 1", "1") == b"STORED\r\n", what="serves again")
+    assert "registered as" in a.proc.output()
+    a.stop()
+    con.stop()
+
+
+def test_zookeeper_restart():
+    cl = harness.create_cluster(zk, "zkrestart", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    zk.restart()
+    # the node keeps serving from its last table while ZooKeeper is away
+    assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
+    harness.wait_for(con.is_active, timeout=20, what="console active again")
+    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "tables intact")
+    assert t["m"] == [1] * NB
+    a.stop()
+    con.stop()
+
+
+def test_bad_cluster_flags():
+    import subprocess
+    for args, needle in [
+        (["--zk", zk.hosts, "--cluster", "nosuch", "--group", "1"], "does not exist"),
+        (["--zk", zk.hosts, "--cluster", "reg", "--group", "0"], "group"),
+        (["--zk", zk.hosts, "--group", "1"], "cluster"),
+    ]:
+        r = subprocess.run([harness.NODE_BIN, "-p", str(harness.free_port()), "--admin-port", "0"] + args,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and needle in r.stderr, (args, r.returncode, r.stderr[-800:])
+
+
+harness.main(globals())
