@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds bucketcache, starts a node on 127.0.0.1 and
-# shows a set/get through its memcached port and its HTTP admin port, then
-# stops it.  (Once the console lands, this brings up a local cluster.)
+# The README's "run" command: installs dependencies, builds bucketcache,
+# brings up a local cluster on 127.0.0.1 (ZooKeeper, two consoles, two
+# groups of primary + backup), stores and reads keys on their owners,
+# shows a request refused by a non-owner, adds a third group and shows the
+# rebalance it causes, then tears everything down.
+#
+#   BC_DEMO_KEEP=1 ./deploy/demo.sh   leaves the cluster running afterwards
+#                                     (stop it with deploy/local-cluster.sh down)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,24 +14,59 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)"
 
-PORT=${BC_DEMO_PORT:-22122}
-ADMIN=${BC_DEMO_ADMIN_PORT:-22180}
-./build/node/bucketcache-node -l 127.0.0.1 -p "$PORT" --admin-port "$ADMIN" -m 64 &
-NODE=$!
-trap 'kill $NODE 2>/dev/null; wait $NODE 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
+BASE=${BC_BASE_PORT:-22100}
+export BC_BASE_PORT=$BASE BC_BUCKETS=${BC_BUCKETS:-64}
+ZK="127.0.0.1:$((BASE + 81))"
+CLI=(./build/client/bucketcache --zk "$ZK" --cluster local)
 
-mc() {  # send one memcached command stream, print the reply
-  exec 3<>/dev/tcp/127.0.0.1/"$PORT"
-  printf '%b' "$1" >&3
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+./deploy/local-cluster.sh down >/dev/null
+if [ -z "${BC_DEMO_KEEP:-}" ]; then trap './deploy/local-cluster.sh down' EXIT; fi
+
+step "start a local cluster: ZooKeeper, 2 consoles, 2 groups x (primary + backup)"
+./deploy/local-cluster.sh up 2
+for _ in $(seq 100); do  # the console assigns every bucket once groups register
+  "${CLI[@]}" tables --json | python3 -c 'import json,sys; t=json.load(sys.stdin); sys.exit(0 in t["c"] or 2 not in t["c"])' && break
+  sleep 0.2
+done
+
+step "bucketcache status"
+"${CLI[@]}" status
+
+mc() {  # addr payload: send one memcached command stream, print the reply
+  local host=${1%:*} port=${1##*:}
+  exec 3<>"/dev/tcp/$host/$port"
+  printf '%b' "$2" >&3
   timeout 1 cat <&3 || true
   exec 3<&-
 }
-echo "--- memcached protocol on 127.0.0.1:$PORT"
-echo '> set greeting 0 0 5 / hello';  mc 'set greeting 0 0 5\r\nhello\r\nquit\r\n'
-echo '> get greeting';                mc 'get greeting\r\nquit\r\n'
-echo "--- admin HTTP on 127.0.0.1:$ADMIN"
-echo '> PUT /v1/keys/color?ttl=60'; curl -s -X PUT --data-binary 'blue' "http://127.0.0.1:$ADMIN/v1/keys/color?ttl=60"; echo
-echo '> GET /v1/keys/color';        curl -s "http://127.0.0.1:$ADMIN/v1/keys/color"; echo
-echo '> GET /health';               curl -s "http://127.0.0.1:$ADMIN/health"; echo
-echo '> GET /stats (excerpt)';      curl -s "http://127.0.0.1:$ADMIN/stats" | head -c 400; echo
+
+step "keys go to the primary of their bucket's group (bucketcache locate)"
+for key in user:1001 user:1002 cart:77 session:abc; do
+  loc=$("${CLI[@]}" locate "$key")
+  addr=$("${CLI[@]}" locate "$key" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+  echo "$key: $loc"
+  printf '   set -> %s' "$(mc "$addr" "set $key 0 0 5\r\nhello\r\nquit\r\n")"
+  printf '   get -> %s\n' "$(mc "$addr" "get $key\r\nquit\r\n" | tr '\r\n' '  ')"
+done
+
+step "a node that does not own a bucket refuses it and names the owner"
+owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+other=127.0.0.1:$((BASE + 110)); [ "$owner" = "$other" ] && other=127.0.0.1:$((BASE + 120))
+echo "get user:1001 on $other ->"; mc "$other" 'get user:1001\r\nquit\r\n'
+
+step "add a third group: the console computes the new target table d"
+./deploy/local-cluster.sh add-group
+for _ in $(seq 100); do
+  "${CLI[@]}" tables --json | python3 -c 'import json,sys; sys.exit(3 not in json.load(sys.stdin)["d"])' && break
+  sleep 0.2
+done
+"${CLI[@]}" tables
+"${CLI[@]}" rebalance --dry-run | tail -n 3
+"${CLI[@]}" status
+echo
+echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
+if [ -n "${BC_DEMO_KEEP:-}" ]; then
+  echo "cluster left running; stop it with: deploy/local-cluster.sh down"
+fi

@@ -94,9 +94,11 @@ cmd_up() {
   : >"$STATE/groups"
   zk_up
   $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
+  # Groups first: the first console then finds them all and spreads the
+  # (still empty) buckets over every group at once, no data to move.
+  for g in $(seq 1 "$groups"); do group_up "$g"; done
   console_up 0
   console_up 1
-  for g in $(seq 1 "$groups"); do group_up "$g"; done
   echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
 }
 
