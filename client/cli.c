@@ -10,17 +10,30 @@
  *   rebalance [--dry-run]        recompute d now (or just show the plan)
  *   locate KEY                   the key's bucket, owner group and primary
  *
+ *   get KEY...                   read values (through libbucketcache)
+ *   set KEY [VALUE|-]            store a value (argument, stdin or --file)
+ *   del KEY...                   delete keys
+ *   touch --ttl SECS KEY...      set keys' expiry time
+ *   incr|decr KEY [DELTA]        add to / subtract from a decimal value
+ *
  * --zk and --cluster default to $BUCKETCACHE_ZK and $BUCKETCACHE_CLUSTER.
+ * The cluster commands talk to ZooKeeper and the console; the data
+ * commands (get, set, del, touch, incr, decr) are plain libbucketcache
+ * calls, routed to each key's primary with the library's retries.
  * Exit codes (stable, for scripts):
  *   0 success, 1 the operation failed, 2 usage error,
- *   3 not found (no such cluster), 4 ZooKeeper unreachable,
- *   5 already exists.
+ *   3 not found (no such cluster, key or bucket owner), 4 ZooKeeper
+ *   unreachable, 5 already exists (cluster; add of an existing key),
+ *   6 timed out (no answer from the key's owner within --timeout),
+ *   7 the key's bucket has no owner (its group is down).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -29,6 +42,7 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_zk.h"
+#include "bucketcache.h"
 
 enum {
     EXIT_OK = 0,
@@ -37,13 +51,17 @@ enum {
     EXIT_NOTFOUND = 3,
     EXIT_UNAVAILABLE = 4,
     EXIT_EXISTS = 5,
+    EXIT_TIMEOUT = 6,
+    EXIT_NO_OWNER = 7,
 };
 
 typedef struct cli {
     const char *zk_hosts;
     const char *cluster;
     int json;
+    int verbose;
     int session_timeout_ms;
+    int timeout_ms;
 } cli_t;
 
 static void
@@ -60,13 +78,24 @@ cli_usage(FILE *out)
             "  rebalance [--dry-run]        recompute where buckets belong (--dry-run: show the plan only)\n"
             "  locate KEY                   which bucket, group and primary node serve KEY\n"
             "\n"
+            "data commands (through libbucketcache):\n"
+            "  get KEY...                   print the value of KEY (several keys: KEY<TAB>VALUE lines)\n"
+            "  set KEY [VALUE|-]            store VALUE; from stdin when VALUE is - or missing\n"
+            "      [--file F] [--ttl SECS] [--flags N] [--add|--replace]\n"
+            "  del KEY...                   delete keys\n"
+            "  touch --ttl SECS KEY...      set keys' expiry (0 = never)\n"
+            "  incr|decr KEY [DELTA]        add/subtract DELTA (default 1), print the result\n"
+            "\n"
             "options:\n"
             "  --zk HOSTS       ZooKeeper hosts, host:port[,host:port...] (env BUCKETCACHE_ZK)\n"
             "  --cluster NAME   cluster name (env BUCKETCACHE_CLUSTER)\n"
+            "  --timeout MS     deadline of each data command (default 2000)\n"
             "  --json           machine-readable output\n"
+            "  -v, --verbose    log what the library does\n"
             "  -h, --help       this text\n"
             "\n"
-            "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 ZooKeeper unreachable, 5 exists\n",
+            "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 ZooKeeper unreachable, 5 exists,\n"
+            "            6 timed out, 7 bucket has no owner (group down)\n",
             BC_DEFAULT_NBUCKETS);
 }
 
@@ -465,6 +494,385 @@ cmd_locate(cli_t *cli, int argc, char **argv)
     return owner == 0 ? EXIT_NOTFOUND : EXIT_OK;
 }
 
+/* ---- data commands, through libbucketcache ---- */
+
+static int
+cli_exit_for_client(int code)
+{
+    switch (code) {
+    case BC_CLIENT_OK: return EXIT_OK;
+    case BC_CLIENT_ENOTFOUND:
+    case BC_CLIENT_ENOCLUSTER: return EXIT_NOTFOUND;
+    case BC_CLIENT_EZK: return EXIT_UNAVAILABLE;
+    case BC_CLIENT_ETIMEOUT: return EXIT_TIMEOUT;
+    case BC_CLIENT_ENOOWNER: return EXIT_NO_OWNER;
+    case BC_CLIENT_EINVAL: return EXIT_USAGE;
+    default: return EXIT_FAILED;
+    }
+}
+
+/* The worst of two exit codes, for commands over several keys. */
+static int
+cli_worse(int a, int b)
+{
+    if (a == EXIT_OK) return b;
+    if (b == EXIT_OK) return a;
+    return a == EXIT_NOTFOUND ? b : a;
+}
+
+static void
+cli_lib_log(void *ctx, int level, const char *message)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    (void)ctx;
+    fprintf(stderr, "bucketcache: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], message);
+}
+
+static int
+cli_client(cli_t *cli, bc_client_t **out)
+{
+    if (cli->zk_hosts == NULL || cli->zk_hosts[0] == '\0' || cli->cluster == NULL ||
+        cli->cluster[0] == '\0') {
+        fprintf(stderr, "bucketcache: --zk and --cluster are required "
+                        "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
+        return EXIT_USAGE;
+    }
+    bc_client_set_log(cli_lib_log, NULL, cli->verbose ? BC_CLIENT_LOG_DEBUG : BC_CLIENT_LOG_ERROR);
+    bc_client_options_t opts;
+    bc_client_options_init(&opts);
+    opts.zk_hosts = cli->zk_hosts;
+    opts.cluster = cli->cluster;
+    opts.zk_session_timeout_ms = cli->session_timeout_ms;
+    opts.timeout_ms = cli->timeout_ms;
+    int rc = bc_client_create(&opts, out);
+    if (rc == BC_CLIENT_OK) return EXIT_OK;
+    if (rc == BC_CLIENT_ENOCLUSTER) {
+        fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
+    } else if (rc == BC_CLIENT_EINVAL) {
+        fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
+                cli->cluster);
+    } else {
+        fprintf(stderr, "bucketcache: cannot use cluster \"%s\" at %s: %s\n", cli->cluster,
+                cli->zk_hosts, bc_strerror(rc));
+    }
+    return cli_exit_for_client(rc);
+}
+
+static bool
+cli_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > 250) {
+        fprintf(stderr, "bucketcache: a key is 1..250 bytes, got %zu\n", n);
+        return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f) {
+            fprintf(stderr, "bucketcache: key \"%s\" has a space or control character\n", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+cli_key_error(const char *what, const char *key, int code)
+{
+    fprintf(stderr, "bucketcache: %s %s: %s\n", what, key, bc_strerror(code));
+}
+
+static int
+cmd_get(cli_t *cli, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "bucketcache: usage: get KEY...\n");
+        return EXIT_USAGE;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
+    }
+    bc_client_t *client;
+    int rc = cli_client(cli, &client);
+    if (rc != EXIT_OK) return rc;
+    size_t n = (size_t)(argc - 1);
+    const void **keys = calloc(n, sizeof(*keys));
+    size_t *klens = calloc(n, sizeof(*klens));
+    bc_client_item_t *items = calloc(n, sizeof(*items));
+    if (keys == NULL || klens == NULL || items == NULL) {
+        free(keys);
+        free(klens);
+        free(items);
+        bc_client_destroy(client);
+        fprintf(stderr, "bucketcache: out of memory\n");
+        return EXIT_FAILED;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = argv[i + 1];
+        klens[i] = strlen(argv[i + 1]);
+    }
+    bc_client_mget(client, n, keys, klens, cli->timeout_ms, items);
+    int exit_code = EXIT_OK;
+    cJSON *arr = cli->json ? cJSON_CreateArray() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const bc_client_item_t *it = &items[i];
+        if (it->status != BC_CLIENT_OK) {
+            exit_code = cli_worse(exit_code, cli_exit_for_client(it->status));
+            if (!cli->json) cli_key_error("get", argv[i + 1], it->status);
+        }
+        if (cli->json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "key", argv[i + 1]);
+            cJSON_AddBoolToObject(o, "found", it->status == BC_CLIENT_OK);
+            if (it->status == BC_CLIENT_OK) {
+                cJSON_AddStringToObject(o, "value", it->value);
+                cJSON_AddNumberToObject(o, "flags", it->flags);
+            } else if (it->status != BC_CLIENT_ENOTFOUND) {
+                cJSON_AddStringToObject(o, "error", bc_strerror(it->status));
+            }
+            cJSON_AddItemToArray(arr, o);
+        } else if (it->status == BC_CLIENT_OK) {
+            if (n == 1) {
+                fwrite(it->value, 1, it->vlen, stdout);
+                if (isatty(STDOUT_FILENO) && (it->vlen == 0 || ((char *)it->value)[it->vlen - 1] != '\n')) {
+                    fputc('\n', stdout);
+                }
+            } else {
+                printf("%s\t", argv[i + 1]);
+                fwrite(it->value, 1, it->vlen, stdout);
+                fputc('\n', stdout);
+            }
+        }
+    }
+    if (cli->json) {
+        print_json_doc(n == 1 ? cJSON_GetArrayItem(arr, 0) : arr);
+        cJSON_Delete(arr);
+    }
+    fflush(stdout);
+    bc_client_items_free(items, n);
+    free(keys);
+    free(klens);
+    free(items);
+    bc_client_destroy(client);
+    return exit_code;
+}
+
+/* Reads a whole stream into a malloc'd buffer. */
+static char *
+cli_read_all(FILE *f, size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+        if (n == cap) {
+            char *grown = cap >= (64u << 20) ? NULL : realloc(buf, cap * 2);
+            if (grown == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    if (buf != NULL && ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static bool
+cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        fprintf(stderr, "bucketcache: %s must be an integer %lld..%lld, got \"%s\"\n", what, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static int
+cmd_set(cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"file", required_argument, NULL, 'f'}, {"ttl", required_argument, NULL, 't'},
+        {"flags", required_argument, NULL, 'F'}, {"add", no_argument, NULL, 'a'},
+        {"replace", no_argument, NULL, 'r'},     {0, 0, 0, 0},
+    };
+    const char *file = NULL;
+    long long ttl = 0, flags = 0;
+    int mode = 's', c;
+    optind = 0;  /* full reset: options may follow KEY and VALUE */
+    while ((c = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': file = optarg; break;
+        case 't':
+            if (!cli_parse_i64(optarg, "--ttl", -1, INT32_MAX, &ttl)) return EXIT_USAGE;
+            break;
+        case 'F':
+            if (!cli_parse_i64(optarg, "--flags", 0, UINT32_MAX, &flags)) return EXIT_USAGE;
+            break;
+        case 'a':
+        case 'r': mode = c; break;
+        default: return EXIT_USAGE;
+        }
+    }
+    int npos = argc - optind;
+    if (npos < 1 || npos > 2 || (file != NULL && npos == 2)) {
+        fprintf(stderr, "bucketcache: usage: set KEY [VALUE|-] [--file F] [--ttl SECS] [--flags N] "
+                        "[--add|--replace]\n");
+        return EXIT_USAGE;
+    }
+    const char *key = argv[optind];
+    if (!cli_key_ok(key)) return EXIT_USAGE;
+    char *value = NULL;
+    size_t vlen = 0;
+    if (npos == 2 && strcmp(argv[optind + 1], "-") != 0) {
+        vlen = strlen(argv[optind + 1]);
+        value = malloc(vlen + 1);
+        if (value != NULL) memcpy(value, argv[optind + 1], vlen + 1);
+    } else if (file != NULL) {
+        FILE *f = fopen(file, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "bucketcache: cannot open %s: %s\n", file, strerror(errno));
+            return EXIT_FAILED;
+        }
+        value = cli_read_all(f, &vlen);
+        fclose(f);
+    } else {
+        value = cli_read_all(stdin, &vlen);
+    }
+    if (value == NULL) {
+        fprintf(stderr, "bucketcache: cannot read the value (%s)\n",
+                errno ? strerror(errno) : "too large");
+        return EXIT_FAILED;
+    }
+    bc_client_t *client;
+    int rc = cli_client(cli, &client);
+    if (rc != EXIT_OK) {
+        free(value);
+        return rc;
+    }
+    int code;
+    if (mode == 'a') {
+        code = bc_client_add(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl, cli->timeout_ms);
+    } else if (mode == 'r') {
+        code = bc_client_replace(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl,
+                                 cli->timeout_ms);
+    } else {
+        code = bc_client_set(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl, cli->timeout_ms);
+    }
+    free(value);
+    bc_client_destroy(client);
+    if (code == BC_CLIENT_ENOTSTORED) {
+        fprintf(stderr, "bucketcache: set %s: not stored (%s)\n", key,
+                mode == 'a' ? "the key exists" : "the key does not exist");
+        return mode == 'a' ? EXIT_EXISTS : EXIT_NOTFOUND;
+    }
+    if (code != BC_CLIENT_OK) {
+        cli_key_error("set", key, code);
+        return cli_exit_for_client(code);
+    }
+    if (cli->json) printf("{\"key\":\"%s\",\"stored\":true,\"bytes\":%zu}\n", key, vlen);
+    return EXIT_OK;
+}
+
+static int
+cmd_del(cli_t *cli, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "bucketcache: usage: del KEY...\n");
+        return EXIT_USAGE;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
+    }
+    bc_client_t *client;
+    int rc = cli_client(cli, &client);
+    if (rc != EXIT_OK) return rc;
+    int exit_code = EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        int code = bc_client_delete(client, argv[i], strlen(argv[i]), cli->timeout_ms);
+        if (code != BC_CLIENT_OK) cli_key_error("del", argv[i], code);
+        exit_code = cli_worse(exit_code, cli_exit_for_client(code));
+    }
+    bc_client_destroy(client);
+    return exit_code;
+}
+
+static int
+cmd_touch(cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {{"ttl", required_argument, NULL, 't'}, {0, 0, 0, 0}};
+    long long ttl = -2;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 't' || !cli_parse_i64(optarg, "--ttl", -1, INT32_MAX, &ttl)) return EXIT_USAGE;
+    }
+    if (ttl == -2 || optind >= argc) {
+        fprintf(stderr, "bucketcache: usage: touch --ttl SECS KEY...\n");
+        return EXIT_USAGE;
+    }
+    for (int i = optind; i < argc; i++) {
+        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
+    }
+    bc_client_t *client;
+    int rc = cli_client(cli, &client);
+    if (rc != EXIT_OK) return rc;
+    int exit_code = EXIT_OK;
+    for (int i = optind; i < argc; i++) {
+        int code = bc_client_touch(client, argv[i], strlen(argv[i]), ttl, cli->timeout_ms);
+        if (code != BC_CLIENT_OK) cli_key_error("touch", argv[i], code);
+        exit_code = cli_worse(exit_code, cli_exit_for_client(code));
+    }
+    bc_client_destroy(client);
+    return exit_code;
+}
+
+static int
+cmd_arith(cli_t *cli, int argc, char **argv)
+{
+    bool incr = strcmp(argv[0], "incr") == 0;
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "bucketcache: usage: %s KEY [DELTA]\n", argv[0]);
+        return EXIT_USAGE;
+    }
+    if (!cli_key_ok(argv[1])) return EXIT_USAGE;
+    uint64_t delta = 1;
+    if (argc == 3) {
+        char *end;
+        errno = 0;
+        unsigned long long d = strtoull(argv[2], &end, 10);
+        if (argv[2][0] == '\0' || argv[2][0] == '-' || *end != '\0' || errno != 0) {
+            fprintf(stderr, "bucketcache: DELTA must be an unsigned integer, got \"%s\"\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        delta = d;
+    }
+    bc_client_t *client;
+    int rc = cli_client(cli, &client);
+    if (rc != EXIT_OK) return rc;
+    uint64_t result = 0;
+    int code = incr ? bc_client_incr(client, argv[1], strlen(argv[1]), delta, &result, cli->timeout_ms)
+                    : bc_client_decr(client, argv[1], strlen(argv[1]), delta, &result, cli->timeout_ms);
+    bc_client_destroy(client);
+    if (code != BC_CLIENT_OK) {
+        cli_key_error(argv[0], argv[1], code);
+        return cli_exit_for_client(code);
+    }
+    if (cli->json) printf("{\"key\":\"%s\",\"value\":%llu}\n", argv[1], (unsigned long long)result);
+    else printf("%llu\n", (unsigned long long)result);
+    return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -472,6 +880,7 @@ main(int argc, char **argv)
         .zk_hosts = getenv("BUCKETCACHE_ZK"),
         .cluster = getenv("BUCKETCACHE_CLUSTER"),
         .session_timeout_ms = 10000,
+        .timeout_ms = 2000,
     };
     static const struct option opts[] = {
         {"zk", required_argument, NULL, 'z'},
@@ -479,6 +888,7 @@ main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"verbose", no_argument, NULL, 'v'},
+        {"timeout", required_argument, NULL, 't'},
         {0, 0, 0, 0},
     };
     int c;
@@ -490,7 +900,20 @@ main(int argc, char **argv)
         case 'z': cli.zk_hosts = optarg; break;
         case 'C': cli.cluster = optarg; break;
         case 'j': cli.json = 1; break;
-        case 'v': bc_log_set_level(BC_LOG_DEBUG); break;
+        case 'v':
+            bc_log_set_level(BC_LOG_DEBUG);
+            cli.verbose = 1;
+            break;
+        case 't': {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+            if (*end != '\0' || t < 1 || t > 3600000) {
+                fprintf(stderr, "bucketcache: --timeout must be 1..3600000 ms, got \"%s\"\n", optarg);
+                return EXIT_USAGE;
+            }
+            cli.timeout_ms = (int)t;
+            break;
+        }
         case 'h': cli_usage(stdout); return EXIT_OK;
         default: cli_usage(stderr); return EXIT_USAGE;
         }
@@ -516,6 +939,13 @@ main(int argc, char **argv)
     if (strcmp(args[0], "groups") == 0 && rest == 1) return cmd_status(&cli, true);
     if (strcmp(args[0], "rebalance") == 0) return cmd_rebalance(&cli, rest, args);
     if (strcmp(args[0], "locate") == 0) return cmd_locate(&cli, rest, args);
+    if (strcmp(args[0], "get") == 0) return cmd_get(&cli, rest, args);
+    if (strcmp(args[0], "set") == 0) return cmd_set(&cli, rest, args);
+    if (strcmp(args[0], "del") == 0 || strcmp(args[0], "delete") == 0) return cmd_del(&cli, rest, args);
+    if (strcmp(args[0], "touch") == 0) return cmd_touch(&cli, rest, args);
+    if (strcmp(args[0], "incr") == 0 || strcmp(args[0], "decr") == 0) {
+        return cmd_arith(&cli, rest, args);
+    }
     fprintf(stderr, "bucketcache: unknown command \"%s\"\n", args[0]);
     cli_usage(stderr);
     return EXIT_USAGE;

@@ -1,0 +1,445 @@
+/*
+ * client.c -- the client object: options, creation (ZooKeeper, the
+ * cluster's config, the first table, the agent), destruction, building and
+ * publishing routing snapshots, statistics and error texts.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bc_cluster.h"
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "client_int.h"
+#include "proto.h"
+
+#define CLIENT_NEGATIVE_DEFAULT (1024u * 1024u)
+#define CLIENT_SKETCH_WIDTH     4096u
+
+void
+bc_client_options_init(bc_client_options_t *o)
+{
+    if (o == NULL) return;
+    memset(o, 0, sizeof(*o));
+    o->zk_session_timeout_ms = 10000;
+    o->zk_connect_timeout_ms = 5000;
+    o->timeout_ms = 1000;
+    o->max_conns_per_node = 8;
+    o->refresh_interval_ms = 5000;
+    o->retry_base_ms = 1;
+    o->retry_max_ms = 100;
+    o->max_value_bytes = 16u * 1024u * 1024u;
+    o->negative_cache_bytes = CLIENT_NEGATIVE_DEFAULT;
+    o->near_cache_ttl_ms = 1000;
+    o->near_cache_min_hits = 4;
+}
+
+const char *
+bc_strerror(int code)
+{
+    switch (code) {
+    case BC_CLIENT_OK: return "ok";
+    case BC_CLIENT_ENOTFOUND: return "not found";
+    case BC_CLIENT_ENOTSTORED: return "not stored";
+    case BC_CLIENT_EINVAL: return "invalid argument";
+    case BC_CLIENT_ENOMEM: return "out of memory";
+    case BC_CLIENT_ETIMEOUT: return "timed out";
+    case BC_CLIENT_ENOOWNER: return "bucket has no owner (its group is down)";
+    case BC_CLIENT_ETOOLARGE: return "value too large";
+    case BC_CLIENT_ENONNUMERIC: return "value is not a number";
+    case BC_CLIENT_EINDOUBT: return "connection lost; the command may or may not have been applied";
+    case BC_CLIENT_ESERVER: return "server error";
+    case BC_CLIENT_EPROTO: return "protocol error (malformed reply)";
+    case BC_CLIENT_ENOCLUSTER: return "no such cluster";
+    case BC_CLIENT_EZK: return "zookeeper unreachable or failing";
+    case BC_CLIENT_EBADTABLE: return "malformed cluster data in zookeeper";
+    case BC_CLIENT_ELOADER: return "loader failed";
+    default: return "unknown error";
+    }
+}
+
+int
+bc__client_code(bc_status_t st)
+{
+    switch (st) {
+    case BC_OK: return BC_CLIENT_OK;
+    case BC_ENOTFOUND: return BC_CLIENT_ENOTFOUND;
+    case BC_ENOTSTORED:
+    case BC_EEXISTS: return BC_CLIENT_ENOTSTORED;
+    case BC_EINVAL: return BC_CLIENT_EINVAL;
+    case BC_ENOMEM: return BC_CLIENT_ENOMEM;
+    case BC_ETIMEOUT: return BC_CLIENT_ETIMEOUT;
+    case BC_ENOOWNER: return BC_CLIENT_ENOOWNER;
+    case BC_ETOOLARGE: return BC_CLIENT_ETOOLARGE;
+    case BC_ENONNUMERIC: return BC_CLIENT_ENONNUMERIC;
+    case BC_EPROTO: return BC_CLIENT_EPROTO;
+    case BC_EAGAIN:
+    case BC_EZK: return BC_CLIENT_EZK;
+    case BC_ECONFIG: return BC_CLIENT_EBADTABLE;
+    default: return BC_CLIENT_ESERVER;
+    }
+}
+
+void
+bc_client_free(void *value)
+{
+    free(value);
+}
+
+static uint64_t
+ms_to_ns(int ms)
+{
+    return (uint64_t)(ms > 0 ? ms : 0) * 1000000ull;
+}
+
+/* Checks options and fills in defaults for zero fields. */
+static bc_status_t
+client_check_options(const bc_client_options_t *in, bc_client_options_t *o)
+{
+    bc_client_options_t d;
+    bc_client_options_init(&d);
+    *o = *in;
+    if (o->zk_session_timeout_ms <= 0) o->zk_session_timeout_ms = d.zk_session_timeout_ms;
+    if (o->zk_connect_timeout_ms <= 0) o->zk_connect_timeout_ms = d.zk_connect_timeout_ms;
+    if (o->timeout_ms <= 0) o->timeout_ms = d.timeout_ms;
+    if (o->max_conns_per_node <= 0) o->max_conns_per_node = d.max_conns_per_node;
+    if (o->refresh_interval_ms <= 0) o->refresh_interval_ms = d.refresh_interval_ms;
+    if (o->retry_base_ms <= 0) o->retry_base_ms = d.retry_base_ms;
+    if (o->retry_max_ms <= 0) o->retry_max_ms = d.retry_max_ms;
+    if (o->retry_max_ms < o->retry_base_ms) o->retry_max_ms = o->retry_base_ms;
+    if (o->max_value_bytes == 0) o->max_value_bytes = d.max_value_bytes;
+    if (o->max_value_bytes > BC_MC_VALUE_MAX_LEN) o->max_value_bytes = BC_MC_VALUE_MAX_LEN;
+    if (o->negative_ttl_ms < 0 || o->near_cache_ttl_ms < 0 || o->near_cache_min_hits < 0) {
+        return BC_EINVAL;
+    }
+    if (o->negative_cache_bytes == 0) o->negative_cache_bytes = d.negative_cache_bytes;
+    if (o->near_cache_ttl_ms == 0) o->near_cache_ttl_ms = d.near_cache_ttl_ms;
+    if (o->near_cache_min_hits == 0) o->near_cache_min_hits = d.near_cache_min_hits;
+    if (o->near_cache_min_hits > 255) o->near_cache_min_hits = 255;
+    return BC_OK;
+}
+
+static void client_free(bc_client_t *c);
+
+/* Allocates a client with everything but ZooKeeper and the agent. */
+static bc_status_t
+client_alloc(const bc_client_options_t *opts, bc_client_t **out)
+{
+    *out = NULL;
+    bc_client_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) return BC_ENOMEM;
+    bc_status_t st = client_check_options(opts, &c->opts);
+    if (st != BC_OK) {
+        free(c);
+        return st;
+    }
+    pthread_mutex_init(&c->agent_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->agent_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&c->build_mu, NULL);
+    bc__router_init(&c->router);
+
+    c->timeout_ns = ms_to_ns(c->opts.timeout_ms);
+    c->retry_base_ns = ms_to_ns(c->opts.retry_base_ms);
+    c->retry_max_ns = ms_to_ns(c->opts.retry_max_ms);
+    c->near_ttl_ns = ms_to_ns(c->opts.near_cache_ttl_ms);
+    c->negative_ttl_ns = ms_to_ns(c->opts.negative_ttl_ms);
+    c->zk_hosts = opts->zk_hosts ? strdup(opts->zk_hosts) : NULL;
+    c->cluster = opts->cluster ? strdup(opts->cluster) : NULL;
+    c->opts.zk_hosts = c->zk_hosts;
+    c->opts.cluster = c->cluster;
+    c->flight = bc__flight_new();
+    bool ok = c->flight != NULL && (opts->zk_hosts == NULL || c->zk_hosts != NULL) &&
+              (opts->cluster == NULL || c->cluster != NULL);
+    if (ok && c->opts.negative_ttl_ms > 0) {
+        c->negative = bc__lru_new(c->opts.negative_cache_bytes);
+        ok = c->negative != NULL;
+    }
+    if (ok && c->opts.near_cache_bytes > 0) {
+        c->near = bc__lru_new(c->opts.near_cache_bytes);
+        ok = c->near != NULL && bc__sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
+    }
+    if (!ok) {
+        client_free(c);
+        return BC_ENOMEM;
+    }
+    *out = c;
+    return BC_OK;
+}
+
+static void
+client_free(bc_client_t *c)
+{
+    bc__router_destroy(&c->router);
+    for (size_t i = 0; i < c->nregistry; i++) bc__node_unref(c->registry[i]);
+    free(c->registry);
+    bc__flight_free(c->flight);
+    bc__lru_free(c->negative);
+    bc__lru_free(c->near);
+    bc__sketch_free(&c->sketch);
+    pthread_mutex_destroy(&c->agent_mu);
+    pthread_cond_destroy(&c->agent_cv);
+    pthread_mutex_destroy(&c->build_mu);
+    free(c->zk_hosts);
+    free(c->cluster);
+    free(c);
+}
+
+bc_status_t
+bc__client_new_detached(const bc_client_options_t *opts, uint32_t nbuckets, bc_client_t **out)
+{
+    bc_client_options_t d;
+    if (opts == NULL) {
+        bc_client_options_init(&d);
+        opts = &d;
+    }
+    if (out == NULL || nbuckets == 0 || nbuckets > BC_MAX_NBUCKETS) return BC_EINVAL;
+    bc_status_t st = client_alloc(opts, out);
+    if (st == BC_OK) (*out)->nbuckets = nbuckets;
+    return st;
+}
+
+void
+bc__client_set_refresh_hook(bc_client_t *c, bc__refresh_hook_fn fn, void *ctx)
+{
+    c->refresh_hook = fn;
+    c->refresh_hook_ctx = ctx;
+}
+
+/* The shipped library's log.c routes the ZooKeeper client's own log lines
+ * into the library's sink; elsewhere (unit tests) they stay on stderr. */
+__attribute__((weak)) void
+bc__log_capture_zk(void)
+{
+}
+
+int
+bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
+{
+    if (out != NULL) *out = NULL;
+    if (opts == NULL || out == NULL || opts->zk_hosts == NULL || opts->zk_hosts[0] == '\0' ||
+        opts->cluster == NULL || !bc_cluster_name_valid(opts->cluster)) {
+        return BC_CLIENT_EINVAL;
+    }
+    bc_client_t *c;
+    bc_status_t st = client_alloc(opts, &c);
+    if (st != BC_OK) return bc__client_code(st);
+
+    int code = BC_CLIENT_OK;
+    char err[256] = "";
+    bc__log_capture_zk();
+    st = bc_zk_open(c->zk_hosts, c->opts.zk_session_timeout_ms, c->opts.zk_connect_timeout_ms,
+                    bc__agent_session, c, &c->zk);
+    if (st != BC_OK) {
+        log_error("client: cannot connect to ZooKeeper at %s: %s", c->zk_hosts, bc_status_str(st));
+        code = st == BC_ENOMEM ? BC_CLIENT_ENOMEM : st == BC_EINVAL ? BC_CLIENT_EINVAL : BC_CLIENT_EZK;
+        goto fail;
+    }
+    bc_cluster_config_t cfg;
+    st = bc_cluster_read_config(c->zk, c->cluster, &cfg, err, sizeof(err));
+    if (st == BC_OK && strcmp(cfg.hash, "murmur3_32/seed0") != 0) {
+        snprintf(err, sizeof(err), "unsupported key hash \"%s\"", cfg.hash);
+        st = BC_EINVAL;
+    }
+    if (st != BC_OK) {
+        code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE : BC_CLIENT_EZK;
+        log_error("client: cannot read cluster \"%s\": %s%s%s", c->cluster, bc_status_str(st),
+                  err[0] ? ": " : "", err);
+        goto fail;
+    }
+    c->nbuckets = cfg.nbuckets;
+    st = bc__agent_load(c, true, err, sizeof(err));
+    if (st != BC_OK) {
+        code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE
+             : st == BC_ENOMEM ? BC_CLIENT_ENOMEM : BC_CLIENT_EZK;
+        log_error("client: cannot read the routing table of \"%s\": %s%s%s", c->cluster,
+                  bc_status_str(st), err[0] ? ": " : "", err);
+        goto fail;
+    }
+    st = bc__agent_start(c);
+    if (st != BC_OK) {
+        code = BC_CLIENT_ENOMEM;
+        goto fail;
+    }
+    log_debug("client: connected to cluster \"%s\" (%u buckets)", c->cluster, c->nbuckets);
+    *out = c;
+    return BC_CLIENT_OK;
+
+fail:
+    if (c->zk != NULL) bc_zk_close(c->zk);
+    c->zk = NULL;
+    client_free(c);
+    return code;
+}
+
+void
+bc_client_destroy(bc_client_t *c)
+{
+    if (c == NULL) return;
+    bc__agent_stop(c);
+    if (c->zk != NULL) bc_zk_close(c->zk);
+    c->zk = NULL;
+    client_free(c);
+}
+
+/* ---- snapshots ---- */
+
+typedef struct gid_node {
+    uint32_t gid;
+    bc__node_t *node;
+} gid_node_t;
+
+static int
+gid_node_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const gid_node_t *)a)->gid, y = ((const gid_node_t *)b)->gid;
+    return x < y ? -1 : x > y;
+}
+
+/* The registry's node for addr, created on first use.  build_mu held. */
+static bc__node_t *
+client_node_for(bc_client_t *c, const char *addr)
+{
+    for (size_t i = 0; i < c->nregistry; i++) {
+        if (strcmp(c->registry[i]->addr, addr) == 0) return c->registry[i];
+    }
+    bc__node_t **grown = realloc(c->registry, (c->nregistry + 1) * sizeof(*grown));
+    if (grown == NULL) return NULL;
+    c->registry = grown;
+    bc__node_t *node = bc__node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
+    if (node == NULL) return NULL;
+    c->registry[c->nregistry++] = node;
+    return node;
+}
+
+/* Drops registry nodes the current snapshot s does not name.  build_mu held. */
+static void
+client_prune_registry(bc_client_t *c, const bc__snapshot_t *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < c->nregistry; i++) {
+        bool used = false;
+        for (size_t j = 0; s != NULL && j < s->nnodes && !used; j++) used = s->nodes[j] == c->registry[i];
+        if (used) c->registry[kept++] = c->registry[i];
+        else bc__node_unref(c->registry[i]);
+    }
+    c->nregistry = kept;
+}
+
+bc_status_t
+bc__client_install(bc_client_t *c, uint64_t epoch, const uint32_t *owner, const uint8_t *readonly,
+                   size_t ngroups, const uint32_t *gids, const char *const *addrs)
+{
+    pthread_mutex_lock(&c->build_mu);
+    bc_status_t st = BC_ENOMEM;
+    bc__snapshot_t *s = bc__snapshot_new(c->nbuckets);
+    gid_node_t *map = calloc(ngroups ? ngroups : 1, sizeof(*map));
+    if (s == NULL || map == NULL) goto out;
+    s->epoch = epoch;
+    memcpy(s->owner, owner, c->nbuckets * sizeof(*owner));
+    if (readonly != NULL) memcpy(s->readonly, readonly, c->nbuckets);
+    for (size_t i = 0; i < ngroups; i++) {
+        map[i].gid = gids[i];
+        map[i].node = NULL;
+        if (addrs[i] != NULL && addrs[i][0] != '\0') {
+            map[i].node = client_node_for(c, addrs[i]);
+            if (map[i].node == NULL) goto out;
+        }
+    }
+    qsort(map, ngroups, sizeof(*map), gid_node_cmp);
+    for (uint32_t b = 0; b < c->nbuckets; b++) {
+        if (owner[b] == 0) continue;
+        gid_node_t key = {owner[b], NULL};
+        gid_node_t *hit = ngroups ? bsearch(&key, map, ngroups, sizeof(*map), gid_node_cmp) : NULL;
+        if (hit != NULL && hit->node != NULL && bc__snapshot_set_node(s, b, hit->node) != BC_OK) {
+            goto out;
+        }
+    }
+    bc__snapshot_t *cur = bc__router_acquire(&c->router);
+    bool same = bc__snapshot_same(cur, s);
+    if (cur != NULL && !same && epoch < cur->epoch) {
+        log_info("client: table epoch went back from %llu to %llu",
+                 (unsigned long long)cur->epoch, (unsigned long long)epoch);
+    }
+    bc__router_release(cur);
+    if (same) {
+        bc__snapshot_discard(s);
+    } else {
+        log_debug("client: routing table epoch %llu in use", (unsigned long long)epoch);
+        bc__router_publish(&c->router, s);
+        BC__COUNT(c, table_updates, 1);
+        client_prune_registry(c, s);
+    }
+    s = NULL;
+    st = BC_OK;
+out:
+    bc__snapshot_discard(s);
+    free(map);
+    pthread_mutex_unlock(&c->build_mu);
+    return st;
+}
+
+void
+bc__client_request_refresh(bc_client_t *c, uint64_t min_epoch)
+{
+    if (c->refresh_hook != NULL) {
+        c->refresh_hook(c, min_epoch, c->refresh_hook_ctx);
+        return;
+    }
+    pthread_mutex_lock(&c->agent_mu);
+    c->refresh_wanted = true;
+    if (min_epoch > c->want_epoch) c->want_epoch = min_epoch;
+    pthread_cond_signal(&c->agent_cv);
+    pthread_mutex_unlock(&c->agent_mu);
+}
+
+/* ---- introspection ---- */
+
+int
+bc_client_get_stats(bc_client_t *c, bc_client_stats_t *out)
+{
+    if (c == NULL || out == NULL) return BC_CLIENT_EINVAL;
+    memset(out, 0, sizeof(*out));
+#define BC__COUNTER_COPY(name) \
+    out->name = atomic_load_explicit(&c->counters.name, memory_order_relaxed);
+    BC__COUNTERS(BC__COUNTER_COPY)
+#undef BC__COUNTER_COPY
+    out->connects = atomic_load_explicit(&c->io.connects, memory_order_relaxed);
+    out->connect_errors = atomic_load_explicit(&c->io.connect_errors, memory_order_relaxed);
+    out->conn_drops = atomic_load_explicit(&c->io.conn_drops, memory_order_relaxed);
+    if (c->near != NULL) {
+        size_t bytes, items;
+        bc__lru_usage(c->near, &bytes, &items);
+        out->near_bytes = bytes;
+        out->near_items = items;
+    }
+    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    if (s != NULL) out->table_epoch = s->epoch;
+    bc__router_release(s);
+    out->nbuckets = c->nbuckets;
+    out->zk_connected = c->zk != NULL && bc_zk_connected(c->zk) ? 1 : 0;
+    return BC_CLIENT_OK;
+}
+
+int
+bc_client_locate(bc_client_t *c, const void *key, size_t klen, uint32_t *bucket, uint32_t *group,
+                 char *addr, size_t addrlen)
+{
+    if (addr != NULL && addrlen > 0) addr[0] = '\0';
+    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    if (s == NULL) return BC_CLIENT_EINVAL;
+    uint32_t b = bc_hash_bucket(bc_hash_key(key, klen), s->nbuckets);
+    if (bucket != NULL) *bucket = b;
+    if (group != NULL) *group = s->owner[b];
+    if (addr != NULL && addrlen > 0 && s->node[b] != NULL) {
+        snprintf(addr, addrlen, "%s", s->node[b]->addr);
+    }
+    bc__router_release(s);
+    return BC_CLIENT_OK;
+}

@@ -1,0 +1,500 @@
+/*
+ * ops.c -- single-key operations: route the key, send the request to the
+ * bucket's primary, read the reply, and retry while the answer is "not
+ * mine" or the connection failed, until the call's deadline.
+ *
+ * HOW A CALL RUNS
+ *   1. Hash the key, acquire the routing snapshot, read the bucket's owner,
+ *      read-only flag and primary node, take a reference on the node,
+ *      release the snapshot (a few atomics, no lock).
+ *   2. Owner 0: BC_CLIENT_ENOOWNER at once (the group is down; waiting
+ *      would not help within a deadline).  Primary unknown, or a write to a
+ *      bucket being migrated: back off and look again.
+ *   3. Take a pooled connection, send, read the reply.  A refusal (MOVED,
+ *      NO_OWNER, READONLY, NOT_PRIMARY) asks the agent for a fresh table
+ *      and retries; so does a failed connect or a send that did not go out.
+ *      A connection lost after the request went out is retried only for
+ *      idempotent commands (get, set, replace, delete, touch); add and
+ *      incr/decr answer BC_CLIENT_EINDOUBT instead of risking a double
+ *      application.
+ *   4. Backoff: jittered exponential from retry_base_ms to retry_max_ms,
+ *      skipped when a newer table arrived meanwhile, never past the
+ *      deadline.
+ *
+ *   A connection goes back to its pool only when its reply was read
+ *   completely and as expected; anything else closes it, so a reply can
+ *   never be matched with the wrong request.  A VALUE must carry the key
+ *   asked for.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "client_int.h"
+#include "proto.h"
+
+typedef enum op_kind {
+    OP_GET,
+    OP_SET,
+    OP_ADD,
+    OP_REPLACE,
+    OP_DELETE,
+    OP_TOUCH,
+    OP_INCR,
+    OP_DECR,
+} op_kind_t;
+
+typedef struct op {
+    op_kind_t kind;
+    const char *key;
+    size_t klen;
+    uint32_t hash;
+    const void *value;
+    size_t vlen;
+    uint32_t flags;
+    int64_t exptime;
+    uint64_t delta;
+    bool in_doubt;             /* an earlier attempt may have been applied */
+    void *out_value;
+    size_t out_vlen;
+    uint32_t out_flags;
+    uint64_t out_number;
+} op_t;
+
+typedef enum attempt_result {
+    ATTEMPT_DONE,              /* *code is the answer */
+    ATTEMPT_RETRY,             /* try again after a backoff */
+} attempt_result_t;
+
+static _Thread_local uint64_t ops_rng;
+
+uint64_t
+bc__deadline(const bc_client_t *c, int timeout_ms)
+{
+    uint64_t t = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : c->timeout_ns;
+    return bc__now_ns() + t;
+}
+
+bool
+bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns)
+{
+    if (ops_rng == 0) ops_rng = bc__now_ns() ^ (uint64_t)(uintptr_t)&ops_rng;
+    uint64_t d = bc__backoff_ns(attempt, c->retry_base_ns, c->retry_max_ns, &ops_rng);
+    uint64_t now = bc__now_ns();
+    if (now >= deadline_ns) return false;
+    if (d > deadline_ns - now) d = deadline_ns - now;
+    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000ull), .tv_nsec = (long)(d % 1000000000ull)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return true;
+}
+
+static bool
+op_is_write(op_kind_t k)
+{
+    return k != OP_GET;
+}
+
+/* May the request be sent again after its connection dropped mid-way? */
+static bool
+op_idempotent(op_kind_t k)
+{
+    return k != OP_ADD && k != OP_INCR && k != OP_DECR;
+}
+
+static int
+op_server_error(const bc_mc_reply_t *r)
+{
+    static const char too_large[] = "object too large";
+    if (r->ntext >= sizeof(too_large) - 1 && memcmp(r->text, too_large, sizeof(too_large) - 1) == 0) {
+        return BC_CLIENT_ETOOLARGE;
+    }
+    return BC_CLIENT_ESERVER;
+}
+
+static bool
+reply_text_has(const bc_mc_reply_t *r, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= r->ntext; i++) {
+        if (memcmp(r->text + i, needle, n) == 0) return true;
+    }
+    return false;
+}
+
+/* Interprets the reply to op; *healthy tells whether conn stays in sync. */
+static attempt_result_t
+op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
+             uint64_t deadline_ns, int *code, bool *healthy)
+{
+    *healthy = true;
+    switch (r->kind) {
+    case BC_MC_REPLY_SERVER_ERROR: {
+        bc__refusal_t ref;
+        if (bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
+            BC__COUNT(c, refusals, 1);
+            log_debug("client: %s refused bucket %u (kind %d, its epoch %llu)", conn->node->addr,
+                      ref.bucket, (int)ref.kind, (unsigned long long)ref.epoch);
+            bc__client_request_refresh(c, ref.epoch);
+            /* Nodes swallow a refused command's data block; a connection
+             * that carried one is closed all the same, to be safe. */
+            *healthy = op->kind != OP_SET && op->kind != OP_ADD && op->kind != OP_REPLACE;
+            return ATTEMPT_RETRY;
+        }
+        *healthy = false;
+        *code = op_server_error(r);
+        log_warn("client: %s: SERVER_ERROR %.*s", conn->node->addr, (int)r->ntext, r->text);
+        return ATTEMPT_DONE;
+    }
+    case BC_MC_REPLY_CLIENT_ERROR:
+        if ((op->kind == OP_INCR || op->kind == OP_DECR) && reply_text_has(r, "non-numeric")) {
+            *code = BC_CLIENT_ENONNUMERIC;
+            return ATTEMPT_DONE;
+        }
+        /* fall through */
+    case BC_MC_REPLY_ERROR:
+        *healthy = false;
+        *code = BC_CLIENT_EPROTO;
+        log_warn("client: %s rejected a request: %s %.*s", conn->node->addr,
+                 r->kind == BC_MC_REPLY_ERROR ? "ERROR" : "CLIENT_ERROR", (int)r->ntext, r->text);
+        return ATTEMPT_DONE;
+    default:
+        break;
+    }
+
+    *code = BC_CLIENT_EPROTO;
+    switch (op->kind) {
+    case OP_GET:
+        if (r->kind == BC_MC_REPLY_END) {
+            *code = BC_CLIENT_ENOTFOUND;
+        } else if (r->kind == BC_MC_REPLY_VALUE && r->nkey == op->klen &&
+                   memcmp(r->key, op->key, op->klen) == 0) {
+            char *v = malloc((size_t)r->vlen + 1);
+            if (v == NULL) {
+                *healthy = false;
+                *code = BC_CLIENT_ENOMEM;
+                return ATTEMPT_DONE;
+            }
+            memcpy(v, r->value, r->vlen);
+            v[r->vlen] = '\0';
+            uint32_t vlen = r->vlen, flags = r->flags;
+            bc_mc_reply_t end;
+            bc_status_t st = bc__conn_read_reply(conn, deadline_ns, &end);
+            if (st != BC_OK || end.kind != BC_MC_REPLY_END) {
+                free(v);
+                *healthy = false;
+                if (st == BC_ETIMEOUT) *code = BC_CLIENT_ETIMEOUT;
+                else if (st == BC_ECLOSED || st == BC_EIO) return ATTEMPT_RETRY;
+                return ATTEMPT_DONE;
+            }
+            op->out_value = v;
+            op->out_vlen = vlen;
+            op->out_flags = flags;
+            *code = BC_CLIENT_OK;
+        }
+        break;
+    case OP_SET:
+    case OP_ADD:
+    case OP_REPLACE:
+        if (r->kind == BC_MC_REPLY_STORED) *code = BC_CLIENT_OK;
+        else if (r->kind == BC_MC_REPLY_NOT_STORED) *code = BC_CLIENT_ENOTSTORED;
+        break;
+    case OP_DELETE:
+        if (r->kind == BC_MC_REPLY_DELETED) *code = BC_CLIENT_OK;
+        else if (r->kind == BC_MC_REPLY_NOT_FOUND) *code = op->in_doubt ? BC_CLIENT_OK : BC_CLIENT_ENOTFOUND;
+        break;
+    case OP_TOUCH:
+        if (r->kind == BC_MC_REPLY_TOUCHED) *code = BC_CLIENT_OK;
+        else if (r->kind == BC_MC_REPLY_NOT_FOUND) *code = BC_CLIENT_ENOTFOUND;
+        break;
+    case OP_INCR:
+    case OP_DECR:
+        if (r->kind == BC_MC_REPLY_NUMBER) {
+            op->out_number = r->number;
+            *code = BC_CLIENT_OK;
+        } else if (r->kind == BC_MC_REPLY_NOT_FOUND) {
+            *code = BC_CLIENT_ENOTFOUND;
+        }
+        break;
+    }
+    if (*code == BC_CLIENT_EPROTO) {
+        *healthy = false;
+        log_warn("client: %s sent an unexpected reply (kind %d)", conn->node->addr, (int)r->kind);
+    }
+    return ATTEMPT_DONE;
+}
+
+static attempt_result_t
+op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int *code)
+{
+    bc__conn_t *conn;
+    bool reused;
+    bc_status_t st = bc__conn_get(node, deadline_ns, &conn, &reused);
+    if (st != BC_OK) {
+        if (st == BC_ENOMEM) {
+            *code = BC_CLIENT_ENOMEM;
+            return ATTEMPT_DONE;
+        }
+        if (st == BC_EIO) bc__client_request_refresh(c, 0);  /* primary may have changed */
+        return ATTEMPT_RETRY;
+    }
+
+    char line[BC__REQ_LINE_MAX];
+    struct iovec iov[3];
+    int iovcnt = 1;
+    size_t len = 0;
+    switch (op->kind) {
+    case OP_GET: len = bc__fmt_key_cmd(line, "get", op->key, op->klen); break;
+    case OP_SET: len = bc__fmt_storage(line, "set", op->key, op->klen, op->flags, op->exptime, op->vlen); break;
+    case OP_ADD: len = bc__fmt_storage(line, "add", op->key, op->klen, op->flags, op->exptime, op->vlen); break;
+    case OP_REPLACE:
+        len = bc__fmt_storage(line, "replace", op->key, op->klen, op->flags, op->exptime, op->vlen);
+        break;
+    case OP_DELETE: len = bc__fmt_key_cmd(line, "delete", op->key, op->klen); break;
+    case OP_TOUCH: len = bc__fmt_touch(line, op->key, op->klen, op->exptime); break;
+    case OP_INCR:
+    case OP_DECR: len = bc__fmt_arith(line, op->kind == OP_INCR, op->key, op->klen, op->delta); break;
+    }
+    iov[0] = (struct iovec){line, len};
+    if (op->kind == OP_SET || op->kind == OP_ADD || op->kind == OP_REPLACE) {
+        iov[1] = (struct iovec){(void *)op->value, op->vlen};
+        iov[2] = (struct iovec){(void *)"\r\n", 2};
+        iovcnt = 3;
+    }
+    size_t sent = 0;
+    st = bc__conn_send(conn, iov, iovcnt, deadline_ns, &sent);
+    if (st != BC_OK) {
+        /* A request not sent completely is never executed by the node. */
+        bc__conn_put(conn, false);
+        if (st == BC_ECLOSED || st == BC_EIO) bc__client_request_refresh(c, 0);
+        return ATTEMPT_RETRY;
+    }
+
+    bc_mc_reply_t reply;
+    st = bc__conn_read_reply(conn, deadline_ns, &reply);
+    if (st != BC_OK) {
+        bc__conn_put(conn, false);
+        switch (st) {
+        case BC_ETIMEOUT: *code = BC_CLIENT_ETIMEOUT; return ATTEMPT_DONE;
+        case BC_ENOMEM: *code = BC_CLIENT_ENOMEM; return ATTEMPT_DONE;
+        case BC_ECLOSED:
+        case BC_EIO:
+            bc__client_request_refresh(c, 0);
+            if (op_idempotent(op->kind)) {
+                op->in_doubt = true;
+                return ATTEMPT_RETRY;
+            }
+            log_warn("client: connection to %s lost after sending %s; not retried", node->addr,
+                     op->kind == OP_ADD ? "add" : op->kind == OP_INCR ? "incr" : "decr");
+            *code = BC_CLIENT_EINDOUBT;
+            return ATTEMPT_DONE;
+        default:
+            log_warn("client: malformed reply from %s: %s", node->addr, bc_status_str(st));
+            *code = BC_CLIENT_EPROTO;
+            return ATTEMPT_DONE;
+        }
+    }
+    bool healthy;
+    attempt_result_t res = op_interpret(c, conn, op, &reply, deadline_ns, code, &healthy);
+    bc__conn_put(conn, healthy);
+    return res;
+}
+
+static int
+op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
+{
+    bool write = op_is_write(op->kind);
+    for (unsigned attempt = 1;; attempt++) {
+        uint64_t published = atomic_load_explicit(&c->router.published, memory_order_acquire);
+        bc__snapshot_t *s = bc__router_acquire(&c->router);
+        if (s == NULL) return BC_CLIENT_ETIMEOUT;
+        uint32_t b = bc_hash_bucket(op->hash, s->nbuckets);
+        uint32_t owner = s->owner[b];
+        bool readonly = s->readonly[b] != 0;
+        bc__node_t *node = s->node[b];
+        if (node != NULL) bc__node_ref(node);
+        bc__router_release(s);
+
+        if (owner == 0) {
+            if (node != NULL) bc__node_unref(node);
+            return BC_CLIENT_ENOOWNER;
+        }
+        int code = BC_CLIENT_ETIMEOUT;
+        attempt_result_t res = ATTEMPT_RETRY;
+        if (node == NULL) {
+            bc__client_request_refresh(c, 0);
+        } else if (!(write && readonly)) {
+            res = op_attempt(c, node, op, deadline_ns, &code);
+        }
+        if (node != NULL) bc__node_unref(node);
+        if (res == ATTEMPT_DONE) return code;
+
+        /* A newer table arrived meanwhile: use it at once. */
+        if (atomic_load_explicit(&c->router.published, memory_order_acquire) != published &&
+            bc__now_ns() < deadline_ns) {
+            BC__COUNT(c, retries, 1);
+            continue;
+        }
+        if (!bc__backoff_sleep(c, attempt, deadline_ns)) return BC_CLIENT_ETIMEOUT;
+        if (bc__now_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
+        BC__COUNT(c, retries, 1);
+    }
+}
+
+/* Counts a finished call's outcome. */
+static int
+op_account(bc_client_t *c, int code)
+{
+    if (code != BC_CLIENT_OK && code != BC_CLIENT_ENOTFOUND && code != BC_CLIENT_ENOTSTORED) {
+        BC__COUNT(c, errors, 1);
+        if (code == BC_CLIENT_ETIMEOUT) BC__COUNT(c, timeouts, 1);
+    }
+    return code;
+}
+
+int
+bc__get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash, uint64_t deadline_ns,
+               void **value, size_t *vlen, uint32_t *flags)
+{
+    op_t op = {.kind = OP_GET, .key = key, .klen = klen, .hash = hash};
+    int code = op_run(c, &op, deadline_ns);
+    if (code == BC_CLIENT_ENOOWNER && c->opts.no_owner_is_miss) code = BC_CLIENT_ENOTFOUND;
+    if (code == BC_CLIENT_OK) {
+        *value = op.out_value;
+        *vlen = op.out_vlen;
+        if (flags != NULL) *flags = op.out_flags;
+    }
+    return code;
+}
+
+int
+bc__set_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash, const void *value,
+               size_t vlen, uint32_t flags, int64_t exptime, uint64_t deadline_ns)
+{
+    op_t op = {.kind = OP_SET, .key = key, .klen = klen, .hash = hash, .value = value,
+               .vlen = vlen, .flags = flags, .exptime = exptime};
+    int code = op_run(c, &op, deadline_ns);
+    bc__near_forget(c, hash, key, klen);
+    return code;
+}
+
+int
+bc_client_get(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void **value,
+              size_t *vlen, uint32_t *flags)
+{
+    if (value != NULL) *value = NULL;
+    if (vlen != NULL) *vlen = 0;
+    if (c == NULL || value == NULL || vlen == NULL || !bc__key_valid(key, klen)) {
+        return BC_CLIENT_EINVAL;
+    }
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, gets, 1);
+    uint32_t hash = bc_hash_key(key, klen);
+    if (c->near != NULL && bc__near_lookup(c, hash, key, klen, value, vlen, flags)) {
+        BC__COUNT(c, hits, 1);
+        return BC_CLIENT_OK;
+    }
+    int code = bc__get_remote(c, key, klen, hash, bc__deadline(c, timeout_ms), value, vlen, flags);
+    if (code == BC_CLIENT_OK) {
+        BC__COUNT(c, hits, 1);
+        if (c->near != NULL) bc__near_offer(c, hash, key, klen, *value, *vlen, flags ? *flags : 0);
+    } else if (code == BC_CLIENT_ENOTFOUND) {
+        BC__COUNT(c, misses, 1);
+    }
+    return op_account(c, code);
+}
+
+static int
+client_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
+             size_t vlen, uint32_t flags, int64_t exptime, int timeout_ms)
+{
+    if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
+        return BC_CLIENT_EINVAL;
+    }
+    if (vlen > c->opts.max_value_bytes) return BC_CLIENT_ETOOLARGE;
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, stores, 1);
+    op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
+               .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    bc__near_forget(c, op.hash, key, klen);
+    return op_account(c, code);
+}
+
+int
+bc_client_set(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+              uint32_t flags, int64_t exptime, int timeout_ms)
+{
+    return client_store(c, OP_SET, key, klen, value, vlen, flags, exptime, timeout_ms);
+}
+
+int
+bc_client_add(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+              uint32_t flags, int64_t exptime, int timeout_ms)
+{
+    return client_store(c, OP_ADD, key, klen, value, vlen, flags, exptime, timeout_ms);
+}
+
+int
+bc_client_replace(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+                  uint32_t flags, int64_t exptime, int timeout_ms)
+{
+    return client_store(c, OP_REPLACE, key, klen, value, vlen, flags, exptime, timeout_ms);
+}
+
+int
+bc_client_delete(bc_client_t *c, const void *key, size_t klen, int timeout_ms)
+{
+    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, deletes, 1);
+    op_t op = {.kind = OP_DELETE, .key = key, .klen = klen, .hash = bc_hash_key(key, klen)};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    bc__near_forget(c, op.hash, key, klen);
+    return op_account(c, code);
+}
+
+int
+bc_client_touch(bc_client_t *c, const void *key, size_t klen, int64_t exptime, int timeout_ms)
+{
+    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, touches, 1);
+    op_t op = {.kind = OP_TOUCH, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
+               .exptime = exptime};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    bc__near_forget(c, op.hash, key, klen);
+    return op_account(c, code);
+}
+
+static int
+client_arith(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint64_t delta,
+             uint64_t *result, int timeout_ms)
+{
+    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, ariths, 1);
+    op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
+               .delta = delta};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    bc__near_forget(c, op.hash, key, klen);
+    if (code == BC_CLIENT_OK && result != NULL) *result = op.out_number;
+    return op_account(c, code);
+}
+
+int
+bc_client_incr(bc_client_t *c, const void *key, size_t klen, uint64_t delta, uint64_t *result,
+               int timeout_ms)
+{
+    return client_arith(c, OP_INCR, key, klen, delta, result, timeout_ms);
+}
+
+int
+bc_client_decr(bc_client_t *c, const void *key, size_t klen, uint64_t delta, uint64_t *result,
+               int timeout_ms)
+{
+    return client_arith(c, OP_DECR, key, klen, delta, result, timeout_ms);
+}

@@ -1,0 +1,471 @@
+/*
+ * pool.c -- see pool.h.  Nodes, their connection pools, and deadline-bound
+ * socket I/O.
+ *
+ * LOCKING
+ *   node->mu guards the idle stack, nconns and waiters (held for a few
+ *   instructions: a pop or a push, never across I/O or connect).  A
+ *   connection in use belongs to one thread and needs no lock.
+ *
+ * DEADLINES
+ *   Sockets carry SO_RCVTIMEO/SO_SNDTIMEO of BC__IO_SLICE_MS, so a blocking
+ *   recv() returns at least every slice and the loop re-checks the
+ *   deadline; with less than a slice left, ppoll() waits the exact rest.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bc_log.h"
+#include "proto.h"
+
+#define CONN_RBUF_INIT  16384u
+#define CONN_RBUF_KEEP  (256u * 1024u)   /* larger buffers are shrunk when pooled */
+
+uint64_t
+bc__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void
+ns_to_abs_timespec(uint64_t deadline_ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(deadline_ns / 1000000000ull);
+    ts->tv_nsec = (long)(deadline_ns % 1000000000ull);
+}
+
+/* ---- nodes ---- */
+
+bc__node_t *
+bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats)
+{
+    if (strlen(addr) >= BC__NODE_ADDR_MAX) return NULL;
+    bc__node_t *node = calloc(1, sizeof(*node));
+    if (node == NULL) return NULL;
+    atomic_init(&node->refs, 1);
+    memcpy(node->addr, addr, strlen(addr) + 1);
+    node->stats = stats;
+    node->max_value = max_value;
+    node->max_conns = max_conns > 0 ? max_conns : 1;
+    pthread_mutex_init(&node->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&node->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return node;
+}
+
+void
+bc__node_ref(bc__node_t *node)
+{
+    atomic_fetch_add_explicit(&node->refs, 1, memory_order_relaxed);
+}
+
+static void
+conn_close(bc__conn_t *conn)
+{
+    if (conn->fd >= 0) close(conn->fd);
+    free(conn->rbuf);
+    free(conn);
+}
+
+void
+bc__node_unref(bc__node_t *node)
+{
+    if (node == NULL) return;
+    if (atomic_fetch_sub_explicit(&node->refs, 1, memory_order_acq_rel) != 1) return;
+    /* Last reference: no call holds it, so every connection is idle. */
+    bc__conn_t *c = node->idle;
+    while (c != NULL) {
+        bc__conn_t *next = c->next;
+        conn_close(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&node->mu);
+    pthread_cond_destroy(&node->cv);
+    free(node);
+}
+
+bc_status_t
+bc__addr_split(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon, *hstart = addr, *hend;
+    if (addr == NULL) return BC_EINVAL;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':') return BC_EINVAL;
+        hstart = addr + 1;
+        hend = close;
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL) return BC_EINVAL;
+        hend = colon;
+        if (memchr(addr, ':', (size_t)(colon - addr)) != NULL) return BC_EINVAL;
+    }
+    size_t hl = (size_t)(hend - hstart), pl = strlen(colon + 1);
+    if (hl == 0 || hl >= hostlen || pl == 0 || pl > 5 || pl >= portlen) return BC_EINVAL;
+    for (const char *p = colon + 1; *p; p++) {
+        if (*p < '0' || *p > '9') return BC_EINVAL;
+    }
+    if (atoi(colon + 1) < 1 || atoi(colon + 1) > 65535) return BC_EINVAL;
+    memcpy(host, hstart, hl);
+    host[hl] = '\0';
+    memcpy(port, colon + 1, pl + 1);
+    return BC_OK;
+}
+
+/* ---- connecting ---- */
+
+static int
+remaining_ms_ceil(uint64_t deadline_ns)
+{
+    uint64_t now = bc__now_ns();
+    if (now >= deadline_ns) return 0;
+    uint64_t ms = (deadline_ns - now + 999999ull) / 1000000ull;
+    return ms > 60000 ? 60000 : (int)ms;
+}
+
+static int
+conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            close(fd);
+            return -1;
+        }
+        for (;;) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int ms = remaining_ms_ceil(deadline_ns);
+            if (ms == 0) {
+                close(fd);
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            int r = poll(&pfd, 1, ms);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) continue;  /* re-check the deadline */
+            break;
+        }
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            close(fd);
+            errno = err ? err : EIO;
+            return -1;
+        }
+    }
+    /* Back to blocking, with slice-long timeouts. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tv = {.tv_sec = 0, .tv_usec = BC__IO_SLICE_MS * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bc_status_t
+conn_open(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out)
+{
+    char host[BC__NODE_ADDR_MAX], port[8];
+    if (bc__addr_split(node->addr, host, sizeof(host), port, sizeof(port)) != BC_OK) {
+        log_warn("client: node address \"%s\" is not host:port", node->addr);
+        return BC_EIO;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        log_warn("client: cannot resolve %s: %s", node->addr, gai_strerror(gai));
+        return BC_EIO;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = conn_connect_one(ai, deadline_ns);
+        if (fd < 0) err = errno;
+        if (bc__now_ns() >= deadline_ns) break;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_debug("client: cannot connect to %s: %s", node->addr, strerror(err));
+        return err == ETIMEDOUT ? BC_ETIMEOUT : BC_EIO;
+    }
+    bc__conn_t *conn = calloc(1, sizeof(*conn));
+    char *rbuf = malloc(CONN_RBUF_INIT);
+    if (conn == NULL || rbuf == NULL) {
+        free(conn);
+        free(rbuf);
+        close(fd);
+        return BC_ENOMEM;
+    }
+    conn->fd = fd;
+    conn->node = node;
+    conn->rbuf = rbuf;
+    conn->rcap = CONN_RBUF_INIT;
+    conn->last_used_ns = bc__now_ns();
+    *out = conn;
+    return BC_OK;
+}
+
+/* True when an idle connection still looks usable: no EOF, no error, and
+ * no unsolicited bytes waiting. */
+static bool
+conn_idle_ok(bc__conn_t *conn)
+{
+    char b;
+    ssize_t n = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+bc_status_t
+bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reused)
+{
+    struct timespec ts;
+    *out = NULL;
+    *reused = false;
+    pthread_mutex_lock(&node->mu);
+    for (;;) {
+        if (node->idle != NULL) {
+            bc__conn_t *conn = node->idle;
+            node->idle = conn->next;
+            conn->next = NULL;
+            pthread_mutex_unlock(&node->mu);
+            if (bc__now_ns() - conn->last_used_ns >= BC__IDLE_CHECK_NS && !conn_idle_ok(conn)) {
+                atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
+                conn_close(conn);
+                pthread_mutex_lock(&node->mu);
+                node->nconns--;
+                continue;
+            }
+            *out = conn;
+            *reused = true;
+            return BC_OK;
+        }
+        if (node->nconns < node->max_conns) {
+            node->nconns++;
+            pthread_mutex_unlock(&node->mu);
+            bc_status_t st = conn_open(node, deadline_ns, out);
+            atomic_fetch_add_explicit(st == BC_OK ? &node->stats->connects
+                                                  : &node->stats->connect_errors,
+                                      1, memory_order_relaxed);
+            if (st != BC_OK) {
+                pthread_mutex_lock(&node->mu);
+                node->nconns--;
+                if (node->waiters > 0) pthread_cond_signal(&node->cv);
+                pthread_mutex_unlock(&node->mu);
+            }
+            return st;
+        }
+        if (bc__now_ns() >= deadline_ns) {
+            pthread_mutex_unlock(&node->mu);
+            return BC_ETIMEOUT;
+        }
+        node->waiters++;
+        ns_to_abs_timespec(deadline_ns, &ts);
+        pthread_cond_timedwait(&node->cv, &node->mu, &ts);
+        node->waiters--;
+    }
+}
+
+void
+bc__conn_put(bc__conn_t *conn, bool healthy)
+{
+    bc__node_t *node = conn->node;
+    if (healthy && conn->rstart == conn->rend) {
+        conn->rstart = conn->rend = 0;
+        if (conn->rcap > CONN_RBUF_KEEP) {
+            char *small = realloc(conn->rbuf, CONN_RBUF_INIT);
+            if (small != NULL) {
+                conn->rbuf = small;
+                conn->rcap = CONN_RBUF_INIT;
+            }
+        }
+        conn->last_used_ns = bc__now_ns();
+        pthread_mutex_lock(&node->mu);
+        conn->next = node->idle;
+        node->idle = conn;
+        if (node->waiters > 0) pthread_cond_signal(&node->cv);
+        pthread_mutex_unlock(&node->mu);
+        return;
+    }
+    atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
+    conn_close(conn);
+    pthread_mutex_lock(&node->mu);
+    node->nconns--;
+    if (node->waiters > 0) pthread_cond_signal(&node->cv);
+    pthread_mutex_unlock(&node->mu);
+}
+
+/* ---- I/O ---- */
+
+/*
+ * Waits until fd is ready for events or the deadline; returns 1 ready, 0
+ * deadline passed, -1 when there is more than a slice left (the caller
+ * should simply block in the syscall).
+ */
+static int
+io_wait(int fd, short events, uint64_t deadline_ns, int *flags)
+{
+    *flags = 0;
+    for (;;) {
+        uint64_t now = bc__now_ns();
+        if (now >= deadline_ns) return 0;
+        uint64_t left = deadline_ns - now;
+        if (left >= (uint64_t)BC__IO_SLICE_MS * 1000000ull) return -1;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left};
+        int r = ppoll(&pfd, 1, &ts, NULL);
+        if (r > 0) {
+            *flags = MSG_DONTWAIT;
+            return 1;
+        }
+        if (r < 0 && errno != EINTR) return 1;  /* let the syscall report it */
+    }
+}
+
+bc_status_t
+bc__conn_send(bc__conn_t *conn, const struct iovec *iov_in, int iovcnt, uint64_t deadline_ns,
+              size_t *sent)
+{
+    struct iovec iov[8];
+    size_t total = 0;
+    if (iovcnt > 8) return BC_EINVAL;
+    memcpy(iov, iov_in, sizeof(iov[0]) * (size_t)iovcnt);
+    if (sent != NULL) *sent = 0;
+    int first = 0;
+    while (first < iovcnt) {
+        if (iov[first].iov_len == 0) {
+            first++;
+            continue;
+        }
+        int flags;
+        int w = io_wait(conn->fd, POLLOUT, deadline_ns, &flags);
+        if (w == 0) return BC_ETIMEOUT;
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov + first;
+        msg.msg_iovlen = (size_t)(iovcnt - first);
+        ssize_t n = sendmsg(conn->fd, &msg, flags | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+            return (errno == EPIPE || errno == ECONNRESET) ? BC_ECLOSED : BC_EIO;
+        }
+        total += (size_t)n;
+        if (sent != NULL) *sent = total;
+        size_t left = (size_t)n;
+        while (first < iovcnt && left >= iov[first].iov_len) {
+            left -= iov[first].iov_len;
+            first++;
+        }
+        if (first < iovcnt) {
+            iov[first].iov_base = (char *)iov[first].iov_base + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return BC_OK;
+}
+
+/* Makes room for at least `want` bytes from rstart (want > buffered). */
+static bc_status_t
+conn_reserve(bc__conn_t *conn, size_t want)
+{
+    size_t have = conn->rend - conn->rstart;
+    if (conn->rcap - conn->rstart >= want && conn->rend < conn->rcap) return BC_OK;
+    if (conn->rstart > 0) {
+        memmove(conn->rbuf, conn->rbuf + conn->rstart, have);
+        conn->rstart = 0;
+        conn->rend = have;
+    }
+    if (conn->rcap >= want && conn->rend < conn->rcap) return BC_OK;
+    size_t cap = conn->rcap * 2;
+    if (cap < want) cap = want;
+    char *grown = realloc(conn->rbuf, cap);
+    if (grown == NULL) return BC_ENOMEM;
+    conn->rbuf = grown;
+    conn->rcap = cap;
+    return BC_OK;
+}
+
+bc_status_t
+bc__conn_parse_buffered(bc__conn_t *conn, bc_mc_reply_t *reply)
+{
+    const char *buf = conn->rbuf + conn->rstart;
+    size_t len = conn->rend - conn->rstart, need = 0, consumed = 0;
+    if (len == 0) return conn_reserve(conn, 1) == BC_OK ? BC_EAGAIN : BC_ENOMEM;
+    bc_status_t st = bc__reply_need(buf, len, conn->node->max_value, &need);
+    if (st != BC_OK) return st;
+    st = bc_mc_reply_parse(buf, len, reply, &consumed);
+    if (st == BC_OK) {
+        conn->rstart += consumed;
+        if (conn->rstart == conn->rend) conn->rstart = conn->rend = 0;
+        return BC_OK;
+    }
+    if (st != BC_EAGAIN) return st;
+    if (conn_reserve(conn, need > len ? need : len + 1) != BC_OK) return BC_ENOMEM;
+    return BC_EAGAIN;
+}
+
+static bc_status_t
+conn_recv(bc__conn_t *conn, int flags)
+{
+    ssize_t n = recv(conn->fd, conn->rbuf + conn->rend, conn->rcap - conn->rend, flags);
+    if (n > 0) {
+        conn->rend += (size_t)n;
+        return BC_OK;
+    }
+    if (n == 0) return BC_ECLOSED;
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return BC_EAGAIN;
+    return errno == ECONNRESET ? BC_ECLOSED : BC_EIO;
+}
+
+bc_status_t
+bc__conn_recv_some(bc__conn_t *conn)
+{
+    if (conn->rend == conn->rcap && conn_reserve(conn, conn->rend - conn->rstart + 1) != BC_OK) {
+        return BC_ENOMEM;
+    }
+    return conn_recv(conn, MSG_DONTWAIT);
+}
+
+bc_status_t
+bc__conn_read_reply(bc__conn_t *conn, uint64_t deadline_ns, bc_mc_reply_t *reply)
+{
+    for (;;) {
+        bc_status_t st = bc__conn_parse_buffered(conn, reply);
+        if (st != BC_EAGAIN) return st;
+        for (;;) {
+            int flags;
+            int w = io_wait(conn->fd, POLLIN, deadline_ns, &flags);
+            if (w == 0) return BC_ETIMEOUT;
+            st = conn_recv(conn, flags);
+            if (st == BC_OK) break;
+            if (st != BC_EAGAIN) return st;
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/*
+ * pool.h -- nodes (one per primary address) and their bounded connection
+ * pools, and blocking I/O on a connection with a deadline.
+ *
+ * A node is reference counted: the routing snapshots that name it hold one
+ * reference each, and a call holds one while it talks to the node, so a
+ * node that leaves the routing table closes its connections once the last
+ * call using it is done.  Its pool keeps idle connections on a stack; a
+ * call takes one (or opens a new one while fewer than max_conns exist, or
+ * waits for one to come back until its deadline) and returns it healthy or
+ * closes it.  A connection is only returned when it is exactly between two
+ * replies; after any error, timeout or unexpected byte it is closed, so a
+ * late reply can never be taken for the answer to a later request.
+ *
+ * Sockets are blocking with short send/receive timeouts (BC__IO_SLICE_MS),
+ * so the common case costs one send and one recv per request, like a plain
+ * blocking client, and a deadline is still checked every slice; when less
+ * than a slice is left, poll() waits exactly the remainder.
+ */
+#ifndef BC_CLIENT_POOL_H
+#define BC_CLIENT_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "bc_mcproto.h"
+#include "bc_status.h"
+
+#define BC__IO_SLICE_MS 5
+#define BC__NODE_ADDR_MAX 280
+/* Idle this long, a pooled connection is checked for a close by the peer
+ * before it is used (one non-blocking peek). */
+#define BC__IDLE_CHECK_NS (100ull * 1000 * 1000)
+
+/* Counters shared by all nodes of one client (relaxed atomics). */
+typedef struct bc__io_stats {
+    atomic_uint_fast64_t connects;
+    atomic_uint_fast64_t connect_errors;
+    atomic_uint_fast64_t conn_drops;
+} bc__io_stats_t;
+
+typedef struct bc__node bc__node_t;
+
+typedef struct bc__conn {
+    int fd;
+    bc__node_t *node;
+    struct bc__conn *next;       /* idle stack link */
+    uint64_t last_used_ns;
+    char *rbuf;                  /* received bytes [rstart, rend) */
+    size_t rcap, rstart, rend;
+} bc__conn_t;
+
+struct bc__node {
+    atomic_int refs;
+    char addr[BC__NODE_ADDR_MAX];   /* "host:port" or "[v6]:port" */
+    bc__io_stats_t *stats;          /* borrowed from the client */
+    size_t max_value;               /* largest VALUE accepted */
+
+    /* mu: guards idle, nconns and waiters; cv signals a returned
+     * connection or a freed slot. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bc__conn_t *idle;
+    int nconns;                     /* open, idle or in use */
+    int max_conns;
+    int waiters;
+};
+
+/*
+ * A new node for addr with one reference.  stats is borrowed and must
+ * outlive the node.  Returns NULL on out of memory or an address too long.
+ */
+bc__node_t *bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats);
+void bc__node_ref(bc__node_t *node);
+/* Drops a reference; the last one closes idle connections and frees. */
+void bc__node_unref(bc__node_t *node);
+
+/* Splits "host:port" / "[v6]:port" into host and port strings.
+ * Errors: BC_EINVAL. */
+bc_status_t bc__addr_split(const char *addr, char *host, size_t hostlen, char *port,
+                           size_t portlen);
+
+/*
+ * Takes a connection to node: an idle one, a new one, or one returned
+ * before deadline_ns (CLOCK_MONOTONIC).  *reused tells whether it was
+ * pooled.  Errors: BC_ETIMEOUT, BC_EIO (connect failed: refused,
+ * unreachable, unresolvable), BC_ENOMEM.
+ */
+bc_status_t bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reused);
+/* Gives a connection back: to the pool when healthy (and nothing unread is
+ * buffered), closed otherwise. */
+void bc__conn_put(bc__conn_t *conn, bool healthy);
+
+/*
+ * Sends all iov bytes.  *sent (may be NULL) receives how many bytes went
+ * out, so a caller knows whether the request was started.  Errors:
+ * BC_ETIMEOUT, BC_ECLOSED (peer gone), BC_EIO.
+ */
+bc_status_t bc__conn_send(bc__conn_t *conn, const struct iovec *iov, int iovcnt,
+                          uint64_t deadline_ns, size_t *sent);
+
+/*
+ * Reads one reply unit (bc_mc_reply_parse) into *reply, receiving as
+ * needed; pointers in *reply stay valid until the next read on conn.
+ * Errors: BC_ETIMEOUT, BC_ECLOSED (EOF or reset), BC_EIO, BC_EPROTO
+ * (malformed), BC_ETOOLARGE (a VALUE above max_value), BC_ENOMEM.
+ */
+bc_status_t bc__conn_read_reply(bc__conn_t *conn, uint64_t deadline_ns, bc_mc_reply_t *reply);
+
+/* Non-blocking: parses a unit already buffered.  BC_EAGAIN when more bytes
+ * are needed (then bc__conn_recv_some). */
+bc_status_t bc__conn_parse_buffered(bc__conn_t *conn, bc_mc_reply_t *reply);
+/* One non-blocking receive.  BC_OK (bytes added), BC_EAGAIN (nothing now),
+ * BC_ECLOSED, BC_EIO, BC_ENOMEM. */
+bc_status_t bc__conn_recv_some(bc__conn_t *conn);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t bc__now_ns(void);
+
+#endif

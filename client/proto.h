@@ -1,0 +1,85 @@
+/*
+ * proto.h -- the client side of the memcached text protocol, as pure
+ * functions: key checks, request lines, the "not mine" refusals nodes send,
+ * the size a VALUE reply needs, and the retry backoff.
+ *
+ * Replies themselves are recognised by bc_mc_reply_parse (bc_mcproto.h);
+ * this file adds what only a cluster client needs.  No I/O, no allocation,
+ * no global state: everything here is unit-tested directly.
+ */
+#ifndef BC_CLIENT_PROTO_H
+#define BC_CLIENT_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+
+/* Longest request line built here: "touch <250-byte key> <exptime>\r\n" and
+ * friends, with room to spare. */
+#define BC__REQ_LINE_MAX 320
+
+/* A "not mine" answer (node/cluster.h, bc_node_cluster_format_refusal). */
+typedef enum bc__refusal_kind {
+    BC__REFUSAL_NONE = 0,
+    BC__REFUSAL_MOVED,         /* MOVED <bucket> <owner-gid> <epoch> */
+    BC__REFUSAL_NO_OWNER,      /* NO_OWNER <bucket> <epoch> */
+    BC__REFUSAL_READONLY,      /* READONLY <bucket> <epoch> */
+    BC__REFUSAL_NOT_PRIMARY,   /* NOT_PRIMARY <bucket> <gid> <epoch> */
+} bc__refusal_kind_t;
+
+typedef struct bc__refusal {
+    bc__refusal_kind_t kind;
+    uint32_t bucket;
+    uint32_t gid;              /* MOVED: the owner; NOT_PRIMARY: the node's group */
+    uint64_t epoch;            /* the node's table epoch */
+} bc__refusal_t;
+
+/* True when key is 1..250 bytes, none of them a control byte or a space. */
+bool bc__key_valid(const void *key, size_t klen);
+
+/*
+ * Parses the text of a SERVER_ERROR reply (what follows "SERVER_ERROR ",
+ * n bytes).  Returns the refusal kind and fills *out, or BC__REFUSAL_NONE
+ * when the text is not a well-formed refusal (an ordinary server error).
+ */
+bc__refusal_kind_t bc__refusal_parse(const char *text, size_t n, bc__refusal_t *out);
+
+/*
+ * Request lines, written at buf (at least BC__REQ_LINE_MAX bytes) with
+ * their CRLF; each returns the length.  The key must be valid.
+ *   storage:  "<cmd> <key> <flags> <exptime> <vlen>\r\n"  (cmd: set/add/replace)
+ *   get:      "get <key>\r\n"
+ *   delete:   "delete <key>\r\n"
+ *   touch:    "touch <key> <exptime>\r\n"
+ *   arith:    "incr|decr <key> <delta>\r\n"
+ */
+size_t bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32_t flags,
+                       int64_t exptime, size_t vlen);
+size_t bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen);
+size_t bc__fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime);
+size_t bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta);
+
+/*
+ * Looks at the front of a receive buffer holding a reply.  When it starts
+ * with a complete "VALUE ..." line, *need receives the bytes the whole unit
+ * takes (line + data + CRLF) and the status is BC_OK, or BC_ETOOLARGE when
+ * the data block would exceed max_value.  When the line is not complete or
+ * not a VALUE line, *need is 0 and the status BC_OK (the reply parser
+ * decides).  Errors: BC_ETOOLARGE, BC_EPROTO (a VALUE line whose length
+ * field is not a number).
+ */
+bc_status_t bc__reply_need(const char *buf, size_t len, size_t max_value, size_t *need);
+
+/*
+ * Backoff before retry number `attempt` (1 = the first retry): a random
+ * duration in [d/2, d] where d = min(base * 2^(attempt-1), cap), in ns.
+ * *rng is a xorshift64 state (never 0), advanced here.
+ */
+uint64_t bc__backoff_ns(unsigned attempt, uint64_t base_ns, uint64_t cap_ns, uint64_t *rng);
+
+/* xorshift64: the next pseudo-random value of a non-zero state. */
+uint64_t bc__rand_next(uint64_t *state);
+
+#endif
