@@ -44,6 +44,7 @@ api_health(void *ctx, bc_http_req_t *req)
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
     cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
+    cJSON_AddStringToObject(doc, "election_node", s.election_node);
     return bc_http_reply_json(req, s.connected ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
 }
 

@@ -97,6 +97,8 @@ console_register(bc_console_t *cs)
     if (st != BC_OK) return st;
     pthread_mutex_lock(&cs->mu);
     snprintf(cs->my_node, sizeof(cs->my_node), "%s", created);
+    snprintf(cs->stats.election_node, sizeof(cs->stats.election_node), "%.39s",
+             strrchr(created, '/') + 1);
     pthread_mutex_unlock(&cs->mu);
     log_info("console: joined the election as %s", strrchr(created, '/') + 1);
     return BC_OK;

@@ -53,6 +53,7 @@ typedef struct bc_console_stats {
     uint32_t pending_moves;
     uint32_t live_groups;
     uint32_t nbuckets;
+    char election_node[40];        /* our election znode name, "" before joining */
 } bc_console_stats_t;
 
 /*

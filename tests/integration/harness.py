@@ -253,6 +253,7 @@ def main(namespace):
         if only and name not in only:
             continue
         t0 = time.time()
+        started_before = len(_procs)
         try:
             fn()
             passed += 1
@@ -261,6 +262,14 @@ def main(namespace):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+            for pr in _procs[started_before:]:
+                if pr.poll() is None or pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+                    print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path,
+                                                           pr.output()[-1500:]))
+        # Whatever a test started and left running must not leak into the next.
+        for pr in _procs[started_before:]:
+            if pr.poll() is None and pr.name != "zookeeper":
+                pr.kill()
     for pr in _procs:
         if pr.poll() is not None and pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             print("process %s exited with %s; log %s:\n%s" %
@@ -400,6 +409,8 @@ class Console:
         self.proc = Proc("console", argv)
         if wait:
             wait_port(self.admin_port, proc=self.proc.p)
+            # joined the election: consoles started later queue behind it
+            wait_for(lambda: self.health()["election_node"], what="console in the election")
 
     def health(self):
         return http_json(self.admin_port, "GET", "/health")[1]

@@ -34,7 +34,8 @@ def test_one_active_then_failover_after_kill9():
     took = time.time() - t0
     assert took <= (SESSION_MS / 1000 + 1.0) * harness.SLOW + 1.0, took
     # the next in line (b) takes over, not c
-    assert b.is_active() and not c.is_active()
+    harness.wait_for(lambda: b.is_active() and not c.is_active(), timeout=5,
+                     what="b (next in line) active, c standby")
     b.stop()  # a clean stop hands over at once
     harness.wait_for(c.is_active, timeout=3, what="c active after b stopped")
     c.stop()
