@@ -121,9 +121,10 @@ def _cleanup():
 class Node:
     """A running bucketcache-node (standalone unless args say otherwise)."""
 
-    def __init__(self, *args, threads=2, memory_mb=64, env=None, wait=True):
-        self.port = free_port()
-        self.admin_port = free_port()
+    def __init__(self, *args, threads=2, memory_mb=64, env=None, wait=True, port=None,
+                 admin_port=None):
+        self.port = port or free_port()
+        self.admin_port = admin_port or free_port()
         argv = [NODE_BIN, "-l", "127.0.0.1", "-p", str(self.port),
                 "--admin-port", str(self.admin_port),
                 "-t", str(threads), "-m", str(memory_mb)] + list(args)
@@ -484,3 +485,12 @@ def key_in_bucket_owned_by(table, gid, prefix="k", nbuckets=None):
         if table[bucket_of(k, n)] == gid:
             return k
     raise AssertionError("no key for group %d" % gid)
+
+
+def zk_shell(zk, *args, timeout=60):
+    """Runs one command of ZooKeeper's own shell (zkCli) against zk."""
+    r = subprocess.run(["java", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.ZooKeeperMain",
+                        "-server", zk.hosts] + list(args),
+                       capture_output=True, text=True, timeout=timeout * SLOW)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout

@@ -157,6 +157,48 @@ def test_zookeeper_restart():
     con.stop()
 
 
+def test_restarted_node_replaces_its_stale_registration():
+    cl = harness.create_cluster(zk, "stale", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    # a long session: its ephemeral registration would outlive a crash by 20 s
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=20000)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    port, admin = a.port, a.admin_port
+    a.proc.kill()
+    b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=20000, port=port, admin_port=admin)
+    assert "removing stale registration" in harness.wait_for(
+        lambda: (lambda o: o if "removing stale registration" in o else None)(b.proc.output()),
+        what="the stale registration removed")
+    g = harness.wait_for(lambda: (lambda g: g if g and len(g["nodes"]) == 1 and
+                                  g["primary_addr"] == "127.0.0.1:%d" % port and
+                                  g["nodes"][0]["pid"] == b.proc.pid else None)(group_doc(con, 1)),
+                         what="one live registration, the new process, primary")
+    harness.wait_for(lambda: b.conn().cmd("set s 0 0 1", "1") == b"STORED\r\n", what="serving")
+    b.stop()
+    con.stop()
+
+
+def test_malformed_table_in_zookeeper_is_survived():
+    cl = harness.create_cluster(zk, "corrupt", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    good = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    path = "/bucketcache/%s/tables/c" % cl
+    original = harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
+    harness.zk_shell(zk, "set", path, '{"table":"c","epoch":99,"buckets":3,"owners":[2,2,2]}')
+    time.sleep(1.0)
+    # the node keeps its last good table: no crash, no wrong route
+    assert a.proc.poll() is None and con.proc.poll() is None
+    assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
+    assert "cannot read table c" in a.proc.output()
+    harness.zk_shell(zk, "set", path, original)
+    wait_tables(cl, lambda t: t["c"] == good["c"], "restored")
+    assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
+    a.stop()
+    con.stop()
+
+
 def test_bad_cluster_flags():
     import subprocess
     for args, needle in [
