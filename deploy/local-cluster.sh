@@ -9,7 +9,7 @@
 #   deploy/local-cluster.sh down        stop everything, remove the state
 #
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
-# files live in deploy/.local-cluster/.  Ports start at $BC_BASE_PORT
+# files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
 # port +100+10g+2i and its admin port one above.
 set -euo pipefail
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 BUILD=${BC_BUILD_DIR:-build}
 BASE=${BC_BASE_PORT:-22100}
-STATE=deploy/.local-cluster
+STATE=$(realpath -m "${BC_STATE_DIR:-deploy/.local-cluster}")
 CLUSTER=${BC_CLUSTER:-local}
 ZK_PORT=$((BASE + 81))
 ZK="127.0.0.1:$ZK_PORT"
@@ -45,13 +45,13 @@ zk_up() {
 tickTime=500
 initLimit=10
 syncLimit=5
-dataDir=$PWD/$STATE/zk/data
+dataDir=$STATE/zk/data
 clientPort=$ZK_PORT
 clientPortAddress=127.0.0.1
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok
 CFG
-  start_bg zookeeper java -Xmx256m -Dzookeeper.log.dir="$PWD/$STATE/zk" \
+  start_bg zookeeper java -Xmx256m -Dzookeeper.log.dir="$STATE/zk" \
     -cp /usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$STATE/zk/zoo.cfg"
   # Ready when srvr reports a Mode (imok comes earlier than that).

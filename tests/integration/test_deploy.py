@@ -1,0 +1,93 @@
+"""deploy/: the local cluster script brings a cluster up, adds a group,
+reports status and tears it all down; the example configuration files are
+valid for the programs they are written for."""
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+SCRIPT = os.path.join(harness.SOURCE_DIR, "deploy", "local-cluster.sh")
+
+
+def free_port_range(span=140):
+    """A base port with `span` free ports above it."""
+    for _ in range(50):
+        base = random.randrange(30000, 45000)
+        ok = True
+        for p in range(base + 80, base + span):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+def run(env, *args, timeout=120):
+    r = subprocess.run([SCRIPT] + list(args), capture_output=True, text=True, env=env,
+                       timeout=timeout * harness.SLOW, cwd=harness.SOURCE_DIR)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_local_cluster_up_add_group_down():
+    base = free_port_range()
+    state = os.path.join(harness.TMP, "local-cluster")
+    env = dict(os.environ, BC_BUILD_DIR=harness.BUILD_DIR, BC_BASE_PORT=str(base),
+               BC_BUCKETS="32", BC_CLUSTER="deploytest", BC_STATE_DIR=state)
+    zk = "127.0.0.1:%d" % (base + 81)
+    try:
+        rc, out, err = run(env, "up", "2")
+        assert rc == 0, (out, err)
+
+        def groups():
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "status", "--json")
+            return json.loads(out)["groups"] if rc == 0 else []
+
+        def assigned(n):
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "tables", "--json")
+            t = json.loads(out) if rc == 0 else {"c": [0]}
+            return 0 not in t["c"] and len(set(t["c"])) == n
+
+        harness.wait_for(lambda: assigned(2), timeout=20, what="both groups own buckets")
+        gs = groups()
+        assert [g["gid"] for g in gs] == [1, 2]
+        assert all(len(g["nodes"]) == 2 and g["primary_addr"] for g in gs), gs
+        rc, out, err = run(env, "add-group")
+        assert rc == 0 and "group 3 started" in out, (out, err)
+        harness.wait_for(lambda: len(groups()) == 3, timeout=20, what="group 3 registered")
+        rc, out, err = run(env, "status")
+        assert rc == 0 and "running  console-0" in out and "running  node-g3-1" in out, out
+    finally:
+        rc, out, err = run(env, "down")
+    assert rc == 0, err
+    assert not os.path.exists(state)
+    rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "tables")
+    assert rc == 4, (rc, out, err)  # ZooKeeper is gone too
+
+
+def test_example_configs_are_valid():
+    zk = harness.ZooKeeper()
+    node_cfg = os.path.join(harness.SOURCE_DIR, "deploy", "examples", "node.json")
+    console_cfg = os.path.join(harness.SOURCE_DIR, "deploy", "examples", "console.json")
+    # Each parses; pointed at a real ZooKeeper without the cluster, each
+    # then stops with "does not exist" (exit 1), not a config error (exit 2).
+    r = subprocess.run([harness.NODE_BIN, "--config", node_cfg, "--zk", zk.hosts, "-p", "0",
+                        "--admin-port", "0", "-m", "64"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "does not exist" in r.stderr, (r.returncode, r.stderr[-1500:])
+    r = subprocess.run([harness.CONSOLE_BIN, "--config", console_cfg, "--zk", zk.hosts,
+                        "--admin-port", "0", "--admin-listen", "127.0.0.1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "does not exist" in r.stderr, (r.returncode, r.stderr[-1500:])
+    zk.stop()
+
+
+harness.main(globals())
