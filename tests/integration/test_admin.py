@@ -33,38 +33,7 @@ def stats_counter_names():
     return names
 
 
-def murmur3_32(data, seed=0):
-    """MurmurHash3_x86_32, the bucket hash of common/bc_hash.h."""
-    c1, c2 = 0xcc9e2d51, 0x1b873593
-    h = seed
-    n = len(data) // 4
-    for i in range(n):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
-        k = (k * c1) & 0xffffffff
-        k = ((k << 15) | (k >> 17)) & 0xffffffff
-        k = (k * c2) & 0xffffffff
-        h ^= k
-        h = ((h << 13) | (h >> 19)) & 0xffffffff
-        h = (h * 5 + 0xe6546b64) & 0xffffffff
-    tail = data[4 * n:]
-    k = 0
-    if len(tail) >= 3:
-        k ^= tail[2] << 16
-    if len(tail) >= 2:
-        k ^= tail[1] << 8
-    if len(tail) >= 1:
-        k ^= tail[0]
-        k = (k * c1) & 0xffffffff
-        k = ((k << 15) | (k >> 17)) & 0xffffffff
-        k = (k * c2) & 0xffffffff
-        h ^= k
-    h ^= len(data)
-    h ^= h >> 16
-    h = (h * 0x85ebca6b) & 0xffffffff
-    h ^= h >> 13
-    h = (h * 0xc2b2ae35) & 0xffffffff
-    h ^= h >> 16
-    return h
+murmur3_32 = harness.murmur3_32  # the bucket hash of common/bc_hash.h
 
 
 def req(method, path, body=None, headers=None):
