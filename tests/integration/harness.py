@@ -263,14 +263,13 @@ def main(namespace):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+            # What a failed test started must not leak into the next one
+            # (a console left running would win the next election).
             for pr in _procs[started_before:]:
-                if pr.poll() is None or pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-                    print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path,
-                                                           pr.output()[-1500:]))
-        # Whatever a test started and left running must not leak into the next.
-        for pr in _procs[started_before:]:
-            if pr.poll() is None and pr.name != "zookeeper":
-                pr.kill()
+                print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path,
+                                                       pr.output()[-1500:]))
+                if pr.poll() is None and pr.name != "zookeeper":
+                    pr.kill()
     for pr in _procs:
         if pr.poll() is not None and pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             print("process %s exited with %s; log %s:\n%s" %
