@@ -14,7 +14,11 @@
  *   call that met a refusal or a dead node asks for a refresh; and every
  *   refresh_interval_ms the agent reloads anyway (the safety net for a
  *   missed watch).  Reloads are at least AGENT_MIN_GAP_MS apart, so a storm
- *   of refusals costs one reload, not one per call.
+ *   of refusals costs one reload, not one per call; and while requested
+ *   reloads keep finding nothing new (a node is dead and ZooKeeper does
+ *   not know yet), the gap between them doubles up to AGENT_MAX_GAP_MS, so
+ *   a client does not poll ZooKeeper hard -- the watches bring the change
+ *   when it comes.
  *
  * WHEN ZOOKEEPER IS AWAY
  *   Nothing is read while the session is not connected, and a failed
@@ -39,6 +43,7 @@
 #include "client_int.h"
 
 #define AGENT_MIN_GAP_MS 10
+#define AGENT_MAX_GAP_MS 500
 #define AGENT_RETRY_MS   500
 
 static void
@@ -181,7 +186,9 @@ agent_main(void *arg)
     bc_client_t *c = arg;
     const uint64_t interval = (uint64_t)c->opts.refresh_interval_ms * 1000000ull;
     const uint64_t min_gap = (uint64_t)AGENT_MIN_GAP_MS * 1000000ull;
+    const uint64_t max_gap = (uint64_t)AGENT_MAX_GAP_MS * 1000000ull;
     uint64_t last = bc__now_ns(), next_periodic = last + interval, retry_at = 0;
+    uint64_t gap = min_gap;   /* before a reload only requested by calls */
     bool failing = false;
     char err[256];
 
@@ -189,17 +196,20 @@ agent_main(void *arg)
     while (!c->stopping) {
         uint64_t now = bc__now_ns();
         bool due = c->dirty || c->refresh_wanted || now >= next_periodic;
-        uint64_t earliest = last + min_gap > retry_at ? last + min_gap : retry_at;
+        uint64_t wait = c->dirty || now >= next_periodic ? min_gap : gap;
+        uint64_t earliest = last + wait > retry_at ? last + wait : retry_at;
         if (!due || now < earliest) {
             struct timespec ts;
             abs_time(due ? earliest : next_periodic, &ts);
             pthread_cond_timedwait(&c->agent_cv, &c->agent_mu, &ts);
             continue;
         }
+        bool only_requested = !c->dirty && c->refresh_wanted && now < next_periodic;
         c->dirty = false;
         c->refresh_wanted = false;
         pthread_mutex_unlock(&c->agent_mu);
 
+        uint64_t published = atomic_load_explicit(&c->router.published, memory_order_relaxed);
         bc__router_maintain(&c->router);
         bc_status_t st = bc_zk_connected(c->zk) ? bc__agent_load(c, true, err, sizeof(err)) : BC_EAGAIN;
         last = bc__now_ns();
@@ -215,6 +225,11 @@ agent_main(void *arg)
             log_info("client: routing table reloaded from ZooKeeper again");
         }
         failing = st != BC_OK;
+        if (atomic_load_explicit(&c->router.published, memory_order_relaxed) != published) {
+            gap = min_gap;
+        } else if (only_requested && gap < max_gap) {
+            gap = gap * 2 > max_gap ? max_gap : gap * 2;
+        }
 
         pthread_mutex_lock(&c->agent_mu);
         if (failing) {

@@ -1,0 +1,129 @@
+"""libbucketcache under change, with traffic flowing: a group dies and the
+console hands its buckets to the survivors (the c table changes under the
+client), and a group's primary dies and its backup takes over (the primary
+record changes).  A driver process (bucketcache_client_traffic) sets and
+reads its own keys through the library from several threads and checks
+every value: reads may miss (the data of a dead group is gone), but a value
+other than the last one written is a failure."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+TRAFFIC_BIN = os.environ.get("BC_CLIENT_TRAFFIC_BIN",
+                             os.path.join(harness.BUILD_DIR, "client", "bucketcache_client_traffic"))
+zk = harness.ZooKeeper()
+
+
+class Traffic:
+    """The traffic driver, its JSON report lines collected by a thread."""
+
+    def __init__(self, cluster, *args):
+        argv = [TRAFFIC_BIN, "--zk", zk.hosts, "--cluster", cluster, "--duration", "600",
+                "--report-ms", "200", "--timeout", str(int(1500 * harness.SLOW))] + list(args)
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.reports = []
+        self.err = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        self.t2 = threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True)
+        self.t2.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.reports.append(json.loads(line))
+
+    def last(self):
+        harness.wait_for(lambda: self.reports, what="a traffic report")
+        return self.reports[-1]
+
+    def wait_progress(self, n=200, what="traffic progress", timeout=15):
+        """Waits until n more reads succeed than now."""
+        base = self.last()["get_ok"]
+        return harness.wait_for(lambda: self.reports[-1]["get_ok"] >= base + n, timeout=timeout,
+                                what=what)
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(timeout=30 * harness.SLOW)
+        self.t.join(timeout=5)
+        self.t2.join(timeout=5)
+        final = self.reports[-1]
+        assert final.get("final"), final
+        assert final["wrong"] == 0, (final, "".join(self.err)[-3000:])
+        assert self.p.returncode == 0, (self.p.returncode, "".join(self.err)[-3000:])
+        return final
+
+
+def wait_tables(cluster, pred, what, timeout=15):
+    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
+                            timeout=timeout, what=what)
+
+
+def test_group_dies_and_buckets_move_during_traffic():
+    cl = harness.create_cluster(zk, "move", buckets=NB)
+    nodes = {g: harness.ClusterNode(zk, cl, g, session_timeout_ms=SESSION_MS) for g in (1, 2, 3)}
+    con = harness.Console(zk, cl, "--orphan-grace-ms", "500", session_timeout_ms=SESSION_MS)
+    t0 = wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 3, "three owners")
+    tr = Traffic(cl, "--threads", "3", "--keys", "60")
+    tr.wait_progress(what="traffic before the change")
+    nodes[2].proc.kill()
+    t1 = wait_tables(cl, lambda t: 0 not in t["c"] and 2 not in t["c"], "group 2's buckets moved",
+                     timeout=SESSION_MS / 1000 + 15)
+    assert t1["epoch"] > t0["epoch"]
+    # the client follows the new table and every key is served again
+    harness.wait_for(lambda: tr.last()["epoch"] >= t1["epoch"], what="client took the new table")
+    tr.wait_progress(n=500, what="traffic after the change")
+    mark = tr.last()
+    time.sleep(0.5)
+    after = tr.last()
+    assert after["errors"] == mark["errors"], (mark, after)  # no more errors once moved
+    final = tr.stop()
+    assert final["table_updates"] >= 2 and final["refreshes"] >= 2, final
+    print("traffic:", json.dumps(final))
+    for p in (nodes[1], nodes[3], con):
+        p.stop()
+
+
+def test_primary_dies_backup_takes_over():
+    cl = harness.create_cluster(zk, "failover", buckets=NB)
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: len(next(g for g in harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]
+                                       ["groups"] if g["gid"] == 1)["nodes"]) == 2,
+                     what="backup registered")
+    tr = Traffic(cl, "--threads", "2", "--keys", "40")
+    tr.wait_progress(what="traffic through the first primary")
+    a.proc.kill()
+    harness.wait_for(lambda: json.loads(harness.cli("--zk", zk.hosts, "--cluster", cl, "--json",
+                                                    "locate", "k")[1])["primary"] ==
+                     "127.0.0.1:%d" % b.port, timeout=SESSION_MS / 1000 + 15, what="backup promoted")
+    tr.wait_progress(n=300, what="traffic through the new primary", timeout=20)
+    final = tr.stop()
+    print("traffic:", json.dumps(final))
+    assert final["refreshes"] >= 2, final
+    # everything after the switch went to the new primary
+    c = b.conn()
+    c.send("stats\r\n")
+    sets = 0
+    while True:
+        line = c.readline()
+        if line == b"END\r\n":
+            break
+        if line.startswith(b"STAT cmd_set "):
+            sets = int(line.split()[2])
+    assert sets > 0
+    for p in (b, con):
+        p.stop()
+
+
+harness.main(globals())

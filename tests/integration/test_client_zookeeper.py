@@ -1,0 +1,109 @@
+"""libbucketcache while ZooKeeper is away: with traffic flowing, ZooKeeper
+is stopped; the client keeps routing by its last table (no errors, no
+wrong values) and says so in its stats; ZooKeeper comes back, the client
+reconnects, and a table change made afterwards reaches it (its watches
+were re-armed).  Traffic comes from bucketcache_client_traffic, which
+checks every value it reads."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+TRAFFIC_BIN = os.environ.get("BC_CLIENT_TRAFFIC_BIN",
+                             os.path.join(harness.BUILD_DIR, "client", "bucketcache_client_traffic"))
+zk = harness.ZooKeeper()
+
+
+class Traffic:
+    """The traffic driver, its JSON report lines collected by a thread."""
+
+    def __init__(self, cluster, *args):
+        argv = [TRAFFIC_BIN, "--zk", zk.hosts, "--cluster", cluster, "--duration", "600",
+                "--report-ms", "200", "--timeout", str(int(1500 * harness.SLOW))] + list(args)
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.reports = []
+        self.err = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        self.t2 = threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True)
+        self.t2.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.reports.append(json.loads(line))
+
+    def last(self):
+        harness.wait_for(lambda: self.reports, what="a traffic report")
+        return self.reports[-1]
+
+    def wait_progress(self, n=200, what="traffic progress", timeout=15):
+        """Waits until n more reads succeed than now."""
+        base = self.last()["get_ok"]
+        return harness.wait_for(lambda: self.reports[-1]["get_ok"] >= base + n, timeout=timeout,
+                                what=what)
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(timeout=30 * harness.SLOW)
+        self.t.join(timeout=5)
+        self.t2.join(timeout=5)
+        final = self.reports[-1]
+        assert final.get("final"), final
+        assert final["wrong"] == 0, (final, "".join(self.err)[-3000:])
+        assert self.p.returncode == 0, (self.p.returncode, "".join(self.err)[-3000:])
+        return final
+
+
+def wait_tables(cluster, pred, what, timeout=15):
+    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
+                            timeout=timeout, what=what)
+
+
+def wait_tables(cluster, pred, what, timeout=15):
+    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
+                            timeout=timeout, what=what)
+
+
+def test_zookeeper_stopped_mid_run():
+    cl = harness.create_cluster(zk, "zkaway", buckets=NB)
+    nodes = {g: harness.ClusterNode(zk, cl, g, session_timeout_ms=SESSION_MS) for g in (1, 2)}
+    con = harness.Console(zk, cl, "--orphan-grace-ms", "500", session_timeout_ms=SESSION_MS)
+    t0 = wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 2, "two owners")
+    tr = Traffic(cl, "--threads", "2", "--keys", "50", "--session-timeout", "4000")
+    tr.wait_progress(what="traffic with ZooKeeper up")
+    assert tr.last()["zk"] == 1
+
+    zk.stop()
+    harness.wait_for(lambda: tr.last()["zk"] == 0, what="client notices ZooKeeper is gone")
+    mark = tr.last()
+    tr.wait_progress(n=1000, what="traffic with ZooKeeper down")
+    time.sleep(1.0)
+    away = tr.last()
+    assert away["errors"] == mark["errors"], (mark, away)
+    assert away["zk"] == 0 and away["epoch"] == t0["epoch"], away
+
+    zk.start()
+    harness.wait_for(lambda: tr.last()["zk"] == 1, timeout=30, what="client reconnected")
+    tr.wait_progress(what="traffic after ZooKeeper returned")
+    # a change made now must reach the client: its watches work again
+    harness.wait_for(con.is_active, timeout=30, what="console active again")
+    wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 2, "tables intact", timeout=30)
+    nodes[2].proc.kill()
+    t1 = wait_tables(cl, lambda t: 0 not in t["c"] and 2 not in t["c"], "group 2's buckets moved",
+                     timeout=SESSION_MS / 1000 + 20)
+    harness.wait_for(lambda: tr.last()["epoch"] >= t1["epoch"], what="client took the new table")
+    tr.wait_progress(n=300, what="traffic after the change")
+    final = tr.stop()
+    print("traffic:", json.dumps(final))
+    for p in (nodes[1], con):
+        p.stop()
+
+
+harness.main(globals())
