@@ -3,9 +3,13 @@
  * socket I/O.
  *
  * LOCKING
- *   node->mu guards the idle stack, nconns and waiters (held for a few
- *   instructions: a pop or a push, never across I/O or connect).  A
- *   connection in use belongs to one thread and needs no lock.
+ *   No lock on the common path: a slot is taken by a compare-and-swap of
+ *   its state (idle -> busy, or empty -> opening) and given back by a store
+ *   (busy -> idle, or -> empty after closing); the thread that moved a slot
+ *   out of idle/empty owns it and its connection until it gives it back.
+ *   node->mu is taken only to wait for a slot (cv) and by a giver that saw
+ *   waiters, to signal; state stores and the waiters counter are seq_cst,
+ *   so a giver either sees a waiter or the waiter sees the freed slot.
  *
  * DEADLINES
  *   Sockets carry SO_RCVTIMEO/SO_SNDTIMEO of BC__IO_SLICE_MS, so a blocking
@@ -57,11 +61,21 @@ bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *
     if (strlen(addr) >= BC__NODE_ADDR_MAX) return NULL;
     bc__node_t *node = calloc(1, sizeof(*node));
     if (node == NULL) return NULL;
+    node->max_conns = max_conns > 0 ? max_conns : 1;
+    node->state = calloc((size_t)node->max_conns, sizeof(*node->state));
+    node->slots = calloc((size_t)node->max_conns, sizeof(*node->slots));
+    if (node->state == NULL || node->slots == NULL) {
+        free(node->state);
+        free(node->slots);
+        free(node);
+        return NULL;
+    }
+    for (int i = 0; i < node->max_conns; i++) atomic_init(&node->state[i], BC__SLOT_EMPTY);
     atomic_init(&node->refs, 1);
+    atomic_init(&node->waiters, 0);
     memcpy(node->addr, addr, strlen(addr) + 1);
     node->stats = stats;
     node->max_value = max_value;
-    node->max_conns = max_conns > 0 ? max_conns : 1;
     pthread_mutex_init(&node->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -90,13 +104,12 @@ bc__node_unref(bc__node_t *node)
 {
     if (node == NULL) return;
     if (atomic_fetch_sub_explicit(&node->refs, 1, memory_order_acq_rel) != 1) return;
-    /* Last reference: no call holds it, so every connection is idle. */
-    bc__conn_t *c = node->idle;
-    while (c != NULL) {
-        bc__conn_t *next = c->next;
-        conn_close(c);
-        c = next;
+    /* Last reference: no call holds it, so no slot is busy or opening. */
+    for (int i = 0; i < node->max_conns; i++) {
+        if (node->slots[i] != NULL) conn_close(node->slots[i]);
     }
+    free(node->state);
+    free(node->slots);
     pthread_mutex_destroy(&node->mu);
     pthread_cond_destroy(&node->cv);
     free(node);
@@ -243,53 +256,112 @@ conn_idle_ok(bc__conn_t *conn)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* Each thread starts its search at its own slot, so that threads keep
+ * their connections. */
+static atomic_uint pool_next_hint;
+static _Thread_local unsigned pool_hint;
+static _Thread_local bool pool_hint_set;
+
+static unsigned
+pool_thread_hint(void)
+{
+    if (!pool_hint_set) {
+        pool_hint = atomic_fetch_add_explicit(&pool_next_hint, 1, memory_order_relaxed);
+        pool_hint_set = true;
+    }
+    return pool_hint;
+}
+
+/* Wakes one caller waiting for a slot, if any. */
+static void
+pool_signal(bc__node_t *node)
+{
+    if (atomic_load(&node->waiters) > 0) {
+        pthread_mutex_lock(&node->mu);
+        pthread_cond_signal(&node->cv);
+        pthread_mutex_unlock(&node->mu);
+    }
+}
+
+/* Gives slot s up entirely (its connection, if any, already closed). */
+static void
+pool_slot_empty(bc__node_t *node, int s)
+{
+    node->slots[s] = NULL;
+    atomic_store(&node->state[s], BC__SLOT_EMPTY);
+    pool_signal(node);
+}
+
+/* True when some slot is idle or empty (worth another try). */
+static bool
+pool_has_room(bc__node_t *node)
+{
+    for (int i = 0; i < node->max_conns; i++) {
+        int st = atomic_load(&node->state[i]);
+        if (st == BC__SLOT_IDLE || st == BC__SLOT_EMPTY) return true;
+    }
+    return false;
+}
+
 bc_status_t
 bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reused)
 {
-    struct timespec ts;
+    const int n = node->max_conns;
+    const unsigned hint = pool_thread_hint();
     *out = NULL;
     *reused = false;
-    pthread_mutex_lock(&node->mu);
     for (;;) {
-        if (node->idle != NULL) {
-            bc__conn_t *conn = node->idle;
-            node->idle = conn->next;
-            conn->next = NULL;
-            pthread_mutex_unlock(&node->mu);
+        /* An idle connection, starting from this thread's own slot. */
+        for (int k = 0; k < n; k++) {
+            int s = (int)((hint + (unsigned)k) % (unsigned)n);
+            int expect = BC__SLOT_IDLE;
+            if (atomic_load_explicit(&node->state[s], memory_order_relaxed) != BC__SLOT_IDLE ||
+                !atomic_compare_exchange_strong(&node->state[s], &expect, BC__SLOT_BUSY)) {
+                continue;
+            }
+            bc__conn_t *conn = node->slots[s];
             if (bc__now_ns() - conn->last_used_ns >= BC__IDLE_CHECK_NS && !conn_idle_ok(conn)) {
                 atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
                 conn_close(conn);
-                pthread_mutex_lock(&node->mu);
-                node->nconns--;
+                pool_slot_empty(node, s);
                 continue;
             }
             *out = conn;
             *reused = true;
             return BC_OK;
         }
-        if (node->nconns < node->max_conns) {
-            node->nconns++;
-            pthread_mutex_unlock(&node->mu);
-            bc_status_t st = conn_open(node, deadline_ns, out);
+        /* An empty slot: open a new connection in it. */
+        for (int k = 0; k < n; k++) {
+            int s = (int)((hint + (unsigned)k) % (unsigned)n);
+            int expect = BC__SLOT_EMPTY;
+            if (atomic_load_explicit(&node->state[s], memory_order_relaxed) != BC__SLOT_EMPTY ||
+                !atomic_compare_exchange_strong(&node->state[s], &expect, BC__SLOT_OPENING)) {
+                continue;
+            }
+            bc__conn_t *conn = NULL;
+            bc_status_t st = conn_open(node, deadline_ns, &conn);
             atomic_fetch_add_explicit(st == BC_OK ? &node->stats->connects
                                                   : &node->stats->connect_errors,
                                       1, memory_order_relaxed);
             if (st != BC_OK) {
-                pthread_mutex_lock(&node->mu);
-                node->nconns--;
-                if (node->waiters > 0) pthread_cond_signal(&node->cv);
-                pthread_mutex_unlock(&node->mu);
+                pool_slot_empty(node, s);
+                return st;
             }
-            return st;
+            conn->slot = s;
+            node->slots[s] = conn;
+            atomic_store(&node->state[s], BC__SLOT_BUSY);
+            *out = conn;
+            return BC_OK;
         }
-        if (bc__now_ns() >= deadline_ns) {
-            pthread_mutex_unlock(&node->mu);
-            return BC_ETIMEOUT;
-        }
-        node->waiters++;
+        /* Every slot is busy: wait for one to come back. */
+        if (bc__now_ns() >= deadline_ns) return BC_ETIMEOUT;
+        struct timespec ts;
         ns_to_abs_timespec(deadline_ns, &ts);
-        pthread_cond_timedwait(&node->cv, &node->mu, &ts);
-        node->waiters--;
+        pthread_mutex_lock(&node->mu);
+        atomic_fetch_add(&node->waiters, 1);
+        if (!pool_has_room(node)) pthread_cond_timedwait(&node->cv, &node->mu, &ts);
+        atomic_fetch_sub(&node->waiters, 1);
+        pthread_mutex_unlock(&node->mu);
     }
 }
 
@@ -297,6 +369,7 @@ void
 bc__conn_put(bc__conn_t *conn, bool healthy)
 {
     bc__node_t *node = conn->node;
+    int s = conn->slot;
     if (healthy && conn->rstart == conn->rend) {
         conn->rstart = conn->rend = 0;
         if (conn->rcap > CONN_RBUF_KEEP) {
@@ -307,19 +380,13 @@ bc__conn_put(bc__conn_t *conn, bool healthy)
             }
         }
         conn->last_used_ns = bc__now_ns();
-        pthread_mutex_lock(&node->mu);
-        conn->next = node->idle;
-        node->idle = conn;
-        if (node->waiters > 0) pthread_cond_signal(&node->cv);
-        pthread_mutex_unlock(&node->mu);
+        atomic_store(&node->state[s], BC__SLOT_IDLE);
+        pool_signal(node);
         return;
     }
     atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
     conn_close(conn);
-    pthread_mutex_lock(&node->mu);
-    node->nconns--;
-    if (node->waiters > 0) pthread_cond_signal(&node->cv);
-    pthread_mutex_unlock(&node->mu);
+    pool_slot_empty(node, s);
 }
 
 /* ---- I/O ---- */

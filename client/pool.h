@@ -5,12 +5,19 @@
  * A node is reference counted: the routing snapshots that name it hold one
  * reference each, and a call holds one while it talks to the node, so a
  * node that leaves the routing table closes its connections once the last
- * call using it is done.  Its pool keeps idle connections on a stack; a
- * call takes one (or opens a new one while fewer than max_conns exist, or
- * waits for one to come back until its deadline) and returns it healthy or
- * closes it.  A connection is only returned when it is exactly between two
- * replies; after any error, timeout or unexpected byte it is closed, so a
- * late reply can never be taken for the answer to a later request.
+ * call using it is done.
+ *
+ * Its pool is an array of max_conns slots, each empty, opening, idle or
+ * busy (an atomic state).  A call takes an idle slot with one
+ * compare-and-swap, starting from a slot of its own thread's choosing, so
+ * that while threads are no more than max_conns each keeps using "its"
+ * connection (as a program with one connection per thread would; it also
+ * keeps load spread over the node's worker threads, which own connections
+ * round-robin).  No idle slot: an empty one gets a new connection; none
+ * either: the call waits for a slot to come back until its deadline.  A
+ * connection is only given back when it is exactly between two replies;
+ * after any error, timeout or unexpected byte it is closed, so a late
+ * reply can never be taken for the answer to a later request.
  *
  * Sockets are blocking with short send/receive timeouts (BC__IO_SLICE_MS),
  * so the common case costs one send and one recv per request, like a plain
@@ -47,27 +54,30 @@ typedef struct bc__node bc__node_t;
 
 typedef struct bc__conn {
     int fd;
+    int slot;                    /* index in node->slots */
     bc__node_t *node;
-    struct bc__conn *next;       /* idle stack link */
     uint64_t last_used_ns;
     char *rbuf;                  /* received bytes [rstart, rend) */
     size_t rcap, rstart, rend;
 } bc__conn_t;
+
+enum { BC__SLOT_EMPTY = 0, BC__SLOT_OPENING, BC__SLOT_IDLE, BC__SLOT_BUSY };
 
 struct bc__node {
     atomic_int refs;
     char addr[BC__NODE_ADDR_MAX];   /* "host:port" or "[v6]:port" */
     bc__io_stats_t *stats;          /* borrowed from the client */
     size_t max_value;               /* largest VALUE accepted */
-
-    /* mu: guards idle, nconns and waiters; cv signals a returned
-     * connection or a freed slot. */
+    int max_conns;
+    atomic_int *state;              /* max_conns slot states (BC__SLOT_*) */
+    bc__conn_t **slots;             /* a slot's connection, set while idle or busy;
+                                       written only by the thread that owns the
+                                       slot (opening or busy) */
+    /* mu and cv: only for callers waiting for a slot; waiters is atomic so
+     * that giving a slot back checks it without the lock. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bc__conn_t *idle;
-    int nconns;                     /* open, idle or in use */
-    int max_conns;
-    int waiters;
+    atomic_int waiters;
 };
 
 /*
