@@ -299,12 +299,21 @@ mget_round(mget_t *m, uint64_t deadline_ns)
         batches_release(m);
         return st;
     }
+    /* Never wait for one node's pool while holding another's connection
+     * (two multi-gets could each hold what the other waits for): take what
+     * is free now, and wait only when holding nothing.  Batches left
+     * without a connection stay pending for the next round. */
+    size_t active = 0;
     for (size_t k = 0; k < m->nbatches; k++) {
         mget_batch_t *b = &m->batches[k];
         bool reused;
-        bc_status_t cst = bc__conn_get(b->node, deadline_ns, &b->conn, &reused);
+        bc_status_t cst = bc__conn_get(b->node, deadline_ns, false, &b->conn, &reused);
+        if (cst == BC_EBUSY && active == 0) {
+            cst = bc__conn_get(b->node, deadline_ns, true, &b->conn, &reused);
+        }
         if (cst == BC_OK) {
             b->active = true;
+            active++;
         } else if (cst == BC_EIO) {
             bc__client_request_refresh(c, 0);
         }

@@ -232,7 +232,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
 {
     bc__conn_t *conn;
     bool reused;
-    bc_status_t st = bc__conn_get(node, deadline_ns, &conn, &reused);
+    bc_status_t st = bc__conn_get(node, deadline_ns, true, &conn, &reused);
     if (st != BC_OK) {
         if (st == BC_ENOMEM) {
             *code = BC_CLIENT_ENOMEM;

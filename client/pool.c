@@ -304,7 +304,7 @@ pool_has_room(bc__node_t *node)
 }
 
 bc_status_t
-bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reused)
+bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out, bool *reused)
 {
     const int n = node->max_conns;
     const unsigned hint = pool_thread_hint();
@@ -354,6 +354,7 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reu
             return BC_OK;
         }
         /* Every slot is busy: wait for one to come back. */
+        if (!wait) return BC_EBUSY;
         if (bc__now_ns() >= deadline_ns) return BC_ETIMEOUT;
         struct timespec ts;
         ns_to_abs_timespec(deadline_ns, &ts);

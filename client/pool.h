@@ -95,12 +95,14 @@ bc_status_t bc__addr_split(const char *addr, char *host, size_t hostlen, char *p
                            size_t portlen);
 
 /*
- * Takes a connection to node: an idle one, a new one, or one returned
- * before deadline_ns (CLOCK_MONOTONIC).  *reused tells whether it was
- * pooled.  Errors: BC_ETIMEOUT, BC_EIO (connect failed: refused,
+ * Takes a connection to node: an idle one, a new one, or -- with wait --
+ * one given back before deadline_ns (CLOCK_MONOTONIC).  *reused tells
+ * whether it was pooled.  Errors: BC_ETIMEOUT (deadline passed, or every
+ * slot busy and !wait: BC_EBUSY), BC_EIO (connect failed: refused,
  * unreachable, unresolvable), BC_ENOMEM.
  */
-bc_status_t bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out, bool *reused);
+bc_status_t bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out,
+                         bool *reused);
 /* Gives a connection back: to the pool when healthy (and nothing unread is
  * buffered), closed otherwise. */
 void bc__conn_put(bc__conn_t *conn, bool healthy);

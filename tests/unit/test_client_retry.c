@@ -532,6 +532,54 @@ test_pool_bound(void **state)
     world_free(&w);
 }
 
+typedef struct mget_arg {
+    bc_client_t *c;
+    int failures;
+} mget_arg_t;
+
+static void *
+mget_worker(void *argp)
+{
+    mget_arg_t *a = argp;
+    const void *keys[4] = {"m0", "m1", "m2", "m3"};
+    size_t klens[4] = {2, 2, 2, 2};
+    for (int i = 0; i < 200; i++) {
+        bc_client_item_t items[4];
+        if (bc_client_mget(a->c, 4, keys, klens, 2000, items) != BC_CLIENT_OK) a->failures++;
+        bc_client_items_free(items, 4);
+    }
+    return NULL;
+}
+
+static void
+test_mget_threads_one_conn_per_node(void **state)
+{
+    (void)state;
+    /* Several multi-gets over two nodes whose pools hold one connection
+     * each: none may wait for a node while holding the other's. */
+    bc_client_options_t o;
+    bc_client_options_init(&o);
+    o.max_conns_per_node = 1;
+    world_t w;
+    world_init(&w, hook_slow, NULL, &o);
+    w.owner[0] = w.owner[1] = 1;
+    w.owner[2] = w.owner[3] = 2;
+    world_install(&w, 2);
+    enum { T = 4 };
+    pthread_t th[T];
+    mget_arg_t args[T];
+    for (int i = 0; i < T; i++) {
+        args[i] = (mget_arg_t){.c = w.c};
+        pthread_create(&th[i], NULL, mget_worker, &args[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_true(atomic_load(&w.a->connections) <= 1 + (int)atomic_load(&w.c->io.conn_drops));
+    world_free(&w);
+}
+
 int
 main(void)
 {
@@ -546,6 +594,7 @@ main(void)
         cmocka_unit_test(test_zookeeper_unreachable),
         cmocka_unit_test(test_mget_order_and_retry),
         cmocka_unit_test(test_pool_bound),
+        cmocka_unit_test(test_mget_threads_one_conn_per_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
