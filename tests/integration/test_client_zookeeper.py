@@ -1,8 +1,8 @@
 """libbucketcache while ZooKeeper is away: with traffic flowing, ZooKeeper
 is stopped; the client keeps routing by its last table (no errors, no
 wrong values) and says so in its stats; ZooKeeper comes back, the client
-reconnects, and a table change made afterwards reaches it (its watches
-were re-armed).  Traffic comes from bucketcache_client_traffic, which
+reconnects, and table changes made afterwards (a group going down, then
+coming back) reach it: its watches were re-armed.  Traffic comes from bucketcache_client_traffic, which
 checks every value it reads."""
 import json
 import os
@@ -74,8 +74,9 @@ def wait_tables(cluster, pred, what, timeout=15):
 def test_zookeeper_stopped_mid_run():
     cl = harness.create_cluster(zk, "zkaway", buckets=NB)
     nodes = {g: harness.ClusterNode(zk, cl, g, session_timeout_ms=SESSION_MS) for g in (1, 2)}
-    con = harness.Console(zk, cl, "--orphan-grace-ms", "500", session_timeout_ms=SESSION_MS)
-    t0 = wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 2, "two owners")
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    two_owners = lambda t: 0 not in t["c"] and len(set(t["c"])) == 2  # noqa: E731
+    t0 = wait_tables(cl, two_owners, "two owners")
     tr = Traffic(cl, "--threads", "2", "--keys", "50", "--session-timeout", "4000")
     tr.wait_progress(what="traffic with ZooKeeper up")
     assert tr.last()["zk"] == 1
@@ -92,17 +93,28 @@ def test_zookeeper_stopped_mid_run():
     zk.start()
     harness.wait_for(lambda: tr.last()["zk"] == 1, timeout=30, what="client reconnected")
     tr.wait_progress(what="traffic after ZooKeeper returned")
-    # a change made now must reach the client: its watches work again
+    # Changes made now must reach the client: its watches work again.  (A
+    # node whose session lapsed while ZooKeeper restarted gets its buckets
+    # back: no orphan grace here.)
     harness.wait_for(con.is_active, timeout=30, what="console active again")
-    wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 2, "tables intact", timeout=30)
+    wait_tables(cl, two_owners, "tables intact", timeout=30)
     nodes[2].proc.kill()
-    t1 = wait_tables(cl, lambda t: 0 not in t["c"] and 2 not in t["c"], "group 2's buckets moved",
+    t1 = wait_tables(cl, lambda t: 2 not in t["c"] and 0 in t["c"], "group 2 down",
                      timeout=SESSION_MS / 1000 + 20)
     harness.wait_for(lambda: tr.last()["epoch"] >= t1["epoch"], what="client took the new table")
-    tr.wait_progress(n=300, what="traffic after the change")
+    tr.wait_progress(n=300, what="group 1's keys still served")
+    no_owner = "bucket has no owner (its group is down)"
+    harness.wait_for(lambda: tr.last()["errors"].get(no_owner, 0) > 0, what="owner-less buckets reported")
+    nodes[2] = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    t2 = wait_tables(cl, two_owners, "group 2 filled back", timeout=30)
+    harness.wait_for(lambda: tr.last()["epoch"] >= t2["epoch"], what="client follows again")
+    tr.wait_progress(n=300, what="traffic with both groups")
+    mark = tr.last()
+    time.sleep(0.5)
+    assert tr.last()["errors"] == mark["errors"], (mark, tr.last())
     final = tr.stop()
     print("traffic:", json.dumps(final))
-    for p in (nodes[1], con):
+    for p in (nodes[1], nodes[2], con):
         p.stop()
 
 

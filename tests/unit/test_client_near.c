@@ -152,7 +152,7 @@ test_near_cache_in_client(void **state)
     bc_client_options_t o;
     bc_client_options_init(&o);
     o.near_cache_bytes = 1 << 20;
-    o.near_cache_ttl_ms = 300;
+    o.near_cache_ttl_ms = 1000;
     o.near_cache_min_hits = 3;
     bc_client_t *c;
     assert_int_equal(bc__client_new_detached(&o, 4, &c), BC_OK);
@@ -196,7 +196,7 @@ test_near_cache_in_client(void **state)
     bc_client_free(v);
     /* a write by someone else shows once the TTL passed */
     fake_put(f, "hot", "v3", 2, 0);
-    struct timespec ts = {0, 350 * 1000000L};
+    struct timespec ts = {1, 100 * 1000000L};
     nanosleep(&ts, NULL);
     assert_int_equal(bc_client_get(c, "hot", 3, 1000, &v, &vlen, NULL), BC_CLIENT_OK);
     assert_memory_equal(v, "v3", 3);
