@@ -143,7 +143,9 @@ test_router_race(void **state)
     bc__node_t *node = bc__node_new("127.0.0.1:9", 1, 1024, &io);
     pthread_t th[4];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, race_reader, &rc);
-    for (uint32_t e = 1; e <= 3000; e++) {
+    /* at least 3000 publications, and on until the readers (perhaps slow to
+     * be scheduled) have raced a good number of them */
+    for (uint32_t e = 1; e <= 3000 || (atomic_load(&rc.reads) < 3000 && e < 2000000); e++) {
         bc__snapshot_t *s = bc__snapshot_new(64);
         s->epoch = e;
         for (uint32_t b = 0; b < 64; b++) {
