@@ -23,9 +23,10 @@
  * WHEN ZOOKEEPER IS AWAY
  *   Nothing is read while the session is not connected, and a failed
  *   reload is retried every AGENT_RETRY_MS; the last published snapshot
- *   keeps routing calls meanwhile.  A malformed table or primary record is
- *   logged and counted (table_errors) and the previous snapshot is kept:
- *   a half-understood table is never used.
+ *   keeps routing calls meanwhile.  A malformed table is logged and counted
+ *   (table_errors) and the previous snapshot is kept: a half-understood
+ *   table is never used.  A malformed primary record likewise: its group
+ *   keeps the primary address in use so far.
  *
  * LOCKING
  *   c->agent_mu guards the wake-up flags (dirty, refresh_wanted,
@@ -88,7 +89,22 @@ u32_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Reads groups/<gid>/primary into addr ("" when absent or malformed). */
+/* The primary address the current snapshot uses for gid ("" if none). */
+static void
+agent_known_primary(bc_client_t *c, uint32_t gid, char *addr, size_t addrlen)
+{
+    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    for (uint32_t b = 0; s != NULL && b < s->nbuckets; b++) {
+        if (s->owner[b] == gid && s->node[b] != NULL) {
+            snprintf(addr, addrlen, "%s", s->node[b]->addr);
+            break;
+        }
+    }
+    bc__router_release(s);
+}
+
+/* Reads groups/<gid>/primary into addr: "" when there is none; the address
+ * in use so far when the record is malformed. */
 static bc_status_t
 agent_read_primary(bc_client_t *c, uint32_t gid, bool watch, char *addr, size_t addrlen)
 {
@@ -117,9 +133,11 @@ agent_read_primary(bc_client_t *c, uint32_t gid, bool watch, char *addr, size_t 
     bc_status_t dst = bc_primary_info_decode(data ? data : "", len, &info, err, sizeof(err));
     free(data);
     if (dst != BC_OK) {
+        /* Ignored: the group keeps the primary we knew, if any. */
         BC__COUNT(c, table_errors, 1);
-        log_warn("client: ignoring the primary record of group %u: %s", gid,
+        log_warn("client: ignoring the malformed primary record of group %u: %s", gid,
                  err[0] ? err : bc_status_str(dst));
+        agent_known_primary(c, gid, addr, addrlen);
         return BC_OK;
     }
     snprintf(addr, addrlen, "%s", info.data_addr);

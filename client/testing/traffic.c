@@ -199,10 +199,10 @@ print_report(double elapsed, int final)
         first = 0;
     }
     printf("},\"retries\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"refreshes\":%" PRIu64
-           ",\"table_updates\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"zk\":%u,\"conn_drops\":%" PRIu64
-           "%s}\n",
-           st.retries, st.refusals, st.refreshes, st.table_updates, st.table_epoch, st.zk_connected,
-           st.conn_drops, final ? ",\"final\":true" : "");
+           ",\"table_updates\":%" PRIu64 ",\"table_errors\":%" PRIu64 ",\"epoch\":%" PRIu64
+           ",\"zk\":%u,\"conn_drops\":%" PRIu64 "%s}\n",
+           st.retries, st.refusals, st.refreshes, st.table_updates, st.table_errors, st.table_epoch,
+           st.zk_connected, st.conn_drops, final ? ",\"final\":true" : "");
     fflush(stdout);
 }
 
