@@ -256,11 +256,41 @@ conn_idle_ok(bc__conn_t *conn)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-/* Each thread starts its search at its own slot, so that threads keep
- * their connections. */
+/* Each thread first tries the slot it used last on this node, then
+ * searches from a slot of its own: threads keep their connections. */
 static atomic_uint pool_next_hint;
 static _Thread_local unsigned pool_hint;
 static _Thread_local bool pool_hint_set;
+
+#define POOL_LAST_MAX 4
+static _Thread_local struct {
+    const bc__node_t *node;         /* compared only, never dereferenced */
+    int slot;
+} pool_last[POOL_LAST_MAX];
+static _Thread_local unsigned pool_last_next;
+
+static int
+pool_last_slot(const bc__node_t *node)
+{
+    for (int i = 0; i < POOL_LAST_MAX; i++) {
+        if (pool_last[i].node == node) return pool_last[i].slot;
+    }
+    return -1;
+}
+
+static void
+pool_remember(const bc__node_t *node, int slot)
+{
+    for (int i = 0; i < POOL_LAST_MAX; i++) {
+        if (pool_last[i].node == node) {
+            pool_last[i].slot = slot;
+            return;
+        }
+    }
+    unsigned i = pool_last_next++ % POOL_LAST_MAX;
+    pool_last[i].node = node;
+    pool_last[i].slot = slot;
+}
 
 static unsigned
 pool_thread_hint(void)
@@ -307,13 +337,15 @@ bc_status_t
 bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out, bool *reused)
 {
     const int n = node->max_conns;
+    const int last = pool_last_slot(node);
     const unsigned hint = pool_thread_hint();
     *out = NULL;
     *reused = false;
     for (;;) {
-        /* An idle connection, starting from this thread's own slot. */
-        for (int k = 0; k < n; k++) {
-            int s = (int)((hint + (unsigned)k) % (unsigned)n);
+        /* An idle connection: the one this thread used last, else any,
+         * starting from this thread's own slot. */
+        for (int k = last >= 0 && last < n ? -1 : 0; k < n; k++) {
+            int s = k < 0 ? last : (int)((hint + (unsigned)k) % (unsigned)n);
             int expect = BC__SLOT_IDLE;
             if (atomic_load_explicit(&node->state[s], memory_order_relaxed) != BC__SLOT_IDLE ||
                 !atomic_compare_exchange_strong(&node->state[s], &expect, BC__SLOT_BUSY)) {
@@ -326,6 +358,7 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
                 pool_slot_empty(node, s);
                 continue;
             }
+            if (s != last) pool_remember(node, s);
             *out = conn;
             *reused = true;
             return BC_OK;
@@ -350,6 +383,7 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
             conn->slot = s;
             node->slots[s] = conn;
             atomic_store(&node->state[s], BC__SLOT_BUSY);
+            pool_remember(node, s);
             *out = conn;
             return BC_OK;
         }
