@@ -59,6 +59,10 @@ struct bc_node_cluster {
     char node_name[BC_NODE_NAME_MAX];
     pthread_t agent;
     bool agent_started;
+    /* How a bucket that left is dropped (bc_node_cluster_set_drop); set
+     * before the agent starts, read by the agent only. */
+    bc_node_cluster_drop_fn drop_fn;
+    void *drop_ctx;
 };
 
 static void
@@ -246,7 +250,9 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
         if (c->owner[b] == cl->gid || m->owner[b] == cl->gid) continue;
         bc_bucket_stats_t bs;
         if (bc_cache_bucket_stats(cl->cache, b, &bs) == BC_OK && bs.items > 0) {
-            uint64_t n = bc_cache_bucket_drop(cl->cache, b);
+            int64_t n = cl->drop_fn != NULL ? cl->drop_fn(cl->drop_ctx, b)
+                                            : (int64_t)bc_cache_bucket_drop(cl->cache, b);
+            if (n < 0) continue;   /* kept: an import is filling it */
             atomic_fetch_add(&cl->buckets_dropped, 1);
             log_info("cluster: bucket %u left group %u; dropped %llu items", b, cl->gid,
                      (unsigned long long)n);
@@ -429,6 +435,13 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     pthread_mutex_lock(&cl->mu);
     snprintf(out->node_name, sizeof(out->node_name), "%s", cl->node_name);
     pthread_mutex_unlock(&cl->mu);
+}
+
+void
+bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void *ctx)
+{
+    cl->drop_fn = fn;
+    cl->drop_ctx = ctx;
 }
 
 int

@@ -115,6 +115,17 @@ typedef struct bc_node_cluster_info {
 void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out);
 
 /*
+ * How the agent drops a bucket that left (neither c nor m names this
+ * group): fn decides and drops in one step, so it can keep a bucket an
+ * import is filling (migrate.h) without racing the import's start.  fn
+ * returns the items dropped, or -1 when it kept the bucket; it runs on
+ * the agent thread.  NULL (the default) always drops.  Call before
+ * bc_node_cluster_start.
+ */
+typedef int64_t (*bc_node_cluster_drop_fn)(void *ctx, uint32_t bucket);
+void bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void *ctx);
+
+/*
  * Formats the reply line for a request this node will not serve (CRLF
  * included) into buf; returns its length.  memcached clients see a
  * SERVER_ERROR; libbucketcache parses it and refreshes its table:

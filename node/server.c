@@ -125,6 +125,10 @@ struct worker {
     uint32_t nfree_conns;
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
+
+    /* Cluster table epoch seen at the top of the last loop iteration:
+     * written by the worker (release), read by bc_server_passed_epoch. */
+    _Atomic uint64_t seen_epoch;
 };
 
 struct bc_server {
@@ -466,6 +470,12 @@ worker_before_poll(bc_el_t *el, void *arg)
     worker_t *w = arg;
     (void)el;
 
+    if (w->srv->cluster != NULL) {
+        /* Top of an iteration: every request of the earlier ones is done. */
+        uint64_t epoch = 0;
+        (void)bc_node_cluster_route(w->srv->cluster, 0, false, NULL, &epoch);
+        atomic_store_explicit(&w->seen_epoch, epoch, memory_order_release);
+    }
     while (w->closed != NULL) {
         conn_t *c = w->closed;
         w->closed = c->next;
@@ -867,4 +877,18 @@ bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
 {
     server->cluster = cluster;
     server->env.cluster = cluster;
+}
+
+bool
+bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
+{
+    bool all = true;
+    if (!server->started || server->cluster == NULL) return true;
+    for (uint32_t i = 0; i < server->nworkers; i++) {
+        worker_t *w = server->workers[i];
+        if (atomic_load_explicit(&w->seen_epoch, memory_order_acquire) >= epoch) continue;
+        all = false;
+        if (w->el != NULL) bc_el_wake(w->el);   /* an idle worker iterates once */
+    }
+    return all;
 }

@@ -11,6 +11,7 @@
 #ifndef BC_SERVER_H
 #define BC_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,15 @@ bc_status_t bc_server_create(const bc_server_config_t *config, bc_cache_t *cache
  * default) serves every bucket.  Call before bc_server_start.
  */
 void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
+/*
+ * Migration fencing (node/migrate.h): true once every worker thread has
+ * begun an event-loop iteration after seeing cluster table epoch >= epoch,
+ * so every request it routed under an older table has completed.  Workers
+ * not there yet are woken (an idle one iterates at once), so polling this
+ * converges within one iteration.  Any thread, lock-free.  No cluster or
+ * not started: true.
+ */
+bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
