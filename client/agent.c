@@ -169,7 +169,9 @@ bc__agent_load(bc_client_t *c, bool watch, char *err, size_t errlen)
     memcpy(gids, t.owner, t.nbuckets * sizeof(*gids));
     qsort(gids, t.nbuckets, sizeof(*gids), u32_cmp);
     for (uint32_t i = 0; i < t.nbuckets; i++) {
-        if (gids[i] != 0 && (ngroups == 0 || gids[ngroups - 1] != gids[i])) gids[ngroups++] = gids[i];
+        if (gids[i] != 0 && (ngroups == 0 || gids[ngroups - 1] != gids[i])) {
+            gids[ngroups++] = gids[i];
+        }
     }
     addrs = calloc(ngroups ? ngroups : 1, sizeof(*addrs));
     addrp = calloc(ngroups ? ngroups : 1, sizeof(*addrp));
@@ -229,7 +231,8 @@ agent_main(void *arg)
 
         uint64_t published = atomic_load_explicit(&c->router.published, memory_order_relaxed);
         bc__router_maintain(&c->router);
-        bc_status_t st = bc_zk_connected(c->zk) ? bc__agent_load(c, true, err, sizeof(err)) : BC_EAGAIN;
+        bc_status_t st = BC_EAGAIN;
+        if (bc_zk_connected(c->zk)) st = bc__agent_load(c, true, err, sizeof(err));
         last = bc__now_ns();
         next_periodic = last + interval;
         if (st != BC_OK && !failing) {

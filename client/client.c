@@ -235,7 +235,8 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
                     bc__agent_session, c, &c->zk);
     if (st != BC_OK) {
         log_error("client: cannot connect to ZooKeeper at %s: %s", c->zk_hosts, bc_status_str(st));
-        code = st == BC_ENOMEM ? BC_CLIENT_ENOMEM : st == BC_EINVAL ? BC_CLIENT_EINVAL : BC_CLIENT_EZK;
+        code = st == BC_ENOMEM ? BC_CLIENT_ENOMEM
+             : st == BC_EINVAL ? BC_CLIENT_EINVAL : BC_CLIENT_EZK;
         goto fail;
     }
     bc_cluster_config_t cfg;
@@ -311,7 +312,8 @@ client_node_for(bc_client_t *c, const char *addr)
     bc__node_t **grown = realloc(c->registry, (c->nregistry + 1) * sizeof(*grown));
     if (grown == NULL) return NULL;
     c->registry = grown;
-    bc__node_t *node = bc__node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
+    bc__node_t *node =
+        bc__node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
     if (node == NULL) return NULL;
     c->registry[c->nregistry++] = node;
     return node;
@@ -324,7 +326,9 @@ client_prune_registry(bc_client_t *c, const bc__snapshot_t *s)
     size_t kept = 0;
     for (size_t i = 0; i < c->nregistry; i++) {
         bool used = false;
-        for (size_t j = 0; s != NULL && j < s->nnodes && !used; j++) used = s->nodes[j] == c->registry[i];
+        for (size_t j = 0; s != NULL && j < s->nnodes && !used; j++) {
+            used = s->nodes[j] == c->registry[i];
+        }
         if (used) c->registry[kept++] = c->registry[i];
         else bc__node_unref(c->registry[i]);
     }

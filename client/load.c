@@ -89,8 +89,8 @@ load_run(void *argp, bc__flight_result_t *res)
     }
     bool can_store = code == BC_CLIENT_ENOTFOUND;
     BC__COUNT(c, misses, 1);
-    if (c->negative != NULL &&
-        bc__lru_get(c->negative, a->hash, a->key, a->klen, bc__now_ns(), NULL, NULL, NULL) == BC_OK) {
+    if (c->negative != NULL && bc__lru_get(c->negative, a->hash, a->key, a->klen, bc__now_ns(),
+                                           NULL, NULL, NULL) == BC_OK) {
         BC__COUNT(c, negative_hits, 1);
         res->status = BC_CLIENT_ENOTFOUND;
         return;
@@ -131,7 +131,8 @@ load_run(void *argp, bc__flight_result_t *res)
     if (c->negative != NULL) bc__lru_del(c->negative, a->hash, a->key, a->klen);
     if (can_store) {
         if (out.vlen > c->opts.max_value_bytes) {
-            log_info("client: loaded value of %zu bytes is over max_value_bytes; not stored", out.vlen);
+            log_info("client: loaded value of %zu bytes is over max_value_bytes; not stored",
+                     out.vlen);
         } else {
             int sc = bc__set_remote(c, a->key, a->klen, a->hash, value, out.vlen, out.flags,
                                     out.exptime, a->deadline_ns);

@@ -188,7 +188,8 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
     }
     log_warn("client: %s sent an unexpected reply to a multi-get (kind %d)", b->node->addr,
              (int)r->kind);
-    batch_fail(m, b, false, r->kind == BC_MC_REPLY_SERVER_ERROR ? BC_CLIENT_ESERVER : BC_CLIENT_EPROTO);
+    batch_fail(m, b, false,
+               r->kind == BC_MC_REPLY_SERVER_ERROR ? BC_CLIENT_ESERVER : BC_CLIENT_EPROTO);
     return false;
 }
 
@@ -348,7 +349,9 @@ mget_round(mget_t *m, uint64_t deadline_ns)
         for (size_t p = 0; r > 0 && p < np; p++) {
             mget_batch_t *b = &m->batches[which[p]];
             if (b->active && (pfd[p].revents & POLLOUT)) batch_on_writable(m, b);
-            if (b->active && (pfd[p].revents & (POLLIN | POLLERR | POLLHUP))) batch_on_readable(m, b);
+            if (b->active && (pfd[p].revents & (POLLIN | POLLERR | POLLHUP))) {
+                batch_on_readable(m, b);
+            }
         }
     }
     free(pfd);
@@ -407,7 +410,9 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
     }
     for (size_t i = 0; i < n; i++) {
         bc_client_item_t *it = &items[i];
-        if (it->status == MGET_PENDING) it->status = code == BC_CLIENT_ENOMEM ? code : BC_CLIENT_ETIMEOUT;
+        if (it->status == MGET_PENDING) {
+            it->status = code == BC_CLIENT_ENOMEM ? code : BC_CLIENT_ETIMEOUT;
+        }
         if (it->status == BC_CLIENT_OK) {
             BC__COUNT(c, hits, 1);
             if (c->near != NULL) {

@@ -86,7 +86,8 @@ bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns)
     uint64_t now = bc__now_ns();
     if (now >= deadline_ns) return false;
     if (d > deadline_ns - now) d = deadline_ns - now;
-    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000ull), .tv_nsec = (long)(d % 1000000000ull)};
+    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000ull),
+                          .tv_nsec = (long)(d % 1000000000ull)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
     return true;
@@ -109,7 +110,8 @@ static int
 op_server_error(const bc_mc_reply_t *r)
 {
     static const char too_large[] = "object too large";
-    if (r->ntext >= sizeof(too_large) - 1 && memcmp(r->text, too_large, sizeof(too_large) - 1) == 0) {
+    if (r->ntext >= sizeof(too_large) - 1 &&
+        memcmp(r->text, too_large, sizeof(too_large) - 1) == 0) {
         return BC_CLIENT_ETOOLARGE;
     }
     return BC_CLIENT_ESERVER;
@@ -204,7 +206,9 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
         break;
     case OP_DELETE:
         if (r->kind == BC_MC_REPLY_DELETED) *code = BC_CLIENT_OK;
-        else if (r->kind == BC_MC_REPLY_NOT_FOUND) *code = op->in_doubt ? BC_CLIENT_OK : BC_CLIENT_ENOTFOUND;
+        else if (r->kind == BC_MC_REPLY_NOT_FOUND) {
+            *code = op->in_doubt ? BC_CLIENT_OK : BC_CLIENT_ENOTFOUND;
+        }
         break;
     case OP_TOUCH:
         if (r->kind == BC_MC_REPLY_TOUCHED) *code = BC_CLIENT_OK;
@@ -246,17 +250,22 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
     struct iovec iov[3];
     int iovcnt = 1;
     size_t len = 0;
+    static const char *const storage_cmd[] = {[OP_SET] = "set", [OP_ADD] = "add",
+                                               [OP_REPLACE] = "replace"};
     switch (op->kind) {
     case OP_GET: len = bc__fmt_key_cmd(line, "get", op->key, op->klen); break;
-    case OP_SET: len = bc__fmt_storage(line, "set", op->key, op->klen, op->flags, op->exptime, op->vlen); break;
-    case OP_ADD: len = bc__fmt_storage(line, "add", op->key, op->klen, op->flags, op->exptime, op->vlen); break;
+    case OP_SET:
+    case OP_ADD:
     case OP_REPLACE:
-        len = bc__fmt_storage(line, "replace", op->key, op->klen, op->flags, op->exptime, op->vlen);
+        len = bc__fmt_storage(line, storage_cmd[op->kind], op->key, op->klen, op->flags,
+                              op->exptime, op->vlen);
         break;
     case OP_DELETE: len = bc__fmt_key_cmd(line, "delete", op->key, op->klen); break;
     case OP_TOUCH: len = bc__fmt_touch(line, op->key, op->klen, op->exptime); break;
     case OP_INCR:
-    case OP_DECR: len = bc__fmt_arith(line, op->kind == OP_INCR, op->key, op->klen, op->delta); break;
+    case OP_DECR:
+        len = bc__fmt_arith(line, op->kind == OP_INCR, op->key, op->klen, op->delta);
+        break;
     }
     iov[0] = (struct iovec){line, len};
     if (op->kind == OP_SET || op->kind == OP_ADD || op->kind == OP_REPLACE) {
