@@ -317,7 +317,8 @@ main(int argc, char **argv)
     }
     if (cfg.zk == NULL || cfg.cluster == NULL || cfg.port <= 0 || cfg.threads < 1 ||
         cfg.threads > 256 || cfg.flight_threads < 1 || cfg.flight_threads > 256 ||
-        cfg.value_size < 1 || cfg.value_size > 3000 || cfg.rounds < 1 || cfg.keys < 1) {
+        cfg.value_size < 1 || cfg.value_size > 3000 || cfg.rounds < 1 || cfg.rounds > 256 ||
+        cfg.keys < 1) {
         fprintf(stderr, "usage: bench_client_bench --zk HOSTS --cluster NAME --port NODE_PORT [...]\n");
         return 2;
     }
@@ -344,9 +345,9 @@ main(int argc, char **argv)
     printf("%d threads, %.1f s rounds x %d pairs, %d keys, %d-byte values, %.0f%% gets\n",
            cfg.threads, cfg.round_secs, cfg.rounds, cfg.keys, cfg.value_size, cfg.get_ratio * 100);
     printf("%-6s %-8s %12s %10s %10s %10s\n", "pair", "side", "ops/s", "p50 us", "p99 us", "p999 us");
-    double ratios[64], raw_sum = 0, lib_sum = 0;
+    double ratios[256], raw_sum = 0, lib_sum = 0, p50[2][256], p99[2][256];
     uint64_t errors = 0;
-    int pairs = cfg.rounds > 64 ? 64 : cfg.rounds;
+    int pairs = cfg.rounds > 256 ? 256 : cfg.rounds;
     for (int p = 0; p < pairs; p++) {
         result_t r[2];
         /* alternate which side goes first */
@@ -359,6 +360,8 @@ main(int argc, char **argv)
             printf("%-6d %-8s %12.0f %10.1f %10.1f %10.1f\n", p + 1, s == 0 ? "raw" : "library",
                    r[s].ops_per_s, r[s].p50 / 1e3, r[s].p99 / 1e3, r[s].p999 / 1e3);
             errors += r[s].errors;
+            p50[s][p] = r[s].p50 / 1e3;
+            p99[s][p] = r[s].p99 / 1e3;
         }
         ratios[p] = r[0].ops_per_s > 0 ? r[1].ops_per_s / r[0].ops_per_s : 0;
         raw_sum += r[0].ops_per_s;
@@ -368,6 +371,13 @@ main(int argc, char **argv)
     double median = pairs % 2 ? ratios[pairs / 2] : (ratios[pairs / 2 - 1] + ratios[pairs / 2]) / 2;
     printf("\nthroughput library/raw: median of pairs %.3f (min %.3f, max %.3f); means %.0f vs %.0f ops/s\n",
            median, ratios[0], ratios[pairs - 1], lib_sum / pairs, raw_sum / pairs);
+    for (int side = 0; side < 2; side++) {
+        qsort(p50[side], (size_t)pairs, sizeof(double), cmp_double);
+        qsort(p99[side], (size_t)pairs, sizeof(double), cmp_double);
+    }
+    printf("latency, median over rounds: p50 raw %.1f us, library %.1f us; "
+           "p99 raw %.1f us, library %.1f us\n",
+           p50[0][pairs / 2], p50[1][pairs / 2], p99[0][pairs / 2], p99[1][pairs / 2]);
     if (errors) printf("errors: %llu\n", (unsigned long long)errors);
 
     for (int i = 0; i < cfg.threads; i++) close(cfg.raw_fd[i]);
