@@ -1,0 +1,146 @@
+/*
+ * bc_frame.h -- the peer frames a bucket travels in when it migrates from
+ * its source primary to its destination primary (node/migrate.h).
+ *
+ * WHAT
+ *   A bucket export is a byte stream of frames:
+ *
+ *       HELLO  ITEM*  END
+ *
+ *   and every frame is
+ *
+ *       +----------------+----------------+--------------------------+
+ *       | u32 length BE  | u32 CRC-32C BE | payload: length bytes    |
+ *       +----------------+----------------+--------------------------+
+ *
+ *   where the payload is ONE msgpack array whose first element is the
+ *   frame type:
+ *
+ *       HELLO  [0, "bcmig", version, bucket, epoch, nbuckets]
+ *       ITEM   [1, key, value, flags, ttl, cas]
+ *       END    [2, items, bytes]
+ *
+ *   key and value are msgpack bin (str is accepted too), flags a uint32,
+ *   ttl the item's REMAINING lifetime in seconds (0 = never expires; a
+ *   relative time, so the two nodes' clocks need not agree), cas the
+ *   item's CAS at the source (informative: the destination assigns its
+ *   own).  END repeats how many items and how many key+value bytes the
+ *   stream carried.
+ *
+ * WHY THIS FRAMING
+ *   The length prefix lets a reader cut frames without parsing msgpack
+ *   incrementally; the CRC catches corruption that msgpack would happily
+ *   parse as different numbers; END with its counts catches truncation at
+ *   a frame boundary (a stream that simply stops early is never mistaken
+ *   for a complete, smaller bucket).  Integers may come in any msgpack
+ *   width, so any msgpack encoder can produce these frames.
+ *
+ * HOW
+ *   Encoding appends to a growable buffer (bc_frame_buf_t).  Decoding is
+ *   zero-copy: bc_frame_decode() looks at the front of a buffer and either
+ *   returns one frame whose key/value point into that buffer, or says it
+ *   needs more bytes, or says exactly what is wrong.  It never reads past
+ *   len and never allocates, so it is safe on hostile input (fuzzed by
+ *   tests/fuzz/fuzz_frame.c).  bc_frame_stream_t checks the frame order
+ *   and the END counts.
+ */
+#ifndef BC_FRAME_H
+#define BC_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+
+#define BC_FRAME_HEADER_LEN 8u
+#define BC_FRAME_MAGIC      "bcmig"
+#define BC_FRAME_VERSION    1u
+
+typedef enum bc_frame_type {
+    BC_FRAME_HELLO = 0,
+    BC_FRAME_ITEM = 1,
+    BC_FRAME_END = 2,
+} bc_frame_type_t;
+
+/* One decoded frame.  key and value point into the decoded buffer. */
+typedef struct bc_frame {
+    bc_frame_type_t type;
+    /* HELLO */
+    uint32_t version;
+    uint32_t bucket;
+    uint64_t epoch;
+    uint32_t nbuckets;
+    /* ITEM */
+    const char *key;
+    size_t nkey;
+    const char *value;
+    size_t nvalue;
+    uint32_t flags;
+    uint32_t ttl;
+    uint64_t cas;
+    /* END */
+    uint64_t items;
+    uint64_t bytes;
+} bc_frame_t;
+
+/* ---- encoding ---- */
+
+/*
+ * A growable output buffer.  Zero-initialise it; data is malloc'd and owned
+ * by the buffer until the caller takes it (and then frees it with free()).
+ */
+typedef struct bc_frame_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} bc_frame_buf_t;
+
+void bc_frame_buf_free(bc_frame_buf_t *b);
+
+/* Each appends one complete frame.  Errors: BC_ENOMEM (the buffer is left
+ * as it was), BC_ETOOLARGE (a payload over 4 GiB). */
+bc_status_t bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch,
+                               uint32_t nbuckets);
+bc_status_t bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
+                              size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas);
+bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
+
+/* ---- decoding ---- */
+
+/*
+ * Decodes the frame at the front of buf[0..len).
+ *   BC_OK        *out holds the frame (pointers into buf), *consumed its size
+ *   BC_EAGAIN    incomplete: more bytes are needed (*consumed = 0)
+ *   BC_ETOOLARGE the length field is over max_payload
+ *   BC_EPROTO    corrupt: CRC mismatch, not msgpack, wrong types or field
+ *                count, unknown frame type, trailing bytes in the payload
+ * On an error, err (may be NULL) receives a one-line reason.
+ */
+bc_status_t bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out,
+                            size_t *consumed, char *err, size_t errlen);
+
+/*
+ * Frame-order checker for one export stream.  Zero-initialise; feed every
+ * decoded frame to bc_frame_stream_next, then call bc_frame_stream_finish
+ * when the byte stream ends.
+ */
+typedef struct bc_frame_stream {
+    int state;                 /* 0 = expect HELLO, 1 = items, 2 = after END */
+    uint32_t bucket;
+    uint64_t epoch;
+    uint64_t items;            /* ITEM frames seen */
+    uint64_t bytes;            /* key + value bytes seen */
+} bc_frame_stream_t;
+
+/* Errors: BC_EPROTO (wrong order, wrong version/magic, END counts that do
+ * not match what came, anything after END).  err says which. */
+bc_status_t bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err,
+                                 size_t errlen);
+/* BC_OK when END was seen; BC_EPROTO ("truncated") otherwise. */
+bc_status_t bc_frame_stream_finish(const bc_frame_stream_t *s, char *err, size_t errlen);
+
+/* CRC-32C (Castagnoli) of data, continuing from crc (0 to start). */
+uint32_t bc_crc32c(uint32_t crc, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,409 @@
+/*
+ * test_frame.c -- the migration peer frames (common/bc_frame.h): round
+ * trips, msgpack compatibility both ways with libmsgpack, and hostile
+ * input: truncation at every byte, every single-bit flip, wrong types,
+ * oversize lengths, bad frame order and END counts.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <msgpack.h>
+
+#include "bc_frame.h"
+
+#define MAXP (1u << 20)
+
+/* A three-item stream: HELLO, 3 x ITEM, END. */
+static void
+build_stream(bc_frame_buf_t *b)
+{
+    memset(b, 0, sizeof(*b));
+    assert_int_equal(bc_frame_put_hello(b, 17, 123456789012ull, 64), BC_OK);
+    assert_int_equal(bc_frame_put_item(b, "k1", 2, "hello", 5, 7, 0, 1), BC_OK);
+    assert_int_equal(bc_frame_put_item(b, "key-two", 7, "", 0, 0xffffffffu, 3600, 1ull << 40),
+                     BC_OK);
+    char big[70000];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(bc_frame_put_item(b, "big", 3, big, sizeof(big), 300, 1, 99), BC_OK);
+    assert_int_equal(bc_frame_put_end(b, 3, 2 + 5 + 7 + 0 + 3 + sizeof(big)), BC_OK);
+}
+
+/* Decodes a whole buffer as a stream; returns the status of the first
+ * failure (BC_OK when complete and valid). */
+static bc_status_t
+decode_all(const char *buf, size_t len, size_t *items, char *err, size_t errlen)
+{
+    bc_frame_stream_t s;
+    memset(&s, 0, sizeof(s));
+    size_t pos = 0;
+    while (pos < len) {
+        bc_frame_t f;
+        size_t used;
+        bc_status_t st = bc_frame_decode(buf + pos, len - pos, MAXP, &f, &used, err, errlen);
+        if (st == BC_EAGAIN) break;
+        if (st != BC_OK) return st;
+        st = bc_frame_stream_next(&s, &f, err, errlen);
+        if (st != BC_OK) return st;
+        pos += used;
+    }
+    if (items != NULL) *items = (size_t)s.items;
+    return bc_frame_stream_finish(&s, err, errlen);
+}
+
+static void
+test_crc32c_known_values(void **state)
+{
+    (void)state;
+    assert_int_equal(bc_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(bc_crc32c(0, "", 0), 0);
+    /* chaining equals one pass, at every split and alignment */
+    char buf[300];
+    for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (char)(i * 31 + 7);
+    uint32_t whole = bc_crc32c(0, buf, sizeof(buf));
+    for (size_t cut = 0; cut <= sizeof(buf); cut += 13) {
+        assert_int_equal(bc_crc32c(bc_crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut), whole);
+    }
+    assert_int_equal(bc_crc32c(0, buf + 1, 64), bc_crc32c(bc_crc32c(0, buf + 1, 3), buf + 4, 61));
+}
+
+static void
+test_roundtrip(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    build_stream(&b);
+    bc_frame_t f;
+    size_t used, pos = 0;
+    char err[256] = "";
+
+    assert_int_equal(bc_frame_decode(b.data, b.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(f.type, BC_FRAME_HELLO);
+    assert_int_equal(f.version, BC_FRAME_VERSION);
+    assert_int_equal(f.bucket, 17);
+    assert_true(f.epoch == 123456789012ull);
+    assert_int_equal(f.nbuckets, 64);
+    pos += used;
+
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, err, sizeof(err)),
+                     BC_OK);
+    assert_int_equal(f.type, BC_FRAME_ITEM);
+    assert_int_equal(f.nkey, 2);
+    assert_memory_equal(f.key, "k1", 2);
+    assert_int_equal(f.nvalue, 5);
+    assert_memory_equal(f.value, "hello", 5);
+    assert_int_equal(f.flags, 7);
+    assert_int_equal(f.ttl, 0);
+    assert_true(f.cas == 1);
+    /* zero-copy: the key points into the buffer */
+    assert_true(f.key > b.data && f.key < b.data + b.len);
+    pos += used;
+
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, err, sizeof(err)),
+                     BC_OK);
+    assert_int_equal(f.nvalue, 0);
+    assert_true(f.flags == 0xffffffffu && f.ttl == 3600 && f.cas == (1ull << 40));
+    pos += used;
+
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, err, sizeof(err)),
+                     BC_OK);
+    assert_int_equal(f.nvalue, 70000);
+    pos += used;
+
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, err, sizeof(err)),
+                     BC_OK);
+    assert_int_equal(f.type, BC_FRAME_END);
+    assert_true(f.items == 3);
+    pos += used;
+    assert_int_equal(pos, b.len);
+
+    size_t items = 0;
+    assert_int_equal(decode_all(b.data, b.len, &items, err, sizeof(err)), BC_OK);
+    assert_int_equal(items, 3);
+    bc_frame_buf_free(&b);
+}
+
+static void
+test_truncated_at_every_byte(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    build_stream(&b);
+    char err[256];
+    /* Every proper prefix is incomplete, never a valid stream, never a crash. */
+    for (size_t cut = 0; cut < b.len; cut++) {
+        err[0] = '\0';
+        bc_status_t st = decode_all(b.data, cut, NULL, err, sizeof(err));
+        assert_int_equal(st, BC_EPROTO);
+        assert_non_null(strstr(err, "truncated"));
+    }
+    /* A single frame cut short asks for more. */
+    bc_frame_t f;
+    size_t used = 99;
+    for (size_t cut = 0; cut < 20; cut++) {
+        assert_int_equal(bc_frame_decode(b.data, cut, MAXP, &f, &used, NULL, 0), BC_EAGAIN);
+        assert_int_equal(used, 0);
+    }
+    bc_frame_buf_free(&b);
+}
+
+static void
+test_every_bit_flip_is_caught(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_hello(&b, 1, 2, 3), BC_OK);
+    assert_int_equal(bc_frame_put_item(&b, "key", 3, "value", 5, 1, 2, 3), BC_OK);
+    assert_int_equal(bc_frame_put_end(&b, 1, 8), BC_OK);
+    char *copy = malloc(b.len);
+    char err[256];
+    for (size_t i = 0; i < b.len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(copy, b.data, b.len);
+            copy[i] ^= (char)(1 << bit);
+            bc_status_t st = decode_all(copy, b.len, NULL, err, sizeof(err));
+            /* a flipped length may also make the frame look incomplete
+             * (truncated) or too large: never valid */
+            assert_true(st == BC_EPROTO || st == BC_ETOOLARGE);
+        }
+    }
+    free(copy);
+    bc_frame_buf_free(&b);
+}
+
+/* Wraps an arbitrary payload in a valid header (correct length and CRC). */
+static size_t
+wrap(char *out, const void *payload, size_t n)
+{
+    uint32_t crc = bc_crc32c(0, payload, n);
+    out[0] = (char)(n >> 24);
+    out[1] = (char)(n >> 16);
+    out[2] = (char)(n >> 8);
+    out[3] = (char)n;
+    out[4] = (char)(crc >> 24);
+    out[5] = (char)(crc >> 16);
+    out[6] = (char)(crc >> 8);
+    out[7] = (char)crc;
+    memcpy(out + 8, payload, n);
+    return n + 8;
+}
+
+static void
+expect_malformed(const void *payload, size_t n, const char *needle)
+{
+    char buf[512], err[256] = "";
+    bc_frame_t f;
+    size_t used;
+    size_t len = wrap(buf, payload, n);
+    assert_int_equal(bc_frame_decode(buf, len, MAXP, &f, &used, err, sizeof(err)), BC_EPROTO);
+    if (needle != NULL && strstr(err, needle) == NULL) fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+}
+
+static void
+test_malformed_payloads(void **state)
+{
+    (void)state;
+    /* not an array */
+    expect_malformed("\x01", 1, "not a msgpack array");
+    /* empty array */
+    expect_malformed("\x90", 1, "not a msgpack array");
+    /* unknown type */
+    expect_malformed("\x91\x07", 2, "unknown frame type 7");
+    /* ITEM with too few fields */
+    expect_malformed("\x93\x01\xc4\x01k\xc4\x01v", 8, "expected 6");
+    /* ITEM whose key is an integer */
+    expect_malformed("\x96\x01\x05\xc4\x01v\x00\x00\x00", 9, "wrong msgpack type");
+    /* ITEM whose flags do not fit 32 bits */
+    expect_malformed("\x96\x01\xc4\x01k\xc4\x01v\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00", 19,
+                     "out of range");
+    /* ITEM with a negative ttl */
+    expect_malformed("\x96\x01\xc4\x01k\xc4\x01v\x00\xd0\xff\x00", 12, "out of range");
+    /* bin length past the payload */
+    expect_malformed("\x96\x01\xc4\x40k\xc4\x01v\x00\x00\x00", 11, "wrong msgpack type");
+    /* stray bytes after the fields */
+    expect_malformed("\x93\x02\x00\x00\x00", 5, "stray bytes");
+    /* HELLO without the magic */
+    expect_malformed("\x96\x00\xa5xxxxx\x01\x00\x00\x01", 12, "magic");
+    /* zero-length frame */
+    char buf[16] = {0};
+    bc_frame_t f;
+    size_t used;
+    assert_int_equal(bc_frame_decode(buf, 8, MAXP, &f, &used, NULL, 0), BC_EPROTO);
+}
+
+static void
+test_oversize_length_refused_before_reading(void **state)
+{
+    (void)state;
+    /* A header claiming 4 GiB: refused at once, not waited for. */
+    char hdr[8] = {(char)0xff, (char)0xff, (char)0xff, (char)0xff, 0, 0, 0, 0};
+    bc_frame_t f;
+    size_t used;
+    char err[256] = "";
+    assert_int_equal(bc_frame_decode(hdr, 8, MAXP, &f, &used, err, sizeof(err)), BC_ETOOLARGE);
+    assert_non_null(strstr(err, "over the limit"));
+}
+
+static void
+test_stream_order_and_counts(void **state)
+{
+    (void)state;
+    char err[256];
+    bc_frame_buf_t b;
+
+    /* ITEM before HELLO */
+    memset(&b, 0, sizeof(b));
+    bc_frame_put_item(&b, "k", 1, "v", 1, 0, 0, 0);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "HELLO"));
+    bc_frame_buf_free(&b);
+
+    /* END counts that do not match */
+    bc_frame_put_hello(&b, 1, 1, 4);
+    bc_frame_put_item(&b, "k", 1, "v", 1, 0, 0, 0);
+    bc_frame_put_end(&b, 2, 2);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "END says"));
+    bc_frame_buf_free(&b);
+
+    /* a frame after END */
+    bc_frame_put_hello(&b, 1, 1, 4);
+    bc_frame_put_end(&b, 0, 0);
+    bc_frame_put_item(&b, "k", 1, "v", 1, 0, 0, 0);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "after END"));
+    bc_frame_buf_free(&b);
+
+    /* a second HELLO */
+    bc_frame_put_hello(&b, 1, 1, 4);
+    bc_frame_put_hello(&b, 1, 1, 4);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    bc_frame_buf_free(&b);
+
+    /* an unknown version */
+    char payload[32];
+    size_t n = 0;
+    const char hello_v9[] = "\x96\x00\xa5" "bcmig" "\x09\x01\x01\x04";
+    memcpy(payload, hello_v9, sizeof(hello_v9) - 1);
+    n = sizeof(hello_v9) - 1;
+    char framed[64];
+    size_t flen = wrap(framed, payload, n);
+    assert_int_equal(decode_all(framed, flen, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "version 9"));
+
+    /* an empty bucket is a valid stream */
+    bc_frame_put_hello(&b, 3, 9, 4);
+    bc_frame_put_end(&b, 0, 0);
+    size_t items = 5;
+    assert_int_equal(decode_all(b.data, b.len, &items, err, sizeof(err)), BC_OK);
+    assert_int_equal(items, 0);
+    bc_frame_buf_free(&b);
+}
+
+/* Our payloads are standard msgpack: libmsgpack reads them. */
+static void
+test_libmsgpack_reads_our_frames(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_item(&b, "key", 3, "value", 5, 70000, 5, 1ull << 33), BC_OK);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, b.data + 8, b.len - 8, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, b.len - 8);
+    msgpack_object o = u.data;
+    assert_int_equal(o.type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(o.via.array.size, 6);
+    assert_int_equal(o.via.array.ptr[0].via.u64, BC_FRAME_ITEM);
+    assert_int_equal(o.via.array.ptr[1].type, MSGPACK_OBJECT_BIN);
+    assert_memory_equal(o.via.array.ptr[1].via.bin.ptr, "key", 3);
+    assert_memory_equal(o.via.array.ptr[2].via.bin.ptr, "value", 5);
+    assert_int_equal(o.via.array.ptr[3].via.u64, 70000);
+    assert_int_equal(o.via.array.ptr[4].via.u64, 5);
+    assert_true(o.via.array.ptr[5].via.u64 == (1ull << 33));
+    msgpack_unpacked_destroy(&u);
+    bc_frame_buf_free(&b);
+}
+
+/* libmsgpack's frames (str keys, signed ints, wide widths) decode here. */
+static void
+test_we_read_libmsgpack_frames(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_int64(&pk, 1);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "skey", 4);
+    msgpack_pack_bin(&pk, 3);
+    msgpack_pack_bin_body(&pk, "v\0v", 3);
+    msgpack_pack_uint64(&pk, 42);
+    msgpack_pack_int32(&pk, 60);
+    msgpack_pack_uint64(&pk, 7);
+    char framed[256];
+    size_t n = wrap(framed, sb.data, sb.size);
+    bc_frame_t f;
+    size_t used;
+    char err[256] = "";
+    assert_int_equal(bc_frame_decode(framed, n, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(used, n);
+    assert_int_equal(f.type, BC_FRAME_ITEM);
+    assert_int_equal(f.nkey, 4);
+    assert_memory_equal(f.key, "skey", 4);
+    assert_int_equal(f.nvalue, 3);
+    assert_memory_equal(f.value, "v\0v", 3);
+    assert_int_equal(f.flags, 42);
+    assert_int_equal(f.ttl, 60);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Random garbage never crashes the decoder and is never a valid stream. */
+static void
+test_random_garbage(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ull;
+    char buf[2048], err[256];
+    for (int round = 0; round < 2000; round++) {
+        size_t len = (size_t)(x % sizeof(buf));
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = (char)x;
+        }
+        /* Small lengths so frames can be complete. */
+        if (len >= 4) buf[0] = buf[1] = 0;
+        assert_int_not_equal(decode_all(buf, len, NULL, err, sizeof(err)), BC_OK);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c_known_values),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_truncated_at_every_byte),
+        cmocka_unit_test(test_every_bit_flip_is_caught),
+        cmocka_unit_test(test_malformed_payloads),
+        cmocka_unit_test(test_oversize_length_refused_before_reading),
+        cmocka_unit_test(test_stream_order_and_counts),
+        cmocka_unit_test(test_libmsgpack_reads_our_frames),
+        cmocka_unit_test(test_we_read_libmsgpack_frames),
+        cmocka_unit_test(test_random_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
