@@ -50,6 +50,8 @@
 
 #include "bc_hash.h"
 #include "bc_httpd.h"
+#include "bc_log.h"
+#include "migrate.h"
 
 #define ADMIN_DEFAULT_MAX_CONNS 64u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u
@@ -63,6 +65,7 @@ struct bc_admin {
     bc_cache_t *cache;          /* borrowed */
     bc_server_t *server;        /* borrowed, may be NULL */
     bc_node_cluster_t *cluster; /* borrowed; NULL = standalone */
+    bc_node_migrate_t *migrate; /* owned; NULL = standalone */
     bc_httpd_t *httpd;
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
@@ -99,6 +102,22 @@ cluster_json_add(bc_admin_t *admin, cJSON *o, bool counters)
     cJSON_AddNumberToObject(o, "epoch", (double)ci.epoch);
     cJSON_AddBoolToObject(o, "zookeeper_connected", ci.connected);
     cJSON_AddStringToObject(o, "node", ci.node_name);
+    if (counters && admin->migrate != NULL) {
+        bc_node_migrate_stats_t ms;
+        cJSON *m = cJSON_AddObjectToObject(o, "migrate");
+        bc_node_migrate_get_stats(admin->migrate, &ms);
+        if (m != NULL) {
+            cJSON_AddNumberToObject(m, "exports", (double)ms.exports);
+            cJSON_AddNumberToObject(m, "export_refusals", (double)ms.export_refusals);
+            cJSON_AddNumberToObject(m, "export_items", (double)ms.export_items);
+            cJSON_AddNumberToObject(m, "export_bytes", (double)ms.export_bytes);
+            cJSON_AddNumberToObject(m, "imports_done", (double)ms.imports_done);
+            cJSON_AddNumberToObject(m, "imports_failed", (double)ms.imports_failed);
+            cJSON_AddNumberToObject(m, "imports_running", ms.imports_running);
+            cJSON_AddNumberToObject(m, "import_items", (double)ms.import_items);
+            cJSON_AddNumberToObject(m, "import_bytes", (double)ms.import_bytes);
+        }
+    }
     if (counters) {
         cJSON_AddNumberToObject(o, "owned_buckets", ci.owned_buckets);
         cJSON_AddNumberToObject(o, "registrations", (double)ci.registrations);
@@ -395,6 +414,23 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         metric(&tb, "cluster_http_refused_total", "counter",
                "Admin key requests answered 421 (bucket not served by this node).",
                atomic_load_explicit(&admin->refused, memory_order_relaxed));
+        bc_node_migrate_stats_t ms;
+        bc_node_migrate_get_stats(admin->migrate, &ms);
+        metric(&tb, "migrate_exports_total", "counter",
+               "Buckets exported to a migration destination.", ms.exports);
+        metric(&tb, "migrate_export_refusals_total", "counter",
+               "Export requests refused (not fenced yet, not read-only, ...).",
+               ms.export_refusals);
+        metric(&tb, "migrate_export_bytes_total", "counter",
+               "Frame bytes of bucket exports.", ms.export_bytes);
+        metric(&tb, "migrate_imports_total", "counter",
+               "Bucket imports that completed.", ms.imports_done);
+        metric(&tb, "migrate_import_failures_total", "counter",
+               "Bucket imports that failed or were called off.", ms.imports_failed);
+        metric(&tb, "migrate_import_bytes_total", "counter",
+               "Key and value bytes stored by bucket imports.", ms.import_bytes);
+        metric(&tb, "migrate_imports_running", "gauge",
+               "Bucket imports in progress.", ms.imports_running);
     }
     if (tb.failed || tb.data == NULL) {
         free(tb.data);
@@ -692,6 +728,28 @@ handle_keys(void *ctx, bc_http_req_t *req)
     return key_get(admin, req, key, nkey, hash);
 }
 
+/* ---- /v1/migrate/ (migrate.h) ---- */
+
+static enum MHD_Result
+handle_migrate_export(void *ctx, bc_http_req_t *req)
+{
+    bc_admin_t *admin = ctx;
+    if (admin->migrate == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "not in a cluster: no migration");
+    }
+    return bc_node_migrate_handle_export(admin->migrate, req);
+}
+
+static enum MHD_Result
+handle_migrate_import(void *ctx, bc_http_req_t *req)
+{
+    bc_admin_t *admin = ctx;
+    if (admin->migrate == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "not in a cluster: no migration");
+    }
+    return bc_node_migrate_handle_import(admin->migrate, req);
+}
+
 /* ---- lifecycle ---- */
 
 static const bc_http_route_t admin_routes[] = {
@@ -699,6 +757,8 @@ static const bc_http_route_t admin_routes[] = {
     {"/stats", "GET", handle_stats},
     {"/metrics", "GET", handle_metrics},
     {"/v1/keys/*", "GET, PUT, DELETE", handle_keys},
+    {"/v1/migrate/export", "GET", handle_migrate_export},
+    {"/v1/migrate/import", "GET, POST, DELETE", handle_migrate_import},
 };
 
 bc_status_t
@@ -757,6 +817,8 @@ bc_admin_stop(bc_admin_t *admin)
 {
     if (admin == NULL) return;
     bc_httpd_stop(admin->httpd);
+    /* No handler runs any more: running imports can be stopped. */
+    bc_node_migrate_shutdown(admin->migrate);
 }
 
 void
@@ -764,6 +826,7 @@ bc_admin_destroy(bc_admin_t *admin)
 {
     if (admin == NULL) return;
     bc_httpd_destroy(admin->httpd);
+    bc_node_migrate_destroy(admin->migrate);
     free(admin);
 }
 
@@ -771,4 +834,13 @@ void
 bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
 {
     admin->cluster = cluster;
+    bc_node_migrate_destroy(admin->migrate);
+    admin->migrate = NULL;
+    if (cluster == NULL) return;
+    bc_node_migrate_config_t mc = {
+        .cache = admin->cache, .cluster = cluster, .server = admin->server,
+    };
+    if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
+        log_error("admin: cannot set up the migration endpoints (out of memory)");
+    }
 }

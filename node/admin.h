@@ -11,7 +11,8 @@
  *                           (non-empty buckets; ?buckets=all for every one);
  *                           in a cluster a "cluster" object (the /health
  *                           facts plus owned_buckets, registrations,
- *                           buckets_dropped, http_refused)
+ *                           buckets_dropped, http_refused, and a
+ *                           "migrate" object of export/import counters)
  *   GET    /metrics         Prometheus text exposition format, names
  *                           prefixed bucketcache_ (bucketcache_cluster_*
  *                           in a cluster)
@@ -22,6 +23,9 @@
  *                           ?flags=N; 201 on store; 413 past the max item
  *                           size
  *   DELETE /v1/keys/{key}   204, or 404 on a miss
+ *   GET    /v1/migrate/export, GET|POST|DELETE /v1/migrate/import
+ *                           bucket migration between primaries (migrate.h;
+ *                           404 when standalone)
  *
  *   {key} is percent-decoded; it must then be 1..250 bytes without control
  *   characters or spaces (memcached's key rule), else 400.  Every error is an
@@ -73,9 +77,10 @@ bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
 
 /*
  * In a cluster: the key API serves only buckets this node may serve
- * (bc_node_cluster_route) and /health, /stats, /metrics report the node's
- * group, role and epoch.  cluster is borrowed and must outlive the admin
- * server; NULL (the default) is standalone.  Call before bc_admin_start.
+ * (bc_node_cluster_route), /health, /stats, /metrics report the node's
+ * group, role and epoch, and the migration endpoints (migrate.h) are on.
+ * cluster is borrowed and must outlive the admin server; NULL (the
+ * default) is standalone.  Call before bc_admin_start.
  */
 void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
 

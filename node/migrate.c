@@ -1,0 +1,1147 @@
+/*
+ * migrate.c -- see migrate.h for the endpoints and the behaviour.
+ *
+ *     console                 destination (this file)              source (this file)
+ *     -------                 -----------------------              ------------------
+ *     POST import ----------> job slot, thread started; 202
+ *                             thread: drop leftovers of B
+ *                                     GET export?bucket=B&epoch=E --> fenced for E?
+ *                                                                      no:  409 retry
+ *                             <-- 409: back off 1..50 ms, again        yes: encode B under
+ *                                                                           its shard lock,
+ *                             <---------------------- frames ---------      reply (zero-copy)
+ *                             decode as bytes arrive, store each
+ *                             item add-if-absent; check END
+ *     GET import (poll) ----> {"state":"done","items":..,"bytes":..}
+ *
+ * The import's HTTP client is a small streaming one (not bc_http_client,
+ * which buffers whole responses): the body of an export can be as large as
+ * a bucket, and frames are stored while the rest is still in flight.
+ */
+#include "migrate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_cluster.h"
+#include "bc_config.h"
+#include "bc_frame.h"
+#include "bc_hash.h"
+#include "bc_log.h"
+
+#define MIG_DEFAULT_IMPORTS     4u
+#define MIG_DEFAULT_TIMEOUT_MS  60000u
+#define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
+#define MIG_FENCE_WAIT_MS       25        /* an export waits this long to be fenced */
+#define MIG_RETRY_FAST_MS       4         /* import retry interval, first half second */
+#define MIG_RETRY_MAX_MS        50
+#define MIG_RECV_CHUNK          (256u * 1024u)
+#define MIG_HEADER_MAX          (16u * 1024u)
+#define MIG_ERROR_BODY_MAX      (64u * 1024u)
+#define MIG_PROGRESS_EVERY      1024u
+#define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
+
+#ifndef MHD_HTTP_MISDIRECTED_REQUEST
+#define MHD_HTTP_MISDIRECTED_REQUEST 421
+#endif
+
+typedef enum job_state {
+    JOB_FREE = 0,
+    JOB_RUNNING,
+    JOB_DONE,
+    JOB_FAILED,
+} job_state_t;
+
+typedef struct import_job {
+    bc_node_migrate_t *mig;
+    /* Fields below are guarded by mig->mu, except cancel (atomic) and the
+     * immutable-while-running bucket/epoch/source. */
+    job_state_t state;
+    uint32_t bucket;
+    uint64_t epoch;
+    uint32_t from;                 /* the source's group */
+    char source[BC_ADDR_MAX];
+    uint64_t items;
+    uint64_t bytes;
+    uint64_t skipped;              /* already present here: add-if-absent kept ours */
+    int64_t started_ms;
+    int64_t finished_ms;
+    char error[256];
+    uint64_t seq;                  /* age, for reusing the oldest finished slot */
+    bool joinable;                 /* a thread to join before the slot is reused */
+    pthread_t thread;
+    _Atomic bool cancel;
+} import_job_t;
+
+struct bc_node_migrate {
+    bc_cache_t *cache;
+    bc_node_cluster_t *cluster;
+    bc_server_t *server;
+    uint32_t max_imports;
+    uint32_t timeout_ms;
+    uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
+
+    /* LOCKING RULE: mu guards jobs[], running, stopping and seq; never
+     * held across I/O or pthread_join; the only cache call under it is
+     * migrate_drop's bucket drop (mu before a shard lock). */
+    pthread_mutex_t mu;
+    import_job_t *jobs;
+    uint32_t njobs;
+    uint32_t running;
+    bool stopping;
+    uint64_t seq;
+
+    _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
+    _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- query parameters ---- */
+
+typedef struct mig_params {
+    bool has_bucket, has_epoch, has_source, has_from;
+    uint32_t bucket;
+    uint32_t from;
+    uint64_t epoch;
+    char source[BC_ADDR_MAX];
+} mig_params_t;
+
+static bool
+parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 20) return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        if (v > (UINT64_MAX - 9) / 10) return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > max) return false;
+    *out = v;
+    return true;
+}
+
+/* Parses bucket/epoch/source; on error queues a 400 into *result. */
+static bool
+params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
+             enum MHD_Result *result)
+{
+    bc_http_param_t params[8];
+    int n = req->query != NULL ? bc_http_parse_query(req->query, params, 8) : 0;
+    memset(p, 0, sizeof(*p));
+    if (n < 0) {
+        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        const bc_http_param_t *q = &params[i];
+        uint64_t v;
+        if (strcmp(q->name, "bucket") == 0) {
+            if (!parse_u64(q->value, q->value_len, UINT32_MAX, &v) ||
+                v >= bc_cache_nbuckets(mig->cache)) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "bucket: expected 0..%u",
+                                              bc_cache_nbuckets(mig->cache) - 1);
+                return false;
+            }
+            p->bucket = (uint32_t)v;
+            p->has_bucket = true;
+        } else if (strcmp(q->name, "epoch") == 0) {
+            if (!parse_u64(q->value, q->value_len, UINT64_MAX, &p->epoch) || p->epoch == 0) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "epoch: expected a table epoch >= 1");
+                return false;
+            }
+            p->has_epoch = true;
+        } else if (strcmp(q->name, "from") == 0) {
+            if (!parse_u64(q->value, q->value_len, BC_GROUP_MAX_GID, &v) || v == 0) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "from: expected the source's group id");
+                return false;
+            }
+            p->from = (uint32_t)v;
+            p->has_from = true;
+        } else if (strcmp(q->name, "source") == 0) {
+            bc_hostport_t hp;
+            if (q->value_len == 0 || q->value_len >= sizeof(p->source) ||
+                q->value_len != strlen(q->value) || bc_parse_hostport(q->value, 0, &hp) != BC_OK) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "source: expected the source's admin host:port");
+                return false;
+            }
+            snprintf(p->source, sizeof(p->source), "%s", q->value);
+            p->has_source = true;
+        } else {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "unknown query parameter \"%.40s\"", q->name);
+            return false;
+        }
+    }
+    if (!p->has_bucket) {
+        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "bucket is required");
+        return false;
+    }
+    return true;
+}
+
+/* ---- export ---- */
+
+typedef struct export_ctx {
+    bc_frame_buf_t buf;
+    uint32_t now;
+    uint64_t items;
+    uint64_t bytes;
+    bool failed;
+} export_ctx_t;
+
+/* Runs under the bucket's shard lock: copy the item into the buffer. */
+static bool
+export_item(const bc_item_t *it, void *arg)
+{
+    export_ctx_t *x = arg;
+    uint32_t ttl = 0;
+    if (it->exptime != 0) {
+        if (it->exptime <= x->now) return true; /* expires this second: skip */
+        ttl = it->exptime - x->now;
+    }
+    const char *value = it->data + it->nkey + 1;
+    if (bc_frame_put_item(&x->buf, bc_item_key(it), it->nkey, value, bc_item_value_len(it),
+                          it->flags, ttl, it->cas) != BC_OK) {
+        x->failed = true;
+        return false;
+    }
+    x->items++;
+    x->bytes += it->nkey + bc_item_value_len(it);
+    return true;
+}
+
+static void
+export_refused(bc_node_migrate_t *mig)
+{
+    atomic_fetch_add_explicit(&mig->export_refusals, 1, memory_order_relaxed);
+}
+
+/* 409 {"error": .., "retry": retry, "epoch": epoch}: retry says whether
+ * asking again later can succeed. */
+static enum MHD_Result
+mig_refuse(bc_http_req_t *req, bool retry, uint64_t epoch, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result
+mig_refuse(bc_http_req_t *req, bool retry, uint64_t epoch, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return MHD_NO;
+    cJSON_AddStringToObject(doc, "error", msg);
+    cJSON_AddBoolToObject(doc, "retry", retry);
+    cJSON_AddNumberToObject(doc, "epoch", (double)epoch);
+    return bc_http_reply_json(req, MHD_HTTP_CONFLICT, doc);
+}
+
+enum MHD_Result
+bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
+{
+    mig_params_t p;
+    enum MHD_Result result;
+    if (!params_parse(mig, req, &p, &result)) return result;
+    if (!p.has_epoch) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "epoch is required");
+    }
+    uint32_t owner = 0;
+    uint64_t cur = 0;
+    /*
+     * BEHAVIOR (fencing): the export is for the epoch at which the console
+     * made the bucket read-only.  This node must have seen that epoch
+     * (then it refuses writes to the bucket), and every worker thread must
+     * have started a new loop iteration since seeing it, so a write that
+     * passed its route check just before the flip has finished and is in
+     * the cache the export reads.  The destination usually asks before our
+     * table watch has fired: wait here a little (the admin thread is not
+     * ours to hold long) rather than make it come back.
+     */
+    int64_t until = mono_ms() + MIG_FENCE_WAIT_MS;
+    bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+    while (cur < p.epoch && mono_ms() < until) {
+        struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+        route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+    }
+    if (cur < p.epoch) {
+        export_refused(mig);
+        return mig_refuse(req, true, cur, "this node is at table epoch %" PRIu64 ", the export "
+                          "is for epoch %" PRIu64 ": not fenced yet", cur, p.epoch);
+    }
+    if (route != BC_ROUTE_READONLY) {
+        const char *why = route == BC_ROUTE_SERVE ? "is writable here: the move was called off"
+                        : route == BC_ROUTE_MOVED ? "is owned by another group"
+                        : route == BC_ROUTE_NO_OWNER ? "has no owner"
+                        : "is not served by this node (not the primary)";
+        export_refused(mig);
+        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p.bucket, why);
+    }
+    if (mig->server == NULL) {
+        export_refused(mig);
+        return mig_refuse(req, false, cur, "this node has no data port to fence");
+    }
+    bool fenced;
+    while (!(fenced = bc_server_passed_epoch(mig->server, p.epoch)) && mono_ms() < until) {
+        struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!fenced) {
+        export_refused(mig);
+        return mig_refuse(req, true, cur, "worker threads have not all passed epoch %" PRIu64
+                          " yet", p.epoch);
+    }
+
+    export_ctx_t x;
+    memset(&x, 0, sizeof(x));
+    x.now = bc_cache_now(mig->cache);
+    bc_status_t st = bc_frame_put_hello(&x.buf, p.bucket, p.epoch, bc_cache_nbuckets(mig->cache));
+    if (st == BC_OK) st = bc_cache_bucket_foreach(mig->cache, p.bucket, export_item, &x);
+    if (st == BC_OK && x.failed) st = BC_ENOMEM;
+    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.items, x.bytes);
+    if (st != BC_OK) {
+        bc_frame_buf_free(&x.buf);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
+                                   PRIu32 ": %s", p.bucket, bc_status_str(st));
+    }
+    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_items, x.items, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_bytes, x.buf.len, memory_order_relaxed);
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 ": %" PRIu64
+             " items, %zu bytes", p.bucket, p.epoch, x.items, x.buf.len);
+    char items[24];
+    snprintf(items, sizeof(items), "%" PRIu64, x.items);
+    bc_http_add_header(req, "X-Bucketcache-Items", items);
+    /* The buffer is handed to MHD and freed when sent (or dropped). */
+    return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x.buf.data, x.buf.len, free,
+                                x.buf.data);
+}
+
+/* ---- the import's streaming HTTP GET ---- */
+
+typedef struct fetch {
+    int fd;
+    int64_t deadline;
+    char *buf;
+    size_t cap, start, end;
+} fetch_t;
+
+static int
+fetch_remaining(const fetch_t *f)
+{
+    int64_t left = f->deadline - mono_ms();
+    return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
+}
+
+static bc_status_t
+fetch_connect(fetch_t *f, const char *addr, char *err, size_t errlen)
+{
+    bc_hostport_t hp;
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+    if (bc_parse_hostport(addr, 0, &hp) != BC_OK) {
+        snprintf(err, errlen, "bad source address \"%.100s\"", addr);
+        return BC_EINVAL;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%u", hp.port);
+    int rc = getaddrinfo(hp.host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve source %.100s: %s", addr, gai_strerror(rc));
+        return BC_EIO;
+    }
+    bc_status_t st = BC_EIO;
+    int last_errno = 0;
+    for (struct addrinfo *ai = res; ai != NULL && st != BC_OK; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            f->fd = fd;
+            st = BC_OK;
+            break;
+        }
+        last_errno = errno;
+        if (errno == EINPROGRESS) {
+            struct pollfd pfd = {fd, POLLOUT, 0};
+            int soerr = 0;
+            socklen_t len = sizeof(soerr);
+            if (poll(&pfd, 1, fetch_remaining(f)) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+                f->fd = fd;
+                st = BC_OK;
+                break;
+            }
+            last_errno = soerr != 0 ? soerr : ETIMEDOUT;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (st != BC_OK) {
+        snprintf(err, errlen, "cannot connect to source %.100s: %s", addr, strerror(last_errno));
+    }
+    return st;
+}
+
+static bc_status_t
+fetch_send(fetch_t *f, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(f->fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd pfd = {f->fd, POLLOUT, 0};
+        if (poll(&pfd, 1, fetch_remaining(f)) <= 0) return BC_ETIMEOUT;
+    }
+    return BC_OK;
+}
+
+/* Makes room for `want` more bytes after end (compacting first). */
+static bool
+fetch_room(fetch_t *f, size_t want)
+{
+    if (f->start > 0 && (f->start == f->end || f->cap - f->end < want)) {
+        memmove(f->buf, f->buf + f->start, f->end - f->start);
+        f->end -= f->start;
+        f->start = 0;
+    }
+    if (f->cap - f->end >= want) return true;
+    size_t cap = f->cap ? f->cap : MIG_RECV_CHUNK;
+    while (cap - f->end < want) cap *= 2;
+    char *p = realloc(f->buf, cap);
+    if (p == NULL) return false;
+    f->buf = p;
+    f->cap = cap;
+    return true;
+}
+
+/* Reads more bytes.  Returns BC_OK (*got > 0), BC_ECLOSED (EOF), errors. */
+static bc_status_t
+fetch_read(fetch_t *f, size_t want, size_t *got)
+{
+    if (!fetch_room(f, want)) return BC_ENOMEM;
+    for (;;) {
+        ssize_t n = recv(f->fd, f->buf + f->end, f->cap - f->end, 0);
+        if (n > 0) {
+            f->end += (size_t)n;
+            *got = (size_t)n;
+            return BC_OK;
+        }
+        if (n == 0) return BC_ECLOSED;
+        if (errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd pfd = {f->fd, POLLIN, 0};
+        int rc = poll(&pfd, 1, fetch_remaining(f));
+        if (rc == 0) return BC_ETIMEOUT;
+        if (rc < 0 && errno != EINTR) return BC_EIO;
+    }
+}
+
+/* ---- import jobs ---- */
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool
+node_owns(bc_node_migrate_t *mig, uint32_t bucket)
+{
+    bc_node_cluster_info_t info;
+    uint32_t owner = 0;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    (void)bc_node_cluster_route(mig->cluster, bucket, false, &owner, NULL);
+    return owner == info.gid;
+}
+
+static void
+job_publish(import_job_t *job, uint64_t items, uint64_t bytes, uint64_t skipped)
+{
+    pthread_mutex_lock(&job->mig->mu);
+    job->items = items;
+    job->bytes = bytes;
+    job->skipped = skipped;
+    pthread_mutex_unlock(&job->mig->mu);
+}
+
+typedef struct import_run {
+    import_job_t *job;
+    bc_frame_stream_t stream;
+    uint64_t items, bytes, skipped;
+    uint32_t nbuckets;
+} import_run_t;
+
+/* Stores one decoded frame.  Errors with err set. */
+static bc_status_t
+import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
+{
+    import_job_t *job = r->job;
+    bc_cache_t *cache = job->mig->cache;
+    bc_status_t st = bc_frame_stream_next(&r->stream, f, err, errlen);
+    if (st != BC_OK) return st;
+    if (f->type == BC_FRAME_HELLO) {
+        if (f->bucket != job->bucket || f->epoch != job->epoch || f->nbuckets != r->nbuckets) {
+            snprintf(err, errlen, "source sent bucket %" PRIu32 " at epoch %" PRIu64 " of %"
+                     PRIu32 " buckets, expected bucket %" PRIu32 " at epoch %" PRIu64 " of %"
+                     PRIu32, f->bucket, f->epoch, f->nbuckets, job->bucket, job->epoch,
+                     r->nbuckets);
+            return BC_EPROTO;
+        }
+        return BC_OK;
+    }
+    if (f->type != BC_FRAME_ITEM) return BC_OK;
+    if (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN) {
+        snprintf(err, errlen, "item with a key of %zu bytes", f->nkey);
+        return BC_EPROTO;
+    }
+    uint32_t hash = bc_hash_key(f->key, f->nkey);
+    if (bc_hash_bucket(hash, r->nbuckets) != job->bucket) {
+        snprintf(err, errlen, "item \"%.*s\" belongs to bucket %" PRIu32 ", not %" PRIu32,
+                 (int)(f->nkey > 40 ? 40 : f->nkey), f->key, bc_hash_bucket(hash, r->nbuckets),
+                 job->bucket);
+        return BC_EPROTO;
+    }
+    if (f->nvalue > UINT32_MAX - 2) {
+        snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
+        return BC_ETOOLARGE;
+    }
+    uint32_t exptime = 0;
+    if (f->ttl != 0) {
+        uint64_t abs = (uint64_t)bc_cache_now(cache) + f->ttl;
+        exptime = abs > UINT32_MAX ? UINT32_MAX : (uint32_t)abs;
+    }
+    bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags, exptime,
+                                  (uint32_t)f->nvalue + 2, &st);
+    if (it == NULL) {
+        snprintf(err, errlen, "cannot store an item of %zu bytes here: %s", f->nkey + f->nvalue,
+                 st == BC_ETOOLARGE ? "larger than this node's max item size"
+                                    : "out of memory (nothing left to evict)");
+        return st;
+    }
+    if (f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
+    memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
+    /* BEHAVIOR: add-if-absent -- a value already here is never replaced. */
+    st = bc_cache_store(cache, it, BC_STORE_ADD, 0, NULL);
+    if (st == BC_OK) {
+        r->items++;
+        r->bytes += f->nkey + f->nvalue;
+    } else if (st == BC_ENOTSTORED) {
+        r->skipped++;
+    } else {
+        snprintf(err, errlen, "cannot store an item: %s", bc_status_str(st));
+        return st;
+    }
+    if ((r->items + r->skipped) % MIG_PROGRESS_EVERY == 0) {
+        job_publish(job, r->items, r->bytes, r->skipped);
+    }
+    return BC_OK;
+}
+
+/* Parses an error reply body ({"error":..,"retry":..}). */
+static void
+import_error_body(const char *body, size_t len, int status, bool *retry, char *err, size_t errlen)
+{
+    cJSON *doc = cJSON_ParseWithLength(body, len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(doc, "retry");
+    *retry = status == MHD_HTTP_CONFLICT && cJSON_IsTrue(r);
+    snprintf(err, errlen, "source answered %d: %s", status,
+             cJSON_IsString(e) ? e->valuestring : "(no reason given)");
+    cJSON_Delete(doc);
+}
+
+/*
+ * One GET of the export.  BC_OK: the whole bucket is stored.  *retry is
+ * set when the source asked to be asked again (not fenced yet).
+ */
+static bc_status_t
+import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t errlen)
+{
+    import_job_t *job = r->job;
+    size_t max_payload = bc_cache_max_item_size(job->mig->cache) + 1024;
+    fetch_t f = {.fd = -1, .deadline = deadline};
+    bc_status_t st = fetch_connect(&f, job->source, err, errlen);
+    *retry = false;
+    if (st != BC_OK) return st;
+
+    char head[512];
+    int hn = snprintf(head, sizeof(head),
+                      "GET /v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64 " HTTP/1.1\r\n"
+                      "Host: %s\r\nConnection: close\r\nAccept: " MIG_CONTENT_TYPE "\r\n\r\n",
+                      job->bucket, job->epoch, job->source);
+    st = fetch_send(&f, head, (size_t)hn);
+    if (st != BC_OK) {
+        snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
+                 bc_status_str(st));
+        goto out;
+    }
+
+    /* Status line and headers. */
+    char *hdr_end = NULL;
+    while (hdr_end == NULL) {
+        size_t got;
+        if (f.end >= MIG_HEADER_MAX) {
+            snprintf(err, errlen, "source sent over %u bytes of headers", MIG_HEADER_MAX);
+            st = BC_EPROTO;
+            goto out;
+        }
+        st = fetch_read(&f, 4096, &got);
+        if (st != BC_OK) {
+            snprintf(err, errlen, "no answer from source %.100s: %s", job->source,
+                     st == BC_ECLOSED ? "connection closed" : bc_status_str(st));
+            if (st == BC_ECLOSED) st = BC_EIO;
+            goto out;
+        }
+        hdr_end = memmem(f.buf, f.end, "\r\n\r\n", 4);
+    }
+    int status = 0;
+    *hdr_end = '\0';
+    if (sscanf(f.buf, "HTTP/1.%*d %d", &status) != 1) {
+        snprintf(err, errlen, "source %.100s does not speak HTTP", job->source);
+        st = BC_EPROTO;
+        goto out;
+    }
+    long long content_length = -1;
+    bool chunked = false;
+    for (char *line = strstr(f.buf, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, "Content-Length:", 15) == 0) {
+            content_length = strtoll(line + 17, NULL, 10);
+        } else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0) {
+            chunked = true;
+        }
+    }
+    f.start = (size_t)(hdr_end - f.buf) + 4;
+
+    if (status != MHD_HTTP_OK) {
+        size_t got;
+        while (f.end - f.start < MIG_ERROR_BODY_MAX &&
+               (content_length < 0 || (long long)(f.end - f.start) < content_length) &&
+               fetch_read(&f, 4096, &got) == BC_OK) {
+        }
+        import_error_body(f.buf + f.start, f.end - f.start, status, retry, err, errlen);
+        st = *retry ? BC_EAGAIN : BC_EPROTO;
+        goto out;
+    }
+    if (chunked) {
+        snprintf(err, errlen, "source sent a chunked export (unsupported)");
+        st = BC_EPROTO;
+        goto out;
+    }
+
+    /* The body: decode frames as they come. */
+    uint64_t received = f.end - f.start;
+    for (;;) {
+        while (f.start < f.end) {
+            bc_frame_t fr;
+            size_t used;
+            st = bc_frame_decode(f.buf + f.start, f.end - f.start, max_payload, &fr, &used, err,
+                                 errlen);
+            if (st == BC_EAGAIN) break;
+            if (st != BC_OK) goto out;
+            st = import_frame(r, &fr, err, errlen);
+            if (st != BC_OK) goto out;
+            f.start += used;
+        }
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, errlen, "cancelled");
+            st = BC_ECLOSED;
+            goto out;
+        }
+        if (content_length >= 0 && received >= (uint64_t)content_length) break;
+        size_t got;
+        st = fetch_read(&f, MIG_RECV_CHUNK, &got);
+        if (st == BC_ECLOSED) {
+            if (content_length >= 0) {
+                snprintf(err, errlen, "export truncated: the source closed the connection after "
+                         "%" PRIu64 " of %lld bytes", received, content_length);
+                st = BC_EPROTO;
+                goto out;
+            }
+            break;
+        }
+        if (st != BC_OK) {
+            snprintf(err, errlen, "export from %.100s broke off after %" PRIu64 " bytes: %s",
+                     job->source, received, bc_status_str(st));
+            goto out;
+        }
+        received += got;
+    }
+    if (f.start != f.end) {
+        snprintf(err, errlen, "export truncated: %zu bytes of an incomplete frame at the end",
+                 f.end - f.start);
+        st = BC_EPROTO;
+        goto out;
+    }
+    st = bc_frame_stream_finish(&r->stream, err, errlen);
+    if (st != BC_OK) {
+        char tmp[200];
+        snprintf(tmp, sizeof(tmp), "%.199s", err);
+        snprintf(err, errlen, "export %s", tmp);
+    }
+out:
+    if (f.fd >= 0) close(f.fd);
+    free(f.buf);
+    return st;
+}
+
+static bc_status_t
+import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
+{
+    bc_node_migrate_t *mig = job->mig;
+    if (node_owns(mig, job->bucket)) {
+        snprintf(err, errlen, "this node's group already owns bucket %" PRIu32, job->bucket);
+        return BC_EEXISTS;
+    }
+    int64_t t0 = mono_ms(), deadline = t0 + mig->timeout_ms;
+    int backoff = 1;
+    for (;;) {
+        /* BEHAVIOR: leftovers of an abandoned attempt would shadow fresh
+         * values under add-if-absent: start from an empty bucket. */
+        uint64_t stale = bc_cache_bucket_drop(mig->cache, job->bucket);
+        if (stale > 0) {
+            log_info("migrate: dropped %" PRIu64 " leftover items of bucket %" PRIu32
+                     " before importing it", stale, job->bucket);
+        }
+        memset(&r->stream, 0, sizeof(r->stream));
+        r->items = r->bytes = r->skipped = 0;
+        bool retry = false;
+        bc_status_t st = import_fetch(r, deadline, &retry, err, errlen);
+        if (st == BC_OK || !retry) return st;
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, errlen, "cancelled");
+            return BC_ECLOSED;
+        }
+        if (mono_ms() + backoff >= deadline) {
+            char tmp[200];
+            snprintf(tmp, sizeof(tmp), "%.199s", err);
+            snprintf(err, errlen, "timed out waiting for the source: %s", tmp);
+            return BC_ETIMEOUT;
+        }
+        sleep_ms(backoff);
+        /* The source is usually fenced within milliseconds: ask often at
+         * first, then back off. */
+        int cap = mono_ms() - t0 < 500 ? MIG_RETRY_FAST_MS : MIG_RETRY_MAX_MS;
+        backoff = backoff * 2 > cap ? cap : backoff * 2;
+    }
+}
+
+static void *
+import_main(void *arg)
+{
+    import_job_t *job = arg;
+    bc_node_migrate_t *mig = job->mig;
+    import_run_t r;
+    char err[256] = "";
+    memset(&r, 0, sizeof(r));
+    r.job = job;
+    r.nbuckets = bc_cache_nbuckets(mig->cache);
+    int64_t t0 = mono_ms();
+
+    bc_status_t st = import_run(job, &r, err, sizeof(err));
+    if (st == BC_OK && mig->test_delay_ms > 0) {
+        /* A deliberately slow destination (tests only). */
+        for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
+             waited += 10) {
+            sleep_ms(10);
+        }
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, sizeof(err), "cancelled");
+            st = BC_ECLOSED;
+        }
+    }
+    if (st != BC_OK && st != BC_EEXISTS && !node_owns(mig, job->bucket)) {
+        bc_cache_bucket_drop(mig->cache, job->bucket);
+    }
+    int64_t elapsed = mono_ms() - t0;
+    pthread_mutex_lock(&mig->mu);
+    job->items = r.items;
+    job->bytes = r.bytes;
+    job->skipped = r.skipped;
+    job->finished_ms = wall_ms();
+    job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
+    snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
+    mig->running--;
+    pthread_mutex_unlock(&mig->mu);
+    if (st == BC_OK) {
+        atomic_fetch_add(&mig->imports_done, 1);
+        atomic_fetch_add(&mig->import_items, r.items);
+        atomic_fetch_add(&mig->import_bytes, r.bytes);
+        log_info("migrate: imported bucket %" PRIu32 " (epoch %" PRIu64 ") from %s: %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms", job->bucket, job->epoch, job->source,
+                 r.items, r.bytes, (long long)elapsed);
+    } else {
+        atomic_fetch_add(&mig->imports_failed, 1);
+        log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
+                 job->bucket, job->epoch, job->source, err);
+    }
+    return NULL;
+}
+
+/* The most recent job for bucket (mu held), or NULL. */
+static import_job_t *
+job_find(bc_node_migrate_t *mig, uint32_t bucket)
+{
+    import_job_t *best = NULL;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (j->state != JOB_FREE && j->bucket == bucket && (best == NULL || j->seq > best->seq)) {
+            best = j;
+        }
+    }
+    return best;
+}
+
+static const char *
+job_state_name(job_state_t s)
+{
+    switch (s) {
+    case JOB_RUNNING: return "running";
+    case JOB_DONE: return "done";
+    case JOB_FAILED: return "failed";
+    default: return "none";
+    }
+}
+
+/* The job as JSON (mu held). */
+static cJSON *
+job_json(bc_node_migrate_t *mig, const import_job_t *j)
+{
+    bc_node_cluster_info_t info;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return NULL;
+    cJSON_AddNumberToObject(doc, "bucket", j->bucket);
+    cJSON_AddNumberToObject(doc, "epoch", (double)j->epoch);
+    cJSON_AddStringToObject(doc, "state", job_state_name(j->state));
+    cJSON_AddStringToObject(doc, "source", j->source);
+    cJSON_AddNumberToObject(doc, "from", j->from);
+    cJSON_AddNumberToObject(doc, "items", (double)j->items);
+    cJSON_AddNumberToObject(doc, "bytes", (double)j->bytes);
+    cJSON_AddNumberToObject(doc, "skipped", (double)j->skipped);
+    cJSON_AddStringToObject(doc, "error", j->error);
+    cJSON_AddStringToObject(doc, "node", info.node_name);
+    cJSON_AddNumberToObject(doc, "group", info.gid);
+    int64_t end = j->state == JOB_RUNNING ? wall_ms() : j->finished_ms;
+    cJSON_AddNumberToObject(doc, "elapsed_ms", (double)(end - j->started_ms));
+    return doc;
+}
+
+/* A slot for a new job (mu held): a free one, else the oldest finished
+ * (whose thread, if joinable, the caller joins before reusing it). */
+static import_job_t *
+job_slot(bc_node_migrate_t *mig)
+{
+    import_job_t *pick = NULL;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (j->state == JOB_FREE && !j->joinable) return j;
+        if (j->state != JOB_RUNNING && (pick == NULL || j->seq < pick->seq)) pick = j;
+    }
+    return pick;
+}
+
+static enum MHD_Result
+import_reply(bc_node_migrate_t *mig, bc_http_req_t *req, unsigned status, import_job_t *j)
+{
+    cJSON *doc = job_json(mig, j);
+    pthread_mutex_unlock(&mig->mu);
+    if (doc == NULL) return MHD_NO;
+    return bc_http_reply_json(req, status, doc);
+}
+
+static enum MHD_Result
+import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    if (!p->has_epoch || !p->has_source || !p->has_from) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                   "epoch, from and source are required");
+    }
+    bc_node_cluster_info_t info;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    if (!info.primary) {
+        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "this node is not its group's "
+                                   "primary; import into the primary");
+    }
+    pthread_mutex_lock(&mig->mu);
+    if (mig->stopping) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    }
+    import_job_t *j = job_find(mig, p->bucket);
+    if (j != NULL && j->epoch == p->epoch) {
+        /* BEHAVIOR: idempotent -- the same request again (a console that
+         * retried or took over) reports the job rather than restarting it. */
+        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    }
+    if (j != NULL && j->state == JOB_RUNNING) {
+        if (j->epoch < p->epoch) atomic_store(&j->cancel, true);
+        uint64_t other = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return mig_refuse(req, j->epoch < p->epoch, other, "an import of bucket %"
+                             PRIu32 " at epoch %" PRIu64 " is still running", p->bucket, other);
+    }
+    if (node_owns(mig, p->bucket)) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "this node's group already owns "
+                                   "bucket %" PRIu32, p->bucket);
+    }
+    if (mig->running >= mig->max_imports) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%u imports already "
+                                   "running; retry", mig->max_imports);
+    }
+    j = job_slot(mig);
+    if (j == NULL) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "no free import slot");
+    }
+    if (j->joinable) {
+        /* A finished thread: joining it takes no time, but not under mu. */
+        pthread_t t = j->thread;
+        j->joinable = false;
+        j->state = JOB_RUNNING;   /* reserved while unlocked */
+        pthread_mutex_unlock(&mig->mu);
+        pthread_join(t, NULL);
+        pthread_mutex_lock(&mig->mu);
+    }
+    j->mig = mig;
+    j->state = JOB_RUNNING;
+    j->bucket = p->bucket;
+    j->epoch = p->epoch;
+    j->from = p->from;
+    snprintf(j->source, sizeof(j->source), "%s", p->source);
+    j->items = j->bytes = j->skipped = 0;
+    j->started_ms = wall_ms();
+    j->finished_ms = 0;
+    j->error[0] = '\0';
+    j->seq = ++mig->seq;
+    atomic_store(&j->cancel, false);
+    if (pthread_create(&j->thread, NULL, import_main, j) != 0) {
+        j->state = JOB_FREE;
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot start a thread");
+    }
+    j->joinable = true;
+    mig->running++;
+    log_info("migrate: importing bucket %" PRIu32 " (epoch %" PRIu64 ") from %s", p->bucket,
+             p->epoch, p->source);
+    return import_reply(mig, req, MHD_HTTP_ACCEPTED, j);
+}
+
+static enum MHD_Result
+import_cancel(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find(mig, p->bucket);
+    if (j == NULL || (p->has_epoch && j->epoch != p->epoch)) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no import of bucket %" PRIu32
+                                   "%s", p->bucket, p->has_epoch ? " at that epoch" : "");
+    }
+    atomic_store(&j->cancel, true);
+    bool finished = j->state != JOB_RUNNING;
+    if (finished && j->state == JOB_DONE) {
+        j->state = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "cancelled after it finished");
+    }
+    pthread_mutex_unlock(&mig->mu);
+    /* A running job drops what it stored when it notices; a finished one
+     * left its copy here, waiting for a cutover that will not come. */
+    uint64_t dropped = 0;
+    if (finished && !node_owns(mig, p->bucket)) {
+        dropped = bc_cache_bucket_drop(mig->cache, p->bucket);
+    }
+    log_info("migrate: import of bucket %" PRIu32 " called off%s (%" PRIu64 " items dropped)",
+             p->bucket, finished ? "" : " while running", dropped);
+    pthread_mutex_lock(&mig->mu);
+    return import_reply(mig, req, MHD_HTTP_OK, j);
+}
+
+enum MHD_Result
+bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
+{
+    mig_params_t p;
+    enum MHD_Result result;
+    if (!params_parse(mig, req, &p, &result)) return result;
+    if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0) return import_start(mig, req, &p);
+    if (strcmp(req->method, MHD_HTTP_METHOD_DELETE) == 0) return import_cancel(mig, req, &p);
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find(mig, p.bucket);
+    if (j == NULL) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no import of bucket %" PRIu32
+                                   " is known here", p.bucket);
+    }
+    return import_reply(mig, req, MHD_HTTP_OK, j);
+}
+
+/*
+ * The cluster agent's way to drop a bucket that left (cluster.h,
+ * bc_node_cluster_set_drop).
+ *
+ * BEHAVIOR: a bucket being imported is named by neither c nor m here
+ * until its cutover, so the agent would drop it.  It is kept while an
+ * import of it runs, or has finished and waits for its cutover, as long as
+ * the bucket's owner is still the group the import copies from.  Once
+ * the owner is someone else (the source group went down, the move was
+ * replaced) the copy is obsolete and goes.  The decision and the drop
+ * happen under mu, as does an import's registration, so an import that
+ * starts cannot lose what it stores to a drop decided just before.
+ */
+static int64_t
+migrate_drop(void *ctx, uint32_t bucket)
+{
+    bc_node_migrate_t *mig = ctx;
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find(mig, bucket);
+    if (j != NULL && !atomic_load(&j->cancel) &&
+        (j->state == JOB_RUNNING || j->state == JOB_DONE)) {
+        uint32_t owner = 0;
+        (void)bc_node_cluster_route(mig->cluster, bucket, false, &owner, NULL);
+        if (owner == j->from) {
+            pthread_mutex_unlock(&mig->mu);
+            return -1;
+        }
+        atomic_store(&j->cancel, true);
+        if (j->state == JOB_RUNNING) {
+            /* The job notices and drops what it stored itself. */
+            pthread_mutex_unlock(&mig->mu);
+            return -1;
+        }
+        j->state = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "obsolete: bucket %" PRIu32 " is now owned by group "
+                 "%" PRIu32 ", not %" PRIu32, bucket, owner, j->from);
+    }
+    int64_t n = (int64_t)bc_cache_bucket_drop(mig->cache, bucket);
+    pthread_mutex_unlock(&mig->mu);
+    return n;
+}
+
+/* ---- lifecycle ---- */
+
+bc_status_t
+bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t **out)
+{
+    *out = NULL;
+    if (config == NULL || config->cache == NULL || config->cluster == NULL) return BC_EINVAL;
+    bc_node_migrate_t *mig = calloc(1, sizeof(*mig));
+    if (mig == NULL) return BC_ENOMEM;
+    mig->cache = config->cache;
+    mig->cluster = config->cluster;
+    mig->server = config->server;
+    mig->max_imports = config->max_imports ? config->max_imports : MIG_DEFAULT_IMPORTS;
+    mig->timeout_ms = config->import_timeout_ms ? config->import_timeout_ms
+                                                : MIG_DEFAULT_TIMEOUT_MS;
+    const char *delay = getenv("BC_TEST_IMPORT_DELAY_MS");
+    if (delay != NULL && delay[0] != '\0') {
+        uint64_t v;
+        if (parse_u64(delay, strlen(delay), 3600000, &v)) {
+            mig->test_delay_ms = (uint32_t)v;
+            log_warn("migrate: BC_TEST_IMPORT_DELAY_MS: every import waits %u ms before it "
+                     "reports done (a slow destination, for tests)", mig->test_delay_ms);
+        }
+    }
+    mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
+    mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
+    if (mig->jobs == NULL) {
+        free(mig);
+        return BC_ENOMEM;
+    }
+    pthread_mutex_init(&mig->mu, NULL);
+    bc_node_cluster_set_drop(mig->cluster, migrate_drop, mig);
+    *out = mig;
+    return BC_OK;
+}
+
+void
+bc_node_migrate_shutdown(bc_node_migrate_t *mig)
+{
+    if (mig == NULL) return;
+    pthread_mutex_lock(&mig->mu);
+    mig->stopping = true;
+    for (uint32_t i = 0; i < mig->njobs; i++) atomic_store(&mig->jobs[i].cancel, true);
+    pthread_mutex_unlock(&mig->mu);
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        pthread_mutex_lock(&mig->mu);
+        import_job_t *j = &mig->jobs[i];
+        bool join = j->joinable;
+        pthread_t t = j->thread;
+        j->joinable = false;
+        pthread_mutex_unlock(&mig->mu);
+        if (join) pthread_join(t, NULL);
+    }
+}
+
+void
+bc_node_migrate_destroy(bc_node_migrate_t *mig)
+{
+    if (mig == NULL) return;
+    bc_node_migrate_shutdown(mig);
+    bc_node_cluster_set_drop(mig->cluster, NULL, NULL);
+    pthread_mutex_destroy(&mig->mu);
+    free(mig->jobs);
+    free(mig);
+}
+
+void
+bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (mig == NULL) return;
+    out->exports = atomic_load(&mig->exports);
+    out->export_refusals = atomic_load(&mig->export_refusals);
+    out->export_items = atomic_load(&mig->export_items);
+    out->export_bytes = atomic_load(&mig->export_bytes);
+    out->imports_done = atomic_load(&mig->imports_done);
+    out->imports_failed = atomic_load(&mig->imports_failed);
+    out->import_items = atomic_load(&mig->import_items);
+    out->import_bytes = atomic_load(&mig->import_bytes);
+    pthread_mutex_lock(&mig->mu);
+    out->imports_running = mig->running;
+    pthread_mutex_unlock(&mig->mu);
+}

@@ -1,0 +1,125 @@
+/*
+ * migrate.h -- the node's half of bucket migration: exporting a bucket to
+ * the destination that asks for it, and importing a bucket from its
+ * source when the console asks (console/migrate.h drives both).
+ *
+ * WHAT IT SERVES (on the admin port, through admin.c)
+ *
+ *   GET    /v1/migrate/export?bucket=B&epoch=E
+ *            the bucket's items as a stream of peer frames (bc_frame.h),
+ *            application/x-bucketcache-frames.  Only from the primary that
+ *            owns B, only while B is read-only (the console set c.readonly
+ *            at epoch E), and only once this node is FENCED for E:
+ *              - its table has reached epoch E (it knows B is read-only),
+ *              - every worker thread has passed the top of its event loop
+ *                after seeing epoch >= E (bc_server_passed_epoch), so any
+ *                write that passed the route check before the flip has
+ *                finished and is in the cache the export iterates.
+ *            Until then 409 with "retry": true; other refusals (not the
+ *            owner, not read-only: the migration was called off) are 409
+ *            with "retry": false.
+ *
+ *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
+ *            starts (or, same B and E, reports) an import job from group
+ *            G's primary, whose admin port is HOST:PORT: 202 with the
+ *            job's state.  The job pulls the export from there and stores
+ *            every item add-if-absent, so nothing already here is ever
+ *            overwritten.  Refused (409) when this node is not its group's
+ *            primary, already owns B (the cutover happened), or another
+ *            import of B at another epoch still runs ("retry": true when
+ *            that one is older and was told to stop); 503 when max_imports
+ *            jobs already run.
+ *   GET    /v1/migrate/import?bucket=B
+ *            the job's state: {"bucket","epoch","state":"running"|"done"|
+ *            "failed","items","bytes","skipped","error","node","elapsed_ms"}
+ *            (404 when no job for B is known).
+ *   DELETE /v1/migrate/import?bucket=B&epoch=E
+ *            the console called the move off: the job stops and what it
+ *            stored is dropped (unless this node owns B by now).
+ *
+ * HOW
+ *   Exports run on the admin (MHD) thread: the bucket is encoded under its
+ *   shard lock into one buffer that MHD then sends without copying, so the
+ *   admin thread is busy only for the encoding (about a millisecond per
+ *   MiB).  Imports run on their own threads (at most max_imports), because
+ *   they wait on the network; the admin thread only starts them and
+ *   reports their state.  The import reads the response as a stream and
+ *   decodes frames as they arrive: memory stays bounded by one frame.
+ *
+ * BEHAVIOR
+ *   An import first drops whatever this node holds for B: it does not own
+ *   B, so anything there is a leftover of an earlier, abandoned attempt,
+ *   and add-if-absent must not let such a stale value shadow the fresh
+ *   copy.  A failed import drops what it stored, for the same reason.
+ *   Items whose key does not hash to B, a HELLO naming another bucket or
+ *   epoch, and any malformed, truncated or corrupted frame fail the job
+ *   with an error that says so; the node itself carries on.
+ *
+ *   The cluster agent drops buckets that neither c nor m names for this
+ *   group; it asks this module first (bc_node_cluster_set_drop), which
+ *   keeps a bucket an import is filling or has filled and whose cutover is
+ *   pending, as long as its owner is still the source group.
+ *
+ * LOCKING
+ *   mu guards the job table (states, counters, slots).  A job thread
+ *   takes mu only to publish progress; it never holds it across I/O or
+ *   cache calls.  The agent's drop hook drops a bucket while holding mu
+ *   (mu, then a shard lock: never the other way round).
+ */
+#ifndef BC_NODE_MIGRATE_H
+#define BC_NODE_MIGRATE_H
+
+#include <stdint.h>
+
+#include "bc_httpd.h"
+#include "bc_status.h"
+#include "cache.h"
+#include "cluster.h"
+#include "server.h"
+
+typedef struct bc_node_migrate bc_node_migrate_t;
+
+typedef struct bc_node_migrate_config {
+    bc_cache_t *cache;             /* borrowed; must outlive the object */
+    bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
+    bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
+    uint32_t max_imports;          /* concurrent import jobs; 0 = 4 */
+    uint32_t import_timeout_ms;    /* one import, all retries included; 0 = 60000 */
+} bc_node_migrate_config_t;
+
+typedef struct bc_node_migrate_stats {
+    uint64_t exports;              /* export streams served */
+    uint64_t export_refusals;      /* 409s (not fenced yet, not read-only, ...) */
+    uint64_t export_items;
+    uint64_t export_bytes;         /* frame bytes sent */
+    uint64_t imports_done;
+    uint64_t imports_failed;
+    uint64_t import_items;
+    uint64_t import_bytes;         /* key + value bytes stored */
+    uint32_t imports_running;
+} bc_node_migrate_stats_t;
+
+/*
+ * Creates the migration endpoints' state.  *out is owned by the caller
+ * (bc_node_migrate_destroy).  Errors: BC_EINVAL (no cache or cluster),
+ * BC_ENOMEM.
+ */
+bc_status_t bc_node_migrate_create(const bc_node_migrate_config_t *config,
+                                   bc_node_migrate_t **out);
+
+/* Stops every running import (each drops what it stored) and waits for
+ * them.  Idempotent; new imports are refused afterwards. */
+void bc_node_migrate_shutdown(bc_node_migrate_t *mig);
+
+/* Shuts down and frees.  Call after bc_node_cluster_leave (the agent
+ * must not be running: the drop hook is removed here).  NULL is accepted. */
+void bc_node_migrate_destroy(bc_node_migrate_t *mig);
+
+/* Handlers for the routes above; admin.c's route table calls them on the
+ * admin thread.  Each returns what a bc_httpd handler returns. */
+enum MHD_Result bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req);
+enum MHD_Result bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req);
+
+void bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out);
+
+#endif
