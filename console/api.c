@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "bc_http_client.h"
 #include "bc_log.h"
 #include "dashboard.h"
+#include "migrate.h"
 
 struct bc_console_api {
     bc_console_t *console;
@@ -275,7 +278,7 @@ api_metrics(void *ctx, bc_http_req_t *req)
     bc_console_api_t *api = ctx;
     bc_console_stats_t s;
     bc_console_get_stats(api->console, &s);
-    char buf[4096];
+    char buf[8192];
     int n = snprintf(buf, sizeof(buf),
         "# HELP bucketcache_console_active 1 when this console is the active one.\n"
         "# TYPE bucketcache_console_active gauge\nbucketcache_console_active %d\n"
@@ -303,8 +306,221 @@ api_metrics(void *ctx, bc_http_req_t *req)
         (unsigned long long)s.reconciles, (unsigned long long)s.writes,
         (unsigned long long)s.write_conflicts, (unsigned long long)s.rebalances,
         (unsigned long long)s.epoch, s.pending_moves, s.live_groups, s.nbuckets);
+    size_t len = n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : 0;
+    int m = snprintf(buf + len, sizeof(buf) - len,
+        "# HELP bucketcache_console_migrations_parallel Buckets this console copies at once (0 = off).\n"
+        "# TYPE bucketcache_console_migrations_parallel gauge\nbucketcache_console_migrations_parallel %u\n"
+        "# HELP bucketcache_console_migrations_paused 1 when migrations are paused.\n"
+        "# TYPE bucketcache_console_migrations_paused gauge\nbucketcache_console_migrations_paused %d\n"
+        "# HELP bucketcache_console_migrations_copying Buckets being copied now.\n"
+        "# TYPE bucketcache_console_migrations_copying gauge\nbucketcache_console_migrations_copying %u\n"
+        "# HELP bucketcache_console_migrations_started_total Bucket copies this console started.\n"
+        "# TYPE bucketcache_console_migrations_started_total counter\nbucketcache_console_migrations_started_total %llu\n"
+        "# HELP bucketcache_console_buckets_moved_total Buckets this console cut over to their destination.\n"
+        "# TYPE bucketcache_console_buckets_moved_total counter\nbucketcache_console_buckets_moved_total %llu\n"
+        "# HELP bucketcache_console_bytes_moved_total Key and value bytes of the buckets this console moved.\n"
+        "# TYPE bucketcache_console_bytes_moved_total counter\nbucketcache_console_bytes_moved_total %llu\n"
+        "# HELP bucketcache_console_migrations_aborted_total Copies called off (failed, timed out, groups changed).\n"
+        "# TYPE bucketcache_console_migrations_aborted_total counter\nbucketcache_console_migrations_aborted_total %llu\n"
+        "# HELP bucketcache_console_migration_reports_rejected_total Copy reports of a stale epoch rejected.\n"
+        "# TYPE bucketcache_console_migration_reports_rejected_total counter\nbucketcache_console_migration_reports_rejected_total %llu\n"
+        "# HELP bucketcache_console_migration_run_buckets_moved Buckets moved in the current (or last) run.\n"
+        "# TYPE bucketcache_console_migration_run_buckets_moved gauge\nbucketcache_console_migration_run_buckets_moved %llu\n"
+        "# HELP bucketcache_console_migration_run_bytes_moved Bytes moved in the current (or last) run.\n"
+        "# TYPE bucketcache_console_migration_run_bytes_moved gauge\nbucketcache_console_migration_run_bytes_moved %llu\n"
+        "# HELP bucketcache_console_migration_stall_ms Time a moving bucket was read-only, over the run.\n"
+        "# TYPE bucketcache_console_migration_stall_ms summary\n"
+        "bucketcache_console_migration_stall_ms{quantile=\"0.5\"} %u\n"
+        "bucketcache_console_migration_stall_ms{quantile=\"0.99\"} %u\n"
+        "bucketcache_console_migration_stall_ms{quantile=\"1\"} %u\n"
+        "bucketcache_console_migration_stall_ms_count %u\n",
+        s.migrations_parallel, s.mig_paused ? 1 : 0, s.mig_copying,
+        (unsigned long long)s.mig_started, (unsigned long long)s.mig_cutovers,
+        (unsigned long long)s.mig_bytes, (unsigned long long)s.mig_aborted,
+        (unsigned long long)s.mig_rejected, (unsigned long long)s.run_moved,
+        (unsigned long long)s.run_bytes, s.stall_p50_ms, s.stall_p99_ms, s.stall_max_ms,
+        s.stall_count);
+    if (m > 0 && (size_t)m < sizeof(buf) - len) len += (size_t)m;
     return bc_http_reply_bytes(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
-                               n > 0 ? (size_t)n : 0);
+                               len);
+}
+
+/* ---- migrations ---- */
+
+static int64_t
+api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * GET /v1/migrations: progress of the current (or last) run, from
+ * ZooKeeper, so any console answers.
+ */
+static enum MHD_Result
+api_migrations(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_console_t *cs = api->console;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    char err[256] = "", leader[BC_ADDR_MAX] = "";
+    bc_status_t st = bc_view_load(bc_console_zk(cs), bc_console_cluster(cs), bc_console_nbuckets(cs),
+                                  NULL, NULL, &v, err, sizeof(err));
+    if (st != BC_OK) return api_view_error(req, st, err);
+    st = bc_mig_load(bc_console_zk(cs), bc_console_cluster(cs), bc_console_nbuckets(cs), &migs, err,
+                     sizeof(err));
+    if (st != BC_OK) {
+        bc_view_free(&v);
+        return api_view_error(req, st, err);
+    }
+    bc_console_leader_addr(cs, leader, sizeof(leader));
+    bc_console_stats_t s;
+    bc_console_get_stats(cs, &s);
+    const bc_mig_control_t *c = &migs.control;
+    int64_t now = api_now_ms();
+
+    uint32_t pending = 0, moving = 0;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *active = cJSON_CreateArray(), *waiting = cJSON_CreateArray();
+    for (uint32_t b = 0; b < v.nbuckets; b++) {
+        const bc_mig_record_t *r = migs.rec[b];
+        bool planned = v.m.owner[b] != 0 && v.d.owner[b] != 0 && v.m.owner[b] != v.d.owner[b];
+        if (r != NULL && r->state == BC_MIG_COPYING) {
+            moving++;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "bucket", b);
+            cJSON_AddNumberToObject(o, "from", r->from);
+            cJSON_AddNumberToObject(o, "to", r->to);
+            cJSON_AddNumberToObject(o, "epoch", (double)r->epoch);
+            cJSON_AddNumberToObject(o, "started_ms", (double)r->started_ms);
+            cJSON_AddNumberToObject(o, "readonly_ms", (double)(now - r->started_ms));
+            cJSON_AddNumberToObject(o, "attempts", r->attempts);
+            cJSON_AddItemToArray(active, o);
+            continue;
+        }
+        if (!planned) continue;
+        pending++;
+        if (r != NULL && r->attempts > 0) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "bucket", b);
+            cJSON_AddNumberToObject(o, "from", r->from);
+            cJSON_AddNumberToObject(o, "to", r->to);
+            cJSON_AddNumberToObject(o, "attempts", r->attempts);
+            cJSON_AddNumberToObject(o, "retry_in_ms",
+                                    (double)(r->retry_at_ms > now ? r->retry_at_ms - now : 0));
+            cJSON_AddStringToObject(o, "error", r->error);
+            cJSON_AddItemToArray(waiting, o);
+        }
+    }
+    bool running = c->run_started_ms != 0 && c->run_finished_ms == 0;
+    int64_t end = running ? now : c->run_finished_ms;
+    double elapsed_s = c->run_started_ms != 0 && end > c->run_started_ms
+                           ? (double)(end - c->run_started_ms) / 1000.0 : 0;
+    double rate_b = elapsed_s > 0 ? (double)c->bytes / elapsed_s : 0;
+    double rate_k = elapsed_s > 0 ? (double)c->moved / elapsed_s : 0;
+    double avg = c->moved > 0 ? (double)c->bytes / (double)c->moved : 0;
+
+    cJSON_AddStringToObject(doc, "active_console", leader);
+    cJSON_AddBoolToObject(doc, "paused", c->paused);
+    cJSON_AddNumberToObject(doc, "parallel", s.migrations_parallel);
+    cJSON_AddBoolToObject(doc, "running", running);
+    cJSON_AddNumberToObject(doc, "pending", pending);
+    cJSON_AddNumberToObject(doc, "moving", moving);
+    cJSON_AddNumberToObject(doc, "done", (double)c->moved);
+    cJSON_AddNumberToObject(doc, "failed_attempts", (double)c->failures);
+    cJSON_AddNumberToObject(doc, "bytes_moved", (double)c->bytes);
+    cJSON_AddNumberToObject(doc, "items_moved", (double)c->items);
+    cJSON_AddNumberToObject(doc, "started_ms", (double)c->run_started_ms);
+    cJSON_AddNumberToObject(doc, "finished_ms", (double)c->run_finished_ms);
+    cJSON_AddNumberToObject(doc, "elapsed_s", elapsed_s);
+    cJSON_AddNumberToObject(doc, "rate_bytes_per_s", rate_b);
+    cJSON_AddNumberToObject(doc, "rate_buckets_per_s", rate_k);
+    cJSON_AddNumberToObject(doc, "bytes_left_estimate", avg * (pending + moving));
+    if (running && rate_k > 0) {
+        cJSON_AddNumberToObject(doc, "eta_s", (pending + moving) / rate_k);
+    } else {
+        cJSON_AddNullToObject(doc, "eta_s");
+    }
+    cJSON *stall = cJSON_AddObjectToObject(doc, "stall_ms");
+    cJSON_AddNumberToObject(stall, "count", c->nstalls);
+    cJSON_AddNumberToObject(stall, "p50", bc_mig_control_stall_pct(c, 50));
+    cJSON_AddNumberToObject(stall, "p99", bc_mig_control_stall_pct(c, 99));
+    cJSON_AddNumberToObject(stall, "max", bc_mig_control_stall_pct(c, 100));
+    cJSON *held = cJSON_AddArrayToObject(doc, "held_groups");
+    for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
+    cJSON_AddItemToObject(doc, "active", active);
+    cJSON_AddItemToObject(doc, "waiting", waiting);
+    cJSON *recent = cJSON_AddArrayToObject(doc, "recent");
+    for (uint32_t i = 0; i < c->nrecent; i++) {
+        const bc_mig_done_t *d = &c->recent[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "bucket", d->bucket);
+        cJSON_AddNumberToObject(o, "from", d->from);
+        cJSON_AddNumberToObject(o, "to", d->to);
+        cJSON_AddNumberToObject(o, "items", (double)d->items);
+        cJSON_AddNumberToObject(o, "bytes", (double)d->bytes);
+        cJSON_AddNumberToObject(o, "stall_ms", d->stall_ms);
+        cJSON_AddNumberToObject(o, "finished_ms", (double)d->finished_ms);
+        cJSON_AddItemToArray(recent, o);
+    }
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+/* 409 naming the active console (a standby was asked to write). */
+static enum MHD_Result
+api_not_leader(bc_console_api_t *api, bc_http_req_t *req)
+{
+    char leader[BC_ADDR_MAX] = "";
+    bc_console_leader_addr(api->console, leader, sizeof(leader));
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "error", "this console is a standby; ask the active console");
+    cJSON_AddStringToObject(doc, "active_console", leader);
+    return bc_http_reply_json(req, MHD_HTTP_CONFLICT, doc);
+}
+
+static enum MHD_Result
+api_migrations_op(bc_console_api_t *api, bc_http_req_t *req, bc_console_mig_op_t op)
+{
+    if (req->query != NULL && req->query[0] != '\0') {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "no parameters expected");
+    }
+    char summary[1024] = "";
+    bc_status_t st = bc_console_migrations(api->console, op, summary, sizeof(summary));
+    if (st == BC_EBUSY) return api_not_leader(api, req);
+    if (st == BC_EINVAL) return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "%s", summary);
+    if (st != BC_OK) {
+        return bc_http_reply_error(req, st == BC_ESTALE ? MHD_HTTP_CONFLICT
+                                                        : MHD_HTTP_SERVICE_UNAVAILABLE,
+                                   "%s failed: %s (retry)", op == BC_CONSOLE_MIG_CANCEL ? "cancel"
+                                   : "pause/resume", bc_status_str(st));
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(doc, "ok", true);
+    cJSON_AddStringToObject(doc, "summary", summary);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+static enum MHD_Result
+api_migrations_pause(void *ctx, bc_http_req_t *req)
+{
+    return api_migrations_op(ctx, req, BC_CONSOLE_MIG_PAUSE);
+}
+
+static enum MHD_Result
+api_migrations_resume(void *ctx, bc_http_req_t *req)
+{
+    return api_migrations_op(ctx, req, BC_CONSOLE_MIG_RESUME);
+}
+
+static enum MHD_Result
+api_rebalance_cancel(void *ctx, bc_http_req_t *req)
+{
+    return api_migrations_op(ctx, req, BC_CONSOLE_MIG_CANCEL);
 }
 
 static enum MHD_Result
@@ -321,6 +537,10 @@ static const bc_http_route_t api_routes[] = {
     {"/v1/cluster", "GET", api_cluster},
     {"/v1/tables", "GET", api_tables},
     {"/v1/rebalance", "POST", api_rebalance},
+    {"/v1/rebalance/cancel", "POST", api_rebalance_cancel},
+    {"/v1/migrations", "GET", api_migrations},
+    {"/v1/migrations/pause", "POST", api_migrations_pause},
+    {"/v1/migrations/resume", "POST", api_migrations_resume},
     {"/", "GET", api_dashboard},
 };
 

@@ -8,6 +8,15 @@
  *   POST /v1/rebalance     ?dry_run=1 computes without writing; otherwise
  *                          the active console commits (a standby answers
  *                          409 naming the active console)
+ *   POST /v1/rebalance/cancel  moves not started yet are dropped (d := m
+ *                          where no copy runs); the groups left empty are
+ *                          held back until a forced rebalance
+ *   GET  /v1/migrations    progress: pending/moving/done, bytes moved,
+ *                          rate, time left, the copies running and those
+ *                          waiting to retry (with their error), recent
+ *                          moves, read-only stall p50/p99/max
+ *   POST /v1/migrations/pause | /resume   persisted in ZooKeeper; a pause
+ *                          starts no new copy, running ones finish
  *   GET  /                 the dashboard (one static page using the above)
  *
  * Every console serves reads (they come from ZooKeeper), so any console

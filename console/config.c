@@ -11,6 +11,7 @@
 
 #include "bc_cluster.h"
 #include "bc_log.h"
+#include "migrate.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 
@@ -22,6 +23,8 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     snprintf(cfg->admin_listen, sizeof(cfg->admin_listen), "127.0.0.1");
     cfg->admin_port = BC_CONSOLE_DEFAULT_ADMIN_PORT;
     cfg->orphan_grace_ms = -1;
+    cfg->migrations_parallel = BC_CONSOLE_DEFAULT_MIG_PARALLEL;
+    cfg->migration_timeout_ms = BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
     cfg->log_level = BC_LOG_INFO;
 }
 
@@ -38,7 +41,9 @@ cfg_fail(char *err, size_t err_len, const char *fmt, ...)
 bc_status_t
 bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char *err, size_t err_len)
 {
-    static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "log", NULL};
+    static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "migrations",
+                                              "log", NULL};
+    static const char *const mig_fields[] = {"parallel", "timeout_ms", NULL};
     static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", NULL};
     static const char *const admin_fields[] = {"listen", "port", "advertise", NULL};
     static const char *const log_fields[] = {"level", NULL};
@@ -50,7 +55,8 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
     if ((st = bc_config_check_fields(doc, NULL, root_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "zookeeper", zk_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "admin", admin_fields, err, err_len)) != BC_OK ||
-        (st = bc_config_check_fields(doc, "log", log_fields, err, err_len)) != BC_OK) {
+        (st = bc_config_check_fields(doc, "log", log_fields, err, err_len)) != BC_OK ||
+        (st = bc_config_check_fields(doc, "migrations", mig_fields, err, err_len)) != BC_OK) {
         return st;
     }
     if ((st = bc_config_get_string(doc, "zookeeper.hosts", cfg->zk_hosts, sizeof(cfg->zk_hosts),
@@ -71,13 +77,19 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
     if ((st = bc_config_get_int(doc, "orphan_grace_ms", -1, INT64_C(86400000) * 30, &v, &found, err,
                                 err_len)) != BC_OK) return st;
     if (found) cfg->orphan_grace_ms = v;
+    if ((st = bc_config_get_int(doc, "migrations.parallel", 0, BC_MIG_MAX_PARALLEL, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->migrations_parallel = (uint32_t)v;
+    if ((st = bc_config_get_int(doc, "migrations.timeout_ms", 100, 3600000, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->migration_timeout_ms = (uint32_t)v;
     if ((st = bc_config_get_enum(doc, "log.level", log_levels, &idx, &found, err, err_len)) != BC_OK) return st;
     if (found) cfg->log_level = idx;
     return BC_OK;
 }
 
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
-               O_LOG, O_CONFIG, O_HELP, O_VERSION } opt_t;
+               O_MIG_PARALLEL, O_MIG_TIMEOUT, O_LOG, O_CONFIG, O_HELP, O_VERSION } opt_t;
 
 static const struct {
     const char *name;
@@ -93,6 +105,10 @@ static const struct {
     {"advertise", O_ADVERTISE, true, "host other processes reach the API at (default: the listen address)"},
     {"orphan-grace-ms", O_GRACE, true, "hand a down group's buckets to the others after this long "
                                        "(default -1: wait for the group)"},
+    {"migrations-parallel", O_MIG_PARALLEL, true, "buckets copied at once, 0..16 (default 4; "
+                                                  "0 = no migrations: data-carrying moves wait)"},
+    {"migration-timeout-ms", O_MIG_TIMEOUT, true, "one bucket copy may take this long before it "
+                                                  "is called off and retried (default 30000)"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
     {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
     {"help", O_HELP, false, "show this help"},
@@ -146,6 +162,14 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
     case O_GRACE:
         if (bc_parse_int(val, -1, INT64_C(86400000) * 30, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected -1 or milliseconds, got \"%.40s\"", name, val);
         cfg->orphan_grace_ms = v;
+        return BC_OK;
+    case O_MIG_PARALLEL:
+        if (bc_parse_int(val, 0, BC_MIG_MAX_PARALLEL, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 0..%u, got \"%.40s\"", name, BC_MIG_MAX_PARALLEL, val);
+        cfg->migrations_parallel = (uint32_t)v;
+        return BC_OK;
+    case O_MIG_TIMEOUT:
+        if (bc_parse_int(val, 100, 3600000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 100..3600000 ms, got \"%.40s\"", name, val);
+        cfg->migration_timeout_ms = (uint32_t)v;
         return BC_OK;
     case O_LOG: {
         int lvl = bc_log_level_parse(val);

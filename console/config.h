@@ -10,6 +10,7 @@
  *                   "session_timeout_ms": 4000},
  *     "admin":     {"listen": "127.0.0.1", "port": 11290, "advertise": "10.0.0.5"},
  *     "orphan_grace_ms": -1,
+ *     "migrations": {"parallel": 4, "timeout_ms": 30000},
  *     "log":       {"level": "info"}
  *   }
  */
@@ -25,6 +26,8 @@
 
 #define BC_CONSOLE_DEFAULT_ADMIN_PORT 11290u
 #define BC_CONSOLE_DEFAULT_SESSION_MS 4000
+#define BC_CONSOLE_DEFAULT_MIG_PARALLEL 4u
+#define BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
 
 typedef struct bc_console_cfg {
     char zk_hosts[1024];
@@ -34,6 +37,8 @@ typedef struct bc_console_cfg {
     uint16_t admin_port;
     char advertise[BC_HOST_MAX];   /* host others reach the API at; "" = derive */
     int64_t orphan_grace_ms;       /* -1 = orphans wait for their group */
+    uint32_t migrations_parallel;  /* 0..16; 0 = no migrations */
+    uint32_t migration_timeout_ms; /* 100..3600000 */
     int log_level;
 } bc_console_cfg_t;
 

@@ -15,6 +15,8 @@
 
 /* Longest znode path the console builds: cluster path + a sequential name. */
 #define CONSOLE_PATH_MAX (BC_CLUSTER_PATH_MAX + 32)
+#define CONSOLE_MAX_REPORTS 64
+#define CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
 
 struct bc_console {
     char *cluster;
@@ -22,7 +24,9 @@ struct bc_console {
     int64_t orphan_grace_ms;
     uint32_t interval_ms;
     uint32_t nbuckets;
+    uint32_t parallel;
     bc_zk_t *zk;
+    bc_mig_pool_t *pool;           /* NULL when migrations are off */
 
     /* mu guards the wake flags, my_node and the counters below it; cv wakes
      * the loop.  op_mu serialises reconcile rounds and API-driven
@@ -31,6 +35,7 @@ struct bc_console {
     pthread_cond_t cv;
     pthread_mutex_t op_mu;
     bool dirty;
+    bool reports_ready;            /* only copy reports woke the loop */
     bool reelect;
     bool stopping;
     char my_node[CONSOLE_PATH_MAX];   /* full election znode path */
@@ -39,6 +44,14 @@ struct bc_console {
     _Atomic bool leader;
     pthread_t thread;
     bool thread_started;
+
+    /* The state the last round read and wrote (tables, migrations and the
+     * groups as loaded), kept so a round woken only by copy reports can
+     * decide without reading ZooKeeper again.  LOCKING RULE: op_mu. */
+    bool cache_valid;
+    int64_t cache_loaded_ms;
+    bc_view_t cache_view;
+    bc_mig_set_t cache_migs;
 };
 
 static int64_t
@@ -55,6 +68,17 @@ console_wake(bc_console_t *cs, bool reelect)
     pthread_mutex_lock(&cs->mu);
     cs->dirty = true;
     if (reelect) cs->reelect = true;
+    pthread_cond_signal(&cs->cv);
+    pthread_mutex_unlock(&cs->mu);
+}
+
+/* A copy finished: decide it in the next round, now. */
+static void
+console_pool_notify(void *ctx)
+{
+    bc_console_t *cs = ctx;
+    pthread_mutex_lock(&cs->mu);
+    cs->reports_ready = true;
     pthread_cond_signal(&cs->cv);
     pthread_mutex_unlock(&cs->mu);
 }
@@ -182,6 +206,46 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
             st = bc_zk_txn_set(txn, paths[np++], json, strlen(json), vs[i]);
             if (st != BC_OK) return st;
         }
+    } else if (out->nmig > 0 || out->control_changed) {
+        /* Migration records are decided from the tables: check they are
+         * still the ones read. */
+        const char names[3] = {'c', 'm', 'd'};
+        const int32_t vs[3] = {view->c_version, view->m_version, view->d_version};
+        for (int i = 0; i < 3; i++) {
+            char suffix[16];
+            snprintf(suffix, sizeof(suffix), "/tables/%c", names[i]);
+            bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+            bc_zk_txn_check(txn, paths[np++], vs[i]);
+        }
+    }
+    if (out->control != NULL && (out->control_changed || out->nmig > 0)) {
+        /* The migrations znode: its data is the control record; its
+         * version is checked (or it is created) even when only records
+         * change, so two writers of migrations/ cannot interleave. */
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, "/migrations");
+        char *json = bc_mig_control_encode(out->control);
+        if (json == NULL) return BC_ENOMEM;
+        bufs[(*nbufs)++] = json;
+        st = out->control->version < 0
+                 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
+                 : bc_zk_txn_set(txn, paths[np++], json, strlen(json), out->control->version);
+        if (st != BC_OK) return st;
+    }
+    for (size_t i = 0; i < out->nmig; i++) {
+        const bc_mig_update_t *u = &out->mig[i];
+        char suffix[40];
+        snprintf(suffix, sizeof(suffix), "/migrations/%u", u->bucket);
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+        if (u->remove) {
+            st = bc_zk_txn_delete(txn, paths[np++], u->version);
+        } else {
+            char *json = bc_mig_record_encode(&u->record);
+            if (json == NULL) return BC_ENOMEM;
+            bufs[(*nbufs)++] = json;
+            st = u->version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
+                                : bc_zk_txn_set(txn, paths[np++], json, strlen(json), u->version);
+        }
+        if (st != BC_OK) return st;
     }
     for (size_t i = 0; i < out->ndepartures; i++) {
         const bc_departure_update_t *u = &out->departures[i];
@@ -222,7 +286,7 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     char *bufs[BC_ZK_TXN_MAX];
     size_t nbufs = 0;
     static _Thread_local char paths[BC_ZK_TXN_MAX][CONSOLE_PATH_MAX];
-    size_t needed = 1 + (out->tables_changed ? 3 : 0) + out->ndepartures + out->nprimaries;
+    size_t needed = 1 + 3 + out->ndepartures + out->nprimaries + 1 + out->nmig;
     bc_status_t st = needed > BC_ZK_TXN_MAX
                          ? BC_ETOOLARGE : console_build_txn(cs, view, out, txn, bufs, &nbufs, paths);
     int failed = -1;
@@ -234,6 +298,10 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     if (st == BC_OK) {
         cs->stats.writes++;
         if (out->rebalanced) cs->stats.rebalances++;
+        cs->stats.mig_started += out->mig_started;
+        cs->stats.mig_cutovers += out->mig_cutovers;
+        cs->stats.mig_aborted += out->mig_aborted;
+        cs->stats.mig_rejected += out->mig_rejected;
     } else if (st == BC_ESTALE || st == BC_EEXISTS || st == BC_ENOTFOUND) {
         cs->stats.write_conflicts++;
     }
@@ -254,30 +322,199 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     return st;
 }
 
+/* The admin address of group gid's primary in view, or NULL. */
+static const char *
+console_primary_admin(bc_view_t *view, uint32_t gid)
+{
+    bc_view_group_t *g = bc_view_group(view, gid);
+    if (g == NULL || !g->has_primary) return NULL;
+    for (size_t i = 0; i < g->nnodes; i++) {
+        if (strcmp(g->nodes[i].name, g->primary.node) == 0) {
+            return g->nodes[i].admin_addr[0] ? g->nodes[i].admin_addr : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* After a committed round: tell aborted destinations, keep a job on every
+ * copying bucket (resuming those a previous leader started). */
+static void
+console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_output_t *out)
+{
+    for (size_t i = 0; i < out->naborts; i++) {
+        const char *dst = console_primary_admin(view, out->aborts[i].to);
+        if (dst != NULL) {
+            bc_mig_pool_cancel(cs->pool, out->aborts[i].bucket, out->aborts[i].epoch, dst);
+        }
+    }
+    for (size_t i = 0; i < out->ncopying; i++) {
+        const bc_mig_copying_t *cp = &out->copying[i];
+        if (bc_mig_pool_active(cs->pool, cp->bucket, cp->epoch)) continue;
+        const char *src = console_primary_admin(view, cp->from);
+        const char *dst = console_primary_admin(view, cp->to);
+        if (src == NULL || dst == NULL) continue;   /* the next round aborts it */
+        bc_mig_job_t job = {.bucket = cp->bucket, .epoch = cp->epoch, .from = cp->from,
+                            .to = cp->to};
+        snprintf(job.source_admin, sizeof(job.source_admin), "%s", src);
+        snprintf(job.dest_admin, sizeof(job.dest_admin), "%s", dst);
+        if (bc_mig_pool_submit(cs->pool, &job)) {
+            log_debug("console: copying bucket %u from group %u (%s) to group %u (%s) at epoch %llu",
+                      cp->bucket, cp->from, src, cp->to, dst, (unsigned long long)cp->epoch);
+        }
+    }
+}
+
+typedef struct round_opts {
+    bool force;
+    bool dry_run;
+    bool cancel;
+    bc_reconcile_pause_t pause;
+    bool use_cache;                /* decide on the cached state if it is fresh */
+} round_opts_t;
+
+static void
+console_cache_drop(bc_console_t *cs)
+{
+    if (!cs->cache_valid) return;
+    bc_view_free(&cs->cache_view);
+    bc_mig_set_free(&cs->cache_migs);
+    cs->cache_valid = false;
+}
+
+/*
+ * After a committed round: the state ZooKeeper now holds is what was read
+ * plus what was written, so the cache follows the write.  Departure and
+ * primary records are rewritten rarely: such a round just drops the cache.
+ */
+static void
+console_cache_apply(bc_console_t *cs, const bc_reconcile_output_t *out)
+{
+    if (!cs->cache_valid) return;
+    if (out->ndepartures > 0 || out->nprimaries > 0) {
+        console_cache_drop(cs);
+        return;
+    }
+    bc_view_t *v = &cs->cache_view;
+    if (out->tables_changed) {
+        bc_table_t *dst[3] = {&v->c, &v->m, &v->d};
+        const bc_table_t *src[3] = {&out->c, &out->m, &out->d};
+        int32_t *ver[3] = {&v->c_version, &v->m_version, &v->d_version};
+        for (int i = 0; i < 3; i++) {
+            bc_table_t copy;
+            if (bc_table_copy(&copy, src[i]) != BC_OK) {
+                console_cache_drop(cs);
+                return;
+            }
+            bc_table_free(dst[i]);
+            *dst[i] = copy;
+            (*ver[i])++;
+        }
+    }
+    bc_mig_set_t *m = &cs->cache_migs;
+    if (out->control != NULL && (out->control_changed || out->nmig > 0)) {
+        int32_t version = m->control.version < 0 ? 0 : m->control.version + 1;
+        m->control = *out->control;
+        m->control.version = version;
+    }
+    for (size_t i = 0; i < out->nmig; i++) {
+        const bc_mig_update_t *u = &out->mig[i];
+        if (u->remove) {
+            if (m->rec[u->bucket] != NULL) {
+                free(m->rec[u->bucket]);
+                m->rec[u->bucket] = NULL;
+                m->count--;
+            }
+            continue;
+        }
+        bc_mig_record_t r = u->record;
+        r.version = u->version < 0 ? 0 : u->version + 1;
+        if (bc_mig_set_put(m, &r) != BC_OK) {
+            console_cache_drop(cs);
+            return;
+        }
+    }
+}
+
 static bc_status_t
-console_reconcile_round(bc_console_t *cs, bool force, bool dry_run, bc_reconcile_output_t *result,
+console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile_output_t *result,
                         bc_view_t *view_out)
 {
     char err[256] = "";
     bc_view_t view;
+    bc_mig_set_t migs;
+    bool have_migs = false;
+    bc_mig_report_t reports[CONSOLE_MAX_REPORTS];
+    size_t nreports = 0;
+    bool dry_run = opts->dry_run;
     bc_reconcile_output_t local, *out = result ? result : &local;
     pthread_mutex_lock(&cs->op_mu);
-    bc_status_t st = bc_view_load(cs->zk, cs->cluster, cs->nbuckets, dry_run ? NULL : console_on_watch,
-                                  cs, &view, err, sizeof(err));
+    int64_t t_start = now_ms();
+    bool cached = opts->use_cache && !dry_run && view_out == NULL && cs->cache_valid &&
+                  cs->pool != NULL && t_start - cs->cache_loaded_ms < (int64_t)cs->interval_ms;
+    bc_status_t st = BC_OK;
+    if (cached) {
+        /* BEHAVIOR: only copy reports woke us and no watch fired since the
+         * last load: ZooKeeper holds what we read plus what we wrote.  If
+         * anything else changed, the transaction's version checks fail and
+         * the next round reloads everything. */
+        view = cs->cache_view;
+        migs = cs->cache_migs;
+        have_migs = true;
+    } else {
+        console_cache_drop(cs);
+        st = bc_view_load(cs->zk, cs->cluster, cs->nbuckets, dry_run ? NULL : console_on_watch, cs,
+                          &view, err, sizeof(err));
+    }
     if (st != BC_OK) {
         pthread_mutex_unlock(&cs->op_mu);
         memset(out, 0, sizeof(*out));
         log_warn("console: cannot load the cluster view: %s %s", bc_status_str(st), err);
         return st;
     }
+    if (cs->pool != NULL && !cached) {
+        st = bc_mig_load(cs->zk, cs->cluster, cs->nbuckets, &migs, err, sizeof(err));
+        if (st != BC_OK) {
+            bc_view_free(&view);
+            pthread_mutex_unlock(&cs->op_mu);
+            memset(out, 0, sizeof(*out));
+            log_warn("console: cannot load the migrations: %s %s", bc_status_str(st), err);
+            return st;
+        }
+        have_migs = true;
+    }
+    if (have_migs) {
+        if (!dry_run && atomic_load(&cs->leader)) {
+            nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
+        }
+    }
+    int64_t t_loaded = now_ms();
     bc_reconcile_input_t in = {
         .view = &view, .now_ms = now_ms(), .orphan_grace_ms = cs->orphan_grace_ms,
-        .force_rebalance = force,
+        .force_rebalance = opts->force, .migs = have_migs ? &migs : NULL,
+        .parallel = dry_run ? 0 : cs->parallel, .reports = reports, .nreports = nreports,
+        .cancel_rebalance = opts->cancel, .pause = opts->pause,
     };
     st = bc_reconcile(&in, out);
     if (st == BC_OK && out->changed && !dry_run) {
         if (!atomic_load(&cs->leader)) st = BC_EBUSY;
         else st = console_commit(cs, &view, out);
+    }
+    log_debug("console: round%s: loaded in %lld ms, decided and written in %lld ms",
+              cached ? " (cached)" : "", (long long)(t_loaded - t_start),
+              (long long)(now_ms() - t_loaded));
+    if (nreports > 0) {
+        /* Reports not decided, or decided in a transaction that lost,
+         * are decided again next round. */
+        size_t used = st == BC_OK ? out->nreports_used : 0;
+        bc_mig_pool_requeue(cs->pool, reports + used, nreports - used);
+    }
+    if (st == BC_OK && have_migs && !dry_run && atomic_load(&cs->leader)) {
+        console_drive_copies(cs, &view, out);
+        /* More to do at once: what did not fit, or moves that could not
+         * start because a group's primary was only chosen in this round. */
+        if (out->mig_more || ((out->nprimaries > 0 || out->rebalanced) && out->pending_moves > 0)) {
+            console_wake(cs, false);
+        }
     }
     uint32_t live = 0;
     for (size_t i = 0; i < view.ngroups; i++) live += view.groups[i].nnodes > 0;
@@ -286,10 +523,49 @@ console_reconcile_round(bc_console_t *cs, bool force, bool dry_run, bc_reconcile
     cs->stats.epoch = st == BC_OK && out->changed && !dry_run ? out->c.epoch : view.c.epoch;
     cs->stats.pending_moves = out->pending_moves;
     cs->stats.live_groups = live;
+    if (have_migs && out->control != NULL) {
+        const bc_mig_control_t *c = st == BC_OK && !dry_run ? out->control : &migs.control;
+        if (st == BC_OK && !dry_run) {
+            if (out->mig_cutovers > 0) {
+                /* bytes/items of this round's cutovers: the newest entries */
+                for (uint32_t i = 0; i < out->mig_cutovers && i < c->nrecent; i++) {
+                    cs->stats.mig_bytes += c->recent[c->nrecent - 1 - i].bytes;
+                    cs->stats.mig_items += c->recent[c->nrecent - 1 - i].items;
+                }
+            }
+            cs->stats.mig_copying = (uint32_t)out->ncopying;
+        }
+        cs->stats.mig_paused = c->paused;
+        cs->stats.run_moved = c->moved;
+        cs->stats.run_bytes = c->bytes;
+        cs->stats.run_failures = c->failures;
+        cs->stats.stall_count = c->nstalls;
+        cs->stats.stall_p50_ms = bc_mig_control_stall_pct(c, 50);
+        cs->stats.stall_p99_ms = bc_mig_control_stall_pct(c, 99);
+        cs->stats.stall_max_ms = bc_mig_control_stall_pct(c, 100);
+    }
     pthread_mutex_unlock(&cs->mu);
+    /* Ownership of view and migs: the cache's in a cached round; moved into
+     * the cache after a fresh round that committed (or had nothing to
+     * write); otherwise the caller's view_out or freed here. */
+    bool owned = cached;
+    if (st == BC_OK && !dry_run && have_migs && view_out == NULL) {
+        if (!cached) {
+            cs->cache_view = view;
+            cs->cache_migs = migs;
+            cs->cache_valid = true;
+            cs->cache_loaded_ms = t_start;
+            owned = true;
+        }
+        console_cache_apply(cs, out);
+    } else if (cached) {
+        console_cache_drop(cs);
+    } else if (have_migs) {
+        bc_mig_set_free(&migs);
+    }
     pthread_mutex_unlock(&cs->op_mu);
     if (view_out != NULL) *view_out = view;
-    else bc_view_free(&view);
+    else if (!owned) bc_view_free(&view);
     if (result == NULL) bc_reconcile_free(&local);
     return st;
 }
@@ -301,17 +577,27 @@ console_loop(void *arg)
     pthread_mutex_lock(&cs->mu);
     while (!cs->stopping) {
         bool reelect = cs->reelect;
+        /* Woken by copy reports alone (no watch, no timer): a quick round
+         * on the cached state, without re-checking the election (the
+         * transaction checks our election znode anyway). */
+        bool quick = cs->reports_ready && !cs->dirty && !reelect && atomic_load(&cs->leader);
         cs->dirty = false;
+        cs->reports_ready = false;
         cs->reelect = false;
         pthread_mutex_unlock(&cs->mu);
 
         bc_status_t st = BC_OK;
         if (reelect) st = console_register(cs);
-        if (st == BC_OK) st = console_elect(cs);
+        if (st == BC_OK && !quick) st = console_elect(cs);
+        if (cs->pool != NULL && !atomic_load(&cs->leader)) {
+            /* Reports belong to the leader that started the copies. */
+            bc_mig_pool_clear_reports(cs->pool);
+        }
         if (st == BC_ENOTFOUND) {
             console_wake(cs, true);
         } else if (st == BC_OK && atomic_load(&cs->leader)) {
-            st = console_reconcile_round(cs, false, false, NULL, NULL);
+            round_opts_t opts = {.use_cache = quick};
+            st = console_reconcile_round(cs, &opts, NULL, NULL);
             if (st == BC_ESTALE || st == BC_EEXISTS) console_wake(cs, false);
         } else if (st != BC_OK && reelect) {
             console_wake(cs, true);
@@ -319,7 +605,7 @@ console_loop(void *arg)
 
         pthread_mutex_lock(&cs->mu);
         if (cs->stopping) break;
-        if (!cs->dirty) {
+        if (!cs->dirty && !cs->reports_ready) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             long ms = st == BC_OK ? (long)cs->interval_ms : 300;
@@ -349,6 +635,9 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     cs->admin_addr = strdup(config->admin_addr);
     cs->orphan_grace_ms = config->orphan_grace_ms;
     cs->interval_ms = config->reconcile_interval_ms ? config->reconcile_interval_ms : 1000;
+    cs->parallel = config->migrations_parallel > BC_MIG_MAX_PARALLEL ? BC_MIG_MAX_PARALLEL
+                                                                      : config->migrations_parallel;
+    cs->stats.migrations_parallel = cs->parallel;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->op_mu, NULL);
     pthread_cond_init(&cs->cv, NULL);
@@ -378,6 +667,17 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     }
     cs->nbuckets = ccfg.nbuckets;
     cs->stats.nbuckets = ccfg.nbuckets;
+    if (cs->parallel > 0) {
+        uint32_t timeout = config->migration_timeout_ms ? config->migration_timeout_ms
+                                                        : CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
+        st = bc_mig_pool_start(cs->parallel, timeout, console_pool_notify, cs, &cs->pool);
+        if (st != BC_OK) {
+            bc_console_stop(cs);
+            return st;
+        }
+    } else {
+        log_info("console: migrations off (--migrations-parallel 0): data-carrying moves wait");
+    }
     cs->reelect = true;
     cs->dirty = true;
     if (pthread_create(&cs->thread, NULL, console_loop, cs) != 0) {
@@ -398,6 +698,8 @@ bc_console_stop(bc_console_t *cs)
     pthread_cond_signal(&cs->cv);
     pthread_mutex_unlock(&cs->mu);
     if (cs->thread_started) pthread_join(cs->thread, NULL);
+    bc_mig_pool_stop(cs->pool);
+    console_cache_drop(cs);
     bc_zk_close(cs->zk);
     pthread_mutex_destroy(&cs->mu);
     pthread_mutex_destroy(&cs->op_mu);
@@ -449,5 +751,27 @@ bc_console_rebalance(bc_console_t *cs, bool dry_run, bc_reconcile_output_t *out,
         if (view != NULL) memset(view, 0, sizeof(*view));
         return BC_EBUSY;
     }
-    return console_reconcile_round(cs, true, dry_run, out, view);
+    round_opts_t opts = {.force = true, .dry_run = dry_run};
+    return console_reconcile_round(cs, &opts, out, view);
+}
+
+bc_status_t
+bc_console_migrations(bc_console_t *cs, bc_console_mig_op_t op, char *summary, size_t len)
+{
+    if (!atomic_load(&cs->leader)) return BC_EBUSY;
+    if (cs->pool == NULL) {
+        if (summary != NULL && len > 0) snprintf(summary, len, "migrations are off on this console");
+        return BC_EINVAL;
+    }
+    round_opts_t opts = {
+        .pause = op == BC_CONSOLE_MIG_PAUSE    ? BC_RECONCILE_PAUSE_SET
+                 : op == BC_CONSOLE_MIG_RESUME ? BC_RECONCILE_PAUSE_CLEAR
+                                               : BC_RECONCILE_PAUSE_KEEP,
+        .cancel = op == BC_CONSOLE_MIG_CANCEL,
+    };
+    bc_reconcile_output_t out;
+    bc_status_t st = console_reconcile_round(cs, &opts, &out, NULL);
+    if (summary != NULL && len > 0) snprintf(summary, len, "%s", out.summary);
+    bc_reconcile_free(&out);
+    return st;
 }

@@ -16,8 +16,18 @@
  *   its session cannot write at all; two consoles can never both win.
  *
  * LOOP (one thread; ZooKeeper watches only wake it)
- *     elect -> if leader: load view -> reconcile -> write (CAS) -> wait
- *   and every second anyway, so time-based rules (orphan grace) fire.
+ *     elect -> if leader: load view + migrations -> take copy reports ->
+ *              reconcile -> write (CAS) -> hand copies to the pool -> wait
+ *   and every second anyway, so time-based rules (orphan grace, migration
+ *   retries) fire.
+ *
+ * MIGRATIONS (migrate.h)
+ *   The copies run on a pool of `migrations_parallel` threads; a finished
+ *   copy posts a report and wakes the loop, which decides (cutover or
+ *   abort) in its next round.  The loop never waits for a copy.  After
+ *   every committed round the loop makes sure each bucket the records say
+ *   is copying has a job in the pool -- which is how a console that just
+ *   took over resumes the copies its predecessor started.
  */
 #ifndef BC_CONSOLE_H
 #define BC_CONSOLE_H
@@ -39,6 +49,8 @@ typedef struct bc_console_config {
     const char *admin_addr;        /* advertised "host:port"; copied */
     int64_t orphan_grace_ms;       /* < 0: orphaned buckets wait for their group */
     uint32_t reconcile_interval_ms;
+    uint32_t migrations_parallel;  /* buckets copying at once; 0 = migrations off */
+    uint32_t migration_timeout_ms; /* one copy, start to report; 0 = 30000 */
 } bc_console_config_t;
 
 typedef struct bc_console_stats {
@@ -52,6 +64,15 @@ typedef struct bc_console_stats {
     uint64_t epoch;                /* of the last view seen */
     uint32_t pending_moves;
     uint32_t live_groups;
+    /* Migrations: counters of this process while it led; the run summary
+     * as last read from ZooKeeper. */
+    uint32_t migrations_parallel;
+    uint64_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
+    uint64_t mig_bytes, mig_items;
+    uint32_t mig_copying;
+    bool mig_paused;
+    uint64_t run_moved, run_bytes, run_failures;
+    uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;
     char election_node[40];        /* our election znode name, "" before joining */
 } bc_console_stats_t;
@@ -85,5 +106,20 @@ bc_status_t bc_console_leader_addr(bc_console_t *console, char *buf, size_t len)
  */
 bc_status_t bc_console_rebalance(bc_console_t *console, bool dry_run, bc_reconcile_output_t *out,
                                  bc_view_t *view);
+
+typedef enum bc_console_mig_op {
+    BC_CONSOLE_MIG_PAUSE,          /* no new copies start (running ones finish) */
+    BC_CONSOLE_MIG_RESUME,
+    BC_CONSOLE_MIG_CANCEL,         /* cancel the rebalance: moves not started never happen */
+} bc_console_mig_op_t;
+
+/*
+ * Applies op in one reconcile round (leader only), persisted in ZooKeeper.
+ * summary (may be NULL, len bytes) receives what the round did.
+ * Errors: BC_EBUSY (not the leader), BC_ESTALE (lost a race; retry),
+ * ZooKeeper errors.
+ */
+bc_status_t bc_console_migrations(bc_console_t *console, bc_console_mig_op_t op, char *summary,
+                                  size_t len);
 
 #endif

@@ -71,6 +71,8 @@ main(int argc, char **argv)
         .zk_hosts = cfg.zk_hosts, .cluster = cfg.cluster,
         .session_timeout_ms = cfg.session_timeout_ms, .admin_addr = admin_addr,
         .orphan_grace_ms = cfg.orphan_grace_ms, .reconcile_interval_ms = 1000,
+        .migrations_parallel = cfg.migrations_parallel,
+        .migration_timeout_ms = cfg.migration_timeout_ms,
     };
     st = bc_console_start(&ccfg, &console);
     if (st != BC_OK) {

@@ -9,6 +9,12 @@
 #include <string.h>
 
 #include "bc_planner.h"
+#include "bc_zk.h"
+
+/* Transaction ops the rest of a round may use besides migration records:
+ * the election check, three tables (or their version checks) and the
+ * migrations znode. */
+#define RECONCILE_FIXED_OPS 5
 
 static void
 summary_add(bc_reconcile_output_t *out, const char *fmt, ...)
@@ -89,6 +95,313 @@ departure_slot(bc_reconcile_output_t *out, const bc_view_group_t *g)
     return u;
 }
 
+static bool
+control_holds(const bc_mig_control_t *c, uint32_t gid)
+{
+    for (uint32_t i = 0; c != NULL && i < c->nheld; i++) {
+        if (c->held[i] == gid) return true;
+    }
+    return false;
+}
+
+/* ---- migrations ---- */
+
+typedef struct mig_round {
+    const bc_reconcile_input_t *in;
+    bc_view_t *v;
+    bc_reconcile_output_t *out;
+    size_t budget;                 /* record ops left in this transaction */
+    uint8_t *final;                /* per bucket: 1 copying after this round */
+    uint64_t *final_epoch;         /* its epoch (0: started now, epoch not known yet) */
+    size_t *started;               /* indexes into out->mig of the copies started */
+    size_t nstarted;
+} mig_round_t;
+
+static bool
+mig_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
+{
+    for (size_t i = 0; i < out->nprimaries; i++) {
+        if (out->primaries[i].gid == gid) return true;
+    }
+    return false;
+}
+
+/* The group's live primary node with an admin port, or NULL. */
+static const bc_node_info_t *
+mig_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
+{
+    bc_view_group_t *g = bc_view_group(v, gid);
+    if (!group_live(g) || !g->has_primary || mig_primary_changes(out, gid)) return NULL;
+    for (size_t i = 0; i < g->nnodes; i++) {
+        if (strcmp(g->nodes[i].name, g->primary.node) == 0) {
+            return g->nodes[i].admin_addr[0] != '\0' ? &g->nodes[i] : NULL;
+        }
+    }
+    return NULL;
+}
+
+static bc_mig_update_t *
+mig_put(mig_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
+{
+    bc_mig_update_t *u = &r->out->mig[r->out->nmig++];
+    memset(u, 0, sizeof(*u));
+    u->bucket = bucket;
+    u->version = version;
+    u->remove = remove;
+    if (rec != NULL) u->record = *rec;
+    r->budget--;
+    return u;
+}
+
+/* Why a copying record can no longer complete, or NULL. */
+static const char *
+mig_check(mig_round_t *r, const bc_mig_record_t *rec)
+{
+    bc_reconcile_output_t *out = r->out;
+    uint32_t b = rec->bucket;
+    if (out->m.owner[b] != rec->from) return "the source group no longer holds the data (m)";
+    if (out->d.owner[b] != rec->to) return "the plan changed (d)";
+    if (out->c.owner[b] != rec->from || !out->c.readonly[b]) {
+        return "c no longer has it read-only at the source";
+    }
+    const bc_node_info_t *src = mig_primary(r->v, out, rec->from);
+    const bc_node_info_t *dst = mig_primary(r->v, out, rec->to);
+    if (src == NULL || strcmp(src->name, rec->from_node) != 0) {
+        return "the source primary changed or is down";
+    }
+    if (dst == NULL || strcmp(dst->name, rec->to_node) != 0) {
+        return "the destination primary changed or is down";
+    }
+    return NULL;
+}
+
+static void
+mig_abort(mig_round_t *r, const bc_mig_record_t *rec, const char *why)
+{
+    bc_reconcile_output_t *out = r->out;
+    uint32_t b = rec->bucket;
+    if (out->c.owner[b] == rec->from && out->c.readonly[b]) {
+        out->c.readonly[b] = 0;
+        out->tables_changed = true;
+    }
+    out->control->failures++;
+    out->control_changed = true;
+    out->mig_aborted++;
+    bc_mig_copying_t *a = &out->aborts[out->naborts++];
+    a->bucket = b;
+    a->epoch = rec->epoch;
+    a->from = rec->from;
+    a->to = rec->to;
+    r->final[b] = 0;
+    bool still = out->m.owner[b] != 0 && out->d.owner[b] != 0 && out->m.owner[b] != out->d.owner[b];
+    if (still) {
+        bc_mig_record_t next = *rec;
+        next.state = BC_MIG_PENDING;
+        next.from = out->m.owner[b];
+        next.to = out->d.owner[b];
+        next.attempts = rec->attempts + 1;
+        next.retry_at_ms = r->in->now_ms + bc_mig_backoff_ms(next.attempts);
+        snprintf(next.error, sizeof(next.error), "%s", why);
+        mig_put(r, b, rec->version, false, &next);
+    } else {
+        mig_put(r, b, rec->version, true, NULL);
+    }
+    summary_add(out, "bucket %u: copy to group %u at epoch %llu called off (%s)%s", b, rec->to,
+                (unsigned long long)rec->epoch, why, still ? ", will retry" : "");
+}
+
+static void
+mig_cutover(mig_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *rep)
+{
+    bc_reconcile_output_t *out = r->out;
+    uint32_t b = rec->bucket;
+    out->c.owner[b] = out->m.owner[b] = rec->to;
+    out->c.readonly[b] = 0;
+    out->tables_changed = true;
+    r->final[b] = 0;
+    mig_put(r, b, rec->version, true, NULL);
+    int64_t stall = r->in->now_ms - rec->started_ms;
+    bc_mig_done_t done = {
+        .bucket = b, .from = rec->from, .to = rec->to, .items = rep->items, .bytes = rep->bytes,
+        .stall_ms = stall < 0 ? 0 : stall > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)stall,
+        .finished_ms = r->in->now_ms,
+    };
+    bc_mig_control_add_done(out->control, &done);
+    out->control_changed = true;
+    out->mig_cutovers++;
+    summary_add(out, "bucket %u moved to group %u (%llu items, %llu bytes, read-only %u ms)", b,
+                rec->to, (unsigned long long)rep->items, (unsigned long long)rep->bytes,
+                done.stall_ms);
+}
+
+static bc_status_t
+reconcile_migrations(mig_round_t *r)
+{
+    const bc_reconcile_input_t *in = r->in;
+    bc_reconcile_output_t *out = r->out;
+    const bc_mig_set_t *migs = in->migs;
+    const uint32_t n = r->v->nbuckets;
+
+    for (uint32_t b = 0; b < n; b++) {
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (rec != NULL && rec->state == BC_MIG_COPYING) {
+            r->final[b] = 1;
+            r->final_epoch[b] = rec->epoch;
+        }
+    }
+    uint8_t *decided = calloc(n, 1);
+    if (decided == NULL) return BC_ENOMEM;
+
+    /* 1. Reports. */
+    size_t k = 0;
+    for (; k < in->nreports && r->budget > 0; k++) {
+        const bc_mig_report_t *rep = &in->reports[k];
+        const bc_mig_record_t *rec = rep->bucket < n ? migs->rec[rep->bucket] : NULL;
+        if (rec == NULL || rec->state != BC_MIG_COPYING || rec->epoch != rep->epoch ||
+            decided[rep->bucket]) {
+            /* BEHAVIOR (fencing): only the attempt the record names may
+             * complete; a report of an earlier one changes nothing. */
+            out->mig_rejected++;
+            summary_add(out, "stale copy report for bucket %u at epoch %llu rejected",
+                        rep->bucket, (unsigned long long)rep->epoch);
+            continue;
+        }
+        decided[rep->bucket] = 1;
+        const char *why = mig_check(r, rec);
+        if (why == NULL && rep->ok && strcmp(rep->node, rec->to_node) != 0) {
+            why = "the copy was made by another destination node";
+        }
+        if (!rep->ok) why = rep->error[0] ? rep->error : "copy failed";
+        if (why == NULL) mig_cutover(r, rec, rep);
+        else mig_abort(r, rec, why);
+    }
+    out->nreports_used = k;
+
+    /* 2. Copies still running: do they still make sense? */
+    for (uint32_t b = 0; b < n && r->budget > 0; b++) {
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (rec == NULL || rec->state != BC_MIG_COPYING || decided[b]) continue;
+        const char *why = mig_check(r, rec);
+        if (why != NULL) {
+            decided[b] = 1;
+            mig_abort(r, rec, why);
+        }
+    }
+
+    /* 3. Obsolete pending records; read-only flags without a copy. */
+    for (uint32_t b = 0; b < n; b++) {
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (rec != NULL && rec->state == BC_MIG_PENDING && !decided[b] && r->budget > 0) {
+            bool planned = out->m.owner[b] != 0 && out->d.owner[b] != 0 &&
+                           out->m.owner[b] != out->d.owner[b];
+            if (!planned || rec->from == 0) {
+                decided[b] = 1;
+                mig_put(r, b, rec->version, true, NULL);
+            }
+        }
+        if (out->c.readonly[b] && !r->final[b]) {
+            out->c.readonly[b] = 0;
+            out->tables_changed = true;
+            summary_add(out, "bucket %u was read-only without a copy: writable again", b);
+        }
+    }
+
+    /* 4. Start copies. */
+    uint32_t ncopying = 0;
+    for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
+    bool paused = out->control->paused;
+    for (uint32_t b = 0; b < n && !paused && ncopying < in->parallel; b++) {
+        uint32_t from = out->m.owner[b], to = out->d.owner[b];
+        if (from == 0 || to == 0 || from == to || out->c.owner[b] != from || r->final[b] ||
+            decided[b]) {
+            continue;
+        }
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
+        const bc_node_info_t *src = mig_primary(r->v, out, from);
+        const bc_node_info_t *dst = mig_primary(r->v, out, to);
+        if (src == NULL || dst == NULL) continue;
+        if (r->budget == 0) {
+            out->mig_more = true;
+            break;
+        }
+        if (out->control->run_started_ms == 0 || out->control->run_finished_ms != 0) {
+            /* A new run: its summary starts empty; controls are kept. */
+            bc_mig_control_t *c = out->control;
+            c->run_started_ms = in->now_ms;
+            c->run_finished_ms = 0;
+            c->moved = c->items = c->bytes = c->failures = 0;
+            c->nstalls = c->stall_next = c->nrecent = 0;
+            out->control_changed = true;
+        }
+        bc_mig_record_t next;
+        memset(&next, 0, sizeof(next));
+        next.bucket = b;
+        next.state = BC_MIG_COPYING;
+        next.from = from;
+        next.to = to;
+        snprintf(next.from_node, sizeof(next.from_node), "%s", src->name);
+        snprintf(next.to_node, sizeof(next.to_node), "%s", dst->name);
+        next.started_ms = in->now_ms;
+        next.attempts = rec != NULL ? rec->attempts : 0;
+        r->started[r->nstarted++] = out->nmig;
+        mig_put(r, b, rec != NULL ? rec->version : -1, false, &next);
+        out->c.readonly[b] = 1;
+        out->tables_changed = true;
+        r->final[b] = 1;
+        r->final_epoch[b] = 0;
+        decided[b] = 1;
+        ncopying++;
+        out->mig_started++;
+    }
+    if (out->mig_started > 0) {
+        summary_add(out, "%u buckets start copying (read-only at their source)", out->mig_started);
+    }
+    if (k < in->nreports || r->budget == 0) out->mig_more = true;
+
+    /* 5. The run is over when nothing is left to copy. */
+    bool left = ncopying > 0;
+    for (uint32_t b = 0; b < n && !left; b++) {
+        left = out->m.owner[b] != 0 && out->d.owner[b] != 0 && out->m.owner[b] != out->d.owner[b];
+    }
+    if (!left && out->control->run_started_ms != 0 && out->control->run_finished_ms == 0) {
+        out->control->run_finished_ms = in->now_ms;
+        out->control_changed = true;
+        summary_add(out, "migration run finished: %llu buckets, %llu bytes moved",
+                    (unsigned long long)out->control->moved,
+                    (unsigned long long)out->control->bytes);
+    }
+    free(decided);
+    return BC_OK;
+}
+
+/* Cancel: d := m wherever no copy runs; hold the groups left empty. */
+static void
+reconcile_cancel(const bc_reconcile_input_t *in, bc_view_t *v, bc_reconcile_output_t *out)
+{
+    uint32_t reverted = 0;
+    for (uint32_t b = 0; b < v->nbuckets; b++) {
+        const bc_mig_record_t *rec = in->migs->rec[b];
+        bool copying = rec != NULL && rec->state == BC_MIG_COPYING;
+        if (out->m.owner[b] != 0 && out->d.owner[b] != out->m.owner[b] && !copying) {
+            out->d.owner[b] = out->m.owner[b];
+            reverted++;
+        }
+    }
+    if (reverted > 0) out->tables_changed = true;
+    for (size_t i = 0; i < v->ngroups; i++) {
+        const bc_view_group_t *g = &v->groups[i];
+        if (!group_live(g) || table_names(&out->d, g->gid) || control_holds(out->control, g->gid) ||
+            out->control->nheld == BC_MIG_MAX_HELD) {
+            continue;
+        }
+        out->control->held[out->control->nheld++] = g->gid;
+    }
+    out->control_changed = true;
+    summary_add(out, "rebalance cancelled: %u planned moves dropped; %u groups held back", reverted,
+                out->control->nheld);
+}
+
 bc_status_t
 bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
 {
@@ -107,6 +420,27 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     }
     out->departures = calloc(v->ngroups + 1, sizeof(*out->departures));
     out->primaries = calloc(v->ngroups + 1, sizeof(*out->primaries));
+    if (in->migs != NULL) {
+        out->control = malloc(sizeof(*out->control));
+        out->mig = calloc((size_t)n + BC_ZK_TXN_MAX, sizeof(*out->mig));
+        out->aborts = calloc((size_t)n + 1, sizeof(*out->aborts));
+        out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
+        if (!out->control || !out->mig || !out->aborts || !out->copying) {
+            st = BC_ENOMEM;
+            goto out;
+        }
+        *out->control = in->migs->control;
+        bool want_paused = in->pause == BC_RECONCILE_PAUSE_SET;
+        if (in->pause != BC_RECONCILE_PAUSE_KEEP && out->control->paused != want_paused) {
+            out->control->paused = want_paused;
+            out->control_changed = true;
+            summary_add(out, "migrations %s", out->control->paused ? "paused" : "resumed");
+        }
+        if (in->force_rebalance && out->control->nheld > 0) {
+            out->control->nheld = 0;
+            out->control_changed = true;
+        }
+    }
     ids = calloc((size_t)n * 3 + 1, sizeof(*ids));
     reserved = calloc(n, 1);
     pgroups = calloc(v->ngroups + 1, sizeof(*pgroups));
@@ -220,6 +554,9 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         u->record.present = false;
     }
 
+    /* 4b. A cancelled rebalance. */
+    if (in->cancel_rebalance && in->migs != NULL) reconcile_cancel(in, v, out);
+
     /* 5. Rebalance when needed. */
     size_t nlive = 0;
     bool want = in->force_rebalance, has_new = false, has_orphans = false;
@@ -229,12 +566,12 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         pgroups[nlive].gid = g->gid;
         pgroups[nlive].memory = bc_view_group_memory(g);
         nlive++;
-        if (!table_names(&out->d, g->gid)) has_new = true;
+        if (!table_names(&out->d, g->gid) && !control_holds(out->control, g->gid)) has_new = true;
     }
     for (uint32_t b = 0; b < n; b++) {
         if (!reserved[b] && (out->d.owner[b] == 0 || out->m.owner[b] == 0)) has_orphans = true;
     }
-    want = want || has_new || has_orphans;
+    want = (want && !in->cancel_rebalance) || has_new || has_orphans;
     if (nlive > 0 && want) {
         uint32_t nsub = 0;
         sub_m = calloc(n, sizeof(*sub_m));
@@ -274,6 +611,37 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             }
         }
     }
+    /* 6. Migrations. */
+    if (in->migs != NULL) {
+        size_t fixed = RECONCILE_FIXED_OPS + out->ndepartures + out->nprimaries;
+        mig_round_t r = {
+            .in = in, .v = v, .out = out,
+            .budget = fixed < BC_ZK_TXN_MAX ? BC_ZK_TXN_MAX - fixed : 0,
+            .final = calloc(n, 1), .final_epoch = calloc(n, sizeof(uint64_t)),
+            .started = calloc((size_t)n + 1, sizeof(size_t)),
+        };
+        st = r.final && r.final_epoch && r.started ? reconcile_migrations(&r) : BC_ENOMEM;
+        if (st == BC_OK) {
+            uint64_t e = v->c.epoch;
+            if (v->m.epoch > e) e = v->m.epoch;
+            if (v->d.epoch > e) e = v->d.epoch;
+            /* A copy started now is at the epoch this round writes. */
+            for (size_t i = 0; i < r.nstarted; i++) out->mig[r.started[i]].record.epoch = e + 1;
+            for (uint32_t b = 0; b < n; b++) {
+                if (!r.final[b]) continue;
+                bc_mig_copying_t *cp = &out->copying[out->ncopying++];
+                cp->bucket = b;
+                cp->epoch = r.final_epoch[b] ? r.final_epoch[b] : e + 1;
+                cp->from = out->m.owner[b];
+                cp->to = out->d.owner[b];
+            }
+        }
+        free(r.final);
+        free(r.final_epoch);
+        free(r.started);
+        if (st != BC_OK) goto out;
+    }
+
     for (uint32_t b = 0; b < n; b++) {
         if (out->m.owner[b] != 0 && out->m.owner[b] != out->d.owner[b]) out->pending_moves++;
     }
@@ -286,7 +654,8 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->tables_changed = true;
         for (size_t i = 0; i < out->nprimaries; i++) out->primaries[i].info.epoch = e + 1;
     }
-    out->changed = out->tables_changed || out->nprimaries > 0 || out->ndepartures > 0;
+    out->changed = out->tables_changed || out->nprimaries > 0 || out->ndepartures > 0 ||
+                   out->nmig > 0 || out->control_changed;
     st = BC_OK;
 out:
     free(ids);
@@ -307,5 +676,9 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     for (size_t i = 0; i < out->ndepartures; i++) bc_departure_free(&out->departures[i].record);
     free(out->departures);
     free(out->primaries);
+    free(out->mig);
+    free(out->control);
+    free(out->aborts);
+    free(out->copying);
     memset(out, 0, sizeof(*out));
 }

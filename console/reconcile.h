@@ -28,14 +28,39 @@
  *   are handed to the surviving groups by the planner.  Unowned buckets no
  *   departed group is waiting for (a new cluster) are handed out at once.
  *
- *   Rebalance.  When a live group owns nothing in d (it was just added),
- *   when there are orphans to hand out, or when asked (force), d is
+ *   Rebalance.  When a live group owns nothing in d (it was just added;
+ *   unless a cancelled rebalance holds it back), when there are orphans to
+ *   hand out, or when asked (force, which also releases held groups), d is
  *   recomputed by the planner (bc_planner.h) over every bucket that is not
  *   waiting for a departed group.  A bucket with no data (m = 0) is
  *   assigned directly in c, m and d; a bucket whose data must move keeps
  *   its c and m entries and becomes a pending migration (m != d).
  *
- *   Any change bumps the epoch of all three tables to max(epochs) + 1.
+ *   Cancel.  d := m for every bucket not being copied right now, so the
+ *   moves not yet started never happen; the groups this leaves owning
+ *   nothing in d are "held": not rebalanced onto until a forced rebalance.
+ *
+ *   Migrations (migrate.h has the state machine and why it is safe).  With
+ *   a migration set in the input, in this order and within the room one
+ *   ZooKeeper transaction has:
+ *     1. copy reports: a report for the record's epoch whose checks pass
+ *        is a cutover; a failed one, or one whose checks fail, aborts the
+ *        attempt; a report for any other epoch is stale and rejected;
+ *     2. every other copying record is checked again (m, d, c, read-only
+ *        flag, both groups live with the same primaries): a failed check
+ *        aborts it -- so a group or primary that dies mid-copy gives the
+ *        bucket back to its source, writable;
+ *     3. pending records whose move is no longer planned are deleted, and
+ *        a read-only flag without a copy behind it is cleared;
+ *     4. unless paused, buckets with m != d start copying (c.readonly set,
+ *        a copying record at the new epoch) until `parallel` copy at once,
+ *        in bucket order, skipping those still backing off after a failure
+ *        and those whose groups have no live primary with an admin port;
+ *     5. the run summary starts with the first copy of a run and is closed
+ *        when nothing is pending or copying any more.
+ *
+ *   Any table change bumps the epoch of all three tables to
+ *   max(epochs) + 1; a copy started in this round is at that epoch.
  */
 #ifndef BC_CONSOLE_RECONCILE_H
 #define BC_CONSOLE_RECONCILE_H
@@ -43,13 +68,28 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "migrate.h"
 #include "view.h"
+
+typedef enum bc_reconcile_pause {
+    BC_RECONCILE_PAUSE_KEEP = 0,   /* leave the paused flag as it is */
+    BC_RECONCILE_PAUSE_SET,        /* pause: no new copy starts */
+    BC_RECONCILE_PAUSE_CLEAR,      /* resume */
+} bc_reconcile_pause_t;
 
 typedef struct bc_reconcile_input {
     bc_view_t *view;               /* borrowed */
     int64_t now_ms;                /* unix ms */
     int64_t orphan_grace_ms;       /* < 0: orphans wait for their group */
     bool force_rebalance;
+    /* Migrations.  migs NULL: none are driven (data-carrying moves stay
+     * pending, as before migration existed). */
+    const bc_mig_set_t *migs;      /* borrowed */
+    uint32_t parallel;             /* at most this many buckets copying */
+    const bc_mig_report_t *reports;    /* copies finished since the last round */
+    size_t nreports;
+    bool cancel_rebalance;         /* see "Cancel" above */
+    bc_reconcile_pause_t pause;    /* pause or resume migrations */
 } bc_reconcile_input_t;
 
 typedef struct bc_departure_update {
@@ -65,6 +105,20 @@ typedef struct bc_primary_update {
     bc_primary_info_t info;
 } bc_primary_update_t;
 
+typedef struct bc_mig_update {
+    uint32_t bucket;
+    int32_t version;               /* znode version to check; -1: create */
+    bool remove;
+    bc_mig_record_t record;        /* the new record (unless remove) */
+} bc_mig_update_t;
+
+/* A bucket copying after this round (the console keeps a copy job on it). */
+typedef struct bc_mig_copying {
+    uint32_t bucket;
+    uint64_t epoch;
+    uint32_t from, to;
+} bc_mig_copying_t;
+
 typedef struct bc_reconcile_output {
     bool changed;                  /* anything to write at all */
     bool tables_changed;
@@ -75,6 +129,18 @@ typedef struct bc_reconcile_output {
     bc_primary_update_t *primaries;
     bool rebalanced;
     uint32_t pending_moves;        /* buckets with data to migrate (m != d, m != 0) */
+    /* Migrations (all empty when the input had no migration set). */
+    size_t nmig;
+    bc_mig_update_t *mig;          /* record writes, in transaction order */
+    bool control_changed;
+    bc_mig_control_t *control;     /* the migrations znode's new data (malloc'd) */
+    size_t naborts;
+    bc_mig_copying_t *aborts;      /* copies called off: tell their destination */
+    size_t ncopying;
+    bc_mig_copying_t *copying;     /* every bucket copying after this round */
+    size_t nreports_used;          /* reports[0..n) were decided; requeue the rest */
+    uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
+    bool mig_more;                 /* work left that did not fit in one transaction */
     char summary[1024];            /* what changed, for the log */
 } bc_reconcile_output_t;
 

@@ -397,15 +397,21 @@ def tables(zk, cluster):
 
 
 class Console:
-    """A running bucketcache-console."""
+    """A running bucketcache-console.
 
-    def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True):
+    Bucket migration is off unless migrations=True (or the args set
+    --migrations-parallel): most tests want tables that change only when
+    they say so, and a group added to them owning nothing until asked."""
+
+    def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True, migrations=False):
         self.zk = zk
         self.cluster = cluster
         self.admin_port = free_port()
         argv = [CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
                 "--admin-port", str(self.admin_port),
                 "--session-timeout-ms", str(session_timeout_ms)] + list(args)
+        if not migrations and "--migrations-parallel" not in args:
+            argv += ["--migrations-parallel", "0"]
         self.proc = Proc("console", argv)
         if wait:
             wait_port(self.admin_port, proc=self.proc.p)

@@ -1,7 +1,10 @@
 /*
  * test_reconcile.c -- the console's decisions on hand-built cluster views:
  * first group, group added, group down, group back (intact or not), orphan
- * grace, primary choice and failover, idempotence.
+ * grace, primary choice and failover, idempotence; and the migration state
+ * machine: start, bounded parallelism, cutover, stale reports, aborts with
+ * backoff, groups and primaries that change mid-copy, pause, cancel, a new
+ * leader resuming, and the records' codecs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +279,572 @@ test_primary_failover_prefers_highest_offset(void **state)
     bc_view_free(&v);
 }
 
+/* ---- migrations ---- */
+
+/* Groups 1..ngroups, one node each (n-00000000g0), primary, with an admin port. */
+static void
+mig_view(bc_view_t *v, const char *c, const char *m, const char *d, int ngroups)
+{
+    view_init(v, c, m, d);
+    for (int g = 1; g <= ngroups; g++) {
+        char name[32];
+        snprintf(name, sizeof(name), "n-%010d", g * 10);
+        bc_view_group_t *vg = view_add_group(v, (uint32_t)g, 1, name);
+        snprintf(vg->nodes[0].admin_addr, sizeof(vg->nodes[0].admin_addr), "127.0.0.1:%d",
+                 2000 + g);
+    }
+}
+
+typedef struct mig_opts {
+    uint32_t parallel;
+    const bc_mig_report_t *reports;
+    size_t nreports;
+    bool cancel;
+    bool force;
+    bc_reconcile_pause_t pause;
+} mig_opts_t;
+
+static void
+mig_run(bc_view_t *v, bc_mig_set_t *migs, int64_t now, const mig_opts_t *o,
+        bc_reconcile_output_t *out)
+{
+    bc_reconcile_input_t in = {
+        .view = v, .now_ms = now, .orphan_grace_ms = -1, .migs = migs,
+        .parallel = o->parallel, .reports = o->reports, .nreports = o->nreports,
+        .cancel_rebalance = o->cancel, .force_rebalance = o->force, .pause = o->pause,
+    };
+    assert_int_equal(bc_reconcile(&in, out), BC_OK);
+}
+
+/* What the console's commit does to ZooKeeper: apply the output. */
+static void
+mig_apply(bc_view_t *v, bc_mig_set_t *migs, const bc_reconcile_output_t *out)
+{
+    if (out->tables_changed) {
+        bc_table_free(&v->c);
+        bc_table_free(&v->m);
+        bc_table_free(&v->d);
+        assert_int_equal(bc_table_copy(&v->c, &out->c), BC_OK);
+        assert_int_equal(bc_table_copy(&v->m, &out->m), BC_OK);
+        assert_int_equal(bc_table_copy(&v->d, &out->d), BC_OK);
+    }
+    if (out->control != NULL && (out->control_changed || out->nmig > 0)) {
+        int32_t ver = migs->control.version + 1;
+        migs->control = *out->control;
+        migs->control.version = ver;
+    }
+    for (size_t i = 0; i < out->nmig; i++) {
+        const bc_mig_update_t *u = &out->mig[i];
+        if (u->remove) {
+            assert_non_null(migs->rec[u->bucket]);
+            assert_int_equal(migs->rec[u->bucket]->version, u->version);
+            free(migs->rec[u->bucket]);
+            migs->rec[u->bucket] = NULL;
+            migs->count--;
+            continue;
+        }
+        assert_int_equal(migs->rec[u->bucket] ? migs->rec[u->bucket]->version : -1, u->version);
+        bc_mig_record_t r = u->record;
+        r.version = u->version + 1;
+        assert_int_equal(bc_mig_set_put(migs, &r), BC_OK);
+    }
+}
+
+static bc_mig_report_t
+report_ok(uint32_t bucket, uint64_t epoch, const char *node, uint64_t items, uint64_t bytes)
+{
+    bc_mig_report_t r;
+    memset(&r, 0, sizeof(r));
+    r.bucket = bucket;
+    r.epoch = epoch;
+    r.ok = true;
+    r.items = items;
+    r.bytes = bytes;
+    snprintf(r.node, sizeof(r.node), "%s", node);
+    return r;
+}
+
+static void
+test_mig_start_sets_readonly_and_records(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 2);
+    assert_int_equal(out.c.epoch, 8);
+    assert_table(&out.c, "111222"); /* owners unchanged ... */
+    assert_true(out.c.readonly[2] && out.c.readonly[5]);   /* ... but read-only */
+    assert_false(out.c.readonly[0] || out.c.readonly[1] || out.c.readonly[3] || out.c.readonly[4]);
+    assert_int_equal(out.nmig, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const bc_mig_update_t *u = &out.mig[i];
+        assert_false(u->remove);
+        assert_int_equal(u->version, -1);
+        assert_int_equal(u->record.state, BC_MIG_COPYING);
+        assert_int_equal(u->record.epoch, 8);          /* the epoch this round writes */
+        assert_int_equal(u->record.to, 3);
+        assert_string_equal(u->record.to_node, "n-0000000030");
+        assert_int_equal(u->record.started_ms, 5000);
+    }
+    assert_int_equal(out.mig[0].bucket, 2);
+    assert_int_equal(out.mig[0].record.from, 1);
+    assert_string_equal(out.mig[0].record.from_node, "n-0000000010");
+    assert_int_equal(out.mig[1].record.from, 2);
+    assert_int_equal(out.ncopying, 2);
+    assert_int_equal(out.copying[0].bucket, 2);
+    assert_int_equal(out.copying[0].epoch, 8);
+    assert_true(out.control_changed);
+    assert_int_equal(out.control->run_started_ms, 5000);
+    assert_int_equal(out.pending_moves, 2);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_parallel_bound_and_resume_after_takeover(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 1};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig[0].bucket, 2);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* A console that takes over now sees the record, starts nothing more
+     * and writes nothing, but lists the copy so it can resume it. */
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_false(out.changed);
+    assert_int_equal(out.ncopying, 1);
+    assert_int_equal(out.copying[0].bucket, 2);
+    assert_int_equal(out.copying[0].epoch, 8);
+    assert_int_equal(out.copying[0].from, 1);
+    assert_int_equal(out.copying[0].to, 3);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_report_cuts_over_and_run_finishes(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    bc_mig_report_t rep = report_ok(2, 8, "n-0000000030", 10, 1000);
+    o.reports = &rep;
+    o.nreports = 1;
+    mig_run(&v, &migs, 5040, &o, &out);
+    assert_int_equal(out.nreports_used, 1);
+    assert_int_equal(out.mig_cutovers, 1);
+    assert_table(&out.c, "113222");
+    assert_table(&out.m, "113222");
+    assert_false(out.c.readonly[2]);
+    assert_true(out.c.readonly[5]);                     /* still copying */
+    assert_int_equal(out.c.epoch, 9);
+    assert_int_equal(out.nmig, 1);
+    assert_true(out.mig[0].remove);                     /* done: record gone */
+    assert_int_equal(out.control->moved, 1);
+    assert_int_equal(out.control->bytes, 1000);
+    assert_int_equal(out.control->nstalls, 1);
+    assert_int_equal(out.control->stalls[0], 40);       /* read-only 5000 -> 5040 */
+    assert_int_equal(out.control->run_finished_ms, 0);
+    assert_int_equal(out.pending_moves, 1);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    bc_mig_report_t rep2 = report_ok(5, 8, "n-0000000030", 5, 500);
+    o.reports = &rep2;
+    mig_run(&v, &migs, 5100, &o, &out);
+    assert_table(&out.c, "113223");
+    assert_table(&out.m, "113223");
+    assert_table(&out.d, "113223");
+    assert_int_equal(out.pending_moves, 0);
+    assert_int_equal(out.control->moved, 2);
+    assert_int_equal(out.control->run_finished_ms, 5100);
+    assert_int_equal(bc_mig_control_stall_pct(out.control, 50), 40);
+    assert_int_equal(bc_mig_control_stall_pct(out.control, 100), 100);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+    assert_int_equal(migs.count, 0);
+
+    /* and then nothing more to do */
+    o.nreports = 0;
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_false(out.changed);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_stale_report_rejected(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* a report of an earlier attempt (epoch 7), and one for a bucket that
+     * is not being copied at all */
+    bc_mig_report_t reps[2] = {report_ok(2, 7, "n-0000000030", 1, 1),
+                               report_ok(0, 8, "n-0000000030", 1, 1)};
+    o.reports = reps;
+    o.nreports = 2;
+    mig_run(&v, &migs, 5050, &o, &out);
+    assert_int_equal(out.mig_rejected, 2);
+    assert_int_equal(out.mig_cutovers, 0);
+    assert_false(out.tables_changed);
+    assert_table(&out.c, "111222");
+    assert_true(out.c.readonly[2]);
+    assert_int_equal(out.nreports_used, 2);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_failure_gives_bucket_back_and_backs_off(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 1};
+    mig_run(&v, &migs, 5000, &o, &out);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    bc_mig_report_t rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.bucket = 2;
+    rep.epoch = 8;
+    snprintf(rep.error, sizeof(rep.error), "destination unreachable");
+    o.reports = &rep;
+    o.nreports = 1;
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_int_equal(out.mig_aborted, 1);
+    assert_false(out.c.readonly[2]);                    /* writable at the source again */
+    assert_table(&out.c, "111222");
+    assert_int_equal(out.c.epoch, 9);
+    assert_int_equal(out.naborts, 1);
+    assert_int_equal(out.aborts[0].to, 3);
+    /* the record waits to retry; bucket 5 may start meanwhile */
+    const bc_mig_update_t *u = &out.mig[0];
+    assert_int_equal(u->bucket, 2);
+    assert_int_equal(u->record.state, BC_MIG_PENDING);
+    assert_int_equal(u->record.attempts, 1);
+    assert_int_equal(u->record.retry_at_ms, 6000 + bc_mig_backoff_ms(1));
+    assert_string_equal(u->record.error, "destination unreachable");
+    assert_int_equal(out.control->failures, 1);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig[1].bucket, 5);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* bucket 5 done; 2 is still backing off */
+    bc_mig_report_t rep5 = report_ok(5, 9, "n-0000000030", 1, 1);
+    o.reports = &rep5;
+    mig_run(&v, &migs, 6100, &o, &out);
+    assert_int_equal(out.mig_cutovers, 1);
+    assert_int_equal(out.mig_started, 0);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* after the backoff it starts again, its attempt count kept */
+    o.nreports = 0;
+    mig_run(&v, &migs, 6000 + bc_mig_backoff_ms(1), &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig[0].record.attempts, 1);
+    assert_int_equal(out.mig[0].record.state, BC_MIG_COPYING);
+    assert_int_equal(out.mig[0].version, migs.rec[2]->version);
+    assert_true(out.c.readonly[2]);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_destination_down_or_replaced_aborts(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* the destination's primary is replaced by another node mid-copy:
+     * a report from the old node must not cut over */
+    bc_view_group_t *g3 = bc_view_group(&v, 3);
+    snprintf(g3->nodes[0].name, sizeof(g3->nodes[0].name), "n-0000000031");
+    snprintf(g3->primary.node, sizeof(g3->primary.node), "n-0000000031");
+    bc_mig_report_t rep = report_ok(2, 8, "n-0000000030", 1, 1);
+    o.reports = &rep;
+    o.nreports = 1;
+    mig_run(&v, &migs, 5050, &o, &out);
+    assert_int_equal(out.mig_cutovers, 0);
+    assert_int_equal(out.mig_aborted, 2);               /* both copies go to group 3 */
+    assert_false(out.c.readonly[2] || out.c.readonly[5]);
+    assert_table(&out.c, "111222");
+    bc_reconcile_free(&out);
+
+    /* the destination group is gone altogether: d loses it, records go */
+    g3->nnodes = 0;
+    o.nreports = 0;
+    mig_run(&v, &migs, 5060, &o, &out);
+    assert_int_equal(out.mig_aborted, 2);
+    assert_false(out.c.readonly[2] || out.c.readonly[5]);
+    for (size_t i = 0; i < out.nmig; i++) {
+        if (out.mig[i].bucket == 2 || out.mig[i].bucket == 5) {
+            assert_true(out.mig[i].remove || out.mig[i].record.to != 3);
+        }
+    }
+    assert_int_equal(out.c.owner[2], 1);                /* never two owners, never none */
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_source_down_drops_the_move(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    bc_view_group(&v, 1)->nnodes = 0;
+    bc_mig_report_t rep = report_ok(2, 8, "n-0000000030", 1, 1);
+    o.reports = &rep;
+    o.nreports = 1;
+    mig_run(&v, &migs, 5050, &o, &out);
+    assert_int_equal(out.mig_cutovers, 0);              /* m lost it: no cutover */
+    assert_int_equal(out.c.owner[2], 0);                /* the group down rule */
+    assert_false(out.c.readonly[2]);
+    bool removed = false;
+    for (size_t i = 0; i < out.nmig; i++) removed |= out.mig[i].bucket == 2 && out.mig[i].remove;
+    assert_true(removed);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_pause_resume(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4, .pause = BC_RECONCILE_PAUSE_SET};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_true(out.changed);
+    assert_true(out.control_changed && out.control->paused);
+    assert_int_equal(out.mig_started, 0);
+    assert_false(out.tables_changed);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    o.pause = BC_RECONCILE_PAUSE_KEEP;                  /* stays paused */
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_false(out.changed);
+    bc_reconcile_free(&out);
+
+    o.pause = BC_RECONCILE_PAUSE_CLEAR;
+    mig_run(&v, &migs, 7000, &o, &out);
+    assert_false(out.control->paused);
+    assert_int_equal(out.mig_started, 2);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_cancel_keeps_running_copies_and_holds_groups(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 1};
+    mig_run(&v, &migs, 5000, &o, &out);                 /* bucket 2 copying */
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    o.cancel = true;
+    mig_run(&v, &migs, 5010, &o, &out);
+    assert_table(&out.d, "113222");                     /* bucket 5 stays put */
+    assert_false(out.rebalanced);
+    assert_int_equal(out.control->nheld, 0);            /* group 3 still gets bucket 2 */
+    assert_int_equal(out.mig_started, 0);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* with nothing copying, cancel empties group 3's plan and holds it */
+    bc_view_t v2;
+    bc_mig_set_t migs2;
+    mig_view(&v2, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs2, N), BC_OK);
+    mig_run(&v2, &migs2, 5000, &o, &out);
+    assert_table(&out.d, "111222");
+    assert_int_equal(out.control->nheld, 1);
+    assert_int_equal(out.control->held[0], 3);
+    assert_int_equal(out.pending_moves, 0);
+    mig_apply(&v2, &migs2, &out);
+    bc_reconcile_free(&out);
+    o.cancel = false;
+    mig_run(&v2, &migs2, 6000, &o, &out);               /* no automatic re-plan */
+    assert_false(out.changed);
+    bc_reconcile_free(&out);
+    o.force = true;                                     /* an explicit rebalance does */
+    mig_run(&v2, &migs2, 7000, &o, &out);
+    assert_table(&out.d, "113223");
+    assert_int_equal(out.control->nheld, 0);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs2);
+    bc_view_free(&v2);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_stray_readonly_cleared_and_no_admin_waits(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    v.c.readonly[0] = 1;                                /* no copy behind it */
+    bc_view_group(&v, 3)->nodes[0].admin_addr[0] = '\0';    /* no admin port */
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 4};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_false(out.c.readonly[0]);
+    assert_int_equal(out.mig_started, 0);               /* cannot reach the destination */
+    assert_int_equal(out.pending_moves, 2);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_mig_codecs(void **state)
+{
+    (void)state;
+    bc_mig_record_t r, back;
+    memset(&r, 0, sizeof(r));
+    r.bucket = 7;
+    r.state = BC_MIG_COPYING;
+    r.from = 1;
+    r.to = 4;
+    r.epoch = 123;
+    snprintf(r.from_node, sizeof(r.from_node), "n-0000000001");
+    snprintf(r.to_node, sizeof(r.to_node), "n-0000000009");
+    r.started_ms = 1700000000000;
+    r.attempts = 2;
+    snprintf(r.error, sizeof(r.error), "timed out");
+    char *json = bc_mig_record_encode(&r);
+    char err[256];
+    assert_int_equal(bc_mig_record_decode(json, strlen(json), 7, &back, err, sizeof(err)), BC_OK);
+    assert_int_equal(back.epoch, 123);
+    assert_int_equal(back.to, 4);
+    assert_string_equal(back.to_node, "n-0000000009");
+    assert_true(back.started_ms == 1700000000000);
+    assert_string_equal(back.error, "timed out");
+    /* the znode name must match */
+    assert_int_equal(bc_mig_record_decode(json, strlen(json), 8, &back, err, sizeof(err)), BC_EINVAL);
+    free(json);
+    const char *bad[] = {
+        "", "[]", "{\"state\":\"moving\",\"from\":1,\"to\":2,\"epoch\":1}",
+        "{\"state\":\"copying\",\"from\":1,\"to\":1,\"epoch\":1}",
+        "{\"state\":\"copying\",\"from\":1,\"to\":2,\"epoch\":0}",
+        "{\"state\":\"copying\",\"from\":1,\"to\":2,\"epoch\":1.5}",
+        "{\"state\":\"pending\",\"from\":-1,\"to\":2}",
+        "{\"state\":\"pending\",\"from\":1,\"to\":2,\"to_node\":\"0123456789012345678901234567890123\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(bc_mig_record_decode(bad[i], strlen(bad[i]), 0, &back, err, sizeof(err)),
+                         BC_EINVAL);
+    }
+
+    bc_mig_control_t *c = malloc(sizeof(*c)), *c2 = malloc(sizeof(*c2));
+    bc_mig_control_init(c);
+    c->paused = true;
+    c->held[c->nheld++] = 5;
+    c->run_started_ms = 10;
+    for (uint32_t i = 0; i < BC_MIG_STALL_SAMPLES + 10; i++) {
+        bc_mig_done_t d = {.bucket = i % 6, .from = 1, .to = 2, .items = 1, .bytes = 10,
+                           .stall_ms = i, .finished_ms = 20};
+        bc_mig_control_add_done(c, &d);
+    }
+    assert_int_equal(c->nstalls, BC_MIG_STALL_SAMPLES);
+    assert_int_equal(c->nrecent, BC_MIG_RECENT);
+    json = bc_mig_control_encode(c);
+    assert_int_equal(bc_mig_control_decode(json, strlen(json), c2, err, sizeof(err)), BC_OK);
+    assert_true(c2->paused);
+    assert_int_equal(c2->nheld, 1);
+    assert_int_equal(c2->moved, BC_MIG_STALL_SAMPLES + 10);
+    assert_int_equal(c2->nstalls, BC_MIG_STALL_SAMPLES);
+    /* the oldest samples fell out: the minimum is 10 */
+    assert_int_equal(bc_mig_control_stall_pct(c2, 0.001), 10);
+    assert_int_equal(bc_mig_control_stall_pct(c2, 100), BC_MIG_STALL_SAMPLES + 9);
+    assert_int_equal(c2->recent[BC_MIG_RECENT - 1].stall_ms, BC_MIG_STALL_SAMPLES + 9);
+    free(json);
+    assert_int_equal(bc_mig_control_decode("", 0, c2, err, sizeof(err)), BC_OK);
+    assert_false(c2->paused);
+    assert_int_equal(bc_mig_control_decode("{\"paused\":1}", 12, c2, err, sizeof(err)), BC_EINVAL);
+    assert_int_equal(bc_mig_control_decode("{\"run\":{\"stall_ms\":[-1]}}", 25, c2, err,
+                                           sizeof(err)), BC_EINVAL);
+    free(c);
+    free(c2);
+    assert_int_equal(bc_mig_backoff_ms(1), 500);
+    assert_int_equal(bc_mig_backoff_ms(2), 1000);
+    assert_int_equal(bc_mig_backoff_ms(30), 30000);
+}
+
 int
 main(void)
 {
@@ -287,6 +856,17 @@ main(void)
         cmocka_unit_test(test_group_back_keeps_planned_moves),
         cmocka_unit_test(test_orphan_grace_hands_buckets_to_survivors),
         cmocka_unit_test(test_primary_failover_prefers_highest_offset),
+        cmocka_unit_test(test_mig_start_sets_readonly_and_records),
+        cmocka_unit_test(test_mig_parallel_bound_and_resume_after_takeover),
+        cmocka_unit_test(test_mig_report_cuts_over_and_run_finishes),
+        cmocka_unit_test(test_mig_stale_report_rejected),
+        cmocka_unit_test(test_mig_failure_gives_bucket_back_and_backs_off),
+        cmocka_unit_test(test_mig_destination_down_or_replaced_aborts),
+        cmocka_unit_test(test_mig_source_down_drops_the_move),
+        cmocka_unit_test(test_mig_pause_resume),
+        cmocka_unit_test(test_mig_cancel_keeps_running_copies_and_holds_groups),
+        cmocka_unit_test(test_mig_stray_readonly_cleared_and_no_admin_waits),
+        cmocka_unit_test(test_mig_codecs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,919 @@
+/*
+ * migrate.c -- see migrate.h: the migration records' codec and loading,
+ * and the copy worker pool.
+ */
+#include "migrate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_http_client.h"
+#include "bc_log.h"
+#include "bc_table.h"
+
+#define MIG_JSON_MAX          (512u * 1024u)
+#define MIG_HTTP_TIMEOUT_MS   2000
+#define MIG_BACKOFF_BASE_MS   500
+#define MIG_BACKOFF_MAX_MS    30000
+
+/* ---- small JSON helpers ---- */
+
+static bc_status_t
+mig_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bc_status_t
+mig_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return BC_EINVAL;
+}
+
+/* A non-negative integer field no larger than max; missing is `dflt`. */
+static bool
+json_uint(const cJSON *obj, const char *name, uint64_t max, uint64_t dflt, uint64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (v == NULL) {
+        *out = dflt;
+        return true;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)max ||
+        v->valuedouble != floor(v->valuedouble)) {
+        return false;
+    }
+    *out = (uint64_t)v->valuedouble;
+    return true;
+}
+
+static bool
+json_copy_str(const cJSON *obj, const char *name, char *out, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (v == NULL) {
+        out[0] = '\0';
+        return true;
+    }
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap) return false;
+    snprintf(out, cap, "%s", v->valuestring);
+    return true;
+}
+
+/* ---- records ---- */
+
+char *
+bc_mig_record_encode(const bc_mig_record_t *r)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return NULL;
+    cJSON_AddStringToObject(doc, "state", r->state == BC_MIG_COPYING ? "copying" : "pending");
+    cJSON_AddNumberToObject(doc, "bucket", r->bucket);
+    cJSON_AddNumberToObject(doc, "from", r->from);
+    cJSON_AddNumberToObject(doc, "to", r->to);
+    cJSON_AddNumberToObject(doc, "epoch", (double)r->epoch);
+    cJSON_AddStringToObject(doc, "from_node", r->from_node);
+    cJSON_AddStringToObject(doc, "to_node", r->to_node);
+    cJSON_AddNumberToObject(doc, "started_ms", (double)r->started_ms);
+    cJSON_AddNumberToObject(doc, "attempts", r->attempts);
+    cJSON_AddNumberToObject(doc, "retry_at_ms", (double)r->retry_at_ms);
+    cJSON_AddStringToObject(doc, "error", r->error);
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return text;
+}
+
+bc_status_t
+bc_mig_record_decode(const char *json, size_t len, uint32_t bucket, bc_mig_record_t *out,
+                     char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->version = -1;
+    if (len > MIG_JSON_MAX) return BC_ETOOLARGE;
+    cJSON *doc = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return mig_fail(err, errlen, "not a JSON object");
+    }
+    bc_status_t st = BC_OK;
+    uint64_t v;
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
+    if (!cJSON_IsString(state) ||
+        (strcmp(state->valuestring, "copying") != 0 && strcmp(state->valuestring, "pending") != 0)) {
+        st = mig_fail(err, errlen, "state: expected \"copying\" or \"pending\"");
+        goto out;
+    }
+    out->state = strcmp(state->valuestring, "copying") == 0 ? BC_MIG_COPYING : BC_MIG_PENDING;
+    out->bucket = bucket;
+    if (!json_uint(doc, "bucket", UINT32_MAX, bucket, &v) || v != bucket) {
+        st = mig_fail(err, errlen, "bucket: does not match the znode name %u", bucket);
+        goto out;
+    }
+    if (!json_uint(doc, "from", BC_TABLE_MAX_GID, 0, &v) || v == 0) {
+        st = mig_fail(err, errlen, "from: expected a group id");
+        goto out;
+    }
+    out->from = (uint32_t)v;
+    if (!json_uint(doc, "to", BC_TABLE_MAX_GID, 0, &v) || v == 0 || v == out->from) {
+        st = mig_fail(err, errlen, "to: expected a group id other than from");
+        goto out;
+    }
+    out->to = (uint32_t)v;
+    if (!json_uint(doc, "epoch", (uint64_t)1 << 53, 0, &out->epoch) ||
+        (out->state == BC_MIG_COPYING && out->epoch == 0)) {
+        st = mig_fail(err, errlen, "epoch: expected a table epoch");
+        goto out;
+    }
+    if (!json_copy_str(doc, "from_node", out->from_node, sizeof(out->from_node)) ||
+        !json_copy_str(doc, "to_node", out->to_node, sizeof(out->to_node))) {
+        st = mig_fail(err, errlen, "from_node/to_node: expected node names");
+        goto out;
+    }
+    if (!json_uint(doc, "started_ms", (uint64_t)1 << 53, 0, &v)) {
+        st = mig_fail(err, errlen, "started_ms: expected unix milliseconds");
+        goto out;
+    }
+    out->started_ms = (int64_t)v;
+    if (!json_uint(doc, "attempts", UINT32_MAX, 0, &v)) {
+        st = mig_fail(err, errlen, "attempts: expected a count");
+        goto out;
+    }
+    out->attempts = (uint32_t)v;
+    if (!json_uint(doc, "retry_at_ms", (uint64_t)1 << 53, 0, &v)) {
+        st = mig_fail(err, errlen, "retry_at_ms: expected unix milliseconds");
+        goto out;
+    }
+    out->retry_at_ms = (int64_t)v;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    if (e != NULL && !cJSON_IsString(e)) {
+        st = mig_fail(err, errlen, "error: expected a string");
+        goto out;
+    }
+    if (e != NULL) snprintf(out->error, sizeof(out->error), "%s", e->valuestring);
+out:
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* ---- control ---- */
+
+void
+bc_mig_control_init(bc_mig_control_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->version = -1;
+}
+
+void
+bc_mig_control_add_done(bc_mig_control_t *c, const bc_mig_done_t *done)
+{
+    c->moved++;
+    c->items += done->items;
+    c->bytes += done->bytes;
+    c->stalls[c->stall_next] = done->stall_ms;
+    c->stall_next = (c->stall_next + 1) % BC_MIG_STALL_SAMPLES;
+    if (c->nstalls < BC_MIG_STALL_SAMPLES) c->nstalls++;
+    if (c->nrecent == BC_MIG_RECENT) {
+        memmove(c->recent, c->recent + 1, (BC_MIG_RECENT - 1) * sizeof(c->recent[0]));
+        c->nrecent--;
+    }
+    c->recent[c->nrecent++] = *done;
+}
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+uint32_t
+bc_mig_control_stall_pct(const bc_mig_control_t *c, double p)
+{
+    if (c->nstalls == 0) return 0;
+    uint32_t *v = malloc(c->nstalls * sizeof(*v));
+    if (v == NULL) return 0;
+    memcpy(v, c->stalls, c->nstalls * sizeof(*v));
+    qsort(v, c->nstalls, sizeof(*v), u32_cmp);
+    /* nearest rank */
+    double rank = ceil(p / 100.0 * c->nstalls);
+    size_t i = rank < 1 ? 0 : (size_t)rank - 1;
+    if (i >= c->nstalls) i = c->nstalls - 1;
+    uint32_t r = v[i];
+    free(v);
+    return r;
+}
+
+char *
+bc_mig_control_encode(const bc_mig_control_t *c)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return NULL;
+    cJSON_AddBoolToObject(doc, "paused", c->paused);
+    cJSON *held = cJSON_AddArrayToObject(doc, "held");
+    for (uint32_t i = 0; held != NULL && i < c->nheld; i++) {
+        cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
+    }
+    cJSON *run = cJSON_AddObjectToObject(doc, "run");
+    if (run != NULL) {
+        cJSON_AddNumberToObject(run, "started_ms", (double)c->run_started_ms);
+        cJSON_AddNumberToObject(run, "finished_ms", (double)c->run_finished_ms);
+        cJSON_AddNumberToObject(run, "moved", (double)c->moved);
+        cJSON_AddNumberToObject(run, "items", (double)c->items);
+        cJSON_AddNumberToObject(run, "bytes", (double)c->bytes);
+        cJSON_AddNumberToObject(run, "failures", (double)c->failures);
+        cJSON *stalls = cJSON_AddArrayToObject(run, "stall_ms");
+        uint32_t first = c->nstalls < BC_MIG_STALL_SAMPLES ? 0 : c->stall_next;
+        for (uint32_t i = 0; stalls != NULL && i < c->nstalls; i++) {
+            cJSON_AddItemToArray(stalls, cJSON_CreateNumber(c->stalls[(first + i) %
+                                                                      BC_MIG_STALL_SAMPLES]));
+        }
+        cJSON *recent = cJSON_AddArrayToObject(run, "recent");
+        for (uint32_t i = 0; recent != NULL && i < c->nrecent; i++) {
+            const bc_mig_done_t *d = &c->recent[i];
+            cJSON *o = cJSON_CreateObject();
+            if (o == NULL) break;
+            cJSON_AddNumberToObject(o, "bucket", d->bucket);
+            cJSON_AddNumberToObject(o, "from", d->from);
+            cJSON_AddNumberToObject(o, "to", d->to);
+            cJSON_AddNumberToObject(o, "items", (double)d->items);
+            cJSON_AddNumberToObject(o, "bytes", (double)d->bytes);
+            cJSON_AddNumberToObject(o, "stall_ms", d->stall_ms);
+            cJSON_AddNumberToObject(o, "finished_ms", (double)d->finished_ms);
+            cJSON_AddItemToArray(recent, o);
+        }
+    }
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return text;
+}
+
+bc_status_t
+bc_mig_control_decode(const char *json, size_t len, bc_mig_control_t *out, char *err,
+                      size_t errlen)
+{
+    bc_mig_control_init(out);
+    if (len == 0) return BC_OK;
+    if (len > MIG_JSON_MAX) return BC_ETOOLARGE;
+    cJSON *doc = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return mig_fail(err, errlen, "not a JSON object");
+    }
+    bc_status_t st = BC_OK;
+    uint64_t v;
+    const cJSON *paused = cJSON_GetObjectItemCaseSensitive(doc, "paused");
+    if (paused != NULL && !cJSON_IsBool(paused)) {
+        st = mig_fail(err, errlen, "paused: expected true or false");
+        goto out;
+    }
+    out->paused = cJSON_IsTrue(paused);
+    const cJSON *held = cJSON_GetObjectItemCaseSensitive(doc, "held"), *h;
+    if (held != NULL && (!cJSON_IsArray(held) || cJSON_GetArraySize(held) > (int)BC_MIG_MAX_HELD)) {
+        st = mig_fail(err, errlen, "held: expected at most %u group ids", BC_MIG_MAX_HELD);
+        goto out;
+    }
+    cJSON_ArrayForEach(h, held) {
+        if (!cJSON_IsNumber(h) || h->valuedouble < 1 || h->valuedouble > BC_TABLE_MAX_GID ||
+            h->valuedouble != floor(h->valuedouble)) {
+            st = mig_fail(err, errlen, "held: expected group ids");
+            goto out;
+        }
+        out->held[out->nheld++] = (uint32_t)h->valuedouble;
+    }
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(doc, "run");
+    if (run == NULL) goto out;
+    if (!cJSON_IsObject(run)) {
+        st = mig_fail(err, errlen, "run: expected an object");
+        goto out;
+    }
+    if (!json_uint(run, "started_ms", (uint64_t)1 << 53, 0, &v)) goto bad_run;
+    out->run_started_ms = (int64_t)v;
+    if (!json_uint(run, "finished_ms", (uint64_t)1 << 53, 0, &v)) goto bad_run;
+    out->run_finished_ms = (int64_t)v;
+    if (!json_uint(run, "moved", (uint64_t)1 << 53, 0, &out->moved) ||
+        !json_uint(run, "items", (uint64_t)1 << 53, 0, &out->items) ||
+        !json_uint(run, "bytes", (uint64_t)1 << 53, 0, &out->bytes) ||
+        !json_uint(run, "failures", (uint64_t)1 << 53, 0, &out->failures)) {
+        goto bad_run;
+    }
+    const cJSON *stalls = cJSON_GetObjectItemCaseSensitive(run, "stall_ms"), *s;
+    if (stalls != NULL && !cJSON_IsArray(stalls)) goto bad_run;
+    cJSON_ArrayForEach(s, stalls) {
+        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > UINT32_MAX) goto bad_run;
+        out->stalls[out->stall_next] = (uint32_t)s->valuedouble;
+        out->stall_next = (out->stall_next + 1) % BC_MIG_STALL_SAMPLES;
+        if (out->nstalls < BC_MIG_STALL_SAMPLES) out->nstalls++;
+    }
+    const cJSON *recent = cJSON_GetObjectItemCaseSensitive(run, "recent"), *r;
+    if (recent != NULL && !cJSON_IsArray(recent)) goto bad_run;
+    cJSON_ArrayForEach(r, recent) {
+        bc_mig_done_t d;
+        uint64_t b, f, t, it, by, sm, fin;
+        if (!cJSON_IsObject(r) || !json_uint(r, "bucket", UINT32_MAX, 0, &b) ||
+            !json_uint(r, "from", BC_TABLE_MAX_GID, 0, &f) ||
+            !json_uint(r, "to", BC_TABLE_MAX_GID, 0, &t) ||
+            !json_uint(r, "items", (uint64_t)1 << 53, 0, &it) ||
+            !json_uint(r, "bytes", (uint64_t)1 << 53, 0, &by) ||
+            !json_uint(r, "stall_ms", UINT32_MAX, 0, &sm) ||
+            !json_uint(r, "finished_ms", (uint64_t)1 << 53, 0, &fin)) {
+            goto bad_run;
+        }
+        d = (bc_mig_done_t){(uint32_t)b, (uint32_t)f, (uint32_t)t, it, by, (uint32_t)sm,
+                            (int64_t)fin};
+        if (out->nrecent == BC_MIG_RECENT) {
+            memmove(out->recent, out->recent + 1, (BC_MIG_RECENT - 1) * sizeof(d));
+            out->nrecent--;
+        }
+        out->recent[out->nrecent++] = d;
+    }
+    goto out;
+bad_run:
+    st = mig_fail(err, errlen, "run: a field has the wrong type or is out of range");
+out:
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* ---- the set ---- */
+
+bc_status_t
+bc_mig_set_init(bc_mig_set_t *s, uint32_t nbuckets)
+{
+    memset(s, 0, sizeof(*s));
+    s->nbuckets = nbuckets;
+    bc_mig_control_init(&s->control);
+    s->rec = calloc(nbuckets ? nbuckets : 1, sizeof(*s->rec));
+    return s->rec != NULL ? BC_OK : BC_ENOMEM;
+}
+
+void
+bc_mig_set_free(bc_mig_set_t *s)
+{
+    if (s->rec != NULL) {
+        for (uint32_t b = 0; b < s->nbuckets; b++) free(s->rec[b]);
+        free(s->rec);
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+bc_status_t
+bc_mig_set_put(bc_mig_set_t *s, const bc_mig_record_t *r)
+{
+    if (r->bucket >= s->nbuckets) return BC_EINVAL;
+    if (s->rec[r->bucket] == NULL) {
+        s->rec[r->bucket] = malloc(sizeof(*r));
+        if (s->rec[r->bucket] == NULL) return BC_ENOMEM;
+        s->count++;
+    }
+    *s->rec[r->bucket] = *r;
+    return BC_OK;
+}
+
+bc_status_t
+bc_mig_load(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_mig_set_t *out, char *err,
+            size_t errlen)
+{
+    char dir[BC_CLUSTER_PATH_MAX], derr[256];
+    bc_status_t st = bc_mig_set_init(out, nbuckets);
+    if (st != BC_OK) return st;
+    bc_cluster_path(dir, sizeof(dir), cluster, "/migrations");
+    char *data = NULL;
+    size_t len = 0;
+    int32_t version = -1;
+    st = bc_zk_get(zk, dir, NULL, NULL, &data, &len, &version);
+    if (st == BC_ENOTFOUND) return BC_OK;  /* created on the first write */
+    if (st != BC_OK) {
+        snprintf(err, errlen, "cannot read %s", dir);
+        bc_mig_set_free(out);
+        return st;
+    }
+    if (bc_mig_control_decode(data ? data : "", len, &out->control, derr, sizeof(derr)) != BC_OK) {
+        log_warn("console: migrations record malformed (%s); using the defaults", derr);
+        bc_mig_control_init(&out->control);
+    }
+    out->control.version = version;
+    free(data);
+
+    bc_zk_strings_t names;
+    st = bc_zk_children(zk, dir, NULL, NULL, &names);
+    if (st != BC_OK) {
+        snprintf(err, errlen, "cannot list %s", dir);
+        bc_mig_set_free(out);
+        return st;
+    }
+    for (int i = 0; i < names.count && st == BC_OK; i++) {
+        char *end;
+        unsigned long b = strtoul(names.names[i], &end, 10);
+        if (*end != '\0' || end == names.names[i] || b >= nbuckets) {
+            log_warn("console: ignoring znode migrations/%s: not a bucket", names.names[i]);
+            continue;
+        }
+        char path[BC_CLUSTER_PATH_MAX + 16];
+        snprintf(path, sizeof(path), "%s/%s", dir, names.names[i]);
+        bc_status_t gst = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
+        if (gst == BC_ENOTFOUND) continue;
+        if (gst != BC_OK) {
+            st = gst;
+            snprintf(err, errlen, "cannot read %s", path);
+            break;
+        }
+        bc_mig_record_t r;
+        if (bc_mig_record_decode(data ? data : "", len, (uint32_t)b, &r, derr, sizeof(derr)) ==
+            BC_OK) {
+            r.version = version;
+            st = bc_mig_set_put(out, &r);
+        } else {
+            /* Still counted, so the console can delete it. */
+            log_warn("console: ignoring malformed migration record of bucket %lu: %s", b, derr);
+            memset(&r, 0, sizeof(r));
+            r.bucket = (uint32_t)b;
+            r.state = BC_MIG_PENDING;
+            r.version = version;
+            st = bc_mig_set_put(out, &r);
+        }
+        free(data);
+        data = NULL;
+    }
+    bc_zk_strings_free(&names);
+    if (st != BC_OK) bc_mig_set_free(out);
+    return st;
+}
+
+int64_t
+bc_mig_backoff_ms(uint32_t attempts)
+{
+    int64_t d = MIG_BACKOFF_BASE_MS;
+    for (uint32_t i = 1; i < attempts && d < MIG_BACKOFF_MAX_MS; i++) d *= 2;
+    return d > MIG_BACKOFF_MAX_MS ? MIG_BACKOFF_MAX_MS : d;
+}
+
+/* ---- the worker pool ---- */
+
+typedef enum task_kind { TASK_COPY, TASK_CANCEL } task_kind_t;
+
+typedef struct pool_task {
+    task_kind_t kind;
+    bc_mig_job_t job;
+    struct pool_task *next;
+} pool_task_t;
+
+typedef struct pool_key {
+    uint32_t bucket;
+    uint64_t epoch;
+} pool_key_t;
+
+struct bc_mig_pool {
+    uint32_t nthreads;
+    uint32_t timeout_ms;
+    bc_mig_notify_fn notify;
+    void *notify_ctx;
+    pthread_t *threads;
+    uint32_t started;
+
+    /* LOCKING RULE: mu guards everything below; a worker holds it only to
+     * take a task or post a report, never across HTTP. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+    pool_task_t *head, *tail;
+    pool_key_t *active;            /* copies queued, running or reported */
+    size_t nactive, active_cap;
+    bc_mig_report_t *reports;
+    size_t nreports, reports_cap;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Percent-encodes s into out (query value). */
+static void
+url_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s != '\0' && o + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static bool
+pool_stopping(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool s = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+/* The error text of a JSON error reply, into buf. */
+static void
+reply_error(const bc_http_response_t *resp, char *buf, size_t cap, bool *retry)
+{
+    cJSON *doc = cJSON_ParseWithLength(resp->body, resp->body_len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(doc, "retry");
+    snprintf(buf, cap, "%s", cJSON_IsString(e) ? e->valuestring : "(no reason given)");
+    if (retry != NULL) *retry = cJSON_IsTrue(r) || resp->status == 503;
+    cJSON_Delete(doc);
+}
+
+static void
+pool_cancel_import(const bc_mig_job_t *job)
+{
+    char path[128];
+    bc_http_response_t resp;
+    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64,
+             job->bucket, job->epoch);
+    if (bc_http_request(job->dest_admin, "DELETE", path, NULL, 0, MIG_HTTP_TIMEOUT_MS, &resp) ==
+        BC_OK) {
+        bc_http_response_free(&resp);
+    }
+}
+
+/* Runs one copy to its report. */
+static void
+pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
+{
+    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX];
+    bc_http_response_t resp;
+    int64_t t0 = mono_ms(), deadline = t0 + p->timeout_ms;
+
+    memset(rep, 0, sizeof(*rep));
+    rep->bucket = job->bucket;
+    rep->epoch = job->epoch;
+    url_encode(job->source_admin, src, sizeof(src));
+    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64
+             "&from=%" PRIu32 "&source=%s", job->bucket, job->epoch, job->from, src);
+
+    /* Start (or find) the import at the destination. */
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0 || pool_stopping(p)) {
+            snprintf(rep->error, sizeof(rep->error), "timed out starting the import at %.100s",
+                     job->dest_admin);
+            return;
+        }
+        bc_status_t st = bc_http_request(job->dest_admin, "POST", path, NULL, 0,
+                                         left < MIG_HTTP_TIMEOUT_MS ? (int)left
+                                                                    : MIG_HTTP_TIMEOUT_MS, &resp);
+        if (st != BC_OK) {
+            snprintf(rep->error, sizeof(rep->error), "destination %.100s unreachable: %s",
+                     job->dest_admin, bc_status_str(st));
+            return;
+        }
+        if (resp.status == 200 || resp.status == 202) {
+            bc_http_response_free(&resp);
+            break;
+        }
+        bool retry = false;
+        reply_error(&resp, why, sizeof(why), &retry);
+        int status = resp.status;
+        bc_http_response_free(&resp);
+        if (!retry) {
+            snprintf(rep->error, sizeof(rep->error), "destination refused (%d): %.150s", status,
+                     why);
+            return;
+        }
+        sleep_ms(20);
+    }
+
+    /* Poll until it is done; quickly at first (most buckets take a few ms). */
+    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32, job->bucket);
+    for (;;) {
+        int64_t now = mono_ms(), elapsed = now - t0;
+        if (now >= deadline || pool_stopping(p)) {
+            snprintf(rep->error, sizeof(rep->error), "copy timed out after %lld ms",
+                     (long long)elapsed);
+            pool_cancel_import(job);
+            return;
+        }
+        sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
+        bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
+                                         MIG_HTTP_TIMEOUT_MS, &resp);
+        if (st != BC_OK) {
+            snprintf(rep->error, sizeof(rep->error), "destination %.100s stopped answering: %s",
+                     job->dest_admin, bc_status_str(st));
+            return;
+        }
+        if (resp.status != 200) {
+            reply_error(&resp, why, sizeof(why), NULL);
+            snprintf(rep->error, sizeof(rep->error), "destination lost the import (%d: %.140s)",
+                     resp.status, why);
+            bc_http_response_free(&resp);
+            return;
+        }
+        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+        bc_http_response_free(&resp);
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
+        const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(doc, "epoch");
+        if (!cJSON_IsString(state) || !cJSON_IsNumber(epoch)) {
+            cJSON_Delete(doc);
+            snprintf(rep->error, sizeof(rep->error), "destination sent a malformed job status");
+            return;
+        }
+        if ((uint64_t)epoch->valuedouble != job->epoch) {
+            snprintf(rep->error, sizeof(rep->error), "destination reports an import at epoch "
+                     "%.0f, not %" PRIu64, epoch->valuedouble, job->epoch);
+            cJSON_Delete(doc);
+            return;
+        }
+        if (strcmp(state->valuestring, "running") == 0) {
+            cJSON_Delete(doc);
+            continue;
+        }
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
+        const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
+        if (strcmp(state->valuestring, "done") == 0) {
+            rep->ok = true;
+            rep->items = cJSON_IsNumber(items) ? (uint64_t)items->valuedouble : 0;
+            rep->bytes = cJSON_IsNumber(bytes) ? (uint64_t)bytes->valuedouble : 0;
+            if (cJSON_IsString(node)) {
+                snprintf(rep->node, sizeof(rep->node), "%s", node->valuestring);
+            }
+        } else {
+            snprintf(rep->error, sizeof(rep->error), "import failed at the destination: %.150s",
+                     cJSON_IsString(error) ? error->valuestring : "(no reason given)");
+        }
+        cJSON_Delete(doc);
+        return;
+    }
+}
+
+static void *
+pool_main(void *arg)
+{
+    bc_mig_pool_t *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stopping && p->head == NULL) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stopping) break;
+        pool_task_t *t = p->head;
+        p->head = t->next;
+        if (p->head == NULL) p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+
+        if (t->kind == TASK_CANCEL) {
+            pool_cancel_import(&t->job);
+            free(t);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
+        bc_mig_report_t rep;
+        int64_t t0 = mono_ms();
+        pool_copy(p, &t->job, &rep);
+        if (rep.ok) {
+            log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
+                     "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, t->job.to,
+                     rep.epoch, rep.items, rep.bytes, (long long)(mono_ms() - t0));
+        } else {
+            log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
+                     ") failed: %s", rep.bucket, t->job.to, rep.epoch, rep.error);
+        }
+        free(t);
+        pthread_mutex_lock(&p->mu);
+        if (p->nreports == p->reports_cap) {
+            size_t cap = p->reports_cap ? p->reports_cap * 2 : 16;
+            bc_mig_report_t *grown = realloc(p->reports, cap * sizeof(*grown));
+            if (grown != NULL) {
+                p->reports = grown;
+                p->reports_cap = cap;
+            }
+        }
+        if (p->nreports < p->reports_cap) {
+            p->reports[p->nreports++] = rep;
+        } else {
+            /* Out of memory: forget the job; the record times out and retries. */
+            for (size_t i = 0; i < p->nactive; i++) {
+                if (p->active[i].bucket == rep.bucket && p->active[i].epoch == rep.epoch) {
+                    p->active[i] = p->active[--p->nactive];
+                    break;
+                }
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (p->notify != NULL) p->notify(p->notify_ctx);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+bc_status_t
+bc_mig_pool_start(uint32_t nthreads, uint32_t timeout_ms, bc_mig_notify_fn notify, void *ctx,
+                  bc_mig_pool_t **out)
+{
+    *out = NULL;
+    if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0) return BC_EINVAL;
+    bc_mig_pool_t *p = calloc(1, sizeof(*p));
+    if (p == NULL) return BC_ENOMEM;
+    p->nthreads = nthreads;
+    p->timeout_ms = timeout_ms;
+    p->notify = notify;
+    p->notify_ctx = ctx;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc(nthreads, sizeof(*p->threads));
+    if (p->threads == NULL) {
+        bc_mig_pool_stop(p);
+        return BC_ENOMEM;
+    }
+    for (uint32_t i = 0; i < nthreads; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+            bc_mig_pool_stop(p);
+            return BC_ENOMEM;
+        }
+        p->started++;
+    }
+    *out = p;
+    return BC_OK;
+}
+
+void
+bc_mig_pool_stop(bc_mig_pool_t *p)
+{
+    if (p == NULL) return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t i = 0; i < p->started; i++) pthread_join(p->threads[i], NULL);
+    while (p->head != NULL) {
+        pool_task_t *t = p->head;
+        p->head = t->next;
+        free(t);
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p->active);
+    free(p->reports);
+    free(p);
+}
+
+static bool
+pool_enqueue(bc_mig_pool_t *p, task_kind_t kind, const bc_mig_job_t *job)
+{
+    pool_task_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) return false;
+    t->kind = kind;
+    t->job = *job;
+    if (p->tail != NULL) p->tail->next = t;
+    else p->head = t;
+    p->tail = t;
+    pthread_cond_signal(&p->cv);
+    return true;
+}
+
+static bool
+pool_is_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
+{
+    for (size_t i = 0; i < p->nactive; i++) {
+        if (p->active[i].bucket == bucket && p->active[i].epoch == epoch) return true;
+    }
+    return false;
+}
+
+bool
+bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    bool queued = false;
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping && !pool_is_active(p, job->bucket, job->epoch)) {
+        if (p->nactive == p->active_cap) {
+            size_t cap = p->active_cap ? p->active_cap * 2 : 16;
+            pool_key_t *grown = realloc(p->active, cap * sizeof(*grown));
+            if (grown != NULL) {
+                p->active = grown;
+                p->active_cap = cap;
+            }
+        }
+        if (p->nactive < p->active_cap && pool_enqueue(p, TASK_COPY, job)) {
+            p->active[p->nactive++] = (pool_key_t){job->bucket, job->epoch};
+            queued = true;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return queued;
+}
+
+void
+bc_mig_pool_cancel(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch, const char *dest_admin)
+{
+    bc_mig_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.bucket = bucket;
+    job.epoch = epoch;
+    snprintf(job.dest_admin, sizeof(job.dest_admin), "%s", dest_admin);
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping) (void)pool_enqueue(p, TASK_CANCEL, &job);
+    pthread_mutex_unlock(&p->mu);
+}
+
+bool
+bc_mig_pool_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
+{
+    pthread_mutex_lock(&p->mu);
+    bool a = pool_is_active(p, bucket, epoch);
+    pthread_mutex_unlock(&p->mu);
+    return a;
+}
+
+size_t
+bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->nreports < max ? p->nreports : max;
+    memcpy(out, p->reports, n * sizeof(*out));
+    memmove(p->reports, p->reports + n, (p->nreports - n) * sizeof(*out));
+    p->nreports -= n;
+    /* Taken reports are no longer active: their job is over. */
+    for (size_t k = 0; k < n; k++) {
+        for (size_t i = 0; i < p->nactive; i++) {
+            if (p->active[i].bucket == out[k].bucket && p->active[i].epoch == out[k].epoch) {
+                p->active[i] = p->active[--p->nactive];
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void
+bc_mig_pool_requeue(bc_mig_pool_t *p, const bc_mig_report_t *reports, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t k = 0; k < n; k++) {
+        if (p->nreports == p->reports_cap) {
+            size_t cap = p->reports_cap ? p->reports_cap * 2 : 16;
+            bc_mig_report_t *grown = realloc(p->reports, cap * sizeof(*grown));
+            if (grown == NULL) break;
+            p->reports = grown;
+            p->reports_cap = cap;
+        }
+        if (p->nactive == p->active_cap) {
+            size_t cap = p->active_cap ? p->active_cap * 2 : 16;
+            pool_key_t *grown = realloc(p->active, cap * sizeof(*grown));
+            if (grown == NULL) break;
+            p->active = grown;
+            p->active_cap = cap;
+        }
+        p->reports[p->nreports++] = reports[k];
+        p->active[p->nactive++] = (pool_key_t){reports[k].bucket, reports[k].epoch};
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void
+bc_mig_pool_clear_reports(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t k = 0; k < p->nreports; k++) {
+        for (size_t i = 0; i < p->nactive; i++) {
+            if (p->active[i].bucket == p->reports[k].bucket &&
+                p->active[i].epoch == p->reports[k].epoch) {
+                p->active[i] = p->active[--p->nactive];
+                break;
+            }
+        }
+    }
+    p->nreports = 0;
+    pthread_mutex_unlock(&p->mu);
+}
