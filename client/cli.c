@@ -9,6 +9,7 @@
  *   tables [--per-bucket]        show the c, m and d tables
  *   rebalance [--dry-run]        recompute d now (or just show the plan)
  *   locate KEY                   the key's bucket, owner group and primary
+ *   migrations [--watch]         bucket migration progress (cli_migrations.c)
  *
  *   get KEY...                   read values (through libbucketcache)
  *   set KEY [VALUE|-]            store a value (argument, stdin or --file)
@@ -43,6 +44,7 @@
 #include "bc_log.h"
 #include "bc_zk.h"
 #include "bucketcache.h"
+#include "cli_migrations.h"
 
 enum {
     EXIT_OK = 0,
@@ -77,6 +79,7 @@ cli_usage(FILE *out)
             "  tables [--per-bucket]        show the c (clients), m (data now) and d (target) tables\n"
             "  rebalance [--dry-run]        recompute where buckets belong (--dry-run: show the plan only)\n"
             "  locate KEY                   which bucket, group and primary node serve KEY\n"
+            "  migrations [--watch]         bucket migration progress; pause|resume|cancel\n"
             "\n"
             "data commands (through libbucketcache):\n"
             "  get KEY...                   print the value of KEY (several keys: KEY<TAB>VALUE lines)\n"
@@ -939,6 +942,9 @@ main(int argc, char **argv)
     if (strcmp(args[0], "groups") == 0 && rest == 1) return cmd_status(&cli, true);
     if (strcmp(args[0], "rebalance") == 0) return cmd_rebalance(&cli, rest, args);
     if (strcmp(args[0], "locate") == 0) return cmd_locate(&cli, rest, args);
+    if (strcmp(args[0], "migrations") == 0) {
+        return bc__cli_migrations(cli.zk_hosts, cli.cluster, cli.json, rest, args);
+    }
     if (strcmp(args[0], "get") == 0) return cmd_get(&cli, rest, args);
     if (strcmp(args[0], "set") == 0) return cmd_set(&cli, rest, args);
     if (strcmp(args[0], "del") == 0 || strcmp(args[0], "delete") == 0) return cmd_del(&cli, rest, args);

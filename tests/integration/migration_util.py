@@ -1,0 +1,253 @@
+"""Helpers shared by the bucket migration tests (test_migration*.py): a
+writer that records every acknowledged write, table invariants, and the
+checks run once a cluster has converged."""
+import json
+import threading
+import time
+
+import harness
+
+
+def console_json(console, path):
+    status, doc = harness.http_json(console.admin_port, "GET", path)
+    assert status == 200, (path, status, doc)
+    return doc
+
+
+def converged(t):
+    """c == m == d, every bucket owned, nothing read-only."""
+    return (t["c"] == t["m"] == t["d"] and 0 not in t["c"] and not t.get("readonly"))
+
+
+def wait_converged(console, timeout=30, what="the migration to converge"):
+    def check():
+        t = console_json(console, "/v1/tables")
+        m = console_json(console, "/v1/migrations")
+        if converged(t) and m["moving"] == 0 and m["pending"] == 0:
+            return t
+        return None
+    return harness.wait_for(check, timeout=timeout, interval=0.1, what=what)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Router:
+    """Routes keys the way libbucketcache does: the console's c table and
+    every group's primary, refreshed when a node refuses; a MOVED refusal
+    names the owner and the epoch of the refusing node's table, and a hint
+    newer than what the router knows is taken at once."""
+
+    def __init__(self, console, nbuckets):
+        self.console = console
+        self.nbuckets = nbuckets
+        self.c = None
+        self.epoch = 0
+        self.hint = {}               # bucket -> epoch of the MOVED hint applied
+        self.primary = {}
+        self.refresh(primaries=True)
+
+    def refresh(self, primaries=False):
+        for _ in range(50):
+            try:
+                t = console_json(self.console, "/v1/tables")
+                self.c = t["c"]
+                self.epoch = t["epoch"]
+                self.hint = {}
+                if primaries or any(g not in self.primary for g in set(self.c) if g):
+                    cl = console_json(self.console, "/v1/cluster")
+                    self.primary = {g["gid"]: g["primary_addr"] for g in cl["groups"]
+                                    if g["primary_addr"]}
+                return
+            except Exception:   # a console failing over
+                time.sleep(0.1)
+
+    def moved(self, reply):
+        """Applies "SERVER_ERROR MOVED <bucket> <owner> <epoch>"; False when
+        the hint is not newer than what is known (then refresh)."""
+        try:
+            _, _, b, owner, epoch = reply.split()[:5]
+            b, owner, epoch = int(b), int(owner), int(epoch)
+        except ValueError:
+            return False
+        if epoch < max(self.epoch, self.hint.get(b, 0)) or owner not in self.primary:
+            return False
+        self.c[b] = owner
+        self.hint[b] = epoch
+        return True
+
+    def addr(self, key):
+        owner = self.c[harness.bucket_of(key, self.nbuckets)]
+        return self.primary.get(owner)
+
+
+REFUSALS = (b"SERVER_ERROR READONLY", b"SERVER_ERROR MOVED", b"SERVER_ERROR NO_OWNER",
+            b"SERVER_ERROR NOT_PRIMARY")
+
+
+class Writer(threading.Thread):
+    """Raw memcached-protocol writer: sets its keys over and over with new
+    values, retrying refused or failed writes after refreshing its routes,
+    and records the latest acknowledged value of every key.  A write whose
+    connection broke before the reply is "unknown": the key may hold that
+    value or the acknowledged one.  For every bucket, the time from the
+    first READONLY refusal to the next acknowledged write is a stall."""
+
+    def __init__(self, console, nbuckets, keys, value_size=40):
+        super().__init__(daemon=True)
+        self.router = Router(console, nbuckets)
+        self.nbuckets = nbuckets
+        self.keys = list(keys)
+        self.value_size = value_size
+        self.acked = {}
+        self.unknown = {}
+        self.conns = {}
+        self.stop_flag = threading.Event()
+        self.writes = 0
+        self.refusals = 0
+        self.errors = []
+        self.readonly_since = {}
+        self.stalls_ms = []
+        self.exc = None
+
+    def conn(self, addr):
+        c = self.conns.get(addr)
+        if c is None:
+            host, port = addr.rsplit(":", 1)
+            c = harness.McConn(int(port), timeout=2.0)
+            self.conns[addr] = c
+        return c
+
+    def drop(self, addr):
+        c = self.conns.pop(addr, None)
+        if c is not None:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def write(self, key, value):
+        bucket = harness.bucket_of(key, self.nbuckets)
+        deadline = time.time() + 30 * harness.SLOW
+        while time.time() < deadline and not self.stop_flag.is_set():
+            addr = self.router.addr(key)
+            if addr is None:
+                time.sleep(0.01)
+                self.router.refresh()
+                continue
+            try:
+                reply = self.conn(addr).cmd("set %s 0 0 %d" % (key, len(value)), value)
+            except (OSError, ConnectionError):
+                self.drop(addr)
+                self.unknown.setdefault(key, set()).add(value)
+                time.sleep(0.02)
+                self.router.refresh(primaries=True)
+                continue
+            if reply == b"STORED\r\n":
+                self.acked[key] = value
+                self.unknown.pop(key, None)
+                self.writes += 1
+                t0 = self.readonly_since.pop(bucket, None)
+                if t0 is not None:
+                    self.stalls_ms.append((time.time() - t0) * 1000)
+                return True
+            if reply.startswith(REFUSALS):
+                self.refusals += 1
+                if reply.startswith(b"SERVER_ERROR READONLY"):
+                    self.readonly_since.setdefault(bucket, time.time())
+                    time.sleep(0.001)
+                elif reply.startswith(b"SERVER_ERROR MOVED") and self.router.moved(reply):
+                    time.sleep(0.0005)
+                else:
+                    time.sleep(0.001)
+                    self.router.refresh(primaries=not reply.startswith(b"SERVER_ERROR MOVED"))
+                continue
+            self.errors.append((key, reply))
+            return False
+        return False
+
+    def run(self):
+        try:
+            i = 0
+            while not self.stop_flag.is_set():
+                key = self.keys[i % len(self.keys)]
+                value = ("%s=%d:" % (key, i)).ljust(self.value_size, "x")
+                self.write(key, value)
+                i += 1
+        except Exception as e:   # reported by stop()
+            self.exc = e
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(timeout=30)
+        for a in list(self.conns):
+            self.drop(a)
+        assert self.exc is None, self.exc
+        assert not self.errors, self.errors[:5]
+
+
+def check_reads(console, nbuckets, expected, unknown=None):
+    """Every key reads back its expected value from its owner's primary."""
+    r = Router(console, nbuckets)
+    conns = {}
+    bad = []
+    for key, value in expected.items():
+        addr = r.addr(key)
+        if addr not in conns:
+            conns[addr] = harness.McConn(int(addr.rsplit(":", 1)[1]))
+        reply = conns[addr].cmd("get " + key)
+        want = ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)).encode()
+        if reply == want:
+            continue
+        alts = (unknown or {}).get(key, ())
+        if any(reply == ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(v), v)).encode()
+               for v in alts):
+            continue
+        bad.append((key, value[:30], reply[:80]))
+    for c in conns.values():
+        c.close()
+    assert not bad, "%d keys lost or stale, e.g. %r" % (len(bad), bad[:5])
+
+
+def check_nothing_held_by_non_owners(console, nodes):
+    """No node holds data of a bucket its group does not own (c)."""
+    t = console_json(console, "/v1/tables")
+    for n in nodes:
+        status, _, body = harness.http(n.admin_port, "GET", "/stats")
+        assert status == 200
+        doc = json.loads(body)
+        for b in doc["buckets"]:
+            if b["items"] > 0:
+                assert t["c"][b["bucket"]] == n.group, (
+                    "node of group %d holds %d items of bucket %d owned by %d"
+                    % (n.group, b["items"], b["bucket"], t["c"][b["bucket"]]))
+
+
+def load(node, keys, value_size):
+    """Pipelined sets straight into one node (it must own every key)."""
+    c = node.conn()
+    payload = []
+    values = {}
+    for k in keys:
+        v = ("%s:" % k).ljust(value_size, "v")
+        values[k] = v
+        payload.append(("set %s 0 0 %d\r\n%s\r\n" % (k, len(v), v)).encode())
+    c.send(b"".join(payload))
+    for k in keys:
+        assert c.readline() == b"STORED\r\n", k
+    c.close()
+    return values
+
+
+def percentile(values, p):
+    if not values:
+        return 0.0
+    s = sorted(values)
+    i = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[i]
+

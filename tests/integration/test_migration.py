@@ -1,0 +1,166 @@
+"""Bucket migration with a real ZooKeeper, console and nodes: a group added
+to a loaded cluster takes its share while a writer keeps writing; after
+convergence every acknowledged write reads back its latest value from the
+owner, no node holds data of a bucket it does not own, the source's memory
+goes down, the per-bucket write stall is measured (by the console and by
+the writer), and the CLI shows the progress.  Then pause, resume and cancel
+through the API and the CLI."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import migration_util as mu  # noqa: E402
+
+NB = 64
+SESSION_MS = 2000
+zk = harness.ZooKeeper()
+
+
+def cli(cluster, *args):
+    return harness.cli("--zk", zk.hosts, "--cluster", cluster, *args)
+
+
+def test_add_group_under_writes():
+    cl = harness.create_cluster(zk, "grow", buckets=NB)
+    con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, memory_mb=128, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+
+    # Large values live in their own mappings: freeing them shows in RSS.
+    big = mu.load(g1, ["big%d" % i for i in range(240)], 100 * 1024)
+    small = mu.load(g1, ["s%d" % i for i in range(3000)], 200)
+    rss_before = mu.rss_kb(g1.proc.pid)
+
+    writer = mu.Writer(con, NB, ["w%d" % i for i in range(400)])
+    writer.start()
+    harness.wait_for(lambda: writer.writes > 500, what="the writer running")
+
+    t0 = time.time()
+    g2 = harness.ClusterNode(zk, cl, 2, memory_mb=128, session_timeout_ms=SESSION_MS)
+    # progress while it runs, as the CLI shows it
+    rc, out, err = cli(cl, "migrations")
+    assert rc == 0 and "buckets done" in out and "read-only stall" in out, (out, err)
+    t = mu.wait_converged(con, timeout=40)
+    took = time.time() - t0
+    time.sleep(0.3)
+    writer.stop()
+    assert sorted(set(t["c"])) == [1, 2], t["c"]
+    assert t["c"].count(2) == NB // 2
+
+    # every acknowledged write, the loaded data included, from its owner
+    expected = dict(big)
+    expected.update(small)
+    expected.update(writer.acked)
+    mu.check_reads(con, NB, expected, writer.unknown)
+    mu.check_nothing_held_by_non_owners(con, [g1, g2])
+    assert writer.refusals > 0    # the writer did hit read-only buckets
+
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["done"] == NB // 2 and m["pending"] == 0 and m["moving"] == 0, m
+    assert m["failed_attempts"] == 0, m
+    assert m["bytes_moved"] > 10 * 1024 * 1024, m
+    assert m["stall_ms"]["count"] == NB // 2, m
+    assert 0 < m["stall_ms"]["p50"] <= m["stall_ms"]["p99"] <= m["stall_ms"]["max"], m
+    print("converged %.2f s after group 2 started; console stall per bucket: p50 %d ms, p99 %d ms, max %d ms; "
+          "writer-side stall (%d buckets): p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+          "%d writes, %d refusals" % (
+              took, m["stall_ms"]["p50"], m["stall_ms"]["p99"], m["stall_ms"]["max"],
+              len(writer.stalls_ms), mu.percentile(writer.stalls_ms, 50),
+              mu.percentile(writer.stalls_ms, 99), max(writer.stalls_ms or [0]),
+              writer.writes, writer.refusals))
+
+    # the source let go of what moved: its memory goes down
+    harness.wait_for(lambda: mu.rss_kb(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
+                     what="the source's RSS to drop (before %d KiB, now %d KiB)"
+                     % (rss_before, mu.rss_kb(g1.proc.pid)))
+    st = json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
+    assert st["cluster"]["migrate"]["exports"] >= NB // 2, st["cluster"]
+    assert st["cluster"]["buckets_dropped"] >= NB // 2, st["cluster"]
+    st2 = json.loads(harness.http(g2.admin_port, "GET", "/stats")[2])
+    assert st2["cluster"]["migrate"]["imports_done"] == NB // 2, st2["cluster"]
+
+    # a moved key on its old owner: refused with MOVED (or forwarded to the
+    # new owner), never served from stale data
+    key = next(k for k in big if t["c"][harness.bucket_of(k, NB)] == 2)
+    reply = g1.conn().cmd("get " + key)
+    assert reply.startswith(b"SERVER_ERROR MOVED") or reply.startswith(
+        ("VALUE %s 0 %d\r\n" % (key, len(big[key]))).encode()), reply[:80]
+
+    # metrics and the CLI after the run
+    _, _, metrics = harness.http(con.admin_port, "GET", "/metrics")
+    assert b"bucketcache_console_buckets_moved_total %d" % (NB // 2) in metrics, metrics
+    assert b'bucketcache_console_migration_stall_ms{quantile="0.99"}' in metrics
+    rc, out, err = cli(cl, "migrations", "--json")
+    assert rc == 0 and json.loads(out)["done"] == NB // 2, (out, err)
+    rc, out, err = cli(cl, "migrations", "--watch", "--interval", "100")
+    assert rc == 0 and "done 32 moving 0 pending 0" in out, (out, err)
+    for p in (g1, g2, con):
+        assert p.stop() == 0
+
+
+def test_pause_resume_cancel():
+    cl = harness.create_cluster(zk, "ctl", buckets=NB)
+    con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    mu.load(g1, ["k%d" % i for i in range(2000)], 100)
+
+    rc, out, err = cli(cl, "migrations", "pause")
+    assert rc == 0 and "paused" in out, (out, err)
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="the plan")
+    time.sleep(1.5)
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["paused"] and m["pending"] == NB // 2 and m["moving"] == 0 and m["done"] == 0, m
+    # the pause lives in ZooKeeper: a restarted console is still paused
+    con.stop()
+    con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    harness.wait_for(con.is_active, what="console active again")
+    time.sleep(1.0)
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["paused"] and m["done"] == 0 and m["moving"] == 0, m
+    rc, out, err = cli(cl, "migrations")
+    assert rc == 0 and "PAUSED" in out, out
+
+    # cancel while nothing has moved: the plan goes, group 2 is held back
+    rc, out, err = cli(cl, "migrations", "cancel")
+    assert rc == 0 and "cancelled" in out, (out, err)
+    st, doc = harness.http_json(con.admin_port, "POST", "/v1/migrations/resume")
+    assert st == 200 and doc["ok"], doc
+    t = mu.wait_converged(con, what="the cancelled plan to settle")
+    assert t["c"] == [1] * NB, t["c"]
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["held_groups"] == [2] and not m["paused"], m
+    time.sleep(1.5)   # held: no automatic re-plan although group 2 owns nothing
+    assert mu.console_json(con, "/v1/tables")["d"] == [1] * NB
+
+    # an explicit rebalance releases the hold; cancel again half-way: the
+    # copies running finish, the buckets not started stay put
+    rc, out, err = cli(cl, "rebalance")
+    assert rc == 0, (out, err)
+    assert mu.console_json(con, "/v1/migrations")["held_groups"] == []
+    harness.wait_for(lambda: mu.console_json(con, "/v1/migrations")["done"] >= 4,
+                     what="some buckets moved")
+    st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
+    assert st == 200 and "cancelled" in doc["summary"], doc
+    t = mu.wait_converged(con, what="the cancelled rebalance to settle")
+    moved = t["c"].count(2)
+    assert 4 <= moved < NB // 2, t["c"]
+    time.sleep(1.0)
+    assert mu.console_json(con, "/v1/tables")["c"].count(2) == moved
+    rc, out, err = cli(cl, "rebalance")
+    assert rc == 0, (out, err)
+    t = mu.wait_converged(con)
+    assert t["c"].count(2) == NB // 2
+    # a standby refuses control operations and names the active console
+    standby = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    st, doc = harness.http_json(standby.admin_port, "POST", "/v1/migrations/pause")
+    assert st == 409 and doc["active_console"], doc
+    for p in (g1, g2, standby, con):
+        p.stop()
+
+
+harness.main(globals())
