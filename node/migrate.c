@@ -682,6 +682,12 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
             st = bc_frame_decode(f.buf + f.start, f.end - f.start, max_payload, &fr, &used, err,
                                  errlen);
             if (st == BC_EAGAIN) break;
+            if (st == BC_ETOOLARGE) {
+                char tmp[160];
+                snprintf(tmp, sizeof(tmp), "%.159s", err);
+                snprintf(err, errlen, "an item larger than this node's max item size (-I): %s",
+                         tmp);
+            }
             if (st != BC_OK) goto out;
             st = import_frame(r, &fr, err, errlen);
             if (st != BC_OK) goto out;
@@ -917,6 +923,14 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
         /* BEHAVIOR: idempotent -- the same request again (a console that
          * retried or took over) reports the job rather than restarting it. */
         return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    }
+    if (j != NULL && j->epoch > p->epoch) {
+        /* BEHAVIOR: a request older than the newest attempt is stale (a
+         * console that lost the election, a delayed retry): never run it. */
+        uint64_t newer = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return mig_refuse(req, false, newer, "stale: an import of bucket %" PRIu32 " at the "
+                          "newer epoch %" PRIu64 " exists", p->bucket, newer);
     }
     if (j != NULL && j->state == JOB_RUNNING) {
         if (j->epoch < p->epoch) atomic_store(&j->cancel, true);

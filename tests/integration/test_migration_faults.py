@@ -1,0 +1,275 @@
+"""Bucket migration against faulty peers: an import fed malformed, truncated,
+corrupted or misdirected export streams by a fake source fails with an
+error that says what was wrong, keeps nothing, and the node carries on; a
+destination too slow for the console's timeout, and one that refuses the
+data, make the console give the bucket back to its source (writable),
+report the error and retry with backoff, until the destination is fixed or
+the rebalance is cancelled."""
+import http.server
+import json
+import os
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import migration_util as mu  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+zk = harness.ZooKeeper()
+
+# ---- frames, as bc_frame.h specifies them ----
+
+_CRC = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
+    _CRC.append(_c)
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = (c >> 8) ^ _CRC[(c ^ b) & 0xFF]
+    return c ^ 0xFFFFFFFF
+
+
+def mp_uint(v):
+    if v < 128:
+        return bytes([v])
+    if v <= 0xFF:
+        return b"\xcc" + bytes([v])
+    if v <= 0xFFFF:
+        return b"\xcd" + struct.pack(">H", v)
+    if v <= 0xFFFFFFFF:
+        return b"\xce" + struct.pack(">I", v)
+    return b"\xcf" + struct.pack(">Q", v)
+
+
+def mp_bin(b):
+    assert len(b) < 256
+    return b"\xc4" + bytes([len(b)]) + b
+
+
+def frame(payload, corrupt=False):
+    crc = crc32c(payload) ^ (1 if corrupt else 0)
+    return struct.pack(">II", len(payload), crc) + payload
+
+
+def hello(bucket, epoch, nbuckets=NB):
+    return frame(b"\x96" + mp_uint(0) + b"\xa5bcmig" + mp_uint(1) + mp_uint(bucket) +
+                 mp_uint(epoch) + mp_uint(nbuckets))
+
+
+def item(key, value, corrupt=False):
+    return frame(b"\x96" + mp_uint(1) + mp_bin(key) + mp_bin(value) + mp_uint(0) +
+                 mp_uint(0) + mp_uint(1), corrupt)
+
+
+def end(items, nbytes):
+    return frame(b"\x93" + mp_uint(2) + mp_uint(items) + mp_uint(nbytes))
+
+
+class FakeSource:
+    """An HTTP server that answers every export with the next canned reply:
+    (body, declared length or None)."""
+
+    def __init__(self):
+        self.replies = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body, length = outer.replies.pop(0) if outer.replies else (b"", None)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-bucketcache-frames")
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def keys_in_bucket(bucket, n):
+    out, i = [], 0
+    while len(out) < n:
+        k = "fk%d" % i
+        if harness.bucket_of(k, NB) == bucket:
+            out.append(k)
+        i += 1
+    return out
+
+
+def import_job(node, bucket, epoch, source_port):
+    st, doc = harness.http_json(node.admin_port, "POST",
+                                "/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+                                % (bucket, epoch, source_port))
+    assert st == 202, (st, doc)
+    return harness.wait_for(
+        lambda: (lambda d: d if d["state"] != "running" else None)(
+            harness.http_json(node.admin_port, "GET", "/v1/migrate/import?bucket=%d" % bucket)[1]),
+        what="the import to finish")
+
+
+def bucket_items(node, bucket):
+    doc = json.loads(harness.http(node.admin_port, "GET", "/stats?buckets=all")[2])
+    return next(b["items"] for b in doc["buckets"] if b["bucket"] == bucket)
+
+
+def test_malformed_truncated_and_misdirected_frames():
+    cl = harness.create_cluster(zk, "frames", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)   # migrations off
+    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/health")[1].get("role")
+                     == "primary", what="group 2's primary")
+    src = FakeSource()
+    bucket, epoch = 3, 7
+    ks = keys_in_bucket(bucket, 3)
+    good = [item(k.encode(), b"value-" + k.encode()) for k in ks]
+    nbytes = sum(len(k) + 6 + len(k) for k in ks)
+    far = next(("k-elsewhere-%d" % i).encode() for i in range(100)
+               if harness.bucket_of("k-elsewhere-%d" % i, NB) != bucket)
+
+    def stream(e):
+        return hello(bucket, e) + b"".join(good) + end(3, nbytes)
+
+    # (what, the reply for an import at epoch e, what the error must say)
+    cases = [
+        ("truncated body", lambda e: (stream(e)[:-5], len(stream(e))), "truncated"),
+        ("corrupted item", lambda e: (hello(bucket, e) + good[0] + item(b"x", b"y", corrupt=True)
+                                      + end(2, 0), None), "checksum mismatch"),
+        ("no END", lambda e: (hello(bucket, e) + b"".join(good), None), "no END"),
+        ("END with wrong counts", lambda e: (hello(bucket, e) + b"".join(good) + end(9, nbytes),
+                                             None), "END says"),
+        ("another bucket's HELLO", lambda e: (hello(bucket + 1, e) + end(0, 0), None),
+         "expected bucket"),
+        ("another epoch's HELLO", lambda e: (hello(bucket, e - 1) + end(0, 0), None),
+         "expected bucket"),
+        ("an item of another bucket", lambda e: (hello(bucket, e) + item(far, b"v") +
+                                                 end(1, len(far) + 1), None), "belongs to bucket"),
+        ("garbage", lambda e: (b"\x00\x00\x00\x03\x00\x00\x00\x00abc" * 3, None), "checksum"),
+        ("not msgpack", lambda e: (frame(b"\xc1\xc1\xc1"), None), "not a msgpack array"),
+        ("oversized frame", lambda e: (struct.pack(">II", 0x7FFFFFFF, 0), None), "over the limit"),
+        ("empty body", lambda e: (b"", None), "truncated"),
+    ]
+    for i, (name, reply, needle) in enumerate(cases):
+        src.replies.append(reply(epoch + i))
+        job = import_job(b, bucket, epoch + i, src.port)   # a new attempt each time
+        assert job["state"] == "failed" and needle in job["error"], (name, job)
+        assert bucket_items(b, bucket) == 0, name           # nothing kept
+        assert b.proc.poll() is None, name
+    # the same request again reports the job, it does not run it again;
+    # one older than the newest attempt is stale and refused
+    path = "/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+    st, doc = harness.http_json(b.admin_port, "POST", path % (bucket, epoch + len(cases) - 1,
+                                                              src.port))
+    assert st == 200 and doc["state"] == "failed" and "truncated" in doc["error"], doc
+    st, doc = harness.http_json(b.admin_port, "POST", path % (bucket, epoch, src.port))
+    assert st == 409 and "stale" in doc["error"] and doc["retry"] is False, doc
+    # a good stream is stored, then a cancel drops it
+    epoch += len(cases)
+    src.replies.append((stream(epoch), None))
+    job = import_job(b, bucket, epoch, src.port)
+    assert job["state"] == "done" and job["items"] == 3, job
+    assert bucket_items(b, bucket) == 3
+    st, doc = harness.http_json(b.admin_port, "DELETE",
+                                "/v1/migrate/import?bucket=%d&epoch=%d" % (bucket, epoch))
+    assert st == 200, doc
+    assert bucket_items(b, bucket) == 0
+    # the node is fine: health, stats, its counters
+    st, doc = harness.http_json(b.admin_port, "GET", "/health")
+    assert st == 200 and doc["status"] == "ok"
+    stats = json.loads(harness.http(b.admin_port, "GET", "/stats")[2])
+    assert stats["cluster"]["migrate"]["imports_failed"] >= len(cases)
+    # bad requests to the endpoints are refused clearly
+    for path, needle in [("/v1/migrate/import?bucket=99&epoch=1&from=1&source=x:1", "bucket"),
+                         ("/v1/migrate/import?bucket=1&epoch=0&from=1&source=x:1", "epoch"),
+                         ("/v1/migrate/import?bucket=1&epoch=1&source=x:1", "required"),
+                         ("/v1/migrate/import?bucket=1&epoch=1&from=1&source=nope", "source")]:
+        st, doc = harness.http_json(b.admin_port, "POST", path)
+        assert st == 400 and needle in doc["error"], (path, st, doc)
+    # an export is refused where the bucket is not read-only (nothing to fence)
+    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=1")
+    assert st == 409 and doc["retry"] is False and "writable" in doc["error"], doc
+    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=999")
+    assert st == 409 and doc["retry"] is True and "not fenced" in doc["error"], doc
+    src.stop()
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_slow_destination_times_out_and_retries():
+    cl = harness.create_cluster(zk, "slow", buckets=NB)
+    con = harness.Console(zk, cl, "--migration-timeout-ms", "600", migrations=True,
+                          session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    data = mu.load(g1, ["k%d" % i for i in range(500)], 100)
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS,
+                             env={"BC_TEST_IMPORT_DELAY_MS": "3000"})
+    m = harness.wait_for(lambda: (lambda m: m if m["waiting"] else None)(
+        mu.console_json(con, "/v1/migrations")), timeout=20, what="a failed attempt")
+    w = m["waiting"][0]
+    assert "timed out" in w["error"] and w["attempts"] >= 1, m
+    # while it waits to retry, the bucket is writable at its source again
+    t = mu.console_json(con, "/v1/tables")
+    assert w["bucket"] not in t["readonly"] and t["c"][w["bucket"]] == 1, (w, t)
+    key = next(k for k in data if harness.bucket_of(k, NB) == w["bucket"])
+    assert g1.conn().cmd("set %s 0 0 3" % key, "new") == b"STORED\r\n"
+    data[key] = "new"
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "migrations")
+    assert rc == 0 and "timed out" in out, out
+    # the destination recovers (restarted without the delay): it converges
+    g2.stop()
+    g2b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, port=g2.port,
+                              admin_port=g2.admin_port)
+    t = mu.wait_converged(con, timeout=60)
+    assert t["c"].count(2) == NB // 2
+    mu.check_reads(con, NB, data)
+    mu.check_nothing_held_by_non_owners(con, [g1, g2b])
+    for p in (g1, g2b, con):
+        p.stop()
+
+
+def test_refusing_destination_then_cancel():
+    cl = harness.create_cluster(zk, "refuse", buckets=NB)
+    con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    data = mu.load(g1, ["big%d" % i for i in range(200)], 8 * 1024)
+    # the destination accepts no item over 2 KiB: every import fails
+    g2 = harness.ClusterNode(zk, cl, 2, "-I", "2k", session_timeout_ms=SESSION_MS)
+    m = harness.wait_for(lambda: (lambda m: m if len(m["waiting"]) >= 4 else None)(
+        mu.console_json(con, "/v1/migrations")), timeout=20, what="refused copies")
+    assert all("max item size" in w["error"] for w in m["waiting"]), m["waiting"]
+    assert m["done"] == 0 and mu.console_json(con, "/v1/tables")["c"] == [1] * NB
+    assert g2.proc.poll() is None
+    st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
+    assert st == 200, doc
+    t = mu.wait_converged(con)
+    assert t["c"] == [1] * NB
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["waiting"] == [] and m["held_groups"] == [2], m
+    mu.check_reads(con, NB, data)
+    mu.check_nothing_held_by_non_owners(con, [g1, g2])
+    for p in (g1, g2, con):
+        p.stop()
+
+
+harness.main(globals())
