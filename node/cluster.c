@@ -13,11 +13,23 @@
  *                                       primary (watched); publish the
  *                                       routing atomics; drop buckets
  *                                       that left
+ *                                     primaries(): groups/ (watched) and
+ *                                       each groups/<gid>/primary
+ *                                       (watched); resolve new addresses;
+ *                                       publish the table, gen++
  *                                     wait for a wake or 3 s
+ *
+ *   The primaries table is read by workers through private copies
+ *   (bc_node_cluster_primaries_sync): the agent swaps in a new table and
+ *   bumps prim_gen together under prim_mu; a worker compares prim_gen with
+ *   its copy's generation without any lock and, only when they differ,
+ *   copies the table (and the generation that goes with it) under
+ *   prim_mu.
  */
 #include "cluster.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,6 +39,7 @@
 #include <unistd.h>
 
 #include "bc_cluster.h"
+#include "bc_config.h"
 #include "bc_log.h"
 #include "bc_table.h"
 #include "bc_zk.h"
@@ -63,6 +76,14 @@ struct bc_node_cluster {
      * before the agent starts, read by the agent only. */
     bc_node_cluster_drop_fn drop_fn;
     void *drop_ctx;
+
+    /* Every group's primary.  LOCKING RULE: prim_mu guards prim (written
+     * by the agent, copied by workers); prim_gen is bumped under prim_mu
+     * with each change and read without it (a changed value sends the
+     * reader to the lock). */
+    pthread_mutex_t prim_mu;
+    bc_node_primaries_t prim;
+    _Atomic uint64_t prim_gen;
 };
 
 static void
@@ -140,6 +161,9 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
     pthread_cond_init(&cl->cv, NULL);
+    pthread_mutex_init(&cl->prim_mu, NULL);
+    bc_node_primaries_init(&cl->prim);
+    atomic_init(&cl->prim_gen, 1);
     if (cl->cluster == NULL) {
         bc_node_cluster_free(cl);
         return BC_ENOMEM;
@@ -260,6 +284,239 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
     }
 }
 
+/* ---- every group's primary ---- */
+
+void
+bc_node_primaries_init(bc_node_primaries_t *view)
+{
+    memset(view, 0, sizeof(*view));
+}
+
+void
+bc_node_primaries_free(bc_node_primaries_t *view)
+{
+    free(view->v);
+    bc_node_primaries_init(view);
+}
+
+const bc_node_primary_t *
+bc_node_primaries_find(const bc_node_primaries_t *view, uint32_t gid)
+{
+    uint32_t lo = 0, hi = view->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (view->v[mid].gid == gid) return &view->v[mid];
+        if (view->v[mid].gid < gid) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* Copies src's entries into dst, growing it; false on out of memory. */
+static bool
+primaries_copy(bc_node_primaries_t *dst, const bc_node_primaries_t *src)
+{
+    if (dst->cap < src->count) {
+        bc_node_primary_t *v = realloc(dst->v, src->count * sizeof(*v));
+        if (v == NULL) return false;
+        dst->v = v;
+        dst->cap = src->count;
+    }
+    if (src->count > 0) memcpy(dst->v, src->v, src->count * sizeof(*dst->v));
+    dst->count = src->count;
+    return true;
+}
+
+bool
+bc_node_cluster_primaries_sync(bc_node_cluster_t *cl, bc_node_primaries_t *view)
+{
+    if (cl == NULL) return false;
+    uint64_t gen = atomic_load_explicit(&cl->prim_gen, memory_order_acquire);
+    if (gen == view->gen) return false;
+    pthread_mutex_lock(&cl->prim_mu);
+    /* The table may be newer than gen by now: take the generation that
+     * goes with what is copied (both change together, under the lock). */
+    gen = atomic_load_explicit(&cl->prim_gen, memory_order_relaxed);
+    bool ok = primaries_copy(view, &cl->prim);
+    pthread_mutex_unlock(&cl->prim_mu);
+    if (!ok) return false;
+    view->gen = gen;
+    return true;
+}
+
+/* Resolves "host:port" into e (agent thread only: may block on DNS).
+ * A failure is logged as a warning when the address is new (`fresh`),
+ * and at debug level on the retries every refresh makes. */
+static void
+primary_resolve(bc_node_primary_t *e, bool fresh)
+{
+    bc_hostport_t hp;
+    struct addrinfo hints, *res = NULL;
+    char port[8];
+
+    e->salen = 0;
+    if (bc_parse_hostport(e->addr, 0, &hp) != BC_OK) {
+        if (fresh) {
+            log_warn("cluster: group %u advertises a malformed data address \"%s\"", e->gid,
+                     e->addr);
+        }
+        return;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
+    int rc = getaddrinfo(hp.host, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        bc_log(fresh ? BC_LOG_WARN : BC_LOG_DEBUG, "cluster: cannot resolve group %u's primary "
+               "%s: %s", e->gid, e->addr, rc != 0 ? gai_strerror(rc) : "no address");
+        if (res != NULL) freeaddrinfo(res);
+        return;
+    }
+    if (res->ai_addrlen <= sizeof(e->sa)) {
+        memcpy(&e->sa, res->ai_addr, res->ai_addrlen);
+        e->salen = (socklen_t)res->ai_addrlen;
+    }
+    freeaddrinfo(res);
+}
+
+static bool
+primary_same(const bc_node_primary_t *a, const bc_node_primary_t *b)
+{
+    return a->gid == b->gid && a->self == b->self && a->salen == b->salen &&
+           strcmp(a->addr, b->addr) == 0 &&
+           (a->salen == 0 || memcmp(&a->sa, &b->sa, a->salen) == 0);
+}
+
+/* Installs next as the table when it differs from the current one. */
+static void
+primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next)
+{
+    bool changed = next->count != cl->prim.count;
+    for (uint32_t i = 0; !changed && i < next->count; i++) {
+        changed = !primary_same(&next->v[i], &cl->prim.v[i]);
+    }
+    if (!changed) return;
+    for (uint32_t i = 0; i < next->count; i++) {
+        const bc_node_primary_t *e = &next->v[i];
+        const bc_node_primary_t *old = bc_node_primaries_find(&cl->prim, e->gid);
+        if (old == NULL || strcmp(old->addr, e->addr) != 0) {
+            log_info("cluster: group %u's primary is at %s%s", e->gid, e->addr,
+                     e->self ? " (this node)" : "");
+        }
+    }
+    pthread_mutex_lock(&cl->prim_mu);
+    bc_node_primaries_t old = cl->prim;
+    cl->prim = *next;
+    atomic_fetch_add_explicit(&cl->prim_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&cl->prim_mu);
+    *next = old;                        /* the caller frees the old table */
+}
+
+/*
+ * Reads every group's primary record (watched, with the groups/ list) and
+ * publishes the table; also decides this node's role from its own group's
+ * record.  A group without a record (no primary chosen yet, or its last
+ * node gone) is left out.  Errors: ZooKeeper errors (the previous table and
+ * role stay).
+ */
+static bc_status_t
+cluster_read_primaries(bc_node_cluster_t *cl)
+{
+    char groups_path[BC_CLUSTER_PATH_MAX], err[256] = "";
+    bc_zk_strings_t names;
+    bc_node_primaries_t next;
+    bool primary = false;
+
+    bc_status_t st = bc_cluster_path(groups_path, sizeof(groups_path), cl->cluster, "/groups");
+    if (st != BC_OK) return st;
+    st = bc_zk_children(cl->zk, groups_path, cluster_on_watch, cl, &names);
+    if (st == BC_ENOTFOUND) {
+        names.count = 0;
+        names.names = NULL;
+    } else if (st != BC_OK) {
+        return st;
+    }
+    bc_node_primaries_init(&next);
+    if (names.count > 0) {
+        next.v = calloc((size_t)names.count, sizeof(*next.v));
+        if (next.v == NULL) {
+            bc_zk_strings_free(&names);
+            return BC_ENOMEM;
+        }
+        next.cap = (uint32_t)names.count;
+    }
+    st = BC_OK;
+    for (int i = 0; i < names.count && st == BC_OK; i++) {
+        uint32_t gid = bc_cluster_parse_gid(names.names[i]);
+        char path[BC_CLUSTER_PATH_MAX + 32];
+        char *data = NULL;
+        size_t len = 0;
+        if (gid == 0) continue;
+        snprintf(path, sizeof(path), "%s/%s/primary", groups_path, names.names[i]);
+        st = bc_zk_exists(cl->zk, path, cluster_on_watch, cl, NULL);
+        if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_watch, cl, &data, &len, NULL);
+        if (st == BC_ENOTFOUND) {
+            st = BC_OK;
+            continue;
+        }
+        if (st != BC_OK) break;
+        bc_primary_info_t p;
+        if (bc_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) != BC_OK) {
+            log_warn("cluster: ignoring malformed primary record of group %u: %s", gid, err);
+            free(data);
+            continue;
+        }
+        free(data);
+        bc_node_primary_t *e = &next.v[next.count++];
+        e->gid = gid;
+        snprintf(e->addr, sizeof(e->addr), "%s", p.data_addr);
+        /* Node names are sequence numbers per group: only our own
+         * group's record can name us. */
+        bool me = false;
+        if (gid == cl->gid) {
+            pthread_mutex_lock(&cl->mu);
+            me = strcmp(p.node, cl->node_name) == 0;
+            pthread_mutex_unlock(&cl->mu);
+            primary = me;
+        }
+        e->self = me || strcmp(p.data_addr, cl->self.data_addr) == 0;
+        /* Resolve only what is new: DNS is not asked every 3 s. */
+        const bc_node_primary_t *old = bc_node_primaries_find(&cl->prim, gid);
+        if (old != NULL && old->salen > 0 && strcmp(old->addr, e->addr) == 0) {
+            e->sa = old->sa;
+            e->salen = old->salen;
+        } else {
+            primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
+        }
+    }
+    bc_zk_strings_free(&names);
+    if (st != BC_OK) {
+        bc_node_primaries_free(&next);
+        return st;
+    }
+    /* Group names come sorted as strings ("10" < "9"): sort by number. */
+    for (uint32_t i = 1; i < next.count; i++) {
+        bc_node_primary_t tmp = next.v[i];
+        uint32_t j = i;
+        while (j > 0 && next.v[j - 1].gid > tmp.gid) {
+            next.v[j] = next.v[j - 1];
+            j--;
+        }
+        next.v[j] = tmp;
+    }
+    primaries_publish(cl, &next);
+    bc_node_primaries_free(&next);
+
+    bool was = atomic_exchange(&cl->primary, primary);
+    if (was != primary) {
+        log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup",
+                 cl->gid);
+    }
+    return BC_OK;
+}
+
 static bc_status_t
 cluster_refresh(bc_node_cluster_t *cl)
 {
@@ -282,32 +539,7 @@ cluster_refresh(bc_node_cluster_t *cl)
     bc_table_free(&c);
     bc_table_free(&m);
 
-    /* Role: primary when the group's primary record names this node. */
-    char path[BC_CLUSTER_PATH_MAX], suffix[64];
-    char *data = NULL;
-    size_t len = 0;
-    snprintf(suffix, sizeof(suffix), "/groups/%u/primary", cl->gid);
-    bc_cluster_path(path, sizeof(path), cl->cluster, suffix);
-    bool primary = false;
-    st = bc_zk_exists(cl->zk, path, cluster_on_watch, cl, NULL);
-    if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_watch, cl, &data, &len, NULL);
-    if (st == BC_OK) {
-        bc_primary_info_t p;
-        if (bc_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) == BC_OK) {
-            pthread_mutex_lock(&cl->mu);
-            primary = strcmp(p.node, cl->node_name) == 0;
-            pthread_mutex_unlock(&cl->mu);
-        } else {
-            log_warn("cluster: ignoring malformed primary record of group %u: %s", cl->gid, err);
-        }
-    } else if (st != BC_ENOTFOUND) {
-        free(data);
-        return st;
-    }
-    free(data);
-    bool was = atomic_exchange(&cl->primary, primary);
-    if (was != primary) log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup", cl->gid);
-    return BC_OK;
+    return cluster_read_primaries(cl);
 }
 
 static void *
@@ -397,6 +629,8 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     bc_node_cluster_leave(cl);
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->cv);
+    pthread_mutex_destroy(&cl->prim_mu);
+    bc_node_primaries_free(&cl->prim);
     free(cl->route);
     free(cl->cluster);
     free(cl);

@@ -25,13 +25,24 @@
  *   On a new ZooKeeper session (the old one expired) the agent registers
  *   again and re-arms its watches.  A registration left by a crashed earlier
  *   process with the same data address is removed, not waited out.
+ *
+ *   The agent also follows every group's primary record (groups/<gid>/
+ *   primary), resolving each data address to a socket address in the agent
+ *   thread (name resolution may block; workers never resolve).  That table
+ *   is what forwarding (forward.h) connects to.  Workers look it up per
+ *   request without a lock: each keeps a private copy (bc_node_primaries_t)
+ *   and compares one atomic generation number against it; only after a
+ *   change -- a failover, a group coming or going -- does a worker take
+ *   the table's mutex to copy it again.
  */
 #ifndef BC_NODE_CLUSTER_H
 #define BC_NODE_CLUSTER_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
+#include "bc_cluster.h"
 #include "bc_status.h"
 #include "cache.h"
 
@@ -124,6 +135,41 @@ void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out
  */
 typedef int64_t (*bc_node_cluster_drop_fn)(void *ctx, uint32_t bucket);
 void bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void *ctx);
+
+/* ---- every group's primary (for forwarding) ---- */
+
+/* One group's primary, as its primary record advertises it. */
+typedef struct bc_node_primary {
+    uint32_t gid;
+    bool self;                     /* the record names this very node */
+    socklen_t salen;               /* 0: the address did not resolve */
+    struct sockaddr_storage sa;    /* the data address, resolved */
+    char addr[BC_ADDR_MAX];        /* the data address as advertised */
+} bc_node_primary_t;
+
+/* A caller-owned copy of the table, sorted by gid. */
+typedef struct bc_node_primaries {
+    uint64_t gen;                  /* generation copied; 0 = never */
+    uint32_t count;
+    uint32_t cap;
+    bc_node_primary_t *v;
+} bc_node_primaries_t;
+
+/* An empty view (allocates nothing). */
+void bc_node_primaries_init(bc_node_primaries_t *view);
+/* Frees the view's memory; it may be initialised again. */
+void bc_node_primaries_free(bc_node_primaries_t *view);
+/* The entry of group gid in the view, or NULL.  Borrowed from the view. */
+const bc_node_primary_t *bc_node_primaries_find(const bc_node_primaries_t *view, uint32_t gid);
+
+/*
+ * Brings *view (owned by the caller, one per thread) up to date: one
+ * atomic load when nothing changed; after a change, a copy under the
+ * table's mutex (held for a memcpy only).  Returns true when the view
+ * changed.  On out of memory the view keeps its previous content (and is
+ * retried next call).  cl == NULL leaves the view empty.
+ */
+bool bc_node_cluster_primaries_sync(bc_node_cluster_t *cl, bc_node_primaries_t *view);
 
 /*
  * Formats the reply line for a request this node will not serve (CRLF

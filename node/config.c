@@ -75,6 +75,8 @@ typedef enum opt_id {
     OPT_GROUP,
     OPT_ZK_SESSION,
     OPT_ADVERTISE,
+    OPT_NO_FORWARD,
+    OPT_FORWARD_TIMEOUT,
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -149,6 +151,11 @@ static const node_option_t node_options[] = {
     {0, "advertise", NULL, "HOST", OPT_ADVERTISE,
      "host clients and peers reach this node at (default: the listen address, or "
      "127.0.0.1 when listening on all)"},
+    {0, "no-forward", NULL, NULL, OPT_NO_FORWARD,
+     "with --zk: refuse keys of buckets this node does not serve (SERVER_ERROR MOVED ...) "
+     "instead of forwarding them to the owner's primary"},
+    {0, "forward-timeout-ms", NULL, "MS", OPT_FORWARD_TIMEOUT,
+     "how long a forwarded request waits for the owner's reply, 100..60000 (default 2000)"},
     {0, "config", NULL, "FILE", OPT_CONFIG,
      "read settings from a JSON file first; flags override it"},
     {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
@@ -223,6 +230,8 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->admin_max_conns = 64;
     cfg->log_level = BC_LOG_INFO;
     cfg->zk_session_timeout_ms = 4000;
+    cfg->forward = true;
+    cfg->forward_timeout_ms = 2000;
 }
 
 /* ---- the JSON file ---- */
@@ -230,7 +239,8 @@ bc_node_config_defaults(bc_node_config_t *cfg)
 static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file",
                                           "zookeeper", NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
-                                               "advertise", NULL};
+                                               "advertise", "forward", "forward_timeout_ms",
+                                               NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
                                             NULL};
@@ -336,6 +346,10 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->zk_session_timeout_ms = (int)v;
     CHECK(bc_config_get_string(doc, "zookeeper.advertise", cfg->advertise, sizeof(cfg->advertise),
                                false, NULL, err, err_len));
+    CHECK(bc_config_get_bool(doc, "zookeeper.forward", &cfg->forward, NULL, err, err_len));
+    CHECK(bc_config_get_int(doc, "zookeeper.forward_timeout_ms", 100, 60000, &v, &found, err,
+                            err_len));
+    if (found) cfg->forward_timeout_ms = (uint32_t)v;
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -561,6 +575,13 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return st;
     case OPT_ADVERTISE:
         return flag_string(ps, flag, value, cfg->advertise, sizeof(cfg->advertise), false);
+    case OPT_NO_FORWARD:
+        cfg->forward = false;
+        return BC_OK;
+    case OPT_FORWARD_TIMEOUT:
+        st = flag_int(ps, flag, value, 100, 60000, &v);
+        if (st == BC_OK) cfg->forward_timeout_ms = (uint32_t)v;
+        return st;
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
         if (idx < 0) return bad_value(ps, flag, value, "one of error, warn, info, debug, trace");
@@ -839,6 +860,9 @@ bc_node_config_usage(FILE *out, const char *prog)
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000},\n"
             "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
+            "    \"zookeeper\": {\"hosts\": \"10.0.0.1:2181\", \"cluster\": \"main\", \"group\": 1,\n"
+            "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
+            "                  \"forward\": true, \"forward_timeout_ms\": 2000},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
             "  }\n"
@@ -869,6 +893,12 @@ bc_node_config_log(const bc_node_config_t *cfg)
     if (cfg->zk_hosts[0] != '\0') {
         log_info("config: cluster \"%s\" group %" PRIu32 " via ZooKeeper %s (session timeout %d ms)",
                  cfg->cluster, cfg->group, cfg->zk_hosts, cfg->zk_session_timeout_ms);
+        if (cfg->forward) {
+            log_info("config: keys of other owners are forwarded to their primary (timeout %"
+                     PRIu32 " ms)", cfg->forward_timeout_ms);
+        } else {
+            log_info("config: forwarding off: keys of other owners are refused");
+        }
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }

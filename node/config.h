@@ -33,13 +33,17 @@
  *                  "expiry_scan_budget": 20000},
  *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 64},
  *       "zookeeper": {"hosts": "10.0.0.1:2181", "cluster": "main", "group": 1,
- *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7"},
+ *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7",
+ *                     "forward": true, "forward_timeout_ms": 2000},
  *       "log":    {"level": "info"},
  *       "pid_file": "/run/bucketcache.pid"
  *     }
  *
  *   Without "zookeeper" (or --zk) the node is standalone and owns every
- *   bucket; with it, the node joins a group of a cluster (cluster.h).
+ *   bucket; with it, the node joins a group of a cluster (cluster.h), and
+ *   by default forwards requests for buckets it does not serve to their
+ *   owner's primary (forward.h; "forward": false or --no-forward refuses
+ *   them instead).
  */
 #ifndef BC_NODE_CONFIG_H
 #define BC_NODE_CONFIG_H
@@ -94,6 +98,8 @@ typedef struct bc_node_config {
     uint32_t group;                    /* --group; >= 1 when zk_hosts is set */
     int zk_session_timeout_ms;         /* --zk-session-timeout-ms; 4000 */
     char advertise[BC_HOST_MAX];       /* --advertise: host peers and clients reach us at */
+    bool forward;                      /* --no-forward clears; true */
+    uint32_t forward_timeout_ms;       /* --forward-timeout-ms; 2000 */
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

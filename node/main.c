@@ -16,7 +16,8 @@
  *        |                 any failure --> log the reason, exit 1
  *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
  *        |
- *   (--zk) join the cluster: session, routing state (still unregistered)
+ *   (--zk) join the cluster: session, routing state (still unregistered);
+ *   forwarding on unless --no-forward
  *        |
  *   start: active-expiry thread, server workers, admin thread
  *        |
@@ -83,6 +84,11 @@
 #include "server.h"
 
 #define EXIT_USAGE 2
+
+/* Forwarding pool, per worker thread (forward.h). */
+#define FORWARD_CONNS_PER_PEER 4u
+#define FORWARD_MAX_CONNS      64u
+#define FORWARD_IDLE_MS        60000u
 
 /* Immediate extra rounds allowed when a round finds many expired items. */
 #define EXPIRY_MAX_BURST_ROUNDS 8
@@ -481,6 +487,21 @@ main(int argc, char **argv)
             goto out;
         }
         bc_server_set_cluster(server, cluster);
+        if (cfg.forward) {
+            /* A reply buffered for forwarding is bounded like what one
+             * client may have queued: the larger of the connection output
+             * limit and one item, plus room for headers. */
+            size_t out_limit = cfg.max_conn_buffer > cfg.max_item_size ? cfg.max_conn_buffer
+                                                                       : cfg.max_item_size;
+            bc_fwd_config_t fc = {
+                .timeout_ms = cfg.forward_timeout_ms,
+                .max_reply = out_limit + 64u * 1024u,
+                .conns_per_peer = FORWARD_CONNS_PER_PEER,
+                .max_conns = FORWARD_MAX_CONNS,
+                .idle_ms = FORWARD_IDLE_MS,
+            };
+            bc_server_set_forward(server, &fc);
+        }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
     }
 

@@ -25,6 +25,14 @@
  * to be owned here with this node primary; writes (storage, delete,
  * incr/decr, touch, gat/gats) also need it not to be migrating.
  *
+ * BEHAVIOR: with a forwarder (forward.h) on a connection that is not a
+ * peer connection, MOVED and NOT_PRIMARY are forwarded to the owner's
+ * primary instead of refused (see proto_text.h, "FORWARDING"); NO_OWNER
+ * and READONLY are still refused -- there is nobody to ask, and a
+ * migrating bucket must not be written anywhere -- and so is a key whose
+ * owner has no known primary (the refusal makes libbucketcache refresh).
+ * A multi-get containing any key to refuse answers that refusal alone.
+ *
  * Where we differ from memcached on purpose: a multi-get containing a bad
  * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
  * drops the replies of earlier pipelined commands still in its queue --
@@ -284,30 +292,270 @@ store_mode(bc_mc_cmd_t cmd)
     }
 }
 
+typedef enum route_action {
+    ROUTE_SERVE,                   /* serve it here */
+    ROUTE_FORWARD,                 /* forward it to group *gid's primary */
+    ROUTE_REFUSE,                  /* answer the refusal line */
+} route_action_t;
+
+#define REFUSAL_MAX 128
+
 /*
- * Cluster routing of one key.  Returns false when the node may serve it;
- * otherwise queues the refusal line (unless noreply) and returns true.
+ * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
+ * receives the refusal line (CRLF included, NUL-terminated): it is the
+ * answer for ROUTE_REFUSE, and what a forward answers when its owner
+ * turns out to be unreachable after all.
  */
-static bool
-route_refuse(bc_proto_conn_t *pc, uint32_t hash, bool write, bool noreply)
+static route_action_t
+route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *refusal)
 {
     bc_node_cluster_t *cl = pc->env->cluster;
     uint32_t bucket, owner = 0;
     uint64_t epoch = 0;
-    char line[128];
 
-    if (cl == NULL) return false;
+    if (cl == NULL) return ROUTE_SERVE;
     bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
     bc_route_t route = bc_node_cluster_route(cl, bucket, write, &owner, &epoch);
-    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return false;
-    int n = bc_node_cluster_format_refusal(route, bucket, owner, epoch, line, sizeof(line));
-    if (!noreply) {
-        if (n > 0) {
-            reply_bytes(pc, line, (size_t)n);
-        } else {
-            REPLY(pc, "SERVER_ERROR bucket not served here\r\n");
+    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return ROUTE_SERVE;
+    if (bc_node_cluster_format_refusal(route, bucket, owner, epoch, refusal, REFUSAL_MAX) <= 0) {
+        snprintf(refusal, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    }
+    /* BEHAVIOR: one hop only -- a request that came over a peer connection
+     * is never forwarded again, whatever this node's table says. */
+    if ((route == BC_ROUTE_MOVED || route == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
+        !pc->peer && bc_fwd_can_reach(pc->fwd, owner)) {
+        *gid = owner;
+        return ROUTE_FORWARD;
+    }
+    return ROUTE_REFUSE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* forwarding                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fwd_part {
+    bc_fwd_req_t *req;             /* in flight; NULL once finished */
+    bc_status_t st;
+    char *reply;                   /* owned */
+    size_t len;
+} fwd_part_t;
+
+struct bc_proto_fwd_op {
+    bool values;                   /* get & co: parts are merged */
+    bool noreply;                  /* drop the reply */
+    uint32_t gid;                  /* FWD_DATA: where the request goes */
+    char *buf;                     /* FWD_DATA: the request being built (owned) */
+    size_t len;                    /* FWD_DATA: its full length */
+    bc_outq_t local;               /* values: VALUE blocks of the keys served here */
+    uint32_t nparts;
+    uint32_t pending;              /* parts still in flight */
+    char refusal[REFUSAL_MAX];     /* the answer if an owner is unreachable */
+    fwd_part_t parts[];
+};
+
+static bc_proto_fwd_op_t *
+fwd_op_new(uint32_t nparts, const char *refusal)
+{
+    bc_proto_fwd_op_t *op = calloc(1, sizeof(*op) + nparts * sizeof(fwd_part_t));
+    if (op == NULL) return NULL;
+    op->nparts = nparts;
+    bc_outq_init(&op->local);
+    snprintf(op->refusal, sizeof(op->refusal), "%s", refusal);
+    return op;
+}
+
+/* Frees op; parts still in flight are cancelled. */
+static void
+fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
+{
+    if (op == NULL) return;
+    for (uint32_t i = 0; i < op->nparts; i++) {
+        if (op->parts[i].req != NULL) bc_fwd_cancel(pc->fwd, op->parts[i].req);
+        free(op->parts[i].reply);
+    }
+    bc_outq_free(&op->local, pc->env->cache);
+    free(op->buf);
+    free(op);
+}
+
+/*
+ * Moves every range of src to the end of dst (item references travel, text
+ * is copied) and empties src.  Returns false when out of memory; src is
+ * emptied either way.
+ */
+static bool
+outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
+{
+    bool ok = true;
+    for (uint32_t i = 0; i < src->count; i++) {
+        bc_outq_ent_t *e = &src->ents[src->head + i];
+        if (e->item != NULL) {
+            if (ok) ok = bc_outq_add_item(dst, cache, e->item, e->ptr, e->len);
+            else bc_item_release(cache, e->item);
+        } else if (ok) {
+            ok = bc_outq_add(dst, src->buf + e->off, e->len);
         }
     }
+    free(src->ents);
+    free(src->buf);
+    bc_outq_init(src);
+    return ok;
+}
+
+static bool
+reply_is_values(const char *r, size_t n)
+{
+    return (n >= 6 && memcmp(r, "VALUE ", 6) == 0) || (n == 5 && memcmp(r, "END\r\n", 5) == 0);
+}
+
+/* Every part is done: queue the answer and free the command. */
+static void
+fwd_finish(bc_proto_conn_t *pc)
+{
+    bc_proto_fwd_op_t *op = pc->fop;
+    const char *err = NULL;
+    size_t nerr = 0;
+
+    pc->fop = NULL;
+    pc->waiting = false;
+    for (uint32_t i = 0; i < op->nparts && err == NULL; i++) {
+        fwd_part_t *part = &op->parts[i];
+        if (part->st == BC_ENOTFOUND) {
+            err = op->refusal;
+        } else if (part->st != BC_OK) {
+            err = bc_fwd_error_line(part->st);
+        } else if (op->values && !reply_is_values(part->reply, part->len)) {
+            /* The owner's own error (say, MOVED: its table is newer). */
+            err = part->reply;
+            nerr = part->len;
+        }
+    }
+    if (err != NULL && nerr == 0) nerr = strlen(err);
+    if (op->noreply) {
+        /* nothing */
+    } else if (err != NULL) {
+        reply_bytes(pc, err, nerr);
+    } else if (!op->values) {
+        reply_bytes(pc, op->parts[0].reply, op->parts[0].len);
+    } else {
+        for (uint32_t i = 0; i < op->nparts; i++) {
+            /* Each part ends with "END\r\n" (checked by the forwarder). */
+            if (op->parts[i].len > 5) reply_bytes(pc, op->parts[i].reply, op->parts[i].len - 5);
+        }
+        if (!outq_move(&pc->out, &op->local, pc->env->cache)) pc->oom = true;
+        REPLY(pc, "END\r\n");
+    }
+    fwd_op_free(pc, op);
+}
+
+/* forward.h completion of part `tag` of pc's forwarded command. */
+static void
+fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
+{
+    bc_proto_conn_t *pc = arg;
+    bc_proto_fwd_op_t *op = pc->fop;
+    fwd_part_t *part = &op->parts[tag];
+
+    part->req = NULL;
+    part->st = st;
+    part->reply = reply;
+    part->len = len;
+    if (--op->pending > 0) return;
+    fwd_finish(pc);
+    /* Last: the hook may run further commands or close the connection. */
+    if (pc->resume != NULL) pc->resume(pc->resume_arg);
+}
+
+/* Sends part i of pc->fop; a failure at once is recorded in the part. */
+static void
+fwd_send_part(bc_proto_conn_t *pc, uint32_t i, uint32_t gid, char *buf, size_t len)
+{
+    bc_proto_fwd_op_t *op = pc->fop;
+    bc_fwd_reply_kind_t kind = op->values ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
+    bc_status_t st = bc_fwd_submit(pc->fwd, gid, kind, buf, len, fwd_on_done, pc, i,
+                                   &op->parts[i].req);
+    if (st == BC_OK) {
+        op->pending++;
+    } else {
+        op->parts[i].req = NULL;
+        op->parts[i].st = st;
+    }
+}
+
+/* Every part has been sent: wait, or answer at once if all failed. */
+static void
+fwd_sent(bc_proto_conn_t *pc)
+{
+    if (pc->fop->pending > 0) {
+        pc->waiting = true;
+    } else {
+        fwd_finish(pc);
+    }
+}
+
+/*
+ * A malloc'd copy of a command line to forward, with room for `extra`
+ * more bytes: without its "\r" and without a final "noreply" (the reply
+ * is needed; see proto_text.h), then "\r\n".  NULL when out of memory.
+ */
+static char *
+fwd_line(const char *line, size_t len, bool noreply, size_t extra, size_t *outlen)
+{
+    if (len > 0 && line[len - 1] == '\r') len--;
+    if (noreply) {
+        while (len > 0 && line[len - 1] == ' ') len--;
+        if (len >= 7 && memcmp(line + len - 7, "noreply", 7) == 0) len -= 7;
+        while (len > 0 && line[len - 1] == ' ') len--;
+    }
+    char *buf = malloc(len + 2 + extra);
+    if (buf == NULL) return NULL;
+    memcpy(buf, line, len);
+    buf[len] = '\r';
+    buf[len + 1] = '\n';
+    *outlen = len + 2;
+    return buf;
+}
+
+/* Forwards a one-key command without data block (delete, incr, touch). */
+static void
+fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
+           uint32_t gid, const char *refusal)
+{
+    size_t n;
+    pc->fop = fwd_op_new(1, refusal);
+    char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, 0, &n) : NULL;
+    if (buf == NULL) {
+        fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    pc->fop->noreply = req->noreply;
+    fwd_send_part(pc, 0, gid, buf, n);
+    fwd_sent(pc);
+}
+
+/*
+ * Routes a one-key write command.  Returns true when it has been dealt
+ * with here (refused or forwarded), false when it is to be served.
+ */
+static bool
+route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
+            uint32_t hash)
+{
+    char refusal[REFUSAL_MAX];
+    uint32_t gid = 0;
+    switch (route_key(pc, hash, true, &gid, refusal)) {
+    case ROUTE_SERVE:
+        return false;
+    case ROUTE_FORWARD:
+        fwd_simple(pc, line, len, req, gid, refusal);
+        return true;
+    case ROUTE_REFUSE:
+        break;
+    }
+    if (!req->noreply) reply_bytes(pc, refusal, strlen(refusal));
     return true;
 }
 
@@ -315,7 +563,10 @@ route_refuse(bc_proto_conn_t *pc, uint32_t hash, bool write, bool noreply)
 #define ROUTE_HASH_CACHE 64
 
 /*
- * get, gets, gat, gats.
+ * Queues a VALUE block for every key of req found here -- every key when
+ * dest is NULL, else those whose dest is 0 -- without the final END, and
+ * counts them.  hashes (may be NULL) holds the first ROUTE_HASH_CACHE
+ * keys' hashes from the routing pass.
  *
  * BEHAVIOR: a value of up to BC_PROTO_COPY_MAX bytes is copied next to its
  * VALUE header and the item released at once; only larger values are sent
@@ -328,7 +579,8 @@ route_refuse(bc_proto_conn_t *pc, uint32_t hash, bool write, bool noreply)
  * numbers are always small.
  */
 static void
-cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
+                const uint32_t *hashes)
 {
     bc_cache_t *cache = pc->env->cache;
     bool with_cas = req->cmd == BC_MC_CMD_GETS || req->cmd == BC_MC_CMD_GATS;
@@ -336,25 +588,15 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     uint32_t exptime = touch ? bc_cache_exptime_abs(cache, req->exptime) : 0;
     const char *cursor = req->keys, *key;
     size_t nkey;
-    uint64_t hits = 0;
-    uint32_t hashes[ROUTE_HASH_CACHE], i = 0;
+    uint64_t hits = 0, asked = 0;
+    uint32_t i = 0;
 
-    if (pc->env->cluster != NULL) {
-        /* All keys are routed before any is served: the reply is either
-         * the values or one refusal, never a mix. */
-        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
-            uint32_t hash = bc_hash_key(key, nkey);
-            if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
-            i++;
-            if (route_refuse(pc, hash, touch, false)) return;
-        }
-        cursor = req->keys;
-        i = 0;
-    }
     while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
-        uint32_t hash = pc->env->cluster != NULL && i < ROUTE_HASH_CACHE ? hashes[i]
-                                                                        : bc_hash_key(key, nkey);
-        i++;
+        uint32_t k = i++;
+        if (dest != NULL && dest[k] != 0) continue;
+        asked++;
+        uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
+                                                               : bc_hash_key(key, nkey);
         bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
                               : bc_cache_get(cache, key, nkey, hash);
         if (it == NULL) continue;
@@ -399,28 +641,222 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
             return;
         }
     }
-    REPLY(pc, "END\r\n");
 
-    bc_stats_add(pc->stats, cmd_get, req->nkeys);
+    bc_stats_add(pc->stats, cmd_get, asked);
     bc_stats_add(pc->stats, get_hits, hits);
-    bc_stats_add(pc->stats, get_misses, req->nkeys - hits);
+    bc_stats_add(pc->stats, get_misses, asked - hits);
     if (touch) {
-        bc_stats_add(pc->stats, cmd_touch, req->nkeys);
+        bc_stats_add(pc->stats, cmd_touch, asked);
         bc_stats_add(pc->stats, touch_hits, hits);
-        bc_stats_add(pc->stats, touch_misses, req->nkeys - hits);
+        bc_stats_add(pc->stats, touch_misses, asked - hits);
     }
+}
+
+/*
+ * A multi-get with keys of other owners (dest[i] = the owner group of key
+ * i, 0 = served here): one request per owner, in the order owners first
+ * appear, and the local keys' VALUE blocks served now into the command's
+ * own queue (merged at the end, see fwd_finish).
+ */
+static void
+fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
+             const uint32_t *hashes, const char *refusal)
+{
+    uint32_t gids_small[8], *gids = gids_small, ngids = 0, cap = 8;
+    bool local = false;
+
+    for (uint32_t i = 0; i < req->nkeys; i++) {
+        uint32_t g = dest[i], k;
+        local = local || g == 0;
+        if (g == 0) continue;
+        for (k = 0; k < ngids && gids[k] != g; k++) {
+        }
+        if (k < ngids) continue;
+        if (ngids == cap) {
+            uint32_t *ng = malloc(2 * cap * sizeof(*ng));
+            if (ng == NULL) goto oom;
+            memcpy(ng, gids, ngids * sizeof(*ng));
+            if (gids != gids_small) free(gids);
+            gids = ng;
+            cap *= 2;
+        }
+        gids[ngids++] = g;
+    }
+    pc->fop = fwd_op_new(ngids, refusal);
+    if (pc->fop == NULL) goto oom;
+    pc->fop->values = true;
+    if (local) {
+        bc_outq_t saved = pc->out;
+        bc_outq_init(&pc->out);
+        retrieve_values(pc, req, dest, hashes);
+        pc->fop->local = pc->out;
+        pc->out = saved;
+        if (pc->oom) {
+            fwd_op_free(pc, pc->fop);
+            pc->fop = NULL;
+            goto out;
+        }
+    }
+
+    const char *name = bc_mc_cmd_name(req->cmd);
+    bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
+    size_t room = strlen(name) + 24 + (size_t)(req->keys_end - req->keys) + 3;
+    for (uint32_t k = 0; k < ngids; k++) {
+        char *buf = malloc(room);
+        if (buf == NULL) {
+            pc->fop->parts[k].st = BC_ENOMEM;
+            continue;
+        }
+        size_t n = (size_t)(touch ? snprintf(buf, room, "%s %" PRId64, name, req->exptime)
+                                  : snprintf(buf, room, "%s", name));
+        const char *cursor = req->keys, *key;
+        size_t nkey;
+        uint32_t i = 0;
+        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
+            if (dest[i++] != gids[k]) continue;
+            buf[n++] = ' ';
+            memcpy(buf + n, key, nkey);
+            n += nkey;
+        }
+        buf[n++] = '\r';
+        buf[n++] = '\n';
+        fwd_send_part(pc, k, gids[k], buf, n);
+    }
+    fwd_sent(pc);
+    goto out;
+oom:
+    pc->oom = true;
+out:
+    if (gids != gids_small) free(gids);
+}
+
+/* get, gets, gat, gats. */
+static void
+cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
+    uint32_t hashes[ROUTE_HASH_CACHE], dest_small[ROUTE_HASH_CACHE], *dest = NULL;
+    char refusal[REFUSAL_MAX], first_fwd[REFUSAL_MAX];
+    bool foreign = false;
+
+    if (pc->env->cluster != NULL) {
+        const char *cursor = req->keys, *key;
+        size_t nkey;
+        uint32_t i = 0;
+        if (pc->fwd != NULL && !pc->peer) {
+            dest = req->nkeys <= ROUTE_HASH_CACHE ? dest_small
+                                                  : malloc(req->nkeys * sizeof(*dest));
+            if (dest == NULL) {
+                pc->oom = true;
+                return;
+            }
+        }
+        /* All keys are routed before any is served: the reply is either
+         * the values or one refusal, never a mix. */
+        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey) && i < req->nkeys) {
+            uint32_t hash = bc_hash_key(key, nkey), gid = 0;
+            if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
+            route_action_t a = route_key(pc, hash, touch, &gid, refusal);
+            if (a == ROUTE_REFUSE) {
+                reply_bytes(pc, refusal, strlen(refusal));
+                goto out;
+            }
+            if (a == ROUTE_FORWARD && !foreign) {
+                foreign = true;
+                memcpy(first_fwd, refusal, sizeof(first_fwd));
+            }
+            if (dest != NULL) dest[i] = a == ROUTE_FORWARD ? gid : 0;
+            i++;
+        }
+        if (foreign) {
+            fwd_retrieve(pc, req, dest, hashes, first_fwd);
+            goto out;
+        }
+    }
+    retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
+    if (!pc->oom) REPLY(pc, "END\r\n");
+out:
+    if (dest != dest_small) free(dest);
+}
+
+/*
+ * A storage command for another owner: its line and data block are
+ * collected into one request (state FWD_DATA), sent once complete.
+ */
+static void
+fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
+                uint32_t gid, const char *refusal)
+{
+    size_t n;
+
+    /* BEHAVIOR: a block larger than this node's item limit is not
+     * buffered to be forwarded: it is answered here, as the owner would
+     * (the owner's old value, if any, is left alone). */
+    if ((size_t)req->vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
+        bc_stats_incr(pc->stats, store_too_large);
+        if (!req->noreply) REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
+        pc->state = BC_PROTO_SWALLOW;
+        pc->swallow = (uint64_t)req->vlen + 2;
+        return;
+    }
+    pc->fop = fwd_op_new(1, refusal);
+    char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, (size_t)req->vlen + 2, &n)
+                                : NULL;
+    if (buf == NULL) {
+        fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    pc->fop->buf = buf;
+    pc->fop->len = n + req->vlen + 2;
+    pc->fop->gid = gid;
+    pc->fop->noreply = req->noreply;
+    pc->state = BC_PROTO_FWD_DATA;
+    pc->dst = buf + n;
+    pc->need = req->vlen + 2;
+}
+
+/* The data block to forward is complete: check its terminator, send. */
+static void
+fwd_store_finish(bc_proto_conn_t *pc)
+{
+    bc_proto_fwd_op_t *op = pc->fop;
+    const char *end = op->buf + op->len;
+
+    pc->state = BC_PROTO_LINE;
+    if (end[-2] != '\r' || end[-1] != '\n') {
+        bc_stats_incr(pc->stats, protocol_errors);
+        if (!op->noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
+        fwd_op_free(pc, op);
+        pc->fop = NULL;
+        return;
+    }
+    char *buf = op->buf;
+    op->buf = NULL;
+    fwd_send_part(pc, 0, op->gid, buf, op->len);
+    fwd_sent(pc);
 }
 
 /* A storage command line: allocate the item, then receive its data. */
 static void
-cmd_store_begin(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bc_cache_t *cache = pc->env->cache;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint32_t exptime = bc_cache_exptime_abs(cache, req->exptime);
+    char refusal[REFUSAL_MAX];
+    uint32_t gid = 0;
     bc_status_t st;
 
-    if (route_refuse(pc, hash, true, req->noreply)) {
+    switch (route_key(pc, hash, true, &gid, refusal)) {
+    case ROUTE_SERVE:
+        break;
+    case ROUTE_FORWARD:
+        fwd_store_begin(pc, line, len, req, gid, refusal);
+        return;
+    case ROUTE_REFUSE:
+        if (!req->noreply) reply_bytes(pc, refusal, strlen(refusal));
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
@@ -467,6 +903,20 @@ cmd_store_finish(bc_proto_conn_t *pc)
         return;
     }
 
+    /* BEHAVIOR (migration fencing, node/migrate.h): the route was checked
+     * when the command line came, but the data block may have taken several
+     * loop iterations; the bucket may be read-only (being exported) or gone
+     * by now.  Check again in the iteration that stores. */
+    if (pc->env->cluster != NULL) {
+        char refusal[REFUSAL_MAX];
+        uint32_t gid = 0;
+        if (route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
+            bc_item_release(cache, it);
+            if (!noreply) reply_bytes(pc, refusal, strlen(refusal));
+            return;
+        }
+    }
+
     bc_stats_incr(pc->stats, cmd_set);
     bc_mc_cmd_t cmd = pc->cmd;
     bool concat = cmd == BC_MC_CMD_APPEND || cmd == BC_MC_CMD_PREPEND;
@@ -503,10 +953,10 @@ cmd_store_finish(bc_proto_conn_t *pc)
 }
 
 static void
-cmd_delete(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     uint32_t hash = bc_hash_key(req->key, req->nkey);
-    if (route_refuse(pc, hash, true, req->noreply)) return;
+    if (route_write(pc, line, len, req, hash)) return;
     bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
     if (st == BC_OK) {
         bc_stats_incr(pc->stats, delete_hits);
@@ -518,12 +968,12 @@ cmd_delete(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 }
 
 static void
-cmd_arith(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bool incr = req->cmd == BC_MC_CMD_INCR;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint64_t result = 0;
-    if (route_refuse(pc, hash, true, req->noreply)) return;
+    if (route_write(pc, line, len, req, hash)) return;
     bc_status_t st = bc_cache_arith(pc->env->cache, req->key, req->nkey, hash, incr,
                                     req->delta, &result);
     if (st == BC_OK) {
@@ -545,11 +995,11 @@ cmd_arith(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 }
 
 static void
-cmd_touch(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_touch(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bc_cache_t *cache = pc->env->cache;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
-    if (route_refuse(pc, hash, true, req->noreply)) return;
+    if (route_write(pc, line, len, req, hash)) return;
     bc_status_t st = bc_cache_touch(cache, req->key, req->nkey, hash,
                                     bc_cache_exptime_abs(cache, req->exptime));
     bc_stats_incr(pc->stats, cmd_touch);
@@ -715,6 +1165,40 @@ cmd_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 #undef SUB_IS
 }
 
+#define PEER_CMD_LEN (sizeof(BC_FWD_HANDSHAKE) - 1)
+
+/*
+ * "bucketcache_peer <name>": another node's forwarding connection (see
+ * forward.h).  The connection is marked as a peer: from now on its keys
+ * are served or refused, never forwarded.  args: the line after the word.
+ */
+static void
+cmd_peer(bc_proto_conn_t *pc, const char *args, size_t n)
+{
+    if (n > 0 && args[n - 1] == '\r') n--;
+    while (n > 0 && args[0] == ' ') {
+        args++;
+        n--;
+    }
+    while (n > 0 && args[n - 1] == ' ') n--;
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)args[i];
+        ok = c > 0x20 && c < 0x7f;
+    }
+    if (!ok) {
+        bc_stats_incr(pc->stats, protocol_errors);
+        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
+        return;
+    }
+    if (!pc->peer) {
+        pc->peer = true;
+        bc_stats_incr(pc->stats, peer_connections);
+        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, args);
+    }
+    REPLY(pc, BC_FWD_HANDSHAKE_OK);
+}
+
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
 static bc_status_t
 process_line(bc_proto_conn_t *pc, const char *line, size_t len)
@@ -723,6 +1207,11 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
 
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
+    }
+    if (len >= PEER_CMD_LEN && memcmp(line, BC_FWD_HANDSHAKE, PEER_CMD_LEN) == 0 &&
+        (len == PEER_CMD_LEN || line[PEER_CMD_LEN] == ' ' || line[PEER_CMD_LEN] == '\r')) {
+        cmd_peer(pc, line + PEER_CMD_LEN, len - PEER_CMD_LEN);
+        return BC_OK;
     }
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
@@ -743,17 +1232,17 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_APPEND:
     case BC_MC_CMD_PREPEND:
     case BC_MC_CMD_CAS:
-        cmd_store_begin(pc, &req);
+        cmd_store_begin(pc, line, len, &req);
         break;
     case BC_MC_CMD_DELETE:
-        cmd_delete(pc, &req);
+        cmd_delete(pc, line, len, &req);
         break;
     case BC_MC_CMD_INCR:
     case BC_MC_CMD_DECR:
-        cmd_arith(pc, &req);
+        cmd_arith(pc, line, len, &req);
         break;
     case BC_MC_CMD_TOUCH:
-        cmd_touch(pc, &req);
+        cmd_touch(pc, line, len, &req);
         break;
     case BC_MC_CMD_FLUSH_ALL:
         cmd_flush_all(pc, &req);
@@ -793,12 +1282,24 @@ bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *
 }
 
 void
+bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
+                          void *arg)
+{
+    pc->fwd = fwd;
+    pc->resume = resume;
+    pc->resume_arg = arg;
+}
+
+void
 bc_proto_conn_release(bc_proto_conn_t *pc)
 {
     if (pc->item != NULL) {
         bc_item_release(pc->env->cache, pc->item);
         pc->item = NULL;
     }
+    fwd_op_free(pc, pc->fop);
+    pc->fop = NULL;
+    pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
 }
@@ -808,13 +1309,18 @@ data_advance(bc_proto_conn_t *pc, size_t n)
 {
     pc->dst += n;
     pc->need -= (uint32_t)n;
-    if (pc->need == 0) cmd_store_finish(pc);
+    if (pc->need > 0) return;
+    if (pc->state == BC_PROTO_FWD_DATA) {
+        fwd_store_finish(pc);
+    } else {
+        cmd_store_finish(pc);
+    }
 }
 
 bool
 bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n)
 {
-    if (pc->state != BC_PROTO_DATA) return false;
+    if (pc->state != BC_PROTO_DATA && pc->state != BC_PROTO_FWD_DATA) return false;
     *dst = pc->dst;
     *n = pc->need;
     return true;
@@ -823,7 +1329,10 @@ bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n)
 bc_status_t
 bc_proto_direct_done(bc_proto_conn_t *pc, size_t n)
 {
-    if (pc->state == BC_PROTO_DATA && n > 0 && n <= pc->need) data_advance(pc, n);
+    if ((pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) && n > 0 &&
+        n <= pc->need) {
+        data_advance(pc, n);
+    }
     return pc->oom ? BC_ENOMEM : BC_OK;
 }
 
@@ -835,11 +1344,12 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     bc_status_t st = BC_OK;
 
     pc->out_limit = out_limit;
-    while (pos < len && st == BC_OK && !pc->oom) {
+    /* A forwarded command holds back everything after it (reply order). */
+    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting) {
         if (pc->out.pending >= out_limit) break;
         size_t avail = len - pos;
 
-        if (pc->state == BC_PROTO_DATA) {
+        if (pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) {
             size_t n = avail < pc->need ? avail : pc->need;
             memcpy(pc->dst, buf + pos, n);
             pos += n;

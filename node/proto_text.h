@@ -46,6 +46,35 @@
  *   limit it stops copying small values and only references items, so it
  *   adds at most ~2.5 MB of headers and range entries.
  *
+ * HOW: FORWARDING (cluster mode, forward.h)
+ *   A key of a bucket another group owns (or that this node, a backup,
+ *   may not serve) is not refused but forwarded to the owner's primary
+ *   when the connection has a forwarder (bc_proto_conn_set_forward) and is
+ *   not itself a peer connection:
+ *
+ *     command line --route--> FORWARD: build the request bytes
+ *                               (storage: LINE -> FWD_DATA collects the
+ *                                data block into them, then sends)
+ *                             bc_fwd_submit per owner group
+ *                             waiting: no further command runs
+ *     ... loop ...            completion(s): the reply bytes are queued
+ *                             as they came, resume hook -> server.c runs
+ *                             the commands that were held back
+ *
+ *   Pausing the connection while a command is forwarded keeps pipelined
+ *   replies in request order.  A multi-get whose keys span several owners
+ *   is split: one "get" per owner group plus the keys served here; the
+ *   reply is the forwarded VALUE blocks (owner by owner), then the local
+ *   ones, then one END -- or, if any part failed, only that part's error
+ *   line, so a client sees all its values or one error, never a silent
+ *   partial answer.  A noreply command is forwarded without noreply (its
+ *   reply tells when it is done and keeps the peer stream in step) and the
+ *   reply is dropped.
+ *
+ *   A connection that sends "bucketcache_peer <name>" (answered "OK") is
+ *   a peer: its keys are served or refused, never forwarded again (one
+ *   hop, no loops between nodes with different tables).
+ *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
  *   shared by all workers: read-only except `verbosity` (atomic).
@@ -64,6 +93,7 @@
 #include "bc_status.h"
 #include "cache.h"
 #include "cluster.h"
+#include "forward.h"
 #include "server.h"
 #include "stats.h"
 
@@ -142,7 +172,11 @@ typedef enum bc_proto_state {
     BC_PROTO_LINE,             /* waiting for a command line */
     BC_PROTO_DATA,             /* receiving a data block into `item` */
     BC_PROTO_SWALLOW,          /* discarding a refused data block */
+    BC_PROTO_FWD_DATA,         /* receiving a data block to forward (into fop) */
 } bc_proto_state_t;
+
+/* A command being forwarded (proto_text.c). */
+typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -160,6 +194,14 @@ typedef struct bc_proto_conn {
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */
     size_t out_limit;          /* of the current bc_proto_process call */
+
+    /* forwarding (see above) */
+    bool peer;                 /* sent the peer handshake: never forward */
+    bool waiting;              /* a forwarded command awaits its replies */
+    bc_fwd_t *fwd;             /* borrowed: the worker's forwarder, or NULL */
+    void (*resume)(void *arg); /* called once the forwarded reply is queued */
+    void *resume_arg;
+    bc_proto_fwd_op_t *fop;    /* FWD_DATA or waiting: the command (ours) */
 } bc_proto_conn_t;
 
 /*
@@ -170,8 +212,25 @@ typedef struct bc_proto_conn {
 void bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats,
                         int id);
 /* Releases the item being received and every item and buffer of the output
- * queue; pc may then be initialised again or discarded. */
+ * queue, and cancels a forwarded command still waiting (its completion
+ * will not come); pc may then be initialised again or discarded. */
 void bc_proto_conn_release(bc_proto_conn_t *pc);
+
+/*
+ * Lets pc forward keys it may not serve (cluster mode) through fwd, which
+ * is borrowed and must outlive pc (NULL: refuse them instead, the
+ * default).  resume(arg) is called from the worker loop -- never from
+ * inside bc_proto_process -- once a forwarded command's reply has been
+ * queued: the caller then sends the output and calls bc_proto_process
+ * again for the input it held back.  resume may close the connection
+ * (bc_proto_conn_release).
+ */
+void bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
+                               void *arg);
+
+/* True while a forwarded command awaits its replies: bc_proto_process
+ * consumes nothing until then, so the caller should stop reading. */
+static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->waiting; }
 
 /*
  * Consumes input from buf[0..len).  *consumed receives how many bytes were
@@ -187,7 +246,8 @@ bc_status_t bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len,
                              size_t out_limit, size_t *consumed);
 
 /*
- * While a data block is being received, gives the place its next bytes go
+ * While a data block is being received (to store or to forward), gives
+ * the place its next bytes go
  * and how many are still expected (CRLF included), so the caller can read()
  * into it directly; returns false in any other state.  After writing k > 0
  * bytes there, call bc_proto_direct_done(pc, k).

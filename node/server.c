@@ -42,6 +42,14 @@
  *   are executed and reading resumes.  A client that sends requests but
  *   never reads replies costs at most ~max_conn_buffer + RBUF_MAX.
  *
+ *   Forwarding (cluster mode, forward.h): each worker owns a forwarder on
+ *   its own loop.  While a client's command is forwarded the connection is
+ *   paused like under backpressure (no EPOLLIN, nothing executed); the
+ *   forwarder's completion queues the reply and calls conn_on_resume, which
+ *   sends it and runs the commands held back.  A client that hangs up
+ *   meanwhile (EPOLLHUP) is closed at once and its request cancelled.  The
+ *   worker loop's timeout belongs to the forwarder (its deadlines).
+ *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
  *   waits on the worker's `closed` list until before_poll, then goes to the
@@ -125,6 +133,7 @@ struct worker {
     uint32_t nfree_conns;
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
+    bc_fwd_t *fwd;                /* NULL: forwarding off */
 
     /* Cluster table epoch seen at the top of the last loop iteration:
      * written by the worker (release), read by bc_server_passed_epoch. */
@@ -161,6 +170,8 @@ struct bc_server {
     uint64_t base_rejected_conns;
 
     bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
+    bool forward;                 /* forward keys of other owners (cluster) */
+    bc_fwd_config_t fwd_cfg;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -313,7 +324,8 @@ conn_process(conn_t *c)
 static bool
 conn_paused(const conn_t *c)
 {
-    return bc_outq_pending(&c->proto.out) >= c->w->srv->out_limit;
+    return bc_outq_pending(&c->proto.out) >= c->w->srv->out_limit ||
+           bc_proto_waiting(&c->proto);
 }
 
 /* Reads what the socket has; false if the connection was closed. */
@@ -386,6 +398,13 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         conn_close(c);
         return;
     }
+    /* Hung up while its command is forwarded: nobody will read the reply,
+     * and with input off the level-triggered HUP would fire again and
+     * again until the reply came. */
+    if ((events & BC_EL_HUP) && bc_proto_waiting(&c->proto)) {
+        conn_close(c);
+        return;
+    }
     if ((events & (BC_EL_READ | BC_EL_HUP)) && !conn_paused(c) && !c->close_after_write) {
         if (!conn_read(c)) return;
     }
@@ -405,6 +424,15 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
     }
     if (c->rbuf != NULL && c->rpos == c->rlen) conn_rbuf_release(c);
     conn_update_events(c);
+}
+
+/* The forwarded reply is queued (proto_text.h): send it, run what waited. */
+static void
+conn_on_resume(void *arg)
+{
+    conn_t *c = arg;
+    if (c->closed) return;
+    conn_on_io(c->w->el, &c->io, 0);
 }
 
 static void
@@ -428,6 +456,7 @@ conn_open(worker_t *w, int fd)
     c->w = w;
     c->fd = fd;
     bc_proto_conn_init(&c->proto, &w->srv->env, &w->stats, fd);
+    bc_proto_conn_set_forward(&c->proto, w->fwd, conn_on_resume, c);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
         close(fd);
         free(c);
@@ -476,6 +505,7 @@ worker_before_poll(bc_el_t *el, void *arg)
         (void)bc_node_cluster_route(w->srv->cluster, 0, false, NULL, &epoch);
         atomic_store_explicit(&w->seen_epoch, epoch, memory_order_release);
     }
+    bc_fwd_before_poll(w->fwd);
     while (w->closed != NULL) {
         conn_t *c = w->closed;
         w->closed = c->next;
@@ -503,6 +533,9 @@ worker_cleanup(worker_t *w)
 {
     while (w->conns != NULL) conn_close(w->conns);
     worker_before_poll(w->el, w);
+    /* After the connections: they have cancelled their requests. */
+    bc_fwd_destroy(w->fwd);
+    w->fwd = NULL;
     while (w->free_conns != NULL) {
         conn_t *c = w->free_conns;
         w->free_conns = c->next;
@@ -800,6 +833,9 @@ bc_server_start(bc_server_t *srv)
         if ((st = bc_el_create(&w->el)) != BC_OK) return st;
         bc_el_set_wakeup(w->el, worker_on_wakeup, w);
         bc_el_set_before_poll(w->el, worker_before_poll, w);
+        if (srv->forward && srv->cluster != NULL &&
+            (st = bc_fwd_create(&srv->fwd_cfg, w->el, srv->cluster, &w->stats, &w->fwd)) != BC_OK)
+            return st;
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             log_error("cannot start worker thread %u", i);
             return BC_EIO;
@@ -891,4 +927,11 @@ bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
         if (w->el != NULL) bc_el_wake(w->el);   /* an idle worker iterates once */
     }
     return all;
+}
+
+void
+bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config)
+{
+    server->forward = config != NULL;
+    if (config != NULL) server->fwd_cfg = *config;
 }

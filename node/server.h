@@ -18,6 +18,7 @@
 #include "bc_status.h"
 #include "cache.h"
 #include "cluster.h"
+#include "forward.h"
 #include "stats.h"
 
 typedef struct bc_server bc_server_t;
@@ -64,6 +65,13 @@ void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
  * not started: true.
  */
 bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
+/*
+ * With a cluster set: forward keys of buckets another group owns (or that
+ * this backup may not serve) to the owner's primary instead of refusing
+ * them (forward.h).  config is copied; NULL turns forwarding off (the
+ * default).  Call before bc_server_start.
+ */
+void bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */

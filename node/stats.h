@@ -40,7 +40,11 @@
     X(store_no_memory, "storage commands rejected for lack of memory")             \
     X(protocol_errors, "malformed or unknown commands answered with an error")     \
     X(bytes_read,      "bytes read from clients")                                  \
-    X(bytes_written,   "bytes written to clients")
+    X(bytes_written,   "bytes written to clients")                                 \
+    X(forward_requests, "requests forwarded to the owning group's primary (a multi-get counts once per owner)") \
+    X(forward_errors,  "forwarded requests that failed: owner unreachable, connection lost, malformed or oversized reply") \
+    X(forward_timeouts, "forwarded requests that got no reply within the forward timeout") \
+    X(peer_connections, "connections that identified as another node's forwarding (peer) connection")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, desc) _Atomic uint64_t name;

@@ -26,6 +26,13 @@ def group_doc(console, gid):
     return None
 
 
+def peer_conn(node):
+    """A connection that identified as another node's forwarding one."""
+    c = node.conn()
+    assert c.cmd("bucketcache_peer test") == b"OK\r\n"
+    return c
+
+
 def wait_tables(cluster, pred, what, timeout=15):
     return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
                             timeout=timeout, what=what)
@@ -47,12 +54,16 @@ def test_registration_primary_and_ownership():
 
     harness.wait_for(lambda: a.conn().cmd("set k1 0 0 1", "x") == b"STORED\r\n", what="primary serves")
     assert a.conn().cmd("get k1") == b"VALUE k1 0 1\r\nx\r\nEND\r\n"
-    reply = b.conn().cmd("get k1")
+    # a backup never serves: on a peer connection (what another node's
+    # forwarding uses) it refuses, and swallows a refused data block
+    c = peer_conn(b)
+    reply = c.cmd("get k1")
     assert reply.startswith(b"SERVER_ERROR NOT_PRIMARY "), reply
-    # a backup refuses writes too, and swallows the data block
-    c = b.conn()
     assert c.cmd("set k2 0 0 3", "abc").startswith(b"SERVER_ERROR NOT_PRIMARY ")
     assert c.cmd("version").startswith(b"VERSION ")
+    assert a.conn().cmd("get k2") == b"END\r\n"
+    # a plain client is forwarded to the primary
+    assert b.conn().cmd("get k1") == b"VALUE k1 0 1\r\nx\r\nEND\r\n"
     for n in (a, b):
         assert n.stop() == 0
     con.stop()
@@ -71,10 +82,14 @@ def test_add_group_rebalances_and_non_owner_answers_moved():
     rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "rebalance", "--dry-run")
     assert rc == 0 and "nothing written" in out, (out, err)
     # a node asked for a bucket its group does not own names the owner
+    # (on a peer connection: requests there are never forwarded) ...
     key = harness.key_in_bucket_owned_by(t["c"], 1)
-    reply = g2.conn().cmd("get " + key)
+    reply = peer_conn(g2).cmd("get " + key)
     assert reply == ("SERVER_ERROR MOVED %d 1 %d\r\n" % (harness.bucket_of(key, NB), t["epoch"])).encode(), reply
-    assert g2.conn().cmd("set %s 0 0 1" % key, "v").startswith(b"SERVER_ERROR MOVED")
+    assert peer_conn(g2).cmd("set %s 0 0 1" % key, "v").startswith(b"SERVER_ERROR MOVED")
+    # ... and forwards a plain client's request to the owner
+    assert g2.conn().cmd("set %s 0 0 1" % key, "v") == b"STORED\r\n"
+    assert g1.conn().cmd("get " + key) == ("VALUE %s 0 1\r\nv\r\nEND\r\n" % key).encode()
     for p in (g1, g2, con):
         p.stop()
 
