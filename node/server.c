@@ -485,7 +485,8 @@ worker_on_wakeup(bc_el_t *el, void *arg)
     do {
         pthread_mutex_lock(&w->qlock);
         n = w->q_len < 64 ? w->q_len : 64;
-        memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(int));
+        /* A wake may find the queue empty (bc_server_passed_epoch). */
+        if (n > 0) memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(int));
         w->q_len -= n;
         pthread_mutex_unlock(&w->qlock);
         for (size_t i = 0; i < n; i++) conn_open(w, fds[i]);
