@@ -72,10 +72,12 @@ def test_add_group_under_writes():
               mu.percentile(writer.stalls_ms, 99), max(writer.stalls_ms or [0]),
               writer.writes, writer.refusals))
 
-    # the source let go of what moved: its memory goes down
-    harness.wait_for(lambda: mu.rss_kb(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
-                     what="the source's RSS to drop (before %d KiB, now %d KiB)"
-                     % (rss_before, mu.rss_kb(g1.proc.pid)))
+    # the source let go of what moved: its memory goes down (not measurable
+    # under AddressSanitizer, whose allocator keeps freed memory)
+    if not harness.SANITIZED:
+        harness.wait_for(lambda: mu.rss_kb(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
+                         what="the source's RSS to drop (before %d KiB, now %d KiB)"
+                         % (rss_before, mu.rss_kb(g1.proc.pid)))
     st = json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
     assert st["cluster"]["migrate"]["exports"] >= NB // 2, st["cluster"]
     assert st["cluster"]["buckets_dropped"] >= NB // 2, st["cluster"]
