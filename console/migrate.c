@@ -860,9 +860,11 @@ bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
 {
     pthread_mutex_lock(&p->mu);
     size_t n = p->nreports < max ? p->nreports : max;
-    memcpy(out, p->reports, n * sizeof(*out));
-    memmove(p->reports, p->reports + n, (p->nreports - n) * sizeof(*out));
-    p->nreports -= n;
+    if (n > 0) {
+        memcpy(out, p->reports, n * sizeof(*out));
+        memmove(p->reports, p->reports + n, (p->nreports - n) * sizeof(*out));
+        p->nreports -= n;
+    }
     /* Taken reports are no longer active: their job is over. */
     for (size_t k = 0; k < n; k++) {
         for (size_t i = 0; i < p->nactive; i++) {
