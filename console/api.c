@@ -449,6 +449,22 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddNumberToObject(stall, "p50", bc_mig_control_stall_pct(c, 50));
     cJSON_AddNumberToObject(stall, "p99", bc_mig_control_stall_pct(c, 99));
     cJSON_AddNumberToObject(stall, "max", bc_mig_control_stall_pct(c, 100));
+    /* How many buckets stalled up to each bound (the last one is "more"). */
+    static const uint32_t bounds[] = {10, 20, 50, 100, 200, 500, 1000, 5000, UINT32_MAX};
+    uint32_t counts[sizeof(bounds) / sizeof(bounds[0])] = {0};
+    for (uint32_t i = 0; i < c->nstalls; i++) {
+        size_t k = 0;
+        while (c->stalls[i] > bounds[k]) k++;
+        counts[k]++;
+    }
+    cJSON *hist = cJSON_AddArrayToObject(stall, "histogram");
+    for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++) {
+        cJSON *o = cJSON_CreateObject();
+        if (bounds[k] == UINT32_MAX) cJSON_AddStringToObject(o, "le_ms", "inf");
+        else cJSON_AddNumberToObject(o, "le_ms", bounds[k]);
+        cJSON_AddNumberToObject(o, "count", counts[k]);
+        cJSON_AddItemToArray(hist, o);
+    }
     cJSON *held = cJSON_AddArrayToObject(doc, "held_groups");
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""migration.py -- the bucket migration benchmark.
+
+Adds a 4th group to a 3-group cluster that holds DATA MiB, while
+libbucketcache traffic (bucketcache_client_traffic: sets and checked reads,
+with the library's retries) runs, and reports:
+
+  - the raw loopback TCP bandwidth of this machine, measured in the same run
+    (bench_migration_loopback), and the migration rate against it:
+      * aggregate: bytes moved / wall time from the first copy to the last
+        cutover (what an operator waits for);
+      * per copy: bytes / time of each copy (POST import to its report), from
+        the console's log, summed over the copies;
+  - the time from starting the 4th group to convergence (c == m == d,
+    nothing pending or moving);
+  - the client's failed operations (errors after the library's retries) and
+    wrong values (must be 0);
+  - the per-bucket read-only stall distribution (p50/p99/max, histogram).
+
+usage: tests/bench/migration.py [BUILD_DIR]          (default: build)
+environment:
+  BC_BENCH_MB=1024        data loaded before the 4th group joins (MiB)
+  BC_BENCH_VALUE=4000     value bytes of the loaded items
+  BC_BENCH_BUCKETS=1024   buckets of the cluster
+  BC_BENCH_PARALLEL=4     --migrations-parallel of the console
+  BC_BENCH_THREADS=2      client traffic threads
+  BC_BENCH_NODE_ARGS=     extra bucketcache-node flags (e.g. --no-forward)
+
+ZooKeeper runs from the Debian package with its data directory on tmpfs-like
+/tmp; every process binds 127.0.0.1.  Everything is stopped at the end.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BC_BUILD_DIR", "build"))
+os.environ.setdefault("BC_NODE_BIN", os.path.join(BUILD, "node", "bucketcache-node"))
+os.environ.setdefault("BC_CLI_BIN", os.path.join(BUILD, "client", "bucketcache"))
+os.environ.setdefault("BC_CONSOLE_BIN", os.path.join(BUILD, "console", "bucketcache-console"))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+import harness  # noqa: E402
+
+MB = int(os.environ.get("BC_BENCH_MB", "1024"))
+VALUE = int(os.environ.get("BC_BENCH_VALUE", "4000"))
+NB = int(os.environ.get("BC_BENCH_BUCKETS", "1024"))
+PARALLEL = int(os.environ.get("BC_BENCH_PARALLEL", "4"))
+THREADS = int(os.environ.get("BC_BENCH_THREADS", "2"))
+NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "").split()
+LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
+LOAD = os.path.join(BUILD, "tests", "bench_migration_load")
+TRAFFIC = os.path.join(BUILD, "client", "bucketcache_client_traffic")
+
+
+def run(argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("%s failed: %s %s" % (argv[0], r.stdout, r.stderr))
+    return dict(kv.split("=", 1) for kv in r.stdout.split("RESULT", 1)[1].split())
+
+
+def console_json(con, path):
+    return harness.http_json(con.admin_port, "GET", path, timeout=10)[1]
+
+
+class Traffic:
+    def __init__(self, zk, cluster):
+        self.p = subprocess.Popen(
+            [TRAFFIC, "--zk", zk.hosts, "--cluster", cluster, "--threads", str(THREADS),
+             "--keys", "2000", "--value-size", "100", "--duration", "3600", "--timeout", "5000",
+             "--report-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.reports = []
+        self.err = []
+        threading.Thread(target=lambda: [self.reports.append(json.loads(line))
+                                         for line in self.p.stdout], daemon=True).start()
+        threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True).start()
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(30)
+        time.sleep(0.2)
+        return self.reports[-1]
+
+
+def main():
+    for b in (LOOPBACK, LOAD, TRAFFIC, os.environ["BC_NODE_BIN"]):
+        if not os.access(b, os.X_OK):
+            raise SystemExit("migration.py: %s not found (build first)" % b)
+    commit = subprocess.run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print("commit %s, %d cores, load average %s" % (commit, os.cpu_count(),
+                                                   open("/proc/loadavg").read().split()[0]))
+    print("data %d MiB in %d-byte values, %d buckets, parallel %d" % (MB, VALUE, NB, PARALLEL))
+
+    loop = run([LOOPBACK, "--mb", "2048"])
+    loop_mbs = float(loop["loopback_mb_per_s"])
+    print("loopback TCP: %.0f MiB/s" % loop_mbs)
+
+    zk = harness.ZooKeeper()
+    cl = harness.create_cluster(zk, "bench", buckets=NB)
+    con = harness.Console(zk, cl, "--migrations-parallel", str(PARALLEL),
+                          "--migration-timeout-ms", "120000", migrations=True,
+                          session_timeout_ms=4000)
+    mem = max(128, int(MB / 3 * 1.35) + 64)
+    nodes = [harness.ClusterNode(zk, cl, g, *NODE_ARGS, threads=2, memory_mb=mem,
+                                 session_timeout_ms=4000) for g in (1, 2, 3)]
+    harness.wait_for(lambda: (lambda t, m: t["c"] == t["m"] == t["d"] and set(t["c"]) == {1, 2, 3}
+                              and not t["readonly"] and m["moving"] == 0 and m["pending"] == 0)(
+        console_json(con, "/v1/tables"), console_json(con, "/v1/migrations")),
+        timeout=60, what="3 groups own everything")
+    harness.wait_for(lambda: all(harness.http_json(n.admin_port, "GET", "/health")[1].get("role")
+                                 == "primary" for n in nodes), what="primaries")
+    time.sleep(0.5)
+    ld = run([LOAD, "--console", "127.0.0.1:%d" % con.admin_port, "--mb", str(MB),
+              "--value-size", str(VALUE)])
+    print("loaded %s items (%d MiB) in %s s" % (ld["items"], MB, ld["secs"]))
+
+    traffic = Traffic(zk, cl)
+    harness.wait_for(lambda: traffic.reports and traffic.reports[-1]["set_ok"] > 1000,
+                     what="client traffic")
+    base = traffic.reports[-1]
+    t0 = time.time()
+    g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
+                             session_timeout_ms=4000)
+
+    def done():
+        m = console_json(con, "/v1/migrations")
+        t = console_json(con, "/v1/tables")
+        return m if (m["done"] > 0 and m["pending"] == 0 and m["moving"] == 0 and
+                     t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
+    m = harness.wait_for(done, timeout=1800, interval=0.05, what="convergence")
+    converge_s = time.time() - t0
+    time.sleep(1.0)
+    final = traffic.stop()
+
+    # per-copy throughput from the console's log
+    copies = re.findall(r"copied to group \d+ \(epoch \d+\): \d+ items, (\d+) bytes in (\d+) ms",
+                        con.proc.output())
+    copy_bytes = sum(int(b) for b, _ in copies)
+    copy_ms = sum(int(ms) for _, ms in copies)
+    moved = m["bytes_moved"]
+    run_s = m["elapsed_s"]
+    agg = moved / run_s / 1048576 if run_s else 0
+    per_copy = copy_bytes / (copy_ms / 1000.0) / 1048576 if copy_ms else 0
+    ops = final["sets"] + final["gets"] - base["sets"] - base["gets"]
+    failed = sum(final["errors"].values()) - sum(base["errors"].values())
+    st = m["stall_ms"]
+
+    print()
+    print("4th group added: %d buckets (%.0f MiB of key+value bytes, %d items) moved" % (
+        m["done"], moved / 1048576, m["items_moved"]))
+    print("converged %.2f s after the 4th group started; copies ran for %.2f s" % (converge_s, run_s))
+    print("migration rate: aggregate %.0f MiB/s (%.0f%% of loopback), per copy %.0f MiB/s "
+          "(%.0f%% of loopback; %d copies in parallel at most)" % (
+              agg, 100 * agg / loop_mbs, per_copy, 100 * per_copy / loop_mbs, PARALLEL))
+    print("client: %d operations during the run, %d failed, %d wrong values, %d retries, "
+          "%d refusals" % (ops, failed, final["wrong"], final["retries"] - base["retries"],
+                           final["refusals"] - base["refusals"]))
+    if failed:
+        print("client errors by kind (whole run): %s" % json.dumps(final["errors"]))
+        for line in traffic.err[:5]:
+            print("  client said: " + line.rstrip())
+    print("read-only stall per bucket (%d buckets): p50 %d ms, p99 %d ms, max %d ms" % (
+        st["count"], st["p50"], st["p99"], st["max"]))
+    print("stall histogram: " + ", ".join("<=%s ms: %d" % (h["le_ms"], h["count"])
+                                          for h in st["histogram"] if h["count"]))
+    print("RESULT loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f converge_s=%.2f "
+          "moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d stall_p99_ms=%d "
+          "stall_max_ms=%d" % (loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"],
+                               failed, final["wrong"], st["p50"], st["p99"], st["max"]))
+    for p in nodes + [g4, con]:
+        p.stop()
+    zk.stop()
+
+
+if __name__ == "__main__":
+    main()
