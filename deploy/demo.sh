@@ -2,8 +2,8 @@
 # The README's "run" command: installs dependencies, builds bucketcache,
 # brings up a local cluster on 127.0.0.1 (ZooKeeper, two consoles, two
 # groups of primary + backup), stores and reads keys on their owners,
-# shows a request refused by a non-owner, adds a third group and shows the
-# rebalance it causes, then tears everything down.
+# shows a non-owner forwarding a request, adds a third group and shows the
+# buckets migrating onto it, then tears everything down.
 #
 #   BC_DEMO_KEEP=1 ./deploy/demo.sh   leaves the cluster running afterwards
 #                                     (stop it with deploy/local-cluster.sh down)
@@ -42,29 +42,32 @@ mc() {  # addr payload: send one memcached command stream, print the reply
   exec 3<&-
 }
 
-step "keys go to the primary of their bucket's group (bucketcache locate)"
+step "keys go to the primary of their bucket's group (libbucketcache routes them)"
 for key in user:1001 user:1002 cart:77 session:abc; do
-  loc=$("${CLI[@]}" locate "$key")
-  addr=$("${CLI[@]}" locate "$key" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
-  echo "$key: $loc"
-  printf '   set -> %s' "$(mc "$addr" "set $key 0 0 5\r\nhello\r\nquit\r\n")"
-  printf '   get -> %s\n' "$(mc "$addr" "get $key\r\nquit\r\n" | tr '\r\n' '  ')"
+  "${CLI[@]}" set "$key" "hello from $key"
+  printf '%-12s %s   -> %s\n' "$key" "$("${CLI[@]}" locate "$key")" "$("${CLI[@]}" get "$key")"
 done
 
-step "a node that does not own a bucket refuses it and names the owner"
+step "any node answers any key: a non-owner forwards to the owner's primary (one hop)"
 owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
 other=127.0.0.1:$((BASE + 110)); [ "$owner" = "$other" ] && other=127.0.0.1:$((BASE + 120))
-echo "get user:1001 on $other ->"; mc "$other" 'get user:1001\r\nquit\r\n'
+echo "get user:1001 on $other (owner is $owner) ->"; mc "$other" 'get user:1001\r\nquit\r\n'
+echo "the same on a peer connection, which never forwards ->"
+mc "$other" 'bucketcache_peer demo\r\nget user:1001\r\nquit\r\n'
+printf 'forwarded so far by %s: ' "$other"; mc "$other" 'stats\r\nquit\r\n' | grep forward_requests
 
-step "add a third group: the console computes the new target table d"
+step "add a third group: the console plans the move (d) and migrates buckets onto it"
 ./deploy/local-cluster.sh add-group
-for _ in $(seq 100); do
-  "${CLI[@]}" tables --json | python3 -c 'import json,sys; sys.exit(3 not in json.load(sys.stdin)["d"])' && break
+for _ in $(seq 150); do  # converged: data where the plan wants it, group 3 owning some
+  "${CLI[@]}" tables --json | python3 -c 'import json,sys; t=json.load(sys.stdin); sys.exit(not (3 in t["c"] and t["m"] == t["d"] and not t["readonly"]))' && break
   sleep 0.2
 done
+"${CLI[@]}" migrations
 "${CLI[@]}" tables
-"${CLI[@]}" rebalance --dry-run | tail -n 3
 "${CLI[@]}" status
+for key in user:1001 user:1002 cart:77 session:abc; do
+  printf '%-12s %s   -> %s\n' "$key" "$("${CLI[@]}" locate "$key")" "$("${CLI[@]}" get "$key")"
+done
 echo
 echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
 if [ -n "${BC_DEMO_KEEP:-}" ]; then
