@@ -145,6 +145,18 @@ put_be32(char *p, uint32_t v)
     p[3] = (char)v;
 }
 
+bc_status_t
+bc_frame_buf_reserve(bc_frame_buf_t *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return BC_OK;
+    if (extra > SIZE_MAX - b->len) return BC_ENOMEM;
+    char *p = realloc(b->data, b->len + extra);
+    if (p == NULL) return BC_ENOMEM;
+    b->data = p;
+    b->cap = b->len + extra;
+    return BC_OK;
+}
+
 /* Writes the shortest msgpack unsigned integer; returns bytes written. */
 static size_t
 mp_uint(char *p, uint64_t v)

@@ -97,6 +97,9 @@ typedef struct bc_frame_buf {
 } bc_frame_buf_t;
 
 void bc_frame_buf_free(bc_frame_buf_t *b);
+/* Makes room for at least `extra` more bytes (one allocation for a stream
+ * whose size is known roughly in advance).  Errors: BC_ENOMEM. */
+bc_status_t bc_frame_buf_reserve(bc_frame_buf_t *b, size_t extra);
 
 /* Each appends one complete frame.  Errors: BC_ENOMEM (the buffer is left
  * as it was), BC_ETOOLARGE (a payload over 4 GiB). */

@@ -332,7 +332,14 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
     export_ctx_t x;
     memset(&x, 0, sizeof(x));
     x.now = bc_cache_now(mig->cache);
-    bc_status_t st = bc_frame_put_hello(&x.buf, p.bucket, p.epoch, bc_cache_nbuckets(mig->cache));
+    /* One allocation: the accounted bytes of the bucket's items bound the
+     * frames (each item's header is larger than its frame overhead). */
+    bc_bucket_stats_t bs;
+    bc_status_t st = bc_cache_bucket_stats(mig->cache, p.bucket, &bs);
+    if (st == BC_OK) st = bc_frame_buf_reserve(&x.buf, (size_t)bs.bytes + 4096);
+    if (st == BC_OK) {
+        st = bc_frame_put_hello(&x.buf, p.bucket, p.epoch, bc_cache_nbuckets(mig->cache));
+    }
     if (st == BC_OK) st = bc_cache_bucket_foreach(mig->cache, p.bucket, export_item, &x);
     if (st == BC_OK && x.failed) st = BC_ENOMEM;
     if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.items, x.bytes);
