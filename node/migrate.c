@@ -44,7 +44,7 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 
-#define MIG_DEFAULT_IMPORTS     4u
+#define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
 #define MIG_FENCE_WAIT_MS       25        /* an export waits this long to be fenced */

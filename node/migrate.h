@@ -83,7 +83,7 @@ typedef struct bc_node_migrate_config {
     bc_cache_t *cache;             /* borrowed; must outlive the object */
     bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
     bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
-    uint32_t max_imports;          /* concurrent import jobs; 0 = 4 */
+    uint32_t max_imports;          /* concurrent import jobs; 0 = 16 */
     uint32_t import_timeout_ms;    /* one import, all retries included; 0 = 60000 */
 } bc_node_migrate_config_t;
 
