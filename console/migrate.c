@@ -90,6 +90,7 @@ bc_mig_record_encode(const bc_mig_record_t *r)
     cJSON_AddNumberToObject(doc, "attempts", r->attempts);
     cJSON_AddNumberToObject(doc, "retry_at_ms", (double)r->retry_at_ms);
     cJSON_AddStringToObject(doc, "error", r->error);
+    if (r->cancelled) cJSON_AddBoolToObject(doc, "cancelled", true);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return text;
@@ -162,6 +163,12 @@ bc_mig_record_decode(const char *json, size_t len, uint32_t bucket, bc_mig_recor
         goto out;
     }
     if (e != NULL) snprintf(out->error, sizeof(out->error), "%s", e->valuestring);
+    const cJSON *cancelled = cJSON_GetObjectItemCaseSensitive(doc, "cancelled");
+    if (cancelled != NULL && !cJSON_IsBool(cancelled)) {
+        st = mig_fail(err, errlen, "cancelled: expected true or false");
+        goto out;
+    }
+    out->cancelled = cJSON_IsTrue(cancelled);
 out:
     cJSON_Delete(doc);
     return st;

@@ -98,6 +98,7 @@ typedef struct bc_mig_record {
     uint32_t attempts;             /* failed attempts so far */
     int64_t retry_at_ms;           /* pending: not before this (unix ms) */
     char error[BC_MIG_ERROR_MAX];  /* pending: why the last attempt failed */
+    bool cancelled;                /* copying: the rebalance was cancelled meanwhile */
     int32_t version;               /* znode version; -1: no znode yet */
 } bc_mig_record_t;
 

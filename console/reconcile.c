@@ -184,6 +184,17 @@ mig_abort(mig_round_t *r, const bc_mig_record_t *rec, const char *why)
         out->c.readonly[b] = 0;
         out->tables_changed = true;
     }
+    if ((rec->cancelled || r->in->cancel_rebalance) && out->m.owner[b] != 0 &&
+        out->d.owner[b] != out->m.owner[b]) {
+        /* A copy the cancel let run has failed: its move is dropped too,
+         * and a destination left with nothing planned is held back. */
+        out->d.owner[b] = out->m.owner[b];
+        out->tables_changed = true;
+        if (!table_names(&out->d, rec->to) && group_live(bc_view_group(r->v, rec->to)) &&
+            !control_holds(out->control, rec->to) && out->control->nheld < BC_MIG_MAX_HELD) {
+            out->control->held[out->control->nheld++] = rec->to;
+        }
+    }
     out->control->failures++;
     out->control_changed = true;
     out->mig_aborted++;
@@ -277,7 +288,8 @@ reconcile_migrations(mig_round_t *r)
     }
     out->nreports_used = k;
 
-    /* 2. Copies still running: do they still make sense? */
+    /* 2. Copies still running: do they still make sense?  A cancel lets
+     * them finish but marks them, so that a failure does not retry. */
     for (uint32_t b = 0; b < n && r->budget > 0; b++) {
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec == NULL || rec->state != BC_MIG_COPYING || decided[b]) continue;
@@ -285,6 +297,11 @@ reconcile_migrations(mig_round_t *r)
         if (why != NULL) {
             decided[b] = 1;
             mig_abort(r, rec, why);
+        } else if (in->cancel_rebalance && !rec->cancelled) {
+            decided[b] = 1;
+            bc_mig_record_t next = *rec;
+            next.cancelled = true;
+            mig_put(r, b, rec->version, false, &next);
         }
     }
 

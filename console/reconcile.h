@@ -39,6 +39,9 @@
  *   Cancel.  d := m for every bucket not being copied right now, so the
  *   moves not yet started never happen; the groups this leaves owning
  *   nothing in d are "held": not rebalanced onto until a forced rebalance.
+ *   Copies running are marked cancelled: they may finish, but one that
+ *   fails drops its move (d := m, its destination held if left empty)
+ *   instead of retrying.
  *
  *   Migrations (migrate.h has the state machine and why it is safe).  With
  *   a migration set in the input, in this order and within the room one

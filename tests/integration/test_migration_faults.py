@@ -223,9 +223,10 @@ def test_slow_destination_times_out_and_retries():
     data = mu.load(g1, ["k%d" % i for i in range(500)], 100)
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS,
                              env={"BC_TEST_IMPORT_DELAY_MS": "3000"})
-    m = harness.wait_for(lambda: (lambda m: m if m["waiting"] else None)(
-        mu.console_json(con, "/v1/migrations")), timeout=20, what="a failed attempt")
-    w = m["waiting"][0]
+    # a bucket backing off for a while yet (so it cannot restart under us)
+    w = harness.wait_for(lambda: next((w for w in mu.console_json(con, "/v1/migrations")["waiting"]
+                                       if w["retry_in_ms"] >= 300), None),
+                         timeout=30, interval=0.05, what="a failed attempt backing off")
     assert "timed out" in w["error"] and w["attempts"] >= 1, m
     # while it waits to retry, the bucket is writable at its source again
     t = mu.console_json(con, "/v1/tables")

@@ -719,8 +719,36 @@ test_mig_cancel_keeps_running_copies_and_holds_groups(void **state)
     assert_false(out.rebalanced);
     assert_int_equal(out.control->nheld, 0);            /* group 3 still gets bucket 2 */
     assert_int_equal(out.mig_started, 0);
+    assert_true(out.c.readonly[2]);                     /* the copy goes on ... */
     mig_apply(&v, &migs, &out);
     bc_reconcile_free(&out);
+    assert_true(migs.rec[2]->cancelled);                /* ... marked */
+
+    /* it fails: its move is dropped as well, not retried; group 3, left
+     * with nothing planned, is held back */
+    bc_mig_report_t fail;
+    memset(&fail, 0, sizeof(fail));
+    fail.bucket = 2;
+    fail.epoch = 8;
+    snprintf(fail.error, sizeof(fail.error), "refused");
+    mig_opts_t o2 = {.parallel = 1, .reports = &fail, .nreports = 1};
+    bc_view_t vf;
+    bc_mig_set_t mf;
+    mig_view(&vf, "111222", "111222", "113222", 3);
+    vf.c.readonly[2] = 1;
+    assert_int_equal(bc_mig_set_init(&mf, N), BC_OK);
+    assert_int_equal(bc_mig_set_put(&mf, migs.rec[2]), BC_OK);
+    mig_run(&vf, &mf, 5020, &o2, &out);
+    assert_int_equal(out.mig_aborted, 1);
+    assert_table(&out.d, "111222");
+    assert_false(out.c.readonly[2]);
+    assert_true(out.mig[0].remove);
+    assert_int_equal(out.control->nheld, 1);
+    assert_int_equal(out.control->held[0], 3);
+    assert_int_equal(out.pending_moves, 0);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&mf);
+    bc_view_free(&vf);
 
     /* with nothing copying, cancel empties group 3's plan and holds it */
     bc_view_t v2;
@@ -786,6 +814,7 @@ test_mig_codecs(void **state)
     r.started_ms = 1700000000000;
     r.attempts = 2;
     snprintf(r.error, sizeof(r.error), "timed out");
+    r.cancelled = true;
     char *json = bc_mig_record_encode(&r);
     char err[256];
     assert_int_equal(bc_mig_record_decode(json, strlen(json), 7, &back, err, sizeof(err)), BC_OK);
@@ -794,6 +823,7 @@ test_mig_codecs(void **state)
     assert_string_equal(back.to_node, "n-0000000009");
     assert_true(back.started_ms == 1700000000000);
     assert_string_equal(back.error, "timed out");
+    assert_true(back.cancelled);
     /* the znode name must match */
     assert_int_equal(bc_mig_record_decode(json, strlen(json), 8, &back, err, sizeof(err)), BC_EINVAL);
     free(json);
