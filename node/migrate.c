@@ -917,8 +917,10 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     bc_node_cluster_info_t info;
     bc_node_cluster_get_info(mig->cluster, &info);
     if (!info.primary) {
-        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "this node is not its group's "
-                                   "primary; import into the primary");
+        /* The console may have chosen this node a moment before it learns
+         * so itself: asking again shortly can succeed. */
+        return mig_refuse(req, true, info.epoch, "this node is not (yet) its group's primary; "
+                          "import into the primary");
     }
     pthread_mutex_lock(&mig->mu);
     if (mig->stopping) {

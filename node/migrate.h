@@ -24,11 +24,11 @@
  *            G's primary, whose admin port is HOST:PORT: 202 with the
  *            job's state.  The job pulls the export from there and stores
  *            every item add-if-absent, so nothing already here is ever
- *            overwritten.  Refused (409) when this node is not its group's
- *            primary, already owns B (the cutover happened), or another
- *            import of B at another epoch still runs ("retry": true when
- *            that one is older and was told to stop); 503 when max_imports
- *            jobs already run.
+ *            overwritten.  Refused (409) when this node is not (yet) its
+ *            group's primary ("retry": true), already owns B (the cutover
+ *            happened), or another import of B at another epoch still runs
+ *            ("retry": true when that one is older and was told to stop);
+ *            503 when max_imports jobs already run.
  *   GET    /v1/migrate/import?bucket=B
  *            the job's state: {"bucket","epoch","state":"running"|"done"|
  *            "failed","items","bytes","skipped","error","node","elapsed_ms"}

@@ -112,7 +112,9 @@ def test_pause_resume_cancel():
 
     rc, out, err = cli(cl, "migrations", "pause")
     assert rc == 0 and "paused" in out, (out, err)
-    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
+    # every copy takes 100 ms at least: a cancel lands half-way
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS,
+                             env={"BC_TEST_IMPORT_DELAY_MS": "100"})
     harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="the plan")
     time.sleep(1.5)
     m = mu.console_json(con, "/v1/migrations")

@@ -240,6 +240,7 @@ def test_slow_destination_times_out_and_retries():
     g2.stop()
     g2b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, port=g2.port,
                               admin_port=g2.admin_port)
+    harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="group 2 back")
     t = mu.wait_converged(con, timeout=60)
     assert t["c"].count(2) == NB // 2
     mu.check_reads(con, NB, data)
