@@ -9,14 +9,17 @@
  * pending and are routed again after a backoff, until the deadline.
  *
  * MATCHING REPLIES TO KEYS
- *   A node answers a get line with a VALUE for each key it holds, in the
- *   order of the line, then END.  So a VALUE matches the next key of the
- *   line with that name (keys skipped meanwhile were misses), and END makes
- *   the rest of the line misses.  A VALUE naming no remaining key, or any
- *   other reply, means the stream cannot be trusted: the connection is
- *   closed and every key sent on it fails (EPROTO), answered or not.  After
- *   a refusal or a lost connection, the answers received stand and the
- *   keys still unanswered are routed again.
+ *   A node answers a get line with a VALUE for each key it holds, then END.
+ *   memcached keeps the order of the line, but a node that forwards part of
+ *   the line to other owners (its table differs from ours for a moment)
+ *   merges their VALUEs with its own in another order, so a VALUE matches
+ *   the first still-unanswered key of the line with that name, wherever it
+ *   stands, and END makes the line's unanswered keys misses.  A VALUE naming
+ *   no unanswered key of the line, or any other reply, means the stream
+ *   cannot be trusted: the connection is closed and every key sent on it
+ *   fails (EPROTO), answered or not.  After a refusal or a lost connection,
+ *   the answers received stand and the keys still unanswered are routed
+ *   again.
  */
 #include <errno.h>
 #include <poll.h>
@@ -41,7 +44,7 @@ typedef struct mget_batch {
     size_t nlines;
     char *out;                   /* the request lines */
     size_t outlen, outsent;
-    size_t line, cursor;         /* answering line, next position in idx */
+    size_t line, cursor;         /* answering line, its first position in idx */
     bool active;
 } mget_batch_t;
 
@@ -143,14 +146,16 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         size_t j;
         for (j = b->cursor; j < end; j++) {
             size_t i = b->idx[j];
-            if (m->klens[i] == r->nkey && memcmp(m->keys[i], r->key, r->nkey) == 0) break;
+            if (m->items[i].status == MGET_PENDING && m->klens[i] == r->nkey &&
+                memcmp(m->keys[i], r->key, r->nkey) == 0) {
+                break;
+            }
         }
         if (j == end) {
             log_warn("client: %s answered a multi-get with a key not asked for", b->node->addr);
             batch_fail(m, b, false, BC_CLIENT_EPROTO);
             return false;
         }
-        for (size_t k = b->cursor; k < j; k++) mget_resolve(m, b->idx[k], BC_CLIENT_ENOTFOUND);
         size_t i = b->idx[j];
         char *v = malloc((size_t)r->vlen + 1);
         if (v == NULL) {
@@ -164,11 +169,14 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         m->items[i].vlen = r->vlen;
         m->items[i].flags = r->flags;
         mget_resolve(m, i, BC_CLIENT_OK);
-        b->cursor = j + 1;
         return true;
     }
     if (r->kind == BC_MC_REPLY_END) {
-        for (size_t k = b->cursor; k < end; k++) mget_resolve(m, b->idx[k], BC_CLIENT_ENOTFOUND);
+        for (size_t k = b->cursor; k < end; k++) {
+            if (m->items[b->idx[k]].status == MGET_PENDING) {
+                mget_resolve(m, b->idx[k], BC_CLIENT_ENOTFOUND);
+            }
+        }
         b->cursor = end;
         if (++b->line == b->nlines) {
             b->active = false;

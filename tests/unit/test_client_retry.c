@@ -414,6 +414,54 @@ test_zookeeper_unreachable(void **state)
     assert_null(c);
 }
 
+/* Answers a get line in reverse key order (as a node that forwards part of
+ * the line merges the owners' answers); "b" is a miss; value = key. */
+static fake_action_t
+hook_get_reversed(fake_t *f, const char *line, const char *data, size_t dlen, char *out,
+                  size_t *outlen, void *ctx)
+{
+    (void)f, (void)data, (void)dlen, (void)ctx;
+    if (strncmp(line, "get ", 4) != 0) return FAKE_DEFAULT;
+    char copy[256], *words[16];
+    int n = 0;
+    snprintf(copy, sizeof(copy), "%s", line + 4);
+    for (char *save = NULL, *w = strtok_r(copy, " \r\n", &save); w != NULL && n < 16;
+         w = strtok_r(NULL, " \r\n", &save)) {
+        words[n++] = w;
+    }
+    size_t len = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        if (strcmp(words[i], "b") == 0) continue;
+        len += (size_t)sprintf(out + len, "VALUE %s 0 %zu\r\n%s\r\n", words[i], strlen(words[i]),
+                               words[i]);
+    }
+    len += (size_t)sprintf(out + len, "END\r\n");
+    *outlen = len;
+    return FAKE_REPLY;
+}
+
+static void
+test_mget_values_in_any_order(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, hook_get_reversed, NULL, NULL);
+    for (int i = 0; i < NB; i++) w.owner[i] = 1;
+    world_install(&w, 2);
+    const void *keys[4] = {"a", "b", "c", "a"};
+    size_t klens[4] = {1, 1, 1, 1};
+    bc_client_item_t items[4];
+    assert_int_equal(bc_client_mget(w.c, 4, keys, klens, 1000, items), BC_CLIENT_OK);
+    assert_int_equal(items[0].status, BC_CLIENT_OK);
+    assert_memory_equal(items[0].value, "a", 1);
+    assert_int_equal(items[1].status, BC_CLIENT_ENOTFOUND);
+    assert_int_equal(items[2].status, BC_CLIENT_OK);
+    assert_memory_equal(items[2].value, "c", 1);
+    assert_int_equal(items[3].status, BC_CLIENT_OK);
+    bc_client_items_free(items, 4);
+    world_free(&w);
+}
+
 static void
 test_mget_order_and_retry(void **state)
 {
@@ -593,6 +641,7 @@ main(void)
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_zookeeper_unreachable),
         cmocka_unit_test(test_mget_order_and_retry),
+        cmocka_unit_test(test_mget_values_in_any_order),
         cmocka_unit_test(test_pool_bound),
         cmocka_unit_test(test_mget_threads_one_conn_per_node),
     };
