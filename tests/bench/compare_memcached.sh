@@ -47,38 +47,7 @@ for bin in "$MEMCACHED" "$NODE_BIN" "$MCBENCH"; do
   [ -x "$bin" ] || { echo "compare_memcached: $bin not found (build first: cmake --build $BUILD_DIR)" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d -t bc-bench-XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # port pid
-  for _ in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || return 1
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-USER_FLAG=()
-[ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
-
-# what the figures were taken on: source commit, cores, load at the start
-context() {
-  local commit
-  commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  echo "commit $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-}
+. "$(dirname "$0")/lib.sh"
 
 MC_PORT=$(free_port)
 "$MEMCACHED" "${USER_FLAG[@]}" -U 0 -l 127.0.0.1 -p "$MC_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 \

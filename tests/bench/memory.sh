@@ -35,28 +35,7 @@ for bin in "$MEMCACHED" "$NODE_BIN" "$MCBENCH"; do
   [ -x "$bin" ] || { echo "memory: $bin not found (build first: cmake --build $BUILD_DIR)" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d -t bc-bench-XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # port pid
-  for _ in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || return 1
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+. "$(dirname "$0")/lib.sh"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -65,16 +44,6 @@ stat() {
   local reply
   reply=$(exec 3<>/dev/tcp/127.0.0.1/"$1"; printf 'stats\r\nquit\r\n' >&3; timeout 5 cat <&3 || true)
   printf '%s\n' "$reply" | tr -d '\r' | awk -v n="$2" '$1 == "STAT" && $2 == n {print $3}'
-}
-
-USER_FLAG=()
-[ "$(id -u)" = 0 ] && USER_FLAG=(-u root)
-
-# what the figures were taken on: source commit, cores, load at the start
-context() {
-  local commit
-  commit=$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  echo "commit $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # measure NAME ARGV...: prints "NAME rss_before_kb rss_after_kb items"
