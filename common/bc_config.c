@@ -41,11 +41,8 @@
 #define PATH_MAX_SEGMENTS 8
 #define PATH_SEGMENT_MAX 128
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t err_len, const char *fmt, ...)
+void
+bc_config_errf(char *err, size_t err_len, const char *fmt, ...)
 {
     va_list ap;
     if (err == NULL || err_len == 0) return;
@@ -142,8 +139,8 @@ field_error(const bc_config_doc_t *doc, const char *path, const cJSON *item, cha
     vsnprintf(expected, sizeof(expected), expected_fmt, ap);
     va_end(ap);
     bc_config_describe(item, got, sizeof(got));
-    set_err(err, err_len, "%s: field \"%s\": expected %s, got %s", doc->name, path, expected,
-            got);
+    bc_config_errf(err, err_len, "%s: field \"%s\": expected %s, got %s", doc->name, path, expected,
+                   got);
     return BC_ECONFIG;
 }
 
@@ -179,8 +176,8 @@ bc_config_parse(const char *name, const char *text, size_t len, bc_config_doc_t 
         size_t line, col;
         offset_to_line_col(text, (size_t)((const char *)memchr(text, '\0', len) - text),
                            &line, &col);
-        set_err(err, err_len, "%s: not valid JSON: NUL byte at line %zu, column %zu", name,
-                line, col);
+        bc_config_errf(err, err_len, "%s: not valid JSON: NUL byte at line %zu, column %zu", name,
+                       line, col);
         return BC_ECONFIG;
     }
     /* require_null_terminated = false: trailing garbage is checked below so
@@ -194,8 +191,8 @@ bc_config_parse(const char *name, const char *text, size_t len, bc_config_doc_t 
          * allocation failure on a file capped at a megabyte is the
          * unlikely one. */
         offset_to_line_col(text, off, &line, &col);
-        set_err(err, err_len, "%s: not valid JSON: syntax error at line %zu, column %zu",
-                name, line, col);
+        bc_config_errf(err, err_len, "%s: not valid JSON: syntax error at line %zu, column %zu",
+                       name, line, col);
         return BC_ECONFIG;
     }
     if (end != NULL) {
@@ -205,9 +202,9 @@ bc_config_parse(const char *name, const char *text, size_t len, bc_config_doc_t 
             size_t line, col;
             offset_to_line_col(text, off, &line, &col);
             cJSON_Delete(root);
-            set_err(err, err_len,
-                    "%s: not valid JSON: unexpected text after the top-level value at "
-                    "line %zu, column %zu", name, line, col);
+            bc_config_errf(err, err_len,
+                           "%s: not valid JSON: unexpected text after the top-level value at "
+                           "line %zu, column %zu", name, line, col);
             return BC_ECONFIG;
         }
     }
@@ -215,14 +212,14 @@ bc_config_parse(const char *name, const char *text, size_t len, bc_config_doc_t 
         char got[64];
         bc_config_describe(root, got, sizeof(got));
         cJSON_Delete(root);
-        set_err(err, err_len, "%s: expected a JSON object at the top level, got %s", name, got);
+        bc_config_errf(err, err_len, "%s: expected a JSON object at the top level, got %s", name, got);
         return BC_ECONFIG;
     }
     doc = calloc(1, sizeof(*doc));
     if (doc == NULL || (doc->name = strdup(name)) == NULL) {
         free(doc);
         cJSON_Delete(root);
-        set_err(err, err_len, "%s: out of memory", name);
+        bc_config_errf(err, err_len, "%s: out of memory", name);
         return BC_ENOMEM;
     }
     doc->root = root;
@@ -244,22 +241,22 @@ bc_config_load(const char *path, size_t max_bytes, bc_config_doc_t **out, char *
     if (max_bytes == 0) max_bytes = BC_CONFIG_MAX_FILE_BYTES;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        bc_config_errf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
         return BC_EIO;
     }
     if (fstat(fd, &st) != 0) {
-        set_err(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
+        bc_config_errf(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return BC_EIO;
     }
     if (S_ISDIR(st.st_mode)) {
-        set_err(err, err_len, "%s: is a directory, expected a JSON file", path);
+        bc_config_errf(err, err_len, "%s: is a directory, expected a JSON file", path);
         close(fd);
         return BC_EIO;
     }
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_bytes) {
-        set_err(err, err_len, "%s: file is %" PRIu64 " bytes, the limit is %zu", path,
-                (uint64_t)st.st_size, max_bytes);
+        bc_config_errf(err, err_len, "%s: file is %" PRIu64 " bytes, the limit is %zu", path,
+                       (uint64_t)st.st_size, max_bytes);
         close(fd);
         return BC_ETOOLARGE;
     }
@@ -267,7 +264,7 @@ bc_config_load(const char *path, size_t max_bytes, bc_config_doc_t **out, char *
      * is caught by the same cap as a regular file. */
     text = malloc(max_bytes + 1);
     if (text == NULL) {
-        set_err(err, err_len, "%s: out of memory", path);
+        bc_config_errf(err, err_len, "%s: out of memory", path);
         close(fd);
         return BC_ENOMEM;
     }
@@ -275,7 +272,7 @@ bc_config_load(const char *path, size_t max_bytes, bc_config_doc_t **out, char *
         ssize_t n = read(fd, text + len, max_bytes + 1 - len);
         if (n < 0) {
             if (errno == EINTR) continue;
-            set_err(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+            bc_config_errf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
             free(text);
             close(fd);
             return BC_EIO;
@@ -283,8 +280,8 @@ bc_config_load(const char *path, size_t max_bytes, bc_config_doc_t **out, char *
         if (n == 0) break;
         len += (size_t)n;
         if (len > max_bytes) {
-            set_err(err, err_len, "%s: file is larger than the limit of %zu bytes", path,
-                    max_bytes);
+            bc_config_errf(err, err_len, "%s: file is larger than the limit of %zu bytes", path,
+                           max_bytes);
             free(text);
             close(fd);
             return BC_ETOOLARGE;
@@ -326,7 +323,7 @@ bc_config_lookup(const bc_config_doc_t *doc, const char *path, const cJSON **out
         size_t n = dot != NULL ? (size_t)(dot - p) : strlen(p);
 
         if (n == 0 || n >= sizeof(segment) || ++segments > PATH_MAX_SEGMENTS) {
-            set_err(err, err_len, "%s: invalid field path \"%s\"", doc->name, path);
+            bc_config_errf(err, err_len, "%s: invalid field path \"%s\"", doc->name, path);
             return BC_EINVAL;
         }
         memcpy(segment, p, n);
@@ -335,8 +332,8 @@ bc_config_lookup(const bc_config_doc_t *doc, const char *path, const cJSON **out
             /* Only reachable for a prefix: the root is always an object. */
             char got[64];
             bc_config_describe(node, got, sizeof(got));
-            set_err(err, err_len, "%s: field \"%.*s\": expected an object, got %s", doc->name,
-                    (int)prefix_len, prefix, got);
+            bc_config_errf(err, err_len, "%s: field \"%.*s\": expected an object, got %s", doc->name,
+                           (int)prefix_len, prefix, got);
             return BC_ECONFIG;
         }
         node = cJSON_GetObjectItemCaseSensitive(node, segment);
@@ -380,10 +377,10 @@ bc_config_check_fields(const bc_config_doc_t *doc, const char *section_path,
         bc_config_quote(member->string, name, sizeof(name));
         if (!known) {
             if (root) {
-                set_err(err, err_len, "%s: unknown field %s", doc->name, name);
+                bc_config_errf(err, err_len, "%s: unknown field %s", doc->name, name);
             } else {
-                set_err(err, err_len, "%s: unknown field %s in \"%s\"", doc->name, name,
-                        section_path);
+                bc_config_errf(err, err_len, "%s: unknown field %s in \"%s\"", doc->name, name,
+                               section_path);
             }
             return BC_ECONFIG;
         }
@@ -392,11 +389,11 @@ bc_config_check_fields(const bc_config_doc_t *doc, const char *section_path,
         for (const cJSON *other = member->next; other != NULL; other = other->next) {
             if (strcmp(other->string, member->string) == 0) {
                 if (root) {
-                    set_err(err, err_len, "%s: field %s appears more than once", doc->name,
-                            name);
+                    bc_config_errf(err, err_len, "%s: field %s appears more than once", doc->name,
+                                   name);
                 } else {
-                    set_err(err, err_len, "%s: field %s in \"%s\" appears more than once",
-                            doc->name, name, section_path);
+                    bc_config_errf(err, err_len, "%s: field %s in \"%s\" appears more than once",
+                                   doc->name, name, section_path);
                 }
                 return BC_ECONFIG;
             }

@@ -59,6 +59,11 @@ typedef struct bc_hostport {
     uint16_t port;
 } bc_hostport_t;
 
+/* Writes a formatted message into err (err_len bytes; nothing when err is
+ * NULL or err_len is 0).  The one way every config parser reports. */
+void bc_config_errf(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- documents ---- */
 
 /*

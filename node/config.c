@@ -186,18 +186,6 @@ static const node_option_t node_options[] = {
 
 #define NODE_OPTION_COUNT (sizeof(node_options) / sizeof(node_options[0]))
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL || err_len == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static uint32_t
 default_threads(void)
@@ -261,8 +249,8 @@ doc_listen(const bc_config_doc_t *doc, const char *path, char *buf, size_t buf_s
         char got[200];
         bc_config_lookup(doc, path, &item, NULL, 0);
         bc_config_describe(item, got, sizeof(got));
-        set_err(err, err_len, "%s: field \"%s\": expected one address, got %s", doc->name,
-                path, got);
+        bc_config_errf(err, err_len, "%s: field \"%s\": expected one address, got %s", doc->name,
+                       path, got);
         return BC_ECONFIG;
     }
     return BC_OK;
@@ -413,7 +401,7 @@ bad_value(parse_state_t *ps, const char *flag, const char *value, const char *ex
 {
     char got[200];
     bc_config_quote(value, got, sizeof(got));
-    set_err(ps->err, ps->err_len, "%s: expected %s, got %s", flag, expected, got);
+    bc_config_errf(ps->err, ps->err_len, "%s: expected %s, got %s", flag, expected, got);
     return BC_EINVAL;
 }
 
@@ -480,7 +468,7 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         } else if (o->id == OPT_VERSION) {
             ps->want_version = true;
         } else if (o->id == OPT_REFUSED) {
-            set_err(ps->err, ps->err_len, "%s: %s", flag, o->help);
+            bc_config_errf(ps->err, ps->err_len, "%s: %s", flag, o->help);
             return BC_EINVAL;
         }
         return BC_OK;
@@ -613,7 +601,7 @@ walk_args(parse_state_t *ps, int argc, char *const argv[])
             if (i + 1 < argc) {
                 char q[200];
                 bc_config_quote(argv[i + 1], q, sizeof(q));
-                set_err(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
+                bc_config_errf(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
                 return BC_EINVAL;
             }
             return BC_OK;
@@ -630,16 +618,16 @@ walk_args(parse_state_t *ps, int argc, char *const argv[])
             if (o == NULL) {
                 char q[200];
                 bc_config_quote(arg, q, sizeof(q));
-                set_err(ps->err, ps->err_len, "unknown option %s (see --help)", q);
+                bc_config_errf(ps->err, ps->err_len, "unknown option %s (see --help)", q);
                 return BC_EINVAL;
             }
             if (o->arg == NULL && value != NULL) {
-                set_err(ps->err, ps->err_len, "%s takes no value", flag);
+                bc_config_errf(ps->err, ps->err_len, "%s takes no value", flag);
                 return BC_EINVAL;
             }
             if (o->arg != NULL && value == NULL) {
                 if (i + 1 >= argc) {
-                    set_err(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
+                    bc_config_errf(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
                     return BC_EINVAL;
                 }
                 value = argv[++i];
@@ -662,7 +650,7 @@ walk_args(parse_state_t *ps, int argc, char *const argv[])
                     } else {
                         snprintf(q, sizeof(q), "-%c", arg[j]);
                     }
-                    set_err(ps->err, ps->err_len, "unknown option %s (see --help)", q);
+                    bc_config_errf(ps->err, ps->err_len, "unknown option %s (see --help)", q);
                     return BC_EINVAL;
                 }
                 if (o->arg != NULL) {
@@ -671,7 +659,7 @@ walk_args(parse_state_t *ps, int argc, char *const argv[])
                     } else if (i + 1 < argc) {
                         value = argv[++i];
                     } else {
-                        set_err(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
+                        bc_config_errf(ps->err, ps->err_len, "%s needs a value (%s)", flag, o->arg);
                         return BC_EINVAL;
                     }
                 }
@@ -684,7 +672,7 @@ walk_args(parse_state_t *ps, int argc, char *const argv[])
         {
             char q[200];
             bc_config_quote(arg, q, sizeof(q));
-            set_err(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
+            bc_config_errf(ps->err, ps->err_len, "unexpected argument %s (see --help)", q);
             return BC_EINVAL;
         }
     }
@@ -712,8 +700,8 @@ bc_node_config_parse_args(bc_node_config_t *cfg, int argc, char *const argv[],
     }
     if (ps.config_path != NULL) {
         if (strlen(ps.config_path) >= sizeof(cfg->config_path)) {
-            set_err(err, err_len, "--config: file name longer than %zu bytes",
-                    sizeof(cfg->config_path) - 1);
+            bc_config_errf(err, err_len, "--config: file name longer than %zu bytes",
+                           sizeof(cfg->config_path) - 1);
             return BC_EINVAL;
         }
         st = bc_node_config_load_file(cfg, ps.config_path, err, err_len);
@@ -736,54 +724,54 @@ bc_status_t
 bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
 {
     if (cfg->threads < 1 || cfg->threads > BC_NODE_MAX_THREADS) {
-        set_err(err, err_len, "threads: expected 1..%u, got %" PRIu32, BC_NODE_MAX_THREADS,
-                cfg->threads);
+        bc_config_errf(err, err_len, "threads: expected 1..%u, got %" PRIu32, BC_NODE_MAX_THREADS,
+                       cfg->threads);
         return BC_EINVAL;
     }
     if (cfg->nbuckets < 1 || cfg->nbuckets > BC_MAX_NBUCKETS) {
-        set_err(err, err_len, "buckets: expected 1..%u, got %" PRIu32, BC_MAX_NBUCKETS,
-                cfg->nbuckets);
+        bc_config_errf(err, err_len, "buckets: expected 1..%u, got %" PRIu32, BC_MAX_NBUCKETS,
+                       cfg->nbuckets);
         return BC_EINVAL;
     }
     if (cfg->zk_hosts[0] != '\0' || cfg->cluster[0] != '\0' || cfg->group != 0) {
         if (cfg->zk_hosts[0] == '\0') {
-            set_err(err, err_len, "--cluster/--group need --zk (the ZooKeeper hosts)");
+            bc_config_errf(err, err_len, "--cluster/--group need --zk (the ZooKeeper hosts)");
             return BC_EINVAL;
         }
         if (!bc_cluster_name_valid(cfg->cluster)) {
-            set_err(err, err_len, "--zk needs --cluster NAME (1-64 of A-Z a-z 0-9 _ . -)");
+            bc_config_errf(err, err_len, "--zk needs --cluster NAME (1-64 of A-Z a-z 0-9 _ . -)");
             return BC_EINVAL;
         }
         if (cfg->group == 0) {
-            set_err(err, err_len, "--zk needs --group GID (a group id >= 1)");
+            bc_config_errf(err, err_len, "--zk needs --group GID (a group id >= 1)");
             return BC_EINVAL;
         }
     }
     if (cfg->mem_limit < BC_NODE_MIN_MEMORY) {
-        set_err(err, err_len, "memory limit: at least 1 megabyte is needed");
+        bc_config_errf(err, err_len, "memory limit: at least 1 megabyte is needed");
         return BC_EINVAL;
     }
     /* memcached refuses the same combination ("Cannot set item size limit
      * higher than 1/2 of memory max."): a single item must not be able to
      * evict most of the cache. */
     if ((uint64_t)cfg->max_item_size > cfg->mem_limit / 2) {
-        set_err(err, err_len,
-                "max item size (-I %zu bytes) cannot be more than half of the memory limit "
-                "(-m %" PRIu64 " megabytes)", cfg->max_item_size, cfg->mem_limit >> 20);
+        bc_config_errf(err, err_len,
+                       "max item size (-I %zu bytes) cannot be more than half of the memory limit "
+                       "(-m %" PRIu64 " megabytes)", cfg->max_item_size, cfg->mem_limit >> 20);
         return BC_EINVAL;
     }
     if (cfg->max_item_size < BC_NODE_MIN_ITEM_SIZE || cfg->max_item_size > BC_NODE_MAX_ITEM_SIZE) {
-        set_err(err, err_len, "max item size: expected 1k..1024m, got %zu bytes",
-                cfg->max_item_size);
+        bc_config_errf(err, err_len, "max item size: expected 1k..1024m, got %zu bytes",
+                       cfg->max_item_size);
         return BC_EINVAL;
     }
     if (choice_index(eviction_names, cfg->eviction) < 0) {
-        set_err(err, err_len, "eviction: unknown policy \"%s\"", cfg->eviction);
+        bc_config_errf(err, err_len, "eviction: unknown policy \"%s\"", cfg->eviction);
         return BC_EINVAL;
     }
     if (cfg->admin_port != 0 && cfg->admin_port == cfg->port) {
-        set_err(err, err_len, "the admin port and the data port are both %u; give "
-                "--admin-port another port (or 0 to disable it)", cfg->port);
+        bc_config_errf(err, err_len, "the admin port and the data port are both %u; give "
+                       "--admin-port another port (or 0 to disable it)", cfg->port);
         return BC_EINVAL;
     }
     return BC_OK;
