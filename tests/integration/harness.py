@@ -10,12 +10,14 @@ directory, and are stopped when the test process exits, even on failure.
 Binaries come from the environment ctest sets (BC_NODE_BIN, MEMCACHED_BIN).
 """
 import atexit
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -499,3 +501,55 @@ def zk_shell(zk, *args, timeout=60):
                        capture_output=True, text=True, timeout=timeout * SLOW)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
+
+
+CLIENT_TRAFFIC_BIN = os.environ.get("BC_CLIENT_TRAFFIC_BIN",
+                                    os.path.join(BUILD_DIR, "client", "bucketcache_client_traffic"))
+
+
+class ClientTraffic:
+    """bucketcache_client_traffic (sets and checked reads through
+    libbucketcache from several threads), its JSON report lines collected by
+    a thread.  stop() asserts that no read ever returned a wrong value."""
+
+    def __init__(self, zk, cluster, *args):
+        argv = [CLIENT_TRAFFIC_BIN, "--zk", zk.hosts, "--cluster", cluster, "--duration", "600",
+                "--report-ms", "200", "--timeout", str(int(1500 * SLOW))] + list(args)
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.reports = []
+        self.err = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        self.t2 = threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True)
+        self.t2.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.reports.append(json.loads(line))
+
+    def last(self):
+        wait_for(lambda: self.reports, what="a traffic report")
+        return self.reports[-1]
+
+    def wait_progress(self, n=200, what="traffic progress", timeout=15):
+        """Waits until n more reads succeed than now."""
+        base = self.last()["get_ok"]
+        return wait_for(lambda: self.reports[-1]["get_ok"] >= base + n, timeout=timeout,
+                                what=what)
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(timeout=30 * SLOW)
+        self.t.join(timeout=5)
+        self.t2.join(timeout=5)
+        final = self.reports[-1]
+        assert final.get("final"), final
+        assert final["wrong"] == 0, (final, "".join(self.err)[-3000:])
+        assert self.p.returncode == 0, (self.p.returncode, "".join(self.err)[-3000:])
+        return final
+
+
+def wait_tables(zk, cluster, pred, what, timeout=15):
+    """Polls the cluster's tables until pred(tables) holds; returns them."""
+    return wait_for(lambda: (lambda t: t if pred(t) else None)(tables(zk, cluster)),
+                    timeout=timeout, what=what)

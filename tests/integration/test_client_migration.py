@@ -6,64 +6,22 @@ retry, reads go on, the client follows every table change, and every value
 read is the last one written -- nothing is lost or stale across a move."""
 import json
 import os
-import subprocess
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 NB = 16
 SESSION_MS = 2000
-TRAFFIC_BIN = os.environ.get("BC_CLIENT_TRAFFIC_BIN",
-                             os.path.join(harness.BUILD_DIR, "client", "bucketcache_client_traffic"))
 zk = harness.ZooKeeper()
 
 
-class Traffic:
-    """The traffic driver, its JSON report lines collected by a thread."""
-
-    def __init__(self, cluster, *args):
-        argv = [TRAFFIC_BIN, "--zk", zk.hosts, "--cluster", cluster, "--duration", "600",
-                "--report-ms", "200", "--timeout", str(int(1500 * harness.SLOW))] + list(args)
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.reports = []
-        self.err = []
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-        self.t2 = threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True)
-        self.t2.start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.reports.append(json.loads(line))
-
-    def last(self):
-        harness.wait_for(lambda: self.reports, what="a traffic report")
-        return self.reports[-1]
-
-    def wait_progress(self, n=200, what="traffic progress", timeout=15):
-        """Waits until n more reads succeed than now."""
-        base = self.last()["get_ok"]
-        return harness.wait_for(lambda: self.reports[-1]["get_ok"] >= base + n, timeout=timeout,
-                                what=what)
-
-    def stop(self):
-        self.p.terminate()
-        self.p.wait(timeout=30 * harness.SLOW)
-        self.t.join(timeout=5)
-        self.t2.join(timeout=5)
-        final = self.reports[-1]
-        assert final.get("final"), final
-        assert final["wrong"] == 0, (final, "".join(self.err)[-3000:])
-        assert self.p.returncode == 0, (self.p.returncode, "".join(self.err)[-3000:])
-        return final
+def Traffic(cluster, *args):
+    return harness.ClientTraffic(zk, cluster, *args)
 
 
 def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
-                            timeout=timeout, what=what)
+    return harness.wait_tables(zk, cluster, pred, what, timeout)
 
 
 def test_buckets_migrate_under_traffic():
