@@ -20,19 +20,12 @@
 #include <unistd.h>
 
 #include "bc_config.h"
-
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "bc_time.h"
 
 static int
 remaining(long long deadline)
 {
-    long long left = deadline - mono_ms();
+    long long left = deadline - bc_time_mono_ms();
     return left < 0 ? 0 : (int)left;
 }
 
@@ -117,7 +110,7 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     bc_hostport_t hp;
     memset(resp, 0, sizeof(*resp));
     if (addr == NULL || bc_parse_hostport(addr, 0, &hp) != BC_OK) return BC_EINVAL;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = bc_time_mono_ms() + timeout_ms;
     int fd;
     bc_status_t st = http_connect(&hp, deadline, &fd);
     if (st != BC_OK) return st;

@@ -23,6 +23,7 @@
 #include <zookeeper/zookeeper.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 
 typedef struct zk_watch {
     char *path;
@@ -272,13 +273,7 @@ bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
     /* Wait for the first connection before starting the supervisor, so the
      * CONNECTED transition is observed here and announced once. */
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += connect_timeout_ms / 1000;
-    deadline.tv_nsec += (long)(connect_timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    bc_time_deadline(&deadline, CLOCK_MONOTONIC, connect_timeout_ms);
     pthread_mutex_lock(&zk->state_mu);
     while (zk->zk_state != ZOO_CONNECTED_STATE) {
         if (pthread_cond_timedwait(&zk->state_cv, &zk->state_mu, &deadline) == ETIMEDOUT) break;

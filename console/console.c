@@ -12,6 +12,7 @@
 
 #include "bc_cluster.h"
 #include "bc_log.h"
+#include "bc_time.h"
 
 /* Longest znode path the console builds: cluster path + a sequential name. */
 #define CONSOLE_PATH_MAX (BC_CLUSTER_PATH_MAX + 32)
@@ -53,14 +54,6 @@ struct bc_console {
     bc_view_t cache_view;
     bc_mig_set_t cache_migs;
 };
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 console_wake(bc_console_t *cs, bool reelect)
@@ -448,7 +441,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     bool dry_run = opts->dry_run;
     bc_reconcile_output_t local, *out = result ? result : &local;
     pthread_mutex_lock(&cs->op_mu);
-    int64_t t_start = now_ms();
+    int64_t t_start = bc_time_real_ms();
     bool cached = opts->use_cache && !dry_run && view_out == NULL && cs->cache_valid &&
                   cs->pool != NULL && t_start - cs->cache_loaded_ms < (int64_t)cs->interval_ms;
     bc_status_t st = BC_OK;
@@ -487,9 +480,9 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
             nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
         }
     }
-    int64_t t_loaded = now_ms();
+    int64_t t_loaded = bc_time_real_ms();
     bc_reconcile_input_t in = {
-        .view = &view, .now_ms = now_ms(), .orphan_grace_ms = cs->orphan_grace_ms,
+        .view = &view, .now_ms = bc_time_real_ms(), .orphan_grace_ms = cs->orphan_grace_ms,
         .force_rebalance = opts->force, .migs = have_migs ? &migs : NULL,
         .parallel = dry_run ? 0 : cs->parallel, .reports = reports, .nreports = nreports,
         .cancel_rebalance = opts->cancel, .pause = opts->pause,
@@ -501,7 +494,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     }
     log_debug("console: round%s: loaded in %lld ms, decided and written in %lld ms",
               cached ? " (cached)" : "", (long long)(t_loaded - t_start),
-              (long long)(now_ms() - t_loaded));
+              (long long)(bc_time_real_ms() - t_loaded));
     if (nreports > 0) {
         /* Reports not decided, or decided in a transaction that lost,
          * are decided again next round. */
@@ -607,14 +600,7 @@ console_loop(void *arg)
         if (cs->stopping) break;
         if (!cs->dirty && !cs->reports_ready) {
             struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            long ms = st == BC_OK ? (long)cs->interval_ms : 300;
-            until.tv_sec += ms / 1000;
-            until.tv_nsec += (ms % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            bc_time_deadline(&until, CLOCK_REALTIME, st == BC_OK ? (int64_t)cs->interval_ms : 300);
             pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
         }
     }

@@ -19,6 +19,7 @@
 #include "bc_http_client.h"
 #include "bc_log.h"
 #include "bc_table.h"
+#include "bc_time.h"
 
 #define MIG_JSON_MAX          (512u * 1024u)
 #define MIG_HTTP_TIMEOUT_MS   2000
@@ -502,22 +503,6 @@ struct bc_mig_pool {
     size_t nreports, reports_cap;
 };
 
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Percent-encodes s into out (query value). */
 static void
 url_encode(const char *s, char *out, size_t cap)
@@ -578,7 +563,7 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
 {
     char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX];
     bc_http_response_t resp;
-    int64_t t0 = mono_ms(), deadline = t0 + p->timeout_ms;
+    int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
 
     memset(rep, 0, sizeof(*rep));
     rep->bucket = job->bucket;
@@ -589,7 +574,7 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
 
     /* Start (or find) the import at the destination. */
     for (;;) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - bc_time_mono_ms();
         if (left <= 0 || pool_stopping(p)) {
             snprintf(rep->error, sizeof(rep->error), "timed out starting the import at %.100s",
                      job->dest_admin);
@@ -616,20 +601,20 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
                      why);
             return;
         }
-        sleep_ms(20);
+        bc_time_sleep_ms(20);
     }
 
     /* Poll until it is done; quickly at first (most buckets take a few ms). */
     snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32, job->bucket);
     for (;;) {
-        int64_t now = mono_ms(), elapsed = now - t0;
+        int64_t now = bc_time_mono_ms(), elapsed = now - t0;
         if (now >= deadline || pool_stopping(p)) {
             snprintf(rep->error, sizeof(rep->error), "copy timed out after %lld ms",
                      (long long)elapsed);
             pool_cancel_import(job);
             return;
         }
-        sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
+        bc_time_sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
         bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
                                          MIG_HTTP_TIMEOUT_MS, &resp);
         if (st != BC_OK) {
@@ -703,12 +688,12 @@ pool_main(void *arg)
             continue;
         }
         bc_mig_report_t rep;
-        int64_t t0 = mono_ms();
+        int64_t t0 = bc_time_mono_ms();
         pool_copy(p, &t->job, &rep);
         if (rep.ok) {
             log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
                      "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, t->job.to,
-                     rep.epoch, rep.items, rep.bytes, (long long)(mono_ms() - t0));
+                     rep.epoch, rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
         } else {
             log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
                      ") failed: %s", rep.bucket, t->job.to, rep.epoch, rep.error);

@@ -43,6 +43,7 @@
 #include "bc_log.h"
 #include "bc_table.h"
 #include "bc_zk.h"
+#include "bc_time.h"
 
 #define CLUSTER_REFRESH_MS  3000
 #define ROUTE_READONLY_BIT  (1ull << 32)
@@ -568,14 +569,7 @@ cluster_agent(void *arg)
         if (cl->stopping) break;
         if (!cl->dirty) {
             struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            long ms = st == BC_OK ? CLUSTER_REFRESH_MS : 500;
-            until.tv_sec += ms / 1000;
-            until.tv_nsec += (ms % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            bc_time_deadline(&until, CLOCK_REALTIME, st == BC_OK ? CLUSTER_REFRESH_MS : 500);
             pthread_cond_timedwait(&cl->cv, &cl->mu, &until);
         }
     }

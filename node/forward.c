@@ -53,6 +53,7 @@
 
 #include "bc_log.h"
 #include "bc_mcproto.h"
+#include "bc_time.h"
 
 #define RBUF_MIN        (16u * 1024u)
 #define RBUF_KEEP       (64u * 1024u)   /* larger idle read buffers are freed */
@@ -120,9 +121,7 @@ static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
 static uint64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)bc_time_mono_ms();
 }
 
 /* ------------------------------------------------------------------------ */

@@ -82,6 +82,7 @@
 #include "cache.h"
 #include "config.h"
 #include "server.h"
+#include "bc_time.h"
 
 #define EXIT_USAGE 2
 
@@ -141,13 +142,7 @@ expiry_main(void *arg)
         }
         pthread_mutex_lock(&et->lock);
 
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += et->interval_ms / 1000;
-        deadline.tv_nsec += (long)(et->interval_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        bc_time_deadline(&deadline, CLOCK_MONOTONIC, et->interval_ms);
         while (!et->stop) {
             int rc = pthread_cond_timedwait(&et->cond, &et->lock, &deadline);
             if (rc == ETIMEDOUT) break;

@@ -43,6 +43,7 @@
 #include "bc_frame.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 
 #define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
@@ -109,22 +110,6 @@ struct bc_node_migrate {
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
 };
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* ---- query parameters ---- */
 
@@ -294,9 +279,9 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * table watch has fired: wait here a little (the admin thread is not
      * ours to hold long) rather than make it come back.
      */
-    int64_t until = mono_ms() + MIG_FENCE_WAIT_MS;
+    int64_t until = bc_time_mono_ms() + MIG_FENCE_WAIT_MS;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-    while (cur < p.epoch && mono_ms() < until) {
+    while (cur < p.epoch && bc_time_mono_ms() < until) {
         struct timespec ts = {0, 200 * 1000};
         nanosleep(&ts, NULL);
         route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
@@ -319,7 +304,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
         return mig_refuse(req, false, cur, "this node has no data port to fence");
     }
     bool fenced;
-    while (!(fenced = bc_server_passed_epoch(mig->server, p.epoch)) && mono_ms() < until) {
+    while (!(fenced = bc_server_passed_epoch(mig->server, p.epoch)) && bc_time_mono_ms() < until) {
         struct timespec ts = {0, 200 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -373,7 +358,7 @@ typedef struct fetch {
 static int
 fetch_remaining(const fetch_t *f)
 {
-    int64_t left = f->deadline - mono_ms();
+    int64_t left = f->deadline - bc_time_mono_ms();
     return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 }
 
@@ -750,7 +735,7 @@ import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
         snprintf(err, errlen, "this node's group already owns bucket %" PRIu32, job->bucket);
         return BC_EEXISTS;
     }
-    int64_t t0 = mono_ms(), deadline = t0 + mig->timeout_ms;
+    int64_t t0 = bc_time_mono_ms(), deadline = t0 + mig->timeout_ms;
     int backoff = 1;
     for (;;) {
         /* BEHAVIOR: leftovers of an abandoned attempt would shadow fresh
@@ -769,16 +754,16 @@ import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
             snprintf(err, errlen, "cancelled");
             return BC_ECLOSED;
         }
-        if (mono_ms() + backoff >= deadline) {
+        if (bc_time_mono_ms() + backoff >= deadline) {
             char tmp[200];
             snprintf(tmp, sizeof(tmp), "%.199s", err);
             snprintf(err, errlen, "timed out waiting for the source: %s", tmp);
             return BC_ETIMEOUT;
         }
-        sleep_ms(backoff);
+        bc_time_sleep_ms(backoff);
         /* The source is usually fenced within milliseconds: ask often at
          * first, then back off. */
-        int cap = mono_ms() - t0 < 500 ? MIG_RETRY_FAST_MS : MIG_RETRY_MAX_MS;
+        int cap = bc_time_mono_ms() - t0 < 500 ? MIG_RETRY_FAST_MS : MIG_RETRY_MAX_MS;
         backoff = backoff * 2 > cap ? cap : backoff * 2;
     }
 }
@@ -793,14 +778,14 @@ import_main(void *arg)
     memset(&r, 0, sizeof(r));
     r.job = job;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
-    int64_t t0 = mono_ms();
+    int64_t t0 = bc_time_mono_ms();
 
     bc_status_t st = import_run(job, &r, err, sizeof(err));
     if (st == BC_OK && mig->test_delay_ms > 0) {
         /* A deliberately slow destination (tests only). */
         for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
              waited += 10) {
-            sleep_ms(10);
+            bc_time_sleep_ms(10);
         }
         if (atomic_load(&job->cancel)) {
             snprintf(err, sizeof(err), "cancelled");
@@ -810,7 +795,7 @@ import_main(void *arg)
     if (st != BC_OK && st != BC_EEXISTS && !node_owns(mig, job->bucket)) {
         bc_cache_bucket_drop(mig->cache, job->bucket);
     }
-    int64_t elapsed = mono_ms() - t0;
+    int64_t elapsed = bc_time_mono_ms() - t0;
     pthread_mutex_lock(&mig->mu);
     job->items = r.items;
     job->bytes = r.bytes;

@@ -1,0 +1,54 @@
+/*
+ * bc_time.h -- the few clock helpers every process needs, in one place:
+ * millisecond clocks, a sleep that survives signals, and absolute deadlines
+ * for pthread_cond_timedwait / timed waits.
+ */
+#ifndef BC_TIME_H
+#define BC_TIME_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Milliseconds of CLOCK_MONOTONIC: for durations and timeouts. */
+static inline int64_t
+bc_time_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds since the epoch: for timestamps others read. */
+static inline int64_t
+bc_time_real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps ms milliseconds, resuming after signals. */
+static inline void
+bc_time_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* *ts = now on `clock` + ms: an absolute deadline (pthread_cond_timedwait
+ * measures CLOCK_REALTIME unless the condvar was set to another clock). */
+static inline void
+bc_time_deadline(struct timespec *ts, clockid_t clock, int64_t ms)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+#endif
