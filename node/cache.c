@@ -761,9 +761,15 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
 /* reads                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * The one lookup: finds a live item, counts the access (memcached counts a
+ * touch as a fetch) and sets its expiry when `touch`.  With `ref`, returns
+ * it referenced; without, the result only says found (non-NULL) and must
+ * not be dereferenced.
+ */
 static bc_item_t *
 cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
-          uint32_t exptime)
+          uint32_t exptime, bool ref)
 {
     cache_loc_t loc;
     bc_item_t *freelist = NULL;
@@ -774,10 +780,10 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
     pthread_mutex_lock(&loc.shard->lock);
     bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
     if (it != NULL) {
-        if (item_refs(it) >= CACHE_REFCOUNT_MAX) {
+        if (ref && item_refs(it) >= CACHE_REFCOUNT_MAX) {
             it = NULL;   /* absurd fan-out on one item: refuse, never overflow */
         } else {
-            atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+            if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
             it->iflags |= ITEM_FETCHED;
             if (touch) it->exptime = exptime;
             cache->policy->on_access(loc.shard->policy, it, now);
@@ -791,14 +797,14 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
 bc_item_t *
 bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
 {
-    return cache_get(cache, key, nkey, hash, false, 0);
+    return cache_get(cache, key, nkey, hash, false, 0, true);
 }
 
 bc_item_t *
 bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                    uint32_t exptime)
 {
-    return cache_get(cache, key, nkey, hash, true, exptime);
+    return cache_get(cache, key, nkey, hash, true, exptime, true);
 }
 
 void
@@ -1043,22 +1049,7 @@ bc_status_t
 bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                uint32_t exptime)
 {
-    cache_loc_t loc;
-    bc_item_t *freelist = NULL;
-    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
-    cache_locate(cache, hash, &loc);
-    uint32_t now = cache_clock(cache);
-
-    pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-    if (it != NULL) {
-        it->exptime = exptime;
-        it->iflags |= ITEM_FETCHED;   /* memcached counts a touch as a fetch */
-        cache->policy->on_access(loc.shard->policy, it, now);
-    }
-    pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
-    return it != NULL ? BC_OK : BC_ENOTFOUND;
+    return cache_get(cache, key, nkey, hash, true, exptime, false) != NULL ? BC_OK : BC_ENOTFOUND;
 }
 
 /*
