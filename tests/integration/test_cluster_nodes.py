@@ -34,8 +34,7 @@ def peer_conn(node):
 
 
 def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, cluster)),
-                            timeout=timeout, what=what)
+    return harness.wait_tables(zk, cluster, pred, what, timeout)
 
 
 def test_registration_primary_and_ownership():
