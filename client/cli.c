@@ -584,18 +584,30 @@ cli_key_error(const char *what, const char *key, int code)
     fprintf(stderr, "bucketcache: %s %s: %s\n", what, key, bc_strerror(code));
 }
 
+/*
+ * The keys argv[first..argc) checked, then a library client opened: the
+ * common start of the multi-key data commands.  Prints usage when there is
+ * no key.  Returns an exit code; *client is set on EXIT_OK.
+ */
+static int
+cli_keys_client(cli_t *cli, int argc, char **argv, int first, const char *usage,
+                bc_client_t **client)
+{
+    if (first >= argc) {
+        fprintf(stderr, "bucketcache: usage: %s\n", usage);
+        return EXIT_USAGE;
+    }
+    for (int i = first; i < argc; i++) {
+        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
+    }
+    return cli_client(cli, client);
+}
+
 static int
 cmd_get(cli_t *cli, int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "bucketcache: usage: get KEY...\n");
-        return EXIT_USAGE;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
-    }
     bc_client_t *client;
-    int rc = cli_client(cli, &client);
+    int rc = cli_keys_client(cli, argc, argv, 1, "get KEY...", &client);
     if (rc != EXIT_OK) return rc;
     size_t n = (size_t)(argc - 1);
     const void **keys = calloc(n, sizeof(*keys));
@@ -790,15 +802,8 @@ cmd_set(cli_t *cli, int argc, char **argv)
 static int
 cmd_del(cli_t *cli, int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "bucketcache: usage: del KEY...\n");
-        return EXIT_USAGE;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
-    }
     bc_client_t *client;
-    int rc = cli_client(cli, &client);
+    int rc = cli_keys_client(cli, argc, argv, 1, "del KEY...", &client);
     if (rc != EXIT_OK) return rc;
     int exit_code = EXIT_OK;
     for (int i = 1; i < argc; i++) {
@@ -820,15 +825,9 @@ cmd_touch(cli_t *cli, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c != 't' || !cli_parse_i64(optarg, "--ttl", -1, INT32_MAX, &ttl)) return EXIT_USAGE;
     }
-    if (ttl == -2 || optind >= argc) {
-        fprintf(stderr, "bucketcache: usage: touch --ttl SECS KEY...\n");
-        return EXIT_USAGE;
-    }
-    for (int i = optind; i < argc; i++) {
-        if (!cli_key_ok(argv[i])) return EXIT_USAGE;
-    }
     bc_client_t *client;
-    int rc = cli_client(cli, &client);
+    int rc = cli_keys_client(cli, argc, argv, ttl == -2 ? argc : optind,
+                             "touch --ttl SECS KEY...", &client);
     if (rc != EXIT_OK) return rc;
     int exit_code = EXIT_OK;
     for (int i = optind; i < argc; i++) {
