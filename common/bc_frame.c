@@ -278,6 +278,100 @@ bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes)
     return BC_OK;
 }
 
+bc_status_t
+bc_frame_put_rhello(bc_frame_buf_t *b, bool full, const char *replid, uint64_t offset)
+{
+    size_t n = strlen(replid);
+    if (n > BC_FRAME_REPLID_MAX) return BC_EINVAL;
+    char *p = frame_open(b, 64 + n), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | 6);
+    p += mp_uint(p, BC_FRAME_RHELLO);
+    *p++ = (char)(0xa0 | (sizeof(BC_FRAME_REPL_MAGIC) - 1));
+    memcpy(p, BC_FRAME_REPL_MAGIC, sizeof(BC_FRAME_REPL_MAGIC) - 1);
+    p += sizeof(BC_FRAME_REPL_MAGIC) - 1;
+    p += mp_uint(p, BC_FRAME_VERSION);
+    p += mp_uint(p, full ? 1 : 0);
+    if (n <= 31) {
+        *p++ = (char)(0xa0 | n);           /* fixstr */
+    } else {
+        *p++ = (char)0xd9;                 /* str 8 */
+        *p++ = (char)n;
+    }
+    memcpy(p, replid, n);
+    p += n;
+    p += mp_uint(p, offset);
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
+}
+
+/* A frame [type, key] or [type, key, ttl]. */
+static bc_status_t
+frame_put_key(bc_frame_buf_t *b, bc_frame_type_t type, const char *key, size_t nkey,
+              bool with_ttl, uint32_t ttl)
+{
+    if (nkey > 0xffffu) return BC_ETOOLARGE;
+    char *p = frame_open(b, 24 + nkey), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | (with_ttl ? 3 : 2));
+    p += mp_uint(p, type);
+    p += mp_bin_header(p, nkey);
+    memcpy(p, key, nkey);
+    p += nkey;
+    if (with_ttl) p += mp_uint(p, ttl);
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
+}
+
+/* A frame [type, number]. */
+static bc_status_t
+frame_put_num(bc_frame_buf_t *b, bc_frame_type_t type, uint64_t v)
+{
+    char *p = frame_open(b, 16), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | 2);
+    p += mp_uint(p, type);
+    p += mp_uint(p, v);
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
+}
+
+bc_status_t
+bc_frame_put_del(bc_frame_buf_t *b, const char *key, size_t nkey)
+{
+    return frame_put_key(b, BC_FRAME_DEL, key, nkey, false, 0);
+}
+
+bc_status_t
+bc_frame_put_touch(bc_frame_buf_t *b, const char *key, size_t nkey, uint32_t ttl)
+{
+    return frame_put_key(b, BC_FRAME_TOUCH, key, nkey, true, ttl);
+}
+
+bc_status_t
+bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when)
+{
+    return frame_put_num(b, BC_FRAME_FLUSH, when);
+}
+
+bc_status_t
+bc_frame_put_drop(bc_frame_buf_t *b, uint32_t bucket)
+{
+    return frame_put_num(b, BC_FRAME_DROP, bucket);
+}
+
+bc_status_t
+bc_frame_put_ping(bc_frame_buf_t *b, uint64_t offset)
+{
+    return frame_put_num(b, BC_FRAME_PING, offset);
+}
+
+bc_status_t
+bc_frame_put_ack(bc_frame_buf_t *b, uint64_t offset)
+{
+    return frame_put_num(b, BC_FRAME_ACK, offset);
+}
+
 /* ---- decoding ---- */
 
 typedef struct mp_reader {
@@ -468,6 +562,54 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
             goto bad_field;
         }
         break;
+    case BC_FRAME_RHELLO: {
+        const char *magic;
+        size_t nmagic;
+        if (n != 6) return frame_fail(err, errlen, BC_EPROTO, "RHELLO frame with %u fields, "
+                                      "expected 6", n);
+        if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_REPL_MAGIC) - 1 ||
+            memcmp(magic, BC_FRAME_REPL_MAGIC, nmagic) != 0) {
+            return frame_fail(err, errlen, BC_EPROTO, "RHELLO frame without the \"%s\" magic",
+                              BC_FRAME_REPL_MAGIC);
+        }
+        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+        out->version = (uint32_t)v;
+        if (!mp_read_uint(&r, 1, &v)) goto bad_field;
+        out->full = v == 1;
+        if (!mp_read_bytes(&r, &out->replid, &out->nreplid) ||
+            out->nreplid > BC_FRAME_REPLID_MAX) {
+            goto bad_field;
+        }
+        if (!mp_read_uint(&r, UINT64_MAX, &out->offset)) goto bad_field;
+        break;
+    }
+    case BC_FRAME_DEL:
+    case BC_FRAME_TOUCH:
+        if (n != (type == BC_FRAME_DEL ? 2u : 3u)) {
+            return frame_fail(err, errlen, BC_EPROTO, "%s frame with %u fields",
+                              type == BC_FRAME_DEL ? "DEL" : "TOUCH", n);
+        }
+        if (!mp_read_bytes(&r, &out->key, &out->nkey)) goto bad_field;
+        if (type == BC_FRAME_TOUCH) {
+            if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+            out->ttl = (uint32_t)v;
+        }
+        break;
+    case BC_FRAME_FLUSH:
+    case BC_FRAME_DROP:
+    case BC_FRAME_PING:
+    case BC_FRAME_ACK:
+        if (n != 2) return frame_fail(err, errlen, BC_EPROTO, "frame type %llu with %u fields, "
+                                      "expected 2", (unsigned long long)type, n);
+        if (!mp_read_uint(&r, type == BC_FRAME_FLUSH || type == BC_FRAME_DROP ? UINT32_MAX
+                                                                               : UINT64_MAX,
+                          &v)) {
+            goto bad_field;
+        }
+        if (type == BC_FRAME_FLUSH) out->when = (uint32_t)v;
+        else if (type == BC_FRAME_DROP) out->bucket = (uint32_t)v;
+        else out->offset = v;
+        break;
     default:
         return frame_fail(err, errlen, BC_EPROTO, "unknown frame type %llu",
                           (unsigned long long)type);
@@ -481,9 +623,8 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     return BC_OK;
 
 bad_field:
-    return frame_fail(err, errlen, BC_EPROTO, "%s frame: the field at payload byte %zu has the "
-                      "wrong msgpack type or is out of range",
-                      type == BC_FRAME_HELLO ? "HELLO" : type == BC_FRAME_ITEM ? "ITEM" : "END",
+    return frame_fail(err, errlen, BC_EPROTO, "frame type %llu: the field at payload byte %zu "
+                      "has the wrong msgpack type or is out of range", (unsigned long long)type,
                       (size_t)(r.p - (const unsigned char *)payload));
 }
 

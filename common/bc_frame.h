@@ -27,6 +27,20 @@
  *   own).  END repeats how many items and how many key+value bytes the
  *   stream carried.
  *
+ * REPLICATION (node/repl.h) uses the same framing on a primary->backup
+ * connection, with these frame types besides ITEM and END:
+ *
+ *       RHELLO [10, "bcrepl", version, full, replid, offset]
+ *       DEL    [11, key]
+ *       TOUCH  [12, key, ttl]
+ *       FLUSH  [13, when]             (absolute unix seconds, 0 = now)
+ *       DROP   [14, bucket]
+ *       PING   [15, offset]           (primary -> backup, the primary's offset)
+ *       ACK    [16, offset]           (backup -> primary, the offset applied)
+ *
+ *   full = 1 means a snapshot (ITEM* END) follows before the live stream.
+ *   In the live stream an ITEM is "the key's value is now this".
+ *
  * WHY THIS FRAMING
  *   The length prefix lets a reader cut frames without parsing msgpack
  *   incrementally; the CRC catches corruption that msgpack would happily
@@ -56,11 +70,20 @@
 #define BC_FRAME_HEADER_LEN 8u
 #define BC_FRAME_MAGIC      "bcmig"
 #define BC_FRAME_VERSION    1u
+#define BC_FRAME_REPL_MAGIC "bcrepl"
+#define BC_FRAME_REPLID_MAX 40u       /* longest replication id carried */
 
 typedef enum bc_frame_type {
     BC_FRAME_HELLO = 0,
     BC_FRAME_ITEM = 1,
     BC_FRAME_END = 2,
+    BC_FRAME_RHELLO = 10,
+    BC_FRAME_DEL = 11,
+    BC_FRAME_TOUCH = 12,
+    BC_FRAME_FLUSH = 13,
+    BC_FRAME_DROP = 14,
+    BC_FRAME_PING = 15,
+    BC_FRAME_ACK = 16,
 } bc_frame_type_t;
 
 /* One decoded frame.  key and value point into the decoded buffer. */
@@ -82,6 +105,13 @@ typedef struct bc_frame {
     /* END */
     uint64_t items;
     uint64_t bytes;
+    /* RHELLO (also version), PING, ACK (offset), FLUSH (when), DROP (bucket),
+     * DEL and TOUCH (key, nkey; TOUCH also ttl) */
+    bool full;
+    const char *replid;
+    size_t nreplid;
+    uint64_t offset;
+    uint32_t when;
 } bc_frame_t;
 
 /* ---- encoding ---- */
@@ -108,6 +138,15 @@ bc_status_t bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoc
 bc_status_t bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
                               size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas);
 bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
+/* Replication frames (see REPLICATION above).  replid is at most
+ * BC_FRAME_REPLID_MAX bytes (BC_EINVAL otherwise). */
+bc_status_t bc_frame_put_rhello(bc_frame_buf_t *b, bool full, const char *replid, uint64_t offset);
+bc_status_t bc_frame_put_del(bc_frame_buf_t *b, const char *key, size_t nkey);
+bc_status_t bc_frame_put_touch(bc_frame_buf_t *b, const char *key, size_t nkey, uint32_t ttl);
+bc_status_t bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when);
+bc_status_t bc_frame_put_drop(bc_frame_buf_t *b, uint32_t bucket);
+bc_status_t bc_frame_put_ping(bc_frame_buf_t *b, uint64_t offset);
+bc_status_t bc_frame_put_ack(bc_frame_buf_t *b, uint64_t offset);
 
 /* ---- decoding ---- */
 

@@ -32,7 +32,8 @@
     X(BC_EREADONLY,  -17,  "bucket is read-only")                            \
     X(BC_EZK,        -18,  "zookeeper error")                                \
     X(BC_ESTALE,     -19,  "stale epoch")                                    \
-    X(BC_EBUSY,      -20,  "busy")
+    X(BC_EBUSY,      -20,  "busy")                                           \
+    X(BC_EHANDOFF,   -21,  "connection handed off")
 
 typedef enum bc_status {
 #define BC__STATUS_ENUM(name, value, text) name = value,

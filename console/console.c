@@ -19,6 +19,8 @@
 #define CONSOLE_MAX_REPORTS 64
 #define CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
 
+#define CONSOLE_OFFSET_TIMEOUT_MS 300   /* asking a failover candidate its offset */
+
 struct bc_console {
     char *cluster;
     char *admin_addr;
@@ -457,6 +459,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         console_cache_drop(cs);
         st = bc_view_load(cs->zk, cs->cluster, cs->nbuckets, dry_run ? NULL : console_on_watch, cs,
                           &view, err, sizeof(err));
+        if (st == BC_OK) bc_view_fill_offsets(&view, CONSOLE_OFFSET_TIMEOUT_MS);
     }
     if (st != BC_OK) {
         pthread_mutex_unlock(&cs->op_mu);

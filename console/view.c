@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "bc_http_client.h"
 #include "bc_log.h"
 
 void
@@ -254,4 +255,47 @@ bc_view_load(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch_fn
 fail:
     bc_view_free(view);
     return st;
+}
+
+/* The offset a node reports on GET /v1/repl; 0 when it cannot tell. */
+static uint64_t
+view_node_offset(const bc_node_info_t *n, int timeout_ms)
+{
+    bc_http_response_t resp;
+    uint64_t off = 0;
+    if (n->admin_addr[0] == '\0') return 0;
+    if (bc_http_request(n->admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp) != BC_OK) {
+        return 0;
+    }
+    if (resp.status == 200) {
+        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(doc, "offset");
+        const cJSON *synced = cJSON_GetObjectItemCaseSensitive(doc, "synced");
+        if (cJSON_IsNumber(o) && o->valuedouble >= 0 && o->valuedouble < 1.8e19 &&
+            cJSON_IsTrue(synced)) {
+            off = (uint64_t)o->valuedouble;
+        }
+        cJSON_Delete(doc);
+    }
+    bc_http_response_free(&resp);
+    return off;
+}
+
+void
+bc_view_fill_offsets(bc_view_t *view, int timeout_ms)
+{
+    for (size_t i = 0; i < view->ngroups; i++) {
+        bc_view_group_t *g = &view->groups[i];
+        if (g->nnodes < 2) continue;
+        bool alive = false;
+        for (size_t k = 0; g->has_primary && k < g->nnodes; k++) {
+            alive = alive || strcmp(g->nodes[k].name, g->primary.node) == 0;
+        }
+        if (alive) continue;
+        for (size_t k = 0; k < g->nnodes; k++) {
+            g->nodes[k].offset = view_node_offset(&g->nodes[k], timeout_ms);
+            log_info("console: group %u candidate %s has replication offset %llu", g->gid,
+                     g->nodes[k].name, (unsigned long long)g->nodes[k].offset);
+        }
+    }
 }

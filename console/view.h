@@ -58,6 +58,19 @@ bc_status_t bc_view_load(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc
                          void *watch_ctx, bc_view_t *view, char *err, size_t errlen);
 void bc_view_free(bc_view_t *view);
 
+/*
+ * BEHAVIOR: registrations carry no live replication offset (rewriting a
+ * znode on every write would load ZooKeeper with the write traffic), so
+ * when a group needs a new primary -- no record, or the record names a
+ * node that is gone -- this asks each live node of that group for its
+ * offset (GET /v1/repl on its admin port, timeout_ms each) and stores it
+ * in the node's info, so the reconcile picks the backup with the most
+ * data.  A node that does not answer, or is in the middle of a full
+ * resync (its data is partial), counts as offset 0.  Groups whose primary
+ * is alive are not asked.
+ */
+void bc_view_fill_offsets(bc_view_t *view, int timeout_ms);
+
 /* The group with that id, or NULL. */
 bc_view_group_t *bc_view_group(bc_view_t *view, uint32_t gid);
 

@@ -52,6 +52,7 @@
 #include "bc_httpd.h"
 #include "bc_log.h"
 #include "migrate.h"
+#include "repl.h"
 
 #define ADMIN_DEFAULT_MAX_CONNS 64u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u
@@ -66,6 +67,7 @@ struct bc_admin {
     bc_server_t *server;        /* borrowed, may be NULL */
     bc_node_cluster_t *cluster; /* borrowed; NULL = standalone */
     bc_node_migrate_t *migrate; /* owned; NULL = standalone */
+    bc_repl_t *repl;            /* borrowed; NULL = no replication */
     bc_httpd_t *httpd;
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
@@ -86,6 +88,8 @@ parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
     *out = v;
     return true;
 }
+
+static cJSON *repl_json(bc_admin_t *admin);
 
 /* ---- cluster facts ---- */
 
@@ -118,6 +122,10 @@ cluster_json_add(bc_admin_t *admin, cJSON *o, bool counters)
             cJSON_AddNumberToObject(m, "import_bytes", (double)ms.import_bytes);
         }
     }
+    if (counters && admin->repl != NULL) {
+        cJSON *rj = repl_json(admin);
+        if (rj != NULL) cJSON_AddItemToObject(o, "replication", rj);
+    }
     if (counters) {
         cJSON_AddNumberToObject(o, "owned_buckets", ci.owned_buckets);
         cJSON_AddNumberToObject(o, "registrations", (double)ci.registrations);
@@ -126,6 +134,75 @@ cluster_json_add(bc_admin_t *admin, cJSON *o, bool counters)
                                 (double)atomic_load_explicit(&admin->refused,
                                                              memory_order_relaxed));
     }
+}
+
+/* ---- replication (repl.h) ---- */
+
+static cJSON *
+repl_json(bc_admin_t *admin)
+{
+    bc_repl_info_t ri;
+    bc_node_cluster_info_t ci;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    bc_repl_get_info(admin->repl, &ri);
+    bc_node_cluster_get_info(admin->cluster, &ci);
+    cJSON_AddStringToObject(o, "role", ri.primary ? "primary" : "backup");
+    cJSON_AddStringToObject(o, "mode", bc_repl_mode_name(ri.mode));
+    cJSON_AddStringToObject(o, "replid", ri.replid);
+    cJSON_AddNumberToObject(o, "offset", (double)ri.offset);
+    cJSON_AddBoolToObject(o, "synced", ri.synced);
+    cJSON_AddBoolToObject(o, "writable", ci.writable);
+    cJSON_AddNumberToObject(o, "lease_ms", (double)ci.lease_ms);
+    cJSON_AddNumberToObject(o, "fenced_writes", (double)ci.fenced_writes);
+    cJSON_AddNumberToObject(o, "backlog_start", (double)ri.backlog_start);
+    cJSON_AddNumberToObject(o, "backlog_bytes", (double)ri.backlog_bytes);
+    if (ri.primary) {
+        cJSON *arr = cJSON_AddArrayToObject(o, "backups");
+        for (uint32_t i = 0; arr != NULL && i < ri.backups && i < BC_REPL_MAX_BACKUPS_REPORTED;
+             i++) {
+            const bc_repl_backup_info_t *b = &ri.backup[i];
+            cJSON *jb = cJSON_CreateObject();
+            if (jb == NULL) break;
+            cJSON_AddStringToObject(jb, "name", b->name);
+            cJSON_AddStringToObject(jb, "addr", b->addr);
+            cJSON_AddBoolToObject(jb, "online", b->online);
+            cJSON_AddBoolToObject(jb, "in_sync", b->in_sync);
+            cJSON_AddNumberToObject(jb, "acked", (double)b->acked);
+            cJSON_AddNumberToObject(jb, "lag_bytes", (double)b->lag_bytes);
+            cJSON_AddItemToArray(arr, jb);
+        }
+        cJSON_AddNumberToObject(o, "full_resyncs", (double)ri.full_resyncs);
+        cJSON_AddNumberToObject(o, "partial_resyncs", (double)ri.partial_resyncs);
+        cJSON_AddNumberToObject(o, "sync_waits", (double)ri.sync_waits);
+        cJSON_AddNumberToObject(o, "sync_timeouts", (double)ri.sync_timeouts);
+        cJSON_AddNumberToObject(o, "sync_wait_us", (double)ri.sync_wait_us);
+    } else {
+        cJSON_AddBoolToObject(o, "link_up", ri.link_up);
+        cJSON_AddStringToObject(o, "primary", ri.primary_addr);
+        cJSON_AddNumberToObject(o, "primary_offset", (double)ri.primary_offset);
+        cJSON_AddNumberToObject(o, "lag_bytes", (double)ri.lag_bytes);
+        cJSON_AddNumberToObject(o, "lag_ms", (double)ri.lag_ms);
+        cJSON_AddNumberToObject(o, "applied_records", (double)ri.applied_records);
+        cJSON_AddNumberToObject(o, "apply_errors", (double)ri.apply_errors);
+        cJSON_AddNumberToObject(o, "snapshots_received", (double)ri.snapshots_received);
+    }
+    return o;
+}
+
+/* GET /v1/repl: this node's replication state (the console reads the
+ * offsets from here when it picks a new primary). */
+static enum MHD_Result
+handle_repl(void *ctx, bc_http_req_t *req)
+{
+    bc_admin_t *admin = ctx;
+    if (admin->repl == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND,
+                                   "replication runs only on a node in a cluster");
+    }
+    cJSON *doc = repl_json(admin);
+    if (doc == NULL) return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
 /* ---- /health ---- */
@@ -431,6 +508,47 @@ handle_metrics(void *ctx, bc_http_req_t *req)
                "Key and value bytes stored by bucket imports.", ms.import_bytes);
         metric(&tb, "migrate_imports_running", "gauge",
                "Bucket imports in progress.", ms.imports_running);
+        metric(&tb, "cluster_writable", "gauge",
+               "1 when this node accepts writes (primary, replication ready, write lease "
+               "valid).", ci.writable ? 1 : 0);
+        metric(&tb, "cluster_fenced_writes_total", "counter",
+               "Writes refused because the ZooKeeper write lease had lapsed.",
+               ci.fenced_writes);
+    }
+    if (admin->repl != NULL) {
+        bc_repl_info_t ri;
+        bc_repl_get_info(admin->repl, &ri);
+        metric(&tb, "repl_offset", "gauge",
+               "Replication offset: the primary's own, or what this backup applied.", ri.offset);
+        metric(&tb, "repl_synced", "gauge",
+               "1 when this node's data is complete (0 during a full resync).",
+               ri.synced ? 1 : 0);
+        metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
+        metric(&tb, "repl_full_resyncs_total", "counter", "Snapshots sent to backups.",
+               ri.full_resyncs);
+        metric(&tb, "repl_partial_resyncs_total", "counter",
+               "Backups resumed from the backlog.", ri.partial_resyncs);
+        metric(&tb, "repl_sync_waits_total", "counter",
+               "Reply batches that waited for backup acknowledgements (sync mode).",
+               ri.sync_waits);
+        metric(&tb, "repl_sync_timeouts_total", "counter",
+               "Backups dropped from the sync set for not acknowledging in time.",
+               ri.sync_timeouts);
+        metric(&tb, "repl_sync_wait_microseconds_total", "counter",
+               "Time reply batches waited for backups (sync mode).", ri.sync_wait_us);
+        metric(&tb, "repl_lag_bytes", "gauge",
+               "Backup: stream bytes the primary has that this node has not applied.",
+               ri.lag_bytes);
+        metric(&tb, "repl_lag_milliseconds", "gauge",
+               "Backup: time since this node last had everything the primary had.",
+               ri.lag_ms < 0 ? 0 : (uint64_t)ri.lag_ms);
+        metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
+               ri.link_up ? 1 : 0);
+        metric(&tb, "repl_applied_records_total", "counter",
+               "Backup: replication records applied.", ri.applied_records);
+        metric(&tb, "repl_apply_errors_total", "counter",
+               "Backup: records that could not be applied (no memory); the key was removed.",
+               ri.apply_errors);
     }
     if (tb.failed || tb.data == NULL) {
         free(tb.data);
@@ -757,6 +875,7 @@ static const bc_http_route_t admin_routes[] = {
     {"/stats", "GET", handle_stats},
     {"/metrics", "GET", handle_metrics},
     {"/v1/keys/*", "GET, PUT, DELETE", handle_keys},
+    {"/v1/repl", "GET", handle_repl},
     {"/v1/migrate/export", "GET", handle_migrate_export},
     {"/v1/migrate/import", "GET, POST, DELETE", handle_migrate_import},
 };
@@ -843,4 +962,10 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");
     }
+}
+
+void
+bc_admin_set_repl(bc_admin_t *admin, bc_repl_t *repl)
+{
+    admin->repl = repl;
 }

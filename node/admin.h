@@ -84,6 +84,11 @@ bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
  */
 void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
 
+/* Serves GET /v1/repl and the replication metrics.  repl is borrowed and
+ * must outlive the admin server.  Call after bc_admin_set_cluster. */
+struct bc_repl;
+void bc_admin_set_repl(bc_admin_t *admin, struct bc_repl *repl);
+
 /* Starts serving on libmicrohttpd's thread.  Errors: BC_EIO. */
 bc_status_t bc_admin_start(bc_admin_t *admin);
 

@@ -154,7 +154,20 @@ struct bc_cache {
 
     cache_bucket_t *buckets;
     cache_shard_t *shards;
+
+    bc_cache_observer_fn observer;    /* set before use; NULL = none */
+    void *observer_ctx;
 };
+
+/* Reports a change to the observer (see cache.h). */
+static inline void
+cache_notify(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it,
+             const char *key, size_t nkey, uint32_t num)
+{
+    if (cache->observer == NULL) return;
+    bc_cache_event_t ev = {type, it, key, nkey, num, num};
+    cache->observer(cache->observer_ctx, &ev);
+}
 
 /* Where a hash lives. */
 typedef struct cache_loc {
@@ -785,7 +798,10 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
         } else {
             if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
             it->iflags |= ITEM_FETCHED;
-            if (touch) it->exptime = exptime;
+            if (touch) {
+                it->exptime = exptime;
+                cache_notify(cache, BC_CACHE_EV_TOUCH, it, NULL, 0, 0);
+            }
             cache->policy->on_access(loc.shard->policy, it, now);
         }
     }
@@ -950,6 +966,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            cache_notify(cache, BC_CACHE_EV_STORE, nit, NULL, 0, 0);
             if (cas_out != NULL) *cas_out = nit->cas;
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1013,6 +1030,7 @@ bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t 
         } else if (!do_item_link(cache, &loc, it, now)) {
             st = BC_ENOMEM;
         }
+        if (st == BC_OK) cache_notify(cache, BC_CACHE_EV_STORE, it, NULL, 0, 0);
         if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
     }
     pthread_mutex_unlock(&loc.shard->lock);
@@ -1039,6 +1057,7 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
     if (it != NULL) {
         do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
         do_table_shrink(cache, loc.bucket);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0);
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
@@ -1139,6 +1158,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
             memset(v + len, ' ', it->nbytes - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
             cache->policy->on_access(loc.shard->policy, it, now);
+            cache_notify(cache, BC_CACHE_EV_STORE, it, NULL, 0, 0);
             pthread_mutex_unlock(&loc.shard->lock);
             cache_free_list(cache, freelist);
             return BC_OK;
@@ -1169,6 +1189,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            cache_notify(cache, BC_CACHE_EV_STORE, nit, NULL, 0, 0);
         }
         pthread_mutex_unlock(&loc.shard->lock);
         cache_free_list(cache, freelist);
@@ -1197,6 +1218,7 @@ bc_cache_flush(bc_cache_t *cache, uint32_t when)
     } else {
         atomic_store(&cache->oldest_live, due);
     }
+    cache_notify(cache, BC_CACHE_EV_FLUSH, NULL, NULL, 0, when);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1325,6 +1347,7 @@ bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
         b->bytes = 0;
         do_table_shrink(cache, b);   /* count is 0: frees the slot array */
     }
+    cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket);
     pthread_mutex_unlock(&s->lock);
     cache_free_list(cache, freelist);
     return dropped;
@@ -1351,4 +1374,11 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
     out->mem_limit = cache->mem_limit;
     out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
+}
+
+void
+bc_cache_set_observer(bc_cache_t *cache, bc_cache_observer_fn fn, void *ctx)
+{
+    cache->observer_ctx = ctx;
+    cache->observer = fn;
 }

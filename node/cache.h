@@ -234,4 +234,50 @@ uint64_t bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket);
 
 void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
 
+/* ---- change observer (replication, node/repl.h) ---- */
+
+/*
+ * Every change a client, an import or a bucket drop makes is reported as
+ * the state it leaves behind, so replaying the reports in order on
+ * another cache reproduces this one:
+ *
+ *   STORE  item now holds this value (set/add/replace/cas/append/prepend/
+ *          incr/decr all report the resulting item)
+ *   DELETE the key is gone (delete; also a too-large set's removal)
+ *   TOUCH  item's expiry changed (touch, gat, gats)
+ *   FLUSH  flush_all with its due time (0 = now)
+ *   DROP   the whole bucket was dropped
+ *
+ * Not reported: eviction and expiry.  A backup with the same memory limit
+ * evicts on its own, and expiry is an absolute time the backup holds too;
+ * keeping an item the primary evicted is harmless (it is the latest value
+ * written, and the backup's own eviction will take it when it needs room).
+ *
+ * The observer runs on the thread that made the change, with the shard
+ * lock held for STORE/DELETE/TOUCH/DROP (so reports of one key come in the
+ * order the changes were made), and must not call back into the cache.
+ */
+typedef enum bc_cache_event_type {
+    BC_CACHE_EV_STORE,
+    BC_CACHE_EV_DELETE,
+    BC_CACHE_EV_TOUCH,
+    BC_CACHE_EV_FLUSH,
+    BC_CACHE_EV_DROP,
+} bc_cache_event_type_t;
+
+typedef struct bc_cache_event {
+    bc_cache_event_type_t type;
+    const bc_item_t *item;     /* STORE, TOUCH (exptime already updated) */
+    const char *key;           /* DELETE */
+    size_t nkey;               /* DELETE */
+    uint32_t when;             /* FLUSH: absolute unix seconds, 0 = now */
+    uint32_t bucket;           /* DROP */
+} bc_cache_event_t;
+
+typedef void (*bc_cache_observer_fn)(void *ctx, const bc_cache_event_t *ev);
+
+/* Installs the observer (NULL removes it).  Call before any other thread
+ * uses the cache; the pointer is read without a lock. */
+void bc_cache_set_observer(bc_cache_t *cache, bc_cache_observer_fn fn, void *ctx);
+
 #endif

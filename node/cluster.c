@@ -64,6 +64,17 @@ struct bc_node_cluster {
     _Atomic uint64_t registrations;
     _Atomic uint64_t buckets_dropped;
 
+    /* Write fencing (see FENCING below). */
+    _Atomic bool gated;            /* a write gate is in use (replication) */
+    _Atomic bool writable;         /* the gate: replication is ready */
+    _Atomic int64_t lease_until;   /* monotonic ms; writes stop after it */
+    _Atomic uint64_t session_gen;  /* bumped when a session expires */
+    _Atomic uint64_t fenced_writes;/* writes refused for lack of a lease */
+    int session_timeout_ms;        /* as configured */
+    pthread_t lease_thread;
+    bool lease_started;
+    pthread_cond_t lease_cv;       /* with mu: wakes the lease thread to stop */
+
     /* mu guards the wake flags and node_name; cv wakes the agent. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -105,12 +116,31 @@ cluster_on_watch(bc_zk_t *zk, const char *path, void *ctx)
     cluster_wake(ctx, false);
 }
 
+/* The node stops being primary at once: no write passes the route check
+ * from here on (the agent decides the role again from ZooKeeper). */
+static void
+cluster_drop_primary(bc_node_cluster_t *cl)
+{
+    atomic_store(&cl->writable, false);
+    if (atomic_exchange(&cl->primary, false)) {
+        log_warn("cluster: no longer primary of group %u (ZooKeeper session lost)", cl->gid);
+    }
+}
+
 static void
 cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
 {
+    bc_node_cluster_t *cl = ctx;
     (void)zk;
-    if (ev == BC_ZK_NEW_SESSION) cluster_wake(ctx, true);
-    else if (ev == BC_ZK_CONNECTED) cluster_wake(ctx, false);
+    if (ev == BC_ZK_EXPIRED) {
+        /* Runs before the new session exists (bc_zk.h): nothing renews the
+         * lease under the old registration after this. */
+        atomic_fetch_add(&cl->session_gen, 1);
+        atomic_store(&cl->lease_until, 0);
+        cluster_drop_primary(cl);
+    }
+    if (ev == BC_ZK_NEW_SESSION) cluster_wake(cl, true);
+    else if (ev == BC_ZK_CONNECTED) cluster_wake(cl, false);
 }
 
 static bc_status_t
@@ -158,10 +188,12 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     if (cl == NULL) return BC_ENOMEM;
     cl->cluster = strdup(config->cluster);
     cl->gid = config->gid;
+    cl->session_timeout_ms = config->session_timeout_ms;
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
     pthread_cond_init(&cl->cv, NULL);
+    pthread_cond_init(&cl->lease_cv, NULL);
     pthread_mutex_init(&cl->prim_mu, NULL);
     bc_node_primaries_init(&cl->prim);
     atomic_init(&cl->prim_gen, 1);
@@ -271,6 +303,11 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
                  (unsigned long long)c->epoch, cl->gid, owned, cl->nbuckets);
     }
     if (cl->cache == NULL) return;
+    /* BEHAVIOR: with replication a backup drops nothing on its own: its
+     * primary's DROP records do it, in stream order.  Dropping here could
+     * throw away a bucket the primary is importing (it belongs to neither
+     * c nor m of this group until the cutover) while the stream fills it. */
+    if (atomic_load(&cl->gated) && !atomic_load(&cl->primary)) return;
     for (uint32_t b = 0; b < cl->nbuckets; b++) {
         if (c->owner[b] == cl->gid || m->owner[b] == cl->gid) continue;
         bc_bucket_stats_t bs;
@@ -510,6 +547,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
     primaries_publish(cl, &next);
     bc_node_primaries_free(&next);
 
+    if (!primary) atomic_store(&cl->writable, false);
     bool was = atomic_exchange(&cl->primary, primary);
     if (was != primary) {
         log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup",
@@ -556,6 +594,7 @@ cluster_agent(void *arg)
 
         bc_status_t st = BC_OK;
         if (rereg) {
+            atomic_store(&cl->writable, false);
             atomic_store(&cl->primary, false);
             st = cluster_register(cl);
         }
@@ -577,6 +616,70 @@ cluster_agent(void *arg)
     return NULL;
 }
 
+/*
+ * FENCING
+ *
+ * BACKGROUND: a primary that loses touch with ZooKeeper cannot know
+ * whether it is still primary.  Its session may expire on the server at
+ * any moment, the console then promotes a backup, and from that moment two
+ * nodes would accept writes for the same buckets.  The old primary cannot
+ * be told (it is unreachable, or frozen: SIGSTOP, a long GC-like pause, a
+ * VM migration), so it must stop on its own, in time.
+ *
+ * BEHAVIOR: this thread renews a write lease: every quarter of the
+ * session timeout it sends one request (exists on the cluster's root) in
+ * the current session.  The server resets the session's expiry clock on
+ * every request it receives, so once the reply is in, the session cannot
+ * expire before (send time + negotiated timeout).  The lease runs to send
+ * time + 3/4 of that, the last quarter being the margin for clock-rate
+ * differences and for the console's promotion to begin.  Writes are
+ * accepted only inside the lease (bc_node_cluster_route), so:
+ *
+ *   - ZooKeeper unreachable: writes stop 3/4 timeout after the last reply,
+ *     before the session can expire and a backup can be promoted;
+ *   - a frozen process wakes with its lease long gone: its first writes
+ *     are refused (NOT_PRIMARY, clients re-route) before any of its own
+ *     threads ran, and the expiry it then learns of clears its role;
+ *   - a reply that arrives in a NEW session (the old one expired in
+ *     between) renews nothing: session_gen changed, and the role was
+ *     dropped when the expiry was reported.
+ *
+ * Reads are not fenced: a partitioned primary may serve a value a newer
+ * primary has since overwritten, for at most the session timeout (the
+ * same window every cache with lease-based failover has).
+ */
+static void *
+cluster_lease_main(void *arg)
+{
+    bc_node_cluster_t *cl = arg;
+    char root[BC_CLUSTER_PATH_MAX];
+    if (bc_cluster_path(root, sizeof(root), cl->cluster, "") != BC_OK) return NULL;
+    pthread_mutex_lock(&cl->mu);
+    while (!cl->stopping) {
+        pthread_mutex_unlock(&cl->mu);
+        int timeout = bc_zk_session_timeout(cl->zk);
+        if (timeout <= 0) timeout = cl->session_timeout_ms;
+        uint64_t gen = atomic_load(&cl->session_gen);
+        int64_t sent = bc_time_mono_ms();
+        bc_status_t st = timeout > 0 && bc_zk_connected(cl->zk)
+                             ? bc_zk_exists(cl->zk, root, NULL, NULL, NULL) : BC_EZK;
+        if ((st == BC_OK || st == BC_ENOTFOUND) && atomic_load(&cl->session_gen) == gen) {
+            int64_t until = sent + (int64_t)timeout * 3 / 4;
+            int64_t old = atomic_load(&cl->lease_until);
+            if (until > old) atomic_store(&cl->lease_until, until);
+        }
+        int interval = timeout / 4;
+        if (interval < 50) interval = 50;
+        pthread_mutex_lock(&cl->mu);
+        if (cl->stopping) break;
+        struct timespec until;
+        bc_time_deadline(&until, CLOCK_REALTIME, interval);
+        pthread_cond_timedwait(&cl->lease_cv, &cl->mu, &until);
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return NULL;
+}
+
 bc_status_t
 bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data_addr,
                       const char *admin_addr)
@@ -593,9 +696,15 @@ bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data
         log_error("cluster: cannot register in group %u: %s", cl->gid, bc_status_str(st));
         return st;
     }
+    /* A first lease before the agent can make this node primary. */
+    int64_t sent = bc_time_mono_ms();
+    int timeout = bc_zk_session_timeout(cl->zk);
+    if (timeout > 0) atomic_store(&cl->lease_until, sent + (int64_t)timeout * 3 / 4);
     if (cluster_refresh(cl) != BC_OK) cluster_wake(cl, false);
     if (pthread_create(&cl->agent, NULL, cluster_agent, cl) != 0) return BC_ENOMEM;
     cl->agent_started = true;
+    if (pthread_create(&cl->lease_thread, NULL, cluster_lease_main, cl) != 0) return BC_ENOMEM;
+    cl->lease_started = true;
     return BC_OK;
 }
 
@@ -605,10 +714,16 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     if (cl == NULL) return;
     pthread_mutex_lock(&cl->mu);
     cl->stopping = true;
-    pthread_cond_signal(&cl->cv);
+    pthread_cond_broadcast(&cl->cv);
+    pthread_cond_broadcast(&cl->lease_cv);
     pthread_mutex_unlock(&cl->mu);
     if (cl->agent_started) pthread_join(cl->agent, NULL);
     cl->agent_started = false;
+    if (cl->lease_started) pthread_join(cl->lease_thread, NULL);
+    cl->lease_started = false;
+    /* Leaving: nothing may be written here as primary any more. */
+    atomic_store(&cl->writable, false);
+    atomic_store(&cl->primary, false);
     if (cl->zk != NULL) {
         bc_zk_close(cl->zk);
         cl->zk = NULL;
@@ -623,6 +738,7 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     bc_node_cluster_leave(cl);
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->cv);
+    pthread_cond_destroy(&cl->lease_cv);
     pthread_mutex_destroy(&cl->prim_mu);
     bc_node_primaries_free(&cl->prim);
     free(cl->route);
@@ -645,6 +761,10 @@ bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write, 
     if (who != cl->gid) return BC_ROUTE_MOVED;
     if (!atomic_load_explicit(&mcl->primary, memory_order_relaxed)) return BC_ROUTE_NOT_PRIMARY;
     if (write && (word & ROUTE_READONLY_BIT)) return BC_ROUTE_READONLY;
+    if (write && !bc_node_cluster_may_write(cl)) {
+        atomic_fetch_add_explicit(&mcl->fenced_writes, 1, memory_order_relaxed);
+        return BC_ROUTE_NOT_PRIMARY;
+    }
     return BC_ROUTE_SERVE;
 }
 
@@ -660,6 +780,10 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     out->owned_buckets = atomic_load(&cl->owned);
     out->registrations = atomic_load(&cl->registrations);
     out->buckets_dropped = atomic_load(&cl->buckets_dropped);
+    out->writable = out->primary && bc_node_cluster_may_write(cl);
+    int64_t left = atomic_load(&cl->lease_until) - bc_time_mono_ms();
+    out->lease_ms = left > 0 ? left : 0;
+    out->fenced_writes = atomic_load(&cl->fenced_writes);
     pthread_mutex_lock(&cl->mu);
     snprintf(out->node_name, sizeof(out->node_name), "%s", cl->node_name);
     pthread_mutex_unlock(&cl->mu);
@@ -697,4 +821,59 @@ bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner
         break;
     }
     return (n < 0 || (size_t)n >= len) ? 0 : n;
+}
+
+bool
+bc_node_cluster_may_write(const bc_node_cluster_t *cl)
+{
+    if (cl == NULL) return true;
+    bc_node_cluster_t *mcl = (bc_node_cluster_t *)cl;
+    if (!atomic_load_explicit(&mcl->primary, memory_order_acquire)) return false;
+    if (atomic_load_explicit(&mcl->gated, memory_order_relaxed) &&
+        !atomic_load_explicit(&mcl->writable, memory_order_acquire)) {
+        return false;
+    }
+    return bc_time_mono_ms() < atomic_load_explicit(&mcl->lease_until, memory_order_relaxed);
+}
+
+bool
+bc_node_cluster_is_primary(const bc_node_cluster_t *cl)
+{
+    return cl != NULL && atomic_load(&((bc_node_cluster_t *)cl)->primary);
+}
+
+void
+bc_node_cluster_use_write_gate(bc_node_cluster_t *cl)
+{
+    atomic_store(&cl->gated, true);
+}
+
+bool
+bc_node_cluster_open_writes(bc_node_cluster_t *cl)
+{
+    atomic_store(&cl->writable, true);
+    /* The role may have been lost while replication got ready. */
+    if (!atomic_load(&cl->primary)) {
+        atomic_store(&cl->writable, false);
+        return false;
+    }
+    return true;
+}
+
+void
+bc_node_cluster_close_writes(bc_node_cluster_t *cl)
+{
+    atomic_store(&cl->writable, false);
+}
+
+uint32_t
+bc_node_cluster_gid(const bc_node_cluster_t *cl)
+{
+    return cl->gid;
+}
+
+uint32_t
+bc_node_cluster_nbuckets(const bc_node_cluster_t *cl)
+{
+    return cl->nbuckets;
 }

@@ -122,6 +122,9 @@ typedef struct bc_node_cluster_info {
     char node_name[32];            /* this node's znode name, "" if unregistered */
     uint64_t registrations;        /* times registered (1 + new sessions) */
     uint64_t buckets_dropped;      /* buckets whose data left and was freed */
+    bool writable;                 /* primary, replication ready, lease valid */
+    int64_t lease_ms;              /* write lease left (ms; 0 = lapsed) */
+    uint64_t fenced_writes;        /* writes refused because the lease lapsed */
 } bc_node_cluster_info_t;
 void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out);
 
@@ -135,6 +138,25 @@ void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out
  */
 typedef int64_t (*bc_node_cluster_drop_fn)(void *ctx, uint32_t bucket);
 void bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void *ctx);
+
+/* ---- the role and write fencing (see FENCING in cluster.c) ---- */
+
+/* True when this node is its group's primary now.  Any thread. */
+bool bc_node_cluster_is_primary(const bc_node_cluster_t *cl);
+/* True when a write may be applied as primary now: primary, the write
+ * gate open (when one is used) and the ZooKeeper write lease valid.
+ * cl == NULL (standalone): true.  Lock-free; any thread. */
+bool bc_node_cluster_may_write(const bc_node_cluster_t *cl);
+/* Makes writes wait for bc_node_cluster_open_writes after every change to
+ * primary (replication uses it to record every write from the first).
+ * Call before bc_node_cluster_start. */
+void bc_node_cluster_use_write_gate(bc_node_cluster_t *cl);
+/* Opens the gate; false (and it stays closed) when the node is no longer
+ * primary.  The gate closes by itself whenever the role is lost. */
+bool bc_node_cluster_open_writes(bc_node_cluster_t *cl);
+void bc_node_cluster_close_writes(bc_node_cluster_t *cl);
+uint32_t bc_node_cluster_gid(const bc_node_cluster_t *cl);
+uint32_t bc_node_cluster_nbuckets(const bc_node_cluster_t *cl);
 
 /* ---- every group's primary (for forwarding) ---- */
 

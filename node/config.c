@@ -77,6 +77,9 @@ typedef enum opt_id {
     OPT_ADVERTISE,
     OPT_NO_FORWARD,
     OPT_FORWARD_TIMEOUT,
+    OPT_REPLICATION,
+    OPT_REPL_SYNC_TIMEOUT,
+    OPT_REPL_BACKLOG,
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -156,6 +159,15 @@ static const node_option_t node_options[] = {
      "instead of forwarding them to the owner's primary"},
     {0, "forward-timeout-ms", NULL, "MS", OPT_FORWARD_TIMEOUT,
      "how long a forwarded request waits for the owner's reply, 100..60000 (default 2000)"},
+    {0, "replication", NULL, "MODE", OPT_REPLICATION,
+     "with --zk: async (default: a write is answered once the primary applied it) or sync "
+     "(answered once every backup in the sync set has it); give every node of a group the "
+     "same mode"},
+    {0, "repl-sync-timeout-ms", NULL, "MS", OPT_REPL_SYNC_TIMEOUT,
+     "sync mode: a backup that does not acknowledge a write within this is dropped from the "
+     "sync set until it catches up, 10..60000 (default 500)"},
+    {0, "repl-backlog-mb", NULL, "MB", OPT_REPL_BACKLOG,
+     "replication backlog kept for backups that reconnect or resync, 1..4096 (default 64)"},
     {0, "config", NULL, "FILE", OPT_CONFIG,
      "read settings from a JSON file first; flags override it"},
     {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
@@ -220,6 +232,9 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->zk_session_timeout_ms = 4000;
     cfg->forward = true;
     cfg->forward_timeout_ms = 2000;
+    snprintf(cfg->replication, sizeof(cfg->replication), "async");
+    cfg->repl_sync_timeout_ms = 500;
+    cfg->repl_backlog_mb = 64;
 }
 
 /* ---- the JSON file ---- */
@@ -228,7 +243,9 @@ static const char *const root_fields[] = {"server", "cache", "admin", "log", "pi
                                           "zookeeper", NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
-                                               NULL};
+                                               "replication", "repl_sync_timeout_ms",
+                                               "repl_backlog_mb", NULL};
+static const char *const replication_names[] = {"async", "sync", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
                                             NULL};
@@ -338,6 +355,14 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "zookeeper.forward_timeout_ms", 100, 60000, &v, &found, err,
                             err_len));
     if (found) cfg->forward_timeout_ms = (uint32_t)v;
+    CHECK(bc_config_get_enum(doc, "zookeeper.replication", replication_names, &idx, &found, err,
+                             err_len));
+    if (found) snprintf(cfg->replication, sizeof(cfg->replication), "%s", replication_names[idx]);
+    CHECK(bc_config_get_int(doc, "zookeeper.repl_sync_timeout_ms", 10, 60000, &v, &found, err,
+                            err_len));
+    if (found) cfg->repl_sync_timeout_ms = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "zookeeper.repl_backlog_mb", 1, 4096, &v, &found, err, err_len));
+    if (found) cfg->repl_backlog_mb = (uint32_t)v;
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -569,6 +594,19 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
     case OPT_FORWARD_TIMEOUT:
         st = flag_int(ps, flag, value, 100, 60000, &v);
         if (st == BC_OK) cfg->forward_timeout_ms = (uint32_t)v;
+        return st;
+    case OPT_REPLICATION:
+        idx = choice_index(replication_names, value);
+        if (idx < 0) return bad_value(ps, flag, value, "async or sync");
+        snprintf(cfg->replication, sizeof(cfg->replication), "%s", replication_names[idx]);
+        return BC_OK;
+    case OPT_REPL_SYNC_TIMEOUT:
+        st = flag_int(ps, flag, value, 10, 60000, &v);
+        if (st == BC_OK) cfg->repl_sync_timeout_ms = (uint32_t)v;
+        return st;
+    case OPT_REPL_BACKLOG:
+        st = flag_int(ps, flag, value, 1, 4096, &v);
+        if (st == BC_OK) cfg->repl_backlog_mb = (uint32_t)v;
         return st;
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
@@ -850,7 +888,9 @@ bc_node_config_usage(FILE *out, const char *prog)
             "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
             "    \"zookeeper\": {\"hosts\": \"10.0.0.1:2181\", \"cluster\": \"main\", \"group\": 1,\n"
             "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
-            "                  \"forward\": true, \"forward_timeout_ms\": 2000},\n"
+            "                  \"forward\": true, \"forward_timeout_ms\": 2000,\n"
+            "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
+            "                  \"repl_backlog_mb\": 64},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
             "  }\n"
@@ -887,6 +927,8 @@ bc_node_config_log(const bc_node_config_t *cfg)
         } else {
             log_info("config: forwarding off: keys of other owners are refused");
         }
+        log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32 " MiB)",
+                 cfg->replication, cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }

@@ -100,6 +100,9 @@ typedef struct bc_node_config {
     char advertise[BC_HOST_MAX];       /* --advertise: host peers and clients reach us at */
     bool forward;                      /* --no-forward clears; true */
     uint32_t forward_timeout_ms;       /* --forward-timeout-ms; 2000 */
+    char replication[8];               /* --replication: "async" (default) or "sync" */
+    uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */
+    uint32_t repl_backlog_mb;          /* --repl-backlog-mb; 64 */
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

@@ -78,6 +78,7 @@
 
 #include "admin.h"
 #include "cluster.h"
+#include "repl.h"
 #include "bc_log.h"
 #include "cache.h"
 #include "config.h"
@@ -352,6 +353,7 @@ main(int argc, char **argv)
     bc_server_t *server = NULL;
     bc_admin_t *admin = NULL;
     bc_node_cluster_t *cluster = NULL;
+    bc_repl_t *repl = NULL;
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -498,6 +500,25 @@ main(int argc, char **argv)
             bc_server_set_forward(server, &fc);
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
+
+        char label[BC_HOST_MAX + 16];
+        advertised_addr(&cfg, cfg.listen_addr, bc_server_port(server), label, sizeof(label));
+        bc_repl_config_t rc = {
+            .cache = cache, .cluster = cluster,
+            .mode = strcmp(cfg.replication, "sync") == 0 ? BC_REPL_SYNC : BC_REPL_ASYNC,
+            .sync_timeout_ms = cfg.repl_sync_timeout_ms,
+            .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
+            .max_backups = 0,
+            .node_label = label,
+        };
+        st = bc_repl_create(&rc, &repl);
+        if (st != BC_OK) {
+            log_error("cannot set up replication (%s)", bc_status_str(st));
+            goto out;
+        }
+        bc_server_set_handoff(server, bc_repl_handoff, repl);
+        bc_server_set_commit(server, bc_repl_commit_wait, repl);
+        if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 
     if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
@@ -534,6 +555,11 @@ main(int argc, char **argv)
                       cfg.cluster, bc_status_str(st));
             goto out;
         }
+        st = bc_repl_start(repl);
+        if (st != BC_OK) {
+            log_error("cannot start replication (%s)", bc_status_str(st));
+            goto out;
+        }
     }
     if (ready_fd >= 0) {
         char c = 1;
@@ -560,10 +586,12 @@ out:
      * once instead of after a session timeout. */
     bc_node_cluster_leave(cluster);
     if (admin != NULL) bc_admin_stop(admin);
+    bc_repl_stop(repl);
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
     if (server != NULL) bc_server_destroy(server);
+    bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
     if (cache != NULL) {
         bc_cache_stats_t cs;

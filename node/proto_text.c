@@ -1208,6 +1208,19 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
     }
+    if (pc->env->handoff_replicate && len > sizeof(BC_PROTO_REPLICATE_CMD) &&
+        memcmp(line, BC_PROTO_REPLICATE_CMD " ", sizeof(BC_PROTO_REPLICATE_CMD)) == 0) {
+        size_t n = len - sizeof(BC_PROTO_REPLICATE_CMD);
+        if (n > 0 && line[len - 1] == '\r') n--;
+        if (n >= sizeof(pc->handoff_args)) {
+            bc_stats_incr(pc->stats, protocol_errors);
+            REPLY(pc, "CLIENT_ERROR line too long\r\n");
+            return BC_OK;
+        }
+        memcpy(pc->handoff_args, line + sizeof(BC_PROTO_REPLICATE_CMD), n);
+        pc->handoff_args[n] = '\0';
+        return BC_EHANDOFF;
+    }
     if (len >= PEER_CMD_LEN && memcmp(line, BC_FWD_HANDSHAKE, PEER_CMD_LEN) == 0 &&
         (len == PEER_CMD_LEN || line[PEER_CMD_LEN] == ' ' || line[PEER_CMD_LEN] == '\r')) {
         cmd_peer(pc, line + PEER_CMD_LEN, len - PEER_CMD_LEN);

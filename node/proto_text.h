@@ -159,6 +159,11 @@ typedef struct bc_proto_env {
      * standalone, every bucket served.  Borrowed. */
     bc_node_cluster_t *cluster;
 
+    /* Replication (node/repl.h): a line "bucketcache_replicate ..." hands
+     * the connection over (BC_EHANDOFF) when true; otherwise it is an
+     * unknown command. */
+    bool handoff_replicate;
+
     void *hook_arg;
     /* Fills the server-wide figures; NULL reports zeros. */
     void (*server_stats)(void *arg, bc_server_stats_t *out);
@@ -167,6 +172,9 @@ typedef struct bc_proto_env {
 } bc_proto_env_t;
 
 /* ---- one connection ---- */
+
+#define BC_PROTO_REPLICATE_CMD    "bucketcache_replicate"
+#define BC_PROTO_HANDOFF_ARGS_MAX 192
 
 typedef enum bc_proto_state {
     BC_PROTO_LINE,             /* waiting for a command line */
@@ -202,6 +210,9 @@ typedef struct bc_proto_conn {
     void (*resume)(void *arg); /* called once the forwarded reply is queued */
     void *resume_arg;
     bc_proto_fwd_op_t *fop;    /* FWD_DATA or waiting: the command (ours) */
+
+    /* BC_EHANDOFF: the arguments of the handoff line (NUL-terminated). */
+    char handoff_args[BC_PROTO_HANDOFF_ARGS_MAX];
 } bc_proto_conn_t;
 
 /*
@@ -240,7 +251,10 @@ static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->wait
  *
  * Returns BC_OK; BC_ECLOSED when the connection must be closed once the
  * queued output is sent (quit, a line too long, a stray HTTP request);
- * BC_ENOMEM when a reply could not be queued (close without sending).
+ * BC_ENOMEM when a reply could not be queued (close without sending);
+ * BC_EHANDOFF when the line just consumed was a replication handshake
+ * (env->handoff_replicate): pc->handoff_args holds its arguments and the
+ * caller gives the socket to the replication module (repl.h).
  */
 bc_status_t bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len,
                              size_t out_limit, size_t *consumed);

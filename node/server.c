@@ -172,6 +172,11 @@ struct bc_server {
     bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
     bool forward;                 /* forward keys of other owners (cluster) */
     bc_fwd_config_t fwd_cfg;
+
+    bc_server_handoff_fn handoff; /* replication handshakes (NULL: refused) */
+    void *handoff_ctx;
+    bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
+    void *commit_ctx;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -262,12 +267,61 @@ conn_close(conn_t *c)
     log_debug("connection %d closed", c->fd);
 }
 
+/*
+ * Gives the socket to the server's handoff function (a replication
+ * handshake, proto_text.h BC_EHANDOFF): the connection leaves this worker
+ * without closing its fd.  Input that came after the handshake line goes
+ * along.  A handshake pipelined behind replies still unsent is a
+ * protocol misuse: the connection is closed instead.
+ */
+static void
+conn_handoff(conn_t *c)
+{
+    worker_t *w = c->w;
+    bc_server_t *srv = w->srv;
+    if (srv->handoff == NULL || bc_outq_pending(&c->proto.out) > 0) {
+        conn_close(c);
+        return;
+    }
+    char args[BC_PROTO_HANDOFF_ARGS_MAX];
+    memcpy(args, c->proto.handoff_args, sizeof(args));
+    size_t nleft = c->rbuf != NULL ? c->rlen - c->rpos : 0;
+    char *left = NULL;
+    if (nleft > 0 && (left = malloc(nleft)) == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (nleft > 0) memcpy(left, c->rbuf + c->rpos, nleft);
+    int fd = c->fd;
+    c->fd = -1;
+    c->closed = true;
+    bc_el_io_stop(w->el, &c->io);
+    bc_proto_conn_release(&c->proto);
+    conn_rbuf_release(c);
+    if (c->prev != NULL) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = w->closed;
+    w->closed = c;
+    atomic_fetch_sub(&srv->curr_conns, 1);
+    log_debug("connection %d handed over to replication", fd);
+    srv->handoff(srv->handoff_ctx, fd, args, left, nleft);
+    free(left);
+}
+
 /* Sends queued output; false if the connection was closed. */
 static bool
 conn_flush(conn_t *c)
 {
     bc_outq_t *q = &c->proto.out;
     bc_cache_t *cache = c->w->srv->cache;
+
+    /* Synchronous replication: no reply leaves before the writes it
+     * acknowledges are on the backups (repl.h, bc_repl_commit_wait). */
+    if (c->w->srv->commit != NULL && bc_outq_pending(q) > 0) {
+        c->w->srv->commit(c->w->srv->commit_ctx);
+    }
 
     while (bc_outq_pending(q) > 0) {
         struct iovec iov[IOV_BATCH];
@@ -317,6 +371,10 @@ conn_process(conn_t *c)
     bc_status_t st = bc_proto_process(&c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
                                       c->w->srv->out_limit, &used);
     c->rpos += (uint32_t)used;
+    if (st == BC_EHANDOFF) {
+        conn_handoff(c);
+        return false;
+    }
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
     return conn_handle_status(c, st);
 }
@@ -935,4 +993,19 @@ bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config)
 {
     server->forward = config != NULL;
     if (config != NULL) server->fwd_cfg = *config;
+}
+
+void
+bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx)
+{
+    server->handoff = fn;
+    server->handoff_ctx = ctx;
+    server->env.handoff_replicate = fn != NULL;
+}
+
+void
+bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx)
+{
+    server->commit = fn;
+    server->commit_ctx = ctx;
 }

@@ -72,6 +72,24 @@ bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
  * default).  Call before bc_server_start.
  */
 void bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config);
+/*
+ * Replication (repl.h).  fn receives the socket of a connection that sent
+ * "bucketcache_replicate <args>": it owns fd from then on (and closes it);
+ * args (NUL-terminated) and the input that followed the line (left, nleft;
+ * may be 0) are only valid during the call, which runs on a worker thread
+ * and must not block.  NULL (the default) answers the line ERROR.  Call
+ * before bc_server_start.
+ */
+typedef void (*bc_server_handoff_fn)(void *ctx, int fd, const char *args, const char *left,
+                                     size_t nleft);
+void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx);
+/*
+ * fn runs on a worker thread before it sends replies; it may block (that
+ * is its purpose: synchronous replication waits there for the backups).
+ * Call before bc_server_start.
+ */
+typedef void (*bc_server_commit_fn)(void *ctx);
+void bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */

@@ -411,7 +411,7 @@ def test_owner_that_hangs_or_misbehaves():
             # the connection carries on, local keys are served meanwhile
             assert c.cmd("get " + local) == b"VALUE %s 0 2\r\nok\r\nEND\r\n" % local.encode()
             # a multi-get with a failed part is one error line, no values
-            assert c.cmd("get %s %s" % (local, k)) == want
+            got = c.cmd("get %s %s" % (local, k)); assert got == want, (mode, got)
         finally:
             set_primary_addr(2, real)
             fake.close()

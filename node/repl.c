@@ -1,0 +1,1154 @@
+/*
+ * repl.c -- see repl.h for the protocol, the modes and the role changes.
+ *
+ * THREADS
+ *   repl_main      one per node: follows the role the cluster agent
+ *                  decides; as a backup it runs the follower loop itself
+ *                  (connect, apply, acknowledge).
+ *   peer_sender    one per connected backup (primary): handshake answer,
+ *                  snapshot, then the backlog as it grows, PING when idle.
+ *   peer_reader    one per connected backup (primary): reads ACKs.
+ *   workers        record changes (cache observer) and, in sync mode,
+ *                  wait for ACKs before replying (bc_repl_commit_wait).
+ *
+ * THE BACKLOG
+ *   A byte ring of the last backlog_bytes of the stream: [start, end) in
+ *   stream offsets, end being the primary's replication offset.  Records
+ *   are appended whole under mu; a sender copies up to a chunk from its
+ *   position under mu and sends it without the lock.  A sender whose
+ *   position fell below start has lost records: its backup is
+ *   disconnected, and on reconnecting asks for an offset that is no longer
+ *   held, so it gets a full resync.
+ */
+#include "repl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bc_frame.h"
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "bc_time.h"
+#include "proto_text.h"
+
+#define REPL_DEFAULT_BACKLOG       (64u * 1024u * 1024u)
+#define REPL_DEFAULT_SYNC_TIMEOUT  500u
+#define REPL_DEFAULT_MAX_BACKUPS   8u
+#define REPL_PING_MS               200
+#define REPL_LINK_TIMEOUT_MS       3000     /* backup: silence that ends the link */
+#define REPL_SEND_TIMEOUT_MS       5000     /* primary: a backup not reading */
+#define REPL_CONNECT_TIMEOUT_MS    1000
+#define REPL_SEND_CHUNK            (1024u * 1024u)
+#define REPL_SNAPSHOT_FLUSH        (1024u * 1024u)
+#define REPL_ROLE_POLL_MS          50
+
+typedef struct repl_peer {
+    bc_repl_t *r;
+    int fd;
+    char name[64];
+    char addr[64];
+    char req_replid[BC_FRAME_REPLID_MAX + 1];
+    uint64_t req_offset;
+    _Atomic uint64_t acked;
+    _Atomic bool closing;
+    bool online;                   /* mu */
+    bool in_sync;                  /* mu */
+    pthread_t reader;
+    bool reader_started;
+    struct repl_peer *next;        /* mu */
+} repl_peer_t;
+
+struct bc_repl {
+    bc_cache_t *cache;
+    bc_node_cluster_t *cluster;
+    bc_repl_mode_t mode;
+    uint32_t sync_timeout_ms;
+    uint32_t max_backups;
+    char label[64];
+
+    /* LOCKING RULE: see repl.h.  Everything below up to the counters is
+     * guarded by mu unless it is atomic. */
+    pthread_mutex_t mu;
+    pthread_cond_t data_cv;        /* new records (senders wait) */
+    pthread_cond_t ack_cv;         /* new ACKs, peers gone (workers wait) */
+    pthread_cond_t role_cv;        /* role thread naps, peers gone */
+    char *ring;
+    size_t cap;
+    uint64_t start;
+    uint64_t end;
+    bc_frame_buf_t scratch;        /* the record being encoded */
+    char replid[BC_FRAME_REPLID_MAX + 1];
+    _Atomic bool recording;
+    repl_peer_t *peers;
+    uint32_t npeers;
+    bool stopping;
+    pthread_t thread;
+    bool started;
+
+    /* backup side (mu) */
+    uint64_t applied;
+    bool synced;
+    bool link_up;
+    char primary_addr[BC_ADDR_MAX];
+    uint64_t primary_offset;
+    int64_t caught_up_ms;
+
+    _Atomic uint64_t full_resyncs, partial_resyncs, sync_waits, sync_timeouts, sync_wait_us;
+    _Atomic uint64_t applied_records, apply_errors, snapshots_received;
+};
+
+/* The stream offset after this thread's last record, and the last one a
+ * sync wait confirmed (one bc_repl_t per process). */
+static _Thread_local uint64_t tls_want;
+static _Thread_local uint64_t tls_done;
+
+/* ---- small helpers ---- */
+
+static void
+repl_new_replid(char *out)
+{
+    unsigned char raw[20];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        uint64_t t = (uint64_t)bc_time_real_ms() ^ ((uint64_t)getpid() << 32);
+        for (size_t i = 0; i < sizeof(raw); i++) raw[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)i;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) sprintf(out + 2 * i, "%02x", raw[i]);
+}
+
+static bool
+send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Remaining lifetime in seconds for a frame (0 = never); false when the
+ * item has already expired. */
+static bool
+repl_ttl(const bc_repl_t *r, uint32_t exptime, uint32_t *ttl)
+{
+    if (exptime == 0) {
+        *ttl = 0;
+        return true;
+    }
+    uint32_t now = bc_cache_now(r->cache);
+    if (exptime <= now) return false;
+    *ttl = exptime - now;
+    return true;
+}
+
+/* ---- the backlog (caller holds mu: do_) ---- */
+
+static void
+do_backlog_append(bc_repl_t *r, const char *data, size_t len)
+{
+    if (len >= r->cap) {
+        /* Larger than the whole ring: nobody can be sent it from here. */
+        r->end += len;
+        r->start = r->end;
+        return;
+    }
+    size_t at = (size_t)(r->end % r->cap);
+    size_t first = len < r->cap - at ? len : r->cap - at;
+    memcpy(r->ring + at, data, first);
+    if (len > first) memcpy(r->ring, data + first, len - first);
+    r->end += len;
+    if (r->end - r->start > r->cap) r->start = r->end - r->cap;
+}
+
+static size_t
+do_backlog_copy(const bc_repl_t *r, uint64_t pos, char *dst, size_t max)
+{
+    uint64_t avail = r->end - pos;
+    size_t n = avail < max ? (size_t)avail : max;
+    size_t at = (size_t)(pos % r->cap);
+    size_t first = n < r->cap - at ? n : r->cap - at;
+    memcpy(dst, r->ring + at, first);
+    if (n > first) memcpy(dst + first, r->ring, n - first);
+    return n;
+}
+
+/* Disconnects every backup (they come back and resync).  Caller holds mu. */
+static void
+do_peers_close(bc_repl_t *r)
+{
+    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+        atomic_store(&p->closing, true);
+        shutdown(p->fd, SHUT_RDWR);
+    }
+    pthread_cond_broadcast(&r->data_cv);
+    pthread_cond_broadcast(&r->ack_cv);
+}
+
+/* ---- recording (cache observer, any thread, shard lock held) ---- */
+
+static void
+repl_observe(void *ctx, const bc_cache_event_t *ev)
+{
+    bc_repl_t *r = ctx;
+    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
+    uint32_t ttl = 0;
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load_explicit(&r->recording, memory_order_relaxed)) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    bc_frame_buf_t *b = &r->scratch;
+    bc_status_t st = BC_OK;
+    b->len = 0;
+    switch (ev->type) {
+    case BC_CACHE_EV_STORE: {
+        const bc_item_t *it = ev->item;
+        if (repl_ttl(r, it->exptime, &ttl)) {
+            st = bc_frame_put_item(b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
+                                   bc_item_value_len(it), it->flags, ttl, it->cas);
+        } else {
+            st = bc_frame_put_del(b, bc_item_key(it), it->nkey);
+        }
+        break;
+    }
+    case BC_CACHE_EV_TOUCH:
+        if (repl_ttl(r, ev->item->exptime, &ttl)) {
+            st = bc_frame_put_touch(b, bc_item_key(ev->item), ev->item->nkey, ttl);
+        } else {
+            st = bc_frame_put_del(b, bc_item_key(ev->item), ev->item->nkey);
+        }
+        break;
+    case BC_CACHE_EV_DELETE:
+        st = bc_frame_put_del(b, ev->key, ev->nkey);
+        break;
+    case BC_CACHE_EV_FLUSH:
+        st = bc_frame_put_flush(b, ev->when);
+        break;
+    case BC_CACHE_EV_DROP:
+        st = bc_frame_put_drop(b, ev->bucket);
+        break;
+    }
+    if (st != BC_OK) {
+        /* A record that cannot be encoded (out of memory) cannot be sent:
+         * every backup must resync from a snapshot. */
+        log_error("repl: cannot record a change (%s): backups will resync", bc_status_str(st));
+        r->start = r->end = r->end + 1;
+        do_peers_close(r);
+    } else {
+        do_backlog_append(r, b->data, b->len);
+        if (r->npeers > 0) pthread_cond_broadcast(&r->data_cv);
+    }
+    tls_want = r->end;
+    /* The scratch buffer grew for a large value: do not keep it. */
+    if (b->cap > 256u * 1024u) bc_frame_buf_free(b);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- sync mode ---- */
+
+void
+bc_repl_commit_wait(void *ctx)
+{
+    bc_repl_t *r = ctx;
+    if (r == NULL || r->mode != BC_REPL_SYNC) return;
+    uint64_t want = tls_want;
+    if (want <= tls_done) return;
+    tls_done = want;
+    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
+
+    int64_t t0 = bc_time_mono_ms();
+    struct timespec deadline;
+    bc_time_deadline(&deadline, CLOCK_MONOTONIC, r->sync_timeout_ms);
+    bool waited = false;
+    pthread_mutex_lock(&r->mu);
+    if (want > r->end) {                 /* recorded under an earlier role */
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    for (;;) {
+        bool ok = true;
+        for (repl_peer_t *p = r->peers; p != NULL && ok; p = p->next) {
+            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < want) ok = false;
+        }
+        if (ok) break;
+        waited = true;
+        if (pthread_cond_timedwait(&r->ack_cv, &r->mu, &deadline) == ETIMEDOUT) {
+            for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+                if (p->in_sync && atomic_load(&p->acked) < want) {
+                    p->in_sync = false;
+                    atomic_fetch_add(&r->sync_timeouts, 1);
+                    log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
+                             " within %u ms (it has %" PRIu64 "): dropped from the sync set",
+                             p->name, p->addr, want, r->sync_timeout_ms, atomic_load(&p->acked));
+                }
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (waited) {
+        atomic_fetch_add(&r->sync_waits, 1);
+        atomic_fetch_add(&r->sync_wait_us, (uint64_t)(bc_time_mono_ms() - t0) * 1000u);
+    }
+}
+
+/* ---- primary side: one backup ---- */
+
+typedef struct snap_ctx {
+    bc_repl_t *r;
+    bc_frame_buf_t *b;
+    uint64_t items;
+    uint64_t bytes;
+    bc_status_t st;
+} snap_ctx_t;
+
+static bool
+snap_item(const bc_item_t *it, void *arg)
+{
+    snap_ctx_t *sc = arg;
+    uint32_t ttl;
+    if (!repl_ttl(sc->r, it->exptime, &ttl)) return true;
+    sc->st = bc_frame_put_item(sc->b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
+                               bc_item_value_len(it), it->flags, ttl, it->cas);
+    if (sc->st != BC_OK) return false;
+    sc->items++;
+    sc->bytes += it->nkey + bc_item_value_len(it);
+    return true;
+}
+
+/* Sends every bucket's items, then END.  False on a failure (logged). */
+static bool
+peer_snapshot(repl_peer_t *p)
+{
+    bc_repl_t *r = p->r;
+    bc_frame_buf_t b = {0};
+    snap_ctx_t sc = {r, &b, 0, 0, BC_OK};
+    uint32_t nb = bc_cache_nbuckets(r->cache);
+    bool ok = true;
+    int64_t t0 = bc_time_mono_ms();
+    for (uint32_t bucket = 0; bucket < nb && ok; bucket++) {
+        if (atomic_load(&p->closing)) {
+            ok = false;
+            break;
+        }
+        (void)bc_cache_bucket_foreach(r->cache, bucket, snap_item, &sc);
+        if (sc.st != BC_OK) {
+            log_warn("repl: snapshot for %s failed: %s", p->name, bc_status_str(sc.st));
+            ok = false;
+        } else if (b.len >= REPL_SNAPSHOT_FLUSH) {
+            ok = send_all(p->fd, b.data, b.len);
+            b.len = 0;
+        }
+    }
+    ok = ok && bc_frame_put_end(&b, sc.items, sc.bytes) == BC_OK && send_all(p->fd, b.data, b.len);
+    bc_frame_buf_free(&b);
+    if (ok) {
+        log_info("repl: snapshot for backup %s sent: %" PRIu64 " items, %" PRIu64 " bytes in "
+                 "%" PRId64 " ms", p->name, sc.items, sc.bytes, bc_time_mono_ms() - t0);
+    }
+    return ok;
+}
+
+static void *
+peer_reader(void *arg)
+{
+    repl_peer_t *p = arg;
+    bc_repl_t *r = p->r;
+    char buf[4096];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = recv(p->fd, buf + len, sizeof(buf) - len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (atomic_load(&p->closing)) break;
+            continue;
+        }
+        if (n <= 0) break;
+        len += (size_t)n;
+        size_t pos = 0;
+        bool bad = false;
+        for (;;) {
+            bc_frame_t f;
+            size_t used;
+            char err[160];
+            bc_status_t st = bc_frame_decode(buf + pos, len - pos, 64, &f, &used, err, sizeof(err));
+            if (st == BC_EAGAIN) break;
+            if (st != BC_OK || f.type != BC_FRAME_ACK) {
+                log_warn("repl: backup %s sent a bad frame: %s", p->name,
+                         st != BC_OK ? err : "not an ACK");
+                bad = true;
+                break;
+            }
+            pos += used;
+            uint64_t prev = atomic_load(&p->acked);
+            if (f.offset > prev) atomic_store(&p->acked, f.offset);
+            pthread_mutex_lock(&r->mu);
+            if (p->online && !p->in_sync && f.offset >= r->end) {
+                p->in_sync = true;
+                log_info("repl: backup %s caught up at offset %" PRIu64 ": back in the sync set",
+                         p->name, f.offset);
+            }
+            pthread_cond_broadcast(&r->ack_cv);
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (bad) break;
+        memmove(buf, buf + pos, len - pos);
+        len -= pos;
+    }
+    atomic_store(&p->closing, true);
+    pthread_mutex_lock(&r->mu);
+    pthread_cond_broadcast(&r->data_cv);
+    pthread_cond_broadcast(&r->ack_cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static void *
+peer_sender(void *arg)
+{
+    repl_peer_t *p = arg;
+    bc_repl_t *r = p->r;
+    char *chunk = malloc(REPL_SEND_CHUNK);
+    bc_frame_buf_t fb = {0};
+    char replid[BC_FRAME_REPLID_MAX + 1];
+    uint64_t pos = 0;
+    bool partial = false, ok = chunk != NULL;
+
+    if (ok && pthread_create(&p->reader, NULL, peer_reader, p) == 0) {
+        p->reader_started = true;
+    } else {
+        ok = false;
+    }
+    if (ok) {
+        pthread_mutex_lock(&r->mu);
+        partial = atomic_load(&r->recording) && p->req_replid[0] != '\0' &&
+                  strcmp(p->req_replid, r->replid) == 0 && p->req_offset >= r->start &&
+                  p->req_offset <= r->end;
+        pos = partial ? p->req_offset : r->end;
+        memcpy(replid, r->replid, sizeof(replid));
+        pthread_mutex_unlock(&r->mu);
+        ok = bc_frame_put_rhello(&fb, !partial, replid, pos) == BC_OK &&
+             send_all(p->fd, fb.data, fb.len);
+        fb.len = 0;
+    }
+    if (ok && !partial) {
+        ok = peer_snapshot(p);
+        if (ok) atomic_fetch_add(&r->full_resyncs, 1);
+    } else if (ok) {
+        atomic_fetch_add(&r->partial_resyncs, 1);
+    }
+    if (ok) {
+        pthread_mutex_lock(&r->mu);
+        p->online = true;
+        p->in_sync = true;
+        pthread_mutex_unlock(&r->mu);
+        log_info("repl: backup %s (%s) online from offset %" PRIu64 " (%s resync)", p->name,
+                 p->addr, pos, partial ? "partial" : "full");
+    }
+
+    while (ok) {
+        pthread_mutex_lock(&r->mu);
+        bool ping = false;
+        while (!atomic_load(&p->closing) && !r->stopping && atomic_load(&r->recording) &&
+               pos == r->end) {
+            struct timespec until;
+            bc_time_deadline(&until, CLOCK_MONOTONIC, REPL_PING_MS);
+            if (pthread_cond_timedwait(&r->data_cv, &r->mu, &until) == ETIMEDOUT) {
+                ping = true;
+                break;
+            }
+        }
+        if (atomic_load(&p->closing) || r->stopping || !atomic_load(&r->recording)) {
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        if (pos < r->start || pos > r->end) {
+            pthread_mutex_unlock(&r->mu);
+            log_warn("repl: backup %s fell behind the backlog (at %" PRIu64 "): disconnecting it "
+                     "for a full resync", p->name, pos);
+            break;
+        }
+        if (pos == r->end) {
+            uint64_t off = r->end;
+            pthread_mutex_unlock(&r->mu);
+            if (ping) {
+                fb.len = 0;
+                ok = bc_frame_put_ping(&fb, off) == BC_OK && send_all(p->fd, fb.data, fb.len);
+            }
+            continue;
+        }
+        size_t n = do_backlog_copy(r, pos, chunk, REPL_SEND_CHUNK);
+        pthread_mutex_unlock(&r->mu);
+        ok = send_all(p->fd, chunk, n);
+        pos += n;
+    }
+
+    atomic_store(&p->closing, true);
+    shutdown(p->fd, SHUT_RDWR);
+    if (p->reader_started) pthread_join(p->reader, NULL);
+    pthread_mutex_lock(&r->mu);
+    for (repl_peer_t **pp = &r->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    r->npeers--;
+    pthread_cond_broadcast(&r->ack_cv);
+    pthread_cond_broadcast(&r->role_cv);
+    pthread_mutex_unlock(&r->mu);
+    log_info("repl: backup %s (%s) disconnected", p->name, p->addr);
+    close(p->fd);
+    free(chunk);
+    bc_frame_buf_free(&fb);
+    free(p);
+    return NULL;
+}
+
+/* "<gid> <replid|-> <offset> <name>" */
+static bool
+parse_handshake(const char *args, uint32_t *gid, char *replid, uint64_t *offset, char *name)
+{
+    char rid[64], nm[64];
+    unsigned long g;
+    unsigned long long off;
+    int used = 0;
+    if (sscanf(args, "%lu %63s %llu %63s%n", &g, rid, &off, nm, &used) != 4 ||
+        args[used] != '\0' || g == 0 || g > UINT32_MAX || strlen(rid) > BC_FRAME_REPLID_MAX) {
+        return false;
+    }
+    *gid = (uint32_t)g;
+    strcpy(replid, strcmp(rid, "-") == 0 ? "" : rid);
+    *offset = off;
+    strcpy(name, nm);
+    return true;
+}
+
+void
+bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nleft)
+{
+    bc_repl_t *r = ctx;
+    uint32_t gid;
+    char replid[BC_FRAME_REPLID_MAX + 1], name[64];
+    uint64_t offset;
+    (void)left;
+    (void)nleft;   /* a backup sends nothing before RHELLO; anything is an ACK of nothing */
+
+    if (!parse_handshake(args, &gid, replid, &offset, name)) {
+        static const char msg[] = "CLIENT_ERROR bad replicate line: expected "
+                                  "<gid> <replid|-> <offset> <name>\r\n";
+        (void)!write(fd, msg, sizeof(msg) - 1);
+        close(fd);
+        return;
+    }
+    if (gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
+        static const char msg[] = "SERVER_ERROR NOT_PRIMARY of that group\r\n";
+        (void)!write(fd, msg, sizeof(msg) - 1);
+        close(fd);
+        return;
+    }
+    repl_peer_t *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        close(fd);
+        return;
+    }
+    p->r = r;
+    p->fd = fd;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->req_replid, sizeof(p->req_replid), "%s", replid);
+    p->req_offset = offset;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[48] = "?";
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+        snprintf(host, sizeof(host), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255,
+                 a & 255, ntohs(in->sin_port));
+    }
+    snprintf(p->addr, sizeof(p->addr), "%s", host);
+
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tv = {REPL_SEND_TIMEOUT_MS / 1000, (REPL_SEND_TIMEOUT_MS % 1000) * 1000};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct timeval rtv = {0, 500 * 1000};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv));
+
+    pthread_mutex_lock(&r->mu);
+    if (r->stopping || r->npeers >= r->max_backups) {
+        pthread_mutex_unlock(&r->mu);
+        static const char msg[] = "SERVER_ERROR too many backups\r\n";
+        (void)!write(fd, msg, sizeof(msg) - 1);
+        close(fd);
+        free(p);
+        return;
+    }
+    p->next = r->peers;
+    r->peers = p;
+    r->npeers++;
+    pthread_mutex_unlock(&r->mu);
+
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, peer_sender, p);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_mutex_lock(&r->mu);
+        for (repl_peer_t **pp = &r->peers; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == p) {
+                *pp = p->next;
+                break;
+            }
+        }
+        r->npeers--;
+        pthread_mutex_unlock(&r->mu);
+        close(fd);
+        free(p);
+        return;
+    }
+    log_info("repl: backup %s connected from %s (offset %" PRIu64 ")", name, host, offset);
+}
+
+/* ---- backup side ---- */
+
+/* Applies one record or snapshot item.  False on a malformed record. */
+static bool
+repl_apply(bc_repl_t *r, const bc_frame_t *f)
+{
+    bc_cache_t *cache = r->cache;
+    uint32_t now = bc_cache_now(cache);
+    if ((f->type == BC_FRAME_ITEM || f->type == BC_FRAME_DEL || f->type == BC_FRAME_TOUCH) &&
+        (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN)) {
+        return false;
+    }
+    switch (f->type) {
+    case BC_FRAME_ITEM: {
+        uint32_t hash = bc_hash_key(f->key, f->nkey);
+        bc_status_t st;
+        if (f->nvalue > UINT32_MAX - 2) return false;
+        bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags,
+                                      f->ttl ? now + f->ttl : 0, (uint32_t)f->nvalue + 2, &st);
+        if (it == NULL) {
+            /* Keeping an older value would be wrong; a miss is not. */
+            (void)bc_cache_delete(cache, f->key, f->nkey, hash);
+            atomic_fetch_add(&r->apply_errors, 1);
+            return true;
+        }
+        memcpy(bc_item_value(it), f->value, f->nvalue);
+        memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
+        if (bc_cache_store(cache, it, BC_STORE_SET, 0, NULL) != BC_OK) {
+            (void)bc_cache_delete(cache, f->key, f->nkey, hash);
+            atomic_fetch_add(&r->apply_errors, 1);
+        }
+        return true;
+    }
+    case BC_FRAME_DEL:
+        (void)bc_cache_delete(cache, f->key, f->nkey, bc_hash_key(f->key, f->nkey));
+        return true;
+    case BC_FRAME_TOUCH:
+        (void)bc_cache_touch(cache, f->key, f->nkey, bc_hash_key(f->key, f->nkey),
+                             f->ttl ? now + f->ttl : 0);
+        return true;
+    case BC_FRAME_FLUSH:
+        bc_cache_flush(cache, f->when);
+        return true;
+    case BC_FRAME_DROP:
+        if (f->bucket >= bc_cache_nbuckets(cache)) return false;
+        (void)bc_cache_bucket_drop(cache, f->bucket);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int
+repl_connect(const struct sockaddr_storage *sa, socklen_t salen)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (const struct sockaddr *)sa, salen) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t el = sizeof(err);
+    if (poll(&pfd, 1, REPL_CONNECT_TIMEOUT_MS) != 1 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tv = {0, REPL_PING_MS * 1000};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct timeval stv = {REPL_SEND_TIMEOUT_MS / 1000, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof(stv));
+    return fd;
+}
+
+/* The address of this group's primary, when it is another node. */
+static bool
+repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t *out)
+{
+    bc_node_cluster_primaries_sync(r->cluster, view);
+    const bc_node_primary_t *e = bc_node_primaries_find(view, bc_node_cluster_gid(r->cluster));
+    if (e == NULL || e->self || e->salen == 0) return false;
+    *out = *e;
+    return true;
+}
+
+/*
+ * One link to the primary: handshake, (snapshot), live stream, ACKs.
+ * Returns when the link ends, the role or the primary changes, or the
+ * module stops.
+ */
+static void
+repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *view)
+{
+    int fd = repl_connect(&prim->sa, prim->salen);
+    if (fd < 0) {
+        log_debug("repl: cannot connect to primary %s: %s", prim->addr, strerror(errno));
+        return;
+    }
+    char line[256];
+    pthread_mutex_lock(&r->mu);
+    int n = snprintf(line, sizeof(line), "%s %u %s %" PRIu64 " %s\r\n", BC_PROTO_REPLICATE_CMD,
+                     bc_node_cluster_gid(r->cluster), r->replid[0] ? r->replid : "-",
+                     r->synced ? r->applied : 0, r->label);
+    pthread_mutex_unlock(&r->mu);
+    size_t max_frame = bc_cache_max_item_size(r->cache) + 4096;
+    size_t cap = max_frame + BC_FRAME_HEADER_LEN + 64 * 1024;
+    char *buf = malloc(cap);
+    if (buf == NULL || n <= 0 || (size_t)n >= sizeof(line) || !send_all(fd, line, (size_t)n)) {
+        free(buf);
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->link_up = true;
+    snprintf(r->primary_addr, sizeof(r->primary_addr), "%s", prim->addr);
+    pthread_mutex_unlock(&r->mu);
+
+    enum { WANT_HELLO, SNAPSHOT, LIVE } state = WANT_HELLO;
+    bc_frame_stream_t snap = {0};
+    uint64_t snap_offset = 0, acked = 0;
+    size_t len = 0;
+    int64_t last_rx = bc_time_mono_ms();
+    const char *why = "stopping";
+
+    for (;;) {
+        if (r->stopping) break;
+        if (bc_node_cluster_is_primary(r->cluster)) {
+            why = "this node became primary";
+            break;
+        }
+        bc_node_primary_t now_prim;
+        if (!repl_find_primary(r, view, &now_prim) || strcmp(now_prim.addr, prim->addr) != 0) {
+            why = "the group's primary changed";
+            break;
+        }
+        ssize_t k = recv(fd, buf + len, cap - len, 0);
+        if (k == 0) {
+            why = "the primary closed the link";
+            break;
+        }
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (bc_time_mono_ms() - last_rx > REPL_LINK_TIMEOUT_MS) {
+                    why = "the primary went silent";
+                    break;
+                }
+                continue;
+            }
+            why = "read error";
+            break;
+        }
+        len += (size_t)k;
+        last_rx = bc_time_mono_ms();
+        if (state == WANT_HELLO && len > 0 && (buf[0] == 'S' || buf[0] == 'C' || buf[0] == 'E')) {
+            char *nl = memchr(buf, '\n', len);
+            if (nl == NULL && len < 512) continue;
+            log_warn("repl: primary %s refused: %.*s", prim->addr,
+                     (int)(nl ? nl - buf : (ptrdiff_t)len), buf);
+            why = "refused";
+            break;
+        }
+        size_t pos = 0;
+        bool bad = false;
+        char err[200];
+        while (!bad) {
+            bc_frame_t f;
+            size_t used;
+            bc_status_t st = bc_frame_decode(buf + pos, len - pos, max_frame, &f, &used, err,
+                                             sizeof(err));
+            if (st == BC_EAGAIN) break;
+            if (st != BC_OK) {
+                bad = true;
+                break;
+            }
+            if (state == WANT_HELLO) {
+                if (f.type != BC_FRAME_RHELLO || f.version != BC_FRAME_VERSION) {
+                    snprintf(err, sizeof(err), "the stream does not start with RHELLO v%u",
+                             BC_FRAME_VERSION);
+                    bad = true;
+                    break;
+                }
+                pthread_mutex_lock(&r->mu);
+                if (f.full) {
+                    r->synced = false;
+                    r->applied = 0;
+                    memcpy(r->replid, f.replid, f.nreplid);
+                    r->replid[f.nreplid] = '\0';
+                    snap_offset = f.offset;
+                    state = SNAPSHOT;
+                } else if (f.offset != r->applied || f.nreplid != strlen(r->replid) ||
+                           memcmp(f.replid, r->replid, f.nreplid) != 0) {
+                    snprintf(err, sizeof(err), "partial resync at %" PRIu64 ", we have %" PRIu64,
+                             f.offset, r->applied);
+                    bad = true;
+                } else {
+                    state = LIVE;
+                }
+                pthread_mutex_unlock(&r->mu);
+                if (bad) break;
+                if (f.full) {
+                    uint32_t nb = bc_cache_nbuckets(r->cache);
+                    for (uint32_t b = 0; b < nb; b++) (void)bc_cache_bucket_drop(r->cache, b);
+                    atomic_fetch_add(&r->snapshots_received, 1);
+                    log_info("repl: full resync from primary %s (replid %.*s, offset %" PRIu64 ")",
+                             prim->addr, (int)f.nreplid, f.replid, f.offset);
+                    /* The snapshot is checked like an export: counts at END. */
+                    bc_frame_t hello = {.type = BC_FRAME_HELLO, .version = BC_FRAME_VERSION};
+                    memset(&snap, 0, sizeof(snap));
+                    (void)bc_frame_stream_next(&snap, &hello, NULL, 0);
+                } else {
+                    log_info("repl: resumed the stream of primary %s at offset %" PRIu64,
+                             prim->addr, f.offset);
+                }
+            } else if (state == SNAPSHOT) {
+                if (f.type != BC_FRAME_ITEM && f.type != BC_FRAME_END) {
+                    snprintf(err, sizeof(err), "frame type %d inside a snapshot", (int)f.type);
+                    bad = true;
+                    break;
+                }
+                if (bc_frame_stream_next(&snap, &f, err, sizeof(err)) != BC_OK) {
+                    bad = true;
+                    break;
+                }
+                if (f.type == BC_FRAME_ITEM) {
+                    if (!repl_apply(r, &f)) {
+                        snprintf(err, sizeof(err), "malformed snapshot item");
+                        bad = true;
+                        break;
+                    }
+                } else {
+                    pthread_mutex_lock(&r->mu);
+                    r->applied = snap_offset;
+                    r->synced = true;
+                    pthread_mutex_unlock(&r->mu);
+                    state = LIVE;
+                    log_info("repl: snapshot applied: %" PRIu64 " items; streaming from offset "
+                             "%" PRIu64, f.items, snap_offset);
+                }
+            } else if (f.type == BC_FRAME_PING) {
+                pthread_mutex_lock(&r->mu);
+                r->primary_offset = f.offset;
+                if (r->applied >= f.offset) r->caught_up_ms = bc_time_mono_ms();
+                pthread_mutex_unlock(&r->mu);
+            } else {
+                if (!repl_apply(r, &f)) {
+                    snprintf(err, sizeof(err), "bad record (frame type %d)", (int)f.type);
+                    bad = true;
+                    break;
+                }
+                atomic_fetch_add_explicit(&r->applied_records, 1, memory_order_relaxed);
+                pthread_mutex_lock(&r->mu);
+                r->applied += used;
+                if (r->applied > r->primary_offset) r->primary_offset = r->applied;
+                r->caught_up_ms = bc_time_mono_ms();
+                pthread_mutex_unlock(&r->mu);
+            }
+            pos += used;
+        }
+        if (bad) {
+            log_warn("repl: stream from primary %s is broken: %s", prim->addr, err);
+            why = "protocol error";
+            break;
+        }
+        memmove(buf, buf + pos, len - pos);
+        len -= pos;
+        if (state == LIVE) {
+            pthread_mutex_lock(&r->mu);
+            uint64_t applied = r->applied;
+            pthread_mutex_unlock(&r->mu);
+            if (applied != acked) {
+                bc_frame_buf_t ab = {0};
+                bool sent = bc_frame_put_ack(&ab, applied) == BC_OK && send_all(fd, ab.data, ab.len);
+                bc_frame_buf_free(&ab);
+                if (!sent) {
+                    why = "cannot acknowledge";
+                    break;
+                }
+                acked = applied;
+            }
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    r->link_up = false;
+    pthread_mutex_unlock(&r->mu);
+    log_info("repl: link to primary %s ended: %s", prim->addr, why);
+    free(buf);
+    close(fd);
+}
+
+/* ---- role changes ---- */
+
+static void
+repl_promote(bc_repl_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    char old[BC_FRAME_REPLID_MAX + 1];
+    memcpy(old, r->replid, sizeof(old));
+    repl_new_replid(r->replid);
+    r->start = r->end = r->applied;
+    r->synced = true;
+    r->link_up = false;
+    atomic_store(&r->recording, true);
+    uint64_t off = r->end;
+    pthread_mutex_unlock(&r->mu);
+    if (bc_node_cluster_open_writes(r->cluster)) {
+        log_info("repl: primary of group %u: recording from offset %" PRIu64 " (replication id "
+                 "%s%s%s)", bc_node_cluster_gid(r->cluster), off, r->replid,
+                 old[0] ? ", was " : "", old);
+    }
+}
+
+static void
+repl_demote(bc_repl_t *r)
+{
+    bc_node_cluster_close_writes(r->cluster);
+    pthread_mutex_lock(&r->mu);
+    atomic_store(&r->recording, false);
+    r->applied = r->end;
+    do_peers_close(r);
+    struct timespec until;
+    bc_time_deadline(&until, CLOCK_MONOTONIC, 3000);
+    while (r->npeers > 0) {
+        if (pthread_cond_timedwait(&r->role_cv, &r->mu, &until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    log_info("repl: no longer primary of group %u: following the new primary",
+             bc_node_cluster_gid(r->cluster));
+}
+
+static void *
+repl_main(void *arg)
+{
+    bc_repl_t *r = arg;
+    bc_node_primaries_t view;
+    bc_node_primaries_init(&view);
+    int backoff = 50;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        bool stop = r->stopping;
+        pthread_mutex_unlock(&r->mu);
+        if (stop) break;
+        int nap = REPL_ROLE_POLL_MS;
+        if (bc_node_cluster_is_primary(r->cluster)) {
+            if (!atomic_load(&r->recording)) repl_promote(r);
+            else if (!bc_node_cluster_may_write(r->cluster)) (void)bc_node_cluster_open_writes(r->cluster);
+        } else {
+            if (atomic_load(&r->recording)) repl_demote(r);
+            bc_node_primary_t prim;
+            if (repl_find_primary(r, &view, &prim)) {
+                int64_t t0 = bc_time_mono_ms();
+                repl_follow(r, &prim, &view);
+                /* A link that lasted is not a reason to wait long. */
+                backoff = bc_time_mono_ms() - t0 > 2000 ? 50 : (backoff * 2 > 1000 ? 1000 : backoff * 2);
+                nap = backoff;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        if (!r->stopping) {
+            struct timespec until;
+            bc_time_deadline(&until, CLOCK_MONOTONIC, nap);
+            pthread_cond_timedwait(&r->role_cv, &r->mu, &until);
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    bc_node_primaries_free(&view);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static void
+cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+bc_status_t
+bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
+{
+    if (config == NULL || config->cache == NULL || config->cluster == NULL) return BC_EINVAL;
+    bc_repl_t *r = calloc(1, sizeof(*r));
+    if (r == NULL) return BC_ENOMEM;
+    r->cache = config->cache;
+    r->cluster = config->cluster;
+    r->mode = config->mode;
+    r->sync_timeout_ms = config->sync_timeout_ms ? config->sync_timeout_ms : REPL_DEFAULT_SYNC_TIMEOUT;
+    r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;
+    r->cap = config->backlog_bytes ? config->backlog_bytes : REPL_DEFAULT_BACKLOG;
+    snprintf(r->label, sizeof(r->label), "%s",
+             config->node_label && config->node_label[0] ? config->node_label : "node");
+    for (char *c = r->label; *c; c++) {
+        if (*c <= ' ' || *c >= 0x7f) *c = '_';
+    }
+    r->ring = malloc(r->cap);
+    if (r->ring == NULL) {
+        free(r);
+        return BC_ENOMEM;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    cond_init_mono(&r->data_cv);
+    cond_init_mono(&r->ack_cv);
+    cond_init_mono(&r->role_cv);
+    bc_cache_set_observer(r->cache, repl_observe, r);
+    bc_node_cluster_use_write_gate(r->cluster);
+    *out = r;
+    return BC_OK;
+}
+
+bc_status_t
+bc_repl_start(bc_repl_t *r)
+{
+    if (pthread_create(&r->thread, NULL, repl_main, r) != 0) return BC_ENOMEM;
+    r->started = true;
+    return BC_OK;
+}
+
+void
+bc_repl_stop(bc_repl_t *r)
+{
+    if (r == NULL) return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    atomic_store(&r->recording, false);
+    do_peers_close(r);
+    pthread_cond_broadcast(&r->role_cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->started) pthread_join(r->thread, NULL);
+    r->started = false;
+    pthread_mutex_lock(&r->mu);
+    struct timespec until;
+    bc_time_deadline(&until, CLOCK_MONOTONIC, 10000);
+    while (r->npeers > 0) {
+        if (pthread_cond_timedwait(&r->role_cv, &r->mu, &until) == ETIMEDOUT) {
+            log_warn("repl: %u backup connections still closing", r->npeers);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void
+bc_repl_destroy(bc_repl_t *r)
+{
+    if (r == NULL) return;
+    bc_repl_stop(r);
+    bc_cache_set_observer(r->cache, NULL, NULL);
+    if (r->npeers > 0) return;   /* a stuck sender still uses r: leak rather than crash */
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->data_cv);
+    pthread_cond_destroy(&r->ack_cv);
+    pthread_cond_destroy(&r->role_cv);
+    bc_frame_buf_free(&r->scratch);
+    free(r->ring);
+    free(r);
+}
+
+void
+bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL) return;
+    pthread_mutex_lock(&r->mu);
+    out->primary = atomic_load(&r->recording);
+    out->mode = r->mode;
+    memcpy(out->replid, r->replid, sizeof(out->replid));
+    out->offset = out->primary ? r->end : (r->synced ? r->applied : 0);
+    out->synced = out->primary || r->synced;
+    out->backlog_start = r->start;
+    out->backlog_bytes = r->end - r->start;
+    uint32_t i = 0;
+    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+        out->backups++;
+        if (i >= BC_REPL_MAX_BACKUPS_REPORTED) continue;
+        bc_repl_backup_info_t *b = &out->backup[i++];
+        snprintf(b->name, sizeof(b->name), "%s", p->name);
+        snprintf(b->addr, sizeof(b->addr), "%s", p->addr);
+        b->online = p->online;
+        b->in_sync = p->in_sync;
+        b->acked = atomic_load(&p->acked);
+        b->lag_bytes = r->end > b->acked ? r->end - b->acked : 0;
+    }
+    out->link_up = r->link_up;
+    memcpy(out->primary_addr, r->primary_addr, sizeof(out->primary_addr));
+    out->primary_offset = r->primary_offset;
+    out->lag_bytes = r->primary_offset > r->applied ? r->primary_offset - r->applied : 0;
+    out->lag_ms = out->primary ? 0 : r->caught_up_ms > 0 ? bc_time_mono_ms() - r->caught_up_ms : -1;
+    pthread_mutex_unlock(&r->mu);
+    out->full_resyncs = atomic_load(&r->full_resyncs);
+    out->partial_resyncs = atomic_load(&r->partial_resyncs);
+    out->sync_waits = atomic_load(&r->sync_waits);
+    out->sync_timeouts = atomic_load(&r->sync_timeouts);
+    out->sync_wait_us = atomic_load(&r->sync_wait_us);
+    out->applied_records = atomic_load(&r->applied_records);
+    out->apply_errors = atomic_load(&r->apply_errors);
+    out->snapshots_received = atomic_load(&r->snapshots_received);
+}
+
+const char *
+bc_repl_mode_name(bc_repl_mode_t mode)
+{
+    return mode == BC_REPL_SYNC ? "sync" : "async";
+}
+
+bc_status_t
+bc_repl_mode_parse(const char *s, bc_repl_mode_t *out)
+{
+    if (s != NULL && strcmp(s, "async") == 0) *out = BC_REPL_ASYNC;
+    else if (s != NULL && strcmp(s, "sync") == 0) *out = BC_REPL_SYNC;
+    else return BC_EINVAL;
+    return BC_OK;
+}

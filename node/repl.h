@@ -1,0 +1,168 @@
+/*
+ * repl.h -- primary/backup replication inside a group.
+ *
+ * WHAT IT DOES
+ *   The group's primary streams every change of its cache (cache.h's
+ *   observer: the state each write leaves behind) to each backup over a
+ *   peer connection, in the frames of common/bc_frame.h, with a byte
+ *   offset that only grows.  A backup applies the stream to its own cache
+ *   and acknowledges the offset it applied.  When the console promotes a
+ *   backup (the primary died), it continues from the offset it had.
+ *
+ *     backup                                   primary
+ *     ------                                   -------
+ *     connect to the primary's data port
+ *     "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n"
+ *                                   --------->  a worker hands the socket
+ *                                               to this module (server.h)
+ *                                               offset still in the backlog
+ *                                               and same replid?
+ *                                    <--------  RHELLO full=0: the stream
+ *                                               from <offset> (partial)
+ *                                    <--------  otherwise RHELLO full=1
+ *     drop everything, apply the     <--------  ITEM* END: a snapshot of
+ *     snapshot                                  every bucket, taken while
+ *                                               writes go on, then the
+ *                                               stream from where the
+ *                                               snapshot began
+ *     apply ITEM/DEL/TOUCH/FLUSH/DROP <-------  live stream; PING when idle
+ *     ACK <applied offset>          --------->  sync mode waits for these
+ *
+ * MODES
+ *   async (default): a client's write is answered once the primary applied
+ *   it; a primary that dies loses what its backups had not received yet
+ *   (bounded by the link's latency and the backlog in flight).
+ *   sync: a reply that acknowledges a write leaves only once every backup
+ *   in the sync set acknowledged the offset of that write.  Workers wait
+ *   once per batch of replies (server.h, bc_server_set_commit), so a
+ *   pipelined batch costs one round trip to the backups, not one per
+ *   command.  A backup that does not acknowledge within sync_timeout_ms is
+ *   dropped from the sync set (logged, counted) so a sick backup cannot
+ *   stall the group; it rejoins once it has caught up.  A group with no
+ *   backup online answers at once, as Redis does with min-replicas 0.
+ *
+ * THE SNAPSHOT
+ *   Records describe states, not operations ("k is now v", "k is gone"), so
+ *   applying a record twice is harmless.  That makes a fuzzy snapshot
+ *   exact: the primary notes its offset S, copies each bucket under its
+ *   shard lock while writes continue, and then streams the backlog from S.
+ *   A key written during the copy may be in the snapshot already and is
+ *   then written again by the replay, in the order the primary applied it,
+ *   so the backup ends in the primary's state.  The backlog must hold
+ *   everything from S until the snapshot is sent; if it wraps first, the
+ *   backup is disconnected and starts over (backlog_bytes is the knob).
+ *
+ * ROLE CHANGES (one thread, repl_main, decides)
+ *   - Promoted (the cluster agent says primary): stop following, start a
+ *     new replication id, continue the offset from what was applied, start
+ *     recording, then open the cluster's write gate (cluster.h) -- no
+ *     write is accepted before it can be recorded.
+ *   - Demoted (primary no more, including a lost ZooKeeper session): the
+ *     cluster closed the write gate at once; stop recording, disconnect
+ *     the backups, follow the new primary.  Its id differs from ours, so
+ *     the first sync is a full one: writes this node took that the new
+ *     primary never saw are discarded, not resurrected.
+ *
+ * A backup reports offset 0 while a full resync is under way (its data is
+ * partial), so the console never promotes it over one that is complete.
+ *
+ * LOCKING RULE
+ *   mu guards the backlog, the peer list and each peer's sync-set flag;
+ *   ack_cv (with mu) wakes workers waiting for acknowledgements, data_cv
+ *   (with mu) wakes senders waiting for records.  The cache observer runs
+ *   under a shard lock and takes mu: shard lock, then mu -- never the
+ *   other way round (the snapshot takes shard locks with mu released).
+ */
+#ifndef BC_NODE_REPL_H
+#define BC_NODE_REPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_status.h"
+#include "cache.h"
+#include "cluster.h"
+
+typedef struct bc_repl bc_repl_t;
+
+typedef enum bc_repl_mode {
+    BC_REPL_ASYNC = 0,
+    BC_REPL_SYNC = 1,
+} bc_repl_mode_t;
+
+typedef struct bc_repl_config {
+    bc_cache_t *cache;             /* borrowed; must outlive the object */
+    bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
+    bc_repl_mode_t mode;
+    uint32_t sync_timeout_ms;      /* 0 = 500 */
+    size_t backlog_bytes;          /* 0 = 64 MiB */
+    uint32_t max_backups;          /* 0 = 8 */
+    const char *node_label;        /* how this node names itself to its primary; copied */
+} bc_repl_config_t;
+
+#define BC_REPL_MAX_BACKUPS_REPORTED 8
+
+typedef struct bc_repl_backup_info {
+    char name[64];
+    char addr[64];
+    bool online;                   /* snapshot done, streaming */
+    bool in_sync;                  /* in the sync set */
+    uint64_t acked;
+    uint64_t lag_bytes;            /* primary offset - acked */
+} bc_repl_backup_info_t;
+
+typedef struct bc_repl_info {
+    bool primary;                  /* recording (this node is primary) */
+    bc_repl_mode_t mode;
+    char replid[41];
+    uint64_t offset;               /* primary: its own; backup: applied */
+    bool synced;                   /* backup: its data is complete */
+    uint64_t backlog_start;
+    uint64_t backlog_bytes;
+    /* primary side */
+    uint32_t backups;
+    bc_repl_backup_info_t backup[BC_REPL_MAX_BACKUPS_REPORTED];
+    uint64_t full_resyncs;         /* snapshots sent */
+    uint64_t partial_resyncs;
+    uint64_t sync_waits;           /* batches that waited for acknowledgements */
+    uint64_t sync_timeouts;        /* waits that gave up on a backup */
+    uint64_t sync_wait_us;         /* total time waited */
+    /* backup side */
+    bool link_up;
+    char primary_addr[BC_ADDR_MAX];
+    uint64_t primary_offset;       /* from the primary's last PING */
+    uint64_t lag_bytes;
+    int64_t lag_ms;                /* time since this backup was last caught up; -1 unknown */
+    uint64_t applied_records;
+    uint64_t apply_errors;         /* records that could not be applied (out of memory) */
+    uint64_t snapshots_received;
+} bc_repl_info_t;
+
+/*
+ * Creates the module and installs its cache observer and the cluster's
+ * write gate.  config->cache and ->cluster are required.  *out is owned by
+ * the caller (bc_repl_destroy).  Errors: BC_EINVAL, BC_ENOMEM.
+ */
+bc_status_t bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out);
+/* Starts the role thread.  Errors: BC_ENOMEM. */
+bc_status_t bc_repl_start(bc_repl_t *repl);
+/* Stops following, disconnects backups, joins every thread.  Idempotent. */
+void bc_repl_stop(bc_repl_t *repl);
+/* Stops and frees (the cache observer is removed).  NULL is accepted. */
+void bc_repl_destroy(bc_repl_t *repl);
+
+/* server.h handoff function: a backup's handshake; ctx is the bc_repl_t.
+ * Takes fd (closes it on refusal).  Does not block. */
+void bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nleft);
+/* server.h commit function: in sync mode, waits until the backups have
+ * what this thread wrote (bounded by sync_timeout_ms).  ctx is the
+ * bc_repl_t. */
+void bc_repl_commit_wait(void *ctx);
+
+void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
+const char *bc_repl_mode_name(bc_repl_mode_t mode);
+/* "async" / "sync" -> mode.  Errors: BC_EINVAL. */
+bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);
+
+#endif
