@@ -1,0 +1,309 @@
+"""Primary/backup replication and failover, with real ZooKeeper, console
+and nodes: a backup receives the primary's writes (snapshot, then the live
+stream), takes over with them when the primary is killed (sync mode: every
+acknowledged write survives; async mode: the loss is reported), the old
+primary comes back as a backup and catches up, a primary frozen past its
+session timeout never accepts a write as primary again, a backup that fell
+out of the backlog gets a full resync while writes go on, and a bucket
+moved onto a group reaches that group's backup."""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+zk = harness.ZooKeeper()
+
+
+def repl(node):
+    return harness.http_json(node.admin_port, "GET", "/v1/repl")[1]
+
+
+def node_stat(node, name):
+    c = node.conn()
+    c.send("stats\r\n")
+    val = None
+    while True:
+        line = c.readline()
+        if line == b"END\r\n":
+            break
+        parts = line.split()
+        if parts[1].decode() == name:
+            val = parts[2].decode()
+    c.close()
+    return val
+
+
+def group_nodes(con, gid):
+    doc = harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]
+    return next(g for g in doc["groups"] if g["gid"] == gid)["nodes"]
+
+
+def wait_primary(con_or_cl, node, timeout=15):
+    """Waits until `node` serves writes as its group's primary."""
+    harness.wait_for(lambda: repl(node)["role"] == "primary" and repl(node)["writable"],
+                     timeout=timeout, what="node on port %d primary and writable" % node.port)
+
+
+def wait_caught_up(primary, backup, timeout=20):
+    def ok():
+        p, b = repl(primary), repl(backup)
+        return b["synced"] and b["link_up"] and b["offset"] == p["offset"]
+    harness.wait_for(ok, timeout=timeout, what="backup caught up with its primary")
+
+
+def start_group(cl, mode, *extra):
+    a = harness.ClusterNode(zk, cl, 1, "--replication", mode, "--no-forward", *extra,
+                            session_timeout_ms=SESSION_MS)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    wait_primary(cl, a)
+    b = harness.ClusterNode(zk, cl, 1, "--replication", mode, "--no-forward", *extra,
+                            session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: len(group_nodes(con, 1)) == 2, what="backup registered")
+    wait_caught_up(a, b)
+    return a, b, con
+
+
+class Writer:
+    """Writes key w<i> = v<i> on one connection to `node` as fast as the
+    replies come and records every acknowledged (STORED) write, until the
+    connection fails or stop() is called."""
+
+    def __init__(self, node, prefix="w"):
+        self.node, self.prefix = node, prefix
+        self.acked = {}
+        self.stopped = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        try:
+            c = self.node.conn(timeout=3)
+            i = 0
+            while not self.stopped:
+                k, v = "%s%d" % (self.prefix, i % 3000), "v%d" % i
+                if c.cmd("set %s 0 0 %d" % (k, len(v)), v) != b"STORED\r\n":
+                    break
+                self.acked[k] = v
+                i += 1
+        except Exception:
+            pass
+
+    def count(self):
+        return len(self.acked)
+
+    def stop(self):
+        self.stopped = True
+        self.t.join(10)
+        return self.acked
+
+
+def read_all(node, keys):
+    """The values `node` serves for keys (missing ones absent)."""
+    c = node.conn(timeout=10)
+    out = {}
+    keys = list(keys)
+    for i in range(0, len(keys), 50):
+        part = keys[i:i + 50]
+        c.send("get %s\r\n" % " ".join(part))
+        while True:
+            line = c.readline()
+            if line == b"END\r\n":
+                break
+            assert line.startswith(b"VALUE "), line
+            _, k, _, n = line.split()
+            out[k.decode()] = c.read_exact(int(n) + 2)[:-2].decode()
+    c.close()
+    return out
+
+
+def kill_primary_under_load(mode):
+    cl = harness.create_cluster(zk, "kill" + mode, buckets=NB)
+    a, b, con = start_group(cl, mode)
+    w = Writer(a)
+    harness.wait_for(lambda: w.count() > 2000, what="writes before the kill")
+    a.proc.kill()
+    acked = w.stop()
+    wait_primary(cl, b, timeout=SESSION_MS / 1000 + 15)
+    got = read_all(b, acked)
+    lost = [k for k, v in acked.items() if got.get(k) != v]
+    info = repl(b)
+    print("%s: %d keys acknowledged before the kill, %d lost; new primary at offset %d" %
+          (mode, len(acked), len(lost), info["offset"]))
+    return cl, a, b, con, acked, lost
+
+
+def test_backup_receives_every_kind_of_write():
+    cl = harness.create_cluster(zk, "kinds", buckets=NB)
+    a, b, con = start_group(cl, "async")
+    c = a.conn()
+    assert c.cmd("set s 5 0 1", "x") == b"STORED\r\n"
+    assert c.cmd("add ad 0 0 1", "a") == b"STORED\r\n"
+    assert c.cmd("replace s 6 0 2", "xy") == b"STORED\r\n"
+    assert c.cmd("append s 0 0 1", "z") == b"STORED\r\n"
+    assert c.cmd("prepend s 0 0 1", "w") == b"STORED\r\n"
+    assert c.cmd("set n 0 0 2", "10") == b"STORED\r\n"
+    assert c.cmd("incr n 5") == b"15\r\n"
+    assert c.cmd("decr n 1") == b"14\r\n"
+    assert c.cmd("set gone 0 0 1", "g") == b"STORED\r\n"
+    assert c.cmd("delete gone") == b"DELETED\r\n"
+    assert c.cmd("set t 0 0 1", "t") == b"STORED\r\n"
+    assert c.cmd("touch t 1000") == b"TOUCHED\r\n"
+    line = c.cmd("gets s").split(b"\r\n")[0]
+    cas = int(line.split()[4])
+    assert c.cmd("cas s 7 0 1 %d" % cas, "C") == b"STORED\r\n"
+    assert c.cmd("set big 0 0 300000", "b" * 300000) == b"STORED\r\n"
+    wait_caught_up(a, b)
+    # a backup refuses clients (no forwarding here); its data shows after
+    # a promotion, so stop the primary cleanly and read the backup
+    assert b.conn().cmd("get s").startswith(b"SERVER_ERROR NOT_PRIMARY")
+    assert int(node_stat(b, "curr_items")) == int(node_stat(a, "curr_items")) == 5
+    a.stop()
+    wait_primary(cl, b)
+    got = read_all(b, ["s", "ad", "n", "gone", "t", "big"])
+    assert got == {"s": "C", "ad": "a", "n": "14", "t": "t", "big": "b" * 300000}, got
+    assert b.conn().cmd("gets s").startswith(b"VALUE s 7 1 ")
+    # flush_all reaches backups too
+    c2 = harness.ClusterNode(zk, cl, 1, "--replication", "async", "--no-forward",
+                             session_timeout_ms=SESSION_MS)
+    wait_caught_up(b, c2)
+    assert int(node_stat(c2, "curr_items")) == 5
+    assert b.conn().cmd("flush_all") == b"OK\r\n"
+    wait_caught_up(b, c2)
+    assert int(node_stat(c2, "curr_items")) == 0 or read_all(b, ["s"]) == {}
+    metrics = harness.http(c2.admin_port, "GET", "/metrics")[2].decode()
+    for name in ("repl_offset", "repl_lag_bytes", "repl_lag_milliseconds", "repl_link_up"):
+        assert "bucketcache_" + name in metrics, name
+    info = repl(c2)
+    assert info["role"] == "backup" and info["lag_bytes"] == 0 and info["lag_ms"] >= 0, info
+    for p in (b, c2, con):
+        p.stop()
+
+
+def test_sync_mode_loses_no_acknowledged_write():
+    cl, a, b, con, acked, lost = kill_primary_under_load("sync")
+    assert not lost, "sync mode lost %d acknowledged writes: %s" % (len(lost), lost[:5])
+    # the old primary comes back (same address) as a backup and catches up
+    a2 = harness.ClusterNode(zk, cl, 1, "--replication", "sync", "--no-forward",
+                             session_timeout_ms=SESSION_MS, port=a.port, admin_port=a.admin_port)
+    wait_caught_up(b, a2)
+    assert repl(a2)["role"] == "backup"
+    assert repl(b)["full_resyncs"] >= 1
+    assert int(node_stat(a2, "curr_items")) == int(node_stat(b, "curr_items"))
+    # writes go on through the new primary and reach the returned node
+    assert b.conn().cmd("set after 0 0 1", "x") == b"STORED\r\n"
+    wait_caught_up(b, a2)
+    for p in (b, a2, con):
+        p.stop()
+
+
+def test_async_mode_reports_its_loss():
+    cl, a, b, con, acked, lost = kill_primary_under_load("async")
+    # one connection, one write at a time: at most what was in flight on the
+    # link when the primary died (a few ms of writes)
+    assert len(lost) <= 200, len(lost)
+    for p in (b, con):
+        p.stop()
+
+
+def test_frozen_primary_never_writes_as_primary_again():
+    cl = harness.create_cluster(zk, "frozen", buckets=NB)
+    a, b, con = start_group(cl, "async")
+    assert a.conn().cmd("set before 0 0 1", "1") == b"STORED\r\n"
+    wait_caught_up(a, b)
+    c = a.conn(timeout=10)
+    a.proc.signal(signal.SIGSTOP)
+    try:
+        wait_primary(cl, b, timeout=SESSION_MS / 1000 + 15)
+    finally:
+        a.proc.signal(signal.SIGCONT)
+    # the first write after waking is refused: the lease lapsed while frozen
+    reply = c.cmd("set split 0 0 1", "A")
+    assert reply.startswith(b"SERVER_ERROR NOT_PRIMARY"), reply
+    assert b.conn().cmd("set split 0 0 1", "B") == b"STORED\r\n"
+    # it learns its session expired, re-registers and follows the new primary
+    harness.wait_for(lambda: repl(a)["role"] == "backup" and repl(a)["link_up"],
+                     timeout=SESSION_MS / 1000 + 15, what="old primary following the new one")
+    wait_caught_up(b, a)
+    for i in range(20):
+        r = a.conn().cmd("set split 0 0 1", "A")
+        assert r.startswith(b"SERVER_ERROR NOT_PRIMARY"), r
+    assert read_all(b, ["split", "before"]) == {"split": "B", "before": "1"}
+    assert repl(a)["fenced_writes"] >= 1 or repl(a)["role"] == "backup"
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_lagging_backup_gets_a_full_resync_under_load():
+    cl = harness.create_cluster(zk, "resync", buckets=NB)
+    a, b, con = start_group(cl, "async", "--repl-backlog-mb", "1")
+    assert repl(a)["full_resyncs"] == 1
+    w = Writer(a, prefix="r")
+    stop = threading.Event()
+
+    def big_writer():
+        c = a.conn(timeout=5)
+        i = 0
+        while not stop.is_set():
+            assert c.cmd("set big%d 0 0 20000" % (i % 200), "x" * 20000) == b"STORED\r\n"
+            i += 1
+    t = threading.Thread(target=big_writer, daemon=True)
+    t.start()
+    b.proc.signal(signal.SIGSTOP)
+    time.sleep(1.0)          # far more than 1 MiB of records meanwhile
+    b.proc.signal(signal.SIGCONT)
+    harness.wait_for(lambda: repl(a)["full_resyncs"] >= 2, timeout=20,
+                     what="a second full resync")
+    time.sleep(0.5)           # load keeps flowing during and after it
+    stop.set()
+    t.join(10)
+    acked = w.stop()
+    wait_caught_up(a, b)
+    assert int(node_stat(b, "curr_items")) == int(node_stat(a, "curr_items"))
+    assert repl(b)["snapshots_received"] >= 2
+    a.stop()
+    wait_primary(cl, b)
+    got = read_all(b, acked)
+    assert all(got.get(k) == v for k, v in acked.items())
+    for p in (b, con):
+        p.stop()
+
+
+def test_moved_bucket_reaches_the_new_groups_backup():
+    cl = harness.create_cluster(zk, "movrep", buckets=NB)
+    g1 = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS, migrations=True)
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    wait_primary(cl, g1)
+    c = g1.conn()
+    for i in range(400):
+        assert c.cmd("set m%d 0 0 4" % i, "%04d" % i) == b"STORED\r\n"
+    p2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
+    wait_primary(cl, p2)
+    b2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: len(group_nodes(con, 2)) == 2, what="group 2's backup registered")
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "rebalance")
+    assert rc == 0, (rc, out, err)
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == t["d"] == t["m"] and 2 in t["c"],
+                            "buckets moved to group 2", timeout=40)
+    wait_caught_up(p2, b2)
+    moved = [i for i in range(400) if t["c"][harness.bucket_of("m%d" % i, NB)] == 2]
+    assert moved
+    assert int(node_stat(b2, "curr_items")) == int(node_stat(p2, "curr_items")) == len(moved)
+    # the backup takes over group 2 with the moved data
+    p2.proc.kill()
+    wait_primary(cl, b2, timeout=SESSION_MS / 1000 + 15)
+    got = read_all(b2, ["m%d" % i for i in moved])
+    assert got == {"m%d" % i: "%04d" % i for i in moved}
+    for p in (g1, b2, con):
+        p.stop()
+
+
+harness.main(globals())
