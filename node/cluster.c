@@ -88,6 +88,9 @@ struct bc_node_cluster {
      * before the agent starts, read by the agent only. */
     bc_node_cluster_drop_fn drop_fn;
     void *drop_ctx;
+    /* Told of every role change (bc_node_cluster_set_role_hook). */
+    void (*role_fn)(void *ctx);
+    void *role_ctx;
 
     /* Every group's primary.  LOCKING RULE: prim_mu guards prim (written
      * by the agent, copied by workers); prim_gen is bumped under prim_mu
@@ -123,6 +126,7 @@ cluster_drop_primary(bc_node_cluster_t *cl)
 {
     atomic_store(&cl->writable, false);
     if (atomic_exchange(&cl->primary, false)) {
+        if (cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
         log_warn("cluster: no longer primary of group %u (ZooKeeper session lost)", cl->gid);
     }
 }
@@ -549,6 +553,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
 
     if (!primary) atomic_store(&cl->writable, false);
     bool was = atomic_exchange(&cl->primary, primary);
+    if (was != primary && cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
     if (was != primary) {
         log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup",
                  cl->gid);
@@ -876,4 +881,11 @@ uint32_t
 bc_node_cluster_nbuckets(const bc_node_cluster_t *cl)
 {
     return cl->nbuckets;
+}
+
+void
+bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx)
+{
+    cl->role_fn = fn;
+    cl->role_ctx = ctx;
 }

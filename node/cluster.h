@@ -155,6 +155,10 @@ void bc_node_cluster_use_write_gate(bc_node_cluster_t *cl);
  * primary.  The gate closes by itself whenever the role is lost. */
 bool bc_node_cluster_open_writes(bc_node_cluster_t *cl);
 void bc_node_cluster_close_writes(bc_node_cluster_t *cl);
+/* fn(ctx) is called after each change of role, on the agent or ZooKeeper
+ * thread: it must only wake someone (no blocking, no ZooKeeper calls).
+ * Call before bc_node_cluster_start. */
+void bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx);
 uint32_t bc_node_cluster_gid(const bc_node_cluster_t *cl);
 uint32_t bc_node_cluster_nbuckets(const bc_node_cluster_t *cl);
 

@@ -98,6 +98,7 @@ struct bc_repl {
     bool started;
 
     /* backup side (mu) */
+    int follow_fd;                 /* the link to the primary, -1 = none */
     uint64_t applied;
     bool synced;
     bool link_up;
@@ -750,6 +751,7 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
     }
     pthread_mutex_lock(&r->mu);
     r->link_up = true;
+    r->follow_fd = fd;
     snprintf(r->primary_addr, sizeof(r->primary_addr), "%s", prim->addr);
     pthread_mutex_unlock(&r->mu);
 
@@ -920,7 +922,9 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
     }
     pthread_mutex_lock(&r->mu);
     r->link_up = false;
+    r->follow_fd = -1;
     pthread_mutex_unlock(&r->mu);
+    if (bc_node_cluster_is_primary(r->cluster)) why = "this node became primary";
     log_info("repl: link to primary %s ended: %s", prim->addr, why);
     free(buf);
     close(fd);
@@ -1017,6 +1021,19 @@ cond_init_mono(pthread_cond_t *cv)
     pthread_condattr_destroy(&ca);
 }
 
+/* The cluster's role changed: act now rather than at the next poll. */
+static void
+repl_on_role(void *ctx)
+{
+    bc_repl_t *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    /* A promoted backup must stop following at once: its primary is gone
+     * and waiting for the link to time out would delay the promotion. */
+    if (r->follow_fd >= 0) shutdown(r->follow_fd, SHUT_RDWR);
+    pthread_cond_broadcast(&r->role_cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 bc_status_t
 bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
 {
@@ -1034,6 +1051,7 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     for (char *c = r->label; *c; c++) {
         if (*c <= ' ' || *c >= 0x7f) *c = '_';
     }
+    r->follow_fd = -1;
     r->ring = malloc(r->cap);
     if (r->ring == NULL) {
         free(r);
@@ -1045,6 +1063,7 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     cond_init_mono(&r->role_cv);
     bc_cache_set_observer(r->cache, repl_observe, r);
     bc_node_cluster_use_write_gate(r->cluster);
+    bc_node_cluster_set_role_hook(r->cluster, repl_on_role, r);
     *out = r;
     return BC_OK;
 }
@@ -1065,6 +1084,7 @@ bc_repl_stop(bc_repl_t *r)
     r->stopping = true;
     atomic_store(&r->recording, false);
     do_peers_close(r);
+    if (r->follow_fd >= 0) shutdown(r->follow_fd, SHUT_RDWR);
     pthread_cond_broadcast(&r->role_cv);
     pthread_mutex_unlock(&r->mu);
     if (r->started) pthread_join(r->thread, NULL);
