@@ -1140,6 +1140,77 @@ test_threads_stress(void **state)
     }
 }
 
+/* ---- the change observer (replication) ---- */
+
+typedef struct obs_log {
+    char lines[64][96];
+    int n;
+} obs_log_t;
+
+static void
+obs_record(void *ctx, const bc_cache_event_t *ev)
+{
+    obs_log_t *l = ctx;
+    char *out = l->lines[l->n++ % 64];
+    switch (ev->type) {
+    case BC_CACHE_EV_STORE:
+        snprintf(out, 96, "STORE %s=%.*s exp=%u", bc_item_key(ev->item),
+                 (int)bc_item_value_len(ev->item), ev->item->data + ev->item->nkey + 1,
+                 ev->item->exptime);
+        break;
+    case BC_CACHE_EV_DELETE:
+        snprintf(out, 96, "DELETE %.*s", (int)ev->nkey, ev->key);
+        break;
+    case BC_CACHE_EV_TOUCH:
+        snprintf(out, 96, "TOUCH %s exp=%u", bc_item_key(ev->item), ev->item->exptime);
+        break;
+    case BC_CACHE_EV_FLUSH:
+        snprintf(out, 96, "FLUSH %u", ev->when);
+        break;
+    case BC_CACHE_EV_DROP:
+        snprintf(out, 96, "DROP %u", ev->bucket);
+        break;
+    }
+}
+
+/* Every change reports the state it leaves, failed ones report nothing,
+ * and reads report nothing. */
+static void
+test_observer_reports_resulting_states(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(8u << 20, "lru");
+    obs_log_t log = {.n = 0};
+    bc_cache_set_observer(cache, obs_record, &log);
+    uint64_t cas = 0;
+    assert_int_equal(store_mode(cache, "a", "1", 0, 0, BC_STORE_SET, 0, &cas), BC_OK);
+    assert_int_equal(store_mode(cache, "a", "x", 0, 0, BC_STORE_ADD, 0, NULL), BC_ENOTSTORED);
+    assert_int_equal(store_mode(cache, "a", "2", 0, 0, BC_STORE_APPEND, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "a", "0", 0, 0, BC_STORE_PREPEND, 0, NULL), BC_OK);
+    assert_int_equal(store_mode(cache, "a", "9", 0, 0, BC_STORE_CAS, cas, NULL), BC_EEXISTS);
+    uint64_t v;
+    assert_int_equal(bc_cache_arith(cache, "a", 1, bc_hash_key("a", 1), true, 5, &v), BC_OK);
+    assert_int_equal(bc_cache_arith(cache, "a", 1, bc_hash_key("a", 1), true, 99999, &v), BC_OK);
+    bc_item_t *it = get(cache, "a");
+    bc_item_release(cache, it);
+    assert_int_equal(bc_cache_touch(cache, "a", 1, bc_hash_key("a", 1), T0 + 50), BC_OK);
+    assert_int_equal(bc_cache_delete(cache, "a", 1, bc_hash_key("a", 1)), BC_OK);
+    assert_int_equal(bc_cache_delete(cache, "a", 1, bc_hash_key("a", 1)), BC_ENOTFOUND);
+    bc_cache_flush(cache, 0);
+    (void)bc_cache_bucket_drop(cache, 7);
+    const char *want[] = {"STORE a=1 exp=0", "STORE a=12 exp=0", "STORE a=012 exp=0",
+                          "STORE a=17  exp=0" /* padded in place */, "STORE a=100016 exp=0",
+                          "TOUCH a exp=" /* + T0+50 */, "DELETE a", "FLUSH 0", "DROP 7"};
+    assert_int_equal(log.n, 9);
+    for (int i = 0; i < 9; i++) {
+        assert_true(strncmp(log.lines[i], want[i], strlen(want[i])) == 0);
+    }
+    bc_cache_set_observer(cache, NULL, NULL);
+    assert_int_equal(set(cache, "b", "1"), BC_OK);
+    assert_int_equal(log.n, 9);
+    bc_cache_destroy(cache);
+}
+
 int
 main(void)
 {
@@ -1164,6 +1235,7 @@ main(void)
         cmocka_unit_test(test_bytes_per_item),
         cmocka_unit_test(test_engine_zipf_hit_ratio),
         cmocka_unit_test(test_threads_stress),
+        cmocka_unit_test(test_observer_reports_resulting_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

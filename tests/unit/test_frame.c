@@ -56,6 +56,79 @@ decode_all(const char *buf, size_t len, size_t *items, char *err, size_t errlen)
     return bc_frame_stream_finish(&s, err, errlen);
 }
 
+/* Every replication frame decodes to what was encoded, and a mangled
+ * field count or a bad replid is refused with a reason. */
+static void
+test_replication_frames(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    memset(&b, 0, sizeof(b));
+    const char *rid = "0123456789abcdef0123456789abcdef01234567";   /* 40 */
+    assert_int_equal(bc_frame_put_rhello(&b, true, rid, 1ull << 35), BC_OK);
+    assert_int_equal(bc_frame_put_rhello(&b, false, "short", 7), BC_OK);
+    assert_int_equal(bc_frame_put_del(&b, "gone", 4), BC_OK);
+    assert_int_equal(bc_frame_put_touch(&b, "t", 1, 3600), BC_OK);
+    assert_int_equal(bc_frame_put_flush(&b, 1700000000u), BC_OK);
+    assert_int_equal(bc_frame_put_drop(&b, 1023), BC_OK);
+    assert_int_equal(bc_frame_put_ping(&b, 99), BC_OK);
+    assert_int_equal(bc_frame_put_ack(&b, UINT64_MAX), BC_OK);
+    assert_int_equal(bc_frame_put_rhello(&b, true, "0123456789abcdef0123456789abcdef012345678", 0),
+                     BC_EINVAL);   /* 41 bytes: refused, buffer unchanged */
+
+    bc_frame_t f;
+    size_t used, pos = 0;
+    char err[200];
+#define NEXT(type_)                                                                          \
+    do {                                                                                     \
+        assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, err,     \
+                                         sizeof(err)), BC_OK);                               \
+        assert_int_equal(f.type, type_);                                                     \
+        pos += used;                                                                         \
+    } while (0)
+    NEXT(BC_FRAME_RHELLO);
+    assert_true(f.full);
+    assert_int_equal(f.nreplid, 40);
+    assert_memory_equal(f.replid, rid, 40);
+    assert_true(f.offset == 1ull << 35);
+    assert_int_equal(f.version, BC_FRAME_VERSION);
+    NEXT(BC_FRAME_RHELLO);
+    assert_false(f.full);
+    assert_int_equal(f.nreplid, 5);
+    assert_int_equal(f.offset, 7);
+    NEXT(BC_FRAME_DEL);
+    assert_int_equal(f.nkey, 4);
+    assert_memory_equal(f.key, "gone", 4);
+    NEXT(BC_FRAME_TOUCH);
+    assert_int_equal(f.ttl, 3600);
+    NEXT(BC_FRAME_FLUSH);
+    assert_int_equal(f.when, 1700000000u);
+    NEXT(BC_FRAME_DROP);
+    assert_int_equal(f.bucket, 1023);
+    NEXT(BC_FRAME_PING);
+    assert_int_equal(f.offset, 99);
+    NEXT(BC_FRAME_ACK);
+    assert_true(f.offset == UINT64_MAX);
+    assert_int_equal(pos, b.len);
+#undef NEXT
+
+    /* a DEL with a ttl (3 fields) is not a DEL */
+    bc_frame_buf_t bad;
+    memset(&bad, 0, sizeof(bad));
+    assert_int_equal(bc_frame_put_touch(&bad, "k", 1, 5), BC_OK);
+    bad.data[BC_FRAME_HEADER_LEN + 1] = BC_FRAME_DEL;
+    uint32_t crc = bc_crc32c(0, bad.data + BC_FRAME_HEADER_LEN, bad.len - BC_FRAME_HEADER_LEN);
+    bad.data[4] = (char)(crc >> 24);
+    bad.data[5] = (char)(crc >> 16);
+    bad.data[6] = (char)(crc >> 8);
+    bad.data[7] = (char)crc;
+    assert_int_equal(bc_frame_decode(bad.data, bad.len, MAXP, &f, &used, err, sizeof(err)),
+                     BC_EPROTO);
+    assert_non_null(strstr(err, "DEL frame with 3 fields"));
+    bc_frame_buf_free(&bad);
+    bc_frame_buf_free(&b);
+}
+
 static void
 test_crc32c_known_values(void **state)
 {
@@ -395,6 +468,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_values),
+        cmocka_unit_test(test_replication_frames),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_truncated_at_every_byte),
         cmocka_unit_test(test_every_bit_flip_is_caught),
