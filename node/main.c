@@ -518,6 +518,7 @@ main(int argc, char **argv)
         }
         bc_server_set_handoff(server, bc_repl_handoff, repl);
         bc_server_set_commit(server, bc_repl_commit_wait, repl);
+        bc_server_set_repl_stats(server, bc_repl_format_stats, repl);
         if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 

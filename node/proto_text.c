@@ -1037,6 +1037,16 @@ stats_collect(bc_proto_conn_t *pc, bc_server_stats_t *ss)
     }
 }
 
+/* The replication lines (cluster mode only). */
+static void
+stats_replication(bc_proto_conn_t *pc)
+{
+    char buf[2048];
+    if (pc->env->repl_stats == NULL) return;
+    size_t n = pc->env->repl_stats(pc->env->repl_ctx, buf, sizeof(buf));
+    if (n > 0) reply_bytes(pc, buf, n);
+}
+
 static void
 stats_general(bc_proto_conn_t *pc)
 {
@@ -1079,6 +1089,7 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "expired_active", cs.expired_active);
     STAT_U64(pc, "flushed", cs.flushed);
     STAT_U64(pc, "pinned_bytes", cs.pinned_bytes);
+    stats_replication(pc);
     REPLY(pc, "END\r\n");
 }
 
@@ -1152,6 +1163,9 @@ cmd_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         bc_cache_get_stats(pc->env->cache, &cs);
         STAT_U64(pc, "active_slabs", 0);
         STAT_U64(pc, "total_malloced", cs.mem_used);
+        REPLY(pc, "END\r\n");
+    } else if (SUB_IS("replication") && pc->env->repl_stats != NULL) {
+        stats_replication(pc);
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("sizes")) {
         REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");

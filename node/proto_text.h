@@ -163,6 +163,11 @@ typedef struct bc_proto_env {
      * the connection over (BC_EHANDOFF) when true; otherwise it is an
      * unknown command. */
     bool handoff_replicate;
+    /* Replication figures for "stats" and "stats replication": writes
+     * "STAT name value\r\n" lines into buf (at most len bytes) and returns
+     * their length; NULL (standalone) adds nothing. */
+    size_t (*repl_stats)(void *ctx, char *buf, size_t len);
+    void *repl_ctx;
 
     void *hook_arg;
     /* Fills the server-wide figures; NULL reports zeros. */

@@ -1158,6 +1158,38 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
     out->snapshots_received = atomic_load(&r->snapshots_received);
 }
 
+size_t
+bc_repl_format_stats(void *ctx, char *buf, size_t len)
+{
+    bc_repl_info_t ri;
+    bc_repl_get_info(ctx, &ri);
+    int n = snprintf(buf, len,
+                     "STAT repl_role %s\r\nSTAT repl_mode %s\r\nSTAT repl_offset %" PRIu64
+                     "\r\nSTAT repl_synced %d\r\n",
+                     ri.primary ? "primary" : "backup", bc_repl_mode_name(ri.mode), ri.offset,
+                     ri.synced ? 1 : 0);
+    if (n < 0 || (size_t)n >= len) return 0;
+    size_t used = (size_t)n;
+    if (ri.primary) {
+        n = snprintf(buf + used, len - used,
+                     "STAT repl_backups %u\r\nSTAT repl_full_resyncs %" PRIu64
+                     "\r\nSTAT repl_partial_resyncs %" PRIu64 "\r\nSTAT repl_sync_waits %" PRIu64
+                     "\r\nSTAT repl_sync_timeouts %" PRIu64 "\r\n",
+                     ri.backups, ri.full_resyncs, ri.partial_resyncs, ri.sync_waits,
+                     ri.sync_timeouts);
+    } else {
+        n = snprintf(buf + used, len - used,
+                     "STAT repl_link_up %d\r\nSTAT repl_primary_offset %" PRIu64
+                     "\r\nSTAT repl_lag_bytes %" PRIu64 "\r\nSTAT repl_lag_ms %" PRId64
+                     "\r\nSTAT repl_applied_records %" PRIu64 "\r\nSTAT repl_apply_errors %"
+                     PRIu64 "\r\n",
+                     ri.link_up ? 1 : 0, ri.primary_offset, ri.lag_bytes, ri.lag_ms,
+                     ri.applied_records, ri.apply_errors);
+    }
+    if (n < 0 || (size_t)n >= len - used) return used;
+    return used + (size_t)n;
+}
+
 const char *
 bc_repl_mode_name(bc_repl_mode_t mode)
 {

@@ -161,6 +161,10 @@ void bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size
 void bc_repl_commit_wait(void *ctx);
 
 void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
+/* server.h repl stats function: "STAT repl_* value" lines (role, mode,
+ * offset, synced; a backup's link, lag in bytes and ms; a primary's
+ * backups and resync/sync counters).  ctx is the bc_repl_t. */
+size_t bc_repl_format_stats(void *ctx, char *buf, size_t len);
 const char *bc_repl_mode_name(bc_repl_mode_t mode);
 /* "async" / "sync" -> mode.  Errors: BC_EINVAL. */
 bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);

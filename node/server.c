@@ -1009,3 +1009,11 @@ bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx)
     server->commit = fn;
     server->commit_ctx = ctx;
 }
+
+void
+bc_server_set_repl_stats(bc_server_t *server, size_t (*fn)(void *ctx, char *buf, size_t len),
+                         void *ctx)
+{
+    server->env.repl_stats = fn;
+    server->env.repl_ctx = ctx;
+}

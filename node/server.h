@@ -90,6 +90,10 @@ void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *c
  */
 typedef void (*bc_server_commit_fn)(void *ctx);
 void bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx);
+/* Adds fn's "STAT" lines to "stats" and answers "stats replication"
+ * (proto_text.h repl_stats).  Call before bc_server_start. */
+void bc_server_set_repl_stats(bc_server_t *server, size_t (*fn)(void *ctx, char *buf, size_t len),
+                              void *ctx);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */

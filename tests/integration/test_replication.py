@@ -183,6 +183,12 @@ def test_backup_receives_every_kind_of_write():
         assert "bucketcache_" + name in metrics, name
     info = repl(c2)
     assert info["role"] == "backup" and info["lag_bytes"] == 0 and info["lag_ms"] >= 0, info
+    # memcached's "stats" carries the same figures
+    assert node_stat(c2, "repl_role") == "backup" and node_stat(b, "repl_role") == "primary"
+    assert int(node_stat(c2, "repl_offset")) == info["offset"]
+    assert node_stat(c2, "repl_lag_bytes") == "0" and int(node_stat(c2, "repl_lag_ms")) >= 0
+    r = c2.conn().cmd("stats replication")
+    assert b"STAT repl_link_up 1\r\n" in r and r.endswith(b"END\r\n"), r
     for p in (b, c2, con):
         p.stop()
 
