@@ -725,6 +725,8 @@ static enum MHD_Result
 key_delete(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uint32_t hash)
 {
     bc_status_t st = bc_cache_delete(admin->cache, key, nkey, hash);
+    /* sync replication: answer once the backups have it (repl.h) */
+    if (st == BC_OK && admin->repl != NULL) bc_repl_commit_wait(admin->repl);
     if (st == BC_ENOTFOUND) return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "key not found");
     if (st != BC_OK) {
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
@@ -804,6 +806,7 @@ key_put(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     if (req->body_len > 0) memcpy(bc_item_value(it), req->body, req->body_len);
     memcpy(bc_item_value(it) + req->body_len, "\r\n", 2);
     st = bc_cache_store(admin->cache, it, BC_STORE_SET, 0, &cas);
+    if (st == BC_OK && admin->repl != NULL) bc_repl_commit_wait(admin->repl);
     if (st == BC_ETOOLARGE) {
         return bc_http_reply_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "value too large");
     }
