@@ -3,7 +3,8 @@
 # brings up a local cluster on 127.0.0.1 (ZooKeeper, two consoles, two
 # groups of primary + backup), stores and reads keys on their owners,
 # shows a non-owner forwarding a request, adds a third group and shows the
-# buckets migrating onto it, then tears everything down.
+# buckets migrating onto it, kills a primary and shows its backup taking
+# over with the data, then tears everything down.
 #
 #   BC_DEMO_KEEP=1 ./deploy/demo.sh   leaves the cluster running afterwards
 #                                     (stop it with deploy/local-cluster.sh down)
@@ -68,6 +69,24 @@ done
 for key in user:1001 user:1002 cart:77 session:abc; do
   printf '%-12s %s   -> %s\n' "$key" "$("${CLI[@]}" locate "$key")" "$("${CLI[@]}" get "$key")"
 done
+
+step "kill -9 the primary of user:1001's group: its backup takes over with the data"
+owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+off=$(( ${owner##*:} - BASE - 100 ))
+victim="node-g$((off / 10))-$(( (off % 10) / 2 ))"
+echo "replication on $owner before: $(curl -s "http://127.0.0.1:$(( ${owner##*:} + 1 ))/v1/repl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("role", r["role"], "offset", r["offset"], "backups", [(b["name"], b["acked"]) for b in r["backups"]])')"
+kill -9 "$(cat "${BC_STATE_DIR:-deploy/.local-cluster}/$victim.pid")"
+t0=$(date +%s%N)
+for _ in $(seq 150); do
+  now=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+  [ "$now" != "$owner" ] && break
+  sleep 0.1
+done
+echo "new primary $now after $(( ($(date +%s%N) - t0) / 1000000 )) ms (ZooKeeper session timeout 4000 ms)"
+for key in user:1001 user:1002 cart:77 session:abc; do
+  printf '%-12s %s   -> %s\n' "$key" "$("${CLI[@]}" locate "$key")" "$("${CLI[@]}" get "$key")"
+done
+"${CLI[@]}" groups
 echo
 echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
 if [ -n "${BC_DEMO_KEEP:-}" ]; then
