@@ -90,6 +90,10 @@ struct bc_repl {
     uint64_t end;
     bc_frame_buf_t scratch;        /* the record being encoded */
     char replid[BC_FRAME_REPLID_MAX + 1];
+    /* The id this node followed before its promotion, and the offset up
+     * to which its stream equals ours (see CONTINUING AFTER A FAILOVER). */
+    char replid2[BC_FRAME_REPLID_MAX + 1];
+    uint64_t off2;
     _Atomic bool recording;
     repl_peer_t *peers;
     uint32_t npeers;
@@ -439,8 +443,9 @@ peer_sender(void *arg)
     if (ok) {
         pthread_mutex_lock(&r->mu);
         partial = atomic_load(&r->recording) && p->req_replid[0] != '\0' &&
-                  strcmp(p->req_replid, r->replid) == 0 && p->req_offset >= r->start &&
-                  p->req_offset <= r->end;
+                  p->req_offset >= r->start &&
+                  ((strcmp(p->req_replid, r->replid) == 0 && p->req_offset <= r->end) ||
+                   (strcmp(p->req_replid, r->replid2) == 0 && p->req_offset <= r->off2));
         pos = partial ? p->req_offset : r->end;
         memcpy(replid, r->replid, sizeof(replid));
         pthread_mutex_unlock(&r->mu);
@@ -828,12 +833,14 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                     r->replid[f.nreplid] = '\0';
                     snap_offset = f.offset;
                     state = SNAPSHOT;
-                } else if (f.offset != r->applied || f.nreplid != strlen(r->replid) ||
-                           memcmp(f.replid, r->replid, f.nreplid) != 0) {
+                } else if (f.offset != r->applied) {
                     snprintf(err, sizeof(err), "partial resync at %" PRIu64 ", we have %" PRIu64,
                              f.offset, r->applied);
                     bad = true;
                 } else {
+                    /* The same stream, possibly under a promoted node's new id. */
+                    memcpy(r->replid, f.replid, f.nreplid);
+                    r->replid[f.nreplid] = '\0';
                     state = LIVE;
                 }
                 pthread_mutex_unlock(&r->mu);
@@ -871,6 +878,7 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                 } else {
                     pthread_mutex_lock(&r->mu);
                     r->applied = snap_offset;
+                    r->start = r->end = snap_offset;   /* the mirror starts here */
                     r->synced = true;
                     pthread_mutex_unlock(&r->mu);
                     state = LIVE;
@@ -890,6 +898,10 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                 }
                 atomic_fetch_add_explicit(&r->applied_records, 1, memory_order_relaxed);
                 pthread_mutex_lock(&r->mu);
+                /* Mirror the record: if promoted, this node can continue
+                 * the other backups from their offsets. */
+                if (r->end == r->applied) do_backlog_append(r, buf + pos, used);
+                else r->start = r->end = r->applied + used;
                 r->applied += used;
                 if (r->applied > r->primary_offset) r->primary_offset = r->applied;
                 r->caught_up_ms = bc_time_mono_ms();
@@ -938,8 +950,20 @@ repl_promote(bc_repl_t *r)
     pthread_mutex_lock(&r->mu);
     char old[BC_FRAME_REPLID_MAX + 1];
     memcpy(old, r->replid, sizeof(old));
+    if (r->synced && r->replid[0] != '\0' && r->end == r->applied) {
+        /* CONTINUING AFTER A FAILOVER (Redis's PSYNC2): our backlog mirrors
+         * the old primary's stream up to here, so a backup that followed
+         * the same primary and is not ahead of us can continue from its
+         * offset instead of taking a snapshot.  One that is ahead (the
+         * old primary itself, with writes nobody else got) cannot. */
+        memcpy(r->replid2, r->replid, sizeof(r->replid2));
+        r->off2 = r->end;
+    } else {
+        r->replid2[0] = '\0';
+        r->off2 = 0;
+        r->start = r->end = r->applied;
+    }
     repl_new_replid(r->replid);
-    r->start = r->end = r->applied;
     r->synced = true;
     r->link_up = false;
     atomic_store(&r->recording, true);
