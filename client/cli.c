@@ -341,6 +341,39 @@ print_json_doc(const cJSON *doc)
     free(text);
 }
 
+/* A node's replication state, from its admin port, as one short phrase
+ * ("-" when it cannot be asked). */
+static void
+node_repl_summary(const char *admin, char *out, size_t len)
+{
+    bc_http_response_t resp;
+    snprintf(out, len, "-");
+    if (admin[0] == '\0' ||
+        bc_http_request(admin, "GET", "/v1/repl", NULL, 0, 500, &resp) != BC_OK) {
+        return;
+    }
+    cJSON *r = resp.status == 200 ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+    if (r != NULL) {
+        const cJSON *backups = cJSON_GetObjectItemCaseSensitive(r, "backups");
+        if (strcmp(json_str(r, "role"), "primary") == 0) {
+            snprintf(out, len, "%s, offset %.0f, %d backup%s%s", json_str(r, "mode"),
+                     json_num(r, "offset"), cJSON_GetArraySize(backups),
+                     cJSON_GetArraySize(backups) == 1 ? "" : "s",
+                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "writable")) ? ""
+                                                                                  : ", NOT writable");
+        } else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "synced"))) {
+            snprintf(out, len, "full resync in progress");
+        } else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "link_up"))) {
+            snprintf(out, len, "offset %.0f, link to primary DOWN", json_num(r, "offset"));
+        } else {
+            snprintf(out, len, "offset %.0f, lag %.0f B / %.0f ms", json_num(r, "offset"),
+                     json_num(r, "lag_bytes"), json_num(r, "lag_ms"));
+        }
+    }
+    cJSON_Delete(r);
+    bc_http_response_free(&resp);
+}
+
 static int
 cmd_status(cli_t *cli, bool nodes_view)
 {
@@ -376,17 +409,20 @@ cmd_status(cli_t *cli, bool nodes_view)
                    cJSON_GetArraySize(nodes));
         }
     } else {
-        printf("%-6s %-14s %-8s %-22s %-22s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN", "MEMORY");
+        printf("%-6s %-14s %-8s %-22s %-22s %-9s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN",
+               "MEMORY", "REPLICATION");
         cJSON_ArrayForEach(g, groups) {
             const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes"), *n;
             if (cJSON_GetArraySize(nodes) == 0) {
                 printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
             }
             cJSON_ArrayForEach(n, nodes) {
-                printf("%-6.0f %-14s %-8s %-22s %-22s %.0f MiB\n", json_num(g, "gid"),
+                char repl[128], mem[24];
+                node_repl_summary(json_str(n, "admin"), repl, sizeof(repl));
+                snprintf(mem, sizeof(mem), "%.0f MiB", json_num(n, "memory") / 1048576.0);
+                printf("%-6.0f %-14s %-8s %-22s %-22s %-9s %s\n", json_num(g, "gid"),
                        json_str(n, "name"), json_str(n, "role"), json_str(n, "data"),
-                       json_str(n, "admin")[0] ? json_str(n, "admin") : "-",
-                       json_num(n, "memory") / 1048576.0);
+                       json_str(n, "admin")[0] ? json_str(n, "admin") : "-", mem, repl);
             }
         }
     }

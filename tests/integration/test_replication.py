@@ -198,6 +198,9 @@ def test_backup_receives_every_kind_of_write():
     assert node_stat(c2, "repl_role") == "backup" and node_stat(b, "repl_role") == "primary"
     assert int(node_stat(c2, "repl_offset")) == info["offset"]
     assert node_stat(c2, "repl_lag_bytes") == "0" and int(node_stat(c2, "repl_lag_ms")) >= 0
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "groups")
+    assert rc == 0 and "REPLICATION" in out and "async, offset %d, 1 backup" % info["offset"] in out \
+        and "offset %d, lag 0 B" % info["offset"] in out, out
     r = c2.conn().cmd("stats replication")
     assert b"STAT repl_link_up 1\r\n" in r and r.endswith(b"END\r\n"), r
     for p in (b, c2, con):
