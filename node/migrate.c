@@ -275,12 +275,15 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * (then it refuses writes to the bucket), and every worker thread must
      * have started a new loop iteration since seeing it, so a write that
      * passed its route check just before the flip has finished and is in
-     * the cache the export reads.  The destination usually asks before our
-     * table watch has fired: wait here a little (the admin thread is not
-     * ours to hold long) rather than make it come back.
+     * the cache the export reads.  The destination may ask before our
+     * table watch has fired: the request itself tells us the epoch exists,
+     * so the agent is woken to read the tables now, and we wait here a
+     * little (the admin thread is not ours to hold long) rather than make
+     * it come back.
      */
     int64_t until = bc_time_mono_ms() + MIG_FENCE_WAIT_MS;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+    if (cur < p.epoch) bc_node_cluster_refresh_now(mig->cluster);
     while (cur < p.epoch && bc_time_mono_ms() < until) {
         struct timespec ts = {0, 200 * 1000};
         nanosleep(&ts, NULL);
