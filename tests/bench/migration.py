@@ -134,8 +134,8 @@ def main():
     def done():
         m = console_json(con, "/v1/migrations")
         t = console_json(con, "/v1/tables")
-        return m if (m["done"] > 0 and m["pending"] == 0 and m["moving"] == 0 and
-                     t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
+        return m if (m["done"] > 0 and m["pending"] == 0 and m["moving"] == 0 and 4 in t["c"]
+                     and t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
     m = harness.wait_for(done, timeout=1800, interval=0.05, what="convergence")
     converge_s = time.time() - t0
     time.sleep(1.0)
