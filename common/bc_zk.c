@@ -351,24 +351,26 @@ bc_zk_connected(bc_zk_t *zk)
         pthread_rwlock_unlock(&(zk)->lock);                                    \
     } while (0)
 
+/* The first read's buffer: tables and records fit, so one round trip. */
+#define ZK_GET_FIRST_CAP (64u * 1024u)
+
 bc_status_t
 bc_zk_get(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx, char **data,
           size_t *len, int32_t *version)
 {
     struct Stat stat;
     int rc;
+    uint32_t cap = ZK_GET_FIRST_CAP;
 
     *data = NULL;
     *len = 0;
-    /* Size first, then read; if it grew in between, read again. */
+    /* BEHAVIOR: one round trip when the data fits the first buffer; the
+     * reply's stat says how large it really is, so a larger znode is read
+     * again with a buffer of its size (and again if it grew meanwhile). */
     for (int attempt = 0; attempt < 5; attempt++) {
-        ZK_WITH_HANDLE(zk, rc, zoo_exists(zh, path, 0, &stat));
-        if (rc != ZOK) return bc_zk_status(rc);
-        if ((uint32_t)stat.dataLength > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
-        int cap = stat.dataLength + 1;
         char *buf = malloc((size_t)cap + 1);
         if (buf == NULL) return BC_ENOMEM;
-        int n = cap;
+        int n = (int)cap;
         if (watch != NULL) zk_watch_register(zk, path, watch, watch_ctx);
         ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wget(zh, path, zk_watcher, zk, buf, &n, &stat)
                                              : zoo_get(zh, path, 0, buf, &n, &stat));
@@ -376,14 +378,24 @@ bc_zk_get(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx, 
             free(buf);
             return bc_zk_status(rc);
         }
-        if (n >= cap) { /* grew: the read was cut */
+        if ((uint32_t)stat.dataLength > BC_ZK_MAX_DATA) {
             free(buf);
+            return BC_ETOOLARGE;
+        }
+        if (n < 0) n = 0;          /* a znode created without data */
+        if (stat.dataLength > n) { /* cut: read again with room for all of it */
+            free(buf);
+            cap = (uint32_t)stat.dataLength;
             continue;
         }
         if (version != NULL) *version = stat.version;
-        if (n <= 0) {
+        if (n == 0) {
             free(buf);
             return BC_OK;
+        }
+        if ((uint32_t)n + 4096u < cap) { /* do not keep 64 KiB for a small record */
+            char *shrunk = realloc(buf, (size_t)n + 1);
+            if (shrunk != NULL) buf = shrunk;
         }
         buf[n] = '\0';
         *data = buf;

@@ -88,10 +88,12 @@ int bc_zk_session_timeout(bc_zk_t *zk);
 int bc_zk_connected(bc_zk_t *zk);
 
 /*
- * Reads a znode.  *data is a malloc'd, NUL-terminated copy the caller
- * frees (NULL for an empty znode, with *len 0); version may be NULL.  With
- * watch non-NULL, a one-shot data watch is set.  Errors as above, plus
- * BC_ETOOLARGE when the znode holds more than BC_ZK_MAX_DATA.
+ * Reads a znode in one round trip (two for one over 64 KiB: the first
+ * reply tells its size).  *data is a malloc'd, NUL-terminated copy the
+ * caller frees (NULL for an empty znode, with *len 0); version may be NULL.
+ * With watch non-NULL, a one-shot data watch is set (only if the znode
+ * exists: use bc_zk_exists to watch for its creation).  Errors as above,
+ * plus BC_ETOOLARGE when the znode holds more than BC_ZK_MAX_DATA.
  */
 bc_status_t bc_zk_get(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx,
                       char **data, size_t *len, int32_t *version);

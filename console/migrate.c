@@ -572,7 +572,10 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
     snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64
              "&from=%" PRIu32 "&source=%s", job->bucket, job->epoch, job->from, src);
 
-    /* Start (or find) the import at the destination. */
+    /* Start (or find) the import at the destination.  A refusal worth
+     * retrying (a primary that does not know it is one yet, all import
+     * slots busy) usually clears within milliseconds. */
+    int64_t pause_ms = 2;
     for (;;) {
         int64_t left = deadline - bc_time_mono_ms();
         if (left <= 0 || pool_stopping(p)) {
@@ -601,7 +604,8 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
                      why);
             return;
         }
-        bc_time_sleep_ms(20);
+        bc_time_sleep_ms(pause_ms);
+        pause_ms = pause_ms * 2 > 20 ? 20 : pause_ms * 2;
     }
 
     /* Poll until it is done; quickly at first (most buckets take a few ms). */

@@ -35,7 +35,7 @@
  * THE COPY (a pool thread, for one copying@E record)
  *
  *     POST dest/v1/migrate/import?bucket=b&epoch=E&from=G&source=SRC
- *     poll GET dest/v1/migrate/import?bucket=b   (3 ms, then slower)
+ *     poll GET dest/v1/migrate/import?bucket=b   (2 ms, then slower)
  *       -> report {b, E, ok, items, bytes, node} to the reconcile loop
  *
  *   The destination pulls the bucket from the source (node/migrate.h),

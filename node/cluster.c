@@ -7,17 +7,27 @@
  *     --------------------          --------------------------------
  *     watch fired ----------------> wake: dirty = true
  *     session NEW (supervisor) ---> wake: reregister = true
+ *     groups watch fired ---------> wake: dirty = prim_dirty = true
+ *     bc_node_cluster_refresh_now -> wake: dirty = true
  *                                   loop:
  *                                     if reregister: register()
- *                                     refresh(): read c, m (watched),
- *                                       primary (watched); publish the
- *                                       routing atomics; drop buckets
+ *                                     refresh(): read c (watched, one
+ *                                       round trip), publish the routing
+ *                                       atomics and the epoch at once;
+ *                                       read m (watched); drop buckets
  *                                       that left
- *                                     primaries(): groups/ (watched) and
- *                                       each groups/<gid>/primary
- *                                       (watched); resolve new addresses;
- *                                       publish the table, gen++
+ *                                     primaries(), only after a groups
+ *                                       watch, a new session or 3 s:
+ *                                       groups/ (watched) and each
+ *                                       groups/<gid>/primary (watched);
+ *                                       resolve new addresses; publish
+ *                                       the table, gen++
  *                                     wait for a wake or 3 s
+ *
+ *   A table change (every migration step is one) thus costs the agent two
+ *   ZooKeeper round trips, and the new routes are in force after the
+ *   first: a source learns a bucket is read-only a round trip after the
+ *   console's commit.
  *
  *   The primaries table is read by workers through private copies
  *   (bc_node_cluster_primaries_sync): the agent swaps in a new table and
@@ -79,6 +89,7 @@ struct bc_node_cluster {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool dirty;
+    bool prim_dirty;               /* the primaries must be read again */
     bool reregister;
     bool stopping;
     char node_name[BC_NODE_NAME_MAX];
@@ -102,21 +113,32 @@ struct bc_node_cluster {
 };
 
 static void
-cluster_wake(bc_node_cluster_t *cl, bool reregister)
+cluster_wake(bc_node_cluster_t *cl, bool reregister, bool primaries)
 {
     pthread_mutex_lock(&cl->mu);
     cl->dirty = true;
     if (reregister) cl->reregister = true;
+    if (primaries || reregister) cl->prim_dirty = true;
     pthread_cond_signal(&cl->cv);
     pthread_mutex_unlock(&cl->mu);
 }
 
+/* A table (c or m) changed. */
 static void
 cluster_on_watch(bc_zk_t *zk, const char *path, void *ctx)
 {
     (void)zk;
     (void)path;
-    cluster_wake(ctx, false);
+    cluster_wake(ctx, false, false);
+}
+
+/* groups/ or a primary record changed. */
+static void
+cluster_on_group_watch(bc_zk_t *zk, const char *path, void *ctx)
+{
+    (void)zk;
+    (void)path;
+    cluster_wake(ctx, false, true);
 }
 
 /* The node stops being primary at once: no write passes the route check
@@ -143,8 +165,14 @@ cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
         atomic_store(&cl->lease_until, 0);
         cluster_drop_primary(cl);
     }
-    if (ev == BC_ZK_NEW_SESSION) cluster_wake(cl, true);
-    else if (ev == BC_ZK_CONNECTED) cluster_wake(cl, false);
+    if (ev == BC_ZK_NEW_SESSION) cluster_wake(cl, true, true);
+    else if (ev == BC_ZK_CONNECTED) cluster_wake(cl, false, true);
+}
+
+void
+bc_node_cluster_refresh_now(bc_node_cluster_t *cl)
+{
+    if (cl != NULL) cluster_wake(cl, false, false);
 }
 
 static bc_status_t
@@ -291,8 +319,10 @@ cluster_register(bc_node_cluster_t *cl)
     return BC_OK;
 }
 
+/* The routing atomics and the epoch from c: in force for every request
+ * from now on. */
 static void
-cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
+cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
 {
     uint32_t owned = 0;
     for (uint32_t b = 0; b < cl->nbuckets; b++) {
@@ -306,6 +336,12 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
         log_info("cluster: tables at epoch %llu: group %u owns %u of %u buckets",
                  (unsigned long long)c->epoch, cl->gid, owned, cl->nbuckets);
     }
+}
+
+/* Drops what this node holds of buckets neither c nor m gives its group. */
+static void
+cluster_drop_left(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
+{
     if (cl->cache == NULL) return;
     /* BEHAVIOR: with replication a backup drops nothing on its own: its
      * primary's DROP records do it, in stream order.  Dropping here could
@@ -473,7 +509,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
 
     bc_status_t st = bc_cluster_path(groups_path, sizeof(groups_path), cl->cluster, "/groups");
     if (st != BC_OK) return st;
-    st = bc_zk_children(cl->zk, groups_path, cluster_on_watch, cl, &names);
+    st = bc_zk_children(cl->zk, groups_path, cluster_on_group_watch, cl, &names);
     if (st == BC_ENOTFOUND) {
         names.count = 0;
         names.names = NULL;
@@ -497,8 +533,14 @@ cluster_read_primaries(bc_node_cluster_t *cl)
         size_t len = 0;
         if (gid == 0) continue;
         snprintf(path, sizeof(path), "%s/%s/primary", groups_path, names.names[i]);
-        st = bc_zk_exists(cl->zk, path, cluster_on_watch, cl, NULL);
-        if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_watch, cl, &data, &len, NULL);
+        /* One round trip when the record exists (the get's watch covers
+         * its change and deletion); when not, watch for its creation. */
+        st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+        if (st == BC_ENOTFOUND) {
+            st = bc_zk_exists(cl->zk, path, cluster_on_group_watch, cl, NULL);
+            if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data,
+                                            &len, NULL);
+        }
         if (st == BC_ENOTFOUND) {
             st = BC_OK;
             continue;
@@ -561,8 +603,10 @@ cluster_read_primaries(bc_node_cluster_t *cl)
     return BC_OK;
 }
 
+/* Reads c (and publishes it at once), then m (and drops what left), then
+ * the primaries when asked. */
 static bc_status_t
-cluster_refresh(bc_node_cluster_t *cl)
+cluster_refresh(bc_node_cluster_t *cl, bool primaries)
 {
     char err[256] = "";
     bc_table_t c, m;
@@ -572,6 +616,10 @@ cluster_refresh(bc_node_cluster_t *cl)
         log_warn("cluster: cannot read table c: %s %s", bc_status_str(st), err);
         return st;
     }
+    /* BEHAVIOR: the routes need c alone; publishing them before m is read
+     * puts a read-only flag (a migration's fence) in force a round trip
+     * sooner.  Drops need both and wait for m. */
+    cluster_publish(cl, &c);
     st = bc_cluster_read_table(cl->zk, cl->cluster, 'm', cl->nbuckets, &m, NULL, cluster_on_watch,
                                cl, err, sizeof(err));
     if (st != BC_OK) {
@@ -579,21 +627,26 @@ cluster_refresh(bc_node_cluster_t *cl)
         bc_table_free(&c);
         return st;
     }
-    cluster_publish(cl, &c, &m);
+    cluster_drop_left(cl, &c, &m);
     bc_table_free(&c);
     bc_table_free(&m);
 
-    return cluster_read_primaries(cl);
+    return primaries ? cluster_read_primaries(cl) : BC_OK;
 }
 
 static void *
 cluster_agent(void *arg)
 {
     bc_node_cluster_t *cl = arg;
+    int64_t prim_read_ms = bc_time_mono_ms();
     pthread_mutex_lock(&cl->mu);
     while (!cl->stopping) {
         bool rereg = cl->reregister;
+        /* The safety-net refresh (every few seconds) reads everything. */
+        bool prim = cl->prim_dirty || rereg ||
+                    bc_time_mono_ms() - prim_read_ms >= CLUSTER_REFRESH_MS;
         cl->dirty = false;
+        cl->prim_dirty = false;
         cl->reregister = false;
         pthread_mutex_unlock(&cl->mu);
 
@@ -603,12 +656,14 @@ cluster_agent(void *arg)
             atomic_store(&cl->primary, false);
             st = cluster_register(cl);
         }
-        if (st == BC_OK) st = cluster_refresh(cl);
+        if (st == BC_OK) st = cluster_refresh(cl, prim);
+        if (st == BC_OK && prim) prim_read_ms = bc_time_mono_ms();
 
         pthread_mutex_lock(&cl->mu);
         if (st != BC_OK) {
             /* Retry soon; a failed registration must be retried. */
             if (rereg) cl->reregister = true;
+            if (prim) cl->prim_dirty = true;
         }
         if (cl->stopping) break;
         if (!cl->dirty) {
@@ -705,7 +760,7 @@ bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data
     int64_t sent = bc_time_mono_ms();
     int timeout = bc_zk_session_timeout(cl->zk);
     if (timeout > 0) atomic_store(&cl->lease_until, sent + (int64_t)timeout * 3 / 4);
-    if (cluster_refresh(cl) != BC_OK) cluster_wake(cl, false);
+    if (cluster_refresh(cl, true) != BC_OK) cluster_wake(cl, false, true);
     if (pthread_create(&cl->agent, NULL, cluster_agent, cl) != 0) return BC_ENOMEM;
     cl->agent_started = true;
     if (pthread_create(&cl->lease_thread, NULL, cluster_lease_main, cl) != 0) return BC_ENOMEM;

@@ -112,6 +112,13 @@ void bc_node_cluster_free(bc_node_cluster_t *cl);
 bc_route_t bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write,
                                  uint32_t *owner, uint64_t *epoch);
 
+/*
+ * Wakes the agent to read the tables now rather than when its ZooKeeper
+ * watch fires (a migration export waiting to be fenced at an epoch this
+ * node has not seen yet).  Any thread; never blocks.  NULL is accepted.
+ */
+void bc_node_cluster_refresh_now(bc_node_cluster_t *cl);
+
 /* Facts for stats and the admin API. */
 typedef struct bc_node_cluster_info {
     uint32_t gid;

@@ -48,8 +48,8 @@
 #define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
-#define MIG_FENCE_WAIT_MS       25        /* an export waits this long to be fenced */
-#define MIG_RETRY_FAST_MS       4         /* import retry interval, first half second */
+#define MIG_FENCE_WAIT_MS       2         /* an export waits this long to be fenced */
+#define MIG_RETRY_FAST_MS       1         /* import retry interval, first half second */
 #define MIG_RETRY_MAX_MS        50
 #define MIG_RECV_CHUNK          (256u * 1024u)
 #define MIG_HEADER_MAX          (16u * 1024u)
@@ -275,12 +275,16 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * (then it refuses writes to the bucket), and every worker thread must
      * have started a new loop iteration since seeing it, so a write that
      * passed its route check just before the flip has finished and is in
-     * the cache the export reads.  The destination usually asks before our
-     * table watch has fired: wait here a little (the admin thread is not
-     * ours to hold long) rather than make it come back.
+     * the cache the export reads.  The destination may ask before our
+     * table watch has fired: the request itself tells us the epoch exists,
+     * so the agent is woken to read the tables now (one ZooKeeper round
+     * trip).  We wait here only briefly: this admin thread also sends the
+     * exports already encoded, and holding it would stall them; the
+     * destination asks again a millisecond later.
      */
     int64_t until = bc_time_mono_ms() + MIG_FENCE_WAIT_MS;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+    if (cur < p.epoch) bc_node_cluster_refresh_now(mig->cluster);
     while (cur < p.epoch && bc_time_mono_ms() < until) {
         struct timespec ts = {0, 200 * 1000};
         nanosleep(&ts, NULL);
@@ -761,10 +765,14 @@ import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
             return BC_ETIMEOUT;
         }
         bc_time_sleep_ms(backoff);
-        /* The source is usually fenced within milliseconds: ask often at
+        /* The source is usually fenced within a few milliseconds (it reads
+         * the tables as soon as it is asked): ask every millisecond at
          * first, then back off. */
-        int cap = bc_time_mono_ms() - t0 < 500 ? MIG_RETRY_FAST_MS : MIG_RETRY_MAX_MS;
-        backoff = backoff * 2 > cap ? cap : backoff * 2;
+        if (bc_time_mono_ms() - t0 < 500) {
+            backoff = MIG_RETRY_FAST_MS;
+        } else {
+            backoff = backoff * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : backoff * 2;
+        }
     }
 }
 

@@ -25,6 +25,8 @@ environment:
   BC_BENCH_PARALLEL=4     --migrations-parallel of the console
   BC_BENCH_THREADS=2      client traffic threads
   BC_BENCH_NODE_ARGS=     extra bucketcache-node flags (e.g. --no-forward)
+  BC_BENCH_LOGS=DIR       keep the processes' logs in DIR
+  BC_BENCH_CONSOLE_ARGS=  extra bucketcache-console flags (e.g. --log-level debug)
 
 ZooKeeper runs from the Debian package with its data directory on tmpfs-like
 /tmp; every process binds 127.0.0.1.  Everything is stopped at the end.
@@ -52,6 +54,7 @@ NB = int(os.environ.get("BC_BENCH_BUCKETS", "1024"))
 PARALLEL = int(os.environ.get("BC_BENCH_PARALLEL", "4"))
 THREADS = int(os.environ.get("BC_BENCH_THREADS", "2"))
 NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "").split()
+CONSOLE_ARGS = os.environ.get("BC_BENCH_CONSOLE_ARGS", "").split()
 LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
 LOAD = os.path.join(BUILD, "tests", "bench_migration_load")
 TRAFFIC = os.path.join(BUILD, "client", "bucketcache_client_traffic")
@@ -104,7 +107,7 @@ def main():
     zk = harness.ZooKeeper()
     cl = harness.create_cluster(zk, "bench", buckets=NB)
     con = harness.Console(zk, cl, "--migrations-parallel", str(PARALLEL),
-                          "--migration-timeout-ms", "120000", migrations=True,
+                          "--migration-timeout-ms", "120000", *CONSOLE_ARGS, migrations=True,
                           session_timeout_ms=4000)
     mem = max(128, int(MB / 3 * 1.35) + 64)
     nodes = [harness.ClusterNode(zk, cl, g, *NODE_ARGS, threads=2, memory_mb=mem,
@@ -131,8 +134,8 @@ def main():
     def done():
         m = console_json(con, "/v1/migrations")
         t = console_json(con, "/v1/tables")
-        return m if (m["done"] > 0 and m["pending"] == 0 and m["moving"] == 0 and
-                     t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
+        return m if (m["done"] > 0 and m["pending"] == 0 and m["moving"] == 0 and 4 in t["c"]
+                     and t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
     m = harness.wait_for(done, timeout=1800, interval=0.05, what="convergence")
     converge_s = time.time() - t0
     time.sleep(1.0)
@@ -176,6 +179,12 @@ def main():
     for p in nodes + [g4, con]:
         p.stop()
     zk.stop()
+    if os.environ.get("BC_BENCH_LOGS"):
+        import shutil
+        os.makedirs(os.environ["BC_BENCH_LOGS"], exist_ok=True)
+        for p in nodes + [g4, con]:
+            shutil.copy(p.proc.log_path, os.environ["BC_BENCH_LOGS"])
+        print("logs in %s" % os.environ["BC_BENCH_LOGS"])
 
 
 if __name__ == "__main__":

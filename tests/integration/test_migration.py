@@ -167,4 +167,23 @@ def test_pause_resume_cancel():
         p.stop()
 
 
+def test_tables_larger_than_one_read():
+    """A table znode over 64 KiB (tens of thousands of buckets) takes a
+    second read (bc_zk_get sizes its first read for the usual tables): the
+    console, a node and the CLI still read it whole."""
+    nb = 32768
+    cl = harness.create_cluster(zk, "wide", buckets=nb)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == t["m"] == t["d"] == [1] * nb,
+                            what="group 1 owns all", timeout=30)
+    assert len(t["c"]) == nb
+    harness.wait_for(lambda: json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
+                     ["cluster"]["owned_buckets"] == nb, what="the node's routes")
+    key = "k-wide"
+    assert g1.conn().cmd("set %s 0 0 2" % key, b"ok") == b"STORED\r\n"
+    for p in (g1, con):
+        assert p.stop() == 0
+
+
 harness.main(globals())
