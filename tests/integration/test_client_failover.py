@@ -53,13 +53,18 @@ def test_group_dies_and_buckets_move_during_traffic():
 
 def test_primary_dies_backup_takes_over():
     cl = harness.create_cluster(zk, "failover", buckets=NB)
-    a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    # sync replication: the backup has every write the client saw
+    # acknowledged, so after the switch no read may return an older value
+    # (with async, the last few milliseconds of writes would be lost)
+    a = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    b = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
     harness.wait_for(lambda: len(next(g for g in harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]
                                        ["groups"] if g["gid"] == 1)["nodes"]) == 2,
                      what="backup registered")
+    harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/v1/repl")[1]["link_up"],
+                     what="backup streaming from the primary")
     tr = Traffic(cl, "--threads", "2", "--keys", "40")
     tr.wait_progress(what="traffic through the first primary")
     a.proc.kill()
