@@ -193,6 +193,26 @@ do_backlog_copy(const bc_repl_t *r, uint64_t pos, char *dst, size_t max)
     return n;
 }
 
+/*
+ * The largest n <= max such that pos + n is a record boundary (pos is
+ * one), walking the frames' length headers; 0 when the first record is
+ * larger than max.
+ */
+static size_t
+do_backlog_boundary(const bc_repl_t *r, uint64_t pos, size_t max)
+{
+    size_t n = 0;
+    while (pos + n < r->end) {
+        unsigned char h[4];
+        for (int i = 0; i < 4; i++) h[i] = (unsigned char)r->ring[(pos + n + (uint64_t)i) % r->cap];
+        size_t flen = BC_FRAME_HEADER_LEN +
+                      ((size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3]);
+        if (n + flen > max) break;
+        n += flen;
+    }
+    return n;
+}
+
 /* Disconnects every backup (they come back and resync).  Caller holds mu. */
 static void
 do_peers_close(bc_repl_t *r)
@@ -468,6 +488,7 @@ peer_sender(void *arg)
                  p->addr, pos, partial ? "partial" : "full");
     }
 
+    int64_t last_ping = bc_time_mono_ms();
     while (ok) {
         pthread_mutex_lock(&r->mu);
         bool ping = false;
@@ -496,13 +517,26 @@ peer_sender(void *arg)
             if (ping) {
                 fb.len = 0;
                 ok = bc_frame_put_ping(&fb, off) == BC_OK && send_all(p->fd, fb.data, fb.len);
+                last_ping = bc_time_mono_ms();
             }
             continue;
         }
-        size_t n = do_backlog_copy(r, pos, chunk, REPL_SEND_CHUNK);
+        /* Whole records, so that a PING can follow: a busy stream tells the
+         * backup the primary's offset too (its lag), not only an idle one. */
+        size_t n = do_backlog_boundary(r, pos, REPL_SEND_CHUNK);
+        bool boundary = n > 0;
+        if (!boundary) n = (size_t)(r->end - pos) < REPL_SEND_CHUNK ? (size_t)(r->end - pos)
+                                                                    : REPL_SEND_CHUNK;
+        n = do_backlog_copy(r, pos, chunk, n);
+        uint64_t announced = r->end;
         pthread_mutex_unlock(&r->mu);
         ok = send_all(p->fd, chunk, n);
         pos += n;
+        if (ok && boundary && bc_time_mono_ms() - last_ping >= REPL_PING_MS / 2) {
+            fb.len = 0;
+            ok = bc_frame_put_ping(&fb, announced) == BC_OK && send_all(p->fd, fb.data, fb.len);
+            last_ping = bc_time_mono_ms();
+        }
     }
 
     atomic_store(&p->closing, true);
@@ -826,6 +860,8 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                     break;
                 }
                 pthread_mutex_lock(&r->mu);
+                r->primary_offset = f.offset;        /* this link's announcement */
+                r->caught_up_ms = bc_time_mono_ms();
                 if (f.full) {
                     r->synced = false;
                     r->applied = 0;
@@ -887,8 +923,8 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                 }
             } else if (f.type == BC_FRAME_PING) {
                 pthread_mutex_lock(&r->mu);
-                r->primary_offset = f.offset;
-                if (r->applied >= f.offset) r->caught_up_ms = bc_time_mono_ms();
+                if (f.offset > r->primary_offset) r->primary_offset = f.offset;
+                if (r->applied >= r->primary_offset) r->caught_up_ms = bc_time_mono_ms();
                 pthread_mutex_unlock(&r->mu);
             } else {
                 if (!repl_apply(r, &f)) {
@@ -903,8 +939,7 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                 if (r->end == r->applied) do_backlog_append(r, buf + pos, used);
                 else r->start = r->end = r->applied + used;
                 r->applied += used;
-                if (r->applied > r->primary_offset) r->primary_offset = r->applied;
-                r->caught_up_ms = bc_time_mono_ms();
+                if (r->applied >= r->primary_offset) r->caught_up_ms = bc_time_mono_ms();
                 pthread_mutex_unlock(&r->mu);
             }
             pos += used;
@@ -1170,7 +1205,10 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
     memcpy(out->primary_addr, r->primary_addr, sizeof(out->primary_addr));
     out->primary_offset = r->primary_offset;
     out->lag_bytes = r->primary_offset > r->applied ? r->primary_offset - r->applied : 0;
-    out->lag_ms = out->primary ? 0 : r->caught_up_ms > 0 ? bc_time_mono_ms() - r->caught_up_ms : -1;
+    /* Lag as the primary last announced it (PING): bytes it had that this
+     * node had not applied, and for how long this node has been behind. */
+    out->lag_ms = out->primary || r->applied >= r->primary_offset ? 0
+                  : r->caught_up_ms > 0 ? bc_time_mono_ms() - r->caught_up_ms : -1;
     pthread_mutex_unlock(&r->mu);
     out->full_resyncs = atomic_load(&r->full_resyncs);
     out->partial_resyncs = atomic_load(&r->partial_resyncs);
