@@ -80,6 +80,7 @@ typedef enum opt_id {
     OPT_REPLICATION,
     OPT_REPL_SYNC_TIMEOUT,
     OPT_REPL_BACKLOG,
+    OPT_REPL_MAX_LAG,
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -168,6 +169,9 @@ static const node_option_t node_options[] = {
      "sync set until it catches up, 10..60000 (default 500)"},
     {0, "repl-backlog-mb", NULL, "MB", OPT_REPL_BACKLOG,
      "replication backlog kept for backups that reconnect or resync, 1..4096 (default 64)"},
+    {0, "repl-max-lag-mb", NULL, "MB", OPT_REPL_MAX_LAG,
+     "async mode: writes wait while a backup trails by more than this, which bounds what a "
+     "failover can lose, 0..4096 (default 8; 0 = no bound)"},
     {0, "config", NULL, "FILE", OPT_CONFIG,
      "read settings from a JSON file first; flags override it"},
     {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
@@ -235,6 +239,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     snprintf(cfg->replication, sizeof(cfg->replication), "async");
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
+    cfg->repl_max_lag_mb = 8;
 }
 
 /* ---- the JSON file ---- */
@@ -244,7 +249,7 @@ static const char *const root_fields[] = {"server", "cache", "admin", "log", "pi
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
                                                "replication", "repl_sync_timeout_ms",
-                                               "repl_backlog_mb", NULL};
+                                               "repl_backlog_mb", "repl_max_lag_mb", NULL};
 static const char *const replication_names[] = {"async", "sync", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
@@ -363,6 +368,8 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->repl_sync_timeout_ms = (uint32_t)v;
     CHECK(bc_config_get_int(doc, "zookeeper.repl_backlog_mb", 1, 4096, &v, &found, err, err_len));
     if (found) cfg->repl_backlog_mb = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "zookeeper.repl_max_lag_mb", 0, 4096, &v, &found, err, err_len));
+    if (found) cfg->repl_max_lag_mb = (uint32_t)v;
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -607,6 +614,10 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
     case OPT_REPL_BACKLOG:
         st = flag_int(ps, flag, value, 1, 4096, &v);
         if (st == BC_OK) cfg->repl_backlog_mb = (uint32_t)v;
+        return st;
+    case OPT_REPL_MAX_LAG:
+        st = flag_int(ps, flag, value, 0, 4096, &v);
+        if (st == BC_OK) cfg->repl_max_lag_mb = (uint32_t)v;
         return st;
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
@@ -890,7 +901,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
             "                  \"forward\": true, \"forward_timeout_ms\": 2000,\n"
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
-            "                  \"repl_backlog_mb\": 64},\n"
+            "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
             "  }\n"
@@ -927,8 +938,9 @@ bc_node_config_log(const bc_node_config_t *cfg)
         } else {
             log_info("config: forwarding off: keys of other owners are refused");
         }
-        log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32 " MiB)",
-                 cfg->replication, cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb);
+        log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
+                 " MiB, async lag bound %" PRIu32 " MiB)", cfg->replication,
+                 cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }

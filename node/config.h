@@ -103,6 +103,7 @@ typedef struct bc_node_config {
     char replication[8];               /* --replication: "async" (default) or "sync" */
     uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */
     uint32_t repl_backlog_mb;          /* --repl-backlog-mb; 64 */
+    uint32_t repl_max_lag_mb;          /* --repl-max-lag-mb; 8, 0 = no bound */
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

@@ -508,6 +508,7 @@ main(int argc, char **argv)
             .mode = strcmp(cfg.replication, "sync") == 0 ? BC_REPL_SYNC : BC_REPL_ASYNC,
             .sync_timeout_ms = cfg.repl_sync_timeout_ms,
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
+            .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
             .node_label = label,
         };

@@ -75,6 +75,7 @@ struct bc_repl {
     bc_node_cluster_t *cluster;
     bc_repl_mode_t mode;
     uint32_t sync_timeout_ms;
+    uint64_t max_lag;              /* async: bytes a backup may trail (0 = no bound) */
     uint32_t max_backups;
     char label[64];
 
@@ -95,6 +96,9 @@ struct bc_repl {
     char replid2[BC_FRAME_REPLID_MAX + 1];
     uint64_t off2;
     _Atomic bool recording;
+    /* The lowest offset acknowledged by a backup of the sync set
+     * (UINT64_MAX: none); written under mu, read without it by workers. */
+    _Atomic uint64_t floor;
     repl_peer_t *peers;
     uint32_t npeers;
     bool stopping;
@@ -213,6 +217,18 @@ do_backlog_boundary(const bc_repl_t *r, uint64_t pos, size_t max)
     return n;
 }
 
+/* Recomputes floor after an ACK or a change of the sync set. */
+static void
+do_floor_update(bc_repl_t *r)
+{
+    uint64_t f = UINT64_MAX;
+    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+        uint64_t a = atomic_load(&p->acked);
+        if (p->in_sync && !atomic_load(&p->closing) && a < f) f = a;
+    }
+    atomic_store(&r->floor, f);
+}
+
 /* Disconnects every backup (they come back and resync).  Caller holds mu. */
 static void
 do_peers_close(bc_repl_t *r)
@@ -221,6 +237,7 @@ do_peers_close(bc_repl_t *r)
         atomic_store(&p->closing, true);
         shutdown(p->fd, SHUT_RDWR);
     }
+    do_floor_update(r);
     pthread_cond_broadcast(&r->data_cv);
     pthread_cond_broadcast(&r->ack_cv);
 }
@@ -285,16 +302,32 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* ---- sync mode ---- */
+/* ---- sync mode, and the async lag bound ---- */
 
+/*
+ * BEHAVIOR: sync mode waits until every backup of the sync set has this
+ * thread's last write; async mode waits only while one trails it by more
+ * than max_lag bytes, which bounds what an async failover can lose (a
+ * backup that cannot keep up slows the writers down instead of falling
+ * ever further behind).  Either wait ends after sync_timeout_ms: the
+ * backups still short of the mark leave the sync set (logged, counted)
+ * until they catch up.  The common case -- nothing to wait for -- is one
+ * atomic load.
+ */
 void
 bc_repl_commit_wait(void *ctx)
 {
     bc_repl_t *r = ctx;
-    if (r == NULL || r->mode != BC_REPL_SYNC) return;
+    if (r == NULL) return;
     uint64_t want = tls_want;
     if (want <= tls_done) return;
     tls_done = want;
+    uint64_t need = want;
+    if (r->mode != BC_REPL_SYNC) {
+        if (r->max_lag == 0 || want <= r->max_lag) return;
+        need = want - r->max_lag;
+    }
+    if (atomic_load_explicit(&r->floor, memory_order_acquire) >= need) return;
     if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
 
     int64_t t0 = bc_time_mono_ms();
@@ -309,20 +342,21 @@ bc_repl_commit_wait(void *ctx)
     for (;;) {
         bool ok = true;
         for (repl_peer_t *p = r->peers; p != NULL && ok; p = p->next) {
-            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < want) ok = false;
+            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) ok = false;
         }
         if (ok) break;
         waited = true;
         if (pthread_cond_timedwait(&r->ack_cv, &r->mu, &deadline) == ETIMEDOUT) {
             for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
-                if (p->in_sync && atomic_load(&p->acked) < want) {
+                if (p->in_sync && atomic_load(&p->acked) < need) {
                     p->in_sync = false;
                     atomic_fetch_add(&r->sync_timeouts, 1);
                     log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
                              " within %u ms (it has %" PRIu64 "): dropped from the sync set",
-                             p->name, p->addr, want, r->sync_timeout_ms, atomic_load(&p->acked));
+                             p->name, p->addr, need, r->sync_timeout_ms, atomic_load(&p->acked));
                 }
             }
+            do_floor_update(r);
             break;
         }
     }
@@ -429,6 +463,7 @@ peer_reader(void *arg)
                 log_info("repl: backup %s caught up at offset %" PRIu64 ": back in the sync set",
                          p->name, f.offset);
             }
+            do_floor_update(r);
             pthread_cond_broadcast(&r->ack_cv);
             pthread_mutex_unlock(&r->mu);
         }
@@ -483,6 +518,8 @@ peer_sender(void *arg)
         pthread_mutex_lock(&r->mu);
         p->online = true;
         p->in_sync = true;
+        if (atomic_load(&p->acked) < pos) atomic_store(&p->acked, pos);
+        do_floor_update(r);
         pthread_mutex_unlock(&r->mu);
         log_info("repl: backup %s (%s) online from offset %" PRIu64 " (%s resync)", p->name,
                  p->addr, pos, partial ? "partial" : "full");
@@ -550,6 +587,7 @@ peer_sender(void *arg)
         }
     }
     r->npeers--;
+    do_floor_update(r);
     pthread_cond_broadcast(&r->ack_cv);
     pthread_cond_broadcast(&r->role_cv);
     pthread_mutex_unlock(&r->mu);
@@ -1103,6 +1141,8 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     r->cluster = config->cluster;
     r->mode = config->mode;
     r->sync_timeout_ms = config->sync_timeout_ms ? config->sync_timeout_ms : REPL_DEFAULT_SYNC_TIMEOUT;
+    r->max_lag = config->max_lag_bytes;
+    atomic_init(&r->floor, UINT64_MAX);
     r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;
     r->cap = config->backlog_bytes ? config->backlog_bytes : REPL_DEFAULT_BACKLOG;
     snprintf(r->label, sizeof(r->label), "%s",

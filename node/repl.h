@@ -40,6 +40,10 @@
  *   dropped from the sync set (logged, counted) so a sick backup cannot
  *   stall the group; it rejoins once it has caught up.  A group with no
  *   backup online answers at once, as Redis does with min-replicas 0.
+ *   In async mode the same wait bounds the loss: a reply waits (at most
+ *   sync_timeout_ms) while a backup of the sync set trails the write by
+ *   more than max_lag_bytes, so a backup that cannot keep up slows the
+ *   writers instead of falling ever further behind.
  *
  * THE SNAPSHOT
  *   Records describe states, not operations ("k is now v", "k is gone"), so
@@ -97,6 +101,7 @@ typedef struct bc_repl_config {
     bc_repl_mode_t mode;
     uint32_t sync_timeout_ms;      /* 0 = 500 */
     size_t backlog_bytes;          /* 0 = 64 MiB */
+    uint64_t max_lag_bytes;        /* async: writers wait while a backup trails by more; 0 = no bound */
     uint32_t max_backups;          /* 0 = 8 */
     const char *node_label;        /* how this node names itself to its primary; copied */
 } bc_repl_config_t;

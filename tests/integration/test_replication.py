@@ -297,7 +297,7 @@ def test_frozen_primary_never_writes_as_primary_again():
 
 def test_lagging_backup_gets_a_full_resync_under_load():
     cl = harness.create_cluster(zk, "resync", buckets=NB)
-    a, b, con = start_group(cl, "async", "--repl-backlog-mb", "1")
+    a, b, con = start_group(cl, "async", "--repl-backlog-mb", "1", "--repl-max-lag-mb", "1")
     assert repl(a)["full_resyncs"] == 1
     w = Writer(a, prefix="r")
     stop = threading.Event()
@@ -315,6 +315,9 @@ def test_lagging_backup_gets_a_full_resync_under_load():
     b.proc.signal(signal.SIGCONT)
     harness.wait_for(lambda: repl(a)["full_resyncs"] >= 2, timeout=20,
                      what="a second full resync")
+    # async's lag bound held the writers back (up to the timeout) before
+    # the frozen backup was dropped from the set
+    assert repl(a)["sync_timeouts"] >= 1 and repl(a)["mode"] == "async"
     time.sleep(0.5)           # load keeps flowing during and after it
     stop.set()
     t.join(10)
