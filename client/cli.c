@@ -80,6 +80,8 @@ cli_usage(FILE *out)
             "  rebalance [--dry-run]        recompute where buckets belong (--dry-run: show the plan only)\n"
             "  locate KEY                   which bucket, group and primary node serve KEY\n"
             "  migrations [--watch]         bucket migration progress; pause|resume|cancel\n"
+            "  group config GID             show or change a group's replication settings:\n"
+            "      [--replication async|sync] [--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n"
             "\n"
             "data commands (through libbucketcache):\n"
             "  get KEY...                   print the value of KEY (several keys: KEY<TAB>VALUE lines)\n"
@@ -172,6 +174,134 @@ cmd_cluster_create(cli_t *cli, int argc, char **argv)
         printf("created cluster \"%s\" with %ld buckets\n", cli->cluster, buckets);
     }
     return cli_exit_for(st);
+}
+
+/*
+ * "group config GID [--replication async|sync] [--sync-timeout-ms N]
+ * [--max-lag-mb N] [--clear]": reads groups/<gid>/config, applies the
+ * changes (with a version check, so two editors cannot lose each other's
+ * change) and prints the result.  The group's nodes follow it at once.
+ */
+static int
+cmd_group_config(cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"replication", required_argument, NULL, 'r'},
+        {"sync-timeout-ms", required_argument, NULL, 't'},
+        {"max-lag-mb", required_argument, NULL, 'l'},
+        {"clear", no_argument, NULL, 'c'},
+        {0, 0, 0, 0}};
+    bc_group_config_t set;
+    bc_group_config_init(&set);
+    bool clear = false, change = false;
+    int c;
+    if (argc < 2) {
+        fprintf(stderr, "bucketcache: group config GID [--replication async|sync] "
+                        "[--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n");
+        return EXIT_USAGE;
+    }
+    uint32_t gid = bc_cluster_parse_gid(argv[1]);
+    if (gid == 0) {
+        fprintf(stderr, "bucketcache: group config: \"%s\" is not a group id\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        long v = 0;
+        if (c == 't' || c == 'l') v = strtol(optarg, &end, 10);
+        if (c == 'r') {
+            if (strcmp(optarg, "async") != 0 && strcmp(optarg, "sync") != 0) {
+                fprintf(stderr, "bucketcache: --replication must be async or sync\n");
+                return EXIT_USAGE;
+            }
+            set.replication = strcmp(optarg, "sync") == 0;
+        } else if (c == 't') {
+            if (*end != '\0' || v < 10 || v > 60000) {
+                fprintf(stderr, "bucketcache: --sync-timeout-ms must be 10..60000\n");
+                return EXIT_USAGE;
+            }
+            set.sync_timeout_ms = v;
+        } else if (c == 'l') {
+            if (*end != '\0' || v < 0 || v > 4096) {
+                fprintf(stderr, "bucketcache: --max-lag-mb must be 0..4096\n");
+                return EXIT_USAGE;
+            }
+            set.max_lag_mb = v;
+        } else if (c == 'c') {
+            clear = true;
+        } else {
+            return EXIT_USAGE;
+        }
+        change = true;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "bucketcache: group config: unexpected \"%s\"\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    bc_zk_t *zk;
+    int rc = cli_connect(cli, &zk);
+    if (rc != EXIT_OK) return rc;
+    char suffix[64], path[BC_CLUSTER_PATH_MAX + 64], err[256] = "";
+    snprintf(suffix, sizeof(suffix), "/groups/%u", gid);
+    bc_status_t st = bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
+    char *data = NULL;
+    size_t len = 0;
+    int32_t version = -1;
+    bc_group_config_t cur;
+    bc_group_config_init(&cur);
+    if (st == BC_OK) st = bc_zk_create_all(zk, path);
+    if (st == BC_OK) {
+        strncat(path, "/config", sizeof(path) - strlen(path) - 1);
+        st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
+        if (st == BC_ENOTFOUND) st = BC_OK;
+        if (st == BC_OK && len > 0 &&
+            bc_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: the current config of group %u is malformed (%s); "
+                            "it is replaced\n", gid, err);
+            bc_group_config_init(&cur);
+        }
+        free(data);
+    }
+    if (st == BC_OK && change) {
+        if (clear) bc_group_config_init(&cur);
+        if (set.replication >= 0) cur.replication = set.replication;
+        if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
+        if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
+        char *json = bc_group_config_encode(&cur);
+        if (json == NULL) {
+            st = BC_ENOMEM;
+        } else if (version >= 0) {
+            st = bc_zk_set(zk, path, json, strlen(json), version, NULL);
+        } else {
+            st = bc_zk_create(zk, path, json, strlen(json), 0, NULL, 0);
+            if (st == BC_EEXISTS) st = BC_ESTALE;
+        }
+        free(json);
+        if (st == BC_ESTALE) {
+            fprintf(stderr, "bucketcache: group %u's config changed meanwhile; run again\n", gid);
+        }
+    }
+    bc_zk_close(zk);
+    if (st != BC_OK) {
+        if (st != BC_ESTALE) {
+            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_status_str(st));
+        }
+        return cli_exit_for(st);
+    }
+    char *json = bc_group_config_encode(&cur);
+    if (cli->json) {
+        printf("%s\n", json ? json : "{}");
+    } else {
+        char t[32] = "each node's flag", l[32] = "each node's flag";
+        if (cur.sync_timeout_ms >= 0) snprintf(t, sizeof(t), "%lld ms", (long long)cur.sync_timeout_ms);
+        if (cur.max_lag_mb >= 0) snprintf(l, sizeof(l), "%lld MiB", (long long)cur.max_lag_mb);
+        printf("group %u: replication %s, sync timeout %s, async max lag %s\n", gid,
+               cur.replication < 0 ? "each node's flag" : cur.replication ? "sync" : "async", t,
+               l);
+    }
+    free(json);
+    return EXIT_OK;
 }
 
 static void
@@ -971,6 +1101,9 @@ main(int argc, char **argv)
     }
     if (strcmp(args[0], "cluster") == 0 && rest >= 2 && strcmp(args[1], "create") == 0) {
         return cmd_cluster_create(&cli, rest - 1, args + 1);
+    }
+    if (strcmp(args[0], "group") == 0 && rest >= 2 && strcmp(args[1], "config") == 0) {
+        return cmd_group_config(&cli, rest - 1, args + 1);
     }
     if (strcmp(args[0], "tables") == 0) return cmd_tables(&cli, rest, args);
     if (strcmp(args[0], "status") == 0 && rest == 1) return cmd_status(&cli, false);

@@ -303,6 +303,63 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
     return BC_OK;
 }
 
+void
+bc_group_config_init(bc_group_config_t *cfg)
+{
+    cfg->replication = -1;
+    cfg->sync_timeout_ms = -1;
+    cfg->max_lag_mb = -1;
+}
+
+char *
+bc_group_config_encode(const bc_group_config_t *cfg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    if (cfg->replication >= 0) {
+        cJSON_AddStringToObject(o, "replication", cfg->replication ? "sync" : "async");
+    }
+    if (cfg->sync_timeout_ms >= 0) {
+        cJSON_AddNumberToObject(o, "sync_timeout_ms", (double)cfg->sync_timeout_ms);
+    }
+    if (cfg->max_lag_mb >= 0) cJSON_AddNumberToObject(o, "max_lag_mb", (double)cfg->max_lag_mb);
+    return cluster_json_print(o);
+}
+
+bc_status_t
+bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, char *err,
+                       size_t errlen)
+{
+    bc_group_config_init(out);
+    if (len == 0) return BC_OK;
+    if (len > 16384) return BC_ETOOLARGE;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "group config", NULL, err, errlen);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, root) {
+        const char *bad = NULL;
+        uint64_t v;
+        if (strcmp(f->string, "replication") == 0) {
+            if (cJSON_IsString(f) && strcmp(f->valuestring, "async") == 0) out->replication = 0;
+            else if (cJSON_IsString(f) && strcmp(f->valuestring, "sync") == 0) out->replication = 1;
+            else bad = "replication";
+        } else if (strcmp(f->string, "sync_timeout_ms") == 0) {
+            bad = cluster_take_u64(root, "sync_timeout_ms", &v, 1);
+            if (bad == NULL && (v < 10 || v > 60000)) bad = "sync_timeout_ms";
+            if (bad == NULL) out->sync_timeout_ms = (int64_t)v;
+        } else if (strcmp(f->string, "max_lag_mb") == 0) {
+            bad = cluster_take_u64(root, "max_lag_mb", &v, 1);
+            if (bad == NULL && v > 4096) bad = "max_lag_mb";
+            if (bad == NULL) out->max_lag_mb = (int64_t)v;
+        } else {
+            bad = f->string;
+        }
+        if (bad != NULL) return cluster_decode_fail(root, "group config", bad, err, errlen);
+    }
+    cJSON_Delete(root);
+    return BC_OK;
+}
+
 bc_status_t
 bc_cluster_active_console(bc_zk_t *zk, const char *cluster, char *buf, size_t len)
 {

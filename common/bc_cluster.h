@@ -92,6 +92,27 @@ char *bc_primary_info_encode(const bc_primary_info_t *info);
 bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
                                    char *err, size_t errlen);
 
+/*
+ * A group's settings, groups/<gid>/config (written by `bucketcache group
+ * config`, read by the group's nodes, which follow changes at once).
+ * Every field is optional: a node uses its own flag for what is unset.
+ *   {"replication": "async"|"sync", "sync_timeout_ms": 10..60000,
+ *    "max_lag_mb": 0..4096}
+ */
+typedef struct bc_group_config {
+    int replication;                 /* -1 unset, 0 async, 1 sync */
+    int64_t sync_timeout_ms;         /* -1 unset */
+    int64_t max_lag_mb;              /* -1 unset */
+} bc_group_config_t;
+
+/* All unset. */
+void bc_group_config_init(bc_group_config_t *cfg);
+char *bc_group_config_encode(const bc_group_config_t *cfg);
+/* Unknown fields and out-of-range values are errors (err names the field).
+ * An empty record is all unset.  Errors: BC_EINVAL, BC_ETOOLARGE. */
+bc_status_t bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out,
+                                   char *err, size_t errlen);
+
 /* Parses a group znode name ("17") strictly.  Returns 0 when invalid. */
 uint32_t bc_cluster_parse_gid(const char *name);
 

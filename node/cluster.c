@@ -80,6 +80,10 @@ struct bc_node_cluster {
     _Atomic int64_t lease_until;   /* monotonic ms; writes stop after it */
     _Atomic uint64_t session_gen;  /* bumped when a session expires */
     _Atomic uint64_t fenced_writes;/* writes refused for lack of a lease */
+    /* This group's settings (groups/<gid>/config); -1 = unset. */
+    _Atomic int group_repl_mode;
+    _Atomic int64_t group_sync_timeout_ms;
+    _Atomic int64_t group_max_lag_mb;
     int session_timeout_ms;        /* as configured */
     pthread_t lease_thread;
     bool lease_started;
@@ -229,6 +233,9 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     pthread_mutex_init(&cl->prim_mu, NULL);
     bc_node_primaries_init(&cl->prim);
     atomic_init(&cl->prim_gen, 1);
+    atomic_init(&cl->group_repl_mode, -1);
+    atomic_init(&cl->group_sync_timeout_ms, -1);
+    atomic_init(&cl->group_max_lag_mb, -1);
     if (cl->cluster == NULL) {
         bc_node_cluster_free(cl);
         return BC_ENOMEM;
@@ -493,6 +500,42 @@ primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next)
 }
 
 /*
+ * Reads this group's settings (watched like the primary records: a change
+ * applies at once).  A missing or malformed record leaves every setting
+ * unset, so the node's own flags apply; a malformed one is logged.
+ */
+static void
+cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
+{
+    char path[BC_CLUSTER_PATH_MAX + 32], err[256] = "";
+    char *data = NULL;
+    size_t len = 0;
+    bc_group_config_t gc;
+    bc_group_config_init(&gc);
+    snprintf(path, sizeof(path), "%s/%u/config", groups_path, cl->gid);
+    bc_status_t st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+    if (st == BC_ENOTFOUND) {
+        st = bc_zk_exists(cl->zk, path, cluster_on_group_watch, cl, NULL);
+        if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+    }
+    if (st == BC_OK && bc_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
+        log_warn("cluster: ignoring the malformed config of group %u: %s", cl->gid, err);
+        bc_group_config_init(&gc);
+    }
+    free(data);
+    if (st != BC_OK && st != BC_ENOTFOUND) return;    /* keep what we had */
+    int old = atomic_exchange(&cl->group_repl_mode, gc.replication);
+    int64_t old_t = atomic_exchange(&cl->group_sync_timeout_ms, gc.sync_timeout_ms);
+    int64_t old_l = atomic_exchange(&cl->group_max_lag_mb, gc.max_lag_mb);
+    if (old != gc.replication || old_t != gc.sync_timeout_ms || old_l != gc.max_lag_mb) {
+        log_info("cluster: group %u settings: replication %s, sync timeout %lld ms, max lag "
+                 "%lld MiB (-1: this node's flag)", cl->gid,
+                 gc.replication < 0 ? "(this node's flag)" : gc.replication ? "sync" : "async",
+                 (long long)gc.sync_timeout_ms, (long long)gc.max_lag_mb);
+    }
+}
+
+/*
  * Reads every group's primary record (watched, with the groups/ list) and
  * publishes the table; also decides this node's role from its own group's
  * record.  A group without a record (no primary chosen yet, or its last
@@ -592,6 +635,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
     }
     primaries_publish(cl, &next);
     bc_node_primaries_free(&next);
+    cluster_read_group_config(cl, groups_path);
 
     if (!primary) atomic_store(&cl->writable, false);
     bool was = atomic_exchange(&cl->primary, primary);
@@ -943,4 +987,14 @@ bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void
 {
     cl->role_fn = fn;
     cl->role_ctx = ctx;
+}
+
+void
+bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
+                               int64_t *sync_timeout_ms, int64_t *max_lag_mb)
+{
+    bc_node_cluster_t *mcl = (bc_node_cluster_t *)cl;
+    *repl_mode = atomic_load_explicit(&mcl->group_repl_mode, memory_order_relaxed);
+    *sync_timeout_ms = atomic_load_explicit(&mcl->group_sync_timeout_ms, memory_order_relaxed);
+    *max_lag_mb = atomic_load_explicit(&mcl->group_max_lag_mb, memory_order_relaxed);
 }

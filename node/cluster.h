@@ -167,6 +167,10 @@ void bc_node_cluster_close_writes(bc_node_cluster_t *cl);
  * Call before bc_node_cluster_start. */
 void bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx);
 uint32_t bc_node_cluster_gid(const bc_node_cluster_t *cl);
+/* This group's settings from groups/<gid>/config (bc_cluster.h); -1 for
+ * each one unset.  Lock-free; any thread. */
+void bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
+                                    int64_t *sync_timeout_ms, int64_t *max_lag_mb);
 uint32_t bc_node_cluster_nbuckets(const bc_node_cluster_t *cl);
 
 /* ---- every group's primary (for forwarding) ---- */

@@ -304,6 +304,25 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
 
 /* ---- sync mode, and the async lag bound ---- */
 
+/* What applies now: the group's settings (groups/<gid>/config) where set,
+ * this node's flags otherwise. */
+typedef struct repl_settings {
+    bc_repl_mode_t mode;
+    uint32_t sync_timeout_ms;
+    uint64_t max_lag;
+} repl_settings_t;
+
+static void
+repl_settings(const bc_repl_t *r, repl_settings_t *out)
+{
+    int mode;
+    int64_t timeout, lag_mb;
+    bc_node_cluster_group_settings(r->cluster, &mode, &timeout, &lag_mb);
+    out->mode = mode < 0 ? r->mode : mode == 1 ? BC_REPL_SYNC : BC_REPL_ASYNC;
+    out->sync_timeout_ms = timeout < 0 ? r->sync_timeout_ms : (uint32_t)timeout;
+    out->max_lag = lag_mb < 0 ? r->max_lag : (uint64_t)lag_mb << 20;
+}
+
 /*
  * BEHAVIOR: sync mode waits until every backup of the sync set has this
  * thread's last write; async mode waits only while one trails it by more
@@ -322,17 +341,19 @@ bc_repl_commit_wait(void *ctx)
     uint64_t want = tls_want;
     if (want <= tls_done) return;
     tls_done = want;
+    repl_settings_t set;
+    repl_settings(r, &set);
     uint64_t need = want;
-    if (r->mode != BC_REPL_SYNC) {
-        if (r->max_lag == 0 || want <= r->max_lag) return;
-        need = want - r->max_lag;
+    if (set.mode != BC_REPL_SYNC) {
+        if (set.max_lag == 0 || want <= set.max_lag) return;
+        need = want - set.max_lag;
     }
     if (atomic_load_explicit(&r->floor, memory_order_acquire) >= need) return;
     if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
 
     int64_t t0 = bc_time_mono_ms();
     struct timespec deadline;
-    bc_time_deadline(&deadline, CLOCK_MONOTONIC, r->sync_timeout_ms);
+    bc_time_deadline(&deadline, CLOCK_MONOTONIC, set.sync_timeout_ms);
     bool waited = false;
     pthread_mutex_lock(&r->mu);
     if (want > r->end) {                 /* recorded under an earlier role */
@@ -353,7 +374,7 @@ bc_repl_commit_wait(void *ctx)
                     atomic_fetch_add(&r->sync_timeouts, 1);
                     log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
                              " within %u ms (it has %" PRIu64 "): dropped from the sync set",
-                             p->name, p->addr, need, r->sync_timeout_ms, atomic_load(&p->acked));
+                             p->name, p->addr, need, set.sync_timeout_ms, atomic_load(&p->acked));
                 }
             }
             do_floor_update(r);
@@ -1223,7 +1244,9 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
     if (r == NULL) return;
     pthread_mutex_lock(&r->mu);
     out->primary = atomic_load(&r->recording);
-    out->mode = r->mode;
+    repl_settings_t set;
+    repl_settings(r, &set);
+    out->mode = set.mode;
     memcpy(out->replid, r->replid, sizeof(out->replid));
     out->offset = out->primary ? r->end : (r->synced ? r->applied : 0);
     out->synced = out->primary || r->synced;

@@ -7,7 +7,7 @@ the Debian package, consoles, nodes) and is stopped at the end.
 
 1. FAILOVER TIME.  A cluster of BC_BENCH_BUCKETS buckets with one group:
    a primary and a backup (--replication BC_BENCH_FAILOVER_REPLICATION,
-   ZooKeeper session timeout BC_BENCH_SESSION_MS) and a console.  bench_failover_probe writes through
+   ZooKeeper session timeout BC_BENCH_SESSION_MS) and a console.  bench_client_failover_probe writes through
    libbucketcache in a loop (per-call deadline BC_BENCH_PROBE_TIMEOUT_MS)
    and prints, with wall-clock milliseconds, its first failed write after
    a success and its first successful write after failures.  The script
@@ -100,9 +100,8 @@ DURATION = float(os.environ.get("BC_BENCH_DURATION", "2"))
 ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "5"))
 VALUE = int(os.environ.get("BC_BENCH_VALUE", "100"))
 PARTS = os.environ.get("BC_BENCH_PARTS", "failover throughput").split()
-PROBE = os.path.join(BUILD, "tests", "bench_failover_probe")
+PROBE = os.path.join(BUILD, "tests", "bench_client_failover_probe")
 MCBENCH = os.path.join(BUILD, "tests", "bench_mcbench")
-LIBCLIENT = os.path.join(BUILD, "client", "libbucketcache.so")
 SYNC_SLACK = 64 * 1024          # "close to the primary's offset", bytes
 
 
@@ -164,12 +163,12 @@ def wait_synced(primary, backup, timeout=60):
 
 
 class Probe:
-    """bench_failover_probe, its event lines parsed by a thread."""
+    """bench_client_failover_probe, its event lines parsed by a thread."""
 
     def __init__(self, zk, cluster):
         self.err_path = os.path.join(harness.TMP, "probe.err")
         self.p = subprocess.Popen(
-            [PROBE, "--lib", LIBCLIENT, "--zk", zk.hosts, "--cluster", cluster,
+            [PROBE, "--zk", zk.hosts, "--cluster", cluster,
              "--timeout-ms", str(PROBE_TIMEOUT_MS), "--report-ms", "500"],
             stdout=subprocess.PIPE, stderr=open(self.err_path, "w"), text=True)
         atexit.register(self.kill)
@@ -480,7 +479,7 @@ def part_throughput(zk):
 def main():
     # stop everything on SIGTERM too (atexit handlers and the finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for b in (PROBE, MCBENCH, LIBCLIENT, os.environ["BC_NODE_BIN"], os.environ["BC_CONSOLE_BIN"]):
+    for b in (PROBE, MCBENCH, os.environ["BC_NODE_BIN"], os.environ["BC_CONSOLE_BIN"]):
         if not os.path.exists(b):
             raise SystemExit("failover.py: %s not found (build first)" % b)
     commit = subprocess.run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], capture_output=True,

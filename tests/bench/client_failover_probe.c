@@ -1,9 +1,9 @@
 /*
- * failover_probe.c -- writes through libbucketcache in a loop and says, with
+ * client_failover_probe.c -- writes through libbucketcache in a loop and says, with
  * wall-clock times, when writes stop and start succeeding.  failover.py
  * kills a group's primary under it and reads these lines.
  *
- *   bench_failover_probe --lib PATH/libbucketcache.so --zk HOSTS --cluster NAME
+ *   bench_client_failover_probe --zk HOSTS --cluster NAME
  *       [--timeout-ms 200] [--keys 1000] [--value-size 64] [--interval-us 1000]
  *       [--report-ms 1000] [--duration SECS]
  *
@@ -34,15 +34,11 @@
  *                                            at the end (SIGTERM/SIGINT or
  *                                            --duration)
  *
- * HOW IT LINKS: the benchmark build links a tests/bench program with the
- * client library only when its name starts with "client_"; this one loads
- * the shared library given by --lib with dlopen and looks up the handful of
- * bc_client_* functions it calls, so it exercises exactly the shipped
- * libbucketcache.so (only bc_client_* and bc_strerror are exported).
+ * It links the shared libbucketcache like any application (only bc_client_*
+ * and bc_strerror are exported).
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -52,19 +48,6 @@
 #include <time.h>
 
 #include "../../client/include/bucketcache.h"
-
-/* The library's functions, looked up at run time (see HOW IT LINKS). */
-static struct {
-    void (*options_init)(bc_client_options_t *);
-    int (*create)(const bc_client_options_t *, bc_client_t **);
-    void (*destroy)(bc_client_t *);
-    int (*set)(bc_client_t *, const void *, size_t, const void *, size_t, uint32_t, int64_t, int);
-    int (*get)(bc_client_t *, const void *, size_t, int, void **, size_t *, uint32_t *);
-    void (*free)(void *);
-    int (*get_stats)(bc_client_t *, bc_client_stats_t *);
-    int (*locate)(bc_client_t *, const void *, size_t, uint32_t *, uint32_t *, char *, size_t);
-    const char *(*strerror)(int);
-} lib;
 
 static volatile sig_atomic_t g_stop;
 
@@ -94,36 +77,8 @@ mono_ms(void)
 static void
 die(const char *what, const char *detail)
 {
-    fprintf(stderr, "failover_probe: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "client_failover_probe: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     exit(1);
-}
-
-static void *
-sym(void *h, const char *name)
-{
-    void *p = dlsym(h, name);
-    if (p == NULL) die("symbol missing from the library", name);
-    return p;
-}
-
-static void
-load_library(const char *path)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL) die("cannot load the client library", dlerror());
-    /* POSIX: a data pointer from dlsym converts to a function pointer
-     * through its representation. */
-#define LOOKUP(field, name) do { void *p_ = sym(h, name); memcpy(&lib.field, &p_, sizeof(p_)); } while (0)
-    LOOKUP(options_init, "bc_client_options_init");
-    LOOKUP(create, "bc_client_create");
-    LOOKUP(destroy, "bc_client_destroy");
-    LOOKUP(set, "bc_client_set");
-    LOOKUP(get, "bc_client_get");
-    LOOKUP(free, "bc_client_free");
-    LOOKUP(get_stats, "bc_client_get_stats");
-    LOOKUP(locate, "bc_client_locate");
-    LOOKUP(strerror, "bc_strerror");
-#undef LOOKUP
 }
 
 static long
@@ -140,7 +95,7 @@ static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: bench_failover_probe --lib LIBBUCKETCACHE_SO --zk HOSTS --cluster NAME\n"
+            "usage: bench_client_failover_probe --zk HOSTS --cluster NAME\n"
             "       [--timeout-ms 200] [--keys 1000] [--value-size 64] [--interval-us 1000]\n"
             "       [--report-ms 1000] [--duration SECS (0 = until SIGTERM)]\n");
     exit(2);
@@ -159,15 +114,14 @@ value_seq(const char *v, size_t n)
 int
 main(int argc, char **argv)
 {
-    const char *libpath = NULL, *zk = NULL, *cluster = NULL;
+    const char *zk = NULL, *cluster = NULL;
     long timeout_ms = 200, keys = 1000, vsize = 64, interval_us = 1000, report_ms = 1000;
     long duration = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
-        if (strcmp(a, "--lib") == 0) libpath = v;
-        else if (strcmp(a, "--zk") == 0) zk = v;
+        if (strcmp(a, "--zk") == 0) zk = v;
         else if (strcmp(a, "--cluster") == 0) cluster = v;
         else if (strcmp(a, "--timeout-ms") == 0) timeout_ms = arg_long(a, v, 1, 60000);
         else if (strcmp(a, "--keys") == 0) keys = arg_long(a, v, 1, 1000000);
@@ -177,8 +131,7 @@ main(int argc, char **argv)
         else if (strcmp(a, "--duration") == 0) duration = arg_long(a, v, 0, 86400);
         else usage();
     }
-    if (libpath == NULL || zk == NULL || cluster == NULL) usage();
-    load_library(libpath);
+    if (zk == NULL || cluster == NULL) usage();
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -187,13 +140,13 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     bc_client_options_t o;
-    lib.options_init(&o);
+    bc_client_options_init(&o);
     o.zk_hosts = zk;
     o.cluster = cluster;
     o.timeout_ms = (int)timeout_ms;
     bc_client_t *c = NULL;
-    int rc = lib.create(&o, &c);
-    if (rc != BC_CLIENT_OK) die("bc_client_create", lib.strerror(rc));
+    int rc = bc_client_create(&o, &c);
+    if (rc != BC_CLIENT_OK) die("bc_client_create", bc_strerror(rc));
 
     /* acked[k]: the sequence number last acknowledged for key k (-1: none,
      * or the last write to it failed: its outcome is unknown). */
@@ -218,14 +171,14 @@ main(int argc, char **argv)
         int n = snprintf(val, (size_t)vsize, "%lld ", (long long)seq);
         val[n] = 'x';                       /* keep the padding, drop snprintf's NUL */
         int64_t start = real_ms();
-        rc = lib.set(c, key, (size_t)klen, val, (size_t)vsize, 0, 0, (int)timeout_ms);
+        rc = bc_client_set(c, key, (size_t)klen, val, (size_t)vsize, 0, 0, (int)timeout_ms);
         int64_t end = real_ms();
         if (rc == BC_CLIENT_OK) {
             ok++;
             acked[k] = seq;
             if (failing) {
                 char addr[128] = "";
-                lib.locate(c, key, (size_t)klen, NULL, NULL, addr, sizeof(addr));
+                bc_client_locate(c, key, (size_t)klen, NULL, NULL, addr, sizeof(addr));
                 printf("RECOVER ms=%lld start_ms=%lld seq=%lld failed=%llu last_ok_ms=%lld "
                        "primary=%s\n", (long long)end, (long long)start, (long long)seq,
                        (unsigned long long)failed_run, (long long)last_ok_ms,
@@ -240,7 +193,7 @@ main(int argc, char **argv)
                     int kl = snprintf(kj, sizeof(kj), "fo:%ld", j);
                     void *v = NULL;
                     size_t vl = 0;
-                    int r = lib.get(c, kj, (size_t)kl, 1000, &v, &vl, NULL);
+                    int r = bc_client_get(c, kj, (size_t)kl, 1000, &v, &vl, NULL);
                     checked++;
                     int gone = 0;
                     if (r == BC_CLIENT_ENOTFOUND) {
@@ -256,7 +209,7 @@ main(int argc, char **argv)
                     }
                     if (gone && (gone_min < 0 || acked[j] < gone_min)) gone_min = acked[j];
                     if (gone && acked[j] > gone_max) gone_max = acked[j];
-                    lib.free(v);
+                    bc_client_free(v);
                 }
                 printf("CHECK ms=%lld checked=%llu intact=%llu lost=%llu stale=%llu errors=%llu "
                        "gone_min_seq=%lld gone_max_seq=%lld\n", (long long)real_ms(),
@@ -273,7 +226,7 @@ main(int argc, char **argv)
             if (!failing) {
                 printf("FAIL ms=%lld start_ms=%lld seq=%lld rc=%d err=\"%s\" last_ok_ms=%lld "
                        "ok=%llu\n", (long long)end, (long long)start, (long long)seq, rc,
-                       lib.strerror(rc), (long long)last_ok_ms, (unsigned long long)ok);
+                       bc_strerror(rc), (long long)last_ok_ms, (unsigned long long)ok);
                 fflush(stdout);
                 failing = 1;
                 failed_run = 0;
@@ -290,13 +243,13 @@ main(int argc, char **argv)
     }
     bc_client_stats_t st;
     memset(&st, 0, sizeof(st));
-    lib.get_stats(c, &st);
+    bc_client_get_stats(c, &st);
     printf("DONE ms=%lld ok=%llu fail=%llu table_updates=%llu refreshes=%llu retries=%llu\n",
            (long long)real_ms(), (unsigned long long)ok, (unsigned long long)fail,
            (unsigned long long)st.table_updates, (unsigned long long)st.refreshes,
            (unsigned long long)st.retries);
     fflush(stdout);
-    lib.destroy(c);
+    bc_client_destroy(c);
     free(acked);
     free(val);
     return 0;
