@@ -267,6 +267,42 @@ def test_other_backups_continue_after_failover():
         p.stop()
 
 
+def test_group_config_switches_the_mode_at_once():
+    cl = harness.create_cluster(zk, "gconf", buckets=NB)
+    a, b, con = start_group(cl, "async")
+    assert repl(a)["mode"] == "async"
+
+    def cli(*args):
+        return harness.cli("--zk", zk.hosts, "--cluster", cl, "group", "config", *args)
+    rc, out, err = cli("1", "--replication", "sync", "--sync-timeout-ms", "300")
+    assert rc == 0 and "replication sync, sync timeout 300 ms" in out, (rc, out, err)
+    harness.wait_for(lambda: repl(a)["mode"] == "sync" and repl(b)["mode"] == "sync",
+                     what="the group's nodes in sync mode")
+    rc, out, err = cli("1", "--json")
+    assert rc == 0 and json.loads(out) == {"replication": "sync", "sync_timeout_ms": 300}, out
+    # sync now: a frozen backup holds a write for the group's 300 ms timeout
+    b.proc.signal(signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        assert a.conn().cmd("set held 0 0 1", "x") == b"STORED\r\n"
+        held = time.time() - t0
+    finally:
+        b.proc.signal(signal.SIGCONT)
+    assert 0.25 <= held < 3, held
+    assert repl(a)["sync_timeouts"] == 1
+    # bad input is refused by the CLI, and a malformed record by the nodes
+    assert cli("1", "--replication", "maybe")[0] == 2
+    assert cli("1", "--sync-timeout-ms", "5")[0] == 2
+    assert cli("x", "--clear")[0] == 2
+    harness.zk_shell(zk, "set", "/bucketcache/%s/groups/1/config" % cl, '{"replication":7}')
+    harness.wait_for(lambda: repl(a)["mode"] == "async", what="malformed config ignored")
+    assert "ignoring the malformed config of group 1" in a.proc.output()
+    rc, out, err = cli("1", "--clear")
+    assert rc == 0 and "replication each node's flag" in out, out
+    for p in (a, b, con):
+        p.stop()
+
+
 def test_frozen_primary_never_writes_as_primary_again():
     cl = harness.create_cluster(zk, "frozen", buckets=NB)
     a, b, con = start_group(cl, "async")

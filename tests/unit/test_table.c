@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bc_cluster.h"
 #include "bc_table.h"
 
 static void
@@ -121,6 +122,40 @@ test_init_bounds(void **state)
     bc_table_free(&t);
 }
 
+/* groups/<gid>/config: round trip, empty = unset, strict fields. */
+static void
+test_group_config(void **state)
+{
+    (void)state;
+    bc_group_config_t c, d;
+    char err[200];
+    bc_group_config_init(&c);
+    c.replication = 1;
+    c.sync_timeout_ms = 300;
+    char *json = bc_group_config_encode(&c);
+    assert_non_null(json);
+    assert_int_equal(bc_group_config_decode(json, strlen(json), &d, err, sizeof(err)), BC_OK);
+    assert_int_equal(d.replication, 1);
+    assert_int_equal(d.sync_timeout_ms, 300);
+    assert_int_equal(d.max_lag_mb, -1);
+    free(json);
+    assert_int_equal(bc_group_config_decode("", 0, &d, err, sizeof(err)), BC_OK);
+    assert_int_equal(d.replication, -1);
+    assert_int_equal(bc_group_config_decode("{}", 2, &d, err, sizeof(err)), BC_OK);
+    static const char *bad[] = {
+        "[]", "{\"replication\":\"maybe\"}", "{\"replication\":1}",
+        "{\"sync_timeout_ms\":5}", "{\"sync_timeout_ms\":-1}", "{\"sync_timeout_ms\":1.5}",
+        "{\"max_lag_mb\":5000}", "{\"colour\":\"red\"}", "{\"replication\":\"sync\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(bc_group_config_decode(bad[i], strlen(bad[i]), &d, err, sizeof(err)),
+                         BC_EINVAL);
+        assert_non_null(strstr(err, "group config"));
+        assert_int_equal(d.replication, -1);
+    }
+}
+
 int
 main(void)
 {
@@ -130,6 +165,7 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_oversized_and_binary),
         cmocka_unit_test(test_init_bounds),
+        cmocka_unit_test(test_group_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
