@@ -250,7 +250,14 @@ cmd_group_config(cli_t *cli, int argc, char **argv)
     int32_t version = -1;
     bc_group_config_t cur;
     bc_group_config_init(&cur);
-    if (st == BC_OK) st = bc_zk_create_all(zk, path);
+    /* Not created here: a group exists once its first node registered. */
+    if (st == BC_OK) st = bc_zk_exists(zk, path, NULL, NULL, NULL);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: cluster \"%s\" has no group %u (start its nodes first)\n",
+                cli->cluster, gid);
+        bc_zk_close(zk);
+        return EXIT_NOTFOUND;
+    }
     if (st == BC_OK) {
         strncat(path, "/config", sizeof(path) - strlen(path) - 1);
         st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);

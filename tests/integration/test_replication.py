@@ -294,6 +294,7 @@ def test_group_config_switches_the_mode_at_once():
     assert cli("1", "--replication", "maybe")[0] == 2
     assert cli("1", "--sync-timeout-ms", "5")[0] == 2
     assert cli("x", "--clear")[0] == 2
+    assert cli("9", "--clear")[0] == 3          # no such group
     harness.zk_shell(zk, "set", "/bucketcache/%s/groups/1/config" % cl, '{"replication":7}')
     harness.wait_for(lambda: repl(a)["mode"] == "async", what="malformed config ignored")
     assert "ignoring the malformed config of group 1" in a.proc.output()
