@@ -320,6 +320,11 @@ class ZooKeeper:
                     "admin.enableServer=false\n4lw.commands.whitelist=*\n"
                     "maxSessionTimeout=60000\nminSessionTimeout=%d\n"
                     % (tick_ms, os.path.join(self.dir, "data"), self.port, 2 * tick_ms))
+            # Benchmarks may ask for a ZooKeeper that does not fsync its
+            # log (BC_ZK_FORCE_SYNC=no), to measure bucketcache rather than
+            # the machine's disk; tests always run the default.
+            if os.environ.get("BC_ZK_FORCE_SYNC") == "no":
+                f.write("forceSync=no\n")
         self.proc = None
         self.start()
 
