@@ -53,6 +53,8 @@
 #define REPL_SEND_CHUNK            (1024u * 1024u)
 #define REPL_SNAPSHOT_FLUSH        (1024u * 1024u)
 #define REPL_ROLE_POLL_MS          50
+#define REPL_COALESCE_US           200      /* async: batch records this long */
+#define REPL_COALESCE_BYTES        (64u * 1024u)
 
 typedef struct repl_peer {
     bc_repl_t *r;
@@ -83,6 +85,7 @@ struct bc_repl {
      * guarded by mu unless it is atomic. */
     pthread_mutex_t mu;
     pthread_cond_t data_cv;        /* new records (senders wait) */
+    uint32_t senders_waiting;      /* senders asleep on data_cv */
     pthread_cond_t ack_cv;         /* new ACKs, peers gone (workers wait) */
     pthread_cond_t role_cv;        /* role thread naps, peers gone */
     char *ring;
@@ -294,7 +297,7 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
         do_peers_close(r);
     } else {
         do_backlog_append(r, b->data, b->len);
-        if (r->npeers > 0) pthread_cond_broadcast(&r->data_cv);
+        if (r->senders_waiting > 0) pthread_cond_broadcast(&r->data_cv);
     }
     tls_want = r->end;
     /* The scratch buffer grew for a large value: do not keep it. */
@@ -550,14 +553,35 @@ peer_sender(void *arg)
     while (ok) {
         pthread_mutex_lock(&r->mu);
         bool ping = false;
+        bool slept = false;
         while (!atomic_load(&p->closing) && !r->stopping && atomic_load(&r->recording) &&
                pos == r->end) {
             struct timespec until;
             bc_time_deadline(&until, CLOCK_MONOTONIC, REPL_PING_MS);
-            if (pthread_cond_timedwait(&r->data_cv, &r->mu, &until) == ETIMEDOUT) {
+            r->senders_waiting++;
+            int rc = pthread_cond_timedwait(&r->data_cv, &r->mu, &until);
+            r->senders_waiting--;
+            slept = true;
+            if (rc == ETIMEDOUT) {
                 ping = true;
                 break;
             }
+        }
+        /*
+         * BEHAVIOR: in async mode a sender woken by one record lets a few
+         * more arrive before it sends (REPL_COALESCE_US): one wake-up and
+         * one sendmsg carry a batch instead of a record, which is most of
+         * what a backup costs the primary at high write rates.  Sync mode
+         * sends at once: a writer is waiting for the acknowledgement.
+         */
+        repl_settings_t set;
+        repl_settings(r, &set);
+        if (slept && set.mode == BC_REPL_ASYNC && r->end - pos < REPL_COALESCE_BYTES &&
+            !atomic_load(&p->closing) && !r->stopping) {
+            pthread_mutex_unlock(&r->mu);
+            struct timespec nap = {0, REPL_COALESCE_US * 1000L};
+            nanosleep(&nap, NULL);
+            pthread_mutex_lock(&r->mu);
         }
         if (atomic_load(&p->closing) || r->stopping || !atomic_load(&r->recording)) {
             pthread_mutex_unlock(&r->mu);
