@@ -971,4 +971,7 @@ void
 bc_admin_set_repl(bc_admin_t *admin, bc_repl_t *repl)
 {
     admin->repl = repl;
+    if (admin->migrate != NULL && repl != NULL) {
+        bc_node_migrate_set_commit(admin->migrate, bc_repl_commit_wait, repl);
+    }
 }

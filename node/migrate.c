@@ -96,6 +96,8 @@ struct bc_node_migrate {
     uint32_t max_imports;
     uint32_t timeout_ms;
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
+    void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
+    void *commit_ctx;
 
     /* LOCKING RULE: mu guards jobs[], running, stopping and seq; never
      * held across I/O or pthread_join; the only cache call under it is
@@ -800,6 +802,11 @@ import_main(void *arg)
             st = BC_ECLOSED;
         }
     }
+    /* The bucket is on this group's backups before the console may cut
+     * over to it: in sync mode every item, in async mode within the lag
+     * bound (repl.h).  The wait is this thread's: its stores are what it
+     * waits for. */
+    if (st == BC_OK && mig->commit != NULL) mig->commit(mig->commit_ctx);
     if (st != BC_OK && st != BC_EEXISTS && !node_owns(mig, job->bucket)) {
         bc_cache_bucket_drop(mig->cache, job->bucket);
     }
@@ -1160,4 +1167,11 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     pthread_mutex_lock(&mig->mu);
     out->imports_running = mig->running;
     pthread_mutex_unlock(&mig->mu);
+}
+
+void
+bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx)
+{
+    mig->commit = fn;
+    mig->commit_ctx = ctx;
 }

@@ -122,4 +122,10 @@ enum MHD_Result bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_re
 
 void bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out);
 
+/* fn(ctx) runs on an import's thread once its items are stored, before
+ * the job reports done: replication's wait (repl.h bc_repl_commit_wait),
+ * so a bucket reaches the destination group's backups before its
+ * cutover.  Call before the admin server starts. */
+void bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx);
+
 #endif

@@ -383,14 +383,20 @@ def test_moved_bucket_reaches_the_new_groups_backup():
     wait_primary(cl, p2)
     b2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
     harness.wait_for(lambda: len(group_nodes(con, 2)) == 2, what="group 2's backup registered")
+    # sync: an import reports done only once the backup has the bucket
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "group", "config", "2",
+                               "--replication", "sync")
+    assert rc == 0, (rc, out, err)
+    harness.wait_for(lambda: repl(p2)["mode"] == "sync", what="group 2 in sync mode")
     rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "rebalance")
     assert rc == 0, (rc, out, err)
     t = harness.wait_tables(zk, cl, lambda t: t["c"] == t["d"] == t["m"] and 2 in t["c"],
                             "buckets moved to group 2", timeout=40)
-    wait_caught_up(p2, b2)
     moved = [i for i in range(400) if t["c"][harness.bucket_of("m%d" % i, NB)] == 2]
     assert moved
+    # no waiting here: every cutover came after the backup acknowledged
     assert int(node_stat(b2, "curr_items")) == int(node_stat(p2, "curr_items")) == len(moved)
+    wait_caught_up(p2, b2)
     # the backup takes over group 2 with the moved data
     p2.proc.kill()
     wait_primary(cl, b2, timeout=SESSION_MS / 1000 + 15)
