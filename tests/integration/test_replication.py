@@ -304,6 +304,57 @@ def test_group_config_switches_the_mode_at_once():
         p.stop()
 
 
+def test_hostile_replication_peers():
+    """Malformed handshakes get a clear line and a closed connection, a
+    fake backup sending garbage is dropped, and the primary carries on."""
+    import socket
+    cl = harness.create_cluster(zk, "hostile", buckets=NB)
+    a, b, con = start_group(cl, "sync", "--repl-sync-timeout-ms", "200")
+
+    def exchange(node, line, expect_close=True):
+        c = node.conn()
+        c.send(line)
+        reply = c.readline()
+        if expect_close:
+            assert c.closed_by_peer(), line
+        c.close()
+        return reply
+    assert exchange(a, "bucketcache_replicate garbage\r\n").startswith(b"CLIENT_ERROR bad replicate line")
+    assert exchange(a, "bucketcache_replicate 1 - 0\r\n").startswith(b"CLIENT_ERROR")
+    assert exchange(a, "bucketcache_replicate 1 - -5 x y\r\n").startswith(b"CLIENT_ERROR")
+    assert exchange(a, "bucketcache_replicate 7 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
+    assert exchange(b, "bucketcache_replicate 1 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
+    assert exchange(a, "bucketcache_replicate 1 - 0 " + "x" * 300 + "\r\n",
+                    expect_close=False).startswith(b"CLIENT_ERROR line too long")
+    # a standalone node does not know the command, as memcached would not
+    solo = harness.Node()
+    assert solo.conn().cmd("bucketcache_replicate 1 - 0 x") == b"ERROR\r\n"
+    solo.stop()
+    # a fake backup: takes the snapshot, then answers with garbage
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    s.sendall(b"bucketcache_replicate 1 - 0 fake\r\n")
+    harness.wait_for(lambda: len(repl(a)["backups"]) == 2, what="the fake backup online")
+    s.sendall(b"\x00\x00\x00\x05\xde\xad\xbe\xefhello")
+    harness.wait_for(lambda: len(repl(a)["backups"]) == 1, what="the fake backup dropped")
+    s.close()
+    # a fake backup that never acknowledges: sync writes wait 200 ms once,
+    # then it leaves the sync set and writes flow
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    s.sendall(b"bucketcache_replicate 1 - 0 silent\r\n")
+    harness.wait_for(lambda: len(repl(a)["backups"]) == 2, what="the silent backup online")
+    c = a.conn()
+    t0 = time.time()
+    for i in range(20):
+        assert c.cmd("set h%d 0 0 1" % i, "x") == b"STORED\r\n"
+    assert time.time() - t0 < 3
+    assert repl(a)["sync_timeouts"] >= 1
+    s.close()
+    wait_caught_up(a, b)
+    assert a.proc.poll() is None and b.proc.poll() is None
+    for p in (a, b, con):
+        p.stop()
+
+
 def test_frozen_primary_never_writes_as_primary_again():
     cl = harness.create_cluster(zk, "frozen", buckets=NB)
     a, b, con = start_group(cl, "async")
