@@ -85,6 +85,7 @@ struct bc_node_cluster {
     _Atomic int64_t group_sync_timeout_ms;
     _Atomic int64_t group_max_lag_mb;
     int session_timeout_ms;        /* as configured */
+    bool no_write_fencing;         /* --no-write-fencing: the lease is not required */
     pthread_t lease_thread;
     bool lease_started;
     pthread_cond_t lease_cv;       /* with mu: wakes the lease thread to stop */
@@ -225,6 +226,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->cluster = strdup(config->cluster);
     cl->gid = config->gid;
     cl->session_timeout_ms = config->session_timeout_ms;
+    cl->no_write_fencing = config->no_write_fencing;
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
@@ -751,6 +753,14 @@ cluster_agent(void *arg)
  * Reads are not fenced: a partitioned primary may serve a value a newer
  * primary has since overwritten, for at most the session timeout (the
  * same window every cache with lease-based failover has).
+ *
+ * The price: when ZooKeeper itself is down, no lease can be renewed and
+ * every primary stops taking writes (reads go on) until it is back -- a
+ * node cannot tell "ZooKeeper is down" (nobody can promote anyone) from
+ * "I am cut off from it" (a backup is being promoted).  --no-write-fencing
+ * trades that the other way, as memcached-with-sharding setups do: writes
+ * continue through a ZooKeeper outage, and a partitioned primary may take
+ * writes the new primary never sees.
  */
 static void *
 cluster_lease_main(void *arg)
@@ -937,6 +947,7 @@ bc_node_cluster_may_write(const bc_node_cluster_t *cl)
         !atomic_load_explicit(&mcl->writable, memory_order_acquire)) {
         return false;
     }
+    if (cl->no_write_fencing) return true;
     return bc_time_mono_ms() < atomic_load_explicit(&mcl->lease_until, memory_order_relaxed);
 }
 

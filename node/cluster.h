@@ -54,6 +54,7 @@ typedef struct bc_node_cluster_config {
     uint32_t gid;                  /* >= 1 */
     int session_timeout_ms;
     uint64_t memory;               /* bytes */
+    bool no_write_fencing;         /* accept writes without a lease (see FENCING) */
 } bc_node_cluster_config_t;
 
 typedef enum bc_route {

@@ -76,6 +76,7 @@ typedef enum opt_id {
     OPT_ZK_SESSION,
     OPT_ADVERTISE,
     OPT_NO_FORWARD,
+    OPT_NO_WRITE_FENCING,
     OPT_FORWARD_TIMEOUT,
     OPT_REPLICATION,
     OPT_REPL_SYNC_TIMEOUT,
@@ -158,6 +159,10 @@ static const node_option_t node_options[] = {
     {0, "no-forward", NULL, NULL, OPT_NO_FORWARD,
      "with --zk: refuse keys of buckets this node does not serve (SERVER_ERROR MOVED ...) "
      "instead of forwarding them to the owner's primary"},
+    {0, "no-write-fencing", NULL, NULL, OPT_NO_WRITE_FENCING,
+     "with --zk: keep accepting writes as primary while ZooKeeper is unreachable (by default "
+     "a primary stops before its session could expire, so a partitioned primary never takes "
+     "writes a promoted backup does not see; see docs/replication.md)"},
     {0, "forward-timeout-ms", NULL, "MS", OPT_FORWARD_TIMEOUT,
      "how long a forwarded request waits for the owner's reply, 100..60000 (default 2000)"},
     {0, "replication", NULL, "MODE", OPT_REPLICATION,
@@ -235,6 +240,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->log_level = BC_LOG_INFO;
     cfg->zk_session_timeout_ms = 4000;
     cfg->forward = true;
+    cfg->write_fencing = true;
     cfg->forward_timeout_ms = 2000;
     snprintf(cfg->replication, sizeof(cfg->replication), "async");
     cfg->repl_sync_timeout_ms = 500;
@@ -248,7 +254,8 @@ static const char *const root_fields[] = {"server", "cache", "admin", "log", "pi
                                           "zookeeper", NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
-                                               "replication", "repl_sync_timeout_ms",
+                                               "write_fencing", "replication",
+                                               "repl_sync_timeout_ms",
                                                "repl_backlog_mb", "repl_max_lag_mb", NULL};
 static const char *const replication_names[] = {"async", "sync", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
@@ -357,6 +364,8 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_string(doc, "zookeeper.advertise", cfg->advertise, sizeof(cfg->advertise),
                                false, NULL, err, err_len));
     CHECK(bc_config_get_bool(doc, "zookeeper.forward", &cfg->forward, NULL, err, err_len));
+    CHECK(bc_config_get_bool(doc, "zookeeper.write_fencing", &cfg->write_fencing, NULL, err,
+                             err_len));
     CHECK(bc_config_get_int(doc, "zookeeper.forward_timeout_ms", 100, 60000, &v, &found, err,
                             err_len));
     if (found) cfg->forward_timeout_ms = (uint32_t)v;
@@ -595,6 +604,9 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return st;
     case OPT_ADVERTISE:
         return flag_string(ps, flag, value, cfg->advertise, sizeof(cfg->advertise), false);
+    case OPT_NO_WRITE_FENCING:
+        cfg->write_fencing = false;
+        return BC_OK;
     case OPT_NO_FORWARD:
         cfg->forward = false;
         return BC_OK;
@@ -899,7 +911,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
             "    \"zookeeper\": {\"hosts\": \"10.0.0.1:2181\", \"cluster\": \"main\", \"group\": 1,\n"
             "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
-            "                  \"forward\": true, \"forward_timeout_ms\": 2000,\n"
+            "                  \"forward\": true, \"forward_timeout_ms\": 2000, \"write_fencing\": true,\n"
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
             "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
@@ -937,6 +949,10 @@ bc_node_config_log(const bc_node_config_t *cfg)
                      PRIu32 " ms)", cfg->forward_timeout_ms);
         } else {
             log_info("config: forwarding off: keys of other owners are refused");
+        }
+        if (!cfg->write_fencing) {
+            log_warn("config: --no-write-fencing: a primary cut off from ZooKeeper keeps taking "
+                     "writes; after a failover they may be lost");
         }
         log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
                  " MiB, async lag bound %" PRIu32 " MiB)", cfg->replication,

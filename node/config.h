@@ -99,6 +99,7 @@ typedef struct bc_node_config {
     int zk_session_timeout_ms;         /* --zk-session-timeout-ms; 4000 */
     char advertise[BC_HOST_MAX];       /* --advertise: host peers and clients reach us at */
     bool forward;                      /* --no-forward clears; true */
+    bool write_fencing;                /* --no-write-fencing clears; true */
     uint32_t forward_timeout_ms;       /* --forward-timeout-ms; 2000 */
     char replication[8];               /* --replication: "async" (default) or "sync" */
     uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */

@@ -474,6 +474,7 @@ main(int argc, char **argv)
         bc_node_cluster_config_t ncc = {
             .zk_hosts = cfg.zk_hosts, .cluster = cfg.cluster, .gid = cfg.group,
             .session_timeout_ms = cfg.zk_session_timeout_ms, .memory = cfg.mem_limit,
+            .no_write_fencing = !cfg.write_fencing,
         };
         uint32_t joined_nbuckets = 0;
         st = bc_node_cluster_join(&ncc, &joined_nbuckets, &cluster);

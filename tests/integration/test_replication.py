@@ -355,6 +355,33 @@ def test_hostile_replication_peers():
         p.stop()
 
 
+def test_zookeeper_outage_fences_writes():
+    """ZooKeeper stops: once the lease lapses the primary refuses writes
+    (it cannot tell an outage from being cut off) and still serves reads;
+    ZooKeeper back: writes resume without a failover."""
+    cl = harness.create_cluster(zk, "outage", buckets=NB)
+    a, b, con = start_group(cl, "async")
+    c = a.conn()
+    assert c.cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    zk.stop()
+    try:
+        t0 = time.time()
+        harness.wait_for(lambda: c.cmd("set k 0 0 1", "2").startswith(b"SERVER_ERROR NOT_PRIMARY"),
+                         timeout=10, interval=0.05, what="writes fenced")
+        assert time.time() - t0 < SESSION_MS / 1000.0 + 1
+        assert c.cmd("get k").startswith(b"VALUE k 0 1\r\n")      # reads go on
+        assert repl(a)["writable"] is False and repl(a)["fenced_writes"] >= 1
+        metrics = harness.http(a.admin_port, "GET", "/metrics")[2].decode()
+        assert "bucketcache_cluster_writable 0" in metrics
+    finally:
+        zk.start()
+    harness.wait_for(lambda: c.cmd("set k 0 0 1", "3") == b"STORED\r\n", timeout=30,
+                     what="writes accepted again")
+    assert repl(a)["role"] == "primary"
+    for p in (a, b, con):
+        p.stop()
+
+
 def test_frozen_primary_never_writes_as_primary_again():
     cl = harness.create_cluster(zk, "frozen", buckets=NB)
     a, b, con = start_group(cl, "async")
