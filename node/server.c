@@ -246,15 +246,15 @@ conn_rbuf_prepare(conn_t *c)
     return true;
 }
 
+/* Takes the connection out of the worker (event loop, buffers, open list,
+ * counters) without touching its fd; conn_close and conn_handoff finish. */
 static void
-conn_close(conn_t *c)
+conn_detach(conn_t *c)
 {
     worker_t *w = c->w;
 
-    if (c->closed) return;
     c->closed = true;
     bc_el_io_stop(w->el, &c->io);
-    close(c->fd);
     bc_proto_conn_release(&c->proto);
     conn_rbuf_release(c);
     if (c->prev != NULL) c->prev->next = c->next;
@@ -264,6 +264,14 @@ conn_close(conn_t *c)
     c->next = w->closed;
     w->closed = c;
     atomic_fetch_sub(&w->srv->curr_conns, 1);
+}
+
+static void
+conn_close(conn_t *c)
+{
+    if (c->closed) return;
+    conn_detach(c);
+    close(c->fd);
     log_debug("connection %d closed", c->fd);
 }
 
@@ -277,8 +285,7 @@ conn_close(conn_t *c)
 static void
 conn_handoff(conn_t *c)
 {
-    worker_t *w = c->w;
-    bc_server_t *srv = w->srv;
+    bc_server_t *srv = c->w->srv;
     if (srv->handoff == NULL || bc_outq_pending(&c->proto.out) > 0) {
         conn_close(c);
         return;
@@ -293,18 +300,8 @@ conn_handoff(conn_t *c)
     }
     if (nleft > 0) memcpy(left, c->rbuf + c->rpos, nleft);
     int fd = c->fd;
+    conn_detach(c);
     c->fd = -1;
-    c->closed = true;
-    bc_el_io_stop(w->el, &c->io);
-    bc_proto_conn_release(&c->proto);
-    conn_rbuf_release(c);
-    if (c->prev != NULL) c->prev->next = c->next;
-    else w->conns = c->next;
-    if (c->next != NULL) c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = w->closed;
-    w->closed = c;
-    atomic_fetch_sub(&srv->curr_conns, 1);
     log_debug("connection %d handed over to replication", fd);
     srv->handoff(srv->handoff_ctx, fd, args, left, nleft);
     free(left);

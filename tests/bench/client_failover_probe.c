@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "../../client/include/bucketcache.h"
+#include "../../common/bc_time.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -56,22 +57,6 @@ on_signal(int sig)
 {
     (void)sig;
     g_stop = 1;
-}
-
-static int64_t
-real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -156,23 +141,23 @@ main(int argc, char **argv)
     for (long k = 0; k < keys; k++) acked[k] = -1;
     memset(val, 'x', (size_t)vsize);
 
-    printf("READY ms=%lld\n", (long long)real_ms());
+    printf("READY ms=%lld\n", (long long)bc_time_real_ms());
     fflush(stdout);
-    int64_t t_end = duration > 0 ? mono_ms() + duration * 1000 : INT64_MAX;
-    int64_t next_report = mono_ms() + report_ms;
+    int64_t t_end = duration > 0 ? bc_time_mono_ms() + duration * 1000 : INT64_MAX;
+    int64_t next_report = bc_time_mono_ms() + report_ms;
     uint64_t ok = 0, fail = 0, failed_run = 0;
     int64_t last_ok_ms = 0;
     int failing = 0;
     struct timespec pause = {.tv_sec = interval_us / 1000000, .tv_nsec = (interval_us % 1000000) * 1000};
-    for (int64_t seq = 0; !g_stop && mono_ms() < t_end; seq++) {
+    for (int64_t seq = 0; !g_stop && bc_time_mono_ms() < t_end; seq++) {
         char key[32];
         long k = (long)(seq % keys);
         int klen = snprintf(key, sizeof(key), "fo:%ld", k);
         int n = snprintf(val, (size_t)vsize, "%lld ", (long long)seq);
         val[n] = 'x';                       /* keep the padding, drop snprintf's NUL */
-        int64_t start = real_ms();
+        int64_t start = bc_time_real_ms();
         rc = bc_client_set(c, key, (size_t)klen, val, (size_t)vsize, 0, 0, (int)timeout_ms);
-        int64_t end = real_ms();
+        int64_t end = bc_time_real_ms();
         if (rc == BC_CLIENT_OK) {
             ok++;
             acked[k] = seq;
@@ -212,7 +197,7 @@ main(int argc, char **argv)
                     bc_client_free(v);
                 }
                 printf("CHECK ms=%lld checked=%llu intact=%llu lost=%llu stale=%llu errors=%llu "
-                       "gone_min_seq=%lld gone_max_seq=%lld\n", (long long)real_ms(),
+                       "gone_min_seq=%lld gone_max_seq=%lld\n", (long long)bc_time_real_ms(),
                        (unsigned long long)checked, (unsigned long long)intact,
                        (unsigned long long)lost, (unsigned long long)stale,
                        (unsigned long long)errs, (long long)gone_min, (long long)gone_max);
@@ -233,8 +218,8 @@ main(int argc, char **argv)
             }
             failed_run++;
         }
-        if (mono_ms() >= next_report) {
-            printf("COUNT ms=%lld ok=%llu fail=%llu\n", (long long)real_ms(),
+        if (bc_time_mono_ms() >= next_report) {
+            printf("COUNT ms=%lld ok=%llu fail=%llu\n", (long long)bc_time_real_ms(),
                    (unsigned long long)ok, (unsigned long long)fail);
             fflush(stdout);
             next_report += report_ms;
@@ -245,7 +230,7 @@ main(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     bc_client_get_stats(c, &st);
     printf("DONE ms=%lld ok=%llu fail=%llu table_updates=%llu refreshes=%llu retries=%llu\n",
-           (long long)real_ms(), (unsigned long long)ok, (unsigned long long)fail,
+           (long long)bc_time_real_ms(), (unsigned long long)ok, (unsigned long long)fail,
            (unsigned long long)st.table_updates, (unsigned long long)st.refreshes,
            (unsigned long long)st.retries);
     fflush(stdout);
