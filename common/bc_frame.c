@@ -349,9 +349,16 @@ bc_frame_put_touch(bc_frame_buf_t *b, const char *key, size_t nkey, uint32_t ttl
 }
 
 bc_status_t
-bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when)
+bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when, uint64_t mark)
 {
-    return frame_put_num(b, BC_FRAME_FLUSH, when);
+    char *p = frame_open(b, 32), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | 3);
+    p += mp_uint(p, BC_FRAME_FLUSH);
+    p += mp_uint(p, when);
+    p += mp_uint(p, mark);
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
 }
 
 bc_status_t
@@ -596,18 +603,21 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         }
         break;
     case BC_FRAME_FLUSH:
+        if (n != 3) return frame_fail(err, errlen, BC_EPROTO, "FLUSH frame with %u fields, "
+                                      "expected 3", n);
+        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+        out->when = (uint32_t)v;
+        if (!mp_read_uint(&r, UINT64_MAX, &out->mark)) goto bad_field;
+        break;
     case BC_FRAME_DROP:
     case BC_FRAME_PING:
     case BC_FRAME_ACK:
         if (n != 2) return frame_fail(err, errlen, BC_EPROTO, "frame type %llu with %u fields, "
                                       "expected 2", (unsigned long long)type, n);
-        if (!mp_read_uint(&r, type == BC_FRAME_FLUSH || type == BC_FRAME_DROP ? UINT32_MAX
-                                                                               : UINT64_MAX,
-                          &v)) {
+        if (!mp_read_uint(&r, type == BC_FRAME_DROP ? UINT32_MAX : UINT64_MAX, &v)) {
             goto bad_field;
         }
-        if (type == BC_FRAME_FLUSH) out->when = (uint32_t)v;
-        else if (type == BC_FRAME_DROP) out->bucket = (uint32_t)v;
+        if (type == BC_FRAME_DROP) out->bucket = (uint32_t)v;
         else out->offset = v;
         break;
     default:

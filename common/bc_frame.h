@@ -33,7 +33,8 @@
  *       RHELLO [10, "bcrepl", version, full, replid, offset]
  *       DEL    [11, key]
  *       TOUCH  [12, key, ttl]
- *       FLUSH  [13, when]             (absolute unix seconds, 0 = now)
+ *       FLUSH  [13, when, mark]       (when: absolute unix seconds, 0 = now;
+ *                                      mark: now, the CAS below which items go)
  *       DROP   [14, bucket]
  *       PING   [15, offset]           (primary -> backup, the primary's offset)
  *       ACK    [16, offset]           (backup -> primary, the offset applied)
@@ -112,6 +113,7 @@ typedef struct bc_frame {
     size_t nreplid;
     uint64_t offset;
     uint32_t when;
+    uint64_t mark;                 /* FLUSH */
 } bc_frame_t;
 
 /* ---- encoding ---- */
@@ -143,7 +145,7 @@ bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
 bc_status_t bc_frame_put_rhello(bc_frame_buf_t *b, bool full, const char *replid, uint64_t offset);
 bc_status_t bc_frame_put_del(bc_frame_buf_t *b, const char *key, size_t nkey);
 bc_status_t bc_frame_put_touch(bc_frame_buf_t *b, const char *key, size_t nkey, uint32_t ttl);
-bc_status_t bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when);
+bc_status_t bc_frame_put_flush(bc_frame_buf_t *b, uint32_t when, uint64_t mark);
 bc_status_t bc_frame_put_drop(bc_frame_buf_t *b, uint32_t bucket);
 bc_status_t bc_frame_put_ping(bc_frame_buf_t *b, uint64_t offset);
 bc_status_t bc_frame_put_ack(bc_frame_buf_t *b, uint64_t offset);

@@ -165,7 +165,7 @@ cache_notify(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_
              const char *key, size_t nkey, uint32_t num)
 {
     if (cache->observer == NULL) return;
-    bc_cache_event_t ev = {type, it, key, nkey, num, num};
+    bc_cache_event_t ev = {type, it, key, nkey, num, num, 0};
     cache->observer(cache->observer_ctx, &ev);
 }
 
@@ -182,13 +182,14 @@ typedef struct cache_loc {
 
 /* Raises the flush mark to a fresh CAS value: everything stored so far is
  * flushed.  Never lowers it. */
-static void
+static uint64_t
 cache_flush_mark(bc_cache_t *cache)
 {
     uint64_t mark = atomic_fetch_add(&cache->cas_last, 1) + 1;
     uint64_t cur = atomic_load(&cache->oldest_cas);
     while (cur < mark && !atomic_compare_exchange_weak(&cache->oldest_cas, &cur, mark)) {
     }
+    return mark;
 }
 
 /*
@@ -202,7 +203,7 @@ cache_flush_due(bc_cache_t *cache, uint32_t now)
 {
     uint32_t due = atomic_load(&cache->oldest_live);
     if (due == 0 || due > now) return;
-    cache_flush_mark(cache);
+    (void)cache_flush_mark(cache);
     (void)atomic_compare_exchange_strong(&cache->oldest_live, &due, 0);
 }
 
@@ -987,9 +988,42 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
     return BC_ENOTSTORED;
 }
 
+/* Raises cas_last to at least cas, so fresh CAS values stay above it. */
+static void
+cache_cas_raise(bc_cache_t *cache, uint64_t cas)
+{
+    uint64_t cur = atomic_load(&cache->cas_last);
+    while (cur < cas && !atomic_compare_exchange_weak(&cache->cas_last, &cur, cas)) {
+    }
+}
+
+static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
+                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
+
 bc_status_t
 bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
                uint64_t *cas_out)
+{
+    return cache_store(cache, it, mode, cas_in, cas_out, 0);
+}
+
+bc_status_t
+bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas)
+{
+    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas);
+}
+
+void
+bc_cache_reset_flush(bc_cache_t *cache)
+{
+    atomic_store(&cache->oldest_live, 0);
+    atomic_store(&cache->oldest_cas, 0);
+}
+
+/* keep_cas != 0: the stored item gets that CAS (replication). */
+static bc_status_t
+cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+            uint64_t *cas_out, uint64_t keep_cas)
 {
     if (it == NULL) return BC_EINVAL;
     if (it->iflags & BC_ITEM_LINKED) return BC_EINVAL;   /* stored twice: caller bug */
@@ -1029,6 +1063,10 @@ bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t 
             do_item_replace(cache, &loc, old, it, now, &freelist);
         } else if (!do_item_link(cache, &loc, it, now)) {
             st = BC_ENOMEM;
+        }
+        if (st == BC_OK && keep_cas != 0) {
+            it->cas = keep_cas;
+            cache_cas_raise(cache, keep_cas);
         }
         if (st == BC_OK) cache_notify(cache, BC_CACHE_EV_STORE, it, NULL, 0, 0);
         if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
@@ -1210,15 +1248,30 @@ bc_cache_flush(bc_cache_t *cache, uint32_t when)
 {
     uint32_t now = cache_clock(cache);
     uint32_t due = (when != 0 ? when : now) - 1;   /* memcached's oldest_live */
+    uint64_t mark = 0;
     if (due <= now) {
         /* Immediate (also a time already past): cancels a pending one, as
          * memcached's single oldest_live does. */
-        cache_flush_mark(cache);
+        mark = cache_flush_mark(cache);
         atomic_store(&cache->oldest_live, 0);
+        when = 0;
     } else {
         atomic_store(&cache->oldest_live, due);
     }
-    cache_notify(cache, BC_CACHE_EV_FLUSH, NULL, NULL, 0, when);
+    if (cache->observer != NULL) {
+        bc_cache_event_t ev = {BC_CACHE_EV_FLUSH, NULL, NULL, 0, when, 0, mark};
+        cache->observer(cache->observer_ctx, &ev);
+    }
+}
+
+void
+bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
+{
+    uint64_t cur = atomic_load(&cache->oldest_cas);
+    while (cur < mark && !atomic_compare_exchange_weak(&cache->oldest_cas, &cur, mark)) {
+    }
+    cache_cas_raise(cache, mark);
+    atomic_store(&cache->oldest_live, 0);
 }
 
 /* ------------------------------------------------------------------------ */

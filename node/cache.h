@@ -178,6 +178,20 @@ bc_item_t *bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32
 bc_status_t bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
                            uint64_t cas_in, uint64_t *cas_out);
 
+/*
+ * Replication (repl.h): stores it as a SET that keeps the primary's CAS
+ * (instead of a fresh one), so `gets`/`cas` work across a failover; the
+ * CAS counter is raised past it, so fresh values stay unique and growing.
+ * Returns as bc_cache_store.
+ */
+bc_status_t bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas);
+/* Replication: forgets the flush marks, which are CAS values of this
+ * node's own past (a full resync empties the cache first, then calls
+ * this: the primary's items may carry smaller CAS values). */
+void bc_cache_reset_flush(bc_cache_t *cache);
+/* Replication: an immediate flush_all at the primary's CAS mark. */
+void bc_cache_flush_at(bc_cache_t *cache, uint64_t mark);
+
 /* Returns BC_OK or BC_ENOTFOUND. */
 bc_status_t bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash);
 /* Sets a live item's expiry.  Returns BC_OK or BC_ENOTFOUND. */
@@ -245,7 +259,9 @@ void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
  *          incr/decr all report the resulting item)
  *   DELETE the key is gone (delete; also a too-large set's removal)
  *   TOUCH  item's expiry changed (touch, gat, gats)
- *   FLUSH  flush_all with its due time (0 = now)
+ *   FLUSH  flush_all with its due time, or (now) the CAS mark below which
+ *          every item is gone -- exact even for writes racing the flush,
+ *          on a backup whose items keep the primary's CAS
  *   DROP   the whole bucket was dropped
  *
  * Not reported: eviction and expiry.  A backup with the same memory limit
@@ -272,6 +288,7 @@ typedef struct bc_cache_event {
     size_t nkey;               /* DELETE */
     uint32_t when;             /* FLUSH: absolute unix seconds, 0 = now */
     uint32_t bucket;           /* DROP */
+    uint64_t mark;             /* FLUSH now: items with a smaller CAS are gone */
 } bc_cache_event_t;
 
 typedef void (*bc_cache_observer_fn)(void *ctx, const bc_cache_event_t *ev);

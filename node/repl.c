@@ -283,7 +283,7 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
         st = bc_frame_put_del(b, ev->key, ev->nkey);
         break;
     case BC_CACHE_EV_FLUSH:
-        st = bc_frame_put_flush(b, ev->when);
+        st = bc_frame_put_flush(b, ev->when, ev->mark);
         break;
     case BC_CACHE_EV_DROP:
         st = bc_frame_put_drop(b, ev->bucket);
@@ -780,7 +780,8 @@ repl_apply(bc_repl_t *r, const bc_frame_t *f)
         }
         memcpy(bc_item_value(it), f->value, f->nvalue);
         memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
-        if (bc_cache_store(cache, it, BC_STORE_SET, 0, NULL) != BC_OK) {
+        if ((f->cas != 0 ? bc_cache_store_as(cache, it, f->cas)
+                         : bc_cache_store(cache, it, BC_STORE_SET, 0, NULL)) != BC_OK) {
             (void)bc_cache_delete(cache, f->key, f->nkey, hash);
             atomic_fetch_add(&r->apply_errors, 1);
         }
@@ -794,7 +795,10 @@ repl_apply(bc_repl_t *r, const bc_frame_t *f)
                              f->ttl ? now + f->ttl : 0);
         return true;
     case BC_FRAME_FLUSH:
-        bc_cache_flush(cache, f->when);
+        /* Now: the primary's mark (our items carry its CAS values), exact
+         * even for writes that raced the flush there.  Later: the time. */
+        if (f->when == 0 && f->mark != 0) bc_cache_flush_at(cache, f->mark);
+        else bc_cache_flush(cache, f->when);
         return true;
     case BC_FRAME_DROP:
         if (f->bucket >= bc_cache_nbuckets(cache)) return false;
@@ -967,6 +971,9 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
                 if (f.full) {
                     uint32_t nb = bc_cache_nbuckets(r->cache);
                     for (uint32_t b = 0; b < nb; b++) (void)bc_cache_bucket_drop(r->cache, b);
+                    /* Our flush marks are CAS values of our own past; the
+                     * primary's items keep their CAS (bc_cache_store_as). */
+                    bc_cache_reset_flush(r->cache);
                     atomic_fetch_add(&r->snapshots_received, 1);
                     log_info("repl: full resync from primary %s (replid %.*s, offset %" PRIu64 ")",
                              prim->addr, (int)f.nreplid, f.replid, f.offset);

@@ -176,8 +176,13 @@ def test_backup_receives_every_kind_of_write():
     # a promotion, so stop the primary cleanly and read the backup
     assert b.conn().cmd("get s").startswith(b"SERVER_ERROR NOT_PRIMARY")
     assert int(node_stat(b, "curr_items")) == int(node_stat(a, "curr_items")) == 5
+    gets_a = a.conn().cmd("gets s")
     a.stop()
     wait_primary(cl, b)
+    # the backup kept the primary's CAS: a cas read before the failover works
+    assert b.conn().cmd("gets s") == gets_a, (gets_a, b.conn().cmd("gets s"))
+    cas_a = int(gets_a.split(b"\r\n")[0].split()[4])
+    assert b.conn().cmd("cas s 7 0 1 %d" % cas_a, "C") == b"STORED\r\n"
     got = read_all(b, ["s", "ad", "n", "gone", "t", "big"])
     assert got == {"s": "C", "ad": "a", "n": "14", "t": "t", "big": "b" * 300000}, got
     assert b.conn().cmd("gets s").startswith(b"VALUE s 7 1 ")

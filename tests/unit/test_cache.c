@@ -1165,12 +1165,55 @@ obs_record(void *ctx, const bc_cache_event_t *ev)
         snprintf(out, 96, "TOUCH %s exp=%u", bc_item_key(ev->item), ev->item->exptime);
         break;
     case BC_CACHE_EV_FLUSH:
-        snprintf(out, 96, "FLUSH %u", ev->when);
+        snprintf(out, 96, "FLUSH %u mark>0:%d", ev->when, ev->mark > 0);
         break;
     case BC_CACHE_EV_DROP:
         snprintf(out, 96, "DROP %u", ev->bucket);
         break;
     }
+}
+
+/* A backup's items keep the primary's CAS; fresh ones go above it; the
+ * primary's flush mark hides exactly the items below it. */
+static void
+test_replica_cas_and_flush_mark(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(8u << 20, "lru");
+    bc_status_t st;
+    bc_item_t *it = bc_item_alloc(cache, "r", 1, bc_hash_key("r", 1), 0, 0, 3, &st);
+    memcpy(bc_item_value(it), "1\r\n", 3);
+    assert_int_equal(bc_cache_store_as(cache, it, 1000), BC_OK);
+    it = get(cache, "r");
+    assert_non_null(it);
+    assert_true(it->cas == 1000);
+    bc_item_release(cache, it);
+    uint64_t cas = 0;
+    assert_int_equal(store_mode(cache, "fresh", "x", 0, 0, BC_STORE_SET, 0, &cas), BC_OK);
+    assert_true(cas > 1000);
+    it = bc_item_alloc(cache, "s", 1, bc_hash_key("s", 1), 0, 0, 3, &st);
+    memcpy(bc_item_value(it), "2\r\n", 3);
+    assert_int_equal(bc_cache_store_as(cache, it, cas + 10), BC_OK);
+    bc_cache_flush_at(cache, cas + 5);           /* r and fresh go, s stays */
+    assert_null(get(cache, "r"));
+    assert_null(get(cache, "fresh"));
+    it = get(cache, "s");
+    assert_non_null(it);
+    bc_item_release(cache, it);
+    assert_int_equal(store_mode(cache, "after", "y", 0, 0, BC_STORE_SET, 0, &cas), BC_OK);
+    it = get(cache, "after");                    /* fresh CAS values clear the mark */
+    assert_non_null(it);
+    bc_item_release(cache, it);
+    /* a full resync: empty, marks forgotten, small CAS values visible again */
+    for (uint32_t b = 0; b < bc_cache_nbuckets(cache); b++) (void)bc_cache_bucket_drop(cache, b);
+    bc_cache_reset_flush(cache);
+    it = bc_item_alloc(cache, "r", 1, bc_hash_key("r", 1), 0, 0, 3, &st);
+    memcpy(bc_item_value(it), "3\r\n", 3);
+    assert_int_equal(bc_cache_store_as(cache, it, 5), BC_OK);
+    it = get(cache, "r");
+    assert_non_null(it);
+    bc_item_release(cache, it);
+    bc_cache_destroy(cache);
 }
 
 /* Every change reports the state it leaves, failed ones report nothing,
@@ -1200,7 +1243,7 @@ test_observer_reports_resulting_states(void **state)
     (void)bc_cache_bucket_drop(cache, 7);
     const char *want[] = {"STORE a=1 exp=0", "STORE a=12 exp=0", "STORE a=012 exp=0",
                           "STORE a=17  exp=0" /* padded in place */, "STORE a=100016 exp=0",
-                          "TOUCH a exp=" /* + T0+50 */, "DELETE a", "FLUSH 0", "DROP 7"};
+                          "TOUCH a exp=" /* + T0+50 */, "DELETE a", "FLUSH 0 mark>0:1", "DROP 7"};
     assert_int_equal(log.n, 9);
     for (int i = 0; i < 9; i++) {
         assert_true(strncmp(log.lines[i], want[i], strlen(want[i])) == 0);
@@ -1236,6 +1279,7 @@ main(void)
         cmocka_unit_test(test_engine_zipf_hit_ratio),
         cmocka_unit_test(test_threads_stress),
         cmocka_unit_test(test_observer_reports_resulting_states),
+        cmocka_unit_test(test_replica_cas_and_flush_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,7 +69,7 @@ test_replication_frames(void **state)
     assert_int_equal(bc_frame_put_rhello(&b, false, "short", 7), BC_OK);
     assert_int_equal(bc_frame_put_del(&b, "gone", 4), BC_OK);
     assert_int_equal(bc_frame_put_touch(&b, "t", 1, 3600), BC_OK);
-    assert_int_equal(bc_frame_put_flush(&b, 1700000000u), BC_OK);
+    assert_int_equal(bc_frame_put_flush(&b, 1700000000u, 77), BC_OK);
     assert_int_equal(bc_frame_put_drop(&b, 1023), BC_OK);
     assert_int_equal(bc_frame_put_ping(&b, 99), BC_OK);
     assert_int_equal(bc_frame_put_ack(&b, UINT64_MAX), BC_OK);
@@ -103,6 +103,7 @@ test_replication_frames(void **state)
     assert_int_equal(f.ttl, 3600);
     NEXT(BC_FRAME_FLUSH);
     assert_int_equal(f.when, 1700000000u);
+    assert_int_equal(f.mark, 77);
     NEXT(BC_FRAME_DROP);
     assert_int_equal(f.bucket, 1023);
     NEXT(BC_FRAME_PING);
