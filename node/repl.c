@@ -755,11 +755,24 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
 
 /* ---- backup side ---- */
 
-/* Applies one record or snapshot item.  False on a malformed record. */
-static bool
-repl_apply(bc_repl_t *r, const bc_frame_t *f)
+/* A CAS or flush mark from the stream is used as is up to here; beyond
+ * it (a hostile or broken primary) it could wrap the node's counter. */
+#define REPL_CAS_MAX (UINT64_C(1) << 62)
+
+/* The absolute expiry of a ttl from the stream, without wrapping. */
+static uint32_t
+repl_exptime(uint32_t now, uint32_t ttl)
 {
-    bc_cache_t *cache = r->cache;
+    if (ttl == 0) return 0;
+    return ttl > UINT32_MAX - now ? UINT32_MAX : now + ttl;
+}
+
+/* Applies one record or snapshot item to cache.  False on a malformed
+ * record; a record that cannot be stored (no memory) removes the key and
+ * counts in *errors. */
+static bool
+repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *errors)
+{
     uint32_t now = bc_cache_now(cache);
     if ((f->type == BC_FRAME_ITEM || f->type == BC_FRAME_DEL || f->type == BC_FRAME_TOUCH) &&
         (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN)) {
@@ -771,19 +784,20 @@ repl_apply(bc_repl_t *r, const bc_frame_t *f)
         bc_status_t st;
         if (f->nvalue > UINT32_MAX - 2) return false;
         bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags,
-                                      f->ttl ? now + f->ttl : 0, (uint32_t)f->nvalue + 2, &st);
+                                      repl_exptime(now, f->ttl), (uint32_t)f->nvalue + 2, &st);
         if (it == NULL) {
             /* Keeping an older value would be wrong; a miss is not. */
             (void)bc_cache_delete(cache, f->key, f->nkey, hash);
-            atomic_fetch_add(&r->apply_errors, 1);
+            atomic_fetch_add(errors, 1);
             return true;
         }
         memcpy(bc_item_value(it), f->value, f->nvalue);
         memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
-        if ((f->cas != 0 ? bc_cache_store_as(cache, it, f->cas)
-                         : bc_cache_store(cache, it, BC_STORE_SET, 0, NULL)) != BC_OK) {
+        bool keep = f->cas != 0 && f->cas < REPL_CAS_MAX;
+        if ((keep ? bc_cache_store_as(cache, it, f->cas)
+                  : bc_cache_store(cache, it, BC_STORE_SET, 0, NULL)) != BC_OK) {
             (void)bc_cache_delete(cache, f->key, f->nkey, hash);
-            atomic_fetch_add(&r->apply_errors, 1);
+            atomic_fetch_add(errors, 1);
         }
         return true;
     }
@@ -792,12 +806,12 @@ repl_apply(bc_repl_t *r, const bc_frame_t *f)
         return true;
     case BC_FRAME_TOUCH:
         (void)bc_cache_touch(cache, f->key, f->nkey, bc_hash_key(f->key, f->nkey),
-                             f->ttl ? now + f->ttl : 0);
+                             repl_exptime(now, f->ttl));
         return true;
     case BC_FRAME_FLUSH:
         /* Now: the primary's mark (our items carry its CAS values), exact
          * even for writes that raced the flush there.  Later: the time. */
-        if (f->when == 0 && f->mark != 0) bc_cache_flush_at(cache, f->mark);
+        if (f->when == 0 && f->mark != 0 && f->mark < REPL_CAS_MAX) bc_cache_flush_at(cache, f->mark);
         else bc_cache_flush(cache, f->when);
         return true;
     case BC_FRAME_DROP:
@@ -807,6 +821,34 @@ repl_apply(bc_repl_t *r, const bc_frame_t *f)
     default:
         return false;
     }
+}
+
+static bool
+repl_apply(bc_repl_t *r, const bc_frame_t *f)
+{
+    return repl_apply_cache(r->cache, f, &r->apply_errors);
+}
+
+int64_t
+bc__repl_apply_stream(bc_cache_t *cache, const char *buf, size_t len, size_t max_frame)
+{
+    _Atomic uint64_t errors = 0;
+    int64_t applied = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        bc_frame_t f;
+        size_t used = 0;
+        bc_status_t st = bc_frame_decode(buf + pos, len - pos, max_frame, &f, &used, NULL, 0);
+        if (st == BC_EAGAIN) break;
+        if (st != BC_OK || f.type == BC_FRAME_RHELLO || f.type == BC_FRAME_END ||
+            f.type == BC_FRAME_HELLO || f.type == BC_FRAME_ACK) {
+            return -1;
+        }
+        if (f.type != BC_FRAME_PING && !repl_apply_cache(cache, &f, &errors)) return -1;
+        applied++;
+        pos += used;
+    }
+    return applied;
 }
 
 static int

@@ -21,6 +21,8 @@
 
 #include "bc_hash.h"
 #include "cache.h"
+#include "bc_frame.h"
+#include "repl.h"
 
 #define T0 1700000000u
 
@@ -1216,6 +1218,50 @@ test_replica_cas_and_flush_mark(void **state)
     bc_cache_destroy(cache);
 }
 
+/* A backup applies a stream: every record kind, hostile ttl and CAS values
+ * clamped, an out-of-place frame refused. */
+static void
+test_apply_replication_stream(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(8u << 20, "lru");
+    bc_frame_buf_t b;
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_item(&b, "a", 1, "1", 1, 3, 0, 500), BC_OK);
+    assert_int_equal(bc_frame_put_item(&b, "b", 1, "2", 1, 0, 0xffffffffu, UINT64_MAX), BC_OK);
+    assert_int_equal(bc_frame_put_item(&b, "c", 1, "3", 1, 0, 0, 0), BC_OK);
+    assert_int_equal(bc_frame_put_del(&b, "c", 1), BC_OK);
+    assert_int_equal(bc_frame_put_touch(&b, "a", 1, 100), BC_OK);
+    assert_int_equal(bc_frame_put_ping(&b, 12345), BC_OK);
+    assert_int_equal(bc__repl_apply_stream(cache, b.data, b.len, 1u << 20), 6);
+    bc_item_t *it = get(cache, "a");
+    assert_non_null(it);
+    assert_true(it->cas == 500 && it->flags == 3 && it->exptime == T0 + 100);
+    bc_item_release(cache, it);
+    it = get(cache, "b");                 /* ttl clamped, absurd CAS not adopted */
+    assert_non_null(it);
+    assert_true(it->exptime == UINT32_MAX && it->cas < (UINT64_C(1) << 62));
+    bc_item_release(cache, it);
+    assert_null(get(cache, "c"));
+    /* a key of 0 bytes, a bucket out of range, a HELLO mid-stream: refused */
+    b.len = 0;
+    assert_int_equal(bc_frame_put_del(&b, "", 0), BC_OK);
+    assert_int_equal(bc__repl_apply_stream(cache, b.data, b.len, 1u << 20), -1);
+    b.len = 0;
+    assert_int_equal(bc_frame_put_drop(&b, 1u << 30), BC_OK);
+    assert_int_equal(bc__repl_apply_stream(cache, b.data, b.len, 1u << 20), -1);
+    b.len = 0;
+    assert_int_equal(bc_frame_put_rhello(&b, true, "x", 0), BC_OK);
+    assert_int_equal(bc__repl_apply_stream(cache, b.data, b.len, 1u << 20), -1);
+    /* flush at the primary's mark */
+    b.len = 0;
+    assert_int_equal(bc_frame_put_flush(&b, 0, 501), BC_OK);
+    assert_int_equal(bc__repl_apply_stream(cache, b.data, b.len, 1u << 20), 1);
+    assert_null(get(cache, "a"));
+    bc_frame_buf_free(&b);
+    bc_cache_destroy(cache);
+}
+
 /* Every change reports the state it leaves, failed ones report nothing,
  * and reads report nothing. */
 static void
@@ -1280,6 +1326,7 @@ main(void)
         cmocka_unit_test(test_threads_stress),
         cmocka_unit_test(test_observer_reports_resulting_states),
         cmocka_unit_test(test_replica_cas_and_flush_mark),
+        cmocka_unit_test(test_apply_replication_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
