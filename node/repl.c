@@ -53,6 +53,7 @@
 #define REPL_SEND_CHUNK            (1024u * 1024u)
 #define REPL_SNAPSHOT_FLUSH        (1024u * 1024u)
 #define REPL_ROLE_POLL_MS          50
+#define REPL_KEEP_MS               60000    /* record this long without backups */
 #define REPL_COALESCE_US           200      /* async: batch records this long */
 #define REPL_COALESCE_BYTES        (64u * 1024u)
 
@@ -104,6 +105,14 @@ struct bc_repl {
     _Atomic uint64_t floor;
     repl_peer_t *peers;
     uint32_t npeers;
+    /* Recording costs every write an encode and a copy; with no backup
+     * and none expected (REPL_KEEP_MS after the last one left, or after a
+     * promotion) the observer skips it and notes that it did: the next
+     * backup then cannot resume from the backlog (see repl_observe). */
+    _Atomic uint32_t npeers_pub;   /* npeers, for the lock-free check */
+    _Atomic int64_t keep_until;    /* monotonic ms: record even without backups */
+    _Atomic bool skipped;          /* changes went unrecorded */
+    int64_t keep_ms;               /* REPL_KEEP_MS; BC_TEST_REPL_KEEP_MS for tests */
     bool stopping;
     pthread_t thread;
     bool started;
@@ -252,6 +261,21 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
 {
     bc_repl_t *r = ctx;
     if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
+    /*
+     * BEHAVIOR: no backup to send to: skip the record.  The load cannot
+     * miss a backup that is taking its snapshot: its sender published
+     * npeers before it took this shard's lock to copy the bucket, and we
+     * hold that lock now, so either the copy already has this change or we
+     * see the backup.  A backup that arrives after skipped changes gets a
+     * snapshot (the backlog no longer describes the data).
+     */
+    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0 &&
+        bc_time_mono_ms() >= atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
+        if (!atomic_load_explicit(&r->skipped, memory_order_relaxed)) {
+            atomic_store_explicit(&r->skipped, true, memory_order_relaxed);
+        }
+        return;
+    }
     uint32_t ttl = 0;
     pthread_mutex_lock(&r->mu);
     if (!atomic_load_explicit(&r->recording, memory_order_relaxed)) {
@@ -632,6 +656,8 @@ peer_sender(void *arg)
         }
     }
     r->npeers--;
+    atomic_store(&r->npeers_pub, r->npeers);
+    if (r->npeers == 0) atomic_store(&r->keep_until, bc_time_mono_ms() + r->keep_ms);
     do_floor_update(r);
     pthread_cond_broadcast(&r->ack_cv);
     pthread_cond_broadcast(&r->role_cv);
@@ -725,9 +751,21 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
         free(p);
         return;
     }
+    /* Were changes surely recorded up to now?  Yes while another backup
+     * is connected, or well inside the keep window (a writer racing this
+     * arrival reads the same clock); otherwise one may be skipping right
+     * now, so no backlog offset can be trusted. */
+    bool sure = r->npeers > 0 || bc_time_mono_ms() < atomic_load(&r->keep_until) - 1000;
     p->next = r->peers;
     r->peers = p;
     r->npeers++;
+    atomic_store(&r->npeers_pub, r->npeers);
+    if (atomic_exchange(&r->skipped, false) || !sure) {
+        /* Changes may have gone unrecorded: the next backup takes a
+         * snapshot (no offset held describes the data). */
+        r->end += 1;
+        r->start = r->end;
+    }
     pthread_mutex_unlock(&r->mu);
 
     pthread_t t;
@@ -745,6 +783,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
             }
         }
         r->npeers--;
+        atomic_store(&r->npeers_pub, r->npeers);
         pthread_mutex_unlock(&r->mu);
         close(fd);
         free(p);
@@ -1133,6 +1172,8 @@ repl_promote(bc_repl_t *r)
     repl_new_replid(r->replid);
     r->synced = true;
     r->link_up = false;
+    atomic_store(&r->keep_until, bc_time_mono_ms() + r->keep_ms);   /* backups come back */
+    atomic_store(&r->skipped, false);
     atomic_store(&r->recording, true);
     uint64_t off = r->end;
     pthread_mutex_unlock(&r->mu);
@@ -1245,6 +1286,13 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
         if (*c <= ' ' || *c >= 0x7f) *c = '_';
     }
     r->follow_fd = -1;
+    r->keep_ms = REPL_KEEP_MS;
+    const char *keep = getenv("BC_TEST_REPL_KEEP_MS");
+    if (keep != NULL && keep[0] != '\0') {
+        r->keep_ms = strtoll(keep, NULL, 10);
+        log_warn("repl: BC_TEST_REPL_KEEP_MS: recording without backups stops after %lld ms",
+                 (long long)r->keep_ms);
+    }
     r->ring = malloc(r->cap);
     if (r->ring == NULL) {
         free(r);

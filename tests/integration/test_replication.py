@@ -387,6 +387,44 @@ def test_zookeeper_outage_fences_writes():
         p.stop()
 
 
+def test_primary_alone_skips_recording_and_backups_still_get_everything():
+    """Without a backup (and past the keep window) a primary records
+    nothing; the backup that then joins, or rejoins, gets a snapshot with
+    every write, never a resume from a backlog that misses some."""
+    cl = harness.create_cluster(zk, "alone", buckets=NB)
+    env = {"BC_TEST_REPL_KEEP_MS": "0"}
+    a = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS, env=env)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    wait_primary(cl, a)
+    c = a.conn()
+    for i in range(300):
+        assert c.cmd("set s%d 0 0 3" % i, "%03d" % i) == b"STORED\r\n"
+    assert repl(a)["backlog_bytes"] == 0          # nothing recorded
+    b = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS, env=env)
+    wait_caught_up(a, b)
+    assert int(node_stat(b, "curr_items")) == 300
+    # the backup leaves, writes go unrecorded, it comes back: a snapshot
+    # again (it must not resume from its old offset)
+    b.stop()
+    harness.wait_for(lambda: repl(a)["backups"] == [], what="backup gone")
+    for i in range(300):
+        assert c.cmd("set s%d 0 0 1" % i, "x") == b"STORED\r\n"
+    assert c.cmd("delete s7") == b"DELETED\r\n"
+    fulls = repl(a)["full_resyncs"]
+    b = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS, env=env,
+                            port=b.port, admin_port=b.admin_port)
+    wait_caught_up(a, b)
+    assert repl(a)["full_resyncs"] == fulls + 1
+    assert int(node_stat(b, "curr_items")) == 299
+    a.stop()
+    wait_primary(cl, b)
+    got = read_all(b, ["s%d" % i for i in range(300)])
+    assert got == {"s%d" % i: "x" for i in range(300) if i != 7}
+    for p in (b, con):
+        p.stop()
+
+
 def test_frozen_primary_never_writes_as_primary_again():
     cl = harness.create_cluster(zk, "frozen", buckets=NB)
     a, b, con = start_group(cl, "async")
