@@ -1172,7 +1172,9 @@ repl_promote(bc_repl_t *r)
     repl_new_replid(r->replid);
     r->synced = true;
     r->link_up = false;
-    atomic_store(&r->keep_until, bc_time_mono_ms() + r->keep_ms);   /* backups come back */
+    /* After a failover the other backups come back: keep recording for
+     * them.  A first primary (it never followed anyone) has none yet. */
+    atomic_store(&r->keep_until, old[0] != '\0' ? bc_time_mono_ms() + r->keep_ms : 0);
     atomic_store(&r->skipped, false);
     atomic_store(&r->recording, true);
     uint64_t off = r->end;
