@@ -15,12 +15,14 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bc_log.h"
@@ -31,16 +33,36 @@
 #define HTTPD_CONN_MEMORY_LIMIT (64u * 1024u)
 #define HTTPD_BACKLOG           128
 
+/* A parked connection and when to run its handler again. */
+typedef struct httpd_parked {
+    struct MHD_Connection *conn;
+    int64_t due_us;
+} httpd_parked_t;
+
 struct bc_httpd {
     bc_httpd_config_t cfg;
     char *name;
     int listen_fd;
     uint16_t port;
     struct MHD_Daemon *daemon;
+
+    /* Parking.  LOCKING RULE: park_mu guards the fields below; MHD's
+     * functions are never called under it.  The parker thread resumes
+     * parked connections when they are due or woken. */
+    pthread_mutex_t park_mu;
+    pthread_cond_t park_cv;        /* CLOCK_MONOTONIC */
+    pthread_t parker;
+    bool parker_started;
+    bool parker_stop;
+    bool stopping;                 /* no new parking: the daemon is going */
+    uint64_t wake_gen;
+    httpd_parked_t *parked;        /* max_conns entries */
+    size_t nparked;
 };
 
 typedef struct httpd_request {
     char *uri;                     /* raw target, from the URI log callback */
+    int64_t parked_us;             /* first parked (CLOCK_MONOTONIC us); 0: never */
     bool headers_done;
     bool keep_body;                /* a handler reads this method's body (body_methods) */
     bool body_too_large;
@@ -474,8 +496,13 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
         .conn = conn, .method = method, .path = path, .path_len = path_len,
         .rest = path + prefix, .rest_len = path_len - prefix, .query = query,
         .body = req->body, .body_len = req->body_len,
+        .httpd = h, .parked_us = req->parked_us,
     };
+    pthread_mutex_lock(&h->park_mu);
+    hr.wake_gen = h->wake_gen;
+    pthread_mutex_unlock(&h->park_mu);
     result = route->handler(h->cfg.ctx, &hr);
+    if (hr.parked_us != 0 && req->parked_us == 0) req->parked_us = hr.parked_us;
     free(path);
     free(query);
     return result;
@@ -521,6 +548,94 @@ httpd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
     log_warn("%s http: %s", h->name, line);
+}
+
+
+/* ---- parking ---- */
+
+int64_t
+bc_http_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+enum MHD_Result
+bc_http_park(bc_http_req_t *req, int64_t recheck_us)
+{
+    bc_httpd_t *h = req->httpd;
+    if (h == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot wait here");
+    }
+    int64_t now = bc_http_now_us();
+    pthread_mutex_lock(&h->park_mu);
+    if (h->stopping || !h->parker_started || h->nparked >= h->cfg.max_conns) {
+        bool stopping = h->stopping;
+        pthread_mutex_unlock(&h->park_mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
+                                   stopping ? "shutting down" : "cannot wait now; retry");
+    }
+    /* A wake since the handler began: run it again at once. */
+    int64_t due = h->wake_gen != req->wake_gen ? now : now + (recheck_us > 0 ? recheck_us : 0);
+    h->parked[h->nparked++] = (httpd_parked_t){req->conn, due};
+    /* Suspended before the parker can see it: MHD_resume_connection on a
+     * connection that is not suspended yet would be lost.  MHD's own
+     * locks are taken inside; ours is held only so the parker waits. */
+    MHD_suspend_connection(req->conn);
+    pthread_cond_signal(&h->park_cv);
+    pthread_mutex_unlock(&h->park_mu);
+    if (req->parked_us == 0) req->parked_us = now;
+    return MHD_YES;
+}
+
+void
+bc_httpd_wake(bc_httpd_t *h)
+{
+    if (h == NULL) return;
+    pthread_mutex_lock(&h->park_mu);
+    h->wake_gen++;
+    int64_t now = bc_http_now_us();
+    for (size_t i = 0; i < h->nparked; i++) h->parked[i].due_us = now;
+    if (h->nparked > 0) pthread_cond_signal(&h->park_cv);
+    pthread_mutex_unlock(&h->park_mu);
+}
+
+static void *
+httpd_parker(void *arg)
+{
+    bc_httpd_t *h = arg;
+    struct MHD_Connection **due = calloc(h->cfg.max_conns ? h->cfg.max_conns : 1, sizeof(*due));
+    pthread_mutex_lock(&h->park_mu);
+    for (;;) {
+        int64_t now = bc_http_now_us(), next = INT64_MAX;
+        size_t ndue = 0;
+        for (size_t i = 0; i < h->nparked;) {
+            if (h->parked[i].due_us <= now || h->parker_stop || due == NULL) {
+                if (due != NULL) due[ndue++] = h->parked[i].conn;
+                h->parked[i] = h->parked[--h->nparked];
+            } else {
+                if (h->parked[i].due_us < next) next = h->parked[i].due_us;
+                i++;
+            }
+        }
+        if (ndue > 0) {
+            pthread_mutex_unlock(&h->park_mu);
+            for (size_t i = 0; i < ndue; i++) MHD_resume_connection(due[i]);
+            pthread_mutex_lock(&h->park_mu);
+            continue;
+        }
+        if (h->parker_stop) break;
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&h->park_cv, &h->park_mu);
+        } else {
+            struct timespec ts = {(time_t)(next / 1000000), (long)(next % 1000000) * 1000L};
+            pthread_cond_timedwait(&h->park_cv, &h->park_mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&h->park_mu);
+    free(due);
+    return NULL;
 }
 
 /* ---- lifecycle ---- */
@@ -587,11 +702,28 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     h->name = strdup(config->name ? config->name : "http");
     h->listen_fd = -1;
     if (h->cfg.max_conns == 0) h->cfg.max_conns = HTTPD_DEFAULT_MAX_CONNS;
+    pthread_mutex_init(&h->park_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->park_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    h->parked = calloc(h->cfg.max_conns, sizeof(*h->parked));
+    if (h->parked == NULL) {
+        pthread_mutex_destroy(&h->park_mu);
+        pthread_cond_destroy(&h->park_cv);
+        free(h->name);
+        free(h);
+        return BC_ENOMEM;
+    }
     if (h->cfg.timeout_s == 0) h->cfg.timeout_s = HTTPD_DEFAULT_TIMEOUT_S;
     if (h->cfg.max_body == 0) h->cfg.max_body = HTTPD_DEFAULT_MAX_BODY;
     bc_status_t st = h->name == NULL ? BC_ENOMEM : httpd_bind(h);
     h->cfg.listen_addr = NULL; /* borrowed only while binding */
     if (st != BC_OK) {
+        pthread_mutex_destroy(&h->park_mu);
+        pthread_cond_destroy(&h->park_cv);
+        free(h->parked);
         free(h->name);
         free(h);
         return st;
@@ -606,7 +738,8 @@ bc_httpd_start(bc_httpd_t *h)
     if (h->daemon != NULL) return BC_OK;
     if (h->listen_fd < 0) return BC_EIO;
     h->daemon = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, httpd_handle, h,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+        NULL, httpd_handle, h,
         /* The logger must come first to catch messages about the others. */
         MHD_OPTION_EXTERNAL_LOGGER, httpd_log, (void *)h,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
@@ -621,6 +754,12 @@ bc_httpd_start(bc_httpd_t *h)
         return BC_EIO;
     }
     h->listen_fd = -1; /* MHD owns it now */
+    pthread_mutex_lock(&h->park_mu);
+    h->stopping = false;
+    h->parker_stop = false;
+    h->parker_started = pthread_create(&h->parker, NULL, httpd_parker, h) == 0;
+    if (!h->parker_started) log_warn("%s: no parker thread: long polls answer at once", h->name);
+    pthread_mutex_unlock(&h->park_mu);
     return BC_OK;
 }
 
@@ -634,6 +773,16 @@ void
 bc_httpd_stop(bc_httpd_t *h)
 {
     if (h == NULL) return;
+    /* Parked requests first: each is resumed and answered 503 (MHD must
+     * not be stopped with connections suspended). */
+    pthread_mutex_lock(&h->park_mu);
+    h->stopping = true;
+    h->parker_stop = true;
+    bool join = h->parker_started;
+    h->parker_started = false;
+    pthread_cond_signal(&h->park_cv);
+    pthread_mutex_unlock(&h->park_mu);
+    if (join) pthread_join(h->parker, NULL);
     if (h->daemon != NULL) {
         MHD_stop_daemon(h->daemon); /* closes the listening socket it owns */
         h->daemon = NULL;
@@ -649,6 +798,9 @@ bc_httpd_destroy(bc_httpd_t *h)
 {
     if (h == NULL) return;
     bc_httpd_stop(h);
+    pthread_mutex_destroy(&h->park_mu);
+    pthread_cond_destroy(&h->park_cv);
+    free(h->parked);
     free(h->name);
     free(h);
 }

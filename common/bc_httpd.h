@@ -23,6 +23,15 @@
  *
  *   Connections, per-connection memory and idle time are bounded by MHD
  *   options, so a hostile client cannot grow the process.
+ *
+ *   Handlers run on MHD's one thread, so a handler must never block.  One
+ *   that has to wait for something (a long poll) PARKS its request instead
+ *   (bc_http_park): MHD stops serving that connection, and the route's
+ *   handler runs again with the same request when bc_httpd_wake() is
+ *   called (any thread) or after a recheck interval, whichever comes
+ *   first.  The handler decides each time whether to answer or to park
+ *   again; req->parked_us tells it when it was first parked.  A parked
+ *   request holds no thread; parked connections count against max_conns.
  */
 #ifndef BC_HTTPD_H
 #define BC_HTTPD_H
@@ -60,6 +69,11 @@ typedef struct bc_http_req {
     /* Headers for the next reply; use bc_http_add_header(). */
     bc_http_header_t headers[BC_HTTP_MAX_HEADERS];
     size_t nheaders;
+    /* Parking (bc_http_park): the server, and the CLOCK_MONOTONIC
+     * microsecond at which this request was first parked (0: never). */
+    struct bc_httpd *httpd;
+    int64_t parked_us;
+    uint64_t wake_gen;             /* internal: bc_httpd_wake calls seen when the handler began */
 } bc_http_req_t;
 
 typedef enum MHD_Result (*bc_http_handler_fn)(void *ctx, bc_http_req_t *req);
@@ -136,6 +150,25 @@ typedef void (*bc_http_free_fn)(void *free_ctx);
 enum MHD_Result bc_http_reply_buffer(bc_http_req_t *req, unsigned status,
                                      const char *content_type, const void *data, size_t len,
                                      bc_http_free_fn free_fn, void *free_ctx);
+
+/* ---- parking (long polls) ---- */
+
+/*
+ * Parks req instead of answering: the route's handler runs again (with
+ * the same method, path, query and body, and req->parked_us set) at the
+ * next bc_httpd_wake() or after recheck_us microseconds, whichever comes
+ * first.  A wake that happened while the handler ran counts: the request
+ * is then run again at once, so a handler that checks its condition and
+ * parks cannot miss the wake of a change made in between.  Returns what
+ * the handler returns.  While the server stops, answers 503 instead.
+ */
+enum MHD_Result bc_http_park(bc_http_req_t *req, int64_t recheck_us);
+
+/* Runs every parked request's handler again soon.  Any thread; NULL ok. */
+void bc_httpd_wake(bc_httpd_t *httpd);
+
+/* CLOCK_MONOTONIC in microseconds (the clock of req->parked_us). */
+int64_t bc_http_now_us(void);
 
 /* ---- decoding ---- */
 

@@ -20,6 +20,10 @@
 #define CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
 
 #define CONSOLE_OFFSET_TIMEOUT_MS 300   /* asking a failover candidate its offset */
+/* While copies are in flight, rounds decide on the cached state (what the
+ * last load read plus what every round since wrote) unless a watch fired;
+ * the state is read again from ZooKeeper at least this often anyway. */
+#define CONSOLE_MIG_RELOAD_MS 10000
 
 struct bc_console {
     char *cluster;
@@ -38,6 +42,7 @@ struct bc_console {
     pthread_cond_t cv;
     pthread_mutex_t op_mu;
     bool dirty;
+    bool watch_fired;              /* a ZooKeeper watch or session event since the last load */
     bool reports_ready;            /* only copy reports woke the loop */
     bool reelect;
     bool stopping;
@@ -81,9 +86,13 @@ console_pool_notify(void *ctx)
 static void
 console_on_watch(bc_zk_t *zk, const char *path, void *ctx)
 {
+    bc_console_t *cs = ctx;
     (void)zk;
     (void)path;
-    console_wake(ctx, false);
+    pthread_mutex_lock(&cs->mu);
+    cs->watch_fired = true;
+    pthread_mutex_unlock(&cs->mu);
+    console_wake(cs, false);
 }
 
 static void
@@ -101,6 +110,9 @@ console_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
         log_warn("console: %s: not acting as the active console until re-elected",
                  ev == BC_ZK_EXPIRED ? "session expired" : "ZooKeeper connection lost");
     }
+    pthread_mutex_lock(&cs->mu);
+    cs->watch_fired = true;
+    pthread_mutex_unlock(&cs->mu);
     console_wake(cs, ev == BC_ZK_NEW_SESSION);
 }
 
@@ -430,6 +442,21 @@ console_cache_apply(bc_console_t *cs, const bc_reconcile_output_t *out)
     }
 }
 
+/* How long a round may decide on the cached state: one reconcile interval
+ * when idle (so a change nobody watches is still seen within a round);
+ * while copies are in flight, longer -- a full load takes many ZooKeeper
+ * round trips, and every copy report waits for it.  op_mu held. */
+static int64_t
+console_cache_max_age(bc_console_t *cs)
+{
+    if (!cs->cache_valid) return 0;
+    const bc_mig_set_t *m = &cs->cache_migs;
+    for (uint32_t b = 0; b < m->nbuckets && m->count > 0; b++) {
+        if (m->rec[b] != NULL && m->rec[b]->state == BC_MIG_COPYING) return CONSOLE_MIG_RELOAD_MS;
+    }
+    return (int64_t)cs->interval_ms;
+}
+
 static bc_status_t
 console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile_output_t *result,
                         bc_view_t *view_out)
@@ -445,13 +472,15 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     pthread_mutex_lock(&cs->op_mu);
     int64_t t_start = bc_time_real_ms();
     bool cached = opts->use_cache && !dry_run && view_out == NULL && cs->cache_valid &&
-                  cs->pool != NULL && t_start - cs->cache_loaded_ms < (int64_t)cs->interval_ms;
+                  cs->pool != NULL && t_start - cs->cache_loaded_ms < console_cache_max_age(cs);
     bc_status_t st = BC_OK;
     if (cached) {
-        /* BEHAVIOR: only copy reports woke us and no watch fired since the
-         * last load: ZooKeeper holds what we read plus what we wrote.  If
-         * anything else changed, the transaction's version checks fail and
-         * the next round reloads everything. */
+        /* BEHAVIOR: no watch fired since the last load, so ZooKeeper holds
+         * what we read plus what we wrote: only the active console writes
+         * the tables, the migrations and the group records, and node
+         * membership is watched.  If anything else changed anyway, the
+         * transaction's version checks fail and the next round reloads
+         * everything. */
         view = cs->cache_view;
         migs = cs->cache_migs;
         have_migs = true;
@@ -573,11 +602,14 @@ console_loop(void *arg)
     pthread_mutex_lock(&cs->mu);
     while (!cs->stopping) {
         bool reelect = cs->reelect;
-        /* Woken by copy reports alone (no watch, no timer): a quick round
-         * on the cached state, without re-checking the election (the
-         * transaction checks our election znode anyway). */
-        bool quick = cs->reports_ready && !cs->dirty && !reelect && atomic_load(&cs->leader);
+        /* No watch or session event since the last round (woken by copy
+         * reports, by the timer or by a round of our own that left work):
+         * a quick round on the cached state when it is fresh enough,
+         * without re-checking the election (the transaction checks our
+         * election znode anyway). */
+        bool quick = !cs->watch_fired && !reelect && atomic_load(&cs->leader);
         cs->dirty = false;
+        cs->watch_fired = false;
         cs->reports_ready = false;
         cs->reelect = false;
         pthread_mutex_unlock(&cs->mu);

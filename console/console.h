@@ -21,6 +21,16 @@
  *   and every second anyway, so time-based rules (orphan grace, migration
  *   retries) fire.
  *
+ * CACHED ROUNDS
+ *   The state a round read and wrote is kept.  A round that no watch or
+ *   session event preceded decides on it without reading ZooKeeper (only
+ *   the active console writes the tables, migrations and group records,
+ *   node membership is watched, and every write is a compare-and-set: a
+ *   change made behind our back fails the transaction, and the round after
+ *   reads everything).  The state is read again at least every reconcile
+ *   interval while no copy is in flight, and every 10 s while copies are:
+ *   a full load is many round trips, and copy reports would wait for it.
+ *
  * MIGRATIONS (migrate.h)
  *   The copies run on a pool of `migrations_parallel` threads; a finished
  *   copy posts a report and wakes the loop, which decides (cutover or

@@ -23,6 +23,7 @@
 
 #define MIG_JSON_MAX          (512u * 1024u)
 #define MIG_HTTP_TIMEOUT_MS   2000
+#define MIG_LONG_POLL_MS      1000    /* one long poll of an import's state */
 #define MIG_BACKOFF_BASE_MS   500
 #define MIG_BACKOFF_MAX_MS    30000
 
@@ -608,8 +609,11 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
         pause_ms = pause_ms * 2 > 20 ? 20 : pause_ms * 2;
     }
 
-    /* Poll until it is done; quickly at first (most buckets take a few ms). */
-    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32, job->bucket);
+    /* Wait until it is done: a long poll (the destination answers when the
+     * job finishes, or after MIG_LONG_POLL_MS with the job still running).
+     * A destination that does not know wait_ms (400) is polled instead,
+     * quickly at first (most buckets take a few ms). */
+    bool long_poll = true;
     for (;;) {
         int64_t now = bc_time_mono_ms(), elapsed = now - t0;
         if (now >= deadline || pool_stopping(p)) {
@@ -618,13 +622,32 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
             pool_cancel_import(job);
             return;
         }
-        bc_time_sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
+        int64_t wait = deadline - now < MIG_LONG_POLL_MS ? deadline - now : MIG_LONG_POLL_MS;
+        if (long_poll) {
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64
+                     "&wait_ms=%lld", job->bucket, job->epoch, (long long)wait);
+        } else {
+            bc_time_sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32, job->bucket);
+        }
+        int64_t asked = bc_time_mono_ms();
         bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
-                                         MIG_HTTP_TIMEOUT_MS, &resp);
+                                         MIG_HTTP_TIMEOUT_MS + (long_poll ? (int)wait : 0), &resp);
         if (st != BC_OK) {
             snprintf(rep->error, sizeof(rep->error), "destination %.100s stopped answering: %s",
                      job->dest_admin, bc_status_str(st));
             return;
+        }
+        if (long_poll && resp.status == 400) {
+            bc_http_response_free(&resp);
+            long_poll = false;
+            continue;
+        }
+        if (long_poll && resp.status == 503) {
+            /* The destination cannot hold the request now: ask again. */
+            bc_http_response_free(&resp);
+            bc_time_sleep_ms(2);
+            continue;
         }
         if (resp.status != 200) {
             reply_error(&resp, why, sizeof(why), NULL);
@@ -650,6 +673,9 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
         }
         if (strcmp(state->valuestring, "running") == 0) {
             cJSON_Delete(doc);
+            /* A long poll that came back early with the job running (a
+             * destination that answers at once): do not spin on it. */
+            if (long_poll && bc_time_mono_ms() - asked < wait / 2) bc_time_sleep_ms(2);
             continue;
         }
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");

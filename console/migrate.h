@@ -35,8 +35,10 @@
  * THE COPY (a pool thread, for one copying@E record)
  *
  *     POST dest/v1/migrate/import?bucket=b&epoch=E&from=G&source=SRC
- *     poll GET dest/v1/migrate/import?bucket=b   (2 ms, then slower)
- *       -> report {b, E, ok, items, bytes, node} to the reconcile loop
+ *     GET dest/v1/migrate/import?bucket=b&epoch=E&wait_ms=1000  (a long
+ *       poll: answered the moment the job finishes; again while it runs)
+ *       -> report {b, E, ok, items, bytes, node} to the reconcile loop,
+ *          which wakes and decides it at once
  *
  *   The destination pulls the bucket from the source (node/migrate.h),
  *   which exports it only once fenced at E.  The POST is idempotent: a

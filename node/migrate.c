@@ -7,12 +7,13 @@
  *                             thread: drop leftovers of B
  *                                     GET export?bucket=B&epoch=E --> fenced for E?
  *                                                                      no:  409 retry
- *                             <-- 409: back off 1..50 ms, again        yes: encode B under
- *                                                                           its shard lock,
+ *                             (parked until fenced, at most 200 ms;  yes: encode B under
+ *                             then 409: again after 1..50 ms)               its shard lock,
  *                             <---------------------- frames ---------      reply (zero-copy)
  *                             decode as bytes arrive, store each
  *                             item add-if-absent; check END
- *     GET import (poll) ----> {"state":"done","items":..,"bytes":..}
+ *     GET import?wait_ms ---> (parked while running; the job wakes it)
+ *                        <--- {"state":"done","items":..,"bytes":..}
  *
  * The import's HTTP client is a small streaming one (not bc_http_client,
  * which buffers whole responses): the body of an export can be as large as
@@ -48,10 +49,14 @@
 #define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
-#define MIG_FENCE_WAIT_MS       2         /* an export waits this long to be fenced */
+#define MIG_FENCE_WAIT_US       200000    /* an export is held this long to be fenced */
+#define MIG_FENCE_RECHECK_US    250       /* ... looking again this often (parked) */
+#define MIG_FENCE_REFRESH_US    20000     /* past this, the agent is asked again too */
+#define MIG_WAIT_MAX_MS         10000u    /* longest long poll of an import's state */
 #define MIG_RETRY_FAST_MS       1         /* import retry interval, first half second */
 #define MIG_RETRY_MAX_MS        50
 #define MIG_RECV_CHUNK          (256u * 1024u)
+#define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_PROGRESS_EVERY      1024u
@@ -111,6 +116,10 @@ struct bc_node_migrate {
 
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
+
+    /* The admin server whose parked long polls a finished job wakes (set
+     * by the first long poll; guarded by mu; NULL after shutdown). */
+    bc_httpd_t *httpd;
 };
 
 /* ---- query parameters ---- */
@@ -119,6 +128,7 @@ typedef struct mig_params {
     bool has_bucket, has_epoch, has_source, has_from;
     uint32_t bucket;
     uint32_t from;
+    uint32_t wait_ms;              /* GET import: long poll while running */
     uint64_t epoch;
     char source[BC_ADDR_MAX];
 } mig_params_t;
@@ -188,6 +198,13 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
             }
             snprintf(p->source, sizeof(p->source), "%s", q->value);
             p->has_source = true;
+        } else if (strcmp(q->name, "wait_ms") == 0) {
+            if (!parse_u64(q->value, q->value_len, MIG_WAIT_MAX_MS, &v)) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "wait_ms: expected 0..%u", MIG_WAIT_MAX_MS);
+                return false;
+            }
+            p->wait_ms = (uint32_t)v;
         } else {
             *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                           "unknown query parameter \"%.40s\"", q->name);
@@ -280,19 +297,22 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * the cache the export reads.  The destination may ask before our
      * table watch has fired: the request itself tells us the epoch exists,
      * so the agent is woken to read the tables now (one ZooKeeper round
-     * trip).  We wait here only briefly: this admin thread also sends the
-     * exports already encoded, and holding it would stall them; the
-     * destination asks again a millisecond later.
+     * trip).  The request is parked (bc_http_park: it holds no thread,
+     * so the admin thread keeps sending the exports already encoded) and
+     * looked at again every quarter millisecond, up to 200 ms; past that
+     * it is refused with "retry" and the destination asks again.
      */
-    int64_t until = bc_time_mono_ms() + MIG_FENCE_WAIT_MS;
+    int64_t waited_us = req->parked_us != 0 ? bc_http_now_us() - req->parked_us : 0;
+    bool may_wait = waited_us < MIG_FENCE_WAIT_US;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-    if (cur < p.epoch) bc_node_cluster_refresh_now(mig->cluster);
-    while (cur < p.epoch && bc_time_mono_ms() < until) {
-        struct timespec ts = {0, 200 * 1000};
-        nanosleep(&ts, NULL);
-        route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-    }
     if (cur < p.epoch) {
+        if (req->parked_us == 0 || waited_us > MIG_FENCE_REFRESH_US) {
+            bc_node_cluster_refresh_now(mig->cluster);
+        }
+        if (may_wait) {
+            return bc_http_park(req, waited_us > MIG_FENCE_REFRESH_US ? 2000
+                                                                      : MIG_FENCE_RECHECK_US);
+        }
         export_refused(mig);
         return mig_refuse(req, true, cur, "this node is at table epoch %" PRIu64 ", the export "
                           "is for epoch %" PRIu64 ": not fenced yet", cur, p.epoch);
@@ -309,12 +329,8 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
         export_refused(mig);
         return mig_refuse(req, false, cur, "this node has no data port to fence");
     }
-    bool fenced;
-    while (!(fenced = bc_server_passed_epoch(mig->server, p.epoch)) && bc_time_mono_ms() < until) {
-        struct timespec ts = {0, 200 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (!fenced) {
+    if (!bc_server_passed_epoch(mig->server, p.epoch)) {
+        if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
         export_refused(mig);
         return mig_refuse(req, true, cur, "worker threads have not all passed epoch %" PRIu64
                           " yet", p.epoch);
@@ -347,6 +363,19 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
     char items[24];
     snprintf(items, sizeof(items), "%" PRIu64, x.items);
     bc_http_add_header(req, "X-Bucketcache-Items", items);
+    /* A send buffer as large as the export (up to what the system allows):
+     * MHD then hands the whole stream to the kernel in one go, instead of
+     * in slices that each wait for the destination to read and for this
+     * admin thread to be scheduled again -- on a busy machine every such
+     * wake-up costs milliseconds. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci != NULL) {
+        int sz = x.buf.len > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)x.buf.len;
+        if (sz > 256 * 1024) {
+            (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        }
+    }
     /* The buffer is handed to MHD and freed when sent (or dropped). */
     return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x.buf.data, x.buf.len, free,
                                 x.buf.data);
@@ -393,6 +422,11 @@ fetch_connect(fetch_t *f, const char *addr, char *err, size_t errlen)
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                         ai->ai_protocol);
         if (fd < 0) continue;
+        /* A large receive window from the first byte (set before connect,
+         * so the window scale is negotiated for it): the source can send
+         * a whole bucket without waiting for us to be scheduled. */
+        int rcvbuf = (int)MIG_SOCKBUF_MAX;
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             f->fd = fd;
             st = BC_OK;
@@ -819,6 +853,9 @@ import_main(void *arg)
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
     snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
     mig->running--;
+    /* Answer the console's long poll now (under mu: shutdown clears the
+     * pointer under mu before the server goes). */
+    bc_httpd_wake(mig->httpd);
     pthread_mutex_unlock(&mig->mu);
     if (st == BC_OK) {
         atomic_fetch_add(&mig->imports_done, 1);
@@ -1040,6 +1077,19 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
         return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no import of bucket %" PRIu32
                                    " is known here", p.bucket);
     }
+    /* Long poll (wait_ms): a running job of the asked epoch (any, without
+     * one) is answered when it finishes -- the job wakes the parked
+     * request -- or when wait_ms has passed. */
+    if (p.wait_ms > 0 && j->state == JOB_RUNNING && (!p.has_epoch || j->epoch == p.epoch) &&
+        !mig->stopping) {
+        int64_t left_us = (int64_t)p.wait_ms * 1000 -
+                          (req->parked_us != 0 ? bc_http_now_us() - req->parked_us : 0);
+        if (left_us > 0) {
+            mig->httpd = req->httpd;
+            pthread_mutex_unlock(&mig->mu);
+            return bc_http_park(req, left_us);
+        }
+    }
     return import_reply(mig, req, MHD_HTTP_OK, j);
 }
 
@@ -1127,6 +1177,7 @@ bc_node_migrate_shutdown(bc_node_migrate_t *mig)
     if (mig == NULL) return;
     pthread_mutex_lock(&mig->mu);
     mig->stopping = true;
+    mig->httpd = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) atomic_store(&mig->jobs[i].cancel, true);
     pthread_mutex_unlock(&mig->mu);
     for (uint32_t i = 0; i < mig->njobs; i++) {

@@ -15,9 +15,10 @@
  *                after seeing epoch >= E (bc_server_passed_epoch), so any
  *                write that passed the route check before the flip has
  *                finished and is in the cache the export iterates.
- *            Until then 409 with "retry": true; other refusals (not the
- *            owner, not read-only: the migration was called off) are 409
- *            with "retry": false.
+ *            The request is held (parked, see bc_http_park: no thread
+ *            waits) until then, up to 200 ms; after that 409 with
+ *            "retry": true; other refusals (not the owner, not read-only:
+ *            the migration was called off) are 409 with "retry": false.
  *
  *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
  *            starts (or, same B and E, reports) an import job from group
@@ -29,10 +30,13 @@
  *            happened), or another import of B at another epoch still runs
  *            ("retry": true when that one is older and was told to stop);
  *            503 when max_imports jobs already run.
- *   GET    /v1/migrate/import?bucket=B
+ *   GET    /v1/migrate/import?bucket=B[&epoch=E][&wait_ms=N]
  *            the job's state: {"bucket","epoch","state":"running"|"done"|
  *            "failed","items","bytes","skipped","error","node","elapsed_ms"}
- *            (404 when no job for B is known).
+ *            (404 when no job for B is known).  With wait_ms (at most
+ *            10000), a long poll: while the job (of epoch E, when given)
+ *            runs, the answer waits until it finishes -- the job wakes
+ *            the parked request at once -- or until N ms have passed.
  *   DELETE /v1/migrate/import?bucket=B&epoch=E
  *            the console called the move off: the job stops and what it
  *            stored is dropped (unless this node owns B by now).
@@ -41,7 +45,11 @@
  *   Exports run on the admin (MHD) thread: the bucket is encoded under its
  *   shard lock into one buffer that MHD then sends without copying, so the
  *   admin thread is busy only for the encoding (about a millisecond per
- *   MiB).  Imports run on their own threads (at most max_imports), because
+ *   MiB).  The export's socket gets a send buffer as large as the stream
+ *   (up to 4 MiB) and the import's a receive buffer as large, so a bucket
+ *   crosses in one write instead of in slices that each wait for both
+ *   threads to be scheduled.  Waits (the fence, long polls) park the
+ *   request instead of holding the admin thread.  Imports run on their own threads (at most max_imports), because
  *   they wait on the network; the admin thread only starts them and
  *   reports their state.  The import reads the response as a stream and
  *   decodes frames as they arrive: memory stays bounded by one frame.

@@ -76,7 +76,7 @@ def end(items, nbytes):
 
 class FakeSource:
     """An HTTP server that answers every export with the next canned reply:
-    (body, declared length or None)."""
+    (body, declared length or None[, seconds to wait before answering])."""
 
     def __init__(self):
         self.replies = []
@@ -84,7 +84,9 @@ class FakeSource:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                body, length = outer.replies.pop(0) if outer.replies else (b"", None)
+                body, length, *delay = outer.replies.pop(0) if outer.replies else (b"", None)
+                if delay:
+                    time.sleep(delay[0])
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-bucketcache-frames")
                 self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -209,6 +211,22 @@ def test_malformed_truncated_and_misdirected_frames():
     assert st == 409 and doc["retry"] is False and "writable" in doc["error"], doc
     st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=999")
     assert st == 409 and doc["retry"] is True and "not fenced" in doc["error"], doc
+    # the console's long poll: answered when wait_ms passes while the job
+    # runs, and the moment the job finishes
+    epoch += 1
+    src.replies.append((stream(epoch), None, 0.5))
+    start = "/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+    st, doc = harness.http_json(b.admin_port, "POST", start % (bucket, epoch, src.port))
+    assert st == 202 and doc["state"] == "running", doc
+    poll = "/v1/migrate/import?bucket=%d&epoch=%d&wait_ms=%d"
+    t0 = time.time()
+    st, doc = harness.http_json(b.admin_port, "GET", poll % (bucket, epoch, 100))
+    assert st == 200 and doc["state"] == "running" and time.time() - t0 >= 0.09, doc
+    st, doc = harness.http_json(b.admin_port, "GET", poll % (bucket, epoch, 8000))
+    assert st == 200 and doc["state"] == "done" and doc["items"] == 3, doc
+    assert time.time() - t0 < 4, time.time() - t0
+    st, doc = harness.http_json(b.admin_port, "GET", poll % (bucket, epoch, 10001))
+    assert st == 400 and "wait_ms" in doc["error"], doc
     src.stop()
     for p in (a, b, con):
         p.stop()
