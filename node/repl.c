@@ -119,6 +119,7 @@ struct bc_repl {
 
     /* backup side (mu) */
     int follow_fd;                 /* the link to the primary, -1 = none */
+    bool following;                /* repl_main is in (or entering) repl_follow */
     uint64_t applied;
     bool synced;
     bool link_up;
@@ -1154,6 +1155,12 @@ static void
 repl_promote(bc_repl_t *r)
 {
     pthread_mutex_lock(&r->mu);
+    /* Twice (the role hook and the role thread race) or while the
+     * follower still applies the old primary's stream: not now. */
+    if (atomic_load(&r->recording) || r->following || r->stopping) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
     char old[BC_FRAME_REPLID_MAX + 1];
     memcpy(old, r->replid, sizeof(old));
     if (r->synced && r->replid[0] != '\0' && r->end == r->applied) {
@@ -1223,9 +1230,17 @@ repl_main(void *arg)
         } else {
             if (atomic_load(&r->recording)) repl_demote(r);
             bc_node_primary_t prim;
-            if (repl_find_primary(r, &view, &prim)) {
+            pthread_mutex_lock(&r->mu);
+            bool go = !atomic_load(&r->recording) && !r->stopping &&
+                      repl_find_primary(r, &view, &prim);
+            r->following = go;
+            pthread_mutex_unlock(&r->mu);
+            if (go) {
                 int64_t t0 = bc_time_mono_ms();
                 repl_follow(r, &prim, &view);
+                pthread_mutex_lock(&r->mu);
+                r->following = false;
+                pthread_mutex_unlock(&r->mu);
                 /* A link that lasted is not a reason to wait long. */
                 backoff = bc_time_mono_ms() - t0 > 2000 ? 50 : (backoff * 2 > 1000 ? 1000 : backoff * 2);
                 nap = backoff;
@@ -1264,8 +1279,13 @@ repl_on_role(void *ctx)
     /* A promoted backup must stop following at once: its primary is gone
      * and waiting for the link to time out would delay the promotion. */
     if (r->follow_fd >= 0) shutdown(r->follow_fd, SHUT_RDWR);
+    bool idle = !r->following;
     pthread_cond_broadcast(&r->role_cv);
     pthread_mutex_unlock(&r->mu);
+    /* Not following anyone (a first primary, a node back from an expired
+     * session): promote right here, so writes open as soon as the role
+     * is known rather than a thread wake-up later. */
+    if (idle && bc_node_cluster_is_primary(r->cluster)) repl_promote(r);
 }
 
 bc_status_t
