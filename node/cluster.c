@@ -57,6 +57,8 @@
 
 #define CLUSTER_REFRESH_MS  3000
 #define ROUTE_READONLY_BIT  (1ull << 32)
+#define FENCE_AHEAD_MAX     64        /* a local fence names an epoch at most this far ahead */
+#define FENCE_STALE_MS      30000     /* ... and lasts at most this long without the table */
 
 struct bc_node_cluster {
     char *cluster;
@@ -66,8 +68,16 @@ struct bc_node_cluster {
     bc_zk_t *zk;
     bc_cache_t *cache;
 
-    /* Routing state: read lock-free by workers, written by the agent only. */
+    /* Routing state: read lock-free by workers, written by the agent and
+     * (the read-only bit of one bucket) by bc_node_cluster_fence.
+     * LOCKING RULE: fence_mu serialises those two writers, so a table the
+     * agent publishes cannot wipe a local fence set meanwhile. */
     _Atomic uint64_t *route;       /* per bucket: owner | READONLY_BIT */
+    pthread_mutex_t fence_mu;
+    uint64_t *fence_epoch;         /* per bucket: a local fence until the table reaches it */
+    uint64_t *fence_at_gen;        /* per bucket: the fence generation that set it */
+    int64_t *fence_ms;             /* per bucket: when (monotonic) */
+    _Atomic uint64_t fence_gen;
     _Atomic uint64_t epoch;
     _Atomic bool primary;
     _Atomic uint32_t owned;
@@ -233,6 +243,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     pthread_cond_init(&cl->cv, NULL);
     pthread_cond_init(&cl->lease_cv, NULL);
     pthread_mutex_init(&cl->prim_mu, NULL);
+    pthread_mutex_init(&cl->fence_mu, NULL);
     bc_node_primaries_init(&cl->prim);
     atomic_init(&cl->prim_gen, 1);
     atomic_init(&cl->group_repl_mode, -1);
@@ -256,7 +267,11 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
         return st;
     }
     cl->route = calloc(cl->nbuckets, sizeof(*cl->route));
-    if (cl->route == NULL) {
+    cl->fence_epoch = calloc(cl->nbuckets, sizeof(*cl->fence_epoch));
+    cl->fence_at_gen = calloc(cl->nbuckets, sizeof(*cl->fence_at_gen));
+    cl->fence_ms = calloc(cl->nbuckets, sizeof(*cl->fence_ms));
+    if (cl->route == NULL || cl->fence_epoch == NULL || cl->fence_at_gen == NULL ||
+        cl->fence_ms == NULL) {
         bc_node_cluster_free(cl);
         return BC_ENOMEM;
     }
@@ -334,13 +349,27 @@ static void
 cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
 {
     uint32_t owned = 0;
+    int64_t now = bc_time_mono_ms();
+    pthread_mutex_lock(&cl->fence_mu);
     for (uint32_t b = 0; b < cl->nbuckets; b++) {
         uint64_t word = c->owner[b] | (c->readonly[b] ? ROUTE_READONLY_BIT : 0);
+        if (cl->fence_epoch[b] != 0) {
+            if (c->epoch >= cl->fence_epoch[b]) {
+                cl->fence_epoch[b] = 0;          /* the table decides from here */
+            } else if (now - cl->fence_ms[b] > FENCE_STALE_MS) {
+                log_warn("cluster: bucket %u: the tables never reached epoch %llu of its local "
+                         "fence; lifting it", b, (unsigned long long)cl->fence_epoch[b]);
+                cl->fence_epoch[b] = 0;
+            } else {
+                word |= ROUTE_READONLY_BIT;
+            }
+        }
         atomic_store_explicit(&cl->route[b], word, memory_order_relaxed);
         owned += c->owner[b] == cl->gid;
     }
     atomic_store_explicit(&cl->owned, owned, memory_order_relaxed);
     uint64_t old = atomic_exchange_explicit(&cl->epoch, c->epoch, memory_order_release);
+    pthread_mutex_unlock(&cl->fence_mu);
     if (old != c->epoch) {
         log_info("cluster: tables at epoch %llu: group %u owns %u of %u buckets",
                  (unsigned long long)c->epoch, cl->gid, owned, cl->nbuckets);
@@ -854,8 +883,12 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     pthread_cond_destroy(&cl->cv);
     pthread_cond_destroy(&cl->lease_cv);
     pthread_mutex_destroy(&cl->prim_mu);
+    pthread_mutex_destroy(&cl->fence_mu);
     bc_node_primaries_free(&cl->prim);
     free(cl->route);
+    free(cl->fence_epoch);
+    free(cl->fence_at_gen);
+    free(cl->fence_ms);
     free(cl->cluster);
     free(cl);
 }
@@ -1008,4 +1041,45 @@ bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
     *repl_mode = atomic_load_explicit(&mcl->group_repl_mode, memory_order_relaxed);
     *sync_timeout_ms = atomic_load_explicit(&mcl->group_sync_timeout_ms, memory_order_relaxed);
     *max_lag_mb = atomic_load_explicit(&mcl->group_max_lag_mb, memory_order_relaxed);
+}
+
+/*
+ * BEHAVIOR (migration fence): the console made `bucket` read-only at
+ * `epoch` and the destination's export request says so before this
+ * node's agent has read that table (a ZooKeeper round trip, tens of
+ * milliseconds on a busy machine, every one of them a write stall).
+ * Setting the read-only bit here at once is always safe -- it only
+ * refuses writes -- and it stays set until the tables reach `epoch`
+ * (then they decide: still read-only, or writable again if the move was
+ * called off) or FENCE_STALE_MS pass without them getting there.  An
+ * epoch more than FENCE_AHEAD_MAX ahead is not believed.
+ */
+bool
+bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, uint64_t *gen)
+{
+    if (cl == NULL || bucket >= cl->nbuckets) return false;
+    pthread_mutex_lock(&cl->fence_mu);
+    uint64_t cur = atomic_load_explicit(&cl->epoch, memory_order_relaxed);
+    uint64_t word = atomic_load_explicit(&cl->route[bucket], memory_order_relaxed);
+    bool ok = cur < epoch && epoch - cur <= FENCE_AHEAD_MAX && (uint32_t)word == cl->gid;
+    if (ok) {
+        if (cl->fence_epoch[bucket] < epoch || cl->fence_at_gen[bucket] == 0) {
+            cl->fence_epoch[bucket] = epoch;
+            cl->fence_ms[bucket] = bc_time_mono_ms();
+            atomic_store_explicit(&cl->route[bucket], word | ROUTE_READONLY_BIT,
+                                  memory_order_relaxed);
+            cl->fence_at_gen[bucket] =
+                atomic_fetch_add_explicit(&cl->fence_gen, 1, memory_order_release) + 1;
+        }
+        *gen = cl->fence_at_gen[bucket];
+    }
+    pthread_mutex_unlock(&cl->fence_mu);
+    return ok;
+}
+
+uint64_t
+bc_node_cluster_fence_gen(const bc_node_cluster_t *cl)
+{
+    return cl == NULL ? 0 : atomic_load_explicit(&((bc_node_cluster_t *)cl)->fence_gen,
+                                                 memory_order_acquire);
 }

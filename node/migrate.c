@@ -297,15 +297,33 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * the cache the export reads.  The destination may ask before our
      * table watch has fired: the request itself tells us the epoch exists,
      * so the agent is woken to read the tables now (one ZooKeeper round
-     * trip).  The request is parked (bc_http_park: it holds no thread,
-     * so the admin thread keeps sending the exports already encoded) and
-     * looked at again every quarter millisecond, up to 200 ms; past that
-     * it is refused with "retry" and the destination asks again.
+     * trip), and meanwhile the bucket is fenced locally at once
+     * (bc_node_cluster_fence: its read-only bit set ahead of the tables),
+     * after which only the worker threads are waited for.  The request
+     * is parked (bc_http_park: it holds no thread, so the admin thread
+     * keeps sending the exports already encoded) and looked at again
+     * every quarter millisecond, up to 200 ms; past that it is refused
+     * with "retry" and the destination asks again.
      */
     int64_t waited_us = req->parked_us != 0 ? bc_http_now_us() - req->parked_us : 0;
     bool may_wait = waited_us < MIG_FENCE_WAIT_US;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-    if (cur < p.epoch) {
+    /* Ahead of the tables: fence the bucket here and now (cluster.h,
+     * bc_node_cluster_fence), then wait only for the worker threads. */
+    uint64_t fence_gen = 0;
+    bool local_fence = cur < p.epoch && mig->server != NULL &&
+                       bc_node_cluster_fence(mig->cluster, p.bucket, p.epoch, &fence_gen);
+    if (local_fence) {
+        route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+        if (req->parked_us == 0) bc_node_cluster_refresh_now(mig->cluster);
+        if (route == BC_ROUTE_READONLY && !bc_server_passed_fence(mig->server, fence_gen)) {
+            if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
+            export_refused(mig);
+            return mig_refuse(req, true, cur, "worker threads have not all passed the fence of "
+                              "bucket %" PRIu32 " yet", p.bucket);
+        }
+    }
+    if (cur < p.epoch && !local_fence) {
         if (req->parked_us == 0 || waited_us > MIG_FENCE_REFRESH_US) {
             bc_node_cluster_refresh_now(mig->cluster);
         }
@@ -329,7 +347,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
         export_refused(mig);
         return mig_refuse(req, false, cur, "this node has no data port to fence");
     }
-    if (!bc_server_passed_epoch(mig->server, p.epoch)) {
+    if (!local_fence && !bc_server_passed_epoch(mig->server, p.epoch)) {
         if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
         export_refused(mig);
         return mig_refuse(req, true, cur, "worker threads have not all passed epoch %" PRIu64

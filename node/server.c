@@ -138,6 +138,7 @@ struct worker {
     /* Cluster table epoch seen at the top of the last loop iteration:
      * written by the worker (release), read by bc_server_passed_epoch. */
     _Atomic uint64_t seen_epoch;
+    _Atomic uint64_t seen_fence;  /* the same for local fences (cluster.h) */
 };
 
 struct bc_server {
@@ -558,8 +559,10 @@ worker_before_poll(bc_el_t *el, void *arg)
     if (w->srv->cluster != NULL) {
         /* Top of an iteration: every request of the earlier ones is done. */
         uint64_t epoch = 0;
+        uint64_t fence = bc_node_cluster_fence_gen(w->srv->cluster);
         (void)bc_node_cluster_route(w->srv->cluster, 0, false, NULL, &epoch);
         atomic_store_explicit(&w->seen_epoch, epoch, memory_order_release);
+        atomic_store_explicit(&w->seen_fence, fence, memory_order_release);
     }
     bc_fwd_before_poll(w->fwd);
     while (w->closed != NULL) {
@@ -981,6 +984,20 @@ bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
         if (atomic_load_explicit(&w->seen_epoch, memory_order_acquire) >= epoch) continue;
         all = false;
         if (w->el != NULL) bc_el_wake(w->el);   /* an idle worker iterates once */
+    }
+    return all;
+}
+
+bool
+bc_server_passed_fence(bc_server_t *server, uint64_t gen)
+{
+    bool all = true;
+    if (!server->started || server->cluster == NULL) return true;
+    for (uint32_t i = 0; i < server->nworkers; i++) {
+        worker_t *w = server->workers[i];
+        if (atomic_load_explicit(&w->seen_fence, memory_order_acquire) >= gen) continue;
+        all = false;
+        if (w->el != NULL) bc_el_wake(w->el);
     }
     return all;
 }

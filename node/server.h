@@ -65,6 +65,8 @@ void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
  * not started: true.
  */
 bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
+/* The same for a local fence generation (cluster.h bc_node_cluster_fence). */
+bool bc_server_passed_fence(bc_server_t *server, uint64_t gen);
 /*
  * With a cluster set: forward keys of buckets another group owns (or that
  * this backup may not serve) to the owner's primary instead of refusing

@@ -232,6 +232,45 @@ def test_malformed_truncated_and_misdirected_frames():
         p.stop()
 
 
+def test_export_ahead_of_the_tables_fences_the_bucket_locally():
+    """An export for an epoch the source has not read yet fences that one
+    bucket at once (read-only ahead of the tables) instead of waiting for
+    the source's agent; once the tables reach that epoch they decide."""
+    cl = harness.create_cluster(zk, "localfence", buckets=NB)
+    a = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_for(lambda: harness.http_json(a.admin_port, "GET", "/v1/repl")[1]["writable"],
+                     what="primary writable")
+    k = harness.key_in_bucket_owned_by(t["c"], 1, prefix="lf")
+    other = next(x for x in ("lf-o%d" % i for i in range(1000))
+                 if harness.bucket_of(x, NB) != harness.bucket_of(k, NB))
+    c = a.conn()
+    assert c.cmd("set %s 0 0 1" % k, "1") == b"STORED\r\n"
+    bucket = harness.bucket_of(k, NB)
+    t0 = time.time()
+    st, hdrs, body = harness.http(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
+                                  % (bucket, t["epoch"] + 1))
+    assert st == 200 and hdrs.get("x-bucketcache-items") == "1", (st, hdrs, body[:200])
+    assert time.time() - t0 < 1.0
+    # that bucket only is read-only now; reads go on
+    assert c.cmd("set %s 0 0 1" % k, "2").startswith(b"SERVER_ERROR READONLY %d " % bucket)
+    assert c.cmd("get " + k) == b"VALUE %s 0 1\r\n1\r\nEND\r\n" % k.encode()
+    assert c.cmd("set %s 0 0 1" % other, "x") == b"STORED\r\n"
+    # an epoch far ahead is not believed
+    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
+                                % (bucket, t["epoch"] + 500))
+    assert st == 409 and "not fenced" in doc["error"], doc
+    # the tables move on (a second group's primary bumps the epoch): the
+    # console never made the bucket read-only, so it is writable again
+    g2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
+    harness.wait_tables(zk, cl, lambda u: u["epoch"] > t["epoch"], "the epoch moved on")
+    harness.wait_for(lambda: c.cmd("set %s 0 0 1" % k, "3") == b"STORED\r\n",
+                     what="the bucket writable again")
+    for p in (a, g2, con):
+        p.stop()
+
+
 def test_slow_destination_times_out_and_retries():
     cl = harness.create_cluster(zk, "slow", buckets=NB)
     con = harness.Console(zk, cl, "--migration-timeout-ms", "600", migrations=True,
