@@ -547,9 +547,12 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
     bc_status_t st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
     if (st == BC_ENOTFOUND) {
         st = bc_zk_exists(cl->zk, path, cluster_on_group_watch, cl, NULL);
-        if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+        if (st == BC_OK) {
+            st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+        }
     }
-    if (st == BC_OK && bc_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
+    if (st == BC_OK &&
+        bc_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
         log_warn("cluster: ignoring the malformed config of group %u: %s", cl->gid, err);
         bc_group_config_init(&gc);
     }

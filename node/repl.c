@@ -144,7 +144,9 @@ repl_new_replid(char *out)
     unsigned char raw[20];
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
         uint64_t t = (uint64_t)bc_time_real_ms() ^ ((uint64_t)getpid() << 32);
-        for (size_t i = 0; i < sizeof(raw); i++) raw[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)i;
+        for (size_t i = 0; i < sizeof(raw); i++) {
+            raw[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)i;
+        }
     }
     for (size_t i = 0; i < sizeof(raw); i++) sprintf(out + 2 * i, "%02x", raw[i]);
 }
@@ -391,7 +393,9 @@ bc_repl_commit_wait(void *ctx)
     for (;;) {
         bool ok = true;
         for (repl_peer_t *p = r->peers; p != NULL && ok; p = p->next) {
-            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) ok = false;
+            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) {
+                ok = false;
+            }
         }
         if (ok) break;
         waited = true;
@@ -851,8 +855,11 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
     case BC_FRAME_FLUSH:
         /* Now: the primary's mark (our items carry its CAS values), exact
          * even for writes that raced the flush there.  Later: the time. */
-        if (f->when == 0 && f->mark != 0 && f->mark < REPL_CAS_MAX) bc_cache_flush_at(cache, f->mark);
-        else bc_cache_flush(cache, f->when);
+        if (f->when == 0 && f->mark != 0 && f->mark < REPL_CAS_MAX) {
+            bc_cache_flush_at(cache, f->mark);
+        } else {
+            bc_cache_flush(cache, f->when);
+        }
         return true;
     case BC_FRAME_DROP:
         if (f->bucket >= bc_cache_nbuckets(cache)) return false;
@@ -1129,7 +1136,8 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
             pthread_mutex_unlock(&r->mu);
             if (applied != acked) {
                 bc_frame_buf_t ab = {0};
-                bool sent = bc_frame_put_ack(&ab, applied) == BC_OK && send_all(fd, ab.data, ab.len);
+                bool sent = bc_frame_put_ack(&ab, applied) == BC_OK &&
+                            send_all(fd, ab.data, ab.len);
                 bc_frame_buf_free(&ab);
                 if (!sent) {
                     why = "cannot acknowledge";
@@ -1226,7 +1234,9 @@ repl_main(void *arg)
         int nap = REPL_ROLE_POLL_MS;
         if (bc_node_cluster_is_primary(r->cluster)) {
             if (!atomic_load(&r->recording)) repl_promote(r);
-            else if (!bc_node_cluster_may_write(r->cluster)) (void)bc_node_cluster_open_writes(r->cluster);
+            else if (!bc_node_cluster_may_write(r->cluster)) {
+                (void)bc_node_cluster_open_writes(r->cluster);
+            }
         } else {
             if (atomic_load(&r->recording)) repl_demote(r);
             bc_node_primary_t prim;
@@ -1242,7 +1252,9 @@ repl_main(void *arg)
                 r->following = false;
                 pthread_mutex_unlock(&r->mu);
                 /* A link that lasted is not a reason to wait long. */
-                backoff = bc_time_mono_ms() - t0 > 2000 ? 50 : (backoff * 2 > 1000 ? 1000 : backoff * 2);
+                backoff = bc_time_mono_ms() - t0 > 2000 ? 50
+                          : backoff * 2 > 1000           ? 1000
+                                                         : backoff * 2;
                 nap = backoff;
             }
         }
@@ -1297,7 +1309,8 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     r->cache = config->cache;
     r->cluster = config->cluster;
     r->mode = config->mode;
-    r->sync_timeout_ms = config->sync_timeout_ms ? config->sync_timeout_ms : REPL_DEFAULT_SYNC_TIMEOUT;
+    r->sync_timeout_ms = config->sync_timeout_ms ? config->sync_timeout_ms
+                                                 : REPL_DEFAULT_SYNC_TIMEOUT;
     r->max_lag = config->max_lag_bytes;
     atomic_init(&r->floor, UINT64_MAX);
     r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;

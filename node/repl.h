@@ -101,7 +101,8 @@ typedef struct bc_repl_config {
     bc_repl_mode_t mode;
     uint32_t sync_timeout_ms;      /* 0 = 500 */
     size_t backlog_bytes;          /* 0 = 64 MiB */
-    uint64_t max_lag_bytes;        /* async: writers wait while a backup trails by more; 0 = no bound */
+    uint64_t max_lag_bytes;        /* async: writers wait while a backup trails by
+                                      more; 0 = no bound */
     uint32_t max_backups;          /* 0 = 8 */
     const char *node_label;        /* how this node names itself to its primary; copied */
 } bc_repl_config_t;
