@@ -28,8 +28,8 @@ for f in build-fuzz/tests/fuzz_*; do
   name=$(basename "$f")
   corpus="tests/fuzz/corpus/${name#fuzz_}"
   mkdir -p "build-fuzz/corpus-$name"
-  echo "--- $name (45 s)"
-  "$f" -max_total_time=45 -max_len=4096 -print_final_stats=1 \
+  echo "--- $name (30 s)"
+  "$f" -max_total_time=30 -max_len=4096 -print_final_stats=1 \
        "build-fuzz/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) 2>&1 | tail -n 12
 done
 echo "=== all suites passed"
