@@ -86,7 +86,9 @@ cli_usage(FILE *out)
             "data commands (through libbucketcache):\n"
             "  get KEY...                   print the value of KEY (several keys: KEY<TAB>VALUE lines)\n"
             "  set KEY [VALUE|-]            store VALUE; from stdin when VALUE is - or missing\n"
-            "      [--file F] [--ttl SECS] [--flags N] [--add|--replace]\n"
+            "      [--file F] [--ttl SECS] [--flags N] [--add|--replace|--append|--prepend]\n"
+            "      [--cas N]                store only if unchanged since `gets` printed N\n"
+            "  gets KEY                     print CAS<TAB>VALUE (for set --cas)\n"
             "  del KEY...                   delete keys\n"
             "  touch --ttl SECS KEY...      set keys' expiry (0 = never)\n"
             "  incr|decr KEY [DELTA]        add/subtract DELTA (default 1), print the result\n"
@@ -892,10 +894,13 @@ cmd_set(cli_t *cli, int argc, char **argv)
     static const struct option opts[] = {
         {"file", required_argument, NULL, 'f'}, {"ttl", required_argument, NULL, 't'},
         {"flags", required_argument, NULL, 'F'}, {"add", no_argument, NULL, 'a'},
-        {"replace", no_argument, NULL, 'r'},     {0, 0, 0, 0},
+        {"replace", no_argument, NULL, 'r'},     {"append", no_argument, NULL, 'A'},
+        {"prepend", no_argument, NULL, 'P'},     {"cas", required_argument, NULL, 'C'},
+        {0, 0, 0, 0},
     };
     const char *file = NULL;
     long long ttl = 0, flags = 0;
+    uint64_t cas = 0;
     int mode = 's', c;
     optind = 0;  /* full reset: options may follow KEY and VALUE */
     while ((c = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
@@ -907,15 +912,29 @@ cmd_set(cli_t *cli, int argc, char **argv)
         case 'F':
             if (!cli_parse_i64(optarg, "--flags", 0, UINT32_MAX, &flags)) return EXIT_USAGE;
             break;
+        case 'C': {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || optarg[0] == '-' || v == 0) {
+                fprintf(stderr, "bucketcache: --cas must be the positive number `gets` printed\n");
+                return EXIT_USAGE;
+            }
+            cas = v;
+            mode = c;
+            break;
+        }
         case 'a':
-        case 'r': mode = c; break;
+        case 'r':
+        case 'A':
+        case 'P': mode = c; break;
         default: return EXIT_USAGE;
         }
     }
     int npos = argc - optind;
     if (npos < 1 || npos > 2 || (file != NULL && npos == 2)) {
         fprintf(stderr, "bucketcache: usage: set KEY [VALUE|-] [--file F] [--ttl SECS] [--flags N] "
-                        "[--add|--replace]\n");
+                        "[--add|--replace|--append|--prepend|--cas N]\n");
         return EXIT_USAGE;
     }
     const char *key = argv[optind];
@@ -954,6 +973,12 @@ cmd_set(cli_t *cli, int argc, char **argv)
     } else if (mode == 'r') {
         code = bc_client_replace(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl,
                                  cli->timeout_ms);
+    } else if (mode == 'A' || mode == 'P') {
+        code = (mode == 'A' ? bc_client_append : bc_client_prepend)(client, key, strlen(key),
+                                                                    value, vlen, cli->timeout_ms);
+    } else if (mode == 'C') {
+        code = bc_client_cas(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl, cas,
+                             cli->timeout_ms);
     } else {
         code = bc_client_set(client, key, strlen(key), value, vlen, (uint32_t)flags, ttl, cli->timeout_ms);
     }
@@ -964,11 +989,56 @@ cmd_set(cli_t *cli, int argc, char **argv)
                 mode == 'a' ? "the key exists" : "the key does not exist");
         return mode == 'a' ? EXIT_EXISTS : EXIT_NOTFOUND;
     }
+    if (code == BC_CLIENT_EEXISTS) {
+        fprintf(stderr, "bucketcache: set %s: not stored (it changed since that cas was read)\n",
+                key);
+        return EXIT_EXISTS;
+    }
     if (code != BC_CLIENT_OK) {
         cli_key_error("set", key, code);
         return cli_exit_for_client(code);
     }
     if (cli->json) printf("{\"key\":\"%s\",\"stored\":true,\"bytes\":%zu}\n", key, vlen);
+    return EXIT_OK;
+}
+
+/* "gets KEY": the value with its CAS, for `set --cas`. */
+static int
+cmd_gets(cli_t *cli, int argc, char **argv)
+{
+    bc_client_t *client;
+    int rc = cli_keys_client(cli, argc, argv, 1, "gets KEY", &client);
+    if (rc != EXIT_OK) return rc;
+    if (argc != 2) {
+        bc_client_destroy(client);
+        fprintf(stderr, "bucketcache: usage: gets KEY\n");
+        return EXIT_USAGE;
+    }
+    void *value = NULL;
+    size_t vlen = 0;
+    uint32_t flags = 0;
+    uint64_t cas = 0;
+    int code = bc_client_gets(client, argv[1], strlen(argv[1]), cli->timeout_ms, &value, &vlen,
+                              &flags, &cas);
+    bc_client_destroy(client);
+    if (code != BC_CLIENT_OK) {
+        cli_key_error("gets", argv[1], code);
+        return cli_exit_for_client(code);
+    }
+    if (cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "key", argv[1]);
+        cJSON_AddStringToObject(o, "value", value);
+        cJSON_AddNumberToObject(o, "flags", flags);
+        cJSON_AddNumberToObject(o, "cas", (double)cas);
+        print_json_doc(o);
+        cJSON_Delete(o);
+    } else {
+        printf("%llu\t", (unsigned long long)cas);
+        fwrite(value, 1, vlen, stdout);
+        printf("\n");
+    }
+    bc_client_free(value);
     return EXIT_OK;
 }
 
@@ -1121,6 +1191,7 @@ main(int argc, char **argv)
         return bc__cli_migrations(cli.zk_hosts, cli.cluster, cli.json, rest, args);
     }
     if (strcmp(args[0], "get") == 0) return cmd_get(&cli, rest, args);
+    if (strcmp(args[0], "gets") == 0) return cmd_gets(&cli, rest, args);
     if (strcmp(args[0], "set") == 0) return cmd_set(&cli, rest, args);
     if (strcmp(args[0], "del") == 0 || strcmp(args[0], "delete") == 0) return cmd_del(&cli, rest, args);
     if (strcmp(args[0], "touch") == 0) return cmd_touch(&cli, rest, args);

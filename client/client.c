@@ -54,6 +54,7 @@ bc_strerror(int code)
     case BC_CLIENT_EZK: return "zookeeper unreachable or failing";
     case BC_CLIENT_EBADTABLE: return "malformed cluster data in zookeeper";
     case BC_CLIENT_ELOADER: return "loader failed";
+    case BC_CLIENT_EEXISTS: return "the item changed since it was read (cas mismatch)";
     default: return "unknown error";
     }
 }

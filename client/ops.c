@@ -45,6 +45,10 @@ typedef enum op_kind {
     OP_TOUCH,
     OP_INCR,
     OP_DECR,
+    OP_GETS,
+    OP_CAS,
+    OP_APPEND,
+    OP_PREPEND,
 } op_kind_t;
 
 typedef struct op {
@@ -57,11 +61,13 @@ typedef struct op {
     uint32_t flags;
     int64_t exptime;
     uint64_t delta;
+    uint64_t cas;              /* OP_CAS: the expected CAS */
     bool in_doubt;             /* an earlier attempt may have been applied */
     void *out_value;
     size_t out_vlen;
     uint32_t out_flags;
     uint64_t out_number;
+    uint64_t out_cas;          /* OP_GETS */
 } op_t;
 
 typedef enum attempt_result {
@@ -96,14 +102,37 @@ bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns)
 static bool
 op_is_write(op_kind_t k)
 {
-    return k != OP_GET;
+    return k != OP_GET && k != OP_GETS;
 }
 
 /* May the request be sent again after its connection dropped mid-way? */
 static bool
 op_idempotent(op_kind_t k)
 {
-    return k != OP_ADD && k != OP_INCR && k != OP_DECR;
+    return k != OP_ADD && k != OP_INCR && k != OP_DECR && k != OP_CAS && k != OP_APPEND &&
+           k != OP_PREPEND;
+}
+
+/* Does the request carry a data block? */
+static bool
+op_has_data(op_kind_t k)
+{
+    return k == OP_SET || k == OP_ADD || k == OP_REPLACE || k == OP_CAS || k == OP_APPEND ||
+           k == OP_PREPEND;
+}
+
+static const char *
+op_name(op_kind_t k)
+{
+    switch (k) {
+    case OP_ADD: return "add";
+    case OP_INCR: return "incr";
+    case OP_DECR: return "decr";
+    case OP_CAS: return "cas";
+    case OP_APPEND: return "append";
+    case OP_PREPEND: return "prepend";
+    default: return "a command";
+    }
 }
 
 static int
@@ -143,7 +172,7 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
             bc__client_request_refresh(c, ref.epoch);
             /* Nodes swallow a refused command's data block; a connection
              * that carried one is closed all the same, to be safe. */
-            *healthy = op->kind != OP_SET && op->kind != OP_ADD && op->kind != OP_REPLACE;
+            *healthy = !op_has_data(op->kind);
             return ATTEMPT_RETRY;
         }
         *healthy = false;
@@ -170,10 +199,13 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
     *code = BC_CLIENT_EPROTO;
     switch (op->kind) {
     case OP_GET:
+    case OP_GETS:
         if (r->kind == BC_MC_REPLY_END) {
             *code = BC_CLIENT_ENOTFOUND;
         } else if (r->kind == BC_MC_REPLY_VALUE && r->nkey == op->klen &&
-                   memcmp(r->key, op->key, op->klen) == 0) {
+                   memcmp(r->key, op->key, op->klen) == 0 &&
+                   (op->kind == OP_GET || r->has_cas)) {
+            op->out_cas = r->cas;
             char *v = malloc((size_t)r->vlen + 1);
             if (v == NULL) {
                 *healthy = false;
@@ -201,8 +233,15 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
     case OP_SET:
     case OP_ADD:
     case OP_REPLACE:
+    case OP_APPEND:
+    case OP_PREPEND:
         if (r->kind == BC_MC_REPLY_STORED) *code = BC_CLIENT_OK;
         else if (r->kind == BC_MC_REPLY_NOT_STORED) *code = BC_CLIENT_ENOTSTORED;
+        break;
+    case OP_CAS:
+        if (r->kind == BC_MC_REPLY_STORED) *code = BC_CLIENT_OK;
+        else if (r->kind == BC_MC_REPLY_EXISTS) *code = BC_CLIENT_EEXISTS;
+        else if (r->kind == BC_MC_REPLY_NOT_FOUND) *code = BC_CLIENT_ENOTFOUND;
         break;
     case OP_DELETE:
         if (r->kind == BC_MC_REPLY_DELETED) *code = BC_CLIENT_OK;
@@ -251,14 +290,21 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
     int iovcnt = 1;
     size_t len = 0;
     static const char *const storage_cmd[] = {[OP_SET] = "set", [OP_ADD] = "add",
-                                               [OP_REPLACE] = "replace"};
+                                               [OP_REPLACE] = "replace", [OP_APPEND] = "append",
+                                               [OP_PREPEND] = "prepend"};
     switch (op->kind) {
     case OP_GET: len = bc__fmt_key_cmd(line, "get", op->key, op->klen); break;
+    case OP_GETS: len = bc__fmt_key_cmd(line, "gets", op->key, op->klen); break;
     case OP_SET:
     case OP_ADD:
     case OP_REPLACE:
+    case OP_APPEND:
+    case OP_PREPEND:
         len = bc__fmt_storage(line, storage_cmd[op->kind], op->key, op->klen, op->flags,
                               op->exptime, op->vlen);
+        break;
+    case OP_CAS:
+        len = bc__fmt_cas(line, op->key, op->klen, op->flags, op->exptime, op->vlen, op->cas);
         break;
     case OP_DELETE: len = bc__fmt_key_cmd(line, "delete", op->key, op->klen); break;
     case OP_TOUCH: len = bc__fmt_touch(line, op->key, op->klen, op->exptime); break;
@@ -268,7 +314,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
         break;
     }
     iov[0] = (struct iovec){line, len};
-    if (op->kind == OP_SET || op->kind == OP_ADD || op->kind == OP_REPLACE) {
+    if (op_has_data(op->kind)) {
         iov[1] = (struct iovec){(void *)op->value, op->vlen};
         iov[2] = (struct iovec){(void *)"\r\n", 2};
         iovcnt = 3;
@@ -297,7 +343,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
                 return ATTEMPT_RETRY;
             }
             log_warn("client: connection to %s lost after sending %s; not retried", node->addr,
-                     op->kind == OP_ADD ? "add" : op->kind == OP_INCR ? "incr" : "decr");
+                     op_name(op->kind));
             *code = BC_CLIENT_EINDOUBT;
             return ATTEMPT_DONE;
         default:
@@ -506,4 +552,71 @@ bc_client_decr(bc_client_t *c, const void *key, size_t klen, uint64_t delta, uin
                int timeout_ms)
 {
     return client_arith(c, OP_DECR, key, klen, delta, result, timeout_ms);
+}
+
+int
+bc_client_gets(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void **value,
+               size_t *vlen, uint32_t *flags, uint64_t *cas)
+{
+    if (value != NULL) *value = NULL;
+    if (vlen != NULL) *vlen = 0;
+    if (c == NULL || value == NULL || vlen == NULL || cas == NULL || !bc__key_valid(key, klen)) {
+        return BC_CLIENT_EINVAL;
+    }
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, gets, 1);
+    /* Never from the near cache: the CAS must be the node's current one. */
+    op_t op = {.kind = OP_GETS, .key = key, .klen = klen, .hash = bc_hash_key(key, klen)};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    if (code == BC_CLIENT_ENOOWNER && c->opts.no_owner_is_miss) code = BC_CLIENT_ENOTFOUND;
+    if (code == BC_CLIENT_OK) {
+        BC__COUNT(c, hits, 1);
+        *value = op.out_value;
+        *vlen = op.out_vlen;
+        if (flags != NULL) *flags = op.out_flags;
+        *cas = op.out_cas;
+    } else if (code == BC_CLIENT_ENOTFOUND) {
+        BC__COUNT(c, misses, 1);
+    }
+    return op_account(c, code);
+}
+
+int
+bc_client_cas(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+              uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
+{
+    if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
+        return BC_CLIENT_EINVAL;
+    }
+    if (vlen > c->opts.max_value_bytes) return BC_CLIENT_ETOOLARGE;
+    BC__COUNT(c, ops, 1);
+    BC__COUNT(c, stores, 1);
+    op_t op = {.kind = OP_CAS, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
+               .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime,
+               .cas = cas};
+    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    bc__near_forget(c, op.hash, key, klen);
+    if (code == BC_CLIENT_EEXISTS) return code;     /* an answer, not a failure */
+    return op_account(c, code);
+}
+
+static int
+client_concat(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
+              size_t vlen, int timeout_ms)
+{
+    return client_store(c, kind, key, klen, value, vlen, 0, 0, timeout_ms);
+}
+
+int
+bc_client_append(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+                 int timeout_ms)
+{
+    return client_concat(c, OP_APPEND, key, klen, value, vlen, timeout_ms);
+}
+
+int
+bc_client_prepend(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+                  int timeout_ms)
+{
+    return client_concat(c, OP_PREPEND, key, klen, value, vlen, timeout_ms);
 }

@@ -127,6 +127,18 @@ bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32
 }
 
 size_t
+bc__fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
+            size_t vlen, uint64_t cas)
+{
+    size_t n = bc__fmt_storage(buf, "cas", key, klen, flags, exptime, vlen) - 2;  /* no CRLF */
+    char *p = buf + n;
+    *p++ = ' ';
+    p = proto_put_u64(p, cas);
+    p = proto_put(p, "\r\n", 2);
+    return (size_t)(p - buf);
+}
+
+size_t
 bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen)
 {
     char *p = proto_put(buf, cmd, strlen(cmd));

@@ -16,9 +16,9 @@
 
 #include "bc_status.h"
 
-/* Longest request line built here: "touch <250-byte key> <exptime>\r\n" and
- * friends, with room to spare. */
-#define BC__REQ_LINE_MAX 320
+/* Longest request line built here: "cas <250-byte key> <flags> <exptime>
+ * <bytes> <cas>\r\n" with every number at its widest is 330 bytes. */
+#define BC__REQ_LINE_MAX 384
 
 /* A "not mine" answer (node/cluster.h, bc_node_cluster_format_refusal). */
 typedef enum bc__refusal_kind {
@@ -58,6 +58,9 @@ bc__refusal_kind_t bc__refusal_parse(const char *text, size_t n, bc__refusal_t *
 size_t bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32_t flags,
                        int64_t exptime, size_t vlen);
 size_t bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen);
+/*   cas:      "cas <key> <flags> <exptime> <vlen> <cas>\r\n" */
+size_t bc__fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
+                   size_t vlen, uint64_t cas);
 size_t bc__fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime);
 size_t bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta);
 

@@ -79,6 +79,7 @@ extern "C" {
 #define BC_CLIENT_EZK         -13  /* bc_client_create: ZooKeeper unreachable or failing */
 #define BC_CLIENT_EBADTABLE   -14  /* bc_client_create: malformed cluster config or table */
 #define BC_CLIENT_ELOADER     -15  /* bc_client_get_or_load: the loader failed */
+#define BC_CLIENT_EEXISTS     -16  /* cas: the item changed since it was read (its CAS differs) */
 
 /*
  * A short, static, human-readable description of an error code; never
@@ -209,6 +210,38 @@ BC_CLIENT_API int bc_client_add(bc_client_t *client, const void *key, size_t kle
 BC_CLIENT_API int bc_client_replace(bc_client_t *client, const void *key, size_t klen,
                                     const void *value, size_t vlen, uint32_t flags,
                                     int64_t exptime, int timeout_ms);
+
+/*
+ * Reads key with its CAS unique (memcached's gets), for a later
+ * bc_client_cas.  As bc_client_get otherwise; *cas receives the value.
+ * A backup promoted after a failover keeps the CAS values its primary
+ * handed out, so a CAS read before a failover still works after it.
+ */
+BC_CLIENT_API int bc_client_gets(bc_client_t *client, const void *key, size_t klen,
+                                 int timeout_ms, void **value, size_t *vlen, uint32_t *flags,
+                                 uint64_t *cas);
+
+/*
+ * Stores value only if key still has the CAS unique `cas` (read with
+ * bc_client_gets): the compare-and-swap of an optimistic read-modify-write.
+ * Not retried once sent (a lost connection gives BC_CLIENT_EINDOUBT).
+ * Errors: BC_CLIENT_EEXISTS (changed meanwhile: read again), BC_CLIENT_ENOTFOUND
+ * (gone), BC_CLIENT_ETOOLARGE, BC_CLIENT_EINDOUBT, the common ones.
+ */
+BC_CLIENT_API int bc_client_cas(bc_client_t *client, const void *key, size_t klen,
+                                const void *value, size_t vlen, uint32_t flags, int64_t exptime,
+                                uint64_t cas, int timeout_ms);
+
+/*
+ * Appends (prepends) value to an existing item's value; its flags and
+ * expiry stay.  Not retried once sent (BC_CLIENT_EINDOUBT).
+ * Errors: BC_CLIENT_ENOTSTORED (no such key), BC_CLIENT_ETOOLARGE (the
+ * result would be too large), BC_CLIENT_EINDOUBT, the common ones.
+ */
+BC_CLIENT_API int bc_client_append(bc_client_t *client, const void *key, size_t klen,
+                                   const void *value, size_t vlen, int timeout_ms);
+BC_CLIENT_API int bc_client_prepend(bc_client_t *client, const void *key, size_t klen,
+                                    const void *value, size_t vlen, int timeout_ms);
 
 /*
  * Deletes key.  Errors: BC_CLIENT_ENOTFOUND (nothing to delete), the

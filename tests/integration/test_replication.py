@@ -425,6 +425,36 @@ def test_primary_alone_skips_recording_and_backups_still_get_everything():
         p.stop()
 
 
+def test_library_cas_append_prepend_across_a_failover():
+    """Through libbucketcache (the CLI's data commands): a CAS read before
+    a failover is honoured after it; append and prepend are replicated."""
+    cl = harness.create_cluster(zk, "libcas", buckets=NB)
+    a, b, con = start_group(cl, "sync")
+
+    def cli(*args, **kw):
+        return harness.cli("--zk", zk.hosts, "--cluster", cl, *args, **kw)
+    assert cli("set", "acct", "100")[0] == 0
+    assert cli("set", "acct", "--append", "0")[0] == 0
+    assert cli("set", "acct", "--prepend", "1")[0] == 0
+    rc, out, err = cli("gets", "acct")
+    assert rc == 0, (rc, out, err)
+    cas, value = out.rstrip("\n").split("\t")
+    assert value == "11000", out
+    rc, out, err = cli("--json", "gets", "acct")
+    assert rc == 0 and json.loads(out)["cas"] == int(cas), out
+    assert cli("set", "nothere", "--append", "x")[0] == 3          # not stored: no such key
+    a.stop()                                                       # failover to the backup
+    wait_primary(cl, b)
+    rc, out, err = cli("set", "acct", "--cas", cas, "12000")
+    assert rc == 0, (rc, out, err)                                 # same CAS on the new primary
+    rc, out, err = cli("set", "acct", "--cas", cas, "13000")
+    assert rc == 5 and "changed since" in err, (rc, out, err)      # EXISTS now
+    assert cli("get", "acct")[1].strip() == "12000"
+    assert cli("set", "acct", "--cas", "abc", "1")[0] == 2
+    for p in (b, con):
+        p.stop()
+
+
 def test_frozen_primary_never_writes_as_primary_again():
     cl = harness.create_cluster(zk, "frozen", buckets=NB)
     a, b, con = start_group(cl, "async")

@@ -61,6 +61,12 @@ test_request_lines(void **state)
     memset(key, 'k', sizeof(key));
     n = bc__fmt_storage(buf, "replace", key, 250, UINT32_MAX, INT64_MIN, SIZE_MAX);
     assert_true(n < BC__REQ_LINE_MAX);
+    n = bc__fmt_cas(buf, key, 250, UINT32_MAX, INT64_MIN, SIZE_MAX, UINT64_MAX);
+    assert_true(n < BC__REQ_LINE_MAX);
+    n = bc__fmt_cas(buf, "k", 1, 3, 60, 5, 12345);
+    assert_memory_equal(buf, "cas k 3 60 5 12345\r\n", n);
+    n = bc__fmt_key_cmd(buf, "gets", "k", 1);
+    assert_memory_equal(buf, "gets k\r\n", n);
 }
 
 static void
