@@ -45,9 +45,8 @@ void
 bc_config_errf(char *err, size_t err_len, const char *fmt, ...)
 {
     va_list ap;
-    if (err == NULL || err_len == 0) return;
     va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
+    (void)bc_vfail(err, err_len, BC_EINVAL, fmt, ap);
     va_end(ap);
 }
 

@@ -386,22 +386,6 @@ typedef struct mp_reader {
     const unsigned char *end;
 } mp_reader_t;
 
-static bc_status_t
-frame_fail(char *err, size_t errlen, bc_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static bc_status_t
-frame_fail(char *err, size_t errlen, bc_status_t st, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 static inline uint64_t
 get_be(const unsigned char *p, int n)
 {
@@ -507,16 +491,16 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     uint64_t plen = get_be(h, 4);
     uint32_t crc = (uint32_t)get_be(h + 4, 4);
     if (plen > max_payload) {
-        return frame_fail(err, errlen, BC_ETOOLARGE,
+        return bc_fail(err, errlen, BC_ETOOLARGE,
                           "frame of %llu bytes is over the limit of %zu",
                           (unsigned long long)plen, max_payload);
     }
-    if (plen == 0) return frame_fail(err, errlen, BC_EPROTO, "empty frame");
+    if (plen == 0) return bc_fail(err, errlen, BC_EPROTO, "empty frame");
     if (len - BC_FRAME_HEADER_LEN < plen) return BC_EAGAIN;
     const char *payload = buf + BC_FRAME_HEADER_LEN;
     uint32_t got = bc_crc32c(0, payload, (size_t)plen);
     if (got != crc) {
-        return frame_fail(err, errlen, BC_EPROTO, "frame checksum mismatch (crc32c %08x, header "
+        return bc_fail(err, errlen, BC_EPROTO, "frame checksum mismatch (crc32c %08x, header "
                           "says %08x): corrupted in transit", got, crc);
     }
 
@@ -525,18 +509,18 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     uint64_t type, v;
     memset(out, 0, sizeof(*out));
     if (!mp_read_array(&r, &n) || n == 0 || !mp_read_uint(&r, 255, &type)) {
-        return frame_fail(err, errlen, BC_EPROTO, "frame payload is not a msgpack array "
+        return bc_fail(err, errlen, BC_EPROTO, "frame payload is not a msgpack array "
                           "starting with a frame type");
     }
     switch (type) {
     case BC_FRAME_HELLO: {
         const char *magic;
         size_t nmagic;
-        if (n != 6) return frame_fail(err, errlen, BC_EPROTO, "HELLO frame with %u fields, "
+        if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "HELLO frame with %u fields, "
                                       "expected 6", n);
         if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_MAGIC) - 1 ||
             memcmp(magic, BC_FRAME_MAGIC, nmagic) != 0) {
-            return frame_fail(err, errlen, BC_EPROTO, "HELLO frame without the \"%s\" magic",
+            return bc_fail(err, errlen, BC_EPROTO, "HELLO frame without the \"%s\" magic",
                               BC_FRAME_MAGIC);
         }
         if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
@@ -549,7 +533,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         break;
     }
     case BC_FRAME_ITEM:
-        if (n != 6) return frame_fail(err, errlen, BC_EPROTO, "ITEM frame with %u fields, "
+        if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "ITEM frame with %u fields, "
                                       "expected 6", n);
         if (!mp_read_bytes(&r, &out->key, &out->nkey) ||
             !mp_read_bytes(&r, &out->value, &out->nvalue)) {
@@ -562,7 +546,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         if (!mp_read_uint(&r, UINT64_MAX, &out->cas)) goto bad_field;
         break;
     case BC_FRAME_END:
-        if (n != 3) return frame_fail(err, errlen, BC_EPROTO, "END frame with %u fields, "
+        if (n != 3) return bc_fail(err, errlen, BC_EPROTO, "END frame with %u fields, "
                                       "expected 3", n);
         if (!mp_read_uint(&r, UINT64_MAX, &out->items) ||
             !mp_read_uint(&r, UINT64_MAX, &out->bytes)) {
@@ -572,11 +556,11 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     case BC_FRAME_RHELLO: {
         const char *magic;
         size_t nmagic;
-        if (n != 6) return frame_fail(err, errlen, BC_EPROTO, "RHELLO frame with %u fields, "
+        if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "RHELLO frame with %u fields, "
                                       "expected 6", n);
         if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_REPL_MAGIC) - 1 ||
             memcmp(magic, BC_FRAME_REPL_MAGIC, nmagic) != 0) {
-            return frame_fail(err, errlen, BC_EPROTO, "RHELLO frame without the \"%s\" magic",
+            return bc_fail(err, errlen, BC_EPROTO, "RHELLO frame without the \"%s\" magic",
                               BC_FRAME_REPL_MAGIC);
         }
         if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
@@ -593,7 +577,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     case BC_FRAME_DEL:
     case BC_FRAME_TOUCH:
         if (n != (type == BC_FRAME_DEL ? 2u : 3u)) {
-            return frame_fail(err, errlen, BC_EPROTO, "%s frame with %u fields",
+            return bc_fail(err, errlen, BC_EPROTO, "%s frame with %u fields",
                               type == BC_FRAME_DEL ? "DEL" : "TOUCH", n);
         }
         if (!mp_read_bytes(&r, &out->key, &out->nkey)) goto bad_field;
@@ -603,7 +587,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         }
         break;
     case BC_FRAME_FLUSH:
-        if (n != 3) return frame_fail(err, errlen, BC_EPROTO, "FLUSH frame with %u fields, "
+        if (n != 3) return bc_fail(err, errlen, BC_EPROTO, "FLUSH frame with %u fields, "
                                       "expected 3", n);
         if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
         out->when = (uint32_t)v;
@@ -612,7 +596,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     case BC_FRAME_DROP:
     case BC_FRAME_PING:
     case BC_FRAME_ACK:
-        if (n != 2) return frame_fail(err, errlen, BC_EPROTO, "frame type %llu with %u fields, "
+        if (n != 2) return bc_fail(err, errlen, BC_EPROTO, "frame type %llu with %u fields, "
                                       "expected 2", (unsigned long long)type, n);
         if (!mp_read_uint(&r, type == BC_FRAME_DROP ? UINT32_MAX : UINT64_MAX, &v)) {
             goto bad_field;
@@ -621,11 +605,11 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         else out->offset = v;
         break;
     default:
-        return frame_fail(err, errlen, BC_EPROTO, "unknown frame type %llu",
+        return bc_fail(err, errlen, BC_EPROTO, "unknown frame type %llu",
                           (unsigned long long)type);
     }
     if (r.p != r.end) {
-        return frame_fail(err, errlen, BC_EPROTO, "%zu stray bytes after the frame's fields",
+        return bc_fail(err, errlen, BC_EPROTO, "%zu stray bytes after the frame's fields",
                           (size_t)(r.end - r.p));
     }
     out->type = (bc_frame_type_t)type;
@@ -633,7 +617,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     return BC_OK;
 
 bad_field:
-    return frame_fail(err, errlen, BC_EPROTO, "frame type %llu: the field at payload byte %zu "
+    return bc_fail(err, errlen, BC_EPROTO, "frame type %llu: the field at payload byte %zu "
                       "has the wrong msgpack type or is out of range", (unsigned long long)type,
                       (size_t)(r.p - (const unsigned char *)payload));
 }
@@ -644,10 +628,10 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
     switch (s->state) {
     case 0:
         if (f->type != BC_FRAME_HELLO) {
-            return frame_fail(err, errlen, BC_EPROTO, "stream does not start with HELLO");
+            return bc_fail(err, errlen, BC_EPROTO, "stream does not start with HELLO");
         }
         if (f->version != BC_FRAME_VERSION) {
-            return frame_fail(err, errlen, BC_EPROTO, "frame version %u, this node speaks %u",
+            return bc_fail(err, errlen, BC_EPROTO, "frame version %u, this node speaks %u",
                               f->version, BC_FRAME_VERSION);
         }
         s->bucket = f->bucket;
@@ -662,7 +646,7 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
         }
         if (f->type == BC_FRAME_END) {
             if (f->items != s->items || f->bytes != s->bytes) {
-                return frame_fail(err, errlen, BC_EPROTO, "END says %llu items / %llu bytes, "
+                return bc_fail(err, errlen, BC_EPROTO, "END says %llu items / %llu bytes, "
                                   "the stream carried %llu / %llu",
                                   (unsigned long long)f->items, (unsigned long long)f->bytes,
                                   (unsigned long long)s->items, (unsigned long long)s->bytes);
@@ -670,9 +654,9 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
             s->state = 2;
             return BC_OK;
         }
-        return frame_fail(err, errlen, BC_EPROTO, "a second HELLO in the stream");
+        return bc_fail(err, errlen, BC_EPROTO, "a second HELLO in the stream");
     default:
-        return frame_fail(err, errlen, BC_EPROTO, "frame after END");
+        return bc_fail(err, errlen, BC_EPROTO, "frame after END");
     }
 }
 
@@ -680,6 +664,6 @@ bc_status_t
 bc_frame_stream_finish(const bc_frame_stream_t *s, char *err, size_t errlen)
 {
     if (s->state == 2) return BC_OK;
-    return frame_fail(err, errlen, BC_EPROTO, "stream truncated: %s after %llu items",
+    return bc_fail(err, errlen, BC_EPROTO, "stream truncated: %s after %llu items",
                       s->state == 0 ? "no HELLO" : "no END", (unsigned long long)s->items);
 }

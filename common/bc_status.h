@@ -11,6 +11,9 @@
 #ifndef BC_STATUS_H
 #define BC_STATUS_H
 
+#include <stdarg.h>
+#include <stddef.h>
+
 #define BC_STATUS_TABLE(X)                                                   \
     X(BC_OK,          0,   "ok")                                             \
     X(BC_ERR,        -1,   "generic error")                                  \
@@ -43,5 +46,15 @@ typedef enum bc_status {
 
 /* Returns a static string; never NULL (unknown codes give "unknown status"). */
 const char *bc_status_str(bc_status_t status);
+
+/*
+ * The error idiom of every parser and decoder: writes the formatted reason
+ * into err (err may be NULL or errlen 0: nothing is written) and returns
+ * st, so a failure is one line: `return bc_fail(err, errlen, BC_EINVAL, ...)`.
+ */
+bc_status_t bc_fail(char *err, size_t errlen, bc_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+bc_status_t bc_vfail(char *err, size_t errlen, bc_status_t st, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 #endif

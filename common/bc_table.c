@@ -80,18 +80,6 @@ bc_table_encode(const bc_table_t *t)
     return buf;
 }
 
-static bc_status_t
-table_fail(char *err, size_t errlen, bc_status_t st, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /* A JSON number that is an integer in [lo, hi]. */
 static bool
 json_int_in(const cJSON *v, double lo, double hi, double *out)
@@ -112,13 +100,13 @@ bc_table_decode(const char *json, size_t len, char name, uint32_t expect_nbucket
 
     memset(out, 0, sizeof(*out));
     if (len > BC_TABLE_MAX_JSON) {
-        return table_fail(err, errlen, BC_ETOOLARGE, "table %c: %zu bytes exceeds the %u-byte limit",
+        return bc_fail(err, errlen, BC_ETOOLARGE, "table %c: %zu bytes exceeds the %u-byte limit",
                           name, len, BC_TABLE_MAX_JSON);
     }
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return table_fail(err, errlen, BC_EINVAL, "table %c: not a JSON object", name);
+        return bc_fail(err, errlen, BC_EINVAL, "table %c: not a JSON object", name);
     }
 
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(root, "table");
@@ -128,32 +116,32 @@ bc_table_decode(const char *json, size_t len, char name, uint32_t expect_nbucket
     const cJSON *readonly = cJSON_GetObjectItemCaseSensitive(root, "readonly");
 
     if (!cJSON_IsString(kind) || strlen(kind->valuestring) != 1 || kind->valuestring[0] != name) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"table\" must be \"%c\"", name, name);
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"table\" must be \"%c\"", name, name);
         goto fail;
     }
     if (!json_int_in(epoch, 0, 9007199254740991.0, &x)) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"epoch\" must be a non-negative integer", name);
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"epoch\" must be a non-negative integer", name);
         goto fail;
     }
     uint64_t epoch_value = (uint64_t)x;
     if (!json_int_in(buckets, 1, BC_MAX_NBUCKETS, &x)) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"buckets\" must be an integer 1..%u",
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"buckets\" must be an integer 1..%u",
                         name, BC_MAX_NBUCKETS);
         goto fail;
     }
     uint32_t n = (uint32_t)x;
     if (expect_nbuckets != 0 && n != expect_nbuckets) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"buckets\" is %u, the cluster has %u",
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"buckets\" is %u, the cluster has %u",
                         name, n, expect_nbuckets);
         goto fail;
     }
     if (!cJSON_IsArray(owners) || cJSON_GetArraySize(owners) != (int)n) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"owners\" must be an array of %u group ids",
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"owners\" must be an array of %u group ids",
                         name, n);
         goto fail;
     }
     if (name == 'c' ? (readonly != NULL && !cJSON_IsArray(readonly)) : readonly != NULL) {
-        st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"readonly\" %s", name,
+        st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"readonly\" %s", name,
                         name == 'c' ? "must be an array of bucket numbers" : "is only allowed in table c");
         goto fail;
     }
@@ -166,7 +154,7 @@ bc_table_decode(const char *json, size_t len, char name, uint32_t expect_nbucket
     const cJSON *v;
     cJSON_ArrayForEach(v, owners) {
         if (!json_int_in(v, 0, BC_TABLE_MAX_GID, &x)) {
-            st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"owners[%u]\" must be a group id 0..%u",
+            st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"owners[%u]\" must be a group id 0..%u",
                             name, b, BC_TABLE_MAX_GID);
             goto fail;
         }
@@ -176,7 +164,7 @@ bc_table_decode(const char *json, size_t len, char name, uint32_t expect_nbucket
         int i = 0;
         cJSON_ArrayForEach(v, readonly) {
             if (!json_int_in(v, 0, n - 1, &x)) {
-                st = table_fail(err, errlen, BC_EINVAL, "table %c: field \"readonly[%d]\" must be a bucket 0..%u",
+                st = bc_fail(err, errlen, BC_EINVAL, "table %c: field \"readonly[%d]\" must be a bucket 0..%u",
                                 name, i, n - 1);
                 goto fail;
             }

@@ -28,15 +28,8 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     cfg->log_level = BC_LOG_INFO;
 }
 
-static bc_status_t
-cfg_fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err != NULL && err_len > 0) vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return BC_EINVAL;
-}
+/* A configuration error: the reason in err, BC_EINVAL returned. */
+#define cfg_fail(err, err_len, ...) bc_fail((err), (err_len), BC_EINVAL, __VA_ARGS__)
 
 bc_status_t
 bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char *err, size_t err_len)

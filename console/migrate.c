@@ -29,20 +29,8 @@
 
 /* ---- small JSON helpers ---- */
 
-static bc_status_t
-mig_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bc_status_t
-mig_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return BC_EINVAL;
-}
+/* A malformed record: the reason in err, BC_EINVAL returned. */
+#define mig_fail(err, errlen, ...) bc_fail((err), (errlen), BC_EINVAL, __VA_ARGS__)
 
 /* A non-negative integer field no larger than max; missing is `dflt`. */
 static bool
