@@ -34,6 +34,7 @@
 
 #include "bc_log.h"
 #include "proto.h"
+#include "bc_time.h"
 
 #define CONN_RBUF_INIT  16384u
 #define CONN_RBUF_KEEP  (256u * 1024u)   /* larger buffers are shrunk when pooled */
@@ -41,9 +42,7 @@
 uint64_t
 bc__now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return bc_time_mono_ns();
 }
 
 static void

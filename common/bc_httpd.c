@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 
 #define HTTPD_DEFAULT_MAX_CONNS 64u
 #define HTTPD_DEFAULT_TIMEOUT_S 30u
@@ -553,14 +554,6 @@ httpd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- parking ---- */
 
-int64_t
-bc_http_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 enum MHD_Result
 bc_http_park(bc_http_req_t *req, int64_t recheck_us)
 {
@@ -568,7 +561,7 @@ bc_http_park(bc_http_req_t *req, int64_t recheck_us)
     if (h == NULL) {
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot wait here");
     }
-    int64_t now = bc_http_now_us();
+    int64_t now = bc_time_mono_us();
     pthread_mutex_lock(&h->park_mu);
     if (h->stopping || !h->parker_started || h->nparked >= h->cfg.max_conns) {
         bool stopping = h->stopping;
@@ -595,7 +588,7 @@ bc_httpd_wake(bc_httpd_t *h)
     if (h == NULL) return;
     pthread_mutex_lock(&h->park_mu);
     h->wake_gen++;
-    int64_t now = bc_http_now_us();
+    int64_t now = bc_time_mono_us();
     for (size_t i = 0; i < h->nparked; i++) h->parked[i].due_us = now;
     if (h->nparked > 0) pthread_cond_signal(&h->park_cv);
     pthread_mutex_unlock(&h->park_mu);
@@ -608,7 +601,7 @@ httpd_parker(void *arg)
     struct MHD_Connection **due = calloc(h->cfg.max_conns ? h->cfg.max_conns : 1, sizeof(*due));
     pthread_mutex_lock(&h->park_mu);
     for (;;) {
-        int64_t now = bc_http_now_us(), next = INT64_MAX;
+        int64_t now = bc_time_mono_us(), next = INT64_MAX;
         size_t ndue = 0;
         for (size_t i = 0; i < h->nparked;) {
             if (h->parked[i].due_us <= now || h->parker_stop || due == NULL) {

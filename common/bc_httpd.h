@@ -167,8 +167,6 @@ enum MHD_Result bc_http_park(bc_http_req_t *req, int64_t recheck_us);
 /* Runs every parked request's handler again soon.  Any thread; NULL ok. */
 void bc_httpd_wake(bc_httpd_t *httpd);
 
-/* CLOCK_MONOTONIC in microseconds (the clock of req->parked_us). */
-int64_t bc_http_now_us(void);
 
 /* ---- decoding ---- */
 

@@ -19,6 +19,30 @@ bc_time_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Microseconds and nanoseconds of CLOCK_MONOTONIC, and seconds as a double
+ * (for rates in benchmarks). */
+static inline int64_t
+bc_time_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline uint64_t
+bc_time_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline double
+bc_time_mono_s(void)
+{
+    return (double)bc_time_mono_ns() / 1e9;
+}
+
 /* Milliseconds since the epoch: for timestamps others read. */
 static inline int64_t
 bc_time_real_ms(void)

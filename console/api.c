@@ -13,6 +13,7 @@
 #include "bc_log.h"
 #include "dashboard.h"
 #include "migrate.h"
+#include "bc_time.h"
 
 struct bc_console_api {
     bc_console_t *console;
@@ -347,14 +348,6 @@ api_metrics(void *ctx, bc_http_req_t *req)
 
 /* ---- migrations ---- */
 
-static int64_t
-api_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * GET /v1/migrations: progress of the current (or last) run, from
  * ZooKeeper, so any console answers.
@@ -380,7 +373,7 @@ api_migrations(void *ctx, bc_http_req_t *req)
     bc_console_stats_t s;
     bc_console_get_stats(cs, &s);
     const bc_mig_control_t *c = &migs.control;
-    int64_t now = api_now_ms();
+    int64_t now = bc_time_real_ms();
 
     uint32_t pending = 0, moving = 0;
     cJSON *doc = cJSON_CreateObject();

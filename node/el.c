@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 
 #define EL_BATCH 256
 
@@ -41,14 +42,6 @@ struct bc_el {
 
     struct epoll_event batch[EL_BATCH];
 };
-
-static uint64_t
-el_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void
 el_on_wake(bc_el_t *el, bc_el_io_t *io, uint32_t events)
@@ -167,7 +160,7 @@ bc_el_set_timeout(bc_el_t *el, uint32_t ms, bc_el_fn fn, void *arg)
 {
     el->timeout_fn = fn;
     el->timeout_arg = arg;
-    el->timeout_at_ms = fn != NULL ? el_now_ms() + ms : 0;
+    el->timeout_at_ms = fn != NULL ? (uint64_t)bc_time_mono_ms() + ms : 0;
 }
 
 static void
@@ -200,7 +193,7 @@ bc_el_run(bc_el_t *el)
 
         if (el->before_poll != NULL) el->before_poll(el, el->before_poll_arg);
         if (el->timeout_fn != NULL) {
-            uint64_t now = el_now_ms();
+            uint64_t now = (uint64_t)bc_time_mono_ms();
             timeout = el->timeout_at_ms > now ? (int)(el->timeout_at_ms - now) : 0;
         }
         n = epoll_wait(el->epfd, el->batch, EL_BATCH, timeout);
@@ -215,7 +208,7 @@ bc_el_run(bc_el_t *el)
             if (!io->active) continue;
             io->fn(el, io, el->batch[i].events);
         }
-        if (el->timeout_fn != NULL && el_now_ms() >= el->timeout_at_ms) {
+        if (el->timeout_fn != NULL && (uint64_t)bc_time_mono_ms() >= el->timeout_at_ms) {
             bc_el_fn fn = el->timeout_fn;
             el->timeout_fn = NULL;
             fn(el, el->timeout_arg);

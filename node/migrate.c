@@ -305,7 +305,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * every quarter millisecond, up to 200 ms; past that it is refused
      * with "retry" and the destination asks again.
      */
-    int64_t waited_us = req->parked_us != 0 ? bc_http_now_us() - req->parked_us : 0;
+    int64_t waited_us = req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0;
     bool may_wait = waited_us < MIG_FENCE_WAIT_US;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
     /* Ahead of the tables: fence the bucket here and now (cluster.h,
@@ -530,14 +530,6 @@ fetch_read(fetch_t *f, size_t want, size_t *got)
 }
 
 /* ---- import jobs ---- */
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool
 node_owns(bc_node_migrate_t *mig, uint32_t bucket)
@@ -867,7 +859,7 @@ import_main(void *arg)
     job->items = r.items;
     job->bytes = r.bytes;
     job->skipped = r.skipped;
-    job->finished_ms = wall_ms();
+    job->finished_ms = bc_time_real_ms();
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
     snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
     mig->running--;
@@ -934,7 +926,7 @@ job_json(bc_node_migrate_t *mig, const import_job_t *j)
     cJSON_AddStringToObject(doc, "error", j->error);
     cJSON_AddStringToObject(doc, "node", info.node_name);
     cJSON_AddNumberToObject(doc, "group", info.gid);
-    int64_t end = j->state == JOB_RUNNING ? wall_ms() : j->finished_ms;
+    int64_t end = j->state == JOB_RUNNING ? bc_time_real_ms() : j->finished_ms;
     cJSON_AddNumberToObject(doc, "elapsed_ms", (double)(end - j->started_ms));
     return doc;
 }
@@ -1034,7 +1026,7 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     j->from = p->from;
     snprintf(j->source, sizeof(j->source), "%s", p->source);
     j->items = j->bytes = j->skipped = 0;
-    j->started_ms = wall_ms();
+    j->started_ms = bc_time_real_ms();
     j->finished_ms = 0;
     j->error[0] = '\0';
     j->seq = ++mig->seq;
@@ -1101,7 +1093,7 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     if (p.wait_ms > 0 && j->state == JOB_RUNNING && (!p.has_epoch || j->epoch == p.epoch) &&
         !mig->stopping) {
         int64_t left_us = (int64_t)p.wait_ms * 1000 -
-                          (req->parked_us != 0 ? bc_http_now_us() - req->parked_us : 0);
+                          (req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0);
         if (left_us > 0) {
             mig->httpd = req->httpd;
             pthread_mutex_unlock(&mig->mu);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "bucketcache.h"
+#include "../../common/bc_time.h"
 
 #define NCODES 16
 
@@ -58,14 +59,6 @@ on_signal(int sig)
 {
     (void)sig;
     atomic_store(&g.stop, 1);
-}
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void
@@ -251,18 +244,18 @@ main(int argc, char **argv)
 
     pthread_t *th = calloc((size_t)g.threads, sizeof(*th));
     for (int i = 0; i < g.threads; i++) pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
-    double start = now_s(), next = start + report_ms / 1000.0;
-    while (!atomic_load(&g.stop) && now_s() - start < g.duration) {
+    double start = bc_time_mono_s(), next = start + report_ms / 1000.0;
+    while (!atomic_load(&g.stop) && bc_time_mono_s() - start < g.duration) {
         usleep(10000);
-        if (now_s() >= next) {
-            print_report(now_s() - start, 0);
+        if (bc_time_mono_s() >= next) {
+            print_report(bc_time_mono_s() - start, 0);
             next += report_ms / 1000.0;
         }
     }
     atomic_store(&g.stop, 1);
     for (int i = 0; i < g.threads; i++) pthread_join(th[i], NULL);
     free(th);
-    print_report(now_s() - start, 1);
+    print_report(bc_time_mono_s() - start, 1);
     bc_client_destroy(g.client);
     return atomic_load(&g.c.wrong) == 0 ? 0 : 1;
 }

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "bucketcache.h"
+#include "../../common/bc_time.h"
 
 static struct {
     const char *zk, *cluster;
@@ -52,14 +53,6 @@ static struct {
     int raw_fd[256];            /* one connection per raw thread, kept across rounds */
 } cfg = {.threads = 4, .rounds = 6, .keys = 10000, .value_size = 100, .flight_threads = 32,
          .round_secs = 2.0, .get_ratio = 0.9};
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t
 rnd(uint64_t *s)
@@ -113,7 +106,7 @@ raw_read_until(int fd, char *buf, size_t cap, const char *end)
 static void
 record(worker_t *w, uint64_t t0)
 {
-    uint64_t d = now_ns() - t0;
+    uint64_t d = bc_time_mono_ns() - t0;
     if (w->nlat == w->caplat) {
         w->caplat = w->caplat ? w->caplat * 2 : 65536;
         w->lat = realloc(w->lat, w->caplat * sizeof(*w->lat));
@@ -126,14 +119,14 @@ static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
-    uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1) + now_ns();
+    uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1) + bc_time_mono_ns();
     char key[32], req[512], reply[4096], *value = malloc((size_t)cfg.value_size + 1);
     memset(value, 'v', (size_t)cfg.value_size);
     int fd = w->raw ? cfg.raw_fd[w->id] : -1;
-    while (now_ns() < w->deadline) {
+    while (bc_time_mono_ns() < w->deadline) {
         int klen = snprintf(key, sizeof(key), "bench:%d", (int)(rnd(&seed) % (uint64_t)cfg.keys));
         bool get = (double)(rnd(&seed) % 1000) < cfg.get_ratio * 1000;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bc_time_mono_ns();
         if (w->raw) {
             if (get) {
                 int n = snprintf(req, sizeof(req), "get %s\r\n", key);
@@ -185,7 +178,7 @@ run_round(int raw)
 {
     pthread_t th[256];
     worker_t w[256];
-    uint64_t start = now_ns(), deadline = start + (uint64_t)(cfg.round_secs * 1e9);
+    uint64_t start = bc_time_mono_ns(), deadline = start + (uint64_t)(cfg.round_secs * 1e9);
     for (int i = 0; i < cfg.threads; i++) {
         w[i] = (worker_t){.id = i, .raw = raw, .deadline = deadline};
         pthread_create(&th[i], NULL, worker_main, &w[i]);
@@ -198,7 +191,7 @@ run_round(int raw)
         errors += w[i].errors;
         n += w[i].nlat;
     }
-    double secs = (double)(now_ns() - start) / 1e9;
+    double secs = (double)(bc_time_mono_ns() - start) / 1e9;
     uint64_t *all = malloc((n ? n : 1) * sizeof(*all));
     size_t k = 0;
     for (int i = 0; i < cfg.threads; i++) {
@@ -258,7 +251,7 @@ single_flight(void)
 {
     int bad = 0;
     char key[64];
-    snprintf(key, sizeof(key), "flight:%llu", (unsigned long long)now_ns());
+    snprintf(key, sizeof(key), "flight:%llu", (unsigned long long)bc_time_mono_ns());
     printf("\nsingle-flight: %d threads miss one key at once, loader takes 50 ms\n", cfg.flight_threads);
     for (int round = 0; round < 5; round++) {
         char k[80];
@@ -268,7 +261,7 @@ single_flight(void)
         pthread_barrier_init(&barrier, NULL, (unsigned)cfg.flight_threads);
         pthread_t th[256];
         flight_arg_t args[256];
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bc_time_mono_ns();
         for (int i = 0; i < cfg.flight_threads; i++) {
             args[i] = (flight_arg_t){.key = k, .barrier = &barrier};
             pthread_create(&th[i], NULL, flight_main, &args[i]);
@@ -281,7 +274,7 @@ single_flight(void)
         pthread_barrier_destroy(&barrier);
         int calls = atomic_load(&loader_calls);
         printf("  key %d: loader calls %d, callers served %d/%d, %.1f ms\n", round, calls, ok,
-               cfg.flight_threads, (double)(now_ns() - t0) / 1e6);
+               cfg.flight_threads, (double)(bc_time_mono_ns() - t0) / 1e6);
         if (calls != 1 || ok != cfg.flight_threads) bad = 1;
     }
     return bad;

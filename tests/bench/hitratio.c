@@ -56,6 +56,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "bc_time.h"
 
 #define WINDOW_MAX      1024u
 #define VALUE_MAX       (1u << 20)
@@ -392,14 +393,6 @@ server_stat(hr_conn_t *c, const char *name, uint64_t *second, const char *name2)
 
 /* ------------------------------------------------------------------------ */
 
-static double
-now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 usage(FILE *f)
 {
@@ -501,7 +494,7 @@ parse_args(int argc, char **argv)
 static int
 run_fill(hr_conn_t *c, const char *value)
 {
-    double t0 = now_sec();
+    double t0 = bc_time_mono_s();
     uint64_t errors = 0;
     for (uint32_t base = 0; base < g_cfg.keys; base += g_cfg.window) {
         uint32_t end = base + g_cfg.window < g_cfg.keys ? base + g_cfg.window : g_cfg.keys;
@@ -516,7 +509,7 @@ run_fill(hr_conn_t *c, const char *value)
     uint64_t items = server_stat(c, "curr_items", &evictions, "evictions");
     printf("fill: %" PRIu32 " sets of %" PRIu32 "-byte values in %.2f s, %" PRIu64
            " errors; server holds %" PRIu64 " items (%" PRIu64 " evictions)\n",
-           g_cfg.keys, g_cfg.value_size, now_sec() - t0, errors, items, evictions);
+           g_cfg.keys, g_cfg.value_size, bc_time_mono_s() - t0, errors, items, evictions);
     printf("RESULT capacity=%" PRIu64 " evictions=%" PRIu64 " set_errors=%" PRIu64 "\n", items,
            evictions, errors);
     return 0;
@@ -553,7 +546,7 @@ main(int argc, char **argv)
     bool hit[WINDOW_MAX], stored[WINDOW_MAX];
     uint64_t total = g_cfg.warmup + g_cfg.requests;
     uint64_t hits = 0, gets = 0, sets = 0, set_errors = 0, get_errors = 0;
-    double t0 = now_sec();
+    double t0 = bc_time_mono_s();
     for (uint64_t done = 0; done < total;) {
         uint32_t n = total - done < g_cfg.window ? (uint32_t)(total - done) : g_cfg.window;
         for (uint32_t i = 0; i < n; i++) {
@@ -594,7 +587,7 @@ main(int argc, char **argv)
             sets += stored[i];
         }
     }
-    double secs = now_sec() - t0;
+    double secs = bc_time_mono_s() - t0;
     uint64_t evictions = 0;
     uint64_t items = server_stat(&conn, "curr_items", &evictions, "evictions");
     double ratio = gets ? (double)hits / (double)gets : 0;

@@ -78,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include "bc_time.h"
 
 #define PRELOAD_DEPTH        32u
 #define DRAIN_TIMEOUT_NS     (5ull * 1000000000ull)
@@ -112,14 +113,6 @@ static char *g_pattern;
 
 /* ------------------------------------------------------------------------ */
 /* time and randomness                                                      */
-
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* xorshift64*: fast, per-thread, good enough to pick keys and operations. */
 static uint64_t
@@ -497,7 +490,7 @@ conn_fill(conn_t *c)
     bool added = false;
     while (c->ring_count < limit && conn_next_request(c, &type, &key)) {
         if (!added)
-            now = now_ns();
+            now = bc_time_mono_ns();
         conn_append_request(c, type, key, now);
         added = true;
     }
@@ -526,7 +519,7 @@ conn_complete(conn_t *c, bool hit, bool error)
     if (error)
         ct->server_errors++;
     if (w->phase == PHASE_MEASURE) {
-        hist_record(w->hist, now_ns() - rq->sent_ns);
+        hist_record(w->hist, bc_time_mono_ns() - rq->sent_ns);
         c->measured_ops++;
     }
     c->ring_head = (c->ring_head + 1) % c->ring_cap;
@@ -751,7 +744,7 @@ worker_run_phase(worker_t *w, phase_t phase, uint64_t deadline_ns)
     for (uint32_t i = 0; i < w->nconns; i++)
         conn_fill(&w->conns[i]);
     uint64_t drain_until = 0;
-    uint64_t last_progress = now_ns();
+    uint64_t last_progress = bc_time_mono_ns();
     uint32_t outstanding_before = worker_outstanding(w);
     struct epoll_event events[64];
     while (worker_has_work(w)) {
@@ -774,7 +767,7 @@ worker_run_phase(worker_t *w, phase_t phase, uint64_t deadline_ns)
                 if (w->conns[i].ring_count == 0)
                     conn_fill(&w->conns[i]);
         }
-        uint64_t now = now_ns();
+        uint64_t now = bc_time_mono_ns();
         uint32_t outstanding = worker_outstanding(w);
         if (n > 0 || outstanding != outstanding_before)
             last_progress = now;
@@ -823,12 +816,12 @@ worker_main(void *arg)
         worker_run_phase(w, PHASE_PRELOAD, 0);
     pthread_barrier_wait(&g_barrier);
     if (g_cfg.warmup > 0)
-        worker_run_phase(w, PHASE_WARMUP, now_ns() + (uint64_t)(g_cfg.warmup * 1e9));
+        worker_run_phase(w, PHASE_WARMUP, bc_time_mono_ns() + (uint64_t)(g_cfg.warmup * 1e9));
     pthread_barrier_wait(&g_barrier);   /* main thread sets g_start_ns here */
     pthread_barrier_wait(&g_barrier);
     uint64_t deadline = g_cfg.ops < 0 ? g_start_ns + (uint64_t)(g_cfg.duration * 1e9) : 0;
     worker_run_phase(w, PHASE_MEASURE, deadline);
-    w->end_ns = now_ns();
+    w->end_ns = bc_time_mono_ns();
     return NULL;
 }
 
@@ -1109,19 +1102,19 @@ main(int argc, char **argv)
             pthread_join(workers[t].tid, NULL);
         return 1;
     }
-    uint64_t preload_start = now_ns();
+    uint64_t preload_start = bc_time_mono_ns();
     pthread_barrier_wait(&g_barrier);          /* preloaded */
     if (g_cfg.preload) {
         counters_t pc = {0};
         for (uint32_t t = 0; t < g_cfg.threads; t++)
             counters_add(&pc, &workers[t].preload);
         printf("preload: %" PRIu64 " sets in %.2f s\n", pc.sets,
-               (double)(now_ns() - preload_start) / 1e9);
+               (double)(bc_time_mono_ns() - preload_start) / 1e9);
         counters_print_errors("preload", &pc);
         fflush(stdout);
     }
     pthread_barrier_wait(&g_barrier);          /* warmed up */
-    g_start_ns = now_ns();
+    g_start_ns = bc_time_mono_ns();
     pthread_barrier_wait(&g_barrier);          /* measuring */
 
     uint64_t end_ns = g_start_ns;

@@ -27,6 +27,7 @@
 #include "bc_config.h"
 #include "bc_hash.h"
 #include "bc_http_client.h"
+#include "bc_time.h"
 
 #define MAX_GROUPS 64
 
@@ -43,14 +44,6 @@ typedef struct group {
 static group_t groups[MAX_GROUPS];
 static int ngroups;
 static uint64_t errors;
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static cJSON *
 get_json(const char *console, const char *path)
@@ -176,7 +169,7 @@ main(int argc, char **argv)
     memset(value, 'v', vsize);
     size_t total = mb * 1024 * 1024, stored = 0;
     uint64_t items = 0;
-    double t0 = now_s();
+    double t0 = bc_time_mono_s();
     while (stored < total) {
         char key[64], head[128];
         int nkey = snprintf(key, sizeof(key), "%s%09llu", prefix, (unsigned long long)items);
@@ -204,7 +197,7 @@ main(int argc, char **argv)
     for (int i = 0; i < ngroups; i++) {
         if (groups[i].pending > 0) flush_group(&groups[i]);
     }
-    double secs = now_s() - t0;
+    double secs = bc_time_mono_s() - t0;
     printf("RESULT items=%llu bytes=%zu secs=%.2f mb_per_s=%.1f errors=%llu\n",
            (unsigned long long)items, stored, secs, stored / secs / 1048576.0,
            (unsigned long long)errors);

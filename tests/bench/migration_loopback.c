@@ -24,20 +24,13 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "bc_time.h"
 
 typedef struct sender {
     int fd;
     size_t total;
     size_t chunk;
 } sender_t;
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void *
 send_main(void *arg)
@@ -98,7 +91,7 @@ main(int argc, char **argv)
     sender_t s = {cfd, mb * 1024 * 1024, chunk};
     pthread_t t;
     char *buf = malloc(chunk);
-    double t0 = now_s();
+    double t0 = bc_time_mono_s();
     pthread_create(&t, NULL, send_main, &s);
     size_t got = 0;
     for (;;) {
@@ -106,7 +99,7 @@ main(int argc, char **argv)
         if (n <= 0) break;
         got += (size_t)n;
     }
-    double secs = now_s() - t0;
+    double secs = bc_time_mono_s() - t0;
     pthread_join(t, NULL);
     printf("RESULT loopback_mb_per_s=%.1f bytes=%zu secs=%.3f\n", got / secs / 1048576.0, got,
            secs);
