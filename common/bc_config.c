@@ -722,3 +722,18 @@ bc_parse_hostport(const char *s, uint16_t default_port, bc_hostport_t *out)
     out->port = port;
     return BC_OK;
 }
+
+bool
+bc_parse_u64n(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (s == NULL || len == 0 || len > 20) return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        if (v > (UINT64_MAX - 9) / 10) return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > max) return false;
+    *out = v;
+    return true;
+}

@@ -163,6 +163,11 @@ bc_status_t bc_config_get_hostport(const bc_config_doc_t *doc, const char *path,
  */
 bc_status_t bc_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* Strict unsigned decimal of exactly len bytes (digits only: no sign, no
+ * spaces; s need not be NUL-terminated), at most max.  For HTTP query and
+ * header values.  Returns false on syntax, overflow or range. */
+bool bc_parse_u64n(const char *s, size_t len, uint64_t max, uint64_t *out);
+
 /*
  * A size: decimal digits followed by an optional suffix k, m or g (either
  * case, optionally followed by 'b' or "ib": "64m", "1MiB", "512KB") meaning

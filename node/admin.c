@@ -49,6 +49,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_hash.h"
+#include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
 #include "migrate.h"
@@ -73,21 +74,6 @@ struct bc_admin {
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
 
-/* Strict unsigned decimal (no sign, no spaces) of exactly len bytes. */
-static bool
-parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20) return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        if (v > (UINT64_MAX - 9) / 10) return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > max) return false;
-    *out = v;
-    return true;
-}
 
 static cJSON *repl_json(bc_admin_t *admin);
 
@@ -761,13 +747,13 @@ key_put(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
         if (strcmp(p->name, "ttl") == 0 && !seen_ttl) {
             /* Relative seconds, any size: unlike memcached's exptime there
              * is no 30-day switch to absolute time. */
-            if (!parse_u64(p->value, p->value_len, UINT32_MAX, &ttl)) {
+            if (!bc_parse_u64n(p->value, p->value_len, UINT32_MAX, &ttl)) {
                 return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                            "ttl: expected seconds 0..4294967295 (0 = no expiry)");
             }
             seen_ttl = true;
         } else if (strcmp(p->name, "flags") == 0 && !seen_flags) {
-            if (!parse_u64(p->value, p->value_len, UINT32_MAX, &flags)) {
+            if (!bc_parse_u64n(p->value, p->value_len, UINT32_MAX, &flags)) {
                 return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                            "flags: expected an integer 0..4294967295");
             }

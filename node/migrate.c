@@ -133,20 +133,6 @@ typedef struct mig_params {
     char source[BC_ADDR_MAX];
 } mig_params_t;
 
-static bool
-parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 20) return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        if (v > (UINT64_MAX - 9) / 10) return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > max) return false;
-    *out = v;
-    return true;
-}
 
 /* Parses bucket/epoch/source; on error queues a 400 into *result. */
 static bool
@@ -164,7 +150,7 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
         const bc_http_param_t *q = &params[i];
         uint64_t v;
         if (strcmp(q->name, "bucket") == 0) {
-            if (!parse_u64(q->value, q->value_len, UINT32_MAX, &v) ||
+            if (!bc_parse_u64n(q->value, q->value_len, UINT32_MAX, &v) ||
                 v >= bc_cache_nbuckets(mig->cache)) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                               "bucket: expected 0..%u",
@@ -174,14 +160,14 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
             p->bucket = (uint32_t)v;
             p->has_bucket = true;
         } else if (strcmp(q->name, "epoch") == 0) {
-            if (!parse_u64(q->value, q->value_len, UINT64_MAX, &p->epoch) || p->epoch == 0) {
+            if (!bc_parse_u64n(q->value, q->value_len, UINT64_MAX, &p->epoch) || p->epoch == 0) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                               "epoch: expected a table epoch >= 1");
                 return false;
             }
             p->has_epoch = true;
         } else if (strcmp(q->name, "from") == 0) {
-            if (!parse_u64(q->value, q->value_len, BC_GROUP_MAX_GID, &v) || v == 0) {
+            if (!bc_parse_u64n(q->value, q->value_len, BC_GROUP_MAX_GID, &v) || v == 0) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                               "from: expected the source's group id");
                 return false;
@@ -199,7 +185,7 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
             snprintf(p->source, sizeof(p->source), "%s", q->value);
             p->has_source = true;
         } else if (strcmp(q->name, "wait_ms") == 0) {
-            if (!parse_u64(q->value, q->value_len, MIG_WAIT_MAX_MS, &v)) {
+            if (!bc_parse_u64n(q->value, q->value_len, MIG_WAIT_MAX_MS, &v)) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                               "wait_ms: expected 0..%u", MIG_WAIT_MAX_MS);
                 return false;
@@ -1163,7 +1149,7 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     const char *delay = getenv("BC_TEST_IMPORT_DELAY_MS");
     if (delay != NULL && delay[0] != '\0') {
         uint64_t v;
-        if (parse_u64(delay, strlen(delay), 3600000, &v)) {
+        if (bc_parse_u64n(delay, strlen(delay), 3600000, &v)) {
             mig->test_delay_ms = (uint32_t)v;
             log_warn("migrate: BC_TEST_IMPORT_DELAY_MS: every import waits %u ms before it "
                      "reports done (a slow destination, for tests)", mig->test_delay_ms);

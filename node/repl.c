@@ -244,6 +244,20 @@ do_floor_update(bc_repl_t *r)
     atomic_store(&r->floor, f);
 }
 
+/* Takes p off the peer list and republishes the count.  Caller holds mu. */
+static void
+do_peer_unlink(bc_repl_t *r, repl_peer_t *p)
+{
+    for (repl_peer_t **pp = &r->peers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    r->npeers--;
+    atomic_store(&r->npeers_pub, r->npeers);
+}
+
 /* Disconnects every backup (they come back and resync).  Caller holds mu. */
 static void
 do_peers_close(bc_repl_t *r)
@@ -272,12 +286,16 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
      * see the backup.  A backup that arrives after skipped changes gets a
      * snapshot (the backlog no longer describes the data).
      */
-    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0 &&
-        bc_time_mono_ms() >= atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
-        if (!atomic_load_explicit(&r->skipped, memory_order_relaxed)) {
+    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0) {
+        /* Once a change went unrecorded the backlog no longer describes
+         * the data until the next backup arrives (that clears `skipped`
+         * and gives it a snapshot): keep skipping, without reading the
+         * clock on every write. */
+        if (atomic_load_explicit(&r->skipped, memory_order_relaxed)) return;
+        if (bc_time_mono_ms() >= atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
             atomic_store_explicit(&r->skipped, true, memory_order_relaxed);
+            return;
         }
-        return;
     }
     uint32_t ttl = 0;
     pthread_mutex_lock(&r->mu);
@@ -654,14 +672,7 @@ peer_sender(void *arg)
     shutdown(p->fd, SHUT_RDWR);
     if (p->reader_started) pthread_join(p->reader, NULL);
     pthread_mutex_lock(&r->mu);
-    for (repl_peer_t **pp = &r->peers; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
-    r->npeers--;
-    atomic_store(&r->npeers_pub, r->npeers);
+    do_peer_unlink(r, p);
     if (r->npeers == 0) atomic_store(&r->keep_until, bc_time_mono_ms() + r->keep_ms);
     do_floor_update(r);
     pthread_cond_broadcast(&r->ack_cv);
@@ -781,14 +792,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         pthread_mutex_lock(&r->mu);
-        for (repl_peer_t **pp = &r->peers; *pp != NULL; pp = &(*pp)->next) {
-            if (*pp == p) {
-                *pp = p->next;
-                break;
-            }
-        }
-        r->npeers--;
-        atomic_store(&r->npeers_pub, r->npeers);
+        do_peer_unlink(r, p);
         pthread_mutex_unlock(&r->mu);
         close(fd);
         free(p);
