@@ -2,12 +2,9 @@
  * fuzz_frame.c -- libFuzzer target for the migration peer frames
  * (common/bc_frame.c).
  *
- * The first input byte picks how the rest is read:
- *   even: as a raw export stream (headers, CRCs and all), decoded frame by
- *         frame through the stream checker, as the importing node does;
- *   odd:  as payloads only: each chunk (a 1-byte length, then that many
- *         bytes) is wrapped in a valid header with a correct CRC, so the
- *         fuzzer reaches the msgpack reader instead of stopping at the CRC.
+ * Inputs are read as fuzz_frames.h describes (a raw export stream, or
+ * payloads wrapped in valid headers); the stream is decoded frame by frame
+ * through the stream checker, as the importing node does.
  * Invariants: a decoded frame lies inside the input, consumed advances,
  * and a stream is complete only after END.  Sanitizers catch out-of-bounds
  * reads; __builtin_trap() marks a broken invariant.
@@ -18,6 +15,7 @@
 #include <string.h>
 
 #include "bc_frame.h"
+#include "fuzz_frames.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
@@ -56,35 +54,6 @@ run_stream(const char *buf, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0) return 0;
-    const char *in = (const char *)data + 1;
-    size_t n = size - 1;
-    if ((data[0] & 1) == 0) {
-        run_stream(in, n);
-        return 0;
-    }
-    /* each chunk costs at least one input byte and adds an 8-byte header */
-    char *out = malloc(n * 9 + 16);
-    if (out == NULL) return 0;
-    size_t olen = 0, pos = 0;
-    while (pos < n) {
-        size_t chunk = (unsigned char)in[pos++];
-        if (chunk > n - pos) chunk = n - pos;
-        uint32_t crc = bc_crc32c(0, in + pos, chunk);
-        unsigned char *h = (unsigned char *)out + olen;
-        h[0] = 0;
-        h[1] = 0;
-        h[2] = (unsigned char)(chunk >> 8);
-        h[3] = (unsigned char)chunk;
-        h[4] = (unsigned char)(crc >> 24);
-        h[5] = (unsigned char)(crc >> 16);
-        h[6] = (unsigned char)(crc >> 8);
-        h[7] = (unsigned char)crc;
-        memcpy(out + olen + 8, in + pos, chunk);
-        olen += 8 + chunk;
-        pos += chunk;
-    }
-    run_stream(out, olen);
-    free(out);
+    fuzz_frames_run(data, size, run_stream);
     return 0;
 }

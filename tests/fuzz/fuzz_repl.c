@@ -3,11 +3,8 @@
  * primary's replication stream (node/repl.c, bc__repl_apply_stream): decode
  * each frame, check it, apply it to the cache.
  *
- * The first input byte picks how the rest is read, as in fuzz_frame.c:
- *   even: as a raw stream (headers, CRCs and all);
- *   odd:  as payloads only, each chunk (a 1-byte length, then that many
- *         bytes) wrapped in a valid header with a correct CRC, so the
- *         fuzzer reaches the msgpack reader and the apply checks.
+ * Inputs are read as fuzz_frames.h describes (raw, or payloads wrapped in
+ * valid headers so the fuzzer reaches the msgpack reader and the checks).
  * One cache lives across inputs (a backup applies stream after stream);
  * invariants: the call returns, and the cache never holds more than its
  * memory limit plus one item.  Sanitizers catch the rest.
@@ -18,6 +15,7 @@
 #include <string.h>
 
 #include "bc_frame.h"
+#include "fuzz_frames.h"
 #include "cache.h"
 #include "repl.h"
 
@@ -45,34 +43,6 @@ apply(const char *buf, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0) return 0;
-    const char *in = (const char *)data + 1;
-    size_t n = size - 1;
-    if ((data[0] & 1) == 0) {
-        apply(in, n);
-        return 0;
-    }
-    char *out = malloc(n * 9 + 16);
-    if (out == NULL) return 0;
-    size_t olen = 0, pos = 0;
-    while (pos < n) {
-        size_t chunk = (unsigned char)in[pos++];
-        if (chunk > n - pos) chunk = n - pos;
-        uint32_t crc = bc_crc32c(0, in + pos, chunk);
-        unsigned char *h = (unsigned char *)out + olen;
-        h[0] = 0;
-        h[1] = 0;
-        h[2] = (unsigned char)(chunk >> 8);
-        h[3] = (unsigned char)chunk;
-        h[4] = (unsigned char)(crc >> 24);
-        h[5] = (unsigned char)(crc >> 16);
-        h[6] = (unsigned char)(crc >> 8);
-        h[7] = (unsigned char)crc;
-        memcpy(out + olen + 8, in + pos, chunk);
-        olen += 8 + chunk;
-        pos += chunk;
-    }
-    apply(out, olen);
-    free(out);
+    fuzz_frames_run(data, size, apply);
     return 0;
 }
