@@ -23,8 +23,7 @@ S = {}   # the processes, started by the first test
 
 
 def wait_tables(pred, what, timeout=15):
-    return harness.wait_for(lambda: (lambda t: t if pred(t) else None)(harness.tables(zk, CL)),
-                            timeout=timeout, what=what)
+    return harness.wait_tables(zk, CL, pred, what, timeout)
 
 
 def get_json(node, path):

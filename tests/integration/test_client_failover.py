@@ -18,23 +18,15 @@ SESSION_MS = 2000
 zk = harness.ZooKeeper()
 
 
-def Traffic(cluster, *args):
-    return harness.ClientTraffic(zk, cluster, *args)
-
-
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
 def test_group_dies_and_buckets_move_during_traffic():
     cl = harness.create_cluster(zk, "move", buckets=NB)
     nodes = {g: harness.ClusterNode(zk, cl, g, session_timeout_ms=SESSION_MS) for g in (1, 2, 3)}
     con = harness.Console(zk, cl, "--orphan-grace-ms", "500", session_timeout_ms=SESSION_MS)
-    t0 = wait_tables(cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 3, "three owners")
-    tr = Traffic(cl, "--threads", "3", "--keys", "60")
+    t0 = harness.wait_tables(zk, cl, lambda t: 0 not in t["c"] and len(set(t["c"])) == 3, "three owners")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "3", "--keys", "60")
     tr.wait_progress(what="traffic before the change")
     nodes[2].proc.kill()
-    t1 = wait_tables(cl, lambda t: 0 not in t["c"] and 2 not in t["c"], "group 2's buckets moved",
+    t1 = harness.wait_tables(zk, cl, lambda t: 0 not in t["c"] and 2 not in t["c"], "group 2's buckets moved",
                      timeout=SESSION_MS / 1000 + 15)
     assert t1["epoch"] > t0["epoch"]
     # the client follows the new table and every key is served again
@@ -58,14 +50,14 @@ def test_primary_dies_backup_takes_over():
     # (with async, the last few milliseconds of writes would be lost)
     a = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     b = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
     harness.wait_for(lambda: len(next(g for g in harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]
                                        ["groups"] if g["gid"] == 1)["nodes"]) == 2,
                      what="backup registered")
     harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/v1/repl")[1]["link_up"],
                      what="backup streaming from the primary")
-    tr = Traffic(cl, "--threads", "2", "--keys", "40")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "40")
     tr.wait_progress(what="traffic through the first primary")
     a.proc.kill()
     harness.wait_for(lambda: json.loads(harness.cli("--zk", zk.hosts, "--cluster", cl, "--json",

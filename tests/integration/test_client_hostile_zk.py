@@ -16,14 +16,6 @@ SESSION_MS = 2000
 zk = harness.ZooKeeper()
 
 
-def Traffic(cluster, *args):
-    return harness.ClientTraffic(zk, cluster, *args)
-
-
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
 def zk_get(path):
     return harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
 
@@ -41,8 +33,8 @@ def test_malformed_table_and_primary_record_are_ignored():
     cl = harness.create_cluster(zk, "hostile", buckets=NB)
     node = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
-    good = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    tr = Traffic(cl, "--threads", "2", "--keys", "40")
+    good = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "40")
     tr.wait_progress(what="traffic before")
     cpath = "/bucketcache/%s/tables/c" % cl
     original = zk_get(cpath)

@@ -16,23 +16,15 @@ SESSION_MS = 2000
 zk = harness.ZooKeeper()
 
 
-def Traffic(cluster, *args):
-    return harness.ClientTraffic(zk, cluster, *args)
-
-
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
 def test_buckets_migrate_under_traffic():
     cl = harness.create_cluster(zk, "migrate", buckets=NB)
     g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS, migrations=True)
-    t0 = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    tr = Traffic(cl, "--threads", "3", "--keys", "60")
+    t0 = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "3", "--keys", "60")
     tr.wait_progress(n=2000, what="traffic on group 1")
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
-    t1 = wait_tables(cl, lambda t: t["c"].count(2) == NB // 2 and t["m"] == t["d"] == t["c"]
+    t1 = harness.wait_tables(zk, cl, lambda t: t["c"].count(2) == NB // 2 and t["m"] == t["d"] == t["c"]
                      and not t["readonly"], "half the buckets moved to group 2", timeout=60)
     assert t1["epoch"] > t0["epoch"]
     harness.wait_for(lambda: tr.last()["epoch"] >= t1["epoch"], what="client took the final table")

@@ -17,18 +17,6 @@ SESSION_MS = 2000
 zk = harness.ZooKeeper()
 
 
-def Traffic(cluster, *args):
-    return harness.ClientTraffic(zk, cluster, *args)
-
-
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
 def test_zookeeper_stopped_mid_run():
     cl = harness.create_cluster(zk, "zkaway", buckets=NB)
     # The nodes run without write fencing: this is the client's side of an
@@ -39,8 +27,8 @@ def test_zookeeper_stopped_mid_run():
              for g in (1, 2)}
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     two_owners = lambda t: 0 not in t["c"] and len(set(t["c"])) == 2  # noqa: E731
-    t0 = wait_tables(cl, two_owners, "two owners")
-    tr = Traffic(cl, "--threads", "2", "--keys", "50", "--session-timeout", "4000")
+    t0 = harness.wait_tables(zk, cl, two_owners, "two owners")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "50", "--session-timeout", "4000")
     tr.wait_progress(what="traffic with ZooKeeper up")
     assert tr.last()["zk"] == 1
 
@@ -60,16 +48,16 @@ def test_zookeeper_stopped_mid_run():
     # node whose session lapsed while ZooKeeper restarted gets its buckets
     # back: no orphan grace here.)
     harness.wait_for(con.is_active, timeout=30, what="console active again")
-    wait_tables(cl, two_owners, "tables intact", timeout=30)
+    harness.wait_tables(zk, cl, two_owners, "tables intact", timeout=30)
     nodes[2].proc.kill()
-    t1 = wait_tables(cl, lambda t: 2 not in t["c"] and 0 in t["c"], "group 2 down",
+    t1 = harness.wait_tables(zk, cl, lambda t: 2 not in t["c"] and 0 in t["c"], "group 2 down",
                      timeout=SESSION_MS / 1000 + 20)
     harness.wait_for(lambda: tr.last()["epoch"] >= t1["epoch"], what="client took the new table")
     tr.wait_progress(n=300, what="group 1's keys still served")
     no_owner = "bucket has no owner (its group is down)"
     harness.wait_for(lambda: tr.last()["errors"].get(no_owner, 0) > 0, what="owner-less buckets reported")
     nodes[2] = harness.ClusterNode(zk, cl, 2, "--no-write-fencing", session_timeout_ms=SESSION_MS)
-    t2 = wait_tables(cl, two_owners, "group 2 filled back", timeout=30)
+    t2 = harness.wait_tables(zk, cl, two_owners, "group 2 filled back", timeout=30)
     harness.wait_for(lambda: tr.last()["epoch"] >= t2["epoch"], what="client follows again")
     tr.wait_progress(n=300, what="traffic with both groups")
     mark = tr.last()

@@ -33,15 +33,11 @@ def peer_conn(node):
     return c
 
 
-def wait_tables(cluster, pred, what, timeout=15):
-    return harness.wait_tables(zk, cluster, pred, what, timeout)
-
-
 def test_registration_primary_and_ownership():
     cl = harness.create_cluster(zk, "reg", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     assert t["m"] == [1] * NB and t["d"] == [1] * NB
     b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
     g = harness.wait_for(lambda: (lambda g: g if g and len(g["nodes"]) == 2 else None)(group_doc(con, 1)),
@@ -72,9 +68,9 @@ def test_add_group_rebalances_and_non_owner_answers_moved():
     cl = harness.create_cluster(zk, "grow", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
-    t = wait_tables(cl, lambda t: 2 in t["d"], "d gives group 2 its share")
+    t = harness.wait_tables(zk, cl, lambda t: 2 in t["d"], "d gives group 2 its share")
     # the planner: equal memory, the highest-numbered half moves to group 2
     assert t["d"] == [1] * (NB // 2) + [2] * (NB // 2), t["d"]
     assert t["m"] == [1] * NB and t["c"] == [1] * NB  # data has not moved
@@ -97,13 +93,13 @@ def test_group_down_then_back():
     cl = harness.create_cluster(zk, "downup", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: 2 in t["d"], "rebalance planned")
+    harness.wait_tables(zk, cl, lambda t: 2 in t["d"], "rebalance planned")
     # group 2 is live but owns nothing yet (its share waits for migration);
     # group 1 owns every bucket and goes down.
     g1.proc.kill()  # kill -9: gone once its session expires
-    t = wait_tables(cl, lambda t: t["c"] == [0] * NB, "group 1's entries become 0",
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [0] * NB, "group 1's entries become 0",
                     timeout=SESSION_MS / 1000 + 10)
     assert t["m"] == [0] * NB
     key = harness.key_in_bucket_owned_by([1] * NB, 1)
@@ -112,7 +108,7 @@ def test_group_down_then_back():
     time.sleep(1.5)  # orphans wait for their group: nothing is reassigned
     assert harness.tables(zk, cl)["c"] == [0] * NB
     g1b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "filled back to group 1")
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "filled back to group 1")
     assert t["m"] == [1] * NB
     harness.wait_for(lambda: g1b.conn().cmd("set %s 0 0 1" % key, "v") == b"STORED\r\n",
                      what="group 1 serves again")
@@ -124,16 +120,16 @@ def test_orphan_grace_hands_buckets_to_survivors():
     cl = harness.create_cluster(zk, "grace", buckets=NB)
     con = harness.Console(zk, cl, "--orphan-grace-ms", "1000", session_timeout_ms=SESSION_MS)
     g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: 2 in t["d"], "rebalance planned")
+    harness.wait_tables(zk, cl, lambda t: 2 in t["d"], "rebalance planned")
     g1.proc.kill()
-    t = wait_tables(cl, lambda t: t["c"] == [2] * NB, "orphans handed to group 2",
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [2] * NB, "orphans handed to group 2",
                     timeout=SESSION_MS / 1000 + 12)
     assert t["m"] == [2] * NB and t["d"] == [2] * NB
     # group 1 returns after its buckets moved: it joins as a new group
     g1b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    t = wait_tables(cl, lambda t: 1 in t["d"], "group 1 rejoins as new")
+    t = harness.wait_tables(zk, cl, lambda t: 1 in t["d"], "group 1 rejoins as new")
     assert t["c"] == [2] * NB
     for p in (g1b, g2, con):
         p.stop()
@@ -143,12 +139,12 @@ def test_node_session_expiry_reregisters():
     cl = harness.create_cluster(zk, "expiry", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     a.proc.signal(signal.SIGSTOP)
-    wait_tables(cl, lambda t: t["c"] == [0] * NB, "group down while paused",
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [0] * NB, "group down while paused",
                 timeout=SESSION_MS / 1000 + 10)
     a.proc.signal(signal.SIGCONT)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "re-registered and filled back")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "re-registered and filled back")
     harness.wait_for(lambda: a.conn().cmd("set z 0 0 1", "1") == b"STORED\r\n", what="serves again")
     assert "registered as" in a.proc.output()
     a.stop()
@@ -159,13 +155,13 @@ def test_zookeeper_restart():
     cl = harness.create_cluster(zk, "zkrestart", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
     zk.restart()
     # the node keeps serving from its last table while ZooKeeper is away
     assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
     harness.wait_for(con.is_active, timeout=20, what="console active again")
-    t = wait_tables(cl, lambda t: t["c"] == [1] * NB, "tables intact")
+    t = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "tables intact")
     assert t["m"] == [1] * NB
     a.stop()
     con.stop()
@@ -176,7 +172,7 @@ def test_restarted_node_replaces_its_stale_registration():
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     # a long session: its ephemeral registration would outlive a crash by 20 s
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=20000)
-    wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     port, admin = a.port, a.admin_port
     a.proc.kill()
     b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=20000, port=port, admin_port=admin)
@@ -196,7 +192,7 @@ def test_malformed_table_in_zookeeper_is_survived():
     cl = harness.create_cluster(zk, "corrupt", buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
-    good = wait_tables(cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
+    good = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
     path = "/bucketcache/%s/tables/c" % cl
     original = harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
@@ -207,7 +203,7 @@ def test_malformed_table_in_zookeeper_is_survived():
     assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
     assert "cannot read table c" in a.proc.output()
     harness.zk_shell(zk, "set", path, original)
-    wait_tables(cl, lambda t: t["c"] == good["c"], "restored")
+    harness.wait_tables(zk, cl, lambda t: t["c"] == good["c"], "restored")
     assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"
     a.stop()
     con.stop()
