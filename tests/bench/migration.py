@@ -43,14 +43,8 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BC_BUILD_DIR", "build"))
-os.environ.setdefault("BC_NODE_BIN", os.path.join(BUILD, "node", "bucketcache-node"))
-os.environ.setdefault("BC_CLI_BIN", os.path.join(BUILD, "client", "bucketcache"))
-os.environ.setdefault("BC_CONSOLE_BIN", os.path.join(BUILD, "console", "bucketcache-console"))
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
-import harness  # noqa: E402
+import benchenv  # noqa: E402  (the build directory, the binaries, the harness)
+BUILD, SRC, harness = benchenv.BUILD, benchenv.SRC, benchenv.harness
 
 MB = int(os.environ.get("BC_BENCH_MB", "1024"))
 VALUE = int(os.environ.get("BC_BENCH_VALUE", "4000"))
