@@ -462,19 +462,7 @@ api_migrations(void *ctx, bc_http_req_t *req)
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);
     cJSON_AddItemToObject(doc, "waiting", waiting);
-    cJSON *recent = cJSON_AddArrayToObject(doc, "recent");
-    for (uint32_t i = 0; i < c->nrecent; i++) {
-        const bc_mig_done_t *d = &c->recent[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "bucket", d->bucket);
-        cJSON_AddNumberToObject(o, "from", d->from);
-        cJSON_AddNumberToObject(o, "to", d->to);
-        cJSON_AddNumberToObject(o, "items", (double)d->items);
-        cJSON_AddNumberToObject(o, "bytes", (double)d->bytes);
-        cJSON_AddNumberToObject(o, "stall_ms", d->stall_ms);
-        cJSON_AddNumberToObject(o, "finished_ms", (double)d->finished_ms);
-        cJSON_AddItemToArray(recent, o);
-    }
+    bc_mig_recent_json(c, doc);
     bc_mig_set_free(&migs);
     bc_view_free(&v);
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);

@@ -237,24 +237,30 @@ bc_mig_control_encode(const bc_mig_control_t *c)
             cJSON_AddItemToArray(stalls, cJSON_CreateNumber(c->stalls[(first + i) %
                                                                       BC_MIG_STALL_SAMPLES]));
         }
-        cJSON *recent = cJSON_AddArrayToObject(run, "recent");
-        for (uint32_t i = 0; recent != NULL && i < c->nrecent; i++) {
-            const bc_mig_done_t *d = &c->recent[i];
-            cJSON *o = cJSON_CreateObject();
-            if (o == NULL) break;
-            cJSON_AddNumberToObject(o, "bucket", d->bucket);
-            cJSON_AddNumberToObject(o, "from", d->from);
-            cJSON_AddNumberToObject(o, "to", d->to);
-            cJSON_AddNumberToObject(o, "items", (double)d->items);
-            cJSON_AddNumberToObject(o, "bytes", (double)d->bytes);
-            cJSON_AddNumberToObject(o, "stall_ms", d->stall_ms);
-            cJSON_AddNumberToObject(o, "finished_ms", (double)d->finished_ms);
-            cJSON_AddItemToArray(recent, o);
-        }
+        bc_mig_recent_json(c, run);
     }
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return text;
+}
+
+void
+bc_mig_recent_json(const bc_mig_control_t *c, cJSON *parent)
+{
+    cJSON *recent = cJSON_AddArrayToObject(parent, "recent");
+    for (uint32_t i = 0; recent != NULL && i < c->nrecent; i++) {
+        const bc_mig_done_t *d = &c->recent[i];
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL) break;
+        cJSON_AddNumberToObject(o, "bucket", d->bucket);
+        cJSON_AddNumberToObject(o, "from", d->from);
+        cJSON_AddNumberToObject(o, "to", d->to);
+        cJSON_AddNumberToObject(o, "items", (double)d->items);
+        cJSON_AddNumberToObject(o, "bytes", (double)d->bytes);
+        cJSON_AddNumberToObject(o, "stall_ms", d->stall_ms);
+        cJSON_AddNumberToObject(o, "finished_ms", (double)d->finished_ms);
+        cJSON_AddItemToArray(recent, o);
+    }
 }
 
 bc_status_t

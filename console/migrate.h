@@ -73,6 +73,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "bc_cluster.h"
 #include "bc_status.h"
 #include "bc_zk.h"
@@ -161,6 +163,9 @@ void bc_mig_control_init(bc_mig_control_t *c);
 
 /* Adds a finished move to the run summary. */
 void bc_mig_control_add_done(bc_mig_control_t *c, const bc_mig_done_t *done);
+/* Adds c's recent moves to parent as the "recent" array (the record's
+ * encoding and GET /v1/migrations share it).  parent is borrowed. */
+void bc_mig_recent_json(const bc_mig_control_t *c, cJSON *parent);
 /* Stall percentiles over the run's samples (0 when none); p in 0..100. */
 uint32_t bc_mig_control_stall_pct(const bc_mig_control_t *c, double p);
 
