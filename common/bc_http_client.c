@@ -6,9 +6,10 @@
  */
 #include "bc_http_client.h"
 
+#include "bc_net.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,43 +28,6 @@ remaining(long long deadline)
 {
     long long left = deadline - bc_time_mono_ms();
     return left < 0 ? 0 : (int)left;
-}
-
-static bc_status_t
-http_connect(const bc_hostport_t *hp, long long deadline, int *out)
-{
-    struct addrinfo hints, *res = NULL;
-    char port[8];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%u", hp->port);
-    if (getaddrinfo(hp->host, port, &hints, &res) != 0) return BC_EIO;
-    bc_status_t st = BC_EIO;
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            *out = fd;
-            st = BC_OK;
-            break;
-        }
-        if (errno == EINPROGRESS) {
-            struct pollfd p = {fd, POLLOUT, 0};
-            int err = 0;
-            socklen_t len = sizeof(err);
-            if (poll(&p, 1, remaining(deadline)) == 1 &&
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-                *out = fd;
-                st = BC_OK;
-                break;
-            }
-            if (remaining(deadline) == 0) st = BC_ETIMEOUT;
-        }
-        close(fd);
-    }
-    freeaddrinfo(res);
-    return st;
 }
 
 static bc_status_t
@@ -112,7 +76,7 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     if (addr == NULL || bc_parse_hostport(addr, 0, &hp) != BC_OK) return BC_EINVAL;
     long long deadline = bc_time_mono_ms() + timeout_ms;
     int fd;
-    bc_status_t st = http_connect(&hp, deadline, &fd);
+    bc_status_t st = bc_net_connect(&hp, remaining(deadline), 0, &fd, NULL, 0);
     if (st != BC_OK) return st;
 
     char head[1024];

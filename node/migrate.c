@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,6 +43,7 @@
 #include "bc_frame.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_net.h"
 #include "bc_time.h"
 
 #define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
@@ -405,57 +405,19 @@ static bc_status_t
 fetch_connect(fetch_t *f, const char *addr, char *err, size_t errlen)
 {
     bc_hostport_t hp;
-    struct addrinfo hints, *res = NULL;
-    char port[8];
+    char why[200];
     if (bc_parse_hostport(addr, 0, &hp) != BC_OK) {
-        snprintf(err, errlen, "bad source address \"%.100s\"", addr);
-        return BC_EINVAL;
+        return bc_fail(err, errlen, BC_EINVAL, "bad source address \"%.100s\"", addr);
     }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%u", hp.port);
-    int rc = getaddrinfo(hp.host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve source %.100s: %s", addr, gai_strerror(rc));
-        return BC_EIO;
-    }
-    bc_status_t st = BC_EIO;
-    int last_errno = 0;
-    for (struct addrinfo *ai = res; ai != NULL && st != BC_OK; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
-        if (fd < 0) continue;
-        /* A large receive window from the first byte (set before connect,
-         * so the window scale is negotiated for it): the source can send
-         * a whole bucket without waiting for us to be scheduled. */
-        int rcvbuf = (int)MIG_SOCKBUF_MAX;
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            f->fd = fd;
-            st = BC_OK;
-            break;
-        }
-        last_errno = errno;
-        if (errno == EINPROGRESS) {
-            struct pollfd pfd = {fd, POLLOUT, 0};
-            int soerr = 0;
-            socklen_t len = sizeof(soerr);
-            if (poll(&pfd, 1, fetch_remaining(f)) == 1 &&
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
-                f->fd = fd;
-                st = BC_OK;
-                break;
-            }
-            last_errno = soerr != 0 ? soerr : ETIMEDOUT;
-        }
-        close(fd);
-    }
-    freeaddrinfo(res);
+    /* A large receive window from the first byte: the source can send a
+     * whole bucket without waiting for us to be scheduled. */
+    bc_status_t st = bc_net_connect(&hp, fetch_remaining(f), (int)MIG_SOCKBUF_MAX, &f->fd, why,
+                                    sizeof(why));
     if (st != BC_OK) {
-        snprintf(err, errlen, "cannot connect to source %.100s: %s", addr, strerror(last_errno));
+        return bc_fail(err, errlen, st == BC_ETIMEOUT ? BC_ETIMEOUT : BC_EIO,
+                       "cannot connect to source %.100s: %s", addr, why);
     }
-    return st;
+    return BC_OK;
 }
 
 static bc_status_t

@@ -27,7 +27,6 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +39,7 @@
 #include "bc_frame.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_net.h"
 #include "bc_time.h"
 #include "proto_text.h"
 
@@ -902,21 +902,15 @@ bc__repl_apply_stream(bc_cache_t *cache, const char *buf, size_t len, size_t max
     return applied;
 }
 
+/* A blocking link to the primary: a read returns every REPL_PING_MS so the
+ * follower can look at its role; a backup not reading stalls a send for
+ * at most REPL_SEND_TIMEOUT_MS.  -1 on failure (reason in why). */
 static int
-repl_connect(const struct sockaddr_storage *sa, socklen_t salen)
+repl_connect(const struct sockaddr_storage *sa, socklen_t salen, char *why, size_t whylen)
 {
-    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (connect(fd, (const struct sockaddr *)sa, salen) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    struct pollfd pfd = {fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t el = sizeof(err);
-    if (poll(&pfd, 1, REPL_CONNECT_TIMEOUT_MS) != 1 ||
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
-        close(fd);
+    int fd;
+    if (bc_net_connect_addr((const struct sockaddr *)sa, salen, REPL_CONNECT_TIMEOUT_MS, 0, &fd,
+                            why, whylen) != BC_OK) {
         return -1;
     }
     int fl = fcntl(fd, F_GETFL);
@@ -949,9 +943,10 @@ repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t *ou
 static void
 repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *view)
 {
-    int fd = repl_connect(&prim->sa, prim->salen);
+    char cerr[160];
+    int fd = repl_connect(&prim->sa, prim->salen, cerr, sizeof(cerr));
     if (fd < 0) {
-        log_debug("repl: cannot connect to primary %s: %s", prim->addr, strerror(errno));
+        log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
         return;
     }
     char line[256];

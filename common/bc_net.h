@@ -1,0 +1,34 @@
+/*
+ * bc_net.h -- a TCP connect with a deadline, the one every blocking caller
+ * uses (the HTTP client, a migration import, a backup's link to its
+ * primary).  The event-loop side (node/forward.c) and the client library's
+ * pool connect without waiting and do not use it.
+ */
+#ifndef BC_NET_H
+#define BC_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "bc_config.h"
+#include "bc_status.h"
+
+/*
+ * Connects to sa within timeout_ms.  On BC_OK *fd is a connected,
+ * non-blocking, close-on-exec socket owned by the caller.  rcvbuf > 0 sets
+ * SO_RCVBUF before the connect (so the window scale is negotiated for it).
+ * Errors: BC_ETIMEOUT, BC_EIO (refused, unreachable, no socket); err (may
+ * be NULL) receives the reason.
+ */
+bc_status_t bc_net_connect_addr(const struct sockaddr *sa, socklen_t salen, int timeout_ms,
+                                int rcvbuf, int *fd, char *err, size_t errlen);
+
+/*
+ * Resolves hp (name resolution may block) and connects to the first of
+ * its addresses that answers, all within timeout_ms.  As above otherwise;
+ * BC_ENOTFOUND when the name does not resolve.
+ */
+bc_status_t bc_net_connect(const bc_hostport_t *hp, int timeout_ms, int rcvbuf, int *fd,
+                           char *err, size_t errlen);
+
+#endif
