@@ -43,6 +43,22 @@ def owners(con):
     return mu.console_json(con, "/v1/tables")["c"]
 
 
+def check_kept_and_writable(con, data, writer, at_kill, t, gid, at_least):
+    """Every key of a bucket that group gid held at the kill and still holds
+    reads back its loaded or last acknowledged value, and the cluster takes
+    (and serves back) new writes everywhere."""
+    kept = {b for b in range(NB) if at_kill[b] == gid and t["c"][b] == gid}
+    expected = {k: v for k, v in list(data.items()) + list(writer.acked.items())
+                if harness.bucket_of(k, NB) in kept}
+    assert len(expected) > at_least
+    mu.check_reads(con, NB, expected, writer.unknown)
+    w2 = mu.Writer(con, NB, ["after%d" % i for i in range(200)])
+    w2.start()
+    harness.wait_for(lambda: w2.writes > 600, what="writes after recovery")
+    w2.stop()
+    mu.check_reads(con, NB, w2.acked, w2.unknown)
+
+
 def test_active_console_killed_mid_migration():
     cl, (a, b), g1, data = start("conkill", consoles=2)
     assert a.is_active() and not b.is_active()
@@ -90,17 +106,7 @@ def test_destination_killed_mid_copy_and_restarted():
     assert sorted(set(t["c"])) == [1, 2] and t["c"].count(2) == NB // 2, t["c"]
     mu.check_nothing_held_by_non_owners(con, [g1, g2b])
     # what never left group 1 is intact (what group 2 held died with it)
-    kept = {b for b in range(NB) if at_kill[b] == 1 and t["c"][b] == 1}
-    expected = {k: v for k, v in list(data.items()) + list(writer.acked.items())
-                if harness.bucket_of(k, NB) in kept}
-    assert len(expected) > 1000
-    mu.check_reads(con, NB, expected, writer.unknown)
-    # and the cluster takes writes everywhere again
-    w2 = mu.Writer(con, NB, ["after%d" % i for i in range(200)])
-    w2.start()
-    harness.wait_for(lambda: w2.writes > 600, what="writes after recovery")
-    w2.stop()
-    mu.check_reads(con, NB, w2.acked, w2.unknown)
+    check_kept_and_writable(con, data, writer, at_kill, t, 1, at_least=1000)
     for p in (g1, g2b, con):
         p.stop()
 
@@ -123,16 +129,7 @@ def test_source_killed_mid_copy_and_restarted():
     assert sorted(set(t["c"])) == [1, 2], t["c"]
     mu.check_nothing_held_by_non_owners(con, [g1b, g2])
     # what had moved to group 2 before the kill is intact
-    kept = {b for b in range(NB) if at_kill[b] == 2 and t["c"][b] == 2}
-    expected = {k: v for k, v in list(data.items()) + list(writer.acked.items())
-                if harness.bucket_of(k, NB) in kept}
-    assert len(expected) > 100
-    mu.check_reads(con, NB, expected, writer.unknown)
-    w2 = mu.Writer(con, NB, ["after%d" % i for i in range(200)])
-    w2.start()
-    harness.wait_for(lambda: w2.writes > 600, what="writes after recovery")
-    w2.stop()
-    mu.check_reads(con, NB, w2.acked, w2.unknown)
+    check_kept_and_writable(con, data, writer, at_kill, t, 2, at_least=100)
     for p in (g1b, g2, con):
         p.stop()
 
