@@ -984,7 +984,10 @@ bc_node_cluster_may_write(const bc_node_cluster_t *cl)
         return false;
     }
     if (cl->no_write_fencing) return true;
-    return bc_time_mono_ms() < atomic_load_explicit(&mcl->lease_until, memory_order_relaxed);
+    /* Per write: the coarse clock.  It runs at most a tick behind, which the
+     * lease's last quarter (>= 250 ms) covers many times over. */
+    return bc_time_mono_coarse_ms() <
+           atomic_load_explicit(&mcl->lease_until, memory_order_relaxed);
 }
 
 bool

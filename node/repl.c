@@ -292,7 +292,8 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
          * and gives it a snapshot): keep skipping, without reading the
          * clock on every write. */
         if (atomic_load_explicit(&r->skipped, memory_order_relaxed)) return;
-        if (bc_time_mono_ms() >= atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
+        if (bc_time_mono_coarse_ms() >=
+            atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
             atomic_store_explicit(&r->skipped, true, memory_order_relaxed);
             return;
         }
