@@ -138,6 +138,14 @@ class Node:
     def conn(self, timeout=5.0):
         return McConn(self.port, timeout)
 
+    def stats(self, sub=""):
+        """The node's `stats [sub]` as a dict of name -> value (text)."""
+        c = self.conn()
+        try:
+            return c.stats(sub)
+        finally:
+            c.close()
+
     def stop(self):
         return self.proc.stop()
 
@@ -234,6 +242,17 @@ class McConn:
             payload += (data.encode() if isinstance(data, str) else data) + b"\r\n"
         self.send(payload)
         return self.read_reply()
+
+    def stats(self, sub=""):
+        """`stats [sub]` as a dict of name -> value (text)."""
+        self.send(("stats %s" % sub if sub else "stats") + "\r\n")
+        out = {}
+        while True:
+            line = self.readline()
+            if line == b"END\r\n":
+                return out
+            _, name, value = line.decode().rstrip("\r\n").split(" ", 2)
+            out[name] = value
 
 
 def http(port, method, path, body=None, headers=None, timeout=5.0):

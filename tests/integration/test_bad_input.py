@@ -203,16 +203,7 @@ def test_too_many_connections():
         for s in conns:
             s.close()
     time.sleep(0.3)
-    c = n.conn()
-    c.send("stats\r\n")
-    stats = {}
-    while True:
-        line = c.readline()
-        if line == b"END\r\n":
-            break
-        _, name, value = line.decode().split(" ", 2)
-        stats[name] = value.strip()
-    c.close()
+    stats = n.stats()
     assert int(stats["rejected_connections"]) >= 100
     assert int(stats["max_connections"]) == MAX_CONNS
     assert_alive()

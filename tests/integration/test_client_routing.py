@@ -36,18 +36,7 @@ def bc(*args, stdin=None):
 
 
 def curr_items(node):
-    c = node.conn()
-    c.send("stats\r\n")
-    items = None
-    while True:
-        line = c.readline()
-        if line == b"END\r\n":
-            break
-        parts = line.split()
-        if parts[:2] == [b"STAT", b"curr_items"]:
-            items = int(parts[2])
-    c.close()
-    return items
+    return int(node.stats()["curr_items"])
 
 
 def test_keys_land_on_their_owner_primary():

@@ -68,22 +68,8 @@ def keys_of(gid, prefix, n):
     return out
 
 
-def stats(node):
-    c = node.conn()
-    c.send("stats\r\n")
-    out = {}
-    while True:
-        line = c.readline()
-        if line == b"END\r\n":
-            break
-        parts = line.decode().split()
-        out[parts[1]] = parts[2]
-    c.close()
-    return out
-
-
 def stat(node, name):
-    return int(stats(node)[name])
+    return int(node.stats()[name])
 
 
 def freeze(node):
@@ -304,11 +290,11 @@ def test_peer_connection_is_never_forwarded():
 
 def test_counters_in_stats_admin_and_metrics():
     k = key_of(2, "ctr")
-    before = stats(G1)
+    before = G1.stats()
     c = G1.conn()
     assert c.cmd("set %s 0 0 1" % k, "1") == b"STORED\r\n"
     assert c.cmd("get %s %s" % (k, key_of(1, "ctr-local"))) == b"VALUE %s 0 1\r\n1\r\nEND\r\n" % k.encode()
-    after = stats(G1)
+    after = G1.stats()
     assert int(after["forward_requests"]) == int(before["forward_requests"]) + 2
     for name in ("forward_errors", "forward_timeouts", "peer_connections"):
         assert name in after

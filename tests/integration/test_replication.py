@@ -26,18 +26,7 @@ def repl(node):
 
 
 def node_stat(node, name):
-    c = node.conn()
-    c.send("stats\r\n")
-    val = None
-    while True:
-        line = c.readline()
-        if line == b"END\r\n":
-            break
-        parts = line.split()
-        if parts[1].decode() == name:
-            val = parts[2].decode()
-    c.close()
-    return val
+    return node.stats().get(name)
 
 
 def group_nodes(con, gid):
