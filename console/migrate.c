@@ -32,6 +32,22 @@
 /* A malformed record: the reason in err, BC_EINVAL returned. */
 #define mig_fail(err, errlen, ...) bc_fail((err), (errlen), BC_EINVAL, __VA_ARGS__)
 
+/* The JSON object a record holds (*doc: the caller deletes it).  Errors:
+ * BC_ETOOLARGE, BC_EINVAL (not an object; err says so). */
+static bc_status_t
+mig_parse_object(const char *json, size_t len, cJSON **doc, char *err, size_t errlen)
+{
+    *doc = NULL;
+    if (len > MIG_JSON_MAX) return BC_ETOOLARGE;
+    cJSON *d = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(d)) {
+        cJSON_Delete(d);
+        return mig_fail(err, errlen, "not a JSON object");
+    }
+    *doc = d;
+    return BC_OK;
+}
+
 /* A non-negative integer field no larger than max; missing is `dflt`. */
 static bool
 json_uint(const cJSON *obj, const char *name, uint64_t max, uint64_t dflt, uint64_t *out)
@@ -92,12 +108,9 @@ bc_mig_record_decode(const char *json, size_t len, uint32_t bucket, bc_mig_recor
 {
     memset(out, 0, sizeof(*out));
     out->version = -1;
-    if (len > MIG_JSON_MAX) return BC_ETOOLARGE;
-    cJSON *doc = cJSON_ParseWithLength(json, len);
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return mig_fail(err, errlen, "not a JSON object");
-    }
+    cJSON *doc;
+    bc_status_t pst = mig_parse_object(json, len, &doc, err, errlen);
+    if (pst != BC_OK) return pst;
     bc_status_t st = BC_OK;
     uint64_t v;
     const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
@@ -269,12 +282,9 @@ bc_mig_control_decode(const char *json, size_t len, bc_mig_control_t *out, char 
 {
     bc_mig_control_init(out);
     if (len == 0) return BC_OK;
-    if (len > MIG_JSON_MAX) return BC_ETOOLARGE;
-    cJSON *doc = cJSON_ParseWithLength(json, len);
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return mig_fail(err, errlen, "not a JSON object");
-    }
+    cJSON *doc;
+    bc_status_t pst = mig_parse_object(json, len, &doc, err, errlen);
+    if (pst != BC_OK) return pst;
     bc_status_t st = BC_OK;
     uint64_t v;
     const cJSON *paused = cJSON_GetObjectItemCaseSensitive(doc, "paused");
