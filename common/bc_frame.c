@@ -225,12 +225,12 @@ frame_close(bc_frame_buf_t *b, size_t payload_len)
     b->len += BC_FRAME_HEADER_LEN + payload_len;
 }
 
-bc_status_t
-bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t nbuckets)
+static bc_status_t
+frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t nbuckets, bool delta)
 {
     char *p = frame_open(b, 64), *s = p;
     if (p == NULL) return BC_ENOMEM;
-    *p++ = (char)(0x90 | 6);
+    *p++ = (char)(0x90 | (delta ? 7 : 6));
     p += mp_uint(p, BC_FRAME_HELLO);
     *p++ = (char)(0xa0 | (sizeof(BC_FRAME_MAGIC) - 1));
     memcpy(p, BC_FRAME_MAGIC, sizeof(BC_FRAME_MAGIC) - 1);
@@ -239,8 +239,21 @@ bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t 
     p += mp_uint(p, bucket);
     p += mp_uint(p, epoch);
     p += mp_uint(p, nbuckets);
+    if (delta) p += mp_uint(p, 1);
     frame_close(b, (size_t)(p - s));
     return BC_OK;
+}
+
+bc_status_t
+bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t nbuckets)
+{
+    return frame_put_hello(b, bucket, epoch, nbuckets, false);
+}
+
+bc_status_t
+bc_frame_put_hello_delta(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t nbuckets)
+{
+    return frame_put_hello(b, bucket, epoch, nbuckets, true);
 }
 
 bc_status_t
@@ -516,8 +529,8 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     case BC_FRAME_HELLO: {
         const char *magic;
         size_t nmagic;
-        if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "HELLO frame with %u fields, "
-                                      "expected 6", n);
+        if (n != 6 && n != 7) return bc_fail(err, errlen, BC_EPROTO, "HELLO frame with %u "
+                                                "fields, expected 6 or 7", n);
         if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_MAGIC) - 1 ||
             memcmp(magic, BC_FRAME_MAGIC, nmagic) != 0) {
             return bc_fail(err, errlen, BC_EPROTO, "HELLO frame without the \"%s\" magic",
@@ -530,6 +543,10 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         if (!mp_read_uint(&r, UINT64_MAX, &out->epoch)) goto bad_field;
         if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
         out->nbuckets = (uint32_t)v;
+        if (n == 7) {
+            if (!mp_read_uint(&r, 1, &v)) goto bad_field;
+            out->delta = v == 1;
+        }
         break;
     }
     case BC_FRAME_ITEM:
@@ -636,10 +653,11 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
         }
         s->bucket = f->bucket;
         s->epoch = f->epoch;
+        s->delta = f->delta;
         s->state = 1;
         return BC_OK;
     case 1:
-        if (f->type == BC_FRAME_ITEM) {
+        if (f->type == BC_FRAME_ITEM || (f->type == BC_FRAME_DEL && s->delta)) {
             s->items++;
             s->bytes += f->nkey + f->nvalue;
             return BC_OK;
@@ -654,7 +672,11 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
             s->state = 2;
             return BC_OK;
         }
-        return bc_fail(err, errlen, BC_EPROTO, "a second HELLO in the stream");
+        if (f->type == BC_FRAME_HELLO) {
+            return bc_fail(err, errlen, BC_EPROTO, "a second HELLO in the stream");
+        }
+        return bc_fail(err, errlen, BC_EPROTO, "frame type %d in a%s export stream",
+                       (int)f->type, s->delta ? " delta" : " full");
     default:
         return bc_fail(err, errlen, BC_EPROTO, "frame after END");
     }

@@ -5,7 +5,8 @@
  * WHAT
  *   A bucket export is a byte stream of frames:
  *
- *       HELLO  ITEM*  END
+ *       HELLO  ITEM*  END                 (a full export)
+ *       HELLO  (ITEM | DEL)*  END         (a delta export: HELLO's delta = 1)
  *
  *   and every frame is
  *
@@ -17,7 +18,9 @@
  *   frame type:
  *
  *       HELLO  [0, "bcmig", version, bucket, epoch, nbuckets]
+ *              [0, "bcmig", version, bucket, epoch, nbuckets, delta]
  *       ITEM   [1, key, value, flags, ttl, cas]
+ *       DEL    [11, key]                  (delta exports only)
  *       END    [2, items, bytes]
  *
  *   key and value are msgpack bin (str is accepted too), flags a uint32,
@@ -25,7 +28,14 @@
  *   relative time, so the two nodes' clocks need not agree), cas the
  *   item's CAS at the source (informative: the destination assigns its
  *   own).  END repeats how many items and how many key+value bytes the
- *   stream carried.
+ *   stream carried (in a delta export, ITEM and DEL frames both count as
+ *   items, a DEL's bytes being its key's).
+ *
+ *   A delta export (node/migrate.h, precopy) carries only the keys that
+ *   changed since an earlier snapshot of the bucket: ITEM is "the key's
+ *   value is now this" (the receiver overwrites), DEL "the key is gone".
+ *   A HELLO without the seventh field is a full export, so a version-1
+ *   reader of full exports reads these unchanged.
  *
  * REPLICATION (node/repl.h) uses the same framing on a primary->backup
  * connection, with these frame types besides ITEM and END:
@@ -95,6 +105,7 @@ typedef struct bc_frame {
     uint32_t bucket;
     uint64_t epoch;
     uint32_t nbuckets;
+    bool delta;                    /* HELLO: a delta export (see above) */
     /* ITEM */
     const char *key;
     size_t nkey;
@@ -137,6 +148,9 @@ bc_status_t bc_frame_buf_reserve(bc_frame_buf_t *b, size_t extra);
  * as it was), BC_ETOOLARGE (a payload over 4 GiB). */
 bc_status_t bc_frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch,
                                uint32_t nbuckets);
+/* The HELLO of a delta export (delta = 1; see above). */
+bc_status_t bc_frame_put_hello_delta(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch,
+                                     uint32_t nbuckets);
 bc_status_t bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
                               size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas);
 bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
@@ -171,9 +185,10 @@ bc_status_t bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_
  */
 typedef struct bc_frame_stream {
     int state;                 /* 0 = expect HELLO, 1 = items, 2 = after END */
+    bool delta;                /* HELLO said delta: DEL frames are allowed */
     uint32_t bucket;
     uint64_t epoch;
-    uint64_t items;            /* ITEM frames seen */
+    uint64_t items;            /* ITEM (and, in a delta, DEL) frames seen */
     uint64_t bytes;            /* key + value bytes seen */
 } bc_frame_stream_t;
 

@@ -106,6 +106,12 @@ cluster_json_add(bc_admin_t *admin, cJSON *o, bool counters)
             cJSON_AddNumberToObject(m, "imports_running", ms.imports_running);
             cJSON_AddNumberToObject(m, "import_items", (double)ms.import_items);
             cJSON_AddNumberToObject(m, "import_bytes", (double)ms.import_bytes);
+            cJSON_AddNumberToObject(m, "precopies", (double)ms.precopies);
+            cJSON_AddNumberToObject(m, "export_deltas", (double)ms.export_deltas);
+            cJSON_AddNumberToObject(m, "import_deltas", (double)ms.import_deltas);
+            cJSON_AddNumberToObject(m, "delta_fallbacks", (double)ms.delta_fallbacks);
+            cJSON_AddNumberToObject(m, "taps_active", ms.taps_active);
+            cJSON_AddNumberToObject(m, "taps_overflowed", (double)ms.taps_overflowed);
         }
     }
     if (counters && admin->repl != NULL) {
@@ -494,6 +500,21 @@ handle_metrics(void *ctx, bc_http_req_t *req)
                "Key and value bytes stored by bucket imports.", ms.import_bytes);
         metric(&tb, "migrate_imports_running", "gauge",
                "Bucket imports in progress.", ms.imports_running);
+        metric(&tb, "migrate_precopies_total", "counter",
+               "Precopies imported (a bucket copied while it stayed writable).", ms.precopies);
+        metric(&tb, "migrate_export_deltas_total", "counter",
+               "Final exports that sent only the changes since the precopy.", ms.export_deltas);
+        metric(&tb, "migrate_import_deltas_total", "counter",
+               "Final imports that applied only the changes since the precopy.",
+               ms.import_deltas);
+        metric(&tb, "migrate_delta_fallbacks_total", "counter",
+               "Final imports that asked for the changes and got the whole bucket (the "
+               "source's change tracker had ended).", ms.delta_fallbacks);
+        metric(&tb, "migrate_taps", "gauge",
+               "Change trackers on this node's exported buckets.", ms.taps_active);
+        metric(&tb, "migrate_tap_overflows_total", "counter",
+               "Change trackers ended because their keys outgrew the limit.",
+               ms.taps_overflowed);
         metric(&tb, "cluster_writable", "gauge",
                "1 when this node accepts writes (primary, replication ready, write lease "
                "valid).", ci.writable ? 1 : 0);

@@ -115,6 +115,7 @@ typedef struct cache_bucket {
     uint32_t mask;              /* nslots - 1 */
     uint32_t count;             /* linked items */
     uint64_t bytes;             /* charged bytes of those items */
+    _Atomic bool tapped;        /* report changes to the tap (any thread) */
 } cache_bucket_t;
 
 typedef struct cache_shard {
@@ -157,16 +158,31 @@ struct bc_cache {
 
     bc_cache_observer_fn observer;    /* set before use; NULL = none */
     void *observer_ctx;
+    _Atomic(bc_cache_tap_fn) tap;     /* NULL = none; published after tap_ctx */
+    void *tap_ctx;
+    _Atomic uint64_t flushes;         /* bc_cache_flush_count */
 };
 
-/* Reports a change to the observer (see cache.h). */
+/* Reports a change to the observer and, for a tapped bucket, to the tap
+ * (see cache.h).  bucket is the change's bucket index. */
 static inline void
 cache_notify(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it,
-             const char *key, size_t nkey, uint32_t num)
+             const char *key, size_t nkey, uint32_t num, uint32_t bucket)
 {
-    if (cache->observer == NULL) return;
     bc_cache_event_t ev = {type, it, key, nkey, num, num, 0};
-    cache->observer(cache->observer_ctx, &ev);
+    if (cache->observer != NULL) cache->observer(cache->observer_ctx, &ev);
+    if (atomic_load_explicit(&cache->buckets[bucket].tapped, memory_order_relaxed)) {
+        bc_cache_tap_fn tap = atomic_load_explicit(&((bc_cache_t *)cache)->tap,
+                                                   memory_order_acquire);
+        if (tap != NULL) tap(cache->tap_ctx, bucket, &ev);
+    }
+}
+
+/* A STORE or TOUCH of it. */
+static inline void
+cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it)
+{
+    cache_notify(cache, type, it, NULL, 0, 0, it->hash % cache->nbuckets);
 }
 
 /* Where a hash lives. */
@@ -801,7 +817,7 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
             it->iflags |= ITEM_FETCHED;
             if (touch) {
                 it->exptime = exptime;
-                cache_notify(cache, BC_CACHE_EV_TOUCH, it, NULL, 0, 0);
+                cache_notify_item(cache, BC_CACHE_EV_TOUCH, it);
             }
             cache->policy->on_access(loc.shard->policy, it, now);
         }
@@ -967,7 +983,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
-            cache_notify(cache, BC_CACHE_EV_STORE, nit, NULL, 0, 0);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit);
             if (cas_out != NULL) *cas_out = nit->cas;
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1068,7 +1084,7 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
             it->cas = keep_cas;
             cache_cas_raise(cache, keep_cas);
         }
-        if (st == BC_OK) cache_notify(cache, BC_CACHE_EV_STORE, it, NULL, 0, 0);
+        if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it);
         if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
     }
     pthread_mutex_unlock(&loc.shard->lock);
@@ -1095,7 +1111,7 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
     if (it != NULL) {
         do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
         do_table_shrink(cache, loc.bucket);
-        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, hash % cache->nbuckets);
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
@@ -1196,7 +1212,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
             memset(v + len, ' ', it->nbytes - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
             cache->policy->on_access(loc.shard->policy, it, now);
-            cache_notify(cache, BC_CACHE_EV_STORE, it, NULL, 0, 0);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, it);
             pthread_mutex_unlock(&loc.shard->lock);
             cache_free_list(cache, freelist);
             return BC_OK;
@@ -1227,7 +1243,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
-            cache_notify(cache, BC_CACHE_EV_STORE, nit, NULL, 0, 0);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit);
         }
         pthread_mutex_unlock(&loc.shard->lock);
         cache_free_list(cache, freelist);
@@ -1258,10 +1274,11 @@ bc_cache_flush(bc_cache_t *cache, uint32_t when)
     } else {
         atomic_store(&cache->oldest_live, due);
     }
-    if (cache->observer != NULL) {
-        bc_cache_event_t ev = {BC_CACHE_EV_FLUSH, NULL, NULL, 0, when, 0, mark};
-        cache->observer(cache->observer_ctx, &ev);
-    }
+    atomic_fetch_add(&cache->flushes, 1);
+    bc_cache_event_t ev = {BC_CACHE_EV_FLUSH, NULL, NULL, 0, when, 0, mark};
+    if (cache->observer != NULL) cache->observer(cache->observer_ctx, &ev);
+    bc_cache_tap_fn tap = atomic_load_explicit(&cache->tap, memory_order_acquire);
+    if (tap != NULL) tap(cache->tap_ctx, UINT32_MAX, &ev);
 }
 
 void
@@ -1272,6 +1289,7 @@ bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
     }
     cache_cas_raise(cache, mark);
     atomic_store(&cache->oldest_live, 0);
+    atomic_fetch_add(&cache->flushes, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1400,7 +1418,7 @@ bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
         b->bytes = 0;
         do_table_shrink(cache, b);   /* count is 0: frees the slot array */
     }
-    cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket);
+    cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket, bucket);
     pthread_mutex_unlock(&s->lock);
     cache_free_list(cache, freelist);
     return dropped;
@@ -1427,6 +1445,26 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
     out->mem_limit = cache->mem_limit;
     out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
+}
+
+void
+bc_cache_set_tap(bc_cache_t *cache, bc_cache_tap_fn fn, void *ctx)
+{
+    if (fn == NULL) atomic_store_explicit(&cache->tap, NULL, memory_order_release);
+    cache->tap_ctx = ctx;
+    if (fn != NULL) atomic_store_explicit(&cache->tap, fn, memory_order_release);
+}
+
+void
+bc_cache_tap_bucket(bc_cache_t *cache, uint32_t bucket, bool on)
+{
+    if (bucket < cache->nbuckets) atomic_store(&cache->buckets[bucket].tapped, on);
+}
+
+uint64_t
+bc_cache_flush_count(const bc_cache_t *cache)
+{
+    return atomic_load(&((bc_cache_t *)cache)->flushes);
 }
 
 void

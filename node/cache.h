@@ -297,4 +297,31 @@ typedef void (*bc_cache_observer_fn)(void *ctx, const bc_cache_event_t *ev);
  * uses the cache; the pointer is read without a lock. */
 void bc_cache_set_observer(bc_cache_t *cache, bc_cache_observer_fn fn, void *ctx);
 
+/* ---- bucket taps (migration precopy, node/tap.h) ---- */
+
+/*
+ * A second observer that hears only about TAPPED buckets (plus every
+ * FLUSH, with bucket = UINT32_MAX), so that an untapped bucket's writes
+ * pay one relaxed load.  Same rules as the observer: runs with the shard
+ * lock held (FLUSH without), must not call back into the cache.
+ *
+ * Ordering: a write whose shard critical section starts after
+ * bc_cache_tap_bucket(.., true) returned -- in particular any write after
+ * a later bc_cache_bucket_foreach of that bucket took the shard lock --
+ * is reported.  That is what lets a tap be armed first and the bucket
+ * read afterwards, without a gap.
+ */
+typedef void (*bc_cache_tap_fn)(void *ctx, uint32_t bucket, const bc_cache_event_t *ev);
+/* Installs (NULL removes) the tap hook; may be called while other threads
+ * use the cache, as long as no bucket is tapped yet (install) or any more
+ * (removal). */
+void bc_cache_set_tap(bc_cache_t *cache, bc_cache_tap_fn fn, void *ctx);
+/* Turns reporting of bucket's changes on or off (any thread, any lock). */
+void bc_cache_tap_bucket(bc_cache_t *cache, uint32_t bucket, bool on);
+
+/* How many flush_all (immediate, delayed or replicated) this cache has
+ * seen: a destination checks that none came between its precopy and its
+ * final import. */
+uint64_t bc_cache_flush_count(const bc_cache_t *cache);
+
 #endif

@@ -45,8 +45,9 @@
 #include "bc_log.h"
 #include "bc_net.h"
 #include "bc_time.h"
+#include "tap.h"
 
-#define MIG_DEFAULT_IMPORTS     16u       /* the console runs at most 16 copies */
+#define MIG_DEFAULT_IMPORTS     32u       /* the console runs at most 16 copies + 16 precopies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
 #define MIG_FENCE_WAIT_US       200000    /* an export is held this long to be fenced */
@@ -61,6 +62,8 @@
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_PROGRESS_EVERY      1024u
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
+#define MIG_TAP_HEADER          "X-Bucketcache-Tap"
+#define MIG_PRECOPY_KEEP_MS     60000     /* a finished precopy waits this long for its final copy */
 
 #ifndef MHD_HTTP_MISDIRECTED_REQUEST
 #define MHD_HTTP_MISDIRECTED_REQUEST 421
@@ -82,6 +85,12 @@ typedef struct import_job {
     uint64_t epoch;
     uint32_t from;                 /* the source's group */
     char source[BC_ADDR_MAX];
+    bool precopy;                  /* a precopy (epoch 0): the bucket stays writable */
+    uint64_t tap;                  /* precopy: the source's change tracker; final: the
+                                    * tracker it asks the changes of (0: a full copy) */
+    uint64_t flushes;              /* precopy: bc_cache_flush_count when it started */
+    bool used;                     /* precopy: a final copy took it over */
+    bool delta;                    /* final: the source sent only the changes */
     uint64_t items;
     uint64_t bytes;
     uint64_t skipped;              /* already present here: add-if-absent kept ours */
@@ -103,6 +112,7 @@ struct bc_node_migrate {
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
     void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
     void *commit_ctx;
+    bc_tap_set_t *taps;            /* change trackers of exported buckets (tap.h) */
 
     /* LOCKING RULE: mu guards jobs[], running, stopping and seq; never
      * held across I/O or pthread_join; the only cache call under it is
@@ -116,6 +126,7 @@ struct bc_node_migrate {
 
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
+    _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
 
     /* The admin server whose parked long polls a finished job wakes (set
      * by the first long poll; guarded by mu; NULL after shutdown). */
@@ -126,6 +137,9 @@ struct bc_node_migrate {
 
 typedef struct mig_params {
     bool has_bucket, has_epoch, has_source, has_from;
+    bool tap;                      /* export: arm a change tracker (a precopy's snapshot) */
+    bool precopy;                  /* import: the precopy job */
+    uint64_t since;                /* export: only the changes tracker `since` saw */
     uint32_t bucket;
     uint32_t from;
     uint32_t wait_ms;              /* GET import: long poll while running */
@@ -184,6 +198,20 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
             }
             snprintf(p->source, sizeof(p->source), "%s", q->value);
             p->has_source = true;
+        } else if (strcmp(q->name, "tap") == 0 || strcmp(q->name, "precopy") == 0) {
+            if (!bc_parse_u64n(q->value, q->value_len, 1, &v) || v != 1) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "%s: expected 1",
+                                              q->name);
+                return false;
+            }
+            if (q->name[0] == 't') p->tap = true;
+            else p->precopy = true;
+        } else if (strcmp(q->name, "since") == 0) {
+            if (!bc_parse_u64n(q->value, q->value_len, UINT64_MAX, &p->since) || p->since == 0) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "since: expected a change tracker id");
+                return false;
+            }
         } else if (strcmp(q->name, "wait_ms") == 0) {
             if (!bc_parse_u64n(q->value, q->value_len, MIG_WAIT_MAX_MS, &v)) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
@@ -263,12 +291,163 @@ mig_refuse(bc_http_req_t *req, bool retry, uint64_t epoch, const char *fmt, ...)
     return bc_http_reply_json(req, MHD_HTTP_CONFLICT, doc);
 }
 
+/* A delta export's pass over the bucket (shard lock held): the changed
+ * keys that still exist go out as ITEM; they are marked, and those left
+ * unmarked afterwards are gone (DEL). */
+typedef struct delta_ctx {
+    export_ctx_t x;
+    bc_tap_keys_t *keys;
+} delta_ctx_t;
+
+static bool
+export_changed_item(const bc_item_t *it, void *arg)
+{
+    delta_ctx_t *d = arg;
+    if (!bc_tap_keys_mark(d->keys, bc_item_key(it), it->nkey)) return true;
+    return export_item(it, &d->x);
+}
+
+static void
+export_gone_key(const char *key, size_t nkey, void *arg)
+{
+    delta_ctx_t *d = arg;
+    if (d->x.failed) return;
+    if (bc_frame_put_del(&d->x.buf, key, nkey) != BC_OK) {
+        d->x.failed = true;
+        return;
+    }
+    d->x.items++;
+    d->x.bytes += nkey;
+}
+
+/* Sends an encoded export (the buffer goes to MHD).  tap: the change
+ * tracker a precopy armed (0: none), in the X-Bucketcache-Tap header. */
+static enum MHD_Result
+export_send(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+            export_ctx_t *x, const char *kind, uint64_t tap)
+{
+    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_items, x->items, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_bytes, x->buf.len, memory_order_relaxed);
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
+             " items, %zu bytes", bucket, epoch, kind, x->items, x->buf.len);
+    char num[24];
+    snprintf(num, sizeof(num), "%" PRIu64, x->items);
+    bc_http_add_header(req, "X-Bucketcache-Items", num);
+    if (tap != 0) {
+        snprintf(num, sizeof(num), "%" PRIu64, tap);
+        bc_http_add_header(req, MIG_TAP_HEADER, num);
+    }
+    /* A send buffer as large as the export (up to what the system allows):
+     * MHD then hands the whole stream to the kernel in one go, instead of
+     * in slices that each wait for the destination to read and for this
+     * admin thread to be scheduled again -- on a busy machine every such
+     * wake-up costs milliseconds. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci != NULL) {
+        int sz = x->buf.len > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)x->buf.len;
+        if (sz > 256 * 1024) {
+            (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        }
+    }
+    /* The buffer is handed to MHD and freed when sent (or dropped). */
+    return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x->buf.data, x->buf.len,
+                                free, x->buf.data);
+}
+
+static enum MHD_Result
+export_encode_failed(bc_http_req_t *req, export_ctx_t *x, uint32_t bucket, bc_status_t st)
+{
+    bc_frame_buf_free(&x->buf);
+    return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
+                               PRIu32 ": %s", bucket, bc_status_str(st));
+}
+
+/* The whole bucket.  tap != 0: a precopy's snapshot, taken after the
+ * tracker was armed (tap.h: arm first, then read). */
+static enum MHD_Result
+export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+             uint64_t tap)
+{
+    export_ctx_t x;
+    memset(&x, 0, sizeof(x));
+    x.now = bc_cache_now(mig->cache);
+    /* One allocation: the accounted bytes of the bucket's items bound the
+     * frames (each item's header is larger than its frame overhead). */
+    bc_bucket_stats_t bs;
+    bc_status_t st = bc_cache_bucket_stats(mig->cache, bucket, &bs);
+    if (st == BC_OK) st = bc_frame_buf_reserve(&x.buf, (size_t)bs.bytes + 4096);
+    if (st == BC_OK) st = bc_frame_put_hello(&x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
+    if (st == BC_OK) st = bc_cache_bucket_foreach(mig->cache, bucket, export_item, &x);
+    if (st == BC_OK && x.failed) st = BC_ENOMEM;
+    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.items, x.bytes);
+    if (st != BC_OK) return export_encode_failed(req, &x, bucket, st);
+    return export_send(mig, req, bucket, epoch, &x, tap != 0 ? "precopy" : "full", tap);
+}
+
+/* Only the keys a change tracker recorded, each as it is now. */
+static enum MHD_Result
+export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+                   bc_tap_keys_t *keys)
+{
+    delta_ctx_t d;
+    memset(&d, 0, sizeof(d));
+    d.keys = keys;
+    d.x.now = bc_cache_now(mig->cache);
+    bc_status_t st = bc_frame_put_hello_delta(&d.x.buf, bucket, epoch,
+                                              bc_cache_nbuckets(mig->cache));
+    if (st == BC_OK && keys->count > 0) {
+        st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
+        if (st == BC_OK && !d.x.failed) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
+    }
+    if (st == BC_OK && d.x.failed) st = BC_ENOMEM;
+    if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.items, d.x.bytes);
+    if (st != BC_OK) return export_encode_failed(req, &d.x, bucket, st);
+    atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
+    return export_send(mig, req, bucket, epoch, &d.x, "changes since the precopy", 0);
+}
+
+/*
+ * A precopy's snapshot (export?bucket=B&tap=1): the bucket as it is now,
+ * while it stays writable, with a change tracker armed just before it is
+ * read.  Only the primary of B's owner serves it.
+ */
+static enum MHD_Result
+export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    uint32_t owner = 0;
+    uint64_t cur = 0;
+    bc_route_t route = bc_node_cluster_route(mig->cluster, p->bucket, true, &owner, &cur);
+    if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
+        const char *why = route == BC_ROUTE_MOVED ? "is owned by another group"
+                        : route == BC_ROUTE_NO_OWNER ? "has no owner"
+                        : "is not served by this node (not the primary)";
+        export_refused(mig);
+        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->bucket, why);
+    }
+    uint64_t tap = 0;
+    bc_status_t st = bc_tap_start(mig->taps, p->bucket, &tap);
+    if (st != BC_OK) {
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot track bucket %"
+                                   PRIu32 ": %s", p->bucket, bc_status_str(st));
+    }
+    return export_reply(mig, req, p->bucket, 0, tap);
+}
+
 enum MHD_Result
 bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
 {
     mig_params_t p;
     enum MHD_Result result;
     if (!params_parse(mig, req, &p, &result)) return result;
+    if (p.tap) {
+        if (p.has_epoch || p.since != 0) {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "tap=1 takes no epoch or "
+                                       "since");
+        }
+        return export_precopy(mig, req, &p);
+    }
     if (!p.has_epoch) {
         return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "epoch is required");
     }
@@ -340,49 +519,18 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
                           " yet", p.epoch);
     }
 
-    export_ctx_t x;
-    memset(&x, 0, sizeof(x));
-    x.now = bc_cache_now(mig->cache);
-    /* One allocation: the accounted bytes of the bucket's items bound the
-     * frames (each item's header is larger than its frame overhead). */
-    bc_bucket_stats_t bs;
-    bc_status_t st = bc_cache_bucket_stats(mig->cache, p.bucket, &bs);
-    if (st == BC_OK) st = bc_frame_buf_reserve(&x.buf, (size_t)bs.bytes + 4096);
-    if (st == BC_OK) {
-        st = bc_frame_put_hello(&x.buf, p.bucket, p.epoch, bc_cache_nbuckets(mig->cache));
+    if (p.since == 0) return export_reply(mig, req, p.bucket, p.epoch, 0);
+    /* The final copy of a precopied bucket: only what changed since. */
+    bc_tap_keys_t keys;
+    char why[200];
+    if (bc_tap_changes(mig->taps, p.bucket, p.since, &keys, why, sizeof(why)) != BC_OK) {
+        log_info("migrate: bucket %" PRIu32 " at epoch %" PRIu64 ": %s; sending all of it",
+                 p.bucket, p.epoch, why);
+        return export_reply(mig, req, p.bucket, p.epoch, 0);
     }
-    if (st == BC_OK) st = bc_cache_bucket_foreach(mig->cache, p.bucket, export_item, &x);
-    if (st == BC_OK && x.failed) st = BC_ENOMEM;
-    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.items, x.bytes);
-    if (st != BC_OK) {
-        bc_frame_buf_free(&x.buf);
-        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
-                                   PRIu32 ": %s", p.bucket, bc_status_str(st));
-    }
-    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mig->export_items, x.items, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mig->export_bytes, x.buf.len, memory_order_relaxed);
-    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 ": %" PRIu64
-             " items, %zu bytes", p.bucket, p.epoch, x.items, x.buf.len);
-    char items[24];
-    snprintf(items, sizeof(items), "%" PRIu64, x.items);
-    bc_http_add_header(req, "X-Bucketcache-Items", items);
-    /* A send buffer as large as the export (up to what the system allows):
-     * MHD then hands the whole stream to the kernel in one go, instead of
-     * in slices that each wait for the destination to read and for this
-     * admin thread to be scheduled again -- on a busy machine every such
-     * wake-up costs milliseconds. */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci != NULL) {
-        int sz = x.buf.len > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)x.buf.len;
-        if (sz > 256 * 1024) {
-            (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-        }
-    }
-    /* The buffer is handed to MHD and freed when sent (or dropped). */
-    return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x.buf.data, x.buf.len, free,
-                                x.buf.data);
+    enum MHD_Result res = export_reply_delta(mig, req, p.bucket, p.epoch, &keys);
+    bc_tap_keys_free(&keys);
+    return res;
 }
 
 /* ---- the import's streaming HTTP GET ---- */
@@ -504,6 +652,8 @@ typedef struct import_run {
     bc_frame_stream_t stream;
     uint64_t items, bytes, skipped;
     uint32_t nbuckets;
+    uint64_t tap;                  /* precopy: the tracker the source armed (its header) */
+    bool delta;                    /* the source sent only the changes */
 } import_run_t;
 
 /* Stores one decoded frame.  Errors with err set. */
@@ -522,9 +672,25 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
                      r->nbuckets);
             return BC_EPROTO;
         }
+        if (f->delta && job->tap == 0) {
+            snprintf(err, errlen, "source sent the changes of bucket %" PRIu32 " where the "
+                     "whole bucket was asked for", job->bucket);
+            return BC_EPROTO;
+        }
+        r->delta = f->delta;
+        if (!f->delta) {
+            /* BEHAVIOR: a full copy starts from an empty bucket: leftovers
+             * of an abandoned attempt, or a precopy the source no longer
+             * tracks, would shadow fresh values under add-if-absent. */
+            uint64_t stale = bc_cache_bucket_drop(cache, job->bucket);
+            if (stale > 0) {
+                log_info("migrate: dropped %" PRIu64 " items of bucket %" PRIu32 " held here "
+                         "before importing it in full", stale, job->bucket);
+            }
+        }
         return BC_OK;
     }
-    if (f->type != BC_FRAME_ITEM) return BC_OK;
+    if (f->type != BC_FRAME_ITEM && f->type != BC_FRAME_DEL) return BC_OK;
     if (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN) {
         snprintf(err, errlen, "item with a key of %zu bytes", f->nkey);
         return BC_EPROTO;
@@ -535,6 +701,14 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
                  (int)(f->nkey > 40 ? 40 : f->nkey), f->key, bc_hash_bucket(hash, r->nbuckets),
                  job->bucket);
         return BC_EPROTO;
+    }
+    if (f->type == BC_FRAME_DEL) {
+        /* A delta: the key is gone at the source (BC_ENOTFOUND: the
+         * precopy never had it, or it was evicted here). */
+        (void)bc_cache_delete(cache, f->key, f->nkey, hash);
+        r->items++;
+        r->bytes += f->nkey;
+        return BC_OK;
     }
     if (f->nvalue > UINT32_MAX - 2) {
         snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
@@ -555,8 +729,13 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
     }
     if (f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
     memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
-    /* BEHAVIOR: add-if-absent -- a value already here is never replaced. */
-    st = bc_cache_store(cache, it, BC_STORE_ADD, 0, NULL);
+    /*
+     * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
+     * never replaced.  A delta replaces: what is here for the bucket came
+     * from the precopy (this group does not own the bucket yet, so no
+     * client wrote it), and the delta's value is newer.
+     */
+    st = bc_cache_store(cache, it, r->delta ? BC_STORE_SET : BC_STORE_ADD, 0, NULL);
     if (st == BC_OK) {
         r->items++;
         r->bytes += f->nkey + f->nvalue;
@@ -599,11 +778,20 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
     *retry = false;
     if (st != BC_OK) return st;
 
-    char head[512];
+    char head[512], what[96];
+    if (job->precopy) {
+        snprintf(what, sizeof(what), "bucket=%" PRIu32 "&tap=1", job->bucket);
+    } else if (job->tap != 0) {
+        snprintf(what, sizeof(what), "bucket=%" PRIu32 "&epoch=%" PRIu64 "&since=%" PRIu64,
+                 job->bucket, job->epoch, job->tap);
+    } else {
+        snprintf(what, sizeof(what), "bucket=%" PRIu32 "&epoch=%" PRIu64, job->bucket,
+                 job->epoch);
+    }
     int hn = snprintf(head, sizeof(head),
-                      "GET /v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64 " HTTP/1.1\r\n"
+                      "GET /v1/migrate/export?%s HTTP/1.1\r\n"
                       "Host: %s\r\nConnection: close\r\nAccept: " MIG_CONTENT_TYPE "\r\n\r\n",
-                      job->bucket, job->epoch, job->source);
+                      what, job->source);
     st = fetch_send(&f, head, (size_t)hn);
     if (st != BC_OK) {
         snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
@@ -643,6 +831,8 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
             content_length = strtoll(line + 17, NULL, 10);
         } else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0) {
             chunked = true;
+        } else if (strncasecmp(line + 2, MIG_TAP_HEADER ":", sizeof(MIG_TAP_HEADER)) == 0) {
+            r->tap = strtoull(line + 2 + sizeof(MIG_TAP_HEADER), NULL, 10);
         }
     }
     f.start = (size_t)(hdr_end - f.buf) + 4;
@@ -736,17 +926,19 @@ import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
     int64_t t0 = bc_time_mono_ms(), deadline = t0 + mig->timeout_ms;
     int backoff = 1;
     for (;;) {
-        /* BEHAVIOR: leftovers of an abandoned attempt would shadow fresh
-         * values under add-if-absent: start from an empty bucket. */
-        uint64_t stale = bc_cache_bucket_drop(mig->cache, job->bucket);
-        if (stale > 0) {
-            log_info("migrate: dropped %" PRIu64 " leftover items of bucket %" PRIu32
-                     " before importing it", stale, job->bucket);
-        }
+        /* A full export's HELLO empties the bucket first (import_frame); a
+         * delta applies on top of the precopy, and applying it again after
+         * a retry is harmless (each change is "the key is now this"). */
         memset(&r->stream, 0, sizeof(r->stream));
         r->items = r->bytes = r->skipped = 0;
+        r->tap = 0;
         bool retry = false;
         bc_status_t st = import_fetch(r, deadline, &retry, err, errlen);
+        if (st == BC_OK && job->precopy && r->tap == 0) {
+            snprintf(err, errlen, "source %.100s sent no change tracker with the precopy",
+                     job->source);
+            return BC_EPROTO;
+        }
         if (st == BC_OK || !retry) return st;
         if (atomic_load(&job->cancel)) {
             snprintf(err, errlen, "cancelled");
@@ -783,7 +975,7 @@ import_main(void *arg)
     int64_t t0 = bc_time_mono_ms();
 
     bc_status_t st = import_run(job, &r, err, sizeof(err));
-    if (st == BC_OK && mig->test_delay_ms > 0) {
+    if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {
         /* A deliberately slow destination (tests only). */
         for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
              waited += 10) {
@@ -798,7 +990,7 @@ import_main(void *arg)
      * over to it: in sync mode every item, in async mode within the lag
      * bound (repl.h).  The wait is this thread's: its stores are what it
      * waits for. */
-    if (st == BC_OK && mig->commit != NULL) mig->commit(mig->commit_ctx);
+    if (st == BC_OK && mig->commit != NULL && !job->precopy) mig->commit(mig->commit_ctx);
     if (st != BC_OK && st != BC_EEXISTS && !node_owns(mig, job->bucket)) {
         bc_cache_bucket_drop(mig->cache, job->bucket);
     }
@@ -809,6 +1001,8 @@ import_main(void *arg)
     job->skipped = r.skipped;
     job->finished_ms = bc_time_real_ms();
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
+    if (job->precopy) job->tap = st == BC_OK ? r.tap : 0;
+    job->delta = r.delta;
     snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
     mig->running--;
     /* Answer the console's long poll now (under mu: shutdown clears the
@@ -819,9 +1013,13 @@ import_main(void *arg)
         atomic_fetch_add(&mig->imports_done, 1);
         atomic_fetch_add(&mig->import_items, r.items);
         atomic_fetch_add(&mig->import_bytes, r.bytes);
-        log_info("migrate: imported bucket %" PRIu32 " (epoch %" PRIu64 ") from %s: %" PRIu64
-                 " items, %" PRIu64 " bytes in %lld ms", job->bucket, job->epoch, job->source,
-                 r.items, r.bytes, (long long)elapsed);
+        if (job->precopy) atomic_fetch_add(&mig->precopies, 1);
+        if (r.delta) atomic_fetch_add(&mig->import_deltas, 1);
+        if (!job->precopy && job->tap != 0 && !r.delta) atomic_fetch_add(&mig->delta_fallbacks, 1);
+        log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms", job->bucket,
+                 job->precopy ? "precopy" : r.delta ? "changes since the precopy" : "full",
+                 job->epoch, job->source, r.items, r.bytes, (long long)elapsed);
     } else {
         atomic_fetch_add(&mig->imports_failed, 1);
         log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
@@ -830,18 +1028,48 @@ import_main(void *arg)
     return NULL;
 }
 
-/* The most recent job for bucket (mu held), or NULL. */
+/* The most recent job for bucket (mu held), or NULL.  precopy_only:
+ * the most recent precopy. */
 static import_job_t *
-job_find(bc_node_migrate_t *mig, uint32_t bucket)
+job_find_kind(bc_node_migrate_t *mig, uint32_t bucket, bool precopy_only)
 {
     import_job_t *best = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) {
         import_job_t *j = &mig->jobs[i];
-        if (j->state != JOB_FREE && j->bucket == bucket && (best == NULL || j->seq > best->seq)) {
+        if (j->state != JOB_FREE && j->bucket == bucket && (!precopy_only || j->precopy) &&
+            (best == NULL || j->seq > best->seq)) {
             best = j;
         }
     }
     return best;
+}
+
+static import_job_t *
+job_find(bc_node_migrate_t *mig, uint32_t bucket)
+{
+    return job_find_kind(mig, bucket, false);
+}
+
+/*
+ * Whether precopy j can still be the base of a final copy from group
+ * `from` at `source` (mu held).
+ *
+ * BEHAVIOR: a delta is correct only on top of exactly what the precopy
+ * stored.  That holds while nothing here changed the bucket since: no
+ * flush_all ran here (it would have emptied it; the source's own flushes
+ * end its tracker, tap.h), no final copy used it (a failed one drops the
+ * bucket), no drop or cancel touched it, and it is recent (the drop hook
+ * stops keeping an old one).  Evictions here are the exception a cache
+ * allows: an evicted item is a miss, as it could be right after a cutover.
+ */
+static bool
+job_precopy_usable(bc_node_migrate_t *mig, const import_job_t *j, uint32_t from,
+                   const char *source)
+{
+    return j != NULL && j->precopy && j->state == JOB_DONE && !j->used && j->tap != 0 &&
+           !atomic_load(&j->cancel) && j->from == from && strcmp(j->source, source) == 0 &&
+           j->flushes == bc_cache_flush_count(mig->cache) &&
+           bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS;
 }
 
 static const char *
@@ -866,6 +1094,8 @@ job_json(bc_node_migrate_t *mig, const import_job_t *j)
     cJSON_AddNumberToObject(doc, "bucket", j->bucket);
     cJSON_AddNumberToObject(doc, "epoch", (double)j->epoch);
     cJSON_AddStringToObject(doc, "state", job_state_name(j->state));
+    cJSON_AddBoolToObject(doc, "precopy", j->precopy);
+    if (!j->precopy) cJSON_AddBoolToObject(doc, "delta", j->delta);
     cJSON_AddStringToObject(doc, "source", j->source);
     cJSON_AddNumberToObject(doc, "from", j->from);
     cJSON_AddNumberToObject(doc, "items", (double)j->items);
@@ -905,9 +1135,11 @@ import_reply(bc_node_migrate_t *mig, bc_http_req_t *req, unsigned status, import
 static enum MHD_Result
 import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
 {
-    if (!p->has_epoch || !p->has_source || !p->has_from) {
-        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
-                                   "epoch, from and source are required");
+    if (p->precopy ? p->has_epoch || !p->has_source || !p->has_from
+                   : !p->has_epoch || !p->has_source || !p->has_from) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, p->precopy
+                                   ? "a precopy takes from and source, and no epoch"
+                                   : "epoch, from and source are required");
     }
     bc_node_cluster_info_t info;
     bc_node_cluster_get_info(mig->cluster, &info);
@@ -923,12 +1155,29 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     }
     import_job_t *j = job_find(mig, p->bucket);
-    if (j != NULL && j->epoch == p->epoch) {
+    if (p->precopy && j != NULL && j->precopy && j->from == p->from &&
+        strcmp(j->source, p->source) == 0 &&
+        (j->state == JOB_RUNNING || job_precopy_usable(mig, j, p->from, p->source))) {
+        /* BEHAVIOR: idempotent, as below; a console that took over asks
+         * again and finds the copy already made. */
+        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    }
+    if (p->precopy && j != NULL && !j->precopy &&
+        (j->state == JOB_RUNNING || (j->state == JOB_DONE && !atomic_load(&j->cancel)))) {
+        /* The final copy runs or waits for its cutover: a precopy would
+         * empty the bucket under it (a stale request). */
+        uint64_t other = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return mig_refuse(req, false, other, "the copy of bucket %" PRIu32 " at epoch %" PRIu64
+                          " is %s", p->bucket, other,
+                          j->state == JOB_RUNNING ? "running" : "waiting for its cutover");
+    }
+    if (!p->precopy && j != NULL && j->epoch == p->epoch) {
         /* BEHAVIOR: idempotent -- the same request again (a console that
          * retried or took over) reports the job rather than restarting it. */
         return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
     }
-    if (j != NULL && j->epoch > p->epoch) {
+    if (!p->precopy && j != NULL && j->epoch > p->epoch) {
         /* BEHAVIOR: a request older than the newest attempt is stale (a
          * console that lost the election, a delayed retry): never run it. */
         uint64_t newer = j->epoch;
@@ -937,11 +1186,13 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
                           "newer epoch %" PRIu64 " exists", p->bucket, newer);
     }
     if (j != NULL && j->state == JOB_RUNNING) {
-        if (j->epoch < p->epoch) atomic_store(&j->cancel, true);
+        /* An older attempt, or a precopy (epoch 0) from elsewhere or
+         * overtaken by the final copy: it stops, then this one can start. */
+        if (j->epoch < p->epoch || p->precopy) atomic_store(&j->cancel, true);
         uint64_t other = j->epoch;
         pthread_mutex_unlock(&mig->mu);
-        return mig_refuse(req, j->epoch < p->epoch, other, "an import of bucket %"
-                             PRIu32 " at epoch %" PRIu64 " is still running", p->bucket, other);
+        return mig_refuse(req, true, other, "an import of bucket %" PRIu32 " at epoch %" PRIu64
+                          " is still running", p->bucket, other);
     }
     if (node_owns(mig, p->bucket)) {
         pthread_mutex_unlock(&mig->mu);
@@ -952,6 +1203,17 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
         pthread_mutex_unlock(&mig->mu);
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%u imports already "
                                    "running; retry", mig->max_imports);
+    }
+    /* A final copy takes over a precopy of the same source: it asks only
+     * for the changes since (the precopy is then used up, whatever
+     * happens: a failed final copy drops the bucket). */
+    uint64_t since = 0;
+    if (!p->precopy) {
+        import_job_t *pre = job_find_kind(mig, p->bucket, true);
+        if (job_precopy_usable(mig, pre, p->from, p->source)) {
+            since = pre->tap;
+            pre->used = true;
+        }
     }
     j = job_slot(mig);
     if (j == NULL) {
@@ -970,9 +1232,14 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     j->mig = mig;
     j->state = JOB_RUNNING;
     j->bucket = p->bucket;
-    j->epoch = p->epoch;
+    j->epoch = p->precopy ? 0 : p->epoch;
     j->from = p->from;
     snprintf(j->source, sizeof(j->source), "%s", p->source);
+    j->precopy = p->precopy;
+    j->tap = since;
+    j->flushes = bc_cache_flush_count(mig->cache);
+    j->used = false;
+    j->delta = false;
     j->items = j->bytes = j->skipped = 0;
     j->started_ms = bc_time_real_ms();
     j->finished_ms = 0;
@@ -986,8 +1253,9 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     }
     j->joinable = true;
     mig->running++;
-    log_info("migrate: importing bucket %" PRIu32 " (epoch %" PRIu64 ") from %s", p->bucket,
-             p->epoch, p->source);
+    log_info("migrate: importing bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s", p->bucket,
+             p->precopy ? "precopy" : since != 0 ? "changes since the precopy" : "full",
+             j->epoch, p->source);
     return import_reply(mig, req, MHD_HTTP_ACCEPTED, j);
 }
 
@@ -1029,11 +1297,11 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0) return import_start(mig, req, &p);
     if (strcmp(req->method, MHD_HTTP_METHOD_DELETE) == 0) return import_cancel(mig, req, &p);
     pthread_mutex_lock(&mig->mu);
-    import_job_t *j = job_find(mig, p.bucket);
+    import_job_t *j = job_find_kind(mig, p.bucket, p.precopy);
     if (j == NULL) {
         pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no import of bucket %" PRIu32
-                                   " is known here", p.bucket);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no %s of bucket %" PRIu32
+                                   " is known here", p.precopy ? "precopy" : "import", p.bucket);
     }
     /* Long poll (wait_ms): a running job of the asked epoch (any, without
      * one) is answered when it finishes -- the job wakes the parked
@@ -1070,6 +1338,11 @@ migrate_drop(void *ctx, uint32_t bucket)
     bc_node_migrate_t *mig = ctx;
     pthread_mutex_lock(&mig->mu);
     import_job_t *j = job_find(mig, bucket);
+    if (j != NULL && j->precopy && j->state == JOB_DONE && !atomic_load(&j->cancel) &&
+        (j->used || bc_time_real_ms() - j->finished_ms >= MIG_PRECOPY_KEEP_MS)) {
+        /* A precopy nobody came for (the final copy would not use it). */
+        atomic_store(&j->cancel, true);
+    }
     if (j != NULL && !atomic_load(&j->cancel) &&
         (j->state == JOB_RUNNING || j->state == JOB_DONE)) {
         uint32_t owner = 0;
@@ -1123,6 +1396,12 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
         free(mig);
         return BC_ENOMEM;
     }
+    bc_tap_config_t tc = {.cache = mig->cache};
+    if (bc_tap_set_create(&tc, &mig->taps) != BC_OK) {
+        free(mig->jobs);
+        free(mig);
+        return BC_ENOMEM;
+    }
     pthread_mutex_init(&mig->mu, NULL);
     bc_node_cluster_set_drop(mig->cluster, migrate_drop, mig);
     *out = mig;
@@ -1155,6 +1434,7 @@ bc_node_migrate_destroy(bc_node_migrate_t *mig)
     if (mig == NULL) return;
     bc_node_migrate_shutdown(mig);
     bc_node_cluster_set_drop(mig->cluster, NULL, NULL);
+    bc_tap_set_destroy(mig->taps);
     pthread_mutex_destroy(&mig->mu);
     free(mig->jobs);
     free(mig);
@@ -1173,6 +1453,14 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     out->imports_failed = atomic_load(&mig->imports_failed);
     out->import_items = atomic_load(&mig->import_items);
     out->import_bytes = atomic_load(&mig->import_bytes);
+    out->precopies = atomic_load(&mig->precopies);
+    out->export_deltas = atomic_load(&mig->export_deltas);
+    out->import_deltas = atomic_load(&mig->import_deltas);
+    out->delta_fallbacks = atomic_load(&mig->delta_fallbacks);
+    bc_tap_stats_t ts;
+    bc_tap_get_stats(mig->taps, &ts);
+    out->taps_active = ts.active;
+    out->taps_overflowed = ts.overflowed;
     pthread_mutex_lock(&mig->mu);
     out->imports_running = mig->running;
     pthread_mutex_unlock(&mig->mu);

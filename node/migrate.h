@@ -104,6 +104,12 @@ typedef struct bc_node_migrate_stats {
     uint64_t imports_failed;
     uint64_t import_items;
     uint64_t import_bytes;         /* key + value bytes stored */
+    uint64_t precopies;            /* precopy imports done */
+    uint64_t export_deltas;        /* final exports that sent only the changes */
+    uint64_t import_deltas;        /* final imports that got only the changes */
+    uint64_t delta_fallbacks;      /* final imports that asked for changes, got it all */
+    uint32_t taps_active;          /* change trackers on exported buckets */
+    uint64_t taps_overflowed;
     uint32_t imports_running;
 } bc_node_migrate_stats_t;
 

@@ -311,11 +311,57 @@ test_malformed_payloads(void **state)
     assert_int_equal(bc_frame_decode(buf, 8, MAXP, &f, &used, NULL, 0), BC_EPROTO);
 }
 
+/* A delta export: HELLO with delta = 1 may carry DEL frames (counted as
+ * items, their key as bytes); a full export may not; a HELLO's delta
+ * field other than 0/1 is refused. */
+static void
+test_delta_stream(void **state)
+{
+    (void)state;
+    char err[256];
+    bc_frame_buf_t b;
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_hello_delta(&b, 7, 42, 1024), BC_OK);
+    bc_frame_t f;
+    size_t used;
+    assert_int_equal(bc_frame_decode(b.data, b.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(f.type, BC_FRAME_HELLO);
+    assert_true(f.delta);
+    assert_int_equal(f.bucket, 7);
+    assert_int_equal(f.epoch, 42);
+    assert_int_equal(f.nbuckets, 1024);
+    assert_int_equal(bc_frame_put_item(&b, "k1", 2, "vv", 2, 0, 0, 0), BC_OK);
+    assert_int_equal(bc_frame_put_del(&b, "gone", 4), BC_OK);
+    assert_int_equal(bc_frame_put_end(&b, 2, 2 + 2 + 4), BC_OK);
+    size_t items = 0;
+    assert_int_equal(decode_all(b.data, b.len, &items, err, sizeof(err)), BC_OK);
+    assert_int_equal(items, 2);
+    bc_frame_buf_free(&b);
+
+    /* the plain HELLO is a full export: no delta, and DEL is refused */
+    assert_int_equal(bc_frame_put_hello(&b, 7, 42, 1024), BC_OK);
+    assert_int_equal(bc_frame_decode(b.data, b.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_false(f.delta);
+    assert_int_equal(bc_frame_put_del(&b, "gone", 4), BC_OK);
+    assert_int_equal(bc_frame_put_end(&b, 1, 4), BC_OK);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "full export"));
+    bc_frame_buf_free(&b);
+
+    /* delta = 2 is out of range */
+    const char hello_d2[] = "\x97\x00\xa5" "bcmig" "\x01\x01\x01\x04\x02";
+    char framed[64];
+    size_t flen = wrap(framed, hello_d2, sizeof(hello_d2) - 1);
+    assert_int_equal(bc_frame_decode(framed, flen, MAXP, &f, &used, err, sizeof(err)),
+                     BC_EPROTO);
+}
+
 static void
 test_oversize_length_refused_before_reading(void **state)
 {
     (void)state;
-    /* A header claiming 4 GiB: refused at once, not waited for. */
+
+/* A header claiming 4 GiB: refused at once, not waited for. */
     char hdr[8] = {(char)0xff, (char)0xff, (char)0xff, (char)0xff, 0, 0, 0, 0};
     bc_frame_t f;
     size_t used;
@@ -470,6 +516,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_values),
         cmocka_unit_test(test_replication_frames),
+        cmocka_unit_test(test_delta_stream),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_truncated_at_every_byte),
         cmocka_unit_test(test_every_bit_flip_is_caught),

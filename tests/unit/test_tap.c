@@ -1,0 +1,238 @@
+/*
+ * test_tap.c -- the change trackers a precopy arms on its source's bucket
+ * (node/tap.h): what they record, when they end, and their key sets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "bc_hash.h"
+#include "cache.h"
+#include "tap.h"
+
+#define NBUCKETS 64u
+
+static bc_cache_t *
+make_cache(void)
+{
+    bc_cache_config_t cfg = {.mem_limit = 16u << 20, .nbuckets = NBUCKETS, .nshards = 8};
+    bc_cache_t *cache = NULL;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+    return cache;
+}
+
+/* The n-th key ("k<i>") that hashes to bucket. */
+static const char *
+key_in(uint32_t bucket, int n, char *buf, size_t cap)
+{
+    for (int i = 0;; i++) {
+        snprintf(buf, cap, "k%d", i);
+        if (bc_hash_bucket(bc_hash_key(buf, strlen(buf)), NBUCKETS) == bucket && n-- == 0) {
+            return buf;
+        }
+    }
+}
+
+static void
+set(bc_cache_t *cache, const char *key, const char *value)
+{
+    bc_status_t st;
+    size_t nkey = strlen(key), nval = strlen(value);
+    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), 0, 0,
+                                  (uint32_t)nval + 2, &st);
+    assert_non_null(it);
+    memcpy(bc_item_value(it), value, nval);
+    memcpy(bc_item_value(it) + nval, "\r\n", 2);
+    assert_int_equal(bc_cache_store(cache, it, BC_STORE_SET, 0, NULL), BC_OK);
+}
+
+static void
+del(bc_cache_t *cache, const char *key)
+{
+    (void)bc_cache_delete(cache, key, strlen(key), bc_hash_key(key, strlen(key)));
+}
+
+static bool
+has(bc_tap_keys_t *keys, const char *key)
+{
+    return bc_tap_keys_mark(keys, key, strlen(key));
+}
+
+/* Stores, deletes and touches of the tapped bucket are recorded once per
+ * key; other buckets' changes are not; the tracker goes on recording. */
+static void
+test_records_changed_keys(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache();
+    bc_tap_set_t *set_ = NULL;
+    bc_tap_config_t cfg = {.cache = cache};
+    assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
+    char a[16], b[16], c[16], other[16];
+    key_in(3, 0, a, sizeof(a));
+    key_in(3, 1, b, sizeof(b));
+    key_in(3, 2, c, sizeof(c));
+    key_in(4, 0, other, sizeof(other));
+    set(cache, a, "before");          /* before the tap: not a change */
+    set(cache, c, "x");
+
+    uint64_t id = 0;
+    assert_int_equal(bc_tap_start(set_, 3, &id), BC_OK);
+    assert_true(id != 0);
+    for (int i = 0; i < 100; i++) set(cache, a, "hot");   /* one key, many writes */
+    set(cache, b, "new");
+    del(cache, b);
+    assert_int_equal(bc_cache_touch(cache, c, strlen(c), bc_hash_key(c, strlen(c)), 0), BC_OK);
+    set(cache, other, "elsewhere");
+
+    bc_tap_keys_t keys;
+    char why[256];
+    assert_int_equal(bc_tap_changes(set_, 3, id, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 3);
+    assert_true(has(&keys, a));
+    assert_true(has(&keys, b));
+    assert_true(has(&keys, c));
+    assert_false(has(&keys, other));
+    bc_tap_keys_free(&keys);
+
+    /* a wrong id, an untapped bucket */
+    assert_int_equal(bc_tap_changes(set_, 3, id + 1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_non_null(strstr(why, "no change tracker"));
+    assert_int_equal(bc_tap_changes(set_, 4, id, &keys, why, sizeof(why)), BC_ENOTFOUND);
+
+    bc_tap_stats_t ts;
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.active, 1);
+    assert_int_equal(ts.keys, 3);
+    bc_tap_set_destroy(set_);
+    bc_cache_destroy(cache);
+}
+
+/* A flush_all ends every tracker; a bucket drop ends its own; a newer
+ * tap replaces the older; ids differ between two sets (processes). */
+static void
+test_flush_drop_and_replace_end_taps(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache();
+    bc_tap_set_t *set_ = NULL;
+    bc_tap_config_t cfg = {.cache = cache};
+    assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
+    uint64_t id1, id2, id3;
+    bc_tap_keys_t keys;
+    char why[256], k[16];
+    assert_int_equal(bc_tap_start(set_, 1, &id1), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 2, &id2), BC_OK);
+    bc_cache_flush(cache, 0);
+    assert_int_equal(bc_tap_changes(set_, 1, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_int_equal(bc_tap_changes(set_, 2, id2, &keys, why, sizeof(why)), BC_ENOTFOUND);
+
+    assert_int_equal(bc_tap_start(set_, 1, &id1), BC_OK);
+    set(cache, key_in(1, 0, k, sizeof(k)), "v");
+    (void)bc_cache_bucket_drop(cache, 1);
+    assert_int_equal(bc_tap_changes(set_, 1, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+
+    assert_int_equal(bc_tap_start(set_, 5, &id1), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 5, &id3), BC_OK);
+    assert_true(id3 != id1);
+    assert_int_equal(bc_tap_changes(set_, 5, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_int_equal(bc_tap_changes(set_, 5, id3, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 0);
+    bc_tap_keys_free(&keys);
+    bc_tap_set_destroy(set_);
+
+    /* A new process's tracker of the same bucket has another id. */
+    bc_tap_set_t *again = NULL;
+    assert_int_equal(bc_tap_set_create(&cfg, &again), BC_OK);
+    uint64_t id4;
+    assert_int_equal(bc_tap_start(again, 5, &id4), BC_OK);
+    assert_true(id4 != id3);
+    bc_tap_set_destroy(again);
+    bc_cache_destroy(cache);
+}
+
+/* Past max_bytes of keys a tracker overflows: it ends (the final copy is
+ * then a full one) and the overflow is counted; max_taps evicts the least
+ * recently used. */
+static void
+test_limits(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache();
+    bc_tap_set_t *set_ = NULL;
+    bc_tap_config_t cfg = {.cache = cache, .max_bytes = 16 * 1024, .max_taps = 2};
+    assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
+    uint64_t id;
+    assert_int_equal(bc_tap_start(set_, 9, &id), BC_OK);
+    char k[16];
+    for (int i = 0; i < 2000; i++) set(cache, key_in(9, i, k, sizeof(k)), "v");
+    bc_tap_keys_t keys;
+    char why[256];
+    assert_int_equal(bc_tap_changes(set_, 9, id, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    bc_tap_stats_t ts;
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.overflowed, 1);
+    assert_int_equal(ts.active, 0);
+
+    uint64_t a, b, c;
+    assert_int_equal(bc_tap_start(set_, 10, &a), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 11, &b), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 12, &c), BC_OK);
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.active, 2);
+    bc_tap_set_destroy(set_);
+    bc_cache_destroy(cache);
+}
+
+static void
+collect(const char *key, size_t nkey, void *ctx)
+{
+    char *out = ctx;
+    strncat(out, key, nkey);
+    strcat(out, ",");
+}
+
+/* The key set itself: duplicates are one entry, marks split seen from
+ * unseen, and it grows past its first index. */
+static void
+test_key_set(void **state)
+{
+    (void)state;
+    bc_tap_keys_t k;
+    memset(&k, 0, sizeof(k));
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key:%d", i % 2500);
+        assert_int_equal(bc_tap_keys_add(&k, key, strlen(key)), BC_OK);
+    }
+    assert_int_equal(k.count, 2500);
+    for (int i = 0; i < 2500; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        if (i != 7 && i != 1999) assert_true(bc_tap_keys_mark(&k, key, strlen(key)));
+    }
+    assert_false(bc_tap_keys_mark(&k, "absent", 6));
+    char unseen[64] = "";
+    bc_tap_keys_foreach_unseen(&k, collect, unseen);
+    assert_string_equal(unseen, "key:7,key:1999,");
+    assert_true(bc_tap_keys_bytes(&k) > 2500 * 6);
+    bc_tap_keys_free(&k);
+    assert_int_equal(k.count, 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_records_changed_keys),
+        cmocka_unit_test(test_flush_drop_and_replace_end_taps),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_key_set),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
