@@ -19,6 +19,18 @@
  *            waits) until then, up to 200 ms; after that 409 with
  *            "retry": true; other refusals (not the owner, not read-only:
  *            the migration was called off) are 409 with "retry": false.
+ *   GET    /v1/migrate/export?bucket=B&epoch=E&since=T
+ *            the same, fenced the same way, but only the keys change
+ *            tracker T (tap.h) recorded since the precopy, each as it is
+ *            now: a delta export (bc_frame.h).  When T is gone (it
+ *            overflowed, a flush or drop ended it, it expired, it belongs
+ *            to another process), the whole bucket instead; the HELLO says
+ *            which.
+ *   GET    /v1/migrate/export?bucket=B&tap=1
+ *            a precopy's snapshot: the whole bucket while it stays
+ *            writable, from the primary of its owner, with a change
+ *            tracker armed just before it is read; its id comes in the
+ *            X-Bucketcache-Tap header.
  *
  *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
  *            starts (or, same B and E, reports) an import job from group
@@ -32,11 +44,26 @@
  *            503 when max_imports jobs already run.
  *   GET    /v1/migrate/import?bucket=B[&epoch=E][&wait_ms=N]
  *            the job's state: {"bucket","epoch","state":"running"|"done"|
- *            "failed","items","bytes","skipped","error","node","elapsed_ms"}
+ *            "failed","precopy","delta","items","bytes","skipped","error",
+ *            "node","elapsed_ms"}
  *            (404 when no job for B is known).  With wait_ms (at most
  *            10000), a long poll: while the job (of epoch E, when given)
  *            runs, the answer waits until it finishes -- the job wakes
  *            the parked request at once -- or until N ms have passed.
+ *   POST   /v1/migrate/import?bucket=B&from=G&source=HOST:PORT&precopy=1
+ *            a PRECOPY (no epoch): the job pulls export?tap=1 while the
+ *            bucket stays writable at the source and keeps the copy and
+ *            the tracker's id.  Answered like a copy (202 / 200 when the
+ *            same precopy is running or done and still usable); 409
+ *            "retry": false while a copy of B runs or waits for its
+ *            cutover.  The next copy of B from the same group and address
+ *            then asks only for the changes (since=T) and applies them
+ *            over the precopy: ITEM replaces, DEL deletes.  It does so
+ *            only while the precopy is usable: finished, under 60 s old,
+ *            not used by an earlier copy, and no flush_all ran here since
+ *            (job_precopy_usable says why each matters).
+ *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
+ *            the newest precopy of B, long poll as below.
  *   DELETE /v1/migrate/import?bucket=B&epoch=E
  *            the console called the move off: the job stops and what it
  *            stored is dropped (unless this node owns B by now).
@@ -55,10 +82,15 @@
  *   decodes frames as they arrive: memory stays bounded by one frame.
  *
  * BEHAVIOR
- *   An import first drops whatever this node holds for B: it does not own
- *   B, so anything there is a leftover of an earlier, abandoned attempt,
- *   and add-if-absent must not let such a stale value shadow the fresh
- *   copy.  A failed import drops what it stored, for the same reason.
+ *   A full import (a copy without a usable precopy, or a precopy) first
+ *   drops whatever this node holds for B, when the source's HELLO comes: it
+ *   does not own B, so anything there is a leftover of an earlier,
+ *   abandoned attempt, and add-if-absent must not let such a stale value
+ *   shadow the fresh copy.  A failed import drops what it stored, for the
+ *   same reason.  A delta applies over the precopy instead: the precopy is
+ *   exactly the bucket as the source's tracker started, plus changes that
+ *   the delta restates anyway (tap.h), so precopy + delta = the bucket at
+ *   the fence.
  *   Items whose key does not hash to B, a HELLO naming another bucket or
  *   epoch, and any malformed, truncated or corrupted frame fail the job
  *   with an error that says so; the node itself carries on.
@@ -66,7 +98,8 @@
  *   The cluster agent drops buckets that neither c nor m names for this
  *   group; it asks this module first (bc_node_cluster_set_drop), which
  *   keeps a bucket an import is filling or has filled and whose cutover is
- *   pending, as long as its owner is still the source group.
+ *   pending (or a usable precopy), as long as its owner is still the
+ *   source group.
  *
  * LOCKING
  *   mu guards the job table (states, counters, slots).  A job thread
