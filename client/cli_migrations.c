@@ -192,8 +192,12 @@ mig_print(const cJSON *doc)
            str(doc, "active_console"));
     printf("  %s %3.0f%%  %.0f of %.0f buckets done\n", bar,
            total > 0 ? 100.0 * done / total : 100.0, done, total);
-    printf("  moving %.0f, pending %.0f, failed attempts %.0f\n", moving, pending,
-           num(doc, "failed_attempts"));
+    printf("  moving %.0f, pending %.0f", moving, pending);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "precopy"))) {
+        printf(" (%.0f precopied, %.0f precopying)", num(doc, "precopied"),
+               num(doc, "precopying"));
+    }
+    printf(", failed attempts %.0f\n", num(doc, "failed_attempts"));
     printf("  moved %s (%.0f items) in %.1f s, %s/s; about %s left, %s\n", moved,
            num(doc, "items_moved"), num(doc, "elapsed_s"), rate, left, eta);
     const cJSON *stall = cJSON_GetObjectItemCaseSensitive(doc, "stall_ms");

@@ -334,13 +334,24 @@ api_metrics(void *ctx, bc_http_req_t *req)
         "bucketcache_console_migration_stall_ms{quantile=\"0.5\"} %u\n"
         "bucketcache_console_migration_stall_ms{quantile=\"0.99\"} %u\n"
         "bucketcache_console_migration_stall_ms{quantile=\"1\"} %u\n"
-        "bucketcache_console_migration_stall_ms_count %u\n",
+        "bucketcache_console_migration_stall_ms_count %u\n"
+        "# HELP bucketcache_console_precopying Bucket precopies queued or running now.\n"
+        "# TYPE bucketcache_console_precopying gauge\nbucketcache_console_precopying %u\n"
+        "# HELP bucketcache_console_precopied Buckets precopied whose read-only copy has not started.\n"
+        "# TYPE bucketcache_console_precopied gauge\nbucketcache_console_precopied %u\n"
+        "# HELP bucketcache_console_precopies_total Bucket precopies this console saw finish.\n"
+        "# TYPE bucketcache_console_precopies_total counter\nbucketcache_console_precopies_total %llu\n"
+        "# HELP bucketcache_console_precopies_failed_total Precopies that failed (their copy is a full one).\n"
+        "# TYPE bucketcache_console_precopies_failed_total counter\nbucketcache_console_precopies_failed_total %llu\n"
+        "# HELP bucketcache_console_precopy_bytes_total Key and value bytes precopied while writable.\n"
+        "# TYPE bucketcache_console_precopy_bytes_total counter\nbucketcache_console_precopy_bytes_total %llu\n",
         s.migrations_parallel, s.mig_paused ? 1 : 0, s.mig_copying,
         (unsigned long long)s.mig_started, (unsigned long long)s.mig_cutovers,
         (unsigned long long)s.mig_bytes, (unsigned long long)s.mig_aborted,
         (unsigned long long)s.mig_rejected, (unsigned long long)s.run_moved,
         (unsigned long long)s.run_bytes, s.stall_p50_ms, s.stall_p99_ms, s.stall_max_ms,
-        s.stall_count);
+        s.stall_count, s.mig_precopying, s.mig_precopied, (unsigned long long)s.precopies_done,
+        (unsigned long long)s.precopies_failed, (unsigned long long)s.precopy_bytes);
     if (m > 0 && (size_t)m < sizeof(buf) - len) len += (size_t)m;
     return bc_http_reply_bytes(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
                                len);
@@ -422,6 +433,10 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddBoolToObject(doc, "running", running);
     cJSON_AddNumberToObject(doc, "pending", pending);
     cJSON_AddNumberToObject(doc, "moving", moving);
+    /* From this console's memory, not ZooKeeper: the active console's count. */
+    cJSON_AddBoolToObject(doc, "precopy", s.precopy);
+    cJSON_AddNumberToObject(doc, "precopying", s.mig_precopying);
+    cJSON_AddNumberToObject(doc, "precopied", s.mig_precopied);
     cJSON_AddNumberToObject(doc, "done", (double)c->moved);
     cJSON_AddNumberToObject(doc, "failed_attempts", (double)c->failures);
     cJSON_AddNumberToObject(doc, "bytes_moved", (double)c->bytes);

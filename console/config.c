@@ -25,6 +25,7 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     cfg->orphan_grace_ms = -1;
     cfg->migrations_parallel = BC_CONSOLE_DEFAULT_MIG_PARALLEL;
     cfg->migration_timeout_ms = BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
+    cfg->migrations_precopy = true;
     cfg->log_level = BC_LOG_INFO;
 }
 
@@ -36,7 +37,7 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
 {
     static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "migrations",
                                               "log", NULL};
-    static const char *const mig_fields[] = {"parallel", "timeout_ms", NULL};
+    static const char *const mig_fields[] = {"parallel", "timeout_ms", "precopy", NULL};
     static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", NULL};
     static const char *const admin_fields[] = {"listen", "port", "advertise", NULL};
     static const char *const log_fields[] = {"level", NULL};
@@ -76,13 +77,16 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
     if ((st = bc_config_get_int(doc, "migrations.timeout_ms", 100, 3600000, &v, &found, err,
                                 err_len)) != BC_OK) return st;
     if (found) cfg->migration_timeout_ms = (uint32_t)v;
+    if ((st = bc_config_get_bool(doc, "migrations.precopy", &cfg->migrations_precopy, NULL, err,
+                                 err_len)) != BC_OK) return st;
     if ((st = bc_config_get_enum(doc, "log.level", log_levels, &idx, &found, err, err_len)) != BC_OK) return st;
     if (found) cfg->log_level = idx;
     return BC_OK;
 }
 
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
-               O_MIG_PARALLEL, O_MIG_TIMEOUT, O_LOG, O_CONFIG, O_HELP, O_VERSION } opt_t;
+               O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_LOG, O_CONFIG, O_HELP,
+               O_VERSION } opt_t;
 
 static const struct {
     const char *name;
@@ -102,6 +106,8 @@ static const struct {
                                                   "0 = no migrations: data-carrying moves wait)"},
     {"migration-timeout-ms", O_MIG_TIMEOUT, true, "one bucket copy may take this long before it "
                                                   "is called off and retried (default 30000)"},
+    {"no-precopy", O_NO_PRECOPY, false, "do not precopy moving buckets while writable: "
+                                        "copy them whole while read-only"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
     {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
     {"help", O_HELP, false, "show this help"},
@@ -163,6 +169,9 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
     case O_MIG_TIMEOUT:
         if (bc_parse_int(val, 100, 3600000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 100..3600000 ms, got \"%.40s\"", name, val);
         cfg->migration_timeout_ms = (uint32_t)v;
+        return BC_OK;
+    case O_NO_PRECOPY:
+        cfg->migrations_precopy = false;
         return BC_OK;
     case O_LOG: {
         int lvl = bc_log_level_parse(val);

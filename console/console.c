@@ -17,6 +17,11 @@
 /* Longest znode path the console builds: cluster path + a sequential name. */
 #define CONSOLE_PATH_MAX (BC_CLUSTER_PATH_MAX + 32)
 #define CONSOLE_MAX_REPORTS 64
+/* A precopy counts as ready this long after its report; then it is asked
+ * for again, which the destination answers at once while its precopy is
+ * still usable -- so a console never starts a copy on a readiness it has
+ * not heard of lately. */
+#define CONSOLE_PRECOPY_READY_MS 20000
 #define CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
 
 #define CONSOLE_OFFSET_TIMEOUT_MS 300   /* asking a failover candidate its offset */
@@ -24,6 +29,12 @@
  * last load read plus what every round since wrote) unless a watch fired;
  * the state is read again from ZooKeeper at least this often anyway. */
 #define CONSOLE_MIG_RELOAD_MS 10000
+
+/* A bucket's precopy as this console last heard of it. */
+typedef struct console_precopy {
+    uint32_t from, to;             /* the move it was made for */
+    int64_t ready_ms;              /* monotonic ms of its report; 0: none */
+} console_precopy_t;
 
 struct bc_console {
     char *cluster;
@@ -60,6 +71,11 @@ struct bc_console {
     int64_t cache_loaded_ms;
     bc_view_t cache_view;
     bc_mig_set_t cache_migs;
+
+    /* Precopy (NULL when off): per bucket, what was precopied, and the
+     * reconcile input built from it each round.  LOCKING RULE: op_mu. */
+    console_precopy_t *precopied;
+    bc_mig_precopy_t *precopy_ready;
 };
 
 static void
@@ -343,11 +359,29 @@ console_primary_admin(bc_view_t *view, uint32_t gid)
     return NULL;
 }
 
+/* The job moving bucket from group `from` to `to` at epoch (0: a
+ * precopy), with both primaries' admin addresses from view.  False when
+ * one is unknown (the next round aborts a copy; a precopy waits). */
+static bool
+console_job(bc_view_t *view, uint32_t bucket, uint64_t epoch, uint32_t from, uint32_t to,
+            bc_mig_job_t *job)
+{
+    const char *src = console_primary_admin(view, from);
+    const char *dst = console_primary_admin(view, to);
+    if (src == NULL || dst == NULL) return false;
+    *job = (bc_mig_job_t){.bucket = bucket, .epoch = epoch, .from = from, .to = to};
+    snprintf(job->source_admin, sizeof(job->source_admin), "%s", src);
+    snprintf(job->dest_admin, sizeof(job->dest_admin), "%s", dst);
+    return true;
+}
+
 /* After a committed round: tell aborted destinations, keep a job on every
- * copying bucket (resuming those a previous leader started). */
+ * copying bucket (resuming those a previous leader started), and ask for
+ * the precopies reconcile wants. */
 static void
 console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_output_t *out)
 {
+    bc_mig_job_t job;
     for (size_t i = 0; i < out->naborts; i++) {
         const char *dst = console_primary_admin(view, out->aborts[i].to);
         if (dst != NULL) {
@@ -357,18 +391,98 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
     for (size_t i = 0; i < out->ncopying; i++) {
         const bc_mig_copying_t *cp = &out->copying[i];
         if (bc_mig_pool_active(cs->pool, cp->bucket, cp->epoch)) continue;
-        const char *src = console_primary_admin(view, cp->from);
-        const char *dst = console_primary_admin(view, cp->to);
-        if (src == NULL || dst == NULL) continue;   /* the next round aborts it */
-        bc_mig_job_t job = {.bucket = cp->bucket, .epoch = cp->epoch, .from = cp->from,
-                            .to = cp->to};
-        snprintf(job.source_admin, sizeof(job.source_admin), "%s", src);
-        snprintf(job.dest_admin, sizeof(job.dest_admin), "%s", dst);
+        if (!console_job(view, cp->bucket, cp->epoch, cp->from, cp->to, &job)) continue;
         if (bc_mig_pool_submit(cs->pool, &job)) {
             log_debug("console: copying bucket %u from group %u (%s) to group %u (%s) at epoch %llu",
-                      cp->bucket, cp->from, src, cp->to, dst, (unsigned long long)cp->epoch);
+                      cp->bucket, cp->from, job.source_admin, cp->to, job.dest_admin,
+                      (unsigned long long)cp->epoch);
         }
     }
+    for (size_t i = 0; i < out->nprecopy_wanted; i++) {
+        const bc_mig_precopy_want_t *w = &out->precopy_wanted[i];
+        if (!console_job(view, w->bucket, 0, w->from, w->to, &job)) continue;
+        if (bc_mig_pool_precopy(cs->pool, &job)) {
+            log_debug("console: precopying bucket %u from group %u (%s) to group %u (%s)",
+                      w->bucket, w->from, job.source_admin, w->to, job.dest_admin);
+        }
+    }
+}
+
+/* ---- precopy readiness (op_mu held) ---- */
+
+/* Takes the precopy reports: each marks its bucket ready for its move, a
+ * failed one too -- the copy is then simply a full one, so a precopy
+ * problem never holds a migration up. */
+static void
+console_precopy_take(bc_console_t *cs)
+{
+    bc_mig_precopy_report_t reps[CONSOLE_MAX_REPORTS];
+    size_t n = bc_mig_pool_take_precopies(cs->pool, reps, CONSOLE_MAX_REPORTS);
+    uint64_t done = 0, failed = 0, bytes = 0;
+    int64_t now = bc_time_mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        const bc_mig_precopy_report_t *r = &reps[i];
+        if (r->bucket >= cs->nbuckets) continue;
+        if (r->ok) {
+            done++;
+            bytes += r->bytes;
+        } else {
+            failed++;
+            log_warn("console: precopy of bucket %u to group %u failed (%s); its copy will be a "
+                     "full one", r->bucket, r->to, r->error);
+        }
+        cs->precopied[r->bucket] = (console_precopy_t){r->from, r->to, now};
+    }
+    if (n > 0) {
+        pthread_mutex_lock(&cs->mu);
+        cs->stats.precopies_done += done;
+        cs->stats.precopies_failed += failed;
+        cs->stats.precopy_bytes += bytes;
+        pthread_mutex_unlock(&cs->mu);
+    }
+}
+
+static bool
+console_precopy_ready(const console_precopy_t *p, int64_t now)
+{
+    return p->ready_ms != 0 && now - p->ready_ms < CONSOLE_PRECOPY_READY_MS;
+}
+
+/* The reconcile input: the precopies ready now. */
+static const bc_mig_precopy_t *
+console_precopy_input(bc_console_t *cs)
+{
+    int64_t now = bc_time_mono_ms();
+    for (uint32_t b = 0; b < cs->nbuckets; b++) {
+        const console_precopy_t *p = &cs->precopied[b];
+        cs->precopy_ready[b] = console_precopy_ready(p, now) ? (bc_mig_precopy_t){p->from, p->to}
+                                                             : (bc_mig_precopy_t){0, 0};
+    }
+    return cs->precopy_ready;
+}
+
+/* After a round that succeeded: forget the precopies whose copy started
+ * (or runs), whose move is no longer planned, or that are too old to use.
+ * Returns how many are left ready. */
+static uint32_t
+console_precopy_sweep(bc_console_t *cs, const bc_reconcile_output_t *out)
+{
+    for (size_t i = 0; i < out->ncopying; i++) {
+        cs->precopied[out->copying[i].bucket] = (console_precopy_t){0, 0, 0};
+    }
+    int64_t now = bc_time_mono_ms();
+    uint32_t ready = 0;
+    for (uint32_t b = 0; b < cs->nbuckets; b++) {
+        console_precopy_t *p = &cs->precopied[b];
+        if (p->ready_ms == 0) continue;
+        if (!console_precopy_ready(p, now) || out->m.owner[b] != p->from ||
+            out->d.owner[b] != p->to) {
+            *p = (console_precopy_t){0, 0, 0};
+            continue;
+        }
+        ready++;
+    }
+    return ready;
 }
 
 typedef struct round_opts {
@@ -507,10 +621,10 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         }
         have_migs = true;
     }
-    if (have_migs) {
-        if (!dry_run && atomic_load(&cs->leader)) {
-            nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
-        }
+    bool drive = have_migs && !dry_run && atomic_load(&cs->leader);
+    if (drive) {
+        nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
+        if (cs->precopied != NULL) console_precopy_take(cs);
     }
     int64_t t_loaded = bc_time_real_ms();
     bc_reconcile_input_t in = {
@@ -518,6 +632,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         .force_rebalance = opts->force, .migs = have_migs ? &migs : NULL,
         .parallel = dry_run ? 0 : cs->parallel, .reports = reports, .nreports = nreports,
         .cancel_rebalance = opts->cancel, .pause = opts->pause,
+        .precopy = cs->precopied != NULL ? console_precopy_input(cs) : NULL,
     };
     st = bc_reconcile(&in, out);
     if (st == BC_OK && out->changed && !dry_run) {
@@ -533,6 +648,8 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         size_t used = st == BC_OK ? out->nreports_used : 0;
         bc_mig_pool_requeue(cs->pool, reports + used, nreports - used);
     }
+    uint32_t precopied = 0;
+    if (st == BC_OK && drive && cs->precopied != NULL) precopied = console_precopy_sweep(cs, out);
     if (st == BC_OK && have_migs && !dry_run && atomic_load(&cs->leader)) {
         console_drive_copies(cs, &view, out);
         /* More to do at once: what did not fit, or moves that could not
@@ -559,6 +676,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
                 }
             }
             cs->stats.mig_copying = (uint32_t)out->ncopying;
+            if (drive) cs->stats.mig_precopied = precopied;
         }
         cs->stats.mig_paused = c->paused;
         cs->stats.run_moved = c->moved;
@@ -595,6 +713,19 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     return st;
 }
 
+/* Not leading: what was precopied is no longer ours to use. */
+static void
+console_precopy_forget(bc_console_t *cs)
+{
+    if (cs->precopied == NULL) return;
+    pthread_mutex_lock(&cs->op_mu);
+    memset(cs->precopied, 0, cs->nbuckets * sizeof(*cs->precopied));
+    pthread_mutex_unlock(&cs->op_mu);
+    pthread_mutex_lock(&cs->mu);
+    cs->stats.mig_precopied = 0;
+    pthread_mutex_unlock(&cs->mu);
+}
+
 static void *
 console_loop(void *arg)
 {
@@ -618,8 +749,10 @@ console_loop(void *arg)
         if (reelect) st = console_register(cs);
         if (st == BC_OK && !quick) st = console_elect(cs);
         if (cs->pool != NULL && !atomic_load(&cs->leader)) {
-            /* Reports belong to the leader that started the copies. */
+            /* Reports belong to the leader that started the copies; so
+             * does what was precopied (a new leader asks again). */
             bc_mig_pool_clear_reports(cs->pool);
+            console_precopy_forget(cs);
         }
         if (st == BC_ENOTFOUND) {
             console_wake(cs, true);
@@ -691,7 +824,17 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     if (cs->parallel > 0) {
         uint32_t timeout = config->migration_timeout_ms ? config->migration_timeout_ms
                                                         : CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
-        st = bc_mig_pool_start(cs->parallel, timeout, console_pool_notify, cs, &cs->pool);
+        if (config->precopy) {
+            cs->precopied = calloc(cs->nbuckets, sizeof(*cs->precopied));
+            cs->precopy_ready = calloc(cs->nbuckets, sizeof(*cs->precopy_ready));
+            if (cs->precopied == NULL || cs->precopy_ready == NULL) {
+                bc_console_stop(cs);
+                return BC_ENOMEM;
+            }
+            cs->stats.precopy = true;
+        }
+        st = bc_mig_pool_start(cs->parallel, config->precopy, timeout, console_pool_notify, cs,
+                               &cs->pool);
         if (st != BC_OK) {
             bc_console_stop(cs);
             return st;
@@ -725,6 +868,8 @@ bc_console_stop(bc_console_t *cs)
     pthread_mutex_destroy(&cs->mu);
     pthread_mutex_destroy(&cs->op_mu);
     pthread_cond_destroy(&cs->cv);
+    free(cs->precopied);
+    free(cs->precopy_ready);
     free(cs->cluster);
     free(cs->admin_addr);
     free(cs);
@@ -738,6 +883,7 @@ bc_console_get_stats(bc_console_t *cs, bc_console_stats_t *out)
     pthread_mutex_unlock(&cs->mu);
     out->leader = atomic_load(&cs->leader);
     out->connected = bc_zk_connected(cs->zk) != 0;
+    out->mig_precopying = cs->pool != NULL ? (uint32_t)bc_mig_pool_precopying(cs->pool) : 0;
 }
 
 bc_zk_t *

@@ -38,6 +38,12 @@
  *   every committed round the loop makes sure each bucket the records say
  *   is copying has a job in the pool -- which is how a console that just
  *   took over resumes the copies its predecessor started.
+ *
+ *   With precopy on, as many more threads precopy the buckets reconcile
+ *   wants next; a precopy report (ok or failed) wakes the loop too and
+ *   marks its bucket ready, in memory only, for 20 s or until its copy
+ *   starts or its move is no longer planned.  A console that stops
+ *   leading forgets it all.
  */
 #ifndef BC_CONSOLE_H
 #define BC_CONSOLE_H
@@ -61,6 +67,7 @@ typedef struct bc_console_config {
     uint32_t reconcile_interval_ms;
     uint32_t migrations_parallel;  /* buckets copying at once; 0 = migrations off */
     uint32_t migration_timeout_ms; /* one copy, start to report; 0 = 30000 */
+    bool precopy;                  /* precopy buckets while writable before their copy */
 } bc_console_config_t;
 
 typedef struct bc_console_stats {
@@ -81,6 +88,11 @@ typedef struct bc_console_stats {
     uint64_t mig_bytes, mig_items;
     uint32_t mig_copying;
     bool mig_paused;
+    /* Precopy: on or off; precopies queued or running, and buckets
+     * precopied whose copy has not started; counters while leading. */
+    bool precopy;
+    uint32_t mig_precopying, mig_precopied;
+    uint64_t precopies_done, precopies_failed, precopy_bytes;
     uint64_t run_moved, run_bytes, run_failures;
     uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;

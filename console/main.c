@@ -73,6 +73,7 @@ main(int argc, char **argv)
         .orphan_grace_ms = cfg.orphan_grace_ms, .reconcile_interval_ms = 1000,
         .migrations_parallel = cfg.migrations_parallel,
         .migration_timeout_ms = cfg.migration_timeout_ms,
+        .precopy = cfg.migrations_precopy,
     };
     st = bc_console_start(&ccfg, &console);
     if (st != BC_OK) {

@@ -475,7 +475,7 @@ bc_mig_backoff_ms(uint32_t attempts)
 
 /* ---- the worker pool ---- */
 
-typedef enum task_kind { TASK_COPY, TASK_CANCEL } task_kind_t;
+typedef enum task_kind { TASK_COPY, TASK_CANCEL, TASK_PRECOPY } task_kind_t;
 
 typedef struct pool_task {
     task_kind_t kind;
@@ -485,28 +485,94 @@ typedef struct pool_task {
 
 typedef struct pool_key {
     uint32_t bucket;
-    uint64_t epoch;
+    uint64_t epoch;                /* 0 for a precopy */
 } pool_key_t;
 
+/* The jobs of one kind the pool holds (queued, running or reported but
+ * not yet taken), so that none is queued twice. */
+typedef struct pool_keys {
+    pool_key_t *v;
+    size_t n, cap;
+} pool_keys_t;
+
+/* A queue and the workers that serve it. */
+typedef struct pool_queue {
+    pthread_cond_t cv;             /* signalled when a task is queued */
+    pool_task_t *head, *tail;
+} pool_queue_t;
+
+typedef struct pool_worker {
+    bc_mig_pool_t *pool;
+    pool_queue_t *queue;           /* the queue this worker serves */
+    pthread_t thread;
+} pool_worker_t;
+
 struct bc_mig_pool {
-    uint32_t nthreads;
+    uint32_t nworkers;             /* copy workers, then as many precopy workers */
+    bool precopy;
     uint32_t timeout_ms;
     bc_mig_notify_fn notify;
     void *notify_ctx;
-    pthread_t *threads;
+    pool_worker_t *workers;
     uint32_t started;
 
     /* LOCKING RULE: mu guards everything below; a worker holds it only to
      * take a task or post a report, never across HTTP. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     bool stopping;
-    pool_task_t *head, *tail;
-    pool_key_t *active;            /* copies queued, running or reported */
-    size_t nactive, active_cap;
+    pool_queue_t copies;           /* copies and cancels */
+    pool_queue_t precopies;        /* precopies: a copy never waits behind one */
+    pool_keys_t active;            /* copies queued, running or reported */
     bc_mig_report_t *reports;
     size_t nreports, reports_cap;
+    pool_keys_t pre_active;        /* precopies queued, running or reported */
+    bc_mig_precopy_report_t *pre_reports;
+    size_t npre_reports, pre_reports_cap;
 };
+
+/* Room for one more element in a growable array of n elements of size
+ * bytes (capacity *cap, doubling from 16).  Returns the array, perhaps
+ * moved, or NULL when out of memory (v is then still valid). */
+static void *
+pool_room(void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap) return v;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *grown = realloc(v, c * size);
+    if (grown != NULL) *cap = c;
+    return grown;
+}
+
+static bool
+keys_has(const pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->v[i].bucket == bucket && k->v[i].epoch == epoch) return true;
+    }
+    return false;
+}
+
+/* False when out of memory. */
+static bool
+keys_add(pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    pool_key_t *v = pool_room(k->v, k->n, &k->cap, sizeof(*v));
+    if (v == NULL) return false;
+    k->v = v;
+    k->v[k->n++] = (pool_key_t){bucket, epoch};
+    return true;
+}
+
+static void
+keys_drop(pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->v[i].bucket == bucket && k->v[i].epoch == epoch) {
+            k->v[i] = k->v[--k->n];
+            return;
+        }
+    }
+}
 
 /* Percent-encodes s into out (query value). */
 static void
@@ -562,20 +628,28 @@ pool_cancel_import(const bc_mig_job_t *job)
     }
 }
 
-/* Runs one copy to its report. */
+/*
+ * Runs one import at the destination to its end, within the pool's
+ * timeout: the POST that starts (or finds) it, then long polls until it is
+ * done or failed.  precopy: the bucket's precopy (job->epoch is 0);
+ * otherwise its final copy at job->epoch.  The outcome goes to *rep.
+ */
 static void
-pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
+pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep)
 {
-    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX];
+    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX], sel[40];
     bc_http_response_t resp;
     int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
 
     memset(rep, 0, sizeof(*rep));
     rep->bucket = job->bucket;
     rep->epoch = job->epoch;
+    /* Which import of the bucket every request names. */
+    if (precopy) snprintf(sel, sizeof(sel), "&precopy=1");
+    else snprintf(sel, sizeof(sel), "&epoch=%" PRIu64, job->epoch);
     url_encode(job->source_admin, src, sizeof(src));
-    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64
-             "&from=%" PRIu32 "&source=%s", job->bucket, job->epoch, job->from, src);
+    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&from=%" PRIu32
+             "&source=%s", job->bucket, sel, job->from, src);
 
     /* Start (or find) the import at the destination.  A refusal worth
      * retrying (a primary that does not know it is one yet, all import
@@ -621,18 +695,21 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
     for (;;) {
         int64_t now = bc_time_mono_ms(), elapsed = now - t0;
         if (now >= deadline || pool_stopping(p)) {
-            snprintf(rep->error, sizeof(rep->error), "copy timed out after %lld ms",
-                     (long long)elapsed);
-            pool_cancel_import(job);
+            snprintf(rep->error, sizeof(rep->error), "%s timed out after %lld ms",
+                     precopy ? "precopy" : "copy", (long long)elapsed);
+            /* A precopy is left to the destination: it holds no bucket
+             * read-only, and the final copy supersedes it. */
+            if (!precopy) pool_cancel_import(job);
             return;
         }
         int64_t wait = deadline - now < MIG_LONG_POLL_MS ? deadline - now : MIG_LONG_POLL_MS;
         if (long_poll) {
-            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64
-                     "&wait_ms=%lld", job->bucket, job->epoch, (long long)wait);
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&wait_ms=%lld",
+                     job->bucket, sel, (long long)wait);
         } else {
             bc_time_sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
-            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32, job->bucket);
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s", job->bucket,
+                     precopy ? sel : "");
         }
         int64_t asked = bc_time_mono_ms();
         bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
@@ -686,6 +763,7 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
         const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
         const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
         const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
+        const cJSON *delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
         if (strcmp(state->valuestring, "done") == 0) {
             rep->ok = true;
             rep->items = cJSON_IsNumber(items) ? (uint64_t)items->valuedouble : 0;
@@ -693,8 +771,14 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
             if (cJSON_IsString(node)) {
                 snprintf(rep->node, sizeof(rep->node), "%s", node->valuestring);
             }
+            if (!precopy && cJSON_IsBool(delta)) {
+                log_debug("console: bucket %" PRIu32 " (epoch %" PRIu64 "): %s", job->bucket,
+                          job->epoch, cJSON_IsTrue(delta) ? "only the changes since its precopy "
+                          "were copied" : "copied in full (no usable precopy)");
+            }
         } else {
-            snprintf(rep->error, sizeof(rep->error), "import failed at the destination: %.150s",
+            snprintf(rep->error, sizeof(rep->error), "%s failed at the destination: %.150s",
+                     precopy ? "precopy" : "import",
                      cJSON_IsString(error) ? error->valuestring : "(no reason given)");
         }
         cJSON_Delete(doc);
@@ -702,59 +786,105 @@ pool_copy(bc_mig_pool_t *p, const bc_mig_job_t *job, bc_mig_report_t *rep)
     }
 }
 
+static void
+pool_notify(bc_mig_pool_t *p)
+{
+    if (p->notify != NULL) p->notify(p->notify_ctx);
+}
+
+/* Runs one copy and posts its report. */
+static void
+pool_run_copy(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    bc_mig_report_t rep;
+    int64_t t0 = bc_time_mono_ms();
+    pool_import(p, job, false, &rep);
+    if (rep.ok) {
+        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
+                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, job->to,
+                 rep.epoch, rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
+    } else {
+        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
+                 ") failed: %s", rep.bucket, job->to, rep.epoch, rep.error);
+    }
+    pthread_mutex_lock(&p->mu);
+    bc_mig_report_t *r = pool_room(p->reports, p->nreports, &p->reports_cap, sizeof(*r));
+    if (r != NULL) {
+        p->reports = r;
+        p->reports[p->nreports++] = rep;
+    } else {
+        /* Out of memory: forget the job; the record times out and retries. */
+        keys_drop(&p->active, rep.bucket, rep.epoch);
+    }
+    pthread_mutex_unlock(&p->mu);
+    pool_notify(p);
+}
+
+/* Runs one precopy and posts its report. */
+static void
+pool_run_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    bc_mig_report_t res;
+    int64_t t0 = bc_time_mono_ms();
+    pool_import(p, job, true, &res);
+    bc_mig_precopy_report_t rep = {.bucket = job->bucket, .from = job->from, .to = job->to,
+                                   .ok = res.ok, .items = res.items, .bytes = res.bytes};
+    snprintf(rep.node, sizeof(rep.node), "%s", res.node);
+    snprintf(rep.error, sizeof(rep.error), "%s", res.error);
+    if (rep.ok) {
+        log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms (still writable)", rep.bucket, rep.to,
+                 rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
+    }
+    pthread_mutex_lock(&p->mu);
+    bc_mig_precopy_report_t *r = pool_room(p->pre_reports, p->npre_reports,
+                                           &p->pre_reports_cap, sizeof(*r));
+    if (r != NULL) {
+        p->pre_reports = r;
+        p->pre_reports[p->npre_reports++] = rep;
+    } else {
+        /* Out of memory: forget it; reconcile asks for it again. */
+        keys_drop(&p->pre_active, rep.bucket, 0);
+    }
+    pthread_mutex_unlock(&p->mu);
+    pool_notify(p);
+}
+
+/* The next task of q, or NULL.  mu held. */
+static pool_task_t *
+pool_dequeue(pool_queue_t *q)
+{
+    pool_task_t *t = q->head;
+    if (t != NULL) {
+        q->head = t->next;
+        if (q->head == NULL) q->tail = NULL;
+    }
+    return t;
+}
+
 static void *
 pool_main(void *arg)
 {
-    bc_mig_pool_t *p = arg;
+    pool_worker_t *w = arg;
+    bc_mig_pool_t *p = w->pool;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stopping && p->head == NULL) pthread_cond_wait(&p->cv, &p->mu);
+        while (!p->stopping && w->queue->head == NULL) pthread_cond_wait(&w->queue->cv, &p->mu);
         if (p->stopping) break;
-        pool_task_t *t = p->head;
-        p->head = t->next;
-        if (p->head == NULL) p->tail = NULL;
+        pool_task_t *t = pool_dequeue(w->queue);
         pthread_mutex_unlock(&p->mu);
-
-        if (t->kind == TASK_CANCEL) {
+        switch (t->kind) {
+        case TASK_CANCEL:
             pool_cancel_import(&t->job);
-            free(t);
-            pthread_mutex_lock(&p->mu);
-            continue;
-        }
-        bc_mig_report_t rep;
-        int64_t t0 = bc_time_mono_ms();
-        pool_copy(p, &t->job, &rep);
-        if (rep.ok) {
-            log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
-                     "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, t->job.to,
-                     rep.epoch, rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
-        } else {
-            log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
-                     ") failed: %s", rep.bucket, t->job.to, rep.epoch, rep.error);
+            break;
+        case TASK_COPY:
+            pool_run_copy(p, &t->job);
+            break;
+        case TASK_PRECOPY:
+            pool_run_precopy(p, &t->job);
+            break;
         }
         free(t);
-        pthread_mutex_lock(&p->mu);
-        if (p->nreports == p->reports_cap) {
-            size_t cap = p->reports_cap ? p->reports_cap * 2 : 16;
-            bc_mig_report_t *grown = realloc(p->reports, cap * sizeof(*grown));
-            if (grown != NULL) {
-                p->reports = grown;
-                p->reports_cap = cap;
-            }
-        }
-        if (p->nreports < p->reports_cap) {
-            p->reports[p->nreports++] = rep;
-        } else {
-            /* Out of memory: forget the job; the record times out and retries. */
-            for (size_t i = 0; i < p->nactive; i++) {
-                if (p->active[i].bucket == rep.bucket && p->active[i].epoch == rep.epoch) {
-                    p->active[i] = p->active[--p->nactive];
-                    break;
-                }
-            }
-        }
-        pthread_mutex_unlock(&p->mu);
-        if (p->notify != NULL) p->notify(p->notify_ctx);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -762,26 +892,31 @@ pool_main(void *arg)
 }
 
 bc_status_t
-bc_mig_pool_start(uint32_t nthreads, uint32_t timeout_ms, bc_mig_notify_fn notify, void *ctx,
-                  bc_mig_pool_t **out)
+bc_mig_pool_start(uint32_t nthreads, bool precopy, uint32_t timeout_ms, bc_mig_notify_fn notify,
+                  void *ctx, bc_mig_pool_t **out)
 {
     *out = NULL;
     if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0) return BC_EINVAL;
     bc_mig_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL) return BC_ENOMEM;
-    p->nthreads = nthreads;
+    p->nworkers = precopy ? 2 * nthreads : nthreads;
+    p->precopy = precopy;
     p->timeout_ms = timeout_ms;
     p->notify = notify;
     p->notify_ctx = ctx;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->threads = calloc(nthreads, sizeof(*p->threads));
-    if (p->threads == NULL) {
+    pthread_cond_init(&p->copies.cv, NULL);
+    pthread_cond_init(&p->precopies.cv, NULL);
+    p->workers = calloc(p->nworkers, sizeof(*p->workers));
+    if (p->workers == NULL) {
         bc_mig_pool_stop(p);
         return BC_ENOMEM;
     }
-    for (uint32_t i = 0; i < nthreads; i++) {
-        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+    for (uint32_t i = 0; i < p->nworkers; i++) {
+        pool_worker_t *w = &p->workers[i];
+        w->pool = p;
+        w->queue = i < nthreads ? &p->copies : &p->precopies;
+        if (pthread_create(&w->thread, NULL, pool_main, w) != 0) {
             bc_mig_pool_stop(p);
             return BC_ENOMEM;
         }
@@ -791,70 +926,83 @@ bc_mig_pool_start(uint32_t nthreads, uint32_t timeout_ms, bc_mig_notify_fn notif
     return BC_OK;
 }
 
+/* Frees every task of q.  mu held, or no worker left. */
+static void
+pool_queue_free(pool_queue_t *q)
+{
+    pool_task_t *t;
+    while ((t = pool_dequeue(q)) != NULL) free(t);
+}
+
 void
 bc_mig_pool_stop(bc_mig_pool_t *p)
 {
     if (p == NULL) return;
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
-    pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->copies.cv);
+    pthread_cond_broadcast(&p->precopies.cv);
     pthread_mutex_unlock(&p->mu);
-    for (uint32_t i = 0; i < p->started; i++) pthread_join(p->threads[i], NULL);
-    while (p->head != NULL) {
-        pool_task_t *t = p->head;
-        p->head = t->next;
-        free(t);
-    }
+    for (uint32_t i = 0; i < p->started; i++) pthread_join(p->workers[i].thread, NULL);
+    pool_queue_free(&p->copies);
+    pool_queue_free(&p->precopies);
     pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    free(p->threads);
-    free(p->active);
+    pthread_cond_destroy(&p->copies.cv);
+    pthread_cond_destroy(&p->precopies.cv);
+    free(p->workers);
+    free(p->active.v);
     free(p->reports);
+    free(p->pre_active.v);
+    free(p->pre_reports);
     free(p);
 }
 
+/* mu held. */
 static bool
-pool_enqueue(bc_mig_pool_t *p, task_kind_t kind, const bc_mig_job_t *job)
+pool_enqueue(pool_queue_t *q, task_kind_t kind, const bc_mig_job_t *job)
 {
     pool_task_t *t = calloc(1, sizeof(*t));
     if (t == NULL) return false;
     t->kind = kind;
     t->job = *job;
-    if (p->tail != NULL) p->tail->next = t;
-    else p->head = t;
-    p->tail = t;
-    pthread_cond_signal(&p->cv);
+    if (q->tail != NULL) q->tail->next = t;
+    else q->head = t;
+    q->tail = t;
+    pthread_cond_signal(&q->cv);
     return true;
 }
 
+/* Queues job on q unless its key is in keys already.  mu held. */
 static bool
-pool_is_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
+pool_submit(bc_mig_pool_t *p, pool_queue_t *q, pool_keys_t *keys, task_kind_t kind,
+            const bc_mig_job_t *job)
 {
-    for (size_t i = 0; i < p->nactive; i++) {
-        if (p->active[i].bucket == bucket && p->active[i].epoch == epoch) return true;
+    if (p->stopping || keys_has(keys, job->bucket, job->epoch) ||
+        !keys_add(keys, job->bucket, job->epoch)) {
+        return false;
     }
+    if (pool_enqueue(q, kind, job)) return true;
+    keys_drop(keys, job->bucket, job->epoch);
     return false;
 }
 
 bool
 bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
 {
-    bool queued = false;
     pthread_mutex_lock(&p->mu);
-    if (!p->stopping && !pool_is_active(p, job->bucket, job->epoch)) {
-        if (p->nactive == p->active_cap) {
-            size_t cap = p->active_cap ? p->active_cap * 2 : 16;
-            pool_key_t *grown = realloc(p->active, cap * sizeof(*grown));
-            if (grown != NULL) {
-                p->active = grown;
-                p->active_cap = cap;
-            }
-        }
-        if (p->nactive < p->active_cap && pool_enqueue(p, TASK_COPY, job)) {
-            p->active[p->nactive++] = (pool_key_t){job->bucket, job->epoch};
-            queued = true;
-        }
-    }
+    bool queued = pool_submit(p, &p->copies, &p->active, TASK_COPY, job);
+    pthread_mutex_unlock(&p->mu);
+    return queued;
+}
+
+bool
+bc_mig_pool_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    if (!p->precopy) return false;
+    bc_mig_job_t pre = *job;
+    pre.epoch = 0;
+    pthread_mutex_lock(&p->mu);
+    bool queued = pool_submit(p, &p->precopies, &p->pre_active, TASK_PRECOPY, &pre);
     pthread_mutex_unlock(&p->mu);
     return queued;
 }
@@ -868,7 +1016,7 @@ bc_mig_pool_cancel(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch, const char
     job.epoch = epoch;
     snprintf(job.dest_admin, sizeof(job.dest_admin), "%s", dest_admin);
     pthread_mutex_lock(&p->mu);
-    if (!p->stopping) (void)pool_enqueue(p, TASK_CANCEL, &job);
+    if (!p->stopping) (void)pool_enqueue(&p->copies, TASK_CANCEL, &job);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -876,7 +1024,7 @@ bool
 bc_mig_pool_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
 {
     pthread_mutex_lock(&p->mu);
-    bool a = pool_is_active(p, bucket, epoch);
+    bool a = keys_has(&p->active, bucket, epoch);
     pthread_mutex_unlock(&p->mu);
     return a;
 }
@@ -892,14 +1040,7 @@ bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
         p->nreports -= n;
     }
     /* Taken reports are no longer active: their job is over. */
-    for (size_t k = 0; k < n; k++) {
-        for (size_t i = 0; i < p->nactive; i++) {
-            if (p->active[i].bucket == out[k].bucket && p->active[i].epoch == out[k].epoch) {
-                p->active[i] = p->active[--p->nactive];
-                break;
-            }
-        }
-    }
+    for (size_t k = 0; k < n; k++) keys_drop(&p->active, out[k].bucket, out[k].epoch);
     pthread_mutex_unlock(&p->mu);
     return n;
 }
@@ -909,24 +1050,37 @@ bc_mig_pool_requeue(bc_mig_pool_t *p, const bc_mig_report_t *reports, size_t n)
 {
     pthread_mutex_lock(&p->mu);
     for (size_t k = 0; k < n; k++) {
-        if (p->nreports == p->reports_cap) {
-            size_t cap = p->reports_cap ? p->reports_cap * 2 : 16;
-            bc_mig_report_t *grown = realloc(p->reports, cap * sizeof(*grown));
-            if (grown == NULL) break;
-            p->reports = grown;
-            p->reports_cap = cap;
-        }
-        if (p->nactive == p->active_cap) {
-            size_t cap = p->active_cap ? p->active_cap * 2 : 16;
-            pool_key_t *grown = realloc(p->active, cap * sizeof(*grown));
-            if (grown == NULL) break;
-            p->active = grown;
-            p->active_cap = cap;
-        }
+        bc_mig_report_t *r = pool_room(p->reports, p->nreports, &p->reports_cap, sizeof(*r));
+        if (r == NULL) break;
+        p->reports = r;
+        if (!keys_add(&p->active, reports[k].bucket, reports[k].epoch)) break;
         p->reports[p->nreports++] = reports[k];
-        p->active[p->nactive++] = (pool_key_t){reports[k].bucket, reports[k].epoch};
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+size_t
+bc_mig_pool_take_precopies(bc_mig_pool_t *p, bc_mig_precopy_report_t *out, size_t max)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->npre_reports < max ? p->npre_reports : max;
+    if (n > 0) {
+        memcpy(out, p->pre_reports, n * sizeof(*out));
+        memmove(p->pre_reports, p->pre_reports + n, (p->npre_reports - n) * sizeof(*out));
+        p->npre_reports -= n;
+    }
+    for (size_t k = 0; k < n; k++) keys_drop(&p->pre_active, out[k].bucket, 0);
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+size_t
+bc_mig_pool_precopying(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->pre_active.n - p->npre_reports;
+    pthread_mutex_unlock(&p->mu);
+    return n;
 }
 
 void
@@ -934,14 +1088,19 @@ bc_mig_pool_clear_reports(bc_mig_pool_t *p)
 {
     pthread_mutex_lock(&p->mu);
     for (size_t k = 0; k < p->nreports; k++) {
-        for (size_t i = 0; i < p->nactive; i++) {
-            if (p->active[i].bucket == p->reports[k].bucket &&
-                p->active[i].epoch == p->reports[k].epoch) {
-                p->active[i] = p->active[--p->nactive];
-                break;
-            }
-        }
+        keys_drop(&p->active, p->reports[k].bucket, p->reports[k].epoch);
     }
     p->nreports = 0;
+    for (size_t k = 0; k < p->npre_reports; k++) {
+        keys_drop(&p->pre_active, p->pre_reports[k].bucket, 0);
+    }
+    p->npre_reports = 0;
+    /* Precopies not started yet were asked for by the leader we no
+     * longer are. */
+    pool_task_t *t;
+    while ((t = pool_dequeue(&p->precopies)) != NULL) {
+        keys_drop(&p->pre_active, t->job.bucket, 0);
+        free(t);
+    }
     pthread_mutex_unlock(&p->mu);
 }

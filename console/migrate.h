@@ -5,12 +5,20 @@
  *
  * THE STATE MACHINE (one per bucket b with m[b] != d[b], both non-zero)
  *
- *                    start (reconcile, one transaction):
- *                      c.readonly[b] = 1, epoch -> E,
- *      +---------+     migrations/<b> = copying@E         +-------------+
- *      | pending | -------------------------------------> | copying @ E |
- *      +---------+                                        +-------------+
- *         ^   ^                                              |        |
+ *                 precopy (when on; nothing is written: the destination
+ *                 copies b while it stays writable, and the source tracks
+ *                 the keys changed since)
+ *      +---------+ -------------------------------------> +-------------+
+ *      | pending |   reported: ok, or failed (the final   |  precopied  |
+ *      +---------+   copy is then a full one)             +-------------+
+ *         ^   ^  |                                           |
+ *         |   |  |   start (reconcile, one transaction):     |
+ *         |   |  |     c.readonly[b] = 1, epoch -> E,        |
+ *         |   |  |     migrations/<b> = copying@E            v
+ *         |   |  '---- (precopy off: at once) --------->  +-------------+
+ *         |   |                                           | copying @ E |
+ *         |   |                                           +-------------+
+ *         |   |                                              |        |
  *         |   |  abort (one transaction): readonly = 0,      |        |
  *         |   |  epoch++, record = pending with retry_at,    |        |
  *         |   '--- attempts+1 -- copy failed, timed out, <---'        |
@@ -31,6 +39,24 @@
  *   migrations znode itself (totals, stall samples, the last moves).  That
  *   keeps the records a reconcile round reads bounded by the moves in
  *   flight, not by the buckets ever moved.
+ *   "precopied" is no record either: it lives in the active console's
+ *   memory and lapses after 20 s, or when the move is no longer planned.
+ *
+ * THE PRECOPY (a precopy thread, for a bucket reconcile wants precopied)
+ *
+ *     POST dest/v1/migrate/import?bucket=b&from=G&source=SRC&precopy=1
+ *     GET dest/v1/migrate/import?bucket=b&precopy=1&wait_ms=1000  (the
+ *       same long poll as a copy's)
+ *       -> precopy report {b, from, to, ok, items, bytes} to the console,
+ *          which marks b ready for (from, to) -- a failed precopy too: the
+ *          final copy is then a full one, as without precopy
+ *
+ *   Precopies run on their own threads and queue, so a final copy (which
+ *   holds its bucket read-only) never waits behind one.  Reconcile asks
+ *   for at most 2 * parallel buckets precopied ahead of their copy: each
+ *   holds memory at its destination and a change tracker at its source.
+ *   A readiness older than 20 s is asked for again (the destination
+ *   answers at once while its precopy is still usable).
  *
  * THE COPY (a pool thread, for one copying@E record)
  *
@@ -43,7 +69,9 @@
  *   The destination pulls the bucket from the source (node/migrate.h),
  *   which exports it only once fenced at E.  The POST is idempotent: a
  *   console that took over re-issues it for every copying record and gets
- *   the running or finished job back.
+ *   the running or finished job back.  With a precopy of b from the same
+ *   source, the destination pulls only the keys changed since it (the
+ *   job says "delta": true); otherwise the whole bucket.
  *
  * BEHAVIOR (why it never loses an acknowledged write, never leaves two
  * owners)
@@ -61,10 +89,18 @@
  *   - Everything lives in ZooKeeper: a new leader resumes from the
  *     records; a failed copy gives the bucket back to its source, writable,
  *     and is retried after an exponential backoff.
+ *   - A precopy changes no ownership: the console never writes anything
+ *     because of one, and the bucket stays writable at its source, which
+ *     alone owns it.  The final copy is still made read-only at E and
+ *     fenced as above; the destination builds on a precopy only when its
+ *     source still tracks every change made to b since that precopy, and
+ *     copies b in full otherwise.  So a lost, stale or failed precopy
+ *     costs time, never data.  Readiness lives only in the console's memory: a console that
+ *     takes over loses nothing but the precopy work, and asks again.
  *
  * LOCKING
- *   pool->mu guards the pool's queue, active set and reports; workers hold
- *   it only to take a job or to post a report, never across HTTP.
+ *   pool->mu guards the pool's queues, active sets and reports; workers
+ *   hold it only to take a job or to post a report, never across HTTP.
  */
 #ifndef BC_CONSOLE_MIGRATE_H
 #define BC_CONSOLE_MIGRATE_H
@@ -148,6 +184,17 @@ typedef struct bc_mig_report {
     char error[BC_MIG_ERROR_MAX];
 } bc_mig_report_t;
 
+/* A precopy's outcome, from a precopy worker to the console.  A failed
+ * one (ok false, error set) still lets the move go on, with a full copy. */
+typedef struct bc_mig_precopy_report {
+    uint32_t bucket;
+    uint32_t from, to;             /* the move it was made for */
+    bool ok;
+    uint64_t items, bytes;
+    char node[BC_NODE_NAME_MAX];   /* the destination node that holds it */
+    char error[BC_MIG_ERROR_MAX];
+} bc_mig_precopy_report_t;
+
 /* ---- records and control: JSON codec (exposed for tests) ---- */
 
 /* Returns malloc'd JSON (free()) or NULL on out of memory. */
@@ -196,10 +243,10 @@ int64_t bc_mig_backoff_ms(uint32_t attempts);
 
 typedef struct bc_mig_pool bc_mig_pool_t;
 
-/* What a copy needs; strings are copied. */
+/* What a copy or a precopy needs; strings are copied. */
 typedef struct bc_mig_job {
     uint32_t bucket;
-    uint64_t epoch;
+    uint64_t epoch;                    /* 0 for a precopy */
     uint32_t from, to;
     char source_admin[BC_ADDR_MAX];    /* the source primary's admin address */
     char dest_admin[BC_ADDR_MAX];      /* the destination primary's */
@@ -209,12 +256,14 @@ typedef struct bc_mig_job {
 typedef void (*bc_mig_notify_fn)(void *ctx);
 
 /*
- * Starts nthreads (1..BC_MIG_MAX_PARALLEL) workers.  timeout_ms bounds one
- * copy from its POST to its report.  *out is owned by the caller
+ * Starts nthreads (1..BC_MIG_MAX_PARALLEL) copy workers and, when precopy
+ * is set, as many precopy workers with their own queue.  timeout_ms bounds
+ * one copy or precopy from its POST to its report.  notify and ctx are
+ * borrowed for the pool's life.  *out is owned by the caller
  * (bc_mig_pool_stop).  Errors: BC_EINVAL, BC_ENOMEM.
  */
-bc_status_t bc_mig_pool_start(uint32_t nthreads, uint32_t timeout_ms, bc_mig_notify_fn notify,
-                              void *ctx, bc_mig_pool_t **out);
+bc_status_t bc_mig_pool_start(uint32_t nthreads, bool precopy, uint32_t timeout_ms,
+                              bc_mig_notify_fn notify, void *ctx, bc_mig_pool_t **out);
 /* Abandons queued jobs, waits for running ones to notice, frees.  NULL ok. */
 void bc_mig_pool_stop(bc_mig_pool_t *pool);
 
@@ -233,7 +282,19 @@ bool bc_mig_pool_active(bc_mig_pool_t *pool, uint32_t bucket, uint64_t epoch);
  * bc_mig_pool_requeue() those it could not commit. */
 size_t bc_mig_pool_take(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
 void bc_mig_pool_requeue(bc_mig_pool_t *pool, const bc_mig_report_t *reports, size_t n);
-/* Forgets every report (a console that lost the election). */
+/* Forgets every copy and precopy report and drops the precopies not yet
+ * started (a console that lost the election). */
 void bc_mig_pool_clear_reports(bc_mig_pool_t *pool);
+
+/* Queues a precopy of job->bucket (job->epoch is ignored: 0) unless the
+ * pool runs no precopies or one of that bucket is queued, running or
+ * reported but not yet taken.  job is copied.  Returns true when queued. */
+bool bc_mig_pool_precopy(bc_mig_pool_t *pool, const bc_mig_job_t *job);
+/* Moves up to max precopy reports into out (caller's array); returns how
+ * many. */
+size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_precopy_report_t *out,
+                                  size_t max);
+/* Precopies queued or running now. */
+size_t bc_mig_pool_precopying(bc_mig_pool_t *pool);
 
 #endif

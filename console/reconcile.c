@@ -323,11 +323,14 @@ reconcile_migrations(mig_round_t *r)
         }
     }
 
-    /* 4. Start copies. */
+    /* 4. Start copies.  With precopy, look ahead past the copy slots for
+     * the buckets to precopy next: up to 2 * parallel not started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
-    for (uint32_t b = 0; b < n && !paused && ncopying < in->parallel; b++) {
+    size_t lookahead = in->precopy != NULL ? 2 * (size_t)in->parallel : 0, nahead = 0;
+    for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
+         b++) {
         uint32_t from = out->m.owner[b], to = out->d.owner[b];
         if (from == 0 || to == 0 || from == to || out->c.owner[b] != from || r->final[b] ||
             decided[b]) {
@@ -338,6 +341,17 @@ reconcile_migrations(mig_round_t *r)
         const bc_node_info_t *src = mig_primary(r->v, out, from);
         const bc_node_info_t *dst = mig_primary(r->v, out, to);
         if (src == NULL || dst == NULL) continue;
+        bool ready = in->precopy == NULL ||
+                     (in->precopy[b].from == from && in->precopy[b].to == to);
+        if (!ready || ncopying >= in->parallel) {
+            if (nahead == lookahead) continue;
+            nahead++;
+            if (!ready) {
+                out->precopy_wanted[out->nprecopy_wanted++] =
+                    (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
+            }
+            continue;
+        }
         if (r->budget == 0) {
             out->mig_more = true;
             break;
@@ -442,7 +456,12 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->mig = calloc((size_t)n + BC_ZK_TXN_MAX, sizeof(*out->mig));
         out->aborts = calloc((size_t)n + 1, sizeof(*out->aborts));
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
-        if (!out->control || !out->mig || !out->aborts || !out->copying) {
+        if (in->precopy != NULL) {
+            out->precopy_wanted = calloc(2 * (size_t)in->parallel + 1,
+                                         sizeof(*out->precopy_wanted));
+        }
+        if (!out->control || !out->mig || !out->aborts || !out->copying ||
+            (in->precopy != NULL && !out->precopy_wanted)) {
             st = BC_ENOMEM;
             goto out;
         }
@@ -697,5 +716,6 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     free(out->control);
     free(out->aborts);
     free(out->copying);
+    free(out->precopy_wanted);
     memset(out, 0, sizeof(*out));
 }

@@ -58,7 +58,13 @@
  *     4. unless paused, buckets with m != d start copying (c.readonly set,
  *        a copying record at the new epoch) until `parallel` copy at once,
  *        in bucket order, skipping those still backing off after a failure
- *        and those whose groups have no live primary with an admin port;
+ *        and those whose groups have no live primary with an admin port.
+ *        With precopy input, a bucket starts only once precopied for this
+ *        very move (same from and to); those that would start but are not
+ *        are listed in precopy_wanted, in bucket order, within a look-ahead
+ *        of 2 * parallel buckets not started (precopied ones waiting for a
+ *        slot count too): a precopy holds memory at its destination and a
+ *        change tracker at its source, so only the next few are asked for;
  *     5. the run summary starts with the first copy of a run and is closed
  *        when nothing is pending or copying any more.
  *
@@ -80,6 +86,18 @@ typedef enum bc_reconcile_pause {
     BC_RECONCILE_PAUSE_CLEAR,      /* resume */
 } bc_reconcile_pause_t;
 
+/* A bucket precopied for the move from `from` to `to`; 0/0: not (or no
+ * longer) ready. */
+typedef struct bc_mig_precopy {
+    uint32_t from, to;
+} bc_mig_precopy_t;
+
+/* A bucket whose copy waits for a precopy: the console asks for it. */
+typedef struct bc_mig_precopy_want {
+    uint32_t bucket;
+    uint32_t from, to;
+} bc_mig_precopy_want_t;
+
 typedef struct bc_reconcile_input {
     bc_view_t *view;               /* borrowed */
     int64_t now_ms;                /* unix ms */
@@ -93,6 +111,9 @@ typedef struct bc_reconcile_input {
     size_t nreports;
     bool cancel_rebalance;         /* see "Cancel" above */
     bc_reconcile_pause_t pause;    /* pause or resume migrations */
+    /* Precopy (borrowed; view->nbuckets entries): what each bucket is
+     * precopied for.  NULL: precopy off, copies start as before. */
+    const bc_mig_precopy_t *precopy;
 } bc_reconcile_input_t;
 
 typedef struct bc_departure_update {
@@ -141,6 +162,9 @@ typedef struct bc_reconcile_output {
     bc_mig_copying_t *aborts;      /* copies called off: tell their destination */
     size_t ncopying;
     bc_mig_copying_t *copying;     /* every bucket copying after this round */
+    /* Precopies to ask for, in bucket order (none without precopy input). */
+    size_t nprecopy_wanted;
+    bc_mig_precopy_want_t *precopy_wanted;
     size_t nreports_used;          /* reports[0..n) were decided; requeue the rest */
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
     bool mig_more;                 /* work left that did not fit in one transaction */

@@ -4,7 +4,8 @@
  * grace, primary choice and failover, idempotence; and the migration state
  * machine: start, bounded parallelism, cutover, stale reports, aborts with
  * backoff, groups and primaries that change mid-copy, pause, cancel, a new
- * leader resuming, and the records' codecs.
+ * leader resuming, precopy gating and its bounded look-ahead, and the
+ * records' codecs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -302,6 +303,7 @@ typedef struct mig_opts {
     bool cancel;
     bool force;
     bc_reconcile_pause_t pause;
+    const bc_mig_precopy_t *precopy;
 } mig_opts_t;
 
 static void
@@ -312,6 +314,7 @@ mig_run(bc_view_t *v, bc_mig_set_t *migs, int64_t now, const mig_opts_t *o,
         .view = v, .now_ms = now, .orphan_grace_ms = -1, .migs = migs,
         .parallel = o->parallel, .reports = o->reports, .nreports = o->nreports,
         .cancel_rebalance = o->cancel, .force_rebalance = o->force, .pause = o->pause,
+        .precopy = o->precopy,
     };
     assert_int_equal(bc_reconcile(&in, out), BC_OK);
 }
@@ -798,6 +801,173 @@ test_mig_stray_readonly_cleared_and_no_admin_waits(void **state)
     bc_view_free(&v);
 }
 
+/* ---- precopy ---- */
+
+/* The buckets of out's precopy_wanted as digits, e.g. "013". */
+static void
+assert_wanted(const bc_reconcile_output_t *out, const char *expect)
+{
+    char got[N + 1];
+    size_t i = 0;
+    for (; i < out->nprecopy_wanted && i < N; i++) {
+        got[i] = (char)('0' + out->precopy_wanted[i].bucket);
+    }
+    got[i] = '\0';
+    assert_string_equal(got, expect);
+}
+
+/* Moves planned: buckets 0..3 from group 1 to 3, bucket 4 from 2 to 1
+ * (every group keeps something in d, so nothing is re-planned). */
+#define PRE_C "111122"
+#define PRE_D "333312"
+
+static void
+test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    bc_mig_precopy_t pre[N];
+    memset(pre, 0, sizeof(pre));
+    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+
+    mig_opts_t o = {.parallel = 1, .precopy = pre};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_false(out.changed);                          /* nothing is written for a precopy */
+    assert_false(out.c.readonly[0]);
+    assert_int_equal(out.ncopying, 0);
+    assert_wanted(&out, "01");                          /* 2 * parallel */
+    assert_int_equal(out.precopy_wanted[0].from, 1);
+    assert_int_equal(out.precopy_wanted[0].to, 3);
+    bc_reconcile_free(&out);
+
+    o.parallel = 2;
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_wanted(&out, "0123");
+    bc_reconcile_free(&out);
+
+    o.parallel = 4;                                     /* room for every planned move */
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_wanted(&out, "01234");
+    assert_int_equal(out.precopy_wanted[4].from, 2);
+    assert_int_equal(out.precopy_wanted[4].to, 1);
+    bc_reconcile_free(&out);
+
+    /* a bucket backing off after a failure is not precopied either */
+    bc_mig_record_t rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.bucket = 0;
+    rec.state = BC_MIG_PENDING;
+    rec.from = 1;
+    rec.to = 3;
+    rec.attempts = 1;
+    rec.retry_at_ms = 9000;
+    rec.version = 0;
+    assert_int_equal(bc_mig_set_put(&migs, &rec), BC_OK);
+    o.parallel = 1;
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_wanted(&out, "12");
+    bc_reconcile_free(&out);
+
+    /* precopy off: copies start at once, nothing is wanted */
+    o.precopy = NULL;
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_true(out.c.readonly[1]);
+    assert_int_equal(out.nprecopy_wanted, 0);
+    assert_null(out.precopy_wanted);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_precopy_ready_for_the_same_move_starts(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    bc_mig_precopy_t pre[N];
+    memset(pre, 0, sizeof(pre));
+    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+
+    /* bucket 0 precopied for its move; bucket 1 for another destination */
+    pre[0] = (bc_mig_precopy_t){1, 3};
+    pre[1] = (bc_mig_precopy_t){1, 2};
+    mig_opts_t o = {.parallel = 2, .precopy = pre};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_true(out.c.readonly[0]);
+    assert_false(out.c.readonly[1]);
+    assert_int_equal(out.mig[0].bucket, 0);
+    assert_int_equal(out.mig[0].record.state, BC_MIG_COPYING);
+    assert_wanted(&out, "1234");                        /* 1 again, for the planned move */
+    assert_int_equal(out.precopy_wanted[0].to, 3);
+    bc_reconcile_free(&out);
+
+    /* precopied buckets waiting for a slot fill the look-ahead too */
+    pre[1] = (bc_mig_precopy_t){1, 3};
+    pre[2] = (bc_mig_precopy_t){1, 3};
+    o.parallel = 1;
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 1);               /* bucket 0 */
+    assert_wanted(&out, "");                            /* 1 and 2 are ready */
+    bc_reconcile_free(&out);
+    pre[2] = (bc_mig_precopy_t){0, 0};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_wanted(&out, "2");
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    /* with every slot taken by a running copy the look-ahead goes on */
+    mig_run(&v, &migs, 5100, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.ncopying, 1);
+    assert_wanted(&out, "2");                           /* 1 ready, 2 wanted */
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
+test_precopy_paused_wants_nothing(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    bc_mig_precopy_t pre[N];
+    memset(pre, 0, sizeof(pre));
+    pre[0] = (bc_mig_precopy_t){1, 3};
+    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    mig_opts_t o = {.parallel = 2, .precopy = pre, .pause = BC_RECONCILE_PAUSE_SET};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.nprecopy_wanted, 0);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+
+    o.pause = BC_RECONCILE_PAUSE_KEEP;                  /* stays paused */
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_false(out.changed);
+    assert_int_equal(out.nprecopy_wanted, 0);
+    bc_reconcile_free(&out);
+
+    o.pause = BC_RECONCILE_PAUSE_CLEAR;
+    mig_run(&v, &migs, 7000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_wanted(&out, "1234");
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
 static void
 test_mig_codecs(void **state)
 {
@@ -896,6 +1066,9 @@ main(void)
         cmocka_unit_test(test_mig_pause_resume),
         cmocka_unit_test(test_mig_cancel_keeps_running_copies_and_holds_groups),
         cmocka_unit_test(test_mig_stray_readonly_cleared_and_no_admin_waits),
+        cmocka_unit_test(test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few),
+        cmocka_unit_test(test_precopy_ready_for_the_same_move_starts),
+        cmocka_unit_test(test_precopy_paused_wants_nothing),
         cmocka_unit_test(test_mig_codecs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
