@@ -91,6 +91,7 @@ typedef struct import_job {
     uint64_t flushes;              /* precopy: bc_cache_flush_count when it started */
     bool used;                     /* precopy: a final copy took it over */
     bool delta;                    /* final: the source sent only the changes */
+    uint64_t base_items, base_bytes;   /* final: what its precopy moved (counted in) */
     uint64_t items;
     uint64_t bytes;
     uint64_t skipped;              /* already present here: add-if-absent kept ours */
@@ -746,7 +747,7 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         return st;
     }
     if ((r->items + r->skipped) % MIG_PROGRESS_EVERY == 0) {
-        job_publish(job, r->items, r->bytes, r->skipped);
+        job_publish(job, job->base_items + r->items, job->base_bytes + r->bytes, r->skipped);
     }
     return BC_OK;
 }
@@ -996,8 +997,11 @@ import_main(void *arg)
     }
     int64_t elapsed = bc_time_mono_ms() - t0;
     pthread_mutex_lock(&mig->mu);
-    job->items = r.items;
-    job->bytes = r.bytes;
+    /* A copy over a precopy reports what both moved: the bucket's data
+     * did cross, only earlier (the console's totals and rate count it). */
+    if (!r.delta) job->base_items = job->base_bytes = 0;
+    job->items = job->base_items + r.items;
+    job->bytes = job->base_bytes + r.bytes;
     job->skipped = r.skipped;
     job->finished_ms = bc_time_real_ms();
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
@@ -1207,11 +1211,13 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     /* A final copy takes over a precopy of the same source: it asks only
      * for the changes since (the precopy is then used up, whatever
      * happens: a failed final copy drops the bucket). */
-    uint64_t since = 0;
+    uint64_t since = 0, base_items = 0, base_bytes = 0;
     if (!p->precopy) {
         import_job_t *pre = job_find_kind(mig, p->bucket, true);
         if (job_precopy_usable(mig, pre, p->from, p->source)) {
             since = pre->tap;
+            base_items = pre->items;
+            base_bytes = pre->bytes;
             pre->used = true;
         }
     }
@@ -1240,6 +1246,8 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     j->flushes = bc_cache_flush_count(mig->cache);
     j->used = false;
     j->delta = false;
+    j->base_items = base_items;
+    j->base_bytes = base_bytes;
     j->items = j->bytes = j->skipped = 0;
     j->started_ms = bc_time_real_ms();
     j->finished_ms = 0;

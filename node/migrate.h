@@ -45,7 +45,8 @@
  *   GET    /v1/migrate/import?bucket=B[&epoch=E][&wait_ms=N]
  *            the job's state: {"bucket","epoch","state":"running"|"done"|
  *            "failed","precopy","delta","items","bytes","skipped","error",
- *            "node","elapsed_ms"}
+ *            "node","elapsed_ms"}; a copy over a precopy counts the
+ *            precopy's items and bytes in its own.
  *            (404 when no job for B is known).  With wait_ms (at most
  *            10000), a long poll: while the job (of epoch E, when given)
  *            runs, the answer waits until it finishes -- the job wakes
