@@ -32,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,6 +66,7 @@
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     60000     /* a finished precopy waits this long for its final copy */
+#define MIG_PRECOPY_NICE        10        /* precopy threads yield to everything else */
 
 #ifndef MHD_HTTP_MISDIRECTED_REQUEST
 #define MHD_HTTP_MISDIRECTED_REQUEST 421
@@ -974,6 +977,14 @@ import_main(void *arg)
     r.job = job;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
     int64_t t0 = bc_time_mono_ms();
+    if (job->precopy) {
+        /* A precopy is background work: nothing waits for it but the next
+         * read-only copy, while the work that does hold buckets read-only
+         * (fences, final copies, the console's and ZooKeeper's commits)
+         * and the clients share the same cores.  A lower priority for this
+         * thread only (Linux: a thread's nice value is its own). */
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), MIG_PRECOPY_NICE);
+    }
 
     bc_status_t st = import_run(job, &r, err, sizeof(err));
     if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {

@@ -1,7 +1,9 @@
 """Helpers shared by the bucket migration tests (test_migration*.py): a
 writer that records every acknowledged write, table invariants, and the
 checks run once a cluster has converged."""
+import http.server
 import json
+import struct
 import threading
 import time
 
@@ -104,8 +106,9 @@ class Writer(threading.Thread):
     value or the acknowledged one.  For every bucket, the time from the
     first READONLY refusal to the next acknowledged write is a stall."""
 
-    def __init__(self, console, nbuckets, keys, value_size=40):
+    def __init__(self, console, nbuckets, keys, value_size=40, delete_every=0):
         super().__init__(daemon=True)
+        self.delete_every = delete_every     # every Nth write is a delete (acked: None)
         self.router = Router(console, nbuckets)
         self.nbuckets = nbuckets
         self.keys = list(keys)
@@ -147,7 +150,12 @@ class Writer(threading.Thread):
                 self.router.refresh()
                 continue
             try:
-                reply = self.conn(addr).cmd("set %s 0 0 %d" % (key, len(value)), value)
+                if value is None:
+                    reply = self.conn(addr).cmd("delete " + key)
+                    if reply in (b"DELETED\r\n", b"NOT_FOUND\r\n"):
+                        reply = b"STORED\r\n"
+                else:
+                    reply = self.conn(addr).cmd("set %s 0 0 %d" % (key, len(value)), value)
             except (OSError, ConnectionError):
                 self.drop(addr)
                 self.unknown.setdefault(key, set()).add(value)
@@ -190,6 +198,8 @@ class Writer(threading.Thread):
             while not self.stop_flag.is_set():
                 key = self.keys[i % len(self.keys)]
                 value = ("%s=%d:" % (key, i)).ljust(self.value_size, "x")
+                if self.delete_every and i % self.delete_every == self.delete_every - 1:
+                    value = None
                 self.write(key, value)
                 i += 1
         except Exception as e:   # reported by stop()
@@ -204,8 +214,15 @@ class Writer(threading.Thread):
         assert not self.errors, self.errors[:5]
 
 
+def _get_reply(key, value):
+    if value is None:
+        return b"END\r\n"
+    return ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)).encode()
+
+
 def check_reads(console, nbuckets, expected, unknown=None):
-    """Every key reads back its expected value from its owner's primary."""
+    """Every key reads back its expected value from its owner's primary
+    (None: the key must be absent)."""
     r = Router(console, nbuckets)
     conns = {}
     bad = []
@@ -214,14 +231,12 @@ def check_reads(console, nbuckets, expected, unknown=None):
         if addr not in conns:
             conns[addr] = harness.McConn(int(addr.rsplit(":", 1)[1]))
         reply = conns[addr].cmd("get " + key)
-        want = ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)).encode()
-        if reply == want:
+        if reply == _get_reply(key, value):
             continue
         alts = (unknown or {}).get(key, ())
-        if any(reply == ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(v), v)).encode()
-               for v in alts):
+        if any(reply == _get_reply(key, v) for v in alts):
             continue
-        bad.append((key, value[:30], reply[:80]))
+        bad.append((key, (value or "(absent)")[:30], reply[:80]))
     for c in conns.values():
         c.close()
     assert not bad, "%d keys lost or stale, e.g. %r" % (len(bad), bad[:5])
@@ -266,3 +281,98 @@ def percentile(values, p):
     i = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
     return s[i]
 
+
+# ---- frames, as bc_frame.h specifies them ----
+
+_CRC = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
+    _CRC.append(_c)
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = (c >> 8) ^ _CRC[(c ^ b) & 0xFF]
+    return c ^ 0xFFFFFFFF
+
+
+def mp_uint(v):
+    if v < 128:
+        return bytes([v])
+    if v <= 0xFF:
+        return b"\xcc" + bytes([v])
+    if v <= 0xFFFF:
+        return b"\xcd" + struct.pack(">H", v)
+    if v <= 0xFFFFFFFF:
+        return b"\xce" + struct.pack(">I", v)
+    return b"\xcf" + struct.pack(">Q", v)
+
+
+def mp_bin(b):
+    assert len(b) < 256
+    return b"\xc4" + bytes([len(b)]) + b
+
+
+def frame(payload, corrupt=False):
+    crc = crc32c(payload) ^ (1 if corrupt else 0)
+    return struct.pack(">II", len(payload), crc) + payload
+
+
+def hello(bucket, epoch, nbuckets, delta=None):
+    """HELLO; delta=0/1 adds the seventh field (1: a delta export)."""
+    head = b"\x96" if delta is None else b"\x97"
+    return frame(head + mp_uint(0) + b"\xa5bcmig" + mp_uint(1) + mp_uint(bucket) +
+                 mp_uint(epoch) + mp_uint(nbuckets) + (b"" if delta is None else mp_uint(delta)))
+
+
+def item(key, value, corrupt=False):
+    return frame(b"\x96" + mp_uint(1) + mp_bin(key) + mp_bin(value) + mp_uint(0) +
+                 mp_uint(0) + mp_uint(1), corrupt)
+
+
+def delete(key):
+    return frame(b"\x92" + mp_uint(11) + mp_bin(key))
+
+
+def end(items, nbytes):
+    return frame(b"\x93" + mp_uint(2) + mp_uint(items) + mp_uint(nbytes))
+
+
+class FakeSource:
+    """An HTTP server that answers every export with the next canned reply:
+    (body, declared length or None[, seconds to wait before answering[,
+    extra headers]]), and records the paths it was asked for."""
+
+    def __init__(self):
+        self.replies = []
+        self.paths = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.paths.append(self.path)
+                body, length, *more = outer.replies.pop(0) if outer.replies else (b"", None)
+                if more and more[0]:
+                    time.sleep(more[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-bucketcache-frames")
+                for k, v in (more[1] if len(more) > 1 else {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()

@@ -34,7 +34,9 @@ def test_add_group_under_writes():
     small = mu.load(g1, ["s%d" % i for i in range(3000)], 200)
     rss_before = mu.rss_kb(g1.proc.pid)
 
-    writer = mu.Writer(con, NB, ["w%d" % i for i in range(400)])
+    # every 5th write a delete: keys deleted while their bucket is being
+    # precopied must be gone at the destination too
+    writer = mu.Writer(con, NB, ["w%d" % i for i in range(400)], delete_every=5)
     writer.start()
     harness.wait_for(lambda: writer.writes > 500, what="the writer running")
 

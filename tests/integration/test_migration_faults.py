@@ -5,106 +5,24 @@ destination too slow for the console's timeout, and one that refuses the
 data, make the console give the bucket back to its source (writable),
 report the error and retry with backoff, until the destination is fixed or
 the rebalance is cancelled."""
-import http.server
 import json
 import os
 import struct
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import migration_util as mu  # noqa: E402
+from migration_util import FakeSource, end, frame, item  # noqa: E402
 
 NB = 16
 SESSION_MS = 2000
 zk = harness.ZooKeeper()
 
-# ---- frames, as bc_frame.h specifies them ----
-
-_CRC = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
-    _CRC.append(_c)
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = (c >> 8) ^ _CRC[(c ^ b) & 0xFF]
-    return c ^ 0xFFFFFFFF
-
-
-def mp_uint(v):
-    if v < 128:
-        return bytes([v])
-    if v <= 0xFF:
-        return b"\xcc" + bytes([v])
-    if v <= 0xFFFF:
-        return b"\xcd" + struct.pack(">H", v)
-    if v <= 0xFFFFFFFF:
-        return b"\xce" + struct.pack(">I", v)
-    return b"\xcf" + struct.pack(">Q", v)
-
-
-def mp_bin(b):
-    assert len(b) < 256
-    return b"\xc4" + bytes([len(b)]) + b
-
-
-def frame(payload, corrupt=False):
-    crc = crc32c(payload) ^ (1 if corrupt else 0)
-    return struct.pack(">II", len(payload), crc) + payload
-
 
 def hello(bucket, epoch, nbuckets=NB):
-    return frame(b"\x96" + mp_uint(0) + b"\xa5bcmig" + mp_uint(1) + mp_uint(bucket) +
-                 mp_uint(epoch) + mp_uint(nbuckets))
-
-
-def item(key, value, corrupt=False):
-    return frame(b"\x96" + mp_uint(1) + mp_bin(key) + mp_bin(value) + mp_uint(0) +
-                 mp_uint(0) + mp_uint(1), corrupt)
-
-
-def end(items, nbytes):
-    return frame(b"\x93" + mp_uint(2) + mp_uint(items) + mp_uint(nbytes))
-
-
-class FakeSource:
-    """An HTTP server that answers every export with the next canned reply:
-    (body, declared length or None[, seconds to wait before answering])."""
-
-    def __init__(self):
-        self.replies = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body, length, *delay = outer.replies.pop(0) if outer.replies else (b"", None)
-                if delay:
-                    time.sleep(delay[0])
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-bucketcache-frames")
-                self.send_header("Content-Length", str(len(body) if length is None else length))
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-
+    return mu.hello(bucket, epoch, nbuckets)
 
 def keys_in_bucket(bucket, n):
     out, i = [], 0
@@ -284,7 +202,7 @@ def test_slow_destination_times_out_and_retries():
     w = harness.wait_for(lambda: next((w for w in mu.console_json(con, "/v1/migrations")["waiting"]
                                        if w["retry_in_ms"] >= 300), None),
                          timeout=30, interval=0.05, what="a failed attempt backing off")
-    assert "timed out" in w["error"] and w["attempts"] >= 1, m
+    assert "timed out" in w["error"] and w["attempts"] >= 1, w
     # while it waits to retry, the bucket is writable at its source again
     t = mu.console_json(con, "/v1/tables")
     assert w["bucket"] not in t["readonly"] and t["c"][w["bucket"]] == 1, (w, t)

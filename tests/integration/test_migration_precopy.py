@@ -1,0 +1,208 @@
+"""Precopy: a bucket copied while it stays writable, then its final copy
+(read-only) carries only the keys changed since.  Driven here through the
+nodes' migration endpoints directly (the console's migrations are off), so
+each case happens exactly when the test says:
+
+  - between two real nodes: sets, deletes, touches and a new key made after
+    the precopy arrive in the delta; the destination then holds exactly
+    what the source holds, and no second precopy can empty a bucket whose
+    copy waits for its cutover;
+  - a flush_all at the source ends its change tracker, and one at the
+    destination makes its precopy unusable: either way the final copy is a
+    full one, never a delta on top of a stale base;
+  - a fake source that leaves out the tracker, sends a delta where the
+    whole bucket was asked for, or a DEL in a full export: clear errors,
+    nothing kept."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import migration_util as mu  # noqa: E402
+
+NB = 16
+SESSION_MS = 2000
+zk = harness.ZooKeeper()
+
+
+def keys_in_bucket(bucket, n, prefix="pk"):
+    out, i = [], 0
+    while len(out) < n:
+        k = "%s%d" % (prefix, i)
+        if harness.bucket_of(k, NB) == bucket:
+            out.append(k)
+        i += 1
+    return out
+
+
+def bucket_items(node, bucket):
+    doc = json.loads(harness.http(node.admin_port, "GET", "/stats?buckets=all")[2])
+    return next(b["items"] for b in doc["buckets"] if b["bucket"] == bucket)
+
+
+def migrate_stats(node):
+    return json.loads(harness.http(node.admin_port, "GET", "/stats")[2])["cluster"]["migrate"]
+
+
+def run_job(node, path, what):
+    """POSTs an import (or precopy) and long-polls it to its end."""
+    st, doc = harness.http_json(node.admin_port, "POST", path)
+    assert st in (200, 202), (path, st, doc)
+    poll = "/v1/migrate/import?bucket=%d%s&wait_ms=5000" % (
+        doc["bucket"], "&precopy=1" if doc["precopy"] else "")
+    return harness.wait_for(
+        lambda: (lambda d: d if d["state"] != "running" else None)(
+            harness.http_json(node.admin_port, "GET", poll, timeout=10)[1]), what=what)
+
+
+def precopy_path(bucket, source_port):
+    return ("/v1/migrate/import?bucket=%d&from=1&source=127.0.0.1%%3A%d&precopy=1"
+            % (bucket, source_port))
+
+
+def final_path(bucket, epoch, source_port):
+    return ("/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+            % (bucket, epoch, source_port))
+
+
+def two_groups(name):
+    cl = harness.create_cluster(zk, name, buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)   # migrations off
+    a = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    b = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/health")[1].get("role")
+                     == "primary", what="group 2's primary")
+    harness.wait_for(lambda: harness.http_json(a.admin_port, "GET", "/v1/repl")[1]["writable"],
+                     what="group 1's primary writable")
+    return cl, con, a, b
+
+
+def test_precopy_then_delta_between_real_nodes():
+    cl, con, a, b = two_groups("precopy")
+    # the local fence (cluster.h) lets a final copy run at the next epoch
+    # without the console: the source makes the bucket read-only itself
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    bucket, b2, b3 = 3, 5, 7
+    ks = keys_in_bucket(bucket, 5)
+    c = a.conn()
+    for k in ks[:4]:
+        assert c.cmd("set %s 0 0 3" % k, "old") == b"STORED\r\n"
+
+    job = run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
+    assert job["state"] == "done" and job["precopy"] and job["items"] == 4, job
+    assert bucket_items(b, bucket) == 4
+    assert migrate_stats(a)["taps_active"] == 1
+    # the bucket is still writable at the source: change it
+    assert c.cmd("set %s 0 0 3" % ks[0], "new") == b"STORED\r\n"
+    assert c.cmd("delete " + ks[1]) == b"DELETED\r\n"
+    assert c.cmd("touch %s 1000" % ks[2]) == b"TOUCHED\r\n"
+    assert c.cmd("set %s 0 0 5" % ks[4], "added") == b"STORED\r\n"
+    # asking again for the same precopy reports it, it does not copy again
+    st, doc = harness.http_json(b.admin_port, "POST", precopy_path(bucket, a.admin_port))
+    assert st == 200 and doc["state"] == "done" and doc["items"] == 4, doc
+
+    job = run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
+    # 4 from the precopy + 4 changes (3 items and a delete)
+    assert job["state"] == "done" and job["delta"] is True and job["items"] == 8, job
+    assert bucket_items(b, bucket) == bucket_items(a, bucket) == 4
+    sa, sb = migrate_stats(a), migrate_stats(b)
+    assert sa["export_deltas"] == 1 and sb["import_deltas"] == 1 and sb["precopies"] == 1, (sa, sb)
+    # the source is read-only for that bucket now (fenced for the final copy)
+    assert c.cmd("set %s 0 0 1" % ks[0], "x").startswith(b"SERVER_ERROR READONLY")
+    # a precopy now would empty a bucket whose copy waits for its cutover
+    st, doc = harness.http_json(b.admin_port, "POST", precopy_path(bucket, a.admin_port))
+    assert st == 409 and doc["retry"] is False and "cutover" in doc["error"], doc
+
+    # a flush_all at the destination after its precopy: the final copy
+    # does not build on it (the source sends everything)
+    for k in keys_in_bucket(b3, 3, "d3"):
+        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert run_job(b, precopy_path(b3, a.admin_port), "precopy b3")["state"] == "done"
+    assert b.conn().cmd("flush_all") == b"OK\r\n"
+    job = run_job(b, final_path(b3, epoch, a.admin_port), "final b3")
+    assert job["state"] == "done" and job["delta"] is False and job["items"] == 3, job
+    assert bucket_items(b, b3) == 3
+    assert migrate_stats(a)["export_deltas"] == 1
+
+    # a flush_all at the source ends its change tracker: the final copy
+    # asks for the changes and gets everything, never a delta on a base
+    # that no longer matches
+    for k in keys_in_bucket(b2, 3, "d2"):
+        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert run_job(b, precopy_path(b2, a.admin_port), "precopy b2")["items"] == 3
+    assert c.cmd("flush_all") == b"OK\r\n"
+    assert c.cmd("set %s 0 0 5" % keys_in_bucket(b2, 1, "after")[0], "fresh") == b"STORED\r\n"
+    job = run_job(b, final_path(b2, epoch, a.admin_port), "final b2")
+    assert job["state"] == "done" and job["delta"] is False and job["items"] == 1, job
+    assert bucket_items(b, b2) == 1
+    sb = migrate_stats(b)
+    assert sb["delta_fallbacks"] == 1 and sb["import_deltas"] == 1, sb
+    assert "sending all of it" in a.proc.output()
+    # bad precopy requests
+    for path, needle in [(precopy_path(bucket, a.admin_port) + "&epoch=3", "no epoch"),
+                         ("/v1/migrate/import?bucket=1&precopy=2&from=1&source=x:1", "precopy"),
+                         ("/v1/migrate/import?bucket=1&precopy=1&source=x:1", "from")]:
+        st, doc = harness.http_json(b.admin_port, "POST", path)
+        assert st == 400 and needle in doc["error"], (path, st, doc)
+    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&tap=1&epoch=2")
+    assert st == 400 and "tap=1" in doc["error"], doc
+    st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/export?bucket=1&tap=1")
+    assert st == 409 and "another group" in doc["error"], doc
+    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=2&since=0")
+    assert st == 400 and "since" in doc["error"], doc
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_hostile_precopy_sources():
+    cl, con, a, b = two_groups("precopyfake")
+    src = mu.FakeSource()
+    bucket = 3
+    ks = keys_in_bucket(bucket, 3, "f")
+    items = [mu.item(k.encode(), b"value") for k in ks]
+    nbytes = sum(len(k) + 5 for k in ks)
+    full = mu.hello(bucket, 0, NB) + b"".join(items) + mu.end(3, nbytes)
+    tap = {"X-Bucketcache-Tap": "123456789"}
+
+    # a precopy without a change tracker cannot be built on
+    src.replies.append((full, None))
+    job = run_job(b, precopy_path(bucket, src.port), "precopy without tracker")
+    assert job["state"] == "failed" and "no change tracker" in job["error"], job
+    assert bucket_items(b, bucket) == 0
+    assert "tap=1" in src.paths[-1], src.paths
+
+    # a good precopy, then a delta: k0 replaced, k1 deleted, k2 kept
+    src.replies.append((full, None, 0, tap))
+    assert run_job(b, precopy_path(bucket, src.port), "precopy")["state"] == "done"
+    assert bucket_items(b, bucket) == 3
+    epoch = 50
+    delta = (mu.hello(bucket, epoch, NB, delta=1) + mu.item(ks[0].encode(), b"newer") +
+             mu.delete(ks[1].encode()) + mu.end(2, len(ks[0]) + 5 + len(ks[1])))
+    src.replies.append((delta, None))
+    job = run_job(b, final_path(bucket, epoch, src.port), "delta")
+    assert job["state"] == "done" and job["delta"] is True, job
+    assert src.paths[-1].endswith("&since=123456789"), src.paths
+    assert bucket_items(b, bucket) == 2
+
+    # the precopy is used up: the next attempt asks for everything, and a
+    # delta in answer is refused (it would build on nothing)
+    src.replies.append((mu.hello(bucket, epoch + 1, NB, delta=1) + mu.end(0, 0), None))
+    job = run_job(b, final_path(bucket, epoch + 1, src.port), "unasked delta")
+    assert "since" not in src.paths[-1], src.paths
+    assert job["state"] == "failed" and "whole bucket was asked for" in job["error"], job
+    assert bucket_items(b, bucket) == 0
+
+    # a DEL in a full export
+    src.replies.append((mu.hello(bucket, epoch + 2, NB) + mu.delete(ks[0].encode()) +
+                        mu.end(1, len(ks[0])), None))
+    job = run_job(b, final_path(bucket, epoch + 2, src.port), "DEL in a full export")
+    assert job["state"] == "failed" and "full export" in job["error"], job
+    assert b.proc.poll() is None and a.proc.poll() is None
+    src.stop()
+    for p in (a, b, con):
+        p.stop()
+
+
+harness.main(globals())
