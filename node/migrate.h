@@ -60,7 +60,7 @@
  *            cutover.  The next copy of B from the same group and address
  *            then asks only for the changes (since=T) and applies them
  *            over the precopy: ITEM replaces, DEL deletes.  It does so
- *            only while the precopy is usable: finished, under 60 s old,
+ *            only while the precopy is usable: finished, under 30 s old,
  *            not used by an earlier copy, and no flush_all ran here since
  *            (job_precopy_usable says why each matters).
  *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
@@ -100,7 +100,8 @@
  *   group; it asks this module first (bc_node_cluster_set_drop), which
  *   keeps a bucket an import is filling or has filled and whose cutover is
  *   pending (or a usable precopy), as long as its owner is still the
- *   source group.
+ *   source group.  A precopy whose move was called off is dropped by the
+ *   agent's first pass (every 3 s at least) after it turns 30 s old.
  *
  * LOCKING
  *   mu guards the job table (states, counters, slots).  A job thread

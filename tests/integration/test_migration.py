@@ -127,8 +127,9 @@ def test_pause_resume_cancel():
     m = mu.console_json(con, "/v1/migrations")
     assert m["paused"] and m["pending"] == NB // 2 and m["moving"] == 0 and m["done"] == 0, m
     # the pause lives in ZooKeeper: a restarted console is still paused
+    # (this one copies without precopies: read-only for the whole copy)
     con.stop()
-    con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
+    con = harness.Console(zk, cl, "--no-precopy", migrations=True, session_timeout_ms=SESSION_MS)
     harness.wait_for(con.is_active, what="console active again")
     time.sleep(1.0)
     m = mu.console_json(con, "/v1/migrations")
@@ -166,6 +167,10 @@ def test_pause_resume_cancel():
     assert rc == 0, (out, err)
     t = mu.wait_converged(con)
     assert t["c"].count(2) == NB // 2
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["precopy"] is False and m["precopying"] == 0, m
+    mig2 = json.loads(harness.http(g2.admin_port, "GET", "/stats")[2])["cluster"]["migrate"]
+    assert mig2["precopies"] == 0 and mig2["imports_done"] >= NB // 2, mig2
     # a standby refuses control operations and names the active console
     standby = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
     st, doc = harness.http_json(standby.admin_port, "POST", "/v1/migrations/pause")
