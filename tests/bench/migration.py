@@ -9,8 +9,10 @@ with the library's retries) runs, and reports:
     (bench_migration_loopback), and the migration rate against it:
       * aggregate: bytes moved / wall time from the first copy to the last
         cutover (what an operator waits for);
-      * per copy: bytes / time of each copy (POST import to its report), from
-        the console's log, summed over the copies;
+      * per precopy (per copy with --no-precopy): bytes / time of each copy
+        that carried the data (POST import to its report), from the
+        console's log, summed over the copies; and how long the read-only
+        copies took;
   - the time from starting the 4th group to convergence (c == m == d,
     nothing pending or moving);
   - the client's failed operations (errors after the library's retries) and
@@ -141,9 +143,18 @@ def main():
     time.sleep(1.0)
     final = traffic.stop()
 
-    # per-copy throughput from the console's log
-    copies = re.findall(r"copied to group \d+ \(epoch \d+\): \d+ items, (\d+) bytes in (\d+) ms",
-                        con.proc.output())
+    # per-copy throughput from the console's log: the precopies carry the
+    # data when they run (a final copy over one only carries the changes,
+    # though it reports both), the read-only copies otherwise
+    log = con.proc.output()
+    copies = re.findall(r"precopied to group 4: \d+ items, (\d+) bytes in (\d+) ms", log)
+    kind = "per precopy"
+    if not copies:
+        copies = re.findall(r"copied to group 4 \(epoch \d+\): \d+ items, (\d+) bytes in (\d+) ms",
+                            log)
+        kind = "per copy"
+    finals = sorted(int(ms) for ms in re.findall(
+        r"copied to group 4 \(epoch \d+\): \d+ items, \d+ bytes in (\d+) ms", log))
     copy_bytes = sum(int(b) for b, _ in copies)
     copy_ms = sum(int(ms) for _, ms in copies)
     moved = m["bytes_moved"]
@@ -158,9 +169,12 @@ def main():
     print("4th group added: %d buckets (%.0f MiB of key+value bytes, %d items) moved" % (
         m["done"], moved / 1048576, m["items_moved"]))
     print("converged %.2f s after the 4th group started; copies ran for %.2f s" % (converge_s, run_s))
-    print("migration rate: aggregate %.0f MiB/s (%.0f%% of loopback), per copy %.0f MiB/s "
+    print("migration rate: aggregate %.0f MiB/s (%.0f%% of loopback), %s %.0f MiB/s "
           "(%.0f%% of loopback; %d copies in parallel at most)" % (
-              agg, 100 * agg / loop_mbs, per_copy, 100 * per_copy / loop_mbs, PARALLEL))
+              agg, 100 * agg / loop_mbs, kind, per_copy, 100 * per_copy / loop_mbs, PARALLEL))
+    if finals:
+        print("read-only copies (import request to report): p50 %d ms, p99 %d ms" % (
+            finals[len(finals) // 2], finals[min(len(finals) - 1, int(len(finals) * 0.99))]))
     print("client: %d operations during the run, %d failed, %d wrong values, %d retries, "
           "%d refusals" % (ops, failed, final["wrong"], final["retries"] - base["retries"],
                            final["refusals"] - base["refusals"]))
