@@ -128,8 +128,10 @@ void bc__agent_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx);
 /* ops.c: one call's deadline from its timeout_ms argument. */
 uint64_t bc__deadline(const bc_client_t *c, int timeout_ms);
 /* Sleeps before retry `attempt`, never past deadline; false when the
- * deadline would pass first (then nothing is slept). */
-bool bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns);
+ * deadline would pass first (then nothing is slept).  A table published
+ * after the `published`-th ends the sleep early (bc__router_wait). */
+bool bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns,
+                       uint64_t published);
 /* The plain remote get used by bc_client_get and read-through; fills a
  * malloc'd value on BC_CLIENT_OK.  Near cache not consulted. */
 int bc__get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash,

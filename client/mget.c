@@ -411,7 +411,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         for (size_t i = 0; i < n; i++) pending += items[i].status == MGET_PENDING;
         if (pending == 0 || bc__now_ns() >= deadline_ns) break;
         if (atomic_load_explicit(&c->router.published, memory_order_acquire) == published &&
-            !bc__backoff_sleep(c, attempt, deadline_ns)) {
+            !bc__backoff_sleep(c, attempt, deadline_ns, published)) {
             break;
         }
         BC__COUNT(c, retries, 1);

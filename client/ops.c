@@ -26,7 +26,6 @@
  *   never be matched with the wrong request.  A VALUE must carry the key
  *   asked for.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -85,17 +84,14 @@ bc__deadline(const bc_client_t *c, int timeout_ms)
 }
 
 bool
-bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns)
+bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns, uint64_t published)
 {
     if (ops_rng == 0) ops_rng = bc__now_ns() ^ (uint64_t)(uintptr_t)&ops_rng;
     uint64_t d = bc__backoff_ns(attempt, c->retry_base_ns, c->retry_max_ns, &ops_rng);
     uint64_t now = bc__now_ns();
     if (now >= deadline_ns) return false;
     if (d > deadline_ns - now) d = deadline_ns - now;
-    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000ull),
-                          .tv_nsec = (long)(d % 1000000000ull)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    (void)bc__router_wait(&c->router, published, now + d);
     return true;
 }
 
@@ -393,7 +389,7 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
             BC__COUNT(c, retries, 1);
             continue;
         }
-        if (!bc__backoff_sleep(c, attempt, deadline_ns)) return BC_CLIENT_ETIMEOUT;
+        if (!bc__backoff_sleep(c, attempt, deadline_ns, published)) return BC_CLIENT_ETIMEOUT;
         if (bc__now_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
         BC__COUNT(c, retries, 1);
     }

@@ -8,6 +8,7 @@
  */
 #include "route.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -117,6 +118,31 @@ bc__router_init(bc__router_t *r)
     atomic_init(&r->word, WORD_NONE << WORD_COUNT_BITS);
     for (int i = 0; i < BC__ROUTER_SLOTS; i++) atomic_init(&r->slots[i], NULL);
     atomic_init(&r->published, 0);
+    atomic_init(&r->waiters, 0);
+    pthread_mutex_init(&r->wait_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->wait_cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+bool
+bc__router_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns)
+{
+    /* Dekker with bc__router_publish: we announce ourselves, then look at
+     * published; it bumps published, then looks for waiters (both seq_cst),
+     * so a publish is never missed. */
+    atomic_fetch_add(&r->waiters, 1);
+    struct timespec ts = {.tv_sec = (time_t)(until_ns / 1000000000ull),
+                          .tv_nsec = (long)(until_ns % 1000000000ull)};
+    pthread_mutex_lock(&r->wait_mu);
+    while (atomic_load(&r->published) == seen &&
+           pthread_cond_timedwait(&r->wait_cv, &r->wait_mu, &ts) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&r->wait_mu);
+    atomic_fetch_sub(&r->waiters, 1);
+    return atomic_load(&r->published) != seen;
 }
 
 /* Hands the old word's acquisitions over to its snapshot. */
@@ -146,8 +172,13 @@ bc__router_publish(bc__router_t *r, bc__snapshot_t *s)
                 s->slot = i;
                 uint64_t old = atomic_exchange_explicit(
                     &r->word, (uint64_t)i << WORD_COUNT_BITS, memory_order_acq_rel);
-                atomic_fetch_add_explicit(&r->published, 1, memory_order_relaxed);
+                atomic_fetch_add(&r->published, 1);
                 router_retire(r, old);
+                if (atomic_load(&r->waiters) > 0) {
+                    pthread_mutex_lock(&r->wait_mu);
+                    pthread_cond_broadcast(&r->wait_cv);
+                    pthread_mutex_unlock(&r->wait_mu);
+                }
                 return;
             }
         }
@@ -190,4 +221,6 @@ bc__router_destroy(bc__router_t *r)
     uint64_t old = atomic_exchange_explicit(&r->word, WORD_NONE << WORD_COUNT_BITS,
                                             memory_order_acq_rel);
     router_retire(r, old);
+    pthread_cond_destroy(&r->wait_cv);
+    pthread_mutex_destroy(&r->wait_mu);
 }

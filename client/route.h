@@ -28,6 +28,7 @@
 #ifndef BC_CLIENT_ROUTE_H
 #define BC_CLIENT_ROUTE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +58,12 @@ struct bc__router {
     _Atomic uint64_t word;
     _Atomic(bc__snapshot_t *) slots[BC__ROUTER_SLOTS];
     atomic_uint_fast64_t published;  /* snapshots published so far */
+    /* bc__router_wait.  LOCKING RULE: wait_mu guards nothing but the
+     * condition wait itself (published is atomic); a publisher takes it
+     * only to broadcast, and only when someone waits. */
+    atomic_int waiters;
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv;          /* CLOCK_MONOTONIC */
 };
 
 /*
@@ -88,6 +95,14 @@ void bc__router_publish(bc__router_t *r, bc__snapshot_t *s);
  * with bc__router_release.  Lock-free; any thread. */
 bc__snapshot_t *bc__router_acquire(bc__router_t *r);
 void bc__router_release(bc__snapshot_t *s);
+/*
+ * Sleeps until a snapshot other than the `seen`-th (a value of published)
+ * is published, or until CLOCK_MONOTONIC until_ns.  Returns true when one
+ * was.  A retry backing off behind a refusal (a bucket read-only while it
+ * moves, a primary that changed) then goes on the moment the table that
+ * ends it arrives, not at the end of its backoff.  Any thread.
+ */
+bool bc__router_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns);
 /* Republishes a copy when the acquisition counter runs high. */
 void bc__router_maintain(bc__router_t *r);
 /* Unpublishes the current snapshot (freed once released). */

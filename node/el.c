@@ -31,6 +31,7 @@ struct bc_el {
     bc_el_io_t wake_io;
     atomic_bool stop;
     atomic_bool wake_pending;
+    atomic_bool idle;          /* blocked in epoll_wait (bc_el_idle) */
 
     bc_el_fn before_poll;
     void *before_poll_arg;
@@ -178,6 +179,12 @@ bc_el_wake(bc_el_t *el)
     if (!atomic_exchange(&el->wake_pending, true)) el_signal(el);
 }
 
+bool
+bc_el_idle(const bc_el_t *el)
+{
+    return atomic_load_explicit(&((bc_el_t *)el)->idle, memory_order_acquire);
+}
+
 void
 bc_el_stop(bc_el_t *el)
 {
@@ -196,7 +203,14 @@ bc_el_run(bc_el_t *el)
             uint64_t now = (uint64_t)bc_time_mono_ms();
             timeout = el->timeout_at_ms > now ? (int)(el->timeout_at_ms - now) : 0;
         }
+        /* Idle: no callback of this iteration runs any more (release: what
+         * they did is visible to whoever sees idle). */
+        atomic_store_explicit(&el->idle, true, memory_order_release);
         n = epoll_wait(el->epfd, el->batch, EL_BATCH, timeout);
+        /* Busy again; the fence orders this store before every load the
+         * callbacks make (the other half is in bc_el_idle's caller). */
+        atomic_store_explicit(&el->idle, false, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
         if (n < 0) {
             if (errno == EINTR) continue;
             log_error("event loop: epoll_wait failed: %s", strerror(errno));

@@ -99,6 +99,16 @@ void bc_el_set_timeout(bc_el_t *el, uint32_t ms, bc_el_fn fn, void *arg);
 
 /* Thread-safe: makes the loop call its wakeup callback soon. */
 void bc_el_wake(bc_el_t *el);
+/*
+ * Thread-safe: true while the loop is blocked in epoll_wait, i.e. between
+ * iterations, with no callback running.  Whatever the callbacks did before
+ * is visible to a caller that sees true.  And a caller that changed state
+ * the callbacks read, then issued atomic_thread_fence(memory_order_seq_cst),
+ * then saw true, knows every callback from then on reads the new state:
+ * the loop fences the same way when it wakes (Dekker).  How a fence waits
+ * for a worker without waking it (server.h, bc_server_passed_epoch).
+ */
+bool bc_el_idle(const bc_el_t *el);
 /* Thread-safe: makes bc_el_run() return after the current iteration. */
 void bc_el_stop(bc_el_t *el);
 

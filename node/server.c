@@ -979,11 +979,15 @@ bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
 {
     bool all = true;
     if (!server->started || server->cluster == NULL) return true;
+    /* The caller saw the new routes; a worker blocked in epoll_wait has
+     * nothing in flight and reads them on waking (bc_el_idle). */
+    atomic_thread_fence(memory_order_seq_cst);
     for (uint32_t i = 0; i < server->nworkers; i++) {
         worker_t *w = server->workers[i];
         if (atomic_load_explicit(&w->seen_epoch, memory_order_acquire) >= epoch) continue;
+        if (w->el != NULL && bc_el_idle(w->el)) continue;
         all = false;
-        if (w->el != NULL) bc_el_wake(w->el);   /* an idle worker iterates once */
+        if (w->el != NULL) bc_el_wake(w->el);   /* it iterates once more */
     }
     return all;
 }
@@ -993,9 +997,11 @@ bc_server_passed_fence(bc_server_t *server, uint64_t gen)
 {
     bool all = true;
     if (!server->started || server->cluster == NULL) return true;
+    atomic_thread_fence(memory_order_seq_cst);   /* as in bc_server_passed_epoch */
     for (uint32_t i = 0; i < server->nworkers; i++) {
         worker_t *w = server->workers[i];
         if (atomic_load_explicit(&w->seen_fence, memory_order_acquire) >= gen) continue;
+        if (w->el != NULL && bc_el_idle(w->el)) continue;
         all = false;
         if (w->el != NULL) bc_el_wake(w->el);
     }

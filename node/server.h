@@ -59,10 +59,13 @@ void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
 /*
  * Migration fencing (node/migrate.h): true once every worker thread has
  * begun an event-loop iteration after seeing cluster table epoch >= epoch,
- * so every request it routed under an older table has completed.  Workers
- * not there yet are woken (an idle one iterates at once), so polling this
- * converges within one iteration.  Any thread, lock-free.  No cluster or
- * not started: true.
+ * so every request it routed under an older table has completed.  A
+ * worker blocked in epoll_wait counts as passed without being woken: it
+ * has nothing in flight and reads the new routes when it wakes (el.h,
+ * bc_el_idle).  Busy workers not there yet are woken, so polling this
+ * converges within one iteration.  Call after seeing the new table (or
+ * setting the local fence).  Any thread, lock-free.  No cluster or not
+ * started: true.
  */
 bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
 /* The same for a local fence generation (cluster.h bc_node_cluster_fence). */

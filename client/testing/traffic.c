@@ -16,7 +16,8 @@
  * correct client and cluster never produce.  Every --mget-every rounds a
  * thread also multi-gets 16 of its keys and checks them the same way.
  *
- * Prints one JSON line of cumulative counters every --report-ms and a last
+ * Prints one JSON line of cumulative counters every --report-ms (with a
+ * histogram of how long successful sets took, retries included) and a last
  * one with "final":true; exits 0 when no wrong value was seen.  SIGTERM or
  * SIGINT end the run early (still with the final line).
  */
@@ -36,9 +37,17 @@
 
 #define NCODES 16
 
+/* Upper bounds (ms) of the set-latency histogram; the last bin is above. */
+static const unsigned set_ms_le[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+#define NSETBINS (sizeof(set_ms_le) / sizeof(set_ms_le[0]) + 1)
+
 typedef struct counters {
     atomic_uint_fast64_t sets, set_ok, gets, get_ok, get_miss, wrong, mget_keys;
     atomic_uint_fast64_t codes[NCODES];     /* errors by -code */
+    /* How long each successful set took, retries included: a write held by
+     * a migrating (read-only) bucket shows up here as a slow one. */
+    atomic_uint_fast64_t set_ms[NSETBINS];
+    atomic_uint_fast64_t set_ms_max;
 } counters_t;
 
 typedef struct key_state {
@@ -67,6 +76,18 @@ count_error(int code)
     int i = -code;
     if (i < 0 || i >= NCODES) i = 0;
     atomic_fetch_add(&g.c.codes[i], 1);
+}
+
+static void
+count_set_latency(uint64_t us)
+{
+    uint64_t ms = us / 1000;
+    size_t bin = 0;
+    while (bin < NSETBINS - 1 && ms >= set_ms_le[bin]) bin++;
+    atomic_fetch_add(&g.c.set_ms[bin], 1);
+    uint_fast64_t max = atomic_load(&g.c.set_ms_max);
+    while (ms > max && !atomic_compare_exchange_weak(&g.c.set_ms_max, &max, ms)) {
+    }
 }
 
 static size_t
@@ -117,9 +138,11 @@ worker(void *arg)
         version++;
         size_t vlen = make_value(value, sizeof(value), t, k, version);
         atomic_fetch_add(&g.c.sets, 1);
+        int64_t t0 = bc_time_mono_us();
         int rc = bc_client_set(g.client, key, klen, value, vlen, 0, 0, g.timeout_ms);
         if (rc == BC_CLIENT_OK) {
             atomic_fetch_add(&g.c.set_ok, 1);
+            count_set_latency((uint64_t)(bc_time_mono_us() - t0));
             ks[k].cur = version;
             ks[k].maybe = 0;
         } else {
@@ -191,7 +214,15 @@ print_report(double elapsed, int final)
         printf("%s\"%s\":%" PRIu64, first ? "" : ",", bc_strerror(-i), n);
         first = 0;
     }
-    printf("},\"retries\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"refreshes\":%" PRIu64
+    /* set_ms: [bound, count] pairs, counts of sets that took under bound
+     * ms (and at least the previous bound); bound 0 = the rest */
+    printf("},\"set_ms\":[");
+    for (size_t i = 0; i < NSETBINS; i++) {
+        printf("%s[%u,%" PRIuFAST64 "]", i ? "," : "", i < NSETBINS - 1 ? set_ms_le[i] : 0,
+               atomic_load(&g.c.set_ms[i]));
+    }
+    printf("],\"set_ms_max\":%" PRIuFAST64, atomic_load(&g.c.set_ms_max));
+    printf(",\"retries\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"refreshes\":%" PRIu64
            ",\"table_updates\":%" PRIu64 ",\"table_errors\":%" PRIu64 ",\"epoch\":%" PRIu64
            ",\"zk\":%u,\"conn_drops\":%" PRIu64 "%s}\n",
            st.retries, st.refusals, st.refreshes, st.table_updates, st.table_errors, st.table_epoch,

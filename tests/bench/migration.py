@@ -17,7 +17,10 @@ with the library's retries) runs, and reports:
     nothing pending or moving);
   - the client's failed operations (errors after the library's retries) and
     wrong values (must be 0);
-  - the per-bucket read-only stall distribution (p50/p99/max, histogram).
+  - the per-bucket read-only stall distribution (p50/p99/max, histogram);
+  - the client's view of it: how many of its sets took 20/50/100 ms or more
+    (the library retries a write refused as READONLY until the bucket has
+    moved) and the longest one.
 
 usage: tests/bench/migration.py [BUILD_DIR]          (default: build)
 environment:
@@ -178,6 +181,16 @@ def main():
     print("client: %d operations during the run, %d failed, %d wrong values, %d retries, "
           "%d refusals" % (ops, failed, final["wrong"], final["retries"] - base["retries"],
                            final["refusals"] - base["refusals"]))
+    # the client's view of the stall: how long its sets took (retries on
+    # READONLY included) from the 4th group's start to the end
+    hist = [(le, n - nb) for (le, n), (_, nb) in zip(final["set_ms"], base["set_ms"])]
+    nsets = sum(n for _, n in hist)
+
+    def held(at_least):
+        lows = [0] + [le for le, _ in hist[:-1]]
+        return sum(n for low, (_, n) in zip(lows, hist) if low >= at_least)
+    print("client sets during the run: %d; took >= 20 ms: %d, >= 50 ms: %d, >= 100 ms: %d; "
+          "longest %d ms" % (nsets, held(20), held(50), held(100), final["set_ms_max"]))
     if failed:
         print("client errors by kind (whole run): %s" % json.dumps(final["errors"]))
         for line in traffic.err[:5]:
@@ -188,8 +201,10 @@ def main():
                                           for h in st["histogram"] if h["count"]))
     print("RESULT loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f converge_s=%.2f "
           "moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d stall_p99_ms=%d "
-          "stall_max_ms=%d zk_fsync=%d" % (loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"],
-                               failed, final["wrong"], st["p50"], st["p99"], st["max"], zk_sync))
+          "stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d client_set_max_ms=%d" % (
+              loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
+              final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
+              final["set_ms_max"]))
     for p in nodes + [g4, con]:
         p.stop()
     zk.stop()

@@ -5,13 +5,16 @@
  * readers racing a publisher, and a detached client routing each key to
  * its owner's node by the installed table.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "bc_hash.h"
@@ -133,6 +136,59 @@ race_reader(void *arg)
     return NULL;
 }
 
+typedef struct wait_arg {
+    bc__router_t *r;
+    uint64_t seen;
+    uint64_t until_ns;
+    bool woke;
+    uint64_t took_ns;
+} wait_arg_t;
+
+static void *
+waiter(void *p)
+{
+    wait_arg_t *a = p;
+    uint64_t t0 = bc__now_ns();
+    a->woke = bc__router_wait(a->r, a->seen, a->until_ns);
+    a->took_ns = bc__now_ns() - t0;
+    return NULL;
+}
+
+/* A retry's backoff ends the moment a new table is published (not at its
+ * end), ends at its deadline when none is, and returns at once when one
+ * was published before it began. */
+static void
+test_router_wait(void **state)
+{
+    (void)state;
+    bc__router_t r;
+    bc__router_init(&r);
+    bc__router_publish(&r, bc__snapshot_new(4));
+    uint64_t seen = atomic_load(&r.published);
+
+    /* nothing published: sleeps until the deadline */
+    uint64_t t0 = bc__now_ns();
+    assert_false(bc__router_wait(&r, seen, t0 + 30 * 1000000ull));
+    assert_true(bc__now_ns() - t0 >= 29 * 1000000ull);
+
+    /* a publish 20 ms in wakes a 5 s wait */
+    wait_arg_t a = {.r = &r, .seen = seen, .until_ns = bc__now_ns() + 5000 * 1000000ull};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, waiter, &a), 0);
+    struct timespec pause = {0, 20 * 1000000};
+    nanosleep(&pause, NULL);
+    bc__router_publish(&r, bc__snapshot_new(4));
+    pthread_join(t, NULL);
+    assert_true(a.woke);
+    assert_true(a.took_ns < 2000 * 1000000ull);
+
+    /* already newer: no wait at all */
+    t0 = bc__now_ns();
+    assert_true(bc__router_wait(&r, seen, t0 + 5000 * 1000000ull));
+    assert_true(bc__now_ns() - t0 < 1000 * 1000000ull);
+    bc__router_destroy(&r);
+}
+
 static void
 test_router_race(void **state)
 {
@@ -237,6 +293,7 @@ main(void)
         cmocka_unit_test(test_snapshot_nodes_and_same),
         cmocka_unit_test(test_router_lifetime),
         cmocka_unit_test(test_router_race),
+        cmocka_unit_test(test_router_wait),
         cmocka_unit_test(test_detached_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
