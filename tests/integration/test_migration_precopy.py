@@ -8,8 +8,9 @@ each case happens exactly when the test says:
     what the source holds, and no second precopy can empty a bucket whose
     copy waits for its cutover;
   - a flush_all at the source ends its change tracker, and one at the
-    destination makes its precopy unusable: either way the final copy is a
-    full one, never a delta on top of a stale base;
+    destination makes its precopy unusable, and a destination restarted
+    after its precopy has none: each time the final copy is a full one,
+    never a delta on top of a stale base;
   - a fake source that leaves out the tracker, sends a delta where the
     whole bucket was asked for, or a DEL in a full export: clear errors,
     nothing kept."""
@@ -153,6 +154,32 @@ def test_precopy_then_delta_between_real_nodes():
     st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=2&since=0")
     assert st == 400 and "since" in doc["error"], doc
     for p in (a, b, con):
+        p.stop()
+
+
+def test_destination_restarted_between_precopy_and_copy():
+    """A destination that dies after its precopy comes back without it: the
+    read-only copy is a full one, never a delta on nothing."""
+    cl, con, a, b = two_groups("precopyrestart")
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    bucket = 6
+    c = a.conn()
+    for k in keys_in_bucket(bucket, 4, "r"):
+        assert c.cmd("set %s 0 0 2" % k, "v1") == b"STORED\r\n"
+    assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 4
+    assert c.cmd("set %s 0 0 2" % keys_in_bucket(bucket, 1, "r")[0], "v2") == b"STORED\r\n"
+    b.proc.kill()
+    b2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS,
+                             port=b.port, admin_port=b.admin_port)
+    harness.wait_for(lambda: harness.http_json(b2.admin_port, "GET", "/health")[1].get("role")
+                     == "primary", what="group 2's primary back")
+    # the tables moved on while group 2 was away: fence at the next epoch
+    epoch = max(epoch, harness.tables(zk, cl)["epoch"] + 1)
+    job = run_job(b2, final_path(bucket, epoch, a.admin_port), "the copy after the restart")
+    assert job["state"] == "done" and job["delta"] is False and job["items"] == 4, job
+    assert bucket_items(b2, bucket) == bucket_items(a, bucket) == 4
+    assert migrate_stats(a)["export_deltas"] == 0
+    for p in (a, b2, con):
         p.stop()
 
 
