@@ -10,6 +10,7 @@
 #include "bc_cluster.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "client_int.h"
 #include "proto.h"
 
@@ -135,11 +136,7 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
         return st;
     }
     pthread_mutex_init(&c->agent_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->agent_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&c->agent_cv);
     pthread_mutex_init(&c->build_mu, NULL);
     bc__router_init(&c->router);
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bc_time.h"
+
 #define FLIGHT_SHARDS 16u
 
 typedef struct flight_call {
@@ -118,11 +120,7 @@ bc__flight_do(bc__flight_t *f, uint32_t hash, const void *key, size_t klen, uint
     c->klen = klen;
     c->hash = hash;
     c->refs = 1;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&c->cv);
     c->next = sh->calls;
     sh->calls = c;
     pthread_mutex_unlock(&sh->mu);

@@ -76,11 +76,7 @@ bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *
     node->stats = stats;
     node->max_value = max_value;
     pthread_mutex_init(&node->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&node->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&node->cv);
     return node;
 }
 

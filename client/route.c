@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 
 #define WORD_COUNT_BITS 48
 #define WORD_COUNT_MASK ((UINT64_C(1) << WORD_COUNT_BITS) - 1)
@@ -120,11 +121,7 @@ bc__router_init(bc__router_t *r)
     atomic_init(&r->published, 0);
     atomic_init(&r->waiters, 0);
     pthread_mutex_init(&r->wait_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wait_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&r->wait_cv);
 }
 
 bool

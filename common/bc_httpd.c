@@ -696,11 +696,7 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     h->listen_fd = -1;
     if (h->cfg.max_conns == 0) h->cfg.max_conns = HTTPD_DEFAULT_MAX_CONNS;
     pthread_mutex_init(&h->park_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->park_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&h->park_cv);
     h->parked = calloc(h->cfg.max_conns, sizeof(*h->parked));
     if (h->parked == NULL) {
         pthread_mutex_destroy(&h->park_mu);

@@ -7,6 +7,7 @@
 #define BC_TIME_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -84,6 +85,20 @@ bc_time_deadline(struct timespec *ts, clockid_t clock, int64_t ms)
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+/* Initialises cv so that its timed waits measure CLOCK_MONOTONIC (pair
+ * with bc_time_deadline(ts, CLOCK_MONOTONIC, ms)): a wall-clock step
+ * cannot stretch or cut a wait.  Returns what pthread_cond_init returns. */
+static inline int
+bc_time_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
 }
 
 #endif

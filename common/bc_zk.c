@@ -257,11 +257,7 @@ bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
     zk->session_ctx = ctx;
     pthread_rwlock_init(&zk->lock, NULL);
     pthread_mutex_init(&zk->state_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&zk->state_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bc_time_cond_init(&zk->state_cv);
     pthread_mutex_init(&zk->watch_mu, NULL);
 
     zk->zh = zk_init_handle(zk);

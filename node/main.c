@@ -156,7 +156,6 @@ expiry_main(void *arg)
 static bc_status_t
 expiry_start(expiry_thread_t *et, bc_cache_t *cache, uint32_t interval_ms, uint32_t budget)
 {
-    pthread_condattr_t attr;
     int rc;
 
     memset(et, 0, sizeof(*et));
@@ -165,10 +164,7 @@ expiry_start(expiry_thread_t *et, bc_cache_t *cache, uint32_t interval_ms, uint3
     et->budget = budget;
     if (interval_ms == 0) return BC_OK;   /* disabled by configuration */
     pthread_mutex_init(&et->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&et->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    bc_time_cond_init(&et->cond);
     rc = pthread_create(&et->thread, NULL, expiry_main, et);
     if (rc != 0) {
         log_error("cannot start the active expiry thread: %s", strerror(rc));

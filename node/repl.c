@@ -1272,16 +1272,6 @@ repl_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-static void
-cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 /* The cluster's role changed: act now rather than at the next poll. */
 static void
 repl_on_role(void *ctx)
@@ -1334,9 +1324,9 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
         return BC_ENOMEM;
     }
     pthread_mutex_init(&r->mu, NULL);
-    cond_init_mono(&r->data_cv);
-    cond_init_mono(&r->ack_cv);
-    cond_init_mono(&r->role_cv);
+    bc_time_cond_init(&r->data_cv);
+    bc_time_cond_init(&r->ack_cv);
+    bc_time_cond_init(&r->role_cv);
     bc_cache_set_observer(r->cache, repl_observe, r);
     bc_node_cluster_use_write_gate(r->cluster);
     bc_node_cluster_set_role_hook(r->cluster, repl_on_role, r);
