@@ -543,6 +543,20 @@ pool_room(void *v, size_t n, size_t *cap, size_t size)
     return grown;
 }
 
+/* Moves the first min(*n, max) elements of the `size`-byte array v into
+ * out (the rest move up); returns how many. */
+static size_t
+pool_take_front(void *v, size_t *n, size_t size, void *out, size_t max)
+{
+    size_t k = *n < max ? *n : max;
+    if (k > 0) {
+        memcpy(out, v, k * size);
+        memmove(v, (char *)v + k * size, (*n - k) * size);
+        *n -= k;
+    }
+    return k;
+}
+
 static bool
 keys_has(const pool_keys_t *k, uint32_t bucket, uint64_t epoch)
 {
@@ -1033,12 +1047,7 @@ size_t
 bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = p->nreports < max ? p->nreports : max;
-    if (n > 0) {
-        memcpy(out, p->reports, n * sizeof(*out));
-        memmove(p->reports, p->reports + n, (p->nreports - n) * sizeof(*out));
-        p->nreports -= n;
-    }
+    size_t n = pool_take_front(p->reports, &p->nreports, sizeof(*out), out, max);
     /* Taken reports are no longer active: their job is over. */
     for (size_t k = 0; k < n; k++) keys_drop(&p->active, out[k].bucket, out[k].epoch);
     pthread_mutex_unlock(&p->mu);
@@ -1063,12 +1072,7 @@ size_t
 bc_mig_pool_take_precopies(bc_mig_pool_t *p, bc_mig_precopy_report_t *out, size_t max)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = p->npre_reports < max ? p->npre_reports : max;
-    if (n > 0) {
-        memcpy(out, p->pre_reports, n * sizeof(*out));
-        memmove(p->pre_reports, p->pre_reports + n, (p->npre_reports - n) * sizeof(*out));
-        p->npre_reports -= n;
-    }
+    size_t n = pool_take_front(p->pre_reports, &p->npre_reports, sizeof(*out), out, max);
     for (size_t k = 0; k < n; k++) keys_drop(&p->pre_active, out[k].bucket, 0);
     pthread_mutex_unlock(&p->mu);
     return n;
