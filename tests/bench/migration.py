@@ -29,6 +29,9 @@ environment:
   BC_BENCH_BUCKETS=1024   buckets of the cluster
   BC_BENCH_PARALLEL=4     --migrations-parallel of the console
   BC_BENCH_THREADS=2      client traffic threads
+  BC_BENCH_ROUNDS=1       measure this many times on one ZooKeeper (each round a
+                          new cluster): the later rounds meet a ZooKeeper whose JVM
+                          has compiled its hot paths, as a long-running one has
   BC_BENCH_NODE_ARGS=     extra bucketcache-node flags (e.g. --no-forward)
   BC_BENCH_LOGS=DIR       keep the processes' logs in DIR
   BC_BENCH_CONSOLE_ARGS=  extra bucketcache-console flags (e.g. --log-level debug)
@@ -56,6 +59,7 @@ VALUE = int(os.environ.get("BC_BENCH_VALUE", "4000"))
 NB = int(os.environ.get("BC_BENCH_BUCKETS", "1024"))
 PARALLEL = int(os.environ.get("BC_BENCH_PARALLEL", "4"))
 THREADS = int(os.environ.get("BC_BENCH_THREADS", "2"))
+ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "1"))
 NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "").split()
 CONSOLE_ARGS = os.environ.get("BC_BENCH_CONSOLE_ARGS", "").split()
 LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
@@ -110,7 +114,15 @@ def main():
     print("loopback TCP: %.0f MiB/s" % loop_mbs)
 
     zk = harness.ZooKeeper()
-    cl = harness.create_cluster(zk, "bench", buckets=NB)
+    for r in range(ROUNDS):
+        if ROUNDS > 1:
+            print("\n== round %d of %d (same ZooKeeper, a new cluster)" % (r + 1, ROUNDS))
+        run_round(zk, "bench%d" % (r + 1), loop_mbs, zk_sync)
+    zk.stop()
+
+
+def run_round(zk, name, loop_mbs, zk_sync):
+    cl = harness.create_cluster(zk, name, buckets=NB)
     con = harness.Console(zk, cl, "--migrations-parallel", str(PARALLEL),
                           "--migration-timeout-ms", "120000", *CONSOLE_ARGS, migrations=True,
                           session_timeout_ms=4000)
@@ -207,13 +219,13 @@ def main():
               final["set_ms_max"]))
     for p in nodes + [g4, con]:
         p.stop()
-    zk.stop()
     if os.environ.get("BC_BENCH_LOGS"):
         import shutil
-        os.makedirs(os.environ["BC_BENCH_LOGS"], exist_ok=True)
+        logs = os.path.join(os.environ["BC_BENCH_LOGS"], name)
+        os.makedirs(logs, exist_ok=True)
         for p in nodes + [g4, con]:
-            shutil.copy(p.proc.log_path, os.environ["BC_BENCH_LOGS"])
-        print("logs in %s" % os.environ["BC_BENCH_LOGS"])
+            shutil.copy(p.proc.log_path, logs)
+        print("logs in %s" % logs)
 
 
 if __name__ == "__main__":
