@@ -29,7 +29,7 @@ environment:
   BC_BENCH_BUCKETS=1024   buckets of the cluster
   BC_BENCH_PARALLEL=4     --migrations-parallel of the console
   BC_BENCH_THREADS=2      client traffic threads
-  BC_BENCH_ROUNDS=1       measure this many times on one ZooKeeper (each round a
+  BC_BENCH_ROUNDS=3       measure this many times on one ZooKeeper (each round a
                           new cluster): the later rounds meet a ZooKeeper whose JVM
                           has compiled its hot paths, as a long-running one has
   BC_BENCH_NODE_ARGS=     extra bucketcache-node flags (e.g. --no-forward)
@@ -59,7 +59,7 @@ VALUE = int(os.environ.get("BC_BENCH_VALUE", "4000"))
 NB = int(os.environ.get("BC_BENCH_BUCKETS", "1024"))
 PARALLEL = int(os.environ.get("BC_BENCH_PARALLEL", "4"))
 THREADS = int(os.environ.get("BC_BENCH_THREADS", "2"))
-ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "1"))
+ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "3"))
 NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "").split()
 CONSOLE_ARGS = os.environ.get("BC_BENCH_CONSOLE_ARGS", "").split()
 LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
