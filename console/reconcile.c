@@ -245,6 +245,20 @@ mig_cutover(mig_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *r
                 done.stall_ms);
 }
 
+/* Starts a new run unless one is under way: its summary starts empty;
+ * the controls are kept. */
+static void
+mig_run_start(mig_round_t *r)
+{
+    bc_mig_control_t *c = r->out->control;
+    if (c->run_started_ms != 0 && c->run_finished_ms == 0) return;
+    c->run_started_ms = r->in->now_ms;
+    c->run_finished_ms = 0;
+    c->moved = c->items = c->bytes = c->failures = 0;
+    c->nstalls = c->stall_next = c->nrecent = 0;
+    r->out->control_changed = true;
+}
+
 static bc_status_t
 reconcile_migrations(mig_round_t *r)
 {
@@ -347,6 +361,9 @@ reconcile_migrations(mig_round_t *r)
             if (nahead == lookahead) continue;
             nahead++;
             if (!ready) {
+                /* The run starts with its first copy, a precopy included:
+                 * its elapsed time (and so its rate) counts every copy. */
+                mig_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
                     (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
             }
@@ -356,15 +373,7 @@ reconcile_migrations(mig_round_t *r)
             out->mig_more = true;
             break;
         }
-        if (out->control->run_started_ms == 0 || out->control->run_finished_ms != 0) {
-            /* A new run: its summary starts empty; controls are kept. */
-            bc_mig_control_t *c = out->control;
-            c->run_started_ms = in->now_ms;
-            c->run_finished_ms = 0;
-            c->moved = c->items = c->bytes = c->failures = 0;
-            c->nstalls = c->stall_next = c->nrecent = 0;
-            out->control_changed = true;
-        }
+        mig_run_start(r);
         bc_mig_record_t next;
         memset(&next, 0, sizeof(next));
         next.bucket = b;

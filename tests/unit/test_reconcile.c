@@ -836,7 +836,12 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     mig_opts_t o = {.parallel = 1, .precopy = pre};
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 0);
-    assert_false(out.changed);                          /* nothing is written for a precopy */
+    /* no table or record is written for a precopy; the run starts with
+     * the first one (its elapsed time counts every copy) */
+    assert_false(out.tables_changed);
+    assert_int_equal(out.nmig, 0);
+    assert_true(out.control_changed);
+    assert_int_equal(out.control->run_started_ms, 5000);
     assert_false(out.c.readonly[0]);
     assert_int_equal(out.ncopying, 0);
     assert_wanted(&out, "01");                          /* 2 * parallel */
@@ -845,7 +850,9 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     bc_reconcile_free(&out);
 
     o.parallel = 2;
-    mig_run(&v, &migs, 5000, &o, &out);
+    migs.control.run_started_ms = 5000;                 /* the run started above */
+    mig_run(&v, &migs, 5100, &o, &out);
+    assert_false(out.changed);                          /* nothing more to write */
     assert_wanted(&out, "0123");
     bc_reconcile_free(&out);
 
