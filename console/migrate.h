@@ -95,8 +95,9 @@
  *     fenced as above; the destination builds on a precopy only when its
  *     source still tracks every change made to b since that precopy, and
  *     copies b in full otherwise.  So a lost, stale or failed precopy
- *     costs time, never data.  Readiness lives only in the console's memory: a console that
- *     takes over loses nothing but the precopy work, and asks again.
+ *     costs time, never data.  Readiness lives only in the console's
+ *     memory: a console that takes over loses nothing but the precopy
+ *     work, and asks again.
  *
  * LOCKING
  *   pool->mu guards the pool's queues, active sets and reports; workers

@@ -65,7 +65,7 @@
 #define MIG_PROGRESS_EVERY      1024u
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
-#define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its final copy */
+#define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
 #define MIG_PRECOPY_NICE        10        /* precopy threads yield to everything else */
 
 #ifndef MHD_HTTP_MISDIRECTED_REQUEST

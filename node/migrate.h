@@ -77,9 +77,12 @@
  *   (up to 4 MiB) and the import's a receive buffer as large, so a bucket
  *   crosses in one write instead of in slices that each wait for both
  *   threads to be scheduled.  Waits (the fence, long polls) park the
- *   request instead of holding the admin thread.  Imports run on their own threads (at most max_imports), because
- *   they wait on the network; the admin thread only starts them and
- *   reports their state.  The import reads the response as a stream and
+ *   request instead of holding the admin thread.  Imports run on their
+ *   own threads (at most max_imports), because they wait on the network;
+ *   the admin thread only starts them and reports their state.  A
+ *   precopy's thread runs at nice 10: it is background work, and the
+ *   fences, final copies and clients it shares the cores with hold
+ *   buckets read-only or wait for answers.  The import reads the response as a stream and
  *   decodes frames as they arrive: memory stays bounded by one frame.
  *
  * BEHAVIOR

@@ -193,7 +193,8 @@ def test_malformed_table_in_zookeeper_is_survived():
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
     good = harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    # the node reads the table a moment after ZooKeeper has it
+    harness.wait_for(lambda: a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n", what="serving")
     path = "/bucketcache/%s/tables/c" % cl
     original = harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
     harness.zk_shell(zk, "set", path, '{"table":"c","epoch":99,"buckets":3,"owners":[2,2,2]}')
