@@ -462,10 +462,12 @@ console_precopy_input(bc_console_t *cs)
 }
 
 /* After a round that succeeded: forget the precopies whose copy started
- * (or runs), whose move is no longer planned, or that are too old to use.
- * Returns how many are left ready. */
+ * (or runs), whose move is no longer planned, or that are too old to use;
+ * the destination of a move no longer planned (a cancel, a new plan) is
+ * told to drop its precopy now rather than when it ages out.  Returns how
+ * many are left ready. */
 static uint32_t
-console_precopy_sweep(bc_console_t *cs, const bc_reconcile_output_t *out)
+console_precopy_sweep(bc_console_t *cs, bc_view_t *view, const bc_reconcile_output_t *out)
 {
     for (size_t i = 0; i < out->ncopying; i++) {
         cs->precopied[out->copying[i].bucket] = (console_precopy_t){0, 0, 0};
@@ -475,8 +477,10 @@ console_precopy_sweep(bc_console_t *cs, const bc_reconcile_output_t *out)
     for (uint32_t b = 0; b < cs->nbuckets; b++) {
         console_precopy_t *p = &cs->precopied[b];
         if (p->ready_ms == 0) continue;
-        if (!console_precopy_ready(p, now) || out->m.owner[b] != p->from ||
-            out->d.owner[b] != p->to) {
+        bool planned = out->m.owner[b] == p->from && out->d.owner[b] == p->to;
+        if (!console_precopy_ready(p, now) || !planned) {
+            const char *dst = planned ? NULL : console_primary_admin(view, p->to);
+            if (dst != NULL) bc_mig_pool_cancel(cs->pool, b, 0, dst);
             *p = (console_precopy_t){0, 0, 0};
             continue;
         }
@@ -649,7 +653,9 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         bc_mig_pool_requeue(cs->pool, reports + used, nreports - used);
     }
     uint32_t precopied = 0;
-    if (st == BC_OK && drive && cs->precopied != NULL) precopied = console_precopy_sweep(cs, out);
+    if (st == BC_OK && drive && cs->precopied != NULL) {
+        precopied = console_precopy_sweep(cs, &view, out);
+    }
     if (st == BC_OK && have_migs && !dry_run && atomic_load(&cs->leader)) {
         console_drive_copies(cs, &view, out);
         /* More to do at once: what did not fit, or moves that could not

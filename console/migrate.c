@@ -634,8 +634,13 @@ pool_cancel_import(const bc_mig_job_t *job)
 {
     char path[128];
     bc_http_response_t resp;
-    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64,
-             job->bucket, job->epoch);
+    if (job->epoch == 0) {
+        snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&precopy=1",
+                 job->bucket);
+    } else {
+        snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64,
+                 job->bucket, job->epoch);
+    }
     if (bc_http_request(job->dest_admin, "DELETE", path, NULL, 0, MIG_HTTP_TIMEOUT_MS, &resp) ==
         BC_OK) {
         bc_http_response_free(&resp);

@@ -272,7 +272,8 @@ void bc_mig_pool_stop(bc_mig_pool_t *pool);
  * Returns true when queued. */
 bool bc_mig_pool_submit(bc_mig_pool_t *pool, const bc_mig_job_t *job);
 /* Queues a best-effort DELETE of (bucket, epoch)'s import at dest_admin:
- * the destination drops the copy of a move that was called off. */
+ * the destination drops the copy of a move that was called off.  Epoch 0:
+ * the bucket's precopy (a move no longer planned). */
 void bc_mig_pool_cancel(bc_mig_pool_t *pool, uint32_t bucket, uint64_t epoch,
                         const char *dest_admin);
 /* True while a copy of (bucket, epoch) is queued, running or reported but

@@ -1282,11 +1282,20 @@ static enum MHD_Result
 import_cancel(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
 {
     pthread_mutex_lock(&mig->mu);
-    import_job_t *j = job_find(mig, p->bucket);
+    import_job_t *j = job_find_kind(mig, p->bucket, p->precopy);
     if (j == NULL || (p->has_epoch && j->epoch != p->epoch)) {
         pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no import of bucket %" PRIu32
-                                   "%s", p->bucket, p->has_epoch ? " at that epoch" : "");
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no %s of bucket %" PRIu32 "%s",
+                                   p->precopy ? "precopy" : "import", p->bucket,
+                                   p->has_epoch ? " at that epoch" : "");
+    }
+    if (p->precopy && job_find(mig, p->bucket) != j) {
+        /* A copy took over from the precopy: the copy's DELETE (by epoch)
+         * is the one that may drop the bucket. */
+        uint64_t other = job_find(mig, p->bucket)->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return mig_refuse(req, false, other, "the copy of bucket %" PRIu32 " at epoch %" PRIu64
+                          " took over from its precopy", p->bucket, other);
     }
     atomic_store(&j->cancel, true);
     bool finished = j->state != JOB_RUNNING;

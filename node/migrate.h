@@ -65,6 +65,9 @@
  *            (job_precopy_usable says why each matters).
  *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
  *            the newest precopy of B, long poll as below.
+ *   DELETE /v1/migrate/import?bucket=B&precopy=1
+ *            the move was called off: the precopy stops and what it stored
+ *            is dropped -- unless a copy of B took over from it (409).
  *   DELETE /v1/migrate/import?bucket=B&epoch=E
  *            the console called the move off: the job stops and what it
  *            stored is dropped (unless this node owns B by now).

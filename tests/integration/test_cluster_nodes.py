@@ -156,7 +156,7 @@ def test_zookeeper_restart():
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
     harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    assert a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    harness.wait_for(lambda: a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n", what="serving")
     zk.restart()
     # the node keeps serving from its last table while ZooKeeper is away
     assert a.conn().cmd("get k") == b"VALUE k 0 1\r\n1\r\nEND\r\n"

@@ -193,7 +193,9 @@ def test_tables_larger_than_one_read():
     harness.wait_for(lambda: json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
                      ["cluster"]["owned_buckets"] == nb, what="the node's routes")
     key = "k-wide"
-    assert g1.conn().cmd("set %s 0 0 2" % key, b"ok") == b"STORED\r\n"
+    # routes in place; writes also wait for the primary's write lease
+    harness.wait_for(lambda: g1.conn().cmd("set %s 0 0 2" % key, b"ok") == b"STORED\r\n",
+                     what="the node taking writes")
     for p in (g1, con):
         assert p.stop() == 0
 

@@ -11,6 +11,8 @@ each case happens exactly when the test says:
     destination makes its precopy unusable, and a destination restarted
     after its precopy has none: each time the final copy is a full one,
     never a delta on top of a stale base;
+  - a precopy whose move is called off is dropped at once (directly, and
+    after a cancelled rebalance);
   - a fake source that leaves out the tracker, sends a delta where the
     whole bucket was asked for, or a DEL in a full export: clear errors,
     nothing kept."""
@@ -154,6 +156,61 @@ def test_precopy_then_delta_between_real_nodes():
     st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=2&since=0")
     assert st == 400 and "since" in doc["error"], doc
     for p in (a, b, con):
+        p.stop()
+
+
+def test_called_off_precopy_is_dropped():
+    """A precopy whose move is called off is dropped by its destination at
+    once: directly (DELETE ...&precopy=1), and when a cancelled rebalance
+    leaves precopied buckets behind (the console tells the destination)."""
+    cl, con, a, b = two_groups("precopycancel")
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    bucket = 9
+    c = a.conn()
+    for k in keys_in_bucket(bucket, 3, "x"):
+        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 3
+    assert bucket_items(b, bucket) == 3
+    st, doc = harness.http_json(b.admin_port, "DELETE",
+                                "/v1/migrate/import?bucket=%d&precopy=1" % bucket)
+    assert st == 200 and doc["state"] == "failed" and doc["precopy"], (st, doc)
+    assert bucket_items(b, bucket) == 0
+    # the copy then cannot build on it: a full one
+    job = run_job(b, final_path(bucket, epoch, a.admin_port), "the copy")
+    assert job["delta"] is False and job["items"] == 3, job
+    # once a copy took over, the precopy's DELETE leaves its bucket alone
+    st, doc = harness.http_json(b.admin_port, "DELETE",
+                                "/v1/migrate/import?bucket=%d&precopy=1" % bucket)
+    assert st == 409 and "took over" in doc["error"], (st, doc)
+    assert bucket_items(b, bucket) == 3
+    for p in (a, b, con):
+        p.stop()
+
+    # through the console: one slow copy at a time, two buckets precopied
+    # ahead of it; the rebalance is cancelled while they wait
+    cl = harness.create_cluster(zk, "precopycancel2", buckets=NB)
+    con = harness.Console(zk, cl, "--migrations-parallel", "1", migrations=True,
+                          session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    mu.load(g1, ["k%d" % i for i in range(400)], 100)
+    g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS,
+                             env={"BC_TEST_IMPORT_DELAY_MS": "3000"})
+    harness.wait_for(lambda: mu.console_json(con, "/v1/migrations")["precopied"] >= 2,
+                     what="buckets precopied ahead of the copy")
+    held = [x["bucket"] for x in json.loads(harness.http(g2.admin_port, "GET",
+                                                          "/stats?buckets=all")[2])["buckets"]
+            if x["items"] > 0]
+    assert len(held) >= 2, held
+    st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
+    assert st == 200, doc
+    t = mu.wait_converged(con, what="the cancelled rebalance to settle")
+    # well before a precopy would age out (30 s), group 2 holds only what it owns
+    harness.wait_for(lambda: all(t["c"][x["bucket"]] == 2 or x["items"] == 0 for x in json.loads(
+        harness.http(g2.admin_port, "GET", "/stats?buckets=all")[2])["buckets"]),
+        timeout=8, what="the called-off precopies dropped")
+    mu.check_nothing_held_by_non_owners(con, [g1, g2])
+    for p in (g1, g2, con):
         p.stop()
 
 
