@@ -28,7 +28,7 @@ environment:
   BC_BENCH_VALUE=4000     value bytes of the loaded items
   BC_BENCH_BUCKETS=1024   buckets of the cluster
   BC_BENCH_PARALLEL=4     --migrations-parallel of the console
-  BC_BENCH_THREADS=2      client traffic threads
+  BC_BENCH_THREADS=2      client traffic threads (0: none -- the migration alone)
   BC_BENCH_ROUNDS=3       measure this many times on one ZooKeeper (each round a
                           new cluster): the later rounds meet a ZooKeeper whose JVM
                           has compiled its hot paths, as a long-running one has
@@ -65,6 +65,11 @@ CONSOLE_ARGS = os.environ.get("BC_BENCH_CONSOLE_ARGS", "").split()
 LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
 LOAD = os.path.join(BUILD, "tests", "bench_migration_load")
 TRAFFIC = os.path.join(BUILD, "client", "bucketcache_client_traffic")
+
+
+# The counters of a run without client traffic (BC_BENCH_THREADS=0).
+NO_TRAFFIC = {"sets": 0, "gets": 0, "errors": {}, "wrong": 0, "retries": 0, "refusals": 0,
+              "set_ms": [[0, 0]], "set_ms_max": 0}
 
 
 def run(argv):
@@ -140,10 +145,12 @@ def run_round(zk, name, loop_mbs, zk_sync):
               "--value-size", str(VALUE)])
     print("loaded %s items (%d MiB) in %s s" % (ld["items"], MB, ld["secs"]))
 
-    traffic = Traffic(zk, cl)
-    harness.wait_for(lambda: traffic.reports and traffic.reports[-1]["set_ok"] > 1000,
-                     what="client traffic")
-    base = traffic.reports[-1]
+    # THREADS=0: no client traffic at all -- the migration's own ceiling
+    traffic = Traffic(zk, cl) if THREADS > 0 else None
+    if traffic is not None:
+        harness.wait_for(lambda: traffic.reports and traffic.reports[-1]["set_ok"] > 1000,
+                         what="client traffic")
+    base = traffic.reports[-1] if traffic is not None else NO_TRAFFIC
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
                              session_timeout_ms=4000)
@@ -156,7 +163,7 @@ def run_round(zk, name, loop_mbs, zk_sync):
     m = harness.wait_for(done, timeout=1800, interval=0.05, what="convergence")
     converge_s = time.time() - t0
     time.sleep(1.0)
-    final = traffic.stop()
+    final = traffic.stop() if traffic is not None else NO_TRAFFIC
 
     # per-copy throughput from the console's log: the precopies carry the
     # data when they run (a final copy over one only carries the changes,
@@ -205,7 +212,7 @@ def run_round(zk, name, loop_mbs, zk_sync):
           "longest %d ms" % (nsets, held(20), held(50), held(100), final["set_ms_max"]))
     if failed:
         print("client errors by kind (whole run): %s" % json.dumps(final["errors"]))
-        for line in traffic.err[:5]:
+        for line in (traffic.err if traffic is not None else [])[:5]:
             print("  client said: " + line.rstrip())
     print("read-only stall per bucket (%d buckets): p50 %d ms, p99 %d ms, max %d ms" % (
         st["count"], st["p50"], st["p99"], st["max"]))
