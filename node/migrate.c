@@ -47,6 +47,7 @@
 #include "bc_log.h"
 #include "bc_net.h"
 #include "bc_time.h"
+#include "item_frame.h"
 #include "tap.h"
 
 #define MIG_DEFAULT_IMPORTS     32u       /* the console runs at most 16 copies + 16 precopies */
@@ -238,33 +239,20 @@ params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
 
 /* ---- export ---- */
 
+/* An export being encoded: the buffer MHD sends, and the pass filling it
+ * (item_frame.h) over the buffer. */
 typedef struct export_ctx {
     bc_frame_buf_t buf;
-    uint32_t now;
-    uint64_t items;
-    uint64_t bytes;
-    bool failed;
+    bc__item_frames_t frames;      /* frames.buf is &buf: never copy a ctx */
 } export_ctx_t;
 
-/* Runs under the bucket's shard lock: copy the item into the buffer. */
-static bool
-export_item(const bc_item_t *it, void *arg)
+static void
+export_init(bc_node_migrate_t *mig, export_ctx_t *x)
 {
-    export_ctx_t *x = arg;
-    uint32_t ttl = 0;
-    if (it->exptime != 0) {
-        if (it->exptime <= x->now) return true; /* expires this second: skip */
-        ttl = it->exptime - x->now;
-    }
-    const char *value = it->data + it->nkey + 1;
-    if (bc_frame_put_item(&x->buf, bc_item_key(it), it->nkey, value, bc_item_value_len(it),
-                          it->flags, ttl, it->cas) != BC_OK) {
-        x->failed = true;
-        return false;
-    }
-    x->items++;
-    x->bytes += it->nkey + bc_item_value_len(it);
-    return true;
+    memset(x, 0, sizeof(*x));
+    x->frames.buf = &x->buf;
+    x->frames.now = bc_cache_now(mig->cache);
+    x->frames.st = BC_OK;
 }
 
 static void
@@ -308,20 +296,18 @@ export_changed_item(const bc_item_t *it, void *arg)
 {
     delta_ctx_t *d = arg;
     if (!bc_tap_keys_mark(d->keys, bc_item_key(it), it->nkey)) return true;
-    return export_item(it, &d->x);
+    return bc__item_frames_add(it, &d->x.frames);
 }
 
 static void
 export_gone_key(const char *key, size_t nkey, void *arg)
 {
-    delta_ctx_t *d = arg;
-    if (d->x.failed) return;
-    if (bc_frame_put_del(&d->x.buf, key, nkey) != BC_OK) {
-        d->x.failed = true;
-        return;
-    }
-    d->x.items++;
-    d->x.bytes += nkey;
+    bc__item_frames_t *x = &((delta_ctx_t *)arg)->x.frames;
+    if (x->st != BC_OK) return;
+    x->st = bc_frame_put_del(x->buf, key, nkey);
+    if (x->st != BC_OK) return;
+    x->items++;
+    x->bytes += nkey;
 }
 
 /* Sends an encoded export (the buffer goes to MHD).  tap: the change
@@ -331,12 +317,12 @@ export_send(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_
             export_ctx_t *x, const char *kind, uint64_t tap)
 {
     atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mig->export_items, x->items, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_items, x->frames.items, memory_order_relaxed);
     atomic_fetch_add_explicit(&mig->export_bytes, x->buf.len, memory_order_relaxed);
     log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
-             " items, %zu bytes", bucket, epoch, kind, x->items, x->buf.len);
+             " items, %zu bytes", bucket, epoch, kind, x->frames.items, x->buf.len);
     char num[24];
-    snprintf(num, sizeof(num), "%" PRIu64, x->items);
+    snprintf(num, sizeof(num), "%" PRIu64, x->frames.items);
     bc_http_add_header(req, "X-Bucketcache-Items", num);
     if (tap != 0) {
         snprintf(num, sizeof(num), "%" PRIu64, tap);
@@ -375,17 +361,18 @@ export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64
              uint64_t tap)
 {
     export_ctx_t x;
-    memset(&x, 0, sizeof(x));
-    x.now = bc_cache_now(mig->cache);
+    export_init(mig, &x);
     /* One allocation: the accounted bytes of the bucket's items bound the
      * frames (each item's header is larger than its frame overhead). */
     bc_bucket_stats_t bs;
     bc_status_t st = bc_cache_bucket_stats(mig->cache, bucket, &bs);
     if (st == BC_OK) st = bc_frame_buf_reserve(&x.buf, (size_t)bs.bytes + 4096);
     if (st == BC_OK) st = bc_frame_put_hello(&x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
-    if (st == BC_OK) st = bc_cache_bucket_foreach(mig->cache, bucket, export_item, &x);
-    if (st == BC_OK && x.failed) st = BC_ENOMEM;
-    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.items, x.bytes);
+    if (st == BC_OK) {
+        st = bc_cache_bucket_foreach(mig->cache, bucket, bc__item_frames_add, &x.frames);
+    }
+    if (st == BC_OK) st = x.frames.st;
+    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.frames.items, x.frames.bytes);
     if (st != BC_OK) return export_encode_failed(req, &x, bucket, st);
     return export_send(mig, req, bucket, epoch, &x, tap != 0 ? "precopy" : "full", tap);
 }
@@ -396,17 +383,16 @@ export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, 
                    bc_tap_keys_t *keys)
 {
     delta_ctx_t d;
-    memset(&d, 0, sizeof(d));
+    export_init(mig, &d.x);
     d.keys = keys;
-    d.x.now = bc_cache_now(mig->cache);
     bc_status_t st = bc_frame_put_hello_delta(&d.x.buf, bucket, epoch,
                                               bc_cache_nbuckets(mig->cache));
     if (st == BC_OK && keys->count > 0) {
         st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
-        if (st == BC_OK && !d.x.failed) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
+        if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
     }
-    if (st == BC_OK && d.x.failed) st = BC_ENOMEM;
-    if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.items, d.x.bytes);
+    if (st == BC_OK) st = d.x.frames.st;
+    if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.frames.items, d.x.frames.bytes);
     if (st != BC_OK) return export_encode_failed(req, &d.x, bucket, st);
     atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
     return export_send(mig, req, bucket, epoch, &d.x, "changes since the precopy", 0);
@@ -714,25 +700,17 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         r->bytes += f->nkey;
         return BC_OK;
     }
-    if (f->nvalue > UINT32_MAX - 2) {
+    bc_item_t *it = bc__item_from_frame(cache, f, hash, &st);
+    if (it == NULL && st == BC_EINVAL) {
         snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
         return BC_ETOOLARGE;
     }
-    uint32_t exptime = 0;
-    if (f->ttl != 0) {
-        uint64_t abs = (uint64_t)bc_cache_now(cache) + f->ttl;
-        exptime = abs > UINT32_MAX ? UINT32_MAX : (uint32_t)abs;
-    }
-    bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags, exptime,
-                                  (uint32_t)f->nvalue + 2, &st);
     if (it == NULL) {
         snprintf(err, errlen, "cannot store an item of %zu bytes here: %s", f->nkey + f->nvalue,
                  st == BC_ETOOLARGE ? "larger than this node's max item size"
                                     : "out of memory (nothing left to evict)");
         return st;
     }
-    if (f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
-    memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
     /*
      * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
      * never replaced.  A delta replaces: what is here for the bucket came

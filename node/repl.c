@@ -41,6 +41,7 @@
 #include "bc_log.h"
 #include "bc_net.h"
 #include "bc_time.h"
+#include "item_frame.h"
 #include "proto_text.h"
 
 #define REPL_DEFAULT_BACKLOG       (64u * 1024u * 1024u)
@@ -163,21 +164,6 @@ send_all(int fd, const char *p, size_t n)
         p += k;
         n -= (size_t)k;
     }
-    return true;
-}
-
-/* Remaining lifetime in seconds for a frame (0 = never); false when the
- * item has already expired. */
-static bool
-repl_ttl(const bc_repl_t *r, uint32_t exptime, uint32_t *ttl)
-{
-    if (exptime == 0) {
-        *ttl = 0;
-        return true;
-    }
-    uint32_t now = bc_cache_now(r->cache);
-    if (exptime <= now) return false;
-    *ttl = exptime - now;
     return true;
 }
 
@@ -310,16 +296,15 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
     switch (ev->type) {
     case BC_CACHE_EV_STORE: {
         const bc_item_t *it = ev->item;
-        if (repl_ttl(r, it->exptime, &ttl)) {
-            st = bc_frame_put_item(b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
-                                   bc_item_value_len(it), it->flags, ttl, it->cas);
+        if (bc__item_ttl(it->exptime, bc_cache_now(r->cache), &ttl)) {
+            st = bc__item_put_frame(b, it, ttl);
         } else {
             st = bc_frame_put_del(b, bc_item_key(it), it->nkey);
         }
         break;
     }
     case BC_CACHE_EV_TOUCH:
-        if (repl_ttl(r, ev->item->exptime, &ttl)) {
+        if (bc__item_ttl(ev->item->exptime, bc_cache_now(r->cache), &ttl)) {
             st = bc_frame_put_touch(b, bc_item_key(ev->item), ev->item->nkey, ttl);
         } else {
             st = bc_frame_put_del(b, bc_item_key(ev->item), ev->item->nkey);
@@ -441,35 +426,13 @@ bc_repl_commit_wait(void *ctx)
 
 /* ---- primary side: one backup ---- */
 
-typedef struct snap_ctx {
-    bc_repl_t *r;
-    bc_frame_buf_t *b;
-    uint64_t items;
-    uint64_t bytes;
-    bc_status_t st;
-} snap_ctx_t;
-
-static bool
-snap_item(const bc_item_t *it, void *arg)
-{
-    snap_ctx_t *sc = arg;
-    uint32_t ttl;
-    if (!repl_ttl(sc->r, it->exptime, &ttl)) return true;
-    sc->st = bc_frame_put_item(sc->b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
-                               bc_item_value_len(it), it->flags, ttl, it->cas);
-    if (sc->st != BC_OK) return false;
-    sc->items++;
-    sc->bytes += it->nkey + bc_item_value_len(it);
-    return true;
-}
-
 /* Sends every bucket's items, then END.  False on a failure (logged). */
 static bool
 peer_snapshot(repl_peer_t *p)
 {
     bc_repl_t *r = p->r;
     bc_frame_buf_t b = {0};
-    snap_ctx_t sc = {r, &b, 0, 0, BC_OK};
+    bc__item_frames_t sc = {.buf = &b, .st = BC_OK};
     uint32_t nb = bc_cache_nbuckets(r->cache);
     bool ok = true;
     int64_t t0 = bc_time_mono_ms();
@@ -478,7 +441,8 @@ peer_snapshot(repl_peer_t *p)
             ok = false;
             break;
         }
-        (void)bc_cache_bucket_foreach(r->cache, bucket, snap_item, &sc);
+        sc.now = bc_cache_now(r->cache);
+        (void)bc_cache_bucket_foreach(r->cache, bucket, bc__item_frames_add, &sc);
         if (sc.st != BC_OK) {
             log_warn("repl: snapshot for %s failed: %s", p->name, bc_status_str(sc.st));
             ok = false;
@@ -808,14 +772,6 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
  * it (a hostile or broken primary) it could wrap the node's counter. */
 #define REPL_CAS_MAX (UINT64_C(1) << 62)
 
-/* The absolute expiry of a ttl from the stream, without wrapping. */
-static uint32_t
-repl_exptime(uint32_t now, uint32_t ttl)
-{
-    if (ttl == 0) return 0;
-    return ttl > UINT32_MAX - now ? UINT32_MAX : now + ttl;
-}
-
 /* Applies one record or snapshot item to cache.  False on a malformed
  * record; a record that cannot be stored (no memory) removes the key and
  * counts in *errors. */
@@ -831,17 +787,14 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
     case BC_FRAME_ITEM: {
         uint32_t hash = bc_hash_key(f->key, f->nkey);
         bc_status_t st;
-        if (f->nvalue > UINT32_MAX - 2) return false;
-        bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags,
-                                      repl_exptime(now, f->ttl), (uint32_t)f->nvalue + 2, &st);
+        bc_item_t *it = bc__item_from_frame(cache, f, hash, &st);
+        if (it == NULL && st == BC_EINVAL) return false;
         if (it == NULL) {
             /* Keeping an older value would be wrong; a miss is not. */
             (void)bc_cache_delete(cache, f->key, f->nkey, hash);
             atomic_fetch_add(errors, 1);
             return true;
         }
-        memcpy(bc_item_value(it), f->value, f->nvalue);
-        memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
         bool keep = f->cas != 0 && f->cas < REPL_CAS_MAX;
         if ((keep ? bc_cache_store_as(cache, it, f->cas)
                   : bc_cache_store(cache, it, BC_STORE_SET, 0, NULL)) != BC_OK) {
@@ -855,7 +808,7 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
         return true;
     case BC_FRAME_TOUCH:
         (void)bc_cache_touch(cache, f->key, f->nkey, bc_hash_key(f->key, f->nkey),
-                             repl_exptime(now, f->ttl));
+                             bc__item_exptime(now, f->ttl));
         return true;
     case BC_FRAME_FLUSH:
         /* Now: the primary's mark (our items carry its CAS values), exact
