@@ -97,21 +97,10 @@ cluster_json_add(bc_admin_t *admin, cJSON *o, bool counters)
         cJSON *m = cJSON_AddObjectToObject(o, "migrate");
         bc_node_migrate_get_stats(admin->migrate, &ms);
         if (m != NULL) {
-            cJSON_AddNumberToObject(m, "exports", (double)ms.exports);
-            cJSON_AddNumberToObject(m, "export_refusals", (double)ms.export_refusals);
-            cJSON_AddNumberToObject(m, "export_items", (double)ms.export_items);
-            cJSON_AddNumberToObject(m, "export_bytes", (double)ms.export_bytes);
-            cJSON_AddNumberToObject(m, "imports_done", (double)ms.imports_done);
-            cJSON_AddNumberToObject(m, "imports_failed", (double)ms.imports_failed);
-            cJSON_AddNumberToObject(m, "imports_running", ms.imports_running);
-            cJSON_AddNumberToObject(m, "import_items", (double)ms.import_items);
-            cJSON_AddNumberToObject(m, "import_bytes", (double)ms.import_bytes);
-            cJSON_AddNumberToObject(m, "precopies", (double)ms.precopies);
-            cJSON_AddNumberToObject(m, "export_deltas", (double)ms.export_deltas);
-            cJSON_AddNumberToObject(m, "import_deltas", (double)ms.import_deltas);
-            cJSON_AddNumberToObject(m, "delta_fallbacks", (double)ms.delta_fallbacks);
-            cJSON_AddNumberToObject(m, "taps_active", ms.taps_active);
-            cJSON_AddNumberToObject(m, "taps_overflowed", (double)ms.taps_overflowed);
+#define BC__ADMIN_MIGRATE_JSON(field, json, metric, type, help) \
+            cJSON_AddNumberToObject(m, json, (double)ms.field);
+            BC_MIGRATE_STATS(BC__ADMIN_MIGRATE_JSON)
+#undef BC__ADMIN_MIGRATE_JSON
         }
     }
     if (counters && admin->repl != NULL) {
@@ -485,36 +474,10 @@ handle_metrics(void *ctx, bc_http_req_t *req)
                atomic_load_explicit(&admin->refused, memory_order_relaxed));
         bc_node_migrate_stats_t ms;
         bc_node_migrate_get_stats(admin->migrate, &ms);
-        metric(&tb, "migrate_exports_total", "counter",
-               "Buckets exported to a migration destination.", ms.exports);
-        metric(&tb, "migrate_export_refusals_total", "counter",
-               "Export requests refused (not fenced yet, not read-only, ...).",
-               ms.export_refusals);
-        metric(&tb, "migrate_export_bytes_total", "counter",
-               "Frame bytes of bucket exports.", ms.export_bytes);
-        metric(&tb, "migrate_imports_total", "counter",
-               "Bucket imports that completed.", ms.imports_done);
-        metric(&tb, "migrate_import_failures_total", "counter",
-               "Bucket imports that failed or were called off.", ms.imports_failed);
-        metric(&tb, "migrate_import_bytes_total", "counter",
-               "Key and value bytes stored by bucket imports.", ms.import_bytes);
-        metric(&tb, "migrate_imports_running", "gauge",
-               "Bucket imports in progress.", ms.imports_running);
-        metric(&tb, "migrate_precopies_total", "counter",
-               "Precopies imported (a bucket copied while it stayed writable).", ms.precopies);
-        metric(&tb, "migrate_export_deltas_total", "counter",
-               "Final exports that sent only the changes since the precopy.", ms.export_deltas);
-        metric(&tb, "migrate_import_deltas_total", "counter",
-               "Final imports that applied only the changes since the precopy.",
-               ms.import_deltas);
-        metric(&tb, "migrate_delta_fallbacks_total", "counter",
-               "Final imports that asked for the changes and got the whole bucket (the "
-               "source's change tracker had ended).", ms.delta_fallbacks);
-        metric(&tb, "migrate_taps", "gauge",
-               "Change trackers on this node's exported buckets.", ms.taps_active);
-        metric(&tb, "migrate_tap_overflows_total", "counter",
-               "Change trackers ended because their keys outgrew the limit.",
-               ms.taps_overflowed);
+#define BC__ADMIN_MIGRATE_METRIC(field, json, name, type, help) \
+        metric(&tb, name, type, help, ms.field);
+        BC_MIGRATE_STATS(BC__ADMIN_MIGRATE_METRIC)
+#undef BC__ADMIN_MIGRATE_METRIC
         metric(&tb, "cluster_writable", "gauge",
                "1 when this node accepts writes (primary, replication ready, write lease "
                "valid).", ci.writable ? 1 : 0);

@@ -136,22 +136,49 @@ typedef struct bc_node_migrate_config {
     uint32_t import_timeout_ms;    /* one import, all retries included; 0 = 60000 */
 } bc_node_migrate_config_t;
 
+/*
+ * The migration counters, each defined once:
+ *   X(field, JSON name in /stats, metric name in /metrics, metric type, help)
+ * bc_node_migrate_stats_t, the "migrate" object of /stats and the metrics
+ * are all generated from this table.
+ */
+#define BC_MIGRATE_STATS(X)                                                                      \
+    X(exports, "exports", "migrate_exports_total", "counter",                                    \
+      "Buckets exported to a migration destination.")                                            \
+    X(export_refusals, "export_refusals", "migrate_export_refusals_total", "counter",            \
+      "Export requests refused (not fenced yet, not read-only, ...).")                           \
+    X(export_items, "export_items", "migrate_export_items_total", "counter",                     \
+      "Items (and deleted keys) sent by bucket exports.")                                        \
+    X(export_bytes, "export_bytes", "migrate_export_bytes_total", "counter",                     \
+      "Frame bytes of bucket exports.")                                                          \
+    X(imports_done, "imports_done", "migrate_imports_total", "counter",                          \
+      "Bucket imports that completed.")                                                          \
+    X(imports_failed, "imports_failed", "migrate_import_failures_total", "counter",              \
+      "Bucket imports that failed or were called off.")                                          \
+    X(imports_running, "imports_running", "migrate_imports_running", "gauge",                    \
+      "Bucket imports in progress.")                                                             \
+    X(import_items, "import_items", "migrate_import_items_total", "counter",                     \
+      "Items stored (and keys deleted) by bucket imports.")                                      \
+    X(import_bytes, "import_bytes", "migrate_import_bytes_total", "counter",                     \
+      "Key and value bytes stored by bucket imports.")                                           \
+    X(precopies, "precopies", "migrate_precopies_total", "counter",                              \
+      "Precopies imported (a bucket copied while it stayed writable).")                          \
+    X(export_deltas, "export_deltas", "migrate_export_deltas_total", "counter",                  \
+      "Final exports that sent only the changes since the precopy.")                             \
+    X(import_deltas, "import_deltas", "migrate_import_deltas_total", "counter",                  \
+      "Final imports that applied only the changes since the precopy.")                          \
+    X(delta_fallbacks, "delta_fallbacks", "migrate_delta_fallbacks_total", "counter",            \
+      "Final imports that asked for the changes and got the whole bucket (the source's "        \
+      "change tracker had ended).")                                                              \
+    X(taps_active, "taps_active", "migrate_taps", "gauge",                                       \
+      "Change trackers on this node's exported buckets.")                                        \
+    X(taps_overflowed, "taps_overflowed", "migrate_tap_overflows_total", "counter",              \
+      "Change trackers ended because their keys outgrew the limit.")
+
 typedef struct bc_node_migrate_stats {
-    uint64_t exports;              /* export streams served */
-    uint64_t export_refusals;      /* 409s (not fenced yet, not read-only, ...) */
-    uint64_t export_items;
-    uint64_t export_bytes;         /* frame bytes sent */
-    uint64_t imports_done;
-    uint64_t imports_failed;
-    uint64_t import_items;
-    uint64_t import_bytes;         /* key + value bytes stored */
-    uint64_t precopies;            /* precopy imports done */
-    uint64_t export_deltas;        /* final exports that sent only the changes */
-    uint64_t import_deltas;        /* final imports that got only the changes */
-    uint64_t delta_fallbacks;      /* final imports that asked for changes, got it all */
-    uint32_t taps_active;          /* change trackers on exported buckets */
-    uint64_t taps_overflowed;
-    uint32_t imports_running;
+#define BC__MIGRATE_STAT_FIELD(field, json, metric, type, help) uint64_t field;
+    BC_MIGRATE_STATS(BC__MIGRATE_STAT_FIELD)
+#undef BC__MIGRATE_STAT_FIELD
 } bc_node_migrate_stats_t;
 
 /*
