@@ -11,13 +11,20 @@
 #include <stdint.h>
 #include <time.h>
 
+/* Milliseconds of `clock` (the three below name the ones we use). */
+static inline int64_t
+bc_time_clock_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Milliseconds of CLOCK_MONOTONIC: for durations and timeouts. */
 static inline int64_t
 bc_time_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return bc_time_clock_ms(CLOCK_MONOTONIC);
 }
 
 /* CLOCK_MONOTONIC_COARSE in ms: the last timer tick (a few ms behind, at
@@ -26,9 +33,7 @@ bc_time_mono_ms(void)
 static inline int64_t
 bc_time_mono_coarse_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return bc_time_clock_ms(CLOCK_MONOTONIC_COARSE);
 }
 
 /* Microseconds and nanoseconds of CLOCK_MONOTONIC, and seconds as a double
@@ -59,9 +64,7 @@ bc_time_mono_s(void)
 static inline int64_t
 bc_time_real_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return bc_time_clock_ms(CLOCK_REALTIME);
 }
 
 /* Sleeps ms milliseconds, resuming after signals. */

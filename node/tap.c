@@ -44,6 +44,7 @@ struct bc_tap_set {
     pthread_mutex_t mu;
     tap_t **by_bucket;             /* nbuckets entries; NULL: no tap */
     uint32_t active;
+    uint64_t nkeys;                /* keys held by all taps (stats without a scan) */
     uint64_t next_id;              /* random base: ids never repeat across restarts */
     uint64_t started, overflowed;
 };
@@ -186,6 +187,7 @@ do_tap_end(bc_tap_set_t *set, uint32_t bucket)
     bc_cache_tap_bucket(set->cache, bucket, false);
     set->by_bucket[bucket] = NULL;
     set->active--;
+    set->nkeys -= t->keys.count;
     bc_tap_keys_free(&t->keys);
     free(t);
 }
@@ -208,6 +210,7 @@ tap_hook(void *ctx, uint32_t bucket, const bc_cache_event_t *ev)
         return;
     }
     bc_status_t st = BC_OK;
+    uint32_t before = t->keys.count;
     switch (ev->type) {
     case BC_CACHE_EV_STORE:
     case BC_CACHE_EV_TOUCH:
@@ -220,6 +223,7 @@ tap_hook(void *ctx, uint32_t bucket, const bc_cache_event_t *ev)
         st = BC_ENOTFOUND;
         break;
     }
+    set->nkeys += t->keys.count - before;
     if (st == BC_OK && bc_tap_keys_bytes(&t->keys) > set->max_bytes) st = BC_ETOOLARGE;
     if (st == BC_OK && bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
         st = BC_ETIMEOUT;
@@ -349,8 +353,6 @@ bc_tap_get_stats(bc_tap_set_t *set, bc_tap_stats_t *out)
     out->active = set->active;
     out->started = set->started;
     out->overflowed = set->overflowed;
-    for (uint32_t b = 0; b < set->nbuckets && out->keys < UINT64_MAX; b++) {
-        if (set->by_bucket[b] != NULL) out->keys += set->by_bucket[b]->keys.count;
-    }
+    out->keys = set->nkeys;
     pthread_mutex_unlock(&set->mu);
 }
