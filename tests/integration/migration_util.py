@@ -242,6 +242,27 @@ def check_reads(console, nbuckets, expected, unknown=None):
     assert not bad, "%d keys lost or stale, e.g. %r" % (len(bad), bad[:5])
 
 
+def keys_in_bucket(bucket, n, nbuckets, prefix="k"):
+    """The first n keys "<prefix><i>" that hash to bucket."""
+    out, i = [], 0
+    while len(out) < n:
+        k = "%s%d" % (prefix, i)
+        if harness.bucket_of(k, nbuckets) == bucket:
+            out.append(k)
+        i += 1
+    return out
+
+
+def held_buckets(node):
+    """bucket -> items, for every bucket the node holds items of."""
+    doc = json.loads(harness.http(node.admin_port, "GET", "/stats?buckets=all")[2])
+    return {b["bucket"]: b["items"] for b in doc["buckets"] if b["items"] > 0}
+
+
+def bucket_items(node, bucket):
+    return held_buckets(node).get(bucket, 0)
+
+
 def check_nothing_held_by_non_owners(console, nodes):
     """No node holds data of a bucket its group does not own (c)."""
     t = console_json(console, "/v1/tables")

@@ -25,13 +25,7 @@ def hello(bucket, epoch, nbuckets=NB):
     return mu.hello(bucket, epoch, nbuckets)
 
 def keys_in_bucket(bucket, n):
-    out, i = [], 0
-    while len(out) < n:
-        k = "fk%d" % i
-        if harness.bucket_of(k, NB) == bucket:
-            out.append(k)
-        i += 1
-    return out
+    return mu.keys_in_bucket(bucket, n, NB, "fk")
 
 
 def import_job(node, bucket, epoch, source_port):
@@ -43,11 +37,6 @@ def import_job(node, bucket, epoch, source_port):
         lambda: (lambda d: d if d["state"] != "running" else None)(
             harness.http_json(node.admin_port, "GET", "/v1/migrate/import?bucket=%d" % bucket)[1]),
         what="the import to finish")
-
-
-def bucket_items(node, bucket):
-    doc = json.loads(harness.http(node.admin_port, "GET", "/stats?buckets=all")[2])
-    return next(b["items"] for b in doc["buckets"] if b["bucket"] == bucket)
 
 
 def test_malformed_truncated_and_misdirected_frames():
@@ -92,7 +81,7 @@ def test_malformed_truncated_and_misdirected_frames():
         src.replies.append(reply(epoch + i))
         job = import_job(b, bucket, epoch + i, src.port)   # a new attempt each time
         assert job["state"] == "failed" and needle in job["error"], (name, job)
-        assert bucket_items(b, bucket) == 0, name           # nothing kept
+        assert mu.bucket_items(b, bucket) == 0, name           # nothing kept
         assert b.proc.poll() is None, name
     # the same request again reports the job, it does not run it again;
     # one older than the newest attempt is stale and refused
@@ -107,11 +96,11 @@ def test_malformed_truncated_and_misdirected_frames():
     src.replies.append((stream(epoch), None))
     job = import_job(b, bucket, epoch, src.port)
     assert job["state"] == "done" and job["items"] == 3, job
-    assert bucket_items(b, bucket) == 3
+    assert mu.bucket_items(b, bucket) == 3
     st, doc = harness.http_json(b.admin_port, "DELETE",
                                 "/v1/migrate/import?bucket=%d&epoch=%d" % (bucket, epoch))
     assert st == 200, doc
-    assert bucket_items(b, bucket) == 0
+    assert mu.bucket_items(b, bucket) == 0
     # the node is fine: health, stats, its counters
     st, doc = harness.http_json(b.admin_port, "GET", "/health")
     assert st == 200 and doc["status"] == "ok"

@@ -30,18 +30,13 @@ zk = harness.ZooKeeper()
 
 
 def keys_in_bucket(bucket, n, prefix="pk"):
-    out, i = [], 0
-    while len(out) < n:
-        k = "%s%d" % (prefix, i)
-        if harness.bucket_of(k, NB) == bucket:
-            out.append(k)
-        i += 1
-    return out
+    return mu.keys_in_bucket(bucket, n, NB, prefix)
 
 
-def bucket_items(node, bucket):
-    doc = json.loads(harness.http(node.admin_port, "GET", "/stats?buckets=all")[2])
-    return next(b["items"] for b in doc["buckets"] if b["bucket"] == bucket)
+def fill(conn, bucket, n, prefix, value="v"):
+    """Stores n keys of bucket (value each) through conn."""
+    for k in keys_in_bucket(bucket, n, prefix):
+        assert conn.cmd("set %s 0 0 %d" % (k, len(value)), value) == b"STORED\r\n"
 
 
 def migrate_stats(node):
@@ -95,7 +90,7 @@ def test_precopy_then_delta_between_real_nodes():
 
     job = run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
     assert job["state"] == "done" and job["precopy"] and job["items"] == 4, job
-    assert bucket_items(b, bucket) == 4
+    assert mu.bucket_items(b, bucket) == 4
     assert migrate_stats(a)["taps_active"] == 1
     # the bucket is still writable at the source: change it
     assert c.cmd("set %s 0 0 3" % ks[0], "new") == b"STORED\r\n"
@@ -109,7 +104,7 @@ def test_precopy_then_delta_between_real_nodes():
     job = run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
     # 4 from the precopy + 4 changes (3 items and a delete)
     assert job["state"] == "done" and job["delta"] is True and job["items"] == 8, job
-    assert bucket_items(b, bucket) == bucket_items(a, bucket) == 4
+    assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 4
     sa, sb = migrate_stats(a), migrate_stats(b)
     assert sa["export_deltas"] == 1 and sb["import_deltas"] == 1 and sb["precopies"] == 1, (sa, sb)
     # the source is read-only for that bucket now (fenced for the final copy)
@@ -120,26 +115,24 @@ def test_precopy_then_delta_between_real_nodes():
 
     # a flush_all at the destination after its precopy: the final copy
     # does not build on it (the source sends everything)
-    for k in keys_in_bucket(b3, 3, "d3"):
-        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    fill(c, b3, 3, "d3")
     assert run_job(b, precopy_path(b3, a.admin_port), "precopy b3")["state"] == "done"
     assert b.conn().cmd("flush_all") == b"OK\r\n"
     job = run_job(b, final_path(b3, epoch, a.admin_port), "final b3")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 3, job
-    assert bucket_items(b, b3) == 3
+    assert mu.bucket_items(b, b3) == 3
     assert migrate_stats(a)["export_deltas"] == 1
 
     # a flush_all at the source ends its change tracker: the final copy
     # asks for the changes and gets everything, never a delta on a base
     # that no longer matches
-    for k in keys_in_bucket(b2, 3, "d2"):
-        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    fill(c, b2, 3, "d2")
     assert run_job(b, precopy_path(b2, a.admin_port), "precopy b2")["items"] == 3
     assert c.cmd("flush_all") == b"OK\r\n"
     assert c.cmd("set %s 0 0 5" % keys_in_bucket(b2, 1, "after")[0], "fresh") == b"STORED\r\n"
     job = run_job(b, final_path(b2, epoch, a.admin_port), "final b2")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 1, job
-    assert bucket_items(b, b2) == 1
+    assert mu.bucket_items(b, b2) == 1
     sb = migrate_stats(b)
     assert sb["delta_fallbacks"] == 1 and sb["import_deltas"] == 1, sb
     assert "sending all of it" in a.proc.output()
@@ -167,14 +160,13 @@ def test_called_off_precopy_is_dropped():
     epoch = harness.tables(zk, cl)["epoch"] + 1
     bucket = 9
     c = a.conn()
-    for k in keys_in_bucket(bucket, 3, "x"):
-        assert c.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    fill(c, bucket, 3, "x")
     assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 3
-    assert bucket_items(b, bucket) == 3
+    assert mu.bucket_items(b, bucket) == 3
     st, doc = harness.http_json(b.admin_port, "DELETE",
                                 "/v1/migrate/import?bucket=%d&precopy=1" % bucket)
     assert st == 200 and doc["state"] == "failed" and doc["precopy"], (st, doc)
-    assert bucket_items(b, bucket) == 0
+    assert mu.bucket_items(b, bucket) == 0
     # the copy then cannot build on it: a full one
     job = run_job(b, final_path(bucket, epoch, a.admin_port), "the copy")
     assert job["delta"] is False and job["items"] == 3, job
@@ -182,7 +174,7 @@ def test_called_off_precopy_is_dropped():
     st, doc = harness.http_json(b.admin_port, "DELETE",
                                 "/v1/migrate/import?bucket=%d&precopy=1" % bucket)
     assert st == 409 and "took over" in doc["error"], (st, doc)
-    assert bucket_items(b, bucket) == 3
+    assert mu.bucket_items(b, bucket) == 3
     for p in (a, b, con):
         p.stop()
 
@@ -198,17 +190,14 @@ def test_called_off_precopy_is_dropped():
                              env={"BC_TEST_IMPORT_DELAY_MS": "3000"})
     harness.wait_for(lambda: mu.console_json(con, "/v1/migrations")["precopied"] >= 2,
                      what="buckets precopied ahead of the copy")
-    held = [x["bucket"] for x in json.loads(harness.http(g2.admin_port, "GET",
-                                                          "/stats?buckets=all")[2])["buckets"]
-            if x["items"] > 0]
+    held = mu.held_buckets(g2)
     assert len(held) >= 2, held
     st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
     assert st == 200, doc
     t = mu.wait_converged(con, what="the cancelled rebalance to settle")
     # well before a precopy would age out (30 s), group 2 holds only what it owns
-    harness.wait_for(lambda: all(t["c"][x["bucket"]] == 2 or x["items"] == 0 for x in json.loads(
-        harness.http(g2.admin_port, "GET", "/stats?buckets=all")[2])["buckets"]),
-        timeout=8, what="the called-off precopies dropped")
+    harness.wait_for(lambda: all(t["c"][b] == 2 for b in mu.held_buckets(g2)),
+                     timeout=8, what="the called-off precopies dropped")
     mu.check_nothing_held_by_non_owners(con, [g1, g2])
     for p in (g1, g2, con):
         p.stop()
@@ -221,8 +210,7 @@ def test_destination_restarted_between_precopy_and_copy():
     epoch = harness.tables(zk, cl)["epoch"] + 1
     bucket = 6
     c = a.conn()
-    for k in keys_in_bucket(bucket, 4, "r"):
-        assert c.cmd("set %s 0 0 2" % k, "v1") == b"STORED\r\n"
+    fill(c, bucket, 4, "r", "v1")
     assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 4
     assert c.cmd("set %s 0 0 2" % keys_in_bucket(bucket, 1, "r")[0], "v2") == b"STORED\r\n"
     b.proc.kill()
@@ -234,7 +222,7 @@ def test_destination_restarted_between_precopy_and_copy():
     epoch = max(epoch, harness.tables(zk, cl)["epoch"] + 1)
     job = run_job(b2, final_path(bucket, epoch, a.admin_port), "the copy after the restart")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 4, job
-    assert bucket_items(b2, bucket) == bucket_items(a, bucket) == 4
+    assert mu.bucket_items(b2, bucket) == mu.bucket_items(a, bucket) == 4
     assert migrate_stats(a)["export_deltas"] == 0
     for p in (a, b2, con):
         p.stop()
@@ -254,13 +242,13 @@ def test_hostile_precopy_sources():
     src.replies.append((full, None))
     job = run_job(b, precopy_path(bucket, src.port), "precopy without tracker")
     assert job["state"] == "failed" and "no change tracker" in job["error"], job
-    assert bucket_items(b, bucket) == 0
+    assert mu.bucket_items(b, bucket) == 0
     assert "tap=1" in src.paths[-1], src.paths
 
     # a good precopy, then a delta: k0 replaced, k1 deleted, k2 kept
     src.replies.append((full, None, 0, tap))
     assert run_job(b, precopy_path(bucket, src.port), "precopy")["state"] == "done"
-    assert bucket_items(b, bucket) == 3
+    assert mu.bucket_items(b, bucket) == 3
     epoch = 50
     delta = (mu.hello(bucket, epoch, NB, delta=1) + mu.item(ks[0].encode(), b"newer") +
              mu.delete(ks[1].encode()) + mu.end(2, len(ks[0]) + 5 + len(ks[1])))
@@ -268,7 +256,7 @@ def test_hostile_precopy_sources():
     job = run_job(b, final_path(bucket, epoch, src.port), "delta")
     assert job["state"] == "done" and job["delta"] is True, job
     assert src.paths[-1].endswith("&since=123456789"), src.paths
-    assert bucket_items(b, bucket) == 2
+    assert mu.bucket_items(b, bucket) == 2
 
     # the precopy is used up: the next attempt asks for everything, and a
     # delta in answer is refused (it would build on nothing)
@@ -276,7 +264,7 @@ def test_hostile_precopy_sources():
     job = run_job(b, final_path(bucket, epoch + 1, src.port), "unasked delta")
     assert "since" not in src.paths[-1], src.paths
     assert job["state"] == "failed" and "whole bucket was asked for" in job["error"], job
-    assert bucket_items(b, bucket) == 0
+    assert mu.bucket_items(b, bucket) == 0
 
     # a DEL in a full export
     src.replies.append((mu.hello(bucket, epoch + 2, NB) + mu.delete(ks[0].encode()) +
