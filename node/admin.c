@@ -131,13 +131,15 @@ repl_json(bc_admin_t *admin)
     cJSON_AddStringToObject(o, "role", ri.primary ? "primary" : "backup");
     cJSON_AddStringToObject(o, "mode", bc_repl_mode_name(ri.mode));
     cJSON_AddStringToObject(o, "replid", ri.replid);
-    cJSON_AddNumberToObject(o, "offset", (double)ri.offset);
     cJSON_AddBoolToObject(o, "synced", ri.synced);
     cJSON_AddBoolToObject(o, "writable", ci.writable);
     cJSON_AddNumberToObject(o, "lease_ms", (double)ci.lease_ms);
     cJSON_AddNumberToObject(o, "fenced_writes", (double)ci.fenced_writes);
-    cJSON_AddNumberToObject(o, "backlog_start", (double)ri.backlog_start);
-    cJSON_AddNumberToObject(o, "backlog_bytes", (double)ri.backlog_bytes);
+    int role = ri.primary ? BC_REPL_PRIMARY : BC_REPL_BACKUP;
+#define BC__ADMIN_REPL_JSON(field, shown, json, stat, metric, type, help) \
+    if ((shown) == BC_REPL_BOTH || (shown) == role) cJSON_AddNumberToObject(o, json, (double)ri.field);
+    BC_REPL_NUMBERS(BC__ADMIN_REPL_JSON)
+#undef BC__ADMIN_REPL_JSON
     if (ri.primary) {
         cJSON *arr = cJSON_AddArrayToObject(o, "backups");
         for (uint32_t i = 0; arr != NULL && i < ri.backups && i < BC_REPL_MAX_BACKUPS_REPORTED;
@@ -153,20 +155,10 @@ repl_json(bc_admin_t *admin)
             cJSON_AddNumberToObject(jb, "lag_bytes", (double)b->lag_bytes);
             cJSON_AddItemToArray(arr, jb);
         }
-        cJSON_AddNumberToObject(o, "full_resyncs", (double)ri.full_resyncs);
-        cJSON_AddNumberToObject(o, "partial_resyncs", (double)ri.partial_resyncs);
-        cJSON_AddNumberToObject(o, "sync_waits", (double)ri.sync_waits);
-        cJSON_AddNumberToObject(o, "sync_timeouts", (double)ri.sync_timeouts);
-        cJSON_AddNumberToObject(o, "sync_wait_us", (double)ri.sync_wait_us);
     } else {
         cJSON_AddBoolToObject(o, "link_up", ri.link_up);
         cJSON_AddStringToObject(o, "primary", ri.primary_addr);
-        cJSON_AddNumberToObject(o, "primary_offset", (double)ri.primary_offset);
-        cJSON_AddNumberToObject(o, "lag_bytes", (double)ri.lag_bytes);
         cJSON_AddNumberToObject(o, "lag_ms", (double)ri.lag_ms);
-        cJSON_AddNumberToObject(o, "applied_records", (double)ri.applied_records);
-        cJSON_AddNumberToObject(o, "apply_errors", (double)ri.apply_errors);
-        cJSON_AddNumberToObject(o, "snapshots_received", (double)ri.snapshots_received);
     }
     return o;
 }
@@ -488,37 +480,19 @@ handle_metrics(void *ctx, bc_http_req_t *req)
     if (admin->repl != NULL) {
         bc_repl_info_t ri;
         bc_repl_get_info(admin->repl, &ri);
-        metric(&tb, "repl_offset", "gauge",
-               "Replication offset: the primary's own, or what this backup applied.", ri.offset);
+#define BC__ADMIN_REPL_METRIC(field, shown, json, stat, name, type, help) \
+        if ((name) != NULL) metric(&tb, (const char *)(name), type, help, ri.field);
+        BC_REPL_NUMBERS(BC__ADMIN_REPL_METRIC)
+#undef BC__ADMIN_REPL_METRIC
         metric(&tb, "repl_synced", "gauge",
                "1 when this node's data is complete (0 during a full resync).",
                ri.synced ? 1 : 0);
         metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
-        metric(&tb, "repl_full_resyncs_total", "counter", "Snapshots sent to backups.",
-               ri.full_resyncs);
-        metric(&tb, "repl_partial_resyncs_total", "counter",
-               "Backups resumed from the backlog.", ri.partial_resyncs);
-        metric(&tb, "repl_sync_waits_total", "counter",
-               "Reply batches that waited for backup acknowledgements (sync mode).",
-               ri.sync_waits);
-        metric(&tb, "repl_sync_timeouts_total", "counter",
-               "Backups dropped from the sync set for not acknowledging in time.",
-               ri.sync_timeouts);
-        metric(&tb, "repl_sync_wait_microseconds_total", "counter",
-               "Time reply batches waited for backups (sync mode).", ri.sync_wait_us);
-        metric(&tb, "repl_lag_bytes", "gauge",
-               "Backup: stream bytes the primary has that this node has not applied.",
-               ri.lag_bytes);
         metric(&tb, "repl_lag_milliseconds", "gauge",
                "Backup: time since this node last had everything the primary had.",
                ri.lag_ms < 0 ? 0 : (uint64_t)ri.lag_ms);
         metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
                ri.link_up ? 1 : 0);
-        metric(&tb, "repl_applied_records_total", "counter",
-               "Backup: replication records applied.", ri.applied_records);
-        metric(&tb, "repl_apply_errors_total", "counter",
-               "Backup: records that could not be applied (no memory); the key was removed.",
-               ri.apply_errors);
     }
     if (tb.failed || tb.data == NULL) {
         free(tb.data);

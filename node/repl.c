@@ -1387,31 +1387,31 @@ bc_repl_format_stats(void *ctx, char *buf, size_t len)
 {
     bc_repl_info_t ri;
     bc_repl_get_info(ctx, &ri);
-    int n = snprintf(buf, len,
-                     "STAT repl_role %s\r\nSTAT repl_mode %s\r\nSTAT repl_offset %" PRIu64
-                     "\r\nSTAT repl_synced %d\r\n",
-                     ri.primary ? "primary" : "backup", bc_repl_mode_name(ri.mode), ri.offset,
-                     ri.synced ? 1 : 0);
-    if (n < 0 || (size_t)n >= len) return 0;
-    size_t used = (size_t)n;
-    if (ri.primary) {
-        n = snprintf(buf + used, len - used,
-                     "STAT repl_backups %u\r\nSTAT repl_full_resyncs %" PRIu64
-                     "\r\nSTAT repl_partial_resyncs %" PRIu64 "\r\nSTAT repl_sync_waits %" PRIu64
-                     "\r\nSTAT repl_sync_timeouts %" PRIu64 "\r\n",
-                     ri.backups, ri.full_resyncs, ri.partial_resyncs, ri.sync_waits,
-                     ri.sync_timeouts);
-    } else {
-        n = snprintf(buf + used, len - used,
-                     "STAT repl_link_up %d\r\nSTAT repl_primary_offset %" PRIu64
-                     "\r\nSTAT repl_lag_bytes %" PRIu64 "\r\nSTAT repl_lag_ms %" PRId64
-                     "\r\nSTAT repl_applied_records %" PRIu64 "\r\nSTAT repl_apply_errors %"
-                     PRIu64 "\r\n",
-                     ri.link_up ? 1 : 0, ri.primary_offset, ri.lag_bytes, ri.lag_ms,
-                     ri.applied_records, ri.apply_errors);
+    size_t used = 0;
+    int role = ri.primary ? BC_REPL_PRIMARY : BC_REPL_BACKUP;
+#define REPL_STAT(...)                                                                  \
+    do {                                                                                \
+        int n_ = snprintf(buf + used, len - used, __VA_ARGS__);                         \
+        if (n_ < 0 || (size_t)n_ >= len - used) return used;                            \
+        used += (size_t)n_;                                                             \
+    } while (0)
+    REPL_STAT("STAT repl_role %s\r\nSTAT repl_mode %s\r\n", ri.primary ? "primary" : "backup",
+              bc_repl_mode_name(ri.mode));
+#define REPL_STAT_NUMBER(field, shown, json, stat, metric, type, help)                   \
+    if ((stat) != NULL && ((shown) == BC_REPL_BOTH || (shown) == role)) {               \
+        REPL_STAT("STAT %s %" PRIu64 "\r\n", (const char *)(stat), ri.field);          \
     }
-    if (n < 0 || (size_t)n >= len - used) return used;
-    return used + (size_t)n;
+    BC_REPL_NUMBERS(REPL_STAT_NUMBER)
+#undef REPL_STAT_NUMBER
+    REPL_STAT("STAT repl_synced %d\r\n", ri.synced ? 1 : 0);
+    if (ri.primary) {
+        REPL_STAT("STAT repl_backups %u\r\n", ri.backups);
+    } else {
+        REPL_STAT("STAT repl_link_up %d\r\nSTAT repl_lag_ms %" PRId64 "\r\n", ri.link_up ? 1 : 0,
+                  ri.lag_ms);
+    }
+#undef REPL_STAT
+    return used;
 }
 
 const char *

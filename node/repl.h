@@ -118,31 +118,64 @@ typedef struct bc_repl_backup_info {
     uint64_t lag_bytes;            /* primary offset - acked */
 } bc_repl_backup_info_t;
 
+/* Which role shows a number in /v1/repl and `stats` (/metrics shows all). */
+#define BC_REPL_BOTH    0
+#define BC_REPL_PRIMARY 1
+#define BC_REPL_BACKUP  2
+
+/*
+ * Replication's plain numbers, each defined once:
+ *   X(field, role, /v1/repl name, `stats` name or NULL, metric or NULL, type, help)
+ * bc_repl_info_t's fields, /v1/repl, `stats` and /metrics are generated
+ * from it; the flags, addresses, lag_ms (-1: unknown) and the backup list
+ * are written by hand where they show.
+ */
+#define BC_REPL_NUMBERS(X)                                                                     \
+    X(offset, BC_REPL_BOTH, "offset", "repl_offset", "repl_offset", "gauge",                   \
+      "Replication offset: the primary's own, or what this backup applied.")                   \
+    X(backlog_start, BC_REPL_BOTH, "backlog_start", NULL, NULL, NULL,                          \
+      "Oldest offset the backlog still holds.")                                                \
+    X(backlog_bytes, BC_REPL_BOTH, "backlog_bytes", NULL, NULL, NULL,                          \
+      "Bytes the backlog holds.")                                                              \
+    X(full_resyncs, BC_REPL_PRIMARY, "full_resyncs", "repl_full_resyncs",                      \
+      "repl_full_resyncs_total", "counter", "Snapshots sent to backups.")                      \
+    X(partial_resyncs, BC_REPL_PRIMARY, "partial_resyncs", "repl_partial_resyncs",             \
+      "repl_partial_resyncs_total", "counter", "Backups resumed from the backlog.")            \
+    X(sync_waits, BC_REPL_PRIMARY, "sync_waits", "repl_sync_waits", "repl_sync_waits_total",   \
+      "counter", "Reply batches that waited for backup acknowledgements (sync mode).")         \
+    X(sync_timeouts, BC_REPL_PRIMARY, "sync_timeouts", "repl_sync_timeouts",                   \
+      "repl_sync_timeouts_total", "counter",                                                   \
+      "Backups dropped from the sync set for not acknowledging in time.")                      \
+    X(sync_wait_us, BC_REPL_PRIMARY, "sync_wait_us", NULL,                                     \
+      "repl_sync_wait_microseconds_total", "counter",                                          \
+      "Time reply batches waited for backups (sync mode).")                                    \
+    X(primary_offset, BC_REPL_BACKUP, "primary_offset", "repl_primary_offset", NULL, NULL,     \
+      "The primary's offset, from its last PING.")                                             \
+    X(lag_bytes, BC_REPL_BACKUP, "lag_bytes", "repl_lag_bytes", "repl_lag_bytes", "gauge",     \
+      "Backup: stream bytes the primary has that this node has not applied.")                  \
+    X(applied_records, BC_REPL_BACKUP, "applied_records", "repl_applied_records",              \
+      "repl_applied_records_total", "counter", "Backup: replication records applied.")         \
+    X(apply_errors, BC_REPL_BACKUP, "apply_errors", "repl_apply_errors",                       \
+      "repl_apply_errors_total", "counter",                                                    \
+      "Backup: records that could not be applied (no memory); the key was removed.")           \
+    X(snapshots_received, BC_REPL_BACKUP, "snapshots_received", NULL, NULL, NULL,              \
+      "Backup: full snapshots received.")
+
 typedef struct bc_repl_info {
     bool primary;                  /* recording (this node is primary) */
     bc_repl_mode_t mode;
     char replid[41];
-    uint64_t offset;               /* primary: its own; backup: applied */
     bool synced;                   /* backup: its data is complete */
-    uint64_t backlog_start;
-    uint64_t backlog_bytes;
     /* primary side */
     uint32_t backups;
     bc_repl_backup_info_t backup[BC_REPL_MAX_BACKUPS_REPORTED];
-    uint64_t full_resyncs;         /* snapshots sent */
-    uint64_t partial_resyncs;
-    uint64_t sync_waits;           /* batches that waited for acknowledgements */
-    uint64_t sync_timeouts;        /* waits that gave up on a backup */
-    uint64_t sync_wait_us;         /* total time waited */
     /* backup side */
     bool link_up;
     char primary_addr[BC_ADDR_MAX];
-    uint64_t primary_offset;       /* from the primary's last PING */
-    uint64_t lag_bytes;
     int64_t lag_ms;                /* time since this backup was last caught up; -1 unknown */
-    uint64_t applied_records;
-    uint64_t apply_errors;         /* records that could not be applied (out of memory) */
-    uint64_t snapshots_received;
+#define BC__REPL_NUMBER_FIELD(field, role, json, stat, metric, type, help) uint64_t field;
+    BC_REPL_NUMBERS(BC__REPL_NUMBER_FIELD)
+#undef BC__REPL_NUMBER_FIELD
 } bc_repl_info_t;
 
 /*
