@@ -821,6 +821,15 @@ assert_wanted(const bc_reconcile_output_t *out, const char *expect)
 #define PRE_C "111122"
 #define PRE_D "333312"
 
+/* The view above, an empty migration set, nothing precopied. */
+static void
+precopy_fixture(bc_view_t *v, bc_mig_set_t *migs, bc_mig_precopy_t pre[N])
+{
+    memset(pre, 0, N * sizeof(*pre));
+    mig_view(v, PRE_C, PRE_C, PRE_D, 3);
+    assert_int_equal(bc_mig_set_init(migs, N), BC_OK);
+}
+
 static void
 test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
 {
@@ -829,9 +838,7 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
     bc_mig_precopy_t pre[N];
-    memset(pre, 0, sizeof(pre));
-    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
-    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    precopy_fixture(&v, &migs, pre);
 
     mig_opts_t o = {.parallel = 1, .precopy = pre};
     mig_run(&v, &migs, 5000, &o, &out);
@@ -899,9 +906,7 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
     bc_mig_precopy_t pre[N];
-    memset(pre, 0, sizeof(pre));
-    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
-    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    precopy_fixture(&v, &migs, pre);
 
     /* bucket 0 precopied for its move; bucket 1 for another destination */
     pre[0] = (bc_mig_precopy_t){1, 3};
@@ -949,10 +954,8 @@ test_precopy_paused_wants_nothing(void **state)
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
     bc_mig_precopy_t pre[N];
-    memset(pre, 0, sizeof(pre));
+    precopy_fixture(&v, &migs, pre);
     pre[0] = (bc_mig_precopy_t){1, 3};
-    mig_view(&v, PRE_C, PRE_C, PRE_D, 3);
-    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
     mig_opts_t o = {.parallel = 2, .precopy = pre, .pause = BC_RECONCILE_PAUSE_SET};
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 0);
