@@ -73,7 +73,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -97,10 +96,6 @@ PARTS = os.environ.get("BC_BENCH_PARTS", "failover throughput").split()
 PROBE = os.path.join(BUILD, "tests", "bench_client_failover_probe")
 MCBENCH = os.path.join(BUILD, "tests", "bench_mcbench")
 SYNC_SLACK = 64 * 1024          # "close to the primary's offset", bytes
-
-
-def repl(node):
-    return harness.http_json(node.admin_port, "GET", "/v1/repl", timeout=2)[1]
 
 
 def log_ms(line):
@@ -137,17 +132,12 @@ def new_node(zk, cluster, group, mode, *args, port=None, admin_port=None, memory
                                port=port, admin_port=admin_port)
 
 
-def wait_primary(node, what):
-    harness.wait_for(lambda: repl(node)["role"] == "primary" and repl(node)["writable"],
-                     timeout=30, what=what)
-
-
 def wait_synced(primary, backup, timeout=60):
     """Until the backup reports a complete copy whose offset is within
     SYNC_SLACK of the primary's, and the primary lists it online."""
     def ok():
-        p = repl(primary)
-        b = repl(backup)
+        p = harness.repl(primary)
+        b = harness.repl(backup)
         online = any(x["online"] for x in p.get("backups", []))
         return (p["role"] == "primary" and b["role"] == "backup" and b["synced"] and
                 b.get("link_up") and online and p["offset"] - b["offset"] <= SYNC_SLACK)
@@ -226,7 +216,7 @@ def part_failover(zk):
     a = new_node(zk, cl, 1, FO_MODE)
     harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns every bucket",
                         timeout=30)
-    wait_primary(a, "the first node primary")
+    harness.wait_primary(a, timeout=30, what="the first node primary")
     b = new_node(zk, cl, 1, FO_MODE)
     wait_synced(a, b)
     probe = Probe(zk, cl)
@@ -242,9 +232,8 @@ def part_failover(zk):
         # ZooKeeper's tick every round
         time.sleep(0.1 + 0.13 * r)
         t_kill = time.time()
-        primary.proc.p.kill()
         kill_ms = int(t_kill * 1000)
-        primary.proc.p.wait()
+        primary.proc.kill()
         rec = probe.wait(lambda e: e["kind"] == "RECOVER" and e["ms"] >= kill_ms,
                          SESSION_MS / 1000.0 + 30, "the first write after the kill")
         chk = probe.wait(lambda e: e["kind"] == "CHECK" and e["ms"] >= rec["ms"], 30,
@@ -283,7 +272,7 @@ def part_failover(zk):
         backup = new_node(zk, cl, 1, FO_MODE, port=old.port, admin_port=old.admin_port)
     final_resync = wait_synced(primary, backup)
     done = probe.stop()
-    rep = repl(primary)
+    rep = harness.repl(primary)
     totals = [x["total"] for x in rows]
     med = median(totals)
     print()
@@ -322,24 +311,6 @@ def part_failover(zk):
     return rows
 
 
-def mc_stats(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"stats\r\n")
-    buf = b""
-    while not buf.endswith(b"END\r\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    out = {}
-    for line in buf.decode().splitlines():
-        p = line.split()
-        if len(p) == 3 and p[0] == "STAT":
-            out[p[1]] = p[2]
-    return out
-
-
 def mcbench(port, depth):
     r = subprocess.run([MCBENCH, "-p", str(port), "-t", "2", "-c", str(CONNS), "-k", "100000",
                         "-v", str(VALUE), "-r", "0", "-d", str(depth), "-D", str(DURATION),
@@ -367,7 +338,7 @@ class LagSampler:
     def _run(self, primary):
         while not self.done.wait(0.1):
             try:
-                rp = repl(primary)
+                rp = harness.repl(primary)
             except (OSError, ValueError):
                 continue
             now = time.time()
@@ -399,18 +370,17 @@ def part_throughput(zk):
         p = new_node(zk, cl, 1, rmode, "--no-forward", memory_mb=256)
         harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "%s owns every bucket" % mode,
                             timeout=30)
-        wait_primary(p, "%s primary" % mode)
+        harness.wait_primary(p, timeout=30, what="%s primary" % mode)
         b = None
         if mode != "none":
             b = new_node(zk, cl, 1, rmode, "--no-forward", memory_mb=256)
             wait_synced(p, b)
             if mode == "sync":
-                harness.wait_for(lambda: all(x["in_sync"] for x in repl(p)["backups"]),
+                harness.wait_for(lambda: all(x["in_sync"] for x in harness.repl(p)["backups"]),
                                  what="backup in the sync set")
         groups[mode] = (p, b)
     modes = ["none", "async", "sync"]
     res = {(m, d): [] for m in modes for d in DEPTHS}
-    lag = {m: [] for m in modes}
     for r in range(ROUNDS):
         for d in DEPTHS:
             order = modes[r % 3:] + modes[:r % 3]
@@ -446,13 +416,13 @@ def part_throughput(zk):
         p, b = groups[m]
         t0 = time.time()
         try:
-            harness.wait_for(lambda: repl(p)["offset"] == repl(b)["offset"], timeout=30,
-                             interval=0.02, what="backup caught up")
+            harness.wait_for(lambda: harness.repl(p)["offset"] == harness.repl(b)["offset"],
+                             timeout=30, interval=0.02, what="backup caught up")
             caught = "caught up %.2f s after the last run" % (time.time() - t0)
         except AssertionError:
             caught = "NOT caught up 30 s after the last run"
-        rp, rb = repl(p), repl(b)
-        sp, sb = mc_stats(p.port), mc_stats(b.port)
+        rp, rb = harness.repl(p), harness.repl(b)
+        sp, sb = p.stats(), b.stats()
         print("%s: backup %s (primary offset %d, backup %d); items primary %s / backup %s; "
               "full resyncs %d, partial %d; sync waits %d, sync timeouts %d, mean wait %.0f µs; "
               "backup apply errors %d" % (

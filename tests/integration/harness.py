@@ -573,6 +573,17 @@ class ClientTraffic:
         return final
 
 
+def repl(node, timeout=5.0):
+    """A cluster node's replication state (GET /v1/repl)."""
+    return http_json(node.admin_port, "GET", "/v1/repl", timeout=timeout)[1]
+
+
+def wait_primary(node, timeout=15, what=None):
+    """Waits until `node` serves writes as its group's primary."""
+    wait_for(lambda: (lambda r: r["role"] == "primary" and r["writable"])(repl(node)),
+             timeout=timeout, what=what or "node on port %d primary and writable" % node.port)
+
+
 def wait_tables(zk, cluster, pred, what, timeout=15):
     """Polls the cluster's tables until pred(tables) holds; returns them."""
     return wait_for(lambda: (lambda t: t if pred(t) else None)(tables(zk, cluster)),

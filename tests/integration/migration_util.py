@@ -242,6 +242,28 @@ def check_reads(console, nbuckets, expected, unknown=None):
     assert not bad, "%d keys lost or stale, e.g. %r" % (len(bad), bad[:5])
 
 
+def admin_stats(node):
+    """A node's /stats document."""
+    return json.loads(harness.http(node.admin_port, "GET", "/stats")[2])
+
+
+def migrate_stats(node):
+    """The migration counters of a node's /stats."""
+    return admin_stats(node)["cluster"]["migrate"]
+
+
+def run_job(node, path, what, expect=(200, 202)):
+    """POSTs an import (or a precopy) at path, then long-polls the job to its
+    end; returns the finished job."""
+    st, doc = harness.http_json(node.admin_port, "POST", path)
+    assert st in expect, (path, st, doc)
+    poll = "/v1/migrate/import?bucket=%d%s&wait_ms=5000" % (
+        doc["bucket"], "&precopy=1" if doc["precopy"] else "")
+    return harness.wait_for(
+        lambda: (lambda d: d if d["state"] != "running" else None)(
+            harness.http_json(node.admin_port, "GET", poll, timeout=10)[1]), what=what)
+
+
 def keys_in_bucket(bucket, n, nbuckets, prefix="k"):
     """The first n keys "<prefix><i>" that hash to bucket."""
     out, i = [], 0

@@ -80,10 +80,10 @@ def test_add_group_under_writes():
         harness.wait_for(lambda: mu.rss_kb(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
                          what="the source's RSS to drop (before %d KiB, now %d KiB)"
                          % (rss_before, mu.rss_kb(g1.proc.pid)))
-    st = json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
+    st = mu.admin_stats(g1)
     assert st["cluster"]["migrate"]["exports"] >= NB // 2, st["cluster"]
     assert st["cluster"]["buckets_dropped"] >= NB // 2, st["cluster"]
-    st2 = json.loads(harness.http(g2.admin_port, "GET", "/stats")[2])
+    st2 = mu.admin_stats(g2)
     # each bucket was precopied while writable, then its final copy (read-only)
     # carried only the keys written since
     mig2 = st2["cluster"]["migrate"]
@@ -169,7 +169,7 @@ def test_pause_resume_cancel():
     assert t["c"].count(2) == NB // 2
     m = mu.console_json(con, "/v1/migrations")
     assert m["precopy"] is False and m["precopying"] == 0, m
-    mig2 = json.loads(harness.http(g2.admin_port, "GET", "/stats")[2])["cluster"]["migrate"]
+    mig2 = mu.admin_stats(g2)["cluster"]["migrate"]
     assert mig2["precopies"] == 0 and mig2["imports_done"] >= NB // 2, mig2
     # a standby refuses control operations and names the active console
     standby = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
@@ -190,7 +190,7 @@ def test_tables_larger_than_one_read():
     t = harness.wait_tables(zk, cl, lambda t: t["c"] == t["m"] == t["d"] == [1] * nb,
                             what="group 1 owns all", timeout=30)
     assert len(t["c"]) == nb
-    harness.wait_for(lambda: json.loads(harness.http(g1.admin_port, "GET", "/stats")[2])
+    harness.wait_for(lambda: mu.admin_stats(g1)
                      ["cluster"]["owned_buckets"] == nb, what="the node's routes")
     key = "k-wide"
     # routes in place; writes also wait for the primary's write lease

@@ -5,7 +5,6 @@ destination too slow for the console's timeout, and one that refuses the
 data, make the console give the bucket back to its source (writable),
 report the error and retry with backoff, until the destination is fixed or
 the rebalance is cancelled."""
-import json
 import os
 import struct
 import sys
@@ -29,14 +28,8 @@ def keys_in_bucket(bucket, n):
 
 
 def import_job(node, bucket, epoch, source_port):
-    st, doc = harness.http_json(node.admin_port, "POST",
-                                "/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
-                                % (bucket, epoch, source_port))
-    assert st == 202, (st, doc)
-    return harness.wait_for(
-        lambda: (lambda d: d if d["state"] != "running" else None)(
-            harness.http_json(node.admin_port, "GET", "/v1/migrate/import?bucket=%d" % bucket)[1]),
-        what="the import to finish")
+    return mu.run_job(node, "/v1/migrate/import?bucket=%d&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+                      % (bucket, epoch, source_port), "the import to finish", expect=(202,))
 
 
 def test_malformed_truncated_and_misdirected_frames():
@@ -104,8 +97,7 @@ def test_malformed_truncated_and_misdirected_frames():
     # the node is fine: health, stats, its counters
     st, doc = harness.http_json(b.admin_port, "GET", "/health")
     assert st == 200 and doc["status"] == "ok"
-    stats = json.loads(harness.http(b.admin_port, "GET", "/stats")[2])
-    assert stats["cluster"]["migrate"]["imports_failed"] >= len(cases)
+    assert mu.migrate_stats(b)["imports_failed"] >= len(cases)
     # bad requests to the endpoints are refused clearly
     for path, needle in [("/v1/migrate/import?bucket=99&epoch=1&from=1&source=x:1", "bucket"),
                          ("/v1/migrate/import?bucket=1&epoch=0&from=1&source=x:1", "epoch"),
@@ -131,7 +123,7 @@ def test_malformed_truncated_and_misdirected_frames():
     assert st == 200 and doc["state"] == "running" and time.time() - t0 >= 0.09, doc
     st, doc = harness.http_json(b.admin_port, "GET", poll % (bucket, epoch, 8000))
     assert st == 200 and doc["state"] == "done" and doc["items"] == 3, doc
-    assert time.time() - t0 < 4, time.time() - t0
+    assert time.time() - t0 < 4 * harness.SLOW, time.time() - t0
     st, doc = harness.http_json(b.admin_port, "GET", poll % (bucket, epoch, 10001))
     assert st == 400 and "wait_ms" in doc["error"], doc
     src.stop()
@@ -159,7 +151,7 @@ def test_export_ahead_of_the_tables_fences_the_bucket_locally():
     st, hdrs, body = harness.http(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
                                   % (bucket, t["epoch"] + 1))
     assert st == 200 and hdrs.get("x-bucketcache-items") == "1", (st, hdrs, body[:200])
-    assert time.time() - t0 < 1.0
+    assert time.time() - t0 < 1.0 * harness.SLOW
     # that bucket only is read-only now; reads go on
     assert c.cmd("set %s 0 0 1" % k, "2").startswith(b"SERVER_ERROR READONLY %d " % bucket)
     assert c.cmd("get " + k) == b"VALUE %s 0 1\r\n1\r\nEND\r\n" % k.encode()

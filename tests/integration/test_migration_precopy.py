@@ -16,7 +16,6 @@ each case happens exactly when the test says:
   - a fake source that leaves out the tracker, sends a delta where the
     whole bucket was asked for, or a DEL in a full export: clear errors,
     nothing kept."""
-import json
 import os
 import sys
 
@@ -37,21 +36,6 @@ def fill(conn, bucket, n, prefix, value="v"):
     """Stores n keys of bucket (value each) through conn."""
     for k in keys_in_bucket(bucket, n, prefix):
         assert conn.cmd("set %s 0 0 %d" % (k, len(value)), value) == b"STORED\r\n"
-
-
-def migrate_stats(node):
-    return json.loads(harness.http(node.admin_port, "GET", "/stats")[2])["cluster"]["migrate"]
-
-
-def run_job(node, path, what):
-    """POSTs an import (or precopy) and long-polls it to its end."""
-    st, doc = harness.http_json(node.admin_port, "POST", path)
-    assert st in (200, 202), (path, st, doc)
-    poll = "/v1/migrate/import?bucket=%d%s&wait_ms=5000" % (
-        doc["bucket"], "&precopy=1" if doc["precopy"] else "")
-    return harness.wait_for(
-        lambda: (lambda d: d if d["state"] != "running" else None)(
-            harness.http_json(node.admin_port, "GET", poll, timeout=10)[1]), what=what)
 
 
 def precopy_path(bucket, source_port):
@@ -88,10 +72,10 @@ def test_precopy_then_delta_between_real_nodes():
     for k in ks[:4]:
         assert c.cmd("set %s 0 0 3" % k, "old") == b"STORED\r\n"
 
-    job = run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
+    job = mu.run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
     assert job["state"] == "done" and job["precopy"] and job["items"] == 4, job
     assert mu.bucket_items(b, bucket) == 4
-    assert migrate_stats(a)["taps_active"] == 1
+    assert mu.migrate_stats(a)["taps_active"] == 1
     # the bucket is still writable at the source: change it
     assert c.cmd("set %s 0 0 3" % ks[0], "new") == b"STORED\r\n"
     assert c.cmd("delete " + ks[1]) == b"DELETED\r\n"
@@ -101,11 +85,11 @@ def test_precopy_then_delta_between_real_nodes():
     st, doc = harness.http_json(b.admin_port, "POST", precopy_path(bucket, a.admin_port))
     assert st == 200 and doc["state"] == "done" and doc["items"] == 4, doc
 
-    job = run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
+    job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
     # 4 from the precopy + 4 changes (3 items and a delete)
     assert job["state"] == "done" and job["delta"] is True and job["items"] == 8, job
     assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 4
-    sa, sb = migrate_stats(a), migrate_stats(b)
+    sa, sb = mu.migrate_stats(a), mu.migrate_stats(b)
     assert sa["export_deltas"] == 1 and sb["import_deltas"] == 1 and sb["precopies"] == 1, (sa, sb)
     # the source is read-only for that bucket now (fenced for the final copy)
     assert c.cmd("set %s 0 0 1" % ks[0], "x").startswith(b"SERVER_ERROR READONLY")
@@ -116,24 +100,24 @@ def test_precopy_then_delta_between_real_nodes():
     # a flush_all at the destination after its precopy: the final copy
     # does not build on it (the source sends everything)
     fill(c, b3, 3, "d3")
-    assert run_job(b, precopy_path(b3, a.admin_port), "precopy b3")["state"] == "done"
+    assert mu.run_job(b, precopy_path(b3, a.admin_port), "precopy b3")["state"] == "done"
     assert b.conn().cmd("flush_all") == b"OK\r\n"
-    job = run_job(b, final_path(b3, epoch, a.admin_port), "final b3")
+    job = mu.run_job(b, final_path(b3, epoch, a.admin_port), "final b3")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 3, job
     assert mu.bucket_items(b, b3) == 3
-    assert migrate_stats(a)["export_deltas"] == 1
+    assert mu.migrate_stats(a)["export_deltas"] == 1
 
     # a flush_all at the source ends its change tracker: the final copy
     # asks for the changes and gets everything, never a delta on a base
     # that no longer matches
     fill(c, b2, 3, "d2")
-    assert run_job(b, precopy_path(b2, a.admin_port), "precopy b2")["items"] == 3
+    assert mu.run_job(b, precopy_path(b2, a.admin_port), "precopy b2")["items"] == 3
     assert c.cmd("flush_all") == b"OK\r\n"
     assert c.cmd("set %s 0 0 5" % keys_in_bucket(b2, 1, "after")[0], "fresh") == b"STORED\r\n"
-    job = run_job(b, final_path(b2, epoch, a.admin_port), "final b2")
+    job = mu.run_job(b, final_path(b2, epoch, a.admin_port), "final b2")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 1, job
     assert mu.bucket_items(b, b2) == 1
-    sb = migrate_stats(b)
+    sb = mu.migrate_stats(b)
     assert sb["delta_fallbacks"] == 1 and sb["import_deltas"] == 1, sb
     assert "sending all of it" in a.proc.output()
     # bad precopy requests
@@ -161,14 +145,14 @@ def test_called_off_precopy_is_dropped():
     bucket = 9
     c = a.conn()
     fill(c, bucket, 3, "x")
-    assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 3
+    assert mu.run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 3
     assert mu.bucket_items(b, bucket) == 3
     st, doc = harness.http_json(b.admin_port, "DELETE",
                                 "/v1/migrate/import?bucket=%d&precopy=1" % bucket)
     assert st == 200 and doc["state"] == "failed" and doc["precopy"], (st, doc)
     assert mu.bucket_items(b, bucket) == 0
     # the copy then cannot build on it: a full one
-    job = run_job(b, final_path(bucket, epoch, a.admin_port), "the copy")
+    job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the copy")
     assert job["delta"] is False and job["items"] == 3, job
     # once a copy took over, the precopy's DELETE leaves its bucket alone
     st, doc = harness.http_json(b.admin_port, "DELETE",
@@ -211,7 +195,7 @@ def test_destination_restarted_between_precopy_and_copy():
     bucket = 6
     c = a.conn()
     fill(c, bucket, 4, "r", "v1")
-    assert run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 4
+    assert mu.run_job(b, precopy_path(bucket, a.admin_port), "precopy")["items"] == 4
     assert c.cmd("set %s 0 0 2" % keys_in_bucket(bucket, 1, "r")[0], "v2") == b"STORED\r\n"
     b.proc.kill()
     b2 = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS,
@@ -220,10 +204,10 @@ def test_destination_restarted_between_precopy_and_copy():
                      == "primary", what="group 2's primary back")
     # the tables moved on while group 2 was away: fence at the next epoch
     epoch = max(epoch, harness.tables(zk, cl)["epoch"] + 1)
-    job = run_job(b2, final_path(bucket, epoch, a.admin_port), "the copy after the restart")
+    job = mu.run_job(b2, final_path(bucket, epoch, a.admin_port), "the copy after the restart")
     assert job["state"] == "done" and job["delta"] is False and job["items"] == 4, job
     assert mu.bucket_items(b2, bucket) == mu.bucket_items(a, bucket) == 4
-    assert migrate_stats(a)["export_deltas"] == 0
+    assert mu.migrate_stats(a)["export_deltas"] == 0
     for p in (a, b2, con):
         p.stop()
 
@@ -240,20 +224,20 @@ def test_hostile_precopy_sources():
 
     # a precopy without a change tracker cannot be built on
     src.replies.append((full, None))
-    job = run_job(b, precopy_path(bucket, src.port), "precopy without tracker")
+    job = mu.run_job(b, precopy_path(bucket, src.port), "precopy without tracker")
     assert job["state"] == "failed" and "no change tracker" in job["error"], job
     assert mu.bucket_items(b, bucket) == 0
     assert "tap=1" in src.paths[-1], src.paths
 
     # a good precopy, then a delta: k0 replaced, k1 deleted, k2 kept
     src.replies.append((full, None, 0, tap))
-    assert run_job(b, precopy_path(bucket, src.port), "precopy")["state"] == "done"
+    assert mu.run_job(b, precopy_path(bucket, src.port), "precopy")["state"] == "done"
     assert mu.bucket_items(b, bucket) == 3
     epoch = 50
     delta = (mu.hello(bucket, epoch, NB, delta=1) + mu.item(ks[0].encode(), b"newer") +
              mu.delete(ks[1].encode()) + mu.end(2, len(ks[0]) + 5 + len(ks[1])))
     src.replies.append((delta, None))
-    job = run_job(b, final_path(bucket, epoch, src.port), "delta")
+    job = mu.run_job(b, final_path(bucket, epoch, src.port), "delta")
     assert job["state"] == "done" and job["delta"] is True, job
     assert src.paths[-1].endswith("&since=123456789"), src.paths
     assert mu.bucket_items(b, bucket) == 2
@@ -261,7 +245,7 @@ def test_hostile_precopy_sources():
     # the precopy is used up: the next attempt asks for everything, and a
     # delta in answer is refused (it would build on nothing)
     src.replies.append((mu.hello(bucket, epoch + 1, NB, delta=1) + mu.end(0, 0), None))
-    job = run_job(b, final_path(bucket, epoch + 1, src.port), "unasked delta")
+    job = mu.run_job(b, final_path(bucket, epoch + 1, src.port), "unasked delta")
     assert "since" not in src.paths[-1], src.paths
     assert job["state"] == "failed" and "whole bucket was asked for" in job["error"], job
     assert mu.bucket_items(b, bucket) == 0
@@ -269,7 +253,7 @@ def test_hostile_precopy_sources():
     # a DEL in a full export
     src.replies.append((mu.hello(bucket, epoch + 2, NB) + mu.delete(ks[0].encode()) +
                         mu.end(1, len(ks[0])), None))
-    job = run_job(b, final_path(bucket, epoch + 2, src.port), "DEL in a full export")
+    job = mu.run_job(b, final_path(bucket, epoch + 2, src.port), "DEL in a full export")
     assert job["state"] == "failed" and "full export" in job["error"], job
     assert b.proc.poll() is None and a.proc.poll() is None
     src.stop()
