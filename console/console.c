@@ -774,7 +774,7 @@ console_loop(void *arg)
         if (cs->stopping) break;
         if (!cs->dirty && !cs->reports_ready) {
             struct timespec until;
-            bc_time_deadline(&until, CLOCK_REALTIME, st == BC_OK ? (int64_t)cs->interval_ms : 300);
+            bc_time_deadline(&until, CLOCK_MONOTONIC, st == BC_OK ? (int64_t)cs->interval_ms : 300);
             pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
         }
     }
@@ -800,7 +800,7 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     cs->stats.migrations_parallel = cs->parallel;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->op_mu, NULL);
-    pthread_cond_init(&cs->cv, NULL);
+    bc_time_cond_init(&cs->cv);
     if (cs->cluster == NULL || cs->admin_addr == NULL) {
         bc_console_stop(cs);
         return BC_ENOMEM;

@@ -905,6 +905,7 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     if (cluster == NULL) return;
     bc_node_migrate_config_t mc = {
         .cache = admin->cache, .cluster = cluster, .server = admin->server,
+        .httpd = admin->httpd,
     };
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");

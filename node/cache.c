@@ -196,15 +196,22 @@ typedef struct cache_loc {
 /* small helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
+/* *a = max(*a, v), atomically; never lowers it. */
+static inline void
+atomic_max_u64(_Atomic uint64_t *a, uint64_t v)
+{
+    uint64_t cur = atomic_load(a);
+    while (cur < v && !atomic_compare_exchange_weak(a, &cur, v)) {
+    }
+}
+
 /* Raises the flush mark to a fresh CAS value: everything stored so far is
  * flushed.  Never lowers it. */
 static uint64_t
 cache_flush_mark(bc_cache_t *cache)
 {
     uint64_t mark = atomic_fetch_add(&cache->cas_last, 1) + 1;
-    uint64_t cur = atomic_load(&cache->oldest_cas);
-    while (cur < mark && !atomic_compare_exchange_weak(&cache->oldest_cas, &cur, mark)) {
-    }
+    atomic_max_u64(&cache->oldest_cas, mark);
     return mark;
 }
 
@@ -1008,9 +1015,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
 static void
 cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 {
-    uint64_t cur = atomic_load(&cache->cas_last);
-    while (cur < cas && !atomic_compare_exchange_weak(&cache->cas_last, &cur, cas)) {
-    }
+    atomic_max_u64(&cache->cas_last, cas);
 }
 
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
@@ -1284,9 +1289,7 @@ bc_cache_flush(bc_cache_t *cache, uint32_t when)
 void
 bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
 {
-    uint64_t cur = atomic_load(&cache->oldest_cas);
-    while (cur < mark && !atomic_compare_exchange_weak(&cache->oldest_cas, &cur, mark)) {
-    }
+    atomic_max_u64(&cache->oldest_cas, mark);
     cache_cas_raise(cache, mark);
     atomic_store(&cache->oldest_live, 0);
     atomic_fetch_add(&cache->flushes, 1);

@@ -240,8 +240,8 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
-    pthread_cond_init(&cl->cv, NULL);
-    pthread_cond_init(&cl->lease_cv, NULL);
+    bc_time_cond_init(&cl->cv);
+    bc_time_cond_init(&cl->lease_cv);
     pthread_mutex_init(&cl->prim_mu, NULL);
     pthread_mutex_init(&cl->fence_mu, NULL);
     bc_node_primaries_init(&cl->prim);
@@ -746,7 +746,7 @@ cluster_agent(void *arg)
         if (cl->stopping) break;
         if (!cl->dirty) {
             struct timespec until;
-            bc_time_deadline(&until, CLOCK_REALTIME, st == BC_OK ? CLUSTER_REFRESH_MS : 500);
+            bc_time_deadline(&until, CLOCK_MONOTONIC, st == BC_OK ? CLUSTER_REFRESH_MS : 500);
             pthread_cond_timedwait(&cl->cv, &cl->mu, &until);
         }
     }
@@ -819,7 +819,7 @@ cluster_lease_main(void *arg)
         pthread_mutex_lock(&cl->mu);
         if (cl->stopping) break;
         struct timespec until;
-        bc_time_deadline(&until, CLOCK_REALTIME, interval);
+        bc_time_deadline(&until, CLOCK_MONOTONIC, interval);
         pthread_cond_timedwait(&cl->lease_cv, &cl->mu, &until);
     }
     pthread_mutex_unlock(&cl->mu);

@@ -133,8 +133,8 @@ struct bc_node_migrate {
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
 
-    /* The admin server whose parked long polls a finished job wakes (set
-     * by the first long poll; guarded by mu; NULL after shutdown). */
+    /* The admin server whose parked long polls a finished job wakes
+     * (from the config; guarded by mu: NULL after shutdown). */
     bc_httpd_t *httpd;
 };
 
@@ -253,6 +253,18 @@ export_init(bc_node_migrate_t *mig, export_ctx_t *x)
     x->frames.buf = &x->buf;
     x->frames.now = bc_cache_now(mig->cache);
     x->frames.st = BC_OK;
+}
+
+/* Why an export of a bucket routed `route` here is refused. */
+static const char *
+route_refusal(bc_route_t route)
+{
+    switch (route) {
+    case BC_ROUTE_SERVE: return "is writable here: the move was called off";
+    case BC_ROUTE_MOVED: return "is owned by another group";
+    case BC_ROUTE_NO_OWNER: return "has no owner";
+    default: return "is not served by this node (not the primary)";
+    }
 }
 
 static void
@@ -410,11 +422,9 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
     uint64_t cur = 0;
     bc_route_t route = bc_node_cluster_route(mig->cluster, p->bucket, true, &owner, &cur);
     if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
-        const char *why = route == BC_ROUTE_MOVED ? "is owned by another group"
-                        : route == BC_ROUTE_NO_OWNER ? "has no owner"
-                        : "is not served by this node (not the primary)";
         export_refused(mig);
-        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->bucket, why);
+        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->bucket,
+                          route_refusal(route));
     }
     uint64_t tap = 0;
     bc_status_t st = bc_tap_start(mig->taps, p->bucket, &tap);
@@ -491,12 +501,9 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
                           "is for epoch %" PRIu64 ": not fenced yet", cur, p.epoch);
     }
     if (route != BC_ROUTE_READONLY) {
-        const char *why = route == BC_ROUTE_SERVE ? "is writable here: the move was called off"
-                        : route == BC_ROUTE_MOVED ? "is owned by another group"
-                        : route == BC_ROUTE_NO_OWNER ? "has no owner"
-                        : "is not served by this node (not the primary)";
         export_refused(mig);
-        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p.bucket, why);
+        return mig_refuse(req, false, cur, "bucket %" PRIu32 " %s", p.bucket,
+                          route_refusal(route));
     }
     if (mig->server == NULL) {
         export_refused(mig);
@@ -1317,7 +1324,6 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
         int64_t left_us = (int64_t)p.wait_ms * 1000 -
                           (req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0);
         if (left_us > 0) {
-            mig->httpd = req->httpd;
             pthread_mutex_unlock(&mig->mu);
             return bc_http_park(req, left_us);
         }
@@ -1384,6 +1390,7 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->cache = config->cache;
     mig->cluster = config->cluster;
     mig->server = config->server;
+    mig->httpd = config->httpd;
     mig->max_imports = config->max_imports ? config->max_imports : MIG_DEFAULT_IMPORTS;
     mig->timeout_ms = config->import_timeout_ms ? config->import_timeout_ms
                                                 : MIG_DEFAULT_TIMEOUT_MS;

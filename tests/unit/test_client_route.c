@@ -6,8 +6,10 @@
  * its owner's node by the installed table.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,6 +144,7 @@ typedef struct wait_arg {
     uint64_t until_ns;
     bool woke;
     uint64_t took_ns;
+    atomic_bool started;
 } wait_arg_t;
 
 static void *
@@ -149,6 +152,7 @@ waiter(void *p)
 {
     wait_arg_t *a = p;
     uint64_t t0 = bc__now_ns();
+    atomic_store(&a->started, true);
     a->woke = bc__router_wait(a->r, a->seen, a->until_ns);
     a->took_ns = bc__now_ns() - t0;
     return NULL;
@@ -171,16 +175,20 @@ test_router_wait(void **state)
     assert_false(bc__router_wait(&r, seen, t0 + 30 * 1000000ull));
     assert_true(bc__now_ns() - t0 >= 29 * 1000000ull);
 
-    /* a publish 20 ms in wakes a 5 s wait */
+    /* a publish 20 ms after the waiter began wakes its 5 s wait: it
+     * blocked (20 ms or more) and did not sleep it out */
     wait_arg_t a = {.r = &r, .seen = seen, .until_ns = bc__now_ns() + 5000 * 1000000ull};
+    atomic_init(&a.started, false);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, waiter, &a), 0);
+    while (!atomic_load(&a.started)) sched_yield();
     struct timespec pause = {0, 20 * 1000000};
     nanosleep(&pause, NULL);
     bc__router_publish(&r, bc__snapshot_new(4));
     pthread_join(t, NULL);
     assert_true(a.woke);
-    assert_true(a.took_ns < 2000 * 1000000ull);
+    assert_true(a.took_ns >= 15 * 1000000ull);
+    assert_true(a.took_ns < 4000 * 1000000ull);
 
     /* already newer: no wait at all */
     t0 = bc__now_ns();
