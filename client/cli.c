@@ -178,6 +178,21 @@ cmd_cluster_create(cli_t *cli, int argc, char **argv)
     return cli_exit_for(st);
 }
 
+/* A decimal integer in lo..hi, or a message naming the option. */
+static bool
+cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+        fprintf(stderr, "bucketcache: %s must be an integer %lld..%lld, got \"%s\"\n", what, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /*
  * "group config GID [--replication async|sync] [--sync-timeout-ms N]
  * [--max-lag-mb N] [--clear]": reads groups/<gid>/config, applies the
@@ -209,24 +224,22 @@ cmd_group_config(cli_t *cli, int argc, char **argv)
     }
     optind = 2;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
-        long v = 0;
-        if (c == 't' || c == 'l') v = strtol(optarg, &end, 10);
+        long long v = 0;
+        bc_repl_mode_t mode;
         if (c == 'r') {
-            if (strcmp(optarg, "async") != 0 && strcmp(optarg, "sync") != 0) {
+            if (bc_repl_mode_parse(optarg, &mode) != BC_OK) {
                 fprintf(stderr, "bucketcache: --replication must be async or sync\n");
                 return EXIT_USAGE;
             }
-            set.replication = strcmp(optarg, "sync") == 0;
+            set.replication = (int)mode;
         } else if (c == 't') {
-            if (*end != '\0' || v < 10 || v > 60000) {
-                fprintf(stderr, "bucketcache: --sync-timeout-ms must be 10..60000\n");
+            if (!cli_parse_i64(optarg, "--sync-timeout-ms", BC_REPL_SYNC_TIMEOUT_MIN_MS,
+                               BC_REPL_SYNC_TIMEOUT_MAX_MS, &v)) {
                 return EXIT_USAGE;
             }
             set.sync_timeout_ms = v;
         } else if (c == 'l') {
-            if (*end != '\0' || v < 0 || v > 4096) {
-                fprintf(stderr, "bucketcache: --max-lag-mb must be 0..4096\n");
+            if (!cli_parse_i64(optarg, "--max-lag-mb", 0, BC_REPL_MAX_LAG_MAX_MB, &v)) {
                 return EXIT_USAGE;
             }
             set.max_lag_mb = v;
@@ -306,7 +319,8 @@ cmd_group_config(cli_t *cli, int argc, char **argv)
         if (cur.sync_timeout_ms >= 0) snprintf(t, sizeof(t), "%lld ms", (long long)cur.sync_timeout_ms);
         if (cur.max_lag_mb >= 0) snprintf(l, sizeof(l), "%lld MiB", (long long)cur.max_lag_mb);
         printf("group %u: replication %s, sync timeout %s, async max lag %s\n", gid,
-               cur.replication < 0 ? "each node's flag" : cur.replication ? "sync" : "async", t,
+               cur.replication < 0 ? "each node's flag"
+                                   : bc_repl_mode_name((bc_repl_mode_t)cur.replication), t,
                l);
     }
     free(json);
@@ -872,20 +886,6 @@ cli_read_all(FILE *f, size_t *len)
     }
     *len = n;
     return buf;
-}
-
-static bool
-cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-        fprintf(stderr, "bucketcache: %s must be an integer %lld..%lld, got \"%s\"\n", what, lo, hi, s);
-        return false;
-    }
-    *out = v;
-    return true;
 }
 
 static int

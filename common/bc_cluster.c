@@ -303,6 +303,26 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
     return BC_OK;
 }
 
+const char *const bc_repl_mode_names[] = {"async", "sync", NULL};
+
+const char *
+bc_repl_mode_name(bc_repl_mode_t mode)
+{
+    return bc_repl_mode_names[mode == BC_REPL_SYNC ? BC_REPL_SYNC : BC_REPL_ASYNC];
+}
+
+bc_status_t
+bc_repl_mode_parse(const char *s, bc_repl_mode_t *out)
+{
+    for (int i = 0; s != NULL && bc_repl_mode_names[i] != NULL; i++) {
+        if (strcmp(s, bc_repl_mode_names[i]) == 0) {
+            *out = (bc_repl_mode_t)i;
+            return BC_OK;
+        }
+    }
+    return BC_EINVAL;
+}
+
 void
 bc_group_config_init(bc_group_config_t *cfg)
 {
@@ -317,7 +337,8 @@ bc_group_config_encode(const bc_group_config_t *cfg)
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
     if (cfg->replication >= 0) {
-        cJSON_AddStringToObject(o, "replication", cfg->replication ? "sync" : "async");
+        cJSON_AddStringToObject(o, "replication",
+                                bc_repl_mode_name((bc_repl_mode_t)cfg->replication));
     }
     if (cfg->sync_timeout_ms >= 0) {
         cJSON_AddNumberToObject(o, "sync_timeout_ms", (double)cfg->sync_timeout_ms);
@@ -339,17 +360,22 @@ bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, cha
     cJSON_ArrayForEach(f, root) {
         const char *bad = NULL;
         uint64_t v;
+        bc_repl_mode_t mode;
         if (strcmp(f->string, "replication") == 0) {
-            if (cJSON_IsString(f) && strcmp(f->valuestring, "async") == 0) out->replication = 0;
-            else if (cJSON_IsString(f) && strcmp(f->valuestring, "sync") == 0) out->replication = 1;
-            else bad = "replication";
+            if (cJSON_IsString(f) && bc_repl_mode_parse(f->valuestring, &mode) == BC_OK) {
+                out->replication = (int)mode;
+            } else {
+                bad = "replication";
+            }
         } else if (strcmp(f->string, "sync_timeout_ms") == 0) {
             bad = cluster_take_u64(root, "sync_timeout_ms", &v, 1);
-            if (bad == NULL && (v < 10 || v > 60000)) bad = "sync_timeout_ms";
+            if (bad == NULL && (v < BC_REPL_SYNC_TIMEOUT_MIN_MS || v > BC_REPL_SYNC_TIMEOUT_MAX_MS)) {
+                bad = "sync_timeout_ms";
+            }
             if (bad == NULL) out->sync_timeout_ms = (int64_t)v;
         } else if (strcmp(f->string, "max_lag_mb") == 0) {
             bad = cluster_take_u64(root, "max_lag_mb", &v, 1);
-            if (bad == NULL && v > 4096) bad = "max_lag_mb";
+            if (bad == NULL && v > BC_REPL_MAX_LAG_MAX_MB) bad = "max_lag_mb";
             if (bad == NULL) out->max_lag_mb = (int64_t)v;
         } else {
             bad = f->string;

@@ -92,6 +92,24 @@ char *bc_primary_info_encode(const bc_primary_info_t *info);
 bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
                                    char *err, size_t errlen);
 
+/* Replication modes: a group's "replication", a node's --replication. */
+typedef enum bc_repl_mode {
+    BC_REPL_ASYNC = 0,
+    BC_REPL_SYNC = 1,
+} bc_repl_mode_t;
+
+/* The mode names by value, NULL-terminated (for choice lists). */
+extern const char *const bc_repl_mode_names[];
+const char *bc_repl_mode_name(bc_repl_mode_t mode);
+/* Strict: "async" or "sync".  Errors: BC_EINVAL. */
+bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);
+
+/* The replication settings' ranges, for the group config, the node's flags
+ * and config file, and the CLI. */
+#define BC_REPL_SYNC_TIMEOUT_MIN_MS 10
+#define BC_REPL_SYNC_TIMEOUT_MAX_MS 60000
+#define BC_REPL_MAX_LAG_MAX_MB      4096
+
 /*
  * A group's settings, groups/<gid>/config (written by `bucketcache group
  * config`, read by the group's nodes, which follow changes at once).
@@ -100,7 +118,7 @@ bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info
  *    "max_lag_mb": 0..4096}
  */
 typedef struct bc_group_config {
-    int replication;                 /* -1 unset, 0 async, 1 sync */
+    int replication;                 /* -1 unset, else a bc_repl_mode_t */
     int64_t sync_timeout_ms;         /* -1 unset */
     int64_t max_lag_mb;              /* -1 unset */
 } bc_group_config_t;

@@ -1026,12 +1026,6 @@ bc_node_cluster_gid(const bc_node_cluster_t *cl)
     return cl->gid;
 }
 
-uint32_t
-bc_node_cluster_nbuckets(const bc_node_cluster_t *cl)
-{
-    return cl->nbuckets;
-}
-
 void
 bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx)
 {

@@ -172,7 +172,6 @@ uint32_t bc_node_cluster_gid(const bc_node_cluster_t *cl);
  * each one unset.  Lock-free; any thread. */
 void bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
                                     int64_t *sync_timeout_ms, int64_t *max_lag_mb);
-uint32_t bc_node_cluster_nbuckets(const bc_node_cluster_t *cl);
 
 /* ---- local migration fences (see BEHAVIOR at bc_node_cluster_fence) ---- */
 

@@ -242,7 +242,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->forward = true;
     cfg->write_fencing = true;
     cfg->forward_timeout_ms = 2000;
-    snprintf(cfg->replication, sizeof(cfg->replication), "async");
+    cfg->replication = BC_REPL_ASYNC;
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
     cfg->repl_max_lag_mb = 8;
@@ -257,7 +257,6 @@ static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "ses
                                                "write_fencing", "replication",
                                                "repl_sync_timeout_ms",
                                                "repl_backlog_mb", "repl_max_lag_mb", NULL};
-static const char *const replication_names[] = {"async", "sync", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
                                             NULL};
@@ -369,15 +368,16 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "zookeeper.forward_timeout_ms", 100, 60000, &v, &found, err,
                             err_len));
     if (found) cfg->forward_timeout_ms = (uint32_t)v;
-    CHECK(bc_config_get_enum(doc, "zookeeper.replication", replication_names, &idx, &found, err,
+    CHECK(bc_config_get_enum(doc, "zookeeper.replication", bc_repl_mode_names, &idx, &found, err,
                              err_len));
-    if (found) snprintf(cfg->replication, sizeof(cfg->replication), "%s", replication_names[idx]);
-    CHECK(bc_config_get_int(doc, "zookeeper.repl_sync_timeout_ms", 10, 60000, &v, &found, err,
-                            err_len));
+    if (found) cfg->replication = (bc_repl_mode_t)idx;
+    CHECK(bc_config_get_int(doc, "zookeeper.repl_sync_timeout_ms", BC_REPL_SYNC_TIMEOUT_MIN_MS,
+                            BC_REPL_SYNC_TIMEOUT_MAX_MS, &v, &found, err, err_len));
     if (found) cfg->repl_sync_timeout_ms = (uint32_t)v;
     CHECK(bc_config_get_int(doc, "zookeeper.repl_backlog_mb", 1, 4096, &v, &found, err, err_len));
     if (found) cfg->repl_backlog_mb = (uint32_t)v;
-    CHECK(bc_config_get_int(doc, "zookeeper.repl_max_lag_mb", 0, 4096, &v, &found, err, err_len));
+    CHECK(bc_config_get_int(doc, "zookeeper.repl_max_lag_mb", 0, BC_REPL_MAX_LAG_MAX_MB, &v, &found,
+                            err, err_len));
     if (found) cfg->repl_max_lag_mb = (uint32_t)v;
 
     /* log, process */
@@ -615,12 +615,12 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         if (st == BC_OK) cfg->forward_timeout_ms = (uint32_t)v;
         return st;
     case OPT_REPLICATION:
-        idx = choice_index(replication_names, value);
+        idx = choice_index(bc_repl_mode_names, value);
         if (idx < 0) return bad_value(ps, flag, value, "async or sync");
-        snprintf(cfg->replication, sizeof(cfg->replication), "%s", replication_names[idx]);
+        cfg->replication = (bc_repl_mode_t)idx;
         return BC_OK;
     case OPT_REPL_SYNC_TIMEOUT:
-        st = flag_int(ps, flag, value, 10, 60000, &v);
+        st = flag_int(ps, flag, value, BC_REPL_SYNC_TIMEOUT_MIN_MS, BC_REPL_SYNC_TIMEOUT_MAX_MS, &v);
         if (st == BC_OK) cfg->repl_sync_timeout_ms = (uint32_t)v;
         return st;
     case OPT_REPL_BACKLOG:
@@ -628,7 +628,7 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         if (st == BC_OK) cfg->repl_backlog_mb = (uint32_t)v;
         return st;
     case OPT_REPL_MAX_LAG:
-        st = flag_int(ps, flag, value, 0, 4096, &v);
+        st = flag_int(ps, flag, value, 0, BC_REPL_MAX_LAG_MAX_MB, &v);
         if (st == BC_OK) cfg->repl_max_lag_mb = (uint32_t)v;
         return st;
     case OPT_LOG_LEVEL:
@@ -955,7 +955,7 @@ bc_node_config_log(const bc_node_config_t *cfg)
                      "writes; after a failover they may be lost");
         }
         log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
-                 " MiB, async lag bound %" PRIu32 " MiB)", cfg->replication,
+                 " MiB, async lag bound %" PRIu32 " MiB)", bc_repl_mode_name(cfg->replication),
                  cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");

@@ -53,6 +53,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "bc_cluster.h"
 #include "bc_config.h"
 #include "bc_status.h"
 
@@ -101,7 +102,7 @@ typedef struct bc_node_config {
     bool forward;                      /* --no-forward clears; true */
     bool write_fencing;                /* --no-write-fencing clears; true */
     uint32_t forward_timeout_ms;       /* --forward-timeout-ms; 2000 */
-    char replication[8];               /* --replication: "async" (default) or "sync" */
+    bc_repl_mode_t replication;        /* --replication: async (default) or sync */
     uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */
     uint32_t repl_backlog_mb;          /* --repl-backlog-mb; 64 */
     uint32_t repl_max_lag_mb;          /* --repl-max-lag-mb; 8, 0 = no bound */

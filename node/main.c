@@ -502,7 +502,7 @@ main(int argc, char **argv)
         advertised_addr(&cfg, cfg.listen_addr, bc_server_port(server), label, sizeof(label));
         bc_repl_config_t rc = {
             .cache = cache, .cluster = cluster,
-            .mode = strcmp(cfg.replication, "sync") == 0 ? BC_REPL_SYNC : BC_REPL_ASYNC,
+            .mode = cfg.replication,
             .sync_timeout_ms = cfg.repl_sync_timeout_ms,
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,

@@ -1414,17 +1414,3 @@ bc_repl_format_stats(void *ctx, char *buf, size_t len)
     return used;
 }
 
-const char *
-bc_repl_mode_name(bc_repl_mode_t mode)
-{
-    return mode == BC_REPL_SYNC ? "sync" : "async";
-}
-
-bc_status_t
-bc_repl_mode_parse(const char *s, bc_repl_mode_t *out)
-{
-    if (s != NULL && strcmp(s, "async") == 0) *out = BC_REPL_ASYNC;
-    else if (s != NULL && strcmp(s, "sync") == 0) *out = BC_REPL_SYNC;
-    else return BC_EINVAL;
-    return BC_OK;
-}

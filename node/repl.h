@@ -84,16 +84,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bc_cluster.h"
 #include "bc_status.h"
 #include "cache.h"
 #include "cluster.h"
 
 typedef struct bc_repl bc_repl_t;
-
-typedef enum bc_repl_mode {
-    BC_REPL_ASYNC = 0,
-    BC_REPL_SYNC = 1,
-} bc_repl_mode_t;
 
 typedef struct bc_repl_config {
     bc_cache_t *cache;             /* borrowed; must outlive the object */
@@ -204,13 +200,11 @@ void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
  * offset, synced; a backup's link, lag in bytes and ms; a primary's
  * backups and resync/sync counters).  ctx is the bc_repl_t. */
 size_t bc_repl_format_stats(void *ctx, char *buf, size_t len);
-const char *bc_repl_mode_name(bc_repl_mode_t mode);
 
 /* Internal (fuzzing, tests): applies a live replication stream in buf to
  * cache as a backup does -- decode, check, apply.  Returns the records
  * applied, or -1 at the first malformed or out-of-place frame. */
 int64_t bc__repl_apply_stream(bc_cache_t *cache, const char *buf, size_t len, size_t max_frame);
 /* "async" / "sync" -> mode.  Errors: BC_EINVAL. */
-bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);
 
 #endif
