@@ -40,6 +40,7 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_net.h"
+#include "bc_config.h"
 #include "bc_time.h"
 #include "item_frame.h"
 #include "proto_text.h"
@@ -57,6 +58,7 @@
 #define REPL_KEEP_MS               60000    /* record this long without backups */
 #define REPL_COALESCE_US           200      /* async: batch records this long */
 #define REPL_COALESCE_BYTES        (64u * 1024u)
+#define REPL_NAME_MAX              63       /* a backup's name in the handshake */
 
 typedef struct repl_peer {
     bc_repl_t *r;
@@ -651,22 +653,35 @@ peer_sender(void *arg)
     return NULL;
 }
 
-/* "<gid> <replid|-> <offset> <name>" */
+/* "<gid> <replid|-> <offset> <name>", strictly: four space-separated
+ * fields, decimal numbers without signs (bc_parse_u64n), a real group id. */
 static bool
 parse_handshake(const char *args, uint32_t *gid, char *replid, uint64_t *offset, char *name)
 {
-    char rid[64], nm[64];
-    unsigned long g;
-    unsigned long long off;
-    int used = 0;
-    if (sscanf(args, "%lu %63s %llu %63s%n", &g, rid, &off, nm, &used) != 4 ||
-        args[used] != '\0' || g == 0 || g > UINT32_MAX || strlen(rid) > BC_FRAME_REPLID_MAX) {
+    const char *tok[4];
+    size_t len[4];
+    int n = 0;
+    for (const char *p = args; *p != '\0';) {
+        while (*p == ' ') p++;
+        if (*p == '\0') break;
+        if (n == 4) return false;
+        tok[n] = p;
+        while (*p != '\0' && *p != ' ') p++;
+        len[n] = (size_t)(p - tok[n]);
+        n++;
+    }
+    uint64_t g;
+    if (n != 4 || !bc_parse_u64n(tok[0], len[0], BC_GROUP_MAX_GID, &g) || g == 0 ||
+        !bc_parse_u64n(tok[2], len[2], UINT64_MAX, offset) || len[1] > BC_FRAME_REPLID_MAX ||
+        len[3] > REPL_NAME_MAX) {
         return false;
     }
     *gid = (uint32_t)g;
-    strcpy(replid, strcmp(rid, "-") == 0 ? "" : rid);
-    *offset = off;
-    strcpy(name, nm);
+    bool none = len[1] == 1 && tok[1][0] == '-';
+    memcpy(replid, tok[1], none ? 0 : len[1]);
+    replid[none ? 0 : len[1]] = '\0';
+    memcpy(name, tok[3], len[3]);
+    name[len[3]] = '\0';
     return true;
 }
 
@@ -675,7 +690,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nl
 {
     bc_repl_t *r = ctx;
     uint32_t gid;
-    char replid[BC_FRAME_REPLID_MAX + 1], name[64];
+    char replid[BC_FRAME_REPLID_MAX + 1], name[REPL_NAME_MAX + 1];
     uint64_t offset;
     (void)left;
     (void)nleft;   /* a backup sends nothing before RHELLO; anything is an ACK of nothing */

@@ -310,6 +310,9 @@ def test_hostile_replication_peers():
     assert exchange(a, "bucketcache_replicate garbage\r\n").startswith(b"CLIENT_ERROR bad replicate line")
     assert exchange(a, "bucketcache_replicate 1 - 0\r\n").startswith(b"CLIENT_ERROR")
     assert exchange(a, "bucketcache_replicate 1 - -5 x y\r\n").startswith(b"CLIENT_ERROR")
+    # numbers are strict: no sign, no wrap-around
+    assert exchange(a, "bucketcache_replicate 1 - -5 y\r\n").startswith(b"CLIENT_ERROR")
+    assert exchange(a, "bucketcache_replicate +1 - 0 y\r\n").startswith(b"CLIENT_ERROR")
     assert exchange(a, "bucketcache_replicate 7 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
     assert exchange(b, "bucketcache_replicate 1 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
     assert exchange(a, "bucketcache_replicate 1 - 0 " + "x" * 300 + "\r\n",
