@@ -96,7 +96,6 @@ struct bc_repl {
     size_t cap;
     uint64_t start;
     uint64_t end;
-    bc_frame_buf_t scratch;        /* the record being encoded */
     char replid[BC_FRAME_REPLID_MAX + 1];
     /* The id this node followed before its promotion, and the offset up
      * to which its stream equals ours (see CONTINUING AFTER A FAILOVER). */
@@ -138,6 +137,38 @@ struct bc_repl {
  * sync wait confirmed (one bc_repl_t per process). */
 static _Thread_local uint64_t tls_want;
 static _Thread_local uint64_t tls_done;
+
+/* This thread's buffer for encoding a record outside the backlog lock
+ * (freed with the thread: a pthread key, so that short-lived threads --
+ * imports -- do not leak it). */
+static pthread_key_t repl_buf_key;
+static pthread_once_t repl_buf_once = PTHREAD_ONCE_INIT;
+
+static void
+repl_buf_free(void *b)
+{
+    bc_frame_buf_free(b);
+    free(b);
+}
+
+static void
+repl_buf_key_create(void)
+{
+    (void)pthread_key_create(&repl_buf_key, repl_buf_free);
+}
+
+static bc_frame_buf_t *
+repl_thread_buf(void)
+{
+    pthread_once(&repl_buf_once, repl_buf_key_create);
+    bc_frame_buf_t *b = pthread_getspecific(repl_buf_key);
+    if (b == NULL && (b = calloc(1, sizeof(*b))) != NULL &&
+        pthread_setspecific(repl_buf_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
 
 /* ---- small helpers ---- */
 
@@ -261,38 +292,11 @@ do_peers_close(bc_repl_t *r)
 
 /* ---- recording (cache observer, any thread, shard lock held) ---- */
 
-static void
-repl_observe(void *ctx, const bc_cache_event_t *ev)
+/* ev as the record it leaves behind (the state, see cache.h), into b. */
+static bc_status_t
+repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
 {
-    bc_repl_t *r = ctx;
-    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
-    /*
-     * BEHAVIOR: no backup to send to: skip the record.  The load cannot
-     * miss a backup that is taking its snapshot: its sender published
-     * npeers before it took this shard's lock to copy the bucket, and we
-     * hold that lock now, so either the copy already has this change or we
-     * see the backup.  A backup that arrives after skipped changes gets a
-     * snapshot (the backlog no longer describes the data).
-     */
-    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0) {
-        /* Once a change went unrecorded the backlog no longer describes
-         * the data until the next backup arrives (that clears `skipped`
-         * and gives it a snapshot): keep skipping, without reading the
-         * clock on every write. */
-        if (atomic_load_explicit(&r->skipped, memory_order_relaxed)) return;
-        if (bc_time_mono_coarse_ms() >=
-            atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
-            atomic_store_explicit(&r->skipped, true, memory_order_relaxed);
-            return;
-        }
-    }
     uint32_t ttl = 0;
-    pthread_mutex_lock(&r->mu);
-    if (!atomic_load_explicit(&r->recording, memory_order_relaxed)) {
-        pthread_mutex_unlock(&r->mu);
-        return;
-    }
-    bc_frame_buf_t *b = &r->scratch;
     bc_status_t st = BC_OK;
     b->len = 0;
     switch (ev->type) {
@@ -322,6 +326,43 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
         st = bc_frame_put_drop(b, ev->bucket);
         break;
     }
+    return st;
+}
+
+static void
+repl_observe(void *ctx, const bc_cache_event_t *ev)
+{
+    bc_repl_t *r = ctx;
+    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
+    /*
+     * BEHAVIOR: no backup to send to: skip the record.  The load cannot
+     * miss a backup that is taking its snapshot: its sender published
+     * npeers before it took this shard's lock to copy the bucket, and we
+     * hold that lock now, so either the copy already has this change or we
+     * see the backup.  A backup that arrives after skipped changes gets a
+     * snapshot (the backlog no longer describes the data).
+     */
+    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0) {
+        /* Once a change went unrecorded the backlog no longer describes
+         * the data until the next backup arrives (that clears `skipped`
+         * and gives it a snapshot): keep skipping, without reading the
+         * clock on every write. */
+        if (atomic_load_explicit(&r->skipped, memory_order_relaxed)) return;
+        if (bc_time_mono_coarse_ms() >=
+            atomic_load_explicit(&r->keep_until, memory_order_relaxed)) {
+            atomic_store_explicit(&r->skipped, true, memory_order_relaxed);
+            return;
+        }
+    }
+    /* Encode first, into this thread's buffer: the lock every writer of
+     * this node shares covers only the append. */
+    bc_frame_buf_t *b = repl_thread_buf();
+    bc_status_t st = b != NULL ? repl_encode(r, ev, b) : BC_ENOMEM;
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load_explicit(&r->recording, memory_order_relaxed)) {
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
     if (st != BC_OK) {
         /* A record that cannot be encoded (out of memory) cannot be sent:
          * every backup must resync from a snapshot. */
@@ -333,9 +374,9 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
         if (r->senders_waiting > 0) pthread_cond_broadcast(&r->data_cv);
     }
     tls_want = r->end;
-    /* The scratch buffer grew for a large value: do not keep it. */
-    if (b->cap > 256u * 1024u) bc_frame_buf_free(b);
     pthread_mutex_unlock(&r->mu);
+    /* The buffer grew for a large value: do not keep it. */
+    if (b != NULL && b->cap > 256u * 1024u) bc_frame_buf_free(b);
 }
 
 /* ---- sync mode, and the async lag bound ---- */
@@ -1346,7 +1387,6 @@ bc_repl_destroy(bc_repl_t *r)
     pthread_cond_destroy(&r->data_cv);
     pthread_cond_destroy(&r->ack_cv);
     pthread_cond_destroy(&r->role_cv);
-    bc_frame_buf_free(&r->scratch);
     free(r->ring);
     free(r);
 }
