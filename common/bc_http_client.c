@@ -23,30 +23,6 @@
 #include "bc_config.h"
 #include "bc_time.h"
 
-static int
-remaining(long long deadline)
-{
-    long long left = deadline - bc_time_mono_ms();
-    return left < 0 ? 0 : (int)left;
-}
-
-static bc_status_t
-http_send_all(int fd, const char *buf, size_t len, long long deadline)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) return BC_EIO;
-        struct pollfd p = {fd, POLLOUT, 0};
-        if (poll(&p, 1, remaining(deadline)) <= 0) return BC_ETIMEOUT;
-    }
-    return BC_OK;
-}
-
 /* Decodes a chunked body in place; returns the decoded length or -1. */
 static long
 http_dechunk(char *buf, size_t len)
@@ -76,7 +52,7 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     if (addr == NULL || bc_parse_hostport(addr, 0, &hp) != BC_OK) return BC_EINVAL;
     long long deadline = bc_time_mono_ms() + timeout_ms;
     int fd;
-    bc_status_t st = bc_net_connect(&hp, remaining(deadline), 0, &fd, NULL, 0);
+    bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(deadline), 0, &fd, NULL, 0);
     if (st != BC_OK) return st;
 
     char head[1024];
@@ -88,8 +64,10 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
         close(fd);
         return BC_EINVAL;
     }
-    st = http_send_all(fd, head, (size_t)hn, deadline);
-    if (st == BC_OK && body != NULL && body_len > 0) st = http_send_all(fd, body, body_len, deadline);
+    st = bc_net_send_all(fd, head, (size_t)hn, deadline);
+    if (st == BC_OK && body != NULL && body_len > 0) {
+        st = bc_net_send_all(fd, body, body_len, deadline);
+    }
 
     size_t cap = 8192, len = 0;
     char *buf = st == BC_OK ? malloc(cap + 1) : NULL;
@@ -115,7 +93,7 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
             break;
         } else if (errno == EAGAIN || errno == EINTR) {
             struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, remaining(deadline)) <= 0) st = BC_ETIMEOUT;
+            if (poll(&p, 1, bc_net_remaining_ms(deadline)) <= 0) st = BC_ETIMEOUT;
         } else {
             st = BC_EIO;
         }

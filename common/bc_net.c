@@ -71,3 +71,28 @@ bc_net_connect(const bc_hostport_t *hp, int timeout_ms, int rcvbuf, int *fd, cha
     freeaddrinfo(res);
     return st;
 }
+
+int
+bc_net_remaining_ms(int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - bc_time_mono_ms();
+    return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
+}
+
+bc_status_t
+bc_net_send_all(int fd, const void *buf, size_t len, int64_t deadline_ms)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        if (poll(&pfd, 1, bc_net_remaining_ms(deadline_ms)) <= 0) return BC_ETIMEOUT;
+    }
+    return BC_OK;
+}

@@ -1,13 +1,14 @@
 /*
- * bc_net.h -- a TCP connect with a deadline, the one every blocking caller
- * uses (the HTTP client, a migration import, a backup's link to its
- * primary).  The event-loop side (node/forward.c) and the client library's
+ * bc_net.h -- a TCP connect and a send with a deadline, the ones every
+ * blocking caller uses (the HTTP client, a migration import, a backup's
+ * link to its primary).  The event-loop side (node/forward.c) and the client library's
  * pool connect without waiting and do not use it.
  */
 #ifndef BC_NET_H
 #define BC_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "bc_config.h"
@@ -30,5 +31,14 @@ bc_status_t bc_net_connect_addr(const struct sockaddr *sa, socklen_t salen, int 
  */
 bc_status_t bc_net_connect(const bc_hostport_t *hp, int timeout_ms, int rcvbuf, int *fd,
                            char *err, size_t errlen);
+
+/* Milliseconds left until deadline_ms (CLOCK_MONOTONIC, bc_time_mono_ms),
+ * 0 when past: a poll() timeout. */
+int bc_net_remaining_ms(int64_t deadline_ms);
+
+/* Sends all len bytes of buf on a non-blocking socket by deadline_ms
+ * (CLOCK_MONOTONIC ms), waiting in poll() while the socket is full.
+ * Errors: BC_EIO (the connection failed), BC_ETIMEOUT. */
+bc_status_t bc_net_send_all(int fd, const void *buf, size_t len, int64_t deadline_ms);
 
 #endif

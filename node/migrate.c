@@ -539,13 +539,6 @@ typedef struct fetch {
     size_t cap, start, end;
 } fetch_t;
 
-static int
-fetch_remaining(const fetch_t *f)
-{
-    int64_t left = f->deadline - bc_time_mono_ms();
-    return left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
-}
-
 static bc_status_t
 fetch_connect(fetch_t *f, const char *addr, char *err, size_t errlen)
 {
@@ -556,28 +549,11 @@ fetch_connect(fetch_t *f, const char *addr, char *err, size_t errlen)
     }
     /* A large receive window from the first byte: the source can send a
      * whole bucket without waiting for us to be scheduled. */
-    bc_status_t st = bc_net_connect(&hp, fetch_remaining(f), (int)MIG_SOCKBUF_MAX, &f->fd, why,
-                                    sizeof(why));
+    bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(f->deadline), (int)MIG_SOCKBUF_MAX,
+                                    &f->fd, why, sizeof(why));
     if (st != BC_OK) {
         return bc_fail(err, errlen, st == BC_ETIMEOUT ? BC_ETIMEOUT : BC_EIO,
                        "cannot connect to source %.100s: %s", addr, why);
-    }
-    return BC_OK;
-}
-
-static bc_status_t
-fetch_send(fetch_t *f, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(f->fd, data, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) return BC_EIO;
-        struct pollfd pfd = {f->fd, POLLOUT, 0};
-        if (poll(&pfd, 1, fetch_remaining(f)) <= 0) return BC_ETIMEOUT;
     }
     return BC_OK;
 }
@@ -616,7 +592,7 @@ fetch_read(fetch_t *f, size_t want, size_t *got)
         if (n == 0) return BC_ECLOSED;
         if (errno != EAGAIN && errno != EINTR) return BC_EIO;
         struct pollfd pfd = {f->fd, POLLIN, 0};
-        int rc = poll(&pfd, 1, fetch_remaining(f));
+        int rc = poll(&pfd, 1, bc_net_remaining_ms(f->deadline));
         if (rc == 0) return BC_ETIMEOUT;
         if (rc < 0 && errno != EINTR) return BC_EIO;
     }
@@ -781,7 +757,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
                       "GET /v1/migrate/export?%s HTTP/1.1\r\n"
                       "Host: %s\r\nConnection: close\r\nAccept: " MIG_CONTENT_TYPE "\r\n\r\n",
                       what, job->source);
-    st = fetch_send(&f, head, (size_t)hn);
+    st = bc_net_send_all(f.fd, head, (size_t)hn, f.deadline);
     if (st != BC_OK) {
         snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
                  bc_status_str(st));
