@@ -30,11 +30,6 @@
  * the state is read again from ZooKeeper at least this often anyway. */
 #define CONSOLE_MIG_RELOAD_MS 10000
 
-/* A bucket's precopy as this console last heard of it. */
-typedef struct console_precopy {
-    uint32_t from, to;             /* the move it was made for */
-    int64_t ready_ms;              /* monotonic ms of its report; 0: none */
-} console_precopy_t;
 
 struct bc_console {
     char *cluster;
@@ -72,10 +67,12 @@ struct bc_console {
     bc_view_t cache_view;
     bc_mig_set_t cache_migs;
 
-    /* Precopy (NULL when off): per bucket, what was precopied, and the
-     * reconcile input built from it each round.  LOCKING RULE: op_mu. */
-    console_precopy_t *precopied;
-    bc_mig_precopy_t *precopy_ready;
+    /* Precopy (NULL when off): per bucket, the move it was precopied for
+     * ({0, 0}: none) -- reconcile's input as it is -- and when its report
+     * came (monotonic ms).  The sweep after each round forgets what aged
+     * out.  LOCKING RULE: op_mu. */
+    bc_mig_precopy_t *precopied;
+    int64_t *precopied_ms;
 };
 
 static void
@@ -431,7 +428,8 @@ console_precopy_take(bc_console_t *cs)
             log_warn("console: precopy of bucket %u to group %u failed (%s); its copy will be a "
                      "full one", r->bucket, r->to, r->error);
         }
-        cs->precopied[r->bucket] = (console_precopy_t){r->from, r->to, now};
+        cs->precopied[r->bucket] = (bc_mig_precopy_t){r->from, r->to};
+        cs->precopied_ms[r->bucket] = now;
     }
     if (n > 0) {
         pthread_mutex_lock(&cs->mu);
@@ -442,25 +440,6 @@ console_precopy_take(bc_console_t *cs)
     }
 }
 
-static bool
-console_precopy_ready(const console_precopy_t *p, int64_t now)
-{
-    return p->ready_ms != 0 && now - p->ready_ms < CONSOLE_PRECOPY_READY_MS;
-}
-
-/* The reconcile input: the precopies ready now. */
-static const bc_mig_precopy_t *
-console_precopy_input(bc_console_t *cs)
-{
-    int64_t now = bc_time_mono_ms();
-    for (uint32_t b = 0; b < cs->nbuckets; b++) {
-        const console_precopy_t *p = &cs->precopied[b];
-        cs->precopy_ready[b] = console_precopy_ready(p, now) ? (bc_mig_precopy_t){p->from, p->to}
-                                                             : (bc_mig_precopy_t){0, 0};
-    }
-    return cs->precopy_ready;
-}
-
 /* After a round that succeeded: forget the precopies whose copy started
  * (or runs), whose move is no longer planned, or that are too old to use;
  * the destination of a move no longer planned (a cancel, a new plan) is
@@ -469,22 +448,22 @@ console_precopy_input(bc_console_t *cs)
 static uint32_t
 console_precopy_sweep(bc_console_t *cs, bc_view_t *view, const bc_reconcile_output_t *out)
 {
-    for (size_t i = 0; i < out->ncopying; i++) {
-        cs->precopied[out->copying[i].bucket] = (console_precopy_t){0, 0, 0};
-    }
+    for (size_t i = 0; i < out->ncopying; i++) cs->precopied_ms[out->copying[i].bucket] = 0;
     int64_t now = bc_time_mono_ms();
     uint32_t ready = 0;
     for (uint32_t b = 0; b < cs->nbuckets; b++) {
-        console_precopy_t *p = &cs->precopied[b];
-        if (p->ready_ms == 0) continue;
-        bool planned = out->m.owner[b] == p->from && out->d.owner[b] == p->to;
-        if (!console_precopy_ready(p, now) || !planned) {
+        bc_mig_precopy_t *p = &cs->precopied[b];
+        if (cs->precopied_ms[b] != 0) {
+            bool planned = out->m.owner[b] == p->from && out->d.owner[b] == p->to;
+            if (planned && now - cs->precopied_ms[b] < CONSOLE_PRECOPY_READY_MS) {
+                ready++;
+                continue;
+            }
             const char *dst = planned ? NULL : console_primary_admin(view, p->to);
             if (dst != NULL) bc_mig_pool_cancel(cs->pool, b, 0, dst);
-            *p = (console_precopy_t){0, 0, 0};
-            continue;
+            cs->precopied_ms[b] = 0;
         }
-        ready++;
+        *p = (bc_mig_precopy_t){0, 0};
     }
     return ready;
 }
@@ -636,7 +615,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         .force_rebalance = opts->force, .migs = have_migs ? &migs : NULL,
         .parallel = dry_run ? 0 : cs->parallel, .reports = reports, .nreports = nreports,
         .cancel_rebalance = opts->cancel, .pause = opts->pause,
-        .precopy = cs->precopied != NULL ? console_precopy_input(cs) : NULL,
+        .precopy = cs->precopied,
     };
     st = bc_reconcile(&in, out);
     if (st == BC_OK && out->changed && !dry_run) {
@@ -726,6 +705,7 @@ console_precopy_forget(bc_console_t *cs)
     if (cs->precopied == NULL) return;
     pthread_mutex_lock(&cs->op_mu);
     memset(cs->precopied, 0, cs->nbuckets * sizeof(*cs->precopied));
+    memset(cs->precopied_ms, 0, cs->nbuckets * sizeof(*cs->precopied_ms));
     pthread_mutex_unlock(&cs->op_mu);
     pthread_mutex_lock(&cs->mu);
     cs->stats.mig_precopied = 0;
@@ -832,8 +812,8 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
                                                         : CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
         if (config->precopy) {
             cs->precopied = calloc(cs->nbuckets, sizeof(*cs->precopied));
-            cs->precopy_ready = calloc(cs->nbuckets, sizeof(*cs->precopy_ready));
-            if (cs->precopied == NULL || cs->precopy_ready == NULL) {
+            cs->precopied_ms = calloc(cs->nbuckets, sizeof(*cs->precopied_ms));
+            if (cs->precopied == NULL || cs->precopied_ms == NULL) {
                 bc_console_stop(cs);
                 return BC_ENOMEM;
             }
@@ -875,7 +855,7 @@ bc_console_stop(bc_console_t *cs)
     pthread_mutex_destroy(&cs->op_mu);
     pthread_cond_destroy(&cs->cv);
     free(cs->precopied);
-    free(cs->precopy_ready);
+    free(cs->precopied_ms);
     free(cs->cluster);
     free(cs->admin_addr);
     free(cs);
