@@ -399,9 +399,29 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
 static int
 op_account(bc_client_t *c, int code)
 {
-    if (code != BC_CLIENT_OK && code != BC_CLIENT_ENOTFOUND && code != BC_CLIENT_ENOTSTORED) {
+    /* A miss, "not stored" and a CAS mismatch are answers, not failures. */
+    if (code != BC_CLIENT_OK && code != BC_CLIENT_ENOTFOUND && code != BC_CLIENT_ENOTSTORED &&
+        code != BC_CLIENT_EEXISTS) {
         BC__COUNT(c, errors, 1);
         if (code == BC_CLIENT_ETIMEOUT) BC__COUNT(c, timeouts, 1);
+    }
+    return code;
+}
+
+/* A get (kind OP_GET) or gets (OP_GETS, *cas filled) at the key's owner;
+ * the value is malloc'd on BC_CLIENT_OK. */
+static int
+get_remote(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint32_t hash,
+           uint64_t deadline_ns, void **value, size_t *vlen, uint32_t *flags, uint64_t *cas)
+{
+    op_t op = {.kind = kind, .key = key, .klen = klen, .hash = hash};
+    int code = op_run(c, &op, deadline_ns);
+    if (code == BC_CLIENT_ENOOWNER && c->opts.no_owner_is_miss) code = BC_CLIENT_ENOTFOUND;
+    if (code == BC_CLIENT_OK) {
+        *value = op.out_value;
+        *vlen = op.out_vlen;
+        if (flags != NULL) *flags = op.out_flags;
+        if (cas != NULL) *cas = op.out_cas;
     }
     return code;
 }
@@ -410,15 +430,16 @@ int
 bc__get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash, uint64_t deadline_ns,
                void **value, size_t *vlen, uint32_t *flags)
 {
-    op_t op = {.kind = OP_GET, .key = key, .klen = klen, .hash = hash};
-    int code = op_run(c, &op, deadline_ns);
-    if (code == BC_CLIENT_ENOOWNER && c->opts.no_owner_is_miss) code = BC_CLIENT_ENOTFOUND;
-    if (code == BC_CLIENT_OK) {
-        *value = op.out_value;
-        *vlen = op.out_vlen;
-        if (flags != NULL) *flags = op.out_flags;
-    }
-    return code;
+    return get_remote(c, OP_GET, key, klen, hash, deadline_ns, value, vlen, flags, NULL);
+}
+
+/* Counts a read's hit or miss, then its outcome. */
+static int
+get_account(bc_client_t *c, int code)
+{
+    if (code == BC_CLIENT_OK) BC__COUNT(c, hits, 1);
+    else if (code == BC_CLIENT_ENOTFOUND) BC__COUNT(c, misses, 1);
+    return op_account(c, code);
 }
 
 int
@@ -449,18 +470,16 @@ bc_client_get(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void
         return BC_CLIENT_OK;
     }
     int code = bc__get_remote(c, key, klen, hash, bc__deadline(c, timeout_ms), value, vlen, flags);
-    if (code == BC_CLIENT_OK) {
-        BC__COUNT(c, hits, 1);
-        if (c->near != NULL) bc__near_offer(c, hash, key, klen, *value, *vlen, flags ? *flags : 0);
-    } else if (code == BC_CLIENT_ENOTFOUND) {
-        BC__COUNT(c, misses, 1);
+    if (code == BC_CLIENT_OK && c->near != NULL) {
+        bc__near_offer(c, hash, key, klen, *value, *vlen, flags ? *flags : 0);
     }
-    return op_account(c, code);
+    return get_account(c, code);
 }
 
+/* A storage command (set, add, replace, append, prepend; cas when cas != 0). */
 static int
 client_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
-             size_t vlen, uint32_t flags, int64_t exptime, int timeout_ms)
+             size_t vlen, uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
 {
     if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
         return BC_CLIENT_EINVAL;
@@ -469,7 +488,8 @@ client_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, stores, 1);
     op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
-               .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime};
+               .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime,
+               .cas = cas};
     int code = op_run(c, &op, bc__deadline(c, timeout_ms));
     bc__near_forget(c, op.hash, key, klen);
     return op_account(c, code);
@@ -479,21 +499,21 @@ int
 bc_client_set(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_SET, key, klen, value, vlen, flags, exptime, timeout_ms);
+    return client_store(c, OP_SET, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
 bc_client_add(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_ADD, key, klen, value, vlen, flags, exptime, timeout_ms);
+    return client_store(c, OP_ADD, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
 bc_client_replace(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                   uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_REPLACE, key, klen, value, vlen, flags, exptime, timeout_ms);
+    return client_store(c, OP_REPLACE, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
@@ -562,57 +582,27 @@ bc_client_gets(bc_client_t *c, const void *key, size_t klen, int timeout_ms, voi
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, gets, 1);
     /* Never from the near cache: the CAS must be the node's current one. */
-    op_t op = {.kind = OP_GETS, .key = key, .klen = klen, .hash = bc_hash_key(key, klen)};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
-    if (code == BC_CLIENT_ENOOWNER && c->opts.no_owner_is_miss) code = BC_CLIENT_ENOTFOUND;
-    if (code == BC_CLIENT_OK) {
-        BC__COUNT(c, hits, 1);
-        *value = op.out_value;
-        *vlen = op.out_vlen;
-        if (flags != NULL) *flags = op.out_flags;
-        *cas = op.out_cas;
-    } else if (code == BC_CLIENT_ENOTFOUND) {
-        BC__COUNT(c, misses, 1);
-    }
-    return op_account(c, code);
+    return get_account(c, get_remote(c, OP_GETS, key, klen, bc_hash_key(key, klen),
+                                     bc__deadline(c, timeout_ms), value, vlen, flags, cas));
 }
 
 int
 bc_client_cas(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
 {
-    if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
-        return BC_CLIENT_EINVAL;
-    }
-    if (vlen > c->opts.max_value_bytes) return BC_CLIENT_ETOOLARGE;
-    BC__COUNT(c, ops, 1);
-    BC__COUNT(c, stores, 1);
-    op_t op = {.kind = OP_CAS, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
-               .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime,
-               .cas = cas};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
-    bc__near_forget(c, op.hash, key, klen);
-    if (code == BC_CLIENT_EEXISTS) return code;     /* an answer, not a failure */
-    return op_account(c, code);
-}
-
-static int
-client_concat(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
-              size_t vlen, int timeout_ms)
-{
-    return client_store(c, kind, key, klen, value, vlen, 0, 0, timeout_ms);
+    return client_store(c, OP_CAS, key, klen, value, vlen, flags, exptime, cas, timeout_ms);
 }
 
 int
 bc_client_append(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                  int timeout_ms)
 {
-    return client_concat(c, OP_APPEND, key, klen, value, vlen, timeout_ms);
+    return client_store(c, OP_APPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
 }
 
 int
 bc_client_prepend(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                   int timeout_ms)
 {
-    return client_concat(c, OP_PREPEND, key, klen, value, vlen, timeout_ms);
+    return client_store(c, OP_PREPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
 }
