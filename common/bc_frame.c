@@ -187,6 +187,23 @@ mp_uint(char *p, uint64_t v)
     return 9;
 }
 
+/* A string (fixstr or str 8, n < 256): a frame's magic, a replication
+ * id.  Returns bytes written. */
+static size_t
+mp_str(char *p, const char *str, size_t n)
+{
+    size_t h = 1;
+    if (n <= 31) {
+        p[0] = (char)(0xa0 | n);
+    } else {
+        p[0] = (char)0xd9;
+        p[1] = (char)n;
+        h = 2;
+    }
+    memcpy(p + h, str, n);
+    return h + n;
+}
+
 /* bin header for n bytes; returns bytes written (n < 2^32). */
 static size_t
 mp_bin_header(char *p, size_t n)
@@ -232,9 +249,7 @@ frame_put_hello(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uint32_t nbu
     if (p == NULL) return BC_ENOMEM;
     *p++ = (char)(0x90 | (delta ? 7 : 6));
     p += mp_uint(p, BC_FRAME_HELLO);
-    *p++ = (char)(0xa0 | (sizeof(BC_FRAME_MAGIC) - 1));
-    memcpy(p, BC_FRAME_MAGIC, sizeof(BC_FRAME_MAGIC) - 1);
-    p += sizeof(BC_FRAME_MAGIC) - 1;
+    p += mp_str(p, BC_FRAME_MAGIC, sizeof(BC_FRAME_MAGIC) - 1);
     p += mp_uint(p, BC_FRAME_VERSION);
     p += mp_uint(p, bucket);
     p += mp_uint(p, epoch);
@@ -300,19 +315,10 @@ bc_frame_put_rhello(bc_frame_buf_t *b, bool full, const char *replid, uint64_t o
     if (p == NULL) return BC_ENOMEM;
     *p++ = (char)(0x90 | 6);
     p += mp_uint(p, BC_FRAME_RHELLO);
-    *p++ = (char)(0xa0 | (sizeof(BC_FRAME_REPL_MAGIC) - 1));
-    memcpy(p, BC_FRAME_REPL_MAGIC, sizeof(BC_FRAME_REPL_MAGIC) - 1);
-    p += sizeof(BC_FRAME_REPL_MAGIC) - 1;
+    p += mp_str(p, BC_FRAME_REPL_MAGIC, sizeof(BC_FRAME_REPL_MAGIC) - 1);
     p += mp_uint(p, BC_FRAME_VERSION);
     p += mp_uint(p, full ? 1 : 0);
-    if (n <= 31) {
-        *p++ = (char)(0xa0 | n);           /* fixstr */
-    } else {
-        *p++ = (char)0xd9;                 /* str 8 */
-        *p++ = (char)n;
-    }
-    memcpy(p, replid, n);
-    p += n;
+    p += mp_str(p, replid, n);
     p += mp_uint(p, offset);
     frame_close(b, (size_t)(p - s));
     return BC_OK;
@@ -494,6 +500,15 @@ mp_read_bytes(mp_reader_t *r, const char **s, size_t *n)
     return true;
 }
 
+/* The next field is the string (or bin) `magic`. */
+static bool
+mp_read_magic(mp_reader_t *r, const char *magic)
+{
+    const char *s;
+    size_t n;
+    return mp_read_bytes(r, &s, &n) && n == strlen(magic) && memcmp(s, magic, n) == 0;
+}
+
 bc_status_t
 bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out,
                 size_t *consumed, char *err, size_t errlen)
@@ -527,12 +542,9 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     }
     switch (type) {
     case BC_FRAME_HELLO: {
-        const char *magic;
-        size_t nmagic;
         if (n != 6 && n != 7) return bc_fail(err, errlen, BC_EPROTO, "HELLO frame with %u "
                                                 "fields, expected 6 or 7", n);
-        if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_MAGIC) - 1 ||
-            memcmp(magic, BC_FRAME_MAGIC, nmagic) != 0) {
+        if (!mp_read_magic(&r, BC_FRAME_MAGIC)) {
             return bc_fail(err, errlen, BC_EPROTO, "HELLO frame without the \"%s\" magic",
                               BC_FRAME_MAGIC);
         }
@@ -571,12 +583,9 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         }
         break;
     case BC_FRAME_RHELLO: {
-        const char *magic;
-        size_t nmagic;
         if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "RHELLO frame with %u fields, "
                                       "expected 6", n);
-        if (!mp_read_bytes(&r, &magic, &nmagic) || nmagic != sizeof(BC_FRAME_REPL_MAGIC) - 1 ||
-            memcmp(magic, BC_FRAME_REPL_MAGIC, nmagic) != 0) {
+        if (!mp_read_magic(&r, BC_FRAME_REPL_MAGIC)) {
             return bc_fail(err, errlen, BC_EPROTO, "RHELLO frame without the \"%s\" magic",
                               BC_FRAME_REPL_MAGIC);
         }
