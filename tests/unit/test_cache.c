@@ -72,6 +72,20 @@ set(bc_cache_t *cache, const char *key, const char *value)
     return store_mode(cache, key, value, 0, 0, BC_STORE_SET, 0, NULL);
 }
 
+/* Stores key = value as a replicated SET that keeps the primary's cas. */
+static bc_status_t
+store_as(bc_cache_t *cache, const char *key, const char *value, uint64_t cas)
+{
+    size_t nkey = strlen(key), nval = strlen(value);
+    bc_status_t st;
+    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), 0, 0,
+                                  (uint32_t)nval + 2, &st);
+    assert_non_null(it);
+    memcpy(bc_item_value(it), value, nval);
+    memcpy(bc_item_value(it) + nval, "\r\n", 2);
+    return bc_cache_store_as(cache, it, cas);
+}
+
 static bc_item_t *
 get(bc_cache_t *cache, const char *key)
 {
@@ -1182,20 +1196,15 @@ test_replica_cas_and_flush_mark(void **state)
 {
     (void)state;
     bc_cache_t *cache = make_cache(8u << 20, "lru");
-    bc_status_t st;
-    bc_item_t *it = bc_item_alloc(cache, "r", 1, bc_hash_key("r", 1), 0, 0, 3, &st);
-    memcpy(bc_item_value(it), "1\r\n", 3);
-    assert_int_equal(bc_cache_store_as(cache, it, 1000), BC_OK);
-    it = get(cache, "r");
+    assert_int_equal(store_as(cache, "r", "1", 1000), BC_OK);
+    bc_item_t *it = get(cache, "r");
     assert_non_null(it);
     assert_true(it->cas == 1000);
     bc_item_release(cache, it);
     uint64_t cas = 0;
     assert_int_equal(store_mode(cache, "fresh", "x", 0, 0, BC_STORE_SET, 0, &cas), BC_OK);
     assert_true(cas > 1000);
-    it = bc_item_alloc(cache, "s", 1, bc_hash_key("s", 1), 0, 0, 3, &st);
-    memcpy(bc_item_value(it), "2\r\n", 3);
-    assert_int_equal(bc_cache_store_as(cache, it, cas + 10), BC_OK);
+    assert_int_equal(store_as(cache, "s", "2", cas + 10), BC_OK);
     bc_cache_flush_at(cache, cas + 5);           /* r and fresh go, s stays */
     assert_null(get(cache, "r"));
     assert_null(get(cache, "fresh"));
@@ -1209,9 +1218,7 @@ test_replica_cas_and_flush_mark(void **state)
     /* a full resync: empty, marks forgotten, small CAS values visible again */
     for (uint32_t b = 0; b < bc_cache_nbuckets(cache); b++) (void)bc_cache_bucket_drop(cache, b);
     bc_cache_reset_flush(cache);
-    it = bc_item_alloc(cache, "r", 1, bc_hash_key("r", 1), 0, 0, 3, &st);
-    memcpy(bc_item_value(it), "3\r\n", 3);
-    assert_int_equal(bc_cache_store_as(cache, it, 5), BC_OK);
+    assert_int_equal(store_as(cache, "r", "3", 5), BC_OK);
     it = get(cache, "r");
     assert_non_null(it);
     bc_item_release(cache, it);
