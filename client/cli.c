@@ -499,32 +499,21 @@ print_json_doc(const cJSON *doc)
 static void
 node_repl_summary(const char *admin, char *out, size_t len)
 {
-    bc_http_response_t resp;
+    bc_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' ||
-        bc_http_request(admin, "GET", "/v1/repl", NULL, 0, 500, &resp) != BC_OK) {
-        return;
+    if (admin[0] == '\0' || bc_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (r.primary) {
+        snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
+                 (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
+                 r.writable ? "" : ", NOT writable");
+    } else if (!r.synced) {
+        snprintf(out, len, "full resync in progress");
+    } else if (!r.link_up) {
+        snprintf(out, len, "offset %llu, link to primary DOWN", (unsigned long long)r.offset);
+    } else {
+        snprintf(out, len, "offset %llu, lag %llu B / %lld ms", (unsigned long long)r.offset,
+                 (unsigned long long)r.lag_bytes, (long long)r.lag_ms);
     }
-    cJSON *r = resp.status == 200 ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
-    if (r != NULL) {
-        const cJSON *backups = cJSON_GetObjectItemCaseSensitive(r, "backups");
-        if (strcmp(json_str(r, "role"), "primary") == 0) {
-            snprintf(out, len, "%s, offset %.0f, %d backup%s%s", json_str(r, "mode"),
-                     json_num(r, "offset"), cJSON_GetArraySize(backups),
-                     cJSON_GetArraySize(backups) == 1 ? "" : "s",
-                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "writable")) ? ""
-                                                                                  : ", NOT writable");
-        } else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "synced"))) {
-            snprintf(out, len, "full resync in progress");
-        } else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "link_up"))) {
-            snprintf(out, len, "offset %.0f, link to primary DOWN", json_num(r, "offset"));
-        } else {
-            snprintf(out, len, "offset %.0f, lag %.0f B / %.0f ms", json_num(r, "offset"),
-                     json_num(r, "lag_bytes"), json_num(r, "lag_ms"));
-        }
-    }
-    cJSON_Delete(r);
-    bc_http_response_free(&resp);
 }
 
 static int

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_hash.h"
+#include "bc_http_client.h"
 
 #define BC_CLUSTER_HASH_NAME "murmur3_32/seed0"
 
@@ -321,6 +322,49 @@ bc_repl_mode_parse(const char *s, bc_repl_mode_t *out)
         }
     }
     return BC_EINVAL;
+}
+
+bc_status_t
+bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
+                      size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->lag_ms = -1;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "replication state", NULL, err, errlen);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(root, "role");
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
+    const char *bad = NULL;
+    if (!cJSON_IsString(role)) bad = "role";
+    else if (!cJSON_IsString(mode) || bc_repl_mode_parse(mode->valuestring, &out->mode) != BC_OK) {
+        bad = "mode";
+    }
+    if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 1);
+    if (!bad) bad = cluster_take_u64(root, "lag_bytes", &out->lag_bytes, 0);
+    if (bad) return cluster_decode_fail(root, "replication state", bad, err, errlen);
+    out->primary = strcmp(role->valuestring, "primary") == 0;
+    out->synced = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "synced"));
+    out->writable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "writable"));
+    out->link_up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "link_up"));
+    out->backups = (uint32_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(root, "backups"));
+    const cJSON *lag = cJSON_GetObjectItemCaseSensitive(root, "lag_ms");
+    if (cJSON_IsNumber(lag) && lag->valuedouble >= 0 && lag->valuedouble < 9.2e18) {
+        out->lag_ms = (int64_t)lag->valuedouble;
+    }
+    cJSON_Delete(root);
+    return BC_OK;
+}
+
+bc_status_t
+bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out)
+{
+    bc_http_response_t resp;
+    bc_status_t st = bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp);
+    if (st != BC_OK) return st;
+    st = resp.status == 200 ? bc_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
+                            : BC_EPROTO;
+    bc_http_response_free(&resp);
+    return st;
 }
 
 void

@@ -7,6 +7,7 @@
 #define BC_CLUSTER_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "bc_status.h"
@@ -109,6 +110,30 @@ bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);
 #define BC_REPL_SYNC_TIMEOUT_MIN_MS 10
 #define BC_REPL_SYNC_TIMEOUT_MAX_MS 60000
 #define BC_REPL_MAX_LAG_MAX_MB      4096
+
+/*
+ * A node's replication state as its admin port serves it (GET /v1/repl,
+ * node/admin.c): what the console needs to pick a new primary and what the
+ * CLI shows.
+ */
+typedef struct bc_repl_status {
+    bool primary;
+    bc_repl_mode_t mode;
+    bool synced;                     /* its data is complete */
+    bool writable;
+    bool link_up;                    /* a backup's link to its primary */
+    uint64_t offset;                 /* primary: its own; backup: applied */
+    uint32_t backups;                /* a primary's backups listed */
+    uint64_t lag_bytes;              /* a backup's */
+    int64_t lag_ms;                  /* a backup's; -1 unknown */
+} bc_repl_status_t;
+
+/* Errors: BC_EINVAL (not the document; err names the field). */
+bc_status_t bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
+                                  size_t errlen);
+/* GET http://admin_addr/v1/repl within timeout_ms, decoded.  Errors: the
+ * HTTP client's, BC_EPROTO (not 200), BC_EINVAL (as above). */
+bc_status_t bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out);
 
 /*
  * A group's settings, groups/<gid>/config (written by `bucketcache group

@@ -261,24 +261,11 @@ fail:
 static uint64_t
 view_node_offset(const bc_node_info_t *n, int timeout_ms)
 {
-    bc_http_response_t resp;
-    uint64_t off = 0;
-    if (n->admin_addr[0] == '\0') return 0;
-    if (bc_http_request(n->admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp) != BC_OK) {
+    bc_repl_status_t r;
+    if (n->admin_addr[0] == '\0' || bc_repl_status_fetch(n->admin_addr, timeout_ms, &r) != BC_OK) {
         return 0;
     }
-    if (resp.status == 200) {
-        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(doc, "offset");
-        const cJSON *synced = cJSON_GetObjectItemCaseSensitive(doc, "synced");
-        if (cJSON_IsNumber(o) && o->valuedouble >= 0 && o->valuedouble < 1.8e19 &&
-            cJSON_IsTrue(synced)) {
-            off = (uint64_t)o->valuedouble;
-        }
-        cJSON_Delete(doc);
-    }
-    bc_http_response_free(&resp);
-    return off;
+    return r.synced ? r.offset : 0;
 }
 
 void

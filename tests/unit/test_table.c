@@ -156,6 +156,41 @@ test_group_config(void **state)
     }
 }
 
+/* A node's /v1/repl document: what the console and the CLI read of it;
+ * anything but the document is refused. */
+static void
+test_repl_status(void **state)
+{
+    (void)state;
+    bc_repl_status_t r;
+    char err[200];
+    const char *primary = "{\"role\":\"primary\",\"mode\":\"sync\",\"offset\":1234,"
+                          "\"synced\":true,\"writable\":true,\"backups\":[{},{}]}";
+    assert_int_equal(bc_repl_status_decode(primary, strlen(primary), &r, err, sizeof(err)), BC_OK);
+    assert_true(r.primary && r.synced && r.writable);
+    assert_int_equal(r.mode, BC_REPL_SYNC);
+    assert_int_equal(r.offset, 1234);
+    assert_int_equal(r.backups, 2);
+    const char *backup = "{\"role\":\"backup\",\"mode\":\"async\",\"offset\":7,"
+                         "\"synced\":true,\"link_up\":true,\"lag_bytes\":9,\"lag_ms\":3}";
+    assert_int_equal(bc_repl_status_decode(backup, strlen(backup), &r, err, sizeof(err)), BC_OK);
+    assert_true(!r.primary && r.link_up);
+    assert_int_equal(r.lag_bytes, 9);
+    assert_int_equal(r.lag_ms, 3);
+    static const char *bad[] = {
+        "[]", "{\"mode\":\"sync\",\"offset\":1}", "{\"role\":\"primary\",\"offset\":1}",
+        "{\"role\":\"primary\",\"mode\":\"fast\",\"offset\":1}",
+        "{\"role\":\"primary\",\"mode\":\"sync\",\"offset\":-1}",
+        "{\"role\":\"primary\",\"mode\":\"sync\"}", "not json",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(bc_repl_status_decode(bad[i], strlen(bad[i]), &r, err, sizeof(err)),
+                         BC_EINVAL);
+        assert_non_null(strstr(err, "replication state"));
+    }
+}
+
 int
 main(void)
 {
@@ -166,6 +201,7 @@ main(void)
         cmocka_unit_test(test_oversized_and_binary),
         cmocka_unit_test(test_init_bounds),
         cmocka_unit_test(test_group_config),
+        cmocka_unit_test(test_repl_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
