@@ -331,7 +331,9 @@ bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char 
     memset(out, 0, sizeof(*out));
     out->lag_ms = -1;
     cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "replication state", NULL, err, errlen);
+    if (!cJSON_IsObject(root)) {
+        return cluster_decode_fail(root, "replication state", NULL, err, errlen);
+    }
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(root, "role");
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(root, "mode");
     const char *bad = NULL;
@@ -413,7 +415,8 @@ bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, cha
             }
         } else if (strcmp(f->string, "sync_timeout_ms") == 0) {
             bad = cluster_take_u64(root, "sync_timeout_ms", &v, 1);
-            if (bad == NULL && (v < BC_REPL_SYNC_TIMEOUT_MIN_MS || v > BC_REPL_SYNC_TIMEOUT_MAX_MS)) {
+            if (bad == NULL &&
+                (v < BC_REPL_SYNC_TIMEOUT_MIN_MS || v > BC_REPL_SYNC_TIMEOUT_MAX_MS)) {
                 bad = "sync_timeout_ms";
             }
             if (bad == NULL) out->sync_timeout_ms = (int64_t)v;
