@@ -413,12 +413,12 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
 static void
 console_precopy_take(bc_console_t *cs)
 {
-    bc_mig_precopy_report_t reps[CONSOLE_MAX_REPORTS];
+    bc_mig_report_t reps[CONSOLE_MAX_REPORTS];
     size_t n = bc_mig_pool_take_precopies(cs->pool, reps, CONSOLE_MAX_REPORTS);
     uint64_t done = 0, failed = 0, bytes = 0;
     int64_t now = bc_time_mono_ms();
     for (size_t i = 0; i < n; i++) {
-        const bc_mig_precopy_report_t *r = &reps[i];
+        const bc_mig_report_t *r = &reps[i];
         if (r->bucket >= cs->nbuckets) continue;
         if (r->ok) {
             done++;

@@ -507,6 +507,14 @@ typedef struct pool_worker {
     pthread_t thread;
 } pool_worker_t;
 
+/* One kind of job's outcomes: the jobs queued, running or reported (by
+ * bucket and epoch, 0 for a precopy), and the reports not yet taken. */
+typedef struct pool_reports {
+    pool_keys_t active;
+    bc_mig_report_t *v;
+    size_t n, cap;
+} pool_reports_t;
+
 struct bc_mig_pool {
     uint32_t nworkers;             /* copy workers, then as many precopy workers */
     bool precopy;
@@ -522,12 +530,8 @@ struct bc_mig_pool {
     bool stopping;
     pool_queue_t copies;           /* copies and cancels */
     pool_queue_t precopies;        /* precopies: a copy never waits behind one */
-    pool_keys_t active;            /* copies queued, running or reported */
-    bc_mig_report_t *reports;
-    size_t nreports, reports_cap;
-    pool_keys_t pre_active;        /* precopies queued, running or reported */
-    bc_mig_precopy_report_t *pre_reports;
-    size_t npre_reports, pre_reports_cap;
+    pool_reports_t copy_reports;
+    pool_reports_t precopy_reports;
 };
 
 /* Room for one more element in a growable array of n elements of size
@@ -586,6 +590,45 @@ keys_drop(pool_keys_t *k, uint32_t bucket, uint64_t epoch)
             return;
         }
     }
+}
+
+/* Posts a finished job's report (mu held).  Out of memory: the job is
+ * forgotten instead (a copy's record times out, a precopy is asked for
+ * again). */
+static void
+reports_post(pool_reports_t *r, const bc_mig_report_t *rep)
+{
+    bc_mig_report_t *v = pool_room(r->v, r->n, &r->cap, sizeof(*v));
+    if (v == NULL) {
+        keys_drop(&r->active, rep->bucket, rep->epoch);
+        return;
+    }
+    r->v = v;
+    r->v[r->n++] = *rep;
+}
+
+/* Takes up to max reports (mu held): their jobs are over. */
+static size_t
+reports_take(pool_reports_t *r, bc_mig_report_t *out, size_t max)
+{
+    size_t n = pool_take_front(r->v, &r->n, sizeof(*out), out, max);
+    for (size_t k = 0; k < n; k++) keys_drop(&r->active, out[k].bucket, out[k].epoch);
+    return n;
+}
+
+/* Forgets every report not taken (mu held). */
+static void
+reports_clear(pool_reports_t *r)
+{
+    for (size_t k = 0; k < r->n; k++) keys_drop(&r->active, r->v[k].bucket, r->v[k].epoch);
+    r->n = 0;
+}
+
+static void
+reports_free(pool_reports_t *r)
+{
+    free(r->active.v);
+    free(r->v);
 }
 
 /* Percent-encodes s into out (query value). */
@@ -811,60 +854,30 @@ pool_notify(bc_mig_pool_t *p)
     if (p->notify != NULL) p->notify(p->notify_ctx);
 }
 
-/* Runs one copy and posts its report. */
+/* Runs one copy (or precopy) and posts its report. */
 static void
-pool_run_copy(bc_mig_pool_t *p, const bc_mig_job_t *job)
+pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
 {
     bc_mig_report_t rep;
     int64_t t0 = bc_time_mono_ms();
-    pool_import(p, job, false, &rep);
-    if (rep.ok) {
-        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
-                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, job->to,
-                 rep.epoch, rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
-    } else {
-        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
-                 ") failed: %s", rep.bucket, job->to, rep.epoch, rep.error);
-    }
-    pthread_mutex_lock(&p->mu);
-    bc_mig_report_t *r = pool_room(p->reports, p->nreports, &p->reports_cap, sizeof(*r));
-    if (r != NULL) {
-        p->reports = r;
-        p->reports[p->nreports++] = rep;
-    } else {
-        /* Out of memory: forget the job; the record times out and retries. */
-        keys_drop(&p->active, rep.bucket, rep.epoch);
-    }
-    pthread_mutex_unlock(&p->mu);
-    pool_notify(p);
-}
-
-/* Runs one precopy and posts its report. */
-static void
-pool_run_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
-{
-    bc_mig_report_t res;
-    int64_t t0 = bc_time_mono_ms();
-    pool_import(p, job, true, &res);
-    bc_mig_precopy_report_t rep = {.bucket = job->bucket, .from = job->from, .to = job->to,
-                                   .ok = res.ok, .items = res.items, .bytes = res.bytes};
-    snprintf(rep.node, sizeof(rep.node), "%s", res.node);
-    snprintf(rep.error, sizeof(rep.error), "%s", res.error);
-    if (rep.ok) {
+    pool_import(p, job, precopy, &rep);
+    rep.from = job->from;
+    rep.to = job->to;
+    long long ms = (long long)(bc_time_mono_ms() - t0);
+    if (rep.ok && precopy) {
         log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
                  " items, %" PRIu64 " bytes in %lld ms (still writable)", rep.bucket, rep.to,
-                 rep.items, rep.bytes, (long long)(bc_time_mono_ms() - t0));
+                 rep.items, rep.bytes, ms);
+    } else if (rep.ok) {
+        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
+                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, rep.to,
+                 rep.epoch, rep.items, rep.bytes, ms);
+    } else if (!precopy) {
+        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
+                 ") failed: %s", rep.bucket, rep.to, rep.epoch, rep.error);
     }
     pthread_mutex_lock(&p->mu);
-    bc_mig_precopy_report_t *r = pool_room(p->pre_reports, p->npre_reports,
-                                           &p->pre_reports_cap, sizeof(*r));
-    if (r != NULL) {
-        p->pre_reports = r;
-        p->pre_reports[p->npre_reports++] = rep;
-    } else {
-        /* Out of memory: forget it; reconcile asks for it again. */
-        keys_drop(&p->pre_active, rep.bucket, 0);
-    }
+    reports_post(precopy ? &p->precopy_reports : &p->copy_reports, &rep);
     pthread_mutex_unlock(&p->mu);
     pool_notify(p);
 }
@@ -897,10 +910,8 @@ pool_main(void *arg)
             pool_cancel_import(&t->job);
             break;
         case TASK_COPY:
-            pool_run_copy(p, &t->job);
-            break;
         case TASK_PRECOPY:
-            pool_run_precopy(p, &t->job);
+            pool_run(p, &t->job, t->kind == TASK_PRECOPY);
             break;
         }
         free(t);
@@ -969,10 +980,8 @@ bc_mig_pool_stop(bc_mig_pool_t *p)
     pthread_cond_destroy(&p->copies.cv);
     pthread_cond_destroy(&p->precopies.cv);
     free(p->workers);
-    free(p->active.v);
-    free(p->reports);
-    free(p->pre_active.v);
-    free(p->pre_reports);
+    reports_free(&p->copy_reports);
+    reports_free(&p->precopy_reports);
     free(p);
 }
 
@@ -1009,7 +1018,7 @@ bool
 bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
 {
     pthread_mutex_lock(&p->mu);
-    bool queued = pool_submit(p, &p->copies, &p->active, TASK_COPY, job);
+    bool queued = pool_submit(p, &p->copies, &p->copy_reports.active, TASK_COPY, job);
     pthread_mutex_unlock(&p->mu);
     return queued;
 }
@@ -1021,7 +1030,7 @@ bc_mig_pool_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
     bc_mig_job_t pre = *job;
     pre.epoch = 0;
     pthread_mutex_lock(&p->mu);
-    bool queued = pool_submit(p, &p->precopies, &p->pre_active, TASK_PRECOPY, &pre);
+    bool queued = pool_submit(p, &p->precopies, &p->precopy_reports.active, TASK_PRECOPY, &pre);
     pthread_mutex_unlock(&p->mu);
     return queued;
 }
@@ -1043,7 +1052,7 @@ bool
 bc_mig_pool_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
 {
     pthread_mutex_lock(&p->mu);
-    bool a = keys_has(&p->active, bucket, epoch);
+    bool a = keys_has(&p->copy_reports.active, bucket, epoch);
     pthread_mutex_unlock(&p->mu);
     return a;
 }
@@ -1052,9 +1061,7 @@ size_t
 bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = pool_take_front(p->reports, &p->nreports, sizeof(*out), out, max);
-    /* Taken reports are no longer active: their job is over. */
-    for (size_t k = 0; k < n; k++) keys_drop(&p->active, out[k].bucket, out[k].epoch);
+    size_t n = reports_take(&p->copy_reports, out, max);
     pthread_mutex_unlock(&p->mu);
     return n;
 }
@@ -1063,22 +1070,19 @@ void
 bc_mig_pool_requeue(bc_mig_pool_t *p, const bc_mig_report_t *reports, size_t n)
 {
     pthread_mutex_lock(&p->mu);
+    pool_reports_t *r = &p->copy_reports;
     for (size_t k = 0; k < n; k++) {
-        bc_mig_report_t *r = pool_room(p->reports, p->nreports, &p->reports_cap, sizeof(*r));
-        if (r == NULL) break;
-        p->reports = r;
-        if (!keys_add(&p->active, reports[k].bucket, reports[k].epoch)) break;
-        p->reports[p->nreports++] = reports[k];
+        if (!keys_add(&r->active, reports[k].bucket, reports[k].epoch)) break;
+        reports_post(r, &reports[k]);
     }
     pthread_mutex_unlock(&p->mu);
 }
 
 size_t
-bc_mig_pool_take_precopies(bc_mig_pool_t *p, bc_mig_precopy_report_t *out, size_t max)
+bc_mig_pool_take_precopies(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = pool_take_front(p->pre_reports, &p->npre_reports, sizeof(*out), out, max);
-    for (size_t k = 0; k < n; k++) keys_drop(&p->pre_active, out[k].bucket, 0);
+    size_t n = reports_take(&p->precopy_reports, out, max);
     pthread_mutex_unlock(&p->mu);
     return n;
 }
@@ -1087,7 +1091,7 @@ size_t
 bc_mig_pool_precopying(bc_mig_pool_t *p)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = p->pre_active.n - p->npre_reports;
+    size_t n = p->precopy_reports.active.n - p->precopy_reports.n;
     pthread_mutex_unlock(&p->mu);
     return n;
 }
@@ -1096,19 +1100,13 @@ void
 bc_mig_pool_clear_reports(bc_mig_pool_t *p)
 {
     pthread_mutex_lock(&p->mu);
-    for (size_t k = 0; k < p->nreports; k++) {
-        keys_drop(&p->active, p->reports[k].bucket, p->reports[k].epoch);
-    }
-    p->nreports = 0;
-    for (size_t k = 0; k < p->npre_reports; k++) {
-        keys_drop(&p->pre_active, p->pre_reports[k].bucket, 0);
-    }
-    p->npre_reports = 0;
+    reports_clear(&p->copy_reports);
+    reports_clear(&p->precopy_reports);
     /* Precopies not started yet were asked for by the leader we no
      * longer are. */
     pool_task_t *t;
     while ((t = pool_dequeue(&p->precopies)) != NULL) {
-        keys_drop(&p->pre_active, t->job.bucket, 0);
+        keys_drop(&p->precopy_reports.active, t->job.bucket, 0);
         free(t);
     }
     pthread_mutex_unlock(&p->mu);

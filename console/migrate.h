@@ -178,23 +178,15 @@ typedef struct bc_mig_set {
 /* A copy's outcome, from a pool worker to the reconcile loop. */
 typedef struct bc_mig_report {
     uint32_t bucket;
-    uint64_t epoch;
-    bool ok;
-    uint64_t items, bytes;
-    char node[BC_NODE_NAME_MAX];   /* the destination node that imported */
-    char error[BC_MIG_ERROR_MAX];
-} bc_mig_report_t;
-
-/* A precopy's outcome, from a precopy worker to the console.  A failed
- * one (ok false, error set) still lets the move go on, with a full copy. */
-typedef struct bc_mig_precopy_report {
-    uint32_t bucket;
+    uint64_t epoch;                /* 0: a precopy */
     uint32_t from, to;             /* the move it was made for */
     bool ok;
     uint64_t items, bytes;
-    char node[BC_NODE_NAME_MAX];   /* the destination node that holds it */
-    char error[BC_MIG_ERROR_MAX];
-} bc_mig_precopy_report_t;
+    char node[BC_NODE_NAME_MAX];   /* the destination node that imported */
+    char error[BC_MIG_ERROR_MAX];  /* a failed precopy still lets the move go on
+                                    * (with a full copy) */
+} bc_mig_report_t;
+
 
 /* ---- records and control: JSON codec (exposed for tests) ---- */
 
@@ -294,8 +286,7 @@ void bc_mig_pool_clear_reports(bc_mig_pool_t *pool);
 bool bc_mig_pool_precopy(bc_mig_pool_t *pool, const bc_mig_job_t *job);
 /* Moves up to max precopy reports into out (caller's array); returns how
  * many. */
-size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_precopy_report_t *out,
-                                  size_t max);
+size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
 /* Precopies queued or running now. */
 size_t bc_mig_pool_precopying(bc_mig_pool_t *pool);
 
