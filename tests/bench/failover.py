@@ -446,15 +446,7 @@ def main():
     for b in (PROBE, MCBENCH, os.environ["BC_NODE_BIN"], os.environ["BC_CONSOLE_BIN"]):
         if not os.path.exists(b):
             raise SystemExit("failover.py: %s not found (build first)" % b)
-    commit = subprocess.run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", SRC, "status", "--porcelain", "--untracked-files=no", "--",
-                            "node", "console", "client", "common"],
-                           capture_output=True, text=True).stdout.split("\n")
-    dirty = [x[3:] for x in dirty if x.strip()]
-    print("commit %s%s, %d cores, load average %s" % (
-        commit, " + uncommitted changes to " + " ".join(dirty) if dirty else "", os.cpu_count(),
-        " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
+    benchenv.print_header()
     t0 = time.time()
     # ZooKeeper's log lines with wall-clock times (the session expiry is read from it)
     saved = os.environ.get("JAVA_TOOL_OPTIONS")
@@ -479,8 +471,7 @@ def main():
             print("logs kept in " + harness.TMP)
         else:
             shutil.rmtree(harness.TMP, ignore_errors=True)
-    print("(%.0f s; load average at the end %s)" % (
-        time.time() - t0, " ".join(open("/proc/loadavg").read().split()[:3])))
+    print("(%.0f s; load average at the end %s)" % (time.time() - t0, benchenv.load_average()))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 
@@ -106,10 +105,7 @@ def main():
     for b in (LOOPBACK, LOAD, TRAFFIC, os.environ["BC_NODE_BIN"]):
         if not os.access(b, os.X_OK):
             raise SystemExit("migration.py: %s not found (build first)" % b)
-    commit = subprocess.run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    print("commit %s, %d cores, load average %s" % (commit, os.cpu_count(),
-                                                   open("/proc/loadavg").read().split()[0]))
+    benchenv.print_header()
     zk_sync = os.environ.get("BC_ZK_FORCE_SYNC") != "no"
     print("data %d MiB in %d-byte values, %d buckets, parallel %d, ZooKeeper fsync %s" % (
         MB, VALUE, NB, PARALLEL, "on" if zk_sync else "off (BC_ZK_FORCE_SYNC=no)"))
