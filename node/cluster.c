@@ -376,16 +376,24 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
     }
 }
 
+/*
+ * Whether this node drops buckets that left its group itself.
+ *
+ * BEHAVIOR: with replication a backup drops nothing on its own: its
+ * primary's DROP records do it, in stream order.  Dropping here could
+ * throw away a bucket the primary is importing (it belongs to neither c
+ * nor m of this group until the cutover) while the stream fills it.
+ */
+static bool
+cluster_drops_itself(const bc_node_cluster_t *cl)
+{
+    return cl->cache != NULL && !(atomic_load(&cl->gated) && !atomic_load(&cl->primary));
+}
+
 /* Drops what this node holds of buckets neither c nor m gives its group. */
 static void
 cluster_drop_left(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *m)
 {
-    if (cl->cache == NULL) return;
-    /* BEHAVIOR: with replication a backup drops nothing on its own: its
-     * primary's DROP records do it, in stream order.  Dropping here could
-     * throw away a bucket the primary is importing (it belongs to neither
-     * c nor m of this group until the cutover) while the stream fills it. */
-    if (atomic_load(&cl->gated) && !atomic_load(&cl->primary)) return;
     for (uint32_t b = 0; b < cl->nbuckets; b++) {
         if (c->owner[b] == cl->gid || m->owner[b] == cl->gid) continue;
         bc_bucket_stats_t bs;
@@ -698,6 +706,13 @@ cluster_refresh(bc_node_cluster_t *cl, bool primaries)
      * puts a read-only flag (a migration's fence) in force a round trip
      * sooner.  Drops need both and wait for m. */
     cluster_publish(cl, &c);
+    if (!cluster_drops_itself(cl)) {
+        /* m serves only the drops (a replicating backup's come from its
+         * primary's stream): no read.  After a promotion the next refresh
+         * (a table change, or CLUSTER_REFRESH_MS) reads it again. */
+        bc_table_free(&c);
+        return primaries ? cluster_read_primaries(cl) : BC_OK;
+    }
     st = bc_cluster_read_table(cl->zk, cl->cluster, 'm', cl->nbuckets, &m, NULL, cluster_on_watch,
                                cl, err, sizeof(err));
     if (st != BC_OK) {
