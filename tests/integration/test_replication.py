@@ -470,7 +470,9 @@ def test_frozen_primary_never_writes_as_primary_again():
 
 def test_lagging_backup_gets_a_full_resync_under_load():
     cl = harness.create_cluster(zk, "resync", buckets=NB)
-    a, b, con = start_group(cl, "async", "--repl-backlog-mb", "1", "--repl-max-lag-mb", "1")
+    # a backlog larger than the lag bound: the bound is met (and times out) before
+    # the backlog wraps past the frozen backup, which then needs a full resync
+    a, b, con = start_group(cl, "async", "--repl-backlog-mb", "2", "--repl-max-lag-mb", "1")
     assert harness.repl(a)["full_resyncs"] == 1
     w = Writer(a, prefix="r")
     stop = threading.Event()
@@ -492,7 +494,7 @@ def test_lagging_backup_gets_a_full_resync_under_load():
     t = threading.Thread(target=big_writer, daemon=True)
     t.start()
     b.proc.signal(signal.SIGSTOP)
-    time.sleep(1.0)          # far more than 1 MiB of records meanwhile
+    time.sleep(1.0)          # far more than 2 MiB of records meanwhile
     b.proc.signal(signal.SIGCONT)
     harness.wait_for(lambda: harness.repl(a)["full_resyncs"] >= 2, timeout=20,
                      what="a second full resync")
