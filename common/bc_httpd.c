@@ -201,6 +201,51 @@ bc_http_reply_buffer(bc_http_req_t *req, unsigned status, const char *content_ty
     return httpd_queue(req->conn, req, status, resp, content_type, NULL);
 }
 
+/* What bc_http_reply_stream hands MHD: the caller's reader and context. */
+typedef struct httpd_stream {
+    bc_http_read_fn read_fn;
+    void *ctx;
+    bc_http_free_fn free_fn;
+} httpd_stream_t;
+
+static ssize_t
+httpd_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    httpd_stream_t *st = cls;
+    ssize_t n = st->read_fn(st->ctx, buf, max);
+    if (n == BC_HTTP_STREAM_END) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n <= 0 || (size_t)n > max) return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+static void
+httpd_stream_free(void *cls)
+{
+    httpd_stream_t *st = cls;
+    if (st->free_fn != NULL) st->free_fn(st->ctx);
+    free(st);
+}
+
+enum MHD_Result
+bc_http_reply_stream(bc_http_req_t *req, unsigned status, const char *content_type,
+                     size_t block, bc_http_read_fn read_fn, void *ctx, bc_http_free_fn free_fn)
+{
+    httpd_stream_t *st = malloc(sizeof(*st));
+    struct MHD_Response *resp = NULL;
+    if (st != NULL) {
+        *st = (httpd_stream_t){read_fn, ctx, free_fn};
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, block, httpd_stream_read,
+                                                 st, httpd_stream_free);
+    }
+    if (resp == NULL) {
+        free(st);
+        if (free_fn != NULL) free_fn(ctx);
+        return MHD_NO;
+    }
+    return httpd_queue(req->conn, req, status, resp, content_type, NULL);
+}
+
 /* ---- decoding ---- */
 
 static int

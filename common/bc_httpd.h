@@ -151,6 +151,30 @@ enum MHD_Result bc_http_reply_buffer(bc_http_req_t *req, unsigned status,
                                      const char *content_type, const void *data, size_t len,
                                      bc_http_free_fn free_fn, void *free_ctx);
 
+/*
+ * A streamed body: bc_http_reply_stream calls read_fn(ctx, buf, max) on
+ * MHD's thread whenever the connection can take more.  It returns the
+ * bytes it wrote into buf (1..max), BC_HTTP_STREAM_END when the body is
+ * complete, or BC_HTTP_STREAM_ERROR to abort (the connection is closed, so
+ * the peer sees a truncated body).  It must not block.
+ */
+#define BC_HTTP_STREAM_END   (-1)
+#define BC_HTTP_STREAM_ERROR (-2)
+typedef ssize_t (*bc_http_read_fn)(void *ctx, char *buf, size_t max);
+
+/*
+ * Sends a body of unknown length produced by read_fn (above), in pieces
+ * of at most block bytes.  To an HTTP/1.1 client it goes chunked; to an
+ * HTTP/1.0 client it goes unframed and the connection closes at its end.
+ * free_fn(ctx) (may be NULL) runs exactly once on MHD's thread when the
+ * reply is done or dropped, also when it cannot be queued.  content_type
+ * as bc_http_reply_bytes.
+ */
+enum MHD_Result bc_http_reply_stream(bc_http_req_t *req, unsigned status,
+                                     const char *content_type, size_t block,
+                                     bc_http_read_fn read_fn, void *ctx,
+                                     bc_http_free_fn free_fn);
+
 /* ---- parking (long polls) ---- */
 
 /*

@@ -929,7 +929,7 @@ bc_mig_pool_start(uint32_t nthreads, bool precopy, uint32_t timeout_ms, bc_mig_n
     if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0) return BC_EINVAL;
     bc_mig_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL) return BC_ENOMEM;
-    p->nworkers = precopy ? 2 * nthreads : nthreads;
+    p->nworkers = precopy ? BC_MIG_PRECOPY_AHEAD * nthreads : nthreads;
     p->precopy = precopy;
     p->timeout_ms = timeout_ms;
     p->notify = notify;

@@ -53,7 +53,8 @@
  *
  *   Precopies run on their own threads and queue, so a final copy (which
  *   holds its bucket read-only) never waits behind one.  Reconcile asks
- *   for at most 2 * parallel buckets precopied ahead of their copy: each
+ *   for at most BC_MIG_PRECOPY_AHEAD * parallel buckets precopied ahead of
+ *   their copy: each
  *   holds memory at its destination and a change tracker at its source.
  *   A readiness older than 20 s is asked for again (the destination
  *   answers at once while its precopy is still usable).
@@ -117,6 +118,11 @@
 #include "bc_zk.h"
 
 #define BC_MIG_MAX_PARALLEL   16u
+/* Buckets precopied ahead of their copy, per copy slot (--migrations-
+ * parallel): each holds memory at its destination and a change tracker at
+ * its source.  A precopy is mostly waiting (its requests, the scheduler,
+ * the console's long poll), so several per slot keep the copy slots fed. */
+#define BC_MIG_PRECOPY_AHEAD  4u
 #define BC_MIG_STALL_SAMPLES  4096u    /* stall samples kept per run */
 #define BC_MIG_RECENT         32u      /* finished moves listed per run */
 #define BC_MIG_MAX_HELD       64u      /* groups a cancel may hold back */

@@ -338,11 +338,13 @@ reconcile_migrations(mig_round_t *r)
     }
 
     /* 4. Start copies.  With precopy, look ahead past the copy slots for
-     * the buckets to precopy next: up to 2 * parallel not started. */
+     * the buckets to precopy next: up to BC_MIG_PRECOPY_AHEAD * parallel
+     * not started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
-    size_t lookahead = in->precopy != NULL ? 2 * (size_t)in->parallel : 0, nahead = 0;
+    size_t lookahead = in->precopy != NULL ? BC_MIG_PRECOPY_AHEAD * (size_t)in->parallel : 0;
+    size_t nahead = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
         uint32_t from = out->m.owner[b], to = out->d.owner[b];
@@ -466,7 +468,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->aborts = calloc((size_t)n + 1, sizeof(*out->aborts));
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
         if (in->precopy != NULL) {
-            out->precopy_wanted = calloc(2 * (size_t)in->parallel + 1,
+            out->precopy_wanted = calloc(BC_MIG_PRECOPY_AHEAD * (size_t)in->parallel + 1,
                                          sizeof(*out->precopy_wanted));
         }
         if (!out->control || !out->mig || !out->aborts || !out->copying ||

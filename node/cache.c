@@ -1392,6 +1392,57 @@ bc_cache_bucket_foreach(bc_cache_t *cache, uint32_t bucket, bc_cache_item_fn fn,
     return BC_OK;
 }
 
+/* Reverses the bits of v (the scan cursor's counting order). */
+static uint32_t
+cache_rev32(uint32_t v)
+{
+    v = ((v >> 1) & 0x55555555u) | ((v & 0x55555555u) << 1);
+    v = ((v >> 2) & 0x33333333u) | ((v & 0x33333333u) << 2);
+    v = ((v >> 4) & 0x0F0F0F0Fu) | ((v & 0x0F0F0F0Fu) << 4);
+    v = ((v >> 8) & 0x00FF00FFu) | ((v & 0x00FF00FFu) << 8);
+    return (v >> 16) | (v << 16);
+}
+
+/*
+ * BACKGROUND: a bucket's table doubles and halves in place while the scan
+ * is between steps, so a plain slot counter would skip or repeat chains
+ * after a resize.  The cursor counts with its bits reversed (Redis's
+ * dictScan): the slots still to visit after a resize are then exactly the
+ * ones whose low bits were not covered yet, whatever the new size.  An
+ * item linked for the whole scan is reported at least once; one linked
+ * or unlinked meanwhile may or may not be; a halving can report an item
+ * twice.
+ */
+bc_status_t
+bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_cache_item_fn fn,
+                     void *ctx)
+{
+    if (bucket >= cache->nbuckets || fn == NULL || cursor == NULL) return BC_EINVAL;
+    cache_bucket_t *b = &cache->buckets[bucket];
+    cache_shard_t *s = &cache->shards[bucket & cache->shard_mask];
+    uint32_t now = cache_clock(cache);
+    uint32_t v = *cursor;
+
+    pthread_mutex_lock(&s->lock);
+    if (b->slots == NULL) {
+        v = 0;
+    } else {
+        bool go_on = true;
+        do {
+            uint32_t m = b->mask;
+            for (bc_item_t *it = b->slots[v & m]; it != NULL; it = it->hnext) {
+                if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
+                if (!fn(it, ctx)) go_on = false;   /* the chain is finished all the same */
+            }
+            v |= ~m;
+            v = cache_rev32(cache_rev32(v) + 1);
+        } while (go_on && v != 0);
+    }
+    pthread_mutex_unlock(&s->lock);
+    *cursor = v;
+    return BC_OK;
+}
+
 uint64_t
 bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
 {

@@ -242,6 +242,22 @@ typedef bool (*bc_cache_item_fn)(const bc_item_t *it, void *ctx);
 bc_status_t bc_cache_bucket_foreach(bc_cache_t *cache, uint32_t bucket, bc_cache_item_fn fn,
                                     void *ctx);
 
+/*
+ * Walks the bucket a piece at a time, for a pass that must not hold the
+ * shard lock for the whole bucket (a migration export streams while
+ * clients write).  Start with *cursor = 0; each call takes the shard lock
+ * once, calls fn (lock held, as bc_cache_bucket_foreach) for the live items
+ * of one hash chain after another until fn returns false -- the chain in
+ * progress is always finished, so fn may be called again after returning
+ * false -- and stores where to go on in *cursor; 0 means the walk is
+ * complete.  Every item linked for the whole walk is reported at least
+ * once; items stored or removed during the walk may or may not be, and an
+ * item can be reported twice when the table shrinks meanwhile.
+ * Errors: BC_EINVAL (bucket out of range, fn or cursor NULL).
+ */
+bc_status_t bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor,
+                                 bc_cache_item_fn fn, void *ctx);
+
 /* Removes every item of the bucket and frees their memory.  Returns the
  * number removed. */
 uint64_t bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket);

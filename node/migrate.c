@@ -7,17 +7,20 @@
  *                             thread: drop leftovers of B
  *                                     GET export?bucket=B&epoch=E --> fenced for E?
  *                                                                      no:  409 retry
- *                             (parked until fenced, at most 200 ms;  yes: encode B under
- *                             then 409: again after 1..50 ms)               its shard lock,
- *                             <---------------------- frames ---------      reply (zero-copy)
- *                             decode as bytes arrive, store each
+ *                             (parked until fenced, at most 200 ms;  yes: stream B, a
+ *                             then 409: again after 1..50 ms)               step of its table
+ *                             <---------------------- frames ---------      per shard-lock hold
+ *                             decode as bytes arrive, store each            (export_reply)
  *                             item add-if-absent; check END
  *     GET import?wait_ms ---> (parked while running; the job wakes it)
  *                        <--- {"state":"done","items":..,"bytes":..}
  *
  * The import's HTTP client is a small streaming one (not bc_http_client,
  * which buffers whole responses): the body of an export can be as large as
- * a bucket, and frames are stored while the rest is still in flight.
+ * a bucket, and frames are stored while the rest is still in flight.  It
+ * asks with HTTP/1.0, so a streamed export needs no chunked framing: it
+ * ends where the connection closes, and its END frame says whether it is
+ * complete.
  */
 #include "migrate.h"
 
@@ -32,9 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,7 +51,7 @@
 #include "item_frame.h"
 #include "tap.h"
 
-#define MIG_DEFAULT_IMPORTS     32u       /* the console runs at most 16 copies + 16 precopies */
+#define MIG_DEFAULT_IMPORTS     80u       /* the console runs at most 16 copies + 64 precopies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
 #define MIG_FENCE_WAIT_US       200000    /* an export is held this long to be fenced */
@@ -61,13 +62,14 @@
 #define MIG_RETRY_MAX_MS        50
 #define MIG_RECV_CHUNK          (256u * 1024u)
 #define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
+#define MIG_EXPORT_STEP         (256u * 1024u)  /* frames read per hold of a shard lock */
+#define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for */
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_PROGRESS_EVERY      1024u
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
-#define MIG_PRECOPY_NICE        10        /* precopy threads yield to everything else */
 
 #ifndef MHD_HTTP_MISDIRECTED_REQUEST
 #define MHD_HTTP_MISDIRECTED_REQUEST 421
@@ -322,37 +324,35 @@ export_gone_key(const char *key, size_t nkey, void *arg)
     x->bytes += nkey;
 }
 
-/* Sends an encoded export (the buffer goes to MHD).  tap: the change
- * tracker a precopy armed (0: none), in the X-Bucketcache-Tap header. */
+/*
+ * A send buffer as large as the export (up to MIG_SOCKBUF_MAX): MHD then
+ * hands the stream to the kernel in large pieces, instead of in slices
+ * that each wait for the destination to read and for this admin thread to
+ * be scheduled again -- on a busy machine every such wake-up costs
+ * milliseconds.
+ */
+static void
+export_sndbuf(bc_http_req_t *req, uint64_t bytes)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL) return;
+    int sz = bytes > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)bytes;
+    if (sz > 256 * 1024) (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+}
+
+/* Sends an encoded delta export (the buffer goes to MHD). */
 static enum MHD_Result
 export_send(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
-            export_ctx_t *x, const char *kind, uint64_t tap)
+            export_ctx_t *x)
 {
     atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&mig->export_items, x->frames.items, memory_order_relaxed);
     atomic_fetch_add_explicit(&mig->export_bytes, x->buf.len, memory_order_relaxed);
-    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
-             " items, %zu bytes", bucket, epoch, kind, x->frames.items, x->buf.len);
-    char num[24];
-    snprintf(num, sizeof(num), "%" PRIu64, x->frames.items);
-    bc_http_add_header(req, "X-Bucketcache-Items", num);
-    if (tap != 0) {
-        snprintf(num, sizeof(num), "%" PRIu64, tap);
-        bc_http_add_header(req, MIG_TAP_HEADER, num);
-    }
-    /* A send buffer as large as the export (up to what the system allows):
-     * MHD then hands the whole stream to the kernel in one go, instead of
-     * in slices that each wait for the destination to read and for this
-     * admin thread to be scheduled again -- on a busy machine every such
-     * wake-up costs milliseconds. */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci != NULL) {
-        int sz = x->buf.len > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)x->buf.len;
-        if (sz > 256 * 1024) {
-            (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-        }
-    }
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (changes since the "
+             "precopy): %" PRIu64 " items, %zu bytes", bucket, epoch, x->frames.items,
+             x->buf.len);
+    export_sndbuf(req, x->buf.len);
     /* The buffer is handed to MHD and freed when sent (or dropped). */
     return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x->buf.data, x->buf.len,
                                 free, x->buf.data);
@@ -366,27 +366,140 @@ export_encode_failed(bc_http_req_t *req, export_ctx_t *x, uint32_t bucket, bc_st
                                PRIu32 ": %s", bucket, bc_status_str(st));
 }
 
-/* The whole bucket.  tap != 0: a precopy's snapshot, taken after the
- * tracker was armed (tap.h: arm first, then read). */
+/*
+ * The whole bucket, streamed.  tap != 0: a precopy's snapshot, read after
+ * the tracker was armed (tap.h: arm first, then read).
+ *
+ * The bucket is read a step at a time (bc_cache_bucket_scan: about
+ * MIG_EXPORT_STEP bytes of frames per hold of the shard lock) as MHD asks
+ * for more, so neither the source's memory nor the time its clients' writes
+ * wait on the shard lock grows with the bucket, and the destination stores
+ * the first items while the source still reads the rest.
+ *
+ * BEHAVIOR: the walk is not one atomic snapshot.  For a precopy that is
+ * what the tracker is for: a key written or deleted while the walk runs is
+ * recorded, and the delta sends it as it is at the cutover.  For a copy at
+ * an epoch the bucket is read-only (fenced) for the whole walk, so only
+ * expiry and eviction change it, which a copy may miss like any cache.  An
+ * item the walk reports twice (its table shrank meanwhile) arrives twice;
+ * the destination stores add-if-absent and keeps the first.
+ *
+ * The stream carries no Content-Length: the destination asks with
+ * HTTP/1.0, so the body ends when the connection closes, and the END
+ * frame (item count and bytes) tells a complete stream from a truncated
+ * one.
+ */
+typedef struct export_stream {
+    bc_node_migrate_t *mig;
+    uint32_t bucket;
+    uint64_t epoch;
+    uint64_t tap;
+    export_ctx_t x;                /* frames encoded, not yet all given to MHD */
+    size_t sent;                   /* x.buf.data[0..sent) is given to MHD */
+    uint32_t cursor;               /* bc_cache_bucket_scan's */
+    bool scanning;                 /* the walk has not finished */
+    bool ended;                    /* the END frame is in x.buf */
+    uint64_t streamed;             /* bytes given to MHD */
+    int64_t started_ms;
+} export_stream_t;
+
+static bool
+export_scan_item(const bc_item_t *it, void *arg)
+{
+    export_stream_t *s = arg;
+    if (s->x.frames.st != BC_OK) return false;
+    if (!bc__item_frames_add(it, &s->x.frames)) return false;
+    return s->x.buf.len < MIG_EXPORT_STEP;
+}
+
+/* bc_http_read_fn: refills the frames from the next step of the walk. */
+static ssize_t
+export_stream_read(void *arg, char *out, size_t max)
+{
+    export_stream_t *s = arg;
+    bc_node_migrate_t *mig = s->mig;
+    while (s->sent == s->x.buf.len) {
+        if (s->ended) return BC_HTTP_STREAM_END;
+        uint64_t items = s->x.frames.items;
+        s->x.buf.len = 0;
+        s->sent = 0;
+        bc_status_t st;
+        if (s->scanning) {
+            st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
+            if (st == BC_OK) st = s->x.frames.st;
+            if (st == BC_OK && s->cursor == 0) s->scanning = false;
+        } else {
+            st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
+            s->ended = true;
+        }
+        if (st != BC_OK) {
+            log_warn("migrate: cannot encode bucket %" PRIu32 " for export: %s; the stream "
+                     "is cut off", s->bucket, bc_status_str(st));
+            return BC_HTTP_STREAM_ERROR;
+        }
+        atomic_fetch_add_explicit(&mig->export_items, s->x.frames.items - items,
+                                  memory_order_relaxed);
+    }
+    size_t n = s->x.buf.len - s->sent;
+    if (n > max) n = max;
+    memcpy(out, s->x.buf.data + s->sent, n);
+    s->sent += n;
+    s->streamed += n;
+    atomic_fetch_add_explicit(&mig->export_bytes, n, memory_order_relaxed);
+    return (ssize_t)n;
+}
+
+/* bc_http_free_fn: the stream is sent or dropped. */
+static void
+export_stream_free(void *arg)
+{
+    export_stream_t *s = arg;
+    bool whole = s->ended && s->sent == s->x.buf.len;
+    log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
+             " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
+             s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
+             bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+    bc_frame_buf_free(&s->x.buf);
+    free(s);
+}
+
 static enum MHD_Result
 export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
              uint64_t tap)
 {
-    export_ctx_t x;
-    export_init(mig, &x);
-    /* One allocation: the accounted bytes of the bucket's items bound the
-     * frames (each item's header is larger than its frame overhead). */
-    bc_bucket_stats_t bs;
-    bc_status_t st = bc_cache_bucket_stats(mig->cache, bucket, &bs);
-    if (st == BC_OK) st = bc_frame_buf_reserve(&x.buf, (size_t)bs.bytes + 4096);
-    if (st == BC_OK) st = bc_frame_put_hello(&x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
-    if (st == BC_OK) {
-        st = bc_cache_bucket_foreach(mig->cache, bucket, bc__item_frames_add, &x.frames);
+    export_stream_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot export bucket %"
+                                   PRIu32 ": out of memory", bucket);
     }
-    if (st == BC_OK) st = x.frames.st;
-    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.frames.items, x.frames.bytes);
-    if (st != BC_OK) return export_encode_failed(req, &x, bucket, st);
-    return export_send(mig, req, bucket, epoch, &x, tap != 0 ? "precopy" : "full", tap);
+    s->mig = mig;
+    s->bucket = bucket;
+    s->epoch = epoch;
+    s->tap = tap;
+    s->scanning = true;
+    s->started_ms = bc_time_mono_ms();
+    export_init(mig, &s->x);
+    bc_status_t st = bc_frame_put_hello(&s->x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
+    if (st != BC_OK) {
+        bc_frame_buf_free(&s->x.buf);
+        free(s);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
+                                   PRIu32 ": %s", bucket, bc_status_str(st));
+    }
+    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
+    bc_bucket_stats_t bs = {0};
+    (void)bc_cache_bucket_stats(mig->cache, bucket, &bs);
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %" PRIu64
+             " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
+             bs.items, bs.bytes);
+    char num[24];
+    if (tap != 0) {
+        snprintf(num, sizeof(num), "%" PRIu64, tap);
+        bc_http_add_header(req, MIG_TAP_HEADER, num);
+    }
+    export_sndbuf(req, bs.bytes);
+    return bc_http_reply_stream(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, MIG_EXPORT_BLOCK,
+                                export_stream_read, s, export_stream_free);
 }
 
 /* Only the keys a change tracker recorded, each as it is now. */
@@ -407,7 +520,7 @@ export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, 
     if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.frames.items, d.x.frames.bytes);
     if (st != BC_OK) return export_encode_failed(req, &d.x, bucket, st);
     atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
-    return export_send(mig, req, bucket, epoch, &d.x, "changes since the precopy", 0);
+    return export_send(mig, req, bucket, epoch, &d.x);
 }
 
 /*
@@ -754,7 +867,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
                  job->epoch);
     }
     int hn = snprintf(head, sizeof(head),
-                      "GET /v1/migrate/export?%s HTTP/1.1\r\n"
+                      "GET /v1/migrate/export?%s HTTP/1.0\r\n"
                       "Host: %s\r\nConnection: close\r\nAccept: " MIG_CONTENT_TYPE "\r\n\r\n",
                       what, job->source);
     st = bc_net_send_all(f.fd, head, (size_t)hn, f.deadline);
@@ -938,14 +1051,11 @@ import_main(void *arg)
     r.job = job;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
     int64_t t0 = bc_time_mono_ms();
-    if (job->precopy) {
-        /* A precopy is background work: nothing waits for it but the next
-         * read-only copy, while the work that does hold buckets read-only
-         * (fences, final copies, the console's and ZooKeeper's commits)
-         * and the clients share the same cores.  A lower priority for this
-         * thread only (Linux: a thread's nice value is its own). */
-        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), MIG_PRECOPY_NICE);
-    }
+    /* BEHAVIOR: a precopy runs at the same priority as everything else.
+     * At a lower one it was preempted while holding a shard lock (its
+     * stores take them) that a read-only copy or a client then waited
+     * for, and the copies it feeds waited for it: both the stall and the
+     * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
     bc_status_t st = import_run(job, &r, err, sizeof(err));
     if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {

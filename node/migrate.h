@@ -73,20 +73,21 @@
  *            stored is dropped (unless this node owns B by now).
  *
  * HOW
- *   Exports run on the admin (MHD) thread: the bucket is encoded under its
- *   shard lock into one buffer that MHD then sends without copying, so the
- *   admin thread is busy only for the encoding (about a millisecond per
- *   MiB).  The export's socket gets a send buffer as large as the stream
- *   (up to 4 MiB) and the import's a receive buffer as large, so a bucket
- *   crosses in one write instead of in slices that each wait for both
- *   threads to be scheduled.  Waits (the fence, long polls) park the
- *   request instead of holding the admin thread.  Imports run on their
- *   own threads (at most max_imports), because they wait on the network;
- *   the admin thread only starts them and reports their state.  A
- *   precopy's thread runs at nice 10: it is background work, and the
- *   fences, final copies and clients it shares the cores with hold
- *   buckets read-only or wait for answers.  The import reads the response as a stream and
- *   decodes frames as they arrive: memory stays bounded by one frame.
+ *   Exports run on the admin (MHD) thread.  A whole bucket streams: MHD asks
+ *   for the next block when the socket can take it, and each block is read
+ *   from the bucket's table in a step of about 256 KiB of frames under one
+ *   hold of the shard lock (bc_cache_bucket_scan), so neither the source's
+ *   memory nor its clients' wait on the shard lock grows with the bucket.
+ *   The changes since a precopy are few and are encoded at once into one
+ *   buffer that MHD sends without copying.  The export's socket gets a send
+ *   buffer as large as the stream (up to 4 MiB) and the import's a receive
+ *   buffer as large, so a bucket crosses in one write instead of in slices
+ *   that each wait for both threads to be scheduled.  Waits (the fence, long
+ *   polls) park the request instead of holding the admin thread.  Imports
+ *   run on their own threads (at most max_imports), because they wait on the
+ *   network; the admin thread only starts them and reports their state.  The
+ *   import reads the response as a stream and decodes frames as they arrive:
+ *   memory stays bounded by one frame.
  *
  * BEHAVIOR
  *   A full import (a copy without a usable precopy, or a precopy) first
@@ -134,7 +135,7 @@ typedef struct bc_node_migrate_config {
     bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
     bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
                                     * long polls a finished import wakes */
-    uint32_t max_imports;          /* concurrent import jobs; 0 = 16 */
+    uint32_t max_imports;          /* concurrent import jobs; 0 = 80 */
     uint32_t import_timeout_ms;    /* one import, all retries included; 0 = 60000 */
 } bc_node_migrate_config_t;
 

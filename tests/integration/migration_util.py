@@ -384,6 +384,66 @@ def end(items, nbytes):
     return frame(b"\x93" + mp_uint(2) + mp_uint(items) + mp_uint(nbytes))
 
 
+def _mp_read(buf, pos):
+    """One msgpack value at pos (the subset frames use): (value, next pos)."""
+    b = buf[pos]
+    pos += 1
+    if b < 0x80:
+        return b, pos
+    if 0x90 <= b <= 0x9F:
+        return _mp_array(buf, pos, b & 0x0F)
+    if 0xA0 <= b <= 0xBF:
+        return bytes(buf[pos:pos + (b & 0x1F)]), pos + (b & 0x1F)
+    if b == 0xC0:
+        return None, pos
+    if b in (0xC2, 0xC3):
+        return b == 0xC3, pos
+    sizes = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+    if b in sizes:
+        n = sizes[b]
+        return int.from_bytes(buf[pos:pos + n], "big"), pos + n
+    lens = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+    if b in lens:
+        n = lens[b]
+        size = int.from_bytes(buf[pos:pos + n], "big")
+        pos += n
+        return bytes(buf[pos:pos + size]), pos + size
+    if b == 0xDC:
+        return _mp_array(buf, pos + 2, int.from_bytes(buf[pos:pos + 2], "big"))
+    raise AssertionError("msgpack type 0x%02x not expected in a frame" % b)
+
+
+def _mp_array(buf, pos, n):
+    out = []
+    for _ in range(n):
+        v, pos = _mp_read(buf, pos)
+        out.append(v)
+    return out, pos
+
+
+FRAME_TYPES = {0: "HELLO", 1: "ITEM", 2: "END", 11: "DEL"}
+
+
+def read_frames(body, crc=True):
+    """An export's body as a list of frames, each its msgpack array with
+    the type's name first (HELLO, ITEM [key, value, flags, ttl, cas], DEL,
+    END [items, bytes]); checks every frame's length and (crc=True, slow
+    in Python: a few MiB at most) its CRC."""
+    frames, pos = [], 0
+    while pos < len(body):
+        assert pos + 8 <= len(body), "a truncated frame header at %d" % pos
+        size, crc_got = struct.unpack(">II", body[pos:pos + 8])
+        payload = body[pos + 8:pos + 8 + size]
+        assert len(payload) == size, "a truncated frame at %d" % pos
+        assert not crc or crc32c(payload) == crc_got, "a bad CRC at %d" % pos
+        fields, used = _mp_read(payload, 0)
+        assert used == size
+        fields[0] = FRAME_TYPES.get(fields[0], fields[0])
+        frames.append(fields)
+        pos += 8 + size
+    return frames
+
+
 class FakeSource:
     """An HTTP server that answers every export with the next canned reply:
     (body, declared length or None[, seconds to wait before answering[,

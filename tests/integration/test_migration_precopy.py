@@ -15,9 +15,14 @@ each case happens exactly when the test says:
     after a cancelled rebalance);
   - a fake source that leaves out the tracker, sends a delta where the
     whole bucket was asked for, or a DEL in a full export: clear errors,
-    nothing kept."""
+    nothing kept;
+  - a large bucket streams whole over many steps, to HTTP/1.0 and 1.1
+    readers, and a paused reader does not make the source buffer it."""
 import os
+import socket
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -132,6 +137,107 @@ def test_precopy_then_delta_between_real_nodes():
     assert st == 409 and "another group" in doc["error"], doc
     st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=2&since=0")
     assert st == 400 and "since" in doc["error"], doc
+    for p in (a, b, con):
+        p.stop()
+
+
+def export_http10(port, bucket, rcvbuf=None):
+    """Opens GET export?bucket=B&tap=1 as the destination does (HTTP/1.0:
+    the body ends where the connection closes); returns the socket and
+    what arrived after the headers so far."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(10 * harness.SLOW)
+    s.sendall(b"GET /v1/migrate/export?bucket=%d&tap=1 HTTP/1.0\r\n\r\n" % bucket)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    assert b"chunked" not in head.lower() and b"x-bucketcache-tap" in head.lower(), head
+    return s, rest
+
+
+def check_export(frames, values):
+    """frames hold exactly the items of values (key -> str), once each."""
+    assert frames[0][0] == "HELLO" and frames[-1][0] == "END", (frames[0], frames[-1])
+    items = frames[1:-1]
+    assert all(f[0] == "ITEM" for f in items)
+    assert frames[-1][1] == len(items) == len(values), (frames[-1], len(items), len(values))
+    got = {f[1].decode(): f[2].decode() for f in items}
+    assert got == values
+
+
+def test_streamed_export_of_a_large_bucket():
+    """A bucket of many export steps (about 256 KiB of frames each) streams
+    whole -- unframed to an HTTP/1.0 reader, chunked to an HTTP/1.1 one --
+    and a reader that stops reading holds back the stream instead of the
+    source buffering the bucket: its memory does not grow by the bucket,
+    and writes to the bucket go on meanwhile.  A precopy of it under
+    writes plus the delta leave the destination with the source's items."""
+    cl, con, a, b = two_groups("stream")
+    bucket = 9
+    values = mu.load(a, keys_in_bucket(bucket, 4000, "big"), 4000)    # about 16 MiB
+
+    s, body = export_http10(a.admin_port, bucket)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        body += chunk
+    s.close()
+    assert len(body) > 15 << 20, len(body)
+    check_export(mu.read_frames(body, crc=False), values)
+    st, hdrs, body = harness.http(a.admin_port, "GET",
+                                  "/v1/migrate/export?bucket=%d&tap=1" % bucket)
+    assert st == 200 and hdrs.get("transfer-encoding") == "chunked", hdrs
+    check_export(mu.read_frames(body, crc=False), values)
+
+    # a reader that stops: the source holds what the socket buffers take
+    # plus a step, not the bucket
+    rss0 = mu.rss_kb(a.proc.pid)
+    s, _ = export_http10(a.admin_port, bucket, rcvbuf=65536)
+    time.sleep(0.5 * harness.SLOW)
+    c = a.conn()
+    t0 = time.time()
+    for k in keys_in_bucket(bucket, 50, "during"):
+        assert c.cmd("set %s 0 0 3" % k, "new") == b"STORED\r\n"
+    assert time.time() - t0 < 2 * harness.SLOW
+    grown = mu.rss_kb(a.proc.pid) - rss0
+    assert grown < 8 * 1024, "the source grew by %d KiB for a paused export" % grown
+    s.close()                                        # broken off: the node stays up
+    harness.wait_for(lambda: "(broken off)" in a.proc.output(), what="the export broken off")
+
+    # precopy while a writer changes the bucket, then the delta
+    stop = threading.Event()
+    changes = keys_in_bucket(bucket, 4000, "big")
+
+    def writer():
+        w = a.conn()
+        i = 0
+        while not stop.is_set():
+            k = changes[(i * 7) % len(changes)]
+            if i % 3 == 0:
+                w.cmd("delete " + k)
+            else:
+                assert w.cmd("set %s 0 0 4" % k, "%04d" % (i % 10000)) == b"STORED\r\n"
+            i += 1
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        job = mu.run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
+    finally:
+        stop.set()
+        th.join()
+    assert job["state"] == "done" and job["items"] > 3000, job
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
+    assert job["state"] == "done" and job["delta"] is True, job
+    assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket)
     for p in (a, b, con):
         p.stop()
 

@@ -819,6 +819,110 @@ test_bucket_api(void **state)
     bc_cache_destroy(cache);
 }
 
+/* The scan's visitor: marks the permanent keys ("p-N") it meets. */
+typedef struct scan_seen {
+    uint8_t *perm;                 /* per permanent key: times reported */
+    uint32_t nperm;
+    uint64_t calls, budget;        /* items this step; stop when budget is reached */
+    uint64_t wrong_bucket;
+} scan_seen_t;
+
+static bool
+scan_fn(const bc_item_t *it, void *ctx)
+{
+    scan_seen_t *s = ctx;
+    if (bc_hash_bucket(bc_hash_key(bc_item_key(it), it->nkey), 2) != 0) s->wrong_bucket++;
+    unsigned idx;
+    char tail;
+    char key[40];
+    snprintf(key, sizeof(key), "%.*s", (int)it->nkey, bc_item_key(it));
+    if (sscanf(key, "p-%u%c", &idx, &tail) == 1 && idx < s->nperm && s->perm[idx] < 255) {
+        s->perm[idx]++;
+    }
+    return ++s->calls < s->budget;
+}
+
+/* Stores (or deletes) n keys "t-N" of bucket 0 of 2. */
+static void
+temp_keys(bc_cache_t *cache, uint32_t n, bool del)
+{
+    char key[40];
+    for (uint32_t i = 0, done = 0; done < n; i++) {
+        snprintf(key, sizeof(key), "t-%u", i);
+        if (bc_hash_bucket(hkey(key), 2) != 0) continue;
+        if (del) {
+            assert_int_equal(bc_cache_delete(cache, key, strlen(key), hkey(key)), BC_OK);
+        } else {
+            assert_int_equal(set(cache, key, "temporary"), BC_OK);
+        }
+        done++;
+    }
+}
+
+/* A walk in steps sees every item that stays linked throughout, while
+ * the table doubles and halves between its steps. */
+static void
+test_bucket_scan(void **state)
+{
+    (void)state;
+    bc_cache_config_t cfg = {
+        .mem_limit = 64 << 20, .max_item_size = 1024 * 1024, .nbuckets = 2, .nshards = 2,
+        .now = fake_clock,
+    };
+    bc_cache_t *cache = NULL;
+    fake_now = T0;
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+
+    /* an empty bucket: done at once, nothing reported */
+    uint32_t cursor = 0;
+    scan_seen_t s = {.budget = UINT64_MAX};
+    assert_int_equal(bc_cache_bucket_scan(cache, 0, &cursor, scan_fn, &s), BC_OK);
+    assert_int_equal(cursor, 0);
+    assert_int_equal(s.calls, 0);
+    assert_int_equal(bc_cache_bucket_scan(cache, 2, &cursor, scan_fn, &s), BC_EINVAL);
+    assert_int_equal(bc_cache_bucket_scan(cache, 0, NULL, scan_fn, &s), BC_EINVAL);
+
+    /* the first NPERM keys "p-N" of bucket 0 stay for the whole walk */
+    enum { NPERM = 3000, NTEMP = 30000 };
+    char key[40];
+    uint32_t maxidx = 0;
+    for (uint32_t i = 0, n = 0; n < NPERM; i++) {
+        snprintf(key, sizeof(key), "p-%u", i);
+        if (bc_hash_bucket(hkey(key), 2) != 0) continue;
+        assert_int_equal(set(cache, key, "permanent"), BC_OK);
+        n++;
+        maxidx = i;
+    }
+    uint8_t *marks = calloc(maxidx + 1, 1);
+    assert_non_null(marks);
+    s = (scan_seen_t){.perm = marks, .nperm = maxidx + 1};
+
+    cursor = 0;
+    uint32_t steps = 0;
+    do {
+        s.calls = 0;
+        s.budget = 50;
+        assert_int_equal(bc_cache_bucket_scan(cache, 0, &cursor, scan_fn, &s), BC_OK);
+        assert_true(s.calls >= (cursor != 0 ? 50u : 0u));   /* a chain is never cut short */
+        steps++;
+        if (steps == 2) temp_keys(cache, NTEMP, false);   /* the table doubles 4 times */
+        if (steps == 40) temp_keys(cache, NTEMP, true);   /* ... and halves again */
+    } while (cursor != 0);
+    assert_true(steps > 40);
+    assert_int_equal(s.wrong_bucket, 0);
+    uint32_t missed = 0, checked = 0;
+    for (uint32_t i = 0; i <= maxidx; i++) {
+        snprintf(key, sizeof(key), "p-%u", i);
+        if (bc_hash_bucket(hkey(key), 2) != 0) continue;
+        checked++;
+        if (marks[i] == 0) missed++;
+    }
+    assert_int_equal(checked, NPERM);
+    assert_int_equal(missed, 0);
+    free(marks);
+    bc_cache_destroy(cache);
+}
+
 /* A reader's item outlives delete, replace, drop and eviction pressure. */
 static void
 test_refcount_pinning(void **state)
@@ -1324,6 +1428,7 @@ main(void)
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_memory_limit_random_load),
         cmocka_unit_test(test_bucket_api),
+        cmocka_unit_test(test_bucket_scan),
         cmocka_unit_test(test_refcount_pinning),
         cmocka_unit_test(test_pinned_victim_skipped),
         cmocka_unit_test(test_hot_key_survives),

@@ -851,7 +851,7 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     assert_int_equal(out.control->run_started_ms, 5000);
     assert_false(out.c.readonly[0]);
     assert_int_equal(out.ncopying, 0);
-    assert_wanted(&out, "01");                          /* 2 * parallel */
+    assert_wanted(&out, "0123");                        /* BC_MIG_PRECOPY_AHEAD * parallel */
     assert_int_equal(out.precopy_wanted[0].from, 1);
     assert_int_equal(out.precopy_wanted[0].to, 3);
     bc_reconcile_free(&out);
@@ -860,7 +860,7 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     migs.control.run_started_ms = 5000;                 /* the run started above */
     mig_run(&v, &migs, 5100, &o, &out);
     assert_false(out.changed);                          /* nothing more to write */
-    assert_wanted(&out, "0123");
+    assert_wanted(&out, "01234");
     bc_reconcile_free(&out);
 
     o.parallel = 4;                                     /* room for every planned move */
@@ -883,7 +883,7 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     assert_int_equal(bc_mig_set_put(&migs, &rec), BC_OK);
     o.parallel = 1;
     mig_run(&v, &migs, 5000, &o, &out);
-    assert_wanted(&out, "12");
+    assert_wanted(&out, "1234");
     bc_reconcile_free(&out);
 
     /* precopy off: copies start at once, nothing is wanted */
@@ -925,10 +925,12 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     /* precopied buckets waiting for a slot fill the look-ahead too */
     pre[1] = (bc_mig_precopy_t){1, 3};
     pre[2] = (bc_mig_precopy_t){1, 3};
+    pre[3] = (bc_mig_precopy_t){1, 3};
+    pre[4] = (bc_mig_precopy_t){2, 1};
     o.parallel = 1;
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 1);               /* bucket 0 */
-    assert_wanted(&out, "");                            /* 1 and 2 are ready */
+    assert_wanted(&out, "");                            /* 1 to 4 are ready */
     bc_reconcile_free(&out);
     pre[2] = (bc_mig_precopy_t){0, 0};
     mig_run(&v, &migs, 5000, &o, &out);
@@ -940,7 +942,7 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     mig_run(&v, &migs, 5100, &o, &out);
     assert_int_equal(out.mig_started, 0);
     assert_int_equal(out.ncopying, 1);
-    assert_wanted(&out, "2");                           /* 1 ready, 2 wanted */
+    assert_wanted(&out, "2");                           /* 1, 3, 4 ready, 2 wanted */
     bc_reconcile_free(&out);
     bc_mig_set_free(&migs);
     bc_view_free(&v);
