@@ -26,6 +26,7 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     cfg->migrations_parallel = BC_CONSOLE_DEFAULT_MIG_PARALLEL;
     cfg->migration_timeout_ms = BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
     cfg->migrations_precopy = true;
+    cfg->precopy_ahead = BC_MIG_PRECOPY_AHEAD;
     cfg->log_level = BC_LOG_INFO;
 }
 
@@ -37,7 +38,8 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
 {
     static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "migrations",
                                               "log", NULL};
-    static const char *const mig_fields[] = {"parallel", "timeout_ms", "precopy", NULL};
+    static const char *const mig_fields[] = {"parallel", "timeout_ms", "precopy", "precopy_ahead",
+                                             NULL};
     static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", NULL};
     static const char *const admin_fields[] = {"listen", "port", "advertise", NULL};
     static const char *const log_fields[] = {"level", NULL};
@@ -79,13 +81,16 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->migration_timeout_ms = (uint32_t)v;
     if ((st = bc_config_get_bool(doc, "migrations.precopy", &cfg->migrations_precopy, NULL, err,
                                  err_len)) != BC_OK) return st;
+    if ((st = bc_config_get_int(doc, "migrations.precopy_ahead", 1, BC_MIG_PRECOPY_AHEAD_MAX, &v,
+                                &found, err, err_len)) != BC_OK) return st;
+    if (found) cfg->precopy_ahead = (uint32_t)v;
     if ((st = bc_config_get_enum(doc, "log.level", log_levels, &idx, &found, err, err_len)) != BC_OK) return st;
     if (found) cfg->log_level = idx;
     return BC_OK;
 }
 
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
-               O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_LOG, O_CONFIG, O_HELP,
+               O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_PRECOPY_AHEAD, O_LOG, O_CONFIG, O_HELP,
                O_VERSION } opt_t;
 
 static const struct {
@@ -108,6 +113,8 @@ static const struct {
                                                   "is called off and retried (default 30000)"},
     {"no-precopy", O_NO_PRECOPY, false, "do not precopy moving buckets while writable: "
                                         "copy them whole while read-only"},
+    {"precopy-ahead", O_PRECOPY_AHEAD, true, "buckets precopied ahead per copy slot, 1..8 "
+                                             "(default 4; more: faster, more CPU meanwhile)"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
     {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
     {"help", O_HELP, false, "show this help"},
@@ -172,6 +179,10 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
         return BC_OK;
     case O_NO_PRECOPY:
         cfg->migrations_precopy = false;
+        return BC_OK;
+    case O_PRECOPY_AHEAD:
+        if (bc_parse_int(val, 1, BC_MIG_PRECOPY_AHEAD_MAX, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1..%u, got \"%.40s\"", name, BC_MIG_PRECOPY_AHEAD_MAX, val);
+        cfg->precopy_ahead = (uint32_t)v;
         return BC_OK;
     case O_LOG: {
         int lvl = bc_log_level_parse(val);

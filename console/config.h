@@ -10,7 +10,8 @@
  *                   "session_timeout_ms": 4000},
  *     "admin":     {"listen": "127.0.0.1", "port": 11290, "advertise": "10.0.0.5"},
  *     "orphan_grace_ms": -1,
- *     "migrations": {"parallel": 4, "timeout_ms": 30000, "precopy": true},
+ *     "migrations": {"parallel": 4, "timeout_ms": 30000, "precopy": true,
+ *                   "precopy_ahead": 4},
  *     "log":       {"level": "info"}
  *   }
  */
@@ -40,6 +41,7 @@ typedef struct bc_console_cfg {
     uint32_t migrations_parallel;  /* 0..16; 0 = no migrations */
     uint32_t migration_timeout_ms; /* 100..3600000 */
     bool migrations_precopy;       /* precopy buckets before their read-only copy */
+    uint32_t precopy_ahead;        /* 1..8: buckets precopied ahead per copy slot */
     int log_level;
 } bc_console_cfg_t;
 

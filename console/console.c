@@ -38,6 +38,7 @@ struct bc_console {
     uint32_t interval_ms;
     uint32_t nbuckets;
     uint32_t parallel;
+    uint32_t precopy_ahead;        /* buckets precopied ahead per copy slot */
     bc_zk_t *zk;
     bc_mig_pool_t *pool;           /* NULL when migrations are off */
 
@@ -614,6 +615,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         .view = &view, .now_ms = bc_time_real_ms(), .orphan_grace_ms = cs->orphan_grace_ms,
         .force_rebalance = opts->force, .migs = have_migs ? &migs : NULL,
         .parallel = dry_run ? 0 : cs->parallel, .reports = reports, .nreports = nreports,
+        .precopy_ahead = cs->precopy_ahead,
         .cancel_rebalance = opts->cancel, .pause = opts->pause,
         .precopy = cs->precopied,
     };
@@ -778,6 +780,9 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     cs->parallel = config->migrations_parallel > BC_MIG_MAX_PARALLEL ? BC_MIG_MAX_PARALLEL
                                                                       : config->migrations_parallel;
     cs->stats.migrations_parallel = cs->parallel;
+    cs->precopy_ahead = config->precopy_ahead == 0 ? BC_MIG_PRECOPY_AHEAD
+                        : config->precopy_ahead > BC_MIG_PRECOPY_AHEAD_MAX ? BC_MIG_PRECOPY_AHEAD_MAX
+                        : config->precopy_ahead;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->op_mu, NULL);
     bc_time_cond_init(&cs->cv);
@@ -819,8 +824,9 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
             }
             cs->stats.precopy = true;
         }
-        st = bc_mig_pool_start(cs->parallel, config->precopy, timeout, console_pool_notify, cs,
-                               &cs->pool);
+        st = bc_mig_pool_start(cs->parallel,
+                               config->precopy ? cs->parallel * cs->precopy_ahead : 0, timeout,
+                               console_pool_notify, cs, &cs->pool);
         if (st != BC_OK) {
             bc_console_stop(cs);
             return st;

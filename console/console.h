@@ -68,6 +68,8 @@ typedef struct bc_console_config {
     uint32_t migrations_parallel;  /* buckets copying at once; 0 = migrations off */
     uint32_t migration_timeout_ms; /* one copy, start to report; 0 = 30000 */
     bool precopy;                  /* precopy buckets while writable before their copy */
+    uint32_t precopy_ahead;        /* buckets precopied ahead per copy slot; 0 = the
+                                    * default (BC_MIG_PRECOPY_AHEAD) */
 } bc_console_config_t;
 
 typedef struct bc_console_stats {

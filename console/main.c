@@ -74,6 +74,7 @@ main(int argc, char **argv)
         .migrations_parallel = cfg.migrations_parallel,
         .migration_timeout_ms = cfg.migration_timeout_ms,
         .precopy = cfg.migrations_precopy,
+        .precopy_ahead = cfg.precopy_ahead,
     };
     st = bc_console_start(&ccfg, &console);
     if (st != BC_OK) {

@@ -922,15 +922,18 @@ pool_main(void *arg)
 }
 
 bc_status_t
-bc_mig_pool_start(uint32_t nthreads, bool precopy, uint32_t timeout_ms, bc_mig_notify_fn notify,
-                  void *ctx, bc_mig_pool_t **out)
+bc_mig_pool_start(uint32_t nthreads, uint32_t nprecopy, uint32_t timeout_ms,
+                  bc_mig_notify_fn notify, void *ctx, bc_mig_pool_t **out)
 {
     *out = NULL;
-    if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0) return BC_EINVAL;
+    if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0 ||
+        nprecopy > BC_MIG_MAX_PARALLEL * BC_MIG_PRECOPY_AHEAD_MAX) {
+        return BC_EINVAL;
+    }
     bc_mig_pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL) return BC_ENOMEM;
-    p->nworkers = precopy ? BC_MIG_PRECOPY_AHEAD * nthreads : nthreads;
-    p->precopy = precopy;
+    p->nworkers = nthreads + nprecopy;
+    p->precopy = nprecopy > 0;
     p->timeout_ms = timeout_ms;
     p->notify = notify;
     p->notify_ctx = ctx;

@@ -53,8 +53,8 @@
  *
  *   Precopies run on their own threads and queue, so a final copy (which
  *   holds its bucket read-only) never waits behind one.  Reconcile asks
- *   for at most BC_MIG_PRECOPY_AHEAD * parallel buckets precopied ahead of
- *   their copy: each
+ *   for at most ahead * parallel buckets precopied ahead of their copy
+ *   (ahead: --precopy-ahead, BC_MIG_PRECOPY_AHEAD by default): each
  *   holds memory at its destination and a change tracker at its source.
  *   A readiness older than 20 s is asked for again (the destination
  *   answers at once while its precopy is still usable).
@@ -119,10 +119,13 @@
 
 #define BC_MIG_MAX_PARALLEL   16u
 /* Buckets precopied ahead of their copy, per copy slot (--migrations-
- * parallel): each holds memory at its destination and a change tracker at
- * its source.  A precopy is mostly waiting (its requests, the scheduler,
- * the console's long poll), so several per slot keep the copy slots fed. */
-#define BC_MIG_PRECOPY_AHEAD  4u
+ * parallel), by default (--precopy-ahead) and at most.  Each holds memory
+ * at its destination and a change tracker at its source.  A precopy is
+ * mostly waiting (its requests, the scheduler, the console's long poll),
+ * so more than one per slot keeps the copy slots fed; each one more also
+ * takes CPU from the read-only copies and the clients meanwhile. */
+#define BC_MIG_PRECOPY_AHEAD      4u
+#define BC_MIG_PRECOPY_AHEAD_MAX  8u
 #define BC_MIG_STALL_SAMPLES  4096u    /* stall samples kept per run */
 #define BC_MIG_RECENT         32u      /* finished moves listed per run */
 #define BC_MIG_MAX_HELD       64u      /* groups a cancel may hold back */
@@ -255,13 +258,14 @@ typedef struct bc_mig_job {
 typedef void (*bc_mig_notify_fn)(void *ctx);
 
 /*
- * Starts nthreads (1..BC_MIG_MAX_PARALLEL) copy workers and, when precopy
- * is set, as many precopy workers with their own queue.  timeout_ms bounds
+ * Starts nthreads (1..BC_MIG_MAX_PARALLEL) copy workers and nprecopy
+ * (0..BC_MIG_MAX_PARALLEL * BC_MIG_PRECOPY_AHEAD_MAX; 0: precopy off)
+ * precopy workers with their own queue.  timeout_ms bounds
  * one copy or precopy from its POST to its report.  notify and ctx are
  * borrowed for the pool's life.  *out is owned by the caller
  * (bc_mig_pool_stop).  Errors: BC_EINVAL, BC_ENOMEM.
  */
-bc_status_t bc_mig_pool_start(uint32_t nthreads, bool precopy, uint32_t timeout_ms,
+bc_status_t bc_mig_pool_start(uint32_t nthreads, uint32_t nprecopy, uint32_t timeout_ms,
                               bc_mig_notify_fn notify, void *ctx, bc_mig_pool_t **out);
 /* Abandons queued jobs, waits for running ones to notice, frees.  NULL ok. */
 void bc_mig_pool_stop(bc_mig_pool_t *pool);

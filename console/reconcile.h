@@ -62,7 +62,7 @@
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
  *        are listed in precopy_wanted, in bucket order, within a look-ahead
- *        of BC_MIG_PRECOPY_AHEAD * parallel buckets not started (precopied
+ *        of precopy_ahead * parallel buckets not started (precopied
  *        ones waiting for a
  *        slot count too): a precopy holds memory at its destination and a
  *        change tracker at its source, so only the next few are asked for;
@@ -115,6 +115,8 @@ typedef struct bc_reconcile_input {
     /* Precopy (borrowed; view->nbuckets entries): what each bucket is
      * precopied for.  NULL: precopy off, copies start as before. */
     const bc_mig_precopy_t *precopy;
+    uint32_t precopy_ahead;        /* per copy slot, 1..BC_MIG_PRECOPY_AHEAD_MAX (0: the
+                                    * default, BC_MIG_PRECOPY_AHEAD) */
 } bc_reconcile_input_t;
 
 typedef struct bc_departure_update {

@@ -6,7 +6,9 @@ libbucketcache traffic (bucketcache_client_traffic: sets and checked reads,
 with the library's retries) runs, and reports:
 
   - the raw loopback TCP bandwidth of this machine, measured in the same run
-    (bench_migration_loopback), and the migration rate against it:
+    (bench_migration_loopback, which also measures how fast never-touched
+    memory faults in: the destination stores every byte it receives in
+    such memory), and the migration rate against it:
       * aggregate: bytes moved / wall time from the first copy to the last
         cutover (what an operator waits for);
       * per precopy (per copy with --no-precopy): bytes / time of each copy
@@ -113,6 +115,9 @@ def main():
     loop = run([LOOPBACK, "--mb", "2048"])
     loop_mbs = float(loop["loopback_mb_per_s"])
     print("loopback TCP: %.0f MiB/s" % loop_mbs)
+    print("fresh memory (never-touched pages faulting in): %.0f MiB/s -- the destination "
+          "stores every byte it receives in memory new to it" % float(
+              loop["fresh_memory_mb_per_s"]))
 
     zk = harness.ZooKeeper()
     for r in range(ROUNDS):

@@ -3,7 +3,7 @@
  * of this machine's loopback, the yardstick the migration rate is compared
  * with (tests/bench/migration.py runs it in the same run).
  *
- *   bench_migration_loopback [--mb N] [--chunk BYTES]
+ *   bench_migration_loopback [--mb N] [--chunk BYTES] [--fault-mb M]
  *
  * One thread writes N MiB (default 2048) in CHUNK-byte writes (default
  * 256 KiB) through a connected 127.0.0.1 TCP socket, another reads and
@@ -12,7 +12,15 @@
  * checksums, decodes and stores every item, and shares the cores with the
  * nodes' other work.
  *
- * Prints one line:  RESULT loopback_mb_per_s=... bytes=... secs=...
+ * Then the second yardstick: how fast this machine hands a process memory
+ * it has not used before.  M MiB (default 512) are mapped and one byte per
+ * page written, so each page faults in (the kernel zeroes it; in a
+ * virtual machine the host may have to back it first).  A destination
+ * stores every byte it receives in such memory, so this bounds a
+ * migration onto a fresh node whatever the network does.
+ *
+ * Prints one line:
+ *   RESULT loopback_mb_per_s=... bytes=... secs=... fresh_memory_mb_per_s=...
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,21 +60,38 @@ send_main(void *arg)
     return NULL;
 }
 
+/* MiB/s at which `mb` MiB of never-touched anonymous memory fault in. */
+static double
+fresh_memory_rate(size_t mb)
+{
+    size_t len = mb * 1024 * 1024;
+    long page = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || page <= 0) return 0;
+    double t0 = bc_time_mono_s();
+    for (size_t off = 0; off < len; off += (size_t)page) p[off] = 1;
+    double secs = bc_time_mono_s() - t0;
+    munmap(p, len);
+    return secs > 0 ? mb / secs : 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    size_t mb = 2048, chunk = 256 * 1024;
+    size_t mb = 2048, chunk = 256 * 1024, fault_mb = 512;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--mb") == 0 && i + 1 < argc) {
             mb = strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--chunk") == 0 && i + 1 < argc) {
             chunk = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--fault-mb") == 0 && i + 1 < argc) {
+            fault_mb = strtoul(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: %s [--mb N] [--chunk BYTES]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--mb N] [--chunk BYTES] [--fault-mb M]\n", argv[0]);
             return 2;
         }
     }
-    if (mb == 0 || chunk == 0) return 2;
+    if (mb == 0 || chunk == 0 || fault_mb == 0) return 2;
 
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa;
@@ -101,8 +127,8 @@ main(int argc, char **argv)
     }
     double secs = bc_time_mono_s() - t0;
     pthread_join(t, NULL);
-    printf("RESULT loopback_mb_per_s=%.1f bytes=%zu secs=%.3f\n", got / secs / 1048576.0, got,
-           secs);
+    printf("RESULT loopback_mb_per_s=%.1f bytes=%zu secs=%.3f fresh_memory_mb_per_s=%.1f\n",
+           got / secs / 1048576.0, got, secs, fresh_memory_rate(fault_mb));
     free(buf);
     close(afd);
     close(cfd);

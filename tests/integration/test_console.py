@@ -144,6 +144,7 @@ def test_bad_flags_and_missing_cluster():
         (["--zk", zk.hosts, "--cluster", "bad/name"], "invalid name"),
         (["--zk", zk.hosts, "--cluster", "x", "--orphan-grace-ms", "soon"], "orphan-grace-ms"),
         (["--zk", zk.hosts, "--cluster", "x", "--frobnicate"], "unknown flag"),
+        (["--zk", zk.hosts, "--cluster", "x", "--precopy-ahead", "9"], "--precopy-ahead: expected 1..8"),
         (["--zk", zk.hosts, "--cluster", "x", "--config", "/nonexistent/c.json"], "c.json"),
     ]:
         r = subprocess.run([harness.CONSOLE_BIN] + args, capture_output=True, text=True, timeout=20)
@@ -158,6 +159,12 @@ def test_bad_flags_and_missing_cluster():
     r = subprocess.run([harness.CONSOLE_BIN, "--config", bad], capture_output=True, text=True,
                        timeout=20)
     assert r.returncode == 2 and "console.json" in r.stderr and "sesion" in r.stderr, r.stderr
+    with open(bad, "w") as f:
+        f.write('{"zookeeper": {"hosts": "%s", "cluster": "x"}, "migrations": '
+                '{"precopy_ahead": 0}}' % zk.hosts)
+    r = subprocess.run([harness.CONSOLE_BIN, "--config", bad], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 2 and "migrations.precopy_ahead" in r.stderr, r.stderr
     r = subprocess.run([harness.CONSOLE_BIN, "--help"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 0 and "--orphan-grace-ms" in r.stdout
 

@@ -304,6 +304,7 @@ typedef struct mig_opts {
     bool force;
     bc_reconcile_pause_t pause;
     const bc_mig_precopy_t *precopy;
+    uint32_t precopy_ahead;
 } mig_opts_t;
 
 static void
@@ -314,7 +315,7 @@ mig_run(bc_view_t *v, bc_mig_set_t *migs, int64_t now, const mig_opts_t *o,
         .view = v, .now_ms = now, .orphan_grace_ms = -1, .migs = migs,
         .parallel = o->parallel, .reports = o->reports, .nreports = o->nreports,
         .cancel_rebalance = o->cancel, .force_rebalance = o->force, .pause = o->pause,
-        .precopy = o->precopy,
+        .precopy = o->precopy, .precopy_ahead = o->precopy_ahead,
     };
     assert_int_equal(bc_reconcile(&in, out), BC_OK);
 }
@@ -852,6 +853,11 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     assert_false(out.c.readonly[0]);
     assert_int_equal(out.ncopying, 0);
     assert_wanted(&out, "0123");                        /* BC_MIG_PRECOPY_AHEAD * parallel */
+    bc_reconcile_free(&out);
+    o.precopy_ahead = 1;                                /* --precopy-ahead 1 */
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_wanted(&out, "0");
+    o.precopy_ahead = 0;
     assert_int_equal(out.precopy_wanted[0].from, 1);
     assert_int_equal(out.precopy_wanted[0].to, 3);
     bc_reconcile_free(&out);
