@@ -64,6 +64,7 @@ struct bc_httpd {
 typedef struct httpd_request {
     char *uri;                     /* raw target, from the URI log callback */
     int64_t parked_us;             /* first parked (CLOCK_MONOTONIC us); 0: never */
+    uint64_t park_state[4];        /* bc_http_req_t's, kept between runs */
     bool headers_done;
     bool keep_body;                /* a handler reads this method's body (body_methods) */
     bool body_too_large;
@@ -547,8 +548,10 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
     pthread_mutex_lock(&h->park_mu);
     hr.wake_gen = h->wake_gen;
     pthread_mutex_unlock(&h->park_mu);
+    memcpy(hr.park_state, req->park_state, sizeof(hr.park_state));
     result = route->handler(h->cfg.ctx, &hr);
     if (hr.parked_us != 0 && req->parked_us == 0) req->parked_us = hr.parked_us;
+    memcpy(req->park_state, hr.park_state, sizeof(req->park_state));
     free(path);
     free(query);
     return result;
@@ -599,20 +602,20 @@ httpd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- parking ---- */
 
-enum MHD_Result
-bc_http_park(bc_http_req_t *req, int64_t recheck_us)
+/* Parks req (see bc_http_park); false when it cannot, *stopping saying
+ * whether that is because the server is going. */
+static bool
+httpd_park(bc_http_req_t *req, int64_t recheck_us, bool *stopping)
 {
     bc_httpd_t *h = req->httpd;
-    if (h == NULL) {
-        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot wait here");
-    }
+    *stopping = false;
+    if (h == NULL) return false;
     int64_t now = bc_time_mono_us();
     pthread_mutex_lock(&h->park_mu);
     if (h->stopping || !h->parker_started || h->nparked >= h->cfg.max_conns) {
-        bool stopping = h->stopping;
+        *stopping = h->stopping;
         pthread_mutex_unlock(&h->park_mu);
-        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
-                                   stopping ? "shutting down" : "cannot wait now; retry");
+        return false;
     }
     /* A wake since the handler began: run it again at once. */
     int64_t due = h->wake_gen != req->wake_gen ? now : now + (recheck_us > 0 ? recheck_us : 0);
@@ -624,7 +627,28 @@ bc_http_park(bc_http_req_t *req, int64_t recheck_us)
     pthread_cond_signal(&h->park_cv);
     pthread_mutex_unlock(&h->park_mu);
     if (req->parked_us == 0) req->parked_us = now;
-    return MHD_YES;
+    return true;
+}
+
+enum MHD_Result
+bc_http_park(bc_http_req_t *req, int64_t recheck_us)
+{
+    bool stopping;
+    if (httpd_park(req, recheck_us, &stopping)) return MHD_YES;
+    if (req->httpd == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot wait here");
+    }
+    return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
+                               stopping ? "shutting down" : "cannot wait now; retry");
+}
+
+bool
+bc_http_try_park(bc_http_req_t *req, int64_t recheck_us, enum MHD_Result *result)
+{
+    bool stopping;
+    if (!httpd_park(req, recheck_us, &stopping)) return false;
+    *result = MHD_YES;
+    return true;
 }
 
 void

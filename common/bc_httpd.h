@@ -73,6 +73,10 @@ typedef struct bc_http_req {
      * microsecond at which this request was first parked (0: never). */
     struct bc_httpd *httpd;
     int64_t parked_us;
+    /* What a handler that parks keeps for its next run of the same
+     * request (all zero on the first run): e.g. that it already did its
+     * work and only waits to answer. */
+    uint64_t park_state[4];
     uint64_t wake_gen;             /* internal: bc_httpd_wake calls seen when the handler began */
 } bc_http_req_t;
 
@@ -187,6 +191,14 @@ enum MHD_Result bc_http_reply_stream(bc_http_req_t *req, unsigned status,
  * the handler returns.  While the server stops, answers 503 instead.
  */
 enum MHD_Result bc_http_park(bc_http_req_t *req, int64_t recheck_us);
+
+/*
+ * bc_http_park for a handler that must answer itself when it cannot park
+ * (the server is stopping, or max_conns requests are parked already):
+ * returns true when parked (*result is what the handler returns), false
+ * with nothing queued.
+ */
+bool bc_http_try_park(bc_http_req_t *req, int64_t recheck_us, enum MHD_Result *result);
 
 /* Runs every parked request's handler again soon.  Any thread; NULL ok. */
 void bc_httpd_wake(bc_httpd_t *httpd);

@@ -52,6 +52,7 @@
 #include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "migrate.h"
 #include "repl.h"
 
@@ -665,16 +666,63 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
                                 bc_item_value(it), bc_item_value_len(it), item_ref_free, ref);
 }
 
+/*
+ * BEHAVIOR (sync replication on the admin thread): a write through the
+ * admin API answers once the backups have it, as one on the data port
+ * does (repl.h) -- but this thread also serves the migration exports and
+ * their fences, so it must not sleep for a slow backup (up to the sync
+ * timeout).  The request parks instead: park_state keeps the ticket and
+ * the CAS to report, each run polls the backups without blocking
+ * (bc_repl_commit_poll), and a run of a request that already stored goes
+ * straight back to waiting (handle_keys), so nothing is stored twice.
+ * Only when no request can park (all connections parked, or stopping)
+ * does the thread poll in place, as before, for at most the timeout.
+ */
+enum { PARK_NEED, PARK_TIMEOUT, PARK_CAS };
+#define ADMIN_COMMIT_RECHECK_US 500
+
+/* True when the caller may answer the write now; false: parked, return
+ * *result. */
+static bool
+admin_committed(bc_admin_t *admin, bc_http_req_t *req, bc_repl_commit_t t, uint64_t cas,
+                enum MHD_Result *result)
+{
+    for (;;) {
+        int64_t waited_ms = req->parked_us ? (bc_time_mono_us() - req->parked_us) / 1000 : 0;
+        if (bc_repl_commit_poll(admin->repl, &t, waited_ms)) return true;
+        req->park_state[PARK_NEED] = t.need;
+        req->park_state[PARK_TIMEOUT] = t.timeout_ms;
+        req->park_state[PARK_CAS] = cas;
+        if (bc_http_try_park(req, ADMIN_COMMIT_RECHECK_US, result)) return false;
+        if (req->parked_us == 0) req->parked_us = bc_time_mono_us();
+        bc_time_sleep_ms(1);
+    }
+}
+
+static enum MHD_Result
+put_reply(bc_admin_t *admin, bc_http_req_t *req, uint32_t hash, uint64_t cas)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return MHD_NO;
+    cJSON_AddBoolToObject(doc, "stored", true);
+    cJSON_AddNumberToObject(doc, "bytes", (double)req->body_len);
+    cJSON_AddNumberToObject(doc, "cas", (double)cas);
+    cJSON_AddNumberToObject(doc, "bucket", bc_hash_bucket(hash, bc_cache_nbuckets(admin->cache)));
+    return bc_http_reply_json(req, MHD_HTTP_CREATED, doc);
+}
+
 static enum MHD_Result
 key_delete(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uint32_t hash)
 {
     bc_status_t st = bc_cache_delete(admin->cache, key, nkey, hash);
-    /* sync replication: answer once the backups have it (repl.h) */
-    if (st == BC_OK && admin->repl != NULL) bc_repl_commit_wait(admin->repl);
     if (st == BC_ENOTFOUND) return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "key not found");
     if (st != BC_OK) {
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
                                    bc_status_str(st));
+    }
+    enum MHD_Result result;
+    if (!admin_committed(admin, req, bc_repl_commit_ticket(admin->repl), 0, &result)) {
+        return result;
     }
     return bc_http_reply_bytes(req, MHD_HTTP_NO_CONTENT, NULL, NULL, 0);
 }
@@ -692,7 +740,6 @@ key_put(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     size_t max_item = bc_cache_max_item_size(admin->cache);
     bc_status_t st = BC_OK;
     bc_item_t *it;
-    cJSON *doc;
 
     if (nparams == -2) {
         return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "too many query parameters");
@@ -750,7 +797,6 @@ key_put(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     if (req->body_len > 0) memcpy(bc_item_value(it), req->body, req->body_len);
     memcpy(bc_item_value(it) + req->body_len, "\r\n", 2);
     st = bc_cache_store(admin->cache, it, BC_STORE_SET, 0, &cas);
-    if (st == BC_OK && admin->repl != NULL) bc_repl_commit_wait(admin->repl);
     if (st == BC_ETOOLARGE) {
         return bc_http_reply_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "value too large");
     }
@@ -761,13 +807,11 @@ key_put(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "not stored (%s)",
                                    bc_status_str(st));
     }
-    doc = cJSON_CreateObject();
-    if (doc == NULL) return MHD_NO;
-    cJSON_AddBoolToObject(doc, "stored", true);
-    cJSON_AddNumberToObject(doc, "bytes", (double)req->body_len);
-    cJSON_AddNumberToObject(doc, "cas", (double)cas);
-    cJSON_AddNumberToObject(doc, "bucket", bc_hash_bucket(hash, bc_cache_nbuckets(admin->cache)));
-    return bc_http_reply_json(req, MHD_HTTP_CREATED, doc);
+    enum MHD_Result result;
+    if (!admin_committed(admin, req, bc_repl_commit_ticket(admin->repl), cas, &result)) {
+        return result;
+    }
+    return put_reply(admin, req, hash, cas);
 }
 
 /* /v1/keys/{key}: GET (and HEAD), PUT, DELETE; bc_httpd let only those in. */
@@ -784,6 +828,13 @@ handle_keys(void *ctx, bc_http_req_t *req)
 
     if (!decode_key(req, key, &nkey, &result)) return result;
     hash = bc_hash_key(key, nkey);
+    if (req->park_state[PARK_NEED] != 0) {
+        /* stored on an earlier run: only the backups are waited for */
+        bc_repl_commit_t t = {req->park_state[PARK_NEED], (uint32_t)req->park_state[PARK_TIMEOUT]};
+        if (!admin_committed(admin, req, t, req->park_state[PARK_CAS], &result)) return result;
+        if (is_put) return put_reply(admin, req, hash, req->park_state[PARK_CAS]);
+        return bc_http_reply_bytes(req, MHD_HTTP_NO_CONTENT, NULL, NULL, 0);
+    }
     if (!route_check(admin, req, bc_hash_bucket(hash, bc_cache_nbuckets(admin->cache)),
                      is_put || is_delete, &result)) {
         return result;

@@ -410,61 +410,113 @@ repl_settings(const bc_repl_t *r, repl_settings_t *out)
  * until they catch up.  The common case -- nothing to wait for -- is one
  * atomic load.
  */
+/* What this thread's last write must reach before its caller answers
+ * (0: nothing to wait for), with the settings' timeout in *timeout_ms.
+ * Takes the write: asking again returns 0 until the thread writes more. */
+static uint64_t
+repl_commit_need(bc_repl_t *r, uint32_t *timeout_ms)
+{
+    uint64_t want = tls_want;
+    if (want <= tls_done) return 0;
+    tls_done = want;
+    repl_settings_t set;
+    repl_settings(r, &set);
+    *timeout_ms = set.sync_timeout_ms;
+    uint64_t need = want;
+    if (set.mode != BC_REPL_SYNC) {
+        if (set.max_lag == 0 || want <= set.max_lag) return 0;
+        need = want - set.max_lag;
+    }
+    if (atomic_load_explicit(&r->floor, memory_order_acquire) >= need) return 0;
+    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return 0;
+    return need;
+}
+
+/* mu held: every backup of the sync set has `need`, or it was recorded
+ * under an earlier role (the offsets started again since). */
+static bool
+do_commit_reached(bc_repl_t *r, uint64_t need)
+{
+    if (need > r->end) return true;
+    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+        if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* mu held: the wait for `need` timed out; the backups still short of it
+ * leave the sync set. */
+static void
+do_commit_expire(bc_repl_t *r, uint64_t need, uint32_t timeout_ms)
+{
+    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
+        if (p->in_sync && atomic_load(&p->acked) < need) {
+            p->in_sync = false;
+            atomic_fetch_add(&r->sync_timeouts, 1);
+            log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
+                     " within %u ms (it has %" PRIu64 "): dropped from the sync set",
+                     p->name, p->addr, need, timeout_ms, atomic_load(&p->acked));
+        }
+    }
+    do_floor_update(r);
+}
+
+static void
+repl_count_wait(bc_repl_t *r, int64_t waited_ms)
+{
+    atomic_fetch_add(&r->sync_waits, 1);
+    atomic_fetch_add(&r->sync_wait_us, (uint64_t)waited_ms * 1000u);
+}
+
 void
 bc_repl_commit_wait(void *ctx)
 {
     bc_repl_t *r = ctx;
     if (r == NULL) return;
-    uint64_t want = tls_want;
-    if (want <= tls_done) return;
-    tls_done = want;
-    repl_settings_t set;
-    repl_settings(r, &set);
-    uint64_t need = want;
-    if (set.mode != BC_REPL_SYNC) {
-        if (set.max_lag == 0 || want <= set.max_lag) return;
-        need = want - set.max_lag;
-    }
-    if (atomic_load_explicit(&r->floor, memory_order_acquire) >= need) return;
-    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return;
+    uint32_t timeout_ms = 0;
+    uint64_t need = repl_commit_need(r, &timeout_ms);
+    if (need == 0) return;
 
     int64_t t0 = bc_time_mono_ms();
     struct timespec deadline;
-    bc_time_deadline(&deadline, CLOCK_MONOTONIC, set.sync_timeout_ms);
+    bc_time_deadline(&deadline, CLOCK_MONOTONIC, timeout_ms);
     bool waited = false;
     pthread_mutex_lock(&r->mu);
-    if (want > r->end) {                 /* recorded under an earlier role */
-        pthread_mutex_unlock(&r->mu);
-        return;
-    }
-    for (;;) {
-        bool ok = true;
-        for (repl_peer_t *p = r->peers; p != NULL && ok; p = p->next) {
-            if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) {
-                ok = false;
-            }
-        }
-        if (ok) break;
+    while (!do_commit_reached(r, need)) {
         waited = true;
         if (pthread_cond_timedwait(&r->ack_cv, &r->mu, &deadline) == ETIMEDOUT) {
-            for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
-                if (p->in_sync && atomic_load(&p->acked) < need) {
-                    p->in_sync = false;
-                    atomic_fetch_add(&r->sync_timeouts, 1);
-                    log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
-                             " within %u ms (it has %" PRIu64 "): dropped from the sync set",
-                             p->name, p->addr, need, set.sync_timeout_ms, atomic_load(&p->acked));
-                }
-            }
-            do_floor_update(r);
+            do_commit_expire(r, need, timeout_ms);
             break;
         }
     }
     pthread_mutex_unlock(&r->mu);
-    if (waited) {
-        atomic_fetch_add(&r->sync_waits, 1);
-        atomic_fetch_add(&r->sync_wait_us, (uint64_t)(bc_time_mono_ms() - t0) * 1000u);
+    if (waited) repl_count_wait(r, bc_time_mono_ms() - t0);
+}
+
+bc_repl_commit_t
+bc_repl_commit_ticket(bc_repl_t *r)
+{
+    bc_repl_commit_t t = {0};
+    if (r == NULL) return t;
+    t.need = repl_commit_need(r, &t.timeout_ms);
+    return t;
+}
+
+bool
+bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t, int64_t waited_ms)
+{
+    if (r == NULL || t->need == 0) return true;
+    pthread_mutex_lock(&r->mu);
+    bool done = do_commit_reached(r, t->need);
+    if (!done && waited_ms >= (int64_t)t->timeout_ms) {
+        do_commit_expire(r, t->need, t->timeout_ms);
+        done = true;
     }
+    pthread_mutex_unlock(&r->mu);
+    if (done && waited_ms > 0) repl_count_wait(r, waited_ms);
+    return done;
 }
 
 /* ---- primary side: one backup ---- */

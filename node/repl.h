@@ -195,6 +195,24 @@ void bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size
  * bc_repl_t. */
 void bc_repl_commit_wait(void *ctx);
 
+/*
+ * bc_repl_commit_wait for a thread that must not block (the admin
+ * thread): bc_repl_commit_ticket takes this thread's last write as a
+ * ticket (need 0: nothing to wait for; it is taken, as by a wait), and
+ * bc_repl_commit_poll answers at once whether the caller may reply: true
+ * once the backups of the sync set have the write, or when waited_ms has
+ * reached the ticket's timeout -- then, as after a wait that timed out,
+ * the backups still short of it leave the sync set.  r may be NULL
+ * (nothing to wait for).
+ */
+typedef struct bc_repl_commit {
+    uint64_t need;                 /* the replication offset to reach; 0: none */
+    uint32_t timeout_ms;           /* sync_timeout_ms when the ticket was taken */
+} bc_repl_commit_t;
+
+bc_repl_commit_t bc_repl_commit_ticket(bc_repl_t *r);
+bool bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t, int64_t waited_ms);
+
 void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
 /* server.h repl stats function: "STAT repl_* value" lines (role, mode,
  * offset, synced; a backup's link, lag in bytes and ms; a primary's

@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import migration_util as mu  # noqa: E402
 
 NB = 16
 SESSION_MS = 2000
@@ -288,6 +289,52 @@ def test_group_config_switches_the_mode_at_once():
     assert "ignoring the malformed config of group 1" in a.proc.output()
     rc, out, err = cli("1", "--clear")
     assert rc == 0 and "replication each node's flag" in out, out
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_admin_writes_wait_for_backups_without_holding_the_admin_thread():
+    """In sync mode an admin-port PUT or DELETE answers once the backups
+    have it -- but it waits parked, so the admin thread (which also serves
+    the migration exports and their fences) goes on answering meanwhile,
+    and the write is stored once."""
+    cl = harness.create_cluster(zk, "adminsync", buckets=NB)
+    a, b, con = start_group(cl, "sync", "--repl-sync-timeout-ms", "1500")
+    items0 = mu.admin_stats(a)["cache"]["total_items"]
+    b.proc.signal(signal.SIGSTOP)
+    put = {}
+
+    def do_put():
+        t0 = time.time()
+        put["reply"] = harness.http_json(a.admin_port, "PUT", "/v1/keys/held-admin",
+                                         body=b"held", timeout=10)
+        put["secs"] = time.time() - t0
+    th = threading.Thread(target=do_put)
+    try:
+        th.start()
+        time.sleep(0.3)
+        assert th.is_alive()                             # waiting for the frozen backup
+        t0 = time.time()
+        st, doc = harness.http_json(a.admin_port, "GET", "/health")
+        assert st == 200 and time.time() - t0 < 0.5 * harness.SLOW, time.time() - t0
+        assert th.is_alive()
+        th.join(10)
+    finally:
+        b.proc.signal(signal.SIGCONT)
+    st, doc = put["reply"]
+    assert st == 201 and doc["stored"] is True and doc["cas"] > 0, (st, doc)
+    assert 1.3 <= put["secs"] < 5 * harness.SLOW, put["secs"]
+    assert harness.repl(a)["sync_timeouts"] == 1
+    assert mu.admin_stats(a)["cache"]["total_items"] == items0 + 1     # stored once, not per run
+    st, _, body = harness.http(a.admin_port, "GET", "/v1/keys/held-admin")
+    assert st == 200 and body == b"held"
+    # the backup catches up and rejoins the sync set: a DELETE waits for it
+    wait_caught_up(a, b)
+    harness.wait_for(lambda: harness.repl(a)["backups"][0]["in_sync"], what="backup in sync")
+    st, _, _ = harness.http(a.admin_port, "DELETE", "/v1/keys/held-admin")
+    assert st == 204
+    harness.wait_for(lambda: mu.admin_stats(b)["cache"]["curr_items"] == mu.admin_stats(a)["cache"]["curr_items"],
+                     what="the delete on the backup")
     for p in (a, b, con):
         p.stop()
 
