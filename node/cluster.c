@@ -75,9 +75,13 @@ struct bc_node_cluster {
     _Atomic uint64_t *route;       /* per bucket: owner | READONLY_BIT */
     pthread_mutex_t fence_mu;
     uint64_t *fence_epoch;         /* per bucket: a local fence until the table reaches it */
-    uint64_t *fence_at_gen;        /* per bucket: the fence generation that set it */
+    uint64_t *fence_at_gen;        /* per bucket: the routing generation that set it */
     int64_t *fence_ms;             /* per bucket: when (monotonic) */
-    _Atomic uint64_t fence_gen;
+    /* Bumped (release, under fence_mu) after every change of the routes: a
+     * table published, a local fence set.  Workers note it at the top of
+     * each loop (acquire), so "every worker has noted g" means every request
+     * routed before change g has completed (bc_server_passed). */
+    _Atomic uint64_t route_gen;
     _Atomic uint64_t epoch;
     _Atomic bool primary;
     _Atomic uint32_t owned;
@@ -368,6 +372,9 @@ cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
         owned += c->owner[b] == cl->gid;
     }
     atomic_store_explicit(&cl->owned, owned, memory_order_relaxed);
+    /* The generation before the epoch: whoever sees the new epoch
+     * (acquire) and then reads the generation gets this one or later. */
+    atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release);
     uint64_t old = atomic_exchange_explicit(&cl->epoch, c->epoch, memory_order_release);
     pthread_mutex_unlock(&cl->fence_mu);
     if (old != c->epoch) {
@@ -1084,7 +1091,7 @@ bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, ui
             atomic_store_explicit(&cl->route[bucket], word | ROUTE_READONLY_BIT,
                                   memory_order_relaxed);
             cl->fence_at_gen[bucket] =
-                atomic_fetch_add_explicit(&cl->fence_gen, 1, memory_order_release) + 1;
+                atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release) + 1;
         }
         *gen = cl->fence_at_gen[bucket];
     }
@@ -1093,8 +1100,8 @@ bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, ui
 }
 
 uint64_t
-bc_node_cluster_fence_gen(const bc_node_cluster_t *cl)
+bc_node_cluster_route_gen(const bc_node_cluster_t *cl)
 {
-    return cl == NULL ? 0 : atomic_load_explicit(&((bc_node_cluster_t *)cl)->fence_gen,
+    return cl == NULL ? 0 : atomic_load_explicit(&((bc_node_cluster_t *)cl)->route_gen,
                                                  memory_order_acquire);
 }

@@ -178,15 +178,20 @@ void bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
 /*
  * Makes `bucket` read-only here now, ahead of the tables, because the
  * console made it read-only at `epoch` (an export request says so).
- * *gen receives the fence generation to wait for: once every worker has
- * started a loop iteration at a generation >= it
- * (bc_server_passed_fence), no write to the bucket is in flight.  false:
+ * *gen receives the routing generation to wait for: once every worker
+ * has started a loop iteration at a generation >= it (bc_server_passed),
+ * no write to the bucket is in flight.  false:
  * not applicable (the tables already reached `epoch` -- they decide --,
  * the epoch is implausibly far ahead, or the bucket is not this group's).
  */
 bool bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, uint64_t *gen);
-/* The latest fence generation (workers note it at the top of each loop). */
-uint64_t bc_node_cluster_fence_gen(const bc_node_cluster_t *cl);
+/*
+ * The routing generation: bumped after every change of the routes (a table
+ * published, a local fence set).  Workers note it at the top of each loop;
+ * read after seeing a table epoch, it is at least the generation that
+ * published that table.  Lock-free; any thread.
+ */
+uint64_t bc_node_cluster_route_gen(const bc_node_cluster_t *cl);
 
 /* ---- every group's primary (for forwarding) ---- */
 

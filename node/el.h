@@ -106,7 +106,7 @@ void bc_el_wake(bc_el_t *el);
  * the callbacks read, then issued atomic_thread_fence(memory_order_seq_cst),
  * then saw true, knows every callback from then on reads the new state:
  * the loop fences the same way when it wakes (Dekker).  How a fence waits
- * for a worker without waking it (server.h, bc_server_passed_epoch).
+ * for a worker without waking it (server.h, bc_server_passed).
  */
 bool bc_el_idle(const bc_el_t *el);
 /* Thread-safe: makes bc_el_run() return after the current iteration. */

@@ -588,13 +588,13 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
     bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
     /* Ahead of the tables: fence the bucket here and now (cluster.h,
      * bc_node_cluster_fence), then wait only for the worker threads. */
-    uint64_t fence_gen = 0;
+    uint64_t gen = 0;             /* the routing generation every worker must pass */
     bool local_fence = cur < p.epoch && mig->server != NULL &&
-                       bc_node_cluster_fence(mig->cluster, p.bucket, p.epoch, &fence_gen);
+                       bc_node_cluster_fence(mig->cluster, p.bucket, p.epoch, &gen);
     if (local_fence) {
         route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
         if (req->parked_us == 0) bc_node_cluster_refresh_now(mig->cluster);
-        if (route == BC_ROUTE_READONLY && !bc_server_passed_fence(mig->server, fence_gen)) {
+        if (route == BC_ROUTE_READONLY && !bc_server_passed(mig->server, gen)) {
             if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
             export_refused(mig);
             return mig_refuse(req, true, cur, "worker threads have not all passed the fence of "
@@ -622,7 +622,9 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
         export_refused(mig);
         return mig_refuse(req, false, cur, "this node has no data port to fence");
     }
-    if (!local_fence && !bc_server_passed_epoch(mig->server, p.epoch)) {
+    /* read after seeing epoch >= E: at least the generation that published it */
+    if (!local_fence) gen = bc_node_cluster_route_gen(mig->cluster);
+    if (!local_fence && !bc_server_passed(mig->server, gen)) {
         if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
         export_refused(mig);
         return mig_refuse(req, true, cur, "worker threads have not all passed epoch %" PRIu64

@@ -12,7 +12,7 @@
  *            at epoch E), and only once this node is FENCED for E:
  *              - its table has reached epoch E (it knows B is read-only),
  *              - every worker thread has passed the top of its event loop
- *                after seeing epoch >= E (bc_server_passed_epoch), so any
+ *                after seeing epoch >= E (bc_server_passed), so any
  *                write that passed the route check before the flip has
  *                finished and is in the cache the export iterates.
  *            The request is held (parked, see bc_http_park: no thread

@@ -135,10 +135,10 @@ struct worker {
     uint32_t nrbuf_pool;
     bc_fwd_t *fwd;                /* NULL: forwarding off */
 
-    /* Cluster table epoch seen at the top of the last loop iteration:
-     * written by the worker (release), read by bc_server_passed_epoch. */
-    _Atomic uint64_t seen_epoch;
-    _Atomic uint64_t seen_fence;  /* the same for local fences (cluster.h) */
+    /* The routing generation (cluster.h) seen at the top of the last loop
+     * iteration: written by the worker (release), read by
+     * bc_server_passed. */
+    _Atomic uint64_t seen_gen;
 };
 
 struct bc_server {
@@ -541,7 +541,7 @@ worker_on_wakeup(bc_el_t *el, void *arg)
     do {
         pthread_mutex_lock(&w->qlock);
         n = w->q_len < 64 ? w->q_len : 64;
-        /* A wake may find the queue empty (bc_server_passed_epoch). */
+        /* A wake may find the queue empty (bc_server_passed). */
         if (n > 0) memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(int));
         w->q_len -= n;
         pthread_mutex_unlock(&w->qlock);
@@ -558,11 +558,8 @@ worker_before_poll(bc_el_t *el, void *arg)
 
     if (w->srv->cluster != NULL) {
         /* Top of an iteration: every request of the earlier ones is done. */
-        uint64_t epoch = 0;
-        uint64_t fence = bc_node_cluster_fence_gen(w->srv->cluster);
-        (void)bc_node_cluster_route(w->srv->cluster, 0, false, NULL, &epoch);
-        atomic_store_explicit(&w->seen_epoch, epoch, memory_order_release);
-        atomic_store_explicit(&w->seen_fence, fence, memory_order_release);
+        atomic_store_explicit(&w->seen_gen, bc_node_cluster_route_gen(w->srv->cluster),
+                              memory_order_release);
     }
     bc_fwd_before_poll(w->fwd);
     while (w->closed != NULL) {
@@ -975,7 +972,7 @@ bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
 }
 
 bool
-bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
+bc_server_passed(bc_server_t *server, uint64_t gen)
 {
     bool all = true;
     if (!server->started || server->cluster == NULL) return true;
@@ -984,26 +981,10 @@ bc_server_passed_epoch(bc_server_t *server, uint64_t epoch)
     atomic_thread_fence(memory_order_seq_cst);
     for (uint32_t i = 0; i < server->nworkers; i++) {
         worker_t *w = server->workers[i];
-        if (atomic_load_explicit(&w->seen_epoch, memory_order_acquire) >= epoch) continue;
+        if (atomic_load_explicit(&w->seen_gen, memory_order_acquire) >= gen) continue;
         if (w->el != NULL && bc_el_idle(w->el)) continue;
         all = false;
         if (w->el != NULL) bc_el_wake(w->el);   /* it iterates once more */
-    }
-    return all;
-}
-
-bool
-bc_server_passed_fence(bc_server_t *server, uint64_t gen)
-{
-    bool all = true;
-    if (!server->started || server->cluster == NULL) return true;
-    atomic_thread_fence(memory_order_seq_cst);   /* as in bc_server_passed_epoch */
-    for (uint32_t i = 0; i < server->nworkers; i++) {
-        worker_t *w = server->workers[i];
-        if (atomic_load_explicit(&w->seen_fence, memory_order_acquire) >= gen) continue;
-        if (w->el != NULL && bc_el_idle(w->el)) continue;
-        all = false;
-        if (w->el != NULL) bc_el_wake(w->el);
     }
     return all;
 }

@@ -58,8 +58,9 @@ bc_status_t bc_server_create(const bc_server_config_t *config, bc_cache_t *cache
 void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
 /*
  * Migration fencing (node/migrate.h): true once every worker thread has
- * begun an event-loop iteration after seeing cluster table epoch >= epoch,
- * so every request it routed under an older table has completed.  A
+ * begun an event-loop iteration at routing generation >= gen
+ * (bc_node_cluster_route_gen: a table published, a local fence set), so
+ * every request it routed before that change has completed.  A
  * worker blocked in epoll_wait counts as passed without being woken: it
  * has nothing in flight and reads the new routes when it wakes (el.h,
  * bc_el_idle).  Busy workers not there yet are woken, so polling this
@@ -67,9 +68,7 @@ void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
  * setting the local fence).  Any thread, lock-free.  No cluster or not
  * started: true.
  */
-bool bc_server_passed_epoch(bc_server_t *server, uint64_t epoch);
-/* The same for a local fence generation (cluster.h bc_node_cluster_fence). */
-bool bc_server_passed_fence(bc_server_t *server, uint64_t gen);
+bool bc_server_passed(bc_server_t *server, uint64_t gen);
 /*
  * With a cluster set: forward keys of buckets another group owns (or that
  * this backup may not serve) to the owner's primary instead of refusing
