@@ -167,22 +167,23 @@ struct bc_cache {
  * (see cache.h).  bucket is the change's bucket index. */
 static inline void
 cache_notify(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it,
-             const char *key, size_t nkey, uint32_t num, uint32_t bucket)
+             const char *key, size_t nkey, uint32_t num, const cache_bucket_t *b)
 {
     bc_cache_event_t ev = {type, it, key, nkey, num, num, 0};
     if (cache->observer != NULL) cache->observer(cache->observer_ctx, &ev);
-    if (atomic_load_explicit(&cache->buckets[bucket].tapped, memory_order_relaxed)) {
+    if (atomic_load_explicit(&b->tapped, memory_order_relaxed)) {
         bc_cache_tap_fn tap = atomic_load_explicit(&((bc_cache_t *)cache)->tap,
                                                    memory_order_acquire);
-        if (tap != NULL) tap(cache->tap_ctx, bucket, &ev);
+        if (tap != NULL) tap(cache->tap_ctx, (uint32_t)(b - cache->buckets), &ev);
     }
 }
 
-/* A STORE or TOUCH of it. */
+/* A STORE or TOUCH of it, an item of bucket b. */
 static inline void
-cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it)
+cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_item_t *it,
+                  const cache_bucket_t *b)
 {
-    cache_notify(cache, type, it, NULL, 0, 0, it->hash % cache->nbuckets);
+    cache_notify(cache, type, it, NULL, 0, 0, b);
 }
 
 /* Where a hash lives. */
@@ -824,7 +825,7 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
             it->iflags |= ITEM_FETCHED;
             if (touch) {
                 it->exptime = exptime;
-                cache_notify_item(cache, BC_CACHE_EV_TOUCH, it);
+                cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
             }
             cache->policy->on_access(loc.shard->policy, it, now);
         }
@@ -990,7 +991,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
-            cache_notify_item(cache, BC_CACHE_EV_STORE, nit);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
             if (cas_out != NULL) *cas_out = nit->cas;
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1089,7 +1090,7 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
             it->cas = keep_cas;
             cache_cas_raise(cache, keep_cas);
         }
-        if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it);
+        if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
         if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
     }
     pthread_mutex_unlock(&loc.shard->lock);
@@ -1116,7 +1117,7 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
     if (it != NULL) {
         do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
         do_table_shrink(cache, loc.bucket);
-        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, hash % cache->nbuckets);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
@@ -1217,7 +1218,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
             memset(v + len, ' ', it->nbytes - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
             cache->policy->on_access(loc.shard->policy, it, now);
-            cache_notify_item(cache, BC_CACHE_EV_STORE, it);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
             cache_free_list(cache, freelist);
             return BC_OK;
@@ -1248,7 +1249,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
-            cache_notify_item(cache, BC_CACHE_EV_STORE, nit);
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
         cache_free_list(cache, freelist);
@@ -1472,7 +1473,7 @@ bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
         b->bytes = 0;
         do_table_shrink(cache, b);   /* count is 0: frees the slot array */
     }
-    cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket, bucket);
+    cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket, b);
     pthread_mutex_unlock(&s->lock);
     cache_free_list(cache, freelist);
     return dropped;

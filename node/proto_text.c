@@ -1226,13 +1226,13 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
         memcmp(line, BC_PROTO_REPLICATE_CMD " ", sizeof(BC_PROTO_REPLICATE_CMD)) == 0) {
         size_t n = len - sizeof(BC_PROTO_REPLICATE_CMD);
         if (n > 0 && line[len - 1] == '\r') n--;
-        if (n >= sizeof(pc->handoff_args)) {
+        if (n >= BC_PROTO_HANDOFF_ARGS_MAX) {
             bc_stats_incr(pc->stats, protocol_errors);
             REPLY(pc, "CLIENT_ERROR line too long\r\n");
             return BC_OK;
         }
-        memcpy(pc->handoff_args, line + sizeof(BC_PROTO_REPLICATE_CMD), n);
-        pc->handoff_args[n] = '\0';
+        pc->handoff_args = line + sizeof(BC_PROTO_REPLICATE_CMD);
+        pc->handoff_len = n;
         return BC_EHANDOFF;
     }
     if (len >= PEER_CMD_LEN && memcmp(line, BC_FWD_HANDSHAKE, PEER_CMD_LEN) == 0 &&

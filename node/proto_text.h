@@ -216,8 +216,11 @@ typedef struct bc_proto_conn {
     void *resume_arg;
     bc_proto_fwd_op_t *fop;    /* FWD_DATA or waiting: the command (ours) */
 
-    /* BC_EHANDOFF: the arguments of the handoff line (NUL-terminated). */
-    char handoff_args[BC_PROTO_HANDOFF_ARGS_MAX];
+    /* BC_EHANDOFF: the arguments of the handoff line, in the buf of the
+     * bc_proto_process call that returned it (not NUL-terminated; fewer
+     * than BC_PROTO_HANDOFF_ARGS_MAX bytes), valid while that buffer is. */
+    const char *handoff_args;
+    size_t handoff_len;
 } bc_proto_conn_t;
 
 /*
@@ -258,8 +261,9 @@ static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->wait
  * queued output is sent (quit, a line too long, a stray HTTP request);
  * BC_ENOMEM when a reply could not be queued (close without sending);
  * BC_EHANDOFF when the line just consumed was a replication handshake
- * (env->handoff_replicate): pc->handoff_args holds its arguments and the
- * caller gives the socket to the replication module (repl.h).
+ * (env->handoff_replicate): pc->handoff_args/handoff_len point at its
+ * arguments in buf and the caller gives the socket to the replication
+ * module (repl.h).
  */
 bc_status_t bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len,
                              size_t out_limit, size_t *consumed);

@@ -779,14 +779,12 @@ parse_handshake(const char *args, uint32_t *gid, char *replid, uint64_t *offset,
 }
 
 void
-bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nleft)
+bc_repl_handoff(void *ctx, int fd, const char *args)
 {
     bc_repl_t *r = ctx;
     uint32_t gid;
     char replid[BC_FRAME_REPLID_MAX + 1], name[REPL_NAME_MAX + 1];
     uint64_t offset;
-    (void)left;
-    (void)nleft;   /* a backup sends nothing before RHELLO; anything is an ACK of nothing */
 
     if (!parse_handshake(args, &gid, replid, &offset, name)) {
         static const char msg[] = "CLIENT_ERROR bad replicate line: expected "

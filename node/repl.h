@@ -189,7 +189,7 @@ void bc_repl_destroy(bc_repl_t *repl);
 
 /* server.h handoff function: a backup's handshake; ctx is the bc_repl_t.
  * Takes fd (closes it on refusal).  Does not block. */
-void bc_repl_handoff(void *ctx, int fd, const char *args, const char *left, size_t nleft);
+void bc_repl_handoff(void *ctx, int fd, const char *args);
 /* server.h commit function: in sync mode, waits until the backups have
  * what this thread wrote (bounded by sync_timeout_ms).  ctx is the
  * bc_repl_t. */

@@ -279,9 +279,10 @@ conn_close(conn_t *c)
 /*
  * Gives the socket to the server's handoff function (a replication
  * handshake, proto_text.h BC_EHANDOFF): the connection leaves this worker
- * without closing its fd.  Input that came after the handshake line goes
- * along.  A handshake pipelined behind replies still unsent is a
- * protocol misuse: the connection is closed instead.
+ * without closing its fd.  Input that came after the handshake line is
+ * dropped: a backup sends nothing before the primary's RHELLO (repl.h).
+ * A handshake pipelined behind replies still unsent is a protocol misuse:
+ * the connection is closed instead.
  */
 static void
 conn_handoff(conn_t *c)
@@ -291,21 +292,15 @@ conn_handoff(conn_t *c)
         conn_close(c);
         return;
     }
+    /* the arguments live in rbuf, which conn_detach gives back */
     char args[BC_PROTO_HANDOFF_ARGS_MAX];
-    memcpy(args, c->proto.handoff_args, sizeof(args));
-    size_t nleft = c->rbuf != NULL ? c->rlen - c->rpos : 0;
-    char *left = NULL;
-    if (nleft > 0 && (left = malloc(nleft)) == NULL) {
-        conn_close(c);
-        return;
-    }
-    if (nleft > 0) memcpy(left, c->rbuf + c->rpos, nleft);
+    memcpy(args, c->proto.handoff_args, c->proto.handoff_len);
+    args[c->proto.handoff_len] = '\0';
     int fd = c->fd;
     conn_detach(c);
     c->fd = -1;
     log_debug("connection %d handed over to replication", fd);
-    srv->handoff(srv->handoff_ctx, fd, args, left, nleft);
-    free(left);
+    srv->handoff(srv->handoff_ctx, fd, args);
 }
 
 /* Sends queued output; false if the connection was closed. */

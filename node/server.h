@@ -79,13 +79,12 @@ void bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config);
 /*
  * Replication (repl.h).  fn receives the socket of a connection that sent
  * "bucketcache_replicate <args>": it owns fd from then on (and closes it);
- * args (NUL-terminated) and the input that followed the line (left, nleft;
- * may be 0) are only valid during the call, which runs on a worker thread
- * and must not block.  NULL (the default) answers the line ERROR.  Call
- * before bc_server_start.
+ * args (NUL-terminated) is only valid during the call, which runs on a
+ * worker thread and must not block.  Input that followed the line is
+ * dropped (a backup sends nothing before the primary answers).  NULL (the
+ * default) answers the line ERROR.  Call before bc_server_start.
  */
-typedef void (*bc_server_handoff_fn)(void *ctx, int fd, const char *args, const char *left,
-                                     size_t nleft);
+typedef void (*bc_server_handoff_fn)(void *ctx, int fd, const char *args);
 void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx);
 /*
  * fn runs on a worker thread before it sends replies; it may block (that
