@@ -48,9 +48,8 @@ struct bc_console {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_mutex_t op_mu;
-    bool dirty;
+    bool dirty;                    /* a round is due */
     bool watch_fired;              /* a ZooKeeper watch or session event since the last load */
-    bool reports_ready;            /* only copy reports woke the loop */
     bool reelect;
     bool stopping;
     char my_node[CONSOLE_PATH_MAX];   /* full election znode path */
@@ -76,11 +75,15 @@ struct bc_console {
     int64_t *precopied_ms;
 };
 
+/* Asks the loop for a round now.  watch: ZooKeeper changed (the round
+ * loads its state again instead of using the cached one); reelect: the
+ * election znode must be made again first. */
 static void
-console_wake(bc_console_t *cs, bool reelect)
+console_wake(bc_console_t *cs, bool watch, bool reelect)
 {
     pthread_mutex_lock(&cs->mu);
     cs->dirty = true;
+    if (watch) cs->watch_fired = true;
     if (reelect) cs->reelect = true;
     pthread_cond_signal(&cs->cv);
     pthread_mutex_unlock(&cs->mu);
@@ -90,11 +93,7 @@ console_wake(bc_console_t *cs, bool reelect)
 static void
 console_pool_notify(void *ctx)
 {
-    bc_console_t *cs = ctx;
-    pthread_mutex_lock(&cs->mu);
-    cs->reports_ready = true;
-    pthread_cond_signal(&cs->cv);
-    pthread_mutex_unlock(&cs->mu);
+    console_wake(ctx, false, false);
 }
 
 static void
@@ -103,10 +102,7 @@ console_on_watch(bc_zk_t *zk, const char *path, void *ctx)
     bc_console_t *cs = ctx;
     (void)zk;
     (void)path;
-    pthread_mutex_lock(&cs->mu);
-    cs->watch_fired = true;
-    pthread_mutex_unlock(&cs->mu);
-    console_wake(cs, false);
+    console_wake(cs, true, false);
 }
 
 static void
@@ -124,10 +120,7 @@ console_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
         log_warn("console: %s: not acting as the active console until re-elected",
                  ev == BC_ZK_EXPIRED ? "session expired" : "ZooKeeper connection lost");
     }
-    pthread_mutex_lock(&cs->mu);
-    cs->watch_fired = true;
-    pthread_mutex_unlock(&cs->mu);
-    console_wake(cs, ev == BC_ZK_NEW_SESSION);
+    console_wake(cs, true, ev == BC_ZK_NEW_SESSION);
 }
 
 /* Creates our election znode.  Returns BC_OK when registered. */
@@ -336,7 +329,7 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     } else if (failed == 0) {
         log_warn("console: our election znode is gone; not writing (fenced)");
         atomic_store(&cs->leader, false);
-        console_wake(cs, true);
+        console_wake(cs, false, true);
     } else {
         log_info("console: write lost a race (%s, op %d); reloading", bc_status_str(st), failed);
     }
@@ -642,7 +635,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         /* More to do at once: what did not fit, or moves that could not
          * start because a group's primary was only chosen in this round. */
         if (out->mig_more || ((out->nprimaries > 0 || out->rebalanced) && out->pending_moves > 0)) {
-            console_wake(cs, false);
+            console_wake(cs, false, false);
         }
     }
     uint32_t live = 0;
@@ -729,7 +722,6 @@ console_loop(void *arg)
         bool quick = !cs->watch_fired && !reelect && atomic_load(&cs->leader);
         cs->dirty = false;
         cs->watch_fired = false;
-        cs->reports_ready = false;
         cs->reelect = false;
         pthread_mutex_unlock(&cs->mu);
 
@@ -743,18 +735,18 @@ console_loop(void *arg)
             console_precopy_forget(cs);
         }
         if (st == BC_ENOTFOUND) {
-            console_wake(cs, true);
+            console_wake(cs, false, true);
         } else if (st == BC_OK && atomic_load(&cs->leader)) {
             round_opts_t opts = {.use_cache = quick};
             st = console_reconcile_round(cs, &opts, NULL, NULL);
-            if (st == BC_ESTALE || st == BC_EEXISTS) console_wake(cs, false);
+            if (st == BC_ESTALE || st == BC_EEXISTS) console_wake(cs, false, false);
         } else if (st != BC_OK && reelect) {
-            console_wake(cs, true);
+            console_wake(cs, false, true);
         }
 
         pthread_mutex_lock(&cs->mu);
         if (cs->stopping) break;
-        if (!cs->dirty && !cs->reports_ready) {
+        if (!cs->dirty) {
             struct timespec until;
             bc_time_deadline(&until, CLOCK_MONOTONIC, st == BC_OK ? (int64_t)cs->interval_ms : 300);
             pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
