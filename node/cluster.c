@@ -160,15 +160,37 @@ cluster_on_group_watch(bc_zk_t *zk, const char *path, void *ctx)
     cluster_wake(ctx, false, true);
 }
 
-/* The node stops being primary at once: no write passes the route check
- * from here on (the agent decides the role again from ZooKeeper). */
+/*
+ * The one place this node's role changes.  Losing the primary role closes
+ * the write gate first, so no write passes the route check from here on;
+ * the role hook hears of every change.  A loss for a reason that is not
+ * the group's decision (why != NULL: the session, a new registration) is
+ * a warning; the others are logged as info.
+ */
 static void
-cluster_drop_primary(bc_node_cluster_t *cl)
+cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *why)
 {
-    atomic_store(&cl->writable, false);
-    if (atomic_exchange(&cl->primary, false)) {
-        if (cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
-        log_warn("cluster: no longer primary of group %u (ZooKeeper session lost)", cl->gid);
+    if (!primary) atomic_store(&cl->writable, false);
+    bool was = atomic_exchange(&cl->primary, primary);
+    if (was == primary) return;
+    if (cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
+    if (primary) {
+        log_info("cluster: this node is now PRIMARY of group %u", cl->gid);
+    } else if (why != NULL) {
+        log_warn("cluster: no longer primary of group %u (%s)", cl->gid, why);
+    } else {
+        log_info("cluster: no longer primary of group %u", cl->gid);
+    }
+}
+
+/* A write lease from a ZooKeeper round trip sent at `sent` (monotonic
+ * ms) under a session of timeout_ms: see FENCING.  Never shortens one. */
+static void
+cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms)
+{
+    int64_t until = sent + (int64_t)timeout_ms * 3 / 4;
+    int64_t old = atomic_load(&cl->lease_until);
+    while (until > old && !atomic_compare_exchange_weak(&cl->lease_until, &old, until)) {
     }
 }
 
@@ -182,7 +204,7 @@ cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
          * lease under the old registration after this. */
         atomic_fetch_add(&cl->session_gen, 1);
         atomic_store(&cl->lease_until, 0);
-        cluster_drop_primary(cl);
+        cluster_set_role(cl, false, "ZooKeeper session lost");
     }
     if (ev == BC_ZK_NEW_SESSION) cluster_wake(cl, true, true);
     else if (ev == BC_ZK_CONNECTED) cluster_wake(cl, false, true);
@@ -686,13 +708,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
     bc_node_primaries_free(&next);
     cluster_read_group_config(cl, groups_path);
 
-    if (!primary) atomic_store(&cl->writable, false);
-    bool was = atomic_exchange(&cl->primary, primary);
-    if (was != primary && cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
-    if (was != primary) {
-        log_info("cluster: this node is now %s of group %u", primary ? "PRIMARY" : "a backup",
-                 cl->gid);
-    }
+    cluster_set_role(cl, primary, NULL);
     return BC_OK;
 }
 
@@ -752,8 +768,7 @@ cluster_agent(void *arg)
 
         bc_status_t st = BC_OK;
         if (rereg) {
-            atomic_store(&cl->writable, false);
-            atomic_store(&cl->primary, false);
+            cluster_set_role(cl, false, "registering again");
             st = cluster_register(cl);
         }
         if (st == BC_OK) st = cluster_refresh(cl, prim);
@@ -832,9 +847,7 @@ cluster_lease_main(void *arg)
         bc_status_t st = timeout > 0 && bc_zk_connected(cl->zk)
                              ? bc_zk_exists(cl->zk, root, NULL, NULL, NULL) : BC_EZK;
         if ((st == BC_OK || st == BC_ENOTFOUND) && atomic_load(&cl->session_gen) == gen) {
-            int64_t until = sent + (int64_t)timeout * 3 / 4;
-            int64_t old = atomic_load(&cl->lease_until);
-            if (until > old) atomic_store(&cl->lease_until, until);
+            cluster_lease_grant(cl, sent, timeout);
         }
         int interval = timeout / 4;
         if (interval < 50) interval = 50;
@@ -867,7 +880,7 @@ bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data
     /* A first lease before the agent can make this node primary. */
     int64_t sent = bc_time_mono_ms();
     int timeout = bc_zk_session_timeout(cl->zk);
-    if (timeout > 0) atomic_store(&cl->lease_until, sent + (int64_t)timeout * 3 / 4);
+    if (timeout > 0) cluster_lease_grant(cl, sent, timeout);
     if (cluster_refresh(cl, true) != BC_OK) cluster_wake(cl, false, true);
     if (pthread_create(&cl->agent, NULL, cluster_agent, cl) != 0) return BC_ENOMEM;
     cl->agent_started = true;
@@ -890,8 +903,7 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     if (cl->lease_started) pthread_join(cl->lease_thread, NULL);
     cl->lease_started = false;
     /* Leaving: nothing may be written here as primary any more. */
-    atomic_store(&cl->writable, false);
-    atomic_store(&cl->primary, false);
+    cluster_set_role(cl, false, NULL);
     if (cl->zk != NULL) {
         bc_zk_close(cl->zk);
         cl->zk = NULL;
