@@ -11,6 +11,7 @@
 
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "dashboard.h"
 #include "migrate.h"
 #include "bc_time.h"
@@ -273,88 +274,83 @@ api_rebalance(void *ctx, bc_http_req_t *req)
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
+/*
+ * The console's metrics, defined once: X(name after "bucketcache_", type,
+ * help, value as an expression of const bc_console_stats_t *s).  The
+ * read-only stall summary follows them (api_metrics).
+ */
+#define CONSOLE_METRICS(X)                                                                        \
+    X("console_active", "gauge", "1 when this console is the active one.", s->leader)            \
+    X("console_zookeeper_connected", "gauge", "1 when the ZooKeeper session is connected.",      \
+      s->connected)                                                                               \
+    X("console_elections_won_total", "counter", "Times this console became active.",             \
+      s->elections_won)                                                                           \
+    X("console_reconciles_total", "counter", "Reconcile rounds run.", s->reconciles)             \
+    X("console_writes_total", "counter", "Table transactions committed.", s->writes)             \
+    X("console_write_conflicts_total", "counter", "Transactions lost to a concurrent change.",   \
+      s->write_conflicts)                                                                         \
+    X("console_rebalances_total", "counter", "Rebalances committed.", s->rebalances)             \
+    X("console_epoch", "gauge", "Table epoch last seen.", s->epoch)                               \
+    X("console_pending_moves", "gauge", "Buckets whose data must migrate (m != d).",             \
+      s->pending_moves)                                                                           \
+    X("console_live_groups", "gauge", "Groups with at least one live node.", s->live_groups)     \
+    X("console_buckets", "gauge", "Buckets in the cluster.", s->nbuckets)                        \
+    X("console_migrations_parallel", "gauge", "Buckets this console copies at once (0 = off).",  \
+      s->migrations_parallel)                                                                     \
+    X("console_migrations_paused", "gauge", "1 when migrations are paused.", s->mig_paused)      \
+    X("console_migrations_copying", "gauge", "Buckets being copied now.", s->mig_copying)        \
+    X("console_migrations_started_total", "counter", "Bucket copies this console started.",      \
+      s->mig_started)                                                                             \
+    X("console_buckets_moved_total", "counter",                                                   \
+      "Buckets this console cut over to their destination.", s->mig_cutovers)                    \
+    X("console_bytes_moved_total", "counter",                                                     \
+      "Key and value bytes of the buckets this console moved.", s->mig_bytes)                    \
+    X("console_migrations_aborted_total", "counter",                                              \
+      "Copies called off (failed, timed out, groups changed).", s->mig_aborted)                  \
+    X("console_migration_reports_rejected_total", "counter",                                      \
+      "Copy reports of a stale epoch rejected.", s->mig_rejected)                                \
+    X("console_migration_run_buckets_moved", "gauge",                                             \
+      "Buckets moved in the current (or last) run.", s->run_moved)                               \
+    X("console_migration_run_bytes_moved", "gauge", "Bytes moved in the current (or last) run.", \
+      s->run_bytes)                                                                               \
+    X("console_precopying", "gauge", "Bucket precopies queued or running now.",                  \
+      s->mig_precopying)                                                                          \
+    X("console_precopied", "gauge", "Buckets precopied whose read-only copy has not started.",   \
+      s->mig_precopied)                                                                           \
+    X("console_precopies_total", "counter", "Bucket precopies this console saw finish.",         \
+      s->precopies_done)                                                                          \
+    X("console_precopies_failed_total", "counter",                                                \
+      "Precopies that failed (their copy is a full one).", s->precopies_failed)                  \
+    X("console_precopy_bytes_total", "counter", "Key and value bytes precopied while writable.", \
+      s->precopy_bytes)
+
 static enum MHD_Result
 api_metrics(void *ctx, bc_http_req_t *req)
 {
     bc_console_api_t *api = ctx;
-    bc_console_stats_t s;
-    bc_console_get_stats(api->console, &s);
-    char buf[8192];
-    int n = snprintf(buf, sizeof(buf),
-        "# HELP bucketcache_console_active 1 when this console is the active one.\n"
-        "# TYPE bucketcache_console_active gauge\nbucketcache_console_active %d\n"
-        "# HELP bucketcache_console_zookeeper_connected 1 when the ZooKeeper session is connected.\n"
-        "# TYPE bucketcache_console_zookeeper_connected gauge\nbucketcache_console_zookeeper_connected %d\n"
-        "# HELP bucketcache_console_elections_won_total Times this console became active.\n"
-        "# TYPE bucketcache_console_elections_won_total counter\nbucketcache_console_elections_won_total %llu\n"
-        "# HELP bucketcache_console_reconciles_total Reconcile rounds run.\n"
-        "# TYPE bucketcache_console_reconciles_total counter\nbucketcache_console_reconciles_total %llu\n"
-        "# HELP bucketcache_console_writes_total Table transactions committed.\n"
-        "# TYPE bucketcache_console_writes_total counter\nbucketcache_console_writes_total %llu\n"
-        "# HELP bucketcache_console_write_conflicts_total Transactions lost to a concurrent change.\n"
-        "# TYPE bucketcache_console_write_conflicts_total counter\nbucketcache_console_write_conflicts_total %llu\n"
-        "# HELP bucketcache_console_rebalances_total Rebalances committed.\n"
-        "# TYPE bucketcache_console_rebalances_total counter\nbucketcache_console_rebalances_total %llu\n"
-        "# HELP bucketcache_console_epoch Table epoch last seen.\n"
-        "# TYPE bucketcache_console_epoch gauge\nbucketcache_console_epoch %llu\n"
-        "# HELP bucketcache_console_pending_moves Buckets whose data must migrate (m != d).\n"
-        "# TYPE bucketcache_console_pending_moves gauge\nbucketcache_console_pending_moves %u\n"
-        "# HELP bucketcache_console_live_groups Groups with at least one live node.\n"
-        "# TYPE bucketcache_console_live_groups gauge\nbucketcache_console_live_groups %u\n"
-        "# HELP bucketcache_console_buckets Buckets in the cluster.\n"
-        "# TYPE bucketcache_console_buckets gauge\nbucketcache_console_buckets %u\n",
-        s.leader ? 1 : 0, s.connected ? 1 : 0, (unsigned long long)s.elections_won,
-        (unsigned long long)s.reconciles, (unsigned long long)s.writes,
-        (unsigned long long)s.write_conflicts, (unsigned long long)s.rebalances,
-        (unsigned long long)s.epoch, s.pending_moves, s.live_groups, s.nbuckets);
-    size_t len = n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : 0;
-    int m = snprintf(buf + len, sizeof(buf) - len,
-        "# HELP bucketcache_console_migrations_parallel Buckets this console copies at once (0 = off).\n"
-        "# TYPE bucketcache_console_migrations_parallel gauge\nbucketcache_console_migrations_parallel %u\n"
-        "# HELP bucketcache_console_migrations_paused 1 when migrations are paused.\n"
-        "# TYPE bucketcache_console_migrations_paused gauge\nbucketcache_console_migrations_paused %d\n"
-        "# HELP bucketcache_console_migrations_copying Buckets being copied now.\n"
-        "# TYPE bucketcache_console_migrations_copying gauge\nbucketcache_console_migrations_copying %u\n"
-        "# HELP bucketcache_console_migrations_started_total Bucket copies this console started.\n"
-        "# TYPE bucketcache_console_migrations_started_total counter\nbucketcache_console_migrations_started_total %llu\n"
-        "# HELP bucketcache_console_buckets_moved_total Buckets this console cut over to their destination.\n"
-        "# TYPE bucketcache_console_buckets_moved_total counter\nbucketcache_console_buckets_moved_total %llu\n"
-        "# HELP bucketcache_console_bytes_moved_total Key and value bytes of the buckets this console moved.\n"
-        "# TYPE bucketcache_console_bytes_moved_total counter\nbucketcache_console_bytes_moved_total %llu\n"
-        "# HELP bucketcache_console_migrations_aborted_total Copies called off (failed, timed out, groups changed).\n"
-        "# TYPE bucketcache_console_migrations_aborted_total counter\nbucketcache_console_migrations_aborted_total %llu\n"
-        "# HELP bucketcache_console_migration_reports_rejected_total Copy reports of a stale epoch rejected.\n"
-        "# TYPE bucketcache_console_migration_reports_rejected_total counter\nbucketcache_console_migration_reports_rejected_total %llu\n"
-        "# HELP bucketcache_console_migration_run_buckets_moved Buckets moved in the current (or last) run.\n"
-        "# TYPE bucketcache_console_migration_run_buckets_moved gauge\nbucketcache_console_migration_run_buckets_moved %llu\n"
-        "# HELP bucketcache_console_migration_run_bytes_moved Bytes moved in the current (or last) run.\n"
-        "# TYPE bucketcache_console_migration_run_bytes_moved gauge\nbucketcache_console_migration_run_bytes_moved %llu\n"
-        "# HELP bucketcache_console_migration_stall_ms Time a moving bucket was read-only, over the run.\n"
+    bc_console_stats_t stats;
+    const bc_console_stats_t *s = &stats;
+    bc_console_get_stats(api->console, &stats);
+    bc_textbuf_t tb = {0};
+#define CONSOLE_METRIC(name, type, help, value) bc_metric(&tb, name, type, help, (uint64_t)(value));
+    CONSOLE_METRICS(CONSOLE_METRIC)
+#undef CONSOLE_METRIC
+    bc_textbuf_printf(&tb,
+        "# HELP bucketcache_console_migration_stall_ms Time a moving bucket was read-only, over "
+        "the run.\n"
         "# TYPE bucketcache_console_migration_stall_ms summary\n"
         "bucketcache_console_migration_stall_ms{quantile=\"0.5\"} %u\n"
         "bucketcache_console_migration_stall_ms{quantile=\"0.99\"} %u\n"
         "bucketcache_console_migration_stall_ms{quantile=\"1\"} %u\n"
-        "bucketcache_console_migration_stall_ms_count %u\n"
-        "# HELP bucketcache_console_precopying Bucket precopies queued or running now.\n"
-        "# TYPE bucketcache_console_precopying gauge\nbucketcache_console_precopying %u\n"
-        "# HELP bucketcache_console_precopied Buckets precopied whose read-only copy has not started.\n"
-        "# TYPE bucketcache_console_precopied gauge\nbucketcache_console_precopied %u\n"
-        "# HELP bucketcache_console_precopies_total Bucket precopies this console saw finish.\n"
-        "# TYPE bucketcache_console_precopies_total counter\nbucketcache_console_precopies_total %llu\n"
-        "# HELP bucketcache_console_precopies_failed_total Precopies that failed (their copy is a full one).\n"
-        "# TYPE bucketcache_console_precopies_failed_total counter\nbucketcache_console_precopies_failed_total %llu\n"
-        "# HELP bucketcache_console_precopy_bytes_total Key and value bytes precopied while writable.\n"
-        "# TYPE bucketcache_console_precopy_bytes_total counter\nbucketcache_console_precopy_bytes_total %llu\n",
-        s.migrations_parallel, s.mig_paused ? 1 : 0, s.mig_copying,
-        (unsigned long long)s.mig_started, (unsigned long long)s.mig_cutovers,
-        (unsigned long long)s.mig_bytes, (unsigned long long)s.mig_aborted,
-        (unsigned long long)s.mig_rejected, (unsigned long long)s.run_moved,
-        (unsigned long long)s.run_bytes, s.stall_p50_ms, s.stall_p99_ms, s.stall_max_ms,
-        s.stall_count, s.mig_precopying, s.mig_precopied, (unsigned long long)s.precopies_done,
-        (unsigned long long)s.precopies_failed, (unsigned long long)s.precopy_bytes);
-    if (m > 0 && (size_t)m < sizeof(buf) - len) len += (size_t)m;
-    return bc_http_reply_bytes(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
-                               len);
+        "bucketcache_console_migration_stall_ms_count %u\n",
+        s->stall_p50_ms, s->stall_p99_ms, s->stall_max_ms, s->stall_count);
+    if (tb.failed || tb.data == NULL) {
+        bc_textbuf_free(&tb);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    /* The text is handed over, not copied: MHD free()s it when sent. */
+    return bc_http_reply_buffer(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                                tb.data, tb.len, free, tb.data);
 }
 
 /* ---- migrations ---- */

@@ -52,6 +52,7 @@
 #include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_time.h"
 #include "migrate.h"
 #include "repl.h"
@@ -343,157 +344,104 @@ handle_stats(void *ctx, bc_http_req_t *req)
 
 /* ---- /metrics ---- */
 
-/* A growable text buffer; on allocation failure it goes into a failed
- * state and the caller answers 500. */
-typedef struct textbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;
-} textbuf_t;
-
-static void tb_printf(textbuf_t *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-tb_printf(textbuf_t *tb, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (tb->failed) return;
-    for (;;) {
-        size_t room = tb->cap - tb->len;
-        va_start(ap, fmt);
-        n = vsnprintf(tb->data != NULL ? tb->data + tb->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            tb->failed = true;
-            return;
-        }
-        if ((size_t)n < room) {
-            tb->len += (size_t)n;
-            return;
-        }
-        {
-            size_t cap = tb->cap ? tb->cap * 2 : 8192;
-            char *p;
-            while (cap - tb->len <= (size_t)n) cap *= 2;
-            p = realloc(tb->data, cap);
-            if (p == NULL) {
-                tb->failed = true;
-                return;
-            }
-            tb->data = p;
-            tb->cap = cap;
-        }
-    }
-}
-
-static void
-metric(textbuf_t *tb, const char *name, const char *type, const char *help, uint64_t value)
-{
-    tb_printf(tb, "# HELP bucketcache_%s %s\n# TYPE bucketcache_%s %s\nbucketcache_%s %" PRIu64
-              "\n", name, help, name, type, name, value);
-}
-
 static enum MHD_Result
 handle_metrics(void *ctx, bc_http_req_t *req)
 {
     bc_admin_t *admin = ctx;
-    textbuf_t tb = {0};
+    bc_textbuf_t tb = {0};
     bc_cache_stats_t cs;
 
     bc_cache_get_stats(admin->cache, &cs);
-    metric(&tb, "uptime_seconds", "gauge", "Seconds since the node started.",
-           (uint64_t)(time(NULL) - admin->started));
+    bc_metric(&tb, "uptime_seconds", "gauge", "Seconds since the node started.",
+              (uint64_t)(time(NULL) - admin->started));
     if (admin->server != NULL) {
         bc_server_stats_t ss;
         memset(&ss, 0, sizeof(ss));
         bc_server_get_stats(admin->server, &ss);
-        metric(&tb, "threads", "gauge", "Worker threads serving the memcached protocol.",
-               ss.threads);
-        metric(&tb, "curr_connections", "gauge", "Open client connections.",
-               ss.curr_connections);
-        metric(&tb, "connections_total", "counter", "Client connections accepted.",
-               ss.total_connections);
-        metric(&tb, "rejected_connections_total", "counter",
-               "Client connections refused at the connection limit.",
-               ss.rejected_connections);
+        bc_metric(&tb, "threads", "gauge", "Worker threads serving the memcached protocol.",
+                  ss.threads);
+        bc_metric(&tb, "curr_connections", "gauge", "Open client connections.",
+                  ss.curr_connections);
+        bc_metric(&tb, "connections_total", "counter", "Client connections accepted.",
+                  ss.total_connections);
+        bc_metric(&tb, "rejected_connections_total", "counter",
+                  "Client connections refused at the connection limit.",
+                  ss.rejected_connections);
         /* Counters from the X-macro, with its descriptions as HELP. */
 #define BC__ADMIN_STAT_METRIC(name, desc) \
-        metric(&tb, #name "_total", "counter", desc ".", ss.totals.name);
+        bc_metric(&tb, #name "_total", "counter", desc ".", ss.totals.name);
         BC_THREAD_STATS(BC__ADMIN_STAT_METRIC)
 #undef BC__ADMIN_STAT_METRIC
     }
-    metric(&tb, "curr_items", "gauge", "Items currently stored.", cs.curr_items);
-    metric(&tb, "items_total", "counter", "Items ever stored.", cs.total_items);
-    metric(&tb, "memory_used_bytes", "gauge",
-           "Bytes held by the storage engine (items and tables).", cs.mem_used);
-    metric(&tb, "memory_limit_bytes", "gauge", "Memory limit of the storage engine.",
-           cs.mem_limit);
-    metric(&tb, "data_bytes", "gauge", "Sum of stored key and value lengths.", cs.data_bytes);
-    metric(&tb, "evictions_total", "counter", "Live items evicted to make room.",
-           cs.evictions);
-    metric(&tb, "expired_unfetched_total", "counter",
-           "Items that expired without ever being read.", cs.expired_unfetched);
-    metric(&tb, "evicted_unfetched_total", "counter",
-           "Items evicted without ever being read.", cs.evicted_unfetched);
-    metric(&tb, "reclaimed_total", "counter", "Expired items removed.", cs.reclaimed);
-    metric(&tb, "expired_active_total", "counter",
-           "Expired items removed by the background expiry scan.", cs.expired_active);
-    metric(&tb, "flushed_total", "counter", "Items invalidated by flush_all.", cs.flushed);
-    metric(&tb, "pinned_bytes", "gauge",
-           "Bytes of unlinked items still referenced by in-flight replies.", cs.pinned_bytes);
-    metric(&tb, "buckets", "gauge", "Number of buckets keys hash into.",
-           bc_cache_nbuckets(admin->cache));
+    bc_metric(&tb, "curr_items", "gauge", "Items currently stored.", cs.curr_items);
+    bc_metric(&tb, "items_total", "counter", "Items ever stored.", cs.total_items);
+    bc_metric(&tb, "memory_used_bytes", "gauge",
+              "Bytes held by the storage engine (items and tables).", cs.mem_used);
+    bc_metric(&tb, "memory_limit_bytes", "gauge", "Memory limit of the storage engine.",
+              cs.mem_limit);
+    bc_metric(&tb, "data_bytes", "gauge", "Sum of stored key and value lengths.", cs.data_bytes);
+    bc_metric(&tb, "evictions_total", "counter", "Live items evicted to make room.",
+              cs.evictions);
+    bc_metric(&tb, "expired_unfetched_total", "counter",
+              "Items that expired without ever being read.", cs.expired_unfetched);
+    bc_metric(&tb, "evicted_unfetched_total", "counter",
+              "Items evicted without ever being read.", cs.evicted_unfetched);
+    bc_metric(&tb, "reclaimed_total", "counter", "Expired items removed.", cs.reclaimed);
+    bc_metric(&tb, "expired_active_total", "counter",
+              "Expired items removed by the background expiry scan.", cs.expired_active);
+    bc_metric(&tb, "flushed_total", "counter", "Items invalidated by flush_all.", cs.flushed);
+    bc_metric(&tb, "pinned_bytes", "gauge",
+              "Bytes of unlinked items still referenced by in-flight replies.", cs.pinned_bytes);
+    bc_metric(&tb, "buckets", "gauge", "Number of buckets keys hash into.",
+              bc_cache_nbuckets(admin->cache));
     if (admin->cluster != NULL) {
         bc_node_cluster_info_t ci;
         bc_node_cluster_get_info(admin->cluster, &ci);
-        metric(&tb, "cluster_group", "gauge", "Group id this node belongs to.", ci.gid);
-        metric(&tb, "cluster_primary", "gauge",
-               "1 when this node is its group's primary, 0 for a backup.", ci.primary ? 1 : 0);
-        metric(&tb, "cluster_epoch", "gauge", "Table epoch last seen.", ci.epoch);
-        metric(&tb, "cluster_zookeeper_connected", "gauge",
-               "1 when the ZooKeeper session is connected.", ci.connected ? 1 : 0);
-        metric(&tb, "cluster_owned_buckets", "gauge",
-               "Buckets the c table assigns to this node's group.", ci.owned_buckets);
-        metric(&tb, "cluster_registrations_total", "counter",
-               "Times this node registered in ZooKeeper (1 + new sessions).",
-               ci.registrations);
-        metric(&tb, "cluster_buckets_dropped_total", "counter",
-               "Buckets whose data left this group and was freed here.", ci.buckets_dropped);
-        metric(&tb, "cluster_http_refused_total", "counter",
-               "Admin key requests answered 421 (bucket not served by this node).",
-               atomic_load_explicit(&admin->refused, memory_order_relaxed));
+        bc_metric(&tb, "cluster_group", "gauge", "Group id this node belongs to.", ci.gid);
+        bc_metric(&tb, "cluster_primary", "gauge",
+                  "1 when this node is its group's primary, 0 for a backup.", ci.primary ? 1 : 0);
+        bc_metric(&tb, "cluster_epoch", "gauge", "Table epoch last seen.", ci.epoch);
+        bc_metric(&tb, "cluster_zookeeper_connected", "gauge",
+                  "1 when the ZooKeeper session is connected.", ci.connected ? 1 : 0);
+        bc_metric(&tb, "cluster_owned_buckets", "gauge",
+                  "Buckets the c table assigns to this node's group.", ci.owned_buckets);
+        bc_metric(&tb, "cluster_registrations_total", "counter",
+                  "Times this node registered in ZooKeeper (1 + new sessions).",
+                  ci.registrations);
+        bc_metric(&tb, "cluster_buckets_dropped_total", "counter",
+                  "Buckets whose data left this group and was freed here.", ci.buckets_dropped);
+        bc_metric(&tb, "cluster_http_refused_total", "counter",
+                  "Admin key requests answered 421 (bucket not served by this node).",
+                  atomic_load_explicit(&admin->refused, memory_order_relaxed));
         bc_node_migrate_stats_t ms;
         bc_node_migrate_get_stats(admin->migrate, &ms);
 #define BC__ADMIN_MIGRATE_METRIC(field, json, name, type, help) \
-        metric(&tb, name, type, help, ms.field);
+        bc_metric(&tb, name, type, help, ms.field);
         BC_MIGRATE_STATS(BC__ADMIN_MIGRATE_METRIC)
 #undef BC__ADMIN_MIGRATE_METRIC
-        metric(&tb, "cluster_writable", "gauge",
-               "1 when this node accepts writes (primary, replication ready, write lease "
-               "valid).", ci.writable ? 1 : 0);
-        metric(&tb, "cluster_fenced_writes_total", "counter",
-               "Writes refused because the ZooKeeper write lease had lapsed.",
-               ci.fenced_writes);
+        bc_metric(&tb, "cluster_writable", "gauge",
+                  "1 when this node accepts writes (primary, replication ready, write lease "
+                  "valid).", ci.writable ? 1 : 0);
+        bc_metric(&tb, "cluster_fenced_writes_total", "counter",
+                  "Writes refused because the ZooKeeper write lease had lapsed.",
+                  ci.fenced_writes);
     }
     if (admin->repl != NULL) {
         bc_repl_info_t ri;
         bc_repl_get_info(admin->repl, &ri);
 #define BC__ADMIN_REPL_METRIC(field, shown, json, stat, name, type, help) \
-        if ((name) != NULL) metric(&tb, (const char *)(name), type, help, ri.field);
+        if ((name) != NULL) bc_metric(&tb, (const char *)(name), type, help, ri.field);
         BC_REPL_NUMBERS(BC__ADMIN_REPL_METRIC)
 #undef BC__ADMIN_REPL_METRIC
-        metric(&tb, "repl_synced", "gauge",
-               "1 when this node's data is complete (0 during a full resync).",
-               ri.synced ? 1 : 0);
-        metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
-        metric(&tb, "repl_lag_milliseconds", "gauge",
-               "Backup: time since this node last had everything the primary had.",
-               ri.lag_ms < 0 ? 0 : (uint64_t)ri.lag_ms);
-        metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
-               ri.link_up ? 1 : 0);
+        bc_metric(&tb, "repl_synced", "gauge",
+                  "1 when this node's data is complete (0 during a full resync).",
+                  ri.synced ? 1 : 0);
+        bc_metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
+        bc_metric(&tb, "repl_lag_milliseconds", "gauge",
+                  "Backup: time since this node last had everything the primary had.",
+                  ri.lag_ms < 0 ? 0 : (uint64_t)ri.lag_ms);
+        bc_metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
+                  ri.link_up ? 1 : 0);
     }
     if (tb.failed || tb.data == NULL) {
         free(tb.data);
