@@ -1035,6 +1035,26 @@ bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas)
     return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas);
 }
 
+/*
+ * BEHAVIOR: an item moved here from another node keeps its CAS, so a
+ * client's `gets` token from before the move still works after it.  The
+ * CAS counter is raised past it, so this node's fresh values stay unique
+ * and growing.  But flush_all here is decided by CAS (items below
+ * oldest_cas are dead), and the other node's CAS values owe nothing to
+ * this node's flush marks: one below the mark gets a fresh CAS instead,
+ * else the item would read as flushed the moment it is stored.
+ */
+bc_status_t
+bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas)
+{
+    if (mode != BC_STORE_SET && mode != BC_STORE_ADD) {
+        if (it != NULL) bc_item_release(cache, it);
+        return BC_EINVAL;
+    }
+    if (cas < atomic_load(&cache->oldest_cas)) cas = 0;
+    return cache_store(cache, it, mode, 0, NULL, cas);
+}
+
 void
 bc_cache_reset_flush(bc_cache_t *cache)
 {
@@ -1042,7 +1062,7 @@ bc_cache_reset_flush(bc_cache_t *cache)
     atomic_store(&cache->oldest_cas, 0);
 }
 
-/* keep_cas != 0: the stored item gets that CAS (replication). */
+/* keep_cas != 0: the stored item gets that CAS (replication, migration). */
 static bc_status_t
 cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
             uint64_t *cas_out, uint64_t keep_cas)

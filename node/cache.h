@@ -185,6 +185,15 @@ bc_status_t bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mod
  * Returns as bc_cache_store.
  */
 bc_status_t bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas);
+/*
+ * Migration: stores it (mode BC_STORE_SET or BC_STORE_ADD) keeping the
+ * CAS it had on the node it came from, as bc_cache_store_as -- unless that
+ * CAS is below this cache's flush mark (0 counts as below too), when it
+ * gets a fresh one.  Returns as bc_cache_store; BC_EINVAL for another mode
+ * (it is released).
+ */
+bc_status_t bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
+                                 uint64_t cas);
 /* Replication: forgets the flush marks, which are CAS values of this
  * node's own past (a full resync empties the cache first, then calls
  * this: the primary's items may carry smaller CAS values). */

@@ -813,9 +813,11 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
      * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
      * never replaced.  A delta replaces: what is here for the bucket came
      * from the precopy (this group does not own the bucket yet, so no
-     * client wrote it), and the delta's value is newer.
+     * client wrote it), and the delta's value is newer.  Either way the
+     * item keeps the CAS it had at the source (bc_cache_store_moved), so a
+     * client's `gets` token from before the move works after it.
      */
-    st = bc_cache_store(cache, it, r->delta ? BC_STORE_SET : BC_STORE_ADD, 0, NULL);
+    st = bc_cache_store_moved(cache, it, r->delta ? BC_STORE_SET : BC_STORE_ADD, f->cas);
     if (st == BC_OK) {
         r->items++;
         r->bytes += f->nkey + f->nvalue;

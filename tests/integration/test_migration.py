@@ -33,6 +33,12 @@ def test_add_group_under_writes():
     big = mu.load(g1, ["big%d" % i for i in range(240)], 100 * 1024)
     small = mu.load(g1, ["s%d" % i for i in range(3000)], 200)
     rss_before = mu.rss_kb(g1.proc.pid)
+    # gets tokens taken before the move: a key keeps its CAS when it moves
+    c1 = g1.conn()
+    tokens = {}
+    for k in ["s%d" % i for i in range(40)]:
+        line = c1.cmd("gets " + k).split(b"\r\n")[0].split()
+        tokens[k] = int(line[4])
 
     # every 5th write a delete: keys deleted while their bucket is being
     # precopied must be gone at the destination too
@@ -90,6 +96,18 @@ def test_add_group_under_writes():
     assert mig2["precopies"] == NB // 2 and mig2["import_deltas"] == NB // 2, mig2
     assert mig2["imports_done"] == NB and mig2["delta_fallbacks"] == 0, mig2
     assert st["cluster"]["migrate"]["export_deltas"] == NB // 2, st["cluster"]
+
+    # a gets token from before the move still works on the key's new
+    # owner (its CAS moved with it); one that no longer matches does not
+    moved = [k for k in tokens if t["c"][harness.bucket_of(k, NB)] == 2]
+    assert len(moved) >= 5, moved
+    c2 = g2.conn()
+    for k in moved[:-1]:
+        assert c2.cmd("cas %s 0 0 3 %d" % (k, tokens[k]), "new") == b"STORED\r\n", k
+        expected[k] = "new"
+    k = moved[-1]
+    assert c2.cmd("cas %s 0 0 3 %d" % (k, tokens[k] + 1), "bad") == b"EXISTS\r\n", k
+    mu.check_reads(con, NB, {k: expected[k] for k in moved}, set())
 
     # a moved key on its old owner: refused with MOVED (or forwarded to the
     # new owner), never served from stale data

@@ -819,6 +819,66 @@ test_bucket_api(void **state)
     bc_cache_destroy(cache);
 }
 
+/* An item of `value` for key, not stored yet. */
+static bc_item_t *
+new_item(bc_cache_t *cache, const char *key, const char *value)
+{
+    size_t nkey = strlen(key), nval = strlen(value);
+    bc_status_t st;
+    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), 0, 0,
+                                  (uint32_t)nval + 2, &st);
+    assert_non_null(it);
+    memcpy(bc_item_value(it), value, nval);
+    memcpy(bc_item_value(it) + nval, "\r\n", 2);
+    return it;
+}
+
+static uint64_t
+cas_of(bc_cache_t *cache, const char *key)
+{
+    bc_item_t *it = get(cache, key);
+    assert_non_null(it);
+    uint64_t cas = it->cas;
+    bc_item_release(cache, it);
+    return cas;
+}
+
+/* A moved item keeps its CAS (and later ones go above it), except one
+ * below this cache's flush mark, which would read as flushed. */
+static void
+test_store_moved_keeps_cas(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    assert_int_equal(bc_cache_store_moved(cache, new_item(cache, "m1", "a"), BC_STORE_ADD,
+                                          5000), BC_OK);
+    assert_int_equal(cas_of(cache, "m1"), 5000);
+    uint64_t cas = 0;
+    assert_int_equal(store_mode(cache, "local", "x", 0, 0, BC_STORE_SET, 0, &cas), BC_OK);
+    assert_true(cas > 5000);
+    /* add-if-absent keeps what is here; set replaces, with the new CAS */
+    assert_int_equal(bc_cache_store_moved(cache, new_item(cache, "m1", "b"), BC_STORE_ADD, 7),
+                     BC_ENOTSTORED);
+    check_value(cache, "m1", "a");
+    assert_int_equal(bc_cache_store_moved(cache, new_item(cache, "m1", "c"), BC_STORE_SET,
+                                          6000), BC_OK);
+    check_value(cache, "m1", "c");
+    assert_int_equal(cas_of(cache, "m1"), 6000);
+    /* a CAS token from the old node works here */
+    assert_int_equal(store_mode(cache, "m1", "d", 0, 0, BC_STORE_CAS, 6000, NULL), BC_OK);
+    /* below the flush mark: a fresh CAS, and the item lives */
+    bc_cache_flush(cache, 0);
+    assert_int_equal(bc_cache_store_moved(cache, new_item(cache, "m2", "e"), BC_STORE_ADD, 100),
+                     BC_OK);
+    check_value(cache, "m2", "e");
+    assert_true(cas_of(cache, "m2") > 6000);
+    /* only the copy modes */
+    assert_int_equal(bc_cache_store_moved(cache, new_item(cache, "m3", "f"), BC_STORE_CAS, 1),
+                     BC_EINVAL);
+    check_value(cache, "m3", NULL);
+    bc_cache_destroy(cache);
+}
+
 /* The scan's visitor: marks the permanent keys ("p-N") it meets. */
 typedef struct scan_seen {
     uint8_t *perm;                 /* per permanent key: times reported */
@@ -1429,6 +1489,7 @@ main(void)
         cmocka_unit_test(test_memory_limit_random_load),
         cmocka_unit_test(test_bucket_api),
         cmocka_unit_test(test_bucket_scan),
+        cmocka_unit_test(test_store_moved_keeps_cas),
         cmocka_unit_test(test_refcount_pinning),
         cmocka_unit_test(test_pinned_victim_skipped),
         cmocka_unit_test(test_hot_key_survives),
