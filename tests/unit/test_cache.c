@@ -72,9 +72,9 @@ set(bc_cache_t *cache, const char *key, const char *value)
     return store_mode(cache, key, value, 0, 0, BC_STORE_SET, 0, NULL);
 }
 
-/* Stores key = value as a replicated SET that keeps the primary's cas. */
-static bc_status_t
-store_as(bc_cache_t *cache, const char *key, const char *value, uint64_t cas)
+/* An item of `value` for key, not stored yet. */
+static bc_item_t *
+new_item(bc_cache_t *cache, const char *key, const char *value)
 {
     size_t nkey = strlen(key), nval = strlen(value);
     bc_status_t st;
@@ -83,7 +83,14 @@ store_as(bc_cache_t *cache, const char *key, const char *value, uint64_t cas)
     assert_non_null(it);
     memcpy(bc_item_value(it), value, nval);
     memcpy(bc_item_value(it) + nval, "\r\n", 2);
-    return bc_cache_store_as(cache, it, cas);
+    return it;
+}
+
+/* Stores key = value as a replicated SET that keeps the primary's cas. */
+static bc_status_t
+store_as(bc_cache_t *cache, const char *key, const char *value, uint64_t cas)
+{
+    return bc_cache_store_as(cache, new_item(cache, key, value), cas);
 }
 
 static bc_item_t *
@@ -817,20 +824,6 @@ test_bucket_api(void **state)
     assert_int_equal(st.data_bytes, 0);
     assert_int_equal(st.mem_used, base);
     bc_cache_destroy(cache);
-}
-
-/* An item of `value` for key, not stored yet. */
-static bc_item_t *
-new_item(bc_cache_t *cache, const char *key, const char *value)
-{
-    size_t nkey = strlen(key), nval = strlen(value);
-    bc_status_t st;
-    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), 0, 0,
-                                  (uint32_t)nval + 2, &st);
-    assert_non_null(it);
-    memcpy(bc_item_value(it), value, nval);
-    memcpy(bc_item_value(it) + nval, "\r\n", 2);
-    return it;
 }
 
 static uint64_t
