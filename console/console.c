@@ -817,7 +817,10 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
             cs->stats.precopy = true;
         }
         st = bc_mig_pool_start(cs->parallel,
-                               config->precopy ? cs->parallel * cs->precopy_ahead : 0, timeout,
+                               config->precopy
+                                   ? bc_mig_precopy_window(cs->parallel, cs->precopy_ahead)
+                                   : 0,
+                               timeout,
                                console_pool_notify, cs, &cs->pool);
         if (st != BC_OK) {
             bc_console_stop(cs);

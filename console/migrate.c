@@ -927,7 +927,7 @@ bc_mig_pool_start(uint32_t nthreads, uint32_t nprecopy, uint32_t timeout_ms,
 {
     *out = NULL;
     if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0 ||
-        nprecopy > BC_MIG_MAX_PARALLEL * BC_MIG_PRECOPY_AHEAD_MAX) {
+        nprecopy > BC_MIG_PRECOPY_WINDOW_MAX) {
         return BC_EINVAL;
     }
     bc_mig_pool_t *p = calloc(1, sizeof(*p));

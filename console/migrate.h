@@ -126,6 +126,21 @@
  * takes CPU from the read-only copies and the clients meanwhile. */
 #define BC_MIG_PRECOPY_AHEAD      4u
 #define BC_MIG_PRECOPY_AHEAD_MAX  8u
+/* Buckets precopied ahead at most, whatever parallel * ahead: each
+ * precopy holds a connection at its source's admin port and one at its
+ * destination's (64 each by default), beside the copies' own. */
+#define BC_MIG_PRECOPY_WINDOW_MAX 32u
+
+/* Buckets precopied ahead for `parallel` copy slots at `ahead` per slot
+ * (0: BC_MIG_PRECOPY_AHEAD): the look-ahead and the precopy workers. */
+static inline uint32_t
+bc_mig_precopy_window(uint32_t parallel, uint32_t ahead)
+{
+    if (ahead == 0) ahead = BC_MIG_PRECOPY_AHEAD;
+    if (ahead > BC_MIG_PRECOPY_AHEAD_MAX) ahead = BC_MIG_PRECOPY_AHEAD_MAX;
+    uint32_t n = parallel * ahead;
+    return n > BC_MIG_PRECOPY_WINDOW_MAX ? BC_MIG_PRECOPY_WINDOW_MAX : n;
+}
 #define BC_MIG_STALL_SAMPLES  4096u    /* stall samples kept per run */
 #define BC_MIG_RECENT         32u      /* finished moves listed per run */
 #define BC_MIG_MAX_HELD       64u      /* groups a cancel may hold back */
@@ -259,8 +274,8 @@ typedef void (*bc_mig_notify_fn)(void *ctx);
 
 /*
  * Starts nthreads (1..BC_MIG_MAX_PARALLEL) copy workers and nprecopy
- * (0..BC_MIG_MAX_PARALLEL * BC_MIG_PRECOPY_AHEAD_MAX; 0: precopy off)
- * precopy workers with their own queue.  timeout_ms bounds
+ * (0..BC_MIG_PRECOPY_WINDOW_MAX; 0: precopy off) precopy workers with
+ * their own queue.  timeout_ms bounds
  * one copy or precopy from its POST to its report.  notify and ctx are
  * borrowed for the pool's life.  *out is owned by the caller
  * (bc_mig_pool_stop).  Errors: BC_EINVAL, BC_ENOMEM.

@@ -106,14 +106,6 @@ control_holds(const bc_mig_control_t *c, uint32_t gid)
 
 /* ---- migrations ---- */
 
-/* Buckets precopied ahead per copy slot. */
-static size_t
-reconcile_precopy_ahead(const bc_reconcile_input_t *in)
-{
-    if (in->precopy_ahead == 0) return BC_MIG_PRECOPY_AHEAD;
-    return in->precopy_ahead > BC_MIG_PRECOPY_AHEAD_MAX ? BC_MIG_PRECOPY_AHEAD_MAX
-                                                        : in->precopy_ahead;
-}
 
 typedef struct mig_round {
     const bc_reconcile_input_t *in;
@@ -347,12 +339,13 @@ reconcile_migrations(mig_round_t *r)
     }
 
     /* 4. Start copies.  With precopy, look ahead past the copy slots for
-     * the buckets to precopy next: up to precopy_ahead * parallel not
+     * the buckets to precopy next: up to bc_mig_precopy_window() not
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
-    size_t lookahead = in->precopy != NULL ? reconcile_precopy_ahead(in) * (size_t)in->parallel : 0;
+    size_t lookahead =
+        in->precopy != NULL ? bc_mig_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
@@ -477,8 +470,9 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->aborts = calloc((size_t)n + 1, sizeof(*out->aborts));
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
         if (in->precopy != NULL) {
-            out->precopy_wanted = calloc(reconcile_precopy_ahead(in) * (size_t)in->parallel + 1,
-                                         sizeof(*out->precopy_wanted));
+            out->precopy_wanted =
+                calloc(bc_mig_precopy_window(in->parallel, in->precopy_ahead) + 1,
+                       sizeof(*out->precopy_wanted));
         }
         if (!out->control || !out->mig || !out->aborts || !out->copying ||
             (in->precopy != NULL && !out->precopy_wanted)) {

@@ -62,10 +62,10 @@
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
  *        are listed in precopy_wanted, in bucket order, within a look-ahead
- *        of precopy_ahead * parallel buckets not started (precopied
- *        ones waiting for a
- *        slot count too): a precopy holds memory at its destination and a
- *        change tracker at its source, so only the next few are asked for;
+ *        of bc_mig_precopy_window(parallel, precopy_ahead) buckets not
+ *        started (precopied ones waiting for a slot count too): a precopy
+ *        holds memory at its destination and a change tracker at its
+ *        source, so only the next few are asked for;
  *     5. the run summary starts with the first copy of a run and is closed
  *        when nothing is pending or copying any more.
  *

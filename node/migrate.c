@@ -51,7 +51,7 @@
 #include "item_frame.h"
 #include "tap.h"
 
-#define MIG_DEFAULT_IMPORTS     144u      /* the console runs at most 16 copies + 128 precopies */
+#define MIG_DEFAULT_IMPORTS     48u       /* the console runs at most 16 copies + 32 precopies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
 #define MIG_FENCE_WAIT_US       200000    /* an export is held this long to be fenced */

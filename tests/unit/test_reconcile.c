@@ -858,6 +858,12 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     mig_run(&v, &migs, 5000, &o, &out);
     assert_wanted(&out, "0");
     o.precopy_ahead = 0;
+    /* the window is capped whatever parallel * ahead */
+    assert_int_equal(bc_mig_precopy_window(2, 3), 6);
+    assert_int_equal(bc_mig_precopy_window(3, 0), 3 * BC_MIG_PRECOPY_AHEAD);
+    assert_int_equal(bc_mig_precopy_window(4, 99), 4 * BC_MIG_PRECOPY_AHEAD_MAX);
+    assert_int_equal(bc_mig_precopy_window(BC_MIG_MAX_PARALLEL, BC_MIG_PRECOPY_AHEAD_MAX),
+                     BC_MIG_PRECOPY_WINDOW_MAX);
     assert_int_equal(out.precopy_wanted[0].from, 1);
     assert_int_equal(out.precopy_wanted[0].to, 3);
     bc_reconcile_free(&out);
