@@ -194,6 +194,14 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         batch_fail(m, b, true, 0);
         return false;
     }
+    /* A node that lost the forwarded part of a read: reads are safe to
+     * send again, to the owner of the new table. */
+    if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
+        bc__fwd_failure_parse(r->text, r->ntext) != BC__FWD_NONE) {
+        bc__client_request_refresh(m->c, 0);
+        batch_fail(m, b, true, 0);
+        return false;
+    }
     log_warn("client: %s sent an unexpected reply to a multi-get (kind %d)", b->node->addr,
              (int)r->kind);
     batch_fail(m, b, false,

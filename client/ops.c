@@ -171,6 +171,25 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
             *healthy = !op_has_data(op->kind);
             return ATTEMPT_RETRY;
         }
+        /*
+         * BEHAVIOR: the node we reached forwarded the command to the
+         * bucket's owner (our table was behind) and lost it.  Unsent, it
+         * is a refusal like the others: ask for the new table and send it
+         * again.  Sent, it is a lost connection one hop further: retried
+         * only when idempotent, as in op_attempt.
+         */
+        bc__fwd_failure_t fwd = bc__fwd_failure_parse(r->text, r->ntext);
+        if (fwd != BC__FWD_NONE) {
+            bc__client_request_refresh(c, 0);
+            if (fwd == BC__FWD_UNSENT || op_idempotent(op->kind)) {
+                op->in_doubt = op->in_doubt || fwd == BC__FWD_IN_DOUBT;
+                return ATTEMPT_RETRY;
+            }
+            log_warn("client: %s lost %s forwarding it to the owner; not retried",
+                     conn->node->addr, op_name(op->kind));
+            *code = BC_CLIENT_EINDOUBT;
+            return ATTEMPT_DONE;
+        }
         *healthy = false;
         *code = op_server_error(r);
         log_warn("client: %s: SERVER_ERROR %.*s", conn->node->addr, (int)r->ntext, r->text);

@@ -86,6 +86,24 @@ bc__refusal_parse(const char *text, size_t n, bc__refusal_t *out)
     return BC__REFUSAL_NONE;
 }
 
+bc__fwd_failure_t
+bc__fwd_failure_parse(const char *text, size_t n)
+{
+    static const struct {
+        const char *text;
+        bc__fwd_failure_t kind;
+    } known[] = {
+        {BC_MC_FWD_UNSENT, BC__FWD_UNSENT},
+        {BC_MC_FWD_IN_DOUBT, BC__FWD_IN_DOUBT},
+        {BC_MC_FWD_TIMEOUT, BC__FWD_IN_DOUBT},
+    };
+    for (size_t i = 0; text != NULL && i < sizeof(known) / sizeof(known[0]); i++) {
+        size_t len = strlen(known[i].text);
+        if (n == len && memcmp(text, known[i].text, len) == 0) return known[i].kind;
+    }
+    return BC__FWD_NONE;
+}
+
 static char *
 proto_put(char *p, const void *s, size_t n)
 {

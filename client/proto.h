@@ -36,6 +36,18 @@ typedef struct bc__refusal {
     uint64_t epoch;            /* the node's table epoch */
 } bc__refusal_t;
 
+/* A node's answer when it could not forward a command to its bucket's
+ * owner (common/bc_mcproto.h, BC_MC_FWD_*). */
+typedef enum bc__fwd_failure {
+    BC__FWD_NONE = 0,          /* not a forwarding failure */
+    BC__FWD_UNSENT,            /* never reached the owner: safe to send again */
+    BC__FWD_IN_DOUBT,          /* sent; the owner may have applied it */
+} bc__fwd_failure_t;
+
+/* Classifies the text of a SERVER_ERROR reply (what follows
+ * "SERVER_ERROR ", n bytes). */
+bc__fwd_failure_t bc__fwd_failure_parse(const char *text, size_t n);
+
 /* True when key is 1..250 bytes, none of them a control byte or a space. */
 bool bc__key_valid(const void *key, size_t klen);
 

@@ -72,6 +72,7 @@ typedef struct fwd_chunk {
     char *buf;                     /* malloc'd */
     size_t len;
     size_t off;                    /* bytes already sent */
+    struct bc_fwd_req *req;        /* the request these bytes are (NULL: the handshake) */
 } fwd_chunk_t;
 
 struct bc_fwd_req {
@@ -82,6 +83,7 @@ struct bc_fwd_req {
     void *arg;
     uint32_t tag;
     bc_status_t st;                /* result, once finished */
+    bool sent;                     /* all its bytes went out: the owner may apply it */
     char *reply;
     size_t rlen;
 };
@@ -199,8 +201,12 @@ peer_free_buffers(fwd_peer_t *p)
 /*
  * Closes the connection and finishes every request in flight on it: the
  * oldest with `head_st`, the others with `rest_st` (they were cut off
- * with it).  The struct waits on the dead list (the current epoll batch
- * may hold its pointer).
+ * with it).  BEHAVIOR: whether a request is in doubt decides its status,
+ * whatever broke: one whose bytes never all went out cannot have been
+ * applied (BC_EIO: the client may send it again), one that went out may
+ * have been (BC_ECLOSED, or BC_ETIMEOUT / a bad reply as the failure
+ * says).  The struct waits on the dead list (the current epoll batch may
+ * hold its pointer).
  */
 static void
 peer_close(fwd_peer_t *p, bc_status_t head_st, bc_status_t rest_st, const char *why)
@@ -224,6 +230,8 @@ peer_close(fwd_peer_t *p, bc_status_t head_st, bc_status_t rest_st, const char *
         p->head = r->next;
         r->st = first ? head_st : rest_st;
         first = false;
+        if (!r->sent) r->st = BC_EIO;
+        else if (r->st == BC_EIO) r->st = BC_ECLOSED;
         if (r->st == BC_ETIMEOUT) bc_stats_incr(fwd->stats, forward_timeouts);
         else bc_stats_incr(fwd->stats, forward_errors);
         done_push(fwd, r);
@@ -286,6 +294,7 @@ peer_write(fwd_peer_t *p)
                 break;
             }
             left -= rest;
+            if (c->req != NULL) c->req->sent = true;
             p->wq_head = c->next;
             if (p->wq_head == NULL) p->wq_tail = NULL;
             free(c->buf);
@@ -785,6 +794,7 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
     p->inflight++;
     c->buf = req;
     c->len = len;
+    c->req = r;
     if (p->wq_tail != NULL) p->wq_tail->next = c;
     else p->wq_head = c;
     p->wq_tail = c;
@@ -816,11 +826,12 @@ const char *
 bc_fwd_error_line(bc_status_t st)
 {
     switch (st) {
-    case BC_ETIMEOUT: return "SERVER_ERROR forward timeout\r\n";
+    case BC_ETIMEOUT: return "SERVER_ERROR " BC_MC_FWD_TIMEOUT "\r\n";
+    case BC_ECLOSED: return "SERVER_ERROR " BC_MC_FWD_IN_DOUBT "\r\n";
     case BC_ETOOLARGE: return "SERVER_ERROR forward reply too large\r\n";
     case BC_EPROTO: return "SERVER_ERROR forward bad reply from owner\r\n";
     case BC_EBUSY: return "SERVER_ERROR forward busy: too many peer connections\r\n";
     case BC_ENOMEM: return "SERVER_ERROR out of memory forwarding\r\n";
-    default: return "SERVER_ERROR forward failed: owner unreachable\r\n";
+    default: return "SERVER_ERROR " BC_MC_FWD_UNSENT "\r\n";
     }
 }

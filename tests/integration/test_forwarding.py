@@ -350,6 +350,10 @@ class FakeOwner:
                 c.sendall(b"ERROR\r\n")
             elif self.mode == "huge":
                 c.sendall(b"OK\r\nVALUE k 0 99999999\r\n" + b"x" * (6 * 1024 * 1024))
+            elif self.mode == "drop":      # takes the request, then goes away
+                c.sendall(b"OK\r\n")
+                c.close()
+                return
             # "hang": say nothing
             time.sleep(30)
         except OSError:
@@ -378,8 +382,15 @@ def test_owner_that_hangs_or_misbehaves():
     for mode, want in (("hang", b"SERVER_ERROR forward timeout\r\n"),
                        ("garbage", b"SERVER_ERROR forward bad reply from owner\r\n"),
                        ("refuse", b"SERVER_ERROR forward bad reply from owner\r\n"),
-                       ("huge", b"SERVER_ERROR forward reply too large\r\n")):
+                       ("huge", b"SERVER_ERROR forward reply too large\r\n"),
+                       # sent, then lost: the owner may have applied it
+                       ("drop", b"SERVER_ERROR forward in doubt: the owner was lost after the "
+                                b"request was sent\r\n"),
+                       # nothing listens: never sent, safe to send again
+                       ("unreachable", b"SERVER_ERROR forward failed: owner unreachable\r\n")):
         fake = FakeOwner(mode)
+        if mode == "unreachable":
+            fake.close()                       # its port refuses connections now
         real = set_primary_addr(2, "127.0.0.1:%d" % fake.port)
         try:
             c = G1.conn(timeout=10)
@@ -401,7 +412,7 @@ def test_owner_that_hangs_or_misbehaves():
         finally:
             set_primary_addr(2, real)
             fake.close()
-    assert stat(G1, "forward_timeouts") >= 1 and stat(G1, "forward_errors") >= 3
+    assert stat(G1, "forward_timeouts") >= 1 and stat(G1, "forward_errors") >= 5
     harness.wait_for(lambda: G1.conn().cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n",
                      what="forwarding to the real owner again")
     assert G1.proc.poll() is None

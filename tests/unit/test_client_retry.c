@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "bc_mcproto.h"
 #include "client_int.h"
 #include "test_client_fake.h"
 
@@ -286,6 +287,86 @@ test_readonly_then_writable(void **state)
     assert_int_equal(bc_client_get(w.c, "k", 1, 500, &v, &vlen, NULL), BC_CLIENT_OK);
     assert_memory_equal(v, "x", 1);
     bc_client_free(v);
+    world_free(&w);
+}
+
+/* A node that lost the forwarded command: the next `left` commands named
+ * `cmd` get the forwarding error `reply` (the fake stores nothing). */
+typedef struct fwd_ctx {
+    const char *cmd;
+    const char *reply;
+    atomic_int left;
+} fwd_ctx_t;
+
+static fake_action_t
+hook_forward_lost(fake_t *f, const char *line, const char *data, size_t dlen, char *out,
+                  size_t *outlen, void *ctx)
+{
+    (void)f, (void)data, (void)dlen;
+    fwd_ctx_t *fc = ctx;
+    size_t n = strlen(fc->cmd);
+    if (strncmp(line, fc->cmd, n) == 0 && line[n] == ' ' && atomic_fetch_sub(&fc->left, 1) > 0) {
+        *outlen = (size_t)sprintf(out, "SERVER_ERROR %s\r\n", fc->reply);
+        return FAKE_REPLY;
+    }
+    return FAKE_DEFAULT;
+}
+
+/* Unsent, any command is sent again; in doubt, only idempotent ones are
+ * (the others answer BC_CLIENT_EINDOUBT, as after a lost connection). */
+static void
+test_forwarding_failures(void **state)
+{
+    (void)state;
+    world_t w;
+    fwd_ctx_t fc = {.cmd = "add", .reply = BC_MC_FWD_UNSENT};
+    atomic_init(&fc.left, 2);
+    world_init(&w, hook_forward_lost, &fc, NULL);
+    assert_int_equal(bc_client_add(w.c, "a", 1, "1", 1, 0, 0, 2000), BC_CLIENT_OK);
+    assert_true(fake_has(w.a, "a"));
+
+    fc.reply = BC_MC_FWD_IN_DOUBT;
+    atomic_store(&fc.left, 1);
+    assert_int_equal(bc_client_add(w.c, "b", 1, "1", 1, 0, 0, 2000), BC_CLIENT_EINDOUBT);
+    assert_false(fake_has(w.a, "b"));
+    fc.cmd = "incr";
+    fc.reply = BC_MC_FWD_TIMEOUT;
+    atomic_store(&fc.left, 1);
+    uint64_t r = 0;
+    assert_int_equal(bc_client_incr(w.c, "a", 1, 1, &r, 2000), BC_CLIENT_EINDOUBT);
+
+    fc.cmd = "set";
+    fc.reply = BC_MC_FWD_IN_DOUBT;
+    atomic_store(&fc.left, 2);
+    assert_int_equal(bc_client_set(w.c, "s", 1, "x", 1, 0, 0, 2000), BC_CLIENT_OK);
+    assert_true(fake_has(w.a, "s"));
+    fc.cmd = "get";
+    fc.reply = BC_MC_FWD_TIMEOUT;
+    atomic_store(&fc.left, 1);
+    void *v;
+    size_t vlen;
+    assert_int_equal(bc_client_get(w.c, "s", 1, 2000, &v, &vlen, NULL), BC_CLIENT_OK);
+    assert_memory_equal(v, "x", 1);
+    bc_client_free(v);
+
+    /* a multi-get whose forwarded part was lost is sent again */
+    fc.cmd = "get";
+    fc.reply = BC_MC_FWD_IN_DOUBT;
+    atomic_store(&fc.left, 1);
+    bc_client_item_t items[2];
+    const void *keys[2] = {"s", "a"};
+    size_t klens[2] = {1, 1};
+    assert_int_equal(bc_client_mget(w.c, 2, keys, klens, 2000, items), BC_CLIENT_OK);
+    assert_true(atomic_load(&fc.left) <= 0);            /* the lost part was answered */
+    assert_int_equal(items[0].status, BC_CLIENT_OK);
+    assert_int_equal(items[1].status, BC_CLIENT_OK);
+    bc_client_items_free(items, 2);
+
+    /* any other server error is not retried */
+    fc.cmd = "set";
+    fc.reply = "forward failed: something else";
+    atomic_store(&fc.left, 1);
+    assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
     world_free(&w);
 }
 
@@ -637,6 +718,7 @@ main(void)
         cmocka_unit_test(test_dropped_connection),
         cmocka_unit_test(test_dead_node_and_no_owner),
         cmocka_unit_test(test_readonly_then_writable),
+        cmocka_unit_test(test_forwarding_failures),
         cmocka_unit_test(test_hostile_replies),
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_zookeeper_unreachable),
