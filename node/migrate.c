@@ -62,8 +62,8 @@
 #define MIG_RETRY_MAX_MS        50
 #define MIG_RECV_CHUNK          (256u * 1024u)
 #define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
-#define MIG_EXPORT_STEP         (256u * 1024u)  /* frames read per hold of a shard lock */
-#define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for */
+#define MIG_EXPORT_STEP         (64u * 1024u)  /* frames read per hold of a shard lock */
+#define MIG_EXPORT_BLOCK        (64u * 1024u)  /* what MHD asks the export stream for */
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_PROGRESS_EVERY      1024u

@@ -75,7 +75,7 @@
  * HOW
  *   Exports run on the admin (MHD) thread.  A whole bucket streams: MHD asks
  *   for the next block when the socket can take it, and each block is read
- *   from the bucket's table in a step of about 256 KiB of frames under one
+ *   from the bucket's table in a step of about 64 KiB of frames under one
  *   hold of the shard lock (bc_cache_bucket_scan), so neither the source's
  *   memory nor its clients' wait on the shard lock grows with the bucket.
  *   The changes since a precopy are few and are encoded at once into one

@@ -173,7 +173,7 @@ def check_export(frames, values):
 
 
 def test_streamed_export_of_a_large_bucket():
-    """A bucket of many export steps (about 256 KiB of frames each) streams
+    """A bucket of many export steps (about 64 KiB of frames each) streams
     whole -- unframed to an HTTP/1.0 reader, chunked to an HTTP/1.1 one --
     and a reader that stops reading holds back the stream instead of the
     source buffering the bucket: its memory does not grow by the bucket,
