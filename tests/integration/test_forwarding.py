@@ -311,6 +311,20 @@ def test_counters_in_stats_admin_and_metrics():
     assert m and int(m.group(1)) >= 2
 
 
+class ClosedPort:
+    """A port nothing listens on: connections to it are refused.  (Closing
+    a FakeOwner's socket would not do: its accept thread keeps it open.)"""
+
+    def __init__(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+
+    def close(self):
+        pass
+
+
 class FakeOwner:
     """A TCP server standing in for group 2's primary: mode decides what it
     answers after reading the handshake and a request."""
@@ -388,9 +402,10 @@ def test_owner_that_hangs_or_misbehaves():
                                 b"request was sent\r\n"),
                        # nothing listens: never sent, safe to send again
                        ("unreachable", b"SERVER_ERROR forward failed: owner unreachable\r\n")):
-        fake = FakeOwner(mode)
         if mode == "unreachable":
-            fake.close()                       # its port refuses connections now
+            fake = ClosedPort()
+        else:
+            fake = FakeOwner(mode)
         real = set_primary_addr(2, "127.0.0.1:%d" % fake.port)
         try:
             c = G1.conn(timeout=10)
