@@ -109,8 +109,8 @@ static const struct {
                                        "(default -1: wait for the group)"},
     {"migrations-parallel", O_MIG_PARALLEL, true, "buckets copied at once, 0..16 (default 4; "
                                                   "0 = no migrations: data-carrying moves wait)"},
-    {"migration-timeout-ms", O_MIG_TIMEOUT, true, "one bucket copy may take this long before it "
-                                                  "is called off and retried (default 30000)"},
+    {"migration-timeout-ms", O_MIG_TIMEOUT, true, "a bucket copy that makes no progress for this "
+                                                  "long is called off and retried (default 30000)"},
     {"no-precopy", O_NO_PRECOPY, false, "do not precopy moving buckets while writable: "
                                         "copy them whole while read-only"},
     {"precopy-ahead", O_PRECOPY_AHEAD, true, "buckets precopied ahead per copy slot, 1..8 "

@@ -66,7 +66,7 @@ typedef struct bc_console_config {
     int64_t orphan_grace_ms;       /* < 0: orphaned buckets wait for their group */
     uint32_t reconcile_interval_ms;
     uint32_t migrations_parallel;  /* buckets copying at once; 0 = migrations off */
-    uint32_t migration_timeout_ms; /* one copy, start to report; 0 = 30000 */
+    uint32_t migration_timeout_ms; /* one copy without progress; 0 = 30000 */
     bool precopy;                  /* precopy buckets while writable before their copy */
     uint32_t precopy_ahead;        /* buckets precopied ahead per copy slot; 0 = the
                                     * default (BC_MIG_PRECOPY_AHEAD) */

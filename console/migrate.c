@@ -691,10 +691,15 @@ pool_cancel_import(const bc_mig_job_t *job)
 }
 
 /*
- * Runs one import at the destination to its end, within the pool's
- * timeout: the POST that starts (or finds) it, then long polls until it is
- * done or failed.  precopy: the bucket's precopy (job->epoch is 0);
- * otherwise its final copy at job->epoch.  The outcome goes to *rep.
+ * Runs one import at the destination to its end: the POST that starts (or
+ * finds) it, then long polls until it is done or failed.  precopy: the
+ * bucket's precopy (job->epoch is 0); otherwise its final copy at
+ * job->epoch.  The outcome goes to *rep.
+ *
+ * BEHAVIOR: the pool's timeout bounds a copy that makes no progress, not
+ * one that is long: each status that shows more bytes received from the
+ * source than the last one moves the deadline on.  A fixed bound would call off, again
+ * and again, the copy of any bucket too large to cross within it.
  */
 static void
 pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep)
@@ -702,6 +707,7 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
     char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX], sel[40];
     bc_http_response_t resp;
     int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
+    double progress = 0;          /* bytes the destination reported received so far */
 
     memset(rep, 0, sizeof(*rep));
     rep->bucket = job->bucket;
@@ -757,8 +763,9 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
     for (;;) {
         int64_t now = bc_time_mono_ms(), elapsed = now - t0;
         if (now >= deadline || pool_stopping(p)) {
-            snprintf(rep->error, sizeof(rep->error), "%s timed out after %lld ms",
-                     precopy ? "precopy" : "copy", (long long)elapsed);
+            snprintf(rep->error, sizeof(rep->error), "%s timed out: no progress for %u ms (%lld "
+                     "ms in all)", precopy ? "precopy" : "copy", p->timeout_ms,
+                     (long long)elapsed);
             /* A precopy is left to the destination: it holds no bucket
              * read-only, and the final copy supersedes it. */
             if (!precopy) pool_cancel_import(job);
@@ -815,6 +822,14 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
             return;
         }
         if (strcmp(state->valuestring, "running") == 0) {
+            /* bytes received from the source (a node that does not report
+             * them: bytes stored) */
+            const cJSON *got = cJSON_GetObjectItemCaseSensitive(doc, "received");
+            if (!cJSON_IsNumber(got)) got = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
+            if (cJSON_IsNumber(got) && got->valuedouble > progress) {
+                progress = got->valuedouble;
+                deadline = bc_time_mono_ms() + p->timeout_ms;
+            }
             cJSON_Delete(doc);
             /* A long poll that came back early with the job running (a
              * destination that answers at once): do not spin on it. */

@@ -275,8 +275,8 @@ typedef void (*bc_mig_notify_fn)(void *ctx);
 /*
  * Starts nthreads (1..BC_MIG_MAX_PARALLEL) copy workers and nprecopy
  * (0..BC_MIG_PRECOPY_WINDOW_MAX; 0: precopy off) precopy workers with
- * their own queue.  timeout_ms bounds
- * one copy or precopy from its POST to its report.  notify and ctx are
+ * their own queue.  timeout_ms bounds how long one copy or precopy may go
+ * without progress (its start, or more bytes received).  notify and ctx are
  * borrowed for the pool's life.  *out is owned by the caller
  * (bc_mig_pool_stop).  Errors: BC_EINVAL, BC_ENOMEM.
  */

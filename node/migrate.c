@@ -66,7 +66,6 @@
 #define MIG_EXPORT_BLOCK        (64u * 1024u)  /* what MHD asks the export stream for */
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
-#define MIG_PROGRESS_EVERY      1024u
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
@@ -101,6 +100,7 @@ typedef struct import_job {
     uint64_t items;
     uint64_t bytes;
     uint64_t skipped;              /* already present here: add-if-absent kept ours */
+    uint64_t received;             /* bytes received from the source, every attempt */
     int64_t started_ms;
     int64_t finished_ms;
     char error[256];
@@ -117,6 +117,7 @@ struct bc_node_migrate {
     uint32_t max_imports;
     uint32_t timeout_ms;
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
+    uint32_t test_step_delay_ms;   /* BC_TEST_IMPORT_STEP_DELAY_MS: a slow but steady one */
     void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
     void *commit_ctx;
     bc_tap_set_t *taps;            /* change trackers of exported buckets (tap.h) */
@@ -650,6 +651,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
 typedef struct fetch {
     int fd;
     int64_t deadline;
+    int64_t idle_ms;               /* > 0: each byte received moves the deadline this far on */
     char *buf;
     size_t cap, start, end;
 } fetch_t;
@@ -702,6 +704,7 @@ fetch_read(fetch_t *f, size_t want, size_t *got)
         if (n > 0) {
             f->end += (size_t)n;
             *got = (size_t)n;
+            if (f->idle_ms > 0) f->deadline = bc_time_mono_ms() + f->idle_ms;
             return BC_OK;
         }
         if (n == 0) return BC_ECLOSED;
@@ -725,13 +728,18 @@ node_owns(bc_node_migrate_t *mig, uint32_t bucket)
     return owner == info.gid;
 }
 
+/* The job's progress for status queries: what it stored so far, and
+ * `more` bytes received from the source since the last call (the
+ * console's proof of progress: a large frame stores nothing until it is
+ * whole). */
 static void
-job_publish(import_job_t *job, uint64_t items, uint64_t bytes, uint64_t skipped)
+job_publish(import_job_t *job, uint64_t items, uint64_t bytes, uint64_t skipped, uint64_t more)
 {
     pthread_mutex_lock(&job->mig->mu);
     job->items = items;
     job->bytes = bytes;
     job->skipped = skipped;
+    job->received += more;
     pthread_mutex_unlock(&job->mig->mu);
 }
 
@@ -827,9 +835,6 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         snprintf(err, errlen, "cannot store an item: %s", bc_status_str(st));
         return st;
     }
-    if ((r->items + r->skipped) % MIG_PROGRESS_EVERY == 0) {
-        job_publish(job, job->base_items + r->items, job->base_bytes + r->bytes, r->skipped);
-    }
     return BC_OK;
 }
 
@@ -855,7 +860,10 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
 {
     import_job_t *job = r->job;
     size_t max_payload = bc_cache_max_item_size(job->mig->cache) + 1024;
-    fetch_t f = {.fd = -1, .deadline = deadline};
+    /* BEHAVIOR: the timeout bounds a transfer that stalls, not one that is
+     * long: every byte received moves the deadline on, so a bucket of any
+     * size gets across as long as it keeps coming. */
+    fetch_t f = {.fd = -1, .deadline = deadline, .idle_ms = job->mig->timeout_ms};
     bc_status_t st = fetch_connect(&f, job->source, err, errlen);
     *retry = false;
     if (st != BC_OK) return st;
@@ -978,6 +986,9 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
             goto out;
         }
         received += got;
+        job_publish(job, job->base_items + r->items, job->base_bytes + r->bytes, r->skipped,
+                    got);
+        if (job->mig->test_step_delay_ms > 0) bc_time_sleep_ms(job->mig->test_step_delay_ms);
     }
     if (f.start != f.end) {
         snprintf(err, errlen, "export truncated: %zu bytes of an incomplete frame at the end",
@@ -1191,6 +1202,7 @@ job_json(bc_node_migrate_t *mig, const import_job_t *j)
     cJSON_AddNumberToObject(doc, "items", (double)j->items);
     cJSON_AddNumberToObject(doc, "bytes", (double)j->bytes);
     cJSON_AddNumberToObject(doc, "skipped", (double)j->skipped);
+    cJSON_AddNumberToObject(doc, "received", (double)j->received);
     cJSON_AddStringToObject(doc, "error", j->error);
     cJSON_AddStringToObject(doc, "node", info.node_name);
     cJSON_AddNumberToObject(doc, "group", info.gid);
@@ -1334,7 +1346,7 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     j->delta = false;
     j->base_items = base_items;
     j->base_bytes = base_bytes;
-    j->items = j->bytes = j->skipped = 0;
+    j->items = j->bytes = j->skipped = j->received = 0;
     j->started_ms = bc_time_real_ms();
     j->finished_ms = 0;
     j->error[0] = '\0';
@@ -1491,6 +1503,16 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
             mig->test_delay_ms = (uint32_t)v;
             log_warn("migrate: BC_TEST_IMPORT_DELAY_MS: every import waits %u ms before it "
                      "reports done (a slow destination, for tests)", mig->test_delay_ms);
+        }
+    }
+    delay = getenv("BC_TEST_IMPORT_STEP_DELAY_MS");
+    if (delay != NULL && delay[0] != '\0') {
+        uint64_t v;
+        if (bc_parse_u64n(delay, strlen(delay), 10000, &v)) {
+            mig->test_step_delay_ms = (uint32_t)v;
+            log_warn("migrate: BC_TEST_IMPORT_STEP_DELAY_MS: imports wait %u ms after each "
+                     "read from the source (a slow but steady destination, for tests)",
+                     mig->test_step_delay_ms);
         }
     }
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;

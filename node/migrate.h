@@ -136,7 +136,9 @@ typedef struct bc_node_migrate_config {
     bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
                                     * long polls a finished import wakes */
     uint32_t max_imports;          /* concurrent import jobs; 0 = 48 */
-    uint32_t import_timeout_ms;    /* one import, all retries included; 0 = 60000 */
+    uint32_t import_timeout_ms;    /* one import: the wait to be fenced, all retries
+                                    * included, and the longest pause in its
+                                    * transfer; 0 = 60000 */
 } bc_node_migrate_config_t;
 
 /*

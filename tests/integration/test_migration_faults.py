@@ -6,6 +6,7 @@ data, make the console give the bucket back to its source (writable),
 report the error and retry with backoff, until the destination is fixed or
 the rebalance is cancelled."""
 import os
+import re
 import struct
 import sys
 import time
@@ -205,6 +206,35 @@ def test_slow_destination_times_out_and_retries():
     mu.check_reads(con, NB, data)
     mu.check_nothing_held_by_non_owners(con, [g1, g2b])
     for p in (g1, g2b, con):
+        p.stop()
+
+
+def test_long_copy_that_keeps_progressing_is_not_timed_out():
+    """The migration timeout bounds a copy that stalls, not one that is
+    long: a destination that stores slowly but steadily takes several
+    times the timeout per bucket and still converges, with no attempt
+    called off."""
+    cl = harness.create_cluster(zk, "steady", buckets=4)
+    con = harness.Console(zk, cl, "--migration-timeout-ms", "400", migrations=True,
+                          session_timeout_ms=SESSION_MS)
+    g1 = harness.ClusterNode(zk, cl, 1, memory_mb=128, session_timeout_ms=SESSION_MS)
+    mu.wait_converged(con, what="group 1 owns everything")
+    data = mu.load(g1, ["big%d" % i for i in range(2400)], 4000)     # about 2.4 MiB a bucket
+    # every read from the source (at most 256 KiB) waits 150 ms: a bucket takes
+    # over a second to cross, several times the timeout
+    g2 = harness.ClusterNode(zk, cl, 2, memory_mb=128, session_timeout_ms=SESSION_MS,
+                             env={"BC_TEST_IMPORT_STEP_DELAY_MS": "150"})
+    t = mu.wait_converged(con, timeout=60)
+    assert t["c"].count(2) == 2, t["c"]
+    m = mu.console_json(con, "/v1/migrations")
+    assert m["failed_attempts"] == 0, m
+    took = [int(ms) for ms in re.findall(r"imported bucket \d+ \(precopy[^)]*\) from \S+: "
+                                         r"\d+ items, \d+ bytes in (\d+) ms", g2.proc.output())]
+    assert len(took) == 2 and min(took) > 400, took   # each longer than the timeout
+    imports = mu.migrate_stats(g2)
+    assert imports["imports_failed"] == 0, imports
+    mu.check_reads(con, 4, data)
+    for p in (g1, g2, con):
         p.stop()
 
 
