@@ -623,8 +623,17 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
         export_refused(mig);
         return mig_refuse(req, false, cur, "this node has no data port to fence");
     }
-    /* read after seeing epoch >= E: at least the generation that published it */
-    if (!local_fence) gen = bc_node_cluster_route_gen(mig->cluster);
+    /*
+     * The generation to wait for is read once, after seeing epoch >= E (so
+     * it is at least the one that published E), and kept while the request
+     * is parked: read again on every recheck, it would move on with every
+     * later table and fence, and on a busy machine the workers might never
+     * catch up with it.
+     */
+    if (!local_fence) {
+        if (req->park_state[0] == 0) req->park_state[0] = bc_node_cluster_route_gen(mig->cluster);
+        gen = req->park_state[0];
+    }
     if (!local_fence && !bc_server_passed(mig->server, gen)) {
         if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
         export_refused(mig);
