@@ -230,7 +230,7 @@ def test_long_copy_that_keeps_progressing_is_not_timed_out():
     assert m["failed_attempts"] == 0, m
     took = [int(ms) for ms in re.findall(r"imported bucket \d+ \(precopy[^)]*\) from \S+: "
                                          r"\d+ items, \d+ bytes in (\d+) ms", g2.proc.output())]
-    assert len(took) == 2 and min(took) > 400, took   # each longer than the timeout
+    assert len(took) >= 2 and min(took) > 400, took   # each longer than the timeout
     imports = mu.migrate_stats(g2)
     assert imports["imports_failed"] == 0, imports
     mu.check_reads(con, 4, data)
