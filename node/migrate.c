@@ -426,6 +426,8 @@ export_stream_read(void *arg, char *out, size_t max)
         s->sent = 0;
         bc_status_t st;
         if (s->scanning) {
+            /* a precopy still streaming keeps its tracker from going idle */
+            if (s->tap != 0) bc_tap_touch(mig->taps, s->bucket, s->tap);
             st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
             if (st == BC_OK) st = s->x.frames.st;
             if (st == BC_OK && s->cursor == 0) s->scanning = false;

@@ -27,7 +27,7 @@
 typedef struct tap {
     uint64_t id;
     uint32_t bucket;
-    int64_t used_ms;               /* armed or last bc_tap_changes (mono) */
+    int64_t used_ms;               /* armed, streamed (bc_tap_touch) or asked (mono) */
     bc_tap_keys_t keys;
 } tap_t;
 
@@ -333,6 +333,16 @@ bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *o
     }
     pthread_mutex_unlock(&set->mu);
     return st;
+}
+
+void
+bc_tap_touch(bc_tap_set_t *set, uint32_t bucket, uint64_t id)
+{
+    if (bucket >= set->nbuckets) return;
+    pthread_mutex_lock(&set->mu);
+    tap_t *t = set->by_bucket[bucket];
+    if (t != NULL && t->id == id) t->used_ms = bc_time_mono_coarse_ms();
+    pthread_mutex_unlock(&set->mu);
 }
 
 void

@@ -31,7 +31,8 @@
  *     - a flush_all runs (it changes every key at once);
  *     - the bucket is dropped (after a cutover, or a leftover's drop);
  *     - it was not used for idle_ms (a precopy whose final copy never
- *       came), or a newer tap replaced it (one tap per bucket), or
+ *       came; a precopy still streaming counts as use, bc_tap_touch),
+ *       or a newer tap replaced it (one tap per bucket), or
  *       max_taps taps exist and it is the least recently used;
  *     - the process restarts: ids start from a random base, so an id of
  *       an earlier process is never mistaken for a tap of this one.
@@ -112,6 +113,10 @@ bc_status_t bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_t
 
 /* Ends bucket's tap, if any. */
 void bc_tap_stop(bc_tap_set_t *set, uint32_t bucket);
+/* Tap `id` of bucket is in use now (its precopy is still streaming): it
+ * does not count as idle until idle_ms after this.  Another id (or none):
+ * nothing happens. */
+void bc_tap_touch(bc_tap_set_t *set, uint32_t bucket, uint64_t id);
 
 void bc_tap_get_stats(bc_tap_set_t *set, bc_tap_stats_t *out);
 

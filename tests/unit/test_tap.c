@@ -14,6 +14,7 @@
 
 #include "bc_hash.h"
 #include "cache.h"
+#include "bc_time.h"
 #include "tap.h"
 
 #define NBUCKETS 64u
@@ -190,6 +191,37 @@ test_limits(void **state)
     bc_cache_destroy(cache);
 }
 
+/* A tap left unused expires; one whose precopy is still streaming (it is
+ * touched) does not. */
+static void
+test_idle_and_touch(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache();
+    bc_tap_set_t *set_ = NULL;
+    bc_tap_config_t cfg = {.cache = cache, .idle_ms = 300};
+    assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
+    uint64_t a, b;
+    assert_int_equal(bc_tap_start(set_, 3, &a), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 4, &b), BC_OK);
+    for (int i = 0; i < 9; i++) {                    /* 450 ms, half as long again as idle_ms */
+        bc_time_sleep_ms(50);
+        bc_tap_touch(set_, 3, a);
+        bc_tap_touch(set_, 4, a);                    /* not b's id: no effect */
+    }
+    bc_tap_keys_t keys;
+    char why[256];
+    assert_int_equal(bc_tap_changes(set_, 3, a, &keys, why, sizeof(why)), BC_OK);
+    bc_tap_keys_free(&keys);
+    assert_int_equal(bc_tap_changes(set_, 4, b, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_non_null(strstr(why, "expired"));
+    bc_time_sleep_ms(400);
+    assert_int_equal(bc_tap_changes(set_, 3, a, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    bc_tap_touch(set_, 99999, a);                    /* out of range: ignored */
+    bc_tap_set_destroy(set_);
+    bc_cache_destroy(cache);
+}
+
 static void
 collect(const char *key, size_t nkey, void *ctx)
 {
@@ -232,6 +264,7 @@ main(void)
         cmocka_unit_test(test_records_changed_keys),
         cmocka_unit_test(test_flush_drop_and_replace_end_taps),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_idle_and_touch),
         cmocka_unit_test(test_key_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
