@@ -576,6 +576,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     }
 
     /* 4. Groups back. */
+    bool filled_back = false;
     for (size_t i = 0; i < v->ngroups; i++) {
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g) || !g->departure.present) continue;
@@ -595,6 +596,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
                 reserved[b] = 0;
             }
             if (g->departure.nbuckets > 0) out->tables_changed = true;
+            filled_back = true;
             summary_add(out, "group %u back: %u buckets filled back", g->gid, g->departure.nbuckets);
         } else {
             summary_add(out, "group %u back, but its buckets moved meanwhile: joins as a new group",
@@ -621,7 +623,14 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     for (uint32_t b = 0; b < n; b++) {
         if (!reserved[b] && (out->d.owner[b] == 0 || out->m.owner[b] == 0)) has_orphans = true;
     }
-    want = (want && !in->cancel_rebalance) || has_new || has_orphans;
+    /*
+     * BEHAVIOR: a group back with its buckets is planned for again.  While
+     * it was down, the moves planned onto it (d naming it where m does not)
+     * had no destination and were planned over the survivors; filled back
+     * with only what it held, it would stay below its share for good.  The
+     * planner starts from m, so a plan that already stands is kept.
+     */
+    want = (want && !in->cancel_rebalance) || has_new || has_orphans || filled_back;
     if (nlive > 0 && want) {
         uint32_t nsub = 0;
         sub_m = calloc(n, sizeof(*sub_m));

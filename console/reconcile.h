@@ -19,8 +19,9 @@
  *
  *   Group back.  A live group with a departure record: if every bucket it
  *   held is still unowned in m ("nothing moved since it left"), those
- *   buckets are filled back to it in c and m directly, without
- *   recomputation; d keeps any migration planned before it left.
+ *   buckets are filled back to it in c and m directly, d keeps any
+ *   migration planned before it left, and d is planned again (below): the
+ *   moves planned onto it while it was down went to the others.
  *   Otherwise it is treated as a new, empty group.  The record is cleared.
  *
  *   Orphans.  Buckets held by a departed group wait for it, unless
@@ -29,8 +30,9 @@
  *   departed group is waiting for (a new cluster) are handed out at once.
  *
  *   Rebalance.  When a live group owns nothing in d (it was just added;
- *   unless a cancelled rebalance holds it back), when there are orphans to
- *   hand out, or when asked (force, which also releases held groups), d is
+ *   unless a cancelled rebalance holds it back), when a group came back,
+ *   when there are orphans to hand out, or when asked (force, which also
+ *   releases held groups), d is
  *   recomputed by the planner (bc_planner.h) over every bucket that is not
  *   waiting for a departed group.  A bucket with no data (m = 0) is
  *   assigned directly in c, m and d; a bucket whose data must move keeps

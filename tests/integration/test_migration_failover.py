@@ -88,8 +88,11 @@ def test_active_console_killed_mid_migration():
         p.stop()
 
 
-def test_destination_killed_mid_copy_and_restarted():
-    cl, (con,), g1, data = start("dstkill")
+def destination_killed(name, wait_down):
+    """Group 2 joins, its primary is killed mid-copy and restarted on its
+    ports -- at once, or (wait_down) only once its session has expired and
+    the console has declared the group down."""
+    cl, (con,), g1, data = start(name)
     writer = mu.Writer(con, NB, ["w%d" % i for i in range(300)])
     writer.start()
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, env=SLOW)
@@ -99,6 +102,11 @@ def test_destination_killed_mid_copy_and_restarted():
     # the copies in flight fail; the buckets go back to group 1, writable
     harness.wait_for(lambda: mu.console_json(con, "/v1/migrations")["failed_attempts"] > 0,
                      what="the failed copies noticed")
+    if wait_down:
+        # down: what it held has no owner, and the moves planned onto it are
+        # planned over group 1; back, it must be planned for again
+        harness.wait_for(lambda: 2 not in mu.console_json(con, "/v1/tables")["d"],
+                         timeout=SESSION_MS / 1000 * 3 + 10, what="group 2 declared down")
     g2b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, port=g2.port,
                               admin_port=g2.admin_port)
     t = mu.wait_converged(con, timeout=40)
@@ -109,6 +117,14 @@ def test_destination_killed_mid_copy_and_restarted():
     check_kept_and_writable(con, data, writer, at_kill, t, 1, at_least=1000)
     for p in (g1, g2b, con):
         p.stop()
+
+
+def test_destination_killed_mid_copy_and_restarted():
+    destination_killed("dstkill", wait_down=False)
+
+
+def test_destination_down_then_back_gets_its_share():
+    destination_killed("dstdown", wait_down=True)
 
 
 def test_source_killed_mid_copy_and_restarted():

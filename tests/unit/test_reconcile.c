@@ -170,8 +170,11 @@ test_group_down_then_back_intact(void **state)
     assert_false(out2.changed);
     bc_reconcile_free(&out2);
 
-    /* It comes back: filled back without recomputation. */
+    /* It comes back (a node with as much memory as the others): filled
+     * back; planned again, which keeps a plan that already stands. */
     g2->nnodes = 1;
+    snprintf(g2->nodes[0].name, sizeof(g2->nodes[0].name), "n-0000000021");
+    g2->nodes[0].memory = 1 << 20;
     run(&v2, 70000, -1, &out2);
     assert_table(&out2.c, "112233");
     assert_table(&out2.m, "112233");
@@ -180,6 +183,29 @@ test_group_down_then_back_intact(void **state)
     assert_false(out2.departures[0].record.present);
     assert_false(out2.rebalanced);
     bc_reconcile_free(&out2);
+
+    /* Back after its planned moves were re-planned over the others while
+     * it was down (d no longer names it beyond what it held): planned
+     * again, it gets its share back. */
+    bc_view_t v3;
+    view_init(&v3, "111033", "111033", "111033");
+    view_add_group(&v3, 1, 1, "n-0000000010");
+    bc_view_group_t *g3 = view_add_group(&v3, 2, 1, NULL);
+    view_add_group(&v3, 3, 1, "n-0000000030");
+    g3->departure.present = true;
+    g3->departure.departed_at_ms = 1;
+    g3->departure.nbuckets = 1;
+    g3->departure.buckets = calloc(1, sizeof(uint32_t));
+    g3->departure.buckets[0] = 3;
+    run(&v3, 80000, -1, &out2);
+    assert_table(&out2.m, "111233");
+    assert_true(out2.rebalanced);
+    int share = 0;
+    for (int b = 0; b < N; b++) share += out2.d.owner[b] == 2;
+    assert_int_equal(share, 2);                         /* a third of six */
+    assert_true(out2.pending_moves >= 1);
+    bc_reconcile_free(&out2);
+    bc_view_free(&v3);
     bc_reconcile_free(&out);
     bc_view_free(&v);
     bc_view_free(&v2);
