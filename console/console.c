@@ -38,7 +38,7 @@ struct bc_console {
     uint32_t interval_ms;
     uint32_t nbuckets;
     uint32_t parallel;
-    uint32_t precopy_ahead;        /* buckets precopied ahead per copy slot */
+    uint32_t precopy_ahead;        /* per copy slot, as configured (0: the default) */
     bc_zk_t *zk;
     bc_mig_pool_t *pool;           /* NULL when migrations are off */
 
@@ -772,9 +772,7 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     cs->parallel = config->migrations_parallel > BC_MIG_MAX_PARALLEL ? BC_MIG_MAX_PARALLEL
                                                                       : config->migrations_parallel;
     cs->stats.migrations_parallel = cs->parallel;
-    cs->precopy_ahead = config->precopy_ahead == 0 ? BC_MIG_PRECOPY_AHEAD
-                        : config->precopy_ahead > BC_MIG_PRECOPY_AHEAD_MAX ? BC_MIG_PRECOPY_AHEAD_MAX
-                        : config->precopy_ahead;
+    cs->precopy_ahead = config->precopy_ahead;   /* bc_mig_precopy_window defaults and caps it */
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->op_mu, NULL);
     bc_time_cond_init(&cs->cv);

@@ -52,17 +52,28 @@ make_cache(size_t mem_limit, const char *policy)
     return cache;
 }
 
+/* An item of `value` for key, not stored yet; NULL with *st when it
+ * cannot be allocated. */
+static bc_item_t *
+item_of(bc_cache_t *cache, const char *key, const char *value, uint32_t flags, uint32_t exptime,
+        bc_status_t *st)
+{
+    size_t nkey = strlen(key), nval = strlen(value);
+    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), flags, exptime,
+                                  (uint32_t)nval + 2, st);
+    if (it == NULL) return NULL;
+    memcpy(bc_item_value(it), value, nval);
+    memcpy(bc_item_value(it) + nval, "\r\n", 2);
+    return it;
+}
+
 static bc_status_t
 store_mode(bc_cache_t *cache, const char *key, const char *value, uint32_t flags,
            uint32_t exptime, bc_store_mode_t mode, uint64_t cas_in, uint64_t *cas_out)
 {
-    size_t nkey = strlen(key), nval = strlen(value);
     bc_status_t st;
-    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), flags, exptime,
-                                  (uint32_t)nval + 2, &st);
+    bc_item_t *it = item_of(cache, key, value, flags, exptime, &st);
     if (it == NULL) return st;
-    memcpy(bc_item_value(it), value, nval);
-    memcpy(bc_item_value(it) + nval, "\r\n", 2);
     return bc_cache_store(cache, it, mode, cas_in, cas_out);
 }
 
@@ -72,17 +83,13 @@ set(bc_cache_t *cache, const char *key, const char *value)
     return store_mode(cache, key, value, 0, 0, BC_STORE_SET, 0, NULL);
 }
 
-/* An item of `value` for key, not stored yet. */
+/* item_of with no flags or expiry, which must succeed. */
 static bc_item_t *
 new_item(bc_cache_t *cache, const char *key, const char *value)
 {
-    size_t nkey = strlen(key), nval = strlen(value);
     bc_status_t st;
-    bc_item_t *it = bc_item_alloc(cache, key, nkey, bc_hash_key(key, nkey), 0, 0,
-                                  (uint32_t)nval + 2, &st);
+    bc_item_t *it = item_of(cache, key, value, 0, 0, &st);
     assert_non_null(it);
-    memcpy(bc_item_value(it), value, nval);
-    memcpy(bc_item_value(it) + nval, "\r\n", 2);
     return it;
 }
 

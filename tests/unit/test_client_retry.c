@@ -312,6 +312,15 @@ hook_forward_lost(fake_t *f, const char *line, const char *data, size_t dlen, ch
     return FAKE_DEFAULT;
 }
 
+/* The next n commands named cmd get the forwarding error reply. */
+static void
+lose_next(fwd_ctx_t *fc, const char *cmd, const char *reply, int n)
+{
+    fc->cmd = cmd;
+    fc->reply = reply;
+    atomic_store(&fc->left, n);
+}
+
 /* Unsent, any command is sent again; in doubt, only idempotent ones are
  * (the others answer BC_CLIENT_EINDOUBT, as after a lost connection). */
 static void
@@ -319,30 +328,24 @@ test_forwarding_failures(void **state)
 {
     (void)state;
     world_t w;
-    fwd_ctx_t fc = {.cmd = "add", .reply = BC_MC_FWD_UNSENT};
-    atomic_init(&fc.left, 2);
+    fwd_ctx_t fc;
+    atomic_init(&fc.left, 0);
+    lose_next(&fc, "add", BC_MC_FWD_UNSENT, 2);
     world_init(&w, hook_forward_lost, &fc, NULL);
     assert_int_equal(bc_client_add(w.c, "a", 1, "1", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "a"));
 
-    fc.reply = BC_MC_FWD_IN_DOUBT;
-    atomic_store(&fc.left, 1);
+    lose_next(&fc, "add", BC_MC_FWD_IN_DOUBT, 1);
     assert_int_equal(bc_client_add(w.c, "b", 1, "1", 1, 0, 0, 2000), BC_CLIENT_EINDOUBT);
     assert_false(fake_has(w.a, "b"));
-    fc.cmd = "incr";
-    fc.reply = BC_MC_FWD_TIMEOUT;
-    atomic_store(&fc.left, 1);
+    lose_next(&fc, "incr", BC_MC_FWD_TIMEOUT, 1);
     uint64_t r = 0;
     assert_int_equal(bc_client_incr(w.c, "a", 1, 1, &r, 2000), BC_CLIENT_EINDOUBT);
 
-    fc.cmd = "set";
-    fc.reply = BC_MC_FWD_IN_DOUBT;
-    atomic_store(&fc.left, 2);
+    lose_next(&fc, "set", BC_MC_FWD_IN_DOUBT, 2);
     assert_int_equal(bc_client_set(w.c, "s", 1, "x", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "s"));
-    fc.cmd = "get";
-    fc.reply = BC_MC_FWD_TIMEOUT;
-    atomic_store(&fc.left, 1);
+    lose_next(&fc, "get", BC_MC_FWD_TIMEOUT, 1);
     void *v;
     size_t vlen;
     assert_int_equal(bc_client_get(w.c, "s", 1, 2000, &v, &vlen, NULL), BC_CLIENT_OK);
@@ -350,9 +353,7 @@ test_forwarding_failures(void **state)
     bc_client_free(v);
 
     /* a multi-get whose forwarded part was lost is sent again */
-    fc.cmd = "get";
-    fc.reply = BC_MC_FWD_IN_DOUBT;
-    atomic_store(&fc.left, 1);
+    lose_next(&fc, "get", BC_MC_FWD_IN_DOUBT, 1);
     bc_client_item_t items[2];
     const void *keys[2] = {"s", "a"};
     size_t klens[2] = {1, 1};
@@ -363,9 +364,7 @@ test_forwarding_failures(void **state)
     bc_client_items_free(items, 2);
 
     /* any other server error is not retried */
-    fc.cmd = "set";
-    fc.reply = "forward failed: something else";
-    atomic_store(&fc.left, 1);
+    lose_next(&fc, "set", "forward failed: something else", 1);
     assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
     world_free(&w);
 }

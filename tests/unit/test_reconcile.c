@@ -60,6 +60,20 @@ view_add_group(bc_view_t *v, uint32_t gid, size_t nnodes, const char *primary)
     return g;
 }
 
+/* g left at at_ms holding the buckets named by digits ("23": 2 and 3). */
+static void
+group_departed(bc_view_group_t *g, int64_t at_ms, const char *buckets)
+{
+    g->departure.present = true;
+    g->departure.departed_at_ms = at_ms;
+    g->departure.nbuckets = (uint32_t)strlen(buckets);
+    g->departure.buckets = calloc(g->departure.nbuckets, sizeof(uint32_t));
+    assert_non_null(g->departure.buckets);
+    for (uint32_t i = 0; i < g->departure.nbuckets; i++) {
+        g->departure.buckets[i] = (uint32_t)(buckets[i] - '0');
+    }
+}
+
 static void
 assert_table(const bc_table_t *t, const char *expect)
 {
@@ -192,11 +206,7 @@ test_group_down_then_back_intact(void **state)
     view_add_group(&v3, 1, 1, "n-0000000010");
     bc_view_group_t *g3 = view_add_group(&v3, 2, 1, NULL);
     view_add_group(&v3, 3, 1, "n-0000000030");
-    g3->departure.present = true;
-    g3->departure.departed_at_ms = 1;
-    g3->departure.nbuckets = 1;
-    g3->departure.buckets = calloc(1, sizeof(uint32_t));
-    g3->departure.buckets[0] = 3;
+    group_departed(g3, 1, "3");
     run(&v3, 80000, -1, &out2);
     assert_table(&out2.m, "111233");
     assert_true(out2.rebalanced);
@@ -223,11 +233,7 @@ test_group_back_keeps_planned_moves(void **state)
     view_add_group(&v, 1, 1, NULL);
     bc_view_group_t *g1 = &v.groups[0];
     view_add_group(&v, 2, 1, "n-0000000020");
-    g1->departure.present = true;
-    g1->departure.departed_at_ms = 1;
-    g1->departure.nbuckets = 6;
-    g1->departure.buckets = calloc(6, sizeof(uint32_t));
-    for (uint32_t b = 0; b < 6; b++) g1->departure.buckets[b] = b;
+    group_departed(g1, 1, "012345");
     run(&v, 1000, -1, &out);
     assert_table(&out.c, "111111");
     assert_table(&out.m, "111111");
@@ -248,12 +254,7 @@ test_orphan_grace_hands_buckets_to_survivors(void **state)
     view_add_group(&v, 1, 1, "n-0000000010");
     bc_view_group_t *g2 = view_add_group(&v, 2, 0, NULL);
     view_add_group(&v, 3, 1, "n-0000000030");
-    g2->departure.present = true;
-    g2->departure.departed_at_ms = 1000;
-    g2->departure.nbuckets = 2;
-    g2->departure.buckets = calloc(2, sizeof(uint32_t));
-    g2->departure.buckets[0] = 2;
-    g2->departure.buckets[1] = 3;
+    group_departed(g2, 1000, "23");
 
     run(&v, 1500, 1000, &out); /* within the grace */
     assert_false(out.changed);
