@@ -822,10 +822,7 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
             return;
         }
         if (strcmp(state->valuestring, "running") == 0) {
-            /* bytes received from the source (a node that does not report
-             * them: bytes stored) */
             const cJSON *got = cJSON_GetObjectItemCaseSensitive(doc, "received");
-            if (!cJSON_IsNumber(got)) got = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
             if (cJSON_IsNumber(got) && got->valuedouble > progress) {
                 progress = got->valuedouble;
                 deadline = bc_time_mono_ms() + p->timeout_ms;

@@ -67,6 +67,7 @@
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
+#define EXPORT_PARK_GEN         0         /* park_state slot: the generation an export waits for */
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
 
@@ -632,9 +633,10 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
      * later table and fence, and on a busy machine the workers might never
      * catch up with it.
      */
+    uint64_t *kept_gen = &req->park_state[EXPORT_PARK_GEN];
     if (!local_fence) {
-        if (req->park_state[0] == 0) req->park_state[0] = bc_node_cluster_route_gen(mig->cluster);
-        gen = req->park_state[0];
+        if (*kept_gen == 0) *kept_gen = bc_node_cluster_route_gen(mig->cluster);
+        gen = *kept_gen;
     }
     if (!local_fence && !bc_server_passed(mig->server, gen)) {
         if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
