@@ -48,6 +48,21 @@ bc_textbuf_free(bc_textbuf_t *tb)
     memset(tb, 0, sizeof(*tb));
 }
 
+enum MHD_Result
+bc_metrics_reply(bc_http_req_t *req, bc_textbuf_t *tb)
+{
+    if (tb->failed || tb->data == NULL) {
+        bc_textbuf_free(tb);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    char *text = tb->data;
+    size_t len = tb->len;
+    memset(tb, 0, sizeof(*tb));
+    /* The text is handed over, not copied: MHD free()s it when sent. */
+    return bc_http_reply_buffer(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                                text, len, free, text);
+}
+
 void
 bc_metric(bc_textbuf_t *tb, const char *name, const char *type, const char *help,
           uint64_t value)

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bc_httpd.h"
+
 typedef struct bc_textbuf {
     char *data;                    /* owned; bc_textbuf_free */
     size_t len;
@@ -34,5 +36,9 @@ void bc_textbuf_free(bc_textbuf_t *tb);
  * call; type is "counter" or "gauge". */
 void bc_metric(bc_textbuf_t *tb, const char *name, const char *type, const char *help,
                uint64_t value);
+
+/* Answers GET /metrics with tb's text, which is handed to MHD (tb is left
+ * empty), or 500 when tb failed. */
+enum MHD_Result bc_metrics_reply(bc_http_req_t *req, bc_textbuf_t *tb);
 
 #endif

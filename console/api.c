@@ -344,13 +344,7 @@ api_metrics(void *ctx, bc_http_req_t *req)
         "bucketcache_console_migration_stall_ms{quantile=\"1\"} %u\n"
         "bucketcache_console_migration_stall_ms_count %u\n",
         s->stall_p50_ms, s->stall_p99_ms, s->stall_max_ms, s->stall_count);
-    if (tb.failed || tb.data == NULL) {
-        bc_textbuf_free(&tb);
-        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    }
-    /* The text is handed over, not copied: MHD free()s it when sent. */
-    return bc_http_reply_buffer(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                                tb.data, tb.len, free, tb.data);
+    return bc_metrics_reply(req, &tb);
 }
 
 /* ---- migrations ---- */

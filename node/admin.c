@@ -443,13 +443,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         bc_metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
                   ri.link_up ? 1 : 0);
     }
-    if (tb.failed || tb.data == NULL) {
-        free(tb.data);
-        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    }
-    /* The text is handed over, not copied: MHD free()s it when sent. */
-    return bc_http_reply_buffer(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                                tb.data, tb.len, free, tb.data);
+    return bc_metrics_reply(req, &tb);
 }
 
 /* ---- /v1/keys/{key} ---- */
