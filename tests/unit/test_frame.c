@@ -2,7 +2,8 @@
  * test_frame.c -- the migration peer frames (common/bc_frame.h): round
  * trips, msgpack compatibility both ways with libmsgpack, and hostile
  * input: truncation at every byte, every single-bit flip, wrong types,
- * oversize lengths, bad frame order and END counts.
+ * oversize lengths, bad frame order and END counts; and the CRC-32C, its
+ * crc32 instruction path against the portable table path.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,6 +137,101 @@ test_crc32c_known_values(void **state)
         assert_int_equal(bc_crc32c(bc_crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut), whole);
     }
     assert_int_equal(bc_crc32c(0, buf + 1, 64), bc_crc32c(bc_crc32c(0, buf + 1, 3), buf + 4, 61));
+}
+
+/* CRC-32C one bit at a time, straight from the definition: the reference
+ * the two fast paths are held to. */
+static uint32_t
+crc32c_bitwise(uint32_t crc, const unsigned char *p, size_t n)
+{
+    crc = ~crc;
+    while (n-- > 0) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/*
+ * The crc32 instruction path (three interleaved chains over 3 x 8192 and
+ * 3 x 256 byte blocks, joined with shift tables) against the portable
+ * table path and the bitwise definition: every length around the block
+ * boundaries, every alignment, nonzero starting CRCs, and split runs
+ * whose cuts fall inside and between blocks.  On a CPU without SSE 4.2
+ * both calls take the table path and agree trivially.
+ */
+static void
+test_crc32c_hw_matches_soft(void **state)
+{
+    (void)state;
+    enum { MAXLEN = 70000 };
+    unsigned char *buf = malloc(MAXLEN + 8);
+    assert_non_null(buf);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < MAXLEN + 8; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+    assert_int_equal(bc__crc32c_soft(0, "123456789", 9), 0xe3069283u);
+
+    /* 0..1600 (short blocks, words, tails), the edges of 1..3 short
+     * blocks and of the long block, and the long path up to 70000 */
+    size_t lens[4096];
+    size_t nlens = 0;
+    for (size_t n = 0; n <= 1600; n++) lens[nlens++] = n;
+    const size_t edges[] = {2304, 3 * 8192 - 768, 3 * 8192 - 8, 3 * 8192 - 1, 3 * 8192,
+                            3 * 8192 + 1, 3 * 8192 + 7, 3 * 8192 + 8, 3 * 8192 + 767,
+                            3 * 8192 + 768, 3 * 8192 + 775, 6 * 8192 - 1, 6 * 8192,
+                            6 * 8192 + 768 * 2 + 13, 65536, MAXLEN - 7, MAXLEN};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) lens[nlens++] = edges[i];
+    for (int i = 0; i < 200; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        lens[nlens++] = 768 + (size_t)(x % (3 * 8192 - 768));   /* short blocks only */
+        lens[nlens++] = (size_t)(x >> 32) % (MAXLEN + 1 - 8);
+    }
+    for (size_t i = 0; i < nlens; i++) {
+        for (size_t off = 0; off < 8 && off + lens[i] <= MAXLEN + 8; off++) {
+            const unsigned char *p = buf + off;
+            uint32_t seed = (uint32_t)(i * 0x9e3779b9u + off);
+            uint32_t soft = bc__crc32c_soft(0, p, lens[i]);
+            if (bc_crc32c(0, p, lens[i]) != soft ||
+                bc_crc32c(seed, p, lens[i]) != bc__crc32c_soft(seed, p, lens[i])) {
+                fail_msg("crc32c paths disagree at length %zu, offset %zu", lens[i], off);
+            }
+        }
+    }
+    /* both against the definition, on a few lengths of each kind */
+    const size_t check[] = {0, 1, 7, 8, 255, 767, 768, 769, 4000, 24575, 24576, 24583, MAXLEN};
+    for (size_t i = 0; i < sizeof(check) / sizeof(check[0]); i++) {
+        uint32_t want = crc32c_bitwise(0, buf + 3, check[i]);
+        assert_int_equal(bc__crc32c_soft(0, buf + 3, check[i]), want);
+        assert_int_equal(bc_crc32c(0, buf + 3, check[i]), want);
+    }
+
+    /* split runs: one cut anywhere, two cuts across block edges */
+    uint32_t whole = bc__crc32c_soft(0, buf + 1, MAXLEN);
+    const size_t cuts[] = {1, 7, 8, 255, 256, 767, 768, 769, 1000, 8191, 8192, 24575, 24576,
+                           24577, 25343, 25344, 49152, 49153, 60000, MAXLEN - 769, MAXLEN - 1};
+    size_t ncuts = sizeof(cuts) / sizeof(cuts[0]);
+    for (size_t i = 0; i < ncuts; i++) {
+        uint32_t c = bc_crc32c(0, buf + 1, cuts[i]);
+        assert_int_equal(bc_crc32c(c, buf + 1 + cuts[i], MAXLEN - cuts[i]), whole);
+        for (size_t j = i + 1; j < ncuts; j++) {
+            uint32_t c2 = bc_crc32c(c, buf + 1 + cuts[i], cuts[j] - cuts[i]);
+            if (bc_crc32c(c2, buf + 1 + cuts[j], MAXLEN - cuts[j]) != whole) {
+                fail_msg("split crc32c at %zu and %zu differs", cuts[i], cuts[j]);
+            }
+        }
+    }
+    for (size_t cut = 0; cut <= MAXLEN; cut += 997) {
+        uint32_t c = bc_crc32c(0, buf + 1, cut);
+        assert_int_equal(bc_crc32c(c, buf + 1 + cut, MAXLEN - cut), whole);
+    }
+    free(buf);
 }
 
 static void
@@ -504,6 +600,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_values),
+        cmocka_unit_test(test_crc32c_hw_matches_soft),
         cmocka_unit_test(test_replication_frames),
         cmocka_unit_test(test_delta_stream),
         cmocka_unit_test(test_roundtrip),
