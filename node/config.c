@@ -63,6 +63,7 @@ typedef enum opt_id {
     OPT_USER,
     OPT_UDP,
     OPT_LOCK_MEMORY,
+    OPT_PREALLOC,
     OPT_COREDUMPS,
     OPT_PROTOCOL,
     OPT_ADMIN_PORT,
@@ -131,6 +132,9 @@ static const node_option_t node_options[] = {
      "accepted for memcached compatibility; UDP is not served (0 = off is the only mode)"},
     {'k', "lock-memory", NULL, NULL, OPT_LOCK_MEMORY,
      "lock all memory with mlockall(2) (warns if not permitted)"},
+    {'L', "prealloc", "enable-largepages", NULL, OPT_PREALLOC,
+     "take and touch the whole -m at start, so storing never waits for fresh pages; the "
+     "memory stays with the node (huge pages are not requested)"},
     {'r', "enable-coredumps", NULL, NULL, OPT_COREDUMPS,
      "raise the core file size limit to the maximum"},
     {'B', "protocol", NULL, "NAME", OPT_PROTOCOL,
@@ -184,7 +188,6 @@ static const node_option_t node_options[] = {
     /* memcached tuning flags: accepted, ignored with a warning. */
     {'f', "slab-growth-factor", NULL, "NUM", OPT_IGNORED, NULL},
     {'n', "slab-min-size", NULL, "NUM", OPT_IGNORED, NULL},
-    {'L', "enable-largepages", NULL, NULL, OPT_IGNORED, NULL},
     {'o', "extended", NULL, "OPTS", OPT_IGNORED, NULL},
     {'R', "max-reqs-per-event", NULL, "NUM", OPT_IGNORED, NULL},
     {'C', "disable-cas", NULL, NULL, OPT_IGNORED, NULL},
@@ -261,7 +264,8 @@ static const char *const server_fields[] = {"listen", "port", "threads", "max_co
                                             "backlog", "max_connection_buffer", "verbosity",
                                             NULL};
 static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
-                                           "expiry_interval_ms", "expiry_scan_budget", NULL};
+                                           "expiry_interval_ms", "expiry_scan_budget",
+                                           "prealloc", NULL};
 static const char *const admin_fields[] = {"listen", "port", "max_connections", NULL};
 static const char *const log_fields[] = {"level", NULL};
 
@@ -340,6 +344,7 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "cache.expiry_scan_budget", 1, 100000000, &v, &found, err,
                             err_len));
     if (found) cfg->expiry_scan_budget = (uint32_t)v;
+    CHECK(bc_config_get_bool(doc, "cache.prealloc", &cfg->prealloc, NULL, err, err_len));
 
     /* admin */
     CHECK(doc_listen(doc, "admin.listen", cfg->admin_listen, sizeof(cfg->admin_listen), err,
@@ -567,6 +572,9 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return st;
     case OPT_LOCK_MEMORY:
         cfg->lock_memory = true;
+        return BC_OK;
+    case OPT_PREALLOC:
+        cfg->prealloc = true;
         return BC_OK;
     case OPT_COREDUMPS:
         cfg->enable_coredumps = true;
@@ -895,7 +903,7 @@ bc_node_config_usage(FILE *out, const char *prog)
     fprintf(out,
             "\n"
             "Accepted for memcached compatibility and ignored (with a warning):\n"
-            "  -f -n -L -o -R -C -D -X -W -A\n"
+            "  -f -n -o -R -C -D -X -W -A\n"
             "Refused, because the node does not have the feature:\n"
             "  -s -a (UNIX sockets)  -S -Y (authentication)  -Z (TLS)  -B binary\n"
             "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
@@ -907,7 +915,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0},\n"
             "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"lru\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
-            "               \"expiry_scan_budget\": 20000},\n"
+            "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"
             "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
             "    \"zookeeper\": {\"hosts\": \"10.0.0.1:2181\", \"cluster\": \"main\", \"group\": 1,\n"
             "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
@@ -935,6 +943,7 @@ bc_node_config_log(const bc_node_config_t *cfg)
              " buckets, active expiry every %" PRIu32 " ms (budget %" PRIu32 " items)",
              cfg->mem_limit >> 20, cfg->max_item_size, cfg->eviction, cfg->nbuckets,
              cfg->expiry_interval_ms, cfg->expiry_scan_budget);
+    if (cfg->prealloc) log_info("config: -L: the memory limit is preallocated at start");
     if (cfg->admin_port != 0) {
         log_info("config: admin port %s:%u (max %" PRIu32 " connections)", cfg->admin_listen,
                  cfg->admin_port, cfg->admin_max_conns);

@@ -111,6 +111,7 @@ typedef struct bc_node_config {
     int log_level;                     /* bc_log_level_t; info */
     bool daemonize;                    /* -d */
     bool lock_memory;                  /* -k: mlockall */
+    bool prealloc;                     /* -L: take and touch mem_limit at start (mem.h) */
     bool enable_coredumps;             /* -r: raise RLIMIT_CORE */
     char run_as_user[64];              /* -u: switch to this user if root; "" */
     char pid_file[BC_NODE_PATH_MAX];   /* -P; "" = none */

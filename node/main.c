@@ -12,6 +12,8 @@
  *        |
  *   (--zk) read the cluster's bucket count with a short-lived session
  *        |
+ *   (-L) preallocate the memory limit (mem.h)
+ *        |
  *   cache create --> server create (binds) --> admin create (binds)
  *        |                 any failure --> log the reason, exit 1
  *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
@@ -45,20 +47,14 @@
  *   at once, up to a few rounds in a row, as Redis does: a mass expiry is
  *   cleared quickly without the thread monopolising shard locks.
  *
- * MEMORY RETURNED TO THE SYSTEM
- *   Items are plain malloc allocations.  glibc keeps freed heap memory for
- *   reuse, so when the mix of value sizes shifts (many small items evicted
- *   to make room for large ones) the process could hold free-but-unusable
- *   heap pages and its RSS grow well past -m.  Two measures keep RSS close
- *   to the accounted memory: values above 64 KiB are allocated with their
- *   own mmap (M_MMAP_THRESHOLD pinned; glibc would otherwise raise it
- *   dynamically) and go back to the system the moment they are freed, and
- *   the expiry thread calls malloc_trim() every MALLOC_TRIM_INTERVAL_S so
- *   free pages inside the heap are released too.
+ * MEMORY
+ *   Items are plain malloc allocations; mem.c sets glibc's policy (values
+ *   above 64 KiB get their own mapping, free heap pages are trimmed every
+ *   MALLOC_TRIM_INTERVAL_S by the expiry thread) or, with -L, preallocates
+ *   the memory limit before the cache is created.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -78,6 +74,7 @@
 
 #include "admin.h"
 #include "cluster.h"
+#include "mem.h"
 #include "repl.h"
 #include "bc_log.h"
 #include "cache.h"
@@ -111,7 +108,6 @@ typedef struct expiry_thread {
     bool running;
 } expiry_thread_t;
 
-#define MALLOC_MMAP_THRESHOLD   (64 * 1024)
 #define MALLOC_TRIM_INTERVAL_S  10
 
 static void *
@@ -138,7 +134,7 @@ expiry_main(void *arg)
                       total);
         }
         if (time(NULL) - last_trim >= MALLOC_TRIM_INTERVAL_S) {
-            malloc_trim(0);
+            bc_node_mem_trim();
             last_trim = time(NULL);
         }
         pthread_mutex_lock(&et->lock);
@@ -389,7 +385,7 @@ main(int argc, char **argv)
     raise_fd_limit(cfg.max_conns);
     if (cfg.enable_coredumps) raise_core_limit();
 
-    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    bc_node_mem_policy(cfg.prealloc);
     nbuckets = cfg.nbuckets;
     if (cfg.zk_hosts[0] != '\0') {
         /* The cluster fixes the bucket count; --buckets only applies alone. */
@@ -401,6 +397,11 @@ main(int argc, char **argv)
                                        : bc_status_str(st));
             goto out;
         }
+    }
+    if (cfg.prealloc) {
+        int64_t took_ms;
+        size_t pre = bc_node_mem_prealloc((size_t)cfg.mem_limit, &took_ms);
+        log_info("-L: preallocated %zu MiB in %" PRId64 " ms", pre >> 20, took_ms);
     }
     {
         bc_cache_config_t cc = {

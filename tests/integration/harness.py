@@ -44,6 +44,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def rss_kib(pid):
+    """The resident set size of a process, in KiB (/proc/PID/status VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def wait_port(port, timeout=10.0, proc=None):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:

@@ -37,14 +37,6 @@ def wait_converged(console, timeout=30, what="the migration to converge"):
     return harness.wait_for(check, timeout=timeout, interval=0.1, what=what)
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class Router:
     """Routes keys the way libbucketcache does: the console's c table and
     every group's primary, refreshed when a node refuses; a MOVED refusal

@@ -39,13 +39,6 @@ def assert_alive():
         c.close()
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
 
 def raw(timeout=5.0):
     s = socket.create_connection(("127.0.0.1", node().port), timeout=timeout * harness.SLOW)
@@ -217,7 +210,7 @@ def test_client_that_never_reads():
     assert c.cmd(b"set smallv 0 0 100", b"s" * 100) == b"STORED\r\n"
     assert c.cmd(b"set m 0 0 500", b"m" * 500) == b"STORED\r\n"
     c.close()
-    before = rss_kib(n.proc.pid)
+    before = harness.rss_kib(n.proc.pid)
     hogs = []
     # Pipelined gets of a large and of a small value, and 60 KB multi-gets
     # asking for one 500-byte value 30000 times (16 MB of reply per line).
@@ -241,7 +234,7 @@ def test_client_that_never_reads():
     # stopped reading once each connection's output buffer was full.
     owed = sum(sent // (len(b"get bigv\r\n")) for _, sent in hogs[:1]) * len(big)
     assert owed > 256 * 1024 * 1024, "test did not push enough (%d bytes owed)" % owed
-    after = rss_kib(n.proc.pid)
+    after = harness.rss_kib(n.proc.pid)
     print("RSS before %d KiB, after %d KiB" % (before, after))
     assert after - before < 48 * 1024, "RSS grew from %d to %d KiB" % (before, after)
     # Other clients are still served promptly.

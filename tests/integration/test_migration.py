@@ -32,7 +32,7 @@ def test_add_group_under_writes():
     # Large values live in their own mappings: freeing them shows in RSS.
     big = mu.load(g1, ["big%d" % i for i in range(240)], 100 * 1024)
     small = mu.load(g1, ["s%d" % i for i in range(3000)], 200)
-    rss_before = mu.rss_kb(g1.proc.pid)
+    rss_before = harness.rss_kib(g1.proc.pid)
     # gets tokens taken before the move: a key keeps its CAS when it moves
     c1 = g1.conn()
     tokens = {}
@@ -83,9 +83,9 @@ def test_add_group_under_writes():
     # the source let go of what moved: its memory goes down (not measurable
     # under AddressSanitizer, whose allocator keeps freed memory)
     if not harness.SANITIZED:
-        harness.wait_for(lambda: mu.rss_kb(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
+        harness.wait_for(lambda: harness.rss_kib(g1.proc.pid) < rss_before - 8 * 1024, timeout=20,
                          what="the source's RSS to drop (before %d KiB, now %d KiB)"
-                         % (rss_before, mu.rss_kb(g1.proc.pid)))
+                         % (rss_before, harness.rss_kib(g1.proc.pid)))
     st = mu.admin_stats(g1)
     assert st["cluster"]["migrate"]["exports"] >= NB // 2, st["cluster"]
     assert st["cluster"]["buckets_dropped"] >= NB // 2, st["cluster"]

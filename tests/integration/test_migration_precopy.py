@@ -199,7 +199,7 @@ def test_streamed_export_of_a_large_bucket():
 
     # a reader that stops: the source holds what the socket buffers take
     # plus a step, not the bucket
-    rss0 = mu.rss_kb(a.proc.pid)
+    rss0 = harness.rss_kib(a.proc.pid)
     s, _ = export_http10(a.admin_port, bucket, rcvbuf=65536)
     time.sleep(0.5 * harness.SLOW)
     c = a.conn()
@@ -207,7 +207,7 @@ def test_streamed_export_of_a_large_bucket():
     for k in keys_in_bucket(bucket, 50, "during"):
         assert c.cmd("set %s 0 0 3" % k, "new") == b"STORED\r\n"
     assert time.time() - t0 < 2 * harness.SLOW
-    grown = mu.rss_kb(a.proc.pid) - rss0
+    grown = harness.rss_kib(a.proc.pid) - rss0
     assert grown < 8 * 1024, "the source grew by %d KiB for a paused export" % grown
     s.close()                                        # broken off: the node stays up
     harness.wait_for(lambda: "(broken off)" in a.proc.output(), what="the export broken off")

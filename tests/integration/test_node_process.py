@@ -266,6 +266,27 @@ def test_memcached_style_flags():
     assert not os.path.exists(pidfile), "pid file left behind after a clean stop"
 
 
+def test_prealloc_touches_the_memory_limit():
+    """-L takes and touches the whole -m at start and keeps it; the node
+    serves as usual."""
+    plain, _, _ = start("-m", "256")
+    plain_kib = harness.rss_kib(plain.pid)
+    assert plain.stop() == 0
+    proc, port, _ = start("-m", "256", "-L")
+    rss = harness.rss_kib(proc.pid)
+    assert rss >= 250 * 1024, "RSS %d KiB with -L -m 256 (without -L: %d KiB)" % (rss, plain_kib)
+    assert plain_kib < 128 * 1024, "without -L the node already holds %d KiB" % plain_kib
+    c = McConn(port)
+    value = b"v" * 100000    # above the 64 KiB of values with their own mapping
+    assert c.cmd(b"set big 0 0 %d" % len(value), value) == b"STORED\r\n"
+    assert c.cmd(b"set small 0 0 3", b"abc") == b"STORED\r\n"
+    assert c.cmd("get big small") == (b"VALUE big 0 %d\r\n" % len(value) + value +
+                                      b"\r\nVALUE small 0 3\r\nabc\r\nEND\r\n")
+    c.close()
+    assert re.search(r"-L: preallocated 256 MiB in \d+ ms", proc.output()), proc.output()
+    assert proc.stop() == 0
+
+
 def test_daemon_mode():
     """-d returns once the node is serving; the daemon stops on SIGTERM."""
     pidfile = os.path.join(TMP, "daemon.pid")

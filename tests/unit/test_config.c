@@ -524,8 +524,15 @@ test_node_memcached_flags(void **state)
     assert_int_equal(cfg.max_conns, 10);
 
     /* Tuning flags that make no sense here are accepted and ignored. */
-    assert_int_equal(ARGS("-f", "1.25", "-n", "48", "-o", "modern", "-C", "-R", "20", "-L"),
-                     BC_OK);
+    assert_int_equal(ARGS("-f", "1.25", "-n", "48", "-o", "modern", "-C", "-R", "20"), BC_OK);
+    assert_false(cfg.prealloc);
+    /* memcached's -L (its slabs preallocated) preallocates here too */
+    assert_int_equal(ARGS("-L"), BC_OK);
+    assert_true(cfg.prealloc);
+    assert_int_equal(ARGS("--enable-largepages"), BC_OK);
+    assert_true(cfg.prealloc);
+    assert_int_equal(ARGS("--prealloc"), BC_OK);
+    assert_true(cfg.prealloc);
     assert_int_equal(ARGS("-u", "nobody", "-P", "/x/pid", "-k", "-r", "-B", "ascii"), BC_OK);
     assert_string_equal(cfg.run_as_user, "nobody");
     assert_string_equal(cfg.pid_file, "/x/pid");
@@ -698,6 +705,19 @@ test_node_config_file_errors(void **state)
     assert_int_equal(ARGS("--config", path), BC_ECONFIG);
     snprintf(expected, sizeof(expected), "%s: unknown field \"memroy_mb\" in \"cache\"", path);
     assert_string_equal(err, expected);
+    unlink(path);
+    free(path);
+
+    path = temp_text("{\"cache\": {\"prealloc\": \"yes\"}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    snprintf(expected, sizeof(expected),
+             "%s: field \"cache.prealloc\": expected true or false, got \"yes\"", path);
+    assert_string_equal(err, expected);
+    unlink(path);
+    free(path);
+    path = temp_text("{\"cache\": {\"prealloc\": true}}");
+    assert_int_equal(ARGS("--config", path), BC_OK);
+    assert_true(cfg.prealloc);
     unlink(path);
     free(path);
 

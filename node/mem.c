@@ -1,0 +1,132 @@
+/*
+ * mem.c -- see mem.h: the node's policy towards glibc's malloc.
+ *
+ * MEMORY RETURNED TO THE SYSTEM (the default)
+ *   Items are plain malloc allocations.  glibc keeps freed heap memory for
+ *   reuse, so when the mix of value sizes shifts (many small items evicted
+ *   to make room for large ones) the process could hold free-but-unusable
+ *   heap pages and its RSS grow well past -m.  Two measures keep RSS close
+ *   to the accounted memory: values above 64 KiB are allocated with their
+ *   own mmap (M_MMAP_THRESHOLD pinned; glibc would otherwise raise it
+ *   dynamically) and go back to the system the moment they are freed, and
+ *   the expiry thread calls bc_node_mem_trim every few seconds so free
+ *   pages inside the heap are released too.  A bucket that migrates away
+ *   thus shows as a smaller RSS within seconds.
+ *
+ * PREALLOCATION (-L, cache.prealloc)
+ *   BACKGROUND: the first write to a page the process has never touched
+ *   traps into the kernel, which finds a free page, zeroes it and maps it.
+ *   On the destination of a migration every byte received lands in such
+ *   memory: in a profile of a migration into a new node the kernel zeroing
+ *   pages (clear_page_erms) was 62% of the import threads' time, and each
+ *   thread's own arena grows its heap with one mprotect(2) per growth,
+ *   which takes the process's mmap lock for writing and stalls the other
+ *   threads' page faults.  A node started to take buckets is exactly the
+ *   node that stores hundreds of megabytes at once into fresh memory.
+ *
+ *   BEHAVIOR: with -L the node touches its whole memory limit at start, as
+ *   memcached -L preallocates its slabs and a JVM with AlwaysPreTouch its
+ *   heap, and keeps it:
+ *
+ *     mallopt(M_ARENA_MAX, 1)         every thread allocates from the main
+ *                                     heap -- the one that is preallocated
+ *     mallopt(M_TRIM_THRESHOLD, max)  free() never gives the top back
+ *     grow the heap by -m in 16 MiB pieces (malloc with the mmap threshold
+ *     raised for the moment), write one byte per page, free them in reverse
+ *     order so they merge into one free top chunk; restore the threshold
+ *     bc_node_mem_trim does nothing
+ *
+ *   Items are then carved out of pages that are already there.  The cost
+ *   moves to the start (about half a second per GiB, more on a VM whose
+ *   host backs memory lazily), before the node registers, so a node takes
+ *   no bucket until it is ready.  The price: RSS stays at -m or above even
+ *   when the node holds little (a bucket that migrates away leaves its
+ *   memory for reuse, not to the system), and one arena means the worker
+ *   threads share one allocator lock (glibc's per-thread caches still serve
+ *   most small allocations without it).  Values above 64 KiB keep their own
+ *   mappings either way.
+ *
+ *   Under AddressSanitizer malloc is the sanitizer's own and mallopt has
+ *   no effect; the pages are still touched, which costs only time.
+ */
+#include "mem.h"
+
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "bc_log.h"
+#include "bc_time.h"
+
+#define MEM_MMAP_THRESHOLD    (64 * 1024)           /* larger values: own mapping */
+#define MEM_PREALLOC_PIECE    ((size_t)16 << 20)    /* heap growth per malloc at -L */
+#define MEM_PIECE_THRESHOLD   (32 << 20)            /* mmap threshold while growing */
+
+static atomic_bool mem_preallocated;
+
+/* Grows the main heap by about `bytes`, touches it, gives it back as the
+ * free top chunk.  Returns the bytes touched. */
+static size_t
+mem_prealloc(size_t bytes)
+{
+    size_t n = (bytes + MEM_PREALLOC_PIECE - 1) / MEM_PREALLOC_PIECE;
+    char **pieces = calloc(n, sizeof(*pieces));
+    if (pieces == NULL) return 0;
+    long pagesize = sysconf(_SC_PAGESIZE);
+    size_t step = pagesize > 0 ? (size_t)pagesize : 4096u;
+    size_t got = 0;
+
+    mallopt(M_MMAP_THRESHOLD, MEM_PIECE_THRESHOLD);
+    for (; got < n; got++) {
+        pieces[got] = malloc(MEM_PREALLOC_PIECE);
+        if (pieces[got] == NULL) break;
+        volatile char *p = pieces[got];
+        for (size_t off = 0; off < MEM_PREALLOC_PIECE; off += step) p[off] = 0;
+    }
+    /* newest first: each piece then borders the top chunk and merges into it */
+    for (size_t i = got; i-- > 0;) free(pieces[i]);
+    free(pieces);
+    mallopt(M_MMAP_THRESHOLD, MEM_MMAP_THRESHOLD);
+    if (got < n) {
+        log_warn("-L: preallocated only %zu of %zu MiB (malloc refused the rest)",
+                 got * (MEM_PREALLOC_PIECE >> 20), n * (MEM_PREALLOC_PIECE >> 20));
+    }
+    return got * MEM_PREALLOC_PIECE;
+}
+
+static bool mem_prealloc_policy;
+
+void
+bc_node_mem_policy(bool prealloc)
+{
+    /* Pinning the threshold also stops glibc raising it dynamically. */
+    mallopt(M_MMAP_THRESHOLD, MEM_MMAP_THRESHOLD);
+    if (prealloc) {
+        mallopt(M_ARENA_MAX, 1);
+        mallopt(M_TRIM_THRESHOLD, INT32_MAX);
+    }
+    mem_prealloc_policy = prealloc;
+}
+
+size_t
+bc_node_mem_prealloc(size_t bytes, int64_t *took_ms)
+{
+    int64_t t0 = bc_time_mono_ms();
+    size_t done = mem_prealloc_policy && bytes > 0 ? mem_prealloc(bytes) : 0;
+    atomic_store(&mem_preallocated, done > 0);
+    if (took_ms != NULL) *took_ms = bc_time_mono_ms() - t0;
+    return done;
+}
+
+void
+bc_node_mem_trim(void)
+{
+    if (!atomic_load_explicit(&mem_preallocated, memory_order_relaxed)) malloc_trim(0);
+}
+
+bool
+bc_node_mem_preallocated(void)
+{
+    return atomic_load(&mem_preallocated);
+}
