@@ -97,6 +97,7 @@
 #define CACHE_DEFAULT_NSHARDS      64u
 #define CACHE_DEFAULT_MAX_ITEM     (1024u * 1024u)
 #define CACHE_TABLE_MIN_SLOTS      4u
+#define CACHE_RESIZE_PREFETCH      8u        /* chains fetched ahead by a table resize */
 /* Readers beyond this many on one item are refused (treated as a miss)
  * rather than overflowing the 16-bit count. */
 #define CACHE_REFCOUNT_MAX         60000u
@@ -335,6 +336,13 @@ item_is_expired(const bc_item_t *it, uint32_t now)
 /* bucket tables (shard lock held)                                          */
 /* ------------------------------------------------------------------------ */
 
+/* Asks the CPU to start loading an item's header (NULL is fine). */
+static inline void
+cache_prefetch(const bc_item_t *it)
+{
+    if (it != NULL) __builtin_prefetch(it);
+}
+
 /* Rebuilds the bucket's table with nslots slots (a power of two). */
 static bool
 do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
@@ -344,9 +352,14 @@ do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
     uint32_t mask = nslots - 1;
     if (b->slots != NULL) {
         for (uint32_t i = 0; i <= b->mask; i++) {
+            /* every item is read for its hash: fetch a few chains ahead */
+            if (i + CACHE_RESIZE_PREFETCH <= b->mask) {
+                cache_prefetch(b->slots[i + CACHE_RESIZE_PREFETCH]);
+            }
             bc_item_t *it = b->slots[i];
             while (it != NULL) {
                 bc_item_t *next = it->hnext;
+                cache_prefetch(next);
                 uint32_t idx = (it->hash / cache->nbuckets) & mask;
                 it->hnext = slots[idx];
                 slots[idx] = it;
@@ -1449,14 +1462,20 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
         v = 0;
     } else {
         bool go_on = true;
+        uint32_t m = b->mask;      /* fn may not resize: the lock is held */
         do {
-            uint32_t m = b->mask;
+            uint32_t next = cache_rev32(cache_rev32(v | ~m) + 1);
+            /* The items are scattered over the heap, so a chain head is
+             * likely a cache miss (in a profile of an export, the scan's
+             * own time was almost all the load of an item's header): start
+             * the next one's load while fn copies this chain out. */
+            if (next != 0) cache_prefetch(b->slots[next & m]);
             for (bc_item_t *it = b->slots[v & m]; it != NULL; it = it->hnext) {
+                cache_prefetch(it->hnext);
                 if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
                 if (!fn(it, ctx)) go_on = false;   /* the chain is finished all the same */
             }
-            v |= ~m;
-            v = cache_rev32(cache_rev32(v) + 1);
+            v = next;
         } while (go_on && v != 0);
     }
     pthread_mutex_unlock(&s->lock);

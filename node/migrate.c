@@ -63,7 +63,8 @@
 #define MIG_RECV_CHUNK          (256u * 1024u)
 #define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
 #define MIG_EXPORT_STEP         (64u * 1024u)  /* frames read per hold of a shard lock */
-#define MIG_EXPORT_BLOCK        (64u * 1024u)  /* what MHD asks the export stream for */
+#define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for:
+                                                * one write(2) per block */
 #define MIG_HEADER_MAX          (16u * 1024u)
 #define MIG_ERROR_BODY_MAX      (64u * 1024u)
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
@@ -414,43 +415,60 @@ export_scan_item(const bc_item_t *it, void *arg)
     return s->x.buf.len < MIG_EXPORT_STEP;
 }
 
-/* bc_http_read_fn: refills the frames from the next step of the walk. */
+/* Encodes the next step of the walk (or the END frame) into s->x.buf.
+ * False when the stream must be cut off (logged). */
+static bool
+export_stream_step(export_stream_t *s)
+{
+    bc_node_migrate_t *mig = s->mig;
+    uint64_t items = s->x.frames.items;
+    s->x.buf.len = 0;
+    s->sent = 0;
+    bc_status_t st;
+    if (s->scanning) {
+        /* a precopy still streaming keeps its tracker from going idle */
+        if (s->tap != 0) bc_tap_touch(mig->taps, s->bucket, s->tap);
+        st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
+        if (st == BC_OK) st = s->x.frames.st;
+        if (st == BC_OK && s->cursor == 0) s->scanning = false;
+    } else {
+        st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
+        s->ended = true;
+    }
+    if (st != BC_OK) {
+        log_warn("migrate: cannot encode bucket %" PRIu32 " for export: %s; the stream "
+                 "is cut off", s->bucket, bc_status_str(st));
+        return false;
+    }
+    atomic_fetch_add_explicit(&mig->export_items, s->x.frames.items - items,
+                              memory_order_relaxed);
+    return true;
+}
+
+/* bc_http_read_fn: fills MHD's block from as many steps of the walk as fit
+ * (each step under its own hold of the shard lock), so the socket is
+ * written a block at a time rather than a step at a time. */
 static ssize_t
 export_stream_read(void *arg, char *out, size_t max)
 {
     export_stream_t *s = arg;
-    bc_node_migrate_t *mig = s->mig;
-    while (s->sent == s->x.buf.len) {
-        if (s->ended) return BC_HTTP_STREAM_END;
-        uint64_t items = s->x.frames.items;
-        s->x.buf.len = 0;
-        s->sent = 0;
-        bc_status_t st;
-        if (s->scanning) {
-            /* a precopy still streaming keeps its tracker from going idle */
-            if (s->tap != 0) bc_tap_touch(mig->taps, s->bucket, s->tap);
-            st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
-            if (st == BC_OK) st = s->x.frames.st;
-            if (st == BC_OK && s->cursor == 0) s->scanning = false;
-        } else {
-            st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
-            s->ended = true;
+    size_t given = 0;
+    while (given < max) {
+        if (s->sent == s->x.buf.len) {
+            if (s->ended) break;
+            if (!export_stream_step(s)) return BC_HTTP_STREAM_ERROR;
+            continue;
         }
-        if (st != BC_OK) {
-            log_warn("migrate: cannot encode bucket %" PRIu32 " for export: %s; the stream "
-                     "is cut off", s->bucket, bc_status_str(st));
-            return BC_HTTP_STREAM_ERROR;
-        }
-        atomic_fetch_add_explicit(&mig->export_items, s->x.frames.items - items,
-                                  memory_order_relaxed);
+        size_t n = s->x.buf.len - s->sent;
+        if (n > max - given) n = max - given;
+        memcpy(out + given, s->x.buf.data + s->sent, n);
+        s->sent += n;
+        given += n;
     }
-    size_t n = s->x.buf.len - s->sent;
-    if (n > max) n = max;
-    memcpy(out, s->x.buf.data + s->sent, n);
-    s->sent += n;
-    s->streamed += n;
-    atomic_fetch_add_explicit(&mig->export_bytes, n, memory_order_relaxed);
-    return (ssize_t)n;
+    if (given == 0) return BC_HTTP_STREAM_END;
+    s->streamed += given;
+    atomic_fetch_add_explicit(&s->mig->export_bytes, given, memory_order_relaxed);
+    return (ssize_t)given;
 }
 
 /* bc_http_free_fn: the stream is sent or dropped. */
