@@ -1,14 +1,27 @@
 #!/usr/bin/env python3
-"""migration.py -- the bucket migration benchmark.
+"""migration.py -- the bucket migration benchmark, in two parts (the two
+figures the migration issue asks for):
 
-Adds a 4th group to a 3-group cluster that holds DATA MiB, while
-libbucketcache traffic (bucketcache_client_traffic: sets and checked reads,
-with the library's retries) runs, and reports:
+  rate    how fast the data path moves a bucket against raw loopback TCP
+          measured in the same run: a 4th group joins a 3-group cluster of
+          16 buckets holding 2 GiB (128 MiB per bucket, so the per-bucket
+          coordination -- two ZooKeeper commits, a fence, an HTTP request
+          pair -- is small beside the data), no client traffic;
+  load    a 4th group joins a 3-group cluster of 1024 buckets holding 1 GiB
+          while libbucketcache traffic (bucketcache_client_traffic: sets and
+          checked reads, with the library's retries) runs: time to converge,
+          failed operations, the per-bucket write stall.
+
+Every node runs with -L (the memory limit preallocated at start, as
+memcached -L does): the destination then stores what it receives in memory
+it already has.  BC_BENCH_NODE_ARGS= (empty) measures without it.
+
+Each part reports:
 
   - the raw loopback TCP bandwidth of this machine, measured in the same run
     (bench_migration_loopback, which also measures how fast never-touched
-    memory faults in: the destination stores every byte it receives in
-    such memory), and the migration rate against it:
+    memory faults in: a destination without -L stores every byte it
+    receives in such memory), and the migration rate against it:
       * aggregate: bytes moved / wall time from the first copy to the last
         cutover (what an operator waits for);
       * per precopy (per copy with --no-precopy): bytes / time of each copy
@@ -16,7 +29,8 @@ with the library's retries) runs, and reports:
         console's log, summed over the copies; and how long the read-only
         copies took;
   - the time from starting the 4th group to convergence (c == m == d,
-    nothing pending or moving);
+    nothing pending or moving; with -L it includes the new node's
+    preallocation);
   - the client's failed operations (errors after the library's retries) and
     wrong values (must be 0);
   - the per-bucket read-only stall distribution (p50/p99/max, histogram);
@@ -25,16 +39,18 @@ with the library's retries) runs, and reports:
     moved) and the longest one.
 
 usage: tests/bench/migration.py [BUILD_DIR]          (default: build)
-environment:
-  BC_BENCH_MB=1024        data loaded before the 4th group joins (MiB)
+environment (each setting overrides the defaults of the part(s) that run):
+  BC_BENCH_PART=both      rate, load or both
+  BC_BENCH_MB             data loaded before the 4th group joins (MiB;
+                          rate 2048, load 1024)
   BC_BENCH_VALUE=4000     value bytes of the loaded items
-  BC_BENCH_BUCKETS=1024   buckets of the cluster
+  BC_BENCH_BUCKETS        buckets of the cluster (rate 16, load 1024)
   BC_BENCH_PARALLEL=4     --migrations-parallel of the console
-  BC_BENCH_THREADS=2      client traffic threads (0: none -- the migration alone)
+  BC_BENCH_THREADS        client traffic threads (rate 0: none, load 2)
   BC_BENCH_ROUNDS=3       measure this many times on one ZooKeeper (each round a
                           new cluster): the later rounds meet a ZooKeeper whose JVM
                           has compiled its hot paths, as a long-running one has
-  BC_BENCH_NODE_ARGS=     extra bucketcache-node flags (e.g. --no-forward)
+  BC_BENCH_NODE_ARGS=-L   bucketcache-node flags (e.g. "-L --no-forward"; empty: none)
   BC_BENCH_LOGS=DIR       keep the processes' logs in DIR
   BC_BENCH_CONSOLE_ARGS=  extra bucketcache-console flags (e.g. --log-level debug)
   BC_ZK_FORCE_SYNC=no     ZooKeeper does not fsync its transaction log (default:
@@ -55,13 +71,15 @@ import time
 import benchenv  # noqa: E402  (the build directory, the binaries, the harness)
 BUILD, SRC, harness = benchenv.BUILD, benchenv.SRC, benchenv.harness
 
-MB = int(os.environ.get("BC_BENCH_MB", "1024"))
+PARTS = {
+    # name: (MiB loaded, buckets, client threads)
+    "rate": (2048, 16, 0),
+    "load": (1024, 1024, 2),
+}
 VALUE = int(os.environ.get("BC_BENCH_VALUE", "4000"))
-NB = int(os.environ.get("BC_BENCH_BUCKETS", "1024"))
 PARALLEL = int(os.environ.get("BC_BENCH_PARALLEL", "4"))
-THREADS = int(os.environ.get("BC_BENCH_THREADS", "2"))
 ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "3"))
-NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "").split()
+NODE_ARGS = os.environ.get("BC_BENCH_NODE_ARGS", "-L").split()
 CONSOLE_ARGS = os.environ.get("BC_BENCH_CONSOLE_ARGS", "").split()
 LOOPBACK = os.path.join(BUILD, "tests", "bench_migration_loopback")
 LOAD = os.path.join(BUILD, "tests", "bench_migration_load")
@@ -84,10 +102,20 @@ def console_json(con, path):
     return harness.http_json(con.admin_port, "GET", path, timeout=10)[1]
 
 
+class Part:
+    """One part's settings: its defaults, then the environment's overrides."""
+    def __init__(self, name):
+        mb, nb, threads = PARTS[name]
+        self.name = name
+        self.mb = int(os.environ.get("BC_BENCH_MB", mb))
+        self.nb = int(os.environ.get("BC_BENCH_BUCKETS", nb))
+        self.threads = int(os.environ.get("BC_BENCH_THREADS", threads))
+
+
 class Traffic:
-    def __init__(self, zk, cluster):
+    def __init__(self, zk, cluster, threads):
         self.p = subprocess.Popen(
-            [TRAFFIC, "--zk", zk.hosts, "--cluster", cluster, "--threads", str(THREADS),
+            [TRAFFIC, "--zk", zk.hosts, "--cluster", cluster, "--threads", str(threads),
              "--keys", "2000", "--value-size", "100", "--duration", "3600", "--timeout", "5000",
              "--report-ms", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.reports = []
@@ -107,27 +135,40 @@ def main():
     for b in (LOOPBACK, LOAD, TRAFFIC, os.environ["BC_NODE_BIN"]):
         if not os.access(b, os.X_OK):
             raise SystemExit("migration.py: %s not found (build first)" % b)
+    which = os.environ.get("BC_BENCH_PART", "both")
+    if which not in ("rate", "load", "both"):
+        raise SystemExit("migration.py: BC_BENCH_PART must be rate, load or both")
     benchenv.print_header()
     zk_sync = os.environ.get("BC_ZK_FORCE_SYNC") != "no"
-    print("data %d MiB in %d-byte values, %d buckets, parallel %d, ZooKeeper fsync %s" % (
-        MB, VALUE, NB, PARALLEL, "on" if zk_sync else "off (BC_ZK_FORCE_SYNC=no)"))
-
-    loop = run([LOOPBACK, "--mb", "2048"])
-    loop_mbs = float(loop["loopback_mb_per_s"])
-    print("loopback TCP: %.0f MiB/s" % loop_mbs)
-    print("fresh memory (never-touched pages faulting in): %.0f MiB/s -- the destination "
-          "stores every byte it receives in memory new to it" % float(
-              loop["fresh_memory_mb_per_s"]))
-
     zk = harness.ZooKeeper()
-    for r in range(ROUNDS):
+    for name in (("rate", "load") if which == "both" else (which,)):
+        part = Part(name)
+        print("\n=== part \"%s\": %d MiB in %d-byte values, %d buckets, %s, parallel %d, "
+              "nodes %s, ZooKeeper fsync %s" % (
+                  name, part.mb, VALUE, part.nb,
+                  "%d client threads" % part.threads if part.threads else "no client traffic",
+                  PARALLEL, " ".join(NODE_ARGS) or "(no flags)",
+                  "on" if zk_sync else "off (BC_ZK_FORCE_SYNC=no)"), flush=True)
+        loop = run([LOOPBACK, "--mb", "2048"])
+        loop_mbs = float(loop["loopback_mb_per_s"])
+        print("loopback TCP: %.0f MiB/s" % loop_mbs)
+        print("fresh memory (never-touched pages faulting in): %.0f MiB/s -- what a destination "
+              "without -L stores every byte it receives in" % float(loop["fresh_memory_mb_per_s"]))
+        rates = []
+        for r in range(ROUNDS):
+            if ROUNDS > 1:
+                print("\n== %s, round %d of %d (same ZooKeeper, a new cluster)" % (
+                    name, r + 1, ROUNDS))
+            rates.append(run_round(zk, part, "%s%d" % (name, r + 1), loop_mbs, zk_sync))
         if ROUNDS > 1:
-            print("\n== round %d of %d (same ZooKeeper, a new cluster)" % (r + 1, ROUNDS))
-        run_round(zk, "bench%d" % (r + 1), loop_mbs, zk_sync)
+            print("\n%s: aggregate rate per round %s of loopback" % (
+                name, " / ".join("%.0f%%" % (100 * x / loop_mbs) for x in rates)))
     zk.stop()
 
 
-def run_round(zk, name, loop_mbs, zk_sync):
+def run_round(zk, part, name, loop_mbs, zk_sync):
+    """One round of a part; returns the aggregate rate (MiB/s)."""
+    MB, NB, THREADS = part.mb, part.nb, part.threads
     cl = harness.create_cluster(zk, name, buckets=NB)
     con = harness.Console(zk, cl, "--migrations-parallel", str(PARALLEL),
                           "--migration-timeout-ms", "120000", *CONSOLE_ARGS, migrations=True,
@@ -147,7 +188,7 @@ def run_round(zk, name, loop_mbs, zk_sync):
     print("loaded %s items (%d MiB) in %s s" % (ld["items"], MB, ld["secs"]))
 
     # THREADS=0: no client traffic at all -- the migration's own ceiling
-    traffic = Traffic(zk, cl) if THREADS > 0 else None
+    traffic = Traffic(zk, cl, THREADS) if THREADS > 0 else None
     if traffic is not None:
         harness.wait_for(lambda: traffic.reports and traffic.reports[-1]["set_ok"] > 1000,
                          what="client traffic")
@@ -219,10 +260,10 @@ def run_round(zk, name, loop_mbs, zk_sync):
         st["count"], st["p50"], st["p99"], st["max"]))
     print("stall histogram: " + ", ".join("<=%s ms: %d" % (h["le_ms"], h["count"])
                                           for h in st["histogram"] if h["count"]))
-    print("RESULT loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f converge_s=%.2f "
-          "moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d stall_p99_ms=%d "
+    print("RESULT part=%s loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f "
+          "converge_s=%.2f moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d stall_p99_ms=%d "
           "stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d client_set_max_ms=%d" % (
-              loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
+              part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
               final["set_ms_max"]))
     for p in nodes + [g4, con]:
@@ -234,6 +275,7 @@ def run_round(zk, name, loop_mbs, zk_sync):
         for p in nodes + [g4, con]:
             shutil.copy(p.proc.log_path, logs)
         print("logs in %s" % logs)
+    return agg
 
 
 if __name__ == "__main__":
