@@ -24,6 +24,7 @@
 #   BC_BENCH_DURATION=2        seconds per measured run
 #   BC_BENCH_ROUNDS=6          runs per server and depth
 #   BC_BENCH_DEPTHS="1 16"     pipelining depths to run
+#   BC_BENCH_SERVER_FLAGS=     extra flags for both servers (memcached's, e.g. -L)
 #   MEMCACHED_BIN=/usr/bin/memcached
 #   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
 set -euo pipefail
@@ -36,6 +37,7 @@ CONNS=${BC_BENCH_CONNS:-50}
 DURATION=${BC_BENCH_DURATION:-2}
 ROUNDS=${BC_BENCH_ROUNDS:-6}
 DEPTHS=${BC_BENCH_DEPTHS:-"1 16"}
+read -r -a SERVER_FLAGS <<<"${BC_BENCH_SERVER_FLAGS:-}"
 KEYS=100000
 VALUE=100
 GET_RATIO=0.9
@@ -51,12 +53,12 @@ done
 
 MC_PORT=$(free_port)
 "$MEMCACHED" "${USER_FLAG[@]}" -U 0 -l 127.0.0.1 -p "$MC_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 \
-  >"$WORK/memcached.log" 2>&1 &
+  "${SERVER_FLAGS[@]}" >"$WORK/memcached.log" 2>&1 &
 MC_PID=$!
 PIDS+=("$MC_PID")
 NODE_PORT=$(free_port)
 "$NODE_BIN" -l 127.0.0.1 -p "$NODE_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 --admin-port 0 \
-  >"$WORK/node.log" 2>&1 &
+  "${SERVER_FLAGS[@]}" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 PIDS+=("$NODE_PID")
 wait_port "$MC_PORT" "$MC_PID" || { echo "memcached did not start:" >&2; cat "$WORK/memcached.log" >&2; exit 1; }
@@ -64,6 +66,7 @@ wait_port "$NODE_PORT" "$NODE_PID" || { echo "bucketcache-node did not start:" >
 
 MC_VERSION=$("$MEMCACHED" -V 2>/dev/null | awk '{print $2}')
 echo "# bucketcache-node vs memcached $MC_VERSION ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
+[ ${#SERVER_FLAGS[@]} -eq 0 ] || echo "# both servers started with: ${SERVER_FLAGS[*]}"
 echo "# both: -t $THREADS -m $MEMORY; mcbench: $CLIENT_THREADS threads, $CONNS conns, $KEYS keys" \
      "preloaded, $VALUE-byte values, $GET_RATIO get ratio, ${DURATION}s x $ROUNDS rounds per cell"
 
