@@ -30,7 +30,7 @@
  *
  *     mallopt(M_ARENA_MAX, 1)         every thread allocates from the main
  *                                     heap -- the one that is preallocated
- *     mallopt(M_TRIM_THRESHOLD, max)  free() never gives the top back
+ *     mallopt(M_TRIM_THRESHOLD, -1)   free() never gives the top back
  *     grow the heap by -m in 16 MiB pieces (malloc with the mmap threshold
  *     raised for the moment), write one byte per page, free them in reverse
  *     order so they merge into one free top chunk; restore the threshold
@@ -104,7 +104,10 @@ bc_node_mem_policy(bool prealloc)
     mallopt(M_MMAP_THRESHOLD, MEM_MMAP_THRESHOLD);
     if (prealloc) {
         mallopt(M_ARENA_MAX, 1);
-        mallopt(M_TRIM_THRESHOLD, INT32_MAX);
+        /* mallopt takes an int that glibc keeps as a size_t: -1 is "never".
+         * INT_MAX would still trim a top above 2 GiB, that is, undo a
+         * preallocation of more than that at its first free. */
+        mallopt(M_TRIM_THRESHOLD, -1);
     }
     mem_prealloc_policy = prealloc;
 }

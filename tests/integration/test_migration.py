@@ -51,7 +51,7 @@ def test_add_group_under_writes():
     # progress while it runs, as the CLI shows it
     rc, out, err = cli(cl, "migrations")
     assert rc == 0 and "buckets done" in out and "read-only stall" in out, (out, err)
-    t = mu.wait_converged(con, timeout=40)
+    t = mu.wait_converged(con, timeout=40, groups=(1, 2))
     took = time.time() - t0
     time.sleep(0.3)
     writer.stop()

@@ -109,7 +109,7 @@ def destination_killed(name, wait_down):
                          timeout=SESSION_MS / 1000 * 3 + 10, what="group 2 declared down")
     g2b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, port=g2.port,
                               admin_port=g2.admin_port)
-    t = mu.wait_converged(con, timeout=40)
+    t = mu.wait_converged(con, timeout=40, groups=(1, 2))
     writer.stop()
     assert sorted(set(t["c"])) == [1, 2] and t["c"].count(2) == NB // 2, t["c"]
     mu.check_nothing_held_by_non_owners(con, [g1, g2b])
@@ -140,7 +140,7 @@ def test_source_killed_mid_copy_and_restarted():
                      what="group 1 down")
     g1b = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS, port=g1.port,
                               admin_port=g1.admin_port)
-    t = mu.wait_converged(con, timeout=40)
+    t = mu.wait_converged(con, timeout=40, groups=(1, 2))
     writer.stop()
     assert sorted(set(t["c"])) == [1, 2], t["c"]
     mu.check_nothing_held_by_non_owners(con, [g1b, g2])

@@ -200,8 +200,7 @@ def test_slow_destination_times_out_and_retries():
     g2.stop()
     g2b = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS, port=g2.port,
                               admin_port=g2.admin_port)
-    harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="group 2 back")
-    t = mu.wait_converged(con, timeout=60)
+    t = mu.wait_converged(con, timeout=60, groups=(1, 2))
     assert t["c"].count(2) == NB // 2
     mu.check_reads(con, NB, data)
     mu.check_nothing_held_by_non_owners(con, [g1, g2b])
@@ -224,7 +223,7 @@ def test_long_copy_that_keeps_progressing_is_not_timed_out():
     # over a second to cross, several times the timeout
     g2 = harness.ClusterNode(zk, cl, 2, memory_mb=128, session_timeout_ms=SESSION_MS,
                              env={"BC_TEST_IMPORT_STEP_DELAY_MS": "150"})
-    t = mu.wait_converged(con, timeout=60)
+    t = mu.wait_converged(con, timeout=60, groups=(1, 2))
     assert t["c"].count(2) == 2, t["c"]
     m = mu.console_json(con, "/v1/migrations")
     assert m["failed_attempts"] == 0, m
