@@ -201,7 +201,6 @@ bc_node_info_encode(const bc_node_info_t *info)
     cJSON_AddStringToObject(o, "data", info->data_addr);
     cJSON_AddStringToObject(o, "admin", info->admin_addr);
     cJSON_AddNumberToObject(o, "memory", (double)info->memory);
-    cJSON_AddNumberToObject(o, "offset", (double)info->offset);
     cJSON_AddNumberToObject(o, "pid", (double)info->pid);
     return cluster_json_print(o);
 }
@@ -279,6 +278,8 @@ bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err
     const char *bad = cluster_take_string(root, "data", out->data_addr, sizeof(out->data_addr), 1);
     if (!bad) bad = cluster_take_string(root, "admin", out->admin_addr, sizeof(out->admin_addr), 0);
     if (!bad) bad = cluster_take_u64(root, "memory", &out->memory, 1);
+    /* "offset" (optional) was written, always 0, by earlier nodes; the
+     * console asks a node's live offset over HTTP when it needs it */
     if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
     if (!bad) bad = cluster_take_u64(root, "pid", &pid, 0);
     if (bad) return cluster_decode_fail(root, "node record", bad, err, errlen);

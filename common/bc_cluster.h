@@ -72,7 +72,9 @@ typedef struct bc_node_info {
     char data_addr[BC_ADDR_MAX];     /* memcached protocol, "host:port" */
     char admin_addr[BC_ADDR_MAX];    /* admin HTTP, "host:port" or "" */
     uint64_t memory;                 /* bytes of cache memory */
-    uint64_t offset;                 /* replication offset applied */
+    uint64_t offset;                 /* replication offset applied: not in the record;
+                                      * the console fills it in from the node's
+                                      * /v1/repl when it picks a new primary */
     int64_t pid;
 } bc_node_info_t;
 

@@ -145,7 +145,6 @@ api_cluster(void *ctx, bc_http_req_t *req)
             cJSON_AddStringToObject(jn, "data", n->data_addr);
             cJSON_AddStringToObject(jn, "admin", n->admin_addr);
             cJSON_AddNumberToObject(jn, "memory", (double)n->memory);
-            cJSON_AddNumberToObject(jn, "offset", (double)n->offset);
             cJSON_AddNumberToObject(jn, "pid", (double)n->pid);
             cJSON_AddItemToArray(nodes, jn);
         }

@@ -191,11 +191,43 @@ test_repl_status(void **state)
     }
 }
 
+/* A node's registration record: what it writes (no replication offset:
+ * that is asked live), and records of earlier versions, which carried an
+ * always-0 "offset", still read. */
+static void
+test_node_record(void **state)
+{
+    (void)state;
+    bc_node_info_t in = {.memory = 1u << 30, .pid = 42}, out;
+    snprintf(in.name, sizeof(in.name), "n-0000000001");
+    snprintf(in.data_addr, sizeof(in.data_addr), "10.0.0.1:11211");
+    snprintf(in.admin_addr, sizeof(in.admin_addr), "10.0.0.1:11280");
+    char err[200];
+    char *json = bc_node_info_encode(&in);
+    assert_non_null(json);
+    assert_null(strstr(json, "offset"));
+    memcpy(out.name, in.name, sizeof(out.name));
+    assert_int_equal(bc_node_info_decode(json, strlen(json), &out, err, sizeof(err)), BC_OK);
+    assert_string_equal(out.data_addr, in.data_addr);
+    assert_string_equal(out.admin_addr, in.admin_addr);
+    assert_int_equal(out.memory, in.memory);
+    assert_int_equal(out.pid, 42);
+    assert_string_equal(out.name, in.name);
+    free(json);
+    const char *old = "{\"data\":\"h:1\",\"admin\":\"h:2\",\"memory\":5,\"offset\":0,\"pid\":7}";
+    assert_int_equal(bc_node_info_decode(old, strlen(old), &out, err, sizeof(err)), BC_OK);
+    assert_int_equal(out.memory, 5);
+    const char *bad = "{\"data\":\"h:1\",\"memory\":5,\"offset\":\"x\"}";
+    assert_int_equal(bc_node_info_decode(bad, strlen(bad), &out, err, sizeof(err)), BC_EINVAL);
+    assert_non_null(strstr(err, "offset"));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_node_record),
         cmocka_unit_test(test_large_table),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_oversized_and_binary),
