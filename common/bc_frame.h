@@ -43,8 +43,12 @@
  *       RHELLO [10, "bcrepl", version, full, replid, offset]
  *       DEL    [11, key]
  *       TOUCH  [12, key, ttl]
- *       FLUSH  [13, when, mark]       (when: absolute unix seconds, 0 = now;
- *                                      mark: now, the CAS below which items go)
+ *       FLUSH  [13, when, mark]       when 0: flush now, items with a CAS
+ *                                      below mark go;  mark 0: a delayed
+ *                                      flush due at when (absolute unix
+ *                                      seconds);  both: the delayed flush
+ *                                      due at when came due on the primary
+ *                                      at mark (node/repl.c)
  *       DROP   [14, bucket]
  *       PING   [15, offset]           (primary -> backup, the primary's offset)
  *       ACK    [16, offset]           (backup -> primary, the offset applied)

@@ -1329,6 +1329,24 @@ bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
     atomic_fetch_add(&cache->flushes, 1);
 }
 
+void
+bc_cache_flush_came_due(bc_cache_t *cache, uint32_t when, uint64_t mark)
+{
+    /* mark first, then clear the due time (as cache_flush_due does) */
+    atomic_max_u64(&cache->oldest_cas, mark);
+    cache_cas_raise(cache, mark);
+    uint32_t due = when - 1;       /* bc_cache_flush stored when - 1 */
+    (void)atomic_compare_exchange_strong(&cache->oldest_live, &due, 0);
+    atomic_fetch_add(&cache->flushes, 1);
+}
+
+uint64_t
+bc_cache_flush_mark(bc_cache_t *cache)
+{
+    (void)cache_clock(cache);      /* a due delayed flush marks first */
+    return atomic_load(&cache->oldest_cas);
+}
+
 /* ------------------------------------------------------------------------ */
 /* active expiry                                                            */
 /* ------------------------------------------------------------------------ */

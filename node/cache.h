@@ -200,6 +200,14 @@ bc_status_t bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode
 void bc_cache_reset_flush(bc_cache_t *cache);
 /* Replication: an immediate flush_all at the primary's CAS mark. */
 void bc_cache_flush_at(bc_cache_t *cache, uint64_t mark);
+/* Replication: the delayed flush_all due at `when` came due on the primary
+ * at `mark` (its CAS below which items go).  Raises the mark like
+ * bc_cache_flush_at; a pending delayed flush due at the same time is the
+ * same one and is done; a different pending one is kept. */
+void bc_cache_flush_came_due(bc_cache_t *cache, uint32_t when, uint64_t mark);
+/* Replication: the CAS below which items are flushed here, after applying
+ * a delayed flush_all that has come due (0: never flushed). */
+uint64_t bc_cache_flush_mark(bc_cache_t *cache);
 
 /* Returns BC_OK or BC_ENOTFOUND. */
 bc_status_t bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash);

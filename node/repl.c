@@ -114,6 +114,10 @@ struct bc_repl {
     _Atomic uint32_t npeers_pub;   /* npeers, for the lock-free check */
     _Atomic int64_t keep_until;    /* monotonic ms: record even without backups */
     _Atomic bool skipped;          /* changes went unrecorded */
+    /* repl_flush_mark: the mark last recorded, and the time of the last
+     * delayed flush recorded that has not yet been followed by its mark */
+    _Atomic uint64_t flush_mark_sent;
+    _Atomic uint32_t flush_when;
     int64_t keep_ms;               /* REPL_KEEP_MS; BC_TEST_REPL_KEEP_MS for tests */
     bool stopping;
     pthread_t thread;
@@ -293,6 +297,15 @@ do_peers_close(bc_repl_t *r)
 /* ---- recording (cache observer, any thread, shard lock held) ---- */
 
 /* ev as the record it leaves behind (the state, see cache.h), into b. */
+/* flush_mark_sent = max(flush_mark_sent, mark) */
+static void
+repl_flush_mark_seen(bc_repl_t *r, uint64_t mark)
+{
+    uint64_t seen = atomic_load(&r->flush_mark_sent);
+    while (seen < mark && !atomic_compare_exchange_weak(&r->flush_mark_sent, &seen, mark)) {
+    }
+}
+
 static bc_status_t
 repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
 {
@@ -321,6 +334,14 @@ repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
         break;
     case BC_CACHE_EV_FLUSH:
         st = bc_frame_put_flush(b, ev->when, ev->mark);
+        if (ev->mark == 0) {
+            /* delayed: its mark is the first rise past today's */
+            repl_flush_mark_seen(r, bc_cache_flush_mark(r->cache));
+            atomic_store(&r->flush_when, ev->when);
+        } else {
+            repl_flush_mark_seen(r, ev->mark);
+            if (ev->when == 0) atomic_store(&r->flush_when, 0);  /* now: cancels it */
+        }
         break;
     case BC_CACHE_EV_DROP:
         st = bc_frame_put_drop(b, ev->bucket);
@@ -377,6 +398,33 @@ repl_observe(void *ctx, const bc_cache_event_t *ev)
     pthread_mutex_unlock(&r->mu);
     /* The buffer grew for a large value: do not keep it. */
     if (b != NULL && b->cap > 256u * 1024u) bc_frame_buf_free(b);
+}
+
+/*
+ * BEHAVIOR: a delayed flush_all travels as its time (FLUSH [when, 0]), and
+ * each node applies it by its own clock, at a mark of its own CAS values.
+ * A backup that lags across the due time has not yet received the writes
+ * the primary made before it: its mark falls short, those writes survive
+ * there, and a failover would bring them back.  So once the flush has come
+ * due here, the primary's mark -- the CAS below which its items are now
+ * flushed -- follows as FLUSH [when, mark] (bc_cache_flush_came_due at the
+ * backup).  A backup holds the primary's CAS values, so raising its mark to
+ * that is exact wherever the record lands in the stream (a later write has
+ * a larger CAS).  Every sender looks at most every REPL_PING_MS / 2; the
+ * first to see the mark rise records it.  An immediate flush_all records
+ * its own mark (FLUSH [0, mark]) and cancels the pending time.
+ */
+static void
+repl_flush_mark(bc_repl_t *r)
+{
+    uint32_t when = atomic_load(&r->flush_when);
+    if (when == 0) return;
+    uint64_t mark = bc_cache_flush_mark(r->cache);
+    uint64_t sent = atomic_load(&r->flush_mark_sent);
+    if (mark <= sent) return;      /* not due yet */
+    if (!atomic_compare_exchange_strong(&r->flush_when, &when, 0)) return;  /* another sender */
+    bc_cache_event_t ev = {.type = BC_CACHE_EV_FLUSH, .when = when, .mark = mark};
+    repl_observe(r, &ev);
 }
 
 /* ---- sync mode, and the async lag bound ---- */
@@ -657,7 +705,12 @@ peer_sender(void *arg)
     }
 
     int64_t last_ping = bc_time_mono_ms();
+    int64_t last_mark = 0;
     while (ok) {
+        if (bc_time_mono_ms() - last_mark >= REPL_PING_MS / 2) {
+            repl_flush_mark(r);
+            last_mark = bc_time_mono_ms();
+        }
         pthread_mutex_lock(&r->mu);
         bool ping = false;
         bool slept = false;
@@ -918,9 +971,11 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
         return true;
     case BC_FRAME_FLUSH:
         /* Now: the primary's mark (our items carry its CAS values), exact
-         * even for writes that raced the flush there.  Later: the time. */
-        if (f->when == 0 && f->mark != 0 && f->mark < REPL_CAS_MAX) {
-            bc_cache_flush_at(cache, f->mark);
+         * even for writes that raced the flush there.  Later: the time;
+         * then, once it came due there, its mark (repl_flush_mark). */
+        if (f->mark != 0 && f->mark < REPL_CAS_MAX) {
+            if (f->when == 0) bc_cache_flush_at(cache, f->mark);
+            else bc_cache_flush_came_due(cache, f->when, f->mark);   /* repl_flush_mark */
         } else {
             bc_cache_flush(cache, f->when);
         }

@@ -39,14 +39,14 @@ def wait_caught_up(primary, backup, timeout=20):
     harness.wait_for(ok, timeout=timeout, what="backup caught up with its primary")
 
 
-def start_group(cl, mode, *extra):
+def start_group(cl, mode, *extra, session_ms=SESSION_MS):
     a = harness.ClusterNode(zk, cl, 1, "--replication", mode, "--no-forward", *extra,
-                            session_timeout_ms=SESSION_MS)
+                            session_timeout_ms=session_ms)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
     harness.wait_primary(a)
     b = harness.ClusterNode(zk, cl, 1, "--replication", mode, "--no-forward", *extra,
-                            session_timeout_ms=SESSION_MS)
+                            session_timeout_ms=session_ms)
     harness.wait_for(lambda: len(group_nodes(con, 1)) == 2, what="backup registered")
     wait_caught_up(a, b)
     return a, b, con
@@ -197,6 +197,38 @@ def test_backup_receives_every_kind_of_write():
     assert b"STAT repl_link_up 1\r\n" in r and r.endswith(b"END\r\n"), r
     for p in (b, c2, con):
         p.stop()
+
+
+def test_delayed_flush_is_exact_on_a_backup_that_lags_across_it():
+    """A backup frozen across a delayed flush_all's due time gets the
+    primary's writes from before it only afterwards: the primary's mark
+    (sent once the flush came due) flushes them there too, so a failover
+    does not bring back what the primary had flushed."""
+    session_ms = 8000        # the backup is frozen for 4 s without losing its session
+    cl = harness.create_cluster(zk, "dflush", buckets=NB)
+    a, b, con = start_group(cl, "async", session_ms=session_ms)
+    c = a.conn()
+    assert c.cmd("set k1 0 0 2", "v1") == b"STORED\r\n"
+    assert c.cmd("flush_all 3") == b"OK\r\n"      # due 2 to 3 s from now
+    wait_caught_up(a, b)                            # the backup has it pending
+    b.proc.signal(signal.SIGSTOP)
+    try:
+        assert c.cmd("set k2 0 0 2", "v2") == b"STORED\r\n"   # before the due time
+        time.sleep(3.5)
+        assert c.cmd("get k1 k2") == b"END\r\n"
+        assert c.cmd("set k3 0 0 2", "v3") == b"STORED\r\n"   # after it: kept
+    finally:
+        b.proc.signal(signal.SIGCONT)
+    wait_caught_up(a, b)
+    assert harness.repl(a)["full_resyncs"] == 1     # the stream, not a new snapshot
+    # the backup's expiry scan reaps what is flushed there: k3 is left
+    harness.wait_for(lambda: node_stat(b, "curr_items") == "1", timeout=10,
+                     what="the backup to hold only what the primary holds")
+    a.proc.kill()
+    harness.wait_primary(b, timeout=session_ms / 1000 + 15)
+    assert b.conn().cmd("get k1 k2 k3") == b"VALUE k3 0 2\r\nv3\r\nEND\r\n"
+    con.stop()
+    b.stop()
 
 
 def test_sync_mode_loses_no_acknowledged_write():

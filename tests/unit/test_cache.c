@@ -1389,6 +1389,52 @@ test_replica_cas_and_flush_mark(void **state)
     bc_cache_destroy(cache);
 }
 
+/*
+ * A backup's delayed flush, then the primary's mark for it (FLUSH [when,
+ * mark], node/repl.c): the items below the mark go even if they arrived
+ * after the due time, the pending flush it stands for is done (it does not
+ * fire again at the backup's own clock), and a different pending one is
+ * kept.
+ */
+static void
+test_replica_delayed_flush_came_due(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(8u << 20, "lru");
+    bc_cache_flush(cache, T0 + 10);
+    assert_int_equal(store_as(cache, "old", "1", 100), BC_OK);
+    fake_now = T0 + 20;                          /* the backup lagged past the due time */
+    assert_int_equal(store_as(cache, "late", "2", 150), BC_OK);   /* written before it */
+    assert_int_equal(store_as(cache, "new", "3", 300), BC_OK);    /* written after it */
+    /* its own clock marked at its own CAS values: "late" and "new" live */
+    bc_item_t *it = get(cache, "late");
+    assert_non_null(it);
+    bc_item_release(cache, it);
+    bc_cache_flush_came_due(cache, T0 + 10, 200);  /* the primary's mark */
+    assert_null(get(cache, "old"));
+    assert_null(get(cache, "late"));
+    it = get(cache, "new");
+    assert_non_null(it);
+    bc_item_release(cache, it);
+
+    /* the mark arrives before the backup's clock reaches the due time: the
+     * pending flush is the same one, and is done */
+    bc_cache_flush(cache, T0 + 30);
+    bc_cache_flush_came_due(cache, T0 + 30, 400);
+    assert_int_equal(store_as(cache, "after", "4", 500), BC_OK);
+    fake_now = T0 + 40;
+    it = get(cache, "after");
+    assert_non_null(it);
+    bc_item_release(cache, it);
+
+    /* a mark for another flush keeps the pending one */
+    bc_cache_flush(cache, T0 + 60);
+    bc_cache_flush_came_due(cache, T0 + 50, 450);
+    fake_now = T0 + 70;
+    assert_null(get(cache, "after"));            /* the pending flush fired */
+    bc_cache_destroy(cache);
+}
+
 /* A backup applies a stream: every record kind, hostile ttl and CAS values
  * clamped, an out-of-place frame refused. */
 static void
@@ -1499,6 +1545,7 @@ main(void)
         cmocka_unit_test(test_threads_stress),
         cmocka_unit_test(test_observer_reports_resulting_states),
         cmocka_unit_test(test_replica_cas_and_flush_mark),
+        cmocka_unit_test(test_replica_delayed_flush_came_due),
         cmocka_unit_test(test_apply_replication_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
