@@ -53,6 +53,7 @@
 
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -113,10 +114,43 @@ bc_node_mem_policy(bool prealloc)
 }
 
 size_t
+bc__mem_prealloc_cap(size_t bytes, uint64_t available)
+{
+    if (available == 0) return bytes;
+    uint64_t cap = available / 10 * 9;
+    return (uint64_t)bytes > cap ? (size_t)cap : bytes;
+}
+
+/* MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read. */
+static uint64_t
+mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL) return 0;
+    char line[128];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+    }
+    fclose(f);
+    return (uint64_t)kib * 1024u;
+}
+
+size_t
 bc_node_mem_prealloc(size_t bytes, int64_t *took_ms)
 {
     int64_t t0 = bc_time_mono_ms();
-    size_t done = mem_prealloc_policy && bytes > 0 ? mem_prealloc(bytes) : 0;
+    size_t done = 0;
+    if (mem_prealloc_policy && bytes > 0) {
+        uint64_t avail = mem_available();
+        size_t want = bc__mem_prealloc_cap(bytes, avail);
+        if (want < bytes) {
+            log_warn("-L: the memory limit is %zu MiB but the system has %llu MiB available: "
+                     "preallocating %zu MiB (the node may still be killed for memory when it "
+                     "fills)", bytes >> 20, (unsigned long long)(avail >> 20), want >> 20);
+        }
+        done = mem_prealloc(want);
+    }
     atomic_store(&mem_preallocated, done > 0);
     if (took_ms != NULL) *took_ms = bc_time_mono_ms() - t0;
     return done;

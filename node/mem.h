@@ -48,4 +48,10 @@ void bc_node_mem_trim(void);
 /* True when bc_node_mem_prealloc preallocated memory. */
 bool bc_node_mem_preallocated(void);
 
+/* Internal (tests): how much of `bytes` -L touches when the system can
+ * give `available` bytes (MemAvailable; 0: unknown, no cap): at most nine
+ * tenths of that, so that a memory limit larger than the machine ends in
+ * a warning at start rather than in the kernel's OOM killer. */
+size_t bc__mem_prealloc_cap(size_t bytes, uint64_t available);
+
 #endif /* BC_NODE_MEM_H */
