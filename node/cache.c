@@ -87,6 +87,7 @@
 
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "cache.h"
 #include "evict.h"
 
@@ -1200,18 +1201,6 @@ arith_parse(const char *p, size_t len, uint64_t *out)
 #undef ARITH_SPACE
 }
 
-static size_t
-arith_format(uint64_t v, char *buf)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    return n;
-}
 
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
@@ -1240,7 +1229,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         } else {
             value = delta > value ? 0 : value - delta;
         }
-        size_t len = arith_format(value, buf);
+        size_t len = bc_mc_u64_to_dec(value, buf);
         if (result != NULL) *result = value;
 
         if (len + 2 <= it->nbytes && item_refs(it) == 1) {
