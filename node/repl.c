@@ -296,7 +296,6 @@ do_peers_close(bc_repl_t *r)
 
 /* ---- recording (cache observer, any thread, shard lock held) ---- */
 
-/* ev as the record it leaves behind (the state, see cache.h), into b. */
 /* flush_mark_sent = max(flush_mark_sent, mark) */
 static void
 repl_flush_mark_seen(bc_repl_t *r, uint64_t mark)
@@ -306,6 +305,7 @@ repl_flush_mark_seen(bc_repl_t *r, uint64_t mark)
     }
 }
 
+/* ev as the record it leaves behind (the state, see cache.h), into b. */
 static bc_status_t
 repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
 {
