@@ -32,7 +32,7 @@
  *                                     heap -- the one that is preallocated
  *     mallopt(M_TRIM_THRESHOLD, -1)   free() never gives the top back
  *     grow the heap by -m in 16 MiB pieces (malloc with the mmap threshold
- *     raised for the moment), write one byte per page, free them in reverse
+ *     raised for the moment), write one byte per page (a thread per core), free them in reverse
  *     order so they merge into one free top chunk; restore the threshold
  *     bc_node_mem_trim does nothing
  *
@@ -52,6 +52,7 @@
 #include "mem.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,11 +64,35 @@
 #define MEM_MMAP_THRESHOLD    (64 * 1024)           /* larger values: own mapping */
 #define MEM_PREALLOC_PIECE    ((size_t)16 << 20)    /* heap growth per malloc at -L */
 #define MEM_PIECE_THRESHOLD   (32 << 20)            /* mmap threshold while growing */
+#define MEM_TOUCH_THREADS     8                     /* threads touching the pieces, at most */
 
 static atomic_bool mem_preallocated;
 
+typedef struct mem_touch {
+    char **pieces;
+    size_t n;
+    size_t step;                   /* the page size */
+    _Atomic size_t next;           /* the next piece to touch */
+} mem_touch_t;
+
+/* Writes one byte per page of pieces, taking the next untouched piece
+ * until none is left (one such loop per core). */
+static void *
+mem_touch_main(void *arg)
+{
+    mem_touch_t *t = arg;
+    for (size_t i; (i = atomic_fetch_add(&t->next, 1)) < t->n;) {
+        volatile char *p = t->pieces[i];
+        for (size_t off = 0; off < MEM_PREALLOC_PIECE; off += t->step) p[off] = 0;
+    }
+    return NULL;
+}
+
 /* Grows the main heap by about `bytes`, touches it, gives it back as the
- * free top chunk.  Returns the bytes touched. */
+ * free top chunk.  Returns the bytes touched.  The kernel zeroes each new
+ * page on the faulting core, so the pieces are touched by one thread per
+ * online core (MEM_TOUCH_THREADS at most), all joined before returning:
+ * a large -L then starts in a fraction of the time. */
 static size_t
 mem_prealloc(size_t bytes)
 {
@@ -75,16 +100,26 @@ mem_prealloc(size_t bytes)
     char **pieces = calloc(n, sizeof(*pieces));
     if (pieces == NULL) return 0;
     long pagesize = sysconf(_SC_PAGESIZE);
-    size_t step = pagesize > 0 ? (size_t)pagesize : 4096u;
     size_t got = 0;
 
     mallopt(M_MMAP_THRESHOLD, MEM_PIECE_THRESHOLD);
     for (; got < n; got++) {
         pieces[got] = malloc(MEM_PREALLOC_PIECE);
         if (pieces[got] == NULL) break;
-        volatile char *p = pieces[got];
-        for (size_t off = 0; off < MEM_PREALLOC_PIECE; off += step) p[off] = 0;
     }
+    mem_touch_t t = {.pieces = pieces, .n = got,
+                     .step = pagesize > 0 ? (size_t)pagesize : 4096u};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nthreads = cores > 1 ? (size_t)cores : 1;
+    if (nthreads > MEM_TOUCH_THREADS) nthreads = MEM_TOUCH_THREADS;
+    pthread_t threads[MEM_TOUCH_THREADS];
+    size_t started = 0;
+    for (; started + 1 < nthreads; started++) {
+        if (pthread_create(&threads[started], NULL, mem_touch_main, &t) != 0) break;
+    }
+    (void)mem_touch_main(&t);      /* this thread too; a thread not started is no loss */
+    for (size_t i = 0; i < started; i++) pthread_join(threads[i], NULL);
+
     /* newest first: each piece then borders the top chunk and merges into it */
     for (size_t i = got; i-- > 0;) free(pieces[i]);
     free(pieces);
