@@ -37,7 +37,7 @@
  *     bc_node_mem_trim does nothing
  *
  *   Items are then carved out of pages that are already there.  The cost
- *   moves to the start (about half a second per GiB, more on a VM whose
+ *   moves to the start (about half a second per GiB and core, more on a VM whose
  *   host backs memory lazily), before the node registers, so a node takes
  *   no bucket until it is ready.  The price: RSS stays at -m or above even
  *   when the node holds little (a bucket that migrates away leaves its
