@@ -252,9 +252,11 @@ def test_sync_mode_loses_no_acknowledged_write():
 
 def test_async_mode_reports_its_loss():
     cl, a, b, con, acked, lost = kill_primary_under_load("async")
-    # one connection, one write at a time: at most what was in flight on the
-    # link when the primary died (a few ms of writes)
-    assert len(lost) <= 200, len(lost)
+    # three connections, one write at a time each: at most what was in
+    # flight on the link when the primary died -- a few ms of writes on an
+    # idle machine, up to a few hundred ms of them (about 3000 writes a
+    # second here) when the backup waits for one of two busy cores
+    assert len(lost) <= 1000, len(lost)
     for p in (b, con):
         p.stop()
 
