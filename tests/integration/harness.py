@@ -536,6 +536,19 @@ def zk_shell(zk, *args, timeout=60):
     return r.stdout
 
 
+def zk_get(zk, path):
+    """The data of the znode at path (ours are JSON objects), read with
+    zkCli.  Its output around the data varies (session and watcher lines
+    can come after it on a busy machine), so the data is the last line
+    that opens an object."""
+    for _ in range(3):       # zkCli on a loaded machine: once more if it printed no data
+        out = zk_shell(zk, "get", path)
+        lines = [x for x in out.splitlines() if x.startswith("{")]
+        if lines:
+            return lines[-1]
+    raise AssertionError("no JSON in zkCli's answer for %s: %r" % (path, out[-2000:]))
+
+
 CLIENT_TRAFFIC_BIN = os.environ.get("BC_CLIENT_TRAFFIC_BIN",
                                     os.path.join(BUILD_DIR, "client", "bucketcache_client_traffic"))
 

@@ -17,7 +17,7 @@ zk = harness.ZooKeeper()
 
 
 def zk_get(path):
-    return harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
+    return harness.zk_get(zk, path)
 
 
 BAD_TABLES = [

@@ -200,7 +200,7 @@ def test_malformed_table_in_zookeeper_is_survived():
     # the node reads the table a moment after ZooKeeper has it
     harness.wait_for(lambda: a.conn().cmd("set k 0 0 1", "1") == b"STORED\r\n", what="serving")
     path = "/bucketcache/%s/tables/c" % cl
-    original = harness.zk_shell(zk, "get", path).strip().splitlines()[-1]
+    original = harness.zk_get(zk, path)
     harness.zk_shell(zk, "set", path, '{"table":"c","epoch":99,"buckets":3,"owners":[2,2,2]}')
     time.sleep(1.0)
     # the node keeps its last good table: no crash, no wrong route
