@@ -262,7 +262,8 @@ def run_round(zk, part, name, loop_mbs, zk_sync):
                                           for h in st["histogram"] if h["count"]))
     print("RESULT part=%s loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f "
           "converge_s=%.2f moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d "
-          "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d client_set_max_ms=%d" % (
+          "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
+          "client_set_max_ms=%d" % (
               part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
               final["set_ms_max"]))
