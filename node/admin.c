@@ -54,6 +54,7 @@
 #include "bc_log.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
+#include "mem.h"
 #include "migrate.h"
 #include "repl.h"
 
@@ -238,6 +239,7 @@ stats_cache_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "total_items", (double)cs.total_items);
     cJSON_AddNumberToObject(o, "mem_used", (double)cs.mem_used);
     cJSON_AddNumberToObject(o, "mem_limit", (double)cs.mem_limit);
+    cJSON_AddNumberToObject(o, "preallocated_bytes", (double)bc_node_mem_preallocated());
     cJSON_AddNumberToObject(o, "data_bytes", (double)cs.data_bytes);
     cJSON_AddNumberToObject(o, "evictions", (double)cs.evictions);
     cJSON_AddNumberToObject(o, "expired_unfetched", (double)cs.expired_unfetched);
@@ -379,6 +381,9 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               "Bytes held by the storage engine (items and tables).", cs.mem_used);
     bc_metric(&tb, "memory_limit_bytes", "gauge", "Memory limit of the storage engine.",
               cs.mem_limit);
+    bc_metric(&tb, "memory_preallocated_bytes", "gauge",
+              "Memory taken and touched at start (-L); 0 without it.",
+              bc_node_mem_preallocated());
     bc_metric(&tb, "data_bytes", "gauge", "Sum of stored key and value lengths.", cs.data_bytes);
     bc_metric(&tb, "evictions_total", "counter", "Live items evicted to make room.",
               cs.evictions);

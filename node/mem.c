@@ -66,7 +66,7 @@
 #define MEM_PIECE_THRESHOLD   (32 << 20)            /* mmap threshold while growing */
 #define MEM_TOUCH_THREADS     8                     /* threads touching the pieces, at most */
 
-static atomic_bool mem_preallocated;
+static _Atomic size_t mem_preallocated;
 
 typedef struct mem_touch {
     char **pieces;
@@ -186,7 +186,7 @@ bc_node_mem_prealloc(size_t bytes, int64_t *took_ms)
         }
         done = mem_prealloc(want);
     }
-    atomic_store(&mem_preallocated, done > 0);
+    atomic_store(&mem_preallocated, done);
     if (took_ms != NULL) *took_ms = bc_time_mono_ms() - t0;
     return done;
 }
@@ -194,10 +194,10 @@ bc_node_mem_prealloc(size_t bytes, int64_t *took_ms)
 void
 bc_node_mem_trim(void)
 {
-    if (!atomic_load_explicit(&mem_preallocated, memory_order_relaxed)) malloc_trim(0);
+    if (atomic_load_explicit(&mem_preallocated, memory_order_relaxed) == 0) malloc_trim(0);
 }
 
-bool
+size_t
 bc_node_mem_preallocated(void)
 {
     return atomic_load(&mem_preallocated);

@@ -45,8 +45,8 @@ size_t bc_node_mem_prealloc(size_t bytes, int64_t *took_ms);
  */
 void bc_node_mem_trim(void);
 
-/* True when bc_node_mem_prealloc preallocated memory. */
-bool bc_node_mem_preallocated(void);
+/* The bytes bc_node_mem_prealloc preallocated (0: none; /stats shows it). */
+size_t bc_node_mem_preallocated(void);
 
 /* Internal (tests): how much of `bytes` -L touches when the system can
  * give `available` bytes (MemAvailable; 0: unknown, no cap): at most nine

@@ -267,12 +267,16 @@ def test_memcached_style_flags():
 
 
 def test_prealloc_touches_the_memory_limit():
-    """-L takes and touches the whole -m at start and keeps it; the node
-    serves as usual."""
-    plain, _, _ = start("-m", "256")
+    """-L takes and touches the whole -m at start and keeps it (and /stats
+    says so); the node serves as usual."""
+    plain, _, plain_admin = start("-m", "256")
     plain_kib = harness.rss_kib(plain.pid)
+    assert harness.http_json(plain_admin, "GET", "/stats")[1]["cache"]["preallocated_bytes"] == 0
     assert plain.stop() == 0
-    proc, port, _ = start("-m", "256", "-L")
+    proc, port, admin = start("-m", "256", "-L")
+    assert harness.http_json(admin, "GET", "/stats")[1]["cache"]["preallocated_bytes"] == 256 << 20
+    metrics = http(admin, "GET", "/metrics")[2].decode()
+    assert "\nbucketcache_memory_preallocated_bytes %d\n" % (256 << 20) in metrics, metrics
     rss = harness.rss_kib(proc.pid)
     assert rss >= 250 * 1024, "RSS %d KiB with -L -m 256 (without -L: %d KiB)" % (rss, plain_kib)
     assert plain_kib < 128 * 1024, "without -L the node already holds %d KiB" % plain_kib
