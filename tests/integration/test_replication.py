@@ -304,6 +304,9 @@ def test_group_config_switches_the_mode_at_once():
     rc, out, err = cli("1", "--json")
     assert rc == 0 and json.loads(out) == {"replication": "sync", "sync_timeout_ms": 300}, out
     # sync now: a frozen backup holds a write for the group's 300 ms timeout
+    # (it must be in the sync set first: a write waits only for those)
+    harness.wait_for(lambda: harness.repl(a)["backups"][0]["in_sync"], what="backup in sync")
+    before = harness.repl(a)
     b.proc.signal(signal.SIGSTOP)
     try:
         t0 = time.time()
@@ -311,7 +314,7 @@ def test_group_config_switches_the_mode_at_once():
         held = time.time() - t0
     finally:
         b.proc.signal(signal.SIGCONT)
-    assert 0.25 <= held < 3 * harness.SLOW, held
+    assert 0.25 <= held < 3 * harness.SLOW, (held, before, harness.repl(a))
     assert harness.repl(a)["sync_timeouts"] == 1
     # bad input is refused by the CLI, and a malformed record by the nodes
     assert cli("1", "--replication", "maybe")[0] == 2
