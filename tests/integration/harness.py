@@ -536,6 +536,27 @@ def zk_shell(zk, *args, timeout=60):
     return r.stdout
 
 
+def freeze(node):
+    """SIGSTOP node (anything with .proc), and wait until every thread has
+    really stopped: the signal is asynchronous, and on a busy machine a
+    thread may go on answering requests or acknowledging records for
+    milliseconds.  thaw() undoes it."""
+    node.proc.signal(signal.SIGSTOP)
+    tasks = "/proc/%d/task" % node.proc.pid
+
+    def stopped():
+        for t in os.listdir(tasks):
+            with open(os.path.join(tasks, t, "stat")) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                    return False
+        return True
+    wait_for(stopped, interval=0.01, what="the process stopped")
+
+
+def thaw(node):
+    node.proc.signal(signal.SIGCONT)
+
+
 def zk_get(zk, path):
     """The data of the znode at path (ours are JSON objects), read with
     zkCli.  Its output around the data varies (session and watcher lines

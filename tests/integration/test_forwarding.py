@@ -10,7 +10,6 @@ within the timeout and the node carries on; the counters move; and
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -70,25 +69,6 @@ def keys_of(gid, prefix, n):
 
 def stat(node, name):
     return int(node.stats()[name])
-
-
-def freeze(node):
-    """SIGSTOP, and wait until every thread has really stopped (the signal
-    is asynchronous: a worker may still answer a request for a moment)."""
-    node.proc.signal(signal.SIGSTOP)
-    tasks = "/proc/%d/task" % node.proc.pid
-
-    def stopped():
-        for t in os.listdir(tasks):
-            with open(os.path.join(tasks, t, "stat")) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
-                    return False
-        return True
-    harness.wait_for(stopped, interval=0.01, what="node stopped")
-
-
-def thaw(node):
-    node.proc.signal(signal.SIGCONT)
 
 
 def peer_conn(node, name="tester"):
@@ -436,7 +416,7 @@ def test_owner_that_hangs_or_misbehaves():
 def test_paused_owner_times_out_and_recovers():
     k = key_of(2, "pause")
     assert G1.conn().cmd("set %s 0 0 1" % k, "p") == b"STORED\r\n"
-    freeze(G2)
+    harness.freeze(G2)
     try:
         c = G1.conn(timeout=10)
         t0 = time.time()
@@ -445,14 +425,14 @@ def test_paused_owner_times_out_and_recovers():
         assert time.time() - t0 < (TIMEOUT_MS / 1000.0 + 1.5) * harness.SLOW
         assert c.cmd("version").startswith(b"VERSION ")
     finally:
-        thaw(G2)
+        harness.thaw(G2)
     harness.wait_for(lambda: G1.conn().cmd("get " + k) == b"VALUE %s 0 1\r\np\r\nEND\r\n" % k.encode(),
                      what="forwarding works again")
 
 
 def test_client_hanging_up_mid_forward():
     k = key_of(2, "hup")
-    freeze(G2)
+    harness.freeze(G2)
     try:
         for _ in range(5):
             c = G1.conn()
@@ -463,7 +443,7 @@ def test_client_hanging_up_mid_forward():
         # the worker is not spinning on the closed sockets and still answers
         assert G1.conn().cmd("version").startswith(b"VERSION ")
     finally:
-        thaw(G2)
+        harness.thaw(G2)
     time.sleep(TIMEOUT_MS / 1000.0 + 0.5)
     assert G1.proc.poll() is None
     assert G1.conn().cmd("get " + k) in (b"END\r\n",)

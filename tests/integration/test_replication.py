@@ -211,7 +211,7 @@ def test_delayed_flush_is_exact_on_a_backup_that_lags_across_it():
     assert c.cmd("set k1 0 0 2", "v1") == b"STORED\r\n"
     assert c.cmd("flush_all 3") == b"OK\r\n"      # due 2 to 3 s from now
     wait_caught_up(a, b)                            # the backup has it pending
-    b.proc.signal(signal.SIGSTOP)
+    harness.freeze(b)
     try:
         assert c.cmd("set k2 0 0 2", "v2") == b"STORED\r\n"   # before the due time
         time.sleep(3.5)
@@ -307,7 +307,7 @@ def test_group_config_switches_the_mode_at_once():
     # (it must be in the sync set first: a write waits only for those)
     harness.wait_for(lambda: harness.repl(a)["backups"][0]["in_sync"], what="backup in sync")
     before = harness.repl(a)
-    b.proc.signal(signal.SIGSTOP)
+    harness.freeze(b)
     try:
         t0 = time.time()
         assert a.conn().cmd("set held 0 0 1", "x") == b"STORED\r\n"
@@ -338,7 +338,7 @@ def test_admin_writes_wait_for_backups_without_holding_the_admin_thread():
     cl = harness.create_cluster(zk, "adminsync", buckets=NB)
     a, b, con = start_group(cl, "sync", "--repl-sync-timeout-ms", "1500")
     items0 = mu.admin_stats(a)["cache"]["total_items"]
-    b.proc.signal(signal.SIGSTOP)
+    harness.freeze(b)
     put = {}
 
     def do_put():
