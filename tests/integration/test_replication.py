@@ -204,17 +204,19 @@ def test_delayed_flush_is_exact_on_a_backup_that_lags_across_it():
     primary's writes from before it only afterwards: the primary's mark
     (sent once the flush came due) flushes them there too, so a failover
     does not bring back what the primary had flushed."""
-    session_ms = 8000        # the backup is frozen for 4 s without losing its session
+    session_ms = 8000        # the backup is frozen for up to 4.5 s without losing its session
     cl = harness.create_cluster(zk, "dflush", buckets=NB)
     a, b, con = start_group(cl, "async", session_ms=session_ms)
     c = a.conn()
     assert c.cmd("set k1 0 0 2", "v1") == b"STORED\r\n"
-    assert c.cmd("flush_all 3") == b"OK\r\n"      # due 2 to 3 s from now
+    t_flush = time.time()
+    assert c.cmd("flush_all 4") == b"OK\r\n"      # due 3 to 4 s from now
     wait_caught_up(a, b)                            # the backup has it pending
     harness.freeze(b)
     try:
+        assert time.time() - t_flush < 2.5, "too slow to write before the due time"
         assert c.cmd("set k2 0 0 2", "v2") == b"STORED\r\n"   # before the due time
-        time.sleep(3.5)
+        time.sleep(max(0.0, t_flush + 4.5 - time.time()))
         assert c.cmd("get k1 k2") == b"END\r\n"
         assert c.cmd("set k3 0 0 2", "v3") == b"STORED\r\n"   # after it: kept
     finally:
