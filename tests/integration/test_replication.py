@@ -418,7 +418,10 @@ def test_hostile_replication_peers():
     # then it leaves the sync set and writes flow
     s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
     s.sendall(b"bucketcache_replicate 1 - 0 silent\r\n")
-    harness.wait_for(lambda: len(harness.repl(a)["backups"]) == 2, what="the silent backup online")
+    # listed as soon as it connects; waited for only once in the sync set
+    harness.wait_for(lambda: any(x["name"] == "silent" and x["in_sync"]
+                                 for x in harness.repl(a)["backups"]),
+                     what="the silent backup in the sync set")
     c = a.conn()
     t0 = time.time()
     for i in range(20):
