@@ -476,6 +476,12 @@ class ClusterNode(Node):
         self.group = group
         super().__init__("--zk", zk.hosts, "--cluster", cluster, "--group", str(group),
                          "--zk-session-timeout-ms", str(session_timeout_ms), *args, **kw)
+        if kw.get("wait", True):
+            # The ports listen before the node joins: wait until it is in its
+            # group, so a console started next sees it in its first rebalance.
+            wait_for(lambda: http_json(self.admin_port, "GET", "/stats")[1]
+                     .get("cluster", {}).get("registrations", 0) >= 1,
+                     what="node of group %d registered" % group)
 
 
 def murmur3_32(data, seed=0):
