@@ -1309,24 +1309,30 @@ bc_cache_flush(bc_cache_t *cache, uint32_t when)
     if (tap != NULL) tap(cache->tap_ctx, UINT32_MAX, &ev);
 }
 
-void
-bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
+/* A flush at the primary's CAS mark (replication): items below it are
+ * gone, fresh CAS values go above it.  The callers clear a due time after
+ * it, as cache_flush_due does: mark first. */
+static void
+cache_flush_mark_raise(bc_cache_t *cache, uint64_t mark)
 {
     atomic_max_u64(&cache->oldest_cas, mark);
     cache_cas_raise(cache, mark);
-    atomic_store(&cache->oldest_live, 0);
     atomic_fetch_add(&cache->flushes, 1);
+}
+
+void
+bc_cache_flush_at(bc_cache_t *cache, uint64_t mark)
+{
+    cache_flush_mark_raise(cache, mark);
+    atomic_store(&cache->oldest_live, 0);
 }
 
 void
 bc_cache_flush_came_due(bc_cache_t *cache, uint32_t when, uint64_t mark)
 {
-    /* mark first, then clear the due time (as cache_flush_due does) */
-    atomic_max_u64(&cache->oldest_cas, mark);
-    cache_cas_raise(cache, mark);
+    cache_flush_mark_raise(cache, mark);
     uint32_t due = when - 1;       /* bc_cache_flush stored when - 1 */
     (void)atomic_compare_exchange_strong(&cache->oldest_live, &due, 0);
-    atomic_fetch_add(&cache->flushes, 1);
 }
 
 uint64_t

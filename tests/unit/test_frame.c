@@ -139,6 +139,16 @@ test_crc32c_known_values(void **state)
     assert_int_equal(bc_crc32c(0, buf + 1, 64), bc_crc32c(bc_crc32c(0, buf + 1, 3), buf + 4, 61));
 }
 
+/* The next pseudo-random value of a xorshift64 sequence (in place). */
+static uint64_t
+xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
 /* CRC-32C one bit at a time, straight from the definition: the reference
  * the two fast paths are held to. */
 static uint32_t
@@ -169,10 +179,7 @@ test_crc32c_hw_matches_soft(void **state)
     assert_non_null(buf);
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < MAXLEN + 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf[i] = (unsigned char)(x >> 24);
+        buf[i] = (unsigned char)(xorshift(&x) >> 24);
     }
     assert_int_equal(bc__crc32c_soft(0, "123456789", 9), 0xe3069283u);
 
@@ -187,9 +194,7 @@ test_crc32c_hw_matches_soft(void **state)
                             6 * 8192 + 768 * 2 + 13, 65536, MAXLEN - 7, MAXLEN};
     for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) lens[nlens++] = edges[i];
     for (int i = 0; i < 200; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&x);
         lens[nlens++] = 768 + (size_t)(x % (3 * 8192 - 768));   /* short blocks only */
         lens[nlens++] = (size_t)(x >> 32) % (MAXLEN + 1 - 8);
     }
@@ -584,10 +589,7 @@ test_random_garbage(void **state)
     for (int round = 0; round < 2000; round++) {
         size_t len = (size_t)(x % sizeof(buf));
         for (size_t i = 0; i < len; i++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            buf[i] = (char)x;
+            buf[i] = (char)xorshift(&x);
         }
         /* Small lengths so frames can be complete. */
         if (len >= 4) buf[0] = buf[1] = 0;
