@@ -1513,6 +1513,18 @@ migrate_drop(void *ctx, uint32_t bucket)
 
 /* ---- lifecycle ---- */
 
+/* A test knob: milliseconds from the environment variable `name` (at most
+ * max; 0 when unset or not a number), announced with what it does. */
+static uint32_t
+mig_test_delay(const char *name, uint64_t max, const char *what)
+{
+    const char *text = getenv(name);
+    uint64_t v;
+    if (text == NULL || text[0] == '\0' || !bc_parse_u64n(text, strlen(text), max, &v)) return 0;
+    log_warn("migrate: %s=%u: %s (for tests)", name, (unsigned)v, what);
+    return (uint32_t)v;
+}
+
 bc_status_t
 bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t **out)
 {
@@ -1527,25 +1539,12 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->max_imports = config->max_imports ? config->max_imports : MIG_DEFAULT_IMPORTS;
     mig->timeout_ms = config->import_timeout_ms ? config->import_timeout_ms
                                                 : MIG_DEFAULT_TIMEOUT_MS;
-    const char *delay = getenv("BC_TEST_IMPORT_DELAY_MS");
-    if (delay != NULL && delay[0] != '\0') {
-        uint64_t v;
-        if (bc_parse_u64n(delay, strlen(delay), 3600000, &v)) {
-            mig->test_delay_ms = (uint32_t)v;
-            log_warn("migrate: BC_TEST_IMPORT_DELAY_MS: every import waits %u ms before it "
-                     "reports done (a slow destination, for tests)", mig->test_delay_ms);
-        }
-    }
-    delay = getenv("BC_TEST_IMPORT_STEP_DELAY_MS");
-    if (delay != NULL && delay[0] != '\0') {
-        uint64_t v;
-        if (bc_parse_u64n(delay, strlen(delay), 10000, &v)) {
-            mig->test_step_delay_ms = (uint32_t)v;
-            log_warn("migrate: BC_TEST_IMPORT_STEP_DELAY_MS: imports wait %u ms after each "
-                     "read from the source (a slow but steady destination, for tests)",
-                     mig->test_step_delay_ms);
-        }
-    }
+    mig->test_delay_ms = mig_test_delay("BC_TEST_IMPORT_DELAY_MS", 3600000,
+                                        "every import waits this many ms before it reports "
+                                        "done: a slow destination");
+    mig->test_step_delay_ms = mig_test_delay("BC_TEST_IMPORT_STEP_DELAY_MS", 10000,
+                                             "imports wait this many ms after each read from "
+                                             "the source: a slow but steady destination");
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
     mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
     if (mig->jobs == NULL) {
