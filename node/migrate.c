@@ -426,8 +426,6 @@ export_stream_step(export_stream_t *s)
     s->sent = 0;
     bc_status_t st;
     if (s->scanning) {
-        /* a precopy still streaming keeps its tracker from going idle */
-        if (s->tap != 0) bc_tap_touch(mig->taps, s->bucket, s->tap);
         st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
         if (st == BC_OK) st = s->x.frames.st;
         if (st == BC_OK && s->cursor == 0) s->scanning = false;
@@ -453,6 +451,9 @@ export_stream_read(void *arg, char *out, size_t max)
 {
     export_stream_t *s = arg;
     size_t given = 0;
+    /* a precopy still streaming keeps its tracker from going idle: once a
+     * block is enough (the tracker set's lock is every tracked writer's) */
+    if (s->tap != 0 && s->scanning) bc_tap_touch(s->mig->taps, s->bucket, s->tap);
     while (given < max) {
         if (s->sent == s->x.buf.len) {
             if (s->ended) break;
