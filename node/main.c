@@ -73,13 +73,13 @@
 #include <unistd.h>
 
 #include "admin.h"
-#include "cluster.h"
-#include "mem.h"
-#include "repl.h"
+#include "cluster/cluster.h"
+#include "engine/mem.h"
+#include "repl/repl.h"
 #include "bc_log.h"
-#include "cache.h"
+#include "engine/cache.h"
 #include "config.h"
-#include "server.h"
+#include "net/server.h"
 #include "bc_time.h"
 
 #define EXIT_USAGE 2

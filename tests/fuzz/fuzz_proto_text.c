@@ -21,8 +21,8 @@
 
 #include "bc_log.h"
 #include "bc_mcproto.h"
-#include "cache.h"
-#include "proto_text.h"
+#include "engine/cache.h"
+#include "proto/proto_text.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 

@@ -16,8 +16,8 @@
 
 #include "bc_frame.h"
 #include "fuzz_frames.h"
-#include "cache.h"
-#include "repl.h"
+#include "engine/cache.h"
+#include "repl/repl.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 #define FUZZ_MEM (4u << 20)

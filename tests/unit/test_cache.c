@@ -20,9 +20,9 @@
 #include <sched.h>
 
 #include "bc_hash.h"
-#include "cache.h"
+#include "engine/cache.h"
 #include "bc_frame.h"
-#include "repl.h"
+#include "repl/repl.h"
 
 #define T0 1700000000u
 

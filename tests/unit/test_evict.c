@@ -24,7 +24,7 @@
 #include <math.h>
 
 #include "bc_hash.h"
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 /* ------------------------------------------------------------------------ */
 /* simulator                                                                */

@@ -19,8 +19,8 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
-#include "cache.h"
-#include "proto_text.h"
+#include "engine/cache.h"
+#include "proto/proto_text.h"
 
 static bc_status_t
 parse(const char *line, bc_mc_request_t *req)

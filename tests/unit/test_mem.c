@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mem.h"
+#include "engine/mem.h"
 
 #define MIB ((size_t)1 << 20)
 

@@ -13,9 +13,9 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
-#include "cache.h"
+#include "engine/cache.h"
 #include "bc_time.h"
-#include "tap.h"
+#include "engine/tap.h"
 
 #define NBUCKETS 64u
 

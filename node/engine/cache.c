@@ -88,8 +88,8 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_mcproto.h"
-#include "cache.h"
-#include "evict.h"
+#include "engine/cache.h"
+#include "engine/evict/evict.h"
 
 /* Engine-private item flags (bc_item_t.iflags; shard lock). */
 #define ITEM_FETCHED 0x02u     /* read at least once since stored */

@@ -38,7 +38,7 @@
  *   the FIFO head is the earliest) or the idle expiry of an idle one.
  *   Each tick scans the pool (at most max_conns entries) and re-arms.
  */
-#include "forward.h"
+#include "proto/forward.h"
 
 #include <errno.h>
 #include <netinet/in.h>

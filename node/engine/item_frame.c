@@ -1,7 +1,7 @@
 /*
  * item_frame.c -- see item_frame.h.
  */
-#include "item_frame.h"
+#include "engine/item_frame.h"
 
 #include <string.h>
 

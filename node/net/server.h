@@ -16,10 +16,10 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-#include "cache.h"
-#include "cluster.h"
-#include "forward.h"
-#include "stats.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
+#include "proto/forward.h"
+#include "net/stats.h"
 
 typedef struct bc_server bc_server_t;
 

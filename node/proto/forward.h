@@ -83,9 +83,9 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-#include "cluster.h"
-#include "el.h"
-#include "stats.h"
+#include "cluster/cluster.h"
+#include "net/el.h"
+#include "net/stats.h"
 
 /* The handshake a forwarding connection starts with, and its answer. */
 #define BC_FWD_HANDSHAKE    "bucketcache_peer"

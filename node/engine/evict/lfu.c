@@ -45,7 +45,7 @@
  */
 #include <stdlib.h>
 
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 #define LFU_CLASSES        256
 #define LFU_INIT_COUNT     5

@@ -53,7 +53,7 @@
  */
 #include <stdlib.h>
 
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 #define S3_SMALL            0
 #define S3_MAIN             1

@@ -49,7 +49,7 @@
  *   Under AddressSanitizer malloc is the sanitizer's own and mallopt has
  *   no effect; the pages are still touched, which costs only time.
  */
-#include "mem.h"
+#include "engine/mem.h"
 
 #include <malloc.h>
 #include <pthread.h>

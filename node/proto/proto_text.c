@@ -39,7 +39,7 @@
  * and the SERVER_ERROR of a too-large value is sent at once rather than
  * after the swallowed block has arrived.
  */
-#include "proto_text.h"
+#include "proto/proto_text.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

@@ -54,7 +54,7 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-#include "cache.h"
+#include "engine/cache.h"
 
 typedef struct bc_tap_set bc_tap_set_t;
 

@@ -123,9 +123,9 @@
 
 #include "bc_httpd.h"
 #include "bc_status.h"
-#include "cache.h"
-#include "cluster.h"
-#include "server.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
+#include "net/server.h"
 
 typedef struct bc_node_migrate bc_node_migrate_t;
 

@@ -13,7 +13,7 @@
  */
 #include <stdlib.h>
 
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 typedef struct fifo {
     const bc_evict_env_t *env;

@@ -6,7 +6,7 @@
  * The cache calls tap_hook for every change of a tapped bucket, with the
  * bucket's shard lock held; the hook adds the key under mu.
  */
-#include "tap.h"
+#include "engine/tap.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -44,7 +44,7 @@
 
 #include "bc_cluster.h"
 #include "bc_status.h"
-#include "cache.h"
+#include "engine/cache.h"
 
 typedef struct bc_node_cluster bc_node_cluster_t;
 

@@ -91,11 +91,11 @@
 
 #include "bc_mcproto.h"
 #include "bc_status.h"
-#include "cache.h"
-#include "cluster.h"
-#include "forward.h"
-#include "server.h"
-#include "stats.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
+#include "proto/forward.h"
+#include "net/server.h"
+#include "net/stats.h"
 
 /* Values up to this size are copied into the reply (see cmd_retrieve). */
 #define BC_PROTO_COPY_MAX 512u

@@ -9,7 +9,7 @@
  * flag cleared (and writes again, waking the next iteration) or had its
  * work queued before the callback looks.
  */
-#include "el.h"
+#include "net/el.h"
 
 #include <errno.h>
 #include <stdatomic.h>

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 static const bc_evict_ops_t *const evict_policies[] = {
     &bc_evict_lru,

@@ -51,7 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "engine/cache.h"
 
 /* Why an item leaves the policy (on_remove). */
 typedef enum bc_evict_reason {

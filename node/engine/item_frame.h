@@ -15,7 +15,7 @@
 
 #include "bc_frame.h"
 #include "bc_status.h"
-#include "cache.h"
+#include "engine/cache.h"
 
 /* The remaining lifetime at `now` of an item expiring at exptime (0 =
  * never) in *ttl (0 = never); false when it has expired. */

@@ -22,7 +22,7 @@
  * ends where the connection closes, and its END frame says whether it is
  * complete.
  */
-#include "migrate.h"
+#include "migrate/migrate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -48,8 +48,8 @@
 #include "bc_log.h"
 #include "bc_net.h"
 #include "bc_time.h"
-#include "item_frame.h"
-#include "tap.h"
+#include "engine/item_frame.h"
+#include "engine/tap.h"
 
 #define MIG_DEFAULT_IMPORTS     48u       /* the console runs at most 16 copies + 32 precopies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u

@@ -62,7 +62,7 @@
  *   server.reset_lock protects the "stats reset" baseline.  Counters shared
  *   across threads are atomics; per-worker bc_thread_stats_t follow stats.h.
  */
-#include "server.h"
+#include "net/server.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -80,8 +80,8 @@
 
 #include "bc_log.h"
 #include "bc_mcproto.h"
-#include "el.h"
-#include "proto_text.h"
+#include "net/el.h"
+#include "proto/proto_text.h"
 
 #define RBUF_SIZE        (16u * 1024u)
 #define RBUF_MAX         (BC_MC_LINE_HARD_MAX + RBUF_SIZE)

@@ -25,7 +25,7 @@
  */
 #include <stdlib.h>
 
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 #define LRU_MAX_SWEEP 4096
 

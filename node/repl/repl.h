@@ -86,8 +86,8 @@
 
 #include "bc_cluster.h"
 #include "bc_status.h"
-#include "cache.h"
-#include "cluster.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
 
 typedef struct bc_repl bc_repl_t;
 

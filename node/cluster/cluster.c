@@ -36,7 +36,7 @@
  *   copies the table (and the generation that goes with it) under
  *   prim_mu.
  */
-#include "cluster.h"
+#include "cluster/cluster.h"
 
 #include <errno.h>
 #include <netdb.h>

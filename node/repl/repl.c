@@ -20,7 +20,7 @@
  *   disconnected, and on reconnecting asks for an offset that is no longer
  *   held, so it gets a full resync.
  */
-#include "repl.h"
+#include "repl/repl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,8 +42,8 @@
 #include "bc_net.h"
 #include "bc_config.h"
 #include "bc_time.h"
-#include "item_frame.h"
-#include "proto_text.h"
+#include "engine/item_frame.h"
+#include "proto/proto_text.h"
 
 #define REPL_DEFAULT_BACKLOG       (64u * 1024u * 1024u)
 #define REPL_DEFAULT_SYNC_TIMEOUT  500u
