@@ -2,6 +2,14 @@
  * cache.c -- the storage engine: per-bucket hash tables, shards, memory
  * accounting, eviction, expiry and memcached's store semantics.
  *
+ * ONE FILE, about 1600 lines, on purpose: every function here works on the
+ * same private tables under the one LOCKING RULE below, and most of them
+ * are do_* helpers of one another.  Split, the rule and those helpers
+ * would have to be shared through a header, and a lock's use could no
+ * longer be checked against its rule in one place.  The pieces that need
+ * no shard lock live apart: the item (item.h), the eviction policies
+ * (evict/), item frames (item_frame.c) and change trackers (tap.c).
+ *
  * HOW IT IS LAID OUT
  *
  *   key --murmur3--> hash --+-- hash % nbuckets  = bucket  (which table)

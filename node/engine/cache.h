@@ -48,43 +48,10 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-
-#define BC_KEY_MAX_LEN 250u
+#include "engine/item.h"
 
 /* memcached's rule: an exptime above 30 days is an absolute unix time. */
 #define BC_REALTIME_MAXDELTA (60u * 60u * 24u * 30u)
-
-/*
- * An item.  Fields are read-only outside cache.c and evict/.  Outside the
- * shard lock, a holder of a reference may read only the key, value, flags,
- * nbytes and cas: exptime and the policy fields change under the lock.  data[] holds
- * the key (nkey bytes, then a NUL), then the value (nbytes bytes, the last two
- * of which are always "\r\n" so the network layer can send value+CRLF with
- * one iovec).
- */
-typedef struct bc_item {
-    struct bc_item *hnext;     /* bucket hash-table chain (shard lock) */
-    struct bc_item *prev;      /* eviction policy links (shard lock) */
-    struct bc_item *next;
-    uint64_t cas;
-    uint32_t hash;             /* bc_hash_key(key) */
-    uint32_t exptime;          /* absolute unix seconds, 0 = never */
-    uint32_t flags;            /* client flags */
-    uint32_t nbytes;           /* value length including the trailing CRLF */
-    _Atomic uint16_t refcount; /* 1 for the table link + 1 per reader */
-    uint8_t nkey;
-    uint8_t iflags;            /* BC_ITEM_* below */
-    uint8_t pbits;             /* private to the eviction policy */
-    uint8_t pfreq;             /* private to the eviction policy */
-    char data[];
-} bc_item_t;
-
-#define BC_ITEM_LINKED 0x01u   /* in a bucket table and the policy */
-
-static inline const char *bc_item_key(const bc_item_t *it) { return it->data; }
-static inline char *bc_item_value(bc_item_t *it) { return it->data + it->nkey + 1; }
-/* Value length without the trailing CRLF. */
-static inline uint32_t bc_item_value_len(const bc_item_t *it) { return it->nbytes - 2; }
 
 typedef struct bc_cache bc_cache_t;
 
@@ -179,7 +146,7 @@ bc_status_t bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mod
                            uint64_t cas_in, uint64_t *cas_out);
 
 /*
- * Replication (repl.h): stores it as a SET that keeps the primary's CAS
+ * Replication (repl/repl.h): stores it as a SET that keeps the primary's CAS
  * (instead of a fresh one), so `gets`/`cas` work across a failover; the
  * CAS counter is raised past it, so fresh values stay unique and growing.
  * Returns as bc_cache_store.
@@ -281,7 +248,7 @@ uint64_t bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket);
 
 void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
 
-/* ---- change observer (replication, node/repl.h) ---- */
+/* ---- change observer (replication, repl/repl.h) ---- */
 
 /*
  * Every change a client, an import or a bucket drop makes is reported as
@@ -330,7 +297,7 @@ typedef void (*bc_cache_observer_fn)(void *ctx, const bc_cache_event_t *ev);
  * uses the cache; the pointer is read without a lock. */
 void bc_cache_set_observer(bc_cache_t *cache, bc_cache_observer_fn fn, void *ctx);
 
-/* ---- bucket taps (migration precopy, node/tap.h) ---- */
+/* ---- bucket taps (migration precopy, engine/tap.h) ---- */
 
 /*
  * A second observer that hears only about TAPPED buckets (plus every

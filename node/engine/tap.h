@@ -1,6 +1,6 @@
 /*
  * tap.h -- change trackers on a source's buckets, for migration precopy
- * (node/migrate.h).
+ * (migrate/migrate.h).
  *
  * WHAT IT DOES
  *   A tap remembers WHICH keys of one bucket changed since the moment it

@@ -5,7 +5,7 @@
  *   Declares one interface (bc_evict_ops_t) that every eviction policy
  *   implements, the registry that finds a policy by name, and the small
  *   circular-list helpers the policies share.  Each policy lives in its own
- *   file under node/evict/:
+ *   file under node/engine/evict/:
  *
  *     lru.c     "lru"     LRU approximated by CLOCK (second chance); default
  *     lfu.c     "lfu"     frequency classes with a log counter and decay
@@ -51,7 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/cache.h"
+#include "engine/item.h"
 
 /* Why an item leaves the policy (on_remove). */
 typedef enum bc_evict_reason {
