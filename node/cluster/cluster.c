@@ -1,5 +1,7 @@
 /*
- * cluster.c -- see cluster.h.
+ * cluster.c -- a node's membership (cluster.h): the ZooKeeper agent that
+ * registers the node, follows the tables and the primary records, and
+ * renews the write lease; and the cluster object's lifecycle.
  *
  * THE AGENT
  *
@@ -29,17 +31,13 @@
  *   first: a source learns a bucket is read-only a round trip after the
  *   console's commit.
  *
- *   The primaries table is read by workers through private copies
- *   (bc_node_cluster_primaries_sync): the agent swaps in a new table and
- *   bumps prim_gen together under prim_mu; a worker compares prim_gen with
- *   its copy's generation without any lock and, only when they differ,
- *   copies the table (and the generation that goes with it) under
- *   prim_mu.
+ *   What the agent publishes lives apart: the routing state workers read
+ *   per request in route.c, every group's primary in primaries.c
+ *   (cluster_int.h lists the split).
  */
 #include "cluster/cluster.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,82 +52,9 @@
 #include "bc_table.h"
 #include "bc_zk.h"
 #include "bc_time.h"
+#include "cluster/cluster_int.h"
 
 #define CLUSTER_REFRESH_MS  3000
-#define ROUTE_READONLY_BIT  (1ull << 32)
-#define FENCE_AHEAD_MAX     64        /* a local fence names an epoch at most this far ahead */
-#define FENCE_STALE_MS      30000     /* ... and lasts at most this long without the table */
-
-struct bc_node_cluster {
-    char *cluster;
-    uint32_t gid;
-    uint32_t nbuckets;
-    bc_node_info_t self;           /* what we register (name filled in) */
-    bc_zk_t *zk;
-    bc_cache_t *cache;
-
-    /* Routing state: read lock-free by workers, written by the agent and
-     * (the read-only bit of one bucket) by bc_node_cluster_fence.
-     * LOCKING RULE: fence_mu serialises those two writers, so a table the
-     * agent publishes cannot wipe a local fence set meanwhile. */
-    _Atomic uint64_t *route;       /* per bucket: owner | READONLY_BIT */
-    pthread_mutex_t fence_mu;
-    uint64_t *fence_epoch;         /* per bucket: a local fence until the table reaches it */
-    uint64_t *fence_at_gen;        /* per bucket: the routing generation that set it */
-    int64_t *fence_ms;             /* per bucket: when (monotonic) */
-    /* Bumped (release, under fence_mu) after every change of the routes: a
-     * table published, a local fence set.  Workers note it at the top of
-     * each loop (acquire), so "every worker has noted g" means every request
-     * routed before change g has completed (bc_server_passed). */
-    _Atomic uint64_t route_gen;
-    _Atomic uint64_t epoch;
-    _Atomic bool primary;
-    _Atomic uint32_t owned;
-    _Atomic uint64_t registrations;
-    _Atomic uint64_t buckets_dropped;
-
-    /* Write fencing (see FENCING below). */
-    _Atomic bool gated;            /* a write gate is in use (replication) */
-    _Atomic bool writable;         /* the gate: replication is ready */
-    _Atomic int64_t lease_until;   /* monotonic ms; writes stop after it */
-    _Atomic uint64_t session_gen;  /* bumped when a session expires */
-    _Atomic uint64_t fenced_writes;/* writes refused for lack of a lease */
-    /* This group's settings (groups/<gid>/config); -1 = unset. */
-    _Atomic int group_repl_mode;
-    _Atomic int64_t group_sync_timeout_ms;
-    _Atomic int64_t group_max_lag_mb;
-    int session_timeout_ms;        /* as configured */
-    bool no_write_fencing;         /* --no-write-fencing: the lease is not required */
-    pthread_t lease_thread;
-    bool lease_started;
-    pthread_cond_t lease_cv;       /* with mu: wakes the lease thread to stop */
-
-    /* mu guards the wake flags and node_name; cv wakes the agent. */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool dirty;
-    bool prim_dirty;               /* the primaries must be read again */
-    bool reregister;
-    bool stopping;
-    char node_name[BC_NODE_NAME_MAX];
-    pthread_t agent;
-    bool agent_started;
-    /* How a bucket that left is dropped (bc_node_cluster_set_drop); set
-     * before the agent starts, read by the agent only. */
-    bc_node_cluster_drop_fn drop_fn;
-    void *drop_ctx;
-    /* Told of every role change (bc_node_cluster_set_role_hook). */
-    void (*role_fn)(void *ctx);
-    void *role_ctx;
-
-    /* Every group's primary.  LOCKING RULE: prim_mu guards prim (written
-     * by the agent, copied by workers); prim_gen is bumped under prim_mu
-     * with each change and read without it (a changed value sends the
-     * reader to the lock). */
-    pthread_mutex_t prim_mu;
-    bc_node_primaries_t prim;
-    _Atomic uint64_t prim_gen;
-};
 
 static void
 cluster_wake(bc_node_cluster_t *cl, bool reregister, bool primaries)
@@ -160,40 +85,6 @@ cluster_on_group_watch(bc_zk_t *zk, const char *path, void *ctx)
     cluster_wake(ctx, false, true);
 }
 
-/*
- * The one place this node's role changes.  Losing the primary role closes
- * the write gate first, so no write passes the route check from here on;
- * the role hook hears of every change.  A loss for a reason that is not
- * the group's decision (why != NULL: the session, a new registration) is
- * a warning; the others are logged as info.
- */
-static void
-cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *why)
-{
-    if (!primary) atomic_store(&cl->writable, false);
-    bool was = atomic_exchange(&cl->primary, primary);
-    if (was == primary) return;
-    if (cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
-    if (primary) {
-        log_info("cluster: this node is now PRIMARY of group %u", cl->gid);
-    } else if (why != NULL) {
-        log_warn("cluster: no longer primary of group %u (%s)", cl->gid, why);
-    } else {
-        log_info("cluster: no longer primary of group %u", cl->gid);
-    }
-}
-
-/* A write lease from a ZooKeeper round trip sent at `sent` (monotonic
- * ms) under a session of timeout_ms: see FENCING.  Never shortens one. */
-static void
-cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms)
-{
-    int64_t until = sent + (int64_t)timeout_ms * 3 / 4;
-    int64_t old = atomic_load(&cl->lease_until);
-    while (until > old && !atomic_compare_exchange_weak(&cl->lease_until, &old, until)) {
-    }
-}
-
 static void
 cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
 {
@@ -204,7 +95,7 @@ cluster_on_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx)
          * lease under the old registration after this. */
         atomic_fetch_add(&cl->session_gen, 1);
         atomic_store(&cl->lease_until, 0);
-        cluster_set_role(cl, false, "ZooKeeper session lost");
+        bc__node_cluster_set_role(cl, false, "ZooKeeper session lost");
     }
     if (ev == BC_ZK_NEW_SESSION) cluster_wake(cl, true, true);
     else if (ev == BC_ZK_CONNECTED) cluster_wake(cl, false, true);
@@ -369,42 +260,6 @@ cluster_register(bc_node_cluster_t *cl)
     return BC_OK;
 }
 
-/* The routing atomics and the epoch from c: in force for every request
- * from now on. */
-static void
-cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
-{
-    uint32_t owned = 0;
-    int64_t now = bc_time_mono_ms();
-    pthread_mutex_lock(&cl->fence_mu);
-    for (uint32_t b = 0; b < cl->nbuckets; b++) {
-        uint64_t word = c->owner[b] | (c->readonly[b] ? ROUTE_READONLY_BIT : 0);
-        if (cl->fence_epoch[b] != 0) {
-            if (c->epoch >= cl->fence_epoch[b]) {
-                cl->fence_epoch[b] = 0;          /* the table decides from here */
-            } else if (now - cl->fence_ms[b] > FENCE_STALE_MS) {
-                log_warn("cluster: bucket %u: the tables never reached epoch %llu of its local "
-                         "fence; lifting it", b, (unsigned long long)cl->fence_epoch[b]);
-                cl->fence_epoch[b] = 0;
-            } else {
-                word |= ROUTE_READONLY_BIT;
-            }
-        }
-        atomic_store_explicit(&cl->route[b], word, memory_order_relaxed);
-        owned += c->owner[b] == cl->gid;
-    }
-    atomic_store_explicit(&cl->owned, owned, memory_order_relaxed);
-    /* The generation before the epoch: whoever sees the new epoch
-     * (acquire) and then reads the generation gets this one or later. */
-    atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release);
-    uint64_t old = atomic_exchange_explicit(&cl->epoch, c->epoch, memory_order_release);
-    pthread_mutex_unlock(&cl->fence_mu);
-    if (old != c->epoch) {
-        log_info("cluster: tables at epoch %llu: group %u owns %u of %u buckets",
-                 (unsigned long long)c->epoch, cl->gid, owned, cl->nbuckets);
-    }
-}
-
 /*
  * Whether this node drops buckets that left its group itself.
  *
@@ -435,136 +290,6 @@ cluster_drop_left(bc_node_cluster_t *cl, const bc_table_t *c, const bc_table_t *
                      (unsigned long long)n);
         }
     }
-}
-
-/* ---- every group's primary ---- */
-
-void
-bc_node_primaries_init(bc_node_primaries_t *view)
-{
-    memset(view, 0, sizeof(*view));
-}
-
-void
-bc_node_primaries_free(bc_node_primaries_t *view)
-{
-    free(view->v);
-    bc_node_primaries_init(view);
-}
-
-const bc_node_primary_t *
-bc_node_primaries_find(const bc_node_primaries_t *view, uint32_t gid)
-{
-    uint32_t lo = 0, hi = view->count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (view->v[mid].gid == gid) return &view->v[mid];
-        if (view->v[mid].gid < gid) lo = mid + 1;
-        else hi = mid;
-    }
-    return NULL;
-}
-
-/* Copies src's entries into dst, growing it; false on out of memory. */
-static bool
-primaries_copy(bc_node_primaries_t *dst, const bc_node_primaries_t *src)
-{
-    if (dst->cap < src->count) {
-        bc_node_primary_t *v = realloc(dst->v, src->count * sizeof(*v));
-        if (v == NULL) return false;
-        dst->v = v;
-        dst->cap = src->count;
-    }
-    if (src->count > 0) memcpy(dst->v, src->v, src->count * sizeof(*dst->v));
-    dst->count = src->count;
-    return true;
-}
-
-bool
-bc_node_cluster_primaries_sync(bc_node_cluster_t *cl, bc_node_primaries_t *view)
-{
-    if (cl == NULL) return false;
-    uint64_t gen = atomic_load_explicit(&cl->prim_gen, memory_order_acquire);
-    if (gen == view->gen) return false;
-    pthread_mutex_lock(&cl->prim_mu);
-    /* The table may be newer than gen by now: take the generation that
-     * goes with what is copied (both change together, under the lock). */
-    gen = atomic_load_explicit(&cl->prim_gen, memory_order_relaxed);
-    bool ok = primaries_copy(view, &cl->prim);
-    pthread_mutex_unlock(&cl->prim_mu);
-    if (!ok) return false;
-    view->gen = gen;
-    return true;
-}
-
-/* Resolves "host:port" into e (agent thread only: may block on DNS).
- * A failure is logged as a warning when the address is new (`fresh`),
- * and at debug level on the retries every refresh makes. */
-static void
-primary_resolve(bc_node_primary_t *e, bool fresh)
-{
-    bc_hostport_t hp;
-    struct addrinfo hints, *res = NULL;
-    char port[8];
-
-    e->salen = 0;
-    if (bc_parse_hostport(e->addr, 0, &hp) != BC_OK) {
-        if (fresh) {
-            log_warn("cluster: group %u advertises a malformed data address \"%s\"", e->gid,
-                     e->addr);
-        }
-        return;
-    }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%u", (unsigned)hp.port);
-    int rc = getaddrinfo(hp.host, port, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        bc_log(fresh ? BC_LOG_WARN : BC_LOG_DEBUG, "cluster: cannot resolve group %u's primary "
-               "%s: %s", e->gid, e->addr, rc != 0 ? gai_strerror(rc) : "no address");
-        if (res != NULL) freeaddrinfo(res);
-        return;
-    }
-    if (res->ai_addrlen <= sizeof(e->sa)) {
-        memcpy(&e->sa, res->ai_addr, res->ai_addrlen);
-        e->salen = (socklen_t)res->ai_addrlen;
-    }
-    freeaddrinfo(res);
-}
-
-static bool
-primary_same(const bc_node_primary_t *a, const bc_node_primary_t *b)
-{
-    return a->gid == b->gid && a->self == b->self && a->salen == b->salen &&
-           strcmp(a->addr, b->addr) == 0 &&
-           (a->salen == 0 || memcmp(&a->sa, &b->sa, a->salen) == 0);
-}
-
-/* Installs next as the table when it differs from the current one. */
-static void
-primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next)
-{
-    bool changed = next->count != cl->prim.count;
-    for (uint32_t i = 0; !changed && i < next->count; i++) {
-        changed = !primary_same(&next->v[i], &cl->prim.v[i]);
-    }
-    if (!changed) return;
-    for (uint32_t i = 0; i < next->count; i++) {
-        const bc_node_primary_t *e = &next->v[i];
-        const bc_node_primary_t *old = bc_node_primaries_find(&cl->prim, e->gid);
-        if (old == NULL || strcmp(old->addr, e->addr) != 0) {
-            log_info("cluster: group %u's primary is at %s%s", e->gid, e->addr,
-                     e->self ? " (this node)" : "");
-        }
-    }
-    pthread_mutex_lock(&cl->prim_mu);
-    bc_node_primaries_t old = cl->prim;
-    cl->prim = *next;
-    atomic_fetch_add_explicit(&cl->prim_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&cl->prim_mu);
-    *next = old;                        /* the caller frees the old table */
 }
 
 /*
@@ -686,7 +411,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             e->sa = old->sa;
             e->salen = old->salen;
         } else {
-            primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
+            bc__node_primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
         }
     }
     bc_zk_strings_free(&names);
@@ -704,11 +429,11 @@ cluster_read_primaries(bc_node_cluster_t *cl)
         }
         next.v[j] = tmp;
     }
-    primaries_publish(cl, &next);
+    bc__node_primaries_publish(cl, &next);
     bc_node_primaries_free(&next);
     cluster_read_group_config(cl, groups_path);
 
-    cluster_set_role(cl, primary, NULL);
+    bc__node_cluster_set_role(cl, primary, NULL);
     return BC_OK;
 }
 
@@ -728,7 +453,7 @@ cluster_refresh(bc_node_cluster_t *cl, bool primaries)
     /* BEHAVIOR: the routes need c alone; publishing them before m is read
      * puts a read-only flag (a migration's fence) in force a round trip
      * sooner.  Drops need both and wait for m. */
-    cluster_publish(cl, &c);
+    bc__node_cluster_publish(cl, &c);
     if (!cluster_drops_itself(cl)) {
         /* m serves only the drops (a replicating backup's come from its
          * primary's stream): no read.  After a promotion the next refresh
@@ -768,7 +493,7 @@ cluster_agent(void *arg)
 
         bc_status_t st = BC_OK;
         if (rereg) {
-            cluster_set_role(cl, false, "registering again");
+            bc__node_cluster_set_role(cl, false, "registering again");
             st = cluster_register(cl);
         }
         if (st == BC_OK) st = cluster_refresh(cl, prim);
@@ -847,7 +572,7 @@ cluster_lease_main(void *arg)
         bc_status_t st = timeout > 0 && bc_zk_connected(cl->zk)
                              ? bc_zk_exists(cl->zk, root, NULL, NULL, NULL) : BC_EZK;
         if ((st == BC_OK || st == BC_ENOTFOUND) && atomic_load(&cl->session_gen) == gen) {
-            cluster_lease_grant(cl, sent, timeout);
+            bc__node_cluster_lease_grant(cl, sent, timeout);
         }
         int interval = timeout / 4;
         if (interval < 50) interval = 50;
@@ -880,7 +605,7 @@ bc_node_cluster_start(bc_node_cluster_t *cl, bc_cache_t *cache, const char *data
     /* A first lease before the agent can make this node primary. */
     int64_t sent = bc_time_mono_ms();
     int timeout = bc_zk_session_timeout(cl->zk);
-    if (timeout > 0) cluster_lease_grant(cl, sent, timeout);
+    if (timeout > 0) bc__node_cluster_lease_grant(cl, sent, timeout);
     if (cluster_refresh(cl, true) != BC_OK) cluster_wake(cl, false, true);
     if (pthread_create(&cl->agent, NULL, cluster_agent, cl) != 0) return BC_ENOMEM;
     cl->agent_started = true;
@@ -903,7 +628,7 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     if (cl->lease_started) pthread_join(cl->lease_thread, NULL);
     cl->lease_started = false;
     /* Leaving: nothing may be written here as primary any more. */
-    cluster_set_role(cl, false, NULL);
+    bc__node_cluster_set_role(cl, false, NULL);
     if (cl->zk != NULL) {
         bc_zk_close(cl->zk);
         cl->zk = NULL;
@@ -928,28 +653,6 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     free(cl->fence_ms);
     free(cl->cluster);
     free(cl);
-}
-
-bc_route_t
-bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write, uint32_t *owner,
-                      uint64_t *epoch)
-{
-    if (cl == NULL) return BC_ROUTE_SERVE;
-    bc_node_cluster_t *mcl = (bc_node_cluster_t *)cl;
-    uint64_t word = bucket < cl->nbuckets
-                        ? atomic_load_explicit(&mcl->route[bucket], memory_order_relaxed) : 0;
-    uint32_t who = (uint32_t)word;
-    if (owner != NULL) *owner = who;
-    if (epoch != NULL) *epoch = atomic_load_explicit(&mcl->epoch, memory_order_acquire);
-    if (who == 0) return BC_ROUTE_NO_OWNER;
-    if (who != cl->gid) return BC_ROUTE_MOVED;
-    if (!atomic_load_explicit(&mcl->primary, memory_order_relaxed)) return BC_ROUTE_NOT_PRIMARY;
-    if (write && (word & ROUTE_READONLY_BIT)) return BC_ROUTE_READONLY;
-    if (write && !bc_node_cluster_may_write(cl)) {
-        atomic_fetch_add_explicit(&mcl->fenced_writes, 1, memory_order_relaxed);
-        return BC_ROUTE_NOT_PRIMARY;
-    }
-    return BC_ROUTE_SERVE;
 }
 
 void
@@ -980,93 +683,6 @@ bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void
     cl->drop_ctx = ctx;
 }
 
-int
-bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner, uint64_t epoch,
-                               char *buf, size_t len)
-{
-    int n;
-    unsigned long long e = (unsigned long long)epoch;
-    switch (route) {
-    case BC_ROUTE_MOVED:
-        n = snprintf(buf, len, "SERVER_ERROR MOVED %u %u %llu\r\n", bucket, owner, e);
-        break;
-    case BC_ROUTE_NO_OWNER:
-        n = snprintf(buf, len, "SERVER_ERROR NO_OWNER %u %llu\r\n", bucket, e);
-        break;
-    case BC_ROUTE_READONLY:
-        n = snprintf(buf, len, "SERVER_ERROR READONLY %u %llu\r\n", bucket, e);
-        break;
-    case BC_ROUTE_NOT_PRIMARY:
-        n = snprintf(buf, len, "SERVER_ERROR NOT_PRIMARY %u %u %llu\r\n", bucket, owner, e);
-        break;
-    default:
-        n = 0;
-        if (len > 0) buf[0] = '\0';
-        break;
-    }
-    return (n < 0 || (size_t)n >= len) ? 0 : n;
-}
-
-bool
-bc_node_cluster_may_write(const bc_node_cluster_t *cl)
-{
-    if (cl == NULL) return true;
-    bc_node_cluster_t *mcl = (bc_node_cluster_t *)cl;
-    if (!atomic_load_explicit(&mcl->primary, memory_order_acquire)) return false;
-    if (atomic_load_explicit(&mcl->gated, memory_order_relaxed) &&
-        !atomic_load_explicit(&mcl->writable, memory_order_acquire)) {
-        return false;
-    }
-    if (cl->no_write_fencing) return true;
-    /* Per write: the coarse clock.  It runs at most a tick behind, which the
-     * lease's last quarter (>= 250 ms) covers many times over. */
-    return bc_time_mono_coarse_ms() <
-           atomic_load_explicit(&mcl->lease_until, memory_order_relaxed);
-}
-
-bool
-bc_node_cluster_is_primary(const bc_node_cluster_t *cl)
-{
-    return cl != NULL && atomic_load(&((bc_node_cluster_t *)cl)->primary);
-}
-
-void
-bc_node_cluster_use_write_gate(bc_node_cluster_t *cl)
-{
-    atomic_store(&cl->gated, true);
-}
-
-bool
-bc_node_cluster_open_writes(bc_node_cluster_t *cl)
-{
-    atomic_store(&cl->writable, true);
-    /* The role may have been lost while replication got ready. */
-    if (!atomic_load(&cl->primary)) {
-        atomic_store(&cl->writable, false);
-        return false;
-    }
-    return true;
-}
-
-void
-bc_node_cluster_close_writes(bc_node_cluster_t *cl)
-{
-    atomic_store(&cl->writable, false);
-}
-
-uint32_t
-bc_node_cluster_gid(const bc_node_cluster_t *cl)
-{
-    return cl->gid;
-}
-
-void
-bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx)
-{
-    cl->role_fn = fn;
-    cl->role_ctx = ctx;
-}
-
 void
 bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
                                int64_t *sync_timeout_ms, int64_t *max_lag_mb)
@@ -1075,45 +691,4 @@ bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
     *repl_mode = atomic_load_explicit(&mcl->group_repl_mode, memory_order_relaxed);
     *sync_timeout_ms = atomic_load_explicit(&mcl->group_sync_timeout_ms, memory_order_relaxed);
     *max_lag_mb = atomic_load_explicit(&mcl->group_max_lag_mb, memory_order_relaxed);
-}
-
-/*
- * BEHAVIOR (migration fence): the console made `bucket` read-only at
- * `epoch` and the destination's export request says so before this
- * node's agent has read that table (a ZooKeeper round trip, tens of
- * milliseconds on a busy machine, every one of them a write stall).
- * Setting the read-only bit here at once is always safe -- it only
- * refuses writes -- and it stays set until the tables reach `epoch`
- * (then they decide: still read-only, or writable again if the move was
- * called off) or FENCE_STALE_MS pass without them getting there.  An
- * epoch more than FENCE_AHEAD_MAX ahead is not believed.
- */
-bool
-bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, uint64_t *gen)
-{
-    if (cl == NULL || bucket >= cl->nbuckets) return false;
-    pthread_mutex_lock(&cl->fence_mu);
-    uint64_t cur = atomic_load_explicit(&cl->epoch, memory_order_relaxed);
-    uint64_t word = atomic_load_explicit(&cl->route[bucket], memory_order_relaxed);
-    bool ok = cur < epoch && epoch - cur <= FENCE_AHEAD_MAX && (uint32_t)word == cl->gid;
-    if (ok) {
-        if (cl->fence_epoch[bucket] < epoch || cl->fence_at_gen[bucket] == 0) {
-            cl->fence_epoch[bucket] = epoch;
-            cl->fence_ms[bucket] = bc_time_mono_ms();
-            atomic_store_explicit(&cl->route[bucket], word | ROUTE_READONLY_BIT,
-                                  memory_order_relaxed);
-            cl->fence_at_gen[bucket] =
-                atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release) + 1;
-        }
-        *gen = cl->fence_at_gen[bucket];
-    }
-    pthread_mutex_unlock(&cl->fence_mu);
-    return ok;
-}
-
-uint64_t
-bc_node_cluster_route_gen(const bc_node_cluster_t *cl)
-{
-    return cl == NULL ? 0 : atomic_load_explicit(&((bc_node_cluster_t *)cl)->route_gen,
-                                                 memory_order_acquire);
 }
