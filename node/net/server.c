@@ -1,7 +1,14 @@
 /*
  * server.c -- the data port: listener, accept thread, worker threads and
- * their connections (implements server.h).  The protocol itself is in
- * proto_text.c; this file moves bytes.
+ * their connections (implements server.h).  This file moves bytes; what
+ * they mean is the handler's business (handler.h: the memcached text
+ * protocol, proto/proto_text.c).
+ *
+ * ONE FILE, about 1000 lines, on purpose: the accept thread, the workers
+ * and their connections share one set of private structs and one life
+ * cycle (a connection is opened, read, flushed, paused, handed over and
+ * closed only by its worker); split, those internals would need a header
+ * of their own and gain nothing a reader could use alone.
  *
  * THREADS
  *
@@ -10,7 +17,7 @@
  *   listen fd readable
  *     accept4() ...                          wakeup: take fds from queue[i],
  *     too many connections?                          register each (conn_open)
- *       yes: "ERROR Too many open            fd readable: read -> bc_proto_process
+ *       yes: "ERROR Too many open            fd readable: read -> handler process
  *             connections", close                    -> sendmsg (writev) replies
  *       no:  queue[i] += fd, wake worker i   fd writable: send the rest
  *            (i = round robin)
@@ -30,25 +37,28 @@
  *   Input goes into a read buffer taken from the worker's pool of 16 KiB
  *   buffers and given back whenever it is empty, so an idle connection holds
  *   no buffer (memcached does the same).  A line longer than the buffer
- *   (only a multi-get may be, see bc_mcproto.h) grows it up to RBUF_MAX.
- *   A large data block is read straight into its item (bc_proto_direct_dest).
+ *   (a handler says how long its lines may be: handler.h max_line; in the
+ *   text protocol only a multi-get's) grows it up to RBUF_SIZE + max_line.
+ *   A large data block is read straight into its item (the handler's
+ *   direct_dest).
  *   After each read, every complete command in the buffer is executed and
  *   all replies go out with one sendmsg() of an iovec list whose values
  *   point into the items themselves.
  *
  *   Backpressure: when a connection's unsent output reaches max_conn_buffer,
- *   bc_proto_process stops executing and we stop asking epoll for input
+ *   the handler's process stops executing and we stop asking epoll for input
  *   (EPOLLIN off); once the client has read enough, the buffered commands
  *   are executed and reading resumes.  A client that sends requests but
- *   never reads replies costs at most ~max_conn_buffer + RBUF_MAX.
+ *   never reads replies costs at most ~max_conn_buffer + RBUF_SIZE + max_line.
  *
- *   Forwarding (cluster mode, forward.h): each worker owns a forwarder on
- *   its own loop.  While a client's command is forwarded the connection is
- *   paused like under backpressure (no EPOLLIN, nothing executed); the
- *   forwarder's completion queues the reply and calls conn_on_resume, which
- *   sends it and runs the commands held back.  A client that hangs up
- *   meanwhile (EPOLLHUP) is closed at once and its request cancelled.  The
- *   worker loop's timeout belongs to the forwarder (its deadlines).
+ *   A handler may hold a connection's input back (handler.h waiting: the
+ *   text protocol does while a command is forwarded to another node,
+ *   proto/forward.h): the connection is paused like under backpressure (no
+ *   EPOLLIN, nothing executed) until the handler calls conn_on_resume,
+ *   which sends what was queued and runs the commands held back.  A client
+ *   that hangs up meanwhile (EPOLLHUP) is closed at once and its handler
+ *   state released.  Each worker has the handler's per-worker state on its
+ *   loop (the text protocol's forwarder, which owns the loop's timeout).
  *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
@@ -79,12 +89,11 @@
 #include <unistd.h>
 
 #include "bc_log.h"
-#include "bc_mcproto.h"
 #include "net/el.h"
-#include "proto/proto_text.h"
+#include "net/handler.h"
+#include "net/outq.h"
 
 #define RBUF_SIZE        (16u * 1024u)
-#define RBUF_MAX         (BC_MC_LINE_HARD_MAX + RBUF_SIZE)
 #define RBUF_POOL_MAX    64u            /* free read buffers kept per worker */
 #define CONN_FREE_MAX    256u           /* free conn structs kept per worker */
 #define DIRECT_READ_MIN  1024u          /* read data blocks this big into the item */
@@ -109,8 +118,10 @@ typedef struct conn {
     uint32_t rcap;
     uint32_t rpos;                /* next unprocessed byte */
     uint32_t rlen;                /* bytes in rbuf */
-    bc_proto_conn_t proto;
+    bc_outq_t *out;               /* the handler's queue for this connection */
     struct conn *prev, *next;     /* worker's open list, or a free list */
+    /* the handler's state (handler.h conn_size bytes); last */
+    _Alignas(max_align_t) unsigned char proto[];
 } conn_t;
 
 struct worker {
@@ -133,7 +144,7 @@ struct worker {
     uint32_t nfree_conns;
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
-    bc_fwd_t *fwd;                /* NULL: forwarding off */
+    void *hstate;                 /* the handler's per-worker state */
 
     /* The routing generation (cluster.h) seen at the top of the last loop
      * iteration: written by the worker (release), read by
@@ -148,7 +159,9 @@ struct bc_server {
     int listen_fd;
     uint16_t port;
     size_t out_limit;
-    bc_proto_env_t env;
+    bc_handler_t h;               /* the protocol (handler.h) */
+    void *hctx;                   /* its context, borrowed */
+    uint32_t rbuf_max;            /* RBUF_SIZE + the handler's longest line */
 
     worker_t **workers;
     uint32_t nworkers;
@@ -171,8 +184,6 @@ struct bc_server {
     uint64_t base_rejected_conns;
 
     bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
-    bool forward;                 /* forward keys of other owners (cluster) */
-    bc_fwd_config_t fwd_cfg;
 
     bc_server_handoff_fn handoff; /* replication handshakes (NULL: refused) */
     void *handoff_ctx;
@@ -227,10 +238,11 @@ conn_rbuf_prepare(conn_t *c)
         c->rpos = 0;
     }
     if (c->rlen < c->rcap) return true;
-    /* Full of one incomplete line: only a multi-get gets here (the
-     * protocol closes anything else), and never beyond RBUF_MAX. */
-    if (c->rcap >= RBUF_MAX) return false;
-    uint32_t cap = c->rcap * 2 > RBUF_MAX ? RBUF_MAX : c->rcap * 2;
+    /* Full of one incomplete line: only the handler's longest lines get
+     * here (it closes on anything longer), and never beyond rbuf_max. */
+    uint32_t rbuf_max = c->w->srv->rbuf_max;
+    if (c->rcap >= rbuf_max) return false;
+    uint32_t cap = c->rcap * 2 > rbuf_max ? rbuf_max : c->rcap * 2;
     char *nb = malloc(cap);
     if (nb == NULL) return false;
     memcpy(nb, c->rbuf, c->rlen);
@@ -256,7 +268,7 @@ conn_detach(conn_t *c)
 
     c->closed = true;
     bc_el_io_stop(w->el, &c->io);
-    bc_proto_conn_release(&c->proto);
+    w->srv->h.conn_release(c->proto);
     conn_rbuf_release(c);
     if (c->prev != NULL) c->prev->next = c->next;
     else w->conns = c->next;
@@ -277,9 +289,9 @@ conn_close(conn_t *c)
 }
 
 /*
- * Gives the socket to the server's handoff function (a replication
- * handshake, proto_text.h BC_EHANDOFF): the connection leaves this worker
- * without closing its fd.  Input that came after the handshake line is
+ * Gives the socket to the server's handoff function (the handler answered
+ * BC_EHANDOFF: a replication handshake, proto/proto_text.h): the
+ * connection leaves this worker without closing its fd.  Input that came after the handshake line is
  * dropped: a backup sends nothing before the primary's RHELLO (repl.h).
  * A handshake pipelined behind replies still unsent is a protocol misuse:
  * the connection is closed instead.
@@ -288,14 +300,17 @@ static void
 conn_handoff(conn_t *c)
 {
     bc_server_t *srv = c->w->srv;
-    if (srv->handoff == NULL || bc_outq_pending(&c->proto.out) > 0) {
+    if (srv->handoff == NULL || bc_outq_pending(c->out) > 0) {
         conn_close(c);
         return;
     }
     /* the arguments live in rbuf, which conn_detach gives back */
-    char args[BC_PROTO_HANDOFF_ARGS_MAX];
-    memcpy(args, c->proto.handoff_args, c->proto.handoff_len);
-    args[c->proto.handoff_len] = '\0';
+    char args[BC_HANDLER_HANDOFF_ARGS_MAX + 1];
+    const char *from = NULL;
+    size_t len = srv->h.handoff_args(c->proto, &from);
+    if (len > BC_HANDLER_HANDOFF_ARGS_MAX) len = BC_HANDLER_HANDOFF_ARGS_MAX;
+    memcpy(args, from, len);
+    args[len] = '\0';
     int fd = c->fd;
     conn_detach(c);
     c->fd = -1;
@@ -307,7 +322,7 @@ conn_handoff(conn_t *c)
 static bool
 conn_flush(conn_t *c)
 {
-    bc_outq_t *q = &c->proto.out;
+    bc_outq_t *q = c->out;
     bc_cache_t *cache = c->w->srv->cache;
 
     /* Synchronous replication: no reply leaves before the writes it
@@ -340,7 +355,7 @@ conn_flush(conn_t *c)
     return true;
 }
 
-/* Acts on a bc_proto_* result; false if the connection was closed. */
+/* Acts on a handler's result; false if the connection was closed. */
 static bool
 conn_handle_status(conn_t *c, bc_status_t st)
 {
@@ -361,8 +376,8 @@ conn_process(conn_t *c)
 {
     size_t used = 0;
     if (c->rbuf == NULL || c->rpos == c->rlen || c->close_after_write) return true;
-    bc_status_t st = bc_proto_process(&c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
-                                      c->w->srv->out_limit, &used);
+    bc_status_t st = c->w->srv->h.process(c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
+                                          c->w->srv->out_limit, &used);
     c->rpos += (uint32_t)used;
     if (st == BC_EHANDOFF) {
         conn_handoff(c);
@@ -375,8 +390,7 @@ conn_process(conn_t *c)
 static bool
 conn_paused(const conn_t *c)
 {
-    return bc_outq_pending(&c->proto.out) >= c->w->srv->out_limit ||
-           bc_proto_waiting(&c->proto);
+    return bc_outq_pending(c->out) >= c->w->srv->out_limit || c->w->srv->h.waiting(c->proto);
 }
 
 /* Reads what the socket has; false if the connection was closed. */
@@ -389,7 +403,7 @@ conn_read(conn_t *c)
         bool direct = false;
 
         if ((c->rbuf == NULL || c->rpos == c->rlen) &&
-            bc_proto_direct_dest(&c->proto, &dst, &want) && want >= DIRECT_READ_MIN) {
+            c->w->srv->h.direct_dest(c->proto, &dst, &want) && want >= DIRECT_READ_MIN) {
             direct = true;
         } else {
             if (!conn_rbuf_prepare(c)) {
@@ -417,7 +431,7 @@ conn_read(conn_t *c)
         }
         bc_stats_add(&c->w->stats, bytes_read, (uint64_t)n);
         if (direct) {
-            if (!conn_handle_status(c, bc_proto_direct_done(&c->proto, (size_t)n)))
+            if (!conn_handle_status(c, c->w->srv->h.direct_done(c->proto, (size_t)n)))
                 return false;
         } else {
             c->rlen += (uint32_t)n;
@@ -435,7 +449,7 @@ conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
-    if (bc_outq_pending(&c->proto.out) > 0) ev |= BC_EL_WRITE;
+    if (bc_outq_pending(c->out) > 0) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
 }
 
@@ -452,7 +466,7 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
     /* Hung up while its command is forwarded: nobody will read the reply,
      * and with input off the level-triggered HUP would fire again and
      * again until the reply came. */
-    if ((events & BC_EL_HUP) && bc_proto_waiting(&c->proto)) {
+    if ((events & BC_EL_HUP) && c->w->srv->h.waiting(c->proto)) {
         conn_close(c);
         return;
     }
@@ -468,16 +482,17 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         if (conn_paused(c) || c->close_after_write || c->rbuf == NULL ||
             c->rpos == c->rlen)
             break;
-        size_t before = bc_outq_pending(&c->proto.out);
+        size_t before = bc_outq_pending(c->out);
         uint32_t rpos = c->rpos;
         if (!conn_process(c)) return;
-        if (c->rpos == rpos && bc_outq_pending(&c->proto.out) == before) break;
+        if (c->rpos == rpos && bc_outq_pending(c->out) == before) break;
     }
     if (c->rbuf != NULL && c->rpos == c->rlen) conn_rbuf_release(c);
     conn_update_events(c);
 }
 
-/* The forwarded reply is queued (proto_text.h): send it, run what waited. */
+/* The handler lets held-back input go on (handler.h resume): send what it
+ * queued, run what waited. */
 static void
 conn_on_resume(void *arg)
 {
@@ -489,13 +504,15 @@ conn_on_resume(void *arg)
 static void
 conn_open(worker_t *w, int fd)
 {
+    bc_server_t *srv = w->srv;
+    size_t size = sizeof(conn_t) + srv->h.conn_size;
     conn_t *c = w->free_conns;
 
     if (c != NULL) {
         w->free_conns = c->next;
         w->nfree_conns--;
     } else {
-        c = malloc(sizeof(*c));
+        c = malloc(size);
     }
     if (c == NULL) {
         log_warn("out of memory accepting a connection");
@@ -503,11 +520,11 @@ conn_open(worker_t *w, int fd)
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return;
     }
-    memset(c, 0, sizeof(*c));
+    memset(c, 0, size);
     c->w = w;
     c->fd = fd;
-    bc_proto_conn_init(&c->proto, &w->srv->env, &w->stats, fd);
-    bc_proto_conn_set_forward(&c->proto, w->fwd, conn_on_resume, c);
+    srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
+    c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
         close(fd);
         free(c);
@@ -556,7 +573,7 @@ worker_before_poll(bc_el_t *el, void *arg)
         atomic_store_explicit(&w->seen_gen, bc_node_cluster_route_gen(w->srv->cluster),
                               memory_order_release);
     }
-    bc_fwd_before_poll(w->fwd);
+    if (w->srv->h.worker_before_poll != NULL) w->srv->h.worker_before_poll(w->hstate);
     while (w->closed != NULL) {
         conn_t *c = w->closed;
         w->closed = c->next;
@@ -584,9 +601,9 @@ worker_cleanup(worker_t *w)
 {
     while (w->conns != NULL) conn_close(w->conns);
     worker_before_poll(w->el, w);
-    /* After the connections: they have cancelled their requests. */
-    bc_fwd_destroy(w->fwd);
-    w->fwd = NULL;
+    /* After the connections: they have released their handler state. */
+    if (w->srv->h.worker_destroy != NULL) w->srv->h.worker_destroy(w->hstate);
+    w->hstate = NULL;
     while (w->free_conns != NULL) {
         conn_t *c = w->free_conns;
         w->free_conns = c->next;
@@ -726,21 +743,14 @@ bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
     pthread_mutex_unlock(&server->reset_lock);
 }
 
-static void
-server_stats_hook(void *arg, bc_server_stats_t *out)
-{
-    bc_server_get_stats(arg, out);
-}
-
 /*
  * "stats reset": counters are never written by anyone but their worker
  * (stats.h), so instead of zeroing them we remember where they stood and
  * report the difference from then on.
  */
-static void
-server_stats_reset_hook(void *arg)
+void
+bc_server_reset_stats(bc_server_t *srv)
 {
-    bc_server_t *srv = arg;
     bc_stats_totals_t raw;
 
     server_raw_totals(srv, &raw);
@@ -808,12 +818,13 @@ server_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound_port
 }
 
 bc_status_t
-bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, bc_server_t **out)
+bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_handler_t *handler,
+                 void *handler_ctx, bc_server_t **out)
 {
     bc_server_t *srv;
 
-    if (config == NULL || cache == NULL || out == NULL || config->nthreads == 0 ||
-        config->max_conns == 0) {
+    if (config == NULL || cache == NULL || handler == NULL || out == NULL ||
+        config->nthreads == 0 || config->max_conns == 0) {
         log_error("server: invalid configuration (threads and max connections must be > 0)");
         return BC_EINVAL;
     }
@@ -821,6 +832,10 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, bc_server_
     if (srv == NULL) return BC_ENOMEM;
     srv->cfg = *config;
     srv->cache = cache;
+    srv->h = *handler;
+    srv->hctx = handler_ctx;
+    srv->rbuf_max = RBUF_SIZE + (handler->max_line < UINT32_MAX / 2 ? (uint32_t)handler->max_line
+                                                                    : UINT32_MAX / 2);
     srv->listen_fd = -1;
     srv->listen_addr = strdup(config->listen_addr != NULL ? config->listen_addr : "0.0.0.0");
     srv->nworkers = config->nthreads;
@@ -835,6 +850,7 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, bc_server_
     srv->out_limit = config->max_conn_buffer == 0 ? DEFAULT_CONN_BUFFER
                    : config->max_conn_buffer < MIN_CONN_BUFFER ? MIN_CONN_BUFFER
                    : config->max_conn_buffer;
+    srv->cfg.max_conn_buffer = srv->out_limit;
     for (uint32_t i = 0; i < srv->nworkers; i++) {
         void *mem = NULL;
         if (posix_memalign(&mem, 64, sizeof(worker_t)) != 0) {
@@ -854,20 +870,7 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, bc_server_
         bc_server_destroy(srv);
         return BC_EIO;
     }
-
-    bc_proto_env_t *env = &srv->env;
-    env->cache = cache;
-    env->listen_addr = srv->listen_addr;
-    env->port = srv->port;
-    env->max_conns = config->max_conns;
-    env->nthreads = config->nthreads;
-    env->backlog = srv->cfg.backlog;
-    env->max_conn_buffer = srv->out_limit;
-    env->started = (time_t)bc_cache_now(cache);
-    atomic_init(&env->verbosity, config->verbosity);
-    env->hook_arg = srv;
-    env->server_stats = server_stats_hook;
-    env->stats_reset = server_stats_reset_hook;
+    srv->cfg.port = srv->port;
     *out = srv;
     return BC_OK;
 }
@@ -884,8 +887,8 @@ bc_server_start(bc_server_t *srv)
         if ((st = bc_el_create(&w->el)) != BC_OK) return st;
         bc_el_set_wakeup(w->el, worker_on_wakeup, w);
         bc_el_set_before_poll(w->el, worker_before_poll, w);
-        if (srv->forward && srv->cluster != NULL &&
-            (st = bc_fwd_create(&srv->fwd_cfg, w->el, srv->cluster, &w->stats, &w->fwd)) != BC_OK)
+        if (srv->h.worker_create != NULL &&
+            (st = srv->h.worker_create(srv->hctx, w->el, &w->stats, &w->hstate)) != BC_OK)
             return st;
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             log_error("cannot start worker thread %u", i);
@@ -909,6 +912,12 @@ uint16_t
 bc_server_port(const bc_server_t *srv)
 {
     return srv->port;
+}
+
+const bc_server_config_t *
+bc_server_config(const bc_server_t *srv)
+{
+    return &srv->cfg;
 }
 
 void
@@ -963,7 +972,6 @@ void
 bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
 {
     server->cluster = cluster;
-    server->env.cluster = cluster;
 }
 
 bool
@@ -985,18 +993,10 @@ bc_server_passed(bc_server_t *server, uint64_t gen)
 }
 
 void
-bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config)
-{
-    server->forward = config != NULL;
-    if (config != NULL) server->fwd_cfg = *config;
-}
-
-void
 bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx)
 {
     server->handoff = fn;
     server->handoff_ctx = ctx;
-    server->env.handoff_replicate = fn != NULL;
 }
 
 void
@@ -1004,12 +1004,4 @@ bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx)
 {
     server->commit = fn;
     server->commit_ctx = ctx;
-}
-
-void
-bc_server_set_repl_stats(bc_server_t *server, size_t (*fn)(void *ctx, char *buf, size_t len),
-                         void *ctx)
-{
-    server->env.repl_stats = fn;
-    server->env.repl_ctx = ctx;
 }

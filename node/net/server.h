@@ -1,6 +1,8 @@
 /*
- * server.h -- the node's data port: listener, worker threads, connections,
- * and the memcached text protocol served on them.
+ * server.h -- the node's data port: listener, worker threads and
+ * connections.  It moves bytes; the protocol spoken on them is a handler's
+ * (handler.h; the node runs the memcached text protocol,
+ * proto/proto_text.h).
  *
  * bc_server_create() binds the listening socket (so a port conflict is
  * reported before anything starts); bc_server_start() spawns the worker
@@ -16,9 +18,9 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-#include "engine/cache.h"
 #include "cluster/cluster.h"
-#include "proto/forward.h"
+#include "engine/cache.h"
+#include "net/handler.h"
 #include "net/stats.h"
 
 typedef struct bc_server bc_server_t;
@@ -30,34 +32,33 @@ typedef struct bc_server_config {
     uint32_t max_conns;          /* connections beyond this are refused */
     size_t max_conn_buffer;      /* per-connection pending output bytes before
                                     reading from that client pauses */
-    int backlog;                 /* listen(2) backlog */
-    int verbosity;               /* memcached -v level (0, 1, 2) */
+    int backlog;                 /* listen(2) backlog; <= 0: 1024 */
 } bc_server_config_t;
-
-typedef struct bc_server_stats {
-    uint64_t curr_connections;
-    uint64_t total_connections;
-    uint64_t rejected_connections;
-    uint32_t threads;
-    bc_stats_totals_t totals;    /* summed over workers */
-} bc_server_stats_t;
 
 /*
  * Creates the server and binds its listening socket.  config strings are
- * copied.  cache is borrowed and must outlive the server.  *out is owned by
- * the caller (bc_server_destroy).  Errors: BC_EINVAL, BC_EIO (bind/listen
+ * copied.  cache (whose items the output queues reference) is borrowed
+ * and must outlive the server; handler is copied, handler_ctx borrowed
+ * and passed to its worker_create and conn_init (it must outlive the
+ * server, and be ready before bc_server_start).  *out is owned by the
+ * caller (bc_server_destroy).  Errors: BC_EINVAL, BC_EIO (bind/listen
  * failed; logged with the reason), BC_ENOMEM.
  */
 bc_status_t bc_server_create(const bc_server_config_t *config, bc_cache_t *cache,
+                             const bc_handler_t *handler, void *handler_ctx,
                              bc_server_t **out);
+/* The configuration in force, defaults filled in: the bound port, the
+ * backlog, the connection buffer limit.  Borrowed from the server. */
+const bc_server_config_t *bc_server_config(const bc_server_t *server);
 /*
- * Makes the server refuse keys whose bucket this node may not serve
- * (cluster.h).  cluster is borrowed and must outlive the server; NULL (the
- * default) serves every bucket.  Call before bc_server_start.
+ * The cluster whose routing generation the workers note at the top of
+ * each loop iteration (cluster/cluster.h), for bc_server_passed.  cluster
+ * is borrowed and must outlive the server; NULL (the default): standalone.
+ * Call before bc_server_start.
  */
 void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
 /*
- * Migration fencing (node/migrate.h): true once every worker thread has
+ * Migration fencing (migrate/migrate.h): true once every worker thread has
  * begun an event-loop iteration at routing generation >= gen
  * (bc_node_cluster_route_gen: a table published, a local fence set), so
  * every request it routed before that change has completed.  A
@@ -70,19 +71,14 @@ void bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster);
  */
 bool bc_server_passed(bc_server_t *server, uint64_t gen);
 /*
- * With a cluster set: forward keys of buckets another group owns (or that
- * this backup may not serve) to the owner's primary instead of refusing
- * them (forward.h).  config is copied; NULL turns forwarding off (the
- * default).  Call before bc_server_start.
- */
-void bc_server_set_forward(bc_server_t *server, const bc_fwd_config_t *config);
-/*
- * Replication (repl.h).  fn receives the socket of a connection that sent
- * "bucketcache_replicate <args>": it owns fd from then on (and closes it);
- * args (NUL-terminated) is only valid during the call, which runs on a
- * worker thread and must not block.  Input that followed the line is
- * dropped (a backup sends nothing before the primary answers).  NULL (the
- * default) answers the line ERROR.  Call before bc_server_start.
+ * Replication (repl/repl.h).  fn receives the socket of a connection whose
+ * handler answered BC_EHANDOFF (the text protocol does for
+ * "bucketcache_replicate <args>" when its env allows it): it owns fd from
+ * then on (and closes it); args (NUL-terminated) is only valid during the
+ * call, which runs on a worker thread and must not block.  Input that
+ * followed the line is dropped (a backup sends nothing before the primary
+ * answers).  NULL (the default): such a connection is closed.  Call before
+ * bc_server_start.
  */
 typedef void (*bc_server_handoff_fn)(void *ctx, int fd, const char *args);
 void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx);
@@ -93,10 +89,6 @@ void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *c
  */
 typedef void (*bc_server_commit_fn)(void *ctx);
 void bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx);
-/* Adds fn's "STAT" lines to "stats" and answers "stats replication"
- * (proto_text.h repl_stats).  Call before bc_server_start. */
-void bc_server_set_repl_stats(bc_server_t *server, size_t (*fn)(void *ctx, char *buf, size_t len),
-                              void *ctx);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
@@ -104,6 +96,9 @@ uint16_t bc_server_port(const bc_server_t *server);
 /* Stops accepting, closes all connections, joins the workers.  Idempotent. */
 void bc_server_stop(bc_server_t *server);
 void bc_server_destroy(bc_server_t *server);
+/* The figures since the last reset (net/stats.h).  Any thread. */
 void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
+/* "stats reset": the counters read zero from now on.  Any thread. */
+void bc_server_reset_stats(bc_server_t *server);
 
 #endif

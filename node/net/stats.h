@@ -10,6 +10,11 @@
  * Names follow memcached's "stats" output so existing dashboards work.
  * Cache-level figures (items, bytes, evictions) come from
  * bc_cache_get_stats(); connection figures from the server.
+ *
+ * It lives in net/, the lowest layer that counts requests: the server
+ * (net/server.c) owns each worker's counters and counts bytes; the
+ * protocol (proto/) counts commands into the same struct and renders the
+ * totals, without needing the server's header.
  */
 #ifndef BC_STATS_H
 #define BC_STATS_H
@@ -58,6 +63,16 @@ typedef struct bc_stats_totals {
     BC_THREAD_STATS(BC__STATS_FIELD)
 #undef BC__STATS_FIELD
 } bc_stats_totals_t;
+
+/* The data port's figures, summed over its workers (net/server.h,
+ * bc_server_get_stats): what "stats", /stats and /metrics report. */
+typedef struct bc_server_stats {
+    uint64_t curr_connections;
+    uint64_t total_connections;
+    uint64_t rejected_connections;
+    uint32_t threads;
+    bc_stats_totals_t totals;    /* summed over workers */
+} bc_server_stats_t;
 
 /* Single-writer increment: only the owning worker thread calls these. */
 #define bc_stats_add(ts, field, n)                                                  \

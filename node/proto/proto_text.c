@@ -52,168 +52,8 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 
-#define OUTQ_BUF_MIN   1024u
-#define OUTQ_BUF_KEEP  (16u * 1024u)   /* larger scratch is freed when idle */
-#define OUTQ_ENTS_MIN  16u
-#define OUTQ_ENTS_KEEP 256u
-
 /* Longest VALUE header: "VALUE " key " " flags " " bytes " " cas "\r\n". */
 #define VALUE_HEADER_MAX (6 + BC_MC_KEY_MAX_LEN + 1 + 10 + 1 + 10 + 1 + 20 + 2)
-
-/* ------------------------------------------------------------------------ */
-/* output queue                                                             */
-/* ------------------------------------------------------------------------ */
-
-void
-bc_outq_init(bc_outq_t *q)
-{
-    memset(q, 0, sizeof(*q));
-}
-
-void
-bc_outq_free(bc_outq_t *q, bc_cache_t *cache)
-{
-    for (uint32_t i = 0; i < q->count; i++) {
-        bc_outq_ent_t *e = &q->ents[q->head + i];
-        if (e->item != NULL) bc_item_release(cache, e->item);
-    }
-    free(q->ents);
-    free(q->buf);
-    bc_outq_init(q);
-}
-
-/* Room for one more entry at the tail. */
-static bool
-outq_ent_room(bc_outq_t *q)
-{
-    if (q->head + q->count < q->ents_cap) return true;
-    if (q->head > 0) {
-        memmove(q->ents, q->ents + q->head, q->count * sizeof(*q->ents));
-        q->head = 0;
-        return true;
-    }
-    uint32_t cap = q->ents_cap ? q->ents_cap * 2 : OUTQ_ENTS_MIN;
-    bc_outq_ent_t *ents = realloc(q->ents, cap * sizeof(*ents));
-    if (ents == NULL) return false;
-    q->ents = ents;
-    q->ents_cap = cap;
-    return true;
-}
-
-/* Returns space for n more bytes of text at buf + used, or NULL. */
-static char *
-outq_reserve(bc_outq_t *q, size_t n)
-{
-    if (q->cap - q->used < n) {
-        size_t cap = q->cap ? q->cap : OUTQ_BUF_MIN;
-        while (cap - q->used < n) cap *= 2;
-        if (cap > UINT32_MAX) return NULL;    /* offsets are 32-bit */
-        char *buf = realloc(q->buf, cap);
-        if (buf == NULL) return NULL;
-        q->buf = buf;
-        q->cap = cap;
-    }
-    return q->buf + q->used;
-}
-
-/* Queues the n bytes just written at buf + used. */
-static bool
-outq_commit(bc_outq_t *q, size_t n)
-{
-    if (q->count > 0) {
-        bc_outq_ent_t *last = &q->ents[q->head + q->count - 1];
-        if (last->item == NULL && (size_t)last->off + last->len == q->used) {
-            last->len += (uint32_t)n;
-            q->used += n;
-            q->pending += n;
-            return true;
-        }
-    }
-    if (!outq_ent_room(q)) return false;
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    e->item = NULL;
-    e->ptr = NULL;
-    e->off = (uint32_t)q->used;
-    e->len = (uint32_t)n;
-    q->used += n;
-    q->pending += n;
-    return true;
-}
-
-bool
-bc_outq_add(bc_outq_t *q, const void *data, size_t len)
-{
-    char *p = outq_reserve(q, len);
-    if (p == NULL) return false;
-    memcpy(p, data, len);
-    return outq_commit(q, len);
-}
-
-bool
-bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char *ptr, uint32_t n)
-{
-    if (!outq_ent_room(q)) {
-        bc_item_release(cache, it);
-        return false;
-    }
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    e->item = it;
-    e->ptr = ptr;
-    e->off = 0;
-    e->len = n;
-    q->pending += n;
-    return true;
-}
-
-int
-bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max)
-{
-    int n = 0;
-    for (uint32_t i = 0; i < q->count && n < max; i++) {
-        const bc_outq_ent_t *e = &q->ents[q->head + i];
-        iov[n].iov_base = (void *)(e->item != NULL ? e->ptr : q->buf + e->off);
-        iov[n].iov_len = e->len;
-        n++;
-    }
-    return n;
-}
-
-void
-bc_outq_consume(bc_outq_t *q, bc_cache_t *cache, size_t n)
-{
-    while (n > 0 && q->count > 0) {
-        bc_outq_ent_t *e = &q->ents[q->head];
-        if (n < e->len) {
-            if (e->item != NULL) {
-                e->ptr += n;
-            } else {
-                e->off += (uint32_t)n;
-            }
-            e->len -= (uint32_t)n;
-            q->pending -= n;
-            return;
-        }
-        n -= e->len;
-        q->pending -= e->len;
-        if (e->item != NULL) bc_item_release(cache, e->item);
-        q->head++;
-        q->count--;
-    }
-    if (q->count == 0) {
-        q->head = 0;
-        q->used = 0;
-        if (q->cap > OUTQ_BUF_KEEP) {
-            free(q->buf);
-            q->buf = NULL;
-            q->cap = 0;
-        }
-        if (q->ents_cap > OUTQ_ENTS_KEEP) {
-            free(q->ents);
-            q->ents = NULL;
-            q->ents_cap = 0;
-        }
-    }
-}
 
 /* ------------------------------------------------------------------------ */
 /* reply helpers                                                            */
@@ -233,27 +73,27 @@ static void
 reply_line(bc_proto_conn_t *pc, const char *s)
 {
     size_t n = strlen(s);
-    char *p = outq_reserve(&pc->out, n + 2);
+    char *p = bc_outq_reserve(&pc->out, n + 2);
     if (p == NULL) {
         pc->oom = true;
         return;
     }
     memcpy(p, s, n);
     memcpy(p + n, "\r\n", 2);
-    if (!outq_commit(&pc->out, n + 2)) pc->oom = true;
+    if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
 }
 
 static void
 reply_u64(bc_proto_conn_t *pc, uint64_t v)
 {
-    char *p = outq_reserve(&pc->out, 22);
+    char *p = bc_outq_reserve(&pc->out, 22);
     if (p == NULL) {
         pc->oom = true;
         return;
     }
     size_t n = bc_mc_u64_to_dec(v, p);
     memcpy(p + n, "\r\n", 2);
-    if (!outq_commit(&pc->out, n + 2)) pc->oom = true;
+    if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
 }
 
 static void
@@ -378,31 +218,6 @@ fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     free(op->buf);
     free(op);
 }
-
-/*
- * Moves every range of src to the end of dst (item references travel, text
- * is copied) and empties src.  Returns false when out of memory; src is
- * emptied either way.
- */
-static bool
-outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
-{
-    bool ok = true;
-    for (uint32_t i = 0; i < src->count; i++) {
-        bc_outq_ent_t *e = &src->ents[src->head + i];
-        if (e->item != NULL) {
-            if (ok) ok = bc_outq_add_item(dst, cache, e->item, e->ptr, e->len);
-            else bc_item_release(cache, e->item);
-        } else if (ok) {
-            ok = bc_outq_add(dst, src->buf + e->off, e->len);
-        }
-    }
-    free(src->ents);
-    free(src->buf);
-    bc_outq_init(src);
-    return ok;
-}
-
 static bool
 reply_is_values(const char *r, size_t n)
 {
@@ -443,7 +258,7 @@ fwd_finish(bc_proto_conn_t *pc)
             /* Each part ends with "END\r\n" (checked by the forwarder). */
             if (op->parts[i].len > 5) reply_bytes(pc, op->parts[i].reply, op->parts[i].len - 5);
         }
-        if (!outq_move(&pc->out, &op->local, pc->env->cache)) pc->oom = true;
+        if (!bc_outq_move(&pc->out, &op->local, pc->env->cache)) pc->oom = true;
         REPLY(pc, "END\r\n");
     }
     fwd_op_free(pc, op);
@@ -605,7 +420,7 @@ retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t 
         /* Past the output limit, even small values are referenced: a
          * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
         bool copy = it->nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
-        char *p = outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
+        char *p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
         if (p == NULL) {
             bc_item_release(cache, it);
             pc->oom = true;
@@ -629,13 +444,13 @@ retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t 
             memcpy(p, bc_item_value(it), it->nbytes);
             p += it->nbytes;
             bc_item_release(cache, it);
-            if (!outq_commit(&pc->out, (size_t)(p - h))) {
+            if (!bc_outq_commit(&pc->out, (size_t)(p - h))) {
                 pc->oom = true;
                 return;
             }
             continue;
         }
-        if (!outq_commit(&pc->out, (size_t)(p - h)) ||
+        if (!bc_outq_commit(&pc->out, (size_t)(p - h)) ||
             !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), it->nbytes)) {
             pc->oom = true;
             return;
@@ -1409,3 +1224,101 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     *consumed = pos;
     return pc->oom ? BC_ENOMEM : st;
 }
+
+/* ------------------------------------------------------------------------ */
+/* the data port's handler (net/handler.h)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A worker's state is its forwarder, when the env forwards. */
+static bc_status_t
+handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
+{
+    bc_proto_env_t *env = ctx;
+    bc_fwd_t *fwd = NULL;
+    *out = NULL;
+    if (!env->forward || env->cluster == NULL) return BC_OK;
+    bc_status_t st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &fwd);
+    *out = fwd;
+    return st;
+}
+
+static void
+handler_worker_before_poll(void *worker)
+{
+    bc_fwd_before_poll(worker);
+}
+
+static void
+handler_worker_destroy(void *worker)
+{
+    bc_fwd_destroy(worker);
+}
+
+static void
+handler_conn_init(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
+                  void (*resume)(void *arg), void *arg)
+{
+    bc_proto_conn_init(conn, ctx, stats, id);
+    bc_proto_conn_set_forward(conn, worker, resume, arg);
+}
+
+static void
+handler_conn_release(void *conn)
+{
+    bc_proto_conn_release(conn);
+}
+
+static bc_outq_t *
+handler_conn_out(void *conn)
+{
+    return &((bc_proto_conn_t *)conn)->out;
+}
+
+static bc_status_t
+handler_process(void *conn, const char *buf, size_t len, size_t out_limit, size_t *consumed)
+{
+    return bc_proto_process(conn, buf, len, out_limit, consumed);
+}
+
+static bool
+handler_direct_dest(const void *conn, char **dst, size_t *n)
+{
+    return bc_proto_direct_dest(conn, dst, n);
+}
+
+static bc_status_t
+handler_direct_done(void *conn, size_t n)
+{
+    return bc_proto_direct_done(conn, n);
+}
+
+static bool
+handler_waiting(const void *conn)
+{
+    return bc_proto_waiting(conn);
+}
+
+static size_t
+handler_handoff_args(const void *conn, const char **args)
+{
+    const bc_proto_conn_t *pc = conn;
+    *args = pc->handoff_args;
+    return pc->handoff_len;
+}
+
+const bc_handler_t bc_proto_text_handler = {
+    .conn_size = sizeof(bc_proto_conn_t),
+    /* Only a multi-get may be longer than one read buffer (bc_mcproto.h). */
+    .max_line = BC_MC_LINE_HARD_MAX,
+    .worker_create = handler_worker_create,
+    .worker_before_poll = handler_worker_before_poll,
+    .worker_destroy = handler_worker_destroy,
+    .conn_init = handler_conn_init,
+    .conn_release = handler_conn_release,
+    .conn_out = handler_conn_out,
+    .process = handler_process,
+    .direct_dest = handler_direct_dest,
+    .direct_done = handler_direct_done,
+    .waiting = handler_waiting,
+    .handoff_args = handler_handoff_args,
+};

@@ -6,9 +6,11 @@
  *   bc_proto_process() consumes the bytes a client sent -- command lines
  *   and data blocks, any number pipelined in one buffer, split anywhere --
  *   runs each command on the cache (common/bc_mcproto.c parses the lines)
- *   and appends the replies to the connection's output queue.  It knows
- *   nothing about sockets: server.c reads into a buffer, calls it, and
- *   writes the queue out with writev; the fuzz target drives it directly.
+ *   and appends the replies to the connection's output queue (net/outq.h).
+ *   It knows nothing about sockets: the data port's server (net/server.c)
+ *   reads into a buffer, calls it through bc_proto_text_handler
+ *   (net/handler.h), and writes the queue out with writev; the unit tests
+ *   and the fuzz target drive it directly.
  *
  * HOW: THE STATE OF ONE CONNECTION
  *
@@ -20,26 +22,18 @@
  *    '-------------------------------------------- the item's value
  *
  *   A data block is copied from the input into the item allocated for it;
- *   when the block is long, server.c asks bc_proto_direct_dest() and read()s
- *   the socket straight into the item, so a large value is copied once, by
- *   the kernel.
+ *   when the block is long, the server asks bc_proto_direct_dest() and
+ *   read()s the socket straight into the item, so a large value is copied
+ *   once, by the kernel.
  *
- * HOW: THE OUTPUT QUEUE (bc_outq_t)
- *   A list of byte ranges to send, in order.  Short text (status lines,
- *   VALUE headers, STAT lines) is formatted into one scratch buffer per
- *   connection; consecutive text is merged into one range.  A value larger
- *   than BC_PROTO_COPY_MAX is NOT copied: its range points into the item,
- *   which stays referenced (see cache.h) until its last byte has been
- *   written, then is released.
- *   Ranges in the scratch buffer are kept as offsets, so the buffer may be
- *   reallocated while replies are being built.
- *
- *       ents:  [text 0..40) [item A value+CRLF] [text 40..75) [item B ...]
- *       buf:   "VALUE a 0 5\r\n...END\r\nVALUE b ..."
+ * HOW: THE REPLIES
+ *   Replies go into the connection's output queue (net/outq.h).  A value
+ *   larger than BC_PROTO_COPY_MAX is NOT copied: the queue references the
+ *   item itself until its last byte is sent.
  *
  *   Backpressure: bc_proto_process() stops taking commands once the queue
  *   holds `out_limit` bytes (item bytes included, since they are pinned),
- *   and server.c stops reading from that client until it drains.  A client
+ *   and the server stops reading from that client until it drains.  A client
  *   that pipelines requests and never reads its replies therefore holds at
  *   most ~out_limit bytes plus one command's reply.  The largest reply is a
  *   multi-get, bounded by its line (BC_MC_LINE_HARD_MAX): once past the
@@ -58,8 +52,8 @@
  *                             bc_fwd_submit per owner group
  *                             waiting: no further command runs
  *     ... loop ...            completion(s): the reply bytes are queued
- *                             as they came, resume hook -> server.c runs
- *                             the commands that were held back
+ *                             as they came, resume hook -> the server
+ *                             runs the commands that were held back
  *
  *   Pausing the connection while a command is forwarded keeps pipelined
  *   replies in request order.  A multi-get whose keys span several owners
@@ -91,59 +85,20 @@
 
 #include "bc_mcproto.h"
 #include "bc_status.h"
-#include "engine/cache.h"
 #include "cluster/cluster.h"
-#include "proto/forward.h"
-#include "net/server.h"
+#include "engine/cache.h"
+#include "net/handler.h"
+#include "net/outq.h"
 #include "net/stats.h"
+#include "proto/forward.h"
 
 /* Values up to this size are copied into the reply (see cmd_retrieve). */
 #define BC_PROTO_COPY_MAX 512u
 
-/* ---- output queue ---- */
-
-typedef struct bc_outq_ent {
-    bc_item_t *item;           /* referenced item, or NULL: scratch text */
-    const char *ptr;           /* item: next byte to send */
-    uint32_t off;              /* scratch: offset of the next byte in buf */
-    uint32_t len;              /* bytes left in this range */
-} bc_outq_ent_t;
-
-typedef struct bc_outq {
-    bc_outq_ent_t *ents;       /* ents[head .. head+count) are pending */
-    uint32_t head;
-    uint32_t count;
-    uint32_t ents_cap;
-    char *buf;                 /* scratch text */
-    size_t used;
-    size_t cap;
-    size_t pending;            /* bytes not yet sent, text and items */
-} bc_outq_t;
-
-/* An empty queue; allocates nothing until used. */
-void bc_outq_init(bc_outq_t *q);
-/* Releases every referenced item and frees the memory. */
-void bc_outq_free(bc_outq_t *q, bc_cache_t *cache);
-static inline size_t bc_outq_pending(const bc_outq_t *q) { return q->pending; }
-/* Appends a copy of data.  Returns false when out of memory. */
-bool bc_outq_add(bc_outq_t *q, const void *data, size_t len);
-/*
- * Appends n bytes starting at ptr inside item it; takes over the caller's
- * reference to it (released once sent, or by bc_outq_free).  Returns false
- * when out of memory, in which case the reference has been released.
- */
-bool bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char *ptr,
-                      uint32_t n);
-/* Fills up to max iovecs with the next bytes to send; returns how many. */
-int bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max);
-/* Marks n bytes as sent (n <= pending), releasing finished items; shrinks
- * the buffers once the queue is empty. */
-void bc_outq_consume(bc_outq_t *q, bc_cache_t *cache, size_t n);
-
 /* ---- shared environment ---- */
 
-/* What "stats" / "stats settings" report and "stats reset" resets; filled
- * by server.c (or a test). */
+/* What "stats" / "stats settings" report and "stats reset" resets, and
+ * the cluster settings; filled by main.c from the server (or by a test). */
 typedef struct bc_proto_env {
     bc_cache_t *cache;
     const char *listen_addr;
@@ -158,10 +113,17 @@ typedef struct bc_proto_env {
      * serve is refused with bc_node_cluster_format_refusal's line; NULL =
      * standalone, every bucket served.  Borrowed. */
     bc_node_cluster_t *cluster;
+    /* With a cluster: forward keys of buckets another group owns (or that
+     * this backup may not serve) to the owner's primary instead of
+     * refusing them (forward.h), through one forwarder per worker made
+     * with fwd_cfg.  false (the default): refuse them. */
+    bool forward;
+    bc_fwd_config_t fwd_cfg;
 
-    /* Replication (node/repl.h): a line "bucketcache_replicate ..." hands
-     * the connection over (BC_EHANDOFF) when true; otherwise it is an
-     * unknown command. */
+    /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
+     * the connection over (BC_EHANDOFF) when true -- the server then gives
+     * the socket to its handoff function (net/server.h) --; otherwise it
+     * is an unknown command. */
     bool handoff_replicate;
     /* Replication figures for "stats" and "stats replication": writes
      * "STAT name value\r\n" lines into buf (at most len bytes) and returns
@@ -170,7 +132,7 @@ typedef struct bc_proto_env {
     void *repl_ctx;
 
     void *hook_arg;
-    /* Fills the server-wide figures; NULL reports zeros. */
+    /* Fills the server-wide figures; NULL: this connection's worker alone. */
     void (*server_stats)(void *arg, bc_server_stats_t *out);
     /* "stats reset"; NULL does nothing. */
     void (*stats_reset)(void *arg);
@@ -179,7 +141,7 @@ typedef struct bc_proto_env {
 /* ---- one connection ---- */
 
 #define BC_PROTO_REPLICATE_CMD    "bucketcache_replicate"
-#define BC_PROTO_HANDOFF_ARGS_MAX 192
+#define BC_PROTO_HANDOFF_ARGS_MAX (BC_HANDLER_HANDOFF_ARGS_MAX + 1)
 
 typedef enum bc_proto_state {
     BC_PROTO_LINE,             /* waiting for a command line */
@@ -263,7 +225,7 @@ static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->wait
  * BC_EHANDOFF when the line just consumed was a replication handshake
  * (env->handoff_replicate): pc->handoff_args/handoff_len point at its
  * arguments in buf and the caller gives the socket to the replication
- * module (repl.h).
+ * module (repl/repl.h).
  */
 bc_status_t bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len,
                              size_t out_limit, size_t *consumed);
@@ -278,5 +240,13 @@ bc_status_t bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len,
 bool bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n);
 /* Returns as bc_proto_process. */
 bc_status_t bc_proto_direct_done(bc_proto_conn_t *pc, size_t n);
+
+/*
+ * The text protocol as the data port's handler (net/handler.h): its
+ * context is a bc_proto_env_t (borrowed, filled before bc_server_start),
+ * its connection state a bc_proto_conn_t, its per-worker state the
+ * worker's forwarder (env->forward with a cluster; none otherwise).
+ */
+extern const bc_handler_t bc_proto_text_handler;
 
 #endif
