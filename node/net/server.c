@@ -291,8 +291,9 @@ conn_close(conn_t *c)
 /*
  * Gives the socket to the server's handoff function (the handler answered
  * BC_EHANDOFF: a replication handshake, proto/proto_text.h): the
- * connection leaves this worker without closing its fd.  Input that came after the handshake line is
- * dropped: a backup sends nothing before the primary's RHELLO (repl.h).
+ * connection leaves this worker without closing its fd.  Input that came
+ * after the handshake line is dropped: a backup sends nothing before the
+ * primary's RHELLO (repl/repl.h).
  * A handshake pipelined behind replies still unsent is a protocol misuse:
  * the connection is closed instead.
  */

@@ -6,7 +6,7 @@
  *   A plain memcached client knows nothing of buckets: it sends every key to
  *   whichever node it was configured with.  When that node's group does not
  *   own the key's bucket (BC_ROUTE_MOVED), or the node is a backup of the
- *   owning group (BC_ROUTE_NOT_PRIMARY), the executor (proto_text.c) hands
+ *   owning group (BC_ROUTE_NOT_PRIMARY), the executor (proto_fwd.c) hands
  *   the request bytes to this module, which sends them to the owner group's
  *   current primary and gives back the reply bytes, which the executor
  *   relays to the client unchanged.  Every memcached client thus works

@@ -1,5 +1,9 @@
 /*
  * proto_text.c -- memcached text commands on the cache; see proto_text.h.
+ * This file is the executor: the input state machine, the routing of
+ * keys, the commands served here and the handler the server calls.  The
+ * commands forwarded to another node are in proto_fwd.c, the "stats"
+ * command in proto_stats.c (proto_int.h is what they share).
  *
  * Every reply text and every corner case here was checked against
  * memcached 1.6.18 (tests/integration/test_memcached_compat.py sends the
@@ -46,11 +50,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "proto/proto_int.h"
 
 /* Longest VALUE header: "VALUE " key " " flags " " bytes " " cas "\r\n". */
 #define VALUE_HEADER_MAX (6 + BC_MC_KEY_MAX_LEN + 1 + 10 + 1 + 10 + 1 + 20 + 2)
@@ -59,18 +62,14 @@
 /* reply helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
-static void
-reply_bytes(bc_proto_conn_t *pc, const char *s, size_t n)
+void
+bc__proto_reply_bytes(bc_proto_conn_t *pc, const char *s, size_t n)
 {
     if (!bc_outq_add(&pc->out, s, n)) pc->oom = true;
 }
 
-/* A literal including its "\r\n". */
-#define REPLY(pc, lit) reply_bytes((pc), (lit), sizeof(lit) - 1)
-
-/* A line without "\r\n" (error texts from the parser). */
-static void
-reply_line(bc_proto_conn_t *pc, const char *s)
+void
+bc__proto_reply_line(bc_proto_conn_t *pc, const char *s)
 {
     size_t n = strlen(s);
     char *p = bc_outq_reserve(&pc->out, n + 2);
@@ -83,8 +82,8 @@ reply_line(bc_proto_conn_t *pc, const char *s)
     if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
 }
 
-static void
-reply_u64(bc_proto_conn_t *pc, uint64_t v)
+void
+bc__proto_reply_u64(bc_proto_conn_t *pc, uint64_t v)
 {
     char *p = bc_outq_reserve(&pc->out, 22);
     if (p == NULL) {
@@ -96,11 +95,8 @@ reply_u64(bc_proto_conn_t *pc, uint64_t v)
     if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
 }
 
-static void
-reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
+void
+bc__proto_reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -109,11 +105,8 @@ reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
     va_end(ap);
     if (n < 0) return;
     if ((size_t)n >= sizeof(line)) n = (int)sizeof(line) - 1;
-    reply_bytes(pc, line, (size_t)n);
+    bc__proto_reply_bytes(pc, line, (size_t)n);
 }
-
-#define STAT_U64(pc, name, v) reply_fmt((pc), "STAT %s %" PRIu64 "\r\n", (name), (uint64_t)(v))
-#define STAT_STR(pc, name, v) reply_fmt((pc), "STAT %s %s\r\n", (name), (v))
 
 /* ------------------------------------------------------------------------ */
 /* commands                                                                 */
@@ -137,8 +130,6 @@ typedef enum route_action {
     ROUTE_FORWARD,                 /* forward it to group *gid's primary */
     ROUTE_REFUSE,                  /* answer the refusal line */
 } route_action_t;
-
-#define REFUSAL_MAX 128
 
 /*
  * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
@@ -170,187 +161,6 @@ route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *r
     return ROUTE_REFUSE;
 }
 
-/* ------------------------------------------------------------------------ */
-/* forwarding                                                               */
-/* ------------------------------------------------------------------------ */
-
-typedef struct fwd_part {
-    bc_fwd_req_t *req;             /* in flight; NULL once finished */
-    bc_status_t st;
-    char *reply;                   /* owned */
-    size_t len;
-} fwd_part_t;
-
-struct bc_proto_fwd_op {
-    bool values;                   /* get & co: parts are merged */
-    bool noreply;                  /* drop the reply */
-    uint32_t gid;                  /* FWD_DATA: where the request goes */
-    char *buf;                     /* FWD_DATA: the request being built (owned) */
-    size_t len;                    /* FWD_DATA: its full length */
-    bc_outq_t local;               /* values: VALUE blocks of the keys served here */
-    uint32_t nparts;
-    uint32_t pending;              /* parts still in flight */
-    char refusal[REFUSAL_MAX];     /* the answer if an owner is unreachable */
-    fwd_part_t parts[];
-};
-
-static bc_proto_fwd_op_t *
-fwd_op_new(uint32_t nparts, const char *refusal)
-{
-    bc_proto_fwd_op_t *op = calloc(1, sizeof(*op) + nparts * sizeof(fwd_part_t));
-    if (op == NULL) return NULL;
-    op->nparts = nparts;
-    bc_outq_init(&op->local);
-    snprintf(op->refusal, sizeof(op->refusal), "%s", refusal);
-    return op;
-}
-
-/* Frees op; parts still in flight are cancelled. */
-static void
-fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
-{
-    if (op == NULL) return;
-    for (uint32_t i = 0; i < op->nparts; i++) {
-        if (op->parts[i].req != NULL) bc_fwd_cancel(pc->fwd, op->parts[i].req);
-        free(op->parts[i].reply);
-    }
-    bc_outq_free(&op->local, pc->env->cache);
-    free(op->buf);
-    free(op);
-}
-static bool
-reply_is_values(const char *r, size_t n)
-{
-    return (n >= 6 && memcmp(r, "VALUE ", 6) == 0) || (n == 5 && memcmp(r, "END\r\n", 5) == 0);
-}
-
-/* Every part is done: queue the answer and free the command. */
-static void
-fwd_finish(bc_proto_conn_t *pc)
-{
-    bc_proto_fwd_op_t *op = pc->fop;
-    const char *err = NULL;
-    size_t nerr = 0;
-
-    pc->fop = NULL;
-    pc->waiting = false;
-    for (uint32_t i = 0; i < op->nparts && err == NULL; i++) {
-        fwd_part_t *part = &op->parts[i];
-        if (part->st == BC_ENOTFOUND) {
-            err = op->refusal;
-        } else if (part->st != BC_OK) {
-            err = bc_fwd_error_line(part->st);
-        } else if (op->values && !reply_is_values(part->reply, part->len)) {
-            /* The owner's own error (say, MOVED: its table is newer). */
-            err = part->reply;
-            nerr = part->len;
-        }
-    }
-    if (err != NULL && nerr == 0) nerr = strlen(err);
-    if (op->noreply) {
-        /* nothing */
-    } else if (err != NULL) {
-        reply_bytes(pc, err, nerr);
-    } else if (!op->values) {
-        reply_bytes(pc, op->parts[0].reply, op->parts[0].len);
-    } else {
-        for (uint32_t i = 0; i < op->nparts; i++) {
-            /* Each part ends with "END\r\n" (checked by the forwarder). */
-            if (op->parts[i].len > 5) reply_bytes(pc, op->parts[i].reply, op->parts[i].len - 5);
-        }
-        if (!bc_outq_move(&pc->out, &op->local, pc->env->cache)) pc->oom = true;
-        REPLY(pc, "END\r\n");
-    }
-    fwd_op_free(pc, op);
-}
-
-/* forward.h completion of part `tag` of pc's forwarded command. */
-static void
-fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
-{
-    bc_proto_conn_t *pc = arg;
-    bc_proto_fwd_op_t *op = pc->fop;
-    fwd_part_t *part = &op->parts[tag];
-
-    part->req = NULL;
-    part->st = st;
-    part->reply = reply;
-    part->len = len;
-    if (--op->pending > 0) return;
-    fwd_finish(pc);
-    /* Last: the hook may run further commands or close the connection. */
-    if (pc->resume != NULL) pc->resume(pc->resume_arg);
-}
-
-/* Sends part i of pc->fop; a failure at once is recorded in the part. */
-static void
-fwd_send_part(bc_proto_conn_t *pc, uint32_t i, uint32_t gid, char *buf, size_t len)
-{
-    bc_proto_fwd_op_t *op = pc->fop;
-    bc_fwd_reply_kind_t kind = op->values ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
-    bc_status_t st = bc_fwd_submit(pc->fwd, gid, kind, buf, len, fwd_on_done, pc, i,
-                                   &op->parts[i].req);
-    if (st == BC_OK) {
-        op->pending++;
-    } else {
-        op->parts[i].req = NULL;
-        op->parts[i].st = st;
-    }
-}
-
-/* Every part has been sent: wait, or answer at once if all failed. */
-static void
-fwd_sent(bc_proto_conn_t *pc)
-{
-    if (pc->fop->pending > 0) {
-        pc->waiting = true;
-    } else {
-        fwd_finish(pc);
-    }
-}
-
-/*
- * A malloc'd copy of a command line to forward, with room for `extra`
- * more bytes: without its "\r" and without a final "noreply" (the reply
- * is needed; see proto_text.h), then "\r\n".  NULL when out of memory.
- */
-static char *
-fwd_line(const char *line, size_t len, bool noreply, size_t extra, size_t *outlen)
-{
-    if (len > 0 && line[len - 1] == '\r') len--;
-    if (noreply) {
-        while (len > 0 && line[len - 1] == ' ') len--;
-        if (len >= 7 && memcmp(line + len - 7, "noreply", 7) == 0) len -= 7;
-        while (len > 0 && line[len - 1] == ' ') len--;
-    }
-    char *buf = malloc(len + 2 + extra);
-    if (buf == NULL) return NULL;
-    memcpy(buf, line, len);
-    buf[len] = '\r';
-    buf[len + 1] = '\n';
-    *outlen = len + 2;
-    return buf;
-}
-
-/* Forwards a one-key command without data block (delete, incr, touch). */
-static void
-fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
-           uint32_t gid, const char *refusal)
-{
-    size_t n;
-    pc->fop = fwd_op_new(1, refusal);
-    char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, 0, &n) : NULL;
-    if (buf == NULL) {
-        fwd_op_free(pc, pc->fop);
-        pc->fop = NULL;
-        pc->oom = true;
-        return;
-    }
-    pc->fop->noreply = req->noreply;
-    fwd_send_part(pc, 0, gid, buf, n);
-    fwd_sent(pc);
-}
-
 /*
  * Routes a one-key write command.  Returns true when it has been dealt
  * with here (refused or forwarded), false when it is to be served.
@@ -365,23 +175,18 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
     case ROUTE_SERVE:
         return false;
     case ROUTE_FORWARD:
-        fwd_simple(pc, line, len, req, gid, refusal);
+        bc__proto_fwd_simple(pc, line, len, req, gid, refusal);
         return true;
     case ROUTE_REFUSE:
         break;
     }
-    if (!req->noreply) reply_bytes(pc, refusal, strlen(refusal));
+    if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
     return true;
 }
 
-/* Keys whose hashes a routed multi-get keeps from its routing pass. */
-#define ROUTE_HASH_CACHE 64
-
 /*
- * Queues a VALUE block for every key of req found here -- every key when
- * dest is NULL, else those whose dest is 0 -- without the final END, and
- * counts them.  hashes (may be NULL) holds the first ROUTE_HASH_CACHE
- * keys' hashes from the routing pass.
+ * bc__proto_retrieve_values (proto_int.h): the VALUE blocks of the keys
+ * served here.
  *
  * BEHAVIOR: a value of up to BC_PROTO_COPY_MAX bytes is copied next to its
  * VALUE header and the item released at once; only larger values are sent
@@ -393,9 +198,9 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
  * number in place only when no reply still references the item, and
  * numbers are always small.
  */
-static void
-retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
-                const uint32_t *hashes)
+void
+bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
+                          const uint32_t *hashes)
 {
     bc_cache_t *cache = pc->env->cache;
     bool with_cas = req->cmd == BC_MC_CMD_GETS || req->cmd == BC_MC_CMD_GATS;
@@ -467,84 +272,6 @@ retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t 
     }
 }
 
-/*
- * A multi-get with keys of other owners (dest[i] = the owner group of key
- * i, 0 = served here): one request per owner, in the order owners first
- * appear, and the local keys' VALUE blocks served now into the command's
- * own queue (merged at the end, see fwd_finish).
- */
-static void
-fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
-             const uint32_t *hashes, const char *refusal)
-{
-    uint32_t gids_small[8], *gids = gids_small, ngids = 0, cap = 8;
-    bool local = false;
-
-    for (uint32_t i = 0; i < req->nkeys; i++) {
-        uint32_t g = dest[i], k;
-        local = local || g == 0;
-        if (g == 0) continue;
-        for (k = 0; k < ngids && gids[k] != g; k++) {
-        }
-        if (k < ngids) continue;
-        if (ngids == cap) {
-            uint32_t *ng = malloc(2 * cap * sizeof(*ng));
-            if (ng == NULL) goto oom;
-            memcpy(ng, gids, ngids * sizeof(*ng));
-            if (gids != gids_small) free(gids);
-            gids = ng;
-            cap *= 2;
-        }
-        gids[ngids++] = g;
-    }
-    pc->fop = fwd_op_new(ngids, refusal);
-    if (pc->fop == NULL) goto oom;
-    pc->fop->values = true;
-    if (local) {
-        bc_outq_t saved = pc->out;
-        bc_outq_init(&pc->out);
-        retrieve_values(pc, req, dest, hashes);
-        pc->fop->local = pc->out;
-        pc->out = saved;
-        if (pc->oom) {
-            fwd_op_free(pc, pc->fop);
-            pc->fop = NULL;
-            goto out;
-        }
-    }
-
-    const char *name = bc_mc_cmd_name(req->cmd);
-    bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
-    size_t room = strlen(name) + 24 + (size_t)(req->keys_end - req->keys) + 3;
-    for (uint32_t k = 0; k < ngids; k++) {
-        char *buf = malloc(room);
-        if (buf == NULL) {
-            pc->fop->parts[k].st = BC_ENOMEM;
-            continue;
-        }
-        size_t n = (size_t)(touch ? snprintf(buf, room, "%s %" PRId64, name, req->exptime)
-                                  : snprintf(buf, room, "%s", name));
-        const char *cursor = req->keys, *key;
-        size_t nkey;
-        uint32_t i = 0;
-        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
-            if (dest[i++] != gids[k]) continue;
-            buf[n++] = ' ';
-            memcpy(buf + n, key, nkey);
-            n += nkey;
-        }
-        buf[n++] = '\r';
-        buf[n++] = '\n';
-        fwd_send_part(pc, k, gids[k], buf, n);
-    }
-    fwd_sent(pc);
-    goto out;
-oom:
-    pc->oom = true;
-out:
-    if (gids != gids_small) free(gids);
-}
-
 /* get, gets, gat, gats. */
 static void
 cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
@@ -573,7 +300,7 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
             if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
             route_action_t a = route_key(pc, hash, touch, &gid, refusal);
             if (a == ROUTE_REFUSE) {
-                reply_bytes(pc, refusal, strlen(refusal));
+                bc__proto_reply_bytes(pc, refusal, strlen(refusal));
                 goto out;
             }
             if (a == ROUTE_FORWARD && !foreign) {
@@ -584,73 +311,14 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
             i++;
         }
         if (foreign) {
-            fwd_retrieve(pc, req, dest, hashes, first_fwd);
+            bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
             goto out;
         }
     }
-    retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
+    bc__proto_retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
     if (!pc->oom) REPLY(pc, "END\r\n");
 out:
     if (dest != dest_small) free(dest);
-}
-
-/*
- * A storage command for another owner: its line and data block are
- * collected into one request (state FWD_DATA), sent once complete.
- */
-static void
-fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
-                uint32_t gid, const char *refusal)
-{
-    size_t n;
-
-    /* BEHAVIOR: a block larger than this node's item limit is not
-     * buffered to be forwarded: it is answered here, as the owner would
-     * (the owner's old value, if any, is left alone). */
-    if ((size_t)req->vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
-        bc_stats_incr(pc->stats, store_too_large);
-        if (!req->noreply) REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
-        pc->state = BC_PROTO_SWALLOW;
-        pc->swallow = (uint64_t)req->vlen + 2;
-        return;
-    }
-    pc->fop = fwd_op_new(1, refusal);
-    char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, (size_t)req->vlen + 2, &n)
-                                : NULL;
-    if (buf == NULL) {
-        fwd_op_free(pc, pc->fop);
-        pc->fop = NULL;
-        pc->oom = true;
-        return;
-    }
-    pc->fop->buf = buf;
-    pc->fop->len = n + req->vlen + 2;
-    pc->fop->gid = gid;
-    pc->fop->noreply = req->noreply;
-    pc->state = BC_PROTO_FWD_DATA;
-    pc->dst = buf + n;
-    pc->need = req->vlen + 2;
-}
-
-/* The data block to forward is complete: check its terminator, send. */
-static void
-fwd_store_finish(bc_proto_conn_t *pc)
-{
-    bc_proto_fwd_op_t *op = pc->fop;
-    const char *end = op->buf + op->len;
-
-    pc->state = BC_PROTO_LINE;
-    if (end[-2] != '\r' || end[-1] != '\n') {
-        bc_stats_incr(pc->stats, protocol_errors);
-        if (!op->noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
-        fwd_op_free(pc, op);
-        pc->fop = NULL;
-        return;
-    }
-    char *buf = op->buf;
-    op->buf = NULL;
-    fwd_send_part(pc, 0, op->gid, buf, op->len);
-    fwd_sent(pc);
 }
 
 /* A storage command line: allocate the item, then receive its data. */
@@ -668,10 +336,10 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     case ROUTE_SERVE:
         break;
     case ROUTE_FORWARD:
-        fwd_store_begin(pc, line, len, req, gid, refusal);
+        bc__proto_fwd_store_begin(pc, line, len, req, gid, refusal);
         return;
     case ROUTE_REFUSE:
-        if (!req->noreply) reply_bytes(pc, refusal, strlen(refusal));
+        if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
@@ -718,7 +386,7 @@ cmd_store_finish(bc_proto_conn_t *pc)
         return;
     }
 
-    /* BEHAVIOR (migration fencing, node/migrate.h): the route was checked
+    /* BEHAVIOR (migration fencing, migrate/migrate.h): the route was checked
      * when the command line came, but the data block may have taken several
      * loop iterations; the bucket may be read-only (being exported) or gone
      * by now.  Check again in the iteration that stores. */
@@ -727,7 +395,7 @@ cmd_store_finish(bc_proto_conn_t *pc)
         uint32_t gid = 0;
         if (route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
             bc_item_release(cache, it);
-            if (!noreply) reply_bytes(pc, refusal, strlen(refusal));
+            if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
             return;
         }
     }
@@ -800,7 +468,7 @@ cmd_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request
     }
     if (req->noreply) return;
     switch (st) {
-    case BC_OK: reply_u64(pc, result); break;
+    case BC_OK: bc__proto_reply_u64(pc, result); break;
     case BC_ENOTFOUND: REPLY(pc, "NOT_FOUND\r\n"); break;
     case BC_ENONNUMERIC:
         REPLY(pc, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
@@ -837,161 +505,6 @@ cmd_flush_all(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     bc_cache_flush(cache, when);
     bc_stats_incr(pc->stats, cmd_flush);
     if (!req->noreply) REPLY(pc, "OK\r\n");
-}
-
-/* Server-wide figures, or this connection's worker alone without a hook. */
-static void
-stats_collect(bc_proto_conn_t *pc, bc_server_stats_t *ss)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (pc->env->server_stats != NULL) {
-        pc->env->server_stats(pc->env->hook_arg, ss);
-    } else {
-        ss->threads = 1;
-        bc_stats_accumulate(&ss->totals, pc->stats);
-    }
-}
-
-/* The replication lines (cluster mode only). */
-static void
-stats_replication(bc_proto_conn_t *pc)
-{
-    char buf[2048];
-    if (pc->env->repl_stats == NULL) return;
-    size_t n = pc->env->repl_stats(pc->env->repl_ctx, buf, sizeof(buf));
-    if (n > 0) reply_bytes(pc, buf, n);
-}
-
-static void
-stats_general(bc_proto_conn_t *pc)
-{
-    bc_proto_env_t *env = pc->env;
-    bc_server_stats_t ss;
-    bc_cache_stats_t cs;
-    struct rusage ru;
-    uint32_t now = bc_cache_now(env->cache);
-
-    stats_collect(pc, &ss);
-    bc_cache_get_stats(env->cache, &cs);
-    getrusage(RUSAGE_SELF, &ru);
-
-    STAT_U64(pc, "pid", (uint64_t)getpid());
-    STAT_U64(pc, "uptime", (int64_t)now > (int64_t)env->started ? now - (uint64_t)env->started : 0);
-    STAT_U64(pc, "time", now);
-    STAT_STR(pc, "version", BC_VERSION);
-    STAT_U64(pc, "pointer_size", sizeof(void *) * 8);
-    reply_fmt(pc, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
-              (long)ru.ru_utime.tv_usec);
-    reply_fmt(pc, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
-              (long)ru.ru_stime.tv_usec);
-    STAT_U64(pc, "max_connections", env->max_conns);
-    STAT_U64(pc, "curr_connections", ss.curr_connections);
-    STAT_U64(pc, "total_connections", ss.total_connections);
-    STAT_U64(pc, "rejected_connections", ss.rejected_connections);
-#define BC__STATS_LINE(name, desc) STAT_U64(pc, #name, ss.totals.name);
-    BC_THREAD_STATS(BC__STATS_LINE)
-#undef BC__STATS_LINE
-    STAT_U64(pc, "limit_maxbytes", cs.mem_limit);
-    STAT_U64(pc, "threads", ss.threads);
-    STAT_U64(pc, "bytes", cs.mem_used);
-    STAT_U64(pc, "data_bytes", cs.data_bytes);
-    STAT_U64(pc, "curr_items", cs.curr_items);
-    STAT_U64(pc, "total_items", cs.total_items);
-    STAT_U64(pc, "expired_unfetched", cs.expired_unfetched);
-    STAT_U64(pc, "evicted_unfetched", cs.evicted_unfetched);
-    STAT_U64(pc, "evictions", cs.evictions);
-    STAT_U64(pc, "reclaimed", cs.reclaimed);
-    STAT_U64(pc, "expired_active", cs.expired_active);
-    STAT_U64(pc, "flushed", cs.flushed);
-    STAT_U64(pc, "pinned_bytes", cs.pinned_bytes);
-    stats_replication(pc);
-    REPLY(pc, "END\r\n");
-}
-
-static void
-stats_settings(bc_proto_conn_t *pc)
-{
-    bc_proto_env_t *env = pc->env;
-    bc_cache_stats_t cs;
-
-    bc_cache_get_stats(env->cache, &cs);
-    STAT_U64(pc, "maxbytes", cs.mem_limit);
-    STAT_U64(pc, "maxconns", env->max_conns);
-    STAT_U64(pc, "tcpport", env->port);
-    STAT_U64(pc, "udpport", 0);
-    STAT_STR(pc, "inter", env->listen_addr != NULL ? env->listen_addr : "NULL");
-    STAT_U64(pc, "verbosity", (uint64_t)atomic_load(&env->verbosity));
-    STAT_STR(pc, "evictions", "on");
-    STAT_U64(pc, "num_threads", env->nthreads);
-    STAT_STR(pc, "cas_enabled", "yes");
-    STAT_U64(pc, "tcp_backlog", (uint64_t)(env->backlog > 0 ? env->backlog : 0));
-    STAT_U64(pc, "item_size_max", bc_cache_max_item_size(env->cache));
-    STAT_STR(pc, "flush_enabled", "yes");
-    STAT_STR(pc, "hash_algorithm", "murmur3");
-    STAT_STR(pc, "eviction_policy", bc_cache_policy_name(env->cache));
-    STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
-    STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
-    REPLY(pc, "END\r\n");
-}
-
-/*
- * memcached reports items per slab class.  There are no slab classes here:
- * everything is reported as class 1, and nothing at all when empty, as
- * memcached does for an empty class.
- */
-static void
-stats_items(bc_proto_conn_t *pc)
-{
-    bc_server_stats_t ss;
-    bc_cache_stats_t cs;
-
-    bc_cache_get_stats(pc->env->cache, &cs);
-    if (cs.curr_items > 0) {
-        stats_collect(pc, &ss);
-        STAT_U64(pc, "items:1:number", cs.curr_items);
-        STAT_U64(pc, "items:1:mem_requested", cs.data_bytes);
-        STAT_U64(pc, "items:1:evicted", cs.evictions);
-        STAT_U64(pc, "items:1:outofmemory", ss.totals.store_no_memory);
-        STAT_U64(pc, "items:1:reclaimed", cs.reclaimed);
-        STAT_U64(pc, "items:1:expired_unfetched", cs.expired_unfetched);
-        STAT_U64(pc, "items:1:evicted_unfetched", cs.evicted_unfetched);
-    }
-    REPLY(pc, "END\r\n");
-}
-
-static void
-cmd_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
-{
-    const char *sub = req->subcmd;
-    uint32_t n = req->nsubcmd;
-
-#define SUB_IS(lit) (n == sizeof(lit) - 1 && memcmp(sub, lit, n) == 0)
-    if (sub == NULL) {
-        stats_general(pc);
-    } else if (SUB_IS("settings")) {
-        stats_settings(pc);
-    } else if (SUB_IS("items")) {
-        stats_items(pc);
-    } else if (SUB_IS("slabs")) {
-        /* No slab allocator: items are malloc'd at their own size. */
-        bc_cache_stats_t cs;
-        bc_cache_get_stats(pc->env->cache, &cs);
-        STAT_U64(pc, "active_slabs", 0);
-        STAT_U64(pc, "total_malloced", cs.mem_used);
-        REPLY(pc, "END\r\n");
-    } else if (SUB_IS("replication") && pc->env->repl_stats != NULL) {
-        stats_replication(pc);
-        REPLY(pc, "END\r\n");
-    } else if (SUB_IS("sizes")) {
-        REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
-    } else if (SUB_IS("reset")) {
-        if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
-        REPLY(pc, "RESET\r\n");
-    } else {
-        bc_stats_incr(pc->stats, protocol_errors);
-        REPLY(pc, "ERROR\r\n");
-    }
-#undef SUB_IS
 }
 
 #define PEER_CMD_LEN (sizeof(BC_FWD_HANDSHAKE) - 1)
@@ -1058,7 +571,7 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
         bc_stats_incr(pc->stats, protocol_errors);
-        if (!req.noreply) reply_line(pc, req.error);
+        if (!req.noreply) bc__proto_reply_line(pc, req.error);
         return BC_OK;
     }
     switch (req.cmd) {
@@ -1090,7 +603,7 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
         cmd_flush_all(pc, &req);
         break;
     case BC_MC_CMD_STATS:
-        cmd_stats(pc, &req);
+        bc__proto_stats(pc, &req);
         break;
     case BC_MC_CMD_VERSION:
         REPLY(pc, "VERSION " BC_VERSION "\r\n");
@@ -1139,7 +652,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
         bc_item_release(pc->env->cache, pc->item);
         pc->item = NULL;
     }
-    fwd_op_free(pc, pc->fop);
+    bc__proto_fwd_op_free(pc, pc->fop);
     pc->fop = NULL;
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
@@ -1153,7 +666,7 @@ data_advance(bc_proto_conn_t *pc, size_t n)
     pc->need -= (uint32_t)n;
     if (pc->need > 0) return;
     if (pc->state == BC_PROTO_FWD_DATA) {
-        fwd_store_finish(pc);
+        bc__proto_fwd_store_finish(pc);
     } else {
         cmd_store_finish(pc);
     }

@@ -150,7 +150,7 @@ typedef enum bc_proto_state {
     BC_PROTO_FWD_DATA,         /* receiving a data block to forward (into fop) */
 } bc_proto_state_t;
 
-/* A command being forwarded (proto_text.c). */
+/* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 
 typedef struct bc_proto_conn {
@@ -188,7 +188,7 @@ typedef struct bc_proto_conn {
 /*
  * Prepares pc (owned by the caller, typically inside its connection
  * struct).  env and stats are borrowed and must outlive pc; stats must be
- * written by the calling thread only (stats.h).  Allocates nothing.
+ * written by the calling thread only (net/stats.h).  Allocates nothing.
  */
 void bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats,
                         int id);
