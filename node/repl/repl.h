@@ -2,7 +2,7 @@
  * repl.h -- primary/backup replication inside a group.
  *
  * WHAT IT DOES
- *   The group's primary streams every change of its cache (cache.h's
+ *   The group's primary streams every change of its cache (engine/cache.h's
  *   observer: the state each write leaves behind) to each backup over a
  *   peer connection, in the frames of common/bc_frame.h, with a byte
  *   offset that only grows.  A backup applies the stream to its own cache
@@ -14,7 +14,7 @@
  *     connect to the primary's data port
  *     "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n"
  *                                   --------->  a worker hands the socket
- *                                               to this module (server.h)
+ *                                               to this module (net/server.h)
  *                                               offset still in the backlog
  *                                               and same replid?
  *                                    <--------  RHELLO full=0: the stream
@@ -34,7 +34,7 @@
  *   (bounded by the link's latency and the backlog in flight).
  *   sync: a reply that acknowledges a write leaves only once every backup
  *   in the sync set acknowledged the offset of that write.  Workers wait
- *   once per batch of replies (server.h, bc_server_set_commit), so a
+ *   once per batch of replies (net/server.h, bc_server_set_commit), so a
  *   pipelined batch costs one round trip to the backups, not one per
  *   command.  A backup that does not acknowledge within sync_timeout_ms is
  *   dropped from the sync set (logged, counted) so a sick backup cannot
@@ -59,7 +59,7 @@
  * ROLE CHANGES (one thread, repl_main, decides)
  *   - Promoted (the cluster agent says primary): stop following, start a
  *     new replication id, continue the offset from what was applied, start
- *     recording, then open the cluster's write gate (cluster.h) -- no
+ *     recording, then open the cluster's write gate (cluster/cluster.h) -- no
  *     write is accepted before it can be recorded.
  *   - Demoted (primary no more, including a lost ZooKeeper session): the
  *     cluster closed the write gate at once; stop recording, disconnect
@@ -187,10 +187,10 @@ void bc_repl_stop(bc_repl_t *repl);
 /* Stops and frees (the cache observer is removed).  NULL is accepted. */
 void bc_repl_destroy(bc_repl_t *repl);
 
-/* server.h handoff function: a backup's handshake; ctx is the bc_repl_t.
- * Takes fd (closes it on refusal).  Does not block. */
+/* net/server.h handoff function: a backup's handshake; ctx is the
+ * bc_repl_t.  Takes fd (closes it on refusal).  Does not block. */
 void bc_repl_handoff(void *ctx, int fd, const char *args);
-/* server.h commit function: in sync mode, waits until the backups have
+/* net/server.h commit function: in sync mode, waits until the backups have
  * what this thread wrote (bounded by sync_timeout_ms).  ctx is the
  * bc_repl_t. */
 void bc_repl_commit_wait(void *ctx);
@@ -214,15 +214,15 @@ bc_repl_commit_t bc_repl_commit_ticket(bc_repl_t *r);
 bool bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t, int64_t waited_ms);
 
 void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
-/* server.h repl stats function: "STAT repl_* value" lines (role, mode,
- * offset, synced; a backup's link, lag in bytes and ms; a primary's
- * backups and resync/sync counters).  ctx is the bc_repl_t. */
+/* The text protocol's repl_stats hook (proto/proto_text.h): "STAT repl_*
+ * value" lines (role, mode, offset, synced; a backup's link, lag in bytes
+ * and ms; a primary's backups and resync/sync counters).  ctx is the
+ * bc_repl_t. */
 size_t bc_repl_format_stats(void *ctx, char *buf, size_t len);
 
 /* Internal (fuzzing, tests): applies a live replication stream in buf to
  * cache as a backup does -- decode, check, apply.  Returns the records
  * applied, or -1 at the first malformed or out-of-place frame. */
 int64_t bc__repl_apply_stream(bc_cache_t *cache, const char *buf, size_t len, size_t max_frame);
-/* "async" / "sync" -> mode.  Errors: BC_EINVAL. */
 
 #endif
