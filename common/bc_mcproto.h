@@ -77,7 +77,7 @@
     "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
 
 /* What a node answers after "SERVER_ERROR " when forwarding a command to
- * its bucket's owner failed (node/forward.c); the client library tells
+ * its bucket's owner failed (node/proto/forward.c); the client library tells
  * them apart (client/proto.c).  UNSENT never reached the owner, so any
  * command may be sent again; IN_DOUBT and TIMEOUT were sent and may have
  * been applied. */

@@ -1,7 +1,8 @@
 /*
  * item_frame.h -- the cache's items as peer frames (common/bc_frame.h),
- * both ways: what a primary streams to its backups (repl.c) and what a
- * migration source exports (migrate.c), and what the receiving end stores.
+ * both ways: what a primary streams to its backups (repl/primary.c) and
+ * what a migration source exports (migrate/export.c), and what the
+ * receiving end (repl/backup.c, migrate/import.c) stores.
  *
  * An item travels with its REMAINING lifetime in seconds (bc_frame.h:
  * relative, so the two nodes' clocks need not agree); an item that has

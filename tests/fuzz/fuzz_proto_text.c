@@ -1,6 +1,6 @@
 /*
  * fuzz_proto_text.c -- libFuzzer target: arbitrary client bytes through the
- * node's command executor (node/proto_text.c) on a real in-process cache.
+ * node's command executor (node/proto/proto_text.c) on a real in-process cache.
  *
  * It plays the part of server.c: the input arrives in chunks whose sizes
  * come from the input itself, unconsumed bytes are kept and presented again,

@@ -1,6 +1,6 @@
 /*
  * fuzz_repl.c -- libFuzzer target for what a backup does with its
- * primary's replication stream (node/repl.c, bc__repl_apply_stream): decode
+ * primary's replication stream (node/repl/backup.c, bc__repl_apply_stream): decode
  * each frame, check it, apply it to the cache.
  *
  * Inputs are read as fuzz_frames.h describes (raw, or payloads wrapped in

@@ -1,7 +1,7 @@
 /*
  * test_mcproto.c -- the memcached text protocol: the parser
  * (common/bc_mcproto.c) and, in-process on a real cache, the command
- * executor and its output queue (node/proto_text.c).
+ * executor and its output queue (node/proto/proto_text.c, node/net/outq.c).
  *
  * The expected replies were taken from memcached 1.6.18 by sending the same
  * lines to it; the cases where bucketcache deliberately differs (32-bit

@@ -1,6 +1,6 @@
 /*
  * test_tap.c -- the change trackers a precopy arms on its source's bucket
- * (node/tap.h): what they record, when they end, and their key sets.
+ * (node/engine/tap.h): what they record, when they end, and their key sets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
