@@ -54,7 +54,7 @@
  *   CACHE_REFCOUNT_MAX (16-bit counter) is answered as a miss instead.
  *
  * MEMORY ACCOUNTING
- *   mem_used charges what malloc really hands out (bc__mem_charge: usable
+ *   mem_used charges what malloc really hands out (bc__evict_mem_charge: usable
  *   size + chunk header) for items, bucket slot arrays, policy state and the
  *   engine's own fixed arrays.  bc_item_alloc reserves an item's bytes with
  *   a compare-and-swap on mem_used *before* any shard lock is taken; when
@@ -275,7 +275,7 @@ cache_mem_sub(bc_cache_t *cache, uint64_t n)
 /*
  * What glibc's malloc will charge for a request, before we make it: chunks
  * are 16-byte multiples holding the request plus an 8-byte header, at least
- * 32 bytes.  After malloc the real figure (bc__mem_charge) replaces the
+ * 32 bytes.  After malloc the real figure (bc__evict_mem_charge) replaces the
  * estimate; with other allocators the estimate is just that.
  */
 static inline uint64_t
@@ -307,7 +307,7 @@ item_key_eq(const bc_item_t *it, const char *key, size_t nkey, uint32_t hash)
 static void
 item_free(bc_cache_t *cache, bc_item_t *it)
 {
-    uint64_t charge = bc__mem_charge(it);
+    uint64_t charge = bc__evict_mem_charge(it);
     if (it->iflags & ITEM_PINNED) {
         atomic_fetch_sub_explicit(&cache->pinned_bytes, charge, memory_order_relaxed);
     }
@@ -375,10 +375,10 @@ do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
                 it = next;
             }
         }
-        cache_mem_sub(cache, bc__mem_charge(b->slots));
+        cache_mem_sub(cache, bc__evict_mem_charge(b->slots));
         free(b->slots);
     }
-    cache_mem_add(cache, bc__mem_charge(slots));
+    cache_mem_add(cache, bc__evict_mem_charge(slots));
     b->slots = slots;
     b->mask = mask;
     return true;
@@ -404,7 +404,7 @@ do_table_shrink(bc_cache_t *cache, cache_bucket_t *b)
 {
     if (b->slots == NULL) return;
     if (b->count == 0) {
-        cache_mem_sub(cache, bc__mem_charge(b->slots));
+        cache_mem_sub(cache, bc__evict_mem_charge(b->slots));
         free(b->slots);
         b->slots = NULL;
         b->mask = 0;
@@ -465,7 +465,7 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__mem_charge(it);
+    uint64_t charge = bc__evict_mem_charge(it);
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
@@ -489,7 +489,7 @@ do_item_unlink(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it,
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__mem_charge(it);
+    uint64_t charge = bc__evict_mem_charge(it);
 
     bc_item_t **pp = do_table_ref(cache, b, it);
     *pp = it->hnext;
@@ -509,8 +509,8 @@ do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t old_charge = bc__mem_charge(old_it);
-    uint64_t new_charge = bc__mem_charge(new_it);
+    uint64_t old_charge = bc__evict_mem_charge(old_it);
+    uint64_t new_charge = bc__evict_mem_charge(new_it);
 
     bc_item_t **pp = do_table_ref(cache, b, old_it);
     new_it->hnext = old_it->hnext;
@@ -740,8 +740,8 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
         return BC_ENOMEM;
     }
     memset(cache->shards, 0, nshards * sizeof(cache_shard_t));
-    cache_mem_add(cache, bc__mem_charge(cache) + bc__mem_charge(cache->buckets) +
-                         bc__mem_charge(cache->shards));
+    cache_mem_add(cache, bc__evict_mem_charge(cache) + bc__evict_mem_charge(cache->buckets) +
+                         bc__evict_mem_charge(cache->shards));
 
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
@@ -910,7 +910,7 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         *st = BC_ENOMEM;
         return NULL;
     }
-    uint64_t charge = bc__mem_charge(it);
+    uint64_t charge = bc__evict_mem_charge(it);
     if (charge > estimate) {
         cache_mem_add(cache, charge - estimate);
     } else if (charge < estimate) {
@@ -1524,7 +1524,7 @@ bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
                 cache->policy->on_remove(s->policy, it, BC_EVICT_DELETED);
                 s->curr_items--;
                 s->data_bytes -= it->nkey + bc_item_value_len(it);
-                do_item_drop_link(cache, it, bc__mem_charge(it), &freelist);
+                do_item_drop_link(cache, it, bc__evict_mem_charge(it), &freelist);
                 dropped++;
                 it = next;
             }

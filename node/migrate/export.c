@@ -50,7 +50,7 @@
  * (item_frame.h) over the buffer. */
 typedef struct export_ctx {
     bc_frame_buf_t buf;
-    bc__item_frames_t frames;      /* frames.buf is &buf: never copy a ctx */
+    bc_item_frame_batch_t frames;  /* frames.buf is &buf: never copy a ctx */
 } export_ctx_t;
 
 static void
@@ -93,13 +93,13 @@ export_changed_item(const bc_item_t *it, void *arg)
 {
     delta_ctx_t *d = arg;
     if (!bc_tap_keys_mark(d->keys, bc_item_key(it), it->nkey)) return true;
-    return bc__item_frames_add(it, &d->x.frames);
+    return bc_item_frame_batch_add(it, &d->x.frames);
 }
 
 static void
 export_gone_key(const char *key, size_t nkey, void *arg)
 {
-    bc__item_frames_t *x = &((delta_ctx_t *)arg)->x.frames;
+    bc_item_frame_batch_t *x = &((delta_ctx_t *)arg)->x.frames;
     if (x->st != BC_OK) return;
     x->st = bc_frame_put_del(x->buf, key, nkey);
     if (x->st != BC_OK) return;
@@ -191,7 +191,7 @@ export_scan_item(const bc_item_t *it, void *arg)
 {
     export_stream_t *s = arg;
     if (s->x.frames.st != BC_OK) return false;
-    if (!bc__item_frames_add(it, &s->x.frames)) return false;
+    if (!bc_item_frame_batch_add(it, &s->x.frames)) return false;
     return s->x.buf.len < MIG_EXPORT_STEP;
 }
 

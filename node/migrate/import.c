@@ -115,7 +115,7 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         r->bytes += f->nkey;
         return BC_OK;
     }
-    bc_item_t *it = bc__item_from_frame(cache, f, hash, &st);
+    bc_item_t *it = bc_item_frame_alloc(cache, f, hash, &st);
     if (it == NULL && st == BC_EINVAL) {
         snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
         return BC_ETOOLARGE;

@@ -62,7 +62,7 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
     case BC_FRAME_ITEM: {
         uint32_t hash = bc_hash_key(f->key, f->nkey);
         bc_status_t st;
-        bc_item_t *it = bc__item_from_frame(cache, f, hash, &st);
+        bc_item_t *it = bc_item_frame_alloc(cache, f, hash, &st);
         if (it == NULL && st == BC_EINVAL) return false;
         if (it == NULL) {
             /* Keeping an older value would be wrong; a miss is not. */
@@ -83,7 +83,7 @@ repl_apply_cache(bc_cache_t *cache, const bc_frame_t *f, _Atomic uint64_t *error
         return true;
     case BC_FRAME_TOUCH:
         (void)bc_cache_touch(cache, f->key, f->nkey, bc_hash_key(f->key, f->nkey),
-                             bc__item_exptime(now, f->ttl));
+                             bc_item_frame_exptime(now, f->ttl));
         return true;
     case BC_FRAME_FLUSH:
         /* Now: the primary's mark (our items carry its CAS values), exact

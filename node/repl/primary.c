@@ -151,15 +151,15 @@ repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
     switch (ev->type) {
     case BC_CACHE_EV_STORE: {
         const bc_item_t *it = ev->item;
-        if (bc__item_ttl(it->exptime, bc_cache_now(r->cache), &ttl)) {
-            st = bc__item_put_frame(b, it, ttl);
+        if (bc_item_frame_ttl(it->exptime, bc_cache_now(r->cache), &ttl)) {
+            st = bc_item_frame_put(b, it, ttl);
         } else {
             st = bc_frame_put_del(b, bc_item_key(it), it->nkey);
         }
         break;
     }
     case BC_CACHE_EV_TOUCH:
-        if (bc__item_ttl(ev->item->exptime, bc_cache_now(r->cache), &ttl)) {
+        if (bc_item_frame_ttl(ev->item->exptime, bc_cache_now(r->cache), &ttl)) {
             st = bc_frame_put_touch(b, bc_item_key(ev->item), ev->item->nkey, ttl);
         } else {
             st = bc_frame_put_del(b, bc_item_key(ev->item), ev->item->nkey);
@@ -390,7 +390,7 @@ peer_snapshot(repl_peer_t *p)
 {
     bc_repl_t *r = p->r;
     bc_frame_buf_t b = {0};
-    bc__item_frames_t sc = {.buf = &b, .st = BC_OK};
+    bc_item_frame_batch_t sc = {.buf = &b, .st = BC_OK};
     uint32_t nb = bc_cache_nbuckets(r->cache);
     bool ok = true;
     int64_t t0 = bc_time_mono_ms();
@@ -400,7 +400,7 @@ peer_snapshot(repl_peer_t *p)
             break;
         }
         sc.now = bc_cache_now(r->cache);
-        (void)bc_cache_bucket_foreach(r->cache, bucket, bc__item_frames_add, &sc);
+        (void)bc_cache_bucket_foreach(r->cache, bucket, bc_item_frame_batch_add, &sc);
         if (sc.st != BC_OK) {
             log_warn("repl: snapshot for %s failed: %s", p->name, bc_status_str(sc.st));
             ok = false;

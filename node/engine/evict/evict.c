@@ -42,7 +42,7 @@ bc__evict_calloc(const bc_evict_env_t *env, size_t n, size_t size)
 {
     void *p = calloc(n, size);
     if (p != NULL) {
-        atomic_fetch_add_explicit(env->mem_used, bc__mem_charge(p), memory_order_relaxed);
+        atomic_fetch_add_explicit(env->mem_used, bc__evict_mem_charge(p), memory_order_relaxed);
     }
     return p;
 }
@@ -51,6 +51,6 @@ void
 bc__evict_free(const bc_evict_env_t *env, void *p)
 {
     if (p == NULL) return;
-    atomic_fetch_sub_explicit(env->mem_used, bc__mem_charge(p), memory_order_relaxed);
+    atomic_fetch_sub_explicit(env->mem_used, bc__evict_mem_charge(p), memory_order_relaxed);
     free(p);
 }

@@ -123,7 +123,7 @@ const char *bc_evict_names(void);
  * not just payload bytes.
  */
 static inline uint64_t
-bc__mem_charge(const void *p)
+bc__evict_mem_charge(const void *p)
 {
     return p ? (uint64_t)malloc_usable_size((void *)p) + sizeof(size_t) : 0;
 }
