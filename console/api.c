@@ -466,7 +466,7 @@ api_migrations(void *ctx, bc_http_req_t *req)
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);
     cJSON_AddItemToObject(doc, "waiting", waiting);
-    bc_mig_recent_json(c, doc);
+    bc_mig_control_recent_json(c, doc);
     bc_mig_set_free(&migs);
     bc_view_free(&v);
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
