@@ -1,5 +1,22 @@
 /*
- * reconcile.c -- see reconcile.h for the behaviour.
+ * reconcile.c -- every decision of the active console (reconcile.h has the
+ * rules and their order): a pure function from a view, the migration set
+ * and the copy reports to the writes of one transaction.
+ *
+ * HOW
+ *   bc_reconcile copies the tables into the output and walks the steps in
+ *   reconcile.h's order, each editing the output in place: primaries,
+ *   groups down, departed groups waiting, groups back, a cancel, the
+ *   rebalance (the planner, bc_planner.h), then the migrations
+ *   (reconcile_migrations).  That last step is where a bucket is done
+ *   moving: a copy report for the record's epoch whose checks all pass is
+ *   its cutover (mig_cutover); a failed check aborts the attempt
+ *   (mig_abort).  No other code decides either.
+ *
+ *   Everything written must fit one ZooKeeper transaction: a round keeps
+ *   a budget of operations, and what does not fit is left for the next
+ *   round (mig_more).  No I/O, no clock and no locks here: the caller
+ *   passes the time in, so the unit tests drive every rule directly.
  */
 #include "reconcile.h"
 
