@@ -34,6 +34,7 @@
 
 #include "bc_log.h"
 #include "bucketcache.h"
+#include "log.h"
 
 int bc__log_level = BC_LOG_WARN;
 

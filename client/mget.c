@@ -27,9 +27,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "client_int.h"
+#include "near.h"
+#include "ops.h"
 #include "proto.h"
 
 #define MGET_LINE_MAX 16384u
@@ -190,7 +193,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
         bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
         BC__COUNT(m->c, refusals, 1);
-        bc__client_request_refresh(m->c, ref.epoch);
+        bc__agent_request_refresh(m->c, ref.epoch);
         batch_fail(m, b, true, 0);
         return false;
     }
@@ -198,7 +201,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
      * send again, to the owner of the new table. */
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
         bc__fwd_failure_parse(r->text, r->ntext) != BC__FWD_NONE) {
-        bc__client_request_refresh(m->c, 0);
+        bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
         return false;
     }
@@ -218,7 +221,7 @@ batch_on_readable(mget_t *m, mget_batch_t *b)
         if (st == BC_ENOMEM) {
             batch_fail(m, b, false, BC_CLIENT_ENOMEM);
         } else {
-            bc__client_request_refresh(m->c, 0);
+            bc__agent_request_refresh(m->c, 0);
             batch_fail(m, b, true, 0);
         }
         return;
@@ -245,7 +248,7 @@ batch_on_writable(mget_t *m, mget_batch_t *b)
     if (n > 0) {
         b->outsent += (size_t)n;
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        bc__client_request_refresh(m->c, 0);
+        bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
     }
 }
@@ -285,7 +288,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
         }
         bc__node_t *node = s->node[b];
         if (node == NULL) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             continue;
         }
         size_t k;
@@ -332,7 +335,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
             b->active = true;
             active++;
         } else if (cst == BC_EIO) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
         }
     }
 

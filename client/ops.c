@@ -26,13 +26,17 @@
  *   never be matched with the wrong request.  A VALUE must carry the key
  *   asked for.
  */
+#include "ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "client_int.h"
+#include "near.h"
 #include "proto.h"
 
 typedef enum op_kind {
@@ -165,7 +169,7 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
             BC__COUNT(c, refusals, 1);
             log_debug("client: %s refused bucket %u (kind %d, its epoch %llu)", conn->node->addr,
                       ref.bucket, (int)ref.kind, (unsigned long long)ref.epoch);
-            bc__client_request_refresh(c, ref.epoch);
+            bc__agent_request_refresh(c, ref.epoch);
             /* Nodes swallow a refused command's data block; a connection
              * that carried one is closed all the same, to be safe. */
             *healthy = !op_has_data(op->kind);
@@ -180,7 +184,7 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
          */
         bc__fwd_failure_t fwd = bc__fwd_failure_parse(r->text, r->ntext);
         if (fwd != BC__FWD_NONE) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             if (fwd == BC__FWD_UNSENT || op_idempotent(op->kind)) {
                 op->in_doubt = op->in_doubt || fwd == BC__FWD_IN_DOUBT;
                 return ATTEMPT_RETRY;
@@ -296,7 +300,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
             *code = BC_CLIENT_ENOMEM;
             return ATTEMPT_DONE;
         }
-        if (st == BC_EIO) bc__client_request_refresh(c, 0);  /* primary may have changed */
+        if (st == BC_EIO) bc__agent_request_refresh(c, 0);  /* primary may have changed */
         return ATTEMPT_RETRY;
     }
 
@@ -339,7 +343,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
     if (st != BC_OK) {
         /* A request not sent completely is never executed by the node. */
         bc__conn_put(conn, false);
-        if (st == BC_ECLOSED || st == BC_EIO) bc__client_request_refresh(c, 0);
+        if (st == BC_ECLOSED || st == BC_EIO) bc__agent_request_refresh(c, 0);
         return ATTEMPT_RETRY;
     }
 
@@ -352,7 +356,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
         case BC_ENOMEM: *code = BC_CLIENT_ENOMEM; return ATTEMPT_DONE;
         case BC_ECLOSED:
         case BC_EIO:
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             if (op_idempotent(op->kind)) {
                 op->in_doubt = true;
                 return ATTEMPT_RETRY;
@@ -395,7 +399,7 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
         int code = BC_CLIENT_ETIMEOUT;
         attempt_result_t res = ATTEMPT_RETRY;
         if (node == NULL) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
         } else if (!(write && readonly)) {
             res = op_attempt(c, node, op, deadline_ns, &code);
         }

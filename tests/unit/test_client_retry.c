@@ -18,7 +18,10 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
+#include "agent.h"
+#include "client.h"
 #include "client_int.h"
+#include "registry.h"
 #include "test_client_fake.h"
 
 #define NB 4
@@ -39,7 +42,7 @@ world_install(world_t *w, uint64_t epoch)
 {
     uint32_t gids[2] = {1, 2};
     const char *addrs[2] = {w->addr_of_1, w->addr_of_2};
-    assert_int_equal(bc__client_install(w->c, epoch, w->owner, NULL, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(w->c, epoch, w->owner, NULL, 2, gids, addrs), BC_OK);
 }
 
 static void
@@ -65,7 +68,7 @@ world_init(world_t *w, fake_hook_fn hook_a, void *ctx_a, const bc_client_options
     w->addr_of_1 = w->a->addr;
     w->addr_of_2 = w->b->addr;
     assert_int_equal(bc__client_new_detached(opts, NB, &w->c), BC_OK);
-    bc__client_set_refresh_hook(w->c, world_refresh, w);
+    bc__agent_set_refresh_hook(w->c, world_refresh, w);
     world_install(w, 1);
 }
 
@@ -280,7 +283,7 @@ test_readonly_then_writable(void **state)
     uint8_t ro[NB] = {1, 1, 1, 1};
     uint32_t gids[2] = {1, 2};
     const char *addrs[2] = {w.a->addr, w.b->addr};
-    assert_int_equal(bc__client_install(w.c, 5, w.owner, ro, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(w.c, 5, w.owner, ro, 2, gids, addrs), BC_OK);
     assert_int_equal(bc_client_set(w.c, "k", 1, "y", 1, 0, 0, 80), BC_CLIENT_ETIMEOUT);
     void *v;
     size_t vlen;
