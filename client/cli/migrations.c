@@ -9,7 +9,7 @@
  *   line per refresh so the output can be piped.  A console that changes
  *   while watching (failover) is looked up again.
  */
-#include "cli_migrations.h"
+#include "migrations.h"
 
 #include <signal.h>
 #include <stdbool.h>

@@ -44,7 +44,7 @@
 #include "bc_log.h"
 #include "bc_zk.h"
 #include "bucketcache.h"
-#include "cli_migrations.h"
+#include "migrations.h"
 
 enum {
     EXIT_OK = 0,
