@@ -1,5 +1,5 @@
 /*
- * cli_migrations.h -- `bucketcache migrations`: bucket migration progress
+ * migrations.h -- `bucketcache migrations`: bucket migration progress
  * and control, from the active console's API (console/api.h).
  *
  *   bucketcache migrations [--watch] [--interval MS] [--json]
@@ -8,12 +8,14 @@
 #ifndef BC_CLI_MIGRATIONS_H
 #define BC_CLI_MIGRATIONS_H
 
+#include "cli.h"
+
 /*
- * Runs the command; argv[0] is "migrations".  zk_hosts and cluster come
- * from the global flags (may be NULL: an error is printed).  json selects
- * machine-readable output.  Returns the CLI exit code: 0 ok, 1 failed,
- * 2 usage, 4 ZooKeeper or the console unreachable.
+ * Runs the command; argv[0] is "migrations".  cli->zk_hosts and cluster
+ * may be NULL (an error is printed); cli->json selects machine-readable
+ * output.  Returns a BC_CLI_EXIT_* code: OK, FAILED, USAGE, or
+ * UNAVAILABLE (ZooKeeper or the console unreachable).
  */
-int bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc, char **argv);
+int bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv);
 
 #endif
