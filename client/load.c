@@ -41,7 +41,7 @@ load_run(void *argp, bc__flight_result_t *res)
     void *v = NULL;
     size_t vl = 0;
     uint32_t fl = 0;
-    int code = bc__get_remote(c, a->key, a->klen, a->hash, a->deadline_ns, &v, &vl, &fl);
+    int code = bc__ops_get_remote(c, a->key, a->klen, a->hash, a->deadline_ns, &v, &vl, &fl);
     if (code == BC_CLIENT_OK) {
         BC__COUNT(c, hits, 1);
         bc__near_offer(c, a->hash, a->key, a->klen, v, vl, fl);
@@ -99,8 +99,8 @@ load_run(void *argp, bc__flight_result_t *res)
             log_info("client: loaded value of %zu bytes is over max_value_bytes; not stored",
                      out.vlen);
         } else {
-            int sc = bc__set_remote(c, a->key, a->klen, a->hash, value, out.vlen, out.flags,
-                                    out.exptime, a->deadline_ns);
+            int sc = bc__ops_set_remote(c, a->key, a->klen, a->hash, value, out.vlen, out.flags,
+                                        out.exptime, a->deadline_ns);
             if (sc != BC_CLIENT_OK) {
                 BC__COUNT(c, errors, 1);
                 log_info("client: storing a loaded value failed: %s", bc_strerror(sc));
@@ -126,7 +126,7 @@ bc_client_get_or_load(bc_client_t *c, const void *key, size_t klen, bc_client_lo
         BC__COUNT(c, hits, 1);
         return BC_CLIENT_OK;
     }
-    load_arg_t arg = {c, key, klen, hash, loader, ctx, bc__deadline(c, timeout_ms)};
+    load_arg_t arg = {c, key, klen, hash, loader, ctx, bc__ops_deadline(c, timeout_ms)};
     bc__flight_result_t res;
     bool shared = false;
     bc__flight_do(c->flight, hash, key, klen, arg.deadline_ns, load_run, &arg, BC_CLIENT_ETIMEOUT,

@@ -387,7 +387,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         return BC_CLIENT_EINVAL;
     }
     if (n == 0) return BC_CLIENT_OK;
-    uint64_t deadline_ns = bc__deadline(c, timeout_ms);
+    uint64_t deadline_ns = bc__ops_deadline(c, timeout_ms);
     mget_t m = {.c = c, .n = n, .keys = keys, .klens = klens, .items = items};
     m.hash = malloc(n * sizeof(*m.hash));
     if (m.hash == NULL) return BC_CLIENT_ENOMEM;
@@ -422,7 +422,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         for (size_t i = 0; i < n; i++) pending += items[i].status == MGET_PENDING;
         if (pending == 0 || bc__now_ns() >= deadline_ns) break;
         if (atomic_load_explicit(&c->router.published, memory_order_acquire) == published &&
-            !bc__backoff_sleep(c, attempt, deadline_ns, published)) {
+            !bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) {
             break;
         }
         BC__COUNT(c, retries, 1);
