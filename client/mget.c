@@ -30,6 +30,7 @@
 #include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_wire.h"
 #include "client_int.h"
 #include "near.h"
 #include "ops.h"
@@ -189,9 +190,9 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         }
         return true;
     }
-    bc__refusal_t ref;
+    bc_wire_refusal_t ref;
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
-        bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
+        bc_wire_refusal_parse(r->text, r->ntext, &ref) != BC_WIRE_REFUSAL_NONE) {
         BC__COUNT(m->c, refusals, 1);
         bc__agent_request_refresh(m->c, ref.epoch);
         batch_fail(m, b, true, 0);

@@ -35,6 +35,7 @@
 #include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_wire.h"
 #include "client_int.h"
 #include "near.h"
 #include "proto.h"
@@ -164,8 +165,8 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
     *healthy = true;
     switch (r->kind) {
     case BC_MC_REPLY_SERVER_ERROR: {
-        bc__refusal_t ref;
-        if (bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
+        bc_wire_refusal_t ref;
+        if (bc_wire_refusal_parse(r->text, r->ntext, &ref) != BC_WIRE_REFUSAL_NONE) {
             BC__COUNT(c, refusals, 1);
             log_debug("client: %s refused bucket %u (kind %d, its epoch %llu)", conn->node->addr,
                       ref.bucket, (int)ref.kind, (unsigned long long)ref.epoch);

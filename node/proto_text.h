@@ -91,6 +91,7 @@
 
 #include "bc_mcproto.h"
 #include "bc_status.h"
+#include "bc_wire.h"
 #include "cache.h"
 #include "cluster.h"
 #include "forward.h"
@@ -178,8 +179,7 @@ typedef struct bc_proto_env {
 
 /* ---- one connection ---- */
 
-#define BC_PROTO_REPLICATE_CMD    "bucketcache_replicate"
-#define BC_PROTO_HANDOFF_ARGS_MAX 192
+#define BC_PROTO_HANDOFF_ARGS_MAX BC_WIRE_HANDSHAKE_MAX  /* any valid handshake fits */
 
 typedef enum bc_proto_state {
     BC_PROTO_LINE,             /* waiting for a command line */

@@ -42,6 +42,7 @@
 #include "bc_net.h"
 #include "bc_config.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "item_frame.h"
 #include "proto_text.h"
 
@@ -58,12 +59,11 @@
 #define REPL_KEEP_MS               60000    /* record this long without backups */
 #define REPL_COALESCE_US           200      /* async: batch records this long */
 #define REPL_COALESCE_BYTES        (64u * 1024u)
-#define REPL_NAME_MAX              63       /* a backup's name in the handshake */
 
 typedef struct repl_peer {
     bc_repl_t *r;
     int fd;
-    char name[64];
+    char name[BC_WIRE_NAME_MAX + 1];
     char addr[64];
     char req_replid[BC_FRAME_REPLID_MAX + 1];
     uint64_t req_offset;
@@ -799,55 +799,20 @@ peer_sender(void *arg)
     return NULL;
 }
 
-/* "<gid> <replid|-> <offset> <name>", strictly: four space-separated
- * fields, decimal numbers without signs (bc_parse_u64n), a real group id. */
-static bool
-parse_handshake(const char *args, uint32_t *gid, char *replid, uint64_t *offset, char *name)
-{
-    const char *tok[4];
-    size_t len[4];
-    int n = 0;
-    for (const char *p = args; *p != '\0';) {
-        while (*p == ' ') p++;
-        if (*p == '\0') break;
-        if (n == 4) return false;
-        tok[n] = p;
-        while (*p != '\0' && *p != ' ') p++;
-        len[n] = (size_t)(p - tok[n]);
-        n++;
-    }
-    uint64_t g;
-    if (n != 4 || !bc_parse_u64n(tok[0], len[0], BC_GROUP_MAX_GID, &g) || g == 0 ||
-        !bc_parse_u64n(tok[2], len[2], UINT64_MAX, offset) || len[1] > BC_FRAME_REPLID_MAX ||
-        len[3] > REPL_NAME_MAX) {
-        return false;
-    }
-    *gid = (uint32_t)g;
-    bool none = len[1] == 1 && tok[1][0] == '-';
-    memcpy(replid, tok[1], none ? 0 : len[1]);
-    replid[none ? 0 : len[1]] = '\0';
-    memcpy(name, tok[3], len[3]);
-    name[len[3]] = '\0';
-    return true;
-}
-
 void
 bc_repl_handoff(void *ctx, int fd, const char *args)
 {
     bc_repl_t *r = ctx;
-    uint32_t gid;
-    char replid[BC_FRAME_REPLID_MAX + 1], name[REPL_NAME_MAX + 1];
-    uint64_t offset;
+    bc_wire_replicate_t hs;
 
-    if (!parse_handshake(args, &gid, replid, &offset, name)) {
-        static const char msg[] = "CLIENT_ERROR bad replicate line: expected "
-                                  "<gid> <replid|-> <offset> <name>\r\n";
+    if (bc_wire_replicate_parse(args, strlen(args), &hs) != BC_OK) {
+        static const char msg[] = BC_WIRE_REPLICATE_BAD_LINE;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         return;
     }
-    if (gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
-        static const char msg[] = "SERVER_ERROR NOT_PRIMARY of that group\r\n";
+    if (hs.gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
+        static const char msg[] = BC_WIRE_REPLICATE_NOT_PRIMARY;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         return;
@@ -859,9 +824,9 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     }
     p->r = r;
     p->fd = fd;
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    snprintf(p->req_replid, sizeof(p->req_replid), "%s", replid);
-    p->req_offset = offset;
+    snprintf(p->name, sizeof(p->name), "%s", hs.name);
+    snprintf(p->req_replid, sizeof(p->req_replid), "%s", hs.replid);
+    p->req_offset = hs.offset;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char host[48] = "?";
@@ -885,7 +850,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     pthread_mutex_lock(&r->mu);
     if (r->stopping || r->npeers >= r->max_backups) {
         pthread_mutex_unlock(&r->mu);
-        static const char msg[] = "SERVER_ERROR too many backups\r\n";
+        static const char msg[] = BC_WIRE_REPLICATE_TOO_MANY;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         free(p);
@@ -922,7 +887,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
         free(p);
         return;
     }
-    log_info("repl: backup %s connected from %s (offset %" PRIu64 ")", name, host, offset);
+    log_info("repl: backup %s connected from %s (offset %" PRIu64 ")", hs.name, host, hs.offset);
 }
 
 /* ---- backup side ---- */
@@ -1064,16 +1029,25 @@ repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *vi
         log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
         return;
     }
-    char line[256];
+    char line[BC_WIRE_HANDSHAKE_MAX];
+    bc_wire_replicate_t hs = {.gid = bc_node_cluster_gid(r->cluster)};
     pthread_mutex_lock(&r->mu);
-    int n = snprintf(line, sizeof(line), "%s %u %s %" PRIu64 " %s\r\n", BC_PROTO_REPLICATE_CMD,
-                     bc_node_cluster_gid(r->cluster), r->replid[0] ? r->replid : "-",
-                     r->synced ? r->applied : 0, r->label);
+    memcpy(hs.replid, r->replid, sizeof(hs.replid));
+    hs.offset = r->synced ? r->applied : 0;
+    snprintf(hs.name, sizeof(hs.name), "%s", r->label);
     pthread_mutex_unlock(&r->mu);
+    size_t n = bc_wire_replicate_format(&hs, line, sizeof(line));
+    if (n == 0) {
+        /* a replid no handshake can carry (a primary sent it): ask for
+         * a full resync instead */
+        hs.replid[0] = '\0';
+        hs.offset = 0;
+        n = bc_wire_replicate_format(&hs, line, sizeof(line));
+    }
     size_t max_frame = bc_cache_max_item_size(r->cache) + 4096;
     size_t cap = max_frame + BC_FRAME_HEADER_LEN + 64 * 1024;
     char *buf = malloc(cap);
-    if (buf == NULL || n <= 0 || (size_t)n >= sizeof(line) || !send_all(fd, line, (size_t)n)) {
+    if (buf == NULL || n == 0 || !send_all(fd, line, n)) {
         free(buf);
         close(fd);
         return;

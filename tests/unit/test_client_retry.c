@@ -18,6 +18,7 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
+#include "bc_wire.h"
 #include "agent.h"
 #include "client.h"
 #include "client_int.h"
@@ -333,22 +334,22 @@ test_forwarding_failures(void **state)
     world_t w;
     fwd_ctx_t fc;
     atomic_init(&fc.left, 0);
-    lose_next(&fc, "add", BC_MC_FWD_UNSENT, 2);
+    lose_next(&fc, "add", bc_wire_fwd_failure_text(BC_WIRE_FWD_UNSENT), 2);
     world_init(&w, hook_forward_lost, &fc, NULL);
     assert_int_equal(bc_client_add(w.c, "a", 1, "1", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "a"));
 
-    lose_next(&fc, "add", BC_MC_FWD_IN_DOUBT, 1);
+    lose_next(&fc, "add", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 1);
     assert_int_equal(bc_client_add(w.c, "b", 1, "1", 1, 0, 0, 2000), BC_CLIENT_EINDOUBT);
     assert_false(fake_has(w.a, "b"));
-    lose_next(&fc, "incr", BC_MC_FWD_TIMEOUT, 1);
+    lose_next(&fc, "incr", bc_wire_fwd_failure_text(BC_WIRE_FWD_TIMEOUT), 1);
     uint64_t r = 0;
     assert_int_equal(bc_client_incr(w.c, "a", 1, 1, &r, 2000), BC_CLIENT_EINDOUBT);
 
-    lose_next(&fc, "set", BC_MC_FWD_IN_DOUBT, 2);
+    lose_next(&fc, "set", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 2);
     assert_int_equal(bc_client_set(w.c, "s", 1, "x", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "s"));
-    lose_next(&fc, "get", BC_MC_FWD_TIMEOUT, 1);
+    lose_next(&fc, "get", bc_wire_fwd_failure_text(BC_WIRE_FWD_TIMEOUT), 1);
     void *v;
     size_t vlen;
     assert_int_equal(bc_client_get(w.c, "s", 1, 2000, &v, &vlen, NULL), BC_CLIENT_OK);
@@ -356,7 +357,7 @@ test_forwarding_failures(void **state)
     bc_client_free(v);
 
     /* a multi-get whose forwarded part was lost is sent again */
-    lose_next(&fc, "get", BC_MC_FWD_IN_DOUBT, 1);
+    lose_next(&fc, "get", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 1);
     bc_client_item_t items[2];
     const void *keys[2] = {"s", "a"};
     size_t klens[2] = {1, 1};
@@ -366,8 +367,11 @@ test_forwarding_failures(void **state)
     assert_int_equal(items[1].status, BC_CLIENT_OK);
     bc_client_items_free(items, 2);
 
-    /* any other server error is not retried */
+    /* any other server error is not retried, nor are the forwarding
+     * failures that are the forwarding node's own errors */
     lose_next(&fc, "set", "forward failed: something else", 1);
+    assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
+    lose_next(&fc, "set", bc_wire_fwd_failure_text(BC_WIRE_FWD_BUSY), 1);
     assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
     world_free(&w);
 }
