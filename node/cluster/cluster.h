@@ -230,13 +230,12 @@ bool bc_node_cluster_primaries_sync(bc_node_cluster_t *cl, bc_node_primaries_t *
 
 /*
  * Formats the reply line for a request this node will not serve (CRLF
- * included) into buf; returns its length.  memcached clients see a
- * SERVER_ERROR; libbucketcache parses it and refreshes its table:
- *
- *   SERVER_ERROR MOVED <bucket> <owner-gid> <epoch>
- *   SERVER_ERROR NO_OWNER <bucket> <epoch>
- *   SERVER_ERROR READONLY <bucket> <epoch>
- *   SERVER_ERROR NOT_PRIMARY <bucket> <gid> <epoch>
+ * included, NUL-terminated) into buf; returns its length, 0 when route is
+ * BC_ROUTE_SERVE or len is too small.  owner is the owning group (MOVED)
+ * or this node's group (NOT_PRIMARY).  The line is common/bc_wire.h's
+ * refusal of that kind ("SERVER_ERROR MOVED <bucket> <owner-gid> <epoch>"
+ * and friends): memcached clients see a SERVER_ERROR, libbucketcache
+ * parses it and refreshes its table.
  */
 int bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner,
                                    uint64_t epoch, char *buf, size_t len);

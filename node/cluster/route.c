@@ -22,6 +22,7 @@
 
 #include "bc_log.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "cluster/cluster_int.h"
 
 #define ROUTE_READONLY_BIT  (1ull << 32)
@@ -125,27 +126,15 @@ int
 bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner, uint64_t epoch,
                                char *buf, size_t len)
 {
-    int n;
-    unsigned long long e = (unsigned long long)epoch;
+    bc_wire_refusal_t r = {.bucket = bucket, .gid = owner, .epoch = epoch};
     switch (route) {
-    case BC_ROUTE_MOVED:
-        n = snprintf(buf, len, "SERVER_ERROR MOVED %u %u %llu\r\n", bucket, owner, e);
-        break;
-    case BC_ROUTE_NO_OWNER:
-        n = snprintf(buf, len, "SERVER_ERROR NO_OWNER %u %llu\r\n", bucket, e);
-        break;
-    case BC_ROUTE_READONLY:
-        n = snprintf(buf, len, "SERVER_ERROR READONLY %u %llu\r\n", bucket, e);
-        break;
-    case BC_ROUTE_NOT_PRIMARY:
-        n = snprintf(buf, len, "SERVER_ERROR NOT_PRIMARY %u %u %llu\r\n", bucket, owner, e);
-        break;
-    default:
-        n = 0;
-        if (len > 0) buf[0] = '\0';
-        break;
+    case BC_ROUTE_MOVED: r.kind = BC_WIRE_REFUSAL_MOVED; break;
+    case BC_ROUTE_NO_OWNER: r.kind = BC_WIRE_REFUSAL_NO_OWNER; r.gid = 0; break;
+    case BC_ROUTE_READONLY: r.kind = BC_WIRE_REFUSAL_READONLY; r.gid = 0; break;
+    case BC_ROUTE_NOT_PRIMARY: r.kind = BC_WIRE_REFUSAL_NOT_PRIMARY; break;
+    default: r.kind = BC_WIRE_REFUSAL_NONE; break;
     }
-    return (n < 0 || (size_t)n >= len) ? 0 : n;
+    return (int)bc_wire_refusal_format(&r, buf, len);
 }
 
 bool

@@ -54,6 +54,7 @@
 #include "bc_log.h"
 #include "bc_mcproto.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 
 #define RBUF_MIN        (16u * 1024u)
 #define RBUF_KEEP       (64u * 1024u)   /* larger idle read buffers are freed */
@@ -367,7 +368,7 @@ reply_is_error(bc_mc_reply_kind_t k)
 static bc_status_t
 peer_parse(fwd_peer_t *p)
 {
-    static const char ok[] = BC_FWD_HANDSHAKE_OK;
+    static const char ok[] = BC_WIRE_PEER_OK;
     const size_t nok = sizeof(ok) - 1;
 
     while (p->rpos < p->rlen) {
@@ -534,7 +535,7 @@ static fwd_peer_t *
 peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
 {
     bc_node_cluster_info_t ci;
-    char hs[96];
+    char hs[BC_WIRE_HANDSHAKE_MAX];
     fwd_peer_t *p = calloc(1, sizeof(*p));
     fwd_chunk_t *c = calloc(1, sizeof(*c));
 
@@ -545,17 +546,18 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
         return NULL;
     }
     bc_node_cluster_get_info(fwd->cluster, &ci);
-    int n = snprintf(hs, sizeof(hs), BC_FWD_HANDSHAKE " %s\r\n",
-                     ci.node_name[0] != '\0' ? ci.node_name : "unregistered");
-    c->buf = malloc((size_t)n);
+    size_t n = bc_wire_peer_format(ci.node_name[0] != '\0' ? ci.node_name : "unregistered", hs,
+                                   sizeof(hs));
+    if (n == 0) n = bc_wire_peer_format("unregistered", hs, sizeof(hs));  /* not a valid name */
+    c->buf = malloc(n);
     if (c->buf == NULL) {
         free(p);
         free(c);
         *st = BC_ENOMEM;
         return NULL;
     }
-    memcpy(c->buf, hs, (size_t)n);
-    c->len = (size_t)n;
+    memcpy(c->buf, hs, n);
+    c->len = n;
 
     int fd = socket(e->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = -1;
@@ -826,12 +828,12 @@ const char *
 bc_fwd_error_line(bc_status_t st)
 {
     switch (st) {
-    case BC_ETIMEOUT: return "SERVER_ERROR " BC_MC_FWD_TIMEOUT "\r\n";
-    case BC_ECLOSED: return "SERVER_ERROR " BC_MC_FWD_IN_DOUBT "\r\n";
-    case BC_ETOOLARGE: return "SERVER_ERROR forward reply too large\r\n";
-    case BC_EPROTO: return "SERVER_ERROR forward bad reply from owner\r\n";
-    case BC_EBUSY: return "SERVER_ERROR forward busy: too many peer connections\r\n";
-    case BC_ENOMEM: return "SERVER_ERROR out of memory forwarding\r\n";
-    default: return "SERVER_ERROR " BC_MC_FWD_UNSENT "\r\n";
+    case BC_ETIMEOUT: return bc_wire_fwd_failure_line(BC_WIRE_FWD_TIMEOUT);
+    case BC_ECLOSED: return bc_wire_fwd_failure_line(BC_WIRE_FWD_IN_DOUBT);
+    case BC_ETOOLARGE: return bc_wire_fwd_failure_line(BC_WIRE_FWD_TOO_LARGE);
+    case BC_EPROTO: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BAD_REPLY);
+    case BC_EBUSY: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BUSY);
+    case BC_ENOMEM: return bc_wire_fwd_failure_line(BC_WIRE_FWD_NOMEM);
+    default: return bc_wire_fwd_failure_line(BC_WIRE_FWD_UNSENT);
     }
 }

@@ -40,6 +40,7 @@
  *
  * ONE HOP, NEVER A LOOP
  *   Every connection this module opens starts with the handshake line
+ *   (common/bc_wire.h, BC_WIRE_PEER_CMD)
  *
  *       bucketcache_peer <node-name>\r\n        answered   OK\r\n
  *
@@ -86,10 +87,6 @@
 #include "cluster/cluster.h"
 #include "net/el.h"
 #include "net/stats.h"
-
-/* The handshake a forwarding connection starts with, and its answer. */
-#define BC_FWD_HANDSHAKE    "bucketcache_peer"
-#define BC_FWD_HANDSHAKE_OK "OK\r\n"
 
 #define BC_FWD_DEFAULT_TIMEOUT_MS 2000u
 

@@ -53,6 +53,7 @@
 
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_wire.h"
 #include "proto/proto_int.h"
 
 /* Longest VALUE header: "VALUE " key " " flags " " bytes " " cas "\r\n". */
@@ -507,38 +508,22 @@ cmd_flush_all(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     if (!req->noreply) REPLY(pc, "OK\r\n");
 }
 
-#define PEER_CMD_LEN (sizeof(BC_FWD_HANDSHAKE) - 1)
 
 /*
  * "bucketcache_peer <name>": another node's forwarding connection (see
  * forward.h).  The connection is marked as a peer: from now on its keys
- * are served or refused, never forwarded.  args: the line after the word.
+ * are served or refused, never forwarded.  name: the handshake's name
+ * (bc_wire_peer_parse), n bytes.
  */
 static void
-cmd_peer(bc_proto_conn_t *pc, const char *args, size_t n)
+cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
 {
-    if (n > 0 && args[n - 1] == '\r') n--;
-    while (n > 0 && args[0] == ' ') {
-        args++;
-        n--;
-    }
-    while (n > 0 && args[n - 1] == ' ') n--;
-    bool ok = n >= 1 && n <= 64;
-    for (size_t i = 0; ok && i < n; i++) {
-        unsigned char c = (unsigned char)args[i];
-        ok = c > 0x20 && c < 0x7f;
-    }
-    if (!ok) {
-        bc_stats_incr(pc->stats, protocol_errors);
-        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
-        return;
-    }
     if (!pc->peer) {
         pc->peer = true;
         bc_stats_incr(pc->stats, peer_connections);
-        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, args);
+        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, name);
     }
-    REPLY(pc, BC_FWD_HANDSHAKE_OK);
+    REPLY(pc, BC_WIRE_PEER_OK);
 }
 
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
@@ -550,23 +535,28 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
     }
-    if (pc->env->handoff_replicate && len > sizeof(BC_PROTO_REPLICATE_CMD) &&
-        memcmp(line, BC_PROTO_REPLICATE_CMD " ", sizeof(BC_PROTO_REPLICATE_CMD)) == 0) {
-        size_t n = len - sizeof(BC_PROTO_REPLICATE_CMD);
-        if (n > 0 && line[len - 1] == '\r') n--;
-        if (n >= BC_PROTO_HANDOFF_ARGS_MAX) {
+    const char *args;
+    size_t nargs;
+    if (pc->env->handoff_replicate && bc_wire_replicate_match(line, len, &args, &nargs) == BC_OK) {
+        if (nargs >= BC_PROTO_HANDOFF_ARGS_MAX) {
             bc_stats_incr(pc->stats, protocol_errors);
             REPLY(pc, "CLIENT_ERROR line too long\r\n");
             return BC_OK;
         }
-        pc->handoff_args = line + sizeof(BC_PROTO_REPLICATE_CMD);
-        pc->handoff_len = n;
+        pc->handoff_args = args;
+        pc->handoff_len = nargs;
         return BC_EHANDOFF;
     }
-    if (len >= PEER_CMD_LEN && memcmp(line, BC_FWD_HANDSHAKE, PEER_CMD_LEN) == 0 &&
-        (len == PEER_CMD_LEN || line[PEER_CMD_LEN] == ' ' || line[PEER_CMD_LEN] == '\r')) {
-        cmd_peer(pc, line + PEER_CMD_LEN, len - PEER_CMD_LEN);
+    switch (bc_wire_peer_parse(line, len, &args, &nargs)) {
+    case BC_OK:
+        cmd_peer(pc, args, nargs);
         return BC_OK;
+    case BC_EINVAL:
+        bc_stats_incr(pc->stats, protocol_errors);
+        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
+        return BC_OK;
+    default:
+        break;
     }
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;

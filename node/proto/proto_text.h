@@ -85,6 +85,7 @@
 
 #include "bc_mcproto.h"
 #include "bc_status.h"
+#include "bc_wire.h"
 #include "cluster/cluster.h"
 #include "engine/cache.h"
 #include "net/handler.h"
@@ -140,8 +141,9 @@ typedef struct bc_proto_env {
 
 /* ---- one connection ---- */
 
-#define BC_PROTO_REPLICATE_CMD    "bucketcache_replicate"
-#define BC_PROTO_HANDOFF_ARGS_MAX (BC_HANDLER_HANDOFF_ARGS_MAX + 1)
+#define BC_PROTO_HANDOFF_ARGS_MAX BC_WIRE_HANDSHAKE_MAX  /* any valid handshake fits */
+_Static_assert(BC_PROTO_HANDOFF_ARGS_MAX <= BC_HANDLER_HANDOFF_ARGS_MAX + 1,
+               "a handoff line's arguments must fit the server's copy (net/handler.h)");
 
 typedef enum bc_proto_state {
     BC_PROTO_LINE,             /* waiting for a command line */

@@ -36,8 +36,8 @@
 #include "bc_log.h"
 #include "bc_net.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "engine/item_frame.h"
-#include "proto/proto_text.h"
 #include "repl/repl_int.h"
 
 #define REPL_LINK_TIMEOUT_MS       3000     /* backup: silence that ends the link */
@@ -180,17 +180,25 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
         log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
         return;
     }
-    char line[256];
+    char line[BC_WIRE_HANDSHAKE_MAX];
+    bc_wire_replicate_t hs = {.gid = bc_node_cluster_gid(r->cluster)};
     pthread_mutex_lock(&r->mu);
-    int n = snprintf(line, sizeof(line), "%s %u %s %" PRIu64 " %s\r\n", BC_PROTO_REPLICATE_CMD,
-                     bc_node_cluster_gid(r->cluster), r->replid[0] ? r->replid : "-",
-                     r->synced ? r->applied : 0, r->label);
+    memcpy(hs.replid, r->replid, sizeof(hs.replid));
+    hs.offset = r->synced ? r->applied : 0;
+    snprintf(hs.name, sizeof(hs.name), "%s", r->label);
     pthread_mutex_unlock(&r->mu);
+    size_t n = bc_wire_replicate_format(&hs, line, sizeof(line));
+    if (n == 0) {
+        /* a replid no handshake can carry (a primary sent it): ask for
+         * a full resync instead */
+        hs.replid[0] = '\0';
+        hs.offset = 0;
+        n = bc_wire_replicate_format(&hs, line, sizeof(line));
+    }
     size_t max_frame = bc_cache_max_item_size(r->cache) + 4096;
     size_t cap = max_frame + BC_FRAME_HEADER_LEN + 64 * 1024;
     char *buf = malloc(cap);
-    if (buf == NULL || n <= 0 || (size_t)n >= sizeof(line) ||
-        !bc__repl_send_all(fd, line, (size_t)n)) {
+    if (buf == NULL || n == 0 || !bc__repl_send_all(fd, line, n)) {
         free(buf);
         close(fd);
         return;

@@ -45,6 +45,7 @@
 #include "bc_frame.h"
 #include "bc_log.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "engine/item_frame.h"
 #include "repl/repl_int.h"
 
@@ -52,7 +53,6 @@
 #define REPL_SNAPSHOT_FLUSH        (1024u * 1024u)
 #define REPL_COALESCE_US           200      /* async: batch records this long */
 #define REPL_COALESCE_BYTES        (64u * 1024u)
-#define REPL_NAME_MAX              63       /* a backup's name in the handshake */
 
 /* The stream offset after this thread's last record, and the last one a
  * sync wait confirmed (one bc_repl_t per process). */
@@ -619,55 +619,20 @@ peer_sender(void *arg)
     return NULL;
 }
 
-/* "<gid> <replid|-> <offset> <name>", strictly: four space-separated
- * fields, decimal numbers without signs (bc_parse_u64n), a real group id. */
-static bool
-parse_handshake(const char *args, uint32_t *gid, char *replid, uint64_t *offset, char *name)
-{
-    const char *tok[4];
-    size_t len[4];
-    int n = 0;
-    for (const char *p = args; *p != '\0';) {
-        while (*p == ' ') p++;
-        if (*p == '\0') break;
-        if (n == 4) return false;
-        tok[n] = p;
-        while (*p != '\0' && *p != ' ') p++;
-        len[n] = (size_t)(p - tok[n]);
-        n++;
-    }
-    uint64_t g;
-    if (n != 4 || !bc_parse_u64n(tok[0], len[0], BC_GROUP_MAX_GID, &g) || g == 0 ||
-        !bc_parse_u64n(tok[2], len[2], UINT64_MAX, offset) || len[1] > BC_FRAME_REPLID_MAX ||
-        len[3] > REPL_NAME_MAX) {
-        return false;
-    }
-    *gid = (uint32_t)g;
-    bool none = len[1] == 1 && tok[1][0] == '-';
-    memcpy(replid, tok[1], none ? 0 : len[1]);
-    replid[none ? 0 : len[1]] = '\0';
-    memcpy(name, tok[3], len[3]);
-    name[len[3]] = '\0';
-    return true;
-}
-
 void
 bc_repl_handoff(void *ctx, int fd, const char *args)
 {
     bc_repl_t *r = ctx;
-    uint32_t gid;
-    char replid[BC_FRAME_REPLID_MAX + 1], name[REPL_NAME_MAX + 1];
-    uint64_t offset;
+    bc_wire_replicate_t hs;
 
-    if (!parse_handshake(args, &gid, replid, &offset, name)) {
-        static const char msg[] = "CLIENT_ERROR bad replicate line: expected "
-                                  "<gid> <replid|-> <offset> <name>\r\n";
+    if (bc_wire_replicate_parse(args, strlen(args), &hs) != BC_OK) {
+        static const char msg[] = BC_WIRE_REPLICATE_BAD_LINE;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         return;
     }
-    if (gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
-        static const char msg[] = "SERVER_ERROR NOT_PRIMARY of that group\r\n";
+    if (hs.gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
+        static const char msg[] = BC_WIRE_REPLICATE_NOT_PRIMARY;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         return;
@@ -679,9 +644,9 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     }
     p->r = r;
     p->fd = fd;
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    snprintf(p->req_replid, sizeof(p->req_replid), "%s", replid);
-    p->req_offset = offset;
+    snprintf(p->name, sizeof(p->name), "%s", hs.name);
+    snprintf(p->req_replid, sizeof(p->req_replid), "%s", hs.replid);
+    p->req_offset = hs.offset;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     char host[48] = "?";
@@ -705,7 +670,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     pthread_mutex_lock(&r->mu);
     if (r->stopping || r->npeers >= r->max_backups) {
         pthread_mutex_unlock(&r->mu);
-        static const char msg[] = "SERVER_ERROR too many backups\r\n";
+        static const char msg[] = BC_WIRE_REPLICATE_TOO_MANY;
         (void)!write(fd, msg, sizeof(msg) - 1);
         close(fd);
         free(p);
@@ -741,5 +706,5 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
         free(p);
         return;
     }
-    log_info("repl: backup %s connected from %s (offset %" PRIu64 ")", name, host, offset);
+    log_info("repl: backup %s connected from %s (offset %" PRIu64 ")", hs.name, host, hs.offset);
 }

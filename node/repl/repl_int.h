@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "bc_frame.h"
+#include "bc_wire.h"
 #include "cluster/cluster.h"
 #include "engine/cache.h"
 #include "repl/backlog.h"
@@ -33,7 +34,7 @@
 typedef struct repl_peer {
     bc_repl_t *r;
     int fd;
-    char name[64];
+    char name[BC_WIRE_NAME_MAX + 1];
     char addr[64];
     char req_replid[BC_FRAME_REPLID_MAX + 1];
     uint64_t req_offset;

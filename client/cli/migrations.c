@@ -1,5 +1,5 @@
 /*
- * cli_migrations.c -- see cli_migrations.h.
+ * migrations.c -- see migrations.h.
  *
  * HOW
  *   Finds the active console through ZooKeeper (the lowest election znode)
@@ -9,7 +9,7 @@
  *   line per refresh so the output can be piped.  A console that changes
  *   while watching (failover) is looked up again.
  */
-#include "cli_migrations.h"
+#include "migrations.h"
 
 #include <signal.h>
 #include <stdbool.h>
@@ -24,13 +24,6 @@
 #include "bc_cluster.h"
 #include "bc_http_client.h"
 #include "bc_zk.h"
-
-enum {
-    MIG_EXIT_OK = 0,
-    MIG_EXIT_FAILED = 1,
-    MIG_EXIT_USAGE = 2,
-    MIG_EXIT_UNAVAILABLE = 4,
-};
 
 #define MIG_BAR_WIDTH 30
 
@@ -68,20 +61,20 @@ mig_find_console(const char *zk_hosts, const char *cluster, char *addr, size_t l
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot connect to ZooKeeper at %s: %s\n", zk_hosts,
                 bc_status_str(st));
-        return MIG_EXIT_UNAVAILABLE;
+        return BC_CLI_EXIT_UNAVAILABLE;
     }
     st = bc_cluster_active_console(zk, cluster, addr, len);
     bc_zk_close(zk);
     if (st == BC_ENOTFOUND) {
         fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cluster);
-        return MIG_EXIT_UNAVAILABLE;
+        return BC_CLI_EXIT_UNAVAILABLE;
     }
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cluster,
                 bc_status_str(st));
-        return MIG_EXIT_UNAVAILABLE;
+        return BC_CLI_EXIT_UNAVAILABLE;
     }
-    return MIG_EXIT_OK;
+    return BC_CLI_EXIT_OK;
 }
 
 /* method path at the console; *doc the parsed JSON reply.  Exit code. */
@@ -95,23 +88,23 @@ mig_call(const char *addr, const char *method, const char *path, cJSON **doc, bo
             fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr,
                     bc_status_str(st));
         }
-        return MIG_EXIT_UNAVAILABLE;
+        return BC_CLI_EXIT_UNAVAILABLE;
     }
     *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
     int status = resp.status;
     bc_http_response_free(&resp);
     if (*doc == NULL) {
         fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
-        return MIG_EXIT_FAILED;
+        return BC_CLI_EXIT_FAILED;
     }
     if (status >= 300) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
         fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
         cJSON_Delete(*doc);
         *doc = NULL;
-        return status == 409 ? MIG_EXIT_UNAVAILABLE : MIG_EXIT_FAILED;
+        return status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
     }
-    return MIG_EXIT_OK;
+    return BC_CLI_EXIT_OK;
 }
 
 static double
@@ -252,8 +245,10 @@ print_json(const cJSON *doc)
 }
 
 int
-bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc, char **argv)
+bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
 {
+    const char *zk_hosts = cli->zk_hosts, *cluster = cli->cluster;
+    int json = cli->json;
     bool watch = false;
     long interval = 1000;
     const char *action = NULL;
@@ -265,11 +260,11 @@ bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc
             interval = strtol(argv[++i], &end, 10);
             if (*end != '\0' || interval < 50 || interval > 3600000) {
                 fprintf(stderr, "bucketcache: --interval must be 50..3600000 ms\n");
-                return MIG_EXIT_USAGE;
+                return BC_CLI_EXIT_USAGE;
             }
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             mig_usage(stdout);
-            return MIG_EXIT_OK;
+            return BC_CLI_EXIT_OK;
         } else if (action == NULL && (strcmp(argv[i], "pause") == 0 ||
                                       strcmp(argv[i], "resume") == 0 ||
                                       strcmp(argv[i], "cancel") == 0)) {
@@ -277,25 +272,25 @@ bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc
         } else {
             fprintf(stderr, "bucketcache: migrations: unknown argument \"%s\"\n", argv[i]);
             mig_usage(stderr);
-            return MIG_EXIT_USAGE;
+            return BC_CLI_EXIT_USAGE;
         }
     }
     if (action != NULL && watch) {
         fprintf(stderr, "bucketcache: migrations: --watch is for progress, not with %s\n", action);
-        return MIG_EXIT_USAGE;
+        return BC_CLI_EXIT_USAGE;
     }
     if (zk_hosts == NULL || zk_hosts[0] == '\0' || cluster == NULL || cluster[0] == '\0') {
         fprintf(stderr, "bucketcache: --zk and --cluster are required "
                         "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
-        return MIG_EXIT_USAGE;
+        return BC_CLI_EXIT_USAGE;
     }
     if (!bc_cluster_name_valid(cluster)) {
         fprintf(stderr, "bucketcache: invalid cluster name \"%s\"\n", cluster);
-        return MIG_EXIT_USAGE;
+        return BC_CLI_EXIT_USAGE;
     }
     char addr[BC_ADDR_MAX];
     int rc = mig_find_console(zk_hosts, cluster, addr, sizeof(addr));
-    if (rc != MIG_EXIT_OK) return rc;
+    if (rc != BC_CLI_EXIT_OK) return rc;
     cJSON *doc = NULL;
 
     if (action != NULL) {
@@ -303,11 +298,11 @@ bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc
                          : strcmp(action, "resume") == 0   ? "/v1/migrations/resume"
                                                            : "/v1/rebalance/cancel";
         rc = mig_call(addr, "POST", path, &doc, false);
-        if (rc != MIG_EXIT_OK) return rc;
+        if (rc != BC_CLI_EXIT_OK) return rc;
         if (json) print_json(doc);
         else printf("%s: %s\n", action, str(doc, "summary")[0] ? str(doc, "summary") : "done");
         cJSON_Delete(doc);
-        return MIG_EXIT_OK;
+        return BC_CLI_EXIT_OK;
     }
 
     bool tty = isatty(STDOUT_FILENO) && !json;
@@ -321,14 +316,14 @@ bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc
     int failures = 0;
     for (;;) {
         rc = mig_call(addr, "GET", "/v1/migrations", &doc, watch);
-        if (rc == MIG_EXIT_UNAVAILABLE && watch && !mig_interrupted && failures++ < 30) {
+        if (rc == BC_CLI_EXIT_UNAVAILABLE && watch && !mig_interrupted && failures++ < 30) {
             /* the console may have failed over: find the new one */
             struct timespec ts = {0, 300 * 1000 * 1000};
             nanosleep(&ts, NULL);
-            if (mig_find_console(zk_hosts, cluster, addr, sizeof(addr)) != MIG_EXIT_OK) continue;
+            if (mig_find_console(zk_hosts, cluster, addr, sizeof(addr)) != BC_CLI_EXIT_OK) continue;
             continue;
         }
-        if (rc != MIG_EXIT_OK) return rc;
+        if (rc != BC_CLI_EXIT_OK) return rc;
         failures = 0;
         bool finished = mig_finished(doc);
         if (json) {
@@ -347,5 +342,5 @@ bc__cli_migrations(const char *zk_hosts, const char *cluster, int json, int argc
         nanosleep(&ts, NULL);
         if (mig_interrupted) break;
     }
-    return MIG_EXIT_OK;
+    return BC_CLI_EXIT_OK;
 }
