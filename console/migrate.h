@@ -60,7 +60,7 @@
  *   A pool thread asks the destination to import b (from the source, at
  *   E; or, for a precopy, while b stays writable) and long-polls it until
  *   done, then reports to the loop: migrate_pool.h has the requests.  The
- *   destination pulls the bucket from the source (node/migrate.h), which
+ *   destination pulls the bucket from the source (node/migrate/migrate.h), which
  *   exports it only once fenced at E.  Reconcile asks for a few buckets
  *   precopied ahead of their copy (bc_mig_precopy_window), so the final
  *   copy, which holds b read-only, moves only the keys changed since.

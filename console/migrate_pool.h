@@ -15,7 +15,7 @@
  *       -> report {b, E, ok, items, bytes, node} to the reconcile loop,
  *          which wakes and decides it at once
  *
- *   The destination pulls the bucket from the source (node/migrate.h),
+ *   The destination pulls the bucket from the source (node/migrate/migrate.h),
  *   which exports it only once fenced at E.  The POST is idempotent: a
  *   console that took over re-issues it for every copying record and gets
  *   the running or finished job back.  With a precopy of b from the same
