@@ -99,8 +99,8 @@ bc_log_vwrite(bc_log_level_t level, const char *fmt, va_list ap)
     int len = snprintf(line, sizeof(line), "bucketcache: %s: %s\n",
                        level_names[level > BC_LOG_TRACE ? BC_LOG_TRACE : level], msg);
     if (len > 0) {
-        size_t n = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
-        ssize_t w = write(STDERR_FILENO, line, n);
+        size_t out = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
+        ssize_t w = write(STDERR_FILENO, line, out);
         (void)w;
     }
 }

@@ -23,6 +23,7 @@
 #include "bc_mcproto.h"
 #include "engine/cache.h"
 #include "proto/proto_text.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 

@@ -18,6 +18,7 @@
 #include "fuzz_frames.h"
 #include "engine/cache.h"
 #include "repl/repl.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 #define FUZZ_MEM (4u << 20)

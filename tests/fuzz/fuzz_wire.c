@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "bc_wire.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 
