@@ -196,6 +196,13 @@ cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_
     cache_notify(cache, type, it, NULL, 0, 0, b);
 }
 
+/* mem_limit may be changed at run time (bc_cache_set_mem_limit). */
+static inline size_t
+cache_mem_limit(const bc_cache_t *cache)
+{
+    return __atomic_load_n(&cache->mem_limit, __ATOMIC_RELAXED);
+}
+
 /* Where a hash lives. */
 typedef struct cache_loc {
     cache_shard_t *shard;
@@ -469,7 +476,8 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    it->iflags = BC_ITEM_LINKED;
+    it->iflags = (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
+    it->atime = now;
     uint32_t idx = loc->q & b->mask;
     it->hnext = b->slots[idx];
     b->slots[idx] = it;
@@ -517,13 +525,25 @@ do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
     *pp = new_it;
     old_it->hnext = NULL;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    new_it->iflags = BC_ITEM_LINKED;
+    new_it->iflags = (uint8_t)((new_it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
+    new_it->atime = now;
     cache->policy->on_replace(s->policy, old_it, new_it, now);
     b->bytes = b->bytes - old_charge + new_charge;
     s->total_items++;
     s->data_bytes = s->data_bytes - (old_it->nkey + bc_item_value_len(old_it)) +
                     (new_it->nkey + bc_item_value_len(new_it));
     do_item_drop_link(cache, old_it, old_charge, freelist);
+}
+
+/*
+ * A fetch, as memcached's segmented LRU counts it (do_item_bump): the
+ * first marks the item fetched, a later one refreshes its access time.
+ */
+static inline void
+item_bump(bc_item_t *it, uint32_t now)
+{
+    if (it->iflags & ITEM_FETCHED) it->atime = now;
+    it->iflags |= ITEM_FETCHED;
 }
 
 /* Unlinks a dead (expired or flushed) item and counts it. */
@@ -607,7 +627,7 @@ static bool
 cache_try_reserve(bc_cache_t *cache, uint64_t need)
 {
     uint64_t cur = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    while (cur + need <= cache->mem_limit) {
+    while (cur + need <= cache_mem_limit(cache)) {
         if (atomic_compare_exchange_weak_explicit(&cache->mem_used, &cur, cur + need,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
@@ -621,7 +641,7 @@ static bool
 cache_over_limit(bc_cache_t *cache, uint64_t extra)
 {
     return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra >
-           cache->mem_limit;
+           cache_mem_limit(cache);
 }
 
 /*
@@ -760,7 +780,7 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     }
     pthread_mutexattr_destroy(&attr);
 
-    if (atomic_load(&cache->mem_used) >= cache->mem_limit) {
+    if (atomic_load(&cache->mem_used) >= cache_mem_limit(cache)) {
         log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes",
                   cache->mem_limit, (unsigned long long)atomic_load(&cache->mem_used));
         cache_free_all(cache);
@@ -844,7 +864,7 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
             it = NULL;   /* absurd fan-out on one item: refuse, never overflow */
         } else {
             if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
-            it->iflags |= ITEM_FETCHED;
+            item_bump(it, now);
             if (touch) {
                 it->exptime = exptime;
                 cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
@@ -883,6 +903,17 @@ bc_item_release(bc_cache_t *cache, bc_item_t *it)
 /* writes                                                                   */
 /* ------------------------------------------------------------------------ */
 
+void
+bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit)
+{
+    __atomic_store_n(&cache->mem_limit, limit, __ATOMIC_RELAXED);
+    /* Shrinking: evict down to the new limit now rather than on the next
+     * store. */
+    for (uint32_t i = 0; i < cache->nshards && cache_over_limit(cache, 0); i++) {
+        (void)cache_make_room(cache, i, 0, false);
+    }
+}
+
 bc_item_t *
 bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
               uint32_t flags, uint32_t exptime, uint32_t nbytes, bc_status_t *st)
@@ -893,13 +924,15 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         *st = BC_EINVAL;
         return NULL;
     }
-    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes > cache->max_item_size) {
+    /* memcached stores non-zero flags in 4 more bytes of the item. */
+    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes + (flags != 0 ? 4u : 0u) >
+        cache->max_item_size) {
         *st = BC_ETOOLARGE;
         return NULL;
     }
     size_t request = item_request_size(nkey, nbytes);
     uint64_t estimate = cache_mem_estimate(request);
-    if (estimate > cache->mem_limit ||
+    if (estimate > cache_mem_limit(cache) ||
         !cache_make_room(cache, cache_shard_of(cache, hash), estimate, true)) {
         *st = BC_ENOMEM;
         return NULL;
@@ -923,6 +956,7 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     it->exptime = exptime;
     it->flags = flags;
     it->nbytes = nbytes;
+    it->atime = 0;
     atomic_init(&it->refcount, 1);
     it->nkey = (uint8_t)nkey;
     it->iflags = 0;
@@ -955,7 +989,8 @@ cache_enforce_limit(bc_cache_t *cache, uint32_t hash)
  * whole thing is retried against the new value.
  */
 static bc_status_t
-cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_out)
+cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_in,
+                   uint64_t *cas_out)
 {
     cache_loc_t loc;
     const char *key = bc_item_key(it);
@@ -973,6 +1008,13 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             cache_free_list(cache, freelist);
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
+        }
+        if (cas_in != 0 && old->cas != cas_in) {
+            /* ms MA/MP with C: memcached's simplified CAS check. */
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            bc_item_release(cache, it);
+            return BC_EEXISTS;
         }
         atomic_fetch_add_explicit(&old->refcount, 1, memory_order_relaxed);
         uint64_t old_cas = old->cas;
@@ -1042,19 +1084,27 @@ cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 }
 
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
-                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
+                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas,
+                               bool set_stale);
 
 bc_status_t
 bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
                uint64_t *cas_out)
 {
-    return cache_store(cache, it, mode, cas_in, cas_out, 0);
+    return cache_store(cache, it, mode, cas_in, cas_out, 0, false);
+}
+
+bc_status_t
+bc_cache_store_meta(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+                    bool set_stale, uint64_t *cas_out)
+{
+    return cache_store(cache, it, mode, cas_in, cas_out, 0, set_stale);
 }
 
 bc_status_t
 bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas)
 {
-    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas);
+    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas, false);
 }
 
 /*
@@ -1074,7 +1124,7 @@ bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uin
         return BC_EINVAL;
     }
     if (cas < atomic_load(&cache->oldest_cas)) cas = 0;
-    return cache_store(cache, it, mode, 0, NULL, cas);
+    return cache_store(cache, it, mode, 0, NULL, cas, false);
 }
 
 void
@@ -1084,15 +1134,16 @@ bc_cache_reset_flush(bc_cache_t *cache)
     atomic_store(&cache->oldest_cas, 0);
 }
 
-/* keep_cas != 0: the stored item gets that CAS (replication, migration). */
+/* keep_cas != 0: the stored item gets that CAS (replication, migration).
+ * set_stale: memcached's ms I (see bc_cache_store_meta). */
 static bc_status_t
 cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
-            uint64_t *cas_out, uint64_t keep_cas)
+            uint64_t *cas_out, uint64_t keep_cas, bool set_stale)
 {
     if (it == NULL) return BC_EINVAL;
     if (it->iflags & BC_ITEM_LINKED) return BC_EINVAL;   /* stored twice: caller bug */
     if (mode == BC_STORE_APPEND || mode == BC_STORE_PREPEND) {
-        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_out);
+        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_in, cas_out);
     }
 
     cache_loc_t loc;
@@ -1111,12 +1162,21 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
         break;
     case BC_STORE_ADD:
         st = old != NULL ? BC_ENOTSTORED : BC_OK;
+        if (old != NULL) old->atime = now;       /* memcached bumps it */
         break;
     case BC_STORE_REPLACE:
         st = old != NULL ? BC_OK : BC_ENOTSTORED;
         break;
     case BC_STORE_CAS:
         st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
+        if (st == BC_EEXISTS && set_stale && cas_in != 0 && cas_in < old->cas) {
+            /* A stale value (lower CAS) replaces the current one but stays
+             * stale: it keeps the expiry and the win token state. */
+            it->exptime = old->exptime;
+            bc_item_set_meta(it, (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_STALE |
+                                           (old->iflags & BC_ITEM_WON)));
+            st = BC_OK;
+        }
         break;
     default:
         st = BC_EINVAL;
@@ -1200,10 +1260,10 @@ arith_parse(const char *p, size_t len, uint64_t *out)
         v = v * 10 + d;
     }
     if (s < end && !ARITH_SPACE(*s) && *s != '\0') return false;
-    if (neg) {
-        v = (uint64_t)0 - v;
-        if ((int64_t)v < 0) return false;
-    }
+    if (neg) v = (uint64_t)0 - v;
+    /* memcached: a result that looks negative is refused when the value
+     * holds a '-' anywhere (strchr over the whole string). */
+    if ((int64_t)v < 0 && memchr(p, '-', len) != NULL) return false;
     *out = v;
     return true;
 #undef ARITH_SPACE
@@ -1214,9 +1274,60 @@ bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
 {
+    bc_cache_marith_t m = {.incr = incr, .delta = delta};
+    bc_status_t st = bc_cache_marith(cache, key, nkey, hash, &m);
+    if (st == BC_OK && result != NULL) *result = m.value;
+    return st;
+}
+
+/* ma's vivify: stores `initial` as a new item (add).  Returns BC_OK (m
+ * filled), BC_EEXISTS when the key appeared meanwhile (retry), or an
+ * allocation error. */
+static bc_status_t
+marith_vivify(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_marith_t *m)
+{
+    char buf[24];
+    bc_status_t st;
+    size_t len = bc_mc_u64_to_dec(m->initial, buf);
+    bc_item_t *nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, (uint32_t)len + 2, &st);
+    if (nit == NULL) return st == BC_ETOOLARGE ? BC_ENOMEM : st;
+    memcpy(bc_item_value(nit), buf, len);
+    memcpy(bc_item_value(nit) + len, "\r\n", 2);
+
+    cache_loc_t loc;
+    bc_item_t *freelist = NULL;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bool linked = old == NULL && do_item_link(cache, &loc, nit, now);
+    if (linked) {
+        if (m->set_exptime_created) nit->exptime = m->exptime_created;
+        m->value = m->initial;
+        m->cas = nit->cas;
+        m->exptime_before = 0;
+        m->created = true;
+        cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    cache_free_list(cache, freelist);
+    if (!linked) {
+        bc_item_release(cache, nit);
+        return old != NULL ? BC_EEXISTS : BC_ENOMEM;
+    }
+    cache_enforce_limit(cache, hash);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                bc_cache_marith_t *m)
+{
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
+    m->created = false;
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
         bc_item_t *freelist = NULL;
@@ -1226,19 +1337,32 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
 
         pthread_mutex_lock(&loc.shard->lock);
         bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        if (it == NULL || it->nbytes <= 2 ||
-            !arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) {
+        if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
             cache_free_list(cache, freelist);
-            return it == NULL ? BC_ENOTFOUND : BC_ENONNUMERIC;
+            if (!m->vivify) return BC_ENOTFOUND;
+            bc_status_t st = marith_vivify(cache, key, nkey, hash, m);
+            if (st == BC_EEXISTS) continue;
+            return st;
         }
-        if (incr) {
-            value += delta;                     /* wraps at 2^64, as memcached */
+        /* memcached's order: empty value, then the CAS, then the number. */
+        bc_status_t bad = BC_OK;
+        if (it->nbytes <= 2) bad = BC_ENONNUMERIC;
+        else if (m->cas_in != 0 && it->cas != m->cas_in) bad = BC_EEXISTS;
+        else if (!arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) bad = BC_ENONNUMERIC;
+        if (bad != BC_OK) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            return bad;
+        }
+        if (m->incr) {
+            value += m->delta;                  /* wraps at 2^64, as memcached */
         } else {
-            value = delta > value ? 0 : value - delta;
+            value = m->delta > value ? 0 : value - m->delta;
         }
         size_t len = bc_mc_u64_to_dec(value, buf);
-        if (result != NULL) *result = value;
+        m->value = value;
+        m->exptime_before = it->exptime;
 
         if (len + 2 <= it->nbytes && item_refs(it) == 1) {
             /* Nobody but the table holds it: rewrite in place, padding a
@@ -1247,6 +1371,9 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
             memcpy(v, buf, len);
             memset(v + len, ' ', it->nbytes - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
+            it->atime = now;
+            if (m->set_exptime_hit) it->exptime = m->exptime_hit;
+            m->cas = it->cas;
             cache->policy->on_access(loc.shard->policy, it, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
@@ -1279,6 +1406,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            m->cas = nit->cas;
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1293,6 +1421,134 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
     log_warn("cache: incr/decr gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
     return BC_ENOMEM;
+}
+
+/* The meta state of a linked item (shard lock held). */
+static void
+item_meta(const bc_item_t *it, bc_item_meta_t *out)
+{
+    out->exptime = it->exptime;
+    out->atime = it->atime;
+    out->fetched = (it->iflags & ITEM_FETCHED) != 0;
+    out->stale = (it->iflags & BC_ITEM_STALE) != 0;
+    out->won = (it->iflags & BC_ITEM_WON) != 0;
+    out->key_binary = (it->iflags & BC_ITEM_KEY_BINARY) != 0;
+}
+
+bc_item_t *
+bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_mget_t *m, bc_status_t *st)
+{
+    cache_loc_t loc;
+    bc_item_t *nit = NULL;
+    bc_status_t dummy;
+    if (st == NULL) st = &dummy;
+    *st = BC_ENOTFOUND;
+    m->created = m->won = false;
+    memset(&m->meta, 0, sizeof(m->meta));
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
+    cache_locate(cache, hash, &loc);
+
+    for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
+        bc_item_t *freelist = NULL;
+        uint32_t now = cache_clock(cache);
+
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+        if (it != NULL && item_refs(it) >= CACHE_REFCOUNT_MAX) it = NULL;
+        if (it == NULL && m->vivify && nit != NULL) {
+            /* An empty item, as memcached's vivify: flags 0, no expiry
+             * until N's (or a later T's) is applied. */
+            if (do_item_link(cache, &loc, nit, now)) {
+                it = nit;
+                nit = NULL;
+                m->created = true;
+            }
+        }
+        if (it == NULL) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            if (!m->vivify || nit != NULL || attempt > 0) {
+                if (nit != NULL) bc_item_release(cache, nit);
+                if (m->vivify) *st = BC_ENOMEM;
+                return NULL;
+            }
+            /* Allocate with no lock held (it may evict), then look again. */
+            nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, 2, st);
+            if (nit == NULL) {
+                *st = BC_ENOMEM;
+                return NULL;
+            }
+            memcpy(bc_item_value(nit), "\r\n", 2);
+            continue;
+        }
+        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+        if (m->created) {
+            it->exptime = 0;
+            item_meta(it, &m->meta);
+            it->exptime = m->viv_exptime;
+            m->won = true;
+        } else {
+            item_meta(it, &m->meta);
+            uint32_t exp_at_r = m->touch && m->recache_sees_touch ? m->touch_exptime
+                                                                   : it->exptime;
+            if (m->touch) it->exptime = m->touch_exptime;
+            if (m->recache && !m->meta.won && exp_at_r != 0 && exp_at_r < m->recache_time) {
+                m->won = true;
+            }
+        }
+        if (m->meta.stale && !m->meta.won) m->won = true;
+        if (m->won) it->iflags |= BC_ITEM_WON;
+        if (m->bump) {
+            item_bump(it, now);
+            cache->policy->on_access(loc.shard->policy, it, now);
+        }
+        if (m->created) {
+            cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+        } else if (m->touch) {
+            cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        cache_free_list(cache, freelist);
+        if (nit != NULL) bc_item_release(cache, nit);
+        if (m->created) cache_enforce_limit(cache, hash);
+        *st = BC_OK;
+        return it;
+    }
+    if (nit != NULL) bc_item_release(cache, nit);
+    return NULL;
+}
+
+bc_status_t
+bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool has_cas,
+                 uint64_t cas_in, bool stale, bool set_ttl, uint32_t exptime)
+{
+    cache_loc_t loc;
+    bc_item_t *freelist = NULL;
+    bc_status_t st = BC_OK;
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    if (it == NULL) {
+        st = BC_ENOTFOUND;
+    } else if (has_cas && it->cas != cas_in) {
+        st = BC_EEXISTS;
+    } else if (stale) {
+        if (set_ttl) it->exptime = exptime;
+        it->iflags = (uint8_t)((it->iflags | BC_ITEM_STALE) & ~BC_ITEM_WON);
+        it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
+        cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+    } else {
+        do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
+        do_table_shrink(cache, loc.bucket);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    cache_free_list(cache, freelist);
+    return st;
 }
 
 void
@@ -1558,7 +1814,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
         pthread_mutex_unlock(&s->lock);
     }
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    out->mem_limit = cache->mem_limit;
+    out->mem_limit = cache_mem_limit(cache);
     out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
 }
 

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_mcmeta.h"
 #include "bc_mcproto.h"
 #include "bc_time.h"
 #include "bc_wire.h"
@@ -395,6 +396,18 @@ peer_parse(fwd_peer_t *p)
             if (st == BC_EAGAIN) break;
             if (st != BC_OK || !reply_is_line(r.kind)) return BC_EPROTO;
             peer_complete(p, used);
+            continue;
+        }
+        if (p->head->kind == BC_FWD_REPLY_META) {
+            /* Meta units up to MN (the "mn" sent after the command). */
+            bool mn = false;
+            while (!mn) {
+                bc_status_t st = bc_mc_meta_reply_unit(b + p->scan, avail - p->scan, &used, &mn);
+                if (st == BC_EAGAIN) goto incomplete;
+                if (st != BC_OK) return BC_EPROTO;
+                p->scan += used;
+            }
+            peer_complete(p, p->scan);
             continue;
         }
         /* VALUES: VALUE blocks up to END, or a single error line. */

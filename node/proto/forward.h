@@ -102,6 +102,9 @@ typedef struct bc_fwd_config {
 typedef enum bc_fwd_reply_kind {
     BC_FWD_REPLY_LINE,             /* one status line (storage, delete, incr, touch) */
     BC_FWD_REPLY_VALUES,           /* VALUE blocks and END, or one error line (get & co) */
+    BC_FWD_REPLY_META,             /* meta replies (lines, or a VA line and its data
+                                    * block) up to and including "MN": a meta
+                                    * command is forwarded followed by "mn" */
 } bc_fwd_reply_kind_t;
 
 typedef struct bc_fwd bc_fwd_t;

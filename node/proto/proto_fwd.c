@@ -40,6 +40,7 @@ typedef struct fwd_part {
 
 struct bc_proto_fwd_op {
     bool values;                   /* get & co: parts are merged */
+    bool meta;                     /* a meta command: the reply ends with "MN" (dropped) */
     bool noreply;                  /* drop the reply */
     uint32_t gid;                  /* FWD_DATA: where the request goes */
     char *buf;                     /* FWD_DATA: the request being built (owned) */
@@ -108,6 +109,11 @@ fwd_finish(bc_proto_conn_t *pc)
         /* nothing */
     } else if (err != NULL) {
         bc__proto_reply_bytes(pc, err, nerr);
+    } else if (op->meta) {
+        /* Everything the owner answered but the "MN" of our "mn". */
+        if (op->parts[0].len > 4) {
+            bc__proto_reply_bytes(pc, op->parts[0].reply, op->parts[0].len - 4);
+        }
     } else if (!op->values) {
         bc__proto_reply_bytes(pc, op->parts[0].reply, op->parts[0].len);
     } else {
@@ -146,7 +152,9 @@ static void
 fwd_send_part(bc_proto_conn_t *pc, uint32_t i, uint32_t gid, char *buf, size_t len)
 {
     bc_proto_fwd_op_t *op = pc->fop;
-    bc_fwd_reply_kind_t kind = op->values ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
+    bc_fwd_reply_kind_t kind = op->meta     ? BC_FWD_REPLY_META
+                               : op->values ? BC_FWD_REPLY_VALUES
+                                            : BC_FWD_REPLY_LINE;
     bc_status_t st = bc_fwd_submit(pc->fwd, gid, kind, buf, len, fwd_on_done, pc, i,
                                    &op->parts[i].req);
     if (st == BC_OK) {
@@ -336,13 +344,72 @@ bc__proto_fwd_store_finish(bc_proto_conn_t *pc)
     pc->state = BC_PROTO_LINE;
     if (end[-2] != '\r' || end[-1] != '\n') {
         bc_stats_incr(pc->stats, protocol_errors);
-        if (!op->noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
+        if (!op->noreply || op->meta) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
         bc__proto_fwd_op_free(pc, op);
         pc->fop = NULL;
         return;
     }
     char *buf = op->buf;
     op->buf = NULL;
+    if (op->meta) {
+        memcpy(buf + op->len, "mn\r\n", 4);       /* room reserved at begin */
+        op->len += 4;
+    }
     fwd_send_part(pc, 0, op->gid, buf, op->len);
     fwd_sent(pc);
+}
+
+/*
+ * Meta commands: forwarded as they came -- q included, the owner applies
+ * memcached's quiet rules itself -- followed by "mn", whose "MN" marks the
+ * end of the reply (possibly empty, in quiet mode) and is dropped.
+ */
+void
+bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t gid,
+                   const char *refusal)
+{
+    size_t n;
+    pc->fop = fwd_op_new(1, refusal);
+    char *buf = pc->fop != NULL ? fwd_line(line, len, false, 4, &n) : NULL;
+    if (buf == NULL) {
+        bc__proto_fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    memcpy(buf + n, "mn\r\n", 4);
+    pc->fop->meta = true;
+    fwd_send_part(pc, 0, gid, buf, n + 4);
+    fwd_sent(pc);
+}
+
+/* An ms: line and data block collected (FWD_DATA), then "mn". */
+void
+bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t vlen,
+                               uint32_t gid, const char *refusal)
+{
+    size_t n;
+
+    if ((size_t)vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
+        bc_stats_incr(pc->stats, store_too_large);
+        REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
+        pc->state = BC_PROTO_SWALLOW;
+        pc->swallow = (uint64_t)vlen + 2;
+        return;
+    }
+    pc->fop = fwd_op_new(1, refusal);
+    char *buf = pc->fop != NULL ? fwd_line(line, len, false, (size_t)vlen + 2 + 4, &n) : NULL;
+    if (buf == NULL) {
+        bc__proto_fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    pc->fop->buf = buf;
+    pc->fop->len = n + vlen + 2;
+    pc->fop->gid = gid;
+    pc->fop->meta = true;
+    pc->state = BC_PROTO_FWD_DATA;
+    pc->dst = buf + n;
+    pc->need = vlen + 2;
 }

@@ -46,6 +46,38 @@ void bc__proto_reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
     bc__proto_reply_fmt((pc), "STAT %s %" PRIu64 "\r\n", (name), (uint64_t)(v))
 #define STAT_STR(pc, name, v) bc__proto_reply_fmt((pc), "STAT %s %s\r\n", (name), (v))
 
+/* ---- routing (proto_text.c) ---- */
+
+typedef enum bc__proto_route {
+    BC__PROTO_SERVE,               /* serve it here */
+    BC__PROTO_FORWARD,             /* forward it to group *gid's primary */
+    BC__PROTO_REFUSE,              /* answer the refusal line */
+} bc__proto_route_t;
+
+/*
+ * Cluster routing of one key (hash = bc_hash_key).  For anything but
+ * SERVE, refusal (REFUSAL_MAX bytes) receives the refusal line, CRLF
+ * included: the answer for REFUSE, and what a forward answers when its
+ * owner turns out to be unreachable after all.
+ */
+bc__proto_route_t bc__proto_route_key(bc_proto_conn_t *pc, uint32_t hash, bool write,
+                                      uint32_t *gid, char *refusal);
+
+/* ---- meta commands (meta.c) ---- */
+
+/* mg ms md ma mn me: req->cmd says which. */
+void bc__proto_meta(bc_proto_conn_t *pc, const char *line, size_t len,
+                    const bc_mc_request_t *req);
+/* The data block of an ms has come, its CRLF and route checked: store it
+ * (the item's reference is consumed) and answer. */
+void bc__proto_meta_store_finish(bc_proto_conn_t *pc, bc_item_t *it);
+
+/* ---- administration commands (proto_admin.c) ---- */
+
+/* version, shutdown, cache_memlimit, slabs, lru, lru_crawler, watch,
+ * refresh_certs: req->cmd says which; BC_ECLOSED asks to close. */
+bc_status_t bc__proto_admin(bc_proto_conn_t *pc, const bc_mc_request_t *req);
+
 /* ---- commands served here (proto_text.c) ---- */
 
 /*
@@ -72,6 +104,14 @@ void bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req,
 void bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
                                const bc_mc_request_t *req, uint32_t gid, const char *refusal);
 void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
+/* A meta command (no data block) for group gid's primary: sent as it came,
+ * followed by "mn", the reply relayed without its final "MN". */
+void bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t gid,
+                        const char *refusal);
+/* An ms for group gid: its data block of vlen bytes (+ CRLF) is collected
+ * (state FWD_DATA) and sent, followed by "mn", by bc__proto_fwd_store_finish. */
+void bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
+                                    uint32_t vlen, uint32_t gid, const char *refusal);
 /* Frees a forwarded command (NULL accepted); parts still in flight are
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);

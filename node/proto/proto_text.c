@@ -126,11 +126,10 @@ store_mode(bc_mc_cmd_t cmd)
     }
 }
 
-typedef enum route_action {
-    ROUTE_SERVE,                   /* serve it here */
-    ROUTE_FORWARD,                 /* forward it to group *gid's primary */
-    ROUTE_REFUSE,                  /* answer the refusal line */
-} route_action_t;
+typedef bc__proto_route_t route_action_t;
+#define ROUTE_SERVE BC__PROTO_SERVE
+#define ROUTE_FORWARD BC__PROTO_FORWARD
+#define ROUTE_REFUSE BC__PROTO_REFUSE
 
 /*
  * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
@@ -138,8 +137,9 @@ typedef enum route_action {
  * answer for ROUTE_REFUSE, and what a forward answers when its owner
  * turns out to be unreachable after all.
  */
-static route_action_t
-route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *refusal)
+route_action_t
+bc__proto_route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid,
+                    char *refusal)
 {
     bc_node_cluster_t *cl = pc->env->cluster;
     uint32_t bucket, owner = 0;
@@ -172,7 +172,7 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
 {
     char refusal[REFUSAL_MAX];
     uint32_t gid = 0;
-    switch (route_key(pc, hash, true, &gid, refusal)) {
+    switch (bc__proto_route_key(pc, hash, true, &gid, refusal)) {
     case ROUTE_SERVE:
         return false;
     case ROUTE_FORWARD:
@@ -299,7 +299,7 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey) && i < req->nkeys) {
             uint32_t hash = bc_hash_key(key, nkey), gid = 0;
             if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
-            route_action_t a = route_key(pc, hash, touch, &gid, refusal);
+            route_action_t a = bc__proto_route_key(pc, hash, touch, &gid, refusal);
             if (a == ROUTE_REFUSE) {
                 bc__proto_reply_bytes(pc, refusal, strlen(refusal));
                 goto out;
@@ -333,7 +333,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     uint32_t gid = 0;
     bc_status_t st;
 
-    switch (route_key(pc, hash, true, &gid, refusal)) {
+    switch (bc__proto_route_key(pc, hash, true, &gid, refusal)) {
     case ROUTE_SERVE:
         break;
     case ROUTE_FORWARD:
@@ -394,13 +394,17 @@ cmd_store_finish(bc_proto_conn_t *pc)
     if (pc->env->cluster != NULL) {
         char refusal[REFUSAL_MAX];
         uint32_t gid = 0;
-        if (route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
+        if (bc__proto_route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
             bc_item_release(cache, it);
             if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
             return;
         }
     }
 
+    if (pc->cmd == BC_MC_CMD_MS) {
+        bc__proto_meta_store_finish(pc, it);
+        return;
+    }
     bc_stats_incr(pc->stats, cmd_set);
     bc_mc_cmd_t cmd = pc->cmd;
     bool concat = cmd == BC_MC_CMD_APPEND || cmd == BC_MC_CMD_PREPEND;
@@ -595,9 +599,23 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_STATS:
         bc__proto_stats(pc, &req);
         break;
-    case BC_MC_CMD_VERSION:
-        REPLY(pc, "VERSION " BC_VERSION "\r\n");
+    case BC_MC_CMD_MG:
+    case BC_MC_CMD_MS:
+    case BC_MC_CMD_MD:
+    case BC_MC_CMD_MA:
+    case BC_MC_CMD_MN:
+    case BC_MC_CMD_ME:
+        bc__proto_meta(pc, line, len, &req);
         break;
+    case BC_MC_CMD_VERSION:
+    case BC_MC_CMD_SHUTDOWN:
+    case BC_MC_CMD_CACHE_MEMLIMIT:
+    case BC_MC_CMD_SLABS:
+    case BC_MC_CMD_LRU:
+    case BC_MC_CMD_LRU_CRAWLER:
+    case BC_MC_CMD_WATCH:
+    case BC_MC_CMD_REFRESH_CERTS:
+        return bc__proto_admin(pc, &req);
     case BC_MC_CMD_VERBOSITY:
         atomic_store(&pc->env->verbosity, (int)req.verbosity);
         if (!req.noreply) REPLY(pc, "OK\r\n");

@@ -110,6 +110,7 @@ typedef struct bc_proto_env {
     size_t max_conn_buffer;
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
+    bool shutdown_enabled;     /* the "shutdown" command stops the node (-A) */
     /* Cluster routing (cluster.h): a key whose bucket this node may not
      * serve is refused with bc_node_cluster_format_refusal's line; NULL =
      * standalone, every bucket served.  Borrowed. */
@@ -152,6 +153,18 @@ typedef enum bc_proto_state {
     BC_PROTO_FWD_DATA,         /* receiving a data block to forward (into fop) */
 } bc_proto_state_t;
 
+/* An ms waiting for its data block: what its reply line carries (meta.c). */
+typedef struct bc_proto_meta_set {
+    bool active;               /* the DATA state belongs to an ms */
+    bool quiet;                /* q: no HD */
+    bool stale;                /* I with a CAS store */
+    bool key_binary;           /* b: k answers base64 */
+    char order[3];             /* the O, k and c flags in request order */
+    uint8_t norder;
+    uint8_t nopaque;
+    char opaque[32];           /* the O token, letter included */
+} bc_proto_meta_set_t;
+
 /* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 
@@ -167,6 +180,8 @@ typedef struct bc_proto_conn {
     uint32_t need;             /* DATA: bytes still expected, CRLF included */
     bc_mc_cmd_t cmd;           /* DATA: the storage command */
     uint64_t cas;              /* DATA: cas unique of a cas command */
+    bc_store_mode_t store_mode; /* DATA of an ms: how to store */
+    bc_proto_meta_set_t mset;  /* DATA of an ms (meta.c) */
     bool noreply;              /* DATA: reply suppressed */
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */
