@@ -1486,7 +1486,7 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         if (m->created) {
             it->exptime = 0;
             item_meta(it, &m->meta);
-            it->exptime = m->viv_exptime;
+            it->exptime = m->viv_exptime;   /* 0 when N's did not take effect */
             m->won = true;
         } else {
             item_meta(it, &m->meta);
@@ -1498,6 +1498,7 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
             }
         }
         if (m->meta.stale && !m->meta.won) m->won = true;
+        if (m->no_win) m->won = false;
         if (m->won) it->iflags |= BC_ITEM_WON;
         if (m->bump) {
             item_bump(it, now);

@@ -222,6 +222,7 @@ typedef struct bc_cache_mget {
     bool recache;
     uint32_t recache_time;
     bool recache_sees_touch;   /* T came before R: R compares touch_exptime */
+    bool no_win;               /* hand out no win token (the request failed midway) */
     bool created;              /* out */
     bool won;                  /* out */
     bc_item_meta_t meta;       /* out */

@@ -124,6 +124,21 @@ reply_err(bc_proto_conn_t *pc, const char *err)
 /* The flag tokens of a meta request: tok[first .. ntok - 2]. */
 #define FOR_FLAGS(req, first, i) for (uint32_t i = (first); i + 1 < (req)->ntok; i++)
 
+/*
+ * The index of the first O token over BC_MC_META_MAX_OPAQUE bytes, or
+ * UINT32_MAX.  memcached applies mg's and ma's flags one by one and stops
+ * at that token with an error: the flags before it have taken effect,
+ * those after it have not.
+ */
+static uint32_t
+bad_opaque_at(const bc_mc_request_t *req, uint32_t first)
+{
+    for (uint32_t i = first; i + 1 < req->ntok; i++) {
+        if (req->tok[i].p[0] == 'O' && req->tok[i].n > BC_MC_META_MAX_OPAQUE) return i;
+    }
+    return UINT32_MAX;
+}
+
 /* memcached's exptime conversion of a meta T/N/R value. */
 static uint32_t
 meta_exptime(bc_proto_conn_t *pc, int64_t v)
@@ -201,31 +216,34 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
         return;
 
     /* Where T, N and R stand decides what R and t see (memcached applies
-     * the flags one by one). */
-    bool t_seen = false, r_sees_touch = false;
-    FOR_FLAGS(req, 2, i) {
-        char c = req->tok[i].p[0];
-        if (c == 'T') t_seen = true;
-        if (c == 'R') r_sees_touch = t_seen;
-    }
-    bc_cache_mget_t m = {
-        .bump = !of.no_update,
-        .touch = of.new_ttl,
-        .touch_exptime = of.new_ttl ? meta_exptime(pc, of.exptime) : 0,
-        .vivify = of.vivify,
-        .recache_sees_touch = r_sees_touch,
-    };
-    bool has_r = false;
-    FOR_FLAGS(req, 2, i) has_r = has_r || req->tok[i].p[0] == 'R';
-    m.recache = has_r;
-    if (has_r) m.recache_time = meta_exptime(pc, of.recache_time);
-    /* A created item ends with the expiry of the later of N and T. */
+     * the flags one by one, up to an over-long opaque). */
+    uint32_t stop = bad_opaque_at(req, 2);
+    bool t_seen = false, has_r = false, r_sees_touch = false;
+    uint32_t touch_exp = of.new_ttl ? meta_exptime(pc, of.exptime) : 0;
     uint32_t viv_exp = of.vivify ? meta_exptime(pc, of.autoviv_exptime) : 0;
+    bc_cache_mget_t m = {
+        .bump = !of.no_update && stop == UINT32_MAX,
+        .vivify = of.vivify,
+        .no_win = stop != UINT32_MAX,
+    };
     FOR_FLAGS(req, 2, i) {
+        if (i >= stop) break;
         char c = req->tok[i].p[0];
-        if (c == 'N') m.viv_exptime = viv_exp;
-        if (c == 'T') m.viv_exptime = m.touch_exptime;
+        if (c == 'T') {
+            t_seen = true;
+            m.touch = true;
+            m.touch_exptime = touch_exp;
+            m.viv_exptime = touch_exp;      /* a created item: the later of N, T */
+        } else if (c == 'N') {
+            m.viv_exptime = viv_exp;
+        } else if (c == 'R') {
+            has_r = true;
+            r_sees_touch = t_seen;
+        }
     }
+    m.recache = has_r;
+    m.recache_sees_touch = r_sees_touch;
+    if (has_r) m.recache_time = meta_exptime(pc, of.recache_time);
 
     bc_status_t st;
     bc_item_t *it = bc_cache_mget(cache, of.key, of.nkey, hash, &m, &st);
@@ -268,7 +286,7 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     FOR_FLAGS(req, 2, i) {
         const bc_mc_token_t *t = &req->tok[i];
         switch (t->p[0]) {
-        case 'T': cur_exp = m.touch_exptime; break;
+        case 'T': cur_exp = touch_exp; break;
         case 'N': if (m.created) cur_exp = viv_exp; break;
         case 's': mb_flag(&mb, 's'); mb_u64(&mb, vlen); break;
         case 't': mb_ttl(&mb, cur_exp, now); break;
@@ -617,9 +635,14 @@ meta_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
         .set_exptime_hit = of.new_ttl,
         .exptime_hit = t_exp,
     };
-    /* A created item ends with the later of T and N (flag order). */
+    /* A created item ends with the later of T and N (flag order), up to
+     * an over-long opaque. */
+    uint32_t stop = bad_opaque_at(req, 2);
+    m.set_exptime_hit = false;
     FOR_FLAGS(req, 2, i) {
+        if (i >= stop) break;
         char c = req->tok[i].p[0];
+        if (c == 'T') m.set_exptime_hit = true;
         if (c == 'T') {
             m.set_exptime_created = true;
             m.exptime_created = t_exp;
@@ -635,7 +658,8 @@ meta_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
         if (!m.created) {
             if (incr) bc_stats_incr(pc->stats, incr_hits);
             else bc_stats_incr(pc->stats, decr_hits);
-            if (of.no_reply) return;
+            /* Quiet, unless the reply turns into an opaque error. */
+            if (of.no_reply && stop == UINT32_MAX) return;
         }
         break;
     case BC_ENONNUMERIC:
