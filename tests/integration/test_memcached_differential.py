@@ -216,7 +216,7 @@ def normalise(out):
     def cas(m):
         n = seen.setdefault(m.group(2), len(seen))
         return m.group(1) + b"CAS%d" % n
-    out = re.sub(rb"(?m)^(VALUE \S+ \d+ \d+ )(\d+)(?=\r\n)", cas, out)
+    out = re.sub(rb"(?m)^(VALUE [^ \r\n]+ \d+ \d+ )(\d+)(?=\r\n)", cas, out)
     out = re.sub(rb"( c)(\d+)(?=[ \r])", cas, out)
     out = re.sub(rb"(cas=)(\d+)", cas, out)
     out = re.sub(rb" t\d+(?=[ \r])", b" t*", out)
