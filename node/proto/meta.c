@@ -741,8 +741,8 @@ meta_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
  * holds 96 bytes, each next one 1.25 times more (8-byte aligned), up to
  * the last class, 512 KiB, which also takes every larger (chunked) item.
  */
-static uint32_t
-mc_slab_class(uint64_t ntotal)
+uint32_t
+bc__proto_mc_slab_class(uint64_t ntotal)
 {
     unsigned int size = 48 + 48;
     uint32_t cls = 1;
@@ -755,6 +755,12 @@ mc_slab_class(uint64_t ntotal)
         size = (unsigned int)(size * 1.25);
     }
     return cls;
+}
+
+uint64_t
+bc__proto_mc_item_size(const bc_item_t *it)
+{
+    return 48u + it->nkey + 1u + (it->flags != 0 ? 4u : 0u) + it->nbytes + 8u;
 }
 
 static void
@@ -795,13 +801,13 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     } else {
         mb_lit(&mb, bc_item_key(it), it->nkey);
     }
-    uint64_t ntotal = 48u + it->nkey + 1u + (it->flags != 0 ? 4u : 0u) + it->nbytes + 8u;
+    uint64_t ntotal = bc__proto_mc_item_size(it);
     char tail[160];
     int n = snprintf(tail, sizeof(tail), " exp=%d la=%llu cas=%llu fetch=%s cls=%u size=%lu",
                      m.meta.exptime == 0 ? -1 : (int)(now - m.meta.exptime),
                      (unsigned long long)(uint32_t)(now - m.meta.atime),
                      (unsigned long long)it->cas, m.meta.fetched ? "yes" : "no",
-                     mc_slab_class(ntotal), (unsigned long)ntotal);
+                     bc__proto_mc_slab_class(ntotal), (unsigned long)ntotal);
     if (n > 0) mb_lit(&mb, tail, (size_t)n < sizeof(tail) ? (size_t)n : sizeof(tail) - 1);
     bc_item_release(cache, it);
     reply_mb(pc, &mb);

@@ -72,6 +72,12 @@ void bc__proto_meta(bc_proto_conn_t *pc, const char *line, size_t len,
  * (the item's reference is consumed) and answer. */
 void bc__proto_meta_store_finish(bc_proto_conn_t *pc, bc_item_t *it);
 
+/* memcached 1.6.18's size of an item (header, CAS, key, flags, value) and
+ * the slab class its default slab table gives that size ("me", "stats
+ * cachedump"). */
+uint64_t bc__proto_mc_item_size(const bc_item_t *it);
+uint32_t bc__proto_mc_slab_class(uint64_t ntotal);
+
 /* ---- administration commands (proto_admin.c) ---- */
 
 /* version, shutdown, cache_memlimit, slabs, lru, lru_crawler, watch,

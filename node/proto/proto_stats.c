@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bc_mcmeta.h"
 #include "proto/proto_int.h"
 
 /* Server-wide figures, or this connection's worker alone without a hook. */
@@ -58,7 +59,10 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "pid", (uint64_t)getpid());
     STAT_U64(pc, "uptime", (int64_t)now > (int64_t)env->started ? now - (uint64_t)env->started : 0);
     STAT_U64(pc, "time", now);
-    STAT_STR(pc, "version", BC_VERSION);
+    /* "version" is the memcached protocol level (what "version" answers,
+     * what dashboards compare); bucketcache's own release is next. */
+    STAT_STR(pc, "version", BC_MC_PROTOCOL_VERSION);
+    STAT_STR(pc, "bucketcache_version", BC_VERSION);
     STAT_U64(pc, "pointer_size", sizeof(void *) * 8);
     bc__proto_reply_fmt(pc, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
               (long)ru.ru_utime.tv_usec);
@@ -139,6 +143,57 @@ stats_items(bc_proto_conn_t *pc)
     REPLY(pc, "END\r\n");
 }
 
+/* "stats cachedump <class> <limit>" (memcdump): the items memcached would
+ * keep in that slab class, at most limit (0 = all) and 2 MB of lines. */
+typedef struct cachedump {
+    bc_proto_conn_t *pc;
+    uint32_t cls, limit, shown;
+    size_t bytes;
+} cachedump_t;
+
+static bool
+cachedump_item(const bc_item_t *it, void *arg)
+{
+    cachedump_t *d = arg;
+    if (d->limit != 0 && d->shown >= d->limit) return false;
+    if (it->iflags & BC_ITEM_KEY_BINARY) return true;      /* as memcached */
+    if (bc__proto_mc_slab_class(bc__proto_mc_item_size(it)) != d->cls) return true;
+    char line[BC_MC_KEY_MAX_LEN + 64];
+    size_t nkey = strnlen(bc_item_key(it), it->nkey);
+    int n = snprintf(line, sizeof(line), "ITEM %.*s [%u b; %llu s]\r\n", (int)nkey,
+                     bc_item_key(it), bc_item_value_len(it), (unsigned long long)it->exptime);
+    if (n <= 0 || d->bytes + (size_t)n + 6 > 2u * 1024 * 1024) return false;
+    bc__proto_reply_bytes(d->pc, line, (size_t)n);
+    d->bytes += (size_t)n;
+    d->shown++;
+    return true;
+}
+
+static void
+stats_cachedump(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    uint64_t id, limit;
+    if (req->ntok < 5) {
+        REPLY(pc, "CLIENT_ERROR bad command line\r\n");
+        return;
+    }
+    if (!bc_mc_meta_u64(req->tok[2].p, req->tok[2].n, &id) ||
+        !bc_mc_meta_u64(req->tok[3].p, req->tok[3].n, &limit)) {
+        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
+        return;
+    }
+    if ((uint32_t)id >= 64) {
+        REPLY(pc, "CLIENT_ERROR Illegal slab id\r\n");
+        return;
+    }
+    cachedump_t d = {.pc = pc, .cls = (uint32_t)id, .limit = (uint32_t)limit};
+    uint32_t nb = bc_cache_nbuckets(pc->env->cache);
+    for (uint32_t b = 0; b < nb && (d.limit == 0 || d.shown < d.limit); b++) {
+        (void)bc_cache_bucket_foreach(pc->env->cache, b, cachedump_item, &d);
+    }
+    REPLY(pc, "END\r\n");
+}
+
 void
 bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
@@ -164,6 +219,21 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("sizes")) {
         REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
+    } else if (SUB_IS("cachedump")) {
+        stats_cachedump(pc, req);
+    } else if (SUB_IS("detail")) {
+        /* Per-prefix statistics are not kept: on/off are accepted, the
+         * dump is empty (memcached's, with nothing recorded). */
+        const bc_mc_token_t *t = req->ntok >= 4 ? &req->tok[2] : NULL;
+        if (t != NULL && t->n == 2 && memcmp(t->p, "on", 2) == 0) {
+            REPLY(pc, "OK\r\n");
+        } else if (t != NULL && t->n == 3 && memcmp(t->p, "off", 3) == 0) {
+            REPLY(pc, "OK\r\n");
+        } else if (t != NULL && t->n == 4 && memcmp(t->p, "dump", 4) == 0) {
+            REPLY(pc, "END\r\n");
+        } else {
+            REPLY(pc, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+        }
     } else if (SUB_IS("reset")) {
         if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
         REPLY(pc, "RESET\r\n");
