@@ -59,6 +59,7 @@ api_health(void *ctx, bc_http_req_t *req)
     bc_console_get_stats(api->console, &s);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
     cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
@@ -559,15 +560,15 @@ static const bc_http_route_t api_routes[] = {
 };
 
 bc_status_t
-bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
-                      bc_console_api_t **out)
+bc_console_api_create(const char *listen_addr, uint16_t port, unsigned port_tries,
+                      bc_console_t *console, bc_console_api_t **out)
 {
     bc_console_api_t *api = calloc(1, sizeof(*api));
     if (api == NULL) return BC_ENOMEM;
     api->console = console;
     bc_httpd_config_t cfg = {
         .name = "console api", .listen_addr = listen_addr, .port = port,
-        .max_body = 4096, .routes = api_routes,
+        .port_tries = port_tries, .max_body = 4096, .routes = api_routes,
         .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
     };
     bc_status_t st = bc_httpd_create(&cfg, &api->httpd);

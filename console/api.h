@@ -34,14 +34,15 @@
 typedef struct bc_console_api bc_console_api_t;
 
 /*
- * Binds listen_addr:port (bound before the console starts, so the real port
- * can be advertised).  console is borrowed and must outlive the API; it may
+ * Binds listen_addr:port, or the first free of port..port+port_tries-1
+ * (port_tries 0 or 1: port only; bound before the console starts, so the
+ * real port can be advertised).  console is borrowed and must outlive the API; it may
  * be NULL here and attached before bc_console_api_start.
  * *out is owned by the caller (bc_console_api_destroy).  Errors: those of
  * bc_httpd_create.
  */
-bc_status_t bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
-                                  bc_console_api_t **out);
+bc_status_t bc_console_api_create(const char *listen_addr, uint16_t port, unsigned port_tries,
+                                  bc_console_t *console, bc_console_api_t **out);
 void bc_console_api_attach(bc_console_api_t *api, bc_console_t *console);
 bc_status_t bc_console_api_start(bc_console_api_t *api);
 uint16_t bc_console_api_port(const bc_console_api_t *api);

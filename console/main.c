@@ -53,11 +53,21 @@ main(int argc, char **argv)
 
     bc_console_api_t *api = NULL;
     bc_console_t *console = NULL;
-    /* Bind the API first so its real port can be advertised in the election. */
-    bc_status_t st = bc_console_api_create(cfg.admin_listen, cfg.admin_port, NULL, &api);
+    /* Bind the API first so its real port can be advertised in the
+     * election.  A configured port is that port; the default moves up to
+     * the next free one (logged), so consoles side by side on one host all
+     * run: the CLI and the nodes' dashboards read the port from ZooKeeper. */
+    unsigned tries = cfg.admin_port_given ? 1 : BC_CONSOLE_ADMIN_PORT_TRIES;
+    bc_status_t st = bc_console_api_create(cfg.admin_listen, cfg.admin_port, tries, NULL, &api);
     if (st != BC_OK) {
-        fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
-                cfg.admin_port, bc_status_str(st));
+        if (tries > 1) {
+            fprintf(stderr, "bucketcache-console: cannot listen on %s, ports %u..%u: %s\n",
+                    cfg.admin_listen, cfg.admin_port, cfg.admin_port + tries - 1,
+                    bc_status_str(st));
+        } else {
+            fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
+                    cfg.admin_port, bc_status_str(st));
+        }
         return 1;
     }
     const char *host = cfg.advertise[0] ? cfg.advertise

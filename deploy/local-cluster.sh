@@ -11,7 +11,8 @@
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
-# port +100+10g+2i and its admin port one above.
+# port +100+10g+2i; a node's admin port is its data port + 69 (the node's
+# default, so no --admin-port is given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,9 +79,10 @@ group_up() {  # gid
   for i in 0 1; do
     local port=$((BASE + 100 + 10 * g + 2 * i))
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
-      --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
+      -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g"
     wait_port "$port" "node $i of group $g"
+    wait_port $((port + 69)) "admin port of node $i of group $g"
     [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
   done
   echo "$g" >>"$STATE/groups"

@@ -52,6 +52,7 @@
 #include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
 #include "engine/mem.h"
@@ -192,6 +193,8 @@ handle_health(void *ctx, bc_http_req_t *req)
     if (doc == NULL) return MHD_NO;
     cJSON_AddStringToObject(doc, "status", "ok");
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
+    /* what "version" answers on the data port (memcached clients parse it) */
+    cJSON_AddStringToObject(doc, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
@@ -333,6 +336,7 @@ handle_stats(void *ctx, bc_http_req_t *req)
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     cJSON_AddStringToObject(process, "version", BC_VERSION);
+    cJSON_AddStringToObject(process, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(process, "pid", (double)getpid());
     cJSON_AddNumberToObject(process, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddNumberToObject(process, "time", (double)time(NULL));

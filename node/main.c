@@ -74,6 +74,7 @@
 
 #include "admin.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "bc_time.h"
 #include "cluster/cluster.h"
 #include "config.h"
@@ -404,7 +405,8 @@ main(int argc, char **argv)
         return 0;
     }
     if (action == BC_NODE_SHOW_VERSION) {
-        printf("bucketcache-node %s\n", BC_VERSION);
+        printf("bucketcache-node %s (memcached protocol %s)\n", BC_VERSION,
+               BC_MC_PROTOCOL_VERSION);
         return 0;
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);

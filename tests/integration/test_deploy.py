@@ -14,10 +14,12 @@ import harness  # noqa: E402
 SCRIPT = os.path.join(harness.SOURCE_DIR, "deploy", "local-cluster.sh")
 
 
-def free_port_range(span=140):
+def free_port_range(span=220):
     """A base port with `span` free ports above it."""
     for _ in range(50):
-        base = random.randrange(30000, 45000)
+        # below the kernel's ephemeral ports (32768 up), which outgoing
+        # connections take at random
+        base = random.randrange(20000, 32768 - span)
         ok = True
         for p in range(base + 80, base + span):
             with socket.socket() as s:
@@ -37,6 +39,16 @@ def run(env, *args, timeout=120):
     return r.returncode, r.stdout, r.stderr
 
 
+def logs(state):
+    """The last lines of every log of the local cluster, for a failure."""
+    out = []
+    for name in sorted(os.listdir(state)) if os.path.isdir(state) else []:
+        if name.endswith(".log"):
+            with open(os.path.join(state, name), errors="replace") as f:
+                out.append("--- %s:\n%s" % (name, f.read()[-1500:]))
+    return "\n".join(out)
+
+
 def test_local_cluster_up_add_group_down():
     base = free_port_range()
     state = os.path.join(harness.TMP, "local-cluster")
@@ -45,7 +57,7 @@ def test_local_cluster_up_add_group_down():
     zk = "127.0.0.1:%d" % (base + 81)
     try:
         rc, out, err = run(env, "up", "2")
-        assert rc == 0, (out, err)
+        assert rc == 0, (out, err, logs(state))
 
         def groups():
             rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "status", "--json")
@@ -60,6 +72,13 @@ def test_local_cluster_up_add_group_down():
         gs = groups()
         assert [g["gid"] for g in gs] == [1, 2]
         assert all(len(g["nodes"]) == 2 and g["primary_addr"] for g in gs), gs
+        # Started with only -p: the admin port is the data port + 69.
+        for g in gs:
+            for n in g["nodes"]:
+                port = int(n["data"].rsplit(":", 1)[1])
+                assert n["admin"] == "127.0.0.1:%d" % (port + 69), n
+                st, doc = harness.http_json(port + 69, "GET", "/health")
+                assert st == 200 and doc["group"] == g["gid"], doc
         rc, out, err = run(env, "add-group")
         assert rc == 0 and "group 3 started" in out, (out, err)
         harness.wait_for(lambda: len(groups()) == 3, timeout=20, what="group 3 registered")
