@@ -1504,7 +1504,10 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
             item_bump(it, now);
             cache->policy->on_access(loc.shard->policy, it, now);
         }
-        if (m->created) {
+        /* BEHAVIOR: a win token handed out changes the item's state as a
+         * store does (backups and migration targets must not hand out
+         * another one after a failover): it travels as the whole item. */
+        if (m->created || (m->won && !m->meta.won)) {
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
         } else if (m->touch) {
             cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);

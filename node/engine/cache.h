@@ -351,7 +351,8 @@ void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
  * another cache reproduces this one:
  *
  *   STORE  item now holds this value (set/add/replace/cas/append/prepend/
- *          incr/decr all report the resulting item)
+ *          incr/decr all report the resulting item) or this meta state
+ *          (md I marking it stale, mg handing out a win token)
  *   DELETE the key is gone (delete; also a too-large set's removal)
  *   TOUCH  item's expiry changed (touch, gat, gats)
  *   FLUSH  flush_all with its due time, or (now) the CAS mark below which
