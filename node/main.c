@@ -202,6 +202,12 @@ server_stats_reset_hook(void *server)
     bc_server_reset_stats(server);
 }
 
+static size_t
+server_conns_hook(void *server, bc_conn_info_t **out)
+{
+    return bc_server_conns(server, out);
+}
+
 /* What the text protocol reports in "stats" and "stats settings": the
  * server's settings in force, its figures and its "stats reset". */
 static void
@@ -221,6 +227,8 @@ proto_env_init(bc_proto_env_t *env, bc_cache_t *cache, bc_server_t *server, int 
     env->hook_arg = server;
     env->server_stats = server_stats_hook;
     env->stats_reset = server_stats_reset_hook;
+    env->conns = server_conns_hook;
+    env->detail = bc_proto_detail_create();   /* NULL: "stats detail" keeps nothing */
 }
 
 /* ---- process setup ---- */
@@ -633,7 +641,10 @@ out:
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
-    if (server != NULL) bc_server_destroy(server);
+    if (server != NULL) {
+        bc_server_destroy(server);
+        bc_proto_detail_destroy(proto_env.detail);   /* set up with the server */
+    }
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
     if (cache != NULL) {

@@ -7,6 +7,7 @@
  *   proto_fwd.c    commands forwarded to another node's primary (forward.h):
  *                  building the requests, assembling the replies
  *   proto_stats.c  the "stats" command and its sub-commands
+ *   detail.c       "stats detail": memcached's per-prefix counters
  *
  * Every function here runs on the connection's worker thread and appends
  * to pc->out; a reply that cannot be queued sets pc->oom (the caller
@@ -62,6 +63,17 @@ typedef enum bc__proto_route {
  */
 bc__proto_route_t bc__proto_route_key(bc_proto_conn_t *pc, uint32_t hash, bool write,
                                       uint32_t *gid, char *refusal);
+
+/* ---- "stats detail" (detail.c) ---- */
+
+/* Count a get (hit or miss), a storage command, a delete of key when
+ * detail is on; nothing otherwise. */
+void bc__proto_detail_get(bc_proto_env_t *env, const char *key, size_t nkey, bool hit);
+void bc__proto_detail_set(bc_proto_env_t *env, const char *key, size_t nkey);
+void bc__proto_detail_delete(bc_proto_env_t *env, const char *key, size_t nkey);
+/* "PREFIX ... END" (memcached's stats_prefix_dump), and "stats reset". */
+void bc__proto_detail_dump(bc_proto_conn_t *pc);
+void bc__proto_detail_clear(bc_proto_env_t *env);
 
 /* ---- meta commands (meta.c) ---- */
 

@@ -1,8 +1,9 @@
 /*
  * proto_stats.c -- the text protocol's "stats" command: "stats" (the
  * general figures), "stats settings", "stats items", "stats slabs",
- * "stats sizes", "stats replication" and "stats reset", with memcached's
- * names so existing dashboards work.
+ * "stats sizes", "stats cachedump", "stats conns", "stats detail" (detail.c),
+ * "stats replication" and "stats reset", with memcached's names so
+ * existing dashboards and tools work.
  *
  * HOW
  *   The figures come from three places, none of them this layer's own:
@@ -13,6 +14,7 @@
  *   to the env's stats_reset hook.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -105,6 +107,8 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_U64(pc, "udpport", 0);
     STAT_STR(pc, "inter", env->listen_addr != NULL ? env->listen_addr : "NULL");
     STAT_U64(pc, "verbosity", (uint64_t)atomic_load(&env->verbosity));
+    STAT_STR(pc, "stat_key_prefix", ":");
+    STAT_STR(pc, "detail_enabled", atomic_load(&env->detail_on) ? "yes" : "no");
     STAT_STR(pc, "evictions", "on");
     STAT_U64(pc, "num_threads", env->nthreads);
     STAT_STR(pc, "cas_enabled", "yes");
@@ -194,6 +198,26 @@ stats_cachedump(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     REPLY(pc, "END\r\n");
 }
 
+/* "stats conns": memcached's process_stats_conns, one block per socket by
+ * fd; this connection is the one parsing a command, as in memcached. */
+static void
+stats_conns(bc_proto_conn_t *pc)
+{
+    bc_conn_info_t *v = NULL;
+    size_t n = pc->env->conns != NULL ? pc->env->conns(pc->env->hook_arg, &v) : 0;
+    for (size_t i = 0; i < n && !pc->oom; i++) {
+        const bc_conn_info_t *c = &v[i];
+        bc__proto_reply_fmt(pc, "STAT %d:addr %s\r\n", c->fd, c->addr);
+        if (!c->listening) bc__proto_reply_fmt(pc, "STAT %d:listen_addr %s\r\n", c->fd,
+                                               c->listen_addr);
+        bc__proto_reply_fmt(pc, "STAT %d:state %s\r\n", c->fd,
+                            c->fd == pc->id ? "conn_parse_cmd" : c->state);
+        bc__proto_reply_fmt(pc, "STAT %d:secs_since_last_cmd %" PRIu32 "\r\n", c->fd, c->secs);
+    }
+    free(v);
+    REPLY(pc, "END\r\n");
+}
+
 void
 bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
@@ -222,20 +246,24 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     } else if (SUB_IS("cachedump")) {
         stats_cachedump(pc, req);
     } else if (SUB_IS("detail")) {
-        /* Per-prefix statistics are not kept: on/off are accepted, the
-         * dump is empty (memcached's, with nothing recorded). */
+        /* memcached's process_stats_detail: on, off, dump, else usage. */
         const bc_mc_token_t *t = req->ntok >= 4 ? &req->tok[2] : NULL;
         if (t != NULL && t->n == 2 && memcmp(t->p, "on", 2) == 0) {
+            atomic_store(&pc->env->detail_on, true);
             REPLY(pc, "OK\r\n");
         } else if (t != NULL && t->n == 3 && memcmp(t->p, "off", 3) == 0) {
+            atomic_store(&pc->env->detail_on, false);
             REPLY(pc, "OK\r\n");
         } else if (t != NULL && t->n == 4 && memcmp(t->p, "dump", 4) == 0) {
-            REPLY(pc, "END\r\n");
+            bc__proto_detail_dump(pc);
         } else {
             REPLY(pc, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
         }
+    } else if (SUB_IS("conns")) {
+        stats_conns(pc);
     } else if (SUB_IS("reset")) {
         if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
+        bc__proto_detail_clear(pc->env);
         REPLY(pc, "RESET\r\n");
     } else {
         bc_stats_incr(pc->stats, protocol_errors);

@@ -220,6 +220,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
                                                                : bc_hash_key(key, nkey);
         bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
                               : bc_cache_get(cache, key, nkey, hash);
+        bc__proto_detail_get(pc->env, key, nkey, it != NULL);
         if (it == NULL) continue;
         hits++;
 
@@ -345,6 +346,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
     }
+    bc__proto_detail_set(pc->env, req->key, req->nkey);
     bc_item_t *it = bc_item_alloc(cache, req->key, req->nkey, hash, req->flags, exptime,
                                   req->vlen + 2, &st);
     if (it == NULL) {
@@ -445,6 +447,7 @@ cmd_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
 {
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     if (route_write(pc, line, len, req, hash)) return;
+    bc__proto_detail_delete(pc->env, req->key, req->nkey);
     bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
     if (st == BC_OK) {
         bc_stats_incr(pc->stats, delete_hits);
@@ -819,6 +822,20 @@ handler_waiting(const void *conn)
     return bc_proto_waiting(conn);
 }
 
+static const char *
+handler_state_name(const void *conn)
+{
+    const bc_proto_conn_t *pc = conn;
+    if (pc->waiting) return "conn_io_queue";
+    switch (pc->state) {
+    case BC_PROTO_DATA:
+    case BC_PROTO_FWD_DATA: return "conn_nread";
+    case BC_PROTO_SWALLOW: return "conn_swallow";
+    case BC_PROTO_LINE: break;
+    }
+    return "conn_read";
+}
+
 static size_t
 handler_handoff_args(const void *conn, const char **args)
 {
@@ -841,5 +858,6 @@ const bc_handler_t bc_proto_text_handler = {
     .direct_dest = handler_direct_dest,
     .direct_done = handler_direct_done,
     .waiting = handler_waiting,
+    .state_name = handler_state_name,
     .handoff_args = handler_handoff_args,
 };

@@ -98,6 +98,8 @@
 
 /* ---- shared environment ---- */
 
+typedef struct bc_proto_detail bc_proto_detail_t;
+
 /* What "stats" / "stats settings" report and "stats reset" resets, and
  * the cluster settings; filled by main.c from the server (or by a test). */
 typedef struct bc_proto_env {
@@ -138,7 +140,30 @@ typedef struct bc_proto_env {
     void (*server_stats)(void *arg, bc_server_stats_t *out);
     /* "stats reset"; NULL does nothing. */
     void (*stats_reset)(void *arg);
+    /* "stats conns": the data port's sockets sorted by fd, malloc'd in
+     * *out (net/server.h bc_server_conns); NULL: the command shows none. */
+    size_t (*conns)(void *arg, bc_conn_info_t **out);
+
+    /* "stats detail" (memcached's per-prefix counters, detail.c): NULL =
+     * not kept (on/off answer OK, the dump is empty).  Owned by whoever
+     * set it (bc_proto_detail_create / _destroy). */
+    bc_proto_detail_t *detail;
+    atomic_bool detail_on;     /* "stats detail on" */
 } bc_proto_env_t;
+
+/*
+ * memcached's per-prefix statistics ("stats detail on|off|dump"): with
+ * detail on, every get/gets/gat/gats key, storage command and delete
+ * served here counts for the key's prefix, the bytes before its first
+ * ':' (keys without one are not counted), as memcached 1.6.18 counts them
+ * (not meta commands, not touch or incr).  At most
+ * BC_PROTO_DETAIL_MAX_PREFIXES prefixes are kept (memcached keeps any
+ * number); keys of further prefixes are not counted.  Any thread.
+ * create: NULL when memory is short.
+ */
+#define BC_PROTO_DETAIL_MAX_PREFIXES 16384u
+bc_proto_detail_t *bc_proto_detail_create(void);
+void bc_proto_detail_destroy(bc_proto_detail_t *detail);
 
 /* ---- one connection ---- */
 

@@ -299,6 +299,78 @@ def test_version():
     pair_run(body)
 
 
+def test_stats_detail_as_memcached():
+    """memcached's per-prefix counters: the same PREFIX lines in the same
+    order (its 256 chains of murmur3 hashes), the same commands counted
+    (get/gets/gat/gats keys, storage commands, delete; not meta, touch,
+    incr), cleared by stats reset."""
+    def body(p):
+        p.same("stats detail dump\r\nstats detail\r\nstats detail x\r\n",
+               "END\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\n"
+               "CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+        ops = "".join("set p%d:k 0 0 1\r\nx\r\nget p%d:k p%d:z q%d:\r\ndelete p%d:k\r\n"
+                      % ((i,) * 5) for i in range(40))
+        ops += ("set ab:1 0 0 1\r\nx\r\nset a:1 0 0 1\r\nx\r\nmg p1:k v\r\nms p1:k 1\r\nx\r\n"
+                "md p1:k\r\ntouch p2:k 10\r\nincr p3:k 1\r\ngat 10 p4:k\r\ngets p5:k\r\n"
+                "add p6:k 0 0 1\r\nx\r\ncas p7:k 0 0 1 1\r\nx\r\nappend p8:k 0 0 1\r\nx\r\n"
+                "set :lead 0 0 1\r\nx\r\nget :lead ::x a:b:c\r\nset \x01:\xff 0 0 1\r\nx\r\n")
+        p.same("stats detail on\r\n" + ops + "stats detail dump\r\n")
+        out = p.same("stats detail off\r\nget p1:k\r\nstats detail dump\r\n")
+        assert out.count(b"PREFIX ") > 80 and b"PREFIX p1 get 2 hit 1 set 1 del 1\r\n" in out, out
+        p.same("stats detail on\r\nstats reset\r\n"
+               "stats detail dump\r\nstats detail off\r\n", "OK\r\nRESET\r\nEND\r\nOK\r\n")
+        for session in (p.mc, p.node):
+            settings = _stats(session, "settings")
+            assert settings["detail_enabled"] == "no" and settings["stat_key_prefix"] == ":"
+    pair_run(body)
+
+
+def test_stats_conns_as_memcached():
+    """memcached's "stats conns": the listener, then one block per client
+    connection with its address, the listen address, what it is doing
+    (reading a command, in a data block, swallowing one, this one parsing
+    "stats conns") and the seconds since it connected.  File descriptors
+    and ports differ between the servers; the rest is compared."""
+    mc, node = servers()
+
+    def blocks(srv):
+        idle = srv.conn()
+        idle.send("get x\r\n")
+        assert idle.readline() == b"END\r\n"
+        nread = srv.conn()
+        nread.send("set y 0 0 10\r\nabc")
+        swallow = srv.conn()
+        swallow.send("set y 0 0 2000000\r\nabc")
+        time.sleep(0.3 * harness.SLOW)
+        me = srv.conn()
+        me.send("stats conns\r\n")
+        lines = []
+        while not lines or lines[-1] != b"END\r\n":
+            lines.append(me.readline())
+        for c in (idle, nread, swallow, me):
+            c.close()
+        by_fd = {}
+        for line in lines[:-1]:
+            m = re.match(rb"^STAT (\d+):(addr|listen_addr|state|secs_since_last_cmd) (\S+)\r\n$",
+                         line)
+            assert m, line
+            by_fd.setdefault(int(m.group(1)), {})[m.group(2).decode()] = m.group(3).decode()
+        for fd, b in by_fd.items():
+            assert re.fullmatch(r"tcp:127\.0\.0\.1:\d+", b["addr"]), b
+            assert "listen_addr" not in b or b["listen_addr"] == "tcp:127.0.0.1:%d" % srv.port, b
+            assert int(b["secs_since_last_cmd"]) >= 0, b
+        listener = [b for b in by_fd.values() if b["state"] == "conn_listening"]
+        assert len(listener) == 1 and listener[0]["addr"] == "tcp:127.0.0.1:%d" % srv.port
+        assert "listen_addr" not in listener[0]
+        return sorted(b["state"] for b in by_fd.values())
+
+    want = blocks(mc)
+    assert {"conn_listening", "conn_read", "conn_nread", "conn_swallow",
+            "conn_parse_cmd"} <= set(want), want
+    harness.wait_for(lambda: blocks(node) == want, timeout=5,
+                     what="the node's stats conns as memcached's %r" % want)
+
+
 def test_pipelined_streams():
     """A mixed stream sent in one write, byte by byte, and in odd chunks."""
     def stream(tag):
