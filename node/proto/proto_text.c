@@ -6,8 +6,8 @@
  * command in proto_stats.c (proto_int.h is what they share).
  *
  * Every reply text and every corner case here was checked against
- * memcached 1.6.18 (tests/integration/test_memcached_compat.py sends the
- * same streams to both).  The behaviours worth knowing:
+ * memcached 1.6.18 (tests/integration/test_memcached_compat.py and
+ * test_memcached_differential.py send the same streams to both).  The behaviours worth knowing:
  *
  *   - noreply silences every reply of the command, errors included;
  *   - a refused storage command (bad line) does NOT consume its data block:
@@ -37,11 +37,12 @@
  * owner has no known primary (the refusal makes libbucketcache refresh).
  * A multi-get containing any key to refuse answers that refusal alone.
  *
- * Where we differ from memcached on purpose: a multi-get containing a bad
- * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
- * drops the replies of earlier pipelined commands still in its queue --
- * and the SERVER_ERROR of a too-large value is sent at once rather than
- * after the swallowed block has arrived.
+ * Where we differ from memcached on purpose (docs/protocol.md lists every
+ * difference): a multi-get containing a bad key answers CLIENT_ERROR for
+ * that command only -- memcached 1.6.18 also drops the replies of earlier
+ * pipelined commands still in its queue -- and the SERVER_ERROR of a
+ * too-large value is sent at once rather than after the swallowed block
+ * has arrived.
  */
 #include "proto/proto_text.h"
 
