@@ -46,12 +46,21 @@ PADDING = b"mg zz_pad q\r\n" * 100
 _servers = {}
 
 
+def warm(port, n):
+    """n stores, so that the server's CAS counter is past every CAS literal
+    of the streams (numbers below 1000, or far above any counter): a cas
+    with "7" must miss on both servers, not hit on a fresh one."""
+    run(port, b"".join(b"set zz_warm%d 0 0 1 noreply\r\nw\r\n" % i for i in range(n)), False, 0)
+
+
 def servers():
     # A failed test's processes are stopped by the harness: start afresh.
     if "mc" not in _servers or _servers["mc"].proc.poll() is not None \
             or _servers["node"].proc.poll() is not None:
         _servers["mc"] = harness.Memcached(threads=2, memory_mb=64)
         _servers["node"] = harness.Node(threads=2, memory_mb=64)
+        warm(_servers["mc"].port, 1500)
+        warm(_servers["node"].port, 1500)
     return _servers
 
 
@@ -75,6 +84,10 @@ def cluster():
             out = run(g1.port, probe, False, 0)
             return b"SERVER_ERROR" not in out
         harness.wait_for(forwarding, what="node of group 1 forwards to group 2")
+        # each node keeps its own keys and forwards the other's: both
+        # counters pass ~1500
+        warm(g1.port, 1500)
+        warm(g2.port, 1500)
         _servers.update(zk=zk, g1=g1, g2=g2, console=console)
     return _servers["g1"]
 
@@ -339,6 +352,7 @@ def differ(node_port, seeds, cluster_mode):
             # fresh; the rerun must agree.
             rechecked += 1
             fresh = harness.Memcached(threads=2, memory_mb=64)
+            warm(fresh.port, 1500)
             try:
                 d = compare(fresh.port, node_port, seed, b"r" + prefix, cluster_mode)
             finally:
