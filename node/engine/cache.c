@@ -1238,8 +1238,9 @@ bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
  * past it: strtoull semantics (leading white space, optional sign, decimal
  * digits, ERANGE on overflow) and memcached's acceptance rule (something
  * must be converted, the number must end at white space -- the value's
- * CRLF counts -- or at a NUL, and a '-' that made the result look negative
- * is rejected; "-0" and "-18446744073709551615" are accepted, as there).
+ * CRLF counts -- or at a NUL, and a '-' before the first NUL that made the
+ * result look negative is rejected; "-0" and "-18446744073709551615" are
+ * accepted, as there).
  */
 static bool
 arith_parse(const char *p, size_t len, uint64_t *out)
@@ -1261,9 +1262,13 @@ arith_parse(const char *p, size_t len, uint64_t *out)
     }
     if (s < end && !ARITH_SPACE(*s) && *s != '\0') return false;
     if (neg) v = (uint64_t)0 - v;
-    /* memcached: a result that looks negative is refused when the value
-     * holds a '-' anywhere (strchr over the whole string). */
-    if ((int64_t)v < 0 && memchr(p, '-', len) != NULL) return false;
+    /* memcached: a result that looks negative is refused when strchr()
+     * finds a '-' in the value: up to its first NUL (past the value, where
+     * memcached reads on into its memory, is not looked at). */
+    if ((int64_t)v < 0) {
+        const char *nul = memchr(p, '\0', len);
+        if (memchr(p, '-', nul != NULL ? (size_t)(nul - p) : len) != NULL) return false;
+    }
     *out = v;
     return true;
 #undef ARITH_SPACE

@@ -153,7 +153,7 @@ meta_exptime(bc_proto_conn_t *pc, int64_t v)
  */
 static bool
 meta_route(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
-           uint32_t hash, bool write, uint32_t vlen)
+           uint32_t hash, bool write, uint32_t vlen, bool key_binary)
 {
     char refusal[REFUSAL_MAX];
     uint32_t gid = 0;
@@ -164,7 +164,8 @@ meta_route(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
         return false;
     case BC__PROTO_FORWARD:
         if (is_set) {
-            bc__proto_fwd_meta_store_begin(pc, line, len, vlen, gid, refusal);
+            bc__proto_fwd_meta_store_begin(pc, line, len, &req->tok[1], key_binary, vlen, gid,
+                                           refusal);
         } else {
             bc__proto_fwd_meta(pc, line, len, gid, refusal);
         }
@@ -212,7 +213,7 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
 
     uint32_t hash = bc_hash_key(of.key, of.nkey);
     if (pc->env->cluster != NULL &&
-        meta_route(pc, line, len, req, hash, of.new_ttl || of.vivify, 0))
+        meta_route(pc, line, len, req, hash, of.new_ttl || of.vivify, 0, false))
         return;
 
     /* Where T, N and R stand decides what R and t see (memcached applies
@@ -406,7 +407,7 @@ meta_set(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     }
 
     uint32_t hash = bc_hash_key(of.key, of.nkey);
-    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, vlen)) return;
+    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, vlen, of.key_binary)) return;
 
     bc_status_t st;
     bc_item_t *it = bc_item_alloc(cache, of.key, of.nkey, hash, of.client_flags,
@@ -553,7 +554,7 @@ meta_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
     }
 
     uint32_t hash = bc_hash_key(of.key, of.nkey);
-    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, 0)) return;
+    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, 0, false)) return;
 
     bc_status_t st = bc_cache_mdelete(pc->env->cache, of.key, of.nkey, hash, of.has_cas,
                                       of.req_cas_id, of.set_stale, of.new_ttl,
@@ -622,7 +623,7 @@ meta_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     }
 
     uint32_t hash = bc_hash_key(of.key, of.nkey);
-    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, 0)) return;
+    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, true, 0, false)) return;
 
     uint32_t t_exp = of.new_ttl ? meta_exptime(pc, of.exptime) : 0;
     uint32_t n_exp = of.vivify ? meta_exptime(pc, of.autoviv_exptime) : 0;
@@ -784,7 +785,7 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
         key = keybuf;
     }
     uint32_t hash = bc_hash_key(key, nkey);
-    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, false, 0)) return;
+    if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, false, 0, false)) return;
 
     bc_cache_mget_t m = {.bump = false};
     bc_item_t *it = bc_cache_mget(cache, key, nkey, hash, &m, NULL);

@@ -11,7 +11,9 @@
  *     delete/incr/decr/touch   one part: the command line as it came,
  *                              without noreply
  *     set & co                 one part: line and data block, collected
- *                              first (state FWD_DATA), then sent
+ *                              first (state FWD_DATA), then sent; a block
+ *                              too large for an item is swallowed, and a
+ *                              set's (an ms's) old value deleted there
  *     get & co                 one "get" per owner group with its keys;
  *                              the keys served here are answered at once
  *                              into the op's own queue
@@ -39,6 +41,9 @@ typedef struct fwd_part {
 } fwd_part_t;
 
 struct bc_proto_fwd_op {
+    /* Instead of the owner's reply to a deletion (HD, NF, or nothing: an
+     * "md q"), answer this line; other replies are relayed as errors. */
+    const char *fixed;
     bool values;                   /* get & co: parts are merged */
     bool meta;                     /* a meta command: the reply ends with "MN" (dropped) */
     bool noreply;                  /* drop the reply */
@@ -82,6 +87,18 @@ reply_is_values(const char *r, size_t n)
     return (n >= 6 && memcmp(r, "VALUE ", 6) == 0) || (n == 5 && memcmp(r, "END\r\n", 5) == 0);
 }
 
+/* Whether an "md <key> q" + "mn" was answered as done: "MN" alone
+ * (deleted, quiet) or after HD/NF. */
+static bool
+deletion_outcome(const fwd_part_t *part)
+{
+    const char *r = part->reply;
+    size_t n = part->len;
+    if (n < 4 || memcmp(r + n - 4, "MN\r\n", 4) != 0) return false;
+    n -= 4;
+    return n == 0 || (n == 4 && (memcmp(r, "HD\r\n", 4) == 0 || memcmp(r, "NF\r\n", 4) == 0));
+}
+
 /* Every part is done: queue the answer and free the command. */
 static void
 fwd_finish(bc_proto_conn_t *pc)
@@ -104,9 +121,16 @@ fwd_finish(bc_proto_conn_t *pc)
             nerr = part->len;
         }
     }
+    if (err == NULL && op->fixed != NULL && !deletion_outcome(&op->parts[0])) {
+        /* The owner's own error (its table changed meanwhile, ...). */
+        err = op->parts[0].reply;
+        nerr = op->parts[0].len;
+    }
     if (err != NULL && nerr == 0) nerr = strlen(err);
     if (op->noreply) {
         /* nothing */
+    } else if (err == NULL && op->fixed != NULL) {
+        bc__proto_reply_bytes(pc, op->fixed, strlen(op->fixed));
     } else if (err != NULL) {
         bc__proto_reply_bytes(pc, err, nerr);
     } else if (op->meta) {
@@ -297,6 +321,49 @@ out:
 }
 
 /*
+ * A storage command too large for an item, for another owner: its block
+ * is not buffered to be forwarded but swallowed here, and -- for a set
+ * or any ms, which memcached answers by also removing the old value, so
+ * that no stale value outlives a store the client saw fail -- the key is
+ * deleted on the owner first ("md <key> q" and "mn"); then the
+ * SERVER_ERROR (nothing with noreply).  Without deleting, the answer is
+ * at once.  key is the key token as it came (base64 with key_binary).
+ */
+static void
+fwd_too_large(bc_proto_conn_t *pc, const char *key, size_t nkey, bool key_binary, bool remove,
+              bool noreply, uint32_t vlen, uint32_t gid, const char *refusal)
+{
+    static const char too_large[] = "SERVER_ERROR object too large for cache\r\n";
+    bc_stats_incr(pc->stats, store_too_large);
+    pc->state = BC_PROTO_SWALLOW;
+    pc->swallow = (uint64_t)vlen + 2;
+    if (!remove) {
+        if (!noreply) REPLY(pc, too_large);
+        return;
+    }
+    pc->fop = fwd_op_new(1, refusal);
+    size_t room = 3 + nkey + 12;
+    char *buf = pc->fop != NULL ? malloc(room) : NULL;
+    if (buf == NULL) {
+        bc__proto_fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    static const char tail_bin[] = " b q\r\nmn\r\n", tail[] = " q\r\nmn\r\n";
+    memcpy(buf, "md ", 3);
+    memcpy(buf + 3, key, nkey);
+    size_t n = 3 + nkey;
+    memcpy(buf + n, key_binary ? tail_bin : tail, key_binary ? sizeof(tail_bin) - 1 : sizeof(tail) - 1);
+    n += key_binary ? sizeof(tail_bin) - 1 : sizeof(tail) - 1;
+    pc->fop->meta = true;
+    pc->fop->fixed = too_large;
+    pc->fop->noreply = noreply;
+    fwd_send_part(pc, 0, gid, buf, n);
+    fwd_sent(pc);
+}
+
+/*
  * A storage command for another owner: its line and data block are
  * collected into one request (state FWD_DATA), sent once complete.
  */
@@ -307,13 +374,11 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
     size_t n;
 
     /* BEHAVIOR: a block larger than this node's item limit is not
-     * buffered to be forwarded: it is answered here, as the owner would
-     * (the owner's old value, if any, is left alone). */
+     * buffered to be forwarded (memory): it is answered here, as the owner
+     * would, a set removing the owner's old value first. */
     if ((size_t)req->vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
-        bc_stats_incr(pc->stats, store_too_large);
-        if (!req->noreply) REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
-        pc->state = BC_PROTO_SWALLOW;
-        pc->swallow = (uint64_t)req->vlen + 2;
+        fwd_too_large(pc, req->key, req->nkey, false, req->cmd == BC_MC_CMD_SET, req->noreply,
+                      req->vlen, gid, refusal);
         return;
     }
     pc->fop = fwd_op_new(1, refusal);
@@ -385,16 +450,15 @@ bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t g
 
 /* An ms: line and data block collected (FWD_DATA), then "mn". */
 void
-bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t vlen,
+bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
+                               const bc_mc_token_t *key, bool key_binary, uint32_t vlen,
                                uint32_t gid, const char *refusal)
 {
     size_t n;
 
     if ((size_t)vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
-        bc_stats_incr(pc->stats, store_too_large);
-        REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
-        pc->state = BC_PROTO_SWALLOW;
-        pc->swallow = (uint64_t)vlen + 2;
+        /* memcached's ms removes the old value whatever the mode. */
+        fwd_too_large(pc, key->p, key->n, key_binary, true, false, vlen, gid, refusal);
         return;
     }
     pc->fop = fwd_op_new(1, refusal);

@@ -127,9 +127,11 @@ void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
 void bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t gid,
                         const char *refusal);
 /* An ms for group gid: its data block of vlen bytes (+ CRLF) is collected
- * (state FWD_DATA) and sent, followed by "mn", by bc__proto_fwd_store_finish. */
+ * (state FWD_DATA) and sent, followed by "mn", by bc__proto_fwd_store_finish.
+ * key is the key token as it came (base64 when key_binary). */
 void bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
-                                    uint32_t vlen, uint32_t gid, const char *refusal);
+                                    const bc_mc_token_t *key, bool key_binary, uint32_t vlen,
+                                    uint32_t gid, const char *refusal);
 /* Frees a forwarded command (NULL accepted); parts still in flight are
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);

@@ -5,7 +5,8 @@ same bytes once CAS values (compared as a pattern) and time-dependent fields
 
 The streams mix classic and meta commands with every meta flag, keys with
 control bytes, TABs and 250/251 bytes, base64 keys, 20-digit numbers, bad
-numbers and data lengths, quiet mode and noreply, and are sent pipelined
+numbers and data lengths, values over the item limit, quiet mode and
+noreply, and are sent pipelined
 (one write) or in odd chunks.  They run against a standalone node and
 against the non-owner node of a 2-group cluster (keys of the other group
 are forwarded).  A failure prints the seed; BC_DIFF_SEED=<n> replays one
@@ -19,8 +20,9 @@ multi-gets and flush_all lands, also: multi-gets of several keys (values of
 other owners come first) and flush_all (it clears one group).
 
 memcached 1.6.18's answer to incr/decr/ma on a stored value >= 2^63
-depends on the bytes its slab memory holds after the value (see
-NON_NUMERIC below); such a stream is rerun on a fresh memcached.
+depends on the bytes its slab memory holds after the value (see differ);
+such a stream is rerun on a fresh memcached, and compared only up to that
+answer if it comes again.
 """
 import base64
 import os
@@ -135,13 +137,29 @@ class Gen:
         if c < 0.5:
             return b"18446744073709551615"
         n = r.randrange(1, 40)
-        return bytes(r.choice(b"abcXYZ019 \t-\r\n\x00") for _ in range(n))
+        v = bytes(r.choice(b"abcXYZ019 \t-\r\n\x00") for _ in range(n))
+        if not v.strip(b" \t\r\n"):
+            # Not white space alone: memcached's incr would parse on past
+            # the value into its memory (see differ).  (Nor can appends
+            # make such a value: every value has another byte, or none.)
+            v = v[:-1] + b"a"
+        return v
 
     def length(self, v):
         """A data length: the value's, or now and then a bad one."""
         if self.r.random() >= 0.05:
             return b"%d" % len(v)
         return self.number()
+
+    def too_large(self):
+        """A value one byte over the item limit (1 MiB with its CRLF):
+        SERVER_ERROR, the block swallowed, and a set's or an ms's old
+        value removed -- through a non-owner, on the owner.  Lines of 1000
+        bytes: a stream out of step (an earlier bad length) reads them as
+        commands ("ERROR" each) instead of as one megabyte without a
+        newline, on which both servers would close."""
+        v = ((b"y" * 998 + b"\r\n") * 1050)[:1024 * 1024 - 1]
+        return v, b"%d" % len(v)
 
     def classic(self):
         r = self.r
@@ -151,10 +169,17 @@ class Gen:
             cmd = r.choice([b"set", b"add", b"replace", b"append", b"prepend"])
             v = self.value()
             n = self.length(v)
+            big = r.random() < 0.01
+            if big:
+                v, n = self.too_large()
             flags = r.choice([b"0", b"5", b"4294967295", b"4294967296", b"-1", b"x"]) \
                 if r.random() < 0.3 else b"0"
             nr = b" noreply" if r.random() < 0.15 else b""
             ttl = self.ttl() if r.random() < 0.3 else b"0"
+            if big:
+                # A refused line leaves its block to be read as commands:
+                # here a valid line, so that the block is the one swallowed.
+                k, flags, ttl = self.key(allow_long=False), b"0", b"0"
             data = v + (b"\r\n" if r.random() < 0.95 else b"xx")
             return b"%s %s %s %s %s%s\r\n%s" % (cmd, k, flags, ttl, n, nr, data)
         if c < 6:
@@ -226,6 +251,9 @@ class Gen:
         elif c == 1:
             v = self.value()
             n = self.length(v)
+            if r.random() < 0.02:
+                v, n = self.too_large()
+                k, binary = self.key(allow_long=False), False     # a valid line, as above
             fl = self.flags(b"TFCIqOkcMbs")
             if binary:
                 fl.append(b"b")
@@ -248,9 +276,41 @@ class Gen:
             fl = [b"v"] * 20
         return b"%s %s%s\r\n" % (cmd, k, b"".join(b" " + f for f in fl))
 
+    @staticmethod
+    def target(command):
+        """(command name, the key it names, base64 decoded) of a line."""
+        words = command.split(b"\r\n", 1)[0].split(b" ")
+        key = words[1] if len(words) > 1 else b""
+        if words[0][:1] == b"m" and b"b" in words[2:]:
+            try:
+                key = base64.b64decode(key, validate=True)
+            except ValueError:
+                pass
+        return words[0], key
+
     def stream(self, n):
-        return b"".join(self.meta() if self.r.random() < 0.55 else self.classic()
-                        for _ in range(n))
+        """n commands.  An incr/decr/ma of a key that an mg hit since the
+        last get or mn gets an "mn" first: memcached 1.6.18 holds the item
+        for the mg's reply until it flushes its replies (after a get, an
+        mn, every 20 commands, or when it needs more input), and cannot
+        rewrite the number in place meanwhile; it stores a new item, which
+        shows in the value's padding and the item's fetched flag.  The node
+        rewrites in place whenever no reply of its own holds the item (see
+        docs/protocol.md): a difference of timing, kept out of the
+        comparison."""
+        out, held = [], set()
+        for _ in range(n):
+            command = self.meta() if self.r.random() < 0.55 else self.classic()
+            name, key = self.target(command)
+            if name in (b"incr", b"decr", b"ma") and key in held:
+                out.append(b"mn\r\n")
+                held.clear()
+            if name in (b"get", b"gets", b"gat", b"gats", b"bget", b"mn"):
+                held.clear()
+            elif name == b"mg":
+                held.add(key)
+            out.append(command)
+        return b"".join(out)
 
 
 # ---------------------------------------------------------------------------
@@ -334,22 +394,50 @@ def compare(mc_port, node_port, seed, prefix, cluster_mode):
     return i, la, lb, payload
 
 
+def arith_done(line):
+    """A reply of incr/decr/ma that did the arithmetic: a number; HD or VA
+    from ma, or the error ma answers only once the arithmetic is done (an
+    opaque token too long)."""
+    return (line.isdigit() or line == b"HD" or line.startswith((b"HD ", b"VA ")) or
+            line == b"CLIENT_ERROR opaque token too long")
+
+
+def read_past(d):
+    """Whether difference d may be memcached reading past a stored value
+    (see differ): one side "non-numeric", the other did the arithmetic.
+    Returns "strchr" when memcached refused a number the node took."""
+    i, la, lb = d[0], d[1], d[2]
+    if not (0 <= i < len(la) and i < len(lb)):
+        return None
+    if la[i] == NON_NUMERIC and arith_done(lb[i]):
+        return "strchr"
+    if lb[i] == NON_NUMERIC and arith_done(la[i]):
+        return "strtoull"
+    return None
+
+
 def differ(node_port, seeds, cluster_mode):
     mode = "cluster" if cluster_mode else "standalone"
-    rechecked = 0
+    rechecked = quirks = 0
     for seed in seeds:
         # A mode of its own in the key, so that one seed run both ways does
         # not meet its own keys in memcached.
         prefix = b"%s%d:" % (b"c" if cluster_mode else b"d", seed)
         d = compare(servers()["mc"].port, node_port, seed, prefix, cluster_mode)
-        if d and 0 <= d[0] < len(d[1]) and d[1][d[0]] == NON_NUMERIC:
-            # memcached 1.6.18's safe_strtoull refuses a value >= 2^63 that
-            # holds a '-' with strchr(), which reads on past the item's
-            # value ("...\r\n" is not NUL-terminated) into whatever its slab
-            # chunk held before: its answer then depends on earlier items.
-            # The node looks inside the value only.  Such a stream is run
-            # again, on keys of its own, against a memcached whose memory is
-            # fresh; the rerun must agree.
+        if d and read_past(d):
+            # memcached 1.6.18's safe_strtoull reads past a stored value
+            # ("...\r\n" is not NUL-terminated) into whatever its slab
+            # memory holds after it -- an earlier value's bytes, the next
+            # item's header: strtoull skips a value of white space only and
+            # parses what follows, and a value >= 2^63 is refused when
+            # strchr() finds a '-' anywhere up to the next NUL.  Its answer
+            # then depends on that memory; the node looks inside the value
+            # only.  Such a stream is run again, on keys of its own, against
+            # a memcached whose memory is fresh.  Where the stream itself
+            # leaves such bytes, the rerun meets memcached's refusal of a
+            # number again, and the stream is not compared past it (the
+            # other way round, memcached taking a value the node refuses,
+            # must not come again).
             rechecked += 1
             fresh = harness.Memcached(threads=2, memory_mb=64)
             warm(fresh.port, 1500)
@@ -357,14 +445,18 @@ def differ(node_port, seeds, cluster_mode):
                 d = compare(fresh.port, node_port, seed, b"r" + prefix, cluster_mode)
             finally:
                 fresh.stop()
+            if d and read_past(d) == "strchr":
+                quirks += 1
+                d = None
         if d:
             i, la, lb, payload = d
             raise AssertionError(
                 "seed %d (%s): replies differ at line %d\n memcached: %r\n node:      %r\n"
                 "stream: %r" % (seed, mode, i, la[max(0, i - 2):i + 3], lb[max(0, i - 2):i + 3],
                                 payload[:3000]))
-    print("%s: %d seeds agree (%d rerun on a fresh memcached)" % (mode, len(seeds), rechecked))
-    assert rechecked <= max(2, len(seeds) // 10), "too many reruns: %d" % rechecked
+    print("%s: %d seeds agree (%d rerun on a fresh memcached, %d of them compared up to "
+          "memcached's strchr answer)" % (mode, len(seeds), rechecked, quirks))
+    assert rechecked <= max(3, len(seeds) // 10), "too many reruns: %d" % rechecked
 
 
 def seeds(base, n):
