@@ -293,7 +293,8 @@ bc_mc_base64_encode(const char *src, size_t len, char *out, size_t out_len)
 bc_status_t
 bc_mc_meta_reply_unit(const char *buf, size_t len, size_t *consumed, bool *is_mn)
 {
-    const char *nl = memchr(buf, '\n', len < META_REPLY_LINE_MAX ? len : META_REPLY_LINE_MAX);
+    size_t window = len < META_REPLY_LINE_MAX ? len : META_REPLY_LINE_MAX;
+    const char *nl = memchr(buf, '\n', window);
     if (nl == NULL) return len >= META_REPLY_LINE_MAX ? BC_EPROTO : BC_EAGAIN;
     size_t linelen = (size_t)(nl - buf) + 1;
     if (nl == buf || nl[-1] != '\r') return BC_EPROTO;
@@ -307,8 +308,18 @@ bc_mc_meta_reply_unit(const char *buf, size_t len, size_t *consumed, bool *is_mn
         }
         if (digits == 0 || (i < n && buf[i] != ' ') || vlen > BC_MC_VALUE_MAX_LEN)
             return BC_EPROTO;
-        if (len - linelen < vlen + 2) return BC_EAGAIN;
-        if (buf[linelen + vlen] != '\r' || buf[linelen + vlen + 1] != '\n') return BC_EPROTO;
+        /* BEHAVIOR: the line may hold a raw binary key with a CRLF in it
+         * (memcached 1.6.18 prints the key of an item an "ma ... b N"
+         * created without base64): the VA line ends at the first CRLF after
+         * which the value and its CRLF fit. */
+        for (;;) {
+            if (len - linelen < vlen + 2) return BC_EAGAIN;
+            if (buf[linelen + vlen] == '\r' && buf[linelen + vlen + 1] == '\n') break;
+            nl = linelen < window ? memchr(buf + linelen, '\n', window - linelen) : NULL;
+            if (nl == NULL) return len >= META_REPLY_LINE_MAX ? BC_EPROTO : BC_EAGAIN;
+            linelen = (size_t)(nl - buf) + 1;
+            if (nl[-1] != '\r') continue;
+        }
         *consumed = linelen + (size_t)vlen + 2;
         return BC_OK;
     }

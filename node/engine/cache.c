@@ -149,6 +149,9 @@ struct bc_cache {
     uint32_t nshards;
     uint32_t shard_mask;
     uint32_t (*now)(void);
+    /* memcached's process_started (its start - 62 s): an absolute expiry
+     * at or before it counts as "1", already expired (realtime()). */
+    uint32_t started;
     const bc_evict_ops_t *policy;
     bc_evict_env_t env;
 
@@ -749,6 +752,8 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     cache->nshards = nshards;
     cache->shard_mask = nshards - 1;
     cache->now = config->now;
+    uint32_t t0 = cache->now != NULL ? cache->now() : (uint32_t)time(NULL);
+    cache->started = t0 > 62 ? t0 - 62 : 0;
     cache->policy = policy;
     cache->env.mem_used = &cache->mem_used;
     pthread_mutex_init(&cache->scan_lock, NULL);
@@ -823,7 +828,9 @@ bc_cache_max_item_size(const bc_cache_t *cache)
 /*
  * memcached's realtime(): 0 = never; negative = already expired (1 is a
  * time always in the past); up to 30 days = relative; larger = absolute
- * (clamped to what 32 bits hold).
+ * (clamped to what 32 bits hold), and an absolute time at or before
+ * memcached's process_started is 1 as well -- so two such times compare
+ * equal, as in memcached (mg's R against a T in the past).
  */
 uint32_t
 bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
@@ -831,6 +838,7 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
     if (exptime == 0) return 0;
     if (exptime < 0) return 1;
     if (exptime > (int64_t)BC_REALTIME_MAXDELTA) {
+        if (exptime <= (int64_t)cache->started) return 1;
         return exptime > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)exptime;
     }
     uint64_t abs = (uint64_t)cache_clock(cache) + (uint64_t)exptime;

@@ -456,9 +456,12 @@ test_exptime_conversion(void **state)
     assert_int_equal(bc_cache_exptime_abs(cache, 3600), T0 + 3600);
     assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA),
                      T0 + BC_REALTIME_MAXDELTA);
-    /* Above 30 days: an absolute unix time, even one in the past. */
-    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1),
-                     BC_REALTIME_MAXDELTA + 1);
+    /* Above 30 days: an absolute unix time; one at or before memcached's
+     * process_started (the cache's start - 62 s) is 1, like a negative
+     * one, so that two such times are equal, as in memcached. */
+    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1), 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, T0 - 62), 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, T0 - 61), T0 - 61);
     assert_int_equal(bc_cache_exptime_abs(cache, T0 + 77), T0 + 77);
     assert_int_equal(bc_cache_exptime_abs(cache, (int64_t)1 << 40), UINT32_MAX);
     /* Negative: already expired. */

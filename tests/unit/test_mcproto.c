@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "bc_mcmeta.h"
 #include "bc_mcproto.h"
 #include "engine/cache.h"
 #include "proto/proto_text.h"
@@ -759,6 +760,42 @@ test_exec_close_conditions(void **state)
     fixture_free(f);
 }
 
+/* One meta reply unit at a time, as the forwarder reads an owner's reply
+ * up to the MN of its "mn": lines, VA with its block, incomplete input,
+ * and a VA line holding a raw binary key with a CRLF in it. */
+static void
+test_meta_reply_unit(void **state)
+{
+    (void)state;
+    size_t used = 0;
+    bool mn = true;
+#define UNIT(lit) bc_mc_meta_reply_unit((lit), sizeof(lit) - 1, &used, &mn)
+    assert_int_equal(UNIT("HD\r\nMN\r\n"), BC_OK);
+    assert_true(used == 4 && !mn);
+    assert_int_equal(UNIT("MN\r\n"), BC_OK);
+    assert_true(used == 4 && mn);
+    assert_int_equal(UNIT("VA 5 f0\r\nMN\r\nx\r\nMN\r\n"), BC_OK);   /* the value "MN\r\nx" */
+    assert_true(used == 16 && !mn);
+    assert_int_equal(UNIT("VA 2 kab\r\nxy\r\n"), BC_OK);
+    assert_int_equal(used, 14);
+    assert_int_equal(UNIT("VA 2 kab\r\nxy"), BC_EAGAIN);
+    assert_int_equal(UNIT("VA 2 ka"), BC_EAGAIN);
+    /* memcached prints such a key raw: the line ends at the second CRLF */
+    assert_int_equal(UNIT("VA 1 kc:\0" "b\r\n\r\n1\r\nMN\r\n"), BC_OK);
+    assert_int_equal(used, 17);
+    assert_int_equal(UNIT("VA 1 kc:\0" "b\r\n\r\n1"), BC_EAGAIN);
+    /* no CRLF where a value could end: protocol error once 4 KiB came */
+    static char junk[5000];
+    memcpy(junk, "VA 1 k", 6);
+    memset(junk + 6, 'x', sizeof(junk) - 6);
+    junk[10] = '\r';
+    junk[11] = '\n';
+    assert_int_equal(bc_mc_meta_reply_unit(junk, sizeof(junk), &used, &mn), BC_EPROTO);
+    assert_int_equal(UNIT("VA x\r\n"), BC_EPROTO);
+    assert_int_equal(UNIT("HD\n"), BC_EPROTO);
+#undef UNIT
+}
+
 int
 main(void)
 {
@@ -773,6 +810,7 @@ main(void)
         cmocka_unit_test(test_long_line_rule),
         cmocka_unit_test(test_u64_to_dec),
         cmocka_unit_test(test_reply_parse),
+        cmocka_unit_test(test_meta_reply_unit),
         cmocka_unit_test(test_exec_pipeline_any_split),
         cmocka_unit_test(test_exec_backpressure),
         cmocka_unit_test(test_exec_direct_read_and_items),
