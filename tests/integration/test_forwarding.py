@@ -200,10 +200,19 @@ def test_large_values_both_ways():
     via = G1.conn()
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(blob)), blob) == b"STORED\r\n"
     assert via.cmd("get " + k) == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (k.encode(), len(blob), blob)
-    # larger than the item limit: answered here, the block is skipped
+    # larger than the item limit: answered here, the block is skipped, and
+    # (as memcached does for a set or an ms) the owner's old value deleted
     huge = b"x" * (1024 * 1024 + 10)
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
         b"SERVER_ERROR object too large for cache\r\n"
+    assert G2.conn().cmd("get " + k) == b"END\r\n"
+    assert via.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert via.cmd(b"append %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
+        b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"VALUE %s 0 1\r\nv\r\nEND\r\n" % k.encode()   # kept
+    via.send(b"ms %s %d T0\r\n%s\r\n" % (k.encode(), len(huge), huge))
+    assert via.readline() == b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"END\r\n"
     assert via.cmd("version").startswith(b"VERSION ")
 
 
