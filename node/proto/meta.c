@@ -222,8 +222,11 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     bool t_seen = false, has_r = false, r_sees_touch = false;
     uint32_t touch_exp = of.new_ttl ? meta_exptime(pc, of.exptime) : 0;
     uint32_t viv_exp = of.vivify ? meta_exptime(pc, of.autoviv_exptime) : 0;
+    /* memcached bumps at the lookup, before an over-long opaque is seen,
+     * unless a flag made it lock the item (l h T N R): then the bump waits
+     * for the end and the error skips it. */
     bc_cache_mget_t m = {
-        .bump = !of.no_update && stop == UINT32_MAX,
+        .bump = !of.no_update && (stop == UINT32_MAX || !of.locked),
         .vivify = of.vivify,
         .no_win = stop != UINT32_MAX,
     };
