@@ -790,7 +790,7 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     uint32_t hash = bc_hash_key(key, nkey);
     if (pc->env->cluster != NULL && meta_route(pc, line, len, req, hash, false, 0, false)) return;
 
-    bc_cache_mget_t m = {.bump = false};
+    bc_cache_mget_t m = {.bump = false, .no_win = true};   /* me hands out no token */
     bc_item_t *it = bc_cache_mget(cache, key, nkey, hash, &m, NULL);
     if (it == NULL) {
         REPLY(pc, "EN\r\n");
