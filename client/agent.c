@@ -131,9 +131,10 @@ agent_read_primary(bc_client_t *c, uint32_t gid, bool watch, char *addr, size_t 
         return st;
     }
     if (st != BC_OK) return st;
-    bc_primary_info_t info;
+    bc_cluster_primary_info_t info;
     char err[160] = "";
-    bc_status_t dst = bc_primary_info_decode(data ? data : "", len, &info, err, sizeof(err));
+    bc_status_t dst = bc_cluster_primary_info_decode(data ? data : "", len, &info, err,
+                                                     sizeof(err));
     free(data);
     if (dst != BC_OK) {
         /* Ignored: the group keeps the primary we knew, if any. */

@@ -309,7 +309,7 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
             if (p->version >= 0) st = bc_zk_txn_delete(txn, paths[np++], p->version);
             continue;
         }
-        char *json = bc_primary_info_encode(&p->info);
+        char *json = bc_cluster_primary_info_encode(&p->info);
         if (json == NULL) return BC_ENOMEM;
         bufs[(*nbufs)++] = json;
         st = p->version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)

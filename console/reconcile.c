@@ -56,7 +56,7 @@ group_live(const bc_view_group_t *g)
 }
 
 /* The node that should be primary of a live group. */
-static const bc_node_info_t *
+static const bc_cluster_node_info_t *
 reconcile_pick_primary(const bc_view_group_t *g)
 {
     if (g->has_primary) {
@@ -64,9 +64,9 @@ reconcile_pick_primary(const bc_view_group_t *g)
             if (strcmp(g->nodes[i].name, g->primary.node) == 0) return &g->nodes[i];
         }
     }
-    const bc_node_info_t *best = NULL;
+    const bc_cluster_node_info_t *best = NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
-        const bc_node_info_t *n = &g->nodes[i];
+        const bc_cluster_node_info_t *n = &g->nodes[i];
         if (best == NULL || n->offset > best->offset ||
             (n->offset == best->offset && strcmp(n->name, best->name) < 0)) {
             best = n;
@@ -145,7 +145,7 @@ move_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
 }
 
 /* The group's live primary node with an admin port, or NULL. */
-static const bc_node_info_t *
+static const bc_cluster_node_info_t *
 move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
 {
     bc_view_group_t *g = bc_view_group(v, gid);
@@ -182,8 +182,8 @@ move_check(move_round_t *r, const bc_mig_record_t *rec)
     if (out->c.owner[b] != rec->from || !out->c.readonly[b]) {
         return "c no longer has it read-only at the source";
     }
-    const bc_node_info_t *src = move_primary(r->v, out, rec->from);
-    const bc_node_info_t *dst = move_primary(r->v, out, rec->to);
+    const bc_cluster_node_info_t *src = move_primary(r->v, out, rec->from);
+    const bc_cluster_node_info_t *dst = move_primary(r->v, out, rec->to);
     if (src == NULL || strcmp(src->name, rec->from_node) != 0) {
         return "the source primary changed or is down";
     }
@@ -373,8 +373,8 @@ reconcile_migrations(move_round_t *r)
         }
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
-        const bc_node_info_t *src = move_primary(r->v, out, from);
-        const bc_node_info_t *dst = move_primary(r->v, out, to);
+        const bc_cluster_node_info_t *src = move_primary(r->v, out, from);
+        const bc_cluster_node_info_t *dst = move_primary(r->v, out, to);
         if (src == NULL || dst == NULL) continue;
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
@@ -531,7 +531,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             }
             continue;
         }
-        const bc_node_info_t *best = reconcile_pick_primary(g);
+        const bc_cluster_node_info_t *best = reconcile_pick_primary(g);
         if (g->has_primary && strcmp(best->name, g->primary.node) == 0) continue;
         bc_primary_update_t *p = &out->primaries[out->nprimaries++];
         p->gid = g->gid;

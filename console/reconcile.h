@@ -131,7 +131,7 @@ typedef struct bc_primary_update {
     uint32_t gid;
     int32_t version;               /* -1: create */
     bool remove;
-    bc_primary_info_t info;
+    bc_cluster_primary_info_t info;
 } bc_primary_update_t;
 
 typedef struct bc_mig_update {

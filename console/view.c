@@ -176,10 +176,10 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
         char npath[BC_CLUSTER_PATH_MAX + 64];
         snprintf(npath, sizeof(npath), "%s/%s", path, names.names[i]);
         if (bc_zk_get(zk, npath, NULL, NULL, &data, &len, NULL) != BC_OK) continue; /* just left */
-        bc_node_info_t *n = &g->nodes[g->nnodes];
+        bc_cluster_node_info_t *n = &g->nodes[g->nnodes];
         memset(n, 0, sizeof(*n));
         snprintf(n->name, sizeof(n->name), "%.31s", names.names[i]);
-        if (bc_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
             g->nnodes++;
         } else {
             log_warn("console: ignoring node %s of group %u: %s", names.names[i], g->gid, err);
@@ -194,7 +194,8 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->primary_version);
     if (st == BC_OK) {
-        if (bc_primary_info_decode(data ? data : "", len, &g->primary, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_primary_info_decode(data ? data : "", len, &g->primary, err,
+                                           sizeof(err)) == BC_OK) {
             g->has_primary = true;
         } else {
             log_warn("console: group %u has a malformed primary record: %s", g->gid, err);
@@ -270,10 +271,11 @@ fail:
 
 /* The offset a node reports on GET /v1/repl; 0 when it cannot tell. */
 static uint64_t
-view_node_offset(const bc_node_info_t *n, int timeout_ms)
+view_node_offset(const bc_cluster_node_info_t *n, int timeout_ms)
 {
-    bc_repl_status_t r;
-    if (n->admin_addr[0] == '\0' || bc_repl_status_fetch(n->admin_addr, timeout_ms, &r) != BC_OK) {
+    bc_cluster_repl_status_t r;
+    if (n->admin_addr[0] == '\0' || bc_cluster_repl_status_fetch(n->admin_addr, timeout_ms,
+                                                                 &r) != BC_OK) {
         return 0;
     }
     return r.synced ? r.offset : 0;

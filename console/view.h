@@ -31,9 +31,9 @@ typedef struct bc_departure {
 typedef struct bc_view_group {
     uint32_t gid;
     size_t nnodes;
-    bc_node_info_t *nodes;         /* live registrations, by name */
+    bc_cluster_node_info_t *nodes; /* live registrations, by name */
     bool has_primary;
-    bc_primary_info_t primary;
+    bc_cluster_primary_info_t primary;
     int32_t primary_version;
     bc_departure_t departure;
     int32_t group_version;         /* version of groups/<gid> */

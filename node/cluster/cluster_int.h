@@ -29,7 +29,7 @@ struct bc_node_cluster {
     char *cluster;
     uint32_t gid;
     uint32_t nbuckets;
-    bc_node_info_t self;           /* what we register (name filled in) */
+    bc_cluster_node_info_t self;   /* what we register (name filled in) */
     bc_zk_t *zk;
     bc_cache_t *cache;
 
