@@ -102,10 +102,10 @@ reconcile_table_gids(const bc_view_t *v, uint32_t *ids)
     return n;
 }
 
-static bc_departure_update_t *
+static bc_reconcile_departure_update_t *
 departure_slot(bc_reconcile_output_t *out, const bc_view_group_t *g)
 {
-    bc_departure_update_t *u = &out->departures[out->ndepartures++];
+    bc_reconcile_departure_update_t *u = &out->departures[out->ndepartures++];
     memset(u, 0, sizeof(*u));
     u->gid = g->gid;
     u->version = g->group_version;
@@ -158,10 +158,10 @@ move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
     return NULL;
 }
 
-static bc_mig_update_t *
+static bc_reconcile_mig_update_t *
 move_put(move_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
 {
-    bc_mig_update_t *u = &r->out->mig[r->out->nmig++];
+    bc_reconcile_mig_update_t *u = &r->out->mig[r->out->nmig++];
     memset(u, 0, sizeof(*u));
     u->bucket = bucket;
     u->version = version;
@@ -216,7 +216,7 @@ move_abort(move_round_t *r, const bc_mig_record_t *rec, const char *why)
     out->control->failures++;
     out->control_changed = true;
     out->mig_aborted++;
-    bc_mig_copying_t *a = &out->aborts[out->naborts++];
+    bc_reconcile_copying_t *a = &out->aborts[out->naborts++];
     a->bucket = b;
     a->epoch = rec->epoch;
     a->from = rec->from;
@@ -356,13 +356,13 @@ reconcile_migrations(move_round_t *r)
     }
 
     /* 4. Start copies.  With precopy, look ahead past the copy slots for
-     * the buckets to precopy next: up to bc_mig_precopy_window() not
+     * the buckets to precopy next: up to bc_mig_pool_precopy_window() not
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
     size_t lookahead =
-        in->precopy != NULL ? bc_mig_precopy_window(in->parallel, in->precopy_ahead) : 0;
+        in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
@@ -386,7 +386,7 @@ reconcile_migrations(move_round_t *r)
                  * its elapsed time (and so its rate) counts every copy. */
                 move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
-                    (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
+                    (bc_reconcile_precopy_want_t){.bucket = b, .from = from, .to = to};
             }
             continue;
         }
@@ -488,7 +488,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
         if (in->precopy != NULL) {
             out->precopy_wanted =
-                calloc(bc_mig_precopy_window(in->parallel, in->precopy_ahead) + 1,
+                calloc(bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) + 1,
                        sizeof(*out->precopy_wanted));
         }
         if (!out->control || !out->mig || !out->aborts || !out->copying ||
@@ -522,7 +522,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g)) {
             if (g->has_primary || g->primary_version >= 0) {
-                bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+                bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
                 p->gid = g->gid;
                 p->version = g->primary_version;
                 p->remove = true;
@@ -533,7 +533,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         }
         const bc_cluster_node_info_t *best = reconcile_pick_primary(g);
         if (g->has_primary && strcmp(best->name, g->primary.node) == 0) continue;
-        bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+        bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
         p->gid = g->gid;
         p->version = g->primary_version;
         snprintf(p->info.node, sizeof(p->info.node), "%s", best->name);
@@ -552,7 +552,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         if (group_live(g)) continue;
         uint32_t held = 0;
         if (g != NULL && !g->departure.present) {
-            bc_departure_update_t *u = departure_slot(out, g);
+            bc_reconcile_departure_update_t *u = departure_slot(out, g);
             u->record.present = true;
             u->record.departed_at_ms = in->now_ms;
             u->record.buckets = calloc(n, sizeof(uint32_t));
@@ -619,7 +619,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             summary_add(out, "group %u back, but its buckets moved meanwhile: joins as a new group",
                         g->gid);
         }
-        bc_departure_update_t *u = departure_slot(out, g);
+        bc_reconcile_departure_update_t *u = departure_slot(out, g);
         u->record.present = false;
     }
 
@@ -705,7 +705,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             for (size_t i = 0; i < r.nstarted; i++) out->mig[r.started[i]].record.epoch = e + 1;
             for (uint32_t b = 0; b < n; b++) {
                 if (!r.final[b]) continue;
-                bc_mig_copying_t *cp = &out->copying[out->ncopying++];
+                bc_reconcile_copying_t *cp = &out->copying[out->ncopying++];
                 cp->bucket = b;
                 cp->epoch = r.final_epoch[b] ? r.final_epoch[b] : e + 1;
                 cp->from = out->m.owner[b];
@@ -749,7 +749,9 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     bc_table_free(&out->c);
     bc_table_free(&out->m);
     bc_table_free(&out->d);
-    for (size_t i = 0; i < out->ndepartures; i++) bc_departure_free(&out->departures[i].record);
+    for (size_t i = 0; i < out->ndepartures; i++) {
+        bc_view_departure_free(&out->departures[i].record);
+    }
     free(out->departures);
     free(out->primaries);
     free(out->mig);

@@ -25,14 +25,14 @@
 #include "bc_log.h"
 
 void
-bc_departure_free(bc_departure_t *dep)
+bc_view_departure_free(bc_view_departure_t *dep)
 {
     free(dep->buckets);
     memset(dep, 0, sizeof(*dep));
 }
 
 char *
-bc_departure_encode(const bc_departure_t *dep)
+bc_view_departure_encode(const bc_view_departure_t *dep)
 {
     if (!dep->present) return strdup("{}");
     size_t cap = 64 + (size_t)dep->nbuckets * 7;
@@ -48,7 +48,7 @@ bc_departure_encode(const bc_departure_t *dep)
 }
 
 bc_status_t
-bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departure_t *out)
+bc_view_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_view_departure_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (len == 0) return BC_OK;
@@ -80,7 +80,7 @@ bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departur
     cJSON_ArrayForEach(v, buckets) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= nbuckets ||
             v->valuedouble != floor(v->valuedouble)) {
-            bc_departure_free(out);
+            bc_view_departure_free(out);
             cJSON_Delete(root);
             return BC_EINVAL;
         }
@@ -95,7 +95,7 @@ static void
 view_group_free(bc_view_group_t *g)
 {
     free(g->nodes);
-    bc_departure_free(&g->departure);
+    bc_view_departure_free(&g->departure);
 }
 
 void
@@ -151,7 +151,7 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->group_version);
     if (st != BC_OK) return st;
-    if (bc_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
+    if (bc_view_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
         log_warn("console: ignoring malformed departure record of group %u", g->gid);
     }
     free(data);
