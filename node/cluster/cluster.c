@@ -411,7 +411,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             e->sa = old->sa;
             e->salen = old->salen;
         } else {
-            bc__node_primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
+            bc__node_primaries_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
         }
     }
     bc_zk_strings_free(&names);
