@@ -202,7 +202,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
     /* A node that lost the forwarded part of a read: reads are safe to
      * send again, to the owner of the new table. */
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
-        bc__proto_fwd_failure_parse(r->text, r->ntext) != BC__FWD_NONE) {
+        bc__proto_fwd_failure_parse(r->text, r->ntext) != BC__PROTO_FWD_NONE) {
         bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
         return false;

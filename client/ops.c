@@ -208,10 +208,10 @@ op_interpret(bc_client_t *c, bc__pool_conn_t *conn, op_t *op, const bc_mc_reply_
          * only when idempotent, as in op_attempt.
          */
         bc__proto_fwd_failure_t fwd = bc__proto_fwd_failure_parse(r->text, r->ntext);
-        if (fwd != BC__FWD_NONE) {
+        if (fwd != BC__PROTO_FWD_NONE) {
             bc__agent_request_refresh(c, 0);
-            if (fwd == BC__FWD_UNSENT || op_idempotent(op->kind)) {
-                op->in_doubt = op->in_doubt || fwd == BC__FWD_IN_DOUBT;
+            if (fwd == BC__PROTO_FWD_UNSENT || op_idempotent(op->kind)) {
+                op->in_doubt = op->in_doubt || fwd == BC__PROTO_FWD_IN_DOUBT;
                 return ATTEMPT_RETRY;
             }
             log_warn("client: %s lost %s forwarding it to the owner; not retried",

@@ -30,10 +30,10 @@ bc__proto_fwd_failure_parse(const char *text, size_t n)
      * forwarding failures (reply too large, bad reply, busy, out of
      * memory) are ordinary server errors to the caller. */
     switch (bc_wire_fwd_failure_parse(text, n)) {
-    case BC_WIRE_FWD_UNSENT: return BC__FWD_UNSENT;
+    case BC_WIRE_FWD_UNSENT: return BC__PROTO_FWD_UNSENT;
     case BC_WIRE_FWD_IN_DOUBT:
-    case BC_WIRE_FWD_TIMEOUT: return BC__FWD_IN_DOUBT;
-    default: return BC__FWD_NONE;
+    case BC_WIRE_FWD_TIMEOUT: return BC__PROTO_FWD_IN_DOUBT;
+    default: return BC__PROTO_FWD_NONE;
     }
 }
 

@@ -24,10 +24,10 @@
 /* What a node's forwarding failure (common/bc_wire.h, BC_WIRE_FWD_*) means
  * for the command that met it. */
 typedef enum bc__proto_fwd_failure {
-    BC__FWD_NONE = 0,          /* not a forwarding failure, or one that is an
+    BC__PROTO_FWD_NONE = 0,    /* not a forwarding failure, or one that is an
                                 * ordinary error here (reply too large, busy...) */
-    BC__FWD_UNSENT,            /* never reached the owner: safe to send again */
-    BC__FWD_IN_DOUBT,          /* sent; the owner may have applied it */
+    BC__PROTO_FWD_UNSENT,      /* never reached the owner: safe to send again */
+    BC__PROTO_FWD_IN_DOUBT,    /* sent; the owner may have applied it */
 } bc__proto_fwd_failure_t;
 
 /* Classifies the text of a SERVER_ERROR reply (what follows

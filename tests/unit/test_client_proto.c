@@ -81,10 +81,13 @@ test_fwd_failure_parse(void **state)
         bc_wire_fwd_failure_t wire;
         bc__proto_fwd_failure_t want;
     } cases[] = {
-        {BC_WIRE_FWD_UNSENT, BC__FWD_UNSENT},    {BC_WIRE_FWD_IN_DOUBT, BC__FWD_IN_DOUBT},
-        {BC_WIRE_FWD_TIMEOUT, BC__FWD_IN_DOUBT}, {BC_WIRE_FWD_TOO_LARGE, BC__FWD_NONE},
-        {BC_WIRE_FWD_BAD_REPLY, BC__FWD_NONE},   {BC_WIRE_FWD_BUSY, BC__FWD_NONE},
-        {BC_WIRE_FWD_NOMEM, BC__FWD_NONE},
+        {BC_WIRE_FWD_UNSENT, BC__PROTO_FWD_UNSENT},
+        {BC_WIRE_FWD_IN_DOUBT, BC__PROTO_FWD_IN_DOUBT},
+        {BC_WIRE_FWD_TIMEOUT, BC__PROTO_FWD_IN_DOUBT},
+        {BC_WIRE_FWD_TOO_LARGE, BC__PROTO_FWD_NONE},
+        {BC_WIRE_FWD_BAD_REPLY, BC__PROTO_FWD_NONE},
+        {BC_WIRE_FWD_BUSY, BC__PROTO_FWD_NONE},
+        {BC_WIRE_FWD_NOMEM, BC__PROTO_FWD_NONE},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *t = bc_wire_fwd_failure_text(cases[i].wire);
@@ -92,8 +95,8 @@ test_fwd_failure_parse(void **state)
         assert_int_equal(bc__proto_fwd_failure_parse(t, strlen(t)), cases[i].want);
     }
     const char *t = "MOVED 1 2 3";
-    assert_int_equal(bc__proto_fwd_failure_parse(t, strlen(t)), BC__FWD_NONE);
-    assert_int_equal(bc__proto_fwd_failure_parse(NULL, 0), BC__FWD_NONE);
+    assert_int_equal(bc__proto_fwd_failure_parse(t, strlen(t)), BC__PROTO_FWD_NONE);
+    assert_int_equal(bc__proto_fwd_failure_parse(NULL, 0), BC__PROTO_FWD_NONE);
 }
 
 static void
