@@ -445,6 +445,7 @@ test_import_refuses_a_frame_with_a_bad_checksum(void **state)
     for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
         memcpy(bad, s.buf.data, s.buf.len);
         bad[at[k]] ^= 0x20;
+        source_set(src, stream_answer(bad, s.buf.len));    /* after the bytes change */
         import_job_t *job = import(&dst, src->addr, BUCKET, false);
         assert_int_equal(job->state, JOB_FAILED);
         if (strstr(job->error, "checksum mismatch") == NULL) fail_msg("error: %s", job->error);
