@@ -67,7 +67,8 @@ typedef struct source {
     pthread_mutex_t mu;                /* guards answers, nanswers, path */
     answer_t answers[4];               /* connection i gets answers[min(i, n - 1)] */
     int nanswers;
-    atomic_int requests;
+    atomic_int requests;               /* since the last source_set */
+    atomic_int accepted, served;       /* connections taken, and done with */
     char path[256];                    /* the last request's path */
 } source_t;
 
@@ -132,8 +133,10 @@ source_main(void *arg)
         if (poll(&p, 1, 50) <= 0) continue;
         int fd = accept(s->lfd, NULL, NULL);
         if (fd < 0) continue;
+        atomic_fetch_add(&s->accepted, 1);
         source_serve(s, fd);
         close(fd);
+        atomic_fetch_add(&s->served, 1);
     }
     return NULL;
 }
@@ -169,11 +172,24 @@ source_stop(source_t *s)
     free(s);
 }
 
+/* Waits until the source is done with every connection it took, so the
+ * test may change or free the bodies it sent (the sockets order nothing
+ * for ThreadSanitizer; the counters do). */
+static void
+source_wait(source_t *s)
+{
+    for (int i = 0; i < 50000 && atomic_load(&s->served) != atomic_load(&s->accepted); i++) {
+        usleep(100);
+    }
+    assert_int_equal(atomic_load(&s->served), atomic_load(&s->accepted));
+}
+
 /* The answers to the next connections: as[0], as[1], ..., the last one
  * repeated. */
 static void
 source_script(source_t *s, const answer_t *as, int n)
 {
+    source_wait(s);
     pthread_mutex_lock(&s->mu);
     memcpy(s->answers, as, (size_t)n * sizeof(*as));
     s->nanswers = n;
@@ -238,9 +254,10 @@ side_free(side_t *s)
     bc_cache_destroy(s->cache);
 }
 
-/* Runs one import job to its end on this thread, as jobs.c's thread does. */
+/* Runs one import job to its end on this thread, as jobs.c's thread does
+ * (source: the fake one it reads from, or NULL). */
 static import_job_t *
-import(side_t *dst, const char *source, uint32_t bucket, bool precopy)
+import(side_t *dst, source_t *fake, const char *source, uint32_t bucket, bool precopy)
 {
     import_job_t *job = calloc(1, sizeof(*job));
     assert_non_null(job);
@@ -256,6 +273,7 @@ import(side_t *dst, const char *source, uint32_t bucket, bool precopy)
     dst->mig->running++;
     pthread_mutex_unlock(&dst->mig->mu);
     bc__migrate_import_main(job);
+    if (fake != NULL) source_wait(fake);
     return job;
 }
 
@@ -378,7 +396,7 @@ test_import_stores_a_stream_however_it_is_split(void **state)
         a.content_length = k % 2 == 0;     /* both ways a body can end */
         source_set(src, a);
         bc_cache_bucket_drop(dst.cache, BUCKET);
-        import_job_t *job = import(&dst, src->addr, BUCKET, false);
+        import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
         if (job->state != JOB_DONE) fail_msg("pieces of %zu: %s", runs[k].piece, job->error);
         assert_int_equal(job->items, 12);
         assert_false(job->delta);
@@ -411,7 +429,7 @@ test_import_refuses_a_stream_cut_anywhere(void **state)
         a.send = cut;
         a.content_length = cut % 3 == 0;
         source_set(src, a);
-        import_job_t *job = import(&dst, src->addr, BUCKET, false);
+        import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
         if (job->state != JOB_FAILED) fail_msg("cut at %zu of %zu: not refused", cut, s.buf.len);
         assert_non_null(strstr(job->error, "truncated"));
         /* what it stored before the cut is dropped again */
@@ -420,7 +438,7 @@ test_import_refuses_a_stream_cut_anywhere(void **state)
     }
     /* The whole stream, for contrast. */
     source_set(src, stream_answer(s.buf.data, s.buf.len));
-    import_job_t *job = import(&dst, src->addr, BUCKET, false);
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_DONE);
     assert_items(dst.cache, BUCKET, 3, small_value);
     free(job);
@@ -446,7 +464,7 @@ test_import_refuses_a_frame_with_a_bad_checksum(void **state)
         memcpy(bad, s.buf.data, s.buf.len);
         bad[at[k]] ^= 0x20;
         source_set(src, stream_answer(bad, s.buf.len));    /* after the bytes change */
-        import_job_t *job = import(&dst, src->addr, BUCKET, false);
+        import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
         assert_int_equal(job->state, JOB_FAILED);
         if (strstr(job->error, "checksum mismatch") == NULL) fail_msg("error: %s", job->error);
         /* items 0 and 1 came before the bad frame: dropped with the job */
@@ -477,7 +495,7 @@ test_import_refuses_an_oversized_frame_without_waiting_for_it(void **state)
     a.hold_open = true;
     source_t *src = source_start(a);
     int64_t t0 = bc_time_mono_ms();
-    import_job_t *job = import(&dst, src->addr, BUCKET, false);
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_FAILED);
     assert_non_null(strstr(job->error, "larger than this node's max item size"));
     assert_true(bc_time_mono_ms() - t0 < 2000);
@@ -495,7 +513,7 @@ test_import_refuses_an_oversized_frame_without_waiting_for_it(void **state)
     assert_int_equal(bc_frame_put_item(&big.buf, key, strlen(key), value, MAX_ITEM + 100, 0, 0, 1),
                      BC_OK);
     src = source_start(stream_answer(big.buf.data, big.buf.len));
-    job = import(&dst, src->addr, BUCKET, false);
+    job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_FAILED);
     assert_non_null(strstr(job->error, "max item size"));
     assert_int_equal(bucket_items(dst.cache, BUCKET), 0);
@@ -527,7 +545,7 @@ test_import_refuses_a_stream_of_another_bucket(void **state)
                                             hellos[k].nbuckets), BC_OK);
         assert_int_equal(bc_frame_put_end(&s.buf, 0, 0), BC_OK);
         source_set(src, stream_answer(s.buf.data, s.buf.len));
-        import_job_t *job = import(&dst, src->addr, BUCKET, false);
+        import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
         assert_int_equal(job->state, JOB_FAILED);
         assert_non_null(strstr(job->error, "source sent bucket"));
         free(job);
@@ -542,7 +560,7 @@ test_import_refuses_a_stream_of_another_bucket(void **state)
     assert_int_equal(bc_frame_put_item(&s.buf, key, strlen(key), "v", 1, 0, 0, 1), BC_OK);
     assert_int_equal(bc_frame_put_end(&s.buf, 1, strlen(key) + 1), BC_OK);
     source_set(src, stream_answer(s.buf.data, s.buf.len));
-    import_job_t *job = import(&dst, src->addr, BUCKET, false);
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_FAILED);
     assert_non_null(strstr(job->error, "belongs to bucket"));
     assert_null(bc_cache_get(dst.cache, key, strlen(key), bc_hash_key(key, strlen(key))));
@@ -575,7 +593,7 @@ test_import_full_copy_replaces_what_the_bucket_held(void **state)
     stream_t s;
     stream_build(&s, BUCKET, 3, small_value);
     source_t *src = source_start(stream_answer(s.buf.data, s.buf.len));
-    import_job_t *job = import(&dst, src->addr, BUCKET, false);
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_DONE);
     assert_items(dst.cache, BUCKET, 3, small_value);     /* k0 has the stream's value */
     assert_null(bc_cache_get(dst.cache, stale, strlen(stale), bc_hash_key(stale, strlen(stale))));
@@ -600,7 +618,7 @@ test_import_asks_again_while_the_source_is_not_fenced(void **state)
     source_t *src = source_start(busy);
     const answer_t script[] = {busy, busy, stream_answer(s.buf.data, s.buf.len)};
     source_script(src, script, 3);
-    import_job_t *job = import(&dst, src->addr, BUCKET, false);
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
     if (job->state != JOB_DONE) fail_msg("%s", job->error);
     assert_int_equal(atomic_load(&src->requests), 3);
     assert_items(dst.cache, BUCKET, 2, small_value);
@@ -611,7 +629,7 @@ test_import_asks_again_while_the_source_is_not_fenced(void **state)
     no.body = refuse;
     no.len = no.send = sizeof(refuse) - 1;
     source_set(src, no);
-    job = import(&dst, src->addr, BUCKET, false);
+    job = import(&dst, src, src->addr, BUCKET, false);
     assert_int_equal(job->state, JOB_FAILED);
     assert_int_equal(atomic_load(&src->requests), 1);
     assert_non_null(strstr(job->error, "source answered 409: is owned by another group"));
@@ -673,7 +691,7 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
     snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)bc_httpd_port(httpd));
 
     /* A precopy: the bucket stays writable; the source arms a tracker. */
-    import_job_t *job = import(&dst, addr, BUCKET, true);
+    import_job_t *job = import(&dst, NULL, addr, BUCKET, true);
     if (job->state != JOB_DONE) fail_msg("%s", job->error);
     assert_int_equal(job->items, n);
     assert_true(job->tap != 0);
@@ -689,7 +707,7 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
 
     /* A node that is not the bucket's primary refuses to export it. */
     bc__node_cluster_set_role(src.cl, false, NULL);
-    job = import(&dst, addr, BUCKET, true);
+    job = import(&dst, NULL, addr, BUCKET, true);
     assert_int_equal(job->state, JOB_FAILED);
     assert_non_null(strstr(job->error, "not the primary"));
     free(job);
