@@ -29,6 +29,12 @@
 /* Keys whose hashes a routed multi-get keeps from its routing pass. */
 #define ROUTE_HASH_CACHE 64
 
+/* A routed multi-get's dest[i] for a key read as a miss without asking
+ * anyone (>= BC_PROTO_DEST_MISS; group ids are far below). */
+#define BC_PROTO_DEST_MISS     (UINT32_MAX - 1u)
+#define BC_PROTO_DEST_FAILED   (UINT32_MAX - 1u)    /* owner unreachable, or not servable */
+#define BC_PROTO_DEST_NO_OWNER UINT32_MAX           /* no group owns its bucket */
+
 /* ---- replies (proto_text.c) ---- */
 
 void bc__proto_reply_bytes(bc_proto_conn_t *pc, const char *s, size_t n);
@@ -59,14 +65,54 @@ void bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req,
 
 /* ---- forwarded commands (proto_fwd.c) ---- */
 
+/*
+ * Rewrites a forwarded reply on its way to the client: reply (len bytes,
+ * malloc'd, the owner's complete reply of the request's kind) is the
+ * callee's to queue or free; what the client is to see is appended to dst
+ * (nothing at all is fine).  On out of memory set pc->oom.
+ */
+typedef void (*bc_proto_fwd_relay_fn)(bc_proto_conn_t *pc, char *reply, size_t len,
+                                      bc_outq_t *dst);
+
+/*
+ * THE ENTRY POINT for forwarding one command, classic or meta (forward.h,
+ * "REPLY KINDS"): sends req[0..len) -- the complete request, data block
+ * included, without noreply or any quiet flag (the owner must answer, so
+ * the reply's end can be found) -- to group gid's primary.  req is
+ * malloc'd and taken over.  kind says where the owner's reply ends.  The
+ * reply is queued at this command's place in the connection's reply
+ * stream (replies of later commands wait behind it): as the owner sent it,
+ * or through relay (NULL: unchanged); noreply drops it.  A forward that
+ * fails answers its error line instead (bc_fwd_error_line), or refusal
+ * (CRLF included) when gid turns out to have no reachable primary.  The
+ * connection goes on with its next commands meanwhile.  On out of memory
+ * sets pc->oom.  Call only when route says to forward (pc->fwd set, not a
+ * peer connection).
+ */
+void bc__proto_fwd_command(bc_proto_conn_t *pc, uint32_t gid, bc_fwd_reply_kind_t kind,
+                           char *req, size_t len, bool noreply, bc_proto_fwd_relay_fn relay,
+                           const char *refusal);
+
 /* A one-key command without data block (delete, incr, touch) for group
  * gid's primary; refusal is the answer if it turns out unreachable. */
 void bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len,
                           const bc_mc_request_t *req, uint32_t gid, const char *refusal);
+/* A get/gets/gat/gats of one key, its line as it came, for group gid. */
+void bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t gid,
+                           const char *refusal);
 /* A multi-get with keys of other owners (dest[i] = the owner group of key
- * i, 0 = served here): see proto_fwd.c. */
+ * i, 0 = served here, >= BC_PROTO_DEST_MISS = a miss already counted):
+ * see proto_fwd.c. */
 void bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req,
                             const uint32_t *dest, const uint32_t *hashes, const char *refusal);
+/* flush_all on a client connection of a cluster node that forwards: every
+ * other group's primary is flushed too (flushed_here: this node, its
+ * group's primary, flushed itself already); the reply is queued in order. */
+void bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
+                             const bc_mc_request_t *req, bool flushed_here);
+/* Counts n keys of a retrieval answered as misses because no group owns
+ * them (no_owner) or their owner could not answer. */
+void bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner);
 /* A storage command for group gid: its data block is collected (state
  * FWD_DATA), then bc__proto_fwd_store_finish sends it. */
 void bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
@@ -75,6 +121,8 @@ void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
 /* Frees a forwarded command (NULL accepted); parts still in flight are
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);
+/* Cancels and frees every forwarded command of pc (connection release). */
+void bc__proto_fwd_release_all(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 
