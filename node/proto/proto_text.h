@@ -122,7 +122,7 @@
 #define BC_PROTO_COPY_MAX 512u
 
 /* Forwarded commands one connection may have in flight (see FORWARDING). */
-#define BC_PROTO_FWD_MAX 32u
+#define BC_PROTO_FWD_MAX 16u
 
 /* ---- shared environment ---- */
 
