@@ -75,7 +75,8 @@ typedef enum peer_state {
     PEER_CLOSED,
 } peer_state_t;
 
-/* A run of bytes to send. */
+/* A run of bytes to send: a request's (embedded in it), or the handshake
+ * (malloc'd alone). */
 typedef struct fwd_chunk {
     struct fwd_chunk *next;
     char *buf;                     /* malloc'd */
@@ -93,6 +94,9 @@ struct bc_fwd_req {
     uint32_t tag;
     bc_status_t st;                /* result, once finished */
     bool sent;                     /* all its bytes went out: the owner may apply it */
+    bool queued;                   /* chunk is in a write queue */
+    bool finished;                 /* delivered while queued: freed when dequeued */
+    fwd_chunk_t chunk;             /* its bytes */
     char *reply;
     size_t rlen;
 };
@@ -133,6 +137,7 @@ struct bc_fwd {
 };
 
 static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
+static void req_free(bc_fwd_req_t *r);
 
 static uint64_t
 now_ms(void)
@@ -166,11 +171,11 @@ fwd_deliver(bc_fwd_t *fwd)
         fwd->done_head = r->next;
         if (fwd->done_head == NULL) fwd->done_tail = NULL;
         if (r->done != NULL) {
-            r->done(r->arg, r->tag, r->st, r->reply, r->rlen);
-        } else {
-            free(r->reply);
+            char *reply = r->reply;      /* the callee's from now on */
+            r->reply = NULL;
+            r->done(r->arg, r->tag, r->st, reply, r->rlen);
         }
-        free(r);
+        req_free(r);
     }
     /* The hooks the completions posted; one may post again (it then runs
      * in this loop too) or cancel another. */
@@ -226,14 +231,39 @@ peer_has_output(const fwd_peer_t *p)
     return p->wq_head != NULL;
 }
 
+/* c leaves the write queue: its bytes are freed, and its struct -- the
+ * handshake's, or a request's whose completion was delivered meanwhile. */
+static void
+chunk_dequeued(fwd_chunk_t *c)
+{
+    free(c->buf);
+    c->buf = NULL;
+    if (c->req == NULL) {
+        free(c);
+        return;
+    }
+    c->req->queued = false;
+    if (c->req->finished) free(c->req);
+}
+
+/* A finished request's struct goes, unless its bytes are still queued (a
+ * reply may come before the whole request went out). */
+static void
+req_free(bc_fwd_req_t *r)
+{
+    free(r->reply);
+    r->reply = NULL;
+    if (r->queued) r->finished = true;
+    else free(r);
+}
+
 static void
 peer_free_buffers(fwd_peer_t *p)
 {
     while (p->wq_head != NULL) {
         fwd_chunk_t *c = p->wq_head;
         p->wq_head = c->next;
-        free(c->buf);
-        free(c);
+        chunk_dequeued(c);
     }
     p->wq_tail = NULL;
     free(p->rbuf);
@@ -340,8 +370,7 @@ peer_write(fwd_peer_t *p)
             if (c->req != NULL) c->req->sent = true;
             p->wq_head = c->next;
             if (p->wq_head == NULL) p->wq_tail = NULL;
-            free(c->buf);
-            free(c);
+            chunk_dequeued(c);
         }
     }
     return BC_OK;
@@ -773,13 +802,12 @@ bc_fwd_create(const bc_fwd_config_t *cfg, bc_el_t *el, bc_node_cluster_t *cluste
 static void
 peer_free(fwd_peer_t *p)
 {
+    peer_free_buffers(p);       /* first: the requests' chunks leave the queue */
     while (p->head != NULL) {
         bc_fwd_req_t *r = p->head;
         p->head = r->next;
-        free(r->reply);
-        free(r);
+        req_free(r);
     }
-    peer_free_buffers(p);
     free(p);
 }
 
@@ -816,6 +844,7 @@ void
 bc_fwd_destroy(bc_fwd_t *fwd)
 {
     if (fwd == NULL) return;
+    fwd->dirty = NULL;          /* nothing more is sent */
     while (fwd->peers != NULL) {
         fwd_peer_t *p = fwd->peers;
         fwd->peers = p->next;
@@ -827,8 +856,7 @@ bc_fwd_destroy(bc_fwd_t *fwd)
     while (fwd->done_head != NULL) {
         bc_fwd_req_t *r = fwd->done_head;
         fwd->done_head = r->next;
-        free(r->reply);
-        free(r);
+        req_free(r);
     }
     if (fwd->timer_at != 0) bc_el_set_timeout(fwd->el, 0, NULL, NULL);
     bc_node_primaries_free(&fwd->prim);
@@ -869,10 +897,8 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
     }
     fwd_peer_t *p = fwd_pick(fwd, e, affinity, &st);
     bc_fwd_req_t *r = p != NULL ? calloc(1, sizeof(*r)) : NULL;
-    fwd_chunk_t *c = r != NULL ? calloc(1, sizeof(*c)) : NULL;
-    if (c == NULL) {
+    if (r == NULL) {
         if (p != NULL) st = BC_ENOMEM;
-        free(r);
         free(req);
         bc_stats_incr(fwd->stats, forward_errors);
         /* A connection opened for this request and left idle times out. */
@@ -889,9 +915,11 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
     else p->head = r;
     p->tail = r;
     p->inflight++;
+    fwd_chunk_t *c = &r->chunk;
     c->buf = req;
     c->len = len;
     c->req = r;
+    r->queued = true;
     if (p->wq_tail != NULL) p->wq_tail->next = c;
     else p->wq_head = c;
     p->wq_tail = c;

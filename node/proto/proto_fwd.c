@@ -84,12 +84,14 @@ struct bc_proto_fwd_op {
     bc_outq_t local;               /* OP_VALUES: VALUE blocks of the keys served here */
     uint32_t nparts;
     uint32_t pending;              /* parts still in flight */
-    char refusal[REFUSAL_MAX];     /* the answer if an owner is unreachable */
+    bc_proto_route_t route;        /* OP_RELAY: the refusal if the owner is unreachable */
     fwd_part_t parts[];
 };
 
+/* A new op; route (may be NULL) says what an unreachable owner answers. */
 static bc_proto_fwd_op_t *
-fwd_op_new(bc_proto_conn_t *pc, fwd_op_kind_t kind, uint32_t nparts, const char *refusal)
+fwd_op_new(bc_proto_conn_t *pc, fwd_op_kind_t kind, uint32_t nparts,
+           const bc_proto_route_t *route)
 {
     bc_proto_fwd_op_t *op = calloc(1, sizeof(*op) + nparts * sizeof(fwd_part_t));
     if (op == NULL) return NULL;
@@ -98,7 +100,7 @@ fwd_op_new(bc_proto_conn_t *pc, fwd_op_kind_t kind, uint32_t nparts, const char 
     op->reply_kind = kind == OP_VALUES ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
     op->nparts = nparts;
     bc_outq_init(&op->local);
-    snprintf(op->refusal, sizeof(op->refusal), "%s", refusal != NULL ? refusal : "");
+    if (route != NULL) op->route = *route;
     return op;
 }
 
@@ -150,11 +152,17 @@ reply_refusal(const char *r, size_t n)
     return bc_wire_refusal_parse(r + sizeof(se) - 1, n - (sizeof(se) - 1) - 2, &ref);
 }
 
-/* The line (CRLF included) a part that failed with st answers. */
-static const char *
-part_error_line(const bc_proto_fwd_op_t *op, bc_status_t st)
+/* Appends the line (CRLF included) a part that failed with st answers. */
+static bool
+add_error_line(const bc_proto_fwd_op_t *op, bc_status_t st, bc_outq_t *dst)
 {
-    return st == BC_ENOTFOUND ? op->refusal : bc_fwd_error_line(st);
+    if (st == BC_ENOTFOUND) {
+        char line[REFUSAL_MAX];
+        size_t n = bc__proto_refusal(&op->route, line);
+        return bc_outq_add(dst, line, n);
+    }
+    const char *line = bc_fwd_error_line(st);
+    return bc_outq_add(dst, line, strlen(line));
 }
 
 /* Keys answered as misses here: counted like the misses they read as. */
@@ -175,8 +183,7 @@ answer_relay(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     fwd_part_t *part = &op->parts[0];
     bool ok = true;
     if (part->st != BC_OK) {
-        const char *line = part_error_line(op, part->st);
-        ok = bc_outq_add(dst, line, strlen(line));
+        ok = add_error_line(op, part->st, dst);
     } else if (op->relay != NULL) {
         op->relay(pc, part->reply, part->len, dst);
     } else {
@@ -216,25 +223,24 @@ answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
 static void
 answer_flush(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
 {
-    const char *line = "OK\r\n";
-    size_t n = 4;
-    for (uint32_t i = 0; i < op->nparts; i++) {
+    bool ok = true;
+    uint32_t i;
+    for (i = 0; i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
         /* A group whose primary went away since the listing: nothing to
          * flush there (a group's data lives in its live nodes only). */
         if (part->st == BC_ENOTFOUND) continue;
         if (part->st != BC_OK) {
-            line = part_error_line(op, part->st);
-            n = strlen(line);
+            ok = add_error_line(op, part->st, dst);
             break;
         }
         if (part->len != 4 || memcmp(part->reply, "OK\r\n", 4) != 0) {
-            line = part->reply;
-            n = part->len;
+            ok = bc_outq_add(dst, part->reply, part->len);
             break;
         }
     }
-    if (!bc_outq_add(dst, line, n)) pc->oom = true;
+    if (i == op->nparts) ok = bc_outq_add(dst, "OK\r\n", 4);
+    if (!ok) pc->oom = true;
 }
 
 /* Every part of op is done: its answer goes into its hole (or, when it
@@ -349,11 +355,11 @@ fwd_line(const char *line, size_t len, bool noreply, size_t extra, size_t *outle
 }
 
 void
-bc__proto_fwd_command(bc_proto_conn_t *pc, uint32_t gid, bc_fwd_reply_kind_t kind, char *req,
-                      size_t len, bool noreply, bc_proto_fwd_relay_fn relay,
-                      const char *refusal)
+bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
+                      bc_fwd_reply_kind_t kind, char *req, size_t len, bool noreply,
+                      bc_proto_fwd_relay_fn relay)
 {
-    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_RELAY, 1, refusal);
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_RELAY, 1, route);
     if (op == NULL) {
         free(req);
         pc->oom = true;
@@ -362,7 +368,7 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, uint32_t gid, bc_fwd_reply_kind_t kin
     op->reply_kind = kind;
     op->relay = relay;
     op->noreply = noreply;
-    op->parts[0].gid = gid;
+    op->parts[0].gid = route->owner;
     fwd_send_part(pc, op, 0, req, len);
     fwd_op_sent(pc, op);
 }
@@ -370,7 +376,7 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, uint32_t gid, bc_fwd_reply_kind_t kin
 /* Forwards a one-key command without data block (delete, incr, touch). */
 void
 bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
-                     uint32_t gid, const char *refusal)
+                     const bc_proto_route_t *route)
 {
     size_t n;
     char *buf = fwd_line(line, len, req->noreply, 0, &n);
@@ -378,7 +384,7 @@ bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc
         pc->oom = true;
         return;
     }
-    bc__proto_fwd_command(pc, gid, BC_FWD_REPLY_LINE, buf, n, req->noreply, NULL, refusal);
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_LINE, buf, n, req->noreply, NULL);
 }
 
 /* A one-key get's reply: as it came, but the owner's NO_OWNER refusal
@@ -399,8 +405,8 @@ relay_one_key_get(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst)
 }
 
 void
-bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len, uint32_t gid,
-                      const char *refusal)
+bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len,
+                      const bc_proto_route_t *route)
 {
     size_t n;
     char *buf = fwd_line(line, len, false, 0, &n);
@@ -408,8 +414,7 @@ bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len, uint32_
         pc->oom = true;
         return;
     }
-    bc__proto_fwd_command(pc, gid, BC_FWD_REPLY_VALUES, buf, n, false, relay_one_key_get,
-                          refusal);
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_VALUES, buf, n, false, relay_one_key_get);
 }
 
 /*
@@ -421,7 +426,7 @@ bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len, uint32_
  */
 void
 bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
-                       const uint32_t *hashes, const char *refusal)
+                       const uint32_t *hashes)
 {
     uint32_t gids_small[8], *gids = gids_small, ngids = 0, cap = 8;
     uint32_t nk_small[8], *nks = nk_small;
@@ -456,7 +461,7 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
         nks[ngids] = 1;
         gids[ngids++] = g;
     }
-    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_VALUES, ngids, refusal);
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_VALUES, ngids, NULL);
     if (op == NULL) goto oom;
     if (local) {
         bc_outq_t saved = pc->out;
@@ -536,7 +541,7 @@ bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
         if (!req->noreply) REPLY(pc, "OK\r\n");
         goto out;
     }
-    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_FLUSH, nparts, "");
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_FLUSH, nparts, NULL);
     if (op == NULL) goto oom;
     op->noreply = req->noreply;
     for (uint32_t k = 0; k < nparts; k++) {
@@ -564,7 +569,7 @@ out:
  */
 void
 bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
-                          const bc_mc_request_t *req, uint32_t gid, const char *refusal)
+                          const bc_mc_request_t *req, const bc_proto_route_t *route)
 {
     size_t n;
 
@@ -578,7 +583,7 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
     }
-    pc->fop = fwd_op_new(pc, OP_RELAY, 1, refusal);
+    pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
     char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, (size_t)req->vlen + 2, &n)
                                 : NULL;
     if (buf == NULL) {
@@ -589,7 +594,7 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
     }
     pc->fop->buf = buf;
     pc->fop->len = n + req->vlen + 2;
-    pc->fop->parts[0].gid = gid;
+    pc->fop->parts[0].gid = route->owner;
     pc->fop->noreply = req->noreply;
     pc->state = BC_PROTO_FWD_DATA;
     pc->dst = buf + n;

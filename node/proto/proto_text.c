@@ -130,42 +130,50 @@ store_mode(bc_mc_cmd_t cmd)
     }
 }
 
-typedef enum route_action {
-    ROUTE_SERVE,                   /* serve it here */
-    ROUTE_FORWARD,                 /* forward it to group *gid's primary */
-    ROUTE_REFUSE,                  /* answer the refusal line */
-} route_action_t;
-
 /*
- * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
- * receives the refusal line (CRLF included, NUL-terminated): it is the
- * answer for ROUTE_REFUSE, and what a forward answers when its owner
- * turns out to be unreachable after all.
+ * bc__proto_route (proto_int.h): the cluster routing of one key.  Only the
+ * decision is made here; the refusal line is formatted when it is sent
+ * (bc__proto_refusal), which for a forwarded key is almost never.
  */
-static route_action_t
-route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *refusal,
-          bc_route_t *why)
+bc_proto_action_t
+bc__proto_route(bc_proto_conn_t *pc, uint32_t hash, bool write, bc_proto_route_t *r)
 {
     bc_node_cluster_t *cl = pc->env->cluster;
-    uint32_t bucket, owner = 0;
-    uint64_t epoch = 0;
 
-    if (cl == NULL) return ROUTE_SERVE;
-    bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
-    bc_route_t route = bc_node_cluster_route(cl, bucket, write, &owner, &epoch);
-    if (why != NULL) *why = route;
-    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return ROUTE_SERVE;
-    if (bc_node_cluster_format_refusal(route, bucket, owner, epoch, refusal, REFUSAL_MAX) <= 0) {
-        snprintf(refusal, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    r->why = BC_ROUTE_SERVE;
+    r->owner = 0;
+    r->epoch = 0;
+    if (cl == NULL) return BC_PROTO_SERVE;
+    r->bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
+    r->why = bc_node_cluster_route(cl, r->bucket, write, &r->owner, &r->epoch);
+    if (r->why == BC_ROUTE_SERVE || (r->why == BC_ROUTE_READONLY && !write)) {
+        return BC_PROTO_SERVE;
     }
     /* BEHAVIOR: one hop only -- a request that came over a peer connection
      * is never forwarded again, whatever this node's table says. */
-    if ((route == BC_ROUTE_MOVED || route == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
-        !pc->peer && bc_fwd_can_reach(pc->fwd, owner)) {
-        *gid = owner;
-        return ROUTE_FORWARD;
+    if ((r->why == BC_ROUTE_MOVED || r->why == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
+        !pc->peer && bc_fwd_can_reach(pc->fwd, r->owner)) {
+        return BC_PROTO_FORWARD;
     }
-    return ROUTE_REFUSE;
+    return BC_PROTO_REFUSE;
+}
+
+size_t
+bc__proto_refusal(const bc_proto_route_t *r, char *buf)
+{
+    int n = bc_node_cluster_format_refusal(r->why, r->bucket, r->owner, r->epoch, buf,
+                                           REFUSAL_MAX);
+    if (n <= 0) n = snprintf(buf, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    return (size_t)n;
+}
+
+/* Queues r's refusal line. */
+static void
+reply_refusal(bc_proto_conn_t *pc, const bc_proto_route_t *r)
+{
+    char line[REFUSAL_MAX];
+    size_t n = bc__proto_refusal(r, line);
+    bc__proto_reply_bytes(pc, line, n);
 }
 
 /*
@@ -176,18 +184,17 @@ static bool
 route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
             uint32_t hash)
 {
-    char refusal[REFUSAL_MAX];
-    uint32_t gid = 0;
-    switch (route_key(pc, hash, true, &gid, refusal, NULL)) {
-    case ROUTE_SERVE:
+    bc_proto_route_t r;
+    switch (bc__proto_route(pc, hash, true, &r)) {
+    case BC_PROTO_SERVE:
         return false;
-    case ROUTE_FORWARD:
-        bc__proto_fwd_simple(pc, line, len, req, gid, refusal);
+    case BC_PROTO_FORWARD:
+        bc__proto_fwd_simple(pc, line, len, req, &r);
         return true;
-    case ROUTE_REFUSE:
+    case BC_PROTO_REFUSE:
         break;
     }
-    if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    if (!req->noreply) reply_refusal(pc, &r);
     return true;
 }
 
@@ -295,8 +302,8 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
     bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
     bool plain = pc->fwd != NULL && !pc->peer;
     uint32_t hashes[ROUTE_HASH_CACHE], dest_small[ROUTE_HASH_CACHE], *dest = NULL;
-    char refusal[REFUSAL_MAX], first_fwd[REFUSAL_MAX];
-    uint32_t nforward = 0, nfailed = 0, nunowned = 0, first_gid = 0;
+    bc_proto_route_t first_fwd;
+    uint32_t nforward = 0, nfailed = 0, nunowned = 0;
 
     if (pc->env->cluster != NULL) {
         const char *cursor = req->keys, *key;
@@ -311,31 +318,28 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
             }
         }
         while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey) && i < req->nkeys) {
-            uint32_t hash = bc_hash_key(key, nkey), gid = 0;
-            bc_route_t why = BC_ROUTE_SERVE;
+            uint32_t hash = bc_hash_key(key, nkey);
+            bc_proto_route_t r;
             if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
-            route_action_t a = route_key(pc, hash, touch, &gid, refusal, &why);
+            bc_proto_action_t a = bc__proto_route(pc, hash, touch, &r);
             uint32_t d = 0;
-            if (a == ROUTE_REFUSE) {
+            if (a == BC_PROTO_REFUSE) {
                 /* A bucket without owner reads as a miss, even alone; any
                  * other refusal does inside a multi-get only. */
-                if (!plain || (req->nkeys == 1 && why != BC_ROUTE_NO_OWNER)) {
-                    bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+                if (!plain || (req->nkeys == 1 && r.why != BC_ROUTE_NO_OWNER)) {
+                    reply_refusal(pc, &r);
                     goto out;
                 }
-                if (why == BC_ROUTE_NO_OWNER) {
+                if (r.why == BC_ROUTE_NO_OWNER) {
                     d = BC_PROTO_DEST_NO_OWNER;
                     nunowned++;
                 } else {
                     d = BC_PROTO_DEST_FAILED;
                     nfailed++;
                 }
-            } else if (a == ROUTE_FORWARD) {
-                if (nforward++ == 0) {
-                    memcpy(first_fwd, refusal, sizeof(first_fwd));
-                    first_gid = gid;
-                }
-                d = gid;
+            } else if (a == BC_PROTO_FORWARD) {
+                if (nforward++ == 0) first_fwd = r;
+                d = r.owner;
             }
             if (dest != NULL) dest[i] = d;
             i++;
@@ -343,11 +347,11 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
         bc__proto_count_unanswered(pc, nunowned, true);
         bc__proto_count_unanswered(pc, nfailed, false);
         if (nforward > 0 && req->nkeys == 1) {
-            bc__proto_fwd_get_one(pc, line, len, first_gid, first_fwd);
+            bc__proto_fwd_get_one(pc, line, len, &first_fwd);
             goto out;
         }
         if (nforward > 0) {
-            bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
+            bc__proto_fwd_retrieve(pc, req, dest, hashes);
             goto out;
         }
     }
@@ -364,18 +368,17 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     bc_cache_t *cache = pc->env->cache;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint32_t exptime = bc_cache_exptime_abs(cache, req->exptime);
-    char refusal[REFUSAL_MAX];
-    uint32_t gid = 0;
+    bc_proto_route_t r;
     bc_status_t st;
 
-    switch (route_key(pc, hash, true, &gid, refusal, NULL)) {
-    case ROUTE_SERVE:
+    switch (bc__proto_route(pc, hash, true, &r)) {
+    case BC_PROTO_SERVE:
         break;
-    case ROUTE_FORWARD:
-        bc__proto_fwd_store_begin(pc, line, len, req, gid, refusal);
+    case BC_PROTO_FORWARD:
+        bc__proto_fwd_store_begin(pc, line, len, req, &r);
         return;
-    case ROUTE_REFUSE:
-        if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    case BC_PROTO_REFUSE:
+        if (!req->noreply) reply_refusal(pc, &r);
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
@@ -427,11 +430,10 @@ cmd_store_finish(bc_proto_conn_t *pc)
      * loop iterations; the bucket may be read-only (being exported) or gone
      * by now.  Check again in the iteration that stores. */
     if (pc->env->cluster != NULL) {
-        char refusal[REFUSAL_MAX];
-        uint32_t gid = 0;
-        if (route_key(pc, it->hash, true, &gid, refusal, NULL) != ROUTE_SERVE) {
+        bc_proto_route_t r;
+        if (bc__proto_route(pc, it->hash, true, &r) != BC_PROTO_SERVE) {
             bc_item_release(cache, it);
-            if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+            if (!noreply) reply_refusal(pc, &r);
             return;
         }
     }
