@@ -273,6 +273,30 @@ bc_outq_fill(bc_outq_t *q, bc_cache_t *cache, bc_outq_hole_t hole, bc_outq_t *sr
     return true;
 }
 
+bool
+bc_outq_fill_owned(bc_outq_t *q, bc_outq_hole_t hole, char *buf, size_t n)
+{
+    uint32_t at = outq_find_hole(q, hole);
+    if (at == UINT32_MAX || n > UINT32_MAX) {
+        free(buf);
+        return false;
+    }
+    q->holes--;
+    if (n == 0) {
+        free(buf);
+        outq_remove(q, at);
+        return true;
+    }
+    bc_outq_ent_t *e = &q->ents[at];
+    e->kind = BC_OUTQ_OWNED;
+    e->own = buf;
+    e->ptr = buf;
+    e->off = 0;
+    e->len = (uint32_t)n;
+    q->pending += n;
+    return true;
+}
+
 int
 bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max)
 {

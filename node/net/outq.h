@@ -145,6 +145,13 @@ bool bc_outq_hole(bc_outq_t *q, bc_outq_hole_t *hole);
  * no hole of q (a bug; nothing changes but src is emptied).
  */
 bool bc_outq_fill(bc_outq_t *q, bc_cache_t *cache, bc_outq_hole_t hole, bc_outq_t *src);
+/*
+ * Fills hole with the n bytes of buf, a malloc'd buffer the queue takes
+ * over (as bc_outq_add_owned; n 0: the hole just goes away).  The same as
+ * bc_outq_fill with a queue holding only buf, without building one.
+ * Returns false when hole names no hole of q (buf is freed).
+ */
+bool bc_outq_fill_owned(bc_outq_t *q, bc_outq_hole_t hole, char *buf, size_t n);
 /* Fills up to max iovecs with the next bytes to send, up to the first
  * hole; returns how many. */
 int bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max);

@@ -176,6 +176,8 @@ bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner)
     else bc_stats_add(pc->stats, get_forward_failed, n);
 }
 
+static void relay_one_key_get(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst);
+
 /* Appends an OP_RELAY op's answer to dst. */
 static void
 answer_relay(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
@@ -249,6 +251,18 @@ static void
 fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
 {
     bc_outq_t answer;
+    fwd_part_t *first = &op->parts[0];
+
+    /* The common case, a reply relayed as it came: it becomes the hole. */
+    if (op->kind == OP_RELAY && op->has_hole && first->st == BC_OK &&
+        (op->relay == NULL ||
+         (op->relay == relay_one_key_get &&
+          reply_refusal(first->reply, first->len) == BC_WIRE_REFUSAL_NONE))) {
+        if (!bc_outq_fill_owned(&pc->out, op->hole, first->reply, first->len)) pc->oom = true;
+        first->reply = NULL;
+        bc__proto_fwd_op_free(pc, op);
+        return;
+    }
     bc_outq_init(&answer);
     if (!op->noreply) {
         switch (op->kind) {

@@ -132,6 +132,33 @@ test_hole_holds_back_what_follows(void **state)
 }
 
 static void
+test_fill_owned(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = cache_new();
+    bc_outq_t q;
+    bc_outq_hole_t h1, h2, h3;
+    char out[256];
+
+    bc_outq_init(&q);
+    assert_true(bc_outq_hole(&q, &h1));
+    assert_true(bc_outq_add(&q, "b ", 2));
+    assert_true(bc_outq_hole(&q, &h2));
+    assert_true(bc_outq_hole(&q, &h3));
+    assert_true(bc_outq_add(&q, "e", 1));
+    assert_true(bc_outq_fill_owned(&q, h2, dup_str("c "), 2));
+    assert_true(bc_outq_fill_owned(&q, h3, NULL, 0));
+    assert_int_equal(drain(&q, cache, out, sizeof(out)), 0);
+    assert_true(bc_outq_fill_owned(&q, h1, dup_str("a "), 2));
+    assert_false(bc_outq_fill_owned(&q, h1, dup_str("again"), 5));
+    assert_int_equal(bc_outq_holes(&q), 0);
+    drain(&q, cache, out, sizeof(out));
+    assert_string_equal(out, "a b c e");
+    bc_outq_free(&q, cache);
+    bc_cache_destroy(cache);
+}
+
+static void
 test_empty_fill_and_unknown_hole(void **state)
 {
     (void)state;
@@ -221,6 +248,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hole_holds_back_what_follows),
+        cmocka_unit_test(test_fill_owned),
         cmocka_unit_test(test_empty_fill_and_unknown_hole),
         cmocka_unit_test(test_busy_queue_reclaims_scratch),
         cmocka_unit_test(test_move_takes_owned_buffers),
