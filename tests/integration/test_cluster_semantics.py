@@ -199,6 +199,29 @@ def test_a_pipeline_through_a_backup_keeps_its_order():
     assert parse_values(b.read_reply()) == {k: k.encode() for k in ks}
 
 
+def test_replies_still_to_come_are_sent_after_the_client_shuts_its_side():
+    # "printf 'get a\r\nget b\r\n' | nc": the client writes, shuts its
+    # sending side, and reads until the node closes
+    ks = keys_of(2, "eof-b-", 2) + keys_of(1, "eof-a-", 1) + keys_of(3, "eof-c-", 1)
+    for k in ks:
+        store(k, "eof-" + k)
+    s = socket.create_connection(("127.0.0.1", G1.port), timeout=10 * harness.SLOW)
+    s.sendall(b"".join(b"get %s\r\n" % k.encode() for k in ks) +
+              b"get " + " ".join(ks).encode() + b"\r\n")
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    want = b"".join(b"VALUE %s 0 %d\r\neof-%s\r\nEND\r\n" % (k.encode(), len(k) + 4, k.encode())
+                    for k in ks)
+    assert got.startswith(want), got
+    assert parse_values(got[len(want):]) == {k: b"eof-" + k.encode() for k in ks}
+
+
 class HangingOwner:
     """A TCP server standing in for a group's primary that reads what it
     is sent and never answers."""
