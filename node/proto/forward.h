@@ -69,11 +69,14 @@
  *     1. add BC_FWD_REPLY_<KIND> below (before BC_FWD_REPLY__COUNT);
  *     2. add its end finder to REPLY_KINDS in forward.c (a static assert
  *        checks that every kind has one);
- *     3. in the executor, call bc__proto_fwd_command (proto/proto_int.h)
- *        with the request bytes and that kind: the reply is queued at the
- *        command's place in the connection's reply stream, noreply and
- *        failures handled there.  A relay function, if given, rewrites the
- *        reply on the way (e.g. drops what a quiet mode must not show).
+ *     3. in the executor, route the key (bc__proto_route) and, when it
+ *        says BC_PROTO_FORWARD, call bc__proto_fwd_command (proto_int.h)
+ *        with the route, that kind and the request bytes: the reply is
+ *        queued at the command's place in the connection's reply stream,
+ *        noreply and failures handled there.  A relay function, if given,
+ *        rewrites the reply on the way (e.g. drops what a quiet mode must
+ *        not show: the request itself must go without its quiet flag, or
+ *        the end of its reply could not be found).
  *
  * ONE HOP, NEVER A LOOP
  *   Every connection this module opens starts with the handshake line
