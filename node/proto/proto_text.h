@@ -74,8 +74,9 @@
  *   in flight; at the limit it takes no further command (bc_proto_waiting:
  *   the server stops reading) until one completes.  A client that
  *   pipelines and never reads therefore holds at most out_limit bytes of
- *   queued replies plus BC_PROTO_FWD_MAX replies in flight, each bounded
- *   by the forwarder's max_reply.
+ *   queued replies plus BC_PROTO_FWD_MAX commands in flight: each one's
+ *   request (at most an item) until written, and its reply (at most the
+ *   forwarder's max_reply) once read.
  *
  *   A multi-get whose keys span several owners is split: one "get" per
  *   owner group plus the keys served here; the reply is the forwarded
