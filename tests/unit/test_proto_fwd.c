@@ -5,7 +5,9 @@
  *
  * The node under test is group 1's primary: a real cache, the real
  * executor and forwarder on a real event loop (its own thread, as a
- * worker's).  Groups 2 and 3 are fake memcached servers
+ * worker's), fed as the data port's server feeds it: pipelined input,
+ * replies sent up to the first one still to come (a hole in the output
+ * queue), the rest once the resume hook says a forwarded reply is in.  Groups 2 and 3 are fake memcached servers
  * (test_client_fake.h) that answer the peer handshake, and whose replies
  * a test may replace.  The cluster object is built without ZooKeeper
  * (test_node_fake.h): bucket b belongs to group 1 + b % 3.
@@ -43,6 +45,7 @@ typedef struct owner {
     char lines[32][256];               /* command lines received, handshake excluded */
     int nlines;
     const char *get_reply;             /* non-NULL: the answer to every get */
+    const char *flush_reply;           /* the answer to flush_all (NULL: OK) */
     bool drop_get;                     /* close the connection on a get */
     int get_delay_ms;                  /* answer a get this late */
 } owner_t;
@@ -64,6 +67,7 @@ owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out
     if (o->nlines < 32) snprintf(o->lines[o->nlines++], sizeof(o->lines[0]), "%s", line);
     bool get = strncmp(line, "get ", 4) == 0;
     const char *reply = get ? o->get_reply : NULL;
+    if (strncmp(line, "flush_all", 9) == 0) reply = o->flush_reply ? o->flush_reply : "OK\r\n";
     bool drop = get && o->drop_get;
     int delay = get ? o->get_delay_ms : 0;
     pthread_mutex_unlock(&o->mu);
@@ -84,6 +88,15 @@ owner_set(owner_t *o, const char *reply, bool drop, int delay_ms)
     o->get_reply = reply;
     o->drop_get = drop;
     o->get_delay_ms = delay_ms;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* How the owner answers flush_all from now on (NULL: OK). */
+static void
+owner_set_flush(owner_t *o, const char *reply)
+{
+    pthread_mutex_lock(&o->mu);
+    o->flush_reply = reply;
     pthread_mutex_unlock(&o->mu);
 }
 
@@ -131,31 +144,41 @@ typedef struct node {
     bc_status_t st;
     char out[1 << 16];
     size_t nout;
+    bool overflow;                     /* more than out holds */
 } node_t;
 
-/* Loop thread: feeds the script to the executor as the server would --
- * what it does not consume is presented again once a forwarded command
- * has been answered -- and hands the output back when all is consumed. */
+/* Loop thread: feeds the script to the executor as the server does --
+ * what it does not consume is presented again when a forwarded command
+ * completes -- and "sends" what is ready; once the script is consumed and
+ * every forwarded reply is in, hands the output back. */
 static void
 node_pump(node_t *n)
 {
-    while (n->inoff < n->inlen && !bc_proto_waiting(&n->pc)) {
-        size_t used = 0;
+    size_t used = 1;
+    while (n->inoff < n->inlen && !bc_proto_waiting(&n->pc) && n->st == BC_OK && used > 0) {
+        used = 0;
         n->st = bc_proto_process(&n->pc, n->in + n->inoff, n->inlen - n->inoff, 1 << 20, &used);
         n->inoff += used;
-        if (n->st != BC_OK || (used == 0 && !bc_proto_waiting(&n->pc))) break;
     }
-    if (bc_proto_waiting(&n->pc) && n->st == BC_OK) return;   /* node_resume goes on */
-    struct iovec iov[256];
-    int cnt = bc_outq_iov(&n->pc.out, iov, 256);
-    size_t total = 0;
-    for (int i = 0; i < cnt; i++) {
-        if (n->nout + iov[i].iov_len > sizeof(n->out)) break;
-        memcpy(n->out + n->nout, iov[i].iov_base, iov[i].iov_len);
-        n->nout += iov[i].iov_len;
-        total += iov[i].iov_len;
+    while (bc_outq_ready(&n->pc.out)) {
+        struct iovec iov[256];
+        int cnt = bc_outq_iov(&n->pc.out, iov, 256);
+        size_t total = 0;
+        for (int i = 0; i < cnt; i++) {
+            if (n->nout + iov[i].iov_len <= sizeof(n->out)) {
+                memcpy(n->out + n->nout, iov[i].iov_base, iov[i].iov_len);
+                n->nout += iov[i].iov_len;
+            } else {
+                n->overflow = true;         /* expect() fails the test */
+            }
+            total += iov[i].iov_len;
+        }
+        if (total == 0) break;
+        bc_outq_consume(&n->pc.out, n->cache, total);
     }
-    bc_outq_consume(&n->pc.out, n->cache, total);
+    bool consumed = n->st != BC_OK || n->inoff == n->inlen ||
+                    (used == 0 && !bc_proto_waiting(&n->pc));
+    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0) return;   /* resume */
     pthread_mutex_lock(&n->mu);
     n->busy = false;
     pthread_cond_broadcast(&n->cv);
@@ -275,6 +298,7 @@ expect(node_t *n, const char *in, const char *want)
     n->inlen = strlen(in);
     n->inoff = 0;
     n->nout = 0;
+    n->overflow = false;
     n->st = BC_OK;
     n->busy = n->start = true;
     pthread_mutex_unlock(&n->mu);
@@ -288,6 +312,7 @@ expect(node_t *n, const char *in, const char *want)
     pthread_mutex_unlock(&n->mu);
     if (!done) fail_msg("no answer to \"%s\" within 5 s", in);
     assert_int_equal(n->st, BC_OK);
+    assert_false(n->overflow);
     if (n->nout != strlen(want) || memcmp(n->out, want, n->nout) != 0) {
         fail_msg("sent \"%s\"\ngot    \"%.*s\"\nwanted \"%s\"", in, (int)n->nout, n->out, want);
     }
@@ -337,11 +362,11 @@ test_fwd_multiget_values_in_owner_order_then_local_then_one_end(void **state)
 }
 
 static void
-test_fwd_multiget_failed_part_gives_only_its_error_line(void **state)
+test_fwd_multiget_failed_part_reads_as_misses(void **state)
 {
     (void)state;
     node_t *n = node_start(300);
-    char a0[32], b0[32], l0[32], line[256];
+    char a0[32], b0[32], l0[32], line[256], whole[256], without_b0[256];
     key_of(2, 0, a0, sizeof(a0));
     key_of(3, 0, b0, sizeof(b0));
     key_of(1, 0, l0, sizeof(l0));
@@ -350,51 +375,129 @@ test_fwd_multiget_failed_part_gives_only_its_error_line(void **state)
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL0\r\n", l0);
     expect(n, line, "STORED\r\n");
     snprintf(line, sizeof(line), "get %s %s %s\r\n", a0, l0, b0);
+    snprintf(whole, sizeof(whole), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB0\r\n"
+             "VALUE %s 0 2\r\nL0\r\nEND\r\n", a0, b0, l0);
+    snprintf(without_b0, sizeof(without_b0), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nL0\r\n"
+             "END\r\n", a0, l0);
+    expect(n, line, whole);
 
-    /* The owner's own refusal (its table is newer): that line alone, no
-     * value of the other owner, none of the local ones, no END. */
-    owner_set(&n->owners[3], "SERVER_ERROR MOVED 7 1 12\r\n", false, 0);
-    expect(n, line, "SERVER_ERROR MOVED 7 1 12\r\n");
-    /* Its connection lost: the request may or may not have run there. */
-    owner_set(&n->owners[3], NULL, true, 0);
-    expect(n, line, bc_fwd_error_line(BC_ECLOSED));
-    /* No answer in time. */
-    owner_set(&n->owners[3], NULL, false, 600);
-    expect(n, line, bc_fwd_error_line(BC_ETIMEOUT));
-    owner_set(&n->owners[3], NULL, false, 0);
-    /* A reply that is no memcached reply. */
-    owner_set(&n->owners[2], "VALUE x\r\n", false, 0);
-    expect(n, line, bc_fwd_error_line(BC_EPROTO));
-    owner_set(&n->owners[2], NULL, false, 0);
+    /* Group 3's part fails; the other owner's value and the local one
+     * still come, group 3's key reads as a miss -- however it failed: its
+     * own refusal (its table is newer), its connection lost, no answer in
+     * time, a reply that is no memcached reply. */
+    static const struct {
+        const char *reply;
+        bool drop;
+        int delay_ms;
+    } failures[] = {
+        {"SERVER_ERROR MOVED 7 1 12\r\n", false, 0},
+        {NULL, true, 0},
+        {NULL, false, 600},
+        {"VALUE x\r\n", false, 0},
+    };
+    uint64_t failed = atomic_load(&n->stats.get_forward_failed);
+    for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+        owner_set(&n->owners[3], failures[i].reply, failures[i].drop, failures[i].delay_ms);
+        expect(n, line, without_b0);
+        assert_int_equal(atomic_load(&n->stats.get_forward_failed), failed + i + 1);
+    }
     assert_int_equal(atomic_load(&n->stats.forward_errors), 2);      /* closed, bad reply */
     assert_int_equal(atomic_load(&n->stats.forward_timeouts), 1);
+    /* The owner says nobody owns the bucket (its group is down): a miss,
+     * counted as one. */
+    owner_set(&n->owners[3], "SERVER_ERROR NO_OWNER 7 12\r\n", false, 0);
+    uint64_t unowned = atomic_load(&n->stats.get_no_owner);
+    expect(n, line, without_b0);
+    assert_int_equal(atomic_load(&n->stats.get_no_owner), unowned + 1);
 
     /* And the connection carries on: the next multi-get is whole. */
-    char want[256];
-    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB0\r\n"
-             "VALUE %s 0 2\r\nL0\r\nEND\r\n", a0, b0, l0);
+    owner_set(&n->owners[3], NULL, false, 0);
+    expect(n, line, whole);
+    node_stop(n);
+}
+
+static void
+test_fwd_one_key_keeps_its_error_line(void **state)
+{
+    (void)state;
+    node_t *n = node_start(300);
+    char b0[32], line[256];
+    key_of(3, 0, b0, sizeof(b0));
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    snprintf(line, sizeof(line), "get %s\r\n", b0);
+    /* Alone, a key's failure is the answer: nothing else to serve. */
+    owner_set(&n->owners[3], NULL, true, 0);
+    expect(n, line, bc_fwd_error_line(BC_ECLOSED));
+    owner_set(&n->owners[3], NULL, false, 600);
+    expect(n, line, bc_fwd_error_line(BC_ETIMEOUT));
+    owner_set(&n->owners[3], "SERVER_ERROR MOVED 7 1 12\r\n", false, 0);
+    expect(n, line, "SERVER_ERROR MOVED 7 1 12\r\n");
+    /* ...except "nobody owns it", which is a miss here too. */
+    owner_set(&n->owners[3], "SERVER_ERROR NO_OWNER 7 12\r\n", false, 0);
+    expect(n, line, "END\r\n");
+    /* Other commands relay their failure the same way. */
+    owner_set(&n->owners[3], NULL, false, 0);
+    snprintf(line, sizeof(line), "delete %s\r\nget %s\r\n", b0, b0);
+    expect(n, line, "DELETED\r\nEND\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_unreachable_or_unowned_keys_read_as_misses(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char a0[32], b0[32], line[256], want[256];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(3, 0, b0, sizeof(b0));
+    fake_put(n->owners[2].fake, a0, "A0", 2, 0);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    /* Group 3 has no known primary any more: its key is not sent anywhere
+     * and reads as a miss in a multi-get... */
+    const uint32_t gids[] = {1, 2};
+    const char *addrs[] = {"127.0.0.1:1", n->owners[2].fake->addr};
+    fake_cluster_primaries(n->cl, gids, addrs, 2);
+    snprintf(line, sizeof(line), "get %s %s\r\n", a0, b0);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nA0\r\nEND\r\n", a0);
+    uint64_t failed = atomic_load(&n->stats.get_forward_failed);
+    expect(n, line, want);
+    assert_int_equal(atomic_load(&n->stats.get_forward_failed), failed + 1);
+    assert_int_equal(owner_lines(&n->owners[3]), 0);
+    /* ...and alone it is refused with the owner named, for a client that
+     * routes by itself to retry there. */
+    uint32_t bucket = bc_hash_bucket(bc_hash_key(b0, strlen(b0)), NB);
+    snprintf(line, sizeof(line), "get %s\r\n", b0);
+    snprintf(want, sizeof(want), "SERVER_ERROR MOVED %u 3 4\r\n", bucket);
+    expect(n, line, want);
+
+    /* Group 3 down (the table names no owner): a miss, alone or not. */
+    uint32_t owner[NB];
+    for (uint32_t b = 0; b < NB; b++) owner[b] = 1 + b % 3 == 3 ? 0 : 1 + b % 3;
+    fake_cluster_table(n->cl, 5, owner, NULL, 0);
+    expect(n, line, "END\r\n");
+    snprintf(line, sizeof(line), "get %s %s\r\n", b0, a0);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nA0\r\nEND\r\n", a0);
     expect(n, line, want);
     node_stop(n);
 }
 
 static void
-test_fwd_unreachable_owner_refuses_the_whole_multiget(void **state)
+test_fwd_flush_all_reaches_every_group(void **state)
 {
     (void)state;
     node_t *n = node_start(2000);
-    char a0[32], b0[32], line[256], want[128];
-    key_of(2, 0, a0, sizeof(a0));
-    key_of(3, 0, b0, sizeof(b0));
-    fake_put(n->owners[2].fake, a0, "A0", 2, 0);
-    /* Group 3 has no known primary any more. */
-    const uint32_t gids[] = {1, 2};
-    const char *addrs[] = {"127.0.0.1:1", n->owners[2].fake->addr};
-    fake_cluster_primaries(n->cl, gids, addrs, 2);
-    snprintf(line, sizeof(line), "get %s %s\r\n", a0, b0);
-    uint32_t bucket = bc_hash_bucket(bc_hash_key(b0, strlen(b0)), NB);
-    snprintf(want, sizeof(want), "SERVER_ERROR MOVED %u 3 4\r\n", bucket);
-    expect(n, line, want);
-    assert_int_equal(owner_lines(&n->owners[2]), 0);   /* nothing was sent */
+    char l0[32], line[256];
+    key_of(1, 0, l0, sizeof(l0));
+    snprintf(line, sizeof(line), "set %s 0 0 1\r\nx\r\nflush_all\r\nget %s\r\n", l0, l0);
+    expect(n, line, "STORED\r\nOK\r\nEND\r\n");
+    assert_owner_line(&n->owners[2], 0, "flush_all");
+    assert_owner_line(&n->owners[3], 0, "flush_all");
+    /* Its delay and noreply: the delay travels, noreply does not. */
+    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_VERSION "\r\n");
+    assert_owner_line(&n->owners[2], 1, "flush_all 10");
+    /* A group that fails it: its failure is the answer. */
+    owner_set_flush(&n->owners[3], "SERVER_ERROR flush refused\r\n");
+    expect(n, "flush_all\r\n", "SERVER_ERROR flush refused\r\n");
     node_stop(n);
 }
 
@@ -465,8 +568,10 @@ main(void)
     bc_log_set_level(BC_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fwd_multiget_values_in_owner_order_then_local_then_one_end),
-        cmocka_unit_test(test_fwd_multiget_failed_part_gives_only_its_error_line),
-        cmocka_unit_test(test_fwd_unreachable_owner_refuses_the_whole_multiget),
+        cmocka_unit_test(test_fwd_multiget_failed_part_reads_as_misses),
+        cmocka_unit_test(test_fwd_one_key_keeps_its_error_line),
+        cmocka_unit_test(test_fwd_unreachable_or_unowned_keys_read_as_misses),
+        cmocka_unit_test(test_fwd_flush_all_reaches_every_group),
         cmocka_unit_test(test_fwd_noreply_is_forwarded_without_it_and_answers_nothing),
         cmocka_unit_test(test_fwd_single_key_commands_relay_the_owners_reply),
         cmocka_unit_test(test_fwd_pipelined_commands_keep_their_order),
