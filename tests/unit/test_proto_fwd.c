@@ -7,10 +7,11 @@
  * executor and forwarder on a real event loop (its own thread, as a
  * worker's), fed as the data port's server feeds it: pipelined input,
  * replies sent up to the first one still to come (a hole in the output
- * queue), the rest once the resume hook says a forwarded reply is in.  Groups 2 and 3 are fake memcached servers
- * (test_client_fake.h) that answer the peer handshake, and whose replies
- * a test may replace.  The cluster object is built without ZooKeeper
- * (test_node_fake.h): bucket b belongs to group 1 + b % 3.
+ * queue), the rest once the resume hook says a forwarded reply is in.
+ * Groups 2 and 3 are fake memcached servers (test_client_fake.h) that
+ * answer the peer handshake, and whose replies a test may replace.  The
+ * cluster object is built without ZooKeeper (test_node_fake.h): bucket b
+ * belongs to group 1 + b % 3.
  */
 #include <pthread.h>
 #include <setjmp.h>
