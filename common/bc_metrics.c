@@ -183,31 +183,31 @@ bc_metric_labels(char *buf, size_t len, int npairs, ...)
     for (int i = 0; i < npairs; i++) {
         const char *k = va_arg(ap, const char *);
         const char *v = va_arg(ap, const char *);
-        int n = snprintf(buf + pos, len - pos, "%s%s=\"", i ? "," : "", k);
-        if (n < 0 || (size_t)n >= len - pos) break;
-        pos += (size_t)n;
-        for (const char *p = v != NULL ? v : ""; *p != '\0' && pos + 3 < len; p++) {
-            if (*p == '\\' || *p == '"') {
-                buf[pos++] = '\\';
-                buf[pos++] = *p;
-            } else if (*p == '\n') {
-                buf[pos++] = '\\';
-                buf[pos++] = 'n';
-            } else {
-                buf[pos++] = *p;
+        /* The pair goes in whole or not at all. */
+        size_t start = pos;
+        bool fits = true;
+        int n = snprintf(buf + pos, len - pos, "%s%s=\"", pos ? "," : "", k);
+        if (n < 0 || (size_t)n >= len - pos) fits = false;
+        else pos += (size_t)n;
+        for (const char *p = v != NULL ? v : ""; fits && *p != '\0'; p++) {
+            bool esc = *p == '\\' || *p == '"' || *p == '\n';
+            if (pos + (esc ? 2 : 1) >= len) {
+                fits = false;
+                break;
             }
+            if (esc) buf[pos++] = '\\';
+            buf[pos++] = *p == '\n' ? 'n' : *p;
         }
-        if (pos + 2 > len) break;
-        buf[pos++] = '"';
-        buf[pos] = '\0';
+        if (fits && pos + 1 < len) {
+            buf[pos++] = '"';
+            buf[pos] = '\0';
+        } else {
+            pos = start;
+            buf[pos] = '\0';
+            break;
+        }
     }
     va_end(ap);
-    /* A cut pair would leave an open quote: drop it. */
-    if (pos > 0 && buf[pos - 1] != '"') {
-        char *comma = strrchr(buf, ',');
-        if (comma != NULL) *comma = '\0';
-        else buf[0] = '\0';
-    }
     return buf;
 }
 
