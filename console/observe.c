@@ -497,9 +497,8 @@ obs_sample(bc_observe_t *obs)
     for (size_t i = 0; i < ng; i++) {
         const obs_group_t *g = &groups[i];
         if (!g->up) {
-            obs_warn(obs, "group_down", "critical", g->gid,
-                     "group %u is down: no live node%s", g->gid,
-                     g->buckets_c ? "" : " (it owns no bucket)");
+            obs_warn(obs, "group_down", "critical", g->gid, "group %u is down: no live node",
+                     g->gid);
             continue;
         }
         if (g->primary[0] == '\0') {

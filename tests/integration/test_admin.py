@@ -298,7 +298,7 @@ def stats_metric_series():
         elif labels == "NULL":
             labels = ""
         else:
-            labels = labels.strip('"').replace('\\"', '"')
+            labels = labels[1:-1].replace('\\"', '"')   # the C literal's text
         out.append((field, metric, labels))
     return out
 
