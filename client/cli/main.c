@@ -118,7 +118,8 @@ static const char global_options[] =
     "  -v, --verbose    log what the library and the ZooKeeper client do\n"
     "  -h, --help       help (after a command: that command's)\n"
     "  --version        the version\n"
-    "  --               the end of options: what follows is the command's, as it is\n";
+    "  --               the end of options: what follows is the command's, as it is\n"
+    "                   (set KEY -- -value)\n";
 
 static int
 run_status(bc_cli_t *cli, int argc, char **argv)
@@ -244,7 +245,10 @@ main(int argc, char **argv)
             continue;
         }
         if (strcmp(a, "--") == 0) {
+            /* Kept for the command, whose own parser ends its options there
+             * too (set KEY -- -value). */
             ended = true;
+            args[nargs++] = argv[i];
             continue;
         }
         char name[32];

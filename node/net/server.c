@@ -592,8 +592,13 @@ static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
-    /* This thread's requests count per bucket (engine/counters.h). */
-    if (bc_cache_count_thread(w->srv->cache) != BC_OK) {
+    /* This thread's requests count per bucket (engine/counters.h).
+     * BC_BUCKET_COUNTERS=off leaves them out: only to measure their cost
+     * (tests/bench/bucket_counters.sh). */
+    const char *off = getenv("BC_BUCKET_COUNTERS");
+    if (off != NULL && strcmp(off, "off") == 0) {
+        if (w->index == 0) log_warn("BC_BUCKET_COUNTERS=off: per-bucket counters and hot keys off");
+    } else if (bc_cache_count_thread(w->srv->cache) != BC_OK) {
         log_warn("worker %u: no memory for per-bucket counters; its requests go uncounted",
                  w->index);
     }
