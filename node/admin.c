@@ -383,7 +383,10 @@ admin_metrics_buckets(bc_admin_t *admin, bc_textbuf_t *tb)
         uint32_t owner = 0;
         if (admin->cluster != NULL) bc_node_cluster_route(admin->cluster, b, false, &owner, NULL);
         bool owned = admin->cluster == NULL || owner == ci.gid;
-        if (!owned && bs[b].items == 0 && bs[b].ops.gets == 0 && bs[b].ops.sets == 0) continue;
+        if (!owned && bs[b].items == 0 && bs[b].ops.hits + bs[b].ops.misses == 0 &&
+            bs[b].ops.sets == 0) {
+            continue;
+        }
         char bl[24], l[96];
         snprintf(bl, sizeof(bl), "%u", b);
         bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
@@ -391,7 +394,7 @@ admin_metrics_buckets(bc_admin_t *admin, bc_textbuf_t *tb)
                                       "hit"), bs[b].ops.hits);
         bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
                      bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "get", "status",
-                                      "miss"), bs[b].ops.gets - bs[b].ops.hits);
+                                      "miss"), bs[b].ops.misses);
         bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
                      bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "set", "status",
                                       "hit"), bs[b].ops.sets);
@@ -641,7 +644,8 @@ handle_buckets(void *ctx, bc_http_req_t *req)
         uint32_t owner = 0;
         if (admin->cluster != NULL) bc_node_cluster_route(admin->cluster, b, false, &owner, NULL);
         bool owned = admin->cluster == NULL || owner == ci.gid;
-        bool active = x->items > 0 || x->ops.gets > 0 || x->ops.sets > 0 || x->ops.deletes > 0;
+        bool active = x->items > 0 || x->ops.hits > 0 || x->ops.misses > 0 || x->ops.sets > 0 ||
+                      x->ops.deletes > 0;
         if (sel == SEL_OWNED && !owned && x->items == 0) continue;
         if (sel == SEL_ACTIVE && !active) continue;
         cJSON *e = cJSON_CreateObject();
@@ -653,7 +657,7 @@ handle_buckets(void *ctx, bc_http_req_t *req)
 #define BC__ADMIN_BUCKET_JSON(name, desc) cJSON_AddNumberToObject(e, #name, (double)x->ops.name);
         BC_BUCKET_COUNTERS(BC__ADMIN_BUCKET_JSON)
 #undef BC__ADMIN_BUCKET_JSON
-        cJSON_AddNumberToObject(e, "misses", (double)(x->ops.gets - x->ops.hits));
+        cJSON_AddNumberToObject(e, "gets", (double)(x->ops.hits + x->ops.misses));
         cJSON_AddNumberToObject(e, "evictions", (double)x->evictions);
         cJSON_AddNumberToObject(e, "expirations", (double)x->expirations);
         cJSON_AddItemToArray(arr, e);

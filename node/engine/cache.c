@@ -866,10 +866,11 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
         bc_counters_block_t *blk = bc_counters_mine(cache->counters);
         if (blk != NULL) {
             uint32_t bi = (uint32_t)(loc.bucket - cache->buckets);
-            bc_counters_add(blk, bi, gets, 1);
             if (it != NULL) {
                 bc_counters_add(blk, bi, hits, 1);
                 bc_counters_add(blk, bi, bytes_written, bc_item_value_len(it));
+            } else {
+                bc_counters_add(blk, bi, misses, 1);
             }
             if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
         }
@@ -1065,17 +1066,16 @@ static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t
                                uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
 
 /* Counts one write request of the calling thread (counters.h) to the
- * key's bucket: `field` += 1, bytes_read += nread. */
-static void
-cache_count_write(bc_cache_t *cache, uint32_t hash, const char *key, size_t nkey, bool set,
-                  bool done, uint64_t nread)
+ * key's bucket: a set (with nread key and value bytes) or, when done, a
+ * delete; and feeds the sampler. */
+static inline void
+cache_count_write(bc_cache_t *cache, bc_counters_block_t *blk, uint32_t hash, const char *key,
+                  size_t nkey, bool set, bool done, uint64_t nread)
 {
-    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
-    if (blk == NULL) return;
     uint32_t bi = hash % cache->nbuckets;
     if (set) {
         bc_counters_add(blk, bi, sets, 1);
-        if (done) bc_counters_add(blk, bi, bytes_read, nread);
+        bc_counters_add(blk, bi, bytes_read, nread);
     } else if (done) {
         bc_counters_add(blk, bi, deletes, 1);
     }
@@ -1086,18 +1086,14 @@ bc_status_t
 bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
                uint64_t *cas_out)
 {
-    if (it == NULL || bc_counters_mine(cache->counters) == NULL) {
-        return cache_store(cache, it, mode, cas_in, cas_out, 0);
+    /* Counted as the request it is, before the store consumes the item
+     * (as memcached counts cmd_set and bytes_read). */
+    bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
+    if (blk != NULL) {
+        cache_count_write(cache, blk, it->hash, bc_item_key(it), it->nkey, true, true,
+                          it->nkey + bc_item_value_len(it));
     }
-    /* The item is consumed by the store: note what is counted first. */
-    char key[BC_KEY_MAX_LEN];
-    size_t nkey = it->nkey;
-    uint32_t hash = it->hash;
-    uint64_t nread = nkey + bc_item_value_len(it);
-    memcpy(key, bc_item_key(it), nkey);
-    bc_status_t st = cache_store(cache, it, mode, cas_in, cas_out, 0);
-    cache_count_write(cache, hash, key, nkey, true, st == BC_OK, nread);
-    return st;
+    return cache_store(cache, it, mode, cas_in, cas_out, 0);
 }
 
 bc_status_t
@@ -1212,7 +1208,8 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
-    cache_count_write(cache, hash, key, nkey, false, it != NULL, 0);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, it != NULL, 0);
     return it != NULL ? BC_OK : BC_ENOTFOUND;
 }
 
@@ -1268,8 +1265,9 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
                uint64_t delta, uint64_t *result)
 {
     bc_status_t st = cache_arith(cache, key, nkey, hash, incr, delta, result);
-    if (key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
-        cache_count_write(cache, hash, key, nkey, true, false, 0);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL && key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
+        cache_count_write(cache, blk, hash, key, nkey, true, false, 0);
     }
     return st;
 }

@@ -44,13 +44,13 @@
 #include "bc_status.h"
 
 /* The counters each thread keeps per bucket: X(name, description).
- * Misses are gets - hits. */
+ * Gets are hits + misses (a hit then writes two counters, not three). */
 #define BC_BUCKET_COUNTERS(X)                                                           \
-    X(gets,          "keys looked up (get, gets, gat, gats, and the admin port's GET)") \
-    X(hits,          "lookups that found a live item")                                  \
+    X(hits,          "lookups (get, gets, gat, gats) that found a live item")           \
+    X(misses,        "lookups that found none")                                         \
     X(sets,          "store requests (every storage command, incr and decr)")           \
     X(deletes,       "deletes that removed an item")                                    \
-    X(bytes_read,    "key and value bytes of the stores that linked an item")           \
+    X(bytes_read,    "key and value bytes of store requests")                           \
     X(bytes_written, "value bytes returned by hits")
 
 typedef struct bc_bucket_counters {

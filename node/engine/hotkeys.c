@@ -20,7 +20,7 @@ static double
 hotkeys_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);   /* decay works in seconds: a few ms do not matter */
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 

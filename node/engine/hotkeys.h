@@ -27,7 +27,7 @@
 #include "bc_topk.h"
 
 #define BC_HOTKEYS_DEFAULT_CAPACITY 256u
-#define BC_HOTKEYS_DEFAULT_EVERY    16u
+#define BC_HOTKEYS_DEFAULT_EVERY    32u
 #define BC_HOTKEYS_DEFAULT_HALF_LIFE_S 30.0
 
 typedef struct bc_hotkeys bc_hotkeys_t;

@@ -348,9 +348,9 @@ def test_metrics():
 def test_buckets_and_hotkeys():
     c = node().conn()
     assert c.cmd("set hb-key 0 0 5", "hello") == b"STORED\r\n"
-    for _ in range(400):
+    for _ in range(1000):
         c.send(b"get hb-key\r\n")
-    for _ in range(400):
+    for _ in range(1000):
         assert c.read_reply().startswith(b"VALUE hb-key 0 5")
     c.cmd("get hb-missing")
     assert c.cmd("delete hb-key") == b"DELETED\r\n"
@@ -359,16 +359,16 @@ def test_buckets_and_hotkeys():
     assert len(doc["buckets"]) == 1024 and doc["nbuckets"] == 1024   # standalone: all owned
     b = doc["buckets"][murmur3_32(b"hb-key") % 1024]
     assert b["bucket"] == murmur3_32(b"hb-key") % 1024
-    assert b["gets"] >= 400 and b["hits"] >= 400 and b["sets"] >= 1 and b["deletes"] >= 1
+    assert b["gets"] >= 1000 and b["hits"] >= 1000 and b["sets"] >= 1 and b["deletes"] >= 1
     assert b["misses"] == b["gets"] - b["hits"]
-    assert b["bytes_written"] >= 400 * 5 and b["bytes_read"] >= len("hb-key") + 5
+    assert b["bytes_written"] >= 1000 * 5 and b["bytes_read"] >= len("hb-key") + 5
     for field in ("items", "bytes", "evictions", "expirations"):
         assert field in b, field
     active = json.loads(req("GET", "/v1/buckets?buckets=active")[2])["buckets"]
     assert 0 < len(active) < 1024
     assert_json_error(*req("GET", "/v1/buckets?buckets=some"), 400)
     assert_json_error(*req("GET", "/v1/buckets?x=1"), 400)
-    # 400 gets, 1 in 16 sampled: hb-key leads the hot keys
+    # 1000 gets, about 1 in 32 sampled: hb-key leads the hot keys
     hk = json.loads(req("GET", "/v1/hotkeys?n=5")[2])
     assert hk["sample_every"] >= 1 and hk["capacity"] >= 5 and hk["half_life_s"] > 0
     assert hk["keys"] and hk["keys"][0]["key"] == "hb-key", hk
@@ -378,9 +378,9 @@ def test_buckets_and_hotkeys():
     assert all(k["bucket"] == b["bucket"] for k in only) and only
     # a key that is not valid UTF-8 comes back as key_base64
     c = node().conn()
-    for _ in range(200):
+    for _ in range(600):
         c.send(b"get \xff\xfehot\r\n")
-    for _ in range(200):
+    for _ in range(600):
         c.read_reply()
     c.close()
     keys = json.loads(req("GET", "/v1/hotkeys?n=50")[2])["keys"]
