@@ -44,7 +44,7 @@ def kinds():
 def test_start_cluster():
     for name, g in (("a1", 1), ("a2", 2)):
         S[name] = harness.ClusterNode(zk, CL, g, session_timeout_ms=SESSION_MS)
-    S["con"] = harness.Console(zk, CL, "--stats-interval-ms", "300",
+    S["con"] = harness.Console(zk, CL, "--stats-interval-ms", "300", "--migration-stuck-ms", "1500",
                                session_timeout_ms=SESSION_MS)
     t = harness.wait_tables(zk, CL, lambda t: set(t["c"]) == {1, 2}, "both groups own buckets")
     S["tables"] = t
@@ -269,7 +269,16 @@ def test_warnings_an_operator_cannot_miss():
     harness.wait_for(lambda: ("no_standby", 0) not in kinds(), what="standby counted")
     assert not any(k in ("no_backup", "group_down", "unowned_buckets") for k, _ in kinds()), \
         warnings()
-    # kill a backup: "no backup" for its group, in the API, /metrics and the CLI
+    # a frozen backup stops answering: a warning for its group
+    harness.freeze(S["b2"])
+    try:
+        harness.wait_for(lambda: {k for k, g in kinds() if g == 2} & {"backup_unreachable",
+                                                                     "backup_lag"},
+                         what="a warning for group 2's frozen backup")
+    finally:
+        harness.thaw(S["b2"])
+    harness.wait_for(lambda: not {k for k, g in kinds() if g == 2}, what="group 2 healthy again")
+        # kill a backup: "no backup" for its group, in the API, /metrics and the CLI
     S["b1"].proc.kill()
     harness.wait_for(lambda: ("no_backup", 1) in kinds(), timeout=SESSION_MS / 1000 + 15,
                      what="no_backup warning for group 1")
@@ -289,7 +298,14 @@ def test_warnings_an_operator_cannot_miss():
     assert v["bucketcache_unowned_buckets"] == S["tables"]["c"].count(2)
     rc, out, err = cli("status")
     assert rc == 0 and "group_down" in out and "unowned_buckets" in out, out
-    for name in ("a1", "con", "con2"):
+    # a new group makes moves the console may not run (migrations are off
+    # here): no progress, so the migration is reported stuck
+    S["a3"] = harness.ClusterNode(zk, CL, 3, session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: ("migration_stuck", 0) in kinds(), timeout=20,
+                     what="migration_stuck warning")
+    v = harness.parse_metrics(http(S["con"].admin_port, "GET", "/metrics")[2].decode())[0]
+    assert v['bucketcache_migrations{state="pending"}'] > 0
+    for name in ("a3", "a1", "con", "con2"):
         assert S[name].stop() == 0
 
 
