@@ -216,13 +216,11 @@ obs_read_free(obs_node_read_t *r)
     cJSON_Delete(r->hot_doc);
 }
 
-/* Adds one node's hot keys into g's list (merging equal keys). */
+/* Adds one node's hot keys into a group's list (merging equal keys). */
 static void
-obs_merge_hot(obs_group_t *g, const cJSON *hot_doc, obs_hot_t *scratch, uint32_t *nscratch,
-              uint32_t cap)
+obs_merge_hot(const cJSON *hot_doc, obs_hot_t *scratch, uint32_t *nscratch, uint32_t cap)
 {
     const cJSON *keys = cJSON_GetObjectItemCaseSensitive(hot_doc, "keys"), *e;
-    (void)g;
     cJSON_ArrayForEach(e, keys) {
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(e, "key");
         bool b64 = false;
@@ -378,7 +376,7 @@ obs_sample(bc_observe_t *obs)
             obs_node_read_t *r = &reads[ri];
             bool primary = vg->has_primary && strcmp(vg->primary.node, n->name) == 0;
             if (r->hot_doc != NULL) {
-                obs_merge_hot(g, r->hot_doc, hot, &nhot, sizeof(hot) / sizeof(hot[0]));
+                obs_merge_hot(r->hot_doc, hot, &nhot, sizeof(hot) / sizeof(hot[0]));
             }
             if (primary) {
                 snprintf(g->primary, sizeof(g->primary), "%s", n->name);
