@@ -68,9 +68,9 @@ EXCEPTIONS = [
      "the status module's error helper, called everywhere as bc_fail"),
     ("common/bc_config.c", r"bc_parse_\w+$",
      "the value parsers of every program's flags (90 call sites)"),
-    ("common/bc_metrics.c", r"(bc_textbuf_\w+|bc_textbuf_t|bc_metric)$",
+    ("common/bc_metrics.c", r"(bc_textbuf_\w+|bc_textbuf_t|bc_metric(_\w+)?)$",
      "the text buffer and the metric line of the metrics module"),
-    ("common/bc_metrics.h", r"(bc_textbuf_\w+|bc_textbuf_t|bc_metric)$",
+    ("common/bc_metrics.h", r"(bc_textbuf_\w+|bc_textbuf_t|bc_metric(_\w+)?)$",
      "as bc_metrics.c"),
     ("common/bc_httpd", r"bc_http_\w+$",
      "the HTTP server and client share bc_http_ (100+ call sites in the "
