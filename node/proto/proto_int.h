@@ -76,6 +76,36 @@ void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);
 
+/* ---- running a line again (proto_text.c) ---- */
+
+/* Runs one command line (without its "\n"), as bc_proto_process does;
+ * BC_ECLOSED asks for the connection to close. */
+bc_status_t bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len);
+
+/* ---- read-through (proto_origin.c) ---- */
+
+/*
+ * The hook of a retrieval command (get, gets; and meta mg), called once
+ * its keys are routed (dest as above, NULL = every key served here) and
+ * before anything is answered.  Looks each key served here up; misses
+ * with an origin start or join their fills.  Returns true when the
+ * command waits for fills (pc->waiting; line[0..len) is copied and run
+ * again when they are done -- the command answers nothing now).
+ * Otherwise the command is served now, and while it is, pc->found_n > 0
+ * and bc__proto_origin_take(pc, k) gives key k's item (or NULL: a miss),
+ * looked up already.  The command calls bc__proto_origin_release at its
+ * end in every case.
+ */
+bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
+                              const bc_mc_request_t *req, const uint32_t *dest,
+                              const uint32_t *hashes);
+/* Key k's resolved item (a reference for the caller), or NULL. */
+bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
+/* Drops the resolved items not taken. */
+void bc__proto_origin_release(bc_proto_conn_t *pc);
+/* The connection goes: cancels the fills it waits for, frees it all. */
+void bc__proto_origin_op_free(bc_proto_conn_t *pc);
+
 /* ---- "stats" (proto_stats.c) ---- */
 
 void bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req);

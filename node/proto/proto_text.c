@@ -218,8 +218,9 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         asked++;
         uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
                                                                : bc_hash_key(key, nkey);
-        bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
-                              : bc_cache_get(cache, key, nkey, hash);
+        bc_item_t *it = pc->found_n > 0 ? bc__proto_origin_take(pc, k)   /* read-through */
+                        : touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
+                                : bc_cache_get(cache, key, nkey, hash);
         if (it == NULL) continue;
         hits++;
 
@@ -275,7 +276,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
 
 /* get, gets, gat, gats. */
 static void
-cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
     uint32_t hashes[ROUTE_HASH_CACHE], dest_small[ROUTE_HASH_CACHE], *dest = NULL;
@@ -311,14 +312,20 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
             if (dest != NULL) dest[i] = a == ROUTE_FORWARD ? gid : 0;
             i++;
         }
-        if (foreign) {
-            bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
-            goto out;
-        }
+    }
+    /* Misses with an origin: wait for their fills, then run again. */
+    if (bc__proto_origin_resolve(pc, line, len, req, foreign ? dest : NULL,
+                                 pc->env->cluster != NULL ? hashes : NULL)) {
+        goto out;
+    }
+    if (foreign) {
+        bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
+        goto out;
     }
     bc__proto_retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
     if (!pc->oom) REPLY(pc, "END\r\n");
 out:
+    bc__proto_origin_release(pc);
     if (dest != dest_small) free(dest);
 }
 
@@ -527,8 +534,8 @@ cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
 }
 
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
-static bc_status_t
-process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+bc_status_t
+bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
 {
     bc_mc_request_t req;
 
@@ -569,7 +576,7 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_GETS:
     case BC_MC_CMD_GAT:
     case BC_MC_CMD_GATS:
-        cmd_retrieve(pc, &req);
+        cmd_retrieve(pc, line, len, &req);
         break;
     case BC_MC_CMD_SET:
     case BC_MC_CMD_ADD:
@@ -644,6 +651,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     }
     bc__proto_fwd_op_free(pc, pc->fop);
     pc->fop = NULL;
+    bc__proto_origin_op_free(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -722,7 +730,7 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             break;
         }
         pos += (size_t)(nl - line) + 1;
-        st = process_line(pc, line, (size_t)(nl - line));
+        st = bc__proto_process_line(pc, line, (size_t)(nl - line));
     }
     *consumed = pos;
     return pc->oom ? BC_ENOMEM : st;
@@ -732,37 +740,60 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
 /* the data port's handler (net/handler.h)                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A worker's state is its forwarder, when the env forwards. */
+/* A worker's state: its forwarder (when the env forwards) and its origin
+ * client (when it reads through); NULL when it has neither. */
+typedef struct proto_worker {
+    bc_fwd_t *fwd;
+    bc_origin_client_t *origin;
+} proto_worker_t;
+
+static void
+handler_worker_destroy(void *worker)
+{
+    proto_worker_t *w = worker;
+    if (w == NULL) return;
+    bc_fwd_destroy(w->fwd);
+    bc_origin_client_destroy(w->origin);
+    free(w);
+}
+
 static bc_status_t
 handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
 {
     bc_proto_env_t *env = ctx;
-    bc_fwd_t *fwd = NULL;
+    bool forward = env->forward && env->cluster != NULL;
+    bc_status_t st = BC_OK;
     *out = NULL;
-    if (!env->forward || env->cluster == NULL) return BC_OK;
-    bc_status_t st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &fwd);
-    *out = fwd;
-    return st;
+    if (!forward && env->origin == NULL) return BC_OK;
+    proto_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL) return BC_ENOMEM;
+    if (forward) st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &w->fwd);
+    if (st == BC_OK && env->origin != NULL) {
+        st = bc_origin_client_create_el(env->origin, el, &w->origin);
+    }
+    if (st != BC_OK) {
+        handler_worker_destroy(w);
+        return st;
+    }
+    *out = w;
+    return BC_OK;
 }
 
 static void
 handler_worker_before_poll(void *worker)
 {
-    bc_fwd_before_poll(worker);
-}
-
-static void
-handler_worker_destroy(void *worker)
-{
-    bc_fwd_destroy(worker);
+    proto_worker_t *w = worker;
+    if (w != NULL) bc_fwd_before_poll(w->fwd);
 }
 
 static void
 handler_conn_init(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
                   void (*resume)(void *arg), void *arg)
 {
+    proto_worker_t *w = worker;
     bc_proto_conn_init(conn, ctx, stats, id);
-    bc_proto_conn_set_forward(conn, worker, resume, arg);
+    bc_proto_conn_set_forward(conn, w != NULL ? w->fwd : NULL, resume, arg);
+    bc_proto_conn_set_origin(conn, w != NULL ? w->origin : NULL);
 }
 
 static void

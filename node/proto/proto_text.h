@@ -69,6 +69,12 @@
  *   a peer: its keys are served or refused, never forwarded again (one
  *   hop, no loops between nodes with different tables).
  *
+ * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
+ *   With an origin (env->origin) and the worker's origin client
+ *   (bc_proto_conn_set_origin), a get/gets whose keys served here miss
+ *   waits the same way for their fills -- pc->waiting, the resume hook --
+ *   and is then run again and answered from them.
+ *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
  *   shared by all workers: read-only except `verbosity` (atomic).
@@ -91,6 +97,7 @@
 #include "net/handler.h"
 #include "net/outq.h"
 #include "net/stats.h"
+#include "origin/origin.h"
 #include "proto/forward.h"
 
 /* Values up to this size are copied into the reply (see cmd_retrieve). */
@@ -120,6 +127,10 @@ typedef struct bc_proto_env {
      * with fwd_cfg.  false (the default): refuse them. */
     bool forward;
     bc_fwd_config_t fwd_cfg;
+    /* Read-through (origin/origin.h): misses of keys with an origin are
+     * filled from it, through one origin client per worker.  NULL: none.
+     * Borrowed. */
+    bc_origin_t *origin;
 
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
@@ -154,6 +165,8 @@ typedef enum bc_proto_state {
 
 /* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
+/* A command waiting for origin fills (proto_origin.c). */
+typedef struct bc_proto_origin_op bc_proto_origin_op_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -179,6 +192,12 @@ typedef struct bc_proto_conn {
     void (*resume)(void *arg); /* called once the forwarded reply is queued */
     void *resume_arg;
     bc_proto_fwd_op_t *fop;    /* FWD_DATA or waiting: the command (ours) */
+
+    /* read-through (see above) */
+    bc_origin_client_t *origin; /* borrowed: the worker's origin client, or NULL */
+    bc_proto_origin_op_t *oop; /* waiting for fills, or running again (ours) */
+    bc_item_t **found;         /* during a get: each key's item, resolved first */
+    uint32_t found_n, found_cap;
 
     /* BC_EHANDOFF: the arguments of the handoff line, in the buf of the
      * bc_proto_process call that returned it (not NUL-terminated; fewer
@@ -211,8 +230,17 @@ void bc_proto_conn_release(bc_proto_conn_t *pc);
 void bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
                                void *arg);
 
-/* True while a forwarded command awaits its replies: bc_proto_process
- * consumes nothing until then, so the caller should stop reading. */
+/*
+ * Lets pc's gets read through the origin (env->origin) with client, the
+ * worker's (borrowed, must outlive pc; NULL: no read-through, the
+ * default).  Completions come through the client on the worker loop and
+ * end with the resume hook, as for forwarding.
+ */
+void bc_proto_conn_set_origin(bc_proto_conn_t *pc, bc_origin_client_t *client);
+
+/* True while a forwarded command awaits its replies, or a get its origin
+ * fills: bc_proto_process consumes nothing until then, so the caller
+ * should stop reading. */
 static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->waiting; }
 
 /*
