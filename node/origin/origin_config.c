@@ -98,7 +98,7 @@ bc_origin_config_flag(bc_origin_config_t *cfg, const char *value, char *err, siz
     }
     const char *eq = strchr(value, '=');
     if (eq == NULL) {
-        bc_config_errf(err, err_len, "--origin: expected URL or PREFIX=URL (the URL starting "
+        bc_config_errf(err, err_len, "expected URL or PREFIX=URL (the URL starting "
                        "with http:// or https://, holding {key})");
         return BC_EINVAL;
     }
