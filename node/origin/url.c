@@ -112,8 +112,12 @@ bc_origin_url_build(const char *tmpl, const char *key, size_t nkey, char *out, s
     bool keep = true;
     const char *ph = find_placeholder(tmpl, &plen, &keep);
     if (ph == NULL) return 0;
-    size_t head = (size_t)(ph - tmpl), tail = strlen(ph + plen);
-    if (head + 3 * nkey + tail + 1 > size) return 0;
+    size_t head = (size_t)(ph - tmpl), tail = strlen(ph + plen), enc = 0;
+    for (size_t i = 0; i < nkey; i++) {
+        unsigned char c = (unsigned char)key[i];
+        enc += unreserved(c) || (keep && c == '/') ? 1 : 3;
+    }
+    if (head + enc + tail + 1 > size) return 0;
     memcpy(out, tmpl, head);
     size_t n = head + bc_origin_key_encode(key, nkey, keep, out + head);
     memcpy(out + n, ph + plen, tail);
