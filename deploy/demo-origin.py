@@ -9,7 +9,8 @@ it gets, and echoes the exact path it was asked for.
                          the path, whose comment line and X-Origin-Path header
                          hold the raw path as received (not decoded)
     GET /_stats          {"requests": N, "connections": N, "paths": {raw path: count}}
-    POST /_reset         counters back to zero
+    GET /_log            [[unix time, raw path], ...]: the last 200000 requests
+    POST /_reset         counters and log back to zero
 
 Tests (tests/integration/test_origin.py) ask it for paths whose first
 segment after /v1/ picks a behaviour:
@@ -45,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
 STATS = {"requests": 0, "connections": 0, "paths": {}}
+LOG = []
+LOG_MAX = 200000
 FAILING = {"on": False}
 
 
@@ -93,6 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_reset":
             with LOCK:
                 STATS.update(requests=0, connections=0, paths={})
+                del LOG[:]
             return self.send_body(200, b"{}", [("Content-Type", "application/json")])
         if self.path.startswith("/_fail?on="):
             FAILING["on"] = self.path.endswith("=1")
@@ -104,9 +108,15 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 doc = json.dumps(STATS).encode()
             return self.send_body(200, doc, [("Content-Type", "application/json")])
+        if self.path == "/_log":
+            with LOCK:
+                doc = json.dumps(LOG).encode()
+            return self.send_body(200, doc, [("Content-Type", "application/json")])
         with LOCK:
             STATS["requests"] += 1
             STATS["paths"][self.path] = STATS["paths"].get(self.path, 0) + 1
+            if len(LOG) < LOG_MAX:
+                LOG.append([time.time(), self.path])
         if not self.path.startswith("/v1/"):
             return self.send_body(404, b"not an image path\n")
         parts = self.path[4:].split("/")

@@ -549,7 +549,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
 {
     bc_origin_t *o = c->o;
     bc_origin_wait_t *w;
-    fill_t *f, *nf = NULL;
+    fill_t *f, *nf;
     bool probe = false;
 
     if (out != NULL) *out = NULL;
@@ -567,8 +567,15 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
         }
     }
     ORIGIN_COUNT(o, misses);
+    /* Both allocated before the lock (a fill is ~3 KiB); the fill is
+     * dropped when the key turns out to have one already. */
     w = calloc(1, sizeof(*w));
-    if (w == NULL) return BC_ENOMEM;
+    nf = calloc(1, sizeof(*nf));
+    if (w == NULL || nf == NULL) {
+        free(w);
+        free(nf);
+        return BC_ENOMEM;
+    }
     w->client = c;
     w->done = done;
     w->arg = arg;
@@ -579,6 +586,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
     if (o->stopping) {
         pthread_mutex_unlock(&o->lock);
         free(w);
+        free(nf);
         return BC_ECLOSED;
     }
     f = do_table_find(o, key, nkey, hash);
@@ -586,6 +594,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
         if (f->nwaiters >= BC_ORIGIN_MAX_WAITERS) goto overloaded;
         do_waiter_append(f, w);
         pthread_mutex_unlock(&o->lock);
+        free(nf);
         ORIGIN_COUNT(o, joined);
         if (out != NULL) *out = w;
         return BC_OK;
@@ -593,6 +602,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
     if (do_neg_find(o, key, nkey, hash, now) != NULL) {
         pthread_mutex_unlock(&o->lock);
         free(w);
+        free(nf);
         ORIGIN_COUNT(o, negative_hits);
         return BC_ENOTFOUND;
     }
@@ -600,31 +610,9 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
     if (!do_breaker_admit(o, e, now, &probe)) {
         pthread_mutex_unlock(&o->lock);
         free(w);
+        free(nf);
         ORIGIN_COUNT(o, errors[BC_ORIGIN_ERR_BREAKER_OPEN]);
         return BC_EAGAIN;
-    }
-    pthread_mutex_unlock(&o->lock);
-
-    /* A fill is ~3 KiB: allocated outside the lock, then the table is
-     * looked at again (another thread may have started one meanwhile). */
-    nf = calloc(1, sizeof(*nf));
-    pthread_mutex_lock(&o->lock);
-    f = do_table_find(o, key, nkey, hash);
-    if (nf == NULL || o->stopping || f != NULL) {
-        if (probe) e->probing = false;
-        if (nf != NULL && !o->stopping && f != NULL && f->nwaiters < BC_ORIGIN_MAX_WAITERS) {
-            do_waiter_append(f, w);
-            pthread_mutex_unlock(&o->lock);
-            free(nf);
-            ORIGIN_COUNT(o, joined);
-            if (out != NULL) *out = w;
-            return BC_OK;
-        }
-        bool stopping = o->stopping;
-        pthread_mutex_unlock(&o->lock);
-        free(nf);
-        free(w);
-        return nf == NULL ? BC_ENOMEM : stopping ? BC_ECLOSED : BC_EBUSY;
     }
     nf->o = o;
     nf->entry = e;
@@ -651,6 +639,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
 overloaded:
     pthread_mutex_unlock(&o->lock);
     free(w);
+    free(nf);
     ORIGIN_COUNT(o, errors[BC_ORIGIN_ERR_OVERLOADED]);
     return BC_EBUSY;
 }

@@ -213,6 +213,10 @@ bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k)
     return it;
 }
 
+/* A connection keeps its array for the next get, unless a long multi-get
+ * grew it: then it goes (an idle connection holds at most this much). */
+#define FOUND_KEEP 256u
+
 void
 bc__proto_origin_release(bc_proto_conn_t *pc)
 {
@@ -221,4 +225,9 @@ bc__proto_origin_release(bc_proto_conn_t *pc)
         pc->found[i] = NULL;
     }
     pc->found_n = 0;
+    if (pc->found_cap > FOUND_KEEP) {
+        free(pc->found);
+        pc->found = NULL;
+        pc->found_cap = 0;
+    }
 }

@@ -256,7 +256,8 @@ def test_bad_origin_answers_are_clean_misses():
         c = NODE.conn()
         assert c.cmd("gat 0 " + key) == b"END\r\n", key
         c.close()
-    assert int(NODE.stats()["curr_items"]) == items_before
+    # (items with short TTLs from earlier tests may expire meanwhile)
+    assert int(NODE.stats()["curr_items"]) <= items_before
     # a body just under the limit is fine
     v, _ = get(NODE, "size/200000/ok")
     assert v is not None and len(v) == 200000
@@ -274,7 +275,8 @@ def test_admin_get_reads_through():
     assert st == 404 and doc["origin"] == "not_found", doc
     st, doc = harness.http_json(ap, "GET", "/v1/keys/err%2Fhttp")
     assert st == 502 and doc["origin"] == "http_5xx" and doc["status"] == 500, doc
-    st, doc = harness.http_json(ap, "GET", "/v1/keys/slow%2F3000%2Fhttp", timeout=10)
+    st, doc = harness.http_json(ap, "GET", "/v1/keys/slow%%2F%d%%2Fhttp" % int(800 * SLOW + 2000),
+                                timeout=10 * SLOW)
     assert st == 504 and doc["origin"] == "timeout", doc
     st, hdrs, _ = harness.http(ap, "GET", "/v1/keys/flags%2F9%2Fhttp")
     assert st == 200 and hdrs["x-bucketcache-flags"] == "9"
