@@ -186,6 +186,7 @@ def main():
     ap.add_argument("--port", type=int, default=8000)
     args = ap.parse_args()
     ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 1024   # listen backlog (5 by default)
     srv = ThreadingHTTPServer((args.listen, args.port), Handler)
     print("demo origin on http://%s:%d/v1/{key}" % (args.listen, args.port), flush=True)
     srv.serve_forever()

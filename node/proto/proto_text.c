@@ -216,11 +216,15 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         uint32_t k = i++;
         if (dest != NULL && dest[k] != 0) continue;
         asked++;
-        uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
-                                                               : bc_hash_key(key, nkey);
-        bc_item_t *it = pc->found_n > 0 ? bc__proto_origin_take(pc, k)   /* read-through */
-                        : touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
-                                : bc_cache_get(cache, key, nkey, hash);
+        bc_item_t *it;
+        if (pc->found_n > 0) {
+            it = bc__proto_origin_take(pc, k);     /* read-through: looked up already */
+        } else {
+            uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
+                                                                   : bc_hash_key(key, nkey);
+            it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
+                       : bc_cache_get(cache, key, nkey, hash);
+        }
         if (it == NULL) continue;
         hits++;
 
