@@ -538,8 +538,8 @@ cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
 }
 
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
-bc_status_t
-bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+static bc_status_t
+process_line(bc_proto_conn_t *pc, const char *line, size_t len)
 {
     bc_mc_request_t req;
 
@@ -619,6 +619,13 @@ bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
         break;
     }
     return BC_OK;
+}
+
+/* A command run again (proto_int.h): a get whose fills completed. */
+bc_status_t
+bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+{
+    return process_line(pc, line, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -734,7 +741,7 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             break;
         }
         pos += (size_t)(nl - line) + 1;
-        st = bc__proto_process_line(pc, line, (size_t)(nl - line));
+        st = process_line(pc, line, (size_t)(nl - line));
     }
     *consumed = pos;
     return pc->oom ? BC_ENOMEM : st;
@@ -751,15 +758,7 @@ typedef struct proto_worker {
     bc_origin_client_t *origin;
 } proto_worker_t;
 
-static void
-handler_worker_destroy(void *worker)
-{
-    proto_worker_t *w = worker;
-    if (w == NULL) return;
-    bc_fwd_destroy(w->fwd);
-    bc_origin_client_destroy(w->origin);
-    free(w);
-}
+static void handler_worker_destroy(void *worker);
 
 static bc_status_t
 handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
@@ -788,6 +787,16 @@ handler_worker_before_poll(void *worker)
 {
     proto_worker_t *w = worker;
     if (w != NULL) bc_fwd_before_poll(w->fwd);
+}
+
+static void
+handler_worker_destroy(void *worker)
+{
+    proto_worker_t *w = worker;
+    if (w == NULL) return;
+    bc_fwd_destroy(w->fwd);
+    bc_origin_client_destroy(w->origin);
+    free(w);
 }
 
 static void
