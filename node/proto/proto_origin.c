@@ -39,6 +39,11 @@
 #include "bc_hash.h"
 #include "proto/proto_int.h"
 
+/* Fills one command may wait for: past it, a multi-get's further misses
+ * are plain misses this time (the memory and the key matching a hostile
+ * 64 KiB multi-get can cost stay small). */
+#define FILLS_PER_COMMAND 256u
+
 typedef struct proto_fill {
     uint32_t off;                  /* the key in the op's line copy */
     uint8_t nkey;
@@ -178,10 +183,11 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
         if (it != NULL || rerun || !bc_origin_has(pc->env->origin, key, nkey)) continue;
         /* pass 1, a miss with an origin: its fill */
         if (op == NULL) {
-            op = op_new(line, len, req->nkeys);
+            op = op_new(line, len, req->nkeys < FILLS_PER_COMMAND ? req->nkeys
+                                                                  : FILLS_PER_COMMAND);
             if (op == NULL) continue;             /* a plain miss */
         }
-        if (op_find(op, key, nkey) != NULL) continue;
+        if (op->nfills == op->cap || op_find(op, key, nkey) != NULL) continue;
         bc_origin_wait_t *w = NULL;
         bc_status_t st = bc_origin_fetch(pc->origin, key, nkey, hash, on_fill_done, pc,
                                          op->nfills, &w);

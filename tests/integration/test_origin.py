@@ -240,6 +240,18 @@ def test_multi_get_mixes_hits_misses_and_fills():
     c.close()
 
 
+def test_a_huge_multi_get_fills_at_most_256_keys_at_once():
+    keys = ["many/%d" % i for i in range(300)]
+    c = NODE.conn(timeout=20)
+    r = c.cmd("get " + " ".join(keys))
+    assert r.count(b"VALUE many/") == 256 and r.endswith(b"END\r\n"), r.count(b"VALUE ")
+    assert sum(ORIGIN.count("/v1/" + k) for k in keys) == 256
+    r = c.cmd("get " + " ".join(keys))
+    assert r.count(b"VALUE many/") == 300
+    assert all(ORIGIN.count("/v1/" + k) == 1 for k in keys)
+    c.close()
+
+
 def test_bad_origin_answers_are_clean_misses():
     cases = [("size/300000/a", "too_large"), ("chunked/300000/b", "too_large"),
              ("drip/c", "timeout"), ("reset/d", "reset"), ("short/e", "reset"),
