@@ -3,7 +3,7 @@
 "image service" that renders a picture for any path, counts the requests
 it gets, and echoes the exact path it was asked for.
 
-    deploy/demo-origin.py --port 8000 [--listen 127.0.0.1]
+    deploy/demo-origin.py --port 8000 [--listen 127.0.0.1] [--tls-cert PEM --tls-key PEM]
 
     GET /v1/<anything>   200, a PPM image (image/x-portable-pixmap) drawn from
                          the path, whose comment line and X-Origin-Path header
@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -184,11 +185,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--listen", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="... and this private key (PEM)")
     args = ap.parse_args()
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 1024   # listen backlog (5 by default)
     srv = ThreadingHTTPServer((args.listen, args.port), Handler)
-    print("demo origin on http://%s:%d/v1/{key}" % (args.listen, args.port), flush=True)
+    scheme = "http"
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        scheme = "https"
+    print("demo origin on %s://%s:%d/v1/{key}" % (scheme, args.listen, args.port), flush=True)
     srv.serve_forever()
 
 

@@ -34,18 +34,29 @@ ORIGIN_SCRIPT = os.path.join(harness.SOURCE_DIR, "deploy", "demo-origin.py")
 
 
 class Origin:
-    """The demo origin on a free (or given) port."""
+    """The demo origin on a free (or given) port; HTTPS with tls=(cert, key)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
         self.port = port or harness.free_port()
-        self.proc = harness.Proc("origin", [sys.executable, ORIGIN_SCRIPT, "--port",
-                                            str(self.port)])
+        self.tls = tls
+        argv = [sys.executable, ORIGIN_SCRIPT, "--port", str(self.port)]
+        if tls:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        self.proc = harness.Proc("origin", argv)
         harness.wait_port(self.port, proc=self.proc.p)
 
     def template(self, placeholder="{key}"):
-        return "http://127.0.0.1:%d/v1/%s" % (self.port, placeholder)
+        return "%s://127.0.0.1:%d/v1/%s" % ("https" if self.tls else "http", self.port,
+                                            placeholder)
 
     def stats(self):
+        if self.tls:
+            import ssl
+            import urllib.request
+            ctx = ssl.create_default_context(cafile=self.tls[0])
+            with urllib.request.urlopen("https://127.0.0.1:%d/_stats" % self.port,
+                                        context=ctx) as r:
+                return json.loads(r.read())
         return harness.http_json(self.port, "GET", "/_stats")[1]
 
     def count(self, raw_path):
@@ -391,6 +402,29 @@ def test_origin_down_breaker_opens_then_closes():
     assert get(NODE, "slow/5000/hole")[0] is None
     assert time.time() - t0 < (0.8 + 0.7) * SLOW
     assert NODE.proc.poll() is None
+
+
+def test_https_origin_with_its_ca_and_without():
+    cert, key = os.path.join(harness.TMP, "origin.crt"), os.path.join(harness.TMP, "origin.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    tls = Origin(tls=(cert, key))
+    trusted = node_with(dict(BASE, url=tls.template(), ca_file=cert))
+    untrusted = node_with(dict(BASE, url=tls.template()))
+    try:
+        v, _ = get(trusted, "tls/a?b")
+        assert v is not None and path_in(v) == "/v1/tls/a%3Fb"
+        assert get(trusted, "tls/a?b")[0] == v
+        # a certificate nobody vouches for: refused, counted, never a value
+        assert get(untrusted, "tls/c")[0] is None
+        assert int(untrusted.stats()["origin_errors_tls"]) == 1
+        assert tls.count("/v1/tls/c") == 0 and tls.count("/v1/tls/a%3Fb") == 1
+    finally:
+        trusted.stop()
+        untrusted.stop()
+        tls.stop()
 
 
 def test_flag_and_prefix_config():
