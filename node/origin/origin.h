@@ -267,7 +267,8 @@ typedef struct bc_origin_stats {
     uint64_t errors[BC_ORIGIN_ERR_COUNT];  /* by kind; [BC_ORIGIN_OK] unused */
     uint64_t inflight;                     /* gauge: requests in flight */
     uint64_t queued;                       /* gauge: keys waiting for a slot */
-    uint64_t negative_entries;             /* gauge: keys in the negative cache */
+    uint64_t negative_entries;             /* gauge: negative cache slots in use
+                                              (expired ones until reused) */
     uint64_t breakers_open;                /* gauge: origins failing fast now */
     uint64_t latency_count;                /* requests that got an answer or failed */
     uint64_t latency_sum_us;

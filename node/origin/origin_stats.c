@@ -149,7 +149,8 @@ bc_origin_metrics(bc_origin_t *o, bc_textbuf_t *tb)
     bc_metric(tb, "origin_queued", "gauge", "Origin: keys waiting for a request slot.",
               s.queued);
     bc_metric(tb, "origin_negative_entries", "gauge",
-              "Origin: keys remembered as not found.", s.negative_entries);
+              "Origin: slots of the negative cache in use (expired ones count until reused).",
+              s.negative_entries);
     bc_metric(tb, "origin_breakers_open", "gauge",
               "Origin: origins whose circuit breaker is open or probing.", s.breakers_open);
     bc_textbuf_printf(tb, "# HELP bucketcache_origin_request_duration_seconds Origin: time "
