@@ -251,6 +251,33 @@ def test_multi_get_mixes_hits_misses_and_fills():
     c.close()
 
 
+def test_a_waiting_get_does_not_stop_the_connection():
+    """Its reply waits in a hole: later commands run meanwhile, replies
+    keep their order, several gets' fills run at once."""
+    c = NODE.conn(timeout=20)
+    other = NODE.conn()
+    t0 = time.time()
+    c.send(b"get slow/600/hole-a\r\nset hole/after 0 0 1\r\nz\r\nget slow/600/hole-b\r\n"
+           b"get hole/after\r\n")
+    # the set ran while the first get still waited for its fill
+    harness.wait_for(lambda: other.cmd("get hole/after") == b"VALUE hole/after 0 1\r\nz\r\nEND\r\n",
+                     timeout=0.5, interval=0.02, what="the set behind a waiting get")
+    assert parse_value(c.read_reply())[0] is not None          # hole-a
+    assert c.read_reply() == b"STORED\r\n"
+    assert parse_value(c.read_reply())[0] is not None          # hole-b
+    assert parse_value(c.read_reply()) == (b"z", 0)
+    # both fills ran at once: about one origin delay, not two
+    assert time.time() - t0 < 1.1 * SLOW, time.time() - t0
+    # more gets waiting than a connection may have: held, then all answered in order
+    keys = ["slow/200/many-%d" % i for i in range(40)]
+    c.send("".join("get %s\r\n" % k for k in keys).encode())
+    for k in keys:
+        r = c.read_reply()
+        assert r.startswith(("VALUE %s " % k).encode()), (k, r[:60])
+    c.close()
+    other.close()
+
+
 def test_a_huge_multi_get_fills_at_most_256_keys_at_once():
     keys = ["many/%d" % i for i in range(300)]
     c = NODE.conn(timeout=20)
@@ -531,6 +558,23 @@ def test_cluster_fill_replicates_and_backup_never_fetches():
     assert c.cmd("get " + k2).startswith(b"SERVER_ERROR")
     c.close()
     assert ORIGIN.count("/v1/" + k2) == 0
+
+
+def test_cluster_multi_get_across_owners_fills_both_sides():
+    mine = harness.key_in_bucket_owned_by(C, 2, prefix="img/mixmine")
+    theirs = harness.key_in_bucket_owned_by(C, 3, prefix="img/mixtheirs")
+    c = G2.conn(timeout=20)
+    c.send(("get %s %s\r\nget %s\r\n" % (mine, theirs, theirs)).encode())
+    r = c.read_reply()
+    assert r.count(b"VALUE ") == 2 and r.endswith(b"END\r\n"), r[:200]
+    assert (b"VALUE %s " % mine.encode()) in r and (b"VALUE %s " % theirs.encode()) in r
+    assert parse_value(c.read_reply())[0] is not None
+    c.close()
+    assert ORIGIN.count("/v1/" + mine) == 1 and ORIGIN.count("/v1/" + theirs) == 1
+    # each filled by its owner
+    assert bucket_items(G2, harness.bucket_of(mine, NB)) >= 1
+    assert bucket_items(G3, harness.bucket_of(theirs, NB)) >= 1
+    assert bucket_items(G2, harness.bucket_of(theirs, NB)) == 0
 
 
 def test_cluster_admin_get_on_a_non_owner_is_refused_not_fetched():
