@@ -385,11 +385,14 @@ fill_value(bc_origin_t *o, fill_t *f, bc_origin_error_t *error)
     st = bc_cache_store(cache, it, BC_STORE_ADD, 0, NULL);
     if (st == BC_OK) {
         ORIGIN_COUNT(o, fills);
-        /* BEHAVIOR: the bucket left between the check and the store: a
-         * non-owner must not keep the copy (origin.h).  Read-only (being
-         * exported) is still ours until the flip. */
+        /* BEHAVIOR: the bucket left the group between the check and the
+         * store: a non-owner must not keep the copy (origin.h).  Anything
+         * else keeps it: read-only (being exported) is still ours until
+         * the flip, and NOT_PRIMARY -- this node's write lease lapsed for
+         * a moment, or it was just made a backup -- leaves it in the
+         * owning group, where it is the origin's value all the same. */
         bc_route_t r = fill_route(o, f);
-        if (r != BC_ROUTE_SERVE && r != BC_ROUTE_READONLY) {
+        if (r == BC_ROUTE_MOVED || r == BC_ROUTE_NO_OWNER) {
             (void)bc_cache_delete(cache, f->key, f->nkey, f->hash);
         }
         return it;

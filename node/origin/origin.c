@@ -13,7 +13,10 @@
  *   the table until bc__origin_fill_finish -- after the value is stored --
  *   so a miss arriving while the answer is being stored joins the fill
  *   instead of starting a second request, and one arriving after finds the
- *   value in the cache.
+ *   value in the cache.  One that looked the cache up before the store and
+ *   takes the lock after the fill left the table would start a second
+ *   request: so before starting one, the cache is looked at again under
+ *   the lock (BC_EEXISTS).
  *
  * HOW A RESULT REACHES A WAITER
  *   Each waiter belongs to a client (one per thread).  Finishing a fill
@@ -605,6 +608,19 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
         free(nf);
         ORIGIN_COUNT(o, negative_hits);
         return BC_ENOTFOUND;
+    }
+    /* No fill in flight: but one may have finished between the caller's
+     * miss and this lock -- its value stored, then its fill removed under
+     * this lock.  Looking again here (a shard lock inside ours) closes
+     * that window: a second request for the same key would be a second
+     * request within one lifetime. */
+    bc_item_t *cur = bc_cache_get(o->cache, key, nkey, hash);
+    if (cur != NULL) {
+        pthread_mutex_unlock(&o->lock);
+        bc_item_release(o->cache, cur);
+        free(w);
+        free(nf);
+        return BC_EEXISTS;
     }
     if (o->nfills >= o->cfg.max_inflight + o->cfg.max_queue) goto overloaded;
     if (!do_breaker_admit(o, e, now, &probe)) {

@@ -30,9 +30,10 @@
  * BEHAVIOR (who fetches)
  *   Only the primary of the key's bucket fetches: bc_origin_fetch refuses
  *   a key whose bucket this node may not write (bc_node_cluster_route,
- *   write = true: another group's, a backup's, a migrating one), and the
- *   origin thread checks again before it stores and after (a bucket that
- *   left meanwhile loses the value at once).  A non-owner forwards the
+ *   write = true: another group's, a backup's, a migrating one, or while
+ *   its write lease has lapsed), and the origin thread checks again before
+ *   it stores and after (a bucket that left the group meanwhile loses the
+ *   value at once).  A non-owner forwards the
  *   get to the owner (proto/forward.h); so one request fills the cluster,
  *   and no node keeps a copy of a key it does not own -- the duplicate
  *   copies imgfit-cache's stale peers made.  The store is an ADD: a value
@@ -230,6 +231,8 @@ void bc_origin_client_deliver(bc_origin_client_t *c);
  *                 be NULL) receives the handle for bc_origin_cancel
  *   BC_ENOTFOUND  no request: the key has no origin, or a negative answer
  *                 for it is remembered -- answer a miss
+ *   BC_EEXISTS    no request: a fill of the key completed since the
+ *                 caller's lookup -- look the cache up again
  *   BC_ENOTOWNER  no request: this node may not fill the key's bucket
  *   BC_EBUSY      no request: bounds reached (overloaded)
  *   BC_EAGAIN     no request: the origin's breaker is open

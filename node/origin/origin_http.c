@@ -208,7 +208,8 @@ bc_origin_http_get(bc_origin_http_t *oh, bc_http_req_t *req, const char *key, si
     }
     bc_origin_wait_t *w = NULL;
     bc_status_t st = bc_origin_fetch(oh->client, key, nkey, hash, http_done, oh, idx, &w);
-    if (st == BC_ENOTFOUND || st == BC_ENOTOWNER) return false;   /* a plain miss */
+    if (st == BC_EEXISTS) *item = bc_cache_get(cache, key, nkey, hash);   /* filled since */
+    if (st == BC_ENOTFOUND || st == BC_ENOTOWNER || st == BC_EEXISTS) return false;
     if (st != BC_OK) {
         bc_origin_result_t res = {
             .st = st == BC_ENOMEM ? BC_EIO : st,

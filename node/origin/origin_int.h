@@ -14,8 +14,11 @@
  * LOCKING RULE: o->lock guards every field marked (lock) below: the fills
  * table and queue, each fill's waiter list and state, the negative cache,
  * every breaker, the client list and each client's mailbox.  It is never
- * held while calling into the cache (a shard lock), libcurl, or a
- * completion; notify functions run under it (they only signal).  Fields
+ * held while calling libcurl or a completion, nor while storing into the
+ * cache; notify functions run under it (they only signal).  One cache
+ * lookup runs under it (bc_origin_fetch, before a new fill): a shard lock
+ * then nests inside it, and nothing takes the two the other way round
+ * (the cache's observers never reach this module).  Fields
  * marked (thread) belong to the origin thread alone; (client) to the
  * client's thread alone.  Counters are atomics, written by any thread.
  */

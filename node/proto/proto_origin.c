@@ -317,6 +317,7 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
         bc_origin_wait_t *w = NULL;
         bc_status_t st = bc_origin_fetch(pc->origin, key, nkey, hash, on_fill_done, op,
                                          op->nfills, &w);
+        if (st == BC_EEXISTS) pc->found[i] = bc_cache_get(cache, key, nkey, hash); /* filled since */
         if (st != BC_OK) continue;                /* refused: a miss (counted there) */
         proto_fill_t *f = &op->fills[op->nfills++];
         f->off = (uint32_t)(key - line);

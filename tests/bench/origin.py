@@ -165,7 +165,13 @@ def part1():
         # within one lifetime.
         early = sum(1 for g in gaps if g < TTL - 1 - 0.05)
         reqs = sum(len(ts) for ts in times.values())
-        print("\nwith max-age=%d for %.0f s: %d distinct keys, %d origin requests (%.2f per key, "
+        sts = [n.stats() for n in nodes]
+        not_stored = sum(int(st["origin_fills_not_stored"]) for st in sts)
+        fenced = sum(harness.http_json(n.admin_port, "GET", "/stats")[1]["cluster"]
+                     .get("fenced_writes", 0) for n in nodes)
+        print("\n(fills answered but not stored: %d; writes refused while a node's lease "
+              "had lapsed: %d)" % (not_stored, fenced), flush=True)
+        print("with max-age=%d for %.0f s: %d distinct keys, %d origin requests (%.2f per key, "
               "at most %d TTL windows in the run); gap between a key's requests: min %.2f s, "
               "median %.2f s; requests within one lifetime (gap < TTL-1 s): %d; gets without a "
               "value: %d" % (
