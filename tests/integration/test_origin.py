@@ -367,7 +367,7 @@ def test_concurrent_misses_one_request_and_bounds():
     assert len(results) == 100 and all(r is not None and r == results[0] for r in results)
     assert ORIGIN.count("/v1/slow/300/" + key) == 1
     # bounds: one request in flight, one queued; the third distinct key is refused at once
-    n = node_with(dict(BASE, max_inflight=1, max_queue=1))
+    n = node_with(dict(BASE, max_inflight=1, max_queue=1, timeout_ms=int(3000 * SLOW)))
     try:
         out = {}
 
