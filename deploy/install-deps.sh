@@ -13,6 +13,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
   libcmocka-dev memcached libmemcached-tools python3-pymemcache curl prometheus chromium
+  libcurl4-openssl-dev
 )
 
 missing=()

@@ -28,7 +28,9 @@
  *                           ?n=N (default 20), ?bucket=B
  *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
  *                           in X-Bucketcache-Flags, CAS in
- *                           X-Bucketcache-Cas; 404 on a miss
+ *                           X-Bucketcache-Cas; 404 on a miss (with an
+ *                           origin, a miss is filled first:
+ *                           bc_admin_set_origin)
  *   PUT    /v1/keys/{key}   body = value (binary-safe); ?ttl=SECONDS,
  *                           ?flags=N; 201 on store; 413 past the max item
  *                           size
@@ -94,6 +96,15 @@ bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
  * default) is standalone.  Call before bc_admin_start.
  */
 void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
+
+/* GET /v1/keys/{key} reads through origin (origin/origin.h): a miss of
+ * a key with an origin parks until its fill completes (404 when the
+ * origin has no such key, 502/503/504 when the fill failed, with
+ * {"error", "origin": kind}); /stats gains an "origin" object and
+ * /metrics the bucketcache_origin_* figures.  origin is borrowed and must
+ * outlive the admin server.  Call before bc_admin_start. */
+struct bc_origin;
+void bc_admin_set_origin(bc_admin_t *admin, struct bc_origin *origin);
 
 /* Serves GET /v1/repl and the replication metrics.  repl is borrowed and
  * must outlive the admin server.  Call after bc_admin_set_cluster. */

@@ -21,15 +21,18 @@
  *   (--zk) join the cluster: session, routing state (still unregistered);
  *   forwarding on unless --no-forward
  *        |
- *   start: active-expiry thread, server workers, admin thread
+ *   (--origin) the read-through origin (origin/origin.h), told the cluster
+ *        |
+ *   start: active-expiry thread, origin thread, server workers, admin thread
  *        |
  *   (--zk) register in the group: from now on the console may route here
  *        |
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
- *   cache), stop server (joins workers), stop the expiry thread, destroy in
- *   reverse order of creation, remove the pid file, exit 0.
+ *   cache), stop the origin thread (fills in flight end; their waiters
+ *   answer a miss), stop server (joins workers), stop the expiry thread,
+ *   destroy in reverse order of creation, remove the pid file, exit 0.
  *
  *   Sockets are bound before daemonizing or dropping privileges so that a
  *   busy port is reported on the terminal that started the node and so
@@ -81,6 +84,7 @@
 #include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
 
@@ -385,6 +389,7 @@ main(int argc, char **argv)
     bc_admin_t *admin = NULL;
     bc_node_cluster_t *cluster = NULL;
     bc_repl_t *repl = NULL;
+    bc_origin_t *origin = NULL;
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -574,9 +579,22 @@ main(int argc, char **argv)
         if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 
+    if (bc_origin_config_enabled(&cfg.origin)) {
+        st = bc_origin_create(&cfg.origin, cache, &origin);
+        if (st != BC_OK) {
+            log_error("cannot set up the read-through origin (%s)", bc_status_str(st));
+            goto out;
+        }
+        /* In a cluster only the bucket's primary fills (origin.h). */
+        bc_origin_set_cluster(origin, cluster);
+        proto_env.origin = origin;
+        if (admin != NULL) bc_admin_set_origin(admin, origin);
+    }
+
     if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
         goto out;
     }
+    if (origin != NULL && bc_origin_start(origin) != BC_OK) goto out;
     st = bc_server_start(server);
     if (st != BC_OK) {
         log_error("cannot start the worker threads (%s)", bc_status_str(st));
@@ -639,11 +657,15 @@ out:
      * once instead of after a session timeout. */
     bc_node_cluster_leave(cluster);
     if (admin != NULL) bc_admin_stop(admin);
+    /* Before replication and the workers: a fill stores (and replicates)
+     * on the origin thread. */
+    bc_origin_stop(origin);
     bc_repl_stop(repl);
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
     if (server != NULL) bc_server_destroy(server);
+    bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
     if (cache != NULL) {
