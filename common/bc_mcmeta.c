@@ -91,7 +91,7 @@ bc_mc_meta_parse(const bc_mc_request_t *req, uint32_t start, bc_mc_meta_t *of, c
         seen[o] = 1;
         switch (o) {
         case 'b': {
-            size_t n = bc_mc_base64_decode(req->tok[1].p, req->tok[1].n, keybuf,
+            size_t n = bc_mc_meta_base64_decode(req->tok[1].p, req->tok[1].n, keybuf,
                                            BC_MC_KEY_MAX_LEN);
             if (n == 0) {
                 *err = "CLIENT_ERROR error decoding key";
@@ -217,7 +217,7 @@ b64_value(unsigned char c)
 }
 
 size_t
-bc_mc_base64_decode(const char *src, size_t len, char *out, size_t out_len)
+bc_mc_meta_base64_decode(const char *src, size_t len, char *out, size_t out_len)
 {
     const unsigned char *in = (const unsigned char *)src;
     unsigned char block[4];
@@ -257,7 +257,7 @@ bc_mc_base64_decode(const char *src, size_t len, char *out, size_t out_len)
 }
 
 size_t
-bc_mc_base64_encode(const char *src, size_t len, char *out, size_t out_len)
+bc_mc_meta_base64_encode(const char *src, size_t len, char *out, size_t out_len)
 {
     const unsigned char *in = (const unsigned char *)src, *end = in + len;
     size_t olen = len * 4 / 3 + 4, pos = 0;

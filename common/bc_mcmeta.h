@@ -83,8 +83,8 @@ bool bc_mc_meta_i32(const char *s, size_t n, int64_t *out);
  * (memcached's bound: len * 4 / 3 + 4 plus a line-feed allowance and a
  * NUL).  out may equal src for decode.
  */
-size_t bc_mc_base64_decode(const char *src, size_t len, char *out, size_t out_len);
-size_t bc_mc_base64_encode(const char *src, size_t len, char *out, size_t out_len);
+size_t bc_mc_meta_base64_decode(const char *src, size_t len, char *out, size_t out_len);
+size_t bc_mc_meta_base64_encode(const char *src, size_t len, char *out, size_t out_len);
 
 /*
  * Reply side: recognises one meta reply unit at the front of buf[0..len):

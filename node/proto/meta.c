@@ -82,7 +82,7 @@ mb_key(meta_buf_t *m, const char *key, size_t nkey, bool binary)
         return;
     }
     char enc[BC_MC_KEY_MAX_LEN * 2];
-    size_t n = bc_mc_base64_encode(key, nkey, enc, sizeof(enc));
+    size_t n = bc_mc_meta_base64_encode(key, nkey, enc, sizeof(enc));
     mb_lit(m, enc, n);
     mb_lit(m, " b", 2);
 }
@@ -155,26 +155,26 @@ static bool
 meta_route(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
            uint32_t hash, bool write, uint32_t vlen, bool key_binary)
 {
-    char refusal[REFUSAL_MAX];
-    uint32_t gid = 0;
+    bc_proto_route_t r;
     bool is_set = req->cmd == BC_MC_CMD_MS;
 
-    switch (bc__proto_route_key(pc, hash, write, &gid, refusal)) {
-    case BC__PROTO_SERVE:
+    switch (bc__proto_route(pc, hash, write, &r)) {
+    case BC_PROTO_SERVE:
         return false;
-    case BC__PROTO_FORWARD:
+    case BC_PROTO_FORWARD:
         if (is_set) {
-            bc__proto_fwd_meta_store_begin(pc, line, len, &req->tok[1], key_binary, vlen, gid,
-                                           refusal);
+            bc__proto_fwd_meta_store_begin(pc, line, len, &req->tok[1], key_binary, vlen, &r);
         } else {
-            bc__proto_fwd_meta(pc, line, len, gid, refusal);
+            bc__proto_fwd_meta(pc, line, len, &r);
         }
         return true;
-    case BC__PROTO_REFUSE:
+    case BC_PROTO_REFUSE:
         break;
     }
     /* A refusal is an error: shown even in quiet mode. */
-    bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    char refusal[REFUSAL_MAX];
+    size_t n = bc__proto_refusal(&r, refusal);
+    bc__proto_reply_bytes(pc, refusal, n);
     if (is_set) {
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)vlen + 2;
@@ -780,7 +780,7 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
         return;
     }
     if (req->ntok >= 4 && req->tok[2].n == 1 && req->tok[2].p[0] == 'b') {
-        nkey = bc_mc_base64_decode(key, nkey, keybuf, sizeof(keybuf));
+        nkey = bc_mc_meta_base64_decode(key, nkey, keybuf, sizeof(keybuf));
         if (nkey == 0) {
             reply_err(pc, "CLIENT_ERROR bad command line format");
             return;
@@ -801,7 +801,7 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     mb_lit(&mb, "ME ", 3);
     if (m.meta.key_binary) {
         char enc[BC_MC_KEY_MAX_LEN * 2];
-        mb_lit(&mb, enc, bc_mc_base64_encode(bc_item_key(it), it->nkey, enc, sizeof(enc)));
+        mb_lit(&mb, enc, bc_mc_meta_base64_encode(bc_item_key(it), it->nkey, enc, sizeof(enc)));
     } else {
         mb_lit(&mb, bc_item_key(it), it->nkey);
     }
