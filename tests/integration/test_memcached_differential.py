@@ -15,9 +15,10 @@ stream, BC_DIFF_SEED=<first>-<last> runs a range (both modes).
 Left out on purpose: multi-gets with a key over 250 bytes (memcached 1.6.18
 then drops the replies still queued on the connection; see
 test_memcached_compat.py), short positive TTLs (the two servers would race
-the clock), stats.  In the cluster, until the cluster-side work on
-multi-gets and flush_all lands, also: multi-gets of several keys (values of
-other owners come first) and flush_all (it clears one group).
+the clock), stats.  In the cluster also multi-gets of several keys: their
+values come owner by owner (forwarded ones first), not in request order
+(docs/protocol.md).  flush_all through the non-owner flushes both groups,
+as one memcached: it is in the cluster streams too.
 
 memcached 1.6.18's answer to incr/decr/ma on a stored value >= 2^63
 depends on the bytes its slab memory holds after the value (see differ);
@@ -183,9 +184,8 @@ class Gen:
             data = v + (b"\r\n" if r.random() < 0.95 else b"xx")
             return b"%s %s %s %s %s%s\r\n%s" % (cmd, k, flags, ttl, n, nr, data)
         if c < 6:
-            # In the cluster a multi-get spans owners, whose order of values
-            # is the multi-get work's concern (values of other owners come
-            # first until it lands): one key there.
+            # In the cluster a multi-get spans owners, whose values come
+            # owner by owner, not in request order: one key there.
             nkeys = 1 if self.cluster_mode else r.randrange(1, 4)
             keys = b" ".join(self.key(allow_long=False) for _ in range(nkeys))
             cmd = r.choice([b"get", b"gets", b"gat", b"gats", b"bget"])
@@ -208,9 +208,7 @@ class Gen:
                              b"bogus\r\n", b"GET\r\n", b"\r\n", b"  \r\n", b"x\r\n",
                              b"mz foo\r\n", b"set\r\n", b"get\r\n", b"incr k\r\n",
                              b"a\x00b\r\n", b"verbosity 4294967297\r\n"])
-        # flush_all in a cluster clears one group until the cluster-wide
-        # flush lands: not in cluster streams.
-        if c < 13 and not self.cluster_mode:
+        if c < 13:
             return r.choice([b"flush_all\r\n", b"flush_all 0\r\n", b"flush_all noreply\r\n",
                              b"flush_all x\r\n"])
         return b"mn\r\n"
