@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
-  libcmocka-dev memcached libmemcached-tools curl
+  libssl-dev libcmocka-dev memcached libmemcached-tools curl
 )
 
 missing=()

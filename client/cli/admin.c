@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_cluster.h"
+#include "bc_config.h"
 #include "bc_hash.h"
 #include "bc_http_client.h"
 #include "bc_zk.h"
@@ -41,14 +42,57 @@ admin_connect(bc_cli_t *cli, bc_zk_t **zk)
     return BC_CLI_EXIT_OK;
 }
 
+/* ---- ZooKeeper ACLs (docs/security.md) ---- */
+
+/*
+ * The ACL for a cluster's znodes: the --zk-auth-file identity may do
+ * everything, read_file's (may be NULL) may read.  Returns an exit code.
+ */
+static int
+admin_cluster_acl(bc_cli_t *cli, const char *read_file, const char *what, bc_zk_acl_t **acl)
+{
+    bc_zk_auth_t writer, reader;
+    char err[BC_ERRBUF_LEN];
+    *acl = NULL;
+    if (cli->zk_auth_file == NULL) {
+        fprintf(stderr, "bucketcache: %s needs --zk-auth-file (the identity that may change the "
+                        "cluster)\n", what);
+        return BC_CLI_EXIT_USAGE;
+    }
+    if (bc_zk_auth_load(cli->zk_auth_file, &writer, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
+        return BC_CLI_EXIT_USAGE;
+    }
+    if (read_file != NULL && bc_zk_auth_load(read_file, &reader, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache: --read-auth-file: %s\n", err);
+        bc_zk_auth_clear(&writer);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_status_t st = bc_zk_acl_build(&writer, read_file != NULL ? &reader : NULL, acl);
+    bc_zk_auth_clear(&writer);
+    if (read_file != NULL) bc_zk_auth_clear(&reader);
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot build the ACL: %s\n", bc_status_str(st));
+        return BC_CLI_EXIT_FAILED;
+    }
+    return BC_CLI_EXIT_OK;
+}
+
 int
 bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 {
     long buckets = BC_DEFAULT_NBUCKETS;
-    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'}, {0, 0, 0, 0}};
+    const char *read_file = NULL;
+    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'},
+                                         {"read-auth-file", required_argument, NULL, 'r'},
+                                         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
+        if (c == 'r') {
+            read_file = optarg;
+            continue;
+        }
         if (c != 'b') return BC_CLI_EXIT_USAGE;
         char *end;
         buckets = strtol(optarg, &end, 10);
@@ -58,11 +102,21 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
             return BC_CLI_EXIT_USAGE;
         }
     }
+    bc_zk_acl_t *acl = NULL;
+    int rc;
+    if (cli->zk_auth_file != NULL || read_file != NULL) {
+        rc = admin_cluster_acl(cli, read_file, "cluster create --read-auth-file", &acl);
+        if (rc != BC_CLI_EXIT_OK) return rc;
+    }
     bc_zk_t *zk;
-    int rc = admin_connect(cli, &zk);
-    if (rc != BC_CLI_EXIT_OK) return rc;
-    bc_status_t st = bc_cluster_create(zk, cli->cluster, (uint32_t)buckets);
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    bc_status_t st = bc_cluster_create_acl(zk, cli->cluster, (uint32_t)buckets, acl);
     bc_zk_close(zk);
+    bc_zk_acl_free(acl);
     if (st == BC_EEXISTS) {
         fprintf(stderr, "bucketcache: cluster \"%s\" already exists; its bucket count never changes\n",
                 cli->cluster);
@@ -70,9 +124,70 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
         fprintf(stderr, "bucketcache: cannot create cluster \"%s\": %s\n", cli->cluster,
                 bc_status_str(st));
     } else if (cli->json) {
-        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true}\n", cli->cluster, buckets);
+        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true,\"secured\":%s}\n",
+               cli->cluster, buckets, acl != NULL ? "true" : "false");
     } else {
-        printf("created cluster \"%s\" with %ld buckets\n", cli->cluster, buckets);
+        printf("created cluster \"%s\" with %ld buckets%s\n", cli->cluster, buckets,
+               acl != NULL ? " (ZooKeeper ACLs: only the --zk-auth-file identity may change it)"
+                           : "");
+    }
+    if (st == BC_OK && acl == NULL) {
+        fprintf(stderr, "bucketcache: warning: cluster \"%s\" is open to anyone who reaches "
+                        "ZooKeeper (no --zk-auth-file); see docs/security.md and `bucketcache "
+                        "cluster secure`\n", cli->cluster);
+    }
+    return bc_cli_exit_for_status(st);
+}
+
+int
+bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv)
+{
+    const char *read_file = NULL;
+    static const struct option opts[] = {{"read-auth-file", required_argument, NULL, 'r'},
+                                         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 'r') return BC_CLI_EXIT_USAGE;
+        read_file = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bucketcache: cluster secure: unexpected argument \"%s\"\n", argv[optind]);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_zk_acl_t *acl = NULL;
+    int rc = admin_cluster_acl(cli, read_file, "cluster secure", &acl);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    bc_zk_t *zk;
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    char root[BC_CLUSTER_PATH_MAX], shown[512] = "";
+    unsigned count = 0;
+    bc_status_t st = bc_cluster_path(root, sizeof(root), cli->cluster, "");
+    if (st == BC_OK) st = bc_zk_exists(zk, root, NULL, NULL, NULL);
+    if (st == BC_OK) st = bc_zk_set_acl_tree(zk, root, acl, &count);
+    if (st == BC_OK) bc_zk_acl_text(zk, root, shown, sizeof(shown));
+    bc_zk_close(zk);
+    bc_zk_acl_free(acl);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: no cluster \"%s\" in ZooKeeper %s\n", cli->cluster,
+                cli->zk_hosts);
+    } else if (st == BC_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused to change the ACLs of cluster \"%s\" "
+                        "(secured %u znodes so far): --zk-auth-file is not an identity with the "
+                        "ADMIN permission there\n", cli->cluster, count);
+    } else if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot secure cluster \"%s\" (secured %u znodes so far; "
+                        "run it again): %s\n", cli->cluster, count, bc_status_str(st));
+    } else if (cli->json) {
+        printf("{\"cluster\":\"%s\",\"secured_znodes\":%u,\"acl\":\"%s\"}\n", cli->cluster,
+               count, shown);
+    } else {
+        printf("secured cluster \"%s\": %u znodes now carry the ACL %s\n", cli->cluster, count,
+               shown);
     }
     return bc_cli_exit_for_status(st);
 }
@@ -329,6 +444,11 @@ admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **
         fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cli->cluster);
         return BC_CLI_EXIT_UNAVAILABLE;
     }
+    if (st == BC_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused access to cluster \"%s\" (NOAUTH): "
+                        "check --zk-auth-file\n", cli->cluster);
+        return BC_CLI_EXIT_DENIED;
+    }
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
                 bc_status_str(st));
@@ -349,10 +469,13 @@ admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **
     }
     if (*http_status >= 300) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
+        fprintf(stderr, "bucketcache: console: %s%s\n", cJSON_IsString(e) ? e->valuestring : "error",
+                *http_status == 401 ? " (give --auth-token-file or $BUCKETCACHE_TOKEN)" : "");
         cJSON_Delete(*doc);
         *doc = NULL;
-        return *http_status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
+        return *http_status == 409 ? BC_CLI_EXIT_UNAVAILABLE
+             : *http_status == 401 || *http_status == 403 ? BC_CLI_EXIT_DENIED
+                                                          : BC_CLI_EXIT_FAILED;
     }
     return BC_CLI_EXIT_OK;
 }

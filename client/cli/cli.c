@@ -16,6 +16,7 @@ bc_cli_exit_for_status(bc_status_t st)
     case BC_EEXISTS: return BC_CLI_EXIT_EXISTS;
     case BC_ETIMEOUT:
     case BC_EAGAIN: return BC_CLI_EXIT_UNAVAILABLE;
+    case BC_EACCES: return BC_CLI_EXIT_DENIED;
     default: return BC_CLI_EXIT_FAILED;
     }
 }

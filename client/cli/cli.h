@@ -31,6 +31,7 @@ enum bc_cli_exit {
     BC_CLI_EXIT_EXISTS = 5,            /* cluster exists; add of an existing key */
     BC_CLI_EXIT_TIMEOUT = 6,           /* no answer from the key's owner within --timeout */
     BC_CLI_EXIT_NO_OWNER = 7,          /* the key's bucket has no owner (its group is down) */
+    BC_CLI_EXIT_DENIED = 8,            /* credentials missing or refused (ZooKeeper, console) */
 };
 
 /* The global flags, as main parsed them (strings borrowed from argv or the
@@ -42,6 +43,8 @@ typedef struct bc_cli {
     int verbose;                       /* -v: the library logs at DEBUG */
     int session_timeout_ms;            /* ZooKeeper session */
     int timeout_ms;                    /* --timeout: each data command's deadline */
+    /* Credentials (docs/security.md); never on the command line itself. */
+    const char *zk_auth_file;          /* --zk-auth-file, $BUCKETCACHE_ZK_AUTH_FILE; may be NULL */
 } bc_cli_t;
 
 /* The exit code for a status of the common code (ZooKeeper, cluster). */

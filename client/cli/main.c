@@ -5,6 +5,7 @@
  *   bucketcache [--zk HOSTS] [--cluster NAME] [--json] COMMAND [ARGS]
  *
  *   cluster create --buckets N   create a cluster's ZooKeeper layout (once)
+ *   cluster secure               put ZooKeeper ACLs on an existing cluster
  *   status                       the cluster at a glance (from the console)
  *   groups                       every group and node with its role
  *   group config GID ...         a group's replication settings
@@ -20,6 +21,9 @@
  *   incr|decr KEY [DELTA]        add to / subtract from a decimal value
  *
  * --zk and --cluster default to $BUCKETCACHE_ZK and $BUCKETCACHE_CLUSTER.
+ * Credentials (docs/security.md) never go on the command line: the admin
+ * token comes from --auth-token-file or $BUCKETCACHE_TOKEN, the ZooKeeper
+ * identity from --zk-auth-file or $BUCKETCACHE_ZK_AUTH_FILE.
  * The cluster commands (admin.c) talk to ZooKeeper and the console; the
  * data commands (data.c) are plain libbucketcache calls, routed to each
  * key's primary with the library's retries.  Exit codes (stable, for
@@ -28,7 +32,8 @@
  *   3 not found (no such cluster, key or bucket owner), 4 ZooKeeper
  *   unreachable, 5 already exists (cluster; add of an existing key),
  *   6 timed out (no answer from the key's owner within --timeout),
- *   7 the key's bucket has no owner (its group is down).
+ *   7 the key's bucket has no owner (its group is down),
+ *   8 credentials missing or refused (ZooKeeper NOAUTH, console 401/403).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -36,11 +41,15 @@
 #include <string.h>
 
 #include "admin.h"
+#include "bc_auth.h"
+#include "bc_config.h"
 #include "bc_hash.h"
+#include "bc_http_client.h"
 #include "bc_log.h"
 #include "cli.h"
 #include "data.h"
 #include "migrations.h"
+#include "bc_zk.h"
 
 static void
 main_usage(FILE *out)
@@ -49,7 +58,10 @@ main_usage(FILE *out)
             "usage: bucketcache [--zk HOSTS] [--cluster NAME] [--json] COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
-            "  cluster create --buckets N   create a cluster (N buckets, fixed forever; default %u)\n"
+            "  cluster create --buckets N   create a cluster (N buckets, fixed forever; default %u);\n"
+            "      [--read-auth-file F]     with --zk-auth-file: under ZooKeeper ACLs, F's identity\n"
+            "                               may read (for clients that only route)\n"
+            "  cluster secure [--read-auth-file F]  put those ACLs on an existing cluster\n"
             "  status                       the cluster at a glance (asks the console)\n"
             "  groups                       every group and node with its role\n"
             "  tables [--per-bucket]        show the c (clients), m (data now) and d (target) tables\n"
@@ -73,14 +85,21 @@ main_usage(FILE *out)
             "  --zk HOSTS       ZooKeeper hosts, host:port[,host:port...] (env BUCKETCACHE_ZK)\n"
             "  --cluster NAME   cluster name (env BUCKETCACHE_CLUSTER)\n"
             "  --timeout MS     deadline of each data command (default 2000)\n"
+            "  --auth-token-file FILE  the admin token for the console and nodes (env\n"
+            "                   BUCKETCACHE_TOKEN holds the token itself)\n"
+            "  --zk-auth-file FILE     ZooKeeper credentials, user:password (env\n"
+            "                   BUCKETCACHE_ZK_AUTH_FILE)\n"
             "  --json           machine-readable output\n"
             "  -v, --verbose    log what the library does\n"
             "  -h, --help       this text\n"
             "\n"
             "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 ZooKeeper unreachable, 5 exists,\n"
-            "            6 timed out, 7 bucket has no owner (group down)\n",
+            "            6 timed out, 7 bucket has no owner (group down), 8 credentials missing\n"
+            "            or refused\n",
             BC_DEFAULT_NBUCKETS);
 }
+
+static int main_dispatch(bc_cli_t *cli, int rest, char **args);
 
 int
 main(int argc, char **argv)
@@ -90,7 +109,9 @@ main(int argc, char **argv)
         .cluster = getenv("BUCKETCACHE_CLUSTER"),
         .session_timeout_ms = 10000,
         .timeout_ms = 2000,
+        .zk_auth_file = getenv("BUCKETCACHE_ZK_AUTH_FILE"),
     };
+    const char *token_file = NULL;
     static const struct option opts[] = {
         {"zk", required_argument, NULL, 'z'},
         {"cluster", required_argument, NULL, 'C'},
@@ -98,6 +119,8 @@ main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"verbose", no_argument, NULL, 'v'},
         {"timeout", required_argument, NULL, 't'},
+        {"auth-token-file", required_argument, NULL, 'T'},
+        {"zk-auth-file", required_argument, NULL, 'A'},
         {0, 0, 0, 0},
     };
     int c;
@@ -123,6 +146,8 @@ main(int argc, char **argv)
             cli.timeout_ms = (int)t;
             break;
         }
+        case 'T': token_file = optarg; break;
+        case 'A': cli.zk_auth_file = optarg; break;
         case 'h': main_usage(stdout); return BC_CLI_EXIT_OK;
         default: main_usage(stderr); return BC_CLI_EXIT_USAGE;
         }
@@ -139,6 +164,51 @@ main(int argc, char **argv)
     if (rest == 0) {
         main_usage(stderr);
         return BC_CLI_EXIT_USAGE;
+    }
+
+    /* ---- credentials (docs/security.md) ---- */
+    bc_auth_t *auth = NULL;
+    char err[BC_ERRBUF_LEN];
+    const char *token_env = getenv("BUCKETCACHE_TOKEN");
+    if (cli.zk_auth_file != NULL && cli.zk_auth_file[0] == '\0') cli.zk_auth_file = NULL;
+    if (token_file != NULL) {
+        if (bc_auth_open(token_file, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --auth-token-file: %s\n", err);
+            return BC_CLI_EXIT_USAGE;
+        }
+    } else if (token_env != NULL && token_env[0] != '\0') {
+        if (bc_auth_from_text("$BUCKETCACHE_TOKEN", token_env, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: %s\n", err);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    bc_http_client_set_auth(auth);
+    if (cli.zk_auth_file != NULL) {
+        bc_zk_auth_t za;
+        if (bc_zk_auth_load(cli.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
+            bc_auth_free(auth);
+            return BC_CLI_EXIT_USAGE;
+        }
+        bc_zk_set_default_auth(&za, "check --zk-auth-file (docs/security.md)");
+        bc_zk_auth_clear(&za);
+    } else {
+        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials with --zk-auth-file (docs/security.md)");
+    }
+    int rc = main_dispatch(&cli, rest, args);
+    bc_http_client_set_auth(NULL);
+    bc_auth_free(auth);
+    return rc;
+}
+
+/* Runs the command args[0..rest). */
+static int
+main_dispatch(bc_cli_t *c, int rest, char **args)
+{
+    bc_cli_t cli = *c;
+    if (strcmp(args[0], "cluster") == 0 && rest >= 2 && strcmp(args[1], "secure") == 0) {
+        return bc_cli_admin_cluster_secure(&cli, rest - 1, args + 1);
     }
     if (strcmp(args[0], "cluster") == 0 && rest >= 2 && strcmp(args[1], "create") == 0) {
         return bc_cli_admin_cluster_create(&cli, rest - 1, args + 1);

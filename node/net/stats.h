@@ -49,7 +49,8 @@
     X(forward_requests, "requests forwarded to the owning group's primary (a multi-get counts once per owner)") \
     X(forward_errors,  "forwarded requests that failed: owner unreachable, connection lost, malformed or oversized reply") \
     X(forward_timeouts, "forwarded requests that got no reply within the forward timeout") \
-    X(peer_connections, "connections that identified as another node's forwarding (peer) connection")
+    X(peer_connections, "connections that identified as another node's forwarding (peer) connection") \
+    X(idle_kicks,      "connections closed by the idle timeout (-o idle_timeout)")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, desc) _Atomic uint64_t name;
