@@ -43,8 +43,8 @@ static char default_hint[256] = ZK_DEFAULT_HINT;
 /* An ACL and the strings its entries point at. */
 struct bc_zk_acl {
     struct ACL_vector v;
-    struct ACL entries[2];
-    char ids[2][600];
+    struct ACL entries[BC_ZK_ACL_MAX];
+    char ids[BC_ZK_ACL_MAX][600];
 };
 
 typedef struct zk_watch {
@@ -202,21 +202,28 @@ bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint)
 }
 
 bc_status_t
-bc_zk_acl_build(const bc_zk_auth_t *writer, const bc_zk_auth_t *reader, bc_zk_acl_t **out)
+bc_zk_acl_build(const bc_zk_auth_t *const *writers, size_t nwriters,
+                const bc_zk_auth_t *const *readers, size_t nreaders, bc_zk_acl_t **out)
 {
     *out = NULL;
-    if (writer == NULL) return BC_EINVAL;
+    if (writers == NULL || nwriters == 0 || nwriters + nreaders > BC_ZK_ACL_MAX ||
+        (nreaders > 0 && readers == NULL)) {
+        return BC_EINVAL;
+    }
     bc_zk_acl_t *acl = calloc(1, sizeof(*acl));
     if (acl == NULL) return BC_ENOMEM;
-    bc_status_t st = bc_zk_digest_id(writer, acl->ids[0], sizeof(acl->ids[0]));
-    if (st == BC_OK && reader != NULL) st = bc_zk_digest_id(reader, acl->ids[1], sizeof(acl->ids[1]));
-    if (st != BC_OK) {
-        free(acl);
-        return st;
+    for (size_t i = 0; i < nwriters + nreaders; i++) {
+        const bc_zk_auth_t *who = i < nwriters ? writers[i] : readers[i - nwriters];
+        bc_status_t st = who == NULL ? BC_EINVAL
+                                     : bc_zk_digest_id(who, acl->ids[i], sizeof(acl->ids[i]));
+        if (st != BC_OK) {
+            free(acl);
+            return st;
+        }
+        acl->entries[i] = (struct ACL){i < nwriters ? ZOO_PERM_ALL : ZOO_PERM_READ,
+                                       {"digest", acl->ids[i]}};
     }
-    acl->entries[0] = (struct ACL){ZOO_PERM_ALL, {"digest", acl->ids[0]}};
-    acl->entries[1] = (struct ACL){ZOO_PERM_READ, {"digest", acl->ids[1]}};
-    acl->v.count = reader != NULL ? 2 : 1;
+    acl->v.count = (int32_t)(nwriters + nreaders);
     acl->v.data = acl->entries;
     *out = acl;
     return BC_OK;

@@ -126,10 +126,14 @@ void bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint);
 /* An ACL to give znodes: owned by the caller (bc_zk_acl_free). */
 typedef struct bc_zk_acl bc_zk_acl_t;
 /*
- * writer: every permission; reader (may be NULL): read only.  Nobody
- * else gets anything.  Errors: BC_ENOMEM, BC_ETOOLARGE.
+ * writers[0..nwriters): every permission; readers[0..nreaders): read
+ * only; nobody else anything.  At least one writer, at most
+ * BC_ZK_ACL_MAX identities in all (two writers during a rotation).
+ * Errors: BC_EINVAL, BC_ENOMEM, BC_ETOOLARGE.
  */
-bc_status_t bc_zk_acl_build(const bc_zk_auth_t *writer, const bc_zk_auth_t *reader,
+#define BC_ZK_ACL_MAX 4
+bc_status_t bc_zk_acl_build(const bc_zk_auth_t *const *writers, size_t nwriters,
+                            const bc_zk_auth_t *const *readers, size_t nreaders,
                             bc_zk_acl_t **out);
 void bc_zk_acl_free(bc_zk_acl_t *acl);
 

@@ -44,53 +44,105 @@ admin_connect(bc_cli_t *cli, bc_zk_t **zk)
 
 /* ---- ZooKeeper ACLs (docs/security.md) ---- */
 
+#define ACL_FILES_MAX 2
+
+/* The identity files of cluster create / cluster secure. */
+typedef struct acl_files {
+    const char *writers[ACL_FILES_MAX];
+    const char *readers[ACL_FILES_MAX];
+    int nwriters, nreaders;
+} acl_files_t;
+
+/* Takes --writer-auth-file / --read-auth-file; false (usage printed) on a fifth. */
+static bool
+acl_files_add(acl_files_t *f, int opt, const char *path)
+{
+    int *n = opt == 'w' ? &f->nwriters : &f->nreaders;
+    if (*n == ACL_FILES_MAX) {
+        fprintf(stderr, "bucketcache: at most %d %s identities (two during a rotation)\n",
+                ACL_FILES_MAX, opt == 'w' ? "writer" : "reader");
+        return false;
+    }
+    (opt == 'w' ? f->writers : f->readers)[(*n)++] = path;
+    return true;
+}
+
 /*
- * The ACL for a cluster's znodes: the --zk-auth-file identity may do
- * everything, read_file's (may be NULL) may read.  Returns an exit code.
+ * The ACL for a cluster's znodes: the writers (default: the --zk-auth-file
+ * identity) may do everything, the readers may read.  This session's own
+ * identity must be among the writers, or it would lock itself out
+ * half-way.  Returns an exit code.
  */
 static int
-admin_cluster_acl(bc_cli_t *cli, const char *read_file, const char *what, bc_zk_acl_t **acl)
+admin_cluster_acl(bc_cli_t *cli, const acl_files_t *files, const char *what, bc_zk_acl_t **acl)
 {
-    bc_zk_auth_t writer, reader;
+    bc_zk_auth_t ids[2 * ACL_FILES_MAX], self;
+    const bc_zk_auth_t *writers[ACL_FILES_MAX], *readers[ACL_FILES_MAX];
     char err[BC_ERRBUF_LEN];
+    int nw = files->nwriters, nr = files->nreaders, loaded = 0, rc = BC_CLI_EXIT_USAGE;
     *acl = NULL;
     if (cli->zk_auth_file == NULL) {
-        fprintf(stderr, "bucketcache: %s needs --zk-auth-file (the identity that may change the "
+        fprintf(stderr, "bucketcache: %s needs --zk-auth-file (an identity that may change the "
                         "cluster)\n", what);
         return BC_CLI_EXIT_USAGE;
     }
-    if (bc_zk_auth_load(cli->zk_auth_file, &writer, err, sizeof(err)) != BC_OK) {
+    if (bc_zk_auth_load(cli->zk_auth_file, &self, err, sizeof(err)) != BC_OK) {
         fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
         return BC_CLI_EXIT_USAGE;
     }
-    if (read_file != NULL && bc_zk_auth_load(read_file, &reader, err, sizeof(err)) != BC_OK) {
-        fprintf(stderr, "bucketcache: --read-auth-file: %s\n", err);
-        bc_zk_auth_clear(&writer);
-        return BC_CLI_EXIT_USAGE;
+    bool self_writes = nw == 0;
+    for (int i = 0; i < nw + nr; i++) {
+        const char *path = i < nw ? files->writers[i] : files->readers[i - nw];
+        if (bc_zk_auth_load(path, &ids[i], err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --%s-auth-file: %s\n", i < nw ? "writer" : "read", err);
+            goto out;
+        }
+        loaded++;
+        if (i < nw) {
+            writers[i] = &ids[i];
+            if (strcmp(ids[i].cred, self.cred) == 0) self_writes = true;
+        } else {
+            readers[i - nw] = &ids[i];
+        }
     }
-    bc_status_t st = bc_zk_acl_build(&writer, read_file != NULL ? &reader : NULL, acl);
-    bc_zk_auth_clear(&writer);
-    if (read_file != NULL) bc_zk_auth_clear(&reader);
+    if (!self_writes) {
+        fprintf(stderr, "bucketcache: the --zk-auth-file identity must be one of the writers, or "
+                        "it locks itself out: rotate in two steps, --writer-auth-file OLD "
+                        "--writer-auth-file NEW, then (as NEW) --writer-auth-file NEW "
+                        "(docs/security.md)\n");
+        goto out;
+    }
+    if (nw == 0) {
+        writers[0] = &self;
+        nw = 1;
+    }
+    bc_status_t st = bc_zk_acl_build(writers, (size_t)nw, readers, (size_t)nr, acl);
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot build the ACL: %s\n", bc_status_str(st));
-        return BC_CLI_EXIT_FAILED;
+        rc = BC_CLI_EXIT_FAILED;
+        goto out;
     }
-    return BC_CLI_EXIT_OK;
+    rc = BC_CLI_EXIT_OK;
+out:
+    for (int i = 0; i < loaded; i++) bc_zk_auth_clear(&ids[i]);
+    bc_zk_auth_clear(&self);
+    return rc;
 }
 
 int
 bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 {
     long buckets = BC_DEFAULT_NBUCKETS;
-    const char *read_file = NULL;
+    acl_files_t files = {0};
     static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'},
                                          {"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
                                          {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
-        if (c == 'r') {
-            read_file = optarg;
+        if (c == 'r' || c == 'w') {
+            if (!acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
             continue;
         }
         if (c != 'b') return BC_CLI_EXIT_USAGE;
@@ -104,8 +156,8 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
     }
     bc_zk_acl_t *acl = NULL;
     int rc;
-    if (cli->zk_auth_file != NULL || read_file != NULL) {
-        rc = admin_cluster_acl(cli, read_file, "cluster create --read-auth-file", &acl);
+    if (cli->zk_auth_file != NULL || files.nwriters + files.nreaders > 0) {
+        rc = admin_cluster_acl(cli, &files, "a secured cluster create", &acl);
         if (rc != BC_CLI_EXIT_OK) return rc;
     }
     bc_zk_t *zk;
@@ -128,8 +180,7 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
                cli->cluster, buckets, acl != NULL ? "true" : "false");
     } else {
         printf("created cluster \"%s\" with %ld buckets%s\n", cli->cluster, buckets,
-               acl != NULL ? " (ZooKeeper ACLs: only the --zk-auth-file identity may change it)"
-                           : "");
+               acl != NULL ? " (ZooKeeper ACLs: only its writer identities may change it)" : "");
     }
     if (st == BC_OK && acl == NULL) {
         fprintf(stderr, "bucketcache: warning: cluster \"%s\" is open to anyone who reaches "
@@ -142,21 +193,21 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 int
 bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv)
 {
-    const char *read_file = NULL;
+    acl_files_t files = {0};
     static const struct option opts[] = {{"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
                                          {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c != 'r') return BC_CLI_EXIT_USAGE;
-        read_file = optarg;
+        if ((c != 'r' && c != 'w') || !acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
     }
     if (optind < argc) {
         fprintf(stderr, "bucketcache: cluster secure: unexpected argument \"%s\"\n", argv[optind]);
         return BC_CLI_EXIT_USAGE;
     }
     bc_zk_acl_t *acl = NULL;
-    int rc = admin_cluster_acl(cli, read_file, "cluster secure", &acl);
+    int rc = admin_cluster_acl(cli, &files, "cluster secure", &acl);
     if (rc != BC_CLI_EXIT_OK) return rc;
     bc_zk_t *zk;
     rc = admin_connect(cli, &zk);

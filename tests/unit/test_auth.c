@@ -326,9 +326,14 @@ test_zk_digest_id(void **state)
     assert_int_equal(bc_zk_auth_parse("t", "no-colon", &a, err, sizeof(err)), BC_EINVAL);
     bc_zk_acl_t *acl;
     assert_int_equal(bc_zk_auth_parse("t", "writer:s3cret-pw", &a, err, sizeof(err)), BC_OK);
-    assert_int_equal(bc_zk_acl_build(&a, NULL, &acl), BC_OK);
+    const bc_zk_auth_t *who[5] = {&a, &a, &a, &a, &a};
+    assert_int_equal(bc_zk_acl_build(who, 1, NULL, 0, &acl), BC_OK);
     bc_zk_acl_free(acl);
-    assert_int_equal(bc_zk_acl_build(NULL, &a, &acl), BC_EINVAL);
+    assert_int_equal(bc_zk_acl_build(who, 2, who, 2, &acl), BC_OK);
+    bc_zk_acl_free(acl);
+    assert_int_equal(bc_zk_acl_build(who, 0, who, 1, &acl), BC_EINVAL);
+    assert_int_equal(bc_zk_acl_build(who, 3, who, 2, &acl), BC_EINVAL);
+    assert_null(acl);
 }
 
 int
