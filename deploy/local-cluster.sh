@@ -12,6 +12,14 @@
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
 # port +100+10g+2i and its admin port one above.
+#
+# Secured as a real deployment is (docs/security.md): `up` generates an
+# admin token and two ZooKeeper identities in the state folder (mode 0600):
+#   admin-token   the consoles' and nodes' admin token
+#   zk-auth       the writer identity (consoles, nodes, this script's CLI)
+#   zk-read-auth  a read-only identity, for clients that only route
+# and creates the cluster under ZooKeeper ACLs.  The CLI then needs
+#   --zk-auth-file STATE/zk-auth --auth-token-file STATE/admin-token
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +30,10 @@ CLUSTER=${BC_CLUSTER:-local}
 ZK_PORT=$((BASE + 81))
 ZK="127.0.0.1:$ZK_PORT"
 NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
-CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER"
+TOKEN="$STATE/admin-token"
+ZK_AUTH="$STATE/zk-auth"
+ZK_READ_AUTH="$STATE/zk-read-auth"
+CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -31,6 +42,17 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {  # port what
   for _ in $(seq 200); do port_open "$1" && return 0; sleep 0.1; done
   die "$2 did not start on port $1 (see $STATE/*.log)"
+}
+
+random_hex() {  # bytes
+  head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
+}
+
+secrets_up() {  # fresh credentials, readable by this user only
+  (umask 077
+   random_hex 24 >"$TOKEN"
+   echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
+   echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
 }
 
 start_bg() {  # name command...
@@ -69,7 +91,7 @@ CFG
 console_up() {  # index
   local port=$((BASE + 90 + $1))
   start_bg "console-$1" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
-    --admin-port "$port"
+    --admin-port "$port" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
   wait_port "$port" "console $1"
 }
 
@@ -79,7 +101,8 @@ group_up() {  # gid
     local port=$((BASE + 100 + 10 * g + 2 * i))
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
       --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
-      --zk "$ZK" --cluster "$CLUSTER" --group "$g"
+      --zk "$ZK" --cluster "$CLUSTER" --group "$g" \
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
     wait_port "$port" "node $i of group $g"
     [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
   done
@@ -92,14 +115,17 @@ cmd_up() {
   [ -e "$STATE/zookeeper.pid" ] && die "already up (run: $0 down)"
   mkdir -p "$STATE"
   : >"$STATE/groups"
+  secrets_up
   zk_up
-  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
+  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" --read-auth-file "$ZK_READ_AUTH" >/dev/null
   # Groups first: the first console then finds them all and spreads the
   # (still empty) buckets over every group at once, no data to move.
   for g in $(seq 1 "$groups"); do group_up "$g"; done
   console_up 0
   console_up 1
   echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  echo "CLI: $CLI status"
 }
 
 cmd_add_group() {
@@ -139,5 +165,5 @@ case "${1:-}" in
   add-group) cmd_add_group ;;
   status) cmd_status ;;
   down) cmd_down ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
