@@ -589,8 +589,8 @@ httpd_set_deadline(struct MHD_Connection *conn, int64_t deadline_us)
  * refused.
  */
 static bool
-httpd_check_body(bc_httpd_t *h, httpd_request_t *req, struct MHD_Connection *conn,
-                 const bc_http_route_t *route, const char *method, enum MHD_Result *result);
+httpd_check_body(bc_httpd_t *h, struct MHD_Connection *conn, const bc_http_route_t *route,
+                 const char *method, enum MHD_Result *result);
 
 /* 404/405 for a request that matched no route or a disallowed method. */
 static bool
@@ -641,8 +641,8 @@ body_append(const bc_httpd_t *h, httpd_request_t *req, const char *data, size_t 
 }
 
 static bool
-httpd_check_body(bc_httpd_t *h, httpd_request_t *req, struct MHD_Connection *conn,
-                 const bc_http_route_t *route, const char *method, enum MHD_Result *result)
+httpd_check_body(bc_httpd_t *h, struct MHD_Connection *conn, const bc_http_route_t *route,
+                 const char *method, enum MHD_Result *result)
 {
     if (httpd_reject(conn, route, method, result)) return true;
     if (conn_header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL) {
@@ -682,7 +682,6 @@ httpd_check_body(bc_httpd_t *h, httpd_request_t *req, struct MHD_Connection *con
     int64_t now = bc_time_mono_us();
     httpd_set_deadline(conn, now + (int64_t)h->cfg.request_timeout_s * 1000000 +
                                  (int64_t)(len / HTTPD_BODY_MIN_RATE) * 1000000);
-    (void)req;
     return false;
 }
 
@@ -719,7 +718,7 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
             return MHD_YES;
         }
         if (has_body) {
-            if (httpd_check_body(h, req, conn, route, method, &result)) return result;
+            if (httpd_check_body(h, conn, route, method, &result)) return result;
         } else {
             httpd_set_deadline(conn, 0);
         }
