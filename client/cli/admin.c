@@ -357,7 +357,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     bc_zk_close(zk);
     if (st != BC_OK) {
         if (st != BC_ESTALE) {
-            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_status_str(st));
+            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_cli_status_text(st));
         }
         return bc_cli_exit_for_status(st);
     }
@@ -432,7 +432,7 @@ bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
             fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
         } else {
             fprintf(stderr, "bucketcache: cannot read the tables of \"%s\": %s%s%s\n", cli->cluster,
-                    bc_status_str(st), err[0] ? ": " : "", err);
+                    bc_cli_status_text(st), err[0] ? ": " : "", err);
         }
         for (int i = 0; i < loaded; i++) bc_table_free(&t[i]);
         return bc_cli_exit_for_status(st);
@@ -692,7 +692,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
     if (st != BC_OK) {
         bc_zk_close(zk);
         fprintf(stderr, "bucketcache: cannot read cluster \"%s\": %s %s\n", cli->cluster,
-                bc_status_str(st), err);
+                bc_cli_status_text(st), err);
         return bc_cli_exit_for_status(st);
     }
     uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);

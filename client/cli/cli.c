@@ -21,6 +21,13 @@ bc_cli_exit_for_status(bc_status_t st)
     }
 }
 
+const char *
+bc_cli_status_text(bc_status_t st)
+{
+    return st == BC_EACCES ? "ZooKeeper refused access (NOAUTH): check --zk-auth-file"
+                           : bc_status_str(st);
+}
+
 /* A decimal integer in lo..hi, or a message naming the option. */
 bool
 bc_cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out)

@@ -49,6 +49,8 @@ typedef struct bc_cli {
 
 /* The exit code for a status of the common code (ZooKeeper, cluster). */
 int bc_cli_exit_for_status(bc_status_t st);
+/* bc_status_str, but a ZooKeeper refusal names what to check. */
+const char *bc_cli_status_text(bc_status_t st);
 /* Parses a decimal integer in lo..hi into *out; false (with a message on
  * stderr naming `what`) otherwise. */
 bool bc_cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out);
