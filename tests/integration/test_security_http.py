@@ -33,6 +33,14 @@ def token_file(*tokens, mode=0o600):
     return path
 
 
+def free_port_any():
+    """A port free on every address (for a server listening on 0.0.0.0: the
+    many client sockets of these tests hold ports on 127.0.0.x)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
 def new_token():
     return secrets.token_hex(24)
 
@@ -118,7 +126,7 @@ def test_node_token_required_for_changes_on_loopback():
 
 def test_node_beyond_loopback_needs_token_for_everything():
     # without a token: refused at start, saying why (exit 2)
-    port, admin = harness.free_port(), harness.free_port()
+    port, admin = harness.free_port(), free_port_any()
     r = subprocess.run([harness.NODE_BIN, "-l", "127.0.0.1", "-p", str(port), "--admin-port",
                         str(admin), "--admin-listen", "0.0.0.0", "-t", "1"],
                        capture_output=True, text=True, timeout=30 * SLOW)
@@ -126,7 +134,7 @@ def test_node_beyond_loopback_needs_token_for_everything():
     assert "beyond loopback" in r.stderr and "--auth-token-file" in r.stderr, r.stderr[-2000:]
     assert "--insecure-no-auth" in r.stderr
     # told explicitly: starts, and says so loudly
-    n = Node("--admin-listen", "0.0.0.0", "--insecure-no-auth")
+    n = Node("--admin-listen", "0.0.0.0", "--insecure-no-auth", admin_port=free_port_any())
     assert http(n.admin_port, "PUT", "/v1/keys/k", body=b"v")[0] == 201
     assert "INSECURE" in n.proc.output()
     n.stop()
@@ -137,7 +145,8 @@ def test_node_beyond_loopback_needs_token_for_everything():
     assert r.returncode == 2 and "contradict" in r.stderr, r.stderr
     # with a token: every request but /health needs it
     tok = new_token()
-    n = Node("--admin-listen", "0.0.0.0", "--auth-token-file", token_file(tok))
+    n = Node("--admin-listen", "0.0.0.0", "--auth-token-file", token_file(tok),
+             admin_port=free_port_any())
     for path in ("/stats", "/metrics", "/v1/keys/k", "/v1/repl", "/nope"):
         status, h, body = http(n.admin_port, "GET", path)
         json_error(status, h, body, 401)
@@ -420,7 +429,7 @@ def test_console_token_cli_and_dashboard():
     con.stop()
     # beyond loopback without a token: refused at start
     r = subprocess.run([harness.CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
-                        "--admin-port", "0", "--admin-listen", "0.0.0.0"],
+                        "--admin-port", str(free_port_any()), "--admin-listen", "0.0.0.0"],
                        capture_output=True, text=True, timeout=30 * SLOW)
     assert r.returncode == 2 and "--auth-token-file" in r.stderr, r.stderr[-2000:]
     zk.stop()
@@ -434,7 +443,7 @@ def test_nodes_and_console_share_the_token():
     tok = new_token()
     tfile = token_file(tok)
     g1 = harness.ClusterNode(zk, cluster, 1, "--auth-token-file", tfile,
-                             "--admin-listen", "0.0.0.0", wait=False)
+                             "--admin-listen", "0.0.0.0", wait=False, admin_port=free_port_any())
     harness.wait_port(g1.admin_port, proc=g1.proc.p)
     wait_for(lambda: json.loads(http(g1.admin_port, "GET", "/stats", headers=bearer(tok))[2])
              .get("cluster", {}).get("registrations", 0) >= 1, what="node registered")
@@ -448,7 +457,7 @@ def test_nodes_and_console_share_the_token():
     c.close()
     # a second group: buckets migrate from g1, whose export needs the token
     g2 = harness.ClusterNode(zk, cluster, 2, "--auth-token-file", tfile,
-                             "--admin-listen", "0.0.0.0", wait=False)
+                             "--admin-listen", "0.0.0.0", wait=False, admin_port=free_port_any())
     harness.wait_port(g2.admin_port, proc=g2.proc.p)
     rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cluster, "rebalance",
                                env={"BUCKETCACHE_TOKEN": tok})
