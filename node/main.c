@@ -663,8 +663,8 @@ main(int argc, char **argv)
                               "tokens in force stay: %s", err);
                 }
             } else {
-                log_info("SIGHUP received: nothing to reload (no --auth-token-file); restart "
-                         "to apply a new configuration");
+                log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
+                         "to apply a new configuration)");
             }
             continue;
         }
