@@ -154,7 +154,7 @@ api_cluster(void *ctx, bc_http_req_t *req)
         }
         cJSON *nodes = cJSON_AddArrayToObject(jg, "nodes");
         for (size_t k = 0; k < g->nnodes; k++) {
-            const bc_node_info_t *n = &g->nodes[k];
+            const bc_cluster_node_info_t *n = &g->nodes[k];
             cJSON *jn = cJSON_CreateObject();
             cJSON_AddStringToObject(jn, "name", n->name);
             cJSON_AddStringToObject(jn, "role", g->has_primary && strcmp(g->primary.node, n->name) == 0

@@ -258,8 +258,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         {"max-lag-mb", required_argument, NULL, 'l'},
         {"clear", no_argument, NULL, 'c'},
         {0, 0, 0, 0}};
-    bc_group_config_t set;
-    bc_group_config_init(&set);
+    bc_cluster_group_config_t set;
+    bc_cluster_group_config_init(&set);
     bool clear = false, change = false;
     int c;
     if (argc < 2) {
@@ -313,8 +313,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     char *data = NULL;
     size_t len = 0;
     int32_t version = -1;
-    bc_group_config_t cur;
-    bc_group_config_init(&cur);
+    bc_cluster_group_config_t cur;
+    bc_cluster_group_config_init(&cur);
     /* Not created here: a group exists once its first node registered. */
     if (st == BC_OK) st = bc_zk_exists(zk, path, NULL, NULL, NULL);
     if (st == BC_ENOTFOUND) {
@@ -328,19 +328,19 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
         if (st == BC_ENOTFOUND) st = BC_OK;
         if (st == BC_OK && len > 0 &&
-            bc_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
+            bc_cluster_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache: the current config of group %u is malformed (%s); "
                             "it is replaced\n", gid, err);
-            bc_group_config_init(&cur);
+            bc_cluster_group_config_init(&cur);
         }
         free(data);
     }
     if (st == BC_OK && change) {
-        if (clear) bc_group_config_init(&cur);
+        if (clear) bc_cluster_group_config_init(&cur);
         if (set.replication >= 0) cur.replication = set.replication;
         if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
         if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
-        char *json = bc_group_config_encode(&cur);
+        char *json = bc_cluster_group_config_encode(&cur);
         if (json == NULL) {
             st = BC_ENOMEM;
         } else if (version >= 0) {
@@ -361,7 +361,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         }
         return bc_cli_exit_for_status(st);
     }
-    char *json = bc_group_config_encode(&cur);
+    char *json = bc_cluster_group_config_encode(&cur);
     if (cli->json) {
         printf("%s\n", json ? json : "{}");
     } else {
@@ -550,9 +550,9 @@ json_str(const cJSON *obj, const char *name)
 static void
 node_repl_summary(const char *admin, char *out, size_t len)
 {
-    bc_repl_status_t r;
+    bc_cluster_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' || bc_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (admin[0] == '\0' || bc_cluster_repl_status_fetch(admin, 500, &r) != BC_OK) return;
     if (r.primary) {
         snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
                  (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
@@ -698,7 +698,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
     uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);
     uint32_t owner = c.owner[bucket];
     bool readonly = c.readonly[bucket] != 0;
-    bc_primary_info_t primary;
+    bc_cluster_primary_info_t primary;
     memset(&primary, 0, sizeof(primary));
     if (owner != 0) {
         char path[BC_CLUSTER_PATH_MAX], suffix[48], *data = NULL;
@@ -706,7 +706,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
         snprintf(suffix, sizeof(suffix), "/groups/%u/primary", owner);
         bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
         if (bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL) == BC_OK) {
-            bc_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
+            bc_cluster_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
         }
         free(data);
     }
