@@ -319,6 +319,27 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
     return st;
 }
 
+const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS] = {
+    10, 20, 50, 100, 200, 500, 1000, 5000,
+};
+
+/* Adds the stalls of the moves this round cut over (the newest entries of
+ * the run's stall ring) to the cumulative histogram.  cs->mu held. */
+static void
+console_count_stalls(bc_console_t *cs, const bc_reconcile_output_t *out)
+{
+    if (out->control == NULL) return;
+    const bc_mig_control_t *c = out->control;
+    for (uint32_t k = 0; k < out->mig_cutovers && k < c->nstalls; k++) {
+        uint32_t ms = c->stalls[(c->stall_next + BC_MIG_STALL_SAMPLES - 1 - k) %
+                                BC_MIG_STALL_SAMPLES];
+        size_t i = 0;
+        while (i < BC_CONSOLE_STALL_NBOUNDS && ms > bc_console_stall_bounds_ms[i]) i++;
+        cs->stats.stall_hist[i]++;
+        cs->stats.stall_sum_ms += ms;
+    }
+}
+
 /* Commits a reconcile result in one fenced transaction. */
 static bc_status_t
 console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_output_t *out)
@@ -342,6 +363,7 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
         if (out->rebalanced) cs->stats.rebalances++;
         cs->stats.mig_started += out->mig_started;
         cs->stats.mig_cutovers += out->mig_cutovers;
+        console_count_stalls(cs, out);
         cs->stats.mig_aborted += out->mig_aborted;
         cs->stats.mig_rejected += out->mig_rejected;
     } else if (st == BC_ESTALE || st == BC_EEXISTS || st == BC_ENOTFOUND) {
