@@ -383,6 +383,7 @@ def test_console_token_cli_and_dashboard():
     tfile = token_file(tok)
     con = harness.Console(zk, cluster, "--auth-token-file", tfile, migrations=True, token=tok)
     port = con.admin_port
+    wait_for(con.is_active, what="the console active")
     # the example: a page elsewhere pausing migrations through a browser
     status, h, body = http(port, "POST", "/v1/migrations/pause",
                            headers={"Origin": "http://evil.example"})
@@ -400,7 +401,8 @@ def test_console_token_cli_and_dashboard():
     json_error(status, h, body, 415)
     status, h, body = http(port, "POST", "/v1/migrations/pause", body=b"{}", headers=bearer(tok))
     json_error(status, h, body, 415)
-    assert http(port, "POST", "/v1/migrations/pause", headers=bearer(tok))[0] == 200
+    status, h, body = http(port, "POST", "/v1/migrations/pause", headers=bearer(tok))
+    assert status == 200, (status, body)
     assert json.loads(http(port, "GET", "/v1/migrations")[2])["paused"] is True
     # /health is open but says little; the dashboard page is open and asks for the token
     doc = json.loads(http(port, "GET", "/health")[2])
