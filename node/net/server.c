@@ -81,6 +81,7 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -96,6 +97,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 #include "net/el.h"
 #include "net/handler.h"
 #include "net/outq.h"
@@ -126,6 +128,7 @@ typedef struct conn {
     uint32_t rpos;                /* next unprocessed byte */
     uint32_t rlen;                /* bytes in rbuf */
     bc_outq_t *out;               /* the handler's queue for this connection */
+    int64_t last_cmd_ms;          /* CLOCK_MONOTONIC ms of the last input used (idle timeout) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
     /* "stats conns" (bc_server_conns): set at open, state after each event */
     time_t opened;
@@ -161,6 +164,7 @@ struct worker {
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
     void *hstate;                 /* the handler's per-worker state */
+    _Atomic bool idle_check;      /* set by the idle thread: sweep on the next wakeup */
 
     /* The routing generation (cluster.h) seen at the top of the last loop
      * iteration: written by the worker (release), read by
@@ -207,6 +211,15 @@ struct bc_server {
     void *handoff_ctx;
     bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
     void *commit_ctx;
+
+    /* Idle timeout (config idle_timeout_s): a thread that asks each worker
+     * once a second to sweep its connections.  LOCKING RULE: idle_mu
+     * guards idle_stop and signals idle_cv. */
+    pthread_t idle_thread;
+    bool idle_started;
+    bool idle_stop;
+    pthread_mutex_t idle_mu;
+    pthread_cond_t idle_cv;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -420,6 +433,7 @@ conn_process(conn_t *c)
     bc_status_t st = c->w->srv->h.process(c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
                                           c->w->srv->out_limit, &used);
     c->rpos += (uint32_t)used;
+    if (used > 0) c->last_cmd_ms = bc_time_mono_ms();
     if (st == BC_EHANDOFF) {
         conn_handoff(c);
         return false;
@@ -476,6 +490,7 @@ conn_read(conn_t *c)
         }
         bc_stats_add(&c->w->stats, bytes_read, (uint64_t)n);
         if (direct) {
+            c->last_cmd_ms = bc_time_mono_ms();
             if (!conn_handle_status(c, c->w->srv->h.direct_done(c->proto, (size_t)n)))
                 return false;
         } else {
@@ -580,6 +595,7 @@ conn_open(worker_t *w, int fd)
     memset(c, 0, size);
     c->w = w;
     c->fd = fd;
+    c->last_cmd_ms = bc_time_mono_ms();
     c->opened = time(NULL);
     atomic_init(&c->state, "conn_read");
     struct sockaddr_storage sa;
@@ -611,7 +627,37 @@ conn_open(worker_t *w, int fd)
 /* worker thread                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Wakeup: adopt the connections the accept thread queued. */
+/*
+ * The idle timeout (server.h): closes the connections that wait for a
+ * command and have used no input for longer than the timeout -- as
+ * memcached, whose conn_timeout_thread kicks connections in its
+ * conn_new_cmd/conn_read states only: not while a reply is owed, a value
+ * is being read, or a forwarded command is out.
+ */
+static void
+worker_sweep_idle(worker_t *w)
+{
+    const bc_server_t *srv = w->srv;
+    int64_t limit_ms = (int64_t)srv->cfg.idle_timeout_s * 1000;
+    int64_t now = bc_time_mono_ms();
+    for (conn_t *c = w->conns, *next; c != NULL; c = next) {
+        char *dst;
+        size_t want;
+        next = c->next;
+        if (c->closed || now - c->last_cmd_ms <= limit_ms) continue;
+        if (bc_outq_pending(c->out) > 0 || srv->h.waiting(c->proto) ||
+            srv->h.direct_dest(c->proto, &dst, &want)) {
+            continue;
+        }
+        log_debug("connection %d idle for %" PRId64 " ms: closed (idle timeout)", c->fd,
+                  now - c->last_cmd_ms);
+        bc_stats_incr(&w->stats, idle_kicks);
+        conn_close(c);
+    }
+}
+
+/* Wakeup: adopt the connections the accept thread queued; sweep idle
+ * connections when the idle thread asked. */
 static void
 worker_on_wakeup(bc_el_t *el, void *arg)
 {
@@ -619,6 +665,10 @@ worker_on_wakeup(bc_el_t *el, void *arg)
     int fds[64];
     size_t n;
     (void)el;
+
+    if (atomic_exchange_explicit(&w->idle_check, false, memory_order_acq_rel)) {
+        worker_sweep_idle(w);
+    }
 
     do {
         pthread_mutex_lock(&w->qlock);
@@ -655,6 +705,28 @@ worker_before_poll(bc_el_t *el, void *arg)
             free(c);
         }
     }
+}
+
+/* The idle thread: once a second, each worker is asked to sweep. */
+static void *
+idle_main(void *arg)
+{
+    bc_server_t *srv = arg;
+    pthread_mutex_lock(&srv->idle_mu);
+    while (!srv->idle_stop) {
+        struct timespec deadline;
+        bc_time_deadline(&deadline, CLOCK_MONOTONIC, 1000);
+        pthread_cond_timedwait(&srv->idle_cv, &srv->idle_mu, &deadline);
+        if (srv->idle_stop) break;
+        pthread_mutex_unlock(&srv->idle_mu);
+        for (uint32_t i = 0; i < srv->nworkers; i++) {
+            atomic_store_explicit(&srv->workers[i]->idle_check, true, memory_order_release);
+            bc_el_wake(srv->workers[i]->el);
+        }
+        pthread_mutex_lock(&srv->idle_mu);
+    }
+    pthread_mutex_unlock(&srv->idle_mu);
+    return NULL;
 }
 
 static void *
@@ -985,6 +1057,8 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
     srv->nworkers = config->nthreads;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     pthread_mutex_init(&srv->reset_lock, NULL);
+    pthread_mutex_init(&srv->idle_mu, NULL);
+    bc_time_cond_init(&srv->idle_cv);
     if (srv->listen_addr == NULL || srv->workers == NULL) {
         bc_server_destroy(srv);
         return BC_ENOMEM;
@@ -1056,6 +1130,13 @@ bc_server_start(bc_server_t *srv)
         return BC_EIO;
     }
     srv->accept_started = true;
+    if (srv->cfg.idle_timeout_s > 0) {
+        if (pthread_create(&srv->idle_thread, NULL, idle_main, srv) != 0) {
+            log_error("cannot start the idle timeout thread");
+            return BC_EIO;
+        }
+        srv->idle_started = true;
+    }
     return BC_OK;
 }
 
@@ -1076,6 +1157,14 @@ bc_server_stop(bc_server_t *srv)
 {
     if (srv == NULL || srv->stopped) return;
     srv->stopped = true;
+    if (srv->idle_started) {
+        pthread_mutex_lock(&srv->idle_mu);
+        srv->idle_stop = true;
+        pthread_cond_signal(&srv->idle_cv);
+        pthread_mutex_unlock(&srv->idle_mu);
+        pthread_join(srv->idle_thread, NULL);
+        srv->idle_started = false;
+    }
     if (srv->accept_started) {
         bc_el_stop(srv->accept_el);
         pthread_join(srv->accept_thread, NULL);
@@ -1115,6 +1204,8 @@ bc_server_destroy(bc_server_t *srv)
     }
     bc_el_destroy(srv->accept_el);
     pthread_mutex_destroy(&srv->reset_lock);
+    pthread_mutex_destroy(&srv->idle_mu);
+    pthread_cond_destroy(&srv->idle_cv);
     free(srv->workers);
     free(srv->listen_addr);
     free(srv);

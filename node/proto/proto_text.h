@@ -148,6 +148,7 @@ typedef struct bc_proto_env {
     uint32_t nthreads;
     int backlog;
     size_t max_conn_buffer;
+    uint32_t idle_timeout;     /* seconds, 0 = off (-o idle_timeout) */
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
     bool shutdown_enabled;     /* the "shutdown" command stops the node (-A) */
