@@ -35,9 +35,9 @@ run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DBC_TSAN=ON
 echo "=== fuzz: build-fuzz"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DBC_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$JOBS"
-for f in build-fuzz/tests/fuzz_*; do
-  [ -x "$f" ] || continue
-  name=$(basename "$f")
+for src in tests/fuzz/fuzz_*.c; do
+  name=$(basename "$src" .c)
+  f="build-fuzz/tests/$name"
   corpus="tests/fuzz/corpus/${name#fuzz_}"
   mkdir -p "build-fuzz/corpus-$name"
   echo "--- $name (30 s)"
