@@ -557,6 +557,19 @@ def test_frozen_primary_never_writes_as_primary_again():
         p.stop()
 
 
+def socket_buffers_max():
+    """The most a TCP connection's two socket buffers can hold (bytes): the
+    largest autotuned receive and send buffer sizes."""
+    total = 0
+    for name in ("tcp_rmem", "tcp_wmem"):
+        try:
+            with open("/proc/sys/net/ipv4/" + name) as f:
+                total += int(f.read().split()[2])
+        except (OSError, ValueError, IndexError):
+            total += 32 << 20
+    return total
+
+
 def test_lagging_backup_gets_a_full_resync_under_load():
     cl = harness.create_cluster(zk, "resync", buckets=NB)
     # a backlog larger than the lag bound: the bound is met (and times out) before
@@ -582,9 +595,18 @@ def test_lagging_backup_gets_a_full_resync_under_load():
             big["errors"].append(e)
     t = threading.Thread(target=big_writer, daemon=True)
     t.start()
-    b.proc.signal(signal.SIGSTOP)
-    time.sleep(1.0)          # far more than 2 MiB of records meanwhile
-    b.proc.signal(signal.SIGCONT)
+    harness.freeze(b)
+    # Frozen until the primary's backlog has moved past anything the backup
+    # could still read: what the primary had recorded when it froze, plus
+    # all that the kernel's socket buffers on both ends may hold (their
+    # largest autotuned size) and a send chunk; however long the writers
+    # need for that on this machine.
+    sent_max = harness.repl(a)["offset"] + socket_buffers_max() + (1 << 20)
+    try:
+        harness.wait_for(lambda: harness.repl(a)["backlog_start"] > sent_max, timeout=30,
+                         interval=0.05, what="the primary's backlog past the frozen backup")
+    finally:
+        harness.thaw(b)
     harness.wait_for(lambda: harness.repl(a)["full_resyncs"] >= 2, timeout=20,
                      what="a second full resync")
     # async's lag bound held the writers back (up to the timeout) before
