@@ -39,6 +39,33 @@ TSAN_OPTIONS = "suppressions=%s:second_deadlock_stack=1" % os.path.join(
     SOURCE_DIR, "tests", "tsan.supp")
 # Sanitizer builds are several times slower: stretch every wait.
 SLOW = 4.0 if SANITIZED or TSAN else 1.0
+# The ZooKeeper session timeout (ms) of nodes and consoles, unless a test
+# says otherwise.  A node's write lease runs 3/4 of its session from each
+# renewal, renewed every quarter (FENCING in node/cluster/cluster.c): under
+# a 2 s session a renewal's round trip -- a starved thread, a ZooKeeper
+# JVM fsyncing behind other builds -- late by more than 1 s lets the lease
+# lapse, and the primary refuses writes a test expects it to take; a
+# session whose pings are late loses its role the same way.  Both happen
+# on a loaded machine and in sanitizer builds.  A test that measures how
+# fast a failure is noticed passes its own timeout and allows for load;
+# every other test uses this one (a test that waits for a session to
+# expire then waits longer, never wrongly).
+SESSION_MS = int(max(4000, 2000 * SLOW))
+
+
+def reaction_slack(seconds):
+    """What a test that measures how soon something reacts (a standby
+    taking over, a write fenced) allows on top of the product's own
+    timeout: `seconds` on an idle machine in a normal build, stretched for
+    sanitizers and by how many runnable threads share each core now (the
+    1-minute load average; other builds and tests on a shared machine)."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = 1.0
+    return seconds * SLOW * max(1.0, load) + 1.0
+
+
 # Races seen in the output of processes that are not Procs (cli(), ...).
 _tsan_reports = []
 
@@ -460,7 +487,8 @@ class Console:
     --migrations-parallel): most tests want tables that change only when
     they say so, and a group added to them owning nothing until asked."""
 
-    def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True, migrations=False):
+    def __init__(self, zk, cluster, *args, session_timeout_ms=SESSION_MS, wait=True,
+                 migrations=False):
         self.zk = zk
         self.cluster = cluster
         self.admin_port = free_port()
@@ -494,7 +522,7 @@ class Console:
 class ClusterNode(Node):
     """A bucketcache-node registered in a cluster group."""
 
-    def __init__(self, zk, cluster, group, *args, session_timeout_ms=2000, **kw):
+    def __init__(self, zk, cluster, group, *args, session_timeout_ms=SESSION_MS, **kw):
         self.group = group
         super().__init__("--zk", zk.hosts, "--cluster", cluster, "--group", str(group),
                          "--zk-session-timeout-ms", str(session_timeout_ms), *args, **kw)
