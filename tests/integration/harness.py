@@ -12,6 +12,7 @@ Binaries come from the environment ctest sets (BC_NODE_BIN, MEMCACHED_BIN).
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,6 +171,28 @@ def _cleanup():
             pr.kill()
         except Exception:
             pass
+
+
+def print_log_tails(procs, nbytes=1500):
+    """Prints the last nbytes of each process's log, with its path."""
+    for pr in procs:
+        try:
+            tail = pr.output()[-nbytes:]
+        except OSError as e:
+            tail = "(unreadable: %s)" % e
+        print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path, tail), flush=True)
+
+
+def _excepthook(kind, value, tb):
+    """A test file that fails before main() -- in the setup it shares among
+    its tests, a cluster started at import -- shows its processes' logs
+    too, not only the traceback."""
+    sys.__excepthook__(kind, value, tb)
+    print_log_tails(_procs)
+    print("logs kept in %s" % TMP, flush=True)
+
+
+sys.excepthook = _excepthook
 
 
 class Node:
@@ -336,11 +359,10 @@ def main(namespace):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+            print_log_tails(_procs[started_before:])
             # What a failed test started must not leak into the next one
             # (a console left running would win the next election).
             for pr in _procs[started_before:]:
-                print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path,
-                                                       pr.output()[-1500:]))
                 if pr.poll() is None and pr.name != "zookeeper":
                     pr.kill()
     for pr in _procs:
@@ -353,6 +375,10 @@ def main(namespace):
         print("FAIL ThreadSanitizer report in %s:\n%s" % (name, out), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     _cleanup()
+    if failed:
+        print("logs kept in %s" % TMP, flush=True)
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 
