@@ -32,10 +32,16 @@ def group_nodes(con, gid):
 
 
 def wait_caught_up(primary, backup, timeout=20):
+    """Waits until both sides agree: the backup streams from the primary at
+    its offset, and the primary has the backup online (its resync counted).
+    The backup alone says so a moment before the primary does."""
+    name = "127.0.0.1:%d" % backup.port
+
     def ok():
         p, b = harness.repl(primary), harness.repl(backup)
         return (b["synced"] and b["link_up"] and b["offset"] == p["offset"] and
-                b["primary"] == "127.0.0.1:%d" % primary.port)
+                b["primary"] == "127.0.0.1:%d" % primary.port and
+                any(x["name"] == name and x["online"] for x in p.get("backups", [])))
     harness.wait_for(ok, timeout=timeout, what="backup caught up with its primary")
 
 
@@ -471,7 +477,7 @@ def test_zookeeper_outage_fences_writes():
     # Sessions that outlive ZooKeeper's restart on a loaded machine (its JVM
     # may take seconds to start and to take the reconnections): the
     # primary is fenced by its lease, never by a lost session.
-    session_ms = 3 * SESSION_MS
+    session_ms = 2 * SESSION_MS
     a, b, con = start_group(cl, "async", session_ms=session_ms)
     c = a.conn()
     assert c.cmd("set k 0 0 1", "1") == b"STORED\r\n"
