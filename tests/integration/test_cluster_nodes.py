@@ -225,6 +225,41 @@ def test_malformed_table_in_zookeeper_is_survived():
     con.stop()
 
 
+def test_stop_while_the_admin_port_is_busy():
+    """A node stopped while admin requests that read its ZooKeeper state
+    (/health) keep coming: it leaves the cluster (closing its session)
+    before the admin port stops, and no request may touch the session
+    once it is gone (the sanitizer builds see it if one does)."""
+    import threading
+    cl = harness.create_cluster(zk, "busystop", buckets=NB)
+    con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
+    for _ in range(3):
+        a = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
+        stop = threading.Event()
+        answered = [0]
+
+        def hammer():
+            while not stop.is_set():
+                try:
+                    harness.http(a.admin_port, "GET", "/health", timeout=1)
+                    answered[0] += 1
+                except Exception:   # the port closes under it: expected
+                    pass
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        harness.wait_for(lambda: answered[0] >= 20, what="/health answering")
+        try:
+            assert a.stop() == 0, a.proc.output()[-3000:]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        out = a.proc.output()
+        assert "Sanitizer" not in out, out[-4000:]
+    con.stop()
+
+
 def test_bad_cluster_flags():
     import subprocess
     for args, needle in [
