@@ -8,6 +8,14 @@ Processes started here (bucketcache-node, memcached, later ZooKeeper and the
 console) bind 127.0.0.1 on free ports, log into a per-test temporary
 directory, and are stopped when the test process exits, even on failure.
 Binaries come from the environment ctest sets (BC_NODE_BIN, MEMCACHED_BIN).
+A file that passes removes its directory; one that fails keeps it, says
+where, and prints the last lines of its processes' logs.
+
+Timing, since the suite runs on loaded machines and in sanitizer builds:
+wait for a condition with wait_for() (its timeout stretched by SLOW), not
+for a fixed time; start nodes and consoles with the default session
+timeout (SESSION_MS) unless the test measures how fast a failure is
+noticed; and bound a measured reaction time with reaction_slack().
 """
 import atexit
 import json
