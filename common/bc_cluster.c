@@ -194,7 +194,7 @@ cluster_json_print(cJSON *obj)
 }
 
 char *
-bc_node_info_encode(const bc_node_info_t *info)
+bc_cluster_node_info_encode(const bc_cluster_node_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -206,7 +206,7 @@ bc_node_info_encode(const bc_node_info_t *info)
 }
 
 char *
-bc_primary_info_encode(const bc_primary_info_t *info)
+bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -265,7 +265,8 @@ cluster_decode_fail(cJSON *root, const char *what, const char *field, char *err,
 }
 
 bc_status_t
-bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err, size_t errlen)
+bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t *out, char *err,
+                            size_t errlen)
 {
     char name[BC_NODE_NAME_MAX];
     memcpy(name, out->name, sizeof(name));
@@ -289,8 +290,8 @@ bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err
 }
 
 bc_status_t
-bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, char *err,
-                       size_t errlen)
+bc_cluster_primary_info_decode(const char *json, size_t len, bc_cluster_primary_info_t *out,
+                               char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (len > 16384) return BC_ETOOLARGE;
@@ -306,8 +307,8 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
 }
 
 bc_status_t
-bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
-                      size_t errlen)
+bc_cluster_repl_status_decode(const char *json, size_t len, bc_cluster_repl_status_t *out,
+                              char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->lag_ms = -1;
@@ -339,19 +340,19 @@ bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char 
 }
 
 bc_status_t
-bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out)
+bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_cluster_repl_status_t *out)
 {
     bc_http_response_t resp;
     bc_status_t st = bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp);
     if (st != BC_OK) return st;
-    st = resp.status == 200 ? bc_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
+    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
                             : BC_EPROTO;
     bc_http_response_free(&resp);
     return st;
 }
 
 void
-bc_group_config_init(bc_group_config_t *cfg)
+bc_cluster_group_config_init(bc_cluster_group_config_t *cfg)
 {
     cfg->replication = -1;
     cfg->sync_timeout_ms = -1;
@@ -359,7 +360,7 @@ bc_group_config_init(bc_group_config_t *cfg)
 }
 
 char *
-bc_group_config_encode(const bc_group_config_t *cfg)
+bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -375,10 +376,10 @@ bc_group_config_encode(const bc_group_config_t *cfg)
 }
 
 bc_status_t
-bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, char *err,
-                       size_t errlen)
+bc_cluster_group_config_decode(const char *json, size_t len, bc_cluster_group_config_t *out,
+                               char *err, size_t errlen)
 {
-    bc_group_config_init(out);
+    bc_cluster_group_config_init(out);
     if (len == 0) return BC_OK;
     if (len > 16384) return BC_ETOOLARGE;
     cJSON *root = cJSON_ParseWithLength(json, len);

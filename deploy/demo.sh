@@ -2,7 +2,8 @@
 # The README's "run" command: installs dependencies, builds bucketcache,
 # brings up a local cluster on 127.0.0.1 (ZooKeeper, two consoles, two
 # groups of primary + backup), stores and reads keys on their owners,
-# shows a non-owner forwarding a request, adds a third group and shows the
+# shows a non-owner forwarding a request, reads an image through every node
+# from the demo origin (one origin request), adds a third group and shows the
 # buckets migrating onto it, kills a primary and shows its backup taking
 # over with the data, then tears everything down.
 #
@@ -56,6 +57,17 @@ echo "get user:1001 on $other (owner is $owner) ->"; mc "$other" 'get user:1001\
 echo "the same on a peer connection, which never forwards ->"
 mc "$other" 'bucketcache_peer demo\r\nget user:1001\r\nquit\r\n'
 printf 'forwarded so far by %s: ' "$other"; mc "$other" 'stats\r\nquit\r\n' | grep forward_requests
+
+step "read-through: an img/ key nobody stored, asked through every node, costs one origin request"
+ORIGIN=127.0.0.1:$((BASE + 80))
+key=img/png/001
+for port in $((BASE + 110)) $((BASE + 112)) $((BASE + 120)) $((BASE + 122)); do
+  printf 'get %s on 127.0.0.1:%s -> ' "$key" "$port"
+  mc "127.0.0.1:$port" "get $key\r\nquit\r\n" | head -c 60 | tr '\r\n' '  '; echo "..."
+done
+printf 'the demo origin counted: '; curl -s "http://$ORIGIN/_stats" | python3 -c 'import json,sys; print({p: n for p, n in json.load(sys.stdin)["paths"].items()})'
+owner=$("${CLI[@]}" locate "$key" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+printf 'the owner %s: ' "$owner"; mc "$owner" 'stats origin\r\nquit\r\n' | grep -E 'origin_(misses|joined|requests|fills) ' | tr -d '\r' | tr '\n' ' '; echo
 
 step "add a third group: the console plans the move (d) and migrates buckets onto it"
 ./deploy/local-cluster.sh add-group

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A bucketcache cluster on 127.0.0.1 for trying things out:
 # a ZooKeeper server (Debian package), two consoles (one active, one
-# standby), and G groups of one primary and one backup node each.
+# standby), G groups of one primary and one backup node each, and a demo
+# image service (deploy/demo-origin.py) the nodes read "img/" keys
+# through from (docs/origin.md).
 #
 #   deploy/local-cluster.sh up [G]      start (default G=2), create the cluster
 #   deploy/local-cluster.sh add-group   start one more group
@@ -10,8 +12,10 @@
 #
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
-# (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
-# port +100+10g+2i and its admin port one above.  Each process gets
+# (default 22100): demo origin +80, ZooKeeper +81, consoles +90/+91, group g
+# node i data port +100+10g+2i and its admin port one above.  BC_ORIGIN sets
+# the nodes' --origin (default "img/=http://127.0.0.1:<+80>/v1/{key}";
+# "none": no read-through, no demo origin).  Each process gets
 # $BC_START_TIMEOUT seconds (default 60) to start listening: the wait ends
 # as soon as it listens, or at once, with its log's last lines, when it dies.
 set -euo pipefail
@@ -22,6 +26,10 @@ BASE=${BC_BASE_PORT:-22100}
 STATE=$(realpath -m "${BC_STATE_DIR:-deploy/.local-cluster}")
 CLUSTER=${BC_CLUSTER:-local}
 ZK_PORT=$((BASE + 81))
+ORIGIN_PORT=$((BASE + 80))
+ORIGIN=${BC_ORIGIN:-img/=http://127.0.0.1:$ORIGIN_PORT/v1/{key}}
+ORIGIN_ARGS=()
+[ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
 ZK="127.0.0.1:$ZK_PORT"
 NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
 CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER"
@@ -102,6 +110,13 @@ CFG
   done
 }
 
+origin_up() {
+  [ "$ORIGIN" = none ] && return 0
+  port_free "$ORIGIN_PORT" "the demo origin"
+  start_bg origin python3 deploy/demo-origin.py --port "$ORIGIN_PORT"
+  wait_port "$ORIGIN_PORT" origin "the demo origin"
+}
+
 console_up() {  # index
   local port=$((BASE + 90 + $1))
   port_free "$port" "console $1"
@@ -124,7 +139,7 @@ group_up() {  # gid
     port_free $((port + 1)) "node $i of group $g"
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
       --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
-      --zk "$ZK" --cluster "$CLUSTER" --group "$g"
+      --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}"
     wait_port "$port" "node-g$g-$i" "node $i of group $g"
     wait_port $((port + 1)) "node-g$g-$i" "node $i of group $g (admin port)"
     # The first node registered becomes primary: node 0, once it is in.
@@ -144,6 +159,7 @@ cmd_up() {
   mkdir -p "$STATE"
   : >"$STATE/groups"
   zk_up
+  origin_up
   $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
   # Groups first: the first console then finds them all and spreads the
   # (still empty) buckets over every group at once, no data to move.
@@ -172,7 +188,7 @@ cmd_status() {
 
 cmd_down() {
   [ -d "$STATE" ] || return 0
-  for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid; do
+  for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid "$STATE"/origin.pid; do
     [ -e "$f" ] || continue
     kill "$(cat "$f")" 2>/dev/null || true
   done
@@ -190,5 +206,5 @@ case "${1:-}" in
   add-group) cmd_add_group ;;
   status) cmd_status ;;
   down) cmd_down ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

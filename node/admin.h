@@ -14,11 +14,23 @@
  *                           buckets_dropped, http_refused, and a
  *                           "migrate" object of export/import counters)
  *   GET    /metrics         Prometheus text exposition format, names
- *                           prefixed bucketcache_ (bucketcache_cluster_*
- *                           in a cluster)
+ *                           prefixed bucketcache_ (common/bc_metrics.h
+ *                           conventions; bucketcache_cluster_* in a
+ *                           cluster); ?per_bucket=1 adds the
+ *                           bucketcache_bucket_* series of every owned or
+ *                           non-empty bucket
+ *   GET    /v1/buckets      JSON: each owned bucket's counters (items,
+ *                           bytes, gets, hits, misses, sets, deletes,
+ *                           bytes_read, bytes_written, evictions,
+ *                           expirations); ?buckets=owned|all|active
+ *   GET    /v1/hotkeys      JSON: the heaviest sampled keys lately (key or
+ *                           key_base64, bucket, count, error, rate_per_s);
+ *                           ?n=N (default 20), ?bucket=B
  *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
  *                           in X-Bucketcache-Flags, CAS in
- *                           X-Bucketcache-Cas; 404 on a miss
+ *                           X-Bucketcache-Cas; 404 on a miss (with an
+ *                           origin, a miss is filled first:
+ *                           bc_admin_set_origin)
  *   PUT    /v1/keys/{key}   body = value (binary-safe); ?ttl=SECONDS,
  *                           ?flags=N; 201 on store; 413 past the max item
  *                           size
@@ -53,6 +65,7 @@
 
 #include "bc_status.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "cluster/cluster.h"
 #include "net/server.h"
 
@@ -84,6 +97,15 @@ bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
  */
 void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
 
+/* GET /v1/keys/{key} reads through origin (origin/origin.h): a miss of
+ * a key with an origin parks until its fill completes (404 when the
+ * origin has no such key, 502/503/504 when the fill failed, with
+ * {"error", "origin": kind}); /stats gains an "origin" object and
+ * /metrics the bucketcache_origin_* figures.  origin is borrowed and must
+ * outlive the admin server.  Call before bc_admin_start. */
+struct bc_origin;
+void bc_admin_set_origin(bc_admin_t *admin, struct bc_origin *origin);
+
 /* Serves GET /v1/repl and the replication metrics.  repl is borrowed and
  * must outlive the admin server.  Call after bc_admin_set_cluster. */
 struct bc_repl;
@@ -100,5 +122,9 @@ void bc_admin_stop(bc_admin_t *admin);
 
 /* Stops if needed, closes the socket and frees.  NULL is accepted. */
 void bc_admin_destroy(bc_admin_t *admin);
+
+/* Hot keys for GET /v1/hotkeys (engine/hotkeys.h); borrowed, must
+ * outlive the admin server; NULL: an empty list. */
+void bc_admin_set_hotkeys(bc_admin_t *admin, bc_hotkeys_t *hotkeys);
 
 #endif

@@ -79,6 +79,7 @@ typedef enum opt_id {
     OPT_NO_FORWARD,
     OPT_NO_WRITE_FENCING,
     OPT_FORWARD_TIMEOUT,
+    OPT_ORIGIN,
     OPT_REPLICATION,
     OPT_REPL_SYNC_TIMEOUT,
     OPT_REPL_BACKLOG,
@@ -169,6 +170,10 @@ static const node_option_t node_options[] = {
      "writes a promoted backup does not see; see docs/replication.md)"},
     {0, "forward-timeout-ms", NULL, "MS", OPT_FORWARD_TIMEOUT,
      "how long a forwarded request waits for the owner's reply, 100..60000 (default 2000)"},
+    {0, "origin", NULL, "URL", OPT_ORIGIN,
+     "read-through: fill a miss of a key this node owns from URL, a template holding {key} "
+     "(e.g. http://resize:8000/v1/{key}); PREFIX=URL for keys starting with PREFIX "
+     "(repeatable); more settings in the file's \"origin\" section (docs/origin.md)"},
     {0, "replication", NULL, "MODE", OPT_REPLICATION,
      "with --zk: async (default: a write is answered once the primary applied it) or sync "
      "(answered once every backup in the sync set has it); give every node of a group the "
@@ -249,12 +254,13 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
     cfg->repl_max_lag_mb = 8;
+    bc_origin_config_defaults(&cfg->origin);
 }
 
 /* ---- the JSON file ---- */
 
 static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file",
-                                          "zookeeper", NULL};
+                                          "zookeeper", "origin", NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
                                                "write_fencing", "replication",
@@ -384,6 +390,9 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "zookeeper.repl_max_lag_mb", 0, BC_REPL_MAX_LAG_MAX_MB, &v, &found,
                             err, err_len));
     if (found) cfg->repl_max_lag_mb = (uint32_t)v;
+
+    /* read-through (origin/origin.h) */
+    CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -639,6 +648,14 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         st = flag_int(ps, flag, value, 0, BC_REPL_MAX_LAG_MAX_MB, &v);
         if (st == BC_OK) cfg->repl_max_lag_mb = (uint32_t)v;
         return st;
+    case OPT_ORIGIN: {
+        char why[BC_ERRBUF_LEN];
+        if (bc_origin_config_flag(&cfg->origin, value, why, sizeof(why)) != BC_OK) {
+            bc_config_errf(ps->err, ps->err_len, "%s: %s", flag, why);
+            return BC_EINVAL;
+        }
+        return BC_OK;
+    }
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
         if (idx < 0) return bad_value(ps, flag, value, "one of error, warn, info, debug, trace");
@@ -923,6 +940,14 @@ bc_node_config_usage(FILE *out, const char *prog)
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
             "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
+            "    \"origin\": {\"url\": \"http://resize:8000/v1/{key}\",\n"
+            "               \"origins\": {\"img/\": \"http://resize:8000/v1/{key}\"},\n"
+            "               \"connect_timeout_ms\": 500, \"timeout_ms\": 1000,\n"
+            "               \"max_inflight\": 32, \"max_queue\": 1024, \"default_ttl\": 300,\n"
+            "               \"max_ttl\": 0, \"negative_ttl\": 10, \"negative_max\": 10000,\n"
+            "               \"negative_statuses\": [404, 410], \"flags_header\": \"\",\n"
+            "               \"breaker_failures\": 5, \"breaker_cooldown_ms\": 5000,\n"
+            "               \"ca_file\": \"\"},\n"
             "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
             "  }\n"
             "\n"
@@ -968,6 +993,25 @@ bc_node_config_log(const bc_node_config_t *cfg)
                  cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
+    }
+    if (bc_origin_config_enabled(&cfg->origin)) {
+        const bc_origin_config_t *oc = &cfg->origin;
+        log_info("config: read-through origin %s, %" PRIu32 " prefix(es); timeout %" PRIu32
+                 " ms (connect %" PRIu32 "), %" PRIu32 " in flight, queue %" PRIu32
+                 ", default TTL %" PRIu32 " s, negative TTL %" PRIu32 " s",
+                 oc->url[0] ? oc->url : "(none for other keys)", oc->nprefixes,
+                 oc->timeout_ms, oc->connect_timeout_ms, oc->max_inflight, oc->max_queue,
+                 oc->default_ttl, oc->negative_ttl);
+        for (uint32_t i = 0; i < oc->nprefixes; i++) {
+            log_info("config: read-through origin for keys \"%s...\": %s", oc->prefixes[i].prefix,
+                     oc->prefixes[i].url);
+        }
+        if (cfg->zk_hosts[0] != '\0' && cfg->forward && oc->timeout_ms >= cfg->forward_timeout_ms) {
+            log_warn("config: the origin timeout (%" PRIu32 " ms) is not below the forward "
+                     "timeout (%" PRIu32 " ms): a get forwarded to the owner may time out "
+                     "while the owner still waits for the origin", oc->timeout_ms,
+                     cfg->forward_timeout_ms);
+        }
     }
     log_info("config: log level %s%s%s%s", log_level_names[cfg->log_level],
              cfg->pid_file[0] ? ", pid file " : "", cfg->pid_file,

@@ -36,6 +36,7 @@
  *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7",
  *                     "forward": true, "forward_timeout_ms": 2000},
  *       "log":    {"level": "info"},
+ *       "origin": {"url": "http://resize:8000/v1/{key}", "timeout_ms": 1000, ...},
  *       "pid_file": "/run/bucketcache.pid"
  *     }
  *
@@ -44,6 +45,10 @@
  *   by default forwards requests for buckets it does not serve to their
  *   owner's primary (forward.h; "forward": false or --no-forward refuses
  *   them instead).
+ *
+ *   With an origin (--origin URL, --origin PREFIX=URL, or the "origin"
+ *   section: origin/origin.h, docs/origin.md) a miss of a key this node
+ *   owns is filled from it.
  */
 #ifndef BC_NODE_CONFIG_H
 #define BC_NODE_CONFIG_H
@@ -56,6 +61,7 @@
 #include "bc_cluster.h"
 #include "bc_config.h"
 #include "bc_status.h"
+#include "origin/origin.h"
 
 #define BC_NODE_DEFAULT_PORT          11211u
 #define BC_NODE_DEFAULT_ADMIN_PORT    11280u
@@ -116,6 +122,9 @@ typedef struct bc_node_config {
     char run_as_user[64];              /* -u: switch to this user if root; "" */
     char pid_file[BC_NODE_PATH_MAX];   /* -P; "" = none */
     char config_path[BC_NODE_PATH_MAX]; /* --config; "" = none */
+
+    /* read-through (origin/origin.h); no origin by default */
+    bc_origin_config_t origin;         /* --origin, the "origin" section */
 } bc_node_config_t;
 
 typedef enum bc_node_config_action {

@@ -21,15 +21,18 @@
  *   (--zk) join the cluster: session, routing state (still unregistered);
  *   forwarding on unless --no-forward
  *        |
- *   start: active-expiry thread, server workers, admin thread
+ *   (--origin) the read-through origin (origin/origin.h), told the cluster
+ *        |
+ *   start: active-expiry thread, origin thread, server workers, admin thread
  *        |
  *   (--zk) register in the group: from now on the console may route here
  *        |
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
- *   cache), stop server (joins workers), stop the expiry thread, destroy in
- *   reverse order of creation, remove the pid file, exit 0.
+ *   cache), stop the origin thread (fills in flight end; their waiters
+ *   answer a miss), stop server (joins workers), stop the expiry thread,
+ *   destroy in reverse order of creation, remove the pid file, exit 0.
  *
  *   Sockets are bound before daemonizing or dropping privileges so that a
  *   busy port is reported on the terminal that started the node and so
@@ -78,8 +81,10 @@
 #include "cluster/cluster.h"
 #include "config.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
 
@@ -378,11 +383,13 @@ main(int argc, char **argv)
     bc_node_config_action_t action;
     char err[BC_ERRBUF_LEN];
     bc_cache_t *cache = NULL;
+    bc_hotkeys_t *hotkeys = NULL;
     bc_server_t *server = NULL;
     bc_proto_env_t proto_env;     /* the text protocol's; outlives the server */
     bc_admin_t *admin = NULL;
     bc_node_cluster_t *cluster = NULL;
     bc_repl_t *repl = NULL;
+    bc_origin_t *origin = NULL;
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -454,6 +461,15 @@ main(int argc, char **argv)
             log_error("cannot create the cache (%s)", bc_status_str(st));
             goto out;
         }
+        /* Hot keys: a sample of the workers' requests (engine/hotkeys.h). */
+        hotkeys = bc_hotkeys_create(BC_HOTKEYS_DEFAULT_CAPACITY, BC_HOTKEYS_DEFAULT_EVERY,
+                                    BC_HOTKEYS_DEFAULT_HALF_LIFE_S);
+        if (hotkeys == NULL) {
+            log_error("cannot create the hot-key sketch (out of memory)");
+            st = BC_ENOMEM;
+            goto out;
+        }
+        bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
         bc_server_config_t sc = {
@@ -487,6 +503,7 @@ main(int argc, char **argv)
                       cfg.admin_port, bc_status_str(st));
             goto out;
         }
+        bc_admin_set_hotkeys(admin, hotkeys);
     }
 
     /* The pid file is written with the daemon's pid and before switching
@@ -562,9 +579,22 @@ main(int argc, char **argv)
         if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 
+    if (bc_origin_config_enabled(&cfg.origin)) {
+        st = bc_origin_create(&cfg.origin, cache, &origin);
+        if (st != BC_OK) {
+            log_error("cannot set up the read-through origin (%s)", bc_status_str(st));
+            goto out;
+        }
+        /* In a cluster only the bucket's primary fills (origin.h). */
+        bc_origin_set_cluster(origin, cluster);
+        proto_env.origin = origin;
+        if (admin != NULL) bc_admin_set_origin(admin, origin);
+    }
+
     if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
         goto out;
     }
+    if (origin != NULL && bc_origin_start(origin) != BC_OK) goto out;
     st = bc_server_start(server);
     if (st != BC_OK) {
         log_error("cannot start the worker threads (%s)", bc_status_str(st));
@@ -627,11 +657,15 @@ out:
      * once instead of after a session timeout. */
     bc_node_cluster_leave(cluster);
     if (admin != NULL) bc_admin_stop(admin);
+    /* Before replication and the workers: a fill stores (and replicates)
+     * on the origin thread. */
+    bc_origin_stop(origin);
     bc_repl_stop(repl);
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
     if (server != NULL) bc_server_destroy(server);
+    bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
     if (cache != NULL) {
@@ -641,6 +675,7 @@ out:
                  cs.mem_used);
         bc_cache_destroy(cache);
     }
+    bc_hotkeys_destroy(hotkeys);
     if (pid_written) unlink(cfg.pid_file);
     if (ready_fd >= 0) close(ready_fd);  /* parent of -d sees EOF: exits 1 */
     log_info("stopped (exit status %d)", exit_code);
