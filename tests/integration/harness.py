@@ -367,7 +367,10 @@ def main(namespace):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
-            print_log_tails(_procs[started_before:])
+            # what the test started, or else what the file shares (a
+            # cluster started at import)
+            print_log_tails(_procs[started_before:] or
+                            [pr for pr in _procs if pr.poll() is None])
             # What a failed test started must not leak into the next one
             # (a console left running would win the next election).
             for pr in _procs[started_before:]:
