@@ -19,7 +19,11 @@ cmake --build build -j "$(nproc)"
 BASE=${BC_BASE_PORT:-22100}
 export BC_BASE_PORT=$BASE BC_BUCKETS=${BC_BUCKETS:-64}
 ZK="127.0.0.1:$((BASE + 81))"
-CLI=(./build/client/bucketcache --zk "$ZK" --cluster local)
+STATE=${BC_STATE_DIR:-deploy/.local-cluster}
+# The local cluster runs secured (docs/security.md): the CLI presents the
+# generated admin token and ZooKeeper identity from the state folder.
+CLI=(./build/client/bucketcache --zk "$ZK" --cluster local --zk-auth-file "$STATE/zk-auth"
+     --auth-token-file "$STATE/admin-token")
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -35,6 +39,12 @@ done
 
 step "bucketcache status"
 "${CLI[@]}" status
+
+step "secured by default: the admin token and ZooKeeper ACLs (docs/security.md)"
+echo "pausing migrations without the admin token ->"
+curl -s -X POST "http://127.0.0.1:$((BASE + 90))/v1/migrations/pause"; echo
+echo "reading the tables without ZooKeeper credentials ->"
+./build/client/bucketcache --zk "$ZK" --cluster local tables 2>&1 | tail -1 || true
 
 mc() {  # addr payload: send one memcached command stream, print the reply
   local host=${1%:*} port=${1##*:}
@@ -87,7 +97,7 @@ owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print
 off=$(( ${owner##*:} - BASE - 100 ))
 victim="node-g$((off / 10))-$(( (off % 10) / 2 ))"
 echo "replication on $owner before: $(curl -s "http://127.0.0.1:$(( ${owner##*:} + 1 ))/v1/repl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("role", r["role"], "offset", r["offset"], "backups", [(b["name"], b["acked"]) for b in r["backups"]])')"
-kill -9 "$(cat "${BC_STATE_DIR:-deploy/.local-cluster}/$victim.pid")"
+kill -9 "$(cat "$STATE/$victim.pid")"
 t0=$(date +%s%N)
 for _ in $(seq 150); do
   now=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
@@ -101,6 +111,7 @@ done
 "${CLI[@]}" groups
 echo
 echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
+echo "the dashboard asks for the admin token: it is in $STATE/admin-token"
 if [ -n "${BC_DEMO_KEEP:-}" ]; then
   echo "cluster left running; stop it with: deploy/local-cluster.sh down"
 fi

@@ -18,6 +18,14 @@
 # "none": no read-through, no demo origin).  Each process gets
 # $BC_START_TIMEOUT seconds (default 60) to start listening: the wait ends
 # as soon as it listens, or at once, with its log's last lines, when it dies.
+#
+# Secured as a real deployment is (docs/security.md): `up` generates an
+# admin token and two ZooKeeper identities in the state folder (mode 0600):
+#   admin-token   the consoles' and nodes' admin token
+#   zk-auth       the writer identity (consoles, nodes, this script's CLI)
+#   zk-read-auth  a read-only identity, for clients that only route
+# and creates the cluster under ZooKeeper ACLs.  The CLI then needs
+#   --zk-auth-file STATE/zk-auth --auth-token-file STATE/admin-token
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +40,10 @@ ORIGIN_ARGS=()
 [ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
 ZK="127.0.0.1:$ZK_PORT"
 NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
-CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER"
+TOKEN="$STATE/admin-token"
+ZK_AUTH="$STATE/zk-auth"
+ZK_READ_AUTH="$STATE/zk-read-auth"
+CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -73,6 +84,17 @@ wait_port() {  # port name what
 port_free() {  # port what
   port_open "$1" && die "port $1 for $2 is taken by another program (set BC_BASE_PORT)"
   return 0
+}
+
+random_hex() {  # bytes
+  head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
+}
+
+secrets_up() {  # fresh credentials, readable by this user only
+  (umask 077
+   random_hex 24 >"$TOKEN"
+   echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
+   echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
 }
 
 start_bg() {  # name command...
@@ -121,13 +143,14 @@ console_up() {  # index
   local port=$((BASE + 90 + $1))
   port_free "$port" "console $1"
   start_bg "console-$1" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
-    --admin-port "$port"
+    --admin-port "$port" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
   wait_port "$port" "console-$1" "console $1"
 }
 
 # Whether the node whose admin port is $1 has registered in its group.
 registered() {
-  curl -fsS --max-time 2 "http://127.0.0.1:$1/stats" 2>/dev/null |
+  curl -fsS --max-time 2 -H "Authorization: Bearer $(cat "$TOKEN")" \
+    "http://127.0.0.1:$1/stats" 2>/dev/null |
     grep -Eq '"registrations":[[:space:]]*[1-9]'
 }
 
@@ -139,7 +162,8 @@ group_up() {  # gid
     port_free $((port + 1)) "node $i of group $g"
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
       --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
-      --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}"
+      --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
     wait_port "$port" "node-g$g-$i" "node $i of group $g"
     wait_port $((port + 1)) "node-g$g-$i" "node $i of group $g (admin port)"
     # The first node registered becomes primary: node 0, once it is in.
@@ -158,15 +182,18 @@ cmd_up() {
   [ -e "$STATE/zookeeper.pid" ] && die "already up (run: $0 down)"
   mkdir -p "$STATE"
   : >"$STATE/groups"
+  secrets_up
   zk_up
   origin_up
-  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
+  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" --read-auth-file "$ZK_READ_AUTH" >/dev/null
   # Groups first: the first console then finds them all and spreads the
   # (still empty) buckets over every group at once, no data to move.
   for g in $(seq 1 "$groups"); do group_up "$g"; done
   console_up 0
   console_up 1
   echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  echo "CLI: $CLI status"
 }
 
 cmd_add_group() {
@@ -206,5 +233,5 @@ case "${1:-}" in
   add-group) cmd_add_group ;;
   status) cmd_status ;;
   down) cmd_down ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -61,7 +61,7 @@
 #include "origin/origin_http.h"
 #include "repl/repl.h"
 
-#define ADMIN_DEFAULT_MAX_CONNS 64u
+#define ADMIN_DEFAULT_MAX_CONNS 2048u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u
 #define MAX_QUERY_PARAMS        8
 
@@ -80,6 +80,7 @@ struct bc_admin {
     bc_origin_http_t *origin_http; /* owned: GETs parked for fills */
     uint32_t max_conns;
     bc_httpd_t *httpd;
+    bool has_token;             /* an admin token is configured */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -198,6 +199,18 @@ handle_health(void *ctx, bc_http_req_t *req)
 
     if (doc == NULL) return MHD_NO;
     cJSON_AddStringToObject(doc, "status", "ok");
+    if (admin->has_token && !req->authenticated) {
+        /* Open to load balancers: what they route on, nothing more
+         * (docs/security.md). */
+        cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
+        if (admin->cluster != NULL) {
+            bc_node_cluster_info_t ci;
+            bc_node_cluster_get_info(admin->cluster, &ci);
+            cJSON_AddStringToObject(doc, "role", ci.primary ? "primary" : "backup");
+            cJSON_AddBoolToObject(doc, "zookeeper_connected", ci.connected);
+        }
+        return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+    }
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
@@ -1148,7 +1161,15 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .routes = admin_routes,
         .nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]),
         .ctx = admin,
+        /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
+        .auth = config->auth,
+        .insecure_no_auth = config->insecure_no_auth,
+        .public_paths = "/health",
+        .private_paths = "/v1/migrate/export",   /* holds a bucket read-only, arms trackers */
+        .body_types = "application/octet-stream, application/json",
+        .max_conns_per_ip = config->max_conns_per_ip,
     };
+    admin->has_token = config->auth != NULL;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);

@@ -39,6 +39,13 @@
  *                           bucket migration between primaries (migrate.h;
  *                           404 when standalone)
  *
+ *   ACCESS (common/bc_httpd.h, docs/security.md): with an admin token,
+ *   PUT/DELETE/POST and GET /v1/migrate/export (it holds a bucket) need
+ *   it; listening beyond loopback, everything but /health does.  /health
+ *   then shows only status, mode, role and zookeeper_connected to a
+ *   request without the token.  Bodies are application/octet-stream
+ *   (the default) or application/json.
+ *
  *   {key} is percent-decoded; it must then be 1..250 bytes without control
  *   characters or spaces (memcached's key rule), else 400.  Every error is an
  *   HTTP status with a JSON body {"error":"..."}; unknown paths 404, other
@@ -60,6 +67,7 @@
 #ifndef BC_ADMIN_H
 #define BC_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,11 +79,17 @@
 
 typedef struct bc_admin bc_admin_t;
 
+struct bc_auth;
+
 typedef struct bc_admin_config {
     const char *listen_addr;   /* IPv4/IPv6 literal or host name; copied */
     uint16_t port;             /* 0 = any free port (see bc_admin_port) */
-    uint32_t max_conns;        /* concurrent HTTP connections; 0 = 64 */
+    uint32_t max_conns;        /* concurrent HTTP connections; 0 = 2048 */
     uint32_t conn_timeout_s;   /* idle connection timeout; 0 = 10 s */
+    /* Access (common/bc_httpd.h ACCESS; docs/security.md) */
+    uint32_t max_conns_per_ip; /* 0 = 256 */
+    struct bc_auth *auth;      /* the admin token; borrowed, outlives the server; NULL: none */
+    bool insecure_no_auth;     /* beyond loopback without a token, on purpose */
 } bc_admin_config_t;
 
 /*

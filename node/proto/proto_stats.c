@@ -123,6 +123,7 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_STR(pc, "eviction_policy", bc_cache_policy_name(env->cache));
     STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
     STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
+    STAT_U64(pc, "idle_timeout", env->idle_timeout);
     REPLY(pc, "END\r\n");
 }
 

@@ -146,6 +146,7 @@ typedef struct bc_proto_env {
     uint32_t nthreads;
     int backlog;
     size_t max_conn_buffer;
+    uint32_t idle_timeout;     /* seconds, 0 = off (-o idle_timeout) */
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
     /* Cluster routing (cluster.h): a key whose bucket this node may not

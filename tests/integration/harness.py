@@ -525,9 +525,10 @@ class Console:
     they say so, and a group added to them owning nothing until asked."""
 
     def __init__(self, zk, cluster, *args, session_timeout_ms=SESSION_MS, wait=True,
-                 migrations=False):
+                 migrations=False, token=None):
         self.zk = zk
         self.cluster = cluster
+        self.token = token       # the admin token, when --auth-token-file is among args
         self.admin_port = free_port()
         argv = [CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
                 "--admin-port", str(self.admin_port),
@@ -541,7 +542,12 @@ class Console:
             wait_for(lambda: self.health()["election_node"], what="console in the election")
 
     def health(self):
-        return http_json(self.admin_port, "GET", "/health")[1]
+        if self.token is None:
+            return http_json(self.admin_port, "GET", "/health")[1]
+        import json
+        data = http(self.admin_port, "GET", "/health",
+                    headers={"Authorization": "Bearer " + self.token})[2]
+        return json.loads(data.decode() or "null")
 
     def is_active(self):
         try:
