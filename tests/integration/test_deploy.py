@@ -126,7 +126,11 @@ def test_local_cluster_up_add_group_down():
             for n in g["nodes"]:
                 port = int(n["data"].rsplit(":", 1)[1])
                 assert n["admin"] == "127.0.0.1:%d" % (port + 69), n
-                st, doc = harness.http_json(port + 69, "GET", "/health")
+                with open(os.path.join(state, "admin-token")) as f:
+                    token = f.read().strip()
+                st, _, body = harness.http(port + 69, "GET", "/health",
+                                           headers={"Authorization": "Bearer " + token})
+                doc = json.loads(body)
                 assert st == 200 and doc["group"] == g["gid"], doc
         rc, out, err = run(env, "add-group", timeout=300)
         assert rc == 0 and "group 3 started" in out, (out, err)
