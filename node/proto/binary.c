@@ -326,16 +326,17 @@ fwd_ctx(bc_proto_conn_t *pc, const bin_req_t *r, bc_store_mode_t mode)
 #define META_KEY_MAX 352
 
 /*
- * The key as a meta token in out: as it is when every byte is printable
- * ASCII, else base64 followed by " b".  Returns the token's length, 0 when
+ * The key as a meta token in out (NUL-terminated): as it is when every
+ * byte is printable ASCII, else base64 (*b64: the request needs "b").  Returns the token's length, 0 when
  * the key cannot travel as a meta key (a base64 key over 250 bytes --
  * memcached's limit applies to the token -- i.e. a key of more than 187
  * bytes with other bytes).
  */
 static size_t
-meta_key(const char *key, size_t nkey, char *out)
+meta_key(const char *key, size_t nkey, char *out, bool *b64)
 {
     bool plain = true;
+    *b64 = false;
     for (size_t i = 0; i < nkey && plain; i++) {
         unsigned char c = (unsigned char)key[i];
         plain = c > 0x20 && c < 0x7f;
@@ -347,8 +348,9 @@ meta_key(const char *key, size_t nkey, char *out)
     }
     size_t n = bc_mc_meta_base64_encode(key, nkey, out, META_KEY_MAX - 3);
     if (n == 0 || n > BC_MC_KEY_MAX_LEN) return 0;
-    memcpy(out + n, " b", 3);
-    return n + 2;
+    out[n] = '\0';
+    *b64 = true;
+    return n;
 }
 
 /* A binary exptime as a meta T/N value (int32: later ones are clamped). */
@@ -590,13 +592,14 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
     if (a == BC_PROTO_REFUSE) return;
     if (a == BC_PROTO_FORWARD) {
         char k[META_KEY_MAX];
-        if (meta_key(r->key, r->nkey, k) == 0) {
+        bool b64;
+        if (meta_key(r->key, r->nkey, k, &b64) == 0) {
             put_unforwardable(pc, r);
         } else if (!touch) {
-            fwd_meta(pc, r, &route, "mg %s v f c\r\n", k);
+            fwd_meta(pc, r, &route, "mg %s%s v f c\r\n", k, b64 ? " b" : "");
         } else {
-            fwd_meta(pc, r, &route, "mg %s%s f c T%" PRId64 "\r\n", k, value ? " v" : "",
-                     meta_ttl(exp));
+            fwd_meta(pc, r, &route, "mg %s%s%s f c T%" PRId64 "\r\n", k, b64 ? " b" : "",
+                     value ? " v" : "", meta_ttl(exp));
         }
         return;
     }
@@ -665,13 +668,16 @@ fwd_store(bc_proto_conn_t *pc, const bin_req_t *r, const bc_proto_route_t *route
           uint32_t exp)
 {
     char k[META_KEY_MAX];
-    if (meta_key(r->key, r->nkey, k) == 0) {
+    bool b64;
+    const char *bf;
+    if (meta_key(r->key, r->nkey, k, &b64) == 0) {
         put_unforwardable(pc, r);
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = vlen;
         if (vlen == 0) pc->state = BC_PROTO_LINE;
         return;
     }
+    bf = b64 ? " b" : "";
     /* BEHAVIOR: a value larger than this node's item limit is not buffered
      * to be forwarded: E2BIG here, a set removing the owner's old value
      * first, as memcached does (proto_fwd.c fwd_too_large for text). */
@@ -693,7 +699,7 @@ fwd_store(bc_proto_conn_t *pc, const bin_req_t *r, const bc_proto_route_t *route
             pc->oom = true;
             return;
         }
-        int n = snprintf(buf, cap, "md %s q\r\nmn\r\n", k);
+        int n = snprintf(buf, cap, "md %s%s q\r\nmn\r\n", k, bf);
         bc__proto_fwd_command_bin(pc, route, buf, (size_t)n, compose, c);
         return;
     }
@@ -704,12 +710,12 @@ fwd_store(bc_proto_conn_t *pc, const bin_req_t *r, const bc_proto_route_t *route
     char cas[32] = "";
     if (r->cas != 0) snprintf(cas, sizeof(cas), " C%" PRIu64, r->cas);
     if (mode == BC_STORE_APPEND || mode == BC_STORE_PREPEND) {
-        n = snprintf(line, sizeof(line), "ms %s %" PRIu32 " M%c%s c\r\n", k, vlen,
+        n = snprintf(line, sizeof(line), "ms %s %" PRIu32 "%s M%c%s c\r\n", k, vlen, bf,
                      mode_letter(mode), cas);
     } else {
         n = snprintf(line, sizeof(line),
-                     "ms %s %" PRIu32 " F%" PRIu32 " T%" PRId64 " M%c%s c\r\n", k, vlen, flags,
-                     meta_ttl(exp), mode_letter(mode), cas);
+                     "ms %s %" PRIu32 "%s F%" PRIu32 " T%" PRId64 " M%c%s c\r\n", k, vlen, bf,
+                     flags, meta_ttl(exp), mode_letter(mode), cas);
     }
     static const char tail[] = "\r\nmn\r\n";
     char *buf = malloc((size_t)n + vlen + sizeof(tail));
@@ -859,12 +865,13 @@ bin_delete(bc_proto_conn_t *pc, const bin_req_t *r)
     if (a == BC_PROTO_REFUSE) return;
     if (a == BC_PROTO_FORWARD) {
         char k[META_KEY_MAX], cas[32] = "";
-        if (meta_key(r->key, r->nkey, k) == 0) {
+        bool b64;
+        if (meta_key(r->key, r->nkey, k, &b64) == 0) {
             put_unforwardable(pc, r);
             return;
         }
         if (r->cas != 0) snprintf(cas, sizeof(cas), " C%" PRIu64, r->cas);
-        fwd_meta(pc, r, &route, "md %s%s\r\n", k, cas);
+        fwd_meta(pc, r, &route, "md %s%s%s\r\n", k, b64 ? " b" : "", cas);
         return;
     }
     bc__proto_detail_delete(pc->env, r->key, r->nkey);
@@ -898,7 +905,8 @@ bin_arith(bc_proto_conn_t *pc, const bin_req_t *r)
     if (a == BC_PROTO_REFUSE) return;
     if (a == BC_PROTO_FORWARD) {
         char k[META_KEY_MAX], cas[32] = "", viv[64] = "";
-        if (meta_key(r->key, r->nkey, k) == 0) {
+        bool b64;
+        if (meta_key(r->key, r->nkey, k, &b64) == 0) {
             put_unforwardable(pc, r);
             return;
         }
@@ -906,8 +914,8 @@ bin_arith(bc_proto_conn_t *pc, const bin_req_t *r)
         if (exp != 0xffffffffu) {
             snprintf(viv, sizeof(viv), " N%" PRId64 " J%" PRIu64, meta_ttl(exp), initial);
         }
-        fwd_meta(pc, r, &route, "ma %s v c D%" PRIu64 " M%c%s%s\r\n", k, delta,
-                 incr ? 'I' : 'D', viv, cas);
+        fwd_meta(pc, r, &route, "ma %s%s v c D%" PRIu64 " M%c%s%s\r\n", k, b64 ? " b" : "",
+                 delta, incr ? 'I' : 'D', viv, cas);
         return;
     }
     /* memcached: a miss creates the key with `initial` unless the expiry
