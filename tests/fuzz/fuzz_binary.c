@@ -2,7 +2,8 @@
  * fuzz_binary.c -- libFuzzer target: arbitrary client bytes through the
  * node's binary-protocol executor (node/proto/binary.c) on a real
  * in-process cache, the connection made binary by a first byte of 0x80
- * (the executor's -B auto detection).
+ * (the executor's -B auto detection): the input's own, or one put in
+ * front of it.
  *
  * It plays the part of server.c as fuzz_proto_text.c does: the input
  * arrives in chunks whose sizes come from the input itself, unconsumed
@@ -140,9 +141,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data++;
         size--;
     }
-    /* The binary magic first: the connection speaks binary. */
-    rbuf[0] = (char)BC_BIN_REQ_MAGIC;
-    rlen = 1;
+    /* The binary magic first, so that the connection speaks binary: the
+     * input's own when it starts with it, else one put in front. */
+    if (size == 0 || data[0] != BC_BIN_REQ_MAGIC) {
+        rbuf[0] = (char)BC_BIN_REQ_MAGIC;
+        rlen = 1;
+    }
     bc_status_t st = BC_OK;
     while (st == BC_OK && (pos < size || rlen > 0)) {
         seed = seed * 1103515245u + 12345u;
