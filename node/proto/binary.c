@@ -67,36 +67,36 @@
 /* ------------------------------------------------------------------------ */
 
 void
-bc_bin_header_decode(const void *p, bc_bin_header_t *h)
+bc_binary_header_decode(const void *p, bc_binary_header_t *h)
 {
     const unsigned char *b = p;
     h->magic = b[0];
     h->opcode = b[1];
-    h->keylen = bc_bin_get16(b + 2);
+    h->keylen = bc_binary_get16(b + 2);
     h->extlen = b[4];
-    h->bodylen = bc_bin_get32(b + 8);
+    h->bodylen = bc_binary_get32(b + 8);
     memcpy(&h->opaque, b + 12, 4);
-    h->cas = bc_bin_get64(b + 16);
+    h->cas = bc_binary_get64(b + 16);
 }
 
 void
-bc_bin_response_header(void *out, uint8_t opcode, uint16_t status, uint8_t extlen,
+bc_binary_response_header(void *out, uint8_t opcode, uint16_t status, uint8_t extlen,
                        uint16_t keylen, uint32_t bodylen, uint32_t opaque, uint64_t cas)
 {
     unsigned char *b = out;
     b[0] = BC_BIN_RES_MAGIC;
     b[1] = opcode;
-    bc_bin_put16(b + 2, keylen);
+    bc_binary_put16(b + 2, keylen);
     b[4] = extlen;
     b[5] = 0;
-    bc_bin_put16(b + 6, status);
-    bc_bin_put32(b + 8, bodylen);
+    bc_binary_put16(b + 6, status);
+    bc_binary_put32(b + 8, bodylen);
     memcpy(b + 12, &opaque, 4);
-    bc_bin_put64(b + 16, cas);
+    bc_binary_put64(b + 16, cas);
 }
 
 uint8_t
-bc_bin_unquiet(uint8_t opcode, bool *quiet)
+bc_binary_unquiet(uint8_t opcode, bool *quiet)
 {
     *quiet = true;
     switch (opcode) {
@@ -119,7 +119,7 @@ bc_bin_unquiet(uint8_t opcode, bool *quiet)
 }
 
 const char *
-bc_bin_status_text(uint16_t status)
+bc_binary_status_text(uint16_t status)
 {
     switch (status) {
     case BC_BIN_ENOMEM: return "Out of memory";
@@ -158,7 +158,7 @@ put_reply(bc_proto_conn_t *pc, bc_outq_t *q, bin_id_t id, uint16_t status, const
         pc->oom = true;
         return;
     }
-    bc_bin_response_header(p, id.opcode, status, extlen, nkey, (uint32_t)extlen + nkey + vlen,
+    bc_binary_response_header(p, id.opcode, status, extlen, nkey, (uint32_t)extlen + nkey + vlen,
                            id.opaque, cas);
     if (extlen > 0) memcpy(p + BC_BIN_HEADER_LEN, ext, extlen);
     if (nkey > 0) memcpy(p + BC_BIN_HEADER_LEN + extlen, key, nkey);
@@ -183,7 +183,7 @@ put_error(bc_proto_conn_t *pc, bc_outq_t *q, bin_id_t id, uint16_t status, const
           size_t nmsg)
 {
     if (msg == NULL) {
-        msg = bc_bin_status_text(status);
+        msg = bc_binary_status_text(status);
         nmsg = strlen(msg);
     }
     put_reply(pc, q, id, status, NULL, 0, NULL, 0, msg, (uint32_t)nmsg, 0);
@@ -482,7 +482,7 @@ compose(bc_proto_conn_t *pc, void *arg, const char *text, size_t len, bc_outq_t 
         const char *v = text + m.next;
         if (is_get) {
             unsigned char ext[4];
-            bc_bin_put32(ext, (uint32_t)m.flags);
+            bc_binary_put32(ext, (uint32_t)m.flags);
             put_reply(pc, dst, c->id, BC_BIN_OK, ext, 4, with_key ? c->key : NULL,
                       with_key ? c->nkey : 0, v, (uint32_t)m.vlen, m.cas);
             return;
@@ -493,7 +493,7 @@ compose(bc_proto_conn_t *pc, void *arg, const char *text, size_t len, bc_outq_t 
         }
         if (!c->quiet) {
             unsigned char body[8];
-            bc_bin_put64(body, num);
+            bc_binary_put64(body, num);
             put_reply(pc, dst, c->id, BC_BIN_OK, NULL, 0, NULL, 0, (const char *)body, 8, m.cas);
         }
         return;
@@ -501,7 +501,7 @@ compose(bc_proto_conn_t *pc, void *arg, const char *text, size_t len, bc_outq_t 
     if (code_is(&m, "HD")) {
         if (c->cmd == BC_BIN_TOUCH) {
             unsigned char ext[4];
-            bc_bin_put32(ext, (uint32_t)m.flags);
+            bc_binary_put32(ext, (uint32_t)m.flags);
             put_reply(pc, dst, c->id, BC_BIN_OK, ext, 4, NULL, 0, NULL, 0, m.cas);
         } else {
             put_done(pc, dst, c->id, c->quiet, c->cmd == BC_BIN_DELETE ? 0 : m.cas);
@@ -584,7 +584,7 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
     bool touch = r->cmd == BC_BIN_TOUCH || r->cmd == BC_BIN_GAT || r->cmd == BC_BIN_GATK;
     bool with_key = r->cmd == BC_BIN_GETK || r->cmd == BC_BIN_GATK;
     bool value = r->cmd != BC_BIN_TOUCH;
-    uint32_t exp = touch ? bc_bin_get32(r->ext) : 0;
+    uint32_t exp = touch ? bc_binary_get32(r->ext) : 0;
     uint32_t hash = bc_hash_key(r->key, r->nkey);
     bc_proto_route_t route;
 
@@ -622,7 +622,7 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
         return;
     }
     unsigned char ext[4];
-    bc_bin_put32(ext, it->flags);
+    bc_binary_put32(ext, it->flags);
     uint32_t vlen = value ? bc_item_value_len(it) : 0;
     if (vlen <= BC_PROTO_COPY_MAX) {
         put_reply(pc, &pc->out, r->id, BC_BIN_OK, ext, 4, with_key ? r->key : NULL,
@@ -639,7 +639,7 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
         pc->oom = true;
         return;
     }
-    bc_bin_response_header(p, r->id.opcode, BC_BIN_OK, 4, nkey, 4u + nkey + vlen, r->id.opaque,
+    bc_binary_response_header(p, r->id.opcode, BC_BIN_OK, 4, nkey, 4u + nkey + vlen, r->id.opaque,
                            it->cas);
     memcpy(p + BC_BIN_HEADER_LEN, ext, 4);
     if (nkey > 0) memcpy(p + BC_BIN_HEADER_LEN + 4, r->key, nkey);
@@ -746,8 +746,8 @@ bin_store(bc_proto_conn_t *pc, const bin_req_t *r)
     bc_cache_t *cache = pc->env->cache;
     bool concat = r->cmd == BC_BIN_APPEND || r->cmd == BC_BIN_PREPEND;
     uint32_t vlen = r->bodylen - r->nkey - r->extlen;
-    uint32_t flags = concat ? 0 : bc_bin_get32(r->ext);
-    uint32_t exp = concat ? 0 : bc_bin_get32(r->ext + 4);
+    uint32_t flags = concat ? 0 : bc_binary_get32(r->ext);
+    uint32_t exp = concat ? 0 : bc_binary_get32(r->ext + 4);
     bc_store_mode_t mode, reply_mode;
     switch (r->cmd) {
     case BC_BIN_ADD: reply_mode = BC_STORE_ADD; break;
@@ -815,7 +815,7 @@ bc__proto_bin_store_finish(bc_proto_conn_t *pc)
     bc_item_t *it = pc->item;
     bin_id_t id = {.opcode = pc->bin.opcode, .opaque = pc->bin.opaque};
     bool quiet;
-    (void)bc_bin_unquiet(id.opcode, &quiet);
+    (void)bc_binary_unquiet(id.opcode, &quiet);
     char *v = bc_item_value(it);
 
     pc->item = NULL;
@@ -896,8 +896,8 @@ static void
 bin_arith(bc_proto_conn_t *pc, const bin_req_t *r)
 {
     bool incr = r->cmd == BC_BIN_INCREMENT;
-    uint64_t delta = bc_bin_get64(r->ext), initial = bc_bin_get64(r->ext + 8);
-    uint32_t exp = bc_bin_get32(r->ext + 16);
+    uint64_t delta = bc_binary_get64(r->ext), initial = bc_binary_get64(r->ext + 8);
+    uint32_t exp = bc_binary_get32(r->ext + 16);
     uint32_t hash = bc_hash_key(r->key, r->nkey);
     bc_proto_route_t route;
 
@@ -941,7 +941,7 @@ bin_arith(bc_proto_conn_t *pc, const bin_req_t *r)
     case BC_OK:
         if (!r->quiet) {
             unsigned char body[8];
-            bc_bin_put64(body, m.value);
+            bc_binary_put64(body, m.value);
             put_reply(pc, &pc->out, r->id, BC_BIN_OK, NULL, 0, NULL, 0, (const char *)body, 8,
                       m.cas);
         }
@@ -959,7 +959,7 @@ bin_flush(bc_proto_conn_t *pc, const bin_req_t *r)
 {
     bc_cache_t *cache = pc->env->cache;
     bc_node_cluster_t *cl = pc->env->cluster;
-    uint32_t delay = r->extlen == 4 ? bc_bin_get32(r->ext) : 0;
+    uint32_t delay = r->extlen == 4 ? bc_binary_get32(r->ext) : 0;
     bool here = cl == NULL || bc_node_cluster_is_primary(cl) || pc->fwd == NULL || pc->peer;
     if (here) bc_cache_flush(cache, delay > 0 ? bc_cache_exptime_abs(cache, delay) : 0);
     bc_stats_incr(pc->stats, cmd_flush);
@@ -1144,10 +1144,10 @@ error_swallow(bc_proto_conn_t *pc, bin_id_t id, uint16_t status, uint64_t n)
 bc_status_t
 bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len, size_t *used)
 {
-    bc_bin_header_t h;
+    bc_binary_header_t h;
     *used = 0;
     if (len < BC_BIN_HEADER_LEN) return BC_OK;
-    bc_bin_header_decode(buf, &h);
+    bc_binary_header_decode(buf, &h);
     bin_id_t id = {.opcode = h.opcode, .opaque = h.opaque};
     if (h.magic != BC_BIN_REQ_MAGIC) {
         log_debug("connection %d: bad binary magic 0x%02x, closing", pc->id, h.magic);
@@ -1174,7 +1174,7 @@ bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len, size_t *u
         .ext = (const unsigned char *)buf + BC_BIN_HEADER_LEN,
         .key = buf + BC_BIN_HEADER_LEN + h.extlen,
     };
-    r.cmd = bc_bin_unquiet(h.opcode, &r.quiet);
+    r.cmd = bc_binary_unquiet(h.opcode, &r.quiet);
     uint8_t ext = h.extlen;
     uint16_t nkey = h.keylen;
     uint32_t body = h.bodylen;

@@ -30,7 +30,7 @@
 #define BC_BIN_REQ_MAGIC  0x80u
 #define BC_BIN_RES_MAGIC  0x81u
 
-typedef enum bc_bin_opcode {
+typedef enum bc_binary_opcode {
     BC_BIN_GET = 0x00,
     BC_BIN_SET = 0x01,
     BC_BIN_ADD = 0x02,
@@ -67,9 +67,9 @@ typedef enum bc_bin_opcode {
     BC_BIN_SASL_STEP = 0x22,
     BC_BIN_GATK = 0x23,
     BC_BIN_GATKQ = 0x24,
-} bc_bin_opcode_t;
+} bc_binary_opcode_t;
 
-typedef enum bc_bin_status {
+typedef enum bc_binary_status {
     BC_BIN_OK = 0x00,
     BC_BIN_KEY_ENOENT = 0x01,
     BC_BIN_KEY_EEXISTS = 0x02,
@@ -84,10 +84,10 @@ typedef enum bc_bin_status {
     BC_BIN_ENOMEM = 0x82,
     /* a forwarded command's owner could not answer */
     BC_BIN_ETMPFAIL = 0x86,
-} bc_bin_status_t;
+} bc_binary_status_t;
 
 /* A request header, decoded. */
-typedef struct bc_bin_header {
+typedef struct bc_binary_header {
     uint8_t magic;
     uint8_t opcode;
     uint16_t keylen;
@@ -95,35 +95,35 @@ typedef struct bc_bin_header {
     uint32_t bodylen;
     uint32_t opaque;           /* as it came (not byte-swapped): echoed */
     uint64_t cas;
-} bc_bin_header_t;
+} bc_binary_header_t;
 
 static inline uint16_t
-bc_bin_get16(const unsigned char *p)
+bc_binary_get16(const unsigned char *p)
 {
     return (uint16_t)((unsigned)p[0] << 8 | p[1]);
 }
 
 static inline uint32_t
-bc_bin_get32(const unsigned char *p)
+bc_binary_get32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static inline uint64_t
-bc_bin_get64(const unsigned char *p)
+bc_binary_get64(const unsigned char *p)
 {
-    return (uint64_t)bc_bin_get32(p) << 32 | bc_bin_get32(p + 4);
+    return (uint64_t)bc_binary_get32(p) << 32 | bc_binary_get32(p + 4);
 }
 
 static inline void
-bc_bin_put16(unsigned char *p, uint16_t v)
+bc_binary_put16(unsigned char *p, uint16_t v)
 {
     p[0] = (unsigned char)(v >> 8);
     p[1] = (unsigned char)v;
 }
 
 static inline void
-bc_bin_put32(unsigned char *p, uint32_t v)
+bc_binary_put32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)(v >> 24);
     p[1] = (unsigned char)(v >> 16);
@@ -132,23 +132,23 @@ bc_bin_put32(unsigned char *p, uint32_t v)
 }
 
 static inline void
-bc_bin_put64(unsigned char *p, uint64_t v)
+bc_binary_put64(unsigned char *p, uint64_t v)
 {
-    bc_bin_put32(p, (uint32_t)(v >> 32));
-    bc_bin_put32(p + 4, (uint32_t)v);
+    bc_binary_put32(p, (uint32_t)(v >> 32));
+    bc_binary_put32(p + 4, (uint32_t)v);
 }
 
 /* Decodes the 24 bytes at p. */
-void bc_bin_header_decode(const void *p, bc_bin_header_t *h);
+void bc_binary_header_decode(const void *p, bc_binary_header_t *h);
 
 /* Writes a response header into out[0..24). */
-void bc_bin_response_header(void *out, uint8_t opcode, uint16_t status, uint8_t extlen,
+void bc_binary_response_header(void *out, uint8_t opcode, uint16_t status, uint8_t extlen,
                             uint16_t keylen, uint32_t bodylen, uint32_t opaque, uint64_t cas);
 
 /* The non-quiet opcode of a quiet one; *quiet tells whether it was. */
-uint8_t bc_bin_unquiet(uint8_t opcode, bool *quiet);
+uint8_t bc_binary_unquiet(uint8_t opcode, bool *quiet);
 
 /* memcached's text for an error status ("Not found", ...). */
-const char *bc_bin_status_text(uint16_t status);
+const char *bc_binary_status_text(uint16_t status);
 
 #endif

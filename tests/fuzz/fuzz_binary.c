@@ -86,8 +86,8 @@ check_reply_stream(const sink_t *out)
     while (pos + BC_BIN_HEADER_LEN <= out->len) {
         const unsigned char *p = (const unsigned char *)out->buf + pos;
         CHECK(p[0] == BC_BIN_RES_MAGIC);
-        uint16_t keylen = bc_bin_get16(p + 2);
-        uint32_t bodylen = bc_bin_get32(p + 8);
+        uint16_t keylen = bc_binary_get16(p + 2);
+        uint32_t bodylen = bc_binary_get32(p + 8);
         CHECK((uint32_t)keylen + p[4] <= bodylen);
         CHECK(p[5] == 0);
         if (pos + BC_BIN_HEADER_LEN + bodylen > out->len) return;   /* closed midway */

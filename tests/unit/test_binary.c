@@ -78,11 +78,11 @@ pkt(unsigned char *out, uint8_t op, const void *key, uint16_t nkey, const void *
     memset(out, 0, 24);
     out[0] = BC_BIN_REQ_MAGIC;
     out[1] = op;
-    bc_bin_put16(out + 2, nkey);
+    bc_binary_put16(out + 2, nkey);
     out[4] = next;
-    bc_bin_put32(out + 8, (uint32_t)next + nkey + nval);
-    bc_bin_put32(out + 12, opaque);
-    bc_bin_put64(out + 16, cas);
+    bc_binary_put32(out + 8, (uint32_t)next + nkey + nval);
+    bc_binary_put32(out + 12, opaque);
+    bc_binary_put64(out + 16, cas);
     size_t n = 24;
     if (next) memcpy(out + n, ext, next);
     n += next;
@@ -97,8 +97,8 @@ set_pkt(unsigned char *out, uint8_t op, const char *key, const char *val, uint32
         uint64_t cas, uint32_t opaque)
 {
     unsigned char ext[8];
-    bc_bin_put32(ext, flags);
-    bc_bin_put32(ext + 4, 0);
+    bc_binary_put32(ext, flags);
+    bc_binary_put32(ext + 4, 0);
     return pkt(out, op, key, (uint16_t)strlen(key), ext, 8, val, (uint32_t)strlen(val), cas,
                opaque);
 }
@@ -166,10 +166,10 @@ expect(const unsigned char *out, size_t len, size_t *pos, uint8_t op, uint16_t s
     const unsigned char *p = out + *pos;
     assert_int_equal(p[0], BC_BIN_RES_MAGIC);
     assert_int_equal(p[1], op);
-    assert_int_equal(bc_bin_get16(p + 6), status);
-    assert_int_equal(bc_bin_get32(p + 12), opaque);
-    uint32_t bodylen = bc_bin_get32(p + 8);
-    uint32_t skip = p[4] + bc_bin_get16(p + 2);
+    assert_int_equal(bc_binary_get16(p + 6), status);
+    assert_int_equal(bc_binary_get32(p + 12), opaque);
+    uint32_t bodylen = bc_binary_get32(p + 8);
+    uint32_t skip = p[4] + bc_binary_get16(p + 2);
     assert_true(*pos + 24 + bodylen <= len);
     if (value != NULL) {
         assert_int_equal(bodylen - skip, strlen(value));
@@ -183,24 +183,24 @@ test_header_helpers(void **state)
 {
     (void)state;
     unsigned char b[24];
-    bc_bin_response_header(b, 0x0c, BC_BIN_KEY_ENOENT, 4, 3, 10, 0x11223344u, 42);
+    bc_binary_response_header(b, 0x0c, BC_BIN_KEY_ENOENT, 4, 3, 10, 0x11223344u, 42);
     assert_int_equal(b[0], 0x81);
-    assert_int_equal(bc_bin_get16(b + 2), 3);
+    assert_int_equal(bc_binary_get16(b + 2), 3);
     assert_int_equal(b[4], 4);
-    assert_int_equal(bc_bin_get16(b + 6), 1);
-    assert_int_equal(bc_bin_get32(b + 8), 10);
-    assert_true(bc_bin_get64(b + 16) == 42);
-    bc_bin_header_t h;
+    assert_int_equal(bc_binary_get16(b + 6), 1);
+    assert_int_equal(bc_binary_get32(b + 8), 10);
+    assert_true(bc_binary_get64(b + 16) == 42);
+    bc_binary_header_t h;
     b[0] = 0x80;
-    bc_bin_header_decode(b, &h);
+    bc_binary_header_decode(b, &h);
     assert_int_equal(h.keylen, 3);
     assert_int_equal(h.bodylen, 10);
     bool q;
-    assert_int_equal(bc_bin_unquiet(BC_BIN_GATKQ, &q), BC_BIN_GATK);
+    assert_int_equal(bc_binary_unquiet(BC_BIN_GATKQ, &q), BC_BIN_GATK);
     assert_true(q);
-    assert_int_equal(bc_bin_unquiet(BC_BIN_NOOP, &q), BC_BIN_NOOP);
+    assert_int_equal(bc_binary_unquiet(BC_BIN_NOOP, &q), BC_BIN_NOOP);
     assert_false(q);
-    assert_string_equal(bc_bin_status_text(BC_BIN_KEY_EEXISTS), "Data exists for key.");
+    assert_string_equal(bc_binary_status_text(BC_BIN_KEY_EEXISTS), "Data exists for key.");
 }
 
 /* A text connection stays text; a binary one binary. */
@@ -243,12 +243,12 @@ test_split_anywhere(void **state)
     len += pkt(req + len, BC_BIN_GET, "b", 1, NULL, 0, NULL, 0, 0, 5);
     len += pkt(req + len, BC_BIN_APPENDQ, "a", 1, NULL, 0, "!", 1, 0, 6);
     unsigned char incr[20];
-    bc_bin_put64(incr, 2);
-    bc_bin_put64(incr + 8, 40);
-    bc_bin_put32(incr + 16, 0);
+    bc_binary_put64(incr, 2);
+    bc_binary_put64(incr + 8, 40);
+    bc_binary_put32(incr + 16, 0);
     len += pkt(req + len, BC_BIN_INCREMENT, "n", 1, incr, 20, NULL, 0, 0, 7);
     len += pkt(req + len, BC_BIN_INCREMENT, "n", 1, incr, 20, NULL, 0, 0, 8);
-    bc_bin_put32(incr + 16, 0xffffffffu);
+    bc_binary_put32(incr + 16, 0xffffffffu);
     len += pkt(req + len, BC_BIN_DECREMENT, "m", 1, incr, 20, NULL, 0, 0, 9);
     len += pkt(req + len, BC_BIN_DELETEQ, "zz", 2, NULL, 0, NULL, 0, 0, 10);
     len += pkt(req + len, BC_BIN_NOOP, NULL, 0, NULL, 0, NULL, 0, 0, 11);
@@ -267,18 +267,18 @@ test_split_anywhere(void **state)
     expect(whole, n1, &pos, BC_BIN_GETK, 0, 3, "hello");
     expect(whole, n1, &pos, BC_BIN_GET, 0, 5, "");
     expect(whole, n1, &pos, BC_BIN_INCREMENT, 0, 7, NULL);      /* created: 40 */
-    assert_true(bc_bin_get64(whole + pos - 8) == 40);
+    assert_true(bc_binary_get64(whole + pos - 8) == 40);
     expect(whole, n1, &pos, BC_BIN_INCREMENT, 0, 8, NULL);
-    assert_true(bc_bin_get64(whole + pos - 8) == 42);
+    assert_true(bc_binary_get64(whole + pos - 8) == 42);
     expect(whole, n1, &pos, BC_BIN_DECREMENT, BC_BIN_KEY_ENOENT, 9, "Not found");
     expect(whole, n1, &pos, BC_BIN_DELETEQ, BC_BIN_KEY_ENOENT, 10, "Not found");
     expect(whole, n1, &pos, BC_BIN_NOOP, 0, 11, "");
     assert_int_equal(pos, n1);
     /* CAS values differ between the runs (a fresh counter is not reset) */
     assert_int_equal(n1, n2);
-    for (size_t p = 0; p < n1; p += 24 + bc_bin_get32(whole + p + 8)) {
+    for (size_t p = 0; p < n1; p += 24 + bc_binary_get32(whole + p + 8)) {
         assert_memory_equal(whole + p, bytes + p, 16);
-        size_t body = bc_bin_get32(whole + p + 8);
+        size_t body = bc_binary_get32(whole + p + 8);
         assert_memory_equal(whole + p + 24, bytes + p + 24, body);
     }
     free(whole);
@@ -318,8 +318,8 @@ test_malformed(void **state)
 
     /* a key over 250 bytes: refused from the header, before its bytes */
     size_t len = pkt(req, BC_BIN_GET, NULL, 0, NULL, 0, NULL, 0, 0, 1);
-    bc_bin_put16(req + 2, 60000);
-    bc_bin_put32(req + 8, 60000);
+    bc_binary_put16(req + 2, 60000);
+    bc_binary_put32(req + 8, 60000);
     assert_int_equal(feed(f, req, len, len), BC_ECLOSED);
     n = drain(f, &out);
     pos = 0;
@@ -329,8 +329,8 @@ test_malformed(void **state)
     /* keylen over bodylen: unknown command, close */
     bc_proto_conn_release(&f->pc);
     bc_proto_conn_init(&f->pc, &f->env, &f->stats, 4);
-    bc_bin_put16(req + 2, 10);
-    bc_bin_put32(req + 8, 5);
+    bc_binary_put16(req + 2, 10);
+    bc_binary_put32(req + 8, 5);
     assert_int_equal(feed(f, req, len, len), BC_ECLOSED);
     n = drain(f, &out);
     pos = 0;
@@ -341,7 +341,7 @@ test_malformed(void **state)
     bc_proto_conn_release(&f->pc);
     bc_proto_conn_init(&f->pc, &f->env, &f->stats, 5);
     len = set_pkt(req, BC_BIN_SET, "k", "", 0, 0, 2);
-    bc_bin_put32(req + 8, 0xfffffff0u);
+    bc_binary_put32(req + 8, 0xfffffff0u);
     assert_int_equal(feed(f, req, len, len), BC_OK);
     n = drain(f, &out);
     pos = 0;
