@@ -408,6 +408,33 @@ def test_forwarded_getk():
         assert r[1] == 0 and r[2] == struct.pack(">I", 9) and r[3] == k and r[4] == b"v", r
 
 
+def test_refusals():
+    """A node that does not forward (a backup of group 1 with --no-forward)
+    refuses as in text: status 0x07 with the refusal's text; errors show
+    even in quiet mode, and a refused store's value is swallowed."""
+    backup = harness.ClusterNode(zk, CL, 1, "--no-forward", session_timeout_ms=10000)
+    k = key_of(2, "refused").encode()
+
+    def text_refusal():
+        c = backup.conn()
+        try:
+            line = c.cmd("get " + k.decode())
+        finally:
+            c.close()
+        return line if line.startswith(b"SERVER_ERROR MOVED") else None
+    line = harness.wait_for(text_refusal, what="the backup refuses group 2's keys")
+    want = line[len(b"SERVER_ERROR "):].rstrip(b"\r\n")
+    data = (pkt(0x0d, k, opaque=1) +
+            pkt(0x11, k, struct.pack(">II", 0, 0), b"v" * 30, opaque=2) +
+            pkt(0x05, k, struct.pack(">QQI", 1, 0, 0), opaque=3) +
+            pkt(0x0a, opaque=SENTINEL))
+    out, closed = exchange(backup.port, data)
+    r = parse(out)
+    assert not closed and [x[:2] + [x[4], x[5]] for x in r] == [
+        [0x0d, 7, want, 1], [0x11, 7, want, 2], [0x05, 7, want, 3], [0x0a, 0, b"", SENTINEL]], r
+    backup.stop()
+
+
 # ---------------------------------------------------------------------------
 # clients and tools
 
