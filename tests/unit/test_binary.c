@@ -381,7 +381,7 @@ static void
 test_backpressure(void **state)
 {
     fixture_t *f = *state;
-    static unsigned char req[24 * 200 + 64];
+    static unsigned char req[25 * 200 + 64];
     size_t len = set_pkt(req, BC_BIN_SETQ, "k", "0123456789", 0, 0, 1);
     size_t first = len;
     for (int i = 0; i < 200; i++) len += pkt(req + len, BC_BIN_GET, "k", 1, NULL, 0, NULL, 0, 0, 2);
