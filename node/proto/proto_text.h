@@ -26,6 +26,14 @@
  *   read()s the socket straight into the item, so a large value is copied
  *   once, by the kernel.
  *
+ * HOW: THE BINARY PROTOCOL
+ *   A connection whose first byte is 0x80 (BC_PROTO_BIN_MAGIC) speaks
+ *   memcached's binary protocol for good, as memcached's "-B auto": in
+ *   state LINE bc_proto_process hands its packets to binary.c
+ *   (bc__proto_bin_packet); a value goes through DATA / FWD_DATA / SWALLOW
+ *   as a text data block does (without its CRLF), and the replies use the
+ *   same output queue, holes and limits.
+ *
  * HOW: THE REPLIES
  *   Replies go into the connection's output queue (net/outq.h).  A value
  *   larger than BC_PROTO_COPY_MAX is NOT copied: the queue references the

@@ -4,7 +4,8 @@ compared with memcached 1.6.18 byte for byte (CAS values normalised):
   - seeded random packet streams -- every opcode, quiet forms mixed in,
     keys with control bytes, NUL, spaces and 250 bytes, CAS checks,
     incr/decr creating with an initial value or not (0xffffffff), values
-    over the item limit, unknown and SASL opcodes -- sent pipelined, to a
+    over the item limit, unknown and SASL opcodes -- sent pipelined (one
+    write, or pieces of 1 to 5000 bytes for even seeds), to a
     standalone node and to the non-owner node of a 2-group cluster (keys
     of the other group are forwarded as meta commands);
   - malformed packets, each on its own connection: keylen over bodylen,
@@ -61,11 +62,20 @@ def normalise(replies):
     return replies
 
 
-def exchange(port, data, until_sentinel=True, timeout=5.0):
-    """Sends data; reads until the sentinel noop's reply (or close)."""
+def exchange(port, data, until_sentinel=True, timeout=5.0, chunks=None):
+    """Sends data (in one write, or in pieces of the sizes chunks gives);
+    reads until the sentinel noop's reply (or close)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout * harness.SLOW)
     try:
-        s.sendall(data)
+        if chunks is None:
+            s.sendall(data)
+        else:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pos = 0
+            while pos < len(data):
+                n = next(chunks)
+                s.sendall(data[pos:pos + n])
+                pos += n
         buf = b""
         closed = False
         end = struct.pack(">I", SENTINEL)
@@ -220,9 +230,13 @@ class Gen:
         return b"".join(self.packet() for _ in range(n)) + pkt(0x0a, opaque=SENTINEL)
 
 
-def compare(port, data, what):
-    a, ca = exchange(MC.port, data)
-    b, cb = exchange(port, data)
+def compare(port, data, what, chunked=False):
+    def pieces(seed):
+        r = random.Random(seed)
+        while True:
+            yield r.choice([1, 7, 23, 24, 25, 100, 1000, 5000])
+    a, ca = exchange(MC.port, data, chunks=pieces(len(data)) if chunked else None)
+    b, cb = exchange(port, data, chunks=pieces(len(data)) if chunked else None)
     ra, rb = normalise(parse(a)), normalise(parse(b))
     assert len(ra) > 10 and ra[-1][5] == SENTINEL, (what, ra[-3:])
     if ra != rb or ca != cb:
@@ -247,7 +261,7 @@ def run_streams(port, label):
         g = Gen(seed, b"%s%d_" % (label.encode(), seed))
         data = g.stream(60)
         try:
-            compare(port, data, "%s seed %d" % (label, seed))
+            compare(port, data, "%s seed %d" % (label, seed), chunked=seed % 2 == 0)
         except AssertionError:
             print("BC_BIN_SEED=%d fails (%s)" % (seed, label), flush=True)
             raise
