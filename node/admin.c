@@ -686,6 +686,13 @@ handle_buckets(void *ctx, bc_http_req_t *req)
         cJSON_AddNumberToObject(e, "gets", (double)(x->ops.hits + x->ops.misses));
         cJSON_AddNumberToObject(e, "evictions", (double)x->evictions);
         cJSON_AddNumberToObject(e, "expirations", (double)x->expirations);
+        if (admin->origin != NULL) {
+            bc_origin_bucket_counts_t oc;
+            bc_origin_bucket_counts(admin->origin, b, &oc);
+#define BC__ADMIN_ORIGIN_JSON(name, help) cJSON_AddNumberToObject(e, "origin_" #name, (double)oc.name);
+            BC_ORIGIN_BUCKET_COUNTERS(BC__ADMIN_ORIGIN_JSON)
+#undef BC__ADMIN_ORIGIN_JSON
+        }
         cJSON_AddItemToArray(arr, e);
     }
     free(bs);

@@ -212,7 +212,9 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     }
 
     uint32_t hash = bc_hash_key(of.key, of.nkey);
-    if (pc->env->cluster != NULL &&
+    /* An mg running again after its origin fill is served here whatever
+     * the route says now (its hole is in this connection's queue). */
+    if (pc->env->cluster != NULL && !pc->meta_rerun &&
         meta_route(pc, line, len, req, hash, of.new_ttl || of.vivify, 0, false))
         return;
 
@@ -253,6 +255,20 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     bc_item_t *it = bc_cache_mget(cache, of.key, of.nkey, hash, &m, &st);
     uint32_t now = bc_cache_now(cache);
     meta_buf_t mb = {.n = 0};
+
+    if (it == NULL && !of.new_ttl && !of.vivify) {
+        /* read-through (proto_origin.c): a fill answers it later */
+        bool look_again;
+        if (bc__proto_origin_meta(pc, line, len, of.key, of.nkey, hash, &look_again)) return;
+        if (look_again) it = bc_cache_mget(cache, of.key, of.nkey, hash, &m, &st);
+        if (it == NULL && pc->meta_fill != NULL) {
+            /* filled, but not kept by the cache: answered all the same */
+            it = pc->meta_fill;
+            bc_item_retain(it);
+            m.meta.exptime = it->exptime;
+            m.meta.atime = now;
+        }
+    }
 
     if (of.new_ttl) bc_stats_incr(pc->stats, cmd_touch);
     else bc_stats_incr(pc->stats, cmd_get);

@@ -262,6 +262,17 @@ bc_status_t bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t
 bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
                               const bc_mc_request_t *req, const uint32_t *dest,
                               const uint32_t *hashes, bool forwards);
+/*
+ * The hook of mg: key (hash) just missed here, served here.  With an
+ * origin for it, starts or joins its fill and returns true: the mg's reply
+ * waits in a hole of the output queue and, when the fill ends, the mg in
+ * line[0..len) runs again into it (pc->meta_rerun set: no routing, no
+ * second fill; pc->meta_fill the filled value if the cache has none) --
+ * the filled value answered as a hit, or EN.  False: answer the miss now,
+ * unless *look_again (a fill completed since the lookup: look again).
+ */
+bool bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
+                           size_t nkey, uint32_t hash, bool *look_again);
 /* Key k's resolved item (a reference for the caller), or NULL. */
 bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
 /* Drops the resolved items not taken. */
