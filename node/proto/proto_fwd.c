@@ -90,6 +90,8 @@ struct bc_proto_fwd_op {
     uint32_t nparts;
     uint32_t pending;              /* parts still in flight */
     bc_proto_route_t route;        /* OP_RELAY: the refusal if the owner is unreachable */
+    bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
+    void *bin_arg;                 /* bin's context (owned, freed with the op) */
     fwd_part_t parts[];
 };
 
@@ -120,6 +122,7 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     }
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
+    free(op->bin_arg);
     free(op);
 }
 
@@ -250,6 +253,55 @@ answer_flush(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     if (!ok) pc->oom = true;
 }
 
+/* Puts answer into op's hole, or at the tail of pc->out when it never
+ * waited. */
+static void
+fwd_op_place(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *answer)
+{
+    if (op->has_hole) {
+        if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, answer)) pc->oom = true;
+    } else if (!bc_outq_move(&pc->out, answer, pc->env->cache)) {
+        pc->oom = true;
+    }
+}
+
+/*
+ * A binary-protocol command (binary.c) is done: the text answer a text
+ * command would have had -- the owner's reply, or the error line -- is
+ * built as usual, flattened, and op->bin composes the binary reply from
+ * it.
+ */
+static void
+fwd_op_finish_bin(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
+{
+    bc_outq_t text, answer;
+    bc_outq_init(&text);
+    bc_outq_init(&answer);
+    switch (op->kind) {
+    case OP_RELAY: answer_relay(pc, op, &text); break;
+    case OP_VALUES: answer_values(pc, op, &text); break;
+    case OP_FLUSH: answer_flush(pc, op, &text); break;
+    }
+    size_t n = bc_outq_pending(&text), got = 0;
+    char *flat = malloc(n + 1);
+    if (flat == NULL) {
+        pc->oom = true;
+    } else {
+        struct iovec iov[16];
+        int cnt = bc_outq_iov(&text, iov, 16);
+        for (int i = 0; i < cnt && got + iov[i].iov_len <= n; i++) {
+            memcpy(flat + got, iov[i].iov_base, iov[i].iov_len);
+            got += iov[i].iov_len;
+        }
+        op->bin(pc, op->bin_arg, flat, got, &answer);
+        free(flat);
+    }
+    bc_outq_free(&text, pc->env->cache);
+    fwd_op_place(pc, op, &answer);
+    bc_outq_free(&answer, pc->env->cache);
+    bc__proto_fwd_op_free(pc, op);
+}
+
 /* Every part of op is done: its answer goes into its hole (or, when it
  * never waited, at the tail of pc->out), and op is freed. */
 static void
@@ -258,6 +310,10 @@ fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc_outq_t answer;
     fwd_part_t *first = &op->parts[0];
 
+    if (op->bin != NULL) {
+        fwd_op_finish_bin(pc, op);
+        return;
+    }
     /* The common case, a reply relayed as it came: it becomes the hole. */
     if (op->kind == OP_RELAY && op->has_hole && first->st == BC_OK &&
         (op->relay == NULL ||
@@ -276,11 +332,7 @@ fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
         case OP_FLUSH: answer_flush(pc, op, &answer); break;
         }
     }
-    if (op->has_hole) {
-        if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &answer)) pc->oom = true;
-    } else if (!bc_outq_move(&pc->out, &answer, pc->env->cache)) {
-        pc->oom = true;
-    }
+    fwd_op_place(pc, op, &answer);
     bc__proto_fwd_op_free(pc, op);
 }
 
@@ -389,6 +441,66 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
     op->noreply = noreply;
     op->parts[0].gid = route->owner;
     fwd_send_part(pc, op, 0, req, len);
+    fwd_op_sent(pc, op);
+}
+
+void
+bc__proto_fwd_command_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *req,
+                          size_t len, bc_proto_fwd_bin_fn bin, void *bin_arg)
+{
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_RELAY, 1, route);
+    if (op == NULL) {
+        free(req);
+        free(bin_arg);
+        pc->oom = true;
+        return;
+    }
+    op->reply_kind = BC_FWD_REPLY_META;
+    op->bin = bin;
+    op->bin_arg = bin_arg;
+    op->parts[0].gid = route->owner;
+    fwd_send_part(pc, op, 0, req, len);
+    fwd_op_sent(pc, op);
+}
+
+void
+bc__proto_fwd_collect_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *buf,
+                          size_t n, uint32_t need, bc_proto_fwd_bin_fn bin, void *bin_arg)
+{
+    pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
+    if (pc->fop == NULL) {
+        free(buf);
+        free(bin_arg);
+        pc->oom = true;
+        return;
+    }
+    pc->fop->reply_kind = BC_FWD_REPLY_META;
+    pc->fop->bin = bin;
+    pc->fop->bin_arg = bin_arg;
+    pc->fop->buf = buf;
+    pc->fop->len = n + need;
+    pc->fop->parts[0].gid = route->owner;
+    pc->state = BC_PROTO_FWD_DATA;
+    pc->dst = buf + n;
+    pc->need = need;
+}
+
+char *
+bc__proto_fwd_collected(bc_proto_conn_t *pc, size_t *len)
+{
+    *len = pc->fop->len;
+    return pc->fop->buf;
+}
+
+void
+bc__proto_fwd_collect_send(bc_proto_conn_t *pc, size_t len)
+{
+    bc_proto_fwd_op_t *op = pc->fop;
+    char *buf = op->buf;
+    pc->fop = NULL;
+    pc->state = BC_PROTO_LINE;
+    op->buf = NULL;
+    fwd_send_part(pc, op, 0, buf, len);
     fwd_op_sent(pc, op);
 }
 
@@ -537,7 +649,8 @@ out:
  */
 void
 bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
-                        const bc_mc_request_t *req, bool flushed_here)
+                        const bc_mc_request_t *req, bool flushed_here, bc_proto_fwd_bin_fn bin,
+                        void *bin_arg)
 {
     uint32_t small_g[16], *gids = small_g;
     bool small_s[16], *self = small_s;
@@ -557,12 +670,19 @@ bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
         gids[nparts++] = gids[i];
     }
     if (nparts == 0) {
-        if (!req->noreply) REPLY(pc, "OK\r\n");
+        if (bin != NULL) {
+            bin(pc, bin_arg, "OK\r\n", 4, &pc->out);
+        } else if (!req->noreply) {
+            REPLY(pc, "OK\r\n");
+        }
         goto out;
     }
     bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_FLUSH, nparts, NULL);
     if (op == NULL) goto oom;
     op->noreply = req->noreply;
+    op->bin = bin;
+    op->bin_arg = bin_arg;
+    bin_arg = NULL;
     for (uint32_t k = 0; k < nparts; k++) {
         size_t blen;
         op->parts[k].gid = gids[k];
@@ -580,6 +700,7 @@ oom:
 out:
     if (gids != small_g) free(gids);
     if (self != small_s) free(self);
+    free(bin_arg);
 }
 
 static const char too_large_line[] = "SERVER_ERROR object too large for cache\r\n";

@@ -127,6 +127,11 @@ void bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req,
 
 /* ---- forwarded commands (proto_fwd.c) ---- */
 
+/* Composes a forwarded binary-protocol command's reply (binary.c): text
+ * (len bytes) is the text answer, arg the command's context. */
+typedef void (*bc_proto_fwd_bin_fn)(bc_proto_conn_t *pc, void *arg, const char *text,
+                                    size_t len, bc_outq_t *dst);
+
 /*
  * Rewrites a forwarded reply on its way to the client: reply (len bytes,
  * malloc'd, the owner's complete reply of the request's kind) is the
@@ -161,6 +166,28 @@ void bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
                            bc_fwd_reply_kind_t kind, char *req, size_t len, bool noreply,
                            bc_proto_fwd_relay_fn relay);
 
+/*
+ * A binary-protocol command forwarded (binary.c), translated into meta
+ * commands: req[0..len) (malloc'd, taken over) ends with "mn\r\n", the
+ * reply kind is BC_FWD_REPLY_META.  When the command is done, bin composes
+ * the binary reply into dst from the text answer a text command would
+ * have had: the owner's reply (its final "MN\r\n" included) or one error
+ * line (a forwarding failure, a refusal).  bin_arg (malloc'd) is taken over
+ * and freed with the command.  On out of memory sets pc->oom.
+ */
+void bc__proto_fwd_command_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *req,
+                               size_t len, bc_proto_fwd_bin_fn bin, void *bin_arg);
+/* As bc__proto_fwd_command_bin, for a request with a data block: buf
+ * (malloc'd, taken over) holds n bytes, the next `need` bytes of input go
+ * after them (state FWD_DATA, its end handled by binary.c), and room must
+ * be left behind them for the caller's tail.  bc__proto_fwd_collected gives
+ * the buffer and n + need; bc__proto_fwd_collect_send sends its first len
+ * bytes. */
+void bc__proto_fwd_collect_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *buf,
+                               size_t n, uint32_t need, bc_proto_fwd_bin_fn bin, void *bin_arg);
+char *bc__proto_fwd_collected(bc_proto_conn_t *pc, size_t *len);
+void bc__proto_fwd_collect_send(bc_proto_conn_t *pc, size_t len);
+
 /* A one-key command without data block (delete, incr, touch), its line as
  * it came, to route->owner's primary. */
 void bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len,
@@ -175,9 +202,12 @@ void bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req,
                             const uint32_t *dest, const uint32_t *hashes);
 /* flush_all on a client connection of a cluster node that forwards: every
  * other group's primary is flushed too (flushed_here: this node, its
- * group's primary, flushed itself already); the reply is queued in order. */
+ * group's primary, flushed itself already); the reply is queued in order.
+ * bin (NULL for the text protocol) composes a binary command's reply from
+ * the text one, with bin_arg (malloc'd, taken over). */
 void bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
-                             const bc_mc_request_t *req, bool flushed_here);
+                             const bc_mc_request_t *req, bool flushed_here,
+                             bc_proto_fwd_bin_fn bin, void *bin_arg);
 /* Counts n keys of a retrieval answered as misses because no group owns
  * them (no_owner) or their owner could not answer. */
 void bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner);
@@ -249,6 +279,18 @@ bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
 void bc__proto_origin_release(bc_proto_conn_t *pc);
 /* The connection goes: cancels every fill it waits for, frees it all. */
 void bc__proto_origin_release_all(bc_proto_conn_t *pc);
+
+/* ---- the binary protocol (binary.c) ---- */
+
+/* A binary packet at the front of buf[0..len) (bc_proto_process in binary
+ * mode, state LINE): runs it and sets *used to the bytes consumed, 0 when
+ * more input is needed.  Returns as bc_proto_process. */
+bc_status_t bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len,
+                                 size_t *used);
+/* The value of a binary store has come: into pc->item (DATA), or into the
+ * request to forward (FWD_DATA). */
+void bc__proto_bin_store_finish(bc_proto_conn_t *pc);
+void bc__proto_bin_fwd_store_finish(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 

@@ -577,7 +577,7 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
     }
     bc_stats_incr(pc->stats, cmd_flush);
     if (cl != NULL && pc->fwd != NULL && !pc->peer) {
-        bc__proto_fwd_flush_all(pc, line, len, req, here);
+        bc__proto_fwd_flush_all(pc, line, len, req, here, NULL, NULL);
         return;
     }
     if (!req->noreply) REPLY(pc, "OK\r\n");
@@ -763,7 +763,10 @@ data_advance(bc_proto_conn_t *pc, size_t n)
     pc->need -= (uint32_t)n;
     if (pc->need > 0) return;
     if (pc->state == BC_PROTO_FWD_DATA) {
-        bc__proto_fwd_store_finish(pc);
+        if (pc->binary) bc__proto_bin_fwd_store_finish(pc);
+        else bc__proto_fwd_store_finish(pc);
+    } else if (pc->binary) {
+        bc__proto_bin_store_finish(pc);
     } else {
         cmd_store_finish(pc);
     }
@@ -814,6 +817,20 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             pos += n;
             pc->swallow -= n;
             if (pc->swallow == 0) pc->state = BC_PROTO_LINE;
+            continue;
+        }
+
+        /* memcached's -B auto: a connection whose first byte is the binary
+         * request magic speaks the binary protocol (binary.c) for good. */
+        if (!pc->proto_known) {
+            pc->proto_known = true;
+            pc->binary = (unsigned char)buf[pos] == BC_PROTO_BIN_MAGIC;
+        }
+        if (pc->binary) {
+            size_t used = 0;
+            st = bc__proto_bin_packet(pc, buf + pos, avail, &used);
+            pos += used;
+            if (used == 0) break;
             continue;
         }
 

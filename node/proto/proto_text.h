@@ -26,6 +26,14 @@
  *   read()s the socket straight into the item, so a large value is copied
  *   once, by the kernel.
  *
+ * HOW: THE BINARY PROTOCOL
+ *   A connection whose first byte is 0x80 (BC_PROTO_BIN_MAGIC) speaks
+ *   memcached's binary protocol for good, as memcached's "-B auto": in
+ *   state LINE bc_proto_process hands its packets to binary.c
+ *   (bc__proto_bin_packet); a value goes through DATA / FWD_DATA / SWALLOW
+ *   as a text data block does (without its CRLF), and the replies use the
+ *   same output queue, holes and limits.
+ *
  * HOW: THE REPLIES
  *   Replies go into the connection's output queue (net/outq.h).  A value
  *   larger than BC_PROTO_COPY_MAX is NOT copied: the queue references the
@@ -238,6 +246,17 @@ typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 /* A command waiting for origin fills (proto_origin.c). */
 typedef struct bc_proto_origin_op bc_proto_origin_op_t;
 
+/* The first byte of a binary-protocol request (binary.c). */
+#define BC_PROTO_BIN_MAGIC 0x80
+
+/* A binary store waiting for its value (binary.c): what its reply needs. */
+typedef struct bc_proto_bin_store {
+    uint8_t opcode;            /* as it came (a quiet one stays quiet) */
+    uint32_t opaque;           /* as it came, echoed */
+    uint64_t cas;              /* the CAS to compare, 0 = none */
+    bc_store_mode_t mode;
+} bc_proto_bin_store_t;
+
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
     bc_thread_stats_t *stats;  /* borrowed: the worker's counters */
@@ -255,6 +274,9 @@ typedef struct bc_proto_conn {
     bool noreply;              /* DATA: reply suppressed */
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */
+    bool proto_known;          /* the first byte has come: binary is decided */
+    bool binary;               /* the binary protocol (binary.c), not text */
+    bc_proto_bin_store_t bin;  /* DATA/FWD_DATA of a binary store */
     size_t out_limit;          /* of the current bc_proto_process call */
 
     /* forwarding (see above) */
