@@ -184,6 +184,7 @@ cmd_lru(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 
 typedef enum crawl_target {
     CRAWL_BADCLASS,                /* "BADCLASS invalid class id" */
+    CRAWL_NONE,                    /* no class named (","): "NOTSTARTED" */
     CRAWL_CLASSES,                 /* want[] says which */
     CRAWL_HASH,                    /* every item, in hash-table order */
 } crawl_target_t;
@@ -214,7 +215,10 @@ crawl_parse(const bc_mc_token_t *t, bool want[MC_SLAB_CLASSES])
         }
         p = stop + 1;
     }
-    return CRAWL_CLASSES;
+    for (uint32_t i = 1; i < MC_SLAB_CLASSES; i++) {
+        if (want[i]) return CRAWL_CLASSES;
+    }
+    return CRAWL_NONE;
 }
 
 typedef struct metadump {
@@ -290,8 +294,9 @@ cmd_metadump(bc_proto_conn_t *pc, const bc_mc_token_t *arg)
     char line[METADUMP_LINE_MAX];
     metadump_t d = {.line = line, .out = &pc->out};
     crawl_target_t target = crawl_parse(arg, d.want);
-    if (target == CRAWL_BADCLASS) {
-        bc__proto_reply_line(pc, "BADCLASS invalid class id");
+    if (target == CRAWL_BADCLASS || target == CRAWL_NONE) {
+        bc__proto_reply_line(pc, target == CRAWL_NONE ? "NOTSTARTED no items to crawl"
+                                                      : "BADCLASS invalid class id");
         return;
     }
     d.all = target == CRAWL_HASH;
@@ -323,6 +328,7 @@ cmd_lru_crawler(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         switch (crawl_parse(&t[2], want)) {
         case CRAWL_BADCLASS: bc__proto_reply_line(pc, "BADCLASS invalid class id"); break;
         case CRAWL_HASH: bc__proto_reply_line(pc, "ERROR an unknown error happened"); break;
+        case CRAWL_NONE: bc__proto_reply_line(pc, "NOTSTARTED no items to crawl"); break;
         default: bc__proto_reply_line(pc, "OK"); break;
         }
     } else if (req->ntok == 4 && tok_eq(&t[1], "metadump")) {
