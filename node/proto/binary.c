@@ -47,6 +47,12 @@
  * keep request order, quiet commands included, and a noop answers after
  * everything before it.  A forwarding failure is status 0x86 (temporary
  * failure) with the text's error as body.
+ *
+ * Read-through (proto_origin.c): a get/getq/getk/getkq served here that
+ * misses on a key with an origin waits for the fill in a hole of the
+ * output queue; the packet then runs again into it (pc->meta_rerun), so
+ * the one get path answers a filled key as a hit.  Forwarded, the owner's
+ * mg reads through.  gat/touch do not (they write the expiry).
  */
 #include "proto/binary.h"
 
