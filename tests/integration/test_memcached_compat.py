@@ -665,6 +665,32 @@ def test_lru_crawler_metadump_as_memcached():
         node.stop()
 
 
+def test_lru_crawler_metadump_is_bounded():
+    """A dump is queued at once, so it is cut past the connection's output
+    buffer (max_conn_buffer, 4 MiB here), END still following; the node
+    answers on."""
+    node = harness.Node(threads=2, memory_mb=64)
+    try:
+        c = node.conn(timeout=30)
+        n = 7000                                 # ~790-byte lines: ~5.3 MB in all
+        c.send(b"".join(b"set %s%010d 0 0 1 noreply\r\nx\r\n" % (b"/" * 240, i)
+                        for i in range(n)) + b"mn\r\n")
+        assert c.readline() == b"MN\r\n"
+        c.send(b"lru_crawler metadump all\r\n")
+        out = b""
+        while not out.endswith(b"END\r\n"):
+            c._fill()
+            out, c.buf = out + c.buf, b""
+        lines = out[:-len(b"END\r\n")].split(b"\n")[:-1]
+        assert len(out) <= 4 * 1024 * 1024 + 5, len(out)
+        assert 4000 < len(lines) < n, len(lines)
+        assert all(ln.startswith(b"key=" + b"%2F" * 240) for ln in lines)
+        assert c.cmd("mn") == b"MN\r\n"
+        c.close()
+    finally:
+        node.stop()
+
+
 def test_deliberate_differences():
     """Where the node keeps replies memcached 1.6.18 drops or holds back."""
     mc, node = servers()
