@@ -698,6 +698,36 @@ def test_cluster_meta_get_through_every_node_fills_once():
     assert bucket_items(G1, bucket) == 0 and bucket_items(G2, bucket) == 0
 
 
+def test_cluster_binary_get_through_every_node_fills_once():
+    """A binary get reads through on the owner (served there) and through
+    a non-owner (forwarded as an mg, which the owner reads through)."""
+    key = harness.key_in_bucket_owned_by(C, 2, prefix="slow/200/b")
+    raw = "/v1/" + key
+    values = []
+    for node in (G2, G1, G3):
+        c = harness.McConn(node.port, 20)
+        try:
+            c.send(bin_request(GETK, key.encode(), opaque=9) + bin_request(NOOP, opaque=10))
+            op, status, opaque, ext, k, value = read_bin(c)
+            assert (op, status, opaque, k) == (GETK, 0, 9, key.encode()), (node, status, value)
+            assert read_bin(c)[:3] == (NOOP, 0, 10)
+            values.append(value)
+        finally:
+            c.close()
+    assert path_in(values[0]) == raw and values == [values[0]] * 3
+    assert ORIGIN.count(raw) == 1, ORIGIN.count(raw)
+    # a fresh key, first through a non-owner
+    key = harness.key_in_bucket_owned_by(C, 3, prefix="bb")
+    c = harness.McConn(G1.port, 20)
+    try:
+        c.send(bin_request(GET, key.encode(), opaque=11))
+        op, status, opaque, ext, k, value = read_bin(c)
+        assert (op, status, opaque) == (GET, 0, 11) and path_in(value) == "/v1/" + key, status
+    finally:
+        c.close()
+    assert ORIGIN.count("/v1/" + key) == 1
+
+
 def test_cluster_fill_replicates_and_backup_never_fetches():
     harness.wait_primary(G1)
     key = harness.key_in_bucket_owned_by(C, 1, prefix="img/rep")
