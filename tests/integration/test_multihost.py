@@ -232,9 +232,11 @@ class Ledger:
     def __init__(self, t, cluster):
         argv = [LEDGER_BIN, "--zk", t.zk.hosts, "--cluster", cluster, "--threads",
                 str(LEDGER_THREADS), "--rate", str(LEDGER_RATE), "--timeout", str(int(2000 * SLOW)),
-                "--report-ms", "250", "--check-timeout", str(int(30000 * SLOW))]
+                "--report-ms", "250", "--check-timeout", str(int(30000 * SLOW)),
+                "--journal", os.path.join(harness.TMP, "ledger-%s.journal" % cluster)]
         self.log_path = os.path.join(harness.TMP, "ledger-%s.log" % cluster)
         self.err = open(self.log_path, "w")
+        self.out = open(os.path.join(harness.TMP, "ledger-%s.out" % cluster), "w")
         self.p = subprocess.Popen(harness.in_ns_argv(t.cli.ns, argv), stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=self.err, text=True)
         self.progress = []
@@ -246,6 +248,8 @@ class Ledger:
 
     def _read(self):
         for line in self.p.stdout:
+            self.out.write(line)
+            self.out.flush()
             if line.startswith("{"):
                 d = json.loads(line)
                 if d.get("final"):
@@ -304,7 +308,8 @@ def timeline(procs, since, limit=80):
             continue
         for line in p.output().splitlines():
             m = STAMP.match(line)
-            if not m or m.group(1) < since or not TIMELINE.search(m.group(4)):
+            if (not m or m.group(1) < since or not TIMELINE.search(m.group(4))
+                    or m.group(4).startswith("config:")):
                 continue
             out.append((m.group(1), p.name, m.group(2), m.group(4)))
     out.sort()
@@ -346,16 +351,17 @@ def run(key, mode, body, groups=(1, 2), migrations=False, node_env=None, before=
     name = "%s-%s-%d" % (key.replace("_", "-"), mode, int(time.time()) % 100000)
     print("==== %s (%s mode), cluster %s" % (key, mode, name), flush=True)
     t0 = time.time()
-    since = utc_now()
     if before:
         before(t)
     cl = Cluster(t, name, mode, groups=groups, migrations=migrations, node_env=node_env)
     led = Ledger(t, name)
     notes = {}
     res = {"scenario": key, "mode": mode, "notes": notes}
+    since = utc_now()
     try:
         led.wait_acks(200, what="the ledger writing")
         time.sleep(WARMUP_S)
+        since = utc_now()
         body(t, cl, led, notes)
         t.rig.heal()
         led.wait_acks(200, timeout=30, what="writes after the recovery")
@@ -631,6 +637,9 @@ if __name__ == "__main__":
                                              " ".join((body.__doc__ or "").split())[:100]))
         sys.exit(0)
     tests = {}
+    # The rig first: what a failed test started is killed after it, and the
+    # ensemble must outlive every test.
+    topo()
     for key, mode in selected(args):
         fn = make_test(key, mode)
         tests[fn.__name__] = fn

@@ -7,7 +7,7 @@
  *
  *   bucketcache_ledger --zk HOSTS --cluster NAME [--threads 4] [--keys 64]
  *       [--counters 4] [--rate 200] [--timeout 2000] [--value-size 48]
- *       [--report-ms 500] [--check-timeout 30000] [--details 20]
+ *       [--report-ms 500] [--check-timeout 30000] [--details 20] [--journal FILE]
  *
  * Each thread owns its keys, so it knows, for each, the sequence of writes
  * it made and how each ended:
@@ -38,7 +38,10 @@
  * after the check a block of "ledger:" lines with the figures and the first
  * --details lost or wrong keys (their bucket, the group that acknowledged
  * them and when, in the UTC format of the node logs), then one JSON line
- * with "final":true.  Exits 0 when nothing was lost or wrong, 1 otherwise,
+ * with "final":true.  --journal writes one line per operation to FILE:
+ * "<UTC time> <key> <set|del|once|incr|get> v<version or result> <ack|unknown|code> <primary>",
+ * to follow a lost key through the node logs.
+ * Exits 0 when nothing was lost or wrong, 1 otherwise,
  * 2 on bad arguments or no cluster.
  */
 #include <errno.h>
@@ -58,6 +61,7 @@
 
 #define MAX_GROUPS 64
 #define NCODES 17
+#define MAX_ADDRS 64
 
 enum { OP_SET = 1, OP_DEL = 2 };
 enum { OUT_ACK = 1, OUT_UNKNOWN = 2 };
@@ -67,6 +71,7 @@ typedef struct op {
     uint64_t ver;          /* the thread's version counter: unique per thread */
     int64_t wall_us;       /* when its outcome was known (UTC) */
     uint16_t group;        /* group the key was routed to then */
+    uint8_t addr;          /* and its primary (index in g.addrs) */
     uint8_t kind;          /* OP_SET / OP_DEL */
     uint8_t outcome;       /* OUT_ACK / OUT_UNKNOWN */
 } op_t;
@@ -80,6 +85,7 @@ typedef struct okey {
 typedef struct wkey {
     int64_t wall_us;
     uint16_t group;
+    uint8_t addr;
     uint8_t outcome;
 } wkey_t;
 
@@ -94,6 +100,7 @@ typedef struct counter {
     uint64_t regressions;  /* acknowledged results not above the one before: rollbacks */
     int64_t wall_us;       /* when acked_max was returned */
     uint16_t group;
+    uint8_t addr;
 } counter_t;
 
 typedef struct thread_state {
@@ -120,6 +127,12 @@ static struct {
     _Atomic int64_t last_ack_us[MAX_GROUPS];
     _Atomic int64_t max_gap_us[MAX_GROUPS];
     _Atomic int64_t max_gap_end_wall_us[MAX_GROUPS];
+    /* the primaries' addresses seen, interned: index 0 = unknown */
+    pthread_mutex_t addrs_mu;
+    char addrs[MAX_ADDRS][48];
+    int naddrs;
+    FILE *journal;
+    pthread_mutex_t journal_mu;
 } g;
 
 static int64_t
@@ -162,12 +175,49 @@ count_code(int rc)
     atomic_fetch_add(&g.codes[i], 1);
 }
 
+/* The group key is routed to now, and (*addr) its primary's address as an
+ * index in g.addrs: who most likely answered the call just made. */
 static uint16_t
-group_of(const char *key, size_t klen)
+route_of(const char *key, size_t klen, uint8_t *addr)
 {
     uint32_t bucket = 0, group = 0;
-    if (bc_client_locate(g.client, key, klen, &bucket, &group, NULL, 0) != BC_CLIENT_OK) return 0;
+    char a[48] = "";
+    *addr = 0;
+    if (bc_client_locate(g.client, key, klen, &bucket, &group, a, sizeof(a)) != BC_CLIENT_OK) return 0;
+    pthread_mutex_lock(&g.addrs_mu);
+    if (g.naddrs == 0) snprintf(g.addrs[g.naddrs++], sizeof(g.addrs[0]), "?");
+    for (int i = 1; i < g.naddrs; i++) {
+        if (strcmp(g.addrs[i], a) == 0) {
+            *addr = (uint8_t)i;
+            break;
+        }
+    }
+    if (*addr == 0 && a[0] && g.naddrs < MAX_ADDRS) {
+        snprintf(g.addrs[g.naddrs], sizeof(g.addrs[0]), "%s", a);
+        *addr = (uint8_t)g.naddrs++;
+    }
+    pthread_mutex_unlock(&g.addrs_mu);
     return (uint16_t)(group < MAX_GROUPS ? group : 0);
+}
+
+static const char *
+addr_name(uint8_t i)
+{
+    return i > 0 && i < g.naddrs ? g.addrs[i] : "?";
+}
+
+static const char *fmt_time(int64_t us, char *buf, size_t len);
+
+/* One line of the journal (when --journal is given). */
+static void
+journal(int64_t wall, const char *key, const char *what, uint64_t ver, int rc, uint8_t addr)
+{
+    if (!g.journal) return;
+    char tb[40];
+    pthread_mutex_lock(&g.journal_mu);
+    fprintf(g.journal, "%s %s %s v%" PRIu64 " %s %s\n", fmt_time(wall, tb, sizeof(tb)), key, what,
+            ver, rc == BC_CLIENT_OK ? "ack" : rc == 1 ? "unknown" : bc_strerror(rc), addr_name(addr));
+    pthread_mutex_unlock(&g.journal_mu);
 }
 
 /* An acknowledgement by group at monotonic now_us, wall time wall. */
@@ -290,7 +340,8 @@ do_overwrite(thread_state_t *s, int k)
         rc = bc_client_set(g.client, key, klen, value, vlen, 0, 0, g.timeout_ms);
     }
     op.wall_us = wall_us();
-    op.group = group_of(key, klen);
+    op.group = route_of(key, klen, &op.addr);
+    journal(op.wall_us, key, op.kind == OP_SET ? "set" : "del", op.ver, rc, op.addr);
     if (rc == BC_CLIENT_OK) {
         op.outcome = OUT_ACK;
         note_ack(op.group, mono_us(), op.wall_us);
@@ -313,6 +364,11 @@ do_read(thread_state_t *s, int k)
     int rc = bc_client_get(g.client, key, klen, g.timeout_ms, &v, &vlen, NULL);
     atomic_fetch_add(&g.reads, 1);
     uint64_t ver;
+    if (g.journal) {
+        uint8_t addr;
+        route_of(key, klen, &addr);
+        journal(wall_us(), key, "get", rc == BC_CLIENT_OK ? parse_value(key, v, vlen) : 0, rc, addr);
+    }
     if (rc == BC_CLIENT_OK) {
         ver = parse_value(key, v, vlen);
         bc_client_free(v);
@@ -345,7 +401,8 @@ do_write_once(thread_state_t *s)
     int rc = bc_client_set(g.client, key, klen, value, vlen, 0, 0, g.timeout_ms);
     wkey_t *w = &s->wkeys[n];
     w->wall_us = wall_us();
-    w->group = group_of(key, klen);
+    w->group = route_of(key, klen, &w->addr);
+    journal(w->wall_us, key, "once", 1, rc, w->addr);
     if (rc == BC_CLIENT_OK) {
         w->outcome = OUT_ACK;
         note_ack(w->group, mono_us(), w->wall_us);
@@ -367,10 +424,15 @@ do_counter(thread_state_t *s, int k)
     if (!c->ready) {
         /* before the first increment: set it until that is acknowledged */
         int rc = bc_client_set(g.client, key, klen, "0", 1, 0, 0, g.timeout_ms);
+        if (g.journal) {
+            uint8_t addr;
+            route_of(key, klen, &addr);
+            journal(wall_us(), key, "set", 0, rc, addr);
+        }
         if (rc == BC_CLIENT_OK) {
             c->ready = true;
             c->wall_us = wall_us();
-            c->group = group_of(key, klen);
+            c->group = route_of(key, klen, &c->addr);
             note_ack(c->group, mono_us(), c->wall_us);
         } else {
             count_code(rc);
@@ -380,9 +442,15 @@ do_counter(thread_state_t *s, int k)
     }
     uint64_t result = 0;
     int rc = bc_client_incr(g.client, key, klen, 1, &result, g.timeout_ms);
+    if (g.journal) {
+        uint8_t addr;
+        route_of(key, klen, &addr);
+        journal(wall_us(), key, "incr", result, rc, addr);
+    }
     if (rc == BC_CLIENT_OK) {
         int64_t now = wall_us();
-        uint16_t group = group_of(key, klen);
+        uint8_t addr;
+        uint16_t group = route_of(key, klen, &addr);
         if (c->acked > 0 && result <= c->last_result) c->regressions++;
         c->last_result = result;
         if (result > c->acked_max || c->acked == 0) {
@@ -390,6 +458,7 @@ do_counter(thread_state_t *s, int k)
             c->unknown_after = 0;
             c->wall_us = now;
             c->group = group;
+            c->addr = addr;
         }
         c->acked++;
         note_ack(group, mono_us(), now);
@@ -632,13 +701,16 @@ check(void)
             op_t *last = &ok->ops[a];
             char found[96];
             if (ver == 0) snprintf(found, sizeof(found), "nothing");
-            else if (from >= 0) snprintf(found, sizeof(found), "v%" PRIu64 " of %s", ver,
-                                         fmt_time(ok->ops[from].wall_us, tb[1], sizeof(tb[1])));
+            else if (from >= 0) snprintf(found, sizeof(found), "v%" PRIu64 " (%s at %s via %s)", ver,
+                                         ok->ops[from].outcome == OUT_ACK ? "acknowledged" : "outcome unknown",
+                                         fmt_time(ok->ops[from].wall_us, tb[1], sizeof(tb[1])),
+                                         addr_name(ok->ops[from].addr));
             else snprintf(found, sizeof(found), "v%" PRIu64, ver);
-            detail(&f, "LOST %s (group %u): last acknowledged %s v%" PRIu64 " at %s, "
+            detail(&f, "LOST %s (group %u): last acknowledged %s v%" PRIu64 " at %s via %s, "
                    "%" PRIu64 " acknowledged write(s) undone; found %s",
                    q->key, last->group, last->kind == OP_SET ? "set" : "delete", last->ver,
-                   fmt_time(last->wall_us, tb[0], sizeof(tb[0])), nlost, found);
+                   fmt_time(last->wall_us, tb[0], sizeof(tb[0])), addr_name(last->addr), nlost,
+                   found);
         }
         for (int k = 0; k < g.counters; k++) {
             probe_t *q = &p[i++];
@@ -674,8 +746,9 @@ check(void)
             f.lost_keys++;
             note_lost(&f, nlost, cn->group, cn->wall_us);
             detail(&f, "LOST %s (group %u): read back %s%" PRIu64 " after acknowledged increments up "
-                   "to %" PRIu64 " (last at %s)", q->key, cn->group, q->found ? "" : "nothing, not even ",
-                   q->found ? v : 0, cn->acked_max, fmt_time(cn->wall_us, tb[0], sizeof(tb[0])));
+                   "to %" PRIu64 " (at %s via %s)", q->key, cn->group,
+                   q->found ? "" : "nothing, not even ", q->found ? v : 0, cn->acked_max,
+                   fmt_time(cn->wall_us, tb[0], sizeof(tb[0])), addr_name(cn->addr));
         }
         for (size_t k = 0; k < s->nw; k++) {
             probe_t *q = &p[i++];
@@ -695,8 +768,9 @@ check(void)
                 f.lost_once++;
                 f.lost_keys++;
                 note_lost(&f, 1, w->group, w->wall_us);
-                detail(&f, "LOST %s (group %u): acknowledged at %s, read back nothing", q->key,
-                       w->group, fmt_time(w->wall_us, tb[0], sizeof(tb[0])));
+                detail(&f, "LOST %s (group %u): acknowledged at %s via %s, read back nothing",
+                       q->key, w->group, fmt_time(w->wall_us, tb[0], sizeof(tb[0])),
+                       addr_name(w->addr));
             }
         }
     }
@@ -790,6 +864,8 @@ main(int argc, char **argv)
     g.report_ms = 500;
     g.check_timeout_ms = 30000;
     g.details = 20;
+    pthread_mutex_init(&g.addrs_mu, NULL);
+    pthread_mutex_init(&g.journal_mu, NULL);
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -807,6 +883,12 @@ main(int argc, char **argv)
         else if (strcmp(a, "--report-ms") == 0) g.report_ms = arg_int(a, v, 10, 600000);
         else if (strcmp(a, "--check-timeout") == 0) g.check_timeout_ms = arg_int(a, v, 0, 3600000);
         else if (strcmp(a, "--details") == 0) g.details = arg_int(a, v, 0, 100000);
+        else if (strcmp(a, "--journal") == 0) {
+            if (!(g.journal = fopen(v, "w"))) {
+                fprintf(stderr, "ledger: --journal %s: %s\n", v, strerror(errno));
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "ledger: unknown option %s (see the top of tests/tools/ledger.c)\n", a);
             return 2;
@@ -860,5 +942,6 @@ main(int argc, char **argv)
         free(g.ts[t].counters);
     }
     free(g.ts);
+    if (g.journal) fclose(g.journal);
     return rc;
 }
