@@ -460,18 +460,19 @@ def s_cut_from_zk(t, cl, led, notes):
 
 
 def s_console_cut_primary_killed(t, cl, led, notes):
-    """(d) the active console is cut off from everything, and group 1's
-    primary is killed -9 half a second later: the standby must take over
-    and promote the backup."""
+    """(d) group 1's primary is killed -9, and the active console is cut
+    off from everything a second before the primary's session expires
+    (before it could promote): the standby must take over and promote the
+    backup.  failover_s against cut_backup_kill's shows what waiting for
+    the cut console's session costs."""
     con = cl.active_console()
     others = [c for c in cl.consoles if c is not con]
     p, b = cl.primary(1), cl.backup(1)
-    conhost = con.host.rsplit(".", 1)[1]
-    conname = "con1" if conhost == "21" else "con2"
-    t.rig.isolate(conname)
-    time.sleep(0.5)
+    conname = "con1" if con is cl.consoles[0] else "con2"
     t0 = time.time()
     p.proc.kill()
+    time.sleep(max(0.0, SESSION_MS / 1000.0 - 1.0))
+    t.rig.isolate(conname)
     harness.wait_for(lambda: any(o.is_active() for o in others), timeout=30 * SLOW,
                      what="the standby console active")
     notes["standby_active_s"] = round(time.time() - t0, 1)

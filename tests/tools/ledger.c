@@ -699,7 +699,7 @@ check(void)
             }
             f.lost_keys++;
             op_t *last = &ok->ops[a];
-            char found[96];
+            char found[256];
             if (ver == 0) snprintf(found, sizeof(found), "nothing");
             else if (from >= 0) snprintf(found, sizeof(found), "v%" PRIu64 " (%s at %s via %s)", ver,
                                          ok->ops[from].outcome == OUT_ACK ? "acknowledged" : "outcome unknown",
