@@ -331,13 +331,27 @@ def timeline(procs, since, limit=80):
     return lines
 
 
+def count_lines_between(procs, since, until, pattern):
+    """Log lines of procs stamped in [since, until] matching pattern."""
+    rx = re.compile(pattern)
+    n = 0
+    for p in procs:
+        for line in p.output().splitlines():
+            m = STAMP.match(line)
+            if m and since <= m.group(1) <= until and rx.search(m.group(4)):
+                n += 1
+    return n
+
+
 def count_lines(procs, pattern):
     rx = re.compile(pattern)
     return sum(len(rx.findall(p.output())) for p in procs)
 
 
 def utc_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
+    """Now, in the logs' format (UTC, milliseconds)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000)
 
 
 # ---- running a scenario ----
@@ -516,7 +530,6 @@ def migration_cut(t, cl, led, notes, which):
     victim = cl.primary(3 if which == "destination" else 1)
     other = cl.backup(3 if which == "destination" else 1)
     t0 = time.time()
-    since = utc_now()
     t.rig.isolate(victim.hostname)
     notes["failover_s"] = round(cl.wait_primary(other, timeout=30 * SLOW), 1)
     time.sleep(2.0)
@@ -533,7 +546,6 @@ def migration_cut(t, cl, led, notes, which):
         [p for p in cl.procs() if p.name.startswith("console")],
         r"(?i)(precopy|copy)[^\n]*fail|fail[^\n]*(precopy|copy)")
     notes["cut_s"] = round(cut_s, 1)
-    del since
 
 
 def s_migration_destination_cut(t, cl, led, notes):
@@ -542,6 +554,36 @@ def s_migration_destination_cut(t, cl, led, notes):
 
 def s_migration_source_cut(t, cl, led, notes):
     migration_cut(t, cl, led, notes, "source")
+
+
+def s_migration_destination_killed(t, cl, led, notes):
+    """(f) as migration_dest_cut, but the destination primary is killed -9:
+    its host's kernel refuses connections at once, so every copy towards it
+    fails fast until its session expires and its backup is promoted.
+    Counts the copies the console started and the epochs it published
+    meanwhile (each copy makes a source bucket read-only for a moment)."""
+    cl.start_group(3, env={"BC_TEST_IMPORT_DELAY_MS": "250"})
+    cl.set_mode(3)
+    con = cl.active_console()
+    harness.wait_for(lambda: (lambda m: m["moving"] > 0 and m["done"] >= 2)(
+        con.api("GET", "/v1/migrations")[1]), timeout=30, interval=0.05, what="copies in flight")
+    victim, other = cl.primary(3), cl.backup(3)
+    t0 = time.time()
+    since = utc_now()
+    victim.proc.kill()
+    cl.wait_primary(other, timeout=30 * SLOW)
+    until = utc_now()
+    notes["failover_s"] = round(time.time() - t0, 1)
+    consoles = [p for p in cl.procs() if p.name.startswith("console")]
+    notes["copy_failures"] = count_lines_between(
+        consoles, since, until, r"(?i)(precopy|copy) of bucket \d+ to group 3 .*failed")
+    notes["epochs"] = count_lines_between(consoles, since, until, r"console: epoch \d+:")
+    notes["readonly_starts"] = count_lines_between(
+        consoles, since, until, r"start copying \(read-only at their source\)")
+    harness.wait_for(lambda: (lambda tb: tb["c"] == tb["m"] == tb["d"] and 0 not in tb["c"]
+                              and not tb.get("readonly"))(cl.tables()),
+                     timeout=90 * SLOW, interval=0.2, what="the migration converged")
+    notes["converged_s"] = round(time.time() - t0, 1)
 
 
 def s_oneway_to_backup(t, cl, led, notes):
@@ -583,7 +625,10 @@ def s_slow_lossy_link(t, cl, led, notes):
     time.sleep(3.0 if not LONG else 8.0)
     p, b = cl.primary(1), cl.backup(1)
     rp = harness.repl(p)
-    notes["sync_timeouts"] = rp.get("sync_timeouts", rp.get("repl_sync_timeouts"))
+    notes["sync_timeouts"] = rp.get("sync_timeouts")
+    if rp.get("sync_waits"):
+        # the round trip to the backup the delay proxies add to (2 x 40 ms)
+        notes["sync_wait_ms"] = round(rp["sync_wait_us"] / rp["sync_waits"] / 1000.0, 1)
     p.proc.kill()
     notes["failover_s"] = round(cl.wait_primary(b, timeout=30 * SLOW), 1)
 
@@ -597,6 +642,7 @@ SCENARIOS = {
     "zk_minority_leader": (s_zk_minority_and_leader, {}, ()),
     "migration_dest_cut": (s_migration_destination_cut, {"migrations": True}, ("sync",)),
     "migration_src_cut": (s_migration_source_cut, {"migrations": True}, ()),
+    "migration_dest_killed": (s_migration_destination_killed, {"migrations": True}, ()),
     "oneway_to_backup": (s_oneway_to_backup, {}, ("sync",)),
     "oneway_from_backup": (s_oneway_from_backup, {}, ()),
     "oneway_to_zk": (s_oneway_to_zk, {}, ()),
