@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
   libcmocka-dev memcached libmemcached-tools curl
+  iproute2 iptables
 )
 
 missing=()

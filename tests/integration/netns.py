@@ -80,7 +80,7 @@ def unavailable():
     for tool in ("ip", "iptables", "iptables-restore", "tc", "setpriv"):
         if shutil.which(tool) is None:
             return "%s not found (deploy/install-deps.sh installs it)" % tool
-    probe = "%sprobe%d" % (PREFIX, os.getpid())
+    probe = "%s%d-probe" % (PREFIX, os.getpid())
     r = run(["ip", "netns", "add", probe], check=False)
     if r.returncode != 0:
         return "`ip netns add` failed: %s" % r.stderr.strip()
