@@ -32,7 +32,9 @@
  *          state found are counted as lost (a counter read back 37 after
  *          59 acknowledged increments lost 22);
  *   WRONG  a value this ledger never wrote to that key.
- * Keys that cannot be read within --check-timeout are UNREADABLE.
+ * Keys that cannot be read within --check-timeout are UNREADABLE.  An
+ * acknowledged overwrite that was lost and then overwritten again cannot
+ * show at the check; the reads while writing (STALE) catch some of those.
  *
  * Output (stdout): a JSON progress line every --report-ms while writing;
  * after the check a block of "ledger:" lines with the figures and the first
@@ -539,14 +541,21 @@ typedef struct figures {
     uint64_t lost, lost_sets, lost_deletes, lost_once, lost_incrs;
     uint64_t lost_keys, wrong, unreadable, keys;
     uint64_t lost_by_group[MAX_GROUPS];
+    uint64_t lost_bytes;   /* about what the lost writes took in the replication stream */
     int64_t lost_first_us, lost_last_us;
     int details;
 } figures_t;
 
+/* The size of a stream record (common/bc_frame.h: a frame header, then
+ * the key, value and a few small fields), near enough to compare a loss
+ * with the async lag bound. */
+#define RECORD_OVERHEAD 24
+
 static void
-note_lost(figures_t *f, uint64_t n, uint16_t group, int64_t when)
+note_lost(figures_t *f, uint64_t n, uint16_t group, int64_t when, uint64_t record_bytes)
 {
     f->lost += n;
+    f->lost_bytes += n * record_bytes;
     f->lost_by_group[group < MAX_GROUPS ? group : 0] += n;
     if (f->lost_first_us == 0 || when < f->lost_first_us) f->lost_first_us = when;
     if (when > f->lost_last_us) f->lost_last_us = when;
@@ -695,7 +704,9 @@ check(void)
                 nlost++;
                 if (ok->ops[j].kind == OP_SET) f.lost_sets++;
                 else f.lost_deletes++;
-                note_lost(&f, 1, ok->ops[j].group, ok->ops[j].wall_us);
+                note_lost(&f, 1, ok->ops[j].group, ok->ops[j].wall_us,
+                          strlen(q->key) + RECORD_OVERHEAD +
+                          (ok->ops[j].kind == OP_SET ? (uint64_t)g.value_size : 0));
             }
             f.lost_keys++;
             op_t *last = &ok->ops[a];
@@ -744,7 +755,7 @@ check(void)
             f.lost_incrs += q->found ? nlost : cn->acked_max;
             if (!q->found) f.lost_sets++;
             f.lost_keys++;
-            note_lost(&f, nlost, cn->group, cn->wall_us);
+            note_lost(&f, nlost, cn->group, cn->wall_us, strlen(q->key) + RECORD_OVERHEAD + 20);
             detail(&f, "LOST %s (group %u): read back %s%" PRIu64 " after acknowledged increments up "
                    "to %" PRIu64 " (at %s via %s)", q->key, cn->group,
                    q->found ? "" : "nothing, not even ", q->found ? v : 0, cn->acked_max,
@@ -767,7 +778,8 @@ check(void)
             if (!q->found && w->outcome == OUT_ACK) {
                 f.lost_once++;
                 f.lost_keys++;
-                note_lost(&f, 1, w->group, w->wall_us);
+                note_lost(&f, 1, w->group, w->wall_us,
+                          strlen(q->key) + RECORD_OVERHEAD + (uint64_t)g.value_size);
                 detail(&f, "LOST %s (group %u): acknowledged at %s via %s, read back nothing",
                        q->key, w->group, fmt_time(w->wall_us, tb[0], sizeof(tb[0])),
                        addr_name(w->addr));
@@ -792,7 +804,8 @@ check(void)
            ", write-once %" PRIu64 ", deletes undone %" PRIu64 ", increments %" PRIu64 ")\n",
            f.lost, f.lost_keys, f.lost_sets, f.lost_once, f.lost_deletes, f.lost_incrs);
     if (f.lost) {
-        printf("ledger:   acknowledged between %s and %s; by group:",
+        printf("ledger:   about %" PRIu64 " bytes of replication stream, acknowledged between %s and %s; by group:",
+               f.lost_bytes,
                fmt_time(f.lost_first_us, tb[0], sizeof(tb[0])), fmt_time(f.lost_last_us, tb[1], sizeof(tb[1])));
         for (int gi = 0; gi < MAX_GROUPS; gi++)
             if (f.lost_by_group[gi]) printf(" %d:%" PRIu64, gi, f.lost_by_group[gi]);
@@ -812,11 +825,12 @@ check(void)
     printf("\n");
     printf("{\"final\":true,\"acked\":%" PRIu64 ",\"unknown\":%" PRIu64 ",\"lost\":%" PRIu64
            ",\"lost_keys\":%" PRIu64 ",\"lost_sets\":%" PRIu64 ",\"lost_once\":%" PRIu64
-           ",\"lost_deletes\":%" PRIu64 ",\"lost_incrs\":%" PRIu64 ",\"wrong\":%" PRIu64
+           ",\"lost_deletes\":%" PRIu64 ",\"lost_incrs\":%" PRIu64 ",\"lost_bytes\":%" PRIu64
+           ",\"wrong\":%" PRIu64
            ",\"wrong_reads\":%" PRIuFAST64 ",\"stale_reads\":%" PRIuFAST64 ",\"reads\":%" PRIuFAST64
            ",\"regressions\":%" PRIu64 ",\"unreadable\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"max_gap_ms\":{",
            f.acked, f.unknown, f.lost, f.lost_keys, f.lost_sets, f.lost_once, f.lost_deletes, f.lost_incrs,
-           f.wrong, atomic_load(&g.wrong_reads), atomic_load(&g.stale_reads), atomic_load(&g.reads),
+           f.lost_bytes, f.wrong, atomic_load(&g.wrong_reads), atomic_load(&g.stale_reads), atomic_load(&g.reads),
            regressions, f.unreadable, f.keys);
     bool first = true;
     for (int gi = 1; gi < MAX_GROUPS; gi++) {
