@@ -12,11 +12,10 @@ Topology (one network namespace per host, 10.201.0.0/24 inside the rig):
 
 Each scenario creates its own cluster (a fresh name in the same ensemble),
 starts its nodes and consoles, sets the groups' replication mode with
-`bucketcache group config`, runs the ledger, injects its fault, heals,
-waits for the cluster to recover, and has the ledger read everything back.
-It prints the ledger's figures, the log lines of the run that explain them
-(a timeline across the processes), and a line of the results table; the
-table of every scenario run comes at the end.
+`bucketcache group config` (and the nodes' --replication flag, so a group
+started later has it from its first write), runs the ledger, injects its
+fault, heals, waits for the cluster to recover, and has the ledger read
+everything back.
 
 Assertions.  sync mode: nothing acknowledged is lost and nothing read was
 never written, in every scenario.  async mode: nothing wrong; the loss is
@@ -31,6 +30,24 @@ Running it:
 (from the repository root with the build in build/, as root; a name
 without :mode runs both modes).  Logs stay in the temporary directory
 printed at the start.
+
+Reading a run.  Each scenario prints:
+  * the ledger's block ("ledger: ..."): acknowledged writes by kind, writes
+    of unknown outcome, LOST (acknowledged, then not read back: how many,
+    in how many keys, about how many bytes of replication stream, when
+    they were acknowledged and in which group), WRONG (never written),
+    stale reads while writing, keys unreadable at the check, the longest
+    time each group went without an acknowledged write (the writer threads
+    are shared by the groups: a stall in one shows, shorter, in the
+    others), and the first lost keys, each with the primary the library
+    had routed it to when the call returned ("via");
+  * a timeline: the lines of the node and console logs from the fault on
+    that tell what happened (sync set changes, promotions, sessions,
+    fencing, copies), repeats counted;
+  * its line of the results table, which is printed again for every
+    scenario at the end (and written to multihost-results.json).
+The ledger's journal (ledger-<cluster>.journal in the log directory) has
+every operation with its outcome, to follow one key through the logs.
 """
 import json
 import os
