@@ -146,7 +146,8 @@ class Host:
         self.name = name
         self.ns = "%s-%s" % (rig.run_id, name)
         self.ip = "%s.%d" % (SUBNET, octet)
-        self.proxy = None
+        self.proxy = None          # its delay proxy (Rig.delay)
+        self.tbf = False           # a bandwidth limit on its eth0 (Rig.bandwidth)
 
     def __repr__(self):
         return "%s(%s)" % (self.name, self.ip)
@@ -293,7 +294,7 @@ class Rig:
             for h in self.hosts.values():
                 h.sh("iptables", "-F", CHAIN, check=False)
                 h.sh("iptables", "-t", "nat", "-F", "OUTPUT", check=False)
-                if getattr(h, "tbf", False):
+                if h.tbf:
                     h.sh("tc", "qdisc", "del", "dev", "eth0", "root", check=False)
                     h.tbf = False
                 if h.proxy is not None:

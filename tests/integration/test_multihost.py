@@ -300,6 +300,7 @@ class Ledger:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        self.err.close()
 
 
 LEDGERS = []
