@@ -34,6 +34,8 @@
  *   Watch callbacks run on ZooKeeper's completion thread and only take
  *   agent_mu to set a flag and signal.
  */
+#include "agent.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,7 @@
 #include "bc_cluster.h"
 #include "bc_log.h"
 #include "client_int.h"
+#include "registry.h"
 
 #define AGENT_MIN_GAP_MS 10
 #define AGENT_MAX_GAP_MS 500
@@ -184,7 +187,7 @@ bc__agent_load(bc_client_t *c, bool watch, char *err, size_t errlen)
         }
     }
     if (st == BC_OK) {
-        st = bc__client_install(c, t.epoch, t.owner, t.readonly, ngroups, gids, addrp);
+        st = bc__registry_install(c, t.epoch, t.owner, t.readonly, ngroups, gids, addrp);
     }
     free(addrp);
     free(addrs);
@@ -282,4 +285,25 @@ bc__agent_stop(bc_client_t *c)
     pthread_mutex_unlock(&c->agent_mu);
     pthread_join(c->agent, NULL);
     c->agent_started = false;
+}
+
+void
+bc__agent_request_refresh(bc_client_t *c, uint64_t min_epoch)
+{
+    if (c->refresh_hook != NULL) {
+        c->refresh_hook(c, min_epoch, c->refresh_hook_ctx);
+        return;
+    }
+    pthread_mutex_lock(&c->agent_mu);
+    c->refresh_wanted = true;
+    if (min_epoch > c->want_epoch) c->want_epoch = min_epoch;
+    pthread_cond_signal(&c->agent_cv);
+    pthread_mutex_unlock(&c->agent_mu);
+}
+
+void
+bc__agent_set_refresh_hook(bc_client_t *c, bc__refresh_hook_fn fn, void *ctx)
+{
+    c->refresh_hook = fn;
+    c->refresh_hook_ctx = ctx;
 }

@@ -1,18 +1,24 @@
 /*
  * client.c -- the client object: options, creation (ZooKeeper, the
- * cluster's config, the first table, the agent), destruction, building and
- * publishing routing snapshots, statistics and error texts.
+ * cluster's config, the first table, the agent), destruction, statistics,
+ * locate and error texts.  The routing snapshots are built by the registry
+ * (registry.h) from what the agent reads.
  */
+#include "client.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "bc_cluster.h"
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_time.h"
 #include "client_int.h"
+#include "log.h"
 #include "proto.h"
+#include "registry.h"
 
 #define CLIENT_NEGATIVE_DEFAULT (1024u * 1024u)
 #define CLIENT_SKETCH_WIDTH     4096u
@@ -60,8 +66,9 @@ bc_strerror(int code)
     }
 }
 
-int
-bc__client_code(bc_status_t st)
+/* Maps an internal status to a public BC_CLIENT_* code. */
+static int
+client_code(bc_status_t st)
 {
     switch (st) {
     case BC_OK: return BC_CLIENT_OK;
@@ -172,8 +179,7 @@ static void
 client_free(bc_client_t *c)
 {
     bc__router_destroy(&c->router);
-    for (size_t i = 0; i < c->nregistry; i++) bc__node_unref(c->registry[i]);
-    free(c->registry);
+    bc__registry_free(c);
     bc__flight_free(c->flight);
     bc__lru_free(c->negative);
     bc__lru_free(c->near);
@@ -200,13 +206,6 @@ bc__client_new_detached(const bc_client_options_t *opts, uint32_t nbuckets, bc_c
     return st;
 }
 
-void
-bc__client_set_refresh_hook(bc_client_t *c, bc__refresh_hook_fn fn, void *ctx)
-{
-    c->refresh_hook = fn;
-    c->refresh_hook_ctx = ctx;
-}
-
 /* The shipped library's log.c routes the ZooKeeper client's own log lines
  * into the library's sink; elsewhere (unit tests) they stay on stderr. */
 __attribute__((weak)) void
@@ -224,7 +223,7 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
     }
     bc_client_t *c;
     bc_status_t st = client_alloc(opts, &c);
-    if (st != BC_OK) return bc__client_code(st);
+    if (st != BC_OK) return client_code(st);
 
     int code = BC_CLIENT_OK;
     char err[256] = "";
@@ -284,120 +283,6 @@ bc_client_destroy(bc_client_t *c)
     if (c->zk != NULL) bc_zk_close(c->zk);
     c->zk = NULL;
     client_free(c);
-}
-
-/* ---- snapshots ---- */
-
-typedef struct gid_node {
-    uint32_t gid;
-    bc__node_t *node;
-} gid_node_t;
-
-static int
-gid_node_cmp(const void *a, const void *b)
-{
-    uint32_t x = ((const gid_node_t *)a)->gid, y = ((const gid_node_t *)b)->gid;
-    return x < y ? -1 : x > y;
-}
-
-/* The registry's node for addr, created on first use.  build_mu held. */
-static bc__node_t *
-client_node_for(bc_client_t *c, const char *addr)
-{
-    for (size_t i = 0; i < c->nregistry; i++) {
-        if (strcmp(c->registry[i]->addr, addr) == 0) return c->registry[i];
-    }
-    bc__node_t **grown = realloc(c->registry, (c->nregistry + 1) * sizeof(*grown));
-    if (grown == NULL) return NULL;
-    c->registry = grown;
-    bc__node_t *node =
-        bc__node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
-    if (node == NULL) return NULL;
-    c->registry[c->nregistry++] = node;
-    return node;
-}
-
-/* Drops registry nodes the current snapshot s does not name.  build_mu held. */
-static void
-client_prune_registry(bc_client_t *c, const bc__snapshot_t *s)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < c->nregistry; i++) {
-        bool used = false;
-        for (size_t j = 0; s != NULL && j < s->nnodes && !used; j++) {
-            used = s->nodes[j] == c->registry[i];
-        }
-        if (used) c->registry[kept++] = c->registry[i];
-        else bc__node_unref(c->registry[i]);
-    }
-    c->nregistry = kept;
-}
-
-bc_status_t
-bc__client_install(bc_client_t *c, uint64_t epoch, const uint32_t *owner, const uint8_t *readonly,
-                   size_t ngroups, const uint32_t *gids, const char *const *addrs)
-{
-    pthread_mutex_lock(&c->build_mu);
-    bc_status_t st = BC_ENOMEM;
-    bc__snapshot_t *s = bc__snapshot_new(c->nbuckets);
-    gid_node_t *map = calloc(ngroups ? ngroups : 1, sizeof(*map));
-    if (s == NULL || map == NULL) goto out;
-    s->epoch = epoch;
-    memcpy(s->owner, owner, c->nbuckets * sizeof(*owner));
-    if (readonly != NULL) memcpy(s->readonly, readonly, c->nbuckets);
-    for (size_t i = 0; i < ngroups; i++) {
-        map[i].gid = gids[i];
-        map[i].node = NULL;
-        if (addrs[i] != NULL && addrs[i][0] != '\0') {
-            map[i].node = client_node_for(c, addrs[i]);
-            if (map[i].node == NULL) goto out;
-        }
-    }
-    qsort(map, ngroups, sizeof(*map), gid_node_cmp);
-    for (uint32_t b = 0; b < c->nbuckets; b++) {
-        if (owner[b] == 0) continue;
-        gid_node_t key = {owner[b], NULL};
-        gid_node_t *hit = ngroups ? bsearch(&key, map, ngroups, sizeof(*map), gid_node_cmp) : NULL;
-        if (hit != NULL && hit->node != NULL && bc__snapshot_set_node(s, b, hit->node) != BC_OK) {
-            goto out;
-        }
-    }
-    bc__snapshot_t *cur = bc__router_acquire(&c->router);
-    bool same = bc__snapshot_same(cur, s);
-    if (cur != NULL && !same && epoch < cur->epoch) {
-        log_info("client: table epoch went back from %llu to %llu",
-                 (unsigned long long)cur->epoch, (unsigned long long)epoch);
-    }
-    bc__router_release(cur);
-    if (same) {
-        bc__snapshot_discard(s);
-    } else {
-        log_debug("client: routing table epoch %llu in use", (unsigned long long)epoch);
-        bc__router_publish(&c->router, s);
-        BC__COUNT(c, table_updates, 1);
-        client_prune_registry(c, s);
-    }
-    s = NULL;
-    st = BC_OK;
-out:
-    bc__snapshot_discard(s);
-    free(map);
-    pthread_mutex_unlock(&c->build_mu);
-    return st;
-}
-
-void
-bc__client_request_refresh(bc_client_t *c, uint64_t min_epoch)
-{
-    if (c->refresh_hook != NULL) {
-        c->refresh_hook(c, min_epoch, c->refresh_hook_ctx);
-        return;
-    }
-    pthread_mutex_lock(&c->agent_mu);
-    c->refresh_wanted = true;
-    if (min_epoch > c->want_epoch) c->want_epoch = min_epoch;
-    pthread_cond_signal(&c->agent_cv);
-    pthread_mutex_unlock(&c->agent_mu);
 }
 
 /* ---- introspection ---- */

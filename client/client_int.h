@@ -1,16 +1,36 @@
 /*
- * client_int.h -- the client's internals shared by its source files:
- * the bc_client structure, its counters, and the functions the agent,
- * the operations and the unit tests call on it.
+ * client_int.h -- the bc_client structure and its counters: the data every
+ * internal module of the client shares.  It declares no function, so
+ * including it creates no dependency between modules; each module's own
+ * functions are in its own header.
  *
- *   client.c   options, create/destroy, stats, error texts, locate
- *   agent.c    the background thread that follows ZooKeeper
- *   ops.c      single-key operations: route, send, read, retry
- *   mget.c     multi-get: grouped per node, pipelined, in parallel
- *   load.c     read-through: single-flight, negative cache, near cache
- *   route.c    routing snapshots;  pool.c  nodes and connections
- *   proto.c    protocol helpers;   lru.c   near/negative caches
- *   flight.c   single-flight;      log.c   logging (shipped library only)
+ *   client.c/h    options, create/destroy, stats, error texts, locate
+ *   agent.c/h     the background thread that follows ZooKeeper
+ *   registry.c/h  nodes by address; a table becomes the routing snapshot
+ *   ops.c/h       single-key operations: route, send, read, retry
+ *   mget.c        multi-get: grouped per node, pipelined, in parallel
+ *   load.c        read-through: single-flight, negative cache
+ *   near.c/h      the hot-key near cache around reads
+ *   route.c/h     routing snapshots;  pool.c/h  nodes and connections
+ *   proto.c/h     protocol helpers;   lru.c/h   near/negative caches
+ *   flight.c/h    single-flight;      log.c/h   logging (shipped library only)
+ *
+ * DEPENDENCIES (a -> b: a calls b; nothing calls the other way)
+ *
+ *   load      -> ops, near, flight, lru, client (bc_strerror)
+ *   mget      -> ops, agent, near, route, pool, proto
+ *   ops       -> agent, near, route, pool, proto
+ *   client    -> agent, registry, log, flight, lru, route, proto
+ *   agent     -> registry, route
+ *   registry  -> route, pool
+ *   near      -> lru
+ *   route     -> pool -> proto          (and pool's clock, bc__now_ns)
+ *
+ *   The public calls enter at the top (client, load, mget, ops; log.c's
+ *   bc_client_set_log).  Calls ask the agent for a fresher table; the
+ *   agent and what lies below it never call up, so a new table reaches
+ *   the calls only through the router.  Read-through is built on the
+ *   operations, which know nothing of it.
  */
 #ifndef BC_CLIENT_INT_H
 #define BC_CLIENT_INT_H
@@ -85,66 +105,5 @@ struct bc_client {
     bc__lru_t *near;
     bc__sketch_t sketch;
 };
-
-/* Maps an internal status to a public BC_CLIENT_* code. */
-int bc__client_code(bc_status_t st);
-
-/*
- * A client without ZooKeeper, routing by tables installed with
- * bc__client_install (unit tests; no agent thread).  opts->zk_hosts and
- * cluster may be NULL.  Errors: BC_EINVAL, BC_ENOMEM.
- */
-bc_status_t bc__client_new_detached(const bc_client_options_t *opts, uint32_t nbuckets,
-                                    bc_client_t **out);
-void bc__client_set_refresh_hook(bc_client_t *c, bc__refresh_hook_fn fn, void *ctx);
-
-/*
- * Builds a snapshot from a c table (owner and readonly arrays of the
- * client's nbuckets) and the primaries' data addresses of `ngroups` groups
- * (gids[i] -> addrs[i], NULL or "" when unknown), reusing the nodes of
- * known addresses, and publishes it unless it routes exactly like the
- * current one.  Errors: BC_ENOMEM.
- */
-bc_status_t bc__client_install(bc_client_t *c, uint64_t epoch, const uint32_t *owner,
-                               const uint8_t *readonly, size_t ngroups, const uint32_t *gids,
-                               const char *const *addrs);
-
-/* Asks for a table reload (rate-limited by the agent); never blocks. */
-void bc__client_request_refresh(bc_client_t *c, uint64_t min_epoch);
-
-/* log.c (shipped library; a no-op elsewhere): ZooKeeper's log into ours. */
-void bc__log_capture_zk(void);
-
-/* agent.c */
-/* Reads config-independent state (c table, primaries) and installs it; arms
- * watches when `watch`.  err receives a message.  Errors: ZooKeeper's,
- * BC_EINVAL (malformed table/record). */
-bc_status_t bc__agent_load(bc_client_t *c, bool watch, char *err, size_t errlen);
-bc_status_t bc__agent_start(bc_client_t *c);
-void bc__agent_stop(bc_client_t *c);
-/* The ZooKeeper session callback (wakes the agent). */
-void bc__agent_session(bc_zk_t *zk, bc_zk_event_t ev, void *ctx);
-
-/* ops.c: one call's deadline from its timeout_ms argument. */
-uint64_t bc__deadline(const bc_client_t *c, int timeout_ms);
-/* Sleeps before retry `attempt`, never past deadline; false when the
- * deadline would pass first (then nothing is slept).  A table published
- * after the `published`-th ends the sleep early (bc__router_wait). */
-bool bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns,
-                       uint64_t published);
-/* The plain remote get used by bc_client_get and read-through; fills a
- * malloc'd value on BC_CLIENT_OK.  Near cache not consulted. */
-int bc__get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash,
-                   uint64_t deadline_ns, void **value, size_t *vlen, uint32_t *flags);
-int bc__set_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash,
-                   const void *value, size_t vlen, uint32_t flags, int64_t exptime,
-                   uint64_t deadline_ns);
-
-/* load.c: the near cache around reads, and invalidation on writes. */
-bool bc__near_lookup(bc_client_t *c, uint32_t hash, const void *key, size_t klen, void **value,
-                     size_t *vlen, uint32_t *flags);
-void bc__near_offer(bc_client_t *c, uint32_t hash, const void *key, size_t klen,
-                    const void *value, size_t vlen, uint32_t flags);
-void bc__near_forget(bc_client_t *c, uint32_t hash, const void *key, size_t klen);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * load.c -- read-through loading and the hot-key near cache.
+ * load.c -- read-through loading (bc_client_get_or_load), built on the
+ * operations (ops.h) and the near cache (near.h), which know nothing of it.
  *
  * READ-THROUGH
  *   bc_client_get_or_load runs the whole "look up, and on a miss load and
@@ -9,16 +10,6 @@
  *   negative cache (a value-less bounded LRU, lru.c) for negative_ttl_ms:
  *   the cluster is still asked first (another process may have stored the
  *   key since), but the loader -- the origin being protected -- is not.
- *
- * NEAR CACHE
- *   Off unless near_cache_bytes > 0.  Every value read from a node is
- *   counted in a frequency sketch; once a key has been read
- *   near_cache_min_hits times recently, its value is kept in-process for
- *   near_cache_ttl_ms, and reads within that time are answered without a
- *   round trip.  Writes through this client drop the key's near copy;
- *   writes by others are seen when the copy expires, so a near-cached
- *   value may be up to near_cache_ttl_ms stale (groupcache's hotCache
- *   trade-off).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,35 +17,9 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "client_int.h"
+#include "near.h"
+#include "ops.h"
 #include "proto.h"
-
-bool
-bc__near_lookup(bc_client_t *c, uint32_t hash, const void *key, size_t klen, void **value,
-                size_t *vlen, uint32_t *flags)
-{
-    if (c->near == NULL) return false;
-    if (bc__lru_get(c->near, hash, key, klen, bc__now_ns(), value, vlen, flags) != BC_OK) {
-        return false;
-    }
-    BC__COUNT(c, near_hits, 1);
-    return true;
-}
-
-void
-bc__near_offer(bc_client_t *c, uint32_t hash, const void *key, size_t klen, const void *value,
-               size_t vlen, uint32_t flags)
-{
-    if (c->near == NULL) return;
-    unsigned seen = bc__sketch_add(&c->sketch, hash);
-    if (seen < (unsigned)c->opts.near_cache_min_hits) return;
-    bc__lru_put(c->near, hash, key, klen, value, vlen, flags, bc__now_ns() + c->near_ttl_ns);
-}
-
-void
-bc__near_forget(bc_client_t *c, uint32_t hash, const void *key, size_t klen)
-{
-    if (c->near != NULL) bc__lru_del(c->near, hash, key, klen);
-}
 
 typedef struct load_arg {
     bc_client_t *c;
@@ -76,7 +41,7 @@ load_run(void *argp, bc__flight_result_t *res)
     void *v = NULL;
     size_t vl = 0;
     uint32_t fl = 0;
-    int code = bc__get_remote(c, a->key, a->klen, a->hash, a->deadline_ns, &v, &vl, &fl);
+    int code = bc__ops_get_remote(c, a->key, a->klen, a->hash, a->deadline_ns, &v, &vl, &fl);
     if (code == BC_CLIENT_OK) {
         BC__COUNT(c, hits, 1);
         bc__near_offer(c, a->hash, a->key, a->klen, v, vl, fl);
@@ -134,8 +99,8 @@ load_run(void *argp, bc__flight_result_t *res)
             log_info("client: loaded value of %zu bytes is over max_value_bytes; not stored",
                      out.vlen);
         } else {
-            int sc = bc__set_remote(c, a->key, a->klen, a->hash, value, out.vlen, out.flags,
-                                    out.exptime, a->deadline_ns);
+            int sc = bc__ops_set_remote(c, a->key, a->klen, a->hash, value, out.vlen, out.flags,
+                                        out.exptime, a->deadline_ns);
             if (sc != BC_CLIENT_OK) {
                 BC__COUNT(c, errors, 1);
                 log_info("client: storing a loaded value failed: %s", bc_strerror(sc));
@@ -161,7 +126,7 @@ bc_client_get_or_load(bc_client_t *c, const void *key, size_t klen, bc_client_lo
         BC__COUNT(c, hits, 1);
         return BC_CLIENT_OK;
     }
-    load_arg_t arg = {c, key, klen, hash, loader, ctx, bc__deadline(c, timeout_ms)};
+    load_arg_t arg = {c, key, klen, hash, loader, ctx, bc__ops_deadline(c, timeout_ms)};
     bc__flight_result_t res;
     bool shared = false;
     bc__flight_do(c->flight, hash, key, klen, arg.deadline_ns, load_run, &arg, BC_CLIENT_ETIMEOUT,

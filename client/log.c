@@ -34,6 +34,7 @@
 
 #include "bc_log.h"
 #include "bucketcache.h"
+#include "log.h"
 
 int bc__log_level = BC_LOG_WARN;
 
@@ -98,8 +99,8 @@ bc_log_vwrite(bc_log_level_t level, const char *fmt, va_list ap)
     int len = snprintf(line, sizeof(line), "bucketcache: %s: %s\n",
                        level_names[level > BC_LOG_TRACE ? BC_LOG_TRACE : level], msg);
     if (len > 0) {
-        size_t n = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
-        ssize_t w = write(STDERR_FILENO, line, n);
+        size_t out = (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1;
+        ssize_t w = write(STDERR_FILENO, line, out);
         (void)w;
     }
 }
@@ -116,7 +117,7 @@ bc_log_write(bc_log_level_t level, const char *fmt, ...)
 /* The ZooKeeper log stream's write function: one call per line (the stream
  * is line-buffered). */
 static ssize_t
-zk_log_write(void *cookie, const char *buf, size_t size)
+log_zk_write(void *cookie, const char *buf, size_t size)
 {
     (void)cookie;
     size_t n = size;
@@ -126,9 +127,9 @@ zk_log_write(void *cookie, const char *buf, size_t size)
 }
 
 static void
-zk_log_capture_once(void)
+log_zk_capture_once(void)
 {
-    cookie_io_functions_t io = {.read = NULL, .write = zk_log_write, .seek = NULL, .close = NULL};
+    cookie_io_functions_t io = {.read = NULL, .write = log_zk_write, .seek = NULL, .close = NULL};
     FILE *f = fopencookie(NULL, "w", io);
     if (f == NULL) return;
     setvbuf(f, NULL, _IOLBF, 0);
@@ -139,5 +140,5 @@ void
 bc__log_capture_zk(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, zk_log_capture_once);
+    pthread_once(&once, log_zk_capture_once);
 }

@@ -27,9 +27,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_wire.h"
 #include "client_int.h"
+#include "near.h"
+#include "ops.h"
 #include "proto.h"
 
 #define MGET_LINE_MAX 16384u
@@ -186,11 +190,11 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         }
         return true;
     }
-    bc__refusal_t ref;
+    bc_wire_refusal_t ref;
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
-        bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
+        bc_wire_refusal_parse(r->text, r->ntext, &ref) != BC_WIRE_REFUSAL_NONE) {
         BC__COUNT(m->c, refusals, 1);
-        bc__client_request_refresh(m->c, ref.epoch);
+        bc__agent_request_refresh(m->c, ref.epoch);
         batch_fail(m, b, true, 0);
         return false;
     }
@@ -198,7 +202,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
      * send again, to the owner of the new table. */
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
         bc__fwd_failure_parse(r->text, r->ntext) != BC__FWD_NONE) {
-        bc__client_request_refresh(m->c, 0);
+        bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
         return false;
     }
@@ -218,7 +222,7 @@ batch_on_readable(mget_t *m, mget_batch_t *b)
         if (st == BC_ENOMEM) {
             batch_fail(m, b, false, BC_CLIENT_ENOMEM);
         } else {
-            bc__client_request_refresh(m->c, 0);
+            bc__agent_request_refresh(m->c, 0);
             batch_fail(m, b, true, 0);
         }
         return;
@@ -245,7 +249,7 @@ batch_on_writable(mget_t *m, mget_batch_t *b)
     if (n > 0) {
         b->outsent += (size_t)n;
     } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        bc__client_request_refresh(m->c, 0);
+        bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
     }
 }
@@ -285,7 +289,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
         }
         bc__node_t *node = s->node[b];
         if (node == NULL) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             continue;
         }
         size_t k;
@@ -332,7 +336,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
             b->active = true;
             active++;
         } else if (cst == BC_EIO) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
         }
     }
 
@@ -384,7 +388,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         return BC_CLIENT_EINVAL;
     }
     if (n == 0) return BC_CLIENT_OK;
-    uint64_t deadline_ns = bc__deadline(c, timeout_ms);
+    uint64_t deadline_ns = bc__ops_deadline(c, timeout_ms);
     mget_t m = {.c = c, .n = n, .keys = keys, .klens = klens, .items = items};
     m.hash = malloc(n * sizeof(*m.hash));
     if (m.hash == NULL) return BC_CLIENT_ENOMEM;
@@ -419,7 +423,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         for (size_t i = 0; i < n; i++) pending += items[i].status == MGET_PENDING;
         if (pending == 0 || bc__now_ns() >= deadline_ns) break;
         if (atomic_load_explicit(&c->router.published, memory_order_acquire) == published &&
-            !bc__backoff_sleep(c, attempt, deadline_ns, published)) {
+            !bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) {
             break;
         }
         BC__COUNT(c, retries, 1);

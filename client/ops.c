@@ -26,13 +26,18 @@
  *   never be matched with the wrong request.  A VALUE must carry the key
  *   asked for.
  */
+#include "ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_wire.h"
 #include "client_int.h"
+#include "near.h"
 #include "proto.h"
 
 typedef enum op_kind {
@@ -77,14 +82,14 @@ typedef enum attempt_result {
 static _Thread_local uint64_t ops_rng;
 
 uint64_t
-bc__deadline(const bc_client_t *c, int timeout_ms)
+bc__ops_deadline(const bc_client_t *c, int timeout_ms)
 {
     uint64_t t = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : c->timeout_ns;
     return bc__now_ns() + t;
 }
 
 bool
-bc__backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns, uint64_t published)
+bc__ops_backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns, uint64_t published)
 {
     if (ops_rng == 0) ops_rng = bc__now_ns() ^ (uint64_t)(uintptr_t)&ops_rng;
     uint64_t d = bc__backoff_ns(attempt, c->retry_base_ns, c->retry_max_ns, &ops_rng);
@@ -160,12 +165,12 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
     *healthy = true;
     switch (r->kind) {
     case BC_MC_REPLY_SERVER_ERROR: {
-        bc__refusal_t ref;
-        if (bc__refusal_parse(r->text, r->ntext, &ref) != BC__REFUSAL_NONE) {
+        bc_wire_refusal_t ref;
+        if (bc_wire_refusal_parse(r->text, r->ntext, &ref) != BC_WIRE_REFUSAL_NONE) {
             BC__COUNT(c, refusals, 1);
             log_debug("client: %s refused bucket %u (kind %d, its epoch %llu)", conn->node->addr,
                       ref.bucket, (int)ref.kind, (unsigned long long)ref.epoch);
-            bc__client_request_refresh(c, ref.epoch);
+            bc__agent_request_refresh(c, ref.epoch);
             /* Nodes swallow a refused command's data block; a connection
              * that carried one is closed all the same, to be safe. */
             *healthy = !op_has_data(op->kind);
@@ -180,7 +185,7 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
          */
         bc__fwd_failure_t fwd = bc__fwd_failure_parse(r->text, r->ntext);
         if (fwd != BC__FWD_NONE) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             if (fwd == BC__FWD_UNSENT || op_idempotent(op->kind)) {
                 op->in_doubt = op->in_doubt || fwd == BC__FWD_IN_DOUBT;
                 return ATTEMPT_RETRY;
@@ -296,7 +301,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
             *code = BC_CLIENT_ENOMEM;
             return ATTEMPT_DONE;
         }
-        if (st == BC_EIO) bc__client_request_refresh(c, 0);  /* primary may have changed */
+        if (st == BC_EIO) bc__agent_request_refresh(c, 0);  /* primary may have changed */
         return ATTEMPT_RETRY;
     }
 
@@ -339,7 +344,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
     if (st != BC_OK) {
         /* A request not sent completely is never executed by the node. */
         bc__conn_put(conn, false);
-        if (st == BC_ECLOSED || st == BC_EIO) bc__client_request_refresh(c, 0);
+        if (st == BC_ECLOSED || st == BC_EIO) bc__agent_request_refresh(c, 0);
         return ATTEMPT_RETRY;
     }
 
@@ -352,7 +357,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
         case BC_ENOMEM: *code = BC_CLIENT_ENOMEM; return ATTEMPT_DONE;
         case BC_ECLOSED:
         case BC_EIO:
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
             if (op_idempotent(op->kind)) {
                 op->in_doubt = true;
                 return ATTEMPT_RETRY;
@@ -395,7 +400,7 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
         int code = BC_CLIENT_ETIMEOUT;
         attempt_result_t res = ATTEMPT_RETRY;
         if (node == NULL) {
-            bc__client_request_refresh(c, 0);
+            bc__agent_request_refresh(c, 0);
         } else if (!(write && readonly)) {
             res = op_attempt(c, node, op, deadline_ns, &code);
         }
@@ -408,7 +413,7 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
             BC__COUNT(c, retries, 1);
             continue;
         }
-        if (!bc__backoff_sleep(c, attempt, deadline_ns, published)) return BC_CLIENT_ETIMEOUT;
+        if (!bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) return BC_CLIENT_ETIMEOUT;
         if (bc__now_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
         BC__COUNT(c, retries, 1);
     }
@@ -446,8 +451,8 @@ get_remote(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint32_
 }
 
 int
-bc__get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash, uint64_t deadline_ns,
-               void **value, size_t *vlen, uint32_t *flags)
+bc__ops_get_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash,
+                   uint64_t deadline_ns, void **value, size_t *vlen, uint32_t *flags)
 {
     return get_remote(c, OP_GET, key, klen, hash, deadline_ns, value, vlen, flags, NULL);
 }
@@ -462,8 +467,9 @@ get_account(bc_client_t *c, int code)
 }
 
 int
-bc__set_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash, const void *value,
-               size_t vlen, uint32_t flags, int64_t exptime, uint64_t deadline_ns)
+bc__ops_set_remote(bc_client_t *c, const void *key, size_t klen, uint32_t hash,
+                   const void *value, size_t vlen, uint32_t flags, int64_t exptime,
+                   uint64_t deadline_ns)
 {
     op_t op = {.kind = OP_SET, .key = key, .klen = klen, .hash = hash, .value = value,
                .vlen = vlen, .flags = flags, .exptime = exptime};
@@ -488,7 +494,8 @@ bc_client_get(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void
         BC__COUNT(c, hits, 1);
         return BC_CLIENT_OK;
     }
-    int code = bc__get_remote(c, key, klen, hash, bc__deadline(c, timeout_ms), value, vlen, flags);
+    int code = bc__ops_get_remote(c, key, klen, hash, bc__ops_deadline(c, timeout_ms), value, vlen,
+                                  flags);
     if (code == BC_CLIENT_OK && c->near != NULL) {
         bc__near_offer(c, hash, key, klen, *value, *vlen, flags ? *flags : 0);
     }
@@ -497,8 +504,8 @@ bc_client_get(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void
 
 /* A storage command (set, add, replace, append, prepend; cas when cas != 0). */
 static int
-client_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
-             size_t vlen, uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
+op_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
+         size_t vlen, uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
 {
     if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
         return BC_CLIENT_EINVAL;
@@ -509,7 +516,7 @@ client_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const
     op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
                .value = value ? value : "", .vlen = vlen, .flags = flags, .exptime = exptime,
                .cas = cas};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    int code = op_run(c, &op, bc__ops_deadline(c, timeout_ms));
     bc__near_forget(c, op.hash, key, klen);
     return op_account(c, code);
 }
@@ -518,21 +525,21 @@ int
 bc_client_set(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_SET, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
+    return op_store(c, OP_SET, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
 bc_client_add(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_ADD, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
+    return op_store(c, OP_ADD, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
 bc_client_replace(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                   uint32_t flags, int64_t exptime, int timeout_ms)
 {
-    return client_store(c, OP_REPLACE, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
+    return op_store(c, OP_REPLACE, key, klen, value, vlen, flags, exptime, 0, timeout_ms);
 }
 
 int
@@ -542,7 +549,7 @@ bc_client_delete(bc_client_t *c, const void *key, size_t klen, int timeout_ms)
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, deletes, 1);
     op_t op = {.kind = OP_DELETE, .key = key, .klen = klen, .hash = bc_hash_key(key, klen)};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    int code = op_run(c, &op, bc__ops_deadline(c, timeout_ms));
     bc__near_forget(c, op.hash, key, klen);
     return op_account(c, code);
 }
@@ -555,21 +562,21 @@ bc_client_touch(bc_client_t *c, const void *key, size_t klen, int64_t exptime, i
     BC__COUNT(c, touches, 1);
     op_t op = {.kind = OP_TOUCH, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
                .exptime = exptime};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    int code = op_run(c, &op, bc__ops_deadline(c, timeout_ms));
     bc__near_forget(c, op.hash, key, klen);
     return op_account(c, code);
 }
 
 static int
-client_arith(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint64_t delta,
-             uint64_t *result, int timeout_ms)
+op_arith(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint64_t delta,
+         uint64_t *result, int timeout_ms)
 {
     if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, ariths, 1);
     op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
                .delta = delta};
-    int code = op_run(c, &op, bc__deadline(c, timeout_ms));
+    int code = op_run(c, &op, bc__ops_deadline(c, timeout_ms));
     bc__near_forget(c, op.hash, key, klen);
     if (code == BC_CLIENT_OK && result != NULL) *result = op.out_number;
     return op_account(c, code);
@@ -579,14 +586,14 @@ int
 bc_client_incr(bc_client_t *c, const void *key, size_t klen, uint64_t delta, uint64_t *result,
                int timeout_ms)
 {
-    return client_arith(c, OP_INCR, key, klen, delta, result, timeout_ms);
+    return op_arith(c, OP_INCR, key, klen, delta, result, timeout_ms);
 }
 
 int
 bc_client_decr(bc_client_t *c, const void *key, size_t klen, uint64_t delta, uint64_t *result,
                int timeout_ms)
 {
-    return client_arith(c, OP_DECR, key, klen, delta, result, timeout_ms);
+    return op_arith(c, OP_DECR, key, klen, delta, result, timeout_ms);
 }
 
 int
@@ -602,26 +609,26 @@ bc_client_gets(bc_client_t *c, const void *key, size_t klen, int timeout_ms, voi
     BC__COUNT(c, gets, 1);
     /* Never from the near cache: the CAS must be the node's current one. */
     return get_account(c, get_remote(c, OP_GETS, key, klen, bc_hash_key(key, klen),
-                                     bc__deadline(c, timeout_ms), value, vlen, flags, cas));
+                                     bc__ops_deadline(c, timeout_ms), value, vlen, flags, cas));
 }
 
 int
 bc_client_cas(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
               uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
 {
-    return client_store(c, OP_CAS, key, klen, value, vlen, flags, exptime, cas, timeout_ms);
+    return op_store(c, OP_CAS, key, klen, value, vlen, flags, exptime, cas, timeout_ms);
 }
 
 int
 bc_client_append(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                  int timeout_ms)
 {
-    return client_store(c, OP_APPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
+    return op_store(c, OP_APPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
 }
 
 int
 bc_client_prepend(bc_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
                   int timeout_ms)
 {
-    return client_store(c, OP_PREPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
+    return op_store(c, OP_PREPEND, key, klen, value, vlen, 0, 0, 0, timeout_ms);
 }

@@ -1,15 +1,16 @@
 /*
  * proto.c -- see proto.h.  Request lines are assembled with memcpy and
  * bc_mc_u64_to_dec rather than snprintf: they are built on every call of
- * the hot path.  Refusals are parsed strictly (exact words, decimal fields,
- * nothing extra), because a misread refusal would send the retry loop the
- * wrong way; anything else is an ordinary SERVER_ERROR.
+ * the hot path.  The cluster's SERVER_ERROR lines (refusals, forwarding
+ * failures) are parsed by common/bc_wire.c; this file only says what a
+ * forwarding failure means for a retry.
  */
 #include "proto.h"
 
 #include <string.h>
 
 #include "bc_mcproto.h"
+#include "bc_wire.h"
 
 bool
 bc__key_valid(const void *key, size_t klen)
@@ -22,86 +23,18 @@ bc__key_valid(const void *key, size_t klen)
     return true;
 }
 
-/* Reads one decimal field of at most 20 digits; false if not a number. */
-static bool
-proto_take_u64(const char **p, const char *end, uint64_t *out)
-{
-    const char *s = *p;
-    uint64_t v = 0;
-    size_t digits = 0;
-    while (s < end && *s >= '0' && *s <= '9') {
-        uint64_t d = (uint64_t)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-        s++;
-        digits++;
-    }
-    if (digits == 0) return false;
-    if (s < end) {
-        if (*s != ' ') return false;
-        s++;
-    }
-    *p = s;
-    *out = v;
-    return true;
-}
-
-bc__refusal_kind_t
-bc__refusal_parse(const char *text, size_t n, bc__refusal_t *out)
-{
-    static const struct {
-        const char *word;
-        size_t len;
-        bc__refusal_kind_t kind;
-        int fields;
-    } kinds[] = {
-        {"MOVED ", 6, BC__REFUSAL_MOVED, 3},
-        {"NO_OWNER ", 9, BC__REFUSAL_NO_OWNER, 2},
-        {"READONLY ", 9, BC__REFUSAL_READONLY, 2},
-        {"NOT_PRIMARY ", 12, BC__REFUSAL_NOT_PRIMARY, 3},
-    };
-    memset(out, 0, sizeof(*out));
-    if (text == NULL) return BC__REFUSAL_NONE;
-    const char *end = text + n;
-    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        if (n <= kinds[k].len || memcmp(text, kinds[k].word, kinds[k].len) != 0) continue;
-        const char *p = text + kinds[k].len;
-        uint64_t f[3];
-        for (int i = 0; i < kinds[k].fields; i++) {
-            if (p >= end || !proto_take_u64(&p, end, &f[i])) return BC__REFUSAL_NONE;
-        }
-        if (p != end || end[-1] == ' ') return BC__REFUSAL_NONE;
-        if (f[0] > UINT32_MAX) return BC__REFUSAL_NONE;
-        out->bucket = (uint32_t)f[0];
-        if (kinds[k].fields == 3) {
-            if (f[1] > UINT32_MAX) return BC__REFUSAL_NONE;
-            out->gid = (uint32_t)f[1];
-            out->epoch = f[2];
-        } else {
-            out->epoch = f[1];
-        }
-        out->kind = kinds[k].kind;
-        return out->kind;
-    }
-    return BC__REFUSAL_NONE;
-}
-
 bc__fwd_failure_t
 bc__fwd_failure_parse(const char *text, size_t n)
 {
-    static const struct {
-        const char *text;
-        bc__fwd_failure_t kind;
-    } known[] = {
-        {BC_MC_FWD_UNSENT, BC__FWD_UNSENT},
-        {BC_MC_FWD_IN_DOUBT, BC__FWD_IN_DOUBT},
-        {BC_MC_FWD_TIMEOUT, BC__FWD_IN_DOUBT},
-    };
-    for (size_t i = 0; text != NULL && i < sizeof(known) / sizeof(known[0]); i++) {
-        size_t len = strlen(known[i].text);
-        if (n == len && memcmp(text, known[i].text, len) == 0) return known[i].kind;
+    /* BEHAVIOR: only these three change what a client does; the other
+     * forwarding failures (reply too large, bad reply, busy, out of
+     * memory) are ordinary server errors to the caller. */
+    switch (bc_wire_fwd_failure_parse(text, n)) {
+    case BC_WIRE_FWD_UNSENT: return BC__FWD_UNSENT;
+    case BC_WIRE_FWD_IN_DOUBT:
+    case BC_WIRE_FWD_TIMEOUT: return BC__FWD_IN_DOUBT;
+    default: return BC__FWD_NONE;
     }
-    return BC__FWD_NONE;
 }
 
 static char *

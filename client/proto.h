@@ -1,7 +1,8 @@
 /*
  * proto.h -- the client side of the memcached text protocol, as pure
- * functions: key checks, request lines, the "not mine" refusals nodes send,
- * the size a VALUE reply needs, and the retry backoff.
+ * functions: key checks, request lines, what a forwarding failure means for
+ * a command, the size a VALUE reply needs, and the retry backoff.  The
+ * "not mine" refusals nodes send are common/bc_wire.h's.
  *
  * Replies themselves are recognised by bc_mc_reply_parse (bc_mcproto.h);
  * this file adds what only a cluster client needs.  No I/O, no allocation,
@@ -20,26 +21,11 @@
  * <bytes> <cas>\r\n" with every number at its widest is 330 bytes. */
 #define BC__REQ_LINE_MAX 384
 
-/* A "not mine" answer (node/cluster.h, bc_node_cluster_format_refusal). */
-typedef enum bc__refusal_kind {
-    BC__REFUSAL_NONE = 0,
-    BC__REFUSAL_MOVED,         /* MOVED <bucket> <owner-gid> <epoch> */
-    BC__REFUSAL_NO_OWNER,      /* NO_OWNER <bucket> <epoch> */
-    BC__REFUSAL_READONLY,      /* READONLY <bucket> <epoch> */
-    BC__REFUSAL_NOT_PRIMARY,   /* NOT_PRIMARY <bucket> <gid> <epoch> */
-} bc__refusal_kind_t;
-
-typedef struct bc__refusal {
-    bc__refusal_kind_t kind;
-    uint32_t bucket;
-    uint32_t gid;              /* MOVED: the owner; NOT_PRIMARY: the node's group */
-    uint64_t epoch;            /* the node's table epoch */
-} bc__refusal_t;
-
-/* A node's answer when it could not forward a command to its bucket's
- * owner (common/bc_mcproto.h, BC_MC_FWD_*). */
+/* What a node's forwarding failure (common/bc_wire.h, BC_WIRE_FWD_*) means
+ * for the command that met it. */
 typedef enum bc__fwd_failure {
-    BC__FWD_NONE = 0,          /* not a forwarding failure */
+    BC__FWD_NONE = 0,          /* not a forwarding failure, or one that is an
+                                * ordinary error here (reply too large, busy...) */
     BC__FWD_UNSENT,            /* never reached the owner: safe to send again */
     BC__FWD_IN_DOUBT,          /* sent; the owner may have applied it */
 } bc__fwd_failure_t;
@@ -50,13 +36,6 @@ bc__fwd_failure_t bc__fwd_failure_parse(const char *text, size_t n);
 
 /* True when key is 1..250 bytes, none of them a control byte or a space. */
 bool bc__key_valid(const void *key, size_t klen);
-
-/*
- * Parses the text of a SERVER_ERROR reply (what follows "SERVER_ERROR ",
- * n bytes).  Returns the refusal kind and fills *out, or BC__REFUSAL_NONE
- * when the text is not a well-formed refusal (an ordinary server error).
- */
-bc__refusal_kind_t bc__refusal_parse(const char *text, size_t n, bc__refusal_t *out);
 
 /*
  * Request lines, written at buf (at least BC__REQ_LINE_MAX bytes) with

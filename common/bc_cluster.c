@@ -305,26 +305,6 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
     return BC_OK;
 }
 
-const char *const bc_repl_mode_names[] = {"async", "sync", NULL};
-
-const char *
-bc_repl_mode_name(bc_repl_mode_t mode)
-{
-    return bc_repl_mode_names[mode == BC_REPL_SYNC ? BC_REPL_SYNC : BC_REPL_ASYNC];
-}
-
-bc_status_t
-bc_repl_mode_parse(const char *s, bc_repl_mode_t *out)
-{
-    for (int i = 0; s != NULL && bc_repl_mode_names[i] != NULL; i++) {
-        if (strcmp(s, bc_repl_mode_names[i]) == 0) {
-            *out = (bc_repl_mode_t)i;
-            return BC_OK;
-        }
-    }
-    return BC_EINVAL;
-}
-
 bc_status_t
 bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
                       size_t errlen)

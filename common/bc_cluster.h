@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bc_repl_mode.h"
 #include "bc_status.h"
 #include "bc_table.h"
 #include "bc_zk.h"
@@ -94,18 +95,6 @@ bc_status_t bc_node_info_decode(const char *json, size_t len, bc_node_info_t *ou
 char *bc_primary_info_encode(const bc_primary_info_t *info);
 bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
                                    char *err, size_t errlen);
-
-/* Replication modes: a group's "replication", a node's --replication. */
-typedef enum bc_repl_mode {
-    BC_REPL_ASYNC = 0,
-    BC_REPL_SYNC = 1,
-} bc_repl_mode_t;
-
-/* The mode names by value, NULL-terminated (for choice lists). */
-extern const char *const bc_repl_mode_names[];
-const char *bc_repl_mode_name(bc_repl_mode_t mode);
-/* Strict: "async" or "sync".  Errors: BC_EINVAL. */
-bc_status_t bc_repl_mode_parse(const char *s, bc_repl_mode_t *out);
 
 /* The replication settings' ranges, for the group config, the node's flags
  * and config file, and the CLI. */

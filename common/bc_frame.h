@@ -1,6 +1,6 @@
 /*
  * bc_frame.h -- the peer frames a bucket travels in when it migrates from
- * its source primary to its destination primary (node/migrate.h).
+ * its source primary to its destination primary (node/migrate/migrate.h).
  *
  * WHAT
  *   A bucket export is a byte stream of frames:
@@ -31,13 +31,13 @@
  *   stream carried (in a delta export, ITEM and DEL frames both count as
  *   items, a DEL's bytes being its key's).
  *
- *   A delta export (node/migrate.h, precopy) carries only the keys that
+ *   A delta export (node/migrate/migrate.h, precopy) carries only the keys that
  *   changed since an earlier snapshot of the bucket: ITEM is "the key's
  *   value is now this" (the receiver overwrites), DEL "the key is gone".
  *   A HELLO without the seventh field is a full export, so a version-1
  *   reader of full exports reads these unchanged.
  *
- * REPLICATION (node/repl.h) uses the same framing on a primary->backup
+ * REPLICATION (node/repl/repl.h) uses the same framing on a primary->backup
  * connection, with these frame types besides ITEM and END:
  *
  *       RHELLO [10, "bcrepl", version, full, replid, offset]
@@ -48,7 +48,7 @@
  *                                      flush due at when (absolute unix
  *                                      seconds);  both: the delayed flush
  *                                      due at when came due on the primary
- *                                      at mark (node/repl.c)
+ *                                      at mark (node/repl/primary.c)
  *       DROP   [14, bucket]
  *       PING   [15, offset]           (primary -> backup, the primary's offset)
  *       ACK    [16, offset]           (backup -> primary, the offset applied)

@@ -143,3 +143,123 @@ bc_http_response_free(bc_http_response_t *resp)
     resp->body = NULL;
     resp->body_len = 0;
 }
+
+/* ---- streaming GET ---- */
+
+bc_status_t
+bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf, int64_t deadline,
+                       int64_t idle_ms, char *why, size_t whylen)
+{
+    bc_hostport_t hp;
+    memset(s, 0, sizeof(*s));
+    s->fd = -1;
+    s->deadline = deadline;
+    s->idle_ms = idle_ms;
+    s->content_length = -1;
+    if (addr == NULL || bc_parse_hostport(addr, 0, &hp) != BC_OK) {
+        if (why != NULL && whylen > 0) snprintf(why, whylen, "bad address");
+        return BC_EINVAL;
+    }
+    return bc_net_connect(&hp, bc_net_remaining_ms(deadline), rcvbuf, &s->fd, why, whylen);
+}
+
+bc_status_t
+bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, const char *accept)
+{
+    char head[1024];
+    int hn = snprintf(head, sizeof(head),
+                      "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\nAccept: %s\r\n\r\n",
+                      path, host, accept);
+    if (hn < 0 || (size_t)hn >= sizeof(head)) return BC_EINVAL;
+    return bc_net_send_all(s->fd, head, (size_t)hn, s->deadline);
+}
+
+/* Makes room for `want` more bytes after end (compacting first). */
+static bool
+stream_room(bc_http_stream_t *s, size_t want)
+{
+    if (s->start > 0 && (s->start == s->end || s->cap - s->end < want)) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->start = 0;
+    }
+    if (s->cap - s->end >= want) return true;
+    size_t cap = s->cap ? s->cap : BC_HTTP_STREAM_BUF;
+    while (cap - s->end < want) cap *= 2;
+    char *p = realloc(s->buf, cap);
+    if (p == NULL) return false;
+    s->buf = p;
+    s->cap = cap;
+    return true;
+}
+
+bc_status_t
+bc_http_stream_read(bc_http_stream_t *s, size_t want, size_t *got)
+{
+    if (!stream_room(s, want)) return BC_ENOMEM;
+    for (;;) {
+        ssize_t n = recv(s->fd, s->buf + s->end, s->cap - s->end, 0);
+        if (n > 0) {
+            s->end += (size_t)n;
+            *got = (size_t)n;
+            if (s->idle_ms > 0) s->deadline = bc_time_mono_ms() + s->idle_ms;
+            return BC_OK;
+        }
+        if (n == 0) return BC_ECLOSED;
+        if (errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd pfd = {s->fd, POLLIN, 0};
+        int rc = poll(&pfd, 1, bc_net_remaining_ms(s->deadline));
+        if (rc == 0) return BC_ETIMEOUT;
+        if (rc < 0 && errno != EINTR) return BC_EIO;
+    }
+}
+
+bc_status_t
+bc_http_stream_head(bc_http_stream_t *s, size_t max)
+{
+    char *hdr_end = NULL;
+    while (hdr_end == NULL) {
+        size_t got;
+        if (s->end - s->start >= max) return BC_ETOOLARGE;
+        bc_status_t st = bc_http_stream_read(s, 4096, &got);
+        if (st != BC_OK) return st;
+        hdr_end = memmem(s->buf + s->start, s->end - s->start, "\r\n\r\n", 4);
+    }
+    size_t hlen = (size_t)(hdr_end - (s->buf + s->start));
+    free(s->head);
+    s->head = malloc(hlen + 1);
+    if (s->head == NULL) return BC_ENOMEM;
+    memcpy(s->head, s->buf + s->start, hlen);
+    s->head[hlen] = '\0';
+    s->start += hlen + 4;
+    if (sscanf(s->head, "HTTP/1.%*d %d", &s->status) != 1) return BC_EPROTO;
+    const char *v = bc_http_stream_header(s, "Content-Length");
+    s->content_length = v != NULL ? strtoll(v, NULL, 10) : -1;
+    s->chunked = bc_http_stream_header(s, "Transfer-Encoding") != NULL;
+    return BC_OK;
+}
+
+const char *
+bc_http_stream_header(const bc_http_stream_t *s, const char *name)
+{
+    const char *found = NULL;
+    size_t n = strlen(name);
+    if (s->head == NULL) return NULL;
+    for (const char *line = strstr(s->head, "\r\n"); line != NULL;
+         line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, name, n) == 0 && line[2 + n] == ':') found = line + 3 + n;
+    }
+    while (found != NULL && (*found == ' ' || *found == '\t')) found++;
+    return found;
+}
+
+void
+bc_http_stream_close(bc_http_stream_t *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    free(s->buf);
+    free(s->head);
+    s->buf = s->head = NULL;
+    s->cap = s->start = s->end = 0;
+}

@@ -1,16 +1,25 @@
 /*
- * bc_http_client.h -- a minimal blocking HTTP/1.1 client for the admin
- * ports of our own processes (CLI -> console, console -> node).
+ * bc_http_client.h -- a minimal blocking HTTP client for the admin ports of
+ * our own processes (CLI -> console, console -> node, node -> node).
  *
- * One request per connection ("Connection: close"), a deadline for the
- * whole exchange, and a cap on the response size, so a slow or hostile
- * peer can neither hang the caller nor grow its memory.  Plain HTTP only:
- * admin ports are meant for trusted networks.
+ * Two ways to ask:
+ *   bc_http_request    one request, the whole response buffered (capped at
+ *                      BC_HTTP_CLIENT_MAX_RESPONSE): for JSON replies.
+ *   bc_http_stream_*   a GET whose body is read as it arrives, in a buffer
+ *                      that holds what the caller has not consumed yet: for
+ *                      bodies as large as a bucket (a migration's export).
+ *
+ * One request per connection ("Connection: close"), deadlines on every
+ * wait, and bounded buffers, so a slow or hostile peer can neither hang
+ * the caller nor grow its memory.  Plain HTTP only: admin ports are meant
+ * for trusted networks.
  */
 #ifndef BC_HTTP_CLIENT_H
 #define BC_HTTP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bc_status.h"
 
@@ -34,5 +43,88 @@ bc_status_t bc_http_request(const char *addr, const char *method, const char *pa
                             const char *body, size_t body_len, int timeout_ms,
                             bc_http_response_t *resp);
 void bc_http_response_free(bc_http_response_t *resp);
+
+/* ---- streaming GET ---- */
+
+/*
+ *   bc_http_stream_t s;
+ *   bc_http_stream_connect(&s, addr, rcvbuf, deadline, idle_ms, why, whylen)
+ *   bc_http_stream_get(&s, host, path, accept)     HTTP/1.0, so a body
+ *                                                  without Content-Length
+ *                                                  ends at EOF
+ *   bc_http_stream_head(&s, max)                   status and headers
+ *   loop: bc_http_stream_data(&s, &n) ... bc_http_stream_consume(&s, used)
+ *         bc_http_stream_read(&s, want, &got)      BC_ECLOSED at EOF
+ *   bc_http_stream_close(&s)                       always, after connect
+ *
+ * Every wait ends at s.deadline (monotonic ms); with idle_ms > 0, each
+ * byte received moves it to now + idle_ms, so the deadline bounds a
+ * transfer that stalls, not one that is long.  A chunked body is not
+ * decoded (s.chunked says one was announced).
+ */
+
+/* The read buffer's first size; it doubles as bc_http_stream_read asks. */
+#define BC_HTTP_STREAM_BUF (256u * 1024u)
+
+typedef struct bc_http_stream {
+    int fd;                        /* -1: not connected */
+    int64_t deadline;              /* monotonic ms: where the next wait ends */
+    int64_t idle_ms;               /* > 0: a byte received moves the deadline this far on */
+    int status;                    /* after bc_http_stream_head: 200, 404, ... */
+    long long content_length;      /* after bc_http_stream_head: -1 when none was given */
+    bool chunked;                  /* after bc_http_stream_head: a Transfer-Encoding was given */
+    char *head;                    /* status line and headers, NUL-terminated (owned) */
+    char *buf;                     /* received, not consumed: buf[start..end) (owned) */
+    size_t cap, start, end;
+} bc_http_stream_t;
+
+/*
+ * Connects s to addr ("host:port" or "[v6]:port").  rcvbuf > 0 asks for a
+ * socket receive buffer that large from the first byte.  Errors (reason
+ * in why, may be NULL): BC_EINVAL (bad address), BC_ETIMEOUT, BC_EIO.
+ * Whatever the result, s may be passed to bc_http_stream_close.
+ */
+bc_status_t bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf,
+                                   int64_t deadline, int64_t idle_ms, char *why, size_t whylen);
+/* Sends "GET path HTTP/1.0" with Host, Connection: close and Accept.
+ * Errors: BC_EINVAL (too long), as bc_net_send_all. */
+bc_status_t bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path,
+                               const char *accept);
+/*
+ * Reads the status line and headers (at most max bytes of them): fills
+ * status, content_length, chunked and head; what came of the body is then
+ * bc_http_stream_data.  Errors: BC_ETOOLARGE (headers over max),
+ * BC_ECLOSED (EOF before they ended), BC_EPROTO (not an HTTP response),
+ * as bc_http_stream_read.
+ */
+bc_status_t bc_http_stream_head(bc_http_stream_t *s, size_t max);
+/* The value of header `name` (case-insensitive; the last one when
+ * repeated) after bc_http_stream_head: it runs to the end of its line
+ * ("\r\n" or NUL).  NULL when absent.  Borrowed from s. */
+const char *bc_http_stream_header(const bc_http_stream_t *s, const char *name);
+/*
+ * Waits for more bytes (room for at least `want` is made first) and
+ * appends them to the buffer.  Returns BC_OK with *got > 0, BC_ECLOSED at
+ * EOF, BC_ETIMEOUT (the deadline passed), BC_EIO, BC_ENOMEM.
+ */
+bc_status_t bc_http_stream_read(bc_http_stream_t *s, size_t want, size_t *got);
+
+/* The bytes received and not consumed yet (*len of them). */
+static inline const char *
+bc_http_stream_data(const bc_http_stream_t *s, size_t *len)
+{
+    *len = s->end - s->start;
+    return s->buf + s->start;
+}
+
+/* Marks the first n bytes of bc_http_stream_data as used. */
+static inline void
+bc_http_stream_consume(bc_http_stream_t *s, size_t n)
+{
+    s->start += n;
+}
+
+/* Closes the connection and frees the buffers.  Idempotent. */
+void bc_http_stream_close(bc_http_stream_t *s);
 
 #endif

@@ -76,15 +76,6 @@
 #define BC_MC_ERR_DELETE_USAGE \
     "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
 
-/* What a node answers after "SERVER_ERROR " when forwarding a command to
- * its bucket's owner failed (node/forward.c); the client library tells
- * them apart (client/proto.c).  UNSENT never reached the owner, so any
- * command may be sent again; IN_DOUBT and TIMEOUT were sent and may have
- * been applied. */
-#define BC_MC_FWD_UNSENT       "forward failed: owner unreachable"
-#define BC_MC_FWD_IN_DOUBT     "forward in doubt: the owner was lost after the request was sent"
-#define BC_MC_FWD_TIMEOUT      "forward timeout"
-
 typedef enum bc_mc_cmd {
     BC_MC_CMD_NONE = 0,          /* parse failed; see bc_mc_request_t.error */
     BC_MC_CMD_GET,

@@ -1,7 +1,7 @@
 /*
  * bc_net.h -- a TCP connect and a send with a deadline, the ones every
  * blocking caller uses (the HTTP client, a migration import, a backup's
- * link to its primary).  The event-loop side (node/forward.c) and the client library's
+ * link to its primary).  The event-loop side (node/proto/forward.c) and the client library's
  * pool connect without waiting and do not use it.
  */
 #ifndef BC_NET_H

@@ -1,5 +1,18 @@
 /*
- * api.c -- see api.h.
+ * api.c -- the console's HTTP API (api.h lists the endpoints): a table of
+ * routes served by common/bc_httpd.h, one handler per endpoint, and the
+ * console's metrics as one X-macro table (CONSOLE_METRICS).
+ *
+ * Reads (/v1/cluster, /v1/tables, /v1/migrations) load what they show
+ * from ZooKeeper on every request (view.h, migrate.h), so a standby
+ * answers them as well as the active console.  Writes (rebalance, its
+ * cancel, pause, resume) are a reconcile round on the active console
+ * (console.h: bc_console_rebalance, bc_console_migrations); a standby
+ * answers 409 naming the active one.  A rebalance's reply also shows the
+ * bytes each move would carry, asked of the source primaries' admin
+ * ports (GET /stats?buckets=nonempty; a node that does not answer leaves
+ * its buckets' sizes unknown).  The writes parse their query strictly:
+ * an unknown parameter or a malformed value is a 400.
  */
 #include "api.h"
 
@@ -466,7 +479,7 @@ api_migrations(void *ctx, bc_http_req_t *req)
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);
     cJSON_AddItemToObject(doc, "waiting", waiting);
-    bc_mig_recent_json(c, doc);
+    bc_mig_control_recent_json(c, doc);
     bc_mig_set_free(&migs);
     bc_view_free(&v);
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);

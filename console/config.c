@@ -11,7 +11,7 @@
 
 #include "bc_cluster.h"
 #include "bc_log.h"
-#include "migrate.h"
+#include "migrate_pool.h"
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 

@@ -1,5 +1,33 @@
 /*
- * console.c -- see console.h.
+ * console.c -- the coordinator around reconcile.c: the election, the loop
+ * thread, and carrying out what a round decided.  console.h says what it
+ * guarantees (election, fencing, cached rounds, how copies resume).
+ *
+ * ONE ROUND (console_reconcile_round; the loop and the API both run it)
+ *   1. the state: the view (view.h) and the migration set (migrate.h),
+ *      read from ZooKeeper -- arming watches, and asking a leaderless
+ *      group's nodes for their replication offsets -- or, in a quick round
+ *      with a fresh cache, the state the last rounds read and wrote;
+ *   2. the copy and precopy reports the pool posted since (migrate_pool.h);
+ *   3. bc_reconcile decides, without I/O;
+ *   4. console_commit writes the result as ONE transaction that also
+ *      checks our election znode and the versions everything was read at;
+ *   5. reports it did not decide go back to the pool; precopy readiness
+ *      that aged out or whose move is gone is swept; console_drive_copies
+ *      hands the pool a job for every copying bucket without one and the
+ *      precopies reconcile wants; the cache follows the write.
+ *   A rebalance or a pause/resume/cancel asked through the API is the same
+ *   round on the HTTP thread, with its options (force, dry run, cancel,
+ *   pause).
+ *
+ * THREADS AND LOCKING
+ *   console_loop is the one thread that elects and runs rounds: when
+ *   woken (a watch, a session event, a pool report, a round that left
+ *   work) and every reconcile interval.  ZooKeeper's callbacks and the
+ *   pool's workers only set flags under mu and signal cv (console_wake).
+ *   mu guards the wake flags, my_node and the stats, and is never held
+ *   across I/O; op_mu is held for a whole round (read, decide, write) so
+ *   rounds never interleave, and guards the cache and precopy readiness.
  */
 #include "console.h"
 

@@ -1,5 +1,22 @@
 /*
- * reconcile.c -- see reconcile.h for the behaviour.
+ * reconcile.c -- every decision of the active console (reconcile.h has the
+ * rules and their order): a pure function from a view, the migration set
+ * and the copy reports to the writes of one transaction.
+ *
+ * HOW
+ *   bc_reconcile copies the tables into the output and walks the steps in
+ *   reconcile.h's order, each editing the output in place: primaries,
+ *   groups down, departed groups waiting, groups back, a cancel, the
+ *   rebalance (the planner, bc_planner.h), then the migrations
+ *   (reconcile_migrations).  That last step is where a bucket is done
+ *   moving: a copy report for the record's epoch whose checks all pass is
+ *   its cutover (move_cutover); a failed check aborts the attempt
+ *   (move_abort).  No other code decides either.
+ *
+ *   Everything written must fit one ZooKeeper transaction: a round keeps
+ *   a budget of operations, and what does not fit is left for the next
+ *   round (mig_more).  No I/O, no clock and no locks here: the caller
+ *   passes the time in, so the unit tests drive every rule directly.
  */
 #include "reconcile.h"
 
@@ -107,7 +124,7 @@ control_holds(const bc_mig_control_t *c, uint32_t gid)
 /* ---- migrations ---- */
 
 
-typedef struct mig_round {
+typedef struct move_round {
     const bc_reconcile_input_t *in;
     bc_view_t *v;
     bc_reconcile_output_t *out;
@@ -116,10 +133,10 @@ typedef struct mig_round {
     uint64_t *final_epoch;         /* its epoch (0: started now, epoch not known yet) */
     size_t *started;               /* indexes into out->mig of the copies started */
     size_t nstarted;
-} mig_round_t;
+} move_round_t;
 
 static bool
-mig_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
+move_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
 {
     for (size_t i = 0; i < out->nprimaries; i++) {
         if (out->primaries[i].gid == gid) return true;
@@ -129,10 +146,10 @@ mig_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
 
 /* The group's live primary node with an admin port, or NULL. */
 static const bc_node_info_t *
-mig_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
+move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
 {
     bc_view_group_t *g = bc_view_group(v, gid);
-    if (!group_live(g) || !g->has_primary || mig_primary_changes(out, gid)) return NULL;
+    if (!group_live(g) || !g->has_primary || move_primary_changes(out, gid)) return NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
         if (strcmp(g->nodes[i].name, g->primary.node) == 0) {
             return g->nodes[i].admin_addr[0] != '\0' ? &g->nodes[i] : NULL;
@@ -142,7 +159,7 @@ mig_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
 }
 
 static bc_mig_update_t *
-mig_put(mig_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
+move_put(move_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
 {
     bc_mig_update_t *u = &r->out->mig[r->out->nmig++];
     memset(u, 0, sizeof(*u));
@@ -156,7 +173,7 @@ mig_put(mig_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_
 
 /* Why a copying record can no longer complete, or NULL. */
 static const char *
-mig_check(mig_round_t *r, const bc_mig_record_t *rec)
+move_check(move_round_t *r, const bc_mig_record_t *rec)
 {
     bc_reconcile_output_t *out = r->out;
     uint32_t b = rec->bucket;
@@ -165,8 +182,8 @@ mig_check(mig_round_t *r, const bc_mig_record_t *rec)
     if (out->c.owner[b] != rec->from || !out->c.readonly[b]) {
         return "c no longer has it read-only at the source";
     }
-    const bc_node_info_t *src = mig_primary(r->v, out, rec->from);
-    const bc_node_info_t *dst = mig_primary(r->v, out, rec->to);
+    const bc_node_info_t *src = move_primary(r->v, out, rec->from);
+    const bc_node_info_t *dst = move_primary(r->v, out, rec->to);
     if (src == NULL || strcmp(src->name, rec->from_node) != 0) {
         return "the source primary changed or is down";
     }
@@ -177,7 +194,7 @@ mig_check(mig_round_t *r, const bc_mig_record_t *rec)
 }
 
 static void
-mig_abort(mig_round_t *r, const bc_mig_record_t *rec, const char *why)
+move_abort(move_round_t *r, const bc_mig_record_t *rec, const char *why)
 {
     bc_reconcile_output_t *out = r->out;
     uint32_t b = rec->bucket;
@@ -214,16 +231,16 @@ mig_abort(mig_round_t *r, const bc_mig_record_t *rec, const char *why)
         next.attempts = rec->attempts + 1;
         next.retry_at_ms = r->in->now_ms + bc_mig_backoff_ms(next.attempts);
         snprintf(next.error, sizeof(next.error), "%s", why);
-        mig_put(r, b, rec->version, false, &next);
+        move_put(r, b, rec->version, false, &next);
     } else {
-        mig_put(r, b, rec->version, true, NULL);
+        move_put(r, b, rec->version, true, NULL);
     }
     summary_add(out, "bucket %u: copy to group %u at epoch %llu called off (%s)%s", b, rec->to,
                 (unsigned long long)rec->epoch, why, still ? ", will retry" : "");
 }
 
 static void
-mig_cutover(mig_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *rep)
+move_cutover(move_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *rep)
 {
     bc_reconcile_output_t *out = r->out;
     uint32_t b = rec->bucket;
@@ -231,7 +248,7 @@ mig_cutover(mig_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *r
     out->c.readonly[b] = 0;
     out->tables_changed = true;
     r->final[b] = 0;
-    mig_put(r, b, rec->version, true, NULL);
+    move_put(r, b, rec->version, true, NULL);
     int64_t stall = r->in->now_ms - rec->started_ms;
     bc_mig_done_t done = {
         .bucket = b, .from = rec->from, .to = rec->to, .items = rep->items, .bytes = rep->bytes,
@@ -249,7 +266,7 @@ mig_cutover(mig_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t *r
 /* Starts a new run unless one is under way: its summary starts empty;
  * the controls are kept. */
 static void
-mig_run_start(mig_round_t *r)
+move_run_start(move_round_t *r)
 {
     bc_mig_control_t *c = r->out->control;
     if (c->run_started_ms != 0 && c->run_finished_ms == 0) return;
@@ -261,7 +278,7 @@ mig_run_start(mig_round_t *r)
 }
 
 static bc_status_t
-reconcile_migrations(mig_round_t *r)
+reconcile_migrations(move_round_t *r)
 {
     const bc_reconcile_input_t *in = r->in;
     bc_reconcile_output_t *out = r->out;
@@ -293,13 +310,13 @@ reconcile_migrations(mig_round_t *r)
             continue;
         }
         decided[rep->bucket] = 1;
-        const char *why = mig_check(r, rec);
+        const char *why = move_check(r, rec);
         if (why == NULL && rep->ok && strcmp(rep->node, rec->to_node) != 0) {
             why = "the copy was made by another destination node";
         }
         if (!rep->ok) why = rep->error[0] ? rep->error : "copy failed";
-        if (why == NULL) mig_cutover(r, rec, rep);
-        else mig_abort(r, rec, why);
+        if (why == NULL) move_cutover(r, rec, rep);
+        else move_abort(r, rec, why);
     }
     out->nreports_used = k;
 
@@ -308,15 +325,15 @@ reconcile_migrations(mig_round_t *r)
     for (uint32_t b = 0; b < n && r->budget > 0; b++) {
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec == NULL || rec->state != BC_MIG_COPYING || decided[b]) continue;
-        const char *why = mig_check(r, rec);
+        const char *why = move_check(r, rec);
         if (why != NULL) {
             decided[b] = 1;
-            mig_abort(r, rec, why);
+            move_abort(r, rec, why);
         } else if (in->cancel_rebalance && !rec->cancelled) {
             decided[b] = 1;
             bc_mig_record_t next = *rec;
             next.cancelled = true;
-            mig_put(r, b, rec->version, false, &next);
+            move_put(r, b, rec->version, false, &next);
         }
     }
 
@@ -328,7 +345,7 @@ reconcile_migrations(mig_round_t *r)
                            out->m.owner[b] != out->d.owner[b];
             if (!planned || rec->from == 0) {
                 decided[b] = 1;
-                mig_put(r, b, rec->version, true, NULL);
+                move_put(r, b, rec->version, true, NULL);
             }
         }
         if (out->c.readonly[b] && !r->final[b]) {
@@ -356,8 +373,8 @@ reconcile_migrations(mig_round_t *r)
         }
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
-        const bc_node_info_t *src = mig_primary(r->v, out, from);
-        const bc_node_info_t *dst = mig_primary(r->v, out, to);
+        const bc_node_info_t *src = move_primary(r->v, out, from);
+        const bc_node_info_t *dst = move_primary(r->v, out, to);
         if (src == NULL || dst == NULL) continue;
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
@@ -367,7 +384,7 @@ reconcile_migrations(mig_round_t *r)
             if (!ready) {
                 /* The run starts with its first copy, a precopy included:
                  * its elapsed time (and so its rate) counts every copy. */
-                mig_run_start(r);
+                move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
                     (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
             }
@@ -377,7 +394,7 @@ reconcile_migrations(mig_round_t *r)
             out->mig_more = true;
             break;
         }
-        mig_run_start(r);
+        move_run_start(r);
         bc_mig_record_t next;
         memset(&next, 0, sizeof(next));
         next.bucket = b;
@@ -389,7 +406,7 @@ reconcile_migrations(mig_round_t *r)
         next.started_ms = in->now_ms;
         next.attempts = rec != NULL ? rec->attempts : 0;
         r->started[r->nstarted++] = out->nmig;
-        mig_put(r, b, rec != NULL ? rec->version : -1, false, &next);
+        move_put(r, b, rec != NULL ? rec->version : -1, false, &next);
         out->c.readonly[b] = 1;
         out->tables_changed = true;
         r->final[b] = 1;
@@ -673,7 +690,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     /* 6. Migrations. */
     if (in->migs != NULL) {
         size_t fixed = RECONCILE_FIXED_OPS + out->ndepartures + out->nprimaries;
-        mig_round_t r = {
+        move_round_t r = {
             .in = in, .v = v, .out = out,
             .budget = fixed < BC_ZK_TXN_MAX ? BC_ZK_TXN_MAX - fixed : 0,
             .final = calloc(n, 1), .final_epoch = calloc(n, sizeof(uint64_t)),

@@ -1,5 +1,16 @@
 /*
- * view.c -- see view.h.
+ * view.c -- loading a cluster's view from ZooKeeper (view.h): the three
+ * tables with their versions, then for every groups/<gid> its departure
+ * record, its live registrations (nodes/) and its primary record.
+ *
+ * Every record read is decoded as hostile: a malformed node registration
+ * or primary record is logged and left out, a malformed departure record
+ * reads as none, a znode under groups/ that is not a group id is ignored,
+ * and a group or node that vanishes between the listing and the read is
+ * skipped (it just left).  A malformed table fails the load: the tables
+ * are what every decision starts from.  Only a leaderless group's nodes
+ * are asked for their replication offsets (bc_view_fill_offsets), over
+ * HTTP with a short timeout, outside the load itself.
  */
 #include "view.h"
 

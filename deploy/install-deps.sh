@@ -3,6 +3,8 @@
 # Safe to run repeatedly: it does nothing when everything is present.
 set -euo pipefail
 
+# libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools: tests only
+# (libmsgpack-dev checks the hand-written frame codec, common/bc_frame.c).
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev

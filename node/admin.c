@@ -54,9 +54,9 @@
 #include "bc_log.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
-#include "mem.h"
-#include "migrate.h"
-#include "repl.h"
+#include "engine/mem.h"
+#include "migrate/migrate.h"
+#include "repl/repl.h"
 
 #define ADMIN_DEFAULT_MAX_CONNS 64u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u

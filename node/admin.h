@@ -52,9 +52,9 @@
 #include <stdint.h>
 
 #include "bc_status.h"
-#include "cache.h"
-#include "cluster.h"
-#include "server.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
+#include "net/server.h"
 
 typedef struct bc_admin bc_admin_t;
 

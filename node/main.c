@@ -73,18 +73,19 @@
 #include <unistd.h>
 
 #include "admin.h"
-#include "cluster.h"
-#include "mem.h"
-#include "repl.h"
 #include "bc_log.h"
-#include "cache.h"
-#include "config.h"
-#include "server.h"
 #include "bc_time.h"
+#include "cluster/cluster.h"
+#include "config.h"
+#include "engine/cache.h"
+#include "engine/mem.h"
+#include "net/server.h"
+#include "proto/proto_text.h"
+#include "repl/repl.h"
 
 #define EXIT_USAGE 2
 
-/* Forwarding pool, per worker thread (forward.h). */
+/* Forwarding pool, per worker thread (proto/forward.h). */
 #define FORWARD_CONNS_PER_PEER 4u
 #define FORWARD_MAX_CONNS      64u
 #define FORWARD_IDLE_MS        60000u
@@ -184,6 +185,41 @@ expiry_stop(expiry_thread_t *et)
     pthread_cond_destroy(&et->cond);
     pthread_mutex_destroy(&et->lock);
     et->running = false;
+}
+
+/* ---- the data port's protocol ---- */
+
+static void
+server_stats_hook(void *server, bc_server_stats_t *out)
+{
+    bc_server_get_stats(server, out);
+}
+
+static void
+server_stats_reset_hook(void *server)
+{
+    bc_server_reset_stats(server);
+}
+
+/* What the text protocol reports in "stats" and "stats settings": the
+ * server's settings in force, its figures and its "stats reset". */
+static void
+proto_env_init(bc_proto_env_t *env, bc_cache_t *cache, bc_server_t *server, int verbosity)
+{
+    const bc_server_config_t *sc = bc_server_config(server);
+    memset(env, 0, sizeof(*env));
+    env->cache = cache;
+    env->listen_addr = sc->listen_addr;
+    env->port = sc->port;
+    env->max_conns = sc->max_conns;
+    env->nthreads = sc->nthreads;
+    env->backlog = sc->backlog;
+    env->max_conn_buffer = sc->max_conn_buffer;
+    env->started = (time_t)bc_cache_now(cache);
+    atomic_init(&env->verbosity, verbosity);
+    env->hook_arg = server;
+    env->server_stats = server_stats_hook;
+    env->stats_reset = server_stats_reset_hook;
 }
 
 /* ---- process setup ---- */
@@ -343,6 +379,7 @@ main(int argc, char **argv)
     char err[BC_ERRBUF_LEN];
     bc_cache_t *cache = NULL;
     bc_server_t *server = NULL;
+    bc_proto_env_t proto_env;     /* the text protocol's; outlives the server */
     bc_admin_t *admin = NULL;
     bc_node_cluster_t *cluster = NULL;
     bc_repl_t *repl = NULL;
@@ -426,16 +463,16 @@ main(int argc, char **argv)
             .max_conns = cfg.max_conns,
             .max_conn_buffer = cfg.max_conn_buffer,
             .backlog = cfg.backlog,
-            /* The server knows memcached's levels 0..2; -vvv only raises
-             * the log level further. */
-            .verbosity = cfg.verbosity > 2 ? 2 : cfg.verbosity,
         };
-        st = bc_server_create(&sc, cache, &server);
+        st = bc_server_create(&sc, cache, &bc_proto_text_handler, &proto_env, &server);
         if (st != BC_OK) {
             log_error("cannot listen on %s:%u for the memcached protocol (%s)", cfg.listen_addr,
                       cfg.port, bc_status_str(st));
             goto out;
         }
+        /* The protocol knows memcached's levels 0..2; -vvv only raises the
+         * log level further. */
+        proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {
@@ -482,6 +519,7 @@ main(int argc, char **argv)
             goto out;
         }
         bc_server_set_cluster(server, cluster);
+        proto_env.cluster = cluster;
         if (cfg.forward) {
             /* A reply buffered for forwarding is bounded like what one
              * client may have queued: the larger of the connection output
@@ -495,7 +533,8 @@ main(int argc, char **argv)
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
             };
-            bc_server_set_forward(server, &fc);
+            proto_env.forward = true;
+            proto_env.fwd_cfg = fc;
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
 
@@ -516,8 +555,10 @@ main(int argc, char **argv)
             goto out;
         }
         bc_server_set_handoff(server, bc_repl_handoff, repl);
+        proto_env.handoff_replicate = true;
         bc_server_set_commit(server, bc_repl_commit_wait, repl);
-        bc_server_set_repl_stats(server, bc_repl_format_stats, repl);
+        proto_env.repl_stats = bc_repl_format_stats;
+        proto_env.repl_ctx = repl;
         if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 

@@ -16,6 +16,7 @@
 
 #include "bc_frame.h"
 #include "fuzz_frames.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bc_mcproto.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_proto_text.c -- libFuzzer target: arbitrary client bytes through the
- * node's command executor (node/proto_text.c) on a real in-process cache.
+ * node's command executor (node/proto/proto_text.c) on a real in-process cache.
  *
  * It plays the part of server.c: the input arrives in chunks whose sizes
  * come from the input itself, unconsumed bytes are kept and presented again,
@@ -21,8 +21,9 @@
 
 #include "bc_log.h"
 #include "bc_mcproto.h"
-#include "cache.h"
-#include "proto_text.h"
+#include "engine/cache.h"
+#include "proto/proto_text.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 

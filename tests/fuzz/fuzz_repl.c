@@ -1,6 +1,6 @@
 /*
  * fuzz_repl.c -- libFuzzer target for what a backup does with its
- * primary's replication stream (node/repl.c, bc__repl_apply_stream): decode
+ * primary's replication stream (node/repl/backup.c, bc__repl_apply_stream): decode
  * each frame, check it, apply it to the cache.
  *
  * Inputs are read as fuzz_frames.h describes (raw, or payloads wrapped in
@@ -16,8 +16,9 @@
 
 #include "bc_frame.h"
 #include "fuzz_frames.h"
-#include "cache.h"
-#include "repl.h"
+#include "engine/cache.h"
+#include "repl/repl.h"
+#include "fuzz_target.h"
 
 #define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
 #define FUZZ_MEM (4u << 20)

@@ -25,8 +25,8 @@ def node():
 
 
 def stats_counter_names():
-    """Every counter of BC_THREAD_STATS, read from node/stats.h itself."""
-    with open(os.path.join(SOURCE_DIR, "node", "stats.h")) as f:
+    """Every counter of BC_THREAD_STATS, read from node/net/stats.h itself."""
+    with open(os.path.join(SOURCE_DIR, "node", "net", "stats.h")) as f:
         text = f.read()
     names = re.findall(r"^\s*X\((\w+),", text, re.M)
     assert len(names) > 10, names

@@ -1,5 +1,5 @@
 /*
- * test_cache.c -- unit tests of the storage engine (node/cache.c).
+ * test_cache.c -- unit tests of the storage engine (node/engine/cache.c).
  *
  * Every test builds its own cache with a fake clock (config.now reads
  * fake_now), so expiry and flush are tested without sleeping.  Helpers
@@ -20,9 +20,9 @@
 #include <sched.h>
 
 #include "bc_hash.h"
-#include "cache.h"
+#include "engine/cache.h"
 #include "bc_frame.h"
-#include "repl.h"
+#include "repl/repl.h"
 
 #define T0 1700000000u
 
@@ -1391,7 +1391,7 @@ test_replica_cas_and_flush_mark(void **state)
 
 /*
  * A backup's delayed flush, then the primary's mark for it (FLUSH [when,
- * mark], node/repl.c): the items below the mark go even if they arrived
+ * mark], node/repl/primary.c): the items below the mark go even if they arrived
  * after the due time, the pending flush it stands for is done (it does not
  * fire again at the backup's own clock), and a different pending one is
  * kept.

@@ -15,7 +15,9 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "client.h"
 #include "client_int.h"
+#include "registry.h"
 #include "test_client_fake.h"
 
 static void
@@ -201,7 +203,7 @@ client_on(fake_t *f, const bc_client_options_t *o)
     assert_int_equal(bc__client_new_detached(o, 4, &c), BC_OK);
     uint32_t owner[4] = {1, 1, 1, 1}, gid = 1;
     const char *addr = f->addr;
-    assert_int_equal(bc__client_install(c, 1, owner, NULL, 1, &gid, &addr), BC_OK);
+    assert_int_equal(bc__registry_install(c, 1, owner, NULL, 1, &gid, &addr), BC_OK);
     return c;
 }
 
@@ -306,7 +308,7 @@ test_load_when_owner_down(void **state)
     bc_client_t *c = client_on(f, NULL);
     uint32_t owner[4] = {0, 0, 0, 0}, gid = 1;
     const char *addr = f->addr;
-    assert_int_equal(bc__client_install(c, 2, owner, NULL, 1, &gid, &addr), BC_OK);
+    assert_int_equal(bc__registry_install(c, 2, owner, NULL, 1, &gid, &addr), BC_OK);
     origin_t o = {.mode = 0};
     void *v;
     size_t vlen;

@@ -16,7 +16,9 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "client.h"
 #include "client_int.h"
+#include "registry.h"
 #include "test_client_fake.h"
 
 static uint32_t
@@ -158,7 +160,7 @@ test_near_cache_in_client(void **state)
     assert_int_equal(bc__client_new_detached(&o, 4, &c), BC_OK);
     uint32_t owner[4] = {1, 1, 1, 1}, gid = 1;
     const char *addr = f->addr;
-    bc__client_install(c, 1, owner, NULL, 1, &gid, &addr);
+    bc__registry_install(c, 1, owner, NULL, 1, &gid, &addr);
     fake_put(f, "hot", "v1", 2, 0);
     fake_put(f, "cold", "c", 1, 0);
 

@@ -1,7 +1,7 @@
 /*
  * test_client_proto.c -- the client's protocol helpers: key checks,
- * request lines, refusal parsing (well-formed, malformed and hostile),
- * the VALUE size guard, node addresses, and the retry backoff.
+ * request lines, what a forwarding failure means for a retry, the VALUE
+ * size guard, node addresses, and the retry backoff.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "bc_wire.h"
 #include "pool.h"
 #include "proto.h"
 
@@ -69,43 +70,29 @@ test_request_lines(void **state)
     assert_memory_equal(buf, "gets k\r\n", n);
 }
 
+/* What each forwarding failure means for a retry; refusals themselves
+ * are common/bc_wire.h's (tests/unit/test_wire.c). */
 static void
-test_refusal_parse(void **state)
+test_fwd_failure_parse(void **state)
 {
     (void)state;
-    bc__refusal_t r;
-    const char *t = "MOVED 12 3 45";
-    assert_int_equal(bc__refusal_parse(t, strlen(t), &r), BC__REFUSAL_MOVED);
-    assert_int_equal(r.bucket, 12);
-    assert_int_equal(r.gid, 3);
-    assert_int_equal(r.epoch, 45);
-    t = "NO_OWNER 7 9";
-    assert_int_equal(bc__refusal_parse(t, strlen(t), &r), BC__REFUSAL_NO_OWNER);
-    assert_int_equal(r.bucket, 7);
-    assert_int_equal(r.epoch, 9);
-    t = "READONLY 0 18446744073709551615";
-    assert_int_equal(bc__refusal_parse(t, strlen(t), &r), BC__REFUSAL_READONLY);
-    assert_true(r.epoch == UINT64_MAX);
-    t = "NOT_PRIMARY 1023 2147483647 1";
-    assert_int_equal(bc__refusal_parse(t, strlen(t), &r), BC__REFUSAL_NOT_PRIMARY);
-    assert_int_equal(r.bucket, 1023);
-    assert_int_equal(r.gid, 2147483647);
-
-    /* Anything else is an ordinary server error, never a refusal. */
-    static const char *const bad[] = {
-        "", "MOVED", "MOVED ", "MOVED 1 2", "MOVED 1 2 3 4", "MOVED 1 2 3 ", "MOVED  1 2 3",
-        "MOVED 1 2 x", "MOVED -1 2 3", "MOVED 1 2 18446744073709551616", "MOVED 4294967296 1 1",
-        "MOVED 1 4294967296 1", "moved 1 2 3", "NO_OWNER 1", "NO_OWNER 1 2 3", "READONLY a b",
-        "NOT_PRIMARY 1 2", "object too large for cache", "out of memory storing object",
-        "MOVED\t1 2 3", "MOVED 1 2 3\r",
+    static const struct {
+        bc_wire_fwd_failure_t wire;
+        bc__fwd_failure_t want;
+    } cases[] = {
+        {BC_WIRE_FWD_UNSENT, BC__FWD_UNSENT},    {BC_WIRE_FWD_IN_DOUBT, BC__FWD_IN_DOUBT},
+        {BC_WIRE_FWD_TIMEOUT, BC__FWD_IN_DOUBT}, {BC_WIRE_FWD_TOO_LARGE, BC__FWD_NONE},
+        {BC_WIRE_FWD_BAD_REPLY, BC__FWD_NONE},   {BC_WIRE_FWD_BUSY, BC__FWD_NONE},
+        {BC_WIRE_FWD_NOMEM, BC__FWD_NONE},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(bc__refusal_parse(bad[i], strlen(bad[i]), &r), BC__REFUSAL_NONE);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *t = bc_wire_fwd_failure_text(cases[i].wire);
+        assert_non_null(t);
+        assert_int_equal(bc__fwd_failure_parse(t, strlen(t)), cases[i].want);
     }
-    assert_int_equal(bc__refusal_parse(NULL, 0, &r), BC__REFUSAL_NONE);
-    /* a length shorter than the text is honoured */
-    t = "MOVED 1 2 3 garbage";
-    assert_int_equal(bc__refusal_parse(t, strlen("MOVED 1 2 3"), &r), BC__REFUSAL_MOVED);
+    const char *t = "MOVED 1 2 3";
+    assert_int_equal(bc__fwd_failure_parse(t, strlen(t)), BC__FWD_NONE);
+    assert_int_equal(bc__fwd_failure_parse(NULL, 0), BC__FWD_NONE);
 }
 
 static void
@@ -189,7 +176,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_valid),   cmocka_unit_test(test_request_lines),
-        cmocka_unit_test(test_refusal_parse), cmocka_unit_test(test_reply_need),
+        cmocka_unit_test(test_fwd_failure_parse), cmocka_unit_test(test_reply_need),
         cmocka_unit_test(test_addr_split),  cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

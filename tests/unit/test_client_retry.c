@@ -18,7 +18,11 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
+#include "bc_wire.h"
+#include "agent.h"
+#include "client.h"
 #include "client_int.h"
+#include "registry.h"
 #include "test_client_fake.h"
 
 #define NB 4
@@ -39,7 +43,7 @@ world_install(world_t *w, uint64_t epoch)
 {
     uint32_t gids[2] = {1, 2};
     const char *addrs[2] = {w->addr_of_1, w->addr_of_2};
-    assert_int_equal(bc__client_install(w->c, epoch, w->owner, NULL, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(w->c, epoch, w->owner, NULL, 2, gids, addrs), BC_OK);
 }
 
 static void
@@ -65,7 +69,7 @@ world_init(world_t *w, fake_hook_fn hook_a, void *ctx_a, const bc_client_options
     w->addr_of_1 = w->a->addr;
     w->addr_of_2 = w->b->addr;
     assert_int_equal(bc__client_new_detached(opts, NB, &w->c), BC_OK);
-    bc__client_set_refresh_hook(w->c, world_refresh, w);
+    bc__agent_set_refresh_hook(w->c, world_refresh, w);
     world_install(w, 1);
 }
 
@@ -280,7 +284,7 @@ test_readonly_then_writable(void **state)
     uint8_t ro[NB] = {1, 1, 1, 1};
     uint32_t gids[2] = {1, 2};
     const char *addrs[2] = {w.a->addr, w.b->addr};
-    assert_int_equal(bc__client_install(w.c, 5, w.owner, ro, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(w.c, 5, w.owner, ro, 2, gids, addrs), BC_OK);
     assert_int_equal(bc_client_set(w.c, "k", 1, "y", 1, 0, 0, 80), BC_CLIENT_ETIMEOUT);
     void *v;
     size_t vlen;
@@ -330,22 +334,22 @@ test_forwarding_failures(void **state)
     world_t w;
     fwd_ctx_t fc;
     atomic_init(&fc.left, 0);
-    lose_next(&fc, "add", BC_MC_FWD_UNSENT, 2);
+    lose_next(&fc, "add", bc_wire_fwd_failure_text(BC_WIRE_FWD_UNSENT), 2);
     world_init(&w, hook_forward_lost, &fc, NULL);
     assert_int_equal(bc_client_add(w.c, "a", 1, "1", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "a"));
 
-    lose_next(&fc, "add", BC_MC_FWD_IN_DOUBT, 1);
+    lose_next(&fc, "add", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 1);
     assert_int_equal(bc_client_add(w.c, "b", 1, "1", 1, 0, 0, 2000), BC_CLIENT_EINDOUBT);
     assert_false(fake_has(w.a, "b"));
-    lose_next(&fc, "incr", BC_MC_FWD_TIMEOUT, 1);
+    lose_next(&fc, "incr", bc_wire_fwd_failure_text(BC_WIRE_FWD_TIMEOUT), 1);
     uint64_t r = 0;
     assert_int_equal(bc_client_incr(w.c, "a", 1, 1, &r, 2000), BC_CLIENT_EINDOUBT);
 
-    lose_next(&fc, "set", BC_MC_FWD_IN_DOUBT, 2);
+    lose_next(&fc, "set", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 2);
     assert_int_equal(bc_client_set(w.c, "s", 1, "x", 1, 0, 0, 2000), BC_CLIENT_OK);
     assert_true(fake_has(w.a, "s"));
-    lose_next(&fc, "get", BC_MC_FWD_TIMEOUT, 1);
+    lose_next(&fc, "get", bc_wire_fwd_failure_text(BC_WIRE_FWD_TIMEOUT), 1);
     void *v;
     size_t vlen;
     assert_int_equal(bc_client_get(w.c, "s", 1, 2000, &v, &vlen, NULL), BC_CLIENT_OK);
@@ -353,7 +357,7 @@ test_forwarding_failures(void **state)
     bc_client_free(v);
 
     /* a multi-get whose forwarded part was lost is sent again */
-    lose_next(&fc, "get", BC_MC_FWD_IN_DOUBT, 1);
+    lose_next(&fc, "get", bc_wire_fwd_failure_text(BC_WIRE_FWD_IN_DOUBT), 1);
     bc_client_item_t items[2];
     const void *keys[2] = {"s", "a"};
     size_t klens[2] = {1, 1};
@@ -363,8 +367,11 @@ test_forwarding_failures(void **state)
     assert_int_equal(items[1].status, BC_CLIENT_OK);
     bc_client_items_free(items, 2);
 
-    /* any other server error is not retried */
+    /* any other server error is not retried, nor are the forwarding
+     * failures that are the forwarding node's own errors */
     lose_next(&fc, "set", "forward failed: something else", 1);
+    assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
+    lose_next(&fc, "set", bc_wire_fwd_failure_text(BC_WIRE_FWD_BUSY), 1);
     assert_int_equal(bc_client_set(w.c, "t", 1, "x", 1, 0, 0, 2000), BC_CLIENT_ESERVER);
     world_free(&w);
 }

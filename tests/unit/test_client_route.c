@@ -20,7 +20,9 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "client.h"
 #include "client_int.h"
+#include "registry.h"
 #include "test_client_fake.h"
 
 static bc__io_stats_t io;
@@ -250,9 +252,9 @@ test_detached_routing(void **state)
     uint32_t owner[8] = {1, 1, 1, 1, 2, 2, 2, 0};
     uint32_t gids[2] = {2, 1};
     const char *addrs[2] = {f2->addr, f1->addr};
-    assert_int_equal(bc__client_install(c, 5, owner, NULL, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(c, 5, owner, NULL, 2, gids, addrs), BC_OK);
     /* installing the same again publishes nothing new */
-    assert_int_equal(bc__client_install(c, 5, owner, NULL, 2, gids, addrs), BC_OK);
+    assert_int_equal(bc__registry_install(c, 5, owner, NULL, 2, gids, addrs), BC_OK);
     assert_int_equal(atomic_load(&c->router.published), 1);
 
     for (uint32_t b = 0; b < 8; b++) {
@@ -277,7 +279,7 @@ test_detached_routing(void **state)
     }
     /* a group without a known primary: retried until the deadline */
     const char *none[2] = {f2->addr, ""};
-    assert_int_equal(bc__client_install(c, 6, owner, NULL, 2, gids, none), BC_OK);
+    assert_int_equal(bc__registry_install(c, 6, owner, NULL, 2, gids, none), BC_OK);
     char key[32];
     key_for_bucket(0, 8, key, sizeof(key));
     assert_int_equal(bc_client_set(c, key, strlen(key), "v", 1, 0, 0, 50), BC_CLIENT_ETIMEOUT);

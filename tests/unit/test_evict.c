@@ -1,5 +1,5 @@
 /*
- * test_evict.c -- unit tests of the eviction policies (node/evict/).
+ * test_evict.c -- unit tests of the eviction policies (node/engine/evict/).
  *
  * The policies are driven directly through their ops, without the cache:
  * a small simulator keeps "resident" items in an array indexed by key id
@@ -24,7 +24,7 @@
 #include <math.h>
 
 #include "bc_hash.h"
-#include "evict.h"
+#include "engine/evict/evict.h"
 
 /* ------------------------------------------------------------------------ */
 /* simulator                                                                */

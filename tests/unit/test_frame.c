@@ -2,8 +2,9 @@
  * test_frame.c -- the migration peer frames (common/bc_frame.h): round
  * trips, msgpack compatibility both ways with libmsgpack, and hostile
  * input: truncation at every byte, every single-bit flip, wrong types,
- * oversize lengths, bad frame order and END counts; and the CRC-32C, its
- * crc32 instruction path against the portable table path.
+ * oversize lengths, bad frame order and END counts; the bytes earlier
+ * nodes wrote, both ways; and the CRC-32C, its crc32 instruction path
+ * against the portable table path.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -597,6 +598,138 @@ test_random_garbage(void **state)
     }
 }
 
+/*
+ * The bytes nodes have always written, captured from the codec as it was
+ * before msgpack-c was weighed against it (tests/bench/frame_codec.c).
+ * During a rolling upgrade old and new nodes replicate and migrate to each
+ * other: each frame here must decode to its fields, and the same fields
+ * must encode to exactly these bytes.
+ */
+#define GOLDEN(lit) lit, sizeof(lit) - 1
+
+/* Decodes want (n bytes) as one whole frame into *f, and checks that b
+ * holds exactly those bytes; empties b. */
+static void
+expect_golden(bc_frame_buf_t *b, const char *want, size_t n, bc_frame_t *f)
+{
+    char err[256] = "";
+    size_t used = 0;
+    assert_int_equal(bc_frame_decode(want, n, MAXP, f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(used, n);
+    assert_int_equal(b->len, n);
+    assert_memory_equal(b->data, want, n);
+    b->len = 0;
+}
+
+static void
+test_bytes_of_earlier_nodes(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    bc_frame_t f;
+    memset(&b, 0, sizeof(b));
+
+    assert_int_equal(bc_frame_put_hello(&b, 17, 123456789012ull, 1024), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x16\xe2\xe6\x9f\x10\x96\x00\xa5\x62\x63\x6d\x69\x67"
+                             "\x01\x11\xcf\x00\x00\x00\x1c\xbe\x99\x1a\x14\xcd\x04\x00"), &f);
+    assert_true(f.type == BC_FRAME_HELLO && f.version == 1 && f.bucket == 17 &&
+                f.epoch == 123456789012ull && f.nbuckets == 1024 && !f.delta);
+
+    assert_int_equal(bc_frame_put_hello_delta(&b, 7, 42, 64), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x0d\xd1\x1c\x0a\x30\x97\x00\xa5\x62\x63\x6d\x69\x67"
+                             "\x01\x07\x2a\x40\x01"), &f);
+    assert_true(f.type == BC_FRAME_HELLO && f.bucket == 7 && f.epoch == 42 && f.nbuckets == 64 &&
+                f.delta);
+
+    assert_int_equal(bc_frame_put_item(&b, "k1", 2, "hello", 5, 7, 0, 1), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x10\x68\x64\x60\xae\x96\x01\xc4\x02\x6b\x31\xc4\x05"
+                             "\x68\x65\x6c\x6c\x6f\x07\x00\x01"), &f);
+    assert_true(f.type == BC_FRAME_ITEM && f.nkey == 2 && f.nvalue == 5 && f.flags == 7 &&
+                f.ttl == 0 && f.cas == 1);
+    assert_memory_equal(f.value, "hello", 5);
+
+    assert_int_equal(bc_frame_put_item(&b, "key-two", 7, "", 0, 0xffffffffu, 3600, 1ull << 40),
+                     BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x1e\x6d\x10\xc6\x91\x96\x01\xc4\x07\x6b\x65\x79\x2d"
+                             "\x74\x77\x6f\xc4\x00\xce\xff\xff\xff\xff\xcd\x0e\x10\xcf\x00\x00"
+                             "\x01\x00\x00\x00\x00\x00"), &f);
+    assert_true(f.nkey == 7 && f.nvalue == 0 && f.flags == 0xffffffffu && f.ttl == 3600 &&
+                f.cas == 1ull << 40);
+
+    /* bin 16 and bin 32 values, uint 16/32/64 fields: the value bytes are
+     * a pattern, the bytes around them spelled out */
+    static char v[70000], want[70100];
+    for (size_t i = 0; i < 300; i++) v[i] = (char)('a' + i % 26);
+    static const char head300[] = "\x00\x00\x01\x45\x99\x3f\xea\x94\x96\x01\xc4\x01\x62\xc5\x01\x2c";
+    static const char tail300[] = "\xcd\x01\x2c\xce\x00\x01\x11\x70\xcf\xff\xff\xff\xff\xff\xff\xff"
+                                  "\xff";
+    memcpy(want, head300, sizeof(head300) - 1);
+    memcpy(want + sizeof(head300) - 1, v, 300);
+    memcpy(want + sizeof(head300) - 1 + 300, tail300, sizeof(tail300) - 1);
+    assert_int_equal(bc_frame_put_item(&b, "b", 1, v, 300, 300, 70000, UINT64_MAX), BC_OK);
+    expect_golden(&b, want, sizeof(head300) - 1 + 300 + sizeof(tail300) - 1, &f);
+    assert_true(f.nvalue == 300 && f.flags == 300 && f.ttl == 70000 && f.cas == UINT64_MAX);
+
+    for (size_t i = 0; i < sizeof(v); i++) v[i] = (char)(i * 7 + 3);
+    static const char head_big[] = "\x00\x01\x11\x7f\xf4\xde\x3a\xe2\x96\x01\xc4\x03\x62\x69\x67\xc6"
+                                   "\x00\x01\x11\x70";
+    memcpy(want, head_big, sizeof(head_big) - 1);
+    memcpy(want + sizeof(head_big) - 1, v, sizeof(v));
+    memcpy(want + sizeof(head_big) - 1 + sizeof(v), "\x00\x00\x00", 3);
+    assert_int_equal(bc_frame_put_item(&b, "big", 3, v, sizeof(v), 0, 0, 0), BC_OK);
+    expect_golden(&b, want, sizeof(head_big) - 1 + sizeof(v) + 3, &f);
+    assert_true(f.nvalue == sizeof(v) && f.flags == 0 && f.ttl == 0 && f.cas == 0);
+
+    assert_int_equal(bc_frame_put_end(&b, 3, 1ull << 33), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x0c\xa3\x17\x6d\x58\x93\x02\x03\xcf\x00\x00\x00\x02"
+                             "\x00\x00\x00\x00"), &f);
+    assert_true(f.type == BC_FRAME_END && f.items == 3 && f.bytes == 1ull << 33);
+
+    assert_int_equal(bc_frame_put_rhello(&b, true, "0123456789abcdef0123456789abcdef01234567",
+                                         1ull << 35), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x3e\x08\x68\x49\xd5\x96\x0a\xa6\x62\x63\x72\x65\x70"
+                             "\x6c\x01\x01\xd9\x28\x30\x31\x32\x33\x34\x35\x36\x37\x38\x39\x61"
+                             "\x62\x63\x64\x65\x66\x30\x31\x32\x33\x34\x35\x36\x37\x38\x39\x61"
+                             "\x62\x63\x64\x65\x66\x30\x31\x32\x33\x34\x35\x36\x37\xcf\x00\x00"
+                             "\x00\x08\x00\x00\x00\x00"), &f);
+    assert_true(f.type == BC_FRAME_RHELLO && f.full && f.nreplid == 40 && f.offset == 1ull << 35);
+
+    assert_int_equal(bc_frame_put_rhello(&b, false, "short", 7), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x12\x15\x2a\x94\x92\x96\x0a\xa6\x62\x63\x72\x65\x70"
+                             "\x6c\x01\x00\xa5\x73\x68\x6f\x72\x74\x07"), &f);
+    assert_true(f.type == BC_FRAME_RHELLO && !f.full && f.nreplid == 5 && f.offset == 7);
+
+    assert_int_equal(bc_frame_put_del(&b, "gone", 4), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x08\x37\xc0\xd8\xd0\x92\x0b\xc4\x04\x67\x6f\x6e\x65"),
+                  &f);
+    assert_true(f.type == BC_FRAME_DEL && f.nkey == 4);
+
+    assert_int_equal(bc_frame_put_touch(&b, "t", 1, 3600), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x08\xd1\xf2\x47\x2b\x93\x0c\xc4\x01\x74\xcd\x0e\x10"),
+                  &f);
+    assert_true(f.type == BC_FRAME_TOUCH && f.nkey == 1 && f.ttl == 3600);
+
+    assert_int_equal(bc_frame_put_flush(&b, 1700000000u, 77), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x08\x2d\x5d\x06\xfc\x93\x0d\xce\x65\x53\xf1\x00\x4d"),
+                  &f);
+    assert_true(f.type == BC_FRAME_FLUSH && f.when == 1700000000u && f.mark == 77);
+
+    assert_int_equal(bc_frame_put_drop(&b, 1023), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x05\x30\xc7\x68\x85\x92\x0e\xcd\x03\xff"), &f);
+    assert_true(f.type == BC_FRAME_DROP && f.bucket == 1023);
+
+    assert_int_equal(bc_frame_put_ping(&b, 99), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x03\x41\x61\x91\xd5\x92\x0f\x63"), &f);
+    assert_true(f.type == BC_FRAME_PING && f.offset == 99);
+
+    assert_int_equal(bc_frame_put_ack(&b, UINT64_MAX), BC_OK);
+    expect_golden(&b, GOLDEN("\x00\x00\x00\x0b\x7a\x50\xbb\xf2\x92\x10\xcf\xff\xff\xff\xff\xff"
+                             "\xff\xff\xff"), &f);
+    assert_true(f.type == BC_FRAME_ACK && f.offset == UINT64_MAX);
+    bc_frame_buf_free(&b);
+}
+#undef GOLDEN
+
 int
 main(void)
 {
@@ -614,6 +747,7 @@ main(void)
         cmocka_unit_test(test_libmsgpack_reads_our_frames),
         cmocka_unit_test(test_we_read_libmsgpack_frames),
         cmocka_unit_test(test_random_garbage),
+        cmocka_unit_test(test_bytes_of_earlier_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

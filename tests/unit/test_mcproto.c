@@ -1,7 +1,7 @@
 /*
  * test_mcproto.c -- the memcached text protocol: the parser
  * (common/bc_mcproto.c) and, in-process on a real cache, the command
- * executor and its output queue (node/proto_text.c).
+ * executor and its output queue (node/proto/proto_text.c, node/net/outq.c).
  *
  * The expected replies were taken from memcached 1.6.18 by sending the same
  * lines to it; the cases where bucketcache deliberately differs (32-bit
@@ -19,8 +19,8 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
-#include "cache.h"
-#include "proto_text.h"
+#include "engine/cache.h"
+#include "proto/proto_text.h"
 
 static bc_status_t
 parse(const char *line, bc_mc_request_t *req)

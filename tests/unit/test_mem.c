@@ -1,5 +1,5 @@
 /*
- * test_mem.c -- the node's allocator policy (node/mem.h): how much -L
+ * test_mem.c -- the node's allocator policy (node/engine/mem.h): how much -L
  * touches on a machine with less memory available than the limit, and
  * that nothing is preallocated without the -L policy.
  */
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mem.h"
+#include "engine/mem.h"
 
 #define MIB ((size_t)1 << 20)
 

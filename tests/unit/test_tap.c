@@ -1,6 +1,6 @@
 /*
  * test_tap.c -- the change trackers a precopy arms on its source's bucket
- * (node/tap.h): what they record, when they end, and their key sets.
+ * (node/engine/tap.h): what they record, when they end, and their key sets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +13,9 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
-#include "cache.h"
+#include "engine/cache.h"
 #include "bc_time.h"
-#include "tap.h"
+#include "engine/tap.h"
 
 #define NBUCKETS 64u
 

@@ -1,0 +1,553 @@
+/*
+ * admin.c -- see admin.h: cluster administration through ZooKeeper and
+ * the console's API.  A command opens its own ZooKeeper session, reads or
+ * writes what it needs (writes with a version check, so two admins cannot
+ * lose each other's change) and closes it; nothing here is cached.
+ */
+#include "admin.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_cluster.h"
+#include "bc_hash.h"
+#include "bc_http_client.h"
+#include "bc_zk.h"
+
+static int
+admin_connect(bc_cli_t *cli, bc_zk_t **zk)
+{
+    if (cli->zk_hosts == NULL || cli->zk_hosts[0] == '\0' || cli->cluster == NULL ||
+        cli->cluster[0] == '\0') {
+        fprintf(stderr, "bucketcache: --zk and --cluster are required "
+                        "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
+        return BC_CLI_EXIT_USAGE;
+    }
+    if (!bc_cluster_name_valid(cli->cluster)) {
+        fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
+                cli->cluster);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_status_t st = bc_zk_open(cli->zk_hosts, cli->session_timeout_ms, 5000, NULL, NULL, zk);
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot connect to ZooKeeper at %s: %s\n", cli->zk_hosts,
+                bc_status_str(st));
+        return BC_CLI_EXIT_UNAVAILABLE;
+    }
+    return BC_CLI_EXIT_OK;
+}
+
+int
+bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
+{
+    long buckets = BC_DEFAULT_NBUCKETS;
+    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
+        if (c != 'b') return BC_CLI_EXIT_USAGE;
+        char *end;
+        buckets = strtol(optarg, &end, 10);
+        if (*end != '\0' || buckets < 1 || buckets > (long)BC_MAX_NBUCKETS) {
+            fprintf(stderr, "bucketcache: --buckets must be an integer 1..%u, got \"%s\"\n",
+                    BC_MAX_NBUCKETS, optarg);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    bc_zk_t *zk;
+    int rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    bc_status_t st = bc_cluster_create(zk, cli->cluster, (uint32_t)buckets);
+    bc_zk_close(zk);
+    if (st == BC_EEXISTS) {
+        fprintf(stderr, "bucketcache: cluster \"%s\" already exists; its bucket count never changes\n",
+                cli->cluster);
+    } else if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot create cluster \"%s\": %s\n", cli->cluster,
+                bc_status_str(st));
+    } else if (cli->json) {
+        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true}\n", cli->cluster, buckets);
+    } else {
+        printf("created cluster \"%s\" with %ld buckets\n", cli->cluster, buckets);
+    }
+    return bc_cli_exit_for_status(st);
+}
+
+/*
+ * "group config GID [--replication async|sync] [--sync-timeout-ms N]
+ * [--max-lag-mb N] [--clear]": reads groups/<gid>/config, applies the
+ * changes (with a version check, so two editors cannot lose each other's
+ * change) and prints the result.  The group's nodes follow it at once.
+ */
+int
+bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"replication", required_argument, NULL, 'r'},
+        {"sync-timeout-ms", required_argument, NULL, 't'},
+        {"max-lag-mb", required_argument, NULL, 'l'},
+        {"clear", no_argument, NULL, 'c'},
+        {0, 0, 0, 0}};
+    bc_group_config_t set;
+    bc_group_config_init(&set);
+    bool clear = false, change = false;
+    int c;
+    if (argc < 2) {
+        fprintf(stderr, "bucketcache: group config GID [--replication async|sync] "
+                        "[--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n");
+        return BC_CLI_EXIT_USAGE;
+    }
+    uint32_t gid = bc_cluster_parse_gid(argv[1]);
+    if (gid == 0) {
+        fprintf(stderr, "bucketcache: group config: \"%s\" is not a group id\n", argv[1]);
+        return BC_CLI_EXIT_USAGE;
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        long long v = 0;
+        bc_repl_mode_t mode;
+        if (c == 'r') {
+            if (bc_repl_mode_parse(optarg, &mode) != BC_OK) {
+                fprintf(stderr, "bucketcache: --replication must be async or sync\n");
+                return BC_CLI_EXIT_USAGE;
+            }
+            set.replication = (int)mode;
+        } else if (c == 't') {
+            if (!bc_cli_parse_i64(optarg, "--sync-timeout-ms", BC_REPL_SYNC_TIMEOUT_MIN_MS,
+                               BC_REPL_SYNC_TIMEOUT_MAX_MS, &v)) {
+                return BC_CLI_EXIT_USAGE;
+            }
+            set.sync_timeout_ms = v;
+        } else if (c == 'l') {
+            if (!bc_cli_parse_i64(optarg, "--max-lag-mb", 0, BC_REPL_MAX_LAG_MAX_MB, &v)) {
+                return BC_CLI_EXIT_USAGE;
+            }
+            set.max_lag_mb = v;
+        } else if (c == 'c') {
+            clear = true;
+        } else {
+            return BC_CLI_EXIT_USAGE;
+        }
+        change = true;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "bucketcache: group config: unexpected \"%s\"\n", argv[optind]);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_zk_t *zk;
+    int rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    char suffix[64], path[BC_CLUSTER_PATH_MAX + 64], err[256] = "";
+    snprintf(suffix, sizeof(suffix), "/groups/%u", gid);
+    bc_status_t st = bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
+    char *data = NULL;
+    size_t len = 0;
+    int32_t version = -1;
+    bc_group_config_t cur;
+    bc_group_config_init(&cur);
+    /* Not created here: a group exists once its first node registered. */
+    if (st == BC_OK) st = bc_zk_exists(zk, path, NULL, NULL, NULL);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: cluster \"%s\" has no group %u (start its nodes first)\n",
+                cli->cluster, gid);
+        bc_zk_close(zk);
+        return BC_CLI_EXIT_NOTFOUND;
+    }
+    if (st == BC_OK) {
+        strncat(path, "/config", sizeof(path) - strlen(path) - 1);
+        st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
+        if (st == BC_ENOTFOUND) st = BC_OK;
+        if (st == BC_OK && len > 0 &&
+            bc_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: the current config of group %u is malformed (%s); "
+                            "it is replaced\n", gid, err);
+            bc_group_config_init(&cur);
+        }
+        free(data);
+    }
+    if (st == BC_OK && change) {
+        if (clear) bc_group_config_init(&cur);
+        if (set.replication >= 0) cur.replication = set.replication;
+        if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
+        if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
+        char *json = bc_group_config_encode(&cur);
+        if (json == NULL) {
+            st = BC_ENOMEM;
+        } else if (version >= 0) {
+            st = bc_zk_set(zk, path, json, strlen(json), version, NULL);
+        } else {
+            st = bc_zk_create(zk, path, json, strlen(json), 0, NULL, 0);
+            if (st == BC_EEXISTS) st = BC_ESTALE;
+        }
+        free(json);
+        if (st == BC_ESTALE) {
+            fprintf(stderr, "bucketcache: group %u's config changed meanwhile; run again\n", gid);
+        }
+    }
+    bc_zk_close(zk);
+    if (st != BC_OK) {
+        if (st != BC_ESTALE) {
+            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_status_str(st));
+        }
+        return bc_cli_exit_for_status(st);
+    }
+    char *json = bc_group_config_encode(&cur);
+    if (cli->json) {
+        printf("%s\n", json ? json : "{}");
+    } else {
+        char t[32] = "each node's flag", l[32] = "each node's flag";
+        if (cur.sync_timeout_ms >= 0) snprintf(t, sizeof(t), "%lld ms", (long long)cur.sync_timeout_ms);
+        if (cur.max_lag_mb >= 0) snprintf(l, sizeof(l), "%lld MiB", (long long)cur.max_lag_mb);
+        printf("group %u: replication %s, sync timeout %s, async max lag %s\n", gid,
+               cur.replication < 0 ? "each node's flag"
+                                   : bc_repl_mode_name((bc_repl_mode_t)cur.replication), t,
+               l);
+    }
+    free(json);
+    return BC_CLI_EXIT_OK;
+}
+
+static void
+print_json_array(const char *name, const bc_table_t *t)
+{
+    printf("\"%s\":[", name);
+    for (uint32_t b = 0; b < t->nbuckets; b++) printf(b ? ",%u" : "%u", t->owner[b]);
+    printf("]");
+}
+
+/* Compact view: runs of equal owners, "0-511:1 512-1023:2". */
+static void
+print_runs(const char *label, const bc_table_t *t)
+{
+    printf("%s (epoch %llu):", label, (unsigned long long)t->epoch);
+    uint32_t start = 0;
+    for (uint32_t b = 1; b <= t->nbuckets; b++) {
+        if (b < t->nbuckets && t->owner[b] == t->owner[start]) continue;
+        if (b - 1 == start) printf(" %u:%u", start, t->owner[start]);
+        else printf(" %u-%u:%u", start, b - 1, t->owner[start]);
+        start = b;
+    }
+    printf("\n");
+}
+
+int
+bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
+{
+    int per_bucket = 0;
+    static const struct option opts[] = {{"per-bucket", no_argument, NULL, 'p'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p", opts, NULL)) != -1) {
+        if (c != 'p') return BC_CLI_EXIT_USAGE;
+        per_bucket = 1;
+    }
+    bc_zk_t *zk;
+    int rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+
+    char err[256] = "";
+    bc_cluster_config_t cfg;
+    bc_table_t t[3];
+    static const char names[3] = {'c', 'm', 'd'};
+    int loaded = 0;
+    bc_status_t st = bc_cluster_read_config(zk, cli->cluster, &cfg, err, sizeof(err));
+    for (; st == BC_OK && loaded < 3; loaded++) {
+        st = bc_cluster_read_table(zk, cli->cluster, names[loaded], cfg.nbuckets, &t[loaded], NULL,
+                                   NULL, NULL, err, sizeof(err));
+        if (st != BC_OK) break;
+    }
+    bc_zk_close(zk);
+    if (st != BC_OK) {
+        if (st == BC_ENOTFOUND) {
+            fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
+        } else {
+            fprintf(stderr, "bucketcache: cannot read the tables of \"%s\": %s%s%s\n", cli->cluster,
+                    bc_status_str(st), err[0] ? ": " : "", err);
+        }
+        for (int i = 0; i < loaded; i++) bc_table_free(&t[i]);
+        return bc_cli_exit_for_status(st);
+    }
+
+    uint64_t epoch = t[0].epoch;
+    for (int i = 1; i < 3; i++) if (t[i].epoch > epoch) epoch = t[i].epoch;
+    if (cli->json) {
+        printf("{\"epoch\":%llu,\"buckets\":%u,", (unsigned long long)epoch, cfg.nbuckets);
+        print_json_array("c", &t[0]);
+        printf(",");
+        print_json_array("m", &t[1]);
+        printf(",");
+        print_json_array("d", &t[2]);
+        printf(",\"readonly\":[");
+        int first = 1;
+        for (uint32_t b = 0; b < cfg.nbuckets; b++) {
+            if (!t[0].readonly[b]) continue;
+            printf(first ? "%u" : ",%u", b);
+            first = 0;
+        }
+        printf("]}\n");
+    } else if (per_bucket) {
+        printf("%-8s %-6s %-6s %-6s %s\n", "bucket", "c", "m", "d", "state");
+        for (uint32_t b = 0; b < cfg.nbuckets; b++) {
+            const char *state = t[0].readonly[b] ? "read-only (moving)"
+                              : t[1].owner[b] != t[2].owner[b] ? "pending move"
+                              : t[0].owner[b] == 0 ? "no owner" : "";
+            printf("%-8u %-6u %-6u %-6u %s\n", b, t[0].owner[b], t[1].owner[b], t[2].owner[b], state);
+        }
+    } else {
+        printf("cluster \"%s\": %u buckets, epoch %llu (ranges are bucket:group, 0 = no owner)\n",
+               cli->cluster, cfg.nbuckets, (unsigned long long)epoch);
+        print_runs("c", &t[0]);
+        print_runs("m", &t[1]);
+        print_runs("d", &t[2]);
+        uint32_t pending = 0;
+        for (uint32_t b = 0; b < cfg.nbuckets; b++) pending += t[1].owner[b] != t[2].owner[b];
+        printf("pending moves: %u\n", pending);
+    }
+    for (int i = 0; i < 3; i++) bc_table_free(&t[i]);
+    return BC_CLI_EXIT_OK;
+}
+
+/*
+ * Asks the active console: method path, JSON reply parsed into *doc.
+ * Returns an exit code; prints the reason on failure.
+ */
+static int
+admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **doc,
+                   int *http_status)
+{
+    bc_zk_t *zk;
+    char addr[BC_ADDR_MAX];
+    int rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    bc_status_t st = bc_cluster_active_console(zk, cli->cluster, addr, sizeof(addr));
+    bc_zk_close(zk);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cli->cluster);
+        return BC_CLI_EXIT_UNAVAILABLE;
+    }
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
+                bc_status_str(st));
+        return bc_cli_exit_for_status(st);
+    }
+    bc_http_response_t resp;
+    st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr, bc_status_str(st));
+        return BC_CLI_EXIT_UNAVAILABLE;
+    }
+    *http_status = resp.status;
+    *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+    bc_http_response_free(&resp);
+    if (*doc == NULL) {
+        fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
+        return BC_CLI_EXIT_FAILED;
+    }
+    if (*http_status >= 300) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
+        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
+        cJSON_Delete(*doc);
+        *doc = NULL;
+        return *http_status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
+    }
+    return BC_CLI_EXIT_OK;
+}
+
+static double
+json_num(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *
+json_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* A node's replication state, from its admin port, as one short phrase
+ * ("-" when it cannot be asked). */
+static void
+node_repl_summary(const char *admin, char *out, size_t len)
+{
+    bc_repl_status_t r;
+    snprintf(out, len, "-");
+    if (admin[0] == '\0' || bc_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (r.primary) {
+        snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
+                 (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
+                 r.writable ? "" : ", NOT writable");
+    } else if (!r.synced) {
+        snprintf(out, len, "full resync in progress");
+    } else if (!r.link_up) {
+        snprintf(out, len, "offset %llu, link to primary DOWN", (unsigned long long)r.offset);
+    } else {
+        snprintf(out, len, "offset %llu, lag %llu B / %lld ms", (unsigned long long)r.offset,
+                 (unsigned long long)r.lag_bytes, (long long)r.lag_ms);
+    }
+}
+
+int
+bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
+{
+    cJSON *doc;
+    int status;
+    int rc = admin_console_call(cli, "GET", "/v1/cluster", &doc, &status);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(doc, "groups");
+    if (cli->json) {
+        bc_cli_print_json(nodes_view ? groups : doc);
+        cJSON_Delete(doc);
+        return BC_CLI_EXIT_OK;
+    }
+    const cJSON *g;
+    if (!nodes_view) {
+        printf("cluster \"%s\": %.0f buckets, epoch %.0f, active console %s\n",
+               json_str(doc, "cluster"), json_num(doc, "buckets"), json_num(doc, "epoch"),
+               json_str(doc, "active_console"));
+        printf("pending moves: %.0f, unowned buckets: %.0f\n\n", json_num(doc, "pending_moves"),
+               json_num(doc, "unowned_buckets"));
+        printf("%-6s %-5s %10s %16s  %-22s %s\n", "GROUP", "STATE", "MEMORY", "BUCKETS c/m/d",
+               "PRIMARY", "NODES");
+        cJSON_ArrayForEach(g, groups) {
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(g, "buckets");
+            const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes");
+            char counts[48];
+            snprintf(counts, sizeof(counts), "%.0f/%.0f/%.0f", json_num(b, "c"), json_num(b, "m"),
+                     json_num(b, "d"));
+            printf("%-6.0f %-5s %7.0f MiB %16s  %-22s %d\n", json_num(g, "gid"),
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "up" : "DOWN",
+                   json_num(g, "memory") / 1048576.0, counts,
+                   json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
+                   cJSON_GetArraySize(nodes));
+        }
+    } else {
+        printf("%-6s %-14s %-8s %-22s %-22s %-9s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN",
+               "MEMORY", "REPLICATION");
+        cJSON_ArrayForEach(g, groups) {
+            const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes"), *n;
+            if (cJSON_GetArraySize(nodes) == 0) {
+                printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
+            }
+            cJSON_ArrayForEach(n, nodes) {
+                char repl[128], mem[24];
+                node_repl_summary(json_str(n, "admin"), repl, sizeof(repl));
+                snprintf(mem, sizeof(mem), "%.0f MiB", json_num(n, "memory") / 1048576.0);
+                printf("%-6.0f %-14s %-8s %-22s %-22s %-9s %s\n", json_num(g, "gid"),
+                       json_str(n, "name"), json_str(n, "role"), json_str(n, "data"),
+                       json_str(n, "admin")[0] ? json_str(n, "admin") : "-", mem, repl);
+            }
+        }
+    }
+    cJSON_Delete(doc);
+    return BC_CLI_EXIT_OK;
+}
+
+int
+bc_cli_admin_rebalance(bc_cli_t *cli, int argc, char **argv)
+{
+    bool dry_run = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
+            dry_run = true;
+        } else {
+            fprintf(stderr, "bucketcache: rebalance: unknown argument \"%s\"\n", argv[i]);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    cJSON *doc;
+    int status;
+    int rc = admin_console_call(cli, "POST", dry_run ? "/v1/rebalance?dry_run=1" : "/v1/rebalance",
+                              &doc, &status);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    if (cli->json) {
+        bc_cli_print_json(doc);
+        cJSON_Delete(doc);
+        return BC_CLI_EXIT_OK;
+    }
+    const cJSON *moves = cJSON_GetObjectItemCaseSensitive(doc, "moves");
+    const cJSON *assigned = cJSON_GetObjectItemCaseSensitive(doc, "assigned"), *m;
+    printf("%s (epoch %.0f)%s%s\n", dry_run ? "rebalance plan, nothing written" : "rebalance done",
+           json_num(doc, "epoch"), json_str(doc, "summary")[0] ? ": " : "", json_str(doc, "summary"));
+    cJSON_ArrayForEach(m, assigned) {
+        printf("  bucket %-6.0f unowned -> group %.0f (no data to move)\n", json_num(m, "bucket"),
+               json_num(m, "to"));
+    }
+    double total = 0;
+    cJSON_ArrayForEach(m, moves) {
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(m, "bytes");
+        char size[32] = "size unknown";
+        if (cJSON_IsNumber(bytes)) {
+            snprintf(size, sizeof(size), "%.1f KiB", bytes->valuedouble / 1024.0);
+            total += bytes->valuedouble;
+        }
+        printf("  bucket %-6.0f group %.0f -> group %.0f (%s)\n", json_num(m, "bucket"),
+               json_num(m, "from"), json_num(m, "to"), size);
+    }
+    printf("%d buckets move (%.1f MiB known), %d assigned directly\n", cJSON_GetArraySize(moves),
+           total / 1048576.0, cJSON_GetArraySize(assigned));
+    cJSON_Delete(doc);
+    return BC_CLI_EXIT_OK;
+}
+
+int
+bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "bucketcache: usage: locate KEY\n");
+        return BC_CLI_EXIT_USAGE;
+    }
+    const char *key = argv[1];
+    bc_zk_t *zk;
+    int rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    char err[256] = "";
+    bc_cluster_config_t cfg;
+    bc_table_t c;
+    bc_status_t st = bc_cluster_read_config(zk, cli->cluster, &cfg, err, sizeof(err));
+    if (st == BC_OK) {
+        st = bc_cluster_read_table(zk, cli->cluster, 'c', cfg.nbuckets, &c, NULL, NULL, NULL, err,
+                                   sizeof(err));
+    }
+    if (st != BC_OK) {
+        bc_zk_close(zk);
+        fprintf(stderr, "bucketcache: cannot read cluster \"%s\": %s %s\n", cli->cluster,
+                bc_status_str(st), err);
+        return bc_cli_exit_for_status(st);
+    }
+    uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);
+    uint32_t owner = c.owner[bucket];
+    bool readonly = c.readonly[bucket] != 0;
+    bc_primary_info_t primary;
+    memset(&primary, 0, sizeof(primary));
+    if (owner != 0) {
+        char path[BC_CLUSTER_PATH_MAX], suffix[48], *data = NULL;
+        size_t len = 0;
+        snprintf(suffix, sizeof(suffix), "/groups/%u/primary", owner);
+        bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
+        if (bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL) == BC_OK) {
+            bc_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
+        }
+        free(data);
+    }
+    bc_zk_close(zk);
+    if (cli->json) {
+        printf("{\"bucket\":%u,\"group\":%u,\"readonly\":%s,\"primary\":\"%s\",\"epoch\":%llu}\n",
+               bucket, owner, readonly ? "true" : "false", primary.data_addr,
+               (unsigned long long)c.epoch);
+    } else if (owner == 0) {
+        printf("bucket %u: no owner (its group is down)\n", bucket);
+    } else {
+        printf("bucket %u -> group %u, primary %s%s\n", bucket, owner,
+               primary.data_addr[0] ? primary.data_addr : "(none yet)",
+               readonly ? " (read-only: moving)" : "");
+    }
+    bc_table_free(&c);
+    return owner == 0 ? BC_CLI_EXIT_NOTFOUND : BC_CLI_EXIT_OK;
+}

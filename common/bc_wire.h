@@ -1,0 +1,198 @@
+/*
+ * bc_wire.h -- the words a cluster adds to the memcached text protocol on
+ * a node's data port, each defined once, with its formatter and its
+ * parser.  Nodes format them, nodes and libbucketcache parse them;
+ * docs/protocol.md describes them for people.
+ *
+ * REFUSALS: a node's answer for a key it will not serve (node/cluster/
+ * decides, libbucketcache refreshes its table on them, client/ops.c):
+ *
+ *     SERVER_ERROR MOVED <bucket> <owner-gid> <epoch>
+ *     SERVER_ERROR NO_OWNER <bucket> <epoch>
+ *     SERVER_ERROR READONLY <bucket> <epoch>
+ *     SERVER_ERROR NOT_PRIMARY <bucket> <gid> <epoch>
+ *
+ * FORWARDING FAILURES: a node's answer when it could not relay a command
+ * to its bucket's owner (node/proto/forward.c), e.g.
+ *
+ *     SERVER_ERROR forward failed: owner unreachable
+ *
+ * PEER HANDSHAKES: the first line of a connection another node opens:
+ *
+ *     bucketcache_peer <node-name>                  answered OK
+ *         a forwarding connection (node/proto/forward.h): its requests are
+ *         served or refused, never forwarded again
+ *     bucketcache_replicate <gid> <replid|-> <offset> <node-name>
+ *         a backup asking its primary for the replication stream
+ *         (node/repl/repl.h), answered with an RHELLO frame (bc_frame.h) or
+ *         one of the BC_WIRE_REPLICATE_* refusal lines
+ *
+ * HOW
+ *   Each vocabulary is one table (an X-macro, so an enum and its words
+ *   cannot drift) read by both its formatter and its parser.  Parsers are
+ *   strict -- exact words, single spaces, canonical decimals, nothing
+ *   extra, bounded length -- because a misread refusal would send a
+ *   client's retry loop the wrong way; anything else is "not one of ours"
+ *   (an ordinary error, another command).  Formatters write nothing a
+ *   parser here would refuse.  No allocation, no global state.
+ */
+#ifndef BC_WIRE_H
+#define BC_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bc_frame.h"
+#include "bc_status.h"
+
+/* ---- refusals ---- */
+
+/* kind, word, whether a gid comes between bucket and epoch */
+#define BC_WIRE_REFUSAL_TABLE(X)                                                   \
+    X(MOVED, "MOVED", true)              /* another group owns it; gid: the owner */ \
+    X(NO_OWNER, "NO_OWNER", false)       /* no group owns it (its group is down) */  \
+    X(READONLY, "READONLY", false)       /* it is migrating: reads only */           \
+    X(NOT_PRIMARY, "NOT_PRIMARY", true)  /* this node is not its group's writable   \
+                                          * primary; gid: the node's group */
+
+typedef enum bc_wire_refusal_kind {
+    BC_WIRE_REFUSAL_NONE = 0,            /* not a refusal */
+#define BC__WIRE_REFUSAL_ENUM(kind, word, has_gid) BC_WIRE_REFUSAL_##kind,
+    BC_WIRE_REFUSAL_TABLE(BC__WIRE_REFUSAL_ENUM)
+#undef BC__WIRE_REFUSAL_ENUM
+} bc_wire_refusal_kind_t;
+
+typedef struct bc_wire_refusal {
+    bc_wire_refusal_kind_t kind;
+    uint32_t bucket;
+    uint32_t gid;                        /* MOVED, NOT_PRIMARY; 0 for the others */
+    uint64_t epoch;                      /* the table epoch the node decided with */
+} bc_wire_refusal_t;
+
+/* Room for the longest refusal line, CRLF and NUL included. */
+#define BC_WIRE_REFUSAL_MAX 80
+
+/*
+ * Writes r's line, "SERVER_ERROR ... \r\n", at buf (len bytes, NUL-
+ * terminated) and returns its length without the NUL; 0 when r->kind is
+ * not a refusal or len is too small (buf then holds "" if len > 0).
+ */
+size_t bc_wire_refusal_format(const bc_wire_refusal_t *r, char *buf, size_t len);
+
+/*
+ * Parses the text of a SERVER_ERROR reply: what follows "SERVER_ERROR ",
+ * without the CRLF (n bytes; bc_mc_reply_parse's text).  Returns the kind
+ * and fills *out, or BC_WIRE_REFUSAL_NONE (*out zeroed) when the text is
+ * not a well-formed refusal -- an ordinary server error.
+ */
+bc_wire_refusal_kind_t bc_wire_refusal_parse(const char *text, size_t n, bc_wire_refusal_t *out);
+
+/* ---- forwarding failures ---- */
+
+/*
+ * kind, the text after "SERVER_ERROR ".  UNSENT never reached the owner,
+ * so any command may be sent again; IN_DOUBT and TIMEOUT were sent and may
+ * have been applied; the others are errors of the forwarding node.
+ */
+#define BC_WIRE_FWD_TABLE(X)                                                          \
+    X(UNSENT, "forward failed: owner unreachable")                                    \
+    X(IN_DOUBT, "forward in doubt: the owner was lost after the request was sent")    \
+    X(TIMEOUT, "forward timeout")                                                     \
+    X(TOO_LARGE, "forward reply too large")                                           \
+    X(BAD_REPLY, "forward bad reply from owner")                                      \
+    X(BUSY, "forward busy: too many peer connections")                                \
+    X(NOMEM, "out of memory forwarding")
+
+typedef enum bc_wire_fwd_failure {
+    BC_WIRE_FWD_NONE = 0,                /* not a forwarding failure */
+#define BC__WIRE_FWD_ENUM(kind, text) BC_WIRE_FWD_##kind,
+    BC_WIRE_FWD_TABLE(BC__WIRE_FWD_ENUM)
+#undef BC__WIRE_FWD_ENUM
+} bc_wire_fwd_failure_t;
+
+/* The whole line, "SERVER_ERROR <text>\r\n" (static storage); NULL for
+ * BC_WIRE_FWD_NONE or a value out of range. */
+const char *bc_wire_fwd_failure_line(bc_wire_fwd_failure_t f);
+/* The text alone, without "SERVER_ERROR " and CRLF; NULL as above. */
+const char *bc_wire_fwd_failure_text(bc_wire_fwd_failure_t f);
+/* Classifies the text of a SERVER_ERROR reply (as bc_wire_refusal_parse
+ * takes it): exactly one of the texts above, or BC_WIRE_FWD_NONE. */
+bc_wire_fwd_failure_t bc_wire_fwd_failure_parse(const char *text, size_t n);
+
+/* ---- peer handshakes ---- */
+
+#define BC_WIRE_PEER_CMD      "bucketcache_peer"
+#define BC_WIRE_PEER_OK       "OK\r\n"
+#define BC_WIRE_REPLICATE_CMD "bucketcache_replicate"
+
+/* A node's name in a handshake: 1..63 bytes (it fits a char[64]), each
+ * printable ASCII other than space: a node's znode name "n-0000000042",
+ * its label. */
+#define BC_WIRE_NAME_MAX 63
+bool bc_wire_name_valid(const char *name, size_t n);
+
+/* Room for the longest handshake line, CRLF and NUL included. */
+#define BC_WIRE_HANDSHAKE_MAX 192
+
+/*
+ * "bucketcache_peer <name>\r\n" at buf (NUL-terminated); returns its
+ * length, or 0 when name is not valid or len too small.
+ */
+size_t bc_wire_peer_format(const char *name, char *buf, size_t len);
+
+/*
+ * Looks at one command line (its CRLF or lone CR may be included).
+ *   BC_OK        the peer handshake: *name, *nname the name (borrowed
+ *                from line, not NUL-terminated)
+ *   BC_EINVAL    the handshake's word, but not a valid name after it
+ *   BC_ENOTFOUND another command
+ * Spaces around the name are tolerated, as nodes always have.
+ */
+bc_status_t bc_wire_peer_parse(const char *line, size_t len, const char **name, size_t *nname);
+
+/* What a backup tells its primary (node/repl/repl.h). */
+typedef struct bc_wire_replicate {
+    uint32_t gid;                        /* its group: 1..BC_GROUP_MAX_GID */
+    uint64_t offset;                     /* where it wants the stream to resume */
+    char replid[BC_FRAME_REPLID_MAX + 1];  /* the stream it has; "" = none ("-") */
+    char name[BC_WIRE_NAME_MAX + 1];     /* the backup's name, for logs */
+} bc_wire_replicate_t;
+
+/*
+ * "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n" at buf
+ * (NUL-terminated); returns its length, or 0 when a field is out of range
+ * (gid, a replid that is "-", too long or not printable, a bad name) or
+ * len too small.
+ */
+size_t bc_wire_replicate_format(const bc_wire_replicate_t *h, char *buf, size_t len);
+
+/*
+ * Is this command line (CRLF or lone CR may be included) a replication
+ * handshake?  BC_OK with *args, *nargs the bytes after the word and its
+ * space, line end excluded (borrowed; possibly malformed: the primary
+ * answers that with a refusal, see bc_wire_replicate_parse); BC_ENOTFOUND
+ * for any other command, the bare word included.
+ */
+bc_status_t bc_wire_replicate_match(const char *line, size_t len, const char **args,
+                                    size_t *nargs);
+
+/*
+ * Parses a handshake's arguments, "<gid> <replid|-> <offset> <name>"
+ * (n bytes; runs of spaces separate fields, as nodes have always
+ * accepted).  Errors: BC_EINVAL (*out then undefined).
+ */
+bc_status_t bc_wire_replicate_parse(const char *args, size_t n, bc_wire_replicate_t *out);
+
+/*
+ * A primary's answers that refuse a replication handshake (it closes the
+ * connection after them).  NOT_PRIMARY's line is not a key refusal -- no
+ * bucket, no numbers -- so bc_wire_refusal_parse rejects it; it only ever
+ * goes to a connection that sent bucketcache_replicate.
+ */
+#define BC_WIRE_REPLICATE_BAD_LINE                                                     \
+    "CLIENT_ERROR bad replicate line: expected <gid> <replid|-> <offset> <name>\r\n"
+#define BC_WIRE_REPLICATE_NOT_PRIMARY "SERVER_ERROR NOT_PRIMARY of that group\r\n"
+#define BC_WIRE_REPLICATE_TOO_MANY    "SERVER_ERROR too many backups\r\n"
+
+#endif

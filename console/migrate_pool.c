@@ -1,0 +1,673 @@
+/*
+ * migrate_pool.c -- see migrate_pool.h: the threads that run the copies
+ * and precopies (one HTTP conversation with a destination each), their
+ * queues, and the reports they hand back to the reconcile loop.
+ */
+#include "migrate_pool.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_http_client.h"
+#include "bc_log.h"
+#include "bc_time.h"
+
+#define POOL_HTTP_TIMEOUT_MS   2000
+#define POOL_LONG_POLL_MS      1000    /* one long poll of an import's state */
+
+typedef enum task_kind { TASK_COPY, TASK_CANCEL, TASK_PRECOPY } task_kind_t;
+
+typedef struct pool_task {
+    task_kind_t kind;
+    bc_mig_job_t job;
+    struct pool_task *next;
+} pool_task_t;
+
+typedef struct pool_key {
+    uint32_t bucket;
+    uint64_t epoch;                /* 0 for a precopy */
+} pool_key_t;
+
+/* The jobs of one kind the pool holds (queued, running or reported but
+ * not yet taken), so that none is queued twice. */
+typedef struct pool_keys {
+    pool_key_t *v;
+    size_t n, cap;
+} pool_keys_t;
+
+/* A queue and the workers that serve it. */
+typedef struct pool_queue {
+    pthread_cond_t cv;             /* signalled when a task is queued */
+    pool_task_t *head, *tail;
+} pool_queue_t;
+
+typedef struct pool_worker {
+    bc_mig_pool_t *pool;
+    pool_queue_t *queue;           /* the queue this worker serves */
+    pthread_t thread;
+} pool_worker_t;
+
+/* One kind of job's outcomes: the jobs queued, running or reported (by
+ * bucket and epoch, 0 for a precopy), and the reports not yet taken. */
+typedef struct pool_reports {
+    pool_keys_t active;
+    bc_mig_report_t *v;
+    size_t n, cap;
+} pool_reports_t;
+
+struct bc_mig_pool {
+    uint32_t nworkers;             /* copy workers, then as many precopy workers */
+    bool precopy;
+    uint32_t timeout_ms;
+    bc_mig_notify_fn notify;
+    void *notify_ctx;
+    pool_worker_t *workers;
+    uint32_t started;
+
+    /* LOCKING RULE: mu guards everything below; a worker holds it only to
+     * take a task or post a report, never across HTTP. */
+    pthread_mutex_t mu;
+    bool stopping;
+    pool_queue_t copies;           /* copies and cancels */
+    pool_queue_t precopies;        /* precopies: a copy never waits behind one */
+    pool_reports_t copy_reports;
+    pool_reports_t precopy_reports;
+};
+
+/* Room for one more element in a growable array of n elements of size
+ * bytes (capacity *cap, doubling from 16).  Returns the array, perhaps
+ * moved, or NULL when out of memory (v is then still valid). */
+static void *
+pool_room(void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap) return v;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *grown = realloc(v, c * size);
+    if (grown != NULL) *cap = c;
+    return grown;
+}
+
+/* Moves the first min(*n, max) elements of the `size`-byte array v into
+ * out (the rest move up); returns how many. */
+static size_t
+pool_take_front(void *v, size_t *n, size_t size, void *out, size_t max)
+{
+    size_t k = *n < max ? *n : max;
+    if (k > 0) {
+        memcpy(out, v, k * size);
+        memmove(v, (char *)v + k * size, (*n - k) * size);
+        *n -= k;
+    }
+    return k;
+}
+
+static bool
+keys_has(const pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->v[i].bucket == bucket && k->v[i].epoch == epoch) return true;
+    }
+    return false;
+}
+
+/* False when out of memory. */
+static bool
+keys_add(pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    pool_key_t *v = pool_room(k->v, k->n, &k->cap, sizeof(*v));
+    if (v == NULL) return false;
+    k->v = v;
+    k->v[k->n++] = (pool_key_t){bucket, epoch};
+    return true;
+}
+
+static void
+keys_drop(pool_keys_t *k, uint32_t bucket, uint64_t epoch)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->v[i].bucket == bucket && k->v[i].epoch == epoch) {
+            k->v[i] = k->v[--k->n];
+            return;
+        }
+    }
+}
+
+/* Posts a finished job's report (mu held).  Out of memory: the job is
+ * forgotten instead (a copy's record times out, a precopy is asked for
+ * again). */
+static void
+reports_post(pool_reports_t *r, const bc_mig_report_t *rep)
+{
+    bc_mig_report_t *v = pool_room(r->v, r->n, &r->cap, sizeof(*v));
+    if (v == NULL) {
+        keys_drop(&r->active, rep->bucket, rep->epoch);
+        return;
+    }
+    r->v = v;
+    r->v[r->n++] = *rep;
+}
+
+/* Takes up to max reports (mu held): their jobs are over. */
+static size_t
+reports_take(pool_reports_t *r, bc_mig_report_t *out, size_t max)
+{
+    size_t n = pool_take_front(r->v, &r->n, sizeof(*out), out, max);
+    for (size_t k = 0; k < n; k++) keys_drop(&r->active, out[k].bucket, out[k].epoch);
+    return n;
+}
+
+/* Forgets every report not taken (mu held). */
+static void
+reports_clear(pool_reports_t *r)
+{
+    for (size_t k = 0; k < r->n; k++) keys_drop(&r->active, r->v[k].bucket, r->v[k].epoch);
+    r->n = 0;
+}
+
+static void
+reports_free(pool_reports_t *r)
+{
+    free(r->active.v);
+    free(r->v);
+}
+
+/* Percent-encodes s into out (query value). */
+static void
+url_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s != '\0' && o + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
+static bool
+pool_stopping(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool s = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+/* The error text of a JSON error reply, into buf. */
+static void
+reply_error(const bc_http_response_t *resp, char *buf, size_t cap, bool *retry)
+{
+    cJSON *doc = cJSON_ParseWithLength(resp->body, resp->body_len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(doc, "retry");
+    snprintf(buf, cap, "%s", cJSON_IsString(e) ? e->valuestring : "(no reason given)");
+    if (retry != NULL) *retry = cJSON_IsTrue(r) || resp->status == 503;
+    cJSON_Delete(doc);
+}
+
+static void
+pool_cancel_import(const bc_mig_job_t *job)
+{
+    char path[128];
+    bc_http_response_t resp;
+    if (job->epoch == 0) {
+        snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&precopy=1",
+                 job->bucket);
+    } else {
+        snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "&epoch=%" PRIu64,
+                 job->bucket, job->epoch);
+    }
+    if (bc_http_request(job->dest_admin, "DELETE", path, NULL, 0, POOL_HTTP_TIMEOUT_MS, &resp) ==
+        BC_OK) {
+        bc_http_response_free(&resp);
+    }
+}
+
+/*
+ * Runs one import at the destination to its end: the POST that starts (or
+ * finds) it, then long polls until it is done or failed.  precopy: the
+ * bucket's precopy (job->epoch is 0); otherwise its final copy at
+ * job->epoch.  The outcome goes to *rep.
+ *
+ * BEHAVIOR: the pool's timeout bounds a copy that makes no progress, not
+ * one that is long: each status that shows more bytes received from the
+ * source than the last one moves the deadline on.  A fixed bound would call off, again
+ * and again, the copy of any bucket too large to cross within it.
+ */
+static void
+pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep)
+{
+    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX], sel[40];
+    bc_http_response_t resp;
+    int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
+    double progress = 0;          /* bytes the destination reported received so far */
+
+    memset(rep, 0, sizeof(*rep));
+    rep->bucket = job->bucket;
+    rep->epoch = job->epoch;
+    /* Which import of the bucket every request names. */
+    if (precopy) snprintf(sel, sizeof(sel), "&precopy=1");
+    else snprintf(sel, sizeof(sel), "&epoch=%" PRIu64, job->epoch);
+    url_encode(job->source_admin, src, sizeof(src));
+    snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&from=%" PRIu32
+             "&source=%s", job->bucket, sel, job->from, src);
+
+    /* Start (or find) the import at the destination.  A refusal worth
+     * retrying (a primary that does not know it is one yet, all import
+     * slots busy) usually clears within milliseconds. */
+    int64_t pause_ms = 2;
+    for (;;) {
+        int64_t left = deadline - bc_time_mono_ms();
+        if (left <= 0 || pool_stopping(p)) {
+            snprintf(rep->error, sizeof(rep->error), "timed out starting the import at %.100s",
+                     job->dest_admin);
+            return;
+        }
+        bc_status_t st = bc_http_request(job->dest_admin, "POST", path, NULL, 0,
+                                         left < POOL_HTTP_TIMEOUT_MS ? (int)left
+                                                                    : POOL_HTTP_TIMEOUT_MS, &resp);
+        if (st != BC_OK) {
+            snprintf(rep->error, sizeof(rep->error), "destination %.100s unreachable: %s",
+                     job->dest_admin, bc_status_str(st));
+            return;
+        }
+        if (resp.status == 200 || resp.status == 202) {
+            bc_http_response_free(&resp);
+            break;
+        }
+        bool retry = false;
+        reply_error(&resp, why, sizeof(why), &retry);
+        int status = resp.status;
+        bc_http_response_free(&resp);
+        if (!retry) {
+            snprintf(rep->error, sizeof(rep->error), "destination refused (%d): %.150s", status,
+                     why);
+            return;
+        }
+        bc_time_sleep_ms(pause_ms);
+        pause_ms = pause_ms * 2 > 20 ? 20 : pause_ms * 2;
+    }
+
+    /* Wait until it is done: a long poll (the destination answers when the
+     * job finishes, or after POOL_LONG_POLL_MS with the job still running).
+     * A destination that does not know wait_ms (400) is polled instead,
+     * quickly at first (most buckets take a few ms). */
+    bool long_poll = true;
+    for (;;) {
+        int64_t now = bc_time_mono_ms(), elapsed = now - t0;
+        if (now >= deadline || pool_stopping(p)) {
+            snprintf(rep->error, sizeof(rep->error), "%s timed out: no progress for %u ms (%lld "
+                     "ms in all)", precopy ? "precopy" : "copy", p->timeout_ms,
+                     (long long)elapsed);
+            /* A precopy is left to the destination: it holds no bucket
+             * read-only, and the final copy supersedes it. */
+            if (!precopy) pool_cancel_import(job);
+            return;
+        }
+        int64_t wait = deadline - now < POOL_LONG_POLL_MS ? deadline - now : POOL_LONG_POLL_MS;
+        if (long_poll) {
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&wait_ms=%lld",
+                     job->bucket, sel, (long long)wait);
+        } else {
+            bc_time_sleep_ms(elapsed < 100 ? 2 : elapsed < 1000 ? 10 : elapsed < 10000 ? 50 : 200);
+            snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s", job->bucket,
+                     precopy ? sel : "");
+        }
+        int64_t asked = bc_time_mono_ms();
+        bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
+                                         POOL_HTTP_TIMEOUT_MS + (long_poll ? (int)wait : 0), &resp);
+        if (st != BC_OK) {
+            snprintf(rep->error, sizeof(rep->error), "destination %.100s stopped answering: %s",
+                     job->dest_admin, bc_status_str(st));
+            return;
+        }
+        if (long_poll && resp.status == 400) {
+            bc_http_response_free(&resp);
+            long_poll = false;
+            continue;
+        }
+        if (long_poll && resp.status == 503) {
+            /* The destination cannot hold the request now: ask again. */
+            bc_http_response_free(&resp);
+            bc_time_sleep_ms(2);
+            continue;
+        }
+        if (resp.status != 200) {
+            reply_error(&resp, why, sizeof(why), NULL);
+            snprintf(rep->error, sizeof(rep->error), "destination lost the import (%d: %.140s)",
+                     resp.status, why);
+            bc_http_response_free(&resp);
+            return;
+        }
+        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+        bc_http_response_free(&resp);
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
+        const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(doc, "epoch");
+        if (!cJSON_IsString(state) || !cJSON_IsNumber(epoch)) {
+            cJSON_Delete(doc);
+            snprintf(rep->error, sizeof(rep->error), "destination sent a malformed job status");
+            return;
+        }
+        if ((uint64_t)epoch->valuedouble != job->epoch) {
+            snprintf(rep->error, sizeof(rep->error), "destination reports an import at epoch "
+                     "%.0f, not %" PRIu64, epoch->valuedouble, job->epoch);
+            cJSON_Delete(doc);
+            return;
+        }
+        if (strcmp(state->valuestring, "running") == 0) {
+            const cJSON *got = cJSON_GetObjectItemCaseSensitive(doc, "received");
+            if (cJSON_IsNumber(got) && got->valuedouble > progress) {
+                progress = got->valuedouble;
+                deadline = bc_time_mono_ms() + p->timeout_ms;
+            }
+            cJSON_Delete(doc);
+            /* A long poll that came back early with the job running (a
+             * destination that answers at once): do not spin on it. */
+            if (long_poll && bc_time_mono_ms() - asked < wait / 2) bc_time_sleep_ms(2);
+            continue;
+        }
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
+        const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
+        const cJSON *delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
+        if (strcmp(state->valuestring, "done") == 0) {
+            rep->ok = true;
+            rep->items = cJSON_IsNumber(items) ? (uint64_t)items->valuedouble : 0;
+            rep->bytes = cJSON_IsNumber(bytes) ? (uint64_t)bytes->valuedouble : 0;
+            if (cJSON_IsString(node)) {
+                snprintf(rep->node, sizeof(rep->node), "%s", node->valuestring);
+            }
+            if (!precopy && cJSON_IsBool(delta)) {
+                log_debug("console: bucket %" PRIu32 " (epoch %" PRIu64 "): %s", job->bucket,
+                          job->epoch, cJSON_IsTrue(delta) ? "only the changes since its precopy "
+                          "were copied" : "copied in full (no usable precopy)");
+            }
+        } else {
+            snprintf(rep->error, sizeof(rep->error), "%s failed at the destination: %.150s",
+                     precopy ? "precopy" : "import",
+                     cJSON_IsString(error) ? error->valuestring : "(no reason given)");
+        }
+        cJSON_Delete(doc);
+        return;
+    }
+}
+
+static void
+pool_notify(bc_mig_pool_t *p)
+{
+    if (p->notify != NULL) p->notify(p->notify_ctx);
+}
+
+/* Runs one copy (or precopy) and posts its report. */
+static void
+pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
+{
+    bc_mig_report_t rep;
+    int64_t t0 = bc_time_mono_ms();
+    pool_import(p, job, precopy, &rep);
+    rep.from = job->from;
+    rep.to = job->to;
+    long long ms = (long long)(bc_time_mono_ms() - t0);
+    if (rep.ok && precopy) {
+        log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms (still writable)", rep.bucket, rep.to,
+                 rep.items, rep.bytes, ms);
+    } else if (rep.ok) {
+        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
+                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, rep.to,
+                 rep.epoch, rep.items, rep.bytes, ms);
+    } else if (!precopy) {
+        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
+                 ") failed: %s", rep.bucket, rep.to, rep.epoch, rep.error);
+    }
+    pthread_mutex_lock(&p->mu);
+    reports_post(precopy ? &p->precopy_reports : &p->copy_reports, &rep);
+    pthread_mutex_unlock(&p->mu);
+    pool_notify(p);
+}
+
+/* The next task of q, or NULL.  mu held. */
+static pool_task_t *
+pool_dequeue(pool_queue_t *q)
+{
+    pool_task_t *t = q->head;
+    if (t != NULL) {
+        q->head = t->next;
+        if (q->head == NULL) q->tail = NULL;
+    }
+    return t;
+}
+
+static void *
+pool_main(void *arg)
+{
+    pool_worker_t *w = arg;
+    bc_mig_pool_t *p = w->pool;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stopping && w->queue->head == NULL) pthread_cond_wait(&w->queue->cv, &p->mu);
+        if (p->stopping) break;
+        pool_task_t *t = pool_dequeue(w->queue);
+        pthread_mutex_unlock(&p->mu);
+        switch (t->kind) {
+        case TASK_CANCEL:
+            pool_cancel_import(&t->job);
+            break;
+        case TASK_COPY:
+        case TASK_PRECOPY:
+            pool_run(p, &t->job, t->kind == TASK_PRECOPY);
+            break;
+        }
+        free(t);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+bc_status_t
+bc_mig_pool_start(uint32_t nthreads, uint32_t nprecopy, uint32_t timeout_ms,
+                  bc_mig_notify_fn notify, void *ctx, bc_mig_pool_t **out)
+{
+    *out = NULL;
+    if (nthreads == 0 || nthreads > BC_MIG_MAX_PARALLEL || timeout_ms == 0 ||
+        nprecopy > BC_MIG_PRECOPY_WINDOW_MAX) {
+        return BC_EINVAL;
+    }
+    bc_mig_pool_t *p = calloc(1, sizeof(*p));
+    if (p == NULL) return BC_ENOMEM;
+    p->nworkers = nthreads + nprecopy;
+    p->precopy = nprecopy > 0;
+    p->timeout_ms = timeout_ms;
+    p->notify = notify;
+    p->notify_ctx = ctx;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->copies.cv, NULL);
+    pthread_cond_init(&p->precopies.cv, NULL);
+    p->workers = calloc(p->nworkers, sizeof(*p->workers));
+    if (p->workers == NULL) {
+        bc_mig_pool_stop(p);
+        return BC_ENOMEM;
+    }
+    for (uint32_t i = 0; i < p->nworkers; i++) {
+        pool_worker_t *w = &p->workers[i];
+        w->pool = p;
+        w->queue = i < nthreads ? &p->copies : &p->precopies;
+        if (pthread_create(&w->thread, NULL, pool_main, w) != 0) {
+            bc_mig_pool_stop(p);
+            return BC_ENOMEM;
+        }
+        p->started++;
+    }
+    *out = p;
+    return BC_OK;
+}
+
+/* Frees every task of q.  mu held, or no worker left. */
+static void
+pool_queue_free(pool_queue_t *q)
+{
+    pool_task_t *t;
+    while ((t = pool_dequeue(q)) != NULL) free(t);
+}
+
+void
+bc_mig_pool_stop(bc_mig_pool_t *p)
+{
+    if (p == NULL) return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->copies.cv);
+    pthread_cond_broadcast(&p->precopies.cv);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t i = 0; i < p->started; i++) pthread_join(p->workers[i].thread, NULL);
+    pool_queue_free(&p->copies);
+    pool_queue_free(&p->precopies);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->copies.cv);
+    pthread_cond_destroy(&p->precopies.cv);
+    free(p->workers);
+    reports_free(&p->copy_reports);
+    reports_free(&p->precopy_reports);
+    free(p);
+}
+
+/* mu held. */
+static bool
+pool_enqueue(pool_queue_t *q, task_kind_t kind, const bc_mig_job_t *job)
+{
+    pool_task_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) return false;
+    t->kind = kind;
+    t->job = *job;
+    if (q->tail != NULL) q->tail->next = t;
+    else q->head = t;
+    q->tail = t;
+    pthread_cond_signal(&q->cv);
+    return true;
+}
+
+/* Queues job on q unless its key is in keys already.  mu held. */
+static bool
+pool_submit(bc_mig_pool_t *p, pool_queue_t *q, pool_keys_t *keys, task_kind_t kind,
+            const bc_mig_job_t *job)
+{
+    if (p->stopping || keys_has(keys, job->bucket, job->epoch) ||
+        !keys_add(keys, job->bucket, job->epoch)) {
+        return false;
+    }
+    if (pool_enqueue(q, kind, job)) return true;
+    keys_drop(keys, job->bucket, job->epoch);
+    return false;
+}
+
+bool
+bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    pthread_mutex_lock(&p->mu);
+    bool queued = pool_submit(p, &p->copies, &p->copy_reports.active, TASK_COPY, job);
+    pthread_mutex_unlock(&p->mu);
+    return queued;
+}
+
+bool
+bc_mig_pool_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
+{
+    if (!p->precopy) return false;
+    bc_mig_job_t pre = *job;
+    pre.epoch = 0;
+    pthread_mutex_lock(&p->mu);
+    bool queued = pool_submit(p, &p->precopies, &p->precopy_reports.active, TASK_PRECOPY, &pre);
+    pthread_mutex_unlock(&p->mu);
+    return queued;
+}
+
+void
+bc_mig_pool_cancel(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch, const char *dest_admin)
+{
+    bc_mig_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.bucket = bucket;
+    job.epoch = epoch;
+    snprintf(job.dest_admin, sizeof(job.dest_admin), "%s", dest_admin);
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping) (void)pool_enqueue(&p->copies, TASK_CANCEL, &job);
+    pthread_mutex_unlock(&p->mu);
+}
+
+bool
+bc_mig_pool_active(bc_mig_pool_t *p, uint32_t bucket, uint64_t epoch)
+{
+    pthread_mutex_lock(&p->mu);
+    bool a = keys_has(&p->copy_reports.active, bucket, epoch);
+    pthread_mutex_unlock(&p->mu);
+    return a;
+}
+
+size_t
+bc_mig_pool_take(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = reports_take(&p->copy_reports, out, max);
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void
+bc_mig_pool_requeue(bc_mig_pool_t *p, const bc_mig_report_t *reports, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    pool_reports_t *r = &p->copy_reports;
+    for (size_t k = 0; k < n; k++) {
+        if (!keys_add(&r->active, reports[k].bucket, reports[k].epoch)) break;
+        reports_post(r, &reports[k]);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+size_t
+bc_mig_pool_take_precopies(bc_mig_pool_t *p, bc_mig_report_t *out, size_t max)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = reports_take(&p->precopy_reports, out, max);
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+size_t
+bc_mig_pool_precopying(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->precopy_reports.active.n - p->precopy_reports.n;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void
+bc_mig_pool_clear_reports(bc_mig_pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    reports_clear(&p->copy_reports);
+    reports_clear(&p->precopy_reports);
+    /* Precopies not started yet were asked for by the leader we no
+     * longer are. */
+    pool_task_t *t;
+    while ((t = pool_dequeue(&p->precopies)) != NULL) {
+        keys_drop(&p->precopy_reports.active, t->job.bucket, 0);
+        free(t);
+    }
+    pthread_mutex_unlock(&p->mu);
+}

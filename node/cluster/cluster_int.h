@@ -1,0 +1,115 @@
+/*
+ * cluster_int.h -- what the files of the cluster module share and nobody
+ * else sees: the cluster object itself, and the functions one file of the
+ * module calls in another.
+ *
+ *   cluster.c    the ZooKeeper agent: session, registration, table and
+ *                primary-record reads, the write-lease thread, lifecycle
+ *   route.c      the routing state the agent publishes and workers read
+ *                lock-free: routes, epoch, role, write gate, lease check,
+ *                local migration fences, refusal lines
+ *   primaries.c  every group's primary: the table the agent publishes and
+ *                the private copies workers keep of it
+ */
+#ifndef BC_NODE_CLUSTER_INT_H
+#define BC_NODE_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bc_cluster.h"
+#include "bc_table.h"
+#include "bc_zk.h"
+#include "cluster/cluster.h"
+#include "engine/cache.h"
+
+struct bc_node_cluster {
+    char *cluster;
+    uint32_t gid;
+    uint32_t nbuckets;
+    bc_node_info_t self;           /* what we register (name filled in) */
+    bc_zk_t *zk;
+    bc_cache_t *cache;
+
+    /* Routing state: read lock-free by workers, written by the agent and
+     * (the read-only bit of one bucket) by bc_node_cluster_fence.
+     * LOCKING RULE: fence_mu serialises those two writers, so a table the
+     * agent publishes cannot wipe a local fence set meanwhile. */
+    _Atomic uint64_t *route;       /* per bucket: owner | READONLY_BIT */
+    pthread_mutex_t fence_mu;
+    uint64_t *fence_epoch;         /* per bucket: a local fence until the table reaches it */
+    uint64_t *fence_at_gen;        /* per bucket: the routing generation that set it */
+    int64_t *fence_ms;             /* per bucket: when (monotonic) */
+    /* Bumped (release, under fence_mu) after every change of the routes: a
+     * table published, a local fence set.  Workers note it at the top of
+     * each loop (acquire), so "every worker has noted g" means every request
+     * routed before change g has completed (bc_server_passed). */
+    _Atomic uint64_t route_gen;
+    _Atomic uint64_t epoch;
+    _Atomic bool primary;
+    _Atomic uint32_t owned;
+    _Atomic uint64_t registrations;
+    _Atomic uint64_t buckets_dropped;
+
+    /* Write fencing (see FENCING below). */
+    _Atomic bool gated;            /* a write gate is in use (replication) */
+    _Atomic bool writable;         /* the gate: replication is ready */
+    _Atomic int64_t lease_until;   /* monotonic ms; writes stop after it */
+    _Atomic uint64_t session_gen;  /* bumped when a session expires */
+    _Atomic uint64_t fenced_writes;/* writes refused for lack of a lease */
+    /* This group's settings (groups/<gid>/config); -1 = unset. */
+    _Atomic int group_repl_mode;
+    _Atomic int64_t group_sync_timeout_ms;
+    _Atomic int64_t group_max_lag_mb;
+    int session_timeout_ms;        /* as configured */
+    bool no_write_fencing;         /* --no-write-fencing: the lease is not required */
+    pthread_t lease_thread;
+    bool lease_started;
+    pthread_cond_t lease_cv;       /* with mu: wakes the lease thread to stop */
+
+    /* mu guards the wake flags and node_name; cv wakes the agent. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool dirty;
+    bool prim_dirty;               /* the primaries must be read again */
+    bool reregister;
+    bool stopping;
+    char node_name[BC_NODE_NAME_MAX];
+    pthread_t agent;
+    bool agent_started;
+    /* How a bucket that left is dropped (bc_node_cluster_set_drop); set
+     * before the agent starts, read by the agent only. */
+    bc_node_cluster_drop_fn drop_fn;
+    void *drop_ctx;
+    /* Told of every role change (bc_node_cluster_set_role_hook). */
+    void (*role_fn)(void *ctx);
+    void *role_ctx;
+
+    /* Every group's primary.  LOCKING RULE: prim_mu guards prim (written
+     * by the agent, copied by workers); prim_gen is bumped under prim_mu
+     * with each change and read without it (a changed value sends the
+     * reader to the lock). */
+    pthread_mutex_t prim_mu;
+    bc_node_primaries_t prim;
+    _Atomic uint64_t prim_gen;
+};
+
+/* route.c: the one place this node's role changes (see there). */
+void bc__node_cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *why);
+/* route.c: a write lease from a ZooKeeper round trip sent at `sent`
+ * (monotonic ms) under a session of timeout_ms (FENCING in cluster.c). */
+void bc__node_cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms);
+/* route.c: the routing atomics and the epoch from table c, in force for
+ * every request from now on (agent thread). */
+void bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c);
+
+/* primaries.c: resolves e->addr into e->sa (agent thread only: may block
+ * on DNS); a failure is a warning when the address is new (`fresh`). */
+void bc__node_primary_resolve(bc_node_primary_t *e, bool fresh);
+/* primaries.c: installs *next as the table when it differs from the
+ * current one; *next then holds the old table, which the caller frees. */
+void bc__node_primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next);
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * tap.c -- see tap.h.
+ *
+ * A tap is a key set (bc_tap_keys_t: an arena of entries plus an
+ * open-addressing index of arena offsets) hung off by_bucket[bucket].
+ * The cache calls tap_hook for every change of a tapped bucket, with the
+ * bucket's shard lock held; the hook adds the key under mu.
+ */
+#include "engine/tap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "bc_time.h"
+
+#define TAP_DEFAULT_MAX_BYTES (4u * 1024u * 1024u)
+#define TAP_DEFAULT_MAX_TAPS  256u
+#define TAP_DEFAULT_IDLE_MS   120000u
+#define KEYS_MIN_SLOTS        64u
+
+typedef struct tap {
+    uint64_t id;
+    uint32_t bucket;
+    int64_t used_ms;               /* armed, streamed (bc_tap_touch) or asked (mono) */
+    bc_tap_keys_t keys;
+} tap_t;
+
+struct bc_tap_set {
+    bc_cache_t *cache;
+    size_t max_bytes;
+    uint32_t max_taps;
+    uint32_t idle_ms;
+    uint32_t nbuckets;
+
+    /* LOCKING RULE: mu guards everything below.  Taken inside a shard lock
+     * by tap_hook (shard lock -> mu), so nothing here calls into the cache
+     * with mu held except bc_cache_tap_bucket, which locks nothing. */
+    pthread_mutex_t mu;
+    tap_t **by_bucket;             /* nbuckets entries; NULL: no tap */
+    uint32_t active;
+    uint64_t nkeys;                /* keys held by all taps (stats without a scan) */
+    uint64_t next_id;              /* random base: ids never repeat across restarts */
+    uint64_t started, overflowed;
+};
+
+/* ---- key sets ---- */
+
+static uint32_t
+keys_hash(const char *key, size_t nkey)
+{
+    return bc_hash_key(key, nkey);
+}
+
+/* The index slot of key: its entry's slot, or the empty slot where it
+ * would go.  mask must be non-zero. */
+static uint32_t
+keys_slot(const bc_tap_keys_t *k, const char *key, size_t nkey)
+{
+    uint32_t i = keys_hash(key, nkey) & k->mask;
+    for (;;) {
+        uint32_t off = k->index[i];
+        if (off == 0) return i;
+        const char *e = k->arena + off - 1;
+        if ((unsigned char)e[0] == nkey && memcmp(e + 1, key, nkey) == 0) return i;
+        i = (i + 1) & k->mask;
+    }
+}
+
+static bc_status_t
+keys_grow_index(bc_tap_keys_t *k)
+{
+    uint32_t slots = k->mask ? (k->mask + 1) * 2 : KEYS_MIN_SLOTS;
+    uint32_t *index = calloc(slots, sizeof(*index));
+    if (index == NULL) return BC_ENOMEM;
+    uint32_t *old = k->index;
+    uint32_t old_slots = k->mask ? k->mask + 1 : 0;
+    k->index = index;
+    k->mask = slots - 1;
+    for (uint32_t i = 0; i < old_slots; i++) {
+        if (old[i] == 0) continue;
+        const char *e = k->arena + old[i] - 1;
+        k->index[keys_slot(k, e + 1, (unsigned char)e[0])] = old[i];
+    }
+    free(old);
+    return BC_OK;
+}
+
+bc_status_t
+bc_tap_keys_add(bc_tap_keys_t *k, const char *key, size_t nkey)
+{
+    if (nkey == 0 || nkey > 255) return BC_EINVAL;
+    if (k->mask == 0 || (k->count + 1) * 4 > (k->mask + 1) * 3) {
+        bc_status_t st = keys_grow_index(k);
+        if (st != BC_OK) return st;
+    }
+    uint32_t slot = keys_slot(k, key, nkey);
+    if (k->index[slot] != 0) return BC_OK;
+    size_t need = nkey + 2;
+    if (k->len + need >= UINT32_MAX) return BC_ETOOLARGE;
+    if (k->len + need > k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 4096;
+        while (cap < k->len + need) cap *= 2;
+        char *arena = realloc(k->arena, cap);
+        if (arena == NULL) return BC_ENOMEM;
+        k->arena = arena;
+        k->cap = cap;
+    }
+    char *e = k->arena + k->len;
+    e[0] = (char)nkey;
+    memcpy(e + 1, key, nkey);
+    e[1 + nkey] = 0;
+    k->index[slot] = (uint32_t)k->len + 1;
+    k->len += need;
+    k->count++;
+    return BC_OK;
+}
+
+bool
+bc_tap_keys_mark(bc_tap_keys_t *k, const char *key, size_t nkey)
+{
+    if (k->mask == 0 || nkey == 0 || nkey > 255) return false;
+    uint32_t off = k->index[keys_slot(k, key, nkey)];
+    if (off == 0) return false;
+    k->arena[off - 1 + 1 + nkey] = 1;
+    return true;
+}
+
+void
+bc_tap_keys_foreach_unseen(const bc_tap_keys_t *k,
+                           void (*fn)(const char *key, size_t nkey, void *ctx), void *ctx)
+{
+    for (size_t off = 0; off < k->len;) {
+        size_t nkey = (unsigned char)k->arena[off];
+        if (k->arena[off + 1 + nkey] == 0) fn(k->arena + off + 1, nkey, ctx);
+        off += nkey + 2;
+    }
+}
+
+size_t
+bc_tap_keys_bytes(const bc_tap_keys_t *k)
+{
+    return k->cap + (k->mask ? (size_t)(k->mask + 1) * sizeof(uint32_t) : 0);
+}
+
+void
+bc_tap_keys_free(bc_tap_keys_t *k)
+{
+    free(k->arena);
+    free(k->index);
+    memset(k, 0, sizeof(*k));
+}
+
+/* A copy of k (every entry unseen). */
+static bc_status_t
+keys_copy(const bc_tap_keys_t *k, bc_tap_keys_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (k->count == 0) return BC_OK;
+    out->arena = malloc(k->len);
+    out->index = malloc((size_t)(k->mask + 1) * sizeof(uint32_t));
+    if (out->arena == NULL || out->index == NULL) {
+        bc_tap_keys_free(out);
+        return BC_ENOMEM;
+    }
+    memcpy(out->arena, k->arena, k->len);
+    memcpy(out->index, k->index, (size_t)(k->mask + 1) * sizeof(uint32_t));
+    out->len = out->cap = k->len;
+    out->mask = k->mask;
+    out->count = k->count;
+    return BC_OK;
+}
+
+/* ---- taps ---- */
+
+/* Ends a tap (mu held). */
+static void
+do_tap_end(bc_tap_set_t *set, uint32_t bucket)
+{
+    tap_t *t = set->by_bucket[bucket];
+    if (t == NULL) return;
+    bc_cache_tap_bucket(set->cache, bucket, false);
+    set->by_bucket[bucket] = NULL;
+    set->active--;
+    set->nkeys -= t->keys.count;
+    bc_tap_keys_free(&t->keys);
+    free(t);
+}
+
+/* Records one change (cache tap hook: shard lock held, see LOCKING RULE). */
+static void
+tap_hook(void *ctx, uint32_t bucket, const bc_cache_event_t *ev)
+{
+    bc_tap_set_t *set = ctx;
+    pthread_mutex_lock(&set->mu);
+    if (ev->type == BC_CACHE_EV_FLUSH) {
+        /* Every key changes at once: no tap can describe that as keys. */
+        for (uint32_t b = 0; b < set->nbuckets && set->active > 0; b++) do_tap_end(set, b);
+        pthread_mutex_unlock(&set->mu);
+        return;
+    }
+    tap_t *t = bucket < set->nbuckets ? set->by_bucket[bucket] : NULL;
+    if (t == NULL) {
+        pthread_mutex_unlock(&set->mu);
+        return;
+    }
+    bc_status_t st = BC_OK;
+    uint32_t before = t->keys.count;
+    switch (ev->type) {
+    case BC_CACHE_EV_STORE:
+    case BC_CACHE_EV_TOUCH:
+        st = bc_tap_keys_add(&t->keys, bc_item_key(ev->item), ev->item->nkey);
+        break;
+    case BC_CACHE_EV_DELETE:
+        st = bc_tap_keys_add(&t->keys, ev->key, ev->nkey);
+        break;
+    default:   /* DROP: the bucket is gone here; a delta of it means nothing */
+        st = BC_ENOTFOUND;
+        break;
+    }
+    set->nkeys += t->keys.count - before;
+    if (st == BC_OK && bc_tap_keys_bytes(&t->keys) > set->max_bytes) st = BC_ETOOLARGE;
+    if (st == BC_OK && bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
+        st = BC_ETIMEOUT;
+    }
+    if (st != BC_OK) {
+        if (st == BC_ETOOLARGE || st == BC_ENOMEM) set->overflowed++;
+        do_tap_end(set, bucket);
+    }
+    pthread_mutex_unlock(&set->mu);
+}
+
+bc_status_t
+bc_tap_set_create(const bc_tap_config_t *config, bc_tap_set_t **out)
+{
+    *out = NULL;
+    if (config == NULL || config->cache == NULL) return BC_EINVAL;
+    bc_tap_set_t *set = calloc(1, sizeof(*set));
+    if (set == NULL) return BC_ENOMEM;
+    set->cache = config->cache;
+    set->max_bytes = config->max_bytes ? config->max_bytes : TAP_DEFAULT_MAX_BYTES;
+    set->max_taps = config->max_taps ? config->max_taps : TAP_DEFAULT_MAX_TAPS;
+    set->idle_ms = config->idle_ms ? config->idle_ms : TAP_DEFAULT_IDLE_MS;
+    set->nbuckets = bc_cache_nbuckets(config->cache);
+    set->by_bucket = calloc(set->nbuckets, sizeof(*set->by_bucket));
+    if (set->by_bucket == NULL) {
+        free(set);
+        return BC_ENOMEM;
+    }
+    if (getrandom(&set->next_id, sizeof(set->next_id), 0) != (ssize_t)sizeof(set->next_id)) {
+        set->next_id = (uint64_t)bc_time_real_ms() << 20 ^ (uint64_t)bc_time_mono_ns();
+    }
+    set->next_id >>= 1;   /* room to count up; JSON-safe is not needed (a header) */
+    pthread_mutex_init(&set->mu, NULL);
+    bc_cache_set_tap(set->cache, tap_hook, set);
+    *out = set;
+    return BC_OK;
+}
+
+void
+bc_tap_set_destroy(bc_tap_set_t *set)
+{
+    if (set == NULL) return;
+    bc_cache_set_tap(set->cache, NULL, NULL);
+    for (uint32_t b = 0; b < set->nbuckets; b++) do_tap_end(set, b);
+    pthread_mutex_destroy(&set->mu);
+    free(set->by_bucket);
+    free(set);
+}
+
+bc_status_t
+bc_tap_start(bc_tap_set_t *set, uint32_t bucket, uint64_t *id)
+{
+    if (bucket >= set->nbuckets) return BC_EINVAL;
+    tap_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) return BC_ENOMEM;
+    pthread_mutex_lock(&set->mu);
+    do_tap_end(set, bucket);
+    int64_t now = bc_time_mono_coarse_ms();
+    /* Make room: idle taps first, then the least recently used. */
+    while (set->active >= set->max_taps) {
+        uint32_t lru = UINT32_MAX;
+        for (uint32_t b = 0; b < set->nbuckets; b++) {
+            tap_t *o = set->by_bucket[b];
+            if (o == NULL) continue;
+            if (now - o->used_ms > (int64_t)set->idle_ms) {
+                lru = b;
+                break;
+            }
+            if (lru == UINT32_MAX || o->used_ms < set->by_bucket[lru]->used_ms) lru = b;
+        }
+        do_tap_end(set, lru);
+    }
+    t->id = ++set->next_id;
+    t->bucket = bucket;
+    t->used_ms = now;
+    set->by_bucket[bucket] = t;
+    set->active++;
+    set->started++;
+    *id = t->id;
+    /* After this store, every change whose shard critical section starts
+     * later is reported (cache.h, bc_cache_set_tap). */
+    bc_cache_tap_bucket(set->cache, bucket, true);
+    pthread_mutex_unlock(&set->mu);
+    return BC_OK;
+}
+
+bc_status_t
+bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
+               size_t whylen)
+{
+    memset(out, 0, sizeof(*out));
+    if (bucket >= set->nbuckets) return bc_fail(why, whylen, BC_ENOTFOUND, "no such bucket");
+    pthread_mutex_lock(&set->mu);
+    tap_t *t = set->by_bucket[bucket];
+    bc_status_t st;
+    if (t == NULL || t->id != id) {
+        st = bc_fail(why, whylen, BC_ENOTFOUND, "no change tracker %llu on bucket %u (it "
+                     "overflowed, a flush or drop ended it, it expired or was replaced, or the "
+                     "node restarted)", (unsigned long long)id, bucket);
+    } else if (bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
+        do_tap_end(set, bucket);
+        st = bc_fail(why, whylen, BC_ENOTFOUND, "the change tracker of bucket %u expired",
+                     bucket);
+    } else {
+        st = keys_copy(&t->keys, out);
+        if (st == BC_OK) t->used_ms = bc_time_mono_coarse_ms();
+    }
+    pthread_mutex_unlock(&set->mu);
+    return st;
+}
+
+void
+bc_tap_touch(bc_tap_set_t *set, uint32_t bucket, uint64_t id)
+{
+    if (bucket >= set->nbuckets) return;
+    pthread_mutex_lock(&set->mu);
+    tap_t *t = set->by_bucket[bucket];
+    if (t != NULL && t->id == id) t->used_ms = bc_time_mono_coarse_ms();
+    pthread_mutex_unlock(&set->mu);
+}
+
+void
+bc_tap_stop(bc_tap_set_t *set, uint32_t bucket)
+{
+    if (bucket >= set->nbuckets) return;
+    pthread_mutex_lock(&set->mu);
+    do_tap_end(set, bucket);
+    pthread_mutex_unlock(&set->mu);
+}
+
+void
+bc_tap_get_stats(bc_tap_set_t *set, bc_tap_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (set == NULL) return;
+    pthread_mutex_lock(&set->mu);
+    out->active = set->active;
+    out->started = set->started;
+    out->overflowed = set->overflowed;
+    out->keys = set->nkeys;
+    pthread_mutex_unlock(&set->mu);
+}

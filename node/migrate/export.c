@@ -1,0 +1,462 @@
+/*
+ * export.c -- GET /v1/migrate/export (migrate.h): a bucket leaves this
+ * node, the source, for the destination that asks.
+ *
+ * HOW
+ *   Three kinds of export, all on the admin (MHD) thread:
+ *
+ *     bucket=B&epoch=E          the whole bucket, once this node is fenced
+ *                               for E (bc_node_migrate_handle_export says
+ *                               how; the request is parked meanwhile)
+ *     bucket=B&epoch=E&since=T  only what change tracker T (engine/tap.h)
+ *                               recorded since the precopy; the whole
+ *                               bucket when T is gone
+ *     bucket=B&tap=1            a precopy's snapshot: the whole bucket
+ *                               while it stays writable, a tracker armed
+ *                               just before it is read
+ *
+ *   A whole bucket streams: MHD asks for the next block when the socket
+ *   can take it, and each block is read from the bucket's table in steps
+ *   of about MIG_EXPORT_STEP bytes of frames, one hold of the shard lock
+ *   each (bc_cache_bucket_scan), so neither this node's memory nor its
+ *   clients' wait on the shard lock grows with the bucket.  The changes
+ *   since a precopy are few and are encoded at once into one buffer that
+ *   MHD sends without copying.
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "bc_frame.h"
+#include "bc_log.h"
+#include "bc_time.h"
+#include "engine/item_frame.h"
+#include "migrate/migrate_int.h"
+#include "net/server.h"
+
+#define MIG_FENCE_WAIT_US       200000    /* an export is held this long to be fenced */
+#define MIG_FENCE_RECHECK_US    250       /* ... looking again this often (parked) */
+#define MIG_FENCE_REFRESH_US    20000     /* past this, the agent is asked again too */
+#define MIG_EXPORT_STEP         (64u * 1024u)  /* frames read per hold of a shard lock */
+#define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for:
+                                                * one write(2) per block */
+#define EXPORT_PARK_GEN         0         /* park_state slot: the generation an export waits for */
+
+/* An export being encoded: the buffer MHD sends, and the pass filling it
+ * (item_frame.h) over the buffer. */
+typedef struct export_ctx {
+    bc_frame_buf_t buf;
+    bc_item_frame_batch_t frames;  /* frames.buf is &buf: never copy a ctx */
+} export_ctx_t;
+
+static void
+export_init(bc_node_migrate_t *mig, export_ctx_t *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->frames.buf = &x->buf;
+    x->frames.now = bc_cache_now(mig->cache);
+    x->frames.st = BC_OK;
+}
+
+/* Why an export of a bucket routed `route` here is refused. */
+static const char *
+route_refusal(bc_route_t route)
+{
+    switch (route) {
+    case BC_ROUTE_SERVE: return "is writable here: the move was called off";
+    case BC_ROUTE_MOVED: return "is owned by another group";
+    case BC_ROUTE_NO_OWNER: return "has no owner";
+    default: return "is not served by this node (not the primary)";
+    }
+}
+
+static void
+export_refused(bc_node_migrate_t *mig)
+{
+    atomic_fetch_add_explicit(&mig->export_refusals, 1, memory_order_relaxed);
+}
+
+/* A delta export's pass over the bucket (shard lock held): the changed
+ * keys that still exist go out as ITEM; they are marked, and those left
+ * unmarked afterwards are gone (DEL). */
+typedef struct delta_ctx {
+    export_ctx_t x;
+    bc_tap_keys_t *keys;
+} delta_ctx_t;
+
+static bool
+export_changed_item(const bc_item_t *it, void *arg)
+{
+    delta_ctx_t *d = arg;
+    if (!bc_tap_keys_mark(d->keys, bc_item_key(it), it->nkey)) return true;
+    return bc_item_frame_batch_add(it, &d->x.frames);
+}
+
+static void
+export_gone_key(const char *key, size_t nkey, void *arg)
+{
+    bc_item_frame_batch_t *x = &((delta_ctx_t *)arg)->x.frames;
+    if (x->st != BC_OK) return;
+    x->st = bc_frame_put_del(x->buf, key, nkey);
+    if (x->st != BC_OK) return;
+    x->items++;
+    x->bytes += nkey;
+}
+
+/*
+ * A send buffer as large as the export (up to MIG_SOCKBUF_MAX): MHD then
+ * hands the stream to the kernel in large pieces, instead of in slices
+ * that each wait for the destination to read and for this admin thread to
+ * be scheduled again -- on a busy machine every such wake-up costs
+ * milliseconds.
+ */
+static void
+export_sndbuf(bc_http_req_t *req, uint64_t bytes)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL) return;
+    int sz = bytes > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)bytes;
+    if (sz > 256 * 1024) (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+}
+
+/* Sends an encoded delta export (the buffer goes to MHD). */
+static enum MHD_Result
+export_send(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+            export_ctx_t *x)
+{
+    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_items, x->frames.items, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mig->export_bytes, x->buf.len, memory_order_relaxed);
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (changes since the "
+             "precopy): %" PRIu64 " items, %zu bytes", bucket, epoch, x->frames.items,
+             x->buf.len);
+    export_sndbuf(req, x->buf.len);
+    /* The buffer is handed to MHD and freed when sent (or dropped). */
+    return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x->buf.data, x->buf.len,
+                                free, x->buf.data);
+}
+
+static enum MHD_Result
+export_encode_failed(bc_http_req_t *req, export_ctx_t *x, uint32_t bucket, bc_status_t st)
+{
+    bc_frame_buf_free(&x->buf);
+    return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
+                               PRIu32 ": %s", bucket, bc_status_str(st));
+}
+
+/*
+ * The whole bucket, streamed.  tap != 0: a precopy's snapshot, read after
+ * the tracker was armed (tap.h: arm first, then read).
+ *
+ * The bucket is read a step at a time (bc_cache_bucket_scan: about
+ * MIG_EXPORT_STEP bytes of frames per hold of the shard lock) as MHD asks
+ * for more, so neither the source's memory nor the time its clients' writes
+ * wait on the shard lock grows with the bucket, and the destination stores
+ * the first items while the source still reads the rest.
+ *
+ * BEHAVIOR: the walk is not one atomic snapshot.  For a precopy that is
+ * what the tracker is for: a key written or deleted while the walk runs is
+ * recorded, and the delta sends it as it is at the cutover.  For a copy at
+ * an epoch the bucket is read-only (fenced) for the whole walk, so only
+ * expiry and eviction change it, which a copy may miss like any cache.  An
+ * item the walk reports twice (its table shrank meanwhile) arrives twice;
+ * the destination stores add-if-absent and keeps the first.
+ *
+ * The stream carries no Content-Length: the destination asks with
+ * HTTP/1.0, so the body ends when the connection closes, and the END
+ * frame (item count and bytes) tells a complete stream from a truncated
+ * one.
+ */
+typedef struct export_stream {
+    bc_node_migrate_t *mig;
+    uint32_t bucket;
+    uint64_t epoch;
+    uint64_t tap;
+    export_ctx_t x;                /* frames encoded, not yet all given to MHD */
+    size_t sent;                   /* x.buf.data[0..sent) is given to MHD */
+    uint32_t cursor;               /* bc_cache_bucket_scan's */
+    bool scanning;                 /* the walk has not finished */
+    bool ended;                    /* the END frame is in x.buf */
+    uint64_t streamed;             /* bytes given to MHD */
+    int64_t started_ms;
+} export_stream_t;
+
+static bool
+export_scan_item(const bc_item_t *it, void *arg)
+{
+    export_stream_t *s = arg;
+    if (s->x.frames.st != BC_OK) return false;
+    if (!bc_item_frame_batch_add(it, &s->x.frames)) return false;
+    return s->x.buf.len < MIG_EXPORT_STEP;
+}
+
+/* Encodes the next step of the walk (or the END frame) into s->x.buf.
+ * False when the stream must be cut off (logged). */
+static bool
+export_stream_step(export_stream_t *s)
+{
+    bc_node_migrate_t *mig = s->mig;
+    uint64_t items = s->x.frames.items;
+    s->x.buf.len = 0;
+    s->sent = 0;
+    bc_status_t st;
+    if (s->scanning) {
+        st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
+        if (st == BC_OK) st = s->x.frames.st;
+        if (st == BC_OK && s->cursor == 0) s->scanning = false;
+    } else {
+        st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
+        s->ended = true;
+    }
+    if (st != BC_OK) {
+        log_warn("migrate: cannot encode bucket %" PRIu32 " for export: %s; the stream "
+                 "is cut off", s->bucket, bc_status_str(st));
+        return false;
+    }
+    atomic_fetch_add_explicit(&mig->export_items, s->x.frames.items - items,
+                              memory_order_relaxed);
+    return true;
+}
+
+/* bc_http_read_fn: fills MHD's block from as many steps of the walk as fit
+ * (each step under its own hold of the shard lock), so the socket is
+ * written a block at a time rather than a step at a time. */
+static ssize_t
+export_stream_read(void *arg, char *out, size_t max)
+{
+    export_stream_t *s = arg;
+    size_t given = 0;
+    /* a precopy still streaming keeps its tracker from going idle: once a
+     * block is enough (the tracker set's lock is every tracked writer's) */
+    if (s->tap != 0 && s->scanning) bc_tap_touch(s->mig->taps, s->bucket, s->tap);
+    while (given < max) {
+        if (s->sent == s->x.buf.len) {
+            if (s->ended) break;
+            if (!export_stream_step(s)) return BC_HTTP_STREAM_ERROR;
+            continue;
+        }
+        size_t n = s->x.buf.len - s->sent;
+        if (n > max - given) n = max - given;
+        memcpy(out + given, s->x.buf.data + s->sent, n);
+        s->sent += n;
+        given += n;
+    }
+    if (given == 0) return BC_HTTP_STREAM_END;
+    s->streamed += given;
+    atomic_fetch_add_explicit(&s->mig->export_bytes, given, memory_order_relaxed);
+    return (ssize_t)given;
+}
+
+/* bc_http_free_fn: the stream is sent or dropped. */
+static void
+export_stream_free(void *arg)
+{
+    export_stream_t *s = arg;
+    bool whole = s->ended && s->sent == s->x.buf.len;
+    log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
+             " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
+             s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
+             bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+    bc_frame_buf_free(&s->x.buf);
+    free(s);
+}
+
+static enum MHD_Result
+export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+             uint64_t tap)
+{
+    export_stream_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot export bucket %"
+                                   PRIu32 ": out of memory", bucket);
+    }
+    s->mig = mig;
+    s->bucket = bucket;
+    s->epoch = epoch;
+    s->tap = tap;
+    s->scanning = true;
+    s->started_ms = bc_time_mono_ms();
+    export_init(mig, &s->x);
+    bc_status_t st = bc_frame_put_hello(&s->x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
+    if (st != BC_OK) {
+        bc_frame_buf_free(&s->x.buf);
+        free(s);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
+                                   PRIu32 ": %s", bucket, bc_status_str(st));
+    }
+    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
+    bc_bucket_stats_t bs = {0};
+    (void)bc_cache_bucket_stats(mig->cache, bucket, &bs);
+    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %" PRIu64
+             " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
+             bs.items, bs.bytes);
+    char num[24];
+    if (tap != 0) {
+        snprintf(num, sizeof(num), "%" PRIu64, tap);
+        bc_http_add_header(req, MIG_TAP_HEADER, num);
+    }
+    export_sndbuf(req, bs.bytes);
+    return bc_http_reply_stream(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, MIG_EXPORT_BLOCK,
+                                export_stream_read, s, export_stream_free);
+}
+
+/* Only the keys a change tracker recorded, each as it is now. */
+static enum MHD_Result
+export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+                   bc_tap_keys_t *keys)
+{
+    delta_ctx_t d;
+    export_init(mig, &d.x);
+    d.keys = keys;
+    bc_status_t st = bc_frame_put_hello_delta(&d.x.buf, bucket, epoch,
+                                              bc_cache_nbuckets(mig->cache));
+    if (st == BC_OK && keys->count > 0) {
+        st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
+        if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
+    }
+    if (st == BC_OK) st = d.x.frames.st;
+    if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.frames.items, d.x.frames.bytes);
+    if (st != BC_OK) return export_encode_failed(req, &d.x, bucket, st);
+    atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
+    return export_send(mig, req, bucket, epoch, &d.x);
+}
+
+/*
+ * A precopy's snapshot (export?bucket=B&tap=1): the bucket as it is now,
+ * while it stays writable, with a change tracker armed just before it is
+ * read.  Only the primary of B's owner serves it.
+ */
+static enum MHD_Result
+export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    uint32_t owner = 0;
+    uint64_t cur = 0;
+    bc_route_t route = bc_node_cluster_route(mig->cluster, p->bucket, true, &owner, &cur);
+    if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
+        export_refused(mig);
+        return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->bucket,
+                                  route_refusal(route));
+    }
+    uint64_t tap = 0;
+    bc_status_t st = bc_tap_start(mig->taps, p->bucket, &tap);
+    if (st != BC_OK) {
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot track bucket %"
+                                   PRIu32 ": %s", p->bucket, bc_status_str(st));
+    }
+    return export_reply(mig, req, p->bucket, 0, tap);
+}
+
+enum MHD_Result
+bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
+{
+    mig_params_t p;
+    enum MHD_Result result;
+    if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
+    if (p.tap) {
+        if (p.has_epoch || p.since != 0) {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "tap=1 takes no epoch or "
+                                       "since");
+        }
+        return export_precopy(mig, req, &p);
+    }
+    if (!p.has_epoch) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "epoch is required");
+    }
+    uint32_t owner = 0;
+    uint64_t cur = 0;
+    /*
+     * BEHAVIOR (fencing): the export is for the epoch at which the console
+     * made the bucket read-only.  This node must have seen that epoch
+     * (then it refuses writes to the bucket), and every worker thread must
+     * have started a new loop iteration since seeing it, so a write that
+     * passed its route check just before the flip has finished and is in
+     * the cache the export reads.  The destination may ask before our
+     * table watch has fired: the request itself tells us the epoch exists,
+     * so the agent is woken to read the tables now (one ZooKeeper round
+     * trip), and meanwhile the bucket is fenced locally at once
+     * (bc_node_cluster_fence: its read-only bit set ahead of the tables),
+     * after which only the worker threads are waited for.  The request
+     * is parked (bc_http_park: it holds no thread, so the admin thread
+     * keeps sending the exports already encoded) and looked at again
+     * every quarter millisecond, up to 200 ms; past that it is refused
+     * with "retry" and the destination asks again.
+     */
+    int64_t waited_us = req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0;
+    bool may_wait = waited_us < MIG_FENCE_WAIT_US;
+    bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+    /* Ahead of the tables: fence the bucket here and now (cluster.h,
+     * bc_node_cluster_fence), then wait only for the worker threads. */
+    uint64_t gen = 0;             /* the routing generation every worker must pass */
+    bool local_fence = cur < p.epoch && mig->server != NULL &&
+                       bc_node_cluster_fence(mig->cluster, p.bucket, p.epoch, &gen);
+    if (local_fence) {
+        route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
+        if (req->parked_us == 0) bc_node_cluster_refresh_now(mig->cluster);
+        if (route == BC_ROUTE_READONLY && !bc_server_passed(mig->server, gen)) {
+            if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
+            export_refused(mig);
+            return bc__migrate_refuse(req, true, cur,
+                                      "worker threads have not all passed the fence of bucket %"
+                                      PRIu32 " yet", p.bucket);
+        }
+    }
+    if (cur < p.epoch && !local_fence) {
+        if (req->parked_us == 0 || waited_us > MIG_FENCE_REFRESH_US) {
+            bc_node_cluster_refresh_now(mig->cluster);
+        }
+        if (may_wait) {
+            return bc_http_park(req, waited_us > MIG_FENCE_REFRESH_US ? 2000
+                                                                      : MIG_FENCE_RECHECK_US);
+        }
+        export_refused(mig);
+        return bc__migrate_refuse(req, true, cur,
+                                  "this node is at table epoch %" PRIu64 ", the export is for "
+                                  "epoch %" PRIu64 ": not fenced yet", cur, p.epoch);
+    }
+    if (route != BC_ROUTE_READONLY) {
+        export_refused(mig);
+        return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p.bucket,
+                                  route_refusal(route));
+    }
+    if (mig->server == NULL) {
+        export_refused(mig);
+        return bc__migrate_refuse(req, false, cur, "this node has no data port to fence");
+    }
+    /*
+     * The generation to wait for is read once, after seeing epoch >= E (so
+     * it is at least the one that published E), and kept while the request
+     * is parked: read again on every recheck, it would move on with every
+     * later table and fence, and on a busy machine the workers might never
+     * catch up with it.
+     */
+    uint64_t *kept_gen = &req->park_state[EXPORT_PARK_GEN];
+    if (!local_fence) {
+        if (*kept_gen == 0) *kept_gen = bc_node_cluster_route_gen(mig->cluster);
+        gen = *kept_gen;
+    }
+    if (!local_fence && !bc_server_passed(mig->server, gen)) {
+        if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
+        export_refused(mig);
+        return bc__migrate_refuse(req, true, cur,
+                                  "worker threads have not all passed epoch %" PRIu64 " yet",
+                                  p.epoch);
+    }
+
+    if (p.since == 0) return export_reply(mig, req, p.bucket, p.epoch, 0);
+    /* The final copy of a precopied bucket: only what changed since. */
+    bc_tap_keys_t keys;
+    char why[200];
+    if (bc_tap_changes(mig->taps, p.bucket, p.since, &keys, why, sizeof(why)) != BC_OK) {
+        log_info("migrate: bucket %" PRIu32 " at epoch %" PRIu64 ": %s; sending all of it",
+                 p.bucket, p.epoch, why);
+        return export_reply(mig, req, p.bucket, p.epoch, 0);
+    }
+    enum MHD_Result res = export_reply_delta(mig, req, p.bucket, p.epoch, &keys);
+    bc_tap_keys_free(&keys);
+    return res;
+}

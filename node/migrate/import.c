@@ -1,0 +1,439 @@
+/*
+ * import.c -- one import job's thread (migrate.h, POST /v1/migrate/import):
+ * a bucket arrives on this node, the destination, from its source.
+ *
+ * HOW
+ *   The thread GETs the source's export with the streaming client of
+ *   common/bc_http_client.h and decodes frames as they arrive, so its
+ *   memory stays bounded by one frame whatever the bucket's size; each
+ *   item is stored add-if-absent (a full copy) or over the precopy (a
+ *   delta), keeping the CAS it had at the source.  A source not fenced
+ *   yet answers 409 "retry": the job asks again, every millisecond at
+ *   first, then backing off, until the import's timeout.  A failed or
+ *   cancelled job drops what it stored.  Progress is published to the job
+ *   table (jobs.c) under mu after every read.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_frame.h"
+#include "bc_hash.h"
+#include "bc_http_client.h"
+#include "bc_log.h"
+#include "bc_time.h"
+#include "engine/item_frame.h"
+#include "migrate/migrate_int.h"
+
+#define MIG_RETRY_FAST_MS       1         /* import retry interval, first half second */
+#define MIG_RETRY_MAX_MS        50
+#define MIG_RECV_CHUNK          (256u * 1024u)
+#define MIG_HEADER_MAX          (16u * 1024u)
+#define MIG_ERROR_BODY_MAX      (64u * 1024u)
+
+/* The job's progress for status queries: what it stored so far, and
+ * `more` bytes received from the source since the last call (the
+ * console's proof of progress: a large frame stores nothing until it is
+ * whole). */
+static void
+job_publish(import_job_t *job, uint64_t items, uint64_t bytes, uint64_t skipped, uint64_t more)
+{
+    pthread_mutex_lock(&job->mig->mu);
+    job->items = items;
+    job->bytes = bytes;
+    job->skipped = skipped;
+    job->received += more;
+    pthread_mutex_unlock(&job->mig->mu);
+}
+
+typedef struct import_run {
+    import_job_t *job;
+    bc_frame_stream_t stream;
+    uint64_t items, bytes, skipped;
+    uint32_t nbuckets;
+    uint64_t tap;                  /* precopy: the tracker the source armed (its header) */
+    bool delta;                    /* the source sent only the changes */
+} import_run_t;
+
+/* Stores one decoded frame.  Errors with err set. */
+static bc_status_t
+import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
+{
+    import_job_t *job = r->job;
+    bc_cache_t *cache = job->mig->cache;
+    bc_status_t st = bc_frame_stream_next(&r->stream, f, err, errlen);
+    if (st != BC_OK) return st;
+    if (f->type == BC_FRAME_HELLO) {
+        if (f->bucket != job->bucket || f->epoch != job->epoch || f->nbuckets != r->nbuckets) {
+            snprintf(err, errlen, "source sent bucket %" PRIu32 " at epoch %" PRIu64 " of %"
+                     PRIu32 " buckets, expected bucket %" PRIu32 " at epoch %" PRIu64 " of %"
+                     PRIu32, f->bucket, f->epoch, f->nbuckets, job->bucket, job->epoch,
+                     r->nbuckets);
+            return BC_EPROTO;
+        }
+        if (f->delta && job->tap == 0) {
+            snprintf(err, errlen, "source sent the changes of bucket %" PRIu32 " where the "
+                     "whole bucket was asked for", job->bucket);
+            return BC_EPROTO;
+        }
+        r->delta = f->delta;
+        if (!f->delta) {
+            /* BEHAVIOR: a full copy starts from an empty bucket: leftovers
+             * of an abandoned attempt, or a precopy the source no longer
+             * tracks, would shadow fresh values under add-if-absent. */
+            uint64_t stale = bc_cache_bucket_drop(cache, job->bucket);
+            if (stale > 0) {
+                log_info("migrate: dropped %" PRIu64 " items of bucket %" PRIu32 " held here "
+                         "before importing it in full", stale, job->bucket);
+            }
+        }
+        return BC_OK;
+    }
+    if (f->type != BC_FRAME_ITEM && f->type != BC_FRAME_DEL) return BC_OK;
+    if (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN) {
+        snprintf(err, errlen, "item with a key of %zu bytes", f->nkey);
+        return BC_EPROTO;
+    }
+    uint32_t hash = bc_hash_key(f->key, f->nkey);
+    if (bc_hash_bucket(hash, r->nbuckets) != job->bucket) {
+        snprintf(err, errlen, "item \"%.*s\" belongs to bucket %" PRIu32 ", not %" PRIu32,
+                 (int)(f->nkey > 40 ? 40 : f->nkey), f->key, bc_hash_bucket(hash, r->nbuckets),
+                 job->bucket);
+        return BC_EPROTO;
+    }
+    if (f->type == BC_FRAME_DEL) {
+        /* A delta: the key is gone at the source (BC_ENOTFOUND: the
+         * precopy never had it, or it was evicted here). */
+        (void)bc_cache_delete(cache, f->key, f->nkey, hash);
+        r->items++;
+        r->bytes += f->nkey;
+        return BC_OK;
+    }
+    bc_item_t *it = bc_item_frame_alloc(cache, f, hash, &st);
+    if (it == NULL && st == BC_EINVAL) {
+        snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
+        return BC_ETOOLARGE;
+    }
+    if (it == NULL) {
+        snprintf(err, errlen, "cannot store an item of %zu bytes here: %s", f->nkey + f->nvalue,
+                 st == BC_ETOOLARGE ? "larger than this node's max item size"
+                                    : "out of memory (nothing left to evict)");
+        return st;
+    }
+    /*
+     * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
+     * never replaced.  A delta replaces: what is here for the bucket came
+     * from the precopy (this group does not own the bucket yet, so no
+     * client wrote it), and the delta's value is newer.  Either way the
+     * item keeps the CAS it had at the source (bc_cache_store_moved), so a
+     * client's `gets` token from before the move works after it.
+     */
+    st = bc_cache_store_moved(cache, it, r->delta ? BC_STORE_SET : BC_STORE_ADD, f->cas);
+    if (st == BC_OK) {
+        r->items++;
+        r->bytes += f->nkey + f->nvalue;
+    } else if (st == BC_ENOTSTORED) {
+        r->skipped++;
+    } else {
+        snprintf(err, errlen, "cannot store an item: %s", bc_status_str(st));
+        return st;
+    }
+    return BC_OK;
+}
+
+/* Parses an error reply body ({"error":..,"retry":..}). */
+static void
+import_error_body(const char *body, size_t len, int status, bool *retry, char *err, size_t errlen)
+{
+    cJSON *doc = cJSON_ParseWithLength(body, len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(doc, "retry");
+    *retry = status == MHD_HTTP_CONFLICT && cJSON_IsTrue(r);
+    snprintf(err, errlen, "source answered %d: %s", status,
+             cJSON_IsString(e) ? e->valuestring : "(no reason given)");
+    cJSON_Delete(doc);
+}
+/*
+ * One GET of the export.  BC_OK: the whole bucket is stored.  *retry is
+ * set when the source asked to be asked again (not fenced yet).
+ */
+static bc_status_t
+import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t errlen)
+{
+    import_job_t *job = r->job;
+    size_t max_payload = bc_cache_max_item_size(job->mig->cache) + 1024;
+    /* BEHAVIOR: the timeout bounds a transfer that stalls, not one that is
+     * long: every byte received moves the deadline on, so a bucket of any
+     * size gets across as long as it keeps coming.  A large receive window
+     * from the first byte: the source can send a whole bucket without
+     * waiting for us to be scheduled. */
+    bc_http_stream_t f;
+    char why[200];
+    bc_status_t st = bc_http_stream_connect(&f, job->source, (int)MIG_SOCKBUF_MAX, deadline,
+                                            job->mig->timeout_ms, why, sizeof(why));
+    *retry = false;
+    if (st == BC_EINVAL) {
+        st = bc_fail(err, errlen, BC_EINVAL, "bad source address \"%.100s\"", job->source);
+        goto out;
+    }
+    if (st != BC_OK) {
+        st = bc_fail(err, errlen, st == BC_ETIMEOUT ? BC_ETIMEOUT : BC_EIO,
+                     "cannot connect to source %.100s: %s", job->source, why);
+        goto out;
+    }
+
+    char path[128];
+    if (job->precopy) {
+        snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&tap=1", job->bucket);
+    } else if (job->tap != 0) {
+        snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64
+                 "&since=%" PRIu64, job->bucket, job->epoch, job->tap);
+    } else {
+        snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64,
+                 job->bucket, job->epoch);
+    }
+    st = bc_http_stream_get(&f, job->source, path, MIG_CONTENT_TYPE);
+    if (st != BC_OK) {
+        snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
+                 bc_status_str(st));
+        goto out;
+    }
+
+    /* Status line and headers. */
+    st = bc_http_stream_head(&f, MIG_HEADER_MAX);
+    if (st == BC_ETOOLARGE) {
+        snprintf(err, errlen, "source sent over %u bytes of headers", MIG_HEADER_MAX);
+        st = BC_EPROTO;
+        goto out;
+    }
+    if (st == BC_EPROTO) {
+        snprintf(err, errlen, "source %.100s does not speak HTTP", job->source);
+        goto out;
+    }
+    if (st != BC_OK) {
+        snprintf(err, errlen, "no answer from source %.100s: %s", job->source,
+                 st == BC_ECLOSED ? "connection closed" : bc_status_str(st));
+        if (st == BC_ECLOSED) st = BC_EIO;
+        goto out;
+    }
+    const char *tap = bc_http_stream_header(&f, MIG_TAP_HEADER);
+    if (tap != NULL) r->tap = strtoull(tap, NULL, 10);
+    long long content_length = f.content_length;
+    size_t avail;
+    const char *data;
+
+    if (f.status != MHD_HTTP_OK) {
+        /* The error's body, as much of it as comes (and fits). */
+        for (;;) {
+            size_t got;
+            (void)bc_http_stream_data(&f, &avail);
+            if (avail >= MIG_ERROR_BODY_MAX ||
+                (content_length >= 0 && (long long)avail >= content_length) ||
+                bc_http_stream_read(&f, 4096, &got) != BC_OK) {
+                break;
+            }
+        }
+        data = bc_http_stream_data(&f, &avail);
+        import_error_body(data, avail, f.status, retry, err, errlen);
+        st = *retry ? BC_EAGAIN : BC_EPROTO;
+        goto out;
+    }
+    if (f.chunked) {
+        snprintf(err, errlen, "source sent a chunked export (unsupported)");
+        st = BC_EPROTO;
+        goto out;
+    }
+
+    /* The body: decode frames as they come. */
+    (void)bc_http_stream_data(&f, &avail);
+    uint64_t received = avail;
+    for (;;) {
+        for (;;) {
+            data = bc_http_stream_data(&f, &avail);
+            if (avail == 0) break;
+            bc_frame_t fr;
+            size_t used;
+            st = bc_frame_decode(data, avail, max_payload, &fr, &used, err, errlen);
+            if (st == BC_EAGAIN) break;
+            if (st == BC_ETOOLARGE) {
+                char tmp[160];
+                snprintf(tmp, sizeof(tmp), "%.159s", err);
+                snprintf(err, errlen, "an item larger than this node's max item size (-I): %s",
+                         tmp);
+            }
+            if (st != BC_OK) goto out;
+            st = import_frame(r, &fr, err, errlen);
+            if (st != BC_OK) goto out;
+            bc_http_stream_consume(&f, used);
+        }
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, errlen, "cancelled");
+            st = BC_ECLOSED;
+            goto out;
+        }
+        if (content_length >= 0 && received >= (uint64_t)content_length) break;
+        size_t got;
+        st = bc_http_stream_read(&f, MIG_RECV_CHUNK, &got);
+        if (st == BC_ECLOSED) {
+            if (content_length >= 0) {
+                snprintf(err, errlen, "export truncated: the source closed the connection after "
+                         "%" PRIu64 " of %lld bytes", received, content_length);
+                st = BC_EPROTO;
+                goto out;
+            }
+            break;
+        }
+        if (st != BC_OK) {
+            snprintf(err, errlen, "export from %.100s broke off after %" PRIu64 " bytes: %s",
+                     job->source, received, bc_status_str(st));
+            goto out;
+        }
+        received += got;
+        job_publish(job, job->base_items + r->items, job->base_bytes + r->bytes, r->skipped,
+                    got);
+        if (job->mig->test_step_delay_ms > 0) bc_time_sleep_ms(job->mig->test_step_delay_ms);
+    }
+    (void)bc_http_stream_data(&f, &avail);
+    if (avail != 0) {
+        snprintf(err, errlen, "export truncated: %zu bytes of an incomplete frame at the end",
+                 avail);
+        st = BC_EPROTO;
+        goto out;
+    }
+    st = bc_frame_stream_finish(&r->stream, err, errlen);
+    if (st != BC_OK) {
+        char tmp[200];
+        snprintf(tmp, sizeof(tmp), "%.199s", err);
+        snprintf(err, errlen, "export %s", tmp);
+    }
+out:
+    bc_http_stream_close(&f);
+    return st;
+}
+
+static bc_status_t
+import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
+{
+    bc_node_migrate_t *mig = job->mig;
+    if (bc__migrate_node_owns(mig, job->bucket)) {
+        snprintf(err, errlen, "this node's group already owns bucket %" PRIu32, job->bucket);
+        return BC_EEXISTS;
+    }
+    int64_t t0 = bc_time_mono_ms(), deadline = t0 + mig->timeout_ms;
+    int backoff = 1;
+    for (;;) {
+        /* A full export's HELLO empties the bucket first (import_frame); a
+         * delta applies on top of the precopy, and applying it again after
+         * a retry is harmless (each change is "the key is now this"). */
+        memset(&r->stream, 0, sizeof(r->stream));
+        r->items = r->bytes = r->skipped = 0;
+        r->tap = 0;
+        bool retry = false;
+        bc_status_t st = import_fetch(r, deadline, &retry, err, errlen);
+        if (st == BC_OK && job->precopy && r->tap == 0) {
+            snprintf(err, errlen, "source %.100s sent no change tracker with the precopy",
+                     job->source);
+            return BC_EPROTO;
+        }
+        if (st == BC_OK || !retry) return st;
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, errlen, "cancelled");
+            return BC_ECLOSED;
+        }
+        if (bc_time_mono_ms() + backoff >= deadline) {
+            char tmp[200];
+            snprintf(tmp, sizeof(tmp), "%.199s", err);
+            snprintf(err, errlen, "timed out waiting for the source: %s", tmp);
+            return BC_ETIMEOUT;
+        }
+        bc_time_sleep_ms(backoff);
+        /* The source is usually fenced within a few milliseconds (it reads
+         * the tables as soon as it is asked): ask every millisecond at
+         * first, then back off. */
+        if (bc_time_mono_ms() - t0 < 500) {
+            backoff = MIG_RETRY_FAST_MS;
+        } else {
+            backoff = backoff * 2 > MIG_RETRY_MAX_MS ? MIG_RETRY_MAX_MS : backoff * 2;
+        }
+    }
+}
+
+void *
+bc__migrate_import_main(void *arg)
+{
+    import_job_t *job = arg;
+    bc_node_migrate_t *mig = job->mig;
+    import_run_t r;
+    char err[256] = "";
+    memset(&r, 0, sizeof(r));
+    r.job = job;
+    r.nbuckets = bc_cache_nbuckets(mig->cache);
+    int64_t t0 = bc_time_mono_ms();
+    /* BEHAVIOR: a precopy runs at the same priority as everything else.
+     * At a lower one it was preempted while holding a shard lock (its
+     * stores take them) that a read-only copy or a client then waited
+     * for, and the copies it feeds waited for it: both the stall and the
+     * migration's pace were worse (docs/benchmarks.md, fifth round). */
+
+    bc_status_t st = import_run(job, &r, err, sizeof(err));
+    if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {
+        /* A deliberately slow destination (tests only). */
+        for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
+             waited += 10) {
+            bc_time_sleep_ms(10);
+        }
+        if (atomic_load(&job->cancel)) {
+            snprintf(err, sizeof(err), "cancelled");
+            st = BC_ECLOSED;
+        }
+    }
+    /* The bucket is on this group's backups before the console may cut
+     * over to it: in sync mode every item, in async mode within the lag
+     * bound (repl.h).  The wait is this thread's: its stores are what it
+     * waits for. */
+    if (st == BC_OK && mig->commit != NULL && !job->precopy) mig->commit(mig->commit_ctx);
+    if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
+        bc_cache_bucket_drop(mig->cache, job->bucket);
+    }
+    int64_t elapsed = bc_time_mono_ms() - t0;
+    pthread_mutex_lock(&mig->mu);
+    /* A copy over a precopy reports what both moved: the bucket's data
+     * did cross, only earlier (the console's totals and rate count it). */
+    if (!r.delta) job->base_items = job->base_bytes = 0;
+    job->items = job->base_items + r.items;
+    job->bytes = job->base_bytes + r.bytes;
+    job->skipped = r.skipped;
+    job->finished_ms = bc_time_real_ms();
+    job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
+    if (job->precopy) job->tap = st == BC_OK ? r.tap : 0;
+    job->delta = r.delta;
+    snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
+    mig->running--;
+    /* Answer the console's long poll now (under mu: shutdown clears the
+     * pointer under mu before the server goes). */
+    bc_httpd_wake(mig->httpd);
+    pthread_mutex_unlock(&mig->mu);
+    if (st == BC_OK) {
+        atomic_fetch_add(&mig->imports_done, 1);
+        atomic_fetch_add(&mig->import_items, r.items);
+        atomic_fetch_add(&mig->import_bytes, r.bytes);
+        if (job->precopy) atomic_fetch_add(&mig->precopies, 1);
+        if (r.delta) atomic_fetch_add(&mig->import_deltas, 1);
+        if (!job->precopy && job->tap != 0 && !r.delta) atomic_fetch_add(&mig->delta_fallbacks, 1);
+        log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms", job->bucket,
+                 job->precopy ? "precopy" : r.delta ? "changes since the precopy" : "full",
+                 job->epoch, job->source, r.items, r.bytes, (long long)elapsed);
+    } else {
+        atomic_fetch_add(&mig->imports_failed, 1);
+        log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
+                 job->bucket, job->epoch, job->source, err);
+    }
+    return NULL;
+}

@@ -1,0 +1,388 @@
+/*
+ * jobs.c -- the import endpoints (migrate.h: POST, GET and DELETE
+ * /v1/migrate/import) and the table of import jobs behind them.
+ *
+ * HOW
+ *   A fixed table of max_imports * MIG_SLOTS_PER_IMPORT job slots, guarded
+ *   by mu (LOCKING RULE at the struct, migrate_int.h): a POST takes a
+ *   free slot (or the oldest finished one) and starts the job's thread
+ *   (import.c); finished jobs stay in their slots so the console can ask
+ *   how they ended.  The requests are idempotent and ordered by epoch: the
+ *   same request again reports the job, an older one is refused as stale,
+ *   a newer one stops the job it supersedes first.  A precopy (epoch 0)
+ *   stays usable for the copy that follows it for MIG_PRECOPY_KEEP_MS.
+ *
+ *   The cluster agent asks here before dropping a bucket that left
+ *   (bc__migrate_drop): a bucket an import is filling, or has filled and
+ *   whose cutover is pending, is kept while its owner is still the source
+ *   group.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bc_log.h"
+#include "bc_time.h"
+#include "migrate/migrate_int.h"
+
+/* The most recent job for bucket (mu held), or NULL.  precopy_only:
+ * the most recent precopy. */
+static import_job_t *
+job_find_kind(bc_node_migrate_t *mig, uint32_t bucket, bool precopy_only)
+{
+    import_job_t *best = NULL;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (j->state != JOB_FREE && j->bucket == bucket && (!precopy_only || j->precopy) &&
+            (best == NULL || j->seq > best->seq)) {
+            best = j;
+        }
+    }
+    return best;
+}
+
+static import_job_t *
+job_find(bc_node_migrate_t *mig, uint32_t bucket)
+{
+    return job_find_kind(mig, bucket, false);
+}
+
+/*
+ * Whether precopy j can still be the base of a final copy from group
+ * `from` at `source` (mu held).
+ *
+ * BEHAVIOR: a delta is correct only on top of exactly what the precopy
+ * stored.  That holds while nothing here changed the bucket since: no
+ * flush_all ran here (it would have emptied it; the source's own flushes
+ * end its tracker, tap.h), no final copy used it (a failed one drops the
+ * bucket), no drop or cancel touched it, and it is recent (the drop hook
+ * stops keeping an old one).  Evictions here are the exception a cache
+ * allows: an evicted item is a miss, as it could be right after a cutover.
+ */
+static bool
+job_precopy_usable(bc_node_migrate_t *mig, const import_job_t *j, uint32_t from,
+                   const char *source)
+{
+    return j != NULL && j->precopy && j->state == JOB_DONE && !j->used && j->tap != 0 &&
+           !atomic_load(&j->cancel) && j->from == from && strcmp(j->source, source) == 0 &&
+           j->flushes == bc_cache_flush_count(mig->cache) &&
+           bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS;
+}
+
+static const char *
+job_state_name(job_state_t s)
+{
+    switch (s) {
+    case JOB_RUNNING: return "running";
+    case JOB_DONE: return "done";
+    case JOB_FAILED: return "failed";
+    default: return "none";
+    }
+}
+
+/* The job as JSON (mu held). */
+static cJSON *
+job_json(bc_node_migrate_t *mig, const import_job_t *j)
+{
+    bc_node_cluster_info_t info;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL) return NULL;
+    cJSON_AddNumberToObject(doc, "bucket", j->bucket);
+    cJSON_AddNumberToObject(doc, "epoch", (double)j->epoch);
+    cJSON_AddStringToObject(doc, "state", job_state_name(j->state));
+    cJSON_AddBoolToObject(doc, "precopy", j->precopy);
+    if (!j->precopy) cJSON_AddBoolToObject(doc, "delta", j->delta);
+    cJSON_AddStringToObject(doc, "source", j->source);
+    cJSON_AddNumberToObject(doc, "from", j->from);
+    cJSON_AddNumberToObject(doc, "items", (double)j->items);
+    cJSON_AddNumberToObject(doc, "bytes", (double)j->bytes);
+    cJSON_AddNumberToObject(doc, "skipped", (double)j->skipped);
+    cJSON_AddNumberToObject(doc, "received", (double)j->received);
+    cJSON_AddStringToObject(doc, "error", j->error);
+    cJSON_AddStringToObject(doc, "node", info.node_name);
+    cJSON_AddNumberToObject(doc, "group", info.gid);
+    int64_t end = j->state == JOB_RUNNING ? bc_time_real_ms() : j->finished_ms;
+    cJSON_AddNumberToObject(doc, "elapsed_ms", (double)(end - j->started_ms));
+    return doc;
+}
+
+/* A slot for a new job (mu held): a free one, else the oldest finished
+ * (whose thread, if joinable, the caller joins before reusing it). */
+static import_job_t *
+job_slot(bc_node_migrate_t *mig)
+{
+    import_job_t *pick = NULL;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (j->state == JOB_FREE && !j->joinable) return j;
+        if (j->state != JOB_RUNNING && (pick == NULL || j->seq < pick->seq)) pick = j;
+    }
+    return pick;
+}
+
+static enum MHD_Result
+import_reply(bc_node_migrate_t *mig, bc_http_req_t *req, unsigned status, import_job_t *j)
+{
+    cJSON *doc = job_json(mig, j);
+    pthread_mutex_unlock(&mig->mu);
+    if (doc == NULL) return MHD_NO;
+    return bc_http_reply_json(req, status, doc);
+}
+
+static enum MHD_Result
+import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    if (p->precopy ? p->has_epoch || !p->has_source || !p->has_from
+                   : !p->has_epoch || !p->has_source || !p->has_from) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, p->precopy
+                                   ? "a precopy takes from and source, and no epoch"
+                                   : "epoch, from and source are required");
+    }
+    bc_node_cluster_info_t info;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    if (!info.primary) {
+        /* The console may have chosen this node a moment before it learns
+         * so itself: asking again shortly can succeed. */
+        return bc__migrate_refuse(req, true, info.epoch,
+                                  "this node is not (yet) its group's primary; import into the "
+                                  "primary");
+    }
+    pthread_mutex_lock(&mig->mu);
+    if (mig->stopping) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    }
+    import_job_t *j = job_find(mig, p->bucket);
+    if (p->precopy && j != NULL && j->precopy && j->from == p->from &&
+        strcmp(j->source, p->source) == 0 &&
+        (j->state == JOB_RUNNING || job_precopy_usable(mig, j, p->from, p->source))) {
+        /* BEHAVIOR: idempotent, as below; a console that took over asks
+         * again and finds the copy already made. */
+        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    }
+    if (p->precopy && j != NULL && !j->precopy &&
+        (j->state == JOB_RUNNING || (j->state == JOB_DONE && !atomic_load(&j->cancel)))) {
+        /* The final copy runs or waits for its cutover: a precopy would
+         * empty the bucket under it (a stale request). */
+        uint64_t other = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return bc__migrate_refuse(req, false, other,
+                                  "the copy of bucket %" PRIu32 " at epoch %" PRIu64 " is %s",
+                                  p->bucket, other,
+                                  j->state == JOB_RUNNING ? "running" : "waiting for its cutover");
+    }
+    if (!p->precopy && j != NULL && j->epoch == p->epoch) {
+        /* BEHAVIOR: idempotent -- the same request again (a console that
+         * retried or took over) reports the job rather than restarting it. */
+        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    }
+    if (!p->precopy && j != NULL && j->epoch > p->epoch) {
+        /* BEHAVIOR: a request older than the newest attempt is stale (a
+         * console that lost the election, a delayed retry): never run it. */
+        uint64_t newer = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return bc__migrate_refuse(req, false, newer,
+                                  "stale: an import of bucket %" PRIu32 " at the newer epoch %"
+                                  PRIu64 " exists", p->bucket, newer);
+    }
+    if (j != NULL && j->state == JOB_RUNNING) {
+        /* An older attempt, or a precopy (epoch 0) from elsewhere or
+         * overtaken by the final copy: it stops, then this one can start. */
+        if (j->epoch < p->epoch || p->precopy) atomic_store(&j->cancel, true);
+        uint64_t other = j->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return bc__migrate_refuse(req, true, other,
+                                  "an import of bucket %" PRIu32 " at epoch %" PRIu64 " is still "
+                                  "running", p->bucket, other);
+    }
+    if (bc__migrate_node_owns(mig, p->bucket)) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "this node's group already owns "
+                                   "bucket %" PRIu32, p->bucket);
+    }
+    if (mig->running >= mig->max_imports) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%u imports already "
+                                   "running; retry", mig->max_imports);
+    }
+    /* A final copy takes over a precopy of the same source: it asks only
+     * for the changes since (the precopy is then used up, whatever
+     * happens: a failed final copy drops the bucket). */
+    uint64_t since = 0, base_items = 0, base_bytes = 0;
+    if (!p->precopy) {
+        import_job_t *pre = job_find_kind(mig, p->bucket, true);
+        if (job_precopy_usable(mig, pre, p->from, p->source)) {
+            since = pre->tap;
+            base_items = pre->items;
+            base_bytes = pre->bytes;
+            pre->used = true;
+        }
+    }
+    j = job_slot(mig);
+    if (j == NULL) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "no free import slot");
+    }
+    if (j->joinable) {
+        /* A finished thread: joining it takes no time, but not under mu. */
+        pthread_t t = j->thread;
+        j->joinable = false;
+        j->state = JOB_RUNNING;   /* reserved while unlocked */
+        pthread_mutex_unlock(&mig->mu);
+        pthread_join(t, NULL);
+        pthread_mutex_lock(&mig->mu);
+    }
+    j->mig = mig;
+    j->state = JOB_RUNNING;
+    j->bucket = p->bucket;
+    j->epoch = p->precopy ? 0 : p->epoch;
+    j->from = p->from;
+    snprintf(j->source, sizeof(j->source), "%s", p->source);
+    j->precopy = p->precopy;
+    j->tap = since;
+    j->flushes = bc_cache_flush_count(mig->cache);
+    j->used = false;
+    j->delta = false;
+    j->base_items = base_items;
+    j->base_bytes = base_bytes;
+    j->items = j->bytes = j->skipped = j->received = 0;
+    j->started_ms = bc_time_real_ms();
+    j->finished_ms = 0;
+    j->error[0] = '\0';
+    j->seq = ++mig->seq;
+    atomic_store(&j->cancel, false);
+    if (pthread_create(&j->thread, NULL, bc__migrate_import_main, j) != 0) {
+        j->state = JOB_FREE;
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot start a thread");
+    }
+    j->joinable = true;
+    mig->running++;
+    log_info("migrate: importing bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s", p->bucket,
+             p->precopy ? "precopy" : since != 0 ? "changes since the precopy" : "full",
+             j->epoch, p->source);
+    return import_reply(mig, req, MHD_HTTP_ACCEPTED, j);
+}
+
+static enum MHD_Result
+import_cancel(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find_kind(mig, p->bucket, p->precopy);
+    if (j == NULL || (p->has_epoch && j->epoch != p->epoch)) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no %s of bucket %" PRIu32 "%s",
+                                   p->precopy ? "precopy" : "import", p->bucket,
+                                   p->has_epoch ? " at that epoch" : "");
+    }
+    if (p->precopy && job_find(mig, p->bucket) != j) {
+        /* A copy took over from the precopy: the copy's DELETE (by epoch)
+         * is the one that may drop the bucket. */
+        uint64_t other = job_find(mig, p->bucket)->epoch;
+        pthread_mutex_unlock(&mig->mu);
+        return bc__migrate_refuse(req, false, other,
+                                  "the copy of bucket %" PRIu32 " at epoch %" PRIu64 " took over "
+                                  "from its precopy", p->bucket, other);
+    }
+    atomic_store(&j->cancel, true);
+    bool finished = j->state != JOB_RUNNING;
+    if (finished && j->state == JOB_DONE) {
+        j->state = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "cancelled after it finished");
+    }
+    pthread_mutex_unlock(&mig->mu);
+    /* A running job drops what it stored when it notices; a finished one
+     * left its copy here, waiting for a cutover that will not come. */
+    uint64_t dropped = 0;
+    if (finished && !bc__migrate_node_owns(mig, p->bucket)) {
+        dropped = bc_cache_bucket_drop(mig->cache, p->bucket);
+    }
+    log_info("migrate: import of bucket %" PRIu32 " called off%s (%" PRIu64 " items dropped)",
+             p->bucket, finished ? "" : " while running", dropped);
+    pthread_mutex_lock(&mig->mu);
+    return import_reply(mig, req, MHD_HTTP_OK, j);
+}
+
+enum MHD_Result
+bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
+{
+    mig_params_t p;
+    enum MHD_Result result;
+    if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
+    if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0) return import_start(mig, req, &p);
+    if (strcmp(req->method, MHD_HTTP_METHOD_DELETE) == 0) return import_cancel(mig, req, &p);
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find_kind(mig, p.bucket, p.precopy);
+    if (j == NULL) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no %s of bucket %" PRIu32
+                                   " is known here", p.precopy ? "precopy" : "import", p.bucket);
+    }
+    /* Long poll (wait_ms): a running job of the asked epoch (any, without
+     * one) is answered when it finishes -- the job wakes the parked
+     * request -- or when wait_ms has passed. */
+    if (p.wait_ms > 0 && j->state == JOB_RUNNING && (!p.has_epoch || j->epoch == p.epoch) &&
+        !mig->stopping) {
+        int64_t left_us = (int64_t)p.wait_ms * 1000 -
+                          (req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0);
+        if (left_us > 0) {
+            pthread_mutex_unlock(&mig->mu);
+            return bc_http_park(req, left_us);
+        }
+    }
+    return import_reply(mig, req, MHD_HTTP_OK, j);
+}
+
+/*
+ * The cluster agent's way to drop a bucket that left (cluster.h,
+ * bc_node_cluster_set_drop).
+ *
+ * BEHAVIOR: a bucket being imported is named by neither c nor m here
+ * until its cutover, so the agent would drop it.  It is kept while an
+ * import of it runs, or has finished and waits for its cutover, as long as
+ * the bucket's owner is still the group the import copies from.  Once
+ * the owner is someone else (the source group went down, the move was
+ * replaced) the copy is obsolete and goes.  The decision and the drop
+ * happen under mu, as does an import's registration, so an import that
+ * starts cannot lose what it stores to a drop decided just before.
+ */
+int64_t
+bc__migrate_drop(void *ctx, uint32_t bucket)
+{
+    bc_node_migrate_t *mig = ctx;
+    pthread_mutex_lock(&mig->mu);
+    import_job_t *j = job_find(mig, bucket);
+    if (j != NULL && j->precopy && j->state == JOB_DONE && !atomic_load(&j->cancel) &&
+        (j->used || bc_time_real_ms() - j->finished_ms >= MIG_PRECOPY_KEEP_MS)) {
+        /* A precopy nobody came for (the final copy would not use it). */
+        atomic_store(&j->cancel, true);
+    }
+    if (j != NULL && !atomic_load(&j->cancel) &&
+        (j->state == JOB_RUNNING || j->state == JOB_DONE)) {
+        uint32_t owner = 0;
+        (void)bc_node_cluster_route(mig->cluster, bucket, false, &owner, NULL);
+        if (owner == j->from) {
+            pthread_mutex_unlock(&mig->mu);
+            return -1;
+        }
+        atomic_store(&j->cancel, true);
+        if (j->state == JOB_RUNNING) {
+            /* The job notices and drops what it stored itself. */
+            pthread_mutex_unlock(&mig->mu);
+            return -1;
+        }
+        j->state = JOB_FAILED;
+        snprintf(j->error, sizeof(j->error), "obsolete: bucket %" PRIu32 " is now owned by group "
+                 "%" PRIu32 ", not %" PRIu32, bucket, owner, j->from);
+    }
+    int64_t n = (int64_t)bc_cache_bucket_drop(mig->cache, bucket);
+    pthread_mutex_unlock(&mig->mu);
+    return n;
+}

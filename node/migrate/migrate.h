@@ -1,0 +1,218 @@
+/*
+ * migrate.h -- the node's half of bucket migration: exporting a bucket to
+ * the destination that asks for it, and importing a bucket from its
+ * source when the console asks (console/migrate.h drives both).
+ *
+ * WHAT IT SERVES (on the admin port, through admin.c)
+ *
+ *   GET    /v1/migrate/export?bucket=B&epoch=E
+ *            the bucket's items as a stream of peer frames (bc_frame.h),
+ *            application/x-bucketcache-frames.  Only from the primary that
+ *            owns B, only while B is read-only (the console set c.readonly
+ *            at epoch E), and only once this node is FENCED for E:
+ *              - its table has reached epoch E (it knows B is read-only),
+ *              - every worker thread has passed the top of its event loop
+ *                after seeing epoch >= E (bc_server_passed), so any
+ *                write that passed the route check before the flip has
+ *                finished and is in the cache the export iterates.
+ *            The request is held (parked, see bc_http_park: no thread
+ *            waits) until then, up to 200 ms; after that 409 with
+ *            "retry": true; other refusals (not the owner, not read-only:
+ *            the migration was called off) are 409 with "retry": false.
+ *   GET    /v1/migrate/export?bucket=B&epoch=E&since=T
+ *            the same, fenced the same way, but only the keys change
+ *            tracker T (tap.h) recorded since the precopy, each as it is
+ *            now: a delta export (bc_frame.h).  When T is gone (it
+ *            overflowed, a flush or drop ended it, it expired, it belongs
+ *            to another process), the whole bucket instead; the HELLO says
+ *            which.
+ *   GET    /v1/migrate/export?bucket=B&tap=1
+ *            a precopy's snapshot: the whole bucket while it stays
+ *            writable, from the primary of its owner, with a change
+ *            tracker armed just before it is read; its id comes in the
+ *            X-Bucketcache-Tap header.
+ *
+ *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
+ *            starts (or, same B and E, reports) an import job from group
+ *            G's primary, whose admin port is HOST:PORT: 202 with the
+ *            job's state.  The job pulls the export from there and stores
+ *            every item add-if-absent, so nothing already here is ever
+ *            overwritten.  Refused (409) when this node is not (yet) its
+ *            group's primary ("retry": true), already owns B (the cutover
+ *            happened), or another import of B at another epoch still runs
+ *            ("retry": true when that one is older and was told to stop);
+ *            503 when max_imports jobs already run.
+ *   GET    /v1/migrate/import?bucket=B[&epoch=E][&wait_ms=N]
+ *            the job's state: {"bucket","epoch","state":"running"|"done"|
+ *            "failed","precopy","delta","items","bytes","skipped","error",
+ *            "node","elapsed_ms"}; a copy over a precopy counts the
+ *            precopy's items and bytes in its own.
+ *            (404 when no job for B is known).  With wait_ms (at most
+ *            10000), a long poll: while the job (of epoch E, when given)
+ *            runs, the answer waits until it finishes -- the job wakes
+ *            the parked request at once -- or until N ms have passed.
+ *   POST   /v1/migrate/import?bucket=B&from=G&source=HOST:PORT&precopy=1
+ *            a PRECOPY (no epoch): the job pulls export?tap=1 while the
+ *            bucket stays writable at the source and keeps the copy and
+ *            the tracker's id.  Answered like a copy (202 / 200 when the
+ *            same precopy is running or done and still usable); 409
+ *            "retry": false while a copy of B runs or waits for its
+ *            cutover.  The next copy of B from the same group and address
+ *            then asks only for the changes (since=T) and applies them
+ *            over the precopy: ITEM replaces, DEL deletes.  It does so
+ *            only while the precopy is usable: finished, under 30 s old,
+ *            not used by an earlier copy, and no flush_all ran here since
+ *            (job_precopy_usable says why each matters).
+ *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
+ *            the newest precopy of B, long poll as below.
+ *   DELETE /v1/migrate/import?bucket=B&precopy=1
+ *            the move was called off: the precopy stops and what it stored
+ *            is dropped -- unless a copy of B took over from it (409).
+ *   DELETE /v1/migrate/import?bucket=B&epoch=E
+ *            the console called the move off: the job stops and what it
+ *            stored is dropped (unless this node owns B by now).
+ *
+ * HOW
+ *   Exports run on the admin (MHD) thread.  A whole bucket streams: MHD asks
+ *   for the next block when the socket can take it, and each block is read
+ *   from the bucket's table in a step of about 64 KiB of frames under one
+ *   hold of the shard lock (bc_cache_bucket_scan), so neither the source's
+ *   memory nor its clients' wait on the shard lock grows with the bucket.
+ *   The changes since a precopy are few and are encoded at once into one
+ *   buffer that MHD sends without copying.  The export's socket gets a send
+ *   buffer as large as the stream (up to 4 MiB) and the import's a receive
+ *   buffer as large, so a bucket crosses in one write instead of in slices
+ *   that each wait for both threads to be scheduled.  Waits (the fence, long
+ *   polls) park the request instead of holding the admin thread.  Imports
+ *   run on their own threads (at most max_imports), because they wait on the
+ *   network; the admin thread only starts them and reports their state.  The
+ *   import reads the response as a stream and decodes frames as they arrive:
+ *   memory stays bounded by one frame.
+ *
+ * BEHAVIOR
+ *   A full import (a copy without a usable precopy, or a precopy) first
+ *   drops whatever this node holds for B, when the source's HELLO comes: it
+ *   does not own B, so anything there is a leftover of an earlier,
+ *   abandoned attempt, and add-if-absent must not let such a stale value
+ *   shadow the fresh copy.  A failed import drops what it stored, for the
+ *   same reason.  A delta applies over the precopy instead: the precopy is
+ *   exactly the bucket as the source's tracker started, plus changes that
+ *   the delta restates anyway (tap.h), so precopy + delta = the bucket at
+ *   the fence.
+ *   Items whose key does not hash to B, a HELLO naming another bucket or
+ *   epoch, and any malformed, truncated or corrupted frame fail the job
+ *   with an error that says so; the node itself carries on.
+ *
+ *   The cluster agent drops buckets that neither c nor m names for this
+ *   group; it asks this module first (bc_node_cluster_set_drop), which
+ *   keeps a bucket an import is filling or has filled and whose cutover is
+ *   pending (or a usable precopy), as long as its owner is still the
+ *   source group.  A precopy whose move was called off is dropped by the
+ *   agent's first pass (every 3 s at least) after it turns 30 s old.
+ *
+ * LOCKING
+ *   mu guards the job table (states, counters, slots).  A job thread
+ *   takes mu only to publish progress; it never holds it across I/O or
+ *   cache calls.  The agent's drop hook drops a bucket while holding mu
+ *   (mu, then a shard lock: never the other way round).
+ */
+#ifndef BC_NODE_MIGRATE_H
+#define BC_NODE_MIGRATE_H
+
+#include <stdint.h>
+
+#include "bc_httpd.h"
+#include "bc_status.h"
+#include "engine/cache.h"
+#include "cluster/cluster.h"
+#include "net/server.h"
+
+typedef struct bc_node_migrate bc_node_migrate_t;
+
+typedef struct bc_node_migrate_config {
+    bc_cache_t *cache;             /* borrowed; must outlive the object */
+    bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
+    bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
+    bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
+                                    * long polls a finished import wakes */
+    uint32_t max_imports;          /* concurrent import jobs; 0 = 48 */
+    uint32_t import_timeout_ms;    /* one import: the wait to be fenced, all retries
+                                    * included, and the longest pause in its
+                                    * transfer; 0 = 60000 */
+} bc_node_migrate_config_t;
+
+/*
+ * The migration counters, each defined once:
+ *   X(field, JSON name in /stats, metric name in /metrics, metric type, help)
+ * bc_node_migrate_stats_t, the "migrate" object of /stats and the metrics
+ * are all generated from this table.
+ */
+#define BC_MIGRATE_STATS(X)                                                                      \
+    X(exports, "exports", "migrate_exports_total", "counter",                                    \
+      "Buckets exported to a migration destination.")                                            \
+    X(export_refusals, "export_refusals", "migrate_export_refusals_total", "counter",            \
+      "Export requests refused (not fenced yet, not read-only, ...).")                           \
+    X(export_items, "export_items", "migrate_export_items_total", "counter",                     \
+      "Items (and deleted keys) sent by bucket exports.")                                        \
+    X(export_bytes, "export_bytes", "migrate_export_bytes_total", "counter",                     \
+      "Frame bytes of bucket exports.")                                                          \
+    X(imports_done, "imports_done", "migrate_imports_total", "counter",                          \
+      "Bucket imports that completed.")                                                          \
+    X(imports_failed, "imports_failed", "migrate_import_failures_total", "counter",              \
+      "Bucket imports that failed or were called off.")                                          \
+    X(imports_running, "imports_running", "migrate_imports_running", "gauge",                    \
+      "Bucket imports in progress.")                                                             \
+    X(import_items, "import_items", "migrate_import_items_total", "counter",                     \
+      "Items stored (and keys deleted) by bucket imports.")                                      \
+    X(import_bytes, "import_bytes", "migrate_import_bytes_total", "counter",                     \
+      "Key and value bytes stored by bucket imports.")                                           \
+    X(precopies, "precopies", "migrate_precopies_total", "counter",                              \
+      "Precopies imported (a bucket copied while it stayed writable).")                          \
+    X(export_deltas, "export_deltas", "migrate_export_deltas_total", "counter",                  \
+      "Final exports that sent only the changes since the precopy.")                             \
+    X(import_deltas, "import_deltas", "migrate_import_deltas_total", "counter",                  \
+      "Final imports that applied only the changes since the precopy.")                          \
+    X(delta_fallbacks, "delta_fallbacks", "migrate_delta_fallbacks_total", "counter",            \
+      "Final imports that asked for the changes and got the whole bucket (the source's "        \
+      "change tracker had ended).")                                                              \
+    X(taps_active, "taps_active", "migrate_taps", "gauge",                                       \
+      "Change trackers on this node's exported buckets.")                                        \
+    X(taps_overflowed, "taps_overflowed", "migrate_tap_overflows_total", "counter",              \
+      "Change trackers ended because their keys outgrew the limit.")
+
+typedef struct bc_node_migrate_stats {
+#define BC__MIGRATE_STAT_FIELD(field, json, metric, type, help) uint64_t field;
+    BC_MIGRATE_STATS(BC__MIGRATE_STAT_FIELD)
+#undef BC__MIGRATE_STAT_FIELD
+} bc_node_migrate_stats_t;
+
+/*
+ * Creates the migration endpoints' state.  *out is owned by the caller
+ * (bc_node_migrate_destroy).  Errors: BC_EINVAL (no cache or cluster),
+ * BC_ENOMEM.
+ */
+bc_status_t bc_node_migrate_create(const bc_node_migrate_config_t *config,
+                                   bc_node_migrate_t **out);
+
+/* Stops every running import (each drops what it stored) and waits for
+ * them.  Idempotent; new imports are refused afterwards. */
+void bc_node_migrate_shutdown(bc_node_migrate_t *mig);
+
+/* Shuts down and frees.  Call after bc_node_cluster_leave (the agent
+ * must not be running: the drop hook is removed here).  NULL is accepted. */
+void bc_node_migrate_destroy(bc_node_migrate_t *mig);
+
+/* Handlers for the routes above; admin.c's route table calls them on the
+ * admin thread.  Each returns what a bc_httpd handler returns. */
+enum MHD_Result bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req);
+enum MHD_Result bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req);
+
+void bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out);
+
+/* fn(ctx) runs on an import's thread once its items are stored, before
+ * the job reports done: replication's wait (repl.h bc_repl_commit_wait),
+ * so a bucket reaches the destination group's backups before its
+ * cutover.  Call before the admin server starts. */
+void bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * migrate_int.h -- what the files of the node's migration module share and
+ * nobody else sees: the module's object, an import job, the parsed query
+ * of a request, and the functions one file calls in another.
+ *
+ *   migrate.c  lifecycle, the counters, what every endpoint shares (query
+ *              parameters, the 409 refusal)
+ *   export.c   GET /v1/migrate/export: the fence wait, the whole bucket
+ *              streamed, the changes since a precopy
+ *   import.c   one import job's thread: pull the export from the source
+ *              (common/bc_http_client.h, streaming GET), decode, store
+ *   jobs.c     POST/GET/DELETE /v1/migrate/import: the job table, starting,
+ *              reporting and calling off jobs; the cluster agent's drop hook
+ */
+#ifndef BC_NODE_MIGRATE_INT_H
+#define BC_NODE_MIGRATE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bc_config.h"
+#include "bc_httpd.h"
+#include "engine/tap.h"
+#include "migrate/migrate.h"
+
+#define MIG_WAIT_MAX_MS         10000u    /* longest long poll of an import's state */
+#define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
+#define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
+#define MIG_TAP_HEADER          "X-Bucketcache-Tap"
+#define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
+
+typedef enum job_state {
+    JOB_FREE = 0,
+    JOB_RUNNING,
+    JOB_DONE,
+    JOB_FAILED,
+} job_state_t;
+
+typedef struct import_job {
+    bc_node_migrate_t *mig;
+    /* Fields below are guarded by mig->mu, except cancel (atomic) and the
+     * immutable-while-running bucket/epoch/source. */
+    job_state_t state;
+    uint32_t bucket;
+    uint64_t epoch;
+    uint32_t from;                 /* the source's group */
+    char source[BC_ADDR_MAX];
+    bool precopy;                  /* a precopy (epoch 0): the bucket stays writable */
+    uint64_t tap;                  /* precopy: the source's change tracker; final: the
+                                    * tracker it asks the changes of (0: a full copy) */
+    uint64_t flushes;              /* precopy: bc_cache_flush_count when it started */
+    bool used;                     /* precopy: a final copy took it over */
+    bool delta;                    /* final: the source sent only the changes */
+    uint64_t base_items, base_bytes;   /* final: what its precopy moved (counted in) */
+    uint64_t items;
+    uint64_t bytes;
+    uint64_t skipped;              /* already present here: add-if-absent kept ours */
+    uint64_t received;             /* bytes received from the source, every attempt */
+    int64_t started_ms;
+    int64_t finished_ms;
+    char error[256];
+    uint64_t seq;                  /* age, for reusing the oldest finished slot */
+    bool joinable;                 /* a thread to join before the slot is reused */
+    pthread_t thread;
+    _Atomic bool cancel;
+} import_job_t;
+
+struct bc_node_migrate {
+    bc_cache_t *cache;
+    bc_node_cluster_t *cluster;
+    bc_server_t *server;
+    uint32_t max_imports;
+    uint32_t timeout_ms;
+    uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
+    uint32_t test_step_delay_ms;   /* BC_TEST_IMPORT_STEP_DELAY_MS: a slow but steady one */
+    void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
+    void *commit_ctx;
+    bc_tap_set_t *taps;            /* change trackers of exported buckets (engine/tap.h) */
+
+    /* LOCKING RULE: mu guards jobs[], running, stopping and seq; never
+     * held across I/O or pthread_join; the only cache call under it is
+     * bc__migrate_drop's bucket drop (mu before a shard lock). */
+    pthread_mutex_t mu;
+    import_job_t *jobs;
+    uint32_t njobs;
+    uint32_t running;
+    bool stopping;
+    uint64_t seq;
+
+    _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
+    _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
+    _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
+
+    /* The admin server whose parked long polls a finished job wakes
+     * (from the config; guarded by mu: NULL after shutdown). */
+    bc_httpd_t *httpd;
+};
+
+typedef struct mig_params {
+    bool has_bucket, has_epoch, has_source, has_from;
+    bool tap;                      /* export: arm a change tracker (a precopy's snapshot) */
+    bool precopy;                  /* import: the precopy job */
+    uint64_t since;                /* export: only the changes tracker `since` saw */
+    uint32_t bucket;
+    uint32_t from;
+    uint32_t wait_ms;              /* GET import: long poll while running */
+    uint64_t epoch;
+    char source[BC_ADDR_MAX];
+} mig_params_t;
+
+/* migrate.c: parses the query (bucket/epoch/source/...); on error queues a
+ * 400 into *result and returns false. */
+bool bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
+                              enum MHD_Result *result);
+/* migrate.c: 409 {"error": .., "retry": retry, "epoch": epoch}: retry says
+ * whether asking again later can succeed. */
+enum MHD_Result bc__migrate_refuse(bc_http_req_t *req, bool retry, uint64_t epoch,
+                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* migrate.c: true when this node's group owns bucket by its tables. */
+bool bc__migrate_node_owns(bc_node_migrate_t *mig, uint32_t bucket);
+
+/* import.c: an import job's thread (arg is the import_job_t). */
+void *bc__migrate_import_main(void *arg);
+
+/* jobs.c: the cluster agent's drop hook (cluster.h, bc_node_cluster_set_drop). */
+int64_t bc__migrate_drop(void *ctx, uint32_t bucket);
+
+#endif

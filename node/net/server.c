@@ -1,0 +1,1008 @@
+/*
+ * server.c -- the data port: listener, accept thread, worker threads and
+ * their connections (implements server.h).  This file moves bytes; what
+ * they mean is the handler's business (handler.h: the memcached text
+ * protocol, proto/proto_text.c).
+ *
+ * ONE FILE, about 1000 lines, on purpose: the accept thread, the workers
+ * and their connections share one set of private structs and one life
+ * cycle (a connection is opened, read, flushed, paused, handed over and
+ * closed only by its worker); split, those internals would need a header
+ * of their own and gain nothing a reader could use alone.
+ *
+ * THREADS
+ *
+ *   accept thread (own el loop)              worker i (own el loop)
+ *   ---------------------------              ----------------------
+ *   listen fd readable
+ *     accept4() ...                          wakeup: take fds from queue[i],
+ *     too many connections?                          register each (conn_open)
+ *       yes: "ERROR Too many open            fd readable: read -> handler process
+ *             connections", close                    -> sendmsg (writev) replies
+ *       no:  queue[i] += fd, wake worker i   fd writable: send the rest
+ *            (i = round robin)
+ *
+ *   Why an accept thread rather than the listening fd in every worker's
+ *   epoll with EPOLLEXCLUSIVE: EPOLLEXCLUSIVE wakes "one or more" idle
+ *   waiters with no fairness between them, and the woken worker accepts
+ *   every pending connection, so a burst of connects (a client pool of 50
+ *   starting up) can land on one or two workers and stay there for the
+ *   life of the connections.  Round-robin hand-off
+ *   spreads them evenly, keeps the connection limit in one place (only the
+ *   accept thread increments the count, so it can never overshoot), and a
+ *   refused client's error write never runs on a worker.  The cost is one
+ *   mutex + eventfd write per new connection, nothing per request.
+ *
+ * ONE CONNECTION
+ *   Input goes into a read buffer taken from the worker's pool of 16 KiB
+ *   buffers and given back whenever it is empty, so an idle connection holds
+ *   no buffer (memcached does the same).  A line longer than the buffer
+ *   (a handler says how long its lines may be: handler.h max_line; in the
+ *   text protocol only a multi-get's) grows it up to RBUF_SIZE + max_line.
+ *   A large data block is read straight into its item (the handler's
+ *   direct_dest).
+ *   After each read, every complete command in the buffer is executed and
+ *   all replies go out with one sendmsg() of an iovec list whose values
+ *   point into the items themselves.
+ *
+ *   Backpressure: when a connection's unsent output reaches max_conn_buffer,
+ *   the handler's process stops executing and we stop asking epoll for input
+ *   (EPOLLIN off); once the client has read enough, the buffered commands
+ *   are executed and reading resumes.  A client that sends requests but
+ *   never reads replies costs at most ~max_conn_buffer + RBUF_SIZE + max_line.
+ *
+ *   A handler may hold a connection's input back (handler.h waiting: the
+ *   text protocol does while a command is forwarded to another node,
+ *   proto/forward.h): the connection is paused like under backpressure (no
+ *   EPOLLIN, nothing executed) until the handler calls conn_on_resume,
+ *   which sends what was queued and runs the commands held back.  A client
+ *   that hangs up meanwhile (EPOLLHUP) is closed at once and its handler
+ *   state released.  Each worker has the handler's per-worker state on its
+ *   loop (the text protocol's forwarder, which owns the loop's timeout).
+ *
+ *   Closing: a connection is closed by its worker only.  Its struct is not
+ *   freed at once: the current epoll batch may still hold its pointer, so it
+ *   waits on the worker's `closed` list until before_poll, then goes to the
+ *   free list for reuse.
+ *
+ * LOCKING
+ *   Each worker's connections, buffer pool and free lists belong to that
+ *   worker thread alone: no lock.  worker.qlock protects the hand-off queue
+ *   (accept thread pushes, worker drains); it is never held during I/O.
+ *   server.reset_lock protects the "stats reset" baseline.  Counters shared
+ *   across threads are atomics; per-worker bc_thread_stats_t follow stats.h.
+ */
+#include "net/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bc_log.h"
+#include "net/el.h"
+#include "net/handler.h"
+#include "net/outq.h"
+
+#define RBUF_SIZE        (16u * 1024u)
+#define RBUF_POOL_MAX    64u            /* free read buffers kept per worker */
+#define CONN_FREE_MAX    256u           /* free conn structs kept per worker */
+#define DIRECT_READ_MIN  1024u          /* read data blocks this big into the item */
+#define READS_PER_EVENT  4              /* fairness between connections */
+#define IOV_BATCH        128
+#define ACCEPTS_PER_EVENT 64
+#define ACCEPT_BACKOFF_MS 100u          /* after EMFILE and friends */
+#define DEFAULT_CONN_BUFFER (4u * 1024u * 1024u)
+#define MIN_CONN_BUFFER  (16u * 1024u)
+
+static const char too_many_conns[] = "ERROR Too many open connections\r\n";
+
+typedef struct worker worker_t;
+
+typedef struct conn {
+    bc_el_io_t io;                /* must stay first: io.data is the conn */
+    worker_t *w;
+    int fd;
+    bool closed;
+    bool close_after_write;       /* quit & co: close once output is sent */
+    char *rbuf;                   /* NULL while idle */
+    uint32_t rcap;
+    uint32_t rpos;                /* next unprocessed byte */
+    uint32_t rlen;                /* bytes in rbuf */
+    bc_outq_t *out;               /* the handler's queue for this connection */
+    struct conn *prev, *next;     /* worker's open list, or a free list */
+    /* the handler's state (handler.h conn_size bytes); last */
+    _Alignas(max_align_t) unsigned char proto[];
+} conn_t;
+
+struct worker {
+    bc_thread_stats_t stats;      /* first: the struct is 64-byte aligned */
+    bc_server_t *srv;
+    uint32_t index;
+    pthread_t thread;
+    bool thread_started;
+    bc_el_t *el;
+
+    /* hand-off queue -- LOCKING: qlock protects q_fds and q_len. */
+    pthread_mutex_t qlock;
+    int *q_fds;
+    size_t q_len, q_cap;
+
+    /* worker thread only, no lock */
+    conn_t *conns;                /* open connections */
+    conn_t *closed;               /* closed in this batch (see above) */
+    conn_t *free_conns;
+    uint32_t nfree_conns;
+    char *rbuf_pool[RBUF_POOL_MAX];
+    uint32_t nrbuf_pool;
+    void *hstate;                 /* the handler's per-worker state */
+
+    /* The routing generation (cluster.h) seen at the top of the last loop
+     * iteration: written by the worker (release), read by
+     * bc_server_passed. */
+    _Atomic uint64_t seen_gen;
+};
+
+struct bc_server {
+    bc_server_config_t cfg;
+    char *listen_addr;            /* owned copy */
+    bc_cache_t *cache;            /* borrowed */
+    int listen_fd;
+    uint16_t port;
+    size_t out_limit;
+    bc_handler_t h;               /* the protocol (handler.h) */
+    void *hctx;                   /* its context, borrowed */
+    uint32_t rbuf_max;            /* RBUF_SIZE + the handler's longest line */
+
+    worker_t **workers;
+    uint32_t nworkers;
+    uint32_t next_worker;         /* accept thread only */
+    bc_el_t *accept_el;
+    bc_el_io_t listen_io;
+    pthread_t accept_thread;
+    bool accept_started;
+    bool started;
+    bool stopped;
+
+    atomic_uint_fast64_t curr_conns;
+    atomic_uint_fast64_t total_conns;
+    atomic_uint_fast64_t rejected_conns;
+
+    /* "stats reset" -- LOCKING: reset_lock protects the base_* fields. */
+    pthread_mutex_t reset_lock;
+    bc_stats_totals_t base_totals;
+    uint64_t base_total_conns;
+    uint64_t base_rejected_conns;
+
+    bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
+
+    bc_server_handoff_fn handoff; /* replication handshakes (NULL: refused) */
+    void *handoff_ctx;
+    bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
+    void *commit_ctx;
+};
+
+/* ------------------------------------------------------------------------ */
+/* connections (worker thread)                                              */
+/* ------------------------------------------------------------------------ */
+
+static void conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
+
+static char *
+rbuf_get(worker_t *w)
+{
+    if (w->nrbuf_pool > 0) return w->rbuf_pool[--w->nrbuf_pool];
+    return malloc(RBUF_SIZE);
+}
+
+/* Gives the read buffer back once it holds nothing unprocessed. */
+static void
+conn_rbuf_release(conn_t *c)
+{
+    worker_t *w = c->w;
+    if (c->rbuf == NULL) return;
+    if (c->rcap == RBUF_SIZE && w->nrbuf_pool < RBUF_POOL_MAX) {
+        w->rbuf_pool[w->nrbuf_pool++] = c->rbuf;
+    } else {
+        free(c->rbuf);
+    }
+    c->rbuf = NULL;
+    c->rcap = c->rpos = c->rlen = 0;
+}
+
+/* Makes room at the end of the read buffer; false when impossible. */
+static bool
+conn_rbuf_prepare(conn_t *c)
+{
+    if (c->rbuf == NULL) {
+        c->rbuf = rbuf_get(c->w);
+        if (c->rbuf == NULL) return false;
+        c->rcap = RBUF_SIZE;
+        c->rpos = c->rlen = 0;
+        return true;
+    }
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rlen == c->rcap && c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    if (c->rlen < c->rcap) return true;
+    /* Full of one incomplete line: only the handler's longest lines get
+     * here (it closes on anything longer), and never beyond rbuf_max. */
+    uint32_t rbuf_max = c->w->srv->rbuf_max;
+    if (c->rcap >= rbuf_max) return false;
+    uint32_t cap = c->rcap * 2 > rbuf_max ? rbuf_max : c->rcap * 2;
+    char *nb = malloc(cap);
+    if (nb == NULL) return false;
+    memcpy(nb, c->rbuf, c->rlen);
+    /* The old buffer has the pool size: recycle it. */
+    char *old = c->rbuf;
+    uint32_t oldcap = c->rcap;
+    c->rbuf = nb;
+    c->rcap = cap;
+    if (oldcap == RBUF_SIZE && c->w->nrbuf_pool < RBUF_POOL_MAX) {
+        c->w->rbuf_pool[c->w->nrbuf_pool++] = old;
+    } else {
+        free(old);
+    }
+    return true;
+}
+
+/* Takes the connection out of the worker (event loop, buffers, open list,
+ * counters) without touching its fd; conn_close and conn_handoff finish. */
+static void
+conn_detach(conn_t *c)
+{
+    worker_t *w = c->w;
+
+    c->closed = true;
+    bc_el_io_stop(w->el, &c->io);
+    w->srv->h.conn_release(c->proto);
+    conn_rbuf_release(c);
+    if (c->prev != NULL) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = w->closed;
+    w->closed = c;
+    atomic_fetch_sub(&w->srv->curr_conns, 1);
+}
+
+static void
+conn_close(conn_t *c)
+{
+    if (c->closed) return;
+    conn_detach(c);
+    close(c->fd);
+    log_debug("connection %d closed", c->fd);
+}
+
+/*
+ * Gives the socket to the server's handoff function (the handler answered
+ * BC_EHANDOFF: a replication handshake, proto/proto_text.h): the
+ * connection leaves this worker without closing its fd.  Input that came
+ * after the handshake line is dropped: a backup sends nothing before the
+ * primary's RHELLO (repl/repl.h).
+ * A handshake pipelined behind replies still unsent is a protocol misuse:
+ * the connection is closed instead.
+ */
+static void
+conn_handoff(conn_t *c)
+{
+    bc_server_t *srv = c->w->srv;
+    if (srv->handoff == NULL || bc_outq_pending(c->out) > 0) {
+        conn_close(c);
+        return;
+    }
+    /* the arguments live in rbuf, which conn_detach gives back */
+    char args[BC_HANDLER_HANDOFF_ARGS_MAX + 1];
+    const char *from = NULL;
+    size_t len = srv->h.handoff_args(c->proto, &from);
+    if (len > BC_HANDLER_HANDOFF_ARGS_MAX) len = BC_HANDLER_HANDOFF_ARGS_MAX;
+    memcpy(args, from, len);
+    args[len] = '\0';
+    int fd = c->fd;
+    conn_detach(c);
+    c->fd = -1;
+    log_debug("connection %d handed over to replication", fd);
+    srv->handoff(srv->handoff_ctx, fd, args);
+}
+
+/* Sends queued output; false if the connection was closed. */
+static bool
+conn_flush(conn_t *c)
+{
+    bc_outq_t *q = c->out;
+    bc_cache_t *cache = c->w->srv->cache;
+
+    /* Synchronous replication: no reply leaves before the writes it
+     * acknowledges are on the backups (repl.h, bc_repl_commit_wait). */
+    if (c->w->srv->commit != NULL && bc_outq_pending(q) > 0) {
+        c->w->srv->commit(c->w->srv->commit_ctx);
+    }
+
+    while (bc_outq_pending(q) > 0) {
+        struct iovec iov[IOV_BATCH];
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)bc_outq_iov(q, iov, IOV_BATCH);
+        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            log_debug("connection %d: send failed: %s", c->fd, strerror(errno));
+            conn_close(c);
+            return false;
+        }
+        bc_stats_add(&c->w->stats, bytes_written, (uint64_t)n);
+        bc_outq_consume(q, cache, (size_t)n);
+    }
+    if (bc_outq_pending(q) == 0 && c->close_after_write) {
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+/* Acts on a handler's result; false if the connection was closed. */
+static bool
+conn_handle_status(conn_t *c, bc_status_t st)
+{
+    if (st == BC_ECLOSED) {
+        c->close_after_write = true;
+    } else if (st != BC_OK) {
+        log_warn("connection %d: cannot queue a reply (%s), closing", c->fd,
+                 bc_status_str(st));
+        conn_close(c);
+        return false;
+    }
+    return true;
+}
+
+/* Executes what is buffered; false if the connection was closed. */
+static bool
+conn_process(conn_t *c)
+{
+    size_t used = 0;
+    if (c->rbuf == NULL || c->rpos == c->rlen || c->close_after_write) return true;
+    bc_status_t st = c->w->srv->h.process(c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
+                                          c->w->srv->out_limit, &used);
+    c->rpos += (uint32_t)used;
+    if (st == BC_EHANDOFF) {
+        conn_handoff(c);
+        return false;
+    }
+    if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
+    return conn_handle_status(c, st);
+}
+
+static bool
+conn_paused(const conn_t *c)
+{
+    return bc_outq_pending(c->out) >= c->w->srv->out_limit || c->w->srv->h.waiting(c->proto);
+}
+
+/* Reads what the socket has; false if the connection was closed. */
+static bool
+conn_read(conn_t *c)
+{
+    for (int round = 0; round < READS_PER_EVENT; round++) {
+        char *dst;
+        size_t want;
+        bool direct = false;
+
+        if ((c->rbuf == NULL || c->rpos == c->rlen) &&
+            c->w->srv->h.direct_dest(c->proto, &dst, &want) && want >= DIRECT_READ_MIN) {
+            direct = true;
+        } else {
+            if (!conn_rbuf_prepare(c)) {
+                log_warn("connection %d: read buffer unavailable, closing", c->fd);
+                conn_close(c);
+                return false;
+            }
+            dst = c->rbuf + c->rlen;
+            want = c->rcap - c->rlen;
+        }
+        ssize_t n = read(c->fd, dst, want);
+        if (n == 0) {
+            /* EOF: send what is owed if the socket takes it, then close. */
+            c->close_after_write = true;
+            (void)conn_flush(c);
+            if (!c->closed) conn_close(c);
+            return false;
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            log_debug("connection %d: read failed: %s", c->fd, strerror(errno));
+            conn_close(c);
+            return false;
+        }
+        bc_stats_add(&c->w->stats, bytes_read, (uint64_t)n);
+        if (direct) {
+            if (!conn_handle_status(c, c->w->srv->h.direct_done(c->proto, (size_t)n)))
+                return false;
+        } else {
+            c->rlen += (uint32_t)n;
+            if (!conn_process(c)) return false;
+        }
+        if (c->close_after_write || conn_paused(c)) break;
+        if ((size_t)n < want) break;          /* drained: spare the EAGAIN read */
+    }
+    return true;
+}
+
+/* Asks epoll for what the connection can use now. */
+static void
+conn_update_events(conn_t *c)
+{
+    uint32_t ev = 0;
+    if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
+    if (bc_outq_pending(c->out) > 0) ev |= BC_EL_WRITE;
+    if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
+}
+
+static void
+conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
+{
+    conn_t *c = io->data;
+    (void)el;
+
+    if (events & BC_EL_ERROR) {
+        conn_close(c);
+        return;
+    }
+    /* Hung up while its command is forwarded: nobody will read the reply,
+     * and with input off the level-triggered HUP would fire again and
+     * again until the reply came. */
+    if ((events & BC_EL_HUP) && c->w->srv->h.waiting(c->proto)) {
+        conn_close(c);
+        return;
+    }
+    if ((events & (BC_EL_READ | BC_EL_HUP)) && !conn_paused(c) && !c->close_after_write) {
+        if (!conn_read(c)) return;
+    }
+    /*
+     * Send, then -- if that made room below the limit -- run the commands
+     * that were waiting for it, and send again, until nothing moves.
+     */
+    for (;;) {
+        if (!conn_flush(c)) return;
+        if (conn_paused(c) || c->close_after_write || c->rbuf == NULL ||
+            c->rpos == c->rlen)
+            break;
+        size_t before = bc_outq_pending(c->out);
+        uint32_t rpos = c->rpos;
+        if (!conn_process(c)) return;
+        if (c->rpos == rpos && bc_outq_pending(c->out) == before) break;
+    }
+    if (c->rbuf != NULL && c->rpos == c->rlen) conn_rbuf_release(c);
+    conn_update_events(c);
+}
+
+/* The handler lets held-back input go on (handler.h resume): send what it
+ * queued, run what waited. */
+static void
+conn_on_resume(void *arg)
+{
+    conn_t *c = arg;
+    if (c->closed) return;
+    conn_on_io(c->w->el, &c->io, 0);
+}
+
+static void
+conn_open(worker_t *w, int fd)
+{
+    bc_server_t *srv = w->srv;
+    size_t size = sizeof(conn_t) + srv->h.conn_size;
+    conn_t *c = w->free_conns;
+
+    if (c != NULL) {
+        w->free_conns = c->next;
+        w->nfree_conns--;
+    } else {
+        c = malloc(size);
+    }
+    if (c == NULL) {
+        log_warn("out of memory accepting a connection");
+        close(fd);
+        atomic_fetch_sub(&w->srv->curr_conns, 1);
+        return;
+    }
+    memset(c, 0, size);
+    c->w = w;
+    c->fd = fd;
+    srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
+    c->out = srv->h.conn_out(c->proto);
+    if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
+        close(fd);
+        free(c);
+        atomic_fetch_sub(&w->srv->curr_conns, 1);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns != NULL) w->conns->prev = c;
+    w->conns = c;
+    log_debug("connection %d opened on worker %u", fd, w->index);
+}
+
+/* ------------------------------------------------------------------------ */
+/* worker thread                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Wakeup: adopt the connections the accept thread queued. */
+static void
+worker_on_wakeup(bc_el_t *el, void *arg)
+{
+    worker_t *w = arg;
+    int fds[64];
+    size_t n;
+    (void)el;
+
+    do {
+        pthread_mutex_lock(&w->qlock);
+        n = w->q_len < 64 ? w->q_len : 64;
+        /* A wake may find the queue empty (bc_server_passed). */
+        if (n > 0) memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(int));
+        w->q_len -= n;
+        pthread_mutex_unlock(&w->qlock);
+        for (size_t i = 0; i < n; i++) conn_open(w, fds[i]);
+    } while (n == 64);
+}
+
+/* Between batches: recycle the connections closed during the last one. */
+static void
+worker_before_poll(bc_el_t *el, void *arg)
+{
+    worker_t *w = arg;
+    (void)el;
+
+    if (w->srv->cluster != NULL) {
+        /* Top of an iteration: every request of the earlier ones is done. */
+        atomic_store_explicit(&w->seen_gen, bc_node_cluster_route_gen(w->srv->cluster),
+                              memory_order_release);
+    }
+    if (w->srv->h.worker_before_poll != NULL) w->srv->h.worker_before_poll(w->hstate);
+    while (w->closed != NULL) {
+        conn_t *c = w->closed;
+        w->closed = c->next;
+        if (w->nfree_conns < CONN_FREE_MAX) {
+            c->next = w->free_conns;
+            w->free_conns = c;
+            w->nfree_conns++;
+        } else {
+            free(c);
+        }
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    worker_t *w = arg;
+    if (bc_el_run(w->el) != BC_OK) log_error("worker %u: event loop failed", w->index);
+    return NULL;
+}
+
+/* After the worker thread has ended: close and free everything it had. */
+static void
+worker_cleanup(worker_t *w)
+{
+    while (w->conns != NULL) conn_close(w->conns);
+    worker_before_poll(w->el, w);
+    /* After the connections: they have released their handler state. */
+    if (w->srv->h.worker_destroy != NULL) w->srv->h.worker_destroy(w->hstate);
+    w->hstate = NULL;
+    while (w->free_conns != NULL) {
+        conn_t *c = w->free_conns;
+        w->free_conns = c->next;
+        free(c);
+    }
+    w->nfree_conns = 0;
+    while (w->nrbuf_pool > 0) free(w->rbuf_pool[--w->nrbuf_pool]);
+    pthread_mutex_lock(&w->qlock);
+    for (size_t i = 0; i < w->q_len; i++) {
+        close(w->q_fds[i]);
+        atomic_fetch_sub(&w->srv->curr_conns, 1);
+    }
+    w->q_len = 0;
+    pthread_mutex_unlock(&w->qlock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* accept thread                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
+
+static void
+accept_resume(bc_el_t *el, void *arg)
+{
+    bc_server_t *srv = arg;
+    (void)bc_el_io_set(el, &srv->listen_io, BC_EL_READ);
+}
+
+static bool
+worker_enqueue(worker_t *w, int fd)
+{
+    bool ok = true;
+    pthread_mutex_lock(&w->qlock);
+    if (w->q_len == w->q_cap) {
+        size_t cap = w->q_cap ? w->q_cap * 2 : 64;
+        int *q = realloc(w->q_fds, cap * sizeof(int));
+        if (q == NULL) {
+            ok = false;
+        } else {
+            w->q_fds = q;
+            w->q_cap = cap;
+        }
+    }
+    if (ok) w->q_fds[w->q_len++] = fd;
+    pthread_mutex_unlock(&w->qlock);
+    if (ok) bc_el_wake(w->el);
+    return ok;
+}
+
+static void
+accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
+{
+    bc_server_t *srv = io->data;
+    (void)events;
+
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays
+             * queued and the fd stays readable; pause instead of spinning. */
+            log_warn("accept failed: %s; pausing accepts for %u ms", strerror(errno),
+                     ACCEPT_BACKOFF_MS);
+            (void)bc_el_io_set(el, &srv->listen_io, 0);
+            bc_el_set_timeout(el, ACCEPT_BACKOFF_MS, accept_resume, srv);
+            return;
+        }
+        if (atomic_load(&srv->curr_conns) >= srv->cfg.max_conns) {
+            /* memcached's answer; best effort, the socket is fresh. */
+            ssize_t w = send(fd, too_many_conns, sizeof(too_many_conns) - 1,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            close(fd);
+            atomic_fetch_add(&srv->rejected_conns, 1);
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        atomic_fetch_add(&srv->curr_conns, 1);
+        atomic_fetch_add(&srv->total_conns, 1);
+        worker_t *w = srv->workers[srv->next_worker++ % srv->nworkers];
+        if (!worker_enqueue(w, fd)) {
+            log_warn("out of memory handing a connection to a worker");
+            close(fd);
+            atomic_fetch_sub(&srv->curr_conns, 1);
+        }
+    }
+}
+
+static void *
+accept_main(void *arg)
+{
+    bc_server_t *srv = arg;
+    if (bc_el_run(srv->accept_el) != BC_OK) log_error("accept loop failed");
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stats hooks                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void
+server_raw_totals(bc_server_t *srv, bc_stats_totals_t *totals)
+{
+    memset(totals, 0, sizeof(*totals));
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        bc_stats_accumulate(totals, &srv->workers[i]->stats);
+    }
+}
+
+static uint64_t
+sub_floor0(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
+void
+bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
+{
+    bc_stats_totals_t raw;
+
+    memset(out, 0, sizeof(*out));
+    if (server == NULL) return;
+    server_raw_totals(server, &raw);
+    out->curr_connections = atomic_load(&server->curr_conns);
+    out->threads = server->nworkers;
+    pthread_mutex_lock(&server->reset_lock);
+    out->total_connections = sub_floor0(atomic_load(&server->total_conns),
+                                        server->base_total_conns);
+    out->rejected_connections = sub_floor0(atomic_load(&server->rejected_conns),
+                                           server->base_rejected_conns);
+#define BC__STATS_SUB(name, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
+    BC_THREAD_STATS(BC__STATS_SUB)
+#undef BC__STATS_SUB
+    pthread_mutex_unlock(&server->reset_lock);
+}
+
+/*
+ * "stats reset": counters are never written by anyone but their worker
+ * (stats.h), so instead of zeroing them we remember where they stood and
+ * report the difference from then on.
+ */
+void
+bc_server_reset_stats(bc_server_t *srv)
+{
+    bc_stats_totals_t raw;
+
+    server_raw_totals(srv, &raw);
+    pthread_mutex_lock(&srv->reset_lock);
+    srv->base_totals = raw;
+    srv->base_total_conns = atomic_load(&srv->total_conns);
+    srv->base_rejected_conns = atomic_load(&srv->rejected_conns);
+    pthread_mutex_unlock(&srv->reset_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* public                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Binds and listens; returns the fd or -1 (logged). */
+static int
+server_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound_port)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[8];
+    int fd = -1, rc, err = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    rc = getaddrinfo(addr, portstr, &hints, &res);
+    if (rc != 0) {
+        log_error("cannot resolve listen address \"%s\": %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    /* The first address that works; a name with several addresses (e.g.
+     * "localhost") is served on one of them. */
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int one = 1;
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_error("cannot listen on %s:%u: %s", addr, (unsigned)port, strerror(err));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    *bound_port = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            *bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    return fd;
+}
+
+bc_status_t
+bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_handler_t *handler,
+                 void *handler_ctx, bc_server_t **out)
+{
+    bc_server_t *srv;
+
+    if (config == NULL || cache == NULL || handler == NULL || out == NULL ||
+        config->nthreads == 0 || config->max_conns == 0) {
+        log_error("server: invalid configuration (threads and max connections must be > 0)");
+        return BC_EINVAL;
+    }
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) return BC_ENOMEM;
+    srv->cfg = *config;
+    srv->cache = cache;
+    srv->h = *handler;
+    srv->hctx = handler_ctx;
+    srv->rbuf_max = RBUF_SIZE + (handler->max_line < UINT32_MAX / 2 ? (uint32_t)handler->max_line
+                                                                    : UINT32_MAX / 2);
+    srv->listen_fd = -1;
+    srv->listen_addr = strdup(config->listen_addr != NULL ? config->listen_addr : "0.0.0.0");
+    srv->nworkers = config->nthreads;
+    srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+    pthread_mutex_init(&srv->reset_lock, NULL);
+    if (srv->listen_addr == NULL || srv->workers == NULL) {
+        bc_server_destroy(srv);
+        return BC_ENOMEM;
+    }
+    srv->cfg.listen_addr = srv->listen_addr;
+    if (srv->cfg.backlog <= 0) srv->cfg.backlog = 1024;
+    srv->out_limit = config->max_conn_buffer == 0 ? DEFAULT_CONN_BUFFER
+                   : config->max_conn_buffer < MIN_CONN_BUFFER ? MIN_CONN_BUFFER
+                   : config->max_conn_buffer;
+    srv->cfg.max_conn_buffer = srv->out_limit;
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        void *mem = NULL;
+        if (posix_memalign(&mem, 64, sizeof(worker_t)) != 0) {
+            bc_server_destroy(srv);
+            return BC_ENOMEM;
+        }
+        worker_t *w = memset(mem, 0, sizeof(worker_t));
+        w->srv = srv;
+        w->index = i;
+        pthread_mutex_init(&w->qlock, NULL);
+        srv->workers[i] = w;
+    }
+
+    srv->listen_fd = server_listen(srv->listen_addr, config->port, srv->cfg.backlog,
+                                   &srv->port);
+    if (srv->listen_fd < 0) {
+        bc_server_destroy(srv);
+        return BC_EIO;
+    }
+    srv->cfg.port = srv->port;
+    *out = srv;
+    return BC_OK;
+}
+
+bc_status_t
+bc_server_start(bc_server_t *srv)
+{
+    bc_status_t st;
+
+    if (srv->started || srv->stopped) return BC_EINVAL;
+    srv->started = true;
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        if ((st = bc_el_create(&w->el)) != BC_OK) return st;
+        bc_el_set_wakeup(w->el, worker_on_wakeup, w);
+        bc_el_set_before_poll(w->el, worker_before_poll, w);
+        if (srv->h.worker_create != NULL &&
+            (st = srv->h.worker_create(srv->hctx, w->el, &w->stats, &w->hstate)) != BC_OK)
+            return st;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            log_error("cannot start worker thread %u", i);
+            return BC_EIO;
+        }
+        w->thread_started = true;
+    }
+    if ((st = bc_el_create(&srv->accept_el)) != BC_OK) return st;
+    if ((st = bc_el_io_start(srv->accept_el, &srv->listen_io, srv->listen_fd, BC_EL_READ,
+                             accept_on_io, srv)) != BC_OK)
+        return st;
+    if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) != 0) {
+        log_error("cannot start the accept thread");
+        return BC_EIO;
+    }
+    srv->accept_started = true;
+    return BC_OK;
+}
+
+uint16_t
+bc_server_port(const bc_server_t *srv)
+{
+    return srv->port;
+}
+
+const bc_server_config_t *
+bc_server_config(const bc_server_t *srv)
+{
+    return &srv->cfg;
+}
+
+void
+bc_server_stop(bc_server_t *srv)
+{
+    if (srv == NULL || srv->stopped) return;
+    srv->stopped = true;
+    if (srv->accept_started) {
+        bc_el_stop(srv->accept_el);
+        pthread_join(srv->accept_thread, NULL);
+        srv->accept_started = false;
+    }
+    if (srv->listen_fd >= 0) {
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
+    }
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        if (w->thread_started) {
+            bc_el_stop(w->el);
+            pthread_join(w->thread, NULL);
+            w->thread_started = false;
+        }
+    }
+    /* Every worker has stopped: no thread touches connections any more. */
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        if (srv->workers[i]->el != NULL) worker_cleanup(srv->workers[i]);
+    }
+}
+
+void
+bc_server_destroy(bc_server_t *srv)
+{
+    if (srv == NULL) return;
+    bc_server_stop(srv);
+    for (uint32_t i = 0; srv->workers != NULL && i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        if (w == NULL) continue;
+        bc_el_destroy(w->el);
+        free(w->q_fds);
+        pthread_mutex_destroy(&w->qlock);
+        free(w);
+    }
+    bc_el_destroy(srv->accept_el);
+    pthread_mutex_destroy(&srv->reset_lock);
+    free(srv->workers);
+    free(srv->listen_addr);
+    free(srv);
+}
+
+void
+bc_server_set_cluster(bc_server_t *server, bc_node_cluster_t *cluster)
+{
+    server->cluster = cluster;
+}
+
+bool
+bc_server_passed(bc_server_t *server, uint64_t gen)
+{
+    bool all = true;
+    if (!server->started || server->cluster == NULL) return true;
+    /* The caller saw the new routes; a worker blocked in epoll_wait has
+     * nothing in flight and reads them on waking (bc_el_idle). */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (uint32_t i = 0; i < server->nworkers; i++) {
+        worker_t *w = server->workers[i];
+        if (atomic_load_explicit(&w->seen_gen, memory_order_acquire) >= gen) continue;
+        if (w->el != NULL && bc_el_idle(w->el)) continue;
+        all = false;
+        if (w->el != NULL) bc_el_wake(w->el);   /* it iterates once more */
+    }
+    return all;
+}
+
+void
+bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx)
+{
+    server->handoff = fn;
+    server->handoff_ctx = ctx;
+}
+
+void
+bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx)
+{
+    server->commit = fn;
+    server->commit_ctx = ctx;
+}

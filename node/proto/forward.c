@@ -1,0 +1,839 @@
+/*
+ * forward.c -- the forwarding module; see forward.h for the flow.
+ *
+ * DATA STRUCTURES (all owned by one worker thread)
+ *
+ *   bc_fwd_t
+ *     peers --> fwd_peer_t <-> fwd_peer_t <-> ...   the pool (open or connecting)
+ *     dead  --> fwd_peer_t -> ...                   closed in this batch, freed
+ *                                                   in bc_fwd_before_poll
+ *     done  --> bc_fwd_req_t -> ...                 finished, completion not yet
+ *                                                   called
+ *
+ *   fwd_peer_t (one TCP connection to one owner primary)
+ *     wq:   handshake, request bytes, ...   write queue, sent with sendmsg
+ *     FIFO: req -> req -> req               in flight, oldest first; replies
+ *                                           arrive in this order
+ *     rbuf: [rpos .. rlen)                  the head request's reply so far,
+ *                                           `scan` bytes of it parsed
+ *
+ *   The write queue is separate from the FIFO because a reply may arrive
+ *   before its request is fully written (a node refuses a too-large value
+ *   at once and swallows the rest): the request completes, its remaining
+ *   bytes still go out.
+ *
+ * COMPLETIONS ARE DEFERRED
+ *   A completion runs the client connection's next commands, which may
+ *   submit new requests -- possibly to the very connection being read.  So
+ *   nothing calls a completion while a peer is half-updated: finished
+ *   requests go on the done list, and fwd_deliver() calls their completions
+ *   at the end of each peer event and timer tick, when every peer is
+ *   consistent.  bc_fwd_submit never delivers (a request failed inside it,
+ *   e.g. by a write error, is delivered from a timer set to fire at once).
+ *
+ * THE TIMER
+ *   The worker loop's single timeout is ours.  Invariant: while any peer
+ *   exists, it is armed no later than the earliest event -- the oldest
+ *   request's deadline of a busy peer (all requests share one timeout, so
+ *   the FIFO head is the earliest) or the idle expiry of an idle one.
+ *   Each tick scans the pool (at most max_conns entries) and re-arms.
+ */
+#include "proto/forward.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bc_log.h"
+#include "bc_mcproto.h"
+#include "bc_time.h"
+#include "bc_wire.h"
+
+#define RBUF_MIN        (16u * 1024u)
+#define RBUF_KEEP       (64u * 1024u)   /* larger idle read buffers are freed */
+#define WRITE_IOV       64
+#define READS_PER_EVENT 8               /* fairness with client connections */
+
+typedef enum peer_state {
+    PEER_CONNECTING,
+    PEER_OPEN,
+    PEER_CLOSED,
+} peer_state_t;
+
+/* A run of bytes to send. */
+typedef struct fwd_chunk {
+    struct fwd_chunk *next;
+    char *buf;                     /* malloc'd */
+    size_t len;
+    size_t off;                    /* bytes already sent */
+    struct bc_fwd_req *req;        /* the request these bytes are (NULL: the handshake) */
+} fwd_chunk_t;
+
+struct bc_fwd_req {
+    bc_fwd_req_t *next;            /* in a peer's FIFO, or in the done list */
+    bc_fwd_reply_kind_t kind;
+    uint64_t deadline_ms;
+    bc_fwd_done_fn done;           /* NULL once cancelled */
+    void *arg;
+    uint32_t tag;
+    bc_status_t st;                /* result, once finished */
+    bool sent;                     /* all its bytes went out: the owner may apply it */
+    char *reply;
+    size_t rlen;
+};
+
+typedef struct fwd_peer {
+    bc_el_io_t io;                 /* io.data is the peer */
+    bc_fwd_t *fwd;
+    struct fwd_peer *prev, *next;  /* pool, or the dead list (next only) */
+    int fd;
+    peer_state_t state;
+    bool greeted;                  /* the handshake answer was read */
+    fwd_chunk_t *wq_head, *wq_tail;
+    bc_fwd_req_t *head, *tail;     /* FIFO of requests in flight */
+    uint32_t inflight;
+    char *rbuf;
+    size_t rcap, rlen, rpos, scan;
+    uint64_t idle_since;           /* ms; meaningful when inflight == 0 */
+    char addr[BC_ADDR_MAX];
+} fwd_peer_t;
+
+struct bc_fwd {
+    bc_fwd_config_t cfg;
+    bc_el_t *el;                   /* borrowed */
+    bc_node_cluster_t *cluster;    /* borrowed */
+    bc_thread_stats_t *stats;      /* borrowed; this thread writes it */
+    bc_node_primaries_t prim;      /* this worker's copy of the primaries */
+    fwd_peer_t *peers;
+    uint32_t npeers;
+    fwd_peer_t *dead;
+    bc_fwd_req_t *done_head, *done_tail;
+    bool delivering;
+    uint64_t timer_at;             /* ms the loop timeout is set for; 0 = none */
+};
+
+static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
+
+static uint64_t
+now_ms(void)
+{
+    return (uint64_t)bc_time_mono_ms();
+}
+
+/* ------------------------------------------------------------------------ */
+/* completions and the timer                                                */
+/* ------------------------------------------------------------------------ */
+
+static void
+done_push(bc_fwd_t *fwd, bc_fwd_req_t *r)
+{
+    r->next = NULL;
+    if (fwd->done_tail != NULL) fwd->done_tail->next = r;
+    else fwd->done_head = r;
+    fwd->done_tail = r;
+}
+
+/* Calls the completions of finished requests; see "COMPLETIONS ARE
+ * DEFERRED".  A completion may submit or cancel: the loop re-reads the
+ * list head each time, and a nested call returns at once. */
+static void
+fwd_deliver(bc_fwd_t *fwd)
+{
+    if (fwd->delivering) return;
+    fwd->delivering = true;
+    while (fwd->done_head != NULL) {
+        bc_fwd_req_t *r = fwd->done_head;
+        fwd->done_head = r->next;
+        if (fwd->done_head == NULL) fwd->done_tail = NULL;
+        if (r->done != NULL) {
+            r->done(r->arg, r->tag, r->st, r->reply, r->rlen);
+        } else {
+            free(r->reply);
+        }
+        free(r);
+    }
+    fwd->delivering = false;
+}
+
+static void fwd_on_timer(bc_el_t *el, void *arg);
+
+/* Makes the timer fire at `at` (ms) or earlier. */
+static void
+fwd_arm(bc_fwd_t *fwd, uint64_t at)
+{
+    if (fwd->timer_at != 0 && fwd->timer_at <= at) return;
+    uint64_t now = now_ms();
+    fwd->timer_at = at > 0 ? at : 1;
+    bc_el_set_timeout(fwd->el, at > now ? (uint32_t)(at - now) : 0, fwd_on_timer, fwd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* one peer connection                                                      */
+/* ------------------------------------------------------------------------ */
+
+static bool
+peer_has_output(const fwd_peer_t *p)
+{
+    return p->wq_head != NULL;
+}
+
+static void
+peer_free_buffers(fwd_peer_t *p)
+{
+    while (p->wq_head != NULL) {
+        fwd_chunk_t *c = p->wq_head;
+        p->wq_head = c->next;
+        free(c->buf);
+        free(c);
+    }
+    p->wq_tail = NULL;
+    free(p->rbuf);
+    p->rbuf = NULL;
+    p->rcap = p->rlen = p->rpos = p->scan = 0;
+}
+
+/*
+ * Closes the connection and finishes every request in flight on it: the
+ * oldest with `head_st`, the others with `rest_st` (they were cut off
+ * with it).  BEHAVIOR: whether a request is in doubt decides its status,
+ * whatever broke: one whose bytes never all went out cannot have been
+ * applied (BC_EIO: the client may send it again), one that went out may
+ * have been (BC_ECLOSED, or BC_ETIMEOUT / a bad reply as the failure
+ * says).  The struct waits on the dead list (the current epoll batch may
+ * hold its pointer).
+ */
+static void
+peer_close(fwd_peer_t *p, bc_status_t head_st, bc_status_t rest_st, const char *why)
+{
+    bc_fwd_t *fwd = p->fwd;
+
+    if (p->state == PEER_CLOSED) return;
+    if (p->inflight > 0) {
+        log_warn("forward: connection to %s dropped (%s); %u request%s in flight failed",
+                 p->addr, why, p->inflight, p->inflight == 1 ? "" : "s");
+    } else {
+        log_debug("forward: connection to %s closed (%s)", p->addr, why);
+    }
+    p->state = PEER_CLOSED;
+    bc_el_io_stop(fwd->el, &p->io);
+    close(p->fd);
+    p->fd = -1;
+    bool first = true;
+    while (p->head != NULL) {
+        bc_fwd_req_t *r = p->head;
+        p->head = r->next;
+        r->st = first ? head_st : rest_st;
+        first = false;
+        if (!r->sent) r->st = BC_EIO;
+        else if (r->st == BC_EIO) r->st = BC_ECLOSED;
+        if (r->st == BC_ETIMEOUT) bc_stats_incr(fwd->stats, forward_timeouts);
+        else bc_stats_incr(fwd->stats, forward_errors);
+        done_push(fwd, r);
+    }
+    p->tail = NULL;
+    p->inflight = 0;
+    peer_free_buffers(p);
+
+    if (p->prev != NULL) p->prev->next = p->next;
+    else fwd->peers = p->next;
+    if (p->next != NULL) p->next->prev = p->prev;
+    fwd->npeers--;
+    p->prev = NULL;
+    p->next = fwd->dead;
+    fwd->dead = p;
+}
+
+static void
+peer_update_events(fwd_peer_t *p)
+{
+    uint32_t ev;
+    if (p->state == PEER_CLOSED) return;
+    ev = p->state == PEER_CONNECTING ? BC_EL_WRITE
+                                     : BC_EL_READ | (peer_has_output(p) ? BC_EL_WRITE : 0u);
+    if (bc_el_io_set(p->fwd->el, &p->io, ev) != BC_OK) {
+        peer_close(p, BC_EIO, BC_EIO, "cannot watch the socket");
+    }
+}
+
+/* Sends what the write queue holds until the socket is full.  Errors:
+ * BC_EIO (the connection is broken; the caller closes it). */
+static bc_status_t
+peer_write(fwd_peer_t *p)
+{
+    while (p->wq_head != NULL) {
+        struct iovec iov[WRITE_IOV];
+        struct msghdr msg;
+        int n = 0;
+        for (fwd_chunk_t *c = p->wq_head; c != NULL && n < WRITE_IOV; c = c->next) {
+            iov[n].iov_base = c->buf + c->off;
+            iov[n].iov_len = c->len - c->off;
+            n++;
+        }
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        ssize_t w = sendmsg(p->fd, &msg, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            log_debug("forward: send to %s failed: %s", p->addr, strerror(errno));
+            return BC_EIO;
+        }
+        size_t left = (size_t)w;
+        while (left > 0 && p->wq_head != NULL) {
+            fwd_chunk_t *c = p->wq_head;
+            size_t rest = c->len - c->off;
+            if (left < rest) {
+                c->off += left;
+                break;
+            }
+            left -= rest;
+            if (c->req != NULL) c->req->sent = true;
+            p->wq_head = c->next;
+            if (p->wq_head == NULL) p->wq_tail = NULL;
+            free(c->buf);
+            free(c);
+        }
+    }
+    return BC_OK;
+}
+
+/* The head request's reply is rbuf[rpos .. rpos+n): hand it over. */
+static void
+peer_complete(fwd_peer_t *p, size_t n)
+{
+    bc_fwd_t *fwd = p->fwd;
+    bc_fwd_req_t *r = p->head;
+
+    p->head = r->next;
+    if (p->head == NULL) p->tail = NULL;
+    p->inflight--;
+    r->st = BC_OK;
+    if (r->done != NULL) {
+        r->reply = malloc(n > 0 ? n : 1);
+        if (r->reply == NULL) {
+            r->st = BC_ENOMEM;
+            bc_stats_incr(fwd->stats, forward_errors);
+        } else {
+            memcpy(r->reply, p->rbuf + p->rpos, n);
+            r->rlen = n;
+        }
+    }
+    done_push(fwd, r);
+    p->rpos += n;
+    p->scan = 0;
+    if (p->inflight == 0) p->idle_since = now_ms();
+}
+
+/* Is this a reply that ends a one-line request? */
+static bool
+reply_is_line(bc_mc_reply_kind_t k)
+{
+    switch (k) {
+    case BC_MC_REPLY_STORED:
+    case BC_MC_REPLY_NOT_STORED:
+    case BC_MC_REPLY_EXISTS:
+    case BC_MC_REPLY_NOT_FOUND:
+    case BC_MC_REPLY_DELETED:
+    case BC_MC_REPLY_TOUCHED:
+    case BC_MC_REPLY_NUMBER:
+    case BC_MC_REPLY_ERROR:
+    case BC_MC_REPLY_CLIENT_ERROR:
+    case BC_MC_REPLY_SERVER_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool
+reply_is_error(bc_mc_reply_kind_t k)
+{
+    return k == BC_MC_REPLY_ERROR || k == BC_MC_REPLY_CLIENT_ERROR ||
+           k == BC_MC_REPLY_SERVER_ERROR;
+}
+
+/*
+ * Consumes every complete reply in the read buffer.  Errors: BC_EPROTO
+ * (not the reply expected: the stream cannot be trusted any more),
+ * BC_ETOOLARGE (a reply beyond max_reply).
+ */
+static bc_status_t
+peer_parse(fwd_peer_t *p)
+{
+    static const char ok[] = BC_WIRE_PEER_OK;
+    const size_t nok = sizeof(ok) - 1;
+
+    while (p->rpos < p->rlen) {
+        const char *b = p->rbuf + p->rpos;
+        size_t avail = p->rlen - p->rpos;
+        bc_mc_reply_t r;
+        size_t used;
+
+        if (!p->greeted) {
+            size_t k = avail < nok ? avail : nok;
+            if (memcmp(b, ok, k) != 0) {
+                log_warn("forward: %s refused the peer handshake (is it a bucketcache node "
+                         "of this version?)", p->addr);
+                return BC_EPROTO;
+            }
+            if (avail < nok) break;
+            p->greeted = true;
+            p->rpos += nok;
+            continue;
+        }
+        if (p->head == NULL) return BC_EPROTO;        /* bytes nobody asked for */
+        if (p->head->kind == BC_FWD_REPLY_LINE) {
+            bc_status_t st = bc_mc_reply_parse(b, avail, &r, &used);
+            if (st == BC_EAGAIN) break;
+            if (st != BC_OK || !reply_is_line(r.kind)) return BC_EPROTO;
+            peer_complete(p, used);
+            continue;
+        }
+        /* VALUES: VALUE blocks up to END, or a single error line. */
+        for (;;) {
+            bc_status_t st = bc_mc_reply_parse(b + p->scan, avail - p->scan, &r, &used);
+            if (st == BC_EAGAIN) goto incomplete;
+            if (st != BC_OK) return BC_EPROTO;
+            if (r.kind == BC_MC_REPLY_VALUE) {
+                p->scan += used;
+                continue;
+            }
+            if (r.kind == BC_MC_REPLY_END || (reply_is_error(r.kind) && p->scan == 0)) {
+                peer_complete(p, p->scan + used);
+                break;
+            }
+            return BC_EPROTO;
+        }
+    }
+incomplete:
+    if (p->rlen - p->rpos > p->fwd->cfg.max_reply) return BC_ETOOLARGE;
+    if (p->rpos == p->rlen) p->rpos = p->rlen = 0;
+    return BC_OK;
+}
+
+/* Makes room in the read buffer.  Errors: BC_ETOOLARGE, BC_ENOMEM. */
+static bc_status_t
+peer_rbuf_prepare(fwd_peer_t *p)
+{
+    if (p->rbuf == NULL) {
+        p->rbuf = malloc(RBUF_MIN);
+        if (p->rbuf == NULL) return BC_ENOMEM;
+        p->rcap = RBUF_MIN;
+        p->rlen = p->rpos = 0;
+        return BC_OK;
+    }
+    if (p->rlen < p->rcap) return BC_OK;
+    if (p->rpos > 0) {
+        memmove(p->rbuf, p->rbuf + p->rpos, p->rlen - p->rpos);
+        p->rlen -= p->rpos;
+        p->rpos = 0;
+        return BC_OK;
+    }
+    size_t limit = p->fwd->cfg.max_reply + RBUF_MIN;
+    if (p->rcap >= limit) return BC_ETOOLARGE;
+    size_t cap = p->rcap * 2 < limit ? p->rcap * 2 : limit;
+    char *nb = realloc(p->rbuf, cap);
+    if (nb == NULL) return BC_ENOMEM;
+    p->rbuf = nb;
+    p->rcap = cap;
+    return BC_OK;
+}
+
+/* Reads and parses.  Errors: BC_ECLOSED (EOF), BC_EIO, and peer_parse's. */
+static bc_status_t
+peer_read(fwd_peer_t *p)
+{
+    for (int round = 0; round < READS_PER_EVENT; round++) {
+        bc_status_t st = peer_rbuf_prepare(p);
+        if (st != BC_OK) return st;
+        size_t want = p->rcap - p->rlen;
+        ssize_t n = read(p->fd, p->rbuf + p->rlen, want);
+        if (n == 0) return BC_ECLOSED;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            log_debug("forward: read from %s failed: %s", p->addr, strerror(errno));
+            return BC_EIO;
+        }
+        p->rlen += (size_t)n;
+        st = peer_parse(p);
+        if (st != BC_OK) return st;
+        if ((size_t)n < want) break;
+    }
+    /* An idle connection gives a large buffer back. */
+    if (p->rlen == 0 && p->rcap > RBUF_KEEP) {
+        free(p->rbuf);
+        p->rbuf = NULL;
+        p->rcap = 0;
+    }
+    return BC_OK;
+}
+
+static const char *
+peer_failure_text(bc_status_t st)
+{
+    switch (st) {
+    case BC_ECLOSED: return "closed by the owner";
+    case BC_EPROTO: return "malformed reply";
+    case BC_ETOOLARGE: return "reply too large";
+    case BC_ENOMEM: return "out of memory";
+    default: return "i/o error";
+    }
+}
+
+static void
+peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
+{
+    fwd_peer_t *p = io->data;
+    bc_fwd_t *fwd = p->fwd;
+    bc_status_t st;
+    (void)el;
+
+    if (p->state == PEER_CONNECTING) {
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+        if (err != 0 || (events & BC_EL_ERROR)) {
+            char why[160];
+            snprintf(why, sizeof(why), "connect: %s", strerror(err != 0 ? err : ECONNREFUSED));
+            peer_close(p, BC_EIO, BC_EIO, why);
+            goto out;
+        }
+        if (!(events & (BC_EL_WRITE | BC_EL_HUP))) goto out;
+        p->state = PEER_OPEN;
+        log_debug("forward: connected to %s", p->addr);
+        events |= BC_EL_WRITE;
+    }
+    if (events & (BC_EL_READ | BC_EL_HUP | BC_EL_ERROR)) {
+        st = peer_read(p);
+        if (st != BC_OK) {
+            peer_close(p, st, BC_ECLOSED, peer_failure_text(st));
+            goto out;
+        }
+    }
+    if ((events & BC_EL_WRITE) && peer_has_output(p)) {
+        if (peer_write(p) != BC_OK) {
+            peer_close(p, BC_EIO, BC_ECLOSED, "send failed");
+            goto out;
+        }
+    }
+    peer_update_events(p);
+out:
+    fwd_deliver(fwd);
+}
+
+/* Opens a connection to e's address.  Errors: BC_EIO, BC_ENOMEM. */
+static fwd_peer_t *
+peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
+{
+    bc_node_cluster_info_t ci;
+    char hs[BC_WIRE_HANDSHAKE_MAX];
+    fwd_peer_t *p = calloc(1, sizeof(*p));
+    fwd_chunk_t *c = calloc(1, sizeof(*c));
+
+    if (p == NULL || c == NULL) {
+        free(p);
+        free(c);
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    bc_node_cluster_get_info(fwd->cluster, &ci);
+    size_t n = bc_wire_peer_format(ci.node_name[0] != '\0' ? ci.node_name : "unregistered", hs,
+                                   sizeof(hs));
+    if (n == 0) n = bc_wire_peer_format("unregistered", hs, sizeof(hs));  /* not a valid name */
+    c->buf = malloc(n);
+    if (c->buf == NULL) {
+        free(p);
+        free(c);
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    memcpy(c->buf, hs, n);
+    c->len = n;
+
+    int fd = socket(e->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = -1;
+    if (fd >= 0) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        rc = connect(fd, (const struct sockaddr *)&e->sa, e->salen);
+    }
+    if (fd < 0 || (rc != 0 && errno != EINPROGRESS)) {
+        log_warn("forward: cannot connect to group %u's primary %s: %s", e->gid, e->addr,
+                 strerror(errno));
+        if (fd >= 0) close(fd);
+        free(c->buf);
+        free(c);
+        free(p);
+        *st = BC_EIO;
+        return NULL;
+    }
+    p->fwd = fwd;
+    p->fd = fd;
+    p->state = rc == 0 ? PEER_OPEN : PEER_CONNECTING;
+    p->wq_head = p->wq_tail = c;
+    p->idle_since = now_ms();
+    snprintf(p->addr, sizeof(p->addr), "%s", e->addr);
+    if (bc_el_io_start(fwd->el, &p->io, fd, p->state == PEER_OPEN ? BC_EL_READ | BC_EL_WRITE
+                                                                  : BC_EL_WRITE,
+                       peer_on_io, p) != BC_OK) {
+        close(fd);
+        free(c->buf);
+        free(c);
+        free(p);
+        *st = BC_EIO;
+        return NULL;
+    }
+    p->next = fwd->peers;
+    if (fwd->peers != NULL) fwd->peers->prev = p;
+    fwd->peers = p;
+    fwd->npeers++;
+    log_debug("forward: connecting to group %u's primary %s", e->gid, e->addr);
+    return p;
+}
+
+/*
+ * A connection to e's address for one more request: an idle pooled one,
+ * else a new one while under the limits, else the least busy pooled one
+ * (the request is pipelined behind the others).  Errors: BC_EBUSY,
+ * BC_EIO, BC_ENOMEM.
+ */
+static fwd_peer_t *
+fwd_pick(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
+{
+    fwd_peer_t *best = NULL;
+    uint32_t count = 0;
+
+    for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
+        if (strcmp(p->addr, e->addr) != 0) continue;
+        count++;
+        if (best == NULL || p->inflight < best->inflight) best = p;
+    }
+    if (best != NULL && best->inflight == 0) return best;
+    if (count < fwd->cfg.conns_per_peer) {
+        if (fwd->npeers >= fwd->cfg.max_conns) {
+            /* Make room: the least recently used idle connection goes. */
+            fwd_peer_t *victim = NULL;
+            for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
+                if (p->inflight == 0 && (victim == NULL || p->idle_since < victim->idle_since))
+                    victim = p;
+            }
+            if (victim != NULL) peer_close(victim, BC_OK, BC_OK, "pool full");
+        }
+        if (fwd->npeers < fwd->cfg.max_conns) {
+            fwd_peer_t *np = peer_open(fwd, e, st);
+            if (np != NULL || best == NULL) return np;
+        }
+    }
+    if (best != NULL) return best;
+    *st = BC_EBUSY;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* timer                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void
+fwd_on_timer(bc_el_t *el, void *arg)
+{
+    bc_fwd_t *fwd = arg;
+    uint64_t now = now_ms(), next = 0;
+    (void)el;
+
+    fwd->timer_at = 0;
+    for (fwd_peer_t *p = fwd->peers, *nx; p != NULL; p = nx) {
+        nx = p->next;
+        if (p->head != NULL && p->head->deadline_ms <= now) {
+            char why[64];
+            snprintf(why, sizeof(why), "no reply within %u ms", fwd->cfg.timeout_ms);
+            peer_close(p, BC_ETIMEOUT, BC_ECLOSED, why);
+        } else if (p->head == NULL && now - p->idle_since >= fwd->cfg.idle_ms) {
+            peer_close(p, BC_OK, BC_OK, "idle");
+        }
+    }
+    fwd_deliver(fwd);
+    /* Completions may have opened or closed connections: scan afresh. */
+    for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
+        uint64_t at = p->head != NULL ? p->head->deadline_ms : p->idle_since + fwd->cfg.idle_ms;
+        if (next == 0 || at < next) next = at;
+    }
+    if (fwd->done_head != NULL) next = now;
+    if (next != 0) fwd_arm(fwd, next);
+}
+
+/* ------------------------------------------------------------------------ */
+/* public                                                                   */
+/* ------------------------------------------------------------------------ */
+
+bc_status_t
+bc_fwd_create(const bc_fwd_config_t *cfg, bc_el_t *el, bc_node_cluster_t *cluster,
+              bc_thread_stats_t *stats, bc_fwd_t **out)
+{
+    if (cfg == NULL || el == NULL || stats == NULL || out == NULL || cfg->timeout_ms == 0 ||
+        cfg->conns_per_peer == 0 || cfg->max_conns == 0 || cfg->max_reply == 0) {
+        return BC_EINVAL;
+    }
+    bc_fwd_t *fwd = calloc(1, sizeof(*fwd));
+    if (fwd == NULL) return BC_ENOMEM;
+    fwd->cfg = *cfg;
+    if (fwd->cfg.idle_ms == 0) fwd->cfg.idle_ms = 60000;
+    fwd->el = el;
+    fwd->cluster = cluster;
+    fwd->stats = stats;
+    bc_node_primaries_init(&fwd->prim);
+    *out = fwd;
+    return BC_OK;
+}
+
+static void
+peer_free(fwd_peer_t *p)
+{
+    while (p->head != NULL) {
+        bc_fwd_req_t *r = p->head;
+        p->head = r->next;
+        free(r->reply);
+        free(r);
+    }
+    peer_free_buffers(p);
+    free(p);
+}
+
+void
+bc_fwd_before_poll(bc_fwd_t *fwd)
+{
+    if (fwd == NULL) return;
+    while (fwd->dead != NULL) {
+        fwd_peer_t *p = fwd->dead;
+        fwd->dead = p->next;
+        peer_free(p);
+    }
+}
+
+void
+bc_fwd_destroy(bc_fwd_t *fwd)
+{
+    if (fwd == NULL) return;
+    while (fwd->peers != NULL) {
+        fwd_peer_t *p = fwd->peers;
+        fwd->peers = p->next;
+        bc_el_io_stop(fwd->el, &p->io);
+        if (p->fd >= 0) close(p->fd);
+        peer_free(p);
+    }
+    bc_fwd_before_poll(fwd);
+    while (fwd->done_head != NULL) {
+        bc_fwd_req_t *r = fwd->done_head;
+        fwd->done_head = r->next;
+        free(r->reply);
+        free(r);
+    }
+    if (fwd->timer_at != 0) bc_el_set_timeout(fwd->el, 0, NULL, NULL);
+    bc_node_primaries_free(&fwd->prim);
+    free(fwd);
+}
+
+/* The reachable primary of gid, or NULL. */
+static const bc_node_primary_t *
+fwd_lookup(bc_fwd_t *fwd, uint32_t gid)
+{
+    (void)bc_node_cluster_primaries_sync(fwd->cluster, &fwd->prim);
+    const bc_node_primary_t *e = bc_node_primaries_find(&fwd->prim, gid);
+    /* BEHAVIOR: a record naming this node itself (a backup that was just
+     * promoted and has not noticed yet, or the record is stale) is not
+     * forwarded to: the refusal makes the client retry, by then the roles
+     * have settled. */
+    if (e == NULL || e->self || e->salen == 0) return NULL;
+    return e;
+}
+
+bool
+bc_fwd_can_reach(bc_fwd_t *fwd, uint32_t gid)
+{
+    return fwd != NULL && fwd_lookup(fwd, gid) != NULL;
+}
+
+bc_status_t
+bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, size_t len,
+              bc_fwd_done_fn done, void *arg, uint32_t tag, bc_fwd_req_t **out)
+{
+    bc_status_t st = BC_OK;
+    const bc_node_primary_t *e = fwd_lookup(fwd, gid);
+
+    if (e == NULL) {
+        free(req);
+        return BC_ENOTFOUND;
+    }
+    fwd_peer_t *p = fwd_pick(fwd, e, &st);
+    bc_fwd_req_t *r = p != NULL ? calloc(1, sizeof(*r)) : NULL;
+    fwd_chunk_t *c = r != NULL ? calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL) {
+        if (p != NULL) st = BC_ENOMEM;
+        free(r);
+        free(req);
+        bc_stats_incr(fwd->stats, forward_errors);
+        /* A connection opened for this request and left idle times out. */
+        if (p != NULL) fwd_arm(fwd, now_ms() + fwd->cfg.idle_ms);
+        return st;
+    }
+    uint64_t now = now_ms();
+    r->kind = kind;
+    r->deadline_ms = now + fwd->cfg.timeout_ms;
+    r->done = done;
+    r->arg = arg;
+    r->tag = tag;
+    if (p->tail != NULL) p->tail->next = r;
+    else p->head = r;
+    p->tail = r;
+    p->inflight++;
+    c->buf = req;
+    c->len = len;
+    c->req = r;
+    if (p->wq_tail != NULL) p->wq_tail->next = c;
+    else p->wq_head = c;
+    p->wq_tail = c;
+    bc_stats_incr(fwd->stats, forward_requests);
+
+    if (p->state == PEER_OPEN && peer_write(p) != BC_OK) {
+        /* The request now fails with the connection; its completion is
+         * delivered by the timer, never from inside submit. */
+        peer_close(p, BC_ECLOSED, BC_ECLOSED, "send failed");
+        fwd_arm(fwd, now);
+    } else {
+        peer_update_events(p);
+        fwd_arm(fwd, r->deadline_ms);
+    }
+    if (out != NULL) *out = r;
+    return BC_OK;
+}
+
+void
+bc_fwd_cancel(bc_fwd_t *fwd, bc_fwd_req_t *req)
+{
+    (void)fwd;
+    if (req == NULL) return;
+    req->done = NULL;
+    req->arg = NULL;
+}
+
+const char *
+bc_fwd_error_line(bc_status_t st)
+{
+    switch (st) {
+    case BC_ETIMEOUT: return bc_wire_fwd_failure_line(BC_WIRE_FWD_TIMEOUT);
+    case BC_ECLOSED: return bc_wire_fwd_failure_line(BC_WIRE_FWD_IN_DOUBT);
+    case BC_ETOOLARGE: return bc_wire_fwd_failure_line(BC_WIRE_FWD_TOO_LARGE);
+    case BC_EPROTO: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BAD_REPLY);
+    case BC_EBUSY: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BUSY);
+    case BC_ENOMEM: return bc_wire_fwd_failure_line(BC_WIRE_FWD_NOMEM);
+    default: return bc_wire_fwd_failure_line(BC_WIRE_FWD_UNSENT);
+    }
+}

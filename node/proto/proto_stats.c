@@ -1,0 +1,175 @@
+/*
+ * proto_stats.c -- the text protocol's "stats" command: "stats" (the
+ * general figures), "stats settings", "stats items", "stats slabs",
+ * "stats sizes", "stats replication" and "stats reset", with memcached's
+ * names so existing dashboards work.
+ *
+ * HOW
+ *   The figures come from three places, none of them this layer's own:
+ *   the cache (bc_cache_get_stats), the server's summed per-worker
+ *   counters (net/stats.h, through the env's server_stats hook; without a
+ *   hook, this connection's worker alone) and replication (the env's
+ *   repl_stats hook writes its "STAT repl_*" lines).  "stats reset" goes
+ *   to the env's stats_reset hook.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "proto/proto_int.h"
+
+/* Server-wide figures, or this connection's worker alone without a hook. */
+static void
+stats_collect(bc_proto_conn_t *pc, bc_server_stats_t *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (pc->env->server_stats != NULL) {
+        pc->env->server_stats(pc->env->hook_arg, ss);
+    } else {
+        ss->threads = 1;
+        bc_stats_accumulate(&ss->totals, pc->stats);
+    }
+}
+
+/* The replication lines (cluster mode only). */
+static void
+stats_replication(bc_proto_conn_t *pc)
+{
+    char buf[2048];
+    if (pc->env->repl_stats == NULL) return;
+    size_t n = pc->env->repl_stats(pc->env->repl_ctx, buf, sizeof(buf));
+    if (n > 0) bc__proto_reply_bytes(pc, buf, n);
+}
+
+static void
+stats_general(bc_proto_conn_t *pc)
+{
+    bc_proto_env_t *env = pc->env;
+    bc_server_stats_t ss;
+    bc_cache_stats_t cs;
+    struct rusage ru;
+    uint32_t now = bc_cache_now(env->cache);
+
+    stats_collect(pc, &ss);
+    bc_cache_get_stats(env->cache, &cs);
+    getrusage(RUSAGE_SELF, &ru);
+
+    STAT_U64(pc, "pid", (uint64_t)getpid());
+    STAT_U64(pc, "uptime", (int64_t)now > (int64_t)env->started ? now - (uint64_t)env->started : 0);
+    STAT_U64(pc, "time", now);
+    STAT_STR(pc, "version", BC_VERSION);
+    STAT_U64(pc, "pointer_size", sizeof(void *) * 8);
+    bc__proto_reply_fmt(pc, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
+              (long)ru.ru_utime.tv_usec);
+    bc__proto_reply_fmt(pc, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
+              (long)ru.ru_stime.tv_usec);
+    STAT_U64(pc, "max_connections", env->max_conns);
+    STAT_U64(pc, "curr_connections", ss.curr_connections);
+    STAT_U64(pc, "total_connections", ss.total_connections);
+    STAT_U64(pc, "rejected_connections", ss.rejected_connections);
+#define BC__STATS_LINE(name, desc) STAT_U64(pc, #name, ss.totals.name);
+    BC_THREAD_STATS(BC__STATS_LINE)
+#undef BC__STATS_LINE
+    STAT_U64(pc, "limit_maxbytes", cs.mem_limit);
+    STAT_U64(pc, "threads", ss.threads);
+    STAT_U64(pc, "bytes", cs.mem_used);
+    STAT_U64(pc, "data_bytes", cs.data_bytes);
+    STAT_U64(pc, "curr_items", cs.curr_items);
+    STAT_U64(pc, "total_items", cs.total_items);
+    STAT_U64(pc, "expired_unfetched", cs.expired_unfetched);
+    STAT_U64(pc, "evicted_unfetched", cs.evicted_unfetched);
+    STAT_U64(pc, "evictions", cs.evictions);
+    STAT_U64(pc, "reclaimed", cs.reclaimed);
+    STAT_U64(pc, "expired_active", cs.expired_active);
+    STAT_U64(pc, "flushed", cs.flushed);
+    STAT_U64(pc, "pinned_bytes", cs.pinned_bytes);
+    stats_replication(pc);
+    REPLY(pc, "END\r\n");
+}
+
+static void
+stats_settings(bc_proto_conn_t *pc)
+{
+    bc_proto_env_t *env = pc->env;
+    bc_cache_stats_t cs;
+
+    bc_cache_get_stats(env->cache, &cs);
+    STAT_U64(pc, "maxbytes", cs.mem_limit);
+    STAT_U64(pc, "maxconns", env->max_conns);
+    STAT_U64(pc, "tcpport", env->port);
+    STAT_U64(pc, "udpport", 0);
+    STAT_STR(pc, "inter", env->listen_addr != NULL ? env->listen_addr : "NULL");
+    STAT_U64(pc, "verbosity", (uint64_t)atomic_load(&env->verbosity));
+    STAT_STR(pc, "evictions", "on");
+    STAT_U64(pc, "num_threads", env->nthreads);
+    STAT_STR(pc, "cas_enabled", "yes");
+    STAT_U64(pc, "tcp_backlog", (uint64_t)(env->backlog > 0 ? env->backlog : 0));
+    STAT_U64(pc, "item_size_max", bc_cache_max_item_size(env->cache));
+    STAT_STR(pc, "flush_enabled", "yes");
+    STAT_STR(pc, "hash_algorithm", "murmur3");
+    STAT_STR(pc, "eviction_policy", bc_cache_policy_name(env->cache));
+    STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
+    STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
+    REPLY(pc, "END\r\n");
+}
+
+/*
+ * memcached reports items per slab class.  There are no slab classes here:
+ * everything is reported as class 1, and nothing at all when empty, as
+ * memcached does for an empty class.
+ */
+static void
+stats_items(bc_proto_conn_t *pc)
+{
+    bc_server_stats_t ss;
+    bc_cache_stats_t cs;
+
+    bc_cache_get_stats(pc->env->cache, &cs);
+    if (cs.curr_items > 0) {
+        stats_collect(pc, &ss);
+        STAT_U64(pc, "items:1:number", cs.curr_items);
+        STAT_U64(pc, "items:1:mem_requested", cs.data_bytes);
+        STAT_U64(pc, "items:1:evicted", cs.evictions);
+        STAT_U64(pc, "items:1:outofmemory", ss.totals.store_no_memory);
+        STAT_U64(pc, "items:1:reclaimed", cs.reclaimed);
+        STAT_U64(pc, "items:1:expired_unfetched", cs.expired_unfetched);
+        STAT_U64(pc, "items:1:evicted_unfetched", cs.evicted_unfetched);
+    }
+    REPLY(pc, "END\r\n");
+}
+
+void
+bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    const char *sub = req->subcmd;
+    uint32_t n = req->nsubcmd;
+
+#define SUB_IS(lit) (n == sizeof(lit) - 1 && memcmp(sub, lit, n) == 0)
+    if (sub == NULL) {
+        stats_general(pc);
+    } else if (SUB_IS("settings")) {
+        stats_settings(pc);
+    } else if (SUB_IS("items")) {
+        stats_items(pc);
+    } else if (SUB_IS("slabs")) {
+        /* No slab allocator: items are malloc'd at their own size. */
+        bc_cache_stats_t cs;
+        bc_cache_get_stats(pc->env->cache, &cs);
+        STAT_U64(pc, "active_slabs", 0);
+        STAT_U64(pc, "total_malloced", cs.mem_used);
+        REPLY(pc, "END\r\n");
+    } else if (SUB_IS("replication") && pc->env->repl_stats != NULL) {
+        stats_replication(pc);
+        REPLY(pc, "END\r\n");
+    } else if (SUB_IS("sizes")) {
+        REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
+    } else if (SUB_IS("reset")) {
+        if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
+        REPLY(pc, "RESET\r\n");
+    } else {
+        bc_stats_incr(pc->stats, protocol_errors);
+        REPLY(pc, "ERROR\r\n");
+    }
+#undef SUB_IS
+}

@@ -1,0 +1,827 @@
+/*
+ * proto_text.c -- memcached text commands on the cache; see proto_text.h.
+ * This file is the executor: the input state machine, the routing of
+ * keys, the commands served here and the handler the server calls.  The
+ * commands forwarded to another node are in proto_fwd.c, the "stats"
+ * command in proto_stats.c (proto_int.h is what they share).
+ *
+ * Every reply text and every corner case here was checked against
+ * memcached 1.6.18 (tests/integration/test_memcached_compat.py sends the
+ * same streams to both).  The behaviours worth knowing:
+ *
+ *   - noreply silences every reply of the command, errors included;
+ *   - a refused storage command (bad line) does NOT consume its data block:
+ *     the block is then read as a command line, usually giving "ERROR" --
+ *     that is memcached's behaviour and clients expect it;
+ *   - a storage command whose item cannot be allocated (too large, no
+ *     memory) replies SERVER_ERROR and then discards exactly vlen+2 bytes;
+ *     a failed "set" also deletes the key's old value, so that a reader
+ *     never sees stale data after a set it believes failed;
+ *   - a data block not ending in "\r\n" is "CLIENT_ERROR bad data chunk"
+ *     and nothing is stored; parsing continues right after the block;
+ *   - append/prepend that cannot build the combined value is NOT_STORED.
+ *
+ * In a cluster (env->cluster set), every key is first routed: a bucket this
+ * node may not serve makes the whole command answer with one refusal line
+ * ("SERVER_ERROR MOVED <bucket> <group> <epoch>" and friends, cluster.h)
+ * that libbucketcache reads as "refresh your table and retry"; a refused
+ * storage command still consumes its data block.  Reads need the bucket
+ * to be owned here with this node primary; writes (storage, delete,
+ * incr/decr, touch, gat/gats) also need it not to be migrating.
+ *
+ * BEHAVIOR: with a forwarder (forward.h) on a connection that is not a
+ * peer connection, MOVED and NOT_PRIMARY are forwarded to the owner's
+ * primary instead of refused (see proto_text.h, "FORWARDING"); NO_OWNER
+ * and READONLY are still refused -- there is nobody to ask, and a
+ * migrating bucket must not be written anywhere -- and so is a key whose
+ * owner has no known primary (the refusal makes libbucketcache refresh).
+ * A multi-get containing any key to refuse answers that refusal alone.
+ *
+ * Where we differ from memcached on purpose: a multi-get containing a bad
+ * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
+ * drops the replies of earlier pipelined commands still in its queue --
+ * and the SERVER_ERROR of a too-large value is sent at once rather than
+ * after the swallowed block has arrived.
+ */
+#include "proto/proto_text.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "bc_wire.h"
+#include "proto/proto_int.h"
+
+/* Longest VALUE header: "VALUE " key " " flags " " bytes " " cas "\r\n". */
+#define VALUE_HEADER_MAX (6 + BC_MC_KEY_MAX_LEN + 1 + 10 + 1 + 10 + 1 + 20 + 2)
+
+/* ------------------------------------------------------------------------ */
+/* reply helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+void
+bc__proto_reply_bytes(bc_proto_conn_t *pc, const char *s, size_t n)
+{
+    if (!bc_outq_add(&pc->out, s, n)) pc->oom = true;
+}
+
+void
+bc__proto_reply_line(bc_proto_conn_t *pc, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = bc_outq_reserve(&pc->out, n + 2);
+    if (p == NULL) {
+        pc->oom = true;
+        return;
+    }
+    memcpy(p, s, n);
+    memcpy(p + n, "\r\n", 2);
+    if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
+}
+
+void
+bc__proto_reply_u64(bc_proto_conn_t *pc, uint64_t v)
+{
+    char *p = bc_outq_reserve(&pc->out, 22);
+    if (p == NULL) {
+        pc->oom = true;
+        return;
+    }
+    size_t n = bc_mc_u64_to_dec(v, p);
+    memcpy(p + n, "\r\n", 2);
+    if (!bc_outq_commit(&pc->out, n + 2)) pc->oom = true;
+}
+
+void
+bc__proto_reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof(line)) n = (int)sizeof(line) - 1;
+    bc__proto_reply_bytes(pc, line, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* commands                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static bc_store_mode_t
+store_mode(bc_mc_cmd_t cmd)
+{
+    switch (cmd) {
+    case BC_MC_CMD_ADD: return BC_STORE_ADD;
+    case BC_MC_CMD_REPLACE: return BC_STORE_REPLACE;
+    case BC_MC_CMD_APPEND: return BC_STORE_APPEND;
+    case BC_MC_CMD_PREPEND: return BC_STORE_PREPEND;
+    case BC_MC_CMD_CAS: return BC_STORE_CAS;
+    default: return BC_STORE_SET;
+    }
+}
+
+typedef enum route_action {
+    ROUTE_SERVE,                   /* serve it here */
+    ROUTE_FORWARD,                 /* forward it to group *gid's primary */
+    ROUTE_REFUSE,                  /* answer the refusal line */
+} route_action_t;
+
+/*
+ * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
+ * receives the refusal line (CRLF included, NUL-terminated): it is the
+ * answer for ROUTE_REFUSE, and what a forward answers when its owner
+ * turns out to be unreachable after all.
+ */
+static route_action_t
+route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *refusal)
+{
+    bc_node_cluster_t *cl = pc->env->cluster;
+    uint32_t bucket, owner = 0;
+    uint64_t epoch = 0;
+
+    if (cl == NULL) return ROUTE_SERVE;
+    bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
+    bc_route_t route = bc_node_cluster_route(cl, bucket, write, &owner, &epoch);
+    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return ROUTE_SERVE;
+    if (bc_node_cluster_format_refusal(route, bucket, owner, epoch, refusal, REFUSAL_MAX) <= 0) {
+        snprintf(refusal, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    }
+    /* BEHAVIOR: one hop only -- a request that came over a peer connection
+     * is never forwarded again, whatever this node's table says. */
+    if ((route == BC_ROUTE_MOVED || route == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
+        !pc->peer && bc_fwd_can_reach(pc->fwd, owner)) {
+        *gid = owner;
+        return ROUTE_FORWARD;
+    }
+    return ROUTE_REFUSE;
+}
+
+/*
+ * Routes a one-key write command.  Returns true when it has been dealt
+ * with here (refused or forwarded), false when it is to be served.
+ */
+static bool
+route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
+            uint32_t hash)
+{
+    char refusal[REFUSAL_MAX];
+    uint32_t gid = 0;
+    switch (route_key(pc, hash, true, &gid, refusal)) {
+    case ROUTE_SERVE:
+        return false;
+    case ROUTE_FORWARD:
+        bc__proto_fwd_simple(pc, line, len, req, gid, refusal);
+        return true;
+    case ROUTE_REFUSE:
+        break;
+    }
+    if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    return true;
+}
+
+/*
+ * bc__proto_retrieve_values (proto_int.h): the VALUE blocks of the keys
+ * served here.
+ *
+ * BEHAVIOR: a value of up to BC_PROTO_COPY_MAX bytes is copied next to its
+ * VALUE header and the item released at once; only larger values are sent
+ * from the item itself.  The kernel copies every byte into the socket
+ * anyway, and for a small value one more memcpy costs less than an extra
+ * iovec (per-segment work in sendmsg) and than keeping the item pinned:
+ * a pipelined batch of small hits goes out as ONE contiguous range.  It
+ * also keeps incr/decr in place as in memcached: the cache rewrites a
+ * number in place only when no reply still references the item, and
+ * numbers are always small.
+ */
+void
+bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
+                          const uint32_t *hashes)
+{
+    bc_cache_t *cache = pc->env->cache;
+    bool with_cas = req->cmd == BC_MC_CMD_GETS || req->cmd == BC_MC_CMD_GATS;
+    bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
+    uint32_t exptime = touch ? bc_cache_exptime_abs(cache, req->exptime) : 0;
+    const char *cursor = req->keys, *key;
+    size_t nkey;
+    uint64_t hits = 0, asked = 0;
+    uint32_t i = 0;
+
+    while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey)) {
+        uint32_t k = i++;
+        if (dest != NULL && dest[k] != 0) continue;
+        asked++;
+        uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
+                                                               : bc_hash_key(key, nkey);
+        bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
+                              : bc_cache_get(cache, key, nkey, hash);
+        if (it == NULL) continue;
+        hits++;
+
+        /* Past the output limit, even small values are referenced: a
+         * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
+        bool copy = it->nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
+        char *p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
+        if (p == NULL) {
+            bc_item_release(cache, it);
+            pc->oom = true;
+            return;
+        }
+        memcpy(p, "VALUE ", 6);
+        p += 6;
+        memcpy(p, key, nkey);
+        p += nkey;
+        *p++ = ' ';
+        p += bc_mc_u64_to_dec(it->flags, p);
+        *p++ = ' ';
+        p += bc_mc_u64_to_dec(bc_item_value_len(it), p);
+        if (with_cas) {
+            *p++ = ' ';
+            p += bc_mc_u64_to_dec(it->cas, p);
+        }
+        *p++ = '\r';
+        *p++ = '\n';
+        if (copy) {
+            memcpy(p, bc_item_value(it), it->nbytes);
+            p += it->nbytes;
+            bc_item_release(cache, it);
+            if (!bc_outq_commit(&pc->out, (size_t)(p - h))) {
+                pc->oom = true;
+                return;
+            }
+            continue;
+        }
+        if (!bc_outq_commit(&pc->out, (size_t)(p - h)) ||
+            !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), it->nbytes)) {
+            pc->oom = true;
+            return;
+        }
+    }
+
+    bc_stats_add(pc->stats, cmd_get, asked);
+    bc_stats_add(pc->stats, get_hits, hits);
+    bc_stats_add(pc->stats, get_misses, asked - hits);
+    if (touch) {
+        bc_stats_add(pc->stats, cmd_touch, asked);
+        bc_stats_add(pc->stats, touch_hits, hits);
+        bc_stats_add(pc->stats, touch_misses, asked - hits);
+    }
+}
+
+/* get, gets, gat, gats. */
+static void
+cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
+    uint32_t hashes[ROUTE_HASH_CACHE], dest_small[ROUTE_HASH_CACHE], *dest = NULL;
+    char refusal[REFUSAL_MAX], first_fwd[REFUSAL_MAX];
+    bool foreign = false;
+
+    if (pc->env->cluster != NULL) {
+        const char *cursor = req->keys, *key;
+        size_t nkey;
+        uint32_t i = 0;
+        if (pc->fwd != NULL && !pc->peer) {
+            dest = req->nkeys <= ROUTE_HASH_CACHE ? dest_small
+                                                  : malloc(req->nkeys * sizeof(*dest));
+            if (dest == NULL) {
+                pc->oom = true;
+                return;
+            }
+        }
+        /* All keys are routed before any is served: the reply is either
+         * the values or one refusal, never a mix. */
+        while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey) && i < req->nkeys) {
+            uint32_t hash = bc_hash_key(key, nkey), gid = 0;
+            if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
+            route_action_t a = route_key(pc, hash, touch, &gid, refusal);
+            if (a == ROUTE_REFUSE) {
+                bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+                goto out;
+            }
+            if (a == ROUTE_FORWARD && !foreign) {
+                foreign = true;
+                memcpy(first_fwd, refusal, sizeof(first_fwd));
+            }
+            if (dest != NULL) dest[i] = a == ROUTE_FORWARD ? gid : 0;
+            i++;
+        }
+        if (foreign) {
+            bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
+            goto out;
+        }
+    }
+    bc__proto_retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
+    if (!pc->oom) REPLY(pc, "END\r\n");
+out:
+    if (dest != dest_small) free(dest);
+}
+
+/* A storage command line: allocate the item, then receive its data. */
+static void
+cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
+{
+    bc_cache_t *cache = pc->env->cache;
+    uint32_t hash = bc_hash_key(req->key, req->nkey);
+    uint32_t exptime = bc_cache_exptime_abs(cache, req->exptime);
+    char refusal[REFUSAL_MAX];
+    uint32_t gid = 0;
+    bc_status_t st;
+
+    switch (route_key(pc, hash, true, &gid, refusal)) {
+    case ROUTE_SERVE:
+        break;
+    case ROUTE_FORWARD:
+        bc__proto_fwd_store_begin(pc, line, len, req, gid, refusal);
+        return;
+    case ROUTE_REFUSE:
+        if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+        pc->state = BC_PROTO_SWALLOW;
+        pc->swallow = (uint64_t)req->vlen + 2;
+        return;
+    }
+    bc_item_t *it = bc_item_alloc(cache, req->key, req->nkey, hash, req->flags, exptime,
+                                  req->vlen + 2, &st);
+    if (it == NULL) {
+        if (st == BC_ETOOLARGE) {
+            bc_stats_incr(pc->stats, store_too_large);
+            if (!req->noreply) REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
+        } else {
+            bc_stats_incr(pc->stats, store_no_memory);
+            if (!req->noreply) REPLY(pc, "SERVER_ERROR out of memory storing object\r\n");
+        }
+        if (req->cmd == BC_MC_CMD_SET) (void)bc_cache_delete(cache, req->key, req->nkey, hash);
+        pc->state = BC_PROTO_SWALLOW;
+        pc->swallow = (uint64_t)req->vlen + 2;
+        return;
+    }
+    pc->state = BC_PROTO_DATA;
+    pc->item = it;
+    pc->dst = bc_item_value(it);
+    pc->need = req->vlen + 2;
+    pc->cmd = req->cmd;
+    pc->cas = req->cas;
+    pc->noreply = req->noreply;
+}
+
+/* The data block is complete: check its terminator and store. */
+static void
+cmd_store_finish(bc_proto_conn_t *pc)
+{
+    bc_cache_t *cache = pc->env->cache;
+    bc_item_t *it = pc->item;
+    const char *v = bc_item_value(it);
+    bool noreply = pc->noreply;
+
+    pc->item = NULL;
+    pc->state = BC_PROTO_LINE;
+    if (v[it->nbytes - 2] != '\r' || v[it->nbytes - 1] != '\n') {
+        bc_item_release(cache, it);
+        bc_stats_incr(pc->stats, protocol_errors);
+        if (!noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
+        return;
+    }
+
+    /* BEHAVIOR (migration fencing, migrate/migrate.h): the route was checked
+     * when the command line came, but the data block may have taken several
+     * loop iterations; the bucket may be read-only (being exported) or gone
+     * by now.  Check again in the iteration that stores. */
+    if (pc->env->cluster != NULL) {
+        char refusal[REFUSAL_MAX];
+        uint32_t gid = 0;
+        if (route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
+            bc_item_release(cache, it);
+            if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+            return;
+        }
+    }
+
+    bc_stats_incr(pc->stats, cmd_set);
+    bc_mc_cmd_t cmd = pc->cmd;
+    bool concat = cmd == BC_MC_CMD_APPEND || cmd == BC_MC_CMD_PREPEND;
+    bc_status_t st = bc_cache_store(cache, it, store_mode(cmd), pc->cas, NULL);
+    if (cmd == BC_MC_CMD_CAS) {
+        if (st == BC_OK) bc_stats_incr(pc->stats, cas_hits);
+        else if (st == BC_EEXISTS) bc_stats_incr(pc->stats, cas_badval);
+        else if (st == BC_ENOTFOUND) bc_stats_incr(pc->stats, cas_misses);
+    }
+    if (st == BC_ENOMEM) bc_stats_incr(pc->stats, store_no_memory);
+    if (st == BC_ETOOLARGE) bc_stats_incr(pc->stats, store_too_large);
+    if (noreply) return;
+    switch (st) {
+    case BC_OK: REPLY(pc, "STORED\r\n"); break;
+    case BC_EEXISTS: REPLY(pc, "EXISTS\r\n"); break;
+    case BC_ENOTFOUND: REPLY(pc, "NOT_FOUND\r\n"); break;
+    case BC_ENOTSTORED: REPLY(pc, "NOT_STORED\r\n"); break;
+    case BC_ETOOLARGE:
+    case BC_ENOMEM:
+        /* memcached: a combined value that cannot be built is NOT_STORED. */
+        if (concat) {
+            REPLY(pc, "NOT_STORED\r\n");
+        } else if (st == BC_ETOOLARGE) {
+            REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
+        } else {
+            REPLY(pc, "SERVER_ERROR out of memory storing object\r\n");
+        }
+        break;
+    default:
+        log_warn("store returned an unexpected status (%s)", bc_status_str(st));
+        REPLY(pc, "SERVER_ERROR unhandled storage result\r\n");
+        break;
+    }
+}
+
+static void
+cmd_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
+{
+    uint32_t hash = bc_hash_key(req->key, req->nkey);
+    if (route_write(pc, line, len, req, hash)) return;
+    bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
+    if (st == BC_OK) {
+        bc_stats_incr(pc->stats, delete_hits);
+        if (!req->noreply) REPLY(pc, "DELETED\r\n");
+    } else {
+        bc_stats_incr(pc->stats, delete_misses);
+        if (!req->noreply) REPLY(pc, "NOT_FOUND\r\n");
+    }
+}
+
+static void
+cmd_arith(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
+{
+    bool incr = req->cmd == BC_MC_CMD_INCR;
+    uint32_t hash = bc_hash_key(req->key, req->nkey);
+    uint64_t result = 0;
+    if (route_write(pc, line, len, req, hash)) return;
+    bc_status_t st = bc_cache_arith(pc->env->cache, req->key, req->nkey, hash, incr,
+                                    req->delta, &result);
+    if (st == BC_OK) {
+        if (incr) bc_stats_incr(pc->stats, incr_hits);
+        else bc_stats_incr(pc->stats, decr_hits);
+    } else if (st == BC_ENOTFOUND) {
+        if (incr) bc_stats_incr(pc->stats, incr_misses);
+        else bc_stats_incr(pc->stats, decr_misses);
+    }
+    if (req->noreply) return;
+    switch (st) {
+    case BC_OK: bc__proto_reply_u64(pc, result); break;
+    case BC_ENOTFOUND: REPLY(pc, "NOT_FOUND\r\n"); break;
+    case BC_ENONNUMERIC:
+        REPLY(pc, "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+        break;
+    default: REPLY(pc, "SERVER_ERROR out of memory\r\n"); break;
+    }
+}
+
+static void
+cmd_touch(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
+{
+    bc_cache_t *cache = pc->env->cache;
+    uint32_t hash = bc_hash_key(req->key, req->nkey);
+    if (route_write(pc, line, len, req, hash)) return;
+    bc_status_t st = bc_cache_touch(cache, req->key, req->nkey, hash,
+                                    bc_cache_exptime_abs(cache, req->exptime));
+    bc_stats_incr(pc->stats, cmd_touch);
+    if (st == BC_OK) {
+        bc_stats_incr(pc->stats, touch_hits);
+        if (!req->noreply) REPLY(pc, "TOUCHED\r\n");
+    } else {
+        bc_stats_incr(pc->stats, touch_misses);
+        if (!req->noreply) REPLY(pc, "NOT_FOUND\r\n");
+    }
+}
+
+static void
+cmd_flush_all(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    bc_cache_t *cache = pc->env->cache;
+    /* memcached: a delay <= 0 means now; otherwise it is an exptime. */
+    uint32_t when = req->has_delay && req->exptime > 0 ? bc_cache_exptime_abs(cache, req->exptime)
+                                                       : 0;
+    bc_cache_flush(cache, when);
+    bc_stats_incr(pc->stats, cmd_flush);
+    if (!req->noreply) REPLY(pc, "OK\r\n");
+}
+
+
+/*
+ * "bucketcache_peer <name>": another node's forwarding connection (see
+ * forward.h).  The connection is marked as a peer: from now on its keys
+ * are served or refused, never forwarded.  name: the handshake's name
+ * (bc_wire_peer_parse), n bytes.
+ */
+static void
+cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
+{
+    if (!pc->peer) {
+        pc->peer = true;
+        bc_stats_incr(pc->stats, peer_connections);
+        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, name);
+    }
+    REPLY(pc, BC_WIRE_PEER_OK);
+}
+
+/* Runs one command line; BC_ECLOSED asks for the connection to close. */
+static bc_status_t
+process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+{
+    bc_mc_request_t req;
+
+    if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
+        log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
+    }
+    const char *args;
+    size_t nargs;
+    if (pc->env->handoff_replicate && bc_wire_replicate_match(line, len, &args, &nargs) == BC_OK) {
+        if (nargs >= BC_PROTO_HANDOFF_ARGS_MAX) {
+            bc_stats_incr(pc->stats, protocol_errors);
+            REPLY(pc, "CLIENT_ERROR line too long\r\n");
+            return BC_OK;
+        }
+        pc->handoff_args = args;
+        pc->handoff_len = nargs;
+        return BC_EHANDOFF;
+    }
+    switch (bc_wire_peer_parse(line, len, &args, &nargs)) {
+    case BC_OK:
+        cmd_peer(pc, args, nargs);
+        return BC_OK;
+    case BC_EINVAL:
+        bc_stats_incr(pc->stats, protocol_errors);
+        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
+        return BC_OK;
+    default:
+        break;
+    }
+    if (bc_mc_request_parse(line, len, &req) != BC_OK) {
+        if (req.close) return BC_ECLOSED;
+        bc_stats_incr(pc->stats, protocol_errors);
+        if (!req.noreply) bc__proto_reply_line(pc, req.error);
+        return BC_OK;
+    }
+    switch (req.cmd) {
+    case BC_MC_CMD_GET:
+    case BC_MC_CMD_GETS:
+    case BC_MC_CMD_GAT:
+    case BC_MC_CMD_GATS:
+        cmd_retrieve(pc, &req);
+        break;
+    case BC_MC_CMD_SET:
+    case BC_MC_CMD_ADD:
+    case BC_MC_CMD_REPLACE:
+    case BC_MC_CMD_APPEND:
+    case BC_MC_CMD_PREPEND:
+    case BC_MC_CMD_CAS:
+        cmd_store_begin(pc, line, len, &req);
+        break;
+    case BC_MC_CMD_DELETE:
+        cmd_delete(pc, line, len, &req);
+        break;
+    case BC_MC_CMD_INCR:
+    case BC_MC_CMD_DECR:
+        cmd_arith(pc, line, len, &req);
+        break;
+    case BC_MC_CMD_TOUCH:
+        cmd_touch(pc, line, len, &req);
+        break;
+    case BC_MC_CMD_FLUSH_ALL:
+        cmd_flush_all(pc, &req);
+        break;
+    case BC_MC_CMD_STATS:
+        bc__proto_stats(pc, &req);
+        break;
+    case BC_MC_CMD_VERSION:
+        REPLY(pc, "VERSION " BC_VERSION "\r\n");
+        break;
+    case BC_MC_CMD_VERBOSITY:
+        atomic_store(&pc->env->verbosity, (int)req.verbosity);
+        if (!req.noreply) REPLY(pc, "OK\r\n");
+        break;
+    case BC_MC_CMD_QUIT:
+        return BC_ECLOSED;
+    case BC_MC_CMD_NONE:
+        break;
+    }
+    return BC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the input state machine                                                  */
+/* ------------------------------------------------------------------------ */
+
+void
+bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats, int id)
+{
+    memset(pc, 0, sizeof(*pc));
+    pc->env = env;
+    pc->stats = stats;
+    pc->id = id;
+    pc->out_limit = env->max_conn_buffer ? env->max_conn_buffer : SIZE_MAX;
+    pc->state = BC_PROTO_LINE;
+    bc_outq_init(&pc->out);
+}
+
+void
+bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
+                          void *arg)
+{
+    pc->fwd = fwd;
+    pc->resume = resume;
+    pc->resume_arg = arg;
+}
+
+void
+bc_proto_conn_release(bc_proto_conn_t *pc)
+{
+    if (pc->item != NULL) {
+        bc_item_release(pc->env->cache, pc->item);
+        pc->item = NULL;
+    }
+    bc__proto_fwd_op_free(pc, pc->fop);
+    pc->fop = NULL;
+    pc->waiting = false;
+    bc_outq_free(&pc->out, pc->env->cache);
+    pc->state = BC_PROTO_LINE;
+}
+
+static void
+data_advance(bc_proto_conn_t *pc, size_t n)
+{
+    pc->dst += n;
+    pc->need -= (uint32_t)n;
+    if (pc->need > 0) return;
+    if (pc->state == BC_PROTO_FWD_DATA) {
+        bc__proto_fwd_store_finish(pc);
+    } else {
+        cmd_store_finish(pc);
+    }
+}
+
+bool
+bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n)
+{
+    if (pc->state != BC_PROTO_DATA && pc->state != BC_PROTO_FWD_DATA) return false;
+    *dst = pc->dst;
+    *n = pc->need;
+    return true;
+}
+
+bc_status_t
+bc_proto_direct_done(bc_proto_conn_t *pc, size_t n)
+{
+    if ((pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) && n > 0 &&
+        n <= pc->need) {
+        data_advance(pc, n);
+    }
+    return pc->oom ? BC_ENOMEM : BC_OK;
+}
+
+bc_status_t
+bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_limit,
+                 size_t *consumed)
+{
+    size_t pos = 0;
+    bc_status_t st = BC_OK;
+
+    pc->out_limit = out_limit;
+    /* A forwarded command holds back everything after it (reply order). */
+    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting) {
+        if (pc->out.pending >= out_limit) break;
+        size_t avail = len - pos;
+
+        if (pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) {
+            size_t n = avail < pc->need ? avail : pc->need;
+            memcpy(pc->dst, buf + pos, n);
+            pos += n;
+            data_advance(pc, n);
+            continue;
+        }
+        if (pc->state == BC_PROTO_SWALLOW) {
+            size_t n = avail < pc->swallow ? avail : (size_t)pc->swallow;
+            pos += n;
+            pc->swallow -= n;
+            if (pc->swallow == 0) pc->state = BC_PROTO_LINE;
+            continue;
+        }
+
+        const char *line = buf + pos;
+        const char *nl = memchr(line, '\n', avail);
+        if (nl == NULL) {
+            /* An incomplete line: wait for more, unless it is too long. */
+            if ((avail > BC_MC_LINE_SOFT_MAX && !bc_mc_line_may_be_long(line, avail)) ||
+                avail > BC_MC_LINE_HARD_MAX) {
+                log_debug("connection %d: %zu bytes without a newline, closing", pc->id,
+                          avail);
+                st = BC_ECLOSED;
+            }
+            break;
+        }
+        pos += (size_t)(nl - line) + 1;
+        st = process_line(pc, line, (size_t)(nl - line));
+    }
+    *consumed = pos;
+    return pc->oom ? BC_ENOMEM : st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the data port's handler (net/handler.h)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A worker's state is its forwarder, when the env forwards. */
+static bc_status_t
+handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
+{
+    bc_proto_env_t *env = ctx;
+    bc_fwd_t *fwd = NULL;
+    *out = NULL;
+    if (!env->forward || env->cluster == NULL) return BC_OK;
+    bc_status_t st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &fwd);
+    *out = fwd;
+    return st;
+}
+
+static void
+handler_worker_before_poll(void *worker)
+{
+    bc_fwd_before_poll(worker);
+}
+
+static void
+handler_worker_destroy(void *worker)
+{
+    bc_fwd_destroy(worker);
+}
+
+static void
+handler_conn_init(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
+                  void (*resume)(void *arg), void *arg)
+{
+    bc_proto_conn_init(conn, ctx, stats, id);
+    bc_proto_conn_set_forward(conn, worker, resume, arg);
+}
+
+static void
+handler_conn_release(void *conn)
+{
+    bc_proto_conn_release(conn);
+}
+
+static bc_outq_t *
+handler_conn_out(void *conn)
+{
+    return &((bc_proto_conn_t *)conn)->out;
+}
+
+static bc_status_t
+handler_process(void *conn, const char *buf, size_t len, size_t out_limit, size_t *consumed)
+{
+    return bc_proto_process(conn, buf, len, out_limit, consumed);
+}
+
+static bool
+handler_direct_dest(const void *conn, char **dst, size_t *n)
+{
+    return bc_proto_direct_dest(conn, dst, n);
+}
+
+static bc_status_t
+handler_direct_done(void *conn, size_t n)
+{
+    return bc_proto_direct_done(conn, n);
+}
+
+static bool
+handler_waiting(const void *conn)
+{
+    return bc_proto_waiting(conn);
+}
+
+static size_t
+handler_handoff_args(const void *conn, const char **args)
+{
+    const bc_proto_conn_t *pc = conn;
+    *args = pc->handoff_args;
+    return pc->handoff_len;
+}
+
+const bc_handler_t bc_proto_text_handler = {
+    .conn_size = sizeof(bc_proto_conn_t),
+    /* Only a multi-get may be longer than one read buffer (bc_mcproto.h). */
+    .max_line = BC_MC_LINE_HARD_MAX,
+    .worker_create = handler_worker_create,
+    .worker_before_poll = handler_worker_before_poll,
+    .worker_destroy = handler_worker_destroy,
+    .conn_init = handler_conn_init,
+    .conn_release = handler_conn_release,
+    .conn_out = handler_conn_out,
+    .process = handler_process,
+    .direct_dest = handler_direct_dest,
+    .direct_done = handler_direct_done,
+    .waiting = handler_waiting,
+    .handoff_args = handler_handoff_args,
+};

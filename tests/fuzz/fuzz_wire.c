@@ -1,0 +1,117 @@
+/*
+ * fuzz_wire.c -- libFuzzer target for the cluster's words on the data port
+ * (common/bc_wire.c): refusals, forwarding failures, the peer and the
+ * replication handshakes.
+ *
+ * The input is split at '\n' into lines; every line goes through every
+ * parser.  Invariants: what a parser returns points inside the line; a
+ * refusal it accepts formats back to exactly the bytes it read (nothing
+ * reaches a client's retry loop that a node could not have sent); an
+ * accepted forwarding failure is one of the table's texts; an accepted
+ * handshake's fields are ones a formatter writes, and the formatted line
+ * parses back to the same fields.  Sanitizers catch out-of-bounds reads;
+ * __builtin_trap() marks a broken invariant.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bc_wire.h"
+#include "fuzz_target.h"
+
+#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
+
+static int
+inside(const char *p, size_t n, const char *base, size_t len)
+{
+    return p >= base && p + n <= base + len;
+}
+
+static void
+check_refusal(const char *text, size_t n)
+{
+    bc_wire_refusal_t r;
+    if (bc_wire_refusal_parse(text, n, &r) == BC_WIRE_REFUSAL_NONE) {
+        CHECK(r.kind == BC_WIRE_REFUSAL_NONE);
+        return;
+    }
+    char line[BC_WIRE_REFUSAL_MAX];
+    size_t m = bc_wire_refusal_format(&r, line, sizeof(line));
+    CHECK(m == 13 + n + 2 && memcmp(line, "SERVER_ERROR ", 13) == 0);
+    CHECK(memcmp(line + 13, text, n) == 0 && memcmp(line + 13 + n, "\r\n", 2) == 0);
+}
+
+static void
+check_fwd(const char *text, size_t n)
+{
+    bc_wire_fwd_failure_t f = bc_wire_fwd_failure_parse(text, n);
+    if (f == BC_WIRE_FWD_NONE) return;
+    const char *want = bc_wire_fwd_failure_text(f);
+    CHECK(want != NULL && strlen(want) == n && memcmp(want, text, n) == 0);
+}
+
+static void
+check_peer(const char *line, size_t len)
+{
+    const char *name = NULL;
+    size_t n = 0;
+    bc_status_t st = bc_wire_peer_parse(line, len, &name, &n);
+    CHECK(st == BC_OK || st == BC_EINVAL || st == BC_ENOTFOUND);
+    if (st != BC_OK) return;
+    CHECK(inside(name, n, line, len) && bc_wire_name_valid(name, n));
+    char copy[BC_WIRE_NAME_MAX + 1], out[BC_WIRE_HANDSHAKE_MAX];
+    memcpy(copy, name, n);
+    copy[n] = '\0';
+    size_t m = bc_wire_peer_format(copy, out, sizeof(out));
+    CHECK(m > 0);
+    const char *again;
+    size_t nagain;
+    CHECK(bc_wire_peer_parse(out, m, &again, &nagain) == BC_OK);
+    CHECK(nagain == n && memcmp(again, name, n) == 0);
+}
+
+static void
+check_replicate(const char *line, size_t len)
+{
+    const char *args = NULL;
+    size_t n = 0;
+    bc_status_t st = bc_wire_replicate_match(line, len, &args, &n);
+    CHECK(st == BC_OK || st == BC_ENOTFOUND);
+    if (st != BC_OK) return;
+    CHECK(inside(args, n, line, len));
+    bc_wire_replicate_t h, again;
+    if (bc_wire_replicate_parse(args, n, &h) != BC_OK) return;
+    char out[BC_WIRE_HANDSHAKE_MAX];
+    size_t m = bc_wire_replicate_format(&h, out, sizeof(out));
+    CHECK(m > 0);
+    const char *a2;
+    size_t n2;
+    CHECK(bc_wire_replicate_match(out, m, &a2, &n2) == BC_OK);
+    CHECK(bc_wire_replicate_parse(a2, n2, &again) == BC_OK);
+    CHECK(again.gid == h.gid && again.offset == h.offset);
+    CHECK(strcmp(again.replid, h.replid) == 0 && strcmp(again.name, h.name) == 0);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = (const char *)data, *end = p + size;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        /* a reply line's text, as a client gets it */
+        const char *text = p;
+        size_t ntext = len;
+        if (ntext >= 13 && memcmp(text, "SERVER_ERROR ", 13) == 0) {
+            text += 13;
+            ntext -= 13;
+        }
+        if (ntext > 0 && text[ntext - 1] == '\r') ntext--;
+        check_refusal(text, ntext);
+        check_fwd(text, ntext);
+        check_peer(p, len);
+        check_replicate(p, len);
+        p += len + (nl ? 1 : 0);
+    }
+    return 0;
+}
