@@ -809,6 +809,13 @@ handler_handoff_args(const void *conn, const char **args)
     return pc->handoff_len;
 }
 
+/* Another node's forwarding connection ("bucketcache_peer"), not a client's. */
+static bool
+handler_is_peer(const void *conn)
+{
+    return ((const bc_proto_conn_t *)conn)->peer;
+}
+
 const bc_handler_t bc_proto_text_handler = {
     .conn_size = sizeof(bc_proto_conn_t),
     /* Only a multi-get may be longer than one read buffer (bc_mcproto.h). */
@@ -824,4 +831,5 @@ const bc_handler_t bc_proto_text_handler = {
     .direct_done = handler_direct_done,
     .waiting = handler_waiting,
     .handoff_args = handler_handoff_args,
+    .is_peer = handler_is_peer,
 };
