@@ -62,6 +62,8 @@ bc_strerror(int code)
     case BC_CLIENT_EBADTABLE: return "malformed cluster data in zookeeper";
     case BC_CLIENT_ELOADER: return "loader failed";
     case BC_CLIENT_EEXISTS: return "the item changed since it was read (cas mismatch)";
+    case BC_CLIENT_ENOTINSYNC:
+        return "the key's group has too few backups in sync (min_in_sync): write refused";
     default: return "unknown error";
     }
 }

@@ -76,6 +76,8 @@ typedef struct bc_node_info {
     uint64_t offset;                 /* replication offset applied: not in the record;
                                       * the console fills it in from the node's
                                       * /v1/repl when it picks a new primary */
+    bool synced;                     /* its data is complete: not in the record either,
+                                      * filled in with offset */
     int64_t pid;
 } bc_node_info_t;
 

@@ -17,6 +17,10 @@
  *                          moves, read-only stall p50/p99/max
  *   POST /v1/migrations/pause | /resume   persisted in ZooKeeper; a pause
  *                          starts no new copy, running ones finish
+ *   POST /v1/groups/failover?group=G&unclean=1   an operator's unclean
+ *                          failover: a group whose primary is gone and no
+ *                          in-sync backup alive gets its best live node;
+ *                          the reply says what may be lost
  *   GET  /                 the dashboard (one static page using the above)
  *
  * Every console serves reads (they come from ZooKeeper), so any console

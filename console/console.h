@@ -96,6 +96,17 @@ typedef struct bc_console_stats {
     uint32_t mig_precopying, mig_precopied;
     uint64_t precopies_done, precopies_failed, precopy_bytes;
     uint64_t run_moved, run_bytes, run_failures;
+    /* Destinations: backoffs begun (a copy or precopy to them failed), the
+     * starts and precopies the last round held back (a destination backing
+     * off, or a group whose primary's registration is gone), failed
+     * precopies not followed by a read-only copy (the destination did not
+     * answer), and the destinations backing off now. */
+    uint64_t mig_dest_backoffs, precopies_unreachable;
+    uint32_t mig_held_back, dests_backing_off;
+    /* Failover: groups whose primary is gone with no in-sync member alive
+     * (they wait), and unclean failovers done by this console. */
+    uint32_t groups_waiting;
+    uint64_t unclean_failovers;
     uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;
     char election_node[40];        /* our election znode name, "" before joining */
@@ -145,5 +156,16 @@ typedef enum bc_console_mig_op {
  */
 bc_status_t bc_console_migrations(bc_console_t *console, bc_console_mig_op_t op, char *summary,
                                   size_t len);
+
+/*
+ * An operator's unclean failover of group gid (leader only): when its
+ * primary is gone and no member of its in-sync set is alive, promotes its
+ * best live node anyway, in one reconcile round.  *report says what was
+ * done and what may be lost (reconcile.h); report->error why not.
+ * Errors: BC_EBUSY (not the leader), BC_EINVAL (nothing to do: report
+ * says why), BC_ESTALE (lost a race; retry), ZooKeeper errors.
+ */
+bc_status_t bc_console_failover(bc_console_t *console, uint32_t gid, bc_failover_report_t *report,
+                                char *summary, size_t len);
 
 #endif

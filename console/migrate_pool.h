@@ -97,7 +97,9 @@ typedef struct bc_mig_report {
     uint64_t items, bytes;
     char node[BC_NODE_NAME_MAX];   /* the destination node that imported */
     char error[BC_MIG_ERROR_MAX];  /* a failed precopy still lets the move go on
-                                    * (with a full copy) */
+                                    * (with a full copy) -- unless: */
+    bool unreachable;              /* the destination did not answer at all */
+    char dest_node[BC_NODE_NAME_MAX];  /* the destination primary the job went to */
 } bc_mig_report_t;
 
 typedef struct bc_mig_pool bc_mig_pool_t;
@@ -109,6 +111,7 @@ typedef struct bc_mig_job {
     uint32_t from, to;
     char source_admin[BC_ADDR_MAX];    /* the source primary's admin address */
     char dest_admin[BC_ADDR_MAX];      /* the destination primary's */
+    char dest_node[BC_NODE_NAME_MAX];  /* the destination primary's name (for its backoff) */
 } bc_mig_job_t;
 
 /* Called (from a pool thread, no lock held) when a report is posted. */

@@ -79,7 +79,7 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 
 /*
  * "group config GID [--replication async|sync] [--sync-timeout-ms N]
- * [--max-lag-mb N] [--clear]": reads groups/<gid>/config, applies the
+ * [--max-lag-mb N] [--min-in-sync N] [--clear]": reads groups/<gid>/config, applies the
  * changes (with a version check, so two editors cannot lose each other's
  * change) and prints the result.  The group's nodes follow it at once.
  */
@@ -90,6 +90,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         {"replication", required_argument, NULL, 'r'},
         {"sync-timeout-ms", required_argument, NULL, 't'},
         {"max-lag-mb", required_argument, NULL, 'l'},
+        {"min-in-sync", required_argument, NULL, 'm'},
         {"clear", no_argument, NULL, 'c'},
         {0, 0, 0, 0}};
     bc_group_config_t set;
@@ -98,7 +99,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     int c;
     if (argc < 2) {
         fprintf(stderr, "bucketcache: group config GID [--replication async|sync] "
-                        "[--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n");
+                        "[--sync-timeout-ms N] [--max-lag-mb N] [--min-in-sync N] [--clear]\n");
         return BC_CLI_EXIT_USAGE;
     }
     uint32_t gid = bc_cluster_parse_gid(argv[1]);
@@ -127,6 +128,11 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
                 return BC_CLI_EXIT_USAGE;
             }
             set.max_lag_mb = v;
+        } else if (c == 'm') {
+            if (!bc_cli_parse_i64(optarg, "--min-in-sync", 0, BC_ISR_MAX, &v)) {
+                return BC_CLI_EXIT_USAGE;
+            }
+            set.min_in_sync = v;
         } else if (c == 'c') {
             clear = true;
         } else {
@@ -174,6 +180,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         if (set.replication >= 0) cur.replication = set.replication;
         if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
         if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
+        if (set.min_in_sync >= 0) cur.min_in_sync = set.min_in_sync;
         char *json = bc_group_config_encode(&cur);
         if (json == NULL) {
             st = BC_ENOMEM;
@@ -202,10 +209,19 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         char t[32] = "each node's flag", l[32] = "each node's flag";
         if (cur.sync_timeout_ms >= 0) snprintf(t, sizeof(t), "%lld ms", (long long)cur.sync_timeout_ms);
         if (cur.max_lag_mb >= 0) snprintf(l, sizeof(l), "%lld MiB", (long long)cur.max_lag_mb);
-        printf("group %u: replication %s, sync timeout %s, async max lag %s\n", gid,
+        char m[160] = "the mode's default (sync 1, async 0)";
+        if (cur.min_in_sync == 0) {
+            snprintf(m, sizeof(m), "0 (degrade-to-primary: writes go on with no backup in "
+                                   "sync; a failover may then need `group failover --unclean`)");
+        } else if (cur.min_in_sync > 0) {
+            snprintf(m, sizeof(m), "%lld (fewer backups in sync: writes refused)",
+                     (long long)cur.min_in_sync);
+        }
+        printf("group %u: replication %s, sync timeout %s, async max lag %s, min in sync %s\n",
+               gid,
                cur.replication < 0 ? "each node's flag"
                                    : bc_repl_mode_name((bc_repl_mode_t)cur.replication), t,
-               l);
+               l, m);
     }
     free(json);
     return BC_CLI_EXIT_OK;
@@ -369,6 +385,57 @@ json_str(const cJSON *obj, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+int
+bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv)
+{
+    bool unclean = false;
+    uint32_t gid = argc >= 2 ? bc_cluster_parse_gid(argv[1]) : 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--unclean") == 0) {
+            unclean = true;
+        } else {
+            fprintf(stderr, "bucketcache: group failover: unexpected \"%s\"\n", argv[i]);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    if (gid == 0 || !unclean) {
+        fprintf(stderr, "bucketcache: group failover GID --unclean\n"
+                        "  A group whose primary is gone fails over by itself to a backup of its\n"
+                        "  in-sync set.  When none is alive, --unclean promotes its best live node\n"
+                        "  anyway: writes acknowledged after the old primary's last in-sync record\n"
+                        "  may be lost.\n");
+        return BC_CLI_EXIT_USAGE;
+    }
+    char path[96];
+    snprintf(path, sizeof(path), "/v1/groups/failover?group=%u&unclean=1", gid);
+    cJSON *doc = NULL;
+    int status = 0;
+    int rc = admin_console_call(cli, "POST", path, &doc, &status);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    if (cli->json) {
+        char *s = cJSON_PrintUnformatted(doc);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else {
+        const cJSON *unc = cJSON_GetObjectItemCaseSensitive(doc, "unclean");
+        const cJSON *behind = cJSON_GetObjectItemCaseSensitive(doc, "behind_bytes");
+        printf("group %u: %s promoted%s (was %s), at offset %.0f\n", gid,
+               json_str(doc, "promoted"), cJSON_IsTrue(unc) ? " UNCLEANLY" : " from the in-sync set",
+               json_str(doc, "old_primary")[0] ? json_str(doc, "old_primary") : "-",
+               cJSON_GetObjectItemCaseSensitive(doc, "offset")
+                   ? cJSON_GetObjectItemCaseSensitive(doc, "offset")->valuedouble : 0.0);
+        if (cJSON_IsNumber(behind)) {
+            printf("the old primary last recorded its in-sync set at offset %.0f: the promoted "
+                   "node is %.0f bytes of stream behind that\n",
+                   cJSON_GetObjectItemCaseSensitive(doc, "recorded_offset")->valuedouble,
+                   behind->valuedouble);
+        }
+        printf("may be lost: %s\n", json_str(doc, "may_be_lost"));
+    }
+    cJSON_Delete(doc);
+    return BC_CLI_EXIT_OK;
 }
 
 /* A node's replication state, from its admin port, as one short phrase

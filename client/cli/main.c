@@ -8,6 +8,7 @@
  *   status                       the cluster at a glance (from the console)
  *   groups                       every group and node with its role
  *   group config GID ...         a group's replication settings
+ *   group failover GID --unclean promote a backup outside the in-sync set
  *   tables [--per-bucket]        show the c, m and d tables
  *   rebalance [--dry-run]        recompute d now (or just show the plan)
  *   locate KEY                   the key's bucket, owner group and primary
@@ -57,7 +58,12 @@ main_usage(FILE *out)
             "  locate KEY                   which bucket, group and primary node serve KEY\n"
             "  migrations [--watch]         bucket migration progress; pause|resume|cancel\n"
             "  group config GID             show or change a group's replication settings:\n"
-            "      [--replication async|sync] [--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n"
+            "      [--replication async|sync] [--sync-timeout-ms N] [--max-lag-mb N]\n"
+            "      [--min-in-sync N]        backups in sync a write needs (sync default 1,\n"
+            "                               async 0; 0 = degrade to the primary alone) [--clear]\n"
+            "  group failover GID --unclean promote the best live node of a group whose primary\n"
+            "                               is gone with no in-sync backup alive: may lose\n"
+            "                               acknowledged writes (it says how much)\n"
             "\n"
             "data commands (through libbucketcache):\n"
             "  get KEY...                   print the value of KEY (several keys: KEY<TAB>VALUE lines)\n"
@@ -145,6 +151,9 @@ main(int argc, char **argv)
     }
     if (strcmp(args[0], "group") == 0 && rest >= 2 && strcmp(args[1], "config") == 0) {
         return bc_cli_admin_group_config(&cli, rest - 1, args + 1);
+    }
+    if (strcmp(args[0], "group") == 0 && rest >= 2 && strcmp(args[1], "failover") == 0) {
+        return bc_cli_admin_group_failover(&cli, rest - 1, args + 1);
     }
     if (strcmp(args[0], "tables") == 0) return bc_cli_admin_tables(&cli, rest, args);
     if (strcmp(args[0], "status") == 0 && rest == 1) return bc_cli_admin_status(&cli, false);

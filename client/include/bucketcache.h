@@ -80,6 +80,9 @@ extern "C" {
 #define BC_CLIENT_EBADTABLE   -14  /* bc_client_create: malformed cluster config or table */
 #define BC_CLIENT_ELOADER     -15  /* bc_client_get_or_load: the loader failed */
 #define BC_CLIENT_EEXISTS     -16  /* cas: the item changed since it was read (its CAS differs) */
+#define BC_CLIENT_ENOTINSYNC  -17  /* a write: the key's group had fewer backups in sync than its
+                                      min_in_sync until the deadline, so its primary refused
+                                      the write (not applied; retried until then) */
 
 /*
  * A short, static, human-readable description of an error code; never
