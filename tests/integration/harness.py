@@ -719,6 +719,19 @@ def wait_primary(node, timeout=15, what=None):
              timeout=timeout, what=what or "node on port %d primary and writable" % node.port)
 
 
+def wait_recorded(primary, backup, timeout=15):
+    """Waits until `backup` is in the in-sync set `primary` recorded in
+    ZooKeeper (and so writes are accepted again, if they waited for it)."""
+    name = repl(backup)["node"]
+    try:
+        wait_for(lambda: (lambda r: r["role"] == "primary" and name in r["in_sync"]["members"]
+                          and not r["in_sync"]["writes_refused"])(repl(primary)),
+                 timeout=timeout,
+                 what="backup %s in the in-sync set of port %d" % (name, primary.port))
+    except AssertionError as e:
+        raise AssertionError("%s; primary: %r; backup: %r" % (e, repl(primary), repl(backup)))
+
+
 def wait_tables(zk, cluster, pred, what, timeout=15):
     """Polls the cluster's tables until pred(tables) holds; returns them."""
     return wait_for(lambda: (lambda t: t if pred(t) else None)(tables(zk, cluster)),

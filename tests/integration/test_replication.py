@@ -34,8 +34,13 @@ def group_nodes(con, gid):
 def wait_caught_up(primary, backup, timeout=20):
     def ok():
         p, b = harness.repl(primary), harness.repl(backup)
+        # both ends: the backup applied everything, and the primary has
+        # its link online (the backup's "link up" comes before the
+        # primary's answer)
         return (b["synced"] and b["link_up"] and b["offset"] == p["offset"] and
-                b["primary"] == "127.0.0.1:%d" % primary.port)
+                b["primary"] == "127.0.0.1:%d" % primary.port and
+                any(x["name"] == b["node"] and x["online"] and x["acked"] == p["offset"]
+                    for x in p.get("backups", [])))
     harness.wait_for(ok, timeout=timeout, what="backup caught up with its primary")
 
 
@@ -49,6 +54,9 @@ def start_group(cl, mode, *extra, session_ms=SESSION_MS):
                             session_timeout_ms=session_ms)
     harness.wait_for(lambda: len(group_nodes(con, 1)) == 2, what="backup registered")
     wait_caught_up(a, b)
+    # recorded in the in-sync set: eligible for promotion, and (sync mode,
+    # min_in_sync 1) what writes wait for -- they are refused until then
+    harness.wait_recorded(a, b)
     return a, b, con
 
 
@@ -238,6 +246,11 @@ def test_sync_mode_loses_no_acknowledged_write():
     got = globals()["got"]
     assert not lost, "sync mode lost %d acknowledged writes: %s" % (
         len(lost), [(k, acked[k], got.get(k)) for k in lost[:5]])
+    # sync mode, min_in_sync 1 (the default): the new primary has no backup
+    # in sync, so it refuses writes rather than acknowledge them alone
+    r = b.conn().cmd("set alone 0 0 1", "x")
+    assert r.startswith(b"SERVER_ERROR NOT_ENOUGH_IN_SYNC ") and r.split()[3] == b"1", r
+    assert harness.repl(b)["in_sync"]["writes_refused"] is True
     # the old primary comes back (same address) as a backup and catches up
     a2 = harness.ClusterNode(zk, cl, 1, "--replication", "sync", "--no-forward",
                              session_timeout_ms=SESSION_MS, port=a.port, admin_port=a.admin_port)
@@ -245,7 +258,9 @@ def test_sync_mode_loses_no_acknowledged_write():
     assert harness.repl(a2)["role"] == "backup"
     assert harness.repl(b)["full_resyncs"] >= 1
     assert int(node_stat(a2, "curr_items")) == int(node_stat(b, "curr_items"))
-    # writes go on through the new primary and reach the returned node
+    # recorded in the in-sync set: writes go on through the new primary and
+    # reach the returned node
+    harness.wait_recorded(b, a2)
     assert b.conn().cmd("set after 0 0 1", "x") == b"STORED\r\n"
     wait_caught_up(b, a2)
     for p in (b, a2, con):
@@ -305,9 +320,36 @@ def test_group_config_switches_the_mode_at_once():
                      what="the group's nodes in sync mode")
     rc, out, err = cli("1", "--json")
     assert rc == 0 and json.loads(out) == {"replication": "sync", "sync_timeout_ms": 300}, out
-    # sync now: a frozen backup holds a write for the group's 300 ms timeout
-    # (it must be in the sync set first: a write waits only for those)
-    harness.wait_for(lambda: harness.repl(a)["backups"][0]["in_sync"], what="backup in sync")
+    assert "min in sync the mode's default" in cli("1")[1]
+    # sync now, min_in_sync 1 (the default): the one backup is frozen; a
+    # write waits the group's 300 ms for it, is NOT acknowledged (the
+    # connection closes: its outcome is unknown), and the next writes are
+    # refused until the backup catches up -- never acknowledged by the
+    # primary alone.  The backup stays in the in-sync set: eligible.
+    harness.wait_recorded(a, b)
+    bname = harness.repl(b)["node"]
+    harness.freeze(b)
+    try:
+        t0 = time.time()
+        c = a.conn()
+        c.send("set held 0 0 1\r\nx\r\n")
+        assert c.closed_by_peer() and c.buf == b"", ("the write was answered", c.buf)
+        held = time.time() - t0
+        r = a.conn().cmd("set held2 0 0 1", "x")
+        assert r.startswith(b"SERVER_ERROR NOT_ENOUGH_IN_SYNC "), r
+        info = harness.repl(a)
+        assert info["in_sync"]["members"] == [bname], info
+        assert info["in_sync"]["writes_refused"] and info["commit_failures"] >= 1, info
+    finally:
+        b.proc.signal(signal.SIGCONT)
+    assert 0.25 <= held < 3 * harness.SLOW, held
+    harness.wait_recorded(a, b)
+    assert a.conn().cmd("set held3 0 0 1", "x") == b"STORED\r\n"
+    # --min-in-sync 0: degrade to the primary alone, as before: the frozen
+    # backup is recorded out after 300 ms and the write is acknowledged
+    rc, out, err = cli("1", "--min-in-sync", "0")
+    assert rc == 0 and "min in sync 0 (degrade-to-primary" in out, (rc, out, err)
+    harness.wait_for(lambda: harness.repl(a)["in_sync"]["min_in_sync"] == 0, what="min 0 in force")
     before = harness.repl(a)
     harness.freeze(b)
     try:
@@ -317,7 +359,11 @@ def test_group_config_switches_the_mode_at_once():
     finally:
         b.proc.signal(signal.SIGCONT)
     assert 0.25 <= held < 3 * harness.SLOW, (held, before, harness.repl(a))
-    assert harness.repl(a)["sync_timeouts"] == 1
+    assert harness.repl(a)["sync_timeouts"] == before["sync_timeouts"] + 1
+    # recorded out before the reply, and back in once caught up
+    assert harness.repl(a)["isr_shrinks"] == before["isr_shrinks"] + 1
+    harness.wait_recorded(a, b)
+    assert cli("1", "--min-in-sync", "99")[0] == 2
     # bad input is refused by the CLI, and a malformed record by the nodes
     assert cli("1", "--replication", "maybe")[0] == 2
     assert cli("1", "--sync-timeout-ms", "5")[0] == 2
@@ -336,41 +382,55 @@ def test_admin_writes_wait_for_backups_without_holding_the_admin_thread():
     """In sync mode an admin-port PUT or DELETE answers once the backups
     have it -- but it waits parked, so the admin thread (which also serves
     the migration exports and their fences) goes on answering meanwhile,
-    and the write is stored once."""
+    and the write is stored once.  With its only backup frozen and
+    min_in_sync 1 the PUT is not acknowledged (503, outcome unknown);
+    with min_in_sync 0 it is, once the backup was recorded out."""
     cl = harness.create_cluster(zk, "adminsync", buckets=NB)
     a, b, con = start_group(cl, "sync", "--repl-sync-timeout-ms", "1500")
-    items0 = mu.admin_stats(a)["cache"]["total_items"]
-    harness.freeze(b)
-    put = {}
 
-    def do_put():
-        t0 = time.time()
-        put["reply"] = harness.http_json(a.admin_port, "PUT", "/v1/keys/held-admin",
-                                         body=b"held", timeout=10)
-        put["secs"] = time.time() - t0
-    th = threading.Thread(target=do_put)
-    try:
-        th.start()
-        time.sleep(0.3)
-        assert th.is_alive()                             # waiting for the frozen backup
-        t0 = time.time()
-        st, doc = harness.http_json(a.admin_port, "GET", "/health")
-        assert st == 200 and time.time() - t0 < 0.5 * harness.SLOW, time.time() - t0
-        assert th.is_alive()
-        th.join(10)
-    finally:
-        b.proc.signal(signal.SIGCONT)
-    st, doc = put["reply"]
-    assert st == 201 and doc["stored"] is True and doc["cas"] > 0, (st, doc)
-    assert 1.3 <= put["secs"] < 5 * harness.SLOW, put["secs"]
+    def parked_put(key):
+        put = {}
+
+        def do_put():
+            t0 = time.time()
+            put["reply"] = harness.http_json(a.admin_port, "PUT", "/v1/keys/" + key,
+                                             body=b"held", timeout=10)
+            put["secs"] = time.time() - t0
+        items0 = mu.admin_stats(a)["cache"]["total_items"]
+        th = threading.Thread(target=do_put)
+        harness.freeze(b)
+        try:
+            th.start()
+            time.sleep(0.3)
+            assert th.is_alive()                             # waiting for the frozen backup
+            t0 = time.time()
+            st, doc = harness.http_json(a.admin_port, "GET", "/health")
+            assert st == 200 and time.time() - t0 < 0.5 * harness.SLOW, time.time() - t0
+            assert th.is_alive()
+            th.join(10)
+        finally:
+            b.proc.signal(signal.SIGCONT)
+        assert 1.3 <= put["secs"] < 5 * harness.SLOW, put["secs"]
+        assert mu.admin_stats(a)["cache"]["total_items"] == items0 + 1  # stored once, not per run
+        return put["reply"]
+
+    st, doc = parked_put("held-admin")
+    assert st == 503 and "outcome is unknown" in doc["error"], (st, doc)
     assert harness.repl(a)["sync_timeouts"] == 1
-    assert mu.admin_stats(a)["cache"]["total_items"] == items0 + 1     # stored once, not per run
-    st, _, body = harness.http(a.admin_port, "GET", "/v1/keys/held-admin")
+    harness.wait_recorded(a, b)            # it caught up: it stays eligible, writes resume
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", cl, "group", "config", "1",
+                               "--min-in-sync", "0")
+    assert rc == 0, (rc, out, err)
+    harness.wait_for(lambda: harness.repl(a)["in_sync"]["min_in_sync"] == 0, what="min 0 in force")
+    st, doc = parked_put("held-admin2")
+    assert st == 201 and doc["stored"] is True and doc["cas"] > 0, (st, doc)
+    assert harness.repl(a)["sync_timeouts"] == 2
+    st, _, body = harness.http(a.admin_port, "GET", "/v1/keys/held-admin2")
     assert st == 200 and body == b"held"
-    # the backup catches up and rejoins the sync set: a DELETE waits for it
+    # the backup catches up and is recorded in again: a DELETE waits for it
     wait_caught_up(a, b)
-    harness.wait_for(lambda: harness.repl(a)["backups"][0]["in_sync"], what="backup in sync")
-    st, _, _ = harness.http(a.admin_port, "DELETE", "/v1/keys/held-admin")
+    harness.wait_recorded(a, b)
+    st, _, _ = harness.http(a.admin_port, "DELETE", "/v1/keys/held-admin2")
     assert st == 204
     harness.wait_for(lambda: mu.admin_stats(b)["cache"]["curr_items"] == mu.admin_stats(a)["cache"]["curr_items"],
                      what="the delete on the backup")
@@ -508,6 +568,10 @@ def test_library_cas_append_prepend_across_a_failover():
 
     def cli(*args, **kw):
         return harness.cli("--zk", zk.hosts, "--cluster", cl, *args, **kw)
+    # after the failover the new primary is alone: with min_in_sync 1 it
+    # would refuse writes (test_sync_mode_loses_no_acknowledged_write);
+    # this test is about CAS across it, so the group degrades instead
+    assert cli("group", "config", "1", "--min-in-sync", "0")[0] == 0
     assert cli("set", "acct", "100")[0] == 0
     assert cli("set", "acct", "--append", "0")[0] == 0
     assert cli("set", "acct", "--prepend", "1")[0] == 0
