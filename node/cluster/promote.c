@@ -31,7 +31,7 @@
 /* How long a backup leaves a console to promote someone after the
  * primary's registration went, and how much longer each better-placed
  * in-sync member gets before the next one tries. */
-#define PROMOTE_GRACE_MS   800
+#define PROMOTE_GRACE_MS   500
 #define PROMOTE_STEP_MS    400
 #define PROMOTE_HTTP_MS    300    /* asking another member its offset */
 

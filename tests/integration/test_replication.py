@@ -606,7 +606,12 @@ def test_frozen_primary_never_writes_as_primary_again():
     finally:
         a.proc.signal(signal.SIGCONT)
     # the first write after waking is refused: the lease lapsed while frozen
-    reply = c.cmd("set split 0 0 1", "A")
+    # (or its connection is closed, if the node learned first that it is
+    # no longer primary: it then closes its client connections)
+    try:
+        reply = c.cmd("set split 0 0 1", "A")
+    except (ConnectionError, OSError):
+        reply = b"SERVER_ERROR NOT_PRIMARY (connection closed)"
     assert reply.startswith(b"SERVER_ERROR NOT_PRIMARY"), reply
     assert b.conn().cmd("set split 0 0 1", "B") == b"STORED\r\n"
     # it learns its session expired, re-registers and follows the new primary
@@ -617,6 +622,37 @@ def test_frozen_primary_never_writes_as_primary_again():
         r = a.conn().cmd("set split 0 0 1", "A")
         assert r.startswith(b"SERVER_ERROR NOT_PRIMARY"), r
     assert read_all(b, ["split", "before"]) == {"split": "B", "before": "1"}
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_demoted_primary_closes_client_connections():
+    """A primary that loses its role closes its client connections -- not
+    other nodes' peer links -- before it reads more from them: a request
+    still queued in one would otherwise be read later, refused NOT_PRIMARY
+    and forwarded to the new primary, to be applied after writes
+    acknowledged since (a zombie write)."""
+    cl = harness.create_cluster(zk, "demote", buckets=NB)
+    a, b, con = start_group(cl, "async")
+    client = a.conn(timeout=10)
+    assert client.cmd("set k 0 0 1", "1") == b"STORED\r\n"
+    peer = a.conn(timeout=10)
+    assert peer.cmd("bucketcache_peer n-0000000099") == b"OK\r\n"
+    a.proc.signal(signal.SIGSTOP)
+    try:
+        harness.wait_primary(b, timeout=SESSION_MS / 1000 + 15)
+    finally:
+        a.proc.signal(signal.SIGCONT)
+    harness.wait_for(lambda: harness.repl(a)["role"] == "backup", timeout=SESSION_MS / 1000 + 15,
+                     what="the old primary demoted")
+    assert client.closed_by_peer(timeout=5), "the client connection stayed open"
+    # the peer link is still served (a backup refuses it: one hop only)
+    r = peer.cmd("get k")
+    assert r.startswith(b"SERVER_ERROR NOT_PRIMARY"), r
+    assert "closed 1 client connections" in a.proc.output() or \
+        "closed 2 client connections" in a.proc.output()
+    # a new client connection is served as a backup serves one
+    assert a.conn().cmd("get k").startswith(b"SERVER_ERROR NOT_PRIMARY")
     for p in (a, b, con):
         p.stop()
 
