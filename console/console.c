@@ -468,10 +468,27 @@ console_dest_note(bc_console_t *cs, uint32_t gid, const char *node, bool ok, con
 {
     if (!bc_mig_dest_note(&cs->dest_backoff, gid, node, ok, error, bc_time_real_ms())) return;
     const bc_mig_dest_backoff_t *e = bc_mig_dest_find(cs->dest_backoff.v, cs->dest_backoff.n, gid);
+    /*
+     * BEHAVIOR: a destination that fails may have lost its precopies with
+     * its process: the buckets precopied for it are precopied again -- which
+     * also proves it answers -- before a read-only copy towards it starts;
+     * and the precopies queued for it are dropped rather than sent to fail.
+     */
+    size_t forgotten = 0, dropped = 0;
+    if (cs->precopied != NULL) {
+        for (uint32_t b = 0; b < cs->nbuckets; b++) {
+            if (cs->precopied_ms[b] != 0 && cs->precopied[b].to == gid) {
+                cs->precopied[b] = (bc_mig_precopy_t){0, 0};
+                cs->precopied_ms[b] = 0;
+                forgotten++;
+            }
+        }
+        dropped = bc_mig_pool_drop_precopies_to(cs->pool, gid);
+    }
     log_warn("console: copies to group %u (primary %s) back off for %lld ms after %u failures in "
-             "a row: %s", gid, node[0] ? node : "?",
+             "a row: %s (%zu precopies forgotten, %zu queued dropped)", gid, node[0] ? node : "?",
              (long long)(e != NULL ? e->retry_at_ms - bc_time_real_ms() : 0),
-             e != NULL ? e->failures : 0, error);
+             e != NULL ? e->failures : 0, error, forgotten, dropped);
     pthread_mutex_lock(&cs->mu);
     cs->stats.mig_dest_backoffs++;
     pthread_mutex_unlock(&cs->mu);

@@ -674,3 +674,27 @@ bc_mig_pool_clear_reports(bc_mig_pool_t *p)
     }
     pthread_mutex_unlock(&p->mu);
 }
+
+size_t
+bc_mig_pool_drop_precopies_to(bc_mig_pool_t *p, uint32_t to)
+{
+    size_t dropped = 0;
+    pthread_mutex_lock(&p->mu);
+    pool_queue_t *q = &p->precopies;
+    pool_task_t **pp = &q->head, *last = NULL;
+    while (*pp != NULL) {
+        pool_task_t *t = *pp;
+        if (t->kind == TASK_PRECOPY && t->job.to == to) {
+            *pp = t->next;
+            keys_drop(&p->precopy_reports.active, t->job.bucket, 0);
+            free(t);
+            dropped++;
+            continue;
+        }
+        last = t;
+        pp = &t->next;
+    }
+    q->tail = last;
+    pthread_mutex_unlock(&p->mu);
+    return dropped;
+}

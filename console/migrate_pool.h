@@ -159,5 +159,8 @@ bool bc_mig_pool_precopy(bc_mig_pool_t *pool, const bc_mig_job_t *job);
 size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
 /* Precopies queued or running now. */
 size_t bc_mig_pool_precopying(bc_mig_pool_t *pool);
+/* Drops the precopies queued (not yet running) towards group `to` -- a
+ * destination that began backing off; returns how many. */
+size_t bc_mig_pool_drop_precopies_to(bc_mig_pool_t *pool, uint32_t to);
 
 #endif

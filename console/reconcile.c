@@ -304,6 +304,18 @@ move_cutover(move_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t 
                 done.stall_ms);
 }
 
+/* Was destination `to` probed in this round already?  (A full list counts
+ * as probed: nothing more starts.) */
+static bool
+move_probed(const uint32_t *probed, const size_t *n, uint32_t to)
+{
+    if (*n >= 64) return true;
+    for (size_t i = 0; i < *n; i++) {
+        if (probed[i] == to) return true;
+    }
+    return false;
+}
+
 /* Starts a new run unless one is under way: its summary starts empty;
  * the controls are kept. */
 static void
@@ -405,6 +417,8 @@ reconcile_migrations(move_round_t *r)
     size_t lookahead =
         in->precopy != NULL ? bc_mig_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
+    uint32_t probed[64];           /* destinations probed in this round */
+    size_t nprobed = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
         uint32_t from = out->m.owner[b], to = out->d.owner[b];
@@ -427,6 +441,17 @@ reconcile_migrations(move_round_t *r)
             out->mig_held_back++;
             continue;
         }
+        /* BEHAVIOR: a destination whose backoff just ran out is probed with
+         * ONE job (a precopy, or a copy without precopy) until one succeeds
+         * and clears its record: a still-dead destination costs one failure
+         * per backoff step, not a whole window of them. */
+        const bc_mig_dest_backoff_t *bo =
+            bc_mig_dest_find(in->dest_backoff, in->ndest_backoff, to);
+        bool probing = bo != NULL && bo->failures > 0 && strcmp(bo->node, dst->name) == 0;
+        if (probing && move_probed(probed, &nprobed, to)) {
+            out->mig_held_back++;
+            continue;
+        }
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
         if (!ready || ncopying >= in->parallel) {
@@ -438,9 +463,11 @@ reconcile_migrations(move_round_t *r)
                 move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
                     (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
+                if (probing) probed[nprobed++] = to;
             }
             continue;
         }
+        if (probing) probed[nprobed++] = to;
         if (r->budget == 0) {
             out->mig_more = true;
             break;

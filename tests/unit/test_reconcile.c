@@ -1188,8 +1188,17 @@ test_mig_destination_backing_off_starts_nothing(void **state)
     bc_reconcile_free(&out);
     snprintf(v.groups[2].primary.node, sizeof(v.groups[2].primary.node), "n-0000000030");
     snprintf(v.groups[2].nodes[0].name, sizeof(v.groups[2].nodes[0].name), "n-0000000030");
-    /* ... and once its time is up they start */
+    /* ... once its time is up ONE starts, a probe: a destination still
+     * down costs one failure per backoff step */
     mig_run(&v, &migs, 6000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig_held_back, 1);
+    bc_reconcile_free(&out);
+    /* ... and once a job towards it succeeded, all of them */
+    assert_false(bc_mig_dest_note(&d, 3, "n-0000000030", true, "", 6100));
+    o.dest_backoff = d.v;
+    o.ndest_backoff = d.n;
+    mig_run(&v, &migs, 6100, &o, &out);
     assert_int_equal(out.mig_started, 2);
     assert_int_equal(out.mig_held_back, 0);
     bc_reconcile_free(&out);
