@@ -78,6 +78,7 @@ typedef struct bc_node_info {
                                       * /v1/repl when it picks a new primary */
     bool synced;                     /* its data is complete: not in the record either,
                                       * filled in with offset */
+    bool offset_known;               /* offset and synced were read from the node */
     int64_t pid;
 } bc_node_info_t;
 

@@ -464,18 +464,21 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
 
 /* A copy or precopy outcome towards group gid (whose primary was node). */
 static void
-console_dest_note(bc_console_t *cs, uint32_t gid, const char *node, bool ok, const char *error)
+console_dest_note(bc_console_t *cs, uint32_t gid, const char *node, bool ok, bool unreachable,
+                  const char *error)
 {
     if (!bc_mig_dest_note(&cs->dest_backoff, gid, node, ok, error, bc_time_real_ms())) return;
     const bc_mig_dest_backoff_t *e = bc_mig_dest_find(cs->dest_backoff.v, cs->dest_backoff.n, gid);
     /*
-     * BEHAVIOR: a destination that fails may have lost its precopies with
-     * its process: the buckets precopied for it are precopied again -- which
-     * also proves it answers -- before a read-only copy towards it starts;
-     * and the precopies queued for it are dropped rather than sent to fail.
+     * BEHAVIOR: a destination that did not answer may have lost its
+     * precopies with its process: the buckets precopied for it are
+     * precopied again -- which also proves it answers -- before a
+     * read-only copy towards it starts; and the precopies queued for it
+     * are dropped rather than sent to fail.  (One that answered with an
+     * error keeps them: its copies are full ones, as before.)
      */
     size_t forgotten = 0, dropped = 0;
-    if (cs->precopied != NULL) {
+    if (cs->precopied != NULL && unreachable) {
         for (uint32_t b = 0; b < cs->nbuckets; b++) {
             if (cs->precopied_ms[b] != 0 && cs->precopied[b].to == gid) {
                 cs->precopied[b] = (bc_mig_precopy_t){0, 0};
@@ -507,7 +510,7 @@ console_precopy_take(bc_console_t *cs)
     for (size_t i = 0; i < n; i++) {
         const bc_mig_report_t *r = &reps[i];
         if (r->bucket >= cs->nbuckets) continue;
-        console_dest_note(cs, r->to, r->dest_node, r->ok, r->error);
+        console_dest_note(cs, r->to, r->dest_node, r->ok, r->unreachable, r->error);
         if (r->ok) {
             done++;
             bytes += r->bytes;
@@ -737,7 +740,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
         for (size_t i = 0; i < nreports; i++) {
             console_dest_note(cs, reports[i].to, reports[i].dest_node, reports[i].ok,
-                              reports[i].error);
+                              reports[i].unreachable, reports[i].error);
         }
         if (cs->precopied != NULL) console_precopy_take(cs);
     }

@@ -77,6 +77,8 @@ typedef enum pick {
     PICK_KEEP,                     /* the primary lives */
     PICK_NEW,                      /* *out replaces it (or is the first) */
     PICK_WAIT,                     /* gone, and no in-sync member alive */
+    PICK_EMPTY,                    /* gone with every copy of its term's data: *out
+                                    * starts the group empty */
 } pick_t;
 
 /*
@@ -106,6 +108,30 @@ reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_node_inf
         const bc_node_info_t *n = &g->nodes[i];
         if (isr != NULL && (!bc_isr_record_has(isr, n->name) || !n->synced)) continue;
         if (pick_better(n, best)) best = n;
+    }
+    /*
+     * No member alive.  Whether anything can be lost by promoting another
+     * node depends on whether a live node holds data of that term: one
+     * that does (complete, at some offset) may lack acknowledged writes --
+     * only an operator may choose it (unclean).  When every live node was
+     * asked and none holds any (they registered after the term's data
+     * died with its members: restarted processes, a group that had no
+     * backup), that data is gone whatever happens, and waiting would only
+     * keep the group down: the best of them starts the group empty.
+     */
+    if (best == NULL && isr != NULL && !unclean) {
+        bool all_known = true, data = false;
+        for (size_t i = 0; i < g->nnodes; i++) {
+            all_known = all_known && g->nodes[i].offset_known;
+            data = data || (g->nodes[i].synced && g->nodes[i].offset > 0);
+        }
+        if (all_known && !data) {
+            for (size_t i = 0; i < g->nnodes; i++) {
+                if (pick_better(&g->nodes[i], best)) best = &g->nodes[i];
+            }
+            *out = best;
+            return best != NULL ? PICK_EMPTY : PICK_WAIT;
+        }
     }
     if (best == NULL && unclean) {
         for (size_t i = 0; i < g->nnodes; i++) {
@@ -669,6 +695,10 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
                         "writes %s may be lost", g->gid, best->name, best->data_addr,
                         (unsigned long long)best->offset, best->synced ? "" : ", data incomplete",
                         isr != NULL ? "after the old primary's last in-sync record" : "");
+        } else if (pick == PICK_EMPTY) {
+            summary_add(out, "group %u primary: %s (%s), was %s: no live node holds any data of "
+                        "its term (every copy of it is gone): the group starts empty", g->gid,
+                        best->name, best->data_addr, g->primary.node);
         } else {
             summary_add(out, "group %u primary: %s (%s)%s%s%s", g->gid, best->name,
                         best->data_addr, g->has_primary ? ", was " : "",

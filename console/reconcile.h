@@ -14,7 +14,10 @@
  *   node/repl/repl.h) may replace it: the live member with complete data
  *   and the highest replication offset (ties: lowest znode name).  None
  *   alive: the group waits -- for the old primary, or for an operator's
- *   unclean failover (below) -- and is listed in `waiting`.  A group that
+ *   unclean failover (below) -- and is listed in `waiting`; unless every
+ *   live node was asked and none holds any data of that term (restarted
+ *   processes, a group that had no backup): that data is gone either way,
+ *   and the best of them starts the group empty.  A group that
  *   never had a primary (no record) takes its best node; so does one whose
  *   record has no in-sync record of its term (written by an earlier
  *   version), as before.  The new primary record and the new term's

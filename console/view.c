@@ -296,9 +296,11 @@ view_node_offset(bc_node_info_t *n, int timeout_ms)
     bc_repl_status_t r;
     n->offset = 0;
     n->synced = false;
+    n->offset_known = false;
     if (n->admin_addr[0] == '\0' || bc_repl_status_fetch(n->admin_addr, timeout_ms, &r) != BC_OK) {
         return;
     }
+    n->offset_known = true;
     n->synced = r.synced;
     n->offset = r.synced ? r.offset : 0;
 }

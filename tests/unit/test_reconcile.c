@@ -411,6 +411,34 @@ test_failover_waits_without_an_in_sync_member_and_unclean_reports(void **state)
     assert_non_null(strstr(out.summary, "UNCLEAN"));
     bc_reconcile_free(&out);
 
+    /* every live node was asked and none holds data of the term (a restarted
+     * process): nothing can be lost any more, the group starts empty */
+    for (size_t i = 0; i < 2; i++) {
+        g->nodes[i].offset_known = true;
+        g->nodes[i].synced = false;
+        g->nodes[i].offset = 0;
+    }
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);
+    assert_string_equal(out.primaries[0].info.node, "n-0000000010");
+    assert_int_equal(out.primaries[0].isr.n, 0);
+    assert_non_null(strstr(out.summary, "starts empty"));
+    bc_reconcile_free(&out);
+    /* ... but one that holds data keeps it waiting, and so does one that
+     * could not be asked */
+    g->nodes[1].synced = true;
+    g->nodes[1].offset = 5;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);
+    bc_reconcile_free(&out);
+    g->nodes[1].synced = false;
+    g->nodes[1].offset = 0;
+    g->nodes[1].offset_known = false;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);
+    assert_int_equal(out.nwaiting, 1);
+    bc_reconcile_free(&out);
+
     /* an unclean failover asked for a group whose primary lives: refused */
     snprintf(g->primary.node, sizeof(g->primary.node), "n-0000000010");
     group_isr(g, isr, 0, 100);
