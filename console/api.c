@@ -149,6 +149,21 @@ api_cluster(void *ctx, bc_http_req_t *req)
         if (g->departure.present) {
             cJSON_AddNumberToObject(jg, "departed_at_ms", (double)g->departure.departed_at_ms);
         }
+        /* The in-sync set its primary recorded (null: none of its term). */
+        bool term = g->has_primary && g->has_isr && bc_isr_record_of(&g->isr, &g->primary);
+        if (term) {
+            cJSON *isr = cJSON_AddArrayToObject(jg, "in_sync");
+            for (uint32_t k = 0; isr != NULL && k < g->isr.n; k++) {
+                cJSON_AddItemToArray(isr, cJSON_CreateString(g->isr.in_sync[k]));
+            }
+        } else {
+            cJSON_AddNullToObject(jg, "in_sync");
+        }
+        bool primary_live = false;
+        for (size_t k = 0; g->has_primary && k < g->nnodes; k++) {
+            primary_live = primary_live || strcmp(g->nodes[k].name, g->primary.node) == 0;
+        }
+        cJSON_AddBoolToObject(jg, "primary_live", primary_live);
         cJSON *nodes = cJSON_AddArrayToObject(jg, "nodes");
         for (size_t k = 0; k < g->nnodes; k++) {
             const bc_node_info_t *n = &g->nodes[k];
@@ -160,6 +175,7 @@ api_cluster(void *ctx, bc_http_req_t *req)
             cJSON_AddStringToObject(jn, "admin", n->admin_addr);
             cJSON_AddNumberToObject(jn, "memory", (double)n->memory);
             cJSON_AddNumberToObject(jn, "pid", (double)n->pid);
+            cJSON_AddBoolToObject(jn, "in_sync", term && bc_isr_record_has(&g->isr, n->name));
             cJSON_AddItemToArray(nodes, jn);
         }
         cJSON_AddItemToArray(groups, jg);

@@ -3,7 +3,8 @@
  *
  *   GET  /health           {"status":"ok","role":"active"|"standby",...}
  *   GET  /metrics          Prometheus text format
- *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts
+ *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts, each
+ *                          group's recorded in-sync set and whether its primary lives
  *   GET  /v1/tables        {"epoch":E,"buckets":N,"c":[..],"m":[..],"d":[..],"readonly":[..]}
  *   POST /v1/rebalance     ?dry_run=1 computes without writing; otherwise
  *                          the active console commits (a standby answers

@@ -705,8 +705,9 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     if (cached) {
         /* BEHAVIOR: no watch fired since the last load, so ZooKeeper holds
          * what we read plus what we wrote: only the active console writes
-         * the tables, the migrations and the group records, and node
-         * membership is watched.  If anything else changed anyway, the
+         * the tables, the migrations and the departure records, and node
+         * membership and the primary and in-sync records (nodes write
+         * those too) are watched.  If anything else changed anyway, the
          * transaction's version checks fail and the next round reloads
          * everything. */
         view = cs->cache_view;

@@ -13,7 +13,18 @@
  *   Every write the leader makes is one ZooKeeper transaction that also
  *   checks its own election znode still exists, and compares the versions
  *   of everything it read.  A leader that was paused or cut off and lost
- *   its session cannot write at all; two consoles can never both win.
+ *   its session cannot write at all; two consoles can never both win.  One
+ *   cut off whose session has not expired yet (a zombie) still writes only
+ *   what agrees with the versions it read: what a backup wrote meanwhile
+ *   (its own promotion, node/cluster/promote.c) makes its transaction fail.
+ *
+ * FAILOVER
+ *   Only a member of the dead primary's in-sync record is promoted
+ *   (reconcile.h, "Primaries"); a group with none alive waits, logged once,
+ *   for its old primary or an operator's unclean failover
+ *   (bc_console_failover).  A backup does not need the console to be
+ *   promoted: it promotes itself when no console acted within a short
+ *   grace, so a failover never waits for a dead console's session.
  *
  * LOOP (one thread; ZooKeeper watches only wake it)
  *     elect -> if leader: load view + migrations -> take copy reports ->
@@ -24,10 +35,11 @@
  * CACHED ROUNDS
  *   The state a round read and wrote is kept.  A round that no watch or
  *   session event preceded decides on it without reading ZooKeeper (only
- *   the active console writes the tables, migrations and group records,
- *   node membership is watched, and every write is a compare-and-set: a
- *   change made behind our back fails the transaction, and the round after
- *   reads everything).  The state is read again at least every reconcile
+ *   the active console writes the tables, migrations and departure
+ *   records; node membership and the primary and in-sync records, which
+ *   the nodes write too, are watched; and every write is a
+ *   compare-and-set: a change made behind our back fails the transaction,
+ *   and the round after reads everything).  The state is read again at least every reconcile
  *   interval while no copy is in flight, and every 10 s while copies are:
  *   a full load is many round trips, and copy reports would wait for it.
  *

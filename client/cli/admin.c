@@ -488,8 +488,13 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
             char counts[48];
             snprintf(counts, sizeof(counts), "%.0f/%.0f/%.0f", json_num(b, "c"), json_num(b, "m"),
                      json_num(b, "d"));
+            bool waiting = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) &&
+                           json_str(g, "primary")[0] &&
+                           !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "primary_live"));
             printf("%-6.0f %-5s %7.0f MiB %16s  %-22s %d\n", json_num(g, "gid"),
-                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "up" : "DOWN",
+                   !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "DOWN"
+                   : waiting                                                  ? "no-primary"
+                                                                              : "up",
                    json_num(g, "memory") / 1048576.0, counts,
                    json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
                    cJSON_GetArraySize(nodes));
@@ -503,8 +508,11 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                 printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
             }
             cJSON_ArrayForEach(n, nodes) {
-                char repl[128], mem[24];
+                char repl[160], mem[24];
                 node_repl_summary(json_str(n, "admin"), repl, sizeof(repl));
+                if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "in_sync"))) {
+                    strncat(repl, ", in sync", sizeof(repl) - strlen(repl) - 1);
+                }
                 snprintf(mem, sizeof(mem), "%.0f MiB", json_num(n, "memory") / 1048576.0);
                 printf("%-6.0f %-14s %-8s %-22s %-22s %-9s %s\n", json_num(g, "gid"),
                        json_str(n, "name"), json_str(n, "role"), json_str(n, "data"),

@@ -688,29 +688,42 @@ isr_main(void *arg)
                     continue;
                 }
                 atomic_fetch_add(&r->isr_write_errors, 1);
-                if (st == BC_ESTALE || st == BC_ENOTFOUND || st == BC_EEXISTS) {
-                    if (rst == BC_OK && strcmp(now.primary, r->isr.primary) == 0 &&
-                        now.epoch == r->isr.epoch) {
-                        /* Still our term (a write whose reply was lost was
-                         * applied): what ZooKeeper holds is the truth. */
-                        r->isr = now;
-                        r->isr_version = now_version;
-                        r->isr_prop_pending = false;
-                        bc__repl_do_isr_changed(r);
-                        continue;
+                if ((st == BC_ESTALE || st == BC_ENOTFOUND || st == BC_EEXISTS) && rst == BC_OK &&
+                    strcmp(now.primary, r->isr.primary) == 0 && now.epoch == r->isr.epoch) {
+                    bool unchanged = now_version == r->isr_version;
+                    if (unchanged && add[0] != '\0') {
+                        /* Nothing changed but the write failed: the backup
+                         * to add is no registration of this group (a peer
+                         * naming itself as one it is not, or one that
+                         * registered again): never tried again. */
+                        for (repl_peer_t *q = r->peers; q != NULL; q = q->next) {
+                            if (strcmp(q->name, add) == 0) q->node_named = false;
+                        }
+                        log_warn("repl: backup %s is no live registration of group %u: it is not "
+                                 "recorded in the in-sync set", add,
+                                 bc_node_cluster_gid(r->cluster));
                     }
-                    if (rst == BC_OK || rst == BC_ENOTFOUND || st == BC_ESTALE) {
-                        log_warn("repl: the in-sync record of group %u belongs to another term now "
-                                 "(%s): no reply is acknowledged as its primary any more",
-                                 bc_node_cluster_gid(r->cluster), bc_status_str(st));
-                        r->isr_state = REPL_ISR_LOST;
-                        r->isr_prop_pending = false;
-                        bc__repl_do_isr_changed(r);
-                        continue;
-                    }
+                    /* Still our term (or a write whose reply was lost was
+                     * applied): what ZooKeeper holds is the truth. */
+                    r->isr = now;
+                    r->isr_version = now_version;
+                    r->isr_prop_pending = false;
+                    bc__repl_do_isr_changed(r);
+                    if (!unchanged) continue;
+                } else if ((st == BC_ESTALE || st == BC_ENOTFOUND || st == BC_EEXISTS) &&
+                           (rst == BC_OK || rst == BC_ENOTFOUND)) {
+                    log_warn("repl: the in-sync record of group %u belongs to another term now "
+                             "(%s): no reply is acknowledged as its primary any more",
+                             bc_node_cluster_gid(r->cluster), bc_status_str(st));
+                    r->isr_state = REPL_ISR_LOST;
+                    r->isr_prop_pending = false;
+                    bc__repl_do_isr_changed(r);
+                    continue;
                 }
-                /* Not written, or not known: keep the proposal (its members
-                 * are still waited for) and try again. */
+                /* Not written, or not known (ZooKeeper unreachable, the
+                 * record unreadable): keep the proposal -- its members are
+                 * still waited for -- and try again; a write that lost a
+                 * race reads the record again then. */
                 nap = ISR_RETRY_MS;
             }
         }

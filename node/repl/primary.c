@@ -319,6 +319,7 @@ peer_reader(void *arg)
             pos += used;
             uint64_t prev = atomic_load(&p->acked);
             if (f.offset > prev) atomic_store(&p->acked, f.offset);
+            if (f.offset > atomic_load(&p->heard_upto)) atomic_store(&p->heard_upto, f.offset);
             pthread_mutex_lock(&r->mu);
             bc__repl_do_isr_ack(r, p, f.offset);
             pthread_mutex_unlock(&r->mu);
@@ -377,7 +378,9 @@ peer_sender(void *arg)
          * stream from pos); recorded in once it has acknowledged pos. */
         p->in_sync = true;
         p->entered = pos;
-        p->heard = false;
+        /* Its first acknowledgement may have come before this (a small
+         * snapshot, applied at once): then it has been heard already. */
+        p->heard = atomic_load(&p->heard_upto) >= pos;
         if (atomic_load(&p->acked) < pos) atomic_store(&p->acked, pos);
         bc__repl_do_isr_changed(r);
         pthread_mutex_unlock(&r->mu);

@@ -42,6 +42,7 @@ typedef struct repl_peer {
     char req_replid[BC_FRAME_REPLID_MAX + 1];
     uint64_t req_offset;
     _Atomic uint64_t acked;
+    _Atomic uint64_t heard_upto;   /* the highest offset the backup itself acknowledged */
     _Atomic bool closing;
     bool online;                   /* mu */
     bool in_sync;                  /* mu: in the wait set (isr.c) */
