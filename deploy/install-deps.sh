@@ -3,12 +3,13 @@
 # Safe to run repeatedly: it does nothing when everything is present.
 set -euo pipefail
 
-# libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools: tests only
-# (libmsgpack-dev checks the hand-written frame codec, common/bc_frame.c).
+# libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools,
+# python3-pymemcache: tests only (libmsgpack-dev checks the hand-written
+# frame codec, common/bc_frame.c; pymemcache is a memcached client people use).
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
-  libcmocka-dev memcached libmemcached-tools curl
+  libcmocka-dev memcached libmemcached-tools python3-pymemcache curl
   iproute2 iptables
 )
 

@@ -51,14 +51,20 @@
  *   are executed and reading resumes.  A client that sends requests but
  *   never reads replies costs at most ~max_conn_buffer + RBUF_SIZE + max_line.
  *
- *   A handler may hold a connection's input back (handler.h waiting: the
- *   text protocol does while a command is forwarded to another node,
- *   proto/forward.h): the connection is paused like under backpressure (no
- *   EPOLLIN, nothing executed) until the handler calls conn_on_resume,
- *   which sends what was queued and runs the commands held back.  A client
- *   that hangs up meanwhile (EPOLLHUP) is closed at once and its handler
- *   state released.  Each worker has the handler's per-worker state on its
- *   loop (the text protocol's forwarder, which owns the loop's timeout).
+ *   Replies that come later (commands forwarded to another node,
+ *   proto/forward.h) are holes in the output queue (net/outq.h): what
+ *   follows them waits, so replies leave in request order, and only the
+ *   bytes before the first hole are sent or asked EPOLLOUT for.  The
+ *   handler calls conn_on_resume when it filled one: the queue is sent
+ *   again and the commands held back run.  A handler may also hold a
+ *   connection's input back (handler.h waiting: the text protocol does
+ *   when a connection has as many forwarded commands in flight as it may):
+ *   the connection is paused like under backpressure (no EPOLLIN, nothing
+ *   executed) until conn_on_resume.  A client that hangs up while replies
+ *   are still to come (EPOLLHUP) is closed at once and its handler state
+ *   released; one that only shut its sending side (EOF) gets them first.
+ *   Each worker has the handler's per-worker state on its loop (the text
+ *   protocol's forwarder, which owns the loop's timeout).
  *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
@@ -308,7 +314,7 @@ static void
 conn_handoff(conn_t *c)
 {
     bc_server_t *srv = c->w->srv;
-    if (srv->handoff == NULL || bc_outq_pending(c->out) > 0) {
+    if (srv->handoff == NULL || !bc_outq_empty(c->out)) {
         conn_close(c);
         return;
     }
@@ -336,7 +342,7 @@ conn_flush(conn_t *c)
     /* Replication: no reply leaves before the writes it acknowledges are
      * on the in-sync backups (repl.h, bc_repl_commit_wait); when they
      * cannot be confirmed, the replies are dropped with the connection. */
-    if (c->w->srv->commit != NULL && bc_outq_pending(q) > 0 &&
+    if (c->w->srv->commit != NULL && bc_outq_ready(q) &&
         !c->w->srv->commit(c->w->srv->commit_ctx)) {
         log_debug("connection %d: writes not confirmed by the backups: closing without the "
                   "replies", c->fd);
@@ -344,7 +350,8 @@ conn_flush(conn_t *c)
         return false;
     }
 
-    while (bc_outq_pending(q) > 0) {
+    /* Up to the first hole: a reply still to come (outq.h). */
+    while (bc_outq_ready(q)) {
         struct iovec iov[IOV_BATCH];
         struct msghdr msg;
         memset(&msg, 0, sizeof(msg));
@@ -361,7 +368,7 @@ conn_flush(conn_t *c)
         bc_stats_add(&c->w->stats, bytes_written, (uint64_t)n);
         bc_outq_consume(q, cache, (size_t)n);
     }
-    if (bc_outq_pending(q) == 0 && c->close_after_write) {
+    if (bc_outq_empty(q) && c->close_after_write) {
         conn_close(c);
         return false;
     }
@@ -429,10 +436,14 @@ conn_read(conn_t *c)
         }
         ssize_t n = read(c->fd, dst, want);
         if (n == 0) {
-            /* EOF: send what is owed if the socket takes it, then close. */
+            /* EOF: send what is owed if the socket takes it, then close.
+             * Replies still to come (forwarded commands, whose deadline
+             * bounds the wait) are waited for: "printf 'get k\r\n' | nc"
+             * gets its answer whether k is served here or not. */
             c->close_after_write = true;
-            (void)conn_flush(c);
-            if (!c->closed) conn_close(c);
+            if (!conn_flush(c)) return false;
+            if (bc_outq_holes(c->out) > 0) return true;
+            conn_close(c);
             return false;
         }
         if (n < 0) {
@@ -462,7 +473,7 @@ conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
-    if (bc_outq_pending(c->out) > 0) ev |= BC_EL_WRITE;
+    if (bc_outq_ready(c->out)) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
 }
 
@@ -506,10 +517,11 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         conn_close(c);
         return;
     }
-    /* Hung up while its command is forwarded: nobody will read the reply,
-     * and with input off the level-triggered HUP would fire again and
-     * again until the reply came. */
-    if ((events & BC_EL_HUP) && c->w->srv->h.waiting(c->proto)) {
+    /* Hung up while replies are still to come (forwarded commands):
+     * nobody will read them, and the level-triggered HUP would fire again
+     * and again until they came. */
+    if ((events & BC_EL_HUP) &&
+        (c->w->srv->h.waiting(c->proto) || bc_outq_holes(c->out) > 0)) {
         conn_close(c);
         return;
     }

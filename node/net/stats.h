@@ -30,6 +30,8 @@
     X(get_hits,        "keys found by get/gets/gat/gats")                          \
     X(get_misses,      "keys not found by get/gets/gat/gats")                      \
     X(get_expired,     "gets that found only an expired item")                     \
+    X(get_no_owner,    "keys read as misses because no group owns their bucket (its group is down)") \
+    X(get_forward_failed, "keys of a multi-get read as misses because their owner could not answer") \
     X(delete_hits,     "delete commands that removed an item")                     \
     X(delete_misses,   "delete commands for a missing key")                        \
     X(incr_hits,       "incr commands on an existing key")                         \

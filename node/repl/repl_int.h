@@ -123,7 +123,8 @@ struct bc_repl {
     _Atomic uint64_t flush_mark_sent;
     _Atomic uint32_t flush_when;
     int64_t keep_ms;               /* REPL_KEEP_MS; BC_TEST_REPL_KEEP_MS for tests */
-    bool stopping;
+    /* set under mu by bc_repl_stop; repl_follow reads it without mu */
+    _Atomic bool stopping;
     pthread_t thread;
     bool started;
 

@@ -37,8 +37,23 @@ CONSOLE_BIN = os.environ.get("BC_CONSOLE_BIN",
                              os.path.join(BUILD_DIR, "console", "bucketcache-console"))
 MEMCACHED_BIN = os.environ.get("MEMCACHED_BIN") or "/usr/bin/memcached"
 SANITIZED = os.environ.get("BC_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE")
+# ThreadSanitizer build (BC_TSAN=ON): a process that saw a race prints
+# "WARNING: ThreadSanitizer" and goes on; main() fails the test for it.
+TSAN = os.environ.get("BC_TSAN", "OFF").upper() in ("ON", "1", "TRUE")
+TSAN_WARNING = "WARNING: ThreadSanitizer"
+# The suppressions (each with its reason) for libraries TSan cannot see into.
+TSAN_OPTIONS = "suppressions=%s:second_deadlock_stack=1" % os.path.join(
+    SOURCE_DIR, "tests", "tsan.supp")
 # Sanitizer builds are several times slower: stretch every wait.
-SLOW = 4.0 if SANITIZED else 1.0
+SLOW = 4.0 if SANITIZED or TSAN else 1.0
+# Races seen in the output of processes that are not Procs (cli(), ...).
+_tsan_reports = []
+
+
+def tsan_check(name, output):
+    """Records a ThreadSanitizer report in a child's output; main() fails on it."""
+    if TSAN and output and TSAN_WARNING in output:
+        _tsan_reports.append((name, output[-8000:]))
 
 TMP = tempfile.mkdtemp(prefix="bc-it-")
 _procs = []
@@ -137,6 +152,7 @@ class Proc:
         self.log = open(self.log_path, "wb")
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("TSAN_OPTIONS", TSAN_OPTIONS)
         if env:
             e.update(env)
         self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -377,6 +393,10 @@ def main(namespace):
         if pr.poll() is not None and pr.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
             print("process %s exited with %s; log %s:\n%s" %
                   (pr.name, pr.returncode, pr.log_path, pr.output()[-4000:]))
+        tsan_check("%s (%s)" % (pr.name, pr.log_path), pr.output())
+    for name, out in _tsan_reports:
+        failed += 1
+        print("FAIL ThreadSanitizer report in %s:\n%s" % (name, out), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     _cleanup()
     sys.exit(1 if failed else 0)
@@ -464,8 +484,10 @@ def cli(*args, env=None, timeout=30.0, ns=None):
     e = dict(os.environ)
     if env:
         e.update(env)
+    e.setdefault("TSAN_OPTIONS", TSAN_OPTIONS)
     r = subprocess.run(in_ns_argv(ns, [CLI_BIN] + list(args)), capture_output=True, text=True,
                        env=e, timeout=timeout * SLOW, stdin=subprocess.DEVNULL)
+    tsan_check("cli " + " ".join(args), r.stderr)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -674,7 +696,10 @@ class ClientTraffic:
     def __init__(self, zk, cluster, *args):
         argv = [CLIENT_TRAFFIC_BIN, "--zk", zk.hosts, "--cluster", cluster, "--duration", "600",
                 "--report-ms", "200", "--timeout", str(int(1500 * SLOW))] + list(args)
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        e = dict(os.environ)
+        e.setdefault("TSAN_OPTIONS", TSAN_OPTIONS)
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=e)
         self.reports = []
         self.err = []
         self.t = threading.Thread(target=self._read, daemon=True)
@@ -701,6 +726,7 @@ class ClientTraffic:
         self.p.wait(timeout=30 * SLOW)
         self.t.join(timeout=5)
         self.t2.join(timeout=5)
+        tsan_check("bucketcache_client_traffic", "".join(self.err))
         final = self.reports[-1]
         assert final.get("final"), final
         assert final["wrong"] == 0, (final, "".join(self.err)[-3000:])

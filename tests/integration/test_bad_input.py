@@ -236,7 +236,9 @@ def test_client_that_never_reads():
     assert owed > 256 * 1024 * 1024, "test did not push enough (%d bytes owed)" % owed
     after = harness.rss_kib(n.proc.pid)
     print("RSS before %d KiB, after %d KiB" % (before, after))
-    assert after - before < 48 * 1024, "RSS grew from %d to %d KiB" % (before, after)
+    # ThreadSanitizer maps about four bytes of shadow per byte touched
+    limit = 48 * 1024 * (5 if harness.TSAN else 1)
+    assert after - before < limit, "RSS grew from %d to %d KiB" % (before, after)
     # Other clients are still served promptly.
     t0 = time.time()
     assert_alive()

@@ -17,7 +17,8 @@ import harness  # noqa: E402
 CMAKE = os.environ.get("CMAKE_COMMAND", "cmake")
 CC = os.environ.get("BC_C_COMPILER", "cc")
 PREFIX = os.path.join(harness.TMP, "prefix")
-SAN = ["-fsanitize=address,undefined"] if harness.SANITIZED else []
+SAN = (["-fsanitize=address,undefined"] if harness.SANITIZED else
+       ["-fsanitize=thread"] if harness.TSAN else [])
 
 
 def run(argv, env=None, timeout=120):

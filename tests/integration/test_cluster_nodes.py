@@ -108,7 +108,12 @@ def test_group_down_then_back():
                     timeout=SESSION_MS / 1000 + 10)
     assert t["m"] == [0] * NB
     key = harness.key_in_bucket_owned_by([1] * NB, 1)
-    reply = g2.conn().cmd("get " + key)
+    # a memcached client reads a miss (docs/protocol.md, "A group down reads
+    # as misses"); a write, and a peer connection, get the refusal
+    assert g2.conn().cmd("get " + key) == b"END\r\n"
+    reply = g2.conn().cmd("set %s 0 0 1" % key, "v")
+    assert reply.startswith(b"SERVER_ERROR NO_OWNER %d " % harness.bucket_of(key, NB)), reply
+    reply = peer_conn(g2).cmd("get " + key)
     assert reply.startswith(b"SERVER_ERROR NO_OWNER %d " % harness.bucket_of(key, NB)), reply
     time.sleep(1.5)  # orphans wait for their group: nothing is reassigned
     assert harness.tables(zk, cl)["c"] == [0] * NB

@@ -117,7 +117,7 @@ TOPO = None
 def topo():
     global TOPO
     if TOPO is None:
-        if harness.SANITIZED and not os.environ.get("BC_MULTIHOST_SANITIZED"):
+        if (harness.SANITIZED or harness.TSAN) and not os.environ.get("BC_MULTIHOST_SANITIZED"):
             # Its figures are timings of a 2-core machine: under ASan or
             # TSan every process runs several times slower and the
             # scenarios test the sanitizer's speed, not the cluster.  The

@@ -84,7 +84,9 @@ fake_put(fake_t *f, const char *key, const char *value, size_t vlen, uint32_t fl
     fake_item_t *it = fake_find(f, key, strlen(key));
     if (it == NULL && f->nitems < FAKE_MAX_ITEMS) {
         it = &f->items[f->nitems++];
-        snprintf(it->key, sizeof(it->key), "%s", key);
+        size_t klen = strnlen(key, sizeof(it->key) - 1); /* keys over 250 are refused earlier */
+        memcpy(it->key, key, klen);
+        it->key[klen] = '\0';
         it->value = NULL;
     }
     if (it != NULL) {
@@ -189,12 +191,13 @@ fake_default(fake_t *f, const char *line, const char *data, size_t dlen, char **
                 fake_out(out, olen, ocap, e, strlen(e));
             } else {
                 v = cmd[0] == 'i' ? v + a : (v > a ? v - a : 0);
-                int m = snprintf(tmp, sizeof(tmp), "%llu", v);
+                snprintf(tmp, sizeof(tmp), "%llu", v);
+                size_t m = strlen(tmp);
                 free(it->value);
-                it->value = malloc((size_t)m + 1);
-                memcpy(it->value, tmp, (size_t)m + 1);
-                it->vlen = (size_t)m;
-                fake_out(out, olen, ocap, tmp, (size_t)m);
+                it->value = malloc(m + 1);
+                memcpy(it->value, tmp, m + 1);
+                it->vlen = m;
+                fake_out(out, olen, ocap, tmp, m);
                 fake_out(out, olen, ocap, "\r\n", 2);
             }
         }

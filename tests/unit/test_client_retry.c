@@ -256,7 +256,9 @@ test_timed_out_connection_is_reset(void **state)
 
 typedef struct drop_ctx {
     atomic_int drops_left;
-    const char *cmd;      /* drop only lines starting with this */
+    /* drop only lines starting with this; atomic: the test changes it while
+     * the fake's connection threads read it */
+    _Atomic(const char *) cmd;
 } drop_ctx_t;
 
 static fake_action_t
@@ -265,7 +267,8 @@ hook_drop(fake_t *f, const char *line, const char *data, size_t dlen, char *out,
 {
     (void)f, (void)data, (void)dlen, (void)out, (void)outlen;
     drop_ctx_t *d = ctx;
-    if (strncmp(line, d->cmd, strlen(d->cmd)) == 0 && atomic_fetch_sub(&d->drops_left, 1) > 0) {
+    const char *cmd = atomic_load(&d->cmd);
+    if (strncmp(line, cmd, strlen(cmd)) == 0 && atomic_fetch_sub(&d->drops_left, 1) > 0) {
         return FAKE_DROP;
     }
     return FAKE_DEFAULT;
@@ -276,7 +279,8 @@ test_dropped_connection(void **state)
 {
     (void)state;
     world_t w;
-    drop_ctx_t d = {.cmd = "get"};
+    drop_ctx_t d;
+    atomic_init(&d.cmd, "get");
     atomic_init(&d.drops_left, 2);
     world_init(&w, hook_drop, &d, NULL);
     fake_put(w.a, "k", "v1", 2, 0);
@@ -292,11 +296,11 @@ test_dropped_connection(void **state)
     assert_true(st.connects >= 3);
 
     /* add and incr are not: the outcome is unknown */
-    d.cmd = "add";
+    atomic_store(&d.cmd, "add");
     atomic_store(&d.drops_left, 1);
     assert_int_equal(bc_client_add(w.c, "n", 1, "1", 1, 0, 0, 1000), BC_CLIENT_EINDOUBT);
     assert_true(fake_has(w.a, "n") == false);   /* the fake dropped before storing */
-    d.cmd = "incr";
+    atomic_store(&d.cmd, "incr");
     atomic_store(&d.drops_left, 1);
     fake_put(w.a, "n", "5", 1, 0);
     uint64_t r = 0;
@@ -305,10 +309,10 @@ test_dropped_connection(void **state)
     assert_int_equal(r, 7);
 
     /* set and delete are retried; a retried delete that finds nothing is OK */
-    d.cmd = "set";
+    atomic_store(&d.cmd, "set");
     atomic_store(&d.drops_left, 1);
     assert_int_equal(bc_client_set(w.c, "s", 1, "x", 1, 0, 0, 1000), BC_CLIENT_OK);
-    d.cmd = "delete";
+    atomic_store(&d.cmd, "delete");
     atomic_store(&d.drops_left, 1);
     assert_int_equal(bc_client_delete(w.c, "s", 1, 1000), BC_CLIENT_OK);
     assert_int_equal(bc_client_delete(w.c, "s", 1, 1000), BC_CLIENT_ENOTFOUND);
