@@ -185,16 +185,22 @@ bc__repl_do_isr_changed(bc_repl_t *r)
     pthread_cond_signal(&r->isr_cv);
 }
 
-/* Has p caught up, for joining the wait set (sync: everything; async:
- * within the lag bound)? */
+/* A backup this close behind is waited for again (sync): the waits that
+ * follow hold the writers until it has the rest, which a backup that is
+ * not waited for might never get to under a steady load. */
+#define ISR_REJOIN_SLACK (256u * 1024u)
+
+/* Has a backup that acknowledged `acked` caught up: everything (sync, or
+ * async without a bound), or within the lag bound (async)?  slack: sync
+ * counts ISR_REJOIN_SLACK as caught up (to join the wait set). */
 static bool
-do_caught_up(const bc_repl_t *r, uint64_t acked)
+do_caught_up(const bc_repl_t *r, uint64_t acked, bool slack)
 {
     repl_settings_t set;
     bc__repl_settings(r, &set);
     uint64_t end = r->backlog.end;
     if (set.mode != BC_REPL_SYNC && set.max_lag > 0) return acked + set.max_lag >= end;
-    return acked >= end;
+    return acked + (slack && set.mode == BC_REPL_SYNC ? ISR_REJOIN_SLACK : 0) >= end;
 }
 
 void
@@ -205,8 +211,9 @@ bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset)
         p->heard = true;
         changed = true;
     }
-    if (p->online && offset >= r->backlog.end) {
-        /* Caught up: it holds everything up to now. */
+    if (p->online && do_caught_up(r, offset, false)) {
+        /* Caught up: it holds everything up to now (async: within the
+         * lag bound). */
         if (p->lagging) {
             p->lagging = false;
             changed = true;
@@ -217,10 +224,12 @@ bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset)
             changed = true;
         }
     }
-    if (p->online && !p->in_sync && do_caught_up(r, offset)) {
+    if (p->online && !p->in_sync && !p->lagging && do_caught_up(r, offset, true)) {
+        /* Waited for from now on; recorded in once it has acknowledged
+         * everything up to here (it may lack writes acknowledged before). */
         p->in_sync = true;
-        p->entered = offset;
-        p->heard = true;
+        p->entered = r->backlog.end;
+        p->heard = offset >= p->entered;
         changed = true;
         log_info("repl: backup %s caught up at offset %" PRIu64 ": waited for again", p->name,
                  offset);
@@ -232,7 +241,7 @@ bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset)
         pthread_cond_broadcast(&r->ack_cv);
         /* A backup in the wait set, acknowledging, not yet recorded:
          * the thread records it. */
-        if (p->in_sync && p->node_named && !bc_isr_record_has(&r->isr, p->name)) {
+        if (p->in_sync && p->heard && p->node_named && !bc_isr_record_has(&r->isr, p->name)) {
             pthread_cond_signal(&r->isr_cv);
         }
     }
