@@ -657,6 +657,55 @@ def test_demoted_primary_closes_client_connections():
         p.stop()
 
 
+def test_unclean_failover_reports_what_may_be_lost():
+    """min_in_sync 0 (degrade to the primary alone): the primary records its
+    frozen backup out and acknowledges writes alone; killed then, nobody
+    in its in-sync set is left, so the group waits for an operator --
+    `bucketcache group failover 1 --unclean` promotes the backup and says
+    what may be lost.  (On loopback the frozen backup's kernel still took
+    in the stream, so here it has them after all; across hosts it would
+    not: tests/integration/test_multihost.py.)"""
+    cl = harness.create_cluster(zk, "unclean", buckets=NB)
+    a, b, con = start_group(cl, "sync")
+
+    def cli(*args):
+        return harness.cli("--zk", zk.hosts, "--cluster", cl, *args)
+    assert cli("group", "config", "1", "--min-in-sync", "0")[0] == 0
+    harness.wait_for(lambda: harness.repl(a)["in_sync"]["min_in_sync"] == 0, what="min 0 in force")
+    assert a.conn().cmd("set before 0 0 1", "1") == b"STORED\r\n"
+    wait_caught_up(a, b)
+    harness.freeze(b)
+    try:
+        assert a.conn().cmd("set alone 0 0 1", "2") == b"STORED\r\n"   # after 500 ms
+        assert harness.repl(a)["in_sync"]["members"] == []
+        a.proc.kill()
+    finally:
+        b.proc.signal(signal.SIGCONT)
+
+    def group():
+        return next(g for g in harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]["groups"]
+                    if g["gid"] == 1)
+    harness.wait_for(lambda: not group()["primary_live"], timeout=SESSION_MS / 1000 + 10,
+                     what="the primary's registration gone")
+    time.sleep(1.5)        # the console (and the backup itself) had their chance
+    assert harness.repl(b)["role"] == "backup"
+    assert group()["in_sync"] == []
+    metrics = harness.http(con.admin_port, "GET", "/metrics")[2].decode()
+    assert "bucketcache_console_groups_waiting 1" in metrics
+    assert "no backup of its in-sync set is alive" in con.proc.output()
+    # the operator's command: only the unclean kind exists
+    assert cli("group", "failover", "1")[0] == 2
+    rc, out, err = cli("group", "failover", "1", "--unclean")
+    assert rc == 0 and "UNCLEANLY" in out and "may be lost" in out, (rc, out, err)
+    rc2, out2, err2 = cli("--json", "group", "failover", "1", "--unclean")
+    assert rc2 != 0 and "alive" in err2, (rc2, out2, err2)    # done already
+    harness.wait_primary(b)
+    assert read_all(b, ["before"]) == {"before": "1"}
+    assert b.conn().cmd("set after 0 0 1", "3") == b"STORED\r\n"   # min_in_sync 0: alone
+    for p in (b, con):
+        p.stop()
+
+
 def test_lagging_backup_gets_a_full_resync_under_load():
     cl = harness.create_cluster(zk, "resync", buckets=NB)
     # a backlog larger than the lag bound: the bound is met (and times out) before
