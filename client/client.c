@@ -147,7 +147,7 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
     pthread_mutex_init(&c->agent_mu, NULL);
     bc_time_cond_init(&c->agent_cv);
     pthread_mutex_init(&c->build_mu, NULL);
-    bc__router_init(&c->router);
+    bc__route_init(&c->router);
 
     c->timeout_ns = ms_to_ns(c->opts.timeout_ms);
     c->retry_base_ns = ms_to_ns(c->opts.retry_base_ms);
@@ -167,7 +167,7 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
     }
     if (ok && c->opts.near_cache_bytes > 0) {
         c->near = bc__lru_new(c->opts.near_cache_bytes);
-        ok = c->near != NULL && bc__sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
+        ok = c->near != NULL && bc__lru_sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
     }
     if (!ok) {
         client_free(c);
@@ -180,12 +180,12 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
 static void
 client_free(bc_client_t *c)
 {
-    bc__router_destroy(&c->router);
+    bc__route_destroy(&c->router);
     bc__registry_free(c);
     bc__flight_free(c->flight);
     bc__lru_free(c->negative);
     bc__lru_free(c->near);
-    bc__sketch_free(&c->sketch);
+    bc__lru_sketch_free(&c->sketch);
     pthread_mutex_destroy(&c->agent_mu);
     pthread_cond_destroy(&c->agent_cv);
     pthread_mutex_destroy(&c->build_mu);
@@ -307,9 +307,9 @@ bc_client_get_stats(bc_client_t *c, bc_client_stats_t *out)
         out->near_bytes = bytes;
         out->near_items = items;
     }
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     if (s != NULL) out->table_epoch = s->epoch;
-    bc__router_release(s);
+    bc__route_release(s);
     out->nbuckets = c->nbuckets;
     out->zk_connected = c->zk != NULL && bc_zk_connected(c->zk) ? 1 : 0;
     return BC_CLIENT_OK;
@@ -320,8 +320,8 @@ bc_client_locate(bc_client_t *c, const void *key, size_t klen, uint32_t *bucket,
                  char *addr, size_t addrlen)
 {
     if (addr != NULL && addrlen > 0) addr[0] = '\0';
-    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    if (c == NULL || !bc__proto_key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     if (s == NULL) return BC_CLIENT_EINVAL;
     uint32_t b = bc_hash_bucket(bc_hash_key(key, klen), s->nbuckets);
     if (bucket != NULL) *bucket = b;
@@ -329,6 +329,6 @@ bc_client_locate(bc_client_t *c, const void *key, size_t klen, uint32_t *bucket,
     if (addr != NULL && addrlen > 0 && s->node[b] != NULL) {
         snprintf(addr, addrlen, "%s", s->node[b]->addr);
     }
-    bc__router_release(s);
+    bc__route_release(s);
     return BC_CLIENT_OK;
 }

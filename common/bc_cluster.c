@@ -194,7 +194,7 @@ cluster_json_print(cJSON *obj)
 }
 
 char *
-bc_node_info_encode(const bc_node_info_t *info)
+bc_cluster_node_info_encode(const bc_cluster_node_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -206,7 +206,7 @@ bc_node_info_encode(const bc_node_info_t *info)
 }
 
 char *
-bc_primary_info_encode(const bc_primary_info_t *info)
+bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -218,7 +218,7 @@ bc_primary_info_encode(const bc_primary_info_t *info)
 }
 
 int
-bc_node_name_valid(const char *name)
+bc_cluster_node_name_valid(const char *name)
 {
     size_t n = name != NULL ? strlen(name) : 0;
     if (n < 3 || n > 22 || name[0] != 'n' || name[1] != '-') return 0;
@@ -229,7 +229,7 @@ bc_node_name_valid(const char *name)
 }
 
 bool
-bc_isr_record_has(const bc_isr_record_t *isr, const char *node)
+bc_cluster_isr_has(const bc_cluster_isr_t *isr, const char *node)
 {
     for (uint32_t i = 0; i < isr->n; i++) {
         if (strcmp(isr->in_sync[i], node) == 0) return true;
@@ -238,9 +238,9 @@ bc_isr_record_has(const bc_isr_record_t *isr, const char *node)
 }
 
 bool
-bc_isr_record_add(bc_isr_record_t *isr, const char *node)
+bc_cluster_isr_add(bc_cluster_isr_t *isr, const char *node)
 {
-    if (isr->n >= BC_ISR_MAX || strlen(node) >= BC_NODE_NAME_MAX || bc_isr_record_has(isr, node)) {
+    if (isr->n >= BC_CLUSTER_ISR_MAX || strlen(node) >= BC_NODE_NAME_MAX || bc_cluster_isr_has(isr, node)) {
         return false;
     }
     memcpy(isr->in_sync[isr->n++], node, strlen(node) + 1);
@@ -248,7 +248,7 @@ bc_isr_record_add(bc_isr_record_t *isr, const char *node)
 }
 
 bool
-bc_isr_record_remove(bc_isr_record_t *isr, const char *node)
+bc_cluster_isr_remove(bc_cluster_isr_t *isr, const char *node)
 {
     for (uint32_t i = 0; i < isr->n; i++) {
         if (strcmp(isr->in_sync[i], node) != 0) continue;
@@ -260,20 +260,20 @@ bc_isr_record_remove(bc_isr_record_t *isr, const char *node)
 }
 
 bool
-bc_isr_record_of(const bc_isr_record_t *isr, const bc_primary_info_t *p)
+bc_cluster_isr_of(const bc_cluster_isr_t *isr, const bc_cluster_primary_info_t *p)
 {
     return strcmp(isr->primary, p->node) == 0 && isr->epoch == p->epoch;
 }
 
 char *
-bc_isr_record_encode(const bc_isr_record_t *isr)
+bc_cluster_isr_encode(const bc_cluster_isr_t *isr)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
     cJSON_AddStringToObject(o, "primary", isr->primary);
     cJSON_AddNumberToObject(o, "epoch", (double)isr->epoch);
     cJSON *a = cJSON_AddArrayToObject(o, "in_sync");
-    for (uint32_t i = 0; a != NULL && i < isr->n && i < BC_ISR_MAX; i++) {
+    for (uint32_t i = 0; a != NULL && i < isr->n && i < BC_CLUSTER_ISR_MAX; i++) {
         cJSON_AddItemToArray(a, cJSON_CreateString(isr->in_sync[i]));
     }
     cJSON_AddNumberToObject(o, "offset", (double)isr->offset);
@@ -329,7 +329,8 @@ cluster_decode_fail(cJSON *root, const char *what, const char *field, char *err,
 }
 
 bc_status_t
-bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err, size_t errlen)
+bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t *out, char *err,
+                            size_t errlen)
 {
     char name[BC_NODE_NAME_MAX];
     memcpy(name, out->name, sizeof(name));
@@ -353,8 +354,8 @@ bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err
 }
 
 bc_status_t
-bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, char *err,
-                       size_t errlen)
+bc_cluster_primary_info_decode(const char *json, size_t len, bc_cluster_primary_info_t *out,
+                               char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (len > 16384) return BC_ETOOLARGE;
@@ -370,7 +371,7 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
 }
 
 bc_status_t
-bc_isr_record_decode(const char *json, size_t len, bc_isr_record_t *out, char *err, size_t errlen)
+bc_cluster_isr_decode(const char *json, size_t len, bc_cluster_isr_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (len > 16384) return BC_ETOOLARGE;
@@ -378,17 +379,17 @@ bc_isr_record_decode(const char *json, size_t len, bc_isr_record_t *out, char *e
     if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "in-sync record", NULL, err, errlen);
     uint64_t at = 0;
     const char *bad = cluster_take_string(root, "primary", out->primary, sizeof(out->primary), 1);
-    if (!bad && !bc_node_name_valid(out->primary)) bad = "primary";
+    if (!bad && !bc_cluster_node_name_valid(out->primary)) bad = "primary";
     if (!bad) bad = cluster_take_u64(root, "epoch", &out->epoch, 1);
     if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
     if (!bad) bad = cluster_take_u64(root, "at_ms", &at, 0);
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "in_sync");
-    if (!bad && (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > BC_ISR_MAX)) bad = "in_sync";
+    if (!bad && (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > BC_CLUSTER_ISR_MAX)) bad = "in_sync";
     const cJSON *v;
     const cJSON *members = bad == NULL ? a : NULL;
     cJSON_ArrayForEach(v, members) {
-        if (!cJSON_IsString(v) || !bc_node_name_valid(v->valuestring) ||
-            strcmp(v->valuestring, out->primary) == 0 || !bc_isr_record_add(out, v->valuestring)) {
+        if (!cJSON_IsString(v) || !bc_cluster_node_name_valid(v->valuestring) ||
+            strcmp(v->valuestring, out->primary) == 0 || !bc_cluster_isr_add(out, v->valuestring)) {
             bad = "in_sync";
             break;
         }
@@ -403,8 +404,8 @@ bc_isr_record_decode(const char *json, size_t len, bc_isr_record_t *out, char *e
 }
 
 bc_status_t
-bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
-                      size_t errlen)
+bc_cluster_repl_status_decode(const char *json, size_t len, bc_cluster_repl_status_t *out,
+                              char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->lag_ms = -1;
@@ -436,19 +437,19 @@ bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char 
 }
 
 bc_status_t
-bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out)
+bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_cluster_repl_status_t *out)
 {
     bc_http_response_t resp;
     bc_status_t st = bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp);
     if (st != BC_OK) return st;
-    st = resp.status == 200 ? bc_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
+    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
                             : BC_EPROTO;
     bc_http_response_free(&resp);
     return st;
 }
 
 void
-bc_group_config_init(bc_group_config_t *cfg)
+bc_cluster_group_config_init(bc_cluster_group_config_t *cfg)
 {
     cfg->replication = -1;
     cfg->sync_timeout_ms = -1;
@@ -457,14 +458,14 @@ bc_group_config_init(bc_group_config_t *cfg)
 }
 
 uint32_t
-bc_group_min_in_sync(int64_t setting, bc_repl_mode_t mode)
+bc_cluster_group_min_in_sync(int64_t setting, bc_repl_mode_t mode)
 {
-    if (setting >= 0) return setting > BC_ISR_MAX ? BC_ISR_MAX : (uint32_t)setting;
+    if (setting >= 0) return setting > BC_CLUSTER_ISR_MAX ? BC_CLUSTER_ISR_MAX : (uint32_t)setting;
     return mode == BC_REPL_SYNC ? 1 : 0;
 }
 
 char *
-bc_group_config_encode(const bc_group_config_t *cfg)
+bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -483,10 +484,10 @@ bc_group_config_encode(const bc_group_config_t *cfg)
 }
 
 bc_status_t
-bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, char *err,
-                       size_t errlen)
+bc_cluster_group_config_decode(const char *json, size_t len, bc_cluster_group_config_t *out,
+                               char *err, size_t errlen)
 {
-    bc_group_config_init(out);
+    bc_cluster_group_config_init(out);
     if (len == 0) return BC_OK;
     if (len > 16384) return BC_ETOOLARGE;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -515,7 +516,7 @@ bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, cha
             if (bad == NULL) out->max_lag_mb = (int64_t)v;
         } else if (strcmp(f->string, "min_in_sync") == 0) {
             bad = cluster_take_u64(root, "min_in_sync", &v, 1);
-            if (bad == NULL && v > BC_ISR_MAX) bad = "min_in_sync";
+            if (bad == NULL && v > BC_CLUSTER_ISR_MAX) bad = "min_in_sync";
             if (bad == NULL) out->min_in_sync = (int64_t)v;
         } else {
             bad = f->string;

@@ -68,7 +68,7 @@ bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, u
 #define BC_GROUP_MAX_GID 0x7fffffffu
 
 /* What a node writes into its ephemeral groups/<gid>/nodes/n-<seq> znode. */
-typedef struct bc_node_info {
+typedef struct bc_cluster_node_info {
     char name[BC_NODE_NAME_MAX];     /* the znode name; not part of the JSON */
     char data_addr[BC_ADDR_MAX];     /* memcached protocol, "host:port" */
     char admin_addr[BC_ADDR_MAX];    /* admin HTTP, "host:port" or "" */
@@ -80,15 +80,15 @@ typedef struct bc_node_info {
                                       * filled in with offset */
     bool offset_known;               /* offset and synced were read from the node */
     int64_t pid;
-} bc_node_info_t;
+} bc_cluster_node_info_t;
 
 /* What the active console writes into groups/<gid>/primary. */
-typedef struct bc_primary_info {
+typedef struct bc_cluster_primary_info {
     char node[BC_NODE_NAME_MAX];     /* the primary's node znode name */
     char data_addr[BC_ADDR_MAX];
     char admin_addr[BC_ADDR_MAX];
     uint64_t epoch;                  /* cluster epoch when it was chosen */
-} bc_primary_info_t;
+} bc_cluster_primary_info_t;
 
 /*
  * The in-sync set of a group, groups/<gid>/isr: the backups that hold every
@@ -106,39 +106,41 @@ typedef struct bc_primary_info {
  * offset then, and unix ms): what an unclean failover reports as the
  * point after which writes may be lost.
  */
-#define BC_ISR_MAX 16                /* members at most (a primary serves 8 backups by default) */
+#define BC_CLUSTER_ISR_MAX 16        /* members at most (a primary serves 8 backups by default) */
 
-typedef struct bc_isr_record {
+typedef struct bc_cluster_isr {
     char primary[BC_NODE_NAME_MAX];  /* the primary's node znode name */
     uint64_t epoch;                  /* the epoch of that primary record */
     uint32_t n;
-    char in_sync[BC_ISR_MAX][BC_NODE_NAME_MAX];   /* node znode names, no duplicates */
+    char in_sync[BC_CLUSTER_ISR_MAX][BC_NODE_NAME_MAX];   /* node znode names, no duplicates */
     uint64_t offset;                 /* the primary's replication offset when written */
     int64_t at_ms;                   /* unix ms when written */
-} bc_isr_record_t;
+} bc_cluster_isr_t;
 
 /* Encoders return a malloc'd string (free()) or NULL on out of memory. */
-char *bc_node_info_encode(const bc_node_info_t *info);
+char *bc_cluster_node_info_encode(const bc_cluster_node_info_t *info);
 /* Decoders: Errors BC_EINVAL (message in err naming the field), BC_ETOOLARGE. */
-bc_status_t bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err,
-                                size_t errlen);
-char *bc_primary_info_encode(const bc_primary_info_t *info);
-bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
-                                   char *err, size_t errlen);
+bc_status_t bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t *out,
+                                        char *err, size_t errlen);
+char *bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info);
+bc_status_t bc_cluster_primary_info_decode(const char *json, size_t len,
+                                           bc_cluster_primary_info_t *out, char *err,
+                                           size_t errlen);
+
 /* A member list that is too long, repeats a name or holds a name that is
  * not a node name ("n-" and digits) is an error, like a missing field. */
-char *bc_isr_record_encode(const bc_isr_record_t *isr);
-bc_status_t bc_isr_record_decode(const char *json, size_t len, bc_isr_record_t *out, char *err,
-                                 size_t errlen);
+char *bc_cluster_isr_encode(const bc_cluster_isr_t *isr);
+bc_status_t bc_cluster_isr_decode(const char *json, size_t len, bc_cluster_isr_t *out, char *err,
+                                  size_t errlen);
 /* True when node is a member. */
-bool bc_isr_record_has(const bc_isr_record_t *isr, const char *node);
+bool bc_cluster_isr_has(const bc_cluster_isr_t *isr, const char *node);
 /* Adds node (false: already there, or no room) / removes it (false: not there). */
-bool bc_isr_record_add(bc_isr_record_t *isr, const char *node);
-bool bc_isr_record_remove(bc_isr_record_t *isr, const char *node);
+bool bc_cluster_isr_add(bc_cluster_isr_t *isr, const char *node);
+bool bc_cluster_isr_remove(bc_cluster_isr_t *isr, const char *node);
 /* True when the record belongs to the term of primary record p. */
-bool bc_isr_record_of(const bc_isr_record_t *isr, const bc_primary_info_t *p);
+bool bc_cluster_isr_of(const bc_cluster_isr_t *isr, const bc_cluster_primary_info_t *p);
 /* 1 when name looks like a node's znode name: "n-" and 1..20 digits. */
-int bc_node_name_valid(const char *name);
+int bc_cluster_node_name_valid(const char *name);
 
 /* The replication settings' ranges, for the group config, the node's flags
  * and config file, and the CLI. */
@@ -151,7 +153,7 @@ int bc_node_name_valid(const char *name);
  * node/admin.c): what the console needs to pick a new primary and what the
  * CLI shows.
  */
-typedef struct bc_repl_status {
+typedef struct bc_cluster_repl_status {
     bool primary;
     bc_repl_mode_t mode;
     bool synced;                     /* its data is complete */
@@ -161,42 +163,44 @@ typedef struct bc_repl_status {
     uint32_t backups;                /* a primary's backups listed */
     uint64_t lag_bytes;              /* a backup's */
     int64_t lag_ms;                  /* a backup's; -1 unknown */
-} bc_repl_status_t;
+} bc_cluster_repl_status_t;
 
 /* Errors: BC_EINVAL (not the document; err names the field). */
-bc_status_t bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
-                                  size_t errlen);
+bc_status_t bc_cluster_repl_status_decode(const char *json, size_t len,
+                                          bc_cluster_repl_status_t *out, char *err, size_t errlen);
 /* GET http://admin_addr/v1/repl within timeout_ms, decoded.  Errors: the
  * HTTP client's, BC_EPROTO (not 200), BC_EINVAL (as above). */
-bc_status_t bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out);
+bc_status_t bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms,
+                                         bc_cluster_repl_status_t *out);
 
 /*
  * A group's settings, groups/<gid>/config (written by `bucketcache group
  * config`, read by the group's nodes, which follow changes at once).
  * Every field is optional: a node uses its own flag for what is unset.
  *   {"replication": "async"|"sync", "sync_timeout_ms": 10..60000,
- *    "max_lag_mb": 0..4096, "min_in_sync": 0..BC_ISR_MAX}
+ *    "max_lag_mb": 0..4096, "min_in_sync": 0..BC_CLUSTER_ISR_MAX}
  * min_in_sync unset means 1 in sync mode and 0 in async mode
- * (bc_group_min_in_sync); 0 is "degrade to the primary alone".
+ * (bc_cluster_group_min_in_sync); 0 is "degrade to the primary alone".
  */
-typedef struct bc_group_config {
+typedef struct bc_cluster_group_config {
     int replication;                 /* -1 unset, else a bc_repl_mode_t */
     int64_t sync_timeout_ms;         /* -1 unset */
     int64_t max_lag_mb;              /* -1 unset */
     int64_t min_in_sync;             /* -1 unset */
-} bc_group_config_t;
+} bc_cluster_group_config_t;
 
 /* The min_in_sync in force: the group's setting (>= 0), else the mode's
  * default -- 1 in sync mode, 0 in async mode. */
-uint32_t bc_group_min_in_sync(int64_t setting, bc_repl_mode_t mode);
+uint32_t bc_cluster_group_min_in_sync(int64_t setting, bc_repl_mode_t mode);
 
 /* All unset. */
-void bc_group_config_init(bc_group_config_t *cfg);
-char *bc_group_config_encode(const bc_group_config_t *cfg);
+void bc_cluster_group_config_init(bc_cluster_group_config_t *cfg);
+char *bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg);
 /* Unknown fields and out-of-range values are errors (err names the field).
  * An empty record is all unset.  Errors: BC_EINVAL, BC_ETOOLARGE. */
-bc_status_t bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out,
-                                   char *err, size_t errlen);
+bc_status_t bc_cluster_group_config_decode(const char *json, size_t len,
+                                           bc_cluster_group_config_t *out, char *err,
+                                           size_t errlen);
 
 /* Parses a group znode name ("17") strictly.  Returns 0 when invalid. */
 uint32_t bc_cluster_parse_gid(const char *name);

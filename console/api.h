@@ -18,11 +18,26 @@
  *                          moves, read-only stall p50/p99/max
  *   POST /v1/migrations/pause | /resume   persisted in ZooKeeper; a pause
  *                          starts no new copy, running ones finish
+ *   GET  /v1/groups/{gid}/stats  a group's counters (from its primary), ops/s
+ *                          and hit ratio over the last minute, memory used
+ *                          vs limit, each backup's replication lag
+ *   GET  /v1/stats/groups  every group's summary; /v1/stats/history the
+ *                          last minutes of samples (the charts)
+ *   GET  /v1/warnings      what an operator must not miss (group down,
+ *                          unowned buckets, no backup, lagging backup,
+ *                          stuck migration, no standby console)
+ *   GET  /v1/buckets/top   ?by=ops|bytes|misses&n=N: the busiest buckets
+ *   GET  /v1/buckets/{b}   a bucket's counters, owners, primary, backups,
+ *                          pending move
+ *   GET  /v1/hotkeys       ?group=G&n=N: the nodes' hot keys, merged per group
  *   POST /v1/groups/failover?group=G&unclean=1   an operator's unclean
  *                          failover: a group whose primary is gone and no
  *                          in-sync backup alive gets its best live node;
  *                          the reply says what may be lost
  *   GET  /                 the dashboard (one static page using the above)
+ *
+ * The statistics come from observe.h's sampler; a bad query parameter is
+ * a 400 with a JSON message.
  *
  * Every console serves reads (they come from ZooKeeper), so any console
  * can be asked; only the active one writes.
@@ -48,6 +63,9 @@ typedef struct bc_console_api bc_console_api_t;
 bc_status_t bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
                                   bc_console_api_t **out);
 void bc_console_api_attach(bc_console_api_t *api, bc_console_t *console);
+/* The statistics the API serves (observe.h); borrowed, NULL: none. */
+struct bc_observe;
+void bc_console_api_set_observe(bc_console_api_t *api, struct bc_observe *observe);
 bc_status_t bc_console_api_start(bc_console_api_t *api);
 uint16_t bc_console_api_port(const bc_console_api_t *api);
 void bc_console_api_destroy(bc_console_api_t *api);

@@ -27,6 +27,9 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     cfg->migration_timeout_ms = BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
     cfg->migrations_precopy = true;
     cfg->precopy_ahead = BC_MIG_PRECOPY_AHEAD;
+    cfg->stats_interval_ms = 2000;
+    cfg->backup_lag_warn_ms = 5000;
+    cfg->migration_stuck_ms = 120000;
     cfg->log_level = BC_LOG_INFO;
 }
 
@@ -91,7 +94,7 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
 
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
                O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_PRECOPY_AHEAD, O_LOG, O_CONFIG, O_HELP,
-               O_VERSION } opt_t;
+               O_VERSION, O_STATS_INTERVAL, O_LAG_WARN, O_STUCK } opt_t;
 
 static const struct {
     const char *name;
@@ -116,6 +119,13 @@ static const struct {
     {"precopy-ahead", O_PRECOPY_AHEAD, true, "buckets precopied ahead per copy slot, 1..8 "
                                              "(default 4; more: faster, more CPU meanwhile)"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
+    {"stats-interval-ms", O_STATS_INTERVAL, true, "how often the nodes' statistics are sampled "
+                                                  "for the dashboard and /metrics, 200..60000 "
+                                                  "(default 2000)"},
+    {"backup-lag-warn-ms", O_LAG_WARN, true, "a backup further behind than this is a warning "
+                                             "(default 5000)"},
+    {"migration-stuck-ms", O_STUCK, true, "pending migrations without progress this long are a "
+                                          "warning (default 120000)"},
     {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
     {"help", O_HELP, false, "show this help"},
     {"version", O_VERSION, false, "show the version"},
@@ -183,6 +193,18 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
     case O_PRECOPY_AHEAD:
         if (bc_parse_int(val, 1, BC_MIG_PRECOPY_AHEAD_MAX, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1..%u, got \"%.40s\"", name, BC_MIG_PRECOPY_AHEAD_MAX, val);
         cfg->precopy_ahead = (uint32_t)v;
+        return BC_OK;
+    case O_STATS_INTERVAL:
+        if (bc_parse_int(val, 200, 60000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 200..60000 ms, got \"%.40s\"", name, val);
+        cfg->stats_interval_ms = (uint32_t)v;
+        return BC_OK;
+    case O_LAG_WARN:
+        if (bc_parse_int(val, 1, 86400000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1..86400000 ms, got \"%.40s\"", name, val);
+        cfg->backup_lag_warn_ms = (uint32_t)v;
+        return BC_OK;
+    case O_STUCK:
+        if (bc_parse_int(val, 1000, 86400000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1000..86400000 ms, got \"%.40s\"", name, val);
+        cfg->migration_stuck_ms = (uint32_t)v;
         return BC_OK;
     case O_LOG: {
         int lvl = bc_log_level_parse(val);

@@ -42,6 +42,9 @@ typedef struct bc_console_cfg {
     uint32_t migration_timeout_ms; /* 100..3600000 */
     bool migrations_precopy;       /* precopy buckets before their read-only copy */
     uint32_t precopy_ahead;        /* 1..8: buckets precopied ahead per copy slot */
+    uint32_t stats_interval_ms;    /* 200..60000: the nodes' statistics sampled (observe.h) */
+    uint32_t backup_lag_warn_ms;   /* a backup further behind is a warning */
+    uint32_t migration_stuck_ms;   /* pending moves without progress this long: a warning */
     int log_level;
 } bc_console_cfg_t;
 

@@ -70,6 +70,10 @@
 
 typedef struct bc_console bc_console_t;
 
+#define BC_CONSOLE_STALL_NBOUNDS 8
+/* Upper bounds (ms) of the stall histogram's buckets. */
+extern const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS];
+
 typedef struct bc_console_config {
     const char *zk_hosts;          /* copied */
     const char *cluster;           /* copied */
@@ -122,6 +126,11 @@ typedef struct bc_console_stats {
     uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;
     char election_node[40];        /* our election znode name, "" before joining */
+    /* Read-only stalls of the moves this process cut over, cumulative (a
+     * Prometheus histogram never goes down): stall_hist[i] counts those up
+     * to bc_console_stall_bounds_ms[i], the last slot those above. */
+    uint64_t stall_hist[BC_CONSOLE_STALL_NBOUNDS + 1];
+    uint64_t stall_sum_ms;
 } bc_console_stats_t;
 
 /*
@@ -177,7 +186,7 @@ bc_status_t bc_console_migrations(bc_console_t *console, bc_console_mig_op_t op,
  * Errors: BC_EBUSY (not the leader), BC_EINVAL (nothing to do: report
  * says why), BC_ESTALE (lost a race; retry), ZooKeeper errors.
  */
-bc_status_t bc_console_failover(bc_console_t *console, uint32_t gid, bc_failover_report_t *report,
+bc_status_t bc_console_failover(bc_console_t *console, uint32_t gid, bc_reconcile_failover_t *report,
                                 char *summary, size_t len);
 
 #endif

@@ -12,6 +12,7 @@
 #include "bc_log.h"
 #include "config.h"
 #include "console.h"
+#include "observe.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -83,7 +84,19 @@ main(int argc, char **argv)
         return 1;
     }
     bc_console_api_attach(api, console);
+    bc_observe_config_t ocfg = {
+        .interval_ms = cfg.stats_interval_ms, .history_s = 300,
+        .backup_lag_warn_ms = cfg.backup_lag_warn_ms,
+        .migration_stuck_ms = cfg.migration_stuck_ms,
+    };
+    bc_observe_t *observe = NULL;
+    if (bc_observe_start(console, &ocfg, &observe) != BC_OK) {
+        log_warn("console: cannot start the statistics sampler (out of memory); the dashboard "
+                 "shows no figures");
+    }
+    bc_console_api_set_observe(api, observe);
     if (bc_console_api_start(api) != BC_OK) {
+        bc_observe_stop(observe);
         bc_console_stop(console);
         bc_console_api_destroy(api);
         return 1;
@@ -95,6 +108,7 @@ main(int argc, char **argv)
 
     log_info("console: shutting down");
     bc_console_api_destroy(api);
+    bc_observe_stop(observe);
     bc_console_stop(console);
     log_info("console: stopped");
     return 0;

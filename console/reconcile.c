@@ -58,7 +58,7 @@ group_live(const bc_view_group_t *g)
 /* Is a better primary candidate than b (NULL)?  Complete data first, then
  * the highest offset, then the lowest name. */
 static bool
-pick_better(const bc_node_info_t *a, const bc_node_info_t *b)
+pick_better(const bc_cluster_node_info_t *a, const bc_cluster_node_info_t *b)
 {
     if (b == NULL) return true;
     if (a->synced != b->synced) return a->synced;
@@ -67,10 +67,10 @@ pick_better(const bc_node_info_t *a, const bc_node_info_t *b)
 }
 
 /* The group's in-sync record, when it is the one of its primary's term. */
-static const bc_isr_record_t *
+static const bc_cluster_isr_t *
 group_term_isr(const bc_view_group_t *g)
 {
-    return g->has_primary && g->has_isr && bc_isr_record_of(&g->isr, &g->primary) ? &g->isr : NULL;
+    return g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary) ? &g->isr : NULL;
 }
 
 typedef enum pick {
@@ -91,7 +91,7 @@ typedef enum pick {
  * unclean failover.  unclean: pick the best live node regardless.
  */
 static pick_t
-reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_node_info_t **out)
+reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_cluster_node_info_t **out)
 {
     *out = NULL;
     if (g->has_primary) {
@@ -102,11 +102,11 @@ reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_node_inf
             }
         }
     }
-    const bc_isr_record_t *isr = group_term_isr(g);
-    const bc_node_info_t *best = NULL;
+    const bc_cluster_isr_t *isr = group_term_isr(g);
+    const bc_cluster_node_info_t *best = NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
-        const bc_node_info_t *n = &g->nodes[i];
-        if (isr != NULL && (!bc_isr_record_has(isr, n->name) || !n->synced)) continue;
+        const bc_cluster_node_info_t *n = &g->nodes[i];
+        if (isr != NULL && (!bc_cluster_isr_has(isr, n->name) || !n->synced)) continue;
         if (pick_better(n, best)) best = n;
     }
     /*
@@ -169,10 +169,10 @@ reconcile_table_gids(const bc_view_t *v, uint32_t *ids)
     return n;
 }
 
-static bc_departure_update_t *
+static bc_reconcile_departure_update_t *
 departure_slot(bc_reconcile_output_t *out, const bc_view_group_t *g)
 {
-    bc_departure_update_t *u = &out->departures[out->ndepartures++];
+    bc_reconcile_departure_update_t *u = &out->departures[out->ndepartures++];
     memset(u, 0, sizeof(*u));
     u->gid = g->gid;
     u->version = g->group_version;
@@ -212,7 +212,7 @@ move_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
 }
 
 /* The group's live primary node with an admin port, or NULL. */
-static const bc_node_info_t *
+static const bc_cluster_node_info_t *
 move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
 {
     bc_view_group_t *g = bc_view_group(v, gid);
@@ -225,10 +225,10 @@ move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
     return NULL;
 }
 
-static bc_mig_update_t *
+static bc_reconcile_mig_update_t *
 move_put(move_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
 {
-    bc_mig_update_t *u = &r->out->mig[r->out->nmig++];
+    bc_reconcile_mig_update_t *u = &r->out->mig[r->out->nmig++];
     memset(u, 0, sizeof(*u));
     u->bucket = bucket;
     u->version = version;
@@ -249,8 +249,8 @@ move_check(move_round_t *r, const bc_mig_record_t *rec)
     if (out->c.owner[b] != rec->from || !out->c.readonly[b]) {
         return "c no longer has it read-only at the source";
     }
-    const bc_node_info_t *src = move_primary(r->v, out, rec->from);
-    const bc_node_info_t *dst = move_primary(r->v, out, rec->to);
+    const bc_cluster_node_info_t *src = move_primary(r->v, out, rec->from);
+    const bc_cluster_node_info_t *dst = move_primary(r->v, out, rec->to);
     if (src == NULL || strcmp(src->name, rec->from_node) != 0) {
         return "the source primary changed or is down";
     }
@@ -283,7 +283,7 @@ move_abort(move_round_t *r, const bc_mig_record_t *rec, const char *why)
     out->control->failures++;
     out->control_changed = true;
     out->mig_aborted++;
-    bc_mig_copying_t *a = &out->aborts[out->naborts++];
+    bc_reconcile_copying_t *a = &out->aborts[out->naborts++];
     a->bucket = b;
     a->epoch = rec->epoch;
     a->from = rec->from;
@@ -435,13 +435,13 @@ reconcile_migrations(move_round_t *r)
     }
 
     /* 4. Start copies.  With precopy, look ahead past the copy slots for
-     * the buckets to precopy next: up to bc_mig_precopy_window() not
+     * the buckets to precopy next: up to bc_mig_pool_precopy_window() not
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
     size_t lookahead =
-        in->precopy != NULL ? bc_mig_precopy_window(in->parallel, in->precopy_ahead) : 0;
+        in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
     uint32_t probed[64];           /* destinations probed in this round */
     size_t nprobed = 0;
@@ -454,8 +454,8 @@ reconcile_migrations(move_round_t *r)
         }
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
-        const bc_node_info_t *src = move_primary(r->v, out, from);
-        const bc_node_info_t *dst = move_primary(r->v, out, to);
+        const bc_cluster_node_info_t *src = move_primary(r->v, out, from);
+        const bc_cluster_node_info_t *dst = move_primary(r->v, out, to);
         if (src == NULL || dst == NULL) {
             /* A group whose primary's registration is gone (or is being
              * replaced) gets nothing planned onto it, nor taken from it. */
@@ -488,7 +488,7 @@ reconcile_migrations(move_round_t *r)
                  * its elapsed time (and so its rate) counts every copy. */
                 move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
-                    (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
+                    (bc_reconcile_precopy_want_t){.bucket = b, .from = from, .to = to};
                 if (probing) probed[nprobed++] = to;
             }
             continue;
@@ -593,7 +593,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
         if (in->precopy != NULL) {
             out->precopy_wanted =
-                calloc(bc_mig_precopy_window(in->parallel, in->precopy_ahead) + 1,
+                calloc(bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) + 1,
                        sizeof(*out->precopy_wanted));
         }
         if (!out->control || !out->mig || !out->aborts || !out->copying ||
@@ -623,7 +623,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     bool primary_changed = false;
 
     /* 1. Primaries. */
-    bc_failover_report_t *fo = &out->failover;
+    bc_reconcile_failover_t *fo = &out->failover;
     if (in->unclean_gid != 0) {
         fo->gid = in->unclean_gid;
         const bc_view_group_t *g = bc_view_group(v, in->unclean_gid);
@@ -634,7 +634,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g)) {
             if (g->has_primary || g->primary_version >= 0) {
-                bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+                bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
                 p->gid = g->gid;
                 p->version = g->primary_version;
                 p->remove = true;
@@ -645,9 +645,9 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             continue;
         }
         bool unclean = in->unclean_gid == g->gid;
-        const bc_node_info_t *best;
+        const bc_cluster_node_info_t *best;
         pick_t pick = reconcile_pick_primary(g, unclean, &best);
-        const bc_isr_record_t *isr = group_term_isr(g);
+        const bc_cluster_isr_t *isr = group_term_isr(g);
         if (unclean && pick == PICK_KEEP) {
             snprintf(fo->error, sizeof(fo->error), "its primary %s is alive: nothing to fail over",
                      g->primary.node);
@@ -657,7 +657,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             out->waiting[out->nwaiting++] = g->gid;
             continue;
         }
-        bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+        bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
         p->gid = g->gid;
         p->version = g->primary_version;
         snprintf(p->info.node, sizeof(p->info.node), "%s", best->name);
@@ -669,10 +669,10 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
          * old term had no record, or for an unclean failover. */
         p->isr_version = g->isr_version;
         memset(&p->isr, 0, sizeof(p->isr));
-        bool clean = isr != NULL && bc_isr_record_has(isr, best->name) && best->synced;
+        bool clean = isr != NULL && bc_cluster_isr_has(isr, best->name) && best->synced;
         if (isr != NULL && clean) {
             p->isr = *isr;
-            (void)bc_isr_record_remove(&p->isr, best->name);
+            (void)bc_cluster_isr_remove(&p->isr, best->name);
         }
         p->isr.offset = best->offset;
         p->isr.at_ms = in->now_ms;
@@ -715,7 +715,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         if (group_live(g)) continue;
         uint32_t held = 0;
         if (g != NULL && !g->departure.present) {
-            bc_departure_update_t *u = departure_slot(out, g);
+            bc_reconcile_departure_update_t *u = departure_slot(out, g);
             u->record.present = true;
             u->record.departed_at_ms = in->now_ms;
             u->record.buckets = calloc(n, sizeof(uint32_t));
@@ -782,7 +782,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             summary_add(out, "group %u back, but its buckets moved meanwhile: joins as a new group",
                         g->gid);
         }
-        bc_departure_update_t *u = departure_slot(out, g);
+        bc_reconcile_departure_update_t *u = departure_slot(out, g);
         u->record.present = false;
     }
 
@@ -868,7 +868,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             for (size_t i = 0; i < r.nstarted; i++) out->mig[r.started[i]].record.epoch = e + 1;
             for (uint32_t b = 0; b < n; b++) {
                 if (!r.final[b]) continue;
-                bc_mig_copying_t *cp = &out->copying[out->ncopying++];
+                bc_reconcile_copying_t *cp = &out->copying[out->ncopying++];
                 cp->bucket = b;
                 cp->epoch = r.final_epoch[b] ? r.final_epoch[b] : e + 1;
                 cp->from = out->m.owner[b];
@@ -892,7 +892,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->c.epoch = out->m.epoch = out->d.epoch = e + 1;
         out->tables_changed = true;
         for (size_t i = 0; i < out->nprimaries; i++) {
-            bc_primary_update_t *p = &out->primaries[i];
+            bc_reconcile_primary_update_t *p = &out->primaries[i];
             p->info.epoch = e + 1;
             snprintf(p->isr.primary, sizeof(p->isr.primary), "%s", p->info.node);
             p->isr.epoch = e + 1;
@@ -917,7 +917,9 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     bc_table_free(&out->c);
     bc_table_free(&out->m);
     bc_table_free(&out->d);
-    for (size_t i = 0; i < out->ndepartures; i++) bc_departure_free(&out->departures[i].record);
+    for (size_t i = 0; i < out->ndepartures; i++) {
+        bc_view_departure_free(&out->departures[i].record);
+    }
     free(out->departures);
     free(out->primaries);
     free(out->waiting);

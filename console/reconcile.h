@@ -17,14 +17,14 @@
  *   unclean failover (below) -- and is listed in `waiting`; unless every
  *   live node was asked and none holds any data of that term (restarted
  *   processes, a group that had no backup): that data is gone either way,
- *   and the best of them starts the group empty.  A group that
- *   never had a primary (no record) takes its best node; so does one whose
- *   record has no in-sync record of its term (written by an earlier
- *   version), as before.  The new primary record and the new term's
- *   in-sync record are written together, each a compare-and-set on the
- *   version read: the members other than the new primary carry over.  A
- *   group with no live node loses both records.  A primary change bumps
- *   the epoch so that clients following the tables notice.
+ *   and the best of them starts the group empty.  A group that never had
+ *   a primary (no record) takes its best node; so does one whose record
+ *   has no in-sync record of its term (written by an earlier version), as
+ *   before.  The new primary record and the new term's in-sync record are
+ *   written together, each a compare-and-set on the version read: the
+ *   members other than the new primary carry over.  A group with no live
+ *   node loses both records.  A primary change bumps the epoch so that
+ *   clients following the tables notice.
  *
  *   Unclean failover (unclean_gid, an operator's explicit command): a
  *   group waiting as above gets its best live node (complete data first,
@@ -83,7 +83,7 @@
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
  *        are listed in precopy_wanted, in bucket order, within a look-ahead
- *        of bc_mig_precopy_window(parallel, precopy_ahead) buckets not
+ *        of bc_mig_pool_precopy_window(parallel, precopy_ahead) buckets not
  *        started (precopied ones waiting for a slot count too): a precopy
  *        holds memory at its destination and a change tracker at its
  *        source, so only the next few are asked for;
@@ -110,15 +110,15 @@ typedef enum bc_reconcile_pause {
 
 /* A bucket precopied for the move from `from` to `to`; 0/0: not (or no
  * longer) ready. */
-typedef struct bc_mig_precopy {
+typedef struct bc_reconcile_precopy {
     uint32_t from, to;
-} bc_mig_precopy_t;
+} bc_reconcile_precopy_t;
 
 /* A bucket whose copy waits for a precopy: the console asks for it. */
-typedef struct bc_mig_precopy_want {
+typedef struct bc_reconcile_precopy_want {
     uint32_t bucket;
     uint32_t from, to;
-} bc_mig_precopy_want_t;
+} bc_reconcile_precopy_want_t;
 
 typedef struct bc_reconcile_input {
     bc_view_t *view;               /* borrowed */
@@ -135,35 +135,36 @@ typedef struct bc_reconcile_input {
     bc_reconcile_pause_t pause;    /* pause or resume migrations */
     /* Precopy (borrowed; view->nbuckets entries): what each bucket is
      * precopied for.  NULL: precopy off, copies start as before. */
-    const bc_mig_precopy_t *precopy;
+    const bc_reconcile_precopy_t *precopy;
     uint32_t precopy_ahead;        /* per copy slot, 1..BC_MIG_PRECOPY_AHEAD_MAX (0: the
                                     * default, BC_MIG_PRECOPY_AHEAD) */
     uint32_t unclean_gid;          /* an unclean failover of this group asked for (0: none) */
     /* Destinations backing off (borrowed, ndest_backoff entries): no copy
-     * or precopy towards them starts before their retry time. */
+     * or precopy towards them starts before their retry time, and one
+     * whose time is up is probed with one job. */
     const bc_mig_dest_backoff_t *dest_backoff;
     size_t ndest_backoff;
 } bc_reconcile_input_t;
 
-typedef struct bc_departure_update {
+typedef struct bc_reconcile_departure_update {
     uint32_t gid;
     int32_t version;               /* groups/<gid> version to check */
-    bc_departure_t record;         /* present = false clears it */
-} bc_departure_update_t;
+    bc_view_departure_t record;    /* present = false clears it */
+} bc_reconcile_departure_update_t;
 
-typedef struct bc_primary_update {
+typedef struct bc_reconcile_primary_update {
     uint32_t gid;
     int32_t version;               /* -1: create */
     bool remove;                   /* both records go (the in-sync one if it exists) */
-    bc_primary_info_t info;
+    bc_cluster_primary_info_t info;
     /* The new term's in-sync record, written with it (compare-and-set at
      * isr_version; -1: create).  Its primary and epoch are info's. */
     int32_t isr_version;
-    bc_isr_record_t isr;
-} bc_primary_update_t;
+    bc_cluster_isr_t isr;
+} bc_reconcile_primary_update_t;
 
 /* What an unclean failover did (bc_reconcile_output_t.failover). */
-typedef struct bc_failover_report {
+typedef struct bc_reconcile_failover {
     bool done;                     /* a node was promoted */
     uint32_t gid;
     char node[BC_NODE_NAME_MAX];
@@ -175,53 +176,53 @@ typedef struct bc_failover_report {
     int64_t recorded_at_ms;        /* when (unix ms) */
     uint64_t behind;               /* recorded_offset - offset, when positive */
     char error[160];               /* why not (done false) */
-} bc_failover_report_t;
+} bc_reconcile_failover_t;
 
-typedef struct bc_mig_update {
+typedef struct bc_reconcile_mig_update {
     uint32_t bucket;
     int32_t version;               /* znode version to check; -1: create */
     bool remove;
     bc_mig_record_t record;        /* the new record (unless remove) */
-} bc_mig_update_t;
+} bc_reconcile_mig_update_t;
 
 /* A bucket copying after this round (the console keeps a copy job on it). */
-typedef struct bc_mig_copying {
+typedef struct bc_reconcile_copying {
     uint32_t bucket;
     uint64_t epoch;
     uint32_t from, to;
-} bc_mig_copying_t;
+} bc_reconcile_copying_t;
 
 typedef struct bc_reconcile_output {
     bool changed;                  /* anything to write at all */
     bool tables_changed;
     bc_table_t c, m, d;            /* the new tables (always initialised) */
     size_t ndepartures;
-    bc_departure_update_t *departures;
+    bc_reconcile_departure_update_t *departures;
     size_t nprimaries;
-    bc_primary_update_t *primaries;
+    bc_reconcile_primary_update_t *primaries;
     bool rebalanced;
     uint32_t pending_moves;        /* buckets with data to migrate (m != d, m != 0) */
     /* Migrations (all empty when the input had no migration set). */
     size_t nmig;
-    bc_mig_update_t *mig;          /* record writes, in transaction order */
+    bc_reconcile_mig_update_t *mig; /* record writes, in transaction order */
     bool control_changed;
     bc_mig_control_t *control;     /* the migrations znode's new data (malloc'd) */
     size_t naborts;
-    bc_mig_copying_t *aborts;      /* copies called off: tell their destination */
+    bc_reconcile_copying_t *aborts; /* copies called off: tell their destination */
     size_t ncopying;
-    bc_mig_copying_t *copying;     /* every bucket copying after this round */
+    bc_reconcile_copying_t *copying; /* every bucket copying after this round */
     /* Precopies to ask for, in bucket order (none without precopy input). */
     size_t nprecopy_wanted;
-    bc_mig_precopy_want_t *precopy_wanted;
+    bc_reconcile_precopy_want_t *precopy_wanted;
     size_t nreports_used;          /* reports[0..n) were decided; requeue the rest */
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
     uint32_t mig_held_back;        /* starts and precopies not made: destination backing off
-                                    * or its primary's registration gone */
+                                    * or probed already, or its primary's registration gone */
     bool mig_more;                 /* work left that did not fit in one transaction */
     /* Groups whose primary is gone with no in-sync member alive: they wait. */
     size_t nwaiting;
     uint32_t *waiting;
-    bc_failover_report_t failover; /* the unclean failover asked for, if any */
+    bc_reconcile_failover_t failover;  /* the unclean failover asked for, if any */
     char summary[1024];            /* what changed, for the log */
 } bc_reconcile_output_t;
 

@@ -25,14 +25,14 @@
 #include "bc_log.h"
 
 void
-bc_departure_free(bc_departure_t *dep)
+bc_view_departure_free(bc_view_departure_t *dep)
 {
     free(dep->buckets);
     memset(dep, 0, sizeof(*dep));
 }
 
 char *
-bc_departure_encode(const bc_departure_t *dep)
+bc_view_departure_encode(const bc_view_departure_t *dep)
 {
     if (!dep->present) return strdup("{}");
     size_t cap = 64 + (size_t)dep->nbuckets * 7;
@@ -48,7 +48,7 @@ bc_departure_encode(const bc_departure_t *dep)
 }
 
 bc_status_t
-bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departure_t *out)
+bc_view_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_view_departure_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (len == 0) return BC_OK;
@@ -80,7 +80,7 @@ bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departur
     cJSON_ArrayForEach(v, buckets) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= nbuckets ||
             v->valuedouble != floor(v->valuedouble)) {
-            bc_departure_free(out);
+            bc_view_departure_free(out);
             cJSON_Delete(root);
             return BC_EINVAL;
         }
@@ -95,7 +95,7 @@ static void
 view_group_free(bc_view_group_t *g)
 {
     free(g->nodes);
-    bc_departure_free(&g->departure);
+    bc_view_departure_free(&g->departure);
 }
 
 void
@@ -151,7 +151,7 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->group_version);
     if (st != BC_OK) return st;
-    if (bc_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
+    if (bc_view_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
         log_warn("console: ignoring malformed departure record of group %u", g->gid);
     }
     free(data);
@@ -176,10 +176,10 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
         char npath[BC_CLUSTER_PATH_MAX + 64];
         snprintf(npath, sizeof(npath), "%s/%s", path, names.names[i]);
         if (bc_zk_get(zk, npath, NULL, NULL, &data, &len, NULL) != BC_OK) continue; /* just left */
-        bc_node_info_t *n = &g->nodes[g->nnodes];
+        bc_cluster_node_info_t *n = &g->nodes[g->nnodes];
         memset(n, 0, sizeof(*n));
         snprintf(n->name, sizeof(n->name), "%.31s", names.names[i]);
-        if (bc_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
             g->nnodes++;
         } else {
             log_warn("console: ignoring node %s of group %u: %s", names.names[i], g->gid, err);
@@ -195,7 +195,8 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, watch, watch_ctx, &data, &len, &g->primary_version);
     if (st == BC_OK) {
-        if (bc_primary_info_decode(data ? data : "", len, &g->primary, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_primary_info_decode(data ? data : "", len, &g->primary, err,
+                                           sizeof(err)) == BC_OK) {
             g->has_primary = true;
         } else {
             log_warn("console: group %u has a malformed primary record: %s", g->gid, err);
@@ -213,7 +214,7 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, watch, watch_ctx, &data, &len, &g->isr_version);
     if (st == BC_OK) {
-        if (bc_isr_record_decode(data ? data : "", len, &g->isr, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_isr_decode(data ? data : "", len, &g->isr, err, sizeof(err)) == BC_OK) {
             g->has_isr = true;
         } else {
             log_warn("console: group %u has a malformed in-sync record: %s", g->gid, err);
@@ -291,13 +292,14 @@ fail:
 /* The offset a node reports on GET /v1/repl into n; 0 (not synced) when
  * it cannot tell. */
 static void
-view_node_offset(bc_node_info_t *n, int timeout_ms)
+view_node_offset(bc_cluster_node_info_t *n, int timeout_ms)
 {
-    bc_repl_status_t r;
+    bc_cluster_repl_status_t r;
     n->offset = 0;
     n->synced = false;
     n->offset_known = false;
-    if (n->admin_addr[0] == '\0' || bc_repl_status_fetch(n->admin_addr, timeout_ms, &r) != BC_OK) {
+    if (n->admin_addr[0] == '\0' || bc_cluster_repl_status_fetch(n->admin_addr, timeout_ms,
+                                                                 &r) != BC_OK) {
         return;
     }
     n->offset_known = true;
@@ -321,8 +323,8 @@ bc_view_fill_offsets(bc_view_t *view, int timeout_ms)
         if (alive) continue;
         for (size_t k = 0; k < g->nnodes; k++) {
             view_node_offset(&g->nodes[k], timeout_ms);
-            bool in_sync = g->has_primary && g->has_isr && bc_isr_record_of(&g->isr, &g->primary) &&
-                           bc_isr_record_has(&g->isr, g->nodes[k].name);
+            bool in_sync = g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary) &&
+                           bc_cluster_isr_has(&g->isr, g->nodes[k].name);
             log_info("console: group %u candidate %s has replication offset %llu%s%s", g->gid,
                      g->nodes[k].name, (unsigned long long)g->nodes[k].offset,
                      g->nodes[k].synced ? "" : " (data incomplete)",

@@ -14,8 +14,18 @@
  *                           buckets_dropped, http_refused, and a
  *                           "migrate" object of export/import counters)
  *   GET    /metrics         Prometheus text exposition format, names
- *                           prefixed bucketcache_ (bucketcache_cluster_*
- *                           in a cluster)
+ *                           prefixed bucketcache_ (common/bc_metrics.h
+ *                           conventions; bucketcache_cluster_* in a
+ *                           cluster); ?per_bucket=1 adds the
+ *                           bucketcache_bucket_* series of every owned or
+ *                           non-empty bucket
+ *   GET    /v1/buckets      JSON: each owned bucket's counters (items,
+ *                           bytes, gets, hits, misses, sets, deletes,
+ *                           bytes_read, bytes_written, evictions,
+ *                           expirations); ?buckets=owned|all|active
+ *   GET    /v1/hotkeys      JSON: the heaviest sampled keys lately (key or
+ *                           key_base64, bucket, count, error, rate_per_s);
+ *                           ?n=N (default 20), ?bucket=B
  *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
  *                           in X-Bucketcache-Flags, CAS in
  *                           X-Bucketcache-Cas; 404 on a miss
@@ -53,6 +63,7 @@
 
 #include "bc_status.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "cluster/cluster.h"
 #include "net/server.h"
 
@@ -100,5 +111,9 @@ void bc_admin_stop(bc_admin_t *admin);
 
 /* Stops if needed, closes the socket and frees.  NULL is accepted. */
 void bc_admin_destroy(bc_admin_t *admin);
+
+/* Hot keys for GET /v1/hotkeys (engine/hotkeys.h); borrowed, must
+ * outlive the admin server; NULL: an empty list. */
+void bc_admin_set_hotkeys(bc_admin_t *admin, bc_hotkeys_t *hotkeys);
 
 #endif

@@ -78,6 +78,7 @@
 #include "cluster/cluster.h"
 #include "config.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
 #include "proto/proto_text.h"
@@ -398,6 +399,7 @@ main(int argc, char **argv)
     bc_node_config_action_t action;
     char err[BC_ERRBUF_LEN];
     bc_cache_t *cache = NULL;
+    bc_hotkeys_t *hotkeys = NULL;
     bc_server_t *server = NULL;
     bc_proto_env_t proto_env;     /* the text protocol's; outlives the server */
     bc_admin_t *admin = NULL;
@@ -474,6 +476,15 @@ main(int argc, char **argv)
             log_error("cannot create the cache (%s)", bc_status_str(st));
             goto out;
         }
+        /* Hot keys: a sample of the workers' requests (engine/hotkeys.h). */
+        hotkeys = bc_hotkeys_create(BC_HOTKEYS_DEFAULT_CAPACITY, BC_HOTKEYS_DEFAULT_EVERY,
+                                    BC_HOTKEYS_DEFAULT_HALF_LIFE_S);
+        if (hotkeys == NULL) {
+            log_error("cannot create the hot-key sketch (out of memory)");
+            st = BC_ENOMEM;
+            goto out;
+        }
+        bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
         bc_server_config_t sc = {
@@ -507,6 +518,7 @@ main(int argc, char **argv)
                       cfg.admin_port, bc_status_str(st));
             goto out;
         }
+        bc_admin_set_hotkeys(admin, hotkeys);
     }
 
     /* The pid file is written with the daemon's pid and before switching
@@ -661,6 +673,7 @@ out:
                  cs.mem_used);
         bc_cache_destroy(cache);
     }
+    bc_hotkeys_destroy(hotkeys);
     if (pid_written) unlink(cfg.pid_file);
     if (ready_fd >= 0) close(ready_fd);  /* parent of -d sees EOF: exits 1 */
     log_info("stopped (exit status %d)", exit_code);

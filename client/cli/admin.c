@@ -21,24 +21,7 @@
 static int
 admin_connect(bc_cli_t *cli, bc_zk_t **zk)
 {
-    if (cli->zk_hosts == NULL || cli->zk_hosts[0] == '\0' || cli->cluster == NULL ||
-        cli->cluster[0] == '\0') {
-        fprintf(stderr, "bucketcache: --zk and --cluster are required "
-                        "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
-        return BC_CLI_EXIT_USAGE;
-    }
-    if (!bc_cluster_name_valid(cli->cluster)) {
-        fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
-                cli->cluster);
-        return BC_CLI_EXIT_USAGE;
-    }
-    bc_status_t st = bc_zk_open(cli->zk_hosts, cli->session_timeout_ms, 5000, NULL, NULL, zk);
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot connect to ZooKeeper at %s: %s\n", cli->zk_hosts,
-                bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    return BC_CLI_EXIT_OK;
+    return bc_cli_zk_connect(cli, zk);
 }
 
 int
@@ -93,8 +76,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         {"min-in-sync", required_argument, NULL, 'm'},
         {"clear", no_argument, NULL, 'c'},
         {0, 0, 0, 0}};
-    bc_group_config_t set;
-    bc_group_config_init(&set);
+    bc_cluster_group_config_t set;
+    bc_cluster_group_config_init(&set);
     bool clear = false, change = false;
     int c;
     if (argc < 2) {
@@ -129,7 +112,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
             }
             set.max_lag_mb = v;
         } else if (c == 'm') {
-            if (!bc_cli_parse_i64(optarg, "--min-in-sync", 0, BC_ISR_MAX, &v)) {
+            if (!bc_cli_parse_i64(optarg, "--min-in-sync", 0, BC_CLUSTER_ISR_MAX, &v)) {
                 return BC_CLI_EXIT_USAGE;
             }
             set.min_in_sync = v;
@@ -153,8 +136,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     char *data = NULL;
     size_t len = 0;
     int32_t version = -1;
-    bc_group_config_t cur;
-    bc_group_config_init(&cur);
+    bc_cluster_group_config_t cur;
+    bc_cluster_group_config_init(&cur);
     /* Not created here: a group exists once its first node registered. */
     if (st == BC_OK) st = bc_zk_exists(zk, path, NULL, NULL, NULL);
     if (st == BC_ENOTFOUND) {
@@ -168,20 +151,20 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
         if (st == BC_ENOTFOUND) st = BC_OK;
         if (st == BC_OK && len > 0 &&
-            bc_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
+            bc_cluster_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache: the current config of group %u is malformed (%s); "
                             "it is replaced\n", gid, err);
-            bc_group_config_init(&cur);
+            bc_cluster_group_config_init(&cur);
         }
         free(data);
     }
     if (st == BC_OK && change) {
-        if (clear) bc_group_config_init(&cur);
+        if (clear) bc_cluster_group_config_init(&cur);
         if (set.replication >= 0) cur.replication = set.replication;
         if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
         if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
         if (set.min_in_sync >= 0) cur.min_in_sync = set.min_in_sync;
-        char *json = bc_group_config_encode(&cur);
+        char *json = bc_cluster_group_config_encode(&cur);
         if (json == NULL) {
             st = BC_ENOMEM;
         } else if (version >= 0) {
@@ -202,7 +185,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         }
         return bc_cli_exit_for_status(st);
     }
-    char *json = bc_group_config_encode(&cur);
+    char *json = bc_cluster_group_config_encode(&cur);
     if (cli->json) {
         printf("%s\n", json ? json : "{}");
     } else {
@@ -335,42 +318,13 @@ static int
 admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **doc,
                    int *http_status)
 {
-    bc_zk_t *zk;
     char addr[BC_ADDR_MAX];
-    int rc = admin_connect(cli, &zk);
+    int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
-    bc_status_t st = bc_cluster_active_console(zk, cli->cluster, addr, sizeof(addr));
-    bc_zk_close(zk);
-    if (st == BC_ENOTFOUND) {
-        fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cli->cluster);
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
-                bc_status_str(st));
-        return bc_cli_exit_for_status(st);
-    }
-    bc_http_response_t resp;
-    st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr, bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    *http_status = resp.status;
-    *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
-    bc_http_response_free(&resp);
-    if (*doc == NULL) {
-        fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
-        return BC_CLI_EXIT_FAILED;
-    }
-    if (*http_status >= 300) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
-        cJSON_Delete(*doc);
-        *doc = NULL;
-        return *http_status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
-    }
-    return BC_CLI_EXIT_OK;
+    *http_status = 200;
+    rc = bc_cli_console_request(addr, method, path, doc);
+    if (rc != BC_CLI_EXIT_OK) *http_status = 500;
+    return rc;
 }
 
 static double
@@ -443,9 +397,9 @@ bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv)
 static void
 node_repl_summary(const char *admin, char *out, size_t len)
 {
-    bc_repl_status_t r;
+    bc_cluster_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' || bc_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (admin[0] == '\0' || bc_cluster_repl_status_fetch(admin, 500, &r) != BC_OK) return;
     if (r.primary) {
         snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
                  (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
@@ -460,17 +414,56 @@ node_repl_summary(const char *admin, char *out, size_t len)
     }
 }
 
+/* The group's entry in the console's /v1/stats/groups (NULL: none). */
+static const cJSON *
+status_group_stats(const cJSON *stats, double gid)
+{
+    const cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(stats, "groups")) {
+        if (json_num(g, "gid") == gid) return g;
+    }
+    return NULL;
+}
+
+static void
+status_mib(char *buf, size_t len, double bytes)
+{
+    snprintf(buf, len, bytes >= 10 * 1048576.0 ? "%.0f" : "%.1f", bytes / 1048576.0);
+}
+
 int
 bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
 {
-    cJSON *doc;
-    int status;
-    int rc = admin_console_call(cli, "GET", "/v1/cluster", &doc, &status);
+    cJSON *doc, *stats = NULL, *warnings = NULL;
+    char addr[BC_ADDR_MAX];
+    int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
+    rc = bc_cli_console_request(addr, "GET", "/v1/cluster", &doc);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    if (!nodes_view) {
+        /* Best effort: an older console has no statistics; say so below. */
+        if (bc_cli_console_request(addr, "GET", "/v1/stats/groups", &stats) != BC_CLI_EXIT_OK) {
+            stats = NULL;
+        }
+        if (bc_cli_console_request(addr, "GET", "/v1/warnings", &warnings) != BC_CLI_EXIT_OK) {
+            warnings = NULL;
+        }
+    }
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(doc, "groups");
     if (cli->json) {
+        if (!nodes_view) {
+            if (stats != NULL) {
+                cJSON_AddItemToObject(doc, "stats", cJSON_DetachItemFromObjectCaseSensitive(stats, "groups"));
+            }
+            if (warnings != NULL) {
+                cJSON_AddItemToObject(doc, "warnings",
+                                      cJSON_DetachItemFromObjectCaseSensitive(warnings, "warnings"));
+            }
+        }
         bc_cli_print_json(nodes_view ? groups : doc);
         cJSON_Delete(doc);
+        cJSON_Delete(stats);
+        cJSON_Delete(warnings);
         return BC_CLI_EXIT_OK;
     }
     const cJSON *g;
@@ -480,24 +473,53 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                json_str(doc, "active_console"));
         printf("pending moves: %.0f, unowned buckets: %.0f\n\n", json_num(doc, "pending_moves"),
                json_num(doc, "unowned_buckets"));
-        printf("%-6s %-5s %10s %16s  %-22s %s\n", "GROUP", "STATE", "MEMORY", "BUCKETS c/m/d",
-               "PRIMARY", "NODES");
+        printf("%-6s %-5s %17s %9s %6s %14s  %-22s %s\n", "GROUP", "STATE", "MEMORY used/limit",
+               "OPS/S", "HIT%", "BUCKETS c/m/d", "PRIMARY", "NODES");
         cJSON_ArrayForEach(g, groups) {
             const cJSON *b = cJSON_GetObjectItemCaseSensitive(g, "buckets");
             const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes");
-            char counts[48];
+            const cJSON *gs = status_group_stats(stats, json_num(g, "gid"));
+            const cJSON *mem = cJSON_GetObjectItemCaseSensitive(gs, "memory");
+            const cJSON *lm = cJSON_GetObjectItemCaseSensitive(gs, "last_minute");
+            const cJSON *hr = cJSON_GetObjectItemCaseSensitive(lm, "hit_ratio");
+            char counts[48], memtext[48], used[16], limit[16], ops[16], hit[16];
             snprintf(counts, sizeof(counts), "%.0f/%.0f/%.0f", json_num(b, "c"), json_num(b, "m"),
                      json_num(b, "d"));
+            if (gs != NULL && json_num(mem, "limit") > 0) {
+                status_mib(used, sizeof(used), json_num(mem, "used"));
+                status_mib(limit, sizeof(limit), json_num(mem, "limit"));
+                snprintf(memtext, sizeof(memtext), "%s/%s MiB", used, limit);
+                snprintf(ops, sizeof(ops), "%.0f", json_num(lm, "ops_per_s"));
+            } else {
+                snprintf(memtext, sizeof(memtext), "-/%.0f MiB", json_num(g, "memory") / 1048576.0);
+                snprintf(ops, sizeof(ops), "-");
+            }
+            if (cJSON_IsNumber(hr)) snprintf(hit, sizeof(hit), "%.1f", 100.0 * hr->valuedouble);
+            else snprintf(hit, sizeof(hit), "-");
+            /* live nodes, but its primary's registration gone: failing
+             * over, or waiting for an in-sync backup or an operator */
             bool waiting = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) &&
                            json_str(g, "primary")[0] &&
                            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "primary_live"));
-            printf("%-6.0f %-5s %7.0f MiB %16s  %-22s %d\n", json_num(g, "gid"),
+            printf("%-6.0f %-5s %17s %9s %6s %14s  %-22s %d\n", json_num(g, "gid"),
                    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "DOWN"
                    : waiting                                                  ? "no-primary"
                                                                               : "up",
-                   json_num(g, "memory") / 1048576.0, counts,
+                   memtext, ops, hit, counts,
                    json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
                    cJSON_GetArraySize(nodes));
+        }
+        const cJSON *ws = cJSON_GetObjectItemCaseSensitive(warnings, "warnings"), *w;
+        if (warnings == NULL) {
+            printf("\nwarnings: unknown (the console serves no /v1/warnings)\n");
+        } else if (cJSON_GetArraySize(ws) == 0) {
+            printf("\nwarnings: none\n");
+        } else {
+            printf("\nwarnings:\n");
+            cJSON_ArrayForEach(w, ws) {
+                printf("  %-8s %-18s %s\n", json_str(w, "severity"), json_str(w, "kind"),
+                       json_str(w, "message"));
+            }
         }
     } else {
         printf("%-6s %-14s %-8s %-22s %-22s %-9s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN",
@@ -521,6 +543,8 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
         }
     }
     cJSON_Delete(doc);
+    cJSON_Delete(stats);
+    cJSON_Delete(warnings);
     return BC_CLI_EXIT_OK;
 }
 
@@ -599,7 +623,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
     uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);
     uint32_t owner = c.owner[bucket];
     bool readonly = c.readonly[bucket] != 0;
-    bc_primary_info_t primary;
+    bc_cluster_primary_info_t primary;
     memset(&primary, 0, sizeof(primary));
     if (owner != 0) {
         char path[BC_CLUSTER_PATH_MAX], suffix[48], *data = NULL;
@@ -607,7 +631,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
         snprintf(suffix, sizeof(suffix), "/groups/%u/primary", owner);
         bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
         if (bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL) == BC_OK) {
-            bc_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
+            bc_cluster_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
         }
         free(data);
     }

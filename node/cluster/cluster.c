@@ -233,9 +233,9 @@ cluster_remove_stale_self(bc_node_cluster_t *cl, const char *nodes_path)
         if (strcmp(names.names[i], cl->node_name) == 0) continue;
         snprintf(path, sizeof(path), "%s/%s", nodes_path, names.names[i]);
         if (bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, NULL) != BC_OK) continue;
-        bc_node_info_t other;
+        bc_cluster_node_info_t other;
         memset(&other, 0, sizeof(other));
-        if (bc_node_info_decode(data ? data : "", len, &other, NULL, 0) == BC_OK &&
+        if (bc_cluster_node_info_decode(data ? data : "", len, &other, NULL, 0) == BC_OK &&
             strcmp(other.data_addr, cl->self.data_addr) == 0) {
             log_warn("cluster: removing stale registration %s of an earlier process at %s",
                      names.names[i], other.data_addr);
@@ -255,7 +255,7 @@ cluster_register(bc_node_cluster_t *cl)
     if (st == BC_OK) st = bc_zk_create_all(cl->zk, nodes_path);
     if (st != BC_OK) return st;
 
-    char *json = bc_node_info_encode(&cl->self);
+    char *json = bc_cluster_node_info_encode(&cl->self);
     if (json == NULL) return BC_ENOMEM;
     char prefix[BC_CLUSTER_PATH_MAX + 4];
     snprintf(prefix, sizeof(prefix), "%s/n-", nodes_path);
@@ -320,8 +320,8 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
     char path[BC_CLUSTER_PATH_MAX + 32], err[256] = "";
     char *data = NULL;
     size_t len = 0;
-    bc_group_config_t gc;
-    bc_group_config_init(&gc);
+    bc_cluster_group_config_t gc;
+    bc_cluster_group_config_init(&gc);
     snprintf(path, sizeof(path), "%s/%u/config", groups_path, cl->gid);
     bc_status_t st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
     if (st == BC_ENOTFOUND) {
@@ -331,9 +331,9 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
         }
     }
     if (st == BC_OK &&
-        bc_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
+        bc_cluster_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
         log_warn("cluster: ignoring the malformed config of group %u: %s", cl->gid, err);
-        bc_group_config_init(&gc);
+        bc_cluster_group_config_init(&gc);
     }
     free(data);
     if (st != BC_OK && st != BC_ENOTFOUND) return;    /* keep what we had */
@@ -407,8 +407,8 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             continue;
         }
         if (st != BC_OK) break;
-        bc_primary_info_t p;
-        if (bc_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) != BC_OK) {
+        bc_cluster_primary_info_t p;
+        if (bc_cluster_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) != BC_OK) {
             log_warn("cluster: ignoring malformed primary record of group %u: %s", gid, err);
             free(data);
             continue;
@@ -436,7 +436,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             e->sa = old->sa;
             e->salen = old->salen;
         } else {
-            bc__node_primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
+            bc__node_primaries_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
         }
     }
     bc_zk_strings_free(&names);

@@ -196,7 +196,7 @@ bool bc_node_cluster_term(bc_node_cluster_t *cl, uint64_t *epoch);
  * Blocks for a ZooKeeper round trip: never on a worker.  Errors:
  * BC_ENOTFOUND (none), BC_EINVAL (malformed; logged), ZooKeeper errors.
  */
-bc_status_t bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_isr_record_t *out,
+bc_status_t bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_cluster_isr_t *out,
                                      int32_t *version);
 /*
  * Writes rec as the group's in-sync record, in one transaction that
@@ -209,7 +209,7 @@ bc_status_t bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_isr_record_t *out
  * `add` changed: read again), BC_EAGAIN (no connection: the write may or
  * may not have been applied), other ZooKeeper errors.
  */
-bc_status_t bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_isr_record_t *rec,
+bc_status_t bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec,
                                       int32_t *version, const char *add);
 /*
  * Replication says whether a write would find fewer backups in sync than
@@ -217,7 +217,7 @@ bc_status_t bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_isr_record
  * BC_ROUTE_NOT_IN_SYNC to writes (counted).  Any thread, lock-free.
  */
 void bc_node_cluster_set_in_sync_short(bc_node_cluster_t *cl, bool short_of_backups);
-/* The group's min_in_sync setting (-1 unset; bc_group_min_in_sync). */
+/* The group's min_in_sync setting (-1 unset; bc_cluster_group_min_in_sync). */
 int64_t bc_node_cluster_group_min_in_sync(const bc_node_cluster_t *cl);
 
 /*

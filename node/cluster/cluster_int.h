@@ -32,7 +32,7 @@ struct bc_node_cluster {
     char *cluster;
     uint32_t gid;
     uint32_t nbuckets;
-    bc_node_info_t self;           /* what we register (name filled in) */
+    bc_cluster_node_info_t self;   /* what we register (name filled in) */
     bc_zk_t *zk;
     bc_cache_t *cache;
 
@@ -101,7 +101,7 @@ struct bc_node_cluster {
     /* This group's own primary record as the agent last read it (mu): the
      * term a primary holds, what a backup's promotion checks against. */
     bool own_prim_present;
-    bc_primary_info_t own_prim;
+    bc_cluster_primary_info_t own_prim;
     int32_t own_prim_version;
     /* A backup's own promotion (promote.c; agent thread only, but the
      * probe, set before start). */
@@ -110,7 +110,7 @@ struct bc_node_cluster {
     int64_t cand_due_ms;           /* 0: not a candidate now */
     int32_t cand_prim_version;     /* the primary record it was decided on */
     int32_t cand_isr_version;
-    bc_isr_record_t cand_isr;
+    bc_cluster_isr_t cand_isr;
     char cand_logged[BC_NODE_NAME_MAX];  /* the gone primary last logged about */
     _Atomic uint64_t self_promotions;
 
@@ -144,7 +144,7 @@ void bc__node_cluster_wake(bc_node_cluster_t *cl, bool primaries);
 
 /* primaries.c: resolves e->addr into e->sa (agent thread only: may block
  * on DNS); a failure is a warning when the address is new (`fresh`). */
-void bc__node_primary_resolve(bc_node_primary_t *e, bool fresh);
+void bc__node_primaries_resolve(bc_node_primary_t *e, bool fresh);
 /* primaries.c: installs *next as the table when it differs from the
  * current one; *next then holds the old table, which the caller frees. */
 void bc__node_primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next);

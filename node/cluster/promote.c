@@ -7,7 +7,7 @@
  *   Both are ZooKeeper transactions on three znodes of the group:
  *
  *     groups/<gid>/primary     the term: who is primary, since which epoch
- *     groups/<gid>/isr         the in-sync set of that term (bc_isr_record_t)
+ *     groups/<gid>/isr         the in-sync set of that term (bc_cluster_isr_t)
  *     groups/<gid>/nodes/n-*   the registrations (ephemeral)
  *
  *   The primary changes the in-sync record alone, each time checking the
@@ -36,7 +36,7 @@
 #define PROMOTE_HTTP_MS    300    /* asking another member its offset */
 
 bc_status_t
-bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_isr_record_t *out, int32_t *version)
+bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_cluster_isr_t *out, int32_t *version)
 {
     char path[BC_CLUSTER_PATH_MAX], err[200] = "";
     char *data = NULL;
@@ -44,7 +44,7 @@ bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_isr_record_t *out, int32_t *v
     bc_status_t st = bc__node_cluster_group_path(cl, "/isr", path, sizeof(path));
     if (st == BC_OK) st = bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, version);
     if (st == BC_OK) {
-        st = bc_isr_record_decode(data ? data : "", len, out, err, sizeof(err));
+        st = bc_cluster_isr_decode(data ? data : "", len, out, err, sizeof(err));
         if (st != BC_OK) log_warn("cluster: group %u's in-sync record is malformed: %s", cl->gid, err);
     }
     free(data);
@@ -52,7 +52,7 @@ bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_isr_record_t *out, int32_t *v
 }
 
 bc_status_t
-bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_isr_record_t *rec, int32_t *version,
+bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec, int32_t *version,
                           const char *add)
 {
     char isr_path[BC_CLUSTER_PATH_MAX], prim_path[BC_CLUSTER_PATH_MAX];
@@ -66,7 +66,7 @@ bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_isr_record_t *rec, int
                 strcmp(cl->own_prim.node, rec->primary) == 0 && cl->own_prim.epoch == rec->epoch;
     pthread_mutex_unlock(&cl->mu);
     if (!mine) return BC_ESTALE;            /* not our term (any more) */
-    char *json = bc_isr_record_encode(rec);
+    char *json = bc_cluster_isr_encode(rec);
     if (json == NULL) return BC_ENOMEM;
     bc_zk_txn_t *txn = bc_zk_txn_new();
     if (txn == NULL) {
@@ -151,14 +151,14 @@ promote_member_offset(bc_node_cluster_t *cl, const char *name, uint64_t *offset)
     if (bc__node_cluster_group_path(cl, sfx, path, sizeof(path)) != BC_OK) return false;
     char *data = NULL;
     size_t len = 0;
-    bc_node_info_t info;
+    bc_cluster_node_info_t info;
     memset(&info, 0, sizeof(info));
     bool ok = bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, NULL) == BC_OK &&
-              bc_node_info_decode(data ? data : "", len, &info, NULL, 0) == BC_OK;
+              bc_cluster_node_info_decode(data ? data : "", len, &info, NULL, 0) == BC_OK;
     free(data);
-    bc_repl_status_t rs;
+    bc_cluster_repl_status_t rs;
     if (!ok || info.admin_addr[0] == '\0' ||
-        bc_repl_status_fetch(info.admin_addr, PROMOTE_HTTP_MS, &rs) != BC_OK || !rs.synced) {
+        bc_cluster_repl_status_fetch(info.admin_addr, PROMOTE_HTTP_MS, &rs) != BC_OK || !rs.synced) {
         return false;
     }
     *offset = rs.offset;
@@ -191,7 +191,7 @@ bc__node_cluster_promote_step(bc_node_cluster_t *cl)
     }
     pthread_mutex_lock(&cl->mu);
     bool present = cl->own_prim_present;
-    bc_primary_info_t prim = cl->own_prim;
+    bc_cluster_primary_info_t prim = cl->own_prim;
     int32_t prim_version = cl->own_prim_version;
     snprintf(me, sizeof(me), "%s", cl->node_name);
     pthread_mutex_unlock(&cl->mu);
@@ -215,20 +215,20 @@ bc__node_cluster_promote_step(bc_node_cluster_t *cl)
     int64_t now = bc_time_mono_ms();
     uint64_t offset = 0;
     if (cl->cand_due_ms == 0) {
-        bc_isr_record_t isr;
+        bc_cluster_isr_t isr;
         int32_t isr_version = -1;
         st = bc_node_cluster_isr_read(cl, &isr, &isr_version);
         bool logit = strcmp(cl->cand_logged, prim.node) != 0;
         snprintf(cl->cand_logged, sizeof(cl->cand_logged), "%s", prim.node);
         if (st != BC_OK && st != BC_ENOTFOUND && st != BC_EINVAL) return 500;
-        if (st != BC_OK || !bc_isr_record_of(&isr, &prim)) {
+        if (st != BC_OK || !bc_cluster_isr_of(&isr, &prim)) {
             if (logit) {
                 log_info("cluster: primary %s of group %u is gone; no in-sync record of its term: "
                          "the console decides", prim.node, cl->gid);
             }
             return -1;
         }
-        if (!bc_isr_record_has(&isr, me)) {
+        if (!bc_cluster_isr_has(&isr, me)) {
             if (logit) {
                 log_info("cluster: primary %s of group %u is gone; this node is not in its in-sync "
                          "set, so it does not promote itself", prim.node, cl->gid);
@@ -266,23 +266,23 @@ bc__node_cluster_promote_step(bc_node_cluster_t *cl)
     uint64_t epoch = atomic_load(&cl->epoch);
     if (prim.epoch > epoch) epoch = prim.epoch;
     epoch++;
-    bc_primary_info_t next;
+    bc_cluster_primary_info_t next;
     memset(&next, 0, sizeof(next));
     snprintf(next.node, sizeof(next.node), "%s", me);
     snprintf(next.data_addr, sizeof(next.data_addr), "%s", cl->self.data_addr);
     snprintf(next.admin_addr, sizeof(next.admin_addr), "%s", cl->self.admin_addr);
     next.epoch = epoch;
-    bc_isr_record_t isr = cl->cand_isr;
+    bc_cluster_isr_t isr = cl->cand_isr;
     snprintf(isr.primary, sizeof(isr.primary), "%s", me);
     isr.epoch = epoch;
-    (void)bc_isr_record_remove(&isr, me);
+    (void)bc_cluster_isr_remove(&isr, me);
     isr.offset = offset;
     isr.at_ms = bc_time_real_ms();
 
     char prim_path[BC_CLUSTER_PATH_MAX], isr_path[BC_CLUSTER_PATH_MAX];
     char self_path[BC_CLUSTER_PATH_MAX + BC_NODE_NAME_MAX];
     snprintf(sfx, sizeof(sfx), "/nodes/%s", me);
-    char *pjson = bc_primary_info_encode(&next), *ijson = bc_isr_record_encode(&isr);
+    char *pjson = bc_cluster_primary_info_encode(&next), *ijson = bc_cluster_isr_encode(&isr);
     bc_zk_txn_t *txn = bc_zk_txn_new();
     st = pjson && ijson && txn ? BC_OK : BC_ENOMEM;
     if (st == BC_OK) st = bc__node_cluster_group_path(cl, "/primary", prim_path, sizeof(prim_path));

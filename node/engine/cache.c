@@ -97,6 +97,7 @@
 #include "bc_log.h"
 #include "bc_mcproto.h"
 #include "engine/cache.h"
+#include "engine/counters.h"
 #include "engine/evict/evict.h"
 
 /* Engine-private item flags (bc_item_t.iflags; shard lock). */
@@ -125,6 +126,8 @@ typedef struct cache_bucket {
     uint32_t mask;              /* nslots - 1 */
     uint32_t count;             /* linked items */
     uint64_t bytes;             /* charged bytes of those items */
+    uint64_t evictions;         /* live items evicted from it */
+    uint64_t expirations;       /* expired items removed from it (not flushed ones) */
     _Atomic bool tapped;        /* report changes to the tap (any thread) */
 } cache_bucket_t;
 
@@ -171,6 +174,7 @@ struct bc_cache {
     _Atomic(bc_cache_tap_fn) tap;     /* NULL = none; published after tap_ctx */
     void *tap_ctx;
     _Atomic uint64_t flushes;         /* bc_cache_flush_count */
+    bc_counters_t *counters;          /* per-thread request counters (counters.h) */
 };
 
 /* Reports a change to the observer and, for a tapped bucket, to the tap
@@ -534,8 +538,9 @@ do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32
     cache_shard_t *s = loc->shard;
     if (item_is_flushed(cache, it, now)) {
         s->flushed++;
-    } else if (!(it->iflags & ITEM_FETCHED)) {
-        s->expired_unfetched++;
+    } else {
+        loc->bucket->expirations++;
+        if (!(it->iflags & ITEM_FETCHED)) s->expired_unfetched++;
     }
     s->reclaimed++;
     if (active) s->expired_active++;
@@ -591,6 +596,7 @@ cache_evict_one(bc_cache_t *cache, uint32_t si)
             do_item_reclaim(cache, &loc, it, now, false, &freelist);
         } else {
             s->evictions++;
+            loc.bucket->evictions++;
             if (!(it->iflags & ITEM_FETCHED)) s->evicted_unfetched++;
             do_item_unlink(cache, &loc, it, BC_EVICT_EVICTED, &freelist);
         }
@@ -694,6 +700,7 @@ cache_free_all(bc_cache_t *cache)
         free(cache->shards);
     }
     pthread_mutex_destroy(&cache->scan_lock);
+    bc_counters_destroy(cache->counters);
     free(cache);
 }
 
@@ -734,8 +741,9 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     pthread_mutex_init(&cache->scan_lock, NULL);
 
     cache->buckets = calloc(nbuckets, sizeof(*cache->buckets));
+    cache->counters = bc_counters_create(nbuckets);
     cache->shards = aligned_alloc(_Alignof(cache_shard_t), nshards * sizeof(cache_shard_t));
-    if (cache->buckets == NULL || cache->shards == NULL) {
+    if (cache->buckets == NULL || cache->shards == NULL || cache->counters == NULL) {
         cache_free_all(cache);
         return BC_ENOMEM;
     }
@@ -854,6 +862,19 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
+    if (ref) {
+        bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+        if (blk != NULL) {
+            uint32_t bi = (uint32_t)(loc.bucket - cache->buckets);
+            if (it != NULL) {
+                bc_counters_add(blk, bi, hits, 1);
+                bc_counters_add(blk, bi, bytes_written, bc_item_value_len(it));
+            } else {
+                bc_counters_add(blk, bi, misses, 1);
+            }
+            if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+        }
+    }
     return it;
 }
 
@@ -1044,10 +1065,34 @@ cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
                                uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
 
+/* Counts one write request of the calling thread (counters.h) to the
+ * key's bucket: a set (with nread key and value bytes) or, when done, a
+ * delete; and feeds the sampler. */
+static inline void
+cache_count_write(bc_cache_t *cache, bc_counters_block_t *blk, uint32_t hash, const char *key,
+                  size_t nkey, bool set, bool done, uint64_t nread)
+{
+    uint32_t bi = hash % cache->nbuckets;
+    if (set) {
+        bc_counters_add(blk, bi, sets, 1);
+        bc_counters_add(blk, bi, bytes_read, nread);
+    } else if (done) {
+        bc_counters_add(blk, bi, deletes, 1);
+    }
+    if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+}
+
 bc_status_t
 bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
                uint64_t *cas_out)
 {
+    /* Counted as the request it is, before the store consumes the item
+     * (as memcached counts cmd_set and bytes_read). */
+    bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
+    if (blk != NULL) {
+        cache_count_write(cache, blk, it->hash, bc_item_key(it), it->nkey, true, true,
+                          it->nkey + bc_item_value_len(it));
+    }
     return cache_store(cache, it, mode, cas_in, cas_out, 0);
 }
 
@@ -1163,6 +1208,8 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
     }
     pthread_mutex_unlock(&loc.shard->lock);
     cache_free_list(cache, freelist);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, it != NULL, 0);
     return it != NULL ? BC_OK : BC_ENOTFOUND;
 }
 
@@ -1210,9 +1257,24 @@ arith_parse(const char *p, size_t len, uint64_t *out)
 }
 
 
+static bc_status_t cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                               bool incr, uint64_t delta, uint64_t *result);
+
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
+{
+    bc_status_t st = cache_arith(cache, key, nkey, hash, incr, delta, result);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL && key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
+        cache_count_write(cache, blk, hash, key, nkey, true, false, 0);
+    }
+    return st;
+}
+
+static bc_status_t
+cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
+            uint64_t delta, uint64_t *result)
 {
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
@@ -1421,8 +1483,53 @@ bc_cache_bucket_stats(bc_cache_t *cache, uint32_t bucket, bc_bucket_stats_t *out
     pthread_mutex_lock(&s->lock);
     out->items = cache->buckets[bucket].count;
     out->bytes = cache->buckets[bucket].bytes;
+    out->evictions = cache->buckets[bucket].evictions;
+    out->expirations = cache->buckets[bucket].expirations;
     pthread_mutex_unlock(&s->lock);
+    bc_counters_fold(cache->counters, bucket, &out->ops);
     return BC_OK;
+}
+
+bc_status_t
+bc_cache_bucket_stats_all(bc_cache_t *cache, bc_bucket_stats_t *out, uint32_t n)
+{
+    if (out == NULL || n != cache->nbuckets) return BC_EINVAL;
+    bc_bucket_counts_t *ops = malloc((size_t)n * sizeof(*ops));
+    if (ops == NULL) return BC_ENOMEM;
+    bc_counters_fold_all(cache->counters, ops, n);
+    for (uint32_t i = 0; i < cache->nshards; i++) {
+        cache_shard_t *s = &cache->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t b = i; b < n; b += cache->nshards) {
+            const cache_bucket_t *cb = &cache->buckets[b];
+            out[b].items = cb->count;
+            out[b].bytes = cb->bytes;
+            out[b].evictions = cb->evictions;
+            out[b].expirations = cb->expirations;
+            out[b].ops = ops[b];
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    free(ops);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cache_count_thread(bc_cache_t *cache)
+{
+    return bc_counters_attach(cache->counters);
+}
+
+void
+bc_cache_count_thread_end(bc_cache_t *cache)
+{
+    bc_counters_detach(cache->counters);
+}
+
+void
+bc_cache_set_sampler(bc_cache_t *cache, bc_key_sampler_fn fn, void *ctx, uint32_t every)
+{
+    bc_counters_set_sampler(cache->counters, fn, ctx, every);
 }
 
 bc_status_t

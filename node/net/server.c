@@ -647,7 +647,18 @@ static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
+    /* This thread's requests count per bucket (engine/counters.h).
+     * BC_BUCKET_COUNTERS=off leaves them out: only to measure their cost
+     * (tests/bench/bucket_counters.sh). */
+    const char *off = getenv("BC_BUCKET_COUNTERS");
+    if (off != NULL && strcmp(off, "off") == 0) {
+        if (w->index == 0) log_warn("BC_BUCKET_COUNTERS=off: per-bucket counters and hot keys off");
+    } else if (bc_cache_count_thread(w->srv->cache) != BC_OK) {
+        log_warn("worker %u: no memory for per-bucket counters; its requests go uncounted",
+                 w->index);
+    }
     if (bc_el_run(w->el) != BC_OK) log_error("worker %u: event loop failed", w->index);
+    bc_cache_count_thread_end(w->srv->cache);
     return NULL;
 }
 
@@ -793,10 +804,24 @@ bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
                                         server->base_total_conns);
     out->rejected_connections = sub_floor0(atomic_load(&server->rejected_conns),
                                            server->base_rejected_conns);
-#define BC__STATS_SUB(name, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
+#define BC__STATS_SUB(name, metric, labels, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
     BC_THREAD_STATS(BC__STATS_SUB)
 #undef BC__STATS_SUB
     pthread_mutex_unlock(&server->reset_lock);
+}
+
+/* The figures since the server started, "stats reset" ignored: what
+ * /metrics reports (a Prometheus counter never goes down). */
+void
+bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (server == NULL) return;
+    server_raw_totals(server, &out->totals);
+    out->curr_connections = atomic_load(&server->curr_conns);
+    out->threads = server->nworkers;
+    out->total_connections = atomic_load(&server->total_conns);
+    out->rejected_connections = atomic_load(&server->rejected_conns);
 }
 
 /*

@@ -113,6 +113,9 @@ void bc_server_destroy(bc_server_t *server);
 uint64_t bc_server_clients_closed(const bc_server_t *server);
 /* The figures since the last reset (net/stats.h).  Any thread. */
 void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
+/* The figures since the start, ignoring "stats reset" (/metrics: a
+ * counter never goes down).  Any thread. */
+void bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out);
 /* "stats reset": the counters read zero from now on.  Any thread. */
 void bc_server_reset_stats(bc_server_t *server);
 

@@ -68,7 +68,7 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "curr_connections", ss.curr_connections);
     STAT_U64(pc, "total_connections", ss.total_connections);
     STAT_U64(pc, "rejected_connections", ss.rejected_connections);
-#define BC__STATS_LINE(name, desc) STAT_U64(pc, #name, ss.totals.name);
+#define BC__STATS_LINE(name, metric, labels, desc) STAT_U64(pc, #name, ss.totals.name);
     BC_THREAD_STATS(BC__STATS_LINE)
 #undef BC__STATS_LINE
     STAT_U64(pc, "limit_maxbytes", cs.mem_limit);

@@ -73,7 +73,7 @@ bc__repl_note_write(bc_repl_t *r, uint64_t end)
 uint32_t
 bc__repl_min_in_sync(const bc_repl_t *r, const repl_settings_t *set)
 {
-    return bc_group_min_in_sync(bc_node_cluster_group_min_in_sync(r->cluster), set->mode);
+    return bc_cluster_group_min_in_sync(bc_node_cluster_group_min_in_sync(r->cluster), set->mode);
 }
 
 /* ---- the decision (pure) ---- */
@@ -81,11 +81,11 @@ bc__repl_min_in_sync(const bc_repl_t *r, const repl_settings_t *set)
 void
 bc__repl_isr_plan(const bc_repl_isr_input_t *in, bc_repl_isr_plan_t *out)
 {
-    const bc_isr_record_t *rec = in->recorded;
+    const bc_cluster_isr_t *rec = in->recorded;
     memset(out, 0, sizeof(*out));
     out->next = *rec;
-    if (in->add != NULL && in->add[0] != '\0' && !bc_isr_record_has(rec, in->add) &&
-        strcmp(in->add, rec->primary) != 0 && bc_isr_record_add(&out->next, in->add)) {
+    if (in->add != NULL && in->add[0] != '\0' && !bc_cluster_isr_has(rec, in->add) &&
+        strcmp(in->add, rec->primary) != 0 && bc_cluster_isr_add(&out->next, in->add)) {
         out->added = true;
     }
     /* Members that missed a deadline leave, in record order, while at
@@ -97,7 +97,7 @@ bc__repl_isr_plan(const bc_repl_isr_input_t *in, bc_repl_isr_plan_t *out)
             continue;
         }
         if (out->next.n > in->min_in_sync) {
-            (void)bc_isr_record_remove(&out->next, rec->in_sync[i]);
+            (void)bc_cluster_isr_remove(&out->next, rec->in_sync[i]);
             out->removed++;
         } else {
             out->kept++;
@@ -139,8 +139,8 @@ do_member_healthy(const bc_repl_t *r, const char *name)
 static bool
 do_required_name(const bc_repl_t *r, const char *name)
 {
-    return bc_isr_record_has(&r->isr, name) ||
-           (r->isr_prop_pending && bc_isr_record_has(&r->isr_prop, name));
+    return bc_cluster_isr_has(&r->isr, name) ||
+           (r->isr_prop_pending && bc_cluster_isr_has(&r->isr_prop, name));
 }
 
 /* min over the acknowledgements a reply waits for (see HOW). */
@@ -149,7 +149,7 @@ do_floor(const bc_repl_t *r, uint32_t min_in_sync)
 {
     if (r->isr_state != REPL_ISR_READY || r->isr.n < min_in_sync) return 0;
     uint64_t f = UINT64_MAX;
-    const bc_isr_record_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
+    const bc_cluster_isr_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
     for (int s = 0; s < 2; s++) {
         for (uint32_t i = 0; sets[s] != NULL && i < sets[s]->n; i++) {
             uint64_t a = 0;
@@ -218,7 +218,7 @@ bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset)
             p->lagging = false;
             changed = true;
         }
-        if (bc_isr_record_remove(&r->isr_drop, p->name)) {
+        if (bc_cluster_isr_remove(&r->isr_drop, p->name)) {
             log_info("repl: backup %s (%s) caught up at offset %" PRIu64 ": it stays in the "
                      "in-sync set", p->name, p->addr, offset);
             changed = true;
@@ -241,7 +241,7 @@ bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset)
         pthread_cond_broadcast(&r->ack_cv);
         /* A backup in the wait set, acknowledging, not yet recorded:
          * the thread records it. */
-        if (p->in_sync && p->heard && p->node_named && !bc_isr_record_has(&r->isr, p->name)) {
+        if (p->in_sync && p->heard && p->node_named && !bc_cluster_isr_has(&r->isr, p->name)) {
             pthread_cond_signal(&r->isr_cv);
         }
     }
@@ -287,7 +287,7 @@ do_commit_check(bc_repl_t *r, uint64_t need, uint64_t gen, uint32_t min_in_sync)
     if (r->isr_state == REPL_ISR_LOST || r->isr_state == REPL_ISR_OFF) return COMMIT_FAILED;
     if (need > r->backlog.end) return COMMIT_FAILED;
     if (r->isr_state != REPL_ISR_READY || r->isr.n < min_in_sync) return COMMIT_WAIT;
-    const bc_isr_record_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
+    const bc_cluster_isr_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
     for (int s = 0; s < 2; s++) {
         for (uint32_t i = 0; sets[s] != NULL && i < sets[s]->n; i++) {
             uint64_t a = 0;
@@ -321,15 +321,15 @@ do_commit_expire(bc_repl_t *r, uint64_t need, uint32_t timeout_ms)
                  "has %" PRIu64 "): no longer waited for", p->name, p->addr, need, timeout_ms,
                  atomic_load(&p->acked));
     }
-    const bc_isr_record_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
+    const bc_cluster_isr_t *sets[2] = {&r->isr, r->isr_prop_pending ? &r->isr_prop : NULL};
     for (int s = 0; s < 2; s++) {
         for (uint32_t i = 0; sets[s] != NULL && i < sets[s]->n; i++) {
             const char *name = sets[s]->in_sync[i];
             uint64_t a = 0;
             bool online = do_member_acked(r, name, &a);
             if (online && a >= need) continue;
-            if (bc_isr_record_has(&r->isr_drop, name)) continue;
-            (void)bc_isr_record_add(&r->isr_drop, name);
+            if (bc_cluster_isr_has(&r->isr_drop, name)) continue;
+            (void)bc_cluster_isr_add(&r->isr_drop, name);
             for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
                 if (strcmp(p->name, name) == 0) {
                     p->lagging = true;
@@ -359,7 +359,7 @@ do_commit_hopeless(const bc_repl_t *r, uint32_t min_in_sync)
 {
     uint32_t keeping = 0;
     for (uint32_t i = 0; i < r->isr.n; i++) {
-        if (!bc_isr_record_has(&r->isr_drop, r->isr.in_sync[i]) &&
+        if (!bc_cluster_isr_has(&r->isr_drop, r->isr.in_sync[i]) &&
             do_member_healthy(r, r->isr.in_sync[i])) {
             keeping++;
         }
@@ -523,13 +523,13 @@ do_plan(bc_repl_t *r, uint32_t min_in_sync, bc_repl_isr_plan_t *plan)
     in.min_in_sync = min_in_sync;
     for (uint32_t i = 0; i < r->isr.n; i++) {
         in.healthy[i] = do_member_healthy(r, r->isr.in_sync[i]);
-        in.drop[i] = bc_isr_record_has(&r->isr_drop, r->isr.in_sync[i]);
+        in.drop[i] = bc_cluster_isr_has(&r->isr_drop, r->isr.in_sync[i]);
     }
     /* One backup at a time: its write checks its registration. */
     for (const repl_peer_t *p = r->peers; p != NULL && in.add == NULL; p = p->next) {
         if (p->online && p->in_sync && p->node_named && !atomic_load(&p->closing) &&
             !p->lagging && p->heard &&
-            !bc_isr_record_has(&r->isr, p->name) && !bc_isr_record_has(&r->isr_drop, p->name)) {
+            !bc_cluster_isr_has(&r->isr, p->name) && !bc_cluster_isr_has(&r->isr_drop, p->name)) {
             in.add = p->name;
         }
     }
@@ -539,13 +539,13 @@ do_plan(bc_repl_t *r, uint32_t min_in_sync, bc_repl_isr_plan_t *plan)
 /* The record of this node's term: read it, or start it.  No lock held.
  * BC_OK with *out and *version; anything else: try again later. */
 static bc_status_t
-isr_load(bc_repl_t *r, bc_isr_record_t *out, int32_t *version)
+isr_load(bc_repl_t *r, bc_cluster_isr_t *out, int32_t *version)
 {
     uint64_t epoch = 0;
     char me[BC_NODE_NAME_MAX];
     if (!bc_node_cluster_term(r->cluster, &epoch)) return BC_EAGAIN;
     bc_node_cluster_node_name(r->cluster, me, sizeof(me));
-    bc_isr_record_t rec;
+    bc_cluster_isr_t rec;
     int32_t v = -1;
     bc_status_t st = bc_node_cluster_isr_read(r->cluster, &rec, &v);
     if (st == BC_OK && strcmp(rec.primary, me) == 0 && rec.epoch == epoch) {
@@ -581,22 +581,22 @@ isr_load(bc_repl_t *r, bc_isr_record_t *out, int32_t *version)
 }
 
 static void
-isr_log_write(bc_repl_t *r, const bc_isr_record_t *before, const bc_isr_record_t *after)
+isr_log_write(bc_repl_t *r, const bc_cluster_isr_t *before, const bc_cluster_isr_t *after)
 {
-    char list[BC_ISR_MAX * (BC_NODE_NAME_MAX + 1) + 1] = "";
+    char list[BC_CLUSTER_ISR_MAX * (BC_NODE_NAME_MAX + 1) + 1] = "";
     for (uint32_t i = 0; i < after->n; i++) {
         if (i > 0) strcat(list, ",");
         strcat(list, after->in_sync[i]);
     }
     for (uint32_t i = 0; i < before->n; i++) {
-        if (!bc_isr_record_has(after, before->in_sync[i])) {
+        if (!bc_cluster_isr_has(after, before->in_sync[i])) {
             atomic_fetch_add(&r->isr_shrinks, 1);
             log_warn("repl: in-sync set of group %u recorded without %s: [%s]",
                      bc_node_cluster_gid(r->cluster), before->in_sync[i], list);
         }
     }
     for (uint32_t i = 0; i < after->n; i++) {
-        if (!bc_isr_record_has(before, after->in_sync[i])) {
+        if (!bc_cluster_isr_has(before, after->in_sync[i])) {
             atomic_fetch_add(&r->isr_expands, 1);
             log_info("repl: in-sync set of group %u recorded with %s: [%s]",
                      bc_node_cluster_gid(r->cluster), after->in_sync[i], list);
@@ -633,7 +633,7 @@ isr_main(void *arg)
         uint64_t gen = atomic_load(&r->role_gen);
         if (r->isr_state == REPL_ISR_LOADING) {
             pthread_mutex_unlock(&r->mu);
-            bc_isr_record_t rec;
+            bc_cluster_isr_t rec;
             int32_t version = -1;
             bc_status_t st = isr_load(r, &rec, &version);
             pthread_mutex_lock(&r->mu);
@@ -663,19 +663,19 @@ isr_main(void *arg)
                 r->isr_prop_pending = true;
                 add[0] = '\0';
                 for (uint32_t i = 0; i < plan.next.n && plan.added; i++) {
-                    if (!bc_isr_record_has(&r->isr, plan.next.in_sync[i])) {
+                    if (!bc_cluster_isr_has(&r->isr, plan.next.in_sync[i])) {
                         snprintf(add, sizeof(add), "%s", plan.next.in_sync[i]);
                     }
                 }
                 do_floor_publish(r);
             }
             if (r->isr_prop_pending) {
-                bc_isr_record_t prop = r->isr_prop, before = r->isr;
+                bc_cluster_isr_t prop = r->isr_prop, before = r->isr;
                 int32_t version = r->isr_version;
                 pthread_mutex_unlock(&r->mu);
                 bc_status_t st = bc_node_cluster_isr_write(r->cluster, &prop, &version,
                                                            add[0] ? add : NULL);
-                bc_isr_record_t now;
+                bc_cluster_isr_t now;
                 int32_t now_version = -1;
                 bc_status_t rst = BC_OK;
                 if (st == BC_ESTALE || st == BC_ENOTFOUND || st == BC_EEXISTS) {
@@ -688,8 +688,8 @@ isr_main(void *arg)
                     r->isr_version = version;
                     r->isr_prop_pending = false;
                     for (uint32_t i = 0; i < before.n; i++) {
-                        if (!bc_isr_record_has(&prop, before.in_sync[i])) {
-                            (void)bc_isr_record_remove(&r->isr_drop, before.in_sync[i]);
+                        if (!bc_cluster_isr_has(&prop, before.in_sync[i])) {
+                            (void)bc_cluster_isr_remove(&r->isr_drop, before.in_sync[i]);
                         }
                     }
                     isr_log_write(r, &before, &prop);

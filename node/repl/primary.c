@@ -515,7 +515,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     /* A backup names itself by its registration: only such a name can be
      * recorded in the in-sync set (and only while registered, which the
      * record's write checks). */
-    p->node_named = bc_node_name_valid(hs.name) != 0;
+    p->node_named = bc_cluster_node_name_valid(hs.name) != 0;
     snprintf(p->req_replid, sizeof(p->req_replid), "%s", hs.replid);
     p->req_offset = hs.offset;
     struct sockaddr_storage ss;

@@ -356,7 +356,7 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
         snprintf(b->name, sizeof(b->name), "%s", p->name);
         snprintf(b->addr, sizeof(b->addr), "%s", p->addr);
         b->online = p->online;
-        b->recorded = bc_isr_record_has(&r->isr, p->name);
+        b->recorded = bc_cluster_isr_has(&r->isr, p->name);
         b->lagging = p->lagging;
         b->in_sync = p->in_sync || (b->recorded && !p->lagging && p->online);
         b->acked = atomic_load(&p->acked);

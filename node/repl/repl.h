@@ -42,7 +42,7 @@
  *
  * THE IN-SYNC SET (isr.c)
  *   The backups a reply waits for are recorded in ZooKeeper by the
- *   primary, groups/<gid>/isr (bc_isr_record_t), and a promotion -- by
+ *   primary, groups/<gid>/isr (bc_cluster_isr_t), and a promotion -- by
  *   the console or by a backup itself -- only ever picks a member of it.
  *   So a member must hold every write the primary acknowledged:
  *
@@ -182,7 +182,7 @@ typedef struct bc_repl_backup_info {
       "repl_sync_timeouts_total", "counter",                                                   \
       "Backups that missed a deadline: left the wait set, or to be recorded out.")                      \
     X(sync_wait_us, BC_REPL_PRIMARY, "sync_wait_us", NULL,                                     \
-      "repl_sync_wait_microseconds_total", "counter",                                          \
+      "repl_sync_wait_seconds_total", "counter",                                          \
       "Time reply batches waited for backups (sync mode).")                                    \
     X(isr_shrinks, BC_REPL_PRIMARY, "isr_shrinks", "repl_isr_shrinks", "repl_isr_shrinks_total", \
       "counter", "In-sync record writes that took members out.")                               \
@@ -217,7 +217,7 @@ typedef struct bc_repl_info {
     uint32_t min_in_sync;          /* in force */
     const char *isr_state;         /* "off", "loading", "ready", "lost" */
     bool isr_short;                /* writes refused: fewer than min_in_sync keep up */
-    bc_isr_record_t isr;           /* the record as this primary last wrote or read it */
+    bc_cluster_isr_t isr;           /* the record as this primary last wrote or read it */
     int32_t isr_version;
     /* backup side */
     bool link_up;
@@ -292,16 +292,16 @@ bc_repl_commit_state_t bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t 
  * recorded members are healthy and not dropped.
  */
 typedef struct bc_repl_isr_input {
-    const bc_isr_record_t *recorded;
+    const bc_cluster_isr_t *recorded;
     uint32_t min_in_sync;
-    bool healthy[BC_ISR_MAX];
-    bool drop[BC_ISR_MAX];
+    bool healthy[BC_CLUSTER_ISR_MAX];
+    bool drop[BC_CLUSTER_ISR_MAX];
     const char *add;
 } bc_repl_isr_input_t;
 
 typedef struct bc_repl_isr_plan {
     bool write;
-    bc_isr_record_t next;
+    bc_cluster_isr_t next;
     bool added;
     uint32_t removed;
     uint32_t kept;

@@ -98,11 +98,11 @@ struct bc_repl {
      * unknown until isr_prop_pending clears; isr_drop the members that
      * missed a deadline, to be recorded out. */
     repl_isr_state_t isr_state;
-    bc_isr_record_t isr;
+    bc_cluster_isr_t isr;
     int32_t isr_version;
     bool isr_prop_pending;
-    bc_isr_record_t isr_prop;
-    bc_isr_record_t isr_drop;      /* names only (primary/epoch unused) */
+    bc_cluster_isr_t isr_prop;
+    bc_cluster_isr_t isr_drop;      /* names only (primary/epoch unused) */
     _Atomic uint32_t isr_members_pub;  /* |R| + |P|, for the recording skip */
     bool isr_short;                /* the gate as last set (refusing writes) */
     pthread_cond_t isr_cv;         /* wakes the in-sync thread */

@@ -762,3 +762,60 @@ def wait_tables(zk, cluster, pred, what, timeout=15):
     """Polls the cluster's tables until pred(tables) holds; returns them."""
     return wait_for(lambda: (lambda t: t if pred(t) else None)(tables(zk, cluster)),
                     timeout=timeout, what=what)
+
+
+# ---- Prometheus text (GET /metrics) ----
+
+_METRIC_SAMPLE = None
+
+
+def parse_metrics(text):
+    """Checks the exposition format the way a scraper reads it and returns
+    (values, types): values maps 'name' or 'name{k="v",...}' (labels in
+    the order given) to a float, types maps each family to its TYPE.  Every
+    family's HELP and TYPE come before its samples, once."""
+    import re
+    global _METRIC_SAMPLE
+    if _METRIC_SAMPLE is None:
+        _METRIC_SAMPLE = re.compile(
+            r'^(bucketcache_[a-z0-9_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"(?:,[a-z_]+="(?:[^"\\]|\\.)*")*\})? '
+            r'(-?[0-9.e+-]+|NaN|[+-]Inf)$')
+    values, helps, types, done = {}, set(), {}, set()
+    current = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in helps, "second HELP for " + name
+            helps.add(name)
+            if current is not None:
+                done.add(current)
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert kind in ("counter", "gauge", "histogram", "summary"), line
+            assert name not in types, "second TYPE for " + name
+            types[name] = kind
+        else:
+            m = _METRIC_SAMPLE.match(line)
+            assert m, "malformed sample: " + line
+            name = m.group(1)
+            family = name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and name[:-len(suffix)] in types and \
+                        types[name[:-len(suffix)]] in ("histogram", "summary"):
+                    family = name[:-len(suffix)]
+            assert family in helps and family in types, "sample before HELP/TYPE: " + line
+            assert family == current, "family %s split up: %s" % (family, line)
+            key = name + (m.group(2) or "")
+            assert key not in values, "duplicate sample " + key
+            values[key] = float(m.group(3))
+    return values, types
+
+
+def promtool_check(text):
+    """`promtool check metrics` on text: returns its complaints ("" = clean).
+    promtool ships in Debian's prometheus package (deploy/install-deps.sh)."""
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode(errors="replace").strip()
+    return out if p.returncode != 0 or out else ""

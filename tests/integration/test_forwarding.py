@@ -284,10 +284,10 @@ def test_counters_in_stats_admin_and_metrics():
         assert name in doc["server"], name
     _, _, metrics = harness.http(G1.admin_port, "GET", "/metrics")
     text = metrics.decode()
-    for name in ("forward_requests_total", "forward_errors_total", "forward_timeouts_total",
-                 "peer_connections_total"):
+    for name in ("forwarded_requests_total", 'forward_failures_total{reason="error"}',
+                 'forward_failures_total{reason="timeout"}', "peer_connections_total"):
         assert "bucketcache_" + name in text, name
-    m = re.search(r"^bucketcache_forward_requests_total (\d+)$", text, re.M)
+    m = re.search(r"^bucketcache_forwarded_requests_total (\d+)$", text, re.M)
     assert m and int(m.group(1)) >= 2
 
 

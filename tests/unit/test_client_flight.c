@@ -15,6 +15,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "bc_time.h"
 #include "client.h"
 #include "client_int.h"
 #include "registry.h"
@@ -88,7 +89,7 @@ test_flight_one_call(void **state)
     bc__flight_t *f = bc__flight_new();
     slow_work_t w = {.delay_ms = 100, .status = 0};
     flight_thread_t t[32];
-    run_flight(f, &w, 32, bc__now_ns() + 5000000000ull, t);
+    run_flight(f, &w, 32, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&w.calls), 1);
     int shared = 0;
     for (int i = 0; i < 32; i++) {
@@ -103,7 +104,7 @@ test_flight_one_call(void **state)
     assert_int_equal(shared, 31);
     assert_int_equal(bc__flight_active(f), 0);
     /* a later call is a new flight */
-    run_flight(f, &w, 1, bc__now_ns() + 5000000000ull, t);
+    run_flight(f, &w, 1, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&w.calls), 2);
     free(t[0].res.value);
     bc__flight_free(f);
@@ -118,7 +119,7 @@ test_flight_waiter_deadline(void **state)
     flight_thread_t t[8];
     /* every caller's deadline is 50 ms: the leader finishes its work
      * anyway, the waiters give up */
-    uint64_t t0 = bc__now_ns();
+    uint64_t t0 = bc_time_mono_ns();
     run_flight(f, &w, 8, t0 + 50000000ull, t);
     int timeouts = 0, ok = 0;
     for (int i = 0; i < 8; i++) {
@@ -135,7 +136,7 @@ test_flight_waiter_deadline(void **state)
     assert_int_equal(timeouts, 7);
     /* errors are shared too, without a value */
     slow_work_t fail = {.delay_ms = 50, .status = -15};
-    run_flight(f, &fail, 4, bc__now_ns() + 5000000000ull, t);
+    run_flight(f, &fail, 4, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&fail.calls), 1);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(t[i].res.status, -15);

@@ -25,9 +25,9 @@
 static void
 decode_fails(const char *json, const char *field)
 {
-    bc_isr_record_t r;
+    bc_cluster_isr_t r;
     char err[200] = "";
-    assert_int_equal(bc_isr_record_decode(json, strlen(json), &r, err, sizeof(err)), BC_EINVAL);
+    assert_int_equal(bc_cluster_isr_decode(json, strlen(json), &r, err, sizeof(err)), BC_EINVAL);
     assert_non_null(strstr(err, field));
     assert_int_equal(r.n, 0);                   /* nothing half-decoded */
 }
@@ -36,40 +36,40 @@ static void
 test_record_round_trip_and_hostile_input(void **state)
 {
     (void)state;
-    bc_isr_record_t r, back;
+    bc_cluster_isr_t r, back;
     memset(&r, 0, sizeof(r));
     snprintf(r.primary, sizeof(r.primary), "n-0000000004");
     r.epoch = 42;
-    assert_true(bc_isr_record_add(&r, "n-0000000007"));
-    assert_true(bc_isr_record_add(&r, "n-0000000009"));
-    assert_false(bc_isr_record_add(&r, "n-0000000007"));          /* no duplicates */
+    assert_true(bc_cluster_isr_add(&r, "n-0000000007"));
+    assert_true(bc_cluster_isr_add(&r, "n-0000000009"));
+    assert_false(bc_cluster_isr_add(&r, "n-0000000007"));          /* no duplicates */
     r.offset = 123456;
     r.at_ms = 1795306238816;
-    char *json = bc_isr_record_encode(&r);
+    char *json = bc_cluster_isr_encode(&r);
     assert_non_null(json);
     assert_string_equal(json, "{\"primary\":\"n-0000000004\",\"epoch\":42,\"in_sync\":"
                               "[\"n-0000000007\",\"n-0000000009\"],\"offset\":123456,"
                               "\"at_ms\":1795306238816}");
-    assert_int_equal(bc_isr_record_decode(json, strlen(json), &back, NULL, 0), BC_OK);
+    assert_int_equal(bc_cluster_isr_decode(json, strlen(json), &back, NULL, 0), BC_OK);
     free(json);
     assert_memory_equal(&r, &back, sizeof(r));
-    assert_true(bc_isr_record_has(&back, "n-0000000009"));
-    assert_false(bc_isr_record_has(&back, "n-0000000004"));
+    assert_true(bc_cluster_isr_has(&back, "n-0000000009"));
+    assert_false(bc_cluster_isr_has(&back, "n-0000000004"));
 
-    bc_primary_info_t p = {.epoch = 42};
+    bc_cluster_primary_info_t p = {.epoch = 42};
     snprintf(p.node, sizeof(p.node), "n-0000000004");
-    assert_true(bc_isr_record_of(&back, &p));
+    assert_true(bc_cluster_isr_of(&back, &p));
     p.epoch = 43;
-    assert_false(bc_isr_record_of(&back, &p));                   /* another term */
+    assert_false(bc_cluster_isr_of(&back, &p));                   /* another term */
 
-    assert_true(bc_isr_record_remove(&back, "n-0000000007"));
-    assert_false(bc_isr_record_remove(&back, "n-0000000007"));
+    assert_true(bc_cluster_isr_remove(&back, "n-0000000007"));
+    assert_false(bc_cluster_isr_remove(&back, "n-0000000007"));
     assert_int_equal(back.n, 1);
     assert_string_equal(back.in_sync[0], "n-0000000009");
 
     /* offset and at_ms are optional; an empty set is a set */
     const char *min = "{\"primary\":\"n-1\",\"epoch\":0,\"in_sync\":[]}";
-    assert_int_equal(bc_isr_record_decode(min, strlen(min), &back, NULL, 0), BC_OK);
+    assert_int_equal(bc_cluster_isr_decode(min, strlen(min), &back, NULL, 0), BC_OK);
     assert_int_equal(back.n, 0);
 
     decode_fails("[]", "not a JSON object");
@@ -84,62 +84,62 @@ test_record_round_trip_and_hostile_input(void **state)
     decode_fails("{\"primary\":\"n-1\",\"epoch\":1,\"in_sync\":[7]}", "in_sync");
     char big[2048];
     size_t len = (size_t)snprintf(big, sizeof(big), "{\"primary\":\"n-1\",\"epoch\":1,\"in_sync\":[");
-    for (int i = 0; i <= BC_ISR_MAX; i++) {
+    for (int i = 0; i <= BC_CLUSTER_ISR_MAX; i++) {
         len += (size_t)snprintf(big + len, sizeof(big) - len, "%s\"n-%d\"", i ? "," : "", 100 + i);
     }
     snprintf(big + len, sizeof(big) - len, "]}");
     decode_fails(big, "in_sync");                                  /* too many members */
-    assert_int_equal(bc_isr_record_decode("{", 1, &back, NULL, 0), BC_EINVAL);
+    assert_int_equal(bc_cluster_isr_decode("{", 1, &back, NULL, 0), BC_EINVAL);
 
-    assert_true(bc_node_name_valid("n-0000000042"));
-    assert_false(bc_node_name_valid("n-"));
-    assert_false(bc_node_name_valid("fake"));
-    assert_false(bc_node_name_valid("n-12a"));
-    assert_false(bc_node_name_valid(NULL));
+    assert_true(bc_cluster_node_name_valid("n-0000000042"));
+    assert_false(bc_cluster_node_name_valid("n-"));
+    assert_false(bc_cluster_node_name_valid("fake"));
+    assert_false(bc_cluster_node_name_valid("n-12a"));
+    assert_false(bc_cluster_node_name_valid(NULL));
 }
 
 static void
 test_group_min_in_sync(void **state)
 {
     (void)state;
-    bc_group_config_t c;
+    bc_cluster_group_config_t c;
     const char *json = "{\"replication\":\"sync\",\"min_in_sync\":2}";
-    assert_int_equal(bc_group_config_decode(json, strlen(json), &c, NULL, 0), BC_OK);
+    assert_int_equal(bc_cluster_group_config_decode(json, strlen(json), &c, NULL, 0), BC_OK);
     assert_int_equal(c.min_in_sync, 2);
-    char *enc = bc_group_config_encode(&c);
+    char *enc = bc_cluster_group_config_encode(&c);
     assert_string_equal(enc, json);
     free(enc);
     json = "{\"min_in_sync\":0}";
-    assert_int_equal(bc_group_config_decode(json, strlen(json), &c, NULL, 0), BC_OK);
+    assert_int_equal(bc_cluster_group_config_decode(json, strlen(json), &c, NULL, 0), BC_OK);
     assert_int_equal(c.min_in_sync, 0);
     char err[100];
     json = "{\"min_in_sync\":17}";
-    assert_int_equal(bc_group_config_decode(json, strlen(json), &c, err, sizeof(err)), BC_EINVAL);
+    assert_int_equal(bc_cluster_group_config_decode(json, strlen(json), &c, err, sizeof(err)), BC_EINVAL);
     assert_non_null(strstr(err, "min_in_sync"));
     json = "{\"min_in_sync\":-1}";
-    assert_int_equal(bc_group_config_decode(json, strlen(json), &c, NULL, 0), BC_EINVAL);
+    assert_int_equal(bc_cluster_group_config_decode(json, strlen(json), &c, NULL, 0), BC_EINVAL);
     /* unset: the mode's default -- 1 in sync mode, 0 in async mode */
-    bc_group_config_init(&c);
+    bc_cluster_group_config_init(&c);
     assert_int_equal(c.min_in_sync, -1);
-    enc = bc_group_config_encode(&c);
+    enc = bc_cluster_group_config_encode(&c);
     assert_string_equal(enc, "{}");
     free(enc);
-    assert_int_equal(bc_group_min_in_sync(-1, BC_REPL_SYNC), 1);
-    assert_int_equal(bc_group_min_in_sync(-1, BC_REPL_ASYNC), 0);
-    assert_int_equal(bc_group_min_in_sync(0, BC_REPL_SYNC), 0);
-    assert_int_equal(bc_group_min_in_sync(2, BC_REPL_ASYNC), 2);
+    assert_int_equal(bc_cluster_group_min_in_sync(-1, BC_REPL_SYNC), 1);
+    assert_int_equal(bc_cluster_group_min_in_sync(-1, BC_REPL_ASYNC), 0);
+    assert_int_equal(bc_cluster_group_min_in_sync(0, BC_REPL_SYNC), 0);
+    assert_int_equal(bc_cluster_group_min_in_sync(2, BC_REPL_ASYNC), 2);
 }
 
 /* ---- the primary's plan ---- */
 
-static bc_isr_record_t
+static bc_cluster_isr_t
 record(const char *const *members, size_t n)
 {
-    bc_isr_record_t r;
+    bc_cluster_isr_t r;
     memset(&r, 0, sizeof(r));
     snprintf(r.primary, sizeof(r.primary), "n-1");
     r.epoch = 5;
-    for (size_t i = 0; i < n; i++) assert_true(bc_isr_record_add(&r, members[i]));
+    for (size_t i = 0; i < n; i++) assert_true(bc_cluster_isr_add(&r, members[i]));
     return r;
 }
 
@@ -148,7 +148,7 @@ test_plan_records_in_and_out(void **state)
 {
     (void)state;
     const char *two[] = {"n-2", "n-3"};
-    bc_isr_record_t r = record(two, 2);
+    bc_cluster_isr_t r = record(two, 2);
     bc_repl_isr_input_t in = {.recorded = &r, .min_in_sync = 1,
                               .healthy = {true, true}};
     bc_repl_isr_plan_t plan;
@@ -211,7 +211,7 @@ test_plan_refuses_without_enough_members(void **state)
     (void)state;
     /* a sync group alone (min_in_sync 1, nobody recorded): refused; a
      * backup caught up is the next write; min 0 accepts */
-    bc_isr_record_t r = record(NULL, 0);
+    bc_cluster_isr_t r = record(NULL, 0);
     bc_repl_isr_input_t in = {.recorded = &r, .min_in_sync = 1};
     bc_repl_isr_plan_t plan;
     bc__repl_isr_plan(&in, &plan);

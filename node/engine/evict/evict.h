@@ -157,13 +157,13 @@ bc__evict_item_weight(const bc_item_t *it)
  */
 
 static inline bc_item_t *
-bc__list_tail(bc_item_t *head)
+bc__evict_list_tail(bc_item_t *head)
 {
     return head ? head->prev : NULL;
 }
 
 static inline void
-bc__list_push_head(bc_item_t **head, bc_item_t *it)
+bc__evict_list_push_head(bc_item_t **head, bc_item_t *it)
 {
     bc_item_t *h = *head;
     if (h == NULL) {
@@ -178,15 +178,15 @@ bc__list_push_head(bc_item_t **head, bc_item_t *it)
 }
 
 static inline void
-bc__list_push_tail(bc_item_t **head, bc_item_t *it)
+bc__evict_list_push_tail(bc_item_t **head, bc_item_t *it)
 {
     bc_item_t *h = *head;
-    bc__list_push_head(head, it);
+    bc__evict_list_push_head(head, it);
     if (h != NULL) *head = h;   /* it sits just before the old head: the tail */
 }
 
 static inline void
-bc__list_remove(bc_item_t **head, bc_item_t *it)
+bc__evict_list_remove(bc_item_t **head, bc_item_t *it)
 {
     if (it->next == it) {
         *head = NULL;
@@ -200,7 +200,7 @@ bc__list_remove(bc_item_t **head, bc_item_t *it)
 
 /* new_it takes old_it's exact position in the list. */
 static inline void
-bc__list_swap_in(bc_item_t **head, bc_item_t *old_it, bc_item_t *new_it)
+bc__evict_list_swap_in(bc_item_t **head, bc_item_t *old_it, bc_item_t *new_it)
 {
     if (old_it->next == old_it) {
         new_it->prev = new_it->next = new_it;
@@ -216,15 +216,15 @@ bc__list_swap_in(bc_item_t **head, bc_item_t *old_it, bc_item_t *new_it)
 
 /* Moves an item of the list to its head (most recent end). */
 static inline void
-bc__list_move_to_head(bc_item_t **head, bc_item_t *it)
+bc__evict_list_move_to_head(bc_item_t **head, bc_item_t *it)
 {
     if (*head == it) return;
     if (it == (*head)->prev) {   /* the tail: rotate instead of relinking */
         *head = it;
         return;
     }
-    bc__list_remove(head, it);
-    bc__list_push_head(head, it);
+    bc__evict_list_remove(head, it);
+    bc__evict_list_push_head(head, it);
 }
 
 #endif

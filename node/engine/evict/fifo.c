@@ -42,14 +42,14 @@ fifo_on_insert(void *policy, bc_item_t *it, uint32_t now)
     (void)now;
     it->pbits = 0;
     it->pfreq = 0;
-    bc__list_push_head(&fifo->head, it);
+    bc__evict_list_push_head(&fifo->head, it);
 }
 
 static void
 fifo_on_replace(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
 {
     fifo_t *fifo = policy;
-    bc__list_remove(&fifo->head, old_it);
+    bc__evict_list_remove(&fifo->head, old_it);
     fifo_on_insert(fifo, new_it, now);
 }
 
@@ -66,7 +66,7 @@ fifo_on_remove(void *policy, bc_item_t *it, bc_evict_reason_t reason)
 {
     fifo_t *fifo = policy;
     (void)reason;
-    bc__list_remove(&fifo->head, it);
+    bc__evict_list_remove(&fifo->head, it);
 }
 
 static bc_item_t *
@@ -74,7 +74,7 @@ fifo_pick_victim(void *policy, uint32_t now)
 {
     fifo_t *fifo = policy;
     (void)now;
-    return bc__list_tail(fifo->head);
+    return bc__evict_list_tail(fifo->head);
 }
 
 static void
@@ -82,7 +82,7 @@ fifo_requeue(void *policy, bc_item_t *it, uint32_t now)
 {
     fifo_t *fifo = policy;
     (void)now;
-    bc__list_move_to_head(&fifo->head, it);
+    bc__evict_list_move_to_head(&fifo->head, it);
 }
 
 const bc_evict_ops_t bc_evict_fifo = {

@@ -96,9 +96,9 @@ lfu_class_push(lfu_t *lfu, bc_item_t *it, bool at_tail)
 {
     unsigned c = it->pfreq;
     if (at_tail) {
-        bc__list_push_tail(&lfu->heads[c], it);
+        bc__evict_list_push_tail(&lfu->heads[c], it);
     } else {
-        bc__list_push_head(&lfu->heads[c], it);
+        bc__evict_list_push_head(&lfu->heads[c], it);
     }
     lfu->nonempty[c / 64] |= (uint64_t)1 << (c % 64);
 }
@@ -107,7 +107,7 @@ static void
 lfu_class_remove(lfu_t *lfu, bc_item_t *it)
 {
     unsigned c = it->pfreq;
-    bc__list_remove(&lfu->heads[c], it);
+    bc__evict_list_remove(&lfu->heads[c], it);
     if (lfu->heads[c] == NULL) lfu->nonempty[c / 64] &= ~((uint64_t)1 << (c % 64));
 }
 
@@ -204,7 +204,7 @@ lfu_age(lfu_t *lfu, unsigned min_class, uint32_t now)
             if (c >= LFU_CLASSES) return;             /* only the min class is used */
         }
         lfu->aging_cursor = c + 1;
-        bc_item_t *tail = bc__list_tail(lfu->heads[c]);
+        bc_item_t *tail = bc__evict_list_tail(lfu->heads[c]);
         uint8_t counter = lfu_decayed(tail, now);
         if (counter != tail->pfreq) {
             tail->pbits = lfu_minutes(now);
@@ -221,7 +221,7 @@ lfu_pick_victim(void *policy, uint32_t now)
     if (min_class >= LFU_CLASSES) return NULL;
     lfu_age(lfu, min_class, now);
     min_class = lfu_next_class(lfu, 0);   /* aging may have lowered it */
-    return bc__list_tail(lfu->heads[min_class]);
+    return bc__evict_list_tail(lfu->heads[min_class]);
 }
 
 static void
@@ -229,7 +229,7 @@ lfu_requeue(void *policy, bc_item_t *it, uint32_t now)
 {
     lfu_t *lfu = policy;
     (void)now;
-    bc__list_move_to_head(&lfu->heads[it->pfreq], it);
+    bc__evict_list_move_to_head(&lfu->heads[it->pfreq], it);
 }
 
 const bc_evict_ops_t bc_evict_lfu = {

@@ -56,7 +56,7 @@ lru_on_insert(void *policy, bc_item_t *it, uint32_t now)
     (void)now;
     it->pbits = 0;
     it->pfreq = 0;
-    bc__list_push_head(&lru->head, it);
+    bc__evict_list_push_head(&lru->head, it);
 }
 
 static void
@@ -66,7 +66,7 @@ lru_on_replace(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
     (void)now;
     /* A write is a use: keep the old item's place and mark it referenced,
      * which under CLOCK is equivalent to moving it to the head. */
-    bc__list_swap_in(&lru->head, old_it, new_it);
+    bc__evict_list_swap_in(&lru->head, old_it, new_it);
     new_it->pbits = 1;
     new_it->pfreq = 0;
 }
@@ -84,7 +84,7 @@ lru_on_remove(void *policy, bc_item_t *it, bc_evict_reason_t reason)
 {
     lru_t *lru = policy;
     (void)reason;
-    bc__list_remove(&lru->head, it);
+    bc__evict_list_remove(&lru->head, it);
 }
 
 static bc_item_t *
@@ -107,7 +107,7 @@ lru_requeue(void *policy, bc_item_t *it, uint32_t now)
 {
     lru_t *lru = policy;
     (void)now;
-    bc__list_move_to_head(&lru->head, it);
+    bc__evict_list_move_to_head(&lru->head, it);
 }
 
 const bc_evict_ops_t bc_evict_lru = {

@@ -185,11 +185,11 @@ s3_push(s3fifo_t *s3, bc_item_t *it, unsigned queue)
     uint64_t w = bc__evict_item_weight(it);
     it->pbits = (uint8_t)queue;
     if (queue == S3_SMALL) {
-        bc__list_push_head(&s3->small, it);
+        bc__evict_list_push_head(&s3->small, it);
         s3->small_bytes += w;
         s3->small_count++;
     } else {
-        bc__list_push_head(&s3->main, it);
+        bc__evict_list_push_head(&s3->main, it);
         s3->main_bytes += w;
         s3->main_count++;
     }
@@ -200,11 +200,11 @@ s3_unqueue(s3fifo_t *s3, bc_item_t *it)
 {
     uint64_t w = bc__evict_item_weight(it);
     if (it->pbits == S3_SMALL) {
-        bc__list_remove(&s3->small, it);
+        bc__evict_list_remove(&s3->small, it);
         s3->small_bytes -= w;
         s3->small_count--;
     } else {
-        bc__list_remove(&s3->main, it);
+        bc__evict_list_remove(&s3->main, it);
         s3->main_bytes -= w;
         s3->main_count--;
     }
@@ -259,10 +259,10 @@ s3_on_replace(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
     new_it->pbits = old_it->pbits;
     new_it->pfreq = old_it->pfreq < S3_MAX_FREQ ? old_it->pfreq + 1 : S3_MAX_FREQ;
     if (old_it->pbits == S3_SMALL) {
-        bc__list_swap_in(&s3->small, old_it, new_it);
+        bc__evict_list_swap_in(&s3->small, old_it, new_it);
         s3->small_bytes = s3->small_bytes - old_w + new_w;
     } else {
-        bc__list_swap_in(&s3->main, old_it, new_it);
+        bc__evict_list_swap_in(&s3->main, old_it, new_it);
         s3->main_bytes = s3->main_bytes - old_w + new_w;
     }
 }
@@ -319,7 +319,7 @@ s3_requeue(void *policy, bc_item_t *it, uint32_t now)
     if (it->pbits == S3_SMALL) {
         s3_promote(s3, it);
     } else {
-        bc__list_move_to_head(&s3->main, it);
+        bc__evict_list_move_to_head(&s3->main, it);
     }
 }
 
