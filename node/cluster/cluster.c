@@ -546,11 +546,9 @@ cluster_agent(void *arg)
         if (cl->stopping) break;
         if (!cl->dirty) {
             int64_t nap = st == BC_OK ? CLUSTER_REFRESH_MS : 500;
-            if (promote_in >= 0 && promote_in < nap) {
-                /* A promotion step is due: read the primaries again then. */
-                nap = promote_in;
-                cl->prim_dirty = true;
-            }
+            /* A promotion step is due then: it checks what it needs itself
+             * (and its transaction, every version it decided on). */
+            if (promote_in >= 0 && promote_in < nap) nap = promote_in;
             struct timespec until;
             bc_time_deadline(&until, CLOCK_MONOTONIC, nap);
             pthread_cond_timedwait(&cl->cv, &cl->mu, &until);
