@@ -439,6 +439,15 @@ do_commit_step(bc_repl_t *r, uint64_t need, uint64_t gen, uint32_t timeout_ms, i
         if (c != COMMIT_WAIT) return c;
     }
     if (do_commit_hopeless(r, min)) {
+        /* Refuse the next writes at once, before the in-sync thread's
+         * next look: they would only wait and fail as this one. */
+        if (!r->isr_short) {
+            r->isr_short = true;
+            bc_node_cluster_set_in_sync_short(r->cluster, true);
+            log_warn("repl: group %u: fewer than %u backups keep up: writes are refused "
+                     "(NOT_ENOUGH_IN_SYNC) until one catches up", bc_node_cluster_gid(r->cluster),
+                     min);
+        }
         *why = "fewer backups in sync than min_in_sync";
         return COMMIT_FAILED;
     }
@@ -643,9 +652,13 @@ isr_main(void *arg)
                 r->isr_version = version;
                 r->isr_state = REPL_ISR_READY;
                 r->isr_short = true;          /* do_gate below logs the state */
-                log_info("repl: primary of group %u: in-sync set of this term has %u backups",
-                         bc_node_cluster_gid(r->cluster), rec.n);
+                log_info("repl: primary of group %u: in-sync set of this term has %u backups: "
+                         "writes open", bc_node_cluster_gid(r->cluster), rec.n);
                 bc__repl_do_isr_changed(r);
+                /* The write gate (cluster.h): closed since the promotion,
+                 * so a write never runs before this term's record is known.
+                 * The role may have been lost meanwhile: then it stays shut. */
+                (void)bc_node_cluster_open_writes(r->cluster);
                 continue;
             }
             if (st != BC_OK) nap = ISR_RETRY_MS;

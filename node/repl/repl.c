@@ -125,17 +125,15 @@ repl_promote(bc_repl_t *r)
      * them.  A first primary (it never followed anyone) has none yet. */
     atomic_store(&r->keep_until, old[0] != '\0' ? bc_time_mono_ms() + r->keep_ms : 0);
     atomic_store(&r->skipped, false);
-    /* The in-sync record of this term is read before any write is
-     * acknowledged: writes are refused (NOT_ENOUGH_IN_SYNC) until then. */
+    /* The write gate opens once the in-sync record of this term is read
+     * (isr.c): its members are waited for from the first write. */
     bc__repl_do_isr_promoted(r);
     atomic_store(&r->recording, true);
     uint64_t off = r->backlog.end;
     pthread_mutex_unlock(&r->mu);
-    if (bc_node_cluster_open_writes(r->cluster)) {
-        log_info("repl: primary of group %u: recording from offset %" PRIu64 " (replication id "
-                 "%s%s%s)", bc_node_cluster_gid(r->cluster), off, r->replid,
-                 old[0] ? ", was " : "", old);
-    }
+    log_info("repl: primary of group %u: recording from offset %" PRIu64 " (replication id "
+             "%s%s%s)", bc_node_cluster_gid(r->cluster), off, r->replid, old[0] ? ", was " : "",
+             old);
 }
 
 static void
@@ -171,9 +169,13 @@ repl_main(void *arg)
         if (stop) break;
         int nap = REPL_ROLE_POLL_MS;
         if (bc_node_cluster_is_primary(r->cluster)) {
-            if (!atomic_load(&r->recording)) repl_promote(r);
-            else if (!bc_node_cluster_may_write(r->cluster)) {
-                (void)bc_node_cluster_open_writes(r->cluster);
+            if (!atomic_load(&r->recording)) {
+                repl_promote(r);
+            } else if (!bc_node_cluster_may_write(r->cluster)) {
+                pthread_mutex_lock(&r->mu);
+                bool ready = r->isr_state == REPL_ISR_READY;
+                pthread_mutex_unlock(&r->mu);
+                if (ready) (void)bc_node_cluster_open_writes(r->cluster);
             }
         } else {
             if (atomic_load(&r->recording)) repl_demote(r);

@@ -84,11 +84,10 @@
  * ROLE CHANGES (one thread, repl_main, decides)
  *   - Promoted (the cluster agent says primary): stop following, start a
  *     new replication id, continue the offset from what was applied, start
- *     recording, then open the cluster's write gate (cluster/cluster.h) -- no
- *     write is accepted before it can be recorded.  Writes are refused
- *     (NOT_ENOUGH_IN_SYNC) until the in-sync record of the new term is read
- *     (isr.c): its members, carried over by whoever promoted this node,
- *     are waited for from the first write.
+ *     recording; read the in-sync record of the new term (isr.c), then
+ *     open the cluster's write gate (cluster/cluster.h) -- no write is
+ *     accepted before it can be recorded and before the record's members,
+ *     carried over by whoever promoted this node, are waited for.
  *   - Demoted (primary no more, including a lost ZooKeeper session): the
  *     cluster closed the write gate at once; stop recording, disconnect
  *     the backups, follow the new primary.  Its id differs from ours, so
