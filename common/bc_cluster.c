@@ -202,6 +202,7 @@ bc_cluster_node_info_encode(const bc_cluster_node_info_t *info)
     cJSON_AddStringToObject(o, "admin", info->admin_addr);
     cJSON_AddNumberToObject(o, "memory", (double)info->memory);
     cJSON_AddNumberToObject(o, "pid", (double)info->pid);
+    if (info->incarnation[0] != '\0') cJSON_AddStringToObject(o, "incarnation", info->incarnation);
     return cluster_json_print(o);
 }
 
@@ -214,6 +215,7 @@ bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info)
     cJSON_AddStringToObject(o, "data", info->data_addr);
     cJSON_AddStringToObject(o, "admin", info->admin_addr);
     cJSON_AddNumberToObject(o, "epoch", (double)info->epoch);
+    if (info->incarnation[0] != '\0') cJSON_AddStringToObject(o, "incarnation", info->incarnation);
     return cluster_json_print(o);
 }
 
@@ -347,6 +349,10 @@ bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t
      * console asks a node's live offset over HTTP when it needs it */
     if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
     if (!bad) bad = cluster_take_u64(root, "pid", &pid, 0);
+    if (!bad) {
+        bad = cluster_take_string(root, "incarnation", out->incarnation,
+                                  sizeof(out->incarnation), 0);
+    }
     if (bad) return cluster_decode_fail(root, "node record", bad, err, errlen);
     out->pid = (int64_t)pid;
     cJSON_Delete(root);
@@ -365,6 +371,10 @@ bc_cluster_primary_info_decode(const char *json, size_t len, bc_cluster_primary_
     if (!bad) bad = cluster_take_string(root, "data", out->data_addr, sizeof(out->data_addr), 1);
     if (!bad) bad = cluster_take_string(root, "admin", out->admin_addr, sizeof(out->admin_addr), 0);
     if (!bad) bad = cluster_take_u64(root, "epoch", &out->epoch, 1);
+    if (!bad) {
+        bad = cluster_take_string(root, "incarnation", out->incarnation,
+                                  sizeof(out->incarnation), 0);
+    }
     if (bad) return cluster_decode_fail(root, "primary record", bad, err, errlen);
     cJSON_Delete(root);
     return BC_OK;

@@ -64,6 +64,7 @@ bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, u
 /* ---- group membership records ---- */
 
 #define BC_NODE_NAME_MAX 32          /* "n-0000000042" */
+#define BC_CLUSTER_INCARNATION_MAX 17  /* 16 hex digits */
 #define BC_ADDR_MAX      280         /* host:port, IPv6 bracketed */
 #define BC_GROUP_MAX_GID 0x7fffffffu
 
@@ -80,6 +81,9 @@ typedef struct bc_cluster_node_info {
                                       * filled in with offset */
     bool offset_known;               /* offset and synced were read from the node */
     int64_t pid;
+    /* The process: random, drawn when it starts, the same in every
+     * registration it makes (a new session); "" from earlier versions. */
+    char incarnation[BC_CLUSTER_INCARNATION_MAX];
 } bc_cluster_node_info_t;
 
 /* What the active console writes into groups/<gid>/primary. */
@@ -88,6 +92,10 @@ typedef struct bc_cluster_primary_info {
     char data_addr[BC_ADDR_MAX];
     char admin_addr[BC_ADDR_MAX];
     uint64_t epoch;                  /* cluster epoch when it was chosen */
+    /* The primary's process (its registration's incarnation; "" unknown):
+     * the same process registered anew after its session ended is still
+     * the primary of that term, with every write it acknowledged. */
+    char incarnation[BC_CLUSTER_INCARNATION_MAX];
 } bc_cluster_primary_info_t;
 
 /*

@@ -73,6 +73,19 @@ group_term_isr(const bc_view_group_t *g)
     return g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary) ? &g->isr : NULL;
 }
 
+/*
+ * Is n the group's old primary itself, registered anew (its session ended
+ * -- cut off from ZooKeeper, a ZooKeeper restart -- but the process lived
+ * on)?  Its registration name changed, its incarnation did not: it holds
+ * every write it acknowledged, as the in-sync members do.
+ */
+static bool
+group_old_primary(const bc_view_group_t *g, const bc_cluster_node_info_t *n)
+{
+    return g->has_primary && g->primary.incarnation[0] != '\0' &&
+           strcmp(n->incarnation, g->primary.incarnation) == 0;
+}
+
 typedef enum pick {
     PICK_KEEP,                     /* the primary lives */
     PICK_NEW,                      /* *out replaces it (or is the first) */
@@ -106,7 +119,8 @@ reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_cluster_
     const bc_cluster_node_info_t *best = NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
         const bc_cluster_node_info_t *n = &g->nodes[i];
-        if (isr != NULL && (!bc_cluster_isr_has(isr, n->name) || !n->synced)) continue;
+        if (isr != NULL && !(bc_cluster_isr_has(isr, n->name) || group_old_primary(g, n))) continue;
+        if (isr != NULL && !n->synced) continue;
         if (pick_better(n, best)) best = n;
     }
     /*
@@ -663,13 +677,15 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         snprintf(p->info.node, sizeof(p->info.node), "%s", best->name);
         snprintf(p->info.data_addr, sizeof(p->info.data_addr), "%s", best->data_addr);
         snprintf(p->info.admin_addr, sizeof(p->info.admin_addr), "%s", best->admin_addr);
+        snprintf(p->info.incarnation, sizeof(p->info.incarnation), "%s", best->incarnation);
         /* The new term's in-sync record: the old term's other members
          * carry over (they hold every acknowledged write, and the new
          * primary waits for them from its first write); none when the
          * old term had no record, or for an unclean failover. */
         p->isr_version = g->isr_version;
         memset(&p->isr, 0, sizeof(p->isr));
-        bool clean = isr != NULL && bc_cluster_isr_has(isr, best->name) && best->synced;
+        bool clean = isr != NULL && best->synced &&
+                     (bc_cluster_isr_has(isr, best->name) || group_old_primary(g, best));
         if (isr != NULL && clean) {
             p->isr = *isr;
             (void)bc_cluster_isr_remove(&p->isr, best->name);
@@ -695,6 +711,10 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
                         "writes %s may be lost", g->gid, best->name, best->data_addr,
                         (unsigned long long)best->offset, best->synced ? "" : ", data incomplete",
                         isr != NULL ? "after the old primary's last in-sync record" : "");
+        } else if (group_old_primary(g, best)) {
+            summary_add(out, "group %u primary: %s (%s), its old primary %s registered anew "
+                        "(the same process)", g->gid, best->name, best->data_addr,
+                        g->primary.node);
         } else if (pick == PICK_EMPTY) {
             summary_add(out, "group %u primary: %s (%s), was %s: no live node holds any data of "
                         "its term (every copy of it is gone): the group starts empty", g->gid,

@@ -38,11 +38,13 @@
 #include "cluster/cluster.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +157,17 @@ bc_node_cluster_probe(const char *zk_hosts, const char *cluster, int timeout_ms,
     return st;
 }
 
+/* This process's incarnation: 64 random bits, hex (cluster.h). */
+static void
+cluster_new_incarnation(char *out, size_t len)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+        v = (uint64_t)bc_time_real_ms() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)bc_time_mono_us();
+    }
+    snprintf(out, len, "%016" PRIx64, v);
+}
+
 bc_status_t
 bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
                      bc_node_cluster_t **out)
@@ -171,6 +184,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->no_write_fencing = config->no_write_fencing;
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
+    cluster_new_incarnation(cl->self.incarnation, sizeof(cl->self.incarnation));
     pthread_mutex_init(&cl->mu, NULL);
     bc_time_cond_init(&cl->cv);
     bc_time_cond_init(&cl->lease_cv);

@@ -271,6 +271,7 @@ bc__node_cluster_promote_step(bc_node_cluster_t *cl)
     snprintf(next.node, sizeof(next.node), "%s", me);
     snprintf(next.data_addr, sizeof(next.data_addr), "%s", cl->self.data_addr);
     snprintf(next.admin_addr, sizeof(next.admin_addr), "%s", cl->self.admin_addr);
+    snprintf(next.incarnation, sizeof(next.incarnation), "%s", cl->self.incarnation);
     next.epoch = epoch;
     bc_cluster_isr_t isr = cl->cand_isr;
     snprintf(isr.primary, sizeof(isr.primary), "%s", me);

@@ -59,6 +59,17 @@ test_record_round_trip_and_hostile_input(void **state)
     bc_cluster_primary_info_t p = {.epoch = 42};
     snprintf(p.node, sizeof(p.node), "n-0000000004");
     assert_true(bc_cluster_isr_of(&back, &p));
+    /* the primary record carries its process's incarnation (optional) */
+    snprintf(p.data_addr, sizeof(p.data_addr), "10.0.0.1:11211");
+    snprintf(p.incarnation, sizeof(p.incarnation), "0123456789abcdef");
+    char *pj = bc_cluster_primary_info_encode(&p);
+    bc_cluster_primary_info_t pb;
+    assert_int_equal(bc_cluster_primary_info_decode(pj, strlen(pj), &pb, NULL, 0), BC_OK);
+    free(pj);
+    assert_string_equal(pb.incarnation, "0123456789abcdef");
+    const char *old = "{\"node\":\"n-1\",\"data\":\"h:1\",\"epoch\":3}";
+    assert_int_equal(bc_cluster_primary_info_decode(old, strlen(old), &pb, NULL, 0), BC_OK);
+    assert_string_equal(pb.incarnation, "");
     p.epoch = 43;
     assert_false(bc_cluster_isr_of(&back, &p));                   /* another term */
 

@@ -457,6 +457,35 @@ test_failover_waits_without_an_in_sync_member_and_unclean_reports(void **state)
 }
 
 static void
+test_old_primary_registered_anew_is_promoted_again(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    view_init(&v, "111111", "111111", "111111");
+    /* a single-node group whose primary's session ended (a ZooKeeper
+     * restart): the same process registered anew, with its data */
+    bc_view_group_t *g = view_add_group(&v, 1, 1, "n-0000000099");
+    snprintf(g->primary.incarnation, sizeof(g->primary.incarnation), "00000000deadbeef");
+    group_isr(g, NULL, 0, 80);
+    g->nodes[0].offset = 80;
+    g->nodes[0].synced = true;
+    g->nodes[0].offset_known = true;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);          /* another process with data: it waits */
+    assert_int_equal(out.nwaiting, 1);
+    bc_reconcile_free(&out);
+    snprintf(g->nodes[0].incarnation, sizeof(g->nodes[0].incarnation), "00000000deadbeef");
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);          /* the old primary itself: it has it all */
+    assert_string_equal(out.primaries[0].info.node, "n-0000000010");
+    assert_string_equal(out.primaries[0].info.incarnation, "00000000deadbeef");
+    assert_non_null(strstr(out.summary, "registered anew"));
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
+static void
 test_group_without_nodes_loses_both_records(void **state)
 {
     (void)state;
@@ -1332,6 +1361,7 @@ main(void)
         cmocka_unit_test(test_failover_only_from_the_in_sync_set),
         cmocka_unit_test(test_failover_waits_without_an_in_sync_member_and_unclean_reports),
         cmocka_unit_test(test_group_without_nodes_loses_both_records),
+        cmocka_unit_test(test_old_primary_registered_anew_is_promoted_again),
         cmocka_unit_test(test_mig_start_sets_readonly_and_records),
         cmocka_unit_test(test_mig_parallel_bound_and_resume_after_takeover),
         cmocka_unit_test(test_mig_report_cuts_over_and_run_finishes),
