@@ -207,7 +207,8 @@ bc_status_t bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_cluster_isr_t *ou
  * new version.  Blocks for a ZooKeeper round trip: never on a worker.
  * Errors: BC_ESTALE / BC_ENOTFOUND / BC_EEXISTS (the record, the term or
  * `add` changed: read again), BC_EAGAIN (no connection: the write may or
- * may not have been applied), other ZooKeeper errors.
+ * may not have been applied; or this node's term is not the record's as
+ * the agent last read it: nothing was sent), other ZooKeeper errors.
  */
 bc_status_t bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec,
                                       int32_t *version, const char *add);

@@ -65,7 +65,9 @@ bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec, in
     bool mine = cl->own_prim_present && strcmp(cl->own_prim.node, cl->node_name) == 0 &&
                 strcmp(cl->own_prim.node, rec->primary) == 0 && cl->own_prim.epoch == rec->epoch;
     pthread_mutex_unlock(&cl->mu);
-    if (!mine) return BC_ESTALE;            /* not our term (any more) */
+    /* Not our term as the agent last read it: the role is being lost (the
+     * demotion follows), or the record is being read again -- try later. */
+    if (!mine) return BC_EAGAIN;
     char *json = bc_cluster_isr_encode(rec);
     if (json == NULL) return BC_ENOMEM;
     bc_zk_txn_t *txn = bc_zk_txn_new();
