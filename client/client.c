@@ -62,6 +62,7 @@ bc_strerror(int code)
     case BC_CLIENT_EBADTABLE: return "malformed cluster data in zookeeper";
     case BC_CLIENT_ELOADER: return "loader failed";
     case BC_CLIENT_EEXISTS: return "the item changed since it was read (cas mismatch)";
+    case BC_CLIENT_EACCES: return "zookeeper refused access (credentials missing or wrong)";
     case BC_CLIENT_ENOTINSYNC:
         return "the key's group has too few backups in sync (min_in_sync): write refused";
     default: return "unknown error";
@@ -87,6 +88,7 @@ client_code(bc_status_t st)
     case BC_EAGAIN:
     case BC_EZK: return BC_CLIENT_EZK;
     case BC_ECONFIG: return BC_CLIENT_EBADTABLE;
+    case BC_EACCES: return BC_CLIENT_EACCES;
     default: return BC_CLIENT_ESERVER;
     }
 }
@@ -229,9 +231,34 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
 
     int code = BC_CLIENT_OK;
     char err[256] = "";
+    /* ZooKeeper credentials (docs/security.md): read now, kept by bc_zk
+     * only; the option pointers are not kept. */
+    bc_zk_auth_t za;
+    bool have_auth = opts->zk_auth_file != NULL || opts->zk_auth != NULL;
+    c->opts.zk_auth_file = c->opts.zk_auth = NULL;
+    if (opts->zk_auth_file != NULL && opts->zk_auth != NULL) {
+        log_error("client: give zk_auth_file or zk_auth, not both");
+        client_free(c);
+        return BC_CLIENT_EINVAL;
+    }
+    if (have_auth) {
+        st = opts->zk_auth_file != NULL ? bc_zk_auth_load(opts->zk_auth_file, &za, err, sizeof(err))
+                                        : bc_zk_auth_parse("zk_auth", opts->zk_auth, &za, err,
+                                                           sizeof(err));
+        if (st != BC_OK) {
+            log_error("client: ZooKeeper credentials: %s", err);
+            client_free(c);
+            return BC_CLIENT_EINVAL;
+        }
+    }
     bc__log_capture_zk();
-    st = bc_zk_open(c->zk_hosts, c->opts.zk_session_timeout_ms, c->opts.zk_connect_timeout_ms,
-                    bc__agent_session, c, &c->zk);
+    st = bc_zk_open_auth(c->zk_hosts, c->opts.zk_session_timeout_ms, c->opts.zk_connect_timeout_ms,
+                         bc__agent_session, c, have_auth ? &za : NULL,
+                         have_auth ? "check the zk_auth_file / zk_auth option (docs/security.md)"
+                                   : "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials in the zk_auth_file option (docs/security.md)",
+                         &c->zk);
+    if (have_auth) bc_zk_auth_clear(&za);
     if (st != BC_OK) {
         log_error("client: cannot connect to ZooKeeper at %s: %s", c->zk_hosts, bc_status_str(st));
         code = st == BC_ENOMEM ? BC_CLIENT_ENOMEM
@@ -246,6 +273,7 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
     }
     if (st != BC_OK) {
         code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : st == BC_EACCES ? BC_CLIENT_EACCES
              : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE : BC_CLIENT_EZK;
         log_error("client: cannot read cluster \"%s\": %s%s%s", c->cluster, bc_status_str(st),
                   err[0] ? ": " : "", err);
@@ -255,6 +283,7 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
     st = bc__agent_load(c, true, err, sizeof(err));
     if (st != BC_OK) {
         code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : st == BC_EACCES ? BC_CLIENT_EACCES
              : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE
              : st == BC_ENOMEM ? BC_CLIENT_ENOMEM : BC_CLIENT_EZK;
         log_error("client: cannot read the routing table of \"%s\": %s%s%s", c->cluster,

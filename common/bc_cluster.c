@@ -85,6 +85,12 @@ bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out,
 bc_status_t
 bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
 {
+    return bc_cluster_create_acl(zk, cluster, nbuckets, NULL);
+}
+
+bc_status_t
+bc_cluster_create_acl(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, const bc_zk_acl_t *acl)
+{
     static const char *const dirs[] = {"", "/groups", "/tables", "/console", "/console/election",
                                        "/migrations"};
     enum { NDIRS = sizeof(dirs) / sizeof(dirs[0]) };
@@ -103,7 +109,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
     if (txn == NULL) return BC_ENOMEM;
     for (size_t i = 0; i < NDIRS; i++) {
         bc_cluster_path(paths[i], sizeof(paths[i]), cluster, dirs[i]);
-        bc_zk_txn_create(txn, paths[i], NULL, 0, 0);
+        bc_zk_txn_create_acl(txn, paths[i], NULL, 0, 0, acl);
     }
     bc_cluster_config_t cfg = {.nbuckets = nbuckets, .created_at = (int64_t)time(NULL)};
     snprintf(cfg.hash, sizeof(cfg.hash), "%s", BC_CLUSTER_HASH_NAME);
@@ -113,7 +119,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
         goto out;
     }
     bc_cluster_path(paths[NDIRS], sizeof(paths[NDIRS]), cluster, "/config");
-    bc_zk_txn_create(txn, paths[NDIRS], config_json, strlen(config_json), 0);
+    bc_zk_txn_create_acl(txn, paths[NDIRS], config_json, strlen(config_json), 0, acl);
 
     static const char names[3] = {'c', 'm', 'd'};
     for (int i = 0; i < 3; i++) {
@@ -129,7 +135,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
         }
         snprintf(suffix, sizeof(suffix), "/tables/%c", names[i]);
         bc_cluster_path(paths[NDIRS + 1 + i], sizeof(paths[0]), cluster, suffix);
-        bc_zk_txn_create(txn, paths[NDIRS + 1 + i], tables[i], strlen(tables[i]), 0);
+        bc_zk_txn_create_acl(txn, paths[NDIRS + 1 + i], tables[i], strlen(tables[i]), 0, acl);
     }
     st = bc_zk_txn_commit(zk, txn, NULL);
 out:

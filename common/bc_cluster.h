@@ -41,6 +41,10 @@ bc_status_t bc_cluster_path(char *buf, size_t len, const char *cluster, const ch
  * (bad name or nbuckets outside 1..BC_MAX_NBUCKETS), BC_EAGAIN/BC_EZK.
  */
 bc_status_t bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets);
+/* The same with every znode of the cluster given acl (NULL: as above);
+ * /bucketcache itself, shared by clusters, is created open if missing. */
+bc_status_t bc_cluster_create_acl(bc_zk_t *zk, const char *cluster, uint32_t nbuckets,
+                                  const bc_zk_acl_t *acl);
 
 /*
  * Reads and validates the config record.  Errors: BC_ENOTFOUND (no such

@@ -35,6 +35,7 @@ struct bc_console_api {
     bc_console_t *console;
     bc_httpd_t *httpd;
     bc_observe_t *observe;         /* borrowed; NULL: no statistics yet */
+    bool has_token;                /* an admin token is configured (ACCESS) */
 };
 
 static cJSON *
@@ -63,9 +64,12 @@ api_health(void *ctx, bc_http_req_t *req)
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
-    cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
-    cJSON_AddStringToObject(doc, "election_node", s.election_node);
+    if (!api->has_token || req->authenticated) {
+        /* Open to load balancers: the details only with the token. */
+        cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
+        cJSON_AddStringToObject(doc, "election_node", s.election_node);
+    }
     return bc_http_reply_json(req, s.connected ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
 }
 
@@ -896,13 +900,28 @@ bc_status_t
 bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
                       bc_console_api_t **out)
 {
+    return bc_console_api_create_secure(listen_addr, port, console, NULL, out);
+}
+
+bc_status_t
+bc_console_api_create_secure(const char *listen_addr, uint16_t port, bc_console_t *console,
+                             const bc_console_api_access_t *access, bc_console_api_t **out)
+{
+    static const bc_console_api_access_t open_access;
+    if (access == NULL) access = &open_access;
     bc_console_api_t *api = calloc(1, sizeof(*api));
     if (api == NULL) return BC_ENOMEM;
     api->console = console;
+    api->has_token = access->auth != NULL;
     bc_httpd_config_t cfg = {
         .name = "console api", .listen_addr = listen_addr, .port = port,
         .max_body = 4096, .routes = api_routes,
         .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
+        /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
+        .auth = access->auth, .insecure_no_auth = access->insecure_no_auth,
+        .public_paths = "/health, /",      /* the dashboard page asks for the token itself */
+        .body_types = "application/json",
+        .max_conns = access->max_conns, .max_conns_per_ip = access->max_conns_per_ip,
     };
     bc_status_t st = bc_httpd_create(&cfg, &api->httpd);
     if (st != BC_OK) {

@@ -45,6 +45,7 @@
 #ifndef BC_CONSOLE_API_H
 #define BC_CONSOLE_API_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "bc_httpd.h"
@@ -62,6 +63,26 @@ typedef struct bc_console_api bc_console_api_t;
  */
 bc_status_t bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
                                   bc_console_api_t **out);
+
+/* Who may use the API (common/bc_httpd.h ACCESS, docs/security.md). */
+typedef struct bc_console_api_access {
+    struct bc_auth *auth;          /* the admin token; borrowed, outlives the API; NULL: none */
+    bool insecure_no_auth;         /* beyond loopback without a token, on purpose */
+    uint32_t max_conns;            /* 0 = 2048 */
+    uint32_t max_conns_per_ip;     /* 0 = 256 */
+} bc_console_api_access_t;
+
+/*
+ * bc_console_api_create with access rules (NULL: none, loopback only).
+ * With a token, writes need it, and everything but /health and the
+ * dashboard page does beyond loopback; /health then shows only status,
+ * role and zookeeper_connected without it.  Errors: also BC_ECONFIG
+ * (beyond loopback with no token and no insecure_no_auth; logged).
+ */
+bc_status_t bc_console_api_create_secure(const char *listen_addr, uint16_t port,
+                                         bc_console_t *console,
+                                         const bc_console_api_access_t *access,
+                                         bc_console_api_t **out);
 void bc_console_api_attach(bc_console_api_t *api, bc_console_t *console);
 /* The statistics the API serves (observe.h); borrowed, NULL: none. */
 struct bc_observe;

@@ -7,7 +7,10 @@
  * /v1/stats/history), migrations with their controls (each asks for
  * confirmation), the busiest buckets, the hot keys, and the bucket map;
  * clicking a bucket shows its counters, owners, primary, backups and
- * pending move.
+ * pending move.  When the API answers
+ * 401 it asks for the admin token once, keeps it in sessionStorage (this
+ * tab only, gone when it closes) and sends it as "Authorization: Bearer"
+ * (docs/security.md).
  */
 #ifndef BC_CONSOLE_DASHBOARD_H
 #define BC_CONSOLE_DASHBOARD_H

@@ -9,10 +9,13 @@ set -euo pipefail
 # prometheus (for promtool) and chromium: tests only -- promtool checks
 # /metrics and deploy/prometheus/*.yml, headless chromium loads the
 # console's dashboard.
+# libssl-dev: libcrypto's SHA-256, SHA-1 and CRYPTO_memcmp (admin tokens,
+# ZooKeeper digest identities: docs/security.md).
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
   libcmocka-dev memcached libmemcached-tools python3-pymemcache curl prometheus chromium
+  libcurl4-openssl-dev libssl-dev
   iproute2 iptables
 )
 

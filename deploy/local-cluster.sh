@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A bucketcache cluster on 127.0.0.1 for trying things out:
 # a ZooKeeper server (Debian package), two consoles (one active, one
-# standby), and G groups of one primary and one backup node each.
+# standby), G groups of one primary and one backup node each, and a demo
+# image service (deploy/demo-origin.py) the nodes read "img/" keys
+# through from (docs/origin.md).
 #
 #   deploy/local-cluster.sh up [G] [--netns]  start (default G=2), create the cluster
 #   deploy/local-cluster.sh add-group   start one more group
@@ -18,12 +20,22 @@
 #
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
-# (default 22100): ZooKeeper +81, consoles +90/+91, group g node i data
-# port +100+10g+2i and its admin port one above.  With --netns the
+# (default 22100): demo origin +80, ZooKeeper +81, consoles +90/+91, group g
+# node i data port +100+10g+2i and its admin port one above.  BC_ORIGIN sets
+# the nodes' --origin (default "img/=http://ORIGIN-ADDRESS/v1/{key}";
+# "none": no read-through, no demo origin).  With --netns the
 # addresses are 10.202.0.0/24 inside namespaces named $BC_NETNS_PREFIX-HOST
-# (default bclc): zk .11, con0/con1 .20/.21, client .5, group g node i
-# (host g<g>n<i>) .100+10g+i; ports are the defaults (ZooKeeper 2181, nodes
-# 11211 and admin 11280, consoles 11290).
+# (default bclc): zk .11 (the demo origin too, port 8000), con0/con1
+# .20/.21, client .5, group g node i (host g<g>n<i>) .100+10g+i; ports are
+# the defaults (ZooKeeper 2181, nodes 11211 and admin 11280, consoles 11290).
+#
+# Secured as a real deployment is (docs/security.md): `up` generates an
+# admin token and two ZooKeeper identities in the state folder (mode 0600):
+#   admin-token   the consoles' and nodes' admin token
+#   zk-auth       the writer identity (consoles, nodes, this script's CLI)
+#   zk-read-auth  a read-only identity, for clients that only route
+# and creates the cluster under ZooKeeper ACLs.  The CLI then needs
+#   --zk-auth-file STATE/zk-auth --auth-token-file STATE/admin-token
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +44,9 @@ BASE=${BC_BASE_PORT:-22100}
 STATE=$(realpath -m "${BC_STATE_DIR:-deploy/.local-cluster}")
 CLUSTER=${BC_CLUSTER:-local}
 NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
+TOKEN="$STATE/admin-token"
+ZK_AUTH="$STATE/zk-auth"
+ZK_READ_AUTH="$STATE/zk-read-auth"
 NSP=${BC_NETNS_PREFIX:-bclc}
 SUBNET=10.202.0
 # netns mode: chosen by `up --netns`, remembered in the state directory
@@ -44,11 +59,27 @@ set_addresses() {
   if [ "$NETNS" = 1 ]; then
     ZK_PORT=2181
     ZK="$SUBNET.11:$ZK_PORT"
+    ORIGIN_HOST=$SUBNET.11 ORIGIN_PORT=8000
   else
     ZK_PORT=$((BASE + 81))
     ZK="127.0.0.1:$ZK_PORT"
+    ORIGIN_HOST=127.0.0.1 ORIGIN_PORT=$((BASE + 80))
   fi
-  CLI="$(on_host client) $BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER"
+  ORIGIN=${BC_ORIGIN:-img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}}
+  ORIGIN_ARGS=()
+  [ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
+  CLI="$(on_host client) $BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
+}
+
+random_hex() {  # bytes
+  head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
+}
+
+secrets_up() {  # fresh credentials, readable by this user only
+  (umask 077
+   random_hex 24 >"$TOKEN"
+   echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
+   echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
 }
 
 # ---- hosts: network namespaces in netns mode, 127.0.0.1 otherwise ----
@@ -132,12 +163,18 @@ CFG
   die "ZooKeeper did not become ready (see $STATE/zookeeper.log)"
 }
 
+origin_up() {  # the demo origin, on the ZooKeeper host
+  [ "$ORIGIN" = none ] && return 0
+  start_bg origin zk python3 deploy/demo-origin.py --listen "$ORIGIN_HOST" --port "$ORIGIN_PORT"
+  wait_port zk "$ORIGIN_PORT" "the demo origin"
+}
+
 console_up() {  # index
   local port=$((BASE + 90 + $1)) host=con$1 ip
   [ "$NETNS" = 1 ] && port=11290
   ip=$(host_ip "$host")
   start_bg "console-$1" "$host" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
-    --admin-port "$port" --admin-listen "$ip"
+    --admin-port "$port" --admin-listen "$ip" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
   wait_port "$host" "$port" "console $1"
 }
 
@@ -154,7 +191,8 @@ group_up() {  # gid
     ip=$(host_ip "$host")
     start_bg "node-g$g-$i" "$host" "$BUILD/node/bucketcache-node" -l "$ip" -p "$port" \
       --admin-port "$admin" --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
-      --zk "$ZK" --cluster "$CLUSTER" --group "$g"
+      --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
     wait_port "$host" "$port" "node $i of group $g"
     [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
   done
@@ -176,8 +214,10 @@ cmd_up() {
   : >"$STATE/groups"
   [ "$NETNS" = 1 ] && netns_up
   set_addresses
+  secrets_up
   zk_up
-  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" >/dev/null
+  origin_up
+  $CLI cluster create --buckets "${BC_BUCKETS:-1024}" --read-auth-file "$ZK_READ_AUTH" >/dev/null
   # Groups first: the first console then finds them all and spreads the
   # (still empty) buckets over every group at once, no data to move.
   for g in $(seq 1 "$groups"); do group_up "$g"; done
@@ -189,6 +229,8 @@ cmd_up() {
   else
     echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
   fi
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  echo "CLI: $CLI status"
 }
 
 cmd_add_group() {
@@ -211,7 +253,7 @@ cmd_status() {
 cmd_down() {
   [ -d "$STATE" ] || return 0
   set_addresses
-  for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid; do
+  for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid "$STATE"/origin.pid; do
     [ -e "$f" ] || continue
     kill "$(cat "$f")" 2>/dev/null || true
   done
@@ -313,5 +355,5 @@ case "${1:-}" in
   heal) shift; cmd_heal "$@" ;;
   hosts) cmd_hosts ;;
   exec) shift; cmd_exec "$@" ;;
-  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -58,9 +58,10 @@
 #include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "migrate/migrate.h"
+#include "origin/origin_http.h"
 #include "repl/repl.h"
 
-#define ADMIN_DEFAULT_MAX_CONNS 64u
+#define ADMIN_DEFAULT_MAX_CONNS 2048u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u
 #define MAX_QUERY_PARAMS        8
 
@@ -75,7 +76,11 @@ struct bc_admin {
     bc_node_migrate_t *migrate; /* owned; NULL = standalone */
     bc_repl_t *repl;            /* borrowed; NULL = no replication */
     bc_hotkeys_t *hotkeys;      /* borrowed; NULL = no hot-key sampling */
+    bc_origin_t *origin;        /* borrowed; NULL = no read-through */
+    bc_origin_http_t *origin_http; /* owned: GETs parked for fills */
+    uint32_t max_conns;
     bc_httpd_t *httpd;
+    bool has_token;             /* an admin token is configured */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -213,6 +218,18 @@ handle_health(void *ctx, bc_http_req_t *req)
 
     if (doc == NULL) return MHD_NO;
     cJSON_AddStringToObject(doc, "status", "ok");
+    if (admin->has_token && !req->authenticated) {
+        /* Open to load balancers: what they route on, nothing more
+         * (docs/security.md). */
+        cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
+        if (admin->cluster != NULL) {
+            bc_node_cluster_info_t ci;
+            bc_node_cluster_get_info(admin->cluster, &ci);
+            cJSON_AddStringToObject(doc, "role", ci.primary ? "primary" : "backup");
+            cJSON_AddBoolToObject(doc, "zookeeper_connected", ci.connected);
+        }
+        return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+    }
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
@@ -363,6 +380,10 @@ handle_stats(void *ctx, bc_http_req_t *req)
     cJSON_AddItemToObject(doc, "cache", cache);
     cJSON_AddItemToObject(doc, "buckets", buckets);
     if (cluster != NULL) cJSON_AddItemToObject(doc, "cluster", cluster);
+    if (admin->origin != NULL) {
+        cJSON *origin = bc_origin_stats_json(admin->origin);
+        if (origin != NULL) cJSON_AddItemToObject(doc, "origin", origin);
+    }
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
@@ -596,6 +617,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         }
     }
     if (per_bucket && !admin_metrics_buckets(admin, &tb)) tb.failed = true;
+    if (admin->origin != NULL) bc_origin_metrics(admin->origin, &tb);
     return bc_metrics_reply(req, &tb);
 }
 
@@ -908,7 +930,13 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     if (req->query != NULL && req->query[0] != '\0') {
         return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "GET takes no query parameters");
     }
-    it = bc_cache_get(admin->cache, key, nkey, hash);
+    if (admin->origin_http != NULL) {
+        /* read-through: a miss parks until its fill (origin/origin_http.h) */
+        enum MHD_Result r;
+        if (bc_origin_http_get(admin->origin_http, req, key, nkey, hash, &it, &r)) return r;
+    } else {
+        it = bc_cache_get(admin->cache, key, nkey, hash);
+    }
     if (it == NULL) return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "key not found");
     ref = malloc(sizeof(*ref));
     if (ref == NULL) {
@@ -1171,6 +1199,7 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
     admin->cache = cache;
     admin->server = server;
     admin->started = time(NULL);
+    admin->max_conns = config->max_conns ? config->max_conns : ADMIN_DEFAULT_MAX_CONNS;
     atomic_init(&admin->refused, 0);
     bc_httpd_config_t hc = {
         .name = "admin",
@@ -1183,7 +1212,15 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .routes = admin_routes,
         .nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]),
         .ctx = admin,
+        /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
+        .auth = config->auth,
+        .insecure_no_auth = config->insecure_no_auth,
+        .public_paths = "/health",
+        .private_paths = "/v1/migrate/export",   /* holds a bucket read-only, arms trackers */
+        .body_types = "application/octet-stream, application/json",
+        .max_conns_per_ip = config->max_conns_per_ip,
     };
+    admin->has_token = config->auth != NULL;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);
@@ -1218,6 +1255,8 @@ void
 bc_admin_destroy(bc_admin_t *admin)
 {
     if (admin == NULL) return;
+    /* Before the server it wakes: the origin thread may still post. */
+    bc_origin_http_destroy(admin->origin_http);
     bc_httpd_destroy(admin->httpd);
     bc_node_migrate_destroy(admin->migrate);
     free(admin);
@@ -1236,6 +1275,16 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     };
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");
+    }
+}
+
+void
+bc_admin_set_origin(bc_admin_t *admin, bc_origin_t *origin)
+{
+    admin->origin = origin;
+    if (origin == NULL || admin->origin_http != NULL) return;
+    if (bc_origin_http_create(origin, admin->httpd, admin->max_conns, &admin->origin_http) != BC_OK) {
+        log_error("admin: cannot set up read-through for GET /v1/keys (out of memory)");
     }
 }
 

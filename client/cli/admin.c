@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_cluster.h"
+#include "bc_config.h"
 #include "bc_hash.h"
 #include "bc_http_client.h"
 #include "bc_zk.h"
@@ -24,14 +25,109 @@ admin_connect(bc_cli_t *cli, bc_zk_t **zk)
     return bc_cli_zk_connect(cli, zk);
 }
 
+/* ---- ZooKeeper ACLs (docs/security.md) ---- */
+
+#define ACL_FILES_MAX 2
+
+/* The identity files of cluster create / cluster secure. */
+typedef struct acl_files {
+    const char *writers[ACL_FILES_MAX];
+    const char *readers[ACL_FILES_MAX];
+    int nwriters, nreaders;
+} acl_files_t;
+
+/* Takes --writer-auth-file / --read-auth-file; false (usage printed) on a fifth. */
+static bool
+acl_files_add(acl_files_t *f, int opt, const char *path)
+{
+    int *n = opt == 'w' ? &f->nwriters : &f->nreaders;
+    if (*n == ACL_FILES_MAX) {
+        fprintf(stderr, "bucketcache: at most %d %s identities (two during a rotation)\n",
+                ACL_FILES_MAX, opt == 'w' ? "writer" : "reader");
+        return false;
+    }
+    (opt == 'w' ? f->writers : f->readers)[(*n)++] = path;
+    return true;
+}
+
+/*
+ * The ACL for a cluster's znodes: the writers (default: the --zk-auth-file
+ * identity) may do everything, the readers may read.  This session's own
+ * identity must be among the writers, or it would lock itself out
+ * half-way.  Returns an exit code.
+ */
+static int
+admin_cluster_acl(bc_cli_t *cli, const acl_files_t *files, const char *what, bc_zk_acl_t **acl)
+{
+    bc_zk_auth_t ids[2 * ACL_FILES_MAX], self;
+    const bc_zk_auth_t *writers[ACL_FILES_MAX], *readers[ACL_FILES_MAX];
+    char err[BC_ERRBUF_LEN];
+    int nw = files->nwriters, nr = files->nreaders, loaded = 0, rc = BC_CLI_EXIT_USAGE;
+    *acl = NULL;
+    if (cli->zk_auth_file == NULL) {
+        fprintf(stderr, "bucketcache: %s needs --zk-auth-file (an identity that may change the "
+                        "cluster)\n", what);
+        return BC_CLI_EXIT_USAGE;
+    }
+    if (bc_zk_auth_load(cli->zk_auth_file, &self, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bool self_writes = nw == 0;
+    for (int i = 0; i < nw + nr; i++) {
+        const char *path = i < nw ? files->writers[i] : files->readers[i - nw];
+        if (bc_zk_auth_load(path, &ids[i], err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --%s-auth-file: %s\n", i < nw ? "writer" : "read", err);
+            goto out;
+        }
+        loaded++;
+        if (i < nw) {
+            writers[i] = &ids[i];
+            if (strcmp(ids[i].cred, self.cred) == 0) self_writes = true;
+        } else {
+            readers[i - nw] = &ids[i];
+        }
+    }
+    if (!self_writes) {
+        fprintf(stderr, "bucketcache: the --zk-auth-file identity must be one of the writers, or "
+                        "it locks itself out: rotate in two steps, --writer-auth-file OLD "
+                        "--writer-auth-file NEW, then (as NEW) --writer-auth-file NEW "
+                        "(docs/security.md)\n");
+        goto out;
+    }
+    if (nw == 0) {
+        writers[0] = &self;
+        nw = 1;
+    }
+    bc_status_t st = bc_zk_acl_build(writers, (size_t)nw, readers, (size_t)nr, acl);
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot build the ACL: %s\n", bc_status_str(st));
+        rc = BC_CLI_EXIT_FAILED;
+        goto out;
+    }
+    rc = BC_CLI_EXIT_OK;
+out:
+    for (int i = 0; i < loaded; i++) bc_zk_auth_clear(&ids[i]);
+    bc_zk_auth_clear(&self);
+    return rc;
+}
+
 int
 bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 {
     long buckets = BC_DEFAULT_NBUCKETS;
-    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'}, {0, 0, 0, 0}};
+    acl_files_t files = {0};
+    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'},
+                                         {"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
+                                         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
+        if (c == 'r' || c == 'w') {
+            if (!acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
+            continue;
+        }
         if (c != 'b') return BC_CLI_EXIT_USAGE;
         char *end;
         buckets = strtol(optarg, &end, 10);
@@ -41,11 +137,21 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
             return BC_CLI_EXIT_USAGE;
         }
     }
+    bc_zk_acl_t *acl = NULL;
+    int rc;
+    if (cli->zk_auth_file != NULL || files.nwriters + files.nreaders > 0) {
+        rc = admin_cluster_acl(cli, &files, "a secured cluster create", &acl);
+        if (rc != BC_CLI_EXIT_OK) return rc;
+    }
     bc_zk_t *zk;
-    int rc = admin_connect(cli, &zk);
-    if (rc != BC_CLI_EXIT_OK) return rc;
-    bc_status_t st = bc_cluster_create(zk, cli->cluster, (uint32_t)buckets);
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    bc_status_t st = bc_cluster_create_acl(zk, cli->cluster, (uint32_t)buckets, acl);
     bc_zk_close(zk);
+    bc_zk_acl_free(acl);
     if (st == BC_EEXISTS) {
         fprintf(stderr, "bucketcache: cluster \"%s\" already exists; its bucket count never changes\n",
                 cli->cluster);
@@ -53,9 +159,69 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
         fprintf(stderr, "bucketcache: cannot create cluster \"%s\": %s\n", cli->cluster,
                 bc_status_str(st));
     } else if (cli->json) {
-        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true}\n", cli->cluster, buckets);
+        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true,\"secured\":%s}\n",
+               cli->cluster, buckets, acl != NULL ? "true" : "false");
     } else {
-        printf("created cluster \"%s\" with %ld buckets\n", cli->cluster, buckets);
+        printf("created cluster \"%s\" with %ld buckets%s\n", cli->cluster, buckets,
+               acl != NULL ? " (ZooKeeper ACLs: only its writer identities may change it)" : "");
+    }
+    if (st == BC_OK && acl == NULL) {
+        fprintf(stderr, "bucketcache: warning: cluster \"%s\" is open to anyone who reaches "
+                        "ZooKeeper (no --zk-auth-file); see docs/security.md and `bucketcache "
+                        "cluster secure`\n", cli->cluster);
+    }
+    return bc_cli_exit_for_status(st);
+}
+
+int
+bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv)
+{
+    acl_files_t files = {0};
+    static const struct option opts[] = {{"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
+                                         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if ((c != 'r' && c != 'w') || !acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bucketcache: cluster secure: unexpected argument \"%s\"\n", argv[optind]);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_zk_acl_t *acl = NULL;
+    int rc = admin_cluster_acl(cli, &files, "cluster secure", &acl);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    bc_zk_t *zk;
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    char root[BC_CLUSTER_PATH_MAX], shown[512] = "";
+    unsigned count = 0;
+    bc_status_t st = bc_cluster_path(root, sizeof(root), cli->cluster, "");
+    if (st == BC_OK) st = bc_zk_exists(zk, root, NULL, NULL, NULL);
+    if (st == BC_OK) st = bc_zk_set_acl_tree(zk, root, acl, &count);
+    if (st == BC_OK) bc_zk_acl_text(zk, root, shown, sizeof(shown));
+    bc_zk_close(zk);
+    bc_zk_acl_free(acl);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: no cluster \"%s\" in ZooKeeper %s\n", cli->cluster,
+                cli->zk_hosts);
+    } else if (st == BC_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused to change the ACLs of cluster \"%s\" "
+                        "(secured %u znodes so far): --zk-auth-file is not an identity with the "
+                        "ADMIN permission there\n", cli->cluster, count);
+    } else if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot secure cluster \"%s\" (secured %u znodes so far; "
+                        "run it again): %s\n", cli->cluster, count, bc_status_str(st));
+    } else if (cli->json) {
+        printf("{\"cluster\":\"%s\",\"secured_znodes\":%u,\"acl\":\"%s\"}\n", cli->cluster,
+               count, shown);
+    } else {
+        printf("secured cluster \"%s\": %u znodes now carry the ACL %s\n", cli->cluster, count,
+               shown);
     }
     return bc_cli_exit_for_status(st);
 }
@@ -181,7 +347,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     bc_zk_close(zk);
     if (st != BC_OK) {
         if (st != BC_ESTALE) {
-            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_status_str(st));
+            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_cli_status_text(st));
         }
         return bc_cli_exit_for_status(st);
     }
@@ -265,7 +431,7 @@ bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
             fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
         } else {
             fprintf(stderr, "bucketcache: cannot read the tables of \"%s\": %s%s%s\n", cli->cluster,
-                    bc_status_str(st), err[0] ? ": " : "", err);
+                    bc_cli_status_text(st), err[0] ? ": " : "", err);
         }
         for (int i = 0; i < loaded; i++) bc_table_free(&t[i]);
         return bc_cli_exit_for_status(st);
@@ -617,7 +783,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
     if (st != BC_OK) {
         bc_zk_close(zk);
         fprintf(stderr, "bucketcache: cannot read cluster \"%s\": %s %s\n", cli->cluster,
-                bc_status_str(st), err);
+                bc_cli_status_text(st), err);
         return bc_cli_exit_for_status(st);
     }
     uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);

@@ -23,8 +23,16 @@ bc_cli_exit_for_status(bc_status_t st)
     case BC_EEXISTS: return BC_CLI_EXIT_EXISTS;
     case BC_ETIMEOUT:
     case BC_EAGAIN: return BC_CLI_EXIT_UNAVAILABLE;
+    case BC_EACCES: return BC_CLI_EXIT_DENIED;
     default: return BC_CLI_EXIT_FAILED;
     }
+}
+
+const char *
+bc_cli_status_text(bc_status_t st)
+{
+    return st == BC_EACCES ? "ZooKeeper refused access (NOAUTH): check --zk-auth-file"
+                           : bc_status_str(st);
 }
 
 /* A decimal integer in lo..hi, or a message naming the option. */
@@ -110,7 +118,7 @@ bc_cli_console_addr(bc_cli_t *cli, char *addr, size_t len)
     }
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
-                bc_status_str(st));
+                bc_cli_status_text(st));
         return bc_cli_exit_for_status(st);
     }
     return BC_CLI_EXIT_OK;
@@ -135,11 +143,13 @@ bc_cli_console_request(const char *addr, const char *method, const char *path, c
     }
     if (status >= 300) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
+        fprintf(stderr, "bucketcache: console: %s%s\n", cJSON_IsString(e) ? e->valuestring : "error",
+                status == 401 ? " (give --auth-token-file or $BUCKETCACHE_TOKEN)" : "");
         cJSON_Delete(*doc);
         *doc = NULL;
         return status == 409 || status == 503 ? BC_CLI_EXIT_UNAVAILABLE
-             : status == 404 ? BC_CLI_EXIT_NOTFOUND : BC_CLI_EXIT_FAILED;
+             : status == 404 ? BC_CLI_EXIT_NOTFOUND
+             : status == 401 || status == 403 ? BC_CLI_EXIT_DENIED : BC_CLI_EXIT_FAILED;
     }
     return BC_CLI_EXIT_OK;
 }

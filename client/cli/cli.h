@@ -32,6 +32,7 @@ enum bc_cli_exit {
     BC_CLI_EXIT_EXISTS = 5,            /* cluster exists; add of an existing key */
     BC_CLI_EXIT_TIMEOUT = 6,           /* no answer from the key's owner within --timeout */
     BC_CLI_EXIT_NO_OWNER = 7,          /* the key's bucket has no owner (its group is down) */
+    BC_CLI_EXIT_DENIED = 8,            /* credentials missing or refused (ZooKeeper, console) */
 };
 
 /* How long an admin command waits for a ZooKeeper session. */
@@ -46,10 +47,14 @@ typedef struct bc_cli {
     int verbose;                       /* -v: the library logs at DEBUG */
     int session_timeout_ms;            /* ZooKeeper session */
     int timeout_ms;                    /* --timeout: each data command's deadline */
+    /* Credentials (docs/security.md); never on the command line itself. */
+    const char *zk_auth_file;          /* --zk-auth-file, $BUCKETCACHE_ZK_AUTH_FILE; may be NULL */
 } bc_cli_t;
 
 /* The exit code for a status of the common code (ZooKeeper, cluster). */
 int bc_cli_exit_for_status(bc_status_t st);
+/* bc_status_str, but a ZooKeeper refusal names what to check. */
+const char *bc_cli_status_text(bc_status_t st);
 /* Parses a decimal integer in lo..hi into *out; false (with a message on
  * stderr naming `what`) otherwise. */
 bool bc_cli_parse_i64(const char *s, const char *what, long long lo, long long hi, long long *out);

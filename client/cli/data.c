@@ -75,12 +75,18 @@ data_client(bc_cli_t *cli, bc_client_t **out)
     opts.cluster = cli->cluster;
     opts.zk_session_timeout_ms = cli->session_timeout_ms;
     opts.timeout_ms = cli->timeout_ms;
+    opts.zk_auth_file = cli->zk_auth_file;
     /* While the client starts, its errors are the line printed below
      * (with -v every step is logged). */
     if (!cli->verbose) bc_client_set_log(data_lib_quiet, NULL, BC_CLIENT_LOG_ERROR);
     int rc = bc_client_create(&opts, out);
     bc_client_set_log(data_lib_log, NULL, cli->verbose ? BC_CLIENT_LOG_DEBUG : BC_CLIENT_LOG_ERROR);
     if (rc == BC_CLIENT_OK) return BC_CLI_EXIT_OK;
+    if (rc == BC_CLIENT_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused access to cluster \"%s\" (NOAUTH): "
+                        "check --zk-auth-file\n", cli->cluster);
+        return BC_CLI_EXIT_DENIED;
+    }
     if (rc == BC_CLIENT_ENOCLUSTER) {
         fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
     } else if (rc == BC_CLIENT_EINVAL) {

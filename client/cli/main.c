@@ -8,6 +8,7 @@
  *   table below)
  *
  *   cluster create --buckets N   create a cluster's ZooKeeper layout (once)
+ *   cluster secure               put ZooKeeper ACLs on an existing cluster
  *   status                       the cluster at a glance (from the console)
  *   groups                       every group and node with its role
  *   group config GID ...         a group's replication settings
@@ -26,6 +27,9 @@
  *   incr|decr KEY [DELTA]        add to / subtract from a decimal value
  *
  * --zk and --cluster default to $BUCKETCACHE_ZK and $BUCKETCACHE_CLUSTER.
+ * Credentials (docs/security.md) never go on the command line: the admin
+ * token comes from --auth-token-file or $BUCKETCACHE_TOKEN, the ZooKeeper
+ * identity from --zk-auth-file or $BUCKETCACHE_ZK_AUTH_FILE.
  * The cluster commands (admin.c) talk to ZooKeeper and the console; the
  * data commands (data.c) are plain libbucketcache calls, routed to each
  * key's primary with the library's retries.  Exit codes (stable, for
@@ -34,7 +38,8 @@
  *   3 not found (no such cluster, key or bucket owner), 4 ZooKeeper
  *   unreachable, 5 already exists (cluster; add of an existing key),
  *   6 timed out (no answer from the key's owner within --timeout),
- *   7 the key's bucket has no owner (its group is down).
+ *   7 the key's bucket has no owner (its group is down),
+ *   8 credentials missing or refused (ZooKeeper NOAUTH, console 401/403).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +48,12 @@
 #include <zookeeper/zookeeper.h>
 
 #include "admin.h"
+#include "bc_auth.h"
+#include "bc_config.h"
 #include "bc_hash.h"
+#include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_zk.h"
 #include "cli.h"
 #include "data.h"
 #include "migrations.h"
@@ -65,9 +74,15 @@ static int run_migrations(bc_cli_t *cli, int argc, char **argv);
 static int run_groups(bc_cli_t *cli, int argc, char **argv);
 
 static const cli_command_t commands[] = {
-    {"cluster create", "--buckets N",
-     "Creates a cluster's ZooKeeper layout, once.  N buckets (default 1024) is fixed forever.",
-     bc_cli_admin_cluster_create, 2},
+    {"cluster create", "--buckets N [--writer-auth-file F]... [--read-auth-file F]...",
+     "Creates a cluster's ZooKeeper layout, once.  N buckets (default 1024) is fixed forever.\n"
+     "With --zk-auth-file, under ZooKeeper ACLs: the writers (default: the --zk-auth-file\n"
+     "identity) may change it, the readers (clients that only route) read it, nobody else\n"
+     "anything (docs/security.md).", bc_cli_admin_cluster_create, 2},
+    {"cluster secure", "[--writer-auth-file F]... [--read-auth-file F]...",
+     "Puts (or rotates) those ZooKeeper ACLs on an existing cluster's whole tree, as the\n"
+     "--zk-auth-file identity, which must stay a writer (docs/security.md).",
+     bc_cli_admin_cluster_secure, 2},
     {"status", "",
      "The cluster at a glance, from the active console: each group's state, memory used and\n"
      "limit, requests per second and hit ratio over the last minute, buckets, primary; then the\n"
@@ -123,6 +138,10 @@ static const char global_options[] =
     "  --zk HOSTS       ZooKeeper hosts, host:port[,host:port...] (env BUCKETCACHE_ZK)\n"
     "  --cluster NAME   cluster name (env BUCKETCACHE_CLUSTER)\n"
     "  --timeout MS     deadline of each data command (default 2000)\n"
+    "  --auth-token-file FILE  the admin token for the console and nodes (env\n"
+    "                   BUCKETCACHE_TOKEN holds the token itself)\n"
+    "  --zk-auth-file FILE     ZooKeeper credentials, user:password (env\n"
+    "                   BUCKETCACHE_ZK_AUTH_FILE)\n"
     "  --json           machine-readable output (binary-safe: see get)\n"
     "  -v, --verbose    log what the library and the ZooKeeper client do\n"
     "  -h, --help       help (after a command: that command's)\n"
@@ -178,7 +197,8 @@ main_usage(FILE *out)
     fprintf(out, "\n%s\n"
                  "`bucketcache help COMMAND` or `bucketcache COMMAND --help` tells more.\n"
                  "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 ZooKeeper or console\n"
-                 "            unreachable, 5 exists, 6 timed out, 7 bucket has no owner (group down)\n",
+                 "            unreachable, 5 exists, 6 timed out, 7 bucket has no owner (group down),\n"
+                 "            8 credentials missing or refused\n",
             global_options);
 }
 
@@ -231,7 +251,9 @@ main(int argc, char **argv)
         .cluster = getenv("BUCKETCACHE_CLUSTER"),
         .session_timeout_ms = 10000,
         .timeout_ms = 2000,
+        .zk_auth_file = getenv("BUCKETCACHE_ZK_AUTH_FILE"),
     };
+    const char *token_file = NULL;
     bool help = false, version = false;
     int nargs = 0;
     char **args = calloc((size_t)argc + 1, sizeof(*args));
@@ -264,7 +286,8 @@ main(int argc, char **argv)
         eq = strchr(a, '=');
         snprintf(name, sizeof(name), "%.*s", eq != NULL ? (int)(eq - a) : (int)strlen(a), a);
         if (strcmp(name, "--zk") == 0 || strcmp(name, "--cluster") == 0 ||
-            strcmp(name, "--timeout") == 0) {
+            strcmp(name, "--timeout") == 0 || strcmp(name, "--auth-token-file") == 0 ||
+            strcmp(name, "--zk-auth-file") == 0) {
             if (!option_value(argc, argv, &i, eq, &value) || value[0] == '\0') {
                 fprintf(stderr, "bucketcache: %s needs a value\n", name);
                 free(args);
@@ -274,6 +297,10 @@ main(int argc, char **argv)
                 cli.zk_hosts = value;
             } else if (strcmp(name, "--cluster") == 0) {
                 cli.cluster = value;
+            } else if (strcmp(name, "--auth-token-file") == 0) {
+                token_file = value;
+            } else if (strcmp(name, "--zk-auth-file") == 0) {
+                cli.zk_auth_file = value;
             } else {
                 long long t;
                 if (!bc_cli_parse_i64(value, "--timeout", 1, 3600000, &t)) {
@@ -293,7 +320,8 @@ main(int argc, char **argv)
             version = true;
         } else if (nargs == 0) {
             fprintf(stderr, "bucketcache: unknown option \"%s\" before the command (global options: "
-                            "--zk, --cluster, --timeout, --json, -v, --help, --version)\n", a);
+                            "--zk, --cluster, --timeout, --auth-token-file, --zk-auth-file, "
+                            "--json, -v, --help, --version)\n", a);
             free(args);
             return BC_CLI_EXIT_USAGE;
         } else {
@@ -305,6 +333,39 @@ main(int argc, char **argv)
     if (!cli.verbose) {
         FILE *devnull = fopen("/dev/null", "w");
         if (devnull != NULL) zoo_set_log_stream(devnull);
+    }
+    /* ---- credentials (docs/security.md) ---- */
+    bc_auth_t *auth = NULL;
+    char err[BC_ERRBUF_LEN];
+    const char *token_env = getenv("BUCKETCACHE_TOKEN");
+    if (cli.zk_auth_file != NULL && cli.zk_auth_file[0] == '\0') cli.zk_auth_file = NULL;
+    if (token_file != NULL) {
+        if (bc_auth_open(token_file, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --auth-token-file: %s\n", err);
+            free(args);
+            return BC_CLI_EXIT_USAGE;
+        }
+    } else if (token_env != NULL && token_env[0] != '\0') {
+        if (bc_auth_from_text("$BUCKETCACHE_TOKEN", token_env, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: %s\n", err);
+            free(args);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    bc_http_client_set_auth(auth);
+    if (cli.zk_auth_file != NULL) {
+        bc_zk_auth_t za;
+        if (bc_zk_auth_load(cli.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
+            bc_auth_free(auth);
+            free(args);
+            return BC_CLI_EXIT_USAGE;
+        }
+        bc_zk_set_default_auth(&za, "check --zk-auth-file (docs/security.md)");
+        bc_zk_auth_clear(&za);
+    } else {
+        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials with --zk-auth-file (docs/security.md)");
     }
     int rc;
     const cli_command_t *c = nargs > 0 ? find_command(nargs, args) : NULL;
@@ -336,6 +397,8 @@ main(int argc, char **argv)
     } else {
         rc = c->run(&cli, nargs - (c->words - 1), args + (c->words - 1));
     }
+    bc_http_client_set_auth(NULL);
+    bc_auth_free(auth);
     free(args);
     return rc;
 }

@@ -900,6 +900,12 @@ bc_item_release(bc_cache_t *cache, bc_item_t *it)
     }
 }
 
+void
+bc_item_retain(bc_item_t *it)
+{
+    atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------------------ */
 /* writes                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -120,6 +120,10 @@ bc_item_t *bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_
 bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
                               uint32_t hash, uint32_t exptime);
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
+/* One more reference on an item the caller holds one on, for another
+ * reader (the origin's fill hands one value to many waiters); dropped
+ * with bc_item_release like any other. */
+void bc_item_retain(bc_item_t *it);
 
 /*
  * Two-phase store.  bc_item_alloc reserves memory (evicting if needed) and

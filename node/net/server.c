@@ -81,6 +81,7 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -95,6 +96,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 #include "net/el.h"
 #include "net/handler.h"
 #include "net/outq.h"
@@ -125,6 +127,7 @@ typedef struct conn {
     uint32_t rpos;                /* next unprocessed byte */
     uint32_t rlen;                /* bytes in rbuf */
     bc_outq_t *out;               /* the handler's queue for this connection */
+    int64_t last_cmd_ms;          /* CLOCK_MONOTONIC ms of the last input used (idle timeout) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
     /* the handler's state (handler.h conn_size bytes); last */
     _Alignas(max_align_t) unsigned char proto[];
@@ -151,6 +154,7 @@ struct worker {
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
     void *hstate;                 /* the handler's per-worker state */
+    _Atomic bool idle_check;      /* set by the idle thread: sweep on the next wakeup */
 
     /* The routing generation (cluster.h) seen at the top of the last loop
      * iteration: written by the worker (release), read by
@@ -202,6 +206,14 @@ struct bc_server {
      * client connections when it sees a value it has not acted on. */
     _Atomic uint64_t clients_gen;
     _Atomic uint64_t clients_closed;
+    /* Idle timeout (config idle_timeout_s): a thread that asks each worker
+     * once a second to sweep its connections.  LOCKING RULE: idle_mu
+     * guards idle_stop and signals idle_cv. */
+    pthread_t idle_thread;
+    bool idle_started;
+    bool idle_stop;
+    pthread_mutex_t idle_mu;
+    pthread_cond_t idle_cv;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -399,6 +411,7 @@ conn_process(conn_t *c)
     bc_status_t st = c->w->srv->h.process(c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
                                           c->w->srv->out_limit, &used);
     c->rpos += (uint32_t)used;
+    if (used > 0) c->last_cmd_ms = bc_time_mono_ms();
     if (st == BC_EHANDOFF) {
         conn_handoff(c);
         return false;
@@ -455,6 +468,7 @@ conn_read(conn_t *c)
         }
         bc_stats_add(&c->w->stats, bytes_read, (uint64_t)n);
         if (direct) {
+            c->last_cmd_ms = bc_time_mono_ms();
             if (!conn_handle_status(c, c->w->srv->h.direct_done(c->proto, (size_t)n)))
                 return false;
         } else {
@@ -578,6 +592,7 @@ conn_open(worker_t *w, int fd)
     memset(c, 0, size);
     c->w = w;
     c->fd = fd;
+    c->last_cmd_ms = bc_time_mono_ms();
     srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
     c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
@@ -596,7 +611,37 @@ conn_open(worker_t *w, int fd)
 /* worker thread                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Wakeup: adopt the connections the accept thread queued. */
+/*
+ * The idle timeout (server.h): closes the connections that wait for a
+ * command and have used no input for longer than the timeout -- as
+ * memcached, whose conn_timeout_thread kicks connections in its
+ * conn_new_cmd/conn_read states only: not while a reply is owed, a value
+ * is being read, or a forwarded command is out.
+ */
+static void
+worker_sweep_idle(worker_t *w)
+{
+    const bc_server_t *srv = w->srv;
+    int64_t limit_ms = (int64_t)srv->cfg.idle_timeout_s * 1000;
+    int64_t now = bc_time_mono_ms();
+    for (conn_t *c = w->conns, *next; c != NULL; c = next) {
+        char *dst;
+        size_t want;
+        next = c->next;
+        if (c->closed || now - c->last_cmd_ms <= limit_ms) continue;
+        if (bc_outq_pending(c->out) > 0 || srv->h.waiting(c->proto) ||
+            srv->h.direct_dest(c->proto, &dst, &want)) {
+            continue;
+        }
+        log_debug("connection %d idle for %" PRId64 " ms: closed (idle timeout)", c->fd,
+                  now - c->last_cmd_ms);
+        bc_stats_incr(&w->stats, idle_kicks);
+        conn_close(c);
+    }
+}
+
+/* Wakeup: adopt the connections the accept thread queued; sweep idle
+ * connections when the idle thread asked. */
 static void
 worker_on_wakeup(bc_el_t *el, void *arg)
 {
@@ -604,6 +649,10 @@ worker_on_wakeup(bc_el_t *el, void *arg)
     int fds[64];
     size_t n;
     (void)el;
+
+    if (atomic_exchange_explicit(&w->idle_check, false, memory_order_acq_rel)) {
+        worker_sweep_idle(w);
+    }
 
     do {
         pthread_mutex_lock(&w->qlock);
@@ -641,6 +690,28 @@ worker_before_poll(bc_el_t *el, void *arg)
             free(c);
         }
     }
+}
+
+/* The idle thread: once a second, each worker is asked to sweep. */
+static void *
+idle_main(void *arg)
+{
+    bc_server_t *srv = arg;
+    pthread_mutex_lock(&srv->idle_mu);
+    while (!srv->idle_stop) {
+        struct timespec deadline;
+        bc_time_deadline(&deadline, CLOCK_MONOTONIC, 1000);
+        pthread_cond_timedwait(&srv->idle_cv, &srv->idle_mu, &deadline);
+        if (srv->idle_stop) break;
+        pthread_mutex_unlock(&srv->idle_mu);
+        for (uint32_t i = 0; i < srv->nworkers; i++) {
+            atomic_store_explicit(&srv->workers[i]->idle_check, true, memory_order_release);
+            bc_el_wake(srv->workers[i]->el);
+        }
+        pthread_mutex_lock(&srv->idle_mu);
+    }
+    pthread_mutex_unlock(&srv->idle_mu);
+    return NULL;
 }
 
 static void *
@@ -922,6 +993,8 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
     srv->nworkers = config->nthreads;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     pthread_mutex_init(&srv->reset_lock, NULL);
+    pthread_mutex_init(&srv->idle_mu, NULL);
+    bc_time_cond_init(&srv->idle_cv);
     if (srv->listen_addr == NULL || srv->workers == NULL) {
         bc_server_destroy(srv);
         return BC_ENOMEM;
@@ -986,6 +1059,13 @@ bc_server_start(bc_server_t *srv)
         return BC_EIO;
     }
     srv->accept_started = true;
+    if (srv->cfg.idle_timeout_s > 0) {
+        if (pthread_create(&srv->idle_thread, NULL, idle_main, srv) != 0) {
+            log_error("cannot start the idle timeout thread");
+            return BC_EIO;
+        }
+        srv->idle_started = true;
+    }
     return BC_OK;
 }
 
@@ -1006,6 +1086,14 @@ bc_server_stop(bc_server_t *srv)
 {
     if (srv == NULL || srv->stopped) return;
     srv->stopped = true;
+    if (srv->idle_started) {
+        pthread_mutex_lock(&srv->idle_mu);
+        srv->idle_stop = true;
+        pthread_cond_signal(&srv->idle_cv);
+        pthread_mutex_unlock(&srv->idle_mu);
+        pthread_join(srv->idle_thread, NULL);
+        srv->idle_started = false;
+    }
     if (srv->accept_started) {
         bc_el_stop(srv->accept_el);
         pthread_join(srv->accept_thread, NULL);
@@ -1044,6 +1132,8 @@ bc_server_destroy(bc_server_t *srv)
     }
     bc_el_destroy(srv->accept_el);
     pthread_mutex_destroy(&srv->reset_lock);
+    pthread_mutex_destroy(&srv->idle_mu);
+    pthread_cond_destroy(&srv->idle_cv);
     free(srv->workers);
     free(srv->listen_addr);
     free(srv);

@@ -33,6 +33,12 @@ typedef struct bc_server_config {
     size_t max_conn_buffer;      /* per-connection pending output bytes before
                                     reading from that client pauses */
     int backlog;                 /* listen(2) backlog; <= 0: 1024 */
+    /* memcached's -o idle_timeout: a connection waiting for a command
+     * (nothing owed to it, no value being read, nothing forwarded) longer
+     * than this many seconds since its last command is closed, silently,
+     * and counted in idle_kicks.  Checked every second, as memcached
+     * 1.6 does: closed after (T, T+1] s.  0 = never (the default). */
+    uint32_t idle_timeout_s;
 } bc_server_config_t;
 
 /*

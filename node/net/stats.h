@@ -72,7 +72,9 @@
     X(forward_timeouts, "forward_failures_total", "reason=\"timeout\"",                      \
       "forwarded requests that got no reply within the forward timeout")                     \
     X(peer_connections, "peer_connections_total", NULL,                                      \
-      "connections that identified as another node's forwarding (peer) connection")
+      "connections that identified as another node's forwarding (peer) connection") \
+    X(idle_kicks, "idle_kicks_total", NULL,                                                  \
+      "connections closed by the idle timeout (-o idle_timeout)")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, metric, labels, desc) _Atomic uint64_t name;

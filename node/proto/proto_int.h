@@ -159,6 +159,41 @@ void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);
 /* Cancels and frees every forwarded command of pc (connection release). */
 void bc__proto_fwd_release_all(bc_proto_conn_t *pc);
 
+/* ---- running a line again (proto_text.c) ---- */
+
+/* Runs one command line (without its "\n"), as bc_proto_process does;
+ * BC_ECLOSED asks for the connection to close. */
+bc_status_t bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len);
+
+/* ---- read-through (proto_origin.c) ---- */
+
+/* Gets a connection may have waiting for origin fills; at the limit its
+ * input is held until one is answered. */
+#define BC_PROTO_ORIGIN_MAX 16u
+
+/*
+ * The hook of a retrieval command (get, gets; and meta mg), called once
+ * its keys are routed (dest as above, NULL = every key served here;
+ * forwards: some keys go to other owners) and before it answers anything.
+ * Looks each key served here up once; misses with an origin start or join
+ * their fills.  Returns true when the command is answered later: its
+ * reply waits in a hole of the output queue (or, when it forwards, the
+ * connection holds its input and line[0..len), copied, runs again) -- the
+ * command queues nothing now.  Otherwise the command is served now, and
+ * while it is, pc->found_n > 0 and bc__proto_origin_take(pc, k) gives key
+ * k's item (or NULL: a miss), looked up already.  The command calls
+ * bc__proto_origin_release at its end in every case.
+ */
+bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
+                              const bc_mc_request_t *req, const uint32_t *dest,
+                              const uint32_t *hashes, bool forwards);
+/* Key k's resolved item (a reference for the caller), or NULL. */
+bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
+/* Drops the resolved items not taken. */
+void bc__proto_origin_release(bc_proto_conn_t *pc);
+/* The connection goes: cancels every fill it waits for, frees it all. */
+void bc__proto_origin_release_all(bc_proto_conn_t *pc);
+
 /* ---- "stats" (proto_stats.c) ---- */
 
 void bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req);

@@ -229,10 +229,15 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         uint32_t k = i++;
         if (dest != NULL && dest[k] != 0) continue;
         asked++;
-        uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
-                                                               : bc_hash_key(key, nkey);
-        bc_item_t *it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
-                              : bc_cache_get(cache, key, nkey, hash);
+        bc_item_t *it;
+        if (pc->found_n > 0) {
+            it = bc__proto_origin_take(pc, k);     /* read-through: looked up already */
+        } else {
+            uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
+                                                                   : bc_hash_key(key, nkey);
+            it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
+                       : bc_cache_get(cache, key, nkey, hash);
+        }
         if (it == NULL) continue;
         hits++;
 
@@ -346,18 +351,24 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
         }
         bc__proto_count_unanswered(pc, nunowned, true);
         bc__proto_count_unanswered(pc, nfailed, false);
-        if (nforward > 0 && req->nkeys == 1) {
-            bc__proto_fwd_get_one(pc, line, len, &first_fwd);
-            goto out;
-        }
-        if (nforward > 0) {
-            bc__proto_fwd_retrieve(pc, req, dest, hashes);
-            goto out;
-        }
+    }
+    if (nforward > 0 && req->nkeys == 1) {
+        bc__proto_fwd_get_one(pc, line, len, &first_fwd);
+        goto out;
+    }
+    /* Local misses with an origin: answered once filled (proto_origin.c). */
+    if (bc__proto_origin_resolve(pc, line, len, req, dest,
+                                 pc->env->cluster != NULL ? hashes : NULL, nforward > 0)) {
+        goto out;
+    }
+    if (nforward > 0) {
+        bc__proto_fwd_retrieve(pc, req, dest, hashes);
+        goto out;
     }
     bc__proto_retrieve_values(pc, req, dest, pc->env->cluster != NULL ? hashes : NULL);
     if (!pc->oom) REPLY(pc, "END\r\n");
 out:
+    bc__proto_origin_release(pc);
     if (dest != dest_small) free(dest);
 }
 
@@ -666,6 +677,13 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     return BC_OK;
 }
 
+/* A command run again (proto_int.h): a get whose fills completed. */
+bc_status_t
+bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+{
+    return process_line(pc, line, len);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the input state machine                                                  */
 /* ------------------------------------------------------------------------ */
@@ -710,6 +728,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
         pc->item = NULL;
     }
     bc__proto_fwd_release_all(pc);
+    bc__proto_origin_release_all(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -755,8 +774,9 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     bc_status_t st = BC_OK;
 
     pc->out_limit = out_limit;
-    /* At BC_PROTO_FWD_MAX forwarded commands in flight, input waits. */
-    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting) {
+    /* At BC_PROTO_FWD_MAX forwarded commands in flight, input waits; and
+     * while read-through holds it (proto_origin.c). */
+    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
         if (pc->out.pending >= out_limit) break;
         size_t avail = len - pos;
 
@@ -798,37 +818,62 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
 /* the data port's handler (net/handler.h)                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A worker's state is its forwarder, when the env forwards. */
+/* A worker's state: its forwarder (when the env forwards) and its origin
+ * client (when it reads through); NULL when it has neither. */
+typedef struct proto_worker {
+    bc_fwd_t *fwd;
+    bc_origin_client_t *origin;
+} proto_worker_t;
+
+static void handler_worker_destroy(void *worker);
+
 static bc_status_t
 handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
 {
     bc_proto_env_t *env = ctx;
-    bc_fwd_t *fwd = NULL;
+    bool forward = env->forward && env->cluster != NULL;
+    bc_status_t st = BC_OK;
     *out = NULL;
-    if (!env->forward || env->cluster == NULL) return BC_OK;
-    bc_status_t st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &fwd);
-    *out = fwd;
-    return st;
+    if (!forward && env->origin == NULL) return BC_OK;
+    proto_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL) return BC_ENOMEM;
+    if (forward) st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &w->fwd);
+    if (st == BC_OK && env->origin != NULL) {
+        st = bc_origin_client_create_el(env->origin, el, &w->origin);
+    }
+    if (st != BC_OK) {
+        handler_worker_destroy(w);
+        return st;
+    }
+    *out = w;
+    return BC_OK;
 }
 
 static void
 handler_worker_before_poll(void *worker)
 {
-    bc_fwd_before_poll(worker);
+    proto_worker_t *w = worker;
+    if (w != NULL) bc_fwd_before_poll(w->fwd);
 }
 
 static void
 handler_worker_destroy(void *worker)
 {
-    bc_fwd_destroy(worker);
+    proto_worker_t *w = worker;
+    if (w == NULL) return;
+    bc_fwd_destroy(w->fwd);
+    bc_origin_client_destroy(w->origin);
+    free(w);
 }
 
 static void
 handler_conn_init(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
                   void (*resume)(void *arg), void *arg)
 {
+    proto_worker_t *w = worker;
     bc_proto_conn_init(conn, ctx, stats, id);
-    bc_proto_conn_set_forward(conn, worker, resume, arg);
+    bc_proto_conn_set_forward(conn, w != NULL ? w->fwd : NULL, resume, arg);
+    bc_proto_conn_set_origin(conn, w != NULL ? w->origin : NULL);
 }
 
 static void

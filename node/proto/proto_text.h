@@ -95,6 +95,14 @@
  *   hop, no loops between nodes with different tables), and its refusals
  *   are never turned into misses: the forwarding node decides that.
  *
+ * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
+ *   With an origin (env->origin) and the worker's origin client
+ *   (bc_proto_conn_set_origin), a get/gets whose keys served here miss
+ *   has its reply take its place as a hole, like a forwarded command's,
+ *   and is answered from the origin's fills when they complete; the
+ *   connection goes on meanwhile.  (A multi-get that also has keys of
+ *   other owners holds the connection's input instead, then runs again.)
+ *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
  *   shared by all workers: read-only except `verbosity` (atomic).
@@ -117,6 +125,7 @@
 #include "net/handler.h"
 #include "net/outq.h"
 #include "net/stats.h"
+#include "origin/origin.h"
 #include "proto/forward.h"
 
 /* Values up to this size are copied into the reply (see cmd_retrieve). */
@@ -137,6 +146,7 @@ typedef struct bc_proto_env {
     uint32_t nthreads;
     int backlog;
     size_t max_conn_buffer;
+    uint32_t idle_timeout;     /* seconds, 0 = off (-o idle_timeout) */
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
     /* Cluster routing (cluster.h): a key whose bucket this node may not
@@ -149,6 +159,10 @@ typedef struct bc_proto_env {
      * with fwd_cfg.  false (the default): refuse them. */
     bool forward;
     bc_fwd_config_t fwd_cfg;
+    /* Read-through (origin/origin.h): misses of keys with an origin are
+     * filled from it, through one origin client per worker.  NULL: none.
+     * Borrowed. */
+    bc_origin_t *origin;
 
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
@@ -183,6 +197,8 @@ typedef enum bc_proto_state {
 
 /* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
+/* A command waiting for origin fills (proto_origin.c). */
+typedef struct bc_proto_origin_op bc_proto_origin_op_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -211,6 +227,15 @@ typedef struct bc_proto_conn {
     bc_proto_fwd_op_t *fop;    /* FWD_DATA: the command being collected (ours) */
     bc_proto_fwd_op_t *ops;    /* forwarded commands in flight (ours), a list */
     uint32_t nfwd;             /* how many */
+
+    /* read-through (see above) */
+    bc_origin_client_t *origin; /* borrowed: the worker's origin client, or NULL */
+    bc_proto_origin_op_t *oops; /* gets waiting for fills (ours), a list */
+    uint32_t noops;            /* how many */
+    bc_proto_origin_op_t *rerun; /* the op whose command runs again, while it does */
+    bool origin_hold;          /* input held: a get waits to run again, or the limit */
+    bc_item_t **found;         /* during a get: each key's item, resolved first */
+    uint32_t found_n, found_cap;
 
     /* BC_EHANDOFF: the arguments of the handoff line, in the buf of the
      * bc_proto_process call that returned it (not NUL-terminated; fewer
@@ -244,10 +269,23 @@ void bc_proto_conn_release(bc_proto_conn_t *pc);
 void bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
                                void *arg);
 
+/*
+ * Lets pc's gets read through the origin (env->origin) with client, the
+ * worker's (borrowed, must outlive pc; NULL: no read-through, the
+ * default).  Completions come through the client on the worker loop and
+ * end with the resume hook, as for forwarding.
+ */
+void bc_proto_conn_set_origin(bc_proto_conn_t *pc, bc_origin_client_t *client);
+
 /* True while the connection has BC_PROTO_FWD_MAX forwarded commands in
- * flight: bc_proto_process consumes nothing until one completes (resume),
- * so the caller should stop reading. */
-static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->waiting; }
+ * flight, or holds its input for origin fills (proto_origin.c):
+ * bc_proto_process consumes nothing until then, so the caller should stop
+ * reading. */
+static inline bool
+bc_proto_waiting(const bc_proto_conn_t *pc)
+{
+    return pc->waiting || pc->origin_hold;
+}
 
 /*
  * Consumes input from buf[0..len).  *consumed receives how many bytes were

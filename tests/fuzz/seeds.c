@@ -18,7 +18,8 @@
  * Each target reads its input its own way: fuzz_frame and fuzz_repl take
  * a first byte (even: a raw stream; odd: payloads, each after a length
  * byte, wrapped in valid headers -- fuzz_frames.h), fuzz_proto_text a
- * first byte that seeds its read sizes, fuzz_mcproto and fuzz_wire lines.
+ * first byte that seeds its read sizes, fuzz_mcproto and fuzz_wire lines,
+ * fuzz_auth header lines then a NUL and a secret file.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -417,6 +418,22 @@ wire_seeds(void)
               "bucketcache_replicatex 1 - 0 n\r\n");
 }
 
+/* ---- access control (fuzz_auth: header lines, then NUL and a secret file) ---- */
+
+static void
+auth_seeds(void)
+{
+    emit_text("auth", "bearer", "Bearer ZnV6ei10b2tlbi0xMjM0NTY3OA==");
+    emit_text("auth", "headers",
+              "bearer  abc==\t\nBasic dXNlcg==\nBearer\nBearer =abc\nBearer a b\n"
+              "http://127.0.0.1:11290\nHTTP://127.0.0.1:11290\nhttp://evil.example\nnull\n"
+              "cross-site\nsame-origin\n[::1]:80\nlocalhost.\na.localhost:1\n127.1.2.3\n"
+              "application/json; charset=utf-8\nmultipart/form-data; boundary=x\n");
+    static const char file[] = "Bearer x\n\0# token\r\nZnV6ei10b2tlbi0xMjM0NTY3OA==\r\n"
+                               "  c2Vjb25kLXRva2VuLWJiYmJiYmJi\t\nwriter:pw:x\n";
+    emit("auth", "with-file", file, sizeof(file) - 1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -433,6 +450,7 @@ main(int argc, char **argv)
     proto_seeds();
     mcproto_seeds();
     wire_seeds();
+    auth_seeds();
     if (checking && problems == 0) printf("fuzz_seeds: every seed under %s is current\n", root);
     return problems == 0 ? 0 : 1;
 }

@@ -535,11 +535,12 @@ class Console:
     they say so, and a group added to them owning nothing until asked."""
 
     def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True, migrations=False,
-                 host=None, ns=None, admin_port=None, env=None, name="console"):
+                 host=None, ns=None, admin_port=None, env=None, name="console", token=None):
         self.zk = zk
         self.cluster = cluster
         self.host = host or "127.0.0.1"
         self.ns = ns
+        self.token = token       # the admin token, when --auth-token-file is among args
         self.admin_port = admin_port or free_port()
         argv = [CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
                 "--admin-port", str(self.admin_port),
@@ -561,7 +562,13 @@ class Console:
                          host=self.host, ns=self.ns)
 
     def health(self):
-        return self.api("GET", "/health")[1]
+        if self.token is None:
+            return self.api("GET", "/health")[1]
+        import json
+        data = http(self.admin_port, "GET", "/health",
+                    headers={"Authorization": "Bearer " + self.token},
+                    host=self.host, ns=self.ns)[2]
+        return json.loads(data.decode() or "null")
 
     def is_active(self):
         try:

@@ -1,4 +1,5 @@
-"""deploy/: the local cluster script brings a cluster up, adds a group,
+"""deploy/: the local cluster script brings a cluster up, secured (admin
+token and ZooKeeper ACLs generated in its state folder), adds a group,
 reports status and tears it all down; the example configuration files are
 valid for the programs they are written for."""
 import json
@@ -43,16 +44,28 @@ def test_local_cluster_up_add_group_down():
     env = dict(os.environ, BC_BUILD_DIR=harness.BUILD_DIR, BC_BASE_PORT=str(base),
                BC_BUCKETS="32", BC_CLUSTER="deploytest", BC_STATE_DIR=state)
     zk = "127.0.0.1:%d" % (base + 81)
+    creds = ["--zk-auth-file", os.path.join(state, "zk-auth"),
+             "--auth-token-file", os.path.join(state, "admin-token")]
     try:
         rc, out, err = run(env, "up", "2")
         assert rc == 0, (out, err)
+        # secured by default: generated secrets, kept from other users
+        for name in ("admin-token", "zk-auth", "zk-read-auth"):
+            assert os.stat(os.path.join(state, name)).st_mode & 0o077 == 0, name
+        rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "tables")
+        assert rc == 8 and "NOAUTH" in err, (rc, out, err)
+        rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "--zk-auth-file",
+                                   os.path.join(state, "zk-read-auth"), "migrations", "pause")
+        assert rc == 8, (rc, out, err)      # the console wants the admin token
 
         def groups():
-            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "status", "--json")
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", *creds,
+                                     "status", "--json")
             return json.loads(out)["groups"] if rc == 0 else []
 
         def assigned(n):
-            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "tables", "--json")
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", *creds,
+                                     "tables", "--json")
             t = json.loads(out) if rc == 0 else {"c": [0]}
             return 0 not in t["c"] and len(set(t["c"])) == n
 
