@@ -73,6 +73,10 @@ NB = 128                      # buckets per cluster
 SESSION_MS = 4000             # nodes' and consoles' ZooKeeper session (the default)
 SYNC_TIMEOUT_MS = 500         # the default: a silent backup leaves the sync set after it
 MAX_LAG_MB = 1                # async mode's lag bound in these tests
+# The admin ports listen on the namespaces' addresses, a network private to
+# this test: no admin token (a node or console refuses a port beyond
+# loopback without one unless told, docs/security.md).
+OPEN_ADMIN = ["--insecure-no-auth"]
 # The ledger: threads x rate operations per second, in the short and long schedule
 LEDGER_THREADS = 4
 LEDGER_RATE = 150 if not LONG else 250
@@ -153,7 +157,7 @@ class Cluster:
         for g in groups:
             self.start_node("g%da" % g, g)
         self.consoles = [harness.Console(
-            t.zk, name, session_timeout_ms=SESSION_MS, migrations=migrations,
+            t.zk, name, *OPEN_ADMIN, session_timeout_ms=SESSION_MS, migrations=migrations,
             host=t.h(c).ip, ns=t.h(c).ns, admin_port=11290, name="console-" + c)
             for c in ("con1", "con2")]
         harness.wait_for(lambda: self.consoles[0].is_active(), timeout=20,
@@ -166,7 +170,7 @@ class Cluster:
             self.set_mode(g)
 
     def node_args(self):
-        args = ["--replication", self.mode]
+        args = OPEN_ADMIN + ["--replication", self.mode]
         if self.mode == "async":
             args += ["--repl-max-lag-mb", str(MAX_LAG_MB)]
         return args
