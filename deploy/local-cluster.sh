@@ -72,7 +72,10 @@ set_addresses() {
     ZK="127.0.0.1:$ZK_PORT"
     ORIGIN_HOST=127.0.0.1 ORIGIN_PORT=$((BASE + 80))
   fi
-  ORIGIN=${BC_ORIGIN:-img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}}
+  # (the default in a variable: "${BC_ORIGIN:-...{key}}" would end at the
+  # first "}", leaving one behind a value that is set)
+  local default_origin="img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}"
+  ORIGIN=${BC_ORIGIN:-$default_origin}
   ORIGIN_ARGS=()
   [ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
   CLI="$(on_host client) $BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
