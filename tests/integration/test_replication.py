@@ -337,6 +337,42 @@ def test_other_backups_continue_after_failover():
         p.stop()
 
 
+def test_backup_promotes_itself_when_no_console_acts():
+    """No console alive (the only one killed -9): when the primary is
+    killed too, the backup in its in-sync set promotes itself through one
+    ZooKeeper transaction (node/cluster/promote.c) with every acknowledged
+    write; a console started later takes the group as it finds it."""
+    cl = harness.create_cluster(zk, "selfpromo", buckets=NB)
+    a, b, con = start_group(cl, "sync")
+    w = Writer(a)
+    harness.wait_for(lambda: w.count() > 300, what="writes before the kills")
+    con.proc.kill()
+    a.proc.kill()
+    acked = w.stop()
+    harness.wait_for(lambda: harness.repl(b)["role"] == "primary",
+                     timeout=SESSION_MS / 1000 + 15, what="the backup promoted without a console")
+    info = harness.repl(b)
+    assert info["self_promotions"] == 1, info
+    assert "promoted this node" in b.proc.output()
+    got = read_all(b, acked)
+    lost = [k for k, v in acked.items() if got.get(k) != v and (k, got.get(k)) != w.inflight]
+    assert not lost, lost[:5]
+    # a console that comes later accepts the new primary, and a returning
+    # node follows it
+    con2 = harness.Console(zk, cl)
+    harness.wait_for(lambda: con2.is_active(), what="the new console active")
+    harness.wait_for(lambda: next(g for g in harness.http_json(con2.admin_port, "GET",
+                                                                "/v1/cluster")[1]["groups"]
+                                  if g["gid"] == 1)["primary"] == info["node"],
+                     what="the console shows the self-promoted primary")
+    c = harness.ClusterNode(zk, cl, 1, "--replication", "sync", "--no-forward")
+    wait_caught_up(b, c)
+    harness.wait_recorded(b, c)
+    assert b.conn().cmd("set after 0 0 1", "x") == b"STORED\r\n"
+    for p in (b, c, con2):
+        p.stop()
+
+
 def test_group_config_switches_the_mode_at_once():
     cl = harness.create_cluster(zk, "gconf", buckets=NB)
     a, b, con = start_group(cl, "async")
