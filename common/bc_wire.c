@@ -81,7 +81,9 @@ static const struct {
 #define REFUSAL_KINDS (sizeof(refusal_words) / sizeof(refusal_words[0]))
 
 /* The longest refusal text: the longest word and three widest numbers. */
-#define REFUSAL_TEXT_MAX (sizeof("NOT_PRIMARY") - 1 + 3 + 10 + 10 + 20)
+#define REFUSAL_TEXT_MAX (sizeof("NOT_ENOUGH_IN_SYNC") - 1 + 3 + 10 + 10 + 20)
+_Static_assert(sizeof("SERVER_ERROR ") - 1 + REFUSAL_TEXT_MAX + 3 <= BC_WIRE_REFUSAL_MAX,
+               "BC_WIRE_REFUSAL_MAX holds the longest refusal line");
 
 size_t
 bc_wire_refusal_format(const bc_wire_refusal_t *r, char *buf, size_t len)

@@ -11,6 +11,12 @@
  *     SERVER_ERROR NO_OWNER <bucket> <epoch>
  *     SERVER_ERROR READONLY <bucket> <epoch>
  *     SERVER_ERROR NOT_PRIMARY <bucket> <gid> <epoch>
+ *     SERVER_ERROR NOT_ENOUGH_IN_SYNC <bucket> <gid> <epoch>
+ *
+ *   The last one is not about routing: the bucket's primary is right, but
+ *   fewer backups than the group's min_in_sync are in sync
+ *   (node/repl/repl.h), so it takes no write now; libbucketcache retries it
+ *   (backing off, without a table refresh) until the call's deadline.
  *
  * FORWARDING FAILURES: a node's answer when it could not relay a command
  * to its bucket's owner (node/proto/forward.c), e.g.
@@ -54,7 +60,10 @@
     X(NO_OWNER, "NO_OWNER", false)       /* no group owns it (its group is down) */  \
     X(READONLY, "READONLY", false)       /* it is migrating: reads only */           \
     X(NOT_PRIMARY, "NOT_PRIMARY", true)  /* this node is not its group's writable   \
-                                          * primary; gid: the node's group */
+                                          * primary; gid: the node's group */        \
+    X(NOT_ENOUGH_IN_SYNC, "NOT_ENOUGH_IN_SYNC", true) /* the primary, but fewer     \
+                                          * backups in sync than min_in_sync; gid:  \
+                                          * the node's group */
 
 typedef enum bc_wire_refusal_kind {
     BC_WIRE_REFUSAL_NONE = 0,            /* not a refusal */

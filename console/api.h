@@ -3,7 +3,8 @@
  *
  *   GET  /health           {"status":"ok","role":"active"|"standby",...}
  *   GET  /metrics          Prometheus text format
- *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts
+ *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts, each
+ *                          group's recorded in-sync set and whether its primary lives
  *   GET  /v1/tables        {"epoch":E,"buckets":N,"c":[..],"m":[..],"d":[..],"readonly":[..]}
  *   POST /v1/rebalance     ?dry_run=1 computes without writing; otherwise
  *                          the active console commits (a standby answers
@@ -29,6 +30,10 @@
  *   GET  /v1/buckets/{b}   a bucket's counters, owners, primary, backups,
  *                          pending move
  *   GET  /v1/hotkeys       ?group=G&n=N: the nodes' hot keys, merged per group
+ *   POST /v1/groups/failover?group=G&unclean=1   an operator's unclean
+ *                          failover: a group whose primary is gone and no
+ *                          in-sync backup alive gets its best live node;
+ *                          the reply says what may be lost
  *   GET  /                 the dashboard (one static page using the above)
  *
  * The statistics come from observe.h's sampler; a bad query parameter is

@@ -20,6 +20,7 @@ PACKAGES=(
   libcmocka-dev memcached libmemcached-tools python3-pymemcache python3-pylibmc curl
   prometheus chromium
   libcurl4-openssl-dev libssl-dev
+  iproute2 iptables
 )
 
 missing=()

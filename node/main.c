@@ -391,6 +391,26 @@ advertised_addr(const bc_node_config_t *cfg, const char *listen, uint16_t port, 
     snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 }
 
+/* The role hook that closes client connections when this node stops being
+ * primary (bc_server_close_clients: no request queued in a client's socket
+ * is read and forwarded after the failover).  Set before the cluster
+ * starts; read by the hook on the agent or ZooKeeper thread. */
+static struct {
+    bc_server_t *server;
+    bc_node_cluster_t *cluster;
+    _Atomic bool was_primary;
+} demote_close;
+
+static void
+on_role_change(void *ctx)
+{
+    (void)ctx;
+    bool primary = bc_node_cluster_is_primary(demote_close.cluster);
+    if (atomic_exchange(&demote_close.was_primary, primary) && !primary) {
+        bc_server_close_clients(demote_close.server);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -607,8 +627,6 @@ main(int argc, char **argv)
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
 
-        char label[BC_HOST_MAX + 16];
-        advertised_addr(&cfg, cfg.listen_addr, bc_server_port(server), label, sizeof(label));
         bc_repl_config_t rc = {
             .cache = cache, .cluster = cluster,
             .mode = cfg.replication,
@@ -616,7 +634,6 @@ main(int argc, char **argv)
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
-            .node_label = label,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {
@@ -626,6 +643,9 @@ main(int argc, char **argv)
         bc_server_set_handoff(server, bc_repl_handoff, repl);
         proto_env.handoff_replicate = true;
         bc_server_set_commit(server, bc_repl_commit_wait, repl);
+        demote_close.server = server;
+        demote_close.cluster = cluster;
+        (void)bc_node_cluster_set_role_hook(cluster, on_role_change, NULL);
         proto_env.repl_stats = bc_repl_format_stats;
         proto_env.repl_ctx = repl;
         if (admin != NULL) bc_admin_set_repl(admin, repl);

@@ -397,7 +397,11 @@ bc__migrate_import_main(void *arg)
      * over to it: in sync mode every item, in async mode within the lag
      * bound (repl.h).  The wait is this thread's: its stores are what it
      * waits for. */
-    if (st == BC_OK && mig->commit != NULL && !job->precopy) mig->commit(mig->commit_ctx);
+    if (st == BC_OK && mig->commit != NULL && !job->precopy && !mig->commit(mig->commit_ctx)) {
+        snprintf(err, sizeof(err), "this group's in-sync backups did not confirm the bucket "
+                 "(too few in sync, or the primary's role or lease was lost)");
+        st = BC_EAGAIN;
+    }
     if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
         bc_cache_bucket_drop(mig->cache, job->bucket);
     }

@@ -273,7 +273,7 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
 }
 
 void
-bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx)
+bc_node_migrate_set_commit(bc_node_migrate_t *mig, bool (*fn)(void *ctx), void *ctx)
 {
     mig->commit = fn;
     mig->commit_ctx = ctx;

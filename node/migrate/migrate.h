@@ -212,7 +212,7 @@ void bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *
 /* fn(ctx) runs on an import's thread once its items are stored, before
  * the job reports done: replication's wait (repl.h bc_repl_commit_wait),
  * so a bucket reaches the destination group's backups before its
- * cutover.  Call before the admin server starts. */
-void bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx);
+ * cutover; false fails the import.  Call before the admin server starts. */
+void bc_node_migrate_set_commit(bc_node_migrate_t *mig, bool (*fn)(void *ctx), void *ctx);
 
 #endif

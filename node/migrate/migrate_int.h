@@ -75,7 +75,7 @@ struct bc_node_migrate {
     uint32_t timeout_ms;
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
     uint32_t test_step_delay_ms;   /* BC_TEST_IMPORT_STEP_DELAY_MS: a slow but steady one */
-    void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
+    bool (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
     void *commit_ctx;
     bc_tap_set_t *taps;            /* change trackers of exported buckets (engine/tap.h) */
 

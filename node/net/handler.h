@@ -111,6 +111,9 @@ typedef struct bc_handler {
      * NUL-terminated, valid while the buffer given to process is); returns
      * their length, at most BC_HANDLER_HANDOFF_ARGS_MAX. */
     size_t (*handoff_args)(const void *conn, const char **args);
+    /* True for another node's connection (not a client's): kept by
+     * bc_server_close_clients.  NULL: every connection is a client's. */
+    bool (*is_peer)(const void *conn);
 } bc_handler_t;
 
 #endif

@@ -170,6 +170,8 @@ struct worker {
      * iteration: written by the worker (release), read by
      * bc_server_passed. */
     _Atomic uint64_t seen_gen;
+    /* The close-clients generation this worker has acted on (worker only). */
+    uint64_t clients_gen;
 };
 
 struct bc_server {
@@ -212,6 +214,10 @@ struct bc_server {
     bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
     void *commit_ctx;
 
+    /* bc_server_close_clients: bumped per call; each worker closes its
+     * client connections when it sees a value it has not acted on. */
+    _Atomic uint64_t clients_gen;
+    _Atomic uint64_t clients_closed;
     /* Idle timeout (config idle_timeout_s): a thread that asks each worker
      * once a second to sweep its connections.  LOCKING RULE: idle_mu
      * guards idle_stop and signals idle_cv. */
@@ -378,10 +384,15 @@ conn_flush(conn_t *c)
     bc_outq_t *q = c->out;
     bc_cache_t *cache = c->w->srv->cache;
 
-    /* Synchronous replication: no reply leaves before the writes it
-     * acknowledges are on the backups (repl.h, bc_repl_commit_wait). */
-    if (c->w->srv->commit != NULL && bc_outq_ready(q)) {
-        c->w->srv->commit(c->w->srv->commit_ctx);
+    /* Replication: no reply leaves before the writes it acknowledges are
+     * on the in-sync backups (repl.h, bc_repl_commit_wait); when they
+     * cannot be confirmed, the replies are dropped with the connection. */
+    if (c->w->srv->commit != NULL && bc_outq_ready(q) &&
+        !c->w->srv->commit(c->w->srv->commit_ctx)) {
+        log_debug("connection %d: writes not confirmed by the backups: closing without the "
+                  "replies", c->fd);
+        conn_close(c);
+        return false;
     }
 
     /* Up to the first hole: a reply still to come (outq.h). */
@@ -524,12 +535,42 @@ conn_update_events(conn_t *c)
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
 }
 
+/* The worker acts on bc_server_close_clients: closes its client
+ * connections (worker thread).  True when it did. */
+static bool
+worker_close_clients(worker_t *w)
+{
+    uint64_t gen = atomic_load_explicit(&w->srv->clients_gen, memory_order_acquire);
+    if (gen == w->clients_gen) return false;
+    w->clients_gen = gen;
+    uint64_t n = 0;
+    for (conn_t *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (w->srv->h.is_peer != NULL && w->srv->h.is_peer(c->proto)) continue;
+        /* RST: whatever the client still had queued is discarded too. */
+        struct linger lg = {1, 0};
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        conn_close(c);
+        n++;
+    }
+    atomic_fetch_add_explicit(&w->srv->clients_closed, n, memory_order_relaxed);
+    if (n > 0) log_info("worker %u: closed %llu client connections", w->index, (unsigned long long)n);
+    return true;
+}
+
 static void
 conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
 {
     conn_t *c = io->data;
     (void)el;
 
+    /* Before reading anything more: clients to close (this one among
+     * them, unless a peer)? */
+    if (atomic_load_explicit(&c->w->srv->clients_gen, memory_order_relaxed) !=
+            c->w->clients_gen &&
+        worker_close_clients(c->w) && c->closed) {
+        return;
+    }
     if (events & BC_EL_ERROR) {
         conn_close(c);
         return;
@@ -693,6 +734,7 @@ worker_before_poll(bc_el_t *el, void *arg)
         atomic_store_explicit(&w->seen_gen, bc_node_cluster_route_gen(w->srv->cluster),
                               memory_order_release);
     }
+    (void)worker_close_clients(w);
     if (w->srv->h.worker_before_poll != NULL) w->srv->h.worker_before_poll(w->hstate);
     while (w->closed != NULL) {
         conn_t *c = w->closed;
@@ -1240,6 +1282,23 @@ bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx)
 {
     server->handoff = fn;
     server->handoff_ctx = ctx;
+}
+
+void
+bc_server_close_clients(bc_server_t *server)
+{
+    if (server == NULL) return;
+    atomic_fetch_add_explicit(&server->clients_gen, 1, memory_order_release);
+    for (uint32_t i = 0; i < server->nworkers; i++) {
+        worker_t *w = server->workers[i];
+        if (w != NULL && w->el != NULL) bc_el_wake(w->el);
+    }
+}
+
+uint64_t
+bc_server_clients_closed(const bc_server_t *server)
+{
+    return server == NULL ? 0 : atomic_load(&((bc_server_t *)server)->clients_closed);
 }
 
 void

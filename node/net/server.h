@@ -91,10 +91,23 @@ void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *c
 /*
  * fn runs on a worker thread before it sends replies; it may block (that
  * is its purpose: synchronous replication waits there for the backups).
+ * It returns false when the writes those replies acknowledge could not be
+ * confirmed: the replies are then dropped and the connection closed, so
+ * the client sees a lost connection ("unknown"), never an acknowledgement.
  * Call before bc_server_start.
  */
-typedef void (*bc_server_commit_fn)(void *ctx);
+typedef bool (*bc_server_commit_fn)(void *ctx);
 void bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx);
+/*
+ * Closes every client connection -- every one but other nodes' peer
+ * connections (handler.h is_peer) -- at each worker's next loop iteration
+ * (woken now), before it reads anything more from them.  Called when this
+ * node stops being primary: a request still queued in a client's socket
+ * would otherwise be read later and forwarded to the new primary, to be
+ * applied after writes acknowledged since (docs/replication.md, "Zombie
+ * writes").  Any thread; never blocks (it may run in a role hook).
+ */
+void bc_server_close_clients(bc_server_t *server);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
@@ -102,6 +115,8 @@ uint16_t bc_server_port(const bc_server_t *server);
 /* Stops accepting, closes all connections, joins the workers.  Idempotent. */
 void bc_server_stop(bc_server_t *server);
 void bc_server_destroy(bc_server_t *server);
+/* Client connections closed by bc_server_close_clients so far. */
+uint64_t bc_server_clients_closed(const bc_server_t *server);
 /* The figures since the last reset (net/stats.h).  Any thread. */
 void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
 /* The figures since the start, ignoring "stats reset" (/metrics: a

@@ -973,6 +973,13 @@ handler_handoff_args(const void *conn, const char **args)
     return pc->handoff_len;
 }
 
+/* Another node's forwarding connection ("bucketcache_peer"), not a client's. */
+static bool
+handler_is_peer(const void *conn)
+{
+    return ((const bc_proto_conn_t *)conn)->peer;
+}
+
 const bc_handler_t bc_proto_text_handler = {
     .conn_size = sizeof(bc_proto_conn_t),
     /* Only a multi-get may be longer than one read buffer (bc_mcproto.h). */
@@ -989,4 +996,5 @@ const bc_handler_t bc_proto_text_handler = {
     .waiting = handler_waiting,
     .state_name = handler_state_name,
     .handoff_args = handler_handoff_args,
+    .is_peer = handler_is_peer,
 };

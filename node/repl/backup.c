@@ -174,7 +174,14 @@ bc__repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t
 void
 bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *view)
 {
-    char cerr[160];
+    char cerr[160], me[BC_NODE_NAME_MAX], now_me[BC_NODE_NAME_MAX];
+    /* BEHAVIOR: a backup names itself by its registration (n-...): that is
+     * the name the primary records in the in-sync set, and what a
+     * promotion matches against the live registrations.  Unregistered (a
+     * session being renewed), it does not follow; registered again under
+     * a new name, it drops the link and comes back under that one. */
+    bc_node_cluster_node_name(r->cluster, me, sizeof(me));
+    if (me[0] == '\0') return;
     int fd = repl_connect(&prim->sa, prim->salen, cerr, sizeof(cerr));
     if (fd < 0) {
         log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
@@ -185,7 +192,7 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
     pthread_mutex_lock(&r->mu);
     memcpy(hs.replid, r->replid, sizeof(hs.replid));
     hs.offset = r->synced ? r->applied : 0;
-    snprintf(hs.name, sizeof(hs.name), "%s", r->label);
+    snprintf(hs.name, sizeof(hs.name), "%s", me);
     pthread_mutex_unlock(&r->mu);
     size_t n = bc_wire_replicate_format(&hs, line, sizeof(line));
     if (n == 0) {
@@ -224,6 +231,11 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
         bc_node_primary_t now_prim;
         if (!bc__repl_find_primary(r, view, &now_prim) || strcmp(now_prim.addr, prim->addr) != 0) {
             why = "the group's primary changed";
+            break;
+        }
+        bc_node_cluster_node_name(r->cluster, now_me, sizeof(now_me));
+        if (strcmp(now_me, me) != 0) {
+            why = "this node registered again";
             break;
         }
         ssize_t k = recv(fd, buf + len, cap - len, 0);

@@ -14,7 +14,7 @@ def console_json(console, path):
     """GET path from the console; a 503 (ZooKeeper momentarily slow to
     answer, as under a sanitizer build on a loaded machine) is retried."""
     for _ in range(20):
-        status, doc = harness.http_json(console.admin_port, "GET", path)
+        status, doc = console.api("GET", path)
         if status != 503:
             break
         time.sleep(0.1 * harness.SLOW)

@@ -45,7 +45,8 @@ def test_registration_primary_and_ownership():
     roles = {n["data"]: n["role"] for n in g["nodes"]}
     # what each node registered (the replication offset is not in it: the
     # console asks a node's live offset when it needs one)
-    assert all(set(n) == {"name", "role", "data", "admin", "memory", "pid"} for n in g["nodes"]), g
+    assert all(set(n) == {"name", "role", "data", "admin", "memory", "pid", "in_sync"}
+               for n in g["nodes"]), g
     assert {n["pid"] for n in g["nodes"]} == {a.proc.pid, b.proc.pid}, g
     assert roles["127.0.0.1:%d" % a.port] == "primary", roles
     assert roles["127.0.0.1:%d" % b.port] == "backup", roles

@@ -1,7 +1,9 @@
 """deploy/: the local cluster script brings a cluster up, secured (admin
 token and ZooKeeper ACLs generated in its state folder), adds a group,
-reports status and tears it all down; the example configuration files are
-valid for the programs they are written for."""
+reports status and tears it all down -- also in network namespaces
+(`up --netns`, as root), where a node is cut off by hand and its backup
+takes over; the example configuration files are valid for the programs
+they are written for."""
 import json
 import os
 import random
@@ -12,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import netns  # noqa: E402
 
 SCRIPT = os.path.join(harness.SOURCE_DIR, "deploy", "local-cluster.sh")
 
@@ -146,6 +149,77 @@ def test_local_cluster_up_add_group_down():
     assert not os.path.exists(state)
     rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "tables")
     assert rc == 4, (rc, out, err)  # ZooKeeper is gone too
+
+
+def test_local_cluster_in_namespaces_cut_and_heal():
+    """`up 1 --netns`: every process on a host of its own; `cut` isolates
+    the group's primary, its backup is promoted (the client host sees it);
+    `heal` brings the old primary back as a backup; `down` removes every
+    namespace it made."""
+    why = netns.unavailable()
+    if why:
+        print("skipped: %s" % why)
+        return
+    state = os.path.join(harness.TMP, "local-cluster-netns")
+    prefix = "bcdt%d" % os.getpid()          # its own namespaces, whatever else runs
+    env = dict(os.environ, BC_BUILD_DIR=harness.BUILD_DIR, BC_BUCKETS="32",
+               BC_CLUSTER="nstest", BC_STATE_DIR=state, BC_NETNS_PREFIX=prefix,
+               BC_ORIGIN="none", BC_START_TIMEOUT=str(int(60 * harness.SLOW)))
+    cli = os.path.abspath(harness.CLI_BIN)
+
+    def on_client(*args):
+        return run(env, "exec", "client", cli, "--zk", "10.202.0.11:2181", "--cluster", "nstest",
+                   "--zk-auth-file", os.path.join(state, "zk-auth"),
+                   "--auth-token-file", os.path.join(state, "admin-token"), *args, timeout=60)
+
+    def primary_addr():
+        rc, out, _ = on_client("status", "--json")
+        if rc != 0:
+            return None
+        g = [g for g in json.loads(out)["groups"] if g["gid"] == 1]
+        return g[0]["primary_addr"] if g else None
+
+    try:
+        rc, out, err = run(env, "up", "1", "--netns", timeout=300)
+        assert rc == 0, (out, err)
+        rc, out, err = run(env, "hosts")
+        assert rc == 0 and "g1n0" in out and "10.202.0.110" in out and "drops" not in out, out
+        harness.wait_for(lambda: primary_addr() == "10.202.0.110:11211", timeout=30,
+                         what="g1n0 primary, seen from the client host")
+        rc, out, err = on_client("set", "k", "v1")
+        assert rc == 0, (out, err)
+        # the primary's host loses every other host: after its session
+        # expires, the backup (in the in-sync set) is promoted
+        rc, out, err = run(env, "cut", "g1n0")
+        assert rc == 0 and "cut g1n0 from:" in out, (out, err)
+        rc, out, err = run(env, "hosts")
+        assert "drops from:" in out, out
+        harness.wait_for(lambda: primary_addr() == "10.202.0.111:11211", timeout=60,
+                         what="g1n1 promoted while g1n0 is cut off")
+        rc, out, err = on_client("get", "k")
+        assert rc == 0 and out.strip() == "v1", (rc, out, err)
+        rc, out, err = run(env, "heal")
+        assert rc == 0 and "every link healed" in out, (out, err)
+        rc, out, err = run(env, "hosts")
+        assert "drops from:" not in out, out
+
+        def old_primary_follows():
+            rc, out, _ = on_client("status", "--json")
+            return rc == 0 and [len(g["nodes"]) for g in json.loads(out)["groups"]] == [2]
+        harness.wait_for(old_primary_follows, timeout=60, what="g1n0 registered again")
+        rc, out, err = run(env, "status")
+        assert rc == 0 and "running  node-g1-0" in out, out
+    except BaseException:
+        keep_logs(state)
+        raise
+    finally:
+        rc, out, err = run(env, "down")
+        left = [ns for ns in netns._namespaces() if ns.startswith(prefix + "-")]
+        for ns in left:
+            netns._delete_namespace(ns)
+    assert rc == 0, err
+    assert not left, left
+    assert not os.path.exists(state)
 
 
 def test_example_configs_are_valid():

@@ -245,10 +245,19 @@ def test_refusing_destination_then_cancel():
     data = mu.load(g1, ["big%d" % i for i in range(200)], 8 * 1024)
     # the destination accepts no item over 2 KiB: every import fails
     g2 = harness.ClusterNode(zk, cl, 2, "-I", "2k", session_timeout_ms=SESSION_MS)
-    m = harness.wait_for(lambda: (lambda m: m if len(m["waiting"]) >= 4 else None)(
+    m = harness.wait_for(lambda: (lambda m: m if len(m["waiting"]) >= 1 and
+                                  m["failed_attempts"] >= 2 else None)(
         mu.console_json(con, "/v1/migrations")), timeout=20, what="refused copies")
     assert all("max item size" in w["error"] for w in m["waiting"]), m["waiting"]
     assert m["done"] == 0 and mu.console_json(con, "/v1/tables")["c"] == [1] * NB
+    # the destination backs off as a whole (console/migrate.h): one job per
+    # backoff step probes it, instead of every bucket failing on its own
+    # clock, each making its source read-only for a moment
+    assert m["dest_backoffs"] >= 2, m
+    time.sleep(2.0)
+    m2 = mu.console_json(con, "/v1/migrations")
+    assert m2["failed_attempts"] - m["failed_attempts"] <= 2, (m, m2)
+    assert m2["dests_backing_off"] <= 1
     assert g2.proc.poll() is None
     st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
     assert st == 200, doc

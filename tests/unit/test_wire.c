@@ -60,6 +60,9 @@ legacy_refusal(bc_wire_refusal_kind_t kind, uint32_t bucket, uint32_t owner, uin
         return snprintf(buf, len, "SERVER_ERROR READONLY %u %llu\r\n", bucket, e);
     case BC_WIRE_REFUSAL_NOT_PRIMARY:
         return snprintf(buf, len, "SERVER_ERROR NOT_PRIMARY %u %u %llu\r\n", bucket, owner, e);
+    case BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC:   /* new with min_in_sync: its own spelling */
+        return snprintf(buf, len, "SERVER_ERROR NOT_ENOUGH_IN_SYNC %u %u %llu\r\n", bucket, owner,
+                        e);
     default:
         return 0;
     }
@@ -67,13 +70,14 @@ legacy_refusal(bc_wire_refusal_kind_t kind, uint32_t bucket, uint32_t owner, uin
 
 static const bc_wire_refusal_kind_t all_refusals[] = {
     BC_WIRE_REFUSAL_MOVED, BC_WIRE_REFUSAL_NO_OWNER, BC_WIRE_REFUSAL_READONLY,
-    BC_WIRE_REFUSAL_NOT_PRIMARY};
+    BC_WIRE_REFUSAL_NOT_PRIMARY, BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC};
 #define NREFUSALS (sizeof(all_refusals) / sizeof(all_refusals[0]))
 
 static bool
 has_gid(bc_wire_refusal_kind_t k)
 {
-    return k == BC_WIRE_REFUSAL_MOVED || k == BC_WIRE_REFUSAL_NOT_PRIMARY;
+    return k == BC_WIRE_REFUSAL_MOVED || k == BC_WIRE_REFUSAL_NOT_PRIMARY ||
+           k == BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC;
 }
 
 /* format -> bytes as before -> a client's SERVER_ERROR -> parse -> same. */
@@ -127,6 +131,12 @@ test_refusal_round_trip(void **state)
     size_t n = bc_wire_refusal_format(&r, line, sizeof(line));
     assert_string_equal(line,
                         "SERVER_ERROR NOT_PRIMARY 4294967295 4294967295 18446744073709551615\r\n");
+    /* the longest line of all, and it fits BC_WIRE_REFUSAL_MAX */
+    r.kind = BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC;
+    n = bc_wire_refusal_format(&r, line, sizeof(line));
+    assert_string_equal(line, "SERVER_ERROR NOT_ENOUGH_IN_SYNC 4294967295 4294967295 "
+                              "18446744073709551615\r\n");
+    assert_true(n + 1 <= BC_WIRE_REFUSAL_MAX);
     /* the longest line fits with room: exactly n + 1 bytes is enough,
      * n is not */
     assert_int_equal(bc_wire_refusal_format(&r, line, n + 1), n);
