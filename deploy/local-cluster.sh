@@ -18,8 +18,11 @@
 # "none": no read-through, no demo origin).
 #
 # Secured as a real deployment is (docs/security.md): `up` generates an
-# admin token and two ZooKeeper identities in the state folder (mode 0600):
+# admin token, the cluster secret and two ZooKeeper identities in the state
+# folder (mode 0600):
 #   admin-token   the consoles' and nodes' admin token
+#   cluster-secret  what the nodes' peer links (forwarding, replication,
+#                 migration) prove to each other
 #   zk-auth       the writer identity (consoles, nodes, this script's CLI)
 #   zk-read-auth  a read-only identity, for clients that only route
 # and creates the cluster under ZooKeeper ACLs.  The CLI then needs
@@ -41,6 +44,7 @@ NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
 TOKEN="$STATE/admin-token"
 ZK_AUTH="$STATE/zk-auth"
 ZK_READ_AUTH="$STATE/zk-read-auth"
+CLUSTER_SECRET="$STATE/cluster-secret"
 CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
@@ -59,6 +63,7 @@ random_hex() {  # bytes
 secrets_up() {  # fresh credentials, readable by this user only
   (umask 077
    random_hex 24 >"$TOKEN"
+   random_hex 32 >"$CLUSTER_SECRET"
    echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
    echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
 }
@@ -116,7 +121,7 @@ group_up() {  # gid
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
       --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
-      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH" --cluster-secret-file "$CLUSTER_SECRET"
     wait_port "$port" "node $i of group $g"
     [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
   done
@@ -139,7 +144,8 @@ cmd_up() {
   console_up 0
   console_up 1
   echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
-  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs,"
+  echo "         peer links proving the cluster secret in $CLUSTER_SECRET"
   echo "CLI: $CLI status"
 }
 

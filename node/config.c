@@ -87,6 +87,8 @@ typedef enum opt_id {
     OPT_AUTH_TOKEN_FILE,
     OPT_INSECURE_NO_AUTH,
     OPT_ZK_AUTH_FILE,
+    OPT_CLUSTER_SECRET_FILE,
+    OPT_INSECURE_NO_PEER_AUTH,
     OPT_EXTENDED,       /* -o: memcached's extended options; idle_timeout is ours */
     OPT_CONFIG,
     OPT_HELP,
@@ -198,6 +200,15 @@ static const node_option_t node_options[] = {
      "controls the node"},
     {0, "zk-auth-file", NULL, "FILE", OPT_ZK_AUTH_FILE,
      "ZooKeeper credentials (user:password) of a cluster secured with digest ACLs"},
+    {0, "cluster-secret-file", NULL, "FILE", OPT_CLUSTER_SECRET_FILE,
+     "with --zk: the cluster secret every node of the cluster shares (openssl rand -hex 32; "
+     "credential:NAME reads a systemd credential): forwarding, replication and migration "
+     "links prove it to each other, never sending it (docs/security.md); required in a "
+     "cluster; re-read on SIGHUP"},
+    {0, "insecure-no-peer-auth", NULL, NULL, OPT_INSECURE_NO_PEER_AUTH,
+     "with --zk: run WITHOUT a cluster secret: anyone who reaches the data port can act as a "
+     "node (forward unchecked, take a replication snapshot) and the admin port's exports "
+     "are unchecked"},
     {'o', "extended", NULL, "OPTS", OPT_EXTENDED,
      "memcached's extended options, comma-separated: idle_timeout=SECONDS closes a client "
      "connection idle that long between commands (0 = never, the default); the others are "
@@ -282,7 +293,8 @@ static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "ses
                                                "write_fencing", "replication",
                                                "repl_sync_timeout_ms",
                                                "repl_backlog_mb", "repl_max_lag_mb",
-                                               "auth_file", NULL};
+                                               "auth_file", "cluster_secret_file",
+                                               "insecure_no_peer_auth", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
                                             "idle_timeout", NULL};
@@ -421,6 +433,10 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->repl_max_lag_mb = (uint32_t)v;
     CHECK(bc_config_get_string(doc, "zookeeper.auth_file", cfg->zk_auth_file,
                                sizeof(cfg->zk_auth_file), false, NULL, err, err_len));
+    CHECK(bc_config_get_string(doc, "zookeeper.cluster_secret_file", cfg->cluster_secret_file,
+                               sizeof(cfg->cluster_secret_file), false, NULL, err, err_len));
+    CHECK(bc_config_get_bool(doc, "zookeeper.insecure_no_peer_auth", &cfg->insecure_no_peer_auth,
+                             NULL, err, err_len));
 
     /* read-through (origin/origin.h) */
     CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
@@ -731,6 +747,12 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return BC_OK;
     case OPT_ZK_AUTH_FILE:
         return flag_string(ps, flag, value, cfg->zk_auth_file, sizeof(cfg->zk_auth_file), false);
+    case OPT_CLUSTER_SECRET_FILE:
+        return flag_string(ps, flag, value, cfg->cluster_secret_file,
+                           sizeof(cfg->cluster_secret_file), false);
+    case OPT_INSECURE_NO_PEER_AUTH:
+        cfg->insecure_no_peer_auth = true;
+        return BC_OK;
     case OPT_EXTENDED:
         return apply_extended(ps, flag, value);
     case OPT_IGNORED:
@@ -931,6 +953,22 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                        "other: give one");
         return BC_EINVAL;
     }
+    if (cfg->insecure_no_peer_auth && cfg->cluster_secret_file[0] != '\0') {
+        bc_config_errf(err, err_len, "--insecure-no-peer-auth and --cluster-secret-file "
+                       "contradict each other: give one");
+        return BC_EINVAL;
+    }
+    /* Secure by default (docs/security.md): in a cluster, peers prove the
+     * secret unless told otherwise in so many words. */
+    if (cfg->zk_hosts[0] != '\0' && cfg->cluster_secret_file[0] == '\0' &&
+        !cfg->insecure_no_peer_auth) {
+        bc_config_errf(err, err_len, "a node of a cluster (--zk) needs the cluster secret: "
+                       "--cluster-secret-file FILE (the same file on every node; create one "
+                       "with: openssl rand -hex 32 > FILE; chmod 600 FILE), or "
+                       "--insecure-no-peer-auth to let anyone who reaches the data port act "
+                       "as a node (docs/security.md)");
+        return BC_EINVAL;
+    }
     if (cfg->admin_port != 0 && cfg->admin_port == cfg->port) {
         bc_config_errf(err, err_len, "the admin port and the data port are both %u; give "
                        "--admin-port another port (or 0 to disable it)", cfg->port);
@@ -1019,7 +1057,9 @@ bc_node_config_usage(FILE *out, const char *prog)
             "                  \"forward\": true, \"forward_timeout_ms\": 2000, \"write_fencing\": true,\n"
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
             "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8,\n"
-            "                  \"auth_file\": \"/etc/bucketcache/zk-auth\"},\n"
+            "                  \"auth_file\": \"/etc/bucketcache/zk-auth\",\n"
+            "                  \"cluster_secret_file\": \"/etc/bucketcache/cluster-secret\",\n"
+            "                  \"insecure_no_peer_auth\": false},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"origin\": {\"url\": \"http://resize:8000/v1/{key}\",\n"
             "               \"origins\": {\"img/\": \"http://resize:8000/v1/{key}\"},\n"
@@ -1033,7 +1073,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "  }\n"
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
-            "re-reads the admin token file.\n"
+            "re-reads the admin token file and the cluster secret file.\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }
@@ -1073,6 +1113,13 @@ bc_node_config_log(const bc_node_config_t *cfg)
         if (!cfg->write_fencing) {
             log_warn("config: --no-write-fencing: a primary cut off from ZooKeeper keeps taking "
                      "writes; after a failover they may be lost");
+        }
+        if (cfg->cluster_secret_file[0] != '\0') {
+            log_info("config: peer links prove the cluster secret of %s",
+                     cfg->cluster_secret_file);
+        } else {
+            log_warn("config: --insecure-no-peer-auth: peer links are NOT authenticated; "
+                     "anyone who reaches the data port can act as a node");
         }
         log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
                  " MiB, async lag bound %" PRIu32 " MiB)", bc_repl_mode_name(cfg->replication),

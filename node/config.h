@@ -39,7 +39,8 @@
  *       "zookeeper": {"hosts": "10.0.0.1:2181", "cluster": "main", "group": 1,
  *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7",
  *                     "forward": true, "forward_timeout_ms": 2000,
- *                     "auth_file": "/etc/bucketcache/zk-auth"},
+ *                     "auth_file": "/etc/bucketcache/zk-auth",
+ *                     "cluster_secret_file": "/etc/bucketcache/cluster-secret"},
  *       "log":    {"level": "info"},
  *       "origin": {"url": "http://resize:8000/v1/{key}", "timeout_ms": 1000, ...},
  *       "pid_file": "/run/bucketcache.pid"
@@ -108,6 +109,10 @@ typedef struct bc_node_config {
     char auth_token_file[BC_NODE_PATH_MAX]; /* --auth-token-file: the admin token; "" = none */
     bool insecure_no_auth;             /* --insecure-no-auth: admin beyond loopback, no token */
     char zk_auth_file[BC_NODE_PATH_MAX];    /* --zk-auth-file: "user:password"; "" = none */
+    /* --cluster-secret-file: what peer links prove (common/bc_peerauth.h);
+     * required with --zk unless insecure_no_peer_auth */
+    char cluster_secret_file[BC_NODE_PATH_MAX];
+    bool insecure_no_peer_auth;        /* --insecure-no-peer-auth: peers unchecked, on purpose */
     uint32_t idle_timeout_s;           /* -o idle_timeout=N: close idle data connections; 0 = never */
 
     /* cluster membership (cluster.h); standalone when zk_hosts is "" */

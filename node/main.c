@@ -28,7 +28,8 @@
  *   (--zk) register in the group: from now on the console may route here
  *        |
  *   sigwait: SIGHUP --> re-read the admin token file (a token removed
- *   from it stops working at once; docs/security.md)
+ *   from it stops working at once; docs/security.md) and the cluster
+ *   secret file (the same, for peer links)
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
@@ -81,6 +82,7 @@
 #include "bc_auth.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_peerauth.h"
 #include "bc_zk.h"
 #include "bc_time.h"
 #include "cluster/cluster.h"
@@ -397,6 +399,7 @@ main(int argc, char **argv)
     bc_repl_t *repl = NULL;
     bc_origin_t *origin = NULL;
     bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
+    bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -433,11 +436,22 @@ main(int argc, char **argv)
         /* Presented to the other nodes' admin ports (migration imports). */
         bc_http_client_set_auth(auth);
     }
+    if (cfg.cluster_secret_file[0] != '\0') {
+        if (cfg.zk_hosts[0] == '\0') {
+            log_warn("--cluster-secret-file is ignored: a standalone node has no peers");
+        } else if (bc_peerauth_open(cfg.cluster_secret_file, &peer_auth, err, sizeof(err)) !=
+                   BC_OK) {
+            fprintf(stderr, "bucketcache-node: --cluster-secret-file: %s\n", err);
+            bc_auth_free(auth);
+            return EXIT_USAGE;
+        }
+    }
     if (cfg.zk_auth_file[0] != '\0') {
         bc_zk_auth_t za;
         if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
             bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
             return EXIT_USAGE;
         }
         bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
@@ -533,6 +547,7 @@ main(int argc, char **argv)
             .max_conns_per_ip = cfg.admin_max_conns_per_ip,
             .auth = auth,
             .insecure_no_auth = cfg.insecure_no_auth,
+            .peer_auth = peer_auth,
         };
         st = bc_admin_create(&ac, cache, server, &admin);
         if (st == BC_ECONFIG) {
@@ -579,6 +594,7 @@ main(int argc, char **argv)
         }
         bc_server_set_cluster(server, cluster);
         proto_env.cluster = cluster;
+        proto_env.peer_auth = peer_auth;
         if (cfg.forward) {
             /* A reply buffered for forwarding is bounded like what one
              * client may have queued: the larger of the connection output
@@ -591,6 +607,7 @@ main(int argc, char **argv)
                 .conns_per_peer = FORWARD_CONNS_PER_PEER,
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
+                .peer_auth = peer_auth,
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
@@ -607,6 +624,7 @@ main(int argc, char **argv)
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
             .node_label = label,
+            .peer_auth = peer_auth,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {
@@ -684,6 +702,15 @@ main(int argc, char **argv)
     for (;;) {
         if (sigwait(&waitset, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            if (peer_auth != NULL) {
+                if (bc_peerauth_reload(peer_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: cluster secret file %s re-read",
+                             bc_peerauth_source(peer_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the cluster secret file, the "
+                              "secret in force stays: %s", err);
+                }
+            }
             if (auth != NULL) {
                 if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: admin token file %s re-read",
@@ -692,7 +719,7 @@ main(int argc, char **argv)
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else {
+            } else if (peer_auth == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -722,6 +749,7 @@ out:
     bc_node_cluster_free(cluster);
     bc_http_client_set_auth(NULL);
     bc_auth_free(auth);
+    bc_peerauth_free(peer_auth);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

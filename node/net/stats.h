@@ -73,6 +73,9 @@
       "forwarded requests that got no reply within the forward timeout")                     \
     X(peer_connections, "peer_connections_total", NULL,                                      \
       "connections that identified as another node's forwarding (peer) connection") \
+    X(peer_auth_failures, "peer_auth_failures_total", NULL,                                  \
+      "peer handshakes that failed: refused here (no, wrong or replayed proof of the cluster " \
+      "secret) or a peer that did not prove itself")                                         \
     X(idle_kicks, "idle_kicks_total", NULL,                                                  \
       "connections closed by the idle timeout (-o idle_timeout)")
 

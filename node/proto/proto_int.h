@@ -7,6 +7,8 @@
  *   proto_fwd.c    commands forwarded to another node's primary (forward.h):
  *                  building the requests, assembling the replies
  *   proto_stats.c  the "stats" command and its sub-commands
+ *   proto_peer.c   another node's handshakes and the proof of the cluster
+ *                  secret (bc_peerauth.h)
  *
  * Every function here runs on the connection's worker thread and appends
  * to pc->out; a reply that cannot be queued sets pc->oom (the caller
@@ -193,6 +195,22 @@ bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
 void bc__proto_origin_release(bc_proto_conn_t *pc);
 /* The connection goes: cancels every fill it waits for, frees it all. */
 void bc__proto_origin_release_all(bc_proto_conn_t *pc);
+
+/* ---- another node's handshakes (proto_peer.c) ---- */
+
+/*
+ * Runs line when it is a peer's handshake or proof (bucketcache_peer,
+ * bucketcache_replicate with env->handoff_replicate, bucketcache_auth),
+ * or when a proof is due (any other line is then refused): returns true
+ * with *st as bc_proto_process returns it (BC_ECLOSED after a refusal,
+ * BC_EHANDOFF for an authenticated replication handshake).  false: not
+ * one of those lines, *st BC_OK.
+ */
+bool bc__proto_peer_line(bc_proto_conn_t *pc, const char *line, size_t len, bc_status_t *st);
+/* Whether line is one of the words above (for -Y, proto_auth.c). */
+bool bc__proto_peer_line_is_handshake(const char *line, size_t len);
+/* Frees a pending handshake (connection release). */
+void bc__proto_peer_release(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 

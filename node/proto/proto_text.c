@@ -576,23 +576,6 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
 }
 
 
-/*
- * "bucketcache_peer <name>": another node's forwarding connection (see
- * forward.h).  The connection is marked as a peer: from now on its keys
- * are served or refused, never forwarded.  name: the handshake's name
- * (bc_wire_peer_parse), n bytes.
- */
-static void
-cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
-{
-    if (!pc->peer) {
-        pc->peer = true;
-        bc_stats_incr(pc->stats, peer_connections);
-        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, name);
-    }
-    REPLY(pc, BC_WIRE_PEER_OK);
-}
-
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
 static bc_status_t
 process_line(bc_proto_conn_t *pc, const char *line, size_t len)
@@ -602,29 +585,9 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
     }
-    const char *args;
-    size_t nargs;
-    if (pc->env->handoff_replicate && bc_wire_replicate_match(line, len, &args, &nargs) == BC_OK) {
-        if (nargs >= BC_PROTO_HANDOFF_ARGS_MAX) {
-            bc_stats_incr(pc->stats, protocol_errors);
-            REPLY(pc, "CLIENT_ERROR line too long\r\n");
-            return BC_OK;
-        }
-        pc->handoff_args = args;
-        pc->handoff_len = nargs;
-        return BC_EHANDOFF;
-    }
-    switch (bc_wire_peer_parse(line, len, &args, &nargs)) {
-    case BC_OK:
-        cmd_peer(pc, args, nargs);
-        return BC_OK;
-    case BC_EINVAL:
-        bc_stats_incr(pc->stats, protocol_errors);
-        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
-        return BC_OK;
-    default:
-        break;
-    }
+    /* Another node's handshakes and their proofs (proto_peer.c). */
+    bc_status_t pst;
+    if (bc__proto_peer_line(pc, line, len, &pst)) return pst;
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
         bc_stats_incr(pc->stats, protocol_errors);
@@ -729,6 +692,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     }
     bc__proto_fwd_release_all(pc);
     bc__proto_origin_release_all(pc);
+    bc__proto_peer_release(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;

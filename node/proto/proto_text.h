@@ -118,6 +118,7 @@
 #include <time.h>
 
 #include "bc_mcproto.h"
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "bc_wire.h"
 #include "cluster/cluster.h"
@@ -164,6 +165,11 @@ typedef struct bc_proto_env {
      * Borrowed. */
     bc_origin_t *origin;
 
+    /* The cluster secret (common/bc_peerauth.h): peers' handshakes must
+     * prove it (proto_peer.c); NULL: they are taken as they come
+     * (--insecure-no-peer-auth, standalone).  Borrowed. */
+    bc_peerauth_t *peer_auth;
+
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
      * the socket to its handoff function (net/server.h) --; otherwise it
@@ -199,6 +205,8 @@ typedef enum bc_proto_state {
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 /* A command waiting for origin fills (proto_origin.c). */
 typedef struct bc_proto_origin_op bc_proto_origin_op_t;
+/* A peer's handshake waiting for its proof (proto_peer.c). */
+typedef struct bc_proto_peer_hs bc_proto_peer_hs_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -219,6 +227,8 @@ typedef struct bc_proto_conn {
 
     /* forwarding (see above) */
     bool peer;                 /* sent the peer handshake: never forward */
+    bc_proto_peer_hs_t *hs;    /* a handshake waiting for its proof (ours), or NULL */
+    bool authenticated;        /* -Y: a user authenticated, or a peer proved the secret */
     bool waiting;              /* BC_PROTO_FWD_MAX commands in flight: input held */
     bc_fwd_t *fwd;             /* borrowed: the worker's forwarder, or NULL */
     void (*resume)(void *arg); /* called once forwarded replies were queued */

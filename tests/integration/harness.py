@@ -52,6 +52,66 @@ TMP = tempfile.mkdtemp(prefix="bc-it-")
 _procs = []
 
 
+def write_secret(path, *values):
+    """A secret file (common/bc_secret.h format) only its owner may read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(v + "\n" for v in values))
+    os.chmod(path, 0o600)
+    return path
+
+
+# The cluster secret every node of a test's clusters shares
+# (docs/security.md): nodes started with --zk get --cluster-secret-file
+# unless their args already say how they authenticate peers.
+CLUSTER_SECRET = os.urandom(32).hex()
+CLUSTER_SECRET_FILE = write_secret(os.path.join(TMP, "cluster-secret"), CLUSTER_SECRET)
+
+
+def peer_proof(role, fields, secret=None):
+    """HMAC-SHA256 proof of `role` ("server" or "client") over fields, as
+    common/bc_peerauth.c computes it."""
+    import hashlib
+    import hmac
+    msg = "\n".join(["bucketcache-peer-auth-v1", role] + list(fields))
+    return hmac.new((secret or CLUSTER_SECRET).encode(), msg.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def peer_handshake(conn, name="tester", secret=None, line=None):
+    """Opens conn (an McConn) as another node does: "bucketcache_peer NAME
+    NONCE" (or `line`, a replication handshake with its nonce), the node's
+    challenge checked, our proof sent.  Returns (lines sent, the challenge
+    line, the answer line: b"OK\r\n" for a peer; None for a replication
+    handshake, whose answer is a frame)."""
+    if line is None:
+        line = "bucketcache_peer %s %s" % (name, os.urandom(16).hex())
+    conn.send(line + "\r\n")
+    challenge = conn.readline()
+    parts = challenge.decode().split()
+    if len(parts) != 4 or parts[0] != "BUCKETCACHE_CHALLENGE":
+        return [line], challenge, None
+    fields = [line, parts[1], parts[2]]
+    assert peer_proof("server", fields, secret) == parts[3] or secret not in (None, CLUSTER_SECRET), \
+        "the node's proof does not check out"
+    auth = "bucketcache_auth " + peer_proof("client", fields, secret)
+    conn.send(auth + "\r\n")
+    answer = conn.readline() if line.startswith("bucketcache_peer ") else None
+    return [line, auth], challenge, answer
+
+
+def secret_args(args=()):
+    """["--cluster-secret-file", FILE] for a node of a cluster whose args
+    do not choose already; [] otherwise."""
+    args = list(args)
+    if "--zk" not in args and not any(a.startswith("--zk=") for a in args):
+        return []
+    for a in args:
+        if a.split("=")[0] in ("--cluster-secret-file", "--insecure-no-peer-auth"):
+            return []
+    return ["--cluster-secret-file", CLUSTER_SECRET_FILE]
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
@@ -154,7 +214,7 @@ class Node:
         self.admin_port = admin_port or free_port()
         argv = [NODE_BIN, "-l", "127.0.0.1", "-p", str(self.port),
                 "--admin-port", str(self.admin_port),
-                "-t", str(threads), "-m", str(memory_mb)] + list(args)
+                "-t", str(threads), "-m", str(memory_mb)] + list(args) + secret_args(args)
         self.proc = Proc("node", argv, env=env)
         if wait:
             wait_port(self.port, proc=self.proc.p)

@@ -424,7 +424,7 @@ def test_flush_all_on_a_peer_connection_is_local():
     store(a, "1")
     store(b, "2")
     p = G1.conn()
-    assert p.cmd("bucketcache_peer tester") == b"OK\r\n"
+    assert harness.peer_handshake(p)[2] == b"OK\r\n"
     assert p.cmd("flush_all") == b"OK\r\n"
     assert not present(a) and present(b)
 
@@ -494,7 +494,7 @@ def test_a_group_down_reads_as_misses():
     mc.close()
     # a peer connection (what another node forwards on) keeps the refusal
     p = G1.conn()
-    assert p.cmd("bucketcache_peer tester") == b"OK\r\n"
+    assert harness.peer_handshake(p)[2] == b"OK\r\n"
     assert p.cmd("get %s %s" % (a[0], c3[0])).startswith(b"SERVER_ERROR NO_OWNER ")
     # libbucketcache: the lost group's keys are BC_CLIENT_ENOOWNER, the rest returned
     rc, got, _, _ = cli_get_json(*mixed)

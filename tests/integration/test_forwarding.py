@@ -73,7 +73,7 @@ def stat(node, name):
 
 def peer_conn(node, name="tester"):
     c = node.conn()
-    assert c.cmd("bucketcache_peer " + name) == b"OK\r\n"
+    assert harness.peer_handshake(c, name)[2] == b"OK\r\n"
     return c
 
 
@@ -124,7 +124,11 @@ def test_noreply_is_forwarded_silently():
     via.send("set %s 0 0 2 noreply\r\nhi\r\nincr %s 1 noreply\r\ndelete nokey-%s noreply\r\n"
              % (k, k, k))
     assert via.cmd("version").startswith(b"VERSION "), "noreply commands answered something"
-    assert G2.conn().cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode()
+    # nothing waits for a noreply command's reply: it reaches the owner
+    # soon after (a new peer link first proves the cluster secret)
+    g2 = G2.conn()
+    harness.wait_for(lambda: g2.cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode(),
+                     timeout=5, what="the noreply set on the owner")
     via.send("delete %s noreply\r\n" % k)
     assert via.cmd("get " + k) == b"END\r\n"
 
@@ -259,12 +263,16 @@ def test_peer_connection_is_never_forwarded():
     # a backup's peer connection answers NOT_PRIMARY
     pb = peer_conn(G1B)
     assert pb.cmd("get " + k1).startswith(b"SERVER_ERROR NOT_PRIMARY %d 1 " % harness.bucket_of(k1, NB))
-    # a bad handshake is a client error; a repeated one is fine
+    # a bad handshake is a client error; one without a nonce is refused
+    # (the node holds the cluster secret: test_peer_auth.py has the rest)
     c = G1.conn()
     assert c.cmd("bucketcache_peer") == b"CLIENT_ERROR bad command line format\r\n"
     assert c.cmd("bucketcache_peer a b") == b"CLIENT_ERROR bad command line format\r\n"
-    assert c.cmd("bucketcache_peer x") == b"OK\r\n"
-    assert c.cmd("bucketcache_peer x") == b"OK\r\n"
+    assert c.cmd("bucketcache_peer x").startswith(b"CLIENT_ERROR peer authentication required")
+    assert c.closed_by_peer()
+    # a repeated handshake is fine
+    c = peer_conn(G1, "x")
+    assert harness.peer_handshake(c, "x")[2] == b"OK\r\n"
     assert c.cmd("get " + k2) == moved
 
 
@@ -332,7 +340,24 @@ class FakeOwner:
     def serve(self, c):
         buf = b""
         try:
-            while buf.count(b"\r\n") < 2:
+            # the handshake: refused as an old node would, or challenged
+            # (a node of the cluster: it knows the secret)
+            while b"\r\n" not in buf:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            if self.mode == "refuse":
+                self.received += buf
+                c.sendall(b"ERROR\r\n")
+                time.sleep(30)
+                return
+            line = buf[:buf.index(b"\r\n")].decode()
+            snonce = os.urandom(16).hex()
+            proof = harness.peer_proof("server", [line, "fake", snonce])
+            c.sendall(("BUCKETCACHE_CHALLENGE fake %s %s\r\n" % (snonce, proof)).encode())
+            # our proof, then a request
+            while buf.count(b"\r\n") < 3:
                 chunk = c.recv(65536)
                 if not chunk:
                     return
@@ -340,8 +365,6 @@ class FakeOwner:
             self.received += buf
             if self.mode == "garbage":
                 c.sendall(b"OK\r\nHELLO THERE\r\n")
-            elif self.mode == "refuse":
-                c.sendall(b"ERROR\r\n")
             elif self.mode == "huge":
                 c.sendall(b"OK\r\nVALUE k 0 99999999\r\n" + b"x" * (6 * 1024 * 1024))
             elif self.mode == "drop":      # takes the request, then goes away
@@ -375,7 +398,9 @@ def test_owner_that_hangs_or_misbehaves():
     assert G1.conn().cmd("set %s 0 0 2" % local, "ok") == b"STORED\r\n"
     for mode, want in (("hang", b"SERVER_ERROR forward timeout\r\n"),
                        ("garbage", b"SERVER_ERROR forward bad reply from owner\r\n"),
-                       ("refuse", b"SERVER_ERROR forward bad reply from owner\r\n"),
+                       # refused the handshake: the request, held until the owner
+                       # proved the cluster secret, was never sent
+                       ("refuse", b"SERVER_ERROR forward failed: owner unreachable\r\n"),
                        ("huge", b"SERVER_ERROR forward reply too large\r\n"),
                        # sent, then lost: the owner may have applied it
                        ("drop", b"SERVER_ERROR forward in doubt: the owner was lost after the "
