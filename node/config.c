@@ -89,6 +89,7 @@ typedef enum opt_id {
     OPT_ZK_AUTH_FILE,
     OPT_CLUSTER_SECRET_FILE,
     OPT_INSECURE_NO_PEER_AUTH,
+    OPT_AUTH_FILE,      /* -Y: memcached's ASCII authentication */
     OPT_EXTENDED,       /* -o: memcached's extended options; idle_timeout is ours */
     OPT_CONFIG,
     OPT_HELP,
@@ -200,6 +201,10 @@ static const node_option_t node_options[] = {
      "controls the node"},
     {0, "zk-auth-file", NULL, "FILE", OPT_ZK_AUTH_FILE,
      "ZooKeeper credentials (user:password) of a cluster secured with digest ACLs"},
+    {'Y', "auth-file", NULL, "FILE", OPT_AUTH_FILE,
+     "memcached's ASCII authentication: every data-port connection first sends "
+     "\"set <any> 0 0 <n>\" with the data \"<user> <password>\", of FILE's user:password "
+     "lines (at most 8; mode 0600); re-read on SIGHUP (default: off)"},
     {0, "cluster-secret-file", NULL, "FILE", OPT_CLUSTER_SECRET_FILE,
      "with --zk: the cluster secret every node of the cluster shares (openssl rand -hex 32; "
      "credential:NAME reads a systemd credential): forwarding, replication and migration "
@@ -230,7 +235,6 @@ static const node_option_t node_options[] = {
     {'s', "unix-socket", NULL, "FILE", OPT_REFUSED, "UNIX sockets are not supported"},
     {'a', "unix-mask", NULL, "MASK", OPT_REFUSED, "UNIX sockets are not supported"},
     {'S', "enable-sasl", NULL, NULL, OPT_REFUSED, "SASL authentication is not supported"},
-    {'Y', "auth-file", NULL, "FILE", OPT_REFUSED, "authentication is not supported"},
     {'Z', "enable-ssl", NULL, NULL, OPT_REFUSED, "TLS is not supported"},
     {'M', "disable-evictions", NULL, NULL, OPT_REFUSED,
      "running without eviction is not supported"},
@@ -297,7 +301,7 @@ static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "ses
                                                "insecure_no_peer_auth", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
-                                            "idle_timeout", NULL};
+                                            "idle_timeout", "auth_file", NULL};
 static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
                                            "expiry_interval_ms", "expiry_scan_budget",
                                            "prealloc", NULL};
@@ -364,6 +368,8 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "server.idle_timeout", 0, 86400 * 365, &v, &found, err,
                             err_len));
     if (found) cfg->idle_timeout_s = (uint32_t)v;
+    CHECK(bc_config_get_string(doc, "server.auth_file", cfg->mc_auth_file,
+                               sizeof(cfg->mc_auth_file), false, NULL, err, err_len));
 
     /* cache */
     CHECK(bc_config_get_size(doc, "cache.memory_mb", 1024u * 1024u, BC_NODE_MIN_MEMORY,
@@ -753,6 +759,8 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
     case OPT_INSECURE_NO_PEER_AUTH:
         cfg->insecure_no_peer_auth = true;
         return BC_OK;
+    case OPT_AUTH_FILE:
+        return flag_string(ps, flag, value, cfg->mc_auth_file, sizeof(cfg->mc_auth_file), false);
     case OPT_EXTENDED:
         return apply_extended(ps, flag, value);
     case OPT_IGNORED:
@@ -958,6 +966,12 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                        "contradict each other: give one");
         return BC_EINVAL;
     }
+    if (cfg->mc_auth_file[0] != '\0' && cfg->zk_hosts[0] != '\0' && cfg->insecure_no_peer_auth) {
+        bc_config_errf(err, err_len, "-Y in a cluster needs the cluster secret "
+                       "(--cluster-secret-file): the requests other nodes forward here prove it "
+                       "instead of a user password");
+        return BC_EINVAL;
+    }
     /* Secure by default (docs/security.md): in a cluster, peers prove the
      * secret unless told otherwise in so many words. */
     if (cfg->zk_hosts[0] != '\0' && cfg->cluster_secret_file[0] == '\0' &&
@@ -1036,7 +1050,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "Accepted for memcached compatibility and ignored (with a warning):\n"
             "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout\n"
             "Refused, because the node does not have the feature:\n"
-            "  -s -a (UNIX sockets)  -S -Y (authentication)  -Z (TLS)  -B binary\n"
+            "  -s -a (UNIX sockets)  -S (SASL)  -Z (TLS)  -B binary\n"
             "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
             "\n"
             "Config file (JSON; every field optional, unknown fields are errors):\n"
@@ -1044,7 +1058,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "    \"server\": {\"listen\": \"0.0.0.0\", \"port\": 11211, \"threads\": 4,\n"
             "               \"max_connections\": 1024, \"backlog\": 1024,\n"
             "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0,\n"
-            "               \"idle_timeout\": 0},\n"
+            "               \"idle_timeout\": 0, \"auth_file\": \"\"},\n"
             "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"lru\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"
@@ -1073,7 +1087,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "  }\n"
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
-            "re-reads the admin token file and the cluster secret file.\n"
+            "re-reads the admin token file, the cluster secret file and the -Y file.\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }
@@ -1086,6 +1100,10 @@ bc_node_config_log(const bc_node_config_t *cfg)
              " connections, backlog %d, verbosity %d, idle timeout %" PRIu32 " s",
              cfg->listen_addr, cfg->port, cfg->threads, cfg->max_conns, cfg->backlog,
              cfg->verbosity, cfg->idle_timeout_s);
+    if (cfg->mc_auth_file[0] != '\0') {
+        log_info("config: data port: memcached ASCII authentication (-Y) with the users of %s",
+                 cfg->mc_auth_file);
+    }
     log_info("config: memory %" PRIu64 " MiB, max item %zu bytes, eviction %s, %" PRIu32
              " buckets, active expiry every %" PRIu32 " ms (budget %" PRIu32 " items)",
              cfg->mem_limit >> 20, cfg->max_item_size, cfg->eviction, cfg->nbuckets,

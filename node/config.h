@@ -28,7 +28,7 @@
  *       "server": {"listen": "0.0.0.0", "port": 11211, "threads": 4,
  *                  "max_connections": 1024, "backlog": 1024,
  *                  "max_connection_buffer": "4m", "verbosity": 0,
- *                  "idle_timeout": 0},
+ *                  "idle_timeout": 0, "auth_file": ""},
  *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "lru",
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},
@@ -114,6 +114,7 @@ typedef struct bc_node_config {
     char cluster_secret_file[BC_NODE_PATH_MAX];
     bool insecure_no_peer_auth;        /* --insecure-no-peer-auth: peers unchecked, on purpose */
     uint32_t idle_timeout_s;           /* -o idle_timeout=N: close idle data connections; 0 = never */
+    char mc_auth_file[BC_NODE_PATH_MAX]; /* -Y: memcached's ASCII authentication; "" = off */
 
     /* cluster membership (cluster.h); standalone when zk_hosts is "" */
     char zk_hosts[1024];               /* --zk; "" */

@@ -400,6 +400,7 @@ main(int argc, char **argv)
     bc_origin_t *origin = NULL;
     bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
     bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
+    bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -446,12 +447,20 @@ main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    if (cfg.mc_auth_file[0] != '\0' &&
+        bc_proto_auth_open(cfg.mc_auth_file, &mc_auth, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: -Y: %s\n", err);
+        bc_auth_free(auth);
+        bc_peerauth_free(peer_auth);
+        return EXIT_USAGE;
+    }
     if (cfg.zk_auth_file[0] != '\0') {
         bc_zk_auth_t za;
         if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
             bc_auth_free(auth);
             bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
             return EXIT_USAGE;
         }
         bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
@@ -537,6 +546,7 @@ main(int argc, char **argv)
         /* The protocol knows memcached's levels 0..2; -vvv only raises the
          * log level further. */
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
+        proto_env.auth = mc_auth;
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {
@@ -711,6 +721,14 @@ main(int argc, char **argv)
                               "secret in force stays: %s", err);
                 }
             }
+            if (mc_auth != NULL) {
+                if (bc_proto_auth_reload(mc_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: -Y file %s re-read", bc_proto_auth_source(mc_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the -Y file, the users in force "
+                              "stay: %s", err);
+                }
+            }
             if (auth != NULL) {
                 if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: admin token file %s re-read",
@@ -719,7 +737,7 @@ main(int argc, char **argv)
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else if (peer_auth == NULL) {
+            } else if (peer_auth == NULL && mc_auth == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -750,6 +768,7 @@ out:
     bc_http_client_set_auth(NULL);
     bc_auth_free(auth);
     bc_peerauth_free(peer_auth);
+    bc_proto_auth_free(mc_auth);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

@@ -60,6 +60,10 @@
       "storage commands rejected as larger than the item limit")                             \
     X(store_no_memory, "store_failures_total", "reason=\"no_memory\"",                       \
       "storage commands rejected for lack of memory")                                        \
+    X(auth_cmds, "auth_commands_total", NULL,                                                \
+      "authentication attempts (-Y: memcached's ASCII authentication)")                     \
+    X(auth_errors, "auth_failures_total", NULL,                                              \
+      "authentication attempts with an unknown user or a wrong password (-Y)")              \
     X(protocol_errors, "protocol_errors_total", NULL,                                        \
       "malformed or unknown commands answered with an error")                                \
     X(bytes_read, "read_bytes_total", NULL, "bytes read from clients")                       \

@@ -9,6 +9,7 @@
  *   proto_stats.c  the "stats" command and its sub-commands
  *   proto_peer.c   another node's handshakes and the proof of the cluster
  *                  secret (bc_peerauth.h)
+ *   proto_auth.c   memcached's ASCII authentication (-Y)
  *
  * Every function here runs on the connection's worker thread and appends
  * to pc->out; a reply that cannot be queued sets pc->oom (the caller
@@ -211,6 +212,20 @@ bool bc__proto_peer_line(bc_proto_conn_t *pc, const char *line, size_t len, bc_s
 bool bc__proto_peer_line_is_handshake(const char *line, size_t len);
 /* Frees a pending handshake (connection release). */
 void bc__proto_peer_release(bc_proto_conn_t *pc);
+
+/* ---- memcached's ASCII authentication, -Y (proto_auth.c) ---- */
+
+/*
+ * Consumes input of a connection that has not authenticated yet
+ * (env->auth set): lines and the data block of the authenticating "set",
+ * and another node's handshake.  Returns the bytes consumed; stops once
+ * pc->authenticated is set (the caller goes on with the rest), or for
+ * more input, or with *st BC_ECLOSED (junk: close) or BC_EHANDOFF (a
+ * peer's replication handshake).
+ */
+size_t bc__proto_auth_process(bc_proto_conn_t *pc, const char *buf, size_t len, bc_status_t *st);
+/* Frees an authenticating data block (connection release). */
+void bc__proto_auth_release(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 

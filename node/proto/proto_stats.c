@@ -124,6 +124,7 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
     STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
     STAT_U64(pc, "idle_timeout", env->idle_timeout);
+    STAT_STR(pc, "auth_enabled_ascii", bc_proto_auth_source(env->auth));
     REPLY(pc, "END\r\n");
 }
 

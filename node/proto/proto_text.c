@@ -693,6 +693,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     bc__proto_fwd_release_all(pc);
     bc__proto_origin_release_all(pc);
     bc__proto_peer_release(pc);
+    bc__proto_auth_release(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -742,6 +743,12 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
      * while read-through holds it (proto_origin.c). */
     while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
         if (pc->out.pending >= out_limit) break;
+        /* -Y: nothing runs before the connection authenticates (proto_auth.c). */
+        if (pc->env->auth != NULL && !pc->authenticated) {
+            pos += bc__proto_auth_process(pc, buf + pos, len - pos, &st);
+            if (!pc->authenticated) break;
+            continue;
+        }
         size_t avail = len - pos;
 
         if (pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) {

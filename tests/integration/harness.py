@@ -100,6 +100,16 @@ def peer_handshake(conn, name="tester", secret=None, line=None):
     return [line, auth], challenge, answer
 
 
+def challenge_for(line, name="fake", secret=None):
+    """The challenge a node holding the secret answers handshake `line`
+    (without its CRLF) with: what a fake node in a test sends back."""
+    snonce = os.urandom(16).hex()
+    if isinstance(line, bytes):
+        line = line.decode()
+    proof = peer_proof("server", [line, name, snonce], secret)
+    return ("BUCKETCACHE_CHALLENGE %s %s %s\r\n" % (name, snonce, proof)).encode()
+
+
 def secret_args(args=()):
     """["--cluster-secret-file", FILE] for a node of a cluster whose args
     do not choose already; [] otherwise."""

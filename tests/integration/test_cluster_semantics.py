@@ -224,7 +224,8 @@ def test_replies_still_to_come_are_sent_after_the_client_shuts_its_side():
 
 class HangingOwner:
     """A TCP server standing in for a group's primary that reads what it
-    is sent and never answers."""
+    is sent and never answers -- but the challenge of the handshake (it is
+    a node of the cluster that hangs once its link is up)."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -247,6 +248,14 @@ class HangingOwner:
 
     def serve(self, c):
         try:
+            buf = b""
+            while b"\r\n" not in buf:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            self.received += buf
+            c.sendall(harness.challenge_for(buf[:buf.index(b"\r\n")]))
             while True:
                 chunk = c.recv(65536)
                 if not chunk:

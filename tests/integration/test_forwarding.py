@@ -352,10 +352,7 @@ class FakeOwner:
                 c.sendall(b"ERROR\r\n")
                 time.sleep(30)
                 return
-            line = buf[:buf.index(b"\r\n")].decode()
-            snonce = os.urandom(16).hex()
-            proof = harness.peer_proof("server", [line, "fake", snonce])
-            c.sendall(("BUCKETCACHE_CHALLENGE fake %s %s\r\n" % (snonce, proof)).encode())
+            c.sendall(harness.challenge_for(buf[:buf.index(b"\r\n")]))
             # our proof, then a request
             while buf.count(b"\r\n") < 3:
                 chunk = c.recv(65536)
