@@ -47,13 +47,23 @@ def metric(node, name):
     raise AssertionError("no metric %s" % name)
 
 
+def forwarded_get(node, key):
+    """"get key" on a node new to the cluster, once it knows where the
+    key's owner is (before, it answers MOVED)."""
+    c = node.conn()
+    return harness.wait_for(lambda: (lambda r: None if r.startswith(b"SERVER_ERROR MOVED") else r)(
+        c.cmd("get " + key)), what="the node routing")
+
+
 def nonce():
     return os.urandom(16).hex()
 
 
-def refused(conn, needle):
-    """The connection got an error line containing needle, then was closed."""
-    line = conn.readline()
+def refused(conn, needle, line=None):
+    """The connection got an error line containing needle (line, when
+    already read), then was closed."""
+    if line is None:
+        line = conn.readline()
     assert line.startswith(b"CLIENT_ERROR ") and needle in line, line
     assert conn.closed_by_peer(), "still open after " + repr(line)
     return line
@@ -96,7 +106,7 @@ def test_peer_handshake_right_wrong_missing_replayed():
     c = G2.conn()
     sent, challenge, answer = harness.peer_handshake(c, "n-tester", secret=OTHER_SECRET)
     assert challenge.startswith(b"BUCKETCACHE_CHALLENGE ")
-    refused(c, b"wrong proof (is the cluster secret the same on every node?)")
+    refused(c, b"wrong proof (is the cluster secret the same on every node?)", answer)
     # replayed: a captured exchange sent again meets a new challenge
     good = G2.conn()
     sent, challenge, answer = harness.peer_handshake(good, "n-tester")
@@ -193,7 +203,8 @@ def test_node_with_the_wrong_secret_cannot_forward_or_replicate():
     assert G1.conn().cmd("set %s 0 0 2" % k1, "g1") == b"STORED\r\n"
     # a group of its own (the console migrates nothing here): it forwards
     x = harness.ClusterNode(zk, CL, 3, "--cluster-secret-file", OTHER_SECRET_FILE)
-    assert x.conn().cmd("get " + k1) == b"SERVER_ERROR forward failed: peer authentication failed\r\n"
+    got = forwarded_get(x, k1)
+    assert got == b"SERVER_ERROR forward failed: peer authentication failed\r\n", got
     assert stat(x, "peer_auth_failures") >= 1
     assert "failed to prove the cluster secret: wrong proof (is the cluster secret the same on " \
            "every node?)" in x.proc.output()
@@ -223,7 +234,8 @@ def test_peer_without_the_secret_gets_no_snapshot_and_cannot_forward():
     assert stat(G1, "peer_auth_failures") > failures
     # ... nor forward through it: the owner refuses its handshake
     x = harness.ClusterNode(zk, CL, 3, "--insecure-no-peer-auth")
-    assert x.conn().cmd("get " + k2) == b"SERVER_ERROR forward failed: peer authentication failed\r\n"
+    got = forwarded_get(x, k2)
+    assert got == b"SERVER_ERROR forward failed: peer authentication failed\r\n", got
     assert "refused our peer handshake: peer authentication required" in x.proc.output()
     # by hand: the replication handshake without a nonce, or with a wrong proof
     c = G1.conn()
@@ -262,7 +274,7 @@ def signed(method, target, secret=None, ts=None, n=None, name="n-tester"):
 def test_export_needs_a_signed_request():
     bucket = C.index(1)
     target = "/v1/migrate/export?bucket=%d&tap=1" % bucket
-    before = harness.http_json(G1.admin_port, "GET", "/stats")[1]["migrate"]["export_auth_failures"]
+    before = harness.http_json(G1.admin_port, "GET", "/stats")[1]["cluster"]["migrate"]["export_auth_failures"]
     # missing
     st, h, body = harness.http(G1.admin_port, "GET", target)
     assert st == 403 and b"no X-Bucketcache-Peer proof" in body, (st, body)
@@ -289,7 +301,7 @@ def test_export_needs_a_signed_request():
     # replayed
     st, h, body = harness.http(G1.admin_port, "GET", target, headers={"X-Bucketcache-Peer": value})
     assert st == 403 and b"replayed" in body, body
-    after = harness.http_json(G1.admin_port, "GET", "/stats")[1]["migrate"]["export_auth_failures"]
+    after = harness.http_json(G1.admin_port, "GET", "/stats")[1]["cluster"]["migrate"]["export_auth_failures"]
     assert after == before + 6, (before, after)
     assert metric(G1, "migrate_export_auth_failures_total") == after
 
@@ -299,11 +311,32 @@ def test_import_from_an_untrusted_source_fails():
     pointed at a node without it (or with another) fails, saying why; and
     a destination with another secret is refused by the source."""
     bucket = C.index(1)
-    # a node without the secret, as the "source"
-    y = harness.ClusterNode(zk, CL, 4, "--insecure-no-peer-auth")
+    # a source without the secret: an admin port that answers the export
+    # with 200 and a stream, but no proof of its own
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    seen = []
+
+    def serve():
+        conn, _ = srv.accept()
+        req = b""
+        while b"\r\n\r\n" not in req:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            req += chunk
+        seen.append(req)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: 4\r\n\r\nBCMF")
+        time.sleep(0.5)
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
     st, doc = harness.http_json(G2.admin_port, "POST",
                                 "/v1/migrate/import?bucket=%d&from=4&source=127.0.0.1:%d&precopy=1"
-                                % (bucket, y.admin_port))
+                                % (bucket, srv.getsockname()[1]))
     assert st in (200, 202), (st, doc)
     done = harness.wait_for(
         lambda: (lambda d: d if d["state"] != "running" else None)(
@@ -311,12 +344,19 @@ def test_import_from_an_untrusted_source_fails():
                               "/v1/migrate/import?bucket=%d&precopy=1" % bucket)[1]),
         what="the import failing")
     assert done["state"] == "failed" and "is not trusted" in done["error"], done
-    y.stop()
+    assert done["items"] == 0, done
+    # the destination's request carried its own proof
+    assert seen and b"x-bucketcache-peer: " in seen[0].lower(), seen
+    t.join(5)
+    srv.close()
     # a destination with another secret: the real source refuses its request
     z = harness.ClusterNode(zk, CL, 5, "--cluster-secret-file", OTHER_SECRET_FILE)
-    st, doc = harness.http_json(z.admin_port, "POST",
-                                "/v1/migrate/import?bucket=%d&from=1&source=127.0.0.1:%d&precopy=1"
-                                % (bucket, G1.admin_port))
+    target = "/v1/migrate/import?bucket=%d&from=1&source=127.0.0.1:%d&precopy=1" % (
+        bucket, G1.admin_port)
+    # once it is its group's primary (409 "not (yet)" before)
+    st, doc = harness.wait_for(
+        lambda: (lambda r: r if r[0] != 409 else None)(
+            harness.http_json(z.admin_port, "POST", target)), what="z primary")
     assert st in (200, 202), (st, doc)
     done = harness.wait_for(
         lambda: (lambda d: d if d["state"] != "running" else None)(
