@@ -39,6 +39,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -90,6 +91,7 @@ typedef enum opt_id {
     OPT_CLUSTER_SECRET_FILE,
     OPT_INSECURE_NO_PEER_AUTH,
     OPT_AUTH_FILE,      /* -Y: memcached's ASCII authentication */
+    OPT_TLS,            /* -Z: TLS on the data port */
     OPT_EXTENDED,       /* -o: memcached's extended options; idle_timeout is ours */
     OPT_CONFIG,
     OPT_HELP,
@@ -116,7 +118,12 @@ static const node_option_t node_options[] = {
     {'p', "port", NULL, "NUM", OPT_PORT,
      "TCP port of the memcached protocol (default 11211; 0 = any free port)"},
     {'l', "listen", NULL, "ADDR", OPT_LISTEN,
-     "address to listen on (default 0.0.0.0); one address"},
+     "address to listen on (default 0.0.0.0); with -Z, notls:HOST:PORT adds a plain "
+     "listener (up to 4; comma-separated or repeated)"},
+    {'Z', "enable-ssl", NULL, NULL, OPT_TLS,
+     "TLS on the data port: -o ssl_chain_cert=FILE,ssl_key=FILE[,ssl_ca_cert=FILE,"
+     "ssl_verify_mode=0..3,ssl_min_version=0..3,ssl_ciphers=LIST]; certificates re-read by "
+     "refresh_certs and SIGHUP"},
     {'m', "memory", "memory-limit", "MB", OPT_MEMORY,
      "cache memory in megabytes, or with a k/m/g suffix (default 64)"},
     {'t', "threads", NULL, "NUM", OPT_THREADS,
@@ -235,7 +242,6 @@ static const node_option_t node_options[] = {
     {'s', "unix-socket", NULL, "FILE", OPT_REFUSED, "UNIX sockets are not supported"},
     {'a', "unix-mask", NULL, "MASK", OPT_REFUSED, "UNIX sockets are not supported"},
     {'S', "enable-sasl", NULL, NULL, OPT_REFUSED, "SASL authentication is not supported"},
-    {'Z', "enable-ssl", NULL, NULL, OPT_REFUSED, "TLS is not supported"},
     {'M', "disable-evictions", NULL, NULL, OPT_REFUSED,
      "running without eviction is not supported"},
     {'F', "disable-flush-all", NULL, NULL, OPT_REFUSED,
@@ -264,6 +270,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->threads = default_threads();
     cfg->max_conns = BC_NODE_DEFAULT_MAX_CONNS;
     cfg->backlog = 1024;
+    cfg->tls_min_version = 2;
     cfg->max_conn_buffer = 4u * 1024u * 1024u;
     cfg->verbosity = 0;
     cfg->mem_limit = (uint64_t)BC_NODE_DEFAULT_MEMORY_MB * 1024u * 1024u;
@@ -555,6 +562,43 @@ choice_index(const char *const *names, const char *value)
 }
 
 /*
+ * memcached's TLS options (-o ssl_NAME=VALUE); the ones we serve set
+ * *handled, the others (ssl_keyformat, ssl_wbuf_size, ssl_session_cache,
+ * ssl_kernel_tls) are left to the caller's "accepted and ignored".
+ */
+static bc_status_t
+apply_tls_option(parse_state_t *ps, const char *opt, const char *eq, bool *handled)
+{
+    static const struct { const char *name; size_t off, size; } files[] = {
+        {"ssl_chain_cert", offsetof(bc_node_config_t, tls_chain_cert), BC_NODE_PATH_MAX},
+        {"ssl_key", offsetof(bc_node_config_t, tls_key), BC_NODE_PATH_MAX},
+        {"ssl_ca_cert", offsetof(bc_node_config_t, tls_ca_cert), BC_NODE_PATH_MAX},
+        {"ssl_ciphers", offsetof(bc_node_config_t, tls_ciphers), 256},
+    };
+    char what[40];
+    int64_t v;
+    snprintf(what, sizeof(what), "-o %s", opt);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (strcmp(opt, files[i].name) != 0) continue;
+        *handled = true;
+        if (eq == NULL) return bad_value(ps, what, "", "a value");
+        return flag_string(ps, what, eq + 1, (char *)ps->cfg + files[i].off, files[i].size,
+                           false);
+    }
+    if (strcmp(opt, "ssl_verify_mode") == 0 || strcmp(opt, "ssl_min_version") == 0) {
+        *handled = true;
+        if (eq == NULL || bc_parse_int(eq + 1, 0, 3, &v) != BC_OK) {
+            return bad_value(ps, what, eq != NULL ? eq + 1 : "",
+                             opt[4] == 'v' ? "0 (none), 1 (request), 2 (require) or 3 (once)"
+                                           : "0 (TLS 1.0) .. 3 (TLS 1.3)");
+        }
+        if (opt[4] == 'v') ps->cfg->tls_verify_mode = (int)v;
+        else ps->cfg->tls_min_version = (int)v;
+    }
+    return BC_OK;
+}
+
+/*
  * memcached's -o: a comma-separated list of name[=value].  idle_timeout
  * is served as memcached 1.6 does it (net/server.h); every other name is
  * memcached tuning, accepted and ignored with a warning.
@@ -562,15 +606,21 @@ choice_index(const char *const *names, const char *value)
 static bc_status_t
 apply_extended(parse_state_t *ps, const char *flag, const char *value)
 {
-    char buf[512];
+    char buf[4096];
     int64_t v;
+    bool handled = false;
     if (strlen(value) >= sizeof(buf)) return bad_value(ps, flag, value, "a shorter option list");
     snprintf(buf, sizeof(buf), "%s", value);
     for (char *save = NULL, *opt = strtok_r(buf, ",", &save); opt != NULL;
          opt = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(opt, '=');
         if (eq != NULL) *eq = '\0';
-        if (strcmp(opt, "idle_timeout") == 0) {
+        if (strncmp(opt, "ssl_", 4) == 0 && apply_tls_option(ps, opt, eq, &handled) != BC_OK) {
+            return BC_EINVAL;
+        }
+        if (handled) {
+            handled = false;
+        } else if (strcmp(opt, "idle_timeout") == 0) {
             if (eq == NULL || bc_parse_int(eq + 1, 0, 86400 * 365, &v) != BC_OK) {
                 return bad_value(ps, "-o idle_timeout", eq != NULL ? eq + 1 : "",
                                  "seconds, 0..31536000 (0 = never)");
@@ -580,6 +630,49 @@ apply_extended(parse_state_t *ps, const char *flag, const char *value)
             log_warn("%s %s: memcached tuning option accepted for compatibility and ignored",
                      flag, opt);
         }
+    }
+    return BC_OK;
+}
+
+/*
+ * -l: memcached's list of listeners, comma-separated (or -l repeated):
+ * one address for the main listener (TLS under -Z), and notls:HOST:PORT
+ * items for plain listeners beside it (HOST may be [v6]).
+ */
+static bc_status_t
+apply_listen(parse_state_t *ps, const char *flag, const char *value)
+{
+    char buf[1024];
+    bc_node_config_t *cfg = ps->cfg;
+    if (strlen(value) >= sizeof(buf)) return bad_value(ps, flag, value, "a shorter list");
+    snprintf(buf, sizeof(buf), "%s", value);
+    if (strchr(buf, ',') == NULL && strncmp(buf, "notls:", 6) != 0) {
+        return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
+    }
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        if (strncmp(item, "notls:", 6) != 0) {
+            bc_status_t st = flag_string(ps, flag, item, cfg->listen_addr,
+                                         sizeof(cfg->listen_addr), true);
+            if (st != BC_OK) return st;
+            continue;
+        }
+        char *host = item + 6, *colon = strrchr(host, ':');
+        int64_t port;
+        if (colon == NULL || colon == host || bc_parse_int(colon + 1, 0, 65535, &port) != BC_OK) {
+            return bad_value(ps, flag, item, "notls:HOST:PORT");
+        }
+        *colon = '\0';
+        if (host[0] == '[' && colon[-1] == ']') {
+            host++;
+            colon[-1] = '\0';
+        }
+        if (cfg->nplain_listen == 4) return bad_value(ps, flag, item, "at most 4 notls listeners");
+        if (strlen(host) == 0 || strlen(host) >= BC_HOST_MAX) {
+            return bad_value(ps, flag, item, "notls:HOST:PORT");
+        }
+        snprintf(cfg->plain_listen_host[cfg->nplain_listen], BC_HOST_MAX, "%s", host);
+        cfg->plain_listen_port[cfg->nplain_listen++] = (uint16_t)port;
     }
     return BC_OK;
 }
@@ -618,7 +711,7 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         if (st == BC_OK) cfg->port = (uint16_t)v;
         return st;
     case OPT_LISTEN:
-        return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
+        return apply_listen(ps, flag, value);
     case OPT_MEMORY:
         if (bc_parse_size(value, 1024u * 1024u, &size) != BC_OK || size < BC_NODE_MIN_MEMORY ||
             size > BC_NODE_MAX_MEMORY) {
@@ -758,6 +851,9 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
                            sizeof(cfg->cluster_secret_file), false);
     case OPT_INSECURE_NO_PEER_AUTH:
         cfg->insecure_no_peer_auth = true;
+        return BC_OK;
+    case OPT_TLS:
+        cfg->tls = true;
         return BC_OK;
     case OPT_AUTH_FILE:
         return flag_string(ps, flag, value, cfg->mc_auth_file, sizeof(cfg->mc_auth_file), false);
@@ -966,6 +1062,26 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                        "contradict each other: give one");
         return BC_EINVAL;
     }
+    if (cfg->tls && cfg->tls_chain_cert[0] == '\0') {
+        bc_config_errf(err, err_len, "-Z needs a certificate: -o ssl_chain_cert=FILE,ssl_key=FILE");
+        return BC_EINVAL;
+    }
+    if (!cfg->tls && (cfg->tls_chain_cert[0] != '\0' || cfg->tls_ca_cert[0] != '\0' ||
+                      cfg->nplain_listen > 0)) {
+        bc_config_errf(err, err_len, "-o ssl_* and -l notls:... go with -Z (TLS is off without it)");
+        return BC_EINVAL;
+    }
+    if (cfg->tls && cfg->tls_verify_mode != 0 && cfg->tls_ca_cert[0] == '\0') {
+        bc_config_errf(err, err_len, "-o ssl_verify_mode=%d checks client certificates "
+                       "against -o ssl_ca_cert=FILE: give it", cfg->tls_verify_mode);
+        return BC_EINVAL;
+    }
+    if (cfg->tls && cfg->zk_hosts[0] != '\0') {
+        bc_config_errf(err, err_len, "-Z in a cluster is not supported yet: other nodes' "
+                       "forwarding and replication links do not speak TLS (run -Z standalone; "
+                       "docs/security.md)");
+        return BC_EINVAL;
+    }
     if (cfg->mc_auth_file[0] != '\0' && cfg->zk_hosts[0] != '\0' && cfg->insecure_no_peer_auth) {
         bc_config_errf(err, err_len, "-Y in a cluster needs the cluster secret "
                        "(--cluster-secret-file): the requests other nodes forward here prove it "
@@ -1048,9 +1164,9 @@ bc_node_config_usage(FILE *out, const char *prog)
     fprintf(out,
             "\n"
             "Accepted for memcached compatibility and ignored (with a warning):\n"
-            "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout\n"
+            "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout and ssl_*\n"
             "Refused, because the node does not have the feature:\n"
-            "  -s -a (UNIX sockets)  -S (SASL)  -Z (TLS)  -B binary\n"
+            "  -s -a (UNIX sockets)  -S (SASL)  -B binary\n"
             "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
             "\n"
             "Config file (JSON; every field optional, unknown fields are errors):\n"
@@ -1087,7 +1203,8 @@ bc_node_config_usage(FILE *out, const char *prog)
             "  }\n"
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
-            "re-reads the admin token file, the cluster secret file and the -Y file.\n"
+            "re-reads the admin token file, the cluster secret file, the -Y file and the\n"
+            "TLS certificates (-Z).\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }
@@ -1100,6 +1217,19 @@ bc_node_config_log(const bc_node_config_t *cfg)
              " connections, backlog %d, verbosity %d, idle timeout %" PRIu32 " s",
              cfg->listen_addr, cfg->port, cfg->threads, cfg->max_conns, cfg->backlog,
              cfg->verbosity, cfg->idle_timeout_s);
+    if (cfg->tls) {
+        log_info("config: data port: TLS (-Z) with %s%s%s, client certificates %s%s, at least %s",
+                 cfg->tls_chain_cert, cfg->tls_key[0] != '\0' ? " and " : "", cfg->tls_key,
+                 cfg->tls_verify_mode == 0 ? "not asked for" :
+                 cfg->tls_verify_mode == 2 ? "required, of " : "checked when given, of ",
+                 cfg->tls_verify_mode == 0 ? "" : cfg->tls_ca_cert,
+                 cfg->tls_min_version == 3 ? "TLS 1.3" : cfg->tls_min_version == 2 ? "TLS 1.2" :
+                 cfg->tls_min_version == 1 ? "TLS 1.1" : "TLS 1.0");
+        for (uint32_t i = 0; i < cfg->nplain_listen; i++) {
+            log_info("config: data port: plain listener %s:%u (notls)", cfg->plain_listen_host[i],
+                     (unsigned)cfg->plain_listen_port[i]);
+        }
+    }
     if (cfg->mc_auth_file[0] != '\0') {
         log_info("config: data port: memcached ASCII authentication (-Y) with the users of %s",
                  cfg->mc_auth_file);

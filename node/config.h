@@ -115,6 +115,18 @@ typedef struct bc_node_config {
     bool insecure_no_peer_auth;        /* --insecure-no-peer-auth: peers unchecked, on purpose */
     uint32_t idle_timeout_s;           /* -o idle_timeout=N: close idle data connections; 0 = never */
     char mc_auth_file[BC_NODE_PATH_MAX]; /* -Y: memcached's ASCII authentication; "" = off */
+    /* memcached's -Z and -o ssl_*: TLS on the data port (net/tls.h) */
+    bool tls;                          /* -Z */
+    char tls_chain_cert[BC_NODE_PATH_MAX]; /* ssl_chain_cert */
+    char tls_key[BC_NODE_PATH_MAX];        /* ssl_key; "": in the chain file */
+    char tls_ca_cert[BC_NODE_PATH_MAX];    /* ssl_ca_cert; "": none */
+    char tls_ciphers[256];                 /* ssl_ciphers; "": OpenSSL's */
+    int tls_verify_mode;                   /* ssl_verify_mode 0..3; 0 */
+    int tls_min_version;                   /* ssl_min_version 0..3; 2 (TLS 1.2) */
+    /* -l notls:HOST:PORT: plain listeners beside a TLS one */
+    char plain_listen_host[4][BC_HOST_MAX];
+    uint16_t plain_listen_port[4];
+    uint32_t nplain_listen;
 
     /* cluster membership (cluster.h); standalone when zk_hosts is "" */
     char zk_hosts[1024];               /* --zk; "" */

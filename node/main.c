@@ -91,6 +91,7 @@
 #include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
@@ -401,6 +402,7 @@ main(int argc, char **argv)
     bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
     bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
     bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
+    bc_tls_t *tls = NULL;         /* -Z: the data port's certificates */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -454,6 +456,23 @@ main(int argc, char **argv)
         bc_peerauth_free(peer_auth);
         return EXIT_USAGE;
     }
+    if (cfg.tls) {
+        bc_tls_config_t tc = {
+            .chain_cert = cfg.tls_chain_cert,
+            .key = cfg.tls_key,
+            .ca_cert = cfg.tls_ca_cert,
+            .verify_mode = cfg.tls_verify_mode,
+            .min_version = cfg.tls_min_version,
+            .ciphers = cfg.tls_ciphers,
+        };
+        if (bc_tls_open(&tc, &tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            return EXIT_USAGE;
+        }
+    }
     if (cfg.zk_auth_file[0] != '\0') {
         bc_zk_auth_t za;
         if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
@@ -461,6 +480,7 @@ main(int argc, char **argv)
             bc_auth_free(auth);
             bc_peerauth_free(peer_auth);
             bc_proto_auth_free(mc_auth);
+            bc_tls_free(tls);
             return EXIT_USAGE;
         }
         bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
@@ -528,7 +548,14 @@ main(int argc, char **argv)
         bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
+        bc_server_listen_t plain[BC_SERVER_PLAIN_LISTEN_MAX];
+        for (uint32_t i = 0; i < cfg.nplain_listen && i < BC_SERVER_PLAIN_LISTEN_MAX; i++) {
+            plain[i] = (bc_server_listen_t){cfg.plain_listen_host[i], cfg.plain_listen_port[i]};
+        }
         bc_server_config_t sc = {
+            .tls = tls,
+            .plain_listen = plain,
+            .nplain_listen = cfg.nplain_listen,
             .listen_addr = cfg.listen_addr,
             .port = cfg.port,
             .nthreads = cfg.threads,
@@ -547,6 +574,7 @@ main(int argc, char **argv)
          * log level further. */
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
         proto_env.auth = mc_auth;
+        proto_env.tls = tls;
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {
@@ -677,8 +705,12 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    log_info("ready: memcached protocol on %s:%u%s", cfg.listen_addr, bc_server_port(server),
-             admin != NULL ? "" : " (admin port disabled)");
+    log_info("ready: memcached protocol on %s:%u%s%s", cfg.listen_addr, bc_server_port(server),
+             tls != NULL ? " (TLS)" : "", admin != NULL ? "" : " (admin port disabled)");
+    for (uint32_t i = 0; i < cfg.nplain_listen; i++) {
+        log_info("ready: memcached protocol on %s:%u (plain, notls)", cfg.plain_listen_host[i],
+                 bc_server_plain_port(server, i));
+    }
     if (admin != NULL) {
         log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
     }
@@ -721,6 +753,14 @@ main(int argc, char **argv)
                               "secret in force stays: %s", err);
                 }
             }
+            if (tls != NULL) {
+                if (bc_tls_reload(tls, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: TLS certificates re-read");
+                } else {
+                    log_error("SIGHUP received: cannot re-read the TLS certificates, the ones in "
+                              "force stay: %s", err);
+                }
+            }
             if (mc_auth != NULL) {
                 if (bc_proto_auth_reload(mc_auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: -Y file %s re-read", bc_proto_auth_source(mc_auth));
@@ -737,7 +777,7 @@ main(int argc, char **argv)
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else if (peer_auth == NULL && mc_auth == NULL) {
+            } else if (peer_auth == NULL && mc_auth == NULL && tls == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -769,6 +809,7 @@ out:
     bc_auth_free(auth);
     bc_peerauth_free(peer_auth);
     bc_proto_auth_free(mc_auth);
+    bc_tls_free(tls);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

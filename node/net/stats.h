@@ -81,7 +81,10 @@
       "peer handshakes that failed: refused here (no, wrong or replayed proof of the cluster " \
       "secret) or a peer that did not prove itself")                                         \
     X(idle_kicks, "idle_kicks_total", NULL,                                                  \
-      "connections closed by the idle timeout (-o idle_timeout)")
+      "connections closed by the idle timeout (-o idle_timeout)")                            \
+    X(ssl_handshake_errors, "tls_handshake_failures_total", NULL,                            \
+      "TLS handshakes that failed (-Z): a plain client, an unknown or missing client "       \
+      "certificate, no common protocol version")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, metric, labels, desc) _Atomic uint64_t name;

@@ -575,6 +575,29 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
     if (!req->noreply) REPLY(pc, "OK\r\n");
 }
 
+/*
+ * memcached's "refresh_certs [noreply]" (-Z): the certificates are read
+ * again (net/tls.h); "OK", or memcached's error text -- sent even under
+ * noreply, as memcached does -- and the certificates in force stay.
+ */
+static void
+cmd_refresh_certs(bc_proto_conn_t *pc, const char *line, size_t len)
+{
+    char err[512];
+    while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ')) len--;
+    bool noreply = len >= 8 && memcmp(line + len - 8, " noreply", 8) == 0;
+    if (pc->env->tls == NULL) {
+        REPLY(pc, "Error TLS not enabled\r\n");
+        return;
+    }
+    if (bc_tls_reload(pc->env->tls, err, sizeof(err)) != BC_OK) {
+        log_warn("refresh_certs: %s", err);
+        bc__proto_reply_fmt(pc, "%s\r\n", err);
+        return;
+    }
+    log_info("refresh_certs: TLS certificates re-read");
+    if (!noreply) REPLY(pc, "OK\r\n");
+}
 
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
 static bc_status_t
@@ -588,6 +611,11 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     /* Another node's handshakes and their proofs (proto_peer.c). */
     bc_status_t pst;
     if (bc__proto_peer_line(pc, line, len, &pst)) return pst;
+    if (len >= 13 && memcmp(line, "refresh_certs", 13) == 0 &&
+        (len == 13 || line[13] == ' ' || line[13] == '\r')) {
+        cmd_refresh_certs(pc, line, len);
+        return BC_OK;
+    }
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
         bc_stats_incr(pc->stats, protocol_errors);

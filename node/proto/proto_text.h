@@ -126,6 +126,7 @@
 #include "net/handler.h"
 #include "net/outq.h"
 #include "net/stats.h"
+#include "net/tls.h"
 #include "origin/origin.h"
 #include "proto/forward.h"
 
@@ -190,6 +191,10 @@ typedef struct bc_proto_env {
     /* memcached's -Y: every connection authenticates first (proto_auth.c);
      * NULL: off, the default.  Borrowed. */
     bc_proto_auth_t *auth;
+    /* memcached's -Z: the data port's certificates, for "refresh_certs"
+     * and the ssl_* lines of "stats settings"; NULL: TLS is off.
+     * Borrowed. */
+    bc_tls_t *tls;
 
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
