@@ -115,7 +115,6 @@
 #define DEFAULT_CONN_BUFFER (4u * 1024u * 1024u)
 #define MIN_CONN_BUFFER  (16u * 1024u)
 #define TLS_WRITE_CHUNK  (16u * 1024u)  /* one TLS record's worth of replies */
-#define TLS_PENDING_ROUNDS 64           /* decrypted input drained per event */
 
 static const char too_many_conns[] = "ERROR Too many open connections\r\n";
 
@@ -549,7 +548,6 @@ conn_tls_read(conn_t *c, char *dst, size_t want)
 static bool
 conn_read(conn_t *c)
 {
-    int tls_rounds = 0;
     for (int round = 0; round < READS_PER_EVENT; round++) {
         char *dst;
         size_t want;
@@ -600,10 +598,6 @@ conn_read(conn_t *c)
         /* drained: spare the EAGAIN read -- unless OpenSSL holds
          * decrypted bytes that epoll cannot know of */
         if ((size_t)n < want && (c->ssl == NULL || !SSL_has_pending(c->ssl))) break;
-        if (c->ssl != NULL && SSL_has_pending(c->ssl) && round == READS_PER_EVENT - 1 &&
-            ++tls_rounds < TLS_PENDING_ROUNDS) {
-            round--;                             /* nobody else would wake us for them */
-        }
     }
     return true;
 }
@@ -615,6 +609,11 @@ conn_update_events(conn_t *c)
     uint32_t ev = 0;
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
     if (bc_outq_ready(c->out) || c->tls_want_write) ev |= BC_EL_WRITE;
+    /* TLS: input OpenSSL has decrypted already is not on the socket, and
+     * epoll would never report it; a writable socket (at once, almost
+     * always) brings us back to read it (conn_on_io), after the other
+     * connections' turn. */
+    if ((ev & BC_EL_READ) && c->ssl != NULL && SSL_has_pending(c->ssl)) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
 }
 
