@@ -649,9 +649,15 @@ apply_listen(parse_state_t *ps, const char *flag, const char *value)
     if (strchr(buf, ',') == NULL && strncmp(buf, "notls:", 6) != 0) {
         return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
     }
+    int mains = 0;
     for (char *save = NULL, *item = strtok_r(buf, ",", &save); item != NULL;
          item = strtok_r(NULL, ",", &save)) {
         if (strncmp(item, "notls:", 6) != 0) {
+            if (++mains > 1) {
+                return bad_value(ps, flag, value,
+                                 "one address, and notls:HOST:PORT items (several main "
+                                 "addresses are not supported)");
+            }
             bc_status_t st = flag_string(ps, flag, item, cfg->listen_addr,
                                          sizeof(cfg->listen_addr), true);
             if (st != BC_OK) return st;
