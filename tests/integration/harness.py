@@ -136,6 +136,15 @@ def peer_handshake(conn, name="tester", secret=None, line=None):
     return [line, auth], challenge, answer
 
 
+def peer_signed(method, target, name="n-tester", secret=None):
+    """The header another node signs an admin-port request with (the
+    migration export; common/bc_peerauth.h): {"X-Bucketcache-Peer": ...}."""
+    ts = str(int(time.time() * 1000))
+    n = os.urandom(16).hex()
+    proof = peer_proof("client", ["http-request", method, target, name, ts, n], secret)
+    return {"X-Bucketcache-Peer": "%s %s %s %s" % (name, ts, n, proof)}
+
+
 def challenge_for(line, name="fake", secret=None):
     """The challenge a node holding the secret answers handshake `line`
     (without its CRLF) with: what a fake node in a test sends back."""
@@ -551,10 +560,10 @@ def cli(*args, env=None, timeout=30.0):
     return r.returncode, r.stdout, r.stderr
 
 
-def http_json(port, method, path, body=None, timeout=5.0):
+def http_json(port, method, path, body=None, timeout=5.0, headers=None):
     """(status, parsed JSON body) of an HTTP request to 127.0.0.1:port."""
     import json
-    status, _, data = http(port, method, path, body=body, timeout=timeout)
+    status, _, data = http(port, method, path, body=body, headers=headers, timeout=timeout)
     return status, json.loads(data.decode() or "null")
 
 
