@@ -308,7 +308,12 @@ static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "ses
                                                "insecure_no_peer_auth", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
-                                            "idle_timeout", "auth_file", NULL};
+                                            "idle_timeout", "auth_file", "tls", NULL};
+/* server.tls: its presence turns TLS on (-Z) */
+static const char *const tls_fields[] = {"chain_cert", "key", "ca_cert", "verify_mode",
+                                         "min_version", "ciphers", "plain_listen", NULL};
+
+static const char *add_plain_listen(bc_node_config_t *cfg, char *host);
 static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
                                            "expiry_interval_ms", "expiry_scan_budget",
                                            "prealloc", NULL};
@@ -349,6 +354,7 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
 #define CHECK(expr) do { st = (expr); if (st != BC_OK) return st; } while (0)
     CHECK(bc_config_check_fields(doc, NULL, root_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "server", server_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "server.tls", tls_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "cache", cache_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "admin", admin_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "log", log_fields, err, err_len));
@@ -377,6 +383,36 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->idle_timeout_s = (uint32_t)v;
     CHECK(bc_config_get_string(doc, "server.auth_file", cfg->mc_auth_file,
                                sizeof(cfg->mc_auth_file), false, NULL, err, err_len));
+    {
+        const cJSON *tls = NULL;
+        char plain[1024] = "";
+        CHECK(bc_config_lookup(doc, "server.tls", &tls, err, err_len));
+        if (tls != NULL) cfg->tls = true;
+        CHECK(bc_config_get_string(doc, "server.tls.chain_cert", cfg->tls_chain_cert,
+                                   sizeof(cfg->tls_chain_cert), false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.key", cfg->tls_key, sizeof(cfg->tls_key),
+                                   false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.ca_cert", cfg->tls_ca_cert,
+                                   sizeof(cfg->tls_ca_cert), false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.ciphers", cfg->tls_ciphers,
+                                   sizeof(cfg->tls_ciphers), false, NULL, err, err_len));
+        CHECK(bc_config_get_int(doc, "server.tls.verify_mode", 0, 3, &v, &found, err, err_len));
+        if (found) cfg->tls_verify_mode = (int)v;
+        CHECK(bc_config_get_int(doc, "server.tls.min_version", 0, 3, &v, &found, err, err_len));
+        if (found) cfg->tls_min_version = (int)v;
+        CHECK(bc_config_get_string(doc, "server.tls.plain_listen", plain, sizeof(plain), false,
+                                   &found, err, err_len));
+        cfg->nplain_listen = found ? 0 : cfg->nplain_listen;
+        for (char *save = NULL, *item = found ? strtok_r(plain, ",", &save) : NULL; item != NULL;
+             item = strtok_r(NULL, ",", &save)) {
+            const char *why = add_plain_listen(cfg, item);
+            if (why != NULL) {
+                bc_config_errf(err, err_len, "field \"server.tls.plain_listen\": expected %s",
+                               strcmp(why, "notls:HOST:PORT") == 0 ? "HOST:PORT[,HOST:PORT]" : why);
+                return BC_EINVAL;
+            }
+        }
+    }
 
     /* cache */
     CHECK(bc_config_get_size(doc, "cache.memory_mb", 1024u * 1024u, BC_NODE_MIN_MEMORY,
@@ -634,6 +670,28 @@ apply_extended(parse_state_t *ps, const char *flag, const char *value)
     return BC_OK;
 }
 
+/* One plain listener, "HOST:PORT" (HOST may be [v6]; s is cut up);
+ * NULL, or what was expected. */
+static const char *
+add_plain_listen(bc_node_config_t *cfg, char *host)
+{
+    char *colon = strrchr(host, ':');
+    int64_t port;
+    if (colon == NULL || colon == host || bc_parse_int(colon + 1, 0, 65535, &port) != BC_OK) {
+        return "notls:HOST:PORT";
+    }
+    *colon = '\0';
+    if (host[0] == '[' && colon[-1] == ']') {
+        host++;
+        colon[-1] = '\0';
+    }
+    if (cfg->nplain_listen == 4) return "at most 4 notls listeners";
+    if (strlen(host) == 0 || strlen(host) >= BC_HOST_MAX) return "notls:HOST:PORT";
+    snprintf(cfg->plain_listen_host[cfg->nplain_listen], BC_HOST_MAX, "%s", host);
+    cfg->plain_listen_port[cfg->nplain_listen++] = (uint16_t)port;
+    return NULL;
+}
+
 /*
  * -l: memcached's list of listeners, comma-separated (or -l repeated):
  * one address for the main listener (TLS under -Z), and notls:HOST:PORT
@@ -663,22 +721,10 @@ apply_listen(parse_state_t *ps, const char *flag, const char *value)
             if (st != BC_OK) return st;
             continue;
         }
-        char *host = item + 6, *colon = strrchr(host, ':');
-        int64_t port;
-        if (colon == NULL || colon == host || bc_parse_int(colon + 1, 0, 65535, &port) != BC_OK) {
-            return bad_value(ps, flag, item, "notls:HOST:PORT");
-        }
-        *colon = '\0';
-        if (host[0] == '[' && colon[-1] == ']') {
-            host++;
-            colon[-1] = '\0';
-        }
-        if (cfg->nplain_listen == 4) return bad_value(ps, flag, item, "at most 4 notls listeners");
-        if (strlen(host) == 0 || strlen(host) >= BC_HOST_MAX) {
-            return bad_value(ps, flag, item, "notls:HOST:PORT");
-        }
-        snprintf(cfg->plain_listen_host[cfg->nplain_listen], BC_HOST_MAX, "%s", host);
-        cfg->plain_listen_port[cfg->nplain_listen++] = (uint16_t)port;
+        char copy[sizeof(buf)];
+        const char *why;
+        snprintf(copy, sizeof(copy), "%s", item);
+        if ((why = add_plain_listen(cfg, item + 6)) != NULL) return bad_value(ps, flag, copy, why);
     }
     return BC_OK;
 }
@@ -1180,7 +1226,10 @@ bc_node_config_usage(FILE *out, const char *prog)
             "    \"server\": {\"listen\": \"0.0.0.0\", \"port\": 11211, \"threads\": 4,\n"
             "               \"max_connections\": 1024, \"backlog\": 1024,\n"
             "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0,\n"
-            "               \"idle_timeout\": 0, \"auth_file\": \"\"},\n"
+            "               \"idle_timeout\": 0, \"auth_file\": \"\",\n"
+            "               \"tls\": {\"chain_cert\": \"\", \"key\": \"\", \"ca_cert\": \"\",\n"
+            "                       \"verify_mode\": 0, \"min_version\": 2, \"ciphers\": \"\",\n"
+            "                       \"plain_listen\": \"HOST:PORT,...\"}},  (tls: -Z; absent = off)\n"
             "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"lru\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"

@@ -28,7 +28,10 @@
  *       "server": {"listen": "0.0.0.0", "port": 11211, "threads": 4,
  *                  "max_connections": 1024, "backlog": 1024,
  *                  "max_connection_buffer": "4m", "verbosity": 0,
- *                  "idle_timeout": 0, "auth_file": ""},
+ *                  "idle_timeout": 0, "auth_file": "",
+ *                  "tls": {"chain_cert": "", "key": "", "ca_cert": "",
+ *                          "verify_mode": 0, "min_version": 2, "ciphers": "",
+ *                          "plain_listen": "HOST:PORT,..."}},   (tls: -Z)
  *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "lru",
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},

@@ -742,6 +742,33 @@ test_node_config_file(void **state)
     assert_int_equal(cfg.nbuckets, 64);
     unlink(path);
     free(path);
+
+    /* server.tls: -Z and its options; plain_listen as -l notls: */
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"key\": \"/k.pem\",\n"
+                     "  \"ca_cert\": \"/ca.pem\", \"verify_mode\": 1, \"min_version\": 3,\n"
+                     "  \"plain_listen\": \"127.0.0.1:11212,[::1]:11213\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_OK);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.tls_chain_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_string_equal(cfg.tls_ca_cert, "/ca.pem");
+    assert_int_equal(cfg.tls_verify_mode, 1);
+    assert_int_equal(cfg.tls_min_version, 3);
+    assert_int_equal(cfg.nplain_listen, 2);
+    assert_string_equal(cfg.plain_listen_host[1], "::1");
+    assert_int_equal(cfg.plain_listen_port[1], 11213);
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"plain_listen\": \"x\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_EINVAL);
+    assert_non_null(strstr(err, "server.tls.plain_listen"));
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"verfy\": 1}}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    assert_non_null(strstr(err, "unknown field \"verfy\" in \"server.tls\""));
+    unlink(path);
+    free(path);
 }
 
 static void
