@@ -66,6 +66,15 @@
  *   Each worker has the handler's per-worker state on its loop (the text
  *   protocol's forwarder, which owns the loop's timeout).
  *
+ *   TLS (memcached's -Z, net/tls.h): a connection accepted on the TLS
+ *   listener carries an SSL object; the same loop drives it, with
+ *   SSL_read in place of read(2) (the handshake happens in the first
+ *   reads) and SSL_write of up to one record copied from the output queue
+ *   in place of sendmsg.  Two things epoll cannot see are handled by
+ *   hand: OpenSSL wanting the socket writable to go on reading, and input
+ *   it decrypted already (a writable socket brings the connection back).
+ *   Connections of the plain listeners (-l notls:HOST:PORT) are as above.
+ *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
  *   waits on the worker's `closed` list until before_poll, then goes to the
