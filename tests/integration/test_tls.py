@@ -5,9 +5,9 @@ context), large values and deep pipelines included; a plain client on the
 TLS port is refused and counted, the node carries on; a notls listener
 serves plain clients the same data; refresh_certs and SIGHUP put new
 certificates in force (a bad file changes nothing); client certificates
-are required or checked when asked; memcached started the same way
-answers refresh_certs alike; configuration mistakes stop the node with a
-clear message."""
+are required or checked when asked; -Y works over TLS; memcached
+started the same way answers refresh_certs alike; configuration mistakes
+stop the node with a clear message."""
 import os
 import signal
 import socket
@@ -293,6 +293,25 @@ def test_client_certificates():
     finally:
         req.stop()
         opt.stop()
+
+
+def test_ascii_authentication_over_tls():
+    """-Y and -Z together: the password travels encrypted, the rules are
+    -Y's (tests/integration/test_memcached_auth.py)."""
+    users = harness.write_secret(p("mc-auth"), "alice:wonderland")
+    n = harness.Node("-Y", users, "-Z", "-o",
+                     "ssl_chain_cert=%s,ssl_key=%s" % (p("server1.crt"), p("server1.key")))
+    try:
+        c = tls_conn(n.port)
+        assert c.cmd("get a") == b"CLIENT_ERROR unauthenticated\r\n"
+        assert c.cmd("set a 0 0 10", "alice nope") == b"CLIENT_ERROR authentication failure\r\n"
+        assert c.cmd("set a 0 0 16", "alice wonderland") == b"STORED\r\n"
+        assert c.cmd("set k 0 0 2", "ok") == b"STORED\r\n"
+        assert c.cmd("get k") == b"VALUE k 0 2\r\nok\r\nEND\r\n"
+        # a new connection starts unauthenticated again
+        assert tls_conn(n.port).cmd("get k") == b"CLIENT_ERROR unauthenticated\r\n"
+    finally:
+        n.stop()
 
 
 def test_configuration_mistakes_are_clear():
