@@ -13,11 +13,12 @@
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): demo origin +80, ZooKeeper +81, consoles +90/+91, group g
-# node i data port +100+10g+2i and its admin port one above.  BC_ORIGIN sets
-# the nodes' --origin (default "img/=http://127.0.0.1:<+80>/v1/{key}";
-# "none": no read-through, no demo origin).  Each process gets
-# $BC_START_TIMEOUT seconds (default 60) to start listening: the wait ends
-# as soon as it listens, or at once, with its log's last lines, when it dies.
+# node i data port +100+10g+2i; a node's admin port is its data port + 69
+# (the node's default, so no --admin-port is given).  BC_ORIGIN sets the
+# nodes' --origin (default "img/=http://127.0.0.1:<+80>/v1/{key}"; "none":
+# no read-through, no demo origin).  Each process gets $BC_START_TIMEOUT
+# seconds (default 60) to start listening: the wait ends as soon as it
+# listens, or at once, with its log's last lines, when it dies.
 #
 # Secured as a real deployment is (docs/security.md): `up` generates an
 # admin token, the cluster secret and two ZooKeeper identities in the state
@@ -164,16 +165,16 @@ group_up() {  # gid
   for i in 0 1; do
     local port=$((BASE + 100 + 10 * g + 2 * i))
     port_free "$port" "node $i of group $g"
-    port_free $((port + 1)) "node $i of group $g"
+    port_free $((port + 69)) "node $i of group $g (admin port)"
     start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
-      --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
+      -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
       --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH" --cluster-secret-file "$CLUSTER_SECRET"
     wait_port "$port" "node-g$g-$i" "node $i of group $g"
-    wait_port $((port + 1)) "node-g$g-$i" "node $i of group $g (admin port)"
+    wait_port $((port + 69)) "node-g$g-$i" "node $i of group $g (admin port)"
     # The first node registered becomes primary: node 0, once it is in.
     local t0=$SECONDS
-    until registered $((port + 1)); do
+    until registered $((port + 69)); do
       check_starting "node-g$g-$i" "node $i of group $g (registering)" "$t0"
       sleep 0.1
     done

@@ -92,6 +92,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -146,6 +147,10 @@ typedef struct conn {
     bool tls_write_blocked;       /* OpenSSL's last write met a full socket */
     bool tls_handshaken;          /* the handshake is done (stats: ssl_handshake_errors) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
+    /* "stats conns" (bc_server_conns): set at open, state after each event */
+    time_t opened;
+    _Atomic(const char *) state;
+    char addr[BC_CONN_ADDR_TEXT], laddr[BC_CONN_ADDR_TEXT];
     /* the handler's state (handler.h conn_size bytes); last */
     _Alignas(max_align_t) unsigned char proto[];
 } conn_t;
@@ -162,6 +167,11 @@ struct worker {
     pthread_mutex_t qlock;
     struct queued_conn { int fd; bool tls; } *q_fds;
     size_t q_len, q_cap;
+
+    /* LOCKING: conns_lock protects the open list against bc_server_conns;
+     * the worker takes it only to link and unlink a connection (reading
+     * its own list needs no lock). */
+    pthread_mutex_t conns_lock;
 
     /* worker thread only, no lock */
     conn_t *conns;                /* open connections */
@@ -187,6 +197,7 @@ typedef struct listener {
     int fd;
     bool tls;
     bool io_started;
+    char text[BC_CONN_ADDR_TEXT]; /* "stats conns": memcached's tcp:IP:PORT */
 } listener_t;
 
 struct bc_server {
@@ -198,6 +209,7 @@ struct bc_server {
     listener_t listeners[1 + BC_SERVER_PLAIN_LISTEN_MAX];
     uint32_t nlisteners;
     uint16_t plain_ports[BC_SERVER_PLAIN_LISTEN_MAX];
+    time_t created;               /* "stats conns": the listeners' age */
     size_t out_limit;
     bc_handler_t h;               /* the protocol (handler.h) */
     void *hctx;                   /* its context, borrowed */
@@ -242,6 +254,25 @@ struct bc_server {
 /* ------------------------------------------------------------------------ */
 /* connections (worker thread)                                              */
 /* ------------------------------------------------------------------------ */
+
+/* memcached's text for a socket address (get_conn_text): "tcp:IP:PORT",
+ * "tcp6:[IP]:PORT". */
+static void
+server_addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        (void)inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp:%s:%u", ip, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        (void)inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp6:[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, len, "<AF %d>", (int)sa->sa_family);
+    }
+}
 
 static void conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
 
@@ -318,9 +349,11 @@ conn_detach(conn_t *c)
     bc_el_io_stop(w->el, &c->io);
     w->srv->h.conn_release(c->proto);
     conn_rbuf_release(c);
+    pthread_mutex_lock(&w->conns_lock);
     if (c->prev != NULL) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
+    pthread_mutex_unlock(&w->conns_lock);
     c->prev = NULL;
     c->next = w->closed;
     w->closed = c;
@@ -611,11 +644,22 @@ conn_read(conn_t *c)
     return true;
 }
 
+/* What "stats conns" shows for the connection now (worker thread). */
+static void
+conn_publish_state(conn_t *c)
+{
+    const char *name = NULL;
+    if (bc_outq_pending(c->out) > 0) name = "conn_mwrite";
+    else if (c->w->srv->h.state_name != NULL) name = c->w->srv->h.state_name(c->proto);
+    atomic_store_explicit(&c->state, name != NULL ? name : "conn_read", memory_order_relaxed);
+}
+
 /* Asks epoll for what the connection can use now. */
 static void
 conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
+    conn_publish_state(c);
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
     if (bc_outq_ready(c->out) || c->tls_want_write) ev |= BC_EL_WRITE;
     /* TLS: input OpenSSL has decrypted already is not on the socket, and
@@ -715,6 +759,17 @@ conn_open(worker_t *w, int fd, bool tls)
         return;
     }
     c->last_cmd_ms = bc_time_mono_ms();
+    c->opened = time(NULL);
+    atomic_init(&c->state, "conn_read");
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->addr, sizeof(c->addr));
+    }
+    salen = sizeof(sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->laddr, sizeof(c->laddr));
+    }
     srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
     c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
@@ -725,9 +780,11 @@ conn_open(worker_t *w, int fd, bool tls)
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return;
     }
+    pthread_mutex_lock(&w->conns_lock);
     c->next = w->conns;
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
+    pthread_mutex_unlock(&w->conns_lock);
     log_debug("connection %d opened on worker %u", fd, w->index);
 }
 
@@ -1046,6 +1103,55 @@ bc_server_reset_stats(bc_server_t *srv)
     pthread_mutex_unlock(&srv->reset_lock);
 }
 
+static int
+conn_info_cmp(const void *a, const void *b)
+{
+    int x = ((const bc_conn_info_t *)a)->fd, y = ((const bc_conn_info_t *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+static uint32_t
+secs_since(time_t now, time_t then)
+{
+    return now > then ? (uint32_t)(now - then) : 0;
+}
+
+size_t
+bc_server_conns(bc_server_t *srv, bc_conn_info_t **out)
+{
+    /* At most the connection limit plus the listener; a few connections
+     * between accept and their worker's list are not shown yet. */
+    size_t cap = (size_t)srv->cfg.max_conns + srv->nlisteners, n = 0;
+    time_t now = time(NULL);
+    bc_conn_info_t *v = calloc(cap, sizeof(*v));
+    *out = NULL;
+    if (v == NULL) return 0;
+    for (uint32_t i = 0; srv->listen_fd >= 0 && i < srv->nlisteners; i++) {
+        v[n].fd = srv->listeners[i].fd;
+        v[n].listening = true;
+        memcpy(v[n].addr, srv->listeners[i].text, sizeof(v[n].addr));
+        v[n].state = "conn_listening";
+        v[n].secs = secs_since(now, srv->created);
+        n++;
+    }
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        pthread_mutex_lock(&w->conns_lock);
+        for (conn_t *c = w->conns; c != NULL && n < cap; c = c->next) {
+            v[n].fd = c->fd;
+            memcpy(v[n].addr, c->addr, sizeof(v[n].addr));
+            memcpy(v[n].listen_addr, c->laddr, sizeof(v[n].listen_addr));
+            v[n].state = atomic_load_explicit(&c->state, memory_order_relaxed);
+            v[n].secs = secs_since(now, c->opened);
+            n++;
+        }
+        pthread_mutex_unlock(&w->conns_lock);
+    }
+    qsort(v, n, sizeof(*v), conn_info_cmp);
+    *out = v;
+    return n;
+}
+
 /* ------------------------------------------------------------------------ */
 /* public                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -1148,6 +1254,7 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
         w->srv = srv;
         w->index = i;
         pthread_mutex_init(&w->qlock, NULL);
+        pthread_mutex_init(&w->conns_lock, NULL);
         srv->workers[i] = w;
     }
 
@@ -1177,7 +1284,16 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
         srv->listeners[srv->nlisteners++] = (listener_t){.srv = srv, .fd = fd, .tls = false};
         srv->plain_ports[i] = bound;
     }
+    for (uint32_t i = 0; i < srv->nlisteners; i++) {
+        struct sockaddr_storage ls;
+        socklen_t lsl = sizeof(ls);
+        if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&ls, &lsl) == 0) {
+            server_addr_text((struct sockaddr *)&ls, srv->listeners[i].text,
+                             sizeof(srv->listeners[i].text));
+        }
+    }
     srv->cfg.plain_listen = NULL;  /* borrowed strings: not kept */
+    srv->created = time(NULL);
     *out = srv;
     return BC_OK;
 }
@@ -1292,6 +1408,7 @@ bc_server_destroy(bc_server_t *srv)
         bc_el_destroy(w->el);
         free(w->q_fds);
         pthread_mutex_destroy(&w->qlock);
+        pthread_mutex_destroy(&w->conns_lock);
         free(w);
     }
     bc_el_destroy(srv->accept_el);
