@@ -482,11 +482,12 @@ bin_pkt(bin_seed_t *s, unsigned char op, const char *key, const void *ext, unsig
     p[15] = (unsigned char)(s->n & 0xff);                  /* opaque */
     for (int i = 0; i < 8; i++) p[16 + i] = (unsigned char)(cas >> (56 - 8 * i));
     s->n += 24;
-    memcpy(s->b + s->n, ext, next);
+    /* memcpy from NULL is undefined even for 0 bytes (UBSan says so) */
+    if (next > 0) memcpy(s->b + s->n, ext, next);
     s->n += next;
-    memcpy(s->b + s->n, key, nkey);
+    if (nkey > 0) memcpy(s->b + s->n, key, nkey);
     s->n += nkey;
-    memcpy(s->b + s->n, val, nval);
+    if (nval > 0) memcpy(s->b + s->n, val, nval);
     s->n += nval;
 }
 
