@@ -585,6 +585,14 @@ main(int argc, char **argv)
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
         proto_env.auth = mc_auth;
         proto_env.tls = tls;
+        /* "stats settings" inter as memcached shows it: the -l list */
+        static char inter[BC_HOST_MAX + 4 * (BC_HOST_MAX + 16)];
+        size_t n = (size_t)snprintf(inter, sizeof(inter), "%s", cfg.listen_addr);
+        for (uint32_t i = 0; i < cfg.nplain_listen && n < sizeof(inter); i++) {
+            n += (size_t)snprintf(inter + n, sizeof(inter) - n, ",notls:%s:%u",
+                                  cfg.plain_listen_host[i], (unsigned)cfg.plain_listen_port[i]);
+        }
+        proto_env.listen_addr = inter;
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {

@@ -247,6 +247,9 @@ def test_refresh_certs_as_memcached_answers_it():
         for k in ("ssl_enabled", "ssl_chain_cert", "ssl_key", "ssl_verify_mode", "ssl_ciphers",
                   "ssl_ca_cert", "ssl_min_version"):
             assert sa[k] == sb[k], (k, sa[k], sb[k])
+        # the listeners as memcached lists them (the ports differ)
+        assert sa["inter"] == "127.0.0.1,notls:127.0.0.1:%d" % mc_plain, sa["inter"]
+        assert sb["inter"] == "127.0.0.1,notls:127.0.0.1:%d" % PLAIN_PORT, sb["inter"]
     finally:
         mc.stop()
     # without -Z, both say TLS is off
