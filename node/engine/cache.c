@@ -1530,8 +1530,8 @@ cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
 }
 
 /* The meta state of a linked item (shard lock held). */
-static void
-item_meta(const bc_item_t *it, bc_item_meta_t *out)
+void
+bc_cache_item_meta(const bc_item_t *it, bc_item_meta_t *out)
 {
     out->exptime = it->exptime;
     out->atime = it->atime;
@@ -1592,11 +1592,11 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
         if (m->created) {
             it->exptime = 0;
-            item_meta(it, &m->meta);
+            bc_cache_item_meta(it, &m->meta);
             it->exptime = m->viv_exptime;   /* 0 when N's did not take effect */
             m->won = true;
         } else {
-            item_meta(it, &m->meta);
+            bc_cache_item_meta(it, &m->meta);
             uint32_t exp_at_r = m->touch && m->recache_sees_touch ? m->touch_exptime
                                                                    : it->exptime;
             if (m->touch) it->exptime = m->touch_exptime;

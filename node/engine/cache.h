@@ -205,6 +205,11 @@ typedef struct bc_item_meta {
     bool key_binary;           /* BC_ITEM_KEY_BINARY */
 } bc_item_meta_t;
 
+/* The meta state of item it as a walk (bc_cache_item_fn, below) sees it:
+ * call only with the shard lock held, i.e. from inside such a walk ("lru_crawler
+ * metadump" reads the fetched bit, which has no other way out). */
+void bc_cache_item_meta(const bc_item_t *it, bc_item_meta_t *out);
+
 /*
  * memcached's mg on one key, atomically.  In: bump (count it as a fetch:
  * not the u flag); touch/touch_exptime (T: the expiry a hit ends with);

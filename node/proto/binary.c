@@ -47,6 +47,12 @@
  * keep request order, quiet commands included, and a noop answers after
  * everything before it.  A forwarding failure is status 0x86 (temporary
  * failure) with the text's error as body.
+ *
+ * Read-through (proto_origin.c): a get/getq/getk/getkq served here that
+ * misses on a key with an origin waits for the fill in a hole of the
+ * output queue; the packet then runs again into it (pc->meta_rerun), so
+ * the one get path answers a filled key as a hit.  Forwarded, the owner's
+ * mg reads through.  gat/touch do not (they write the expiry).
  */
 #include "proto/binary.h"
 
@@ -289,6 +295,8 @@ typedef struct bin_req {
     uint64_t cas;
     const unsigned char *ext;
     const char *key;
+    const char *pkt;               /* the packet: header, extras, key */
+    size_t npkt;
 } bin_req_t;
 
 /* A forwarded command's context (proto_fwd.c hands it to compose). */
@@ -588,7 +596,10 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
     uint32_t hash = bc_hash_key(r->key, r->nkey);
     bc_proto_route_t route;
 
-    bc_proto_action_t a = bin_route(pc, r, hash, touch, r->cmd != BC_BIN_TOUCH, &route);
+    /* A get running again after its origin fill is served here whatever
+     * the route says now (its hole is in this connection's queue). */
+    bc_proto_action_t a = pc->meta_rerun ? BC_PROTO_SERVE
+                                         : bin_route(pc, r, hash, touch, value, &route);
     if (a == BC_PROTO_REFUSE) return;
     if (a == BC_PROTO_FORWARD) {
         char k[META_KEY_MAX];
@@ -607,6 +618,19 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
     bc_item_t *it = touch ? bc_cache_get_touch(cache, r->key, r->nkey, hash,
                                                bc_cache_exptime_abs(cache, exp))
                           : bc_cache_get(cache, r->key, r->nkey, hash);
+    if (it == NULL && !touch) {
+        /* read-through (proto_origin.c): a fill answers it later, this
+         * packet running again into its place in the reply stream */
+        bool look_again;
+        if (bc__proto_origin_bin(pc, r->pkt, r->npkt, r->key, r->nkey, hash, &look_again)) {
+            return;
+        }
+        if (look_again) it = bc_cache_get(cache, r->key, r->nkey, hash);
+        if (it == NULL && pc->meta_fill != NULL) {
+            it = pc->meta_fill;                   /* filled, not kept by the cache */
+            bc_item_retain(it);
+        }
+    }
     bc__proto_detail_get(pc->env, r->key, r->nkey, it != NULL);
     if (touch) {
         bc_stats_incr(pc->stats, cmd_touch);
@@ -1173,6 +1197,8 @@ bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len, size_t *u
         .cas = h.cas,
         .ext = (const unsigned char *)buf + BC_BIN_HEADER_LEN,
         .key = buf + BC_BIN_HEADER_LEN + h.extlen,
+        .pkt = buf,
+        .npkt = need,
     };
     r.cmd = bc_binary_unquiet(h.opcode, &r.quiet);
     uint8_t ext = h.extlen;

@@ -9,9 +9,9 @@
  *   shutdown        "ERROR: shutdown not enabled" unless the node was
  *                   started with -A / --enable-shutdown (as memcached)
  *   watch           "CLIENT_ERROR watch commands not allowed" (memcached -W)
- *   lru_crawler     crawl/metadump: "CLIENT_ERROR lru crawler disabled"
- *                   (memcached -o no_lru_crawler); tocrawl/sleep settings
- *                   are checked and accepted
+ *   lru_crawler     crawl answers OK (expired items go when they are
+ *                   met; there is nothing to crawl for); tocrawl/sleep
+ *                   settings are checked and accepted
  *   slabs reassign  "CLIENT_ERROR slab reassignment disabled" (no slabs
  *                   here); slabs automove and lru tune/mode/temp_ttl are
  *                   checked and accepted, with nothing to tune
@@ -20,9 +20,17 @@
  *                   read again (net/tls.h): "OK", or memcached's error
  *                   text -- sent even under noreply, as memcached does --
  *                   and the certificates in force stay
- * cache_memlimit really changes the cache's memory limit.
+ * cache_memlimit really changes the cache's memory limit, and "lru_crawler
+ * metadump" really lists the items: memcached's line per live item, its
+ * slab class and size emulated as "me" does (meta.c).  memcached streams
+ * the dump from its crawler thread; here it is queued at once, a bucket
+ * chain at a time, and cut (END still follows) past the connection's
+ * output buffer -- max_conn_buffer, at least METADUMP_MIN_BYTES -- so a
+ * dump costs bounded memory.  A cluster node dumps the items it holds, as
+ * memcached dumps its own.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +38,7 @@
 
 #include "bc_log.h"
 #include "bc_mcmeta.h"
+#include "engine/cache.h"
 #include "proto/proto_int.h"
 
 static bool
@@ -186,13 +195,164 @@ cmd_lru(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     }
 }
 
+/* ---- lru_crawler crawl / metadump ---- */
+
+/* memcached's slab class ids: 1 .. MAX_NUMBER_OF_SLAB_CLASSES - 1. */
+#define MC_SLAB_CLASSES 64u
+/* A dump's least bound when max_conn_buffer is smaller or unset. */
+#define METADUMP_MIN_BYTES (2u * 1024u * 1024u)
+
+typedef enum crawl_target {
+    CRAWL_BADCLASS,                /* "BADCLASS invalid class id" */
+    CRAWL_NONE,                    /* no class named (","): "NOTSTARTED" */
+    CRAWL_CLASSES,                 /* want[] says which */
+    CRAWL_HASH,                    /* every item, in hash-table order */
+} crawl_target_t;
+
+/*
+ * memcached's lru_crawler_crawl argument: "all", "hash", or class ids
+ * separated by commas (empty pieces skipped, as strtok does), each
+ * safe_strtoul-valid and within 1..63.
+ */
+static crawl_target_t
+crawl_parse(const bc_mc_token_t *t, bool want[MC_SLAB_CLASSES])
+{
+    memset(want, 0, MC_SLAB_CLASSES * sizeof(bool));
+    if (tok_eq(t, "hash")) return CRAWL_HASH;
+    if (tok_eq(t, "all")) {
+        for (uint32_t i = 1; i < MC_SLAB_CLASSES; i++) want[i] = true;
+        return CRAWL_CLASSES;
+    }
+    const char *p = t->p, *end = t->p + t->n;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma != NULL ? comma : end;
+        if (stop > p) {
+            bc_mc_token_t piece = {.p = p, .n = (uint32_t)(stop - p)};
+            uint32_t id;
+            if (!tok_u32v(&piece, &id) || id < 1 || id >= MC_SLAB_CLASSES) return CRAWL_BADCLASS;
+            want[id] = true;
+        }
+        p = stop + 1;
+    }
+    for (uint32_t i = 1; i < MC_SLAB_CLASSES; i++) {
+        if (want[i]) return CRAWL_CLASSES;
+    }
+    return CRAWL_NONE;
+}
+
+typedef struct metadump {
+    char *line;                    /* a scratch line, METADUMP_LINE_MAX */
+    bc_outq_t *out;
+    bool want[MC_SLAB_CLASSES];
+    bool all;                      /* "hash": every class */
+    size_t bytes, limit;
+    bool full;                     /* the bound was reached */
+    bool oom;
+} metadump_t;
+
+/* "key=" + a 250-byte key URL-encoded + the numbers. */
+#define METADUMP_LINE_MAX (3u * BC_KEY_MAX_LEN + 160u)
+
+/* memcached's uriencode: all but [A-Za-z0-9._~-] as %XX. */
+static size_t
+uri_encode(const char *src, size_t n, char *dst)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            dst[d++] = (char)c;
+        } else {
+            dst[d++] = '%';
+            dst[d++] = hex[c >> 4];
+            dst[d++] = hex[c & 15];
+        }
+    }
+    return d;
+}
+
+/* One item (shard lock held; the walk's item function). */
+static bool
+metadump_item(const bc_item_t *it, void *arg)
+{
+    metadump_t *d = arg;
+    if (d->full || d->oom) return false;
+    uint64_t ntotal = bc__proto_mc_item_size(it);
+    uint32_t cls = bc__proto_mc_slab_class(ntotal);
+    if (!d->all && (cls >= MC_SLAB_CLASSES || !d->want[cls])) return true;
+
+    bc_item_meta_t m;
+    bc_cache_item_meta(it, &m);
+    char *p = d->line;
+    memcpy(p, "key=", 4);
+    size_t n = 4 + uri_encode(bc_item_key(it), it->nkey, p + 4);
+    int k = snprintf(p + n, METADUMP_LINE_MAX - n,
+                     " exp=%lld la=%llu cas=%llu fetch=%s cls=%u size=%llu\n",
+                     m.exptime == 0 ? -1LL : (long long)m.exptime, (unsigned long long)m.atime,
+                     (unsigned long long)it->cas, m.fetched ? "yes" : "no", cls,
+                     (unsigned long long)ntotal);
+    if (k <= 0 || (size_t)k >= METADUMP_LINE_MAX - n) return true;   /* cannot happen */
+    n += (size_t)k;
+    if (d->bytes + n > d->limit) {
+        d->full = true;
+        return false;
+    }
+    if (!bc_outq_add(d->out, p, n)) {
+        d->oom = true;
+        return false;
+    }
+    d->bytes += n;
+    return true;
+}
+
+static void
+cmd_metadump(bc_proto_conn_t *pc, const bc_mc_token_t *arg)
+{
+    char line[METADUMP_LINE_MAX];
+    metadump_t d = {.line = line, .out = &pc->out};
+    crawl_target_t target = crawl_parse(arg, d.want);
+    if (target == CRAWL_BADCLASS || target == CRAWL_NONE) {
+        bc__proto_reply_line(pc, target == CRAWL_NONE ? "NOTSTARTED no items to crawl"
+                                                      : "BADCLASS invalid class id");
+        return;
+    }
+    d.all = target == CRAWL_HASH;
+    d.limit = pc->env->max_conn_buffer > METADUMP_MIN_BYTES ? pc->env->max_conn_buffer
+                                                             : METADUMP_MIN_BYTES;
+    /* A bucket chain at a time: the shard lock is never held for a whole
+     * bucket while clients wait on it. */
+    uint32_t nb = bc_cache_nbuckets(pc->env->cache);
+    for (uint32_t b = 0; b < nb && !d.full && !d.oom; b++) {
+        uint32_t cursor = 0;
+        do {
+            if (bc_cache_bucket_scan(pc->env->cache, b, &cursor, metadump_item, &d) != BC_OK) break;
+        } while (cursor != 0 && !d.full && !d.oom);
+    }
+    if (d.oom) {
+        pc->oom = true;
+        return;
+    }
+    REPLY(pc, "END\r\n");
+}
+
 static void
 cmd_lru_crawler(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
     const bc_mc_token_t *t = req->tok;
+    bool want[MC_SLAB_CLASSES];
     uint32_t v;
-    if (req->ntok == 4 && (tok_eq(&t[1], "crawl") || tok_eq(&t[1], "metadump"))) {
-        bc__proto_reply_line(pc, "CLIENT_ERROR lru crawler disabled");
+    if (req->ntok == 4 && tok_eq(&t[1], "crawl")) {
+        switch (crawl_parse(&t[2], want)) {
+        case CRAWL_BADCLASS: bc__proto_reply_line(pc, "BADCLASS invalid class id"); break;
+        case CRAWL_HASH: bc__proto_reply_line(pc, "ERROR an unknown error happened"); break;
+        case CRAWL_NONE: bc__proto_reply_line(pc, "NOTSTARTED no items to crawl"); break;
+        default: bc__proto_reply_line(pc, "OK"); break;
+        }
+    } else if (req->ntok == 4 && tok_eq(&t[1], "metadump")) {
+        cmd_metadump(pc, &t[2]);
     } else if (req->ntok == 4 && tok_eq(&t[1], "tocrawl")) {
         bc__proto_reply_line(pc, tok_u32v(&t[2], &v) ? "OK" : "CLIENT_ERROR bad command line format");
     } else if (req->ntok == 4 && tok_eq(&t[1], "sleep")) {

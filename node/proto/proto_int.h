@@ -276,6 +276,11 @@ bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
  */
 bool bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
                            size_t nkey, uint32_t hash, bool *look_again);
+/* As bc__proto_origin_meta, for a binary get/getq/getk/getkq (binary.c)
+ * that missed: pkt[0..len) is its whole packet (header and key), run
+ * again (bc__proto_bin_packet) into the hole when the fill ends. */
+bool bc__proto_origin_bin(bc_proto_conn_t *pc, const char *pkt, size_t len, const char *key,
+                          size_t nkey, uint32_t hash, bool *look_again);
 /* Key k's resolved item (a reference for the caller), or NULL. */
 bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
 /* Drops the resolved items not taken. */

@@ -47,7 +47,11 @@
  *   mg (bc__proto_origin_meta) is one key: its miss becomes an op with one
  *   fill whose reply is always a hole; when the fill ends the mg runs
  *   again into the hole, so every flag (q, k, O, c, t, ...) is answered
- *   by the one meta code path, as for a value that had been there.
+ *   by the one meta code path, as for a value that had been there.  A
+ *   binary get/getq/getk/getkq (bc__proto_origin_bin) is the same, its
+ *   packet kept and run again (binary.c), so a getq whose fill fails
+ *   stays quiet and a noop behind it still answers after it.  Binary gat
+ *   and touch do not read through, as text gat does not.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +77,8 @@ struct bc_proto_origin_op {
     char *line;                    /* the command line (ours) */
     size_t len;
     bool hold;                     /* answered by running again (else: into hole) */
-    bool meta;                     /* an mg: it runs again into the hole */
+    bool meta;                     /* an mg or a binary get: runs again into the hole */
+    bool bin;                      /* line holds a binary get's packet */
     bc_outq_hole_t hole;
     uint32_t nkeys;
     bc_item_t **kept;              /* nkeys: the hits of the first look (ours) */
@@ -255,14 +260,15 @@ answer_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
     if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &reply)) pc->oom = true;
 }
 
-/* op's mg's fill is done: the mg runs again into its hole. */
+/* op's mg's (or binary get's) fill is done: the command runs again into
+ * its hole. */
 static void
 answer_meta_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
 {
     bc_mc_request_t req;
     bc_outq_t reply, saved;
 
-    if (bc_mc_request_parse(op->line, op->len, &req) != BC_OK) {
+    if (!op->bin && bc_mc_request_parse(op->line, op->len, &req) != BC_OK) {
         (void)bc_outq_fill(&pc->out, pc->env->cache, op->hole, NULL);   /* cannot happen */
         return;
     }
@@ -271,7 +277,13 @@ answer_meta_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
     pc->out = reply;
     pc->meta_rerun = true;
     pc->meta_fill = op->fills[0].item;
-    bc__proto_meta(pc, op->line, op->len, &req);
+    if (op->bin) {
+        /* the packet as it came: header, key (a get has no extras, no value) */
+        size_t used;
+        (void)bc__proto_bin_packet(pc, op->line, op->len, &used);
+    } else {
+        bc__proto_meta(pc, op->line, op->len, &req);
+    }
     pc->meta_rerun = false;
     pc->meta_fill = NULL;
     reply = pc->out;
@@ -381,9 +393,10 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
     return true;
 }
 
-bool
-bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
-                      size_t nkey, uint32_t hash, bool *look_again)
+/* An mg's or a binary get's miss (bin): its fill, the reply a hole. */
+static bool
+origin_one(bc_proto_conn_t *pc, const char *line, size_t len, bool bin, const char *key,
+           size_t nkey, uint32_t hash, bool *look_again)
 {
     *look_again = false;
     if (pc->origin == NULL || pc->env->origin == NULL || pc->meta_rerun) return false;
@@ -392,6 +405,7 @@ bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const c
     if (op == NULL) return false;                 /* a plain miss */
     op->pc = pc;
     op->meta = true;
+    op->bin = bin;
     bc_origin_wait_t *w = NULL;
     bc_status_t st = bc_origin_fetch(pc->origin, key, nkey, hash, on_fill_done, op, 0, &w);
     if (st != BC_OK) {
@@ -415,6 +429,20 @@ bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const c
     pc->noops++;
     update_hold(pc);
     return true;
+}
+
+bool
+bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
+                      size_t nkey, uint32_t hash, bool *look_again)
+{
+    return origin_one(pc, line, len, false, key, nkey, hash, look_again);
+}
+
+bool
+bc__proto_origin_bin(bc_proto_conn_t *pc, const char *pkt, size_t len, const char *key,
+                     size_t nkey, uint32_t hash, bool *look_again)
+{
+    return origin_one(pc, pkt, len, true, key, nkey, hash, look_again);
 }
 
 bc_item_t *

@@ -335,9 +335,10 @@ typedef struct bc_proto_conn {
     bc_proto_origin_op_t *oops; /* gets waiting for fills (ours), a list */
     uint32_t noops;            /* how many */
     bc_proto_origin_op_t *rerun; /* the op whose command runs again, while it does */
-    bc_item_t *meta_fill;      /* an mg running again after its fill: the filled
-                                  value when the cache lost it (borrowed) */
-    bool meta_rerun;           /* an mg running again after its fill */
+    bc_item_t *meta_fill;      /* an mg or binary get running again after its
+                                  fill: the filled value when the cache lost it
+                                  (borrowed) */
+    bool meta_rerun;           /* an mg or binary get running again after its fill */
     bool origin_hold;          /* input held: a get waits to run again, or the limit */
     bc_item_t **found;         /* during a get: each key's item, resolved first */
     uint32_t found_n, found_cap;

@@ -562,6 +562,135 @@ def test_numbers_keys_and_meta_as_memcached():
     pair_run(body)
 
 
+def test_lru_crawler_answers_as_memcached():
+    """lru_crawler as memcached 1.6.18 answers with its crawler on."""
+    def body(p):
+        # One at a time: memcached refuses a metadump behind replies not
+        # yet sent (see test_deliberate_differences).
+        for arg in ("0", "64", "x", "1,64", "-1", "ALL"):
+            p.same("lru_crawler metadump %s\r\n" % arg, "BADCLASS invalid class id\r\n")
+        p.same("lru_crawler metadump\r\nlru_crawler metadump all extra\r\n", "ERROR\r\n" * 2)
+        # memcached answers BUSY while its last crawl is running: waited
+        # for (the node's crawl has nothing to wait for).
+        for arg, want in (("all", "OK"), ("1", "OK"), ("1,2,63", "OK"),
+                          ("0", "BADCLASS invalid class id"), ("1,0", "BADCLASS invalid class id"),
+                          ("64", "BADCLASS invalid class id"),
+                          ("hash", "ERROR an unknown error happened")):
+            cmd = "lru_crawler crawl %s\r\n" % arg
+            deadline = time.time() + 10 * harness.SLOW
+            while True:
+                a = p.mc.talk(cmd)
+                if not a.startswith(b"BUSY ") or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            assert a == (want + "\r\n").encode(), (cmd, a)
+            assert p.node.talk(cmd) == a, cmd
+        p.same("lru_crawler crawl\r\n", "ERROR\r\n")
+        p.same("lru_crawler mgdump all\r\nlru_crawler mgdump 1\r\nlru_crawler mgdump\r\n",
+               "ERROR\r\n" * 3)
+    pair_run(body)
+
+
+def _metadump(conn, arg):
+    conn.send("lru_crawler metadump %s\r\n" % arg)
+    out = b""
+    while not out.endswith(b"END\r\n") and not out.endswith(b"id\r\n"):
+        out += conn.readline()
+    return out
+
+
+def _dump_lines(out, now, ttls):
+    """The dump's lines, sorted, its clock fields checked against now and
+    replaced: la near now, exp near now + the key's ttl (or -1)."""
+    assert (out == b"END\r\n" or out.endswith(b"\nEND\r\n")) and b"\r" not in out[:-5], out
+    lines = []
+    for line in out[:-len(b"END\r\n")].split(b"\n")[:-1]:
+        f = dict(kv.split(b"=", 1) for kv in line.split(b" "))
+        assert abs(int(f[b"la"]) - now) <= 3 * harness.SLOW, line
+        ttl = ttls[f[b"key"]]
+        if ttl == 0:
+            assert f[b"exp"] == b"-1", line
+        else:
+            assert abs(int(f[b"exp"]) - (now + ttl)) <= 3 * harness.SLOW, line
+        lines.append(re.sub(rb" la=\d+", b" la=T", re.sub(rb" exp=\d+", b" exp=T", line)))
+    return sorted(lines)
+
+
+def test_lru_crawler_metadump_as_memcached():
+    """The dump memcached-tool reads: one LF-ended line per live item --
+    URL-encoded key, absolute expiry and last access, CAS, fetched, slab
+    class and size as memcached 1.6.18 has them -- then END, on servers of
+    their own (the shared ones hold the other tests' keys)."""
+    mc, node = harness.Memcached(threads=2, memory_mb=64), harness.Node(threads=2, memory_mb=64)
+    try:
+        stream = (b"set md:a 0 0 1\r\nx\r\nget md:a\r\n"
+                  b"set md/b%c 5 100 3\r\nabc\r\n"
+                  b"ms Zm9vYmFy 2 b T50\r\nhi\r\n"            # "foobar", dumped decoded
+                  b"set md:big 0 0 5000\r\n" + b"y" * 5000 + b"\r\n"
+                  b"set md:sp\xc3\xa9 7 0 2\r\nhi\r\n"
+                  b"set md:gone 0 -1 1\r\nz\r\n"               # expired: not listed
+                  b"mn\r\n")
+        ttls = {b"md%3Aa": 0, b"md%2Fb%25c": 100, b"foobar": 50, b"md%3Abig": 0,
+                b"md%3Asp%C3%A9": 0}
+        dumps = []
+        for server in (mc, node):
+            c = server.conn()
+            try:
+                c.send(stream)
+                while c.readline() != b"MN\r\n":
+                    pass
+                now = time.time()
+                got = {}
+                for arg in ("all", "1", "hash", "19,1", "2", "63"):
+                    got[arg] = _dump_lines(_metadump(c, arg), now, ttls)
+                got["0"] = _metadump(c, "0")
+                dumps.append(got)
+            finally:
+                c.close()
+        want, got = dumps
+        assert got == want, "memcached: %r\nnode:      %r" % (want, got)
+        assert want["all"] == want["hash"] and len(want["all"]) == 5, want
+        assert b"key=md%3Aa exp=-1 la=T cas=1 fetch=yes cls=1 size=64" in want["1"], want
+        assert b"key=md%3Abig exp=-1 la=T cas=4 fetch=no cls=19 size=5065" in want["19,1"]
+        assert want["2"] == want["63"] == [] and want["0"] == b"BADCLASS invalid class id\r\n"
+        # No class named at all (memcached's crawler wedges afterwards: last).
+        for server in (mc, node):
+            c = server.conn()
+            try:
+                assert c.cmd("lru_crawler metadump ,") == b"NOTSTARTED no items to crawl\r\n"
+            finally:
+                c.close()
+    finally:
+        mc.stop()
+        node.stop()
+
+
+def test_lru_crawler_metadump_is_bounded():
+    """A dump is queued at once, so it is cut past the connection's output
+    buffer (max_conn_buffer, 4 MiB here), END still following; the node
+    answers on."""
+    node = harness.Node(threads=2, memory_mb=64)
+    try:
+        c = node.conn(timeout=30)
+        n = 7000                                 # ~790-byte lines: ~5.3 MB in all
+        c.send(b"".join(b"set %s%010d 0 0 1 noreply\r\nx\r\n" % (b"/" * 240, i)
+                        for i in range(n)) + b"mn\r\n")
+        assert c.readline() == b"MN\r\n"
+        c.send(b"lru_crawler metadump all\r\n")
+        out = b""
+        while not out.endswith(b"END\r\n"):
+            c._fill()
+            out, c.buf = out + c.buf, b""
+        lines = out[:-len(b"END\r\n")].split(b"\n")[:-1]
+        assert len(out) <= 4 * 1024 * 1024 + 5, len(out)
+        assert 4000 < len(lines) < n, len(lines)
+        assert all(ln.startswith(b"key=" + b"%2F" * 240) for ln in lines)
+        assert c.cmd("mn") == b"MN\r\n"
+        c.close()
+    finally:
+        node.stop()
+
+
 def test_deliberate_differences():
     """Where the node keeps replies memcached 1.6.18 drops or holds back."""
     mc, node = servers()
@@ -575,6 +704,13 @@ def test_deliberate_differences():
         k = "k" * 251
         assert s.talk("set dd:b 0 0 1\r\nx\r\nget dd:b %s\r\n" % k) == \
             b"STORED\r\nCLIENT_ERROR bad command line format\r\n"
+        # A metadump pipelined behind other commands: memcached 1.6.18
+        # refuses it ("ERROR cannot pipeline other commands before
+        # metadump": its crawler thread writes to the socket itself); the
+        # node answers it in order.
+        out = s.talk("set dd:md 0 0 1\r\nx\r\nlru_crawler metadump 1\r\n")
+        assert out.startswith(b"STORED\r\n") and out.endswith(b"\nEND\r\n"), out
+        assert b"\nkey=dd%3Amd exp=-1 " in out, out
     finally:
         s.close()
     # A refused storage command whose data block is still on its way:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -236,6 +237,61 @@ def test_memcdump_lists_the_nodes_keys():
         rc, out, err = run("memcdump", "--servers=127.0.0.1:%d" % node.port)
         assert rc == 0, (rc, out, err)
         assert mine.encode() in out.split() and theirs.encode() not in out.split(), out
+
+
+MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"
+
+
+def memcached_tool_dump(port):
+    """memcached-tool's dump (lru_crawler metadump all, then a get per key)
+    as {key: (flags, exp, value)}."""
+    rc, out, err = run("perl", MEMCACHED_TOOL, "127.0.0.1:%d" % port, "dump")
+    assert rc == 0 and err == b"Dumping memcache contents\n", (rc, out, err)
+    items = {}
+    while out:
+        head, out = out.split(b"\r\n", 1)
+        _, key, flags, exp, n = head.split(b" ")
+        items[key] = (int(flags), int(exp), out[:int(n)])
+        assert out[int(n):int(n) + 2] == b"\r\n", out[:200]
+        out = out[int(n) + 2:]
+    return items
+
+
+def test_memcached_tool_dump():
+    """Debian's memcached-tool dump lists what a node holds (keys, flags,
+    absolute expiries, values), as it lists memcached's; a cluster node
+    lists its own keys, as a memcached lists its own."""
+    stream = (b"flush_all\r\nset mt-a 0 0 1\r\nA\r\nset mt/b%%c 9 100 2\r\nBB\r\n"
+              b"set mt-big 3 0 5000\r\n%s\r\nms bXQtYmlu 3 b F4\r\nbin\r\n"
+              b"set mt-sp\xc3\xa9 0 0 1\r\nS\r\nmn\r\n") % (b"z" * 5000)
+    dumps = []
+    for srv in (MC, NODE):
+        c = srv.conn()
+        c.send(stream)
+        while c.readline() != b"MN\r\n":
+            pass
+        c.close()
+        now = time.time()
+        got = memcached_tool_dump(srv.port)
+        # exp is absolute: near now + 100 s on both servers
+        assert abs(got[b"mt/b%c"][1] - (now + 100)) <= 3 * harness.SLOW, got[b"mt/b%c"]
+        got[b"mt/b%c"] = got[b"mt/b%c"][:1] + (100,) + got[b"mt/b%c"][2:]
+        dumps.append(got)
+    want = {b"mt-a": (0, 0, b"A"), b"mt/b%c": (9, 100, b"BB"), b"mt-big": (3, 0, b"z" * 5000),
+            b"mt-bin": (4, 0, b"bin"), b"mt-sp\xc3\xa9": (0, 0, b"S")}
+    assert dumps[0] == want, dumps[0]
+    assert dumps[1] == want, dumps[1]
+
+    local, remote = key_of(1, "mt-local"), key_of(2, "mt-remote")
+    c = G1.conn()
+    for k in (local, remote):
+        c.send("set %s 0 0 1\r\nv\r\n" % k)
+        assert c.readline() == b"STORED\r\n"
+    c.close()
+    for node, mine, theirs in ((G1, local, remote), (G2, remote, local)):
+        got = memcached_tool_dump(node.port)
+        assert got.get(mine.encode()) == (0, 0, b"v"), got
+        assert theirs.encode() not in got, got
 
 
 def test_memcstat_shows_both_versions():

@@ -20,6 +20,7 @@ three groups behind a ZooKeeper and a console.
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -389,6 +390,60 @@ def test_meta_get_reads_through_with_every_flag():
         c.close()
 
 
+def bin_request(opcode, key=b"", extras=b"", opaque=0):
+    body = extras + key
+    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body),
+                       opaque, 0) + body
+
+
+def read_bin(c):
+    """One binary response: (opcode, status, opaque, extras, key, value)."""
+    head = c.read_exact(24)
+    magic, opcode, nkey, next_, _, status, nbody, opaque, _ = struct.unpack(">BBHBBHIIQ", head)
+    assert magic == 0x81, head
+    body = c.read_exact(nbody)
+    return (opcode, status, opaque, body[:next_], body[next_:next_ + nkey],
+            body[next_ + nkey:])
+
+
+GET, GETQ, GETK, NOOP, GAT = 0x00, 0x09, 0x0C, 0x0A, 0x1D
+
+
+def test_binary_get_reads_through():
+    """A binary get that misses reads through as text get and mg do: the
+    fill answers it in its place in the reply stream."""
+    c = harness.McConn(NODE.port)
+    try:
+        c.send(bin_request(GETK, b"bin/a.png", opaque=7))
+        op, status, opaque, ext, key, value = read_bin(c)
+        assert (op, status, opaque, ext, key) == (GETK, 0, 7, b"\0\0\0\0", b"bin/a.png"), \
+            (op, status, opaque, ext, key, value[:60])
+        assert path_in(value) == "/v1/bin/a.png" and ORIGIN.count("/v1/bin/a.png") == 1
+        # now a hit, no second request
+        c.send(bin_request(GET, b"bin/a.png", opaque=8))
+        assert read_bin(c) == (GET, 0, 8, b"\0\0\0\0", b"", value)
+        assert ORIGIN.count("/v1/bin/a.png") == 1
+        # quiet gets in a pipeline with a slow fill first: the 404 stays
+        # quiet, the others answer in request order, then the noop
+        c.send(bin_request(GETQ, b"slow/300/bin/b", opaque=1) +
+               bin_request(GETQ, b"nf/bin/c", opaque=2) +
+               bin_request(GET, b"bin/d", opaque=3) + bin_request(NOOP, opaque=4))
+        r1, r3, r4 = read_bin(c), read_bin(c), read_bin(c)
+        assert r1[:3] == (GETQ, 0, 1) and path_in(r1[5]) == "/v1/slow/300/bin/b", r1[:5]
+        assert r3[:3] == (GET, 0, 3) and path_in(r3[5]) == "/v1/bin/d", r3[:5]
+        assert r4 == (NOOP, 0, 4, b"", b"", b""), r4
+        assert ORIGIN.count("/v1/nf/bin/c") == 1
+        # a negative answer is Not found when not quiet; gat does not read
+        # through (it writes the expiry), as text gat does not
+        c.send(bin_request(GET, b"nf/bin/e", opaque=5) +
+               bin_request(GAT, b"bin/g", extras=struct.pack(">I", 30), opaque=6))
+        assert read_bin(c) == (GET, 1, 5, b"", b"", b"Not found")
+        assert read_bin(c) == (GAT, 1, 6, b"", b"", b"Not found")
+        assert ORIGIN.count("/v1/nf/bin/e") == 1 and ORIGIN.count("/v1/bin/g") == 0
+    finally:
+        c.close()
+
+
 def test_per_bucket_origin_counters():
     assert get(NODE, "pb/one.png")[0] is not None
     assert get(NODE, "nf/pb/two")[0] is None
@@ -641,6 +696,36 @@ def test_cluster_meta_get_through_every_node_fills_once():
     bucket = harness.bucket_of(key, NB)
     assert bucket_items(G3, bucket) == 1
     assert bucket_items(G1, bucket) == 0 and bucket_items(G2, bucket) == 0
+
+
+def test_cluster_binary_get_through_every_node_fills_once():
+    """A binary get reads through on the owner (served there) and through
+    a non-owner (forwarded as an mg, which the owner reads through)."""
+    key = harness.key_in_bucket_owned_by(C, 2, prefix="slow/200/b")
+    raw = "/v1/" + key
+    values = []
+    for node in (G2, G1, G3):
+        c = harness.McConn(node.port, 20)
+        try:
+            c.send(bin_request(GETK, key.encode(), opaque=9) + bin_request(NOOP, opaque=10))
+            op, status, opaque, ext, k, value = read_bin(c)
+            assert (op, status, opaque, k) == (GETK, 0, 9, key.encode()), (node, status, value)
+            assert read_bin(c)[:3] == (NOOP, 0, 10)
+            values.append(value)
+        finally:
+            c.close()
+    assert path_in(values[0]) == raw and values == [values[0]] * 3
+    assert ORIGIN.count(raw) == 1, ORIGIN.count(raw)
+    # a fresh key, first through a non-owner
+    key = harness.key_in_bucket_owned_by(C, 3, prefix="bb")
+    c = harness.McConn(G1.port, 20)
+    try:
+        c.send(bin_request(GET, key.encode(), opaque=11))
+        op, status, opaque, ext, k, value = read_bin(c)
+        assert (op, status, opaque) == (GET, 0, 11) and path_in(value) == "/v1/" + key, status
+    finally:
+        c.close()
+    assert ORIGIN.count("/v1/" + key) == 1
 
 
 def test_cluster_fill_replicates_and_backup_never_fetches():
