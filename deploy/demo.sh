@@ -40,7 +40,7 @@ done
 step "bucketcache status"
 "${CLI[@]}" status
 
-step "secured by default: the admin token and ZooKeeper ACLs (docs/security.md)"
+step "secured by default: the admin token, ZooKeeper ACLs, the cluster secret (docs/security.md)"
 echo "pausing migrations without the admin token ->"
 curl -s -X POST "http://127.0.0.1:$((BASE + 90))/v1/migrations/pause"; echo
 echo "reading the tables without ZooKeeper credentials ->"
@@ -53,6 +53,9 @@ mc() {  # addr payload: send one memcached command stream, print the reply
   timeout 1 cat <&3 || true
   exec 3<&-
 }
+
+echo "a connection posing as a node, without the cluster secret ->"
+mc "127.0.0.1:$((BASE + 110))" 'bucketcache_peer intruder\r\n'
 
 step "keys go to the primary of their bucket's group (libbucketcache routes them)"
 for key in user:1001 user:1002 cart:77 session:abc; do

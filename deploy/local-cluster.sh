@@ -34,8 +34,11 @@
 # log's last lines, when it dies.
 #
 # Secured as a real deployment is (docs/security.md): `up` generates an
-# admin token and two ZooKeeper identities in the state folder (mode 0600):
+# admin token, the cluster secret and two ZooKeeper identities in the state
+# folder (mode 0600):
 #   admin-token   the consoles' and nodes' admin token
+#   cluster-secret  what the nodes' peer links (forwarding, replication,
+#                 migration) prove to each other
 #   zk-auth       the writer identity (consoles, nodes, this script's CLI)
 #   zk-read-auth  a read-only identity, for clients that only route
 # and creates the cluster under ZooKeeper ACLs.  The CLI then needs
@@ -56,6 +59,7 @@ SUBNET=10.202.0
 # netns mode: chosen by `up --netns`, remembered in the state directory
 NETNS=0
 [ -e "$STATE/netns" ] && NETNS=1
+CLUSTER_SECRET="$STATE/cluster-secret"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -89,6 +93,7 @@ random_hex() {  # bytes
 secrets_up() {  # fresh credentials, readable by this user only
   (umask 077
    random_hex 24 >"$TOKEN"
+   random_hex 32 >"$CLUSTER_SECRET"
    echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
    echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
 }
@@ -244,7 +249,7 @@ group_up() {  # gid
     start_bg "node-g$g-$i" "$host" "$BUILD/node/bucketcache-node" -l "$ip" -p "$port" \
       --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
-      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH" --cluster-secret-file "$CLUSTER_SECRET"
     wait_port "$host" "$port" "node-g$g-$i" "node $i of group $g"
     wait_port "$host" "$admin" "node-g$g-$i" "node $i of group $g (admin port)"
     # The first node registered becomes primary: node 0, once it is in.
@@ -287,7 +292,8 @@ cmd_up() {
   else
     echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
   fi
-  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs,"
+  echo "         peer links proving the cluster secret in $CLUSTER_SECRET"
   echo "CLI: $CLI status"
 }
 

@@ -82,6 +82,7 @@ struct bc_admin {
     uint32_t max_conns;
     bc_httpd_t *httpd;
     bool has_token;             /* an admin token is configured */
+    bc_peerauth_t *peer_auth;   /* borrowed: the cluster secret, for migration; NULL: none */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -1232,6 +1233,7 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .max_conns_per_ip = config->max_conns_per_ip,
     };
     admin->has_token = config->auth != NULL;
+    admin->peer_auth = config->peer_auth;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);
@@ -1282,7 +1284,7 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     if (cluster == NULL) return;
     bc_node_migrate_config_t mc = {
         .cache = admin->cache, .cluster = cluster, .server = admin->server,
-        .httpd = admin->httpd,
+        .httpd = admin->httpd, .peer_auth = admin->peer_auth,
     };
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");

@@ -28,7 +28,8 @@
  *   (--zk) register in the group: from now on the console may route here
  *        |
  *   sigwait: SIGHUP --> re-read the admin token file (a token removed
- *   from it stops working at once; docs/security.md)
+ *   from it stops working at once; docs/security.md) and the cluster
+ *   secret file (the same, for peer links)
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
@@ -81,6 +82,7 @@
 #include "bc_auth.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_peerauth.h"
 #include "bc_mcproto.h"
 #include "bc_zk.h"
 #include "bc_time.h"
@@ -90,6 +92,7 @@
 #include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
@@ -426,6 +429,9 @@ main(int argc, char **argv)
     bc_repl_t *repl = NULL;
     bc_origin_t *origin = NULL;
     bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
+    bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
+    bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
+    bc_tls_t *tls = NULL;         /* -Z: the data port's certificates */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -463,11 +469,48 @@ main(int argc, char **argv)
         /* Presented to the other nodes' admin ports (migration imports). */
         bc_http_client_set_auth(auth);
     }
+    if (cfg.cluster_secret_file[0] != '\0') {
+        if (cfg.zk_hosts[0] == '\0') {
+            log_warn("--cluster-secret-file is ignored: a standalone node has no peers");
+        } else if (bc_peerauth_open(cfg.cluster_secret_file, &peer_auth, err, sizeof(err)) !=
+                   BC_OK) {
+            fprintf(stderr, "bucketcache-node: --cluster-secret-file: %s\n", err);
+            bc_auth_free(auth);
+            return EXIT_USAGE;
+        }
+    }
+    if (cfg.mc_auth_file[0] != '\0' &&
+        bc_proto_auth_open(cfg.mc_auth_file, &mc_auth, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: -Y: %s\n", err);
+        bc_auth_free(auth);
+        bc_peerauth_free(peer_auth);
+        return EXIT_USAGE;
+    }
+    if (cfg.tls) {
+        bc_tls_config_t tc = {
+            .chain_cert = cfg.tls_chain_cert,
+            .key = cfg.tls_key,
+            .ca_cert = cfg.tls_ca_cert,
+            .verify_mode = cfg.tls_verify_mode,
+            .min_version = cfg.tls_min_version,
+            .ciphers = cfg.tls_ciphers,
+        };
+        if (bc_tls_open(&tc, &tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            return EXIT_USAGE;
+        }
+    }
     if (cfg.zk_auth_file[0] != '\0') {
         bc_zk_auth_t za;
         if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
             bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            bc_tls_free(tls);
             return EXIT_USAGE;
         }
         bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
@@ -535,7 +578,14 @@ main(int argc, char **argv)
         bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
+        bc_server_listen_t plain[BC_SERVER_PLAIN_LISTEN_MAX];
+        for (uint32_t i = 0; i < cfg.nplain_listen && i < BC_SERVER_PLAIN_LISTEN_MAX; i++) {
+            plain[i] = (bc_server_listen_t){cfg.plain_listen_host[i], cfg.plain_listen_port[i]};
+        }
         bc_server_config_t sc = {
+            .tls = tls,
+            .plain_listen = plain,
+            .nplain_listen = cfg.nplain_listen,
             .listen_addr = cfg.listen_addr,
             .port = cfg.port,
             .nthreads = cfg.threads,
@@ -553,6 +603,16 @@ main(int argc, char **argv)
         /* The protocol knows memcached's levels 0..2; -vvv only raises the
          * log level further. */
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
+        proto_env.auth = mc_auth;
+        proto_env.tls = tls;
+        /* "stats settings" inter as memcached shows it: the -l list */
+        static char inter[BC_HOST_MAX + 4 * (BC_HOST_MAX + 16)];
+        size_t n = (size_t)snprintf(inter, sizeof(inter), "%s", cfg.listen_addr);
+        for (uint32_t i = 0; i < cfg.nplain_listen && n < sizeof(inter); i++) {
+            n += (size_t)snprintf(inter + n, sizeof(inter) - n, ",notls:%s:%u",
+                                  cfg.plain_listen_host[i], (unsigned)cfg.plain_listen_port[i]);
+        }
+        proto_env.listen_addr = inter;
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {
@@ -563,6 +623,7 @@ main(int argc, char **argv)
             .max_conns_per_ip = cfg.admin_max_conns_per_ip,
             .auth = auth,
             .insecure_no_auth = cfg.insecure_no_auth,
+            .peer_auth = peer_auth,
         };
         st = bc_admin_create(&ac, cache, server, &admin);
         if (st == BC_ECONFIG) {
@@ -609,6 +670,7 @@ main(int argc, char **argv)
         }
         bc_server_set_cluster(server, cluster);
         proto_env.cluster = cluster;
+        proto_env.peer_auth = peer_auth;
         if (cfg.forward) {
             /* A reply buffered for forwarding is bounded like what one
              * client may have queued: the larger of the connection output
@@ -621,6 +683,7 @@ main(int argc, char **argv)
                 .conns_per_peer = FORWARD_CONNS_PER_PEER,
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
+                .peer_auth = peer_auth,
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
@@ -634,6 +697,7 @@ main(int argc, char **argv)
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
+            .peer_auth = peer_auth,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {
@@ -679,8 +743,12 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    log_info("ready: memcached protocol on %s:%u%s", cfg.listen_addr, bc_server_port(server),
-             admin != NULL ? "" : " (admin port disabled)");
+    log_info("ready: memcached protocol on %s:%u%s%s", cfg.listen_addr, bc_server_port(server),
+             tls != NULL ? " (TLS)" : "", admin != NULL ? "" : " (admin port disabled)");
+    for (uint32_t i = 0; i < cfg.nplain_listen; i++) {
+        log_info("ready: memcached protocol on %s:%u (plain, notls)", cfg.plain_listen_host[i],
+                 bc_server_plain_port(server, i));
+    }
     if (admin != NULL) {
         log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
     }
@@ -714,6 +782,31 @@ main(int argc, char **argv)
     for (;;) {
         if (sigwait(&waitset, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            if (peer_auth != NULL) {
+                if (bc_peerauth_reload(peer_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: cluster secret file %s re-read",
+                             bc_peerauth_source(peer_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the cluster secret file, the "
+                              "secret in force stays: %s", err);
+                }
+            }
+            if (tls != NULL) {
+                if (bc_tls_reload(tls, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: TLS certificates re-read");
+                } else {
+                    log_error("SIGHUP received: cannot re-read the TLS certificates, the ones in "
+                              "force stay: %s", err);
+                }
+            }
+            if (mc_auth != NULL) {
+                if (bc_proto_auth_reload(mc_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: -Y file %s re-read", bc_proto_auth_source(mc_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the -Y file, the users in force "
+                              "stay: %s", err);
+                }
+            }
             if (auth != NULL) {
                 if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: admin token file %s re-read",
@@ -722,7 +815,7 @@ main(int argc, char **argv)
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else {
+            } else if (peer_auth == NULL && mc_auth == NULL && tls == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -755,6 +848,9 @@ out:
     bc_node_cluster_free(cluster);
     bc_http_client_set_auth(NULL);
     bc_auth_free(auth);
+    bc_peerauth_free(peer_auth);
+    bc_proto_auth_free(mc_auth);
+    bc_tls_free(tls);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

@@ -60,7 +60,7 @@
 #include "net/stats.h"
 
 /* The longest arguments of a handoff line (handoff_args), NUL excluded. */
-#define BC_HANDLER_HANDOFF_ARGS_MAX 191
+#define BC_HANDLER_HANDOFF_ARGS_MAX 255
 
 typedef struct bc_handler {
     /* Bytes of per-connection state the server keeps for the handler

@@ -25,6 +25,13 @@
 
 typedef struct bc_server bc_server_t;
 
+#define BC_SERVER_PLAIN_LISTEN_MAX 4
+typedef struct bc_server_listen {
+    const char *host;
+    uint16_t port;
+} bc_server_listen_t;
+typedef struct bc_tls bc_tls_t;
+
 typedef struct bc_server_config {
     const char *listen_addr;     /* IPv4/IPv6 literal or host name; "0.0.0.0" default */
     uint16_t port;               /* 11211 default; 0 = pick a free port */
@@ -39,6 +46,14 @@ typedef struct bc_server_config {
      * and counted in idle_kicks.  Checked every second, as memcached
      * 1.6 does: closed after (T, T+1] s.  0 = never (the default). */
     uint32_t idle_timeout_s;
+    /* memcached's -Z: the main listener speaks TLS with this context
+     * (net/tls.h; borrowed, must outlive the server); NULL: plain. */
+    bc_tls_t *tls;
+    /* memcached's -l notls:HOST:PORT: further listeners that stay plain
+     * (local clients, other nodes' peer links); port 0 picks one
+     * (bc_server_plain_port).  Read during bc_server_create only. */
+    const bc_server_listen_t *plain_listen;
+    uint32_t nplain_listen;      /* <= BC_SERVER_PLAIN_LISTEN_MAX */
 } bc_server_config_t;
 
 /*
@@ -112,6 +127,8 @@ void bc_server_close_clients(bc_server_t *server);
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
 uint16_t bc_server_port(const bc_server_t *server);
+/* The port plain listener i (config->plain_listen[i]) bound; 0: none. */
+uint16_t bc_server_plain_port(const bc_server_t *server, uint32_t i);
 /* Stops accepting, closes all connections, joins the workers.  Idempotent. */
 void bc_server_stop(bc_server_t *server);
 void bc_server_destroy(bc_server_t *server);

@@ -61,6 +61,10 @@
       "storage commands rejected as larger than the item limit")                             \
     X(store_no_memory, "store_failures_total", "reason=\"no_memory\"",                       \
       "storage commands rejected for lack of memory")                                        \
+    X(auth_cmds, "auth_commands_total", NULL,                                                \
+      "authentication attempts (-Y: memcached's ASCII authentication)")                     \
+    X(auth_errors, "auth_failures_total", NULL,                                              \
+      "authentication attempts with an unknown user or a wrong password (-Y)")              \
     X(protocol_errors, "protocol_errors_total", NULL,                                        \
       "malformed or unknown commands answered with an error")                                \
     X(bytes_read, "read_bytes_total", NULL, "bytes read from clients")                       \
@@ -74,8 +78,14 @@
       "forwarded requests that got no reply within the forward timeout")                     \
     X(peer_connections, "peer_connections_total", NULL,                                      \
       "connections that identified as another node's forwarding (peer) connection") \
+    X(peer_auth_failures, "peer_auth_failures_total", NULL,                                  \
+      "peer handshakes that failed: refused here (no, wrong or replayed proof of the cluster " \
+      "secret) or a peer that did not prove itself")                                         \
     X(idle_kicks, "idle_kicks_total", NULL,                                                  \
-      "connections closed by the idle timeout (-o idle_timeout)")
+      "connections closed by the idle timeout (-o idle_timeout)")                            \
+    X(ssl_handshake_errors, "tls_handshake_failures_total", NULL,                            \
+      "TLS handshakes that failed (-Z): a plain client, an unknown or missing client "       \
+      "certificate, no common protocol version")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, metric, labels, desc) _Atomic uint64_t name;

@@ -125,6 +125,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "cluster/cluster.h"
 #include "net/el.h"
@@ -138,6 +139,10 @@ typedef struct bc_fwd_config {
     uint32_t conns_per_peer;       /* pooled connections to one address; >= 1 */
     uint32_t max_conns;            /* pooled connections in all; >= 1 */
     uint32_t idle_ms;              /* an idle pooled connection closes after this */
+    /* The cluster secret (common/bc_peerauth.h): each connection's owner
+     * must prove it and is answered with our proof before any request
+     * goes (see ONE HOP); NULL: the handshake without one.  Borrowed. */
+    bc_peerauth_t *peer_auth;
 } bc_fwd_config_t;
 
 /* What the reply to a request looks like, so its end can be found (see

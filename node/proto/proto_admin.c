@@ -16,7 +16,10 @@
  *                   here); slabs automove and lru tune/mode/temp_ttl are
  *                   checked and accepted, with nothing to tune
  *   refresh_certs   "Error TLS not enabled" (memcached built with TLS,
- *                   started without it)
+ *                   started without it); with -Z the certificates are
+ *                   read again (net/tls.h): "OK", or memcached's error
+ *                   text -- sent even under noreply, as memcached does --
+ *                   and the certificates in force stay
  * cache_memlimit really changes the cache's memory limit, and "lru_crawler
  * metadump" really lists the items: memcached's line per live item, its
  * slab class and size emulated as "me" does (meta.c).  memcached streams
@@ -50,6 +53,23 @@ static bool
 noreply_maybe(const bc_mc_request_t *req)
 {
     return req->ntok >= 2 && tok_eq(&req->tok[req->ntok - 2], "noreply");
+}
+
+static void
+admin_refresh_certs(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    char err[512];
+    if (pc->env->tls == NULL) {
+        REPLY(pc, "Error TLS not enabled\r\n");
+        return;
+    }
+    if (bc_tls_reload(pc->env->tls, err, sizeof(err)) != BC_OK) {
+        log_warn("refresh_certs: %s", err);
+        bc__proto_reply_fmt(pc, "%s\r\n", err);
+        return;
+    }
+    log_info("refresh_certs: TLS certificates re-read");
+    if (!noreply_maybe(req)) REPLY(pc, "OK\r\n");
 }
 
 /* strtol/strtod-style checks for the settings memcached accepts. */
@@ -377,7 +397,7 @@ bc__proto_admin(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         out(pc, noreply_maybe(req), "CLIENT_ERROR watch commands not allowed");
         break;
     case BC_MC_CMD_REFRESH_CERTS:
-        REPLY(pc, "Error TLS not enabled\r\n");
+        admin_refresh_certs(pc, req);
         break;
     default:
         break;

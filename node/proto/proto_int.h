@@ -7,6 +7,9 @@
  *   proto_fwd.c    commands forwarded to another node's primary (forward.h):
  *                  building the requests, assembling the replies
  *   proto_stats.c  the "stats" command and its sub-commands
+ *   proto_peer.c   another node's handshakes and the proof of the cluster
+ *                  secret (bc_peerauth.h)
+ *   proto_auth.c   memcached's ASCII authentication (-Y)
  *   detail.c       "stats detail": memcached's per-prefix counters
  *
  * Every function here runs on the connection's worker thread and appends
@@ -285,6 +288,35 @@ void bc__proto_origin_release(bc_proto_conn_t *pc);
 /* The connection goes: cancels every fill it waits for, frees it all. */
 void bc__proto_origin_release_all(bc_proto_conn_t *pc);
 
+/* ---- another node's handshakes (proto_peer.c) ---- */
+
+/*
+ * Runs line when it is a peer's handshake or proof (bucketcache_peer,
+ * bucketcache_replicate with env->handoff_replicate, bucketcache_auth),
+ * or when a proof is due (any other line is then refused): returns true
+ * with *st as bc_proto_process returns it (BC_ECLOSED after a refusal,
+ * BC_EHANDOFF for an authenticated replication handshake).  false: not
+ * one of those lines, *st BC_OK.
+ */
+bool bc__proto_peer_line(bc_proto_conn_t *pc, const char *line, size_t len, bc_status_t *st);
+/* Whether line is one of the words above (for -Y, proto_auth.c). */
+bool bc__proto_peer_line_is_handshake(const char *line, size_t len);
+/* Frees a pending handshake (connection release). */
+void bc__proto_peer_release(bc_proto_conn_t *pc);
+
+/* ---- memcached's ASCII authentication, -Y (proto_auth.c) ---- */
+
+/*
+ * Consumes input of a connection that has not authenticated yet
+ * (env->auth set): lines and the data block of the authenticating "set",
+ * and another node's handshake.  Returns the bytes consumed; stops once
+ * pc->authenticated is set (the caller goes on with the rest), or for
+ * more input, or with *st BC_ECLOSED (junk: close) or BC_EHANDOFF (a
+ * peer's replication handshake).
+ */
+size_t bc__proto_auth_process(bc_proto_conn_t *pc, const char *buf, size_t len, bc_status_t *st);
+/* Frees an authenticating data block (connection release). */
+void bc__proto_auth_release(bc_proto_conn_t *pc);
 /* ---- the binary protocol (binary.c) ---- */
 
 /* A binary packet at the front of buf[0..len) (bc_proto_process in binary

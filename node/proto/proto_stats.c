@@ -101,6 +101,7 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "expired_active", cs.expired_active);
     STAT_U64(pc, "flushed", cs.flushed);
     STAT_U64(pc, "pinned_bytes", cs.pinned_bytes);
+    if (env->tls != NULL) STAT_U64(pc, "time_since_server_cert_refresh", bc_tls_age_s(env->tls));
     stats_replication(pc);
     stats_origin(pc);
     REPLY(pc, "END\r\n");
@@ -132,6 +133,17 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
     STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
     STAT_U64(pc, "idle_timeout", env->idle_timeout);
+    STAT_STR(pc, "auth_enabled_ascii", bc_proto_auth_source(env->auth));
+    STAT_STR(pc, "ssl_enabled", env->tls != NULL ? "yes" : "no");
+    if (env->tls != NULL) {
+        const bc_tls_config_t *tc = bc_tls_config(env->tls);
+        STAT_STR(pc, "ssl_chain_cert", tc->chain_cert);
+        STAT_STR(pc, "ssl_key", tc->key != NULL ? tc->key : "NULL");
+        STAT_U64(pc, "ssl_verify_mode", (uint64_t)tc->verify_mode);
+        STAT_STR(pc, "ssl_ciphers", tc->ciphers != NULL ? tc->ciphers : "NULL");
+        STAT_STR(pc, "ssl_ca_cert", tc->ca_cert != NULL ? tc->ca_cert : "NULL");
+        STAT_STR(pc, "ssl_min_version", bc_tls_version_name(tc->min_version));
+    }
     REPLY(pc, "END\r\n");
 }
 

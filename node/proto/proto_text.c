@@ -583,24 +583,6 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
     if (!req->noreply) REPLY(pc, "OK\r\n");
 }
 
-
-/*
- * "bucketcache_peer <name>": another node's forwarding connection (see
- * forward.h).  The connection is marked as a peer: from now on its keys
- * are served or refused, never forwarded.  name: the handshake's name
- * (bc_wire_peer_parse), n bytes.
- */
-static void
-cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
-{
-    if (!pc->peer) {
-        pc->peer = true;
-        bc_stats_incr(pc->stats, peer_connections);
-        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, name);
-    }
-    REPLY(pc, BC_WIRE_PEER_OK);
-}
-
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
 static bc_status_t
 process_line(bc_proto_conn_t *pc, const char *line, size_t len)
@@ -610,29 +592,9 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
     }
-    const char *args;
-    size_t nargs;
-    if (pc->env->handoff_replicate && bc_wire_replicate_match(line, len, &args, &nargs) == BC_OK) {
-        if (nargs >= BC_PROTO_HANDOFF_ARGS_MAX) {
-            bc_stats_incr(pc->stats, protocol_errors);
-            REPLY(pc, "CLIENT_ERROR line too long\r\n");
-            return BC_OK;
-        }
-        pc->handoff_args = args;
-        pc->handoff_len = nargs;
-        return BC_EHANDOFF;
-    }
-    switch (bc_wire_peer_parse(line, len, &args, &nargs)) {
-    case BC_OK:
-        cmd_peer(pc, args, nargs);
-        return BC_OK;
-    case BC_EINVAL:
-        bc_stats_incr(pc->stats, protocol_errors);
-        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
-        return BC_OK;
-    default:
-        break;
-    }
+    /* Another node's handshakes and their proofs (proto_peer.c). */
+    bc_status_t pst;
+    if (bc__proto_peer_line(pc, line, len, &pst)) return pst;
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
         bc_stats_incr(pc->stats, protocol_errors);
@@ -751,6 +713,8 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     }
     bc__proto_fwd_release_all(pc);
     bc__proto_origin_release_all(pc);
+    bc__proto_peer_release(pc);
+    bc__proto_auth_release(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -803,6 +767,12 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
      * while read-through holds it (proto_origin.c). */
     while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
         if (pc->out.pending >= out_limit) break;
+        /* -Y: nothing runs before the connection authenticates (proto_auth.c). */
+        if (pc->env->auth != NULL && !pc->authenticated) {
+            pos += bc__proto_auth_process(pc, buf + pos, len - pos, &st);
+            if (!pc->authenticated) break;
+            continue;
+        }
         size_t avail = len - pos;
 
         if (pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) {

@@ -126,6 +126,7 @@
 #include <time.h>
 
 #include "bc_mcproto.h"
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "bc_wire.h"
 #include "cluster/cluster.h"
@@ -133,6 +134,7 @@
 #include "net/handler.h"
 #include "net/outq.h"
 #include "net/stats.h"
+#include "net/tls.h"
 #include "origin/origin.h"
 #include "proto/forward.h"
 
@@ -143,6 +145,24 @@
 #define BC_PROTO_FWD_MAX 16u
 
 /* ---- shared environment ---- */
+/*
+ * memcached's ASCII authentication file (-Y FILE, proto_auth.c): its
+ * users, shared by every worker.  bc_proto_auth_open reads the file
+ * (common/bc_secret.h, bc_secret_rules_mcauth); *out is owned by the
+ * caller (bc_proto_auth_free).  Errors: those of bc_secret_load.
+ * bc_proto_auth_reload re-reads it (SIGHUP; on failure the users in force
+ * stay), thread-safe against checks.  bc_proto_auth_check compares
+ * "user:password" in constant time.  bc_proto_auth_source is the path,
+ * or "no" for NULL (stats settings auth_enabled_ascii).
+ */
+typedef struct bc_proto_auth bc_proto_auth_t;
+bc_status_t bc_proto_auth_open(const char *path, bc_proto_auth_t **out, char *err, size_t errlen);
+bc_status_t bc_proto_auth_reload(bc_proto_auth_t *a, char *err, size_t errlen);
+void bc_proto_auth_free(bc_proto_auth_t *a);
+const char *bc_proto_auth_source(const bc_proto_auth_t *a);
+bool bc_proto_auth_check(bc_proto_auth_t *a, const char *user, size_t ulen, const char *pass,
+                         size_t plen);
+
 
 typedef struct bc_proto_detail bc_proto_detail_t;
 
@@ -174,6 +194,18 @@ typedef struct bc_proto_env {
      * filled from it, through one origin client per worker.  NULL: none.
      * Borrowed. */
     bc_origin_t *origin;
+
+    /* The cluster secret (common/bc_peerauth.h): peers' handshakes must
+     * prove it (proto_peer.c); NULL: they are taken as they come
+     * (--insecure-no-peer-auth, standalone).  Borrowed. */
+    bc_peerauth_t *peer_auth;
+    /* memcached's -Y: every connection authenticates first (proto_auth.c);
+     * NULL: off, the default.  Borrowed. */
+    bc_proto_auth_t *auth;
+    /* memcached's -Z: the data port's certificates, for "refresh_certs"
+     * and the ssl_* lines of "stats settings"; NULL: TLS is off.
+     * Borrowed. */
+    bc_tls_t *tls;
 
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
@@ -245,6 +277,11 @@ typedef struct bc_proto_meta_set {
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 /* A command waiting for origin fills (proto_origin.c). */
 typedef struct bc_proto_origin_op bc_proto_origin_op_t;
+/* A peer's handshake waiting for its proof (proto_peer.c). */
+typedef struct bc_proto_peer_hs bc_proto_peer_hs_t;
+/* An authenticating data block being received (proto_auth.c). */
+typedef struct bc_proto_auth_conn bc_proto_auth_conn_t;
+
 
 /* The first byte of a binary-protocol request (binary.c). */
 #define BC_PROTO_BIN_MAGIC 0x80
@@ -281,6 +318,9 @@ typedef struct bc_proto_conn {
 
     /* forwarding (see above) */
     bool peer;                 /* sent the peer handshake: never forward */
+    bc_proto_peer_hs_t *hs;    /* a handshake waiting for its proof (ours), or NULL */
+    bool authenticated;        /* -Y: a user authenticated, or a peer proved the secret */
+    bc_proto_auth_conn_t *auth; /* -Y: the authenticating data block (ours), or NULL */
     bool waiting;              /* BC_PROTO_FWD_MAX commands in flight: input held */
     bc_fwd_t *fwd;             /* borrowed: the worker's forwarder, or NULL */
     void (*resume)(void *arg); /* called once forwarded replies were queued */

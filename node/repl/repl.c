@@ -258,6 +258,7 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     atomic_init(&r->floor, UINT64_MAX);
     r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;
     r->follow_fd = -1;
+    r->peer_auth = config->peer_auth;
     r->keep_ms = REPL_KEEP_MS;
     const char *keep = getenv("BC_TEST_REPL_KEEP_MS");
     if (keep != NULL && keep[0] != '\0') {
@@ -391,6 +392,7 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
     out->applied_records = atomic_load(&r->applied_records);
     out->apply_errors = atomic_load(&r->apply_errors);
     out->snapshots_received = atomic_load(&r->snapshots_received);
+    out->auth_failures = atomic_load(&r->auth_failures);
 }
 
 size_t

@@ -12,8 +12,12 @@
  *     backup                                   primary
  *     ------                                   -------
  *     connect to the primary's data port
- *     "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n"
- *                                   --------->  a worker hands the socket
+ *     "bucketcache_replicate <gid> <replid|-> <offset> <name> <nonce>\r\n"
+ *                                   --------->  challenge: the primary proves
+ *                                    <--------  the cluster secret
+ *     check it; "bucketcache_auth <proof>"
+ *                                   --------->  proof checked (proto_peer.c),
+ *                                               a worker hands the socket
  *                                               to this module (net/server.h)
  *                                               offset still in the backlog
  *                                               and same replid?
@@ -122,6 +126,7 @@
 #include <stdint.h>
 
 #include "bc_cluster.h"
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "engine/cache.h"
 #include "cluster/cluster.h"
@@ -137,6 +142,10 @@ typedef struct bc_repl_config {
     uint64_t max_lag_bytes;        /* async: writers wait while a backup trails by
                                       more; 0 = no bound */
     uint32_t max_backups;          /* 0 = 8 */
+    /* The cluster secret (common/bc_peerauth.h): a backup proves it to its
+     * primary, and the primary to the backup, before any data goes
+     * (docs/replication.md); NULL: the handshake without it.  Borrowed. */
+    bc_peerauth_t *peer_auth;
 } bc_repl_config_t;
 
 #define BC_REPL_MAX_BACKUPS_REPORTED 8
@@ -203,7 +212,11 @@ typedef struct bc_repl_backup_info {
       "repl_apply_errors_total", "counter",                                                    \
       "Backup: records that could not be applied (no memory); the key was removed.")           \
     X(snapshots_received, BC_REPL_BACKUP, "snapshots_received", NULL, NULL, NULL,              \
-      "Backup: full snapshots received.")
+      "Backup: full snapshots received.")                                                      \
+    X(auth_failures, BC_REPL_BACKUP, "auth_failures", "repl_auth_failures",                    \
+      "repl_auth_failures_total", "counter",                                                   \
+      "Backup: links to the primary dropped for the cluster secret (refused, or the primary "  \
+      "did not prove it).")
 
 typedef struct bc_repl_info {
     bool primary;                  /* recording (this node is primary) */

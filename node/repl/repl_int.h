@@ -70,6 +70,7 @@ struct bc_repl {
     uint32_t sync_timeout_ms;
     uint64_t max_lag;              /* async: bytes a backup may trail (0 = no bound) */
     uint32_t max_backups;
+    bc_peerauth_t *peer_auth;      /* borrowed; NULL: no cluster secret */
 
     /* LOCKING RULE: see repl.h.  Everything below up to the counters is
      * guarded by mu unless it is atomic; do_ functions want it held. */
@@ -139,7 +140,7 @@ struct bc_repl {
     int64_t caught_up_ms;
 
     _Atomic uint64_t full_resyncs, partial_resyncs, sync_waits, sync_timeouts, sync_wait_us;
-    _Atomic uint64_t applied_records, apply_errors, snapshots_received;
+    _Atomic uint64_t applied_records, apply_errors, snapshots_received, auth_failures;
 };
 
 /* What applies now: the group's settings (groups/<gid>/config) where set,

@@ -397,13 +397,29 @@ wire_seeds(void)
         memcpy(buf + n, l, strlen(l));
         n += strlen(l);
     }
-    n += bc_wire_peer_format("n-0000000042", buf + n, sizeof(buf) - n);
+    bc_wire_peer_t ph = {.name = "n-0000000042"};
+    n += bc_wire_peer_format(&ph, buf + n, sizeof(buf) - n);
+    snprintf(ph.nonce, sizeof(ph.nonce), "0123456789abcdef0123456789abcdef");
+    n += bc_wire_peer_format(&ph, buf + n, sizeof(buf) - n);
+    bc_wire_challenge_t ch = {.name = "n-0000000001", .nonce = "fedcba9876543210fedcba9876543210",
+                              .proof = "00112233445566778899aabbccddeeff"
+                                       "00112233445566778899aabbccddeeff"};
+    n += bc_wire_challenge_format(&ch, buf + n, sizeof(buf) - n);
+    n += bc_wire_auth_format(ch.proof, buf + n, sizeof(buf) - n);
+    for (int f = BC_WIRE_PEER_AUTH_NONE + 1;
+         bc_wire_peer_auth_line((bc_wire_peer_auth_failure_t)f) != NULL; f++) {
+        const char *l = bc_wire_peer_auth_line((bc_wire_peer_auth_failure_t)f);
+        memcpy(buf + n, l, strlen(l));
+        n += strlen(l);
+    }
     bc_wire_replicate_t h = {.gid = 7, .offset = UINT64_MAX};
     snprintf(h.replid, sizeof(h.replid), "0123456789abcdef0123456789abcdef01234567");
     snprintf(h.name, sizeof(h.name), "n-0000000043");
     n += bc_wire_replicate_format(&h, buf + n, sizeof(buf) - n);
     h.replid[0] = '\0';
     h.offset = 0;
+    n += bc_wire_replicate_format(&h, buf + n, sizeof(buf) - n);
+    snprintf(h.nonce, sizeof(h.nonce), "%s", ph.nonce);
     n += bc_wire_replicate_format(&h, buf + n, sizeof(buf) - n);
     emit("wire", "formatted", buf, n);
     /* Near misses every parser must refuse: leading zeros, extra or
@@ -417,7 +433,11 @@ wire_seeds(void)
               "bucketcache_peer\r\nbucketcache_peer a b\r\nbucketcache_peer \x01\r\n"
               "bucketcache_replicate 0 - 0 n\r\nbucketcache_replicate 1 -- 0 n\r\n"
               "bucketcache_replicate 1 - 00 n\r\nbucketcache_replicate 1 - 0\r\n"
-              "bucketcache_replicatex 1 - 0 n\r\n");
+              "bucketcache_replicatex 1 - 0 n\r\n"
+              "bucketcache_peer n 0123456789ABCDEF0123456789abcdef\r\n"
+              "bucketcache_replicate 1 - 0 n 0123\r\n"
+              "BUCKETCACHE_CHALLENGE  n 0123456789abcdef0123456789abcdef 00\r\n"
+              "bucketcache_auth 00112233\r\n");
 }
 
 /* ---- access control (fuzz_auth: header lines, then NUL and a secret file) ---- */
@@ -462,11 +482,12 @@ bin_pkt(bin_seed_t *s, unsigned char op, const char *key, const void *ext, unsig
     p[15] = (unsigned char)(s->n & 0xff);                  /* opaque */
     for (int i = 0; i < 8; i++) p[16 + i] = (unsigned char)(cas >> (56 - 8 * i));
     s->n += 24;
-    memcpy(s->b + s->n, ext, next);
+    /* memcpy from NULL is undefined even for 0 bytes (UBSan says so) */
+    if (next > 0) memcpy(s->b + s->n, ext, next);
     s->n += next;
-    memcpy(s->b + s->n, key, nkey);
+    if (nkey > 0) memcpy(s->b + s->n, key, nkey);
     s->n += nkey;
-    memcpy(s->b + s->n, val, nval);
+    if (nval > 0) memcpy(s->b + s->n, val, nval);
     s->n += nval;
 }
 

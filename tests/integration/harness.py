@@ -145,6 +145,85 @@ def in_ns_argv(ns, argv):
     return ["setpriv", "--pdeathsig", "KILL", "ip", "netns", "exec", ns] + list(argv)
 
 
+def write_secret(path, *values):
+    """A secret file (common/bc_secret.h format) only its owner may read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(v + "\n" for v in values))
+    os.chmod(path, 0o600)
+    return path
+
+
+# The cluster secret every node of a test's clusters shares
+# (docs/security.md): nodes started with --zk get --cluster-secret-file
+# unless their args already say how they authenticate peers.
+CLUSTER_SECRET = os.urandom(32).hex()
+CLUSTER_SECRET_FILE = write_secret(os.path.join(TMP, "cluster-secret"), CLUSTER_SECRET)
+
+
+def peer_proof(role, fields, secret=None):
+    """HMAC-SHA256 proof of `role` ("server" or "client") over fields, as
+    common/bc_peerauth.c computes it."""
+    import hashlib
+    import hmac
+    msg = "\n".join(["bucketcache-peer-auth-v1", role] + list(fields))
+    return hmac.new((secret or CLUSTER_SECRET).encode(), msg.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def peer_handshake(conn, name="tester", secret=None, line=None):
+    """Opens conn (an McConn) as another node does: "bucketcache_peer NAME
+    NONCE" (or `line`, a replication handshake with its nonce), the node's
+    challenge checked, our proof sent.  Returns (lines sent, the challenge
+    line, the answer line: b"OK\r\n" for a peer; None for a replication
+    handshake, whose answer is a frame)."""
+    if line is None:
+        line = "bucketcache_peer %s %s" % (name, os.urandom(16).hex())
+    conn.send(line + "\r\n")
+    challenge = conn.readline()
+    parts = challenge.decode().split()
+    if len(parts) != 4 or parts[0] != "BUCKETCACHE_CHALLENGE":
+        return [line], challenge, None
+    fields = [line, parts[1], parts[2]]
+    assert peer_proof("server", fields, secret) == parts[3] or secret not in (None, CLUSTER_SECRET), \
+        "the node's proof does not check out"
+    auth = "bucketcache_auth " + peer_proof("client", fields, secret)
+    conn.send(auth + "\r\n")
+    answer = conn.readline() if line.startswith("bucketcache_peer ") else None
+    return [line, auth], challenge, answer
+
+
+def peer_signed(method, target, name="n-tester", secret=None):
+    """The header another node signs an admin-port request with (the
+    migration export; common/bc_peerauth.h): {"X-Bucketcache-Peer": ...}."""
+    ts = str(int(time.time() * 1000))
+    n = os.urandom(16).hex()
+    proof = peer_proof("client", ["http-request", method, target, name, ts, n], secret)
+    return {"X-Bucketcache-Peer": "%s %s %s %s" % (name, ts, n, proof)}
+
+
+def challenge_for(line, name="fake", secret=None):
+    """The challenge a node holding the secret answers handshake `line`
+    (without its CRLF) with: what a fake node in a test sends back."""
+    snonce = os.urandom(16).hex()
+    if isinstance(line, bytes):
+        line = line.decode()
+    proof = peer_proof("server", [line, name, snonce], secret)
+    return ("BUCKETCACHE_CHALLENGE %s %s %s\r\n" % (name, snonce, proof)).encode()
+
+
+def secret_args(args=()):
+    """["--cluster-secret-file", FILE] for a node of a cluster whose args
+    do not choose already; [] otherwise."""
+    args = list(args)
+    if "--zk" not in args and not any(a.startswith("--zk=") for a in args):
+        return []
+    for a in args:
+        if a.split("=")[0] in ("--cluster-secret-file", "--insecure-no-peer-auth"):
+            return []
+    return ["--cluster-secret-file", CLUSTER_SECRET_FILE]
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
@@ -278,7 +357,7 @@ class Node:
                 "-t", str(threads), "-m", str(memory_mb)]
         if host:
             argv += ["--admin-listen", host, "--advertise", host]
-        argv += list(args)
+        argv += list(args) + secret_args(args)
         self.proc = Proc(name, argv, env=env, ns=ns)
         if wait:
             wait_port(self.port, proc=self.proc.p, host=self.host, ns=ns)
@@ -555,10 +634,12 @@ def cli(*args, env=None, timeout=30.0, ns=None):
     return r.returncode, r.stdout, r.stderr
 
 
-def http_json(port, method, path, body=None, timeout=5.0, host="127.0.0.1", ns=None):
+def http_json(port, method, path, body=None, timeout=5.0, host="127.0.0.1", ns=None,
+              headers=None):
     """(status, parsed JSON body) of an HTTP request to host:port (in ns)."""
     import json
-    status, _, data = http(port, method, path, body=body, timeout=timeout, host=host, ns=ns)
+    status, _, data = http(port, method, path, body=body, headers=headers, timeout=timeout,
+                           host=host, ns=ns)
     return status, json.loads(data.decode() or "null")
 
 

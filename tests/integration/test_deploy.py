@@ -228,8 +228,10 @@ def test_example_configs_are_valid():
     console_cfg = os.path.join(harness.SOURCE_DIR, "deploy", "examples", "console.json")
     # Each parses; pointed at a real ZooKeeper without the cluster, each
     # then stops with "does not exist" (exit 1), not a config error (exit 2).
+    # (the example's cluster secret lives in /etc; a flag overrides it)
     r = subprocess.run([harness.NODE_BIN, "--config", node_cfg, "--zk", zk.hosts, "-p", "0",
-                        "--admin-port", "0", "-m", "64"], capture_output=True, text=True,
+                        "--admin-port", "0", "-m", "64", "--cluster-secret-file",
+                        harness.CLUSTER_SECRET_FILE], capture_output=True, text=True,
                        timeout=60 * harness.SLOW)
     assert r.returncode == 1 and "does not exist" in r.stderr, (r.returncode, r.stderr[-1500:])
     r = subprocess.run([harness.CONSOLE_BIN, "--config", console_cfg, "--zk", zk.hosts,

@@ -21,6 +21,11 @@ SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 
+def export_json(port, target):
+    """GET an export as another node does: signed with the cluster secret."""
+    return harness.http_json(port, "GET", target, headers=harness.peer_signed("GET", target))
+
+
 def hello(bucket, epoch, nbuckets=NB):
     return mu.hello(bucket, epoch, nbuckets)
 
@@ -107,9 +112,9 @@ def test_malformed_truncated_and_misdirected_frames():
         st, doc = harness.http_json(b.admin_port, "POST", path)
         assert st == 400 and needle in doc["error"], (path, st, doc)
     # an export is refused where the bucket is not read-only (nothing to fence)
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=1")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=1")
     assert st == 409 and doc["retry"] is False and "writable" in doc["error"], doc
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=999")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=999")
     assert st == 409 and doc["retry"] is True and "not fenced" in doc["error"], doc
     # the console's long poll: answered when wait_ms passes while the job
     # runs, and the moment the job finishes
@@ -149,8 +154,9 @@ def test_export_ahead_of_the_tables_fences_the_bucket_locally():
     assert c.cmd("set %s 0 0 1" % k, "1") == b"STORED\r\n"
     bucket = harness.bucket_of(k, NB)
     t0 = time.time()
-    st, hdrs, body = harness.http(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
-                                  % (bucket, t["epoch"] + 1))
+    target = "/v1/migrate/export?bucket=%d&epoch=%d" % (bucket, t["epoch"] + 1)
+    st, hdrs, body = harness.http(a.admin_port, "GET", target,
+                                  headers=harness.peer_signed("GET", target))
     assert st == 200, (st, hdrs, body[:200])
     frames = mu.read_frames(body)
     assert [f[0] for f in frames] == ["HELLO", "ITEM", "END"], frames
@@ -161,8 +167,8 @@ def test_export_ahead_of_the_tables_fences_the_bucket_locally():
     assert c.cmd("get " + k) == b"VALUE %s 0 1\r\n1\r\nEND\r\n" % k.encode()
     assert c.cmd("set %s 0 0 1" % other, "x") == b"STORED\r\n"
     # an epoch far ahead is not believed
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
-                                % (bucket, t["epoch"] + 500))
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=%d&epoch=%d"
+                          % (bucket, t["epoch"] + 500))
     assert st == 409 and "not fenced" in doc["error"], doc
     # the tables move on (a second group's primary bumps the epoch): the
     # console never made the bucket read-only, so it is writable again

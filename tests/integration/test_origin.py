@@ -661,7 +661,7 @@ def test_cluster_one_request_for_100_gets_through_three_nodes():
     # it replicated like any write: no backup here for group 2, so check
     # group 1's own key below; a non-owner's peer connection never fills
     c = G1.conn()
-    assert c.cmd("bucketcache_peer test") == b"OK\r\n"
+    assert harness.peer_handshake(c)[2] == b"OK\r\n"
     other = harness.key_in_bucket_owned_by(C, 2, prefix="img/peer")
     assert c.cmd("get " + other).startswith(b"SERVER_ERROR MOVED")
     c.close()
@@ -740,7 +740,7 @@ def test_cluster_fill_replicates_and_backup_never_fetches():
     harness.wait_for(lambda: bucket_items(G1B, bucket) >= 1, what="replicated fill")
     # a backup's peer connection: refused, never fetched
     c = G1B.conn()
-    assert c.cmd("bucketcache_peer test") == b"OK\r\n"
+    assert harness.peer_handshake(c)[2] == b"OK\r\n"
     k2 = harness.key_in_bucket_owned_by(C, 1, prefix="img/bk")
     assert c.cmd("get " + k2).startswith(b"SERVER_ERROR")
     c.close()

@@ -523,31 +523,44 @@ def test_hostile_replication_peers():
             assert c.closed_by_peer(), line
         c.close()
         return reply
+
+    def authenticated(node, args):
+        """A replication handshake that proves the cluster secret; the
+        connection, its answer still to read."""
+        c = node.conn()
+        sent, challenge, _ = harness.peer_handshake(
+            c, line="bucketcache_replicate %s %s" % (args, os.urandom(16).hex()))
+        assert challenge.startswith(b"BUCKETCACHE_CHALLENGE "), challenge
+        return c
     assert exchange(a, "bucketcache_replicate garbage\r\n").startswith(b"CLIENT_ERROR bad replicate line")
     assert exchange(a, "bucketcache_replicate 1 - 0\r\n").startswith(b"CLIENT_ERROR")
     assert exchange(a, "bucketcache_replicate 1 - -5 x y\r\n").startswith(b"CLIENT_ERROR")
     # numbers are strict: no sign, no wrap-around
     assert exchange(a, "bucketcache_replicate 1 - -5 y\r\n").startswith(b"CLIENT_ERROR")
     assert exchange(a, "bucketcache_replicate +1 - 0 y\r\n").startswith(b"CLIENT_ERROR")
-    assert exchange(a, "bucketcache_replicate 7 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
-    assert exchange(b, "bucketcache_replicate 1 - 0 fake\r\n").startswith(b"SERVER_ERROR NOT_PRIMARY")
-    assert exchange(a, "bucketcache_replicate 1 - 0 " + "x" * 300 + "\r\n",
-                    expect_close=False).startswith(b"CLIENT_ERROR line too long")
+    # without a nonce: the node holds the cluster secret (test_peer_auth.py)
+    assert exchange(a, "bucketcache_replicate 1 - 0 fake\r\n").startswith(
+        b"CLIENT_ERROR peer authentication required")
+    c = authenticated(a, "7 - 0 fake")
+    assert c.readline().startswith(b"SERVER_ERROR NOT_PRIMARY") and c.closed_by_peer()
+    c = authenticated(b, "1 - 0 fake")
+    assert c.readline().startswith(b"SERVER_ERROR NOT_PRIMARY") and c.closed_by_peer()
+    assert exchange(a, "bucketcache_replicate 1 - 0 " + "x" * 300 + "\r\n").startswith(
+        b"CLIENT_ERROR bad replicate line")
     # a standalone node does not know the command, as memcached would not
     solo = harness.Node()
     assert solo.conn().cmd("bucketcache_replicate 1 - 0 x") == b"ERROR\r\n"
     solo.stop()
-    # a fake backup: takes the snapshot, then answers with garbage
-    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
-    s.sendall(b"bucketcache_replicate 1 - 0 fake\r\n")
+    # a fake backup (it knows the secret): takes the snapshot, then answers
+    # with garbage
+    s = authenticated(a, "1 - 0 fake").sock
     harness.wait_for(lambda: len(harness.repl(a)["backups"]) == 2, what="the fake backup online")
     s.sendall(b"\x00\x00\x00\x05\xde\xad\xbe\xefhello")
     harness.wait_for(lambda: len(harness.repl(a)["backups"]) == 1, what="the fake backup dropped")
     s.close()
     # a fake backup that never acknowledges: sync writes wait 200 ms once,
     # then it leaves the sync set and writes flow
-    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
-    s.sendall(b"bucketcache_replicate 1 - 0 silent\r\n")
+    s = authenticated(a, "1 - 0 silent").sock
     # listed as soon as it connects; waited for only once in the sync set
     harness.wait_for(lambda: any(x["name"] == "silent" and x["in_sync"]
                                  for x in harness.repl(a)["backups"]),

@@ -64,7 +64,8 @@ def test_two_cluster_nodes_and_two_consoles():
     cl = harness.create_cluster(zk, "samehost", buckets=16)
     p1, p2 = data_ports(2)
     nodes = [harness.Proc("node", [harness.NODE_BIN, "-p", str(p), "--zk", zk.hosts,
-                                   "--cluster", cl, "--group", str(g)])
+                                   "--cluster", cl, "--group", str(g),
+                                   "--cluster-secret-file", harness.CLUSTER_SECRET_FILE])
              for g, p in ((1, p1), (2, p2))]
     for p, n in zip((p1, p2), nodes):
         harness.wait_port(p, proc=n.p)

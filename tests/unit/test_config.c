@@ -661,6 +661,30 @@ test_node_flag_errors(void **state)
     assert_int_equal(ARGS("-l", "a,b"), BC_EINVAL);
     assert_non_null(strstr(err, "one address"));
     assert_int_equal(ARGS("-l", ""), BC_EINVAL);
+    /* -Z and its memcached options (net/tls.h) */
+    assert_int_equal(ARGS("-Z"), BC_EINVAL);
+    assert_non_null(strstr(err, "-Z needs a certificate"));
+    assert_int_equal(ARGS("-o", "ssl_chain_cert=c.pem"), BC_EINVAL);
+    assert_non_null(strstr(err, "go with -Z"));
+    assert_int_equal(ARGS("-l", "notls:127.0.0.1:11212"), BC_EINVAL);
+    assert_non_null(strstr(err, "go with -Z"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"), BC_EINVAL);
+    assert_non_null(strstr(err, "0 (none), 1 (request), 2 (require) or 3 (once)"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=x"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=2"), BC_EINVAL);
+    assert_non_null(strstr(err, "ssl_ca_cert"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l", "notls:127.0.0.1"),
+                     BC_EINVAL);
+    assert_non_null(strstr(err, "notls:HOST:PORT"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l", "notls::1"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l",
+                          "notls:a:1,notls:b:2,notls:c:3,notls:d:4,notls:e:5"), BC_EINVAL);
+    assert_non_null(strstr(err, "at most 4"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "--zk", "127.0.0.1:2181",
+                          "--cluster", "x", "--group", "1", "--insecure-no-peer-auth"),
+                     BC_EINVAL);
+    assert_non_null(strstr(err, "-Z in a cluster"));
     assert_int_equal(ARGS("-p", "5000", "--admin-port", "5000"), BC_EINVAL);
     assert_non_null(strstr(err, "both 5000"));
     /* Features we do not have are refused, not silently dropped. */
@@ -674,6 +698,43 @@ test_node_flag_errors(void **state)
     /* Hostile bytes are escaped in messages. */
     assert_int_equal(ARGS("-p", "1\x1b[2J"), BC_EINVAL);
     assert_null(strchr(err, '\x1b'));
+}
+
+/* memcached's -Z, -o ssl_* and -l notls: as memcached spells them. */
+static void
+test_node_tls_flags(void **state)
+{
+    bc_node_config_t cfg;
+    bc_node_config_action_t action;
+    char err[512];
+    (void)state;
+
+    assert_int_equal(ARGS("-l", "10.0.0.1", "-l", "notls:127.0.0.1:11212,notls:[::1]:0", "-Z",
+                          "-o", "idle_timeout=5,ssl_chain_cert=/c.pem,ssl_key=/k.pem,"
+                          "ssl_ca_cert=/ca.pem,ssl_verify_mode=2,ssl_min_version=3,"
+                          "ssl_ciphers=HIGH,ssl_wbuf_size=32"), BC_OK);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.listen_addr, "10.0.0.1");
+    assert_int_equal(cfg.nplain_listen, 2);
+    assert_string_equal(cfg.plain_listen_host[0], "127.0.0.1");
+    assert_int_equal(cfg.plain_listen_port[0], 11212);
+    assert_string_equal(cfg.plain_listen_host[1], "::1");
+    assert_int_equal(cfg.plain_listen_port[1], 0);
+    assert_string_equal(cfg.tls_chain_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_string_equal(cfg.tls_ca_cert, "/ca.pem");
+    assert_string_equal(cfg.tls_ciphers, "HIGH");
+    assert_int_equal(cfg.tls_verify_mode, 2);
+    assert_int_equal(cfg.tls_min_version, 3);
+    assert_int_equal(cfg.idle_timeout_s, 5);
+    /* defaults: TLS 1.2 at least, no client certificates */
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=/c.pem"), BC_OK);
+    assert_int_equal(cfg.tls_min_version, 2);
+    assert_int_equal(cfg.tls_verify_mode, 0);
+    assert_int_equal(cfg.nplain_listen, 0);
+    assert_string_equal(cfg.listen_addr, "0.0.0.0");
+    assert_int_equal(parse_args(&cfg, &action, err, sizeof(err), (char *)NULL), BC_OK);
+    assert_false(cfg.tls);
 }
 
 static void
@@ -722,6 +783,33 @@ test_node_config_file(void **state)
     assert_int_equal(cfg.port, 1);
     assert_int_equal(cfg.threads, 5);
     assert_int_equal(cfg.nbuckets, 64);
+    unlink(path);
+    free(path);
+
+    /* server.tls: -Z and its options; plain_listen as -l notls: */
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"key\": \"/k.pem\",\n"
+                     "  \"ca_cert\": \"/ca.pem\", \"verify_mode\": 1, \"min_version\": 3,\n"
+                     "  \"plain_listen\": \"127.0.0.1:11212,[::1]:11213\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_OK);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.tls_chain_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_string_equal(cfg.tls_ca_cert, "/ca.pem");
+    assert_int_equal(cfg.tls_verify_mode, 1);
+    assert_int_equal(cfg.tls_min_version, 3);
+    assert_int_equal(cfg.nplain_listen, 2);
+    assert_string_equal(cfg.plain_listen_host[1], "::1");
+    assert_int_equal(cfg.plain_listen_port[1], 11213);
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"plain_listen\": \"x\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_EINVAL);
+    assert_non_null(strstr(err, "server.tls.plain_listen"));
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"verfy\": 1}}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    assert_non_null(strstr(err, "unknown field \"verfy\" in \"server.tls\""));
     unlink(path);
     free(path);
 }
@@ -831,6 +919,7 @@ main(void)
         cmocka_unit_test(test_node_memcached_flags),
         cmocka_unit_test(test_node_own_flags),
         cmocka_unit_test(test_node_flag_errors),
+        cmocka_unit_test(test_node_tls_flags),
         cmocka_unit_test(test_node_config_file),
         cmocka_unit_test(test_node_config_file_errors),
         cmocka_unit_test(test_usage_lists_every_flag),
