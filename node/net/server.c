@@ -229,6 +229,9 @@ struct bc_server {
     atomic_uint_fast64_t curr_conns;
     atomic_uint_fast64_t total_conns;
     atomic_uint_fast64_t rejected_conns;
+    /* accept pauses (EMFILE...): memcached's listen_disabled_num and
+     * time_in_listen_disabled_us; paused_since_us is 0 while accepting */
+    atomic_uint_fast64_t listen_disabled, listen_disabled_us, paused_since_us;
 
     /* "stats reset" -- LOCKING: reset_lock protects the base_* fields. */
     pthread_mutex_t reset_lock;
@@ -990,6 +993,8 @@ static void
 accept_resume(bc_el_t *el, void *arg)
 {
     bc_server_t *srv = arg;
+    uint64_t since = atomic_exchange(&srv->paused_since_us, 0);
+    if (since != 0) atomic_fetch_add(&srv->listen_disabled_us, bc_time_mono_us() - since);
     for (uint32_t i = 0; i < srv->nlisteners; i++) {
         (void)bc_el_io_set(el, &srv->listeners[i].io, BC_EL_READ);
     }
@@ -1039,6 +1044,8 @@ accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
             for (uint32_t k = 0; k < srv->nlisteners; k++) {
                 (void)bc_el_io_set(el, &srv->listeners[k].io, 0);
             }
+            atomic_fetch_add(&srv->listen_disabled, 1);
+            atomic_store(&srv->paused_since_us, bc_time_mono_us());
             bc_el_set_timeout(el, ACCEPT_BACKOFF_MS, accept_resume, srv);
             return;
         }
@@ -1092,6 +1099,17 @@ sub_floor0(uint64_t a, uint64_t b)
     return a > b ? a - b : 0;
 }
 
+/* The accept pauses (not reset by "stats reset"). */
+static void
+server_listen_stats(bc_server_t *server, bc_server_stats_t *out)
+{
+    uint64_t since = atomic_load(&server->paused_since_us);
+    out->accepting_conns = since == 0;
+    out->listen_disabled_num = atomic_load(&server->listen_disabled);
+    out->time_in_listen_disabled_us = atomic_load(&server->listen_disabled_us) +
+                                      (since != 0 ? bc_time_mono_us() - since : 0);
+}
+
 void
 bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
 {
@@ -1102,6 +1120,7 @@ bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
     server_raw_totals(server, &raw);
     out->curr_connections = atomic_load(&server->curr_conns);
     out->threads = server->nworkers;
+    server_listen_stats(server, out);
     pthread_mutex_lock(&server->reset_lock);
     out->total_connections = sub_floor0(atomic_load(&server->total_conns),
                                         server->base_total_conns);
@@ -1123,6 +1142,7 @@ bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out)
     server_raw_totals(server, &out->totals);
     out->curr_connections = atomic_load(&server->curr_conns);
     out->threads = server->nworkers;
+    server_listen_stats(server, out);
     out->total_connections = atomic_load(&server->total_conns);
     out->rejected_connections = atomic_load(&server->rejected_conns);
 }

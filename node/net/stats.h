@@ -35,6 +35,7 @@
       "storage commands (set, add, replace, append, prepend, cas)")                          \
     X(cmd_flush, "commands_total", BC__CMD("flush", "hit"), "flush_all commands")            \
     X(cmd_touch, NULL, NULL, "touch, gat and gats keys requested")                           \
+    X(cmd_meta, NULL, NULL, "me commands (memcached 1.6.18 counts only these as cmd_meta)")  \
     X(get_hits, "commands_total", BC__CMD("get", "hit"), "keys found by get/gets/gat/gats")  \
     X(get_misses, "commands_total", BC__CMD("get", "miss"),                                  \
       "keys not found by get/gets/gat/gats")                                                 \
@@ -106,6 +107,9 @@ typedef struct bc_server_stats {
     uint64_t curr_connections;
     uint64_t total_connections;
     uint64_t rejected_connections;
+    uint64_t listen_disabled_num;        /* accept pauses (out of descriptors) */
+    uint64_t time_in_listen_disabled_us; /* their total length, the current one included */
+    bool accepting_conns;                /* false during a pause */
     uint32_t threads;
     bc_stats_totals_t totals;    /* summed over workers */
 } bc_server_stats_t;

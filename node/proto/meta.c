@@ -841,7 +841,10 @@ bc__proto_meta(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_re
     case BC_MC_CMD_MS: meta_set(pc, line, len, req); break;
     case BC_MC_CMD_MD: meta_delete(pc, line, len, req); break;
     case BC_MC_CMD_MA: meta_arith(pc, line, len, req); break;
-    case BC_MC_CMD_ME: meta_debug(pc, line, len, req); break;
+    case BC_MC_CMD_ME:
+        bc_stats_incr(pc->stats, cmd_meta);
+        meta_debug(pc, line, len, req);
+        break;
     case BC_MC_CMD_MN: REPLY(pc, "MN\r\n"); break;
     default: break;
     }

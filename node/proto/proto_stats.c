@@ -85,10 +85,19 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "curr_connections", ss.curr_connections);
     STAT_U64(pc, "total_connections", ss.total_connections);
     STAT_U64(pc, "rejected_connections", ss.rejected_connections);
+    /* one structure per open connection; memcached also counts its
+     * listeners and keeps freed ones */
+    STAT_U64(pc, "connection_structures", ss.curr_connections);
 #define BC__STATS_LINE(name, metric, labels, desc) STAT_U64(pc, #name, ss.totals.name);
     BC_THREAD_STATS(BC__STATS_LINE)
 #undef BC__STATS_LINE
     STAT_U64(pc, "limit_maxbytes", cs.mem_limit);
+    /* Past max_connections a connection is accepted and closed at once
+     * (rejected_connections), as memcached does with -c; accepts pause only
+     * when the process runs out of descriptors. */
+    STAT_U64(pc, "accepting_conns", ss.accepting_conns ? 1 : 0);
+    STAT_U64(pc, "listen_disabled_num", ss.listen_disabled_num);
+    STAT_U64(pc, "time_in_listen_disabled_us", ss.time_in_listen_disabled_us);
     STAT_U64(pc, "threads", ss.threads);
     STAT_U64(pc, "bytes", cs.mem_used);
     STAT_U64(pc, "data_bytes", cs.data_bytes);

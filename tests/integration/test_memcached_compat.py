@@ -442,7 +442,8 @@ def test_stats_shape():
                 "cas_misses cas_hits cas_badval touch_hits touch_misses store_too_large "
                 "store_no_memory bytes_read bytes_written limit_maxbytes threads bytes "
                 "curr_items total_items expired_unfetched evicted_unfetched evictions "
-                "reclaimed").split()
+                "reclaimed connection_structures cmd_meta accepting_conns "
+                "listen_disabled_num time_in_listen_disabled_us").split()
         for name in core:
             assert name in general[0], "memcached lacks %s (test out of date)" % name
             assert name in general[1], "node lacks stat %s" % name
@@ -450,14 +451,15 @@ def test_stats_shape():
         assert int(node["pid"]) == _servers["node"].proc.pid
         assert abs(int(node["time"]) - time.time()) < 5
         assert node["threads"] == "2" and node["limit_maxbytes"] == str(64 * 1024 * 1024)
+        assert node["accepting_conns"] == "1" and node["listen_disabled_num"] == "0"
 
         # Counters move as memcached's do.
         before = [_stats(p.mc), _stats(p.node)]
         p.same("set sh:a 0 0 1\r\nx\r\nget sh:a sh:b\r\ndelete sh:b\r\nincr sh:b 1\r\n"
-               "touch sh:a 10\r\n")
+               "touch sh:a 10\r\nme sh:nokey\r\nmg sh:nokey v\r\n")
         after = [_stats(p.mc), _stats(p.node)]
         for name in ("cmd_get", "get_hits", "get_misses", "delete_misses", "incr_misses",
-                     "touch_hits", "cmd_touch"):
+                     "touch_hits", "cmd_touch", "cmd_meta"):
             deltas = [int(after[i][name]) - int(before[i][name]) for i in (0, 1)]
             assert deltas[0] == deltas[1], (name, deltas)
         # cmd_set and bytes_read also count the sentinel; compare deltas too.
