@@ -604,8 +604,8 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     /* flags and cas never change once an item is linked (a new store makes
      * a new item), so reading them without the shard lock is safe.  The
      * expiry can change (touch), which is why no TTL header is sent. */
-    snprintf(flags, sizeof(flags), "%" PRIu32, it->flags);
-    snprintf(cas, sizeof(cas), "%" PRIu64, it->cas);
+    snprintf(flags, sizeof(flags), "%" PRIu32, bc_item_flags(it));
+    snprintf(cas, sizeof(cas), "%" PRIu64, bc_item_cas(it));
     bc_http_add_header(req, "X-Bucketcache-Flags", flags);
     bc_http_add_header(req, "X-Bucketcache-Cas", cas);
     /* ref (and with it the item) is released by item_ref_free in every case. */

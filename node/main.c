@@ -12,9 +12,7 @@
  *        |
  *   (--zk) read the cluster's bucket count with a short-lived session
  *        |
- *   (-L) preallocate the memory limit (mem.h)
- *        |
- *   cache create --> server create (binds) --> admin create (binds)
+ *   cache create (-L: touches its memory, mem.h) --> server create (binds) --> admin create (binds)
  *        |                 any failure --> log the reason, exit 1
  *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
  *        |
@@ -48,10 +46,11 @@
  *   cleared quickly without the thread monopolising shard locks.
  *
  * MEMORY
- *   Items are plain malloc allocations; mem.c sets glibc's policy (values
- *   above 64 KiB get their own mapping, free heap pages are trimmed every
- *   MALLOC_TRIM_INTERVAL_S by the expiry thread) or, with -L, preallocates
- *   the memory limit before the cache is created.
+ *   Items live in the cache's segment arena (engine/seg_int.h), whose memory
+ *   the cache gives back to the system itself as its budget dictates; mem.c
+ *   sets glibc's policy for the rest (blocks above 64 KiB get their own
+ *   mapping).  With -L the cache touches its segments when it is created.
+ *   Nothing needs a periodic trim.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,14 +108,11 @@ typedef struct expiry_thread {
     bool running;
 } expiry_thread_t;
 
-#define MALLOC_TRIM_INTERVAL_S  10
-
 static void *
 expiry_main(void *arg)
 {
     expiry_thread_t *et = arg;
     uint64_t total = 0;
-    time_t last_trim = time(NULL);
 
     pthread_mutex_lock(&et->lock);
     while (!et->stop) {
@@ -133,10 +129,6 @@ expiry_main(void *arg)
         if (removed > 0) {
             log_debug("active expiry removed %" PRIu64 " items (%" PRIu64 " in total)", removed,
                       total);
-        }
-        if (time(NULL) - last_trim >= MALLOC_TRIM_INTERVAL_S) {
-            bc_node_mem_trim();
-            last_trim = time(NULL);
         }
         pthread_mutex_lock(&et->lock);
 
@@ -422,7 +414,7 @@ main(int argc, char **argv)
     raise_fd_limit(cfg.max_conns);
     if (cfg.enable_coredumps) raise_core_limit();
 
-    bc_node_mem_policy(cfg.prealloc);
+    bc_node_mem_policy();
     nbuckets = cfg.nbuckets;
     if (cfg.zk_hosts[0] != '\0') {
         /* The cluster fixes the bucket count; --buckets only applies alone. */
@@ -435,11 +427,6 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    if (cfg.prealloc) {
-        int64_t took_ms;
-        size_t pre = bc_node_mem_prealloc((size_t)cfg.mem_limit, &took_ms);
-        log_info("-L: preallocated %zu MiB in %" PRId64 " ms", pre >> 20, took_ms);
-    }
     {
         bc_cache_config_t cc = {
             .mem_limit = (size_t)cfg.mem_limit,
@@ -448,6 +435,7 @@ main(int argc, char **argv)
             .nshards = 0,
             .policy = cfg.eviction,
             .now = NULL,
+            .prealloc = cfg.prealloc,
         };
         st = bc_cache_create(&cc, &cache);
         if (st != BC_OK) {

@@ -1,77 +1,113 @@
 /*
- * cache.c -- the storage engine: per-bucket hash tables, shards, memory
- * accounting, eviction, expiry and memcached's store semantics.
+ * cache.c -- the storage engine: per-bucket hash tables, shards, eviction
+ * of segments, expiry and memcached's store semantics, on the memory of
+ * seg.c.
  *
- * ONE FILE, about 1600 lines, on purpose: every function here works on the
+ * ONE FILE, about 1900 lines, on purpose: every function here works on the
  * same private tables under the one LOCKING RULE below, and most of them
  * are do_* helpers of one another.  Split, the rule and those helpers
  * would have to be shared through a header, and a lock's use could no
  * longer be checked against its rule in one place.  The pieces that need
- * no shard lock live apart: the item (item.h), the eviction policies
- * (evict/), item frames (item_frame.c) and change trackers (tap.c).
+ * no shard lock live apart: the item (item.h), the memory (seg.c), the
+ * eviction policies (evict/), item frames (item_frame.c) and change
+ * trackers (tap.c).
  *
  * HOW IT IS LAID OUT
  *
  *   key --murmur3--> hash --+-- hash % nbuckets  = bucket  (which table)
  *                           '-- hash / nbuckets  = q       (slot in table)
  *
- *   buckets[nbuckets]                      shards[nshards]
- *   +--------------------------+           +----------------------------+
- *   | slots[] -> item -> item  |  bucket   | mutex                      |
- *   | count, bytes             | --------> | policy instance (evict.h)  |
- *   +--------------------------+  % nshards| counters                   |
- *                                          +----------------------------+
+ *   buckets[nbuckets]                        shards[nshards]
+ *   +----------------------------+           +-------------+
+ *   | slots[] -> ref -> ref ...  |  bucket   | mutex       |
+ *   | count, bytes               | --------> | counters    |
+ *   +----------------------------+  % nshards+-------------+
  *
- *   Each bucket owns a chained hash table (an array of item pointers, the
- *   chain running through item->hnext) that doubles when its load passes
- *   1.5 and halves below 1/8, so a bucket's memory follows its item count
- *   and a bucket can be walked, serialised or dropped in time proportional
- *   to its own size.  The bucket index uses hash % nbuckets, so inside one
- *   bucket all hashes agree on those bits; the slot therefore comes from the
- *   quotient hash / nbuckets, which carries the remaining bits.
+ *   segs (seg_int.h): the arena of segments the items live in, the policy's
+ *   queues of segments, large-item blocks, the byte budget.
+ *
+ *   Each bucket owns a chained hash table: an array of 32-bit item
+ *   references (seg_int.h, REFERENCES), the chain running through each item's
+ *   hnext.  It doubles when its load passes 2 and halves below 1/8, so a
+ *   bucket's memory follows its item count (2 to 4 bytes per item) and a
+ *   bucket can be walked, serialised or dropped in time proportional to its
+ *   own size, wherever its items lie in memory.  The bucket index uses
+ *   hash % nbuckets, so inside one bucket all hashes agree on those bits;
+ *   the slot therefore comes from the quotient hash / nbuckets, which
+ *   carries the remaining bits.  Items do not keep their hash: the rare
+ *   paths that need it (a table resize, eviction) hash the key again.
+ *
+ * WHY SEGMENTS (and not malloc, nor memcached's slabs)
+ *   With an item per malloc block, the allocator's header and rounding and
+ *   the eviction policy's list pointers cost about 75 bytes per item, and
+ *   glibc's heap, fragmented by a shift in value sizes, held RSS far above
+ *   the limit until a trim.  memcached's slabs cut the per-item header but
+ *   round every item up to its size class (up to 25% lost) and need a page
+ *   mover to shift memory between classes, which must wait for each busy
+ *   item of the page.  Segcache (Yang et al., NSDI '21) shows the third
+ *   way taken here: append items of every size to large segments, keep the
+ *   per-item metadata to a few bytes, and reclaim a whole segment at a
+ *   time, deciding per item whether it is dropped or copied forward.  Its
+ *   own eviction (merging the oldest segments) is one policy of that shape;
+ *   S3-FIFO, CLOCK and LFU are others (evict/evict.h), which is how the
+ *   selectable policies survive.  What we add to segcache: buckets (a
+ *   table per bucket, so migration can walk or drop one), memcached's
+ *   exact CAS/flags/TTL semantics, and pins that outlive the eviction of a
+ *   segment (zero-copy replies to slow clients) instead of waiting for
+ *   them.
  *
  * LOCKING RULE
  *   shard->lock protects: the tables of the shard's buckets (slots, count,
- *   bytes), the shard's policy instance and counters, and, for every item
- *   linked in the shard, hnext/prev/next/pbits/pfreq/iflags/exptime/time
- *   and (while linked) cas.  No function holds two shard locks.  do_*
- *   functions require the caller to hold the lock of the shard they work
- *   on.  scan_lock (active expiry cursor) is taken before a shard lock,
- *   never after.  Everything else is atomic: mem_used, pinned_bytes, the
- *   CAS counter, the flush marks and item refcounts.
+ *   bytes), the shard's counters, and, for every item linked in the shard
+ *   (or being linked into it), hnext/iflags/pfreq/atime/exptime and (while
+ *   linked) cas.  No function holds two shard locks.  do_* functions
+ *   require the caller to hold the lock of the shard they work on.
+ *
+ *   segs.lock (seg_int.h) protects the segments, their queues and the policy
+ *   instance; it may be taken with a shard lock held, never the other way
+ *   round.  evict_lock makes eviction one segment at a time and is taken
+ *   before either.  scan_lock (active expiry cursor) is taken before a
+ *   shard lock, never after.  Everything else is atomic: mem_used, the CAS
+ *   counter, the flush marks, segment pins and live counts.
+ *
+ *   Order: evict_lock / scan_lock -> shard lock -> segs.lock.
  *
  * ITEM LIFETIME
- *   refcount = 1 for the link (hash table + policy) + 1 per reader.  Readers
- *   increment only under the shard lock (so a linked item found by a lookup
- *   is alive); anyone may decrement without a lock.  Whoever drops the
- *   count to 0 frees the item.  Unlinking drops the link reference; an item
- *   still referenced afterwards is "pinned" (counted in pinned_bytes) and
- *   freed by its last reader.  An item's value is written in place only by
- *   incr/decr, and only when the link is its sole reference, so readers
- *   never see a value change under them.  Eviction never takes an item a
- *   reader holds: the policy's victim is handed back (requeue) and the next
- *   one tried.  A lookup that would push one item's count past
- *   CACHE_REFCOUNT_MAX (16-bit counter) is answered as a miss instead.
+ *   An item is written into a segment by bc_item_alloc (header and key
+ *   under segs.lock, so that eviction can always walk a segment), filled
+ *   by its writer with no lock, and linked by a store.  Readers and the
+ *   writer hold it by pinning its segment (seg_int.h, PINS): the pin is taken
+ *   under the shard lock while the item is linked, so a pinned item's
+ *   memory stays valid -- unchanged -- until released, whatever happens
+ *   to the key meanwhile.  An item's value is written in place only by
+ *   incr/decr, and only when nobody pins its segment.
+ *
+ *   Eviction takes the tail segment of a queue the policy picks and, item
+ *   by item under the item's shard lock, drops it or copies it to the head
+ *   of a queue; the copy takes the original's place in its bucket chain.
+ *   Then the segment is freed, or freed by its last unpin.  A writer whose
+ *   unlinked item sits in a segment eviction has begun (RETIRED) copies it
+ *   to a fresh place before linking it (cache_store): checked under the
+ *   shard lock, which eviction also takes for every item it walks, so
+ *   either the store sees RETIRED or eviction sees the item linked.
  *
  * MEMORY ACCOUNTING
- *   mem_used charges what malloc really hands out (bc__evict_mem_charge: usable
- *   size + chunk header) for items, bucket slot arrays, policy state and the
- *   engine's own fixed arrays.  bc_item_alloc reserves an item's bytes with
- *   a compare-and-swap on mem_used *before* any shard lock is taken; when
- *   the reservation would pass mem_limit it evicts one item at a time (one
- *   shard lock at a time: first the shard the item will live in, then the
- *   others round-robin) until it fits, or fails with BC_ENOMEM when nothing
- *   anywhere can be evicted.  Slot arrays and policy tables grow under a
- *   shard lock without a reservation; the operation that grew them evicts
- *   back under the limit right after releasing the lock.  Pinned items stay
- *   charged until freed, so the limit bounds real memory even while slow
- *   clients hold replies.
+ *   mem_used counts what seg_int.h's BUDGET says: backed segments, large
+ *   blocks, bucket slot arrays, policy state and the engine's own fixed
+ *   arrays.  Allocating an item takes room in an open segment, or backs a
+ *   segment if the budget allows, or else evicts a segment and tries again;
+ *   it fails with BC_ENOMEM only when nothing anywhere can be evicted.  Slot
+ *   arrays grow under a shard lock without a reservation; the operation
+ *   that grew them gives segments back (or evicts) right after releasing
+ *   the lock.
  *
  * EXPIRY AND FLUSH
  *   An item is dead when exptime != 0 && exptime <= now (memcached's rule)
  *   or when flush_all invalidated it.  Dead items are unlinked lazily by
  *   whatever lookup meets them, by eviction, and by bc_cache_expire_scan,
- *   which walks buckets incrementally from a saved cursor.
+ *   which walks buckets incrementally from a saved cursor.  A segment
+ *   whose items are all unlinked and that nobody pins is freed at once, so
+ *   a mass expiry gives memory back without waiting for eviction.
  *
  *   flush_all is decided by CAS alone: an item is flushed when its CAS is
  *   below oldest_cas.  CAS values grow with every store, so "below the mark"
@@ -86,8 +122,11 @@
  *   also kills items stored during the due second itself, which we do not.
  *   oldest_cas only ever rises: a later delayed flush cannot bring back an
  *   item that an earlier flush killed.
+ *
+ * COUNTERS
+ *   An eviction and an expiry of an item of bucket b are each counted in
+ *   exactly one place: do_count_evicted and do_count_expired.
  */
-#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,22 +137,19 @@
 #include "bc_mcproto.h"
 #include "engine/cache.h"
 #include "engine/evict/evict.h"
-
-/* Engine-private item flags (bc_item_t.iflags; shard lock). */
-#define ITEM_FETCHED 0x02u     /* read at least once since stored */
-#define ITEM_PINNED  0x04u     /* unlinked while referenced: in pinned_bytes */
+#include "engine/seg_int.h"
 
 #define CACHE_DEFAULT_NSHARDS      64u
 #define CACHE_DEFAULT_MAX_ITEM     (1024u * 1024u)
 #define CACHE_TABLE_MIN_SLOTS      4u
+#define CACHE_TABLE_MAX_LOAD       2u        /* items per slot before doubling */
 #define CACHE_RESIZE_PREFETCH      8u        /* chains fetched ahead by a table resize */
-/* Readers beyond this many on one item are refused (treated as a miss)
- * rather than overflowing the 16-bit count. */
-#define CACHE_REFCOUNT_MAX         60000u
-/* Pinned victims one eviction attempt may skip in a shard. */
-#define CACHE_EVICT_TRIES          16
 /* append/prepend/incr retries when the item changes while unlocked. */
 #define CACHE_RETRIES              64
+/* Consecutive evicted segments that freed almost nothing (every item was
+ * kept) after which the next one drops everything: bounds the work one
+ * allocation can be made to wait for. */
+#define CACHE_EVICT_MAX_STREAK     16u
 
 /* memcached 1.6 counts an item as its 48-byte header + 8-byte CAS + key +
  * NUL + value with CRLF; we size-check the same way so the -I limit lets
@@ -121,7 +157,7 @@
 #define CACHE_MC_ITEM_HEADER       56u
 
 typedef struct cache_bucket {
-    bc_item_t **slots;          /* NULL while the bucket has no items */
+    uint32_t *slots;            /* item references; NULL while the bucket has no items */
     uint32_t mask;              /* nslots - 1 */
     uint32_t count;             /* linked items */
     uint64_t bytes;             /* charged bytes of those items */
@@ -130,8 +166,7 @@ typedef struct cache_bucket {
 
 typedef struct cache_shard {
     _Alignas(64) pthread_mutex_t lock;   /* see LOCKING RULE */
-    void *policy;
-    uint64_t curr_items;
+    _Atomic uint64_t curr_items;         /* written under lock, read by eviction without */
     uint64_t total_items;
     uint64_t data_bytes;
     uint64_t evictions;
@@ -150,14 +185,17 @@ struct bc_cache {
     uint32_t shard_mask;
     uint32_t (*now)(void);
     const bc_evict_ops_t *policy;
+    void *policy_state;               /* segs.lock */
     bc_evict_env_t env;
 
     _Atomic uint64_t mem_used;
-    _Atomic uint64_t pinned_bytes;
     _Atomic uint64_t cas_last;        /* last CAS handed out */
     _Atomic uint32_t oldest_live;     /* flush mark (0 = none) */
     _Atomic uint64_t oldest_cas;      /* items with a smaller CAS are flushed */
-    _Atomic uint32_t evict_cursor;    /* round-robin start for foreign shards */
+
+    pthread_mutex_t evict_lock;       /* one eviction at a time; guards the streak */
+    uint32_t evict_streak;            /* evictions in a row that freed almost nothing */
+    size_t preallocated;
 
     pthread_mutex_t scan_lock;        /* guards scan_bucket/scan_slot */
     uint32_t scan_bucket;
@@ -165,6 +203,7 @@ struct bc_cache {
 
     cache_bucket_t *buckets;
     cache_shard_t *shards;
+    bc_segs_t segs;
 
     bc_cache_observer_fn observer;    /* set before use; NULL = none */
     void *observer_ctx;
@@ -272,65 +311,54 @@ cache_mem_sub(bc_cache_t *cache, uint64_t n)
     atomic_fetch_sub_explicit(&cache->mem_used, n, memory_order_relaxed);
 }
 
-/*
- * What glibc's malloc will charge for a request, before we make it: chunks
- * are 16-byte multiples holding the request plus an 8-byte header, at least
- * 32 bytes.  After malloc the real figure (bc__evict_mem_charge) replaces the
- * estimate; with other allocators the estimate is just that.
- */
-static inline uint64_t
-cache_mem_estimate(size_t request)
+static inline bool
+cache_over_limit(bc_cache_t *cache)
 {
-    size_t chunk = (request + sizeof(size_t) + 15u) & ~(size_t)15u;
-    return chunk < 32u ? 32u : chunk;
+    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) > cache->mem_limit;
 }
 
-static inline size_t
-item_request_size(size_t nkey, uint32_t nbytes)
+static inline uint32_t
+item_hash(const bc_item_t *it)
 {
-    return offsetof(bc_item_t, data) + nkey + 1u + nbytes;
-}
-
-static inline uint16_t
-item_refs(const bc_item_t *it)
-{
-    return atomic_load_explicit(&((bc_item_t *)it)->refcount, memory_order_acquire);
+    return bc_hash_key(bc_item_key(it), bc_item_nkey(it));
 }
 
 static inline bool
-item_key_eq(const bc_item_t *it, const char *key, size_t nkey, uint32_t hash)
+item_key_eq(const bc_item_t *it, const char *key, size_t nkey)
 {
-    return it->hash == hash && it->nkey == nkey && memcmp(it->data, key, nkey) == 0;
+    return bc_item_nkey(it) == nkey && memcmp(bc_item_key(it), key, nkey) == 0;
 }
 
-/* Frees an item whose refcount reached 0. */
-static void
-item_free(bc_cache_t *cache, bc_item_t *it)
+static inline bc_item_t *
+cache_item(const bc_cache_t *cache, uint32_t ref)
 {
-    uint64_t charge = bc__evict_mem_charge(it);
-    if (it->iflags & ITEM_PINNED) {
-        atomic_fetch_sub_explicit(&cache->pinned_bytes, charge, memory_order_relaxed);
-    }
-    cache_mem_sub(cache, charge);
-    free(it);
+    return bc_segs_item(&cache->segs, ref);
 }
 
-/* Frees a list of dead items chained through hnext (no lock needed). */
-static void
-cache_free_list(bc_cache_t *cache, bc_item_t *list)
+static inline bc_seg_t *
+item_seg(const bc_cache_t *cache, const bc_item_t *it)
 {
-    while (list != NULL) {
-        bc_item_t *next = list->hnext;
-        item_free(cache, list);
-        list = next;
-    }
+    return bc_segs_of(&cache->segs, it);
+}
+
+static inline uint64_t
+item_charge(const bc_cache_t *cache, const bc_item_t *it)
+{
+    return bc_segs_charge_of(&cache->segs, it);
+}
+
+/* key + value bytes (the data_bytes statistic) */
+static inline uint64_t
+item_data_bytes(const bc_item_t *it)
+{
+    return bc_item_nkey(it) + (uint64_t)bc_item_value_len(it);
 }
 
 /* flush_all check; see EXPIRY AND FLUSH above. */
 static inline bool
-item_is_flushed(const bc_cache_t *cache, const bc_item_t *it, uint32_t now)
+item_is_flushed(const bc_cache_t *cache, const bc_item_t *it)
 {
-    (void)now;   /* a due delayed flush was turned into a mark by cache_clock */
+    /* a due delayed flush was turned into a mark by cache_clock */
     return it->cas < atomic_load_explicit(&((bc_cache_t *)cache)->oldest_cas,
                                           memory_order_acquire);
 }
@@ -341,57 +369,99 @@ item_is_expired(const bc_item_t *it, uint32_t now)
     return it->exptime != 0 && it->exptime <= now;
 }
 
+static inline bool
+item_is_dead(const bc_cache_t *cache, const bc_item_t *it, uint32_t now)
+{
+    return item_is_expired(it, now) || item_is_flushed(cache, it);
+}
+
+/* Asks the CPU to start loading an item's header (0 is fine). */
+static inline void
+cache_prefetch(const bc_cache_t *cache, uint32_t ref)
+{
+    if (ref != 0) __builtin_prefetch(cache_item(cache, ref));
+}
+
+/* ------------------------------------------------------------------------ */
+/* counters: an eviction and an expiry of an item of bucket b               */
+/* ------------------------------------------------------------------------ */
+
+/* The one place an eviction is counted (shard lock held). */
+static inline void
+do_count_evicted(const cache_loc_t *loc, const bc_item_t *it)
+{
+    loc->shard->evictions++;
+    if (!(it->iflags & BC_ITEM_FETCHED)) loc->shard->evicted_unfetched++;
+}
+
+/* The one place an expiry (TTL passed, or flushed) is counted; active:
+ * found by bc_cache_expire_scan (shard lock held). */
+static inline void
+do_count_expired(const bc_cache_t *cache, const cache_loc_t *loc, const bc_item_t *it,
+                 bool active)
+{
+    cache_shard_t *s = loc->shard;
+    if (item_is_flushed(cache, it)) {
+        s->flushed++;
+    } else if (!(it->iflags & BC_ITEM_FETCHED)) {
+        s->expired_unfetched++;
+    }
+    s->reclaimed++;
+    if (active) s->expired_active++;
+}
+
 /* ------------------------------------------------------------------------ */
 /* bucket tables (shard lock held)                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Asks the CPU to start loading an item's header (NULL is fine). */
-static inline void
-cache_prefetch(const bc_item_t *it)
+static inline uint32_t
+table_slot(const bc_cache_t *cache, const cache_bucket_t *b, uint32_t hash)
 {
-    if (it != NULL) __builtin_prefetch(it);
+    return (hash / cache->nbuckets) & b->mask;
 }
 
 /* Rebuilds the bucket's table with nslots slots (a power of two). */
 static bool
 do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
 {
-    bc_item_t **slots = calloc(nslots, sizeof(*slots));
+    uint32_t *slots = calloc(nslots, sizeof(*slots));
     if (slots == NULL) return false;
-    uint32_t mask = nslots - 1;
-    if (b->slots != NULL) {
-        for (uint32_t i = 0; i <= b->mask; i++) {
-            /* every item is read for its hash: fetch a few chains ahead */
-            if (i + CACHE_RESIZE_PREFETCH <= b->mask) {
-                cache_prefetch(b->slots[i + CACHE_RESIZE_PREFETCH]);
+    uint32_t old_mask = b->mask;
+    uint32_t *old = b->slots;
+    b->slots = slots;
+    b->mask = nslots - 1;
+    if (old != NULL) {
+        for (uint32_t i = 0; i <= old_mask; i++) {
+            /* every item is read for its key: fetch a few chains ahead */
+            if (i + CACHE_RESIZE_PREFETCH <= old_mask) {
+                cache_prefetch(cache, old[i + CACHE_RESIZE_PREFETCH]);
             }
-            bc_item_t *it = b->slots[i];
-            while (it != NULL) {
-                bc_item_t *next = it->hnext;
-                cache_prefetch(next);
-                uint32_t idx = (it->hash / cache->nbuckets) & mask;
+            uint32_t ref = old[i];
+            while (ref != 0) {
+                bc_item_t *it = cache_item(cache, ref);
+                uint32_t next = it->hnext;
+                cache_prefetch(cache, next);
+                uint32_t idx = table_slot(cache, b, item_hash(it));
                 it->hnext = slots[idx];
-                slots[idx] = it;
-                it = next;
+                slots[idx] = ref;
+                ref = next;
             }
         }
-        cache_mem_sub(cache, bc__evict_mem_charge(b->slots));
-        free(b->slots);
+        cache_mem_sub(cache, bc__evict_mem_charge(old));
+        free(old);
     }
     cache_mem_add(cache, bc__evict_mem_charge(slots));
-    b->slots = slots;
-    b->mask = mask;
     return true;
 }
 
-/* Makes room for one more item: creates or doubles the table (load > 1.5).
- * Failing to grow is harmless: chains just get longer. */
+/* Makes room for one more item: creates or doubles the table.  Failing to
+ * grow is harmless (chains just get longer) unless there is no table. */
 static bool
 do_table_reserve(bc_cache_t *cache, cache_bucket_t *b)
 {
     if (b->slots == NULL) return do_table_resize(cache, b, CACHE_TABLE_MIN_SLOTS);
     uint64_t nslots = (uint64_t)b->mask + 1;
-    if ((uint64_t)(b->count + 1) * 2 > nslots * 3 && nslots < (1u << 30)) {
+    if ((uint64_t)b->count + 1 > nslots * CACHE_TABLE_MAX_LOAD && nslots < (1u << 30)) {
         (void)do_table_resize(cache, b, (uint32_t)nslots * 2);
     }
     return true;
@@ -417,21 +487,25 @@ do_table_shrink(bc_cache_t *cache, cache_bucket_t *b)
 }
 
 static bc_item_t *
-do_table_find(const cache_loc_t *loc, const char *key, size_t nkey, uint32_t hash)
+do_table_find(const bc_cache_t *cache, const cache_loc_t *loc, const char *key, size_t nkey)
 {
     const cache_bucket_t *b = loc->bucket;
     if (b->slots == NULL) return NULL;
-    for (bc_item_t *it = b->slots[loc->q & b->mask]; it != NULL; it = it->hnext) {
-        if (item_key_eq(it, key, nkey, hash)) return it;
+    for (uint32_t ref = b->slots[loc->q & b->mask]; ref != 0;) {
+        bc_item_t *it = cache_item(cache, ref);
+        if (item_key_eq(it, key, nkey)) return it;
+        ref = it->hnext;
     }
     return NULL;
 }
 
-static bc_item_t **
-do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it)
+/* The reference that points at it (a slot or an hnext). */
+static uint32_t *
+do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it, uint32_t hash)
 {
-    bc_item_t **pp = &b->slots[(it->hash / cache->nbuckets) & b->mask];
-    while (*pp != it) pp = &(*pp)->hnext;
+    uint32_t want = bc_segs_ref(&cache->segs, it);
+    uint32_t *pp = &b->slots[table_slot(cache, b, hash)];
+    while (*pp != want) pp = &cache_item(cache, *pp)->hnext;
     return pp;
 }
 
@@ -439,107 +513,115 @@ do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it)
 /* link / unlink (shard lock held)                                          */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Drops the link reference of an item just taken out of the table.  If a
- * reader still holds it, it becomes pinned; if the count reaches 0 the item
- * goes on *freelist for the caller to free after unlocking.
- */
+/* it left its chain: the segment counts one live item less (and may be
+ * freed, if that was its last and nobody pins it). */
 static void
-do_item_drop_link(bc_cache_t *cache, bc_item_t *it, uint64_t charge, bc_item_t **freelist)
+do_item_gone(bc_cache_t *cache, bc_item_t *it)
 {
     it->iflags &= (uint8_t)~BC_ITEM_LINKED;
-    if (item_refs(it) > 1) {
-        it->iflags |= ITEM_PINNED;
-        atomic_fetch_add_explicit(&cache->pinned_bytes, charge, memory_order_relaxed);
-    }
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1) {
-        it->hnext = *freelist;
-        *freelist = it;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (bc_segs_unlinked(seg)) {
+        pthread_mutex_lock(&cache->segs.lock);
+        do_segs_reap(&cache->segs, seg);
+        pthread_mutex_unlock(&cache->segs.lock);
     }
 }
 
-/* Links a new item.  Returns false (nothing changed) only when the bucket
- * has no table and not even the smallest one can be allocated. */
+/* it is in a chain now (its segment counted it: bc_segs_link_try); a
+ * large one joins its queue. */
+static void
+do_item_joined(bc_cache_t *cache, bc_item_t *it)
+{
+    it->iflags |= BC_ITEM_LINKED;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (seg->large && seg->state == BC_SEG_OPEN) {
+        pthread_mutex_lock(&cache->segs.lock);
+        do_segs_large_link(&cache->segs, seg, seg->queue);
+        pthread_mutex_unlock(&cache->segs.lock);
+    }
+}
+
+static inline void
+shard_items_add(cache_shard_t *s, int64_t n)
+{
+    atomic_store_explicit(&s->curr_items,
+                          atomic_load_explicit(&s->curr_items, memory_order_relaxed) +
+                              (uint64_t)n,
+                          memory_order_relaxed);
+}
+
+/* Links a new item, counted by its segment already (bc_segs_link_try).
+ * Returns false (nothing changed) only when the bucket has no table and
+ * not even the smallest one can be allocated. */
 static bool
 do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t now)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__evict_mem_charge(it);
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    it->iflags = BC_ITEM_LINKED;
     uint32_t idx = loc->q & b->mask;
     it->hnext = b->slots[idx];
-    b->slots[idx] = it;
+    b->slots[idx] = bc_segs_ref(&cache->segs, it);
     b->count++;
-    b->bytes += charge;
-    s->curr_items++;
+    b->bytes += item_charge(cache, it);
+    shard_items_add(s, 1);
     s->total_items++;
-    s->data_bytes += it->nkey + bc_item_value_len(it);
-    cache->policy->on_insert(s->policy, it, now);
+    s->data_bytes += item_data_bytes(it);
+    cache->policy->on_link(it, now);
+    it->atime = bc__evict_atime(now);
+    do_item_joined(cache, it);
     return true;
 }
 
-/* Takes a linked item out of its table and policy. */
+/* Takes a linked item out of its table.  hash: its key's. */
 static void
-do_item_unlink(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it,
-               bc_evict_reason_t reason, bc_item_t **freelist)
+do_item_unlink(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t hash)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__evict_mem_charge(it);
 
-    bc_item_t **pp = do_table_ref(cache, b, it);
+    uint32_t *pp = do_table_ref(cache, b, it, hash);
     *pp = it->hnext;
-    it->hnext = NULL;
-    cache->policy->on_remove(s->policy, it, reason);
+    it->hnext = 0;
     b->count--;
-    b->bytes -= charge;
-    s->curr_items--;
-    s->data_bytes -= it->nkey + bc_item_value_len(it);
-    do_item_drop_link(cache, it, charge, freelist);
+    b->bytes -= item_charge(cache, it);
+    shard_items_add(s, -1);
+    s->data_bytes -= item_data_bytes(it);
+    do_item_gone(cache, it);
 }
 
-/* new_it (unlinked, caller's reference becomes the link) replaces old_it. */
+/* new_it (unlinked, counted by its segment already) replaces old_it in its
+ * chain. */
 static void
 do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
-                bc_item_t *new_it, uint32_t now, bc_item_t **freelist)
+                bc_item_t *new_it, uint32_t hash, uint32_t now)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t old_charge = bc__evict_mem_charge(old_it);
-    uint64_t new_charge = bc__evict_mem_charge(new_it);
 
-    bc_item_t **pp = do_table_ref(cache, b, old_it);
+    uint32_t *pp = do_table_ref(cache, b, old_it, hash);
     new_it->hnext = old_it->hnext;
-    *pp = new_it;
-    old_it->hnext = NULL;
+    *pp = bc_segs_ref(&cache->segs, new_it);
+    old_it->hnext = 0;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    new_it->iflags = BC_ITEM_LINKED;
-    cache->policy->on_replace(s->policy, old_it, new_it, now);
-    b->bytes = b->bytes - old_charge + new_charge;
+    cache->policy->on_replace(old_it, new_it, now);
+    new_it->atime = bc__evict_atime(now);
+    b->bytes = b->bytes - item_charge(cache, old_it) + item_charge(cache, new_it);
     s->total_items++;
-    s->data_bytes = s->data_bytes - (old_it->nkey + bc_item_value_len(old_it)) +
-                    (new_it->nkey + bc_item_value_len(new_it));
-    do_item_drop_link(cache, old_it, old_charge, freelist);
+    s->data_bytes = s->data_bytes - item_data_bytes(old_it) + item_data_bytes(new_it);
+    do_item_joined(cache, new_it);
+    do_item_gone(cache, old_it);
 }
 
 /* Unlinks a dead (expired or flushed) item and counts it. */
 static void
-do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t now,
-                bool active, bc_item_t **freelist)
+do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t hash,
+                bool active)
 {
-    cache_shard_t *s = loc->shard;
-    if (item_is_flushed(cache, it, now)) {
-        s->flushed++;
-    } else if (!(it->iflags & ITEM_FETCHED)) {
-        s->expired_unfetched++;
-    }
-    s->reclaimed++;
-    if (active) s->expired_active++;
-    do_item_unlink(cache, loc, it, BC_EVICT_EXPIRED, freelist);
+    do_count_expired(cache, loc, it, active);
+    do_item_unlink(cache, loc, it, hash);
 }
 
 /*
@@ -548,12 +630,12 @@ do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32
  */
 static bc_item_t *
 do_item_find_live(bc_cache_t *cache, const cache_loc_t *loc, const char *key, size_t nkey,
-                  uint32_t hash, uint32_t now, bc_item_t **freelist)
+                  uint32_t hash, uint32_t now)
 {
-    bc_item_t *it = do_table_find(loc, key, nkey, hash);
+    bc_item_t *it = do_table_find(cache, loc, key, nkey);
     if (it == NULL) return NULL;
-    if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-        do_item_reclaim(cache, loc, it, now, false, freelist);
+    if (item_is_dead(cache, it, now)) {
+        do_item_reclaim(cache, loc, it, hash, false);
         do_table_shrink(cache, loc->bucket);
         return NULL;
     }
@@ -561,103 +643,175 @@ do_item_find_live(bc_cache_t *cache, const cache_loc_t *loc, const char *key, si
 }
 
 /* ------------------------------------------------------------------------ */
-/* eviction and memory reservation                                          */
+/* eviction                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Frees one item of shard `si` (the policy's victim, or a dead item the
- * policy names).  Victims a reader holds are requeued and skipped.
- * Returns true when an item was unlinked.  Takes and releases the lock.
- */
-static bool
-cache_evict_one(bc_cache_t *cache, uint32_t si)
+static uint64_t
+cache_live_items(const bc_cache_t *cache)
 {
-    cache_shard_t *s = &cache->shards[si];
-    bc_item_t *freelist = NULL;
-    bool done = false;
-    uint32_t now = cache_clock(cache);
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < cache->nshards; i++) {
+        n += atomic_load_explicit(&cache->shards[i].curr_items, memory_order_relaxed);
+    }
+    return n;
+}
 
-    pthread_mutex_lock(&s->lock);
-    for (int tries = 0; tries < CACHE_EVICT_TRIES; tries++) {
-        bc_item_t *it = cache->policy->pick_victim(s->policy, now);
-        if (it == NULL) break;
-        if (item_refs(it) > 1) {
-            cache->policy->requeue(s->policy, it, now);
-            continue;
-        }
-        cache_loc_t loc;
-        cache_locate(cache, it->hash, &loc);
-        if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-            do_item_reclaim(cache, &loc, it, now, false, &freelist);
-        } else {
-            s->evictions++;
-            if (!(it->iflags & ITEM_FETCHED)) s->evicted_unfetched++;
-            do_item_unlink(cache, &loc, it, BC_EVICT_EVICTED, &freelist);
-        }
+/*
+ * One item of a segment being evicted from queue q: dropped or copied to
+ * the head of the queue the policy names.  Returns the bytes copied.
+ * Takes the item's shard lock (and segs.lock inside it).
+ */
+static uint32_t
+cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, uint32_t now,
+                 bool force, bool *requeued)
+{
+    uint32_t hash = item_hash(it);
+    cache_loc_t loc;
+    cache_locate(cache, hash, &loc);
+    uint32_t copied = 0;
+
+    pthread_mutex_lock(&loc.shard->lock);
+    if (!(it->iflags & BC_ITEM_LINKED)) {
+        /* dead already, or a writer's item not stored yet: it sees RETIRED */
+    } else if (item_is_dead(cache, it, now)) {
+        do_item_reclaim(cache, &loc, it, hash, false);
         do_table_shrink(cache, loc.bucket);
-        done = true;
-        break;
-    }
-    pthread_mutex_unlock(&s->lock);
-    cache_free_list(cache, freelist);
-    return done;
-}
-
-static bool
-cache_try_reserve(bc_cache_t *cache, uint64_t need)
-{
-    uint64_t cur = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    while (cur + need <= cache->mem_limit) {
-        if (atomic_compare_exchange_weak_explicit(&cache->mem_used, &cur, cur + need,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            return true;
+    } else {
+        bc_seg_t *seg = item_seg(cache, it), *dseg = NULL;
+        char *dst = NULL;
+        pthread_mutex_lock(&cache->segs.lock);
+        int verdict = cache->policy->on_evict(cache->policy_state, it, q, hash, now, force);
+        if (verdict >= 0 && seg->large) {
+            do_segs_requeue(&cache->segs, seg, (unsigned)verdict);
+            *requeued = true;
+        } else if (verdict >= 0) {
+            dst = do_segs_append(&cache->segs, (unsigned)verdict, size, true, &dseg);
+            if (dst != NULL) cache->segs.moved_items++;
+        }
+        pthread_mutex_unlock(&cache->segs.lock);
+        if (dst != NULL && !bc_segs_link_try(dseg)) {
+            /* the open segment closed and retired meanwhile (all its items
+             * gone): no place for the copy after all */
+            bc_segs_unpin(&cache->segs, dseg);
+            dst = NULL;
+        }
+        if (*requeued) {
+            /* the large item stays where it is */
+        } else if (dst != NULL) {
+            /* the copy takes the original's place; readers keep the original */
+            bc_item_t *nit = (bc_item_t *)dst;
+            memcpy(nit, it, size);
+            uint32_t *pp = do_table_ref(cache, loc.bucket, it, hash);
+            *pp = bc_segs_ref(&cache->segs, nit);
+            it->hnext = 0;
+            do_item_gone(cache, it);
+            bc_segs_unpin(&cache->segs, dseg);
+            copied = size;
+        } else {
+            do_count_evicted(&loc, it);
+            do_item_unlink(cache, &loc, it, hash);
+            do_table_shrink(cache, loc.bucket);
         }
     }
-    return false;
-}
-
-static bool
-cache_over_limit(bc_cache_t *cache, uint64_t extra)
-{
-    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra >
-           cache->mem_limit;
+    pthread_mutex_unlock(&loc.shard->lock);
+    return copied;
 }
 
 /*
- * Evicts until `extra` more bytes fit under the limit (reserve == false) or
- * until they are reserved (reserve == true).  Home shard first, then every
- * shard round-robin from a shared cursor, rounds repeated while any of them
- * makes progress.  Returns false when nothing more can be evicted.
+ * Evicts one segment: the tail of the queue the policy picks.  Returns
+ * false when there is nothing to evict.  Takes evict_lock, and the shard
+ * lock of each item in turn.
  */
 static bool
-cache_make_room(bc_cache_t *cache, uint32_t home, uint64_t extra, bool reserve)
+cache_evict(bc_cache_t *cache)
 {
-#define CACHE_ROOM_DONE() \
-    (reserve ? cache_try_reserve(cache, extra) : !cache_over_limit(cache, extra))
-    if (CACHE_ROOM_DONE()) return true;
-    while (cache_evict_one(cache, home)) {
-        if (CACHE_ROOM_DONE()) return true;
-    }
-    for (;;) {
-        bool progress = false;
-        uint32_t start = atomic_fetch_add_explicit(&cache->evict_cursor, 1,
-                                                   memory_order_relaxed);
-        for (uint32_t i = 0; i < cache->nshards; i++) {
-            if (cache_evict_one(cache, (start + i) & cache->shard_mask)) {
-                progress = true;
-                if (CACHE_ROOM_DONE()) return true;
+    uint32_t now = cache_clock(cache);
+    bc_segs_t *segs = &cache->segs;
+
+    pthread_mutex_lock(&cache->evict_lock);
+    bc_evict_queues_t qs;
+    uint64_t items = cache_live_items(cache);
+    pthread_mutex_lock(&segs->lock);
+    do_segs_queues(segs, &qs);
+    qs.items = items;
+    bool any = false;
+    for (unsigned i = 0; i < segs->nqueues; i++) any |= qs.evictable[i];
+    bc_seg_t *seg = NULL;
+    unsigned q = 0;
+    if (any) {
+        q = cache->policy->pick_queue(cache->policy_state, &qs);
+        if (q >= segs->nqueues || !qs.evictable[q]) {
+            for (q = 0; !qs.evictable[q]; q++) {
             }
         }
-        if (!progress) return CACHE_ROOM_DONE();
+        seg = do_segs_take_tail(segs, q);
     }
-#undef CACHE_ROOM_DONE
+    pthread_mutex_unlock(&segs->lock);
+    if (seg == NULL) {
+        pthread_mutex_unlock(&cache->evict_lock);
+        return false;
+    }
+
+    bool force = cache->evict_streak >= CACHE_EVICT_MAX_STREAK;
+    bool requeued = false;
+    uint64_t total, kept = 0;
+    if (seg->large) {
+        total = seg->charge;
+        (void)cache_evict_item(cache, (bc_item_t *)seg->base, 0, q, now, force, &requeued);
+        if (requeued) kept = total;
+    } else {
+        total = seg->used;
+        for (uint32_t off = 0; off < seg->used;) {
+            bc_item_t *it = (bc_item_t *)(seg->base + off);
+            uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                              bc_item_has_flags(it));
+            kept += cache_evict_item(cache, it, size, q, now, force, &requeued);
+            off += size;
+        }
+    }
+    /* Almost nothing freed: every item was kept.  The policy's counts make
+     * sure that does not last; the streak makes sure it does not last long. */
+    if (total > 0 && (total - kept) * 8 < total) {
+        cache->evict_streak++;
+    } else {
+        cache->evict_streak = 0;
+    }
+    if (!requeued) {
+        pthread_mutex_lock(&segs->lock);
+        do_segs_evicted(segs, seg);
+        pthread_mutex_unlock(&segs->lock);
+    }
+    pthread_mutex_unlock(&cache->evict_lock);
+    return true;
 }
 
-static inline uint32_t
-cache_shard_of(const bc_cache_t *cache, uint32_t hash)
+/*
+ * Brings mem_used back under the limit plus `extra` bytes, charging them
+ * (reserve) or not: gives free segments back to the system, evicting when
+ * none is free.  Returns false when nothing more can be evicted.
+ */
+static bool
+cache_make_room(bc_cache_t *cache, uint64_t extra, bool reserve)
 {
-    return (hash % cache->nbuckets) & cache->shard_mask;
+    bc_segs_t *segs = &cache->segs;
+    for (;;) {
+        if (reserve ? bc_segs_try_charge(segs, extra)
+                    : atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra <=
+                          cache->mem_limit) {
+            return true;
+        }
+        pthread_mutex_lock(&segs->lock);
+        bool released = do_segs_release_one(segs);
+        pthread_mutex_unlock(&segs->lock);
+        if (!released && !cache_evict(cache)) return false;
+    }
+}
+
+/* After a store grew a table or the policy's state: back under the limit. */
+static void
+cache_enforce_limit(bc_cache_t *cache)
+{
+    if (cache_over_limit(cache)) (void)cache_make_room(cache, 0, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -668,32 +822,19 @@ static void
 cache_free_all(bc_cache_t *cache)
 {
     if (cache->buckets != NULL) {
-        for (uint32_t i = 0; i < cache->nbuckets; i++) {
-            cache_bucket_t *b = &cache->buckets[i];
-            if (b->slots == NULL) continue;
-            for (uint32_t j = 0; j <= b->mask; j++) {
-                bc_item_t *it = b->slots[j];
-                while (it != NULL) {
-                    bc_item_t *next = it->hnext;
-                    free(it);
-                    it = next;
-                }
-            }
-            free(b->slots);
-        }
+        for (uint32_t i = 0; i < cache->nbuckets; i++) free(cache->buckets[i].slots);
         free(cache->buckets);
     }
     if (cache->shards != NULL) {
         for (uint32_t i = 0; i < cache->nshards; i++) {
-            cache_shard_t *s = &cache->shards[i];
-            if (s->policy != NULL) {
-                cache->policy->destroy(s->policy);
-                pthread_mutex_destroy(&s->lock);
-            }
+            pthread_mutex_destroy(&cache->shards[i].lock);
         }
         free(cache->shards);
     }
+    if (cache->policy_state != NULL) cache->policy->destroy(cache->policy_state);
+    bc_segs_fini(&cache->segs);
     pthread_mutex_destroy(&cache->scan_lock);
+    pthread_mutex_destroy(&cache->evict_lock);
     free(cache);
 }
 
@@ -732,10 +873,24 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     cache->policy = policy;
     cache->env.mem_used = &cache->mem_used;
     pthread_mutex_init(&cache->scan_lock, NULL);
+    pthread_mutex_init(&cache->evict_lock, NULL);
 
+    bc_status_t st = bc_segs_init(&cache->segs, config->mem_limit, config->segment_size,
+                                  policy->nqueues, &cache->mem_used);
+    if (st != BC_OK) {
+        pthread_mutex_destroy(&cache->scan_lock);
+        pthread_mutex_destroy(&cache->evict_lock);
+        free(cache);
+        return st;
+    }
     cache->buckets = calloc(nbuckets, sizeof(*cache->buckets));
     cache->shards = aligned_alloc(_Alignof(cache_shard_t), nshards * sizeof(cache_shard_t));
-    if (cache->buckets == NULL || cache->shards == NULL) {
+    cache->policy_state = policy->create(&cache->env);
+    if (cache->buckets == NULL || cache->shards == NULL || cache->policy_state == NULL) {
+        if (cache->shards != NULL) {
+            free(cache->shards);
+            cache->shards = NULL;
+        }
         cache_free_all(cache);
         return BC_ENOMEM;
     }
@@ -748,23 +903,23 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     /* Critical sections are a few hundred nanoseconds: spin briefly before
      * sleeping (glibc's adaptive mutex). */
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    for (uint32_t i = 0; i < nshards; i++) {
-        cache_shard_t *s = &cache->shards[i];
-        s->policy = policy->create(&cache->env);
-        if (s->policy == NULL) {
-            pthread_mutexattr_destroy(&attr);
-            cache_free_all(cache);
-            return BC_ENOMEM;
-        }
-        pthread_mutex_init(&s->lock, &attr);
-    }
+    for (uint32_t i = 0; i < nshards; i++) pthread_mutex_init(&cache->shards[i].lock, &attr);
     pthread_mutexattr_destroy(&attr);
 
-    if (atomic_load(&cache->mem_used) >= cache->mem_limit) {
-        log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes",
-                  cache->mem_limit, (unsigned long long)atomic_load(&cache->mem_used));
+    /* the engine's own memory plus two segments (an open one and the
+     * evictor's reserve) must fit */
+    if (atomic_load(&cache->mem_used) + 2ull * cache->segs.seg_size > cache->mem_limit) {
+        log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes "
+                  "and two %u-byte segments", cache->mem_limit,
+                  (unsigned long long)atomic_load(&cache->mem_used), cache->segs.seg_size);
         cache_free_all(cache);
         return BC_EINVAL;
+    }
+    if (config->prealloc) {
+        int64_t took_ms = 0;
+        cache->preallocated = bc_segs_prealloc(&cache->segs, &took_ms);
+        log_info("-L: preallocated %zu MiB in %lld ms", cache->preallocated >> 20,
+                 (long long)took_ms);
     }
     *out = cache;
     return BC_OK;
@@ -800,6 +955,18 @@ bc_cache_max_item_size(const bc_cache_t *cache)
     return cache->max_item_size;
 }
 
+size_t
+bc_cache_preallocated(const bc_cache_t *cache)
+{
+    return cache->preallocated;
+}
+
+uint32_t
+bc__item_holders(const bc_cache_t *cache, const bc_item_t *it)
+{
+    return atomic_load(&item_seg(cache, it)->pins) & BC_SEG_PIN_COUNT;
+}
+
 /*
  * memcached's realtime(): 0 = never; negative = already expired (1 is a
  * time always in the past); up to 30 days = relative; larger = absolute
@@ -821,39 +988,44 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
 /* reads                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A hit: the policy's bits, the access time, the fetched mark -- each
+ * written only when it changes, so that two threads reading one hot item
+ * do not keep taking its line from each other. */
+static inline void
+do_item_accessed(bc_cache_t *cache, bc_item_t *it, uint32_t now)
+{
+    if (!(it->iflags & BC_ITEM_FETCHED)) it->iflags |= BC_ITEM_FETCHED;
+    cache->policy->on_access(it, now);
+    uint16_t at = bc__evict_atime(now);
+    if (it->atime != at) it->atime = at;
+}
+
 /*
  * The one lookup: finds a live item, counts the access (memcached counts a
  * touch as a fetch) and sets its expiry when `touch`.  With `ref`, returns
- * it referenced; without, the result only says found (non-NULL) and must
- * not be dereferenced.
+ * it referenced (its segment pinned); without, the result only says found
+ * (non-NULL) and must not be dereferenced.
  */
 static bc_item_t *
 cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
           uint32_t exptime, bool ref)
 {
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
     pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
-        if (ref && item_refs(it) >= CACHE_REFCOUNT_MAX) {
-            it = NULL;   /* absurd fan-out on one item: refuse, never overflow */
-        } else {
-            if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
-            it->iflags |= ITEM_FETCHED;
-            if (touch) {
-                it->exptime = exptime;
-                cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
-            }
-            cache->policy->on_access(loc.shard->policy, it, now);
+        if (ref) bc_segs_pin(item_seg(cache, it));
+        if (touch) {
+            it->exptime = exptime;
+            cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
         }
+        do_item_accessed(cache, it, now);
     }
     pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
     return it;
 }
 
@@ -874,14 +1046,84 @@ void
 bc_item_release(bc_cache_t *cache, bc_item_t *it)
 {
     if (it == NULL) return;
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1) {
-        item_free(cache, it);
+    bc_segs_t *segs = &cache->segs;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (it->cas == 0 && !seg->large) {
+        /* Never linked (a link sets a CAS, and only its writer holds it):
+         * an add that found the key, a cas that lost, a dropped upload.
+         * If it is the last thing appended, its room is taken back. */
+        uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                          bc_item_has_flags(it));
+        pthread_mutex_lock(&segs->lock);
+        do_segs_unappend(segs, seg, (const char *)it, size);
+        pthread_mutex_unlock(&segs->lock);
     }
+    bc_segs_unpin(segs, seg);
 }
 
 /* ------------------------------------------------------------------------ */
 /* writes                                                                   */
 /* ------------------------------------------------------------------------ */
+
+/* Writes an item's header and key at p (the value is the caller's). */
+static bc_item_t *
+item_init(void *p, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+          uint32_t nbytes, bool large)
+{
+    bc_item_t *it = p;
+    it->cas = 0;
+    it->exptime = exptime;
+    it->hnext = 0;
+    it->lenkey = (large ? BC_ITEM_LEN_LARGE : nbytes) | (flags != 0 ? BC_ITEM_LEN_FLAGS : 0u) |
+                 ((uint32_t)nkey << BC_ITEM_LEN_KEY_SHIFT);
+    it->iflags = 0;
+    it->pfreq = 0;
+    it->atime = 0;
+    char *d = it->data;
+    if (flags != 0) {
+        memcpy(d, &flags, sizeof(flags));
+        d += sizeof(flags);
+    }
+    if (large) {
+        memcpy(d, &nbytes, sizeof(nbytes));
+        d += sizeof(nbytes);
+    }
+    memcpy(d, key, nkey);
+    return it;
+}
+
+/* A large item: a block of its own, charged before it is allocated. */
+static bc_item_t *
+cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                  uint32_t flags, uint32_t exptime, uint32_t nbytes, uint32_t size,
+                  bc_status_t *st)
+{
+    bc_segs_t *segs = &cache->segs;
+    size += 4;   /* the length the header cannot hold */
+    uint64_t estimate = bc_segs_large_estimate(size);
+    if (estimate > cache->mem_limit || !cache_make_room(cache, estimate, true)) {
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    bc_seg_t *seg = bc_segs_large_new(segs, size);
+    if (seg == NULL) {
+        cache_mem_sub(cache, estimate);
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    if (seg->charge > estimate) {
+        cache_mem_add(cache, seg->charge - estimate);
+    } else if (seg->charge < estimate) {
+        cache_mem_sub(cache, estimate - seg->charge);
+    }
+    pthread_mutex_lock(&segs->lock);
+    seg->queue = (uint8_t)cache->policy->admit(cache->policy_state, hash);
+    pthread_mutex_unlock(&segs->lock);
+    bc_item_t *it = item_init(seg->base, key, nkey, flags, exptime, nbytes, true);
+    if (seg->charge > estimate) cache_enforce_limit(cache);
+    *st = BC_OK;
+    return it;
+}
 
 bc_item_t *
 bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
@@ -893,100 +1135,96 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         *st = BC_EINVAL;
         return NULL;
     }
-    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes > cache->max_item_size) {
+    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes > cache->max_item_size ||
+        nbytes > UINT32_MAX - 1024u) {
         *st = BC_ETOOLARGE;
         return NULL;
     }
-    size_t request = item_request_size(nkey, nbytes);
-    uint64_t estimate = cache_mem_estimate(request);
-    if (estimate > cache->mem_limit ||
-        !cache_make_room(cache, cache_shard_of(cache, hash), estimate, true)) {
-        *st = BC_ENOMEM;
-        return NULL;
+    bc_segs_t *segs = &cache->segs;
+    uint32_t size = bc_segs_item_size(segs, (uint32_t)nkey, nbytes, flags != 0);
+    if (bc_segs_is_large(segs, size)) {
+        return cache_alloc_large(cache, key, nkey, hash, flags, exptime, nbytes, size, st);
     }
-    bc_item_t *it = malloc(request);
-    if (it == NULL) {
-        cache_mem_sub(cache, estimate);
-        *st = BC_ENOMEM;
-        return NULL;
+    bool admitted = false;
+    unsigned q = 0;
+    for (;;) {
+        bc_seg_t *seg;
+        pthread_mutex_lock(&segs->lock);
+        if (!admitted) {
+            q = cache->policy->admit(cache->policy_state, hash);
+            admitted = true;
+        }
+        char *p = do_segs_append(segs, q, size, false, &seg);
+        if (p != NULL) {
+            /* header and key before the lock goes: eviction walks segments
+             * by their items' headers */
+            bc_item_t *it = item_init(p, key, nkey, flags, exptime, nbytes, false);
+            pthread_mutex_unlock(&segs->lock);
+            *st = BC_OK;
+            return it;
+        }
+        pthread_mutex_unlock(&segs->lock);
+        if (!cache_evict(cache)) {
+            *st = BC_ENOMEM;
+            return NULL;
+        }
     }
-    uint64_t charge = bc__evict_mem_charge(it);
-    if (charge > estimate) {
-        cache_mem_add(cache, charge - estimate);
-    } else if (charge < estimate) {
-        cache_mem_sub(cache, estimate - charge);
-    }
-
-    it->hnext = it->prev = it->next = NULL;
-    it->cas = 0;
-    it->hash = hash;
-    it->exptime = exptime;
-    it->flags = flags;
-    it->nbytes = nbytes;
-    atomic_init(&it->refcount, 1);
-    it->nkey = (uint8_t)nkey;
-    it->iflags = 0;
-    it->pbits = 0;
-    it->pfreq = 0;
-    memcpy(it->data, key, nkey);
-    it->data[nkey] = '\0';
-
-    if (charge > estimate && cache_over_limit(cache, 0)) {
-        (void)cache_make_room(cache, cache_shard_of(cache, hash), 0, false);
-    }
-    *st = BC_OK;
-    return it;
 }
 
-/* After a store grew a table: evict back under the limit. */
-static void
-cache_enforce_limit(bc_cache_t *cache, uint32_t hash)
+/*
+ * it (unlinked, held by the caller) sits in a segment eviction has begun:
+ * a copy elsewhere, held by the caller instead; it is released.  NULL (it
+ * released too) when there is no memory.
+ */
+static bc_item_t *
+cache_move_unlinked(bc_cache_t *cache, bc_item_t *it)
 {
-    if (cache_over_limit(cache, 0)) {
-        (void)cache_make_room(cache, cache_shard_of(cache, hash), 0, false);
-    }
+    bc_status_t st;
+    uint32_t nbytes = bc_item_nbytes(it);
+    bc_item_t *nit = bc_item_alloc(cache, bc_item_key(it), bc_item_nkey(it), item_hash(it),
+                                   bc_item_flags(it), it->exptime, nbytes, &st);
+    if (nit != NULL) memcpy(bc_item_value(nit), bc_item_value(it), nbytes);
+    bc_item_release(cache, it);
+    return nit;
 }
 
 /*
  * append/prepend: the combined item must be allocated with no lock held
  * (allocation may evict), so the old item is referenced, copied unlocked,
  * and the result linked only if the key still holds that same item (same
- * pointer and CAS; the reference rules out address reuse).  Otherwise the
- * whole thing is retried against the new value.
+ * address and CAS; the reference keeps the address from being reused).
+ * Otherwise the whole thing is retried against the new value.
  */
 static bc_status_t
 cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_out)
 {
     cache_loc_t loc;
     const char *key = bc_item_key(it);
-    cache_locate(cache, it->hash, &loc);
+    size_t nkey = bc_item_nkey(it);
+    uint32_t hash = item_hash(it);
+    cache_locate(cache, hash, &loc);
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
-        bc_item_t *freelist = NULL;
         uint32_t now = cache_clock(cache);
 
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *old = do_item_find_live(cache, &loc, key, it->nkey, it->hash, now,
-                                           &freelist);
+        bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now);
         if (old == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
         }
-        atomic_fetch_add_explicit(&old->refcount, 1, memory_order_relaxed);
+        bc_segs_pin(item_seg(cache, old));
         uint64_t old_cas = old->cas;
         uint32_t old_exptime = old->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
-        freelist = NULL;
 
         uint32_t old_len = bc_item_value_len(old), add_len = bc_item_value_len(it);
         uint64_t total = (uint64_t)old_len + add_len + 2;
         bc_status_t st = BC_ETOOLARGE;
         bc_item_t *nit = NULL;
         if (total <= UINT32_MAX) {
-            nit = bc_item_alloc(cache, key, it->nkey, it->hash, old->flags, old_exptime,
+            nit = bc_item_alloc(cache, key, nkey, hash, bc_item_flags(old), old_exptime,
                                 (uint32_t)total, &st);
         }
         if (nit == NULL) {
@@ -1006,27 +1244,24 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
 
         now = cache_clock(cache);
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *cur = do_item_find_live(cache, &loc, key, it->nkey, it->hash, now,
-                                           &freelist);
+        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
         bool same = cur == old && cur->cas == old_cas;
-        if (same) {
+        bool moved = same && !bc_segs_link_try(item_seg(cache, nit));
+        if (same && !moved) {
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
-            do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            do_item_replace(cache, &loc, cur, nit, hash, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
             if (cas_out != NULL) *cas_out = nit->cas;
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         bc_item_release(cache, old);
-        if (same) {
-            /* nit belongs to the table now: it may already be gone. */
-            uint32_t hash = it->hash;
+        bc_item_release(cache, nit);   /* linked or not, the caller's hold goes */
+        if (same && !moved) {
             bc_item_release(cache, it);
-            cache_enforce_limit(cache, hash);
+            cache_enforce_limit(cache);
             return BC_OK;
         }
-        bc_item_release(cache, nit);
     }
     log_warn("cache: append/prepend gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
@@ -1096,52 +1331,58 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
     }
 
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     bc_status_t st;
-    uint32_t hash = it->hash;
+    uint32_t hash = item_hash(it);
     cache_locate(cache, hash, &loc);
-    uint32_t now = cache_clock(cache);
 
-    pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *old = do_item_find_live(cache, &loc, bc_item_key(it), it->nkey, hash, now,
-                                       &freelist);
-    switch (mode) {
-    case BC_STORE_SET:
-        st = BC_OK;
-        break;
-    case BC_STORE_ADD:
-        st = old != NULL ? BC_ENOTSTORED : BC_OK;
-        break;
-    case BC_STORE_REPLACE:
-        st = old != NULL ? BC_OK : BC_ENOTSTORED;
-        break;
-    case BC_STORE_CAS:
-        st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
-        break;
-    default:
-        st = BC_EINVAL;
-        break;
-    }
-    if (st == BC_OK) {
-        if (old != NULL) {
-            do_item_replace(cache, &loc, old, it, now, &freelist);
-        } else if (!do_item_link(cache, &loc, it, now)) {
-            st = BC_ENOMEM;
+    for (;;) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *old = do_item_find_live(cache, &loc, bc_item_key(it), bc_item_nkey(it), hash,
+                                           now);
+        switch (mode) {
+        case BC_STORE_SET:
+            st = BC_OK;
+            break;
+        case BC_STORE_ADD:
+            st = old != NULL ? BC_ENOTSTORED : BC_OK;
+            break;
+        case BC_STORE_REPLACE:
+            st = old != NULL ? BC_OK : BC_ENOTSTORED;
+            break;
+        case BC_STORE_CAS:
+            st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
+            break;
+        default:
+            st = BC_EINVAL;
+            break;
         }
-        if (st == BC_OK && keep_cas != 0) {
-            it->cas = keep_cas;
-            cache_cas_raise(cache, keep_cas);
+        if (st == BC_OK && !bc_segs_link_try(item_seg(cache, it))) {
+            /* eviction took its segment while it was being filled */
+            pthread_mutex_unlock(&loc.shard->lock);
+            it = cache_move_unlinked(cache, it);
+            if (it == NULL) return BC_ENOMEM;
+            continue;
         }
-        if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
-        if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
+        if (st == BC_OK) {
+            if (old != NULL) {
+                do_item_replace(cache, &loc, old, it, hash, now);
+            } else if (!do_item_link(cache, &loc, it, now)) {
+                st = BC_ENOMEM;
+                do_item_gone(cache, it);   /* uncounts it */
+            }
+            if (st == BC_OK && keep_cas != 0) {
+                it->cas = keep_cas;
+                cache_cas_raise(cache, keep_cas);
+            }
+            if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+            if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        break;
     }
-    pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
-    if (st != BC_OK) {
-        bc_item_release(cache, it);
-    } else {
-        cache_enforce_limit(cache, hash);
-    }
+    bc_item_release(cache, it);   /* stored or not, the caller's hold goes */
+    if (st == BC_OK) cache_enforce_limit(cache);
     return st;
 }
 
@@ -1149,20 +1390,18 @@ bc_status_t
 bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
 {
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
     pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
-        do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
+        do_item_unlink(cache, &loc, it, hash);
         do_table_shrink(cache, loc.bucket);
         cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
     }
     pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
     return it != NULL ? BC_OK : BC_ENOTFOUND;
 }
 
@@ -1209,7 +1448,6 @@ arith_parse(const char *p, size_t len, uint64_t *out)
 #undef ARITH_SPACE
 }
 
-
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
@@ -1219,17 +1457,15 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
     cache_locate(cache, hash, &loc);
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
-        bc_item_t *freelist = NULL;
         uint32_t now = cache_clock(cache);
         uint64_t value;
         char buf[24];
 
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        if (it == NULL || it->nbytes <= 2 ||
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        if (it == NULL || bc_item_nbytes(it) <= 2 ||
             !arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             return it == NULL ? BC_ENOTFOUND : BC_ENONNUMERIC;
         }
         if (incr) {
@@ -1240,27 +1476,26 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         size_t len = bc_mc_u64_to_dec(value, buf);
         if (result != NULL) *result = value;
 
-        if (len + 2 <= it->nbytes && item_refs(it) == 1) {
-            /* Nobody but the table holds it: rewrite in place, padding a
-             * shorter number with spaces (memcached does exactly this). */
+        bc_seg_t *seg = item_seg(cache, it);
+        if (len + 2 <= bc_item_nbytes(it) && bc_segs_unpinned(seg)) {
+            /* Nobody holds anything of its segment, and a new reader would
+             * need this lock: rewrite in place, padding a shorter number
+             * with spaces (memcached does exactly this). */
             char *v = bc_item_value(it);
             memcpy(v, buf, len);
-            memset(v + len, ' ', it->nbytes - 2 - len);
+            memset(v + len, ' ', bc_item_nbytes(it) - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-            cache->policy->on_access(loc.shard->policy, it, now);
+            do_item_accessed(cache, it, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             return BC_OK;
         }
 
-        /* Longer, or readers hold the old value: store a new item. */
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+        /* Longer, or readers may hold the old value: store a new item. */
+        bc_segs_pin(seg);
         uint64_t old_cas = it->cas;
-        uint32_t flags = it->flags, exptime = it->exptime;
+        uint32_t flags = bc_item_flags(it), exptime = it->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
-        freelist = NULL;
 
         bc_status_t st;
         bc_item_t *nit = bc_item_alloc(cache, key, nkey, hash, flags, exptime,
@@ -1274,21 +1509,20 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
 
         now = cache_clock(cache);
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        bool same = cur == it && cur->cas == old_cas;
+        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        bool same = cur == it && cur->cas == old_cas && bc_segs_link_try(item_seg(cache, nit));
         if (same) {
             nit->exptime = cur->exptime;
-            do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            do_item_replace(cache, &loc, cur, nit, hash, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         bc_item_release(cache, it);
+        bc_item_release(cache, nit);
         if (same) {
-            cache_enforce_limit(cache, hash);
+            cache_enforce_limit(cache);
             return BC_OK;
         }
-        bc_item_release(cache, nit);
     }
     log_warn("cache: incr/decr gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
@@ -1370,7 +1604,6 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
             .shard = &cache->shards[bi & cache->shard_mask],
         };
         cache_bucket_t *b = loc.bucket;
-        bc_item_t *freelist = NULL;
         bool finished = true;
 
         pthread_mutex_lock(&loc.shard->lock);
@@ -1379,16 +1612,16 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
         } else {
             uint32_t slot = cache->scan_slot;
             while (slot <= b->mask && budget > 0) {
-                bc_item_t *it = b->slots[slot];
-                if (it == NULL) budget--;   /* empty slots cost too: bounded work */
-                while (it != NULL) {
-                    bc_item_t *next = it->hnext;
+                uint32_t ref = b->slots[slot];
+                if (ref == 0) budget--;   /* empty slots cost too: bounded work */
+                while (ref != 0) {
+                    bc_item_t *it = cache_item(cache, ref);
+                    ref = it->hnext;
                     if (budget > 0) budget--;
-                    if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-                        do_item_reclaim(cache, &loc, it, now, true, &freelist);
+                    if (item_is_dead(cache, it, now)) {
+                        do_item_reclaim(cache, &loc, it, item_hash(it), true);
                         removed++;
                     }
-                    it = next;
                 }
                 slot++;
             }
@@ -1399,7 +1632,6 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
             do_table_shrink(cache, b);
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         if (finished) {
             cache->scan_bucket = (bi + 1) % cache->nbuckets;
             cache->scan_slot = 0;
@@ -1437,8 +1669,10 @@ bc_cache_bucket_foreach(bc_cache_t *cache, uint32_t bucket, bc_cache_item_fn fn,
     if (b->slots != NULL) {
         bool go_on = true;
         for (uint32_t i = 0; go_on && i <= b->mask; i++) {
-            for (bc_item_t *it = b->slots[i]; go_on && it != NULL; it = it->hnext) {
-                if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
+            for (uint32_t ref = b->slots[i]; go_on && ref != 0;) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                if (item_is_dead(cache, it, now)) continue;
                 go_on = fn(it, ctx);
             }
         }
@@ -1464,9 +1698,10 @@ cache_rev32(uint32_t v)
  * after a resize.  The cursor counts with its bits reversed (Redis's
  * dictScan): the slots still to visit after a resize are then exactly the
  * ones whose low bits were not covered yet, whatever the new size.  An
- * item linked for the whole scan is reported at least once; one linked
- * or unlinked meanwhile may or may not be; a halving can report an item
- * twice.
+ * item linked for the whole scan is reported at least once -- also when
+ * eviction copies it elsewhere meanwhile, since the copy takes the
+ * original's place in its chain; one linked or unlinked meanwhile may or
+ * may not be; a halving can report an item twice.
  */
 bc_status_t
 bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_cache_item_fn fn,
@@ -1486,14 +1721,14 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
         uint32_t m = b->mask;      /* fn may not resize: the lock is held */
         do {
             uint32_t next = cache_rev32(cache_rev32(v | ~m) + 1);
-            /* The items are scattered over the heap, so a chain head is
-             * likely a cache miss (in a profile of an export, the scan's
-             * own time was almost all the load of an item's header): start
-             * the next one's load while fn copies this chain out. */
-            if (next != 0) cache_prefetch(b->slots[next & m]);
-            for (bc_item_t *it = b->slots[v & m]; it != NULL; it = it->hnext) {
-                cache_prefetch(it->hnext);
-                if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
+            /* A chain head is likely a cache miss: start the next one's
+             * load while fn copies this chain out. */
+            if (next != 0) cache_prefetch(cache, b->slots[next & m]);
+            for (uint32_t ref = b->slots[v & m]; ref != 0;) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                cache_prefetch(cache, ref);
+                if (item_is_dead(cache, it, now)) continue;
                 if (!fn(it, ctx)) go_on = false;   /* the chain is finished all the same */
             }
             v = next;
@@ -1504,38 +1739,44 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
     return BC_OK;
 }
 
+/*
+ * Time proportional to the bucket: its chains are walked once and each item
+ * is marked gone in its segment; the segments' memory comes back when
+ * eviction reaches them, or at once for a segment left with no live item.
+ */
 uint64_t
 bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
 {
     if (bucket >= cache->nbuckets) return 0;
     cache_bucket_t *b = &cache->buckets[bucket];
     cache_shard_t *s = &cache->shards[bucket & cache->shard_mask];
-    bc_item_t *freelist = NULL;
     uint64_t dropped = 0;
 
     pthread_mutex_lock(&s->lock);
     if (b->slots != NULL) {
         for (uint32_t i = 0; i <= b->mask; i++) {
-            bc_item_t *it = b->slots[i];
-            b->slots[i] = NULL;
-            while (it != NULL) {
-                bc_item_t *next = it->hnext;
-                it->hnext = NULL;
-                cache->policy->on_remove(s->policy, it, BC_EVICT_DELETED);
-                s->curr_items--;
-                s->data_bytes -= it->nkey + bc_item_value_len(it);
-                do_item_drop_link(cache, it, bc__evict_mem_charge(it), &freelist);
+            uint32_t ref = b->slots[i];
+            b->slots[i] = 0;
+            if (i + CACHE_RESIZE_PREFETCH <= b->mask) {
+                cache_prefetch(cache, b->slots[i + CACHE_RESIZE_PREFETCH]);
+            }
+            while (ref != 0) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                cache_prefetch(cache, ref);
+                it->hnext = 0;
+                s->data_bytes -= item_data_bytes(it);
+                do_item_gone(cache, it);
                 dropped++;
-                it = next;
             }
         }
+        shard_items_add(s, -(int64_t)dropped);
         b->count = 0;
         b->bytes = 0;
         do_table_shrink(cache, b);   /* count is 0: frees the slot array */
     }
     cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket, b);
     pthread_mutex_unlock(&s->lock);
-    cache_free_list(cache, freelist);
     return dropped;
 }
 
@@ -1546,7 +1787,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     for (uint32_t i = 0; i < cache->nshards; i++) {
         cache_shard_t *s = &cache->shards[i];
         pthread_mutex_lock(&s->lock);
-        out->curr_items += s->curr_items;
+        out->curr_items += atomic_load_explicit(&s->curr_items, memory_order_relaxed);
         out->total_items += s->total_items;
         out->data_bytes += s->data_bytes;
         out->evictions += s->evictions;
@@ -1557,9 +1798,17 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
         out->flushed += s->flushed;
         pthread_mutex_unlock(&s->lock);
     }
+    bc_segs_t *segs = &cache->segs;
+    pthread_mutex_lock(&segs->lock);
+    out->pinned_bytes = segs->draining_bytes;
+    out->segment_size = segs->seg_size;
+    out->segments_backed = segs->nseg - segs->nunbacked;
+    out->segments_free = segs->nfree;
+    out->segments_evicted = segs->evicted_segs;
+    out->items_moved = segs->moved_items;
+    pthread_mutex_unlock(&segs->lock);
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
     out->mem_limit = cache->mem_limit;
-    out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
 }
 
 void

@@ -225,8 +225,9 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
 
         /* Past the output limit, even small values are referenced: a
          * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
-        bool copy = it->nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
-        char *p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
+        uint32_t nbytes = bc_item_nbytes(it);
+        bool copy = nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
+        char *p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? nbytes : 0)), *h = p;
         if (p == NULL) {
             bc_item_release(cache, it);
             pc->oom = true;
@@ -237,18 +238,18 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         memcpy(p, key, nkey);
         p += nkey;
         *p++ = ' ';
-        p += bc_mc_u64_to_dec(it->flags, p);
+        p += bc_mc_u64_to_dec(bc_item_flags(it), p);
         *p++ = ' ';
-        p += bc_mc_u64_to_dec(bc_item_value_len(it), p);
+        p += bc_mc_u64_to_dec(nbytes - 2, p);
         if (with_cas) {
             *p++ = ' ';
-            p += bc_mc_u64_to_dec(it->cas, p);
+            p += bc_mc_u64_to_dec(bc_item_cas(it), p);
         }
         *p++ = '\r';
         *p++ = '\n';
         if (copy) {
-            memcpy(p, bc_item_value(it), it->nbytes);
-            p += it->nbytes;
+            memcpy(p, bc_item_value(it), nbytes);
+            p += nbytes;
             bc_item_release(cache, it);
             if (!bc_outq_commit(&pc->out, (size_t)(p - h))) {
                 pc->oom = true;
@@ -257,7 +258,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
             continue;
         }
         if (!bc_outq_commit(&pc->out, (size_t)(p - h)) ||
-            !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), it->nbytes)) {
+            !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), nbytes)) {
             pc->oom = true;
             return;
         }
@@ -366,6 +367,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     pc->need = req->vlen + 2;
     pc->cmd = req->cmd;
     pc->cas = req->cas;
+    pc->hash = hash;
     pc->noreply = req->noreply;
 }
 
@@ -380,7 +382,8 @@ cmd_store_finish(bc_proto_conn_t *pc)
 
     pc->item = NULL;
     pc->state = BC_PROTO_LINE;
-    if (v[it->nbytes - 2] != '\r' || v[it->nbytes - 1] != '\n') {
+    uint32_t nbytes = bc_item_nbytes(it);
+    if (v[nbytes - 2] != '\r' || v[nbytes - 1] != '\n') {
         bc_item_release(cache, it);
         bc_stats_incr(pc->stats, protocol_errors);
         if (!noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
@@ -394,7 +397,7 @@ cmd_store_finish(bc_proto_conn_t *pc)
     if (pc->env->cluster != NULL) {
         char refusal[REFUSAL_MAX];
         uint32_t gid = 0;
-        if (route_key(pc, it->hash, true, &gid, refusal) != ROUTE_SERVE) {
+        if (route_key(pc, pc->hash, true, &gid, refusal) != ROUTE_SERVE) {
             bc_item_release(cache, it);
             if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
             return;

@@ -167,6 +167,7 @@ typedef struct bc_proto_conn {
     uint32_t need;             /* DATA: bytes still expected, CRLF included */
     bc_mc_cmd_t cmd;           /* DATA: the storage command */
     uint64_t cas;              /* DATA: cas unique of a cas command */
+    uint32_t hash;             /* DATA: bc_hash_key of the item's key */
     bool noreply;              /* DATA: reply suppressed */
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */

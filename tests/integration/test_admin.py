@@ -266,7 +266,7 @@ def test_stats_json():
                  "reclaimed", "expired_active", "data_bytes"):
         assert isinstance(cache[name], int), name
     assert cache["mem_limit"] == 64 << 20
-    assert cache["policy"] == "lru" and cache["buckets"] == 1024
+    assert cache["policy"] == "s3fifo" and cache["buckets"] == 1024
     assert cache["max_item_size"] == 64 * 1024
     # Only non-empty buckets by default; the key's bucket is among them.
     buckets = doc["buckets"]

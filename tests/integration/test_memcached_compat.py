@@ -398,7 +398,7 @@ def test_stats_shape():
         assert settings[1]["maxbytes"] == settings[0]["maxbytes"]
         assert settings[1]["item_size_max"] == settings[0]["item_size_max"]
         assert settings[1]["tcpport"] == str(_servers["node"].port)
-        assert settings[1]["eviction_policy"] == "lru"
+        assert settings[1]["eviction_policy"] == "s3fifo"
 
         items = _stats(p.node, "items")
         assert int(items["items:1:number"]) >= 1
