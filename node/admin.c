@@ -54,7 +54,6 @@
 #include "bc_log.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
-#include "engine/mem.h"
 #include "migrate/migrate.h"
 #include "repl/repl.h"
 
@@ -239,7 +238,7 @@ stats_cache_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "total_items", (double)cs.total_items);
     cJSON_AddNumberToObject(o, "mem_used", (double)cs.mem_used);
     cJSON_AddNumberToObject(o, "mem_limit", (double)cs.mem_limit);
-    cJSON_AddNumberToObject(o, "preallocated_bytes", (double)bc_node_mem_preallocated());
+    cJSON_AddNumberToObject(o, "preallocated_bytes", (double)bc_cache_preallocated(admin->cache));
     cJSON_AddNumberToObject(o, "data_bytes", (double)cs.data_bytes);
     cJSON_AddNumberToObject(o, "evictions", (double)cs.evictions);
     cJSON_AddNumberToObject(o, "expired_unfetched", (double)cs.expired_unfetched);
@@ -383,7 +382,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               cs.mem_limit);
     bc_metric(&tb, "memory_preallocated_bytes", "gauge",
               "Memory taken and touched at start (-L); 0 without it.",
-              bc_node_mem_preallocated());
+              bc_cache_preallocated(admin->cache));
     bc_metric(&tb, "data_bytes", "gauge", "Sum of stored key and value lengths.", cs.data_bytes);
     bc_metric(&tb, "evictions_total", "counter", "Live items evicted to make room.",
               cs.evictions);
