@@ -43,7 +43,10 @@
  *   cache is swept over successive rounds).  When a round finds many
  *   expired items (a quarter of the budget or more) the next round starts
  *   at once, up to a few rounds in a row, as Redis does: a mass expiry is
- *   cleared quickly without the thread monopolising shard locks.
+ *   cleared quickly without the thread monopolising shard locks.  Each
+ *   round then compacts a few segments left mostly empty (bc_cache_compact),
+ *   so that memory freed by expiry, deletes or a bucket moving away goes
+ *   back to the system.
  *
  * MEMORY
  *   Items live in the cache's segment arena (engine/seg_int.h), whose memory
@@ -91,6 +94,9 @@
 
 /* Immediate extra rounds allowed when a round finds many expired items. */
 #define EXPIRY_MAX_BURST_ROUNDS 8
+/* Sparse segments compacted per round (bc_cache_compact): at most this
+ * many segments' worth of copying a second. */
+#define COMPACT_SEGMENTS_PER_ROUND 16
 
 /* ---- active expiry thread ---- */
 
@@ -130,6 +136,8 @@ expiry_main(void *arg)
             log_debug("active expiry removed %" PRIu64 " items (%" PRIu64 " in total)", removed,
                       total);
         }
+        uint32_t compacted = bc_cache_compact(et->cache, COMPACT_SEGMENTS_PER_ROUND);
+        if (compacted > 0) log_debug("compacted %" PRIu32 " sparse segments", compacted);
         pthread_mutex_lock(&et->lock);
 
         bc_time_deadline(&deadline, CLOCK_MONOTONIC, et->interval_ms);

@@ -658,12 +658,13 @@ cache_live_items(const bc_cache_t *cache)
 
 /*
  * One item of a segment being evicted from queue q: dropped or copied to
- * the head of the queue the policy names.  Returns the bytes copied.
- * Takes the item's shard lock (and segs.lock inside it).
+ * the head of the queue the policy names -- or, compacting, copied to the
+ * head of q as it is.  Returns the bytes copied.  Takes the item's shard
+ * lock (and segs.lock inside it).
  */
 static uint32_t
 cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, uint32_t now,
-                 bool force, bool *requeued)
+                 bool force, bool compact, bool *requeued)
 {
     uint32_t hash = item_hash(it);
     cache_loc_t loc;
@@ -680,7 +681,9 @@ cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, ui
         bc_seg_t *seg = item_seg(cache, it), *dseg = NULL;
         char *dst = NULL;
         pthread_mutex_lock(&cache->segs.lock);
-        int verdict = cache->policy->on_evict(cache->policy_state, it, q, hash, now, force);
+        int verdict = compact ? (int)q
+                              : cache->policy->on_evict(cache->policy_state, it, q, hash, now,
+                                                        force);
         if (verdict >= 0 && seg->large) {
             do_segs_requeue(&cache->segs, seg, (unsigned)verdict);
             *requeued = true;
@@ -757,7 +760,8 @@ cache_evict(bc_cache_t *cache)
     uint64_t total, kept = 0;
     if (seg->large) {
         total = seg->charge;
-        (void)cache_evict_item(cache, (bc_item_t *)seg->base, 0, q, now, force, &requeued);
+        (void)cache_evict_item(cache, (bc_item_t *)seg->base, 0, q, now, force, false,
+                               &requeued);
         if (requeued) kept = total;
     } else {
         total = seg->used;
@@ -765,7 +769,7 @@ cache_evict(bc_cache_t *cache)
             bc_item_t *it = (bc_item_t *)(seg->base + off);
             uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
                                               bc_item_has_flags(it));
-            kept += cache_evict_item(cache, it, size, q, now, force, &requeued);
+            kept += cache_evict_item(cache, it, size, q, now, force, false, &requeued);
             off += size;
         }
     }
@@ -783,6 +787,39 @@ cache_evict(bc_cache_t *cache)
     }
     pthread_mutex_unlock(&cache->evict_lock);
     return true;
+}
+
+uint32_t
+bc_cache_compact(bc_cache_t *cache, uint32_t max_segments)
+{
+    bc_segs_t *segs = &cache->segs;
+    uint32_t done = 0;
+    while (done < max_segments) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&cache->evict_lock);
+        pthread_mutex_lock(&segs->lock);
+        bc_seg_t *seg = do_segs_take_sparse(segs, segs->nseg);
+        pthread_mutex_unlock(&segs->lock);
+        if (seg == NULL) {
+            pthread_mutex_unlock(&cache->evict_lock);
+            break;
+        }
+        bool requeued = false;
+        for (uint32_t off = 0; off < seg->used;) {
+            bc_item_t *it = (bc_item_t *)(seg->base + off);
+            uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                              bc_item_has_flags(it));
+            (void)cache_evict_item(cache, it, size, seg->queue, now, false, true, &requeued);
+            off += size;
+        }
+        pthread_mutex_lock(&segs->lock);
+        segs->compacted_segs++;
+        do_segs_evicted(segs, seg);
+        pthread_mutex_unlock(&segs->lock);
+        pthread_mutex_unlock(&cache->evict_lock);
+        done++;
+    }
+    return done;
 }
 
 /*
@@ -1805,6 +1842,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     out->segments_backed = segs->nseg - segs->nunbacked;
     out->segments_free = segs->nfree;
     out->segments_evicted = segs->evicted_segs;
+    out->segments_compacted = segs->compacted_segs;
     out->items_moved = segs->moved_items;
     pthread_mutex_unlock(&segs->lock);
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);

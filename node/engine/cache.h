@@ -101,6 +101,7 @@ typedef struct bc_cache_stats {
     uint64_t segments_backed;  /* segments with memory behind them */
     uint64_t segments_free;    /* ... of which unused */
     uint64_t segments_evicted; /* segments taken by eviction so far */
+    uint64_t segments_compacted; /* sparse segments whose live items were moved out */
     uint64_t items_moved;      /* items eviction kept (copied to a queue's head) */
 } bc_cache_stats_t;
 
@@ -228,6 +229,15 @@ void bc_cache_flush(bc_cache_t *cache, uint32_t when);
  * removed.  Called periodically by a background thread.
  */
 uint64_t bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget);
+
+/*
+ * Compaction: up to max_segments segments that hold mostly dead items (a
+ * dropped bucket's, deleted or expired ones) have their live items moved
+ * to the head of their queue and are freed, so that memory a migration
+ * moved away goes back to the system.  Returns how many.  Called
+ * periodically by a background thread, after bc_cache_expire_scan.
+ */
+uint32_t bc_cache_compact(bc_cache_t *cache, uint32_t max_segments);
 
 /* ---- per-bucket access (admin API, migration) ---- */
 

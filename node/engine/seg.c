@@ -29,6 +29,11 @@
 /* Free segments a writer leaves to the evictor (which copies before it
  * frees). */
 #define SEGS_RESERVE        1u
+/* Free segments kept backed for reuse; more go back to the system.
+ * Eviction reuses what it frees at once, so free segments pile up only
+ * when items go away by themselves (deletes, expiry, a bucket drop) --
+ * memory the process should give back. */
+#define SEGS_KEEP_FREE      2u
 #define SEGS_LARGE_CHUNK    4096u
 #define SEGS_ARENA_UNITS    0x7fffffffull   /* references below the large bit */
 
@@ -89,7 +94,7 @@ bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueue
     segs->ref_shift = 3;
     while ((segs->arena_bytes >> segs->ref_shift) >= SEGS_ARENA_UNITS) segs->ref_shift++;
     segs->large_min = seg_size / SEGS_LARGE_SHARE;
-    segs->keep_free = segs->nseg / 32 > 2 ? segs->nseg / 32 : 2;
+    segs->keep_free = SEGS_KEEP_FREE;
     segs->nqueues = nqueues;
     segs->mem_used = mem_used;
     segs->limit = limit;
@@ -271,6 +276,7 @@ segs_take(bc_segs_t *segs, bool for_evictor)
     if (s == NULL) return NULL;
     SEG_UNPOISON(s->base, segs->seg_size);
     s->used = 0;
+    s->nrec = 0;
     s->next = s->prev = NULL;
     atomic_store_explicit(&s->pins, 0, memory_order_relaxed);
     atomic_store_explicit(&s->live, 0, memory_order_relaxed);
@@ -298,6 +304,7 @@ do_segs_append(bc_segs_t *segs, unsigned q, uint32_t size, bool for_evictor, bc_
     }
     char *p = s->base + s->used;
     s->used += size;
+    s->nrec++;
     bc_segs_pin(s);
     *seg = s;
     return p;
@@ -477,6 +484,7 @@ do_segs_unappend(bc_segs_t *segs, bc_seg_t *seg, const char *p, uint32_t size)
 {
     if (seg->state != BC_SEG_OPEN || seg->base + seg->used != p + size) return;
     seg->used -= size;
+    seg->nrec--;
     SEG_POISON(seg->base + seg->used, size);
     if (seg->used == 0) do_segs_reap(segs, seg);
 }
@@ -503,6 +511,25 @@ do_segs_take_tail(bc_segs_t *segs, unsigned q)
     atomic_fetch_or_explicit(&s->live, BC_SEG_LIVE_RETIRED, memory_order_acq_rel);
     segs->evicted_segs++;
     return s;
+}
+
+bc_seg_t *
+do_segs_take_sparse(bc_segs_t *segs, uint32_t scan)
+{
+    if (segs_available(segs) < 2) return NULL;
+    if (scan > segs->nseg) scan = segs->nseg;
+    for (uint32_t i = 0; i < scan; i++) {
+        bc_seg_t *s = &segs->segs[segs->compact_cursor];
+        segs->compact_cursor = (segs->compact_cursor + 1) % segs->nseg;
+        if (s->state != BC_SEG_QUEUED || s->nrec == 0) continue;
+        uint32_t live = atomic_load_explicit(&s->live, memory_order_relaxed) & BC_SEG_LIVE_COUNT;
+        if ((uint64_t)live * 4 >= (uint64_t)s->nrec * 3) continue;
+        segs_queue_remove(segs, s);
+        s->state = BC_SEG_EVICTING;
+        atomic_fetch_or_explicit(&s->live, BC_SEG_LIVE_RETIRED, memory_order_acq_rel);
+        return s;
+    }
+    return NULL;
 }
 
 void

@@ -40,7 +40,11 @@
  *
  *   and a QUEUED or OPEN segment whose last live item is unlinked goes
  *   straight to FREE, or DRAINING while pinned (a bucket drop, a mass
- *   expiry).
+ *   expiry).  A QUEUED segment whose items are mostly gone (after a bucket
+ *   drop, say) is compacted: taken out of its queue like an eviction
+ *   victim, its live items copied to the queue's head, the segment freed
+ *   (cache.c, bc_cache_compact) -- so memory a migration moved away goes
+ *   back to the system within seconds.
  *
  * PINS (what lets replies send item memory without a copy)
  *   A reader that holds an item (bc_cache_get), and a writer that fills an
@@ -133,6 +137,7 @@ typedef struct bc_seg {
     char *base;                    /* arena slot, or the large item */
     uint64_t charge;               /* bytes counted in the budget while backed */
     uint32_t used;                 /* bytes appended (arena segments) */
+    uint32_t nrec;                 /* items appended (arena segments) */
     uint32_t id;                   /* index in the arena, or large item number */
     _Atomic uint32_t pins;         /* count | BC_SEG_PIN_* */
     _Atomic uint32_t live;         /* linked items | BC_SEG_LIVE_RETIRED */
@@ -164,6 +169,7 @@ typedef struct bc_segs {
     uint32_t large_min;            /* items of this many bytes or more are large */
     uint32_t ref_shift;            /* arena references count 1 << ref_shift bytes */
     uint32_t keep_free;            /* backed free segments kept before giving back */
+    uint32_t compact_cursor;       /* where the search for a sparse segment goes on */
     bool prealloc;
     bc_seg_t *segs;                /* nseg descriptors */
     bc_seg_t *free;                /* backed, unused */
@@ -184,6 +190,7 @@ typedef struct bc_segs {
     uint64_t limit;
     /* counters (lock) */
     uint64_t evicted_segs;
+    uint64_t compacted_segs;
     uint64_t moved_items;
     uint64_t released_segs;
 } bc_segs_t;
@@ -339,6 +346,13 @@ void do_segs_queues(const bc_segs_t *segs, bc_evict_queues_t *q);
 /* Takes queue q's tail out of it (closing it if it is the open one), marks
  * it EVICTING and its live count RETIRED.  NULL when the queue is empty. */
 bc_seg_t *do_segs_take_tail(bc_segs_t *segs, unsigned q);
+/*
+ * A sparse segment to compact (fewer than 3/4 of its items still live),
+ * out of its queue and marked like an eviction victim, or NULL when none
+ * is found among the next `scan` segments.  Only while eviction could
+ * still copy (two segments available).
+ */
+bc_seg_t *do_segs_take_sparse(bc_segs_t *segs, uint32_t scan);
 /* A large victim that was kept: back to queue q's head. */
 void do_segs_requeue(bc_segs_t *segs, bc_seg_t *seg, unsigned q);
 /* A victim whose items are all gone: freed now, or when its last pin goes. */
