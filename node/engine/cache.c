@@ -780,11 +780,12 @@ cache_evict(bc_cache_t *cache)
     } else {
         cache->evict_streak = 0;
     }
-    if (!requeued) {
-        pthread_mutex_lock(&segs->lock);
-        do_segs_evicted(segs, seg);
-        pthread_mutex_unlock(&segs->lock);
+    pthread_mutex_lock(&segs->lock);
+    if (!requeued) do_segs_evicted(segs, seg);
+    /* a segment borrowed for the copies (seg_int.h, segs_take) goes back */
+    while (cache_over_limit(cache) && do_segs_release_one(segs)) {
     }
+    pthread_mutex_unlock(&segs->lock);
     pthread_mutex_unlock(&cache->evict_lock);
     return true;
 }

@@ -1192,7 +1192,7 @@ engine_zipf_hit_ratio(const char *policy, const uint32_t *trace, uint32_t nreq)
     assert_int_equal(bc_cache_create(&cfg, &probe), BC_OK);
     uint64_t base = mem_used(probe);
     bc_cache_destroy(probe);
-    cfg.mem_limit = base + 2000 * 200;        /* ~2000 items of ~200 bytes */
+    cfg.mem_limit = base + 2000 * 144;        /* ~2000 items of 144 bytes */
     bc_cache_t *cache;
     assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
 
@@ -1213,6 +1213,7 @@ engine_zipf_hit_ratio(const char *policy, const uint32_t *trace, uint32_t nreq)
     bc_cache_stats_t st;
     bc_cache_get_stats(cache, &st);
     assert_true(st.mem_used <= st.mem_limit);
+    printf("%s: %llu items\n", policy, (unsigned long long)st.curr_items);
     assert_true(st.curr_items > 1500 && st.curr_items < 2500);
     bc_cache_destroy(cache);
     return (double)hits / nreq;

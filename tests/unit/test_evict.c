@@ -195,7 +195,13 @@ test_s3fifo_small_main_and_ghost(void **state)
     (void)state;
     policy_env_t *pe = policy_new("s3fifo");
     unsigned q;
-    /* new keys go to S */
+    /* until the cache is first full (the first victim), new keys go to M */
+    bc_item_t *early = link_new(pe, 0x0000eeee, &q, T0);
+    assert_int_equal(q, 1);
+    bc_evict_queues_t qs = {.bytes = {0, 100}, .evictable = {false, true}, .items = 1};
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 1);
+    free(early);
+    /* from then on, new keys go to S */
     bc_item_t *a = link_new(pe, 0x1111aaaa, &q, T0);
     assert_int_equal(q, 0);
     bc_item_t *b = link_new(pe, 0x2222bbbb, &q, T0);
