@@ -319,6 +319,7 @@ do_segs_append(bc_segs_t *segs, unsigned q, uint32_t size, bool for_evictor, bc_
         s = n;
     }
     char *p = s->base + s->used;
+    SEG_UNPOISON(p, size);   /* (room given back by do_segs_unappend is poisoned) */
     s->used += size;
     s->nrec++;
     bc_segs_pin(s);
