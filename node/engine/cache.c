@@ -323,6 +323,15 @@ item_hash(const bc_item_t *it)
     return bc_hash_key(bc_item_key(it), bc_item_nkey(it));
 }
 
+/* The hash of an item its writer holds, not linked yet: bc_item_alloc
+ * keeps the caller's hash in hnext until the item is linked (a store
+ * needs it and the chain link is unused until then). */
+static inline uint32_t
+item_unlinked_hash(const bc_item_t *it)
+{
+    return it->hnext;
+}
+
 static inline bool
 item_key_eq(const bc_item_t *it, const char *key, size_t nkey)
 {
@@ -1105,13 +1114,13 @@ bc_item_release(bc_cache_t *cache, bc_item_t *it)
 
 /* Writes an item's header and key at p (the value is the caller's). */
 static bc_item_t *
-item_init(void *p, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
-          uint32_t nbytes, bool large)
+item_init(void *p, const char *key, size_t nkey, uint32_t hash, uint32_t flags,
+          uint32_t exptime, uint32_t nbytes, bool large)
 {
     bc_item_t *it = p;
     it->cas = 0;
     it->exptime = exptime;
-    it->hnext = 0;
+    it->hnext = hash;          /* item_unlinked_hash */
     it->lenkey = (large ? BC_ITEM_LEN_LARGE : nbytes) | (flags != 0 ? BC_ITEM_LEN_FLAGS : 0u) |
                  ((uint32_t)nkey << BC_ITEM_LEN_KEY_SHIFT);
     it->iflags = 0;
@@ -1157,7 +1166,7 @@ cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash
     pthread_mutex_lock(&segs->lock);
     seg->queue = (uint8_t)cache->policy->admit(cache->policy_state, hash);
     pthread_mutex_unlock(&segs->lock);
-    bc_item_t *it = item_init(seg->base, key, nkey, flags, exptime, nbytes, true);
+    bc_item_t *it = item_init(seg->base, key, nkey, hash, flags, exptime, nbytes, true);
     if (seg->charge > estimate) cache_enforce_limit(cache);
     *st = BC_OK;
     return it;
@@ -1196,7 +1205,7 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         if (p != NULL) {
             /* header and key before the lock goes: eviction walks segments
              * by their items' headers */
-            bc_item_t *it = item_init(p, key, nkey, flags, exptime, nbytes, false);
+            bc_item_t *it = item_init(p, key, nkey, hash, flags, exptime, nbytes, false);
             pthread_mutex_unlock(&segs->lock);
             *st = BC_OK;
             return it;
@@ -1219,7 +1228,7 @@ cache_move_unlinked(bc_cache_t *cache, bc_item_t *it)
 {
     bc_status_t st;
     uint32_t nbytes = bc_item_nbytes(it);
-    bc_item_t *nit = bc_item_alloc(cache, bc_item_key(it), bc_item_nkey(it), item_hash(it),
+    bc_item_t *nit = bc_item_alloc(cache, bc_item_key(it), bc_item_nkey(it), item_unlinked_hash(it),
                                    bc_item_flags(it), it->exptime, nbytes, &st);
     if (nit != NULL) memcpy(bc_item_value(nit), bc_item_value(it), nbytes);
     bc_item_release(cache, it);
@@ -1239,7 +1248,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
     cache_loc_t loc;
     const char *key = bc_item_key(it);
     size_t nkey = bc_item_nkey(it);
-    uint32_t hash = item_hash(it);
+    uint32_t hash = item_unlinked_hash(it);
     cache_locate(cache, hash, &loc);
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
@@ -1370,7 +1379,7 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
 
     cache_loc_t loc;
     bc_status_t st;
-    uint32_t hash = item_hash(it);
+    uint32_t hash = item_unlinked_hash(it);
     cache_locate(cache, hash, &loc);
 
     for (;;) {
