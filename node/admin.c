@@ -247,6 +247,15 @@ stats_cache_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "expired_active", (double)cs.expired_active);
     cJSON_AddNumberToObject(o, "flushed", (double)cs.flushed);
     cJSON_AddNumberToObject(o, "pinned_bytes", (double)cs.pinned_bytes);
+    cJSON *seg = cJSON_AddObjectToObject(o, "segments");
+    if (seg != NULL) {
+        cJSON_AddNumberToObject(seg, "size", (double)cs.segment_size);
+        cJSON_AddNumberToObject(seg, "backed", (double)cs.segments_backed);
+        cJSON_AddNumberToObject(seg, "free", (double)cs.segments_free);
+        cJSON_AddNumberToObject(seg, "evicted", (double)cs.segments_evicted);
+        cJSON_AddNumberToObject(seg, "compacted", (double)cs.segments_compacted);
+        cJSON_AddNumberToObject(seg, "items_moved", (double)cs.items_moved);
+    }
     return o;
 }
 
@@ -395,7 +404,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               "Expired items removed by the background expiry scan.", cs.expired_active);
     bc_metric(&tb, "flushed_total", "counter", "Items invalidated by flush_all.", cs.flushed);
     bc_metric(&tb, "pinned_bytes", "gauge",
-              "Bytes of unlinked items still referenced by in-flight replies.", cs.pinned_bytes);
+              "Bytes of evicted segments still referenced by in-flight replies.", cs.pinned_bytes);
     bc_metric(&tb, "buckets", "gauge", "Number of buckets keys hash into.",
               bc_cache_nbuckets(admin->cache));
     if (admin->cluster != NULL) {
