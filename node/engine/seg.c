@@ -118,7 +118,8 @@ bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueue
     }
     segs->arena = arena;
     SEG_POISON(segs->arena, segs->arena_bytes);
-    segs->segs = calloc(segs->nseg, sizeof(*segs->segs));
+    segs->segs = aligned_alloc(64, (size_t)segs->nseg * sizeof(*segs->segs));
+    if (segs->segs != NULL) memset(segs->segs, 0, (size_t)segs->nseg * sizeof(*segs->segs));
     uint64_t max_large = limit / segs->large_min + 2;
     segs->large_dir_len = (uint32_t)((max_large + SEGS_LARGE_CHUNK - 1) / SEGS_LARGE_CHUNK);
     segs->large_dir = calloc(segs->large_dir_len, sizeof(*segs->large_dir));

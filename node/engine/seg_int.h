@@ -144,7 +144,13 @@ typedef struct bc_seg {
     uint8_t state;                 /* bc_seg_state_t */
     uint8_t queue;
     bool large;
+    /* one cache line each (the array is 64-byte aligned): the pins of one
+     * segment, which every get and release changes, do not share a line
+     * with a neighbour's */
+    char pad[64 - 55];
 } bc_seg_t;
+
+_Static_assert(sizeof(bc_seg_t) == 64, "a segment descriptor is one cache line");
 
 /* A large item's block: its descriptor, then the item. */
 typedef struct bc_seg_large {
