@@ -757,6 +757,10 @@ cache_evict(bc_cache_t *cache)
             }
         }
         seg = do_segs_take_tail(segs, q);
+        /* that queue's tail is all pinned: any other */
+        for (unsigned i = 0; seg == NULL && i < segs->nqueues; i++) {
+            if (i != q && qs.evictable[i]) seg = do_segs_take_tail(segs, q = i);
+        }
     }
     pthread_mutex_unlock(&segs->lock);
     if (seg == NULL) {

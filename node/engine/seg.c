@@ -37,6 +37,11 @@
  * when items go away by themselves (deletes, expiry, a bucket drop) --
  * memory the process should give back. */
 #define SEGS_KEEP_FREE      2u
+/* Evicted segments still pinned by readers may hold up to this share of
+ * the memory (1/8); past it, eviction passes pinned segments over. */
+#define SEGS_DRAIN_SHARE    8u
+/* Pinned segments eviction looks past before it gives up on a queue. */
+#define SEGS_PINNED_SCAN    64u
 #define SEGS_LARGE_CHUNK    4096u
 #define SEGS_ARENA_UNITS    0x7fffffffull   /* references below the large bit */
 
@@ -522,7 +527,23 @@ do_segs_queues(const bc_segs_t *segs, bc_evict_queues_t *q)
 bc_seg_t *
 do_segs_take_tail(bc_segs_t *segs, unsigned q)
 {
+    /* BEHAVIOR: a pinned segment is evicted like any other -- its memory
+     * waits for the readers -- but only while such waiting segments hold
+     * less than 1/SEGS_DRAIN_SHARE of the memory.  Past that, pinned
+     * segments are passed over (their items stay, as the old engine kept
+     * a victim a reader held) and the next one is taken: readers that
+     * hold on (a client that does not read its replies) cannot make a
+     * segment's worth of dead memory out of each value they hold. */
+    uint64_t cap = segs->limit / SEGS_DRAIN_SHARE;
+    if (cap < 2ull * segs->seg_size) cap = 2ull * segs->seg_size;
     bc_seg_t *s = segs->queues[q].tail;
+    for (uint32_t i = 0; s != NULL; i++, s = s->prev) {
+        if (i == SEGS_PINNED_SCAN) return NULL;
+        bool pinned = (atomic_load_explicit(&s->pins, memory_order_acquire) &
+                       BC_SEG_PIN_COUNT) != 0;
+        if (!pinned || segs->draining_bytes + s->charge <= cap) break;
+        segs->passed_pinned++;
+    }
     if (s == NULL) return NULL;
     segs_queue_remove(segs, s);
     s->state = BC_SEG_EVICTING;

@@ -197,6 +197,7 @@ typedef struct bc_segs {
     /* counters (lock) */
     uint64_t evicted_segs;
     uint64_t compacted_segs;
+    uint64_t passed_pinned;        /* pinned segments eviction passed over */
     uint64_t moved_items;
     uint64_t released_segs;
 } bc_segs_t;
@@ -350,7 +351,9 @@ void do_segs_unappend(bc_segs_t *segs, bc_seg_t *seg, const char *p, uint32_t si
 /* The queues as the policy sees them. */
 void do_segs_queues(const bc_segs_t *segs, bc_evict_queues_t *q);
 /* Takes queue q's tail out of it (closing it if it is the open one), marks
- * it EVICTING and its live count RETIRED.  NULL when the queue is empty. */
+ * it EVICTING and its live count RETIRED -- or the segment after it when
+ * pinned segments already drain too much memory (seg.c).  NULL when the
+ * queue has nothing to take. */
 bc_seg_t *do_segs_take_tail(bc_segs_t *segs, unsigned q);
 /*
  * A sparse segment to compact (fewer than 3/4 of its items still live),
