@@ -144,6 +144,7 @@
 #define CACHE_TABLE_MIN_SLOTS      4u
 #define CACHE_TABLE_MAX_LOAD       2u        /* items per slot before doubling */
 #define CACHE_RESIZE_PREFETCH      8u        /* chains fetched ahead by a table resize */
+#define CACHE_SCAN_AHEAD           8u        /* chains fetched ahead by a bucket scan */
 /* append/prepend/incr retries when the item changes while unlocked. */
 #define CACHE_RETRIES              64
 /* Consecutive evicted segments that freed almost nothing (every item was
@@ -1770,11 +1771,28 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
     } else {
         bool go_on = true;
         uint32_t m = b->mask;      /* fn may not resize: the lock is held */
+        /* Chain heads and the slots themselves are cache misses (the
+         * cursor jumps about the slot array, the items about the arena):
+         * two cursors run ahead, one fetching slots, one the items they
+         * name, so that many loads are in flight while fn copies a chain
+         * out, not one. */
+        uint32_t near = v, far = v;
+        for (uint32_t i = 0; i < CACHE_SCAN_AHEAD && near != 0; i++) {
+            near = cache_rev32(cache_rev32(near | ~m) + 1);
+        }
+        for (uint32_t i = 0; i < 2 * CACHE_SCAN_AHEAD && far != 0; i++) {
+            far = cache_rev32(cache_rev32(far | ~m) + 1);
+        }
         do {
             uint32_t next = cache_rev32(cache_rev32(v | ~m) + 1);
-            /* A chain head is likely a cache miss: start the next one's
-             * load while fn copies this chain out. */
-            if (next != 0) cache_prefetch(cache, b->slots[next & m]);
+            if (far != 0) {
+                __builtin_prefetch(&b->slots[far & m]);
+                far = cache_rev32(cache_rev32(far | ~m) + 1);
+            }
+            if (near != 0) {
+                cache_prefetch(cache, b->slots[near & m]);
+                near = cache_rev32(cache_rev32(near | ~m) + 1);
+            }
             for (uint32_t ref = b->slots[v & m]; ref != 0;) {
                 bc_item_t *it = cache_item(cache, ref);
                 ref = it->hnext;
