@@ -1060,7 +1060,7 @@ do_item_accessed(bc_cache_t *cache, bc_item_t *it, uint32_t now)
  */
 static bc_item_t *
 cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
-          uint32_t exptime, bool ref)
+          uint32_t exptime, bool ref, bc_cache_read_fn fn, void *ctx, bool *held)
 {
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
@@ -1070,12 +1070,14 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
     pthread_mutex_lock(&loc.shard->lock);
     bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
-        if (ref) bc_segs_pin(item_seg(cache, it));
         if (touch) {
             it->exptime = exptime;
             cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
         }
         do_item_accessed(cache, it, now);
+        if (fn != NULL) ref = fn(it, ctx);
+        if (ref) bc_segs_pin(item_seg(cache, it));
+        if (held != NULL) *held = ref;
     }
     pthread_mutex_unlock(&loc.shard->lock);
     return it;
@@ -1084,14 +1086,24 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
 bc_item_t *
 bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
 {
-    return cache_get(cache, key, nkey, hash, false, 0, true);
+    return cache_get(cache, key, nkey, hash, false, 0, true, NULL, NULL, NULL);
 }
 
 bc_item_t *
 bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                    uint32_t exptime)
 {
-    return cache_get(cache, key, nkey, hash, true, exptime, true);
+    return cache_get(cache, key, nkey, hash, true, exptime, true, NULL, NULL, NULL);
+}
+
+bc_item_t *
+bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
+              uint32_t exptime, bc_cache_read_fn fn, void *ctx, bool *found)
+{
+    bool held = false;
+    bc_item_t *it = cache_get(cache, key, nkey, hash, touch, exptime, false, fn, ctx, &held);
+    if (found != NULL) *found = it != NULL;
+    return held ? it : NULL;
 }
 
 void
@@ -1461,7 +1473,9 @@ bc_status_t
 bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                uint32_t exptime)
 {
-    return cache_get(cache, key, nkey, hash, true, exptime, false) != NULL ? BC_OK : BC_ENOTFOUND;
+    return cache_get(cache, key, nkey, hash, true, exptime, false, NULL, NULL, NULL) != NULL
+               ? BC_OK
+               : BC_ENOTFOUND;
 }
 
 /*

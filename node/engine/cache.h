@@ -143,6 +143,22 @@ bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
 
 /*
+ * A lookup that lets the caller read the item in place: as bc_cache_get
+ * (bc_cache_get_touch with touch), but fn is called with the live item and
+ * the shard lock held -- it may read the item, must not keep the pointer
+ * nor call into the cache -- and returns true to hold the item beyond the
+ * call.  Returns the item referenced (release it with bc_item_release)
+ * when fn returned true, NULL otherwise; *found (may be NULL) says whether
+ * the key was there.  A reference pins the item's segment, an atomic write
+ * to a line that readers of its other items share: a caller that copies a
+ * small value in fn saves it.
+ */
+typedef bool (*bc_cache_read_fn)(const bc_item_t *it, void *ctx);
+bc_item_t *bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                         bool touch, uint32_t exptime, bc_cache_read_fn fn, void *ctx,
+                         bool *found);
+
+/*
  * Two-phase store.  bc_item_alloc reserves memory (evicting if needed) and
  * returns an unlinked item with one reference whose value the caller fills
  * (nbytes includes the trailing CRLF, which the caller writes too).  Key,
