@@ -446,14 +446,31 @@ do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
             if (i + CACHE_RESIZE_PREFETCH <= old_mask) {
                 cache_prefetch(cache, old[i + CACHE_RESIZE_PREFETCH]);
             }
+            /* Chains keep their order (oldest first, see do_item_link): an
+             * old chain's items go to the tails of at most two new ones
+             * (i and i + old size when doubling; when halving, the new
+             * chain may hold the items of an earlier old chain). */
+            uint32_t tidx[2] = {0, 0}, nt = 0;
+            uint32_t *tail[2] = {NULL, NULL};
             uint32_t ref = old[i];
             while (ref != 0) {
                 bc_item_t *it = cache_item(cache, ref);
                 uint32_t next = it->hnext;
                 cache_prefetch(cache, next);
                 uint32_t idx = table_slot(cache, b, item_hash(it));
-                it->hnext = slots[idx];
-                slots[idx] = ref;
+                uint32_t t = 0;
+                while (t < nt && tidx[t] != idx) t++;
+                if (t == nt) {
+                    uint32_t *pp = &slots[idx];
+                    while (*pp != 0) pp = &cache_item(cache, *pp)->hnext;
+                    if (nt < 2) nt++;
+                    else t = 1;   /* cannot happen with a power-of-two resize */
+                    tidx[t] = idx;
+                    tail[t] = pp;
+                }
+                *tail[t] = ref;
+                it->hnext = 0;
+                tail[t] = &it->hnext;
                 ref = next;
             }
         }
@@ -571,9 +588,15 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    uint32_t idx = loc->q & b->mask;
-    it->hnext = b->slots[idx];
-    b->slots[idx] = bc_segs_ref(&cache->segs, it);
+    /* At the chain's tail: chains run oldest first, so eviction (which
+     * takes the oldest) unlinks near the head, and an item that stays --
+     * a hot one -- is not pushed back by every newcomer.  The lookup that
+     * came before this link has just walked the chain: its lines are in
+     * the CPU cache. */
+    uint32_t *pp = &b->slots[loc->q & b->mask];
+    while (*pp != 0) pp = &cache_item(cache, *pp)->hnext;
+    it->hnext = 0;
+    *pp = bc_segs_ref(&cache->segs, it);
     b->count++;
     b->bytes += item_charge(cache, it);
     shard_items_add(s, 1);
