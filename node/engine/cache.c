@@ -145,6 +145,9 @@
 #define CACHE_TABLE_MAX_LOAD       2u        /* items per slot before doubling */
 #define CACHE_RESIZE_PREFETCH      8u        /* chains fetched ahead by a table resize */
 #define CACHE_SCAN_AHEAD           8u        /* chains fetched ahead by a bucket scan */
+/* Segment descriptors one compaction step looks at, at most (the search
+ * goes on from there next time): bounds the time it holds segs.lock. */
+#define CACHE_COMPACT_SCAN         4096u
 /* append/prepend/incr retries when the item changes while unlocked. */
 #define CACHE_RETRIES              64
 /* Consecutive evicted segments that freed almost nothing (every item was
@@ -836,7 +839,7 @@ bc_cache_compact(bc_cache_t *cache, uint32_t max_segments)
         uint32_t now = cache_clock(cache);
         pthread_mutex_lock(&cache->evict_lock);
         pthread_mutex_lock(&segs->lock);
-        bc_seg_t *seg = do_segs_take_sparse(segs, segs->nseg);
+        bc_seg_t *seg = do_segs_take_sparse(segs, CACHE_COMPACT_SCAN);
         pthread_mutex_unlock(&segs->lock);
         if (seg == NULL) {
             pthread_mutex_unlock(&cache->evict_lock);
