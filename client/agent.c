@@ -43,6 +43,7 @@
 
 #include "bc_cluster.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "client_int.h"
 #include "registry.h"
 
@@ -96,14 +97,14 @@ u32_cmp(const void *a, const void *b)
 static void
 agent_known_primary(bc_client_t *c, uint32_t gid, char *addr, size_t addrlen)
 {
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     for (uint32_t b = 0; s != NULL && b < s->nbuckets; b++) {
         if (s->owner[b] == gid && s->node[b] != NULL) {
             snprintf(addr, addrlen, "%s", s->node[b]->addr);
             break;
         }
     }
-    bc__router_release(s);
+    bc__route_release(s);
 }
 
 /* Reads groups/<gid>/primary into addr: "" when there is none; the address
@@ -131,9 +132,10 @@ agent_read_primary(bc_client_t *c, uint32_t gid, bool watch, char *addr, size_t 
         return st;
     }
     if (st != BC_OK) return st;
-    bc_primary_info_t info;
+    bc_cluster_primary_info_t info;
     char err[160] = "";
-    bc_status_t dst = bc_primary_info_decode(data ? data : "", len, &info, err, sizeof(err));
+    bc_status_t dst = bc_cluster_primary_info_decode(data ? data : "", len, &info, err,
+                                                     sizeof(err));
     free(data);
     if (dst != BC_OK) {
         /* Ignored: the group keeps the primary we knew, if any. */
@@ -210,14 +212,14 @@ agent_main(void *arg)
     const uint64_t interval = (uint64_t)c->opts.refresh_interval_ms * 1000000ull;
     const uint64_t min_gap = (uint64_t)AGENT_MIN_GAP_MS * 1000000ull;
     const uint64_t max_gap = (uint64_t)AGENT_MAX_GAP_MS * 1000000ull;
-    uint64_t last = bc__now_ns(), next_periodic = last + interval, retry_at = 0;
+    uint64_t last = bc_time_mono_ns(), next_periodic = last + interval, retry_at = 0;
     uint64_t gap = min_gap;   /* before a reload only requested by calls */
     bool failing = false;
     char err[256];
 
     pthread_mutex_lock(&c->agent_mu);
     while (!c->stopping) {
-        uint64_t now = bc__now_ns();
+        uint64_t now = bc_time_mono_ns();
         bool due = c->dirty || c->refresh_wanted || now >= next_periodic;
         uint64_t wait = c->dirty || now >= next_periodic ? min_gap : gap;
         uint64_t earliest = last + wait > retry_at ? last + wait : retry_at;
@@ -233,10 +235,10 @@ agent_main(void *arg)
         pthread_mutex_unlock(&c->agent_mu);
 
         uint64_t published = atomic_load_explicit(&c->router.published, memory_order_relaxed);
-        bc__router_maintain(&c->router);
+        bc__route_maintain(&c->router);
         bc_status_t st = BC_EAGAIN;
         if (bc_zk_connected(c->zk)) st = bc__agent_load(c, true, err, sizeof(err));
-        last = bc__now_ns();
+        last = bc_time_mono_ns();
         next_periodic = last + interval;
         if (st != BC_OK && !failing) {
             if (st == BC_EAGAIN) {

@@ -62,6 +62,7 @@ bc_strerror(int code)
     case BC_CLIENT_EBADTABLE: return "malformed cluster data in zookeeper";
     case BC_CLIENT_ELOADER: return "loader failed";
     case BC_CLIENT_EEXISTS: return "the item changed since it was read (cas mismatch)";
+    case BC_CLIENT_EACCES: return "zookeeper refused access (credentials missing or wrong)";
     default: return "unknown error";
     }
 }
@@ -85,6 +86,7 @@ client_code(bc_status_t st)
     case BC_EAGAIN:
     case BC_EZK: return BC_CLIENT_EZK;
     case BC_ECONFIG: return BC_CLIENT_EBADTABLE;
+    case BC_EACCES: return BC_CLIENT_EACCES;
     default: return BC_CLIENT_ESERVER;
     }
 }
@@ -145,7 +147,7 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
     pthread_mutex_init(&c->agent_mu, NULL);
     bc_time_cond_init(&c->agent_cv);
     pthread_mutex_init(&c->build_mu, NULL);
-    bc__router_init(&c->router);
+    bc__route_init(&c->router);
 
     c->timeout_ns = ms_to_ns(c->opts.timeout_ms);
     c->retry_base_ns = ms_to_ns(c->opts.retry_base_ms);
@@ -165,7 +167,7 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
     }
     if (ok && c->opts.near_cache_bytes > 0) {
         c->near = bc__lru_new(c->opts.near_cache_bytes);
-        ok = c->near != NULL && bc__sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
+        ok = c->near != NULL && bc__lru_sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
     }
     if (!ok) {
         client_free(c);
@@ -178,12 +180,12 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
 static void
 client_free(bc_client_t *c)
 {
-    bc__router_destroy(&c->router);
+    bc__route_destroy(&c->router);
     bc__registry_free(c);
     bc__flight_free(c->flight);
     bc__lru_free(c->negative);
     bc__lru_free(c->near);
-    bc__sketch_free(&c->sketch);
+    bc__lru_sketch_free(&c->sketch);
     pthread_mutex_destroy(&c->agent_mu);
     pthread_cond_destroy(&c->agent_cv);
     pthread_mutex_destroy(&c->build_mu);
@@ -227,9 +229,34 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
 
     int code = BC_CLIENT_OK;
     char err[256] = "";
+    /* ZooKeeper credentials (docs/security.md): read now, kept by bc_zk
+     * only; the option pointers are not kept. */
+    bc_zk_auth_t za;
+    bool have_auth = opts->zk_auth_file != NULL || opts->zk_auth != NULL;
+    c->opts.zk_auth_file = c->opts.zk_auth = NULL;
+    if (opts->zk_auth_file != NULL && opts->zk_auth != NULL) {
+        log_error("client: give zk_auth_file or zk_auth, not both");
+        client_free(c);
+        return BC_CLIENT_EINVAL;
+    }
+    if (have_auth) {
+        st = opts->zk_auth_file != NULL ? bc_zk_auth_load(opts->zk_auth_file, &za, err, sizeof(err))
+                                        : bc_zk_auth_parse("zk_auth", opts->zk_auth, &za, err,
+                                                           sizeof(err));
+        if (st != BC_OK) {
+            log_error("client: ZooKeeper credentials: %s", err);
+            client_free(c);
+            return BC_CLIENT_EINVAL;
+        }
+    }
     bc__log_capture_zk();
-    st = bc_zk_open(c->zk_hosts, c->opts.zk_session_timeout_ms, c->opts.zk_connect_timeout_ms,
-                    bc__agent_session, c, &c->zk);
+    st = bc_zk_open_auth(c->zk_hosts, c->opts.zk_session_timeout_ms, c->opts.zk_connect_timeout_ms,
+                         bc__agent_session, c, have_auth ? &za : NULL,
+                         have_auth ? "check the zk_auth_file / zk_auth option (docs/security.md)"
+                                   : "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials in the zk_auth_file option (docs/security.md)",
+                         &c->zk);
+    if (have_auth) bc_zk_auth_clear(&za);
     if (st != BC_OK) {
         log_error("client: cannot connect to ZooKeeper at %s: %s", c->zk_hosts, bc_status_str(st));
         code = st == BC_ENOMEM ? BC_CLIENT_ENOMEM
@@ -244,6 +271,7 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
     }
     if (st != BC_OK) {
         code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : st == BC_EACCES ? BC_CLIENT_EACCES
              : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE : BC_CLIENT_EZK;
         log_error("client: cannot read cluster \"%s\": %s%s%s", c->cluster, bc_status_str(st),
                   err[0] ? ": " : "", err);
@@ -253,6 +281,7 @@ bc_client_create(const bc_client_options_t *opts, bc_client_t **out)
     st = bc__agent_load(c, true, err, sizeof(err));
     if (st != BC_OK) {
         code = st == BC_ENOTFOUND ? BC_CLIENT_ENOCLUSTER
+             : st == BC_EACCES ? BC_CLIENT_EACCES
              : (st == BC_EINVAL || st == BC_ETOOLARGE) ? BC_CLIENT_EBADTABLE
              : st == BC_ENOMEM ? BC_CLIENT_ENOMEM : BC_CLIENT_EZK;
         log_error("client: cannot read the routing table of \"%s\": %s%s%s", c->cluster,
@@ -305,9 +334,9 @@ bc_client_get_stats(bc_client_t *c, bc_client_stats_t *out)
         out->near_bytes = bytes;
         out->near_items = items;
     }
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     if (s != NULL) out->table_epoch = s->epoch;
-    bc__router_release(s);
+    bc__route_release(s);
     out->nbuckets = c->nbuckets;
     out->zk_connected = c->zk != NULL && bc_zk_connected(c->zk) ? 1 : 0;
     return BC_CLIENT_OK;
@@ -318,8 +347,8 @@ bc_client_locate(bc_client_t *c, const void *key, size_t klen, uint32_t *bucket,
                  char *addr, size_t addrlen)
 {
     if (addr != NULL && addrlen > 0) addr[0] = '\0';
-    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    if (c == NULL || !bc__proto_key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     if (s == NULL) return BC_CLIENT_EINVAL;
     uint32_t b = bc_hash_bucket(bc_hash_key(key, klen), s->nbuckets);
     if (bucket != NULL) *bucket = b;
@@ -327,6 +356,6 @@ bc_client_locate(bc_client_t *c, const void *key, size_t klen, uint32_t *bucket,
     if (addr != NULL && addrlen > 0 && s->node[b] != NULL) {
         snprintf(addr, addrlen, "%s", s->node[b]->addr);
     }
-    bc__router_release(s);
+    bc__route_release(s);
     return BC_CLIENT_OK;
 }

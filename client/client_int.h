@@ -24,7 +24,8 @@
  *   agent     -> registry, route
  *   registry  -> route, pool
  *   near      -> lru
- *   route     -> pool -> proto          (and pool's clock, bc__now_ns)
+ *   route     -> pool -> proto
+ *   (the clock of them all is common/bc_time.h's bc_time_mono_ns)
  *
  *   The public calls enter at the top (client, load, mget, ops; log.c's
  *   bc_client_set_log).  Calls ask the agent for a fresher table; the
@@ -93,7 +94,7 @@ struct bc_client {
      * touched by whoever builds snapshots: the agent thread, or the test
      * that drives a detached client, never both; build_mu serialises them. */
     pthread_mutex_t build_mu;
-    bc__node_t **registry;
+    bc__pool_node_t **registry;
     size_t nregistry;
 
     bc__refresh_hook_fn refresh_hook;
@@ -103,7 +104,7 @@ struct bc_client {
     bc__flight_t *flight;
     bc__lru_t *negative;
     bc__lru_t *near;
-    bc__sketch_t sketch;
+    bc__lru_sketch_t sketch;
 };
 
 #endif

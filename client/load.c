@@ -16,6 +16,7 @@
 
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "client_int.h"
 #include "near.h"
 #include "ops.h"
@@ -54,7 +55,7 @@ load_run(void *argp, bc__flight_result_t *res)
     }
     bool can_store = code == BC_CLIENT_ENOTFOUND;
     BC__COUNT(c, misses, 1);
-    if (c->negative != NULL && bc__lru_get(c->negative, a->hash, a->key, a->klen, bc__now_ns(),
+    if (c->negative != NULL && bc__lru_get(c->negative, a->hash, a->key, a->klen, bc_time_mono_ns(),
                                            NULL, NULL, NULL) == BC_OK) {
         BC__COUNT(c, negative_hits, 1);
         res->status = BC_CLIENT_ENOTFOUND;
@@ -73,7 +74,7 @@ load_run(void *argp, bc__flight_result_t *res)
         free(out.value);
         if (c->negative != NULL) {
             bc__lru_put(c->negative, a->hash, a->key, a->klen, NULL, 0, 0,
-                        bc__now_ns() + c->negative_ttl_ns);
+                        bc_time_mono_ns() + c->negative_ttl_ns);
         }
         res->status = BC_CLIENT_ENOTFOUND;
         return;
@@ -116,7 +117,8 @@ bc_client_get_or_load(bc_client_t *c, const void *key, size_t klen, bc_client_lo
 {
     if (value != NULL) *value = NULL;
     if (vlen != NULL) *vlen = 0;
-    if (c == NULL || loader == NULL || value == NULL || vlen == NULL || !bc__key_valid(key, klen)) {
+    if (c == NULL || loader == NULL || value == NULL || vlen == NULL ||
+        !bc__proto_key_valid(key, klen)) {
         return BC_CLIENT_EINVAL;
     }
     BC__COUNT(c, ops, 1);

@@ -63,6 +63,12 @@ bc_log_set_level(bc_log_level_t level)
 }
 
 int
+bc_log_get_level(void)
+{
+    return __atomic_load_n(&bc__log_level, __ATOMIC_RELAXED);
+}
+
+int
 bc_log_level_parse(const char *name)
 {
     static const char *const lower[] = {"error", "warn", "info", "debug", "trace"};

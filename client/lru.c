@@ -268,7 +268,7 @@ bc__lru_usage(bc__lru_t *lru, size_t *bytes, size_t *items)
 /* ---- sketch ---- */
 
 bc_status_t
-bc__sketch_init(bc__sketch_t *s, uint32_t width)
+bc__lru_sketch_init(bc__lru_sketch_t *s, uint32_t width)
 {
     uint32_t w = 64;
     while (w < width && w < (1u << 24)) w <<= 1;
@@ -280,14 +280,14 @@ bc__sketch_init(bc__sketch_t *s, uint32_t width)
 }
 
 void
-bc__sketch_free(bc__sketch_t *s)
+bc__lru_sketch_free(bc__lru_sketch_t *s)
 {
     free(s->counters);
     s->counters = NULL;
 }
 
 static size_t
-sketch_index(const bc__sketch_t *s, uint32_t hash, unsigned row)
+sketch_index(const bc__lru_sketch_t *s, uint32_t hash, unsigned row)
 {
     static const uint32_t seeds[BC__SKETCH_ROWS] = {0x9e3779b9u, 0x85ebca6bu, 0xc2b2ae35u,
                                                     0x27d4eb2fu};
@@ -295,7 +295,7 @@ sketch_index(const bc__sketch_t *s, uint32_t hash, unsigned row)
 }
 
 static void
-sketch_halve(bc__sketch_t *s)
+sketch_halve(bc__lru_sketch_t *s)
 {
     size_t n = (size_t)BC__SKETCH_ROWS * s->width;
     for (size_t i = 0; i < n; i++) {
@@ -305,7 +305,7 @@ sketch_halve(bc__sketch_t *s)
 }
 
 unsigned
-bc__sketch_add(bc__sketch_t *s, uint32_t hash)
+bc__lru_sketch_add(bc__lru_sketch_t *s, uint32_t hash)
 {
     unsigned est = 255;
     for (unsigned r = 0; r < BC__SKETCH_ROWS; r++) {
@@ -328,7 +328,7 @@ bc__sketch_add(bc__sketch_t *s, uint32_t hash)
 }
 
 unsigned
-bc__sketch_estimate(bc__sketch_t *s, uint32_t hash)
+bc__lru_sketch_estimate(bc__lru_sketch_t *s, uint32_t hash)
 {
     unsigned est = 255;
     for (unsigned r = 0; r < BC__SKETCH_ROWS; r++) {

@@ -61,18 +61,18 @@ size_t bc__lru_entry_cost(size_t klen, size_t vlen);
 
 #define BC__SKETCH_ROWS 4
 
-typedef struct bc__sketch {
+typedef struct bc__lru_sketch {
     uint32_t width;                  /* power of two */
     uint32_t window;                 /* increments between halvings */
     atomic_uint_fast32_t adds;
     atomic_uchar *counters;          /* ROWS * width */
-} bc__sketch_t;
+} bc__lru_sketch_t;
 
 /* width is rounded up to a power of two.  Errors: BC_ENOMEM. */
-bc_status_t bc__sketch_init(bc__sketch_t *s, uint32_t width);
-void bc__sketch_free(bc__sketch_t *s);
+bc_status_t bc__lru_sketch_init(bc__lru_sketch_t *s, uint32_t width);
+void bc__lru_sketch_free(bc__lru_sketch_t *s);
 /* Counts one occurrence of hash; returns the new estimate (0..255). */
-unsigned bc__sketch_add(bc__sketch_t *s, uint32_t hash);
-unsigned bc__sketch_estimate(bc__sketch_t *s, uint32_t hash);
+unsigned bc__lru_sketch_add(bc__lru_sketch_t *s, uint32_t hash);
+unsigned bc__lru_sketch_estimate(bc__lru_sketch_t *s, uint32_t hash);
 
 #endif

@@ -30,6 +30,7 @@
 #include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "bc_wire.h"
 #include "client_int.h"
 #include "near.h"
@@ -40,8 +41,8 @@
 #define MGET_PENDING  1          /* item status while unresolved */
 
 typedef struct mget_batch {
-    bc__node_t *node;
-    bc__conn_t *conn;
+    bc__pool_node_t *node;
+    bc__pool_conn_t *conn;
     size_t *idx;                 /* item indices in send order */
     size_t n, cap;
     size_t *line_end;            /* per line: end position in idx */
@@ -135,7 +136,7 @@ batch_fail(mget_t *m, mget_batch_t *b, bool retry, int status)
         it->flags = 0;
         it->status = status;
     }
-    if (b->conn != NULL) bc__conn_put(b->conn, false);
+    if (b->conn != NULL) bc__pool_conn_put(b->conn, false);
     b->conn = NULL;
     b->active = false;
 }
@@ -184,7 +185,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
         b->cursor = end;
         if (++b->line == b->nlines) {
             b->active = false;
-            bc__conn_put(b->conn, true);
+            bc__pool_conn_put(b->conn, true);
             b->conn = NULL;
             return false;
         }
@@ -201,7 +202,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
     /* A node that lost the forwarded part of a read: reads are safe to
      * send again, to the owner of the new table. */
     if (r->kind == BC_MC_REPLY_SERVER_ERROR &&
-        bc__fwd_failure_parse(r->text, r->ntext) != BC__FWD_NONE) {
+        bc__proto_fwd_failure_parse(r->text, r->ntext) != BC__PROTO_FWD_NONE) {
         bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
         return false;
@@ -216,7 +217,7 @@ batch_on_reply(mget_t *m, mget_batch_t *b, const bc_mc_reply_t *r)
 static void
 batch_on_readable(mget_t *m, mget_batch_t *b)
 {
-    bc_status_t st = bc__conn_recv_some(b->conn);
+    bc_status_t st = bc__pool_conn_recv_some(b->conn);
     if (st == BC_EAGAIN) return;
     if (st != BC_OK) {
         if (st == BC_ENOMEM) {
@@ -229,7 +230,7 @@ batch_on_readable(mget_t *m, mget_batch_t *b)
     }
     for (;;) {
         bc_mc_reply_t r;
-        st = bc__conn_parse_buffered(b->conn, &r);
+        st = bc__pool_conn_parse_buffered(b->conn, &r);
         if (st == BC_EAGAIN) return;
         if (st != BC_OK) {
             log_warn("client: malformed multi-get reply from %s: %s", b->node->addr,
@@ -259,8 +260,8 @@ batches_release(mget_t *m)
 {
     for (size_t k = 0; k < m->nbatches; k++) {
         mget_batch_t *b = &m->batches[k];
-        if (b->conn != NULL) bc__conn_put(b->conn, false);
-        bc__node_unref(b->node);
+        if (b->conn != NULL) bc__pool_conn_put(b->conn, false);
+        bc__pool_node_unref(b->node);
         free(b->idx);
         free(b->line_end);
         free(b->out);
@@ -276,7 +277,7 @@ static bc_status_t
 mget_round(mget_t *m, uint64_t deadline_ns)
 {
     bc_client_t *c = m->c;
-    bc__snapshot_t *s = bc__router_acquire(&c->router);
+    bc__route_snapshot_t *s = bc__route_acquire(&c->router);
     if (s == NULL) return BC_OK;
     bc_status_t st = BC_OK;
     size_t cap = 0;
@@ -287,7 +288,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
             mget_resolve(m, i, c->opts.no_owner_is_miss ? BC_CLIENT_ENOTFOUND : BC_CLIENT_ENOOWNER);
             continue;
         }
-        bc__node_t *node = s->node[b];
+        bc__pool_node_t *node = s->node[b];
         if (node == NULL) {
             bc__agent_request_refresh(c, 0);
             continue;
@@ -308,12 +309,12 @@ mget_round(mget_t *m, uint64_t deadline_ns)
             }
             memset(&m->batches[k], 0, sizeof(m->batches[k]));
             m->batches[k].node = node;
-            bc__node_ref(node);
+            bc__pool_node_ref(node);
             m->nbatches++;
         }
         st = batch_add(&m->batches[k], i);
     }
-    bc__router_release(s);
+    bc__route_release(s);
 
     for (size_t k = 0; k < m->nbatches && st == BC_OK; k++) st = batch_build(m, &m->batches[k]);
     if (st != BC_OK) {
@@ -328,9 +329,9 @@ mget_round(mget_t *m, uint64_t deadline_ns)
     for (size_t k = 0; k < m->nbatches; k++) {
         mget_batch_t *b = &m->batches[k];
         bool reused;
-        bc_status_t cst = bc__conn_get(b->node, deadline_ns, false, &b->conn, &reused);
+        bc_status_t cst = bc__pool_conn_get(b->node, deadline_ns, false, &b->conn, &reused);
         if (cst == BC_EBUSY && active == 0) {
-            cst = bc__conn_get(b->node, deadline_ns, true, &b->conn, &reused);
+            cst = bc__pool_conn_get(b->node, deadline_ns, true, &b->conn, &reused);
         }
         if (cst == BC_OK) {
             b->active = true;
@@ -359,7 +360,7 @@ mget_round(mget_t *m, uint64_t deadline_ns)
             which[np++] = k;
         }
         if (np == 0) break;
-        uint64_t now = bc__now_ns();
+        uint64_t now = bc_time_mono_ns();
         if (now >= deadline_ns) break;
         uint64_t left = deadline_ns - now;
         struct timespec ts = {.tv_sec = (time_t)(left / 1000000000ull),
@@ -398,7 +399,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
     size_t pending = 0;
     for (size_t i = 0; i < n; i++) {
         memset(&items[i], 0, sizeof(items[i]));
-        if (!bc__key_valid(keys[i], klens[i])) {
+        if (!bc__proto_key_valid(keys[i], klens[i])) {
             items[i].status = BC_CLIENT_EINVAL;
             continue;
         }
@@ -421,7 +422,7 @@ bc_client_mget(bc_client_t *c, size_t n, const void *const *keys, const size_t *
         }
         pending = 0;
         for (size_t i = 0; i < n; i++) pending += items[i].status == MGET_PENDING;
-        if (pending == 0 || bc__now_ns() >= deadline_ns) break;
+        if (pending == 0 || bc_time_mono_ns() >= deadline_ns) break;
         if (atomic_load_explicit(&c->router.published, memory_order_acquire) == published &&
             !bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) {
             break;

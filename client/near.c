@@ -3,6 +3,7 @@
  */
 #include "near.h"
 
+#include "bc_time.h"
 #include "lru.h"
 #include "pool.h"
 
@@ -11,7 +12,7 @@ bc__near_lookup(bc_client_t *c, uint32_t hash, const void *key, size_t klen, voi
                 size_t *vlen, uint32_t *flags)
 {
     if (c->near == NULL) return false;
-    if (bc__lru_get(c->near, hash, key, klen, bc__now_ns(), value, vlen, flags) != BC_OK) {
+    if (bc__lru_get(c->near, hash, key, klen, bc_time_mono_ns(), value, vlen, flags) != BC_OK) {
         return false;
     }
     BC__COUNT(c, near_hits, 1);
@@ -23,9 +24,9 @@ bc__near_offer(bc_client_t *c, uint32_t hash, const void *key, size_t klen, cons
                size_t vlen, uint32_t flags)
 {
     if (c->near == NULL) return;
-    unsigned seen = bc__sketch_add(&c->sketch, hash);
+    unsigned seen = bc__lru_sketch_add(&c->sketch, hash);
     if (seen < (unsigned)c->opts.near_cache_min_hits) return;
-    bc__lru_put(c->near, hash, key, klen, value, vlen, flags, bc__now_ns() + c->near_ttl_ns);
+    bc__lru_put(c->near, hash, key, klen, value, vlen, flags, bc_time_mono_ns() + c->near_ttl_ns);
 }
 
 void

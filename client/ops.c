@@ -35,6 +35,7 @@
 #include "agent.h"
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "bc_wire.h"
 #include "client_int.h"
 #include "near.h"
@@ -82,21 +83,44 @@ typedef enum attempt_result {
 static _Thread_local uint64_t ops_rng;
 
 uint64_t
+bc__ops_rand_next(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+uint64_t
+bc__ops_backoff_ns(unsigned attempt, uint64_t base_ns, uint64_t cap_ns, uint64_t *rng)
+{
+    if (attempt == 0) attempt = 1;
+    uint64_t d = base_ns;
+    for (unsigned i = 1; i < attempt && d < cap_ns; i++) d *= 2;
+    if (d > cap_ns) d = cap_ns;
+    if (d < 2) return d;
+    uint64_t half = d / 2;
+    return half + bc__ops_rand_next(rng) % (d - half + 1);
+}
+
+uint64_t
 bc__ops_deadline(const bc_client_t *c, int timeout_ms)
 {
     uint64_t t = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : c->timeout_ns;
-    return bc__now_ns() + t;
+    return bc_time_mono_ns() + t;
 }
 
 bool
 bc__ops_backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns, uint64_t published)
 {
-    if (ops_rng == 0) ops_rng = bc__now_ns() ^ (uint64_t)(uintptr_t)&ops_rng;
-    uint64_t d = bc__backoff_ns(attempt, c->retry_base_ns, c->retry_max_ns, &ops_rng);
-    uint64_t now = bc__now_ns();
+    if (ops_rng == 0) ops_rng = bc_time_mono_ns() ^ (uint64_t)(uintptr_t)&ops_rng;
+    uint64_t d = bc__ops_backoff_ns(attempt, c->retry_base_ns, c->retry_max_ns, &ops_rng);
+    uint64_t now = bc_time_mono_ns();
     if (now >= deadline_ns) return false;
     if (d > deadline_ns - now) d = deadline_ns - now;
-    (void)bc__router_wait(&c->router, published, now + d);
+    (void)bc__route_wait(&c->router, published, now + d);
     return true;
 }
 
@@ -159,7 +183,7 @@ reply_text_has(const bc_mc_reply_t *r, const char *needle)
 
 /* Interprets the reply to op; *healthy tells whether conn stays in sync. */
 static attempt_result_t
-op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
+op_interpret(bc_client_t *c, bc__pool_conn_t *conn, op_t *op, const bc_mc_reply_t *r,
              uint64_t deadline_ns, int *code, bool *healthy)
 {
     *healthy = true;
@@ -183,11 +207,11 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
          * again.  Sent, it is a lost connection one hop further: retried
          * only when idempotent, as in op_attempt.
          */
-        bc__fwd_failure_t fwd = bc__fwd_failure_parse(r->text, r->ntext);
-        if (fwd != BC__FWD_NONE) {
+        bc__proto_fwd_failure_t fwd = bc__proto_fwd_failure_parse(r->text, r->ntext);
+        if (fwd != BC__PROTO_FWD_NONE) {
             bc__agent_request_refresh(c, 0);
-            if (fwd == BC__FWD_UNSENT || op_idempotent(op->kind)) {
-                op->in_doubt = op->in_doubt || fwd == BC__FWD_IN_DOUBT;
+            if (fwd == BC__PROTO_FWD_UNSENT || op_idempotent(op->kind)) {
+                op->in_doubt = op->in_doubt || fwd == BC__PROTO_FWD_IN_DOUBT;
                 return ATTEMPT_RETRY;
             }
             log_warn("client: %s lost %s forwarding it to the owner; not retried",
@@ -236,7 +260,7 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
             v[r->vlen] = '\0';
             uint32_t vlen = r->vlen, flags = r->flags;
             bc_mc_reply_t end;
-            bc_status_t st = bc__conn_read_reply(conn, deadline_ns, &end);
+            bc_status_t st = bc__pool_conn_read_reply(conn, deadline_ns, &end);
             if (st != BC_OK || end.kind != BC_MC_REPLY_END) {
                 free(v);
                 *healthy = false;
@@ -291,11 +315,11 @@ op_interpret(bc_client_t *c, bc__conn_t *conn, op_t *op, const bc_mc_reply_t *r,
 }
 
 static attempt_result_t
-op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int *code)
+op_attempt(bc_client_t *c, bc__pool_node_t *node, op_t *op, uint64_t deadline_ns, int *code)
 {
-    bc__conn_t *conn;
+    bc__pool_conn_t *conn;
     bool reused;
-    bc_status_t st = bc__conn_get(node, deadline_ns, true, &conn, &reused);
+    bc_status_t st = bc__pool_conn_get(node, deadline_ns, true, &conn, &reused);
     if (st != BC_OK) {
         if (st == BC_ENOMEM) {
             *code = BC_CLIENT_ENOMEM;
@@ -313,24 +337,24 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
                                                [OP_REPLACE] = "replace", [OP_APPEND] = "append",
                                                [OP_PREPEND] = "prepend"};
     switch (op->kind) {
-    case OP_GET: len = bc__fmt_key_cmd(line, "get", op->key, op->klen); break;
-    case OP_GETS: len = bc__fmt_key_cmd(line, "gets", op->key, op->klen); break;
+    case OP_GET: len = bc__proto_fmt_key_cmd(line, "get", op->key, op->klen); break;
+    case OP_GETS: len = bc__proto_fmt_key_cmd(line, "gets", op->key, op->klen); break;
     case OP_SET:
     case OP_ADD:
     case OP_REPLACE:
     case OP_APPEND:
     case OP_PREPEND:
-        len = bc__fmt_storage(line, storage_cmd[op->kind], op->key, op->klen, op->flags,
-                              op->exptime, op->vlen);
+        len = bc__proto_fmt_storage(line, storage_cmd[op->kind], op->key, op->klen, op->flags,
+                                    op->exptime, op->vlen);
         break;
     case OP_CAS:
-        len = bc__fmt_cas(line, op->key, op->klen, op->flags, op->exptime, op->vlen, op->cas);
+        len = bc__proto_fmt_cas(line, op->key, op->klen, op->flags, op->exptime, op->vlen, op->cas);
         break;
-    case OP_DELETE: len = bc__fmt_key_cmd(line, "delete", op->key, op->klen); break;
-    case OP_TOUCH: len = bc__fmt_touch(line, op->key, op->klen, op->exptime); break;
+    case OP_DELETE: len = bc__proto_fmt_key_cmd(line, "delete", op->key, op->klen); break;
+    case OP_TOUCH: len = bc__proto_fmt_touch(line, op->key, op->klen, op->exptime); break;
     case OP_INCR:
     case OP_DECR:
-        len = bc__fmt_arith(line, op->kind == OP_INCR, op->key, op->klen, op->delta);
+        len = bc__proto_fmt_arith(line, op->kind == OP_INCR, op->key, op->klen, op->delta);
         break;
     }
     iov[0] = (struct iovec){line, len};
@@ -340,18 +364,18 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
         iovcnt = 3;
     }
     size_t sent = 0;
-    st = bc__conn_send(conn, iov, iovcnt, deadline_ns, &sent);
+    st = bc__pool_conn_send(conn, iov, iovcnt, deadline_ns, &sent);
     if (st != BC_OK) {
         /* A request not sent completely is never executed by the node. */
-        bc__conn_put(conn, false);
+        bc__pool_conn_put(conn, false);
         if (st == BC_ECLOSED || st == BC_EIO) bc__agent_request_refresh(c, 0);
         return ATTEMPT_RETRY;
     }
 
     bc_mc_reply_t reply;
-    st = bc__conn_read_reply(conn, deadline_ns, &reply);
+    st = bc__pool_conn_read_reply(conn, deadline_ns, &reply);
     if (st != BC_OK) {
-        bc__conn_put(conn, false);
+        bc__pool_conn_put(conn, false);
         switch (st) {
         case BC_ETIMEOUT: *code = BC_CLIENT_ETIMEOUT; return ATTEMPT_DONE;
         case BC_ENOMEM: *code = BC_CLIENT_ENOMEM; return ATTEMPT_DONE;
@@ -374,7 +398,7 @@ op_attempt(bc_client_t *c, bc__node_t *node, op_t *op, uint64_t deadline_ns, int
     }
     bool healthy;
     attempt_result_t res = op_interpret(c, conn, op, &reply, deadline_ns, code, &healthy);
-    bc__conn_put(conn, healthy);
+    bc__pool_conn_put(conn, healthy);
     return res;
 }
 
@@ -384,17 +408,17 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
     bool write = op_is_write(op->kind);
     for (unsigned attempt = 1;; attempt++) {
         uint64_t published = atomic_load_explicit(&c->router.published, memory_order_acquire);
-        bc__snapshot_t *s = bc__router_acquire(&c->router);
+        bc__route_snapshot_t *s = bc__route_acquire(&c->router);
         if (s == NULL) return BC_CLIENT_ETIMEOUT;
         uint32_t b = bc_hash_bucket(op->hash, s->nbuckets);
         uint32_t owner = s->owner[b];
         bool readonly = s->readonly[b] != 0;
-        bc__node_t *node = s->node[b];
-        if (node != NULL) bc__node_ref(node);
-        bc__router_release(s);
+        bc__pool_node_t *node = s->node[b];
+        if (node != NULL) bc__pool_node_ref(node);
+        bc__route_release(s);
 
         if (owner == 0) {
-            if (node != NULL) bc__node_unref(node);
+            if (node != NULL) bc__pool_node_unref(node);
             return BC_CLIENT_ENOOWNER;
         }
         int code = BC_CLIENT_ETIMEOUT;
@@ -404,17 +428,17 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
         } else if (!(write && readonly)) {
             res = op_attempt(c, node, op, deadline_ns, &code);
         }
-        if (node != NULL) bc__node_unref(node);
+        if (node != NULL) bc__pool_node_unref(node);
         if (res == ATTEMPT_DONE) return code;
 
         /* A newer table arrived meanwhile: use it at once. */
         if (atomic_load_explicit(&c->router.published, memory_order_acquire) != published &&
-            bc__now_ns() < deadline_ns) {
+            bc_time_mono_ns() < deadline_ns) {
             BC__COUNT(c, retries, 1);
             continue;
         }
         if (!bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) return BC_CLIENT_ETIMEOUT;
-        if (bc__now_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
+        if (bc_time_mono_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
         BC__COUNT(c, retries, 1);
     }
 }
@@ -484,7 +508,7 @@ bc_client_get(bc_client_t *c, const void *key, size_t klen, int timeout_ms, void
 {
     if (value != NULL) *value = NULL;
     if (vlen != NULL) *vlen = 0;
-    if (c == NULL || value == NULL || vlen == NULL || !bc__key_valid(key, klen)) {
+    if (c == NULL || value == NULL || vlen == NULL || !bc__proto_key_valid(key, klen)) {
         return BC_CLIENT_EINVAL;
     }
     BC__COUNT(c, ops, 1);
@@ -507,7 +531,7 @@ static int
 op_store(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, const void *value,
          size_t vlen, uint32_t flags, int64_t exptime, uint64_t cas, int timeout_ms)
 {
-    if (c == NULL || !bc__key_valid(key, klen) || (value == NULL && vlen > 0)) {
+    if (c == NULL || !bc__proto_key_valid(key, klen) || (value == NULL && vlen > 0)) {
         return BC_CLIENT_EINVAL;
     }
     if (vlen > c->opts.max_value_bytes) return BC_CLIENT_ETOOLARGE;
@@ -545,7 +569,7 @@ bc_client_replace(bc_client_t *c, const void *key, size_t klen, const void *valu
 int
 bc_client_delete(bc_client_t *c, const void *key, size_t klen, int timeout_ms)
 {
-    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    if (c == NULL || !bc__proto_key_valid(key, klen)) return BC_CLIENT_EINVAL;
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, deletes, 1);
     op_t op = {.kind = OP_DELETE, .key = key, .klen = klen, .hash = bc_hash_key(key, klen)};
@@ -557,7 +581,7 @@ bc_client_delete(bc_client_t *c, const void *key, size_t klen, int timeout_ms)
 int
 bc_client_touch(bc_client_t *c, const void *key, size_t klen, int64_t exptime, int timeout_ms)
 {
-    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    if (c == NULL || !bc__proto_key_valid(key, klen)) return BC_CLIENT_EINVAL;
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, touches, 1);
     op_t op = {.kind = OP_TOUCH, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
@@ -571,7 +595,7 @@ static int
 op_arith(bc_client_t *c, op_kind_t kind, const void *key, size_t klen, uint64_t delta,
          uint64_t *result, int timeout_ms)
 {
-    if (c == NULL || !bc__key_valid(key, klen)) return BC_CLIENT_EINVAL;
+    if (c == NULL || !bc__proto_key_valid(key, klen)) return BC_CLIENT_EINVAL;
     BC__COUNT(c, ops, 1);
     BC__COUNT(c, ariths, 1);
     op_t op = {.kind = kind, .key = key, .klen = klen, .hash = bc_hash_key(key, klen),
@@ -602,7 +626,8 @@ bc_client_gets(bc_client_t *c, const void *key, size_t klen, int timeout_ms, voi
 {
     if (value != NULL) *value = NULL;
     if (vlen != NULL) *vlen = 0;
-    if (c == NULL || value == NULL || vlen == NULL || cas == NULL || !bc__key_valid(key, klen)) {
+    if (c == NULL || value == NULL || vlen == NULL || cas == NULL ||
+        !bc__proto_key_valid(key, klen)) {
         return BC_CLIENT_EINVAL;
     }
     BC__COUNT(c, ops, 1);

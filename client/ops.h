@@ -17,12 +17,22 @@
 
 #include "client_int.h"
 
+/*
+ * Backoff before retry number `attempt` (1 = the first retry): a random
+ * duration in [d/2, d] where d = min(base * 2^(attempt-1), cap), in ns.
+ * *rng is a xorshift64 state (never 0), advanced here.
+ */
+uint64_t bc__ops_backoff_ns(unsigned attempt, uint64_t base_ns, uint64_t cap_ns, uint64_t *rng);
+
+/* xorshift64: the next pseudo-random value of a non-zero state. */
+uint64_t bc__ops_rand_next(uint64_t *state);
+
 /* One call's deadline (monotonic ns) from its timeout_ms argument (<= 0:
  * the client's timeout_ms option). */
 uint64_t bc__ops_deadline(const bc_client_t *c, int timeout_ms);
 /* Sleeps before retry `attempt`, never past deadline; false when the
  * deadline would pass first (then nothing is slept).  A table published
- * after the `published`-th ends the sleep early (bc__router_wait). */
+ * after the `published`-th ends the sleep early (bc__route_wait). */
 bool bc__ops_backoff_sleep(bc_client_t *c, unsigned attempt, uint64_t deadline_ns,
                            uint64_t published);
 /* The plain remote get used by bc_client_get and read-through; fills a

@@ -39,12 +39,6 @@
 #define CONN_RBUF_INIT  16384u
 #define CONN_RBUF_KEEP  (256u * 1024u)   /* larger buffers are shrunk when pooled */
 
-uint64_t
-bc__now_ns(void)
-{
-    return bc_time_mono_ns();
-}
-
 static void
 ns_to_abs_timespec(uint64_t deadline_ns, struct timespec *ts)
 {
@@ -54,11 +48,11 @@ ns_to_abs_timespec(uint64_t deadline_ns, struct timespec *ts)
 
 /* ---- nodes ---- */
 
-bc__node_t *
-bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats)
+bc__pool_node_t *
+bc__pool_node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats)
 {
     if (strlen(addr) >= BC__NODE_ADDR_MAX) return NULL;
-    bc__node_t *node = calloc(1, sizeof(*node));
+    bc__pool_node_t *node = calloc(1, sizeof(*node));
     if (node == NULL) return NULL;
     node->max_conns = max_conns > 0 ? max_conns : 1;
     node->state = calloc((size_t)node->max_conns, sizeof(*node->state));
@@ -81,13 +75,13 @@ bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *
 }
 
 void
-bc__node_ref(bc__node_t *node)
+bc__pool_node_ref(bc__pool_node_t *node)
 {
     atomic_fetch_add_explicit(&node->refs, 1, memory_order_relaxed);
 }
 
 static void
-conn_close(bc__conn_t *conn)
+conn_close(bc__pool_conn_t *conn)
 {
     if (conn->fd >= 0) close(conn->fd);
     free(conn->rbuf);
@@ -95,7 +89,7 @@ conn_close(bc__conn_t *conn)
 }
 
 void
-bc__node_unref(bc__node_t *node)
+bc__pool_node_unref(bc__pool_node_t *node)
 {
     if (node == NULL) return;
     if (atomic_fetch_sub_explicit(&node->refs, 1, memory_order_acq_rel) != 1) return;
@@ -111,7 +105,7 @@ bc__node_unref(bc__node_t *node)
 }
 
 bc_status_t
-bc__addr_split(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
+bc__pool_addr_split(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
 {
     const char *colon, *hstart = addr, *hend;
     if (addr == NULL) return BC_EINVAL;
@@ -144,7 +138,7 @@ bc__addr_split(const char *addr, char *host, size_t hostlen, char *port, size_t 
 static int
 remaining_ms_ceil(uint64_t deadline_ns)
 {
-    uint64_t now = bc__now_ns();
+    uint64_t now = bc_time_mono_ns();
     if (now >= deadline_ns) return 0;
     uint64_t ms = (deadline_ns - now + 999999ull) / 1000000ull;
     return ms > 60000 ? 60000 : (int)ms;
@@ -196,10 +190,10 @@ conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
 }
 
 static bc_status_t
-conn_open(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out)
+conn_open(bc__pool_node_t *node, uint64_t deadline_ns, bc__pool_conn_t **out)
 {
     char host[BC__NODE_ADDR_MAX], port[8];
-    if (bc__addr_split(node->addr, host, sizeof(host), port, sizeof(port)) != BC_OK) {
+    if (bc__pool_addr_split(node->addr, host, sizeof(host), port, sizeof(port)) != BC_OK) {
         log_warn("client: node address \"%s\" is not host:port", node->addr);
         return BC_EIO;
     }
@@ -217,14 +211,14 @@ conn_open(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out)
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
         fd = conn_connect_one(ai, deadline_ns);
         if (fd < 0) err = errno;
-        if (bc__now_ns() >= deadline_ns) break;
+        if (bc_time_mono_ns() >= deadline_ns) break;
     }
     freeaddrinfo(res);
     if (fd < 0) {
         log_debug("client: cannot connect to %s: %s", node->addr, strerror(err));
         return err == ETIMEDOUT ? BC_ETIMEOUT : BC_EIO;
     }
-    bc__conn_t *conn = calloc(1, sizeof(*conn));
+    bc__pool_conn_t *conn = calloc(1, sizeof(*conn));
     char *rbuf = malloc(CONN_RBUF_INIT);
     if (conn == NULL || rbuf == NULL) {
         free(conn);
@@ -236,7 +230,7 @@ conn_open(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out)
     conn->node = node;
     conn->rbuf = rbuf;
     conn->rcap = CONN_RBUF_INIT;
-    conn->last_used_ns = bc__now_ns();
+    conn->last_used_ns = bc_time_mono_ns();
     *out = conn;
     return BC_OK;
 }
@@ -244,7 +238,7 @@ conn_open(bc__node_t *node, uint64_t deadline_ns, bc__conn_t **out)
 /* True when an idle connection still looks usable: no EOF, no error, and
  * no unsolicited bytes waiting. */
 static bool
-conn_idle_ok(bc__conn_t *conn)
+conn_idle_ok(bc__pool_conn_t *conn)
 {
     char b;
     ssize_t n = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -259,13 +253,13 @@ static _Thread_local bool pool_hint_set;
 
 #define POOL_LAST_MAX 4
 static _Thread_local struct {
-    const bc__node_t *node;         /* compared only, never dereferenced */
+    const bc__pool_node_t *node;    /* compared only, never dereferenced */
     int slot;
 } pool_last[POOL_LAST_MAX];
 static _Thread_local unsigned pool_last_next;
 
 static int
-pool_last_slot(const bc__node_t *node)
+pool_last_slot(const bc__pool_node_t *node)
 {
     for (int i = 0; i < POOL_LAST_MAX; i++) {
         if (pool_last[i].node == node) return pool_last[i].slot;
@@ -274,7 +268,7 @@ pool_last_slot(const bc__node_t *node)
 }
 
 static void
-pool_remember(const bc__node_t *node, int slot)
+pool_remember(const bc__pool_node_t *node, int slot)
 {
     for (int i = 0; i < POOL_LAST_MAX; i++) {
         if (pool_last[i].node == node) {
@@ -299,7 +293,7 @@ pool_thread_hint(void)
 
 /* Wakes one caller waiting for a slot, if any. */
 static void
-pool_signal(bc__node_t *node)
+pool_signal(bc__pool_node_t *node)
 {
     if (atomic_load(&node->waiters) > 0) {
         pthread_mutex_lock(&node->mu);
@@ -310,7 +304,7 @@ pool_signal(bc__node_t *node)
 
 /* Gives slot s up entirely (its connection, if any, already closed). */
 static void
-pool_slot_empty(bc__node_t *node, int s)
+pool_slot_empty(bc__pool_node_t *node, int s)
 {
     node->slots[s] = NULL;
     atomic_store(&node->state[s], BC__SLOT_EMPTY);
@@ -319,7 +313,7 @@ pool_slot_empty(bc__node_t *node, int s)
 
 /* True when some slot is idle or empty (worth another try). */
 static bool
-pool_has_room(bc__node_t *node)
+pool_has_room(bc__pool_node_t *node)
 {
     for (int i = 0; i < node->max_conns; i++) {
         int st = atomic_load(&node->state[i]);
@@ -329,7 +323,8 @@ pool_has_room(bc__node_t *node)
 }
 
 bc_status_t
-bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out, bool *reused)
+bc__pool_conn_get(bc__pool_node_t *node, uint64_t deadline_ns, bool wait, bc__pool_conn_t **out,
+                  bool *reused)
 {
     const int n = node->max_conns;
     const int last = pool_last_slot(node);
@@ -346,8 +341,9 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
                 !atomic_compare_exchange_strong(&node->state[s], &expect, BC__SLOT_BUSY)) {
                 continue;
             }
-            bc__conn_t *conn = node->slots[s];
-            if (bc__now_ns() - conn->last_used_ns >= BC__IDLE_CHECK_NS && !conn_idle_ok(conn)) {
+            bc__pool_conn_t *conn = node->slots[s];
+            if (bc_time_mono_ns() - conn->last_used_ns >= BC__IDLE_CHECK_NS &&
+                !conn_idle_ok(conn)) {
                 atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
                 conn_close(conn);
                 pool_slot_empty(node, s);
@@ -366,7 +362,7 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
                 !atomic_compare_exchange_strong(&node->state[s], &expect, BC__SLOT_OPENING)) {
                 continue;
             }
-            bc__conn_t *conn = NULL;
+            bc__pool_conn_t *conn = NULL;
             bc_status_t st = conn_open(node, deadline_ns, &conn);
             atomic_fetch_add_explicit(st == BC_OK ? &node->stats->connects
                                                   : &node->stats->connect_errors,
@@ -384,7 +380,7 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
         }
         /* Every slot is busy: wait for one to come back. */
         if (!wait) return BC_EBUSY;
-        if (bc__now_ns() >= deadline_ns) return BC_ETIMEOUT;
+        if (bc_time_mono_ns() >= deadline_ns) return BC_ETIMEOUT;
         struct timespec ts;
         ns_to_abs_timespec(deadline_ns, &ts);
         pthread_mutex_lock(&node->mu);
@@ -396,9 +392,9 @@ bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out
 }
 
 void
-bc__conn_put(bc__conn_t *conn, bool healthy)
+bc__pool_conn_put(bc__pool_conn_t *conn, bool healthy)
 {
-    bc__node_t *node = conn->node;
+    bc__pool_node_t *node = conn->node;
     int s = conn->slot;
     if (healthy && conn->rstart == conn->rend) {
         conn->rstart = conn->rend = 0;
@@ -409,7 +405,7 @@ bc__conn_put(bc__conn_t *conn, bool healthy)
                 conn->rcap = CONN_RBUF_INIT;
             }
         }
-        conn->last_used_ns = bc__now_ns();
+        conn->last_used_ns = bc_time_mono_ns();
         atomic_store(&node->state[s], BC__SLOT_IDLE);
         pool_signal(node);
         return;
@@ -431,7 +427,7 @@ io_wait(int fd, short events, uint64_t deadline_ns, int *flags)
 {
     *flags = 0;
     for (;;) {
-        uint64_t now = bc__now_ns();
+        uint64_t now = bc_time_mono_ns();
         if (now >= deadline_ns) return 0;
         uint64_t left = deadline_ns - now;
         if (left >= (uint64_t)BC__IO_SLICE_MS * 1000000ull) return -1;
@@ -447,8 +443,8 @@ io_wait(int fd, short events, uint64_t deadline_ns, int *flags)
 }
 
 bc_status_t
-bc__conn_send(bc__conn_t *conn, const struct iovec *iov_in, int iovcnt, uint64_t deadline_ns,
-              size_t *sent)
+bc__pool_conn_send(bc__pool_conn_t *conn, const struct iovec *iov_in, int iovcnt,
+                   uint64_t deadline_ns, size_t *sent)
 {
     struct iovec iov[8];
     size_t total = 0;
@@ -490,7 +486,7 @@ bc__conn_send(bc__conn_t *conn, const struct iovec *iov_in, int iovcnt, uint64_t
 
 /* Makes room for at least `want` bytes from rstart (want > buffered). */
 static bc_status_t
-conn_reserve(bc__conn_t *conn, size_t want)
+conn_reserve(bc__pool_conn_t *conn, size_t want)
 {
     size_t have = conn->rend - conn->rstart;
     if (conn->rcap - conn->rstart >= want && conn->rend < conn->rcap) return BC_OK;
@@ -510,12 +506,12 @@ conn_reserve(bc__conn_t *conn, size_t want)
 }
 
 bc_status_t
-bc__conn_parse_buffered(bc__conn_t *conn, bc_mc_reply_t *reply)
+bc__pool_conn_parse_buffered(bc__pool_conn_t *conn, bc_mc_reply_t *reply)
 {
     const char *buf = conn->rbuf + conn->rstart;
     size_t len = conn->rend - conn->rstart, need = 0, consumed = 0;
     if (len == 0) return conn_reserve(conn, 1) == BC_OK ? BC_EAGAIN : BC_ENOMEM;
-    bc_status_t st = bc__reply_need(buf, len, conn->node->max_value, &need);
+    bc_status_t st = bc__proto_reply_need(buf, len, conn->node->max_value, &need);
     if (st != BC_OK) return st;
     st = bc_mc_reply_parse(buf, len, reply, &consumed);
     if (st == BC_OK) {
@@ -529,7 +525,7 @@ bc__conn_parse_buffered(bc__conn_t *conn, bc_mc_reply_t *reply)
 }
 
 static bc_status_t
-conn_recv(bc__conn_t *conn, int flags)
+conn_recv(bc__pool_conn_t *conn, int flags)
 {
     ssize_t n = recv(conn->fd, conn->rbuf + conn->rend, conn->rcap - conn->rend, flags);
     if (n > 0) {
@@ -542,7 +538,7 @@ conn_recv(bc__conn_t *conn, int flags)
 }
 
 bc_status_t
-bc__conn_recv_some(bc__conn_t *conn)
+bc__pool_conn_recv_some(bc__pool_conn_t *conn)
 {
     if (conn->rend == conn->rcap && conn_reserve(conn, conn->rend - conn->rstart + 1) != BC_OK) {
         return BC_ENOMEM;
@@ -551,10 +547,10 @@ bc__conn_recv_some(bc__conn_t *conn)
 }
 
 bc_status_t
-bc__conn_read_reply(bc__conn_t *conn, uint64_t deadline_ns, bc_mc_reply_t *reply)
+bc__pool_conn_read_reply(bc__pool_conn_t *conn, uint64_t deadline_ns, bc_mc_reply_t *reply)
 {
     for (;;) {
-        bc_status_t st = bc__conn_parse_buffered(conn, reply);
+        bc_status_t st = bc__pool_conn_parse_buffered(conn, reply);
         if (st != BC_EAGAIN) return st;
         for (;;) {
             int flags;

@@ -50,27 +50,27 @@ typedef struct bc__io_stats {
     atomic_uint_fast64_t conn_drops;
 } bc__io_stats_t;
 
-typedef struct bc__node bc__node_t;
+typedef struct bc__pool_node bc__pool_node_t;
 
-typedef struct bc__conn {
+typedef struct bc__pool_conn {
     int fd;
     int slot;                    /* index in node->slots */
-    bc__node_t *node;
+    bc__pool_node_t *node;
     uint64_t last_used_ns;
     char *rbuf;                  /* received bytes [rstart, rend) */
     size_t rcap, rstart, rend;
-} bc__conn_t;
+} bc__pool_conn_t;
 
 enum { BC__SLOT_EMPTY = 0, BC__SLOT_OPENING, BC__SLOT_IDLE, BC__SLOT_BUSY };
 
-struct bc__node {
+struct bc__pool_node {
     atomic_int refs;
     char addr[BC__NODE_ADDR_MAX];   /* "host:port" or "[v6]:port" */
     bc__io_stats_t *stats;          /* borrowed from the client */
     size_t max_value;               /* largest VALUE accepted */
     int max_conns;
     atomic_int *state;              /* max_conns slot states (BC__SLOT_*) */
-    bc__conn_t **slots;             /* a slot's connection, set while idle or busy;
+    bc__pool_conn_t **slots;        /* a slot's connection, set while idle or busy;
                                        written only by the thread that owns the
                                        slot (opening or busy) */
     /* mu and cv: only for callers waiting for a slot; waiters is atomic so
@@ -84,15 +84,16 @@ struct bc__node {
  * A new node for addr with one reference.  stats is borrowed and must
  * outlive the node.  Returns NULL on out of memory or an address too long.
  */
-bc__node_t *bc__node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats);
-void bc__node_ref(bc__node_t *node);
+bc__pool_node_t *bc__pool_node_new(const char *addr, int max_conns, size_t max_value,
+                                   bc__io_stats_t *stats);
+void bc__pool_node_ref(bc__pool_node_t *node);
 /* Drops a reference; the last one closes idle connections and frees. */
-void bc__node_unref(bc__node_t *node);
+void bc__pool_node_unref(bc__pool_node_t *node);
 
 /* Splits "host:port" / "[v6]:port" into host and port strings.
  * Errors: BC_EINVAL. */
-bc_status_t bc__addr_split(const char *addr, char *host, size_t hostlen, char *port,
-                           size_t portlen);
+bc_status_t bc__pool_addr_split(const char *addr, char *host, size_t hostlen, char *port,
+                                size_t portlen);
 
 /*
  * Takes a connection to node: an idle one, a new one, or -- with wait --
@@ -101,19 +102,19 @@ bc_status_t bc__addr_split(const char *addr, char *host, size_t hostlen, char *p
  * slot busy and !wait: BC_EBUSY), BC_EIO (connect failed: refused,
  * unreachable, unresolvable), BC_ENOMEM.
  */
-bc_status_t bc__conn_get(bc__node_t *node, uint64_t deadline_ns, bool wait, bc__conn_t **out,
-                         bool *reused);
+bc_status_t bc__pool_conn_get(bc__pool_node_t *node, uint64_t deadline_ns, bool wait,
+                              bc__pool_conn_t **out, bool *reused);
 /* Gives a connection back: to the pool when healthy (and nothing unread is
  * buffered), closed otherwise. */
-void bc__conn_put(bc__conn_t *conn, bool healthy);
+void bc__pool_conn_put(bc__pool_conn_t *conn, bool healthy);
 
 /*
  * Sends all iov bytes.  *sent (may be NULL) receives how many bytes went
  * out, so a caller knows whether the request was started.  Errors:
  * BC_ETIMEOUT, BC_ECLOSED (peer gone), BC_EIO.
  */
-bc_status_t bc__conn_send(bc__conn_t *conn, const struct iovec *iov, int iovcnt,
-                          uint64_t deadline_ns, size_t *sent);
+bc_status_t bc__pool_conn_send(bc__pool_conn_t *conn, const struct iovec *iov, int iovcnt,
+                               uint64_t deadline_ns, size_t *sent);
 
 /*
  * Reads one reply unit (bc_mc_reply_parse) into *reply, receiving as
@@ -121,16 +122,14 @@ bc_status_t bc__conn_send(bc__conn_t *conn, const struct iovec *iov, int iovcnt,
  * Errors: BC_ETIMEOUT, BC_ECLOSED (EOF or reset), BC_EIO, BC_EPROTO
  * (malformed), BC_ETOOLARGE (a VALUE above max_value), BC_ENOMEM.
  */
-bc_status_t bc__conn_read_reply(bc__conn_t *conn, uint64_t deadline_ns, bc_mc_reply_t *reply);
+bc_status_t bc__pool_conn_read_reply(bc__pool_conn_t *conn, uint64_t deadline_ns,
+                                     bc_mc_reply_t *reply);
 
 /* Non-blocking: parses a unit already buffered.  BC_EAGAIN when more bytes
- * are needed (then bc__conn_recv_some). */
-bc_status_t bc__conn_parse_buffered(bc__conn_t *conn, bc_mc_reply_t *reply);
+ * are needed (then bc__pool_conn_recv_some). */
+bc_status_t bc__pool_conn_parse_buffered(bc__pool_conn_t *conn, bc_mc_reply_t *reply);
 /* One non-blocking receive.  BC_OK (bytes added), BC_EAGAIN (nothing now),
  * BC_ECLOSED, BC_EIO, BC_ENOMEM. */
-bc_status_t bc__conn_recv_some(bc__conn_t *conn);
-
-/* CLOCK_MONOTONIC in ns. */
-uint64_t bc__now_ns(void);
+bc_status_t bc__pool_conn_recv_some(bc__pool_conn_t *conn);
 
 #endif

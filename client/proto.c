@@ -13,7 +13,7 @@
 #include "bc_wire.h"
 
 bool
-bc__key_valid(const void *key, size_t klen)
+bc__proto_key_valid(const void *key, size_t klen)
 {
     if (key == NULL || klen == 0 || klen > BC_MC_KEY_MAX_LEN) return false;
     const unsigned char *p = key;
@@ -23,17 +23,17 @@ bc__key_valid(const void *key, size_t klen)
     return true;
 }
 
-bc__fwd_failure_t
-bc__fwd_failure_parse(const char *text, size_t n)
+bc__proto_fwd_failure_t
+bc__proto_fwd_failure_parse(const char *text, size_t n)
 {
     /* BEHAVIOR: only these three change what a client does; the other
      * forwarding failures (reply too large, bad reply, busy, out of
      * memory) are ordinary server errors to the caller. */
     switch (bc_wire_fwd_failure_parse(text, n)) {
-    case BC_WIRE_FWD_UNSENT: return BC__FWD_UNSENT;
+    case BC_WIRE_FWD_UNSENT: return BC__PROTO_FWD_UNSENT;
     case BC_WIRE_FWD_IN_DOUBT:
-    case BC_WIRE_FWD_TIMEOUT: return BC__FWD_IN_DOUBT;
-    default: return BC__FWD_NONE;
+    case BC_WIRE_FWD_TIMEOUT: return BC__PROTO_FWD_IN_DOUBT;
+    default: return BC__PROTO_FWD_NONE;
     }
 }
 
@@ -61,8 +61,8 @@ proto_put_i64(char *p, int64_t v)
 }
 
 size_t
-bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32_t flags,
-                int64_t exptime, size_t vlen)
+bc__proto_fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32_t flags,
+                      int64_t exptime, size_t vlen)
 {
     char *p = proto_put(buf, cmd, strlen(cmd));
     *p++ = ' ';
@@ -78,10 +78,10 @@ bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32
 }
 
 size_t
-bc__fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
-            size_t vlen, uint64_t cas)
+bc__proto_fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
+                  size_t vlen, uint64_t cas)
 {
-    size_t n = bc__fmt_storage(buf, "cas", key, klen, flags, exptime, vlen) - 2;  /* no CRLF */
+    size_t n = bc__proto_fmt_storage(buf, "cas", key, klen, flags, exptime, vlen) - 2; /* no CRLF */
     char *p = buf + n;
     *p++ = ' ';
     p = proto_put_u64(p, cas);
@@ -90,7 +90,7 @@ bc__fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exp
 }
 
 size_t
-bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen)
+bc__proto_fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen)
 {
     char *p = proto_put(buf, cmd, strlen(cmd));
     *p++ = ' ';
@@ -100,7 +100,7 @@ bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen)
 }
 
 size_t
-bc__fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime)
+bc__proto_fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime)
 {
     char *p = proto_put(buf, "touch ", 6);
     p = proto_put(p, key, klen);
@@ -111,7 +111,7 @@ bc__fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime)
 }
 
 size_t
-bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta)
+bc__proto_fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta)
 {
     char *p = proto_put(buf, incr ? "incr " : "decr ", 5);
     p = proto_put(p, key, klen);
@@ -122,7 +122,7 @@ bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta
 }
 
 bc_status_t
-bc__reply_need(const char *buf, size_t len, size_t max_value, size_t *need)
+bc__proto_reply_need(const char *buf, size_t len, size_t max_value, size_t *need)
 {
     *need = 0;
     if (len < 6 || memcmp(buf, "VALUE ", 6) != 0) return BC_OK;
@@ -147,27 +147,4 @@ bc__reply_need(const char *buf, size_t len, size_t max_value, size_t *need)
     if (v > max_value) return BC_ETOOLARGE;
     *need = (size_t)(nl - buf) + 1 + (size_t)v + 2;
     return BC_OK;
-}
-
-uint64_t
-bc__rand_next(uint64_t *state)
-{
-    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
-
-uint64_t
-bc__backoff_ns(unsigned attempt, uint64_t base_ns, uint64_t cap_ns, uint64_t *rng)
-{
-    if (attempt == 0) attempt = 1;
-    uint64_t d = base_ns;
-    for (unsigned i = 1; i < attempt && d < cap_ns; i++) d *= 2;
-    if (d > cap_ns) d = cap_ns;
-    if (d < 2) return d;
-    uint64_t half = d / 2;
-    return half + bc__rand_next(rng) % (d - half + 1);
 }

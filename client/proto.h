@@ -1,8 +1,8 @@
 /*
  * proto.h -- the client side of the memcached text protocol, as pure
  * functions: key checks, request lines, what a forwarding failure means for
- * a command, the size a VALUE reply needs, and the retry backoff.  The
- * "not mine" refusals nodes send are common/bc_wire.h's.
+ * a command, the size a VALUE reply needs.  The "not mine" refusals nodes
+ * send are common/bc_wire.h's; the retry backoff is ops.h's.
  *
  * Replies themselves are recognised by bc_mc_reply_parse (bc_mcproto.h);
  * this file adds what only a cluster client needs.  No I/O, no allocation,
@@ -23,19 +23,19 @@
 
 /* What a node's forwarding failure (common/bc_wire.h, BC_WIRE_FWD_*) means
  * for the command that met it. */
-typedef enum bc__fwd_failure {
-    BC__FWD_NONE = 0,          /* not a forwarding failure, or one that is an
+typedef enum bc__proto_fwd_failure {
+    BC__PROTO_FWD_NONE = 0,    /* not a forwarding failure, or one that is an
                                 * ordinary error here (reply too large, busy...) */
-    BC__FWD_UNSENT,            /* never reached the owner: safe to send again */
-    BC__FWD_IN_DOUBT,          /* sent; the owner may have applied it */
-} bc__fwd_failure_t;
+    BC__PROTO_FWD_UNSENT,      /* never reached the owner: safe to send again */
+    BC__PROTO_FWD_IN_DOUBT,    /* sent; the owner may have applied it */
+} bc__proto_fwd_failure_t;
 
 /* Classifies the text of a SERVER_ERROR reply (what follows
  * "SERVER_ERROR ", n bytes). */
-bc__fwd_failure_t bc__fwd_failure_parse(const char *text, size_t n);
+bc__proto_fwd_failure_t bc__proto_fwd_failure_parse(const char *text, size_t n);
 
 /* True when key is 1..250 bytes, none of them a control byte or a space. */
-bool bc__key_valid(const void *key, size_t klen);
+bool bc__proto_key_valid(const void *key, size_t klen);
 
 /*
  * Request lines, written at buf (at least BC__REQ_LINE_MAX bytes) with
@@ -46,14 +46,14 @@ bool bc__key_valid(const void *key, size_t klen);
  *   touch:    "touch <key> <exptime>\r\n"
  *   arith:    "incr|decr <key> <delta>\r\n"
  */
-size_t bc__fmt_storage(char *buf, const char *cmd, const void *key, size_t klen, uint32_t flags,
-                       int64_t exptime, size_t vlen);
-size_t bc__fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen);
+size_t bc__proto_fmt_storage(char *buf, const char *cmd, const void *key, size_t klen,
+                             uint32_t flags, int64_t exptime, size_t vlen);
+size_t bc__proto_fmt_key_cmd(char *buf, const char *cmd, const void *key, size_t klen);
 /*   cas:      "cas <key> <flags> <exptime> <vlen> <cas>\r\n" */
-size_t bc__fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
-                   size_t vlen, uint64_t cas);
-size_t bc__fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime);
-size_t bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta);
+size_t bc__proto_fmt_cas(char *buf, const void *key, size_t klen, uint32_t flags, int64_t exptime,
+                         size_t vlen, uint64_t cas);
+size_t bc__proto_fmt_touch(char *buf, const void *key, size_t klen, int64_t exptime);
+size_t bc__proto_fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_t delta);
 
 /*
  * Looks at the front of a receive buffer holding a reply.  When it starts
@@ -64,16 +64,6 @@ size_t bc__fmt_arith(char *buf, bool incr, const void *key, size_t klen, uint64_
  * decides).  Errors: BC_ETOOLARGE, BC_EPROTO (a VALUE line whose length
  * field is not a number).
  */
-bc_status_t bc__reply_need(const char *buf, size_t len, size_t max_value, size_t *need);
-
-/*
- * Backoff before retry number `attempt` (1 = the first retry): a random
- * duration in [d/2, d] where d = min(base * 2^(attempt-1), cap), in ns.
- * *rng is a xorshift64 state (never 0), advanced here.
- */
-uint64_t bc__backoff_ns(unsigned attempt, uint64_t base_ns, uint64_t cap_ns, uint64_t *rng);
-
-/* xorshift64: the next pseudo-random value of a non-zero state. */
-uint64_t bc__rand_next(uint64_t *state);
+bc_status_t bc__proto_reply_need(const char *buf, size_t len, size_t max_value, size_t *need);
 
 #endif

@@ -13,7 +13,7 @@
 
 typedef struct gid_node {
     uint32_t gid;
-    bc__node_t *node;
+    bc__pool_node_t *node;
 } gid_node_t;
 
 static int
@@ -24,17 +24,17 @@ gid_node_cmp(const void *a, const void *b)
 }
 
 /* The registry's node for addr, created on first use.  build_mu held. */
-static bc__node_t *
+static bc__pool_node_t *
 registry_node_for(bc_client_t *c, const char *addr)
 {
     for (size_t i = 0; i < c->nregistry; i++) {
         if (strcmp(c->registry[i]->addr, addr) == 0) return c->registry[i];
     }
-    bc__node_t **grown = realloc(c->registry, (c->nregistry + 1) * sizeof(*grown));
+    bc__pool_node_t **grown = realloc(c->registry, (c->nregistry + 1) * sizeof(*grown));
     if (grown == NULL) return NULL;
     c->registry = grown;
-    bc__node_t *node =
-        bc__node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
+    bc__pool_node_t *node =
+        bc__pool_node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
     if (node == NULL) return NULL;
     c->registry[c->nregistry++] = node;
     return node;
@@ -42,7 +42,7 @@ registry_node_for(bc_client_t *c, const char *addr)
 
 /* Drops registry nodes the current snapshot s does not name.  build_mu held. */
 static void
-registry_prune(bc_client_t *c, const bc__snapshot_t *s)
+registry_prune(bc_client_t *c, const bc__route_snapshot_t *s)
 {
     size_t kept = 0;
     for (size_t i = 0; i < c->nregistry; i++) {
@@ -51,7 +51,7 @@ registry_prune(bc_client_t *c, const bc__snapshot_t *s)
             used = s->nodes[j] == c->registry[i];
         }
         if (used) c->registry[kept++] = c->registry[i];
-        else bc__node_unref(c->registry[i]);
+        else bc__pool_node_unref(c->registry[i]);
     }
     c->nregistry = kept;
 }
@@ -62,7 +62,7 @@ bc__registry_install(bc_client_t *c, uint64_t epoch, const uint32_t *owner, cons
 {
     pthread_mutex_lock(&c->build_mu);
     bc_status_t st = BC_ENOMEM;
-    bc__snapshot_t *s = bc__snapshot_new(c->nbuckets);
+    bc__route_snapshot_t *s = bc__route_snapshot_new(c->nbuckets);
     gid_node_t *map = calloc(ngroups ? ngroups : 1, sizeof(*map));
     if (s == NULL || map == NULL) goto out;
     s->epoch = epoch;
@@ -81,29 +81,30 @@ bc__registry_install(bc_client_t *c, uint64_t epoch, const uint32_t *owner, cons
         if (owner[b] == 0) continue;
         gid_node_t key = {owner[b], NULL};
         gid_node_t *hit = ngroups ? bsearch(&key, map, ngroups, sizeof(*map), gid_node_cmp) : NULL;
-        if (hit != NULL && hit->node != NULL && bc__snapshot_set_node(s, b, hit->node) != BC_OK) {
+        if (hit != NULL && hit->node != NULL &&
+            bc__route_snapshot_set_node(s, b, hit->node) != BC_OK) {
             goto out;
         }
     }
-    bc__snapshot_t *cur = bc__router_acquire(&c->router);
-    bool same = bc__snapshot_same(cur, s);
+    bc__route_snapshot_t *cur = bc__route_acquire(&c->router);
+    bool same = bc__route_snapshot_same(cur, s);
     if (cur != NULL && !same && epoch < cur->epoch) {
         log_info("client: table epoch went back from %llu to %llu",
                  (unsigned long long)cur->epoch, (unsigned long long)epoch);
     }
-    bc__router_release(cur);
+    bc__route_release(cur);
     if (same) {
-        bc__snapshot_discard(s);
+        bc__route_snapshot_discard(s);
     } else {
         log_debug("client: routing table epoch %llu in use", (unsigned long long)epoch);
-        bc__router_publish(&c->router, s);
+        bc__route_publish(&c->router, s);
         BC__COUNT(c, table_updates, 1);
         registry_prune(c, s);
     }
     s = NULL;
     st = BC_OK;
 out:
-    bc__snapshot_discard(s);
+    bc__route_snapshot_discard(s);
     free(map);
     pthread_mutex_unlock(&c->build_mu);
     return st;
@@ -112,7 +113,7 @@ out:
 void
 bc__registry_free(bc_client_t *c)
 {
-    for (size_t i = 0; i < c->nregistry; i++) bc__node_unref(c->registry[i]);
+    for (size_t i = 0; i < c->nregistry; i++) bc__pool_node_unref(c->registry[i]);
     free(c->registry);
     c->registry = NULL;
     c->nregistry = 0;

@@ -21,11 +21,11 @@
 #define WORD_NONE       UINT64_C(0xffff)
 #define WORD_REPUBLISH  (UINT64_C(1) << 46)
 
-bc__snapshot_t *
-bc__snapshot_new(uint32_t nbuckets)
+bc__route_snapshot_t *
+bc__route_snapshot_new(uint32_t nbuckets)
 {
     if (nbuckets == 0) return NULL;
-    bc__snapshot_t *s = calloc(1, sizeof(*s));
+    bc__route_snapshot_t *s = calloc(1, sizeof(*s));
     if (s == NULL) return NULL;
     atomic_init(&s->pending, 0);
     s->slot = -1;
@@ -34,25 +34,25 @@ bc__snapshot_new(uint32_t nbuckets)
     s->readonly = calloc(nbuckets, 1);
     s->node = calloc(nbuckets, sizeof(*s->node));
     if (s->owner == NULL || s->readonly == NULL || s->node == NULL) {
-        bc__snapshot_discard(s);
+        bc__route_snapshot_discard(s);
         return NULL;
     }
     return s;
 }
 
 bc_status_t
-bc__snapshot_set_node(bc__snapshot_t *s, uint32_t b, bc__node_t *node)
+bc__route_snapshot_set_node(bc__route_snapshot_t *s, uint32_t b, bc__pool_node_t *node)
 {
     if (node != NULL) {
         size_t i;
         for (i = 0; i < s->nnodes && s->nodes[i] != node; i++) {
         }
         if (i == s->nnodes) {
-            bc__node_t **grown = realloc(s->nodes, (s->nnodes + 1) * sizeof(*grown));
+            bc__pool_node_t **grown = realloc(s->nodes, (s->nnodes + 1) * sizeof(*grown));
             if (grown == NULL) return BC_ENOMEM;
             s->nodes = grown;
             s->nodes[s->nnodes++] = node;
-            bc__node_ref(node);
+            bc__pool_node_ref(node);
         }
     }
     s->node[b] = node;
@@ -60,10 +60,10 @@ bc__snapshot_set_node(bc__snapshot_t *s, uint32_t b, bc__node_t *node)
 }
 
 void
-bc__snapshot_discard(bc__snapshot_t *s)
+bc__route_snapshot_discard(bc__route_snapshot_t *s)
 {
     if (s == NULL) return;
-    for (size_t i = 0; i < s->nnodes; i++) bc__node_unref(s->nodes[i]);
+    for (size_t i = 0; i < s->nnodes; i++) bc__pool_node_unref(s->nodes[i]);
     free(s->nodes);
     free(s->owner);
     free(s->readonly);
@@ -71,10 +71,10 @@ bc__snapshot_discard(bc__snapshot_t *s)
     free(s);
 }
 
-bc__snapshot_t *
-bc__snapshot_clone(const bc__snapshot_t *src)
+bc__route_snapshot_t *
+bc__route_snapshot_clone(const bc__route_snapshot_t *src)
 {
-    bc__snapshot_t *s = bc__snapshot_new(src->nbuckets);
+    bc__route_snapshot_t *s = bc__route_snapshot_new(src->nbuckets);
     if (s == NULL) return NULL;
     s->epoch = src->epoch;
     memcpy(s->owner, src->owner, src->nbuckets * sizeof(*s->owner));
@@ -84,18 +84,18 @@ bc__snapshot_clone(const bc__snapshot_t *src)
         s->nodes = malloc(src->nnodes * sizeof(*s->nodes));
         if (s->nodes == NULL) {
             memset(s->node, 0, src->nbuckets * sizeof(*s->node));
-            bc__snapshot_discard(s);
+            bc__route_snapshot_discard(s);
             return NULL;
         }
         memcpy(s->nodes, src->nodes, src->nnodes * sizeof(*s->nodes));
         s->nnodes = src->nnodes;
-        for (size_t i = 0; i < s->nnodes; i++) bc__node_ref(s->nodes[i]);
+        for (size_t i = 0; i < s->nnodes; i++) bc__pool_node_ref(s->nodes[i]);
     }
     return s;
 }
 
 bool
-bc__snapshot_same(const bc__snapshot_t *a, const bc__snapshot_t *b)
+bc__route_snapshot_same(const bc__route_snapshot_t *a, const bc__route_snapshot_t *b)
 {
     return a != NULL && b != NULL && a->epoch == b->epoch && a->nbuckets == b->nbuckets &&
            memcmp(a->owner, b->owner, a->nbuckets * sizeof(*a->owner)) == 0 &&
@@ -105,16 +105,16 @@ bc__snapshot_same(const bc__snapshot_t *a, const bc__snapshot_t *b)
 
 /* Frees a published snapshot whose references are all released. */
 static void
-snapshot_free(bc__snapshot_t *s)
+snapshot_free(bc__route_snapshot_t *s)
 {
     if (s->router != NULL && s->slot >= 0) {
         atomic_store_explicit(&s->router->slots[s->slot], NULL, memory_order_release);
     }
-    bc__snapshot_discard(s);
+    bc__route_snapshot_discard(s);
 }
 
 void
-bc__router_init(bc__router_t *r)
+bc__route_init(bc__router_t *r)
 {
     atomic_init(&r->word, WORD_NONE << WORD_COUNT_BITS);
     for (int i = 0; i < BC__ROUTER_SLOTS; i++) atomic_init(&r->slots[i], NULL);
@@ -125,9 +125,9 @@ bc__router_init(bc__router_t *r)
 }
 
 bool
-bc__router_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns)
+bc__route_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns)
 {
-    /* Dekker with bc__router_publish: we announce ourselves, then look at
+    /* Dekker with bc__route_publish: we announce ourselves, then look at
      * published; it bumps published, then looks for waiters (both seq_cst),
      * so a publish is never missed. */
     atomic_fetch_add(&r->waiters, 1);
@@ -148,7 +148,7 @@ router_retire(bc__router_t *r, uint64_t old)
 {
     uint64_t idx = old >> WORD_COUNT_BITS;
     if (idx == WORD_NONE) return;
-    bc__snapshot_t *s = atomic_load_explicit(&r->slots[idx], memory_order_acquire);
+    bc__route_snapshot_t *s = atomic_load_explicit(&r->slots[idx], memory_order_acquire);
     int_fast64_t handed = (int_fast64_t)(old & WORD_COUNT_MASK);
     if (atomic_fetch_add_explicit(&s->pending, handed, memory_order_acq_rel) + handed == 0) {
         snapshot_free(s);
@@ -156,13 +156,13 @@ router_retire(bc__router_t *r, uint64_t old)
 }
 
 void
-bc__router_publish(bc__router_t *r, bc__snapshot_t *s)
+bc__route_publish(bc__router_t *r, bc__route_snapshot_t *s)
 {
     s->router = r;
     atomic_store_explicit(&s->pending, 0, memory_order_relaxed);
     for (unsigned spins = 0;; spins++) {
         for (int i = 0; i < BC__ROUTER_SLOTS; i++) {
-            bc__snapshot_t *expect = NULL;
+            bc__route_snapshot_t *expect = NULL;
             if (atomic_compare_exchange_strong_explicit(&r->slots[i], &expect, s,
                                                         memory_order_acq_rel,
                                                         memory_order_relaxed)) {
@@ -185,8 +185,8 @@ bc__router_publish(bc__router_t *r, bc__snapshot_t *s)
     }
 }
 
-bc__snapshot_t *
-bc__router_acquire(bc__router_t *r)
+bc__route_snapshot_t *
+bc__route_acquire(bc__router_t *r)
 {
     uint64_t w = atomic_fetch_add_explicit(&r->word, 1, memory_order_acq_rel);
     uint64_t idx = w >> WORD_COUNT_BITS;
@@ -195,25 +195,25 @@ bc__router_acquire(bc__router_t *r)
 }
 
 void
-bc__router_release(bc__snapshot_t *s)
+bc__route_release(bc__route_snapshot_t *s)
 {
     if (s == NULL) return;
     if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1) snapshot_free(s);
 }
 
 void
-bc__router_maintain(bc__router_t *r)
+bc__route_maintain(bc__router_t *r)
 {
     uint64_t w = atomic_load_explicit(&r->word, memory_order_relaxed);
     if ((w >> WORD_COUNT_BITS) == WORD_NONE || (w & WORD_COUNT_MASK) < WORD_REPUBLISH) return;
-    bc__snapshot_t *cur = bc__router_acquire(r);
-    bc__snapshot_t *copy = cur != NULL ? bc__snapshot_clone(cur) : NULL;
-    bc__router_release(cur);
-    if (copy != NULL) bc__router_publish(r, copy);
+    bc__route_snapshot_t *cur = bc__route_acquire(r);
+    bc__route_snapshot_t *copy = cur != NULL ? bc__route_snapshot_clone(cur) : NULL;
+    bc__route_release(cur);
+    if (copy != NULL) bc__route_publish(r, copy);
 }
 
 void
-bc__router_destroy(bc__router_t *r)
+bc__route_destroy(bc__router_t *r)
 {
     uint64_t old = atomic_exchange_explicit(&r->word, WORD_NONE << WORD_COUNT_BITS,
                                             memory_order_acq_rel);

@@ -22,7 +22,7 @@
  *   waits and no lock is taken on the hot path.
  *
  *   The acquisition counter would overflow into the slot bits after 2^48
- *   acquisitions of one snapshot; bc__router_maintain() republishes a copy
+ *   acquisitions of one snapshot; bc__route_maintain() republishes a copy
  *   long before that (the agent calls it every loop).
  */
 #ifndef BC_CLIENT_ROUTE_H
@@ -41,7 +41,7 @@
 
 typedef struct bc__router bc__router_t;
 
-typedef struct bc__snapshot {
+typedef struct bc__route_snapshot {
     atomic_int_fast64_t pending;     /* releases still owed (see above) */
     int slot;
     bc__router_t *router;
@@ -49,16 +49,16 @@ typedef struct bc__snapshot {
     uint32_t nbuckets;
     uint32_t *owner;                 /* nbuckets group ids, 0 = none */
     uint8_t *readonly;               /* nbuckets flags */
-    bc__node_t **node;               /* nbuckets primaries, NULL = unknown */
-    bc__node_t **nodes;              /* distinct nodes, one reference each */
+    bc__pool_node_t **node;          /* nbuckets primaries, NULL = unknown */
+    bc__pool_node_t **nodes;         /* distinct nodes, one reference each */
     size_t nnodes;
-} bc__snapshot_t;
+} bc__route_snapshot_t;
 
 struct bc__router {
     _Atomic uint64_t word;
-    _Atomic(bc__snapshot_t *) slots[BC__ROUTER_SLOTS];
+    _Atomic(bc__route_snapshot_t *) slots[BC__ROUTER_SLOTS];
     atomic_uint_fast64_t published;  /* snapshots published so far */
-    /* bc__router_wait.  LOCKING RULE: wait_mu guards nothing but the
+    /* bc__route_wait.  LOCKING RULE: wait_mu guards nothing but the
      * condition wait itself (published is atomic); a publisher takes it
      * only to broadcast, and only when someone waits. */
     atomic_int waiters;
@@ -70,31 +70,31 @@ struct bc__router {
  * A new, unpublished snapshot with zeroed arrays (all buckets unowned, no
  * nodes).  NULL on out of memory or nbuckets 0.
  */
-bc__snapshot_t *bc__snapshot_new(uint32_t nbuckets);
+bc__route_snapshot_t *bc__route_snapshot_new(uint32_t nbuckets);
 /*
  * Sets bucket b's node to the distinct node that `node` is (taking a
  * reference the first time a node is added to this snapshot).  For
  * building only.  Errors: BC_ENOMEM.
  */
-bc_status_t bc__snapshot_set_node(bc__snapshot_t *s, uint32_t b, bc__node_t *node);
+bc_status_t bc__route_snapshot_set_node(bc__route_snapshot_t *s, uint32_t b, bc__pool_node_t *node);
 /* Frees an unpublished snapshot (drops its node references). */
-void bc__snapshot_discard(bc__snapshot_t *s);
+void bc__route_snapshot_discard(bc__route_snapshot_t *s);
 /* A deep copy (new node references).  NULL on out of memory. */
-bc__snapshot_t *bc__snapshot_clone(const bc__snapshot_t *s);
+bc__route_snapshot_t *bc__route_snapshot_clone(const bc__route_snapshot_t *s);
 /* True when two snapshots route every bucket the same way (same epoch,
  * owners, flags and nodes). */
-bool bc__snapshot_same(const bc__snapshot_t *a, const bc__snapshot_t *b);
+bool bc__route_snapshot_same(const bc__route_snapshot_t *a, const bc__route_snapshot_t *b);
 
-void bc__router_init(bc__router_t *r);
+void bc__route_init(bc__router_t *r);
 /*
  * Publishes s (which the router now owns).  Waits (sleeping) in the
  * unlikely case that every slot is still held by an older snapshot.
  */
-void bc__router_publish(bc__router_t *r, bc__snapshot_t *s);
+void bc__route_publish(bc__router_t *r, bc__route_snapshot_t *s);
 /* The current snapshot, referenced (NULL before the first publish); pair
- * with bc__router_release.  Lock-free; any thread. */
-bc__snapshot_t *bc__router_acquire(bc__router_t *r);
-void bc__router_release(bc__snapshot_t *s);
+ * with bc__route_release.  Lock-free; any thread. */
+bc__route_snapshot_t *bc__route_acquire(bc__router_t *r);
+void bc__route_release(bc__route_snapshot_t *s);
 /*
  * Sleeps until a snapshot other than the `seen`-th (a value of published)
  * is published, or until CLOCK_MONOTONIC until_ns.  Returns true when one
@@ -102,10 +102,10 @@ void bc__router_release(bc__snapshot_t *s);
  * moves, a primary that changed) then goes on the moment the table that
  * ends it arrives, not at the end of its backoff.  Any thread.
  */
-bool bc__router_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns);
+bool bc__route_wait(bc__router_t *r, uint64_t seen, uint64_t until_ns);
 /* Republishes a copy when the acquisition counter runs high. */
-void bc__router_maintain(bc__router_t *r);
+void bc__route_maintain(bc__router_t *r);
 /* Unpublishes the current snapshot (freed once released). */
-void bc__router_destroy(bc__router_t *r);
+void bc__route_destroy(bc__router_t *r);
 
 #endif

@@ -85,6 +85,12 @@ bc_cluster_config_decode(const char *json, size_t len, bc_cluster_config_t *out,
 bc_status_t
 bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
 {
+    return bc_cluster_create_acl(zk, cluster, nbuckets, NULL);
+}
+
+bc_status_t
+bc_cluster_create_acl(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, const bc_zk_acl_t *acl)
+{
     static const char *const dirs[] = {"", "/groups", "/tables", "/console", "/console/election",
                                        "/migrations"};
     enum { NDIRS = sizeof(dirs) / sizeof(dirs[0]) };
@@ -103,7 +109,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
     if (txn == NULL) return BC_ENOMEM;
     for (size_t i = 0; i < NDIRS; i++) {
         bc_cluster_path(paths[i], sizeof(paths[i]), cluster, dirs[i]);
-        bc_zk_txn_create(txn, paths[i], NULL, 0, 0);
+        bc_zk_txn_create_acl(txn, paths[i], NULL, 0, 0, acl);
     }
     bc_cluster_config_t cfg = {.nbuckets = nbuckets, .created_at = (int64_t)time(NULL)};
     snprintf(cfg.hash, sizeof(cfg.hash), "%s", BC_CLUSTER_HASH_NAME);
@@ -113,7 +119,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
         goto out;
     }
     bc_cluster_path(paths[NDIRS], sizeof(paths[NDIRS]), cluster, "/config");
-    bc_zk_txn_create(txn, paths[NDIRS], config_json, strlen(config_json), 0);
+    bc_zk_txn_create_acl(txn, paths[NDIRS], config_json, strlen(config_json), 0, acl);
 
     static const char names[3] = {'c', 'm', 'd'};
     for (int i = 0; i < 3; i++) {
@@ -129,7 +135,7 @@ bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets)
         }
         snprintf(suffix, sizeof(suffix), "/tables/%c", names[i]);
         bc_cluster_path(paths[NDIRS + 1 + i], sizeof(paths[0]), cluster, suffix);
-        bc_zk_txn_create(txn, paths[NDIRS + 1 + i], tables[i], strlen(tables[i]), 0);
+        bc_zk_txn_create_acl(txn, paths[NDIRS + 1 + i], tables[i], strlen(tables[i]), 0, acl);
     }
     st = bc_zk_txn_commit(zk, txn, NULL);
 out:
@@ -194,7 +200,7 @@ cluster_json_print(cJSON *obj)
 }
 
 char *
-bc_node_info_encode(const bc_node_info_t *info)
+bc_cluster_node_info_encode(const bc_cluster_node_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -206,7 +212,7 @@ bc_node_info_encode(const bc_node_info_t *info)
 }
 
 char *
-bc_primary_info_encode(const bc_primary_info_t *info)
+bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -265,7 +271,8 @@ cluster_decode_fail(cJSON *root, const char *what, const char *field, char *err,
 }
 
 bc_status_t
-bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err, size_t errlen)
+bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t *out, char *err,
+                            size_t errlen)
 {
     char name[BC_NODE_NAME_MAX];
     memcpy(name, out->name, sizeof(name));
@@ -289,8 +296,8 @@ bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err
 }
 
 bc_status_t
-bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, char *err,
-                       size_t errlen)
+bc_cluster_primary_info_decode(const char *json, size_t len, bc_cluster_primary_info_t *out,
+                               char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (len > 16384) return BC_ETOOLARGE;
@@ -306,8 +313,8 @@ bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out, cha
 }
 
 bc_status_t
-bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
-                      size_t errlen)
+bc_cluster_repl_status_decode(const char *json, size_t len, bc_cluster_repl_status_t *out,
+                              char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->lag_ms = -1;
@@ -339,19 +346,19 @@ bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char 
 }
 
 bc_status_t
-bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out)
+bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_cluster_repl_status_t *out)
 {
     bc_http_response_t resp;
     bc_status_t st = bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp);
     if (st != BC_OK) return st;
-    st = resp.status == 200 ? bc_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
+    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
                             : BC_EPROTO;
     bc_http_response_free(&resp);
     return st;
 }
 
 void
-bc_group_config_init(bc_group_config_t *cfg)
+bc_cluster_group_config_init(bc_cluster_group_config_t *cfg)
 {
     cfg->replication = -1;
     cfg->sync_timeout_ms = -1;
@@ -359,7 +366,7 @@ bc_group_config_init(bc_group_config_t *cfg)
 }
 
 char *
-bc_group_config_encode(const bc_group_config_t *cfg)
+bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL) return NULL;
@@ -375,10 +382,10 @@ bc_group_config_encode(const bc_group_config_t *cfg)
 }
 
 bc_status_t
-bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out, char *err,
-                       size_t errlen)
+bc_cluster_group_config_decode(const char *json, size_t len, bc_cluster_group_config_t *out,
+                               char *err, size_t errlen)
 {
-    bc_group_config_init(out);
+    bc_cluster_group_config_init(out);
     if (len == 0) return BC_OK;
     if (len > 16384) return BC_ETOOLARGE;
     cJSON *root = cJSON_ParseWithLength(json, len);

@@ -41,6 +41,10 @@ bc_status_t bc_cluster_path(char *buf, size_t len, const char *cluster, const ch
  * (bad name or nbuckets outside 1..BC_MAX_NBUCKETS), BC_EAGAIN/BC_EZK.
  */
 bc_status_t bc_cluster_create(bc_zk_t *zk, const char *cluster, uint32_t nbuckets);
+/* The same with every znode of the cluster given acl (NULL: as above);
+ * /bucketcache itself, shared by clusters, is created open if missing. */
+bc_status_t bc_cluster_create_acl(bc_zk_t *zk, const char *cluster, uint32_t nbuckets,
+                                  const bc_zk_acl_t *acl);
 
 /*
  * Reads and validates the config record.  Errors: BC_ENOTFOUND (no such
@@ -68,7 +72,7 @@ bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, u
 #define BC_GROUP_MAX_GID 0x7fffffffu
 
 /* What a node writes into its ephemeral groups/<gid>/nodes/n-<seq> znode. */
-typedef struct bc_node_info {
+typedef struct bc_cluster_node_info {
     char name[BC_NODE_NAME_MAX];     /* the znode name; not part of the JSON */
     char data_addr[BC_ADDR_MAX];     /* memcached protocol, "host:port" */
     char admin_addr[BC_ADDR_MAX];    /* admin HTTP, "host:port" or "" */
@@ -77,24 +81,25 @@ typedef struct bc_node_info {
                                       * the console fills it in from the node's
                                       * /v1/repl when it picks a new primary */
     int64_t pid;
-} bc_node_info_t;
+} bc_cluster_node_info_t;
 
 /* What the active console writes into groups/<gid>/primary. */
-typedef struct bc_primary_info {
+typedef struct bc_cluster_primary_info {
     char node[BC_NODE_NAME_MAX];     /* the primary's node znode name */
     char data_addr[BC_ADDR_MAX];
     char admin_addr[BC_ADDR_MAX];
     uint64_t epoch;                  /* cluster epoch when it was chosen */
-} bc_primary_info_t;
+} bc_cluster_primary_info_t;
 
 /* Encoders return a malloc'd string (free()) or NULL on out of memory. */
-char *bc_node_info_encode(const bc_node_info_t *info);
+char *bc_cluster_node_info_encode(const bc_cluster_node_info_t *info);
 /* Decoders: Errors BC_EINVAL (message in err naming the field), BC_ETOOLARGE. */
-bc_status_t bc_node_info_decode(const char *json, size_t len, bc_node_info_t *out, char *err,
-                                size_t errlen);
-char *bc_primary_info_encode(const bc_primary_info_t *info);
-bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info_t *out,
-                                   char *err, size_t errlen);
+bc_status_t bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t *out,
+                                        char *err, size_t errlen);
+char *bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info);
+bc_status_t bc_cluster_primary_info_decode(const char *json, size_t len,
+                                           bc_cluster_primary_info_t *out, char *err,
+                                           size_t errlen);
 
 /* The replication settings' ranges, for the group config, the node's flags
  * and config file, and the CLI. */
@@ -107,7 +112,7 @@ bc_status_t bc_primary_info_decode(const char *json, size_t len, bc_primary_info
  * node/admin.c): what the console needs to pick a new primary and what the
  * CLI shows.
  */
-typedef struct bc_repl_status {
+typedef struct bc_cluster_repl_status {
     bool primary;
     bc_repl_mode_t mode;
     bool synced;                     /* its data is complete */
@@ -117,14 +122,15 @@ typedef struct bc_repl_status {
     uint32_t backups;                /* a primary's backups listed */
     uint64_t lag_bytes;              /* a backup's */
     int64_t lag_ms;                  /* a backup's; -1 unknown */
-} bc_repl_status_t;
+} bc_cluster_repl_status_t;
 
 /* Errors: BC_EINVAL (not the document; err names the field). */
-bc_status_t bc_repl_status_decode(const char *json, size_t len, bc_repl_status_t *out, char *err,
-                                  size_t errlen);
+bc_status_t bc_cluster_repl_status_decode(const char *json, size_t len,
+                                          bc_cluster_repl_status_t *out, char *err, size_t errlen);
 /* GET http://admin_addr/v1/repl within timeout_ms, decoded.  Errors: the
  * HTTP client's, BC_EPROTO (not 200), BC_EINVAL (as above). */
-bc_status_t bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl_status_t *out);
+bc_status_t bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms,
+                                         bc_cluster_repl_status_t *out);
 
 /*
  * A group's settings, groups/<gid>/config (written by `bucketcache group
@@ -133,19 +139,20 @@ bc_status_t bc_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_repl
  *   {"replication": "async"|"sync", "sync_timeout_ms": 10..60000,
  *    "max_lag_mb": 0..4096}
  */
-typedef struct bc_group_config {
+typedef struct bc_cluster_group_config {
     int replication;                 /* -1 unset, else a bc_repl_mode_t */
     int64_t sync_timeout_ms;         /* -1 unset */
     int64_t max_lag_mb;              /* -1 unset */
-} bc_group_config_t;
+} bc_cluster_group_config_t;
 
 /* All unset. */
-void bc_group_config_init(bc_group_config_t *cfg);
-char *bc_group_config_encode(const bc_group_config_t *cfg);
+void bc_cluster_group_config_init(bc_cluster_group_config_t *cfg);
+char *bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg);
 /* Unknown fields and out-of-range values are errors (err names the field).
  * An empty record is all unset.  Errors: BC_EINVAL, BC_ETOOLARGE. */
-bc_status_t bc_group_config_decode(const char *json, size_t len, bc_group_config_t *out,
-                                   char *err, size_t errlen);
+bc_status_t bc_cluster_group_config_decode(const char *json, size_t len,
+                                           bc_cluster_group_config_t *out, char *err,
+                                           size_t errlen);
 
 /* Parses a group znode name ("17") strictly.  Returns 0 when invalid. */
 uint32_t bc_cluster_parse_gid(const char *name);

@@ -215,7 +215,7 @@ crc_hard(uint32_t c, const unsigned char *p, size_t n)
 #endif
 
 uint32_t
-bc_crc32c(uint32_t crc, const void *data, size_t len)
+bc_frame_crc32c(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     uint32_t c = ~crc;
@@ -226,7 +226,7 @@ bc_crc32c(uint32_t crc, const void *data, size_t len)
 }
 
 uint32_t
-bc__crc32c_soft(uint32_t crc, const void *data, size_t len)
+bc__frame_crc32c_soft(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     return ~crc_soft(~crc, data, len);
@@ -359,7 +359,7 @@ frame_close(bc_frame_buf_t *b, size_t payload_len)
 {
     char *h = b->data + b->len;
     put_be32(h, (uint32_t)payload_len);
-    put_be32(h + 4, bc_crc32c(0, h + BC_FRAME_HEADER_LEN, payload_len));
+    put_be32(h + 4, bc_frame_crc32c(0, h + BC_FRAME_HEADER_LEN, payload_len));
     b->len += BC_FRAME_HEADER_LEN + payload_len;
 }
 
@@ -647,7 +647,7 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
     if (plen == 0) return bc_fail(err, errlen, BC_EPROTO, "empty frame");
     if (len - BC_FRAME_HEADER_LEN < plen) return BC_EAGAIN;
     const char *payload = buf + BC_FRAME_HEADER_LEN;
-    uint32_t got = bc_crc32c(0, payload, (size_t)plen);
+    uint32_t got = bc_frame_crc32c(0, payload, (size_t)plen);
     if (got != crc) {
         return bc_fail(err, errlen, BC_EPROTO, "frame checksum mismatch (crc32c %08x, header "
                           "says %08x): corrupted in transit", got, crc);

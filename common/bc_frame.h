@@ -204,10 +204,10 @@ bc_status_t bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char
 bc_status_t bc_frame_stream_finish(const bc_frame_stream_t *s, char *err, size_t errlen);
 
 /* CRC-32C (Castagnoli) of data, continuing from crc (0 to start). */
-uint32_t bc_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t bc_frame_crc32c(uint32_t crc, const void *data, size_t len);
 
-/* Internal (tests): bc_crc32c always on the portable table code, even on
+/* Internal (tests): bc_frame_crc32c always on the portable table code, even on
  * a CPU with the crc32 instruction, to check the one against the other. */
-uint32_t bc__crc32c_soft(uint32_t crc, const void *data, size_t len);
+uint32_t bc__frame_crc32c_soft(uint32_t crc, const void *data, size_t len);
 
 #endif

@@ -8,9 +8,12 @@
 
 #include "bc_net.h"
 
+#include <openssl/crypto.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +23,43 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bc_auth.h"
 #include "bc_config.h"
 #include "bc_time.h"
+
+/* The admin token sent to our own processes (bc_http_client_set_auth).
+ * LOCKING RULE: client_auth_mu guards the pointer; the token itself is
+ * copied out under bc_auth's own lock. */
+static pthread_mutex_t client_auth_mu = PTHREAD_MUTEX_INITIALIZER;
+static bc_auth_t *client_auth;
+
+void
+bc_http_client_set_auth(bc_auth_t *auth)
+{
+    pthread_mutex_lock(&client_auth_mu);
+    client_auth = auth;
+    pthread_mutex_unlock(&client_auth_mu);
+}
+
+/* "Authorization: Bearer <token>\r\n" into buf, or "" without a token. */
+static void
+client_auth_header(char *buf, size_t len)
+{
+    char token[300];
+    buf[0] = '\0';
+    pthread_mutex_lock(&client_auth_mu);
+    bool have = client_auth != NULL && bc_auth_current(client_auth, token, sizeof(token));
+    pthread_mutex_unlock(&client_auth_mu);
+    if (have) snprintf(buf, len, "Authorization: Bearer %s\r\n", token);
+    OPENSSL_cleanse(token, sizeof(token));
+}
+
+/* "host:port" for a Host header, with an IPv6 literal in brackets. */
+static void
+client_host_header(const bc_hostport_t *hp, char *buf, size_t len)
+{
+    snprintf(buf, len, strchr(hp->host, ':') != NULL ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
+}
 
 /* Decodes a chunked body in place; returns the decoded length or -1. */
 static long
@@ -55,16 +93,23 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(deadline), 0, &fd, NULL, 0);
     if (st != BC_OK) return st;
 
-    char head[1024];
+    char head[1536], host[BC_HOST_MAX + 16], authz[400];
+    client_host_header(&hp, host, sizeof(host));
+    client_auth_header(authz, sizeof(authz));
     int hn = snprintf(head, sizeof(head),
-                      "%s %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n"
+                      "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s"
                       "Content-Length: %zu\r\nAccept: application/json\r\n\r\n",
-                      method, path, hp.host, hp.port, body ? body_len : 0);
+                      method, path, host, authz,
+                      body != NULL ? "Content-Type: application/json\r\n" : "",
+                      body ? body_len : 0);
+    OPENSSL_cleanse(authz, sizeof(authz));
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
+        OPENSSL_cleanse(head, sizeof(head));
         close(fd);
         return BC_EINVAL;
     }
     st = bc_net_send_all(fd, head, (size_t)hn, deadline);
+    OPENSSL_cleanse(head, sizeof(head));
     if (st == BC_OK && body != NULL && body_len > 0) {
         st = bc_net_send_all(fd, body, body_len, deadline);
     }
@@ -166,12 +211,16 @@ bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf, int64_
 bc_status_t
 bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, const char *accept)
 {
-    char head[1024];
+    char head[1536], authz[400];
+    client_auth_header(authz, sizeof(authz));
     int hn = snprintf(head, sizeof(head),
-                      "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\nAccept: %s\r\n\r\n",
-                      path, host, accept);
-    if (hn < 0 || (size_t)hn >= sizeof(head)) return BC_EINVAL;
-    return bc_net_send_all(s->fd, head, (size_t)hn, s->deadline);
+                      "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n%sAccept: %s\r\n\r\n",
+                      path, host, authz, accept);
+    OPENSSL_cleanse(authz, sizeof(authz));
+    bc_status_t st = hn < 0 || (size_t)hn >= sizeof(head)
+                         ? BC_EINVAL : bc_net_send_all(s->fd, head, (size_t)hn, s->deadline);
+    OPENSSL_cleanse(head, sizeof(head));
+    return st;
 }
 
 /* Makes room for `want` more bytes after end (compacting first). */

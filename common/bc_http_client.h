@@ -12,7 +12,16 @@
  * One request per connection ("Connection: close"), deadlines on every
  * wait, and bounded buffers, so a slow or hostile peer can neither hang
  * the caller nor grow its memory.  Plain HTTP only: admin ports are meant
- * for trusted networks.
+ * for trusted networks (docs/security.md).
+ *
+ * AUTHENTICATION
+ *   Once a process has set its admin token (bc_http_client_set_auth),
+ *   every request made here carries "Authorization: Bearer <token>".
+ *   That is why this client is for OUR processes only: pointed at any
+ *   other server it would hand that server the cluster's admin token.
+ *   (An HTTP origin or any third-party service needs a client of its own.)
+ *   A request with a body says Content-Type: application/json, as the
+ *   admin APIs demand of bodies.
  */
 #ifndef BC_HTTP_CLIENT_H
 #define BC_HTTP_CLIENT_H
@@ -24,6 +33,15 @@
 #include "bc_status.h"
 
 #define BC_HTTP_CLIENT_MAX_RESPONSE (16u * 1024u * 1024u)
+
+struct bc_auth;
+/*
+ * Sets the admin token this process presents to the admin ports of the
+ * cluster's processes (bc_auth.h: the first token of its file, re-read on
+ * bc_auth_reload); NULL sends none.  auth is borrowed and must outlive
+ * every request.  Thread-safe.
+ */
+void bc_http_client_set_auth(struct bc_auth *auth);
 
 typedef struct bc_http_response {
     int status;                    /* 200, 404, ... */

@@ -10,12 +10,29 @@
  * The raw request target is captured by the URI log callback (MHD would
  * otherwise hand us a path it has already percent-decoded, losing "%2F"
  * versus "/" and embedded NULs).
+ *
+ * ACCESS (bc_httpd.h) is decided in the first call, from the headers:
+ * httpd_access() says whether the request may go on; a refusal is sent at
+ * once when a body is announced (MHD then closes instead of reading it),
+ * else in the last call, so that the connection stays reusable.
+ *
+ * DEADLINES: MHD's connection notifications (started/closed) keep a list
+ * of the open connections with their socket and a request deadline
+ * (httpd_conn_t, the connection's socket context).  The access handler
+ * moves the deadline as a request progresses; the parker thread, which
+ * wakes every REAP_INTERVAL anyway, shuts down (shutdown(2), never
+ * close(2): the socket stays MHD's) every connection past its deadline,
+ * and MHD then closes it as it would any connection the peer dropped.
+ * LOCKING RULE: conns_mu guards the list; MHD's "closed" notification
+ * takes it before MHD closes the socket, so the reaper never shuts down a
+ * socket number that has been closed and reused.
  */
 #include "bc_httpd.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +42,29 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bc_config.h"
 #include "bc_log.h"
 #include "bc_time.h"
 
-#define HTTPD_DEFAULT_MAX_CONNS 64u
+#define HTTPD_DEFAULT_MAX_CONNS 2048u
+#define HTTPD_DEFAULT_PER_IP    256u
 #define HTTPD_DEFAULT_TIMEOUT_S 30u
+#define HTTPD_DEFAULT_REQUEST_S 10u
 #define HTTPD_DEFAULT_MAX_BODY  (64u * 1024u)
 #define HTTPD_CONN_MEMORY_LIMIT (64u * 1024u)
-#define HTTPD_BACKLOG           128
+#define HTTPD_BACKLOG           1024
+#define HTTPD_BODY_MIN_RATE     1024u            /* bytes/s a body must keep up */
+#define HTTPD_REAP_INTERVAL_US  (250 * 1000)     /* how often deadlines are checked */
+#define HTTPD_DEFAULT_BODY_TYPES "application/json"
+
+/* One open connection (MHD's socket context): its socket, for the
+ * reaper, and when the request being received must be complete. */
+typedef struct httpd_conn {
+    struct httpd_conn *prev, *next;
+    int fd;
+    _Atomic int64_t deadline_us;   /* CLOCK_MONOTONIC; 0: none (a handler runs, a reply goes) */
+    bool shut;                     /* the reaper shut it down */
+} httpd_conn_t;
 
 /* A parked connection and when to run its handler again. */
 typedef struct httpd_parked {
@@ -59,6 +91,14 @@ struct bc_httpd {
     uint64_t wake_gen;
     httpd_parked_t *parked;        /* max_conns entries */
     size_t nparked;
+    int64_t next_reap_us;          /* parker thread only */
+
+    bool loopback;                 /* bound to 127.0.0.0/8 or ::1 */
+    /* Connections and their deadlines (see the top).  LOCKING RULE:
+     * conns_mu guards the list; never held while calling MHD. */
+    pthread_mutex_t conns_mu;
+    httpd_conn_t *conns;
+    _Atomic uint64_t unauthorized, forbidden, timeouts;
 };
 
 typedef struct httpd_request {
@@ -66,6 +106,9 @@ typedef struct httpd_request {
     int64_t parked_us;             /* first parked (CLOCK_MONOTONIC us); 0: never */
     uint64_t park_state[4];        /* bc_http_req_t's, kept between runs */
     bool headers_done;
+    bool authenticated;            /* a valid admin token came with it */
+    unsigned deny_status;          /* ACCESS refused it (401/403): answered in the last call */
+    const char *deny_why;          /* static text */
     bool keep_body;                /* a handler reads this method's body (body_methods) */
     bool body_too_large;
     char *body;
@@ -436,6 +479,119 @@ request_has_body(struct MHD_Connection *conn)
     return te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
 }
 
+/* ---- access (bc_httpd.h, ACCESS) ---- */
+
+static const char *
+conn_header(struct MHD_Connection *conn, const char *name)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+/* GET, HEAD and OPTIONS change nothing; every other method may. */
+static bool
+method_is_safe(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+           strcmp(method, "OPTIONS") == 0;
+}
+
+/* Whether path[0..len) is in a ", "-separated list; an entry ending in
+ * '*' matches as a prefix. */
+static bool
+path_listed(const char *list, const char *path, size_t len)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t k = strcspn(p, ", ");
+        if (k > 0 && p[k - 1] == '*') {
+            if (len >= k - 1 && memcmp(p, path, k - 1) == 0) return true;
+        } else if (k > 0 && k == len && memcmp(p, path, len) == 0) {
+            return true;
+        }
+        p += k;
+    }
+    return false;
+}
+
+/*
+ * Decides whether the request may go on (ACCESS, steps 1-3): 0, or the
+ * status to refuse it with (*why: a static text).  Sets
+ * req->authenticated.
+ */
+static unsigned
+httpd_access(bc_httpd_t *h, httpd_request_t *req, struct MHD_Connection *conn,
+             const char *method, const char *path, size_t path_len, const char **why)
+{
+    bool safe = method_is_safe(method);
+    if (h->cfg.auth != NULL) {
+        bc_auth_result_t r = bc_auth_check(h->cfg.auth,
+                                           conn_header(conn, MHD_HTTP_HEADER_AUTHORIZATION));
+        req->authenticated = r == BC_AUTH_OK;
+        bool is_public = safe && path_listed(h->cfg.public_paths, path, path_len);
+        bool needed = !safe || path_listed(h->cfg.private_paths, path, path_len) ||
+                      (!h->loopback && !is_public);
+        if (needed && r != BC_AUTH_OK) {
+            *why = bc_auth_result_str(r);
+            return MHD_HTTP_UNAUTHORIZED;
+        }
+    }
+    const char *host = conn_header(conn, MHD_HTTP_HEADER_HOST);
+    if (h->loopback && !req->authenticated && !bc_auth_host_is_loopback(host)) {
+        *why = "Host does not name this loopback server (DNS rebinding?): use 127.0.0.1 or "
+               "localhost, or present the admin token";
+        return MHD_HTTP_FORBIDDEN;
+    }
+    if (!safe) {
+        const char *cross = bc_auth_cross_site(conn_header(conn, "Sec-Fetch-Site"),
+                                               conn_header(conn, MHD_HTTP_HEADER_ORIGIN), host);
+        if (cross != NULL) {
+            *why = cross;
+            return MHD_HTTP_FORBIDDEN;
+        }
+    }
+    return 0;
+}
+
+/* Sends an ACCESS refusal: 401 with WWW-Authenticate, or 403. */
+static enum MHD_Result
+httpd_deny(bc_httpd_t *h, struct MHD_Connection *conn, unsigned status, const char *why)
+{
+    bc_http_req_t hr = {.conn = conn, .httpd = h};
+    if (status == MHD_HTTP_UNAUTHORIZED) {
+        atomic_fetch_add_explicit(&h->unauthorized, 1, memory_order_relaxed);
+        bc_http_add_header(&hr, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                           "Bearer realm=\"bucketcache\"");
+    } else {
+        atomic_fetch_add_explicit(&h->forbidden, 1, memory_order_relaxed);
+    }
+    return bc_http_reply_error(&hr, status, "%s", why);
+}
+
+/* This connection's deadline record (NULL if MHD gave none). */
+static httpd_conn_t *
+httpd_conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void
+httpd_set_deadline(struct MHD_Connection *conn, int64_t deadline_us)
+{
+    httpd_conn_t *c = httpd_conn_of(conn);
+    if (c != NULL) atomic_store_explicit(&c->deadline_us, deadline_us, memory_order_relaxed);
+}
+
+/*
+ * The rest of the first call's checks for a request that announced a
+ * body (ACCESS step 4, and the route): true with *result set when it is
+ * refused.
+ */
+static bool
+httpd_check_body(bc_httpd_t *h, struct MHD_Connection *conn, const bc_http_route_t *route,
+                 const char *method, enum MHD_Result *result);
+
 /* 404/405 for a request that matched no route or a disallowed method. */
 static bool
 httpd_reject(struct MHD_Connection *conn, const bc_http_route_t *route, const char *method,
@@ -484,6 +640,51 @@ body_append(const bc_httpd_t *h, httpd_request_t *req, const char *data, size_t 
     req->body_len += n;
 }
 
+static bool
+httpd_check_body(bc_httpd_t *h, struct MHD_Connection *conn, const bc_http_route_t *route,
+                 const char *method, enum MHD_Result *result)
+{
+    if (httpd_reject(conn, route, method, result)) return true;
+    if (conn_header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL) {
+        *result = httpd_conn_error(conn, MHD_HTTP_LENGTH_REQUIRED, NULL,
+                                   "chunked request bodies are not accepted: send "
+                                   "Content-Length");
+        return true;
+    }
+    const char *cl = conn_header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t len = 0;
+    if (cl == NULL || !bc_parse_u64n(cl, strlen(cl), UINT64_MAX, &len)) {
+        *result = httpd_conn_error(conn, MHD_HTTP_BAD_REQUEST, NULL, "malformed Content-Length");
+        return true;
+    }
+    /* Refused whether or not the route reads it: a body is read (or
+     * discarded) only up to what a handler could take. */
+    if (len > h->cfg.max_body) {
+        *result = httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                   "request body larger than %zu bytes", h->cfg.max_body);
+        return true;
+    }
+    if (!method_is_safe(method)) {
+        /* RFC 9110 8.3: no Content-Type may be taken as octets -- but not
+         * for POST, the one method a page can send to another origin
+         * without a preflight (ACCESS). */
+        const char *ct = conn_header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *types = h->cfg.body_types ? h->cfg.body_types : HTTPD_DEFAULT_BODY_TYPES;
+        bool ok = ct != NULL ? bc_auth_media_type_in(ct, types)
+                             : strcmp(method, "POST") != 0 &&
+                               bc_auth_media_type_in("application/octet-stream", types);
+        if (!ok) {
+            *result = httpd_conn_error(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
+                                       "a request body must be of type %s", types);
+            return true;
+        }
+    }
+    int64_t now = bc_time_mono_us();
+    httpd_set_deadline(conn, now + (int64_t)h->cfg.request_timeout_s * 1000000 +
+                                 (int64_t)(len / HTTPD_BODY_MIN_RATE) * 1000000);
+    return false;
+}
+
 static enum MHD_Result
 httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
              const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -507,14 +708,19 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
          */
         req->headers_done = true;
         req->keep_body = h->cfg.body_methods == NULL || method_in(h->cfg.body_methods, method);
-        if (request_has_body(conn)) {
-            if (httpd_reject(conn, route, method, &result)) return result;
-            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (req->keep_body && cl != NULL && strtoull(cl, NULL, 10) > h->cfg.max_body) {
-                return httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                                        "request body larger than %zu bytes", h->cfg.max_body);
-            }
+        bool has_body = request_has_body(conn);
+        const char *why = NULL;
+        unsigned deny = httpd_access(h, req, conn, method, target, path_len, &why);
+        if (deny != 0) {
+            if (has_body) return httpd_deny(h, conn, deny, why);
+            req->deny_status = deny;
+            req->deny_why = why;
+            return MHD_YES;
+        }
+        if (has_body) {
+            if (httpd_check_body(h, conn, route, method, &result)) return result;
+        } else {
+            httpd_set_deadline(conn, 0);
         }
         return MHD_YES;
     }
@@ -523,6 +729,8 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
         *upload_data_size = 0; /* consumed, or discarded */
         return MHD_YES;
     }
+    httpd_set_deadline(conn, 0);   /* the request is in: a handler runs, a reply goes */
+    if (req->deny_status != 0) return httpd_deny(h, conn, req->deny_status, req->deny_why);
     if (httpd_reject(conn, route, method, &result)) return result;
     if (req->body_too_large) {
         return httpd_conn_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
@@ -543,7 +751,7 @@ httpd_handle(void *cls, struct MHD_Connection *conn, const char *url, const char
         .conn = conn, .method = method, .path = path, .path_len = path_len,
         .rest = path + prefix, .rest_len = path_len - prefix, .query = query,
         .body = req->body, .body_len = req->body_len,
-        .httpd = h, .parked_us = req->parked_us,
+        .httpd = h, .parked_us = req->parked_us, .authenticated = req->authenticated,
     };
     pthread_mutex_lock(&h->park_mu);
     hr.wake_gen = h->wake_gen;
@@ -576,9 +784,10 @@ static void
 httpd_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    bc_httpd_t *h = cls;
     (void)toe;
+    /* Kept alive: the next request's head has the same time to arrive. */
+    httpd_set_deadline(conn, bc_time_mono_us() + (int64_t)h->cfg.request_timeout_s * 1000000);
     httpd_request_t *req = *con_cls;
     if (req == NULL) return;
     free(req->uri);
@@ -599,6 +808,61 @@ httpd_log(void *cls, const char *fmt, va_list ap)
     log_warn("%s http: %s", h->name, line);
 }
 
+
+/* ---- connections and their deadlines ---- */
+
+static void
+httpd_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code)
+{
+    bc_httpd_t *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        httpd_conn_t *c = ci != NULL ? calloc(1, sizeof(*c)) : NULL;
+        *socket_context = c;
+        if (c == NULL) return;     /* no deadline: MHD's idle timeout still applies */
+        c->fd = ci->connect_fd;
+        atomic_init(&c->deadline_us,
+                    bc_time_mono_us() + (int64_t)h->cfg.request_timeout_s * 1000000);
+        pthread_mutex_lock(&h->conns_mu);
+        c->next = h->conns;
+        if (h->conns != NULL) h->conns->prev = c;
+        h->conns = c;
+        pthread_mutex_unlock(&h->conns_mu);
+        return;
+    }
+    httpd_conn_t *c = *socket_context;
+    if (c == NULL) return;
+    pthread_mutex_lock(&h->conns_mu);
+    if (c->prev != NULL) c->prev->next = c->next;
+    else h->conns = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->conns_mu);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Shuts down every connection past its deadline (see the top). */
+static void
+httpd_reap(bc_httpd_t *h, int64_t now)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&h->conns_mu);
+    for (httpd_conn_t *c = h->conns; c != NULL; c = c->next) {
+        int64_t d = atomic_load_explicit(&c->deadline_us, memory_order_relaxed);
+        if (d == 0 || d > now || c->shut) continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->shut = true;
+        n++;
+    }
+    pthread_mutex_unlock(&h->conns_mu);
+    if (n > 0) {
+        atomic_fetch_add_explicit(&h->timeouts, n, memory_order_relaxed);
+        log_debug("%s: closed %u connection%s whose request did not arrive in time", h->name, n,
+                  n == 1 ? "" : "s");
+    }
+}
 
 /* ---- parking ---- */
 
@@ -688,12 +952,16 @@ httpd_parker(void *arg)
             continue;
         }
         if (h->parker_stop) break;
-        if (next == INT64_MAX) {
-            pthread_cond_wait(&h->park_cv, &h->park_mu);
-        } else {
-            struct timespec ts = {(time_t)(next / 1000000), (long)(next % 1000000) * 1000L};
-            pthread_cond_timedwait(&h->park_cv, &h->park_mu, &ts);
+        if (now >= h->next_reap_us) {
+            h->next_reap_us = now + HTTPD_REAP_INTERVAL_US;
+            pthread_mutex_unlock(&h->park_mu);
+            httpd_reap(h, now);
+            pthread_mutex_lock(&h->park_mu);
+            continue;
         }
+        if (next > h->next_reap_us) next = h->next_reap_us;
+        struct timespec ts = {(time_t)(next / 1000000), (long)(next % 1000000) * 1000L};
+        pthread_cond_timedwait(&h->park_cv, &h->park_mu, &ts);
     }
     pthread_mutex_unlock(&h->park_mu);
     free(due);
@@ -745,6 +1013,7 @@ httpd_bind(bc_httpd_t *h)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET) h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         else if (ss.ss_family == AF_INET6) h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        h->loopback = bc_auth_sockaddr_is_loopback((struct sockaddr *)&ss);
     }
     h->listen_fd = fd;
     return BC_OK;
@@ -764,10 +1033,14 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     h->name = strdup(config->name ? config->name : "http");
     h->listen_fd = -1;
     if (h->cfg.max_conns == 0) h->cfg.max_conns = HTTPD_DEFAULT_MAX_CONNS;
+    if (h->cfg.max_conns_per_ip == 0) h->cfg.max_conns_per_ip = HTTPD_DEFAULT_PER_IP;
+    if (h->cfg.request_timeout_s == 0) h->cfg.request_timeout_s = HTTPD_DEFAULT_REQUEST_S;
+    pthread_mutex_init(&h->conns_mu, NULL);
     pthread_mutex_init(&h->park_mu, NULL);
     bc_time_cond_init(&h->park_cv);
     h->parked = calloc(h->cfg.max_conns, sizeof(*h->parked));
     if (h->parked == NULL) {
+        pthread_mutex_destroy(&h->conns_mu);
         pthread_mutex_destroy(&h->park_mu);
         pthread_cond_destroy(&h->park_cv);
         free(h->name);
@@ -777,8 +1050,23 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     if (h->cfg.timeout_s == 0) h->cfg.timeout_s = HTTPD_DEFAULT_TIMEOUT_S;
     if (h->cfg.max_body == 0) h->cfg.max_body = HTTPD_DEFAULT_MAX_BODY;
     bc_status_t st = h->name == NULL ? BC_ENOMEM : httpd_bind(h);
+    if (st == BC_OK && !h->loopback && h->cfg.auth == NULL && !h->cfg.insecure_no_auth) {
+        log_error("%s: refusing to serve on %s:%u, beyond loopback, without an admin token: "
+                  "give --auth-token-file FILE (docs/security.md), or --insecure-no-auth to "
+                  "leave it open to anyone who can reach the port", h->name,
+                  h->cfg.listen_addr, h->port);
+        close(h->listen_fd);
+        h->listen_fd = -1;
+        st = BC_ECONFIG;
+    }
+    if (st == BC_OK && !h->loopback && h->cfg.auth == NULL) {
+        log_warn("%s: INSECURE: serving on %s:%u beyond loopback WITHOUT authentication "
+                 "(--insecure-no-auth): anyone who reaches the port controls it", h->name,
+                 h->cfg.listen_addr, h->port);
+    }
     h->cfg.listen_addr = NULL; /* borrowed only while binding */
     if (st != BC_OK) {
+        pthread_mutex_destroy(&h->conns_mu);
         pthread_mutex_destroy(&h->park_mu);
         pthread_cond_destroy(&h->park_cv);
         free(h->parked);
@@ -802,10 +1090,12 @@ bc_httpd_start(bc_httpd_t *h)
         MHD_OPTION_EXTERNAL_LOGGER, httpd_log, (void *)h,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
         MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->cfg.max_conns_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, h->cfg.timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, httpd_uri_log, (void *)h,
         MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, (void *)h,
+        MHD_OPTION_NOTIFY_CONNECTION, httpd_notify_connection, (void *)h,
         MHD_OPTION_END);
     if (h->daemon == NULL) {
         log_error("%s: libmicrohttpd could not start on port %u", h->name, h->port);
@@ -825,6 +1115,22 @@ uint16_t
 bc_httpd_port(const bc_httpd_t *h)
 {
     return h->port;
+}
+
+bool
+bc_httpd_loopback(const bc_httpd_t *h)
+{
+    return h->loopback;
+}
+
+void
+bc_httpd_get_stats(const bc_httpd_t *h, bc_httpd_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (h == NULL) return;
+    out->unauthorized = atomic_load_explicit(&h->unauthorized, memory_order_relaxed);
+    out->forbidden = atomic_load_explicit(&h->forbidden, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
 }
 
 void
@@ -856,6 +1162,7 @@ bc_httpd_destroy(bc_httpd_t *h)
 {
     if (h == NULL) return;
     bc_httpd_stop(h);
+    pthread_mutex_destroy(&h->conns_mu);
     pthread_mutex_destroy(&h->park_mu);
     pthread_cond_destroy(&h->park_cv);
     free(h->parked);

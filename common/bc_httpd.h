@@ -24,6 +24,42 @@
  *   Connections, per-connection memory and idle time are bounded by MHD
  *   options, so a hostile client cannot grow the process.
  *
+ * ACCESS (docs/security.md; the parts in bc_auth.h)
+ *   Decided once, here, from the request's headers, before a route's
+ *   handler runs or its body is read, in this order:
+ *
+ *     1. the admin token: with a token configured (config.auth), every
+ *        MUTATING request (any method but GET/HEAD, and GETs of
+ *        private_paths, which have side effects) needs
+ *        "Authorization: Bearer <token>"; a server bound beyond loopback
+ *        needs it for EVERY request but those of public_paths (/health,
+ *        which load balancers probe).  Without it: 401 with
+ *        WWW-Authenticate: Bearer and a JSON error.  A server bound
+ *        beyond loopback without a token refuses to start unless
+ *        insecure_no_auth says that is meant.
+ *     2. DNS rebinding: a server bound to loopback answers a request
+ *        that did not authenticate only if its Host names loopback (403).
+ *     3. cross-origin: a mutating request that a browser sent for another
+ *        origin (Sec-Fetch-Site, Origin) is refused (403), token or not.
+ *     4. bodies: a mutating request with a body must declare one of
+ *        body_types (415), with a Content-Length (chunked: 411), no
+ *        larger than max_body (413) -- all answered at once.
+ *
+ *   req->authenticated tells a handler whether a valid token came with
+ *   the request (/health shows details only then, when a token exists).
+ *
+ * SLOW AND IDLE CLIENTS
+ *   Each connection has a deadline while a request is being received:
+ *   its head (request line and headers) must arrive within
+ *   request_timeout_s of the connection opening or of the previous
+ *   reply, and a body at no less than 1 KiB/s after that; a connection
+ *   past its deadline is shut down (a trickling client resets MHD's idle
+ *   timeout with every byte, not this).  Connections per peer address
+ *   are capped (max_conns_per_ip), so that one address cannot take every
+ *   slot, and max_conns is large (2048 by default) because MHD's epoll
+ *   loop serves idle connections for next to nothing: /health keeps
+ *   answering while a thousand connections are held.
+ *
  *   Handlers run on MHD's one thread, so a handler must never block.  One
  *   that has to wait for something (a long poll) PARKS its request instead
  *   (bc_http_park): MHD stops serving that connection, and the route's
@@ -44,6 +80,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "bc_auth.h"
 #include "bc_status.h"
 
 typedef struct bc_httpd bc_httpd_t;
@@ -78,6 +115,7 @@ typedef struct bc_http_req {
      * work and only waits to answer. */
     uint64_t park_state[4];
     uint64_t wake_gen;             /* internal: bc_httpd_wake calls seen when the handler began */
+    bool authenticated;            /* a valid admin token came with it (ACCESS) */
 } bc_http_req_t;
 
 typedef enum MHD_Result (*bc_http_handler_fn)(void *ctx, bc_http_req_t *req);
@@ -94,7 +132,7 @@ typedef struct bc_httpd_config {
     const char *name;              /* for log lines: "admin", "console api" */
     const char *listen_addr;       /* host or address literal */
     uint16_t port;                 /* 0 = any free port */
-    unsigned max_conns;            /* 0 = 64 */
+    unsigned max_conns;            /* 0 = 2048 */
     unsigned timeout_s;            /* idle connection timeout; 0 = 30 */
     size_t max_body;               /* largest request body; 0 = 64 KiB */
     /* Methods whose request body is collected (bounded by max_body, 413
@@ -104,18 +142,39 @@ typedef struct bc_httpd_config {
     const bc_http_route_t *routes; /* borrowed; must outlive the server */
     size_t nroutes;
     void *ctx;                     /* passed to every handler */
+
+    /* ---- access and slow clients (ACCESS, SLOW AND IDLE CLIENTS) ---- */
+    bc_auth_t *auth;               /* borrowed, must outlive the server; NULL: no token */
+    bool insecure_no_auth;         /* serve beyond loopback without a token, on purpose */
+    const char *public_paths;      /* paths anyone may GET, "/health, /"; borrowed */
+    const char *private_paths;     /* GET paths that need the token all the same (side
+                                    * effects); a trailing '*' is a prefix; borrowed */
+    const char *body_types;        /* Content-Types a body may have; NULL: application/json */
+    unsigned max_conns_per_ip;     /* 0 = 256 */
+    unsigned request_timeout_s;    /* a request head's deadline; 0 = 10 */
 } bc_httpd_config_t;
 
 /*
  * Binds the listening socket.  *out is owned by the caller
  * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
- * listen failed; logged with the reason), BC_ENOMEM.
+ * listen failed; logged with the reason), BC_ECONFIG (bound beyond
+ * loopback with neither auth nor insecure_no_auth; logged), BC_ENOMEM.
  */
 bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
 /* Starts serving on MHD's own thread.  Errors: BC_EIO (also after a stop:
  * the listening socket is gone with the daemon). */
 bc_status_t bc_httpd_start(bc_httpd_t *httpd);
 uint16_t bc_httpd_port(const bc_httpd_t *httpd);
+/* true when the listening address is loopback (127.0.0.0/8, ::1). */
+bool bc_httpd_loopback(const bc_httpd_t *httpd);
+
+/* What the access checks and deadlines refused (bc_httpd_get_stats). */
+typedef struct bc_httpd_stats {
+    uint64_t unauthorized;         /* 401 */
+    uint64_t forbidden;            /* 403: cross-origin, foreign Host */
+    uint64_t timeouts;             /* connections shut down past their deadline */
+} bc_httpd_stats_t;
+void bc_httpd_get_stats(const bc_httpd_t *httpd, bc_httpd_stats_t *out);
 /* Stops serving, waiting for running handlers; closes the listening
  * socket.  Idempotent; NULL is accepted. */
 void bc_httpd_stop(bc_httpd_t *httpd);

@@ -22,6 +22,12 @@ bc_log_set_level(bc_log_level_t level)
     bc__log_level = (int)level;
 }
 
+int
+bc_log_get_level(void)
+{
+    return bc__log_level;
+}
+
 void
 bc_log_set_component(const char *component)
 {

@@ -22,6 +22,8 @@ typedef enum bc_log_level {
 extern int bc__log_level;
 
 void bc_log_set_level(bc_log_level_t level);
+/* The level in force (-1: nothing is logged). */
+int bc_log_get_level(void);
 /* Parses "error|warn|info|debug|trace"; returns -1 for anything else. */
 int bc_log_level_parse(const char *name);
 /* Sets the component tag printed on every line ("node", "console", ...).

@@ -36,7 +36,8 @@
     X(BC_EZK,        -18,  "zookeeper error")                                \
     X(BC_ESTALE,     -19,  "stale epoch")                                    \
     X(BC_EBUSY,      -20,  "busy")                                           \
-    X(BC_EHANDOFF,   -21,  "connection handed off")
+    X(BC_EHANDOFF,   -21,  "connection handed off")                         \
+    X(BC_EACCES,     -22,  "permission denied")
 
 typedef enum bc_status {
 #define BC__STATUS_ENUM(name, value, text) name = value,

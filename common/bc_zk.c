@@ -20,10 +20,32 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdatomic.h>
 #include <zookeeper/zookeeper.h>
 
 #include "bc_log.h"
+#include "bc_secret.h"
 #include "bc_time.h"
+
+#define ZK_DEFAULT_HINT "check the ZooKeeper credentials (--zk-auth-file; docs/security.md)"
+#define ZK_NOAUTH_LOG_INTERVAL_MS 5000
+
+/* The process's credentials for bc_zk_open (bc_zk_set_default_auth).
+ * LOCKING RULE: default_mu guards the three below. */
+static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool default_has_auth;
+static bc_zk_auth_t default_auth;
+static char default_hint[256] = ZK_DEFAULT_HINT;
+
+/* An ACL and the strings its entries point at. */
+struct bc_zk_acl {
+    struct ACL_vector v;
+    struct ACL entries[BC_ZK_ACL_MAX];
+    char ids[BC_ZK_ACL_MAX][600];
+};
 
 typedef struct zk_watch {
     char *path;
@@ -57,6 +79,13 @@ struct bc_zk {
     pthread_mutex_t watch_mu;
     zk_watch_t *watches;
     size_t nwatches, watches_cap;
+
+    /* Credentials (ACCESS CONTROL): set before the first handle, then
+     * read only. */
+    bool has_auth;
+    bc_zk_auth_t auth;
+    char hint[256];
+    _Atomic int64_t noauth_logged_ms;  /* when a refusal was last logged */
 };
 
 bc_status_t
@@ -69,6 +98,8 @@ bc_zk_status(int zrc)
     case ZBADVERSION: return BC_ESTALE;
     case ZNOTEMPTY: return BC_EBUSY;
     case ZBADARGUMENTS: return BC_EINVAL;
+    case ZNOAUTH:
+    case ZAUTHFAILED: return BC_EACCES;
     case ZCONNECTIONLOSS:
     case ZOPERATIONTIMEOUT:
     case ZSESSIONEXPIRED:
@@ -76,6 +107,132 @@ bc_zk_status(int zrc)
     case ZCLOSING: return BC_EAGAIN;
     default: return BC_EZK;
     }
+}
+
+/* Maps rc; a refusal is logged (rate-limited) with the path and the hint. */
+static bc_status_t
+zk_result(bc_zk_t *zk, const char *path, int rc)
+{
+    if (rc == ZNOAUTH || rc == ZAUTHFAILED) {
+        int64_t now = bc_time_mono_ms();
+        int64_t last = atomic_load_explicit(&zk->noauth_logged_ms, memory_order_relaxed);
+        if ((last == 0 || now - last >= ZK_NOAUTH_LOG_INTERVAL_MS) &&
+            atomic_compare_exchange_strong(&zk->noauth_logged_ms, &last, now)) {
+            log_error("ZooKeeper refused access to %s (%s): %s", path,
+                      rc == ZNOAUTH ? "NOAUTH" : "AUTHFAILED", zk->hint);
+        }
+    }
+    return bc_zk_status(rc);
+}
+
+/* ---- credentials ---- */
+
+bc_status_t
+bc_zk_auth_parse(const char *name, const char *text, bc_zk_auth_t *out, char *err, size_t errlen)
+{
+    bc_secret_t s;
+    memset(out, 0, sizeof(*out));
+    bc_status_t st = bc_secret_parse(name, text, strlen(text), &bc_secret_rules_zk, &s, err,
+                                     errlen);
+    if (st != BC_OK) return st;
+    if (s.len[0] >= sizeof(out->cred)) {
+        bc_secret_clear(&s);
+        return bc_fail(err, errlen, BC_ETOOLARGE, "%s: credentials too long", name);
+    }
+    memcpy(out->cred, s.value[0], s.len[0] + 1);
+    bc_secret_clear(&s);
+    return BC_OK;
+}
+
+bc_status_t
+bc_zk_auth_load(const char *path, bc_zk_auth_t *out, char *err, size_t errlen)
+{
+    bc_secret_t s;
+    memset(out, 0, sizeof(*out));
+    bc_status_t st = bc_secret_load(path, &bc_secret_rules_zk, &s, err, errlen);
+    if (st != BC_OK) return st;
+    if (s.len[0] >= sizeof(out->cred)) {
+        bc_secret_clear(&s);
+        return bc_fail(err, errlen, BC_ETOOLARGE, "%s: credentials too long", path);
+    }
+    memcpy(out->cred, s.value[0], s.len[0] + 1);
+    bc_secret_clear(&s);
+    return BC_OK;
+}
+
+void
+bc_zk_auth_clear(bc_zk_auth_t *auth)
+{
+    if (auth != NULL) OPENSSL_cleanse(auth, sizeof(*auth));
+}
+
+void
+bc_zk_auth_user(const bc_zk_auth_t *auth, char *buf, size_t len)
+{
+    if (len == 0) return;
+    const char *colon = strchr(auth->cred, ':');
+    size_t n = colon != NULL ? (size_t)(colon - auth->cred) : strlen(auth->cred);
+    if (n >= len) n = len - 1;
+    memcpy(buf, auth->cred, n);
+    buf[n] = '\0';
+}
+
+bc_status_t
+bc_zk_digest_id(const bc_zk_auth_t *auth, char *buf, size_t len)
+{
+    unsigned char sha[SHA_DIGEST_LENGTH];
+    char b64[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
+    char user[520];
+    SHA1((const unsigned char *)auth->cred, strlen(auth->cred), sha);
+    EVP_EncodeBlock((unsigned char *)b64, sha, SHA_DIGEST_LENGTH);
+    bc_zk_auth_user(auth, user, sizeof(user));
+    int n = snprintf(buf, len, "%s:%s", user, b64);
+    return n < 0 || (size_t)n >= len ? BC_ETOOLARGE : BC_OK;
+}
+
+void
+bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint)
+{
+    pthread_mutex_lock(&default_mu);
+    default_has_auth = auth != NULL;
+    if (auth != NULL) default_auth = *auth;
+    else bc_zk_auth_clear(&default_auth);
+    snprintf(default_hint, sizeof(default_hint), "%s", hint != NULL ? hint : ZK_DEFAULT_HINT);
+    pthread_mutex_unlock(&default_mu);
+}
+
+bc_status_t
+bc_zk_acl_build(const bc_zk_auth_t *const *writers, size_t nwriters,
+                const bc_zk_auth_t *const *readers, size_t nreaders, bc_zk_acl_t **out)
+{
+    *out = NULL;
+    if (writers == NULL || nwriters == 0 || nwriters + nreaders > BC_ZK_ACL_MAX ||
+        (nreaders > 0 && readers == NULL)) {
+        return BC_EINVAL;
+    }
+    bc_zk_acl_t *acl = calloc(1, sizeof(*acl));
+    if (acl == NULL) return BC_ENOMEM;
+    for (size_t i = 0; i < nwriters + nreaders; i++) {
+        const bc_zk_auth_t *who = i < nwriters ? writers[i] : readers[i - nwriters];
+        bc_status_t st = who == NULL ? BC_EINVAL
+                                     : bc_zk_digest_id(who, acl->ids[i], sizeof(acl->ids[i]));
+        if (st != BC_OK) {
+            free(acl);
+            return st;
+        }
+        acl->entries[i] = (struct ACL){i < nwriters ? ZOO_PERM_ALL : ZOO_PERM_READ,
+                                       {"digest", acl->ids[i]}};
+    }
+    acl->v.count = (int32_t)(nwriters + nreaders);
+    acl->v.data = acl->entries;
+    *out = acl;
+    return BC_OK;
+}
+
+void
+bc_zk_acl_free(bc_zk_acl_t *acl)
+{
+    free(acl);
 }
 
 /* ---- watch registry ---- */
@@ -169,11 +326,32 @@ zk_set_client_log_level(void)
     zoo_set_debug_level(bc__log_level >= BC_LOG_DEBUG ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
 }
 
+static void
+zk_auth_done(int rc, const void *data)
+{
+    const bc_zk_t *zk = data;
+    if (rc != ZOK) {
+        log_error("zookeeper: %s refused our credentials (%s): %s", zk->hosts, zerror(rc),
+                  zk->hint);
+    }
+}
+
 static zhandle_t *
 zk_init_handle(bc_zk_t *zk)
 {
     zhandle_t *zh = zookeeper_init(zk->hosts, zk_watcher, zk->session_timeout_ms, NULL, zk, 0);
-    if (zh == NULL) log_error("zookeeper: cannot create a session for %s: %s", zk->hosts, strerror(errno));
+    if (zh == NULL) {
+        log_error("zookeeper: cannot create a session for %s: %s", zk->hosts, strerror(errno));
+        return NULL;
+    }
+    /* Sent as soon as the session connects, before any request of ours
+     * (the client sends its queue in order), and again by the client on
+     * every reconnection of this session. */
+    if (zk->has_auth) {
+        int rc = zoo_add_auth(zh, "digest", zk->auth.cred, (int)strlen(zk->auth.cred),
+                              zk_auth_done, zk);
+        if (rc != ZOK) log_error("zookeeper: cannot present credentials: %s", zerror(rc));
+    }
     return zh;
 }
 
@@ -241,6 +419,24 @@ bc_status_t
 bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
            bc_zk_session_fn fn, void *ctx, bc_zk_t **out)
 {
+    bc_zk_auth_t auth;
+    char hint[256];
+    pthread_mutex_lock(&default_mu);
+    bool has = default_has_auth;
+    auth = default_auth;
+    snprintf(hint, sizeof(hint), "%s", default_hint);
+    pthread_mutex_unlock(&default_mu);
+    bc_status_t st = bc_zk_open_auth(hosts, session_timeout_ms, connect_timeout_ms, fn, ctx,
+                                     has ? &auth : NULL, hint, out);
+    bc_zk_auth_clear(&auth);
+    return st;
+}
+
+bc_status_t
+bc_zk_open_auth(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
+                bc_zk_session_fn fn, void *ctx, const bc_zk_auth_t *auth, const char *hint,
+                bc_zk_t **out)
+{
     if (hosts == NULL || hosts[0] == '\0' || session_timeout_ms <= 0 || out == NULL) return BC_EINVAL;
     static pthread_once_t log_once = PTHREAD_ONCE_INIT;
     pthread_once(&log_once, zk_set_client_log_level);
@@ -255,6 +451,16 @@ bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
     zk->session_timeout_ms = session_timeout_ms;
     zk->session_fn = fn;
     zk->session_ctx = ctx;
+    zk->has_auth = auth != NULL;
+    if (auth != NULL) zk->auth = *auth;
+    if (hint == NULL) {
+        pthread_mutex_lock(&default_mu);
+        snprintf(zk->hint, sizeof(zk->hint), "%s", default_hint);
+        pthread_mutex_unlock(&default_mu);
+    } else {
+        snprintf(zk->hint, sizeof(zk->hint), "%s", hint);
+    }
+    atomic_init(&zk->noauth_logged_ms, 0);
     pthread_rwlock_init(&zk->lock, NULL);
     pthread_mutex_init(&zk->state_mu, NULL);
     bc_time_cond_init(&zk->state_cv);
@@ -312,6 +518,7 @@ bc_zk_close(bc_zk_t *zk)
     pthread_mutex_destroy(&zk->state_mu);
     pthread_cond_destroy(&zk->state_cv);
     pthread_mutex_destroy(&zk->watch_mu);
+    bc_zk_auth_clear(&zk->auth);
     free(zk->hosts);
     free(zk);
 }
@@ -372,7 +579,7 @@ bc_zk_get(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ctx, 
                                              : zoo_get(zh, path, 0, buf, &n, &stat));
         if (rc != ZOK) {
             free(buf);
-            return bc_zk_status(rc);
+            return zk_result(zk, path, rc);
         }
         if ((uint32_t)stat.dataLength > BC_ZK_MAX_DATA) {
             free(buf);
@@ -410,7 +617,7 @@ bc_zk_set(bc_zk_t *zk, const char *path, const char *data, size_t len, int32_t v
     if (len > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
     ZK_WITH_HANDLE(zk, rc, zoo_set2(zh, path, data, (int)len, version, &stat));
     if (rc == ZOK && new_version != NULL) *new_version = stat.version;
-    return bc_zk_status(rc);
+    return zk_result(zk, path, rc);
 }
 
 static int
@@ -422,15 +629,74 @@ zk_mode(int flags)
     return ZOO_PERSISTENT;
 }
 
+/* path's parent ("/" for "/x") into buf. */
+static void
+zk_parent(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL || slash == path ? 1 : (size_t)(slash - path);
+    if (n >= len) n = len - 1;
+    memcpy(buf, slash == NULL ? "/" : path, n);
+    buf[n] = '\0';
+}
+
+/*
+ * The ACL a new znode at path gets (ACCESS CONTROL): open without
+ * credentials, else a copy of its parent's into *fetched (the caller
+ * frees it with deallocate_ACL_vector when *owned).  Returns a ZooKeeper
+ * code.
+ */
+static int
+zk_inherited_acl(bc_zk_t *zk, zhandle_t *zh, const char *path, struct ACL_vector *fetched,
+                 bool *owned, const struct ACL_vector **out)
+{
+    char parent[1100];
+    struct Stat stat;
+    *owned = false;
+    *out = &ZOO_OPEN_ACL_UNSAFE;
+    if (!zk->has_auth) return ZOK;
+    zk_parent(path, parent, sizeof(parent));
+    memset(fetched, 0, sizeof(*fetched));
+    int rc = zoo_get_acl(zh, parent, fetched, &stat);
+    if (rc == ZNONODE) return ZOK;   /* the create itself then says ZNONODE */
+    if (rc != ZOK) return rc;
+    *owned = true;
+    *out = fetched;
+    return ZOK;
+}
+
+static int
+zk_create_locked(bc_zk_t *zk, zhandle_t *zh, const char *path, const char *data, size_t len,
+                 int flags, const bc_zk_acl_t *acl, char *created, size_t created_len)
+{
+    struct ACL_vector fetched;
+    bool owned = false;
+    const struct ACL_vector *use = acl != NULL ? &acl->v : &ZOO_OPEN_ACL_UNSAFE;
+    int rc = acl != NULL ? ZOK : zk_inherited_acl(zk, zh, path, &fetched, &owned, &use);
+    if (rc == ZOK) {
+        rc = zoo_create(zh, path, data, data ? (int)len : -1, use, zk_mode(flags), created,
+                        (int)created_len);
+    }
+    if (owned) deallocate_ACL_vector(&fetched);
+    return rc;
+}
+
+bc_status_t
+bc_zk_create_acl(bc_zk_t *zk, const char *path, const char *data, size_t len, int flags,
+                 const bc_zk_acl_t *acl, char *created, size_t created_len)
+{
+    int rc;
+    if (len > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
+    ZK_WITH_HANDLE(zk, rc, zk_create_locked(zk, zh, path, data, len, flags, acl, created,
+                                            created_len));
+    return zk_result(zk, path, rc);
+}
+
 bc_status_t
 bc_zk_create(bc_zk_t *zk, const char *path, const char *data, size_t len, int flags,
              char *created, size_t created_len)
 {
-    int rc;
-    if (len > BC_ZK_MAX_DATA) return BC_ETOOLARGE;
-    ZK_WITH_HANDLE(zk, rc, zoo_create(zh, path, data, data ? (int)len : -1, &ZOO_OPEN_ACL_UNSAFE,
-                                      zk_mode(flags), created, (int)created_len));
-    return bc_zk_status(rc);
+    return bc_zk_create_acl(zk, path, data, len, flags, NULL, created, created_len);
 }
 
 bc_status_t
@@ -456,7 +722,7 @@ bc_zk_delete(bc_zk_t *zk, const char *path, int32_t version)
 {
     int rc;
     ZK_WITH_HANDLE(zk, rc, zoo_delete(zh, path, version));
-    return bc_zk_status(rc);
+    return zk_result(zk, path, rc);
 }
 
 bc_status_t
@@ -468,7 +734,7 @@ bc_zk_exists(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_ct
     ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wexists(zh, path, zk_watcher, zk, &stat)
                                          : zoo_exists(zh, path, 0, &stat));
     if (rc == ZOK && version != NULL) *version = stat.version;
-    return bc_zk_status(rc);
+    return zk_result(zk, path, rc);
 }
 
 static int
@@ -488,7 +754,7 @@ bc_zk_children(bc_zk_t *zk, const char *path, bc_zk_watch_fn watch, void *watch_
     if (watch != NULL) zk_watch_register(zk, path, watch, watch_ctx);
     ZK_WITH_HANDLE(zk, rc, watch != NULL ? zoo_wget_children(zh, path, zk_watcher, zk, &sv)
                                          : zoo_get_children(zh, path, 0, &sv));
-    if (rc != ZOK) return bc_zk_status(rc);
+    if (rc != ZOK) return zk_result(zk, path, rc);
     bc_status_t st = BC_OK;
     if (sv.count > 0) {
         out->names = calloc((size_t)sv.count, sizeof(char *));
@@ -524,6 +790,12 @@ struct bc_zk_txn {
     zoo_op_t ops[BC_ZK_TXN_MAX];
     char created[BC_ZK_TXN_MAX][256];
     struct Stat stats[BC_ZK_TXN_MAX];
+    /* creates: an explicit ACL, or NULL for the inherited one (resolved
+     * at the commit into fetched[]) */
+    bool is_create[BC_ZK_TXN_MAX];
+    const bc_zk_acl_t *acl[BC_ZK_TXN_MAX];
+    struct ACL_vector fetched[BC_ZK_TXN_MAX];
+    bool fetched_owned[BC_ZK_TXN_MAX];
 };
 
 bc_zk_txn_t *
@@ -539,13 +811,65 @@ bc_zk_txn_free(bc_zk_txn_t *txn)
 }
 
 bc_status_t
-bc_zk_txn_create(bc_zk_txn_t *txn, const char *path, const char *data, size_t len, int flags)
+bc_zk_txn_create_acl(bc_zk_txn_t *txn, const char *path, const char *data, size_t len, int flags,
+                     const bc_zk_acl_t *acl)
 {
     if (txn->nops == BC_ZK_TXN_MAX || len > BC_ZK_MAX_DATA) return BC_EINVAL;
     int i = txn->nops++;
-    zoo_create_op_init(&txn->ops[i], path, data, data ? (int)len : -1, &ZOO_OPEN_ACL_UNSAFE,
-                       zk_mode(flags), txn->created[i], sizeof(txn->created[i]));
+    zoo_create_op_init(&txn->ops[i], path, data, data ? (int)len : -1,
+                       acl != NULL ? &acl->v : &ZOO_OPEN_ACL_UNSAFE, zk_mode(flags),
+                       txn->created[i], sizeof(txn->created[i]));
+    txn->is_create[i] = true;
+    txn->acl[i] = acl;
     return BC_OK;
+}
+
+bc_status_t
+bc_zk_txn_create(bc_zk_txn_t *txn, const char *path, const char *data, size_t len, int flags)
+{
+    return bc_zk_txn_create_acl(txn, path, data, len, flags, NULL);
+}
+
+/*
+ * Gives each create without an explicit ACL its parent's (ACCESS
+ * CONTROL): the ACL of an earlier create of the same transaction when
+ * that is the parent, else the parent's as ZooKeeper has it.  Returns a
+ * ZooKeeper code; *failed the op it failed for.
+ */
+static int
+zk_txn_resolve_acls(bc_zk_t *zk, zhandle_t *zh, bc_zk_txn_t *txn, int *failed)
+{
+    if (!zk->has_auth) return ZOK;
+    for (int i = 0; i < txn->nops; i++) {
+        if (!txn->is_create[i] || txn->acl[i] != NULL) continue;
+        char parent[1100];
+        zk_parent(txn->ops[i].create_op.path, parent, sizeof(parent));
+        const struct ACL_vector *use = NULL;
+        for (int j = i - 1; j >= 0 && use == NULL; j--) {
+            if (txn->is_create[j] && strcmp(txn->ops[j].create_op.path, parent) == 0) {
+                use = txn->ops[j].create_op.acl;
+            }
+        }
+        if (use == NULL) {
+            int rc = zk_inherited_acl(zk, zh, txn->ops[i].create_op.path, &txn->fetched[i],
+                                      &txn->fetched_owned[i], &use);
+            if (rc != ZOK) {
+                *failed = i;
+                return rc;
+            }
+        }
+        txn->ops[i].create_op.acl = use;
+    }
+    return ZOK;
+}
+
+static void
+zk_txn_release_acls(bc_zk_txn_t *txn)
+{
+    for (int i = 0; i < txn->nops; i++) {
+        if (txn->fetched_owned[i]) deallocate_ACL_vector(&txn->fetched[i]);
+        txn->fetched_owned[i] = false;
+    }
 }
 
 bc_status_t
@@ -580,13 +904,103 @@ bc_zk_txn_commit(bc_zk_t *zk, bc_zk_txn_t *txn, int *failed_op)
     int rc;
     if (failed_op != NULL) *failed_op = -1;
     if (txn->nops == 0) return BC_OK;
-    ZK_WITH_HANDLE(zk, rc, zoo_multi(zh, txn->nops, txn->ops, results));
+    int acl_failed = -1;
+    pthread_rwlock_rdlock(&zk->lock);
+    zhandle_t *zh = zk->zh;
+    rc = zh == NULL ? ZINVALIDSTATE : zk_txn_resolve_acls(zk, zh, txn, &acl_failed);
+    if (rc == ZOK) rc = zoo_multi(zh, txn->nops, txn->ops, results);
+    pthread_rwlock_unlock(&zk->lock);
+    zk_txn_release_acls(txn);
+    if (acl_failed >= 0) {
+        if (failed_op != NULL) *failed_op = acl_failed;
+        return zk_result(zk, txn->ops[acl_failed].create_op.path, rc);
+    }
     if (rc == ZOK) return BC_OK;
     for (int i = 0; i < txn->nops; i++) {
         if (results[i].err != ZOK && results[i].err != ZRUNTIMEINCONSISTENCY) {
             if (failed_op != NULL) *failed_op = i;
-            return bc_zk_status(results[i].err);
+            const char *path = txn->is_create[i] ? txn->ops[i].create_op.path
+                                                 : txn->ops[i].set_op.path;
+            return zk_result(zk, path != NULL ? path : "(transaction)", results[i].err);
         }
     }
     return bc_zk_status(rc);
+}
+
+/* ---- ACL administration ---- */
+
+static bc_status_t
+zk_set_acl_rec(bc_zk_t *zk, const char *path, const bc_zk_acl_t *acl, unsigned *count,
+               int depth)
+{
+    int rc;
+    if (depth > 64) return BC_EINVAL;
+    ZK_WITH_HANDLE(zk, rc, zoo_set_acl(zh, path, -1, &acl->v));
+    if (rc == ZNONODE) return BC_OK;   /* an ephemeral that went meanwhile */
+    if (rc != ZOK) return zk_result(zk, path, rc);
+    (*count)++;
+    bc_zk_strings_t kids;
+    bc_status_t st = bc_zk_children(zk, path, NULL, NULL, &kids);
+    if (st == BC_ENOTFOUND) return BC_OK;
+    if (st != BC_OK) return st;
+    for (int i = 0; i < kids.count && st == BC_OK; i++) {
+        size_t n = strlen(path) + strlen(kids.names[i]) + 2;
+        char *child = malloc(n);
+        if (child == NULL) {
+            st = BC_ENOMEM;
+            break;
+        }
+        snprintf(child, n, "%s/%s", strcmp(path, "/") == 0 ? "" : path, kids.names[i]);
+        st = zk_set_acl_rec(zk, child, acl, count, depth + 1);
+        free(child);
+    }
+    bc_zk_strings_free(&kids);
+    return st;
+}
+
+bc_status_t
+bc_zk_set_acl_tree(bc_zk_t *zk, const char *root, const bc_zk_acl_t *acl, unsigned *count)
+{
+    unsigned n = 0;
+    if (root == NULL || root[0] != '/' || acl == NULL) return BC_EINVAL;
+    bc_status_t st = zk_set_acl_rec(zk, root, acl, &n, 0);
+    if (count != NULL) *count = n;
+    return st;
+}
+
+bc_status_t
+bc_zk_acl_text(bc_zk_t *zk, const char *path, char *buf, size_t len)
+{
+    struct ACL_vector v;
+    struct Stat stat;
+    int rc;
+    if (len == 0) return BC_EINVAL;
+    buf[0] = '\0';
+    memset(&v, 0, sizeof(v));
+    ZK_WITH_HANDLE(zk, rc, zoo_get_acl(zh, path, &v, &stat));
+    if (rc != ZOK) return zk_result(zk, path, rc);
+    size_t o = 0;
+    for (int i = 0; i < v.count; i++) {
+        const struct ACL *a = &v.data[i];
+        char perms[8];
+        int k = 0;
+        if (a->perms & ZOO_PERM_CREATE) perms[k++] = 'c';
+        if (a->perms & ZOO_PERM_DELETE) perms[k++] = 'd';
+        if (a->perms & ZOO_PERM_READ) perms[k++] = 'r';
+        if (a->perms & ZOO_PERM_WRITE) perms[k++] = 'w';
+        if (a->perms & ZOO_PERM_ADMIN) perms[k++] = 'a';
+        perms[k] = '\0';
+        /* a digest id is "user:hash": show the user only */
+        const char *id = a->id.id != NULL ? a->id.id : "";
+        int idlen = (int)strlen(id);
+        if (a->id.scheme != NULL && strcmp(a->id.scheme, "digest") == 0 && strchr(id, ':')) {
+            idlen = (int)(strchr(id, ':') - id);
+        }
+        int n = snprintf(buf + o, len - o, "%s%s:%.*s:%s", i > 0 ? ", " : "",
+                         a->id.scheme != NULL ? a->id.scheme : "?", idlen, id, perms);
+        if (n < 0 || (size_t)n >= len - o) break;
+        o += (size_t)n;
+    }
+    deallocate_ACL_vector(&v);
+    return BC_OK;
 }

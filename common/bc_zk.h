@@ -34,7 +34,25 @@
  *   Every operation maps ZooKeeper's codes: ZNONODE -> BC_ENOTFOUND,
  *   ZNODEEXISTS -> BC_EEXISTS, ZBADVERSION -> BC_ESTALE, ZNOTEMPTY ->
  *   BC_EBUSY, connection loss / timeouts / no session -> BC_EAGAIN (retry
- *   later), bad arguments -> BC_EINVAL, anything else -> BC_EZK.
+ *   later), bad arguments -> BC_EINVAL, ZNOAUTH / ZAUTHFAILED ->
+ *   BC_EACCES, anything else -> BC_EZK.  A refusal is also logged, at most
+ *   every few seconds per session, as
+ *     ZooKeeper refused access to /bucketcache/main/config (NOAUTH): <hint>
+ *   where the hint (bc_zk_set_default_auth) names the credentials to check.
+ *
+ * ACCESS CONTROL (docs/security.md)
+ *   ZooKeeper's digest scheme: a session proves an identity with
+ *   zoo_add_auth("digest", "user:password"); a znode's ACL lists identities
+ *   as "digest:user:base64(sha1(user:password))" with permissions.
+ *   A session opened with credentials (bc_zk_open_auth, or the process's
+ *   default, bc_zk_set_default_auth) adds them on every new session, and
+ *   every znode it creates gets its PARENT's ACL -- read just before the
+ *   create -- so ephemeral and sequential znodes made long after
+ *   `bucketcache cluster create` carry the cluster's ACL.  A session
+ *   without credentials creates open znodes, as before ACLs existed.
+ *   An explicit ACL (bc_zk_acl_build: a writer with every permission and
+ *   an optional read-only identity) is what `cluster create` and `cluster
+ *   secure` (bc_zk_set_acl_tree) put on a cluster's tree.
  */
 #ifndef BC_ZK_H
 #define BC_ZK_H
@@ -70,6 +88,71 @@ typedef void (*bc_zk_watch_fn)(bc_zk_t *zk, const char *path, void *ctx);
 /* The largest znode payload read (ZooKeeper's own default jute.maxbuffer). */
 #define BC_ZK_MAX_DATA (1024u * 1024u)
 
+/* ---- credentials and ACLs ---- */
+
+/* A digest identity: "user:password" (bc_secret.h's file format). */
+typedef struct bc_zk_auth {
+    char cred[520];                /* "user:password", NUL-terminated */
+} bc_zk_auth_t;
+
+/*
+ * Reads a ZooKeeper credentials file ("user:password" on one line,
+ * bc_secret_rules_zk; "credential:NAME" for a systemd credential).
+ * Errors (err names the file and the problem): BC_EIO, BC_EINVAL,
+ * BC_ETOOLARGE.
+ */
+bc_status_t bc_zk_auth_load(const char *path, bc_zk_auth_t *out, char *err, size_t errlen);
+/* The same from a string ("user:password"); name is what messages call it. */
+bc_status_t bc_zk_auth_parse(const char *name, const char *text, bc_zk_auth_t *out, char *err,
+                             size_t errlen);
+/* Wipes. */
+void bc_zk_auth_clear(bc_zk_auth_t *auth);
+/* The identity's user part into buf. */
+void bc_zk_auth_user(const bc_zk_auth_t *auth, char *buf, size_t len);
+/*
+ * The digest ACL id: "user:BASE64(SHA1(user:password))", what ZooKeeper's
+ * DigestAuthenticationProvider derives.  Errors: BC_ETOOLARGE (buf too small).
+ */
+bc_status_t bc_zk_digest_id(const bc_zk_auth_t *auth, char *buf, size_t len);
+
+/*
+ * The credentials every bc_zk_open of this process presents (copied;
+ * NULL: none), and the hint refusals are logged with ("check
+ * --zk-auth-file"; copied; NULL: a generic one).  Call before opening
+ * sessions.
+ */
+void bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint);
+
+/* An ACL to give znodes: owned by the caller (bc_zk_acl_free). */
+typedef struct bc_zk_acl bc_zk_acl_t;
+/*
+ * writers[0..nwriters): every permission; readers[0..nreaders): read
+ * only; nobody else anything.  At least one writer, at most
+ * BC_ZK_ACL_MAX identities in all (two writers during a rotation).
+ * Errors: BC_EINVAL, BC_ENOMEM, BC_ETOOLARGE.
+ */
+#define BC_ZK_ACL_MAX 4
+bc_status_t bc_zk_acl_build(const bc_zk_auth_t *const *writers, size_t nwriters,
+                            const bc_zk_auth_t *const *readers, size_t nreaders,
+                            bc_zk_acl_t **out);
+void bc_zk_acl_free(bc_zk_acl_t *acl);
+
+/*
+ * Sets acl on root and every znode below it (depth first, each before
+ * its children are listed, so a znode created meanwhile under a secured
+ * parent is covered by the create rule above).  *count (may be NULL)
+ * receives how many znodes were set.  Needs the ADMIN permission on
+ * each.  Errors: as the operations; BC_EACCES names the znode in the log.
+ */
+bc_status_t bc_zk_set_acl_tree(bc_zk_t *zk, const char *root, const bc_zk_acl_t *acl,
+                               unsigned *count);
+
+/*
+ * A readable rendering of path's ACL into buf: "digest:writer:cdrwa,
+ * digest:reader:r" or "world:anyone:cdrwa".  Errors: the operations'.
+ */
+bc_status_t bc_zk_acl_text(bc_zk_t *zk, const char *path, char *buf, size_t len);
+
 /*
  * Opens a session to hosts ("h1:p1,h2:p2", copied) and waits up to
  * connect_timeout_ms for it to connect.  fn (may be NULL) and ctx are kept.
@@ -79,6 +162,13 @@ typedef void (*bc_zk_watch_fn)(bc_zk_t *zk, const char *path, void *ctx);
  */
 bc_status_t bc_zk_open(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
                        bc_zk_session_fn fn, void *ctx, bc_zk_t **out);
+/*
+ * bc_zk_open with these credentials (copied; NULL: none, whatever the
+ * process default) and refusal hint (NULL: the default's).
+ */
+bc_status_t bc_zk_open_auth(const char *hosts, int session_timeout_ms, int connect_timeout_ms,
+                            bc_zk_session_fn fn, void *ctx, const bc_zk_auth_t *auth,
+                            const char *hint, bc_zk_t **out);
 /* Closes the session (its ephemeral nodes go at once) and frees zk. */
 void bc_zk_close(bc_zk_t *zk);
 
@@ -108,6 +198,11 @@ bc_status_t bc_zk_set(bc_zk_t *zk, const char *path, const char *data, size_t le
  * Errors: BC_EEXISTS, BC_ENOTFOUND (parent missing). */
 bc_status_t bc_zk_create(bc_zk_t *zk, const char *path, const char *data, size_t len,
                          int flags, char *created, size_t created_len);
+
+/* bc_zk_create with an explicit ACL (NULL: as bc_zk_create). */
+bc_status_t bc_zk_create_acl(bc_zk_t *zk, const char *path, const char *data, size_t len,
+                             int flags, const bc_zk_acl_t *acl, char *created,
+                             size_t created_len);
 
 /* Creates every missing persistent ancestor of path and path itself (empty
  * data); existing ones are fine. */
@@ -143,6 +238,9 @@ bc_zk_txn_t *bc_zk_txn_new(void);
 void bc_zk_txn_free(bc_zk_txn_t *txn);
 bc_status_t bc_zk_txn_create(bc_zk_txn_t *txn, const char *path, const char *data, size_t len,
                              int flags);
+/* With an explicit ACL (borrowed until the commit returns). */
+bc_status_t bc_zk_txn_create_acl(bc_zk_txn_t *txn, const char *path, const char *data,
+                                 size_t len, int flags, const bc_zk_acl_t *acl);
 bc_status_t bc_zk_txn_set(bc_zk_txn_t *txn, const char *path, const char *data, size_t len,
                           int32_t version);
 bc_status_t bc_zk_txn_check(bc_zk_txn_t *txn, const char *path, int32_t version);

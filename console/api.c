@@ -27,11 +27,14 @@
 #include "bc_metrics.h"
 #include "dashboard.h"
 #include "migrate.h"
+#include "observe.h"
 #include "bc_time.h"
 
 struct bc_console_api {
     bc_console_t *console;
     bc_httpd_t *httpd;
+    bc_observe_t *observe;         /* borrowed; NULL: no statistics yet */
+    bool has_token;                /* an admin token is configured (ACCESS) */
 };
 
 static cJSON *
@@ -60,9 +63,12 @@ api_health(void *ctx, bc_http_req_t *req)
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
-    cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
-    cJSON_AddStringToObject(doc, "election_node", s.election_node);
+    if (!api->has_token || req->authenticated) {
+        /* Open to load balancers: the details only with the token. */
+        cJSON_AddStringToObject(doc, "cluster", bc_console_cluster(api->console));
+        cJSON_AddStringToObject(doc, "election_node", s.election_node);
+    }
     return bc_http_reply_json(req, s.connected ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, doc);
 }
 
@@ -150,7 +156,7 @@ api_cluster(void *ctx, bc_http_req_t *req)
         }
         cJSON *nodes = cJSON_AddArrayToObject(jg, "nodes");
         for (size_t k = 0; k < g->nnodes; k++) {
-            const bc_node_info_t *n = &g->nodes[k];
+            const bc_cluster_node_info_t *n = &g->nodes[k];
             cJSON *jn = cJSON_CreateObject();
             cJSON_AddStringToObject(jn, "name", n->name);
             cJSON_AddStringToObject(jn, "role", g->has_primary && strcmp(g->primary.node, n->name) == 0
@@ -347,15 +353,16 @@ api_metrics(void *ctx, bc_http_req_t *req)
 #define CONSOLE_METRIC(name, type, help, value) bc_metric(&tb, name, type, help, (uint64_t)(value));
     CONSOLE_METRICS(CONSOLE_METRIC)
 #undef CONSOLE_METRIC
-    bc_textbuf_printf(&tb,
-        "# HELP bucketcache_console_migration_stall_ms Time a moving bucket was read-only, over "
-        "the run.\n"
-        "# TYPE bucketcache_console_migration_stall_ms summary\n"
-        "bucketcache_console_migration_stall_ms{quantile=\"0.5\"} %u\n"
-        "bucketcache_console_migration_stall_ms{quantile=\"0.99\"} %u\n"
-        "bucketcache_console_migration_stall_ms{quantile=\"1\"} %u\n"
-        "bucketcache_console_migration_stall_ms_count %u\n",
-        s->stall_p50_ms, s->stall_p99_ms, s->stall_max_ms, s->stall_count);
+    /* Read-only stalls of the moves this console cut over: a histogram in
+     * seconds whose buckets only grow. */
+    double bounds[BC_CONSOLE_STALL_NBOUNDS];
+    for (size_t i = 0; i < BC_CONSOLE_STALL_NBOUNDS; i++) {
+        bounds[i] = bc_console_stall_bounds_ms[i] / 1000.0;
+    }
+    bc_metric_histogram(&tb, "console_migration_stall_seconds",
+                        "Time each bucket this console moved was read-only.", NULL, bounds,
+                        s->stall_hist, BC_CONSOLE_STALL_NBOUNDS, (double)s->stall_sum_ms / 1000.0);
+    if (api->observe != NULL) bc_observe_metrics(api->observe, &tb);
     return bc_metrics_reply(req, &tb);
 }
 
@@ -537,6 +544,216 @@ api_rebalance_cancel(void *ctx, bc_http_req_t *req)
     return api_migrations_op(ctx, req, BC_CONSOLE_MIG_CANCEL);
 }
 
+/* ---- statistics (observe.h) ---- */
+
+static enum MHD_Result
+api_no_stats(bc_http_req_t *req)
+{
+    return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "statistics are not running");
+}
+
+/* Parses a decimal 0..max from a query value or a path piece. */
+static bool
+api_parse_u32(const char *s, size_t len, uint32_t max, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 10) return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > max) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Parses the query into the named values (NULL = not allowed); a 400 is
+ * queued into *result on a bad one.  n: bound for "n"; gid: for "group". */
+static bool
+api_stats_query(bc_http_req_t *req, uint32_t *n, uint32_t *gid, const char **by,
+                enum MHD_Result *result)
+{
+    bc_http_param_t params[8];
+    int np = req->query != NULL ? bc_http_parse_query(req->query, params, 8) : 0;
+    if (np < 0) {
+        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+        return false;
+    }
+    for (int i = 0; i < np; i++) {
+        const bc_http_param_t *p = &params[i];
+        if (n != NULL && strcmp(p->name, "n") == 0) {
+            if (!api_parse_u32(p->value, p->value_len, 1000, n) || *n == 0) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "n: expected 1..1000");
+                return false;
+            }
+        } else if (gid != NULL && strcmp(p->name, "group") == 0) {
+            if (!api_parse_u32(p->value, p->value_len, UINT32_MAX - 1, gid) || *gid == 0) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "group: expected a group id >= 1");
+                return false;
+            }
+        } else if (by != NULL && strcmp(p->name, "by") == 0) {
+            static const char *const bys[] = {"ops", "bytes", "misses"};
+            *by = NULL;
+            for (size_t k = 0; k < 3; k++) {
+                if (p->value_len == strlen(bys[k]) && strcmp(p->value, bys[k]) == 0) *by = bys[k];
+            }
+            if (*by == NULL) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "by: expected ops, bytes or misses");
+                return false;
+            }
+        } else {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "unknown query parameter \"%.40s\" (accepted:%s%s%s)",
+                                          p->name, n ? " n" : "", gid ? " group" : "",
+                                          by ? " by" : "");
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum MHD_Result
+api_reply_doc(bc_http_req_t *req, cJSON *doc)
+{
+    if (doc == NULL) return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+/* GET /v1/groups/{gid}/stats */
+static enum MHD_Result
+api_group_stats(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    const char *slash = memchr(req->rest, '/', req->rest_len);
+    uint32_t gid = 0;
+    if (slash == NULL || (size_t)(req->rest + req->rest_len - slash) != 6 ||
+        memcmp(slash, "/stats", 6) != 0) {
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "expected /v1/groups/{gid}/stats");
+    }
+    if (!api_parse_u32(req->rest, (size_t)(slash - req->rest), UINT32_MAX - 1, &gid) || gid == 0) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "group id: expected an integer >= 1");
+    }
+    if (!api_stats_query(req, NULL, NULL, NULL, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    bool found;
+    cJSON *doc = bc_observe_group_json(api->observe, gid, &found);
+    if (!found) return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no group %u", gid);
+    return api_reply_doc(req, doc);
+}
+
+/* GET /v1/stats/groups: every group's summary (CLI status, dashboard). */
+static enum MHD_Result
+api_stats_groups(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    if (!api_stats_query(req, NULL, NULL, NULL, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    return api_reply_doc(req, bc_observe_groups_json(api->observe));
+}
+
+/* GET /v1/stats/history: the dashboard's chart data. */
+static enum MHD_Result
+api_stats_history(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    if (!api_stats_query(req, NULL, NULL, NULL, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    return api_reply_doc(req, bc_observe_history_json(api->observe));
+}
+
+/* GET /v1/warnings */
+static enum MHD_Result
+api_warnings(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    if (!api_stats_query(req, NULL, NULL, NULL, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    return api_reply_doc(req, bc_observe_warnings_json(api->observe));
+}
+
+/* GET /v1/buckets/top?by=ops|bytes|misses&n=20 */
+static enum MHD_Result
+api_buckets_top(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    uint32_t n = 20;
+    const char *by = "ops";
+    if (!api_stats_query(req, &n, NULL, &by, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    return api_reply_doc(req, bc_observe_top_json(api->observe, by, n));
+}
+
+/* GET /v1/hotkeys?group=G&n=N: merged per group. */
+static enum MHD_Result
+api_hotkeys(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    enum MHD_Result result;
+    uint32_t n = BC_OBSERVE_HOTKEYS, gid = 0;
+    if (!api_stats_query(req, &n, &gid, NULL, &result)) return result;
+    if (api->observe == NULL) return api_no_stats(req);
+    return api_reply_doc(req, bc_observe_hotkeys_json(api->observe, gid, n));
+}
+
+/* GET /v1/buckets/{b}: its counters, owners, primary, backups, pending move. */
+static enum MHD_Result
+api_bucket(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_console_t *cs = api->console;
+    enum MHD_Result result;
+    uint32_t b;
+    if (!api_parse_u32(req->rest, req->rest_len, UINT32_MAX - 1, &b) ||
+        b >= bc_console_nbuckets(cs)) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "bucket: expected 0..%u",
+                                   bc_console_nbuckets(cs) - 1);
+    }
+    if (!api_stats_query(req, NULL, NULL, NULL, &result)) return result;
+    bc_view_t v;
+    char err[256] = "";
+    bc_status_t st = bc_view_load(bc_console_zk(cs), bc_console_cluster(cs), bc_console_nbuckets(cs),
+                                  NULL, NULL, &v, err, sizeof(err));
+    if (st != BC_OK) return api_view_error(req, st, err);
+    cJSON *doc = api->observe != NULL ? bc_observe_bucket_json(api->observe, b)
+                                      : cJSON_CreateObject();
+    if (doc == NULL) {
+        bc_view_free(&v);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "bucket");
+    cJSON_AddNumberToObject(doc, "bucket", b);
+    cJSON *own = cJSON_AddObjectToObject(doc, "tables");
+    cJSON_AddNumberToObject(own, "c", v.c.owner[b]);
+    cJSON_AddNumberToObject(own, "m", v.m.owner[b]);
+    cJSON_AddNumberToObject(own, "d", v.d.owner[b]);
+    cJSON_AddBoolToObject(doc, "readonly", v.c.readonly[b] != 0);
+    if (v.m.owner[b] != 0 && v.d.owner[b] != 0 && v.m.owner[b] != v.d.owner[b]) {
+        cJSON *mv = cJSON_AddObjectToObject(doc, "pending_move");
+        cJSON_AddNumberToObject(mv, "from", v.m.owner[b]);
+        cJSON_AddNumberToObject(mv, "to", v.d.owner[b]);
+        cJSON_AddStringToObject(mv, "state", v.c.readonly[b] ? "moving" : "pending");
+    } else {
+        cJSON_AddNullToObject(doc, "pending_move");
+    }
+    const bc_view_group_t *g = bc_view_group(&v, v.c.owner[b]);
+    cJSON_AddStringToObject(doc, "primary", g != NULL && g->has_primary ? g->primary.node : "");
+    cJSON_AddStringToObject(doc, "primary_addr", g != NULL && g->has_primary ? g->primary.data_addr : "");
+    cJSON *bks = cJSON_AddArrayToObject(doc, "backups");
+    for (size_t k = 0; g != NULL && k < g->nnodes; k++) {
+        if (g->has_primary && strcmp(g->primary.node, g->nodes[k].name) == 0) continue;
+        cJSON_AddItemToArray(bks, cJSON_CreateString(g->nodes[k].name));
+    }
+    bc_view_free(&v);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
 static enum MHD_Result
 api_dashboard(void *ctx, bc_http_req_t *req)
 {
@@ -555,6 +772,13 @@ static const bc_http_route_t api_routes[] = {
     {"/v1/migrations", "GET", api_migrations},
     {"/v1/migrations/pause", "POST", api_migrations_pause},
     {"/v1/migrations/resume", "POST", api_migrations_resume},
+    {"/v1/groups/*", "GET", api_group_stats},
+    {"/v1/stats/groups", "GET", api_stats_groups},
+    {"/v1/stats/history", "GET", api_stats_history},
+    {"/v1/warnings", "GET", api_warnings},
+    {"/v1/buckets/top", "GET", api_buckets_top},
+    {"/v1/buckets/*", "GET", api_bucket},
+    {"/v1/hotkeys", "GET", api_hotkeys},
     {"/", "GET", api_dashboard},
 };
 
@@ -562,13 +786,28 @@ bc_status_t
 bc_console_api_create(const char *listen_addr, uint16_t port, bc_console_t *console,
                       bc_console_api_t **out)
 {
+    return bc_console_api_create_secure(listen_addr, port, console, NULL, out);
+}
+
+bc_status_t
+bc_console_api_create_secure(const char *listen_addr, uint16_t port, bc_console_t *console,
+                             const bc_console_api_access_t *access, bc_console_api_t **out)
+{
+    static const bc_console_api_access_t open_access;
+    if (access == NULL) access = &open_access;
     bc_console_api_t *api = calloc(1, sizeof(*api));
     if (api == NULL) return BC_ENOMEM;
     api->console = console;
+    api->has_token = access->auth != NULL;
     bc_httpd_config_t cfg = {
         .name = "console api", .listen_addr = listen_addr, .port = port,
         .max_body = 4096, .routes = api_routes,
         .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
+        /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
+        .auth = access->auth, .insecure_no_auth = access->insecure_no_auth,
+        .public_paths = "/health, /",      /* the dashboard page asks for the token itself */
+        .body_types = "application/json",
+        .max_conns = access->max_conns, .max_conns_per_ip = access->max_conns_per_ip,
     };
     bc_status_t st = bc_httpd_create(&cfg, &api->httpd);
     if (st != BC_OK) {
@@ -583,6 +822,12 @@ void
 bc_console_api_attach(bc_console_api_t *api, bc_console_t *console)
 {
     api->console = console;
+}
+
+void
+bc_console_api_set_observe(bc_console_api_t *api, bc_observe_t *observe)
+{
+    api->observe = observe;
 }
 
 bc_status_t

@@ -27,7 +27,12 @@ bc_console_cfg_defaults(bc_console_cfg_t *cfg)
     cfg->migration_timeout_ms = BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS;
     cfg->migrations_precopy = true;
     cfg->precopy_ahead = BC_MIG_PRECOPY_AHEAD;
+    cfg->stats_interval_ms = 2000;
+    cfg->backup_lag_warn_ms = 5000;
+    cfg->migration_stuck_ms = 120000;
     cfg->log_level = BC_LOG_INFO;
+    cfg->max_conns = 2048;
+    cfg->max_conns_per_ip = 256;
 }
 
 /* A configuration error: the reason in err, BC_EINVAL returned. */
@@ -40,8 +45,11 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
                                               "log", NULL};
     static const char *const mig_fields[] = {"parallel", "timeout_ms", "precopy", "precopy_ahead",
                                              NULL};
-    static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", NULL};
-    static const char *const admin_fields[] = {"listen", "port", "advertise", NULL};
+    static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", "auth_file",
+                                            NULL};
+    static const char *const admin_fields[] = {"listen", "port", "advertise", "auth_token_file",
+                                               "insecure_no_auth", "max_connections",
+                                               "max_connections_per_ip", NULL};
     static const char *const log_fields[] = {"level", NULL};
     bc_status_t st;
     int64_t v;
@@ -86,12 +94,28 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->precopy_ahead = (uint32_t)v;
     if ((st = bc_config_get_enum(doc, "log.level", log_levels, &idx, &found, err, err_len)) != BC_OK) return st;
     if (found) cfg->log_level = idx;
+    /* security (docs/security.md) */
+    if ((st = bc_config_get_string(doc, "admin.auth_token_file", cfg->auth_token_file,
+                                   sizeof(cfg->auth_token_file), false, NULL, err, err_len)) != BC_OK ||
+        (st = bc_config_get_bool(doc, "admin.insecure_no_auth", &cfg->insecure_no_auth, NULL, err,
+                                 err_len)) != BC_OK ||
+        (st = bc_config_get_string(doc, "zookeeper.auth_file", cfg->zk_auth_file,
+                                   sizeof(cfg->zk_auth_file), false, NULL, err, err_len)) != BC_OK) {
+        return st;
+    }
+    if ((st = bc_config_get_int(doc, "admin.max_connections", 1, 100000, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->max_conns = (uint32_t)v;
+    if ((st = bc_config_get_int(doc, "admin.max_connections_per_ip", 1, 100000, &v, &found, err,
+                                err_len)) != BC_OK) return st;
+    if (found) cfg->max_conns_per_ip = (uint32_t)v;
     return BC_OK;
 }
 
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
                O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_PRECOPY_AHEAD, O_LOG, O_CONFIG, O_HELP,
-               O_VERSION } opt_t;
+               O_VERSION, O_STATS_INTERVAL, O_LAG_WARN, O_STUCK, O_AUTH_TOKEN_FILE,
+               O_INSECURE_NO_AUTH, O_ZK_AUTH_FILE } opt_t;
 
 static const struct {
     const char *name;
@@ -115,7 +139,22 @@ static const struct {
                                         "copy them whole while read-only"},
     {"precopy-ahead", O_PRECOPY_AHEAD, true, "buckets precopied ahead per copy slot, 1..8 "
                                              "(default 4; more: faster, more CPU meanwhile)"},
+    {"auth-token-file", O_AUTH_TOKEN_FILE, true, "the admin token (docs/security.md): required "
+                                                 "for every change, and for all but /health and "
+                                                 "the dashboard page beyond loopback; re-read on "
+                                                 "SIGHUP"},
+    {"insecure-no-auth", O_INSECURE_NO_AUTH, false, "let the API listen beyond loopback WITHOUT a "
+                                                    "token: anyone who reaches it runs the cluster"},
+    {"zk-auth-file", O_ZK_AUTH_FILE, true, "ZooKeeper credentials (user:password) of a cluster "
+                                           "secured with digest ACLs"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
+    {"stats-interval-ms", O_STATS_INTERVAL, true, "how often the nodes' statistics are sampled "
+                                                  "for the dashboard and /metrics, 200..60000 "
+                                                  "(default 2000)"},
+    {"backup-lag-warn-ms", O_LAG_WARN, true, "a backup further behind than this is a warning "
+                                             "(default 5000)"},
+    {"migration-stuck-ms", O_STUCK, true, "pending migrations without progress this long are a "
+                                          "warning (default 120000)"},
     {"config", O_CONFIG, true, "JSON configuration file (flags override it)"},
     {"help", O_HELP, false, "show this help"},
     {"version", O_VERSION, false, "show the version"},
@@ -184,6 +223,29 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
         if (bc_parse_int(val, 1, BC_MIG_PRECOPY_AHEAD_MAX, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1..%u, got \"%.40s\"", name, BC_MIG_PRECOPY_AHEAD_MAX, val);
         cfg->precopy_ahead = (uint32_t)v;
         return BC_OK;
+    case O_AUTH_TOKEN_FILE:
+        if (val[0] == '\0' || strlen(val) >= sizeof(cfg->auth_token_file)) return cfg_fail(err, len, "--%s: expected a file name", name);
+        snprintf(cfg->auth_token_file, sizeof(cfg->auth_token_file), "%s", val);
+        return BC_OK;
+    case O_INSECURE_NO_AUTH:
+        cfg->insecure_no_auth = true;
+        return BC_OK;
+    case O_ZK_AUTH_FILE:
+        if (val[0] == '\0' || strlen(val) >= sizeof(cfg->zk_auth_file)) return cfg_fail(err, len, "--%s: expected a file name", name);
+        snprintf(cfg->zk_auth_file, sizeof(cfg->zk_auth_file), "%s", val);
+        return BC_OK;
+    case O_STATS_INTERVAL:
+        if (bc_parse_int(val, 200, 60000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 200..60000 ms, got \"%.40s\"", name, val);
+        cfg->stats_interval_ms = (uint32_t)v;
+        return BC_OK;
+    case O_LAG_WARN:
+        if (bc_parse_int(val, 1, 86400000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1..86400000 ms, got \"%.40s\"", name, val);
+        cfg->backup_lag_warn_ms = (uint32_t)v;
+        return BC_OK;
+    case O_STUCK:
+        if (bc_parse_int(val, 1000, 86400000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 1000..86400000 ms, got \"%.40s\"", name, val);
+        cfg->migration_stuck_ms = (uint32_t)v;
+        return BC_OK;
     case O_LOG: {
         int lvl = bc_log_level_parse(val);
         if (lvl < 0) return cfg_fail(err, len, "--%s: expected error|warn|info|debug|trace, got \"%.40s\"", name, val);
@@ -243,5 +305,8 @@ bc_console_cfg_parse_args(bc_console_cfg_t *cfg, int argc, char *const argv[],
     }
     if (cfg->zk_hosts[0] == '\0') return cfg_fail(err, err_len, "--zk is required (ZooKeeper hosts)");
     if (!bc_cluster_name_valid(cfg->cluster)) return cfg_fail(err, err_len, "--cluster is required (a valid cluster name)");
+    if (cfg->insecure_no_auth && cfg->auth_token_file[0] != '\0') {
+        return cfg_fail(err, err_len, "--insecure-no-auth and --auth-token-file contradict each other: give one");
+    }
     return BC_OK;
 }

@@ -7,8 +7,11 @@
  *
  *   {
  *     "zookeeper": {"hosts": "127.0.0.1:2181", "cluster": "main",
- *                   "session_timeout_ms": 4000},
- *     "admin":     {"listen": "127.0.0.1", "port": 11290, "advertise": "10.0.0.5"},
+ *                   "session_timeout_ms": 4000, "auth_file": "/etc/bucketcache/zk-auth"},
+ *     "admin":     {"listen": "127.0.0.1", "port": 11290, "advertise": "10.0.0.5",
+ *                   "auth_token_file": "/etc/bucketcache/admin-token",
+ *                   "insecure_no_auth": false, "max_connections": 2048,
+ *                   "max_connections_per_ip": 256},
  *     "orphan_grace_ms": -1,
  *     "migrations": {"parallel": 4, "timeout_ms": 30000, "precopy": true,
  *                   "precopy_ahead": 4},
@@ -42,7 +45,16 @@ typedef struct bc_console_cfg {
     uint32_t migration_timeout_ms; /* 100..3600000 */
     bool migrations_precopy;       /* precopy buckets before their read-only copy */
     uint32_t precopy_ahead;        /* 1..8: buckets precopied ahead per copy slot */
+    uint32_t stats_interval_ms;    /* 200..60000: the nodes' statistics sampled (observe.h) */
+    uint32_t backup_lag_warn_ms;   /* a backup further behind is a warning */
+    uint32_t migration_stuck_ms;   /* pending moves without progress this long: a warning */
     int log_level;
+    /* -- security (docs/security.md) -- */
+    char auth_token_file[1024];    /* --auth-token-file: the admin token; "" = none */
+    bool insecure_no_auth;         /* --insecure-no-auth: API beyond loopback, no token */
+    char zk_auth_file[1024];       /* --zk-auth-file: "user:password"; "" = none */
+    uint32_t max_conns;            /* API connections; 2048 */
+    uint32_t max_conns_per_ip;     /* API connections per peer address; 256 */
 } bc_console_cfg_t;
 
 typedef enum bc_console_action {

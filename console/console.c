@@ -99,7 +99,7 @@ struct bc_console {
      * ({0, 0}: none) -- reconcile's input as it is -- and when its report
      * came (monotonic ms).  The sweep after each round forgets what aged
      * out.  LOCKING RULE: op_mu. */
-    bc_mig_precopy_t *precopied;
+    bc_reconcile_precopy_t *precopied;
     int64_t *precopied_ms;
 };
 
@@ -274,7 +274,7 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
         if (st != BC_OK) return st;
     }
     for (size_t i = 0; i < out->nmig; i++) {
-        const bc_mig_update_t *u = &out->mig[i];
+        const bc_reconcile_mig_update_t *u = &out->mig[i];
         char suffix[40];
         snprintf(suffix, sizeof(suffix), "/migrations/%u", u->bucket);
         bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
@@ -290,18 +290,18 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
         if (st != BC_OK) return st;
     }
     for (size_t i = 0; i < out->ndepartures; i++) {
-        const bc_departure_update_t *u = &out->departures[i];
+        const bc_reconcile_departure_update_t *u = &out->departures[i];
         char suffix[32];
         snprintf(suffix, sizeof(suffix), "/groups/%u", u->gid);
         bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
-        char *json = bc_departure_encode(&u->record);
+        char *json = bc_view_departure_encode(&u->record);
         if (json == NULL) return BC_ENOMEM;
         bufs[(*nbufs)++] = json;
         st = bc_zk_txn_set(txn, paths[np++], json, strlen(json), u->version);
         if (st != BC_OK) return st;
     }
     for (size_t i = 0; i < out->nprimaries; i++) {
-        const bc_primary_update_t *p = &out->primaries[i];
+        const bc_reconcile_primary_update_t *p = &out->primaries[i];
         char suffix[48];
         snprintf(suffix, sizeof(suffix), "/groups/%u/primary", p->gid);
         bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
@@ -309,7 +309,7 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
             if (p->version >= 0) st = bc_zk_txn_delete(txn, paths[np++], p->version);
             continue;
         }
-        char *json = bc_primary_info_encode(&p->info);
+        char *json = bc_cluster_primary_info_encode(&p->info);
         if (json == NULL) return BC_ENOMEM;
         bufs[(*nbufs)++] = json;
         st = p->version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
@@ -317,6 +317,27 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
         if (st != BC_OK) return st;
     }
     return st;
+}
+
+const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS] = {
+    10, 20, 50, 100, 200, 500, 1000, 5000,
+};
+
+/* Adds the stalls of the moves this round cut over (the newest entries of
+ * the run's stall ring) to the cumulative histogram.  cs->mu held. */
+static void
+console_count_stalls(bc_console_t *cs, const bc_reconcile_output_t *out)
+{
+    if (out->control == NULL) return;
+    const bc_mig_control_t *c = out->control;
+    for (uint32_t k = 0; k < out->mig_cutovers && k < c->nstalls; k++) {
+        uint32_t ms = c->stalls[(c->stall_next + BC_MIG_STALL_SAMPLES - 1 - k) %
+                                BC_MIG_STALL_SAMPLES];
+        size_t i = 0;
+        while (i < BC_CONSOLE_STALL_NBOUNDS && ms > bc_console_stall_bounds_ms[i]) i++;
+        cs->stats.stall_hist[i]++;
+        cs->stats.stall_sum_ms += ms;
+    }
 }
 
 /* Commits a reconcile result in one fenced transaction. */
@@ -342,6 +363,7 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
         if (out->rebalanced) cs->stats.rebalances++;
         cs->stats.mig_started += out->mig_started;
         cs->stats.mig_cutovers += out->mig_cutovers;
+        console_count_stalls(cs, out);
         cs->stats.mig_aborted += out->mig_aborted;
         cs->stats.mig_rejected += out->mig_rejected;
     } else if (st == BC_ESTALE || st == BC_EEXISTS || st == BC_ENOTFOUND) {
@@ -408,7 +430,7 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
         }
     }
     for (size_t i = 0; i < out->ncopying; i++) {
-        const bc_mig_copying_t *cp = &out->copying[i];
+        const bc_reconcile_copying_t *cp = &out->copying[i];
         if (bc_mig_pool_active(cs->pool, cp->bucket, cp->epoch)) continue;
         if (!console_job(view, cp->bucket, cp->epoch, cp->from, cp->to, &job)) continue;
         if (bc_mig_pool_submit(cs->pool, &job)) {
@@ -418,7 +440,7 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
         }
     }
     for (size_t i = 0; i < out->nprecopy_wanted; i++) {
-        const bc_mig_precopy_want_t *w = &out->precopy_wanted[i];
+        const bc_reconcile_precopy_want_t *w = &out->precopy_wanted[i];
         if (!console_job(view, w->bucket, 0, w->from, w->to, &job)) continue;
         if (bc_mig_pool_precopy(cs->pool, &job)) {
             log_debug("console: precopying bucket %u from group %u (%s) to group %u (%s)",
@@ -450,7 +472,7 @@ console_precopy_take(bc_console_t *cs)
             log_warn("console: precopy of bucket %u to group %u failed (%s); its copy will be a "
                      "full one", r->bucket, r->to, r->error);
         }
-        cs->precopied[r->bucket] = (bc_mig_precopy_t){r->from, r->to};
+        cs->precopied[r->bucket] = (bc_reconcile_precopy_t){r->from, r->to};
         cs->precopied_ms[r->bucket] = now;
     }
     if (n > 0) {
@@ -474,7 +496,7 @@ console_precopy_sweep(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outp
     int64_t now = bc_time_mono_ms();
     uint32_t ready = 0;
     for (uint32_t b = 0; b < cs->nbuckets; b++) {
-        bc_mig_precopy_t *p = &cs->precopied[b];
+        bc_reconcile_precopy_t *p = &cs->precopied[b];
         if (cs->precopied_ms[b] != 0) {
             bool planned = out->m.owner[b] == p->from && out->d.owner[b] == p->to;
             if (planned && now - cs->precopied_ms[b] < CONSOLE_PRECOPY_READY_MS) {
@@ -485,7 +507,7 @@ console_precopy_sweep(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outp
             if (dst != NULL) bc_mig_pool_cancel(cs->pool, b, 0, dst);
             cs->precopied_ms[b] = 0;
         }
-        *p = (bc_mig_precopy_t){0, 0};
+        *p = (bc_reconcile_precopy_t){0, 0};
     }
     return ready;
 }
@@ -543,7 +565,7 @@ console_cache_apply(bc_console_t *cs, const bc_reconcile_output_t *out)
         m->control.version = version;
     }
     for (size_t i = 0; i < out->nmig; i++) {
-        const bc_mig_update_t *u = &out->mig[i];
+        const bc_reconcile_mig_update_t *u = &out->mig[i];
         if (u->remove) {
             if (m->rec[u->bucket] != NULL) {
                 free(m->rec[u->bucket]);
@@ -800,7 +822,8 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
     cs->parallel = config->migrations_parallel > BC_MIG_MAX_PARALLEL ? BC_MIG_MAX_PARALLEL
                                                                       : config->migrations_parallel;
     cs->stats.migrations_parallel = cs->parallel;
-    cs->precopy_ahead = config->precopy_ahead;   /* bc_mig_precopy_window defaults and caps it */
+    /* bc_mig_pool_precopy_window defaults and caps it */
+    cs->precopy_ahead = config->precopy_ahead;
     pthread_mutex_init(&cs->mu, NULL);
     pthread_mutex_init(&cs->op_mu, NULL);
     bc_time_cond_init(&cs->cv);
@@ -844,7 +867,7 @@ bc_console_start(const bc_console_config_t *config, bc_console_t **out)
         }
         st = bc_mig_pool_start(cs->parallel,
                                config->precopy
-                                   ? bc_mig_precopy_window(cs->parallel, cs->precopy_ahead)
+                                   ? bc_mig_pool_precopy_window(cs->parallel, cs->precopy_ahead)
                                    : 0,
                                timeout,
                                console_pool_notify, cs, &cs->pool);

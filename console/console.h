@@ -58,6 +58,10 @@
 
 typedef struct bc_console bc_console_t;
 
+#define BC_CONSOLE_STALL_NBOUNDS 8
+/* Upper bounds (ms) of the stall histogram's buckets. */
+extern const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS];
+
 typedef struct bc_console_config {
     const char *zk_hosts;          /* copied */
     const char *cluster;           /* copied */
@@ -99,6 +103,11 @@ typedef struct bc_console_stats {
     uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;
     char election_node[40];        /* our election znode name, "" before joining */
+    /* Read-only stalls of the moves this process cut over, cumulative (a
+     * Prometheus histogram never goes down): stall_hist[i] counts those up
+     * to bc_console_stall_bounds_ms[i], the last slot those above. */
+    uint64_t stall_hist[BC_CONSOLE_STALL_NBOUNDS + 1];
+    uint64_t stall_sum_ms;
 } bc_console_stats_t;
 
 /*

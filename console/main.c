@@ -1,25 +1,45 @@
 /*
- * main.c -- bucketcache-console: parse the configuration, start the
- * coordinator and its HTTP API, run until SIGTERM/SIGINT, then leave the
- * election cleanly so a standby takes over at once.
+ * main.c -- bucketcache-console: parse the configuration, read the
+ * credentials, start the coordinator and its HTTP API, run until
+ * SIGTERM/SIGINT, then leave the election cleanly so a standby takes over
+ * at once.  SIGHUP re-reads the admin token file (docs/security.md).
+ *
+ * Signals are blocked in every thread (the mask is set before any thread
+ * exists) and taken with sigwait() by the main thread only.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "bc_auth.h"
+#include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_zk.h"
 #include "config.h"
 #include "console.h"
+#include "observe.h"
 
-static volatile sig_atomic_t stop_requested;
-
+/*
+ * Room for every API connection (2048 by default) and the console's own
+ * sockets: raises the soft RLIMIT_NOFILE up to the hard limit.
+ */
 static void
-on_signal(int sig)
+raise_fd_limit(rlim_t need)
 {
-    (void)sig;
-    stop_requested = 1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+        log_warn("the open-file limit is %llu, below the %llu the API's connections may need "
+                 "(raise it with ulimit -n or LimitNOFILE=)", (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)need);
+    }
 }
 
 int
@@ -28,6 +48,7 @@ main(int argc, char **argv)
     bc_console_cfg_t cfg;
     bc_console_action_t action;
     char err[BC_ERRBUF_LEN] = "";
+    bc_auth_t *auth = NULL;
 
     bc_log_set_component("console");
     if (bc_console_cfg_parse_args(&cfg, argc, argv, &action, err, sizeof(err)) != BC_OK) {
@@ -44,21 +65,61 @@ main(int argc, char **argv)
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* ---- credentials (docs/security.md) ---- */
+    if (cfg.auth_token_file[0] != '\0') {
+        if (bc_auth_open(cfg.auth_token_file, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-console: --auth-token-file: %s\n", err);
+            return 2;
+        }
+        /* Presented to the nodes' admin ports (migrations, bucket sizes). */
+        bc_http_client_set_auth(auth);
+    }
+    if (cfg.zk_auth_file[0] != '\0') {
+        bc_zk_auth_t za;
+        if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-console: --zk-auth-file: %s\n", err);
+            bc_auth_free(auth);
+            return 2;
+        }
+        bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
+                                    "credentials; docs/security.md)");
+        bc_zk_auth_clear(&za);
+    } else {
+        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials with --zk-auth-file (docs/security.md)");
+    }
+
+    /* Before any thread exists, so every thread inherits the mask. */
+    sigset_t waitset;
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGTERM);
+    sigaddset(&waitset, SIGINT);
+    sigaddset(&waitset, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &waitset, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit((rlim_t)cfg.max_conns + 256);
 
     bc_console_api_t *api = NULL;
     bc_console_t *console = NULL;
     /* Bind the API first so its real port can be advertised in the election. */
-    bc_status_t st = bc_console_api_create(cfg.admin_listen, cfg.admin_port, NULL, &api);
+    bc_console_api_access_t access = {
+        .auth = auth, .insecure_no_auth = cfg.insecure_no_auth,
+        .max_conns = cfg.max_conns, .max_conns_per_ip = cfg.max_conns_per_ip,
+    };
+    bc_status_t st = bc_console_api_create_secure(cfg.admin_listen, cfg.admin_port, NULL, &access,
+                                                  &api);
     if (st != BC_OK) {
-        fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
-                cfg.admin_port, bc_status_str(st));
-        return 1;
+        if (st == BC_ECONFIG) {
+            fprintf(stderr, "bucketcache-console: refusing to serve the API on %s beyond "
+                            "loopback without --auth-token-file (or --insecure-no-auth)\n",
+                    cfg.admin_listen);
+        } else {
+            fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
+                    cfg.admin_port, bc_status_str(st));
+        }
+        bc_http_client_set_auth(NULL);
+        bc_auth_free(auth);
+        return st == BC_ECONFIG ? 2 : 1;
     }
     const char *host = cfg.advertise[0] ? cfg.advertise
                      : strcmp(cfg.admin_listen, "0.0.0.0") == 0 || strcmp(cfg.admin_listen, "::") == 0
@@ -78,24 +139,57 @@ main(int argc, char **argv)
     };
     st = bc_console_start(&ccfg, &console);
     if (st != BC_OK) {
-        fprintf(stderr, "bucketcache-console: cannot start: %s (see the log above)\n", bc_status_str(st));
+        fprintf(stderr, "bucketcache-console: cannot start: %s (see the log above)\n",
+                st == BC_EACCES ? "ZooKeeper refused access (NOAUTH): check --zk-auth-file"
+                                : bc_status_str(st));
         bc_console_api_destroy(api);
+        bc_http_client_set_auth(NULL);
+        bc_auth_free(auth);
         return 1;
     }
     bc_console_api_attach(api, console);
+    bc_observe_config_t ocfg = {
+        .interval_ms = cfg.stats_interval_ms, .history_s = 300,
+        .backup_lag_warn_ms = cfg.backup_lag_warn_ms,
+        .migration_stuck_ms = cfg.migration_stuck_ms,
+    };
+    bc_observe_t *observe = NULL;
+    if (bc_observe_start(console, &ocfg, &observe) != BC_OK) {
+        log_warn("console: cannot start the statistics sampler (out of memory); the dashboard "
+                 "shows no figures");
+    }
+    bc_console_api_set_observe(api, observe);
     if (bc_console_api_start(api) != BC_OK) {
+        bc_observe_stop(observe);
         bc_console_stop(console);
         bc_console_api_destroy(api);
+        bc_http_client_set_auth(NULL);
+        bc_auth_free(auth);
         return 1;
     }
     log_info("console: cluster \"%s\" (%u buckets) via ZooKeeper %s; API on http://%s/",
              cfg.cluster, bc_console_nbuckets(console), cfg.zk_hosts, admin_addr);
 
-    while (!stop_requested) pause();
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&waitset, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        if (auth == NULL) {
+            log_info("console: SIGHUP: nothing to reload (no --auth-token-file)");
+        } else if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
+            log_info("console: SIGHUP: admin token file %s re-read", bc_auth_source(auth));
+        } else {
+            log_error("console: SIGHUP: cannot re-read the admin token file, the tokens in "
+                      "force stay: %s", err);
+        }
+    }
 
     log_info("console: shutting down");
     bc_console_api_destroy(api);
+    bc_observe_stop(observe);
     bc_console_stop(console);
+    bc_http_client_set_auth(NULL);
+    bc_auth_free(auth);
     log_info("console: stopped");
     return 0;
 }

@@ -62,7 +62,7 @@
  *   done, then reports to the loop: migrate_pool.h has the requests.  The
  *   destination pulls the bucket from the source (node/migrate/migrate.h), which
  *   exports it only once fenced at E.  Reconcile asks for a few buckets
- *   precopied ahead of their copy (bc_mig_precopy_window), so the final
+ *   precopied ahead of their copy (bc_mig_pool_precopy_window), so the final
  *   copy, which holds b read-only, moves only the keys changed since.
  *
  * BEHAVIOR (why it never loses an acknowledged write, never leaves two

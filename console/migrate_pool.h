@@ -80,7 +80,7 @@
 /* Buckets precopied ahead for `parallel` copy slots at `ahead` per slot
  * (0: BC_MIG_PRECOPY_AHEAD): the look-ahead and the precopy workers. */
 static inline uint32_t
-bc_mig_precopy_window(uint32_t parallel, uint32_t ahead)
+bc_mig_pool_precopy_window(uint32_t parallel, uint32_t ahead)
 {
     if (ahead == 0) ahead = BC_MIG_PRECOPY_AHEAD;
     if (ahead > BC_MIG_PRECOPY_AHEAD_MAX) ahead = BC_MIG_PRECOPY_AHEAD_MAX;

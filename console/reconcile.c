@@ -56,7 +56,7 @@ group_live(const bc_view_group_t *g)
 }
 
 /* The node that should be primary of a live group. */
-static const bc_node_info_t *
+static const bc_cluster_node_info_t *
 reconcile_pick_primary(const bc_view_group_t *g)
 {
     if (g->has_primary) {
@@ -64,9 +64,9 @@ reconcile_pick_primary(const bc_view_group_t *g)
             if (strcmp(g->nodes[i].name, g->primary.node) == 0) return &g->nodes[i];
         }
     }
-    const bc_node_info_t *best = NULL;
+    const bc_cluster_node_info_t *best = NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
-        const bc_node_info_t *n = &g->nodes[i];
+        const bc_cluster_node_info_t *n = &g->nodes[i];
         if (best == NULL || n->offset > best->offset ||
             (n->offset == best->offset && strcmp(n->name, best->name) < 0)) {
             best = n;
@@ -102,10 +102,10 @@ reconcile_table_gids(const bc_view_t *v, uint32_t *ids)
     return n;
 }
 
-static bc_departure_update_t *
+static bc_reconcile_departure_update_t *
 departure_slot(bc_reconcile_output_t *out, const bc_view_group_t *g)
 {
-    bc_departure_update_t *u = &out->departures[out->ndepartures++];
+    bc_reconcile_departure_update_t *u = &out->departures[out->ndepartures++];
     memset(u, 0, sizeof(*u));
     u->gid = g->gid;
     u->version = g->group_version;
@@ -145,7 +145,7 @@ move_primary_changes(const bc_reconcile_output_t *out, uint32_t gid)
 }
 
 /* The group's live primary node with an admin port, or NULL. */
-static const bc_node_info_t *
+static const bc_cluster_node_info_t *
 move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
 {
     bc_view_group_t *g = bc_view_group(v, gid);
@@ -158,10 +158,10 @@ move_primary(bc_view_t *v, const bc_reconcile_output_t *out, uint32_t gid)
     return NULL;
 }
 
-static bc_mig_update_t *
+static bc_reconcile_mig_update_t *
 move_put(move_round_t *r, uint32_t bucket, int32_t version, bool remove, const bc_mig_record_t *rec)
 {
-    bc_mig_update_t *u = &r->out->mig[r->out->nmig++];
+    bc_reconcile_mig_update_t *u = &r->out->mig[r->out->nmig++];
     memset(u, 0, sizeof(*u));
     u->bucket = bucket;
     u->version = version;
@@ -182,8 +182,8 @@ move_check(move_round_t *r, const bc_mig_record_t *rec)
     if (out->c.owner[b] != rec->from || !out->c.readonly[b]) {
         return "c no longer has it read-only at the source";
     }
-    const bc_node_info_t *src = move_primary(r->v, out, rec->from);
-    const bc_node_info_t *dst = move_primary(r->v, out, rec->to);
+    const bc_cluster_node_info_t *src = move_primary(r->v, out, rec->from);
+    const bc_cluster_node_info_t *dst = move_primary(r->v, out, rec->to);
     if (src == NULL || strcmp(src->name, rec->from_node) != 0) {
         return "the source primary changed or is down";
     }
@@ -216,7 +216,7 @@ move_abort(move_round_t *r, const bc_mig_record_t *rec, const char *why)
     out->control->failures++;
     out->control_changed = true;
     out->mig_aborted++;
-    bc_mig_copying_t *a = &out->aborts[out->naborts++];
+    bc_reconcile_copying_t *a = &out->aborts[out->naborts++];
     a->bucket = b;
     a->epoch = rec->epoch;
     a->from = rec->from;
@@ -356,13 +356,13 @@ reconcile_migrations(move_round_t *r)
     }
 
     /* 4. Start copies.  With precopy, look ahead past the copy slots for
-     * the buckets to precopy next: up to bc_mig_precopy_window() not
+     * the buckets to precopy next: up to bc_mig_pool_precopy_window() not
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
     bool paused = out->control->paused;
     size_t lookahead =
-        in->precopy != NULL ? bc_mig_precopy_window(in->parallel, in->precopy_ahead) : 0;
+        in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
@@ -373,8 +373,8 @@ reconcile_migrations(move_round_t *r)
         }
         const bc_mig_record_t *rec = migs->rec[b];
         if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
-        const bc_node_info_t *src = move_primary(r->v, out, from);
-        const bc_node_info_t *dst = move_primary(r->v, out, to);
+        const bc_cluster_node_info_t *src = move_primary(r->v, out, from);
+        const bc_cluster_node_info_t *dst = move_primary(r->v, out, to);
         if (src == NULL || dst == NULL) continue;
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
@@ -386,7 +386,7 @@ reconcile_migrations(move_round_t *r)
                  * its elapsed time (and so its rate) counts every copy. */
                 move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
-                    (bc_mig_precopy_want_t){.bucket = b, .from = from, .to = to};
+                    (bc_reconcile_precopy_want_t){.bucket = b, .from = from, .to = to};
             }
             continue;
         }
@@ -488,7 +488,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         out->copying = calloc((size_t)n + 1, sizeof(*out->copying));
         if (in->precopy != NULL) {
             out->precopy_wanted =
-                calloc(bc_mig_precopy_window(in->parallel, in->precopy_ahead) + 1,
+                calloc(bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) + 1,
                        sizeof(*out->precopy_wanted));
         }
         if (!out->control || !out->mig || !out->aborts || !out->copying ||
@@ -522,7 +522,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g)) {
             if (g->has_primary || g->primary_version >= 0) {
-                bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+                bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
                 p->gid = g->gid;
                 p->version = g->primary_version;
                 p->remove = true;
@@ -531,9 +531,9 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             }
             continue;
         }
-        const bc_node_info_t *best = reconcile_pick_primary(g);
+        const bc_cluster_node_info_t *best = reconcile_pick_primary(g);
         if (g->has_primary && strcmp(best->name, g->primary.node) == 0) continue;
-        bc_primary_update_t *p = &out->primaries[out->nprimaries++];
+        bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
         p->gid = g->gid;
         p->version = g->primary_version;
         snprintf(p->info.node, sizeof(p->info.node), "%s", best->name);
@@ -552,7 +552,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         if (group_live(g)) continue;
         uint32_t held = 0;
         if (g != NULL && !g->departure.present) {
-            bc_departure_update_t *u = departure_slot(out, g);
+            bc_reconcile_departure_update_t *u = departure_slot(out, g);
             u->record.present = true;
             u->record.departed_at_ms = in->now_ms;
             u->record.buckets = calloc(n, sizeof(uint32_t));
@@ -619,7 +619,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             summary_add(out, "group %u back, but its buckets moved meanwhile: joins as a new group",
                         g->gid);
         }
-        bc_departure_update_t *u = departure_slot(out, g);
+        bc_reconcile_departure_update_t *u = departure_slot(out, g);
         u->record.present = false;
     }
 
@@ -705,7 +705,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
             for (size_t i = 0; i < r.nstarted; i++) out->mig[r.started[i]].record.epoch = e + 1;
             for (uint32_t b = 0; b < n; b++) {
                 if (!r.final[b]) continue;
-                bc_mig_copying_t *cp = &out->copying[out->ncopying++];
+                bc_reconcile_copying_t *cp = &out->copying[out->ncopying++];
                 cp->bucket = b;
                 cp->epoch = r.final_epoch[b] ? r.final_epoch[b] : e + 1;
                 cp->from = out->m.owner[b];
@@ -749,7 +749,9 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     bc_table_free(&out->c);
     bc_table_free(&out->m);
     bc_table_free(&out->d);
-    for (size_t i = 0; i < out->ndepartures; i++) bc_departure_free(&out->departures[i].record);
+    for (size_t i = 0; i < out->ndepartures; i++) {
+        bc_view_departure_free(&out->departures[i].record);
+    }
     free(out->departures);
     free(out->primaries);
     free(out->mig);

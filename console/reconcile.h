@@ -64,7 +64,7 @@
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
  *        are listed in precopy_wanted, in bucket order, within a look-ahead
- *        of bc_mig_precopy_window(parallel, precopy_ahead) buckets not
+ *        of bc_mig_pool_precopy_window(parallel, precopy_ahead) buckets not
  *        started (precopied ones waiting for a slot count too): a precopy
  *        holds memory at its destination and a change tracker at its
  *        source, so only the next few are asked for;
@@ -91,15 +91,15 @@ typedef enum bc_reconcile_pause {
 
 /* A bucket precopied for the move from `from` to `to`; 0/0: not (or no
  * longer) ready. */
-typedef struct bc_mig_precopy {
+typedef struct bc_reconcile_precopy {
     uint32_t from, to;
-} bc_mig_precopy_t;
+} bc_reconcile_precopy_t;
 
 /* A bucket whose copy waits for a precopy: the console asks for it. */
-typedef struct bc_mig_precopy_want {
+typedef struct bc_reconcile_precopy_want {
     uint32_t bucket;
     uint32_t from, to;
-} bc_mig_precopy_want_t;
+} bc_reconcile_precopy_want_t;
 
 typedef struct bc_reconcile_input {
     bc_view_t *view;               /* borrowed */
@@ -116,60 +116,60 @@ typedef struct bc_reconcile_input {
     bc_reconcile_pause_t pause;    /* pause or resume migrations */
     /* Precopy (borrowed; view->nbuckets entries): what each bucket is
      * precopied for.  NULL: precopy off, copies start as before. */
-    const bc_mig_precopy_t *precopy;
+    const bc_reconcile_precopy_t *precopy;
     uint32_t precopy_ahead;        /* per copy slot, 1..BC_MIG_PRECOPY_AHEAD_MAX (0: the
                                     * default, BC_MIG_PRECOPY_AHEAD) */
 } bc_reconcile_input_t;
 
-typedef struct bc_departure_update {
+typedef struct bc_reconcile_departure_update {
     uint32_t gid;
     int32_t version;               /* groups/<gid> version to check */
-    bc_departure_t record;         /* present = false clears it */
-} bc_departure_update_t;
+    bc_view_departure_t record;    /* present = false clears it */
+} bc_reconcile_departure_update_t;
 
-typedef struct bc_primary_update {
+typedef struct bc_reconcile_primary_update {
     uint32_t gid;
     int32_t version;               /* -1: create */
     bool remove;
-    bc_primary_info_t info;
-} bc_primary_update_t;
+    bc_cluster_primary_info_t info;
+} bc_reconcile_primary_update_t;
 
-typedef struct bc_mig_update {
+typedef struct bc_reconcile_mig_update {
     uint32_t bucket;
     int32_t version;               /* znode version to check; -1: create */
     bool remove;
     bc_mig_record_t record;        /* the new record (unless remove) */
-} bc_mig_update_t;
+} bc_reconcile_mig_update_t;
 
 /* A bucket copying after this round (the console keeps a copy job on it). */
-typedef struct bc_mig_copying {
+typedef struct bc_reconcile_copying {
     uint32_t bucket;
     uint64_t epoch;
     uint32_t from, to;
-} bc_mig_copying_t;
+} bc_reconcile_copying_t;
 
 typedef struct bc_reconcile_output {
     bool changed;                  /* anything to write at all */
     bool tables_changed;
     bc_table_t c, m, d;            /* the new tables (always initialised) */
     size_t ndepartures;
-    bc_departure_update_t *departures;
+    bc_reconcile_departure_update_t *departures;
     size_t nprimaries;
-    bc_primary_update_t *primaries;
+    bc_reconcile_primary_update_t *primaries;
     bool rebalanced;
     uint32_t pending_moves;        /* buckets with data to migrate (m != d, m != 0) */
     /* Migrations (all empty when the input had no migration set). */
     size_t nmig;
-    bc_mig_update_t *mig;          /* record writes, in transaction order */
+    bc_reconcile_mig_update_t *mig; /* record writes, in transaction order */
     bool control_changed;
     bc_mig_control_t *control;     /* the migrations znode's new data (malloc'd) */
     size_t naborts;
-    bc_mig_copying_t *aborts;      /* copies called off: tell their destination */
+    bc_reconcile_copying_t *aborts; /* copies called off: tell their destination */
     size_t ncopying;
-    bc_mig_copying_t *copying;     /* every bucket copying after this round */
+    bc_reconcile_copying_t *copying; /* every bucket copying after this round */
     /* Precopies to ask for, in bucket order (none without precopy input). */
     size_t nprecopy_wanted;
-    bc_mig_precopy_want_t *precopy_wanted;
+    bc_reconcile_precopy_want_t *precopy_wanted;
     size_t nreports_used;          /* reports[0..n) were decided; requeue the rest */
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
     bool mig_more;                 /* work left that did not fit in one transaction */

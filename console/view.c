@@ -25,14 +25,14 @@
 #include "bc_log.h"
 
 void
-bc_departure_free(bc_departure_t *dep)
+bc_view_departure_free(bc_view_departure_t *dep)
 {
     free(dep->buckets);
     memset(dep, 0, sizeof(*dep));
 }
 
 char *
-bc_departure_encode(const bc_departure_t *dep)
+bc_view_departure_encode(const bc_view_departure_t *dep)
 {
     if (!dep->present) return strdup("{}");
     size_t cap = 64 + (size_t)dep->nbuckets * 7;
@@ -48,7 +48,7 @@ bc_departure_encode(const bc_departure_t *dep)
 }
 
 bc_status_t
-bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departure_t *out)
+bc_view_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_view_departure_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (len == 0) return BC_OK;
@@ -80,7 +80,7 @@ bc_departure_decode(const char *json, size_t len, uint32_t nbuckets, bc_departur
     cJSON_ArrayForEach(v, buckets) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= nbuckets ||
             v->valuedouble != floor(v->valuedouble)) {
-            bc_departure_free(out);
+            bc_view_departure_free(out);
             cJSON_Delete(root);
             return BC_EINVAL;
         }
@@ -95,7 +95,7 @@ static void
 view_group_free(bc_view_group_t *g)
 {
     free(g->nodes);
-    bc_departure_free(&g->departure);
+    bc_view_departure_free(&g->departure);
 }
 
 void
@@ -151,7 +151,7 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->group_version);
     if (st != BC_OK) return st;
-    if (bc_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
+    if (bc_view_departure_decode(data ? data : "", len, nbuckets, &g->departure) != BC_OK) {
         log_warn("console: ignoring malformed departure record of group %u", g->gid);
     }
     free(data);
@@ -176,10 +176,10 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
         char npath[BC_CLUSTER_PATH_MAX + 64];
         snprintf(npath, sizeof(npath), "%s/%s", path, names.names[i]);
         if (bc_zk_get(zk, npath, NULL, NULL, &data, &len, NULL) != BC_OK) continue; /* just left */
-        bc_node_info_t *n = &g->nodes[g->nnodes];
+        bc_cluster_node_info_t *n = &g->nodes[g->nnodes];
         memset(n, 0, sizeof(*n));
         snprintf(n->name, sizeof(n->name), "%.31s", names.names[i]);
-        if (bc_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_node_info_decode(data ? data : "", len, n, err, sizeof(err)) == BC_OK) {
             g->nnodes++;
         } else {
             log_warn("console: ignoring node %s of group %u: %s", names.names[i], g->gid, err);
@@ -194,7 +194,8 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     bc_cluster_path(path, sizeof(path), cluster, suffix);
     st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->primary_version);
     if (st == BC_OK) {
-        if (bc_primary_info_decode(data ? data : "", len, &g->primary, err, sizeof(err)) == BC_OK) {
+        if (bc_cluster_primary_info_decode(data ? data : "", len, &g->primary, err,
+                                           sizeof(err)) == BC_OK) {
             g->has_primary = true;
         } else {
             log_warn("console: group %u has a malformed primary record: %s", g->gid, err);
@@ -270,10 +271,11 @@ fail:
 
 /* The offset a node reports on GET /v1/repl; 0 when it cannot tell. */
 static uint64_t
-view_node_offset(const bc_node_info_t *n, int timeout_ms)
+view_node_offset(const bc_cluster_node_info_t *n, int timeout_ms)
 {
-    bc_repl_status_t r;
-    if (n->admin_addr[0] == '\0' || bc_repl_status_fetch(n->admin_addr, timeout_ms, &r) != BC_OK) {
+    bc_cluster_repl_status_t r;
+    if (n->admin_addr[0] == '\0' || bc_cluster_repl_status_fetch(n->admin_addr, timeout_ms,
+                                                                 &r) != BC_OK) {
         return 0;
     }
     return r.synced ? r.offset : 0;

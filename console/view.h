@@ -21,21 +21,21 @@
 #include "bc_zk.h"
 
 /* Written into groups/<gid> when a group goes down: what it owned, when. */
-typedef struct bc_departure {
+typedef struct bc_view_departure {
     bool present;
     int64_t departed_at_ms;        /* unix ms */
     uint32_t nbuckets;             /* entries in buckets[] */
     uint32_t *buckets;             /* the m entries it owned (malloc'd) */
-} bc_departure_t;
+} bc_view_departure_t;
 
 typedef struct bc_view_group {
     uint32_t gid;
     size_t nnodes;
-    bc_node_info_t *nodes;         /* live registrations, by name */
+    bc_cluster_node_info_t *nodes; /* live registrations, by name */
     bool has_primary;
-    bc_primary_info_t primary;
+    bc_cluster_primary_info_t primary;
     int32_t primary_version;
-    bc_departure_t departure;
+    bc_view_departure_t departure;
     int32_t group_version;         /* version of groups/<gid> */
 } bc_view_group_t;
 
@@ -80,9 +80,9 @@ uint64_t bc_view_group_memory(const bc_view_group_t *g);
 
 /* Departure record codec (exposed for tests).  Encode returns malloc'd
  * JSON or NULL; decode of an empty or "{}" record gives present = false. */
-char *bc_departure_encode(const bc_departure_t *dep);
-bc_status_t bc_departure_decode(const char *json, size_t len, uint32_t nbuckets,
-                                bc_departure_t *out);
-void bc_departure_free(bc_departure_t *dep);
+char *bc_view_departure_encode(const bc_view_departure_t *dep);
+bc_status_t bc_view_departure_decode(const char *json, size_t len, uint32_t nbuckets,
+                                     bc_view_departure_t *out);
+void bc_view_departure_free(bc_view_departure_t *dep);
 
 #endif

@@ -2,7 +2,8 @@
 # The README's "run" command: installs dependencies, builds bucketcache,
 # brings up a local cluster on 127.0.0.1 (ZooKeeper, two consoles, two
 # groups of primary + backup), stores and reads keys on their owners,
-# shows a non-owner forwarding a request, adds a third group and shows the
+# shows a non-owner forwarding a request, reads an image through every node
+# from the demo origin (one origin request), adds a third group and shows the
 # buckets migrating onto it, kills a primary and shows its backup taking
 # over with the data, then tears everything down.
 #
@@ -18,7 +19,11 @@ cmake --build build -j "$(nproc)"
 BASE=${BC_BASE_PORT:-22100}
 export BC_BASE_PORT=$BASE BC_BUCKETS=${BC_BUCKETS:-64}
 ZK="127.0.0.1:$((BASE + 81))"
-CLI=(./build/client/bucketcache --zk "$ZK" --cluster local)
+STATE=${BC_STATE_DIR:-deploy/.local-cluster}
+# The local cluster runs secured (docs/security.md): the CLI presents the
+# generated admin token and ZooKeeper identity from the state folder.
+CLI=(./build/client/bucketcache --zk "$ZK" --cluster local --zk-auth-file "$STATE/zk-auth"
+     --auth-token-file "$STATE/admin-token")
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -34,6 +39,12 @@ done
 
 step "bucketcache status"
 "${CLI[@]}" status
+
+step "secured by default: the admin token and ZooKeeper ACLs (docs/security.md)"
+echo "pausing migrations without the admin token ->"
+curl -s -X POST "http://127.0.0.1:$((BASE + 90))/v1/migrations/pause"; echo
+echo "reading the tables without ZooKeeper credentials ->"
+./build/client/bucketcache --zk "$ZK" --cluster local tables 2>&1 | tail -1 || true
 
 mc() {  # addr payload: send one memcached command stream, print the reply
   local host=${1%:*} port=${1##*:}
@@ -57,6 +68,17 @@ echo "the same on a peer connection, which never forwards ->"
 mc "$other" 'bucketcache_peer demo\r\nget user:1001\r\nquit\r\n'
 printf 'forwarded so far by %s: ' "$other"; mc "$other" 'stats\r\nquit\r\n' | grep forward_requests
 
+step "read-through: an img/ key nobody stored, asked through every node, costs one origin request"
+ORIGIN=127.0.0.1:$((BASE + 80))
+key=img/png/001
+for port in $((BASE + 110)) $((BASE + 112)) $((BASE + 120)) $((BASE + 122)); do
+  printf 'get %s on 127.0.0.1:%s -> ' "$key" "$port"
+  mc "127.0.0.1:$port" "get $key\r\nquit\r\n" | head -c 60 | tr '\r\n' '  '; echo "..."
+done
+printf 'the demo origin counted: '; curl -s "http://$ORIGIN/_stats" | python3 -c 'import json,sys; print({p: n for p, n in json.load(sys.stdin)["paths"].items()})'
+owner=$("${CLI[@]}" locate "$key" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
+printf 'the owner %s: ' "$owner"; mc "$owner" 'stats origin\r\nquit\r\n' | grep -E 'origin_(misses|joined|requests|fills) ' | tr -d '\r' | tr '\n' ' '; echo
+
 step "add a third group: the console plans the move (d) and migrates buckets onto it"
 ./deploy/local-cluster.sh add-group
 for _ in $(seq 150); do  # converged: data where the plan wants it, group 3 owning some
@@ -75,7 +97,7 @@ owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print
 off=$(( ${owner##*:} - BASE - 100 ))
 victim="node-g$((off / 10))-$(( (off % 10) / 2 ))"
 echo "replication on $owner before: $(curl -s "http://127.0.0.1:$(( ${owner##*:} + 1 ))/v1/repl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("role", r["role"], "offset", r["offset"], "backups", [(b["name"], b["acked"]) for b in r["backups"]])')"
-kill -9 "$(cat "${BC_STATE_DIR:-deploy/.local-cluster}/$victim.pid")"
+kill -9 "$(cat "$STATE/$victim.pid")"
 t0=$(date +%s%N)
 for _ in $(seq 150); do
   now=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
@@ -89,6 +111,7 @@ done
 "${CLI[@]}" groups
 echo
 echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
+echo "the dashboard asks for the admin token: it is in $STATE/admin-token"
 if [ -n "${BC_DEMO_KEEP:-}" ]; then
   echo "cluster left running; stop it with: deploy/local-cluster.sh down"
 fi

@@ -3,12 +3,19 @@
 # Safe to run repeatedly: it does nothing when everything is present.
 set -euo pipefail
 
-# libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools: tests only
-# (libmsgpack-dev checks the hand-written frame codec, common/bc_frame.c).
+# libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools,
+# python3-pymemcache: tests only (libmsgpack-dev checks the hand-written
+# frame codec, common/bc_frame.c; pymemcache is a memcached client people use).
+# prometheus (for promtool) and chromium: tests only -- promtool checks
+# /metrics and deploy/prometheus/*.yml, headless chromium loads the
+# console's dashboard.
+# libssl-dev: libcrypto's SHA-256, SHA-1 and CRYPTO_memcmp (admin tokens,
+# ZooKeeper digest identities: docs/security.md).
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
-  libcmocka-dev memcached libmemcached-tools curl
+  libcmocka-dev memcached libmemcached-tools python3-pymemcache curl prometheus chromium
+  libcurl4-openssl-dev libssl-dev
 )
 
 missing=()
@@ -25,4 +32,9 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 # The Debian memcached package starts a system daemon on 11211; the tests
 # start their own memcached on free ports and do not need it.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now memcached >/dev/null 2>&1 || true; fi
+# The same for the prometheus package's server and node exporter.
+if command -v systemctl >/dev/null 2>&1; then
+  for svc in memcached prometheus prometheus-node-exporter; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
+fi

@@ -54,10 +54,13 @@
 #include "bc_log.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
+#include "bc_text.h"
+#include "engine/hotkeys.h"
 #include "migrate/migrate.h"
+#include "origin/origin_http.h"
 #include "repl/repl.h"
 
-#define ADMIN_DEFAULT_MAX_CONNS 64u
+#define ADMIN_DEFAULT_MAX_CONNS 2048u
 #define ADMIN_DEFAULT_TIMEOUT_S 10u
 #define MAX_QUERY_PARAMS        8
 
@@ -71,7 +74,12 @@ struct bc_admin {
     bc_node_cluster_t *cluster; /* borrowed; NULL = standalone */
     bc_node_migrate_t *migrate; /* owned; NULL = standalone */
     bc_repl_t *repl;            /* borrowed; NULL = no replication */
+    bc_hotkeys_t *hotkeys;      /* borrowed; NULL = no hot-key sampling */
+    bc_origin_t *origin;        /* borrowed; NULL = no read-through */
+    bc_origin_http_t *origin_http; /* owned: GETs parked for fills */
+    uint32_t max_conns;
     bc_httpd_t *httpd;
+    bool has_token;             /* an admin token is configured */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -190,6 +198,18 @@ handle_health(void *ctx, bc_http_req_t *req)
 
     if (doc == NULL) return MHD_NO;
     cJSON_AddStringToObject(doc, "status", "ok");
+    if (admin->has_token && !req->authenticated) {
+        /* Open to load balancers: what they route on, nothing more
+         * (docs/security.md). */
+        cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
+        if (admin->cluster != NULL) {
+            bc_node_cluster_info_t ci;
+            bc_node_cluster_get_info(admin->cluster, &ci);
+            cJSON_AddStringToObject(doc, "role", ci.primary ? "primary" : "backup");
+            cJSON_AddBoolToObject(doc, "zookeeper_connected", ci.connected);
+        }
+        return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+    }
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
@@ -216,7 +236,7 @@ stats_server_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "rejected_connections", (double)ss.rejected_connections);
     /* Every per-worker counter, straight from the X-macro: a counter added
      * to stats.h appears here without touching this file. */
-#define BC__ADMIN_STAT_JSON(name, desc) \
+#define BC__ADMIN_STAT_JSON(name, metric, labels, desc) \
     cJSON_AddNumberToObject(o, #name, (double)ss.totals.name);
     BC_THREAD_STATS(BC__ADMIN_STAT_JSON)
 #undef BC__ADMIN_STAT_JSON
@@ -349,10 +369,83 @@ handle_stats(void *ctx, bc_http_req_t *req)
     cJSON_AddItemToObject(doc, "cache", cache);
     cJSON_AddItemToObject(doc, "buckets", buckets);
     if (cluster != NULL) cJSON_AddItemToObject(doc, "cluster", cluster);
+    if (admin->origin != NULL) {
+        cJSON *origin = bc_origin_stats_json(admin->origin);
+        if (origin != NULL) cJSON_AddItemToObject(doc, "origin", origin);
+    }
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
 /* ---- /metrics ---- */
+
+/*
+ * The unit a stat's JSON name ends in ("_us", "_ms"), as a factor to
+ * seconds: a table row whose metric is named *_seconds converts by it, so
+ * rows added later with a raw microsecond or millisecond counter export
+ * base units without code here.
+ */
+static double
+admin_unit_to_seconds(const char *json, const char *metric)
+{
+    size_t n = strlen(json), m = strlen(metric);
+    bool seconds = strstr(metric, "_seconds") != NULL && m > 0;
+    if (!seconds) return 1;
+    if (n > 3 && strcmp(json + n - 3, "_us") == 0) return 1e-6;
+    if (n > 3 && strcmp(json + n - 3, "_ms") == 0) return 1e-3;
+    return 1;
+}
+
+/* bucketcache_bucket_* series for the buckets this node owns or holds
+ * (GET /metrics?per_bucket=1; off by default: 1024 buckets x 9 series). */
+static bool
+admin_metrics_buckets(bc_admin_t *admin, bc_textbuf_t *tb)
+{
+    uint32_t n = bc_cache_nbuckets(admin->cache);
+    bc_bucket_stats_t *bs = malloc((size_t)n * sizeof(*bs));
+    if (bs == NULL || bc_cache_bucket_stats_all(admin->cache, bs, n) != BC_OK) {
+        free(bs);
+        return false;
+    }
+    bc_node_cluster_info_t ci = {0};
+    if (admin->cluster != NULL) bc_node_cluster_get_info(admin->cluster, &ci);
+    for (uint32_t b = 0; b < n; b++) {
+        uint32_t owner = 0;
+        if (admin->cluster != NULL) bc_node_cluster_route(admin->cluster, b, false, &owner, NULL);
+        bool owned = admin->cluster == NULL || owner == ci.gid;
+        if (!owned && bs[b].items == 0 && bs[b].ops.hits + bs[b].ops.misses == 0 &&
+            bs[b].ops.sets == 0) {
+            continue;
+        }
+        char bl[24], l[96];
+        snprintf(bl, sizeof(bl), "%u", b);
+        bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
+                     bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "get", "status",
+                                      "hit"), bs[b].ops.hits);
+        bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
+                     bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "get", "status",
+                                      "miss"), bs[b].ops.misses);
+        bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
+                     bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "set", "status",
+                                      "hit"), bs[b].ops.sets);
+        bc_metric_lu(tb, "bucket_commands_total", "counter", "Requests per bucket and outcome.",
+                     bc_metric_labels(l, sizeof(l), 3, "bucket", bl, "command", "delete", "status",
+                                      "hit"), bs[b].ops.deletes);
+        bc_metric_labels(l, sizeof(l), 1, "bucket", bl);
+        bc_metric_lu(tb, "bucket_read_bytes_total", "counter",
+                     "Key and value bytes stored per bucket.", l, bs[b].ops.bytes_read);
+        bc_metric_lu(tb, "bucket_written_bytes_total", "counter",
+                     "Value bytes returned per bucket.", l, bs[b].ops.bytes_written);
+        bc_metric_lu(tb, "bucket_evictions_total", "counter", "Live items evicted per bucket.", l,
+                     bs[b].evictions);
+        bc_metric_lu(tb, "bucket_expirations_total", "counter",
+                     "Expired items removed per bucket.", l, bs[b].expirations);
+        bc_metric_lu(tb, "bucket_items", "gauge", "Items held per bucket.", l, bs[b].items);
+        bc_metric_lu(tb, "bucket_memory_used_bytes", "gauge", "Bytes held per bucket.", l,
+                     bs[b].bytes);
+    }
+    free(bs);
+    return true;
+}
 
 static enum MHD_Result
 handle_metrics(void *ctx, bc_http_req_t *req)
@@ -360,31 +453,63 @@ handle_metrics(void *ctx, bc_http_req_t *req)
     bc_admin_t *admin = ctx;
     bc_textbuf_t tb = {0};
     bc_cache_stats_t cs;
+    bc_http_param_t params[MAX_QUERY_PARAMS];
+    int nparams = req->query != NULL ? bc_http_parse_query(req->query, params, MAX_QUERY_PARAMS)
+                                     : 0;
+    bool per_bucket = false;
+    char l[256];
+
+    if (nparams < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+    for (int i = 0; i < nparams; i++) {
+        int v = strcmp(params[i].name, "per_bucket") == 0 ? bc_http_param_bool(&params[i]) : -2;
+        if (v == -2) {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                       "unknown query parameter (only per_bucket=1|0)");
+        }
+        if (v < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "per_bucket: expected 1 or 0");
+        per_bucket = v == 1;
+    }
 
     bc_cache_get_stats(admin->cache, &cs);
     bc_metric(&tb, "uptime_seconds", "gauge", "Seconds since the node started.",
               (uint64_t)(time(NULL) - admin->started));
+    if (admin->cluster != NULL) {
+        bc_node_cluster_info_t ci;
+        char gid[16];
+        bc_node_cluster_get_info(admin->cluster, &ci);
+        snprintf(gid, sizeof(gid), "%u", ci.gid);
+        bc_metric_lu(&tb, "node_info", "gauge",
+                     "Always 1: this node's version, group, name and role as labels.",
+                     bc_metric_labels(l, sizeof(l), 4, "version", BC_VERSION, "group", gid,
+                                      "node", ci.node_name, "role",
+                                      ci.primary ? "primary" : "backup"), 1);
+    } else {
+        bc_metric_lu(&tb, "node_info", "gauge", "Always 1: this node's version, group, name and role as labels.",
+                     bc_metric_labels(l, sizeof(l), 2, "version", BC_VERSION, "role",
+                                      "standalone"), 1);
+    }
     if (admin->server != NULL) {
         bc_server_stats_t ss;
-        memset(&ss, 0, sizeof(ss));
-        bc_server_get_stats(admin->server, &ss);
+        /* Lifetime figures: "stats reset" must not make a counter go down. */
+        bc_server_get_stats_lifetime(admin->server, &ss);
         bc_metric(&tb, "threads", "gauge", "Worker threads serving the memcached protocol.",
                   ss.threads);
-        bc_metric(&tb, "curr_connections", "gauge", "Open client connections.",
+        bc_metric(&tb, "current_connections", "gauge", "Open client connections.",
                   ss.curr_connections);
         bc_metric(&tb, "connections_total", "counter", "Client connections accepted.",
                   ss.total_connections);
-        bc_metric(&tb, "rejected_connections_total", "counter",
+        bc_metric(&tb, "connections_rejected_total", "counter",
                   "Client connections refused at the connection limit.",
                   ss.rejected_connections);
-        /* Counters from the X-macro, with its descriptions as HELP. */
-#define BC__ADMIN_STAT_METRIC(name, desc) \
-        bc_metric(&tb, #name "_total", "counter", desc ".", ss.totals.name);
+        /* Counters from the X-macro (net/stats.h): its metric, labels and
+         * description; a counter added there is exported without code here. */
+#define BC__ADMIN_STAT_METRIC(name, metric, labels, desc) \
+        if ((metric) != NULL) bc_metric_lu(&tb, (const char *)(metric), "counter", desc ".", labels, ss.totals.name);
         BC_THREAD_STATS(BC__ADMIN_STAT_METRIC)
 #undef BC__ADMIN_STAT_METRIC
     }
-    bc_metric(&tb, "curr_items", "gauge", "Items currently stored.", cs.curr_items);
-    bc_metric(&tb, "items_total", "counter", "Items ever stored.", cs.total_items);
+    bc_metric(&tb, "items", "gauge", "Items currently stored.", cs.curr_items);
+    bc_metric(&tb, "items_stored_total", "counter", "Items ever stored.", cs.total_items);
     bc_metric(&tb, "memory_used_bytes", "gauge",
               "Bytes held by the storage engine (items and tables).", cs.mem_used);
     bc_metric(&tb, "memory_limit_bytes", "gauge", "Memory limit of the storage engine.",
@@ -407,10 +532,11 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               "Bytes of evicted segments still referenced by in-flight replies.", cs.pinned_bytes);
     bc_metric(&tb, "buckets", "gauge", "Number of buckets keys hash into.",
               bc_cache_nbuckets(admin->cache));
+    bc_metric(&tb, "hotkeys_memory_bytes", "gauge", "Bytes held by the hot-key sketch.",
+              bc_hotkeys_memory(admin->hotkeys));
     if (admin->cluster != NULL) {
         bc_node_cluster_info_t ci;
         bc_node_cluster_get_info(admin->cluster, &ci);
-        bc_metric(&tb, "cluster_group", "gauge", "Group id this node belongs to.", ci.gid);
         bc_metric(&tb, "cluster_primary", "gauge",
                   "1 when this node is its group's primary, 0 for a backup.", ci.primary ? 1 : 0);
         bc_metric(&tb, "cluster_epoch", "gauge", "Table epoch last seen.", ci.epoch);
@@ -429,7 +555,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         bc_node_migrate_stats_t ms;
         bc_node_migrate_get_stats(admin->migrate, &ms);
 #define BC__ADMIN_MIGRATE_METRIC(field, json, name, type, help) \
-        bc_metric(&tb, name, type, help, ms.field);
+        bc_metric_l(&tb, name, type, help, NULL, (double)ms.field * admin_unit_to_seconds(json, name));
         BC_MIGRATE_STATS(BC__ADMIN_MIGRATE_METRIC)
 #undef BC__ADMIN_MIGRATE_METRIC
         bc_metric(&tb, "cluster_writable", "gauge",
@@ -443,20 +569,192 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         bc_repl_info_t ri;
         bc_repl_get_info(admin->repl, &ri);
 #define BC__ADMIN_REPL_METRIC(field, shown, json, stat, name, type, help) \
-        if ((name) != NULL) bc_metric(&tb, (const char *)(name), type, help, ri.field);
+        if ((name) != NULL) bc_metric_l(&tb, (const char *)(name), type, help, NULL, \
+                                        (double)ri.field * admin_unit_to_seconds(json, (const char *)(name)));
         BC_REPL_NUMBERS(BC__ADMIN_REPL_METRIC)
 #undef BC__ADMIN_REPL_METRIC
         bc_metric(&tb, "repl_synced", "gauge",
                   "1 when this node's data is complete (0 during a full resync).",
                   ri.synced ? 1 : 0);
         bc_metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
-        bc_metric(&tb, "repl_lag_milliseconds", "gauge",
-                  "Backup: time since this node last had everything the primary had.",
-                  ri.lag_ms < 0 ? 0 : (uint64_t)ri.lag_ms);
+        bc_metric_l(&tb, "repl_lag_seconds", "gauge",
+                    "Backup: time since this node last had everything the primary had.", NULL,
+                    ri.lag_ms < 0 ? 0 : (double)ri.lag_ms / 1000.0);
         bc_metric(&tb, "repl_link_up", "gauge", "Backup: 1 while the link to the primary is up.",
                   ri.link_up ? 1 : 0);
+        for (uint32_t i = 0; ri.primary && i < ri.backups && i < BC_REPL_MAX_BACKUPS_REPORTED; i++) {
+            bc_metric_labels(l, sizeof(l), 1, "backup", ri.backup[i].name);
+            bc_metric_lu(&tb, "repl_backup_lag_bytes", "gauge",
+                         "Primary: stream bytes each backup has not acknowledged.", l,
+                         ri.backup[i].lag_bytes);
+            bc_metric_lu(&tb, "repl_backup_online", "gauge",
+                         "Primary: 1 while each backup's link is up.", l,
+                         ri.backup[i].online ? 1 : 0);
+        }
     }
+    if (per_bucket && !admin_metrics_buckets(admin, &tb)) tb.failed = true;
+    if (admin->origin != NULL) bc_origin_metrics(admin->origin, &tb);
     return bc_metrics_reply(req, &tb);
+}
+
+/* ---- /v1/buckets and /v1/hotkeys (observability) ---- */
+
+/* Adds a key as "key", or as "key_base64" when JSON cannot carry it. */
+static void
+admin_json_key(cJSON *o, const char *key, size_t nkey)
+{
+    char text[BC_TEXT_BASE64_LEN(BC_KEY_MAX_LEN)];
+    if (bc_text_is_json_safe(key, nkey)) {
+        memcpy(text, key, nkey);
+        text[nkey] = '\0';
+        cJSON_AddStringToObject(o, "key", text);
+    } else {
+        cJSON_AddStringToObject(o, "key_base64", bc_text_base64(key, nkey, text));
+    }
+}
+
+/* Parses a decimal query value 0..max. */
+static bool
+admin_param_u32(const bc_http_param_t *p, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!bc_parse_u64n(p->value, p->value_len, max, &v)) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/*
+ * GET /v1/buckets[?buckets=owned|all|active]: each bucket's counters.
+ * owned (the default): the buckets the c table gives this node's group
+ * (standalone: all), plus any other that still holds items; active: those
+ * with any item or request; all: every bucket.
+ */
+static enum MHD_Result
+handle_buckets(void *ctx, bc_http_req_t *req)
+{
+    bc_admin_t *admin = ctx;
+    bc_http_param_t params[MAX_QUERY_PARAMS];
+    int nparams = req->query != NULL ? bc_http_parse_query(req->query, params, MAX_QUERY_PARAMS)
+                                     : 0;
+    enum { SEL_OWNED, SEL_ALL, SEL_ACTIVE } sel = SEL_OWNED;
+    if (nparams < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+    for (int i = 0; i < nparams; i++) {
+        const char *v = params[i].value;
+        bool clean = params[i].value_len == strlen(v);
+        if (strcmp(params[i].name, "buckets") != 0) {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                       "unknown query parameter (only buckets=owned|all|active)");
+        }
+        if (clean && strcmp(v, "owned") == 0) sel = SEL_OWNED;
+        else if (clean && strcmp(v, "all") == 0) sel = SEL_ALL;
+        else if (clean && strcmp(v, "active") == 0) sel = SEL_ACTIVE;
+        else return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                        "buckets: expected owned, all or active");
+    }
+    uint32_t n = bc_cache_nbuckets(admin->cache);
+    bc_bucket_stats_t *bs = malloc((size_t)n * sizeof(*bs));
+    if (bs == NULL || bc_cache_bucket_stats_all(admin->cache, bs, n) != BC_OK) {
+        free(bs);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    bc_node_cluster_info_t ci = {0};
+    if (admin->cluster != NULL) bc_node_cluster_get_info(admin->cluster, &ci);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(doc, "buckets");
+    cJSON_AddNumberToObject(doc, "nbuckets", n);
+    cJSON_AddNumberToObject(doc, "time", (double)time(NULL));
+    if (admin->cluster != NULL) {
+        cJSON_AddNumberToObject(doc, "group", ci.gid);
+        cJSON_AddStringToObject(doc, "node", ci.node_name);
+        cJSON_AddStringToObject(doc, "role", ci.primary ? "primary" : "backup");
+        cJSON_AddNumberToObject(doc, "epoch", (double)ci.epoch);
+    }
+    for (uint32_t b = 0; arr != NULL && b < n; b++) {
+        const bc_bucket_stats_t *x = &bs[b];
+        uint32_t owner = 0;
+        if (admin->cluster != NULL) bc_node_cluster_route(admin->cluster, b, false, &owner, NULL);
+        bool owned = admin->cluster == NULL || owner == ci.gid;
+        bool active = x->items > 0 || x->ops.hits > 0 || x->ops.misses > 0 || x->ops.sets > 0 ||
+                      x->ops.deletes > 0;
+        if (sel == SEL_OWNED && !owned && x->items == 0) continue;
+        if (sel == SEL_ACTIVE && !active) continue;
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL) break;
+        cJSON_AddNumberToObject(e, "bucket", b);
+        if (admin->cluster != NULL) cJSON_AddBoolToObject(e, "owned", owned);
+        cJSON_AddNumberToObject(e, "items", (double)x->items);
+        cJSON_AddNumberToObject(e, "bytes", (double)x->bytes);
+#define BC__ADMIN_BUCKET_JSON(name, desc) cJSON_AddNumberToObject(e, #name, (double)x->ops.name);
+        BC_BUCKET_COUNTERS(BC__ADMIN_BUCKET_JSON)
+#undef BC__ADMIN_BUCKET_JSON
+        cJSON_AddNumberToObject(e, "gets", (double)(x->ops.hits + x->ops.misses));
+        cJSON_AddNumberToObject(e, "evictions", (double)x->evictions);
+        cJSON_AddNumberToObject(e, "expirations", (double)x->expirations);
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(bs);
+    if (arr == NULL) {
+        cJSON_Delete(doc);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+/* GET /v1/hotkeys[?n=20][&bucket=B]: the sampled heaviest keys. */
+static enum MHD_Result
+handle_hotkeys(void *ctx, bc_http_req_t *req)
+{
+    bc_admin_t *admin = ctx;
+    bc_http_param_t params[MAX_QUERY_PARAMS];
+    int nparams = req->query != NULL ? bc_http_parse_query(req->query, params, MAX_QUERY_PARAMS)
+                                     : 0;
+    uint32_t want = 20, bucket = UINT32_MAX, cap = bc_hotkeys_capacity(admin->hotkeys);
+    if (nparams < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+    for (int i = 0; i < nparams; i++) {
+        if (strcmp(params[i].name, "n") == 0) {
+            if (!admin_param_u32(&params[i], 100000, &want) || want == 0) {
+                return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "n: expected 1..%u",
+                                           cap ? cap : 1);
+            }
+        } else if (strcmp(params[i].name, "bucket") == 0) {
+            if (!admin_param_u32(&params[i], UINT32_MAX - 1, &bucket) ||
+                bucket >= bc_cache_nbuckets(admin->cache)) {
+                return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "bucket: expected 0..%u",
+                                           bc_cache_nbuckets(admin->cache) - 1);
+            }
+        } else {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                       "unknown query parameter (accepted: n, bucket)");
+        }
+    }
+    if (want > cap) want = cap;
+    bc_hotkey_t *keys = want > 0 ? malloc(want * sizeof(*keys)) : NULL;
+    size_t nk = keys != NULL ? bc_hotkeys_list(admin->hotkeys, bucket, keys, want) : 0;
+    cJSON *doc = cJSON_CreateObject();
+    if (admin->cluster != NULL) {
+        bc_node_cluster_info_t ci;
+        bc_node_cluster_get_info(admin->cluster, &ci);
+        cJSON_AddNumberToObject(doc, "group", ci.gid);
+        cJSON_AddStringToObject(doc, "node", ci.node_name);
+        cJSON_AddStringToObject(doc, "role", ci.primary ? "primary" : "backup");
+    }
+    cJSON_AddNumberToObject(doc, "sample_every", bc_hotkeys_every(admin->hotkeys));
+    cJSON_AddNumberToObject(doc, "half_life_s", bc_hotkeys_half_life(admin->hotkeys));
+    cJSON_AddNumberToObject(doc, "capacity", cap);
+    cJSON_AddNumberToObject(doc, "sampled", bc_hotkeys_sampled(admin->hotkeys));
+    cJSON *arr = cJSON_AddArrayToObject(doc, "keys");
+    for (size_t i = 0; arr != NULL && i < nk; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL) break;
+        admin_json_key(e, keys[i].e.key, keys[i].e.nkey);
+        cJSON_AddNumberToObject(e, "bucket", keys[i].e.tag);
+        cJSON_AddNumberToObject(e, "count", keys[i].e.count);
+        cJSON_AddNumberToObject(e, "error", keys[i].e.error);
+        cJSON_AddNumberToObject(e, "rate_per_s", keys[i].rate_per_s);
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(keys);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
 /* ---- /v1/keys/{key} ---- */
@@ -600,7 +898,13 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     if (req->query != NULL && req->query[0] != '\0') {
         return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "GET takes no query parameters");
     }
-    it = bc_cache_get(admin->cache, key, nkey, hash);
+    if (admin->origin_http != NULL) {
+        /* read-through: a miss parks until its fill (origin/origin_http.h) */
+        enum MHD_Result r;
+        if (bc_origin_http_get(admin->origin_http, req, key, nkey, hash, &it, &r)) return r;
+    } else {
+        it = bc_cache_get(admin->cache, key, nkey, hash);
+    }
     if (it == NULL) return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "key not found");
     ref = malloc(sizeof(*ref));
     if (ref == NULL) {
@@ -829,6 +1133,8 @@ static const bc_http_route_t admin_routes[] = {
     {"/metrics", "GET", handle_metrics},
     {"/v1/keys/*", "GET, PUT, DELETE", handle_keys},
     {"/v1/repl", "GET", handle_repl},
+    {"/v1/buckets", "GET", handle_buckets},
+    {"/v1/hotkeys", "GET", handle_hotkeys},
     {"/v1/migrate/export", "GET", handle_migrate_export},
     {"/v1/migrate/import", "GET, POST, DELETE", handle_migrate_import},
 };
@@ -850,6 +1156,7 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
     admin->cache = cache;
     admin->server = server;
     admin->started = time(NULL);
+    admin->max_conns = config->max_conns ? config->max_conns : ADMIN_DEFAULT_MAX_CONNS;
     atomic_init(&admin->refused, 0);
     bc_httpd_config_t hc = {
         .name = "admin",
@@ -862,7 +1169,15 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .routes = admin_routes,
         .nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]),
         .ctx = admin,
+        /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
+        .auth = config->auth,
+        .insecure_no_auth = config->insecure_no_auth,
+        .public_paths = "/health",
+        .private_paths = "/v1/migrate/export",   /* holds a bucket read-only, arms trackers */
+        .body_types = "application/octet-stream, application/json",
+        .max_conns_per_ip = config->max_conns_per_ip,
     };
+    admin->has_token = config->auth != NULL;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);
@@ -897,6 +1212,8 @@ void
 bc_admin_destroy(bc_admin_t *admin)
 {
     if (admin == NULL) return;
+    /* Before the server it wakes: the origin thread may still post. */
+    bc_origin_http_destroy(admin->origin_http);
     bc_httpd_destroy(admin->httpd);
     bc_node_migrate_destroy(admin->migrate);
     free(admin);
@@ -919,10 +1236,26 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
 }
 
 void
+bc_admin_set_origin(bc_admin_t *admin, bc_origin_t *origin)
+{
+    admin->origin = origin;
+    if (origin == NULL || admin->origin_http != NULL) return;
+    if (bc_origin_http_create(origin, admin->httpd, admin->max_conns, &admin->origin_http) != BC_OK) {
+        log_error("admin: cannot set up read-through for GET /v1/keys (out of memory)");
+    }
+}
+
+void
 bc_admin_set_repl(bc_admin_t *admin, bc_repl_t *repl)
 {
     admin->repl = repl;
     if (admin->migrate != NULL && repl != NULL) {
         bc_node_migrate_set_commit(admin->migrate, bc_repl_commit_wait, repl);
     }
+}
+
+void
+bc_admin_set_hotkeys(bc_admin_t *admin, bc_hotkeys_t *hotkeys)
+{
+    admin->hotkeys = hotkeys;
 }

@@ -14,11 +14,23 @@
  *                           buckets_dropped, http_refused, and a
  *                           "migrate" object of export/import counters)
  *   GET    /metrics         Prometheus text exposition format, names
- *                           prefixed bucketcache_ (bucketcache_cluster_*
- *                           in a cluster)
+ *                           prefixed bucketcache_ (common/bc_metrics.h
+ *                           conventions; bucketcache_cluster_* in a
+ *                           cluster); ?per_bucket=1 adds the
+ *                           bucketcache_bucket_* series of every owned or
+ *                           non-empty bucket
+ *   GET    /v1/buckets      JSON: each owned bucket's counters (items,
+ *                           bytes, gets, hits, misses, sets, deletes,
+ *                           bytes_read, bytes_written, evictions,
+ *                           expirations); ?buckets=owned|all|active
+ *   GET    /v1/hotkeys      JSON: the heaviest sampled keys lately (key or
+ *                           key_base64, bucket, count, error, rate_per_s);
+ *                           ?n=N (default 20), ?bucket=B
  *   GET    /v1/keys/{key}   the raw value (application/octet-stream), flags
  *                           in X-Bucketcache-Flags, CAS in
- *                           X-Bucketcache-Cas; 404 on a miss
+ *                           X-Bucketcache-Cas; 404 on a miss (with an
+ *                           origin, a miss is filled first:
+ *                           bc_admin_set_origin)
  *   PUT    /v1/keys/{key}   body = value (binary-safe); ?ttl=SECONDS,
  *                           ?flags=N; 201 on store; 413 past the max item
  *                           size
@@ -26,6 +38,13 @@
  *   GET    /v1/migrate/export, GET|POST|DELETE /v1/migrate/import
  *                           bucket migration between primaries (migrate.h;
  *                           404 when standalone)
+ *
+ *   ACCESS (common/bc_httpd.h, docs/security.md): with an admin token,
+ *   PUT/DELETE/POST and GET /v1/migrate/export (it holds a bucket) need
+ *   it; listening beyond loopback, everything but /health does.  /health
+ *   then shows only status, mode, role and zookeeper_connected to a
+ *   request without the token.  Bodies are application/octet-stream
+ *   (the default) or application/json.
  *
  *   {key} is percent-decoded; it must then be 1..250 bytes without control
  *   characters or spaces (memcached's key rule), else 400.  Every error is an
@@ -48,21 +67,29 @@
 #ifndef BC_ADMIN_H
 #define BC_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bc_status.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "cluster/cluster.h"
 #include "net/server.h"
 
 typedef struct bc_admin bc_admin_t;
 
+struct bc_auth;
+
 typedef struct bc_admin_config {
     const char *listen_addr;   /* IPv4/IPv6 literal or host name; copied */
     uint16_t port;             /* 0 = any free port (see bc_admin_port) */
-    uint32_t max_conns;        /* concurrent HTTP connections; 0 = 64 */
+    uint32_t max_conns;        /* concurrent HTTP connections; 0 = 2048 */
     uint32_t conn_timeout_s;   /* idle connection timeout; 0 = 10 s */
+    /* Access (common/bc_httpd.h ACCESS; docs/security.md) */
+    uint32_t max_conns_per_ip; /* 0 = 256 */
+    struct bc_auth *auth;      /* the admin token; borrowed, outlives the server; NULL: none */
+    bool insecure_no_auth;     /* beyond loopback without a token, on purpose */
 } bc_admin_config_t;
 
 /*
@@ -84,6 +111,15 @@ bc_status_t bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache,
  */
 void bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster);
 
+/* GET /v1/keys/{key} reads through origin (origin/origin.h): a miss of
+ * a key with an origin parks until its fill completes (404 when the
+ * origin has no such key, 502/503/504 when the fill failed, with
+ * {"error", "origin": kind}); /stats gains an "origin" object and
+ * /metrics the bucketcache_origin_* figures.  origin is borrowed and must
+ * outlive the admin server.  Call before bc_admin_start. */
+struct bc_origin;
+void bc_admin_set_origin(bc_admin_t *admin, struct bc_origin *origin);
+
 /* Serves GET /v1/repl and the replication metrics.  repl is borrowed and
  * must outlive the admin server.  Call after bc_admin_set_cluster. */
 struct bc_repl;
@@ -100,5 +136,9 @@ void bc_admin_stop(bc_admin_t *admin);
 
 /* Stops if needed, closes the socket and frees.  NULL is accepted. */
 void bc_admin_destroy(bc_admin_t *admin);
+
+/* Hot keys for GET /v1/hotkeys (engine/hotkeys.h); borrowed, must
+ * outlive the admin server; NULL: an empty list. */
+void bc_admin_set_hotkeys(bc_admin_t *admin, bc_hotkeys_t *hotkeys);
 
 #endif

@@ -79,10 +79,15 @@ typedef enum opt_id {
     OPT_NO_FORWARD,
     OPT_NO_WRITE_FENCING,
     OPT_FORWARD_TIMEOUT,
+    OPT_ORIGIN,
     OPT_REPLICATION,
     OPT_REPL_SYNC_TIMEOUT,
     OPT_REPL_BACKLOG,
     OPT_REPL_MAX_LAG,
+    OPT_AUTH_TOKEN_FILE,
+    OPT_INSECURE_NO_AUTH,
+    OPT_ZK_AUTH_FILE,
+    OPT_EXTENDED,       /* -o: memcached's extended options; idle_timeout is ours */
     OPT_CONFIG,
     OPT_HELP,
     OPT_VERSION,
@@ -169,6 +174,10 @@ static const node_option_t node_options[] = {
      "writes a promoted backup does not see; see docs/replication.md)"},
     {0, "forward-timeout-ms", NULL, "MS", OPT_FORWARD_TIMEOUT,
      "how long a forwarded request waits for the owner's reply, 100..60000 (default 2000)"},
+    {0, "origin", NULL, "URL", OPT_ORIGIN,
+     "read-through: fill a miss of a key this node owns from URL, a template holding {key} "
+     "(e.g. http://resize:8000/v1/{key}); PREFIX=URL for keys starting with PREFIX "
+     "(repeatable); more settings in the file's \"origin\" section (docs/origin.md)"},
     {0, "replication", NULL, "MODE", OPT_REPLICATION,
      "with --zk: async (default: a write is answered once the primary applied it) or sync "
      "(answered once every backup in the sync set has it); give every node of a group the "
@@ -181,6 +190,18 @@ static const node_option_t node_options[] = {
     {0, "repl-max-lag-mb", NULL, "MB", OPT_REPL_MAX_LAG,
      "async mode: writes wait while a backup trails by more than this, which bounds what a "
      "failover can lose, 0..4096 (default 8; 0 = no bound)"},
+    {0, "auth-token-file", NULL, "FILE", OPT_AUTH_TOKEN_FILE,
+     "the admin token (docs/security.md): required by the admin port for every change, and "
+     "for everything but /health when it listens beyond loopback; re-read on SIGHUP"},
+    {0, "insecure-no-auth", NULL, NULL, OPT_INSECURE_NO_AUTH,
+     "let the admin port listen beyond loopback WITHOUT a token: anyone who reaches it "
+     "controls the node"},
+    {0, "zk-auth-file", NULL, "FILE", OPT_ZK_AUTH_FILE,
+     "ZooKeeper credentials (user:password) of a cluster secured with digest ACLs"},
+    {'o', "extended", NULL, "OPTS", OPT_EXTENDED,
+     "memcached's extended options, comma-separated: idle_timeout=SECONDS closes a client "
+     "connection idle that long between commands (0 = never, the default); the others are "
+     "accepted and ignored"},
     {0, "config", NULL, "FILE", OPT_CONFIG,
      "read settings from a JSON file first; flags override it"},
     {'h', "help", NULL, NULL, OPT_HELP, "print this help and exit"},
@@ -188,7 +209,6 @@ static const node_option_t node_options[] = {
     /* memcached tuning flags: accepted, ignored with a warning. */
     {'f', "slab-growth-factor", NULL, "NUM", OPT_IGNORED, NULL},
     {'n', "slab-min-size", NULL, "NUM", OPT_IGNORED, NULL},
-    {'o', "extended", NULL, "OPTS", OPT_IGNORED, NULL},
     {'R', "max-reqs-per-event", NULL, "NUM", OPT_IGNORED, NULL},
     {'C', "disable-cas", NULL, NULL, OPT_IGNORED, NULL},
     {'D', NULL, NULL, "CHAR", OPT_IGNORED, NULL},
@@ -239,7 +259,8 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->expiry_scan_budget = 20000;
     snprintf(cfg->admin_listen, sizeof(cfg->admin_listen), "127.0.0.1");
     cfg->admin_port = BC_NODE_DEFAULT_ADMIN_PORT;
-    cfg->admin_max_conns = 64;
+    cfg->admin_max_conns = 2048;
+    cfg->admin_max_conns_per_ip = 256;
     cfg->log_level = BC_LOG_INFO;
     cfg->zk_session_timeout_ms = 4000;
     cfg->forward = true;
@@ -249,24 +270,28 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
     cfg->repl_max_lag_mb = 8;
+    bc_origin_config_defaults(&cfg->origin);
 }
 
 /* ---- the JSON file ---- */
 
 static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file",
-                                          "zookeeper", NULL};
+                                          "zookeeper", "origin", NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
                                                "write_fencing", "replication",
                                                "repl_sync_timeout_ms",
-                                               "repl_backlog_mb", "repl_max_lag_mb", NULL};
+                                               "repl_backlog_mb", "repl_max_lag_mb",
+                                               "auth_file", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
-                                            NULL};
+                                            "idle_timeout", NULL};
 static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
                                            "expiry_interval_ms", "expiry_scan_budget",
                                            "prealloc", NULL};
-static const char *const admin_fields[] = {"listen", "port", "max_connections", NULL};
+static const char *const admin_fields[] = {"listen", "port", "max_connections",
+                                           "max_connections_per_ip", "auth_token_file",
+                                           "insecure_no_auth", NULL};
 static const char *const log_fields[] = {"level", NULL};
 
 /* Checks a listen address read from the file: one host, no port. */
@@ -324,6 +349,9 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->max_conn_buffer = (size_t)size;
     CHECK(bc_config_get_int(doc, "server.verbosity", 0, 3, &v, &found, err, err_len));
     if (found) cfg->verbosity = (int)v;
+    CHECK(bc_config_get_int(doc, "server.idle_timeout", 0, 86400 * 365, &v, &found, err,
+                            err_len));
+    if (found) cfg->idle_timeout_s = (uint32_t)v;
 
     /* cache */
     CHECK(bc_config_get_size(doc, "cache.memory_mb", 1024u * 1024u, BC_NODE_MIN_MEMORY,
@@ -351,9 +379,16 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
                      err_len));
     CHECK(bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len));
     if (found) cfg->admin_port = (uint16_t)v;
-    CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 10000, &v, &found, err,
+    CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 100000, &v, &found, err,
                             err_len));
     if (found) cfg->admin_max_conns = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "admin.max_connections_per_ip", 1, 100000, &v, &found, err,
+                            err_len));
+    if (found) cfg->admin_max_conns_per_ip = (uint32_t)v;
+    CHECK(bc_config_get_string(doc, "admin.auth_token_file", cfg->auth_token_file,
+                               sizeof(cfg->auth_token_file), false, NULL, err, err_len));
+    CHECK(bc_config_get_bool(doc, "admin.insecure_no_auth", &cfg->insecure_no_auth, NULL, err,
+                             err_len));
 
     /* zookeeper */
     CHECK(bc_config_get_string(doc, "zookeeper.hosts", cfg->zk_hosts, sizeof(cfg->zk_hosts), false,
@@ -384,6 +419,11 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "zookeeper.repl_max_lag_mb", 0, BC_REPL_MAX_LAG_MAX_MB, &v, &found,
                             err, err_len));
     if (found) cfg->repl_max_lag_mb = (uint32_t)v;
+    CHECK(bc_config_get_string(doc, "zookeeper.auth_file", cfg->zk_auth_file,
+                               sizeof(cfg->zk_auth_file), false, NULL, err, err_len));
+
+    /* read-through (origin/origin.h) */
+    CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
 
     /* log, process */
     CHECK(bc_config_get_enum(doc, "log.level", log_level_names, &idx, &found, err, err_len));
@@ -490,6 +530,36 @@ choice_index(const char *const *names, const char *value)
         if (strcmp(names[i], value) == 0) return i;
     }
     return -1;
+}
+
+/*
+ * memcached's -o: a comma-separated list of name[=value].  idle_timeout
+ * is served as memcached 1.6 does it (net/server.h); every other name is
+ * memcached tuning, accepted and ignored with a warning.
+ */
+static bc_status_t
+apply_extended(parse_state_t *ps, const char *flag, const char *value)
+{
+    char buf[512];
+    int64_t v;
+    if (strlen(value) >= sizeof(buf)) return bad_value(ps, flag, value, "a shorter option list");
+    snprintf(buf, sizeof(buf), "%s", value);
+    for (char *save = NULL, *opt = strtok_r(buf, ",", &save); opt != NULL;
+         opt = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(opt, '=');
+        if (eq != NULL) *eq = '\0';
+        if (strcmp(opt, "idle_timeout") == 0) {
+            if (eq == NULL || bc_parse_int(eq + 1, 0, 86400 * 365, &v) != BC_OK) {
+                return bad_value(ps, "-o idle_timeout", eq != NULL ? eq + 1 : "",
+                                 "seconds, 0..31536000 (0 = never)");
+            }
+            ps->cfg->idle_timeout_s = (uint32_t)v;
+        } else {
+            log_warn("%s %s: memcached tuning option accepted for compatibility and ignored",
+                     flag, opt);
+        }
+    }
+    return BC_OK;
 }
 
 /*
@@ -639,12 +709,30 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         st = flag_int(ps, flag, value, 0, BC_REPL_MAX_LAG_MAX_MB, &v);
         if (st == BC_OK) cfg->repl_max_lag_mb = (uint32_t)v;
         return st;
+    case OPT_ORIGIN: {
+        char why[BC_ERRBUF_LEN];
+        if (bc_origin_config_flag(&cfg->origin, value, why, sizeof(why)) != BC_OK) {
+            bc_config_errf(ps->err, ps->err_len, "%s: %s", flag, why);
+            return BC_EINVAL;
+        }
+        return BC_OK;
+    }
     case OPT_LOG_LEVEL:
         idx = choice_index(log_level_names, value);
         if (idx < 0) return bad_value(ps, flag, value, "one of error, warn, info, debug, trace");
         cfg->log_level = idx;
         ps->log_level_given = true;
         return BC_OK;
+    case OPT_AUTH_TOKEN_FILE:
+        return flag_string(ps, flag, value, cfg->auth_token_file, sizeof(cfg->auth_token_file),
+                           false);
+    case OPT_INSECURE_NO_AUTH:
+        cfg->insecure_no_auth = true;
+        return BC_OK;
+    case OPT_ZK_AUTH_FILE:
+        return flag_string(ps, flag, value, cfg->zk_auth_file, sizeof(cfg->zk_auth_file), false);
+    case OPT_EXTENDED:
+        return apply_extended(ps, flag, value);
     case OPT_IGNORED:
         log_warn("%s%s%s: memcached tuning flag accepted for compatibility and ignored", flag,
                  value != NULL ? " " : "", value != NULL ? value : "");
@@ -838,6 +926,11 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
         bc_config_errf(err, err_len, "eviction: unknown policy \"%s\"", cfg->eviction);
         return BC_EINVAL;
     }
+    if (cfg->insecure_no_auth && cfg->auth_token_file[0] != '\0') {
+        bc_config_errf(err, err_len, "--insecure-no-auth and --auth-token-file contradict each "
+                       "other: give one");
+        return BC_EINVAL;
+    }
     if (cfg->admin_port != 0 && cfg->admin_port == cfg->port) {
         bc_config_errf(err, err_len, "the admin port and the data port are both %u; give "
                        "--admin-port another port (or 0 to disable it)", cfg->port);
@@ -903,7 +996,7 @@ bc_node_config_usage(FILE *out, const char *prog)
     fprintf(out,
             "\n"
             "Accepted for memcached compatibility and ignored (with a warning):\n"
-            "  -f -n -o -R -C -D -X -W -A\n"
+            "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout\n"
             "Refused, because the node does not have the feature:\n"
             "  -s -a (UNIX sockets)  -S -Y (authentication)  -Z (TLS)  -B binary\n"
             "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
@@ -912,21 +1005,35 @@ bc_node_config_usage(FILE *out, const char *prog)
             "  {\n"
             "    \"server\": {\"listen\": \"0.0.0.0\", \"port\": 11211, \"threads\": 4,\n"
             "               \"max_connections\": 1024, \"backlog\": 1024,\n"
-            "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0},\n"
+            "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0,\n"
+            "               \"idle_timeout\": 0},\n"
             "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"s3fifo\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"
-            "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 64},\n"
+            "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 2048,\n"
+            "               \"max_connections_per_ip\": 256,\n"
+            "               \"auth_token_file\": \"/etc/bucketcache/admin-token\",\n"
+            "               \"insecure_no_auth\": false},\n"
             "    \"zookeeper\": {\"hosts\": \"10.0.0.1:2181\", \"cluster\": \"main\", \"group\": 1,\n"
             "                  \"session_timeout_ms\": 4000, \"advertise\": \"10.0.0.7\",\n"
             "                  \"forward\": true, \"forward_timeout_ms\": 2000, \"write_fencing\": true,\n"
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
-            "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8},\n"
+            "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8,\n"
+            "                  \"auth_file\": \"/etc/bucketcache/zk-auth\"},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
+            "    \"origin\": {\"url\": \"http://resize:8000/v1/{key}\",\n"
+            "               \"origins\": {\"img/\": \"http://resize:8000/v1/{key}\"},\n"
+            "               \"connect_timeout_ms\": 500, \"timeout_ms\": 1000,\n"
+            "               \"max_inflight\": 32, \"max_queue\": 1024, \"default_ttl\": 300,\n"
+            "               \"max_ttl\": 0, \"negative_ttl\": 10, \"negative_max\": 10000,\n"
+            "               \"negative_statuses\": [404, 410], \"flags_header\": \"\",\n"
+            "               \"breaker_failures\": 5, \"breaker_cooldown_ms\": 5000,\n"
+            "               \"ca_file\": \"\"},\n"
             "    \"pid_file\": \"/run/bucketcache-node.pid\"\n"
             "  }\n"
             "\n"
-            "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0).\n"
+            "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
+            "re-reads the admin token file.\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }
@@ -936,17 +1043,21 @@ bc_node_config_log(const bc_node_config_t *cfg)
 {
     log_info("config: %s", cfg->config_path[0] ? cfg->config_path : "(no file; defaults and flags)");
     log_info("config: data port %s:%u, %" PRIu32 " threads, max %" PRIu32
-             " connections, backlog %d, verbosity %d",
+             " connections, backlog %d, verbosity %d, idle timeout %" PRIu32 " s",
              cfg->listen_addr, cfg->port, cfg->threads, cfg->max_conns, cfg->backlog,
-             cfg->verbosity);
+             cfg->verbosity, cfg->idle_timeout_s);
     log_info("config: memory %" PRIu64 " MiB, max item %zu bytes, eviction %s, %" PRIu32
              " buckets, active expiry every %" PRIu32 " ms (budget %" PRIu32 " items)",
              cfg->mem_limit >> 20, cfg->max_item_size, cfg->eviction, cfg->nbuckets,
              cfg->expiry_interval_ms, cfg->expiry_scan_budget);
     if (cfg->prealloc) log_info("config: -L: the memory limit is preallocated at start");
     if (cfg->admin_port != 0) {
-        log_info("config: admin port %s:%u (max %" PRIu32 " connections)", cfg->admin_listen,
-                 cfg->admin_port, cfg->admin_max_conns);
+        log_info("config: admin port %s:%u (max %" PRIu32 " connections, %" PRIu32
+                 " per address), %s", cfg->admin_listen, cfg->admin_port, cfg->admin_max_conns,
+                 cfg->admin_max_conns_per_ip,
+                 cfg->auth_token_file[0] ? "admin token required"
+                 : cfg->insecure_no_auth ? "NO authentication (--insecure-no-auth)"
+                                         : "no admin token (loopback only)");
     } else {
         log_info("config: admin port disabled");
     }
@@ -968,6 +1079,25 @@ bc_node_config_log(const bc_node_config_t *cfg)
                  cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
+    }
+    if (bc_origin_config_enabled(&cfg->origin)) {
+        const bc_origin_config_t *oc = &cfg->origin;
+        log_info("config: read-through origin %s, %" PRIu32 " prefix(es); timeout %" PRIu32
+                 " ms (connect %" PRIu32 "), %" PRIu32 " in flight, queue %" PRIu32
+                 ", default TTL %" PRIu32 " s, negative TTL %" PRIu32 " s",
+                 oc->url[0] ? oc->url : "(none for other keys)", oc->nprefixes,
+                 oc->timeout_ms, oc->connect_timeout_ms, oc->max_inflight, oc->max_queue,
+                 oc->default_ttl, oc->negative_ttl);
+        for (uint32_t i = 0; i < oc->nprefixes; i++) {
+            log_info("config: read-through origin for keys \"%s...\": %s", oc->prefixes[i].prefix,
+                     oc->prefixes[i].url);
+        }
+        if (cfg->zk_hosts[0] != '\0' && cfg->forward && oc->timeout_ms >= cfg->forward_timeout_ms) {
+            log_warn("config: the origin timeout (%" PRIu32 " ms) is not below the forward "
+                     "timeout (%" PRIu32 " ms): a get forwarded to the owner may time out "
+                     "while the owner still waits for the origin", oc->timeout_ms,
+                     cfg->forward_timeout_ms);
+        }
     }
     log_info("config: log level %s%s%s%s", log_level_names[cfg->log_level],
              cfg->pid_file[0] ? ", pid file " : "", cfg->pid_file,

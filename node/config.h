@@ -27,15 +27,21 @@
  *     {
  *       "server": {"listen": "0.0.0.0", "port": 11211, "threads": 4,
  *                  "max_connections": 1024, "backlog": 1024,
- *                  "max_connection_buffer": "4m", "verbosity": 0},
+ *                  "max_connection_buffer": "4m", "verbosity": 0,
+ *                  "idle_timeout": 0},
  *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "s3fifo",
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},
- *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 64},
+ *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 2048,
+ *                  "max_connections_per_ip": 256,
+ *                  "auth_token_file": "/etc/bucketcache/admin-token",
+ *                  "insecure_no_auth": false},
  *       "zookeeper": {"hosts": "10.0.0.1:2181", "cluster": "main", "group": 1,
  *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7",
- *                     "forward": true, "forward_timeout_ms": 2000},
+ *                     "forward": true, "forward_timeout_ms": 2000,
+ *                     "auth_file": "/etc/bucketcache/zk-auth"},
  *       "log":    {"level": "info"},
+ *       "origin": {"url": "http://resize:8000/v1/{key}", "timeout_ms": 1000, ...},
  *       "pid_file": "/run/bucketcache.pid"
  *     }
  *
@@ -44,6 +50,10 @@
  *   by default forwards requests for buckets it does not serve to their
  *   owner's primary (forward.h; "forward": false or --no-forward refuses
  *   them instead).
+ *
+ *   With an origin (--origin URL, --origin PREFIX=URL, or the "origin"
+ *   section: origin/origin.h, docs/origin.md) a miss of a key this node
+ *   owns is filled from it.
  */
 #ifndef BC_NODE_CONFIG_H
 #define BC_NODE_CONFIG_H
@@ -56,6 +66,7 @@
 #include "bc_cluster.h"
 #include "bc_config.h"
 #include "bc_status.h"
+#include "origin/origin.h"
 
 #define BC_NODE_DEFAULT_PORT          11211u
 #define BC_NODE_DEFAULT_ADMIN_PORT    11280u
@@ -91,7 +102,13 @@ typedef struct bc_node_config {
     /* admin HTTP port (admin.h) */
     char admin_listen[BC_HOST_MAX];    /* --admin-listen; "127.0.0.1" */
     uint16_t admin_port;               /* --admin-port; 11280, 0 = disabled */
-    uint32_t admin_max_conns;          /* concurrent admin connections; 64 */
+    uint32_t admin_max_conns;          /* concurrent admin connections; 2048 */
+    /* -- security (docs/security.md) -- */
+    uint32_t admin_max_conns_per_ip;   /* admin connections per peer address; 256 */
+    char auth_token_file[BC_NODE_PATH_MAX]; /* --auth-token-file: the admin token; "" = none */
+    bool insecure_no_auth;             /* --insecure-no-auth: admin beyond loopback, no token */
+    char zk_auth_file[BC_NODE_PATH_MAX];    /* --zk-auth-file: "user:password"; "" = none */
+    uint32_t idle_timeout_s;           /* -o idle_timeout=N: close idle data connections; 0 = never */
 
     /* cluster membership (cluster.h); standalone when zk_hosts is "" */
     char zk_hosts[1024];               /* --zk; "" */
@@ -116,6 +133,9 @@ typedef struct bc_node_config {
     char run_as_user[64];              /* -u: switch to this user if root; "" */
     char pid_file[BC_NODE_PATH_MAX];   /* -P; "" = none */
     char config_path[BC_NODE_PATH_MAX]; /* --config; "" = none */
+
+    /* read-through (origin/origin.h); no origin by default */
+    bc_origin_config_t origin;         /* --origin, the "origin" section */
 } bc_node_config_t;
 
 typedef enum bc_node_config_action {

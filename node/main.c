@@ -19,15 +19,20 @@
  *   (--zk) join the cluster: session, routing state (still unregistered);
  *   forwarding on unless --no-forward
  *        |
- *   start: active-expiry thread, server workers, admin thread
+ *   (--origin) the read-through origin (origin/origin.h), told the cluster
+ *        |
+ *   start: active-expiry thread, origin thread, server workers, admin thread
  *        |
  *   (--zk) register in the group: from now on the console may route here
  *        |
+ *   sigwait: SIGHUP --> re-read the admin token file (a token removed
+ *   from it stops working at once; docs/security.md)
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
- *   cache), stop server (joins workers), stop the expiry thread, destroy in
- *   reverse order of creation, remove the pid file, exit 0.
+ *   cache), stop the origin thread (fills in flight end; their waiters
+ *   answer a miss), stop server (joins workers), stop the expiry thread,
+ *   destroy in reverse order of creation, remove the pid file, exit 0.
  *
  *   Sockets are bound before daemonizing or dropping privileges so that a
  *   busy port is reported on the terminal that started the node and so
@@ -75,13 +80,18 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "bc_auth.h"
+#include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_zk.h"
 #include "bc_time.h"
 #include "cluster/cluster.h"
 #include "config.h"
 #include "engine/cache.h"
+#include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
 
@@ -215,6 +225,7 @@ proto_env_init(bc_proto_env_t *env, bc_cache_t *cache, bc_server_t *server, int 
     env->nthreads = sc->nthreads;
     env->backlog = sc->backlog;
     env->max_conn_buffer = sc->max_conn_buffer;
+    env->idle_timeout = sc->idle_timeout_s;
     env->started = (time_t)bc_cache_now(cache);
     atomic_init(&env->verbosity, verbosity);
     env->hook_arg = server;
@@ -378,11 +389,14 @@ main(int argc, char **argv)
     bc_node_config_action_t action;
     char err[BC_ERRBUF_LEN];
     bc_cache_t *cache = NULL;
+    bc_hotkeys_t *hotkeys = NULL;
     bc_server_t *server = NULL;
     bc_proto_env_t proto_env;     /* the text protocol's; outlives the server */
     bc_admin_t *admin = NULL;
     bc_node_cluster_t *cluster = NULL;
     bc_repl_t *repl = NULL;
+    bc_origin_t *origin = NULL;
+    bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -409,6 +423,31 @@ main(int argc, char **argv)
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);
 
+    /* ---- credentials (docs/security.md): read before anything starts,
+     * a bad file is a usage error ---- */
+    if (cfg.auth_token_file[0] != '\0') {
+        if (bc_auth_open(cfg.auth_token_file, &auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: --auth-token-file: %s\n", err);
+            return EXIT_USAGE;
+        }
+        /* Presented to the other nodes' admin ports (migration imports). */
+        bc_http_client_set_auth(auth);
+    }
+    if (cfg.zk_auth_file[0] != '\0') {
+        bc_zk_auth_t za;
+        if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
+            bc_auth_free(auth);
+            return EXIT_USAGE;
+        }
+        bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
+                                    "credentials; docs/security.md)");
+        bc_zk_auth_clear(&za);
+    } else {
+        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials with --zk-auth-file (docs/security.md)");
+    }
+
     /* Before any thread exists, so every thread inherits the mask. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&waitset);
@@ -419,7 +458,7 @@ main(int argc, char **argv)
 
     log_info("bucketcache-node %s starting (pid %ld)", BC_VERSION, (long)getpid());
     bc_node_config_log(&cfg);
-    raise_fd_limit(cfg.max_conns);
+    raise_fd_limit(cfg.max_conns + (cfg.admin_port != 0 ? cfg.admin_max_conns : 0));
     if (cfg.enable_coredumps) raise_core_limit();
 
     bc_node_mem_policy();
@@ -431,6 +470,7 @@ main(int argc, char **argv)
             fprintf(stderr, "bucketcache-node: cannot join cluster \"%s\" at %s: %s\n",
                     cfg.cluster, cfg.zk_hosts,
                     st == BC_ENOTFOUND ? "the cluster does not exist (bucketcache cluster create)"
+                    : st == BC_EACCES ? "ZooKeeper refused access (NOAUTH): check --zk-auth-file"
                                        : bc_status_str(st));
             goto out;
         }
@@ -450,6 +490,15 @@ main(int argc, char **argv)
             log_error("cannot create the cache (%s)", bc_status_str(st));
             goto out;
         }
+        /* Hot keys: a sample of the workers' requests (engine/hotkeys.h). */
+        hotkeys = bc_hotkeys_create(BC_HOTKEYS_DEFAULT_CAPACITY, BC_HOTKEYS_DEFAULT_EVERY,
+                                    BC_HOTKEYS_DEFAULT_HALF_LIFE_S);
+        if (hotkeys == NULL) {
+            log_error("cannot create the hot-key sketch (out of memory)");
+            st = BC_ENOMEM;
+            goto out;
+        }
+        bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
         bc_server_config_t sc = {
@@ -459,6 +508,7 @@ main(int argc, char **argv)
             .max_conns = cfg.max_conns,
             .max_conn_buffer = cfg.max_conn_buffer,
             .backlog = cfg.backlog,
+            .idle_timeout_s = cfg.idle_timeout_s,
         };
         st = bc_server_create(&sc, cache, &bc_proto_text_handler, &proto_env, &server);
         if (st != BC_OK) {
@@ -476,13 +526,22 @@ main(int argc, char **argv)
             .port = cfg.admin_port,
             .max_conns = cfg.admin_max_conns,
             .conn_timeout_s = 0,
+            .max_conns_per_ip = cfg.admin_max_conns_per_ip,
+            .auth = auth,
+            .insecure_no_auth = cfg.insecure_no_auth,
         };
         st = bc_admin_create(&ac, cache, server, &admin);
+        if (st == BC_ECONFIG) {
+            /* beyond loopback without a token: the log said why */
+            exit_code = EXIT_USAGE;
+            goto out;
+        }
         if (st != BC_OK) {
             log_error("cannot listen on %s:%u for the admin port (%s)", cfg.admin_listen,
                       cfg.admin_port, bc_status_str(st));
             goto out;
         }
+        bc_admin_set_hotkeys(admin, hotkeys);
     }
 
     /* The pid file is written with the daemon's pid and before switching
@@ -558,9 +617,22 @@ main(int argc, char **argv)
         if (admin != NULL) bc_admin_set_repl(admin, repl);
     }
 
+    if (bc_origin_config_enabled(&cfg.origin)) {
+        st = bc_origin_create(&cfg.origin, cache, &origin);
+        if (st != BC_OK) {
+            log_error("cannot set up the read-through origin (%s)", bc_status_str(st));
+            goto out;
+        }
+        /* In a cluster only the bucket's primary fills (origin.h). */
+        bc_origin_set_cluster(origin, cluster);
+        proto_env.origin = origin;
+        if (admin != NULL) bc_admin_set_origin(admin, origin);
+    }
+
     if (expiry_start(&expiry, cache, cfg.expiry_interval_ms, cfg.expiry_scan_budget) != BC_OK) {
         goto out;
     }
+    if (origin != NULL && bc_origin_start(origin) != BC_OK) goto out;
     st = bc_server_start(server);
     if (st != BC_OK) {
         log_error("cannot start the worker threads (%s)", bc_status_str(st));
@@ -608,8 +680,18 @@ main(int argc, char **argv)
     for (;;) {
         if (sigwait(&waitset, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP received: ignored (there is nothing to reload; restart to "
-                     "apply a new configuration)");
+            if (auth != NULL) {
+                if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: admin token file %s re-read",
+                             bc_auth_source(auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the admin token file, the "
+                              "tokens in force stay: %s", err);
+                }
+            } else {
+                log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
+                         "to apply a new configuration)");
+            }
             continue;
         }
         break;
@@ -623,13 +705,19 @@ out:
      * once instead of after a session timeout. */
     bc_node_cluster_leave(cluster);
     if (admin != NULL) bc_admin_stop(admin);
+    /* Before replication and the workers: a fill stores (and replicates)
+     * on the origin thread. */
+    bc_origin_stop(origin);
     bc_repl_stop(repl);
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
     if (server != NULL) bc_server_destroy(server);
+    bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
+    bc_http_client_set_auth(NULL);
+    bc_auth_free(auth);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);
@@ -637,6 +725,7 @@ out:
                  cs.mem_used);
         bc_cache_destroy(cache);
     }
+    bc_hotkeys_destroy(hotkeys);
     if (pid_written) unlink(cfg.pid_file);
     if (ready_fd >= 0) close(ready_fd);  /* parent of -d sees EOF: exits 1 */
     log_info("stopped (exit status %d)", exit_code);

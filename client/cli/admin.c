@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_cluster.h"
+#include "bc_config.h"
 #include "bc_hash.h"
 #include "bc_http_client.h"
 #include "bc_zk.h"
@@ -21,34 +22,112 @@
 static int
 admin_connect(bc_cli_t *cli, bc_zk_t **zk)
 {
-    if (cli->zk_hosts == NULL || cli->zk_hosts[0] == '\0' || cli->cluster == NULL ||
-        cli->cluster[0] == '\0') {
-        fprintf(stderr, "bucketcache: --zk and --cluster are required "
-                        "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
+    return bc_cli_zk_connect(cli, zk);
+}
+
+/* ---- ZooKeeper ACLs (docs/security.md) ---- */
+
+#define ACL_FILES_MAX 2
+
+/* The identity files of cluster create / cluster secure. */
+typedef struct acl_files {
+    const char *writers[ACL_FILES_MAX];
+    const char *readers[ACL_FILES_MAX];
+    int nwriters, nreaders;
+} acl_files_t;
+
+/* Takes --writer-auth-file / --read-auth-file; false (usage printed) on a fifth. */
+static bool
+acl_files_add(acl_files_t *f, int opt, const char *path)
+{
+    int *n = opt == 'w' ? &f->nwriters : &f->nreaders;
+    if (*n == ACL_FILES_MAX) {
+        fprintf(stderr, "bucketcache: at most %d %s identities (two during a rotation)\n",
+                ACL_FILES_MAX, opt == 'w' ? "writer" : "reader");
+        return false;
+    }
+    (opt == 'w' ? f->writers : f->readers)[(*n)++] = path;
+    return true;
+}
+
+/*
+ * The ACL for a cluster's znodes: the writers (default: the --zk-auth-file
+ * identity) may do everything, the readers may read.  This session's own
+ * identity must be among the writers, or it would lock itself out
+ * half-way.  Returns an exit code.
+ */
+static int
+admin_cluster_acl(bc_cli_t *cli, const acl_files_t *files, const char *what, bc_zk_acl_t **acl)
+{
+    bc_zk_auth_t ids[2 * ACL_FILES_MAX], self;
+    const bc_zk_auth_t *writers[ACL_FILES_MAX], *readers[ACL_FILES_MAX];
+    char err[BC_ERRBUF_LEN];
+    int nw = files->nwriters, nr = files->nreaders, loaded = 0, rc = BC_CLI_EXIT_USAGE;
+    *acl = NULL;
+    if (cli->zk_auth_file == NULL) {
+        fprintf(stderr, "bucketcache: %s needs --zk-auth-file (an identity that may change the "
+                        "cluster)\n", what);
         return BC_CLI_EXIT_USAGE;
     }
-    if (!bc_cluster_name_valid(cli->cluster)) {
-        fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
-                cli->cluster);
+    if (bc_zk_auth_load(cli->zk_auth_file, &self, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
         return BC_CLI_EXIT_USAGE;
     }
-    bc_status_t st = bc_zk_open(cli->zk_hosts, cli->session_timeout_ms, 5000, NULL, NULL, zk);
+    bool self_writes = nw == 0;
+    for (int i = 0; i < nw + nr; i++) {
+        const char *path = i < nw ? files->writers[i] : files->readers[i - nw];
+        if (bc_zk_auth_load(path, &ids[i], err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache: --%s-auth-file: %s\n", i < nw ? "writer" : "read", err);
+            goto out;
+        }
+        loaded++;
+        if (i < nw) {
+            writers[i] = &ids[i];
+            if (strcmp(ids[i].cred, self.cred) == 0) self_writes = true;
+        } else {
+            readers[i - nw] = &ids[i];
+        }
+    }
+    if (!self_writes) {
+        fprintf(stderr, "bucketcache: the --zk-auth-file identity must be one of the writers, or "
+                        "it locks itself out: rotate in two steps, --writer-auth-file OLD "
+                        "--writer-auth-file NEW, then (as NEW) --writer-auth-file NEW "
+                        "(docs/security.md)\n");
+        goto out;
+    }
+    if (nw == 0) {
+        writers[0] = &self;
+        nw = 1;
+    }
+    bc_status_t st = bc_zk_acl_build(writers, (size_t)nw, readers, (size_t)nr, acl);
     if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot connect to ZooKeeper at %s: %s\n", cli->zk_hosts,
-                bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
+        fprintf(stderr, "bucketcache: cannot build the ACL: %s\n", bc_status_str(st));
+        rc = BC_CLI_EXIT_FAILED;
+        goto out;
     }
-    return BC_CLI_EXIT_OK;
+    rc = BC_CLI_EXIT_OK;
+out:
+    for (int i = 0; i < loaded; i++) bc_zk_auth_clear(&ids[i]);
+    bc_zk_auth_clear(&self);
+    return rc;
 }
 
 int
 bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
 {
     long buckets = BC_DEFAULT_NBUCKETS;
-    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'}, {0, 0, 0, 0}};
+    acl_files_t files = {0};
+    static const struct option opts[] = {{"buckets", required_argument, NULL, 'b'},
+                                         {"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
+                                         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
+        if (c == 'r' || c == 'w') {
+            if (!acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
+            continue;
+        }
         if (c != 'b') return BC_CLI_EXIT_USAGE;
         char *end;
         buckets = strtol(optarg, &end, 10);
@@ -58,11 +137,21 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
             return BC_CLI_EXIT_USAGE;
         }
     }
+    bc_zk_acl_t *acl = NULL;
+    int rc;
+    if (cli->zk_auth_file != NULL || files.nwriters + files.nreaders > 0) {
+        rc = admin_cluster_acl(cli, &files, "a secured cluster create", &acl);
+        if (rc != BC_CLI_EXIT_OK) return rc;
+    }
     bc_zk_t *zk;
-    int rc = admin_connect(cli, &zk);
-    if (rc != BC_CLI_EXIT_OK) return rc;
-    bc_status_t st = bc_cluster_create(zk, cli->cluster, (uint32_t)buckets);
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    bc_status_t st = bc_cluster_create_acl(zk, cli->cluster, (uint32_t)buckets, acl);
     bc_zk_close(zk);
+    bc_zk_acl_free(acl);
     if (st == BC_EEXISTS) {
         fprintf(stderr, "bucketcache: cluster \"%s\" already exists; its bucket count never changes\n",
                 cli->cluster);
@@ -70,9 +159,69 @@ bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv)
         fprintf(stderr, "bucketcache: cannot create cluster \"%s\": %s\n", cli->cluster,
                 bc_status_str(st));
     } else if (cli->json) {
-        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true}\n", cli->cluster, buckets);
+        printf("{\"cluster\":\"%s\",\"buckets\":%ld,\"created\":true,\"secured\":%s}\n",
+               cli->cluster, buckets, acl != NULL ? "true" : "false");
     } else {
-        printf("created cluster \"%s\" with %ld buckets\n", cli->cluster, buckets);
+        printf("created cluster \"%s\" with %ld buckets%s\n", cli->cluster, buckets,
+               acl != NULL ? " (ZooKeeper ACLs: only its writer identities may change it)" : "");
+    }
+    if (st == BC_OK && acl == NULL) {
+        fprintf(stderr, "bucketcache: warning: cluster \"%s\" is open to anyone who reaches "
+                        "ZooKeeper (no --zk-auth-file); see docs/security.md and `bucketcache "
+                        "cluster secure`\n", cli->cluster);
+    }
+    return bc_cli_exit_for_status(st);
+}
+
+int
+bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv)
+{
+    acl_files_t files = {0};
+    static const struct option opts[] = {{"read-auth-file", required_argument, NULL, 'r'},
+                                         {"writer-auth-file", required_argument, NULL, 'w'},
+                                         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if ((c != 'r' && c != 'w') || !acl_files_add(&files, c, optarg)) return BC_CLI_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bucketcache: cluster secure: unexpected argument \"%s\"\n", argv[optind]);
+        return BC_CLI_EXIT_USAGE;
+    }
+    bc_zk_acl_t *acl = NULL;
+    int rc = admin_cluster_acl(cli, &files, "cluster secure", &acl);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    bc_zk_t *zk;
+    rc = admin_connect(cli, &zk);
+    if (rc != BC_CLI_EXIT_OK) {
+        bc_zk_acl_free(acl);
+        return rc;
+    }
+    char root[BC_CLUSTER_PATH_MAX], shown[512] = "";
+    unsigned count = 0;
+    bc_status_t st = bc_cluster_path(root, sizeof(root), cli->cluster, "");
+    if (st == BC_OK) st = bc_zk_exists(zk, root, NULL, NULL, NULL);
+    if (st == BC_OK) st = bc_zk_set_acl_tree(zk, root, acl, &count);
+    if (st == BC_OK) bc_zk_acl_text(zk, root, shown, sizeof(shown));
+    bc_zk_close(zk);
+    bc_zk_acl_free(acl);
+    if (st == BC_ENOTFOUND) {
+        fprintf(stderr, "bucketcache: no cluster \"%s\" in ZooKeeper %s\n", cli->cluster,
+                cli->zk_hosts);
+    } else if (st == BC_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused to change the ACLs of cluster \"%s\" "
+                        "(secured %u znodes so far): --zk-auth-file is not an identity with the "
+                        "ADMIN permission there\n", cli->cluster, count);
+    } else if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: cannot secure cluster \"%s\" (secured %u znodes so far; "
+                        "run it again): %s\n", cli->cluster, count, bc_status_str(st));
+    } else if (cli->json) {
+        printf("{\"cluster\":\"%s\",\"secured_znodes\":%u,\"acl\":\"%s\"}\n", cli->cluster,
+               count, shown);
+    } else {
+        printf("secured cluster \"%s\": %u znodes now carry the ACL %s\n", cli->cluster, count,
+               shown);
     }
     return bc_cli_exit_for_status(st);
 }
@@ -92,8 +241,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         {"max-lag-mb", required_argument, NULL, 'l'},
         {"clear", no_argument, NULL, 'c'},
         {0, 0, 0, 0}};
-    bc_group_config_t set;
-    bc_group_config_init(&set);
+    bc_cluster_group_config_t set;
+    bc_cluster_group_config_init(&set);
     bool clear = false, change = false;
     int c;
     if (argc < 2) {
@@ -147,8 +296,8 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     char *data = NULL;
     size_t len = 0;
     int32_t version = -1;
-    bc_group_config_t cur;
-    bc_group_config_init(&cur);
+    bc_cluster_group_config_t cur;
+    bc_cluster_group_config_init(&cur);
     /* Not created here: a group exists once its first node registered. */
     if (st == BC_OK) st = bc_zk_exists(zk, path, NULL, NULL, NULL);
     if (st == BC_ENOTFOUND) {
@@ -162,19 +311,19 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &version);
         if (st == BC_ENOTFOUND) st = BC_OK;
         if (st == BC_OK && len > 0 &&
-            bc_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
+            bc_cluster_group_config_decode(data, len, &cur, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache: the current config of group %u is malformed (%s); "
                             "it is replaced\n", gid, err);
-            bc_group_config_init(&cur);
+            bc_cluster_group_config_init(&cur);
         }
         free(data);
     }
     if (st == BC_OK && change) {
-        if (clear) bc_group_config_init(&cur);
+        if (clear) bc_cluster_group_config_init(&cur);
         if (set.replication >= 0) cur.replication = set.replication;
         if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
         if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
-        char *json = bc_group_config_encode(&cur);
+        char *json = bc_cluster_group_config_encode(&cur);
         if (json == NULL) {
             st = BC_ENOMEM;
         } else if (version >= 0) {
@@ -191,11 +340,11 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     bc_zk_close(zk);
     if (st != BC_OK) {
         if (st != BC_ESTALE) {
-            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_status_str(st));
+            fprintf(stderr, "bucketcache: group config %u: %s\n", gid, bc_cli_status_text(st));
         }
         return bc_cli_exit_for_status(st);
     }
-    char *json = bc_group_config_encode(&cur);
+    char *json = bc_cluster_group_config_encode(&cur);
     if (cli->json) {
         printf("%s\n", json ? json : "{}");
     } else {
@@ -266,7 +415,7 @@ bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
             fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
         } else {
             fprintf(stderr, "bucketcache: cannot read the tables of \"%s\": %s%s%s\n", cli->cluster,
-                    bc_status_str(st), err[0] ? ": " : "", err);
+                    bc_cli_status_text(st), err[0] ? ": " : "", err);
         }
         for (int i = 0; i < loaded; i++) bc_table_free(&t[i]);
         return bc_cli_exit_for_status(st);
@@ -319,42 +468,13 @@ static int
 admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **doc,
                    int *http_status)
 {
-    bc_zk_t *zk;
     char addr[BC_ADDR_MAX];
-    int rc = admin_connect(cli, &zk);
+    int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
-    bc_status_t st = bc_cluster_active_console(zk, cli->cluster, addr, sizeof(addr));
-    bc_zk_close(zk);
-    if (st == BC_ENOTFOUND) {
-        fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cli->cluster);
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cli->cluster,
-                bc_status_str(st));
-        return bc_cli_exit_for_status(st);
-    }
-    bc_http_response_t resp;
-    st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr, bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    *http_status = resp.status;
-    *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
-    bc_http_response_free(&resp);
-    if (*doc == NULL) {
-        fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
-        return BC_CLI_EXIT_FAILED;
-    }
-    if (*http_status >= 300) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
-        cJSON_Delete(*doc);
-        *doc = NULL;
-        return *http_status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
-    }
-    return BC_CLI_EXIT_OK;
+    *http_status = 200;
+    rc = bc_cli_console_request(addr, method, path, doc);
+    if (rc != BC_CLI_EXIT_OK) *http_status = 500;
+    return rc;
 }
 
 static double
@@ -376,9 +496,9 @@ json_str(const cJSON *obj, const char *name)
 static void
 node_repl_summary(const char *admin, char *out, size_t len)
 {
-    bc_repl_status_t r;
+    bc_cluster_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' || bc_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (admin[0] == '\0' || bc_cluster_repl_status_fetch(admin, 500, &r) != BC_OK) return;
     if (r.primary) {
         snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
                  (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
@@ -393,17 +513,56 @@ node_repl_summary(const char *admin, char *out, size_t len)
     }
 }
 
+/* The group's entry in the console's /v1/stats/groups (NULL: none). */
+static const cJSON *
+status_group_stats(const cJSON *stats, double gid)
+{
+    const cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(stats, "groups")) {
+        if (json_num(g, "gid") == gid) return g;
+    }
+    return NULL;
+}
+
+static void
+status_mib(char *buf, size_t len, double bytes)
+{
+    snprintf(buf, len, bytes >= 10 * 1048576.0 ? "%.0f" : "%.1f", bytes / 1048576.0);
+}
+
 int
 bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
 {
-    cJSON *doc;
-    int status;
-    int rc = admin_console_call(cli, "GET", "/v1/cluster", &doc, &status);
+    cJSON *doc, *stats = NULL, *warnings = NULL;
+    char addr[BC_ADDR_MAX];
+    int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
+    rc = bc_cli_console_request(addr, "GET", "/v1/cluster", &doc);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    if (!nodes_view) {
+        /* Best effort: an older console has no statistics; say so below. */
+        if (bc_cli_console_request(addr, "GET", "/v1/stats/groups", &stats) != BC_CLI_EXIT_OK) {
+            stats = NULL;
+        }
+        if (bc_cli_console_request(addr, "GET", "/v1/warnings", &warnings) != BC_CLI_EXIT_OK) {
+            warnings = NULL;
+        }
+    }
     const cJSON *groups = cJSON_GetObjectItemCaseSensitive(doc, "groups");
     if (cli->json) {
+        if (!nodes_view) {
+            if (stats != NULL) {
+                cJSON_AddItemToObject(doc, "stats", cJSON_DetachItemFromObjectCaseSensitive(stats, "groups"));
+            }
+            if (warnings != NULL) {
+                cJSON_AddItemToObject(doc, "warnings",
+                                      cJSON_DetachItemFromObjectCaseSensitive(warnings, "warnings"));
+            }
+        }
         bc_cli_print_json(nodes_view ? groups : doc);
         cJSON_Delete(doc);
+        cJSON_Delete(stats);
+        cJSON_Delete(warnings);
         return BC_CLI_EXIT_OK;
     }
     const cJSON *g;
@@ -413,19 +572,46 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                json_str(doc, "active_console"));
         printf("pending moves: %.0f, unowned buckets: %.0f\n\n", json_num(doc, "pending_moves"),
                json_num(doc, "unowned_buckets"));
-        printf("%-6s %-5s %10s %16s  %-22s %s\n", "GROUP", "STATE", "MEMORY", "BUCKETS c/m/d",
-               "PRIMARY", "NODES");
+        printf("%-6s %-5s %17s %9s %6s %14s  %-22s %s\n", "GROUP", "STATE", "MEMORY used/limit",
+               "OPS/S", "HIT%", "BUCKETS c/m/d", "PRIMARY", "NODES");
         cJSON_ArrayForEach(g, groups) {
             const cJSON *b = cJSON_GetObjectItemCaseSensitive(g, "buckets");
             const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(g, "nodes");
-            char counts[48];
+            const cJSON *gs = status_group_stats(stats, json_num(g, "gid"));
+            const cJSON *mem = cJSON_GetObjectItemCaseSensitive(gs, "memory");
+            const cJSON *lm = cJSON_GetObjectItemCaseSensitive(gs, "last_minute");
+            const cJSON *hr = cJSON_GetObjectItemCaseSensitive(lm, "hit_ratio");
+            char counts[48], memtext[48], used[16], limit[16], ops[16], hit[16];
             snprintf(counts, sizeof(counts), "%.0f/%.0f/%.0f", json_num(b, "c"), json_num(b, "m"),
                      json_num(b, "d"));
-            printf("%-6.0f %-5s %7.0f MiB %16s  %-22s %d\n", json_num(g, "gid"),
+            if (gs != NULL && json_num(mem, "limit") > 0) {
+                status_mib(used, sizeof(used), json_num(mem, "used"));
+                status_mib(limit, sizeof(limit), json_num(mem, "limit"));
+                snprintf(memtext, sizeof(memtext), "%s/%s MiB", used, limit);
+                snprintf(ops, sizeof(ops), "%.0f", json_num(lm, "ops_per_s"));
+            } else {
+                snprintf(memtext, sizeof(memtext), "-/%.0f MiB", json_num(g, "memory") / 1048576.0);
+                snprintf(ops, sizeof(ops), "-");
+            }
+            if (cJSON_IsNumber(hr)) snprintf(hit, sizeof(hit), "%.1f", 100.0 * hr->valuedouble);
+            else snprintf(hit, sizeof(hit), "-");
+            printf("%-6.0f %-5s %17s %9s %6s %14s  %-22s %d\n", json_num(g, "gid"),
                    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "up" : "DOWN",
-                   json_num(g, "memory") / 1048576.0, counts,
+                   memtext, ops, hit, counts,
                    json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
                    cJSON_GetArraySize(nodes));
+        }
+        const cJSON *ws = cJSON_GetObjectItemCaseSensitive(warnings, "warnings"), *w;
+        if (warnings == NULL) {
+            printf("\nwarnings: unknown (the console serves no /v1/warnings)\n");
+        } else if (cJSON_GetArraySize(ws) == 0) {
+            printf("\nwarnings: none\n");
+        } else {
+            printf("\nwarnings:\n");
+            cJSON_ArrayForEach(w, ws) {
+                printf("  %-8s %-18s %s\n", json_str(w, "severity"), json_str(w, "kind"),
+                       json_str(w, "message"));
+            }
         }
     } else {
         printf("%-6s %-14s %-8s %-22s %-22s %-9s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN",
@@ -446,6 +632,8 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
         }
     }
     cJSON_Delete(doc);
+    cJSON_Delete(stats);
+    cJSON_Delete(warnings);
     return BC_CLI_EXIT_OK;
 }
 
@@ -518,13 +706,13 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
     if (st != BC_OK) {
         bc_zk_close(zk);
         fprintf(stderr, "bucketcache: cannot read cluster \"%s\": %s %s\n", cli->cluster,
-                bc_status_str(st), err);
+                bc_cli_status_text(st), err);
         return bc_cli_exit_for_status(st);
     }
     uint32_t bucket = bc_hash_bucket(bc_hash_key(key, strlen(key)), cfg.nbuckets);
     uint32_t owner = c.owner[bucket];
     bool readonly = c.readonly[bucket] != 0;
-    bc_primary_info_t primary;
+    bc_cluster_primary_info_t primary;
     memset(&primary, 0, sizeof(primary));
     if (owner != 0) {
         char path[BC_CLUSTER_PATH_MAX], suffix[48], *data = NULL;
@@ -532,7 +720,7 @@ bc_cli_admin_locate(bc_cli_t *cli, int argc, char **argv)
         snprintf(suffix, sizeof(suffix), "/groups/%u/primary", owner);
         bc_cluster_path(path, sizeof(path), cli->cluster, suffix);
         if (bc_zk_get(zk, path, NULL, NULL, &data, &len, NULL) == BC_OK) {
-            bc_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
+            bc_cluster_primary_info_decode(data ? data : "", len, &primary, NULL, 0);
         }
         free(data);
     }

@@ -15,8 +15,15 @@
 
 #include "cli.h"
 
-/* cluster create [--buckets N]: the cluster's ZooKeeper layout, once. */
+/* cluster create [--buckets N] [--writer-auth-file F]... [--read-auth-file F]...:
+ * the cluster's ZooKeeper layout, once; with --zk-auth-file, under digest
+ * ACLs (the writers -- by default the --zk-auth-file identity -- may do
+ * everything, the readers read, nobody else anything). */
 int bc_cli_admin_cluster_create(bc_cli_t *cli, int argc, char **argv);
+/* cluster secure [--writer-auth-file F]... [--read-auth-file F]...: puts
+ * those ACLs on an existing cluster's whole tree; also how identities
+ * are rotated (docs/security.md). */
+int bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv);
 /* group config GID [--replication async|sync] [--sync-timeout-ms N]
  * [--max-lag-mb N] [--clear]: shows or changes groups/<gid>/config. */
 int bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv);

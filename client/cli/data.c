@@ -51,6 +51,14 @@ data_lib_log(void *ctx, int level, const char *message)
     fprintf(stderr, "bucketcache: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], message);
 }
 
+static void
+data_lib_quiet(void *ctx, int level, const char *message)
+{
+    (void)ctx;
+    (void)level;
+    (void)message;
+}
+
 static int
 data_client(bc_cli_t *cli, bc_client_t **out)
 {
@@ -67,16 +75,26 @@ data_client(bc_cli_t *cli, bc_client_t **out)
     opts.cluster = cli->cluster;
     opts.zk_session_timeout_ms = cli->session_timeout_ms;
     opts.timeout_ms = cli->timeout_ms;
+    opts.zk_auth_file = cli->zk_auth_file;
+    /* While the client starts, its errors are the line printed below
+     * (with -v every step is logged). */
+    if (!cli->verbose) bc_client_set_log(data_lib_quiet, NULL, BC_CLIENT_LOG_ERROR);
     int rc = bc_client_create(&opts, out);
+    bc_client_set_log(data_lib_log, NULL, cli->verbose ? BC_CLIENT_LOG_DEBUG : BC_CLIENT_LOG_ERROR);
     if (rc == BC_CLIENT_OK) return BC_CLI_EXIT_OK;
+    if (rc == BC_CLIENT_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused access to cluster \"%s\" (NOAUTH): "
+                        "check --zk-auth-file\n", cli->cluster);
+        return BC_CLI_EXIT_DENIED;
+    }
     if (rc == BC_CLIENT_ENOCLUSTER) {
         fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
     } else if (rc == BC_CLIENT_EINVAL) {
         fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
                 cli->cluster);
     } else {
-        fprintf(stderr, "bucketcache: cannot use cluster \"%s\" at %s: %s\n", cli->cluster,
-                cli->zk_hosts, bc_strerror(rc));
+        fprintf(stderr, "bucketcache: cannot use cluster \"%s\" at ZooKeeper %s: %s; exit code %d\n",
+                cli->cluster, cli->zk_hosts, bc_strerror(rc), data_exit_for(rc));
     }
     return data_exit_for(rc);
 }
@@ -156,10 +174,10 @@ bc_cli_data_get(bc_cli_t *cli, int argc, char **argv)
         }
         if (cli->json) {
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "key", argv[i + 1]);
+            bc_cli_json_add_bytes(o, "key", argv[i + 1], strlen(argv[i + 1]));
             cJSON_AddBoolToObject(o, "found", it->status == BC_CLIENT_OK);
             if (it->status == BC_CLIENT_OK) {
-                cJSON_AddStringToObject(o, "value", it->value);
+                bc_cli_json_add_bytes(o, "value", it->value, it->vlen);
                 cJSON_AddNumberToObject(o, "flags", it->flags);
             } else if (it->status != BC_CLIENT_ENOTFOUND) {
                 cJSON_AddStringToObject(o, "error", bc_strerror(it->status));
@@ -331,7 +349,14 @@ bc_cli_data_set(bc_cli_t *cli, int argc, char **argv)
         data_key_error("set", key, code);
         return data_exit_for(code);
     }
-    if (cli->json) printf("{\"key\":\"%s\",\"stored\":true,\"bytes\":%zu}\n", key, vlen);
+    if (cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        bc_cli_json_add_bytes(o, "key", key, strlen(key));
+        cJSON_AddBoolToObject(o, "stored", true);
+        cJSON_AddNumberToObject(o, "bytes", (double)vlen);
+        bc_cli_print_json(o);
+        cJSON_Delete(o);
+    }
     return BC_CLI_EXIT_OK;
 }
 
@@ -360,8 +385,8 @@ bc_cli_data_gets(bc_cli_t *cli, int argc, char **argv)
     }
     if (cli->json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "key", argv[1]);
-        cJSON_AddStringToObject(o, "value", value);
+        bc_cli_json_add_bytes(o, "key", argv[1], strlen(argv[1]));
+        bc_cli_json_add_bytes(o, "value", value, vlen);
         cJSON_AddNumberToObject(o, "flags", flags);
         cJSON_AddNumberToObject(o, "cas", (double)cas);
         bc_cli_print_json(o);
@@ -448,7 +473,15 @@ bc_cli_data_arith(bc_cli_t *cli, int argc, char **argv)
         data_key_error(argv[0], argv[1], code);
         return data_exit_for(code);
     }
-    if (cli->json) printf("{\"key\":\"%s\",\"value\":%llu}\n", argv[1], (unsigned long long)result);
+    if (cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        bc_cli_json_add_bytes(o, "key", argv[1], strlen(argv[1]));
+        char num[24];
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)result);
+        cJSON_AddRawToObject(o, "value", num);   /* exact past 2^53 */
+        bc_cli_print_json(o);
+        cJSON_Delete(o);
+    }
     else printf("%llu\n", (unsigned long long)result);
     return BC_CLI_EXIT_OK;
 }

@@ -69,6 +69,11 @@ mig_find_console(const char *zk_hosts, const char *cluster, char *addr, size_t l
         fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cluster);
         return BC_CLI_EXIT_UNAVAILABLE;
     }
+    if (st == BC_EACCES) {
+        fprintf(stderr, "bucketcache: ZooKeeper refused access to cluster \"%s\" (NOAUTH): "
+                        "check --zk-auth-file\n", cluster);
+        return BC_CLI_EXIT_DENIED;
+    }
     if (st != BC_OK) {
         fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cluster,
                 bc_status_str(st));
@@ -99,10 +104,12 @@ mig_call(const char *addr, const char *method, const char *path, cJSON **doc, bo
     }
     if (status >= 300) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s\n", cJSON_IsString(e) ? e->valuestring : "error");
+        fprintf(stderr, "bucketcache: console: %s%s\n", cJSON_IsString(e) ? e->valuestring : "error",
+                status == 401 ? " (give --auth-token-file or $BUCKETCACHE_TOKEN)" : "");
         cJSON_Delete(*doc);
         *doc = NULL;
-        return status == 409 ? BC_CLI_EXIT_UNAVAILABLE : BC_CLI_EXIT_FAILED;
+        return status == 409 ? BC_CLI_EXIT_UNAVAILABLE
+             : status == 401 || status == 403 ? BC_CLI_EXIT_DENIED : BC_CLI_EXIT_FAILED;
     }
     return BC_CLI_EXIT_OK;
 }

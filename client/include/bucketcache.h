@@ -80,6 +80,8 @@ extern "C" {
 #define BC_CLIENT_EBADTABLE   -14  /* bc_client_create: malformed cluster config or table */
 #define BC_CLIENT_ELOADER     -15  /* bc_client_get_or_load: the loader failed */
 #define BC_CLIENT_EEXISTS     -16  /* cas: the item changed since it was read (its CAS differs) */
+#define BC_CLIENT_EACCES      -17  /* bc_client_create: ZooKeeper refused access to the cluster
+                                      (credentials missing or wrong: zk_auth_file) */
 
 /*
  * A short, static, human-readable description of an error code; never
@@ -135,6 +137,13 @@ typedef struct bc_client_options {
     size_t near_cache_bytes;       /* 0 = off (the default) */
     int near_cache_ttl_ms;         /* how stale a near-cached value may be; 1000 */
     int near_cache_min_hits;       /* reads of a key, recently, before it is cached; 4 */
+
+    /* ZooKeeper credentials, for a cluster secured with digest ACLs
+     * (docs/security.md).  A client that only routes needs read access:
+     * give it the cluster's read-only identity.  At most one of: */
+    const char *zk_auth_file;      /* a file holding "user:password" on one line, kept from
+                                      other users (mode 0600 or 0640); NULL: none */
+    const char *zk_auth;           /* "user:password" itself; NULL: none */
 } bc_client_options_t;
 
 /* Fills *opts with the defaults above (zk_hosts and cluster NULL). */
@@ -149,7 +158,14 @@ BC_CLIENT_API void bc_client_options_init(bc_client_options_t *opts);
  * *out is a new client owned by the caller, released with
  * bc_client_destroy(); on error *out is NULL.
  *
- * Errors: BC_CLIENT_EINVAL (opts, zk_hosts or cluster missing or invalid),
+ * The strings of opts (zk_auth_file's contents too) are read during the
+ * call only; credentials are presented again on every new ZooKeeper
+ * session.
+ *
+ * Errors: BC_CLIENT_EINVAL (opts, zk_hosts or cluster missing or invalid;
+ * an unreadable or malformed zk_auth_file, or both zk_auth options given:
+ * the log says which), BC_CLIENT_EACCES (ZooKeeper refused access:
+ * credentials missing or wrong),
  * BC_CLIENT_EZK (ZooKeeper unreachable within zk_connect_timeout_ms, or an
  * error reading it), BC_CLIENT_ENOCLUSTER (the cluster does not exist),
  * BC_CLIENT_EBADTABLE (its config record or c table is malformed),

@@ -157,6 +157,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
     pthread_mutex_init(&cl->mu, NULL);
+    pthread_mutex_init(&cl->zk_mu, NULL);
     bc_time_cond_init(&cl->cv);
     bc_time_cond_init(&cl->lease_cv);
     pthread_mutex_init(&cl->prim_mu, NULL);
@@ -216,9 +217,9 @@ cluster_remove_stale_self(bc_node_cluster_t *cl, const char *nodes_path)
         if (strcmp(names.names[i], cl->node_name) == 0) continue;
         snprintf(path, sizeof(path), "%s/%s", nodes_path, names.names[i]);
         if (bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, NULL) != BC_OK) continue;
-        bc_node_info_t other;
+        bc_cluster_node_info_t other;
         memset(&other, 0, sizeof(other));
-        if (bc_node_info_decode(data ? data : "", len, &other, NULL, 0) == BC_OK &&
+        if (bc_cluster_node_info_decode(data ? data : "", len, &other, NULL, 0) == BC_OK &&
             strcmp(other.data_addr, cl->self.data_addr) == 0) {
             log_warn("cluster: removing stale registration %s of an earlier process at %s",
                      names.names[i], other.data_addr);
@@ -238,7 +239,7 @@ cluster_register(bc_node_cluster_t *cl)
     if (st == BC_OK) st = bc_zk_create_all(cl->zk, nodes_path);
     if (st != BC_OK) return st;
 
-    char *json = bc_node_info_encode(&cl->self);
+    char *json = bc_cluster_node_info_encode(&cl->self);
     if (json == NULL) return BC_ENOMEM;
     char prefix[BC_CLUSTER_PATH_MAX + 4];
     snprintf(prefix, sizeof(prefix), "%s/n-", nodes_path);
@@ -303,8 +304,8 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
     char path[BC_CLUSTER_PATH_MAX + 32], err[256] = "";
     char *data = NULL;
     size_t len = 0;
-    bc_group_config_t gc;
-    bc_group_config_init(&gc);
+    bc_cluster_group_config_t gc;
+    bc_cluster_group_config_init(&gc);
     snprintf(path, sizeof(path), "%s/%u/config", groups_path, cl->gid);
     bc_status_t st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
     if (st == BC_ENOTFOUND) {
@@ -314,9 +315,9 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
         }
     }
     if (st == BC_OK &&
-        bc_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
+        bc_cluster_group_config_decode(data ? data : "", len, &gc, err, sizeof(err)) != BC_OK) {
         log_warn("cluster: ignoring the malformed config of group %u: %s", cl->gid, err);
-        bc_group_config_init(&gc);
+        bc_cluster_group_config_init(&gc);
     }
     free(data);
     if (st != BC_OK && st != BC_ENOTFOUND) return;    /* keep what we had */
@@ -385,8 +386,8 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             continue;
         }
         if (st != BC_OK) break;
-        bc_primary_info_t p;
-        if (bc_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) != BC_OK) {
+        bc_cluster_primary_info_t p;
+        if (bc_cluster_primary_info_decode(data ? data : "", len, &p, err, sizeof(err)) != BC_OK) {
             log_warn("cluster: ignoring malformed primary record of group %u: %s", gid, err);
             free(data);
             continue;
@@ -411,7 +412,7 @@ cluster_read_primaries(bc_node_cluster_t *cl)
             e->sa = old->sa;
             e->salen = old->salen;
         } else {
-            bc__node_primary_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
+            bc__node_primaries_resolve(e, old == NULL || strcmp(old->addr, e->addr) != 0);
         }
     }
     bc_zk_strings_free(&names);
@@ -630,8 +631,13 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     /* Leaving: nothing may be written here as primary any more. */
     bc__node_cluster_set_role(cl, false, NULL);
     if (cl->zk != NULL) {
-        bc_zk_close(cl->zk);
+        /* The admin port and the workers run until after this: they may
+         * be reading the handle (zk_mu), never once it is detached. */
+        pthread_mutex_lock(&cl->zk_mu);
+        bc_zk_t *zk = cl->zk;
         cl->zk = NULL;
+        pthread_mutex_unlock(&cl->zk_mu);
+        bc_zk_close(zk);
         log_info("cluster: left group %u of \"%s\"", cl->gid, cl->cluster);
     }
 }
@@ -642,6 +648,7 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     if (cl == NULL) return;
     bc_node_cluster_leave(cl);
     pthread_mutex_destroy(&cl->mu);
+    pthread_mutex_destroy(&cl->zk_mu);
     pthread_cond_destroy(&cl->cv);
     pthread_cond_destroy(&cl->lease_cv);
     pthread_mutex_destroy(&cl->prim_mu);
@@ -662,7 +669,9 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     if (cl == NULL) return;
     out->gid = cl->gid;
     out->primary = atomic_load(&cl->primary);
+    pthread_mutex_lock(&cl->zk_mu);
     out->connected = cl->zk != NULL && bc_zk_connected(cl->zk) != 0;
+    pthread_mutex_unlock(&cl->zk_mu);
     out->epoch = atomic_load(&cl->epoch);
     out->owned_buckets = atomic_load(&cl->owned);
     out->registrations = atomic_load(&cl->registrations);

@@ -29,8 +29,13 @@ struct bc_node_cluster {
     char *cluster;
     uint32_t gid;
     uint32_t nbuckets;
-    bc_node_info_t self;           /* what we register (name filled in) */
+    bc_cluster_node_info_t self;   /* what we register (name filled in) */
     bc_zk_t *zk;
+    /* LOCKING RULE: zk_mu guards cl->zk for threads outside the cluster
+     * module (bc_node_cluster_get_info, from the admin port, migration
+     * jobs and forwarding) against bc_node_cluster_leave, which closes the
+     * session while they may still run. */
+    pthread_mutex_t zk_mu;
     bc_cache_t *cache;
 
     /* Routing state: read lock-free by workers, written by the agent and
@@ -107,7 +112,7 @@ void bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c);
 
 /* primaries.c: resolves e->addr into e->sa (agent thread only: may block
  * on DNS); a failure is a warning when the address is new (`fresh`). */
-void bc__node_primary_resolve(bc_node_primary_t *e, bool fresh);
+void bc__node_primaries_resolve(bc_node_primary_t *e, bool fresh);
 /* primaries.c: installs *next as the table when it differs from the
  * current one; *next then holds the old table, which the caller frees. */
 void bc__node_primaries_publish(bc_node_cluster_t *cl, bc_node_primaries_t *next);

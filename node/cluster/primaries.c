@@ -4,7 +4,7 @@
  *
  * HOW
  *   The agent reads each groups/<gid>/primary record (cluster.c),
- *   resolves new addresses here (bc__node_primary_resolve: in the agent
+ *   resolves new addresses here (bc__node_primaries_resolve: in the agent
  *   thread, name resolution may block) and swaps in a new table with
  *   bc__node_primaries_publish, bumping prim_gen together with it under
  *   prim_mu.  Workers read the table through private copies
@@ -85,7 +85,7 @@ bc_node_cluster_primaries_sync(bc_node_cluster_t *cl, bc_node_primaries_t *view)
  * A failure is logged as a warning when the address is new (`fresh`),
  * and at debug level on the retries every refresh makes. */
 void
-bc__node_primary_resolve(bc_node_primary_t *e, bool fresh)
+bc__node_primaries_resolve(bc_node_primary_t *e, bool fresh)
 {
     bc_hostport_t hp;
     struct addrinfo hints, *res = NULL;

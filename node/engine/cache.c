@@ -136,6 +136,7 @@
 #include "bc_log.h"
 #include "bc_mcproto.h"
 #include "engine/cache.h"
+#include "engine/counters.h"
 #include "engine/evict/evict.h"
 #include "engine/seg_int.h"
 
@@ -165,6 +166,8 @@ typedef struct cache_bucket {
     uint32_t mask;              /* nslots - 1 */
     uint32_t count;             /* linked items */
     uint64_t bytes;             /* charged bytes of those items */
+    uint64_t evictions;         /* live items evicted from it */
+    uint64_t expirations;       /* expired items removed from it (not flushed ones) */
     _Atomic bool tapped;        /* report changes to the tap (any thread) */
 } cache_bucket_t;
 
@@ -214,6 +217,7 @@ struct bc_cache {
     _Atomic(bc_cache_tap_fn) tap;     /* NULL = none; published after tap_ctx */
     void *tap_ctx;
     _Atomic uint64_t flushes;         /* bc_cache_flush_count */
+    bc_counters_t *counters;          /* per-thread request counters (counters.h) */
 };
 
 /* Reports a change to the observer and, for a tapped bucket, to the tap
@@ -345,19 +349,19 @@ item_key_eq(const bc_item_t *it, const char *key, size_t nkey)
 static inline bc_item_t *
 cache_item(const bc_cache_t *cache, uint32_t ref)
 {
-    return bc_segs_item(&cache->segs, ref);
+    return bc_seg_item(&cache->segs, ref);
 }
 
 static inline bc_seg_t *
 item_seg(const bc_cache_t *cache, const bc_item_t *it)
 {
-    return bc_segs_of(&cache->segs, it);
+    return bc_seg_of(&cache->segs, it);
 }
 
 static inline uint64_t
 item_charge(const bc_cache_t *cache, const bc_item_t *it)
 {
-    return bc_segs_charge_of(&cache->segs, it);
+    return bc_seg_charge_of(&cache->segs, it);
 }
 
 /* key + value bytes (the data_bytes statistic) */
@@ -404,6 +408,7 @@ static inline void
 do_count_evicted(const cache_loc_t *loc, const bc_item_t *it)
 {
     loc->shard->evictions++;
+    loc->bucket->evictions++;
     if (!(it->iflags & BC_ITEM_FETCHED)) loc->shard->evicted_unfetched++;
 }
 
@@ -416,8 +421,9 @@ do_count_expired(const bc_cache_t *cache, const cache_loc_t *loc, const bc_item_
     cache_shard_t *s = loc->shard;
     if (item_is_flushed(cache, it)) {
         s->flushed++;
-    } else if (!(it->iflags & BC_ITEM_FETCHED)) {
-        s->expired_unfetched++;
+    } else {
+        loc->bucket->expirations++;
+        if (!(it->iflags & BC_ITEM_FETCHED)) s->expired_unfetched++;
     }
     s->reclaimed++;
     if (active) s->expired_active++;
@@ -533,7 +539,7 @@ do_table_find(const bc_cache_t *cache, const cache_loc_t *loc, const char *key, 
 static uint32_t *
 do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it, uint32_t hash)
 {
-    uint32_t want = bc_segs_ref(&cache->segs, it);
+    uint32_t want = bc_seg_ref(&cache->segs, it);
     uint32_t *pp = &b->slots[table_slot(cache, b, hash)];
     while (*pp != want) pp = &cache_item(cache, *pp)->hnext;
     return pp;
@@ -550,14 +556,14 @@ do_item_gone(bc_cache_t *cache, bc_item_t *it)
 {
     it->iflags &= (uint8_t)~BC_ITEM_LINKED;
     bc_seg_t *seg = item_seg(cache, it);
-    if (bc_segs_unlinked(seg)) {
+    if (bc_seg_unlinked(seg)) {
         pthread_mutex_lock(&cache->segs.lock);
         do_segs_reap(&cache->segs, seg);
         pthread_mutex_unlock(&cache->segs.lock);
     }
 }
 
-/* it is in a chain now (its segment counted it: bc_segs_link_try); a
+/* it is in a chain now (its segment counted it: bc_seg_link_try); a
  * large one joins its queue. */
 static void
 do_item_joined(bc_cache_t *cache, bc_item_t *it)
@@ -580,7 +586,7 @@ shard_items_add(cache_shard_t *s, int64_t n)
                           memory_order_relaxed);
 }
 
-/* Links a new item, counted by its segment already (bc_segs_link_try).
+/* Links a new item, counted by its segment already (bc_seg_link_try).
  * Returns false (nothing changed) only when the bucket has no table and
  * not even the smallest one can be allocated. */
 static bool
@@ -599,7 +605,7 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
     uint32_t *pp = &b->slots[loc->q & b->mask];
     while (*pp != 0) pp = &cache_item(cache, *pp)->hnext;
     it->hnext = 0;
-    *pp = bc_segs_ref(&cache->segs, it);
+    *pp = bc_seg_ref(&cache->segs, it);
     b->count++;
     b->bytes += item_charge(cache, it);
     shard_items_add(s, 1);
@@ -639,7 +645,7 @@ do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
 
     uint32_t *pp = do_table_ref(cache, b, old_it, hash);
     new_it->hnext = old_it->hnext;
-    *pp = bc_segs_ref(&cache->segs, new_it);
+    *pp = bc_seg_ref(&cache->segs, new_it);
     old_it->hnext = 0;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
     cache->policy->on_replace(old_it, new_it, now);
@@ -728,10 +734,10 @@ cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, ui
             if (dst != NULL) cache->segs.moved_items++;
         }
         pthread_mutex_unlock(&cache->segs.lock);
-        if (dst != NULL && !bc_segs_link_try(dseg)) {
+        if (dst != NULL && !bc_seg_link_try(dseg)) {
             /* the open segment closed and retired meanwhile (all its items
              * gone): no place for the copy after all */
-            bc_segs_unpin(&cache->segs, dseg);
+            bc_seg_unpin(&cache->segs, dseg);
             dst = NULL;
         }
         if (*requeued) {
@@ -741,10 +747,10 @@ cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, ui
             bc_item_t *nit = (bc_item_t *)dst;
             memcpy(nit, it, size);
             uint32_t *pp = do_table_ref(cache, loc.bucket, it, hash);
-            *pp = bc_segs_ref(&cache->segs, nit);
+            *pp = bc_seg_ref(&cache->segs, nit);
             it->hnext = 0;
             do_item_gone(cache, it);
-            bc_segs_unpin(&cache->segs, dseg);
+            bc_seg_unpin(&cache->segs, dseg);
             copied = size;
         } else {
             do_count_evicted(&loc, it);
@@ -807,7 +813,7 @@ cache_evict(bc_cache_t *cache)
         total = seg->used;
         for (uint32_t off = 0; off < seg->used;) {
             bc_item_t *it = (bc_item_t *)(seg->base + off);
-            uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+            uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
                                               bc_item_has_flags(it));
             kept += cache_evict_item(cache, it, size, q, now, force, false, &requeued);
             off += size;
@@ -848,7 +854,7 @@ bc_cache_compact(bc_cache_t *cache, uint32_t max_segments)
         bool requeued = false;
         for (uint32_t off = 0; off < seg->used;) {
             bc_item_t *it = (bc_item_t *)(seg->base + off);
-            uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+            uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
                                               bc_item_has_flags(it));
             (void)cache_evict_item(cache, it, size, seg->queue, now, false, true, &requeued);
             off += size;
@@ -873,7 +879,7 @@ cache_make_room(bc_cache_t *cache, uint64_t extra, bool reserve)
 {
     bc_segs_t *segs = &cache->segs;
     for (;;) {
-        if (reserve ? bc_segs_try_charge(segs, extra)
+        if (reserve ? bc_seg_try_charge(segs, extra)
                     : atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra <=
                           cache->mem_limit) {
             return true;
@@ -910,9 +916,10 @@ cache_free_all(bc_cache_t *cache)
         free(cache->shards);
     }
     if (cache->policy_state != NULL) cache->policy->destroy(cache->policy_state);
-    bc_segs_fini(&cache->segs);
+    bc_seg_fini(&cache->segs);
     pthread_mutex_destroy(&cache->scan_lock);
     pthread_mutex_destroy(&cache->evict_lock);
+    bc_counters_destroy(cache->counters);
     free(cache);
 }
 
@@ -953,7 +960,7 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     pthread_mutex_init(&cache->scan_lock, NULL);
     pthread_mutex_init(&cache->evict_lock, NULL);
 
-    bc_status_t st = bc_segs_init(&cache->segs, config->mem_limit, config->segment_size,
+    bc_status_t st = bc_seg_init(&cache->segs, config->mem_limit, config->segment_size,
                                   policy->nqueues, &cache->mem_used);
     if (st != BC_OK) {
         pthread_mutex_destroy(&cache->scan_lock);
@@ -962,9 +969,11 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
         return st;
     }
     cache->buckets = calloc(nbuckets, sizeof(*cache->buckets));
+    cache->counters = bc_counters_create(nbuckets);
     cache->shards = aligned_alloc(_Alignof(cache_shard_t), nshards * sizeof(cache_shard_t));
     cache->policy_state = policy->create(&cache->env);
-    if (cache->buckets == NULL || cache->shards == NULL || cache->policy_state == NULL) {
+    if (cache->buckets == NULL || cache->shards == NULL || cache->policy_state == NULL ||
+        cache->counters == NULL) {
         if (cache->shards != NULL) {
             free(cache->shards);
             cache->shards = NULL;
@@ -995,7 +1004,7 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     }
     if (config->prealloc) {
         int64_t took_ms = 0;
-        cache->preallocated = bc_segs_prealloc(&cache->segs, &took_ms);
+        cache->preallocated = bc_seg_prealloc(&cache->segs, &took_ms);
         log_info("-L: preallocated %zu MiB in %lld ms", cache->preallocated >> 20,
                  (long long)took_ms);
     }
@@ -1040,7 +1049,7 @@ bc_cache_preallocated(const bc_cache_t *cache)
 }
 
 uint32_t
-bc__item_holders(const bc_cache_t *cache, const bc_item_t *it)
+bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it)
 {
     return atomic_load(&item_seg(cache, it)->pins) & BC_SEG_PIN_COUNT;
 }
@@ -1082,7 +1091,8 @@ do_item_accessed(bc_cache_t *cache, bc_item_t *it, uint32_t now)
  * The one lookup: finds a live item, counts the access (memcached counts a
  * touch as a fetch) and sets its expiry when `touch`.  With `ref`, returns
  * it referenced (its segment pinned); without, the result only says found
- * (non-NULL) and must not be dereferenced.
+ * (non-NULL) and must not be dereferenced.  A read (`ref` or `fn`) counts
+ * as a hit or a miss of the calling thread (counters.h); a touch does not.
  */
 static bc_item_t *
 cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
@@ -1093,6 +1103,8 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
+    bool counted = ref || fn != NULL;
+    uint32_t value_len = 0;
     pthread_mutex_lock(&loc.shard->lock);
     bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
@@ -1101,11 +1113,23 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
             cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
         }
         do_item_accessed(cache, it, now);
+        value_len = bc_item_value_len(it);   /* it may go once the lock does */
         if (fn != NULL) ref = fn(it, ctx);
-        if (ref) bc_segs_pin(item_seg(cache, it));
+        if (ref) bc_seg_pin(item_seg(cache, it));
         if (held != NULL) *held = ref;
     }
     pthread_mutex_unlock(&loc.shard->lock);
+    bc_counters_block_t *blk = counted ? bc_counters_mine(cache->counters) : NULL;
+    if (blk != NULL) {
+        uint32_t bi = (uint32_t)(loc.bucket - cache->buckets);
+        if (it != NULL) {
+            bc_counters_add(blk, bi, hits, 1);
+            bc_counters_add(blk, bi, bytes_written, value_len);
+        } else {
+            bc_counters_add(blk, bi, misses, 1);
+        }
+        if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+    }
     return it;
 }
 
@@ -1138,17 +1162,26 @@ bc_item_release(bc_cache_t *cache, bc_item_t *it)
     if (it == NULL) return;
     bc_segs_t *segs = &cache->segs;
     bc_seg_t *seg = item_seg(cache, it);
-    if (it->cas == 0 && !seg->large) {
-        /* Never linked (a link sets a CAS, and only its writer holds it):
-         * an add that found the key, a cas that lost, a dropped upload.
-         * If it is the last thing appended, its room is taken back. */
-        uint32_t size = bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+    if (it->cas == 0 && !seg->large &&
+        (atomic_load_explicit(&seg->pins, memory_order_acquire) & BC_SEG_PIN_COUNT) == 1) {
+        /* Never linked (a link sets a CAS): an add that found the key, a
+         * cas that lost, a dropped upload.  If it is the last thing
+         * appended, its room is taken back -- only by its last holder: a
+         * holder pins the segment, so a count of one (ours) means nobody
+         * else holds it (bc_item_retain hands one item to several). */
+        uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
                                           bc_item_has_flags(it));
         pthread_mutex_lock(&segs->lock);
         do_segs_unappend(segs, seg, (const char *)it, size);
         pthread_mutex_unlock(&segs->lock);
     }
-    bc_segs_unpin(segs, seg);
+    bc_seg_unpin(segs, seg);
+}
+
+void
+bc_item_retain(bc_cache_t *cache, bc_item_t *it)
+{
+    bc_seg_pin(item_seg(cache, it));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1190,12 +1223,12 @@ cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash
 {
     bc_segs_t *segs = &cache->segs;
     size += 4;   /* the length the header cannot hold */
-    uint64_t estimate = bc_segs_large_estimate(size);
+    uint64_t estimate = bc_seg_large_estimate(size);
     if (estimate > cache->mem_limit || !cache_make_room(cache, estimate, true)) {
         *st = BC_ENOMEM;
         return NULL;
     }
-    bc_seg_t *seg = bc_segs_large_new(segs, size);
+    bc_seg_t *seg = bc_seg_large_new(segs, size);
     if (seg == NULL) {
         cache_mem_sub(cache, estimate);
         *st = BC_ENOMEM;
@@ -1231,8 +1264,8 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         return NULL;
     }
     bc_segs_t *segs = &cache->segs;
-    uint32_t size = bc_segs_item_size(segs, (uint32_t)nkey, nbytes, flags != 0);
-    if (bc_segs_is_large(segs, size)) {
+    uint32_t size = bc_seg_item_size(segs, (uint32_t)nkey, nbytes, flags != 0);
+    if (bc_seg_is_large(segs, size)) {
         return cache_alloc_large(cache, key, nkey, hash, flags, exptime, nbytes, size, st);
     }
     bool admitted = false;
@@ -1304,7 +1337,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
         }
-        bc_segs_pin(item_seg(cache, old));
+        bc_seg_pin(item_seg(cache, old));
         uint64_t old_cas = old->cas;
         uint32_t old_exptime = old->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1336,7 +1369,7 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
         pthread_mutex_lock(&loc.shard->lock);
         bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
         bool same = cur == old && cur->cas == old_cas;
-        bool moved = same && !bc_segs_link_try(item_seg(cache, nit));
+        bool moved = same && !bc_seg_link_try(item_seg(cache, nit));
         if (same && !moved) {
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
@@ -1369,10 +1402,35 @@ cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
                                uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
 
+/* Counts one write request of the calling thread (counters.h) to the
+ * key's bucket: a set (with nread key and value bytes) or, when done, a
+ * delete; and feeds the sampler. */
+static inline void
+cache_count_write(bc_cache_t *cache, bc_counters_block_t *blk, uint32_t hash, const char *key,
+                  size_t nkey, bool set, bool done, uint64_t nread)
+{
+    uint32_t bi = hash % cache->nbuckets;
+    if (set) {
+        bc_counters_add(blk, bi, sets, 1);
+        bc_counters_add(blk, bi, bytes_read, nread);
+    } else if (done) {
+        bc_counters_add(blk, bi, deletes, 1);
+    }
+    if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+}
+
 bc_status_t
 bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
                uint64_t *cas_out)
 {
+    /* Counted as the request it is, before the store consumes the item
+     * (as memcached counts cmd_set and bytes_read). */
+    bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
+    if (blk != NULL) {
+        cache_count_write(cache, blk, item_unlinked_hash(it), bc_item_key(it),
+                          bc_item_nkey(it), true, true,
+                          bc_item_nkey(it) + (uint64_t)bc_item_value_len(it));
+    }
     return cache_store(cache, it, mode, cas_in, cas_out, 0);
 }
 
@@ -1447,7 +1505,7 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
             st = BC_EINVAL;
             break;
         }
-        if (st == BC_OK && !bc_segs_link_try(item_seg(cache, it))) {
+        if (st == BC_OK && !bc_seg_link_try(item_seg(cache, it))) {
             /* eviction took its segment while it was being filled */
             pthread_mutex_unlock(&loc.shard->lock);
             it = cache_move_unlinked(cache, it);
@@ -1492,6 +1550,8 @@ bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
         cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
     }
     pthread_mutex_unlock(&loc.shard->lock);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, it != NULL, 0);
     return it != NULL ? BC_OK : BC_ENOTFOUND;
 }
 
@@ -1540,9 +1600,24 @@ arith_parse(const char *p, size_t len, uint64_t *out)
 #undef ARITH_SPACE
 }
 
+static bc_status_t cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                               bool incr, uint64_t delta, uint64_t *result);
+
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
+{
+    bc_status_t st = cache_arith(cache, key, nkey, hash, incr, delta, result);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL && key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
+        cache_count_write(cache, blk, hash, key, nkey, true, false, 0);
+    }
+    return st;
+}
+
+static bc_status_t
+cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
+            uint64_t delta, uint64_t *result)
 {
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
@@ -1569,7 +1644,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         if (result != NULL) *result = value;
 
         bc_seg_t *seg = item_seg(cache, it);
-        if (len + 2 <= bc_item_nbytes(it) && bc_segs_unpinned(seg)) {
+        if (len + 2 <= bc_item_nbytes(it) && bc_seg_unpinned(seg)) {
             /* Nobody holds anything of its segment, and a new reader would
              * need this lock: rewrite in place, padding a shorter number
              * with spaces (memcached does exactly this). */
@@ -1584,7 +1659,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         }
 
         /* Longer, or readers may hold the old value: store a new item. */
-        bc_segs_pin(seg);
+        bc_seg_pin(seg);
         uint64_t old_cas = it->cas;
         uint32_t flags = bc_item_flags(it), exptime = it->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1602,7 +1677,7 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
         now = cache_clock(cache);
         pthread_mutex_lock(&loc.shard->lock);
         bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
-        bool same = cur == it && cur->cas == old_cas && bc_segs_link_try(item_seg(cache, nit));
+        bool same = cur == it && cur->cas == old_cas && bc_seg_link_try(item_seg(cache, nit));
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, hash, now);
@@ -1745,8 +1820,53 @@ bc_cache_bucket_stats(bc_cache_t *cache, uint32_t bucket, bc_bucket_stats_t *out
     pthread_mutex_lock(&s->lock);
     out->items = cache->buckets[bucket].count;
     out->bytes = cache->buckets[bucket].bytes;
+    out->evictions = cache->buckets[bucket].evictions;
+    out->expirations = cache->buckets[bucket].expirations;
     pthread_mutex_unlock(&s->lock);
+    bc_counters_fold(cache->counters, bucket, &out->ops);
     return BC_OK;
+}
+
+bc_status_t
+bc_cache_bucket_stats_all(bc_cache_t *cache, bc_bucket_stats_t *out, uint32_t n)
+{
+    if (out == NULL || n != cache->nbuckets) return BC_EINVAL;
+    bc_bucket_counts_t *ops = malloc((size_t)n * sizeof(*ops));
+    if (ops == NULL) return BC_ENOMEM;
+    bc_counters_fold_all(cache->counters, ops, n);
+    for (uint32_t i = 0; i < cache->nshards; i++) {
+        cache_shard_t *s = &cache->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t b = i; b < n; b += cache->nshards) {
+            const cache_bucket_t *cb = &cache->buckets[b];
+            out[b].items = cb->count;
+            out[b].bytes = cb->bytes;
+            out[b].evictions = cb->evictions;
+            out[b].expirations = cb->expirations;
+            out[b].ops = ops[b];
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    free(ops);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cache_count_thread(bc_cache_t *cache)
+{
+    return bc_counters_attach(cache->counters);
+}
+
+void
+bc_cache_count_thread_end(bc_cache_t *cache)
+{
+    bc_counters_detach(cache->counters);
+}
+
+void
+bc_cache_set_sampler(bc_cache_t *cache, bc_key_sampler_fn fn, void *ctx, uint32_t every)
+{
+    bc_counters_set_sampler(cache->counters, fn, ctx, every);
 }
 
 bc_status_t

@@ -57,6 +57,7 @@
 #include <stdint.h>
 
 #include "bc_status.h"
+#include "engine/counters.h"
 #include "engine/item.h"
 
 /* memcached's rule: an exptime above 30 days is an absolute unix time. */
@@ -119,7 +120,7 @@ const char *bc_cache_policy_name(const bc_cache_t *cache);
 size_t bc_cache_preallocated(const bc_cache_t *cache);
 /* Internal (tests): how many references hold the segment it lives in
  * (readers, replies, a writer filling it). */
-uint32_t bc__item_holders(const bc_cache_t *cache, const bc_item_t *it);
+uint32_t bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it);
 uint32_t bc_cache_nbuckets(const bc_cache_t *cache);
 uint32_t bc_cache_now(const bc_cache_t *cache);
 size_t bc_cache_max_item_size(const bc_cache_t *cache);
@@ -141,6 +142,10 @@ bc_item_t *bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_
 bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
                               uint32_t hash, uint32_t exptime);
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
+/* One more reference on an item the caller holds one on, for another
+ * reader (the origin's fill hands one value to many waiters); dropped
+ * with bc_item_release like any other. */
+void bc_item_retain(bc_cache_t *cache, bc_item_t *it);
 
 /*
  * A lookup that lets the caller read the item in place: as bc_cache_get
@@ -260,10 +265,32 @@ uint32_t bc_cache_compact(bc_cache_t *cache, uint32_t max_segments);
 typedef struct bc_bucket_stats {
     uint64_t items;
     uint64_t bytes;            /* accounted memory of the bucket's items */
+    uint64_t evictions;        /* live items evicted from the bucket */
+    uint64_t expirations;      /* expired items removed (lazily or actively) */
+    bc_bucket_counts_t ops;    /* requests of the counting threads, folded */
 } bc_bucket_stats_t;
 
 /* Errors: BC_EINVAL (bucket out of range). */
 bc_status_t bc_cache_bucket_stats(bc_cache_t *cache, uint32_t bucket, bc_bucket_stats_t *out);
+/* Every bucket's at once (n must be bc_cache_nbuckets; out has n entries):
+ * one fold of the counters instead of n.  Errors: BC_EINVAL, BC_ENOMEM. */
+bc_status_t bc_cache_bucket_stats_all(bc_cache_t *cache, bc_bucket_stats_t *out, uint32_t n);
+
+/* ---- per-bucket request counters and key sampling (engine/counters.h) ---- */
+
+/*
+ * The calling thread's gets, stores, deletes and incr/decr count toward
+ * their buckets (bc_bucket_stats_t.ops) from now on, in a block of
+ * counters only it writes, and feed the key sampler.  The data port's
+ * workers call it when they start; threads that replicate or import do
+ * not (their writes are not client requests).  Errors: BC_ENOMEM.
+ */
+bc_status_t bc_cache_count_thread(bc_cache_t *cache);
+/* The calling thread stops counting (its sums stay). */
+void bc_cache_count_thread_end(bc_cache_t *cache);
+/* fn gets about 1 in `every` counted requests' keys (0 = off).  Call
+ * before any thread calls bc_cache_count_thread. */
+void bc_cache_set_sampler(bc_cache_t *cache, bc_key_sampler_fn fn, void *ctx, uint32_t every);
 
 /*
  * Calls fn for each live item of the bucket, with the shard lock held: fn

@@ -58,7 +58,7 @@ segs_uncharge(bc_segs_t *segs, uint64_t n)
 }
 
 bool
-bc_segs_try_charge(bc_segs_t *segs, uint64_t n)
+bc_seg_try_charge(bc_segs_t *segs, uint64_t n)
 {
     uint64_t cur = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
     while (cur + n <= segs->limit) {
@@ -79,7 +79,7 @@ segs_log2(uint64_t v)
 }
 
 int
-bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueues,
+bc_seg_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueues,
              _Atomic uint64_t *mem_used)
 {
     memset(segs, 0, sizeof(*segs));
@@ -129,7 +129,7 @@ bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueue
     segs->large_dir_len = (uint32_t)((max_large + SEGS_LARGE_CHUNK - 1) / SEGS_LARGE_CHUNK);
     segs->large_dir = calloc(segs->large_dir_len, sizeof(*segs->large_dir));
     if (segs->segs == NULL || segs->large_dir == NULL) {
-        bc_segs_fini(segs);
+        bc_seg_fini(segs);
         return BC_ENOMEM;
     }
     segs_charge(segs, bc__evict_mem_charge(segs->segs) + bc__evict_mem_charge(segs->large_dir));
@@ -149,7 +149,7 @@ bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueue
 static void segs_large_free(bc_segs_t *segs, bc_seg_t *seg);
 
 void
-bc_segs_fini(bc_segs_t *segs)
+bc_seg_fini(bc_segs_t *segs)
 {
     for (unsigned q = 0; q < segs->nqueues; q++) {
         for (bc_seg_t *s = segs->queues[q].head, *next; s != NULL; s = next) {
@@ -288,7 +288,7 @@ segs_take(bc_segs_t *segs, bool for_evictor)
         segs->free = s->next;
         segs->nfree--;
     } else if (segs->unbacked != NULL &&
-               (borrow || bc_segs_try_charge(segs, segs->seg_size))) {
+               (borrow || bc_seg_try_charge(segs, segs->seg_size))) {
         s = segs->unbacked;
         segs->unbacked = s->next;
         segs->nunbacked--;
@@ -328,20 +328,20 @@ do_segs_append(bc_segs_t *segs, unsigned q, uint32_t size, bool for_evictor, bc_
     SEG_UNPOISON(p, size);   /* (room given back by do_segs_unappend is poisoned) */
     s->used += size;
     s->nrec++;
-    bc_segs_pin(s);
+    bc_seg_pin(s);
     *seg = s;
     return p;
 }
 
 size_t
-bc_segs_prealloc(bc_segs_t *segs, int64_t *took_ms)
+bc_seg_prealloc(bc_segs_t *segs, int64_t *took_ms)
 {
     pthread_mutex_lock(&segs->lock);
     segs->prealloc = true;
     uint32_t n = 0;
     bc_seg_t *first = NULL;
     /* take the unbacked segments the budget allows, in address order */
-    while (segs->unbacked != NULL && bc_segs_try_charge(segs, segs->seg_size)) {
+    while (segs->unbacked != NULL && bc_seg_try_charge(segs, segs->seg_size)) {
         bc_seg_t *s = segs->unbacked;
         segs->unbacked = s->next;
         segs->nunbacked--;
@@ -370,7 +370,7 @@ bc_segs_prealloc(bc_segs_t *segs, int64_t *took_ms)
 /* ---- large items ---- */
 
 uint64_t
-bc_segs_large_estimate(uint32_t size)
+bc_seg_large_estimate(uint32_t size)
 {
     /* glibc: the request plus an 8-byte header, in 16-byte multiples; a
      * mapped chunk rounds to pages */
@@ -379,7 +379,7 @@ bc_segs_large_estimate(uint32_t size)
 }
 
 bc_seg_t *
-bc_segs_large_new(bc_segs_t *segs, uint32_t size)
+bc_seg_large_new(bc_segs_t *segs, uint32_t size)
 {
     bc_seg_large_t *b = malloc(sizeof(bc_seg_large_t) + size);
     if (b == NULL) return NULL;
@@ -458,7 +458,7 @@ segs_drain_remove(bc_segs_t *segs, bc_seg_t *seg)
 }
 
 void
-bc_segs_unpin(bc_segs_t *segs, bc_seg_t *seg)
+bc_seg_unpin(bc_segs_t *segs, bc_seg_t *seg)
 {
     uint32_t old = atomic_fetch_sub_explicit(&seg->pins, 1, memory_order_acq_rel);
     if ((old & BC_SEG_PIN_COUNT) != 1 || !(old & BC_SEG_PIN_FREEABLE)) return;

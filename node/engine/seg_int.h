@@ -64,7 +64,7 @@
  *   (the segment is then freed without waiting for eviction -- a bucket
  *   drop or a mass expiry gives memory back at once).  Linking adds to
  *   live and looks at the mark in the same atomic step
- *   (bc_segs_link_try): a writer whose item is still being filled when
+ *   (bc_seg_link_try): a writer whose item is still being filled when
  *   its segment retires copies it elsewhere before linking it (cache.c),
  *   and eviction, which walks every item under its shard lock after
  *   setting the mark, sees every item linked before.
@@ -207,18 +207,18 @@ typedef struct bc_segs {
  * (the arena is reserved, nothing is backed: the descriptors are charged).
  * seg_size 0 picks one from the limit.  Errors: BC_EINVAL, BC_ENOMEM.
  */
-int bc_segs_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueues,
+int bc_seg_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqueues,
                  _Atomic uint64_t *mem_used);
 /* Frees everything, items included; nothing may be pinned. */
-void bc_segs_fini(bc_segs_t *segs);
+void bc_seg_fini(bc_segs_t *segs);
 
 /* -L: backs and touches as many segments as the budget allows now; they
  * stay backed.  Returns the bytes touched (*took_ms: how long it took). */
-size_t bc_segs_prealloc(bc_segs_t *segs, int64_t *took_ms);
+size_t bc_seg_prealloc(bc_segs_t *segs, int64_t *took_ms);
 
 /* Bytes of an item as stored in a segment (arena) or a large block. */
 static inline uint32_t
-bc_segs_item_size(const bc_segs_t *segs, uint32_t nkey, uint32_t nbytes, bool has_flags)
+bc_seg_item_size(const bc_segs_t *segs, uint32_t nkey, uint32_t nbytes, bool has_flags)
 {
     uint64_t n = sizeof(bc_item_t) + (has_flags ? 4u : 0u) + nkey + (uint64_t)nbytes;
     uint64_t unit = (uint64_t)1 << segs->ref_shift;
@@ -227,14 +227,14 @@ bc_segs_item_size(const bc_segs_t *segs, uint32_t nkey, uint32_t nbytes, bool ha
 }
 
 static inline bool
-bc_segs_is_large(const bc_segs_t *segs, uint32_t size)
+bc_seg_is_large(const bc_segs_t *segs, uint32_t size)
 {
     return size >= segs->large_min;
 }
 
 /* The segment an item lives in. */
 static inline bc_seg_t *
-bc_segs_of(const bc_segs_t *segs, const bc_item_t *it)
+bc_seg_of(const bc_segs_t *segs, const bc_item_t *it)
 {
     uintptr_t off = (uintptr_t)it - (uintptr_t)segs->arena;
     if (off < segs->arena_bytes) return &segs->segs[off >> segs->seg_shift];
@@ -243,23 +243,23 @@ bc_segs_of(const bc_segs_t *segs, const bc_item_t *it)
 
 /* The bytes an item takes (its share of an arena segment, or its block). */
 static inline uint64_t
-bc_segs_charge_of(const bc_segs_t *segs, const bc_item_t *it)
+bc_seg_charge_of(const bc_segs_t *segs, const bc_item_t *it)
 {
-    if (bc_item_is_large(it)) return bc_segs_of(segs, it)->charge;
-    return bc_segs_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it), bc_item_has_flags(it));
+    if (bc_item_is_large(it)) return bc_seg_of(segs, it)->charge;
+    return bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it), bc_item_has_flags(it));
 }
 
 /* ---- references ---- */
 
 static inline uint32_t
-bc_segs_ref(const bc_segs_t *segs, const bc_item_t *it)
+bc_seg_ref(const bc_segs_t *segs, const bc_item_t *it)
 {
-    if (bc_item_is_large(it)) return BC_SEG_REF_LARGE | bc_segs_of(segs, it)->id;
+    if (bc_item_is_large(it)) return BC_SEG_REF_LARGE | bc_seg_of(segs, it)->id;
     return (uint32_t)(((uintptr_t)it - (uintptr_t)segs->arena) >> segs->ref_shift) + 1u;
 }
 
 static inline bc_item_t *
-bc_segs_item(const bc_segs_t *segs, uint32_t ref)
+bc_seg_item(const bc_segs_t *segs, uint32_t ref)
 {
     if (ref & BC_SEG_REF_LARGE) {
         uint32_t n = ref & ~BC_SEG_REF_LARGE;
@@ -272,18 +272,18 @@ bc_segs_item(const bc_segs_t *segs, uint32_t ref)
 /* ---- pins ---- */
 
 static inline void
-bc_segs_pin(bc_seg_t *seg)
+bc_seg_pin(bc_seg_t *seg)
 {
     atomic_fetch_add_explicit(&seg->pins, 1, memory_order_relaxed);
 }
 
 /* Drops a pin; frees the segment if it was the last one of an evicted
  * segment (takes the lock then). */
-void bc_segs_unpin(bc_segs_t *segs, bc_seg_t *seg);
+void bc_seg_unpin(bc_segs_t *segs, bc_seg_t *seg);
 
 /* True while nobody pins the segment (acquire: what they read is done). */
 static inline bool
-bc_segs_unpinned(bc_seg_t *seg)
+bc_seg_unpinned(bc_seg_t *seg)
 {
     return (atomic_load_explicit(&seg->pins, memory_order_acquire) & BC_SEG_PIN_COUNT) == 0;
 }
@@ -292,7 +292,7 @@ bc_segs_unpinned(bc_seg_t *seg)
 /* ---- allocation ---- */
 
 /* Tries to add n bytes to *mem_used without passing the limit. */
-bool bc_segs_try_charge(bc_segs_t *segs, uint64_t n);
+bool bc_seg_try_charge(bc_segs_t *segs, uint64_t n);
 
 /*
  * Appends `size` bytes to queue q's open segment, opening a new one when
@@ -306,12 +306,12 @@ char *do_segs_append(bc_segs_t *segs, unsigned q, uint32_t size, bool for_evicto
 
 /*
  * A block for a large item of `size` bytes (malloc'd; the caller has
- * charged bc_segs_large_estimate(size) and this corrects the charge).
+ * charged bc_seg_large_estimate(size) and this corrects the charge).
  * The block's segment is pinned and FREEABLE until linked.  Returns NULL
  * when out of memory or numbers.  Takes the lock for the number.
  */
-bc_seg_t *bc_segs_large_new(bc_segs_t *segs, uint32_t size);
-uint64_t bc_segs_large_estimate(uint32_t size);
+bc_seg_t *bc_seg_large_new(bc_segs_t *segs, uint32_t size);
+uint64_t bc_seg_large_estimate(uint32_t size);
 /* A large item was linked: its segment joins queue q's head. */
 void do_segs_large_link(bc_segs_t *segs, bc_seg_t *seg, unsigned q);
 
@@ -321,7 +321,7 @@ void do_segs_large_link(bc_segs_t *segs, bc_seg_t *seg, unsigned q);
  * to another segment first.
  */
 static inline bool
-bc_segs_link_try(bc_seg_t *seg)
+bc_seg_link_try(bc_seg_t *seg)
 {
     uint32_t old = atomic_fetch_add_explicit(&seg->live, 1, memory_order_acq_rel);
     if (!(old & BC_SEG_LIVE_RETIRED)) return true;
@@ -332,7 +332,7 @@ bc_segs_link_try(bc_seg_t *seg)
 /* An item of seg was unlinked: true when it was the last (then call
  * do_segs_reap with the lock). */
 static inline bool
-bc_segs_unlinked(bc_seg_t *seg)
+bc_seg_unlinked(bc_seg_t *seg)
 {
     uint32_t old = atomic_fetch_sub_explicit(&seg->live, 1, memory_order_acq_rel);
     return (old & BC_SEG_LIVE_COUNT) == 1;

@@ -25,8 +25,12 @@
  *   a data block in progress? ---------->  direct_dest / direct_done: the
  *                                            socket is read straight into it
  *   waiting(conn)? --------------------->  true: the handler holds input back
- *                                            (a forwarded command); the server
- *                                            stops reading until resume(arg)
+ *                                            (too many forwarded commands in
+ *                                            flight); the server stops reading
+ *                                            until resume(arg)
+ *   holes in conn_out's queue ---------->  replies to come: the server sends
+ *                                            up to the first one, and again
+ *                                            when the handler calls resume(arg)
  *   BC_EHANDOFF ------------------------>  handoff_args(conn): the socket
  *                                            goes to the server's handoff fn
  *   close ------------------------------>  conn_release(conn)
@@ -76,8 +80,9 @@ typedef struct bc_handler {
     void (*worker_destroy)(void *worker);
 
     /* A new connection: conn is conn_size zeroed bytes; id names it in
-     * logs.  resume(arg) is for the handler to call, from the worker loop,
-     * when input it held back (waiting) may go on. */
+     * logs.  resume(arg) is for the handler to call, from the worker loop
+     * (never from inside process), when input it held back (waiting) may
+     * go on or when it filled a hole of the output queue (net/outq.h). */
     void (*conn_init)(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
                       void (*resume)(void *arg), void *arg);
     /* Releases everything the connection holds; conn is then garbage. */

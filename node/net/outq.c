@@ -1,6 +1,7 @@
 /*
- * outq.c -- a connection's output queue (outq.h): ranges of scratch text
- * and of referenced items, sent in order and released as they go.
+ * outq.c -- a connection's output queue (outq.h): ranges of scratch text,
+ * of referenced items and of owned buffers, and holes for replies still to
+ * come, sent in order and released as they go.
  */
 #include "net/outq.h"
 
@@ -18,37 +19,43 @@ bc_outq_init(bc_outq_t *q)
     memset(q, 0, sizeof(*q));
 }
 
+static void
+ent_release(bc_cache_t *cache, bc_outq_ent_t *e)
+{
+    if (e->kind == BC_OUTQ_ITEM) bc_item_release(cache, e->item);
+    else if (e->kind == BC_OUTQ_OWNED) free(e->own);
+}
+
 void
 bc_outq_free(bc_outq_t *q, bc_cache_t *cache)
 {
-    for (uint32_t i = 0; i < q->count; i++) {
-        bc_outq_ent_t *e = &q->ents[q->head + i];
-        if (e->item != NULL) bc_item_release(cache, e->item);
-    }
+    for (uint32_t i = 0; i < q->count; i++) ent_release(cache, &q->ents[q->head + i]);
     free(q->ents);
     free(q->buf);
     bc_outq_init(q);
 }
 
-/* Room for one more entry at the tail. */
+/* Room for n more entries at the tail. */
 static bool
-outq_ent_room(bc_outq_t *q)
+outq_ent_room(bc_outq_t *q, uint32_t n)
 {
-    if (q->head + q->count < q->ents_cap) return true;
+    if (q->ents_cap - q->head - q->count >= n) return true;
     if (q->head > 0) {
         memmove(q->ents, q->ents + q->head, q->count * sizeof(*q->ents));
         q->head = 0;
-        return true;
+        if (q->ents_cap - q->count >= n) return true;
     }
     uint32_t cap = q->ents_cap ? q->ents_cap * 2 : OUTQ_ENTS_MIN;
+    while (cap - q->count < n) {
+        if (cap > UINT32_MAX / 2) return false;
+        cap *= 2;
+    }
     bc_outq_ent_t *ents = realloc(q->ents, cap * sizeof(*ents));
     if (ents == NULL) return false;
     q->ents = ents;
     q->ents_cap = cap;
     return true;
 }
-
-/* Returns space for n more bytes of text at buf + used, or NULL. */
 
 char *
 bc_outq_reserve(bc_outq_t *q, size_t n)
@@ -70,17 +77,17 @@ bc_outq_commit(bc_outq_t *q, size_t n)
 {
     if (q->count > 0) {
         bc_outq_ent_t *last = &q->ents[q->head + q->count - 1];
-        if (last->item == NULL && (size_t)last->off + last->len == q->used) {
+        if (last->kind == BC_OUTQ_TEXT && (size_t)last->off + last->len == q->used) {
             last->len += (uint32_t)n;
             q->used += n;
             q->pending += n;
             return true;
         }
     }
-    if (!outq_ent_room(q)) return false;
+    if (!outq_ent_room(q, 1)) return false;
     bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    e->item = NULL;
-    e->ptr = NULL;
+    memset(e, 0, sizeof(*e));
+    e->kind = BC_OUTQ_TEXT;
     e->off = (uint32_t)q->used;
     e->len = (uint32_t)n;
     q->used += n;
@@ -100,15 +107,37 @@ bc_outq_add(bc_outq_t *q, const void *data, size_t len)
 bool
 bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char *ptr, uint32_t n)
 {
-    if (!outq_ent_room(q)) {
+    if (!outq_ent_room(q, 1)) {
         bc_item_release(cache, it);
         return false;
     }
     bc_outq_ent_t *e = &q->ents[q->head + q->count++];
+    memset(e, 0, sizeof(*e));
+    e->kind = BC_OUTQ_ITEM;
     e->item = it;
     e->ptr = ptr;
-    e->off = 0;
     e->len = n;
+    q->pending += n;
+    return true;
+}
+
+bool
+bc_outq_add_owned(bc_outq_t *q, char *buf, size_t n)
+{
+    if (n == 0) {
+        free(buf);
+        return true;
+    }
+    if (n > UINT32_MAX || !outq_ent_room(q, 1)) {
+        free(buf);
+        return false;
+    }
+    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
+    memset(e, 0, sizeof(*e));
+    e->kind = BC_OUTQ_OWNED;
+    e->own = buf;
+    e->ptr = buf;
+    e->len = (uint32_t)n;
     q->pending += n;
     return true;
 }
@@ -119,11 +148,26 @@ bc_outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
     bool ok = true;
     for (uint32_t i = 0; i < src->count; i++) {
         bc_outq_ent_t *e = &src->ents[src->head + i];
-        if (e->item != NULL) {
+        switch ((bc_outq_kind_t)e->kind) {
+        case BC_OUTQ_ITEM:
             if (ok) ok = bc_outq_add_item(dst, cache, e->item, e->ptr, e->len);
             else bc_item_release(cache, e->item);
-        } else if (ok) {
-            ok = bc_outq_add(dst, src->buf + e->off, e->len);
+            break;
+        case BC_OUTQ_OWNED:
+            /* e->ptr may have moved past e->own only in a queue being sent */
+            if (ok && e->ptr == e->own) {
+                ok = bc_outq_add_owned(dst, e->own, e->len);
+            } else {
+                if (ok) ok = bc_outq_add(dst, e->ptr, e->len);
+                free(e->own);
+            }
+            break;
+        case BC_OUTQ_TEXT:
+            if (ok) ok = bc_outq_add(dst, src->buf + e->off, e->len);
+            break;
+        case BC_OUTQ_HOLE:
+            ok = false;               /* not allowed in src */
+            break;
         }
     }
     free(src->ents);
@@ -132,17 +176,165 @@ bc_outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
     return ok;
 }
 
+bool
+bc_outq_hole(bc_outq_t *q, bc_outq_hole_t *hole)
+{
+    if (!outq_ent_room(q, 1)) return false;
+    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
+    memset(e, 0, sizeof(*e));
+    e->kind = BC_OUTQ_HOLE;
+    e->off = q->next_hole++;
+    q->holes++;
+    *hole = e->off;
+    return true;
+}
+
+/* Index in q->ents of hole h, or UINT32_MAX. */
+static uint32_t
+outq_find_hole(const bc_outq_t *q, bc_outq_hole_t h)
+{
+    if (q->holes == 0) return UINT32_MAX;
+    for (uint32_t i = q->head; i < q->head + q->count; i++) {
+        if (q->ents[i].kind == BC_OUTQ_HOLE && q->ents[i].off == h) return i;
+    }
+    return UINT32_MAX;
+}
+
+/* Removes entry at (absolute index) i, which holds nothing to release. */
+static void
+outq_remove(bc_outq_t *q, uint32_t i)
+{
+    uint32_t end = q->head + q->count;
+    memmove(&q->ents[i], &q->ents[i + 1], (end - i - 1) * sizeof(*q->ents));
+    q->count--;
+    if (q->count == 0) q->head = 0;
+}
+
+bool
+bc_outq_fill(bc_outq_t *q, bc_cache_t *cache, bc_outq_hole_t hole, bc_outq_t *src)
+{
+    uint32_t at = outq_find_hole(q, hole);
+    bc_outq_t empty;
+    if (src == NULL) {
+        bc_outq_init(&empty);
+        src = &empty;
+    }
+    if (at == UINT32_MAX) {
+        bc_outq_free(src, cache);
+        return false;
+    }
+    uint32_t n = 0;
+    size_t text = 0;
+    for (uint32_t i = 0; i < src->count; i++) {
+        const bc_outq_ent_t *e = &src->ents[src->head + i];
+        if (e->len == 0 || e->kind == BC_OUTQ_HOLE) continue;
+        n++;
+        if (e->kind == BC_OUTQ_TEXT) text += e->len;
+    }
+    q->holes--;
+    if (n == 0) {
+        outq_remove(q, at);
+        bc_outq_free(src, cache);
+        return true;
+    }
+    /* Room first (the entries may move), then the text (the buffer may). */
+    uint32_t rel = at - q->head;
+    char *tp = NULL;
+    if (!outq_ent_room(q, n - 1) || (text > 0 && (tp = bc_outq_reserve(q, text)) == NULL)) {
+        outq_remove(q, q->head + rel);
+        bc_outq_free(src, cache);
+        return false;
+    }
+    at = q->head + rel;
+    uint32_t end = q->head + q->count;
+    memmove(&q->ents[at + n], &q->ents[at + 1], (end - at - 1) * sizeof(*q->ents));
+    q->count += n - 1;
+    uint32_t k = at;
+    for (uint32_t i = 0; i < src->count; i++) {
+        bc_outq_ent_t *e = &src->ents[src->head + i];
+        if (e->len == 0 || e->kind == BC_OUTQ_HOLE) {
+            ent_release(cache, e);
+            continue;
+        }
+        bc_outq_ent_t *d = &q->ents[k++];
+        *d = *e;
+        if (e->kind == BC_OUTQ_TEXT) {
+            memcpy(tp, src->buf + e->off, e->len);
+            d->off = (uint32_t)q->used;
+            q->used += e->len;
+            tp += e->len;
+        }
+        q->pending += e->len;
+    }
+    /* The references moved: src is emptied without releasing them. */
+    free(src->ents);
+    free(src->buf);
+    bc_outq_init(src);
+    return true;
+}
+
+bool
+bc_outq_fill_owned(bc_outq_t *q, bc_outq_hole_t hole, char *buf, size_t n)
+{
+    uint32_t at = outq_find_hole(q, hole);
+    if (at == UINT32_MAX || n > UINT32_MAX) {
+        free(buf);
+        return false;
+    }
+    q->holes--;
+    if (n == 0) {
+        free(buf);
+        outq_remove(q, at);
+        return true;
+    }
+    bc_outq_ent_t *e = &q->ents[at];
+    e->kind = BC_OUTQ_OWNED;
+    e->own = buf;
+    e->ptr = buf;
+    e->off = 0;
+    e->len = (uint32_t)n;
+    q->pending += n;
+    return true;
+}
+
 int
 bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max)
 {
     int n = 0;
     for (uint32_t i = 0; i < q->count && n < max; i++) {
         const bc_outq_ent_t *e = &q->ents[q->head + i];
-        iov[n].iov_base = (void *)(e->item != NULL ? e->ptr : q->buf + e->off);
+        if (e->kind == BC_OUTQ_HOLE) break;
+        iov[n].iov_base = (void *)(e->kind == BC_OUTQ_TEXT ? q->buf + e->off : e->ptr);
         iov[n].iov_len = e->len;
         n++;
     }
     return n;
+}
+
+/*
+ * Gives back the scratch space before the oldest text still queued.  The
+ * scratch buffer is only appended to and starts over when the queue is
+ * empty; behind a hole (a forwarded reply) a busy pipelined connection may
+ * never be empty, so the sent part is reclaimed here once it is at least
+ * half of the buffer (each byte is moved at most about once).
+ */
+static void
+outq_compact(bc_outq_t *q)
+{
+    uint32_t lo = UINT32_MAX;
+    for (uint32_t i = q->head; i < q->head + q->count; i++) {
+        if (q->ents[i].kind == BC_OUTQ_TEXT && q->ents[i].off < lo) lo = q->ents[i].off;
+    }
+    if (lo == UINT32_MAX) {
+        q->used = 0;
+        return;
+    }
+    if ((size_t)lo < q->used / 2) return;
+    memmove(q->buf, q->buf + lo, q->used - lo);
+    q->used -= lo;
+    for (uint32_t i = q->head; i < q->head + q->count; i++) {
+        if (q->ents[i].kind == BC_OUTQ_TEXT) q->ents[i].off -= lo;
+    }
 }
 
 void
@@ -150,11 +342,12 @@ bc_outq_consume(bc_outq_t *q, bc_cache_t *cache, size_t n)
 {
     while (n > 0 && q->count > 0) {
         bc_outq_ent_t *e = &q->ents[q->head];
+        if (e->kind == BC_OUTQ_HOLE) break;   /* never sent past */
         if (n < e->len) {
-            if (e->item != NULL) {
-                e->ptr += n;
-            } else {
+            if (e->kind == BC_OUTQ_TEXT) {
                 e->off += (uint32_t)n;
+            } else {
+                e->ptr += n;
             }
             e->len -= (uint32_t)n;
             q->pending -= n;
@@ -162,10 +355,11 @@ bc_outq_consume(bc_outq_t *q, bc_cache_t *cache, size_t n)
         }
         n -= e->len;
         q->pending -= e->len;
-        if (e->item != NULL) bc_item_release(cache, e->item);
+        ent_release(cache, e);
         q->head++;
         q->count--;
     }
+    if (q->count > 0 && q->used > OUTQ_BUF_KEEP) outq_compact(q);
     if (q->count == 0) {
         q->head = 0;
         q->used = 0;

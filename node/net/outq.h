@@ -23,6 +23,22 @@
  *   is empty, buffers grown past a working size are freed, so an idle
  *   connection holds little.
  *
+ * HOLES: A REPLY THAT COMES LATER
+ *   A reply that is not known yet (a command forwarded to another node,
+ *   proto/forward.h) takes its place in the queue as a hole; the replies
+ *   queued after it wait behind it, and are sent only once it is filled:
+ *
+ *       ents:  [text "STORED\r\n"] [HOLE 7] [text "END\r\n"] [item C]
+ *               <- sendable ->     ^ bc_outq_iov stops here
+ *
+ *   bc_outq_fill(q, 7, src) splices src's ranges where the hole was, and
+ *   everything up to the next hole becomes sendable.  So a protocol keeps
+ *   a connection's replies in request order without knowing which of them
+ *   are late: it queues every reply at the tail, as it comes.  A range may
+ *   also be a malloc'd buffer the queue frees once sent (a forwarded reply,
+ *   relayed without a copy).  `pending` counts the bytes behind holes too;
+ *   a hole itself counts nothing until filled.
+ *
  * THREADS
  *   A queue belongs to one thread (its connection's worker); nothing here
  *   locks.
@@ -37,12 +53,24 @@
 
 #include "engine/cache.h"
 
+typedef enum bc_outq_kind {
+    BC_OUTQ_TEXT,              /* bytes in the scratch buffer */
+    BC_OUTQ_ITEM,              /* bytes of a referenced item */
+    BC_OUTQ_OWNED,             /* a malloc'd buffer, freed once sent */
+    BC_OUTQ_HOLE,              /* a reply to come (bc_outq_hole) */
+} bc_outq_kind_t;
+
 typedef struct bc_outq_ent {
-    bc_item_t *item;           /* referenced item, or NULL: scratch text */
-    const char *ptr;           /* item: next byte to send */
-    uint32_t off;              /* scratch: offset of the next byte in buf */
-    uint32_t len;              /* bytes left in this range */
+    bc_item_t *item;           /* ITEM: the referenced item */
+    char *own;                 /* OWNED: the buffer to free */
+    const char *ptr;           /* ITEM, OWNED: next byte to send */
+    uint32_t off;              /* TEXT: offset of the next byte in buf; HOLE: its id */
+    uint32_t len;              /* bytes left in this range (HOLE: 0) */
+    uint8_t kind;              /* bc_outq_kind_t */
 } bc_outq_ent_t;
+
+/* Names a hole until it is filled (bc_outq_hole). */
+typedef uint32_t bc_outq_hole_t;
 
 typedef struct bc_outq {
     bc_outq_ent_t *ents;       /* ents[head .. head+count) are pending */
@@ -53,6 +81,8 @@ typedef struct bc_outq {
     size_t used;
     size_t cap;
     size_t pending;            /* bytes not yet sent, text and items */
+    uint32_t holes;            /* holes not filled yet */
+    uint32_t next_hole;        /* the id the next hole gets */
 } bc_outq_t;
 
 /* An empty queue; allocates nothing until used. */
@@ -60,6 +90,16 @@ void bc_outq_init(bc_outq_t *q);
 /* Releases every referenced item and frees the memory; q is then empty. */
 void bc_outq_free(bc_outq_t *q, bc_cache_t *cache);
 static inline size_t bc_outq_pending(const bc_outq_t *q) { return q->pending; }
+/* True when bytes can be sent now: the queue does not start with a hole. */
+static inline bool
+bc_outq_ready(const bc_outq_t *q)
+{
+    return q->count > 0 && q->ents[q->head].kind != BC_OUTQ_HOLE;
+}
+/* True when nothing is queued and no hole awaits its reply. */
+static inline bool bc_outq_empty(const bc_outq_t *q) { return q->count == 0; }
+/* Holes not filled yet. */
+static inline uint32_t bc_outq_holes(const bc_outq_t *q) { return q->holes; }
 /* Appends a copy of data.  Returns false when out of memory. */
 bool bc_outq_add(bc_outq_t *q, const void *data, size_t len);
 /*
@@ -80,15 +120,43 @@ bool bc_outq_commit(bc_outq_t *q, size_t n);
 bool bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char *ptr,
                       uint32_t n);
 /*
- * Moves every range of src to the end of dst (item references travel,
- * text is copied) and empties src.  Returns false when out of memory; src
- * is emptied either way.
+ * Appends the n bytes of buf, a malloc'd buffer the queue takes over: it
+ * is sent without a copy and freed once sent (or by bc_outq_free).
+ * Returns false when out of memory, in which case buf has been freed.
+ */
+bool bc_outq_add_owned(bc_outq_t *q, char *buf, size_t n);
+/*
+ * Moves every range of src to the end of dst (item references and owned
+ * buffers travel, text is copied) and empties src, which must hold no
+ * hole.  Returns false when out of memory; src is emptied either way.
  */
 bool bc_outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache);
-/* Fills up to max iovecs with the next bytes to send; returns how many. */
+/*
+ * Appends a hole: a place for a reply that comes later; nothing queued
+ * after it is sent before it is filled.  *hole names it for
+ * bc_outq_fill.  Returns false when out of memory.
+ */
+bool bc_outq_hole(bc_outq_t *q, bc_outq_hole_t *hole);
+/*
+ * Fills hole with src's ranges (moved as bc_outq_move does; src, which
+ * must hold no hole, is emptied; NULL or empty: the hole just goes away).
+ * Returns false when out of memory -- the hole is gone and src emptied,
+ * the reply lost: the caller closes the connection -- or when hole names
+ * no hole of q (a bug; nothing changes but src is emptied).
+ */
+bool bc_outq_fill(bc_outq_t *q, bc_cache_t *cache, bc_outq_hole_t hole, bc_outq_t *src);
+/*
+ * Fills hole with the n bytes of buf, a malloc'd buffer the queue takes
+ * over (as bc_outq_add_owned; n 0: the hole just goes away).  The same as
+ * bc_outq_fill with a queue holding only buf, without building one.
+ * Returns false when hole names no hole of q (buf is freed).
+ */
+bool bc_outq_fill_owned(bc_outq_t *q, bc_outq_hole_t hole, char *buf, size_t n);
+/* Fills up to max iovecs with the next bytes to send, up to the first
+ * hole; returns how many. */
 int bc_outq_iov(const bc_outq_t *q, struct iovec *iov, int max);
-/* Marks n bytes as sent (n <= pending), releasing finished items; shrinks
- * the buffers once the queue is empty. */
+/* Marks n bytes as sent (n <= what bc_outq_iov gave), releasing finished
+ * items and buffers; shrinks the buffers once the queue is empty. */
 void bc_outq_consume(bc_outq_t *q, bc_cache_t *cache, size_t n);
 
 #endif

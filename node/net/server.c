@@ -51,14 +51,20 @@
  *   are executed and reading resumes.  A client that sends requests but
  *   never reads replies costs at most ~max_conn_buffer + RBUF_SIZE + max_line.
  *
- *   A handler may hold a connection's input back (handler.h waiting: the
- *   text protocol does while a command is forwarded to another node,
- *   proto/forward.h): the connection is paused like under backpressure (no
- *   EPOLLIN, nothing executed) until the handler calls conn_on_resume,
- *   which sends what was queued and runs the commands held back.  A client
- *   that hangs up meanwhile (EPOLLHUP) is closed at once and its handler
- *   state released.  Each worker has the handler's per-worker state on its
- *   loop (the text protocol's forwarder, which owns the loop's timeout).
+ *   Replies that come later (commands forwarded to another node,
+ *   proto/forward.h) are holes in the output queue (net/outq.h): what
+ *   follows them waits, so replies leave in request order, and only the
+ *   bytes before the first hole are sent or asked EPOLLOUT for.  The
+ *   handler calls conn_on_resume when it filled one: the queue is sent
+ *   again and the commands held back run.  A handler may also hold a
+ *   connection's input back (handler.h waiting: the text protocol does
+ *   when a connection has as many forwarded commands in flight as it may):
+ *   the connection is paused like under backpressure (no EPOLLIN, nothing
+ *   executed) until conn_on_resume.  A client that hangs up while replies
+ *   are still to come (EPOLLHUP) is closed at once and its handler state
+ *   released; one that only shut its sending side (EOF) gets them first.
+ *   Each worker has the handler's per-worker state on its loop (the text
+ *   protocol's forwarder, which owns the loop's timeout).
  *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
@@ -75,6 +81,7 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -89,6 +96,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_time.h"
 #include "net/el.h"
 #include "net/handler.h"
 #include "net/outq.h"
@@ -119,6 +127,7 @@ typedef struct conn {
     uint32_t rpos;                /* next unprocessed byte */
     uint32_t rlen;                /* bytes in rbuf */
     bc_outq_t *out;               /* the handler's queue for this connection */
+    int64_t last_cmd_ms;          /* CLOCK_MONOTONIC ms of the last input used (idle timeout) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
     /* the handler's state (handler.h conn_size bytes); last */
     _Alignas(max_align_t) unsigned char proto[];
@@ -145,6 +154,7 @@ struct worker {
     char *rbuf_pool[RBUF_POOL_MAX];
     uint32_t nrbuf_pool;
     void *hstate;                 /* the handler's per-worker state */
+    _Atomic bool idle_check;      /* set by the idle thread: sweep on the next wakeup */
 
     /* The routing generation (cluster.h) seen at the top of the last loop
      * iteration: written by the worker (release), read by
@@ -189,6 +199,15 @@ struct bc_server {
     void *handoff_ctx;
     bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
     void *commit_ctx;
+
+    /* Idle timeout (config idle_timeout_s): a thread that asks each worker
+     * once a second to sweep its connections.  LOCKING RULE: idle_mu
+     * guards idle_stop and signals idle_cv. */
+    pthread_t idle_thread;
+    bool idle_started;
+    bool idle_stop;
+    pthread_mutex_t idle_mu;
+    pthread_cond_t idle_cv;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -301,7 +320,7 @@ static void
 conn_handoff(conn_t *c)
 {
     bc_server_t *srv = c->w->srv;
-    if (srv->handoff == NULL || bc_outq_pending(c->out) > 0) {
+    if (srv->handoff == NULL || !bc_outq_empty(c->out)) {
         conn_close(c);
         return;
     }
@@ -328,11 +347,12 @@ conn_flush(conn_t *c)
 
     /* Synchronous replication: no reply leaves before the writes it
      * acknowledges are on the backups (repl.h, bc_repl_commit_wait). */
-    if (c->w->srv->commit != NULL && bc_outq_pending(q) > 0) {
+    if (c->w->srv->commit != NULL && bc_outq_ready(q)) {
         c->w->srv->commit(c->w->srv->commit_ctx);
     }
 
-    while (bc_outq_pending(q) > 0) {
+    /* Up to the first hole: a reply still to come (outq.h). */
+    while (bc_outq_ready(q)) {
         struct iovec iov[IOV_BATCH];
         struct msghdr msg;
         memset(&msg, 0, sizeof(msg));
@@ -349,7 +369,7 @@ conn_flush(conn_t *c)
         bc_stats_add(&c->w->stats, bytes_written, (uint64_t)n);
         bc_outq_consume(q, cache, (size_t)n);
     }
-    if (bc_outq_pending(q) == 0 && c->close_after_write) {
+    if (bc_outq_empty(q) && c->close_after_write) {
         conn_close(c);
         return false;
     }
@@ -380,6 +400,7 @@ conn_process(conn_t *c)
     bc_status_t st = c->w->srv->h.process(c->proto, c->rbuf + c->rpos, c->rlen - c->rpos,
                                           c->w->srv->out_limit, &used);
     c->rpos += (uint32_t)used;
+    if (used > 0) c->last_cmd_ms = bc_time_mono_ms();
     if (st == BC_EHANDOFF) {
         conn_handoff(c);
         return false;
@@ -417,10 +438,14 @@ conn_read(conn_t *c)
         }
         ssize_t n = read(c->fd, dst, want);
         if (n == 0) {
-            /* EOF: send what is owed if the socket takes it, then close. */
+            /* EOF: send what is owed if the socket takes it, then close.
+             * Replies still to come (forwarded commands, whose deadline
+             * bounds the wait) are waited for: "printf 'get k\r\n' | nc"
+             * gets its answer whether k is served here or not. */
             c->close_after_write = true;
-            (void)conn_flush(c);
-            if (!c->closed) conn_close(c);
+            if (!conn_flush(c)) return false;
+            if (bc_outq_holes(c->out) > 0) return true;
+            conn_close(c);
             return false;
         }
         if (n < 0) {
@@ -432,6 +457,7 @@ conn_read(conn_t *c)
         }
         bc_stats_add(&c->w->stats, bytes_read, (uint64_t)n);
         if (direct) {
+            c->last_cmd_ms = bc_time_mono_ms();
             if (!conn_handle_status(c, c->w->srv->h.direct_done(c->proto, (size_t)n)))
                 return false;
         } else {
@@ -450,7 +476,7 @@ conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
-    if (bc_outq_pending(c->out) > 0) ev |= BC_EL_WRITE;
+    if (bc_outq_ready(c->out)) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
 }
 
@@ -464,10 +490,11 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         conn_close(c);
         return;
     }
-    /* Hung up while its command is forwarded: nobody will read the reply,
-     * and with input off the level-triggered HUP would fire again and
-     * again until the reply came. */
-    if ((events & BC_EL_HUP) && c->w->srv->h.waiting(c->proto)) {
+    /* Hung up while replies are still to come (forwarded commands):
+     * nobody will read them, and the level-triggered HUP would fire again
+     * and again until they came. */
+    if ((events & BC_EL_HUP) &&
+        (c->w->srv->h.waiting(c->proto) || bc_outq_holes(c->out) > 0)) {
         conn_close(c);
         return;
     }
@@ -524,6 +551,7 @@ conn_open(worker_t *w, int fd)
     memset(c, 0, size);
     c->w = w;
     c->fd = fd;
+    c->last_cmd_ms = bc_time_mono_ms();
     srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
     c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
@@ -542,7 +570,37 @@ conn_open(worker_t *w, int fd)
 /* worker thread                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* Wakeup: adopt the connections the accept thread queued. */
+/*
+ * The idle timeout (server.h): closes the connections that wait for a
+ * command and have used no input for longer than the timeout -- as
+ * memcached, whose conn_timeout_thread kicks connections in its
+ * conn_new_cmd/conn_read states only: not while a reply is owed, a value
+ * is being read, or a forwarded command is out.
+ */
+static void
+worker_sweep_idle(worker_t *w)
+{
+    const bc_server_t *srv = w->srv;
+    int64_t limit_ms = (int64_t)srv->cfg.idle_timeout_s * 1000;
+    int64_t now = bc_time_mono_ms();
+    for (conn_t *c = w->conns, *next; c != NULL; c = next) {
+        char *dst;
+        size_t want;
+        next = c->next;
+        if (c->closed || now - c->last_cmd_ms <= limit_ms) continue;
+        if (bc_outq_pending(c->out) > 0 || srv->h.waiting(c->proto) ||
+            srv->h.direct_dest(c->proto, &dst, &want)) {
+            continue;
+        }
+        log_debug("connection %d idle for %" PRId64 " ms: closed (idle timeout)", c->fd,
+                  now - c->last_cmd_ms);
+        bc_stats_incr(&w->stats, idle_kicks);
+        conn_close(c);
+    }
+}
+
+/* Wakeup: adopt the connections the accept thread queued; sweep idle
+ * connections when the idle thread asked. */
 static void
 worker_on_wakeup(bc_el_t *el, void *arg)
 {
@@ -550,6 +608,10 @@ worker_on_wakeup(bc_el_t *el, void *arg)
     int fds[64];
     size_t n;
     (void)el;
+
+    if (atomic_exchange_explicit(&w->idle_check, false, memory_order_acq_rel)) {
+        worker_sweep_idle(w);
+    }
 
     do {
         pthread_mutex_lock(&w->qlock);
@@ -588,11 +650,44 @@ worker_before_poll(bc_el_t *el, void *arg)
     }
 }
 
+/* The idle thread: once a second, each worker is asked to sweep. */
+static void *
+idle_main(void *arg)
+{
+    bc_server_t *srv = arg;
+    pthread_mutex_lock(&srv->idle_mu);
+    while (!srv->idle_stop) {
+        struct timespec deadline;
+        bc_time_deadline(&deadline, CLOCK_MONOTONIC, 1000);
+        pthread_cond_timedwait(&srv->idle_cv, &srv->idle_mu, &deadline);
+        if (srv->idle_stop) break;
+        pthread_mutex_unlock(&srv->idle_mu);
+        for (uint32_t i = 0; i < srv->nworkers; i++) {
+            atomic_store_explicit(&srv->workers[i]->idle_check, true, memory_order_release);
+            bc_el_wake(srv->workers[i]->el);
+        }
+        pthread_mutex_lock(&srv->idle_mu);
+    }
+    pthread_mutex_unlock(&srv->idle_mu);
+    return NULL;
+}
+
 static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
+    /* This thread's requests count per bucket (engine/counters.h).
+     * BC_BUCKET_COUNTERS=off leaves them out: only to measure their cost
+     * (tests/bench/bucket_counters.sh). */
+    const char *off = getenv("BC_BUCKET_COUNTERS");
+    if (off != NULL && strcmp(off, "off") == 0) {
+        if (w->index == 0) log_warn("BC_BUCKET_COUNTERS=off: per-bucket counters and hot keys off");
+    } else if (bc_cache_count_thread(w->srv->cache) != BC_OK) {
+        log_warn("worker %u: no memory for per-bucket counters; its requests go uncounted",
+                 w->index);
+    }
     if (bc_el_run(w->el) != BC_OK) log_error("worker %u: event loop failed", w->index);
+    bc_cache_count_thread_end(w->srv->cache);
     return NULL;
 }
 
@@ -738,10 +833,24 @@ bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
                                         server->base_total_conns);
     out->rejected_connections = sub_floor0(atomic_load(&server->rejected_conns),
                                            server->base_rejected_conns);
-#define BC__STATS_SUB(name, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
+#define BC__STATS_SUB(name, metric, labels, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
     BC_THREAD_STATS(BC__STATS_SUB)
 #undef BC__STATS_SUB
     pthread_mutex_unlock(&server->reset_lock);
+}
+
+/* The figures since the server started, "stats reset" ignored: what
+ * /metrics reports (a Prometheus counter never goes down). */
+void
+bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (server == NULL) return;
+    server_raw_totals(server, &out->totals);
+    out->curr_connections = atomic_load(&server->curr_conns);
+    out->threads = server->nworkers;
+    out->total_connections = atomic_load(&server->total_conns);
+    out->rejected_connections = atomic_load(&server->rejected_conns);
 }
 
 /*
@@ -842,6 +951,8 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
     srv->nworkers = config->nthreads;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     pthread_mutex_init(&srv->reset_lock, NULL);
+    pthread_mutex_init(&srv->idle_mu, NULL);
+    bc_time_cond_init(&srv->idle_cv);
     if (srv->listen_addr == NULL || srv->workers == NULL) {
         bc_server_destroy(srv);
         return BC_ENOMEM;
@@ -906,6 +1017,13 @@ bc_server_start(bc_server_t *srv)
         return BC_EIO;
     }
     srv->accept_started = true;
+    if (srv->cfg.idle_timeout_s > 0) {
+        if (pthread_create(&srv->idle_thread, NULL, idle_main, srv) != 0) {
+            log_error("cannot start the idle timeout thread");
+            return BC_EIO;
+        }
+        srv->idle_started = true;
+    }
     return BC_OK;
 }
 
@@ -926,6 +1044,14 @@ bc_server_stop(bc_server_t *srv)
 {
     if (srv == NULL || srv->stopped) return;
     srv->stopped = true;
+    if (srv->idle_started) {
+        pthread_mutex_lock(&srv->idle_mu);
+        srv->idle_stop = true;
+        pthread_cond_signal(&srv->idle_cv);
+        pthread_mutex_unlock(&srv->idle_mu);
+        pthread_join(srv->idle_thread, NULL);
+        srv->idle_started = false;
+    }
     if (srv->accept_started) {
         bc_el_stop(srv->accept_el);
         pthread_join(srv->accept_thread, NULL);
@@ -964,6 +1090,8 @@ bc_server_destroy(bc_server_t *srv)
     }
     bc_el_destroy(srv->accept_el);
     pthread_mutex_destroy(&srv->reset_lock);
+    pthread_mutex_destroy(&srv->idle_mu);
+    pthread_cond_destroy(&srv->idle_cv);
     free(srv->workers);
     free(srv->listen_addr);
     free(srv);

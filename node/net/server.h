@@ -33,6 +33,12 @@ typedef struct bc_server_config {
     size_t max_conn_buffer;      /* per-connection pending output bytes before
                                     reading from that client pauses */
     int backlog;                 /* listen(2) backlog; <= 0: 1024 */
+    /* memcached's -o idle_timeout: a connection waiting for a command
+     * (nothing owed to it, no value being read, nothing forwarded) longer
+     * than this many seconds since its last command is closed, silently,
+     * and counted in idle_kicks.  Checked every second, as memcached
+     * 1.6 does: closed after (T, T+1] s.  0 = never (the default). */
+    uint32_t idle_timeout_s;
 } bc_server_config_t;
 
 /*
@@ -98,6 +104,9 @@ void bc_server_stop(bc_server_t *server);
 void bc_server_destroy(bc_server_t *server);
 /* The figures since the last reset (net/stats.h).  Any thread. */
 void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
+/* The figures since the start, ignoring "stats reset" (/metrics: a
+ * counter never goes down).  Any thread. */
+void bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out);
 /* "stats reset": the counters read zero from now on.  Any thread. */
 void bc_server_reset_stats(bc_server_t *server);
 

@@ -1,7 +1,12 @@
 /*
  * stats.h -- the node's request statistics, defined once.
  *
- * BC_THREAD_STATS lists every per-worker counter with its description.  Each
+ * BC_THREAD_STATS lists every per-worker counter once: X(name, metric,
+ * labels, description).  name is its field and its name in memcached's
+ * "stats" and in /stats; metric and labels are its Prometheus series
+ * (common/bc_metrics.h conventions: one family per measure, variants as
+ * labels -- commands_total{command,status} as memcached_exporter has it;
+ * NULL metric: not exported, another series already sums it).  Each
  * worker thread owns one bc_thread_stats_t and is its only writer
  * (bc_stats_incr/add: a relaxed load+store, no lock, no locked instruction);
  * readers (the "stats" command, /stats, /metrics) sum all workers with
@@ -22,44 +27,64 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define BC_THREAD_STATS(X)                                                         \
-    X(cmd_get,         "get, gets, gat and gats keys requested")                   \
-    X(cmd_set,         "storage commands (set, add, replace, append, prepend, cas)") \
-    X(cmd_flush,       "flush_all commands")                                       \
-    X(cmd_touch,       "touch, gat and gats keys requested")                       \
-    X(get_hits,        "keys found by get/gets/gat/gats")                          \
-    X(get_misses,      "keys not found by get/gets/gat/gats")                      \
-    X(get_expired,     "gets that found only an expired item")                     \
-    X(delete_hits,     "delete commands that removed an item")                     \
-    X(delete_misses,   "delete commands for a missing key")                        \
-    X(incr_hits,       "incr commands on an existing key")                         \
-    X(incr_misses,     "incr commands on a missing key")                           \
-    X(decr_hits,       "decr commands on an existing key")                         \
-    X(decr_misses,     "decr commands on a missing key")                           \
-    X(cas_hits,        "cas commands that stored")                                 \
-    X(cas_misses,      "cas commands on a missing key")                            \
-    X(cas_badval,      "cas commands rejected for a stale CAS value")              \
-    X(touch_hits,      "touch/gat on an existing key")                             \
-    X(touch_misses,    "touch/gat on a missing key")                               \
-    X(store_too_large, "storage commands rejected as larger than the item limit")  \
-    X(store_no_memory, "storage commands rejected for lack of memory")             \
-    X(protocol_errors, "malformed or unknown commands answered with an error")     \
-    X(bytes_read,      "bytes read from clients")                                  \
-    X(bytes_written,   "bytes written to clients")                                 \
-    X(forward_requests, "requests forwarded to the owning group's primary (a multi-get counts once per owner)") \
-    X(forward_errors,  "forwarded requests that failed: owner unreachable, connection lost, malformed or oversized reply") \
-    X(forward_timeouts, "forwarded requests that got no reply within the forward timeout") \
-    X(peer_connections, "connections that identified as another node's forwarding (peer) connection")
+#define BC__CMD(c, st) "command=\"" c "\",status=\"" st "\""
+#define BC_THREAD_STATS(X)                                                                    \
+    X(cmd_get, NULL, NULL, "get, gets, gat and gats keys requested")                         \
+    X(cmd_set, "commands_total", BC__CMD("set", "hit"),                                      \
+      "storage commands (set, add, replace, append, prepend, cas)")                          \
+    X(cmd_flush, "commands_total", BC__CMD("flush", "hit"), "flush_all commands")            \
+    X(cmd_touch, NULL, NULL, "touch, gat and gats keys requested")                           \
+    X(get_hits, "commands_total", BC__CMD("get", "hit"), "keys found by get/gets/gat/gats")  \
+    X(get_misses, "commands_total", BC__CMD("get", "miss"),                                  \
+      "keys not found by get/gets/gat/gats")                                                 \
+    X(get_expired, "get_expired_total", NULL, "gets that found only an expired item")        \
+    X(get_no_owner, "get_no_owner_total", NULL,                                              \
+      "keys read as misses because no group owns their bucket (its group is down)")          \
+    X(get_forward_failed, "get_forward_failed_total", NULL,                                  \
+      "keys of a multi-get read as misses because their owner could not answer")             \
+    X(delete_hits, "commands_total", BC__CMD("delete", "hit"),                               \
+      "delete commands that removed an item")                                                \
+    X(delete_misses, "commands_total", BC__CMD("delete", "miss"),                            \
+      "delete commands for a missing key")                                                   \
+    X(incr_hits, "commands_total", BC__CMD("incr", "hit"), "incr commands on an existing key") \
+    X(incr_misses, "commands_total", BC__CMD("incr", "miss"), "incr commands on a missing key") \
+    X(decr_hits, "commands_total", BC__CMD("decr", "hit"), "decr commands on an existing key") \
+    X(decr_misses, "commands_total", BC__CMD("decr", "miss"), "decr commands on a missing key") \
+    X(cas_hits, "commands_total", BC__CMD("cas", "hit"), "cas commands that stored")         \
+    X(cas_misses, "commands_total", BC__CMD("cas", "miss"), "cas commands on a missing key")  \
+    X(cas_badval, "commands_total", BC__CMD("cas", "badval"),                                \
+      "cas commands rejected for a stale CAS value")                                         \
+    X(touch_hits, "commands_total", BC__CMD("touch", "hit"), "touch/gat on an existing key") \
+    X(touch_misses, "commands_total", BC__CMD("touch", "miss"), "touch/gat on a missing key") \
+    X(store_too_large, "store_failures_total", "reason=\"too_large\"",                       \
+      "storage commands rejected as larger than the item limit")                             \
+    X(store_no_memory, "store_failures_total", "reason=\"no_memory\"",                       \
+      "storage commands rejected for lack of memory")                                        \
+    X(protocol_errors, "protocol_errors_total", NULL,                                        \
+      "malformed or unknown commands answered with an error")                                \
+    X(bytes_read, "read_bytes_total", NULL, "bytes read from clients")                       \
+    X(bytes_written, "written_bytes_total", NULL, "bytes written to clients")                \
+    X(forward_requests, "forwarded_requests_total", NULL,                                    \
+      "requests forwarded to the owning group's primary (a multi-get counts once per owner)") \
+    X(forward_errors, "forward_failures_total", "reason=\"error\"",                          \
+      "forwarded requests that failed: owner unreachable, connection lost, malformed or "    \
+      "oversized reply")                                                                     \
+    X(forward_timeouts, "forward_failures_total", "reason=\"timeout\"",                      \
+      "forwarded requests that got no reply within the forward timeout")                     \
+    X(peer_connections, "peer_connections_total", NULL,                                      \
+      "connections that identified as another node's forwarding (peer) connection") \
+    X(idle_kicks, "idle_kicks_total", NULL,                                                  \
+      "connections closed by the idle timeout (-o idle_timeout)")
 
 typedef struct bc_thread_stats {
-#define BC__STATS_FIELD(name, desc) _Atomic uint64_t name;
+#define BC__STATS_FIELD(name, metric, labels, desc) _Atomic uint64_t name;
     BC_THREAD_STATS(BC__STATS_FIELD)
 #undef BC__STATS_FIELD
 } bc_thread_stats_t;
 
 /* Summed, plain copy for reporting. */
 typedef struct bc_stats_totals {
-#define BC__STATS_FIELD(name, desc) uint64_t name;
+#define BC__STATS_FIELD(name, metric, labels, desc) uint64_t name;
     BC_THREAD_STATS(BC__STATS_FIELD)
 #undef BC__STATS_FIELD
 } bc_stats_totals_t;
@@ -85,7 +110,7 @@ typedef struct bc_server_stats {
 static inline void
 bc_stats_accumulate(bc_stats_totals_t *totals, bc_thread_stats_t *ts)
 {
-#define BC__STATS_SUM(name, desc) \
+#define BC__STATS_SUM(name, metric, labels, desc) \
     totals->name += atomic_load_explicit(&ts->name, memory_order_relaxed);
     BC_THREAD_STATS(BC__STATS_SUM)
 #undef BC__STATS_SUM

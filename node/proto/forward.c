@@ -7,8 +7,13 @@
  *     peers --> fwd_peer_t <-> fwd_peer_t <-> ...   the pool (open or connecting)
  *     dead  --> fwd_peer_t -> ...                   closed in this batch, freed
  *                                                   in bc_fwd_before_poll
+ *     dirty --> fwd_peer_t -> ...                   open, with requests submitted
+ *                                                   this iteration, written in
+ *                                                   bc_fwd_before_poll
  *     done  --> bc_fwd_req_t -> ...                 finished, completion not yet
  *                                                   called
+ *     posts --> bc_fwd_post_t <-> ...               hooks to run after the
+ *                                                   completions (bc_fwd_post)
  *
  *   fwd_peer_t (one TCP connection to one owner primary)
  *     wq:   handshake, request bytes, ...   write queue, sent with sendmsg
@@ -28,8 +33,11 @@
  *   nothing calls a completion while a peer is half-updated: finished
  *   requests go on the done list, and fwd_deliver() calls their completions
  *   at the end of each peer event and timer tick, when every peer is
- *   consistent.  bc_fwd_submit never delivers (a request failed inside it,
- *   e.g. by a write error, is delivered from a timer set to fire at once).
+ *   consistent.  bc_fwd_submit never delivers, nor does bc_fwd_before_poll
+ *   (a request failed inside them, e.g. by a write error, is delivered from
+ *   a timer set to fire at once).  After the completions, the hooks they
+ *   posted run, each once (a client connection sends its replies once,
+ *   however many of its requests completed together).
  *
  * THE TIMER
  *   The worker loop's single timeout is ours.  Invariant: while any peer
@@ -67,7 +75,8 @@ typedef enum peer_state {
     PEER_CLOSED,
 } peer_state_t;
 
-/* A run of bytes to send. */
+/* A run of bytes to send: a request's (embedded in it), or the handshake
+ * (malloc'd alone). */
 typedef struct fwd_chunk {
     struct fwd_chunk *next;
     char *buf;                     /* malloc'd */
@@ -85,6 +94,9 @@ struct bc_fwd_req {
     uint32_t tag;
     bc_status_t st;                /* result, once finished */
     bool sent;                     /* all its bytes went out: the owner may apply it */
+    bool queued;                   /* chunk is in a write queue */
+    bool finished;                 /* delivered while queued: freed when dequeued */
+    fwd_chunk_t chunk;             /* its bytes */
     char *reply;
     size_t rlen;
 };
@@ -93,6 +105,9 @@ typedef struct fwd_peer {
     bc_el_io_t io;                 /* io.data is the peer */
     bc_fwd_t *fwd;
     struct fwd_peer *prev, *next;  /* pool, or the dead list (next only) */
+    struct fwd_peer *dirty_next;   /* the dirty list, while `dirty` */
+    bool dirty;                    /* requests submitted, not yet written */
+    uint32_t slot;                 /* affinity % conns_per_peer it serves */
     int fd;
     peer_state_t state;
     bool greeted;                  /* the handshake answer was read */
@@ -114,12 +129,15 @@ struct bc_fwd {
     fwd_peer_t *peers;
     uint32_t npeers;
     fwd_peer_t *dead;
+    fwd_peer_t *dirty;
     bc_fwd_req_t *done_head, *done_tail;
+    bc_fwd_post_t *posts;          /* doubly linked; run after delivering */
     bool delivering;
     uint64_t timer_at;             /* ms the loop timeout is set for; 0 = none */
 };
 
 static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
+static void req_free(bc_fwd_req_t *r);
 
 static uint64_t
 now_ms(void)
@@ -153,13 +171,42 @@ fwd_deliver(bc_fwd_t *fwd)
         fwd->done_head = r->next;
         if (fwd->done_head == NULL) fwd->done_tail = NULL;
         if (r->done != NULL) {
-            r->done(r->arg, r->tag, r->st, r->reply, r->rlen);
-        } else {
-            free(r->reply);
+            char *reply = r->reply;      /* the callee's from now on */
+            r->reply = NULL;
+            r->done(r->arg, r->tag, r->st, reply, r->rlen);
         }
-        free(r);
+        req_free(r);
+    }
+    /* The hooks the completions posted; one may post again (it then runs
+     * in this loop too) or cancel another. */
+    while (fwd->posts != NULL) {
+        bc_fwd_post_t *p = fwd->posts;
+        bc_fwd_post_cancel(fwd, p);
+        p->fn(p->arg);
     }
     fwd->delivering = false;
+}
+
+void
+bc_fwd_post(bc_fwd_t *fwd, bc_fwd_post_t *post)
+{
+    if (post->queued) return;
+    post->queued = true;
+    post->prev = NULL;
+    post->next = fwd->posts;
+    if (fwd->posts != NULL) fwd->posts->prev = post;
+    fwd->posts = post;
+}
+
+void
+bc_fwd_post_cancel(bc_fwd_t *fwd, bc_fwd_post_t *post)
+{
+    if (fwd == NULL || post == NULL || !post->queued) return;
+    if (post->prev != NULL) post->prev->next = post->next;
+    else fwd->posts = post->next;
+    if (post->next != NULL) post->next->prev = post->prev;
+    post->prev = post->next = NULL;
+    post->queued = false;
 }
 
 static void fwd_on_timer(bc_el_t *el, void *arg);
@@ -184,14 +231,39 @@ peer_has_output(const fwd_peer_t *p)
     return p->wq_head != NULL;
 }
 
+/* c leaves the write queue: its bytes are freed, and its struct -- the
+ * handshake's, or a request's whose completion was delivered meanwhile. */
+static void
+chunk_dequeued(fwd_chunk_t *c)
+{
+    free(c->buf);
+    c->buf = NULL;
+    if (c->req == NULL) {
+        free(c);
+        return;
+    }
+    c->req->queued = false;
+    if (c->req->finished) free(c->req);
+}
+
+/* A finished request's struct goes, unless its bytes are still queued (a
+ * reply may come before the whole request went out). */
+static void
+req_free(bc_fwd_req_t *r)
+{
+    free(r->reply);
+    r->reply = NULL;
+    if (r->queued) r->finished = true;
+    else free(r);
+}
+
 static void
 peer_free_buffers(fwd_peer_t *p)
 {
     while (p->wq_head != NULL) {
         fwd_chunk_t *c = p->wq_head;
         p->wq_head = c->next;
-        free(c->buf);
-        free(c);
+        chunk_dequeued(c);
     }
     p->wq_tail = NULL;
     free(p->rbuf);
@@ -298,8 +370,7 @@ peer_write(fwd_peer_t *p)
             if (c->req != NULL) c->req->sent = true;
             p->wq_head = c->next;
             if (p->wq_head == NULL) p->wq_tail = NULL;
-            free(c->buf);
-            free(c);
+            chunk_dequeued(c);
         }
     }
     return BC_OK;
@@ -343,6 +414,7 @@ reply_is_line(bc_mc_reply_kind_t k)
     case BC_MC_REPLY_NOT_FOUND:
     case BC_MC_REPLY_DELETED:
     case BC_MC_REPLY_TOUCHED:
+    case BC_MC_REPLY_OK:
     case BC_MC_REPLY_NUMBER:
     case BC_MC_REPLY_ERROR:
     case BC_MC_REPLY_CLIENT_ERROR:
@@ -361,6 +433,55 @@ reply_is_error(bc_mc_reply_kind_t k)
 }
 
 /*
+ * End finders, one per reply kind (forward.h, "REPLY KINDS").  b[0..n) is
+ * what has arrived of the head request's reply and what follows it;
+ * *scan (0 at the start of each reply) is how far an earlier call already
+ * checked, to be kept up to date by the finder.  Returns BC_OK with *used
+ * the reply's length, BC_EAGAIN when it is incomplete, BC_EPROTO when the
+ * bytes are no reply of this kind.
+ */
+typedef bc_status_t (*reply_end_fn)(const char *b, size_t n, size_t *scan, size_t *used);
+
+/* LINE: one status line. */
+static bc_status_t
+reply_end_line(const char *b, size_t n, size_t *scan, size_t *used)
+{
+    bc_mc_reply_t r;
+    (void)scan;
+    bc_status_t st = bc_mc_reply_parse(b, n, &r, used);
+    if (st == BC_EAGAIN) return st;
+    return st == BC_OK && reply_is_line(r.kind) ? BC_OK : BC_EPROTO;
+}
+
+/* VALUES: VALUE blocks up to END, or a single error line. */
+static bc_status_t
+reply_end_values(const char *b, size_t n, size_t *scan, size_t *used)
+{
+    for (;;) {
+        bc_mc_reply_t r;
+        size_t k;
+        bc_status_t st = bc_mc_reply_parse(b + *scan, n - *scan, &r, &k);
+        if (st != BC_OK) return st == BC_EAGAIN ? st : BC_EPROTO;
+        if (r.kind == BC_MC_REPLY_VALUE) {
+            *scan += k;
+            continue;
+        }
+        if (r.kind == BC_MC_REPLY_END || (reply_is_error(r.kind) && *scan == 0)) {
+            *used = *scan + k;
+            return BC_OK;
+        }
+        return BC_EPROTO;
+    }
+}
+
+static const reply_end_fn REPLY_KINDS[] = {
+    [BC_FWD_REPLY_LINE] = reply_end_line,
+    [BC_FWD_REPLY_VALUES] = reply_end_values,
+};
+_Static_assert(sizeof(REPLY_KINDS) / sizeof(REPLY_KINDS[0]) == BC_FWD_REPLY__COUNT,
+               "every forward.h reply kind needs its end finder in REPLY_KINDS");
+
+/*
  * Consumes every complete reply in the read buffer.  Errors: BC_EPROTO
  * (not the reply expected: the stream cannot be trusted any more),
  * BC_ETOOLARGE (a reply beyond max_reply).
@@ -373,9 +494,7 @@ peer_parse(fwd_peer_t *p)
 
     while (p->rpos < p->rlen) {
         const char *b = p->rbuf + p->rpos;
-        size_t avail = p->rlen - p->rpos;
-        bc_mc_reply_t r;
-        size_t used;
+        size_t avail = p->rlen - p->rpos, used = 0;
 
         if (!p->greeted) {
             size_t k = avail < nok ? avail : nok;
@@ -390,30 +509,13 @@ peer_parse(fwd_peer_t *p)
             continue;
         }
         if (p->head == NULL) return BC_EPROTO;        /* bytes nobody asked for */
-        if (p->head->kind == BC_FWD_REPLY_LINE) {
-            bc_status_t st = bc_mc_reply_parse(b, avail, &r, &used);
-            if (st == BC_EAGAIN) break;
-            if (st != BC_OK || !reply_is_line(r.kind)) return BC_EPROTO;
-            peer_complete(p, used);
-            continue;
-        }
-        /* VALUES: VALUE blocks up to END, or a single error line. */
-        for (;;) {
-            bc_status_t st = bc_mc_reply_parse(b + p->scan, avail - p->scan, &r, &used);
-            if (st == BC_EAGAIN) goto incomplete;
-            if (st != BC_OK) return BC_EPROTO;
-            if (r.kind == BC_MC_REPLY_VALUE) {
-                p->scan += used;
-                continue;
-            }
-            if (r.kind == BC_MC_REPLY_END || (reply_is_error(r.kind) && p->scan == 0)) {
-                peer_complete(p, p->scan + used);
-                break;
-            }
-            return BC_EPROTO;
-        }
+        bc_fwd_reply_kind_t kind = p->head->kind;
+        bc_status_t st = kind < BC_FWD_REPLY__COUNT ? REPLY_KINDS[kind](b, avail, &p->scan, &used)
+                                                    : BC_EPROTO;
+        if (st == BC_EAGAIN) break;
+        if (st != BC_OK) return BC_EPROTO;
+        peer_complete(p, used);
     }
-incomplete:
     if (p->rlen - p->rpos > p->fwd->cfg.max_reply) return BC_ETOOLARGE;
     if (p->rpos == p->rlen) p->rpos = p->rlen = 0;
     return BC_OK;
@@ -601,37 +703,40 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
 }
 
 /*
- * A connection to e's address for one more request: an idle pooled one,
- * else a new one while under the limits, else the least busy pooled one
- * (the request is pipelined behind the others).  Errors: BC_EBUSY,
- * BC_EIO, BC_ENOMEM.
+ * The connection to e's address for a request of `affinity`: the pooled
+ * one of slot affinity % conns_per_peer (see forward.h, HOW), else a new
+ * one for that slot while under max_conns (an idle connection of any
+ * address is closed to make room), else the least busy one open to that
+ * address.  Errors: BC_EBUSY, BC_EIO, BC_ENOMEM.
  */
 static fwd_peer_t *
-fwd_pick(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
+fwd_pick(bc_fwd_t *fwd, const bc_node_primary_t *e, uint32_t affinity, bc_status_t *st)
 {
     fwd_peer_t *best = NULL;
-    uint32_t count = 0;
+    uint32_t slot = affinity % fwd->cfg.conns_per_peer;
 
     for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
         if (strcmp(p->addr, e->addr) != 0) continue;
-        count++;
+        if (p->slot == slot) return p;
         if (best == NULL || p->inflight < best->inflight) best = p;
     }
-    if (best != NULL && best->inflight == 0) return best;
-    if (count < fwd->cfg.conns_per_peer) {
-        if (fwd->npeers >= fwd->cfg.max_conns) {
-            /* Make room: the least recently used idle connection goes. */
-            fwd_peer_t *victim = NULL;
-            for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
-                if (p->inflight == 0 && (victim == NULL || p->idle_since < victim->idle_since))
-                    victim = p;
-            }
-            if (victim != NULL) peer_close(victim, BC_OK, BC_OK, "pool full");
+    if (fwd->npeers >= fwd->cfg.max_conns) {
+        /* Make room: the least recently used idle connection goes. */
+        fwd_peer_t *victim = NULL;
+        for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
+            if (p->inflight == 0 && !p->dirty &&
+                (victim == NULL || p->idle_since < victim->idle_since))
+                victim = p;
         }
-        if (fwd->npeers < fwd->cfg.max_conns) {
-            fwd_peer_t *np = peer_open(fwd, e, st);
-            if (np != NULL || best == NULL) return np;
+        if (victim != NULL && victim != best) peer_close(victim, BC_OK, BC_OK, "pool full");
+    }
+    if (fwd->npeers < fwd->cfg.max_conns) {
+        fwd_peer_t *np = peer_open(fwd, e, st);
+        if (np != NULL) {
+            np->slot = slot;
+            return np;
         }
+        if (best == NULL) return NULL;
     }
     if (best != NULL) return best;
     *st = BC_EBUSY;
@@ -697,13 +802,12 @@ bc_fwd_create(const bc_fwd_config_t *cfg, bc_el_t *el, bc_node_cluster_t *cluste
 static void
 peer_free(fwd_peer_t *p)
 {
+    peer_free_buffers(p);       /* first: the requests' chunks leave the queue */
     while (p->head != NULL) {
         bc_fwd_req_t *r = p->head;
         p->head = r->next;
-        free(r->reply);
-        free(r);
+        req_free(r);
     }
-    peer_free_buffers(p);
     free(p);
 }
 
@@ -711,6 +815,24 @@ void
 bc_fwd_before_poll(bc_fwd_t *fwd)
 {
     if (fwd == NULL) return;
+    /* The batch: every request submitted this iteration, one sendmsg per
+     * connection (a connection still connecting writes once connected). */
+    bool failed = false;
+    while (fwd->dirty != NULL) {
+        fwd_peer_t *p = fwd->dirty;
+        fwd->dirty = p->dirty_next;
+        p->dirty_next = NULL;
+        p->dirty = false;
+        if (p->state != PEER_OPEN) continue;
+        if (peer_write(p) != BC_OK) {
+            peer_close(p, BC_ECLOSED, BC_ECLOSED, "send failed");
+            failed = true;
+        } else {
+            peer_update_events(p);
+        }
+    }
+    /* Completions are never called from here: the timer delivers them. */
+    if (failed || fwd->done_head != NULL || fwd->posts != NULL) fwd_arm(fwd, now_ms());
     while (fwd->dead != NULL) {
         fwd_peer_t *p = fwd->dead;
         fwd->dead = p->next;
@@ -722,6 +844,7 @@ void
 bc_fwd_destroy(bc_fwd_t *fwd)
 {
     if (fwd == NULL) return;
+    fwd->dirty = NULL;          /* nothing more is sent */
     while (fwd->peers != NULL) {
         fwd_peer_t *p = fwd->peers;
         fwd->peers = p->next;
@@ -733,8 +856,7 @@ bc_fwd_destroy(bc_fwd_t *fwd)
     while (fwd->done_head != NULL) {
         bc_fwd_req_t *r = fwd->done_head;
         fwd->done_head = r->next;
-        free(r->reply);
-        free(r);
+        req_free(r);
     }
     if (fwd->timer_at != 0) bc_el_set_timeout(fwd->el, 0, NULL, NULL);
     bc_node_primaries_free(&fwd->prim);
@@ -763,7 +885,8 @@ bc_fwd_can_reach(bc_fwd_t *fwd, uint32_t gid)
 
 bc_status_t
 bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, size_t len,
-              bc_fwd_done_fn done, void *arg, uint32_t tag, bc_fwd_req_t **out)
+              uint32_t affinity, bc_fwd_done_fn done, void *arg, uint32_t tag,
+              bc_fwd_req_t **out)
 {
     bc_status_t st = BC_OK;
     const bc_node_primary_t *e = fwd_lookup(fwd, gid);
@@ -772,12 +895,10 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
         free(req);
         return BC_ENOTFOUND;
     }
-    fwd_peer_t *p = fwd_pick(fwd, e, &st);
+    fwd_peer_t *p = fwd_pick(fwd, e, affinity, &st);
     bc_fwd_req_t *r = p != NULL ? calloc(1, sizeof(*r)) : NULL;
-    fwd_chunk_t *c = r != NULL ? calloc(1, sizeof(*c)) : NULL;
-    if (c == NULL) {
+    if (r == NULL) {
         if (p != NULL) st = BC_ENOMEM;
-        free(r);
         free(req);
         bc_stats_incr(fwd->stats, forward_errors);
         /* A connection opened for this request and left idle times out. */
@@ -794,25 +915,37 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
     else p->head = r;
     p->tail = r;
     p->inflight++;
+    fwd_chunk_t *c = &r->chunk;
     c->buf = req;
     c->len = len;
     c->req = r;
+    r->queued = true;
     if (p->wq_tail != NULL) p->wq_tail->next = c;
     else p->wq_head = c;
     p->wq_tail = c;
     bc_stats_incr(fwd->stats, forward_requests);
 
-    if (p->state == PEER_OPEN && peer_write(p) != BC_OK) {
-        /* The request now fails with the connection; its completion is
-         * delivered by the timer, never from inside submit. */
-        peer_close(p, BC_ECLOSED, BC_ECLOSED, "send failed");
-        fwd_arm(fwd, now);
-    } else {
-        peer_update_events(p);
-        fwd_arm(fwd, r->deadline_ms);
+    /* Written in bc_fwd_before_poll, with the others of this iteration. */
+    if (!p->dirty) {
+        p->dirty = true;
+        p->dirty_next = fwd->dirty;
+        fwd->dirty = p;
     }
+    fwd_arm(fwd, r->deadline_ms);
     if (out != NULL) *out = r;
     return BC_OK;
+}
+
+uint32_t
+bc_fwd_groups(bc_fwd_t *fwd, uint32_t *gids, bool *self, uint32_t max)
+{
+    if (fwd == NULL) return 0;
+    (void)bc_node_cluster_primaries_sync(fwd->cluster, &fwd->prim);
+    for (uint32_t i = 0; i < fwd->prim.count && i < max; i++) {
+        gids[i] = fwd->prim.v[i].gid;
+        self[i] = fwd->prim.v[i].self;
+    }
+    return fwd->prim.count;
 }
 
 void

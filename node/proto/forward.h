@@ -17,26 +17,66 @@
  *     client conn A        worker loop (one bc_fwd_t)         owner primary
  *     -------------        --------------------------         -------------
  *     "get k\r\n"  --> proto_text: route(k) = MOVED to g2
- *                      bc_fwd_submit(g2, "get k\r\n")
+ *                      a hole in A's output queue (net/outq.h)
+ *                      bc_fwd_submit(g2, "get k\r\n", affinity A)
  *                        primaries view: g2 -> 10.0.0.2:11211
- *                        pool[10.0.0.2:11211]: a peer conn
+ *                        pool[10.0.0.2:11211, slot A % n]: a peer conn
  *                        (new: connect(), non-blocking;
  *                         first bytes "bucketcache_peer n-7\r\n")
- *                        FIFO += req, writev --------------->  OK\r\n (handshake)
- *     A paused: no more                                        VALUE k 0 1\r\n
- *     commands run, no     peer readable: parse one reply <--- x\r\nEND\r\n
- *     reads                  unit by unit (bc_mc_reply_parse)
+ *                        FIFO += req, write queue += bytes
+ *     A goes on: its next
+ *     commands run, their   before_poll: one sendmsg per peer --> OK\r\n (handshake)
+ *     replies queue behind    with every request of the batch     VALUE k 0 1\r\n
+ *     the hole             peer readable: parse the replies  <--- x\r\nEND\r\n
+ *                            (the reply kind says where each ends)
  *                          FIFO head complete -> done list
- *                          deliver: done(A, reply bytes)
- *     reply queued <------ proto_text appends them, A resumes
+ *                          deliver: done(arg, reply bytes) for each;
+ *                            then the posted hooks, once per connection
+ *     hole filled <-------   proto fills A's hole, posts A's resume:
+ *     replies sent in order  the server sends up to the next hole
  *
- *   Requests to one owner are pipelined on a pooled connection and answered
- *   in order, so each peer connection keeps a FIFO of requests in flight;
- *   a worker keeps at most conns_per_peer connections to one address
- *   (a new one is opened only when every existing one is busy) and at most
- *   max_conns in all (an idle one of another address is closed to make
- *   room; if none is idle the request fails at once).  An idle connection
- *   is closed after idle_ms.
+ *   Requests to one owner are pipelined on pooled connections and answered
+ *   in order, so each peer connection keeps a FIFO of requests in flight.
+ *   Requests are not written at once: bc_fwd_before_poll writes each peer
+ *   connection's queue with one sendmsg at the end of the loop iteration,
+ *   so the requests of every client served in one iteration travel
+ *   together (twemproxy's batching), and the owner answers them with one
+ *   write too.
+ *
+ *   Each requester gives an affinity (the text protocol: its connection);
+ *   a worker keeps up to conns_per_peer connections to one address and
+ *   sends a request on the one numbered affinity % conns_per_peer.  So the
+ *   requests of one client connection to one owner all travel one TCP
+ *   connection and are executed by the owner in the order the client sent
+ *   them -- a "set k noreply" then "get k" reads its own write -- while
+ *   different clients spread over the pool.  At most max_conns connections
+ *   in all: an idle one of another address is closed to make room; if none
+ *   is idle, the request goes on a connection already open to that address
+ *   (its order with the client's earlier requests is then not guaranteed),
+ *   and if there is none, it fails at once.  An idle connection is closed
+ *   after idle_ms.
+ *
+ * REPLY KINDS: HOW A NEW ONE PLUGS IN
+ *   The forwarder relays bytes; it only needs to know where each reply
+ *   ends, which depends on the request: that is bc_fwd_reply_kind_t.  A
+ *   kind is a row of REPLY_KINDS in forward.c: a function that, given the
+ *   bytes received so far for the head request, says "complete after N
+ *   bytes", "need more" (remembering how far it already checked, so a
+ *   large reply is not scanned twice), or "this is not a reply of that
+ *   kind" (the stream is dropped).  To forward a new kind of command (say
+ *   memcached's meta commands, whose replies are one "HD/NF/NS/EX/EN/MN"
+ *   line, a "VA <size> <flags>*" line with a data block, or an error line):
+ *     1. add BC_FWD_REPLY_<KIND> below (before BC_FWD_REPLY__COUNT);
+ *     2. add its end finder to REPLY_KINDS in forward.c (a static assert
+ *        checks that every kind has one);
+ *     3. in the executor, route the key (bc__proto_route) and, when it
+ *        says BC_PROTO_FORWARD, call bc__proto_fwd_command (proto_int.h)
+ *        with the route, that kind and the request bytes: the reply is
+ *        queued at the command's place in the connection's reply stream,
+ *        noreply and failures handled there.  A relay function, if given,
+ *        rewrites the reply on the way (e.g. drops what a quiet mode must
+ *        not show: the request itself must go without its quiet flag, or
+ *        the end of its reply could not be found).
  *
  * ONE HOP, NEVER A LOOP
  *   Every connection this module opens starts with the handshake line
@@ -56,19 +96,19 @@
  * FAILURES (each request gets exactly one completion)
  *   - no reply within timeout_ms: BC_ETIMEOUT for the oldest request; the
  *     connection is closed and the others in flight on it fail with
- *     BC_ECLOSED (the owner is presumed hung; the client connections all
- *     carry on);
- *   - connect refused, reset, EOF: BC_EIO / BC_ECLOSED;
+ *     BC_ECLOSED (the owner is presumed hung); requests on the worker's
+ *     other connections, and the client connections, carry on;
+ *   - connect refused, reset, EOF: BC_EIO (never sent) / BC_ECLOSED (sent);
  *   - a reply that is not a well-formed memcached reply of the expected
- *     shape: BC_EPROTO, connection dropped;
+ *     kind: BC_EPROTO, connection dropped;
  *   - a reply larger than max_reply: BC_ETOOLARGE, connection dropped.
  *
  * MEMORY
  *   A request's bytes are owned here until written (then freed); a reply is
  *   buffered whole (bounded by max_reply) and handed over as one malloc'd
- *   block.  With C client connections on the worker there are at most C
- *   commands waiting (each client pauses on its forwarded command), each
- *   with one request per owner group.
+ *   block, which the executor queues as it is (no copy).  How many
+ *   requests a client connection may have in flight is the executor's
+ *   limit (proto_text.h, BC_PROTO_FWD_MAX).
  *
  * THREADS
  *   A bc_fwd_t belongs to one worker thread and its event loop; every call
@@ -98,11 +138,27 @@ typedef struct bc_fwd_config {
     uint32_t idle_ms;              /* an idle pooled connection closes after this */
 } bc_fwd_config_t;
 
-/* What the reply to a request looks like, so its end can be found. */
+/* What the reply to a request looks like, so its end can be found (see
+ * "REPLY KINDS" above for adding one). */
 typedef enum bc_fwd_reply_kind {
-    BC_FWD_REPLY_LINE,             /* one status line (storage, delete, incr, touch) */
+    BC_FWD_REPLY_LINE,             /* one status line (storage, delete, incr, touch,
+                                    * flush_all) */
     BC_FWD_REPLY_VALUES,           /* VALUE blocks and END, or one error line (get & co) */
+    BC_FWD_REPLY__COUNT            /* not a kind: how many there are */
 } bc_fwd_reply_kind_t;
+
+/*
+ * A hook to run once after the current batch of completions (bc_fwd_post):
+ * a requester with several requests completing together (a pipelining
+ * client) then acts once, e.g. sends its replies with one system call.
+ * Embedded in the requester's object; zero it before first use.
+ */
+typedef struct bc_fwd_post {
+    struct bc_fwd_post *prev, *next;
+    void (*fn)(void *arg);
+    void *arg;
+    bool queued;
+} bc_fwd_post_t;
 
 typedef struct bc_fwd bc_fwd_t;
 typedef struct bc_fwd_req bc_fwd_req_t;
@@ -133,7 +189,9 @@ bc_status_t bc_fwd_create(const bc_fwd_config_t *cfg, bc_el_t *el, bc_node_clust
  */
 void bc_fwd_destroy(bc_fwd_t *fwd);
 
-/* Frees connections closed during the last batch; call from before_poll. */
+/* Sends the requests submitted during the loop iteration (one write per
+ * peer connection) and frees connections closed during it; call from
+ * before_poll.  NULL is accepted. */
 void bc_fwd_before_poll(bc_fwd_t *fwd);
 
 /*
@@ -145,18 +203,37 @@ bool bc_fwd_can_reach(bc_fwd_t *fwd, uint32_t gid);
 
 /*
  * Sends req[0..len) -- complete memcached commands, data blocks included,
- * without noreply -- to group gid's primary.  req is malloc'd and owned by
- * the forwarder from the call on, whatever the result.  On BC_OK *out (may
- * be NULL) receives a handle valid until done is called or the request is
- * cancelled, and done(arg, tag, ...) is called exactly once, later.
- * Errors (done is never called): BC_ENOTFOUND (no reachable primary for
- * gid: answer the refusal), BC_EBUSY (connection limit reached and no idle
- * connection to close), BC_EIO (socket or connect failed at once),
- * BC_ENOMEM.
+ * without noreply -- to group gid's primary, on the pooled connection
+ * chosen by affinity (see HOW), at the end of the loop iteration.  req is
+ * malloc'd and owned by the forwarder from the call on, whatever the
+ * result.  On BC_OK *out (may be NULL) receives a handle valid until done
+ * is called or the request is cancelled, and done(arg, tag, ...) is called
+ * exactly once, later.  Errors (done is never called): BC_ENOTFOUND (no
+ * reachable primary for gid: answer the refusal), BC_EBUSY (connection
+ * limit reached and no idle connection to close), BC_EIO (socket or
+ * connect failed at once), BC_ENOMEM.
  */
 bc_status_t bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req,
-                          size_t len, bc_fwd_done_fn done, void *arg, uint32_t tag,
-                          bc_fwd_req_t **out);
+                          size_t len, uint32_t affinity, bc_fwd_done_fn done, void *arg,
+                          uint32_t tag, bc_fwd_req_t **out);
+
+/*
+ * Queues post to run post->fn(post->arg) once, after the completions
+ * being delivered now (from a completion), or after the next batch; a
+ * post already queued stays queued once.  post is borrowed: cancel it
+ * before freeing it.
+ */
+void bc_fwd_post(bc_fwd_t *fwd, bc_fwd_post_t *post);
+/* Unqueues post if it is queued.  fwd NULL is accepted. */
+void bc_fwd_post_cancel(bc_fwd_t *fwd, bc_fwd_post_t *post);
+
+/*
+ * The groups that have a primary record now (cluster.h), in gid order:
+ * up to max of them into gids, self[i] telling whether group gids[i]'s
+ * record names this very node.  Returns how many groups there are (may
+ * exceed max).  For commands that go to every group (flush_all).
+ */
+uint32_t bc_fwd_groups(bc_fwd_t *fwd, uint32_t *gids, bool *self, uint32_t max);
 
 /*
  * The requester is going away: done will not be called for req.  The

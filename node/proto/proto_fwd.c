@@ -2,67 +2,109 @@
  * proto_fwd.c -- the text protocol's forwarded commands: a command for
  * keys another group owns (or that this node, a backup, may not serve) is
  * sent to the owner's primary through the worker's forwarder (forward.h)
- * and its reply relayed (proto_text.h, "FORWARDING", says when).
+ * and its reply relayed in its place (proto_text.h, "FORWARDING", says
+ * when).
  *
  * HOW
- *   A forwarded command is one bc_proto_fwd_op_t on its connection
- *   (pc->fop) with one part per owner group, each a request in flight:
+ *   A forwarded command is one bc_proto_fwd_op_t with one part per owner
+ *   group, each a request in flight, and -- unless noreply -- a hole in the
+ *   connection's output queue (net/outq.h) where its reply goes:
  *
- *     delete/incr/decr/touch   one part: the command line as it came,
- *                              without noreply
- *     set & co                 one part: line and data block, collected
- *                              first (state FWD_DATA), then sent
- *     get & co                 one "get" per owner group with its keys;
- *                              the keys served here are answered at once
- *                              into the op's own queue
+ *     any command              one part: its request bytes as built by
+ *     (bc__proto_fwd_command)  the caller; the reply as the owner sent
+ *                              it, or as the caller's relay rewrites it
+ *     delete/incr/decr/touch   the command line as it came, without noreply
+ *     get & co, one key        the line as it came; a NO_OWNER refusal from
+ *                              the owner (its table is newer) reads as a miss
+ *     set & co                 line and data block, collected first (state
+ *                              FWD_DATA), then sent
+ *     get & co, several keys   one "get" per owner group with its keys; the
+ *                              keys served here are answered at once into
+ *                              the op's own queue
+ *     flush_all                one "flush_all [delay]" per other group's
+ *                              primary (this node's own group is flushed
+ *                              here, at once, when this node is its primary)
  *
- *   The connection waits (pc->waiting) until every part completed; then
- *   fwd_finish queues the answer -- the owners' VALUE blocks in the order
- *   owners first appeared, the local ones, one END; or, if any part
- *   failed, only that part's error line -- and calls the resume hook.
+ *   The connection goes on with its next commands meanwhile; their replies
+ *   queue behind the hole.  When every part has completed, fwd_op_finish
+ *   builds the answer and fills the hole with it -- the owners' VALUE
+ *   blocks in the order owners first appeared, the local ones, one END;
+ *   for flush_all "OK" or the first failure -- and posts the connection's
+ *   resume hook (once per batch of completions: forward.h bc_fwd_post),
+ *   which sends what is ready and runs the commands held back.
  *
- * The reply bytes are relayed as the owner sent them; only a multi-get's
- * parts are checked to be VALUE blocks (anything else is the owner's own
- * error line, answered alone).
+ *   A connection has at most BC_PROTO_FWD_MAX commands in flight; at the
+ *   limit it stops taking commands (pc->waiting) until one completes.
+ *
+ * BEHAVIOR: A MULTI-GET SERVES WHAT THE CLUSTER HAS
+ *   A part whose owner failed (unreachable, timed out, garbage) or answered
+ *   an error line instead of values (its table is newer: MOVED, NO_OWNER)
+ *   does not spoil the others: its keys read as misses, counted in
+ *   get_no_owner (a NO_OWNER refusal) or get_forward_failed (anything
+ *   else).  A memcached multi-get reply has no way to say "this key
+ *   failed" -- an error line ends the whole reply for every client parser
+ *   -- so a miss is the only per-key answer there is, and it is what
+ *   memcached's own client-side sharding (libmemcached, pymemcache's
+ *   HashClient with ignore_exc) and mcrouter's miss-on-get-error give for
+ *   a shard that is down.  A command for one key keeps its error line.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bc_wire.h"
 #include "proto/proto_int.h"
+
+typedef enum fwd_op_kind {
+    OP_RELAY,                      /* one part; its reply relayed */
+    OP_VALUES,                     /* a multi-get: parts merged */
+    OP_FLUSH,                      /* flush_all: one part per group, "OK" or an error */
+} fwd_op_kind_t;
 
 typedef struct fwd_part {
     bc_fwd_req_t *req;             /* in flight; NULL once finished */
+    uint32_t gid;
+    uint32_t nkeys;                /* OP_VALUES: keys asked in this part */
     bc_status_t st;
     char *reply;                   /* owned */
     size_t len;
 } fwd_part_t;
 
 struct bc_proto_fwd_op {
-    bool values;                   /* get & co: parts are merged */
+    bc_proto_fwd_op_t *prev, *next;    /* pc->ops while in flight */
+    bc_proto_conn_t *pc;
+    fwd_op_kind_t kind;
+    bc_fwd_reply_kind_t reply_kind;
+    bc_proto_fwd_relay_fn relay;   /* OP_RELAY: NULL = the bytes as they came */
     bool noreply;                  /* drop the reply */
-    uint32_t gid;                  /* FWD_DATA: where the request goes */
+    bool has_hole;
+    bc_outq_hole_t hole;           /* where the reply goes */
     char *buf;                     /* FWD_DATA: the request being built (owned) */
     size_t len;                    /* FWD_DATA: its full length */
-    bc_outq_t local;               /* values: VALUE blocks of the keys served here */
+    bc_outq_t local;               /* OP_VALUES: VALUE blocks of the keys served here */
     uint32_t nparts;
     uint32_t pending;              /* parts still in flight */
-    char refusal[REFUSAL_MAX];     /* the answer if an owner is unreachable */
+    bc_proto_route_t route;        /* OP_RELAY: the refusal if the owner is unreachable */
     fwd_part_t parts[];
 };
 
+/* A new op; route (may be NULL) says what an unreachable owner answers. */
 static bc_proto_fwd_op_t *
-fwd_op_new(uint32_t nparts, const char *refusal)
+fwd_op_new(bc_proto_conn_t *pc, fwd_op_kind_t kind, uint32_t nparts,
+           const bc_proto_route_t *route)
 {
     bc_proto_fwd_op_t *op = calloc(1, sizeof(*op) + nparts * sizeof(fwd_part_t));
     if (op == NULL) return NULL;
+    op->pc = pc;
+    op->kind = kind;
+    op->reply_kind = kind == OP_VALUES ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
     op->nparts = nparts;
     bc_outq_init(&op->local);
-    snprintf(op->refusal, sizeof(op->refusal), "%s", refusal);
+    if (route != NULL) op->route = *route;
     return op;
 }
 
-/* Frees op; parts still in flight are cancelled. */
+/* Frees op (not linked in pc->ops); parts still in flight are cancelled. */
 void
 bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
 {
@@ -75,60 +117,174 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     free(op->buf);
     free(op);
 }
+
+void
+bc__proto_fwd_release_all(bc_proto_conn_t *pc)
+{
+    while (pc->ops != NULL) {
+        bc_proto_fwd_op_t *op = pc->ops;
+        pc->ops = op->next;
+        bc__proto_fwd_op_free(pc, op);
+    }
+    pc->nfwd = 0;
+    bc__proto_fwd_op_free(pc, pc->fop);
+    pc->fop = NULL;
+    bc_fwd_post_cancel(pc->fwd, &pc->resume_post);
+}
+
+/* ------------------------------------------------------------------------ */
+/* answers                                                                  */
+/* ------------------------------------------------------------------------ */
+
 static bool
 reply_is_values(const char *r, size_t n)
 {
     return (n >= 6 && memcmp(r, "VALUE ", 6) == 0) || (n == 5 && memcmp(r, "END\r\n", 5) == 0);
 }
 
-/* Every part is done: queue the answer and free the command. */
-static void
-fwd_finish(bc_proto_conn_t *pc)
+/* The refusal a reply line is, if any (BC_WIRE_REFUSAL_NONE otherwise). */
+static bc_wire_refusal_kind_t
+reply_refusal(const char *r, size_t n)
 {
-    bc_proto_fwd_op_t *op = pc->fop;
-    const char *err = NULL;
-    size_t nerr = 0;
+    static const char se[] = "SERVER_ERROR ";
+    bc_wire_refusal_t ref;
+    if (n < sizeof(se) - 1 + 2 || memcmp(r, se, sizeof(se) - 1) != 0) return BC_WIRE_REFUSAL_NONE;
+    return bc_wire_refusal_parse(r + sizeof(se) - 1, n - (sizeof(se) - 1) - 2, &ref);
+}
 
-    pc->fop = NULL;
-    pc->waiting = false;
-    for (uint32_t i = 0; i < op->nparts && err == NULL; i++) {
+/* Appends the line (CRLF included) a part that failed with st answers. */
+static bool
+add_error_line(const bc_proto_fwd_op_t *op, bc_status_t st, bc_outq_t *dst)
+{
+    if (st == BC_ENOTFOUND) {
+        char line[REFUSAL_MAX];
+        size_t n = bc__proto_refusal(&op->route, line);
+        return bc_outq_add(dst, line, n);
+    }
+    const char *line = bc_fwd_error_line(st);
+    return bc_outq_add(dst, line, strlen(line));
+}
+
+/* Keys answered as misses here: counted like the misses they read as. */
+void
+bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner)
+{
+    if (n == 0) return;
+    bc_stats_add(pc->stats, cmd_get, n);
+    bc_stats_add(pc->stats, get_misses, n);
+    if (no_owner) bc_stats_add(pc->stats, get_no_owner, n);
+    else bc_stats_add(pc->stats, get_forward_failed, n);
+}
+
+static void relay_one_key_get(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst);
+
+/* Appends an OP_RELAY op's answer to dst. */
+static void
+answer_relay(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
+{
+    fwd_part_t *part = &op->parts[0];
+    bool ok = true;
+    if (part->st != BC_OK) {
+        ok = add_error_line(op, part->st, dst);
+    } else if (op->relay != NULL) {
+        op->relay(pc, part->reply, part->len, dst);
+    } else {
+        ok = bc_outq_add_owned(dst, part->reply, part->len);
+    }
+    if (part->st == BC_OK) part->reply = NULL;    /* taken */
+    if (!ok) pc->oom = true;
+}
+
+/* Appends an OP_VALUES op's answer to dst: see "A MULTI-GET SERVES WHAT
+ * THE CLUSTER HAS". */
+static void
+answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
+{
+    bool ok = true;
+    for (uint32_t i = 0; i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
-        if (part->st == BC_ENOTFOUND) {
-            err = op->refusal;
-        } else if (part->st != BC_OK) {
-            err = bc_fwd_error_line(part->st);
-        } else if (op->values && !reply_is_values(part->reply, part->len)) {
-            /* The owner's own error (say, MOVED: its table is newer). */
-            err = part->reply;
-            nerr = part->len;
+        if (part->st == BC_OK && reply_is_values(part->reply, part->len)) {
+            /* Each part ends with "END\r\n" (checked by the forwarder);
+             * the buffer goes out whole but for those 5 bytes. */
+            if (ok) ok = bc_outq_add_owned(dst, part->reply, part->len - 5);
+            else free(part->reply);
+            part->reply = NULL;
+            continue;
+        }
+        bool no_owner = part->st == BC_OK &&
+                        reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
+        bc__proto_count_unanswered(pc, part->nkeys, no_owner);
+    }
+    if (ok) ok = bc_outq_move(dst, &op->local, pc->env->cache);
+    if (ok) ok = bc_outq_add(dst, "END\r\n", 5);
+    if (!ok) pc->oom = true;
+}
+
+/* Appends an OP_FLUSH op's answer to dst: "OK" when every group said so,
+ * else the first failure (every reachable group was flushed anyway). */
+static void
+answer_flush(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
+{
+    bool ok = true;
+    uint32_t i;
+    for (i = 0; i < op->nparts; i++) {
+        fwd_part_t *part = &op->parts[i];
+        /* A group whose primary went away since the listing: nothing to
+         * flush there (a group's data lives in its live nodes only). */
+        if (part->st == BC_ENOTFOUND) continue;
+        if (part->st != BC_OK) {
+            ok = add_error_line(op, part->st, dst);
+            break;
+        }
+        if (part->len != 4 || memcmp(part->reply, "OK\r\n", 4) != 0) {
+            ok = bc_outq_add(dst, part->reply, part->len);
+            break;
         }
     }
-    if (err != NULL && nerr == 0) nerr = strlen(err);
-    if (op->noreply) {
-        /* nothing */
-    } else if (err != NULL) {
-        bc__proto_reply_bytes(pc, err, nerr);
-    } else if (!op->values) {
-        bc__proto_reply_bytes(pc, op->parts[0].reply, op->parts[0].len);
-    } else {
-        for (uint32_t i = 0; i < op->nparts; i++) {
-            /* Each part ends with "END\r\n" (checked by the forwarder). */
-            if (op->parts[i].len > 5) {
-                bc__proto_reply_bytes(pc, op->parts[i].reply, op->parts[i].len - 5);
-            }
+    if (i == op->nparts) ok = bc_outq_add(dst, "OK\r\n", 4);
+    if (!ok) pc->oom = true;
+}
+
+/* Every part of op is done: its answer goes into its hole (or, when it
+ * never waited, at the tail of pc->out), and op is freed. */
+static void
+fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
+{
+    bc_outq_t answer;
+    fwd_part_t *first = &op->parts[0];
+
+    /* The common case, a reply relayed as it came: it becomes the hole. */
+    if (op->kind == OP_RELAY && op->has_hole && first->st == BC_OK &&
+        (op->relay == NULL ||
+         (op->relay == relay_one_key_get &&
+          reply_refusal(first->reply, first->len) == BC_WIRE_REFUSAL_NONE))) {
+        if (!bc_outq_fill_owned(&pc->out, op->hole, first->reply, first->len)) pc->oom = true;
+        first->reply = NULL;
+        bc__proto_fwd_op_free(pc, op);
+        return;
+    }
+    bc_outq_init(&answer);
+    if (!op->noreply) {
+        switch (op->kind) {
+        case OP_RELAY: answer_relay(pc, op, &answer); break;
+        case OP_VALUES: answer_values(pc, op, &answer); break;
+        case OP_FLUSH: answer_flush(pc, op, &answer); break;
         }
-        if (!bc_outq_move(&pc->out, &op->local, pc->env->cache)) pc->oom = true;
-        REPLY(pc, "END\r\n");
+    }
+    if (op->has_hole) {
+        if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &answer)) pc->oom = true;
+    } else if (!bc_outq_move(&pc->out, &answer, pc->env->cache)) {
+        pc->oom = true;
     }
     bc__proto_fwd_op_free(pc, op);
 }
 
-/* forward.h completion of part `tag` of pc's forwarded command. */
+/* forward.h completion of part `tag` of op. */
 static void
 fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
 {
-    bc_proto_conn_t *pc = arg;
-    bc_proto_fwd_op_t *op = pc->fop;
+    bc_proto_fwd_op_t *op = arg;
+    bc_proto_conn_t *pc = op->pc;
     fwd_part_t *part = &op->parts[tag];
 
     part->req = NULL;
@@ -136,19 +292,25 @@ fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
     part->reply = reply;
     part->len = len;
     if (--op->pending > 0) return;
-    fwd_finish(pc);
-    /* Last: the hook may run further commands or close the connection. */
-    if (pc->resume != NULL) pc->resume(pc->resume_arg);
+    if (op->prev != NULL) op->prev->next = op->next;
+    else pc->ops = op->next;
+    if (op->next != NULL) op->next->prev = op->prev;
+    pc->nfwd--;
+    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX;
+    fwd_op_finish(pc, op);
+    bc_fwd_post(pc->fwd, &pc->resume_post);
 }
 
-/* Sends part i of pc->fop; a failure at once is recorded in the part. */
+/* ------------------------------------------------------------------------ */
+/* sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Sends part i of op; a failure at once is recorded in the part. */
 static void
-fwd_send_part(bc_proto_conn_t *pc, uint32_t i, uint32_t gid, char *buf, size_t len)
+fwd_send_part(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i, char *buf, size_t len)
 {
-    bc_proto_fwd_op_t *op = pc->fop;
-    bc_fwd_reply_kind_t kind = op->values ? BC_FWD_REPLY_VALUES : BC_FWD_REPLY_LINE;
-    bc_status_t st = bc_fwd_submit(pc->fwd, gid, kind, buf, len, fwd_on_done, pc, i,
-                                   &op->parts[i].req);
+    bc_status_t st = bc_fwd_submit(pc->fwd, op->parts[i].gid, op->reply_kind, buf, len,
+                                   (uint32_t)pc->id, fwd_on_done, op, i, &op->parts[i].req);
     if (st == BC_OK) {
         op->pending++;
     } else {
@@ -157,15 +319,30 @@ fwd_send_part(bc_proto_conn_t *pc, uint32_t i, uint32_t gid, char *buf, size_t l
     }
 }
 
-/* Every part has been sent: wait, or answer at once if all failed. */
+/* Every part of op has been sent: it waits in pc->ops, its hole in the
+ * reply stream, or -- when every part failed at once -- it is answered
+ * now. */
 static void
-fwd_sent(bc_proto_conn_t *pc)
+fwd_op_sent(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
 {
-    if (pc->fop->pending > 0) {
-        pc->waiting = true;
-    } else {
-        fwd_finish(pc);
+    if (op->pending == 0) {
+        fwd_op_finish(pc, op);
+        return;
     }
+    if (!op->noreply) {
+        if (!bc_outq_hole(&pc->out, &op->hole)) {
+            pc->oom = true;
+            bc__proto_fwd_op_free(pc, op);     /* cancels the parts */
+            return;
+        }
+        op->has_hole = true;
+    }
+    op->prev = NULL;
+    op->next = pc->ops;
+    if (pc->ops != NULL) pc->ops->prev = op;
+    pc->ops = op;
+    pc->nfwd++;
+    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX;
 }
 
 /*
@@ -191,67 +368,123 @@ fwd_line(const char *line, size_t len, bool noreply, size_t extra, size_t *outle
     return buf;
 }
 
-/* Forwards a one-key command without data block (delete, incr, touch). */
 void
-bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
-                     uint32_t gid, const char *refusal)
+bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
+                      bc_fwd_reply_kind_t kind, char *req, size_t len, bool noreply,
+                      bc_proto_fwd_relay_fn relay)
 {
-    size_t n;
-    pc->fop = fwd_op_new(1, refusal);
-    char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, 0, &n) : NULL;
-    if (buf == NULL) {
-        bc__proto_fwd_op_free(pc, pc->fop);
-        pc->fop = NULL;
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_RELAY, 1, route);
+    if (op == NULL) {
+        free(req);
         pc->oom = true;
         return;
     }
-    pc->fop->noreply = req->noreply;
-    fwd_send_part(pc, 0, gid, buf, n);
-    fwd_sent(pc);
+    op->reply_kind = kind;
+    op->relay = relay;
+    op->noreply = noreply;
+    op->parts[0].gid = route->owner;
+    fwd_send_part(pc, op, 0, req, len);
+    fwd_op_sent(pc, op);
+}
+
+/* Forwards a one-key command without data block (delete, incr, touch). */
+void
+bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
+                     const bc_proto_route_t *route)
+{
+    size_t n;
+    char *buf = fwd_line(line, len, req->noreply, 0, &n);
+    if (buf == NULL) {
+        pc->oom = true;
+        return;
+    }
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_LINE, buf, n, req->noreply, NULL);
+}
+
+/* A one-key get's reply: as it came, but the owner's NO_OWNER refusal
+ * (its table is newer than ours: the group is down) reads as a miss, as
+ * it would here. */
+static void
+relay_one_key_get(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst)
+{
+    bool ok;
+    if (reply_refusal(reply, len) == BC_WIRE_REFUSAL_NO_OWNER) {
+        bc__proto_count_unanswered(pc, 1, true);
+        free(reply);
+        ok = bc_outq_add(dst, "END\r\n", 5);
+    } else {
+        ok = bc_outq_add_owned(dst, reply, len);
+    }
+    if (!ok) pc->oom = true;
+}
+
+void
+bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len,
+                      const bc_proto_route_t *route)
+{
+    size_t n;
+    char *buf = fwd_line(line, len, false, 0, &n);
+    if (buf == NULL) {
+        pc->oom = true;
+        return;
+    }
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_VALUES, buf, n, false, relay_one_key_get);
 }
 
 /*
  * A multi-get with keys of other owners (dest[i] = the owner group of key
- * i, 0 = served here): one request per owner, in the order owners first
- * appear, and the local keys' VALUE blocks served now into the command's
- * own queue (merged at the end, see fwd_finish).
+ * i, 0 = served here, BC_PROTO_DEST_* = a miss already counted): one
+ * request per owner, in the order owners first appear, and the local
+ * keys' VALUE blocks served now into the command's own queue (merged at
+ * the end, see answer_values).
  */
 void
 bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
-                       const uint32_t *hashes, const char *refusal)
+                       const uint32_t *hashes)
 {
     uint32_t gids_small[8], *gids = gids_small, ngids = 0, cap = 8;
+    uint32_t nk_small[8], *nks = nk_small;
     bool local = false;
 
     for (uint32_t i = 0; i < req->nkeys; i++) {
         uint32_t g = dest[i], k;
+        if (g >= BC_PROTO_DEST_MISS) continue;
         local = local || g == 0;
         if (g == 0) continue;
         for (k = 0; k < ngids && gids[k] != g; k++) {
         }
-        if (k < ngids) continue;
+        if (k < ngids) {
+            nks[k]++;
+            continue;
+        }
         if (ngids == cap) {
-            uint32_t *ng = malloc(2 * cap * sizeof(*ng));
-            if (ng == NULL) goto oom;
+            uint32_t *ng = malloc(2 * cap * sizeof(*ng)), *nn = malloc(2 * cap * sizeof(*nn));
+            if (ng == NULL || nn == NULL) {
+                free(ng);
+                free(nn);
+                goto oom;
+            }
             memcpy(ng, gids, ngids * sizeof(*ng));
+            memcpy(nn, nks, ngids * sizeof(*nn));
             if (gids != gids_small) free(gids);
+            if (nks != nk_small) free(nks);
             gids = ng;
+            nks = nn;
             cap *= 2;
         }
+        nks[ngids] = 1;
         gids[ngids++] = g;
     }
-    pc->fop = fwd_op_new(ngids, refusal);
-    if (pc->fop == NULL) goto oom;
-    pc->fop->values = true;
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_VALUES, ngids, NULL);
+    if (op == NULL) goto oom;
     if (local) {
         bc_outq_t saved = pc->out;
         bc_outq_init(&pc->out);
         bc__proto_retrieve_values(pc, req, dest, hashes);
-        pc->fop->local = pc->out;
+        op->local = pc->out;
         pc->out = saved;
         if (pc->oom) {
-            bc__proto_fwd_op_free(pc, pc->fop);
-            pc->fop = NULL;
+            bc__proto_fwd_op_free(pc, op);
             goto out;
         }
     }
@@ -260,9 +493,11 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
     bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
     size_t room = strlen(name) + 24 + (size_t)(req->keys_end - req->keys) + 3;
     for (uint32_t k = 0; k < ngids; k++) {
+        op->parts[k].gid = gids[k];
+        op->parts[k].nkeys = nks[k];
         char *buf = malloc(room);
         if (buf == NULL) {
-            pc->fop->parts[k].st = BC_ENOMEM;
+            op->parts[k].st = BC_ENOMEM;
             continue;
         }
         size_t n = (size_t)(touch ? snprintf(buf, room, "%s %" PRId64, name, req->exptime)
@@ -278,14 +513,68 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
         }
         buf[n++] = '\r';
         buf[n++] = '\n';
-        fwd_send_part(pc, k, gids[k], buf, n);
+        fwd_send_part(pc, op, k, buf, n);
     }
-    fwd_sent(pc);
+    fwd_op_sent(pc, op);
     goto out;
 oom:
     pc->oom = true;
 out:
     if (gids != gids_small) free(gids);
+    if (nks != nk_small) free(nks);
+}
+
+/*
+ * flush_all through a node of a cluster: every group's primary is
+ * flushed.  This node's own group is flushed here when this node is its
+ * primary (the caller did that); every other group that has a primary
+ * gets the command as it came, without noreply.
+ */
+void
+bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
+                        const bc_mc_request_t *req, bool flushed_here)
+{
+    uint32_t small_g[16], *gids = small_g;
+    bool small_s[16], *self = small_s;
+    uint32_t own = bc_node_cluster_gid(pc->env->cluster);
+    uint32_t n = bc_fwd_groups(pc->fwd, gids, self, 16);
+
+    if (n > 16) {
+        gids = malloc(n * sizeof(*gids));
+        self = malloc(n * sizeof(*self));
+        if (gids == NULL || self == NULL) goto oom;
+        uint32_t again = bc_fwd_groups(pc->fwd, gids, self, n);
+        if (again < n) n = again;
+    }
+    uint32_t nparts = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (self[i] || (flushed_here && gids[i] == own)) continue;
+        gids[nparts++] = gids[i];
+    }
+    if (nparts == 0) {
+        if (!req->noreply) REPLY(pc, "OK\r\n");
+        goto out;
+    }
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_FLUSH, nparts, NULL);
+    if (op == NULL) goto oom;
+    op->noreply = req->noreply;
+    for (uint32_t k = 0; k < nparts; k++) {
+        size_t blen;
+        op->parts[k].gid = gids[k];
+        char *buf = fwd_line(line, len, req->noreply, 0, &blen);
+        if (buf == NULL) {
+            op->parts[k].st = BC_ENOMEM;
+            continue;
+        }
+        fwd_send_part(pc, op, k, buf, blen);
+    }
+    fwd_op_sent(pc, op);
+    goto out;
+oom:
+    pc->oom = true;
+out:
+    if (gids != small_g) free(gids);
+    if (self != small_s) free(self);
 }
 
 /*
@@ -294,7 +583,7 @@ out:
  */
 void
 bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
-                          const bc_mc_request_t *req, uint32_t gid, const char *refusal)
+                          const bc_mc_request_t *req, const bc_proto_route_t *route)
 {
     size_t n;
 
@@ -308,7 +597,7 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
     }
-    pc->fop = fwd_op_new(1, refusal);
+    pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
     char *buf = pc->fop != NULL ? fwd_line(line, len, req->noreply, (size_t)req->vlen + 2, &n)
                                 : NULL;
     if (buf == NULL) {
@@ -319,7 +608,7 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
     }
     pc->fop->buf = buf;
     pc->fop->len = n + req->vlen + 2;
-    pc->fop->gid = gid;
+    pc->fop->parts[0].gid = route->owner;
     pc->fop->noreply = req->noreply;
     pc->state = BC_PROTO_FWD_DATA;
     pc->dst = buf + n;
@@ -333,16 +622,16 @@ bc__proto_fwd_store_finish(bc_proto_conn_t *pc)
     bc_proto_fwd_op_t *op = pc->fop;
     const char *end = op->buf + op->len;
 
+    pc->fop = NULL;
     pc->state = BC_PROTO_LINE;
     if (end[-2] != '\r' || end[-1] != '\n') {
         bc_stats_incr(pc->stats, protocol_errors);
         if (!op->noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
         bc__proto_fwd_op_free(pc, op);
-        pc->fop = NULL;
         return;
     }
     char *buf = op->buf;
     op->buf = NULL;
-    fwd_send_part(pc, 0, op->gid, buf, op->len);
-    fwd_sent(pc);
+    fwd_send_part(pc, op, 0, buf, op->len);
+    fwd_op_sent(pc, op);
 }

@@ -29,6 +29,12 @@
 /* Keys whose hashes a routed multi-get keeps from its routing pass. */
 #define ROUTE_HASH_CACHE 64
 
+/* A routed multi-get's dest[i] for a key read as a miss without asking
+ * anyone (>= BC_PROTO_DEST_MISS; group ids are far below). */
+#define BC_PROTO_DEST_MISS     (UINT32_MAX - 1u)
+#define BC_PROTO_DEST_FAILED   (UINT32_MAX - 1u)    /* owner unreachable, or not servable */
+#define BC_PROTO_DEST_NO_OWNER UINT32_MAX           /* no group owns its bucket */
+
 /* ---- replies (proto_text.c) ---- */
 
 void bc__proto_reply_bytes(bc_proto_conn_t *pc, const char *s, size_t n);
@@ -46,6 +52,35 @@ void bc__proto_reply_fmt(bc_proto_conn_t *pc, const char *fmt, ...)
     bc__proto_reply_fmt((pc), "STAT %s %" PRIu64 "\r\n", (name), (uint64_t)(v))
 #define STAT_STR(pc, name, v) bc__proto_reply_fmt((pc), "STAT %s %s\r\n", (name), (v))
 
+/* ---- routing (proto_text.c) ---- */
+
+typedef enum bc_proto_action {
+    BC_PROTO_SERVE,                /* serve it here */
+    BC_PROTO_FORWARD,              /* forward it to group route.owner's primary */
+    BC_PROTO_REFUSE,               /* answer the refusal line */
+} bc_proto_action_t;
+
+/* Where one key's request goes, and why (what its refusal line says). */
+typedef struct bc_proto_route {
+    bc_route_t why;                /* the cluster's decision (cluster/cluster.h) */
+    uint32_t bucket;
+    uint32_t owner;                /* MOVED: the owner group; NOT_PRIMARY: this node's */
+    uint64_t epoch;                /* the table epoch decided with */
+} bc_proto_route_t;
+
+/*
+ * Routes a key of hash `hash` for a read (write false: a migrating bucket
+ * is served) or a write, filling *r.  BC_PROTO_FORWARD only on a client
+ * connection with a forwarder, when the owner has a reachable primary
+ * (one hop: a peer connection's keys are served or refused).  Standalone:
+ * always BC_PROTO_SERVE.
+ */
+bc_proto_action_t bc__proto_route(bc_proto_conn_t *pc, uint32_t hash, bool write,
+                                  bc_proto_route_t *r);
+/* r's refusal line ("SERVER_ERROR MOVED ...", CRLF included,
+ * NUL-terminated) into buf, REFUSAL_MAX bytes; returns its length. */
+size_t bc__proto_refusal(const bc_proto_route_t *r, char *buf);
+
 /* ---- commands served here (proto_text.c) ---- */
 
 /*
@@ -59,22 +94,105 @@ void bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req,
 
 /* ---- forwarded commands (proto_fwd.c) ---- */
 
-/* A one-key command without data block (delete, incr, touch) for group
- * gid's primary; refusal is the answer if it turns out unreachable. */
+/*
+ * Rewrites a forwarded reply on its way to the client: reply (len bytes,
+ * malloc'd, the owner's complete reply of the request's kind) is the
+ * callee's to queue or free; what the client is to see is appended to dst
+ * (nothing at all is fine).  On out of memory set pc->oom.
+ */
+typedef void (*bc_proto_fwd_relay_fn)(bc_proto_conn_t *pc, char *reply, size_t len,
+                                      bc_outq_t *dst);
+
+/*
+ * THE ENTRY POINT for forwarding one command, classic or meta (forward.h,
+ * "REPLY KINDS"): sends req[0..len) -- the complete request, data block
+ * included, without noreply or any quiet flag (the owner must answer, so
+ * the reply's end can be found) -- to group gid's primary.  req is
+ * malloc'd and taken over.  kind says where the owner's reply ends.  The
+ * reply is queued at this command's place in the connection's reply
+ * stream (replies of later commands wait behind it): as the owner sent it,
+ * or through relay (NULL: unchanged); noreply drops it.  A forward that
+ * fails answers its error line instead (bc_fwd_error_line), or route's
+ * refusal when route->owner turns out to have no reachable primary.  The
+ * connection goes on with its next commands meanwhile.  On out of memory
+ * sets pc->oom.  route is the key's, as bc__proto_route gave it with
+ * BC_PROTO_FORWARD (the request goes to route->owner's primary).
+ *
+ *     bc_proto_route_t r;
+ *     switch (bc__proto_route(pc, hash, write, &r)) {
+ *     case BC_PROTO_FORWARD:
+ *         bc__proto_fwd_command(pc, &r, BC_FWD_REPLY_<KIND>, req, n, noreply, NULL);
+ *     ...
+ */
+void bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
+                           bc_fwd_reply_kind_t kind, char *req, size_t len, bool noreply,
+                           bc_proto_fwd_relay_fn relay);
+
+/* A one-key command without data block (delete, incr, touch), its line as
+ * it came, to route->owner's primary. */
 void bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len,
-                          const bc_mc_request_t *req, uint32_t gid, const char *refusal);
+                          const bc_mc_request_t *req, const bc_proto_route_t *route);
+/* A get/gets/gat/gats of one key, its line as it came. */
+void bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len,
+                           const bc_proto_route_t *route);
 /* A multi-get with keys of other owners (dest[i] = the owner group of key
- * i, 0 = served here): see proto_fwd.c. */
+ * i, 0 = served here, >= BC_PROTO_DEST_MISS = a miss already counted):
+ * see proto_fwd.c. */
 void bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req,
-                            const uint32_t *dest, const uint32_t *hashes, const char *refusal);
-/* A storage command for group gid: its data block is collected (state
+                            const uint32_t *dest, const uint32_t *hashes);
+/* flush_all on a client connection of a cluster node that forwards: every
+ * other group's primary is flushed too (flushed_here: this node, its
+ * group's primary, flushed itself already); the reply is queued in order. */
+void bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
+                             const bc_mc_request_t *req, bool flushed_here);
+/* Counts n keys of a retrieval answered as misses because no group owns
+ * them (no_owner) or their owner could not answer. */
+void bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner);
+/* A storage command for route->owner: its data block is collected (state
  * FWD_DATA), then bc__proto_fwd_store_finish sends it. */
 void bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
-                               const bc_mc_request_t *req, uint32_t gid, const char *refusal);
+                               const bc_mc_request_t *req, const bc_proto_route_t *route);
 void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
 /* Frees a forwarded command (NULL accepted); parts still in flight are
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);
+/* Cancels and frees every forwarded command of pc (connection release). */
+void bc__proto_fwd_release_all(bc_proto_conn_t *pc);
+
+/* ---- running a line again (proto_text.c) ---- */
+
+/* Runs one command line (without its "\n"), as bc_proto_process does;
+ * BC_ECLOSED asks for the connection to close. */
+bc_status_t bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len);
+
+/* ---- read-through (proto_origin.c) ---- */
+
+/* Gets a connection may have waiting for origin fills; at the limit its
+ * input is held until one is answered. */
+#define BC_PROTO_ORIGIN_MAX 16u
+
+/*
+ * The hook of a retrieval command (get, gets; and meta mg), called once
+ * its keys are routed (dest as above, NULL = every key served here;
+ * forwards: some keys go to other owners) and before it answers anything.
+ * Looks each key served here up once; misses with an origin start or join
+ * their fills.  Returns true when the command is answered later: its
+ * reply waits in a hole of the output queue (or, when it forwards, the
+ * connection holds its input and line[0..len), copied, runs again) -- the
+ * command queues nothing now.  Otherwise the command is served now, and
+ * while it is, pc->found_n > 0 and bc__proto_origin_take(pc, k) gives key
+ * k's item (or NULL: a miss), looked up already.  The command calls
+ * bc__proto_origin_release at its end in every case.
+ */
+bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
+                              const bc_mc_request_t *req, const uint32_t *dest,
+                              const uint32_t *hashes, bool forwards);
+/* Key k's resolved item (a reference for the caller), or NULL. */
+bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
+/* Drops the resolved items not taken. */
+void bc__proto_origin_release(bc_proto_conn_t *pc);
+/* The connection goes: cancels every fill it waits for, frees it all. */
+void bc__proto_origin_release_all(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 

@@ -8,9 +8,10 @@
  *   The figures come from three places, none of them this layer's own:
  *   the cache (bc_cache_get_stats), the server's summed per-worker
  *   counters (net/stats.h, through the env's server_stats hook; without a
- *   hook, this connection's worker alone) and replication (the env's
- *   repl_stats hook writes its "STAT repl_*" lines).  "stats reset" goes
- *   to the env's stats_reset hook.
+ *   hook, this connection's worker alone), replication (the env's
+ *   repl_stats hook writes its "STAT repl_*" lines) and the read-through
+ *   origin ("STAT origin_*", origin/origin.h).  "stats reset" goes to the
+ *   env's stats_reset hook.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,16 @@ stats_collect(bc_proto_conn_t *pc, bc_server_stats_t *ss)
         ss->threads = 1;
         bc_stats_accumulate(&ss->totals, pc->stats);
     }
+}
+
+/* The read-through lines (with an origin only). */
+static void
+stats_origin(bc_proto_conn_t *pc)
+{
+    char buf[2048];
+    if (pc->env->origin == NULL) return;
+    size_t n = bc_origin_format_stats(pc->env->origin, buf, sizeof(buf));
+    if (n > 0) bc__proto_reply_bytes(pc, buf, n);
 }
 
 /* The replication lines (cluster mode only). */
@@ -68,7 +79,7 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "curr_connections", ss.curr_connections);
     STAT_U64(pc, "total_connections", ss.total_connections);
     STAT_U64(pc, "rejected_connections", ss.rejected_connections);
-#define BC__STATS_LINE(name, desc) STAT_U64(pc, #name, ss.totals.name);
+#define BC__STATS_LINE(name, metric, labels, desc) STAT_U64(pc, #name, ss.totals.name);
     BC_THREAD_STATS(BC__STATS_LINE)
 #undef BC__STATS_LINE
     STAT_U64(pc, "limit_maxbytes", cs.mem_limit);
@@ -85,6 +96,7 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "flushed", cs.flushed);
     STAT_U64(pc, "pinned_bytes", cs.pinned_bytes);
     stats_replication(pc);
+    stats_origin(pc);
     REPLY(pc, "END\r\n");
 }
 
@@ -111,6 +123,7 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_STR(pc, "eviction_policy", bc_cache_policy_name(env->cache));
     STAT_U64(pc, "buckets", bc_cache_nbuckets(env->cache));
     STAT_U64(pc, "max_conn_buffer", env->max_conn_buffer);
+    STAT_U64(pc, "idle_timeout", env->idle_timeout);
     REPLY(pc, "END\r\n");
 }
 
@@ -161,6 +174,9 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("replication") && pc->env->repl_stats != NULL) {
         stats_replication(pc);
+        REPLY(pc, "END\r\n");
+    } else if (SUB_IS("origin") && pc->env->origin != NULL) {
+        stats_origin(pc);
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("sizes")) {
         REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");

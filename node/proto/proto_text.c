@@ -35,7 +35,11 @@
  * and READONLY are still refused -- there is nobody to ask, and a
  * migrating bucket must not be written anywhere -- and so is a key whose
  * owner has no known primary (the refusal makes libbucketcache refresh).
- * A multi-get containing any key to refuse answers that refusal alone.
+ * Reads are the exception, on such a connection (a memcached client's):
+ * a get of a bucket without owner is a miss, and in a multi-get every key
+ * that cannot be answered is a miss (docs/protocol.md says why).  On a
+ * peer connection, or without a forwarder, a multi-get containing any key
+ * to refuse answers that refusal alone, for libbucketcache to act on.
  *
  * Where we differ from memcached on purpose: a multi-get containing a bad
  * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
@@ -126,40 +130,50 @@ store_mode(bc_mc_cmd_t cmd)
     }
 }
 
-typedef enum route_action {
-    ROUTE_SERVE,                   /* serve it here */
-    ROUTE_FORWARD,                 /* forward it to group *gid's primary */
-    ROUTE_REFUSE,                  /* answer the refusal line */
-} route_action_t;
-
 /*
- * Cluster routing of one key.  For anything but ROUTE_SERVE, refusal
- * receives the refusal line (CRLF included, NUL-terminated): it is the
- * answer for ROUTE_REFUSE, and what a forward answers when its owner
- * turns out to be unreachable after all.
+ * bc__proto_route (proto_int.h): the cluster routing of one key.  Only the
+ * decision is made here; the refusal line is formatted when it is sent
+ * (bc__proto_refusal), which for a forwarded key is almost never.
  */
-static route_action_t
-route_key(bc_proto_conn_t *pc, uint32_t hash, bool write, uint32_t *gid, char *refusal)
+bc_proto_action_t
+bc__proto_route(bc_proto_conn_t *pc, uint32_t hash, bool write, bc_proto_route_t *r)
 {
     bc_node_cluster_t *cl = pc->env->cluster;
-    uint32_t bucket, owner = 0;
-    uint64_t epoch = 0;
 
-    if (cl == NULL) return ROUTE_SERVE;
-    bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
-    bc_route_t route = bc_node_cluster_route(cl, bucket, write, &owner, &epoch);
-    if (route == BC_ROUTE_SERVE || (route == BC_ROUTE_READONLY && !write)) return ROUTE_SERVE;
-    if (bc_node_cluster_format_refusal(route, bucket, owner, epoch, refusal, REFUSAL_MAX) <= 0) {
-        snprintf(refusal, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    r->why = BC_ROUTE_SERVE;
+    r->owner = 0;
+    r->epoch = 0;
+    if (cl == NULL) return BC_PROTO_SERVE;
+    r->bucket = bc_hash_bucket(hash, bc_cache_nbuckets(pc->env->cache));
+    r->why = bc_node_cluster_route(cl, r->bucket, write, &r->owner, &r->epoch);
+    if (r->why == BC_ROUTE_SERVE || (r->why == BC_ROUTE_READONLY && !write)) {
+        return BC_PROTO_SERVE;
     }
     /* BEHAVIOR: one hop only -- a request that came over a peer connection
      * is never forwarded again, whatever this node's table says. */
-    if ((route == BC_ROUTE_MOVED || route == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
-        !pc->peer && bc_fwd_can_reach(pc->fwd, owner)) {
-        *gid = owner;
-        return ROUTE_FORWARD;
+    if ((r->why == BC_ROUTE_MOVED || r->why == BC_ROUTE_NOT_PRIMARY) && pc->fwd != NULL &&
+        !pc->peer && bc_fwd_can_reach(pc->fwd, r->owner)) {
+        return BC_PROTO_FORWARD;
     }
-    return ROUTE_REFUSE;
+    return BC_PROTO_REFUSE;
+}
+
+size_t
+bc__proto_refusal(const bc_proto_route_t *r, char *buf)
+{
+    int n = bc_node_cluster_format_refusal(r->why, r->bucket, r->owner, r->epoch, buf,
+                                           REFUSAL_MAX);
+    if (n <= 0) n = snprintf(buf, REFUSAL_MAX, "SERVER_ERROR bucket not served here\r\n");
+    return (size_t)n;
+}
+
+/* Queues r's refusal line. */
+static void
+reply_refusal(bc_proto_conn_t *pc, const bc_proto_route_t *r)
+{
+    char line[REFUSAL_MAX];
+    size_t n = bc__proto_refusal(r, line);
+    bc__proto_reply_bytes(pc, line, n);
 }
 
 /*
@@ -170,18 +184,17 @@ static bool
 route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
             uint32_t hash)
 {
-    char refusal[REFUSAL_MAX];
-    uint32_t gid = 0;
-    switch (route_key(pc, hash, true, &gid, refusal)) {
-    case ROUTE_SERVE:
+    bc_proto_route_t r;
+    switch (bc__proto_route(pc, hash, true, &r)) {
+    case BC_PROTO_SERVE:
         return false;
-    case ROUTE_FORWARD:
-        bc__proto_fwd_simple(pc, line, len, req, gid, refusal);
+    case BC_PROTO_FORWARD:
+        bc__proto_fwd_simple(pc, line, len, req, &r);
         return true;
-    case ROUTE_REFUSE:
+    case BC_PROTO_REFUSE:
         break;
     }
-    if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    if (!req->noreply) reply_refusal(pc, &r);
     return true;
 }
 
@@ -260,8 +273,6 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         uint32_t k = i++;
         if (dest != NULL && dest[k] != 0) continue;
         asked++;
-        uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
-                                                               : bc_hash_key(key, nkey);
         /* Past the output limit, even small values are referenced: a
          * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
         bool may_copy = pc->out.pending < pc->out_limit;
@@ -274,8 +285,20 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
             return;
         }
         bool found;
-        bc_item_t *it = bc_cache_read(cache, key, nkey, hash, touch, exptime, value_write, &v,
-                                      &found);
+        bc_item_t *it;
+        if (pc->found_n > 0) {
+            /* read-through: looked up (and held) already */
+            it = bc__proto_origin_take(pc, k);
+            found = it != NULL;
+            if (it != NULL && !value_write(it, &v)) {
+                bc_item_release(cache, it);     /* copied */
+                it = NULL;
+            }
+        } else {
+            uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
+                                                                   : bc_hash_key(key, nkey);
+            it = bc_cache_read(cache, key, nkey, hash, touch, exptime, value_write, &v, &found);
+        }
         if (!found) continue;
         hits++;
         if (!bc_outq_commit(&pc->out, v.len)) {
@@ -299,20 +322,30 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
     }
 }
 
-/* get, gets, gat, gats. */
+/*
+ * get, gets, gat, gats.  line (len bytes) is the command line as it came.
+ *
+ * In a cluster every key is routed first.  On a memcached client's
+ * connection of a forwarding node ("plain"), a key that cannot be
+ * answered reads as a miss (see "FORWARDING" in proto_text.h), but a
+ * one-key command keeps its error line unless the bucket has no owner.
+ * Elsewhere (a peer connection, a node that does not forward) the reply
+ * is the values or one refusal, never a mix.
+ */
 static void
-cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
+    bool plain = pc->fwd != NULL && !pc->peer;
     uint32_t hashes[ROUTE_HASH_CACHE], dest_small[ROUTE_HASH_CACHE], *dest = NULL;
-    char refusal[REFUSAL_MAX], first_fwd[REFUSAL_MAX];
-    bool foreign = false;
+    bc_proto_route_t first_fwd;
+    uint32_t nforward = 0, nfailed = 0, nunowned = 0;
 
     if (pc->env->cluster != NULL) {
         const char *cursor = req->keys, *key;
         size_t nkey;
         uint32_t i = 0;
-        if (pc->fwd != NULL && !pc->peer) {
+        if (plain) {
             dest = req->nkeys <= ROUTE_HASH_CACHE ? dest_small
                                                   : malloc(req->nkeys * sizeof(*dest));
             if (dest == NULL) {
@@ -320,31 +353,53 @@ cmd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req)
                 return;
             }
         }
-        /* All keys are routed before any is served: the reply is either
-         * the values or one refusal, never a mix. */
         while (bc_mc_next_key(&cursor, req->keys_end, &key, &nkey) && i < req->nkeys) {
-            uint32_t hash = bc_hash_key(key, nkey), gid = 0;
+            uint32_t hash = bc_hash_key(key, nkey);
+            bc_proto_route_t r;
             if (i < ROUTE_HASH_CACHE) hashes[i] = hash;
-            route_action_t a = route_key(pc, hash, touch, &gid, refusal);
-            if (a == ROUTE_REFUSE) {
-                bc__proto_reply_bytes(pc, refusal, strlen(refusal));
-                goto out;
+            bc_proto_action_t a = bc__proto_route(pc, hash, touch, &r);
+            uint32_t d = 0;
+            if (a == BC_PROTO_REFUSE) {
+                /* A bucket without owner reads as a miss, even alone; any
+                 * other refusal does inside a multi-get only. */
+                if (!plain || (req->nkeys == 1 && r.why != BC_ROUTE_NO_OWNER)) {
+                    reply_refusal(pc, &r);
+                    goto out;
+                }
+                if (r.why == BC_ROUTE_NO_OWNER) {
+                    d = BC_PROTO_DEST_NO_OWNER;
+                    nunowned++;
+                } else {
+                    d = BC_PROTO_DEST_FAILED;
+                    nfailed++;
+                }
+            } else if (a == BC_PROTO_FORWARD) {
+                if (nforward++ == 0) first_fwd = r;
+                d = r.owner;
             }
-            if (a == ROUTE_FORWARD && !foreign) {
-                foreign = true;
-                memcpy(first_fwd, refusal, sizeof(first_fwd));
-            }
-            if (dest != NULL) dest[i] = a == ROUTE_FORWARD ? gid : 0;
+            if (dest != NULL) dest[i] = d;
             i++;
         }
-        if (foreign) {
-            bc__proto_fwd_retrieve(pc, req, dest, hashes, first_fwd);
-            goto out;
-        }
+        bc__proto_count_unanswered(pc, nunowned, true);
+        bc__proto_count_unanswered(pc, nfailed, false);
     }
-    bc__proto_retrieve_values(pc, req, NULL, pc->env->cluster != NULL ? hashes : NULL);
+    if (nforward > 0 && req->nkeys == 1) {
+        bc__proto_fwd_get_one(pc, line, len, &first_fwd);
+        goto out;
+    }
+    /* Local misses with an origin: answered once filled (proto_origin.c). */
+    if (bc__proto_origin_resolve(pc, line, len, req, dest,
+                                 pc->env->cluster != NULL ? hashes : NULL, nforward > 0)) {
+        goto out;
+    }
+    if (nforward > 0) {
+        bc__proto_fwd_retrieve(pc, req, dest, hashes);
+        goto out;
+    }
+    bc__proto_retrieve_values(pc, req, dest, pc->env->cluster != NULL ? hashes : NULL);
     if (!pc->oom) REPLY(pc, "END\r\n");
 out:
+    bc__proto_origin_release(pc);
     if (dest != dest_small) free(dest);
 }
 
@@ -355,18 +410,17 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     bc_cache_t *cache = pc->env->cache;
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     uint32_t exptime = bc_cache_exptime_abs(cache, req->exptime);
-    char refusal[REFUSAL_MAX];
-    uint32_t gid = 0;
+    bc_proto_route_t r;
     bc_status_t st;
 
-    switch (route_key(pc, hash, true, &gid, refusal)) {
-    case ROUTE_SERVE:
+    switch (bc__proto_route(pc, hash, true, &r)) {
+    case BC_PROTO_SERVE:
         break;
-    case ROUTE_FORWARD:
-        bc__proto_fwd_store_begin(pc, line, len, req, gid, refusal);
+    case BC_PROTO_FORWARD:
+        bc__proto_fwd_store_begin(pc, line, len, req, &r);
         return;
-    case ROUTE_REFUSE:
-        if (!req->noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+    case BC_PROTO_REFUSE:
+        if (!req->noreply) reply_refusal(pc, &r);
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
@@ -420,11 +474,10 @@ cmd_store_finish(bc_proto_conn_t *pc)
      * loop iterations; the bucket may be read-only (being exported) or gone
      * by now.  Check again in the iteration that stores. */
     if (pc->env->cluster != NULL) {
-        char refusal[REFUSAL_MAX];
-        uint32_t gid = 0;
-        if (route_key(pc, pc->hash, true, &gid, refusal) != ROUTE_SERVE) {
+        bc_proto_route_t r;
+        if (bc__proto_route(pc, pc->hash, true, &r) != BC_PROTO_SERVE) {
             bc_item_release(cache, it);
-            if (!noreply) bc__proto_reply_bytes(pc, refusal, strlen(refusal));
+            if (!noreply) reply_refusal(pc, &r);
             return;
         }
     }
@@ -524,15 +577,34 @@ cmd_touch(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request
     }
 }
 
+/*
+ * flush_all [delay] [noreply].  BEHAVIOR: in a cluster, on a memcached
+ * client's connection of a forwarding node, it flushes the whole cluster:
+ * this node's cache when it is its group's primary, and every other
+ * group's primary through the forwarder (proto_fwd.c), each applying
+ * memcached's delay; backups follow their primary through replication.
+ * The reply ("OK", or the first group's failure) comes once every group
+ * answered.  On a peer connection, without a forwarder and standalone it
+ * flushes this node only (a backup does not flush itself: its primary's
+ * flush reaches it).
+ */
 static void
-cmd_flush_all(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req)
 {
     bc_cache_t *cache = pc->env->cache;
-    /* memcached: a delay <= 0 means now; otherwise it is an exptime. */
-    uint32_t when = req->has_delay && req->exptime > 0 ? bc_cache_exptime_abs(cache, req->exptime)
-                                                       : 0;
-    bc_cache_flush(cache, when);
+    bc_node_cluster_t *cl = pc->env->cluster;
+    bool here = cl == NULL || bc_node_cluster_is_primary(cl) || pc->fwd == NULL || pc->peer;
+    if (here) {
+        /* memcached: a delay <= 0 means now; otherwise it is an exptime. */
+        uint32_t when = req->has_delay && req->exptime > 0
+                            ? bc_cache_exptime_abs(cache, req->exptime) : 0;
+        bc_cache_flush(cache, when);
+    }
     bc_stats_incr(pc->stats, cmd_flush);
+    if (cl != NULL && pc->fwd != NULL && !pc->peer) {
+        bc__proto_fwd_flush_all(pc, line, len, req, here);
+        return;
+    }
     if (!req->noreply) REPLY(pc, "OK\r\n");
 }
 
@@ -597,7 +669,7 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_GETS:
     case BC_MC_CMD_GAT:
     case BC_MC_CMD_GATS:
-        cmd_retrieve(pc, &req);
+        cmd_retrieve(pc, line, len, &req);
         break;
     case BC_MC_CMD_SET:
     case BC_MC_CMD_ADD:
@@ -618,7 +690,7 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
         cmd_touch(pc, line, len, &req);
         break;
     case BC_MC_CMD_FLUSH_ALL:
-        cmd_flush_all(pc, &req);
+        cmd_flush_all(pc, line, len, &req);
         break;
     case BC_MC_CMD_STATS:
         bc__proto_stats(pc, &req);
@@ -638,6 +710,13 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     return BC_OK;
 }
 
+/* A command run again (proto_int.h): a get whose fills completed. */
+bc_status_t
+bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t len)
+{
+    return process_line(pc, line, len);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the input state machine                                                  */
 /* ------------------------------------------------------------------------ */
@@ -654,6 +733,14 @@ bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *
     bc_outq_init(&pc->out);
 }
 
+/* The resume hook as posted (forward.h bc_fwd_post). */
+static void
+proto_resume(void *arg)
+{
+    bc_proto_conn_t *pc = arg;
+    if (pc->resume != NULL) pc->resume(pc->resume_arg);
+}
+
 void
 bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
                           void *arg)
@@ -661,6 +748,9 @@ bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(voi
     pc->fwd = fwd;
     pc->resume = resume;
     pc->resume_arg = arg;
+    memset(&pc->resume_post, 0, sizeof(pc->resume_post));
+    pc->resume_post.fn = proto_resume;
+    pc->resume_post.arg = pc;
 }
 
 void
@@ -670,8 +760,8 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
         bc_item_release(pc->env->cache, pc->item);
         pc->item = NULL;
     }
-    bc__proto_fwd_op_free(pc, pc->fop);
-    pc->fop = NULL;
+    bc__proto_fwd_release_all(pc);
+    bc__proto_origin_release_all(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -717,8 +807,9 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     bc_status_t st = BC_OK;
 
     pc->out_limit = out_limit;
-    /* A forwarded command holds back everything after it (reply order). */
-    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting) {
+    /* At BC_PROTO_FWD_MAX forwarded commands in flight, input waits; and
+     * while read-through holds it (proto_origin.c). */
+    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
         if (pc->out.pending >= out_limit) break;
         size_t avail = len - pos;
 
@@ -760,37 +851,62 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
 /* the data port's handler (net/handler.h)                                  */
 /* ------------------------------------------------------------------------ */
 
-/* A worker's state is its forwarder, when the env forwards. */
+/* A worker's state: its forwarder (when the env forwards) and its origin
+ * client (when it reads through); NULL when it has neither. */
+typedef struct proto_worker {
+    bc_fwd_t *fwd;
+    bc_origin_client_t *origin;
+} proto_worker_t;
+
+static void handler_worker_destroy(void *worker);
+
 static bc_status_t
 handler_worker_create(void *ctx, bc_el_t *el, bc_thread_stats_t *stats, void **out)
 {
     bc_proto_env_t *env = ctx;
-    bc_fwd_t *fwd = NULL;
+    bool forward = env->forward && env->cluster != NULL;
+    bc_status_t st = BC_OK;
     *out = NULL;
-    if (!env->forward || env->cluster == NULL) return BC_OK;
-    bc_status_t st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &fwd);
-    *out = fwd;
-    return st;
+    if (!forward && env->origin == NULL) return BC_OK;
+    proto_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL) return BC_ENOMEM;
+    if (forward) st = bc_fwd_create(&env->fwd_cfg, el, env->cluster, stats, &w->fwd);
+    if (st == BC_OK && env->origin != NULL) {
+        st = bc_origin_client_create_el(env->origin, el, &w->origin);
+    }
+    if (st != BC_OK) {
+        handler_worker_destroy(w);
+        return st;
+    }
+    *out = w;
+    return BC_OK;
 }
 
 static void
 handler_worker_before_poll(void *worker)
 {
-    bc_fwd_before_poll(worker);
+    proto_worker_t *w = worker;
+    if (w != NULL) bc_fwd_before_poll(w->fwd);
 }
 
 static void
 handler_worker_destroy(void *worker)
 {
-    bc_fwd_destroy(worker);
+    proto_worker_t *w = worker;
+    if (w == NULL) return;
+    bc_fwd_destroy(w->fwd);
+    bc_origin_client_destroy(w->origin);
+    free(w);
 }
 
 static void
 handler_conn_init(void *ctx, void *worker, void *conn, bc_thread_stats_t *stats, int id,
                   void (*resume)(void *arg), void *arg)
 {
+    proto_worker_t *w = worker;
     bc_proto_conn_init(conn, ctx, stats, id);
-    bc_proto_conn_set_forward(conn, worker, resume, arg);
+    bc_proto_conn_set_forward(conn, w != NULL ? w->fwd : NULL, resume, arg);
+    bc_proto_conn_set_origin(conn, w != NULL ? w->origin : NULL);
 }
 
 static void

@@ -44,30 +44,64 @@
  *   A key of a bucket another group owns (or that this node, a backup,
  *   may not serve) is not refused but forwarded to the owner's primary
  *   when the connection has a forwarder (bc_proto_conn_set_forward) and is
- *   not itself a peer connection:
+ *   not itself a peer connection.  The connection does not wait for the
+ *   owner: its reply takes its place in the output queue as a hole
+ *   (net/outq.h), the next commands run at once and their replies queue
+ *   behind it, local or forwarded alike:
+ *
+ *     client sends:  get a(local)  get b(g2)  set c(local)  get d(g2)  ...
+ *     output queue:  [VALUE a..END] [hole b]  [STORED]      [hole d]
+ *                    ^ sent now      '- filled when g2 answers; the server
+ *                                       then sends up to the next hole
  *
  *     command line --route--> FORWARD: build the request bytes
  *                               (storage: LINE -> FWD_DATA collects the
  *                                data block into them, then sends)
- *                             bc_fwd_submit per owner group
- *                             waiting: no further command runs
- *     ... loop ...            completion(s): the reply bytes are queued
- *                             as they came, resume hook -> the server
- *                             runs the commands that were held back
+ *                             bc_fwd_submit per owner group (written with
+ *                             the other requests of the loop iteration)
+ *                             a hole in the output queue; go on
+ *     ... loop ...            completion(s): the reply fills the hole,
+ *                             resume hook -> the server sends what is
+ *                             ready and runs what was held back
  *
- *   Pausing the connection while a command is forwarded keeps pipelined
- *   replies in request order.  A multi-get whose keys span several owners
- *   is split: one "get" per owner group plus the keys served here; the
- *   reply is the forwarded VALUE blocks (owner by owner), then the local
- *   ones, then one END -- or, if any part failed, only that part's error
- *   line, so a client sees all its values or one error, never a silent
- *   partial answer.  A noreply command is forwarded without noreply (its
+ *   So replies stay in request order, a pipelining client keeps every
+ *   owner busy, and the requests of all clients to one owner go out
+ *   together.  Effects stay in order too: one client's requests to one
+ *   owner travel one peer connection (forward.h, affinity), so a forwarded
+ *   "set k noreply" is applied before the "get k" that follows it.
+ *
+ *   Bounded: a connection has at most BC_PROTO_FWD_MAX forwarded commands
+ *   in flight; at the limit it takes no further command (bc_proto_waiting:
+ *   the server stops reading) until one completes.  A client that
+ *   pipelines and never reads therefore holds at most out_limit bytes of
+ *   queued replies plus BC_PROTO_FWD_MAX commands in flight: each one's
+ *   request (at most an item) until written, and its reply (at most the
+ *   forwarder's max_reply) once read.
+ *
+ *   A multi-get whose keys span several owners is split: one "get" per
+ *   owner group plus the keys served here; the reply is the forwarded
+ *   VALUE blocks (owner by owner), then the local ones, then one END.  A
+ *   key that cannot be answered -- its bucket has no owner (group down),
+ *   its owner is unreachable, timed out or refused -- reads as a miss
+ *   (counted in get_no_owner / get_forward_failed): a cache with a missing
+ *   shard serves what it has (proto_fwd.c says why).  A one-key get of an
+ *   unowned bucket is a miss too; any other one-key failure answers its
+ *   error line.  A noreply command is forwarded without noreply (its
  *   reply tells when it is done and keeps the peer stream in step) and the
- *   reply is dropped.
+ *   reply is dropped.  flush_all flushes every group's primary.
  *
  *   A connection that sends "bucketcache_peer <name>" (answered "OK") is
  *   a peer: its keys are served or refused, never forwarded again (one
- *   hop, no loops between nodes with different tables).
+ *   hop, no loops between nodes with different tables), and its refusals
+ *   are never turned into misses: the forwarding node decides that.
+ *
+ * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
+ *   With an origin (env->origin) and the worker's origin client
+ *   (bc_proto_conn_set_origin), a get/gets whose keys served here miss
+ *   has its reply take its place as a hole, like a forwarded command's,
+ *   and is answered from the origin's fills when they complete; the
+ *   connection goes on meanwhile.  (A multi-get that also has keys of
+ *   other owners holds the connection's input instead, then runs again.)
  *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
@@ -91,10 +125,14 @@
 #include "net/handler.h"
 #include "net/outq.h"
 #include "net/stats.h"
+#include "origin/origin.h"
 #include "proto/forward.h"
 
 /* Values up to this size are copied into the reply (see cmd_retrieve). */
 #define BC_PROTO_COPY_MAX 512u
+
+/* Forwarded commands one connection may have in flight (see FORWARDING). */
+#define BC_PROTO_FWD_MAX 16u
 
 /* ---- shared environment ---- */
 
@@ -108,6 +146,7 @@ typedef struct bc_proto_env {
     uint32_t nthreads;
     int backlog;
     size_t max_conn_buffer;
+    uint32_t idle_timeout;     /* seconds, 0 = off (-o idle_timeout) */
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
     /* Cluster routing (cluster.h): a key whose bucket this node may not
@@ -120,6 +159,10 @@ typedef struct bc_proto_env {
      * with fwd_cfg.  false (the default): refuse them. */
     bool forward;
     bc_fwd_config_t fwd_cfg;
+    /* Read-through (origin/origin.h): misses of keys with an origin are
+     * filled from it, through one origin client per worker.  NULL: none.
+     * Borrowed. */
+    bc_origin_t *origin;
 
     /* Replication (repl/repl.h): a line "bucketcache_replicate ..." hands
      * the connection over (BC_EHANDOFF) when true -- the server then gives
@@ -154,6 +197,8 @@ typedef enum bc_proto_state {
 
 /* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
+/* A command waiting for origin fills (proto_origin.c). */
+typedef struct bc_proto_origin_op bc_proto_origin_op_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -175,11 +220,23 @@ typedef struct bc_proto_conn {
 
     /* forwarding (see above) */
     bool peer;                 /* sent the peer handshake: never forward */
-    bool waiting;              /* a forwarded command awaits its replies */
+    bool waiting;              /* BC_PROTO_FWD_MAX commands in flight: input held */
     bc_fwd_t *fwd;             /* borrowed: the worker's forwarder, or NULL */
-    void (*resume)(void *arg); /* called once the forwarded reply is queued */
+    void (*resume)(void *arg); /* called once forwarded replies were queued */
     void *resume_arg;
-    bc_proto_fwd_op_t *fop;    /* FWD_DATA or waiting: the command (ours) */
+    bc_fwd_post_t resume_post; /* resume, posted once per batch of completions */
+    bc_proto_fwd_op_t *fop;    /* FWD_DATA: the command being collected (ours) */
+    bc_proto_fwd_op_t *ops;    /* forwarded commands in flight (ours), a list */
+    uint32_t nfwd;             /* how many */
+
+    /* read-through (see above) */
+    bc_origin_client_t *origin; /* borrowed: the worker's origin client, or NULL */
+    bc_proto_origin_op_t *oops; /* gets waiting for fills (ours), a list */
+    uint32_t noops;            /* how many */
+    bc_proto_origin_op_t *rerun; /* the op whose command runs again, while it does */
+    bool origin_hold;          /* input held: a get waits to run again, or the limit */
+    bc_item_t **found;         /* during a get: each key's item, resolved first */
+    uint32_t found_n, found_cap;
 
     /* BC_EHANDOFF: the arguments of the handoff line, in the buf of the
      * bc_proto_process call that returned it (not NUL-terminated; fewer
@@ -196,25 +253,40 @@ typedef struct bc_proto_conn {
 void bc_proto_conn_init(bc_proto_conn_t *pc, bc_proto_env_t *env, bc_thread_stats_t *stats,
                         int id);
 /* Releases the item being received and every item and buffer of the output
- * queue, and cancels a forwarded command still waiting (its completion
- * will not come); pc may then be initialised again or discarded. */
+ * queue, and cancels the forwarded commands still in flight (their
+ * completions will not come); pc may then be initialised again or
+ * discarded. */
 void bc_proto_conn_release(bc_proto_conn_t *pc);
 
 /*
  * Lets pc forward keys it may not serve (cluster mode) through fwd, which
  * is borrowed and must outlive pc (NULL: refuse them instead, the
  * default).  resume(arg) is called from the worker loop -- never from
- * inside bc_proto_process -- once a forwarded command's reply has been
- * queued: the caller then sends the output and calls bc_proto_process
- * again for the input it held back.  resume may close the connection
- * (bc_proto_conn_release).
+ * inside bc_proto_process -- once forwarded replies have filled their
+ * holes in the output queue: the caller then sends the output and calls
+ * bc_proto_process again for the input it held back.  resume may close
+ * the connection (bc_proto_conn_release).
  */
 void bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(void *arg),
                                void *arg);
 
-/* True while a forwarded command awaits its replies: bc_proto_process
- * consumes nothing until then, so the caller should stop reading. */
-static inline bool bc_proto_waiting(const bc_proto_conn_t *pc) { return pc->waiting; }
+/*
+ * Lets pc's gets read through the origin (env->origin) with client, the
+ * worker's (borrowed, must outlive pc; NULL: no read-through, the
+ * default).  Completions come through the client on the worker loop and
+ * end with the resume hook, as for forwarding.
+ */
+void bc_proto_conn_set_origin(bc_proto_conn_t *pc, bc_origin_client_t *client);
+
+/* True while the connection has BC_PROTO_FWD_MAX forwarded commands in
+ * flight, or holds its input for origin fills (proto_origin.c):
+ * bc_proto_process consumes nothing until then, so the caller should stop
+ * reading. */
+static inline bool
+bc_proto_waiting(const bc_proto_conn_t *pc)
+{
+    return pc->waiting || pc->origin_hold;
+}
 
 /*
  * Consumes input from buf[0..len).  *consumed receives how many bytes were

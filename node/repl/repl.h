@@ -143,7 +143,7 @@ typedef struct bc_repl_backup_info {
       "repl_sync_timeouts_total", "counter",                                                   \
       "Backups dropped from the sync set for not acknowledging in time.")                      \
     X(sync_wait_us, BC_REPL_PRIMARY, "sync_wait_us", NULL,                                     \
-      "repl_sync_wait_microseconds_total", "counter",                                          \
+      "repl_sync_wait_seconds_total", "counter",                                          \
       "Time reply batches waited for backups (sync mode).")                                    \
     X(primary_offset, BC_REPL_BACKUP, "primary_offset", "repl_primary_offset", NULL, NULL,     \
       "The primary's offset, from its last PING.")                                             \

@@ -236,7 +236,7 @@ mp_put(bc_frame_buf_t *b, const record_t *x)
     size_t plen = b->len - start - BC_FRAME_HEADER_LEN;
     char *h = b->data + start;
     put_be32(h, (uint32_t)plen);
-    put_be32(h + 4, bc_crc32c(0, h + BC_FRAME_HEADER_LEN, plen));
+    put_be32(h + 4, bc_frame_crc32c(0, h + BC_FRAME_HEADER_LEN, plen));
     return BC_OK;
 }
 
@@ -284,7 +284,7 @@ mp_decode(msgpack_zone *zone, const char *buf, size_t len, size_t max_payload, b
     if (plen == 0) return BC_EPROTO;
     if (len - BC_FRAME_HEADER_LEN < plen) return BC_EAGAIN;
     const char *payload = buf + BC_FRAME_HEADER_LEN;
-    if (bc_crc32c(0, payload, plen) != get_be32(buf + 4)) return BC_EPROTO;
+    if (bc_frame_crc32c(0, payload, plen) != get_be32(buf + 4)) return BC_EPROTO;
     /* the outer array must be small: msgpack-c allocates room for as many
      * elements as an array header claims before it reads any of them */
     if (((unsigned char)payload[0] & 0xf0) != 0x90) return BC_EPROTO;

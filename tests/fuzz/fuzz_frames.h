@@ -37,7 +37,7 @@ fuzz_frames_run(const uint8_t *data, size_t size, void (*run)(const char *buf, s
     while (pos < n) {
         size_t chunk = (unsigned char)in[pos++];
         if (chunk > n - pos) chunk = n - pos;
-        uint32_t crc = bc_crc32c(0, in + pos, chunk);
+        uint32_t crc = bc_frame_crc32c(0, in + pos, chunk);
         unsigned char *h = (unsigned char *)out + olen;
         h[0] = 0;
         h[1] = 0;

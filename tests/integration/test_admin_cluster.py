@@ -16,7 +16,7 @@ import harness  # noqa: E402
 from harness import http  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 CL = harness.create_cluster(zk, "admin", buckets=NB)
 S = {}   # the processes, started by the first test
@@ -139,20 +139,7 @@ def test_stats_cluster_object():
     assert get_json(S["b"], "/stats")["cluster"]["http_refused"] >= 3
 
 
-def parse_metrics(text):
-    values, types = {}, {}
-    helps = set()
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            helps.add(line.split()[2])
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            types[name] = kind
-        else:
-            name, value = line.split()
-            assert name in helps and name in types, "sample before HELP/TYPE: " + line
-            values[name] = int(value)
-    return values, types
+parse_metrics = harness.parse_metrics
 
 
 def test_metrics_cluster_series():
@@ -162,13 +149,17 @@ def test_metrics_cluster_series():
         status, _, body = http(S[name].admin_port, "GET", "/metrics")
         assert status == 200
         values, types = parse_metrics(body.decode())
-        for series, kind in (("group", "gauge"), ("primary", "gauge"), ("epoch", "gauge"),
+        text = body.decode()
+        assert harness.promtool_check(text) == "", harness.promtool_check(text)
+        for series, kind in (("primary", "gauge"), ("epoch", "gauge"),
                              ("zookeeper_connected", "gauge"), ("owned_buckets", "gauge"),
                              ("registrations_total", "counter"),
                              ("buckets_dropped_total", "counter"),
                              ("http_refused_total", "counter")):
             assert types["bucketcache_cluster_" + series] == kind, series
-        assert values["bucketcache_cluster_group"] == gid
+        info = [k for k in values if k.startswith("bucketcache_node_info{")]
+        assert len(info) == 1 and 'group="%d"' % gid in info[0], info
+        assert ('role="%s"' % ("primary" if primary else "backup")) in info[0], info
         assert values["bucketcache_cluster_primary"] == primary
         assert values["bucketcache_cluster_epoch"] == t["epoch"]
         assert values["bucketcache_cluster_zookeeper_connected"] == 1

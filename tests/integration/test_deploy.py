@@ -1,9 +1,11 @@
-"""deploy/: the local cluster script brings a cluster up, adds a group,
+"""deploy/: the local cluster script brings a cluster up, secured (admin
+token and ZooKeeper ACLs generated in its state folder), adds a group,
 reports status and tears it all down; the example configuration files are
 valid for the programs they are written for."""
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,10 +16,25 @@ import harness  # noqa: E402
 SCRIPT = os.path.join(harness.SOURCE_DIR, "deploy", "local-cluster.sh")
 
 
+def ephemeral_low():
+    """The lowest port the kernel hands out on its own (bind to port 0, and
+    the local end of every outgoing connection)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_range(span=140):
-    """A base port with `span` free ports above it."""
-    for _ in range(50):
-        base = random.randrange(30000, 45000)
+    """A base port with ports base+80 .. base+span free, all below the
+    kernel's ephemeral range: the script's ports are fixed offsets from the
+    base, and a port the kernel may give to another test's free_port() or
+    to any connection's local end could be taken between this check and
+    the script's bind."""
+    top = min(ephemeral_low(), 65536) - span
+    for _ in range(200):
+        base = random.randrange(10000, top)
         ok = True
         for p in range(base + 80, base + span):
             with socket.socket() as s:
@@ -37,22 +54,66 @@ def run(env, *args, timeout=120):
     return r.returncode, r.stdout, r.stderr
 
 
+def keep_logs(state):
+    """Copies the cluster's logs out of its state folder (which `down`
+    removes) into the test's folder, and prints their last lines."""
+    if not os.path.isdir(state):
+        return
+    kept = os.path.join(harness.TMP, "local-cluster-logs")
+    os.makedirs(kept, exist_ok=True)
+    for name in sorted(os.listdir(state)):
+        if not name.endswith(".log"):
+            continue
+        shutil.copy(os.path.join(state, name), kept)
+        with open(os.path.join(state, name), "rb") as f:
+            tail = f.read()[-1500:].decode("utf-8", "replace")
+        print("--- last lines of %s (kept in %s):\n%s" % (name, kept, tail))
+
+
+def up(state, groups):
+    """Brings a cluster up at a free base port; returns (env, zk).  Another
+    program may still take one of its ports between the check and the
+    script's bind (the script then stops, saying so): a new base then."""
+    for attempt in range(3):
+        base = free_port_range()
+        env = dict(os.environ, BC_BUILD_DIR=harness.BUILD_DIR, BC_BASE_PORT=str(base),
+                   BC_BUCKETS="32", BC_CLUSTER="deploytest", BC_STATE_DIR=state,
+                   BC_START_TIMEOUT=str(int(60 * harness.SLOW)))
+        rc, out, err = run(env, "up", str(groups), timeout=300)
+        if rc == 0:
+            return env, "127.0.0.1:%d" % (base + 81)
+        taken = "is taken by another program" in err or "Address already in use" in err
+        if not taken or attempt == 2:
+            keep_logs(state)
+            run(env, "down")
+            raise AssertionError("local-cluster.sh up failed:\n%s\n%s" % (out, err))
+        print("base port %d: a port was taken meanwhile, once more:\n%s" % (base, err))
+        run(env, "down")
+
+
 def test_local_cluster_up_add_group_down():
-    base = free_port_range()
     state = os.path.join(harness.TMP, "local-cluster")
-    env = dict(os.environ, BC_BUILD_DIR=harness.BUILD_DIR, BC_BASE_PORT=str(base),
-               BC_BUCKETS="32", BC_CLUSTER="deploytest", BC_STATE_DIR=state)
-    zk = "127.0.0.1:%d" % (base + 81)
+    env, zk = up(state, 2)
+    creds = ["--zk-auth-file", os.path.join(state, "zk-auth"),
+             "--auth-token-file", os.path.join(state, "admin-token")]
     try:
-        rc, out, err = run(env, "up", "2")
-        assert rc == 0, (out, err)
+        # secured by default: generated secrets, kept from other users
+        for name in ("admin-token", "zk-auth", "zk-read-auth"):
+            assert os.stat(os.path.join(state, name)).st_mode & 0o077 == 0, name
+        rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "tables")
+        assert rc == 8 and "NOAUTH" in err, (rc, out, err)
+        rc, out, err = harness.cli("--zk", zk, "--cluster", "deploytest", "--zk-auth-file",
+                                   os.path.join(state, "zk-read-auth"), "migrations", "pause")
+        assert rc == 8, (rc, out, err)      # the console wants the admin token
 
         def groups():
-            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "status", "--json")
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", *creds,
+                                     "status", "--json")
             return json.loads(out)["groups"] if rc == 0 else []
 
         def assigned(n):
-            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", "tables", "--json")
+            rc, out, _ = harness.cli("--zk", zk, "--cluster", "deploytest", *creds,
+                                     "tables", "--json")
             t = json.loads(out) if rc == 0 else {"c": [0]}
             return 0 not in t["c"] and len(set(t["c"])) == n
 
@@ -60,11 +121,14 @@ def test_local_cluster_up_add_group_down():
         gs = groups()
         assert [g["gid"] for g in gs] == [1, 2]
         assert all(len(g["nodes"]) == 2 and g["primary_addr"] for g in gs), gs
-        rc, out, err = run(env, "add-group")
+        rc, out, err = run(env, "add-group", timeout=300)
         assert rc == 0 and "group 3 started" in out, (out, err)
         harness.wait_for(lambda: len(groups()) == 3, timeout=20, what="group 3 registered")
         rc, out, err = run(env, "status")
         assert rc == 0 and "running  console-0" in out and "running  node-g3-1" in out, out
+    except BaseException:
+        keep_logs(state)
+        raise
     finally:
         rc, out, err = run(env, "down")
     assert rc == 0, err
@@ -81,11 +145,11 @@ def test_example_configs_are_valid():
     # then stops with "does not exist" (exit 1), not a config error (exit 2).
     r = subprocess.run([harness.NODE_BIN, "--config", node_cfg, "--zk", zk.hosts, "-p", "0",
                         "--admin-port", "0", "-m", "64"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60 * harness.SLOW)
     assert r.returncode == 1 and "does not exist" in r.stderr, (r.returncode, r.stderr[-1500:])
     r = subprocess.run([harness.CONSOLE_BIN, "--config", console_cfg, "--zk", zk.hosts,
                         "--admin-port", "0", "--admin-listen", "127.0.0.1"],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60 * harness.SLOW)
     assert r.returncode == 1 and "does not exist" in r.stderr, (r.returncode, r.stderr[-1500:])
     zk.stop()
 

@@ -3,7 +3,7 @@
 node/ goes to the same layer or a lower one, never up and never sideways
 between peers.
 
-    engine < cluster < net < proto < repl, migrate < top (admin.c, config.c, main.c)
+    engine < cluster < net < origin < proto < repl, migrate < top (admin.c, config.c, main.c)
 
 Also checked, because they keep the layering visible and the split files
 honest:
@@ -23,7 +23,8 @@ import sys
 import tempfile
 
 # Rank of each layer; equal ranks are peers and may not include each other.
-LAYERS = {"engine": 0, "cluster": 1, "net": 2, "proto": 3, "repl": 4, "migrate": 4, "": 5}
+LAYERS = {"engine": 0, "cluster": 1, "net": 2, "origin": 3, "proto": 4, "repl": 5, "migrate": 5,
+          "": 6}
 TOP = ""
 
 # (including folder prefix, included header, why): allowed by the order,
@@ -107,7 +108,8 @@ def self_test():
         "node/engine/evict/evict.h": '#include "engine/item.h"\n',
         "node/net/server.h": '#include "engine/cache.h"\n',
         "node/net/handler.h": "",
-        "node/proto/proto_int.h": '#include "net/handler.h"\n',
+        "node/origin/origin.h": '#include "net/el.h"\n',
+        "node/proto/proto_int.h": '#include "net/handler.h"\n#include "origin/origin.h"\n',
         "node/proto/proto_text.c": '#include "proto/proto_int.h"\n#include <stdio.h>\n',
         "node/repl/repl.h": '#include "proto/proto_text.h"\n',
         "node/proto/proto_text.h": "",
@@ -124,6 +126,7 @@ def self_test():
         "forbidden": ("node/proto/stats.c", '#include "net/server.h"\n'),
         "policy": ("node/engine/evict/lru.c", '#include "engine/cache.h"\n'),
         "unknown layer": ("node/misc/x.c", '#include "engine/cache.h"\n'),
+        "origin above proto": ("node/origin/fetch.c", '#include "proto/proto_text.h"\n'),
     }
     failures = []
     for name, extra in [("clean", None)] + sorted(bad.items()):

@@ -132,18 +132,18 @@ static void
 test_sketch(void **state)
 {
     (void)state;
-    bc__sketch_t s;
-    assert_int_equal(bc__sketch_init(&s, 1000), BC_OK);
+    bc__lru_sketch_t s;
+    assert_int_equal(bc__lru_sketch_init(&s, 1000), BC_OK);
     assert_int_equal(s.width, 1024);
-    for (int i = 0; i < 10; i++) bc__sketch_add(&s, 12345);
-    assert_true(bc__sketch_estimate(&s, 12345) >= 10);
-    assert_true(bc__sketch_estimate(&s, 999) <= 1);
+    for (int i = 0; i < 10; i++) bc__lru_sketch_add(&s, 12345);
+    assert_true(bc__lru_sketch_estimate(&s, 12345) >= 10);
+    assert_true(bc__lru_sketch_estimate(&s, 999) <= 1);
     /* saturates, and ages: after a window of other keys, it halves */
-    for (int i = 0; i < 300; i++) bc__sketch_add(&s, 7);
-    assert_int_equal(bc__sketch_estimate(&s, 7), 255);
-    for (uint32_t i = 0; i < s.window; i++) bc__sketch_add(&s, 1000000 + i);
-    assert_true(bc__sketch_estimate(&s, 7) <= 128);
-    bc__sketch_free(&s);
+    for (int i = 0; i < 300; i++) bc__lru_sketch_add(&s, 7);
+    assert_int_equal(bc__lru_sketch_estimate(&s, 7), 255);
+    for (uint32_t i = 0; i < s.window; i++) bc__lru_sketch_add(&s, 1000000 + i);
+    assert_true(bc__lru_sketch_estimate(&s, 7) <= 128);
+    bc__lru_sketch_free(&s);
 }
 
 static void

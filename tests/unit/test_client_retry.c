@@ -18,6 +18,7 @@
 
 #include "bc_hash.h"
 #include "bc_mcproto.h"
+#include "bc_time.h"
 #include "bc_wire.h"
 #include "agent.h"
 #include "client.h"
@@ -84,7 +85,7 @@ world_free(world_t *w)
 static uint64_t
 ms_now(void)
 {
-    return bc__now_ns() / 1000000ull;
+    return bc_time_mono_ns() / 1000000ull;
 }
 
 /* ---- hooks ---- */

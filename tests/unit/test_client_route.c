@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "bc_time.h"
 #include "client.h"
 #include "client_int.h"
 #include "registry.h"
@@ -31,35 +32,35 @@ static void
 test_snapshot_nodes_and_same(void **state)
 {
     (void)state;
-    bc__node_t *a = bc__node_new("127.0.0.1:1", 2, 1024, &io);
-    bc__node_t *b = bc__node_new("127.0.0.1:2", 2, 1024, &io);
+    bc__pool_node_t *a = bc__pool_node_new("127.0.0.1:1", 2, 1024, &io);
+    bc__pool_node_t *b = bc__pool_node_new("127.0.0.1:2", 2, 1024, &io);
     assert_non_null(a);
-    bc__snapshot_t *s = bc__snapshot_new(8);
+    bc__route_snapshot_t *s = bc__route_snapshot_new(8);
     assert_non_null(s);
     for (uint32_t i = 0; i < 8; i++) {
         s->owner[i] = 1 + i % 2;
-        assert_int_equal(bc__snapshot_set_node(s, i, i % 2 ? b : a), BC_OK);
+        assert_int_equal(bc__route_snapshot_set_node(s, i, i % 2 ? b : a), BC_OK);
     }
     assert_int_equal(s->nnodes, 2);
     assert_int_equal(atomic_load(&a->refs), 2);   /* ours + the snapshot's (once) */
-    bc__snapshot_t *copy = bc__snapshot_clone(s);
-    assert_true(bc__snapshot_same(s, copy));
+    bc__route_snapshot_t *copy = bc__route_snapshot_clone(s);
+    assert_true(bc__route_snapshot_same(s, copy));
     assert_int_equal(atomic_load(&a->refs), 3);
     copy->readonly[3] = 1;
-    assert_false(bc__snapshot_same(s, copy));
+    assert_false(bc__route_snapshot_same(s, copy));
     copy->readonly[3] = 0;
     copy->epoch = 9;
-    assert_false(bc__snapshot_same(s, copy));
-    assert_false(bc__snapshot_same(s, NULL));
-    bc__snapshot_discard(copy);
-    bc__snapshot_discard(s);
+    assert_false(bc__route_snapshot_same(s, copy));
+    assert_false(bc__route_snapshot_same(s, NULL));
+    bc__route_snapshot_discard(copy);
+    bc__route_snapshot_discard(s);
     assert_int_equal(atomic_load(&a->refs), 1);
     char longaddr[400];
     memset(longaddr, 'a', sizeof(longaddr) - 1);
     longaddr[sizeof(longaddr) - 1] = '\0';
-    assert_null(bc__node_new(longaddr, 1, 1, &io));
-    bc__node_unref(a);
-    bc__node_unref(b);
+    assert_null(bc__pool_node_new(longaddr, 1, 1, &io));
+    bc__pool_node_unref(a);
+    bc__pool_node_unref(b);
 }
 
 static void
@@ -67,53 +68,53 @@ test_router_lifetime(void **state)
 {
     (void)state;
     bc__router_t r;
-    bc__router_init(&r);
-    assert_null(bc__router_acquire(&r));
+    bc__route_init(&r);
+    assert_null(bc__route_acquire(&r));
 
-    bc__node_t *n1 = bc__node_new("127.0.0.1:1", 1, 1024, &io);
-    bc__snapshot_t *s1 = bc__snapshot_new(4);
+    bc__pool_node_t *n1 = bc__pool_node_new("127.0.0.1:1", 1, 1024, &io);
+    bc__route_snapshot_t *s1 = bc__route_snapshot_new(4);
     s1->epoch = 1;
-    bc__snapshot_set_node(s1, 0, n1);
-    bc__router_publish(&r, s1);
+    bc__route_snapshot_set_node(s1, 0, n1);
+    bc__route_publish(&r, s1);
 
-    bc__snapshot_t *held = bc__router_acquire(&r);
+    bc__route_snapshot_t *held = bc__route_acquire(&r);
     assert_ptr_equal(held, s1);
-    bc__snapshot_t *again = bc__router_acquire(&r);
+    bc__route_snapshot_t *again = bc__route_acquire(&r);
     assert_ptr_equal(again, s1);
-    bc__router_release(again);
+    bc__route_release(again);
 
-    bc__snapshot_t *s2 = bc__snapshot_new(4);
+    bc__route_snapshot_t *s2 = bc__route_snapshot_new(4);
     s2->epoch = 2;
-    bc__router_publish(&r, s2);
+    bc__route_publish(&r, s2);
     /* s1 is still held: alive, and still names n1 */
     assert_int_equal(held->epoch, 1);
     assert_int_equal(atomic_load(&n1->refs), 2);
-    bc__snapshot_t *cur = bc__router_acquire(&r);
+    bc__route_snapshot_t *cur = bc__route_acquire(&r);
     assert_int_equal(cur->epoch, 2);
-    bc__router_release(cur);
-    bc__router_release(held);   /* the last reference: s1 and its node ref go */
+    bc__route_release(cur);
+    bc__route_release(held);   /* the last reference: s1 and its node ref go */
     assert_int_equal(atomic_load(&n1->refs), 1);
     assert_int_equal(atomic_load(&r.published), 2);
 
     /* maintenance only republishes when the counter runs high */
-    bc__router_maintain(&r);
+    bc__route_maintain(&r);
     assert_int_equal(atomic_load(&r.published), 2);
     atomic_fetch_add(&r.word, (UINT64_C(1) << 46) + 5);
     /* those fake acquisitions must be released before the copy's publish
      * can free s2; account for them as the publisher does */
-    bc__snapshot_t *s2p = bc__router_acquire(&r);
+    bc__route_snapshot_t *s2p = bc__route_acquire(&r);
     atomic_fetch_sub(&s2p->pending, (int_fast64_t)((UINT64_C(1) << 46) + 5));
-    bc__router_maintain(&r);
+    bc__route_maintain(&r);
     assert_int_equal(atomic_load(&r.published), 3);
-    bc__router_release(s2p);
-    cur = bc__router_acquire(&r);
+    bc__route_release(s2p);
+    cur = bc__route_acquire(&r);
     assert_int_equal(cur->epoch, 2);
     assert_ptr_not_equal(cur, s2p);
-    bc__router_release(cur);
+    bc__route_release(cur);
 
-    bc__router_destroy(&r);
-    assert_null(bc__router_acquire(&r));
-    bc__node_unref(n1);
+    bc__route_destroy(&r);
+    assert_null(bc__route_acquire(&r));
+    bc__pool_node_unref(n1);
 }
 
 typedef struct race {
@@ -128,13 +129,13 @@ race_reader(void *arg)
 {
     race_t *rc = arg;
     while (!atomic_load(&rc->stop)) {
-        bc__snapshot_t *s = bc__router_acquire(rc->r);
+        bc__route_snapshot_t *s = bc__route_acquire(rc->r);
         if (s == NULL) continue;
         /* every field of a snapshot says its own epoch */
         for (uint32_t b = 0; b < s->nbuckets; b++) {
             if (s->owner[b] != (uint32_t)s->epoch) atomic_fetch_add(&rc->bad, 1);
         }
-        bc__router_release(s);
+        bc__route_release(s);
         atomic_fetch_add(&rc->reads, 1);
     }
     return NULL;
@@ -153,10 +154,10 @@ static void *
 waiter(void *p)
 {
     wait_arg_t *a = p;
-    uint64_t t0 = bc__now_ns();
+    uint64_t t0 = bc_time_mono_ns();
     atomic_store(&a->started, true);
-    a->woke = bc__router_wait(a->r, a->seen, a->until_ns);
-    a->took_ns = bc__now_ns() - t0;
+    a->woke = bc__route_wait(a->r, a->seen, a->until_ns);
+    a->took_ns = bc_time_mono_ns() - t0;
     return NULL;
 }
 
@@ -168,35 +169,35 @@ test_router_wait(void **state)
 {
     (void)state;
     bc__router_t r;
-    bc__router_init(&r);
-    bc__router_publish(&r, bc__snapshot_new(4));
+    bc__route_init(&r);
+    bc__route_publish(&r, bc__route_snapshot_new(4));
     uint64_t seen = atomic_load(&r.published);
 
     /* nothing published: sleeps until the deadline */
-    uint64_t t0 = bc__now_ns();
-    assert_false(bc__router_wait(&r, seen, t0 + 30 * 1000000ull));
-    assert_true(bc__now_ns() - t0 >= 29 * 1000000ull);
+    uint64_t t0 = bc_time_mono_ns();
+    assert_false(bc__route_wait(&r, seen, t0 + 30 * 1000000ull));
+    assert_true(bc_time_mono_ns() - t0 >= 29 * 1000000ull);
 
     /* a publish 20 ms after the waiter began wakes its 5 s wait: it
      * blocked (20 ms or more) and did not sleep it out */
-    wait_arg_t a = {.r = &r, .seen = seen, .until_ns = bc__now_ns() + 5000 * 1000000ull};
+    wait_arg_t a = {.r = &r, .seen = seen, .until_ns = bc_time_mono_ns() + 5000 * 1000000ull};
     atomic_init(&a.started, false);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, waiter, &a), 0);
     while (!atomic_load(&a.started)) sched_yield();
     struct timespec pause = {0, 20 * 1000000};
     nanosleep(&pause, NULL);
-    bc__router_publish(&r, bc__snapshot_new(4));
+    bc__route_publish(&r, bc__route_snapshot_new(4));
     pthread_join(t, NULL);
     assert_true(a.woke);
     assert_true(a.took_ns >= 15 * 1000000ull);
     assert_true(a.took_ns < 4000 * 1000000ull);
 
     /* already newer: no wait at all */
-    t0 = bc__now_ns();
-    assert_true(bc__router_wait(&r, seen, t0 + 5000 * 1000000ull));
-    assert_true(bc__now_ns() - t0 < 1000 * 1000000ull);
-    bc__router_destroy(&r);
+    t0 = bc_time_mono_ns();
+    assert_true(bc__route_wait(&r, seen, t0 + 5000 * 1000000ull));
+    assert_true(bc_time_mono_ns() - t0 < 1000 * 1000000ull);
+    bc__route_destroy(&r);
 }
 
 static void
@@ -204,21 +205,21 @@ test_router_race(void **state)
 {
     (void)state;
     bc__router_t r;
-    bc__router_init(&r);
+    bc__route_init(&r);
     race_t rc = {.r = &r};
-    bc__node_t *node = bc__node_new("127.0.0.1:9", 1, 1024, &io);
+    bc__pool_node_t *node = bc__pool_node_new("127.0.0.1:9", 1, 1024, &io);
     pthread_t th[4];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, race_reader, &rc);
     /* at least 3000 publications, and on until the readers (perhaps slow to
      * be scheduled) have raced a good number of them */
     for (uint32_t e = 1; e <= 3000 || (atomic_load(&rc.reads) < 3000 && e < 2000000); e++) {
-        bc__snapshot_t *s = bc__snapshot_new(64);
+        bc__route_snapshot_t *s = bc__route_snapshot_new(64);
         s->epoch = e;
         for (uint32_t b = 0; b < 64; b++) {
             s->owner[b] = e;
-            bc__snapshot_set_node(s, b, node);
+            bc__route_snapshot_set_node(s, b, node);
         }
-        bc__router_publish(&r, s);
+        bc__route_publish(&r, s);
     }
     atomic_store(&rc.stop, 1);
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
@@ -226,10 +227,10 @@ test_router_race(void **state)
     assert_true(atomic_load(&rc.reads) > 0);
     /* only the current snapshot still holds the node */
     assert_int_equal(atomic_load(&node->refs), 2);
-    bc__router_destroy(&r);
+    bc__route_destroy(&r);
     assert_int_equal(atomic_load(&node->refs), 1);
     for (int i = 0; i < BC__ROUTER_SLOTS; i++) assert_null(atomic_load(&r.slots[i]));
-    bc__node_unref(node);
+    bc__pool_node_unref(node);
 }
 
 /* A key whose bucket (of nb) is b. */

@@ -128,16 +128,18 @@ static void
 test_crc32c_known_values(void **state)
 {
     (void)state;
-    assert_int_equal(bc_crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(bc_crc32c(0, "", 0), 0);
+    assert_int_equal(bc_frame_crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(bc_frame_crc32c(0, "", 0), 0);
     /* chaining equals one pass, at every split and alignment */
     char buf[300];
     for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (char)(i * 31 + 7);
-    uint32_t whole = bc_crc32c(0, buf, sizeof(buf));
+    uint32_t whole = bc_frame_crc32c(0, buf, sizeof(buf));
     for (size_t cut = 0; cut <= sizeof(buf); cut += 13) {
-        assert_int_equal(bc_crc32c(bc_crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut), whole);
+        assert_int_equal(bc_frame_crc32c(bc_frame_crc32c(0, buf, cut), buf + cut,
+                                         sizeof(buf) - cut), whole);
     }
-    assert_int_equal(bc_crc32c(0, buf + 1, 64), bc_crc32c(bc_crc32c(0, buf + 1, 3), buf + 4, 61));
+    assert_int_equal(bc_frame_crc32c(0, buf + 1, 64),
+                     bc_frame_crc32c(bc_frame_crc32c(0, buf + 1, 3), buf + 4, 61));
 }
 
 /* The next pseudo-random value of a xorshift64 sequence (in place). */
@@ -182,7 +184,7 @@ test_crc32c_hw_matches_soft(void **state)
     for (size_t i = 0; i < MAXLEN + 8; i++) {
         buf[i] = (unsigned char)(xorshift(&x) >> 24);
     }
-    assert_int_equal(bc__crc32c_soft(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(bc__frame_crc32c_soft(0, "123456789", 9), 0xe3069283u);
 
     /* 0..1600 (short blocks, words, tails), the edges of 1..3 short
      * blocks and of the long block, and the long path up to 70000 */
@@ -203,9 +205,9 @@ test_crc32c_hw_matches_soft(void **state)
         for (size_t off = 0; off < 8 && off + lens[i] <= MAXLEN + 8; off++) {
             const unsigned char *p = buf + off;
             uint32_t seed = (uint32_t)(i * 0x9e3779b9u + off);
-            uint32_t soft = bc__crc32c_soft(0, p, lens[i]);
-            if (bc_crc32c(0, p, lens[i]) != soft ||
-                bc_crc32c(seed, p, lens[i]) != bc__crc32c_soft(seed, p, lens[i])) {
+            uint32_t soft = bc__frame_crc32c_soft(0, p, lens[i]);
+            if (bc_frame_crc32c(0, p, lens[i]) != soft ||
+                bc_frame_crc32c(seed, p, lens[i]) != bc__frame_crc32c_soft(seed, p, lens[i])) {
                 fail_msg("crc32c paths disagree at length %zu, offset %zu", lens[i], off);
             }
         }
@@ -214,28 +216,28 @@ test_crc32c_hw_matches_soft(void **state)
     const size_t check[] = {0, 1, 7, 8, 255, 767, 768, 769, 4000, 24575, 24576, 24583, MAXLEN};
     for (size_t i = 0; i < sizeof(check) / sizeof(check[0]); i++) {
         uint32_t want = crc32c_bitwise(0, buf + 3, check[i]);
-        assert_int_equal(bc__crc32c_soft(0, buf + 3, check[i]), want);
-        assert_int_equal(bc_crc32c(0, buf + 3, check[i]), want);
+        assert_int_equal(bc__frame_crc32c_soft(0, buf + 3, check[i]), want);
+        assert_int_equal(bc_frame_crc32c(0, buf + 3, check[i]), want);
     }
 
     /* split runs: one cut anywhere, two cuts across block edges */
-    uint32_t whole = bc__crc32c_soft(0, buf + 1, MAXLEN);
+    uint32_t whole = bc__frame_crc32c_soft(0, buf + 1, MAXLEN);
     const size_t cuts[] = {1, 7, 8, 255, 256, 767, 768, 769, 1000, 8191, 8192, 24575, 24576,
                            24577, 25343, 25344, 49152, 49153, 60000, MAXLEN - 769, MAXLEN - 1};
     size_t ncuts = sizeof(cuts) / sizeof(cuts[0]);
     for (size_t i = 0; i < ncuts; i++) {
-        uint32_t c = bc_crc32c(0, buf + 1, cuts[i]);
-        assert_int_equal(bc_crc32c(c, buf + 1 + cuts[i], MAXLEN - cuts[i]), whole);
+        uint32_t c = bc_frame_crc32c(0, buf + 1, cuts[i]);
+        assert_int_equal(bc_frame_crc32c(c, buf + 1 + cuts[i], MAXLEN - cuts[i]), whole);
         for (size_t j = i + 1; j < ncuts; j++) {
-            uint32_t c2 = bc_crc32c(c, buf + 1 + cuts[i], cuts[j] - cuts[i]);
-            if (bc_crc32c(c2, buf + 1 + cuts[j], MAXLEN - cuts[j]) != whole) {
+            uint32_t c2 = bc_frame_crc32c(c, buf + 1 + cuts[i], cuts[j] - cuts[i]);
+            if (bc_frame_crc32c(c2, buf + 1 + cuts[j], MAXLEN - cuts[j]) != whole) {
                 fail_msg("split crc32c at %zu and %zu differs", cuts[i], cuts[j]);
             }
         }
     }
     for (size_t cut = 0; cut <= MAXLEN; cut += 997) {
-        uint32_t c = bc_crc32c(0, buf + 1, cut);
-        assert_int_equal(bc_crc32c(c, buf + 1 + cut, MAXLEN - cut), whole);
+        uint32_t c = bc_frame_crc32c(0, buf + 1, cut);
+        assert_int_equal(bc_frame_crc32c(c, buf + 1 + cut, MAXLEN - cut), whole);
     }
     free(buf);
 }
@@ -349,7 +351,7 @@ test_every_bit_flip_is_caught(void **state)
 static size_t
 wrap(char *out, const void *payload, size_t n)
 {
-    uint32_t crc = bc_crc32c(0, payload, n);
+    uint32_t crc = bc_frame_crc32c(0, payload, n);
     out[0] = (char)(n >> 24);
     out[1] = (char)(n >> 16);
     out[2] = (char)(n >> 8);

@@ -330,7 +330,7 @@ typedef struct mig_opts {
     bool cancel;
     bool force;
     bc_reconcile_pause_t pause;
-    const bc_mig_precopy_t *precopy;
+    const bc_reconcile_precopy_t *precopy;
     uint32_t precopy_ahead;
 } mig_opts_t;
 
@@ -365,7 +365,7 @@ mig_apply(bc_view_t *v, bc_mig_set_t *migs, const bc_reconcile_output_t *out)
         migs->control.version = ver;
     }
     for (size_t i = 0; i < out->nmig; i++) {
-        const bc_mig_update_t *u = &out->mig[i];
+        const bc_reconcile_mig_update_t *u = &out->mig[i];
         if (u->remove) {
             assert_non_null(migs->rec[u->bucket]);
             assert_int_equal(migs->rec[u->bucket]->version, u->version);
@@ -413,7 +413,7 @@ test_mig_start_sets_readonly_and_records(void **state)
     assert_false(out.c.readonly[0] || out.c.readonly[1] || out.c.readonly[3] || out.c.readonly[4]);
     assert_int_equal(out.nmig, 2);
     for (size_t i = 0; i < 2; i++) {
-        const bc_mig_update_t *u = &out.mig[i];
+        const bc_reconcile_mig_update_t *u = &out.mig[i];
         assert_false(u->remove);
         assert_int_equal(u->version, -1);
         assert_int_equal(u->record.state, BC_MIG_COPYING);
@@ -588,7 +588,7 @@ test_mig_failure_gives_bucket_back_and_backs_off(void **state)
     assert_int_equal(out.naborts, 1);
     assert_int_equal(out.aborts[0].to, 3);
     /* the record waits to retry; bucket 5 may start meanwhile */
-    const bc_mig_update_t *u = &out.mig[0];
+    const bc_reconcile_mig_update_t *u = &out.mig[0];
     assert_int_equal(u->bucket, 2);
     assert_int_equal(u->record.state, BC_MIG_PENDING);
     assert_int_equal(u->record.attempts, 1);
@@ -851,7 +851,7 @@ assert_wanted(const bc_reconcile_output_t *out, const char *expect)
 
 /* The view above, an empty migration set, nothing precopied. */
 static void
-precopy_fixture(bc_view_t *v, bc_mig_set_t *migs, bc_mig_precopy_t pre[N])
+precopy_fixture(bc_view_t *v, bc_mig_set_t *migs, bc_reconcile_precopy_t pre[N])
 {
     memset(pre, 0, N * sizeof(*pre));
     mig_view(v, PRE_C, PRE_C, PRE_D, 3);
@@ -865,7 +865,7 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     bc_view_t v;
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
-    bc_mig_precopy_t pre[N];
+    bc_reconcile_precopy_t pre[N];
     precopy_fixture(&v, &migs, pre);
 
     mig_opts_t o = {.parallel = 1, .precopy = pre};
@@ -886,10 +886,10 @@ test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few(void **state)
     assert_wanted(&out, "0");
     o.precopy_ahead = 0;
     /* the window is capped whatever parallel * ahead */
-    assert_int_equal(bc_mig_precopy_window(2, 3), 6);
-    assert_int_equal(bc_mig_precopy_window(3, 0), 3 * BC_MIG_PRECOPY_AHEAD);
-    assert_int_equal(bc_mig_precopy_window(4, 99), 4 * BC_MIG_PRECOPY_AHEAD_MAX);
-    assert_int_equal(bc_mig_precopy_window(BC_MIG_MAX_PARALLEL, BC_MIG_PRECOPY_AHEAD_MAX),
+    assert_int_equal(bc_mig_pool_precopy_window(2, 3), 6);
+    assert_int_equal(bc_mig_pool_precopy_window(3, 0), 3 * BC_MIG_PRECOPY_AHEAD);
+    assert_int_equal(bc_mig_pool_precopy_window(4, 99), 4 * BC_MIG_PRECOPY_AHEAD_MAX);
+    assert_int_equal(bc_mig_pool_precopy_window(BC_MIG_MAX_PARALLEL, BC_MIG_PRECOPY_AHEAD_MAX),
                      BC_MIG_PRECOPY_WINDOW_MAX);
     assert_int_equal(out.precopy_wanted[0].from, 1);
     assert_int_equal(out.precopy_wanted[0].to, 3);
@@ -944,12 +944,12 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     bc_view_t v;
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
-    bc_mig_precopy_t pre[N];
+    bc_reconcile_precopy_t pre[N];
     precopy_fixture(&v, &migs, pre);
 
     /* bucket 0 precopied for its move; bucket 1 for another destination */
-    pre[0] = (bc_mig_precopy_t){1, 3};
-    pre[1] = (bc_mig_precopy_t){1, 2};
+    pre[0] = (bc_reconcile_precopy_t){1, 3};
+    pre[1] = (bc_reconcile_precopy_t){1, 2};
     mig_opts_t o = {.parallel = 2, .precopy = pre};
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 1);
@@ -962,16 +962,16 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     bc_reconcile_free(&out);
 
     /* precopied buckets waiting for a slot fill the look-ahead too */
-    pre[1] = (bc_mig_precopy_t){1, 3};
-    pre[2] = (bc_mig_precopy_t){1, 3};
-    pre[3] = (bc_mig_precopy_t){1, 3};
-    pre[4] = (bc_mig_precopy_t){2, 1};
+    pre[1] = (bc_reconcile_precopy_t){1, 3};
+    pre[2] = (bc_reconcile_precopy_t){1, 3};
+    pre[3] = (bc_reconcile_precopy_t){1, 3};
+    pre[4] = (bc_reconcile_precopy_t){2, 1};
     o.parallel = 1;
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 1);               /* bucket 0 */
     assert_wanted(&out, "");                            /* 1 to 4 are ready */
     bc_reconcile_free(&out);
-    pre[2] = (bc_mig_precopy_t){0, 0};
+    pre[2] = (bc_reconcile_precopy_t){0, 0};
     mig_run(&v, &migs, 5000, &o, &out);
     assert_wanted(&out, "2");
     mig_apply(&v, &migs, &out);
@@ -994,9 +994,9 @@ test_precopy_paused_wants_nothing(void **state)
     bc_view_t v;
     bc_mig_set_t migs;
     bc_reconcile_output_t out;
-    bc_mig_precopy_t pre[N];
+    bc_reconcile_precopy_t pre[N];
     precopy_fixture(&v, &migs, pre);
-    pre[0] = (bc_mig_precopy_t){1, 3};
+    pre[0] = (bc_reconcile_precopy_t){1, 3};
     mig_opts_t o = {.parallel = 2, .precopy = pre, .pause = BC_RECONCILE_PAUSE_SET};
     mig_run(&v, &migs, 5000, &o, &out);
     assert_int_equal(out.mig_started, 0);

@@ -127,21 +127,22 @@ static void
 test_group_config(void **state)
 {
     (void)state;
-    bc_group_config_t c, d;
+    bc_cluster_group_config_t c, d;
     char err[200];
-    bc_group_config_init(&c);
+    bc_cluster_group_config_init(&c);
     c.replication = 1;
     c.sync_timeout_ms = 300;
-    char *json = bc_group_config_encode(&c);
+    char *json = bc_cluster_group_config_encode(&c);
     assert_non_null(json);
-    assert_int_equal(bc_group_config_decode(json, strlen(json), &d, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_group_config_decode(json, strlen(json), &d, err, sizeof(err)),
+                     BC_OK);
     assert_int_equal(d.replication, 1);
     assert_int_equal(d.sync_timeout_ms, 300);
     assert_int_equal(d.max_lag_mb, -1);
     free(json);
-    assert_int_equal(bc_group_config_decode("", 0, &d, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_group_config_decode("", 0, &d, err, sizeof(err)), BC_OK);
     assert_int_equal(d.replication, -1);
-    assert_int_equal(bc_group_config_decode("{}", 2, &d, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_group_config_decode("{}", 2, &d, err, sizeof(err)), BC_OK);
     static const char *bad[] = {
         "[]", "{\"replication\":\"maybe\"}", "{\"replication\":1}",
         "{\"sync_timeout_ms\":5}", "{\"sync_timeout_ms\":-1}", "{\"sync_timeout_ms\":1.5}",
@@ -149,8 +150,8 @@ test_group_config(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(bc_group_config_decode(bad[i], strlen(bad[i]), &d, err, sizeof(err)),
-                         BC_EINVAL);
+        assert_int_equal(bc_cluster_group_config_decode(bad[i], strlen(bad[i]), &d, err,
+                                                        sizeof(err)), BC_EINVAL);
         assert_non_null(strstr(err, "group config"));
         assert_int_equal(d.replication, -1);
     }
@@ -162,18 +163,20 @@ static void
 test_repl_status(void **state)
 {
     (void)state;
-    bc_repl_status_t r;
+    bc_cluster_repl_status_t r;
     char err[200];
     const char *primary = "{\"role\":\"primary\",\"mode\":\"sync\",\"offset\":1234,"
                           "\"synced\":true,\"writable\":true,\"backups\":[{},{}]}";
-    assert_int_equal(bc_repl_status_decode(primary, strlen(primary), &r, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_repl_status_decode(primary, strlen(primary), &r, err, sizeof(err)),
+                     BC_OK);
     assert_true(r.primary && r.synced && r.writable);
     assert_int_equal(r.mode, BC_REPL_SYNC);
     assert_int_equal(r.offset, 1234);
     assert_int_equal(r.backups, 2);
     const char *backup = "{\"role\":\"backup\",\"mode\":\"async\",\"offset\":7,"
                          "\"synced\":true,\"link_up\":true,\"lag_bytes\":9,\"lag_ms\":3}";
-    assert_int_equal(bc_repl_status_decode(backup, strlen(backup), &r, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_repl_status_decode(backup, strlen(backup), &r, err, sizeof(err)),
+                     BC_OK);
     assert_true(!r.primary && r.link_up);
     assert_int_equal(r.lag_bytes, 9);
     assert_int_equal(r.lag_ms, 3);
@@ -185,8 +188,8 @@ test_repl_status(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(bc_repl_status_decode(bad[i], strlen(bad[i]), &r, err, sizeof(err)),
-                         BC_EINVAL);
+        size_t n = strlen(bad[i]);
+        assert_int_equal(bc_cluster_repl_status_decode(bad[i], n, &r, err, sizeof(err)), BC_EINVAL);
         assert_non_null(strstr(err, "replication state"));
     }
 }
@@ -198,16 +201,17 @@ static void
 test_node_record(void **state)
 {
     (void)state;
-    bc_node_info_t in = {.memory = 1u << 30, .pid = 42}, out;
+    bc_cluster_node_info_t in = {.memory = 1u << 30, .pid = 42}, out;
     snprintf(in.name, sizeof(in.name), "n-0000000001");
     snprintf(in.data_addr, sizeof(in.data_addr), "10.0.0.1:11211");
     snprintf(in.admin_addr, sizeof(in.admin_addr), "10.0.0.1:11280");
     char err[200];
-    char *json = bc_node_info_encode(&in);
+    char *json = bc_cluster_node_info_encode(&in);
     assert_non_null(json);
     assert_null(strstr(json, "offset"));
     memcpy(out.name, in.name, sizeof(out.name));
-    assert_int_equal(bc_node_info_decode(json, strlen(json), &out, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_node_info_decode(json, strlen(json), &out, err, sizeof(err)),
+                     BC_OK);
     assert_string_equal(out.data_addr, in.data_addr);
     assert_string_equal(out.admin_addr, in.admin_addr);
     assert_int_equal(out.memory, in.memory);
@@ -215,10 +219,11 @@ test_node_record(void **state)
     assert_string_equal(out.name, in.name);
     free(json);
     const char *old = "{\"data\":\"h:1\",\"admin\":\"h:2\",\"memory\":5,\"offset\":0,\"pid\":7}";
-    assert_int_equal(bc_node_info_decode(old, strlen(old), &out, err, sizeof(err)), BC_OK);
+    assert_int_equal(bc_cluster_node_info_decode(old, strlen(old), &out, err, sizeof(err)), BC_OK);
     assert_int_equal(out.memory, 5);
     const char *bad = "{\"data\":\"h:1\",\"memory\":5,\"offset\":\"x\"}";
-    assert_int_equal(bc_node_info_decode(bad, strlen(bad), &out, err, sizeof(err)), BC_EINVAL);
+    assert_int_equal(bc_cluster_node_info_decode(bad, strlen(bad), &out, err, sizeof(err)),
+                     BC_EINVAL);
     assert_non_null(strstr(err, "offset"));
 }
 

@@ -1,0 +1,581 @@
+/*
+ * test_proto_fwd.c -- the text protocol's forwarded commands
+ * (node/proto/proto_fwd.c): how the reply a client sees is assembled from
+ * the owners' replies.
+ *
+ * The node under test is group 1's primary: a real cache, the real
+ * executor and forwarder on a real event loop (its own thread, as a
+ * worker's), fed as the data port's server feeds it: pipelined input,
+ * replies sent up to the first one still to come (a hole in the output
+ * queue), the rest once the resume hook says a forwarded reply is in.
+ * Groups 2 and 3 are fake memcached servers (test_client_fake.h) that
+ * answer the peer handshake, and whose replies a test may replace.  The
+ * cluster object is built without ZooKeeper (test_node_fake.h): bucket b
+ * belongs to group 1 + b % 3.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bc_hash.h"
+#include "bc_log.h"
+#include "bc_time.h"
+#include "engine/cache.h"
+#include "net/el.h"
+#include "proto/forward.h"
+#include "proto/proto_text.h"
+#include "test_client_fake.h"
+#include "test_node_fake.h"
+
+#define NB 12                          /* buckets */
+
+/* ---- the owners (groups 2 and 3) ---- */
+
+typedef struct owner {
+    fake_t *fake;
+    pthread_mutex_t mu;                /* guards everything below */
+    char lines[32][256];               /* command lines received, handshake excluded */
+    int nlines;
+    const char *get_reply;             /* non-NULL: the answer to every get */
+    const char *flush_reply;           /* the answer to flush_all (NULL: OK) */
+    bool drop_get;                     /* close the connection on a get */
+    int get_delay_ms;                  /* answer a get this late */
+} owner_t;
+
+static fake_action_t
+owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out, size_t *outlen,
+           void *ctx)
+{
+    (void)f;
+    (void)data;
+    (void)dlen;
+    owner_t *o = ctx;
+    if (strncmp(line, "bucketcache_peer ", 17) == 0) {
+        memcpy(out, "OK\r\n", 4);
+        *outlen = 4;
+        return FAKE_REPLY;
+    }
+    pthread_mutex_lock(&o->mu);
+    if (o->nlines < 32) snprintf(o->lines[o->nlines++], sizeof(o->lines[0]), "%s", line);
+    bool get = strncmp(line, "get ", 4) == 0;
+    const char *reply = get ? o->get_reply : NULL;
+    if (strncmp(line, "flush_all", 9) == 0) reply = o->flush_reply ? o->flush_reply : "OK\r\n";
+    bool drop = get && o->drop_get;
+    int delay = get ? o->get_delay_ms : 0;
+    pthread_mutex_unlock(&o->mu);
+    if (delay > 0) usleep((useconds_t)delay * 1000);
+    if (drop) return FAKE_DROP;
+    if (reply == NULL) return FAKE_DEFAULT;
+    *outlen = strlen(reply);
+    memcpy(out, reply, *outlen);
+    return FAKE_REPLY;
+}
+
+/* How the owner answers a get from now on: `reply` (NULL: from its
+ * store), or by closing the connection, after delay_ms. */
+static void
+owner_set(owner_t *o, const char *reply, bool drop, int delay_ms)
+{
+    pthread_mutex_lock(&o->mu);
+    o->get_reply = reply;
+    o->drop_get = drop;
+    o->get_delay_ms = delay_ms;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* How the owner answers flush_all from now on (NULL: OK). */
+static void
+owner_set_flush(owner_t *o, const char *reply)
+{
+    pthread_mutex_lock(&o->mu);
+    o->flush_reply = reply;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* The i-th command line group gid's owner received. */
+static void
+assert_owner_line(owner_t *o, int i, const char *want)
+{
+    pthread_mutex_lock(&o->mu);
+    char got[256];
+    snprintf(got, sizeof(got), "%s", i < o->nlines ? o->lines[i] : "(none)");
+    int n = o->nlines;
+    pthread_mutex_unlock(&o->mu);
+    if (strcmp(got, want) != 0) fail_msg("owner line %d of %d: \"%s\", wanted \"%s\"", i, n, got, want);
+}
+
+static int
+owner_lines(owner_t *o)
+{
+    pthread_mutex_lock(&o->mu);
+    int n = o->nlines;
+    pthread_mutex_unlock(&o->mu);
+    return n;
+}
+
+/* ---- the node (group 1) ---- */
+
+typedef struct node {
+    bc_cache_t *cache;
+    bc_node_cluster_t *cl;
+    bc_el_t *el;
+    bc_fwd_t *fwd;
+    bc_thread_stats_t stats;
+    bc_proto_env_t env;
+    bc_proto_conn_t pc;
+    pthread_t loop;
+    owner_t owners[4];                 /* [2] and [3] */
+
+    /* One script at a time, handed to the loop thread under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool start;                        /* a script waits to be run */
+    bool busy;                         /* a script is running */
+    const char *in;
+    size_t inlen, inoff;
+    bc_status_t st;
+    char out[1 << 16];
+    size_t nout;
+    bool overflow;                     /* more than out holds */
+} node_t;
+
+/* Loop thread: feeds the script to the executor as the server does --
+ * what it does not consume is presented again when a forwarded command
+ * completes -- and "sends" what is ready; once the script is consumed and
+ * every forwarded reply is in, hands the output back. */
+static void
+node_pump(node_t *n)
+{
+    size_t used = 1;
+    while (n->inoff < n->inlen && !bc_proto_waiting(&n->pc) && n->st == BC_OK && used > 0) {
+        used = 0;
+        n->st = bc_proto_process(&n->pc, n->in + n->inoff, n->inlen - n->inoff, 1 << 20, &used);
+        n->inoff += used;
+    }
+    while (bc_outq_ready(&n->pc.out)) {
+        struct iovec iov[256];
+        int cnt = bc_outq_iov(&n->pc.out, iov, 256);
+        size_t total = 0;
+        for (int i = 0; i < cnt; i++) {
+            if (n->nout + iov[i].iov_len <= sizeof(n->out)) {
+                memcpy(n->out + n->nout, iov[i].iov_base, iov[i].iov_len);
+                n->nout += iov[i].iov_len;
+            } else {
+                n->overflow = true;         /* expect() fails the test */
+            }
+            total += iov[i].iov_len;
+        }
+        if (total == 0) break;
+        bc_outq_consume(&n->pc.out, n->cache, total);
+    }
+    bool consumed = n->st != BC_OK || n->inoff == n->inlen ||
+                    (used == 0 && !bc_proto_waiting(&n->pc));
+    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0) return;   /* resume */
+    pthread_mutex_lock(&n->mu);
+    n->busy = false;
+    pthread_cond_broadcast(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+}
+
+static void
+node_resume(void *arg)
+{
+    node_pump(arg);
+}
+
+static void
+node_wakeup(bc_el_t *el, void *arg)
+{
+    (void)el;
+    node_t *n = arg;
+    pthread_mutex_lock(&n->mu);
+    bool go = n->start;
+    n->start = false;
+    pthread_mutex_unlock(&n->mu);
+    if (go) node_pump(n);
+}
+
+static void
+node_before_poll(bc_el_t *el, void *arg)
+{
+    (void)el;
+    bc_fwd_before_poll(((node_t *)arg)->fwd);
+}
+
+static void *
+node_loop(void *arg)
+{
+    node_t *n = arg;
+    bc_el_run(n->el);
+    return NULL;
+}
+
+/* Key i of group gid's buckets, into key. */
+static const char *
+key_of(uint32_t gid, int i, char *key, size_t len)
+{
+    for (int k = 0, found = -1;; k++) {
+        snprintf(key, len, "g%u_%d", gid, k);
+        uint32_t b = bc_hash_bucket(bc_hash_key(key, strlen(key)), NB);
+        if (1 + b % 3 == gid && ++found == i) return key;
+    }
+}
+
+static node_t *
+node_start(uint32_t timeout_ms)
+{
+    node_t *n = calloc(1, sizeof(*n));
+    assert_non_null(n);
+    bc_cache_config_t cc = {.mem_limit = 8u << 20, .nbuckets = NB, .nshards = 4};
+    assert_int_equal(bc_cache_create(&cc, &n->cache), BC_OK);
+    n->cl = fake_cluster_new(1, NB);
+    uint32_t owner[NB];
+    for (uint32_t b = 0; b < NB; b++) owner[b] = 1 + b % 3;
+    fake_cluster_table(n->cl, 4, owner, NULL, 0);
+    fake_cluster_primary(n->cl);
+    const char *addrs[3] = {"127.0.0.1:1"};
+    const uint32_t gids[3] = {1, 2, 3};
+    for (int g = 2; g <= 3; g++) {
+        owner_t *o = &n->owners[g];
+        pthread_mutex_init(&o->mu, NULL);
+        o->fake = fake_start(owner_hook, o);
+        addrs[g - 1] = o->fake->addr;
+    }
+    fake_cluster_primaries(n->cl, gids, addrs, 3);
+
+    n->env.cache = n->cache;
+    n->env.cluster = n->cl;
+    n->env.forward = true;
+    n->env.fwd_cfg = (bc_fwd_config_t){.timeout_ms = timeout_ms, .max_reply = 1u << 20,
+                                       .conns_per_peer = 2, .max_conns = 8, .idle_ms = 60000};
+    n->env.max_conn_buffer = 1u << 20;
+    atomic_init(&n->env.verbosity, 0);
+    assert_int_equal(bc_el_create(&n->el), BC_OK);
+    assert_int_equal(bc_fwd_create(&n->env.fwd_cfg, n->el, n->cl, &n->stats, &n->fwd), BC_OK);
+    bc_proto_conn_init(&n->pc, &n->env, &n->stats, 1);
+    bc_proto_conn_set_forward(&n->pc, n->fwd, node_resume, n);
+    pthread_mutex_init(&n->mu, NULL);
+    bc_time_cond_init(&n->cv);
+    bc_el_set_wakeup(n->el, node_wakeup, n);
+    bc_el_set_before_poll(n->el, node_before_poll, n);
+    pthread_create(&n->loop, NULL, node_loop, n);
+    return n;
+}
+
+static void
+node_stop(node_t *n)
+{
+    bc_el_stop(n->el);
+    pthread_join(n->loop, NULL);
+    bc_proto_conn_release(&n->pc);
+    bc_fwd_destroy(n->fwd);
+    bc_el_destroy(n->el);
+    for (int g = 2; g <= 3; g++) {
+        fake_stop(n->owners[g].fake);
+        pthread_mutex_destroy(&n->owners[g].mu);
+    }
+    bc_node_cluster_free(n->cl);
+    bc_cache_destroy(n->cache);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    free(n);
+}
+
+/* Sends `in` as a client would and asserts the node answers exactly `want`. */
+static void
+expect(node_t *n, const char *in, const char *want)
+{
+    pthread_mutex_lock(&n->mu);
+    n->in = in;
+    n->inlen = strlen(in);
+    n->inoff = 0;
+    n->nout = 0;
+    n->overflow = false;
+    n->st = BC_OK;
+    n->busy = n->start = true;
+    pthread_mutex_unlock(&n->mu);
+    bc_el_wake(n->el);
+    struct timespec until;
+    bc_time_deadline(&until, CLOCK_MONOTONIC, 5000);
+    pthread_mutex_lock(&n->mu);
+    while (n->busy && pthread_cond_timedwait(&n->cv, &n->mu, &until) == 0) {
+    }
+    bool done = !n->busy;
+    pthread_mutex_unlock(&n->mu);
+    if (!done) fail_msg("no answer to \"%s\" within 5 s", in);
+    assert_int_equal(n->st, BC_OK);
+    assert_false(n->overflow);
+    if (n->nout != strlen(want) || memcmp(n->out, want, n->nout) != 0) {
+        fail_msg("sent \"%s\"\ngot    \"%.*s\"\nwanted \"%s\"", in, (int)n->nout, n->out, want);
+    }
+}
+
+/* ---- tests ---- */
+
+static void
+test_fwd_multiget_values_in_owner_order_then_local_then_one_end(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char a0[32], a1[32], a2[32], b0[32], l0[32], l1[32], line[256], want[512];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(2, 1, a1, sizeof(a1));
+    key_of(2, 2, a2, sizeof(a2));     /* stored nowhere */
+    key_of(3, 0, b0, sizeof(b0));
+    key_of(1, 0, l0, sizeof(l0));
+    key_of(1, 1, l1, sizeof(l1));
+    fake_put(n->owners[2].fake, a0, "A0", 2, 20);
+    fake_put(n->owners[2].fake, a1, "A1", 2, 21);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 30);
+    snprintf(line, sizeof(line), "set %s 10 0 2\r\nL0\r\nset %s 11 0 2\r\nL1\r\n", l0, l1);
+    expect(n, line, "STORED\r\nSTORED\r\n");
+
+    /* Keys of group 3, then 1, then 2: the parts come in the order their
+     * owner first appears (3, then 2), the local values after them, then
+     * one END. */
+    snprintf(line, sizeof(line), "get %s %s %s %s %s %s\r\n", b0, l0, a0, a2, l1, a1);
+    snprintf(want, sizeof(want),
+             "VALUE %s 30 2\r\nB0\r\n"
+             "VALUE %s 20 2\r\nA0\r\nVALUE %s 21 2\r\nA1\r\n"
+             "VALUE %s 10 2\r\nL0\r\nVALUE %s 11 2\r\nL1\r\n"
+             "END\r\n", b0, a0, a1, l0, l1);
+    expect(n, line, want);
+    /* Each owner was asked once, for its keys only, in the client's order. */
+    snprintf(want, sizeof(want), "get %s %s %s", a0, a2, a1);
+    assert_owner_line(&n->owners[2], 0, want);
+    snprintf(want, sizeof(want), "get %s", b0);
+    assert_owner_line(&n->owners[3], 0, want);
+    assert_int_equal(atomic_load(&n->stats.forward_requests), 2);
+
+    /* Nothing found anywhere: one END. */
+    snprintf(line, sizeof(line), "get %s %s\r\n", a2, key_of(3, 5, want, sizeof(want)));
+    expect(n, line, "END\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_multiget_failed_part_reads_as_misses(void **state)
+{
+    (void)state;
+    node_t *n = node_start(300);
+    char a0[32], b0[32], l0[32], line[256], whole[256], without_b0[256];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(3, 0, b0, sizeof(b0));
+    key_of(1, 0, l0, sizeof(l0));
+    fake_put(n->owners[2].fake, a0, "A0", 2, 0);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nL0\r\n", l0);
+    expect(n, line, "STORED\r\n");
+    snprintf(line, sizeof(line), "get %s %s %s\r\n", a0, l0, b0);
+    snprintf(whole, sizeof(whole), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB0\r\n"
+             "VALUE %s 0 2\r\nL0\r\nEND\r\n", a0, b0, l0);
+    snprintf(without_b0, sizeof(without_b0), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nL0\r\n"
+             "END\r\n", a0, l0);
+    expect(n, line, whole);
+
+    /* Group 3's part fails; the other owner's value and the local one
+     * still come, group 3's key reads as a miss -- however it failed: its
+     * own refusal (its table is newer), its connection lost, no answer in
+     * time, a reply that is no memcached reply. */
+    static const struct {
+        const char *reply;
+        bool drop;
+        int delay_ms;
+    } failures[] = {
+        {"SERVER_ERROR MOVED 7 1 12\r\n", false, 0},
+        {NULL, true, 0},
+        {NULL, false, 600},
+        {"VALUE x\r\n", false, 0},
+    };
+    uint64_t failed = atomic_load(&n->stats.get_forward_failed);
+    for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+        owner_set(&n->owners[3], failures[i].reply, failures[i].drop, failures[i].delay_ms);
+        expect(n, line, without_b0);
+        assert_int_equal(atomic_load(&n->stats.get_forward_failed), failed + i + 1);
+    }
+    assert_int_equal(atomic_load(&n->stats.forward_errors), 2);      /* closed, bad reply */
+    assert_int_equal(atomic_load(&n->stats.forward_timeouts), 1);
+    /* The owner says nobody owns the bucket (its group is down): a miss,
+     * counted as one. */
+    owner_set(&n->owners[3], "SERVER_ERROR NO_OWNER 7 12\r\n", false, 0);
+    uint64_t unowned = atomic_load(&n->stats.get_no_owner);
+    expect(n, line, without_b0);
+    assert_int_equal(atomic_load(&n->stats.get_no_owner), unowned + 1);
+
+    /* And the connection carries on: the next multi-get is whole. */
+    owner_set(&n->owners[3], NULL, false, 0);
+    expect(n, line, whole);
+    node_stop(n);
+}
+
+static void
+test_fwd_one_key_keeps_its_error_line(void **state)
+{
+    (void)state;
+    node_t *n = node_start(300);
+    char b0[32], line[256];
+    key_of(3, 0, b0, sizeof(b0));
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    snprintf(line, sizeof(line), "get %s\r\n", b0);
+    /* Alone, a key's failure is the answer: nothing else to serve. */
+    owner_set(&n->owners[3], NULL, true, 0);
+    expect(n, line, bc_fwd_error_line(BC_ECLOSED));
+    owner_set(&n->owners[3], NULL, false, 600);
+    expect(n, line, bc_fwd_error_line(BC_ETIMEOUT));
+    owner_set(&n->owners[3], "SERVER_ERROR MOVED 7 1 12\r\n", false, 0);
+    expect(n, line, "SERVER_ERROR MOVED 7 1 12\r\n");
+    /* ...except "nobody owns it", which is a miss here too. */
+    owner_set(&n->owners[3], "SERVER_ERROR NO_OWNER 7 12\r\n", false, 0);
+    expect(n, line, "END\r\n");
+    /* Other commands relay their failure the same way. */
+    owner_set(&n->owners[3], NULL, false, 0);
+    snprintf(line, sizeof(line), "delete %s\r\nget %s\r\n", b0, b0);
+    expect(n, line, "DELETED\r\nEND\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_unreachable_or_unowned_keys_read_as_misses(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char a0[32], b0[32], line[256], want[256];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(3, 0, b0, sizeof(b0));
+    fake_put(n->owners[2].fake, a0, "A0", 2, 0);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    /* Group 3 has no known primary any more: its key is not sent anywhere
+     * and reads as a miss in a multi-get... */
+    const uint32_t gids[] = {1, 2};
+    const char *addrs[] = {"127.0.0.1:1", n->owners[2].fake->addr};
+    fake_cluster_primaries(n->cl, gids, addrs, 2);
+    snprintf(line, sizeof(line), "get %s %s\r\n", a0, b0);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nA0\r\nEND\r\n", a0);
+    uint64_t failed = atomic_load(&n->stats.get_forward_failed);
+    expect(n, line, want);
+    assert_int_equal(atomic_load(&n->stats.get_forward_failed), failed + 1);
+    assert_int_equal(owner_lines(&n->owners[3]), 0);
+    /* ...and alone it is refused with the owner named, for a client that
+     * routes by itself to retry there. */
+    uint32_t bucket = bc_hash_bucket(bc_hash_key(b0, strlen(b0)), NB);
+    snprintf(line, sizeof(line), "get %s\r\n", b0);
+    snprintf(want, sizeof(want), "SERVER_ERROR MOVED %u 3 4\r\n", bucket);
+    expect(n, line, want);
+
+    /* Group 3 down (the table names no owner): a miss, alone or not. */
+    uint32_t owner[NB];
+    for (uint32_t b = 0; b < NB; b++) owner[b] = 1 + b % 3 == 3 ? 0 : 1 + b % 3;
+    fake_cluster_table(n->cl, 5, owner, NULL, 0);
+    expect(n, line, "END\r\n");
+    snprintf(line, sizeof(line), "get %s %s\r\n", b0, a0);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nA0\r\nEND\r\n", a0);
+    expect(n, line, want);
+    node_stop(n);
+}
+
+static void
+test_fwd_flush_all_reaches_every_group(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char l0[32], line[256];
+    key_of(1, 0, l0, sizeof(l0));
+    snprintf(line, sizeof(line), "set %s 0 0 1\r\nx\r\nflush_all\r\nget %s\r\n", l0, l0);
+    expect(n, line, "STORED\r\nOK\r\nEND\r\n");
+    assert_owner_line(&n->owners[2], 0, "flush_all");
+    assert_owner_line(&n->owners[3], 0, "flush_all");
+    /* Its delay and noreply: the delay travels, noreply does not. */
+    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_VERSION "\r\n");
+    assert_owner_line(&n->owners[2], 1, "flush_all 10");
+    /* A group that fails it: its failure is the answer. */
+    owner_set_flush(&n->owners[3], "SERVER_ERROR flush refused\r\n");
+    expect(n, "flush_all\r\n", "SERVER_ERROR flush refused\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_noreply_is_forwarded_without_it_and_answers_nothing(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char a0[32], line[256], want[256];
+    key_of(2, 0, a0, sizeof(a0));
+
+    /* The owner stores it and answers; the client hears nothing, and its
+     * next command (to the same owner) sees the value. */
+    snprintf(line, sizeof(line), "set %s 5 0 3 noreply\r\nxyz\r\nget %s\r\n", a0, a0);
+    snprintf(want, sizeof(want), "VALUE %s 5 3\r\nxyz\r\nEND\r\n", a0);
+    expect(n, line, want);
+    snprintf(want, sizeof(want), "set %s 5 0 3", a0);
+    assert_owner_line(&n->owners[2], 0, want);
+    snprintf(line, sizeof(line), "delete %s noreply\r\nget %s\r\n", a0, a0);
+    expect(n, line, "END\r\n");
+    snprintf(want, sizeof(want), "delete %s", a0);
+    assert_owner_line(&n->owners[2], 2, want);
+    /* A failed forward of a noreply command is not answered either. */
+    owner_set(&n->owners[2], NULL, true, 0);
+    snprintf(line, sizeof(line), "touch %s 10 noreply\r\nversion\r\n", a0);
+    expect(n, line, "VERSION " BC_VERSION "\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_single_key_commands_relay_the_owners_reply(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char b0[32], line[256];
+    key_of(3, 0, b0, sizeof(b0));
+    snprintf(line, sizeof(line), "add %s 0 0 1\r\n7\r\nadd %s 0 0 1\r\n8\r\nincr %s 5\r\n"
+             "touch %s 100\r\ndelete %s\r\ndelete %s\r\n", b0, b0, b0, b0, b0, b0);
+    expect(n, line, "STORED\r\nNOT_STORED\r\n12\r\nTOUCHED\r\nDELETED\r\nNOT_FOUND\r\n");
+    node_stop(n);
+}
+
+static void
+test_fwd_pipelined_commands_keep_their_order(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    char a0[32], l0[32], line[256], want[256];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(1, 0, l0, sizeof(l0));
+    fake_put(n->owners[2].fake, a0, "remote", 6, 0);
+    /* A local command after a forwarded one waits for it: the replies
+     * come in the order of the requests, however slow the owner. */
+    owner_set(&n->owners[2], NULL, false, 50);
+    snprintf(line, sizeof(line), "set %s 0 0 5\r\nlocal\r\nget %s\r\nget %s\r\nget %s %s\r\n",
+             l0, a0, l0, l0, a0);
+    snprintf(want, sizeof(want), "STORED\r\n"
+             "VALUE %s 0 6\r\nremote\r\nEND\r\n"
+             "VALUE %s 0 5\r\nlocal\r\nEND\r\n"
+             "VALUE %s 0 6\r\nremote\r\nVALUE %s 0 5\r\nlocal\r\nEND\r\n", a0, l0, a0, l0);
+    expect(n, line, want);
+    node_stop(n);
+}
+
+int
+main(void)
+{
+    bc_log_set_level(BC_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fwd_multiget_values_in_owner_order_then_local_then_one_end),
+        cmocka_unit_test(test_fwd_multiget_failed_part_reads_as_misses),
+        cmocka_unit_test(test_fwd_one_key_keeps_its_error_line),
+        cmocka_unit_test(test_fwd_unreachable_or_unowned_keys_read_as_misses),
+        cmocka_unit_test(test_fwd_flush_all_reaches_every_group),
+        cmocka_unit_test(test_fwd_noreply_is_forwarded_without_it_and_answers_nothing),
+        cmocka_unit_test(test_fwd_single_key_commands_relay_the_owners_reply),
+        cmocka_unit_test(test_fwd_pipelined_commands_keep_their_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
