@@ -299,6 +299,21 @@ test_store_modes(void **state)
     bc_item_release(cache, it);
     assert_int_equal(mem_in_use(cache), base);
 
+    /* An item never linked but handed to two holders (bc_item_retain, as
+     * a read-through fill does for its waiters): the first release must
+     * not give its room back, the next allocation must not overwrite it. */
+    bc_item_t *first = new_item(cache, "w", "keeps the segment open");
+    it = new_item(cache, "y", "shared value");
+    bc_item_retain(cache, it);
+    bc_item_release(cache, it);
+    bc_item_t *next = new_item(cache, "z", "something else");
+    assert_ptr_not_equal(next, it);
+    assert_memory_equal(bc_item_value(it), "shared value\r\n", 14);
+    assert_memory_equal(bc_item_key(it), "y", 1);
+    bc_item_release(cache, next);
+    bc_item_release(cache, it);
+    bc_item_release(cache, first);
+
     bc_cache_stats_t stats;
     bc_cache_get_stats(cache, &stats);
     assert_int_equal(stats.curr_items, 0);
