@@ -20,7 +20,8 @@
  *   buckets[nbuckets]                        shards[nshards]
  *   +----------------------------+           +-------------+
  *   | slots[] -> ref -> ref ...  |  bucket   | mutex       |
- *   | count, bytes               | --------> | counters    |
+ *   | count, bytes, evictions,   | --------> | counters    |
+ *   | expirations                |           |             |
  *   +----------------------------+  % nshards+-------------+
  *
  *   segs (seg_int.h): the arena of segments the items live in, the policy's
@@ -125,7 +126,11 @@
  *
  * COUNTERS
  *   An eviction and an expiry of an item of bucket b are each counted in
- *   exactly one place: do_count_evicted and do_count_expired.
+ *   exactly one place, in the shard's totals and in the bucket's
+ *   (bc_bucket_stats_t): do_count_evicted and do_count_expired.  Requests
+ *   (hits, misses, stores, deletes) are counted per thread and bucket
+ *   outside any lock (counters.h): cache_get, bc_cache_store,
+ *   bc_cache_delete, bc_cache_arith.
  */
 #include <pthread.h>
 #include <stdlib.h>
