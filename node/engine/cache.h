@@ -144,7 +144,8 @@ bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
 /* One more reference on an item the caller holds one on, for another
  * reader (the origin's fill hands one value to many waiters); dropped
- * with bc_item_release like any other. */
+ * with bc_item_release like any other.  It pins the item's segment again;
+ * an item never stored gives its room back only at its last release. */
 void bc_item_retain(bc_cache_t *cache, bc_item_t *it);
 
 /*
