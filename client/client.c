@@ -63,6 +63,8 @@ bc_strerror(int code)
     case BC_CLIENT_ELOADER: return "loader failed";
     case BC_CLIENT_EEXISTS: return "the item changed since it was read (cas mismatch)";
     case BC_CLIENT_EACCES: return "zookeeper refused access (credentials missing or wrong)";
+    case BC_CLIENT_ENOTINSYNC:
+        return "the key's group has too few backups in sync (min_in_sync): write refused";
     default: return "unknown error";
     }
 }

@@ -13,6 +13,9 @@
  *   3. Take a pooled connection, send, read the reply.  A refusal (MOVED,
  *      NO_OWNER, READONLY, NOT_PRIMARY) asks the agent for a fresh table
  *      and retries; so does a failed connect or a send that did not go out.
+ *      NOT_ENOUGH_IN_SYNC (the right primary, too few backups in sync to
+ *      take a write) is retried without a refresh; at the deadline the call
+ *      answers BC_CLIENT_ENOTINSYNC rather than a plain timeout.
  *      A connection lost after the request went out is retried only for
  *      idempotent commands (get, set, replace, delete, touch); add and
  *      incr/decr answer BC_CLIENT_EINDOUBT instead of risking a double
@@ -68,6 +71,7 @@ typedef struct op {
     uint64_t delta;
     uint64_t cas;              /* OP_CAS: the expected CAS */
     bool in_doubt;             /* an earlier attempt may have been applied */
+    bool not_in_sync;          /* the last attempt was refused NOT_ENOUGH_IN_SYNC */
     void *out_value;
     size_t out_vlen;
     uint32_t out_flags;
@@ -190,11 +194,15 @@ op_interpret(bc_client_t *c, bc__pool_conn_t *conn, op_t *op, const bc_mc_reply_
     switch (r->kind) {
     case BC_MC_REPLY_SERVER_ERROR: {
         bc_wire_refusal_t ref;
-        if (bc_wire_refusal_parse(r->text, r->ntext, &ref) != BC_WIRE_REFUSAL_NONE) {
+        bc_wire_refusal_kind_t kind = bc_wire_refusal_parse(r->text, r->ntext, &ref);
+        op->not_in_sync = kind == BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC;
+        if (kind != BC_WIRE_REFUSAL_NONE) {
             BC__COUNT(c, refusals, 1);
             log_debug("client: %s refused bucket %u (kind %d, its epoch %llu)", conn->node->addr,
                       ref.bucket, (int)ref.kind, (unsigned long long)ref.epoch);
-            bc__agent_request_refresh(c, ref.epoch);
+            /* Not a routing matter: the table is right, the group is short
+             * of backups in sync; back off and ask again. */
+            if (!op->not_in_sync) bc__agent_request_refresh(c, ref.epoch);
             /* Nodes swallow a refused command's data block; a connection
              * that carried one is closed all the same, to be safe. */
             *healthy = !op_has_data(op->kind);
@@ -319,6 +327,7 @@ op_attempt(bc_client_t *c, bc__pool_node_t *node, op_t *op, uint64_t deadline_ns
 {
     bc__pool_conn_t *conn;
     bool reused;
+    op->not_in_sync = false;
     bc_status_t st = bc__pool_conn_get(node, deadline_ns, true, &conn, &reused);
     if (st != BC_OK) {
         if (st == BC_ENOMEM) {
@@ -437,8 +446,9 @@ op_run(bc_client_t *c, op_t *op, uint64_t deadline_ns)
             BC__COUNT(c, retries, 1);
             continue;
         }
-        if (!bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) return BC_CLIENT_ETIMEOUT;
-        if (bc_time_mono_ns() >= deadline_ns) return BC_CLIENT_ETIMEOUT;
+        int expired = op->not_in_sync ? BC_CLIENT_ENOTINSYNC : BC_CLIENT_ETIMEOUT;
+        if (!bc__ops_backoff_sleep(c, attempt, deadline_ns, published)) return expired;
+        if (bc_time_mono_ns() >= deadline_ns) return expired;
         BC__COUNT(c, retries, 1);
     }
 }

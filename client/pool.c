@@ -88,6 +88,26 @@ conn_close(bc__pool_conn_t *conn)
     free(conn);
 }
 
+/*
+ * BEHAVIOR: a connection given up in the middle of a request (a timeout, a
+ * reply we could not read) is ABORTED, not closed: SO_LINGER 0 makes
+ * close() reset it and discard whatever the kernel still holds unsent.
+ * With a plain close() the kernel keeps retransmitting a request the
+ * network had not delivered -- across a partition, for minutes -- and it
+ * may reach the node long after this call reported a timeout: a "zombie
+ * write", applied after writes acknowledged since (a stale delete
+ * overwriting a newer set).  The reset also tells the node at once.
+ */
+static void
+conn_abort(bc__pool_conn_t *conn)
+{
+    if (conn->fd >= 0) {
+        struct linger lg = {1, 0};
+        (void)setsockopt(conn->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    conn_close(conn);
+}
+
 void
 bc__pool_node_unref(bc__pool_node_t *node)
 {
@@ -411,7 +431,7 @@ bc__pool_conn_put(bc__pool_conn_t *conn, bool healthy)
         return;
     }
     atomic_fetch_add_explicit(&node->stats->conn_drops, 1, memory_order_relaxed);
-    conn_close(conn);
+    conn_abort(conn);
     pool_slot_empty(node, s);
 }
 

@@ -208,6 +208,7 @@ bc_cluster_node_info_encode(const bc_cluster_node_info_t *info)
     cJSON_AddStringToObject(o, "admin", info->admin_addr);
     cJSON_AddNumberToObject(o, "memory", (double)info->memory);
     cJSON_AddNumberToObject(o, "pid", (double)info->pid);
+    if (info->incarnation[0] != '\0') cJSON_AddStringToObject(o, "incarnation", info->incarnation);
     return cluster_json_print(o);
 }
 
@@ -220,6 +221,71 @@ bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info)
     cJSON_AddStringToObject(o, "data", info->data_addr);
     cJSON_AddStringToObject(o, "admin", info->admin_addr);
     cJSON_AddNumberToObject(o, "epoch", (double)info->epoch);
+    if (info->incarnation[0] != '\0') cJSON_AddStringToObject(o, "incarnation", info->incarnation);
+    return cluster_json_print(o);
+}
+
+int
+bc_cluster_node_name_valid(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n < 3 || n > 22 || name[0] != 'n' || name[1] != '-') return 0;
+    for (size_t i = 2; i < n; i++) {
+        if (name[i] < '0' || name[i] > '9') return 0;
+    }
+    return 1;
+}
+
+bool
+bc_cluster_isr_has(const bc_cluster_isr_t *isr, const char *node)
+{
+    for (uint32_t i = 0; i < isr->n; i++) {
+        if (strcmp(isr->in_sync[i], node) == 0) return true;
+    }
+    return false;
+}
+
+bool
+bc_cluster_isr_add(bc_cluster_isr_t *isr, const char *node)
+{
+    if (isr->n >= BC_CLUSTER_ISR_MAX || strlen(node) >= BC_NODE_NAME_MAX || bc_cluster_isr_has(isr, node)) {
+        return false;
+    }
+    memcpy(isr->in_sync[isr->n++], node, strlen(node) + 1);
+    return true;
+}
+
+bool
+bc_cluster_isr_remove(bc_cluster_isr_t *isr, const char *node)
+{
+    for (uint32_t i = 0; i < isr->n; i++) {
+        if (strcmp(isr->in_sync[i], node) != 0) continue;
+        memmove(isr->in_sync[i], isr->in_sync[i + 1], (size_t)(isr->n - i - 1) * BC_NODE_NAME_MAX);
+        isr->n--;
+        return true;
+    }
+    return false;
+}
+
+bool
+bc_cluster_isr_of(const bc_cluster_isr_t *isr, const bc_cluster_primary_info_t *p)
+{
+    return strcmp(isr->primary, p->node) == 0 && isr->epoch == p->epoch;
+}
+
+char *
+bc_cluster_isr_encode(const bc_cluster_isr_t *isr)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddStringToObject(o, "primary", isr->primary);
+    cJSON_AddNumberToObject(o, "epoch", (double)isr->epoch);
+    cJSON *a = cJSON_AddArrayToObject(o, "in_sync");
+    for (uint32_t i = 0; a != NULL && i < isr->n && i < BC_CLUSTER_ISR_MAX; i++) {
+        cJSON_AddItemToArray(a, cJSON_CreateString(isr->in_sync[i]));
+    }
+    cJSON_AddNumberToObject(o, "offset", (double)isr->offset);
+    cJSON_AddNumberToObject(o, "at_ms", (double)isr->at_ms);
     return cluster_json_print(o);
 }
 
@@ -289,6 +355,10 @@ bc_cluster_node_info_decode(const char *json, size_t len, bc_cluster_node_info_t
      * console asks a node's live offset over HTTP when it needs it */
     if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
     if (!bad) bad = cluster_take_u64(root, "pid", &pid, 0);
+    if (!bad) {
+        bad = cluster_take_string(root, "incarnation", out->incarnation,
+                                  sizeof(out->incarnation), 0);
+    }
     if (bad) return cluster_decode_fail(root, "node record", bad, err, errlen);
     out->pid = (int64_t)pid;
     cJSON_Delete(root);
@@ -307,7 +377,44 @@ bc_cluster_primary_info_decode(const char *json, size_t len, bc_cluster_primary_
     if (!bad) bad = cluster_take_string(root, "data", out->data_addr, sizeof(out->data_addr), 1);
     if (!bad) bad = cluster_take_string(root, "admin", out->admin_addr, sizeof(out->admin_addr), 0);
     if (!bad) bad = cluster_take_u64(root, "epoch", &out->epoch, 1);
+    if (!bad) {
+        bad = cluster_take_string(root, "incarnation", out->incarnation,
+                                  sizeof(out->incarnation), 0);
+    }
     if (bad) return cluster_decode_fail(root, "primary record", bad, err, errlen);
+    cJSON_Delete(root);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cluster_isr_decode(const char *json, size_t len, bc_cluster_isr_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > 16384) return BC_ETOOLARGE;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(root)) return cluster_decode_fail(root, "in-sync record", NULL, err, errlen);
+    uint64_t at = 0;
+    const char *bad = cluster_take_string(root, "primary", out->primary, sizeof(out->primary), 1);
+    if (!bad && !bc_cluster_node_name_valid(out->primary)) bad = "primary";
+    if (!bad) bad = cluster_take_u64(root, "epoch", &out->epoch, 1);
+    if (!bad) bad = cluster_take_u64(root, "offset", &out->offset, 0);
+    if (!bad) bad = cluster_take_u64(root, "at_ms", &at, 0);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "in_sync");
+    if (!bad && (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > BC_CLUSTER_ISR_MAX)) bad = "in_sync";
+    const cJSON *v;
+    const cJSON *members = bad == NULL ? a : NULL;
+    cJSON_ArrayForEach(v, members) {
+        if (!cJSON_IsString(v) || !bc_cluster_node_name_valid(v->valuestring) ||
+            strcmp(v->valuestring, out->primary) == 0 || !bc_cluster_isr_add(out, v->valuestring)) {
+            bad = "in_sync";
+            break;
+        }
+    }
+    if (bad) {
+        memset(out, 0, sizeof(*out));
+        return cluster_decode_fail(root, "in-sync record", bad, err, errlen);
+    }
+    out->at_ms = (int64_t)at;
     cJSON_Delete(root);
     return BC_OK;
 }
@@ -363,6 +470,14 @@ bc_cluster_group_config_init(bc_cluster_group_config_t *cfg)
     cfg->replication = -1;
     cfg->sync_timeout_ms = -1;
     cfg->max_lag_mb = -1;
+    cfg->min_in_sync = -1;
+}
+
+uint32_t
+bc_cluster_group_min_in_sync(int64_t setting, bc_repl_mode_t mode)
+{
+    if (setting >= 0) return setting > BC_CLUSTER_ISR_MAX ? BC_CLUSTER_ISR_MAX : (uint32_t)setting;
+    return mode == BC_REPL_SYNC ? 1 : 0;
 }
 
 char *
@@ -378,6 +493,9 @@ bc_cluster_group_config_encode(const bc_cluster_group_config_t *cfg)
         cJSON_AddNumberToObject(o, "sync_timeout_ms", (double)cfg->sync_timeout_ms);
     }
     if (cfg->max_lag_mb >= 0) cJSON_AddNumberToObject(o, "max_lag_mb", (double)cfg->max_lag_mb);
+    if (cfg->min_in_sync >= 0) {
+        cJSON_AddNumberToObject(o, "min_in_sync", (double)cfg->min_in_sync);
+    }
     return cluster_json_print(o);
 }
 
@@ -412,6 +530,10 @@ bc_cluster_group_config_decode(const char *json, size_t len, bc_cluster_group_co
             bad = cluster_take_u64(root, "max_lag_mb", &v, 1);
             if (bad == NULL && v > BC_REPL_MAX_LAG_MAX_MB) bad = "max_lag_mb";
             if (bad == NULL) out->max_lag_mb = (int64_t)v;
+        } else if (strcmp(f->string, "min_in_sync") == 0) {
+            bad = cluster_take_u64(root, "min_in_sync", &v, 1);
+            if (bad == NULL && v > BC_CLUSTER_ISR_MAX) bad = "min_in_sync";
+            if (bad == NULL) out->min_in_sync = (int64_t)v;
         } else {
             bad = f->string;
         }

@@ -68,6 +68,7 @@ bc_status_t bc_cluster_read_table(bc_zk_t *zk, const char *cluster, char name, u
 /* ---- group membership records ---- */
 
 #define BC_NODE_NAME_MAX 32          /* "n-0000000042" */
+#define BC_CLUSTER_INCARNATION_MAX 17  /* 16 hex digits */
 #define BC_ADDR_MAX      280         /* host:port, IPv6 bracketed */
 #define BC_GROUP_MAX_GID 0x7fffffffu
 
@@ -80,7 +81,13 @@ typedef struct bc_cluster_node_info {
     uint64_t offset;                 /* replication offset applied: not in the record;
                                       * the console fills it in from the node's
                                       * /v1/repl when it picks a new primary */
+    bool synced;                     /* its data is complete: not in the record either,
+                                      * filled in with offset */
+    bool offset_known;               /* offset and synced were read from the node */
     int64_t pid;
+    /* The process: random, drawn when it starts, the same in every
+     * registration it makes (a new session); "" from earlier versions. */
+    char incarnation[BC_CLUSTER_INCARNATION_MAX];
 } bc_cluster_node_info_t;
 
 /* What the active console writes into groups/<gid>/primary. */
@@ -89,7 +96,38 @@ typedef struct bc_cluster_primary_info {
     char data_addr[BC_ADDR_MAX];
     char admin_addr[BC_ADDR_MAX];
     uint64_t epoch;                  /* cluster epoch when it was chosen */
+    /* The primary's process (its registration's incarnation; "" unknown):
+     * the same process registered anew after its session ended is still
+     * the primary of that term, with every write it acknowledged. */
+    char incarnation[BC_CLUSTER_INCARNATION_MAX];
 } bc_cluster_primary_info_t;
+
+/*
+ * The in-sync set of a group, groups/<gid>/isr: the backups that hold every
+ * write the group's primary has acknowledged (docs/replication.md, "The
+ * in-sync set").  It belongs to one primary term: `primary` and `epoch`
+ * are those of the primary record written with it (one transaction, by
+ * the console or by a backup promoting itself), and only that primary
+ * changes it afterwards, always with a compare-and-set on the znode
+ * version.  Every promotion picks a member of it.
+ *
+ *   {"primary": "n-0000000004", "epoch": 42, "in_sync": ["n-0000000007"],
+ *    "offset": 123456, "at_ms": 1795306238816}
+ *
+ * offset and at_ms say when the primary last wrote it (its replication
+ * offset then, and unix ms): what an unclean failover reports as the
+ * point after which writes may be lost.
+ */
+#define BC_CLUSTER_ISR_MAX 16        /* members at most (a primary serves 8 backups by default) */
+
+typedef struct bc_cluster_isr {
+    char primary[BC_NODE_NAME_MAX];  /* the primary's node znode name */
+    uint64_t epoch;                  /* the epoch of that primary record */
+    uint32_t n;
+    char in_sync[BC_CLUSTER_ISR_MAX][BC_NODE_NAME_MAX];   /* node znode names, no duplicates */
+    uint64_t offset;                 /* the primary's replication offset when written */
+    int64_t at_ms;                   /* unix ms when written */
+} bc_cluster_isr_t;
 
 /* Encoders return a malloc'd string (free()) or NULL on out of memory. */
 char *bc_cluster_node_info_encode(const bc_cluster_node_info_t *info);
@@ -100,6 +138,21 @@ char *bc_cluster_primary_info_encode(const bc_cluster_primary_info_t *info);
 bc_status_t bc_cluster_primary_info_decode(const char *json, size_t len,
                                            bc_cluster_primary_info_t *out, char *err,
                                            size_t errlen);
+
+/* A member list that is too long, repeats a name or holds a name that is
+ * not a node name ("n-" and digits) is an error, like a missing field. */
+char *bc_cluster_isr_encode(const bc_cluster_isr_t *isr);
+bc_status_t bc_cluster_isr_decode(const char *json, size_t len, bc_cluster_isr_t *out, char *err,
+                                  size_t errlen);
+/* True when node is a member. */
+bool bc_cluster_isr_has(const bc_cluster_isr_t *isr, const char *node);
+/* Adds node (false: already there, or no room) / removes it (false: not there). */
+bool bc_cluster_isr_add(bc_cluster_isr_t *isr, const char *node);
+bool bc_cluster_isr_remove(bc_cluster_isr_t *isr, const char *node);
+/* True when the record belongs to the term of primary record p. */
+bool bc_cluster_isr_of(const bc_cluster_isr_t *isr, const bc_cluster_primary_info_t *p);
+/* 1 when name looks like a node's znode name: "n-" and 1..20 digits. */
+int bc_cluster_node_name_valid(const char *name);
 
 /* The replication settings' ranges, for the group config, the node's flags
  * and config file, and the CLI. */
@@ -137,13 +190,20 @@ bc_status_t bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms,
  * config`, read by the group's nodes, which follow changes at once).
  * Every field is optional: a node uses its own flag for what is unset.
  *   {"replication": "async"|"sync", "sync_timeout_ms": 10..60000,
- *    "max_lag_mb": 0..4096}
+ *    "max_lag_mb": 0..4096, "min_in_sync": 0..BC_CLUSTER_ISR_MAX}
+ * min_in_sync unset means 1 in sync mode and 0 in async mode
+ * (bc_cluster_group_min_in_sync); 0 is "degrade to the primary alone".
  */
 typedef struct bc_cluster_group_config {
     int replication;                 /* -1 unset, else a bc_repl_mode_t */
     int64_t sync_timeout_ms;         /* -1 unset */
     int64_t max_lag_mb;              /* -1 unset */
+    int64_t min_in_sync;             /* -1 unset */
 } bc_cluster_group_config_t;
+
+/* The min_in_sync in force: the group's setting (>= 0), else the mode's
+ * default -- 1 in sync mode, 0 in async mode. */
+uint32_t bc_cluster_group_min_in_sync(int64_t setting, bc_repl_mode_t mode);
 
 /* All unset. */
 void bc_cluster_group_config_init(bc_cluster_group_config_t *cfg);

@@ -209,13 +209,14 @@ bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf, int64_
 }
 
 bc_status_t
-bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, const char *accept)
+bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, const char *accept,
+                   const char *extra)
 {
     char head[1536], authz[400];
     client_auth_header(authz, sizeof(authz));
     int hn = snprintf(head, sizeof(head),
-                      "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n%sAccept: %s\r\n\r\n",
-                      path, host, authz, accept);
+                      "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n%s%sAccept: %s\r\n"
+                      "\r\n", path, host, authz, extra != NULL ? extra : "", accept);
     OPENSSL_cleanse(authz, sizeof(authz));
     bc_status_t st = hn < 0 || (size_t)hn >= sizeof(head)
                          ? BC_EINVAL : bc_net_send_all(s->fd, head, (size_t)hn, s->deadline);

@@ -67,7 +67,7 @@ void bc_http_response_free(bc_http_response_t *resp);
 /*
  *   bc_http_stream_t s;
  *   bc_http_stream_connect(&s, addr, rcvbuf, deadline, idle_ms, why, whylen)
- *   bc_http_stream_get(&s, host, path, accept)     HTTP/1.0, so a body
+ *   bc_http_stream_get(&s, host, path, accept, extra)  HTTP/1.0, so a body
  *                                                  without Content-Length
  *                                                  ends at EOF
  *   bc_http_stream_head(&s, max)                   status and headers
@@ -104,10 +104,12 @@ typedef struct bc_http_stream {
  */
 bc_status_t bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf,
                                    int64_t deadline, int64_t idle_ms, char *why, size_t whylen);
-/* Sends "GET path HTTP/1.0" with Host, Connection: close and Accept.
- * Errors: BC_EINVAL (too long), as bc_net_send_all. */
+/* Sends "GET path HTTP/1.0" with Host, Connection: close, Accept and the
+ * header lines of extra ("Name: value\r\n" each; NULL: none), e.g. a peer
+ * proof (bc_peerauth.h).  Errors: BC_EINVAL (too long), as
+ * bc_net_send_all. */
 bc_status_t bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path,
-                               const char *accept);
+                               const char *accept, const char *extra);
 /*
  * Reads the status line and headers (at most max bytes of them): fills
  * status, content_length, chunked and head; what came of the body is then

@@ -27,6 +27,9 @@ const bc_secret_rules_t bc_secret_rules_zk = {
     .user_password = true};
 const bc_secret_rules_t bc_secret_rules_cluster = {
     .what = "cluster secret", .min_len = 32, .max_len = 256, .max_values = 4};
+const bc_secret_rules_t bc_secret_rules_mcauth = {
+    .what = "memcached auth file entry", .min_len = 3, .max_len = 255, .max_values = 8,
+    .user_password = true};
 
 #define CREDENTIAL_PREFIX "credential:"
 

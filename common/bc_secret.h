@@ -67,6 +67,9 @@ extern const bc_secret_rules_t bc_secret_rules_token;
 extern const bc_secret_rules_t bc_secret_rules_zk;
 /* The cluster secret of peer links: 32..256 characters, up to 4 values. */
 extern const bc_secret_rules_t bc_secret_rules_cluster;
+/* memcached's ASCII authentication file (-Y): "user:password" lines, at
+ * most 8 of them and 255 bytes each, as memcached 1.6 reads them. */
+extern const bc_secret_rules_t bc_secret_rules_mcauth;
 
 typedef struct bc_secret {
     unsigned count;                                   /* >= 1 once loaded */

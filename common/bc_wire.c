@@ -81,7 +81,9 @@ static const struct {
 #define REFUSAL_KINDS (sizeof(refusal_words) / sizeof(refusal_words[0]))
 
 /* The longest refusal text: the longest word and three widest numbers. */
-#define REFUSAL_TEXT_MAX (sizeof("NOT_PRIMARY") - 1 + 3 + 10 + 10 + 20)
+#define REFUSAL_TEXT_MAX (sizeof("NOT_ENOUGH_IN_SYNC") - 1 + 3 + 10 + 10 + 20)
+_Static_assert(sizeof("SERVER_ERROR ") - 1 + REFUSAL_TEXT_MAX + 3 <= BC_WIRE_REFUSAL_MAX,
+               "BC_WIRE_REFUSAL_MAX holds the longest refusal line");
 
 size_t
 bc_wire_refusal_format(const bc_wire_refusal_t *r, char *buf, size_t len)
@@ -180,12 +182,34 @@ bc_wire_name_valid(const char *name, size_t n)
     return true;
 }
 
+bool
+bc_wire_hex_valid(const char *s, size_t len, size_t n)
+{
+    if (s == NULL || len != n) return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    }
+    return true;
+}
+
+/* A nonce field of a struct: "" or a valid nonce. */
+static bool
+wire_nonce_field_ok(const char *nonce, size_t cap)
+{
+    size_t n = strnlen(nonce, cap);
+    return n < cap && (n == 0 || bc_wire_hex_valid(nonce, n, BC_WIRE_NONCE_LEN));
+}
+
 size_t
-bc_wire_peer_format(const char *name, char *buf, size_t len)
+bc_wire_peer_format(const bc_wire_peer_t *h, char *buf, size_t len)
 {
     if (len > 0) buf[0] = '\0';
-    if (name == NULL || !bc_wire_name_valid(name, strlen(name))) return 0;
-    int n = snprintf(buf, len, BC_WIRE_PEER_CMD " %s\r\n", name);
+    if (h == NULL || !bc_wire_name_valid(h->name, strnlen(h->name, sizeof(h->name))) ||
+        !wire_nonce_field_ok(h->nonce, sizeof(h->nonce))) {
+        return 0;
+    }
+    int n = snprintf(buf, len, BC_WIRE_PEER_CMD " %s%s%s\r\n", h->name, h->nonce[0] ? " " : "",
+                     h->nonce);
     if (n < 0 || (size_t)n >= len) {
         if (len > 0) buf[0] = '\0';
         return 0;
@@ -193,8 +217,26 @@ bc_wire_peer_format(const char *name, char *buf, size_t len)
     return (size_t)n;
 }
 
+/* Splits p[0..end) at runs of spaces into at most max fields; returns how
+ * many there are (max + 1 when there are more). */
+static size_t
+wire_fields(const char *p, const char *end, const char **tok, size_t *len, size_t max)
+{
+    size_t ntok = 0;
+    for (;;) {
+        while (p < end && *p == ' ') p++;
+        if (p == end) break;
+        if (ntok == max) return max + 1;
+        tok[ntok] = p;
+        while (p < end && *p != ' ') p++;
+        len[ntok] = (size_t)(p - tok[ntok]);
+        ntok++;
+    }
+    return ntok;
+}
+
 bc_status_t
-bc_wire_peer_parse(const char *line, size_t len, const char **name, size_t *nname)
+bc_wire_peer_parse(const char *line, size_t len, bc_wire_peer_t *out)
 {
     const size_t wl = sizeof(BC_WIRE_PEER_CMD) - 1;
     /* The word, then the line's end, a space or a CR: "bucketcache_peerX"
@@ -205,12 +247,133 @@ bc_wire_peer_parse(const char *line, size_t len, const char **name, size_t *nnam
     }
     const char *p = line + wl, *end = line + wire_strip_eol(line, len);
     if (end < p) end = p;
-    while (p < end && *p == ' ') p++;
-    while (end > p && end[-1] == ' ') end--;
-    if (!bc_wire_name_valid(p, (size_t)(end - p))) return BC_EINVAL;
-    *name = p;
-    *nname = (size_t)(end - p);
+    const char *tok[2];
+    size_t tl[2];
+    size_t ntok = wire_fields(p, end, tok, tl, 2);
+    if (ntok < 1 || ntok > 2 || !bc_wire_name_valid(tok[0], tl[0])) return BC_EINVAL;
+    if (ntok == 2 && !bc_wire_hex_valid(tok[1], tl[1], BC_WIRE_NONCE_LEN)) return BC_EINVAL;
+    memcpy(out->name, tok[0], tl[0]);
+    out->name[tl[0]] = '\0';
+    size_t nl = ntok == 2 ? tl[1] : 0;
+    if (nl > 0) memcpy(out->nonce, tok[1], nl);
+    out->nonce[nl] = '\0';
     return BC_OK;
+}
+
+size_t
+bc_wire_challenge_format(const bc_wire_challenge_t *c, char *buf, size_t len)
+{
+    if (len > 0) buf[0] = '\0';
+    if (c == NULL || !bc_wire_name_valid(c->name, strnlen(c->name, sizeof(c->name))) ||
+        !bc_wire_hex_valid(c->nonce, strnlen(c->nonce, sizeof(c->nonce)), BC_WIRE_NONCE_LEN) ||
+        !bc_wire_hex_valid(c->proof, strnlen(c->proof, sizeof(c->proof)), BC_WIRE_PROOF_LEN)) {
+        return 0;
+    }
+    int n = snprintf(buf, len, BC_WIRE_CHALLENGE " %s %s %s\r\n", c->name, c->nonce, c->proof);
+    if (n < 0 || (size_t)n >= len) {
+        if (len > 0) buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+bc_status_t
+bc_wire_challenge_parse(const char *line, size_t len, bc_wire_challenge_t *out)
+{
+    const size_t wl = sizeof(BC_WIRE_CHALLENGE) - 1;
+    if (line == NULL || len < wl || memcmp(line, BC_WIRE_CHALLENGE, wl) != 0 ||
+        (len > wl && line[wl] != ' ' && line[wl] != '\r' && line[wl] != '\n')) {
+        return BC_ENOTFOUND;
+    }
+    const char *p = line + wl, *end = line + wire_strip_eol(line, len);
+    if (end < p) end = p;
+    /* exactly " <name> <nonce> <proof>" */
+    const char *tok[3];
+    size_t tl[3], ntok = 0;
+    while (ntok < 3) {
+        if (p >= end || *p != ' ') return BC_EINVAL;
+        p++;
+        tok[ntok] = p;
+        while (p < end && *p != ' ') p++;
+        tl[ntok] = (size_t)(p - tok[ntok]);
+        ntok++;
+    }
+    if (p != end || !bc_wire_name_valid(tok[0], tl[0]) ||
+        !bc_wire_hex_valid(tok[1], tl[1], BC_WIRE_NONCE_LEN) ||
+        !bc_wire_hex_valid(tok[2], tl[2], BC_WIRE_PROOF_LEN)) {
+        return BC_EINVAL;
+    }
+    memcpy(out->name, tok[0], tl[0]);
+    out->name[tl[0]] = '\0';
+    memcpy(out->nonce, tok[1], tl[1]);
+    out->nonce[tl[1]] = '\0';
+    memcpy(out->proof, tok[2], tl[2]);
+    out->proof[tl[2]] = '\0';
+    return BC_OK;
+}
+
+size_t
+bc_wire_auth_format(const char *proof, char *buf, size_t len)
+{
+    if (len > 0) buf[0] = '\0';
+    if (proof == NULL || !bc_wire_hex_valid(proof, strlen(proof), BC_WIRE_PROOF_LEN)) return 0;
+    int n = snprintf(buf, len, BC_WIRE_AUTH_CMD " %s\r\n", proof);
+    if (n < 0 || (size_t)n >= len) {
+        if (len > 0) buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+bc_status_t
+bc_wire_auth_parse(const char *line, size_t len, const char **proof)
+{
+    const size_t wl = sizeof(BC_WIRE_AUTH_CMD) - 1;
+    if (line == NULL || len < wl || memcmp(line, BC_WIRE_AUTH_CMD, wl) != 0 ||
+        (len > wl && line[wl] != ' ' && line[wl] != '\r' && line[wl] != '\n')) {
+        return BC_ENOTFOUND;
+    }
+    const char *p = line + wl, *end = line + wire_strip_eol(line, len);
+    if (end < p) end = p;
+    const char *tok[1];
+    size_t tl[1];
+    if (wire_fields(p, end, tok, tl, 1) != 1 ||
+        !bc_wire_hex_valid(tok[0], tl[0], BC_WIRE_PROOF_LEN)) {
+        return BC_EINVAL;
+    }
+    *proof = tok[0];
+    return BC_OK;
+}
+
+static const struct {
+    const char *line;
+    const char *text;
+} peer_auth_words[] = {
+    [BC_WIRE_PEER_AUTH_NONE] = {NULL, NULL},
+#define WIRE_PEER_AUTH_ROW(kind, text) \
+    [BC_WIRE_PEER_AUTH_##kind] = {"CLIENT_ERROR " text "\r\n", text},
+    BC_WIRE_PEER_AUTH_TABLE(WIRE_PEER_AUTH_ROW)
+#undef WIRE_PEER_AUTH_ROW
+};
+
+#define PEER_AUTH_KINDS (sizeof(peer_auth_words) / sizeof(peer_auth_words[0]))
+
+const char *
+bc_wire_peer_auth_line(bc_wire_peer_auth_failure_t f)
+{
+    return f > BC_WIRE_PEER_AUTH_NONE && (size_t)f < PEER_AUTH_KINDS ? peer_auth_words[f].line
+                                                                      : NULL;
+}
+
+bc_wire_peer_auth_failure_t
+bc_wire_peer_auth_parse(const char *text, size_t n)
+{
+    for (size_t k = BC_WIRE_PEER_AUTH_NONE + 1; text != NULL && k < PEER_AUTH_KINDS; k++) {
+        if (n == strlen(peer_auth_words[k].text) && memcmp(text, peer_auth_words[k].text, n) == 0) {
+            return (bc_wire_peer_auth_failure_t)k;
+        }
+    }
+    return BC_WIRE_PEER_AUTH_NONE;
 }
 
 /* A replication id as a handshake carries it: 1..BC_FRAME_REPLID_MAX
@@ -233,11 +396,13 @@ bc_wire_replicate_format(const bc_wire_replicate_t *h, char *buf, size_t len)
     size_t nrid = strnlen(h->replid, sizeof(h->replid));
     if (h->gid == 0 || h->gid > BC_GROUP_MAX_GID || nrid == sizeof(h->replid) ||
         (nrid > 0 && !wire_replid_valid(h->replid, nrid)) ||
-        !bc_wire_name_valid(h->name, strnlen(h->name, sizeof(h->name)))) {
+        !bc_wire_name_valid(h->name, strnlen(h->name, sizeof(h->name))) ||
+        !wire_nonce_field_ok(h->nonce, sizeof(h->nonce))) {
         return 0;
     }
-    int n = snprintf(buf, len, BC_WIRE_REPLICATE_CMD " %" PRIu32 " %s %" PRIu64 " %s\r\n", h->gid,
-                     nrid > 0 ? h->replid : "-", h->offset, h->name);
+    int n = snprintf(buf, len, BC_WIRE_REPLICATE_CMD " %" PRIu32 " %s %" PRIu64 " %s%s%s\r\n",
+                     h->gid, nrid > 0 ? h->replid : "-", h->offset, h->name,
+                     h->nonce[0] ? " " : "", h->nonce);
     if (n < 0 || (size_t)n >= len) {
         if (len > 0) buf[0] = '\0';
         return 0;
@@ -261,21 +426,11 @@ bc_wire_replicate_match(const char *line, size_t len, const char **args, size_t 
 bc_status_t
 bc_wire_replicate_parse(const char *args, size_t n, bc_wire_replicate_t *out)
 {
-    const char *tok[4];
-    size_t len[4];
-    int ntok = 0;
-    const char *p = args, *end = args + n;
+    const char *tok[5];
+    size_t len[5];
     if (args == NULL) return BC_EINVAL;
-    for (;;) {
-        while (p < end && *p == ' ') p++;
-        if (p == end) break;
-        if (ntok == 4) return BC_EINVAL;
-        tok[ntok] = p;
-        while (p < end && *p != ' ') p++;
-        len[ntok] = (size_t)(p - tok[ntok]);
-        ntok++;
-    }
-    if (ntok != 4) return BC_EINVAL;
+    size_t ntok = wire_fields(args, args + n, tok, len, 5);
+    if (ntok != 4 && ntok != 5) return BC_EINVAL;
 
     uint64_t gid, offset;
     const char *q = tok[0];
@@ -290,6 +445,7 @@ bc_wire_replicate_parse(const char *args, size_t n, bc_wire_replicate_t *out)
     bool none = len[1] == 1 && tok[1][0] == '-';
     if (!none && !wire_replid_valid(tok[1], len[1])) return BC_EINVAL;
     if (!bc_wire_name_valid(tok[3], len[3])) return BC_EINVAL;
+    if (ntok == 5 && !bc_wire_hex_valid(tok[4], len[4], BC_WIRE_NONCE_LEN)) return BC_EINVAL;
 
     out->gid = (uint32_t)gid;
     out->offset = offset;
@@ -297,5 +453,8 @@ bc_wire_replicate_parse(const char *args, size_t n, bc_wire_replicate_t *out)
     out->replid[none ? 0 : len[1]] = '\0';
     memcpy(out->name, tok[3], len[3]);
     out->name[len[3]] = '\0';
+    size_t nl = ntok == 5 ? len[4] : 0;
+    if (nl > 0) memcpy(out->nonce, tok[4], nl);
+    out->nonce[nl] = '\0';
     return BC_OK;
 }

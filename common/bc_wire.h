@@ -11,6 +11,12 @@
  *     SERVER_ERROR NO_OWNER <bucket> <epoch>
  *     SERVER_ERROR READONLY <bucket> <epoch>
  *     SERVER_ERROR NOT_PRIMARY <bucket> <gid> <epoch>
+ *     SERVER_ERROR NOT_ENOUGH_IN_SYNC <bucket> <gid> <epoch>
+ *
+ *   The last one is not about routing: the bucket's primary is right, but
+ *   fewer backups than the group's min_in_sync are in sync
+ *   (node/repl/repl.h), so it takes no write now; libbucketcache retries it
+ *   (backing off, without a table refresh) until the call's deadline.
  *
  * FORWARDING FAILURES: a node's answer when it could not relay a command
  * to its bucket's owner (node/proto/forward.c), e.g.
@@ -19,13 +25,30 @@
  *
  * PEER HANDSHAKES: the first line of a connection another node opens:
  *
- *     bucketcache_peer <node-name>                  answered OK
+ *     bucketcache_peer <node-name> [<nonce>]        answered OK
  *         a forwarding connection (node/proto/forward.h): its requests are
  *         served or refused, never forwarded again
- *     bucketcache_replicate <gid> <replid|-> <offset> <node-name>
+ *     bucketcache_replicate <gid> <replid|-> <offset> <node-name> [<nonce>]
  *         a backup asking its primary for the replication stream
  *         (node/repl/repl.h), answered with an RHELLO frame (bc_frame.h) or
  *         one of the BC_WIRE_REPLICATE_* refusal lines
+ *
+ * PEER AUTHENTICATION (common/bc_peerauth.h makes and checks the proofs):
+ * a node holding the cluster secret sends its handshake with a fresh
+ * nonce, and a node holding one answers it with a challenge before
+ * anything else, which the first proves it can answer:
+ *
+ *     C: bucketcache_peer n-7 <cnonce>                   (or ..._replicate ...)
+ *     S: BUCKETCACHE_CHALLENGE <server-name> <snonce> <server-proof>
+ *     C: bucketcache_auth <client-proof>
+ *     S: OK                                               (or RHELLO ...)
+ *
+ *   A node with a secret refuses a handshake without a nonce, and a wrong
+ *   or missing proof, with one of the BC_WIRE_PEER_AUTH_* lines, and
+ *   closes the connection; a node that gets OK (or RHELLO) where it waited
+ *   for a challenge drops the link: that peer did not prove itself.
+ *   Nonces are BC_WIRE_NONCE_LEN lowercase hex digits, proofs
+ *   BC_WIRE_PROOF_LEN.
  *
  * HOW
  *   Each vocabulary is one table (an X-macro, so an enum and its words
@@ -54,7 +77,10 @@
     X(NO_OWNER, "NO_OWNER", false)       /* no group owns it (its group is down) */  \
     X(READONLY, "READONLY", false)       /* it is migrating: reads only */           \
     X(NOT_PRIMARY, "NOT_PRIMARY", true)  /* this node is not its group's writable   \
-                                          * primary; gid: the node's group */
+                                          * primary; gid: the node's group */        \
+    X(NOT_ENOUGH_IN_SYNC, "NOT_ENOUGH_IN_SYNC", true) /* the primary, but fewer     \
+                                          * backups in sync than min_in_sync; gid:  \
+                                          * the node's group */
 
 typedef enum bc_wire_refusal_kind {
     BC_WIRE_REFUSAL_NONE = 0,            /* not a refusal */
@@ -102,6 +128,7 @@ bc_wire_refusal_kind_t bc_wire_refusal_parse(const char *text, size_t n, bc_wire
     X(TOO_LARGE, "forward reply too large")                                           \
     X(BAD_REPLY, "forward bad reply from owner")                                      \
     X(BUSY, "forward busy: too many peer connections")                                \
+    X(AUTH, "forward failed: peer authentication failed")                             \
     X(NOMEM, "out of memory forwarding")
 
 typedef enum bc_wire_fwd_failure {
@@ -125,31 +152,103 @@ bc_wire_fwd_failure_t bc_wire_fwd_failure_parse(const char *text, size_t n);
 #define BC_WIRE_PEER_CMD      "bucketcache_peer"
 #define BC_WIRE_PEER_OK       "OK\r\n"
 #define BC_WIRE_REPLICATE_CMD "bucketcache_replicate"
+#define BC_WIRE_AUTH_CMD      "bucketcache_auth"
+#define BC_WIRE_CHALLENGE     "BUCKETCACHE_CHALLENGE"
+
+/* A nonce: 32 lowercase hex digits (128 random bits); a proof: 64 (an
+ * HMAC-SHA256).  bc_peerauth.h makes both. */
+#define BC_WIRE_NONCE_LEN 32
+#define BC_WIRE_PROOF_LEN 64
 
 /* A node's name in a handshake: 1..63 bytes (it fits a char[64]), each
  * printable ASCII other than space: a node's znode name "n-0000000042",
  * its label. */
 #define BC_WIRE_NAME_MAX 63
 bool bc_wire_name_valid(const char *name, size_t n);
+/* Lowercase hex digits, exactly n of them (a nonce: BC_WIRE_NONCE_LEN;
+ * a proof: BC_WIRE_PROOF_LEN). */
+bool bc_wire_hex_valid(const char *s, size_t len, size_t n);
 
 /* Room for the longest handshake line, CRLF and NUL included. */
-#define BC_WIRE_HANDSHAKE_MAX 192
+#define BC_WIRE_HANDSHAKE_MAX 256
+
+/* What a forwarding node says first. */
+typedef struct bc_wire_peer {
+    char name[BC_WIRE_NAME_MAX + 1];     /* the node's name */
+    char nonce[BC_WIRE_NONCE_LEN + 1];   /* "" = none: the node has no cluster secret */
+} bc_wire_peer_t;
 
 /*
- * "bucketcache_peer <name>\r\n" at buf (NUL-terminated); returns its
- * length, or 0 when name is not valid or len too small.
+ * "bucketcache_peer <name>[ <nonce>]\r\n" at buf (NUL-terminated); returns
+ * its length, or 0 when the name or nonce is not valid or len too small.
  */
-size_t bc_wire_peer_format(const char *name, char *buf, size_t len);
+size_t bc_wire_peer_format(const bc_wire_peer_t *h, char *buf, size_t len);
 
 /*
  * Looks at one command line (its CRLF or lone CR may be included).
- *   BC_OK        the peer handshake: *name, *nname the name (borrowed
- *                from line, not NUL-terminated)
- *   BC_EINVAL    the handshake's word, but not a valid name after it
+ *   BC_OK        the peer handshake, fields in *out
+ *   BC_EINVAL    the handshake's word, but not a valid name (and nonce)
+ *                after it
  *   BC_ENOTFOUND another command
- * Spaces around the name are tolerated, as nodes always have.
+ * Spaces around the fields are tolerated, as nodes always have.
  */
-bc_status_t bc_wire_peer_parse(const char *line, size_t len, const char **name, size_t *nname);
+bc_status_t bc_wire_peer_parse(const char *line, size_t len, bc_wire_peer_t *out);
+
+/* What a node holding the cluster secret answers a handshake with. */
+typedef struct bc_wire_challenge {
+    char name[BC_WIRE_NAME_MAX + 1];     /* the server's name */
+    char nonce[BC_WIRE_NONCE_LEN + 1];   /* the server's nonce */
+    char proof[BC_WIRE_PROOF_LEN + 1];   /* the server's proof */
+} bc_wire_challenge_t;
+
+/* "BUCKETCACHE_CHALLENGE <name> <nonce> <proof>\r\n" at buf; its length,
+ * or 0 when a field is not valid or len too small. */
+size_t bc_wire_challenge_format(const bc_wire_challenge_t *c, char *buf, size_t len);
+
+/*
+ * Looks at one reply line (CRLF or lone CR may be included): BC_OK, the
+ * challenge in *out; BC_EINVAL, its word with fields no challenge has;
+ * BC_ENOTFOUND, another line.  Strict: single spaces, nothing extra.
+ */
+bc_status_t bc_wire_challenge_parse(const char *line, size_t len, bc_wire_challenge_t *out);
+
+/* "bucketcache_auth <proof>\r\n" at buf; its length, or 0 when proof is
+ * not BC_WIRE_PROOF_LEN lowercase hex digits or len too small. */
+size_t bc_wire_auth_format(const char *proof, char *buf, size_t len);
+
+/*
+ * Looks at one command line (CRLF or lone CR may be included): BC_OK with
+ * *proof (borrowed from line, BC_WIRE_PROOF_LEN bytes); BC_EINVAL, the
+ * word without a proof after it; BC_ENOTFOUND, another command.
+ */
+bc_status_t bc_wire_auth_parse(const char *line, size_t len, const char **proof);
+
+/*
+ * Why a node refused a peer handshake: kind, the text after
+ * "CLIENT_ERROR ".  The node closes the connection after the line.
+ */
+#define BC_WIRE_PEER_AUTH_TABLE(X)                                                         \
+    X(REQUIRED, "peer authentication required: this node holds a cluster secret "          \
+                "(--cluster-secret-file); the handshake carried no nonce")                   \
+    X(FAILED, "peer authentication failed: wrong proof (is the cluster secret the same "    \
+              "on every node?)")                                                             \
+    X(NO_PROOF, "peer authentication failed: expected bucketcache_auth <proof>")           \
+    X(UNEXPECTED, "peer authentication failed: no challenge is pending")                   \
+    X(NO_SECRET, "peer authentication unavailable: this node has no cluster secret")
+
+typedef enum bc_wire_peer_auth_failure {
+    BC_WIRE_PEER_AUTH_NONE = 0,          /* not a refusal of a handshake */
+#define BC__WIRE_PEER_AUTH_ENUM(kind, text) BC_WIRE_PEER_AUTH_##kind,
+    BC_WIRE_PEER_AUTH_TABLE(BC__WIRE_PEER_AUTH_ENUM)
+#undef BC__WIRE_PEER_AUTH_ENUM
+} bc_wire_peer_auth_failure_t;
+
+/* The whole line, "CLIENT_ERROR <text>\r\n" (static storage); NULL for
+ * BC_WIRE_PEER_AUTH_NONE or a value out of range. */
+const char *bc_wire_peer_auth_line(bc_wire_peer_auth_failure_t f);
+/* Classifies the text of a CLIENT_ERROR reply (without "CLIENT_ERROR "
+ * and the line end): exactly one of the texts above, or ..._NONE. */
+bc_wire_peer_auth_failure_t bc_wire_peer_auth_parse(const char *text, size_t n);
 
 /* What a backup tells its primary (node/repl/repl.h). */
 typedef struct bc_wire_replicate {
@@ -157,13 +256,14 @@ typedef struct bc_wire_replicate {
     uint64_t offset;                     /* where it wants the stream to resume */
     char replid[BC_FRAME_REPLID_MAX + 1];  /* the stream it has; "" = none ("-") */
     char name[BC_WIRE_NAME_MAX + 1];     /* the backup's name, for logs */
+    char nonce[BC_WIRE_NONCE_LEN + 1];   /* "" = none: the backup has no cluster secret */
 } bc_wire_replicate_t;
 
 /*
- * "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n" at buf
- * (NUL-terminated); returns its length, or 0 when a field is out of range
- * (gid, a replid that is "-", too long or not printable, a bad name) or
- * len too small.
+ * "bucketcache_replicate <gid> <replid|-> <offset> <name>[ <nonce>]\r\n" at
+ * buf (NUL-terminated); returns its length, or 0 when a field is out of
+ * range (gid, a replid that is "-", too long or not printable, a bad name
+ * or nonce) or len too small.
  */
 size_t bc_wire_replicate_format(const bc_wire_replicate_t *h, char *buf, size_t len);
 
@@ -178,9 +278,9 @@ bc_status_t bc_wire_replicate_match(const char *line, size_t len, const char **a
                                     size_t *nargs);
 
 /*
- * Parses a handshake's arguments, "<gid> <replid|-> <offset> <name>"
- * (n bytes; runs of spaces separate fields, as nodes have always
- * accepted).  Errors: BC_EINVAL (*out then undefined).
+ * Parses a handshake's arguments, "<gid> <replid|-> <offset> <name>
+ * [<nonce>]" (n bytes; runs of spaces separate fields, as nodes have
+ * always accepted).  Errors: BC_EINVAL (*out then undefined).
  */
 bc_status_t bc_wire_replicate_parse(const char *args, size_t n, bc_wire_replicate_t *out);
 

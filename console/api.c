@@ -22,6 +22,7 @@
 
 #include <time.h>
 
+#include "bc_config.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
 #include "bc_metrics.h"
@@ -62,6 +63,7 @@ api_health(void *ctx, bc_http_req_t *req)
     bc_console_get_stats(api->console, &s);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
     if (!api->has_token || req->authenticated) {
@@ -154,6 +156,21 @@ api_cluster(void *ctx, bc_http_req_t *req)
         if (g->departure.present) {
             cJSON_AddNumberToObject(jg, "departed_at_ms", (double)g->departure.departed_at_ms);
         }
+        /* The in-sync set its primary recorded (null: none of its term). */
+        bool term = g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary);
+        if (term) {
+            cJSON *isr = cJSON_AddArrayToObject(jg, "in_sync");
+            for (uint32_t k = 0; isr != NULL && k < g->isr.n; k++) {
+                cJSON_AddItemToArray(isr, cJSON_CreateString(g->isr.in_sync[k]));
+            }
+        } else {
+            cJSON_AddNullToObject(jg, "in_sync");
+        }
+        bool primary_live = false;
+        for (size_t k = 0; g->has_primary && k < g->nnodes; k++) {
+            primary_live = primary_live || strcmp(g->nodes[k].name, g->primary.node) == 0;
+        }
+        cJSON_AddBoolToObject(jg, "primary_live", primary_live);
         cJSON *nodes = cJSON_AddArrayToObject(jg, "nodes");
         for (size_t k = 0; k < g->nnodes; k++) {
             const bc_cluster_node_info_t *n = &g->nodes[k];
@@ -165,6 +182,7 @@ api_cluster(void *ctx, bc_http_req_t *req)
             cJSON_AddStringToObject(jn, "admin", n->admin_addr);
             cJSON_AddNumberToObject(jn, "memory", (double)n->memory);
             cJSON_AddNumberToObject(jn, "pid", (double)n->pid);
+            cJSON_AddBoolToObject(jn, "in_sync", term && bc_cluster_isr_has(&g->isr, n->name));
             cJSON_AddItemToArray(nodes, jn);
         }
         cJSON_AddItemToArray(groups, jg);
@@ -340,7 +358,23 @@ api_rebalance(void *ctx, bc_http_req_t *req)
     X("console_precopies_failed_total", "counter",                                                \
       "Precopies that failed (their copy is a full one).", s->precopies_failed)                  \
     X("console_precopy_bytes_total", "counter", "Key and value bytes precopied while writable.", \
-      s->precopy_bytes)
+      s->precopy_bytes)                                                                           \
+    X("console_precopies_unreachable_total", "counter",                                           \
+      "Failed precopies whose destination did not answer: no read-only copy followed.",          \
+      s->precopies_unreachable)                                                                   \
+    X("console_migration_dest_backoffs_total", "counter",                                         \
+      "Times a destination group began backing off after a failed copy or precopy.",             \
+      s->mig_dest_backoffs)                                                                       \
+    X("console_migration_dests_backing_off", "gauge",                                             \
+      "Destination groups nothing starts towards now (backing off).", s->dests_backing_off)      \
+    X("console_migrations_held_back", "gauge",                                                    \
+      "Copies and precopies the last round did not start: destination backing off, or a "       \
+      "group's primary registration gone.", s->mig_held_back)                                    \
+    X("console_groups_waiting", "gauge",                                                          \
+      "Groups whose primary is gone with no in-sync backup alive: no failover without an "       \
+      "operator.", s->groups_waiting)                                                             \
+    X("console_unclean_failovers_total", "counter",                                               \
+      "Unclean failovers an operator asked this console for.", s->unclean_failovers)
 
 static enum MHD_Result
 api_metrics(void *ctx, bc_http_req_t *req)
@@ -446,6 +480,10 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddBoolToObject(doc, "precopy", s.precopy);
     cJSON_AddNumberToObject(doc, "precopying", s.mig_precopying);
     cJSON_AddNumberToObject(doc, "precopied", s.mig_precopied);
+    cJSON_AddNumberToObject(doc, "precopies_unreachable", (double)s.precopies_unreachable);
+    cJSON_AddNumberToObject(doc, "dest_backoffs", (double)s.mig_dest_backoffs);
+    cJSON_AddNumberToObject(doc, "dests_backing_off", s.dests_backing_off);
+    cJSON_AddNumberToObject(doc, "held_back", s.mig_held_back);
     cJSON_AddNumberToObject(doc, "done", (double)c->moved);
     cJSON_AddNumberToObject(doc, "failed_attempts", (double)c->failures);
     cJSON_AddNumberToObject(doc, "bytes_moved", (double)c->bytes);
@@ -522,6 +560,82 @@ api_migrations_op(bc_console_api_t *api, bc_http_req_t *req, bc_console_mig_op_t
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddBoolToObject(doc, "ok", true);
+    cJSON_AddStringToObject(doc, "summary", summary);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
+/*
+ * POST /v1/groups/failover?group=G&unclean=1: an operator's unclean
+ * failover (console.h bc_console_failover).  unclean=1 is required: the
+ * only failover there is to ask for is the one that may lose
+ * acknowledged writes (a clean one happens by itself).
+ */
+static enum MHD_Result
+api_group_failover(void *ctx, bc_http_req_t *req)
+{
+    bc_console_api_t *api = ctx;
+    bc_http_param_t params[8];
+    int n = req->query ? bc_http_parse_query(req->query, params, 8) : 0;
+    if (n < 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed query string");
+    uint64_t gid = 0;
+    int unclean = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(params[i].name, "group") == 0) {
+            if (!bc_parse_u64n(params[i].value, params[i].value_len, BC_GROUP_MAX_GID, &gid) ||
+                gid == 0) {
+                return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "group: expected a group id");
+            }
+        } else if (strcmp(params[i].name, "unclean") == 0) {
+            unclean = bc_http_param_bool(&params[i]);
+            if (unclean < 0) {
+                return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                           "unclean must be 1/0, true/false or yes/no");
+            }
+        } else {
+            return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "unknown parameter \"%.40s\"",
+                                       params[i].name);
+        }
+    }
+    if (gid == 0) return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "group is required");
+    if (unclean != 1) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                   "only an unclean failover can be asked for (unclean=1): a "
+                                   "group whose primary is gone fails over to an in-sync backup "
+                                   "by itself, and when none is alive only an unclean one, which "
+                                   "may lose acknowledged writes, is left");
+    }
+    bc_reconcile_failover_t rep;
+    char summary[1024] = "";
+    bc_status_t st = bc_console_failover(api->console, (uint32_t)gid, &rep, summary,
+                                         sizeof(summary));
+    if (st == BC_EBUSY) return api_not_leader(api, req);
+    if (st == BC_EINVAL) {
+        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "group %u: %s", (unsigned)gid,
+                                   rep.error);
+    }
+    if (st != BC_OK) {
+        return bc_http_reply_error(req, st == BC_ESTALE ? MHD_HTTP_CONFLICT
+                                                        : MHD_HTTP_SERVICE_UNAVAILABLE,
+                                   "failover failed: %s (retry)", bc_status_str(st));
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "group", (double)gid);
+    cJSON_AddStringToObject(doc, "promoted", rep.node);
+    cJSON_AddStringToObject(doc, "old_primary", rep.old_primary);
+    cJSON_AddBoolToObject(doc, "unclean", !rep.clean);
+    cJSON_AddNumberToObject(doc, "offset", (double)rep.offset);
+    if (rep.recorded) {
+        cJSON_AddNumberToObject(doc, "recorded_offset", (double)rep.recorded_offset);
+        cJSON_AddNumberToObject(doc, "recorded_at_ms", (double)rep.recorded_at_ms);
+        cJSON_AddNumberToObject(doc, "behind_bytes", (double)rep.behind);
+    }
+    cJSON_AddStringToObject(doc, "may_be_lost",
+                            rep.clean ? "nothing: an in-sync backup was promoted"
+                            : rep.recorded
+                                ? "every write the old primary acknowledged after its last "
+                                  "in-sync record (behind_bytes of stream at least, and what it "
+                                  "took alone after that)"
+                                : "unknown: the old term kept no in-sync record");
     cJSON_AddStringToObject(doc, "summary", summary);
     return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
@@ -772,6 +886,7 @@ static const bc_http_route_t api_routes[] = {
     {"/v1/migrations", "GET", api_migrations},
     {"/v1/migrations/pause", "POST", api_migrations_pause},
     {"/v1/migrations/resume", "POST", api_migrations_resume},
+    {"/v1/groups/failover", "POST", api_group_failover},
     {"/v1/groups/*", "GET", api_group_stats},
     {"/v1/stats/groups", "GET", api_stats_groups},
     {"/v1/stats/history", "GET", api_stats_history},
@@ -801,7 +916,7 @@ bc_console_api_create_secure(const char *listen_addr, uint16_t port, bc_console_
     api->has_token = access->auth != NULL;
     bc_httpd_config_t cfg = {
         .name = "console api", .listen_addr = listen_addr, .port = port,
-        .max_body = 4096, .routes = api_routes,
+        .port_tries = access->port_tries, .max_body = 4096, .routes = api_routes,
         .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
         /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
         .auth = access->auth, .insecure_no_auth = access->insecure_no_auth,

@@ -3,7 +3,8 @@
  *
  *   GET  /health           {"status":"ok","role":"active"|"standby",...}
  *   GET  /metrics          Prometheus text format
- *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts
+ *   GET  /v1/cluster       groups, nodes, roles, memory, bucket counts, each
+ *                          group's recorded in-sync set and whether its primary lives
  *   GET  /v1/tables        {"epoch":E,"buckets":N,"c":[..],"m":[..],"d":[..],"readonly":[..]}
  *   POST /v1/rebalance     ?dry_run=1 computes without writing; otherwise
  *                          the active console commits (a standby answers
@@ -29,6 +30,10 @@
  *   GET  /v1/buckets/{b}   a bucket's counters, owners, primary, backups,
  *                          pending move
  *   GET  /v1/hotkeys       ?group=G&n=N: the nodes' hot keys, merged per group
+ *   POST /v1/groups/failover?group=G&unclean=1   an operator's unclean
+ *                          failover: a group whose primary is gone and no
+ *                          in-sync backup alive gets its best live node;
+ *                          the reply says what may be lost
  *   GET  /                 the dashboard (one static page using the above)
  *
  * The statistics come from observe.h's sampler; a bad query parameter is
@@ -51,7 +56,8 @@ typedef struct bc_console_api bc_console_api_t;
 
 /*
  * Binds listen_addr:port (bound before the console starts, so the real port
- * can be advertised).  console is borrowed and must outlive the API; it may
+ * can be advertised; bc_console_api_create_secure's access may let it try
+ * the next ports).  console is borrowed and must outlive the API; it may
  * be NULL here and attached before bc_console_api_start.
  * *out is owned by the caller (bc_console_api_destroy).  Errors: those of
  * bc_httpd_create.
@@ -65,6 +71,8 @@ typedef struct bc_console_api_access {
     bool insecure_no_auth;         /* beyond loopback without a token, on purpose */
     uint32_t max_conns;            /* 0 = 2048 */
     uint32_t max_conns_per_ip;     /* 0 = 256 */
+    unsigned port_tries;           /* ports tried from port upwards while in use
+                                    * (bc_httpd.h); 0 or 1 = port only */
 } bc_console_api_access_t;
 
 /*

@@ -101,6 +101,14 @@ struct bc_console {
      * out.  LOCKING RULE: op_mu. */
     bc_reconcile_precopy_t *precopied;
     int64_t *precopied_ms;
+
+    /* Destinations backing off (migrate.h), from the copy and precopy
+     * reports.  LOCKING RULE: op_mu. */
+    bc_mig_dest_backoffs_t dest_backoff;
+    /* The groups the last round found waiting (logged when it changes).
+     * LOCKING RULE: op_mu. */
+    uint32_t waiting_logged[16];
+    size_t nwaiting_logged;
 };
 
 /* Asks the loop for a round now.  watch: ZooKeeper changed (the round
@@ -300,20 +308,41 @@ console_build_txn(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_ou
         st = bc_zk_txn_set(txn, paths[np++], json, strlen(json), u->version);
         if (st != BC_OK) return st;
     }
+    /* A primary record and its term's in-sync record are written together,
+     * each a compare-and-set on the version read (-1: created), so a node
+     * that changed either meanwhile (its in-sync set, its own promotion)
+     * makes the whole round fail and be decided again. */
     for (size_t i = 0; i < out->nprimaries; i++) {
         const bc_reconcile_primary_update_t *p = &out->primaries[i];
-        char suffix[48];
+        char suffix[48], isr_suffix[48];
         snprintf(suffix, sizeof(suffix), "/groups/%u/primary", p->gid);
-        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+        snprintf(isr_suffix, sizeof(isr_suffix), "/groups/%u/isr", p->gid);
         if (p->remove) {
-            if (p->version >= 0) st = bc_zk_txn_delete(txn, paths[np++], p->version);
+            if (p->version >= 0) {
+                bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
+                st = bc_zk_txn_delete(txn, paths[np++], p->version);
+            }
+            if (st == BC_OK && p->isr_version >= 0) {
+                bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, isr_suffix);
+                st = bc_zk_txn_delete(txn, paths[np++], p->isr_version);
+            }
+            if (st != BC_OK) return st;
             continue;
         }
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, suffix);
         char *json = bc_cluster_primary_info_encode(&p->info);
         if (json == NULL) return BC_ENOMEM;
         bufs[(*nbufs)++] = json;
         st = p->version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
                             : bc_zk_txn_set(txn, paths[np++], json, strlen(json), p->version);
+        if (st != BC_OK) return st;
+        bc_cluster_path(paths[np], CONSOLE_PATH_MAX, cs->cluster, isr_suffix);
+        json = bc_cluster_isr_encode(&p->isr);
+        if (json == NULL) return BC_ENOMEM;
+        bufs[(*nbufs)++] = json;
+        st = p->isr_version < 0 ? bc_zk_txn_create(txn, paths[np++], json, strlen(json), 0)
+                                : bc_zk_txn_set(txn, paths[np++], json, strlen(json),
+                                                p->isr_version);
         if (st != BC_OK) return st;
     }
     return st;
@@ -349,7 +378,7 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     char *bufs[BC_ZK_TXN_MAX];
     size_t nbufs = 0;
     static _Thread_local char paths[BC_ZK_TXN_MAX][CONSOLE_PATH_MAX];
-    size_t needed = 1 + 3 + out->ndepartures + out->nprimaries + 1 + out->nmig;
+    size_t needed = 1 + 3 + out->ndepartures + 2 * out->nprimaries + 1 + out->nmig;
     bc_status_t st = needed > BC_ZK_TXN_MAX
                          ? BC_ETOOLARGE : console_build_txn(cs, view, out, txn, bufs, &nbufs, paths);
     int failed = -1;
@@ -386,14 +415,16 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     return st;
 }
 
-/* The admin address of group gid's primary in view, or NULL. */
+/* The admin address of group gid's primary in view, or NULL; its node
+ * name into node (may be NULL). */
 static const char *
-console_primary_admin(bc_view_t *view, uint32_t gid)
+console_primary_admin(bc_view_t *view, uint32_t gid, char *node)
 {
     bc_view_group_t *g = bc_view_group(view, gid);
     if (g == NULL || !g->has_primary) return NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
         if (strcmp(g->nodes[i].name, g->primary.node) == 0) {
+            if (node != NULL) snprintf(node, BC_NODE_NAME_MAX, "%s", g->nodes[i].name);
             return g->nodes[i].admin_addr[0] ? g->nodes[i].admin_addr : NULL;
         }
     }
@@ -407,12 +438,14 @@ static bool
 console_job(bc_view_t *view, uint32_t bucket, uint64_t epoch, uint32_t from, uint32_t to,
             bc_mig_job_t *job)
 {
-    const char *src = console_primary_admin(view, from);
-    const char *dst = console_primary_admin(view, to);
+    char dst_node[BC_NODE_NAME_MAX] = "";
+    const char *src = console_primary_admin(view, from, NULL);
+    const char *dst = console_primary_admin(view, to, dst_node);
     if (src == NULL || dst == NULL) return false;
     *job = (bc_mig_job_t){.bucket = bucket, .epoch = epoch, .from = from, .to = to};
     snprintf(job->source_admin, sizeof(job->source_admin), "%s", src);
     snprintf(job->dest_admin, sizeof(job->dest_admin), "%s", dst);
+    snprintf(job->dest_node, sizeof(job->dest_node), "%s", dst_node);
     return true;
 }
 
@@ -424,7 +457,7 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
 {
     bc_mig_job_t job;
     for (size_t i = 0; i < out->naborts; i++) {
-        const char *dst = console_primary_admin(view, out->aborts[i].to);
+        const char *dst = console_primary_admin(view, out->aborts[i].to, NULL);
         if (dst != NULL) {
             bc_mig_pool_cancel(cs->pool, out->aborts[i].bucket, out->aborts[i].epoch, dst);
         }
@@ -449,7 +482,42 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
     }
 }
 
-/* ---- precopy readiness (op_mu held) ---- */
+/* ---- precopy readiness and destination backoff (op_mu held) ---- */
+
+/* A copy or precopy outcome towards group gid (whose primary was node). */
+static void
+console_dest_note(bc_console_t *cs, uint32_t gid, const char *node, bool ok, bool unreachable,
+                  const char *error)
+{
+    if (!bc_mig_dest_note(&cs->dest_backoff, gid, node, ok, error, bc_time_real_ms())) return;
+    const bc_mig_dest_backoff_t *e = bc_mig_dest_find(cs->dest_backoff.v, cs->dest_backoff.n, gid);
+    /*
+     * BEHAVIOR: a destination that did not answer may have lost its
+     * precopies with its process: the buckets precopied for it are
+     * precopied again -- which also proves it answers -- before a
+     * read-only copy towards it starts; and the precopies queued for it
+     * are dropped rather than sent to fail.  (One that answered with an
+     * error keeps them: its copies are full ones, as before.)
+     */
+    size_t forgotten = 0, dropped = 0;
+    if (cs->precopied != NULL && unreachable) {
+        for (uint32_t b = 0; b < cs->nbuckets; b++) {
+            if (cs->precopied_ms[b] != 0 && cs->precopied[b].to == gid) {
+                cs->precopied[b] = (bc_reconcile_precopy_t){0, 0};
+                cs->precopied_ms[b] = 0;
+                forgotten++;
+            }
+        }
+        dropped = bc_mig_pool_drop_precopies_to(cs->pool, gid);
+    }
+    log_warn("console: copies to group %u (primary %s) back off for %lld ms after %u failures in "
+             "a row: %s (%zu precopies forgotten, %zu queued dropped)", gid, node[0] ? node : "?",
+             (long long)(e != NULL ? e->retry_at_ms - bc_time_real_ms() : 0),
+             e != NULL ? e->failures : 0, error, forgotten, dropped);
+    pthread_mutex_lock(&cs->mu);
+    cs->stats.mig_dest_backoffs++;
+    pthread_mutex_unlock(&cs->mu);
+}
 
 /* Takes the precopy reports: each marks its bucket ready for its move, a
  * failed one too -- the copy is then simply a full one, so a precopy
@@ -459,14 +527,29 @@ console_precopy_take(bc_console_t *cs)
 {
     bc_mig_report_t reps[CONSOLE_MAX_REPORTS];
     size_t n = bc_mig_pool_take_precopies(cs->pool, reps, CONSOLE_MAX_REPORTS);
-    uint64_t done = 0, failed = 0, bytes = 0;
+    uint64_t done = 0, failed = 0, unreachable = 0, bytes = 0;
     int64_t now = bc_time_mono_ms();
     for (size_t i = 0; i < n; i++) {
         const bc_mig_report_t *r = &reps[i];
         if (r->bucket >= cs->nbuckets) continue;
+        console_dest_note(cs, r->to, r->dest_node, r->ok, r->unreachable, r->error);
         if (r->ok) {
             done++;
             bytes += r->bytes;
+        } else if (r->unreachable) {
+            /*
+             * BEHAVIOR: a destination that did not answer at all is most
+             * likely down (a killed process whose session has not expired
+             * yet): a read-only copy to it would only fail too, after
+             * making its source bucket read-only for nothing.  The bucket
+             * is not marked ready; it is precopied again once the
+             * destination's backoff ends (or its group has a new primary).
+             */
+            failed++;
+            unreachable++;
+            log_warn("console: precopy of bucket %u to group %u failed (%s): no read-only copy "
+                     "until it answers", r->bucket, r->to, r->error);
+            continue;
         } else {
             failed++;
             log_warn("console: precopy of bucket %u to group %u failed (%s); its copy will be a "
@@ -479,6 +562,7 @@ console_precopy_take(bc_console_t *cs)
         pthread_mutex_lock(&cs->mu);
         cs->stats.precopies_done += done;
         cs->stats.precopies_failed += failed;
+        cs->stats.precopies_unreachable += unreachable;
         cs->stats.precopy_bytes += bytes;
         pthread_mutex_unlock(&cs->mu);
     }
@@ -503,7 +587,7 @@ console_precopy_sweep(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outp
                 ready++;
                 continue;
             }
-            const char *dst = planned ? NULL : console_primary_admin(view, p->to);
+            const char *dst = planned ? NULL : console_primary_admin(view, p->to, NULL);
             if (dst != NULL) bc_mig_pool_cancel(cs->pool, b, 0, dst);
             cs->precopied_ms[b] = 0;
         }
@@ -518,6 +602,7 @@ typedef struct round_opts {
     bool cancel;
     bc_reconcile_pause_t pause;
     bool use_cache;                /* decide on the cached state if it is fresh */
+    uint32_t unclean_gid;          /* an operator's unclean failover of this group */
 } round_opts_t;
 
 static void
@@ -598,6 +683,30 @@ console_cache_max_age(bc_console_t *cs)
     return (int64_t)cs->interval_ms;
 }
 
+/* Logs the groups that wait for their old primary or an operator, when
+ * that set changes (op_mu held). */
+static void
+console_log_waiting(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_output_t *out)
+{
+    size_t n = out->nwaiting < 16 ? out->nwaiting : 16;
+    bool same = n == cs->nwaiting_logged;
+    for (size_t i = 0; i < n && same; i++) same = out->waiting[i] == cs->waiting_logged[i];
+    if (same) return;
+    for (size_t i = 0; i < n; i++) {
+        bool before = false;
+        for (size_t k = 0; k < cs->nwaiting_logged; k++) before |= cs->waiting_logged[k] == out->waiting[i];
+        if (before) continue;
+        const bc_view_group_t *g = bc_view_group((bc_view_t *)view, out->waiting[i]);
+        log_warn("console: group %u: primary %s is gone and no backup of its in-sync set is alive "
+                 "with complete data: the group waits (its writes are refused) until one is back, "
+                 "or `bucketcache group failover %u --unclean` promotes another and may lose "
+                 "acknowledged writes", out->waiting[i],
+                 g != NULL && g->has_primary ? g->primary.node : "?", out->waiting[i]);
+    }
+    memcpy(cs->waiting_logged, out->waiting, n * sizeof(uint32_t));
+    cs->nwaiting_logged = n;
+}
+
 static bc_status_t
 console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile_output_t *result,
                         bc_view_t *view_out)
@@ -618,8 +727,9 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     if (cached) {
         /* BEHAVIOR: no watch fired since the last load, so ZooKeeper holds
          * what we read plus what we wrote: only the active console writes
-         * the tables, the migrations and the group records, and node
-         * membership is watched.  If anything else changed anyway, the
+         * the tables, the migrations and the departure records, and node
+         * membership and the primary and in-sync records (nodes write
+         * those too) are watched.  If anything else changed anyway, the
          * transaction's version checks fail and the next round reloads
          * everything. */
         view = cs->cache_view;
@@ -651,6 +761,10 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     bool drive = have_migs && !dry_run && atomic_load(&cs->leader);
     if (drive) {
         nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
+        for (size_t i = 0; i < nreports; i++) {
+            console_dest_note(cs, reports[i].to, reports[i].dest_node, reports[i].ok,
+                              reports[i].unreachable, reports[i].error);
+        }
         if (cs->precopied != NULL) console_precopy_take(cs);
     }
     int64_t t_loaded = bc_time_real_ms();
@@ -661,6 +775,8 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
         .precopy_ahead = cs->precopy_ahead,
         .cancel_rebalance = opts->cancel, .pause = opts->pause,
         .precopy = cs->precopied,
+        .unclean_gid = opts->unclean_gid,
+        .dest_backoff = cs->dest_backoff.v, .ndest_backoff = cs->dest_backoff.n,
     };
     st = bc_reconcile(&in, out);
     if (st == BC_OK && out->changed && !dry_run) {
@@ -690,8 +806,20 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     }
     uint32_t live = 0;
     for (size_t i = 0; i < view.ngroups; i++) live += view.groups[i].nnodes > 0;
+    if (st == BC_OK && !dry_run) console_log_waiting(cs, &view, out);
+    uint32_t backing_off = 0;
+    int64_t now_ms = bc_time_real_ms();
+    for (size_t i = 0; i < cs->dest_backoff.n; i++) {
+        backing_off += now_ms < cs->dest_backoff.v[i].retry_at_ms;
+    }
     pthread_mutex_lock(&cs->mu);
     cs->stats.reconciles++;
+    if (!dry_run) {
+        cs->stats.mig_held_back = out->mig_held_back;
+        cs->stats.groups_waiting = (uint32_t)out->nwaiting;
+        cs->stats.dests_backing_off = backing_off;
+        if (st == BC_OK && out->failover.done) cs->stats.unclean_failovers++;
+    }
     cs->stats.epoch = st == BC_OK && out->changed && !dry_run ? out->c.epoch : view.c.epoch;
     cs->stats.pending_moves = out->pending_moves;
     cs->stats.live_groups = live;
@@ -906,6 +1034,7 @@ bc_console_stop(bc_console_t *cs)
     pthread_cond_destroy(&cs->cv);
     free(cs->precopied);
     free(cs->precopied_ms);
+    bc_mig_dest_backoffs_free(&cs->dest_backoff);
     free(cs->cluster);
     free(cs->admin_addr);
     free(cs);
@@ -976,5 +1105,35 @@ bc_console_migrations(bc_console_t *cs, bc_console_mig_op_t op, char *summary, s
     bc_status_t st = console_reconcile_round(cs, &opts, &out, NULL);
     if (summary != NULL && len > 0) snprintf(summary, len, "%s", out.summary);
     bc_reconcile_free(&out);
+    return st;
+}
+
+bc_status_t
+bc_console_failover(bc_console_t *cs, uint32_t gid, bc_reconcile_failover_t *report, char *summary,
+                    size_t len)
+{
+    memset(report, 0, sizeof(*report));
+    report->gid = gid;
+    if (!atomic_load(&cs->leader)) return BC_EBUSY;
+    round_opts_t opts = {.unclean_gid = gid};
+    bc_reconcile_output_t out;
+    bc_status_t st = console_reconcile_round(cs, &opts, &out, NULL);
+    *report = out.failover;
+    report->gid = gid;
+    if (summary != NULL && len > 0) snprintf(summary, len, "%s", out.summary);
+    bc_reconcile_free(&out);
+    if (st == BC_OK && !report->done) {
+        if (report->error[0] == '\0') {
+            snprintf(report->error, sizeof(report->error), "group %u has no node to promote", gid);
+        }
+        return BC_EINVAL;
+    }
+    if (st == BC_OK) {
+        log_warn("console: operator's failover of group %u: %s promoted%s (offset %llu; the old "
+                 "primary last recorded offset %llu)", gid, report->node,
+                 report->clean ? " from the in-sync set" : " UNCLEANLY",
+                 (unsigned long long)report->offset,
+                 (unsigned long long)report->recorded_offset);
+    }
     return st;
 }

@@ -13,7 +13,18 @@
  *   Every write the leader makes is one ZooKeeper transaction that also
  *   checks its own election znode still exists, and compares the versions
  *   of everything it read.  A leader that was paused or cut off and lost
- *   its session cannot write at all; two consoles can never both win.
+ *   its session cannot write at all; two consoles can never both win.  One
+ *   cut off whose session has not expired yet (a zombie) still writes only
+ *   what agrees with the versions it read: what a backup wrote meanwhile
+ *   (its own promotion, node/cluster/promote.c) makes its transaction fail.
+ *
+ * FAILOVER
+ *   Only a member of the dead primary's in-sync record is promoted
+ *   (reconcile.h, "Primaries"); a group with none alive waits, logged once,
+ *   for its old primary or an operator's unclean failover
+ *   (bc_console_failover).  A backup does not need the console to be
+ *   promoted: it promotes itself when no console acted within a short
+ *   grace, so a failover never waits for a dead console's session.
  *
  * LOOP (one thread; ZooKeeper watches only wake it)
  *     elect -> if leader: load view + migrations -> take copy reports ->
@@ -24,10 +35,11 @@
  * CACHED ROUNDS
  *   The state a round read and wrote is kept.  A round that no watch or
  *   session event preceded decides on it without reading ZooKeeper (only
- *   the active console writes the tables, migrations and group records,
- *   node membership is watched, and every write is a compare-and-set: a
- *   change made behind our back fails the transaction, and the round after
- *   reads everything).  The state is read again at least every reconcile
+ *   the active console writes the tables, migrations and departure
+ *   records; node membership and the primary and in-sync records, which
+ *   the nodes write too, are watched; and every write is a
+ *   compare-and-set: a change made behind our back fails the transaction,
+ *   and the round after reads everything).  The state is read again at least every reconcile
  *   interval while no copy is in flight, and every 10 s while copies are:
  *   a full load is many round trips, and copy reports would wait for it.
  *
@@ -100,6 +112,17 @@ typedef struct bc_console_stats {
     uint32_t mig_precopying, mig_precopied;
     uint64_t precopies_done, precopies_failed, precopy_bytes;
     uint64_t run_moved, run_bytes, run_failures;
+    /* Destinations: backoffs begun (a copy or precopy to them failed), the
+     * starts and precopies the last round held back (a destination backing
+     * off, or a group whose primary's registration is gone), failed
+     * precopies not followed by a read-only copy (the destination did not
+     * answer), and the destinations backing off now. */
+    uint64_t mig_dest_backoffs, precopies_unreachable;
+    uint32_t mig_held_back, dests_backing_off;
+    /* Failover: groups whose primary is gone with no in-sync member alive
+     * (they wait), and unclean failovers done by this console. */
+    uint32_t groups_waiting;
+    uint64_t unclean_failovers;
     uint32_t stall_count, stall_p50_ms, stall_p99_ms, stall_max_ms;
     uint32_t nbuckets;
     char election_node[40];        /* our election znode name, "" before joining */
@@ -154,5 +177,16 @@ typedef enum bc_console_mig_op {
  */
 bc_status_t bc_console_migrations(bc_console_t *console, bc_console_mig_op_t op, char *summary,
                                   size_t len);
+
+/*
+ * An operator's unclean failover of group gid (leader only): when its
+ * primary is gone and no member of its in-sync set is alive, promotes its
+ * best live node anyway, in one reconcile round.  *report says what was
+ * done and what may be lost (reconcile.h); report->error why not.
+ * Errors: BC_EBUSY (not the leader), BC_EINVAL (nothing to do: report
+ * says why), BC_ESTALE (lost a race; retry), ZooKeeper errors.
+ */
+bc_status_t bc_console_failover(bc_console_t *console, uint32_t gid, bc_reconcile_failover_t *report,
+                                char *summary, size_t len);
 
 #endif

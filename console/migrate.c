@@ -127,3 +127,68 @@ bc_mig_backoff_ms(uint32_t attempts)
     for (uint32_t i = 1; i < attempts && d < MIG_BACKOFF_MAX_MS; i++) d *= 2;
     return d > MIG_BACKOFF_MAX_MS ? MIG_BACKOFF_MAX_MS : d;
 }
+
+/* ---- backing off per destination ---- */
+
+const bc_mig_dest_backoff_t *
+bc_mig_dest_find(const bc_mig_dest_backoff_t *v, size_t n, uint32_t gid)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].gid == gid) return &v[i];
+    }
+    return NULL;
+}
+
+bool
+bc_mig_dest_backing_off(const bc_mig_dest_backoff_t *v, size_t n, uint32_t gid, const char *node,
+                        int64_t now_ms)
+{
+    const bc_mig_dest_backoff_t *e = bc_mig_dest_find(v, n, gid);
+    return e != NULL && strcmp(e->node, node) == 0 && now_ms < e->retry_at_ms;
+}
+
+bool
+bc_mig_dest_note(bc_mig_dest_backoffs_t *d, uint32_t gid, const char *node, bool ok,
+                 const char *error, int64_t now_ms)
+{
+    bc_mig_dest_backoff_t *e = (bc_mig_dest_backoff_t *)bc_mig_dest_find(d->v, d->n, gid);
+    if (ok) {
+        if (e != NULL && strcmp(e->node, node) == 0) *e = d->v[--d->n];
+        return false;
+    }
+    if (e == NULL) {
+        if (d->n == d->cap) {
+            size_t cap = d->cap ? d->cap * 2 : 8;
+            bc_mig_dest_backoff_t *grown = realloc(d->v, cap * sizeof(*grown));
+            if (grown == NULL) return false;
+            d->v = grown;
+            d->cap = cap;
+        }
+        e = &d->v[d->n++];
+        memset(e, 0, sizeof(*e));
+        e->gid = gid;
+    }
+    if (strcmp(e->node, node) != 0) {
+        /* another primary since: its own count */
+        snprintf(e->node, sizeof(e->node), "%s", node);
+        e->failures = 0;
+        e->retry_at_ms = 0;
+    }
+    /* Failures of copies that were started before the backoff began (they
+     * were in flight) do not lengthen it: only one that ran after it. */
+    if (e->failures > 0 && now_ms < e->retry_at_ms) return false;
+    e->failures++;
+    int64_t delay = BC_MIG_DEST_BACKOFF_BASE_MS;
+    for (uint32_t i = 1; i < e->failures && delay < BC_MIG_DEST_BACKOFF_MAX_MS; i++) delay *= 2;
+    if (delay > BC_MIG_DEST_BACKOFF_MAX_MS) delay = BC_MIG_DEST_BACKOFF_MAX_MS;
+    e->retry_at_ms = now_ms + delay;
+    snprintf(e->error, sizeof(e->error), "%s", error ? error : "");
+    return true;
+}
+
+void
+bc_mig_dest_backoffs_free(bc_mig_dest_backoffs_t *d)
+{
+    free(d->v);
+    memset(d, 0, sizeof(*d));
+}

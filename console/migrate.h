@@ -134,4 +134,51 @@ bc_status_t bc_mig_load(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_
  * most 30 s. */
 int64_t bc_mig_backoff_ms(uint32_t attempts);
 
+/* ---- backing off per destination ---- */
+
+/*
+ * BEHAVIOR: the per-bucket backoff above spaces the retries of ONE bucket;
+ * a destination that is down fails every bucket planned onto it, each on
+ * its own clock, and each attempt makes a healthy source bucket read-only
+ * for a moment (an epoch of its own).  So failures are also counted per
+ * destination group -- against the primary they were made with -- and
+ * while a destination backs off (BC_MIG_DEST_BACKOFF_BASE_MS doubling per
+ * failure in a row, at most BC_MIG_DEST_BACKOFF_MAX_MS) no copy and no
+ * precopy towards it starts.  A success clears it at once, and so does a
+ * new primary of that group (the entry names the old one).  The console
+ * keeps this in memory only: a console that takes over starts afresh,
+ * which costs one failure per destination at most.
+ */
+#define BC_MIG_DEST_BACKOFF_BASE_MS 500
+#define BC_MIG_DEST_BACKOFF_MAX_MS  15000
+
+typedef struct bc_mig_dest_backoff {
+    uint32_t gid;
+    char node[BC_NODE_NAME_MAX];   /* the destination primary the failures were made with */
+    uint32_t failures;             /* in a row */
+    int64_t retry_at_ms;           /* unix ms: nothing starts towards it before */
+    char error[BC_MIG_ERROR_MAX];  /* the last failure */
+} bc_mig_dest_backoff_t;
+
+typedef struct bc_mig_dest_backoffs {
+    size_t n, cap;
+    bc_mig_dest_backoff_t *v;
+} bc_mig_dest_backoffs_t;
+
+/*
+ * Notes the outcome of a copy or precopy towards group gid, whose primary
+ * was node: a failure backs the destination off (returns true when this
+ * one started or lengthened a backoff), a success forgets it.  Out of
+ * memory: the failure is not counted (nothing worse than before).
+ */
+bool bc_mig_dest_note(bc_mig_dest_backoffs_t *d, uint32_t gid, const char *node, bool ok,
+                      const char *error, int64_t now_ms);
+/* The entry of gid, or NULL.  Borrowed. */
+const bc_mig_dest_backoff_t *bc_mig_dest_find(const bc_mig_dest_backoff_t *v, size_t n,
+                                               uint32_t gid);
+/* True when nothing may start towards gid, whose primary is node, at now. */
+bool bc_mig_dest_backing_off(const bc_mig_dest_backoff_t *v, size_t n, uint32_t gid,
+                             const char *node, int64_t now_ms);
+void bc_mig_dest_backoffs_free(bc_mig_dest_backoffs_t *d);
+
 #endif

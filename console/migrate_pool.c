@@ -281,6 +281,7 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
         if (st != BC_OK) {
             snprintf(rep->error, sizeof(rep->error), "destination %.100s unreachable: %s",
                      job->dest_admin, bc_status_str(st));
+            rep->unreachable = true;
             return;
         }
         if (resp.status == 200 || resp.status == 202) {
@@ -331,6 +332,7 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
         if (st != BC_OK) {
             snprintf(rep->error, sizeof(rep->error), "destination %.100s stopped answering: %s",
                      job->dest_admin, bc_status_str(st));
+            rep->unreachable = true;
             return;
         }
         if (long_poll && resp.status == 400) {
@@ -420,6 +422,7 @@ pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
     pool_import(p, job, precopy, &rep);
     rep.from = job->from;
     rep.to = job->to;
+    snprintf(rep.dest_node, sizeof(rep.dest_node), "%s", job->dest_node);
     long long ms = (long long)(bc_time_mono_ms() - t0);
     if (rep.ok && precopy) {
         log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
@@ -670,4 +673,28 @@ bc_mig_pool_clear_reports(bc_mig_pool_t *p)
         free(t);
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+size_t
+bc_mig_pool_drop_precopies_to(bc_mig_pool_t *p, uint32_t to)
+{
+    size_t dropped = 0;
+    pthread_mutex_lock(&p->mu);
+    pool_queue_t *q = &p->precopies;
+    pool_task_t **pp = &q->head, *last = NULL;
+    while (*pp != NULL) {
+        pool_task_t *t = *pp;
+        if (t->kind == TASK_PRECOPY && t->job.to == to) {
+            *pp = t->next;
+            keys_drop(&p->precopy_reports.active, t->job.bucket, 0);
+            free(t);
+            dropped++;
+            continue;
+        }
+        last = t;
+        pp = &t->next;
+    }
+    q->tail = last;
+    pthread_mutex_unlock(&p->mu);
+    return dropped;
 }

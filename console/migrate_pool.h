@@ -97,7 +97,9 @@ typedef struct bc_mig_report {
     uint64_t items, bytes;
     char node[BC_NODE_NAME_MAX];   /* the destination node that imported */
     char error[BC_MIG_ERROR_MAX];  /* a failed precopy still lets the move go on
-                                    * (with a full copy) */
+                                    * (with a full copy) -- unless: */
+    bool unreachable;              /* the destination did not answer at all */
+    char dest_node[BC_NODE_NAME_MAX];  /* the destination primary the job went to */
 } bc_mig_report_t;
 
 typedef struct bc_mig_pool bc_mig_pool_t;
@@ -109,6 +111,7 @@ typedef struct bc_mig_job {
     uint32_t from, to;
     char source_admin[BC_ADDR_MAX];    /* the source primary's admin address */
     char dest_admin[BC_ADDR_MAX];      /* the destination primary's */
+    char dest_node[BC_NODE_NAME_MAX];  /* the destination primary's name (for its backoff) */
 } bc_mig_job_t;
 
 /* Called (from a pool thread, no lock held) when a report is posted. */
@@ -156,5 +159,8 @@ bool bc_mig_pool_precopy(bc_mig_pool_t *pool, const bc_mig_job_t *job);
 size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
 /* Precopies queued or running now. */
 size_t bc_mig_pool_precopying(bc_mig_pool_t *pool);
+/* Drops the precopies queued (not yet running) towards group `to` -- a
+ * destination that began backing off; returns how many. */
+size_t bc_mig_pool_drop_precopies_to(bc_mig_pool_t *pool, uint32_t to);
 
 #endif

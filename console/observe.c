@@ -541,7 +541,8 @@ obs_sample(bc_observe_t *obs)
     }
     if (standbys < 2) {
         obs_warn(obs, "no_standby", "warning", 0,
-                 "no standby console: if this one dies, nothing reacts to failures");
+                 "no standby console: if this one dies, backups still take over from a dead "
+                 "primary, but nothing else reacts (groups down, rebalances, migrations)");
     }
     obs->last_ms = now;
     obs->samples++;

@@ -55,24 +55,105 @@ group_live(const bc_view_group_t *g)
     return g != NULL && g->nnodes > 0;
 }
 
-/* The node that should be primary of a live group. */
-static const bc_cluster_node_info_t *
-reconcile_pick_primary(const bc_view_group_t *g)
+/* Is a better primary candidate than b (NULL)?  Complete data first, then
+ * the highest offset, then the lowest name. */
+static bool
+pick_better(const bc_cluster_node_info_t *a, const bc_cluster_node_info_t *b)
 {
+    if (b == NULL) return true;
+    if (a->synced != b->synced) return a->synced;
+    if (a->offset != b->offset) return a->offset > b->offset;
+    return strcmp(a->name, b->name) < 0;
+}
+
+/* The group's in-sync record, when it is the one of its primary's term. */
+static const bc_cluster_isr_t *
+group_term_isr(const bc_view_group_t *g)
+{
+    return g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary) ? &g->isr : NULL;
+}
+
+/*
+ * Is n the group's old primary itself, registered anew (its session ended
+ * -- cut off from ZooKeeper, a ZooKeeper restart -- but the process lived
+ * on)?  Its registration name changed, its incarnation did not: it holds
+ * every write it acknowledged, as the in-sync members do.
+ */
+static bool
+group_old_primary(const bc_view_group_t *g, const bc_cluster_node_info_t *n)
+{
+    return g->has_primary && g->primary.incarnation[0] != '\0' &&
+           strcmp(n->incarnation, g->primary.incarnation) == 0;
+}
+
+typedef enum pick {
+    PICK_KEEP,                     /* the primary lives */
+    PICK_NEW,                      /* *out replaces it (or is the first) */
+    PICK_WAIT,                     /* gone, and no in-sync member alive */
+    PICK_EMPTY,                    /* gone with every copy of its term's data: *out
+                                    * starts the group empty */
+} pick_t;
+
+/*
+ * BEHAVIOR: the node that should be primary of a live group (reconcile.h,
+ * "Primaries").  Only an in-sync member of the dead primary's term is
+ * safe: it holds every write that primary acknowledged (node/repl/repl.h,
+ * THE IN-SYNC SET).  A backup outside the record may lack acknowledged
+ * writes however high its offset -- the primary recorded it out before
+ * acknowledging them -- so it is never picked here, only by an operator's
+ * unclean failover.  unclean: pick the best live node regardless.
+ */
+static pick_t
+reconcile_pick_primary(const bc_view_group_t *g, bool unclean, const bc_cluster_node_info_t **out)
+{
+    *out = NULL;
     if (g->has_primary) {
         for (size_t i = 0; i < g->nnodes; i++) {
-            if (strcmp(g->nodes[i].name, g->primary.node) == 0) return &g->nodes[i];
+            if (strcmp(g->nodes[i].name, g->primary.node) == 0) {
+                *out = &g->nodes[i];
+                return PICK_KEEP;
+            }
         }
     }
+    const bc_cluster_isr_t *isr = group_term_isr(g);
     const bc_cluster_node_info_t *best = NULL;
     for (size_t i = 0; i < g->nnodes; i++) {
         const bc_cluster_node_info_t *n = &g->nodes[i];
-        if (best == NULL || n->offset > best->offset ||
-            (n->offset == best->offset && strcmp(n->name, best->name) < 0)) {
-            best = n;
+        if (isr != NULL && !(bc_cluster_isr_has(isr, n->name) || group_old_primary(g, n))) continue;
+        if (isr != NULL && !n->synced) continue;
+        if (pick_better(n, best)) best = n;
+    }
+    /*
+     * No member alive.  Whether anything can be lost by promoting another
+     * node depends on whether a live node holds data of that term: one
+     * that does (complete, at some offset) may lack acknowledged writes --
+     * only an operator may choose it (unclean).  When every live node was
+     * asked and none holds any (they registered after the term's data
+     * died with its members: restarted processes, a group that had no
+     * backup), that data is gone whatever happens, and waiting would only
+     * keep the group down: the best of them starts the group empty.
+     */
+    if (best == NULL && isr != NULL && !unclean) {
+        bool all_known = true, data = false;
+        for (size_t i = 0; i < g->nnodes; i++) {
+            all_known = all_known && g->nodes[i].offset_known;
+            data = data || (g->nodes[i].synced && g->nodes[i].offset > 0);
+        }
+        if (all_known && !data) {
+            for (size_t i = 0; i < g->nnodes; i++) {
+                if (pick_better(&g->nodes[i], best)) best = &g->nodes[i];
+            }
+            *out = best;
+            return best != NULL ? PICK_EMPTY : PICK_WAIT;
         }
     }
-    return best;
+    if (best == NULL && unclean) {
+        for (size_t i = 0; i < g->nnodes; i++) {
+            if (pick_better(&g->nodes[i], best)) best = &g->nodes[i];
+        }
+    }
+    *out = best;
+    return best != NULL ? PICK_NEW : PICK_WAIT;
 }
 
 static bool
@@ -263,6 +344,18 @@ move_cutover(move_round_t *r, const bc_mig_record_t *rec, const bc_mig_report_t 
                 done.stall_ms);
 }
 
+/* Was destination `to` probed in this round already?  (A full list counts
+ * as probed: nothing more starts.) */
+static bool
+move_probed(const uint32_t *probed, const size_t *n, uint32_t to)
+{
+    if (*n >= 64) return true;
+    for (size_t i = 0; i < *n; i++) {
+        if (probed[i] == to) return true;
+    }
+    return false;
+}
+
 /* Starts a new run unless one is under way: its summary starts empty;
  * the controls are kept. */
 static void
@@ -364,6 +457,8 @@ reconcile_migrations(move_round_t *r)
     size_t lookahead =
         in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
     size_t nahead = 0;
+    uint32_t probed[64];           /* destinations probed in this round */
+    size_t nprobed = 0;
     for (uint32_t b = 0; b < n && !paused && (ncopying < in->parallel || nahead < lookahead);
          b++) {
         uint32_t from = out->m.owner[b], to = out->d.owner[b];
@@ -375,7 +470,28 @@ reconcile_migrations(move_round_t *r)
         if (rec != NULL && rec->retry_at_ms > in->now_ms) continue;  /* backing off */
         const bc_cluster_node_info_t *src = move_primary(r->v, out, from);
         const bc_cluster_node_info_t *dst = move_primary(r->v, out, to);
-        if (src == NULL || dst == NULL) continue;
+        if (src == NULL || dst == NULL) {
+            /* A group whose primary's registration is gone (or is being
+             * replaced) gets nothing planned onto it, nor taken from it. */
+            out->mig_held_back++;
+            continue;
+        }
+        if (bc_mig_dest_backing_off(in->dest_backoff, in->ndest_backoff, to, dst->name,
+                                    in->now_ms)) {
+            out->mig_held_back++;
+            continue;
+        }
+        /* BEHAVIOR: a destination whose backoff just ran out is probed with
+         * ONE job (a precopy, or a copy without precopy) until one succeeds
+         * and clears its record: a still-dead destination costs one failure
+         * per backoff step, not a whole window of them. */
+        const bc_mig_dest_backoff_t *bo =
+            bc_mig_dest_find(in->dest_backoff, in->ndest_backoff, to);
+        bool probing = bo != NULL && bo->failures > 0 && strcmp(bo->node, dst->name) == 0;
+        if (probing && move_probed(probed, &nprobed, to)) {
+            out->mig_held_back++;
+            continue;
+        }
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
         if (!ready || ncopying >= in->parallel) {
@@ -387,9 +503,11 @@ reconcile_migrations(move_round_t *r)
                 move_run_start(r);
                 out->precopy_wanted[out->nprecopy_wanted++] =
                     (bc_reconcile_precopy_want_t){.bucket = b, .from = from, .to = to};
+                if (probing) probed[nprobed++] = to;
             }
             continue;
         }
+        if (probing) probed[nprobed++] = to;
         if (r->budget == 0) {
             out->mig_more = true;
             break;
@@ -481,6 +599,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     }
     out->departures = calloc(v->ngroups + 1, sizeof(*out->departures));
     out->primaries = calloc(v->ngroups + 1, sizeof(*out->primaries));
+    out->waiting = calloc(v->ngroups + 1, sizeof(*out->waiting));
     if (in->migs != NULL) {
         out->control = malloc(sizeof(*out->control));
         out->mig = calloc((size_t)n + BC_ZK_TXN_MAX, sizeof(*out->mig));
@@ -511,13 +630,20 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     ids = calloc((size_t)n * 3 + 1, sizeof(*ids));
     reserved = calloc(n, 1);
     pgroups = calloc(v->ngroups + 1, sizeof(*pgroups));
-    if (!out->departures || !out->primaries || !ids || !reserved || !pgroups) {
+    if (!out->departures || !out->primaries || !out->waiting || !ids || !reserved || !pgroups) {
         st = BC_ENOMEM;
         goto out;
     }
     bool primary_changed = false;
 
     /* 1. Primaries. */
+    bc_reconcile_failover_t *fo = &out->failover;
+    if (in->unclean_gid != 0) {
+        fo->gid = in->unclean_gid;
+        const bc_view_group_t *g = bc_view_group(v, in->unclean_gid);
+        if (g == NULL) snprintf(fo->error, sizeof(fo->error), "no such group");
+        else if (!group_live(g)) snprintf(fo->error, sizeof(fo->error), "the group has no live node");
+    }
     for (size_t i = 0; i < v->ngroups; i++) {
         const bc_view_group_t *g = &v->groups[i];
         if (!group_live(g)) {
@@ -526,22 +652,79 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
                 p->gid = g->gid;
                 p->version = g->primary_version;
                 p->remove = true;
+                p->isr_version = g->isr_version;
                 summary_add(out, "group %u has no live node: primary %s removed", g->gid,
                             g->has_primary ? g->primary.node : "record");
             }
             continue;
         }
-        const bc_cluster_node_info_t *best = reconcile_pick_primary(g);
-        if (g->has_primary && strcmp(best->name, g->primary.node) == 0) continue;
+        bool unclean = in->unclean_gid == g->gid;
+        const bc_cluster_node_info_t *best;
+        pick_t pick = reconcile_pick_primary(g, unclean, &best);
+        const bc_cluster_isr_t *isr = group_term_isr(g);
+        if (unclean && pick == PICK_KEEP) {
+            snprintf(fo->error, sizeof(fo->error), "its primary %s is alive: nothing to fail over",
+                     g->primary.node);
+        }
+        if (pick == PICK_KEEP) continue;
+        if (pick == PICK_WAIT) {
+            out->waiting[out->nwaiting++] = g->gid;
+            continue;
+        }
         bc_reconcile_primary_update_t *p = &out->primaries[out->nprimaries++];
         p->gid = g->gid;
         p->version = g->primary_version;
         snprintf(p->info.node, sizeof(p->info.node), "%s", best->name);
         snprintf(p->info.data_addr, sizeof(p->info.data_addr), "%s", best->data_addr);
         snprintf(p->info.admin_addr, sizeof(p->info.admin_addr), "%s", best->admin_addr);
+        snprintf(p->info.incarnation, sizeof(p->info.incarnation), "%s", best->incarnation);
+        /* The new term's in-sync record: the old term's other members
+         * carry over (they hold every acknowledged write, and the new
+         * primary waits for them from its first write); none when the
+         * old term had no record, or for an unclean failover. */
+        p->isr_version = g->isr_version;
+        memset(&p->isr, 0, sizeof(p->isr));
+        bool clean = isr != NULL && best->synced &&
+                     (bc_cluster_isr_has(isr, best->name) || group_old_primary(g, best));
+        if (isr != NULL && clean) {
+            p->isr = *isr;
+            (void)bc_cluster_isr_remove(&p->isr, best->name);
+        }
+        p->isr.offset = best->offset;
+        p->isr.at_ms = in->now_ms;
         primary_changed = true;
-        summary_add(out, "group %u primary: %s (%s)%s%s", g->gid, best->name, best->data_addr,
-                    g->has_primary ? ", was " : "", g->has_primary ? g->primary.node : "");
+        if (unclean) {
+            fo->done = true;
+            fo->clean = clean;
+            snprintf(fo->node, sizeof(fo->node), "%s", best->name);
+            snprintf(fo->old_primary, sizeof(fo->old_primary), "%s",
+                     g->has_primary ? g->primary.node : "");
+            fo->offset = best->offset;
+            fo->recorded = isr != NULL;
+            fo->recorded_offset = isr != NULL ? isr->offset : 0;
+            fo->recorded_at_ms = isr != NULL ? isr->at_ms : 0;
+            fo->behind = fo->recorded && fo->recorded_offset > best->offset
+                             ? fo->recorded_offset - best->offset : 0;
+        }
+        if (unclean && !clean) {
+            summary_add(out, "group %u: UNCLEAN failover to %s (%s, offset %llu%s): acknowledged "
+                        "writes %s may be lost", g->gid, best->name, best->data_addr,
+                        (unsigned long long)best->offset, best->synced ? "" : ", data incomplete",
+                        isr != NULL ? "after the old primary's last in-sync record" : "");
+        } else if (group_old_primary(g, best)) {
+            summary_add(out, "group %u primary: %s (%s), its old primary %s registered anew "
+                        "(the same process)", g->gid, best->name, best->data_addr,
+                        g->primary.node);
+        } else if (pick == PICK_EMPTY) {
+            summary_add(out, "group %u primary: %s (%s), was %s: no live node holds any data of "
+                        "its term (every copy of it is gone): the group starts empty", g->gid,
+                        best->name, best->data_addr, g->primary.node);
+        } else {
+            summary_add(out, "group %u primary: %s (%s)%s%s%s", g->gid, best->name,
+                        best->data_addr, g->has_primary ? ", was " : "",
+                        g->has_primary ? g->primary.node : "",
+                        g->has_primary && isr != NULL ? ", from its in-sync set" : "");
+        }
     }
 
     /* 2. Groups down: zero their entries, record what they held. */
@@ -689,7 +872,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     }
     /* 6. Migrations. */
     if (in->migs != NULL) {
-        size_t fixed = RECONCILE_FIXED_OPS + out->ndepartures + out->nprimaries;
+        size_t fixed = RECONCILE_FIXED_OPS + out->ndepartures + 2 * out->nprimaries;
         move_round_t r = {
             .in = in, .v = v, .out = out,
             .budget = fixed < BC_ZK_TXN_MAX ? BC_ZK_TXN_MAX - fixed : 0,
@@ -728,7 +911,12 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
         if (v->d.epoch > e) e = v->d.epoch;
         out->c.epoch = out->m.epoch = out->d.epoch = e + 1;
         out->tables_changed = true;
-        for (size_t i = 0; i < out->nprimaries; i++) out->primaries[i].info.epoch = e + 1;
+        for (size_t i = 0; i < out->nprimaries; i++) {
+            bc_reconcile_primary_update_t *p = &out->primaries[i];
+            p->info.epoch = e + 1;
+            snprintf(p->isr.primary, sizeof(p->isr.primary), "%s", p->info.node);
+            p->isr.epoch = e + 1;
+        }
     }
     out->changed = out->tables_changed || out->nprimaries > 0 || out->ndepartures > 0 ||
                    out->nmig > 0 || out->control_changed;
@@ -754,6 +942,7 @@ bc_reconcile_free(bc_reconcile_output_t *out)
     }
     free(out->departures);
     free(out->primaries);
+    free(out->waiting);
     free(out->mig);
     free(out->control);
     free(out->aborts);

@@ -8,10 +8,29 @@
  * BEHAVIOR
  *
  *   Primaries.  A live group (at least one registered node) keeps its
- *   primary while that node lives; otherwise the node with the highest
- *   replication offset becomes primary (ties: lowest znode name).  A group
- *   with no live node loses its primary record.  A primary change bumps the
- *   epoch so that clients following the tables notice.
+ *   primary while that node lives.  When it is gone, only a member of the
+ *   group's in-sync record of that primary's term (groups/<gid>/isr, which
+ *   the primary keeps: every member holds every write it acknowledged,
+ *   node/repl/repl.h) may replace it: the live member with complete data
+ *   and the highest replication offset (ties: lowest znode name).  None
+ *   alive: the group waits -- for the old primary, or for an operator's
+ *   unclean failover (below) -- and is listed in `waiting`; unless every
+ *   live node was asked and none holds any data of that term (restarted
+ *   processes, a group that had no backup): that data is gone either way,
+ *   and the best of them starts the group empty.  A group that never had
+ *   a primary (no record) takes its best node; so does one whose record
+ *   has no in-sync record of its term (written by an earlier version), as
+ *   before.  The new primary record and the new term's in-sync record are
+ *   written together, each a compare-and-set on the version read: the
+ *   members other than the new primary carry over.  A group with no live
+ *   node loses both records.  A primary change bumps the epoch so that
+ *   clients following the tables notice.
+ *
+ *   Unclean failover (unclean_gid, an operator's explicit command): a
+ *   group waiting as above gets its best live node (complete data first,
+ *   then the highest offset) with an empty in-sync record, and the output
+ *   says what may be lost (failover): the offset the old primary last
+ *   recorded against the one promoted.
  *
  *   Group down.  A group named in the tables with no live node: its
  *   entries in c, m and d become 0 (no owner), and a departure record
@@ -119,6 +138,12 @@ typedef struct bc_reconcile_input {
     const bc_reconcile_precopy_t *precopy;
     uint32_t precopy_ahead;        /* per copy slot, 1..BC_MIG_PRECOPY_AHEAD_MAX (0: the
                                     * default, BC_MIG_PRECOPY_AHEAD) */
+    uint32_t unclean_gid;          /* an unclean failover of this group asked for (0: none) */
+    /* Destinations backing off (borrowed, ndest_backoff entries): no copy
+     * or precopy towards them starts before their retry time, and one
+     * whose time is up is probed with one job. */
+    const bc_mig_dest_backoff_t *dest_backoff;
+    size_t ndest_backoff;
 } bc_reconcile_input_t;
 
 typedef struct bc_reconcile_departure_update {
@@ -130,9 +155,28 @@ typedef struct bc_reconcile_departure_update {
 typedef struct bc_reconcile_primary_update {
     uint32_t gid;
     int32_t version;               /* -1: create */
-    bool remove;
+    bool remove;                   /* both records go (the in-sync one if it exists) */
     bc_cluster_primary_info_t info;
+    /* The new term's in-sync record, written with it (compare-and-set at
+     * isr_version; -1: create).  Its primary and epoch are info's. */
+    int32_t isr_version;
+    bc_cluster_isr_t isr;
 } bc_reconcile_primary_update_t;
+
+/* What an unclean failover did (bc_reconcile_output_t.failover). */
+typedef struct bc_reconcile_failover {
+    bool done;                     /* a node was promoted */
+    uint32_t gid;
+    char node[BC_NODE_NAME_MAX];
+    char old_primary[BC_NODE_NAME_MAX];
+    bool clean;                    /* an in-sync member was alive after all */
+    uint64_t offset;               /* the promoted node's replication offset */
+    bool recorded;                 /* the old term's in-sync record was known */
+    uint64_t recorded_offset;      /* the old primary's offset when it last wrote it */
+    int64_t recorded_at_ms;        /* when (unix ms) */
+    uint64_t behind;               /* recorded_offset - offset, when positive */
+    char error[160];               /* why not (done false) */
+} bc_reconcile_failover_t;
 
 typedef struct bc_reconcile_mig_update {
     uint32_t bucket;
@@ -172,7 +216,13 @@ typedef struct bc_reconcile_output {
     bc_reconcile_precopy_want_t *precopy_wanted;
     size_t nreports_used;          /* reports[0..n) were decided; requeue the rest */
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
+    uint32_t mig_held_back;        /* starts and precopies not made: destination backing off
+                                    * or probed already, or its primary's registration gone */
     bool mig_more;                 /* work left that did not fit in one transaction */
+    /* Groups whose primary is gone with no in-sync member alive: they wait. */
+    size_t nwaiting;
+    uint32_t *waiting;
+    bc_reconcile_failover_t failover;  /* the unclean failover asked for, if any */
     char summary[1024];            /* what changed, for the log */
 } bc_reconcile_output_t;
 

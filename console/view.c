@@ -189,10 +189,11 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
     }
     bc_zk_strings_free(&names);
 
-    /* groups/<gid>/primary */
+    /* groups/<gid>/primary and groups/<gid>/isr: watched where they exist,
+     * else watched for their creation */
     snprintf(suffix, sizeof(suffix), "/groups/%u/primary", g->gid);
     bc_cluster_path(path, sizeof(path), cluster, suffix);
-    st = bc_zk_get(zk, path, NULL, NULL, &data, &len, &g->primary_version);
+    st = bc_zk_get(zk, path, watch, watch_ctx, &data, &len, &g->primary_version);
     if (st == BC_OK) {
         if (bc_cluster_primary_info_decode(data ? data : "", len, &g->primary, err,
                                            sizeof(err)) == BC_OK) {
@@ -202,6 +203,25 @@ view_load_group(bc_zk_t *zk, const char *cluster, uint32_t nbuckets, bc_zk_watch
         }
     } else if (st == BC_ENOTFOUND) {
         g->primary_version = -1;
+        if (watch != NULL) (void)bc_zk_exists(zk, path, watch, watch_ctx, NULL);
+        st = BC_OK;
+    }
+    free(data);
+    data = NULL;
+    if (st != BC_OK) return st;
+
+    snprintf(suffix, sizeof(suffix), "/groups/%u/isr", g->gid);
+    bc_cluster_path(path, sizeof(path), cluster, suffix);
+    st = bc_zk_get(zk, path, watch, watch_ctx, &data, &len, &g->isr_version);
+    if (st == BC_OK) {
+        if (bc_cluster_isr_decode(data ? data : "", len, &g->isr, err, sizeof(err)) == BC_OK) {
+            g->has_isr = true;
+        } else {
+            log_warn("console: group %u has a malformed in-sync record: %s", g->gid, err);
+        }
+    } else if (st == BC_ENOTFOUND) {
+        g->isr_version = -1;
+        if (watch != NULL) (void)bc_zk_exists(zk, path, watch, watch_ctx, NULL);
         st = BC_OK;
     }
     free(data);
@@ -269,16 +289,22 @@ fail:
     return st;
 }
 
-/* The offset a node reports on GET /v1/repl; 0 when it cannot tell. */
-static uint64_t
-view_node_offset(const bc_cluster_node_info_t *n, int timeout_ms)
+/* The offset a node reports on GET /v1/repl into n; 0 (not synced) when
+ * it cannot tell. */
+static void
+view_node_offset(bc_cluster_node_info_t *n, int timeout_ms)
 {
     bc_cluster_repl_status_t r;
+    n->offset = 0;
+    n->synced = false;
+    n->offset_known = false;
     if (n->admin_addr[0] == '\0' || bc_cluster_repl_status_fetch(n->admin_addr, timeout_ms,
                                                                  &r) != BC_OK) {
-        return 0;
+        return;
     }
-    return r.synced ? r.offset : 0;
+    n->offset_known = true;
+    n->synced = r.synced;
+    n->offset = r.synced ? r.offset : 0;
 }
 
 void
@@ -286,16 +312,23 @@ bc_view_fill_offsets(bc_view_t *view, int timeout_ms)
 {
     for (size_t i = 0; i < view->ngroups; i++) {
         bc_view_group_t *g = &view->groups[i];
-        if (g->nnodes < 2) continue;
+        /* A failover (the primary's node is gone) asks even a lone
+         * survivor: it is promoted only with complete data.  A group that
+         * never had a primary holds no data: it asks only to pick. */
+        if (g->nnodes == 0 || (!g->has_primary && g->nnodes < 2)) continue;
         bool alive = false;
         for (size_t k = 0; g->has_primary && k < g->nnodes; k++) {
             alive = alive || strcmp(g->nodes[k].name, g->primary.node) == 0;
         }
         if (alive) continue;
         for (size_t k = 0; k < g->nnodes; k++) {
-            g->nodes[k].offset = view_node_offset(&g->nodes[k], timeout_ms);
-            log_info("console: group %u candidate %s has replication offset %llu", g->gid,
-                     g->nodes[k].name, (unsigned long long)g->nodes[k].offset);
+            view_node_offset(&g->nodes[k], timeout_ms);
+            bool in_sync = g->has_primary && g->has_isr && bc_cluster_isr_of(&g->isr, &g->primary) &&
+                           bc_cluster_isr_has(&g->isr, g->nodes[k].name);
+            log_info("console: group %u candidate %s has replication offset %llu%s%s", g->gid,
+                     g->nodes[k].name, (unsigned long long)g->nodes[k].offset,
+                     g->nodes[k].synced ? "" : " (data incomplete)",
+                     in_sync ? ", in the in-sync set" : "");
         }
     }
 }

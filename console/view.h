@@ -35,6 +35,11 @@ typedef struct bc_view_group {
     bool has_primary;
     bc_cluster_primary_info_t primary;
     int32_t primary_version;
+    /* groups/<gid>/isr (bc_cluster.h): isr_version -1 when there is none;
+     * has_isr only when it is well-formed. */
+    bool has_isr;
+    bc_cluster_isr_t isr;
+    int32_t isr_version;
     bc_view_departure_t departure;
     int32_t group_version;         /* version of groups/<gid> */
 } bc_view_group_t;
@@ -48,8 +53,10 @@ typedef struct bc_view {
 } bc_view_t;
 
 /*
- * Loads the view.  watch (may be NULL) is armed on groups/ and on every
- * group's nodes/ so membership changes wake the caller.  *view is
+ * Loads the view.  watch (may be NULL) is armed on groups/, on every
+ * group's nodes/ and on its primary and in-sync records (a node writes
+ * those too: its in-sync set, its own promotion), so changes wake the
+ * caller.  *view is
  * initialised on BC_OK only (bc_view_free).  Errors: ZooKeeper errors,
  * BC_EINVAL (a malformed table; err says which), BC_ENOMEM.  Malformed node
  * or group records are skipped with a warning, never trusted.
@@ -66,8 +73,8 @@ void bc_view_free(bc_view_t *view);
  * offset (GET /v1/repl on its admin port, timeout_ms each) and stores it
  * in the node's info, so the reconcile picks the backup with the most
  * data.  A node that does not answer, or is in the middle of a full
- * resync (its data is partial), counts as offset 0.  Groups whose primary
- * is alive are not asked.
+ * resync (its data is partial), counts as offset 0 and not synced.
+ * Groups whose primary is alive are not asked.
  */
 void bc_view_fill_offsets(bc_view_t *view, int timeout_ms);
 

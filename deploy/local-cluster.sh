@@ -5,23 +5,40 @@
 # image service (deploy/demo-origin.py) the nodes read "img/" keys
 # through from (docs/origin.md).
 #
-#   deploy/local-cluster.sh up [G]      start (default G=2), create the cluster
+#   deploy/local-cluster.sh up [G] [--netns]  start (default G=2), create the cluster
 #   deploy/local-cluster.sh add-group   start one more group
 #   deploy/local-cluster.sh status      what is running, and the cluster view
 #   deploy/local-cluster.sh down        stop everything, remove the state
 #
+# With --netns (as root) every process runs on a host of its own: a network
+# namespace with its own address, so links between them can be cut by hand:
+#   deploy/local-cluster.sh hosts                 the hosts and their addresses
+#   deploy/local-cluster.sh cut A [B ...]         cut A from each B (default: from all), both ways
+#   deploy/local-cluster.sh cut-oneway A B        A's packets to B are lost (B's to A arrive)
+#   deploy/local-cluster.sh heal [A [B]]          undo every cut (or those of A, or between A and B)
+#   deploy/local-cluster.sh exec HOST CMD...      run CMD on HOST (e.g. client)
+#
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): demo origin +80, ZooKeeper +81, consoles +90/+91, group g
-# node i data port +100+10g+2i and its admin port one above.  BC_ORIGIN sets
-# the nodes' --origin (default "img/=http://127.0.0.1:<+80>/v1/{key}";
-# "none": no read-through, no demo origin).  Each process gets
-# $BC_START_TIMEOUT seconds (default 60) to start listening: the wait ends
-# as soon as it listens, or at once, with its log's last lines, when it dies.
+# node i data port +100+10g+2i; a node's admin port is its data port + 69
+# (the node's default, so no --admin-port is given).  BC_ORIGIN sets the
+# nodes' --origin (default "img/=http://ORIGIN-ADDRESS/v1/{key}"; "none":
+# no read-through, no demo origin).  With --netns the
+# addresses are 10.202.0.0/24 inside namespaces named $BC_NETNS_PREFIX-HOST
+# (default bclc): zk .11 (the demo origin too, port 8000), con0/con1
+# .20/.21, client .5, group g node i (host g<g>n<i>) .100+10g+i; ports are
+# the defaults (ZooKeeper 2181, nodes 11211 and admin 11280, consoles 11290).
+# Each process gets $BC_START_TIMEOUT seconds (default 60) to start
+# listening: the wait ends as soon as it listens, or at once, with its
+# log's last lines, when it dies.
 #
 # Secured as a real deployment is (docs/security.md): `up` generates an
-# admin token and two ZooKeeper identities in the state folder (mode 0600):
+# admin token, the cluster secret and two ZooKeeper identities in the state
+# folder (mode 0600):
 #   admin-token   the consoles' and nodes' admin token
+#   cluster-secret  what the nodes' peer links (forwarding, replication,
+#                 migration) prove to each other
 #   zk-auth       the writer identity (consoles, nodes, this script's CLI)
 #   zk-read-auth  a read-only identity, for clients that only route
 # and creates the cluster under ZooKeeper ACLs.  The CLI then needs
@@ -33,17 +50,16 @@ BUILD=${BC_BUILD_DIR:-build}
 BASE=${BC_BASE_PORT:-22100}
 STATE=$(realpath -m "${BC_STATE_DIR:-deploy/.local-cluster}")
 CLUSTER=${BC_CLUSTER:-local}
-ZK_PORT=$((BASE + 81))
-ORIGIN_PORT=$((BASE + 80))
-ORIGIN=${BC_ORIGIN:-img/=http://127.0.0.1:$ORIGIN_PORT/v1/{key}}
-ORIGIN_ARGS=()
-[ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
-ZK="127.0.0.1:$ZK_PORT"
 NODE_MEMORY_MB=${BC_NODE_MEMORY_MB:-64}
 TOKEN="$STATE/admin-token"
 ZK_AUTH="$STATE/zk-auth"
 ZK_READ_AUTH="$STATE/zk-read-auth"
-CLI="$BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
+NSP=${BC_NETNS_PREFIX:-bclc}
+SUBNET=10.202.0
+# netns mode: chosen by `up --netns`, remembered in the state directory
+NETNS=0
+[ -e "$STATE/netns" ] && NETNS=1
+CLUSTER_SECRET="$STATE/cluster-secret"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -51,7 +67,80 @@ die() { echo "local-cluster: $*" >&2; exit 1; }
 # limit is generous, since every wait below ends as soon as it can.
 START_TIMEOUT=${BC_START_TIMEOUT:-60}
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+set_addresses() {
+  if [ "$NETNS" = 1 ]; then
+    ZK_PORT=2181
+    ZK="$SUBNET.11:$ZK_PORT"
+    ORIGIN_HOST=$SUBNET.11 ORIGIN_PORT=8000
+  else
+    ZK_PORT=$((BASE + 81))
+    ZK="127.0.0.1:$ZK_PORT"
+    ORIGIN_HOST=127.0.0.1 ORIGIN_PORT=$((BASE + 80))
+  fi
+  # (the default in a variable: "${BC_ORIGIN:-...{key}}" would end at the
+  # first "}", leaving one behind a value that is set)
+  local default_origin="img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}"
+  ORIGIN=${BC_ORIGIN:-$default_origin}
+  ORIGIN_ARGS=()
+  [ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
+  CLI="$(on_host client) $BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
+}
+
+random_hex() {  # bytes
+  head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
+}
+
+secrets_up() {  # fresh credentials, readable by this user only
+  (umask 077
+   random_hex 24 >"$TOKEN"
+   random_hex 32 >"$CLUSTER_SECRET"
+   echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
+   echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
+}
+
+# ---- hosts: network namespaces in netns mode, 127.0.0.1 otherwise ----
+
+on_host() {  # host: the command prefix that runs on it
+  [ "$NETNS" = 1 ] && echo "ip netns exec $NSP-$1"
+  return 0
+}
+
+host_ip() {  # host
+  [ "$NETNS" = 1 ] || { echo 127.0.0.1; return; }
+  awk -v h="$1" '$1 == h { print $2 }' "$STATE/hosts"
+}
+
+add_host() {  # host last-octet: a namespace on the bridge, address $SUBNET.octet
+  local h=$1 ip=$SUBNET.$2 ns=$NSP-$1
+  ip netns add "$ns"
+  ip -n "$NSP-br" link add "p$2" type veth peer name eth0 netns "$ns"
+  ip -n "$NSP-br" link set "p$2" master br0 up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" iptables -N BCCUT
+  ip netns exec "$ns" iptables -A INPUT -j BCCUT
+  echo "$h $ip" >>"$STATE/hosts"
+}
+
+netns_up() {
+  [ "$(id -u)" -eq 0 ] || die "--netns needs root (network namespaces)"
+  command -v iptables >/dev/null || die "--netns needs iptables (deploy/install-deps.sh)"
+  ip netns list | grep -q "^$NSP-" && die "namespaces $NSP-* exist (run: $0 down, or set BC_NETNS_PREFIX)"
+  : >"$STATE/hosts"
+  echo "$NSP" >"$STATE/netns"
+  ip netns add "$NSP-br"
+  ip -n "$NSP-br" link add br0 type bridge
+  ip -n "$NSP-br" link set br0 up
+  add_host zk 11
+  add_host con0 20
+  add_host con1 21
+  add_host client 5
+}
+
+port_open() {  # host port
+  $(on_host "$1") bash -c "exec 3<>/dev/tcp/$(host_ip "$1")/$2" 2>/dev/null
+}
 
 # Whether pid is running (a zombie, dead but not yet reaped, is not).
 alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
@@ -75,31 +164,20 @@ check_starting() {  # name what started-at-SECONDS
   fi
 }
 
-wait_port() {  # port name what
+wait_port() {  # host port name what
   local t0=$SECONDS
-  until port_open "$1"; do check_starting "$2" "$3" "$t0"; sleep 0.1; done
+  until port_open "$1" "$2"; do check_starting "$3" "$4" "$t0"; sleep 0.1; done
 }
 
 # Another program on one of our ports would answer in place of ours.
-port_free() {  # port what
-  port_open "$1" && die "port $1 for $2 is taken by another program (set BC_BASE_PORT)"
+port_free() {  # host port what
+  port_open "$1" "$2" && die "port $2 for $3 is taken by another program (set BC_BASE_PORT)"
   return 0
 }
 
-random_hex() {  # bytes
-  head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'
-}
-
-secrets_up() {  # fresh credentials, readable by this user only
-  (umask 077
-   random_hex 24 >"$TOKEN"
-   echo "bcwriter:$(random_hex 18)" >"$ZK_AUTH"
-   echo "bcreader:$(random_hex 18)" >"$ZK_READ_AUTH")
-}
-
-start_bg() {  # name command...
-  local name=$1; shift
-  "$@" >"$STATE/$name.log" 2>&1 &
+start_bg() {  # name host command...
+  local name=$1 host=$2; shift 2
+  $(on_host "$host") "$@" >"$STATE/$name.log" 2>&1 &
   echo $! >"$STATE/$name.pid"
 }
 
@@ -111,64 +189,72 @@ initLimit=10
 syncLimit=5
 dataDir=$STATE/zk/data
 clientPort=$ZK_PORT
-clientPortAddress=127.0.0.1
+clientPortAddress=$(host_ip zk)
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok
 CFG
-  port_free "$ZK_PORT" ZooKeeper
-  start_bg zookeeper java -Xmx256m -Dzookeeper.log.dir="$STATE/zk" \
+  port_free zk "$ZK_PORT" ZooKeeper
+  start_bg zookeeper zk java -Xmx256m -Dzookeeper.log.dir="$STATE/zk" \
     -cp /usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$STATE/zk/zoo.cfg"
   # Ready when srvr reports a Mode (imok comes earlier than that).
   local t0=$SECONDS
   while :; do
-    if port_open "$ZK_PORT"; then
-      exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf srvr >&3
-      if timeout 2 cat <&3 | grep -q Mode:; then exec 3<&-; return 0; fi
-      exec 3<&-
+    if $(on_host zk) bash -c "exec 3<>/dev/tcp/${ZK%:*}/$ZK_PORT; printf srvr >&3; timeout 2 cat <&3" \
+        2>/dev/null | grep -q Mode:; then
+      return 0
     fi
     check_starting zookeeper ZooKeeper "$t0"
     sleep 0.2
   done
 }
 
-origin_up() {
+origin_up() {  # the demo origin, on the ZooKeeper host
   [ "$ORIGIN" = none ] && return 0
-  port_free "$ORIGIN_PORT" "the demo origin"
-  start_bg origin python3 deploy/demo-origin.py --port "$ORIGIN_PORT"
-  wait_port "$ORIGIN_PORT" origin "the demo origin"
+  port_free zk "$ORIGIN_PORT" "the demo origin"
+  start_bg origin zk python3 deploy/demo-origin.py --listen "$ORIGIN_HOST" --port "$ORIGIN_PORT"
+  wait_port zk "$ORIGIN_PORT" origin "the demo origin"
 }
 
 console_up() {  # index
-  local port=$((BASE + 90 + $1))
-  port_free "$port" "console $1"
-  start_bg "console-$1" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
-    --admin-port "$port" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
-  wait_port "$port" "console-$1" "console $1"
+  local port=$((BASE + 90 + $1)) host=con$1 ip
+  [ "$NETNS" = 1 ] && port=11290
+  ip=$(host_ip "$host")
+  port_free "$host" "$port" "console $1"
+  start_bg "console-$1" "$host" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
+    --admin-port "$port" --admin-listen "$ip" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
+  wait_port "$host" "$port" "console-$1" "console $1"
 }
 
-# Whether the node whose admin port is $1 has registered in its group.
-registered() {
-  curl -fsS --max-time 2 -H "Authorization: Bearer $(cat "$TOKEN")" \
-    "http://127.0.0.1:$1/stats" 2>/dev/null |
+# Whether the node on host $1 whose admin port is $2 has registered in its group.
+registered() {  # host admin-port
+  $(on_host "$1") curl -fsS --max-time 2 -H "Authorization: Bearer $(cat "$TOKEN")" \
+    "http://$(host_ip "$1"):$2/stats" 2>/dev/null |
     grep -Eq '"registrations":[[:space:]]*[1-9]'
 }
 
 group_up() {  # gid
   local g=$1 i
   for i in 0 1; do
-    local port=$((BASE + 100 + 10 * g + 2 * i))
-    port_free "$port" "node $i of group $g"
-    port_free $((port + 1)) "node $i of group $g"
-    start_bg "node-g$g-$i" "$BUILD/node/bucketcache-node" -l 127.0.0.1 -p "$port" \
-      --admin-port $((port + 1)) -m "$NODE_MEMORY_MB" -t 2 \
+    local port=$((BASE + 100 + 10 * g + 2 * i)) admin host=g${g}n$i ip
+    if [ "$NETNS" = 1 ]; then
+      [ "$g" -le 15 ] || die "--netns: at most 15 groups"
+      add_host "$host" $((100 + 10 * g + i))
+      port=11211
+    fi
+    admin=$((port + 69))      # the node's default admin port: no --admin-port given
+    ip=$(host_ip "$host")
+    port_free "$host" "$port" "node $i of group $g"
+    port_free "$host" "$admin" "node $i of group $g (admin port)"
+    start_bg "node-g$g-$i" "$host" "$BUILD/node/bucketcache-node" -l "$ip" -p "$port" \
+      --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
-      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
-    wait_port "$port" "node-g$g-$i" "node $i of group $g"
-    wait_port $((port + 1)) "node-g$g-$i" "node $i of group $g (admin port)"
+      --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH" --cluster-secret-file "$CLUSTER_SECRET"
+    wait_port "$host" "$port" "node-g$g-$i" "node $i of group $g"
+    wait_port "$host" "$admin" "node-g$g-$i" "node $i of group $g (admin port)"
     # The first node registered becomes primary: node 0, once it is in.
     local t0=$SECONDS
-    until registered $((port + 1)); do
+    until registered "$host" "$admin"; do
       check_starting "node-g$g-$i" "node $i of group $g (registering)" "$t0"
       sleep 0.1
     done
@@ -177,11 +263,20 @@ group_up() {  # gid
 }
 
 cmd_up() {
-  local groups=${1:-2}
+  local groups=2 a
+  for a in "$@"; do
+    case "$a" in
+      --netns) NETNS=1 ;;
+      *[!0-9]*|'') die "up: unexpected argument \"$a\"" ;;
+      *) groups=$a ;;
+    esac
+  done
   [ -x "$BUILD/node/bucketcache-node" ] || die "no build in $BUILD/ (cmake -S . -B build && cmake --build build)"
   [ -e "$STATE/zookeeper.pid" ] && die "already up (run: $0 down)"
   mkdir -p "$STATE"
   : >"$STATE/groups"
+  [ "$NETNS" = 1 ] && netns_up
+  set_addresses
   secrets_up
   zk_up
   origin_up
@@ -191,8 +286,14 @@ cmd_up() {
   for g in $(seq 1 "$groups"); do group_up "$g"; done
   console_up 0
   console_up 1
-  echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
-  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs"
+  if [ "$NETNS" = 1 ]; then
+    echo "cluster \"$CLUSTER\" is up in namespaces $NSP-*: ZooKeeper $ZK, dashboard http://$(host_ip con0):11290/"
+    echo "  (from the client host: $0 exec client curl -s http://$(host_ip con0):11290/v1/cluster)"
+  else
+    echo "cluster \"$CLUSTER\" is up: ZooKeeper $ZK, dashboard http://127.0.0.1:$((BASE + 90))/"
+  fi
+  echo "secured: admin token in $TOKEN (the dashboard asks for it), ZooKeeper ACLs,"
+  echo "         peer links proving the cluster secret in $CLUSTER_SECRET"
   echo "CLI: $CLI status"
 }
 
@@ -215,6 +316,7 @@ cmd_status() {
 
 cmd_down() {
   [ -d "$STATE" ] || return 0
+  set_addresses
   for f in "$STATE"/node-*.pid "$STATE"/console-*.pid "$STATE"/zookeeper.pid "$STATE"/origin.pid; do
     [ -e "$f" ] || continue
     kill "$(cat "$f")" 2>/dev/null || true
@@ -224,14 +326,98 @@ cmd_down() {
     for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$(cat "$f")" 2>/dev/null || true
   done
+  if [ "$NETNS" = 1 ]; then
+    local h
+    for h in $(awk '{ print $1 }' "$STATE/hosts") br; do ip netns del "$NSP-$h" 2>/dev/null || true; done
+  fi
   rm -rf "$STATE"
   echo "local cluster stopped"
 }
 
+# ---- cutting links by hand (netns mode) ----
+
+need_netns() {
+  [ "$NETNS" = 1 ] || die "$1: only with a cluster brought up with --netns"
+}
+
+all_hosts() { awk '{ print $1 }' "$STATE/hosts"; }
+
+check_host() {
+  [ -n "$(host_ip "$1")" ] || die "no host \"$1\" (see: $0 hosts)"
+}
+
+drop() {  # receiver sender [-A|-D]: what receiver gets from sender is dropped (or no longer)
+  ip netns exec "$NSP-$1" iptables "${3:--A}" BCCUT -s "$(host_ip "$2")" -j DROP 2>/dev/null || true
+}
+
+cmd_cut() {  # a [b ...]
+  need_netns cut
+  [ $# -ge 1 ] || die "cut: which host?"
+  local a=$1 b; shift
+  check_host "$a"
+  [ $# -ge 1 ] || set -- $(all_hosts | grep -vx "$a")
+  for b in "$@"; do
+    check_host "$b"
+    drop "$a" "$b"; drop "$b" "$a"
+  done
+  echo "cut $a from: $*"
+}
+
+cmd_cut_oneway() {  # a b
+  need_netns cut-oneway
+  [ $# -eq 2 ] || die "cut-oneway: A B"
+  check_host "$1"; check_host "$2"
+  drop "$2" "$1"
+  echo "packets from $1 to $2 are dropped"
+}
+
+cmd_heal() {  # [a [b]]
+  need_netns heal
+  local h
+  if [ $# -eq 0 ]; then
+    for h in $(all_hosts); do ip netns exec "$NSP-$h" iptables -F BCCUT; done
+    echo "every link healed"
+  elif [ $# -eq 1 ]; then
+    check_host "$1"
+    ip netns exec "$NSP-$1" iptables -F BCCUT
+    for h in $(all_hosts); do
+      while ip netns exec "$NSP-$h" iptables -D BCCUT -s "$(host_ip "$1")" -j DROP 2>/dev/null; do :; done
+    done
+    echo "every link of $1 healed"
+  else
+    check_host "$1"; check_host "$2"
+    drop "$1" "$2" -D; drop "$2" "$1" -D
+    echo "link $1 - $2 healed"
+  fi
+}
+
+cmd_hosts() {
+  need_netns hosts
+  local h ip cuts
+  while read -r h ip; do
+    cuts=$(ip netns exec "$NSP-$h" iptables -S BCCUT | awk '/-s/ { sub("/32", "", $4); print $4 }' | tr '\n' ' ')
+    printf '%-8s %-14s namespace %-14s%s\n' "$h" "$ip" "$NSP-$h" "${cuts:+  drops from: $cuts}"
+  done <"$STATE/hosts"
+}
+
+cmd_exec() {
+  need_netns exec
+  [ $# -ge 2 ] || die "exec: HOST CMD..."
+  check_host "$1"
+  local h=$1; shift
+  exec ip netns exec "$NSP-$h" "$@"
+}
+
+[ "${1:-}" = up ] || set_addresses
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   add-group) cmd_add_group ;;
   status) cmd_status ;;
   down) cmd_down ;;
-  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  cut) shift; cmd_cut "$@" ;;
+  cut-oneway) shift; cmd_cut_oneway "$@" ;;
+  heal) shift; cmd_heal "$@" ;;
+  hosts) cmd_hosts ;;
+  exec) shift; cmd_exec "$@" ;;
+  *) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -52,6 +52,7 @@
 #include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
 #include "bc_text.h"
@@ -80,6 +81,7 @@ struct bc_admin {
     uint32_t max_conns;
     bc_httpd_t *httpd;
     bool has_token;             /* an admin token is configured */
+    bc_peerauth_t *peer_auth;   /* borrowed: the cluster secret, for migration; NULL: none */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -145,12 +147,29 @@ repl_json(bc_admin_t *admin)
     cJSON_AddBoolToObject(o, "writable", ci.writable);
     cJSON_AddNumberToObject(o, "lease_ms", (double)ci.lease_ms);
     cJSON_AddNumberToObject(o, "fenced_writes", (double)ci.fenced_writes);
+    cJSON_AddStringToObject(o, "node", ci.node_name);
+    cJSON_AddNumberToObject(o, "self_promotions", (double)ci.self_promotions);
     int role = ri.primary ? BC_REPL_PRIMARY : BC_REPL_BACKUP;
 #define BC__ADMIN_REPL_JSON(field, shown, json, stat, metric, type, help) \
     if ((shown) == BC_REPL_BOTH || (shown) == role) cJSON_AddNumberToObject(o, json, (double)ri.field);
     BC_REPL_NUMBERS(BC__ADMIN_REPL_JSON)
 #undef BC__ADMIN_REPL_JSON
     if (ri.primary) {
+        /* The in-sync set (repl.h): the record this primary keeps in
+         * ZooKeeper, and whether writes are refused for want of members. */
+        cJSON *isr = cJSON_AddObjectToObject(o, "in_sync");
+        if (isr != NULL) {
+            cJSON_AddStringToObject(isr, "state", ri.isr_state);
+            cJSON *members = cJSON_AddArrayToObject(isr, "members");
+            for (uint32_t i = 0; members != NULL && i < ri.isr.n; i++) {
+                cJSON_AddItemToArray(members, cJSON_CreateString(ri.isr.in_sync[i]));
+            }
+            cJSON_AddNumberToObject(isr, "epoch", (double)ri.isr.epoch);
+            cJSON_AddNumberToObject(isr, "version", (double)ri.isr_version);
+            cJSON_AddNumberToObject(isr, "min_in_sync", (double)ri.min_in_sync);
+            cJSON_AddBoolToObject(isr, "writes_refused", ri.isr_short);
+            cJSON_AddNumberToObject(isr, "refused_writes", (double)ci.in_sync_refusals);
+        }
         cJSON *arr = cJSON_AddArrayToObject(o, "backups");
         for (uint32_t i = 0; arr != NULL && i < ri.backups && i < BC_REPL_MAX_BACKUPS_REPORTED;
              i++) {
@@ -161,6 +180,8 @@ repl_json(bc_admin_t *admin)
             cJSON_AddStringToObject(jb, "addr", b->addr);
             cJSON_AddBoolToObject(jb, "online", b->online);
             cJSON_AddBoolToObject(jb, "in_sync", b->in_sync);
+            cJSON_AddBoolToObject(jb, "recorded", b->recorded);
+            cJSON_AddBoolToObject(jb, "lagging", b->lagging);
             cJSON_AddNumberToObject(jb, "acked", (double)b->acked);
             cJSON_AddNumberToObject(jb, "lag_bytes", (double)b->lag_bytes);
             cJSON_AddItemToArray(arr, jb);
@@ -211,6 +232,8 @@ handle_health(void *ctx, bc_http_req_t *req)
         return bc_http_reply_json(req, MHD_HTTP_OK, doc);
     }
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
+    /* what "version" answers on the data port (memcached clients parse it) */
+    cJSON_AddStringToObject(doc, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
@@ -361,6 +384,7 @@ handle_stats(void *ctx, bc_http_req_t *req)
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     cJSON_AddStringToObject(process, "version", BC_VERSION);
+    cJSON_AddStringToObject(process, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(process, "pid", (double)getpid());
     cJSON_AddNumberToObject(process, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddNumberToObject(process, "time", (double)time(NULL));
@@ -564,6 +588,12 @@ handle_metrics(void *ctx, bc_http_req_t *req)
         bc_metric(&tb, "cluster_fenced_writes_total", "counter",
                   "Writes refused because the ZooKeeper write lease had lapsed.",
                   ci.fenced_writes);
+        bc_metric(&tb, "cluster_in_sync_refusals_total", "counter",
+                  "Writes refused because fewer backups than min_in_sync were in sync.",
+                  ci.in_sync_refusals);
+        bc_metric(&tb, "cluster_self_promotions_total", "counter",
+                  "Times this node promoted itself (its primary gone, no console acting).",
+                  ci.self_promotions);
     }
     if (admin->repl != NULL) {
         bc_repl_info_t ri;
@@ -577,6 +607,13 @@ handle_metrics(void *ctx, bc_http_req_t *req)
                   "1 when this node's data is complete (0 during a full resync).",
                   ri.synced ? 1 : 0);
         bc_metric(&tb, "repl_backups", "gauge", "Backups connected to this primary.", ri.backups);
+        bc_metric(&tb, "repl_in_sync", "gauge",
+                  "Primary: backups in the in-sync record (ZooKeeper).", ri.isr.n);
+        bc_metric(&tb, "repl_min_in_sync", "gauge", "Primary: the group's min_in_sync in force.",
+                  ri.min_in_sync);
+        bc_metric(&tb, "repl_writes_refused", "gauge",
+                  "Primary: 1 while writes are refused for too few backups in sync.",
+                  ri.isr_short ? 1 : 0);
         bc_metric_l(&tb, "repl_lag_seconds", "gauge",
                     "Backup: time since this node last had everything the primary had.", NULL,
                     ri.lag_ms < 0 ? 0 : (double)ri.lag_ms / 1000.0);
@@ -690,6 +727,13 @@ handle_buckets(void *ctx, bc_http_req_t *req)
         cJSON_AddNumberToObject(e, "gets", (double)(x->ops.hits + x->ops.misses));
         cJSON_AddNumberToObject(e, "evictions", (double)x->evictions);
         cJSON_AddNumberToObject(e, "expirations", (double)x->expirations);
+        if (admin->origin != NULL) {
+            bc_origin_bucket_counts_t oc;
+            bc_origin_bucket_counts(admin->origin, b, &oc);
+#define BC__ADMIN_ORIGIN_JSON(name, help) cJSON_AddNumberToObject(e, "origin_" #name, (double)oc.name);
+            BC_ORIGIN_BUCKET_COUNTERS(BC__ADMIN_ORIGIN_JSON)
+#undef BC__ADMIN_ORIGIN_JSON
+        }
         cJSON_AddItemToArray(arr, e);
     }
     free(bs);
@@ -868,6 +912,12 @@ route_check(bc_admin_t *admin, bc_http_req_t *req, uint32_t bucket, bool write,
         snprintf(msg, sizeof(msg),
                  "this node is a backup of group %" PRIu32 "; ask its primary", owner);
         break;
+    case BC_ROUTE_NOT_IN_SYNC:
+        reason = "not_enough_in_sync";
+        snprintf(msg, sizeof(msg),
+                 "group %" PRIu32 " has fewer backups in sync than its min_in_sync: writes are "
+                 "refused until one catches up", owner);
+        break;
     default:
         reason = "unknown";
         snprintf(msg, sizeof(msg), "bucket %" PRIu32 " is not served here", bucket);
@@ -884,7 +934,9 @@ route_check(bc_admin_t *admin, bc_http_req_t *req, uint32_t bucket, bool write,
     cJSON_AddNumberToObject(doc, "bucket", bucket);
     cJSON_AddNumberToObject(doc, "owner", owner);
     cJSON_AddNumberToObject(doc, "epoch", (double)epoch);
-    *result = bc_http_reply_json(req, MHD_HTTP_MISDIRECTED_REQUEST, doc);
+    *result = bc_http_reply_json(req, route == BC_ROUTE_NOT_IN_SYNC
+                                          ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                          : MHD_HTTP_MISDIRECTED_REQUEST, doc);
     return false;
 }
 
@@ -937,20 +989,30 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
  * Only when no request can park (all connections parked, or stopping)
  * does the thread poll in place, as before, for at most the timeout.
  */
-enum { PARK_NEED, PARK_TIMEOUT, PARK_CAS };
+enum { PARK_NEED, PARK_TIMEOUT, PARK_CAS, PARK_GEN };
 #define ADMIN_COMMIT_RECHECK_US 500
 
-/* True when the caller may answer the write now; false: parked, return
- * *result. */
+/* True when the caller may answer the write now; false: parked, or the
+ * write could not be confirmed (answered 503: its outcome is unknown);
+ * return *result. */
 static bool
 admin_committed(bc_admin_t *admin, bc_http_req_t *req, bc_repl_commit_t t, uint64_t cas,
                 enum MHD_Result *result)
 {
     for (;;) {
         int64_t waited_ms = req->parked_us ? (bc_time_mono_us() - req->parked_us) / 1000 : 0;
-        if (bc_repl_commit_poll(admin->repl, &t, waited_ms)) return true;
+        bc_repl_commit_state_t cs = bc_repl_commit_poll(admin->repl, &t, waited_ms);
+        if (cs == BC_REPL_COMMIT_DONE) return true;
+        if (cs == BC_REPL_COMMIT_FAILED) {
+            *result = bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                          "the write was applied here but its backups did not "
+                                          "confirm it (too few in sync, or the role or lease "
+                                          "was lost): its outcome is unknown");
+            return false;
+        }
         req->park_state[PARK_NEED] = t.need;
         req->park_state[PARK_TIMEOUT] = t.timeout_ms;
+        req->park_state[PARK_GEN] = t.gen;
         req->park_state[PARK_CAS] = cas;
         if (bc_http_try_park(req, ADMIN_COMMIT_RECHECK_US, result)) return false;
         if (req->parked_us == 0) req->parked_us = bc_time_mono_us();
@@ -1089,7 +1151,8 @@ handle_keys(void *ctx, bc_http_req_t *req)
     hash = bc_hash_key(key, nkey);
     if (req->park_state[PARK_NEED] != 0) {
         /* stored on an earlier run: only the backups are waited for */
-        bc_repl_commit_t t = {req->park_state[PARK_NEED], (uint32_t)req->park_state[PARK_TIMEOUT]};
+        bc_repl_commit_t t = {req->park_state[PARK_NEED], (uint32_t)req->park_state[PARK_TIMEOUT],
+                              req->park_state[PARK_GEN]};
         if (!admin_committed(admin, req, t, req->park_state[PARK_CAS], &result)) return result;
         if (is_put) return put_reply(admin, req, hash, req->park_state[PARK_CAS]);
         return bc_http_reply_bytes(req, MHD_HTTP_NO_CONTENT, NULL, NULL, 0);
@@ -1178,6 +1241,7 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .max_conns_per_ip = config->max_conns_per_ip,
     };
     admin->has_token = config->auth != NULL;
+    admin->peer_auth = config->peer_auth;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);
@@ -1228,7 +1292,7 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     if (cluster == NULL) return;
     bc_node_migrate_config_t mc = {
         .cache = admin->cache, .cluster = cluster, .server = admin->server,
-        .httpd = admin->httpd,
+        .httpd = admin->httpd, .peer_auth = admin->peer_auth,
     };
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");

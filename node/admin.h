@@ -71,6 +71,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "engine/cache.h"
 #include "engine/hotkeys.h"
@@ -90,6 +91,9 @@ typedef struct bc_admin_config {
     uint32_t max_conns_per_ip; /* 0 = 256 */
     struct bc_auth *auth;      /* the admin token; borrowed, outlives the server; NULL: none */
     bool insecure_no_auth;     /* beyond loopback without a token, on purpose */
+    /* The cluster secret: migration exports and imports prove it
+     * (migrate/migrate.h); borrowed, outlives the server; NULL: none. */
+    bc_peerauth_t *peer_auth;
 } bc_admin_config_t;
 
 /*

@@ -39,6 +39,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -87,6 +88,10 @@ typedef enum opt_id {
     OPT_AUTH_TOKEN_FILE,
     OPT_INSECURE_NO_AUTH,
     OPT_ZK_AUTH_FILE,
+    OPT_CLUSTER_SECRET_FILE,
+    OPT_INSECURE_NO_PEER_AUTH,
+    OPT_AUTH_FILE,      /* -Y: memcached's ASCII authentication */
+    OPT_TLS,            /* -Z: TLS on the data port */
     OPT_EXTENDED,       /* -o: memcached's extended options; idle_timeout is ours */
     OPT_CONFIG,
     OPT_HELP,
@@ -113,7 +118,12 @@ static const node_option_t node_options[] = {
     {'p', "port", NULL, "NUM", OPT_PORT,
      "TCP port of the memcached protocol (default 11211; 0 = any free port)"},
     {'l', "listen", NULL, "ADDR", OPT_LISTEN,
-     "address to listen on (default 0.0.0.0); one address"},
+     "address to listen on (default 0.0.0.0); with -Z, notls:HOST:PORT adds a plain "
+     "listener (up to 4; comma-separated or repeated)"},
+    {'Z', "enable-ssl", NULL, NULL, OPT_TLS,
+     "TLS on the data port: -o ssl_chain_cert=FILE,ssl_key=FILE[,ssl_ca_cert=FILE,"
+     "ssl_verify_mode=0..3,ssl_min_version=0..3,ssl_ciphers=LIST]; certificates re-read by "
+     "refresh_certs and SIGHUP"},
     {'m', "memory", "memory-limit", "MB", OPT_MEMORY,
      "cache memory in megabytes, or with a k/m/g suffix (default 64)"},
     {'t', "threads", NULL, "NUM", OPT_THREADS,
@@ -145,7 +155,8 @@ static const node_option_t node_options[] = {
     {'B', "protocol", NULL, "NAME", OPT_PROTOCOL,
      "ascii or auto (both mean the text protocol); binary is not supported"},
     {0, "admin-port", NULL, "NUM", OPT_ADMIN_PORT,
-     "HTTP admin port: /health /stats /metrics /v1/keys (default 11280; 0 = disabled)"},
+     "HTTP admin port: /health /stats /metrics /v1/keys (default: the data port + 69, "
+     "so 11211 gives 11280 and 11212 gives 11281; 0 = disabled)"},
     {0, "admin-listen", NULL, "ADDR", OPT_ADMIN_LISTEN,
      "address of the admin port (default 127.0.0.1)"},
     {0, "eviction", NULL, "POLICY", OPT_EVICTION,
@@ -198,6 +209,19 @@ static const node_option_t node_options[] = {
      "controls the node"},
     {0, "zk-auth-file", NULL, "FILE", OPT_ZK_AUTH_FILE,
      "ZooKeeper credentials (user:password) of a cluster secured with digest ACLs"},
+    {'Y', "auth-file", NULL, "FILE", OPT_AUTH_FILE,
+     "memcached's ASCII authentication: every data-port connection first sends "
+     "\"set <any> 0 0 <n>\" with the data \"<user> <password>\", of FILE's user:password "
+     "lines (at most 8; mode 0600); re-read on SIGHUP (default: off)"},
+    {0, "cluster-secret-file", NULL, "FILE", OPT_CLUSTER_SECRET_FILE,
+     "with --zk: the cluster secret every node of the cluster shares (openssl rand -hex 32; "
+     "credential:NAME reads a systemd credential): forwarding, replication and migration "
+     "links prove it to each other, never sending it (docs/security.md); required in a "
+     "cluster; re-read on SIGHUP"},
+    {0, "insecure-no-peer-auth", NULL, NULL, OPT_INSECURE_NO_PEER_AUTH,
+     "with --zk: run WITHOUT a cluster secret: anyone who reaches the data port can act as a "
+     "node (forward unchecked, take a replication snapshot) and the admin port's exports "
+     "are unchecked"},
     {'o', "extended", NULL, "OPTS", OPT_EXTENDED,
      "memcached's extended options, comma-separated: idle_timeout=SECONDS closes a client "
      "connection idle that long between commands (0 = never, the default); the others are "
@@ -219,8 +243,6 @@ static const node_option_t node_options[] = {
     {'s', "unix-socket", NULL, "FILE", OPT_REFUSED, "UNIX sockets are not supported"},
     {'a', "unix-mask", NULL, "MASK", OPT_REFUSED, "UNIX sockets are not supported"},
     {'S', "enable-sasl", NULL, NULL, OPT_REFUSED, "SASL authentication is not supported"},
-    {'Y', "auth-file", NULL, "FILE", OPT_REFUSED, "authentication is not supported"},
-    {'Z', "enable-ssl", NULL, NULL, OPT_REFUSED, "TLS is not supported"},
     {'M', "disable-evictions", NULL, NULL, OPT_REFUSED,
      "running without eviction is not supported"},
     {'F', "disable-flush-all", NULL, NULL, OPT_REFUSED,
@@ -249,6 +271,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->threads = default_threads();
     cfg->max_conns = BC_NODE_DEFAULT_MAX_CONNS;
     cfg->backlog = 1024;
+    cfg->tls_min_version = 2;
     cfg->max_conn_buffer = 4u * 1024u * 1024u;
     cfg->verbosity = 0;
     cfg->mem_limit = (uint64_t)BC_NODE_DEFAULT_MEMORY_MB * 1024u * 1024u;
@@ -282,10 +305,16 @@ static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "ses
                                                "write_fencing", "replication",
                                                "repl_sync_timeout_ms",
                                                "repl_backlog_mb", "repl_max_lag_mb",
-                                               "auth_file", NULL};
+                                               "auth_file", "cluster_secret_file",
+                                               "insecure_no_peer_auth", NULL};
 static const char *const server_fields[] = {"listen", "port", "threads", "max_connections",
                                             "backlog", "max_connection_buffer", "verbosity",
-                                            "idle_timeout", NULL};
+                                            "idle_timeout", "auth_file", "tls", NULL};
+/* server.tls: its presence turns TLS on (-Z) */
+static const char *const tls_fields[] = {"chain_cert", "key", "ca_cert", "verify_mode",
+                                         "min_version", "ciphers", "plain_listen", NULL};
+
+static const char *add_plain_listen(bc_node_config_t *cfg, char *host);
 static const char *const cache_fields[] = {"memory_mb", "max_item_size", "eviction", "buckets",
                                            "expiry_interval_ms", "expiry_scan_budget",
                                            "prealloc", NULL};
@@ -326,6 +355,7 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
 #define CHECK(expr) do { st = (expr); if (st != BC_OK) return st; } while (0)
     CHECK(bc_config_check_fields(doc, NULL, root_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "server", server_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "server.tls", tls_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "cache", cache_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "admin", admin_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "log", log_fields, err, err_len));
@@ -352,6 +382,38 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_get_int(doc, "server.idle_timeout", 0, 86400 * 365, &v, &found, err,
                             err_len));
     if (found) cfg->idle_timeout_s = (uint32_t)v;
+    CHECK(bc_config_get_string(doc, "server.auth_file", cfg->mc_auth_file,
+                               sizeof(cfg->mc_auth_file), false, NULL, err, err_len));
+    {
+        const cJSON *tls = NULL;
+        char plain[1024] = "";
+        CHECK(bc_config_lookup(doc, "server.tls", &tls, err, err_len));
+        if (tls != NULL) cfg->tls = true;
+        CHECK(bc_config_get_string(doc, "server.tls.chain_cert", cfg->tls_chain_cert,
+                                   sizeof(cfg->tls_chain_cert), false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.key", cfg->tls_key, sizeof(cfg->tls_key),
+                                   false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.ca_cert", cfg->tls_ca_cert,
+                                   sizeof(cfg->tls_ca_cert), false, NULL, err, err_len));
+        CHECK(bc_config_get_string(doc, "server.tls.ciphers", cfg->tls_ciphers,
+                                   sizeof(cfg->tls_ciphers), false, NULL, err, err_len));
+        CHECK(bc_config_get_int(doc, "server.tls.verify_mode", 0, 3, &v, &found, err, err_len));
+        if (found) cfg->tls_verify_mode = (int)v;
+        CHECK(bc_config_get_int(doc, "server.tls.min_version", 0, 3, &v, &found, err, err_len));
+        if (found) cfg->tls_min_version = (int)v;
+        CHECK(bc_config_get_string(doc, "server.tls.plain_listen", plain, sizeof(plain), false,
+                                   &found, err, err_len));
+        cfg->nplain_listen = found ? 0 : cfg->nplain_listen;
+        for (char *save = NULL, *item = found ? strtok_r(plain, ",", &save) : NULL; item != NULL;
+             item = strtok_r(NULL, ",", &save)) {
+            const char *why = add_plain_listen(cfg, item);
+            if (why != NULL) {
+                bc_config_errf(err, err_len, "field \"server.tls.plain_listen\": expected %s",
+                               strcmp(why, "notls:HOST:PORT") == 0 ? "HOST:PORT[,HOST:PORT]" : why);
+                return BC_EINVAL;
+            }
+        }
+    }
 
     /* cache */
     CHECK(bc_config_get_size(doc, "cache.memory_mb", 1024u * 1024u, BC_NODE_MIN_MEMORY,
@@ -378,7 +440,10 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(doc_listen(doc, "admin.listen", cfg->admin_listen, sizeof(cfg->admin_listen), err,
                      err_len));
     CHECK(bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len));
-    if (found) cfg->admin_port = (uint16_t)v;
+    if (found) {
+        cfg->admin_port = (uint16_t)v;
+        cfg->admin_port_given = true;
+    }
     CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 100000, &v, &found, err,
                             err_len));
     if (found) cfg->admin_max_conns = (uint32_t)v;
@@ -421,6 +486,10 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     if (found) cfg->repl_max_lag_mb = (uint32_t)v;
     CHECK(bc_config_get_string(doc, "zookeeper.auth_file", cfg->zk_auth_file,
                                sizeof(cfg->zk_auth_file), false, NULL, err, err_len));
+    CHECK(bc_config_get_string(doc, "zookeeper.cluster_secret_file", cfg->cluster_secret_file,
+                               sizeof(cfg->cluster_secret_file), false, NULL, err, err_len));
+    CHECK(bc_config_get_bool(doc, "zookeeper.insecure_no_peer_auth", &cfg->insecure_no_peer_auth,
+                             NULL, err, err_len));
 
     /* read-through (origin/origin.h) */
     CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
@@ -533,6 +602,43 @@ choice_index(const char *const *names, const char *value)
 }
 
 /*
+ * memcached's TLS options (-o ssl_NAME=VALUE); the ones we serve set
+ * *handled, the others (ssl_keyformat, ssl_wbuf_size, ssl_session_cache,
+ * ssl_kernel_tls) are left to the caller's "accepted and ignored".
+ */
+static bc_status_t
+apply_tls_option(parse_state_t *ps, const char *opt, const char *eq, bool *handled)
+{
+    static const struct { const char *name; size_t off, size; } files[] = {
+        {"ssl_chain_cert", offsetof(bc_node_config_t, tls_chain_cert), BC_NODE_PATH_MAX},
+        {"ssl_key", offsetof(bc_node_config_t, tls_key), BC_NODE_PATH_MAX},
+        {"ssl_ca_cert", offsetof(bc_node_config_t, tls_ca_cert), BC_NODE_PATH_MAX},
+        {"ssl_ciphers", offsetof(bc_node_config_t, tls_ciphers), 256},
+    };
+    char what[40];
+    int64_t v;
+    snprintf(what, sizeof(what), "-o %s", opt);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (strcmp(opt, files[i].name) != 0) continue;
+        *handled = true;
+        if (eq == NULL) return bad_value(ps, what, "", "a value");
+        return flag_string(ps, what, eq + 1, (char *)ps->cfg + files[i].off, files[i].size,
+                           false);
+    }
+    if (strcmp(opt, "ssl_verify_mode") == 0 || strcmp(opt, "ssl_min_version") == 0) {
+        *handled = true;
+        if (eq == NULL || bc_parse_int(eq + 1, 0, 3, &v) != BC_OK) {
+            return bad_value(ps, what, eq != NULL ? eq + 1 : "",
+                             opt[4] == 'v' ? "0 (none), 1 (request), 2 (require) or 3 (once)"
+                                           : "0 (TLS 1.0) .. 3 (TLS 1.3)");
+        }
+        if (opt[4] == 'v') ps->cfg->tls_verify_mode = (int)v;
+        else ps->cfg->tls_min_version = (int)v;
+    }
+    return BC_OK;
+}
+
+/*
  * memcached's -o: a comma-separated list of name[=value].  idle_timeout
  * is served as memcached 1.6 does it (net/server.h); every other name is
  * memcached tuning, accepted and ignored with a warning.
@@ -540,15 +646,21 @@ choice_index(const char *const *names, const char *value)
 static bc_status_t
 apply_extended(parse_state_t *ps, const char *flag, const char *value)
 {
-    char buf[512];
+    char buf[4096];
     int64_t v;
+    bool handled = false;
     if (strlen(value) >= sizeof(buf)) return bad_value(ps, flag, value, "a shorter option list");
     snprintf(buf, sizeof(buf), "%s", value);
     for (char *save = NULL, *opt = strtok_r(buf, ",", &save); opt != NULL;
          opt = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(opt, '=');
         if (eq != NULL) *eq = '\0';
-        if (strcmp(opt, "idle_timeout") == 0) {
+        if (strncmp(opt, "ssl_", 4) == 0 && apply_tls_option(ps, opt, eq, &handled) != BC_OK) {
+            return BC_EINVAL;
+        }
+        if (handled) {
+            handled = false;
+        } else if (strcmp(opt, "idle_timeout") == 0) {
             if (eq == NULL || bc_parse_int(eq + 1, 0, 86400 * 365, &v) != BC_OK) {
                 return bad_value(ps, "-o idle_timeout", eq != NULL ? eq + 1 : "",
                                  "seconds, 0..31536000 (0 = never)");
@@ -558,6 +670,65 @@ apply_extended(parse_state_t *ps, const char *flag, const char *value)
             log_warn("%s %s: memcached tuning option accepted for compatibility and ignored",
                      flag, opt);
         }
+    }
+    return BC_OK;
+}
+
+/* One plain listener, "HOST:PORT" (HOST may be [v6]; s is cut up);
+ * NULL, or what was expected. */
+static const char *
+add_plain_listen(bc_node_config_t *cfg, char *host)
+{
+    char *colon = strrchr(host, ':');
+    int64_t port;
+    if (colon == NULL || colon == host || bc_parse_int(colon + 1, 0, 65535, &port) != BC_OK) {
+        return "notls:HOST:PORT";
+    }
+    *colon = '\0';
+    if (host[0] == '[' && colon[-1] == ']') {
+        host++;
+        colon[-1] = '\0';
+    }
+    if (cfg->nplain_listen == 4) return "at most 4 notls listeners";
+    if (strlen(host) == 0 || strlen(host) >= BC_HOST_MAX) return "notls:HOST:PORT";
+    snprintf(cfg->plain_listen_host[cfg->nplain_listen], BC_HOST_MAX, "%s", host);
+    cfg->plain_listen_port[cfg->nplain_listen++] = (uint16_t)port;
+    return NULL;
+}
+
+/*
+ * -l: memcached's list of listeners, comma-separated (or -l repeated):
+ * one address for the main listener (TLS under -Z), and notls:HOST:PORT
+ * items for plain listeners beside it (HOST may be [v6]).
+ */
+static bc_status_t
+apply_listen(parse_state_t *ps, const char *flag, const char *value)
+{
+    char buf[1024];
+    bc_node_config_t *cfg = ps->cfg;
+    if (strlen(value) >= sizeof(buf)) return bad_value(ps, flag, value, "a shorter list");
+    snprintf(buf, sizeof(buf), "%s", value);
+    if (strchr(buf, ',') == NULL && strncmp(buf, "notls:", 6) != 0) {
+        return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
+    }
+    int mains = 0;
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save)) {
+        if (strncmp(item, "notls:", 6) != 0) {
+            if (++mains > 1) {
+                return bad_value(ps, flag, value,
+                                 "one address, and notls:HOST:PORT items (several main "
+                                 "addresses are not supported)");
+            }
+            bc_status_t st = flag_string(ps, flag, item, cfg->listen_addr,
+                                         sizeof(cfg->listen_addr), true);
+            if (st != BC_OK) return st;
+            continue;
+        }
+        char copy[sizeof(buf)];
+        const char *why;
+        snprintf(copy, sizeof(copy), "%s", item);
+        if ((why = add_plain_listen(cfg, item + 6)) != NULL) return bad_value(ps, flag, copy, why);
     }
     return BC_OK;
 }
@@ -596,7 +767,7 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         if (st == BC_OK) cfg->port = (uint16_t)v;
         return st;
     case OPT_LISTEN:
-        return flag_string(ps, flag, value, cfg->listen_addr, sizeof(cfg->listen_addr), true);
+        return apply_listen(ps, flag, value);
     case OPT_MEMORY:
         if (bc_parse_size(value, 1024u * 1024u, &size) != BC_OK || size < BC_NODE_MIN_MEMORY ||
             size > BC_NODE_MAX_MEMORY) {
@@ -655,7 +826,10 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
                          "ascii or auto (only the text protocol is supported)");
     case OPT_ADMIN_PORT:
         st = flag_int(ps, flag, value, 0, 65535, &v);
-        if (st == BC_OK) cfg->admin_port = (uint16_t)v;
+        if (st == BC_OK) {
+            cfg->admin_port = (uint16_t)v;
+            cfg->admin_port_given = true;
+        }
         return st;
     case OPT_ADMIN_LISTEN:
         return flag_string(ps, flag, value, cfg->admin_listen, sizeof(cfg->admin_listen), true);
@@ -731,6 +905,17 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return BC_OK;
     case OPT_ZK_AUTH_FILE:
         return flag_string(ps, flag, value, cfg->zk_auth_file, sizeof(cfg->zk_auth_file), false);
+    case OPT_CLUSTER_SECRET_FILE:
+        return flag_string(ps, flag, value, cfg->cluster_secret_file,
+                           sizeof(cfg->cluster_secret_file), false);
+    case OPT_INSECURE_NO_PEER_AUTH:
+        cfg->insecure_no_peer_auth = true;
+        return BC_OK;
+    case OPT_TLS:
+        cfg->tls = true;
+        return BC_OK;
+    case OPT_AUTH_FILE:
+        return flag_string(ps, flag, value, cfg->mc_auth_file, sizeof(cfg->mc_auth_file), false);
     case OPT_EXTENDED:
         return apply_extended(ps, flag, value);
     case OPT_IGNORED:
@@ -874,7 +1059,19 @@ bc_node_config_parse_args(bc_node_config_t *cfg, int argc, char *const argv[],
         if (cfg->verbosity >= 3 && cfg->log_level < BC_LOG_TRACE) cfg->log_level = BC_LOG_TRACE;
         if (cfg->verbosity == 2 && cfg->log_level < BC_LOG_DEBUG) cfg->log_level = BC_LOG_DEBUG;
     }
+    if (!cfg->admin_port_given) cfg->admin_port = bc_node_config_default_admin_port(cfg->port);
     return bc_node_config_validate(cfg, err, err_len);
+}
+
+uint16_t
+bc_node_config_default_admin_port(uint16_t data_port)
+{
+    /* BEHAVIOR: derived from the data port, so that nodes started side by
+     * side with only -p do not fight over one admin port. */
+    if (data_port == 0) return BC_NODE_DEFAULT_ADMIN_PORT;
+    if (data_port <= 65535 - BC_NODE_ADMIN_PORT_OFFSET)
+        return (uint16_t)(data_port + BC_NODE_ADMIN_PORT_OFFSET);
+    return (uint16_t)(data_port - BC_NODE_ADMIN_PORT_OFFSET);
 }
 
 bc_status_t
@@ -929,6 +1126,48 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
     if (cfg->insecure_no_auth && cfg->auth_token_file[0] != '\0') {
         bc_config_errf(err, err_len, "--insecure-no-auth and --auth-token-file contradict each "
                        "other: give one");
+        return BC_EINVAL;
+    }
+    if (cfg->insecure_no_peer_auth && cfg->cluster_secret_file[0] != '\0') {
+        bc_config_errf(err, err_len, "--insecure-no-peer-auth and --cluster-secret-file "
+                       "contradict each other: give one");
+        return BC_EINVAL;
+    }
+    if (cfg->tls && cfg->tls_chain_cert[0] == '\0') {
+        bc_config_errf(err, err_len, "-Z needs a certificate: -o ssl_chain_cert=FILE,ssl_key=FILE");
+        return BC_EINVAL;
+    }
+    if (!cfg->tls && (cfg->tls_chain_cert[0] != '\0' || cfg->tls_ca_cert[0] != '\0' ||
+                      cfg->nplain_listen > 0)) {
+        bc_config_errf(err, err_len, "-o ssl_* and -l notls:... go with -Z (TLS is off without it)");
+        return BC_EINVAL;
+    }
+    if (cfg->tls && cfg->tls_verify_mode != 0 && cfg->tls_ca_cert[0] == '\0') {
+        bc_config_errf(err, err_len, "-o ssl_verify_mode=%d checks client certificates "
+                       "against -o ssl_ca_cert=FILE: give it", cfg->tls_verify_mode);
+        return BC_EINVAL;
+    }
+    if (cfg->tls && cfg->zk_hosts[0] != '\0') {
+        bc_config_errf(err, err_len, "-Z in a cluster is not supported yet: other nodes' "
+                       "forwarding and replication links do not speak TLS (run -Z standalone; "
+                       "docs/security.md)");
+        return BC_EINVAL;
+    }
+    if (cfg->mc_auth_file[0] != '\0' && cfg->zk_hosts[0] != '\0' && cfg->insecure_no_peer_auth) {
+        bc_config_errf(err, err_len, "-Y in a cluster needs the cluster secret "
+                       "(--cluster-secret-file): the requests other nodes forward here prove it "
+                       "instead of a user password");
+        return BC_EINVAL;
+    }
+    /* Secure by default (docs/security.md): in a cluster, peers prove the
+     * secret unless told otherwise in so many words. */
+    if (cfg->zk_hosts[0] != '\0' && cfg->cluster_secret_file[0] == '\0' &&
+        !cfg->insecure_no_peer_auth) {
+        bc_config_errf(err, err_len, "a node of a cluster (--zk) needs the cluster secret: "
+                       "--cluster-secret-file FILE (the same file on every node; create one "
+                       "with: openssl rand -hex 32 > FILE; chmod 600 FILE), or "
+                       "--insecure-no-peer-auth to let anyone who reaches the data port act "
+                       "as a node (docs/security.md)");
         return BC_EINVAL;
     }
     if (cfg->admin_port != 0 && cfg->admin_port == cfg->port) {
@@ -996,9 +1235,9 @@ bc_node_config_usage(FILE *out, const char *prog)
     fprintf(out,
             "\n"
             "Accepted for memcached compatibility and ignored (with a warning):\n"
-            "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout\n"
+            "  -f -n -R -C -D -X -W -A, and -o options other than idle_timeout and ssl_*\n"
             "Refused, because the node does not have the feature:\n"
-            "  -s -a (UNIX sockets)  -S -Y (authentication)  -Z (TLS)  -B binary\n"
+            "  -s -a (UNIX sockets)  -S (SASL)  -B binary\n"
             "  -M (no eviction)  -F (flush_all off)  -e (memory file)\n"
             "\n"
             "Config file (JSON; every field optional, unknown fields are errors):\n"
@@ -1006,7 +1245,10 @@ bc_node_config_usage(FILE *out, const char *prog)
             "    \"server\": {\"listen\": \"0.0.0.0\", \"port\": 11211, \"threads\": 4,\n"
             "               \"max_connections\": 1024, \"backlog\": 1024,\n"
             "               \"max_connection_buffer\": \"4m\", \"verbosity\": 0,\n"
-            "               \"idle_timeout\": 0},\n"
+            "               \"idle_timeout\": 0, \"auth_file\": \"\",\n"
+            "               \"tls\": {\"chain_cert\": \"\", \"key\": \"\", \"ca_cert\": \"\",\n"
+            "                       \"verify_mode\": 0, \"min_version\": 2, \"ciphers\": \"\",\n"
+            "                       \"plain_listen\": \"HOST:PORT,...\"}},  (tls: -Z; absent = off)\n"
             "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"s3fifo\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"
@@ -1019,7 +1261,9 @@ bc_node_config_usage(FILE *out, const char *prog)
             "                  \"forward\": true, \"forward_timeout_ms\": 2000, \"write_fencing\": true,\n"
             "                  \"replication\": \"async\", \"repl_sync_timeout_ms\": 500,\n"
             "                  \"repl_backlog_mb\": 64, \"repl_max_lag_mb\": 8,\n"
-            "                  \"auth_file\": \"/etc/bucketcache/zk-auth\"},\n"
+            "                  \"auth_file\": \"/etc/bucketcache/zk-auth\",\n"
+            "                  \"cluster_secret_file\": \"/etc/bucketcache/cluster-secret\",\n"
+            "                  \"insecure_no_peer_auth\": false},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"origin\": {\"url\": \"http://resize:8000/v1/{key}\",\n"
             "               \"origins\": {\"img/\": \"http://resize:8000/v1/{key}\"},\n"
@@ -1033,7 +1277,8 @@ bc_node_config_usage(FILE *out, const char *prog)
             "  }\n"
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
-            "re-reads the admin token file.\n"
+            "re-reads the admin token file, the cluster secret file, the -Y file and the\n"
+            "TLS certificates (-Z).\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }
@@ -1046,6 +1291,23 @@ bc_node_config_log(const bc_node_config_t *cfg)
              " connections, backlog %d, verbosity %d, idle timeout %" PRIu32 " s",
              cfg->listen_addr, cfg->port, cfg->threads, cfg->max_conns, cfg->backlog,
              cfg->verbosity, cfg->idle_timeout_s);
+    if (cfg->tls) {
+        log_info("config: data port: TLS (-Z) with %s%s%s, client certificates %s%s, at least %s",
+                 cfg->tls_chain_cert, cfg->tls_key[0] != '\0' ? " and " : "", cfg->tls_key,
+                 cfg->tls_verify_mode == 0 ? "not asked for" :
+                 cfg->tls_verify_mode == 2 ? "required, of " : "checked when given, of ",
+                 cfg->tls_verify_mode == 0 ? "" : cfg->tls_ca_cert,
+                 cfg->tls_min_version == 3 ? "TLS 1.3" : cfg->tls_min_version == 2 ? "TLS 1.2" :
+                 cfg->tls_min_version == 1 ? "TLS 1.1" : "TLS 1.0");
+        for (uint32_t i = 0; i < cfg->nplain_listen; i++) {
+            log_info("config: data port: plain listener %s:%u (notls)", cfg->plain_listen_host[i],
+                     (unsigned)cfg->plain_listen_port[i]);
+        }
+    }
+    if (cfg->mc_auth_file[0] != '\0') {
+        log_info("config: data port: memcached ASCII authentication (-Y) with the users of %s",
+                 cfg->mc_auth_file);
+    }
     log_info("config: memory %" PRIu64 " MiB, max item %zu bytes, eviction %s, %" PRIu32
              " buckets, active expiry every %" PRIu32 " ms (budget %" PRIu32 " items)",
              cfg->mem_limit >> 20, cfg->max_item_size, cfg->eviction, cfg->nbuckets,
@@ -1073,6 +1335,13 @@ bc_node_config_log(const bc_node_config_t *cfg)
         if (!cfg->write_fencing) {
             log_warn("config: --no-write-fencing: a primary cut off from ZooKeeper keeps taking "
                      "writes; after a failover they may be lost");
+        }
+        if (cfg->cluster_secret_file[0] != '\0') {
+            log_info("config: peer links prove the cluster secret of %s",
+                     cfg->cluster_secret_file);
+        } else {
+            log_warn("config: --insecure-no-peer-auth: peer links are NOT authenticated; "
+                     "anyone who reaches the data port can act as a node");
         }
         log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
                  " MiB, async lag bound %" PRIu32 " MiB)", bc_repl_mode_name(cfg->replication),

@@ -28,7 +28,10 @@
  *       "server": {"listen": "0.0.0.0", "port": 11211, "threads": 4,
  *                  "max_connections": 1024, "backlog": 1024,
  *                  "max_connection_buffer": "4m", "verbosity": 0,
- *                  "idle_timeout": 0},
+ *                  "idle_timeout": 0, "auth_file": "",
+ *                  "tls": {"chain_cert": "", "key": "", "ca_cert": "",
+ *                          "verify_mode": 0, "min_version": 2, "ciphers": "",
+ *                          "plain_listen": "HOST:PORT,..."}},   (tls: -Z)
  *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "s3fifo",
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},
@@ -39,7 +42,8 @@
  *       "zookeeper": {"hosts": "10.0.0.1:2181", "cluster": "main", "group": 1,
  *                     "session_timeout_ms": 4000, "advertise": "10.0.0.7",
  *                     "forward": true, "forward_timeout_ms": 2000,
- *                     "auth_file": "/etc/bucketcache/zk-auth"},
+ *                     "auth_file": "/etc/bucketcache/zk-auth",
+ *                     "cluster_secret_file": "/etc/bucketcache/cluster-secret"},
  *       "log":    {"level": "info"},
  *       "origin": {"url": "http://resize:8000/v1/{key}", "timeout_ms": 1000, ...},
  *       "pid_file": "/run/bucketcache.pid"
@@ -70,6 +74,10 @@
 
 #define BC_NODE_DEFAULT_PORT          11211u
 #define BC_NODE_DEFAULT_ADMIN_PORT    11280u
+/* Without --admin-port the admin port is the data port + this (11211 ->
+ * 11280); a data port above 65466 gets the data port - this; -p 0 (any
+ * free port) keeps BC_NODE_DEFAULT_ADMIN_PORT. */
+#define BC_NODE_ADMIN_PORT_OFFSET     69u
 #define BC_NODE_DEFAULT_MEMORY_MB     64u
 #define BC_NODE_MIN_MEMORY            (1024u * 1024u)        /* 1 MiB */
 #define BC_NODE_MAX_MEMORY            (1ull << 44)           /* 16 TiB */
@@ -101,14 +109,32 @@ typedef struct bc_node_config {
 
     /* admin HTTP port (admin.h) */
     char admin_listen[BC_HOST_MAX];    /* --admin-listen; "127.0.0.1" */
-    uint16_t admin_port;               /* --admin-port; 11280, 0 = disabled */
+    uint16_t admin_port;               /* --admin-port; data port + 69, 0 = disabled */
+    bool admin_port_given;             /* set by a flag or the file (else derived) */
     uint32_t admin_max_conns;          /* concurrent admin connections; 2048 */
     /* -- security (docs/security.md) -- */
     uint32_t admin_max_conns_per_ip;   /* admin connections per peer address; 256 */
     char auth_token_file[BC_NODE_PATH_MAX]; /* --auth-token-file: the admin token; "" = none */
     bool insecure_no_auth;             /* --insecure-no-auth: admin beyond loopback, no token */
     char zk_auth_file[BC_NODE_PATH_MAX];    /* --zk-auth-file: "user:password"; "" = none */
+    /* --cluster-secret-file: what peer links prove (common/bc_peerauth.h);
+     * required with --zk unless insecure_no_peer_auth */
+    char cluster_secret_file[BC_NODE_PATH_MAX];
+    bool insecure_no_peer_auth;        /* --insecure-no-peer-auth: peers unchecked, on purpose */
     uint32_t idle_timeout_s;           /* -o idle_timeout=N: close idle data connections; 0 = never */
+    char mc_auth_file[BC_NODE_PATH_MAX]; /* -Y: memcached's ASCII authentication; "" = off */
+    /* memcached's -Z and -o ssl_*: TLS on the data port (net/tls.h) */
+    bool tls;                          /* -Z */
+    char tls_chain_cert[BC_NODE_PATH_MAX]; /* ssl_chain_cert */
+    char tls_key[BC_NODE_PATH_MAX];        /* ssl_key; "": in the chain file */
+    char tls_ca_cert[BC_NODE_PATH_MAX];    /* ssl_ca_cert; "": none */
+    char tls_ciphers[256];                 /* ssl_ciphers; "": OpenSSL's */
+    int tls_verify_mode;                   /* ssl_verify_mode 0..3; 0 */
+    int tls_min_version;                   /* ssl_min_version 0..3; 2 (TLS 1.2) */
+    /* -l notls:HOST:PORT: plain listeners beside a TLS one */
+    char plain_listen_host[4][BC_HOST_MAX];
+    uint16_t plain_listen_port[4];
+    uint32_t nplain_listen;
 
     /* cluster membership (cluster.h); standalone when zk_hosts is "" */
     char zk_hosts[1024];               /* --zk; "" */
@@ -189,5 +215,8 @@ void bc_node_config_usage(FILE *out, const char *prog);
 
 /* Logs the effective configuration at info level, one line per part. */
 void bc_node_config_log(const bc_node_config_t *cfg);
+
+/* The admin port a node on data_port gets without --admin-port. */
+uint16_t bc_node_config_default_admin_port(uint16_t data_port);
 
 #endif

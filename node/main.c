@@ -26,7 +26,8 @@
  *   (--zk) register in the group: from now on the console may route here
  *        |
  *   sigwait: SIGHUP --> re-read the admin token file (a token removed
- *   from it stops working at once; docs/security.md)
+ *   from it stops working at once; docs/security.md) and the cluster
+ *   secret file (the same, for peer links)
  *   sigwait: SIGTERM/SIGINT --> leave the cluster first (the registration
  *   vanishes at once, so the console and clients move on without waiting
  *   for a session timeout), stop admin (no more requests touching the
@@ -83,6 +84,8 @@
 #include "bc_auth.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_peerauth.h"
+#include "bc_mcproto.h"
 #include "bc_zk.h"
 #include "bc_time.h"
 #include "cluster/cluster.h"
@@ -91,6 +94,7 @@
 #include "engine/hotkeys.h"
 #include "engine/mem.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "origin/origin.h"
 #include "proto/proto_text.h"
 #include "repl/repl.h"
@@ -211,6 +215,12 @@ server_stats_reset_hook(void *server)
     bc_server_reset_stats(server);
 }
 
+static size_t
+server_conns_hook(void *server, bc_conn_info_t **out)
+{
+    return bc_server_conns(server, out);
+}
+
 /* What the text protocol reports in "stats" and "stats settings": the
  * server's settings in force, its figures and its "stats reset". */
 static void
@@ -231,6 +241,8 @@ proto_env_init(bc_proto_env_t *env, bc_cache_t *cache, bc_server_t *server, int 
     env->hook_arg = server;
     env->server_stats = server_stats_hook;
     env->stats_reset = server_stats_reset_hook;
+    env->conns = server_conns_hook;
+    env->detail = bc_proto_detail_create();   /* NULL: "stats detail" keeps nothing */
 }
 
 /* ---- process setup ---- */
@@ -382,6 +394,26 @@ advertised_addr(const bc_node_config_t *cfg, const char *listen, uint16_t port, 
     snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 }
 
+/* The role hook that closes client connections when this node stops being
+ * primary (bc_server_close_clients: no request queued in a client's socket
+ * is read and forwarded after the failover).  Set before the cluster
+ * starts; read by the hook on the agent or ZooKeeper thread. */
+static struct {
+    bc_server_t *server;
+    bc_node_cluster_t *cluster;
+    _Atomic bool was_primary;
+} demote_close;
+
+static void
+on_role_change(void *ctx)
+{
+    (void)ctx;
+    bool primary = bc_node_cluster_is_primary(demote_close.cluster);
+    if (atomic_exchange(&demote_close.was_primary, primary) && !primary) {
+        bc_server_close_clients(demote_close.server);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -397,6 +429,9 @@ main(int argc, char **argv)
     bc_repl_t *repl = NULL;
     bc_origin_t *origin = NULL;
     bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
+    bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
+    bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
+    bc_tls_t *tls = NULL;         /* -Z: the data port's certificates */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -418,7 +453,8 @@ main(int argc, char **argv)
         return 0;
     }
     if (action == BC_NODE_SHOW_VERSION) {
-        printf("bucketcache-node %s\n", BC_VERSION);
+        printf("bucketcache-node %s (memcached protocol %s)\n", BC_VERSION,
+               BC_MC_PROTOCOL_VERSION);
         return 0;
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);
@@ -433,11 +469,48 @@ main(int argc, char **argv)
         /* Presented to the other nodes' admin ports (migration imports). */
         bc_http_client_set_auth(auth);
     }
+    if (cfg.cluster_secret_file[0] != '\0') {
+        if (cfg.zk_hosts[0] == '\0') {
+            log_warn("--cluster-secret-file is ignored: a standalone node has no peers");
+        } else if (bc_peerauth_open(cfg.cluster_secret_file, &peer_auth, err, sizeof(err)) !=
+                   BC_OK) {
+            fprintf(stderr, "bucketcache-node: --cluster-secret-file: %s\n", err);
+            bc_auth_free(auth);
+            return EXIT_USAGE;
+        }
+    }
+    if (cfg.mc_auth_file[0] != '\0' &&
+        bc_proto_auth_open(cfg.mc_auth_file, &mc_auth, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: -Y: %s\n", err);
+        bc_auth_free(auth);
+        bc_peerauth_free(peer_auth);
+        return EXIT_USAGE;
+    }
+    if (cfg.tls) {
+        bc_tls_config_t tc = {
+            .chain_cert = cfg.tls_chain_cert,
+            .key = cfg.tls_key,
+            .ca_cert = cfg.tls_ca_cert,
+            .verify_mode = cfg.tls_verify_mode,
+            .min_version = cfg.tls_min_version,
+            .ciphers = cfg.tls_ciphers,
+        };
+        if (bc_tls_open(&tc, &tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            return EXIT_USAGE;
+        }
+    }
     if (cfg.zk_auth_file[0] != '\0') {
         bc_zk_auth_t za;
         if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
             fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
             bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            bc_tls_free(tls);
             return EXIT_USAGE;
         }
         bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
@@ -501,7 +574,14 @@ main(int argc, char **argv)
         bc_cache_set_sampler(cache, bc_hotkeys_sampler, hotkeys, BC_HOTKEYS_DEFAULT_EVERY);
     }
     {
+        bc_server_listen_t plain[BC_SERVER_PLAIN_LISTEN_MAX];
+        for (uint32_t i = 0; i < cfg.nplain_listen && i < BC_SERVER_PLAIN_LISTEN_MAX; i++) {
+            plain[i] = (bc_server_listen_t){cfg.plain_listen_host[i], cfg.plain_listen_port[i]};
+        }
         bc_server_config_t sc = {
+            .tls = tls,
+            .plain_listen = plain,
+            .nplain_listen = cfg.nplain_listen,
             .listen_addr = cfg.listen_addr,
             .port = cfg.port,
             .nthreads = cfg.threads,
@@ -519,6 +599,16 @@ main(int argc, char **argv)
         /* The protocol knows memcached's levels 0..2; -vvv only raises the
          * log level further. */
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
+        proto_env.auth = mc_auth;
+        proto_env.tls = tls;
+        /* "stats settings" inter as memcached shows it: the -l list */
+        static char inter[BC_HOST_MAX + 4 * (BC_HOST_MAX + 16)];
+        size_t n = (size_t)snprintf(inter, sizeof(inter), "%s", cfg.listen_addr);
+        for (uint32_t i = 0; i < cfg.nplain_listen && n < sizeof(inter); i++) {
+            n += (size_t)snprintf(inter + n, sizeof(inter) - n, ",notls:%s:%u",
+                                  cfg.plain_listen_host[i], (unsigned)cfg.plain_listen_port[i]);
+        }
+        proto_env.listen_addr = inter;
     }
     if (cfg.admin_port != 0) {
         bc_admin_config_t ac = {
@@ -529,6 +619,7 @@ main(int argc, char **argv)
             .max_conns_per_ip = cfg.admin_max_conns_per_ip,
             .auth = auth,
             .insecure_no_auth = cfg.insecure_no_auth,
+            .peer_auth = peer_auth,
         };
         st = bc_admin_create(&ac, cache, server, &admin);
         if (st == BC_ECONFIG) {
@@ -575,6 +666,7 @@ main(int argc, char **argv)
         }
         bc_server_set_cluster(server, cluster);
         proto_env.cluster = cluster;
+        proto_env.peer_auth = peer_auth;
         if (cfg.forward) {
             /* A reply buffered for forwarding is bounded like what one
              * client may have queued: the larger of the connection output
@@ -587,14 +679,13 @@ main(int argc, char **argv)
                 .conns_per_peer = FORWARD_CONNS_PER_PEER,
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
+                .peer_auth = peer_auth,
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
 
-        char label[BC_HOST_MAX + 16];
-        advertised_addr(&cfg, cfg.listen_addr, bc_server_port(server), label, sizeof(label));
         bc_repl_config_t rc = {
             .cache = cache, .cluster = cluster,
             .mode = cfg.replication,
@@ -602,7 +693,7 @@ main(int argc, char **argv)
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
-            .node_label = label,
+            .peer_auth = peer_auth,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {
@@ -612,6 +703,9 @@ main(int argc, char **argv)
         bc_server_set_handoff(server, bc_repl_handoff, repl);
         proto_env.handoff_replicate = true;
         bc_server_set_commit(server, bc_repl_commit_wait, repl);
+        demote_close.server = server;
+        demote_close.cluster = cluster;
+        (void)bc_node_cluster_set_role_hook(cluster, on_role_change, NULL);
         proto_env.repl_stats = bc_repl_format_stats;
         proto_env.repl_ctx = repl;
         if (admin != NULL) bc_admin_set_repl(admin, repl);
@@ -645,8 +739,12 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    log_info("ready: memcached protocol on %s:%u%s", cfg.listen_addr, bc_server_port(server),
-             admin != NULL ? "" : " (admin port disabled)");
+    log_info("ready: memcached protocol on %s:%u%s%s", cfg.listen_addr, bc_server_port(server),
+             tls != NULL ? " (TLS)" : "", admin != NULL ? "" : " (admin port disabled)");
+    for (uint32_t i = 0; i < cfg.nplain_listen; i++) {
+        log_info("ready: memcached protocol on %s:%u (plain, notls)", cfg.plain_listen_host[i],
+                 bc_server_plain_port(server, i));
+    }
     if (admin != NULL) {
         log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
     }
@@ -680,6 +778,31 @@ main(int argc, char **argv)
     for (;;) {
         if (sigwait(&waitset, &sig) != 0) continue;
         if (sig == SIGHUP) {
+            if (peer_auth != NULL) {
+                if (bc_peerauth_reload(peer_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: cluster secret file %s re-read",
+                             bc_peerauth_source(peer_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the cluster secret file, the "
+                              "secret in force stays: %s", err);
+                }
+            }
+            if (tls != NULL) {
+                if (bc_tls_reload(tls, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: TLS certificates re-read");
+                } else {
+                    log_error("SIGHUP received: cannot re-read the TLS certificates, the ones in "
+                              "force stay: %s", err);
+                }
+            }
+            if (mc_auth != NULL) {
+                if (bc_proto_auth_reload(mc_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: -Y file %s re-read", bc_proto_auth_source(mc_auth));
+                } else {
+                    log_error("SIGHUP received: cannot re-read the -Y file, the users in force "
+                              "stay: %s", err);
+                }
+            }
             if (auth != NULL) {
                 if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: admin token file %s re-read",
@@ -688,7 +811,7 @@ main(int argc, char **argv)
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else {
+            } else if (peer_auth == NULL && mc_auth == NULL && tls == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -712,12 +835,18 @@ out:
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
-    if (server != NULL) bc_server_destroy(server);
+    if (server != NULL) {
+        bc_server_destroy(server);
+        bc_proto_detail_destroy(proto_env.detail);   /* set up with the server */
+    }
     bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
     bc_http_client_set_auth(NULL);
     bc_auth_free(auth);
+    bc_peerauth_free(peer_auth);
+    bc_proto_auth_free(mc_auth);
+    bc_tls_free(tls);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);

@@ -228,7 +228,7 @@ bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv)
 
 /*
  * "group config GID [--replication async|sync] [--sync-timeout-ms N]
- * [--max-lag-mb N] [--clear]": reads groups/<gid>/config, applies the
+ * [--max-lag-mb N] [--min-in-sync N] [--clear]": reads groups/<gid>/config, applies the
  * changes (with a version check, so two editors cannot lose each other's
  * change) and prints the result.  The group's nodes follow it at once.
  */
@@ -239,6 +239,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         {"replication", required_argument, NULL, 'r'},
         {"sync-timeout-ms", required_argument, NULL, 't'},
         {"max-lag-mb", required_argument, NULL, 'l'},
+        {"min-in-sync", required_argument, NULL, 'm'},
         {"clear", no_argument, NULL, 'c'},
         {0, 0, 0, 0}};
     bc_cluster_group_config_t set;
@@ -247,7 +248,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
     int c;
     if (argc < 2) {
         fprintf(stderr, "bucketcache: group config GID [--replication async|sync] "
-                        "[--sync-timeout-ms N] [--max-lag-mb N] [--clear]\n");
+                        "[--sync-timeout-ms N] [--max-lag-mb N] [--min-in-sync N] [--clear]\n");
         return BC_CLI_EXIT_USAGE;
     }
     uint32_t gid = bc_cluster_parse_gid(argv[1]);
@@ -276,6 +277,11 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
                 return BC_CLI_EXIT_USAGE;
             }
             set.max_lag_mb = v;
+        } else if (c == 'm') {
+            if (!bc_cli_parse_i64(optarg, "--min-in-sync", 0, BC_CLUSTER_ISR_MAX, &v)) {
+                return BC_CLI_EXIT_USAGE;
+            }
+            set.min_in_sync = v;
         } else if (c == 'c') {
             clear = true;
         } else {
@@ -323,6 +329,7 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         if (set.replication >= 0) cur.replication = set.replication;
         if (set.sync_timeout_ms >= 0) cur.sync_timeout_ms = set.sync_timeout_ms;
         if (set.max_lag_mb >= 0) cur.max_lag_mb = set.max_lag_mb;
+        if (set.min_in_sync >= 0) cur.min_in_sync = set.min_in_sync;
         char *json = bc_cluster_group_config_encode(&cur);
         if (json == NULL) {
             st = BC_ENOMEM;
@@ -351,10 +358,19 @@ bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv)
         char t[32] = "each node's flag", l[32] = "each node's flag";
         if (cur.sync_timeout_ms >= 0) snprintf(t, sizeof(t), "%lld ms", (long long)cur.sync_timeout_ms);
         if (cur.max_lag_mb >= 0) snprintf(l, sizeof(l), "%lld MiB", (long long)cur.max_lag_mb);
-        printf("group %u: replication %s, sync timeout %s, async max lag %s\n", gid,
+        char m[160] = "the mode's default (sync 1, async 0)";
+        if (cur.min_in_sync == 0) {
+            snprintf(m, sizeof(m), "0 (degrade-to-primary: writes go on with no backup in "
+                                   "sync; a failover may then need `group failover --unclean`)");
+        } else if (cur.min_in_sync > 0) {
+            snprintf(m, sizeof(m), "%lld (fewer backups in sync: writes refused)",
+                     (long long)cur.min_in_sync);
+        }
+        printf("group %u: replication %s, sync timeout %s, async max lag %s, min in sync %s\n",
+               gid,
                cur.replication < 0 ? "each node's flag"
                                    : bc_repl_mode_name((bc_repl_mode_t)cur.replication), t,
-               l);
+               l, m);
     }
     free(json);
     return BC_CLI_EXIT_OK;
@@ -491,6 +507,57 @@ json_str(const cJSON *obj, const char *name)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+int
+bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv)
+{
+    bool unclean = false;
+    uint32_t gid = argc >= 2 ? bc_cluster_parse_gid(argv[1]) : 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--unclean") == 0) {
+            unclean = true;
+        } else {
+            fprintf(stderr, "bucketcache: group failover: unexpected \"%s\"\n", argv[i]);
+            return BC_CLI_EXIT_USAGE;
+        }
+    }
+    if (gid == 0 || !unclean) {
+        fprintf(stderr, "bucketcache: group failover GID --unclean\n"
+                        "  A group whose primary is gone fails over by itself to a backup of its\n"
+                        "  in-sync set.  When none is alive, --unclean promotes its best live node\n"
+                        "  anyway: writes acknowledged after the old primary's last in-sync record\n"
+                        "  may be lost.\n");
+        return BC_CLI_EXIT_USAGE;
+    }
+    char path[96];
+    snprintf(path, sizeof(path), "/v1/groups/failover?group=%u&unclean=1", gid);
+    cJSON *doc = NULL;
+    int status = 0;
+    int rc = admin_console_call(cli, "POST", path, &doc, &status);
+    if (rc != BC_CLI_EXIT_OK) return rc;
+    if (cli->json) {
+        char *s = cJSON_PrintUnformatted(doc);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else {
+        const cJSON *unc = cJSON_GetObjectItemCaseSensitive(doc, "unclean");
+        const cJSON *behind = cJSON_GetObjectItemCaseSensitive(doc, "behind_bytes");
+        printf("group %u: %s promoted%s (was %s), at offset %.0f\n", gid,
+               json_str(doc, "promoted"), cJSON_IsTrue(unc) ? " UNCLEANLY" : " from the in-sync set",
+               json_str(doc, "old_primary")[0] ? json_str(doc, "old_primary") : "-",
+               cJSON_GetObjectItemCaseSensitive(doc, "offset")
+                   ? cJSON_GetObjectItemCaseSensitive(doc, "offset")->valuedouble : 0.0);
+        if (cJSON_IsNumber(behind)) {
+            printf("the old primary last recorded its in-sync set at offset %.0f: the promoted "
+                   "node is %.0f bytes of stream behind that\n",
+                   cJSON_GetObjectItemCaseSensitive(doc, "recorded_offset")->valuedouble,
+                   behind->valuedouble);
+        }
+        printf("may be lost: %s\n", json_str(doc, "may_be_lost"));
+    }
+    cJSON_Delete(doc);
+    return BC_CLI_EXIT_OK;
+}
+
 /* A node's replication state, from its admin port, as one short phrase
  * ("-" when it cannot be asked). */
 static void
@@ -595,8 +662,15 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
             }
             if (cJSON_IsNumber(hr)) snprintf(hit, sizeof(hit), "%.1f", 100.0 * hr->valuedouble);
             else snprintf(hit, sizeof(hit), "-");
+            /* live nodes, but its primary's registration gone: failing
+             * over, or waiting for an in-sync backup or an operator */
+            bool waiting = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) &&
+                           json_str(g, "primary")[0] &&
+                           !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "primary_live"));
             printf("%-6.0f %-5s %17s %9s %6s %14s  %-22s %d\n", json_num(g, "gid"),
-                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "up" : "DOWN",
+                   !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "live")) ? "DOWN"
+                   : waiting                                                  ? "no-primary"
+                                                                              : "up",
                    memtext, ops, hit, counts,
                    json_str(g, "primary_addr")[0] ? json_str(g, "primary_addr") : "-",
                    cJSON_GetArraySize(nodes));
@@ -622,8 +696,11 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                 printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
             }
             cJSON_ArrayForEach(n, nodes) {
-                char repl[128], mem[24];
+                char repl[160], mem[24];
                 node_repl_summary(json_str(n, "admin"), repl, sizeof(repl));
+                if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "in_sync"))) {
+                    strncat(repl, ", in sync", sizeof(repl) - strlen(repl) - 1);
+                }
                 snprintf(mem, sizeof(mem), "%.0f MiB", json_num(n, "memory") / 1048576.0);
                 printf("%-6.0f %-14s %-8s %-22s %-22s %-9s %s\n", json_num(g, "gid"),
                        json_str(n, "name"), json_str(n, "role"), json_str(n, "data"),

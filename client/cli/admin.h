@@ -27,6 +27,9 @@ int bc_cli_admin_cluster_secure(bc_cli_t *cli, int argc, char **argv);
 /* group config GID [--replication async|sync] [--sync-timeout-ms N]
  * [--max-lag-mb N] [--clear]: shows or changes groups/<gid>/config. */
 int bc_cli_admin_group_config(bc_cli_t *cli, int argc, char **argv);
+/* "group failover GID --unclean": asks the active console for an unclean
+ * failover (POST /v1/groups/failover) and prints what may be lost. */
+int bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv);
 /* tables [--per-bucket]: the c, m and d tables. */
 int bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv);
 /* status (nodes_view false) or groups (true): from the console. */

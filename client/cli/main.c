@@ -12,6 +12,7 @@
  *   status                       the cluster at a glance (from the console)
  *   groups                       every group and node with its role
  *   group config GID ...         a group's replication settings
+ *   group failover GID --unclean promote a backup outside the in-sync set
  *   tables [--per-bucket]        show the c, m and d tables
  *   rebalance [--dry-run]        recompute d now (or just show the plan)
  *   locate KEY                   the key's bucket, owner group and primary
@@ -89,8 +90,16 @@ static const cli_command_t commands[] = {
      "stuck migration, no standby console).", run_status, 1},
     {"groups", "", "Every group and node with its role, memory and replication state.",
      run_groups, 1},
-    {"group config", "GID [--replication async|sync] [--sync-timeout-ms N] [--max-lag-mb N] [--clear]",
-     "Shows or changes a group's replication settings.", bc_cli_admin_group_config, 2},
+    {"group config",
+     "GID [--replication async|sync] [--sync-timeout-ms N] [--max-lag-mb N] [--min-in-sync N] "
+     "[--clear]",
+     "Shows or changes a group's replication settings.  --min-in-sync N: the backups in sync a\n"
+     "write needs (default 1 in sync mode, 0 in async mode; 0 = degrade to the primary alone).",
+     bc_cli_admin_group_config, 2},
+    {"group failover", "GID --unclean",
+     "Promotes the best live node of a group whose primary is gone with no backup of its\n"
+     "in-sync set alive: acknowledged writes may be lost, and it says how many bytes of stream\n"
+     "the promoted node is behind.", bc_cli_admin_group_failover, 2},
     {"tables", "[--per-bucket]",
      "The c (clients), m (data now) and d (target) tables, as runs or one line per bucket.",
      bc_cli_admin_tables, 1},

@@ -82,6 +82,9 @@ extern "C" {
 #define BC_CLIENT_EEXISTS     -16  /* cas: the item changed since it was read (its CAS differs) */
 #define BC_CLIENT_EACCES      -17  /* bc_client_create: ZooKeeper refused access to the cluster
                                       (credentials missing or wrong: zk_auth_file) */
+#define BC_CLIENT_ENOTINSYNC  -18  /* a write: the key's group had fewer backups in sync than its
+                                      min_in_sync until the deadline, so its primary refused
+                                      the write (not applied; retried until then) */
 
 /*
  * A short, static, human-readable description of an error code; never

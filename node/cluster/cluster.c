@@ -38,11 +38,13 @@
 #include "cluster/cluster.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +67,21 @@ cluster_wake(bc_node_cluster_t *cl, bool reregister, bool primaries)
     if (primaries || reregister) cl->prim_dirty = true;
     pthread_cond_signal(&cl->cv);
     pthread_mutex_unlock(&cl->mu);
+}
+
+void
+bc__node_cluster_wake(bc_node_cluster_t *cl, bool primaries)
+{
+    cluster_wake(cl, false, primaries);
+}
+
+bc_status_t
+bc__node_cluster_group_path(const bc_node_cluster_t *cl, const char *suffix, char *buf, size_t len)
+{
+    char sfx[BC_CLUSTER_PATH_MAX];
+    int n = snprintf(sfx, sizeof(sfx), "/groups/%u%s", cl->gid, suffix);
+    if (n < 0 || (size_t)n >= sizeof(sfx)) return BC_ETOOLARGE;
+    return bc_cluster_path(buf, len, cl->cluster, sfx);
 }
 
 /* A table (c or m) changed. */
@@ -140,6 +157,17 @@ bc_node_cluster_probe(const char *zk_hosts, const char *cluster, int timeout_ms,
     return st;
 }
 
+/* This process's incarnation: 64 random bits, hex (cluster.h). */
+static void
+cluster_new_incarnation(char *out, size_t len)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+        v = (uint64_t)bc_time_real_ms() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)bc_time_mono_us();
+    }
+    snprintf(out, len, "%016" PRIx64, v);
+}
+
 bc_status_t
 bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
                      bc_node_cluster_t **out)
@@ -156,6 +184,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->no_write_fencing = config->no_write_fencing;
     cl->self.memory = config->memory;
     cl->self.pid = (int64_t)getpid();
+    cluster_new_incarnation(cl->self.incarnation, sizeof(cl->self.incarnation));
     pthread_mutex_init(&cl->mu, NULL);
     pthread_mutex_init(&cl->zk_mu, NULL);
     bc_time_cond_init(&cl->cv);
@@ -167,6 +196,8 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     atomic_init(&cl->group_repl_mode, -1);
     atomic_init(&cl->group_sync_timeout_ms, -1);
     atomic_init(&cl->group_max_lag_mb, -1);
+    atomic_init(&cl->group_min_in_sync, -1);
+    cl->own_prim_version = -1;
     if (cl->cluster == NULL) {
         bc_node_cluster_free(cl);
         return BC_ENOMEM;
@@ -324,11 +355,15 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
     int old = atomic_exchange(&cl->group_repl_mode, gc.replication);
     int64_t old_t = atomic_exchange(&cl->group_sync_timeout_ms, gc.sync_timeout_ms);
     int64_t old_l = atomic_exchange(&cl->group_max_lag_mb, gc.max_lag_mb);
-    if (old != gc.replication || old_t != gc.sync_timeout_ms || old_l != gc.max_lag_mb) {
+    int64_t old_m = atomic_exchange(&cl->group_min_in_sync, gc.min_in_sync);
+    if (old != gc.replication || old_t != gc.sync_timeout_ms || old_l != gc.max_lag_mb ||
+        old_m != gc.min_in_sync) {
         log_info("cluster: group %u settings: replication %s, sync timeout %lld ms, max lag "
-                 "%lld MiB (-1: this node's flag)", cl->gid,
+                 "%lld MiB, min in sync %lld (-1: this node's flag, or the mode's default)",
+                 cl->gid,
                  gc.replication < 0 ? "(this node's flag)" : gc.replication ? "sync" : "async",
-                 (long long)gc.sync_timeout_ms, (long long)gc.max_lag_mb);
+                 (long long)gc.sync_timeout_ms, (long long)gc.max_lag_mb,
+                 (long long)gc.min_in_sync);
     }
 }
 
@@ -371,15 +406,16 @@ cluster_read_primaries(bc_node_cluster_t *cl)
         char path[BC_CLUSTER_PATH_MAX + 32];
         char *data = NULL;
         size_t len = 0;
+        int32_t version = -1;
         if (gid == 0) continue;
         snprintf(path, sizeof(path), "%s/%s/primary", groups_path, names.names[i]);
         /* One round trip when the record exists (the get's watch covers
          * its change and deletion); when not, watch for its creation. */
-        st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, NULL);
+        st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data, &len, &version);
         if (st == BC_ENOTFOUND) {
             st = bc_zk_exists(cl->zk, path, cluster_on_group_watch, cl, NULL);
             if (st == BC_OK) st = bc_zk_get(cl->zk, path, cluster_on_group_watch, cl, &data,
-                                            &len, NULL);
+                                            &len, &version);
         }
         if (st == BC_ENOTFOUND) {
             st = BC_OK;
@@ -402,6 +438,9 @@ cluster_read_primaries(bc_node_cluster_t *cl)
         if (gid == cl->gid) {
             pthread_mutex_lock(&cl->mu);
             me = strcmp(p.node, cl->node_name) == 0;
+            cl->own_prim_present = true;
+            cl->own_prim = p;
+            cl->own_prim_version = version;
             pthread_mutex_unlock(&cl->mu);
             primary = me;
         }
@@ -419,6 +458,15 @@ cluster_read_primaries(bc_node_cluster_t *cl)
     if (st != BC_OK) {
         bc_node_primaries_free(&next);
         return st;
+    }
+    bool own_record = false;
+    for (uint32_t i = 0; i < next.count; i++) own_record = own_record || next.v[i].gid == cl->gid;
+    if (!own_record) {
+        /* No record for our group (none chosen yet, or a malformed one). */
+        pthread_mutex_lock(&cl->mu);
+        cl->own_prim_present = false;
+        cl->own_prim_version = -1;
+        pthread_mutex_unlock(&cl->mu);
     }
     /* Group names come sorted as strings ("10" < "9"): sort by number. */
     for (uint32_t i = 1; i < next.count; i++) {
@@ -499,6 +547,10 @@ cluster_agent(void *arg)
         }
         if (st == BC_OK) st = cluster_refresh(cl, prim);
         if (st == BC_OK && prim) prim_read_ms = bc_time_mono_ms();
+        /* A backup's own promotion (promote.c) looks after every read of
+         * the primary records, and when its time comes. */
+        int64_t promote_in = st == BC_OK && (prim || cl->cand_due_ms != 0)
+                                 ? bc__node_cluster_promote_step(cl) : -1;
 
         pthread_mutex_lock(&cl->mu);
         if (st != BC_OK) {
@@ -508,8 +560,12 @@ cluster_agent(void *arg)
         }
         if (cl->stopping) break;
         if (!cl->dirty) {
+            int64_t nap = st == BC_OK ? CLUSTER_REFRESH_MS : 500;
+            /* A promotion step is due then: it checks what it needs itself
+             * (and its transaction, every version it decided on). */
+            if (promote_in >= 0 && promote_in < nap) nap = promote_in;
             struct timespec until;
-            bc_time_deadline(&until, CLOCK_MONOTONIC, st == BC_OK ? CLUSTER_REFRESH_MS : 500);
+            bc_time_deadline(&until, CLOCK_MONOTONIC, nap);
             pthread_cond_timedwait(&cl->cv, &cl->mu, &until);
         }
     }
@@ -680,6 +736,9 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     int64_t left = atomic_load(&cl->lease_until) - bc_time_mono_ms();
     out->lease_ms = left > 0 ? left : 0;
     out->fenced_writes = atomic_load(&cl->fenced_writes);
+    out->in_sync_short = atomic_load(&cl->in_sync_short);
+    out->in_sync_refusals = atomic_load(&cl->in_sync_refusals);
+    out->self_promotions = atomic_load(&cl->self_promotions);
     pthread_mutex_lock(&cl->mu);
     snprintf(out->node_name, sizeof(out->node_name), "%s", cl->node_name);
     pthread_mutex_unlock(&cl->mu);
@@ -690,6 +749,44 @@ bc_node_cluster_set_drop(bc_node_cluster_t *cl, bc_node_cluster_drop_fn fn, void
 {
     cl->drop_fn = fn;
     cl->drop_ctx = ctx;
+}
+
+void
+bc_node_cluster_node_name(bc_node_cluster_t *cl, char *buf, size_t len)
+{
+    if (len == 0) return;
+    buf[0] = '\0';
+    if (cl == NULL) return;
+    pthread_mutex_lock(&cl->mu);
+    snprintf(buf, len, "%s", cl->node_name);
+    pthread_mutex_unlock(&cl->mu);
+}
+
+bool
+bc_node_cluster_term(bc_node_cluster_t *cl, uint64_t *epoch)
+{
+    if (cl == NULL) return false;
+    pthread_mutex_lock(&cl->mu);
+    bool mine = cl->own_prim_present && cl->node_name[0] != '\0' &&
+                strcmp(cl->own_prim.node, cl->node_name) == 0;
+    if (mine && epoch != NULL) *epoch = cl->own_prim.epoch;
+    pthread_mutex_unlock(&cl->mu);
+    return mine;
+}
+
+int64_t
+bc_node_cluster_group_min_in_sync(const bc_node_cluster_t *cl)
+{
+    if (cl == NULL) return -1;
+    return atomic_load_explicit(&((bc_node_cluster_t *)cl)->group_min_in_sync,
+                                memory_order_relaxed);
+}
+
+void
+bc_node_cluster_set_repl_probe(bc_node_cluster_t *cl, bc_node_cluster_repl_probe_fn fn, void *ctx)
+{
+    cl->repl_probe = fn;
+    cl->repl_probe_ctx = ctx;
 }
 
 void

@@ -63,6 +63,8 @@ typedef enum bc_route {
     BC_ROUTE_NO_OWNER,             /* no group owns it (its group is down) */
     BC_ROUTE_READONLY,             /* owned here but migrating: reads only */
     BC_ROUTE_NOT_PRIMARY,          /* owned here but this node is a backup */
+    BC_ROUTE_NOT_IN_SYNC,          /* owned here, primary, but too few backups in
+                                    * sync to acknowledge a write (repl.h) */
 } bc_route_t;
 
 /*
@@ -133,6 +135,9 @@ typedef struct bc_node_cluster_info {
     bool writable;                 /* primary, replication ready, lease valid */
     int64_t lease_ms;              /* write lease left (ms; 0 = lapsed) */
     uint64_t fenced_writes;        /* writes refused because the lease lapsed */
+    bool in_sync_short;            /* writes refused: too few backups in sync */
+    uint64_t in_sync_refusals;     /* writes refused so */
+    uint64_t self_promotions;      /* times this node promoted itself (PROMOTION) */
 } bc_node_cluster_info_t;
 void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out);
 
@@ -165,13 +170,67 @@ bool bc_node_cluster_open_writes(bc_node_cluster_t *cl);
 void bc_node_cluster_close_writes(bc_node_cluster_t *cl);
 /* fn(ctx) is called after each change of role, on the agent or ZooKeeper
  * thread: it must only wake someone (no blocking, no ZooKeeper calls).
- * Call before bc_node_cluster_start. */
-void bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx);
+ * Up to BC_NODE_CLUSTER_ROLE_HOOKS hooks, called in the order set; false
+ * when there is no room.  Call before bc_node_cluster_start. */
+#define BC_NODE_CLUSTER_ROLE_HOOKS 4
+bool bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx);
+/* This node's registration name ("n-0000000042") into buf (at least
+ * BC_NODE_NAME_MAX bytes); "" while unregistered.  Any thread. */
+void bc_node_cluster_node_name(bc_node_cluster_t *cl, char *buf, size_t len);
 uint32_t bc_node_cluster_gid(const bc_node_cluster_t *cl);
 /* This group's settings from groups/<gid>/config (bc_cluster.h); -1 for
  * each one unset.  Lock-free; any thread. */
 void bc_node_cluster_group_settings(const bc_node_cluster_t *cl, int *repl_mode,
                                     int64_t *sync_timeout_ms, int64_t *max_lag_mb);
+
+/* ---- the in-sync set (groups/<gid>/isr; repl.h, THE IN-SYNC SET) ---- */
+
+/*
+ * The primary term this node holds: the primary record of its group names
+ * it; *epoch receives the record's epoch.  False when the record names
+ * another node, or none.  Any thread.
+ */
+bool bc_node_cluster_term(bc_node_cluster_t *cl, uint64_t *epoch);
+/*
+ * Reads the group's in-sync record; *version receives its znode version.
+ * Blocks for a ZooKeeper round trip: never on a worker.  Errors:
+ * BC_ENOTFOUND (none), BC_EINVAL (malformed; logged), ZooKeeper errors.
+ */
+bc_status_t bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_cluster_isr_t *out,
+                                     int32_t *version);
+/*
+ * Writes rec as the group's in-sync record, in one transaction that
+ * checks the znode is still at *version (-1: creates it) and this node's
+ * term is the one it read (the primary record's version), and -- when
+ * add is non-NULL -- that add is a live registration of the group (a
+ * member is only ever added while registered).  On BC_OK *version is the
+ * new version.  Blocks for a ZooKeeper round trip: never on a worker.
+ * Errors: BC_ESTALE / BC_ENOTFOUND / BC_EEXISTS (the record, the term or
+ * `add` changed: read again), BC_EAGAIN (no connection: the write may or
+ * may not have been applied; or this node's term is not the record's as
+ * the agent last read it: nothing was sent), other ZooKeeper errors.
+ */
+bc_status_t bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec,
+                                      int32_t *version, const char *add);
+/*
+ * Replication says whether a write would find fewer backups in sync than
+ * the group's min_in_sync: while short, bc_node_cluster_route answers
+ * BC_ROUTE_NOT_IN_SYNC to writes (counted).  Any thread, lock-free.
+ */
+void bc_node_cluster_set_in_sync_short(bc_node_cluster_t *cl, bool short_of_backups);
+/* The group's min_in_sync setting (-1 unset; bc_cluster_group_min_in_sync). */
+int64_t bc_node_cluster_group_min_in_sync(const bc_node_cluster_t *cl);
+
+/*
+ * What a backup's own promotion needs to know of replication (PROMOTION in
+ * promote.c): fn(ctx, &offset) returns whether this node's data is
+ * complete (not mid-snapshot) and its applied offset.  Called on the
+ * agent thread.  NULL (the default): this node never promotes itself.
+ * Call before bc_node_cluster_start.
+ */
+typedef bool (*bc_node_cluster_repl_probe_fn)(void *ctx, uint64_t *offset);
+void bc_node_cluster_set_repl_probe(bc_node_cluster_t *cl, bc_node_cluster_repl_probe_fn fn,
+                                    void *ctx);
 
 /* ---- local migration fences (see BEHAVIOR at bc_node_cluster_fence) ---- */
 

@@ -10,6 +10,9 @@
  *                local migration fences, refusal lines
  *   primaries.c  every group's primary: the table the agent publishes and
  *                the private copies workers keep of it
+ *   promote.c    the group's in-sync record (read and compare-and-set for
+ *                replication) and a backup's own promotion when its
+ *                primary's registration is gone and no console acts
  */
 #ifndef BC_NODE_CLUSTER_INT_H
 #define BC_NODE_CLUSTER_INT_H
@@ -68,6 +71,10 @@ struct bc_node_cluster {
     _Atomic int group_repl_mode;
     _Atomic int64_t group_sync_timeout_ms;
     _Atomic int64_t group_max_lag_mb;
+    _Atomic int64_t group_min_in_sync;
+    /* Writes refused for too few backups in sync (replication decides). */
+    _Atomic bool in_sync_short;
+    _Atomic uint64_t in_sync_refusals;
     int session_timeout_ms;        /* as configured */
     bool no_write_fencing;         /* --no-write-fencing: the lease is not required */
     pthread_t lease_thread;
@@ -88,9 +95,29 @@ struct bc_node_cluster {
      * before the agent starts, read by the agent only. */
     bc_node_cluster_drop_fn drop_fn;
     void *drop_ctx;
-    /* Told of every role change (bc_node_cluster_set_role_hook). */
-    void (*role_fn)(void *ctx);
-    void *role_ctx;
+    /* Told of every role change (bc_node_cluster_set_role_hook); set
+     * before the agent starts. */
+    uint32_t nrole_hooks;
+    struct {
+        void (*fn)(void *ctx);
+        void *ctx;
+    } role_hooks[BC_NODE_CLUSTER_ROLE_HOOKS];
+
+    /* This group's own primary record as the agent last read it (mu): the
+     * term a primary holds, what a backup's promotion checks against. */
+    bool own_prim_present;
+    bc_cluster_primary_info_t own_prim;
+    int32_t own_prim_version;
+    /* A backup's own promotion (promote.c; agent thread only, but the
+     * probe, set before start). */
+    bc_node_cluster_repl_probe_fn repl_probe;
+    void *repl_probe_ctx;
+    int64_t cand_due_ms;           /* 0: not a candidate now */
+    int32_t cand_prim_version;     /* the primary record it was decided on */
+    int32_t cand_isr_version;
+    bc_cluster_isr_t cand_isr;
+    char cand_logged[BC_NODE_NAME_MAX];  /* the gone primary last logged about */
+    _Atomic uint64_t self_promotions;
 
     /* Every group's primary.  LOCKING RULE: prim_mu guards prim (written
      * by the agent, copied by workers); prim_gen is bumped under prim_mu
@@ -109,6 +136,16 @@ void bc__node_cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeo
 /* route.c: the routing atomics and the epoch from table c, in force for
  * every request from now on (agent thread). */
 void bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c);
+
+/* promote.c: one step of a backup's own promotion (agent thread, after
+ * the primaries were read).  Returns ms until it wants to look again, or
+ * -1 for no particular time. */
+int64_t bc__node_cluster_promote_step(bc_node_cluster_t *cl);
+/* cluster.c: the path of groups/<gid><suffix> ("" for the group). */
+bc_status_t bc__node_cluster_group_path(const bc_node_cluster_t *cl, const char *suffix, char *buf,
+                                        size_t len);
+/* cluster.c: wakes the agent; primaries: read the primary records too. */
+void bc__node_cluster_wake(bc_node_cluster_t *cl, bool primaries);
 
 /* primaries.c: resolves e->addr into e->sa (agent thread only: may block
  * on DNS); a failure is a warning when the address is new (`fresh`). */

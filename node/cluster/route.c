@@ -42,7 +42,7 @@ bc__node_cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *why)
     if (!primary) atomic_store(&cl->writable, false);
     bool was = atomic_exchange(&cl->primary, primary);
     if (was == primary) return;
-    if (cl->role_fn != NULL) cl->role_fn(cl->role_ctx);
+    for (uint32_t i = 0; i < cl->nrole_hooks; i++) cl->role_hooks[i].fn(cl->role_hooks[i].ctx);
     if (primary) {
         log_info("cluster: this node is now PRIMARY of group %u", cl->gid);
     } else if (why != NULL) {
@@ -119,6 +119,10 @@ bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, bool write, 
         atomic_fetch_add_explicit(&mcl->fenced_writes, 1, memory_order_relaxed);
         return BC_ROUTE_NOT_PRIMARY;
     }
+    if (write && atomic_load_explicit(&mcl->in_sync_short, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&mcl->in_sync_refusals, 1, memory_order_relaxed);
+        return BC_ROUTE_NOT_IN_SYNC;
+    }
     return BC_ROUTE_SERVE;
 }
 
@@ -132,6 +136,7 @@ bc_node_cluster_format_refusal(bc_route_t route, uint32_t bucket, uint32_t owner
     case BC_ROUTE_NO_OWNER: r.kind = BC_WIRE_REFUSAL_NO_OWNER; r.gid = 0; break;
     case BC_ROUTE_READONLY: r.kind = BC_WIRE_REFUSAL_READONLY; r.gid = 0; break;
     case BC_ROUTE_NOT_PRIMARY: r.kind = BC_WIRE_REFUSAL_NOT_PRIMARY; break;
+    case BC_ROUTE_NOT_IN_SYNC: r.kind = BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC; break;
     default: r.kind = BC_WIRE_REFUSAL_NONE; break;
     }
     return (int)bc_wire_refusal_format(&r, buf, len);
@@ -190,11 +195,20 @@ bc_node_cluster_gid(const bc_node_cluster_t *cl)
     return cl->gid;
 }
 
-void
+bool
 bc_node_cluster_set_role_hook(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx)
 {
-    cl->role_fn = fn;
-    cl->role_ctx = ctx;
+    if (fn == NULL || cl->nrole_hooks >= BC_NODE_CLUSTER_ROLE_HOOKS) return false;
+    cl->role_hooks[cl->nrole_hooks].fn = fn;
+    cl->role_hooks[cl->nrole_hooks].ctx = ctx;
+    cl->nrole_hooks++;
+    return true;
+}
+
+void
+bc_node_cluster_set_in_sync_short(bc_node_cluster_t *cl, bool short_of_backups)
+{
+    if (cl != NULL) atomic_store_explicit(&cl->in_sync_short, short_of_backups, memory_order_relaxed);
 }
 
 /*

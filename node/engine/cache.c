@@ -190,12 +190,17 @@ typedef struct cache_shard {
 } cache_shard_t;
 
 struct bc_cache {
-    size_t mem_limit;
+    size_t mem_limit;                 /* atomic: bc_cache_set_mem_limit */
+    size_t mem_limit_max;             /* the start limit: what segs was sized for */
+    uint64_t mem_floor;               /* the engine's own memory at start */
     size_t max_item_size;
     uint32_t nbuckets;
     uint32_t nshards;
     uint32_t shard_mask;
     uint32_t (*now)(void);
+    /* memcached's process_started (its start - 62 s): an absolute expiry
+     * at or before it counts as "1", already expired (realtime()). */
+    uint32_t started;
     const bc_evict_ops_t *policy;
     void *policy_state;               /* segs.lock */
     bc_evict_env_t env;
@@ -324,10 +329,17 @@ cache_mem_sub(bc_cache_t *cache, uint64_t n)
     atomic_fetch_sub_explicit(&cache->mem_used, n, memory_order_relaxed);
 }
 
+/* mem_limit may be changed at run time (bc_cache_set_mem_limit). */
+static inline size_t
+cache_mem_limit(const bc_cache_t *cache)
+{
+    return __atomic_load_n(&cache->mem_limit, __ATOMIC_RELAXED);
+}
+
 static inline bool
 cache_over_limit(bc_cache_t *cache)
 {
-    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) > cache->mem_limit;
+    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) > cache_mem_limit(cache);
 }
 
 static inline uint32_t
@@ -886,7 +898,7 @@ cache_make_room(bc_cache_t *cache, uint64_t extra, bool reserve)
     for (;;) {
         if (reserve ? bc_seg_try_charge(segs, extra)
                     : atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra <=
-                          cache->mem_limit) {
+                          cache_mem_limit(cache)) {
             return true;
         }
         pthread_mutex_lock(&segs->lock);
@@ -954,12 +966,15 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     bc_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL) return BC_ENOMEM;
     cache->mem_limit = config->mem_limit;
+    cache->mem_limit_max = config->mem_limit;
     cache->max_item_size = config->max_item_size ? config->max_item_size
                                                  : CACHE_DEFAULT_MAX_ITEM;
     cache->nbuckets = nbuckets;
     cache->nshards = nshards;
     cache->shard_mask = nshards - 1;
     cache->now = config->now;
+    uint32_t t0 = cache->now != NULL ? cache->now() : (uint32_t)time(NULL);
+    cache->started = t0 > 62 ? t0 - 62 : 0;
     cache->policy = policy;
     cache->env.mem_used = &cache->mem_used;
     pthread_mutex_init(&cache->scan_lock, NULL);
@@ -1000,13 +1015,14 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
 
     /* the engine's own memory plus two segments (an open one and the
      * evictor's reserve) must fit */
-    if (atomic_load(&cache->mem_used) + 2ull * cache->segs.seg_size > cache->mem_limit) {
+    if (atomic_load(&cache->mem_used) + 2ull * cache->segs.seg_size > cache_mem_limit(cache)) {
         log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes "
                   "and two %u-byte segments", cache->mem_limit,
                   (unsigned long long)atomic_load(&cache->mem_used), cache->segs.seg_size);
         cache_free_all(cache);
         return BC_EINVAL;
     }
+    cache->mem_floor = atomic_load(&cache->mem_used);
     if (config->prealloc) {
         int64_t took_ms = 0;
         cache->preallocated = bc_seg_prealloc(&cache->segs, &took_ms);
@@ -1062,7 +1078,9 @@ bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it)
 /*
  * memcached's realtime(): 0 = never; negative = already expired (1 is a
  * time always in the past); up to 30 days = relative; larger = absolute
- * (clamped to what 32 bits hold).
+ * (clamped to what 32 bits hold), and an absolute time at or before
+ * memcached's process_started is 1 as well -- so two such times compare
+ * equal, as in memcached (mg's R against a T in the past).
  */
 uint32_t
 bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
@@ -1070,6 +1088,7 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
     if (exptime == 0) return 0;
     if (exptime < 0) return 1;
     if (exptime > (int64_t)BC_REALTIME_MAXDELTA) {
+        if (exptime <= (int64_t)cache->started) return 1;
         return exptime > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)exptime;
     }
     uint64_t abs = (uint64_t)cache_clock(cache) + (uint64_t)exptime;
@@ -1080,14 +1099,19 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
 /* reads                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* A hit: the policy's bits, the access time, the fetched mark -- each
- * written only when it changes, so that two threads reading one hot item
- * do not keep taking its line from each other. */
+/* A hit: the policy's bits, then the fetched mark and the access time as
+ * memcached's segmented LRU counts a fetch (do_item_bump): the first marks
+ * the item fetched, a later one refreshes its access time (what "la" and
+ * mg's l report).  Each written only when it changes, so that two threads
+ * reading one hot item do not keep taking its line from each other. */
 static inline void
 do_item_accessed(bc_cache_t *cache, bc_item_t *it, uint32_t now)
 {
-    if (!(it->iflags & BC_ITEM_FETCHED)) it->iflags |= BC_ITEM_FETCHED;
     cache->policy->on_access(it, now);
+    if (!(it->iflags & BC_ITEM_FETCHED)) {
+        it->iflags |= BC_ITEM_FETCHED;
+        return;
+    }
     uint16_t at = bc__evict_atime(now);
     if (it->atime != at) it->atime = at;
 }
@@ -1229,7 +1253,7 @@ cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash
     bc_segs_t *segs = &cache->segs;
     size += 4;   /* the length the header cannot hold */
     uint64_t estimate = bc_seg_large_estimate(size);
-    if (estimate > cache->mem_limit || !cache_make_room(cache, estimate, true)) {
+    if (estimate > cache_mem_limit(cache) || !cache_make_room(cache, estimate, true)) {
         *st = BC_ENOMEM;
         return NULL;
     }
@@ -1253,6 +1277,35 @@ cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash
     return it;
 }
 
+/*
+ * BEHAVIOR: the segment arena and the large-item table are sized at start
+ * for the -m limit (seg_int.h), so the limit may move anywhere between
+ * what the engine needs for itself (its own memory and two segments) and
+ * that start limit, not above it; memcached refuses an adjustment it
+ * cannot make the same way (with -L, above the preallocated size).
+ */
+bc_status_t
+bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit)
+{
+    bc_segs_t *segs = &cache->segs;
+    if (limit > cache->mem_limit_max ||
+        limit < cache->mem_floor + 2ull * segs->seg_size) {
+        return BC_EINVAL;
+    }
+    __atomic_store_n(&cache->mem_limit, limit, __ATOMIC_RELAXED);
+    bc_seg_set_limit(segs, limit);
+    /* Shrinking: evict down to the new limit now rather than on the next
+     * store. */
+    cache_enforce_limit(cache);
+    return BC_OK;
+}
+
+size_t
+bc_cache_mem_limit_max(const bc_cache_t *cache)
+{
+    return cache->mem_limit_max;
+}
+
 bc_item_t *
 bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
               uint32_t flags, uint32_t exptime, uint32_t nbytes, bc_status_t *st)
@@ -1263,7 +1316,9 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         *st = BC_EINVAL;
         return NULL;
     }
-    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes > cache->max_item_size ||
+    /* memcached stores non-zero flags in 4 more bytes of the item. */
+    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes + (flags != 0 ? 4u : 0u) >
+            cache->max_item_size ||
         nbytes > UINT32_MAX - 1024u) {
         *st = BC_ETOOLARGE;
         return NULL;
@@ -1311,7 +1366,10 @@ cache_move_unlinked(bc_cache_t *cache, bc_item_t *it)
     uint32_t nbytes = bc_item_nbytes(it);
     bc_item_t *nit = bc_item_alloc(cache, bc_item_key(it), bc_item_nkey(it), item_unlinked_hash(it),
                                    bc_item_flags(it), it->exptime, nbytes, &st);
-    if (nit != NULL) memcpy(bc_item_value(nit), bc_item_value(it), nbytes);
+    if (nit != NULL) {
+        memcpy(bc_item_value(nit), bc_item_value(it), nbytes);
+        bc_item_set_meta(nit, it->iflags);   /* stale, win, binary key travel */
+    }
     bc_item_release(cache, it);
     return nit;
 }
@@ -1324,7 +1382,8 @@ cache_move_unlinked(bc_cache_t *cache, bc_item_t *it)
  * Otherwise the whole thing is retried against the new value.
  */
 static bc_status_t
-cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_out)
+cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_in,
+                   uint64_t *cas_out)
 {
     cache_loc_t loc;
     const char *key = bc_item_key(it);
@@ -1341,6 +1400,12 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             pthread_mutex_unlock(&loc.shard->lock);
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
+        }
+        if (cas_in != 0 && old->cas != cas_in) {
+            /* ms MA/MP with C: memcached's simplified CAS check. */
+            pthread_mutex_unlock(&loc.shard->lock);
+            bc_item_release(cache, it);
+            return BC_EEXISTS;
         }
         bc_seg_pin(item_seg(cache, old));
         uint64_t old_cas = old->cas;
@@ -1405,7 +1470,8 @@ cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 }
 
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
-                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
+                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas,
+                               bool set_stale);
 
 /* Counts one write request of the calling thread (counters.h) to the
  * key's bucket: a set (with nread key and value bytes) or, when done, a
@@ -1424,25 +1490,57 @@ cache_count_write(bc_cache_t *cache, bc_counters_block_t *blk, uint32_t hash, co
     if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
 }
 
-bc_status_t
-bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
-               uint64_t *cas_out)
+/* Counts one read request of the calling thread to the key's bucket, a
+ * hit (it: the item found) or a miss, as cache_get does. */
+static inline void
+cache_count_read(bc_cache_t *cache, uint32_t hash, const char *key, size_t nkey,
+                 const bc_item_t *it)
 {
-    /* Counted as the request it is, before the store consumes the item
-     * (as memcached counts cmd_set and bytes_read). */
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk == NULL) return;
+    uint32_t bi = hash % cache->nbuckets;
+    if (it != NULL) {
+        bc_counters_add(blk, bi, hits, 1);
+        bc_counters_add(blk, bi, bytes_written, bc_item_value_len(it));
+    } else {
+        bc_counters_add(blk, bi, misses, 1);
+    }
+    if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+}
+
+/* A store counted as the request it is, before it consumes the item (as
+ * memcached counts cmd_set and bytes_read). */
+static bc_status_t
+cache_store_counted(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+                    uint64_t *cas_out, bool set_stale)
+{
     bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
     if (blk != NULL) {
         cache_count_write(cache, blk, item_unlinked_hash(it), bc_item_key(it),
                           bc_item_nkey(it), true, true,
                           bc_item_nkey(it) + (uint64_t)bc_item_value_len(it));
     }
-    return cache_store(cache, it, mode, cas_in, cas_out, 0);
+    return cache_store(cache, it, mode, cas_in, cas_out, 0, set_stale);
+}
+
+bc_status_t
+bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+               uint64_t *cas_out)
+{
+    return cache_store_counted(cache, it, mode, cas_in, cas_out, false);
+}
+
+bc_status_t
+bc_cache_store_meta(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+                    bool set_stale, uint64_t *cas_out)
+{
+    return cache_store_counted(cache, it, mode, cas_in, cas_out, set_stale);
 }
 
 bc_status_t
 bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas)
 {
-    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas);
+    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas, false);
 }
 
 /*
@@ -1462,7 +1560,7 @@ bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uin
         return BC_EINVAL;
     }
     if (cas < atomic_load(&cache->oldest_cas)) cas = 0;
-    return cache_store(cache, it, mode, 0, NULL, cas);
+    return cache_store(cache, it, mode, 0, NULL, cas, false);
 }
 
 void
@@ -1472,15 +1570,16 @@ bc_cache_reset_flush(bc_cache_t *cache)
     atomic_store(&cache->oldest_cas, 0);
 }
 
-/* keep_cas != 0: the stored item gets that CAS (replication, migration). */
+/* keep_cas != 0: the stored item gets that CAS (replication, migration).
+ * set_stale: memcached's ms I (see bc_cache_store_meta). */
 static bc_status_t
 cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
-            uint64_t *cas_out, uint64_t keep_cas)
+            uint64_t *cas_out, uint64_t keep_cas, bool set_stale)
 {
     if (it == NULL) return BC_EINVAL;
     if (it->iflags & BC_ITEM_LINKED) return BC_EINVAL;   /* stored twice: caller bug */
     if (mode == BC_STORE_APPEND || mode == BC_STORE_PREPEND) {
-        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_out);
+        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_in, cas_out);
     }
 
     cache_loc_t loc;
@@ -1499,12 +1598,21 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
             break;
         case BC_STORE_ADD:
             st = old != NULL ? BC_ENOTSTORED : BC_OK;
+            if (old != NULL) old->atime = bc__evict_atime(now);   /* memcached bumps it */
             break;
         case BC_STORE_REPLACE:
             st = old != NULL ? BC_OK : BC_ENOTSTORED;
             break;
         case BC_STORE_CAS:
             st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
+            if (st == BC_EEXISTS && set_stale && cas_in != 0 && cas_in < old->cas) {
+                /* A stale value (lower CAS) replaces the current one but stays
+                 * stale: it keeps the expiry and the win token state. */
+                it->exptime = old->exptime;
+                bc_item_set_meta(it, (uint8_t)((it->iflags & BC_ITEM_META_MASK) |
+                                               BC_ITEM_STALE | (old->iflags & BC_ITEM_WON)));
+                st = BC_OK;
+            }
             break;
         default:
             st = BC_EINVAL;
@@ -1574,8 +1682,9 @@ bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
  * past it: strtoull semantics (leading white space, optional sign, decimal
  * digits, ERANGE on overflow) and memcached's acceptance rule (something
  * must be converted, the number must end at white space -- the value's
- * CRLF counts -- or at a NUL, and a '-' that made the result look negative
- * is rejected; "-0" and "-18446744073709551615" are accepted, as there).
+ * CRLF counts -- or at a NUL, and a '-' before the first NUL that made the
+ * result look negative is rejected; "-0" and "-18446744073709551615" are
+ * accepted, as there).
  */
 static bool
 arith_parse(const char *p, size_t len, uint64_t *out)
@@ -1596,23 +1705,84 @@ arith_parse(const char *p, size_t len, uint64_t *out)
         v = v * 10 + d;
     }
     if (s < end && !ARITH_SPACE(*s) && *s != '\0') return false;
-    if (neg) {
-        v = (uint64_t)0 - v;
-        if ((int64_t)v < 0) return false;
+    if (neg) v = (uint64_t)0 - v;
+    /* memcached: a result that looks negative is refused when strchr()
+     * finds a '-' in the value: up to its first NUL (past the value, where
+     * memcached reads on into its memory, is not looked at). */
+    if ((int64_t)v < 0) {
+        const char *nul = memchr(p, '\0', len);
+        if (memchr(p, '-', nul != NULL ? (size_t)(nul - p) : len) != NULL) return false;
     }
     *out = v;
     return true;
 #undef ARITH_SPACE
 }
 
-static bc_status_t cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
-                               bool incr, uint64_t delta, uint64_t *result);
+
+static bc_status_t cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                                bc_cache_marith_t *m);
 
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
 {
-    bc_status_t st = cache_arith(cache, key, nkey, hash, incr, delta, result);
+    bc_cache_marith_t m = {.incr = incr, .delta = delta};
+    bc_status_t st = bc_cache_marith(cache, key, nkey, hash, &m);
+    if (st == BC_OK && result != NULL) *result = m.value;
+    return st;
+}
+
+/* ma's vivify: stores `initial` as a new item (add).  Returns BC_OK (m
+ * filled), BC_EEXISTS when the key appeared meanwhile (retry), or an
+ * allocation error. */
+static bc_status_t
+marith_vivify(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_marith_t *m)
+{
+    char buf[24];
+    bc_status_t st;
+    size_t len = bc_mc_u64_to_dec(m->initial, buf);
+    bc_item_t *nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, (uint32_t)len + 2, &st);
+    if (nit == NULL) return st == BC_ETOOLARGE ? BC_ENOMEM : st;
+    memcpy(bc_item_value(nit), buf, len);
+    memcpy(bc_item_value(nit) + len, "\r\n", 2);
+
+    cache_loc_t loc;
+    cache_locate(cache, hash, &loc);
+    for (;;) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        if (old == NULL && !bc_seg_link_try(item_seg(cache, nit))) {
+            /* eviction took its segment while it was being filled */
+            pthread_mutex_unlock(&loc.shard->lock);
+            nit = cache_move_unlinked(cache, nit);
+            if (nit == NULL) return BC_ENOMEM;
+            continue;
+        }
+        bool linked = old == NULL && do_item_link(cache, &loc, nit, now);
+        if (old == NULL && !linked) do_item_gone(cache, nit);   /* uncounts it */
+        if (linked) {
+            if (m->set_exptime_created) nit->exptime = m->exptime_created;
+            m->value = m->initial;
+            m->cas = nit->cas;
+            m->exptime_before = 0;
+            m->created = true;
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        bc_item_release(cache, nit);   /* linked or not, our hold goes */
+        if (!linked) return old != NULL ? BC_EEXISTS : BC_ENOMEM;
+        cache_enforce_limit(cache);
+        return BC_OK;
+    }
+}
+
+bc_status_t
+bc_cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                bc_cache_marith_t *m)
+{
+    bc_status_t st = cache_marith(cache, key, nkey, hash, m);
     bc_counters_block_t *blk = bc_counters_mine(cache->counters);
     if (blk != NULL && key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
         cache_count_write(cache, blk, hash, key, nkey, true, false, 0);
@@ -1621,12 +1791,13 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
 }
 
 static bc_status_t
-cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
-            uint64_t delta, uint64_t *result)
+cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+             bc_cache_marith_t *m)
 {
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
+    m->created = false;
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
         uint32_t now = cache_clock(cache);
@@ -1635,18 +1806,30 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
 
         pthread_mutex_lock(&loc.shard->lock);
         bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
-        if (it == NULL || bc_item_nbytes(it) <= 2 ||
-            !arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) {
+        if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
-            return it == NULL ? BC_ENOTFOUND : BC_ENONNUMERIC;
+            if (!m->vivify) return BC_ENOTFOUND;
+            bc_status_t st = marith_vivify(cache, key, nkey, hash, m);
+            if (st == BC_EEXISTS) continue;
+            return st;
         }
-        if (incr) {
-            value += delta;                     /* wraps at 2^64, as memcached */
+        /* memcached's order: empty value, then the CAS, then the number. */
+        bc_status_t bad = BC_OK;
+        if (bc_item_nbytes(it) <= 2) bad = BC_ENONNUMERIC;
+        else if (m->cas_in != 0 && it->cas != m->cas_in) bad = BC_EEXISTS;
+        else if (!arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) bad = BC_ENONNUMERIC;
+        if (bad != BC_OK) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            return bad;
+        }
+        if (m->incr) {
+            value += m->delta;                  /* wraps at 2^64, as memcached */
         } else {
-            value = delta > value ? 0 : value - delta;
+            value = m->delta > value ? 0 : value - m->delta;
         }
         size_t len = bc_mc_u64_to_dec(value, buf);
-        if (result != NULL) *result = value;
+        m->value = value;
+        m->exptime_before = it->exptime;
 
         bc_seg_t *seg = item_seg(cache, it);
         if (len + 2 <= bc_item_nbytes(it) && bc_seg_unpinned(seg)) {
@@ -1657,7 +1840,10 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
             memcpy(v, buf, len);
             memset(v + len, ' ', bc_item_nbytes(it) - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-            do_item_accessed(cache, it, now);
+            if (m->set_exptime_hit) it->exptime = m->exptime_hit;
+            m->cas = it->cas;
+            cache->policy->on_access(it, now);
+            it->atime = bc__evict_atime(now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
             return BC_OK;
@@ -1686,6 +1872,7 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, hash, now);
+            m->cas = nit->cas;
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1699,6 +1886,147 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
     log_warn("cache: incr/decr gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
     return BC_ENOMEM;
+}
+
+/* The meta state of a linked item (shard lock held).  The header keeps the
+ * last access modulo 2^16 s (item.h, atime): it is read as the latest time
+ * at or before now with those low bits. */
+void
+bc_cache_item_meta(const bc_item_t *it, uint32_t now, bc_item_meta_t *out)
+{
+    out->exptime = it->exptime;
+    out->atime = now - bc__evict_idle(it, now);
+    out->fetched = (it->iflags & BC_ITEM_FETCHED) != 0;
+    out->stale = (it->iflags & BC_ITEM_STALE) != 0;
+    out->won = (it->iflags & BC_ITEM_WON) != 0;
+    out->key_binary = (it->iflags & BC_ITEM_KEY_BINARY) != 0;
+}
+
+bc_item_t *
+bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_mget_t *m, bc_status_t *st)
+{
+    cache_loc_t loc;
+    bc_item_t *nit = NULL;     /* the item vivify would link, held by us */
+    bc_status_t dummy;
+    if (st == NULL) st = &dummy;
+    *st = BC_ENOTFOUND;
+    m->created = m->won = false;
+    memset(&m->meta, 0, sizeof(m->meta));
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
+    cache_locate(cache, hash, &loc);
+
+    for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
+        uint32_t now = cache_clock(cache);
+
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        if (it == NULL && m->vivify && nit != NULL) {
+            /* An empty item, as memcached's vivify: flags 0, no expiry
+             * until N's (or a later T's) is applied. */
+            if (!bc_seg_link_try(item_seg(cache, nit))) {
+                /* eviction took its segment while it was being filled */
+                pthread_mutex_unlock(&loc.shard->lock);
+                nit = cache_move_unlinked(cache, nit);
+                if (nit == NULL) {
+                    *st = BC_ENOMEM;
+                    return NULL;
+                }
+                continue;
+            }
+            if (do_item_link(cache, &loc, nit, now)) {
+                it = nit;      /* our hold on it becomes the caller's */
+                nit = NULL;
+                m->created = true;
+            } else {
+                do_item_gone(cache, nit);   /* uncounts it */
+            }
+        }
+        if (it == NULL) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            if (!m->vivify || nit != NULL || attempt > 0) {
+                if (nit != NULL) bc_item_release(cache, nit);
+                if (m->vivify) *st = BC_ENOMEM;
+                cache_count_read(cache, hash, key, nkey, NULL);
+                return NULL;
+            }
+            /* Allocate with no lock held (it may evict), then look again. */
+            nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, 2, st);
+            if (nit == NULL) {
+                *st = BC_ENOMEM;
+                return NULL;
+            }
+            memcpy(bc_item_value(nit), "\r\n", 2);
+            continue;
+        }
+        if (m->created) {
+            it->exptime = 0;
+            bc_cache_item_meta(it, now, &m->meta);
+            it->exptime = m->viv_exptime;   /* 0 when N's did not take effect */
+            m->won = true;
+        } else {
+            bc_seg_pin(item_seg(cache, it));   /* the caller's reference */
+            bc_cache_item_meta(it, now, &m->meta);
+            uint32_t exp_at_r = m->touch && m->recache_sees_touch ? m->touch_exptime
+                                                                   : it->exptime;
+            if (m->touch) it->exptime = m->touch_exptime;
+            if (m->recache && !m->meta.won && exp_at_r != 0 && exp_at_r < m->recache_time) {
+                m->won = true;
+            }
+        }
+        if (m->meta.stale && !m->meta.won) m->won = true;
+        if (m->no_win) m->won = false;
+        if (m->won) it->iflags |= BC_ITEM_WON;
+        if (m->bump) do_item_accessed(cache, it, now);
+        /* BEHAVIOR: a win token handed out changes the item's state as a
+         * store does (backups and migration targets must not hand out
+         * another one after a failover): it travels as the whole item. */
+        if (m->created || (m->won && !m->meta.won)) {
+            cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+        } else if (m->touch) {
+            cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        if (nit != NULL) bc_item_release(cache, nit);
+        if (m->created) cache_enforce_limit(cache);
+        cache_count_read(cache, hash, key, nkey, m->created ? NULL : it);
+        *st = BC_OK;
+        return it;
+    }
+    if (nit != NULL) bc_item_release(cache, nit);
+    return NULL;
+}
+
+bc_status_t
+bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool has_cas,
+                 uint64_t cas_in, bool stale, bool set_ttl, uint32_t exptime)
+{
+    cache_loc_t loc;
+    bc_status_t st = BC_OK;
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
+    if (it == NULL) {
+        st = BC_ENOTFOUND;
+    } else if (has_cas && it->cas != cas_in) {
+        st = BC_EEXISTS;
+    } else if (stale) {
+        if (set_ttl) it->exptime = exptime;
+        it->iflags = (uint8_t)((it->iflags | BC_ITEM_STALE) & ~BC_ITEM_WON);
+        it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
+        cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+    } else {
+        do_item_unlink(cache, &loc, it, hash);
+        do_table_shrink(cache, loc.bucket);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, st == BC_OK, 0);
+    return st;
 }
 
 void
@@ -2043,7 +2371,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     out->items_moved = segs->moved_items;
     pthread_mutex_unlock(&segs->lock);
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    out->mem_limit = cache->mem_limit;
+    out->mem_limit = cache_mem_limit(cache);
 }
 
 void

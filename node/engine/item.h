@@ -42,12 +42,19 @@
  *              including CRLF (22 bits are plenty for an item in a
  *              segment, at most 1 MiB; a large item keeps 0 there and its
  *              length in the 4 bytes after the flags), F, L, the key length
- *   iflags     BC_ITEM_* below, changed under the shard lock; bits
- *              0x04-0x80 are free for the meta protocol's (stale, win, ...)
+ *   iflags     BC_ITEM_* below, changed under the shard lock: linked,
+ *              fetched, and the meta protocol's stale, win and binary-key
+ *              bits (0x04, 0x40 and 0x80 are free)
  *   pfreq      the eviction policy's byte (a reference bit, a frequency)
  *   atime      last access, the cache clock's seconds modulo 2^16 (18
  *              hours): what LFU decays by and what the meta protocol's
- *              "la" (seconds since last access) reads
+ *              "la" / "mg l" (seconds since last access) reads.  BEHAVIOR:
+ *              16 bits keep the header at 24 bytes, so an idle time is
+ *              known modulo 65536 s: exact up to 18 h 12 min, and an item
+ *              idle longer than that reports its idle time modulo 65536 s
+ *              (bc_cache_item_meta) -- it looks more recently used than
+ *              it is.  memcached's own "la" is exact; no client we know of
+ *              acts on idle times that long.
  *
  *   The LOCKING RULE for the fields is the cache's (engine/cache.h).
  */
@@ -133,6 +140,21 @@ static inline const char *
 bc_item_value_const(const bc_item_t *it)
 {
     return it->data + bc__item_extra(it) + bc_item_nkey(it);
+}
+
+/* Meta-protocol state (memcached's it_flags of the same names); set on an
+ * unlinked item by its owner (bc_item_set_meta), kept by the link, changed
+ * afterwards only by the cache under the shard lock. */
+#define BC_ITEM_STALE      0x08u   /* invalidated by "md I" or a stale ms */
+#define BC_ITEM_WON        0x10u   /* a win token (W) was handed out */
+#define BC_ITEM_KEY_BINARY 0x20u   /* stored with a base64 key (ms b) */
+#define BC_ITEM_META_MASK  (BC_ITEM_STALE | BC_ITEM_WON | BC_ITEM_KEY_BINARY)
+
+/* Sets the meta bits (BC_ITEM_META_MASK) of an item not linked yet. */
+static inline void
+bc_item_set_meta(bc_item_t *it, uint8_t bits)
+{
+    it->iflags = (uint8_t)((it->iflags & ~BC_ITEM_META_MASK) | (bits & BC_ITEM_META_MASK));
 }
 
 /* Value length without the trailing CRLF. */

@@ -57,11 +57,24 @@ segs_uncharge(bc_segs_t *segs, uint64_t n)
     atomic_fetch_sub_explicit(segs->mem_used, n, memory_order_relaxed);
 }
 
+/* The budget; bc_seg_set_limit may move it at any time. */
+static inline uint64_t
+segs_limit(const bc_segs_t *segs)
+{
+    return __atomic_load_n(&segs->limit, __ATOMIC_RELAXED);
+}
+
+void
+bc_seg_set_limit(bc_segs_t *segs, uint64_t limit)
+{
+    __atomic_store_n(&segs->limit, limit, __ATOMIC_RELAXED);
+}
+
 bool
 bc_seg_try_charge(bc_segs_t *segs, uint64_t n)
 {
     uint64_t cur = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
-    while (cur + n <= segs->limit) {
+    while (cur + n <= segs_limit(segs)) {
         if (atomic_compare_exchange_weak_explicit(segs->mem_used, &cur, cur + n,
                                                   memory_order_relaxed, memory_order_relaxed)) {
             return true;
@@ -247,7 +260,7 @@ segs_put_free(bc_segs_t *segs, bc_seg_t *s)
     /* beyond the few kept, or while over budget (a segment borrowed by
      * eviction, freed by its last reader): back to the system */
     if ((segs->nfree >= segs->keep_free && !segs->prealloc) ||
-        atomic_load_explicit(segs->mem_used, memory_order_relaxed) > segs->limit) {
+        atomic_load_explicit(segs->mem_used, memory_order_relaxed) > segs_limit(segs)) {
         segs_release(segs, s);
         return;
     }
@@ -262,7 +275,8 @@ static uint64_t
 segs_available(const bc_segs_t *segs)
 {
     uint64_t used = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
-    uint64_t room = used < segs->limit ? (segs->limit - used) / segs->seg_size : 0;
+    uint64_t limit = segs_limit(segs);
+    uint64_t room = used < limit ? (limit - used) / segs->seg_size : 0;
     if (room > segs->nunbacked) room = segs->nunbacked;
     return segs->nfree + room;
 }
@@ -534,7 +548,7 @@ do_segs_take_tail(bc_segs_t *segs, unsigned q)
      * a victim a reader held) and the next one is taken: readers that
      * hold on (a client that does not read its replies) cannot make a
      * segment's worth of dead memory out of each value they hold. */
-    uint64_t cap = segs->limit / SEGS_DRAIN_SHARE;
+    uint64_t cap = segs_limit(segs) / SEGS_DRAIN_SHARE;
     if (cap < 2ull * segs->seg_size) cap = 2ull * segs->seg_size;
     bc_seg_t *s = segs->queues[q].tail;
     for (uint32_t i = 0; s != NULL; i++, s = s->prev) {

@@ -193,7 +193,7 @@ typedef struct bc_segs {
     uint32_t large_next;           /* never used numbers start here */
     uint32_t large_free;           /* first free number + 1 (0: none) */
     _Atomic uint64_t *mem_used;
-    uint64_t limit;
+    uint64_t limit;                /* atomic: bc_seg_set_limit */
     /* counters (lock) */
     uint64_t evicted_segs;
     uint64_t compacted_segs;
@@ -211,6 +211,9 @@ int bc_seg_init(bc_segs_t *segs, uint64_t limit, uint32_t seg_size, unsigned nqu
                  _Atomic uint64_t *mem_used);
 /* Frees everything, items included; nothing may be pinned. */
 void bc_seg_fini(bc_segs_t *segs);
+/* Moves the budget (cache_memlimit): at most the limit given to
+ * bc_seg_init, which the arena and the large-item table were sized for. */
+void bc_seg_set_limit(bc_segs_t *segs, uint64_t limit);
 
 /* -L: backs and touches as many segments as the budget allows now; they
  * stay backed.  Returns the bytes touched (*took_ms: how long it took). */

@@ -33,7 +33,9 @@
 
 #include "bc_frame.h"
 #include "bc_log.h"
+#include "bc_peerauth.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "engine/item_frame.h"
 #include "migrate/migrate_int.h"
 #include "net/server.h"
@@ -351,11 +353,73 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
     return export_reply(mig, req, p->bucket, 0, tap);
 }
 
+/* How this node names itself in its proof. */
+static void
+export_self_name(bc_node_migrate_t *mig, char *buf, size_t len)
+{
+    bc_node_cluster_info_t ci;
+    bc_node_cluster_get_info(mig->cluster, &ci);
+    snprintf(buf, len, "%s", bc_wire_name_valid(ci.node_name, strlen(ci.node_name))
+                                 ? ci.node_name : "unregistered");
+}
+
+/*
+ * The cluster secret (migrate.h, PEER AUTHENTICATION): on the request's
+ * first run, its X-Bucketcache-Peer proof is checked (and its nonce
+ * remembered); a request that comes back from parking was checked then.
+ * Every run adds this node's proof to whatever reply follows, into
+ * value (borrowed by the reply, which is queued before the handler
+ * returns).  false with *result: refused (403, or 503 when too many
+ * signed requests came in the window).
+ */
+static bool
+export_peer_check(bc_node_migrate_t *mig, bc_http_req_t *req, char *value, size_t len,
+                  enum MHD_Result *result)
+{
+    char target[600], why[256], name[BC_WIRE_NAME_MAX + 1];
+    if (mig->peer_auth == NULL) return true;
+    /* Before the query is parsed (which rewrites it): the target as sent. */
+    int tl = snprintf(target, sizeof(target), "%s%s%s", req->path, req->query != NULL ? "?" : "",
+                      req->query != NULL ? req->query : "");
+    if (tl < 0 || (size_t)tl >= sizeof(target)) {
+        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "request target too long");
+        return false;
+    }
+    const char *hdr = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                  BC_PEERAUTH_HTTP_HEADER);
+    bc_peerauth_http_claim_t claim;
+    if (req->parked_us == 0) {
+        bc_status_t st = bc_peerauth_http_check(mig->peer_auth, req->method, target, hdr,
+                                                hdr != NULL ? strlen(hdr) : 0,
+                                                (uint64_t)bc_time_real_ms(), &claim, why,
+                                                sizeof(why));
+        if (st != BC_OK) {
+            atomic_fetch_add_explicit(&mig->export_auth_failures, 1, memory_order_relaxed);
+            export_refused(mig);
+            log_warn("migrate: export %s refused: %s", target, why);
+            *result = bc_http_reply_error(req, st == BC_EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                              : MHD_HTTP_FORBIDDEN,
+                                          "peer authentication failed: %s", why);
+            return false;
+        }
+    } else if (hdr == NULL || bc_peerauth_http_parse(hdr, strlen(hdr), &claim) != BC_OK) {
+        return true;                      /* cannot be: it was checked on the first run */
+    }
+    export_self_name(mig, name, sizeof(name));
+    if (bc_peerauth_http_reply(mig->peer_auth, req->method, target, claim.nonce, name, value,
+                               len) > 0) {
+        bc_http_add_header(req, BC_PEERAUTH_HTTP_REPLY_HEADER, value);
+    }
+    return true;
+}
+
 enum MHD_Result
 bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
 {
     mig_params_t p;
     enum MHD_Result result;
+    char proof[BC_PEERAUTH_HTTP_MAX];   /* the reply's X-Bucketcache-Peer-Proof */
+    if (!export_peer_check(mig, req, proof, sizeof(proof), &result)) return result;
     if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
     if (p.tap) {
         if (p.has_epoch || p.since != 0) {

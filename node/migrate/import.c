@@ -27,7 +27,9 @@
 #include "bc_hash.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_peerauth.h"
 #include "bc_time.h"
+#include "bc_wire.h"
 #include "engine/item_frame.h"
 #include "migrate/migrate_int.h"
 
@@ -198,7 +200,25 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64,
                  job->bucket, job->epoch);
     }
-    st = bc_http_stream_get(&f, job->source, path, MIG_CONTENT_TYPE);
+    /* With the cluster secret: the request is signed, and the answer must
+     * prove the source holds it too (migrate.h, PEER AUTHENTICATION). */
+    char peer_hdr[BC_PEERAUTH_HTTP_MAX + 64] = "", nonce[BC_PEERAUTH_NONCE_LEN + 1] = "";
+    if (job->mig->peer_auth != NULL) {
+        char value[BC_PEERAUTH_HTTP_MAX], name[BC_WIRE_NAME_MAX + 1];
+        bc_node_cluster_info_t ci;
+        bc_node_cluster_get_info(job->mig->cluster, &ci);
+        snprintf(name, sizeof(name), "%s", bc_wire_name_valid(ci.node_name, strlen(ci.node_name))
+                                               ? ci.node_name : "unregistered");
+        if (bc_peerauth_http_sign(job->mig->peer_auth, "GET", path, name,
+                                  (uint64_t)bc_time_real_ms(), value, sizeof(value),
+                                  nonce) == 0) {
+            st = bc_fail(err, errlen, BC_EINVAL, "cannot sign the export request");
+            goto out;
+        }
+        snprintf(peer_hdr, sizeof(peer_hdr), BC_PEERAUTH_HTTP_HEADER ": %s\r\n", value);
+    }
+    st = bc_http_stream_get(&f, job->source, path, MIG_CONTENT_TYPE,
+                            peer_hdr[0] != '\0' ? peer_hdr : NULL);
     if (st != BC_OK) {
         snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
                  bc_status_str(st));
@@ -221,6 +241,19 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
                  st == BC_ECLOSED ? "connection closed" : bc_status_str(st));
         if (st == BC_ECLOSED) st = BC_EIO;
         goto out;
+    }
+    if (job->mig->peer_auth != NULL && f.status == MHD_HTTP_OK) {
+        const char *proof = bc_http_stream_header(&f, BC_PEERAUTH_HTTP_REPLY_HEADER);
+        size_t pl = 0;
+        while (proof != NULL && proof[pl] != '\0' && proof[pl] != '\r' && proof[pl] != '\n') pl++;
+        char untrusted[150];
+        if (!bc_peerauth_http_reply_check(job->mig->peer_auth, "GET", path, nonce, proof, pl,
+                                          untrusted, sizeof(untrusted))) {
+            snprintf(err, errlen, "source %.60s is not trusted: %.140s", job->source, untrusted);
+            log_warn("migrate: import of bucket %" PRIu32 ": %s", job->bucket, err);
+            st = BC_EACCES;
+            goto out;
+        }
     }
     const char *tap = bc_http_stream_header(&f, MIG_TAP_HEADER);
     if (tap != NULL) r->tap = strtoull(tap, NULL, 10);
@@ -397,7 +430,11 @@ bc__migrate_import_main(void *arg)
      * over to it: in sync mode every item, in async mode within the lag
      * bound (repl.h).  The wait is this thread's: its stores are what it
      * waits for. */
-    if (st == BC_OK && mig->commit != NULL && !job->precopy) mig->commit(mig->commit_ctx);
+    if (st == BC_OK && mig->commit != NULL && !job->precopy && !mig->commit(mig->commit_ctx)) {
+        snprintf(err, sizeof(err), "this group's in-sync backups did not confirm the bucket "
+                 "(too few in sync, or the primary's role or lease was lost)");
+        st = BC_EAGAIN;
+    }
     if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
         bc_cache_bucket_drop(mig->cache, job->bucket);
     }

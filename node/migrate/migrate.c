@@ -187,6 +187,7 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->cluster = config->cluster;
     mig->server = config->server;
     mig->httpd = config->httpd;
+    mig->peer_auth = config->peer_auth;
     mig->max_imports = config->max_imports ? config->max_imports : MIG_DEFAULT_IMPORTS;
     mig->timeout_ms = config->import_timeout_ms ? config->import_timeout_ms
                                                 : MIG_DEFAULT_TIMEOUT_MS;
@@ -253,6 +254,7 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     if (mig == NULL) return;
     out->exports = atomic_load(&mig->exports);
     out->export_refusals = atomic_load(&mig->export_refusals);
+    out->export_auth_failures = atomic_load(&mig->export_auth_failures);
     out->export_items = atomic_load(&mig->export_items);
     out->export_bytes = atomic_load(&mig->export_bytes);
     out->imports_done = atomic_load(&mig->imports_done);
@@ -273,7 +275,7 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
 }
 
 void
-bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx)
+bc_node_migrate_set_commit(bc_node_migrate_t *mig, bool (*fn)(void *ctx), void *ctx)
 {
     mig->commit = fn;
     mig->commit_ctx = ctx;

@@ -72,6 +72,18 @@
  *            the console called the move off: the job stops and what it
  *            stored is dropped (unless this node owns B by now).
  *
+ * PEER AUTHENTICATION (docs/security.md)
+ *   An export hands a bucket's data out and holds it read-only: with the
+ *   cluster secret (config peer_auth) it is served only to a node that
+ *   signed the request with it (X-Bucketcache-Peer: a proof over the
+ *   method, the target, a timestamp and a nonce, accepted once within
+ *   30 s; common/bc_peerauth.h), and refused with 403 otherwise, counted
+ *   in export_auth_failures.  The answer carries this node's own proof
+ *   (X-Bucketcache-Peer-Proof), which the import checks before it stores
+ *   anything: a forged import request (whoever holds the admin token
+ *   could name any source) can only pull from a node of the cluster.  The
+ *   admin token, when the admin port has one, is required as well.
+ *
  * HOW
  *   Exports run on the admin (MHD) thread.  A whole bucket streams: MHD asks
  *   for the next block when the socket can take it, and each block is read
@@ -122,6 +134,7 @@
 #include <stdint.h>
 
 #include "bc_httpd.h"
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "engine/cache.h"
 #include "cluster/cluster.h"
@@ -139,6 +152,11 @@ typedef struct bc_node_migrate_config {
     uint32_t import_timeout_ms;    /* one import: the wait to be fenced, all retries
                                     * included, and the longest pause in its
                                     * transfer; 0 = 60000 */
+    /* The cluster secret (common/bc_peerauth.h): an export is served only
+     * to a request signed with it, an import trusts only a source whose
+     * answer proves it (see PEER AUTHENTICATION); NULL: neither.
+     * Borrowed. */
+    bc_peerauth_t *peer_auth;
 } bc_node_migrate_config_t;
 
 /*
@@ -152,6 +170,9 @@ typedef struct bc_node_migrate_config {
       "Buckets exported to a migration destination.")                                            \
     X(export_refusals, "export_refusals", "migrate_export_refusals_total", "counter",            \
       "Export requests refused (not fenced yet, not read-only, ...).")                           \
+    X(export_auth_failures, "export_auth_failures", "migrate_export_auth_failures_total",        \
+      "counter", "Export requests refused for the cluster secret: no, a wrong or a replayed "    \
+      "proof (X-Bucketcache-Peer).")                                                             \
     X(export_items, "export_items", "migrate_export_items_total", "counter",                     \
       "Items (and deleted keys) sent by bucket exports.")                                        \
     X(export_bytes, "export_bytes", "migrate_export_bytes_total", "counter",                     \
@@ -212,7 +233,7 @@ void bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *
 /* fn(ctx) runs on an import's thread once its items are stored, before
  * the job reports done: replication's wait (repl.h bc_repl_commit_wait),
  * so a bucket reaches the destination group's backups before its
- * cutover.  Call before the admin server starts. */
-void bc_node_migrate_set_commit(bc_node_migrate_t *mig, void (*fn)(void *ctx), void *ctx);
+ * cutover; false fails the import.  Call before the admin server starts. */
+void bc_node_migrate_set_commit(bc_node_migrate_t *mig, bool (*fn)(void *ctx), void *ctx);
 
 #endif

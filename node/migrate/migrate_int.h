@@ -75,7 +75,8 @@ struct bc_node_migrate {
     uint32_t timeout_ms;
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
     uint32_t test_step_delay_ms;   /* BC_TEST_IMPORT_STEP_DELAY_MS: a slow but steady one */
-    void (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
+    bc_peerauth_t *peer_auth;      /* the cluster secret, borrowed; NULL: none */
+    bool (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
     void *commit_ctx;
     bc_tap_set_t *taps;            /* change trackers of exported buckets (engine/tap.h) */
 
@@ -89,7 +90,7 @@ struct bc_node_migrate {
     bool stopping;
     uint64_t seq;
 
-    _Atomic uint64_t exports, export_refusals, export_items, export_bytes;
+    _Atomic uint64_t exports, export_refusals, export_items, export_bytes, export_auth_failures;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
 

@@ -24,6 +24,7 @@
  *                                            consumed, status
  *   a data block in progress? ---------->  direct_dest / direct_done: the
  *                                            socket is read straight into it
+ *   after each event ------------------->  state_name(conn): "stats conns"
  *   waiting(conn)? --------------------->  true: the handler holds input back
  *                                            (too many forwarded commands in
  *                                            flight); the server stops reading
@@ -59,7 +60,7 @@
 #include "net/stats.h"
 
 /* The longest arguments of a handoff line (handoff_args), NUL excluded. */
-#define BC_HANDLER_HANDOFF_ARGS_MAX 191
+#define BC_HANDLER_HANDOFF_ARGS_MAX 255
 
 typedef struct bc_handler {
     /* Bytes of per-connection state the server keeps for the handler
@@ -101,10 +102,18 @@ typedef struct bc_handler {
     bc_status_t (*direct_done)(void *conn, size_t n);
     /* True while the handler holds input back until it calls resume. */
     bool (*waiting)(const void *conn);
+    /* memcached's name for what the connection does now, as "stats conns"
+     * shows it: "conn_read" (waiting for a command), "conn_nread" (inside a
+     * data block), "conn_swallow", "conn_io_queue" (held back, waiting);
+     * a static string.  NULL: the server says "conn_read". */
+    const char *(*state_name)(const void *conn);
     /* After BC_EHANDOFF: the arguments of the handoff line (*args, not
      * NUL-terminated, valid while the buffer given to process is); returns
      * their length, at most BC_HANDLER_HANDOFF_ARGS_MAX. */
     size_t (*handoff_args)(const void *conn, const char **args);
+    /* True for another node's connection (not a client's): kept by
+     * bc_server_close_clients.  NULL: every connection is a client's. */
+    bool (*is_peer)(const void *conn);
 } bc_handler_t;
 
 #endif

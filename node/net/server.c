@@ -66,6 +66,15 @@
  *   Each worker has the handler's per-worker state on its loop (the text
  *   protocol's forwarder, which owns the loop's timeout).
  *
+ *   TLS (memcached's -Z, net/tls.h): a connection accepted on the TLS
+ *   listener carries an SSL object; the same loop drives it, with
+ *   SSL_read in place of read(2) (the handshake happens in the first
+ *   reads) and SSL_write of up to one record copied from the output queue
+ *   in place of sendmsg.  Two things epoll cannot see are handled by
+ *   hand: OpenSSL wanting the socket writable to go on reading, and input
+ *   it decrypted already (a writable socket brings the connection back).
+ *   Connections of the plain listeners (-l notls:HOST:PORT) are as above.
+ *
  *   Closing: a connection is closed by its worker only.  Its struct is not
  *   freed at once: the current epoll batch may still hold its pointer, so it
  *   waits on the worker's `closed` list until before_poll, then goes to the
@@ -83,6 +92,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -95,11 +105,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "bc_log.h"
 #include "bc_time.h"
 #include "net/el.h"
 #include "net/handler.h"
 #include "net/outq.h"
+#include "net/tls.h"
 
 #define RBUF_SIZE        (16u * 1024u)
 #define RBUF_POOL_MAX    64u            /* free read buffers kept per worker */
@@ -111,6 +124,7 @@
 #define ACCEPT_BACKOFF_MS 100u          /* after EMFILE and friends */
 #define DEFAULT_CONN_BUFFER (4u * 1024u * 1024u)
 #define MIN_CONN_BUFFER  (16u * 1024u)
+#define TLS_WRITE_CHUNK  (16u * 1024u)  /* one TLS record's worth of replies */
 
 static const char too_many_conns[] = "ERROR Too many open connections\r\n";
 
@@ -128,7 +142,15 @@ typedef struct conn {
     uint32_t rlen;                /* bytes in rbuf */
     bc_outq_t *out;               /* the handler's queue for this connection */
     int64_t last_cmd_ms;          /* CLOCK_MONOTONIC ms of the last input used (idle timeout) */
+    SSL *ssl;                     /* a TLS listener's connection (tls.h); NULL: plain */
+    bool tls_want_write;          /* OpenSSL asked for a writable socket to go on reading */
+    bool tls_write_blocked;       /* OpenSSL's last write met a full socket */
+    bool tls_handshaken;          /* the handshake is done (stats: ssl_handshake_errors) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
+    /* "stats conns" (bc_server_conns): set at open, state after each event */
+    time_t opened;
+    _Atomic(const char *) state;
+    char addr[BC_CONN_ADDR_TEXT], laddr[BC_CONN_ADDR_TEXT];
     /* the handler's state (handler.h conn_size bytes); last */
     _Alignas(max_align_t) unsigned char proto[];
 } conn_t;
@@ -143,8 +165,13 @@ struct worker {
 
     /* hand-off queue -- LOCKING: qlock protects q_fds and q_len. */
     pthread_mutex_t qlock;
-    int *q_fds;
+    struct queued_conn { int fd; bool tls; } *q_fds;
     size_t q_len, q_cap;
+
+    /* LOCKING: conns_lock protects the open list against bc_server_conns;
+     * the worker takes it only to link and unlink a connection (reading
+     * its own list needs no lock). */
+    pthread_mutex_t conns_lock;
 
     /* worker thread only, no lock */
     conn_t *conns;                /* open connections */
@@ -160,14 +187,31 @@ struct worker {
      * iteration: written by the worker (release), read by
      * bc_server_passed. */
     _Atomic uint64_t seen_gen;
+    /* The close-clients generation this worker has acted on (worker only). */
+    uint64_t clients_gen;
 };
+
+/* A listening socket: the main one (TLS when the server has a context),
+ * or one of the plain listeners (memcached's -l notls:HOST:PORT). */
+typedef struct listener {
+    bc_el_io_t io;                /* io.data is the listener */
+    bc_server_t *srv;
+    int fd;
+    bool tls;
+    bool io_started;
+    char text[BC_CONN_ADDR_TEXT]; /* "stats conns": memcached's tcp:IP:PORT */
+} listener_t;
 
 struct bc_server {
     bc_server_config_t cfg;
     char *listen_addr;            /* owned copy */
     bc_cache_t *cache;            /* borrowed */
-    int listen_fd;
+    int listen_fd;                /* listeners[0].fd */
     uint16_t port;
+    listener_t listeners[1 + BC_SERVER_PLAIN_LISTEN_MAX];
+    uint32_t nlisteners;
+    uint16_t plain_ports[BC_SERVER_PLAIN_LISTEN_MAX];
+    time_t created;               /* "stats conns": the listeners' age */
     size_t out_limit;
     bc_handler_t h;               /* the protocol (handler.h) */
     void *hctx;                   /* its context, borrowed */
@@ -177,7 +221,6 @@ struct bc_server {
     uint32_t nworkers;
     uint32_t next_worker;         /* accept thread only */
     bc_el_t *accept_el;
-    bc_el_io_t listen_io;
     pthread_t accept_thread;
     bool accept_started;
     bool started;
@@ -200,6 +243,10 @@ struct bc_server {
     bc_server_commit_fn commit;   /* before replies go out (NULL: none) */
     void *commit_ctx;
 
+    /* bc_server_close_clients: bumped per call; each worker closes its
+     * client connections when it sees a value it has not acted on. */
+    _Atomic uint64_t clients_gen;
+    _Atomic uint64_t clients_closed;
     /* Idle timeout (config idle_timeout_s): a thread that asks each worker
      * once a second to sweep its connections.  LOCKING RULE: idle_mu
      * guards idle_stop and signals idle_cv. */
@@ -213,6 +260,25 @@ struct bc_server {
 /* ------------------------------------------------------------------------ */
 /* connections (worker thread)                                              */
 /* ------------------------------------------------------------------------ */
+
+/* memcached's text for a socket address (get_conn_text): "tcp:IP:PORT",
+ * "tcp6:[IP]:PORT". */
+static void
+server_addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        (void)inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp:%s:%u", ip, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        (void)inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp6:[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, len, "<AF %d>", (int)sa->sa_family);
+    }
+}
 
 static void conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
 
@@ -289,9 +355,11 @@ conn_detach(conn_t *c)
     bc_el_io_stop(w->el, &c->io);
     w->srv->h.conn_release(c->proto);
     conn_rbuf_release(c);
+    pthread_mutex_lock(&w->conns_lock);
     if (c->prev != NULL) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
+    pthread_mutex_unlock(&w->conns_lock);
     c->prev = NULL;
     c->next = w->closed;
     w->closed = c;
@@ -299,10 +367,23 @@ conn_detach(conn_t *c)
 }
 
 static void
+conn_tls_free(conn_t *c)
+{
+    if (c->ssl == NULL) return;
+    /* A close_notify, best effort (the socket is non-blocking): a client
+     * that said "quit" sees a clean end rather than a truncation. */
+    if (c->tls_handshaken) (void)SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    ERR_clear_error();            /* this thread's queue: nothing for the next one */
+}
+
+static void
 conn_close(conn_t *c)
 {
     if (c->closed) return;
     conn_detach(c);
+    conn_tls_free(c);
     close(c->fd);
     log_debug("connection %d closed", c->fd);
 }
@@ -320,7 +401,9 @@ static void
 conn_handoff(conn_t *c)
 {
     bc_server_t *srv = c->w->srv;
-    if (srv->handoff == NULL || !bc_outq_empty(c->out)) {
+    /* A TLS session cannot be handed over as a bare socket: peers use a
+     * plain listener (docs/security.md). */
+    if (srv->handoff == NULL || !bc_outq_empty(c->out) || c->ssl != NULL) {
         conn_close(c);
         return;
     }
@@ -338,6 +421,47 @@ conn_handoff(conn_t *c)
     srv->handoff(srv->handoff_ctx, fd, args);
 }
 
+/*
+ * TLS: OpenSSL takes no iovec, so up to TLS_WRITE_CHUNK bytes of the queue
+ * are copied into one record.  After a short write OpenSSL wants the same
+ * bytes again: the queue is consumed only by what was written, so the next
+ * copy starts with them (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, tls.c).
+ * False if the connection was closed; c->tls_write_blocked when the socket
+ * is full.
+ */
+static bool
+conn_tls_send(conn_t *c)
+{
+    char buf[TLS_WRITE_CHUNK];
+    struct iovec iov[IOV_BATCH];
+    size_t len = 0;
+    int n = bc_outq_iov(c->out, iov, IOV_BATCH);
+    for (int i = 0; i < n && len < sizeof(buf); i++) {
+        size_t k = iov[i].iov_len < sizeof(buf) - len ? iov[i].iov_len : sizeof(buf) - len;
+        memcpy(buf + len, iov[i].iov_base, k);
+        len += k;
+    }
+    c->tls_write_blocked = false;
+    if (len == 0) return true;
+    size_t written = 0;
+    ERR_clear_error();
+    int r = SSL_write_ex(c->ssl, buf, len, &written);
+    if (r == 1) {
+        bc_stats_add(&c->w->stats, bytes_written, (uint64_t)written);
+        bc_outq_consume(c->out, c->w->srv->cache, written);
+        return true;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        c->tls_write_blocked = true;
+        return true;
+    }
+    log_debug("connection %d: TLS write failed (%d)", c->fd, e);
+    c->tls_handshaken = false;    /* no shutdown on a failed session */
+    conn_close(c);
+    return false;
+}
+
 /* Sends queued output; false if the connection was closed. */
 static bool
 conn_flush(conn_t *c)
@@ -345,14 +469,23 @@ conn_flush(conn_t *c)
     bc_outq_t *q = c->out;
     bc_cache_t *cache = c->w->srv->cache;
 
-    /* Synchronous replication: no reply leaves before the writes it
-     * acknowledges are on the backups (repl.h, bc_repl_commit_wait). */
-    if (c->w->srv->commit != NULL && bc_outq_ready(q)) {
-        c->w->srv->commit(c->w->srv->commit_ctx);
+    /* Replication: no reply leaves before the writes it acknowledges are
+     * on the in-sync backups (repl.h, bc_repl_commit_wait); when they
+     * cannot be confirmed, the replies are dropped with the connection. */
+    if (c->w->srv->commit != NULL && bc_outq_ready(q) &&
+        !c->w->srv->commit(c->w->srv->commit_ctx)) {
+        log_debug("connection %d: writes not confirmed by the backups: closing without the "
+                  "replies", c->fd);
+        conn_close(c);
+        return false;
     }
 
     /* Up to the first hole: a reply still to come (outq.h). */
-    while (bc_outq_ready(q)) {
+    while (c->ssl != NULL && bc_outq_ready(q)) {
+        if (!conn_tls_send(c)) return false;
+        if (c->tls_write_blocked) break;
+    }
+    while (c->ssl == NULL && bc_outq_ready(q)) {
         struct iovec iov[IOV_BATCH];
         struct msghdr msg;
         memset(&msg, 0, sizeof(msg));
@@ -415,6 +548,55 @@ conn_paused(const conn_t *c)
     return bc_outq_pending(c->out) >= c->w->srv->out_limit || c->w->srv->h.waiting(c->proto);
 }
 
+/*
+ * TLS: read(2)'s contract on top of OpenSSL -- > 0 bytes, 0 at the end
+ * (the client's close_notify or a bare EOF), -1 with errno EAGAIN when it
+ * needs the socket again; -2 when it failed and the connection was closed
+ * (a plain client on a TLS port, a certificate refused, ...: counted in
+ * ssl_handshake_errors before the handshake, as memcached does).
+ */
+static ssize_t
+conn_tls_read(conn_t *c, char *dst, size_t want)
+{
+    size_t got = 0;
+    ERR_clear_error();
+    c->tls_want_write = false;
+    int r = SSL_read_ex(c->ssl, dst, want, &got);
+    if (r == 1) {
+        c->tls_handshaken = true;
+        return (ssize_t)got;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        if (SSL_is_init_finished(c->ssl)) c->tls_handshaken = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_want_write = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        break;
+    }
+    if (!c->tls_handshaken && !SSL_is_init_finished(c->ssl)) {
+        char reason[160] = "connection closed";
+        unsigned long ee = ERR_peek_error();
+        if (ee != 0) ERR_error_string_n(ee, reason, sizeof(reason));
+        bc_stats_incr(&c->w->stats, ssl_handshake_errors);
+        log_debug("connection %d: TLS handshake failed: %s", c->fd, reason);
+    } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        return 0;                 /* EOF without close_notify: a plain close */
+    } else {
+        log_debug("connection %d: TLS read failed (%d)", c->fd, e);
+    }
+    c->tls_handshaken = false;    /* no shutdown on a failed session */
+    conn_close(c);
+    return -2;
+}
+
 /* Reads what the socket has; false if the connection was closed. */
 static bool
 conn_read(conn_t *c)
@@ -436,7 +618,8 @@ conn_read(conn_t *c)
             dst = c->rbuf + c->rlen;
             want = c->rcap - c->rlen;
         }
-        ssize_t n = read(c->fd, dst, want);
+        ssize_t n = c->ssl != NULL ? conn_tls_read(c, dst, want) : read(c->fd, dst, want);
+        if (n == -2) return false;               /* TLS failure: closed */
         if (n == 0) {
             /* EOF: send what is owed if the socket takes it, then close.
              * Replies still to come (forwarded commands, whose deadline
@@ -465,9 +648,21 @@ conn_read(conn_t *c)
             if (!conn_process(c)) return false;
         }
         if (c->close_after_write || conn_paused(c)) break;
-        if ((size_t)n < want) break;          /* drained: spare the EAGAIN read */
+        /* drained: spare the EAGAIN read -- unless OpenSSL holds
+         * decrypted bytes that epoll cannot know of */
+        if ((size_t)n < want && (c->ssl == NULL || !SSL_has_pending(c->ssl))) break;
     }
     return true;
+}
+
+/* What "stats conns" shows for the connection now (worker thread). */
+static void
+conn_publish_state(conn_t *c)
+{
+    const char *name = NULL;
+    if (bc_outq_pending(c->out) > 0) name = "conn_mwrite";
+    else if (c->w->srv->h.state_name != NULL) name = c->w->srv->h.state_name(c->proto);
+    atomic_store_explicit(&c->state, name != NULL ? name : "conn_read", memory_order_relaxed);
 }
 
 /* Asks epoll for what the connection can use now. */
@@ -475,9 +670,38 @@ static void
 conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
+    conn_publish_state(c);
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
-    if (bc_outq_ready(c->out)) ev |= BC_EL_WRITE;
+    if (bc_outq_ready(c->out) || c->tls_want_write) ev |= BC_EL_WRITE;
+    /* TLS: input OpenSSL has decrypted already is not on the socket, and
+     * epoll would never report it; a writable socket (at once, almost
+     * always) brings us back to read it (conn_on_io), after the other
+     * connections' turn. */
+    if ((ev & BC_EL_READ) && c->ssl != NULL && SSL_has_pending(c->ssl)) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
+}
+
+/* The worker acts on bc_server_close_clients: closes its client
+ * connections (worker thread).  True when it did. */
+static bool
+worker_close_clients(worker_t *w)
+{
+    uint64_t gen = atomic_load_explicit(&w->srv->clients_gen, memory_order_acquire);
+    if (gen == w->clients_gen) return false;
+    w->clients_gen = gen;
+    uint64_t n = 0;
+    for (conn_t *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (w->srv->h.is_peer != NULL && w->srv->h.is_peer(c->proto)) continue;
+        /* RST: whatever the client still had queued is discarded too. */
+        struct linger lg = {1, 0};
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        conn_close(c);
+        n++;
+    }
+    atomic_fetch_add_explicit(&w->srv->clients_closed, n, memory_order_relaxed);
+    if (n > 0) log_info("worker %u: closed %llu client connections", w->index, (unsigned long long)n);
+    return true;
 }
 
 static void
@@ -486,6 +710,13 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
     conn_t *c = io->data;
     (void)el;
 
+    /* Before reading anything more: clients to close (this one among
+     * them, unless a peer)? */
+    if (atomic_load_explicit(&c->w->srv->clients_gen, memory_order_relaxed) !=
+            c->w->clients_gen &&
+        worker_close_clients(c->w) && c->closed) {
+        return;
+    }
     if (events & BC_EL_ERROR) {
         conn_close(c);
         return;
@@ -498,7 +729,12 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         conn_close(c);
         return;
     }
-    if ((events & (BC_EL_READ | BC_EL_HUP)) && !conn_paused(c) && !c->close_after_write) {
+    /* TLS: OpenSSL may want the socket writable to go on reading, and may
+     * hold decrypted input that epoll cannot see (a resumed connection). */
+    bool tls_read = c->ssl != NULL &&
+                    ((c->tls_want_write && (events & BC_EL_WRITE)) || SSL_has_pending(c->ssl));
+    if (((events & (BC_EL_READ | BC_EL_HUP)) || tls_read) && !conn_paused(c) &&
+        !c->close_after_write) {
         if (!conn_read(c)) return;
     }
     /*
@@ -530,7 +766,7 @@ conn_on_resume(void *arg)
 }
 
 static void
-conn_open(worker_t *w, int fd)
+conn_open(worker_t *w, int fd, bool tls)
 {
     bc_server_t *srv = w->srv;
     size_t size = sizeof(conn_t) + srv->h.conn_size;
@@ -551,18 +787,45 @@ conn_open(worker_t *w, int fd)
     memset(c, 0, size);
     c->w = w;
     c->fd = fd;
+    if (tls && (c->ssl = bc_tls_new_ssl(srv->cfg.tls, fd)) == NULL) {
+        close(fd);
+        if (w->nfree_conns < CONN_FREE_MAX) {
+            c->next = w->free_conns;
+            w->free_conns = c;
+            w->nfree_conns++;
+        } else {
+            free(c);
+        }
+        atomic_fetch_sub(&w->srv->curr_conns, 1);
+        return;
+    }
     c->last_cmd_ms = bc_time_mono_ms();
+    c->opened = time(NULL);
+    atomic_init(&c->state, "conn_read");
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->addr, sizeof(c->addr));
+    }
+    salen = sizeof(sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->laddr, sizeof(c->laddr));
+    }
     srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
     c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
+        srv->h.conn_release(c->proto);
+        conn_tls_free(c);
         close(fd);
         free(c);
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return;
     }
+    pthread_mutex_lock(&w->conns_lock);
     c->next = w->conns;
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
+    pthread_mutex_unlock(&w->conns_lock);
     log_debug("connection %d opened on worker %u", fd, w->index);
 }
 
@@ -605,7 +868,7 @@ static void
 worker_on_wakeup(bc_el_t *el, void *arg)
 {
     worker_t *w = arg;
-    int fds[64];
+    struct queued_conn fds[64];
     size_t n;
     (void)el;
 
@@ -617,10 +880,10 @@ worker_on_wakeup(bc_el_t *el, void *arg)
         pthread_mutex_lock(&w->qlock);
         n = w->q_len < 64 ? w->q_len : 64;
         /* A wake may find the queue empty (bc_server_passed). */
-        if (n > 0) memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(int));
+        if (n > 0) memcpy(fds, w->q_fds + (w->q_len - n), n * sizeof(fds[0]));
         w->q_len -= n;
         pthread_mutex_unlock(&w->qlock);
-        for (size_t i = 0; i < n; i++) conn_open(w, fds[i]);
+        for (size_t i = 0; i < n; i++) conn_open(w, fds[i].fd, fds[i].tls);
     } while (n == 64);
 }
 
@@ -636,6 +899,7 @@ worker_before_poll(bc_el_t *el, void *arg)
         atomic_store_explicit(&w->seen_gen, bc_node_cluster_route_gen(w->srv->cluster),
                               memory_order_release);
     }
+    (void)worker_close_clients(w);
     if (w->srv->h.worker_before_poll != NULL) w->srv->h.worker_before_poll(w->hstate);
     while (w->closed != NULL) {
         conn_t *c = w->closed;
@@ -709,7 +973,7 @@ worker_cleanup(worker_t *w)
     while (w->nrbuf_pool > 0) free(w->rbuf_pool[--w->nrbuf_pool]);
     pthread_mutex_lock(&w->qlock);
     for (size_t i = 0; i < w->q_len; i++) {
-        close(w->q_fds[i]);
+        close(w->q_fds[i].fd);
         atomic_fetch_sub(&w->srv->curr_conns, 1);
     }
     w->q_len = 0;
@@ -726,17 +990,19 @@ static void
 accept_resume(bc_el_t *el, void *arg)
 {
     bc_server_t *srv = arg;
-    (void)bc_el_io_set(el, &srv->listen_io, BC_EL_READ);
+    for (uint32_t i = 0; i < srv->nlisteners; i++) {
+        (void)bc_el_io_set(el, &srv->listeners[i].io, BC_EL_READ);
+    }
 }
 
 static bool
-worker_enqueue(worker_t *w, int fd)
+worker_enqueue(worker_t *w, int fd, bool tls)
 {
     bool ok = true;
     pthread_mutex_lock(&w->qlock);
     if (w->q_len == w->q_cap) {
         size_t cap = w->q_cap ? w->q_cap * 2 : 64;
-        int *q = realloc(w->q_fds, cap * sizeof(int));
+        struct queued_conn *q = realloc(w->q_fds, cap * sizeof(*q));
         if (q == NULL) {
             ok = false;
         } else {
@@ -744,7 +1010,11 @@ worker_enqueue(worker_t *w, int fd)
             w->q_cap = cap;
         }
     }
-    if (ok) w->q_fds[w->q_len++] = fd;
+    if (ok) {
+        w->q_fds[w->q_len].fd = fd;
+        w->q_fds[w->q_len].tls = tls;
+        w->q_len++;
+    }
     pthread_mutex_unlock(&w->qlock);
     if (ok) bc_el_wake(w->el);
     return ok;
@@ -753,11 +1023,12 @@ worker_enqueue(worker_t *w, int fd)
 static void
 accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
 {
-    bc_server_t *srv = io->data;
+    listener_t *l = io->data;
+    bc_server_t *srv = l->srv;
     (void)events;
 
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -765,12 +1036,15 @@ accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
              * queued and the fd stays readable; pause instead of spinning. */
             log_warn("accept failed: %s; pausing accepts for %u ms", strerror(errno),
                      ACCEPT_BACKOFF_MS);
-            (void)bc_el_io_set(el, &srv->listen_io, 0);
+            for (uint32_t k = 0; k < srv->nlisteners; k++) {
+                (void)bc_el_io_set(el, &srv->listeners[k].io, 0);
+            }
             bc_el_set_timeout(el, ACCEPT_BACKOFF_MS, accept_resume, srv);
             return;
         }
         if (atomic_load(&srv->curr_conns) >= srv->cfg.max_conns) {
-            /* memcached's answer; best effort, the socket is fresh. */
+            /* memcached's answer; best effort, the socket is fresh (on a
+             * TLS listener the client reads it as a failed handshake). */
             ssize_t w = send(fd, too_many_conns, sizeof(too_many_conns) - 1,
                              MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)w;
@@ -783,7 +1057,7 @@ accept_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         atomic_fetch_add(&srv->curr_conns, 1);
         atomic_fetch_add(&srv->total_conns, 1);
         worker_t *w = srv->workers[srv->next_worker++ % srv->nworkers];
-        if (!worker_enqueue(w, fd)) {
+        if (!worker_enqueue(w, fd, l->tls)) {
             log_warn("out of memory handing a connection to a worker");
             close(fd);
             atomic_fetch_sub(&srv->curr_conns, 1);
@@ -869,6 +1143,55 @@ bc_server_reset_stats(bc_server_t *srv)
     srv->base_total_conns = atomic_load(&srv->total_conns);
     srv->base_rejected_conns = atomic_load(&srv->rejected_conns);
     pthread_mutex_unlock(&srv->reset_lock);
+}
+
+static int
+conn_info_cmp(const void *a, const void *b)
+{
+    int x = ((const bc_conn_info_t *)a)->fd, y = ((const bc_conn_info_t *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+static uint32_t
+secs_since(time_t now, time_t then)
+{
+    return now > then ? (uint32_t)(now - then) : 0;
+}
+
+size_t
+bc_server_conns(bc_server_t *srv, bc_conn_info_t **out)
+{
+    /* At most the connection limit plus the listener; a few connections
+     * between accept and their worker's list are not shown yet. */
+    size_t cap = (size_t)srv->cfg.max_conns + srv->nlisteners, n = 0;
+    time_t now = time(NULL);
+    bc_conn_info_t *v = calloc(cap, sizeof(*v));
+    *out = NULL;
+    if (v == NULL) return 0;
+    for (uint32_t i = 0; srv->listen_fd >= 0 && i < srv->nlisteners; i++) {
+        v[n].fd = srv->listeners[i].fd;
+        v[n].listening = true;
+        memcpy(v[n].addr, srv->listeners[i].text, sizeof(v[n].addr));
+        v[n].state = "conn_listening";
+        v[n].secs = secs_since(now, srv->created);
+        n++;
+    }
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        pthread_mutex_lock(&w->conns_lock);
+        for (conn_t *c = w->conns; c != NULL && n < cap; c = c->next) {
+            v[n].fd = c->fd;
+            memcpy(v[n].addr, c->addr, sizeof(v[n].addr));
+            memcpy(v[n].listen_addr, c->laddr, sizeof(v[n].listen_addr));
+            v[n].state = atomic_load_explicit(&c->state, memory_order_relaxed);
+            v[n].secs = secs_since(now, c->opened);
+            n++;
+        }
+        pthread_mutex_unlock(&w->conns_lock);
+    }
+    qsort(v, n, sizeof(*v), conn_info_cmp);
+    *out = v;
+    return n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -973,16 +1296,46 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
         w->srv = srv;
         w->index = i;
         pthread_mutex_init(&w->qlock, NULL);
+        pthread_mutex_init(&w->conns_lock, NULL);
         srv->workers[i] = w;
     }
 
+    for (uint32_t i = 0; i < 1 + BC_SERVER_PLAIN_LISTEN_MAX; i++) srv->listeners[i].fd = -1;
     srv->listen_fd = server_listen(srv->listen_addr, config->port, srv->cfg.backlog,
                                    &srv->port);
     if (srv->listen_fd < 0) {
         bc_server_destroy(srv);
         return BC_EIO;
     }
+    srv->listeners[0] = (listener_t){.srv = srv, .fd = srv->listen_fd, .tls = config->tls != NULL};
+    srv->nlisteners = 1;
     srv->cfg.port = srv->port;
+    if (config->nplain_listen > BC_SERVER_PLAIN_LISTEN_MAX) {
+        log_error("server: at most %d plain listeners", BC_SERVER_PLAIN_LISTEN_MAX);
+        bc_server_destroy(srv);
+        return BC_EINVAL;
+    }
+    for (uint32_t i = 0; i < config->nplain_listen; i++) {
+        const bc_server_listen_t *pl = &config->plain_listen[i];
+        uint16_t bound = 0;
+        int fd = server_listen(pl->host, pl->port, srv->cfg.backlog, &bound);
+        if (fd < 0) {
+            bc_server_destroy(srv);
+            return BC_EIO;
+        }
+        srv->listeners[srv->nlisteners++] = (listener_t){.srv = srv, .fd = fd, .tls = false};
+        srv->plain_ports[i] = bound;
+    }
+    for (uint32_t i = 0; i < srv->nlisteners; i++) {
+        struct sockaddr_storage ls;
+        socklen_t lsl = sizeof(ls);
+        if (getsockname(srv->listeners[i].fd, (struct sockaddr *)&ls, &lsl) == 0) {
+            server_addr_text((struct sockaddr *)&ls, srv->listeners[i].text,
+                             sizeof(srv->listeners[i].text));
+        }
+    }
+    srv->cfg.plain_listen = NULL;  /* borrowed strings: not kept */
+    srv->created = time(NULL);
     *out = srv;
     return BC_OK;
 }
@@ -1009,9 +1362,13 @@ bc_server_start(bc_server_t *srv)
         w->thread_started = true;
     }
     if ((st = bc_el_create(&srv->accept_el)) != BC_OK) return st;
-    if ((st = bc_el_io_start(srv->accept_el, &srv->listen_io, srv->listen_fd, BC_EL_READ,
-                             accept_on_io, srv)) != BC_OK)
-        return st;
+    for (uint32_t i = 0; i < srv->nlisteners; i++) {
+        listener_t *l = &srv->listeners[i];
+        if ((st = bc_el_io_start(srv->accept_el, &l->io, l->fd, BC_EL_READ, accept_on_io, l)) !=
+            BC_OK)
+            return st;
+        l->io_started = true;
+    }
     if (pthread_create(&srv->accept_thread, NULL, accept_main, srv) != 0) {
         log_error("cannot start the accept thread");
         return BC_EIO;
@@ -1031,6 +1388,12 @@ uint16_t
 bc_server_port(const bc_server_t *srv)
 {
     return srv->port;
+}
+
+uint16_t
+bc_server_plain_port(const bc_server_t *srv, uint32_t i)
+{
+    return i + 1 < srv->nlisteners ? srv->plain_ports[i] : 0;
 }
 
 const bc_server_config_t *
@@ -1057,10 +1420,11 @@ bc_server_stop(bc_server_t *srv)
         pthread_join(srv->accept_thread, NULL);
         srv->accept_started = false;
     }
-    if (srv->listen_fd >= 0) {
-        close(srv->listen_fd);
-        srv->listen_fd = -1;
+    for (uint32_t i = 0; i < srv->nlisteners; i++) {
+        if (srv->listeners[i].fd >= 0) close(srv->listeners[i].fd);
+        srv->listeners[i].fd = -1;
     }
+    srv->listen_fd = -1;
     for (uint32_t i = 0; i < srv->nworkers; i++) {
         worker_t *w = srv->workers[i];
         if (w->thread_started) {
@@ -1086,6 +1450,7 @@ bc_server_destroy(bc_server_t *srv)
         bc_el_destroy(w->el);
         free(w->q_fds);
         pthread_mutex_destroy(&w->qlock);
+        pthread_mutex_destroy(&w->conns_lock);
         free(w);
     }
     bc_el_destroy(srv->accept_el);
@@ -1126,6 +1491,23 @@ bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx)
 {
     server->handoff = fn;
     server->handoff_ctx = ctx;
+}
+
+void
+bc_server_close_clients(bc_server_t *server)
+{
+    if (server == NULL) return;
+    atomic_fetch_add_explicit(&server->clients_gen, 1, memory_order_release);
+    for (uint32_t i = 0; i < server->nworkers; i++) {
+        worker_t *w = server->workers[i];
+        if (w != NULL && w->el != NULL) bc_el_wake(w->el);
+    }
+}
+
+uint64_t
+bc_server_clients_closed(const bc_server_t *server)
+{
+    return server == NULL ? 0 : atomic_load(&((bc_server_t *)server)->clients_closed);
 }
 
 void

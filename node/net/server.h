@@ -25,6 +25,13 @@
 
 typedef struct bc_server bc_server_t;
 
+#define BC_SERVER_PLAIN_LISTEN_MAX 4
+typedef struct bc_server_listen {
+    const char *host;
+    uint16_t port;
+} bc_server_listen_t;
+typedef struct bc_tls bc_tls_t;
+
 typedef struct bc_server_config {
     const char *listen_addr;     /* IPv4/IPv6 literal or host name; "0.0.0.0" default */
     uint16_t port;               /* 11211 default; 0 = pick a free port */
@@ -39,6 +46,14 @@ typedef struct bc_server_config {
      * and counted in idle_kicks.  Checked every second, as memcached
      * 1.6 does: closed after (T, T+1] s.  0 = never (the default). */
     uint32_t idle_timeout_s;
+    /* memcached's -Z: the main listener speaks TLS with this context
+     * (net/tls.h; borrowed, must outlive the server); NULL: plain. */
+    bc_tls_t *tls;
+    /* memcached's -l notls:HOST:PORT: further listeners that stay plain
+     * (local clients, other nodes' peer links); port 0 picks one
+     * (bc_server_plain_port).  Read during bc_server_create only. */
+    const bc_server_listen_t *plain_listen;
+    uint32_t nplain_listen;      /* <= BC_SERVER_PLAIN_LISTEN_MAX */
 } bc_server_config_t;
 
 /*
@@ -91,17 +106,34 @@ void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *c
 /*
  * fn runs on a worker thread before it sends replies; it may block (that
  * is its purpose: synchronous replication waits there for the backups).
+ * It returns false when the writes those replies acknowledge could not be
+ * confirmed: the replies are then dropped and the connection closed, so
+ * the client sees a lost connection ("unknown"), never an acknowledgement.
  * Call before bc_server_start.
  */
-typedef void (*bc_server_commit_fn)(void *ctx);
+typedef bool (*bc_server_commit_fn)(void *ctx);
 void bc_server_set_commit(bc_server_t *server, bc_server_commit_fn fn, void *ctx);
+/*
+ * Closes every client connection -- every one but other nodes' peer
+ * connections (handler.h is_peer) -- at each worker's next loop iteration
+ * (woken now), before it reads anything more from them.  Called when this
+ * node stops being primary: a request still queued in a client's socket
+ * would otherwise be read later and forwarded to the new primary, to be
+ * applied after writes acknowledged since (docs/replication.md, "Zombie
+ * writes").  Any thread; never blocks (it may run in a role hook).
+ */
+void bc_server_close_clients(bc_server_t *server);
 /* Starts the worker threads.  Errors: BC_ENOMEM, BC_EIO. */
 bc_status_t bc_server_start(bc_server_t *server);
 /* The port actually bound (useful when config->port was 0). */
 uint16_t bc_server_port(const bc_server_t *server);
+/* The port plain listener i (config->plain_listen[i]) bound; 0: none. */
+uint16_t bc_server_plain_port(const bc_server_t *server, uint32_t i);
 /* Stops accepting, closes all connections, joins the workers.  Idempotent. */
 void bc_server_stop(bc_server_t *server);
 void bc_server_destroy(bc_server_t *server);
+/* Client connections closed by bc_server_close_clients so far. */
+uint64_t bc_server_clients_closed(const bc_server_t *server);
 /* The figures since the last reset (net/stats.h).  Any thread. */
 void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
 /* The figures since the start, ignoring "stats reset" (/metrics: a
@@ -109,5 +141,13 @@ void bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out);
 void bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out);
 /* "stats reset": the counters read zero from now on.  Any thread. */
 void bc_server_reset_stats(bc_server_t *server);
+
+/*
+ * "stats conns": the listener and every open client connection, sorted by
+ * fd, in *out (malloc'd, the caller frees it); returns how many.  0 with
+ * *out = NULL when memory is short.  Any thread; the figures of a
+ * connection are those its worker last published (after its last event).
+ */
+size_t bc_server_conns(bc_server_t *server, bc_conn_info_t **out);
 
 #endif

@@ -25,6 +25,7 @@
 #define BC_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define BC__CMD(c, st) "command=\"" c "\",status=\"" st "\""
@@ -60,6 +61,10 @@
       "storage commands rejected as larger than the item limit")                             \
     X(store_no_memory, "store_failures_total", "reason=\"no_memory\"",                       \
       "storage commands rejected for lack of memory")                                        \
+    X(auth_cmds, "auth_commands_total", NULL,                                                \
+      "authentication attempts (-Y: memcached's ASCII authentication)")                     \
+    X(auth_errors, "auth_failures_total", NULL,                                              \
+      "authentication attempts with an unknown user or a wrong password (-Y)")              \
     X(protocol_errors, "protocol_errors_total", NULL,                                        \
       "malformed or unknown commands answered with an error")                                \
     X(bytes_read, "read_bytes_total", NULL, "bytes read from clients")                       \
@@ -73,8 +78,14 @@
       "forwarded requests that got no reply within the forward timeout")                     \
     X(peer_connections, "peer_connections_total", NULL,                                      \
       "connections that identified as another node's forwarding (peer) connection") \
+    X(peer_auth_failures, "peer_auth_failures_total", NULL,                                  \
+      "peer handshakes that failed: refused here (no, wrong or replayed proof of the cluster " \
+      "secret) or a peer that did not prove itself")                                         \
     X(idle_kicks, "idle_kicks_total", NULL,                                                  \
-      "connections closed by the idle timeout (-o idle_timeout)")
+      "connections closed by the idle timeout (-o idle_timeout)")                            \
+    X(ssl_handshake_errors, "tls_handshake_failures_total", NULL,                            \
+      "TLS handshakes that failed (-Z): a plain client, an unknown or missing client "       \
+      "certificate, no common protocol version")
 
 typedef struct bc_thread_stats {
 #define BC__STATS_FIELD(name, metric, labels, desc) _Atomic uint64_t name;
@@ -98,6 +109,25 @@ typedef struct bc_server_stats {
     uint32_t threads;
     bc_stats_totals_t totals;    /* summed over workers */
 } bc_server_stats_t;
+
+/*
+ * One socket of the data port as memcached's "stats conns" shows it
+ * (net/server.c, bc_server_conns): the listener and every client
+ * connection, by file descriptor.  Addresses are memcached's text
+ * ("tcp:127.0.0.1:11211", "tcp6:[::1]:11211").
+ */
+#define BC_CONN_ADDR_TEXT 64
+
+typedef struct bc_conn_info {
+    int fd;
+    bool listening;                     /* the listener: no listen_addr */
+    char addr[BC_CONN_ADDR_TEXT];       /* the peer's (the listener: its own) */
+    char listen_addr[BC_CONN_ADDR_TEXT];/* the local end */
+    const char *state;                  /* memcached's name: "conn_read", ... */
+    uint32_t secs;                      /* memcached's secs_since_last_cmd: it
+                                         * counts from the connect (1.6.18 sets
+                                         * last_cmd_time only then) */
+} bc_conn_info_t;
 
 /* Single-writer increment: only the owning worker thread calls these. */
 #define bc_stats_add(ts, field, n)                                                  \

@@ -60,7 +60,9 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_mcmeta.h"
 #include "bc_mcproto.h"
+#include "bc_peerauth.h"
 #include "bc_time.h"
 #include "bc_wire.h"
 
@@ -111,6 +113,12 @@ typedef struct fwd_peer {
     int fd;
     peer_state_t state;
     bool greeted;                  /* the handshake answer was read */
+    /* With a cluster secret (forward.h, ONE HOP): requests wait in the
+     * write queue until the owner proved itself and our proof is queued
+     * ahead of them. */
+    bool hold;                     /* only the handshake may be written */
+    bool challenged;               /* the owner's challenge checked, our proof queued */
+    char hs_line[BC_WIRE_HANDSHAKE_MAX]; /* our handshake line, without its CRLF */
     fwd_chunk_t *wq_head, *wq_tail;
     bc_fwd_req_t *head, *tail;     /* FIFO of requests in flight */
     uint32_t inflight;
@@ -228,7 +236,17 @@ fwd_arm(bc_fwd_t *fwd, uint64_t at)
 static bool
 peer_has_output(const fwd_peer_t *p)
 {
-    return p->wq_head != NULL;
+    return p->wq_head != NULL && !(p->hold && p->wq_head->req != NULL);
+}
+
+/* Requests (or our proof) to write in bc_fwd_before_poll. */
+static void
+peer_mark_dirty(fwd_peer_t *p)
+{
+    if (p->dirty) return;
+    p->dirty = true;
+    p->dirty_next = p->fwd->dirty;
+    p->fwd->dirty = p;
 }
 
 /* c leaves the write queue: its bytes are freed, and its struct -- the
@@ -303,7 +321,9 @@ peer_close(fwd_peer_t *p, bc_status_t head_st, bc_status_t rest_st, const char *
         p->head = r->next;
         r->st = first ? head_st : rest_st;
         first = false;
-        if (!r->sent) r->st = BC_EIO;
+        /* A failed handshake sent nothing (requests wait for it). */
+        if (head_st == BC_EACCES) r->st = BC_EACCES;
+        else if (!r->sent) r->st = BC_EIO;
         else if (r->st == BC_EIO) r->st = BC_ECLOSED;
         if (r->st == BC_ETIMEOUT) bc_stats_incr(fwd->stats, forward_timeouts);
         else bc_stats_incr(fwd->stats, forward_errors);
@@ -344,10 +364,12 @@ peer_write(fwd_peer_t *p)
         struct msghdr msg;
         int n = 0;
         for (fwd_chunk_t *c = p->wq_head; c != NULL && n < WRITE_IOV; c = c->next) {
+            if (p->hold && c->req != NULL) break;    /* not before the owner proved itself */
             iov[n].iov_base = c->buf + c->off;
             iov[n].iov_len = c->len - c->off;
             n++;
         }
+        if (n == 0) break;
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = iov;
         msg.msg_iovlen = (size_t)n;
@@ -474,12 +496,110 @@ reply_end_values(const char *b, size_t n, size_t *scan, size_t *used)
     }
 }
 
+/* META: meta reply units (lines, or a VA line and its data block) up to
+ * and including "MN": a meta command goes followed by "mn". */
+static bc_status_t
+reply_end_meta(const char *b, size_t n, size_t *scan, size_t *used)
+{
+    bool mn = false;
+    while (!mn) {
+        size_t k = 0;
+        bc_status_t st = bc_mc_meta_reply_unit(b + *scan, n - *scan, &k, &mn);
+        if (st != BC_OK) return st == BC_EAGAIN ? st : BC_EPROTO;
+        *scan += k;
+    }
+    *used = *scan;
+    return BC_OK;
+}
+
 static const reply_end_fn REPLY_KINDS[] = {
     [BC_FWD_REPLY_LINE] = reply_end_line,
     [BC_FWD_REPLY_VALUES] = reply_end_values,
+    [BC_FWD_REPLY_META] = reply_end_meta,
 };
 _Static_assert(sizeof(REPLY_KINDS) / sizeof(REPLY_KINDS[0]) == BC_FWD_REPLY__COUNT,
                "every forward.h reply kind needs its end finder in REPLY_KINDS");
+
+/*
+ * The owner answered our handshake with something else than we wait for
+ * (b[0..n), its first line is shown): says why in the log.  Returns
+ * BC_EACCES when it is about the cluster secret (the requests fail with
+ * the peer-authentication error), BC_EPROTO otherwise.
+ */
+static bc_status_t
+peer_refused(fwd_peer_t *p, const char *b, size_t n)
+{
+    const char *nl = memchr(b, '\n', n);
+    size_t ll = nl != NULL ? (size_t)(nl - b) : n;
+    if (ll > 0 && b[ll - 1] == '\r') ll--;
+    if (ll > 200) ll = 200;
+    bc_wire_challenge_t c;
+    bool secret = p->fwd->cfg.peer_auth != NULL;
+    if (ll >= 13 && memcmp(b, "CLIENT_ERROR ", 13) == 0 &&
+        bc_wire_peer_auth_parse(b + 13, ll - 13) != BC_WIRE_PEER_AUTH_NONE) {
+        log_warn("forward: %s refused our peer handshake: %.*s", p->addr, (int)(ll - 13), b + 13);
+    } else if (!secret && bc_wire_challenge_parse(b, ll, &c) != BC_ENOTFOUND) {
+        log_warn("forward: %s requires the cluster secret and this node has none "
+                 "(--cluster-secret-file)", p->addr);
+    } else if (secret && ll == 2 && memcmp(b, "OK", 2) == 0) {
+        log_warn("forward: %s did not prove the cluster secret (it answered OK without a "
+                 "challenge: started with --insecure-no-peer-auth?); not forwarding to it",
+                 p->addr);
+    } else {
+        log_warn("forward: %s refused the peer handshake (is it a bucketcache node of this "
+                 "version?): %.*s", p->addr, (int)ll, b);
+        return BC_EPROTO;
+    }
+    bc_stats_incr(p->fwd->stats, peer_auth_failures);
+    return BC_EACCES;
+}
+
+/*
+ * The owner's answer to our handshake, line[0..n) (n includes the LF):
+ * its challenge, whose proof is checked (mutual authentication); then
+ * our proof goes out ahead of the requests held.  Errors: BC_EACCES (a
+ * refusal, a wrong proof; logged), BC_ENOMEM.
+ */
+static bc_status_t
+peer_on_challenge(fwd_peer_t *p, const char *line, size_t n)
+{
+    bc_peerauth_t *pa = p->fwd->cfg.peer_auth;
+    bc_wire_challenge_t c;
+    if (bc_wire_challenge_parse(line, n, &c) != BC_OK) return peer_refused(p, line, n);
+    const char *fields[3] = {p->hs_line, c.name, c.nonce};
+    if (!bc_peerauth_verify(pa, BC_PEERAUTH_SERVER, fields, 3, c.proof, strlen(c.proof))) {
+        log_warn("forward: %s (node %s) failed to prove the cluster secret: wrong proof (is the "
+                 "cluster secret the same on every node?); not forwarding to it", p->addr,
+                 c.name);
+        bc_stats_incr(p->fwd->stats, peer_auth_failures);
+        return BC_EACCES;
+    }
+    char proof[BC_WIRE_PROOF_LEN + 1], out[BC_WIRE_HANDSHAKE_MAX];
+    size_t m = 0;
+    if (bc_peerauth_prove(pa, BC_PEERAUTH_CLIENT, fields, 3, proof)) {
+        m = bc_wire_auth_format(proof, out, sizeof(out));
+    }
+    if (m == 0) return BC_EACCES;
+    fwd_chunk_t *ch = calloc(1, sizeof(*ch));
+    char *buf = malloc(m);
+    if (ch == NULL || buf == NULL) {
+        free(ch);
+        free(buf);
+        return BC_ENOMEM;
+    }
+    memcpy(buf, out, m);
+    ch->buf = buf;
+    ch->len = m;
+    /* Ahead of every request: the handshake itself was read by now. */
+    ch->next = p->wq_head;
+    p->wq_head = ch;
+    if (p->wq_tail == NULL) p->wq_tail = ch;
+    p->hold = false;
+    p->challenged = true;
+    peer_mark_dirty(p);
+    log_debug("forward: %s (node %s) proved the cluster secret", p->addr, c.name);
+    return BC_OK;
+}
 
 /*
  * Consumes every complete reply in the read buffer.  Errors: BC_EPROTO
@@ -497,12 +617,19 @@ peer_parse(fwd_peer_t *p)
         size_t avail = p->rlen - p->rpos, used = 0;
 
         if (!p->greeted) {
-            size_t k = avail < nok ? avail : nok;
-            if (memcmp(b, ok, k) != 0) {
-                log_warn("forward: %s refused the peer handshake (is it a bucketcache node "
-                         "of this version?)", p->addr);
-                return BC_EPROTO;
+            if (p->fwd->cfg.peer_auth != NULL && !p->challenged) {
+                const char *nl = memchr(b, '\n', avail);
+                if (nl == NULL) {
+                    if (avail >= BC_WIRE_HANDSHAKE_MAX) return peer_refused(p, b, avail);
+                    break;
+                }
+                bc_status_t st = peer_on_challenge(p, b, (size_t)(nl - b) + 1);
+                if (st != BC_OK) return st;
+                p->rpos += (size_t)(nl - b) + 1;
+                continue;
             }
+            size_t k = avail < nok ? avail : nok;
+            if (memcmp(b, ok, k) != 0) return peer_refused(p, b, avail);
             if (avail < nok) break;
             p->greeted = true;
             p->rpos += nok;
@@ -587,6 +714,7 @@ peer_failure_text(bc_status_t st)
     case BC_EPROTO: return "malformed reply";
     case BC_ETOOLARGE: return "reply too large";
     case BC_ENOMEM: return "out of memory";
+    case BC_EACCES: return "peer authentication failed";
     default: return "i/o error";
     }
 }
@@ -648,9 +776,14 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
         return NULL;
     }
     bc_node_cluster_get_info(fwd->cluster, &ci);
-    size_t n = bc_wire_peer_format(ci.node_name[0] != '\0' ? ci.node_name : "unregistered", hs,
-                                   sizeof(hs));
-    if (n == 0) n = bc_wire_peer_format("unregistered", hs, sizeof(hs));  /* not a valid name */
+    bc_wire_peer_t ph;
+    memset(&ph, 0, sizeof(ph));
+    snprintf(ph.name, sizeof(ph.name), "%s",
+             bc_wire_name_valid(ci.node_name, strlen(ci.node_name)) ? ci.node_name
+                                                                    : "unregistered");
+    /* With the cluster secret: a nonce, and the owner is challenged. */
+    if (fwd->cfg.peer_auth != NULL) bc_peerauth_nonce(ph.nonce);
+    size_t n = bc_wire_peer_format(&ph, hs, sizeof(hs));
     c->buf = malloc(n);
     if (c->buf == NULL) {
         free(p);
@@ -660,6 +793,8 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
     }
     memcpy(c->buf, hs, n);
     c->len = n;
+    p->hold = fwd->cfg.peer_auth != NULL;
+    snprintf(p->hs_line, sizeof(p->hs_line), "%.*s", (int)(n - 2), hs);   /* without CRLF */
 
     int fd = socket(e->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int rc = -1;
@@ -926,11 +1061,7 @@ bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, 
     bc_stats_incr(fwd->stats, forward_requests);
 
     /* Written in bc_fwd_before_poll, with the others of this iteration. */
-    if (!p->dirty) {
-        p->dirty = true;
-        p->dirty_next = fwd->dirty;
-        fwd->dirty = p;
-    }
+    peer_mark_dirty(p);
     fwd_arm(fwd, r->deadline_ms);
     if (out != NULL) *out = r;
     return BC_OK;
@@ -966,6 +1097,7 @@ bc_fwd_error_line(bc_status_t st)
     case BC_ETOOLARGE: return bc_wire_fwd_failure_line(BC_WIRE_FWD_TOO_LARGE);
     case BC_EPROTO: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BAD_REPLY);
     case BC_EBUSY: return bc_wire_fwd_failure_line(BC_WIRE_FWD_BUSY);
+    case BC_EACCES: return bc_wire_fwd_failure_line(BC_WIRE_FWD_AUTH);
     case BC_ENOMEM: return bc_wire_fwd_failure_line(BC_WIRE_FWD_NOMEM);
     default: return bc_wire_fwd_failure_line(BC_WIRE_FWD_UNSENT);
     }

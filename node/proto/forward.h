@@ -63,9 +63,11 @@
  *   bytes received so far for the head request, says "complete after N
  *   bytes", "need more" (remembering how far it already checked, so a
  *   large reply is not scanned twice), or "this is not a reply of that
- *   kind" (the stream is dropped).  To forward a new kind of command (say
- *   memcached's meta commands, whose replies are one "HD/NF/NS/EX/EN/MN"
- *   line, a "VA <size> <flags>*" line with a data block, or an error line):
+ *   kind" (the stream is dropped).  memcached's meta commands are such a
+ *   kind (META): their replies -- "HD/NF/NS/EX/EN" lines, a "VA <size>
+ *   <flags>*" line with its data block, error lines, or nothing at all in
+ *   quiet mode -- end at the "MN" of an "mn" sent after the command.  To
+ *   forward a new kind of command:
  *     1. add BC_FWD_REPLY_<KIND> below (before BC_FWD_REPLY__COUNT);
  *     2. add its end finder to REPLY_KINDS in forward.c (a static assert
  *        checks that every kind has one);
@@ -123,6 +125,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "cluster/cluster.h"
 #include "net/el.h"
@@ -136,6 +139,10 @@ typedef struct bc_fwd_config {
     uint32_t conns_per_peer;       /* pooled connections to one address; >= 1 */
     uint32_t max_conns;            /* pooled connections in all; >= 1 */
     uint32_t idle_ms;              /* an idle pooled connection closes after this */
+    /* The cluster secret (common/bc_peerauth.h): each connection's owner
+     * must prove it and is answered with our proof before any request
+     * goes (see ONE HOP); NULL: the handshake without one.  Borrowed. */
+    bc_peerauth_t *peer_auth;
 } bc_fwd_config_t;
 
 /* What the reply to a request looks like, so its end can be found (see
@@ -144,6 +151,9 @@ typedef enum bc_fwd_reply_kind {
     BC_FWD_REPLY_LINE,             /* one status line (storage, delete, incr, touch,
                                     * flush_all) */
     BC_FWD_REPLY_VALUES,           /* VALUE blocks and END, or one error line (get & co) */
+    BC_FWD_REPLY_META,             /* meta replies (lines, or a VA line and its data
+                                    * block) up to and including "MN": a meta
+                                    * command is forwarded followed by "mn" */
     BC_FWD_REPLY__COUNT            /* not a kind: how many there are */
 } bc_fwd_reply_kind_t;
 

@@ -6,8 +6,8 @@
  * command in proto_stats.c (proto_int.h is what they share).
  *
  * Every reply text and every corner case here was checked against
- * memcached 1.6.18 (tests/integration/test_memcached_compat.py sends the
- * same streams to both).  The behaviours worth knowing:
+ * memcached 1.6.18 (tests/integration/test_memcached_compat.py and
+ * test_memcached_differential.py send the same streams to both).  The behaviours worth knowing:
  *
  *   - noreply silences every reply of the command, errors included;
  *   - a refused storage command (bad line) does NOT consume its data block:
@@ -41,11 +41,12 @@
  * peer connection, or without a forwarder, a multi-get containing any key
  * to refuse answers that refusal alone, for libbucketcache to act on.
  *
- * Where we differ from memcached on purpose: a multi-get containing a bad
- * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
- * drops the replies of earlier pipelined commands still in its queue --
- * and the SERVER_ERROR of a too-large value is sent at once rather than
- * after the swallowed block has arrived.
+ * Where we differ from memcached on purpose (docs/protocol.md lists every
+ * difference): a multi-get containing a bad key answers CLIENT_ERROR for
+ * that command only -- memcached 1.6.18 also drops the replies of earlier
+ * pipelined commands still in its queue -- and the SERVER_ERROR of a
+ * too-large value is sent at once rather than after the swallowed block
+ * has arrived.
  */
 #include "proto/proto_text.h"
 
@@ -299,6 +300,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
                                                                    : bc_hash_key(key, nkey);
             it = bc_cache_read(cache, key, nkey, hash, touch, exptime, value_write, &v, &found);
         }
+        bc__proto_detail_get(pc->env, key, nkey, found);
         if (!found) continue;
         hits++;
         if (!bc_outq_commit(&pc->out, v.len)) {
@@ -425,6 +427,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
     }
+    bc__proto_detail_set(pc->env, req->key, req->nkey);
     bc_item_t *it = bc_item_alloc(cache, req->key, req->nkey, hash, req->flags, exptime,
                                   req->vlen + 2, &st);
     if (it == NULL) {
@@ -482,6 +485,10 @@ cmd_store_finish(bc_proto_conn_t *pc)
         }
     }
 
+    if (pc->cmd == BC_MC_CMD_MS) {
+        bc__proto_meta_store_finish(pc, it);
+        return;
+    }
     bc_stats_incr(pc->stats, cmd_set);
     bc_mc_cmd_t cmd = pc->cmd;
     bool concat = cmd == BC_MC_CMD_APPEND || cmd == BC_MC_CMD_PREPEND;
@@ -522,6 +529,7 @@ cmd_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
 {
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     if (route_write(pc, line, len, req, hash)) return;
+    bc__proto_detail_delete(pc->env, req->key, req->nkey);
     bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
     if (st == BC_OK) {
         bc_stats_incr(pc->stats, delete_hits);
@@ -602,28 +610,10 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
     }
     bc_stats_incr(pc->stats, cmd_flush);
     if (cl != NULL && pc->fwd != NULL && !pc->peer) {
-        bc__proto_fwd_flush_all(pc, line, len, req, here);
+        bc__proto_fwd_flush_all(pc, line, len, req, here, NULL, NULL);
         return;
     }
     if (!req->noreply) REPLY(pc, "OK\r\n");
-}
-
-
-/*
- * "bucketcache_peer <name>": another node's forwarding connection (see
- * forward.h).  The connection is marked as a peer: from now on its keys
- * are served or refused, never forwarded.  name: the handshake's name
- * (bc_wire_peer_parse), n bytes.
- */
-static void
-cmd_peer(bc_proto_conn_t *pc, const char *name, size_t n)
-{
-    if (!pc->peer) {
-        pc->peer = true;
-        bc_stats_incr(pc->stats, peer_connections);
-        log_debug("connection %d: peer connection from node %.*s", pc->id, (int)n, name);
-    }
-    REPLY(pc, BC_WIRE_PEER_OK);
 }
 
 /* Runs one command line; BC_ECLOSED asks for the connection to close. */
@@ -635,29 +625,9 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     if (atomic_load_explicit(&pc->env->verbosity, memory_order_relaxed) > 1) {
         log_info("<%d %.*s", pc->id, (int)(len > 200 ? 200 : len), line);
     }
-    const char *args;
-    size_t nargs;
-    if (pc->env->handoff_replicate && bc_wire_replicate_match(line, len, &args, &nargs) == BC_OK) {
-        if (nargs >= BC_PROTO_HANDOFF_ARGS_MAX) {
-            bc_stats_incr(pc->stats, protocol_errors);
-            REPLY(pc, "CLIENT_ERROR line too long\r\n");
-            return BC_OK;
-        }
-        pc->handoff_args = args;
-        pc->handoff_len = nargs;
-        return BC_EHANDOFF;
-    }
-    switch (bc_wire_peer_parse(line, len, &args, &nargs)) {
-    case BC_OK:
-        cmd_peer(pc, args, nargs);
-        return BC_OK;
-    case BC_EINVAL:
-        bc_stats_incr(pc->stats, protocol_errors);
-        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
-        return BC_OK;
-    default:
-        break;
-    }
+    /* Another node's handshakes and their proofs (proto_peer.c). */
+    bc_status_t pst;
+    if (bc__proto_peer_line(pc, line, len, &pst)) return pst;
     if (bc_mc_request_parse(line, len, &req) != BC_OK) {
         if (req.close) return BC_ECLOSED;
         bc_stats_incr(pc->stats, protocol_errors);
@@ -695,9 +665,23 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_STATS:
         bc__proto_stats(pc, &req);
         break;
-    case BC_MC_CMD_VERSION:
-        REPLY(pc, "VERSION " BC_VERSION "\r\n");
+    case BC_MC_CMD_MG:
+    case BC_MC_CMD_MS:
+    case BC_MC_CMD_MD:
+    case BC_MC_CMD_MA:
+    case BC_MC_CMD_MN:
+    case BC_MC_CMD_ME:
+        bc__proto_meta(pc, line, len, &req);
         break;
+    case BC_MC_CMD_VERSION:
+    case BC_MC_CMD_SHUTDOWN:
+    case BC_MC_CMD_CACHE_MEMLIMIT:
+    case BC_MC_CMD_SLABS:
+    case BC_MC_CMD_LRU:
+    case BC_MC_CMD_LRU_CRAWLER:
+    case BC_MC_CMD_WATCH:
+    case BC_MC_CMD_REFRESH_CERTS:
+        return bc__proto_admin(pc, &req);
     case BC_MC_CMD_VERBOSITY:
         atomic_store(&pc->env->verbosity, (int)req.verbosity);
         if (!req.noreply) REPLY(pc, "OK\r\n");
@@ -762,6 +746,8 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     }
     bc__proto_fwd_release_all(pc);
     bc__proto_origin_release_all(pc);
+    bc__proto_peer_release(pc);
+    bc__proto_auth_release(pc);
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -774,7 +760,10 @@ data_advance(bc_proto_conn_t *pc, size_t n)
     pc->need -= (uint32_t)n;
     if (pc->need > 0) return;
     if (pc->state == BC_PROTO_FWD_DATA) {
-        bc__proto_fwd_store_finish(pc);
+        if (pc->binary) bc__proto_bin_fwd_store_finish(pc);
+        else bc__proto_fwd_store_finish(pc);
+    } else if (pc->binary) {
+        bc__proto_bin_store_finish(pc);
     } else {
         cmd_store_finish(pc);
     }
@@ -811,6 +800,12 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
      * while read-through holds it (proto_origin.c). */
     while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
         if (pc->out.pending >= out_limit) break;
+        /* -Y: nothing runs before the connection authenticates (proto_auth.c). */
+        if (pc->env->auth != NULL && !pc->authenticated) {
+            pos += bc__proto_auth_process(pc, buf + pos, len - pos, &st);
+            if (!pc->authenticated) break;
+            continue;
+        }
         size_t avail = len - pos;
 
         if (pc->state == BC_PROTO_DATA || pc->state == BC_PROTO_FWD_DATA) {
@@ -825,6 +820,20 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             pos += n;
             pc->swallow -= n;
             if (pc->swallow == 0) pc->state = BC_PROTO_LINE;
+            continue;
+        }
+
+        /* memcached's -B auto: a connection whose first byte is the binary
+         * request magic speaks the binary protocol (binary.c) for good. */
+        if (!pc->proto_known) {
+            pc->proto_known = true;
+            pc->binary = (unsigned char)buf[pos] == BC_PROTO_BIN_MAGIC;
+        }
+        if (pc->binary) {
+            size_t used = 0;
+            st = bc__proto_bin_packet(pc, buf + pos, avail, &used);
+            pos += used;
+            if (used == 0) break;
             continue;
         }
 
@@ -945,12 +954,33 @@ handler_waiting(const void *conn)
     return bc_proto_waiting(conn);
 }
 
+static const char *
+handler_state_name(const void *conn)
+{
+    const bc_proto_conn_t *pc = conn;
+    if (pc->waiting) return "conn_io_queue";
+    switch (pc->state) {
+    case BC_PROTO_DATA:
+    case BC_PROTO_FWD_DATA: return "conn_nread";
+    case BC_PROTO_SWALLOW: return "conn_swallow";
+    case BC_PROTO_LINE: break;
+    }
+    return "conn_read";
+}
+
 static size_t
 handler_handoff_args(const void *conn, const char **args)
 {
     const bc_proto_conn_t *pc = conn;
     *args = pc->handoff_args;
     return pc->handoff_len;
+}
+
+/* Another node's forwarding connection ("bucketcache_peer"), not a client's. */
+static bool
+handler_is_peer(const void *conn)
+{
+    return ((const bc_proto_conn_t *)conn)->peer;
 }
 
 const bc_handler_t bc_proto_text_handler = {
@@ -967,5 +997,7 @@ const bc_handler_t bc_proto_text_handler = {
     .direct_dest = handler_direct_dest,
     .direct_done = handler_direct_done,
     .waiting = handler_waiting,
+    .state_name = handler_state_name,
     .handoff_args = handler_handoff_args,
+    .is_peer = handler_is_peer,
 };

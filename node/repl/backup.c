@@ -4,8 +4,10 @@
  *
  * HOW
  *   One link at a time, blocking: connect to the primary's data port, send
- *   the handshake line with the replication id and offset this node has,
- *   read RHELLO; then either apply a snapshot (the cache is emptied first;
+ *   the handshake line with the replication id and offset this node has
+ *   (and, with the cluster secret, a nonce: the primary's challenge is
+ *   checked and answered before anything else, common/bc_wire.h), read
+ *   RHELLO; then either apply a snapshot (the cache is emptied first;
  *   the snapshot is checked like an export, its END counts) or resume the
  *   stream at our offset.  Live records are applied as they arrive and
  *   mirrored into our own backlog, so that if this node is promoted the
@@ -35,6 +37,7 @@
 #include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_net.h"
+#include "bc_peerauth.h"
 #include "bc_time.h"
 #include "bc_wire.h"
 #include "engine/item_frame.h"
@@ -167,6 +170,39 @@ bc__repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t
 }
 
 /*
+ * The primary's challenge, line[0..n) (n includes the LF): checks its
+ * proof and sends ours.  NULL when done; otherwise why the link ends
+ * (logged, counted).
+ */
+static const char *
+repl_answer_challenge(bc_repl_t *r, int fd, const bc_node_primary_t *prim, const char *hs_line,
+                      const char *line, size_t n)
+{
+    bc_wire_challenge_t c;
+    if (bc_wire_challenge_parse(line, n, &c) != BC_OK) {
+        log_warn("repl: primary %s sent a malformed challenge", prim->addr);
+        atomic_fetch_add(&r->auth_failures, 1);
+        return "protocol error";
+    }
+    const char *fields[3] = {hs_line, c.name, c.nonce};
+    if (!bc_peerauth_verify(r->peer_auth, BC_PEERAUTH_SERVER, fields, 3, c.proof,
+                            strlen(c.proof))) {
+        log_warn("repl: primary %s (node %s) failed to prove the cluster secret: wrong proof (is "
+                 "the cluster secret the same on every node?); not following it", prim->addr,
+                 c.name);
+        atomic_fetch_add(&r->auth_failures, 1);
+        return "the primary did not authenticate";
+    }
+    char proof[BC_WIRE_PROOF_LEN + 1], out[BC_WIRE_HANDSHAKE_MAX];
+    size_t m = 0;
+    if (bc_peerauth_prove(r->peer_auth, BC_PEERAUTH_CLIENT, fields, 3, proof)) {
+        m = bc_wire_auth_format(proof, out, sizeof(out));
+    }
+    if (m == 0 || !bc__repl_send_all(fd, out, m)) return "cannot send the proof";
+    return NULL;
+}
+
+/*
  * One link to the primary: handshake, (snapshot), live stream, ACKs.
  * Returns when the link ends, the role or the primary changes, or the
  * module stops.
@@ -174,7 +210,14 @@ bc__repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t
 void
 bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t *view)
 {
-    char cerr[160];
+    char cerr[160], me[BC_NODE_NAME_MAX], now_me[BC_NODE_NAME_MAX];
+    /* BEHAVIOR: a backup names itself by its registration (n-...): that is
+     * the name the primary records in the in-sync set, and what a
+     * promotion matches against the live registrations.  Unregistered (a
+     * session being renewed), it does not follow; registered again under
+     * a new name, it drops the link and comes back under that one. */
+    bc_node_cluster_node_name(r->cluster, me, sizeof(me));
+    if (me[0] == '\0') return;
     int fd = repl_connect(&prim->sa, prim->salen, cerr, sizeof(cerr));
     if (fd < 0) {
         log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
@@ -185,8 +228,9 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
     pthread_mutex_lock(&r->mu);
     memcpy(hs.replid, r->replid, sizeof(hs.replid));
     hs.offset = r->synced ? r->applied : 0;
-    snprintf(hs.name, sizeof(hs.name), "%s", r->label);
+    snprintf(hs.name, sizeof(hs.name), "%s", me);
     pthread_mutex_unlock(&r->mu);
+    if (r->peer_auth != NULL) bc_peerauth_nonce(hs.nonce);
     size_t n = bc_wire_replicate_format(&hs, line, sizeof(line));
     if (n == 0) {
         /* a replid no handshake can carry (a primary sent it): ask for
@@ -208,7 +252,10 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
     snprintf(r->primary_addr, sizeof(r->primary_addr), "%s", prim->addr);
     pthread_mutex_unlock(&r->mu);
 
-    enum { WANT_HELLO, SNAPSHOT, LIVE } state = WANT_HELLO;
+    enum { WANT_CHALLENGE, WANT_HELLO, SNAPSHOT, LIVE } state =
+        r->peer_auth != NULL ? WANT_CHALLENGE : WANT_HELLO;
+    char hs_line[BC_WIRE_HANDSHAKE_MAX];
+    snprintf(hs_line, sizeof(hs_line), "%.*s", (int)(n - 2), line);   /* without CRLF */
     bc_frame_stream_t snap = {0};
     uint64_t snap_offset = 0, acked = 0;
     size_t len = 0;
@@ -224,6 +271,11 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
         bc_node_primary_t now_prim;
         if (!bc__repl_find_primary(r, view, &now_prim) || strcmp(now_prim.addr, prim->addr) != 0) {
             why = "the group's primary changed";
+            break;
+        }
+        bc_node_cluster_node_name(r->cluster, now_me, sizeof(now_me));
+        if (strcmp(now_me, me) != 0) {
+            why = "this node registered again";
             break;
         }
         ssize_t k = recv(fd, buf + len, cap - len, 0);
@@ -245,12 +297,39 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
         }
         len += (size_t)k;
         last_rx = bc_time_mono_ms();
-        if (state == WANT_HELLO && len > 0 && (buf[0] == 'S' || buf[0] == 'C' || buf[0] == 'E')) {
+        if ((state == WANT_HELLO || state == WANT_CHALLENGE) && len > 0 &&
+            (buf[0] == 'S' || buf[0] == 'C' || buf[0] == 'E' || buf[0] == 'B')) {
             char *nl = memchr(buf, '\n', len);
             if (nl == NULL && len < 512) continue;
-            log_warn("repl: primary %s refused: %.*s", prim->addr,
-                     (int)(nl ? nl - buf : (ptrdiff_t)len), buf);
-            why = "refused";
+            size_t ll = nl != NULL ? (size_t)(nl - buf) + 1 : len;
+            if (state == WANT_CHALLENGE && buf[0] == 'B') {
+                /* The primary proves the secret; then we do (mutual). */
+                why = repl_answer_challenge(r, fd, prim, hs_line, buf, ll);
+                if (why != NULL) break;
+                memmove(buf, buf + ll, len - ll);
+                len -= ll;
+                state = WANT_HELLO;
+                if (len == 0) continue;
+            } else {
+                log_warn("repl: primary %s refused: %.*s", prim->addr,
+                         (int)(ll > 0 && buf[ll - 1] == '\n' ? ll - 1 : ll), buf);
+                if (buf[0] == 'B') {
+                    log_warn("repl: primary %s requires the cluster secret and this node has "
+                             "none (--cluster-secret-file)", prim->addr);
+                    atomic_fetch_add(&r->auth_failures, 1);
+                } else if (ll > 13 && memcmp(buf, "CLIENT_ERROR ", 13) == 0 &&
+                           bc_wire_peer_auth_parse(buf + 13, ll - 15) != BC_WIRE_PEER_AUTH_NONE) {
+                    atomic_fetch_add(&r->auth_failures, 1);
+                }
+                why = "refused";
+                break;
+            }
+        } else if (state == WANT_CHALLENGE) {
+            log_warn("repl: primary %s did not prove the cluster secret (it answered without a "
+                     "challenge: started with --insecure-no-peer-auth?); not following it",
+                     prim->addr);
+            atomic_fetch_add(&r->auth_failures, 1);
+            why = "the primary did not authenticate";
             break;
         }
         size_t pos = 0;

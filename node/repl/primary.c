@@ -1,8 +1,8 @@
 /*
  * primary.c -- replication's primary side (repl.h): every change of the
- * cache recorded into the backlog, the wait that makes a reply follow its
- * writes to the backups (sync mode, and the async lag bound), and one
- * sender and one reader thread per connected backup.
+ * cache recorded into the backlog, and one sender and one reader thread
+ * per connected backup.  The wait that makes a reply follow its writes to
+ * the backups, and the in-sync set it waits for, are isr.c's.
  *
  * HOW
  *   A worker's write reaches a backup in three steps:
@@ -54,11 +54,6 @@
 #define REPL_COALESCE_US           200      /* async: batch records this long */
 #define REPL_COALESCE_BYTES        (64u * 1024u)
 
-/* The stream offset after this thread's last record, and the last one a
- * sync wait confirmed (one bc_repl_t per process). */
-static _Thread_local uint64_t tls_want;
-static _Thread_local uint64_t tls_done;
-
 /* This thread's buffer for encoding a record outside the backlog lock
  * (freed with the thread: a pthread key, so that short-lived threads --
  * imports -- do not leak it). */
@@ -91,18 +86,6 @@ repl_thread_buf(void)
     return b;
 }
 
-/* Recomputes floor after an ACK or a change of the sync set. */
-static void
-do_floor_update(bc_repl_t *r)
-{
-    uint64_t f = UINT64_MAX;
-    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
-        uint64_t a = atomic_load(&p->acked);
-        if (p->in_sync && !atomic_load(&p->closing) && a < f) f = a;
-    }
-    atomic_store(&r->floor, f);
-}
-
 /* Takes p off the peer list and republishes the count.  Caller holds mu. */
 static void
 do_peer_unlink(bc_repl_t *r, repl_peer_t *p)
@@ -125,9 +108,8 @@ bc__repl_do_peers_close(bc_repl_t *r)
         atomic_store(&p->closing, true);
         shutdown(p->fd, SHUT_RDWR);
     }
-    do_floor_update(r);
+    bc__repl_do_isr_changed(r);
     pthread_cond_broadcast(&r->data_cv);
-    pthread_cond_broadcast(&r->ack_cv);
 }
 
 /* ---- recording (cache observer, any thread, shard lock held) ---- */
@@ -197,9 +179,13 @@ bc__repl_observe(void *ctx, const bc_cache_event_t *ev)
      * npeers before it took this shard's lock to copy the bucket, and we
      * hold that lock now, so either the copy already has this change or we
      * see the backup.  A backup that arrives after skipped changes gets a
-     * snapshot (the backlog no longer describes the data).
+     * snapshot (the backlog no longer describes the data).  Never while
+     * the in-sync record names a backup, connected or not: a reply must
+     * wait for it (or for it to be recorded out), so the write must have
+     * an offset.
      */
-    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0) {
+    if (atomic_load_explicit(&r->npeers_pub, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&r->isr_members_pub, memory_order_relaxed) == 0) {
         /* Once a change went unrecorded the backlog no longer describes
          * the data until the next backup arrives (that clears `skipped`
          * and gives it a snapshot): keep skipping, without reading the
@@ -230,7 +216,7 @@ bc__repl_observe(void *ctx, const bc_cache_event_t *ev)
         bc_backlog_append(&r->backlog, b->data, b->len);
         if (r->senders_waiting > 0) pthread_cond_broadcast(&r->data_cv);
     }
-    tls_want = r->backlog.end;
+    bc__repl_note_write(r, r->backlog.end);
     pthread_mutex_unlock(&r->mu);
     /* The buffer grew for a large value: do not keep it. */
     if (b != NULL && b->cap > 256u * 1024u) bc_frame_buf_free(b);
@@ -261,125 +247,6 @@ repl_flush_mark(bc_repl_t *r)
     if (!atomic_compare_exchange_strong(&r->flush_when, &when, 0)) return;  /* another sender */
     bc_cache_event_t ev = {.type = BC_CACHE_EV_FLUSH, .when = when, .mark = mark};
     bc__repl_observe(r, &ev);
-}
-
-/*
- * BEHAVIOR: sync mode waits until every backup of the sync set has this
- * thread's last write; async mode waits only while one trails it by more
- * than max_lag bytes, which bounds what an async failover can lose (a
- * backup that cannot keep up slows the writers down instead of falling
- * ever further behind).  Either wait ends after sync_timeout_ms: the
- * backups still short of the mark leave the sync set (logged, counted)
- * until they catch up.  The common case -- nothing to wait for -- is one
- * atomic load.
- */
-/* What this thread's last write must reach before its caller answers
- * (0: nothing to wait for), with the settings' timeout in *timeout_ms.
- * Takes the write: asking again returns 0 until the thread writes more. */
-static uint64_t
-repl_commit_need(bc_repl_t *r, uint32_t *timeout_ms)
-{
-    uint64_t want = tls_want;
-    if (want <= tls_done) return 0;
-    tls_done = want;
-    repl_settings_t set;
-    bc__repl_settings(r, &set);
-    *timeout_ms = set.sync_timeout_ms;
-    uint64_t need = want;
-    if (set.mode != BC_REPL_SYNC) {
-        if (set.max_lag == 0 || want <= set.max_lag) return 0;
-        need = want - set.max_lag;
-    }
-    if (atomic_load_explicit(&r->floor, memory_order_acquire) >= need) return 0;
-    if (!atomic_load_explicit(&r->recording, memory_order_acquire)) return 0;
-    return need;
-}
-
-/* mu held: every backup of the sync set has `need`, or it was recorded
- * under an earlier role (the offsets started again since). */
-static bool
-do_commit_reached(bc_repl_t *r, uint64_t need)
-{
-    if (need > r->backlog.end) return true;
-    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
-        if (p->in_sync && !atomic_load(&p->closing) && atomic_load(&p->acked) < need) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* mu held: the wait for `need` timed out; the backups still short of it
- * leave the sync set. */
-static void
-do_commit_expire(bc_repl_t *r, uint64_t need, uint32_t timeout_ms)
-{
-    for (repl_peer_t *p = r->peers; p != NULL; p = p->next) {
-        if (p->in_sync && atomic_load(&p->acked) < need) {
-            p->in_sync = false;
-            atomic_fetch_add(&r->sync_timeouts, 1);
-            log_warn("repl: backup %s (%s) did not acknowledge offset %" PRIu64
-                     " within %u ms (it has %" PRIu64 "): dropped from the sync set",
-                     p->name, p->addr, need, timeout_ms, atomic_load(&p->acked));
-        }
-    }
-    do_floor_update(r);
-}
-
-static void
-repl_count_wait(bc_repl_t *r, int64_t waited_ms)
-{
-    atomic_fetch_add(&r->sync_waits, 1);
-    atomic_fetch_add(&r->sync_wait_us, (uint64_t)waited_ms * 1000u);
-}
-
-void
-bc_repl_commit_wait(void *ctx)
-{
-    bc_repl_t *r = ctx;
-    if (r == NULL) return;
-    uint32_t timeout_ms = 0;
-    uint64_t need = repl_commit_need(r, &timeout_ms);
-    if (need == 0) return;
-
-    int64_t t0 = bc_time_mono_ms();
-    struct timespec deadline;
-    bc_time_deadline(&deadline, CLOCK_MONOTONIC, timeout_ms);
-    bool waited = false;
-    pthread_mutex_lock(&r->mu);
-    while (!do_commit_reached(r, need)) {
-        waited = true;
-        if (pthread_cond_timedwait(&r->ack_cv, &r->mu, &deadline) == ETIMEDOUT) {
-            do_commit_expire(r, need, timeout_ms);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-    if (waited) repl_count_wait(r, bc_time_mono_ms() - t0);
-}
-
-bc_repl_commit_t
-bc_repl_commit_ticket(bc_repl_t *r)
-{
-    bc_repl_commit_t t = {0};
-    if (r == NULL) return t;
-    t.need = repl_commit_need(r, &t.timeout_ms);
-    return t;
-}
-
-bool
-bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t, int64_t waited_ms)
-{
-    if (r == NULL || t->need == 0) return true;
-    pthread_mutex_lock(&r->mu);
-    bool done = do_commit_reached(r, t->need);
-    if (!done && waited_ms >= (int64_t)t->timeout_ms) {
-        do_commit_expire(r, t->need, t->timeout_ms);
-        done = true;
-    }
-    pthread_mutex_unlock(&r->mu);
-    if (done && waited_ms > 0) repl_count_wait(r, waited_ms);
-    return done;
 }
 
 /* ---- primary side: one backup ---- */
@@ -452,14 +319,9 @@ peer_reader(void *arg)
             pos += used;
             uint64_t prev = atomic_load(&p->acked);
             if (f.offset > prev) atomic_store(&p->acked, f.offset);
+            if (f.offset > atomic_load(&p->heard_upto)) atomic_store(&p->heard_upto, f.offset);
             pthread_mutex_lock(&r->mu);
-            if (p->online && !p->in_sync && f.offset >= r->backlog.end) {
-                p->in_sync = true;
-                log_info("repl: backup %s caught up at offset %" PRIu64 ": back in the sync set",
-                         p->name, f.offset);
-            }
-            do_floor_update(r);
-            pthread_cond_broadcast(&r->ack_cv);
+            bc__repl_do_isr_ack(r, p, f.offset);
             pthread_mutex_unlock(&r->mu);
         }
         if (bad) break;
@@ -469,7 +331,7 @@ peer_reader(void *arg)
     atomic_store(&p->closing, true);
     pthread_mutex_lock(&r->mu);
     pthread_cond_broadcast(&r->data_cv);
-    pthread_cond_broadcast(&r->ack_cv);
+    bc__repl_do_isr_changed(r);
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
@@ -512,9 +374,15 @@ peer_sender(void *arg)
     if (ok) {
         pthread_mutex_lock(&r->mu);
         p->online = true;
+        /* Waited for from here on (it holds the snapshot and receives the
+         * stream from pos); recorded in once it has acknowledged pos. */
         p->in_sync = true;
+        p->entered = pos;
+        /* Its first acknowledgement may have come before this (a small
+         * snapshot, applied at once): then it has been heard already. */
+        p->heard = atomic_load(&p->heard_upto) >= pos;
         if (atomic_load(&p->acked) < pos) atomic_store(&p->acked, pos);
-        do_floor_update(r);
+        bc__repl_do_isr_changed(r);
         pthread_mutex_unlock(&r->mu);
         log_info("repl: backup %s (%s) online from offset %" PRIu64 " (%s resync)", p->name,
                  p->addr, pos, partial ? "partial" : "full");
@@ -607,8 +475,7 @@ peer_sender(void *arg)
     pthread_mutex_lock(&r->mu);
     do_peer_unlink(r, p);
     if (r->npeers == 0) atomic_store(&r->keep_until, bc_time_mono_ms() + r->keep_ms);
-    do_floor_update(r);
-    pthread_cond_broadcast(&r->ack_cv);
+    bc__repl_do_isr_changed(r);
     pthread_cond_broadcast(&r->role_cv);
     pthread_mutex_unlock(&r->mu);
     log_info("repl: backup %s (%s) disconnected", p->name, p->addr);
@@ -645,6 +512,10 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     p->r = r;
     p->fd = fd;
     snprintf(p->name, sizeof(p->name), "%s", hs.name);
+    /* A backup names itself by its registration: only such a name can be
+     * recorded in the in-sync set (and only while registered, which the
+     * record's write checks). */
+    p->node_named = bc_cluster_node_name_valid(hs.name) != 0;
     snprintf(p->req_replid, sizeof(p->req_replid), "%s", hs.replid);
     p->req_offset = hs.offset;
     struct sockaddr_storage ss;

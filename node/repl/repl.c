@@ -10,9 +10,11 @@
  *   peer_sender    one per connected backup (primary.c): handshake answer,
  *                  snapshot, then the backlog as it grows, PING when idle.
  *   peer_reader    one per connected backup (primary.c): reads ACKs.
- *   workers        record changes (the cache observer, primary.c) and, in
- *                  sync mode, wait for ACKs before replying
- *                  (bc_repl_commit_wait).
+ *   isr_main       one per node (isr.c): while primary, writes the
+ *                  in-sync record to ZooKeeper and sets the write gate.
+ *   workers        record changes (the cache observer, primary.c) and
+ *                  wait for ACKs before replying (bc_repl_commit_wait,
+ *                  isr.c).
  *
  * THE BACKLOG
  *   A byte ring of the last backlog_bytes of the stream (backlog.h): [start,
@@ -123,14 +125,15 @@ repl_promote(bc_repl_t *r)
      * them.  A first primary (it never followed anyone) has none yet. */
     atomic_store(&r->keep_until, old[0] != '\0' ? bc_time_mono_ms() + r->keep_ms : 0);
     atomic_store(&r->skipped, false);
+    /* The write gate opens once the in-sync record of this term is read
+     * (isr.c): its members are waited for from the first write. */
+    bc__repl_do_isr_promoted(r);
     atomic_store(&r->recording, true);
     uint64_t off = r->backlog.end;
     pthread_mutex_unlock(&r->mu);
-    if (bc_node_cluster_open_writes(r->cluster)) {
-        log_info("repl: primary of group %u: recording from offset %" PRIu64 " (replication id "
-                 "%s%s%s)", bc_node_cluster_gid(r->cluster), off, r->replid,
-                 old[0] ? ", was " : "", old);
-    }
+    log_info("repl: primary of group %u: recording from offset %" PRIu64 " (replication id "
+             "%s%s%s)", bc_node_cluster_gid(r->cluster), off, r->replid, old[0] ? ", was " : "",
+             old);
 }
 
 static void
@@ -139,6 +142,7 @@ repl_demote(bc_repl_t *r)
     bc_node_cluster_close_writes(r->cluster);
     pthread_mutex_lock(&r->mu);
     atomic_store(&r->recording, false);
+    bc__repl_do_isr_demoted(r);
     r->applied = r->backlog.end;
     bc__repl_do_peers_close(r);
     struct timespec until;
@@ -165,9 +169,13 @@ repl_main(void *arg)
         if (stop) break;
         int nap = REPL_ROLE_POLL_MS;
         if (bc_node_cluster_is_primary(r->cluster)) {
-            if (!atomic_load(&r->recording)) repl_promote(r);
-            else if (!bc_node_cluster_may_write(r->cluster)) {
-                (void)bc_node_cluster_open_writes(r->cluster);
+            if (!atomic_load(&r->recording)) {
+                repl_promote(r);
+            } else if (!bc_node_cluster_may_write(r->cluster)) {
+                pthread_mutex_lock(&r->mu);
+                bool ready = r->isr_state == REPL_ISR_READY;
+                pthread_mutex_unlock(&r->mu);
+                if (ready) (void)bc_node_cluster_open_writes(r->cluster);
             }
         } else {
             if (atomic_load(&r->recording)) repl_demote(r);
@@ -204,6 +212,19 @@ repl_main(void *arg)
 
 /* ---- lifecycle ---- */
 
+/* The cluster's probe for a backup's own promotion (cluster.h): is our
+ * data complete, and how far? */
+static bool
+repl_probe(void *ctx, uint64_t *offset)
+{
+    bc_repl_t *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    bool ok = r->synced && !atomic_load(&r->recording);
+    *offset = r->applied;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 /* The cluster's role changed: act now rather than at the next poll. */
 static void
 repl_on_role(void *ctx)
@@ -236,12 +257,8 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     r->max_lag = config->max_lag_bytes;
     atomic_init(&r->floor, UINT64_MAX);
     r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;
-    snprintf(r->label, sizeof(r->label), "%s",
-             config->node_label && config->node_label[0] ? config->node_label : "node");
-    for (char *c = r->label; *c; c++) {
-        if (*c <= ' ' || *c >= 0x7f) *c = '_';
-    }
     r->follow_fd = -1;
+    r->peer_auth = config->peer_auth;
     r->keep_ms = REPL_KEEP_MS;
     const char *keep = getenv("BC_TEST_REPL_KEEP_MS");
     if (keep != NULL && keep[0] != '\0') {
@@ -258,9 +275,12 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     bc_time_cond_init(&r->data_cv);
     bc_time_cond_init(&r->ack_cv);
     bc_time_cond_init(&r->role_cv);
+    bc_time_cond_init(&r->isr_cv);
+    r->isr_version = -1;
     bc_cache_set_observer(r->cache, bc__repl_observe, r);
     bc_node_cluster_use_write_gate(r->cluster);
-    bc_node_cluster_set_role_hook(r->cluster, repl_on_role, r);
+    (void)bc_node_cluster_set_role_hook(r->cluster, repl_on_role, r);
+    bc_node_cluster_set_repl_probe(r->cluster, repl_probe, r);
     *out = r;
     return BC_OK;
 }
@@ -268,6 +288,7 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
 bc_status_t
 bc_repl_start(bc_repl_t *r)
 {
+    if (bc__repl_isr_start(r) != BC_OK) return BC_ENOMEM;
     if (pthread_create(&r->thread, NULL, repl_main, r) != 0) return BC_ENOMEM;
     r->started = true;
     return BC_OK;
@@ -286,6 +307,7 @@ bc_repl_stop(bc_repl_t *r)
     pthread_mutex_unlock(&r->mu);
     if (r->started) pthread_join(r->thread, NULL);
     r->started = false;
+    bc__repl_isr_stop(r);
     pthread_mutex_lock(&r->mu);
     struct timespec until;
     bc_time_deadline(&until, CLOCK_MONOTONIC, 10000);
@@ -309,6 +331,7 @@ bc_repl_destroy(bc_repl_t *r)
     pthread_cond_destroy(&r->data_cv);
     pthread_cond_destroy(&r->ack_cv);
     pthread_cond_destroy(&r->role_cv);
+    pthread_cond_destroy(&r->isr_cv);
     bc_backlog_free(&r->backlog);
     free(r);
 }
@@ -336,10 +359,18 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
         snprintf(b->name, sizeof(b->name), "%s", p->name);
         snprintf(b->addr, sizeof(b->addr), "%s", p->addr);
         b->online = p->online;
-        b->in_sync = p->in_sync;
+        b->recorded = bc_cluster_isr_has(&r->isr, p->name);
+        b->lagging = p->lagging;
+        b->in_sync = p->in_sync || (b->recorded && !p->lagging && p->online);
         b->acked = atomic_load(&p->acked);
         b->lag_bytes = r->backlog.end > b->acked ? r->backlog.end - b->acked : 0;
     }
+    static const char *const isr_states[] = {"off", "loading", "ready", "lost"};
+    out->isr_state = isr_states[r->isr_state];
+    out->isr_short = r->isr_short;
+    out->isr = r->isr;
+    out->isr_version = r->isr_version;
+    out->min_in_sync = bc__repl_min_in_sync(r, &set);
     out->link_up = r->link_up;
     memcpy(out->primary_addr, r->primary_addr, sizeof(out->primary_addr));
     out->primary_offset = r->primary_offset;
@@ -354,9 +385,14 @@ bc_repl_get_info(bc_repl_t *r, bc_repl_info_t *out)
     out->sync_waits = atomic_load(&r->sync_waits);
     out->sync_timeouts = atomic_load(&r->sync_timeouts);
     out->sync_wait_us = atomic_load(&r->sync_wait_us);
+    out->isr_shrinks = atomic_load(&r->isr_shrinks);
+    out->isr_expands = atomic_load(&r->isr_expands);
+    out->isr_write_errors = atomic_load(&r->isr_write_errors);
+    out->commit_failures = atomic_load(&r->commit_failures);
     out->applied_records = atomic_load(&r->applied_records);
     out->apply_errors = atomic_load(&r->apply_errors);
     out->snapshots_received = atomic_load(&r->snapshots_received);
+    out->auth_failures = atomic_load(&r->auth_failures);
 }
 
 size_t
@@ -382,7 +418,9 @@ bc_repl_format_stats(void *ctx, char *buf, size_t len)
 #undef REPL_STAT_NUMBER
     REPL_STAT("STAT repl_synced %d\r\n", ri.synced ? 1 : 0);
     if (ri.primary) {
-        REPL_STAT("STAT repl_backups %u\r\n", ri.backups);
+        REPL_STAT("STAT repl_backups %u\r\nSTAT repl_in_sync %u\r\nSTAT repl_min_in_sync %u\r\n"
+                  "STAT repl_writes_refused %d\r\n", ri.backups, ri.isr.n, ri.min_in_sync,
+                  ri.isr_short ? 1 : 0);
     } else {
         REPL_STAT("STAT repl_link_up %d\r\nSTAT repl_lag_ms %" PRId64 "\r\n", ri.link_up ? 1 : 0,
                   ri.lag_ms);

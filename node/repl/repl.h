@@ -12,8 +12,12 @@
  *     backup                                   primary
  *     ------                                   -------
  *     connect to the primary's data port
- *     "bucketcache_replicate <gid> <replid|-> <offset> <name>\r\n"
- *                                   --------->  a worker hands the socket
+ *     "bucketcache_replicate <gid> <replid|-> <offset> <name> <nonce>\r\n"
+ *                                   --------->  challenge: the primary proves
+ *                                    <--------  the cluster secret
+ *     check it; "bucketcache_auth <proof>"
+ *                                   --------->  proof checked (proto_peer.c),
+ *                                               a worker hands the socket
  *                                               to this module (net/server.h)
  *                                               offset still in the backlog
  *                                               and same replid?
@@ -28,22 +32,47 @@
  *     apply ITEM/DEL/TOUCH/FLUSH/DROP <-------  live stream; PING when idle
  *     ACK <applied offset>          --------->  sync mode waits for these
  *
- * MODES
+ * MODES (what each promises: docs/replication.md, "What each mode
+ * guarantees")
  *   async (default): a client's write is answered once the primary applied
- *   it; a primary that dies loses what its backups had not received yet
- *   (bounded by the link's latency and the backlog in flight).
+ *   it; a primary that dies loses what its backups had not received yet,
+ *   bounded by max_lag_bytes: a reply waits while a backup of the in-sync
+ *   set trails the write by more than that.
  *   sync: a reply that acknowledges a write leaves only once every backup
- *   in the sync set acknowledged the offset of that write.  Workers wait
- *   once per batch of replies (net/server.h, bc_server_set_commit), so a
- *   pipelined batch costs one round trip to the backups, not one per
- *   command.  A backup that does not acknowledge within sync_timeout_ms is
- *   dropped from the sync set (logged, counted) so a sick backup cannot
- *   stall the group; it rejoins once it has caught up.  A group with no
- *   backup online answers at once, as Redis does with min-replicas 0.
- *   In async mode the same wait bounds the loss: a reply waits (at most
- *   sync_timeout_ms) while a backup of the sync set trails the write by
- *   more than max_lag_bytes, so a backup that cannot keep up slows the
- *   writers instead of falling ever further behind.
+ *   of the in-sync set acknowledged the offset of that write.  Workers
+ *   wait once per batch of replies (net/server.h, bc_server_set_commit),
+ *   so a pipelined batch costs one round trip to the backups, not one per
+ *   command.
+ *
+ * THE IN-SYNC SET (isr.c)
+ *   The backups a reply waits for are recorded in ZooKeeper by the
+ *   primary, groups/<gid>/isr (bc_cluster_isr_t), and a promotion -- by
+ *   the console or by a backup itself -- only ever picks a member of it.
+ *   So a member must hold every write the primary acknowledged:
+ *
+ *   - a reply waits for every recorded member (and for a record write in
+ *     flight that may add one); a member that does not acknowledge within
+ *     sync_timeout_ms is recorded OUT before any reply that it lacks
+ *     leaves.  Recording it out is a ZooKeeper write (compare-and-set on
+ *     the record's version and on this primary's term): a primary cut off
+ *     from ZooKeeper cannot make it, and its waiting replies fail when its
+ *     write lease lapses -- the client's connection is closed: "unknown",
+ *     never a false "stored";
+ *   - a backup that caught up is waited for first (the wait set), and
+ *     recorded in only then, so it never enters the record lacking a
+ *     write that was acknowledged;
+ *   - min_in_sync (the group's setting; 1 in sync mode, 0 in async mode by
+ *     default): the record never shrinks below it.  While fewer members
+ *     keep up, writes are refused (SERVER_ERROR NOT_ENOUGH_IN_SYNC) and
+ *     replies already waiting fail, instead of being acknowledged by the
+ *     primary alone; the lagging members stay recorded, and so stay
+ *     eligible: they hold every acknowledged write.  0 is "degrade to the
+ *     primary alone": the record may become empty, writes go on, and if
+ *     the primary then dies nobody is eligible -- the group waits for an
+ *     operator's unclean failover;
+ *   - async mode: the same, with the offset a reply waits for lowered by
+ *     max_lag_bytes, so every member is within the lag bound of every
+ *     acknowledged write, and so is whoever is promoted.
  *
  * THE SNAPSHOT
  *   Records describe states, not operations ("k is now v", "k is gone"), so
@@ -59,13 +88,25 @@
  * ROLE CHANGES (one thread, repl_main, decides)
  *   - Promoted (the cluster agent says primary): stop following, start a
  *     new replication id, continue the offset from what was applied, start
- *     recording, then open the cluster's write gate (cluster/cluster.h) -- no
- *     write is accepted before it can be recorded.
+ *     recording; read the in-sync record of the new term (isr.c), then
+ *     open the cluster's write gate (cluster/cluster.h) -- no write is
+ *     accepted before it can be recorded and before the record's members,
+ *     carried over by whoever promoted this node, are waited for.
  *   - Demoted (primary no more, including a lost ZooKeeper session): the
  *     cluster closed the write gate at once; stop recording, disconnect
  *     the backups, follow the new primary.  Its id differs from ours, so
  *     the first sync is a full one: writes this node took that the new
- *     primary never saw are discarded, not resurrected.
+ *     primary never saw are discarded, not resurrected.  A reply still
+ *     waiting fails (its connection is closed), and main.c closes every
+ *     client connection (net/server.h bc_server_close_clients).
+ *
+ * NAMES
+ *   A backup names itself in the handshake by its registration
+ *   ("n-0000000042", cluster.h): the in-sync record holds those names,
+ *   and a promotion matches them against the live registrations.  A
+ *   backup that registers again (a new session) reconnects under the new
+ *   name; the old one leaves the record as a member that stopped
+ *   acknowledging does.
  *
  * A backup reports offset 0 while a full resync is under way (its data is
  * partial), so the console never promotes it over one that is complete.
@@ -85,6 +126,7 @@
 #include <stdint.h>
 
 #include "bc_cluster.h"
+#include "bc_peerauth.h"
 #include "bc_status.h"
 #include "engine/cache.h"
 #include "cluster/cluster.h"
@@ -100,7 +142,10 @@ typedef struct bc_repl_config {
     uint64_t max_lag_bytes;        /* async: writers wait while a backup trails by
                                       more; 0 = no bound */
     uint32_t max_backups;          /* 0 = 8 */
-    const char *node_label;        /* how this node names itself to its primary; copied */
+    /* The cluster secret (common/bc_peerauth.h): a backup proves it to its
+     * primary, and the primary to the backup, before any data goes
+     * (docs/replication.md); NULL: the handshake without it.  Borrowed. */
+    bc_peerauth_t *peer_auth;
 } bc_repl_config_t;
 
 #define BC_REPL_MAX_BACKUPS_REPORTED 8
@@ -109,7 +154,9 @@ typedef struct bc_repl_backup_info {
     char name[64];
     char addr[64];
     bool online;                   /* snapshot done, streaming */
-    bool in_sync;                  /* in the sync set */
+    bool in_sync;                  /* waited for: in the wait set, or a recorded member keeping up */
+    bool recorded;                 /* in the in-sync record (ZooKeeper) */
+    bool lagging;                  /* a recorded member that missed a deadline */
     uint64_t acked;
     uint64_t lag_bytes;            /* primary offset - acked */
 } bc_repl_backup_info_t;
@@ -141,10 +188,20 @@ typedef struct bc_repl_backup_info {
       "counter", "Reply batches that waited for backup acknowledgements (sync mode).")         \
     X(sync_timeouts, BC_REPL_PRIMARY, "sync_timeouts", "repl_sync_timeouts",                   \
       "repl_sync_timeouts_total", "counter",                                                   \
-      "Backups dropped from the sync set for not acknowledging in time.")                      \
+      "Backups that missed a deadline: left the wait set, or to be recorded out.")                      \
     X(sync_wait_us, BC_REPL_PRIMARY, "sync_wait_us", NULL,                                     \
       "repl_sync_wait_seconds_total", "counter",                                          \
       "Time reply batches waited for backups (sync mode).")                                    \
+    X(isr_shrinks, BC_REPL_PRIMARY, "isr_shrinks", "repl_isr_shrinks", "repl_isr_shrinks_total", \
+      "counter", "In-sync record writes that took members out.")                               \
+    X(isr_expands, BC_REPL_PRIMARY, "isr_expands", "repl_isr_expands", "repl_isr_expands_total", \
+      "counter", "In-sync record writes that added a member.")                                 \
+    X(isr_write_errors, BC_REPL_PRIMARY, "isr_write_errors", "repl_isr_write_errors",          \
+      "repl_isr_write_errors_total", "counter",                                                \
+      "In-sync record writes that did not complete (ZooKeeper unreachable, a race).")          \
+    X(commit_failures, BC_REPL_PRIMARY, "commit_failures", "repl_commit_failures",             \
+      "repl_commit_failures_total", "counter",                                                 \
+      "Reply batches not acknowledged: the in-sync set could not confirm their writes.")       \
     X(primary_offset, BC_REPL_BACKUP, "primary_offset", "repl_primary_offset", NULL, NULL,     \
       "The primary's offset, from its last PING.")                                             \
     X(lag_bytes, BC_REPL_BACKUP, "lag_bytes", "repl_lag_bytes", "repl_lag_bytes", "gauge",     \
@@ -155,7 +212,11 @@ typedef struct bc_repl_backup_info {
       "repl_apply_errors_total", "counter",                                                    \
       "Backup: records that could not be applied (no memory); the key was removed.")           \
     X(snapshots_received, BC_REPL_BACKUP, "snapshots_received", NULL, NULL, NULL,              \
-      "Backup: full snapshots received.")
+      "Backup: full snapshots received.")                                                      \
+    X(auth_failures, BC_REPL_BACKUP, "auth_failures", "repl_auth_failures",                    \
+      "repl_auth_failures_total", "counter",                                                   \
+      "Backup: links to the primary dropped for the cluster secret (refused, or the primary "  \
+      "did not prove it).")
 
 typedef struct bc_repl_info {
     bool primary;                  /* recording (this node is primary) */
@@ -165,6 +226,11 @@ typedef struct bc_repl_info {
     /* primary side */
     uint32_t backups;
     bc_repl_backup_info_t backup[BC_REPL_MAX_BACKUPS_REPORTED];
+    uint32_t min_in_sync;          /* in force */
+    const char *isr_state;         /* "off", "loading", "ready", "lost" */
+    bool isr_short;                /* writes refused: fewer than min_in_sync keep up */
+    bc_cluster_isr_t isr;           /* the record as this primary last wrote or read it */
+    int32_t isr_version;
     /* backup side */
     bool link_up;
     char primary_addr[BC_ADDR_MAX];
@@ -190,28 +256,72 @@ void bc_repl_destroy(bc_repl_t *repl);
 /* net/server.h handoff function: a backup's handshake; ctx is the
  * bc_repl_t.  Takes fd (closes it on refusal).  Does not block. */
 void bc_repl_handoff(void *ctx, int fd, const char *args);
-/* net/server.h commit function: in sync mode, waits until the backups have
- * what this thread wrote (bounded by sync_timeout_ms).  ctx is the
- * bc_repl_t. */
-void bc_repl_commit_wait(void *ctx);
+/* net/server.h commit function: waits until the in-sync set has what this
+ * thread wrote (sync mode; async: within the lag bound).  True: the
+ * replies may go.  False: those writes could not be confirmed (too few
+ * backups in sync, the record could not be written, the role or the
+ * write lease was lost): their replies must not be sent -- the caller
+ * closes the connection, and the client sees "unknown".  ctx is the
+ * bc_repl_t (NULL: true). */
+bool bc_repl_commit_wait(void *ctx);
 
 /*
  * bc_repl_commit_wait for a thread that must not block (the admin
  * thread): bc_repl_commit_ticket takes this thread's last write as a
  * ticket (need 0: nothing to wait for; it is taken, as by a wait), and
- * bc_repl_commit_poll answers at once whether the caller may reply: true
- * once the backups of the sync set have the write, or when waited_ms has
- * reached the ticket's timeout -- then, as after a wait that timed out,
- * the backups still short of it leave the sync set.  r may be NULL
- * (nothing to wait for).
+ * bc_repl_commit_poll answers at once: BC_REPL_COMMIT_DONE once the
+ * in-sync set has the write, BC_REPL_COMMIT_FAILED when it cannot be
+ * confirmed (as bc_repl_commit_wait's false), BC_REPL_COMMIT_WAIT
+ * otherwise.  waited_ms is the time since the ticket was taken: at the
+ * ticket's timeout the members still short of it are recorded out, as
+ * after a wait that timed out.  r may be NULL (nothing to wait for).
  */
 typedef struct bc_repl_commit {
     uint64_t need;                 /* the replication offset to reach; 0: none */
     uint32_t timeout_ms;           /* sync_timeout_ms when the ticket was taken */
+    uint64_t gen;                  /* the role it was written under */
 } bc_repl_commit_t;
 
+typedef enum bc_repl_commit_state {
+    BC_REPL_COMMIT_WAIT = 0,
+    BC_REPL_COMMIT_DONE,
+    BC_REPL_COMMIT_FAILED,
+} bc_repl_commit_state_t;
+
 bc_repl_commit_t bc_repl_commit_ticket(bc_repl_t *r);
-bool bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t, int64_t waited_ms);
+bc_repl_commit_state_t bc_repl_commit_poll(bc_repl_t *r, const bc_repl_commit_t *t,
+                                           int64_t waited_ms);
+
+/*
+ * Internal (tests): the in-sync set's decision after each change, as a
+ * pure function (isr.c runs it under its lock).  in->recorded is the
+ * record (R); per member i of it, healthy[i] (an online backup keeping
+ * up) and drop[i] (it missed a deadline); add (may be NULL) a backup that
+ * caught up and is waited for but not recorded.  The plan: next, the
+ * record to write (when `write`): R plus add, minus the dropped members
+ * in order as long as at least min_in_sync remain (the others are
+ * `kept`, still recorded); refuse_writes when fewer than min_in_sync
+ * recorded members are healthy and not dropped.
+ */
+typedef struct bc_repl_isr_input {
+    const bc_cluster_isr_t *recorded;
+    uint32_t min_in_sync;
+    bool healthy[BC_CLUSTER_ISR_MAX];
+    bool drop[BC_CLUSTER_ISR_MAX];
+    const char *add;
+} bc_repl_isr_input_t;
+
+typedef struct bc_repl_isr_plan {
+    bool write;
+    bc_cluster_isr_t next;
+    bool added;
+    uint32_t removed;
+    uint32_t kept;
+    uint32_t healthy;
+    bool refuse_writes;
+} bc_repl_isr_plan_t;
+
+void bc__repl_isr_plan(const bc_repl_isr_input_t *in, bc_repl_isr_plan_t *out);
 
 void bc_repl_get_info(bc_repl_t *repl, bc_repl_info_t *out);
 /* The text protocol's repl_stats hook (proto/proto_text.h): "STAT repl_*

@@ -6,8 +6,10 @@
  *   repl.c     lifecycle, the role thread (promote, demote, follow), the
  *              figures (/v1/repl, `stats`)
  *   primary.c  the primary side: recording changes into the backlog,
- *              the sync-mode wait, one sender and one reader per backup,
- *              the handshake a backup's connection is handed over with
+ *              one sender and one reader per backup, the handshake a
+ *              backup's connection is handed over with
+ *   isr.c      the in-sync set: who a reply waits for, recording it in
+ *              ZooKeeper (its own thread), the commit wait
  *   backup.c   the backup side: the link to the primary, applying the
  *              snapshot and the stream, acknowledgements
  *   backlog.c  the byte ring of the stream's newest records (backlog.h)
@@ -34,18 +36,32 @@
 typedef struct repl_peer {
     bc_repl_t *r;
     int fd;
-    char name[BC_WIRE_NAME_MAX + 1];
+    char name[BC_WIRE_NAME_MAX + 1];   /* the handshake's: a backup's registration name */
+    bool node_named;               /* name is a node name: it may join the in-sync record */
     char addr[64];
     char req_replid[BC_FRAME_REPLID_MAX + 1];
     uint64_t req_offset;
     _Atomic uint64_t acked;
+    _Atomic uint64_t heard_upto;   /* the highest offset the backup itself acknowledged */
     _Atomic bool closing;
     bool online;                   /* mu */
-    bool in_sync;                  /* mu */
+    bool in_sync;                  /* mu: in the wait set (isr.c) */
+    bool lagging;                  /* mu: missed a deadline as a recorded member */
+    uint64_t entered;              /* mu: the offset at which it joined the wait set */
+    bool heard;                    /* mu: it acknowledged `entered` or more since: it holds
+                                    * everything acknowledged (it may be recorded) */
     pthread_t reader;
     bool reader_started;
     struct repl_peer *next;        /* mu */
 } repl_peer_t;
+
+/* The in-sync set's state on this node (isr.c). */
+typedef enum repl_isr_state {
+    REPL_ISR_OFF = 0,              /* not primary */
+    REPL_ISR_LOADING,              /* primary: reading the record of its term */
+    REPL_ISR_READY,                /* the record is known: replies may be acknowledged */
+    REPL_ISR_LOST,                 /* the record belongs to another term now */
+} repl_isr_state_t;
 
 struct bc_repl {
     bc_cache_t *cache;
@@ -54,7 +70,7 @@ struct bc_repl {
     uint32_t sync_timeout_ms;
     uint64_t max_lag;              /* async: bytes a backup may trail (0 = no bound) */
     uint32_t max_backups;
-    char label[64];
+    bc_peerauth_t *peer_auth;      /* borrowed; NULL: no cluster secret */
 
     /* LOCKING RULE: see repl.h.  Everything below up to the counters is
      * guarded by mu unless it is atomic; do_ functions want it held. */
@@ -70,9 +86,30 @@ struct bc_repl {
     char replid2[BC_FRAME_REPLID_MAX + 1];
     uint64_t off2;
     _Atomic bool recording;
-    /* The lowest offset acknowledged by a backup of the sync set
-     * (UINT64_MAX: none); written under mu, read without it by workers. */
+    /* The lowest offset every backup a reply waits for has acknowledged
+     * (UINT64_MAX: none to wait for; 0: replies cannot be acknowledged
+     * now); written under mu, read without it by workers (isr.c). */
     _Atomic uint64_t floor;
+    /* Bumped at every promotion and demotion: a write recorded under
+     * another role can never be acknowledged (isr.c). */
+    _Atomic uint64_t role_gen;
+
+    /* THE IN-SYNC SET (isr.c; mu).  isr is what ZooKeeper holds (R), at
+     * isr_version; isr_prop the write in flight (P), whose outcome may be
+     * unknown until isr_prop_pending clears; isr_drop the members that
+     * missed a deadline, to be recorded out. */
+    repl_isr_state_t isr_state;
+    bc_cluster_isr_t isr;
+    int32_t isr_version;
+    bool isr_prop_pending;
+    bc_cluster_isr_t isr_prop;
+    bc_cluster_isr_t isr_drop;      /* names only (primary/epoch unused) */
+    _Atomic uint32_t isr_members_pub;  /* |R| + |P|, for the recording skip */
+    bool isr_short;                /* the gate as last set (refusing writes) */
+    pthread_cond_t isr_cv;         /* wakes the in-sync thread */
+    pthread_t isr_thread;
+    bool isr_started;
+    _Atomic uint64_t isr_shrinks, isr_expands, isr_write_errors, commit_failures;
     repl_peer_t *peers;
     uint32_t npeers;
     /* Recording costs every write an encode and a copy; with no backup
@@ -103,7 +140,7 @@ struct bc_repl {
     int64_t caught_up_ms;
 
     _Atomic uint64_t full_resyncs, partial_resyncs, sync_waits, sync_timeouts, sync_wait_us;
-    _Atomic uint64_t applied_records, apply_errors, snapshots_received;
+    _Atomic uint64_t applied_records, apply_errors, snapshots_received, auth_failures;
 };
 
 /* What applies now: the group's settings (groups/<gid>/config) where set,
@@ -125,6 +162,25 @@ void bc__repl_observe(void *ctx, const bc_cache_event_t *ev);
 /* primary.c: disconnects every backup (they come back and resync).
  * Caller holds mu. */
 void bc__repl_do_peers_close(bc_repl_t *r);
+
+/* isr.c: recomputes floor after an ACK, a peer change or a record
+ * change; wakes the in-sync thread.  Caller holds mu. */
+void bc__repl_do_isr_changed(bc_repl_t *r);
+/* isr.c: an ACK of `offset` from p (mu held): joins or rejoins the wait
+ * set when it caught up, clears its lag. */
+void bc__repl_do_isr_ack(bc_repl_t *r, repl_peer_t *p, uint64_t offset);
+/* isr.c: role changes (mu held): a new term starts loading its record;
+ * a lost one forgets it. */
+void bc__repl_do_isr_promoted(bc_repl_t *r);
+void bc__repl_do_isr_demoted(bc_repl_t *r);
+/* isr.c: the in-sync thread's start and stop (repl.c lifecycle). */
+bc_status_t bc__repl_isr_start(bc_repl_t *r);
+void bc__repl_isr_stop(bc_repl_t *r);
+/* isr.c: the cache observer appended a record ending at `end`: what this
+ * thread's next commit waits for. */
+void bc__repl_note_write(bc_repl_t *r, uint64_t end);
+/* isr.c: the min_in_sync in force. */
+uint32_t bc__repl_min_in_sync(const bc_repl_t *r, const repl_settings_t *set);
 
 /* backup.c: the address of this group's primary, when it is another node
  * (view is the caller's copy of the primaries table, brought up to date). */

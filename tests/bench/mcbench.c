@@ -78,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include "bc_time.h"
 
 #define PRELOAD_DEPTH        32u
@@ -103,6 +104,7 @@ typedef struct bench_config {
     bool preload;
     double warmup;            /* seconds of unrecorded load before measuring */
     const char *key_prefix;
+    const char *tls_ca;       /* --tls CAFILE: TLS to a -Z port; NULL: plain */
     uint64_t seed;
     int key_digits;           /* zero-padded width so all keys have one length */
 } bench_config_t;
@@ -252,6 +254,7 @@ struct worker;
 typedef struct conn {
     struct worker *w;
     int fd;                   /* -1 when dead (could not reconnect) */
+    SSL *ssl;                 /* --tls: the session on fd; NULL: plain */
     uint32_t id;
 
     char *in;                 /* read buffer: [in_pos, in_len) unparsed */
@@ -310,8 +313,47 @@ key_format(char *buf, size_t cap, uint32_t key)
     return snprintf(buf, cap, "%s%0*" PRIu32, g_cfg.key_prefix, g_cfg.key_digits, key);
 }
 
+static SSL_CTX *g_tls;        /* --tls */
+
+/* send(2)/recv(2) over TLS when --tls: errno EAGAIN when OpenSSL waits
+ * for the socket (either way: epoll asks for both soon enough). */
+static ssize_t
+io_send(conn_t *c, const char *buf, size_t len)
+{
+    if (c->ssl == NULL) return send(c->fd, buf, len, MSG_NOSIGNAL);
+    size_t n = 0;
+    int r = SSL_write_ex(c->ssl, buf, len, &n);
+    if (r == 1) return (ssize_t)n;
+    int e = SSL_get_error(c->ssl, r);
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
+    return -1;
+}
+
+static ssize_t
+io_recv(conn_t *c, char *buf, size_t len)
+{
+    if (c->ssl == NULL) return recv(c->fd, buf, len, 0);
+    size_t n = 0;
+    int r = SSL_read_ex(c->ssl, buf, len, &n);
+    if (r == 1) return (ssize_t)n;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
+static void
+conn_close_fd(conn_t *c)
+{
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    close(c->fd);
+}
+
+/* Connects (and, with --tls, completes the handshake while the socket
+ * still blocks); the fd, or -1. */
 static int
-conn_open_socket(void)
+conn_open_socket(SSL **ssl)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -327,8 +369,21 @@ conn_open_socket(void)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *ssl = NULL;
+    if (g_tls != NULL) {
+        *ssl = SSL_new(g_tls);
+        if (*ssl == NULL || SSL_set_fd(*ssl, fd) != 1 || SSL_connect(*ssl) != 1) {
+            SSL_free(*ssl);
+            *ssl = NULL;
+            close(fd);
+            errno = ECONNREFUSED;
+            return -1;
+        }
+    }
     int fl = fcntl(fd, F_GETFL, 0);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        SSL_free(*ssl);
+        *ssl = NULL;
         close(fd);
         return -1;
     }
@@ -369,12 +424,12 @@ conn_reconnect(conn_t *c)
 {
     if (c->fd >= 0) {
         epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        conn_close_fd(c);
     }
     conn_reset_state(c);
-    c->fd = conn_open_socket();
+    c->fd = conn_open_socket(&c->ssl);
     if (c->fd >= 0 && !conn_register(c)) {
-        close(c->fd);
+        conn_close_fd(c);
         c->fd = -1;
     }
     if (c->fd < 0)
@@ -458,8 +513,7 @@ static bool
 conn_flush(conn_t *c)
 {
     while (c->out_sent < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
-                         MSG_NOSIGNAL);
+        ssize_t n = io_send(c, c->out + c->out_sent, c->out_len - c->out_sent);
         if (n > 0) {
             c->out_sent += (size_t)n;
             continue;
@@ -680,12 +734,12 @@ conn_on_readable(conn_t *c)
             c->in_len -= c->in_pos;
             c->in_pos = 0;
         }
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        ssize_t n = io_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (n > 0) {
             c->in_len += (size_t)n;
             if (!conn_parse(c))
                 return;
-            if ((size_t)n < c->in_cap / 2)
+            if ((size_t)n < c->in_cap / 2 && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
                 break;      /* most likely drained; epoll says if not */
             continue;
         }
@@ -798,14 +852,14 @@ worker_main(void *arg)
     worker_t *w = arg;
     for (uint32_t i = 0; i < w->nconns && !g_fatal; i++) {
         conn_t *c = &w->conns[i];
-        c->fd = conn_open_socket();
+        c->fd = conn_open_socket(&c->ssl);
         if (c->fd < 0 || !conn_register(c)) {
             if (!g_fatal)
                 fprintf(stderr, "mcbench: cannot connect to 127.0.0.1:%u: %s\n", g_cfg.port,
                         strerror(errno));
             g_fatal = 1;
             if (c->fd >= 0)
-                close(c->fd);
+                conn_close_fd(c);
             c->fd = -1;
         }
     }
@@ -847,6 +901,7 @@ usage(FILE *f)
 "  -W, --warmup SECS        unrecorded load before measuring (default 0)\n"
 "  -P, --key-prefix STR     key prefix (default \"key:\")\n"
 "  -s, --seed N             random seed (default 1)\n"
+"  -T, --tls CAFILE         speak TLS (a -Z port), trusting CAFILE's certificates\n"
 "  -h, --help\n"
 "Keys are PREFIX followed by a zero-padded number below --keys; set values\n"
 "are a per-key pattern that gets verify.  The last output line is\n"
@@ -904,6 +959,7 @@ parse_args(int argc, char **argv)
         {"warmup", required_argument, NULL, 'W'},
         {"key-prefix", required_argument, NULL, 'P'},
         {"seed", required_argument, NULL, 's'},
+        {"tls", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -913,7 +969,7 @@ parse_args(int argc, char **argv)
     };
     int opt;
     uint64_t u;
-    while ((opt = getopt_long(argc, argv, "p:t:c:k:v:r:d:D:n:wW:P:s:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "p:t:c:k:v:r:d:D:n:wW:P:s:T:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p': if (!parse_u64(optarg, 1, 65535, &u)) die_usage("--port", optarg);
                   g_cfg.port = (uint16_t)u; break;
@@ -940,6 +996,7 @@ parse_args(int argc, char **argv)
                       die_usage("--warmup", optarg);
                   break;
         case 'P': g_cfg.key_prefix = optarg; break;
+        case 'T': g_cfg.tls_ca = optarg; break;
         case 's': if (!parse_u64(optarg, 0, UINT64_MAX, &g_cfg.seed)) die_usage("--seed", optarg);
                   break;
         case 'h': usage(stdout); exit(0);
@@ -954,6 +1011,16 @@ parse_args(int argc, char **argv)
         fprintf(stderr, "mcbench: --port is required\n");
         usage(stderr);
         exit(2);
+    }
+    if (g_cfg.tls_ca != NULL) {
+        g_tls = SSL_CTX_new(TLS_client_method());
+        if (g_tls == NULL || SSL_CTX_load_verify_locations(g_tls, g_cfg.tls_ca, NULL) != 1) {
+            fprintf(stderr, "mcbench: --tls %s: cannot load the CA file\n", g_cfg.tls_ca);
+            exit(2);
+        }
+        SSL_CTX_set_verify(g_tls, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_mode(g_tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     g_cfg.key_digits = 1;
     for (uint32_t k = g_cfg.keys - 1; k >= 10; k /= 10)
@@ -1173,7 +1240,7 @@ main(int argc, char **argv)
     }
     for (uint32_t i = 0; i < g_cfg.conns; i++) {
         if (conns[i].fd >= 0)
-            close(conns[i].fd);
+            conn_close_fd(&conns[i]);
         free(conns[i].in);
         free(conns[i].out);
         free(conns[i].ring);

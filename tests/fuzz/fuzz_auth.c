@@ -103,6 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_secret(file, flen, &bc_secret_rules_token);
         check_secret(file, flen, &bc_secret_rules_zk);
         check_secret(file, flen, &bc_secret_rules_cluster);
+        check_secret(file, flen, &bc_secret_rules_mcauth);
     }
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * fuzz_wire.c -- libFuzzer target for the cluster's words on the data port
  * (common/bc_wire.c): refusals, forwarding failures, the peer and the
- * replication handshakes.
+ * replication handshakes, the challenge, the proof and the refusals of
+ * peer authentication.
  *
  * The input is split at '\n' into lines; every line goes through every
  * parser.  Invariants: what a parser returns points inside the line; a
@@ -9,7 +10,8 @@
  * reaches a client's retry loop that a node could not have sent); an
  * accepted forwarding failure is one of the table's texts; an accepted
  * handshake's fields are ones a formatter writes, and the formatted line
- * parses back to the same fields.  Sanitizers catch out-of-bounds reads;
+ * parses back to the same fields; an accepted challenge formats back to
+ * exactly its line.  Sanitizers catch out-of-bounds reads;
  * __builtin_trap() marks a broken invariant.
  */
 #include <stddef.h>
@@ -53,21 +55,58 @@ check_fwd(const char *text, size_t n)
 static void
 check_peer(const char *line, size_t len)
 {
-    const char *name = NULL;
-    size_t n = 0;
-    bc_status_t st = bc_wire_peer_parse(line, len, &name, &n);
+    bc_wire_peer_t h, again;
+    bc_status_t st = bc_wire_peer_parse(line, len, &h);
     CHECK(st == BC_OK || st == BC_EINVAL || st == BC_ENOTFOUND);
     if (st != BC_OK) return;
-    CHECK(inside(name, n, line, len) && bc_wire_name_valid(name, n));
-    char copy[BC_WIRE_NAME_MAX + 1], out[BC_WIRE_HANDSHAKE_MAX];
-    memcpy(copy, name, n);
-    copy[n] = '\0';
-    size_t m = bc_wire_peer_format(copy, out, sizeof(out));
+    CHECK(bc_wire_name_valid(h.name, strlen(h.name)));
+    CHECK(h.nonce[0] == '\0' || bc_wire_hex_valid(h.nonce, strlen(h.nonce), BC_WIRE_NONCE_LEN));
+    char out[BC_WIRE_HANDSHAKE_MAX];
+    size_t m = bc_wire_peer_format(&h, out, sizeof(out));
     CHECK(m > 0);
-    const char *again;
-    size_t nagain;
-    CHECK(bc_wire_peer_parse(out, m, &again, &nagain) == BC_OK);
-    CHECK(nagain == n && memcmp(again, name, n) == 0);
+    CHECK(bc_wire_peer_parse(out, m, &again) == BC_OK);
+    CHECK(strcmp(again.name, h.name) == 0 && strcmp(again.nonce, h.nonce) == 0);
+}
+
+/* A challenge the parser accepts formats back to exactly its line. */
+static void
+check_challenge(const char *line, size_t len)
+{
+    bc_wire_challenge_t c;
+    bc_status_t st = bc_wire_challenge_parse(line, len, &c);
+    CHECK(st == BC_OK || st == BC_EINVAL || st == BC_ENOTFOUND);
+    if (st != BC_OK) return;
+    char out[BC_WIRE_HANDSHAKE_MAX];
+    size_t m = bc_wire_challenge_format(&c, out, sizeof(out));
+    size_t body = len;
+    if (body > 0 && line[body - 1] == '\n') body--;
+    if (body > 0 && line[body - 1] == '\r') body--;
+    CHECK(m == body + 2 && memcmp(out, line, body) == 0);
+}
+
+static void
+check_auth(const char *line, size_t len)
+{
+    const char *proof = NULL;
+    bc_status_t st = bc_wire_auth_parse(line, len, &proof);
+    CHECK(st == BC_OK || st == BC_EINVAL || st == BC_ENOTFOUND);
+    if (st != BC_OK) return;
+    CHECK(inside(proof, BC_WIRE_PROOF_LEN, line, len));
+    CHECK(bc_wire_hex_valid(proof, BC_WIRE_PROOF_LEN, BC_WIRE_PROOF_LEN));
+    char copy[BC_WIRE_PROOF_LEN + 1], out[BC_WIRE_HANDSHAKE_MAX];
+    memcpy(copy, proof, BC_WIRE_PROOF_LEN);
+    copy[BC_WIRE_PROOF_LEN] = '\0';
+    CHECK(bc_wire_auth_format(copy, out, sizeof(out)) > 0);
+}
+
+/* An accepted refusal of a handshake is one of the table's texts. */
+static void
+check_peer_auth(const char *text, size_t n)
+{
+    bc_wire_peer_auth_failure_t f = bc_wire_peer_auth_parse(text, n);
+    if (f == BC_WIRE_PEER_AUTH_NONE) return;
+    const char *line = bc_wire_peer_auth_line(f);
+    CHECK(line != NULL && strlen(line) == 13 + n + 2 && memcmp(line + 13, text, n) == 0);
 }
 
 static void
@@ -90,6 +129,7 @@ check_replicate(const char *line, size_t len)
     CHECK(bc_wire_replicate_parse(a2, n2, &again) == BC_OK);
     CHECK(again.gid == h.gid && again.offset == h.offset);
     CHECK(strcmp(again.replid, h.replid) == 0 && strcmp(again.name, h.name) == 0);
+    CHECK(strcmp(again.nonce, h.nonce) == 0);
 }
 
 int
@@ -111,6 +151,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_fwd(text, ntext);
         check_peer(p, len);
         check_replicate(p, len);
+        check_challenge(p, len);
+        check_auth(p, len);
+        if (len >= 13 && memcmp(p, "CLIENT_ERROR ", 13) == 0) {
+            size_t nt = len - 13;
+            if (nt > 0 && p[len - 1] == '\r') nt--;
+            check_peer_auth(p + 13, nt);
+        }
         p += len + (nl ? 1 : 0);
     }
     return 0;

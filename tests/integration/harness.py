@@ -16,8 +16,15 @@ wait for a condition with wait_for() (its timeout stretched by SLOW), not
 for a fixed time; start nodes and consoles with the default session
 timeout (SESSION_MS) unless the test measures how fast a failure is
 noticed; and bound a measured reaction time with reaction_slack().
+
+The multi-host tests (netns.py) run the same processes inside network
+namespaces: Proc, Node, Console, cli and the connection helpers take
+ns= (a namespace name under /run/netns) and host= (the address there);
+without them everything is on 127.0.0.1 in the test's own namespace.
 """
 import atexit
+import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -87,6 +94,135 @@ def tsan_check(name, output):
 TMP = tempfile.mkdtemp(prefix="bc-it-")
 _procs = []
 
+_CLONE_NEWNET = 0x40000000
+_libc = None
+
+
+def _setns(fd):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "setns: " + os.strerror(e))
+
+
+@contextlib.contextmanager
+def in_netns(ns):
+    """Runs the body with the calling thread in network namespace ns (a name
+    under /run/netns; None: stay where it is).  A namespace is a property of
+    the thread, so other threads are not affected, and a socket created in
+    the body stays in ns after it."""
+    if ns is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open("/run/netns/" + ns, os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def connect(host, port, timeout, ns=None):
+    """A TCP connection to host:port made from namespace ns."""
+    with in_netns(ns):
+        return socket.create_connection((host, port), timeout=timeout)
+
+
+def in_ns_argv(ns, argv):
+    """argv run inside namespace ns, killed when the test process dies
+    (a process left behind would keep its namespace alive)."""
+    if ns is None:
+        return list(argv)
+    return ["setpriv", "--pdeathsig", "KILL", "ip", "netns", "exec", ns] + list(argv)
+
+
+def write_secret(path, *values):
+    """A secret file (common/bc_secret.h format) only its owner may read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(v + "\n" for v in values))
+    os.chmod(path, 0o600)
+    return path
+
+
+# The cluster secret every node of a test's clusters shares
+# (docs/security.md): nodes started with --zk get --cluster-secret-file
+# unless their args already say how they authenticate peers.
+CLUSTER_SECRET = os.urandom(32).hex()
+CLUSTER_SECRET_FILE = write_secret(os.path.join(TMP, "cluster-secret"), CLUSTER_SECRET)
+
+
+def peer_proof(role, fields, secret=None):
+    """HMAC-SHA256 proof of `role` ("server" or "client") over fields, as
+    common/bc_peerauth.c computes it."""
+    import hashlib
+    import hmac
+    msg = "\n".join(["bucketcache-peer-auth-v1", role] + list(fields))
+    return hmac.new((secret or CLUSTER_SECRET).encode(), msg.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def peer_handshake(conn, name="tester", secret=None, line=None):
+    """Opens conn (an McConn) as another node does: "bucketcache_peer NAME
+    NONCE" (or `line`, a replication handshake with its nonce), the node's
+    challenge checked, our proof sent.  Returns (lines sent, the challenge
+    line, the answer line: b"OK\r\n" for a peer; None for a replication
+    handshake, whose answer is a frame)."""
+    if line is None:
+        line = "bucketcache_peer %s %s" % (name, os.urandom(16).hex())
+    conn.send(line + "\r\n")
+    challenge = conn.readline()
+    parts = challenge.decode().split()
+    if len(parts) != 4 or parts[0] != "BUCKETCACHE_CHALLENGE":
+        return [line], challenge, None
+    fields = [line, parts[1], parts[2]]
+    assert peer_proof("server", fields, secret) == parts[3] or secret not in (None, CLUSTER_SECRET), \
+        "the node's proof does not check out"
+    auth = "bucketcache_auth " + peer_proof("client", fields, secret)
+    conn.send(auth + "\r\n")
+    answer = conn.readline() if line.startswith("bucketcache_peer ") else None
+    return [line, auth], challenge, answer
+
+
+def peer_signed(method, target, name="n-tester", secret=None):
+    """The header another node signs an admin-port request with (the
+    migration export; common/bc_peerauth.h): {"X-Bucketcache-Peer": ...}."""
+    ts = str(int(time.time() * 1000))
+    n = os.urandom(16).hex()
+    proof = peer_proof("client", ["http-request", method, target, name, ts, n], secret)
+    return {"X-Bucketcache-Peer": "%s %s %s %s" % (name, ts, n, proof)}
+
+
+def challenge_for(line, name="fake", secret=None):
+    """The challenge a node holding the secret answers handshake `line`
+    (without its CRLF) with: what a fake node in a test sends back."""
+    snonce = os.urandom(16).hex()
+    if isinstance(line, bytes):
+        line = line.decode()
+    proof = peer_proof("server", [line, name, snonce], secret)
+    return ("BUCKETCACHE_CHALLENGE %s %s %s\r\n" % (name, snonce, proof)).encode()
+
+
+def secret_args(args=()):
+    """["--cluster-secret-file", FILE] for a node of a cluster whose args
+    do not choose already; [] otherwise."""
+    args = list(args)
+    if "--zk" not in args and not any(a.startswith("--zk=") for a in args):
+        return []
+    for a in args:
+        if a.split("=")[0] in ("--cluster-secret-file", "--insecure-no-peer-auth"):
+            return []
+    return ["--cluster-secret-file", CLUSTER_SECRET_FILE]
+
 
 def free_port():
     """A TCP port free on 127.0.0.1 right now."""
@@ -104,14 +240,14 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS for pid %d" % pid)
 
 
-def wait_port(port, timeout=10.0, proc=None):
+def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1", ns=None):
     deadline = time.time() + timeout * SLOW
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("process exited with %s before listening on %d" %
                                (proc.returncode, port))
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with connect(host, port, 0.5, ns):
                 return
         except OSError:
             time.sleep(0.05)
@@ -119,10 +255,13 @@ def wait_port(port, timeout=10.0, proc=None):
 
 
 class Proc:
-    """A child process whose output goes to a log file in TMP."""
+    """A child process whose output goes to a log file in TMP; with ns, run
+    inside that network namespace (same pid: `ip netns exec` execs)."""
 
-    def __init__(self, name, argv, env=None):
+    def __init__(self, name, argv, env=None, ns=None):
         self.name = name
+        self.ns = ns
+        argv = in_ns_argv(ns, argv)
         self.argv = argv
         self.log_path = os.path.join(TMP, "%s-%d.log" % (name, len(_procs)))
         self.log = open(self.log_path, "wb")
@@ -207,19 +346,30 @@ class Node:
     """A running bucketcache-node (standalone unless args say otherwise)."""
 
     def __init__(self, *args, threads=2, memory_mb=64, env=None, wait=True, port=None,
-                 admin_port=None):
+                 admin_port=None, host=None, ns=None, name="node"):
+        # host: listen, admin and advertised address (inside ns)
+        self.host = host or "127.0.0.1"
+        self.ns = ns
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
-        argv = [NODE_BIN, "-l", "127.0.0.1", "-p", str(self.port),
+        argv = [NODE_BIN, "-l", self.host, "-p", str(self.port),
                 "--admin-port", str(self.admin_port),
-                "-t", str(threads), "-m", str(memory_mb)] + list(args)
-        self.proc = Proc("node", argv, env=env)
+                "-t", str(threads), "-m", str(memory_mb)]
+        if host:
+            argv += ["--admin-listen", host, "--advertise", host]
+        argv += list(args) + secret_args(args)
+        self.proc = Proc(name, argv, env=env, ns=ns)
         if wait:
-            wait_port(self.port, proc=self.proc.p)
-            wait_port(self.admin_port, proc=self.proc.p)
+            wait_port(self.port, proc=self.proc.p, host=self.host, ns=ns)
+            wait_port(self.admin_port, proc=self.proc.p, host=self.host, ns=ns)
 
     def conn(self, timeout=5.0):
-        return McConn(self.port, timeout)
+        return McConn(self.port, timeout, host=self.host, ns=self.ns)
+
+    def admin_json(self, path, method="GET", body=None, timeout=5.0):
+        """(status, JSON) of a request to the node's admin port."""
+        return http_json(self.admin_port, method, path, body=body, timeout=timeout,
+                         host=self.host, ns=self.ns)
 
     def stats(self, sub=""):
         """The node's `stats [sub]` as a dict of name -> value (text)."""
@@ -255,8 +405,8 @@ class Memcached:
 class McConn:
     """A raw memcached text-protocol connection."""
 
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    def __init__(self, port, timeout=5.0, host="127.0.0.1", ns=None):
+        self.sock = connect(host, port, timeout * SLOW, ns)
         self.buf = b""
 
     def close(self):
@@ -338,10 +488,12 @@ class McConn:
             out[name] = value
 
 
-def http(port, method, path, body=None, headers=None, timeout=5.0):
+def http(port, method, path, body=None, headers=None, timeout=5.0, host="127.0.0.1", ns=None):
     """A tiny HTTP/1.1 client: returns (status, headers dict, body bytes)."""
     import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * SLOW)
+    c = http.client.HTTPConnection(host, port, timeout=timeout * SLOW)
+    with in_netns(ns):
+        c.connect()
     c.request(method, path, body=body, headers=headers or {})
     r = c.getresponse()
     data = r.read()
@@ -399,10 +551,10 @@ ZK_CLASSPATH = os.environ.get(
     "/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar")
 
 
-def four_letter(port, word, timeout=1.0):
+def four_letter(port, word, timeout=1.0, host="127.0.0.1", ns=None):
     """Sends a ZooKeeper four-letter word; returns the reply text or ''."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with connect(host, port, timeout, ns) as s:
             s.sendall(word.encode())
             out = b""
             while True:
@@ -469,22 +621,25 @@ class ZooKeeper:
         self.start()
 
 
-def cli(*args, env=None, timeout=30.0):
-    """Runs the bucketcache CLI; returns (exit code, stdout, stderr) as text."""
+def cli(*args, env=None, timeout=30.0, ns=None):
+    """Runs the bucketcache CLI (in namespace ns); returns (exit code,
+    stdout, stderr) as text."""
     e = dict(os.environ)
     if env:
         e.update(env)
     e.setdefault("TSAN_OPTIONS", TSAN_OPTIONS)
-    r = subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
+    r = subprocess.run(in_ns_argv(ns, [CLI_BIN] + list(args)), capture_output=True, text=True,
                        env=e, timeout=timeout * SLOW, stdin=subprocess.DEVNULL)
     tsan_check("cli " + " ".join(args), r.stderr)
     return r.returncode, r.stdout, r.stderr
 
 
-def http_json(port, method, path, body=None, timeout=5.0):
-    """(status, parsed JSON body) of an HTTP request to 127.0.0.1:port."""
+def http_json(port, method, path, body=None, timeout=5.0, host="127.0.0.1", ns=None,
+              headers=None):
+    """(status, parsed JSON body) of an HTTP request to host:port (in ns)."""
     import json
-    status, _, data = http(port, method, path, body=body, timeout=timeout)
+    status, _, data = http(port, method, path, body=body, headers=headers, timeout=timeout,
+                           host=host, ns=ns)
     return status, json.loads(data.decode() or "null")
 
 
@@ -524,29 +679,40 @@ class Console:
     --migrations-parallel): most tests want tables that change only when
     they say so, and a group added to them owning nothing until asked."""
 
-    def __init__(self, zk, cluster, *args, session_timeout_ms=SESSION_MS, wait=True,
-                 migrations=False, token=None):
+    def __init__(self, zk, cluster, *args, session_timeout_ms=SESSION_MS, wait=True, migrations=False,
+                 host=None, ns=None, admin_port=None, env=None, name="console", token=None):
         self.zk = zk
         self.cluster = cluster
+        self.host = host or "127.0.0.1"
+        self.ns = ns
         self.token = token       # the admin token, when --auth-token-file is among args
-        self.admin_port = free_port()
+        self.admin_port = admin_port or free_port()
         argv = [CONSOLE_BIN, "--zk", zk.hosts, "--cluster", cluster,
                 "--admin-port", str(self.admin_port),
-                "--session-timeout-ms", str(session_timeout_ms)] + list(args)
+                "--session-timeout-ms", str(session_timeout_ms)]
+        if host:
+            argv += ["--admin-listen", host, "--advertise", host]
+        argv += list(args)
         if not migrations and "--migrations-parallel" not in args:
             argv += ["--migrations-parallel", "0"]
-        self.proc = Proc("console", argv)
+        self.proc = Proc(name, argv, env=env, ns=ns)
         if wait:
-            wait_port(self.admin_port, proc=self.proc.p)
+            wait_port(self.admin_port, proc=self.proc.p, host=self.host, ns=ns)
             # joined the election: consoles started later queue behind it
             wait_for(lambda: self.health()["election_node"], what="console in the election")
 
+    def api(self, method, path, body=None, timeout=5.0):
+        """(status, JSON) of a request to the console's HTTP API."""
+        return http_json(self.admin_port, method, path, body=body, timeout=timeout,
+                         host=self.host, ns=self.ns)
+
     def health(self):
         if self.token is None:
-            return http_json(self.admin_port, "GET", "/health")[1]
+            return self.api("GET", "/health")[1]
         import json
         data = http(self.admin_port, "GET", "/health",
-                    headers={"Authorization": "Bearer " + self.token})[2]
+                    headers={"Authorization": "Bearer " + self.token},
+                    host=self.host, ns=self.ns)[2]
         return json.loads(data.decode() or "null")
 
     def is_active(self):
@@ -572,7 +738,7 @@ class ClusterNode(Node):
         if kw.get("wait", True):
             # The ports listen before the node joins: wait until it is in its
             # group, so a console started next sees it in its first rebalance.
-            wait_for(lambda: http_json(self.admin_port, "GET", "/stats")[1]
+            wait_for(lambda: self.admin_json("/stats")[1]
                      .get("cluster", {}).get("registrations", 0) >= 1,
                      what="node of group %d registered" % group)
 
@@ -626,10 +792,11 @@ def key_in_bucket_owned_by(table, gid, prefix="k", nbuckets=None):
     raise AssertionError("no key for group %d" % gid)
 
 
-def zk_shell(zk, *args, timeout=60):
+def zk_shell(zk, *args, timeout=60, ns=None):
     """Runs one command of ZooKeeper's own shell (zkCli) against zk."""
-    r = subprocess.run(["java", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.ZooKeeperMain",
-                        "-server", zk.hosts] + list(args),
+    r = subprocess.run(in_ns_argv(ns, ["java", "-cp", ZK_CLASSPATH,
+                                       "org.apache.zookeeper.ZooKeeperMain",
+                                       "-server", zk.hosts] + list(args)),
                        capture_output=True, text=True, timeout=timeout * SLOW)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
@@ -721,13 +888,26 @@ class ClientTraffic:
 
 def repl(node, timeout=5.0):
     """A cluster node's replication state (GET /v1/repl)."""
-    return http_json(node.admin_port, "GET", "/v1/repl", timeout=timeout)[1]
+    return node.admin_json("/v1/repl", timeout=timeout)[1]
 
 
 def wait_primary(node, timeout=15, what=None):
     """Waits until `node` serves writes as its group's primary."""
     wait_for(lambda: (lambda r: r["role"] == "primary" and r["writable"])(repl(node)),
              timeout=timeout, what=what or "node on port %d primary and writable" % node.port)
+
+
+def wait_recorded(primary, backup, timeout=15):
+    """Waits until `backup` is in the in-sync set `primary` recorded in
+    ZooKeeper (and so writes are accepted again, if they waited for it)."""
+    name = repl(backup)["node"]
+    try:
+        wait_for(lambda: (lambda r: r["role"] == "primary" and name in r["in_sync"]["members"]
+                          and not r["in_sync"]["writes_refused"])(repl(primary)),
+                 timeout=timeout,
+                 what="backup %s in the in-sync set of port %d" % (name, primary.port))
+    except AssertionError as e:
+        raise AssertionError("%s; primary: %r; backup: %r" % (e, repl(primary), repl(backup)))
 
 
 def wait_tables(zk, cluster, pred, what, timeout=15):

@@ -14,7 +14,7 @@ def console_json(console, path):
     """GET path from the console; a 503 (ZooKeeper momentarily slow to
     answer, as under a sanitizer build on a loaded machine) is retried."""
     for _ in range(20):
-        status, doc = harness.http_json(console.admin_port, "GET", path)
+        status, doc = console.api("GET", path)
         if status != 503:
             break
         time.sleep(0.1 * harness.SLOW)
@@ -443,7 +443,8 @@ def read_frames(body, crc=True):
 
 
 class FakeSource:
-    """An HTTP server that answers every export with the next canned reply:
+    """An HTTP server (a node of the cluster: it holds the secret) that
+    answers every export with the next canned reply:
     (body, declared length or None[, seconds to wait before answering[,
     extra headers]]), and records the paths it was asked for."""
 
@@ -460,6 +461,11 @@ class FakeSource:
                     time.sleep(more[0])
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-bucketcache-frames")
+                # a node of the cluster: it proves the secret to the importer
+                claim = (self.headers.get("X-Bucketcache-Peer") or "").split()
+                if len(claim) == 4:
+                    self.send_header("X-Bucketcache-Peer-Proof", "fake " + harness.peer_proof(
+                        "server", ["http-response", "GET", self.path, claim[2], "fake"]))
                 for k, v in (more[1] if len(more) > 1 else {}).items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body) if length is None else length))

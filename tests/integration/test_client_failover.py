@@ -45,31 +45,35 @@ def test_group_dies_and_buckets_move_during_traffic():
 
 def test_primary_dies_backup_takes_over():
     cl = harness.create_cluster(zk, "failover", buckets=NB)
-    # sync replication: the backup has every write the client saw
+    # sync replication: the backups in sync have every write the client saw
     # acknowledged, so after the switch no read may return an older value
-    # (with async, the last few milliseconds of writes would be lost)
+    # (with async, the last few milliseconds of writes would be lost).  Two
+    # backups: the one promoted has the other in sync at once, so writes go
+    # on (sync mode, min_in_sync 1, refuses them with no backup in sync).
     a = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     harness.wait_tables(zk, cl, lambda t: t["c"] == [1] * NB, "group 1 owns everything")
-    b = harness.ClusterNode(zk, cl, 1, "--replication", "sync", session_timeout_ms=SESSION_MS)
-    harness.wait_for(lambda: len(next(g for g in harness.http_json(con.admin_port, "GET", "/v1/cluster")[1]
-                                       ["groups"] if g["gid"] == 1)["nodes"]) == 2,
-                     what="backup registered")
-    harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/v1/repl")[1]["link_up"],
-                     what="backup streaming from the primary")
+    harness.wait_primary(a)
+    backups = [harness.ClusterNode(zk, cl, 1, "--replication", "sync",
+                                   session_timeout_ms=SESSION_MS) for _ in range(2)]
+    for b in backups:
+        harness.wait_recorded(a, b)
     tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "40")
     tr.wait_progress(what="traffic through the first primary")
     a.proc.kill()
+    addrs = {"127.0.0.1:%d" % b.port: b for b in backups}
     harness.wait_for(lambda: json.loads(harness.cli("--zk", zk.hosts, "--cluster", cl, "--json",
-                                                    "locate", "k")[1])["primary"] ==
-                     "127.0.0.1:%d" % b.port, timeout=SESSION_MS / 1000 + 15, what="backup promoted")
+                                                    "locate", "k")[1])["primary"] in addrs,
+                     timeout=SESSION_MS / 1000 + 15, what="a backup promoted")
+    new = addrs[json.loads(harness.cli("--zk", zk.hosts, "--cluster", cl, "--json", "locate",
+                                       "k")[1])["primary"]]
     tr.wait_progress(n=300, what="traffic through the new primary", timeout=20)
     final = tr.stop()
     print("traffic:", json.dumps(final))
     assert final["refreshes"] >= 2, final
     # everything after the switch went to the new primary
-    assert int(b.stats()["cmd_set"]) > 0
-    for p in (b, con):
+    assert int(new.stats()["cmd_set"]) > 0
+    for p in backups + [con]:
         p.stop()
 
 

@@ -29,7 +29,7 @@ def group_doc(console, gid):
 def peer_conn(node):
     """A connection that identified as another node's forwarding one."""
     c = node.conn()
-    assert c.cmd("bucketcache_peer test") == b"OK\r\n"
+    assert harness.peer_handshake(c)[2] == b"OK\r\n"
     return c
 
 
@@ -45,7 +45,8 @@ def test_registration_primary_and_ownership():
     roles = {n["data"]: n["role"] for n in g["nodes"]}
     # what each node registered (the replication offset is not in it: the
     # console asks a node's live offset when it needs one)
-    assert all(set(n) == {"name", "role", "data", "admin", "memory", "pid"} for n in g["nodes"]), g
+    assert all(set(n) == {"name", "role", "data", "admin", "memory", "pid", "in_sync"}
+               for n in g["nodes"]), g
     assert {n["pid"] for n in g["nodes"]} == {a.proc.pid, b.proc.pid}, g
     assert roles["127.0.0.1:%d" % a.port] == "primary", roles
     assert roles["127.0.0.1:%d" % b.port] == "backup", roles
@@ -267,9 +268,32 @@ def test_bad_cluster_flags():
         (["--zk", zk.hosts, "--cluster", "reg", "--group", "0"], "group"),
         (["--zk", zk.hosts, "--group", "1"], "cluster"),
     ]:
-        r = subprocess.run([harness.NODE_BIN, "-p", str(harness.free_port()), "--admin-port", "0"] + args,
+        r = subprocess.run([harness.NODE_BIN, "-p", str(harness.free_port()), "--admin-port", "0"]
+                           + args + harness.secret_args(args),
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and needle in r.stderr, (args, r.returncode, r.stderr[-800:])
+    # secure by default: no cluster secret, no node of a cluster (exit 2,
+    # before anything starts), unless told in so many words
+    base = [harness.NODE_BIN, "-p", str(harness.free_port()), "--admin-port", "0", "--zk",
+            zk.hosts, "--cluster", "reg", "--group", "1"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--cluster-secret-file" in r.stderr, r.stderr[-800:]
+    assert "--insecure-no-peer-auth" in r.stderr, r.stderr[-800:]
+    r = subprocess.run(base + ["--insecure-no-peer-auth", "--cluster-secret-file",
+                               harness.CLUSTER_SECRET_FILE], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "contradict" in r.stderr, r.stderr[-800:]
+    # a secret file others may read, or one too short, is refused at once
+    import os
+    loose = harness.write_secret(os.path.join(harness.TMP, "loose-secret"), "a" * 64)
+    os.chmod(loose, 0o644)
+    short = harness.write_secret(os.path.join(harness.TMP, "short-secret"), "a" * 16)
+    for path, why in ((loose, "other users can read it"), (short, "too short"),
+                      ("/nonexistent/secret", "cannot open")):
+        r = subprocess.run(base + ["--cluster-secret-file", path], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2 and why in r.stderr, (path, r.returncode, r.stderr[-800:])
+        assert "a" * 16 not in r.stderr
 
 
 harness.main(globals())

@@ -73,7 +73,7 @@ def stat(node, name):
 
 def peer_conn(node, name="tester"):
     c = node.conn()
-    assert c.cmd("bucketcache_peer " + name) == b"OK\r\n"
+    assert harness.peer_handshake(c, name)[2] == b"OK\r\n"
     return c
 
 
@@ -124,7 +124,12 @@ def test_noreply_is_forwarded_silently():
     via.send("set %s 0 0 2 noreply\r\nhi\r\nincr %s 1 noreply\r\ndelete nokey-%s noreply\r\n"
              % (k, k, k))
     assert via.cmd("version").startswith(b"VERSION "), "noreply commands answered something"
-    assert G2.conn().cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode()
+    # version is answered here at once, while the forwarded set may still be
+    # on its way to the owner: the owner gets it soon, and a get through
+    # the same connection (the same forwarding link, in order) sees it
+    assert via.cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode()
+    harness.wait_for(lambda: G2.conn().cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n"
+                     % k.encode(), timeout=5, what="the owner has the forwarded set")
     via.send("delete %s noreply\r\n" % k)
     assert via.cmd("get " + k) == b"END\r\n"
 
@@ -200,10 +205,19 @@ def test_large_values_both_ways():
     via = G1.conn()
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(blob)), blob) == b"STORED\r\n"
     assert via.cmd("get " + k) == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (k.encode(), len(blob), blob)
-    # larger than the item limit: answered here, the block is skipped
+    # larger than the item limit: answered here, the block is skipped, and
+    # (as memcached does for a set or an ms) the owner's old value deleted
     huge = b"x" * (1024 * 1024 + 10)
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
         b"SERVER_ERROR object too large for cache\r\n"
+    assert G2.conn().cmd("get " + k) == b"END\r\n"
+    assert via.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert via.cmd(b"append %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
+        b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"VALUE %s 0 1\r\nv\r\nEND\r\n" % k.encode()   # kept
+    via.send(b"ms %s %d T0\r\n%s\r\n" % (k.encode(), len(huge), huge))
+    assert via.readline() == b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"END\r\n"
     assert via.cmd("version").startswith(b"VERSION ")
 
 
@@ -259,12 +273,16 @@ def test_peer_connection_is_never_forwarded():
     # a backup's peer connection answers NOT_PRIMARY
     pb = peer_conn(G1B)
     assert pb.cmd("get " + k1).startswith(b"SERVER_ERROR NOT_PRIMARY %d 1 " % harness.bucket_of(k1, NB))
-    # a bad handshake is a client error; a repeated one is fine
+    # a bad handshake is a client error; one without a nonce is refused
+    # (the node holds the cluster secret: test_peer_auth.py has the rest)
     c = G1.conn()
     assert c.cmd("bucketcache_peer") == b"CLIENT_ERROR bad command line format\r\n"
     assert c.cmd("bucketcache_peer a b") == b"CLIENT_ERROR bad command line format\r\n"
-    assert c.cmd("bucketcache_peer x") == b"OK\r\n"
-    assert c.cmd("bucketcache_peer x") == b"OK\r\n"
+    assert c.cmd("bucketcache_peer x").startswith(b"CLIENT_ERROR peer authentication required")
+    assert c.closed_by_peer()
+    # a repeated handshake is fine
+    c = peer_conn(G1, "x")
+    assert harness.peer_handshake(c, "x")[2] == b"OK\r\n"
     assert c.cmd("get " + k2) == moved
 
 
@@ -332,7 +350,21 @@ class FakeOwner:
     def serve(self, c):
         buf = b""
         try:
-            while buf.count(b"\r\n") < 2:
+            # the handshake: refused as an old node would, or challenged
+            # (a node of the cluster: it knows the secret)
+            while b"\r\n" not in buf:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            if self.mode == "refuse":
+                self.received += buf
+                c.sendall(b"ERROR\r\n")
+                time.sleep(30)
+                return
+            c.sendall(harness.challenge_for(buf[:buf.index(b"\r\n")]))
+            # our proof, then a request
+            while buf.count(b"\r\n") < 3:
                 chunk = c.recv(65536)
                 if not chunk:
                     return
@@ -340,8 +372,6 @@ class FakeOwner:
             self.received += buf
             if self.mode == "garbage":
                 c.sendall(b"OK\r\nHELLO THERE\r\n")
-            elif self.mode == "refuse":
-                c.sendall(b"ERROR\r\n")
             elif self.mode == "huge":
                 c.sendall(b"OK\r\nVALUE k 0 99999999\r\n" + b"x" * (6 * 1024 * 1024))
             elif self.mode == "drop":      # takes the request, then goes away
@@ -375,7 +405,9 @@ def test_owner_that_hangs_or_misbehaves():
     assert G1.conn().cmd("set %s 0 0 2" % local, "ok") == b"STORED\r\n"
     for mode, want in (("hang", b"SERVER_ERROR forward timeout\r\n"),
                        ("garbage", b"SERVER_ERROR forward bad reply from owner\r\n"),
-                       ("refuse", b"SERVER_ERROR forward bad reply from owner\r\n"),
+                       # refused the handshake: the request, held until the owner
+                       # proved the cluster secret, was never sent
+                       ("refuse", b"SERVER_ERROR forward failed: owner unreachable\r\n"),
                        ("huge", b"SERVER_ERROR forward reply too large\r\n"),
                        # sent, then lost: the owner may have applied it
                        ("drop", b"SERVER_ERROR forward in doubt: the owner was lost after the "

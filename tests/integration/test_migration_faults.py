@@ -21,6 +21,11 @@ SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 
+def export_json(port, target):
+    """GET an export as another node does: signed with the cluster secret."""
+    return harness.http_json(port, "GET", target, headers=harness.peer_signed("GET", target))
+
+
 def hello(bucket, epoch, nbuckets=NB):
     return mu.hello(bucket, epoch, nbuckets)
 
@@ -107,9 +112,9 @@ def test_malformed_truncated_and_misdirected_frames():
         st, doc = harness.http_json(b.admin_port, "POST", path)
         assert st == 400 and needle in doc["error"], (path, st, doc)
     # an export is refused where the bucket is not read-only (nothing to fence)
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=1")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=1")
     assert st == 409 and doc["retry"] is False and "writable" in doc["error"], doc
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=999")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=999")
     assert st == 409 and doc["retry"] is True and "not fenced" in doc["error"], doc
     # the console's long poll: answered when wait_ms passes while the job
     # runs, and the moment the job finishes
@@ -149,8 +154,9 @@ def test_export_ahead_of_the_tables_fences_the_bucket_locally():
     assert c.cmd("set %s 0 0 1" % k, "1") == b"STORED\r\n"
     bucket = harness.bucket_of(k, NB)
     t0 = time.time()
-    st, hdrs, body = harness.http(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
-                                  % (bucket, t["epoch"] + 1))
+    target = "/v1/migrate/export?bucket=%d&epoch=%d" % (bucket, t["epoch"] + 1)
+    st, hdrs, body = harness.http(a.admin_port, "GET", target,
+                                  headers=harness.peer_signed("GET", target))
     assert st == 200, (st, hdrs, body[:200])
     frames = mu.read_frames(body)
     assert [f[0] for f in frames] == ["HELLO", "ITEM", "END"], frames
@@ -161,8 +167,8 @@ def test_export_ahead_of_the_tables_fences_the_bucket_locally():
     assert c.cmd("get " + k) == b"VALUE %s 0 1\r\n1\r\nEND\r\n" % k.encode()
     assert c.cmd("set %s 0 0 1" % other, "x") == b"STORED\r\n"
     # an epoch far ahead is not believed
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=%d&epoch=%d"
-                                % (bucket, t["epoch"] + 500))
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=%d&epoch=%d"
+                          % (bucket, t["epoch"] + 500))
     assert st == 409 and "not fenced" in doc["error"], doc
     # the tables move on (a second group's primary bumps the epoch): the
     # console never made the bucket read-only, so it is writable again
@@ -245,10 +251,19 @@ def test_refusing_destination_then_cancel():
     data = mu.load(g1, ["big%d" % i for i in range(200)], 8 * 1024)
     # the destination accepts no item over 2 KiB: every import fails
     g2 = harness.ClusterNode(zk, cl, 2, "-I", "2k", session_timeout_ms=SESSION_MS)
-    m = harness.wait_for(lambda: (lambda m: m if len(m["waiting"]) >= 4 else None)(
+    m = harness.wait_for(lambda: (lambda m: m if len(m["waiting"]) >= 1 and
+                                  m["failed_attempts"] >= 2 else None)(
         mu.console_json(con, "/v1/migrations")), timeout=20, what="refused copies")
     assert all("max item size" in w["error"] for w in m["waiting"]), m["waiting"]
     assert m["done"] == 0 and mu.console_json(con, "/v1/tables")["c"] == [1] * NB
+    # the destination backs off as a whole (console/migrate.h): one job per
+    # backoff step probes it, instead of every bucket failing on its own
+    # clock, each making its source read-only for a moment
+    assert m["dest_backoffs"] >= 2, m
+    time.sleep(2.0)
+    m2 = mu.console_json(con, "/v1/migrations")
+    assert m2["failed_attempts"] - m["failed_attempts"] <= 2, (m, m2)
+    assert m2["dests_backing_off"] <= 1
     assert g2.proc.poll() is None
     st, doc = harness.http_json(con.admin_port, "POST", "/v1/rebalance/cancel")
     assert st == 200, doc

@@ -33,6 +33,11 @@ SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 
+def export_json(port, target):
+    """GET an export as another node does: signed with the cluster secret."""
+    return harness.http_json(port, "GET", target, headers=harness.peer_signed("GET", target))
+
+
 def keys_in_bucket(bucket, n, prefix="pk"):
     return mu.keys_in_bucket(bucket, n, NB, prefix)
 
@@ -131,11 +136,11 @@ def test_precopy_then_delta_between_real_nodes():
                          ("/v1/migrate/import?bucket=1&precopy=1&source=x:1", "from")]:
         st, doc = harness.http_json(b.admin_port, "POST", path)
         assert st == 400 and needle in doc["error"], (path, st, doc)
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&tap=1&epoch=2")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&tap=1&epoch=2")
     assert st == 400 and "tap=1" in doc["error"], doc
-    st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/export?bucket=1&tap=1")
+    st, doc = export_json(b.admin_port, "/v1/migrate/export?bucket=1&tap=1")
     assert st == 409 and "another group" in doc["error"], doc
-    st, doc = harness.http_json(a.admin_port, "GET", "/v1/migrate/export?bucket=1&epoch=2&since=0")
+    st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=2&since=0")
     assert st == 400 and "since" in doc["error"], doc
     for p in (a, b, con):
         p.stop()
@@ -150,7 +155,9 @@ def export_http10(port, bucket, rcvbuf=None):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", port))
     s.settimeout(10 * harness.SLOW)
-    s.sendall(b"GET /v1/migrate/export?bucket=%d&tap=1 HTTP/1.0\r\n\r\n" % bucket)
+    target = "/v1/migrate/export?bucket=%d&tap=1" % bucket
+    s.sendall(("GET %s HTTP/1.0\r\nX-Bucketcache-Peer: %s\r\n\r\n" % (
+        target, harness.peer_signed("GET", target)["X-Bucketcache-Peer"])).encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = s.recv(65536)
@@ -192,8 +199,9 @@ def test_streamed_export_of_a_large_bucket():
     s.close()
     assert len(body) > 15 << 20, len(body)
     check_export(mu.read_frames(body, crc=False), values)
-    st, hdrs, body = harness.http(a.admin_port, "GET",
-                                  "/v1/migrate/export?bucket=%d&tap=1" % bucket)
+    target = "/v1/migrate/export?bucket=%d&tap=1" % bucket
+    st, hdrs, body = harness.http(a.admin_port, "GET", target,
+                                  headers=harness.peer_signed("GET", target))
     assert st == 200 and hdrs.get("transfer-encoding") == "chunked", hdrs
     check_export(mu.read_frames(body, crc=False), values)
 

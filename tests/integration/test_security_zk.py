@@ -115,8 +115,8 @@ def test_processes_with_wrong_or_missing_credentials_say_why():
         port, admin = harness.free_port(), harness.free_port()
         r = subprocess.run([harness.NODE_BIN, "-l", "127.0.0.1", "-p", str(port), "--admin-port",
                             str(admin), "-t", "1", "--zk", zk.hosts, "--cluster", "deny",
-                            "--group", "1"] + extra,
-                           capture_output=True, text=True, timeout=60 * SLOW)
+                            "--group", "1", "--cluster-secret-file", harness.CLUSTER_SECRET_FILE]
+                           + extra, capture_output=True, text=True, timeout=60 * SLOW)
         if extra and extra[1] == R_FILE:
             # the reader may read the config but not register: refused, not hung
             assert r.returncode != 0, r.stderr[-2000:]
@@ -134,7 +134,8 @@ def test_processes_with_wrong_or_missing_credentials_say_why():
     loose = cred_file(WRITER, "zk-loose")
     os.chmod(loose, 0o644)
     r = subprocess.run([harness.NODE_BIN, "-p", "0", "--admin-port", "0", "--zk", zk.hosts,
-                        "--cluster", "deny", "--group", "1", "--zk-auth-file", loose],
+                        "--cluster", "deny", "--group", "1", "--zk-auth-file", loose,
+                        "--cluster-secret-file", harness.CLUSTER_SECRET_FILE],
                        capture_output=True, text=True, timeout=60 * SLOW)
     assert r.returncode == 2 and "other users can read it" in r.stderr, r.stderr
     assert WRITER.split(":")[1] not in r.stderr

@@ -6,6 +6,7 @@
  * fast, and every malformed reply is a clear error -- never a crash and
  * never a value for the wrong key.  Also multi-get ordering and retry.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,6 +149,109 @@ test_refused_until_deadline(void **state)
     assert_true(st.refusals >= 3);   /* backoff: retried, but not a busy loop */
     assert_true(st.refusals < 200);
     assert_int_equal(st.timeouts, 1);
+    world_free(&w);
+}
+
+/* NOT_ENOUGH_IN_SYNC for the first `left` writes, then the store answers. */
+static fake_action_t
+hook_not_in_sync(fake_t *f, const char *line, const char *data, size_t dlen, char *out,
+                 size_t *outlen, void *ctx)
+{
+    (void)f, (void)data, (void)dlen;
+    atomic_int *left = ctx;
+    if (strncmp(line, "set ", 4) == 0 && atomic_fetch_sub(left, 1) > 0) {
+        *outlen = (size_t)sprintf(out, "SERVER_ERROR NOT_ENOUGH_IN_SYNC 3 1 7\r\n");
+        return FAKE_REPLY;
+    }
+    return FAKE_DEFAULT;
+}
+
+static void
+test_not_enough_in_sync_retried_without_refresh(void **state)
+{
+    (void)state;
+    world_t w;
+    atomic_int left = 3;
+    world_init(&w, hook_not_in_sync, &left, NULL);
+    /* the group is short of backups in sync for a moment: retried on the
+     * same node, the table is not asked for again */
+    assert_int_equal(bc_client_set(w.c, "k", 1, "v", 1, 0, 0, 2000), BC_CLIENT_OK);
+    assert_true(fake_has(w.a, "k"));
+    bc_client_stats_t st;
+    bc_client_get_stats(w.c, &st);
+    assert_int_equal(st.refusals, 3);
+    assert_int_equal(atomic_load(&w.refreshes), 0);
+    /* short until the deadline: the write was not applied, and says why */
+    atomic_store(&left, 1000000);
+    uint64_t t0 = ms_now();
+    assert_int_equal(bc_client_set(w.c, "k2", 2, "v", 1, 0, 0, 150), BC_CLIENT_ENOTINSYNC);
+    assert_true(ms_now() - t0 >= 140);
+    assert_false(fake_has(w.a, "k2"));
+    assert_non_null(strstr(bc_strerror(BC_CLIENT_ENOTINSYNC), "in sync"));
+    world_free(&w);
+}
+
+/* A node that reads requests and never answers; it tells how each of its
+ * connections ended: 1 reset (RST), 2 closed (FIN). */
+typedef struct mute_node {
+    int lfd;
+    char addr[32];
+    pthread_t thread;
+    atomic_int requests;
+    atomic_int ended;          /* 0 still open, 1 reset, 2 closed */
+} mute_node_t;
+
+static void *
+mute_serve(void *arg)
+{
+    mute_node_t *m = arg;
+    int fd = accept(m->lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            atomic_fetch_add(&m->requests, 1);
+            continue;
+        }
+        atomic_store(&m->ended, n < 0 && errno == ECONNRESET ? 1 : 2);
+        break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void
+test_timed_out_connection_is_reset(void **state)
+{
+    (void)state;
+    mute_node_t m;
+    memset(&m, 0, sizeof(m));
+    m.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(m.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(m.lfd, 4), 0);
+    assert_int_equal(getsockname(m.lfd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(m.addr, sizeof(m.addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+    assert_int_equal(pthread_create(&m.thread, NULL, mute_serve, &m), 0);
+
+    world_t w;
+    world_init(&w, NULL, NULL, NULL);
+    w.addr_of_1 = m.addr;
+    world_install(&w, 2);
+    /* The write times out unanswered.  The library gives the connection
+     * up with a reset, not a close: a request the kernel still held (a
+     * partition) would otherwise be retransmitted and applied later. */
+    assert_int_equal(bc_client_set(w.c, "k", 1, "v", 1, 0, 0, 100), BC_CLIENT_ETIMEOUT);
+    for (int i = 0; i < 200 && atomic_load(&m.ended) == 0; i++) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&m.requests) >= 1, 1);
+    assert_int_equal(atomic_load(&m.ended), 1);
+    pthread_join(m.thread, NULL);
+    close(m.lfd);
     world_free(&w);
 }
 
@@ -726,6 +830,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moved_refreshes_and_retries),
         cmocka_unit_test(test_refused_until_deadline),
+        cmocka_unit_test(test_not_enough_in_sync_retried_without_refresh),
+        cmocka_unit_test(test_timed_out_connection_is_reset),
         cmocka_unit_test(test_dropped_connection),
         cmocka_unit_test(test_dead_node_and_no_owner),
         cmocka_unit_test(test_readonly_then_writable),

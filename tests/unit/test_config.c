@@ -110,6 +110,49 @@ test_parse_int(void **state)
     assert_int_equal(bc_parse_int(NULL, 0, 10, &v), BC_EINVAL);
 }
 
+/* bc_parse_u64n: the whole uint64 range, to the last value, and nothing
+ * past it or beside digits. */
+static void
+test_parse_u64n(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+#define U64N(lit, max, out) bc_parse_u64n((lit), sizeof(lit) - 1, (max), (out))
+    assert_true(U64N("0", UINT64_MAX, &v) && v == 0);
+    assert_true(U64N("00000000000000000001", UINT64_MAX, &v) && v == 1);
+    assert_true(U64N("1844674407370955161", UINT64_MAX, &v) && v == 1844674407370955161ull);
+    assert_true(U64N("18446744073709551609", UINT64_MAX, &v) && v == 18446744073709551609ull);
+    for (unsigned d = 0; d <= 5; d++) {
+        char s[21];
+        memcpy(s, "1844674407370955161", 19);
+        s[19] = (char)('0' + d);
+        s[20] = '\0';
+        v = 0;
+        assert_true(bc_parse_u64n(s, 20, UINT64_MAX, &v));
+        assert_true(v == 18446744073709551610ull + d);
+    }
+    assert_true(U64N("18446744073709551615", UINT64_MAX, &v) && v == UINT64_MAX);
+    v = 7;
+    assert_false(U64N("18446744073709551616", UINT64_MAX, &v));
+    assert_false(U64N("18446744073709551619", UINT64_MAX, &v));
+    assert_false(U64N("18446744073709551620", UINT64_MAX, &v));
+    assert_false(U64N("99999999999999999999", UINT64_MAX, &v));
+    assert_false(U64N("100000000000000000000", UINT64_MAX, &v));
+    assert_true(v == 7);                                    /* untouched on failure */
+    assert_true(U64N("4294967295", UINT32_MAX, &v) && v == UINT32_MAX);
+    assert_false(U64N("4294967296", UINT32_MAX, &v));
+    assert_false(U64N("18446744073709551615", UINT64_MAX - 1, &v));
+    assert_false(U64N("", UINT64_MAX, &v));
+    assert_false(U64N("-1", UINT64_MAX, &v));
+    assert_false(U64N("+1", UINT64_MAX, &v));
+    assert_false(U64N(" 1", UINT64_MAX, &v));
+    assert_false(U64N("1x", UINT64_MAX, &v));
+    assert_false(bc_parse_u64n(NULL, 1, UINT64_MAX, &v));
+    /* len bytes only: what follows is not read */
+    assert_true(bc_parse_u64n("12junk", 2, UINT64_MAX, &v) && v == 12);
+#undef U64N
+}
+
 static void
 test_parse_size(void **state)
 {
@@ -618,6 +661,30 @@ test_node_flag_errors(void **state)
     assert_int_equal(ARGS("-l", "a,b"), BC_EINVAL);
     assert_non_null(strstr(err, "one address"));
     assert_int_equal(ARGS("-l", ""), BC_EINVAL);
+    /* -Z and its memcached options (net/tls.h) */
+    assert_int_equal(ARGS("-Z"), BC_EINVAL);
+    assert_non_null(strstr(err, "-Z needs a certificate"));
+    assert_int_equal(ARGS("-o", "ssl_chain_cert=c.pem"), BC_EINVAL);
+    assert_non_null(strstr(err, "go with -Z"));
+    assert_int_equal(ARGS("-l", "notls:127.0.0.1:11212"), BC_EINVAL);
+    assert_non_null(strstr(err, "go with -Z"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=4"), BC_EINVAL);
+    assert_non_null(strstr(err, "0 (none), 1 (request), 2 (require) or 3 (once)"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_min_version=x"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem,ssl_verify_mode=2"), BC_EINVAL);
+    assert_non_null(strstr(err, "ssl_ca_cert"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l", "notls:127.0.0.1"),
+                     BC_EINVAL);
+    assert_non_null(strstr(err, "notls:HOST:PORT"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l", "notls::1"), BC_EINVAL);
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "-l",
+                          "notls:a:1,notls:b:2,notls:c:3,notls:d:4,notls:e:5"), BC_EINVAL);
+    assert_non_null(strstr(err, "at most 4"));
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=c.pem", "--zk", "127.0.0.1:2181",
+                          "--cluster", "x", "--group", "1", "--insecure-no-peer-auth"),
+                     BC_EINVAL);
+    assert_non_null(strstr(err, "-Z in a cluster"));
     assert_int_equal(ARGS("-p", "5000", "--admin-port", "5000"), BC_EINVAL);
     assert_non_null(strstr(err, "both 5000"));
     /* Features we do not have are refused, not silently dropped. */
@@ -631,6 +698,43 @@ test_node_flag_errors(void **state)
     /* Hostile bytes are escaped in messages. */
     assert_int_equal(ARGS("-p", "1\x1b[2J"), BC_EINVAL);
     assert_null(strchr(err, '\x1b'));
+}
+
+/* memcached's -Z, -o ssl_* and -l notls: as memcached spells them. */
+static void
+test_node_tls_flags(void **state)
+{
+    bc_node_config_t cfg;
+    bc_node_config_action_t action;
+    char err[512];
+    (void)state;
+
+    assert_int_equal(ARGS("-l", "10.0.0.1", "-l", "notls:127.0.0.1:11212,notls:[::1]:0", "-Z",
+                          "-o", "idle_timeout=5,ssl_chain_cert=/c.pem,ssl_key=/k.pem,"
+                          "ssl_ca_cert=/ca.pem,ssl_verify_mode=2,ssl_min_version=3,"
+                          "ssl_ciphers=HIGH,ssl_wbuf_size=32"), BC_OK);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.listen_addr, "10.0.0.1");
+    assert_int_equal(cfg.nplain_listen, 2);
+    assert_string_equal(cfg.plain_listen_host[0], "127.0.0.1");
+    assert_int_equal(cfg.plain_listen_port[0], 11212);
+    assert_string_equal(cfg.plain_listen_host[1], "::1");
+    assert_int_equal(cfg.plain_listen_port[1], 0);
+    assert_string_equal(cfg.tls_chain_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_string_equal(cfg.tls_ca_cert, "/ca.pem");
+    assert_string_equal(cfg.tls_ciphers, "HIGH");
+    assert_int_equal(cfg.tls_verify_mode, 2);
+    assert_int_equal(cfg.tls_min_version, 3);
+    assert_int_equal(cfg.idle_timeout_s, 5);
+    /* defaults: TLS 1.2 at least, no client certificates */
+    assert_int_equal(ARGS("-Z", "-o", "ssl_chain_cert=/c.pem"), BC_OK);
+    assert_int_equal(cfg.tls_min_version, 2);
+    assert_int_equal(cfg.tls_verify_mode, 0);
+    assert_int_equal(cfg.nplain_listen, 0);
+    assert_string_equal(cfg.listen_addr, "0.0.0.0");
+    assert_int_equal(parse_args(&cfg, &action, err, sizeof(err), (char *)NULL), BC_OK);
+    assert_false(cfg.tls);
 }
 
 static void
@@ -679,6 +783,33 @@ test_node_config_file(void **state)
     assert_int_equal(cfg.port, 1);
     assert_int_equal(cfg.threads, 5);
     assert_int_equal(cfg.nbuckets, 64);
+    unlink(path);
+    free(path);
+
+    /* server.tls: -Z and its options; plain_listen as -l notls: */
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"key\": \"/k.pem\",\n"
+                     "  \"ca_cert\": \"/ca.pem\", \"verify_mode\": 1, \"min_version\": 3,\n"
+                     "  \"plain_listen\": \"127.0.0.1:11212,[::1]:11213\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_OK);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.tls_chain_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_string_equal(cfg.tls_ca_cert, "/ca.pem");
+    assert_int_equal(cfg.tls_verify_mode, 1);
+    assert_int_equal(cfg.tls_min_version, 3);
+    assert_int_equal(cfg.nplain_listen, 2);
+    assert_string_equal(cfg.plain_listen_host[1], "::1");
+    assert_int_equal(cfg.plain_listen_port[1], 11213);
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"plain_listen\": \"x\"}}}");
+    assert_int_equal(ARGS("--config", path), BC_EINVAL);
+    assert_non_null(strstr(err, "server.tls.plain_listen"));
+    unlink(path);
+    free(path);
+    path = temp_text("{\"server\": {\"tls\": {\"chain_cert\": \"/c.pem\", \"verfy\": 1}}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    assert_non_null(strstr(err, "unknown field \"verfy\" in \"server.tls\""));
     unlink(path);
     free(path);
 }
@@ -775,6 +906,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_parse_u64n),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_parse_errors),
@@ -787,6 +919,7 @@ main(void)
         cmocka_unit_test(test_node_memcached_flags),
         cmocka_unit_test(test_node_own_flags),
         cmocka_unit_test(test_node_flag_errors),
+        cmocka_unit_test(test_node_tls_flags),
         cmocka_unit_test(test_node_config_file),
         cmocka_unit_test(test_node_config_file_errors),
         cmocka_unit_test(test_usage_lists_every_flag),

@@ -494,7 +494,7 @@ test_fwd_flush_all_reaches_every_group(void **state)
     assert_owner_line(&n->owners[2], 0, "flush_all");
     assert_owner_line(&n->owners[3], 0, "flush_all");
     /* Its delay and noreply: the delay travels, noreply does not. */
-    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_VERSION "\r\n");
+    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_MC_PROTOCOL_VERSION "\r\n");
     assert_owner_line(&n->owners[2], 1, "flush_all 10");
     /* A group that fails it: its failure is the answer. */
     owner_set_flush(&n->owners[3], "SERVER_ERROR flush refused\r\n");
@@ -524,7 +524,7 @@ test_fwd_noreply_is_forwarded_without_it_and_answers_nothing(void **state)
     /* A failed forward of a noreply command is not answered either. */
     owner_set(&n->owners[2], NULL, true, 0);
     snprintf(line, sizeof(line), "touch %s 10 noreply\r\nversion\r\n", a0);
-    expect(n, line, "VERSION " BC_VERSION "\r\n");
+    expect(n, line, "VERSION " BC_MC_PROTOCOL_VERSION "\r\n");
     node_stop(n);
 }
 

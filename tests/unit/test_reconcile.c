@@ -1,7 +1,10 @@
 /*
  * test_reconcile.c -- the console's decisions on hand-built cluster views:
  * first group, group added, group down, group back (intact or not), orphan
- * grace, primary choice and failover, idempotence; and the migration state
+ * grace, primary choice and failover (only from the in-sync set of the
+ * dead primary's term, carrying its other members over; a group with none
+ * alive waits; an operator's unclean failover and what it reports),
+ * idempotence; and the migration state
  * machine: start, bounded parallelism, cutover, stale reports, aborts with
  * backoff, groups and primaries that change mid-copy, pause, cancel, a new
  * leader resuming, precopy gating and its bounded look-ahead, and the
@@ -307,6 +310,200 @@ test_primary_failover_prefers_highest_offset(void **state)
     bc_view_free(&v);
 }
 
+/* g's in-sync record, of the term of its primary record (epoch 5). */
+static void
+group_isr(bc_view_group_t *g, const char *const *members, size_t n, uint64_t offset)
+{
+    memset(&g->isr, 0, sizeof(g->isr));
+    snprintf(g->isr.primary, sizeof(g->isr.primary), "%s", g->primary.node);
+    g->primary.epoch = g->isr.epoch = 5;
+    for (size_t i = 0; i < n; i++) assert_true(bc_cluster_isr_add(&g->isr, members[i]));
+    g->isr.offset = offset;
+    g->isr.at_ms = 900;
+    g->has_isr = true;
+    g->isr_version = 12;
+}
+
+static void
+test_failover_only_from_the_in_sync_set(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    view_init(&v, "111111", "111111", "111111");
+    bc_view_group_t *g = view_add_group(&v, 1, 3, "n-0000000099"); /* primary gone */
+    /* n-10: the most data, but recorded out of the set (it may lack
+     * acknowledged writes); n-11 in the set; n-12 in the set, mid-snapshot */
+    g->nodes[0].offset = 50;
+    g->nodes[0].synced = true;
+    g->nodes[1].offset = 30;
+    g->nodes[1].synced = true;
+    g->nodes[2].offset = 0;
+    g->nodes[2].synced = false;
+    const char *isr[] = {"n-0000000011", "n-0000000012"};
+    group_isr(g, isr, 2, 60);
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);
+    const bc_reconcile_primary_update_t *p = &out.primaries[0];
+    assert_string_equal(p->info.node, "n-0000000011");
+    assert_int_equal(p->version, 3);
+    /* the new term's record: written with it, at the version read, the
+     * other member carried over */
+    assert_int_equal(p->isr_version, 12);
+    assert_string_equal(p->isr.primary, "n-0000000011");
+    assert_int_equal(p->isr.epoch, p->info.epoch);
+    assert_int_equal(p->isr.epoch, 8);
+    assert_int_equal(p->isr.n, 1);
+    assert_string_equal(p->isr.in_sync[0], "n-0000000012");
+    assert_int_equal(out.nwaiting, 0);
+    bc_reconcile_free(&out);
+
+    /* a record of another term (not the primary's) is no record: the
+     * group falls back to the best node, and starts an empty record */
+    g->isr.epoch = 4;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);
+    assert_string_equal(out.primaries[0].info.node, "n-0000000010");
+    assert_int_equal(out.primaries[0].isr.n, 0);
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
+static void
+test_failover_waits_without_an_in_sync_member_and_unclean_reports(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    view_init(&v, "111111", "111111", "111111");
+    bc_view_group_t *g = view_add_group(&v, 1, 2, "n-0000000099");
+    g->nodes[0].offset = 40;
+    g->nodes[0].synced = true;
+    g->nodes[1].offset = 70;
+    g->nodes[1].synced = true;
+    const char *isr[] = {"n-0000000077"};                /* gone too */
+    group_isr(g, isr, 1, 100);
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);                 /* nobody is safe: it waits */
+    assert_int_equal(out.nwaiting, 1);
+    assert_int_equal(out.waiting[0], 1);
+    assert_false(out.failover.done);
+    assert_false(out.tables_changed);                    /* its buckets stay its own */
+    bc_reconcile_free(&out);
+
+    /* the operator's unclean failover: the best live node, an empty
+     * record, and what may be lost */
+    bc_reconcile_input_t in = {.view = &v, .now_ms = 2000, .orphan_grace_ms = -1,
+                               .unclean_gid = 1};
+    assert_int_equal(bc_reconcile(&in, &out), BC_OK);
+    assert_int_equal(out.nprimaries, 1);
+    assert_string_equal(out.primaries[0].info.node, "n-0000000011");
+    assert_int_equal(out.primaries[0].isr.n, 0);
+    assert_int_equal(out.primaries[0].isr_version, 12);
+    assert_true(out.failover.done);
+    assert_false(out.failover.clean);
+    assert_string_equal(out.failover.node, "n-0000000011");
+    assert_string_equal(out.failover.old_primary, "n-0000000099");
+    assert_int_equal(out.failover.offset, 70);
+    assert_true(out.failover.recorded);
+    assert_int_equal(out.failover.recorded_offset, 100);
+    assert_int_equal(out.failover.behind, 30);
+    assert_non_null(strstr(out.summary, "UNCLEAN"));
+    bc_reconcile_free(&out);
+
+    /* every live node was asked and none holds data of the term (a restarted
+     * process): nothing can be lost any more, the group starts empty */
+    for (size_t i = 0; i < 2; i++) {
+        g->nodes[i].offset_known = true;
+        g->nodes[i].synced = false;
+        g->nodes[i].offset = 0;
+    }
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);
+    assert_string_equal(out.primaries[0].info.node, "n-0000000010");
+    assert_int_equal(out.primaries[0].isr.n, 0);
+    assert_non_null(strstr(out.summary, "starts empty"));
+    bc_reconcile_free(&out);
+    /* ... but one that holds data keeps it waiting, and so does one that
+     * could not be asked */
+    g->nodes[1].synced = true;
+    g->nodes[1].offset = 5;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);
+    bc_reconcile_free(&out);
+    g->nodes[1].synced = false;
+    g->nodes[1].offset = 0;
+    g->nodes[1].offset_known = false;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);
+    assert_int_equal(out.nwaiting, 1);
+    bc_reconcile_free(&out);
+
+    /* an unclean failover asked for a group whose primary lives: refused */
+    snprintf(g->primary.node, sizeof(g->primary.node), "n-0000000010");
+    group_isr(g, isr, 0, 100);
+    assert_int_equal(bc_reconcile(&in, &out), BC_OK);
+    assert_false(out.failover.done);
+    assert_non_null(strstr(out.failover.error, "alive"));
+    assert_int_equal(out.nprimaries, 0);
+    bc_reconcile_free(&out);
+    /* ... or one that does not exist */
+    in.unclean_gid = 9;
+    assert_int_equal(bc_reconcile(&in, &out), BC_OK);
+    assert_false(out.failover.done);
+    assert_string_equal(out.failover.error, "no such group");
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
+static void
+test_old_primary_registered_anew_is_promoted_again(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    view_init(&v, "111111", "111111", "111111");
+    /* a single-node group whose primary's session ended (a ZooKeeper
+     * restart): the same process registered anew, with its data */
+    bc_view_group_t *g = view_add_group(&v, 1, 1, "n-0000000099");
+    snprintf(g->primary.incarnation, sizeof(g->primary.incarnation), "00000000deadbeef");
+    group_isr(g, NULL, 0, 80);
+    g->nodes[0].offset = 80;
+    g->nodes[0].synced = true;
+    g->nodes[0].offset_known = true;
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 0);          /* another process with data: it waits */
+    assert_int_equal(out.nwaiting, 1);
+    bc_reconcile_free(&out);
+    snprintf(g->nodes[0].incarnation, sizeof(g->nodes[0].incarnation), "00000000deadbeef");
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);          /* the old primary itself: it has it all */
+    assert_string_equal(out.primaries[0].info.node, "n-0000000010");
+    assert_string_equal(out.primaries[0].info.incarnation, "00000000deadbeef");
+    assert_non_null(strstr(out.summary, "registered anew"));
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
+static void
+test_group_without_nodes_loses_both_records(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_reconcile_output_t out;
+    view_init(&v, "111222", "111222", "111222");
+    view_add_group(&v, 1, 1, "n-0000000010");
+    bc_view_group_t *g = view_add_group(&v, 2, 0, "n-0000000020");
+    group_isr(g, NULL, 0, 0);
+    run(&v, 1000, -1, &out);
+    assert_int_equal(out.nprimaries, 1);
+    assert_true(out.primaries[0].remove);
+    assert_int_equal(out.primaries[0].version, 3);
+    assert_int_equal(out.primaries[0].isr_version, 12);
+    bc_reconcile_free(&out);
+    bc_view_free(&v);
+}
+
 /* ---- migrations ---- */
 
 /* Groups 1..ngroups, one node each (n-00000000g0), primary, with an admin port. */
@@ -324,6 +521,8 @@ mig_view(bc_view_t *v, const char *c, const char *m, const char *d, int ngroups)
 }
 
 typedef struct mig_opts {
+    const bc_mig_dest_backoff_t *dest_backoff;
+    size_t ndest_backoff;
     uint32_t parallel;
     const bc_mig_report_t *reports;
     size_t nreports;
@@ -343,6 +542,7 @@ mig_run(bc_view_t *v, bc_mig_set_t *migs, int64_t now, const mig_opts_t *o,
         .parallel = o->parallel, .reports = o->reports, .nreports = o->nreports,
         .cancel_rebalance = o->cancel, .force_rebalance = o->force, .pause = o->pause,
         .precopy = o->precopy, .precopy_ahead = o->precopy_ahead,
+        .dest_backoff = o->dest_backoff, .ndest_backoff = o->ndest_backoff,
     };
     assert_int_equal(bc_reconcile(&in, out), BC_OK);
 }
@@ -1020,6 +1220,57 @@ test_precopy_paused_wants_nothing(void **state)
 }
 
 static void
+test_mig_destination_backing_off_starts_nothing(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    mig_view(&v, "111222", "111222", "113223", 3);
+    assert_int_equal(bc_mig_set_init(&migs, N), BC_OK);
+    /* group 3's copies failed: it backs off until 6000 */
+    bc_mig_dest_backoffs_t d = {0};
+    assert_true(bc_mig_dest_note(&d, 3, "n-0000000030", false, "destination unreachable", 5500));
+    mig_opts_t o = {.parallel = 4, .dest_backoff = d.v, .ndest_backoff = d.n};
+    mig_run(&v, &migs, 5600, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_held_back, 2);
+    assert_false(out.tables_changed);                  /* no source bucket made read-only */
+    bc_reconcile_free(&out);
+    /* ... a new primary of group 3 is not held back by the old one's failures */
+    snprintf(v.groups[2].primary.node, sizeof(v.groups[2].primary.node), "n-0000000031");
+    snprintf(v.groups[2].nodes[0].name, sizeof(v.groups[2].nodes[0].name), "n-0000000031");
+    mig_run(&v, &migs, 5600, &o, &out);
+    assert_int_equal(out.mig_started, 2);
+    bc_reconcile_free(&out);
+    snprintf(v.groups[2].primary.node, sizeof(v.groups[2].primary.node), "n-0000000030");
+    snprintf(v.groups[2].nodes[0].name, sizeof(v.groups[2].nodes[0].name), "n-0000000030");
+    /* ... once its time is up ONE starts, a probe: a destination still
+     * down costs one failure per backoff step */
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig_held_back, 1);
+    bc_reconcile_free(&out);
+    /* ... and once a job towards it succeeded, all of them */
+    assert_false(bc_mig_dest_note(&d, 3, "n-0000000030", true, "", 6100));
+    o.dest_backoff = d.v;
+    o.ndest_backoff = d.n;
+    mig_run(&v, &migs, 6100, &o, &out);
+    assert_int_equal(out.mig_started, 2);
+    assert_int_equal(out.mig_held_back, 0);
+    bc_reconcile_free(&out);
+    /* a group whose primary's registration is gone gets nothing either */
+    v.groups[2].nodes[0].name[2] = '9';
+    mig_run(&v, &migs, 6000, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_held_back, 2);
+    bc_reconcile_free(&out);
+    bc_mig_dest_backoffs_free(&d);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
+static void
 test_mig_codecs(void **state)
 {
     (void)state;
@@ -1107,6 +1358,10 @@ main(void)
         cmocka_unit_test(test_group_back_keeps_planned_moves),
         cmocka_unit_test(test_orphan_grace_hands_buckets_to_survivors),
         cmocka_unit_test(test_primary_failover_prefers_highest_offset),
+        cmocka_unit_test(test_failover_only_from_the_in_sync_set),
+        cmocka_unit_test(test_failover_waits_without_an_in_sync_member_and_unclean_reports),
+        cmocka_unit_test(test_group_without_nodes_loses_both_records),
+        cmocka_unit_test(test_old_primary_registered_anew_is_promoted_again),
         cmocka_unit_test(test_mig_start_sets_readonly_and_records),
         cmocka_unit_test(test_mig_parallel_bound_and_resume_after_takeover),
         cmocka_unit_test(test_mig_report_cuts_over_and_run_finishes),
@@ -1120,6 +1375,7 @@ main(void)
         cmocka_unit_test(test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few),
         cmocka_unit_test(test_precopy_ready_for_the_same_move_starts),
         cmocka_unit_test(test_precopy_paused_wants_nothing),
+        cmocka_unit_test(test_mig_destination_backing_off_starts_nothing),
         cmocka_unit_test(test_mig_codecs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,6 +60,9 @@ legacy_refusal(bc_wire_refusal_kind_t kind, uint32_t bucket, uint32_t owner, uin
         return snprintf(buf, len, "SERVER_ERROR READONLY %u %llu\r\n", bucket, e);
     case BC_WIRE_REFUSAL_NOT_PRIMARY:
         return snprintf(buf, len, "SERVER_ERROR NOT_PRIMARY %u %u %llu\r\n", bucket, owner, e);
+    case BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC:   /* new with min_in_sync: its own spelling */
+        return snprintf(buf, len, "SERVER_ERROR NOT_ENOUGH_IN_SYNC %u %u %llu\r\n", bucket, owner,
+                        e);
     default:
         return 0;
     }
@@ -67,13 +70,14 @@ legacy_refusal(bc_wire_refusal_kind_t kind, uint32_t bucket, uint32_t owner, uin
 
 static const bc_wire_refusal_kind_t all_refusals[] = {
     BC_WIRE_REFUSAL_MOVED, BC_WIRE_REFUSAL_NO_OWNER, BC_WIRE_REFUSAL_READONLY,
-    BC_WIRE_REFUSAL_NOT_PRIMARY};
+    BC_WIRE_REFUSAL_NOT_PRIMARY, BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC};
 #define NREFUSALS (sizeof(all_refusals) / sizeof(all_refusals[0]))
 
 static bool
 has_gid(bc_wire_refusal_kind_t k)
 {
-    return k == BC_WIRE_REFUSAL_MOVED || k == BC_WIRE_REFUSAL_NOT_PRIMARY;
+    return k == BC_WIRE_REFUSAL_MOVED || k == BC_WIRE_REFUSAL_NOT_PRIMARY ||
+           k == BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC;
 }
 
 /* format -> bytes as before -> a client's SERVER_ERROR -> parse -> same. */
@@ -127,6 +131,12 @@ test_refusal_round_trip(void **state)
     size_t n = bc_wire_refusal_format(&r, line, sizeof(line));
     assert_string_equal(line,
                         "SERVER_ERROR NOT_PRIMARY 4294967295 4294967295 18446744073709551615\r\n");
+    /* the longest line of all, and it fits BC_WIRE_REFUSAL_MAX */
+    r.kind = BC_WIRE_REFUSAL_NOT_ENOUGH_IN_SYNC;
+    n = bc_wire_refusal_format(&r, line, sizeof(line));
+    assert_string_equal(line, "SERVER_ERROR NOT_ENOUGH_IN_SYNC 4294967295 4294967295 "
+                              "18446744073709551615\r\n");
+    assert_true(n + 1 <= BC_WIRE_REFUSAL_MAX);
     /* the longest line fits with room: exactly n + 1 bytes is enough,
      * n is not */
     assert_int_equal(bc_wire_refusal_format(&r, line, n + 1), n);
@@ -280,6 +290,7 @@ test_fwd_failures(void **state)
         {BC_WIRE_FWD_TOO_LARGE, "SERVER_ERROR forward reply too large\r\n"},
         {BC_WIRE_FWD_BAD_REPLY, "SERVER_ERROR forward bad reply from owner\r\n"},
         {BC_WIRE_FWD_BUSY, "SERVER_ERROR forward busy: too many peer connections\r\n"},
+        {BC_WIRE_FWD_AUTH, "SERVER_ERROR forward failed: peer authentication failed\r\n"},
         {BC_WIRE_FWD_NOMEM, "SERVER_ERROR out of memory forwarding\r\n"},
     };
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -317,21 +328,28 @@ test_fwd_failures(void **state)
 
 /* ---- bucketcache_peer ---- */
 
+#define NONCE1 "0123456789abcdef0123456789abcdef"
+#define PROOF1 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
 static void
-peer_round_trip(const char *name)
+peer_round_trip(const char *name, const char *nonce)
 {
+    bc_wire_peer_t in, out;
+    memset(&in, 0, sizeof(in));
+    snprintf(in.name, sizeof(in.name), "%s", name);
+    snprintf(in.nonce, sizeof(in.nonce), "%s", nonce);
     char line[BC_WIRE_HANDSHAKE_MAX], want[BC_WIRE_HANDSHAKE_MAX];
-    size_t n = bc_wire_peer_format(name, line, sizeof(line));
-    snprintf(want, sizeof(want), "bucketcache_peer %s\r\n", name);   /* as forward.c sent it */
+    size_t n = bc_wire_peer_format(&in, line, sizeof(line));
+    /* without a nonce: as forward.c has always sent it */
+    snprintf(want, sizeof(want), "bucketcache_peer %s%s%s\r\n", name, nonce[0] ? " " : "", nonce);
     assert_int_equal(n, strlen(want));
     assert_string_equal(line, want);
     /* with its CRLF, with the CR a node's line reader leaves, without */
     for (size_t strip = 0; strip <= 2; strip++) {
-        const char *got;
-        size_t ngot;
-        assert_int_equal(bc_wire_peer_parse(line, n - strip, &got, &ngot), BC_OK);
-        assert_int_equal(ngot, strlen(name));
-        assert_memory_equal(got, name, ngot);
+        memset(&out, 0x55, sizeof(out));
+        assert_int_equal(bc_wire_peer_parse(line, n - strip, &out), BC_OK);
+        assert_string_equal(out.name, name);
+        assert_string_equal(out.nonce, nonce);
     }
 }
 
@@ -342,28 +360,53 @@ test_peer_round_trip(void **state)
     char longest[BC_WIRE_NAME_MAX + 2];
     memset(longest, '~', BC_WIRE_NAME_MAX);
     longest[BC_WIRE_NAME_MAX] = '\0';
-    peer_round_trip("n-0000000042");
-    peer_round_trip("unregistered");
-    peer_round_trip("x");
-    peer_round_trip("!");
-    peer_round_trip(longest);
+    const char *nonces[] = {"", NONCE1, "ffffffffffffffffffffffffffffffff"};
+    for (size_t k = 0; k < 3; k++) {
+        peer_round_trip("n-0000000042", nonces[k]);
+        peer_round_trip("unregistered", nonces[k]);
+        peer_round_trip("x", nonces[k]);
+        peer_round_trip("!", nonces[k]);
+        peer_round_trip(longest, nonces[k]);
+    }
 
     char line[BC_WIRE_HANDSHAKE_MAX];
-    assert_int_equal(bc_wire_peer_format("n-7", line, sizeof(line)), 22);
+    bc_wire_peer_t h = {.name = "n-7"};
+    assert_int_equal(bc_wire_peer_format(&h, line, sizeof(line)), 22);
     assert_string_equal(line, "bucketcache_peer n-7\r\n");
     assert_string_equal(BC_WIRE_PEER_OK, "OK\r\n");
+    memcpy(h.nonce, NONCE1, sizeof(h.nonce));
+    assert_int_equal(bc_wire_peer_format(&h, line, sizeof(line)), 22 + 33);
+    assert_string_equal(line, "bucketcache_peer n-7 " NONCE1 "\r\n");
+    /* the longest name with a nonce fits a handoff and a read */
+    memcpy(h.name, longest, sizeof(h.name));
+    assert_true(bc_wire_peer_format(&h, line, sizeof(line)) < BC_WIRE_HANDSHAKE_MAX);
     /* names no peer line can carry */
     longest[BC_WIRE_NAME_MAX] = '~';
     longest[BC_WIRE_NAME_MAX + 1] = '\0';
     const char *bad[] = {"", "a b", "a\tb", "a\r", "\x7f", "caf\xc3\xa9", longest};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(bc_wire_peer_format(bad[i], line, sizeof(line)), 0);
+        memset(&h, 0, sizeof(h));
+        snprintf(h.name, sizeof(h.name), "%s", bad[i]);
+        if (i == sizeof(bad) / sizeof(bad[0]) - 1) memset(h.name, '~', sizeof(h.name));  /* no NUL */
+        assert_int_equal(bc_wire_peer_format(&h, line, sizeof(line)), 0);
         assert_false(bc_wire_name_valid(bad[i], strlen(bad[i])));
     }
+    /* nonces no peer line can carry: short, long, upper case, not hex */
+    const char *badnonce[] = {"0123", NONCE1 "0", "0123456789ABCDEF0123456789abcdef",
+                              "0123456789abcdefg123456789abcdef", "0123456789abcdef 123456789abcde"};
+    for (size_t i = 0; i < sizeof(badnonce) / sizeof(badnonce[0]); i++) {
+        memset(&h, 0, sizeof(h));
+        snprintf(h.name, sizeof(h.name), "n-7");
+        snprintf(h.nonce, sizeof(h.nonce), "%s", badnonce[i]);
+        if (strlen(badnonce[i]) > BC_WIRE_NONCE_LEN) memset(h.nonce, 'a', sizeof(h.nonce));
+        assert_int_equal(bc_wire_peer_format(&h, line, sizeof(line)), 0);
+    }
     assert_int_equal(bc_wire_peer_format(NULL, line, sizeof(line)), 0);
-    assert_int_equal(bc_wire_peer_format("n-7", line, 22), 0);    /* no room for the NUL */
+    memset(&h, 0, sizeof(h));
+    snprintf(h.name, sizeof(h.name), "n-7");
+    assert_int_equal(bc_wire_peer_format(&h, line, 22), 0);    /* no room for the NUL */
     assert_string_equal(line, "");
-    assert_int_equal(bc_wire_peer_format("n-7", line, 23), 22);
+    assert_int_equal(bc_wire_peer_format(&h, line, 23), 22);
 }
 
 static void
@@ -373,63 +416,223 @@ test_peer_parse(void **state)
     static const struct {
         const char *line;
         bc_status_t want;
-        const char *name;
+        const char *name, *nonce;
     } cases[] = {
-        {"bucketcache_peer n-7", BC_OK, "n-7"},
-        {"bucketcache_peer n-7\r", BC_OK, "n-7"},
-        {"bucketcache_peer   n-7   \r", BC_OK, "n-7"},     /* spaces around: tolerated */
-        {"bucketcache_peer", BC_EINVAL, NULL},
-        {"bucketcache_peer\r", BC_EINVAL, NULL},
-        {"bucketcache_peer \r", BC_EINVAL, NULL},
-        {"bucketcache_peer a b", BC_EINVAL, NULL},
-        {"bucketcache_peer a\tb", BC_EINVAL, NULL},
-        {"bucketcache_peer a\r\r", BC_EINVAL, NULL},
-        {"bucketcache_peer \x01", BC_EINVAL, NULL},
-        {"bucketcache_peerx n-7", BC_ENOTFOUND, NULL},
-        {"bucketcache_pee n-7", BC_ENOTFOUND, NULL},
-        {"Bucketcache_peer n-7", BC_ENOTFOUND, NULL},
-        {" bucketcache_peer n-7", BC_ENOTFOUND, NULL},
-        {"get bucketcache_peer", BC_ENOTFOUND, NULL},
-        {"bucketcache_replicate 1 - 0 n", BC_ENOTFOUND, NULL},
-        {"", BC_ENOTFOUND, NULL},
+        {"bucketcache_peer n-7", BC_OK, "n-7", ""},
+        {"bucketcache_peer n-7\r", BC_OK, "n-7", ""},
+        {"bucketcache_peer   n-7   \r", BC_OK, "n-7", ""},     /* spaces around: tolerated */
+        {"bucketcache_peer n-7 " NONCE1, BC_OK, "n-7", NONCE1},
+        {"bucketcache_peer  n-7  " NONCE1 " \r", BC_OK, "n-7", NONCE1},
+        {"bucketcache_peer", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer\r", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer \r", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a b", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a " NONCE1 " x", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a 0123456789ABCDEF0123456789abcdef", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a " NONCE1 "0", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a\tb", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer a\r\r", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peer \x01", BC_EINVAL, NULL, NULL},
+        {"bucketcache_peerx n-7", BC_ENOTFOUND, NULL, NULL},
+        {"bucketcache_pee n-7", BC_ENOTFOUND, NULL, NULL},
+        {"Bucketcache_peer n-7", BC_ENOTFOUND, NULL, NULL},
+        {" bucketcache_peer n-7", BC_ENOTFOUND, NULL, NULL},
+        {"get bucketcache_peer", BC_ENOTFOUND, NULL, NULL},
+        {"bucketcache_replicate 1 - 0 n", BC_ENOTFOUND, NULL, NULL},
+        {"bucketcache_auth " PROOF1, BC_ENOTFOUND, NULL, NULL},
+        {"", BC_ENOTFOUND, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *name = NULL;
-        size_t n = 0;
-        bc_status_t st = bc_wire_peer_parse(cases[i].line, strlen(cases[i].line), &name, &n);
+        bc_wire_peer_t h;
+        bc_status_t st = bc_wire_peer_parse(cases[i].line, strlen(cases[i].line), &h);
         if (st != cases[i].want) fail_msg("\"%s\": %d, expected %d", cases[i].line, st, cases[i].want);
         if (st == BC_OK) {
-            assert_int_equal(n, strlen(cases[i].name));
-            assert_memory_equal(name, cases[i].name, n);
+            assert_string_equal(h.name, cases[i].name);
+            assert_string_equal(h.nonce, cases[i].nonce);
         }
     }
-    const char *name;
-    size_t n;
-    assert_int_equal(bc_wire_peer_parse(NULL, 0, &name, &n), BC_ENOTFOUND);
+    bc_wire_peer_t h;
+    assert_int_equal(bc_wire_peer_parse(NULL, 0, &h), BC_ENOTFOUND);
 
-    /* a name of 65 bytes, and every prefix of a valid line */
+    /* a name of 64 bytes, and every prefix of a valid line */
     char line[BC_WIRE_HANDSHAKE_MAX];
     memset(line, 'a', sizeof(line));
     memcpy(line, "bucketcache_peer ", 17);
-    assert_int_equal(bc_wire_peer_parse(line, 17 + BC_WIRE_NAME_MAX, &name, &n), BC_OK);
-    assert_int_equal(bc_wire_peer_parse(line, 17 + BC_WIRE_NAME_MAX + 1, &name, &n), BC_EINVAL);
-    assert_int_equal(bc_wire_peer_parse(line, sizeof(line), &name, &n), BC_EINVAL);
-    size_t full = bc_wire_peer_format("n-0000000042", line, sizeof(line));
+    assert_int_equal(bc_wire_peer_parse(line, 17 + BC_WIRE_NAME_MAX, &h), BC_OK);
+    assert_int_equal(bc_wire_peer_parse(line, 17 + BC_WIRE_NAME_MAX + 1, &h), BC_EINVAL);
+    assert_int_equal(bc_wire_peer_parse(line, sizeof(line), &h), BC_EINVAL);
+    bc_wire_peer_t w = {.name = "n-0000000042", .nonce = NONCE1};
+    size_t full = bc_wire_peer_format(&w, line, sizeof(line));
     for (size_t cut = 0; cut < full; cut++) {
-        bc_status_t st = bc_wire_peer_parse(line, cut, &name, &n);
-        if (cut < 16) assert_int_equal(st, BC_ENOTFOUND);
-        else if (cut <= 17) assert_int_equal(st, BC_EINVAL);
-        else {
+        bc_status_t st = bc_wire_peer_parse(line, cut, &h);
+        if (cut < 16) {
+            assert_int_equal(st, BC_ENOTFOUND);
+        } else if (cut <= 17) {
+            assert_int_equal(st, BC_EINVAL);
+        } else if (cut <= 30) {                      /* part of the name */
             assert_int_equal(st, BC_OK);
-            assert_true(n >= 1 && n <= 12 && name == line + 17);
+            assert_true(strlen(h.name) >= 1 && strlen(h.name) <= 12 && h.nonce[0] == '\0');
+        } else if (cut < 30 + 32) {                  /* part of the nonce */
+            assert_int_equal(st, BC_EINVAL);
+        } else {                                     /* the nonce, then its CR */
+            assert_int_equal(st, BC_OK);
+            assert_string_equal(h.nonce, NONCE1);
         }
     }
+}
+
+/* ---- the challenge, the proof, the refusals ---- */
+
+static void
+test_challenge_round_trip(void **state)
+{
+    (void)state;
+    bc_wire_challenge_t c = {.name = "n-0000000042", .nonce = NONCE1, .proof = PROOF1}, out;
+    char line[BC_WIRE_HANDSHAKE_MAX];
+    size_t n = bc_wire_challenge_format(&c, line, sizeof(line));
+    assert_string_equal(line, "BUCKETCACHE_CHALLENGE n-0000000042 " NONCE1 " " PROOF1 "\r\n");
+    assert_int_equal(n, strlen(line));
+    for (size_t strip = 0; strip <= 2; strip++) {
+        memset(&out, 0, sizeof(out));
+        assert_int_equal(bc_wire_challenge_parse(line, n - strip, &out), BC_OK);
+        assert_string_equal(out.name, c.name);
+        assert_string_equal(out.nonce, c.nonce);
+        assert_string_equal(out.proof, c.proof);
+    }
+    /* the longest fits */
+    memset(c.name, 'z', BC_WIRE_NAME_MAX);
+    c.name[BC_WIRE_NAME_MAX] = '\0';
+    n = bc_wire_challenge_format(&c, line, sizeof(line));
+    assert_true(n > 0 && n < BC_WIRE_HANDSHAKE_MAX);
+    assert_int_equal(bc_wire_challenge_format(&c, line, n), 0);       /* no room for the NUL */
+    assert_int_equal(bc_wire_challenge_format(&c, line, n + 1), n);
+    /* every prefix and every byte changed: refused, or fields a challenge has */
+    for (size_t cut = 0; cut <= n; cut++) {
+        for (size_t i = 0; i < cut; i += 3) {
+            char copy[BC_WIRE_HANDSHAKE_MAX];
+            memcpy(copy, line, cut);
+            copy[i] = (char)(copy[i] ^ 0x20);
+            bc_status_t st = bc_wire_challenge_parse(copy, cut, &out);
+            assert_true(st == BC_OK || st == BC_EINVAL || st == BC_ENOTFOUND);
+            if (st != BC_OK) continue;
+            char again[BC_WIRE_HANDSHAKE_MAX];
+            assert_true(bc_wire_challenge_format(&out, again, sizeof(again)) > 0);
+        }
+    }
+    /* unfit fields are not formatted */
+    bc_wire_challenge_t bad = {.name = "a b", .nonce = NONCE1, .proof = PROOF1};
+    assert_int_equal(bc_wire_challenge_format(&bad, line, sizeof(line)), 0);
+    bad = (bc_wire_challenge_t){.name = "n", .nonce = "00", .proof = PROOF1};
+    assert_int_equal(bc_wire_challenge_format(&bad, line, sizeof(line)), 0);
+    bad = (bc_wire_challenge_t){.name = "n", .nonce = NONCE1, .proof = NONCE1};
+    assert_int_equal(bc_wire_challenge_format(&bad, line, sizeof(line)), 0);
+    assert_int_equal(bc_wire_challenge_format(NULL, line, sizeof(line)), 0);
+}
+
+static void
+test_challenge_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        bc_status_t want;
+    } cases[] = {
+        {"BUCKETCACHE_CHALLENGE n " NONCE1 " " PROOF1, BC_OK},
+        {"BUCKETCACHE_CHALLENGE n " NONCE1 " " PROOF1 "\r\n", BC_OK},
+        {"BUCKETCACHE_CHALLENGE  n " NONCE1 " " PROOF1, BC_EINVAL},      /* strict spacing */
+        {"BUCKETCACHE_CHALLENGE n " NONCE1 " " PROOF1 " ", BC_EINVAL},
+        {"BUCKETCACHE_CHALLENGE n " NONCE1 " " PROOF1 " x", BC_EINVAL},
+        {"BUCKETCACHE_CHALLENGE n " NONCE1, BC_EINVAL},
+        {"BUCKETCACHE_CHALLENGE n " PROOF1 " " NONCE1, BC_EINVAL},
+        {"BUCKETCACHE_CHALLENGE", BC_EINVAL},
+        {"BUCKETCACHE_CHALLENGEX n", BC_ENOTFOUND},
+        {"bucketcache_challenge n " NONCE1 " " PROOF1, BC_ENOTFOUND},
+        {"OK", BC_ENOTFOUND},
+        {"CLIENT_ERROR peer authentication failed", BC_ENOTFOUND},
+        {"", BC_ENOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bc_wire_challenge_t c;
+        bc_status_t st = bc_wire_challenge_parse(cases[i].line, strlen(cases[i].line), &c);
+        if (st != cases[i].want) fail_msg("\"%s\": %d, expected %d", cases[i].line, st, cases[i].want);
+    }
+    bc_wire_challenge_t c;
+    assert_int_equal(bc_wire_challenge_parse(NULL, 0, &c), BC_ENOTFOUND);
+}
+
+static void
+test_auth_line(void **state)
+{
+    (void)state;
+    char line[BC_WIRE_HANDSHAKE_MAX];
+    size_t n = bc_wire_auth_format(PROOF1, line, sizeof(line));
+    assert_string_equal(line, "bucketcache_auth " PROOF1 "\r\n");
+    assert_int_equal(n, 17 + 64 + 2);
+    const char *proof = NULL;
+    for (size_t strip = 0; strip <= 2; strip++) {
+        assert_int_equal(bc_wire_auth_parse(line, n - strip, &proof), BC_OK);
+        assert_memory_equal(proof, PROOF1, BC_WIRE_PROOF_LEN);
+        assert_true(proof == line + 17);
+    }
+    assert_int_equal(bc_wire_auth_format(NONCE1, line, sizeof(line)), 0);
+    assert_int_equal(bc_wire_auth_format(NULL, line, sizeof(line)), 0);
+    assert_int_equal(bc_wire_auth_format(PROOF1, line, n), 0);
+    static const struct {
+        const char *line;
+        bc_status_t want;
+    } cases[] = {
+        {"bucketcache_auth   " PROOF1 "  ", BC_OK},
+        {"bucketcache_auth", BC_EINVAL},
+        {"bucketcache_auth " NONCE1, BC_EINVAL},
+        {"bucketcache_auth " PROOF1 " x", BC_EINVAL},
+        {"bucketcache_auth " PROOF1 "0", BC_EINVAL},
+        {"bucketcache_authx " PROOF1, BC_ENOTFOUND},
+        {"set bucketcache_auth 0 0 1", BC_ENOTFOUND},
+        {"", BC_ENOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bc_status_t st = bc_wire_auth_parse(cases[i].line, strlen(cases[i].line), &proof);
+        if (st != cases[i].want) fail_msg("\"%s\": %d, expected %d", cases[i].line, st, cases[i].want);
+    }
+    assert_int_equal(bc_wire_auth_parse(NULL, 0, &proof), BC_ENOTFOUND);
+}
+
+static void
+test_peer_auth_refusals(void **state)
+{
+    (void)state;
+    int kinds = 0;
+    for (int k = BC_WIRE_PEER_AUTH_NONE + 1; bc_wire_peer_auth_line((bc_wire_peer_auth_failure_t)k);
+         k++) {
+        const char *line = bc_wire_peer_auth_line((bc_wire_peer_auth_failure_t)k);
+        size_t n = strlen(line);
+        kinds++;
+        /* a CLIENT_ERROR line a memcached client reads as an error */
+        bc_mc_reply_t r;
+        size_t used;
+        assert_int_equal(bc_mc_reply_parse(line, n, &r, &used), BC_OK);
+        assert_int_equal(used, n);
+        assert_int_equal(r.kind, BC_MC_REPLY_CLIENT_ERROR);
+        assert_int_equal(bc_wire_peer_auth_parse(r.text, r.ntext), k);
+        /* no prefix, no longer text */
+        assert_int_equal(bc_wire_peer_auth_parse(r.text, r.ntext - 1), BC_WIRE_PEER_AUTH_NONE);
+        assert_int_equal(bc_wire_fwd_failure_parse(r.text, r.ntext), BC_WIRE_FWD_NONE);
+    }
+    assert_int_equal(kinds, 5);
+    assert_string_equal(bc_wire_peer_auth_line(BC_WIRE_PEER_AUTH_FAILED),
+                        "CLIENT_ERROR peer authentication failed: wrong proof (is the cluster "
+                        "secret the same on every node?)\r\n");
+    assert_null(bc_wire_peer_auth_line(BC_WIRE_PEER_AUTH_NONE));
+    assert_null(bc_wire_peer_auth_line((bc_wire_peer_auth_failure_t)99));
+    assert_int_equal(bc_wire_peer_auth_parse(NULL, 0), BC_WIRE_PEER_AUTH_NONE);
+    assert_int_equal(bc_wire_peer_auth_parse("unauthenticated", 15), BC_WIRE_PEER_AUTH_NONE);
 }
 
 /* ---- bucketcache_replicate ---- */
 
 static void
-replicate_round_trip(uint32_t gid, const char *replid, uint64_t offset, const char *name)
+replicate_round_trip_nonce(uint32_t gid, const char *replid, uint64_t offset, const char *name,
+                           const char *nonce)
 {
     bc_wire_replicate_t in, out;
     memset(&in, 0, sizeof(in));
@@ -437,11 +640,12 @@ replicate_round_trip(uint32_t gid, const char *replid, uint64_t offset, const ch
     in.offset = offset;
     snprintf(in.replid, sizeof(in.replid), "%s", replid);
     snprintf(in.name, sizeof(in.name), "%s", name);
+    snprintf(in.nonce, sizeof(in.nonce), "%s", nonce);
     char line[BC_WIRE_HANDSHAKE_MAX], want[BC_WIRE_HANDSHAKE_MAX];
     size_t n = bc_wire_replicate_format(&in, line, sizeof(line));
-    /* as the node's replication code sent it */
-    snprintf(want, sizeof(want), "bucketcache_replicate %u %s %" PRIu64 " %s\r\n", gid,
-             replid[0] ? replid : "-", offset, name);
+    /* as the node's replication code sent it (and a nonce after) */
+    snprintf(want, sizeof(want), "bucketcache_replicate %u %s %" PRIu64 " %s%s%s\r\n", gid,
+             replid[0] ? replid : "-", offset, name, nonce[0] ? " " : "", nonce);
     assert_int_equal(n, strlen(want));
     assert_string_equal(line, want);
 
@@ -457,9 +661,17 @@ replicate_round_trip(uint32_t gid, const char *replid, uint64_t offset, const ch
     assert_true(out.offset == offset);
     assert_string_equal(out.replid, replid);
     assert_string_equal(out.name, name);
+    assert_string_equal(out.nonce, nonce);
     /* the whole line, CRLF included, matches too */
     assert_int_equal(bc_wire_replicate_match(line, n, &args, &nargs), BC_OK);
     assert_int_equal(bc_wire_replicate_parse(args, nargs, &out), BC_OK);
+}
+
+static void
+replicate_round_trip(uint32_t gid, const char *replid, uint64_t offset, const char *name)
+{
+    replicate_round_trip_nonce(gid, replid, offset, name, "");
+    replicate_round_trip_nonce(gid, replid, offset, name, NONCE1);
 }
 
 static void
@@ -492,6 +704,8 @@ test_replicate_round_trip(void **state)
         {.gid = 1, .replid = "a\x7f", .name = "n"},
         {.gid = 1, .replid = "", .name = ""},
         {.gid = 1, .replid = "", .name = "a b"},
+        {.gid = 1, .replid = "", .name = "n", .nonce = "abc"},
+        {.gid = 1, .replid = "", .name = "n", .nonce = "0123456789ABCDEF0123456789abcdef"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(bc_wire_replicate_format(&bad[i], line, sizeof(line)), 0);
@@ -551,7 +765,8 @@ test_replicate_parse(void **state)
         "", " ", "1 - 0", "1 - 0 n extra", "0 - 0 n", "2147483648 - 0 n", "-1 - 0 n",
         "+1 - 0 n", "01 - 0 n", "1 - 00 n", "1 - 18446744073709551616 n", "1 - 1x n",
         "1x - 0 n", "1 - -1 n", "1\t- 0 n", "1 - 0 a\tb", "1 - 0 caf\xc3\xa9", "1 a\x01 0 n",
-        "1 - 0 n\r", rid41, name65,
+        "1 - 0 n\r", rid41, name65, "1 - 0 n 0123", "1 - 0 n " NONCE1 " x",
+        "1 - 0 n " NONCE1 "0", "1 - 0 n 0123456789ABCDEF0123456789abcdef",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (bc_wire_replicate_parse(bad[i], strlen(bad[i]), &h) != BC_EINVAL) {
@@ -571,7 +786,7 @@ test_replicate_parse(void **state)
     rid[BC_FRAME_REPLID_MAX] = '\0';
     memset(name, 'q', BC_WIRE_NAME_MAX);
     name[BC_WIRE_NAME_MAX] = '\0';
-    bc_wire_replicate_t w = {.gid = BC_GROUP_MAX_GID, .offset = UINT64_MAX};
+    bc_wire_replicate_t w = {.gid = BC_GROUP_MAX_GID, .offset = UINT64_MAX, .nonce = NONCE1};
     memcpy(w.replid, rid, sizeof(rid));
     memcpy(w.name, name, sizeof(name));
     size_t n = bc_wire_replicate_format(&w, line, sizeof(line));
@@ -627,6 +842,10 @@ main(void)
         cmocka_unit_test(test_fwd_failures),
         cmocka_unit_test(test_peer_round_trip),
         cmocka_unit_test(test_peer_parse),
+        cmocka_unit_test(test_challenge_round_trip),
+        cmocka_unit_test(test_challenge_parse),
+        cmocka_unit_test(test_auth_line),
+        cmocka_unit_test(test_peer_auth_refusals),
         cmocka_unit_test(test_replicate_round_trip),
         cmocka_unit_test(test_replicate_match),
         cmocka_unit_test(test_replicate_parse),
