@@ -1592,6 +1592,85 @@ test_observer_reports_resulting_states(void **state)
     bc_cache_destroy(cache);
 }
 
+/* mg's last access from the 16-bit header field (item.h, atime): the
+ * first fetch only marks the item fetched, a later one moves the access
+ * time; exact within 65535 s, then read modulo 65536 s. */
+static void
+test_meta_last_access(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    assert_int_equal(set(cache, "la", "v"), BC_OK);
+    bc_cache_mget_t m = {.bump = true};
+    bc_status_t st;
+
+    fake_now = T0 + 5;
+    bc_item_t *it = bc_cache_mget(cache, "la", 2, hkey("la"), &m, &st);
+    assert_non_null(it);
+    assert_int_equal(m.meta.atime, T0);           /* linked at T0 */
+    assert_false(m.meta.fetched);
+    bc_item_release(cache, it);
+
+    fake_now = T0 + 9;
+    it = bc_cache_mget(cache, "la", 2, hkey("la"), &m, &st);
+    assert_int_equal(m.meta.atime, T0);           /* the first fetch only marked it */
+    assert_true(m.meta.fetched);
+    bc_item_release(cache, it);
+
+    fake_now = T0 + 9 + 65535;                    /* the last exact idle time */
+    memset(&m, 0, sizeof(m));                     /* no bump: a peek */
+    it = bc_cache_mget(cache, "la", 2, hkey("la"), &m, &st);
+    assert_int_equal(m.meta.atime, T0 + 9);
+    bc_item_release(cache, it);
+
+    fake_now = T0 + 9 + 65536 + 100;              /* wrapped: idle reads as 100 s */
+    it = bc_cache_mget(cache, "la", 2, hkey("la"), &m, &st);
+    assert_int_equal(fake_now - m.meta.atime, 100);
+    bc_item_release(cache, it);
+    bc_cache_destroy(cache);
+}
+
+/* cache_memlimit: anywhere between the engine's needs and the start limit
+ * (the arena is reserved for that), shrinking evicts at once. */
+static void
+test_set_mem_limit(void **state)
+{
+    (void)state;
+    size_t start = 64u << 20;
+    bc_cache_t *cache = make_cache(start, NULL);
+    assert_int_equal(bc_cache_mem_limit_max(cache), start);
+    assert_int_equal(bc_cache_set_mem_limit(cache, start + 1), BC_EINVAL);
+    assert_int_equal(bc_cache_set_mem_limit(cache, 1), BC_EINVAL);
+
+    char key[32], value[1000];
+    memset(value, 'x', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    for (int i = 0; i < 40000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(set(cache, key, value), BC_OK);
+    }
+    assert_true(mem_used(cache) > (32u << 20));
+    assert_int_equal(bc_cache_set_mem_limit(cache, 16u << 20), BC_OK);
+    assert_true(mem_used(cache) <= (16u << 20));
+    bc_cache_stats_t cs;
+    bc_cache_get_stats(cache, &cs);
+    assert_int_equal(cs.mem_limit, 16u << 20);
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        assert_int_equal(set(cache, key, value), BC_OK);
+        assert_true(mem_used(cache) <= (16u << 20) + (1u << 20));
+    }
+    /* back up to the start limit: room again */
+    assert_int_equal(bc_cache_set_mem_limit(cache, start), BC_OK);
+    for (int i = 0; i < 40000; i++) {
+        snprintf(key, sizeof(key), "n%d", i);
+        assert_int_equal(set(cache, key, value), BC_OK);
+    }
+    assert_true(mem_used(cache) > (32u << 20));
+    assert_true(mem_used(cache) <= start);
+    bc_cache_destroy(cache);
+}
+
 int
 main(void)
 {
@@ -1622,6 +1701,8 @@ main(void)
         cmocka_unit_test(test_replica_cas_and_flush_mark),
         cmocka_unit_test(test_replica_delayed_flush_came_due),
         cmocka_unit_test(test_apply_replication_stream),
+        cmocka_unit_test(test_meta_last_access),
+        cmocka_unit_test(test_set_mem_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
