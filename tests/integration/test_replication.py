@@ -776,7 +776,7 @@ def test_demoted_primary_closes_client_connections():
     client = a.conn(timeout=10)
     assert client.cmd("set k 0 0 1", "1") == b"STORED\r\n"
     peer = a.conn(timeout=10)
-    assert peer.cmd("bucketcache_peer n-0000000099") == b"OK\r\n"
+    assert harness.peer_handshake(peer, name="n-0000000099")[2] == b"OK\r\n"
     a.proc.signal(signal.SIGSTOP)
     try:
         harness.wait_primary(b, timeout=SESSION_MS / 1000 + 15)
