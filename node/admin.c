@@ -57,7 +57,6 @@
 #include "bc_time.h"
 #include "bc_text.h"
 #include "engine/hotkeys.h"
-#include "engine/mem.h"
 #include "migrate/migrate.h"
 #include "origin/origin_http.h"
 #include "repl/repl.h"
@@ -282,7 +281,7 @@ stats_cache_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "total_items", (double)cs.total_items);
     cJSON_AddNumberToObject(o, "mem_used", (double)cs.mem_used);
     cJSON_AddNumberToObject(o, "mem_limit", (double)cs.mem_limit);
-    cJSON_AddNumberToObject(o, "preallocated_bytes", (double)bc_node_mem_preallocated());
+    cJSON_AddNumberToObject(o, "preallocated_bytes", (double)bc_cache_preallocated(admin->cache));
     cJSON_AddNumberToObject(o, "data_bytes", (double)cs.data_bytes);
     cJSON_AddNumberToObject(o, "evictions", (double)cs.evictions);
     cJSON_AddNumberToObject(o, "expired_unfetched", (double)cs.expired_unfetched);
@@ -291,6 +290,15 @@ stats_cache_json(bc_admin_t *admin)
     cJSON_AddNumberToObject(o, "expired_active", (double)cs.expired_active);
     cJSON_AddNumberToObject(o, "flushed", (double)cs.flushed);
     cJSON_AddNumberToObject(o, "pinned_bytes", (double)cs.pinned_bytes);
+    cJSON *seg = cJSON_AddObjectToObject(o, "segments");
+    if (seg != NULL) {
+        cJSON_AddNumberToObject(seg, "size", (double)cs.segment_size);
+        cJSON_AddNumberToObject(seg, "backed", (double)cs.segments_backed);
+        cJSON_AddNumberToObject(seg, "free", (double)cs.segments_free);
+        cJSON_AddNumberToObject(seg, "evicted", (double)cs.segments_evicted);
+        cJSON_AddNumberToObject(seg, "compacted", (double)cs.segments_compacted);
+        cJSON_AddNumberToObject(seg, "items_moved", (double)cs.items_moved);
+    }
     return o;
 }
 
@@ -532,7 +540,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               cs.mem_limit);
     bc_metric(&tb, "memory_preallocated_bytes", "gauge",
               "Memory taken and touched at start (-L); 0 without it.",
-              bc_node_mem_preallocated());
+              bc_cache_preallocated(admin->cache));
     bc_metric(&tb, "data_bytes", "gauge", "Sum of stored key and value lengths.", cs.data_bytes);
     bc_metric(&tb, "evictions_total", "counter", "Live items evicted to make room.",
               cs.evictions);
@@ -545,7 +553,7 @@ handle_metrics(void *ctx, bc_http_req_t *req)
               "Expired items removed by the background expiry scan.", cs.expired_active);
     bc_metric(&tb, "flushed_total", "counter", "Items invalidated by flush_all.", cs.flushed);
     bc_metric(&tb, "pinned_bytes", "gauge",
-              "Bytes of unlinked items still referenced by in-flight replies.", cs.pinned_bytes);
+              "Bytes of evicted segments still referenced by in-flight replies.", cs.pinned_bytes);
     bc_metric(&tb, "buckets", "gauge", "Number of buckets keys hash into.",
               bc_cache_nbuckets(admin->cache));
     bc_metric(&tb, "hotkeys_memory_bytes", "gauge", "Bytes held by the hot-key sketch.",
@@ -960,8 +968,8 @@ key_get(bc_admin_t *admin, bc_http_req_t *req, const char *key, size_t nkey, uin
     /* flags and cas never change once an item is linked (a new store makes
      * a new item), so reading them without the shard lock is safe.  The
      * expiry can change (touch), which is why no TTL header is sent. */
-    snprintf(flags, sizeof(flags), "%" PRIu32, it->flags);
-    snprintf(cas, sizeof(cas), "%" PRIu64, it->cas);
+    snprintf(flags, sizeof(flags), "%" PRIu32, bc_item_flags(it));
+    snprintf(cas, sizeof(cas), "%" PRIu64, bc_item_cas(it));
     bc_http_add_header(req, "X-Bucketcache-Flags", flags);
     bc_http_add_header(req, "X-Bucketcache-Cas", cas);
     /* ref (and with it the item) is released by item_ref_free in every case. */

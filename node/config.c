@@ -160,7 +160,7 @@ static const node_option_t node_options[] = {
     {0, "admin-listen", NULL, "ADDR", OPT_ADMIN_LISTEN,
      "address of the admin port (default 127.0.0.1)"},
     {0, "eviction", NULL, "POLICY", OPT_EVICTION,
-     "eviction policy: lru, lfu, fifo or s3fifo (default lru)"},
+     "eviction policy: s3fifo, lru, lfu or fifo (default s3fifo)"},
     {0, "buckets", NULL, "N", OPT_BUCKETS,
      "number of buckets keys hash into (default 1024, max 65536)"},
     {0, "log-level", NULL, "LEVEL", OPT_LOG_LEVEL,
@@ -276,7 +276,7 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->verbosity = 0;
     cfg->mem_limit = (uint64_t)BC_NODE_DEFAULT_MEMORY_MB * 1024u * 1024u;
     cfg->max_item_size = BC_NODE_DEFAULT_ITEM_SIZE;
-    snprintf(cfg->eviction, sizeof(cfg->eviction), "lru");
+    snprintf(cfg->eviction, sizeof(cfg->eviction), "s3fifo");
     cfg->nbuckets = BC_DEFAULT_NBUCKETS;
     cfg->expiry_interval_ms = 1000;
     cfg->expiry_scan_budget = 20000;
@@ -1249,7 +1249,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "               \"tls\": {\"chain_cert\": \"\", \"key\": \"\", \"ca_cert\": \"\",\n"
             "                       \"verify_mode\": 0, \"min_version\": 2, \"ciphers\": \"\",\n"
             "                       \"plain_listen\": \"HOST:PORT,...\"}},  (tls: -Z; absent = off)\n"
-            "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"lru\",\n"
+            "    \"cache\":  {\"memory_mb\": 64, \"max_item_size\": \"1m\", \"eviction\": \"s3fifo\",\n"
             "               \"buckets\": 1024, \"expiry_interval_ms\": 1000,\n"
             "               \"expiry_scan_budget\": 20000, \"prealloc\": false},\n"
             "    \"admin\":  {\"listen\": \"127.0.0.1\", \"port\": 11280, \"max_connections\": 2048,\n"

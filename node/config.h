@@ -32,7 +32,7 @@
  *                  "tls": {"chain_cert": "", "key": "", "ca_cert": "",
  *                          "verify_mode": 0, "min_version": 2, "ciphers": "",
  *                          "plain_listen": "HOST:PORT,..."}},   (tls: -Z)
- *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "lru",
+ *       "cache":  {"memory_mb": 64, "max_item_size": "1m", "eviction": "s3fifo",
  *                  "buckets": 1024, "expiry_interval_ms": 1000,
  *                  "expiry_scan_budget": 20000},
  *       "admin":  {"listen": "127.0.0.1", "port": 11280, "max_connections": 2048,
@@ -102,7 +102,7 @@ typedef struct bc_node_config {
     /* storage engine (cache.h) */
     uint64_t mem_limit;                /* -m; bytes, 64 MiB (-m counts megabytes) */
     size_t max_item_size;              /* -I; 1 MiB, memcached's bounds 1k..1024m */
-    char eviction[16];                 /* --eviction; "lru" */
+    char eviction[16];                 /* --eviction; "s3fifo" */
     uint32_t nbuckets;                 /* --buckets; BC_DEFAULT_NBUCKETS */
     uint32_t expiry_interval_ms;       /* active-expiry period; 1000 (0 = off) */
     uint32_t expiry_scan_budget;       /* items examined per period; 20000 */
@@ -154,7 +154,7 @@ typedef struct bc_node_config {
     int log_level;                     /* bc_log_level_t; info */
     bool daemonize;                    /* -d */
     bool lock_memory;                  /* -k: mlockall */
-    bool prealloc;                     /* -L: take and touch mem_limit at start (mem.h) */
+    bool prealloc;                     /* -L: the cache touches its memory at start (mem.h) */
     bool enable_coredumps;             /* -r: raise RLIMIT_CORE */
     char run_as_user[64];              /* -u: switch to this user if root; "" */
     char pid_file[BC_NODE_PATH_MAX];   /* -P; "" = none */

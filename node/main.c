@@ -12,9 +12,7 @@
  *        |
  *   (--zk) read the cluster's bucket count with a short-lived session
  *        |
- *   (-L) preallocate the memory limit (mem.h)
- *        |
- *   cache create --> server create (binds) --> admin create (binds)
+ *   cache create (-L: touches its memory, mem.h) --> server create (binds) --> admin create (binds)
  *        |                 any failure --> log the reason, exit 1
  *   daemonize (-d) --> pid file (-P) --> switch user (-u, when root)
  *        |
@@ -51,13 +49,17 @@
  *   cache is swept over successive rounds).  When a round finds many
  *   expired items (a quarter of the budget or more) the next round starts
  *   at once, up to a few rounds in a row, as Redis does: a mass expiry is
- *   cleared quickly without the thread monopolising shard locks.
+ *   cleared quickly without the thread monopolising shard locks.  Each
+ *   round then compacts a few segments left mostly empty (bc_cache_compact),
+ *   so that memory freed by expiry, deletes or a bucket moving away goes
+ *   back to the system.
  *
  * MEMORY
- *   Items are plain malloc allocations; mem.c sets glibc's policy (values
- *   above 64 KiB get their own mapping, free heap pages are trimmed every
- *   MALLOC_TRIM_INTERVAL_S by the expiry thread) or, with -L, preallocates
- *   the memory limit before the cache is created.
+ *   Items live in the cache's segment arena (engine/seg_int.h), whose memory
+ *   the cache gives back to the system itself as its budget dictates; mem.c
+ *   sets glibc's policy for the rest (blocks above 64 KiB get their own
+ *   mapping).  With -L the cache touches its segments when it is created.
+ *   Nothing needs a periodic trim.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +108,9 @@
 
 /* Immediate extra rounds allowed when a round finds many expired items. */
 #define EXPIRY_MAX_BURST_ROUNDS 8
+/* Sparse segments compacted per round (bc_cache_compact): at most this
+ * many segments' worth of copying a second. */
+#define COMPACT_SEGMENTS_PER_ROUND 16
 
 /* ---- active expiry thread ---- */
 
@@ -123,14 +128,11 @@ typedef struct expiry_thread {
     bool running;
 } expiry_thread_t;
 
-#define MALLOC_TRIM_INTERVAL_S  10
-
 static void *
 expiry_main(void *arg)
 {
     expiry_thread_t *et = arg;
     uint64_t total = 0;
-    time_t last_trim = time(NULL);
 
     pthread_mutex_lock(&et->lock);
     while (!et->stop) {
@@ -148,10 +150,8 @@ expiry_main(void *arg)
             log_debug("active expiry removed %" PRIu64 " items (%" PRIu64 " in total)", removed,
                       total);
         }
-        if (time(NULL) - last_trim >= MALLOC_TRIM_INTERVAL_S) {
-            bc_node_mem_trim();
-            last_trim = time(NULL);
-        }
+        uint32_t compacted = bc_cache_compact(et->cache, COMPACT_SEGMENTS_PER_ROUND);
+        if (compacted > 0) log_debug("compacted %" PRIu32 " sparse segments", compacted);
         pthread_mutex_lock(&et->lock);
 
         bc_time_deadline(&deadline, CLOCK_MONOTONIC, et->interval_ms);
@@ -534,7 +534,7 @@ main(int argc, char **argv)
     raise_fd_limit(cfg.max_conns + (cfg.admin_port != 0 ? cfg.admin_max_conns : 0));
     if (cfg.enable_coredumps) raise_core_limit();
 
-    bc_node_mem_policy(cfg.prealloc);
+    bc_node_mem_policy();
     nbuckets = cfg.nbuckets;
     if (cfg.zk_hosts[0] != '\0') {
         /* The cluster fixes the bucket count; --buckets only applies alone. */
@@ -548,11 +548,6 @@ main(int argc, char **argv)
             goto out;
         }
     }
-    if (cfg.prealloc) {
-        int64_t took_ms;
-        size_t pre = bc_node_mem_prealloc((size_t)cfg.mem_limit, &took_ms);
-        log_info("-L: preallocated %zu MiB in %" PRId64 " ms", pre >> 20, took_ms);
-    }
     {
         bc_cache_config_t cc = {
             .mem_limit = (size_t)cfg.mem_limit,
@@ -561,6 +556,7 @@ main(int argc, char **argv)
             .nshards = 0,
             .policy = cfg.eviction,
             .now = NULL,
+            .prealloc = cfg.prealloc,
         };
         st = bc_cache_create(&cc, &cache);
         if (st != BC_OK) {

@@ -1,77 +1,114 @@
 /*
- * cache.c -- the storage engine: per-bucket hash tables, shards, memory
- * accounting, eviction, expiry and memcached's store semantics.
+ * cache.c -- the storage engine: per-bucket hash tables, shards, eviction
+ * of segments, expiry and memcached's store semantics, on the memory of
+ * seg.c.
  *
- * ONE FILE, about 1600 lines, on purpose: every function here works on the
+ * ONE FILE, about 1900 lines, on purpose: every function here works on the
  * same private tables under the one LOCKING RULE below, and most of them
  * are do_* helpers of one another.  Split, the rule and those helpers
  * would have to be shared through a header, and a lock's use could no
  * longer be checked against its rule in one place.  The pieces that need
- * no shard lock live apart: the item (item.h), the eviction policies
- * (evict/), item frames (item_frame.c) and change trackers (tap.c).
+ * no shard lock live apart: the item (item.h), the memory (seg.c), the
+ * eviction policies (evict/), item frames (item_frame.c) and change
+ * trackers (tap.c).
  *
  * HOW IT IS LAID OUT
  *
  *   key --murmur3--> hash --+-- hash % nbuckets  = bucket  (which table)
  *                           '-- hash / nbuckets  = q       (slot in table)
  *
- *   buckets[nbuckets]                      shards[nshards]
- *   +--------------------------+           +----------------------------+
- *   | slots[] -> item -> item  |  bucket   | mutex                      |
- *   | count, bytes             | --------> | policy instance (evict.h)  |
- *   +--------------------------+  % nshards| counters                   |
- *                                          +----------------------------+
+ *   buckets[nbuckets]                        shards[nshards]
+ *   +----------------------------+           +-------------+
+ *   | slots[] -> ref -> ref ...  |  bucket   | mutex       |
+ *   | count, bytes, evictions,   | --------> | counters    |
+ *   | expirations                |           |             |
+ *   +----------------------------+  % nshards+-------------+
  *
- *   Each bucket owns a chained hash table (an array of item pointers, the
- *   chain running through item->hnext) that doubles when its load passes
- *   1.5 and halves below 1/8, so a bucket's memory follows its item count
- *   and a bucket can be walked, serialised or dropped in time proportional
- *   to its own size.  The bucket index uses hash % nbuckets, so inside one
- *   bucket all hashes agree on those bits; the slot therefore comes from the
- *   quotient hash / nbuckets, which carries the remaining bits.
+ *   segs (seg_int.h): the arena of segments the items live in, the policy's
+ *   queues of segments, large-item blocks, the byte budget.
+ *
+ *   Each bucket owns a chained hash table: an array of 32-bit item
+ *   references (seg_int.h, REFERENCES), the chain running through each item's
+ *   hnext.  It doubles when its load passes 2 and halves below 1/8, so a
+ *   bucket's memory follows its item count (2 to 4 bytes per item) and a
+ *   bucket can be walked, serialised or dropped in time proportional to its
+ *   own size, wherever its items lie in memory.  The bucket index uses
+ *   hash % nbuckets, so inside one bucket all hashes agree on those bits;
+ *   the slot therefore comes from the quotient hash / nbuckets, which
+ *   carries the remaining bits.  Items do not keep their hash: the rare
+ *   paths that need it (a table resize, eviction) hash the key again.
+ *
+ * WHY SEGMENTS (and not malloc, nor memcached's slabs)
+ *   With an item per malloc block, the allocator's header and rounding and
+ *   the eviction policy's list pointers cost about 75 bytes per item, and
+ *   glibc's heap, fragmented by a shift in value sizes, held RSS far above
+ *   the limit until a trim.  memcached's slabs cut the per-item header but
+ *   round every item up to its size class (up to 25% lost) and need a page
+ *   mover to shift memory between classes, which must wait for each busy
+ *   item of the page.  Segcache (Yang et al., NSDI '21) shows the third
+ *   way taken here: append items of every size to large segments, keep the
+ *   per-item metadata to a few bytes, and reclaim a whole segment at a
+ *   time, deciding per item whether it is dropped or copied forward.  Its
+ *   own eviction (merging the oldest segments) is one policy of that shape;
+ *   S3-FIFO, CLOCK and LFU are others (evict/evict.h), which is how the
+ *   selectable policies survive.  What we add to segcache: buckets (a
+ *   table per bucket, so migration can walk or drop one), memcached's
+ *   exact CAS/flags/TTL semantics, and pins that outlive the eviction of a
+ *   segment (zero-copy replies to slow clients) instead of waiting for
+ *   them.
  *
  * LOCKING RULE
  *   shard->lock protects: the tables of the shard's buckets (slots, count,
- *   bytes), the shard's policy instance and counters, and, for every item
- *   linked in the shard, hnext/prev/next/pbits/pfreq/iflags/exptime/time
- *   and (while linked) cas.  No function holds two shard locks.  do_*
- *   functions require the caller to hold the lock of the shard they work
- *   on.  scan_lock (active expiry cursor) is taken before a shard lock,
- *   never after.  Everything else is atomic: mem_used, pinned_bytes, the
- *   CAS counter, the flush marks and item refcounts.
+ *   bytes), the shard's counters, and, for every item linked in the shard
+ *   (or being linked into it), hnext/iflags/pfreq/atime/exptime and (while
+ *   linked) cas.  No function holds two shard locks.  do_* functions
+ *   require the caller to hold the lock of the shard they work on.
+ *
+ *   segs.lock (seg_int.h) protects the segments, their queues and the policy
+ *   instance; it may be taken with a shard lock held, never the other way
+ *   round.  evict_lock makes eviction one segment at a time and is taken
+ *   before either.  scan_lock (active expiry cursor) is taken before a
+ *   shard lock, never after.  Everything else is atomic: mem_used, the CAS
+ *   counter, the flush marks, segment pins and live counts.
+ *
+ *   Order: evict_lock / scan_lock -> shard lock -> segs.lock.
  *
  * ITEM LIFETIME
- *   refcount = 1 for the link (hash table + policy) + 1 per reader.  Readers
- *   increment only under the shard lock (so a linked item found by a lookup
- *   is alive); anyone may decrement without a lock.  Whoever drops the
- *   count to 0 frees the item.  Unlinking drops the link reference; an item
- *   still referenced afterwards is "pinned" (counted in pinned_bytes) and
- *   freed by its last reader.  An item's value is written in place only by
- *   incr/decr, and only when the link is its sole reference, so readers
- *   never see a value change under them.  Eviction never takes an item a
- *   reader holds: the policy's victim is handed back (requeue) and the next
- *   one tried.  A lookup that would push one item's count past
- *   CACHE_REFCOUNT_MAX (16-bit counter) is answered as a miss instead.
+ *   An item is written into a segment by bc_item_alloc (header and key
+ *   under segs.lock, so that eviction can always walk a segment), filled
+ *   by its writer with no lock, and linked by a store.  Readers and the
+ *   writer hold it by pinning its segment (seg_int.h, PINS): the pin is taken
+ *   under the shard lock while the item is linked, so a pinned item's
+ *   memory stays valid -- unchanged -- until released, whatever happens
+ *   to the key meanwhile.  An item's value is written in place only by
+ *   incr/decr, and only when nobody pins its segment.
+ *
+ *   Eviction takes the tail segment of a queue the policy picks and, item
+ *   by item under the item's shard lock, drops it or copies it to the head
+ *   of a queue; the copy takes the original's place in its bucket chain.
+ *   Then the segment is freed, or freed by its last unpin.  A writer whose
+ *   unlinked item sits in a segment eviction has begun (RETIRED) copies it
+ *   to a fresh place before linking it (cache_store): checked under the
+ *   shard lock, which eviction also takes for every item it walks, so
+ *   either the store sees RETIRED or eviction sees the item linked.
  *
  * MEMORY ACCOUNTING
- *   mem_used charges what malloc really hands out (bc__evict_mem_charge: usable
- *   size + chunk header) for items, bucket slot arrays, policy state and the
- *   engine's own fixed arrays.  bc_item_alloc reserves an item's bytes with
- *   a compare-and-swap on mem_used *before* any shard lock is taken; when
- *   the reservation would pass mem_limit it evicts one item at a time (one
- *   shard lock at a time: first the shard the item will live in, then the
- *   others round-robin) until it fits, or fails with BC_ENOMEM when nothing
- *   anywhere can be evicted.  Slot arrays and policy tables grow under a
- *   shard lock without a reservation; the operation that grew them evicts
- *   back under the limit right after releasing the lock.  Pinned items stay
- *   charged until freed, so the limit bounds real memory even while slow
- *   clients hold replies.
+ *   mem_used counts what seg_int.h's BUDGET says: backed segments, large
+ *   blocks, bucket slot arrays, policy state and the engine's own fixed
+ *   arrays.  Allocating an item takes room in an open segment, or backs a
+ *   segment if the budget allows, or else evicts a segment and tries again;
+ *   it fails with BC_ENOMEM only when nothing anywhere can be evicted.  Slot
+ *   arrays grow under a shard lock without a reservation; the operation
+ *   that grew them gives segments back (or evicts) right after releasing
+ *   the lock.
  *
  * EXPIRY AND FLUSH
  *   An item is dead when exptime != 0 && exptime <= now (memcached's rule)
  *   or when flush_all invalidated it.  Dead items are unlinked lazily by
  *   whatever lookup meets them, by eviction, and by bc_cache_expire_scan,
- *   which walks buckets incrementally from a saved cursor.
+ *   which walks buckets incrementally from a saved cursor.  A segment
+ *   whose items are all unlinked and that nobody pins is freed at once, so
+ *   a mass expiry gives memory back without waiting for eviction.
  *
  *   flush_all is decided by CAS alone: an item is flushed when its CAS is
  *   below oldest_cas.  CAS values grow with every store, so "below the mark"
@@ -86,8 +123,15 @@
  *   also kills items stored during the due second itself, which we do not.
  *   oldest_cas only ever rises: a later delayed flush cannot bring back an
  *   item that an earlier flush killed.
+ *
+ * COUNTERS
+ *   An eviction and an expiry of an item of bucket b are each counted in
+ *   exactly one place, in the shard's totals and in the bucket's
+ *   (bc_bucket_stats_t): do_count_evicted and do_count_expired.  Requests
+ *   (hits, misses, stores, deletes) are counted per thread and bucket
+ *   outside any lock (counters.h): cache_get, bc_cache_store,
+ *   bc_cache_delete, bc_cache_arith.
  */
-#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,22 +143,23 @@
 #include "engine/cache.h"
 #include "engine/counters.h"
 #include "engine/evict/evict.h"
-
-/* Engine-private item flags (bc_item_t.iflags; shard lock). */
-#define ITEM_FETCHED 0x02u     /* read at least once since stored */
-#define ITEM_PINNED  0x04u     /* unlinked while referenced: in pinned_bytes */
+#include "engine/seg_int.h"
 
 #define CACHE_DEFAULT_NSHARDS      64u
 #define CACHE_DEFAULT_MAX_ITEM     (1024u * 1024u)
 #define CACHE_TABLE_MIN_SLOTS      4u
+#define CACHE_TABLE_MAX_LOAD       2u        /* items per slot before doubling */
 #define CACHE_RESIZE_PREFETCH      8u        /* chains fetched ahead by a table resize */
-/* Readers beyond this many on one item are refused (treated as a miss)
- * rather than overflowing the 16-bit count. */
-#define CACHE_REFCOUNT_MAX         60000u
-/* Pinned victims one eviction attempt may skip in a shard. */
-#define CACHE_EVICT_TRIES          16
+#define CACHE_SCAN_AHEAD           8u        /* chains fetched ahead by a bucket scan */
+/* Segment descriptors one compaction step looks at, at most (the search
+ * goes on from there next time): bounds the time it holds segs.lock. */
+#define CACHE_COMPACT_SCAN         4096u
 /* append/prepend/incr retries when the item changes while unlocked. */
 #define CACHE_RETRIES              64
+/* Consecutive evicted segments that freed almost nothing (every item was
+ * kept) after which the next one drops everything: bounds the work one
+ * allocation can be made to wait for. */
+#define CACHE_EVICT_MAX_STREAK     16u
 
 /* memcached 1.6 counts an item as its 48-byte header + 8-byte CAS + key +
  * NUL + value with CRLF; we size-check the same way so the -I limit lets
@@ -122,7 +167,7 @@
 #define CACHE_MC_ITEM_HEADER       56u
 
 typedef struct cache_bucket {
-    bc_item_t **slots;          /* NULL while the bucket has no items */
+    uint32_t *slots;            /* item references; NULL while the bucket has no items */
     uint32_t mask;              /* nslots - 1 */
     uint32_t count;             /* linked items */
     uint64_t bytes;             /* charged bytes of those items */
@@ -133,8 +178,7 @@ typedef struct cache_bucket {
 
 typedef struct cache_shard {
     _Alignas(64) pthread_mutex_t lock;   /* see LOCKING RULE */
-    void *policy;
-    uint64_t curr_items;
+    _Atomic uint64_t curr_items;         /* written under lock, read by eviction without */
     uint64_t total_items;
     uint64_t data_bytes;
     uint64_t evictions;
@@ -146,7 +190,9 @@ typedef struct cache_shard {
 } cache_shard_t;
 
 struct bc_cache {
-    size_t mem_limit;
+    size_t mem_limit;                 /* atomic: bc_cache_set_mem_limit */
+    size_t mem_limit_max;             /* the start limit: what segs was sized for */
+    uint64_t mem_floor;               /* the engine's own memory at start */
     size_t max_item_size;
     uint32_t nbuckets;
     uint32_t nshards;
@@ -156,14 +202,17 @@ struct bc_cache {
      * at or before it counts as "1", already expired (realtime()). */
     uint32_t started;
     const bc_evict_ops_t *policy;
+    void *policy_state;               /* segs.lock */
     bc_evict_env_t env;
 
     _Atomic uint64_t mem_used;
-    _Atomic uint64_t pinned_bytes;
     _Atomic uint64_t cas_last;        /* last CAS handed out */
     _Atomic uint32_t oldest_live;     /* flush mark (0 = none) */
     _Atomic uint64_t oldest_cas;      /* items with a smaller CAS are flushed */
-    _Atomic uint32_t evict_cursor;    /* round-robin start for foreign shards */
+
+    pthread_mutex_t evict_lock;       /* one eviction at a time; guards the streak */
+    uint32_t evict_streak;            /* evictions in a row that freed almost nothing */
+    size_t preallocated;
 
     pthread_mutex_t scan_lock;        /* guards scan_bucket/scan_slot */
     uint32_t scan_bucket;
@@ -171,6 +220,7 @@ struct bc_cache {
 
     cache_bucket_t *buckets;
     cache_shard_t *shards;
+    bc_segs_t segs;
 
     bc_cache_observer_fn observer;    /* set before use; NULL = none */
     void *observer_ctx;
@@ -201,13 +251,6 @@ cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_
                   const cache_bucket_t *b)
 {
     cache_notify(cache, type, it, NULL, 0, 0, b);
-}
-
-/* mem_limit may be changed at run time (bc_cache_set_mem_limit). */
-static inline size_t
-cache_mem_limit(const bc_cache_t *cache)
-{
-    return __atomic_load_n(&cache->mem_limit, __ATOMIC_RELAXED);
 }
 
 /* Where a hash lives. */
@@ -286,65 +329,70 @@ cache_mem_sub(bc_cache_t *cache, uint64_t n)
     atomic_fetch_sub_explicit(&cache->mem_used, n, memory_order_relaxed);
 }
 
-/*
- * What glibc's malloc will charge for a request, before we make it: chunks
- * are 16-byte multiples holding the request plus an 8-byte header, at least
- * 32 bytes.  After malloc the real figure (bc__evict_mem_charge) replaces the
- * estimate; with other allocators the estimate is just that.
- */
-static inline uint64_t
-cache_mem_estimate(size_t request)
-{
-    size_t chunk = (request + sizeof(size_t) + 15u) & ~(size_t)15u;
-    return chunk < 32u ? 32u : chunk;
-}
-
+/* mem_limit may be changed at run time (bc_cache_set_mem_limit). */
 static inline size_t
-item_request_size(size_t nkey, uint32_t nbytes)
+cache_mem_limit(const bc_cache_t *cache)
 {
-    return offsetof(bc_item_t, data) + nkey + 1u + nbytes;
-}
-
-static inline uint16_t
-item_refs(const bc_item_t *it)
-{
-    return atomic_load_explicit(&((bc_item_t *)it)->refcount, memory_order_acquire);
+    return __atomic_load_n(&cache->mem_limit, __ATOMIC_RELAXED);
 }
 
 static inline bool
-item_key_eq(const bc_item_t *it, const char *key, size_t nkey, uint32_t hash)
+cache_over_limit(bc_cache_t *cache)
 {
-    return it->hash == hash && it->nkey == nkey && memcmp(it->data, key, nkey) == 0;
+    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) > cache_mem_limit(cache);
 }
 
-/* Frees an item whose refcount reached 0. */
-static void
-item_free(bc_cache_t *cache, bc_item_t *it)
+static inline uint32_t
+item_hash(const bc_item_t *it)
 {
-    uint64_t charge = bc__evict_mem_charge(it);
-    if (it->iflags & ITEM_PINNED) {
-        atomic_fetch_sub_explicit(&cache->pinned_bytes, charge, memory_order_relaxed);
-    }
-    cache_mem_sub(cache, charge);
-    free(it);
+    return bc_hash_key(bc_item_key(it), bc_item_nkey(it));
 }
 
-/* Frees a list of dead items chained through hnext (no lock needed). */
-static void
-cache_free_list(bc_cache_t *cache, bc_item_t *list)
+/* The hash of an item its writer holds, not linked yet: bc_item_alloc
+ * keeps the caller's hash in hnext until the item is linked (a store
+ * needs it and the chain link is unused until then). */
+static inline uint32_t
+item_unlinked_hash(const bc_item_t *it)
 {
-    while (list != NULL) {
-        bc_item_t *next = list->hnext;
-        item_free(cache, list);
-        list = next;
-    }
+    return it->hnext;
+}
+
+static inline bool
+item_key_eq(const bc_item_t *it, const char *key, size_t nkey)
+{
+    return bc_item_nkey(it) == nkey && memcmp(bc_item_key(it), key, nkey) == 0;
+}
+
+static inline bc_item_t *
+cache_item(const bc_cache_t *cache, uint32_t ref)
+{
+    return bc_seg_item(&cache->segs, ref);
+}
+
+static inline bc_seg_t *
+item_seg(const bc_cache_t *cache, const bc_item_t *it)
+{
+    return bc_seg_of(&cache->segs, it);
+}
+
+static inline uint64_t
+item_charge(const bc_cache_t *cache, const bc_item_t *it)
+{
+    return bc_seg_charge_of(&cache->segs, it);
+}
+
+/* key + value bytes (the data_bytes statistic) */
+static inline uint64_t
+item_data_bytes(const bc_item_t *it)
+{
+    return bc_item_nkey(it) + (uint64_t)bc_item_value_len(it);
 }
 
 /* flush_all check; see EXPIRY AND FLUSH above. */
 static inline bool
-item_is_flushed(const bc_cache_t *cache, const bc_item_t *it, uint32_t now)
+item_is_flushed(const bc_cache_t *cache, const bc_item_t *it)
 {
-    (void)now;   /* a due delayed flush was turned into a mark by cache_clock */
+    /* a due delayed flush was turned into a mark by cache_clock */
     return it->cas < atomic_load_explicit(&((bc_cache_t *)cache)->oldest_cas,
                                           memory_order_acquire);
 }
@@ -355,57 +403,118 @@ item_is_expired(const bc_item_t *it, uint32_t now)
     return it->exptime != 0 && it->exptime <= now;
 }
 
+static inline bool
+item_is_dead(const bc_cache_t *cache, const bc_item_t *it, uint32_t now)
+{
+    return item_is_expired(it, now) || item_is_flushed(cache, it);
+}
+
+/* Asks the CPU to start loading an item's header (0 is fine). */
+static inline void
+cache_prefetch(const bc_cache_t *cache, uint32_t ref)
+{
+    if (ref != 0) __builtin_prefetch(cache_item(cache, ref));
+}
+
+/* ------------------------------------------------------------------------ */
+/* counters: an eviction and an expiry of an item of bucket b               */
+/* ------------------------------------------------------------------------ */
+
+/* The one place an eviction is counted (shard lock held). */
+static inline void
+do_count_evicted(const cache_loc_t *loc, const bc_item_t *it)
+{
+    loc->shard->evictions++;
+    loc->bucket->evictions++;
+    if (!(it->iflags & BC_ITEM_FETCHED)) loc->shard->evicted_unfetched++;
+}
+
+/* The one place an expiry (TTL passed, or flushed) is counted; active:
+ * found by bc_cache_expire_scan (shard lock held). */
+static inline void
+do_count_expired(const bc_cache_t *cache, const cache_loc_t *loc, const bc_item_t *it,
+                 bool active)
+{
+    cache_shard_t *s = loc->shard;
+    if (item_is_flushed(cache, it)) {
+        s->flushed++;
+    } else {
+        loc->bucket->expirations++;
+        if (!(it->iflags & BC_ITEM_FETCHED)) s->expired_unfetched++;
+    }
+    s->reclaimed++;
+    if (active) s->expired_active++;
+}
+
 /* ------------------------------------------------------------------------ */
 /* bucket tables (shard lock held)                                          */
 /* ------------------------------------------------------------------------ */
 
-/* Asks the CPU to start loading an item's header (NULL is fine). */
-static inline void
-cache_prefetch(const bc_item_t *it)
+static inline uint32_t
+table_slot(const bc_cache_t *cache, const cache_bucket_t *b, uint32_t hash)
 {
-    if (it != NULL) __builtin_prefetch(it);
+    return (hash / cache->nbuckets) & b->mask;
 }
 
 /* Rebuilds the bucket's table with nslots slots (a power of two). */
 static bool
 do_table_resize(bc_cache_t *cache, cache_bucket_t *b, uint32_t nslots)
 {
-    bc_item_t **slots = calloc(nslots, sizeof(*slots));
+    uint32_t *slots = calloc(nslots, sizeof(*slots));
     if (slots == NULL) return false;
-    uint32_t mask = nslots - 1;
-    if (b->slots != NULL) {
-        for (uint32_t i = 0; i <= b->mask; i++) {
-            /* every item is read for its hash: fetch a few chains ahead */
-            if (i + CACHE_RESIZE_PREFETCH <= b->mask) {
-                cache_prefetch(b->slots[i + CACHE_RESIZE_PREFETCH]);
+    uint32_t old_mask = b->mask;
+    uint32_t *old = b->slots;
+    b->slots = slots;
+    b->mask = nslots - 1;
+    if (old != NULL) {
+        for (uint32_t i = 0; i <= old_mask; i++) {
+            /* every item is read for its key: fetch a few chains ahead */
+            if (i + CACHE_RESIZE_PREFETCH <= old_mask) {
+                cache_prefetch(cache, old[i + CACHE_RESIZE_PREFETCH]);
             }
-            bc_item_t *it = b->slots[i];
-            while (it != NULL) {
-                bc_item_t *next = it->hnext;
-                cache_prefetch(next);
-                uint32_t idx = (it->hash / cache->nbuckets) & mask;
-                it->hnext = slots[idx];
-                slots[idx] = it;
-                it = next;
+            /* Chains keep their order (oldest first, see do_item_link): an
+             * old chain's items go to the tails of at most two new ones
+             * (i and i + old size when doubling; when halving, the new
+             * chain may hold the items of an earlier old chain). */
+            uint32_t tidx[2] = {0, 0}, nt = 0;
+            uint32_t *tail[2] = {NULL, NULL};
+            uint32_t ref = old[i];
+            while (ref != 0) {
+                bc_item_t *it = cache_item(cache, ref);
+                uint32_t next = it->hnext;
+                cache_prefetch(cache, next);
+                uint32_t idx = table_slot(cache, b, item_hash(it));
+                uint32_t t = 0;
+                while (t < nt && tidx[t] != idx) t++;
+                if (t == nt) {
+                    uint32_t *pp = &slots[idx];
+                    while (*pp != 0) pp = &cache_item(cache, *pp)->hnext;
+                    if (nt < 2) nt++;
+                    else t = 1;   /* cannot happen with a power-of-two resize */
+                    tidx[t] = idx;
+                    tail[t] = pp;
+                }
+                *tail[t] = ref;
+                it->hnext = 0;
+                tail[t] = &it->hnext;
+                ref = next;
             }
         }
-        cache_mem_sub(cache, bc__evict_mem_charge(b->slots));
-        free(b->slots);
+        cache_mem_sub(cache, bc__evict_mem_charge(old));
+        free(old);
     }
     cache_mem_add(cache, bc__evict_mem_charge(slots));
-    b->slots = slots;
-    b->mask = mask;
     return true;
 }
 
-/* Makes room for one more item: creates or doubles the table (load > 1.5).
- * Failing to grow is harmless: chains just get longer. */
+/* Makes room for one more item: creates or doubles the table.  Failing to
+ * grow is harmless (chains just get longer) unless there is no table. */
 static bool
 do_table_reserve(bc_cache_t *cache, cache_bucket_t *b)
 {
     if (b->slots == NULL) return do_table_resize(cache, b, CACHE_TABLE_MIN_SLOTS);
     uint64_t nslots = (uint64_t)b->mask + 1;
-    if ((uint64_t)(b->count + 1) * 2 > nslots * 3 && nslots < (1u << 30)) {
+    if ((uint64_t)b->count + 1 > nslots * CACHE_TABLE_MAX_LOAD && nslots < (1u << 30)) {
         (void)do_table_resize(cache, b, (uint32_t)nslots * 2);
     }
     return true;
@@ -431,21 +540,25 @@ do_table_shrink(bc_cache_t *cache, cache_bucket_t *b)
 }
 
 static bc_item_t *
-do_table_find(const cache_loc_t *loc, const char *key, size_t nkey, uint32_t hash)
+do_table_find(const bc_cache_t *cache, const cache_loc_t *loc, const char *key, size_t nkey)
 {
     const cache_bucket_t *b = loc->bucket;
     if (b->slots == NULL) return NULL;
-    for (bc_item_t *it = b->slots[loc->q & b->mask]; it != NULL; it = it->hnext) {
-        if (item_key_eq(it, key, nkey, hash)) return it;
+    for (uint32_t ref = b->slots[loc->q & b->mask]; ref != 0;) {
+        bc_item_t *it = cache_item(cache, ref);
+        if (item_key_eq(it, key, nkey)) return it;
+        ref = it->hnext;
     }
     return NULL;
 }
 
-static bc_item_t **
-do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it)
+/* The reference that points at it (a slot or an hnext). */
+static uint32_t *
+do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it, uint32_t hash)
 {
-    bc_item_t **pp = &b->slots[(it->hash / cache->nbuckets) & b->mask];
-    while (*pp != it) pp = &(*pp)->hnext;
+    uint32_t want = bc_seg_ref(&cache->segs, it);
+    uint32_t *pp = &b->slots[table_slot(cache, b, hash)];
+    while (*pp != want) pp = &cache_item(cache, *pp)->hnext;
     return pp;
 }
 
@@ -453,121 +566,121 @@ do_table_ref(const bc_cache_t *cache, cache_bucket_t *b, const bc_item_t *it)
 /* link / unlink (shard lock held)                                          */
 /* ------------------------------------------------------------------------ */
 
-/*
- * Drops the link reference of an item just taken out of the table.  If a
- * reader still holds it, it becomes pinned; if the count reaches 0 the item
- * goes on *freelist for the caller to free after unlocking.
- */
+/* it left its chain: the segment counts one live item less (and may be
+ * freed, if that was its last and nobody pins it). */
 static void
-do_item_drop_link(bc_cache_t *cache, bc_item_t *it, uint64_t charge, bc_item_t **freelist)
+do_item_gone(bc_cache_t *cache, bc_item_t *it)
 {
     it->iflags &= (uint8_t)~BC_ITEM_LINKED;
-    if (item_refs(it) > 1) {
-        it->iflags |= ITEM_PINNED;
-        atomic_fetch_add_explicit(&cache->pinned_bytes, charge, memory_order_relaxed);
-    }
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1) {
-        it->hnext = *freelist;
-        *freelist = it;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (bc_seg_unlinked(seg)) {
+        pthread_mutex_lock(&cache->segs.lock);
+        do_segs_reap(&cache->segs, seg);
+        pthread_mutex_unlock(&cache->segs.lock);
     }
 }
 
-/* Links a new item.  Returns false (nothing changed) only when the bucket
- * has no table and not even the smallest one can be allocated. */
+/* it is in a chain now (its segment counted it: bc_seg_link_try); a
+ * large one joins its queue. */
+static void
+do_item_joined(bc_cache_t *cache, bc_item_t *it)
+{
+    it->iflags |= BC_ITEM_LINKED;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (seg->large && seg->state == BC_SEG_OPEN) {
+        pthread_mutex_lock(&cache->segs.lock);
+        do_segs_large_link(&cache->segs, seg, seg->queue);
+        pthread_mutex_unlock(&cache->segs.lock);
+    }
+}
+
+static inline void
+shard_items_add(cache_shard_t *s, int64_t n)
+{
+    atomic_store_explicit(&s->curr_items,
+                          atomic_load_explicit(&s->curr_items, memory_order_relaxed) +
+                              (uint64_t)n,
+                          memory_order_relaxed);
+}
+
+/* Links a new item, counted by its segment already (bc_seg_link_try).
+ * Returns false (nothing changed) only when the bucket has no table and
+ * not even the smallest one can be allocated. */
 static bool
 do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t now)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__evict_mem_charge(it);
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    it->iflags = (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
-    it->atime = now;
-    uint32_t idx = loc->q & b->mask;
-    it->hnext = b->slots[idx];
-    b->slots[idx] = it;
+    /* At the chain's tail: chains run oldest first, so eviction (which
+     * takes the oldest) unlinks near the head, and an item that stays --
+     * a hot one -- is not pushed back by every newcomer.  The lookup that
+     * came before this link has just walked the chain: its lines are in
+     * the CPU cache. */
+    uint32_t *pp = &b->slots[loc->q & b->mask];
+    while (*pp != 0) pp = &cache_item(cache, *pp)->hnext;
+    it->hnext = 0;
+    *pp = bc_seg_ref(&cache->segs, it);
     b->count++;
-    b->bytes += charge;
-    s->curr_items++;
+    b->bytes += item_charge(cache, it);
+    shard_items_add(s, 1);
     s->total_items++;
-    s->data_bytes += it->nkey + bc_item_value_len(it);
-    cache->policy->on_insert(s->policy, it, now);
+    s->data_bytes += item_data_bytes(it);
+    cache->policy->on_link(it, now);
+    it->atime = bc__evict_atime(now);
+    do_item_joined(cache, it);
     return true;
 }
 
-/* Takes a linked item out of its table and policy. */
+/* Takes a linked item out of its table.  hash: its key's. */
 static void
-do_item_unlink(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it,
-               bc_evict_reason_t reason, bc_item_t **freelist)
+do_item_unlink(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t hash)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t charge = bc__evict_mem_charge(it);
 
-    bc_item_t **pp = do_table_ref(cache, b, it);
+    uint32_t *pp = do_table_ref(cache, b, it, hash);
     *pp = it->hnext;
-    it->hnext = NULL;
-    cache->policy->on_remove(s->policy, it, reason);
+    it->hnext = 0;
     b->count--;
-    b->bytes -= charge;
-    s->curr_items--;
-    s->data_bytes -= it->nkey + bc_item_value_len(it);
-    do_item_drop_link(cache, it, charge, freelist);
+    b->bytes -= item_charge(cache, it);
+    shard_items_add(s, -1);
+    s->data_bytes -= item_data_bytes(it);
+    do_item_gone(cache, it);
 }
 
-/* new_it (unlinked, caller's reference becomes the link) replaces old_it. */
+/* new_it (unlinked, counted by its segment already) replaces old_it in its
+ * chain. */
 static void
 do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
-                bc_item_t *new_it, uint32_t now, bc_item_t **freelist)
+                bc_item_t *new_it, uint32_t hash, uint32_t now)
 {
     cache_bucket_t *b = loc->bucket;
     cache_shard_t *s = loc->shard;
-    uint64_t old_charge = bc__evict_mem_charge(old_it);
-    uint64_t new_charge = bc__evict_mem_charge(new_it);
 
-    bc_item_t **pp = do_table_ref(cache, b, old_it);
+    uint32_t *pp = do_table_ref(cache, b, old_it, hash);
     new_it->hnext = old_it->hnext;
-    *pp = new_it;
-    old_it->hnext = NULL;
+    *pp = bc_seg_ref(&cache->segs, new_it);
+    old_it->hnext = 0;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    new_it->iflags = (uint8_t)((new_it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
-    new_it->atime = now;
-    cache->policy->on_replace(s->policy, old_it, new_it, now);
-    b->bytes = b->bytes - old_charge + new_charge;
+    cache->policy->on_replace(old_it, new_it, now);
+    new_it->atime = bc__evict_atime(now);
+    b->bytes = b->bytes - item_charge(cache, old_it) + item_charge(cache, new_it);
     s->total_items++;
-    s->data_bytes = s->data_bytes - (old_it->nkey + bc_item_value_len(old_it)) +
-                    (new_it->nkey + bc_item_value_len(new_it));
-    do_item_drop_link(cache, old_it, old_charge, freelist);
-}
-
-/*
- * A fetch, as memcached's segmented LRU counts it (do_item_bump): the
- * first marks the item fetched, a later one refreshes its access time.
- */
-static inline void
-item_bump(bc_item_t *it, uint32_t now)
-{
-    if (it->iflags & ITEM_FETCHED) it->atime = now;
-    it->iflags |= ITEM_FETCHED;
+    s->data_bytes = s->data_bytes - item_data_bytes(old_it) + item_data_bytes(new_it);
+    do_item_joined(cache, new_it);
+    do_item_gone(cache, old_it);
 }
 
 /* Unlinks a dead (expired or flushed) item and counts it. */
 static void
-do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t now,
-                bool active, bc_item_t **freelist)
+do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t hash,
+                bool active)
 {
-    cache_shard_t *s = loc->shard;
-    if (item_is_flushed(cache, it, now)) {
-        s->flushed++;
-    } else {
-        loc->bucket->expirations++;
-        if (!(it->iflags & ITEM_FETCHED)) s->expired_unfetched++;
-    }
-    s->reclaimed++;
-    if (active) s->expired_active++;
-    do_item_unlink(cache, loc, it, BC_EVICT_EXPIRED, freelist);
+    do_count_expired(cache, loc, it, active);
+    do_item_unlink(cache, loc, it, hash);
 }
 
 /*
@@ -576,12 +689,12 @@ do_item_reclaim(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32
  */
 static bc_item_t *
 do_item_find_live(bc_cache_t *cache, const cache_loc_t *loc, const char *key, size_t nkey,
-                  uint32_t hash, uint32_t now, bc_item_t **freelist)
+                  uint32_t hash, uint32_t now)
 {
-    bc_item_t *it = do_table_find(loc, key, nkey, hash);
+    bc_item_t *it = do_table_find(cache, loc, key, nkey);
     if (it == NULL) return NULL;
-    if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-        do_item_reclaim(cache, loc, it, now, false, freelist);
+    if (item_is_dead(cache, it, now)) {
+        do_item_reclaim(cache, loc, it, hash, false);
         do_table_shrink(cache, loc->bucket);
         return NULL;
     }
@@ -589,104 +702,217 @@ do_item_find_live(bc_cache_t *cache, const cache_loc_t *loc, const char *key, si
 }
 
 /* ------------------------------------------------------------------------ */
-/* eviction and memory reservation                                          */
+/* eviction                                                                 */
 /* ------------------------------------------------------------------------ */
 
+static uint64_t
+cache_live_items(const bc_cache_t *cache)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < cache->nshards; i++) {
+        n += atomic_load_explicit(&cache->shards[i].curr_items, memory_order_relaxed);
+    }
+    return n;
+}
+
 /*
- * Frees one item of shard `si` (the policy's victim, or a dead item the
- * policy names).  Victims a reader holds are requeued and skipped.
- * Returns true when an item was unlinked.  Takes and releases the lock.
+ * One item of a segment being evicted from queue q: dropped or copied to
+ * the head of the queue the policy names -- or, compacting, copied to the
+ * head of q as it is.  Returns the bytes copied.  Takes the item's shard
+ * lock (and segs.lock inside it).
+ */
+static uint32_t
+cache_evict_item(bc_cache_t *cache, bc_item_t *it, uint32_t size, unsigned q, uint32_t now,
+                 bool force, bool compact, bool *requeued)
+{
+    uint32_t hash = item_hash(it);
+    cache_loc_t loc;
+    cache_locate(cache, hash, &loc);
+    uint32_t copied = 0;
+
+    pthread_mutex_lock(&loc.shard->lock);
+    if (!(it->iflags & BC_ITEM_LINKED)) {
+        /* dead already, or a writer's item not stored yet: it sees RETIRED */
+    } else if (item_is_dead(cache, it, now)) {
+        do_item_reclaim(cache, &loc, it, hash, false);
+        do_table_shrink(cache, loc.bucket);
+    } else {
+        bc_seg_t *seg = item_seg(cache, it), *dseg = NULL;
+        char *dst = NULL;
+        pthread_mutex_lock(&cache->segs.lock);
+        int verdict = compact ? (int)q
+                              : cache->policy->on_evict(cache->policy_state, it, q, hash, now,
+                                                        force);
+        if (verdict >= 0 && seg->large) {
+            do_segs_requeue(&cache->segs, seg, (unsigned)verdict);
+            *requeued = true;
+        } else if (verdict >= 0) {
+            dst = do_segs_append(&cache->segs, (unsigned)verdict, size, true, &dseg);
+            if (dst != NULL) cache->segs.moved_items++;
+        }
+        pthread_mutex_unlock(&cache->segs.lock);
+        if (dst != NULL && !bc_seg_link_try(dseg)) {
+            /* the open segment closed and retired meanwhile (all its items
+             * gone): no place for the copy after all */
+            bc_seg_unpin(&cache->segs, dseg);
+            dst = NULL;
+        }
+        if (*requeued) {
+            /* the large item stays where it is */
+        } else if (dst != NULL) {
+            /* the copy takes the original's place; readers keep the original */
+            bc_item_t *nit = (bc_item_t *)dst;
+            memcpy(nit, it, size);
+            uint32_t *pp = do_table_ref(cache, loc.bucket, it, hash);
+            *pp = bc_seg_ref(&cache->segs, nit);
+            it->hnext = 0;
+            do_item_gone(cache, it);
+            bc_seg_unpin(&cache->segs, dseg);
+            copied = size;
+        } else {
+            do_count_evicted(&loc, it);
+            do_item_unlink(cache, &loc, it, hash);
+            do_table_shrink(cache, loc.bucket);
+        }
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    return copied;
+}
+
+/*
+ * Evicts one segment: the tail of the queue the policy picks.  Returns
+ * false when there is nothing to evict.  Takes evict_lock, and the shard
+ * lock of each item in turn.
  */
 static bool
-cache_evict_one(bc_cache_t *cache, uint32_t si)
+cache_evict(bc_cache_t *cache)
 {
-    cache_shard_t *s = &cache->shards[si];
-    bc_item_t *freelist = NULL;
-    bool done = false;
     uint32_t now = cache_clock(cache);
+    bc_segs_t *segs = &cache->segs;
 
-    pthread_mutex_lock(&s->lock);
-    for (int tries = 0; tries < CACHE_EVICT_TRIES; tries++) {
-        bc_item_t *it = cache->policy->pick_victim(s->policy, now);
-        if (it == NULL) break;
-        if (item_refs(it) > 1) {
-            cache->policy->requeue(s->policy, it, now);
-            continue;
+    pthread_mutex_lock(&cache->evict_lock);
+    bc_evict_queues_t qs;
+    uint64_t items = cache_live_items(cache);
+    pthread_mutex_lock(&segs->lock);
+    do_segs_queues(segs, &qs);
+    qs.items = items;
+    bool any = false;
+    for (unsigned i = 0; i < segs->nqueues; i++) any |= qs.evictable[i];
+    bc_seg_t *seg = NULL;
+    unsigned q = 0;
+    if (any) {
+        q = cache->policy->pick_queue(cache->policy_state, &qs);
+        if (q >= segs->nqueues || !qs.evictable[q]) {
+            for (q = 0; !qs.evictable[q]; q++) {
+            }
         }
-        cache_loc_t loc;
-        cache_locate(cache, it->hash, &loc);
-        if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-            do_item_reclaim(cache, &loc, it, now, false, &freelist);
-        } else {
-            s->evictions++;
-            loc.bucket->evictions++;
-            if (!(it->iflags & ITEM_FETCHED)) s->evicted_unfetched++;
-            do_item_unlink(cache, &loc, it, BC_EVICT_EVICTED, &freelist);
+        seg = do_segs_take_tail(segs, q);
+        /* that queue's tail is all pinned: any other */
+        for (unsigned i = 0; seg == NULL && i < segs->nqueues; i++) {
+            if (i != q && qs.evictable[i]) seg = do_segs_take_tail(segs, q = i);
         }
-        do_table_shrink(cache, loc.bucket);
-        done = true;
-        break;
     }
-    pthread_mutex_unlock(&s->lock);
-    cache_free_list(cache, freelist);
+    pthread_mutex_unlock(&segs->lock);
+    if (seg == NULL) {
+        pthread_mutex_unlock(&cache->evict_lock);
+        return false;
+    }
+
+    bool force = cache->evict_streak >= CACHE_EVICT_MAX_STREAK;
+    bool requeued = false;
+    uint64_t total, kept = 0;
+    if (seg->large) {
+        total = seg->charge;
+        (void)cache_evict_item(cache, (bc_item_t *)seg->base, 0, q, now, force, false,
+                               &requeued);
+        if (requeued) kept = total;
+    } else {
+        total = seg->used;
+        for (uint32_t off = 0; off < seg->used;) {
+            bc_item_t *it = (bc_item_t *)(seg->base + off);
+            uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                              bc_item_has_flags(it));
+            kept += cache_evict_item(cache, it, size, q, now, force, false, &requeued);
+            off += size;
+        }
+    }
+    /* Almost nothing freed: every item was kept.  The policy's counts make
+     * sure that does not last; the streak makes sure it does not last long. */
+    if (total > 0 && (total - kept) * 8 < total) {
+        cache->evict_streak++;
+    } else {
+        cache->evict_streak = 0;
+    }
+    pthread_mutex_lock(&segs->lock);
+    if (!requeued) do_segs_evicted(segs, seg);
+    /* a segment borrowed for the copies (seg_int.h, segs_take) goes back */
+    while (cache_over_limit(cache) && do_segs_release_one(segs)) {
+    }
+    pthread_mutex_unlock(&segs->lock);
+    pthread_mutex_unlock(&cache->evict_lock);
+    return true;
+}
+
+uint32_t
+bc_cache_compact(bc_cache_t *cache, uint32_t max_segments)
+{
+    bc_segs_t *segs = &cache->segs;
+    uint32_t done = 0;
+    while (done < max_segments) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&cache->evict_lock);
+        pthread_mutex_lock(&segs->lock);
+        bc_seg_t *seg = do_segs_take_sparse(segs, CACHE_COMPACT_SCAN);
+        pthread_mutex_unlock(&segs->lock);
+        if (seg == NULL) {
+            pthread_mutex_unlock(&cache->evict_lock);
+            break;
+        }
+        bool requeued = false;
+        for (uint32_t off = 0; off < seg->used;) {
+            bc_item_t *it = (bc_item_t *)(seg->base + off);
+            uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                              bc_item_has_flags(it));
+            (void)cache_evict_item(cache, it, size, seg->queue, now, false, true, &requeued);
+            off += size;
+        }
+        pthread_mutex_lock(&segs->lock);
+        segs->compacted_segs++;
+        do_segs_evicted(segs, seg);
+        pthread_mutex_unlock(&segs->lock);
+        pthread_mutex_unlock(&cache->evict_lock);
+        done++;
+    }
     return done;
 }
 
-static bool
-cache_try_reserve(bc_cache_t *cache, uint64_t need)
-{
-    uint64_t cur = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    while (cur + need <= cache_mem_limit(cache)) {
-        if (atomic_compare_exchange_weak_explicit(&cache->mem_used, &cur, cur + need,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool
-cache_over_limit(bc_cache_t *cache, uint64_t extra)
-{
-    return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra >
-           cache_mem_limit(cache);
-}
-
 /*
- * Evicts until `extra` more bytes fit under the limit (reserve == false) or
- * until they are reserved (reserve == true).  Home shard first, then every
- * shard round-robin from a shared cursor, rounds repeated while any of them
- * makes progress.  Returns false when nothing more can be evicted.
+ * Brings mem_used back under the limit plus `extra` bytes, charging them
+ * (reserve) or not: gives free segments back to the system, evicting when
+ * none is free.  Returns false when nothing more can be evicted.
  */
 static bool
-cache_make_room(bc_cache_t *cache, uint32_t home, uint64_t extra, bool reserve)
+cache_make_room(bc_cache_t *cache, uint64_t extra, bool reserve)
 {
-#define CACHE_ROOM_DONE() \
-    (reserve ? cache_try_reserve(cache, extra) : !cache_over_limit(cache, extra))
-    if (CACHE_ROOM_DONE()) return true;
-    while (cache_evict_one(cache, home)) {
-        if (CACHE_ROOM_DONE()) return true;
-    }
+    bc_segs_t *segs = &cache->segs;
     for (;;) {
-        bool progress = false;
-        uint32_t start = atomic_fetch_add_explicit(&cache->evict_cursor, 1,
-                                                   memory_order_relaxed);
-        for (uint32_t i = 0; i < cache->nshards; i++) {
-            if (cache_evict_one(cache, (start + i) & cache->shard_mask)) {
-                progress = true;
-                if (CACHE_ROOM_DONE()) return true;
-            }
+        if (reserve ? bc_seg_try_charge(segs, extra)
+                    : atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra <=
+                          cache_mem_limit(cache)) {
+            return true;
         }
-        if (!progress) return CACHE_ROOM_DONE();
+        pthread_mutex_lock(&segs->lock);
+        bool released = do_segs_release_one(segs);
+        pthread_mutex_unlock(&segs->lock);
+        if (!released && !cache_evict(cache)) return false;
     }
-#undef CACHE_ROOM_DONE
 }
 
-static inline uint32_t
-cache_shard_of(const bc_cache_t *cache, uint32_t hash)
+/* After a store grew a table or the policy's state: back under the limit. */
+static void
+cache_enforce_limit(bc_cache_t *cache)
 {
-    return (hash % cache->nbuckets) & cache->shard_mask;
+    if (cache_over_limit(cache)) (void)cache_make_room(cache, 0, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -697,32 +923,19 @@ static void
 cache_free_all(bc_cache_t *cache)
 {
     if (cache->buckets != NULL) {
-        for (uint32_t i = 0; i < cache->nbuckets; i++) {
-            cache_bucket_t *b = &cache->buckets[i];
-            if (b->slots == NULL) continue;
-            for (uint32_t j = 0; j <= b->mask; j++) {
-                bc_item_t *it = b->slots[j];
-                while (it != NULL) {
-                    bc_item_t *next = it->hnext;
-                    free(it);
-                    it = next;
-                }
-            }
-            free(b->slots);
-        }
+        for (uint32_t i = 0; i < cache->nbuckets; i++) free(cache->buckets[i].slots);
         free(cache->buckets);
     }
     if (cache->shards != NULL) {
         for (uint32_t i = 0; i < cache->nshards; i++) {
-            cache_shard_t *s = &cache->shards[i];
-            if (s->policy != NULL) {
-                cache->policy->destroy(s->policy);
-                pthread_mutex_destroy(&s->lock);
-            }
+            pthread_mutex_destroy(&cache->shards[i].lock);
         }
         free(cache->shards);
     }
+    if (cache->policy_state != NULL) cache->policy->destroy(cache->policy_state);
+    bc_seg_fini(&cache->segs);
     pthread_mutex_destroy(&cache->scan_lock);
+    pthread_mutex_destroy(&cache->evict_lock);
     bc_counters_destroy(cache->counters);
     free(cache);
 }
@@ -753,6 +966,7 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     bc_cache_t *cache = calloc(1, sizeof(*cache));
     if (cache == NULL) return BC_ENOMEM;
     cache->mem_limit = config->mem_limit;
+    cache->mem_limit_max = config->mem_limit;
     cache->max_item_size = config->max_item_size ? config->max_item_size
                                                  : CACHE_DEFAULT_MAX_ITEM;
     cache->nbuckets = nbuckets;
@@ -764,11 +978,26 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     cache->policy = policy;
     cache->env.mem_used = &cache->mem_used;
     pthread_mutex_init(&cache->scan_lock, NULL);
+    pthread_mutex_init(&cache->evict_lock, NULL);
 
+    bc_status_t st = bc_seg_init(&cache->segs, config->mem_limit, config->segment_size,
+                                  policy->nqueues, &cache->mem_used);
+    if (st != BC_OK) {
+        pthread_mutex_destroy(&cache->scan_lock);
+        pthread_mutex_destroy(&cache->evict_lock);
+        free(cache);
+        return st;
+    }
     cache->buckets = calloc(nbuckets, sizeof(*cache->buckets));
     cache->counters = bc_counters_create(nbuckets);
     cache->shards = aligned_alloc(_Alignof(cache_shard_t), nshards * sizeof(cache_shard_t));
-    if (cache->buckets == NULL || cache->shards == NULL || cache->counters == NULL) {
+    cache->policy_state = policy->create(&cache->env);
+    if (cache->buckets == NULL || cache->shards == NULL || cache->policy_state == NULL ||
+        cache->counters == NULL) {
+        if (cache->shards != NULL) {
+            free(cache->shards);
+            cache->shards = NULL;
+        }
         cache_free_all(cache);
         return BC_ENOMEM;
     }
@@ -781,23 +1010,24 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     /* Critical sections are a few hundred nanoseconds: spin briefly before
      * sleeping (glibc's adaptive mutex). */
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    for (uint32_t i = 0; i < nshards; i++) {
-        cache_shard_t *s = &cache->shards[i];
-        s->policy = policy->create(&cache->env);
-        if (s->policy == NULL) {
-            pthread_mutexattr_destroy(&attr);
-            cache_free_all(cache);
-            return BC_ENOMEM;
-        }
-        pthread_mutex_init(&s->lock, &attr);
-    }
+    for (uint32_t i = 0; i < nshards; i++) pthread_mutex_init(&cache->shards[i].lock, &attr);
     pthread_mutexattr_destroy(&attr);
 
-    if (atomic_load(&cache->mem_used) >= cache_mem_limit(cache)) {
-        log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes",
-                  cache->mem_limit, (unsigned long long)atomic_load(&cache->mem_used));
+    /* the engine's own memory plus two segments (an open one and the
+     * evictor's reserve) must fit */
+    if (atomic_load(&cache->mem_used) + 2ull * cache->segs.seg_size > cache_mem_limit(cache)) {
+        log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes "
+                  "and two %u-byte segments", cache->mem_limit,
+                  (unsigned long long)atomic_load(&cache->mem_used), cache->segs.seg_size);
         cache_free_all(cache);
         return BC_EINVAL;
+    }
+    cache->mem_floor = atomic_load(&cache->mem_used);
+    if (config->prealloc) {
+        int64_t took_ms = 0;
+        cache->preallocated = bc_seg_prealloc(&cache->segs, &took_ms);
+        log_info("-L: preallocated %zu MiB in %lld ms", cache->preallocated >> 20,
+                 (long long)took_ms);
     }
     *out = cache;
     return BC_OK;
@@ -833,6 +1063,18 @@ bc_cache_max_item_size(const bc_cache_t *cache)
     return cache->max_item_size;
 }
 
+size_t
+bc_cache_preallocated(const bc_cache_t *cache)
+{
+    return cache->preallocated;
+}
+
+uint32_t
+bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it)
+{
+    return atomic_load(&item_seg(cache, it)->pins) & BC_SEG_PIN_COUNT;
+}
+
 /*
  * memcached's realtime(): 0 = never; negative = already expired (1 is a
  * time always in the past); up to 30 days = relative; larger = absolute
@@ -857,51 +1099,65 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
 /* reads                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A hit: the policy's bits, then the fetched mark and the access time as
+ * memcached's segmented LRU counts a fetch (do_item_bump): the first marks
+ * the item fetched, a later one refreshes its access time (what "la" and
+ * mg's l report).  Each written only when it changes, so that two threads
+ * reading one hot item do not keep taking its line from each other. */
+static inline void
+do_item_accessed(bc_cache_t *cache, bc_item_t *it, uint32_t now)
+{
+    cache->policy->on_access(it, now);
+    if (!(it->iflags & BC_ITEM_FETCHED)) {
+        it->iflags |= BC_ITEM_FETCHED;
+        return;
+    }
+    uint16_t at = bc__evict_atime(now);
+    if (it->atime != at) it->atime = at;
+}
+
 /*
  * The one lookup: finds a live item, counts the access (memcached counts a
  * touch as a fetch) and sets its expiry when `touch`.  With `ref`, returns
- * it referenced; without, the result only says found (non-NULL) and must
- * not be dereferenced.
+ * it referenced (its segment pinned); without, the result only says found
+ * (non-NULL) and must not be dereferenced.  A read (`ref` or `fn`) counts
+ * as a hit or a miss of the calling thread (counters.h); a touch does not.
  */
 static bc_item_t *
 cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
-          uint32_t exptime, bool ref)
+          uint32_t exptime, bool ref, bc_cache_read_fn fn, void *ctx, bool *held)
 {
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
+    bool counted = ref || fn != NULL;
+    uint32_t value_len = 0;
     pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
-        if (ref && item_refs(it) >= CACHE_REFCOUNT_MAX) {
-            it = NULL;   /* absurd fan-out on one item: refuse, never overflow */
-        } else {
-            if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
-            item_bump(it, now);
-            if (touch) {
-                it->exptime = exptime;
-                cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
-            }
-            cache->policy->on_access(loc.shard->policy, it, now);
+        if (touch) {
+            it->exptime = exptime;
+            cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
         }
+        do_item_accessed(cache, it, now);
+        value_len = bc_item_value_len(it);   /* it may go once the lock does */
+        if (fn != NULL) ref = fn(it, ctx);
+        if (ref) bc_seg_pin(item_seg(cache, it));
+        if (held != NULL) *held = ref;
     }
     pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
-    if (ref) {
-        bc_counters_block_t *blk = bc_counters_mine(cache->counters);
-        if (blk != NULL) {
-            uint32_t bi = (uint32_t)(loc.bucket - cache->buckets);
-            if (it != NULL) {
-                bc_counters_add(blk, bi, hits, 1);
-                bc_counters_add(blk, bi, bytes_written, bc_item_value_len(it));
-            } else {
-                bc_counters_add(blk, bi, misses, 1);
-            }
-            if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+    bc_counters_block_t *blk = counted ? bc_counters_mine(cache->counters) : NULL;
+    if (blk != NULL) {
+        uint32_t bi = (uint32_t)(loc.bucket - cache->buckets);
+        if (it != NULL) {
+            bc_counters_add(blk, bi, hits, 1);
+            bc_counters_add(blk, bi, bytes_written, value_len);
+        } else {
+            bc_counters_add(blk, bi, misses, 1);
         }
+        if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
     }
     return it;
 }
@@ -909,44 +1165,145 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
 bc_item_t *
 bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
 {
-    return cache_get(cache, key, nkey, hash, false, 0, true);
+    return cache_get(cache, key, nkey, hash, false, 0, true, NULL, NULL, NULL);
 }
 
 bc_item_t *
 bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                    uint32_t exptime)
 {
-    return cache_get(cache, key, nkey, hash, true, exptime, true);
+    return cache_get(cache, key, nkey, hash, true, exptime, true, NULL, NULL, NULL);
+}
+
+bc_item_t *
+bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool touch,
+              uint32_t exptime, bc_cache_read_fn fn, void *ctx, bool *found)
+{
+    bool held = false;
+    bc_item_t *it = cache_get(cache, key, nkey, hash, touch, exptime, false, fn, ctx, &held);
+    if (found != NULL) *found = it != NULL;
+    return held ? it : NULL;
 }
 
 void
 bc_item_release(bc_cache_t *cache, bc_item_t *it)
 {
     if (it == NULL) return;
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1) {
-        item_free(cache, it);
+    bc_segs_t *segs = &cache->segs;
+    bc_seg_t *seg = item_seg(cache, it);
+    if (it->cas == 0 && !seg->large &&
+        (atomic_load_explicit(&seg->pins, memory_order_acquire) & BC_SEG_PIN_COUNT) == 1) {
+        /* Never linked (a link sets a CAS): an add that found the key, a
+         * cas that lost, a dropped upload.  If it is the last thing
+         * appended, its room is taken back -- only by its last holder: a
+         * holder pins the segment, so a count of one (ours) means nobody
+         * else holds it (bc_item_retain hands one item to several). */
+        uint32_t size = bc_seg_item_size(segs, bc_item_nkey(it), bc_item_nbytes(it),
+                                          bc_item_has_flags(it));
+        pthread_mutex_lock(&segs->lock);
+        do_segs_unappend(segs, seg, (const char *)it, size);
+        pthread_mutex_unlock(&segs->lock);
     }
+    bc_seg_unpin(segs, seg);
 }
 
 void
-bc_item_retain(bc_item_t *it)
+bc_item_retain(bc_cache_t *cache, bc_item_t *it)
 {
-    atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+    bc_seg_pin(item_seg(cache, it));
 }
 
 /* ------------------------------------------------------------------------ */
 /* writes                                                                   */
 /* ------------------------------------------------------------------------ */
 
-void
+/* Writes an item's header and key at p (the value is the caller's). */
+static bc_item_t *
+item_init(void *p, const char *key, size_t nkey, uint32_t hash, uint32_t flags,
+          uint32_t exptime, uint32_t nbytes, bool large)
+{
+    bc_item_t *it = p;
+    it->cas = 0;
+    it->exptime = exptime;
+    it->hnext = hash;          /* item_unlinked_hash */
+    it->lenkey = (large ? BC_ITEM_LEN_LARGE : nbytes) | (flags != 0 ? BC_ITEM_LEN_FLAGS : 0u) |
+                 ((uint32_t)nkey << BC_ITEM_LEN_KEY_SHIFT);
+    it->iflags = 0;
+    it->pfreq = 0;
+    it->atime = 0;
+    char *d = it->data;
+    if (flags != 0) {
+        memcpy(d, &flags, sizeof(flags));
+        d += sizeof(flags);
+    }
+    if (large) {
+        memcpy(d, &nbytes, sizeof(nbytes));
+        d += sizeof(nbytes);
+    }
+    memcpy(d, key, nkey);
+    return it;
+}
+
+/* A large item: a block of its own, charged before it is allocated. */
+static bc_item_t *
+cache_alloc_large(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                  uint32_t flags, uint32_t exptime, uint32_t nbytes, uint32_t size,
+                  bc_status_t *st)
+{
+    bc_segs_t *segs = &cache->segs;
+    size += 4;   /* the length the header cannot hold */
+    uint64_t estimate = bc_seg_large_estimate(size);
+    if (estimate > cache_mem_limit(cache) || !cache_make_room(cache, estimate, true)) {
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    bc_seg_t *seg = bc_seg_large_new(segs, size);
+    if (seg == NULL) {
+        cache_mem_sub(cache, estimate);
+        *st = BC_ENOMEM;
+        return NULL;
+    }
+    if (seg->charge > estimate) {
+        cache_mem_add(cache, seg->charge - estimate);
+    } else if (seg->charge < estimate) {
+        cache_mem_sub(cache, estimate - seg->charge);
+    }
+    pthread_mutex_lock(&segs->lock);
+    seg->queue = (uint8_t)cache->policy->admit(cache->policy_state, hash);
+    pthread_mutex_unlock(&segs->lock);
+    bc_item_t *it = item_init(seg->base, key, nkey, hash, flags, exptime, nbytes, true);
+    if (seg->charge > estimate) cache_enforce_limit(cache);
+    *st = BC_OK;
+    return it;
+}
+
+/*
+ * BEHAVIOR: the segment arena and the large-item table are sized at start
+ * for the -m limit (seg_int.h), so the limit may move anywhere between
+ * what the engine needs for itself (its own memory and two segments) and
+ * that start limit, not above it; memcached refuses an adjustment it
+ * cannot make the same way (with -L, above the preallocated size).
+ */
+bc_status_t
 bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit)
 {
+    bc_segs_t *segs = &cache->segs;
+    if (limit > cache->mem_limit_max ||
+        limit < cache->mem_floor + 2ull * segs->seg_size) {
+        return BC_EINVAL;
+    }
     __atomic_store_n(&cache->mem_limit, limit, __ATOMIC_RELAXED);
+    bc_seg_set_limit(segs, limit);
     /* Shrinking: evict down to the new limit now rather than on the next
      * store. */
-    for (uint32_t i = 0; i < cache->nshards && cache_over_limit(cache, 0); i++) {
-        (void)cache_make_room(cache, i, 0, false);
-    }
+    cache_enforce_limit(cache);
+    return BC_OK;
+}
+
+size_t
+bc_cache_mem_limit_max(const bc_cache_t *cache)
+{
+    return cache->mem_limit_max;
 }
 
 bc_item_t *
@@ -961,67 +1318,68 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     }
     /* memcached stores non-zero flags in 4 more bytes of the item. */
     if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes + (flags != 0 ? 4u : 0u) >
-        cache->max_item_size) {
+            cache->max_item_size ||
+        nbytes > UINT32_MAX - 1024u) {
         *st = BC_ETOOLARGE;
         return NULL;
     }
-    size_t request = item_request_size(nkey, nbytes);
-    uint64_t estimate = cache_mem_estimate(request);
-    if (estimate > cache_mem_limit(cache) ||
-        !cache_make_room(cache, cache_shard_of(cache, hash), estimate, true)) {
-        *st = BC_ENOMEM;
-        return NULL;
+    bc_segs_t *segs = &cache->segs;
+    uint32_t size = bc_seg_item_size(segs, (uint32_t)nkey, nbytes, flags != 0);
+    if (bc_seg_is_large(segs, size)) {
+        return cache_alloc_large(cache, key, nkey, hash, flags, exptime, nbytes, size, st);
     }
-    bc_item_t *it = malloc(request);
-    if (it == NULL) {
-        cache_mem_sub(cache, estimate);
-        *st = BC_ENOMEM;
-        return NULL;
+    bool admitted = false;
+    unsigned q = 0;
+    for (;;) {
+        bc_seg_t *seg;
+        pthread_mutex_lock(&segs->lock);
+        if (!admitted) {
+            q = cache->policy->admit(cache->policy_state, hash);
+            admitted = true;
+        }
+        char *p = do_segs_append(segs, q, size, false, &seg);
+        if (p != NULL) {
+            /* header and key before the lock goes: eviction walks segments
+             * by their items' headers */
+            bc_item_t *it = item_init(p, key, nkey, hash, flags, exptime, nbytes, false);
+            pthread_mutex_unlock(&segs->lock);
+            *st = BC_OK;
+            return it;
+        }
+        pthread_mutex_unlock(&segs->lock);
+        if (!cache_evict(cache)) {
+            *st = BC_ENOMEM;
+            return NULL;
+        }
     }
-    uint64_t charge = bc__evict_mem_charge(it);
-    if (charge > estimate) {
-        cache_mem_add(cache, charge - estimate);
-    } else if (charge < estimate) {
-        cache_mem_sub(cache, estimate - charge);
-    }
-
-    it->hnext = it->prev = it->next = NULL;
-    it->cas = 0;
-    it->hash = hash;
-    it->exptime = exptime;
-    it->flags = flags;
-    it->nbytes = nbytes;
-    it->atime = 0;
-    atomic_init(&it->refcount, 1);
-    it->nkey = (uint8_t)nkey;
-    it->iflags = 0;
-    it->pbits = 0;
-    it->pfreq = 0;
-    memcpy(it->data, key, nkey);
-    it->data[nkey] = '\0';
-
-    if (charge > estimate && cache_over_limit(cache, 0)) {
-        (void)cache_make_room(cache, cache_shard_of(cache, hash), 0, false);
-    }
-    *st = BC_OK;
-    return it;
 }
 
-/* After a store grew a table: evict back under the limit. */
-static void
-cache_enforce_limit(bc_cache_t *cache, uint32_t hash)
+/*
+ * it (unlinked, held by the caller) sits in a segment eviction has begun:
+ * a copy elsewhere, held by the caller instead; it is released.  NULL (it
+ * released too) when there is no memory.
+ */
+static bc_item_t *
+cache_move_unlinked(bc_cache_t *cache, bc_item_t *it)
 {
-    if (cache_over_limit(cache, 0)) {
-        (void)cache_make_room(cache, cache_shard_of(cache, hash), 0, false);
+    bc_status_t st;
+    uint32_t nbytes = bc_item_nbytes(it);
+    bc_item_t *nit = bc_item_alloc(cache, bc_item_key(it), bc_item_nkey(it), item_unlinked_hash(it),
+                                   bc_item_flags(it), it->exptime, nbytes, &st);
+    if (nit != NULL) {
+        memcpy(bc_item_value(nit), bc_item_value(it), nbytes);
+        bc_item_set_meta(nit, it->iflags);   /* stale, win, binary key travel */
     }
+    bc_item_release(cache, it);
+    return nit;
 }
 
 /*
  * append/prepend: the combined item must be allocated with no lock held
  * (allocation may evict), so the old item is referenced, copied unlocked,
  * and the result linked only if the key still holds that same item (same
- * pointer and CAS; the reference rules out address reuse).  Otherwise the
- * whole thing is retried against the new value.
+ * address and CAS; the reference keeps the address from being reused).
+ * Otherwise the whole thing is retried against the new value.
  */
 static bc_status_t
 cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_in,
@@ -1029,41 +1387,37 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_i
 {
     cache_loc_t loc;
     const char *key = bc_item_key(it);
-    cache_locate(cache, it->hash, &loc);
+    size_t nkey = bc_item_nkey(it);
+    uint32_t hash = item_unlinked_hash(it);
+    cache_locate(cache, hash, &loc);
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
-        bc_item_t *freelist = NULL;
         uint32_t now = cache_clock(cache);
 
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *old = do_item_find_live(cache, &loc, key, it->nkey, it->hash, now,
-                                           &freelist);
+        bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now);
         if (old == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
         }
         if (cas_in != 0 && old->cas != cas_in) {
             /* ms MA/MP with C: memcached's simplified CAS check. */
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             bc_item_release(cache, it);
             return BC_EEXISTS;
         }
-        atomic_fetch_add_explicit(&old->refcount, 1, memory_order_relaxed);
+        bc_seg_pin(item_seg(cache, old));
         uint64_t old_cas = old->cas;
         uint32_t old_exptime = old->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
-        freelist = NULL;
 
         uint32_t old_len = bc_item_value_len(old), add_len = bc_item_value_len(it);
         uint64_t total = (uint64_t)old_len + add_len + 2;
         bc_status_t st = BC_ETOOLARGE;
         bc_item_t *nit = NULL;
         if (total <= UINT32_MAX) {
-            nit = bc_item_alloc(cache, key, it->nkey, it->hash, old->flags, old_exptime,
+            nit = bc_item_alloc(cache, key, nkey, hash, bc_item_flags(old), old_exptime,
                                 (uint32_t)total, &st);
         }
         if (nit == NULL) {
@@ -1083,27 +1437,24 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_i
 
         now = cache_clock(cache);
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *cur = do_item_find_live(cache, &loc, key, it->nkey, it->hash, now,
-                                           &freelist);
+        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
         bool same = cur == old && cur->cas == old_cas;
-        if (same) {
+        bool moved = same && !bc_seg_link_try(item_seg(cache, nit));
+        if (same && !moved) {
             /* A touch in between may have moved the expiry: keep the newest. */
             nit->exptime = cur->exptime;
-            do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            do_item_replace(cache, &loc, cur, nit, hash, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
             if (cas_out != NULL) *cas_out = nit->cas;
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         bc_item_release(cache, old);
-        if (same) {
-            /* nit belongs to the table now: it may already be gone. */
-            uint32_t hash = it->hash;
+        bc_item_release(cache, nit);   /* linked or not, the caller's hold goes */
+        if (same && !moved) {
             bc_item_release(cache, it);
-            cache_enforce_limit(cache, hash);
+            cache_enforce_limit(cache);
             return BC_OK;
         }
-        bc_item_release(cache, nit);
     }
     log_warn("cache: append/prepend gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
@@ -1165,8 +1516,9 @@ cache_store_counted(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint
 {
     bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
     if (blk != NULL) {
-        cache_count_write(cache, blk, it->hash, bc_item_key(it), it->nkey, true, true,
-                          it->nkey + bc_item_value_len(it));
+        cache_count_write(cache, blk, item_unlinked_hash(it), bc_item_key(it),
+                          bc_item_nkey(it), true, true,
+                          bc_item_nkey(it) + (uint64_t)bc_item_value_len(it));
     }
     return cache_store(cache, it, mode, cas_in, cas_out, 0, set_stale);
 }
@@ -1231,61 +1583,67 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
     }
 
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     bc_status_t st;
-    uint32_t hash = it->hash;
+    uint32_t hash = item_unlinked_hash(it);
     cache_locate(cache, hash, &loc);
-    uint32_t now = cache_clock(cache);
 
-    pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *old = do_item_find_live(cache, &loc, bc_item_key(it), it->nkey, hash, now,
-                                       &freelist);
-    switch (mode) {
-    case BC_STORE_SET:
-        st = BC_OK;
-        break;
-    case BC_STORE_ADD:
-        st = old != NULL ? BC_ENOTSTORED : BC_OK;
-        if (old != NULL) old->atime = now;       /* memcached bumps it */
-        break;
-    case BC_STORE_REPLACE:
-        st = old != NULL ? BC_OK : BC_ENOTSTORED;
-        break;
-    case BC_STORE_CAS:
-        st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
-        if (st == BC_EEXISTS && set_stale && cas_in != 0 && cas_in < old->cas) {
-            /* A stale value (lower CAS) replaces the current one but stays
-             * stale: it keeps the expiry and the win token state. */
-            it->exptime = old->exptime;
-            bc_item_set_meta(it, (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_STALE |
-                                           (old->iflags & BC_ITEM_WON)));
+    for (;;) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *old = do_item_find_live(cache, &loc, bc_item_key(it), bc_item_nkey(it), hash,
+                                           now);
+        switch (mode) {
+        case BC_STORE_SET:
             st = BC_OK;
+            break;
+        case BC_STORE_ADD:
+            st = old != NULL ? BC_ENOTSTORED : BC_OK;
+            if (old != NULL) old->atime = bc__evict_atime(now);   /* memcached bumps it */
+            break;
+        case BC_STORE_REPLACE:
+            st = old != NULL ? BC_OK : BC_ENOTSTORED;
+            break;
+        case BC_STORE_CAS:
+            st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
+            if (st == BC_EEXISTS && set_stale && cas_in != 0 && cas_in < old->cas) {
+                /* A stale value (lower CAS) replaces the current one but stays
+                 * stale: it keeps the expiry and the win token state. */
+                it->exptime = old->exptime;
+                bc_item_set_meta(it, (uint8_t)((it->iflags & BC_ITEM_META_MASK) |
+                                               BC_ITEM_STALE | (old->iflags & BC_ITEM_WON)));
+                st = BC_OK;
+            }
+            break;
+        default:
+            st = BC_EINVAL;
+            break;
         }
+        if (st == BC_OK && !bc_seg_link_try(item_seg(cache, it))) {
+            /* eviction took its segment while it was being filled */
+            pthread_mutex_unlock(&loc.shard->lock);
+            it = cache_move_unlinked(cache, it);
+            if (it == NULL) return BC_ENOMEM;
+            continue;
+        }
+        if (st == BC_OK) {
+            if (old != NULL) {
+                do_item_replace(cache, &loc, old, it, hash, now);
+            } else if (!do_item_link(cache, &loc, it, now)) {
+                st = BC_ENOMEM;
+                do_item_gone(cache, it);   /* uncounts it */
+            }
+            if (st == BC_OK && keep_cas != 0) {
+                it->cas = keep_cas;
+                cache_cas_raise(cache, keep_cas);
+            }
+            if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+            if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
         break;
-    default:
-        st = BC_EINVAL;
-        break;
     }
-    if (st == BC_OK) {
-        if (old != NULL) {
-            do_item_replace(cache, &loc, old, it, now, &freelist);
-        } else if (!do_item_link(cache, &loc, it, now)) {
-            st = BC_ENOMEM;
-        }
-        if (st == BC_OK && keep_cas != 0) {
-            it->cas = keep_cas;
-            cache_cas_raise(cache, keep_cas);
-        }
-        if (st == BC_OK) cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
-        if (st == BC_OK && cas_out != NULL) *cas_out = it->cas;
-    }
-    pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
-    if (st != BC_OK) {
-        bc_item_release(cache, it);
-    } else {
-        cache_enforce_limit(cache, hash);
-    }
+    bc_item_release(cache, it);   /* stored or not, the caller's hold goes */
+    if (st == BC_OK) cache_enforce_limit(cache);
     return st;
 }
 
@@ -1293,20 +1651,18 @@ bc_status_t
 bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash)
 {
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
     pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it != NULL) {
-        do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
+        do_item_unlink(cache, &loc, it, hash);
         do_table_shrink(cache, loc.bucket);
         cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
     }
     pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
     bc_counters_block_t *blk = bc_counters_mine(cache->counters);
     if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, it != NULL, 0);
     return it != NULL ? BC_OK : BC_ENOTFOUND;
@@ -1316,7 +1672,9 @@ bc_status_t
 bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                uint32_t exptime)
 {
-    return cache_get(cache, key, nkey, hash, true, exptime, false) != NULL ? BC_OK : BC_ENOTFOUND;
+    return cache_get(cache, key, nkey, hash, true, exptime, false, NULL, NULL, NULL) != NULL
+               ? BC_OK
+               : BC_ENOTFOUND;
 }
 
 /*
@@ -1390,28 +1748,34 @@ marith_vivify(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     memcpy(bc_item_value(nit) + len, "\r\n", 2);
 
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     cache_locate(cache, hash, &loc);
-    uint32_t now = cache_clock(cache);
-    pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-    bool linked = old == NULL && do_item_link(cache, &loc, nit, now);
-    if (linked) {
-        if (m->set_exptime_created) nit->exptime = m->exptime_created;
-        m->value = m->initial;
-        m->cas = nit->cas;
-        m->exptime_before = 0;
-        m->created = true;
-        cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
+    for (;;) {
+        uint32_t now = cache_clock(cache);
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        if (old == NULL && !bc_seg_link_try(item_seg(cache, nit))) {
+            /* eviction took its segment while it was being filled */
+            pthread_mutex_unlock(&loc.shard->lock);
+            nit = cache_move_unlinked(cache, nit);
+            if (nit == NULL) return BC_ENOMEM;
+            continue;
+        }
+        bool linked = old == NULL && do_item_link(cache, &loc, nit, now);
+        if (old == NULL && !linked) do_item_gone(cache, nit);   /* uncounts it */
+        if (linked) {
+            if (m->set_exptime_created) nit->exptime = m->exptime_created;
+            m->value = m->initial;
+            m->cas = nit->cas;
+            m->exptime_before = 0;
+            m->created = true;
+            cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        bc_item_release(cache, nit);   /* linked or not, our hold goes */
+        if (!linked) return old != NULL ? BC_EEXISTS : BC_ENOMEM;
+        cache_enforce_limit(cache);
+        return BC_OK;
     }
-    pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
-    if (!linked) {
-        bc_item_release(cache, nit);
-        return old != NULL ? BC_EEXISTS : BC_ENOMEM;
-    }
-    cache_enforce_limit(cache, hash);
-    return BC_OK;
 }
 
 bc_status_t
@@ -1436,16 +1800,14 @@ cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     m->created = false;
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
-        bc_item_t *freelist = NULL;
         uint32_t now = cache_clock(cache);
         uint64_t value;
         char buf[24];
 
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
         if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             if (!m->vivify) return BC_ENOTFOUND;
             bc_status_t st = marith_vivify(cache, key, nkey, hash, m);
             if (st == BC_EEXISTS) continue;
@@ -1453,12 +1815,11 @@ cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         }
         /* memcached's order: empty value, then the CAS, then the number. */
         bc_status_t bad = BC_OK;
-        if (it->nbytes <= 2) bad = BC_ENONNUMERIC;
+        if (bc_item_nbytes(it) <= 2) bad = BC_ENONNUMERIC;
         else if (m->cas_in != 0 && it->cas != m->cas_in) bad = BC_EEXISTS;
         else if (!arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) bad = BC_ENONNUMERIC;
         if (bad != BC_OK) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             return bad;
         }
         if (m->incr) {
@@ -1470,30 +1831,29 @@ cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         m->value = value;
         m->exptime_before = it->exptime;
 
-        if (len + 2 <= it->nbytes && item_refs(it) == 1) {
-            /* Nobody but the table holds it: rewrite in place, padding a
-             * shorter number with spaces (memcached does exactly this). */
+        bc_seg_t *seg = item_seg(cache, it);
+        if (len + 2 <= bc_item_nbytes(it) && bc_seg_unpinned(seg)) {
+            /* Nobody holds anything of its segment, and a new reader would
+             * need this lock: rewrite in place, padding a shorter number
+             * with spaces (memcached does exactly this). */
             char *v = bc_item_value(it);
             memcpy(v, buf, len);
-            memset(v + len, ' ', it->nbytes - 2 - len);
+            memset(v + len, ' ', bc_item_nbytes(it) - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-            it->atime = now;
             if (m->set_exptime_hit) it->exptime = m->exptime_hit;
             m->cas = it->cas;
-            cache->policy->on_access(loc.shard->policy, it, now);
+            cache->policy->on_access(it, now);
+            it->atime = bc__evict_atime(now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             return BC_OK;
         }
 
-        /* Longer, or readers hold the old value: store a new item. */
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+        /* Longer, or readers may hold the old value: store a new item. */
+        bc_seg_pin(seg);
         uint64_t old_cas = it->cas;
-        uint32_t flags = it->flags, exptime = it->exptime;
+        uint32_t flags = bc_item_flags(it), exptime = it->exptime;
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
-        freelist = NULL;
 
         bc_status_t st;
         bc_item_t *nit = bc_item_alloc(cache, key, nkey, hash, flags, exptime,
@@ -1507,35 +1867,36 @@ cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
 
         now = cache_clock(cache);
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        bool same = cur == it && cur->cas == old_cas;
+        bc_item_t *cur = do_item_find_live(cache, &loc, key, nkey, hash, now);
+        bool same = cur == it && cur->cas == old_cas && bc_seg_link_try(item_seg(cache, nit));
         if (same) {
             nit->exptime = cur->exptime;
-            do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            do_item_replace(cache, &loc, cur, nit, hash, now);
             m->cas = nit->cas;
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         bc_item_release(cache, it);
+        bc_item_release(cache, nit);
         if (same) {
-            cache_enforce_limit(cache, hash);
+            cache_enforce_limit(cache);
             return BC_OK;
         }
-        bc_item_release(cache, nit);
     }
     log_warn("cache: incr/decr gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
     return BC_ENOMEM;
 }
 
-/* The meta state of a linked item (shard lock held). */
+/* The meta state of a linked item (shard lock held).  The header keeps the
+ * last access modulo 2^16 s (item.h, atime): it is read as the latest time
+ * at or before now with those low bits. */
 void
-bc_cache_item_meta(const bc_item_t *it, bc_item_meta_t *out)
+bc_cache_item_meta(const bc_item_t *it, uint32_t now, bc_item_meta_t *out)
 {
     out->exptime = it->exptime;
-    out->atime = it->atime;
-    out->fetched = (it->iflags & ITEM_FETCHED) != 0;
+    out->atime = now - bc__evict_idle(it, now);
+    out->fetched = (it->iflags & BC_ITEM_FETCHED) != 0;
     out->stale = (it->iflags & BC_ITEM_STALE) != 0;
     out->won = (it->iflags & BC_ITEM_WON) != 0;
     out->key_binary = (it->iflags & BC_ITEM_KEY_BINARY) != 0;
@@ -1546,7 +1907,7 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
               bc_cache_mget_t *m, bc_status_t *st)
 {
     cache_loc_t loc;
-    bc_item_t *nit = NULL;
+    bc_item_t *nit = NULL;     /* the item vivify would link, held by us */
     bc_status_t dummy;
     if (st == NULL) st = &dummy;
     *st = BC_ENOTFOUND;
@@ -1556,24 +1917,33 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     cache_locate(cache, hash, &loc);
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
-        bc_item_t *freelist = NULL;
         uint32_t now = cache_clock(cache);
 
         pthread_mutex_lock(&loc.shard->lock);
-        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        if (it != NULL && item_refs(it) >= CACHE_REFCOUNT_MAX) it = NULL;
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
         if (it == NULL && m->vivify && nit != NULL) {
             /* An empty item, as memcached's vivify: flags 0, no expiry
              * until N's (or a later T's) is applied. */
+            if (!bc_seg_link_try(item_seg(cache, nit))) {
+                /* eviction took its segment while it was being filled */
+                pthread_mutex_unlock(&loc.shard->lock);
+                nit = cache_move_unlinked(cache, nit);
+                if (nit == NULL) {
+                    *st = BC_ENOMEM;
+                    return NULL;
+                }
+                continue;
+            }
             if (do_item_link(cache, &loc, nit, now)) {
-                it = nit;
+                it = nit;      /* our hold on it becomes the caller's */
                 nit = NULL;
                 m->created = true;
+            } else {
+                do_item_gone(cache, nit);   /* uncounts it */
             }
         }
         if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
-            cache_free_list(cache, freelist);
             if (!m->vivify || nit != NULL || attempt > 0) {
                 if (nit != NULL) bc_item_release(cache, nit);
                 if (m->vivify) *st = BC_ENOMEM;
@@ -1589,14 +1959,14 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
             memcpy(bc_item_value(nit), "\r\n", 2);
             continue;
         }
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
         if (m->created) {
             it->exptime = 0;
-            bc_cache_item_meta(it, &m->meta);
+            bc_cache_item_meta(it, now, &m->meta);
             it->exptime = m->viv_exptime;   /* 0 when N's did not take effect */
             m->won = true;
         } else {
-            bc_cache_item_meta(it, &m->meta);
+            bc_seg_pin(item_seg(cache, it));   /* the caller's reference */
+            bc_cache_item_meta(it, now, &m->meta);
             uint32_t exp_at_r = m->touch && m->recache_sees_touch ? m->touch_exptime
                                                                    : it->exptime;
             if (m->touch) it->exptime = m->touch_exptime;
@@ -1607,10 +1977,7 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         if (m->meta.stale && !m->meta.won) m->won = true;
         if (m->no_win) m->won = false;
         if (m->won) it->iflags |= BC_ITEM_WON;
-        if (m->bump) {
-            item_bump(it, now);
-            cache->policy->on_access(loc.shard->policy, it, now);
-        }
+        if (m->bump) do_item_accessed(cache, it, now);
         /* BEHAVIOR: a win token handed out changes the item's state as a
          * store does (backups and migration targets must not hand out
          * another one after a failover): it travels as the whole item. */
@@ -1620,9 +1987,8 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
             cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         if (nit != NULL) bc_item_release(cache, nit);
-        if (m->created) cache_enforce_limit(cache, hash);
+        if (m->created) cache_enforce_limit(cache);
         cache_count_read(cache, hash, key, nkey, m->created ? NULL : it);
         *st = BC_OK;
         return it;
@@ -1636,14 +2002,13 @@ bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
                  uint64_t cas_in, bool stale, bool set_ttl, uint32_t exptime)
 {
     cache_loc_t loc;
-    bc_item_t *freelist = NULL;
     bc_status_t st = BC_OK;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
     uint32_t now = cache_clock(cache);
 
     pthread_mutex_lock(&loc.shard->lock);
-    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
     if (it == NULL) {
         st = BC_ENOTFOUND;
     } else if (has_cas && it->cas != cas_in) {
@@ -1654,12 +2019,11 @@ bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
         cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
     } else {
-        do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
+        do_item_unlink(cache, &loc, it, hash);
         do_table_shrink(cache, loc.bucket);
         cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
     }
     pthread_mutex_unlock(&loc.shard->lock);
-    cache_free_list(cache, freelist);
     bc_counters_block_t *blk = bc_counters_mine(cache->counters);
     if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, st == BC_OK, 0);
     return st;
@@ -1740,7 +2104,6 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
             .shard = &cache->shards[bi & cache->shard_mask],
         };
         cache_bucket_t *b = loc.bucket;
-        bc_item_t *freelist = NULL;
         bool finished = true;
 
         pthread_mutex_lock(&loc.shard->lock);
@@ -1749,16 +2112,16 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
         } else {
             uint32_t slot = cache->scan_slot;
             while (slot <= b->mask && budget > 0) {
-                bc_item_t *it = b->slots[slot];
-                if (it == NULL) budget--;   /* empty slots cost too: bounded work */
-                while (it != NULL) {
-                    bc_item_t *next = it->hnext;
+                uint32_t ref = b->slots[slot];
+                if (ref == 0) budget--;   /* empty slots cost too: bounded work */
+                while (ref != 0) {
+                    bc_item_t *it = cache_item(cache, ref);
+                    ref = it->hnext;
                     if (budget > 0) budget--;
-                    if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) {
-                        do_item_reclaim(cache, &loc, it, now, true, &freelist);
+                    if (item_is_dead(cache, it, now)) {
+                        do_item_reclaim(cache, &loc, it, item_hash(it), true);
                         removed++;
                     }
-                    it = next;
                 }
                 slot++;
             }
@@ -1769,7 +2132,6 @@ bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget)
             do_table_shrink(cache, b);
         }
         pthread_mutex_unlock(&loc.shard->lock);
-        cache_free_list(cache, freelist);
         if (finished) {
             cache->scan_bucket = (bi + 1) % cache->nbuckets;
             cache->scan_slot = 0;
@@ -1852,8 +2214,10 @@ bc_cache_bucket_foreach(bc_cache_t *cache, uint32_t bucket, bc_cache_item_fn fn,
     if (b->slots != NULL) {
         bool go_on = true;
         for (uint32_t i = 0; go_on && i <= b->mask; i++) {
-            for (bc_item_t *it = b->slots[i]; go_on && it != NULL; it = it->hnext) {
-                if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
+            for (uint32_t ref = b->slots[i]; go_on && ref != 0;) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                if (item_is_dead(cache, it, now)) continue;
                 go_on = fn(it, ctx);
             }
         }
@@ -1879,9 +2243,10 @@ cache_rev32(uint32_t v)
  * after a resize.  The cursor counts with its bits reversed (Redis's
  * dictScan): the slots still to visit after a resize are then exactly the
  * ones whose low bits were not covered yet, whatever the new size.  An
- * item linked for the whole scan is reported at least once; one linked
- * or unlinked meanwhile may or may not be; a halving can report an item
- * twice.
+ * item linked for the whole scan is reported at least once -- also when
+ * eviction copies it elsewhere meanwhile, since the copy takes the
+ * original's place in its chain; one linked or unlinked meanwhile may or
+ * may not be; a halving can report an item twice.
  */
 bc_status_t
 bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_cache_item_fn fn,
@@ -1899,16 +2264,33 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
     } else {
         bool go_on = true;
         uint32_t m = b->mask;      /* fn may not resize: the lock is held */
+        /* Chain heads and the slots themselves are cache misses (the
+         * cursor jumps about the slot array, the items about the arena):
+         * two cursors run ahead, one fetching slots, one the items they
+         * name, so that many loads are in flight while fn copies a chain
+         * out, not one. */
+        uint32_t near = v, far = v;
+        for (uint32_t i = 0; i < CACHE_SCAN_AHEAD && near != 0; i++) {
+            near = cache_rev32(cache_rev32(near | ~m) + 1);
+        }
+        for (uint32_t i = 0; i < 2 * CACHE_SCAN_AHEAD && far != 0; i++) {
+            far = cache_rev32(cache_rev32(far | ~m) + 1);
+        }
         do {
             uint32_t next = cache_rev32(cache_rev32(v | ~m) + 1);
-            /* The items are scattered over the heap, so a chain head is
-             * likely a cache miss (in a profile of an export, the scan's
-             * own time was almost all the load of an item's header): start
-             * the next one's load while fn copies this chain out. */
-            if (next != 0) cache_prefetch(b->slots[next & m]);
-            for (bc_item_t *it = b->slots[v & m]; it != NULL; it = it->hnext) {
-                cache_prefetch(it->hnext);
-                if (item_is_expired(it, now) || item_is_flushed(cache, it, now)) continue;
+            if (far != 0) {
+                __builtin_prefetch(&b->slots[far & m]);
+                far = cache_rev32(cache_rev32(far | ~m) + 1);
+            }
+            if (near != 0) {
+                cache_prefetch(cache, b->slots[near & m]);
+                near = cache_rev32(cache_rev32(near | ~m) + 1);
+            }
+            for (uint32_t ref = b->slots[v & m]; ref != 0;) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                cache_prefetch(cache, ref);
+                if (item_is_dead(cache, it, now)) continue;
                 if (!fn(it, ctx)) go_on = false;   /* the chain is finished all the same */
             }
             v = next;
@@ -1919,38 +2301,44 @@ bc_cache_bucket_scan(bc_cache_t *cache, uint32_t bucket, uint32_t *cursor, bc_ca
     return BC_OK;
 }
 
+/*
+ * Time proportional to the bucket: its chains are walked once and each item
+ * is marked gone in its segment; the segments' memory comes back when
+ * eviction reaches them, or at once for a segment left with no live item.
+ */
 uint64_t
 bc_cache_bucket_drop(bc_cache_t *cache, uint32_t bucket)
 {
     if (bucket >= cache->nbuckets) return 0;
     cache_bucket_t *b = &cache->buckets[bucket];
     cache_shard_t *s = &cache->shards[bucket & cache->shard_mask];
-    bc_item_t *freelist = NULL;
     uint64_t dropped = 0;
 
     pthread_mutex_lock(&s->lock);
     if (b->slots != NULL) {
         for (uint32_t i = 0; i <= b->mask; i++) {
-            bc_item_t *it = b->slots[i];
-            b->slots[i] = NULL;
-            while (it != NULL) {
-                bc_item_t *next = it->hnext;
-                it->hnext = NULL;
-                cache->policy->on_remove(s->policy, it, BC_EVICT_DELETED);
-                s->curr_items--;
-                s->data_bytes -= it->nkey + bc_item_value_len(it);
-                do_item_drop_link(cache, it, bc__evict_mem_charge(it), &freelist);
+            uint32_t ref = b->slots[i];
+            b->slots[i] = 0;
+            if (i + CACHE_RESIZE_PREFETCH <= b->mask) {
+                cache_prefetch(cache, b->slots[i + CACHE_RESIZE_PREFETCH]);
+            }
+            while (ref != 0) {
+                bc_item_t *it = cache_item(cache, ref);
+                ref = it->hnext;
+                cache_prefetch(cache, ref);
+                it->hnext = 0;
+                s->data_bytes -= item_data_bytes(it);
+                do_item_gone(cache, it);
                 dropped++;
-                it = next;
             }
         }
+        shard_items_add(s, -(int64_t)dropped);
         b->count = 0;
         b->bytes = 0;
         do_table_shrink(cache, b);   /* count is 0: frees the slot array */
     }
     cache_notify(cache, BC_CACHE_EV_DROP, NULL, NULL, 0, bucket, b);
     pthread_mutex_unlock(&s->lock);
-    cache_free_list(cache, freelist);
     return dropped;
 }
 
@@ -1961,7 +2349,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     for (uint32_t i = 0; i < cache->nshards; i++) {
         cache_shard_t *s = &cache->shards[i];
         pthread_mutex_lock(&s->lock);
-        out->curr_items += s->curr_items;
+        out->curr_items += atomic_load_explicit(&s->curr_items, memory_order_relaxed);
         out->total_items += s->total_items;
         out->data_bytes += s->data_bytes;
         out->evictions += s->evictions;
@@ -1972,9 +2360,18 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
         out->flushed += s->flushed;
         pthread_mutex_unlock(&s->lock);
     }
+    bc_segs_t *segs = &cache->segs;
+    pthread_mutex_lock(&segs->lock);
+    out->pinned_bytes = segs->draining_bytes;
+    out->segment_size = segs->seg_size;
+    out->segments_backed = segs->nseg - segs->nunbacked;
+    out->segments_free = segs->nfree;
+    out->segments_evicted = segs->evicted_segs;
+    out->segments_compacted = segs->compacted_segs;
+    out->items_moved = segs->moved_items;
+    pthread_mutex_unlock(&segs->lock);
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
     out->mem_limit = cache_mem_limit(cache);
-    out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
 }
 
 void

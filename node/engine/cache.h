@@ -3,36 +3,45 @@
  *
  * WHAT IT DOES
  *   Stores items (key, value, 32-bit flags, absolute expiry, 64-bit CAS)
- *   under a hard memory limit, evicting with a pluggable policy (evict.h).
+ *   under a hard memory limit, evicting with a pluggable policy (evict.h,
+ *   S3-FIFO by default).
  *
  * HOW
+ *   Items are written one after another into segments of one memory arena
+ *   (engine/seg_int.h) with a 24-byte header (engine/item.h) and no allocator
+ *   overhead; eviction frees a segment at a time, dropping its items or
+ *   copying the ones the policy keeps.
+ *
  *   Items are indexed per bucket: bucket = bc_hash_key(key) % nbuckets (see
- *   common/bc_hash.h).  Each bucket owns its own small chained hash table, so
- *   one bucket can be iterated, serialised or dropped in time proportional
- *   to its own size -- what migration needs.
+ *   common/bc_hash.h).  Each bucket owns its own small chained hash table
+ *   (32-bit item references, 2 to 4 bytes per item), so one bucket can be
+ *   iterated, serialised or dropped in time proportional to its own size --
+ *   what migration needs -- wherever its items lie in memory.
  *
  *   Buckets are grouped into shards (shard = bucket % nshards).  A shard has
- *   one mutex and one eviction-policy instance.
+ *   one mutex.
  *
  *   LOCKING RULE: a shard's mutex protects the hash tables of the shard's
- *   buckets, its policy lists and the link state of its items.  No code ever
- *   holds two shard locks at once.  Functions prefixed do_ require the caller
- *   to hold the shard lock.  Item memory is reserved against the global
- *   atomic byte counter *before* any shard lock is taken; eviction to make
- *   room locks one shard at a time.
+ *   buckets and the link state of its items.  No code ever holds two shard
+ *   locks at once.  Functions prefixed do_ require the caller to hold the
+ *   shard lock.  The segments and the policy have a lock of their own,
+ *   taken inside a shard lock, never around one (cache.c has the details).
  *
- *   Items are reference counted.  bc_cache_get() returns an item with a
+ *   Items are held by pinning.  bc_cache_get() returns an item with a
  *   reference the caller must drop with bc_item_release(); an item that is
  *   unlinked (deleted, replaced, evicted, expired) while referenced stays
- *   valid until its last reference goes, then it is freed.  This is how the
+ *   valid and unchanged until its last reference goes: the reference pins
+ *   the item's segment, which is not reused before.  This is how the
  *   network layer sends values straight from item memory (writev) without a
  *   copy and without holding a lock.
  *
  * MEMORY ACCOUNTING
- *   mem_used counts every byte the engine holds: each item's real allocation
- *   (malloc_usable_size plus allocator header) and every hash-table slot
- *   array.  mem_used never exceeds mem_limit by more than the items pinned by
- *   in-flight replies.
+ *   mem_used counts every byte the engine holds: the segments it has
+ *   touched, large items' blocks, every hash-table slot array and the
+ *   policy's state (engine/seg_int.h, BUDGET).  mem_used passes mem_limit only
+ *   while a table growth is in progress; segments pinned by in-flight
+ *   replies stay counted until released.  The process's resident memory
+ *   follows mem_used whatever the mix of item sizes, without a trim.
  *
  * TIME
  *   Expiry times are absolute unix seconds (0 = never).  The protocol layer
@@ -61,8 +70,10 @@ typedef struct bc_cache_config {
     size_t max_item_size;      /* largest key+value+overhead accepted (default 1 MiB) */
     uint32_t nbuckets;         /* default BC_DEFAULT_NBUCKETS */
     uint32_t nshards;          /* power of two; 0 = default (64) */
-    const char *policy;        /* "lru" (default), "lfu", "fifo", "s3fifo"; copied */
+    const char *policy;        /* "s3fifo" (default), "lru", "lfu", "fifo"; copied */
     uint32_t (*now)(void);     /* unix seconds; NULL = time(NULL) */
+    uint32_t segment_size;     /* power of two, 4 KiB..1 MiB; 0 = from mem_limit */
+    bool prealloc;             /* -L: touch the memory at creation and keep it */
 } bc_cache_config_t;
 
 typedef enum bc_store_mode {
@@ -86,7 +97,13 @@ typedef struct bc_cache_stats {
     uint64_t reclaimed;        /* expired items removed (lazily or actively) */
     uint64_t expired_active;   /* removed by bc_cache_expire_scan */
     uint64_t flushed;          /* invalidated by flush_all */
-    uint64_t pinned_bytes;     /* unlinked items still referenced */
+    uint64_t pinned_bytes;     /* evicted segments still referenced by readers */
+    uint64_t segment_size;
+    uint64_t segments_backed;  /* segments with memory behind them */
+    uint64_t segments_free;    /* ... of which unused */
+    uint64_t segments_evicted; /* segments taken by eviction so far */
+    uint64_t segments_compacted; /* sparse segments whose live items were moved out */
+    uint64_t items_moved;      /* items eviction kept (copied to a queue's head) */
 } bc_cache_stats_t;
 
 /*
@@ -99,12 +116,21 @@ bc_status_t bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out);
 void bc_cache_destroy(bc_cache_t *cache);
 
 const char *bc_cache_policy_name(const bc_cache_t *cache);
+/* Bytes touched at creation (config.prealloc), 0 without. */
+size_t bc_cache_preallocated(const bc_cache_t *cache);
+/* Internal (tests): how many references hold the segment it lives in
+ * (readers, replies, a writer filling it). */
+uint32_t bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it);
 uint32_t bc_cache_nbuckets(const bc_cache_t *cache);
 uint32_t bc_cache_now(const bc_cache_t *cache);
 size_t bc_cache_max_item_size(const bc_cache_t *cache);
-/* memcached's cache_memlimit: a new memory limit (> 0), effective at once
- * (items are evicted down to it).  Any thread. */
-void bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit);
+/* memcached's cache_memlimit: a new memory limit, effective at once
+ * (items are evicted down to it).  Any thread.  The segment arena is
+ * reserved at start for the start limit, so the new one must lie between
+ * the engine's own needs and that start limit (bc_cache_mem_limit_max):
+ * BC_EINVAL otherwise, nothing changed. */
+bc_status_t bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit);
+size_t bc_cache_mem_limit_max(const bc_cache_t *cache);
 
 /*
  * Converts a memcached exptime to absolute unix seconds: 0 stays 0 (never),
@@ -125,13 +151,31 @@ bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
 /* One more reference on an item the caller holds one on, for another
  * reader (the origin's fill hands one value to many waiters); dropped
- * with bc_item_release like any other. */
-void bc_item_retain(bc_item_t *it);
+ * with bc_item_release like any other.  It pins the item's segment again;
+ * an item never stored gives its room back only at its last release. */
+void bc_item_retain(bc_cache_t *cache, bc_item_t *it);
+
+/*
+ * A lookup that lets the caller read the item in place: as bc_cache_get
+ * (bc_cache_get_touch with touch), but fn is called with the live item and
+ * the shard lock held -- it may read the item, must not keep the pointer
+ * nor call into the cache -- and returns true to hold the item beyond the
+ * call.  Returns the item referenced (release it with bc_item_release)
+ * when fn returned true, NULL otherwise; *found (may be NULL) says whether
+ * the key was there.  A reference pins the item's segment, an atomic write
+ * to a line that readers of its other items share: a caller that copies a
+ * small value in fn saves it.
+ */
+typedef bool (*bc_cache_read_fn)(const bc_item_t *it, void *ctx);
+bc_item_t *bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                         bool touch, uint32_t exptime, bc_cache_read_fn fn, void *ctx,
+                         bool *found);
 
 /*
  * Two-phase store.  bc_item_alloc reserves memory (evicting if needed) and
  * returns an unlinked item with one reference whose value the caller fills
- * (nbytes includes the trailing CRLF, which the caller writes too).
+ * (nbytes includes the trailing CRLF, which the caller writes too).  Key,
+ * flags and expiry are in the item already (bc_item_key, bc_item_flags).
  * Returns NULL with *st = BC_ETOOLARGE (bigger than max_item_size) or
  * BC_ENOMEM (nothing left to evict).  The caller then either passes the item
  * to bc_cache_store() or drops it with bc_item_release().
@@ -198,7 +242,7 @@ bc_status_t bc_cache_store_meta(bc_cache_t *cache, bc_item_t *it, bc_store_mode_
 /* An item's meta state as it was before the call that reports it. */
 typedef struct bc_item_meta {
     uint32_t exptime;          /* absolute, 0 = never */
-    uint32_t atime;            /* last access */
+    uint32_t atime;            /* last access (exact within 65535 s of now: item.h) */
     bool fetched;              /* fetched since stored (memcached's ITEM_FETCHED) */
     bool stale;                /* BC_ITEM_STALE */
     bool won;                  /* BC_ITEM_WON: a win token was already handed out */
@@ -207,8 +251,9 @@ typedef struct bc_item_meta {
 
 /* The meta state of item it as a walk (bc_cache_item_fn, below) sees it:
  * call only with the shard lock held, i.e. from inside such a walk ("lru_crawler
- * metadump" reads the fetched bit, which has no other way out). */
-void bc_cache_item_meta(const bc_item_t *it, bc_item_meta_t *out);
+ * metadump" reads the fetched bit, which has no other way out).  now is the
+ * cache clock (bc_cache_now), which the last access is read against. */
+void bc_cache_item_meta(const bc_item_t *it, uint32_t now, bc_item_meta_t *out);
 
 /*
  * memcached's mg on one key, atomically.  In: bump (count it as a fetch:
@@ -311,6 +356,15 @@ void bc_cache_flush(bc_cache_t *cache, uint32_t when);
  * removed.  Called periodically by a background thread.
  */
 uint64_t bc_cache_expire_scan(bc_cache_t *cache, uint32_t budget);
+
+/*
+ * Compaction: up to max_segments segments that hold mostly dead items (a
+ * dropped bucket's, deleted or expired ones) have their live items moved
+ * to the head of their queue and are freed, so that memory a migration
+ * moved away goes back to the system.  Returns how many.  Called
+ * periodically by a background thread, after bc_cache_expire_scan.
+ */
+uint32_t bc_cache_compact(bc_cache_t *cache, uint32_t max_segments);
 
 /* ---- per-bucket access (admin API, migration) ---- */
 

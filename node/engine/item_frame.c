@@ -44,8 +44,8 @@ frame_meta_to_item(uint32_t meta)
 bc_status_t
 bc_item_frame_put(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl)
 {
-    return bc_frame_put_item_meta(b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
-                                  bc_item_value_len(it), it->flags, ttl, it->cas,
+    return bc_frame_put_item_meta(b, bc_item_key(it), bc_item_nkey(it), bc_item_value_const(it),
+                                  bc_item_value_len(it), bc_item_flags(it), ttl, it->cas,
                                   item_meta_to_frame(it->iflags));
 }
 
@@ -54,11 +54,11 @@ bc_item_frame_batch_add(const bc_item_t *it, void *arg)
 {
     bc_item_frame_batch_t *x = arg;
     uint32_t ttl;
-    if (!bc_item_frame_ttl(it->exptime, x->now, &ttl)) return true;   /* expires this second */
+    if (!bc_item_frame_ttl(bc_item_exptime(it), x->now, &ttl)) return true;   /* expires this second */
     x->st = bc_item_frame_put(x->buf, it, ttl);
     if (x->st != BC_OK) return false;
     x->items++;
-    x->bytes += it->nkey + bc_item_value_len(it);
+    x->bytes += bc_item_nkey(it) + bc_item_value_len(it);
     return true;
 }
 

@@ -214,7 +214,7 @@ tap_hook(void *ctx, uint32_t bucket, const bc_cache_event_t *ev)
     switch (ev->type) {
     case BC_CACHE_EV_STORE:
     case BC_CACHE_EV_TOUCH:
-        st = bc_tap_keys_add(&t->keys, bc_item_key(ev->item), ev->item->nkey);
+        st = bc_tap_keys_add(&t->keys, bc_item_key(ev->item), bc_item_nkey(ev->item));
         break;
     case BC_CACHE_EV_DELETE:
         st = bc_tap_keys_add(&t->keys, ev->key, ev->nkey);

@@ -94,7 +94,7 @@ static bool
 export_changed_item(const bc_item_t *it, void *arg)
 {
     delta_ctx_t *d = arg;
-    if (!bc_tap_keys_mark(d->keys, bc_item_key(it), it->nkey)) return true;
+    if (!bc_tap_keys_mark(d->keys, bc_item_key(it), bc_item_nkey(it))) return true;
     return bc_item_frame_batch_add(it, &d->x.frames);
 }
 

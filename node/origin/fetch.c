@@ -385,7 +385,7 @@ fill_value(bc_origin_t *o, fill_t *f, bc_origin_error_t *error)
         ORIGIN_COUNT(o, fills_not_stored);
         return it;                 /* answered, never linked */
     }
-    bc_item_retain(it);            /* the store takes one reference */
+    bc_item_retain(cache, it);            /* the store takes one reference */
     st = bc_cache_store(cache, it, BC_STORE_ADD, 0, NULL);
     if (st == BC_OK) {
         ORIGIN_COUNT(o, fills);

@@ -732,7 +732,7 @@ bc__origin_fill_finish(bc_origin_t *o, fill_t *f, const bc_origin_result_t *res,
         do_waiter_unlink(f, w);
         w->res = *res;
         if (res->item != NULL) {
-            bc_item_retain(res->item);
+            bc_item_retain(o->cache, res->item);
             served++;
         }
         w->fill = NULL;

@@ -628,7 +628,7 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
         if (look_again) it = bc_cache_get(cache, r->key, r->nkey, hash);
         if (it == NULL && pc->meta_fill != NULL) {
             it = pc->meta_fill;                   /* filled, not kept by the cache */
-            bc_item_retain(it);
+            bc_item_retain(cache, it);
         }
     }
     bc__proto_detail_get(pc->env, r->key, r->nkey, it != NULL);
@@ -646,7 +646,7 @@ bin_get(bc_proto_conn_t *pc, const bin_req_t *r)
         return;
     }
     unsigned char ext[4];
-    bc_binary_put32(ext, it->flags);
+    bc_binary_put32(ext, bc_item_flags(it));
     uint32_t vlen = value ? bc_item_value_len(it) : 0;
     if (vlen <= BC_PROTO_COPY_MAX) {
         put_reply(pc, &pc->out, r->id, BC_BIN_OK, ext, 4, with_key ? r->key : NULL,
@@ -823,6 +823,7 @@ bin_store(bc_proto_conn_t *pc, const bin_req_t *r)
     }
     pc->state = BC_PROTO_DATA;
     pc->item = it;
+    pc->hash = hash;
     pc->dst = bc_item_value(it);
     pc->need = vlen;
     pc->bin.opcode = r->id.opcode;
@@ -844,12 +845,12 @@ bc__proto_bin_store_finish(bc_proto_conn_t *pc)
 
     pc->item = NULL;
     pc->state = BC_PROTO_LINE;
-    v[it->nbytes - 2] = '\r';
-    v[it->nbytes - 1] = '\n';
+    v[bc_item_nbytes(it) - 2] = '\r';
+    v[bc_item_nbytes(it) - 1] = '\n';
     /* migration fencing, as cmd_store_finish (proto_text.c) */
     if (pc->env->cluster != NULL) {
         bc_proto_route_t r;
-        if (bc__proto_route(pc, it->hash, true, &r) != BC_PROTO_SERVE) {
+        if (bc__proto_route(pc, pc->hash, true, &r) != BC_PROTO_SERVE) {
             bc_item_release(cache, it);
             put_refusal(pc, id, &r);
             return;

@@ -264,7 +264,7 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
         if (it == NULL && pc->meta_fill != NULL) {
             /* filled, but not kept by the cache: answered all the same */
             it = pc->meta_fill;
-            bc_item_retain(it);
+            bc_item_retain(cache, it);
             m.meta.exptime = it->exptime;
             m.meta.atime = now;
         }
@@ -311,7 +311,7 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
         case 's': mb_flag(&mb, 's'); mb_u64(&mb, vlen); break;
         case 't': mb_ttl(&mb, cur_exp, now); break;
         case 'c': mb_flag(&mb, 'c'); mb_u64(&mb, it->cas); break;
-        case 'f': mb_flag(&mb, 'f'); mb_u64(&mb, it->flags); break;
+        case 'f': mb_flag(&mb, 'f'); mb_u64(&mb, bc_item_flags(it)); break;
         case 'l':
             mb_flag(&mb, 'l');
             mb_u64(&mb, (uint32_t)(now - m.meta.atime));
@@ -326,7 +326,7 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
             mb_opaque(&mb, t);
             break;
         case 'k':
-            mb_key(&mb, bc_item_key(it), it->nkey, m.meta.key_binary);
+            mb_key(&mb, bc_item_key(it), bc_item_nkey(it), m.meta.key_binary);
             break;
         default:
             break;
@@ -337,9 +337,9 @@ meta_get(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
     if (m.won) mb_flag(&mb, 'W');
     reply_mb(pc, &mb);
     if (of.value) {
-        if (it->nbytes <= BC_PROTO_COPY_MAX) {
-            bc__proto_reply_bytes(pc, bc_item_value(it), it->nbytes);
-        } else if (bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), it->nbytes)) {
+        if (bc_item_nbytes(it) <= BC_PROTO_COPY_MAX) {
+            bc__proto_reply_bytes(pc, bc_item_value(it), bc_item_nbytes(it));
+        } else if (bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), bc_item_nbytes(it))) {
             return;                              /* the queue holds the reference */
         } else {
             pc->oom = true;
@@ -467,6 +467,7 @@ meta_set(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_
 
     pc->state = BC_PROTO_DATA;
     pc->item = it;
+    pc->hash = hash;
     pc->dst = bc_item_value(it);
     pc->need = vlen + 2;
     pc->cmd = BC_MC_CMD_MS;
@@ -490,7 +491,7 @@ bc__proto_meta_store_finish(bc_proto_conn_t *pc, bc_item_t *it)
     bc_stats_incr(pc->stats, cmd_set);
     /* Kept for the reply: the store consumes the item. */
     char key[BC_MC_KEY_MAX_LEN];
-    size_t nkey = it->nkey;
+    size_t nkey = bc_item_nkey(it);
     memcpy(key, bc_item_key(it), nkey);
 
     bc_status_t st = bc_cache_store_meta(cache, it, pc->store_mode, pc->cas, ms->stale, &cas);
@@ -780,7 +781,7 @@ bc__proto_mc_slab_class(uint64_t ntotal)
 uint64_t
 bc__proto_mc_item_size(const bc_item_t *it)
 {
-    return 48u + it->nkey + 1u + (it->flags != 0 ? 4u : 0u) + it->nbytes + 8u;
+    return 48u + bc_item_nkey(it) + 1u + (bc_item_flags(it) != 0 ? 4u : 0u) + bc_item_nbytes(it) + 8u;
 }
 
 static void
@@ -817,9 +818,9 @@ meta_debug(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     mb_lit(&mb, "ME ", 3);
     if (m.meta.key_binary) {
         char enc[BC_MC_KEY_MAX_LEN * 2];
-        mb_lit(&mb, enc, bc_mc_meta_base64_encode(bc_item_key(it), it->nkey, enc, sizeof(enc)));
+        mb_lit(&mb, enc, bc_mc_meta_base64_encode(bc_item_key(it), bc_item_nkey(it), enc, sizeof(enc)));
     } else {
-        mb_lit(&mb, bc_item_key(it), it->nkey);
+        mb_lit(&mb, bc_item_key(it), bc_item_nkey(it));
     }
     uint64_t ntotal = bc__proto_mc_item_size(it);
     char tail[160];

@@ -114,8 +114,12 @@ cmd_memlimit(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         out(pc, noreply, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m");
     } else if (mb > 1000000000) {
         out(pc, noreply, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
+    } else if (bc_cache_set_mem_limit(pc->env->cache, (size_t)mb * 1024 * 1024) != BC_OK) {
+        /* memcached's answer to a limit it cannot adjust to (with -L,
+         * above the preallocated size); here: above the start -m, which
+         * the segment arena was reserved for (engine/cache.h). */
+        out(pc, noreply, "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust");
     } else {
-        bc_cache_set_mem_limit(pc->env->cache, (size_t)mb * 1024 * 1024);
         log_info("cache_memlimit: memory limit set to %u MB", mb);
         out(pc, noreply, "OK");
     }
@@ -249,6 +253,7 @@ typedef struct metadump {
     size_t bytes, limit;
     bool full;                     /* the bound was reached */
     bool oom;
+    uint32_t now;                  /* the cache clock at the start of the dump */
 } metadump_t;
 
 /* "key=" + a 250-byte key URL-encoded + the numbers. */
@@ -285,10 +290,10 @@ metadump_item(const bc_item_t *it, void *arg)
     if (!d->all && (cls >= MC_SLAB_CLASSES || !d->want[cls])) return true;
 
     bc_item_meta_t m;
-    bc_cache_item_meta(it, &m);
+    bc_cache_item_meta(it, d->now, &m);
     char *p = d->line;
     memcpy(p, "key=", 4);
-    size_t n = 4 + uri_encode(bc_item_key(it), it->nkey, p + 4);
+    size_t n = 4 + uri_encode(bc_item_key(it), bc_item_nkey(it), p + 4);
     int k = snprintf(p + n, METADUMP_LINE_MAX - n,
                      " exp=%lld la=%llu cas=%llu fetch=%s cls=%u size=%llu\n",
                      m.exptime == 0 ? -1LL : (long long)m.exptime, (unsigned long long)m.atime,
@@ -312,7 +317,7 @@ static void
 cmd_metadump(bc_proto_conn_t *pc, const bc_mc_token_t *arg)
 {
     char line[METADUMP_LINE_MAX];
-    metadump_t d = {.line = line, .out = &pc->out};
+    metadump_t d = {.line = line, .out = &pc->out, .now = bc_cache_now(pc->env->cache)};
     crawl_target_t target = crawl_parse(arg, d.want);
     if (target == CRAWL_BADCLASS || target == CRAWL_NONE) {
         bc__proto_reply_line(pc, target == CRAWL_NONE ? "NOTSTARTED no items to crawl"

@@ -223,7 +223,7 @@ resolve_again(bc_proto_conn_t *pc, bc_proto_origin_op_t *op, const bc_mc_request
             proto_fill_t *f = op_find(op, key, nkey);
             if (f != NULL && f->item != NULL) {
                 it = f->item;
-                bc_item_retain(it);
+                bc_item_retain(pc->env->cache, it);
             }
         }
         if (it == NULL) it = bc_cache_get(pc->env->cache, key, nkey, bc_hash_key(key, nkey));

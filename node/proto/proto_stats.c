@@ -197,7 +197,7 @@ cachedump_item(const bc_item_t *it, void *arg)
     if (it->iflags & BC_ITEM_KEY_BINARY) return true;      /* as memcached */
     if (bc__proto_mc_slab_class(bc__proto_mc_item_size(it)) != d->cls) return true;
     char line[BC_MC_KEY_MAX_LEN + 64];
-    size_t nkey = strnlen(bc_item_key(it), it->nkey);
+    size_t nkey = strnlen(bc_item_key(it), bc_item_nkey(it));
     int n = snprintf(line, sizeof(line), "ITEM %.*s [%u b; %llu s]\r\n", (int)nkey,
                      bc_item_key(it), bc_item_value_len(it), (unsigned long long)it->exptime);
     if (n <= 0 || d->bytes + (size_t)n + 6 > 2u * 1024 * 1024) return false;

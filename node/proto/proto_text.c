@@ -199,19 +199,63 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
     return true;
 }
 
+/* What value_write needs, and what it says back. */
+typedef struct value_ctx {
+    char *p;                   /* reserved output space */
+    const char *key;
+    size_t nkey;
+    bool with_cas;
+    bool may_copy;             /* the value may go next to its header */
+    size_t len;                /* bytes written at p */
+    uint32_t nbytes;           /* the value's length with CRLF */
+} value_ctx_t;
+
+/* bc_cache_read_fn: writes the VALUE line into the reserved space and, for
+ * a small value, the value after it; asks for a reference otherwise.
+ * Runs under the item's shard lock: a few hundred bytes of copying. */
+static bool
+value_write(const bc_item_t *it, void *arg)
+{
+    value_ctx_t *v = arg;
+    char *p = v->p, *h = p;
+    v->nbytes = bc_item_nbytes(it);
+    memcpy(p, "VALUE ", 6);
+    p += 6;
+    memcpy(p, v->key, v->nkey);
+    p += v->nkey;
+    *p++ = ' ';
+    p += bc_mc_u64_to_dec(bc_item_flags(it), p);
+    *p++ = ' ';
+    p += bc_mc_u64_to_dec(v->nbytes - 2, p);
+    if (v->with_cas) {
+        *p++ = ' ';
+        p += bc_mc_u64_to_dec(bc_item_cas(it), p);
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    bool copy = v->may_copy && v->nbytes <= BC_PROTO_COPY_MAX;
+    if (copy) {
+        memcpy(p, bc_item_value_const(it), v->nbytes);
+        p += v->nbytes;
+    }
+    v->len = (size_t)(p - h);
+    return !copy;
+}
+
 /*
  * bc__proto_retrieve_values (proto_int.h): the VALUE blocks of the keys
  * served here.
  *
  * BEHAVIOR: a value of up to BC_PROTO_COPY_MAX bytes is copied next to its
- * VALUE header and the item released at once; only larger values are sent
- * from the item itself.  The kernel copies every byte into the socket
- * anyway, and for a small value one more memcpy costs less than an extra
- * iovec (per-segment work in sendmsg) and than keeping the item pinned:
- * a pipelined batch of small hits goes out as ONE contiguous range.  It
- * also keeps incr/decr in place as in memcached: the cache rewrites a
- * number in place only when no reply still references the item, and
- * numbers are always small.
+ * VALUE header during the lookup (bc_cache_read: the item is never held);
+ * only larger values are sent from the item itself, which the reply then
+ * holds.  The kernel copies every byte into the socket anyway, and for a
+ * small value one more memcpy costs less than an extra iovec (per-segment
+ * work in sendmsg) and than holding the item, which pins its whole segment
+ * (engine/cache.h): a pipelined batch of small hits goes out as ONE
+ * contiguous range.  It also keeps incr/decr in place as in memcached: the
+ * cache rewrites a number in place only when nothing holds the item's
+ * segment, and numbers are always small.
  */
 void
 bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
@@ -230,54 +274,41 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         uint32_t k = i++;
         if (dest != NULL && dest[k] != 0) continue;
         asked++;
+        /* Past the output limit, even small values are referenced: a
+         * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
+        bool may_copy = pc->out.pending < pc->out_limit;
+        value_ctx_t v = {
+            .p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (may_copy ? BC_PROTO_COPY_MAX : 0)),
+            .key = key, .nkey = nkey, .with_cas = with_cas, .may_copy = may_copy,
+        };
+        if (v.p == NULL) {
+            pc->oom = true;
+            return;
+        }
+        bool found;
         bc_item_t *it;
         if (pc->found_n > 0) {
-            it = bc__proto_origin_take(pc, k);     /* read-through: looked up already */
+            /* read-through: looked up (and held) already */
+            it = bc__proto_origin_take(pc, k);
+            found = it != NULL;
+            if (it != NULL && !value_write(it, &v)) {
+                bc_item_release(cache, it);     /* copied */
+                it = NULL;
+            }
         } else {
             uint32_t hash = hashes != NULL && k < ROUTE_HASH_CACHE ? hashes[k]
                                                                    : bc_hash_key(key, nkey);
-            it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
-                       : bc_cache_get(cache, key, nkey, hash);
+            it = bc_cache_read(cache, key, nkey, hash, touch, exptime, value_write, &v, &found);
         }
-        bc__proto_detail_get(pc->env, key, nkey, it != NULL);
-        if (it == NULL) continue;
+        bc__proto_detail_get(pc->env, key, nkey, found);
+        if (!found) continue;
         hits++;
-
-        /* Past the output limit, even small values are referenced: a
-         * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
-        bool copy = it->nbytes <= BC_PROTO_COPY_MAX && pc->out.pending < pc->out_limit;
-        char *p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (copy ? it->nbytes : 0)), *h = p;
-        if (p == NULL) {
+        if (!bc_outq_commit(&pc->out, v.len)) {
             bc_item_release(cache, it);
             pc->oom = true;
             return;
         }
-        memcpy(p, "VALUE ", 6);
-        p += 6;
-        memcpy(p, key, nkey);
-        p += nkey;
-        *p++ = ' ';
-        p += bc_mc_u64_to_dec(it->flags, p);
-        *p++ = ' ';
-        p += bc_mc_u64_to_dec(bc_item_value_len(it), p);
-        if (with_cas) {
-            *p++ = ' ';
-            p += bc_mc_u64_to_dec(it->cas, p);
-        }
-        *p++ = '\r';
-        *p++ = '\n';
-        if (copy) {
-            memcpy(p, bc_item_value(it), it->nbytes);
-            p += it->nbytes;
-            bc_item_release(cache, it);
-            if (!bc_outq_commit(&pc->out, (size_t)(p - h))) {
-                pc->oom = true;
-                return;
-            }
-            continue;
-        }
-        if (!bc_outq_commit(&pc->out, (size_t)(p - h)) ||
-            !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), it->nbytes)) {
+        if (it != NULL && !bc_outq_add_item(&pc->out, cache, it, bc_item_value(it), v.nbytes)) {
             pc->oom = true;
             return;
         }
@@ -418,6 +449,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
     pc->need = req->vlen + 2;
     pc->cmd = req->cmd;
     pc->cas = req->cas;
+    pc->hash = hash;
     pc->noreply = req->noreply;
 }
 
@@ -432,7 +464,8 @@ cmd_store_finish(bc_proto_conn_t *pc)
 
     pc->item = NULL;
     pc->state = BC_PROTO_LINE;
-    if (v[it->nbytes - 2] != '\r' || v[it->nbytes - 1] != '\n') {
+    uint32_t nbytes = bc_item_nbytes(it);
+    if (v[nbytes - 2] != '\r' || v[nbytes - 1] != '\n') {
         bc_item_release(cache, it);
         bc_stats_incr(pc->stats, protocol_errors);
         if (!noreply) REPLY(pc, "CLIENT_ERROR bad data chunk\r\n");
@@ -445,7 +478,7 @@ cmd_store_finish(bc_proto_conn_t *pc)
      * by now.  Check again in the iteration that stores. */
     if (pc->env->cluster != NULL) {
         bc_proto_route_t r;
-        if (bc__proto_route(pc, it->hash, true, &r) != BC_PROTO_SERVE) {
+        if (bc__proto_route(pc, pc->hash, true, &r) != BC_PROTO_SERVE) {
             bc_item_release(cache, it);
             if (!noreply) reply_refusal(pc, &r);
             return;

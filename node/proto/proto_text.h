@@ -306,6 +306,7 @@ typedef struct bc_proto_conn {
     uint32_t need;             /* DATA: bytes still expected, CRLF included */
     bc_mc_cmd_t cmd;           /* DATA: the storage command */
     uint64_t cas;              /* DATA: cas unique of a cas command */
+    uint32_t hash;             /* DATA: bc_hash_key of the item's key */
     bc_store_mode_t store_mode; /* DATA of an ms: how to store */
     bc_proto_meta_set_t mset;  /* DATA of an ms (meta.c) */
     bool noreply;              /* DATA: reply suppressed */

@@ -133,18 +133,18 @@ repl_encode(bc_repl_t *r, const bc_cache_event_t *ev, bc_frame_buf_t *b)
     switch (ev->type) {
     case BC_CACHE_EV_STORE: {
         const bc_item_t *it = ev->item;
-        if (bc_item_frame_ttl(it->exptime, bc_cache_now(r->cache), &ttl)) {
+        if (bc_item_frame_ttl(bc_item_exptime(it), bc_cache_now(r->cache), &ttl)) {
             st = bc_item_frame_put(b, it, ttl);
         } else {
-            st = bc_frame_put_del(b, bc_item_key(it), it->nkey);
+            st = bc_frame_put_del(b, bc_item_key(it), bc_item_nkey(it));
         }
         break;
     }
     case BC_CACHE_EV_TOUCH:
-        if (bc_item_frame_ttl(ev->item->exptime, bc_cache_now(r->cache), &ttl)) {
-            st = bc_frame_put_touch(b, bc_item_key(ev->item), ev->item->nkey, ttl);
+        if (bc_item_frame_ttl(bc_item_exptime(ev->item), bc_cache_now(r->cache), &ttl)) {
+            st = bc_frame_put_touch(b, bc_item_key(ev->item), bc_item_nkey(ev->item), ttl);
         } else {
-            st = bc_frame_put_del(b, bc_item_key(ev->item), ev->item->nkey);
+            st = bc_frame_put_del(b, bc_item_key(ev->item), bc_item_nkey(ev->item));
         }
         break;
     case BC_CACHE_EV_DELETE:

@@ -15,6 +15,11 @@
 # median of the per-round ratios, latencies the medians over rounds.  Both servers stay up for the whole run (an idle server
 # costs nothing).
 #
+# A third server, an earlier build of the node (BC_BEFORE_NODE_BIN), can
+# run in the same rounds: the table then also shows its ops/s and its own
+# ratio to memcached, so a change is judged by the ratio it moves, not by
+# absolute figures taken at different times.
+#
 # usage: tests/bench/compare_memcached.sh [BUILD_DIR]      (default: build)
 # environment:
 #   BC_BENCH_THREADS=2         server worker threads (-t), the same for both
@@ -27,6 +32,7 @@
 #   BC_BENCH_SERVER_FLAGS=     extra flags for both servers (memcached's, e.g. -L)
 #   MEMCACHED_BIN=/usr/bin/memcached
 #   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
+#   BC_BEFORE_NODE_BIN=        an earlier node build to measure alongside
 set -euo pipefail
 
 BUILD_DIR=${1:-${BC_BUILD_DIR:-build}}
@@ -43,6 +49,7 @@ VALUE=100
 GET_RATIO=0.9
 MEMCACHED=${MEMCACHED_BIN:-/usr/bin/memcached}
 NODE_BIN=${BC_NODE_BIN:-$BUILD_DIR/node/bucketcache-node}
+BEFORE_BIN=${BC_BEFORE_NODE_BIN:-}
 MCBENCH=$BUILD_DIR/tests/bench_mcbench
 
 for bin in "$MEMCACHED" "$NODE_BIN" "$MCBENCH"; do
@@ -61,12 +68,23 @@ NODE_PORT=$(free_port)
   "${SERVER_FLAGS[@]}" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 PIDS+=("$NODE_PID")
+SERVERS=(memcached node)
+if [ -n "$BEFORE_BIN" ]; then
+  BEFORE_PORT=$(free_port)
+  "$BEFORE_BIN" -l 127.0.0.1 -p "$BEFORE_PORT" -t "$THREADS" -m "$MEMORY" -c 4096 --admin-port 0 \
+    "${SERVER_FLAGS[@]}" >"$WORK/before.log" 2>&1 &
+  BEFORE_PID=$!
+  PIDS+=("$BEFORE_PID")
+  wait_port "$BEFORE_PORT" "$BEFORE_PID" || { echo "$BEFORE_BIN did not start:" >&2; cat "$WORK/before.log" >&2; exit 1; }
+  SERVERS+=(before)
+fi
 wait_port "$MC_PORT" "$MC_PID" || { echo "memcached did not start:" >&2; cat "$WORK/memcached.log" >&2; exit 1; }
 wait_port "$NODE_PORT" "$NODE_PID" || { echo "bucketcache-node did not start:" >&2; cat "$WORK/node.log" >&2; exit 1; }
 
 MC_VERSION=$("$MEMCACHED" -V 2>/dev/null | awk '{print $2}')
 echo "# bucketcache-node vs memcached $MC_VERSION ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
 [ ${#SERVER_FLAGS[@]} -eq 0 ] || echo "# both servers started with: ${SERVER_FLAGS[*]}"
+[ -z "$BEFORE_BIN" ] || echo "# before: $BEFORE_BIN, in the same rounds"
 echo "# both: -t $THREADS -m $MEMORY; mcbench: $CLIENT_THREADS threads, $CONNS conns, $KEYS keys" \
      "preloaded, $VALUE-byte values, $GET_RATIO get ratio, ${DURATION}s x $ROUNDS rounds per cell"
 
@@ -97,16 +115,25 @@ run_one() {
       print n, d, r, v["ops_per_sec"], v["p50_us"], v["p99_us"], v["errors"] }' >>"$WORK/results"
 }
 
+# run_server NAME DEPTH
+run_server() {
+  case $1 in
+    memcached) run_one memcached "$MC_PORT" "$MC_PID" "$2" ;;
+    node) run_one node "$NODE_PORT" "$NODE_PID" "$2" ;;
+    before) run_one before "$BEFORE_PORT" "$BEFORE_PID" "$2" ;;
+  esac
+}
+
 : >"$WORK/results"
+n=${#SERVERS[@]}
 for depth in $DEPTHS; do
   for round in $(seq "$ROUNDS"); do
-    if [ $((round % 2)) -eq 1 ]; then
-      run_one memcached "$MC_PORT" "$MC_PID" "$depth"
-      run_one node "$NODE_PORT" "$NODE_PID" "$depth"
-    else
-      run_one node "$NODE_PORT" "$NODE_PID" "$depth"
-      run_one memcached "$MC_PORT" "$MC_PID" "$depth"
-    fi
+    # each round starts with the next server and goes the other way every
+    # other round: every server is first, middle and last as often
+    for i in $(seq 0 $((n - 1))); do
+      if [ $((round % 2)) -eq 1 ]; then j=$(( (round / 2 + i) % n )); else j=$(( (round / 2 + n - i) % n )); fi
+      run_server "${SERVERS[$j]}" "$depth"
+    done
   done
 done
 
@@ -114,9 +141,14 @@ done
 # per-round ratios (each round's two runs are back to back, so background
 # load mostly cancels); latencies are medians over the rounds.
 echo
-echo "| depth | memcached ops/s | node ops/s | node/memcached (median of rounds) | memcached p50 us | node p50 us | memcached p99 us | node p99 us | errors mc/node |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-awk '
+if [ -n "$BEFORE_BIN" ]; then
+  echo "| depth | memcached ops/s | node ops/s | node/memcached (median of rounds) | before ops/s | before/memcached | memcached p50 us | node p50 us | before p50 us | memcached p99 us | node p99 us | before p99 us | errors mc/node/before |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+else
+  echo "| depth | memcached ops/s | node ops/s | node/memcached (median of rounds) | memcached p50 us | node p50 us | memcached p99 us | node p99 us | errors mc/node |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+fi
+awk -v with_before="${BEFORE_BIN:+1}" '
   function median(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -126,21 +158,30 @@ awk '
     if ($3 > rounds) rounds = $3 }
   END {
     for (i = 1; i <= nd; i++) {
-      d = order[i]; mo = bo = 0
+      d = order[i]; mo = bo = fo = 0
       for (r = 1; r <= rounds; r++) {
-        m = "memcached " d " " r; b = "node " d " " r
-        mo += ops[m]; bo += ops[b]
+        m = "memcached " d " " r; b = "node " d " " r; f = "before " d " " r
+        mo += ops[m]; bo += ops[b]; fo += ops[f]
         ratio[r] = ops[m] > 0 ? ops[b] / ops[m] : 0
+        fratio[r] = ops[m] > 0 ? ops[f] / ops[m] : 0
         mp50[r] = p50[m]; bp50[r] = p50[b]; mp99[r] = p99[m]; bp99[r] = p99[b]
+        fp50[r] = p50[f]; fp99[r] = p99[f]
       }
-      printf "| %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %d/%d |\n", d,
-             mo / rounds, bo / rounds, median(ratio, rounds), median(mp50, rounds),
-             median(bp50, rounds), median(mp99, rounds), median(bp99, rounds),
-             err["memcached " d], err["node " d]
+      if (with_before)
+        printf "| %s | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d/%d/%d |\n", d,
+               mo / rounds, bo / rounds, median(ratio, rounds), fo / rounds, median(fratio, rounds),
+               median(mp50, rounds), median(bp50, rounds), median(fp50, rounds),
+               median(mp99, rounds), median(bp99, rounds), median(fp99, rounds),
+               err["memcached " d], err["node " d], err["before " d]
+      else
+        printf "| %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %d/%d |\n", d,
+               mo / rounds, bo / rounds, median(ratio, rounds), median(mp50, rounds),
+               median(bp50, rounds), median(mp99, rounds), median(bp99, rounds),
+               err["memcached " d], err["node " d]
     }
   }' "$WORK/results"
 
-for name in memcached node; do
-  pid=$MC_PID; [ "$name" = node ] && pid=$NODE_PID
+for name in "${SERVERS[@]}"; do
+  case $name in memcached) pid=$MC_PID ;; node) pid=$NODE_PID ;; *) pid=$BEFORE_PID ;; esac
   kill -0 "$pid" 2>/dev/null || { echo "!! $name died during the run; log:"; tail -n 20 "$WORK/$name.log"; }
 done

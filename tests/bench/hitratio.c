@@ -33,6 +33,14 @@
  *   Sets of a window happen after its gets, a reordering of at most B
  *   requests.  -b 1 is exact.
  *
+ * SCAN-HEAVY MIX
+ *   --one-time F makes a fraction F of the requests one-hit wonders: keys
+ *   never requested before nor after (numbered from K up), interleaved with
+ *   the Zipf core, as a scan or a crawler mixes with real traffic.  They
+ *   always miss and are set like any miss, so they compete for memory with
+ *   the core; the core hit ratio (over the Zipf requests only) says how
+ *   well a policy keeps the core through them.
+ *
  * CALIBRATION
  *   --fill sets keys 0..K-1 once, in order, and prints the server's
  *   curr_items: how many items of this size the server holds at its -m.
@@ -73,6 +81,7 @@ typedef struct hr_config {
     uint64_t warmup;           /* unrecorded prefix */
     uint32_t window;
     uint64_t seed;
+    double one_time;           /* fraction of requests that are one-hit wonders */
     bool fill;
     const char *key_prefix;
     int key_digits;
@@ -409,6 +418,7 @@ usage(FILE *f)
 "  -b, --window N         requests per round trip, 1 = exact (default 32)\n"
 "  -s, --seed N           stream seed (default 42)\n"
 "  -P, --key-prefix STR   key prefix (default \"hr:\")\n"
+"  -o, --one-time F       a fraction F of requests are keys seen once (default 0)\n"
 "      --fill             calibrate: set keys 0..N-1 once, report curr_items\n"
 "  -h, --help\n"
 "Last output line: \"RESULT key=value ...\".\n");
@@ -442,6 +452,7 @@ parse_args(int argc, char **argv)
         {"window", required_argument, NULL, 'b'},
         {"seed", required_argument, NULL, 's'},
         {"key-prefix", required_argument, NULL, 'P'},
+        {"one-time", required_argument, NULL, 'o'},
         {"fill", no_argument, NULL, OPT_FILL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -451,7 +462,7 @@ parse_args(int argc, char **argv)
         .warmup = 1000000, .window = 32, .seed = 42, .key_prefix = "hr:",
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "p:k:v:z:n:W:b:s:P:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "p:k:v:z:n:W:b:s:P:o:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p': g_cfg.port = (uint16_t)parse_u64_or_die("--port", optarg, 1, 65535); break;
         case 'k': g_cfg.keys = (uint32_t)parse_u64_or_die("--keys", optarg, 1, KEYS_MAX); break;
@@ -472,6 +483,15 @@ parse_args(int argc, char **argv)
         case 'b': g_cfg.window = (uint32_t)parse_u64_or_die("--window", optarg, 1, WINDOW_MAX); break;
         case 's': g_cfg.seed = parse_u64_or_die("--seed", optarg, 0, UINT64_MAX); break;
         case 'P': g_cfg.key_prefix = optarg; break;
+        case 'o': {
+            char *end;
+            g_cfg.one_time = strtod(optarg, &end);
+            if (*end != '\0' || !(g_cfg.one_time >= 0 && g_cfg.one_time < 1)) {
+                fprintf(stderr, "hitratio: bad value for --one-time: '%s'\n", optarg);
+                exit(2);
+            }
+            break;
+        }
         case OPT_FILL: g_cfg.fill = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -537,9 +557,14 @@ main(int argc, char **argv)
     zipf_t z;
     zipf_init(&z, g_cfg.keys, g_cfg.zipf_s, g_cfg.seed);
     printf("hitratio: 127.0.0.1:%u keys=%" PRIu32 " value=%" PRIu32 " zipf=%.2f window=%" PRIu32
-           " warmup=%" PRIu64 " requests=%" PRIu64 " seed=%" PRIu64 "\n",
+           " warmup=%" PRIu64 " requests=%" PRIu64 " seed=%" PRIu64 " one_time=%.2f\n",
            g_cfg.port, g_cfg.keys, g_cfg.value_size, g_cfg.zipf_s, g_cfg.window, g_cfg.warmup,
-           g_cfg.requests, g_cfg.seed);
+           g_cfg.requests, g_cfg.seed, g_cfg.one_time);
+    /* one-time keys: their own seeded decision stream, numbered from keys */
+    uint64_t mix_rng = g_cfg.seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t one_time_limit = (uint64_t)(g_cfg.one_time * 0x1.0p53);
+    uint32_t next_once = g_cfg.keys;
+    uint64_t core_gets = 0, core_hits = 0;
     fflush(stdout);
 
     uint32_t keys[WINDOW_MAX];
@@ -550,7 +575,9 @@ main(int argc, char **argv)
     for (uint64_t done = 0; done < total;) {
         uint32_t n = total - done < g_cfg.window ? (uint32_t)(total - done) : g_cfg.window;
         for (uint32_t i = 0; i < n; i++) {
-            keys[i] = zipf_next(&z);
+            bool once = one_time_limit > 0 && (rng_next(&mix_rng) >> 11) < one_time_limit &&
+                        next_once < UINT32_MAX;
+            keys[i] = once ? next_once++ : zipf_next(&z);
             request_get(&conn, keys[i]);
         }
         conn_flush(&conn);
@@ -585,6 +612,10 @@ main(int argc, char **argv)
             gets++;
             hits += hit[i];
             sets += stored[i];
+            if (keys[i] < g_cfg.keys) {
+                core_gets++;
+                core_hits += hit[i];
+            }
         }
     }
     double secs = bc_time_mono_s() - t0;
@@ -595,10 +626,15 @@ main(int argc, char **argv)
            ", get errors %" PRIu64 ") in %.1f s\n",
            hits, gets, 100.0 * ratio, sets, set_errors, get_errors, secs);
     printf("server: curr_items=%" PRIu64 " evictions=%" PRIu64 "\n", items, evictions);
+    double core_ratio = core_gets ? (double)core_hits / (double)core_gets : 0;
+    if (g_cfg.one_time > 0) {
+        printf("core (Zipf keys only): %" PRIu64 " hits of %" PRIu64 " = %.2f%%\n", core_hits,
+               core_gets, 100.0 * core_ratio);
+    }
     printf("RESULT hit_ratio=%.4f hits=%" PRIu64 " gets=%" PRIu64 " sets=%" PRIu64
            " set_errors=%" PRIu64 " get_errors=%" PRIu64 " curr_items=%" PRIu64
-           " evictions=%" PRIu64 " secs=%.1f\n",
-           ratio, hits, gets, sets, set_errors, get_errors, items, evictions, secs);
+           " evictions=%" PRIu64 " secs=%.1f core_hit_ratio=%.4f\n",
+           ratio, hits, gets, sets, set_errors, get_errors, items, evictions, secs, core_ratio);
     conn_close(&conn);
     free(z.cdf);
     free(value);

@@ -10,9 +10,16 @@
 #      1184-byte slab class, C is about 56,600);
 #   2. KEYS = C * 10, so memcached holds 10% of the key space;
 #   3. on a fresh memcached, then a fresh bucketcache-node per eviction
-#      policy (--eviction lru|lfu|fifo|s3fifo), replay the same Zipf(0.99)
+#      policy (--eviction s3fifo|lru|lfu|fifo), replay the same Zipf(0.99)
 #      stream (fixed seed) with bench_hitratio: get, on a miss set;
-#      WARMUP requests unrecorded, then REQUESTS measured.
+#      WARMUP requests unrecorded, then REQUESTS measured;
+#   4. the same again on the scan-heavy mix: a fraction SCAN of the
+#      requests are one-hit wonders (keys requested once, never again)
+#      interleaved with the same Zipf core; its table also shows the hit
+#      ratio of the core requests alone.
+#
+# With BC_BEFORE_NODE_BIN set, an earlier node build runs too, with its
+# default policy, in the same run.
 #
 # The node counts all its memory (item headers, hash tables) against -m, as
 # memcached does not (its hash table is outside -m), so the node may hold
@@ -27,6 +34,8 @@
 #   BC_BENCH_REQUESTS=1000000   measured requests
 #   BC_BENCH_POLICIES="lru lfu fifo s3fifo"
 #   BC_BENCH_ZIPF=0.99
+#   BC_BENCH_SCAN=0.5           fraction of one-hit wonders in the second mix (0: skip it)
+#   BC_BEFORE_NODE_BIN=         an earlier node build, run with its default policy
 #   MEMCACHED_BIN=/usr/bin/memcached
 #   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
 set -euo pipefail
@@ -36,8 +45,10 @@ MEMORY=${BC_BENCH_MEMORY:-64}
 VALUE=${BC_BENCH_VALUE:-1000}
 WARMUP=${BC_BENCH_WARMUP:-500000}
 REQUESTS=${BC_BENCH_REQUESTS:-1000000}
-POLICIES=${BC_BENCH_POLICIES:-"lru lfu fifo s3fifo"}
+POLICIES=${BC_BENCH_POLICIES:-"s3fifo lru lfu fifo"}
 ZIPF=${BC_BENCH_ZIPF:-0.99}
+SCAN=${BC_BENCH_SCAN:-0.5}
+BEFORE_BIN=${BC_BEFORE_NODE_BIN:-}
 THREADS=2
 MEMCACHED=${MEMCACHED_BIN:-/usr/bin/memcached}
 NODE_BIN=${BC_NODE_BIN:-$BUILD_DIR/node/bucketcache-node}
@@ -79,14 +90,15 @@ echo "# hit ratio on Zipf($ZIPF), get + set on miss ($(date -u '+%Y-%m-%d %H:%M 
 echo "# every server: -t $THREADS -m $MEMORY; $VALUE-byte values; memcached holds $CAPACITY of them," \
      "so $KEYS keys (10x); $WARMUP warm-up + $REQUESTS measured requests, same seeded stream"
 
-# run NAME: replays the stream against the server on $PORT; appends to results
+# run NAME ONE_TIME: replays the stream against the server on $PORT;
+# appends to results
 run() {
-  local name=$1 out="$WORK/run-$1.txt"
+  local name=$1 once=$2 out="$WORK/run-$1-$2.txt"
   if ! "$HITRATIO" -p "$PORT" -k "$KEYS" -v "$VALUE" -z "$ZIPF" -W "$WARMUP" -n "$REQUESTS" \
-       >"$out" 2>&1; then
+       -o "$once" >"$out" 2>&1; then
     echo "  !! $name: $(tail -n 1 "$out")"
     kill -0 "$PID" 2>/dev/null || { echo "  !! $name died; log:"; tail -n 20 "$WORK/$name.log"; }
-    echo "$name - - - - - -" >>"$WORK/results"
+    echo "$name - - - - - - -" >>"$WORK/results-$once"
     return
   fi
   local line rss
@@ -95,24 +107,55 @@ run() {
   echo "  $name: $(grep '^hits:' "$out")"
   echo "$name $(echo "$line" | field hit_ratio) $(echo "$line" | field curr_items)" \
        "$(echo "$line" | field evictions) $(echo "$line" | field set_errors)" \
-       "$(echo "$line" | field get_errors) ${rss:-0}" >>"$WORK/results"
+       "$(echo "$line" | field get_errors) ${rss:-0} $(echo "$line" | field core_hit_ratio)" \
+       >>"$WORK/results-$once"
 }
 
-: >"$WORK/results"
-start memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
-run memcached
-stop
-for policy in $POLICIES; do
-  start "node-$policy" "$NODE_BIN" --admin-port 0 --eviction "$policy"
-  run "node-$policy"
-  stop
-done
+# table ONE_TIME: the markdown table of one mix
+table() {
+  local once=$1
+  echo
+  if [ "$once" = 0 ]; then
+    echo "Zipf($ZIPF):"
+    echo
+    echo "| server | hit ratio | vs memcached (points) | items held at end | evictions | RSS at end MiB | errors (set/get) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+  else
+    echo "scan-heavy mix: $once of the requests are one-hit wonders between Zipf($ZIPF) requests:"
+    echo
+    echo "| server | hit ratio (all) | Zipf core hit ratio | core vs memcached (points) | items held at end | evictions | RSS at end MiB | errors (set/get) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  fi
+  awk -v scan="$once" '
+    NR == 1 { base = $2; cbase = $8 }
+    { if ($2 == "-") { printf "| %s | failed | | | | | |\n", $1; next }
+      if (scan == 0) {
+        diff = (base != "-" && NR > 1) ? sprintf("%+.1f", ($2 - base) * 100) : ""
+        printf "| %s | %.4f | %s | %d | %d | %.1f | %d/%d |\n", $1, $2, diff, $3, $4, $7 / 1024, $5, $6
+      } else {
+        diff = (cbase != "-" && NR > 1) ? sprintf("%+.1f", ($8 - cbase) * 100) : ""
+        printf "| %s | %.4f | %.4f | %s | %d | %d | %.1f | %d/%d |\n", $1, $2, $8, diff, $3, $4, $7 / 1024, $5, $6
+      }
+    }' "$WORK/results-$once"
+}
 
-echo
-echo "| server | hit ratio | vs memcached (points) | items held at end | evictions | RSS at end MiB | errors (set/get) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-awk '
-  NR == 1 { base = $2 }
-  { if ($2 == "-") { printf "| %s | failed | | | | | |\n", $1; next }
-    diff = (base != "-" && NR > 1) ? sprintf("%+.1f", ($2 - base) * 100) : ""
-    printf "| %s | %.4f | %s | %d | %d | %.1f | %d/%d |\n", $1, $2, diff, $3, $4, $7 / 1024, $5, $6 }' "$WORK/results"
+MIXES="0"
+[ "$SCAN" = 0 ] || MIXES="0 $SCAN"
+for once in $MIXES; do
+  : >"$WORK/results-$once"
+  [ "$once" = 0 ] || echo "# scan-heavy mix: --one-time $once"
+  start memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
+  run memcached "$once"
+  stop
+  if [ -n "$BEFORE_BIN" ]; then
+    start "node-before" "$BEFORE_BIN" --admin-port 0
+    run "node-before" "$once"
+    stop
+  fi
+  for policy in $POLICIES; do
+    start "node-$policy" "$NODE_BIN" --admin-port 0 --eviction "$policy"
+    run "node-$policy" "$once"
+    stop
+  done
+done
+for once in $MIXES; do table "$once"; done

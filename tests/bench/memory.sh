@@ -9,24 +9,29 @@
 # again and the server's curr_items.  Bytes per item = (RSS after - RSS
 # before) / curr_items: everything the process really holds per item
 # (item header, key, value, hash-table slot, allocator overhead and slack),
-# which is what a user pays for.  Prints a markdown table with the ratio
-# node/memcached.
+# which is what a user pays for; the overhead per item is that less the
+# key and value bytes.  Prints a markdown table per item shape with the
+# ratio node/memcached.
+#
+# Item shapes (BC_BENCH_SHAPES, "key:value" bytes): by default 10:100,
+# 30:30 and 10:1000.  -m is large enough for ITEMS items of the shape.
+# With BC_BEFORE_NODE_BIN an earlier node build is measured too.
 #
 # usage: tests/bench/memory.sh [BUILD_DIR]      (default: build)
 # environment:
 #   BC_BENCH_ITEMS=1000000   items to store
-#   BC_BENCH_VALUE=100       value bytes
-#   BC_BENCH_MEMORY=1024     -m for both servers (MB)
-#   BC_BENCH_THREADS=2       -t for both servers
+#   BC_BENCH_SHAPES="10:100 30:30 10:1000"
+#   BC_BENCH_THREADS=2       -t for every server
+#   BC_BEFORE_NODE_BIN=      an earlier node build to measure alongside
 #   MEMCACHED_BIN=/usr/bin/memcached
 #   BC_NODE_BIN=BUILD_DIR/node/bucketcache-node
 set -euo pipefail
 
 BUILD_DIR=${1:-${BC_BUILD_DIR:-build}}
 ITEMS=${BC_BENCH_ITEMS:-1000000}
-VALUE=${BC_BENCH_VALUE:-100}
-MEMORY=${BC_BENCH_MEMORY:-1024}
+SHAPES=${BC_BENCH_SHAPES:-"10:100 30:30 10:1000"}
 THREADS=${BC_BENCH_THREADS:-2}
+BEFORE_BIN=${BC_BEFORE_NODE_BIN:-}
 MEMCACHED=${MEMCACHED_BIN:-/usr/bin/memcached}
 NODE_BIN=${BC_NODE_BIN:-$BUILD_DIR/node/bucketcache-node}
 MCBENCH=$BUILD_DIR/tests/bench_mcbench
@@ -47,6 +52,7 @@ stat() {
 }
 
 # measure NAME ARGV...: prints "NAME rss_before_kb rss_after_kb items"
+# (PREFIX, VALUE and MEMORY: the shape being measured)
 measure() {
   local name=$1; shift
   local port pid before after items
@@ -57,7 +63,8 @@ measure() {
   wait_port "$port" "$pid" || { echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; exit 1; }
   sleep 1
   before=$(rss_kb "$pid")
-  "$MCBENCH" -p "$port" -t 2 -c 8 -k "$ITEMS" -v "$VALUE" -w -n 0 >"$WORK/$name.mcbench" 2>&1 || true
+  "$MCBENCH" -p "$port" -t 2 -c 8 -k "$ITEMS" -v "$VALUE" -P "$PREFIX" -w -n 0 \
+    >"$WORK/$name.mcbench" 2>&1 || true
   grep -q '^preload errors: 0 ' "$WORK/$name.mcbench" ||
     echo "  !! $name: $(grep -E '^preload' "$WORK/$name.mcbench" | tr '\n' ' ')" >&2
   sleep 3   # let background hash-table growth finish
@@ -69,22 +76,33 @@ measure() {
   echo "$name $before $after ${items:-0}"
 }
 
-echo "# RSS per item after storing $ITEMS items with $VALUE-byte values ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
 digits=$((ITEMS - 1)); digits=${#digits}
-echo "# both: -t $THREADS -m $MEMORY; keys are $((4 + digits)) bytes (\"key:\" + $digits digits)"
-{
-  measure memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
-  measure node "$NODE_BIN" --admin-port 0
-} >"$WORK/results"
-
-echo
-echo "| server | RSS before MiB | RSS after MiB | items stored | bytes per item | node/memcached |"
-echo "|---|---:|---:|---:|---:|---:|"
-awk '
-  { name[NR] = $1; before[NR] = $2; after[NR] = $3; items[NR] = $4
-    per[NR] = $4 > 0 ? ($3 - $2) * 1024 / $4 : 0 }
-  END {
-    for (i = 1; i <= NR; i++)
-      printf "| %s | %.1f | %.1f | %d | %.1f | %s |\n", name[i], before[i] / 1024, after[i] / 1024,
-             items[i], per[i], (name[i] == "node" && per[1] > 0) ? sprintf("%.2f", per[i] / per[1]) : ""
-  }' "$WORK/results"
+echo "# RSS per item after storing $ITEMS items ($(date -u '+%Y-%m-%d %H:%M UTC'); $(context))"
+echo "# every server: -t $THREADS, -m large enough that nothing is evicted"
+for shape in $SHAPES; do
+  KEY=${shape%%:*}
+  VALUE=${shape##*:}
+  [ "$KEY" -gt "$digits" ] || { echo "memory: keys of $KEY bytes cannot hold $digits digits" >&2; exit 1; }
+  PREFIX=$(printf '%*s' $((KEY - digits)) '' | tr ' ' k)
+  # the items, twice over, and 64 MB
+  MEMORY=$(( (ITEMS * (KEY + VALUE + 100) * 2 >> 20) + 64 ))
+  {
+    measure memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
+    [ -z "$BEFORE_BIN" ] || measure node-before "$BEFORE_BIN" --admin-port 0
+    measure node "$NODE_BIN" --admin-port 0
+  } >"$WORK/results"
+  echo
+  echo "$KEY-byte keys, $VALUE-byte values (-m $MEMORY):"
+  echo
+  echo "| server | RSS before MiB | RSS after MiB | items stored | bytes per item | overhead per item | node/memcached |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  awk -v data=$((KEY + VALUE)) '
+    { name[NR] = $1; before[NR] = $2; after[NR] = $3; items[NR] = $4
+      per[NR] = $4 > 0 ? ($3 - $2) * 1024 / $4 : 0 }
+    END {
+      for (i = 1; i <= NR; i++)
+        printf "| %s | %.1f | %.1f | %d | %.1f | %.1f | %s |\n", name[i], before[i] / 1024,
+               after[i] / 1024, items[i], per[i], per[i] - data,
+               (name[i] != "memcached" && per[1] > 0) ? sprintf("%.2f", per[i] / per[1]) : ""
+    }' "$WORK/results"
+done

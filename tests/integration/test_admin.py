@@ -271,7 +271,11 @@ def test_stats_json():
                  "reclaimed", "expired_active", "data_bytes"):
         assert isinstance(cache[name], int), name
     assert cache["mem_limit"] == 64 << 20
-    assert cache["policy"] == "lru" and cache["buckets"] == 1024
+    assert cache["policy"] == "s3fifo" and cache["buckets"] == 1024
+    seg = cache["segments"]
+    assert seg["size"] == 256 << 10 and seg["backed"] >= 1, seg   # -m 64: 256 segments
+    for name in ("free", "evicted", "compacted", "items_moved"):
+        assert isinstance(seg[name], int), name
     assert cache["max_item_size"] == 64 * 1024
     # Only non-empty buckets by default; the key's bucket is among them.
     buckets = doc["buckets"]

@@ -473,7 +473,7 @@ def test_stats_shape():
         assert settings[1]["maxbytes"] == settings[0]["maxbytes"]
         assert settings[1]["item_size_max"] == settings[0]["item_size_max"]
         assert settings[1]["tcpport"] == str(_servers["node"].port)
-        assert settings[1]["eviction_policy"] == "lru"
+        assert settings[1]["eviction_policy"] == "s3fifo"
 
         items = _stats(p.node, "items")
         assert int(items["items:1:number"]) >= 1
@@ -713,6 +713,14 @@ def test_deliberate_differences():
         out = s.talk("set dd:md 0 0 1\r\nx\r\nlru_crawler metadump 1\r\n")
         assert out.startswith(b"STORED\r\n") and out.endswith(b"\nEND\r\n"), out
         assert b"\nkey=dd%3Amd exp=-1 " in out, out
+        # cache_memlimit above the start -m: memcached (without -L) grows;
+        # the node's segment arena was reserved for the start limit, so it
+        # answers as memcached does for a limit it cannot adjust to.  Down
+        # and back up to the start limit works on both.
+        assert s.talk("cache_memlimit 65\r\n") == \
+            b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+        assert s.talk("cache_memlimit 32\r\ncache_memlimit 64\r\n") == b"OK\r\nOK\r\n"
+        assert b"STAT limit_maxbytes 67108864\r\n" in s.talk("stats\r\n")
     finally:
         s.close()
     # A refused storage command whose data block is still on its way:

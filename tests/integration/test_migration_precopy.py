@@ -232,7 +232,8 @@ def test_streamed_export_of_a_large_bucket():
             if i % 3 == 0:
                 w.cmd("delete " + k)
             else:
-                assert w.cmd("set %s 0 0 4" % k, "%04d" % (i % 10000)) == b"STORED\r\n"
+                r = w.cmd("set %s 0 0 4" % k, "%04d" % (i % 10000))
+                assert r == b"STORED\r\n", r
             i += 1
     th = threading.Thread(target=writer)
     th.start()

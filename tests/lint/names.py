@@ -50,6 +50,9 @@ SHORT_FORMS = {
     # (migrate.c), the copy pool (migrate_pool.c), the record codec, whose
     # second record is the migrations znode's control data (migrate_record.c).
     # The longer forms keep each file's own functions in it.
+    # The engine's segment allocator is seg.c and its private header
+    # seg_int.h (its inline helpers are seg's, used by cache.c).
+    "node/engine/seg_int.h": ["seg"],
     "console/migrate.c": ["mig"],
     "console/migrate.h": ["mig"],
     "console/migrate_pool.c": ["mig", "mig_pool"],

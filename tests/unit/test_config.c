@@ -518,7 +518,7 @@ test_node_defaults(void **state)
     assert_int_equal(cfg.verbosity, 0);
     assert_int_equal(cfg.admin_port, 11280);
     assert_string_equal(cfg.admin_listen, "127.0.0.1");
-    assert_string_equal(cfg.eviction, "lru");
+    assert_string_equal(cfg.eviction, "s3fifo");
     assert_int_equal(cfg.nbuckets, BC_DEFAULT_NBUCKETS);
     assert_int_equal(cfg.log_level, BC_LOG_INFO);
     assert_false(cfg.daemonize);

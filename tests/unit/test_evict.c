@@ -1,16 +1,17 @@
 /*
  * test_evict.c -- unit tests of the eviction policies (node/engine/evict/).
  *
- * The policies are driven directly through their ops, without the cache:
- * a small simulator keeps "resident" items in an array indexed by key id
- * (the id travels in the item's flags field), calls on_insert/on_access on
- * a request and pick_victim + on_remove when full.  That makes victim
- * order exact and lets a Zipf trace of a few hundred thousand requests run
- * in milliseconds.
- *
- * Scripted tests pin each policy's documented order; the trace tests check
- * the claims that justify having several policies: S3-FIFO beats LRU on
- * Zipf(0.99), and every policy beats caches that do not adapt at all.
+ * The policies are driven directly through their ops, without the cache.
+ * Scripted tests pin each policy's documented verdicts on single items.
+ * The trace tests run a model of the engine's log of segments: each queue
+ * is a FIFO of item slots cut into segments of SIM_SEG_ITEMS; a miss
+ * appends to the queue admit() names, and when the cache is full the
+ * queue pick_queue() names loses its oldest segment, each of whose live
+ * items is dropped or appended to the queue on_evict() names -- what
+ * cache.c does with real segments.  A Zipf trace of a few hundred
+ * thousand requests runs in milliseconds, and checks the claims that
+ * justify having several policies: S3-FIFO beats LRU on Zipf(0.99), and
+ * every policy beats caches that do not adapt.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,148 +27,64 @@
 #include "bc_hash.h"
 #include "engine/evict/evict.h"
 
-/* ------------------------------------------------------------------------ */
-/* simulator                                                                */
-/* ------------------------------------------------------------------------ */
+#define T0 1700000000u
 
-typedef struct sim {
-    const bc_evict_ops_t *ops;      /* NULL = random eviction baseline */
-    void *policy;
+/* An item with nothing but a header: what the policies look at. */
+static bc_item_t *
+item_new(void)
+{
+    bc_item_t *it = calloc(1, sizeof(bc_item_t) + 16);
+    assert_non_null(it);
+    return it;
+}
+
+typedef struct policy_env {
+    const bc_evict_ops_t *ops;
+    void *p;
     _Atomic uint64_t mem;
     bc_evict_env_t env;
-    bc_item_t **resident;           /* by key id */
-    uint32_t *ids;                  /* resident ids (random baseline) */
-    uint32_t *pos;                  /* id -> index in ids */
-    uint32_t nkeys;
-    uint32_t capacity;              /* items */
-    uint32_t count;
-    uint32_t now;
-    uint64_t rng;
-    uint64_t hits, misses;
-} sim_t;
+} policy_env_t;
 
-static sim_t *
-sim_new(const char *policy, uint32_t nkeys, uint32_t capacity)
+static policy_env_t *
+policy_new(const char *name)
 {
-    sim_t *sim = calloc(1, sizeof(*sim));
-    assert_non_null(sim);
-    sim->env.mem_used = &sim->mem;
-    sim->nkeys = nkeys;
-    sim->capacity = capacity;
-    sim->now = 1700000000u;
-    sim->rng = 0x2545f4914f6cdd1dull;
-    sim->resident = calloc(nkeys, sizeof(*sim->resident));
-    sim->ids = calloc(nkeys, sizeof(*sim->ids));
-    sim->pos = calloc(nkeys, sizeof(*sim->pos));
-    assert_non_null(sim->resident);
-    if (policy != NULL) {
-        sim->ops = bc_evict_find(policy);
-        assert_non_null(sim->ops);
-        sim->policy = sim->ops->create(&sim->env);
-        assert_non_null(sim->policy);
-        assert_true(atomic_load(&sim->mem) > 0);   /* the instance is charged */
-    }
-    return sim;
+    policy_env_t *pe = calloc(1, sizeof(*pe));
+    assert_non_null(pe);
+    pe->env.mem_used = &pe->mem;
+    pe->ops = bc_evict_find(name);
+    assert_non_null(pe->ops);
+    pe->p = pe->ops->create(&pe->env);
+    assert_non_null(pe->p);
+    assert_true(atomic_load(&pe->mem) > 0);   /* the instance is charged */
+    return pe;
 }
 
-static uint64_t
-sim_random(sim_t *sim)
+static void
+policy_free(policy_env_t *pe)
 {
-    uint64_t x = sim->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return sim->rng = x;
+    pe->ops->destroy(pe->p);
+    assert_int_equal(atomic_load(&pe->mem), 0);   /* everything charged was freed */
+    free(pe);
 }
 
+/* Links a new item (admit + on_link) and returns it and its queue. */
 static bc_item_t *
-sim_item_new(uint32_t id)
+link_new(policy_env_t *pe, uint32_t hash, unsigned *queue, uint32_t now)
 {
-    char key[16];
-    int n = snprintf(key, sizeof(key), "key:%08u", id);
-    bc_item_t *it = calloc(1, sizeof(bc_item_t) + (size_t)n + 1 + 12);
-    assert_non_null(it);
-    memcpy(it->data, key, (size_t)n + 1);
-    it->nkey = (uint8_t)n;
-    it->nbytes = 12;
-    it->hash = bc_hash_key(key, (size_t)n);
-    it->flags = id;
-    atomic_init(&it->refcount, 1);
+    bc_item_t *it = item_new();
+    unsigned q = pe->ops->admit(pe->p, hash);
+    assert_true(q < pe->ops->nqueues);
+    pe->ops->on_link(it, now);
+    it->atime = bc__evict_atime(now);
+    if (queue != NULL) *queue = q;
     return it;
 }
 
 static void
-sim_forget(sim_t *sim, bc_item_t *it)
+access_item(policy_env_t *pe, bc_item_t *it, uint32_t now)
 {
-    uint32_t id = it->flags, last = sim->ids[sim->count - 1];
-    sim->resident[id] = NULL;
-    sim->ids[sim->pos[id]] = last;
-    sim->pos[last] = sim->pos[id];
-    sim->count--;
-    free(it);
-}
-
-/* Evicts one item; returns its key id. */
-static uint32_t
-sim_evict(sim_t *sim)
-{
-    bc_item_t *victim;
-    if (sim->ops != NULL) {
-        victim = sim->ops->pick_victim(sim->policy, sim->now);
-        assert_non_null(victim);
-        assert_ptr_equal(sim->resident[victim->flags], victim);
-        sim->ops->on_remove(sim->policy, victim, BC_EVICT_EVICTED);
-    } else {
-        victim = sim->resident[sim->ids[sim_random(sim) % sim->count]];
-    }
-    uint32_t id = victim->flags;
-    sim_forget(sim, victim);
-    return id;
-}
-
-static void
-sim_insert(sim_t *sim, uint32_t id)
-{
-    while (sim->count >= sim->capacity) (void)sim_evict(sim);
-    bc_item_t *it = sim_item_new(id);
-    sim->resident[id] = it;
-    sim->pos[id] = sim->count;
-    sim->ids[sim->count++] = id;
-    if (sim->ops != NULL) sim->ops->on_insert(sim->policy, it, sim->now);
-}
-
-/* One cache-aside request: a hit touches, a miss inserts. */
-static bool
-sim_request(sim_t *sim, uint32_t id)
-{
-    bc_item_t *it = sim->resident[id];
-    if (it != NULL) {
-        if (sim->ops != NULL) sim->ops->on_access(sim->policy, it, sim->now);
-        sim->hits++;
-        return true;
-    }
-    sim->misses++;
-    sim_insert(sim, id);
-    return false;
-}
-
-static void
-sim_free(sim_t *sim)
-{
-    for (uint32_t i = 0; i < sim->nkeys; i++) {
-        if (sim->resident[i] == NULL) continue;
-        if (sim->ops != NULL) sim->ops->on_remove(sim->policy, sim->resident[i],
-                                                  BC_EVICT_DELETED);
-        free(sim->resident[i]);
-    }
-    if (sim->ops != NULL) {
-        sim->ops->destroy(sim->policy);
-        assert_int_equal(atomic_load(&sim->mem), 0);   /* every byte given back */
-    }
-    free(sim->resident);
-    free(sim->ids);
-    free(sim->pos);
-    free(sim);
+    pe->ops->on_access(it, now);
+    it->atime = bc__evict_atime(now);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -178,228 +95,301 @@ static void
 test_registry(void **state)
 {
     (void)state;
-    assert_ptr_equal(bc_evict_find(NULL), &bc_evict_lru);
-    assert_ptr_equal(bc_evict_find(""), &bc_evict_lru);
+    assert_ptr_equal(bc_evict_find(NULL), &bc_evict_s3fifo);   /* the default */
+    assert_ptr_equal(bc_evict_find(""), &bc_evict_s3fifo);
     assert_ptr_equal(bc_evict_find("lru"), &bc_evict_lru);
     assert_ptr_equal(bc_evict_find("lfu"), &bc_evict_lfu);
     assert_ptr_equal(bc_evict_find("fifo"), &bc_evict_fifo);
     assert_ptr_equal(bc_evict_find("s3fifo"), &bc_evict_s3fifo);
     assert_null(bc_evict_find("LRU"));
-    assert_null(bc_evict_find("arc"));
-    assert_non_null(strstr(bc_evict_names(), "s3fifo"));
-}
-
-/* ------------------------------------------------------------------------ */
-/* scripted victim orders                                                   */
-/* ------------------------------------------------------------------------ */
-
-enum { A, B, C, D, E, F };
-
-static void
-fill(sim_t *sim, int n)
-{
-    for (int i = 0; i < n; i++) sim_insert(sim, (uint32_t)i);
-}
-
-static void
-test_fifo_order(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("fifo", 16, 4);
-    fill(sim, 4);
-    sim_request(sim, A);    /* hits never matter to FIFO */
-    sim_request(sim, A);
-    assert_int_equal(sim_evict(sim), A);
-    assert_int_equal(sim_evict(sim), B);
-    sim_insert(sim, E);
-    assert_int_equal(sim_evict(sim), C);
-    assert_int_equal(sim_evict(sim), D);
-    assert_int_equal(sim_evict(sim), E);
-    sim_free(sim);
-}
-
-static void
-test_lru_order(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("lru", 16, 4);
-    fill(sim, 4);                       /* age: A oldest ... D newest */
-    sim_request(sim, B);
-    sim_request(sim, A);                /* use order now: C D B A */
-    assert_int_equal(sim_evict(sim), C);
-    assert_int_equal(sim_evict(sim), D);
-    sim_insert(sim, E);                 /* B A E */
-    sim_request(sim, B);                /* A E B */
-    assert_int_equal(sim_evict(sim), A);
-    assert_int_equal(sim_evict(sim), E);
-    assert_int_equal(sim_evict(sim), B);
-    sim_free(sim);
-}
-
-static void
-test_lru_requeue_and_replace(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("lru", 16, 4);
-    fill(sim, 3);
-    bc_item_t *victim = sim->ops->pick_victim(sim->policy, sim->now);
-    assert_int_equal(victim->flags, A);
-    /* A reader holds A: the cache requeues it, the next pick must differ. */
-    sim->ops->requeue(sim->policy, victim, sim->now);
-    victim = sim->ops->pick_victim(sim->policy, sim->now);
-    assert_int_equal(victim->flags, B);
-
-    /* Replacing B (a set on a live key) is a use: C goes first now. */
-    bc_item_t *nb = sim_item_new(B);
-    sim->ops->on_replace(sim->policy, sim->resident[B], nb, sim->now);
-    free(sim->resident[B]);
-    sim->resident[B] = nb;
-    assert_int_equal(sim_evict(sim), C);
-    assert_int_equal(sim_evict(sim), A);
-    assert_int_equal(sim_evict(sim), B);
-    sim_free(sim);
-}
-
-static void
-test_lfu_order(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("lfu", 16, 4);
-    fill(sim, 4);
-    sim_request(sim, C);                /* 5 -> 6: the first hit always counts */
-    for (int i = 0; i < 200; i++) sim_request(sim, A);
-    sim_request(sim, D);
-    /* B never hit: first.  C and D have one hit (C's counter moved first,
-     * so it is the older of that class); A has the most. */
-    assert_int_equal(sim_evict(sim), B);
-    assert_int_equal(sim_evict(sim), C);
-    assert_int_equal(sim_evict(sim), D);
-    assert_int_equal(sim_evict(sim), A);
-    sim_free(sim);
-}
-
-static void
-test_lfu_aging(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("lfu", 16, 4);
-    sim_insert(sim, A);
-    for (int i = 0; i < 200; i++) sim_request(sim, A);
-    sim_insert(sim, B);
-    /* Without time passing, the frequent A outlives the new B. */
-    bc_item_t *victim = sim->ops->pick_victim(sim->policy, sim->now);
-    assert_int_equal(victim->flags, B);
-
-    /* Two hours idle: A's counter decays to nothing; the aging done at
-     * eviction time finds it although nothing touched A, and A goes before
-     * the idle B (never hit) and the fresh C. */
-    sim->now += 2 * 3600;
-    sim_insert(sim, C);
-    sim_request(sim, C);
-    assert_int_equal(sim_evict(sim), A);
-    assert_int_equal(sim_evict(sim), B);
-    assert_int_equal(sim_evict(sim), C);
-    sim_free(sim);
-}
-
-static void
-test_s3fifo_small_queue_and_promotion(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("s3fifo", 16, 5);
-    fill(sim, 5);                       /* all in S; M empty */
-    sim_request(sim, B);
-    sim_request(sim, D);
-    /* S tail A (no hit) goes; B (hit) is promoted to M instead of evicted,
-     * so C is next; D promoted; E goes. */
-    assert_int_equal(sim_evict(sim), A);
-    assert_int_equal(sim_evict(sim), C);
-    assert_int_equal(sim_evict(sim), E);
-    /* Now only M remains (B, D): its FIFO order, with B's and D's hit
-     * giving each one reinsertion. */
-    assert_int_equal(sim_evict(sim), B);
-    assert_int_equal(sim_evict(sim), D);
-    sim_free(sim);
-}
-
-static void
-test_s3fifo_ghost_admission(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("s3fifo", 64, 10);
-    fill(sim, 10);                              /* keys 0..9, all in S */
-    for (uint32_t id = 20; id < 30; id++) sim_request(sim, id);
-    for (uint32_t id = 0; id < 10; id++) assert_null(sim->resident[id]);
-
-    /* Key 0 left S without a hit, so its hash is in the ghost: coming back
-     * it is admitted straight to M.  Key 30 was never seen: S. */
-    sim_request(sim, 0);
-    sim_request(sim, 30);
-    bc_item_t *it0 = sim->resident[0], *it30 = sim->resident[30];
-    assert_non_null(it0);
-    assert_non_null(it30);
-    assert_int_not_equal(it0->pbits, it30->pbits);
-
-    /* S is far above its 10% share: it drains completely (30 included)
-     * before M's only item is touched. */
-    for (int i = 0; i < 9; i++) assert_int_not_equal(sim_evict(sim), 0);
-    assert_null(sim->resident[30]);
-    assert_int_equal(sim->count, 1);
-    assert_int_equal(sim_evict(sim), 0);
-
-    /* A ghost entry admits once: 0 was evicted from M (not remembered), so
-     * it comes back through S like any new key; 1 is still remembered. */
-    sim_request(sim, 0);
-    sim_request(sim, 31);
-    sim_request(sim, 1);
-    assert_int_equal(sim->resident[0]->pbits, sim->resident[31]->pbits);
-    assert_int_not_equal(sim->resident[1]->pbits, sim->resident[31]->pbits);
-    sim_free(sim);
-}
-
-static void
-test_s3fifo_requeue_pinned(void **state)
-{
-    (void)state;
-    sim_t *sim = sim_new("s3fifo", 16, 4);
-    fill(sim, 4);
-    bc_item_t *victim = sim->ops->pick_victim(sim->policy, sim->now);
-    assert_int_equal(victim->flags, A);
-    sim->ops->requeue(sim->policy, victim, sim->now);   /* A is being read */
-    victim = sim->ops->pick_victim(sim->policy, sim->now);
-    assert_int_equal(victim->flags, B);
-    sim_free(sim);
-}
-
-/* Every policy: a victim that cannot go (pinned) is never returned twice
- * in a row, and a pick on an empty policy returns NULL. */
-static void
-test_requeue_all_policies(void **state)
-{
-    (void)state;
-    const char *names[] = {"lru", "lfu", "fifo", "s3fifo"};
-    for (size_t p = 0; p < 4; p++) {
-        sim_t *sim = sim_new(names[p], 64, 32);
-        assert_null(sim->ops->pick_victim(sim->policy, sim->now));
-        fill(sim, 32);
-        for (int round = 0; round < 100; round++) {
-            bc_item_t *v1 = sim->ops->pick_victim(sim->policy, sim->now);
-            assert_non_null(v1);
-            sim->ops->requeue(sim->policy, v1, sim->now);
-            bc_item_t *v2 = sim->ops->pick_victim(sim->policy, sim->now);
-            assert_non_null(v2);
-            assert_ptr_not_equal(v1, v2);
-        }
-        sim_free(sim);
+    assert_null(bc_evict_find("random"));
+    assert_string_equal(bc_evict_names(), "s3fifo lru lfu fifo");
+    const bc_evict_ops_t *all[] = {&bc_evict_lru, &bc_evict_lfu, &bc_evict_fifo,
+                                   &bc_evict_s3fifo};
+    for (int i = 0; i < 4; i++) {
+        assert_true(all[i]->nqueues >= 1 && all[i]->nqueues <= BC_EVICT_MAX_QUEUES);
     }
+    assert_int_equal(bc_evict_s3fifo.nqueues, 2);
 }
 
 /* ------------------------------------------------------------------------ */
-/* Zipf trace                                                               */
+/* scripted verdicts                                                        */
 /* ------------------------------------------------------------------------ */
 
-#define ZIPF_KEYS      20000u
-#define ZIPF_REQUESTS  400000u
+static void
+test_fifo_drops_everything(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("fifo");
+    unsigned q;
+    bc_item_t *it = link_new(pe, 1, &q, T0);
+    assert_int_equal(q, 0);
+    for (int i = 0; i < 5; i++) access_item(pe, it, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, it, 0, 1, T0, false), BC_EVICT_DROP);
+    free(it);
+    policy_free(pe);
+}
+
+static void
+test_lru_second_chance(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("lru");
+    bc_item_t *cold = link_new(pe, 1, NULL, T0), *hot = link_new(pe, 2, NULL, T0);
+    access_item(pe, hot, T0);
+    /* unreferenced: goes; referenced: kept once, bit cleared */
+    assert_int_equal(pe->ops->on_evict(pe->p, cold, 0, 1, T0, false), BC_EVICT_DROP);
+    assert_int_equal(pe->ops->on_evict(pe->p, hot, 0, 2, T0, false), 0);
+    assert_int_equal(pe->ops->on_evict(pe->p, hot, 0, 2, T0, false), BC_EVICT_DROP);
+    /* a replaced key counts as used; force drops all the same */
+    bc_item_t *nit = item_new();
+    pe->ops->on_replace(cold, nit, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, nit, 0, 1, T0, true), BC_EVICT_DROP);
+    access_item(pe, nit, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, nit, 0, 1, T0, false), 0);
+    free(cold);
+    free(hot);
+    free(nit);
+    policy_free(pe);
+}
+
+static void
+test_lfu_frequency_and_aging(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("lfu");
+    bc_item_t *never = link_new(pe, 1, NULL, T0), *once = link_new(pe, 2, NULL, T0);
+    bc_item_t *often = link_new(pe, 3, NULL, T0);
+    access_item(pe, once, T0);
+    for (int i = 0; i < 2000; i++) access_item(pe, often, T0);
+    /* the bar starts at one hit: never hit goes, hit stays (counter and all) */
+    assert_int_equal(pe->ops->on_evict(pe->p, never, 0, 1, T0, false), BC_EVICT_DROP);
+    assert_int_equal(pe->ops->on_evict(pe->p, once, 0, 2, T0, false), 0);
+    assert_int_equal(pe->ops->on_evict(pe->p, once, 0, 2, T0, false), 0);
+    /* tails where everything is kept raise the bar: the item hit once goes,
+     * the one hit often stays */
+    for (int i = 0; i < 4 * 256; i++) (void)pe->ops->on_evict(pe->p, often, 0, 3, T0, false);
+    assert_int_equal(pe->ops->on_evict(pe->p, once, 0, 2, T0, false), BC_EVICT_DROP);
+    assert_int_equal(pe->ops->on_evict(pe->p, often, 0, 3, T0, false), 0);
+    /* tails where everything goes lower it again */
+    for (int i = 0; i < 8 * 256; i++) (void)pe->ops->on_evict(pe->p, never, 0, 1, T0, false);
+    assert_int_equal(pe->ops->on_evict(pe->p, once, 0, 2, T0, false), 0);
+    /* idle decay: the same hits, then two hours of silence -- gone at once */
+    bc_item_t *stale = link_new(pe, 4, NULL, T0);
+    for (int i = 0; i < 2000; i++) access_item(pe, stale, T0);
+    assert_true(stale->pfreq > 5 && stale->pfreq < 120);
+    assert_int_equal(pe->ops->on_evict(pe->p, stale, 0, 4, T0 + 120 * 60, false), BC_EVICT_DROP);
+    /* force drops whatever the counter */
+    assert_int_equal(pe->ops->on_evict(pe->p, often, 0, 3, T0, true), BC_EVICT_DROP);
+    /* a replaced key keeps its history */
+    bc_item_t *nit = item_new();
+    for (int i = 0; i < 2000; i++) access_item(pe, never, T0);
+    pe->ops->on_replace(never, nit, T0);
+    nit->atime = bc__evict_atime(T0);
+    assert_true(nit->pfreq > 5);
+    free(never);
+    free(once);
+    free(often);
+    free(stale);
+    free(nit);
+    policy_free(pe);
+}
+
+static void
+test_s3fifo_small_main_and_ghost(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("s3fifo");
+    unsigned q;
+    /* until the cache is first full (the first victim), new keys go to M */
+    bc_item_t *early = link_new(pe, 0x0000eeee, &q, T0);
+    assert_int_equal(q, 1);
+    bc_evict_queues_t qs = {.bytes = {0, 100}, .evictable = {false, true}, .items = 1};
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 1);
+    free(early);
+    /* from then on, new keys go to S */
+    bc_item_t *a = link_new(pe, 0x1111aaaa, &q, T0);
+    assert_int_equal(q, 0);
+    bc_item_t *b = link_new(pe, 0x2222bbbb, &q, T0);
+    assert_int_equal(q, 0);
+    /* S's tail: hit -> copied to M; not hit -> dropped, hash remembered */
+    access_item(pe, a, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, a, 0, 0x1111aaaa, T0, false), 1);
+    assert_int_equal(pe->ops->on_evict(pe->p, b, 0, 0x2222bbbb, T0, false), BC_EVICT_DROP);
+    /* the ghost admits b's key to M directly, once */
+    assert_int_equal(pe->ops->admit(pe->p, 0x2222bbbb), 1);
+    assert_int_equal(pe->ops->admit(pe->p, 0x2222bbbb), 0);
+    assert_int_equal(pe->ops->admit(pe->p, 0x3333cccc), 0);
+    /* M's tail: kept while it has hits, one fewer per pass */
+    access_item(pe, a, T0);
+    access_item(pe, a, T0);
+    int passes = 0;
+    while (pe->ops->on_evict(pe->p, a, 1, 0x1111aaaa, T0, false) == 1) passes++;
+    assert_true(passes >= 2 && passes <= 3);
+    /* dropped from M: not remembered */
+    assert_int_equal(pe->ops->admit(pe->p, 0x1111aaaa), 0);
+    /* a new value of a live key carries its count, so S promotes it */
+    bc_item_t *nit = item_new();
+    pe->ops->on_replace(b, nit, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, nit, 0, 0x2222bbbb, T0, false), 1);
+    /* force drops (and a forced drop from S is remembered) */
+    access_item(pe, b, T0);
+    assert_int_equal(pe->ops->on_evict(pe->p, b, 0, 0x4444dddd, T0, true), BC_EVICT_DROP);
+    assert_int_equal(pe->ops->admit(pe->p, 0x4444dddd), 1);
+    free(a);
+    free(b);
+    free(nit);
+    policy_free(pe);
+}
+
+static void
+test_s3fifo_pick_queue(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("s3fifo");
+    bc_evict_queues_t qs = {.bytes = {5, 95}, .evictable = {true, true}, .items = 100};
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 1);   /* S under 10%: M */
+    qs.bytes[0] = 10;
+    qs.bytes[1] = 90;
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 0);   /* S at 10%: S */
+    qs.evictable[0] = false;
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 1);   /* only what can go */
+    qs.evictable[0] = true;
+    qs.evictable[1] = false;
+    qs.bytes[0] = 1;
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 0);
+    policy_free(pe);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the segment-log model                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define SIM_SEG_ITEMS 64u
+
+typedef struct simq {
+    uint64_t *ring;                 /* (seq << 32) | id, oldest at head */
+    uint32_t head, count, cap;
+} simq_t;
+
+typedef struct sim {
+    policy_env_t *pe;
+    bc_item_t **resident;           /* by key id */
+    uint32_t *seq_of;               /* by key id: the slot that holds it */
+    uint32_t seq;
+    simq_t q[BC_EVICT_MAX_QUEUES];
+    uint32_t nkeys, capacity, used;
+    uint32_t now;
+    uint32_t streak;
+    uint64_t hits, misses, kept;
+} sim_t;
+
+static sim_t *
+sim_new(const char *policy, uint32_t nkeys, uint32_t capacity)
+{
+    sim_t *sim = calloc(1, sizeof(*sim));
+    assert_non_null(sim);
+    sim->pe = policy_new(policy);
+    sim->nkeys = nkeys;
+    sim->capacity = capacity;
+    sim->now = T0;
+    sim->resident = calloc(nkeys, sizeof(*sim->resident));
+    sim->seq_of = calloc(nkeys, sizeof(*sim->seq_of));
+    assert_non_null(sim->resident);
+    assert_non_null(sim->seq_of);
+    for (unsigned i = 0; i < BC_EVICT_MAX_QUEUES; i++) {
+        sim->q[i].cap = capacity * 2 + SIM_SEG_ITEMS;
+        sim->q[i].ring = calloc(sim->q[i].cap, sizeof(uint64_t));
+        assert_non_null(sim->q[i].ring);
+    }
+    return sim;
+}
+
+static void
+sim_free(sim_t *sim)
+{
+    for (uint32_t i = 0; i < sim->nkeys; i++) free(sim->resident[i]);
+    for (unsigned i = 0; i < BC_EVICT_MAX_QUEUES; i++) free(sim->q[i].ring);
+    free(sim->resident);
+    free(sim->seq_of);
+    policy_free(sim->pe);
+    free(sim);
+}
+
+static void
+sim_append(sim_t *sim, unsigned q, uint32_t id)
+{
+    simq_t *sq = &sim->q[q];
+    assert_true(sq->count < sq->cap);
+    uint32_t seq = ++sim->seq;
+    sq->ring[(sq->head + sq->count++) % sq->cap] = ((uint64_t)seq << 32) | id;
+    sim->seq_of[id] = seq;
+    sim->used++;
+}
+
+static uint32_t
+sim_hash(uint32_t id)
+{
+    return bc_hash_key(&id, sizeof(id));
+}
+
+/* The oldest segment of the queue the policy picks: its live items are
+ * dropped or appended again. */
+static void
+sim_evict_segment(sim_t *sim)
+{
+    const bc_evict_ops_t *ops = sim->pe->ops;
+    bc_evict_queues_t qs = {.items = sim->used};
+    for (unsigned i = 0; i < ops->nqueues; i++) {
+        qs.bytes[i] = sim->q[i].count;
+        qs.evictable[i] = sim->q[i].count > 0;
+    }
+    unsigned q = ops->pick_queue(sim->pe->p, &qs);
+    assert_true(qs.evictable[q]);
+    simq_t *sq = &sim->q[q];
+    uint32_t n = sq->count < SIM_SEG_ITEMS ? sq->count : SIM_SEG_ITEMS, kept = 0;
+    bool force = sim->streak >= 16;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t e = sq->ring[sq->head];
+        sq->head = (sq->head + 1) % sq->cap;
+        sq->count--;
+        sim->used--;
+        uint32_t id = (uint32_t)e, seq = (uint32_t)(e >> 32);
+        bc_item_t *it = sim->resident[id];
+        if (it == NULL || sim->seq_of[id] != seq) continue;   /* a dead slot */
+        int v = ops->on_evict(sim->pe->p, it, q, sim_hash(id), sim->now, force);
+        if (v == BC_EVICT_DROP) {
+            free(it);
+            sim->resident[id] = NULL;
+        } else {
+            assert_true(!force);
+            sim_append(sim, (unsigned)v, id);
+            kept++;
+        }
+    }
+    sim->kept += kept;
+    sim->streak = kept * 8 > n * 7 ? sim->streak + 1 : 0;
+}
+
+static void
+sim_request(sim_t *sim, uint32_t id)
+{
+    bc_item_t *it = sim->resident[id];
+    if (it != NULL) {
+        sim->hits++;
+        access_item(sim->pe, it, sim->now);
+        return;
+    }
+    sim->misses++;
+    unsigned q;
+    it = link_new(sim->pe, sim_hash(id), &q, sim->now);
+    while (sim->used >= sim->capacity) sim_evict_segment(sim);
+    sim->resident[id] = it;
+    sim_append(sim, q, id);
+}
+
+#define ZIPF_KEYS      40000u
+#define ZIPF_REQUESTS  600000u
 #define ZIPF_CAPACITY  (ZIPF_KEYS / 10)
 
 static uint32_t *zipf_trace;
@@ -456,6 +446,7 @@ zipf_hit_ratio(const char *policy)
     for (uint32_t r = 0; r < ZIPF_REQUESTS; r++) {
         if (r % 1000 == 0) sim->now++;   /* time moves, slowly (LFU decay) */
         sim_request(sim, zipf_trace[r]);
+        assert_true(sim->used <= sim->capacity);
     }
     double ratio = (double)sim->hits / (double)(sim->hits + sim->misses);
     sim_free(sim);
@@ -481,22 +472,49 @@ test_zipf_hit_ratios(void **state)
     double lfu = zipf_hit_ratio("lfu");
     double fifo = zipf_hit_ratio("fifo");
     double s3 = zipf_hit_ratio("s3fifo");
-    double random = zipf_hit_ratio(NULL);
     double fixed = zipf_static_ratio();
-    printf("zipf(0.99) %u keys, cache %u items, %u requests: lru %.4f lfu %.4f "
-           "fifo %.4f s3fifo %.4f | random-evict %.4f static %.4f\n",
-           ZIPF_KEYS, ZIPF_CAPACITY, ZIPF_REQUESTS, lru, lfu, fifo, s3, random, fixed);
+    printf("zipf(0.99) %u keys, cache %u items in segments of %u, %u requests: lru %.4f "
+           "lfu %.4f fifo %.4f s3fifo %.4f | static %.4f\n",
+           ZIPF_KEYS, ZIPF_CAPACITY, SIM_SEG_ITEMS, ZIPF_REQUESTS, lru, lfu, fifo, s3, fixed);
 
-    /* The modern policy earns its place. */
+    /* The default earns its place. */
     assert_true(s3 > lru + 0.01);
-    /* Recency/frequency-aware policies beat random eviction clearly; FIFO
-     * is, in theory, equal to random eviction on an independent trace. */
-    assert_true(lru > random + 0.01);
-    assert_true(lfu > random + 0.01);
-    assert_true(s3 > random + 0.03);
-    assert_true(fifo > random - 0.01);
+    /* Recency/frequency-aware policies beat FIFO (which, on an independent
+     * trace, is as good as random eviction). */
+    assert_true(lru > fifo + 0.01);
+    assert_true(lfu > fifo + 0.01);
+    assert_true(s3 > fifo + 0.03);
     /* And every adaptive cache is far above one that does not adapt. */
     assert_true(fifo > fixed * 3);
+}
+
+/* Scan resistance: one-hit wonders interleaved with a Zipf core cost
+ * S3-FIFO little (they never leave S), LRU and FIFO much more. */
+static void
+test_scan_resistance(void **state)
+{
+    (void)state;
+    double ratio[3];
+    const char *names[] = {"s3fifo", "lru", "fifo"};
+    for (int p = 0; p < 3; p++) {
+        /* ids ZIPF_KEYS.. are the one-time keys: a larger key space */
+        sim_t *sim = sim_new(names[p], ZIPF_KEYS * 4, ZIPF_CAPACITY);
+        uint32_t next_once = ZIPF_KEYS;
+        uint64_t core_hits = 0, core = 0;
+        for (uint32_t r = 0; r < ZIPF_REQUESTS / 2; r++) {
+            uint64_t h = sim->hits;
+            sim_request(sim, zipf_trace[r]);
+            core++;
+            core_hits += sim->hits - h;
+            if (r % 2 == 0 && next_once < ZIPF_KEYS * 4) sim_request(sim, next_once++);
+        }
+        ratio[p] = (double)core_hits / (double)core;
+        sim_free(sim);
+    }
+    printf("zipf core hit ratio with one-time keys between: s3fifo %.4f lru %.4f fifo %.4f\n",
+           ratio[0], ratio[1], ratio[2]);
+    assert_true(ratio[0] > ratio[1] + 0.03);
+    assert_true(ratio[1] > ratio[2]);
 }
 
 int
@@ -504,16 +522,13 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_fifo_order),
-        cmocka_unit_test(test_lru_order),
-        cmocka_unit_test(test_lru_requeue_and_replace),
-        cmocka_unit_test(test_lfu_order),
-        cmocka_unit_test(test_lfu_aging),
-        cmocka_unit_test(test_s3fifo_small_queue_and_promotion),
-        cmocka_unit_test(test_s3fifo_ghost_admission),
-        cmocka_unit_test(test_s3fifo_requeue_pinned),
-        cmocka_unit_test(test_requeue_all_policies),
+        cmocka_unit_test(test_fifo_drops_everything),
+        cmocka_unit_test(test_lru_second_chance),
+        cmocka_unit_test(test_lfu_frequency_and_aging),
+        cmocka_unit_test(test_s3fifo_small_main_and_ghost),
+        cmocka_unit_test(test_s3fifo_pick_queue),
         cmocka_unit_test_setup_teardown(test_zipf_hit_ratios, zipf_setup, zipf_teardown),
+        cmocka_unit_test_setup_teardown(test_scan_resistance, zipf_setup, zipf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,14 +1,16 @@
 /*
- * test_mem.c -- the node's allocator policy (node/engine/mem.h): how much -L
+ * test_mem.c -- the node's memory helpers (node/engine/mem.h): how much -L
  * touches on a machine with less memory available than the limit, and
- * that nothing is preallocated without the -L policy.
+ * that a prefault touches exactly the range it is given.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
+#include <sys/mman.h>
 
 #include "engine/mem.h"
 
@@ -31,14 +33,25 @@ test_prealloc_cap(void **state)
 }
 
 static void
-test_no_prealloc_without_the_policy(void **state)
+test_prefault_touches_the_range(void **state)
 {
     (void)state;
-    int64_t took = -1;
-    /* bc_node_mem_policy(true) was never called: nothing is touched */
-    assert_int_equal(bc_node_mem_prealloc(64 * MIB, &took), 0);
-    assert_true(took >= 0);
     assert_int_equal(bc_node_mem_preallocated(), 0);
+    size_t bytes = 3 * MIB + 4096;
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    int64_t took = -1;
+    assert_int_equal(bc_node_mem_prefault(p, bytes, &took), bytes);
+    assert_true(took >= 0);
+    assert_int_equal(bc_node_mem_preallocated(), bytes);
+    /* every page is resident now */
+    size_t pages = bytes / 4096;
+    unsigned char *vec = calloc(pages, 1);
+    assert_non_null(vec);
+    assert_int_equal(mincore(p, bytes, vec), 0);
+    for (size_t i = 0; i < pages; i++) assert_true(vec[i] & 1);
+    free(vec);
+    munmap(p, bytes);
 }
 
 int
@@ -46,7 +59,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prealloc_cap),
-        cmocka_unit_test(test_no_prealloc_without_the_policy),
+        cmocka_unit_test(test_prefault_touches_the_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

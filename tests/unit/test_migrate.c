@@ -364,8 +364,8 @@ assert_items(bc_cache_t *cache, uint32_t bucket, int n, size_t (*vlen)(int))
         if (it == NULL) fail_msg("item %d (%s) is missing", i, key);
         assert_int_equal(bc_item_value_len(it), vlen(i));
         assert_memory_equal(bc_item_value(it), want, vlen(i));
-        assert_int_equal(it->flags, (uint32_t)i);
-        assert_int_equal(it->cas, 1000 + (uint64_t)i);
+        assert_int_equal(bc_item_flags(it), (uint32_t)i);
+        assert_int_equal(bc_item_cas(it), 1000 + (uint64_t)i);
         bc_item_release(cache, it);
         free(want);
     }

@@ -3,7 +3,7 @@
  * policies share.
  *
  * The registry is a static table: adding a policy means adding its file
- * under node/evict/ and one line here.  Policies allocate through
+ * under node/engine/evict/ and one line here.  Policies allocate through
  * bc__evict_calloc/bc__evict_free so that their memory is charged to the
  * cache's global byte counter (see evict.h, MEMORY).
  */
@@ -13,10 +13,10 @@
 #include "engine/evict/evict.h"
 
 static const bc_evict_ops_t *const evict_policies[] = {
+    &bc_evict_s3fifo,
     &bc_evict_lru,
     &bc_evict_lfu,
     &bc_evict_fifo,
-    &bc_evict_s3fifo,
 };
 
 #define EVICT_NPOLICIES (sizeof(evict_policies) / sizeof(evict_policies[0]))
@@ -24,7 +24,7 @@ static const bc_evict_ops_t *const evict_policies[] = {
 const bc_evict_ops_t *
 bc_evict_find(const char *name)
 {
-    if (name == NULL || name[0] == '\0') return &bc_evict_lru;
+    if (name == NULL || name[0] == '\0') name = BC_EVICT_DEFAULT;
     for (size_t i = 0; i < EVICT_NPOLICIES; i++) {
         if (strcmp(evict_policies[i]->name, name) == 0) return evict_policies[i];
     }
@@ -34,7 +34,7 @@ bc_evict_find(const char *name)
 const char *
 bc_evict_names(void)
 {
-    return "lru lfu fifo s3fifo";
+    return "s3fifo lru lfu fifo";
 }
 
 void *

@@ -3,44 +3,70 @@
  *
  * WHAT IT DOES
  *   Declares one interface (bc_evict_ops_t) that every eviction policy
- *   implements, the registry that finds a policy by name, and the small
- *   circular-list helpers the policies share.  Each policy lives in its own
- *   file under node/engine/evict/:
+ *   implements and the registry that finds a policy by name.  Each policy
+ *   lives in its own file under node/engine/evict/:
  *
- *     lru.c     "lru"     LRU approximated by CLOCK (second chance); default
- *     lfu.c     "lfu"     frequency classes with a log counter and decay
+ *     s3fifo.c  "s3fifo"  S3-FIFO: a small and a main FIFO queue + ghost
+ *                         hashes (the default)
+ *     lru.c     "lru"     LRU approximated by CLOCK (second chance)
+ *     lfu.c     "lfu"     a logarithmic frequency counter with decay
  *     fifo.c    "fifo"    insertion order
- *     s3fifo.c  "s3fifo"  S3-FIFO (small + main FIFO queues + ghost hashes)
  *
  * HOW THE CACHE USES A POLICY
- *   The cache keeps one policy instance per shard.  Every call below is made
- *   with that shard's mutex held (LOCKING RULE of cache.h), so a policy
- *   never locks anything and never sees two threads at once.  A policy may
- *   only touch the items handed to it and only their prev, next, pbits and
- *   pfreq fields (plus read-only use of hash, nkey, nbytes).
+ *   Items are written one after another into segments (engine/seg_int.h), and
+ *   memory comes back a segment at a time.  Each segment belongs to one of
+ *   the policy's queues (one or two): a queue is a FIFO of segments, new
+ *   ones at its head, and eviction always takes the tail segment of some
+ *   queue.  What a policy decides is, item by item, what happens to the
+ *   live items of that tail segment: dropped (evicted), or kept -- copied
+ *   to the head of a queue, its own or another.  A policy needs no list
+ *   pointers in the item: its per-item state is one byte (pfreq) plus the
+ *   item's last access time (atime), both in the item header.
  *
- *        store --------> on_insert / on_replace
- *        get/touch ----> on_access
- *        delete/expire > on_remove (reason)
- *        need memory --> pick_victim --+--> item unreferenced: cache unlinks
- *                                      |     it -> on_remove(BC_EVICT_EVICTED)
- *                                      +--> item pinned by a reader:
- *                                            requeue (never picked twice in a row)
+ *     alloc (store) ---> admit(hash)        which queue the new item is
+ *                                           written to
+ *     link ------------> on_link / on_replace   (a new key / a new value of
+ *                                           a live key: carry its history)
+ *     get/touch -------> on_access          the hot path: item bits only
+ *     need memory -----> pick_queue         which queue's tail goes
+ *                        on_evict(item)     per live item of that segment:
+ *                                           BC_EVICT_DROP or a queue
  *
- *   pick_victim only *names* the next victim (it may reorder its own queues
- *   while searching, e.g. give a CLOCK second chance or promote an S3-FIFO
- *   item); the item stays linked until the cache calls on_remove.  The
- *   cache, not the policy, decides whether the victim can go: an item a
- *   reader still holds (refcount > 1) is handed back through requeue, which
- *   must move it away from the eviction end so the next pick_victim returns
- *   a different item.
+ *   This is how the classic policies read on a log of segments:
+ *
+ *     fifo     one queue; every item of the tail segment is dropped
+ *     lru      CLOCK: one queue; an item hit since it last passed the
+ *              tail is copied to the head with its bit cleared (its
+ *              second chance), the others are dropped -- which keeps
+ *              recently used items as LRU does
+ *     lfu      one queue; an item whose counter (decayed by idle time)
+ *              shows hits beyond the first is copied to the head with
+ *              the counter lowered by one, the others are dropped
+ *     s3fifo   S (10% of the memory) and M.  S's tail: hit -> copied to
+ *              M, not hit -> dropped and its hash kept in a ghost table,
+ *              so that a miss on it is written to M directly.  M's tail:
+ *              hit -> copied to M's head with one hit less, else dropped
+ *
+ *   A copy is paid for by the hits that earned it (each keep consumes a
+ *   reference bit or a count), so the work per evicted segment is
+ *   amortised O(its size).  A reader holding an item pins its segment: the
+ *   segment's items are handled all the same (the reader keeps reading
+ *   the old copy), and its memory is reused only when the last reader lets
+ *   go (engine/seg_int.h).
+ *
+ * LOCKING
+ *   The cache calls admit, pick_queue and on_evict with its segment lock
+ *   held (one thread at a time: the instance state is theirs), on_evict
+ *   also with the shard lock of the item's bucket; on_link, on_replace and
+ *   on_access with the item's shard lock only -- several at once, so they
+ *   touch the item's own bytes and nothing of the instance.  A policy
+ *   never locks anything itself.
  *
  * MEMORY
- *   Policy state that grows with the cache (LFU class heads, the S3-FIFO
- *   ghost table) is allocated with bc__evict_calloc/bc__evict_free, which
- *   charge the cache's global byte counter so the memory limit also bounds
- *   policy overhead.  Per-item state fits in prev/next/pbits/pfreq: policies
- *   add no bytes to an item.
+ *   Policy state that grows with the cache (the S3-FIFO ghost table) is
+ *   allocated with bc__evict_calloc/bc__evict_free, which charge the
+ *   cache's global byte counter so the memory limit also bounds policy
+ *   overhead.
  */
 #ifndef BC_EVICT_H
 #define BC_EVICT_H
@@ -53,52 +79,58 @@
 
 #include "engine/item.h"
 
-/* Why an item leaves the policy (on_remove). */
-typedef enum bc_evict_reason {
-    BC_EVICT_DELETED,   /* delete, bucket drop, replaced by an add/append path */
-    BC_EVICT_EXPIRED,   /* TTL passed or flushed (lazy or active expiry) */
-    BC_EVICT_EVICTED,   /* chosen by pick_victim to make room */
-} bc_evict_reason_t;
+#define BC_EVICT_MAX_QUEUES 2
+/* on_evict's verdict: evict the item (else: the queue to copy it to). */
+#define BC_EVICT_DROP       (-1)
 
 /* What a policy instance gets from its cache. */
 typedef struct bc_evict_env {
     _Atomic uint64_t *mem_used;   /* the cache's accounted bytes (cache.h) */
 } bc_evict_env_t;
 
+/* The queues as they stand when a victim is chosen. */
+typedef struct bc_evict_queues {
+    uint64_t bytes[BC_EVICT_MAX_QUEUES];   /* memory held by each queue's segments */
+    bool evictable[BC_EVICT_MAX_QUEUES];   /* the queue has a segment to take */
+    uint64_t items;                        /* live items in the whole cache */
+} bc_evict_queues_t;
+
 typedef struct bc_evict_ops {
     const char *name;
+    unsigned nqueues;             /* 1..BC_EVICT_MAX_QUEUES */
 
     /*
-     * Creates one instance (one per shard).  env is borrowed and outlives
+     * Creates one instance (one per cache).  env is borrowed and outlives
      * the instance.  Returns NULL when out of memory.
      */
     void *(*create)(const bc_evict_env_t *env);
-    /* Frees the instance.  Items still tracked are not touched. */
+    /* Frees the instance. */
     void (*destroy)(void *policy);
 
-    /* A newly linked item.  now: unix seconds of the cache clock. */
-    void (*on_insert)(void *policy, bc_item_t *it, uint32_t now);
+    /* The queue a new item with this key hash is written to. */
+    unsigned (*admit)(void *policy, uint32_t hash);
+    /* A new key was linked (it->pfreq is the policy's to set). */
+    void (*on_link)(bc_item_t *it, uint32_t now);
     /*
      * new_it takes the place of old_it (set/cas/replace/append/incr on a
-     * live key).  The policy forgets old_it and tracks new_it, carrying
-     * over whatever the policy considers the key's history (a replaced key
-     * is a hot key, not a new one).
+     * live key): carry over what the policy considers the key's history (a
+     * replaced key is a hot key, not a new one).
      */
-    void (*on_replace)(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now);
-    /* A hit (get, gat, touch, in-place incr/decr).  The hot path: O(1). */
-    void (*on_access)(void *policy, bc_item_t *it, uint32_t now);
-    /* The item is being unlinked; forget it.  O(1). */
-    void (*on_remove)(void *policy, bc_item_t *it, bc_evict_reason_t reason);
+    void (*on_replace)(const bc_item_t *old_it, bc_item_t *new_it, uint32_t now);
+    /* A hit (get, gat, touch).  it->atime still holds the previous access. */
+    void (*on_access)(bc_item_t *it, uint32_t now);
+
+    /* The queue whose tail segment is evicted next; only an evictable one. */
+    unsigned (*pick_queue)(void *policy, const bc_evict_queues_t *q);
     /*
-     * Names the item to evict next, or NULL when the policy tracks none.
-     * Amortised O(1); every implementation bounds the work of one call.
+     * The verdict on a live item of the segment being evicted from `queue`
+     * (hash: its key's): BC_EVICT_DROP, or the queue it is copied to (the
+     * policy updates it->pfreq for its new life).  With force (the cache
+     * must free memory and every item so far was kept), the answer must be
+     * BC_EVICT_DROP.
      */
-    bc_item_t *(*pick_victim)(void *policy, uint32_t now);
-    /*
-     * The item pick_victim returned cannot be evicted now (a reader holds
-     * it): move it away from the eviction end.
-     */
-    void (*requeue)(void *policy, bc_item_t *it, uint32_t now);
+    int (*on_evict)(void *policy, bc_item_t *it, unsigned queue, uint32_t hash, uint32_t now,
+                    bool force);
 } bc_evict_ops_t;
 
 extern const bc_evict_ops_t bc_evict_lru;
@@ -106,9 +138,13 @@ extern const bc_evict_ops_t bc_evict_lfu;
 extern const bc_evict_ops_t bc_evict_fifo;
 extern const bc_evict_ops_t bc_evict_s3fifo;
 
+/* The policy a cache uses when none is named. */
+#define BC_EVICT_DEFAULT "s3fifo"
+
 /*
- * Finds a policy by name ("lru", "lfu", "fifo", "s3fifo"); NULL selects
- * "lru".  Returns NULL for an unknown name.  The result is static.
+ * Finds a policy by name ("lru", "lfu", "fifo", "s3fifo"); NULL or ""
+ * selects BC_EVICT_DEFAULT.  Returns NULL for an unknown name.  The result
+ * is static.
  */
 const bc_evict_ops_t *bc_evict_find(const char *name);
 /* Space-separated list of the policy names, for help and error texts. */
@@ -136,95 +172,14 @@ bc__evict_mem_charge(const void *p)
 void *bc__evict_calloc(const bc_evict_env_t *env, size_t n, size_t size);
 void bc__evict_free(const bc_evict_env_t *env, void *p);
 
-/* Bytes an item occupies as the policies weigh it (S3-FIFO's 10% split). */
-static inline uint64_t
-bc__evict_item_weight(const bc_item_t *it)
-{
-    return (uint64_t)offsetof(bc_item_t, data) + it->nkey + 1u + it->nbytes;
-}
+/* The cache clock's seconds as an item keeps them (bc_item_t.atime). */
+static inline uint16_t bc__evict_atime(uint32_t now) { return (uint16_t)now; }
 
-/* ---- circular doubly-linked lists through bc_item_t.prev/next ----
- *
- *   *head is the newest item, (*head)->prev the oldest (the tail):
- *
- *        head                          tail = head->prev
- *         v                              v
- *       [ A ] -next-> [ B ] -next-> [ C ]
- *         ^------------- next ---------'      (and prev the other way)
- *
- *   Making the tail the new head is a single pointer store (*head = tail):
- *   that is how CLOCK's hand and FIFO reinsertion move without relinking.
- */
-
-static inline bc_item_t *
-bc__evict_list_tail(bc_item_t *head)
+/* Seconds since the item's last access (modulo 18 hours). */
+static inline uint32_t
+bc__evict_idle(const bc_item_t *it, uint32_t now)
 {
-    return head ? head->prev : NULL;
-}
-
-static inline void
-bc__evict_list_push_head(bc_item_t **head, bc_item_t *it)
-{
-    bc_item_t *h = *head;
-    if (h == NULL) {
-        it->prev = it->next = it;
-    } else {
-        it->next = h;
-        it->prev = h->prev;
-        h->prev->next = it;
-        h->prev = it;
-    }
-    *head = it;
-}
-
-static inline void
-bc__evict_list_push_tail(bc_item_t **head, bc_item_t *it)
-{
-    bc_item_t *h = *head;
-    bc__evict_list_push_head(head, it);
-    if (h != NULL) *head = h;   /* it sits just before the old head: the tail */
-}
-
-static inline void
-bc__evict_list_remove(bc_item_t **head, bc_item_t *it)
-{
-    if (it->next == it) {
-        *head = NULL;
-    } else {
-        it->prev->next = it->next;
-        it->next->prev = it->prev;
-        if (*head == it) *head = it->next;
-    }
-    it->prev = it->next = NULL;
-}
-
-/* new_it takes old_it's exact position in the list. */
-static inline void
-bc__evict_list_swap_in(bc_item_t **head, bc_item_t *old_it, bc_item_t *new_it)
-{
-    if (old_it->next == old_it) {
-        new_it->prev = new_it->next = new_it;
-    } else {
-        new_it->prev = old_it->prev;
-        new_it->next = old_it->next;
-        old_it->prev->next = new_it;
-        old_it->next->prev = new_it;
-    }
-    if (*head == old_it) *head = new_it;
-    old_it->prev = old_it->next = NULL;
-}
-
-/* Moves an item of the list to its head (most recent end). */
-static inline void
-bc__evict_list_move_to_head(bc_item_t **head, bc_item_t *it)
-{
-    if (*head == it) return;
-    if (it == (*head)->prev) {   /* the tail: rotate instead of relinking */
-        *head = it;
-        return;
-    }
-    bc__evict_list_remove(head, it);
-    bc__evict_list_push_head(head, it);
+    return (uint16_t)((uint16_t)now - it->atime);
 }
 
 #endif

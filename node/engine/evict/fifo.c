@@ -2,14 +2,12 @@
  * fifo.c -- "fifo": evicts in insertion order; hits change nothing.
  *
  * BEHAVIOR
- *   One circular list, newest at the head, victim at the tail.  A store
- *   that replaces a live key counts as a new insertion (the new item goes
- *   to the head).  Gets never touch the list, so a hit costs no writes at
- *   all -- the cheapest policy, and the baseline the others are measured
- *   against.  A victim that a reader still holds is requeued at the head,
- *   i.e. treated as reinserted (the only way FIFO order is ever changed).
+ *   One queue of segments.  Every item of the tail segment is dropped, hit
+ *   or not; a store that replaces a live key writes the new value at the
+ *   head like any new item.  Gets write nothing at all -- the cheapest
+ *   policy, and the baseline the others are measured against.
  *
- *   pbits, pfreq: unused.
+ *   pfreq: unused.
  */
 #include <stdlib.h>
 
@@ -17,7 +15,6 @@
 
 typedef struct fifo {
     const bc_evict_env_t *env;
-    bc_item_t *head;
 } fifo_t;
 
 static void *
@@ -35,64 +32,65 @@ fifo_destroy(void *policy)
     if (fifo != NULL) bc__evict_free(fifo->env, fifo);
 }
 
-static void
-fifo_on_insert(void *policy, bc_item_t *it, uint32_t now)
-{
-    fifo_t *fifo = policy;
-    (void)now;
-    it->pbits = 0;
-    it->pfreq = 0;
-    bc__evict_list_push_head(&fifo->head, it);
-}
-
-static void
-fifo_on_replace(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
-{
-    fifo_t *fifo = policy;
-    bc__evict_list_remove(&fifo->head, old_it);
-    fifo_on_insert(fifo, new_it, now);
-}
-
-static void
-fifo_on_access(void *policy, bc_item_t *it, uint32_t now)
+static unsigned
+fifo_admit(void *policy, uint32_t hash)
 {
     (void)policy;
+    (void)hash;
+    return 0;
+}
+
+static void
+fifo_on_link(bc_item_t *it, uint32_t now)
+{
+    (void)now;
+    it->pfreq = 0;
+}
+
+static void
+fifo_on_replace(const bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
+{
+    (void)old_it;
+    fifo_on_link(new_it, now);
+}
+
+static void
+fifo_on_access(bc_item_t *it, uint32_t now)
+{
     (void)it;
     (void)now;
 }
 
-static void
-fifo_on_remove(void *policy, bc_item_t *it, bc_evict_reason_t reason)
+static unsigned
+fifo_pick_queue(void *policy, const bc_evict_queues_t *q)
 {
-    fifo_t *fifo = policy;
-    (void)reason;
-    bc__evict_list_remove(&fifo->head, it);
+    (void)policy;
+    (void)q;
+    return 0;
 }
 
-static bc_item_t *
-fifo_pick_victim(void *policy, uint32_t now)
+static int
+fifo_on_evict(void *policy, bc_item_t *it, unsigned queue, uint32_t hash, uint32_t now,
+              bool force)
 {
-    fifo_t *fifo = policy;
+    (void)policy;
+    (void)it;
+    (void)queue;
+    (void)hash;
     (void)now;
-    return bc__evict_list_tail(fifo->head);
-}
-
-static void
-fifo_requeue(void *policy, bc_item_t *it, uint32_t now)
-{
-    fifo_t *fifo = policy;
-    (void)now;
-    bc__evict_list_move_to_head(&fifo->head, it);
+    (void)force;
+    return BC_EVICT_DROP;
 }
 
 const bc_evict_ops_t bc_evict_fifo = {
     .name = "fifo",
+    .nqueues = 1,
     .create = fifo_create,
     .destroy = fifo_destroy,
-    .on_insert = fifo_on_insert,
+    .admit = fifo_admit,
+    .on_link = fifo_on_link,
     .on_replace = fifo_on_replace,
     .on_access = fifo_on_access,
-    .on_remove = fifo_on_remove,
-    .pick_victim = fifo_pick_victim,
-    .requeue = fifo_requeue,
+    .pick_queue = fifo_pick_queue,
+    .on_evict = fifo_on_evict,
 };

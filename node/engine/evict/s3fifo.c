@@ -1,6 +1,6 @@
 /*
- * s3fifo.c -- "s3fifo": S3-FIFO (Yang et al., "FIFO queues are all you need
- * for cache eviction", SOSP 2023).
+ * s3fifo.c -- "s3fifo", the default: S3-FIFO (Yang et al., "FIFO queues
+ * are all you need for cache eviction", SOSP 2023) on the log of segments.
  *
  * BACKGROUND
  *   Most keys of a skewed (Zipf) workload are requested once and never
@@ -8,48 +8,56 @@
  *   that would have been hit.  S3-FIFO filters them out early with a small
  *   probationary queue, and needs no list movement on a hit at all (a hit
  *   bumps a 2-bit counter), so it is both more accurate and cheaper than
- *   LRU.
+ *   LRU.  Its queues are FIFOs, which is exactly what a log of segments
+ *   is: the policy maps onto segments without approximation beyond their
+ *   granularity.
  *
  * HOW
  *
- *      insert --(hash in ghost?)--yes-------------------.
+ *      alloc --(hash in ghost?)--yes--------------------.
  *         | no                                          v
  *         v                                      +-------------+
- *   +-----------+  tail: freq >= 1 -> promote -->|  main (M)   |--.
+ *   +-----------+  tail: freq >= 1 -> copy ----->|  main (M)   |--.
  *   | small (S) |                                +-------------+  | tail: freq > 0
- *   | ~10% bytes|  tail: freq == 0 -> evict          ^     |      | -> freq--, reinsert
- *   +-----------+          |                          '-----'------'
+ *   | ~10% bytes|  tail: freq == 0 -> drop          ^     |       | -> freq--, copy
+ *   +-----------+          |                         '-----'-------'
  *                          v                               | tail: freq == 0
  *                   ghost (G): hashes only                 v
- *                                                        evict
+ *                                                         drop
  *
- *   - S holds about S3_SMALL_PERCENT of the shard's bytes.  When S is at or
- *     above that share (or M is empty) the victim comes from S, else from M.
- *   - An S tail that was hit while in S moves to M (keeping its count); an
- *     unhit one is evicted and its hash remembered in G.
- *   - An M tail with freq > 0 is reinserted at M's head with freq - 1
- *     (CLOCK-like); with freq 0 it is evicted (not remembered).
- *   - A miss whose hash is in G goes straight to M: it was evicted from S
- *     too early.
+ *   - S holds about S3_SMALL_PERCENT of the queues' bytes.  When S is at
+ *     or above that share (or M has nothing to evict) the victim segment
+ *     comes from S, else from M.
+ *   - An item of S's tail that was hit while in S is copied to M (keeping
+ *     its count); an unhit one is dropped and its hash remembered in G.
+ *   - An item of M's tail with freq > 0 is copied to M's head with freq -
+ *     1 (CLOCK-like); with freq 0 it is dropped (not remembered).
+ *   - A miss whose hash is in G is written to M directly: it was dropped
+ *     from S too early.
+ *   - A new value for a live key is written to S like any new item but
+ *     carries the key's count plus one, so S's tail promotes it.
+ *   - Until the cache is first full (no victim asked for yet), new items go
+ *     to M: with nothing evicted there is nothing to filter, and S then
+ *     starts at its share instead of holding the whole cache and shrinking
+ *     only as promotions fill M (which took millions of requests: on
+ *     hitratio.sh's stream this alone is worth a tenth of a point).
  *
- *   pbits = the queue (S3_SMALL / S3_MAIN), pfreq = hit count 0..3.
+ *   pfreq = hit count 0..S3_MAX_FREQ.
  *
  * THE GHOST
  *   The paper sizes G to hold as many entries as M holds items.  We keep a
  *   small open-addressed table of 32-bit entries (16-bit fingerprint of the
  *   key hash + 16-bit insertion epoch), whose slot count follows M's item
- *   count (1x to 2x, rounded to a power of two; it is rebuilt empty when it has to grow or
- *   shrink, a cost paid a logarithmic number of times while a shard fills).
- *   A lookup or insert probes S3_GHOST_PROBES neighbouring slots.  Epochs
- *   advance every nslots/S3_GHOST_EPOCHS insertions and an entry counts only
- *   while younger than S3_GHOST_EPOCHS epochs, so G forgets in FIFO order
- *   after about nslots insertions without any queue of its own.  A
- *   fingerprint collision only means one key is admitted to M early.  Four
- *   to eight bytes per M item, charged to the cache's memory counter.
- *
- *   Work per pick_victim is amortised O(1) (each reinsertion consumed one
- *   hit); one call still stops after S3_MAX_STEPS moves and takes the
- *   current tail, bounding the latency of a single insert.
+ *   count (1x to 2x, rounded to a power of two; M's count is estimated
+ *   from its share of the bytes, and the table is rebuilt empty when it
+ *   has to grow or shrink, a cost paid a logarithmic number of times while
+ *   the cache fills).  A lookup or insert probes S3_GHOST_PROBES
+ *   neighbouring slots.  Epochs advance every nslots/S3_GHOST_EPOCHS
+ *   insertions and an entry counts only while younger than S3_GHOST_EPOCHS
+ *   epochs, so G forgets in FIFO order after about nslots insertions
+ *   without any queue of its own.  A fingerprint collision only means one
+ *   key is admitted to M early.  Four to eight bytes per M item, charged
+ *   to the cache's memory counter.
  */
 #include <stdlib.h>
 
@@ -60,24 +68,18 @@
 #define S3_SMALL_PERCENT    10
 #define S3_MAX_FREQ         3
 #define S3_PROMOTE_FREQ     1
-#define S3_MAX_STEPS        4096
 #define S3_GHOST_MIN_SLOTS  64u
 #define S3_GHOST_PROBES     4u
 #define S3_GHOST_EPOCHS     4u
 
 typedef struct s3fifo {
     const bc_evict_env_t *env;
-    bc_item_t *small;               /* head of S (newest) */
-    bc_item_t *main;                /* head of M (newest) */
-    uint64_t small_bytes;
-    uint64_t main_bytes;
-    uint32_t small_count;
-    uint32_t main_count;
-    /* ghost */
     uint32_t *ghost;                /* NULL until first needed */
     uint32_t ghost_mask;            /* nslots - 1 */
     uint32_t ghost_epoch;           /* low 16 bits stored in entries */
     uint32_t ghost_epoch_left;      /* insertions until the next epoch */
+    uint64_t main_items;            /* estimate, refreshed by pick_queue */
+    bool full;                      /* a victim was asked for: the cache filled */
 } s3fifo_t;
 
 /* ---- ghost ---- */
@@ -85,8 +87,8 @@ typedef struct s3fifo {
 static inline uint32_t
 s3_mix(uint32_t h)
 {
-    /* murmur3's finaliser: the key hash's low bits are shared by every key
-     * of a shard (they pick the bucket), so spread all bits first. */
+    /* murmur3's finaliser: the key hash's low bits pick the bucket, so
+     * spread all bits first. */
     h ^= h >> 16;
     h *= 0x85ebca6bu;
     h ^= h >> 13;
@@ -105,8 +107,7 @@ s3_fingerprint(uint32_t hash)
 static inline bool
 s3_ghost_fresh(const s3fifo_t *s3, uint32_t entry)
 {
-    return entry != 0 &&
-           ((s3->ghost_epoch - entry) & 0xffffu) < S3_GHOST_EPOCHS;
+    return entry != 0 && ((s3->ghost_epoch - entry) & 0xffffu) < S3_GHOST_EPOCHS;
 }
 
 static void
@@ -126,11 +127,11 @@ static void
 s3_ghost_fit(s3fifo_t *s3)
 {
     uint32_t nslots = s3->ghost ? s3->ghost_mask + 1 : 0;
-    if (s3->main_count >= nslots && nslots < (1u << 30)) {
+    if (s3->main_items >= nslots && nslots < (1u << 30)) {
         uint32_t want = nslots ? nslots : S3_GHOST_MIN_SLOTS;
-        while (want <= s3->main_count && want < (1u << 30)) want *= 2;
+        while (want <= s3->main_items && want < (1u << 30)) want *= 2;
         if (want != nslots) s3_ghost_resize(s3, want);
-    } else if (nslots > S3_GHOST_MIN_SLOTS && s3->main_count < nslots / 4) {
+    } else if (nslots > S3_GHOST_MIN_SLOTS && s3->main_items < nslots / 4) {
         s3_ghost_resize(s3, nslots / 2);
     }
 }
@@ -161,7 +162,7 @@ s3_ghost_insert(s3fifo_t *s3, uint32_t hash)
     }
 }
 
-/* True (and forgets the entry) when the hash was evicted from S recently. */
+/* True (and forgets the entry) when the hash was dropped from S recently. */
 static bool
 s3_ghost_take(s3fifo_t *s3, uint32_t hash)
 {
@@ -177,46 +178,7 @@ s3_ghost_take(s3fifo_t *s3, uint32_t hash)
     return false;
 }
 
-/* ---- queues ---- */
-
-static void
-s3_push(s3fifo_t *s3, bc_item_t *it, unsigned queue)
-{
-    uint64_t w = bc__evict_item_weight(it);
-    it->pbits = (uint8_t)queue;
-    if (queue == S3_SMALL) {
-        bc__evict_list_push_head(&s3->small, it);
-        s3->small_bytes += w;
-        s3->small_count++;
-    } else {
-        bc__evict_list_push_head(&s3->main, it);
-        s3->main_bytes += w;
-        s3->main_count++;
-    }
-}
-
-static void
-s3_unqueue(s3fifo_t *s3, bc_item_t *it)
-{
-    uint64_t w = bc__evict_item_weight(it);
-    if (it->pbits == S3_SMALL) {
-        bc__evict_list_remove(&s3->small, it);
-        s3->small_bytes -= w;
-        s3->small_count--;
-    } else {
-        bc__evict_list_remove(&s3->main, it);
-        s3->main_bytes -= w;
-        s3->main_count--;
-    }
-}
-
-static void
-s3_promote(s3fifo_t *s3, bc_item_t *it)
-{
-    s3_unqueue(s3, it);
-    s3_push(s3, it, S3_MAIN);
-    s3_ghost_fit(s3);
-}
+/* ---- the ops ---- */
 
 static void *
 s3_create(const bc_evict_env_t *env)
@@ -235,102 +197,73 @@ s3_destroy(void *policy)
     bc__evict_free(s3->env, s3);
 }
 
-static void
-s3_on_insert(void *policy, bc_item_t *it, uint32_t now)
+static unsigned
+s3_admit(void *policy, uint32_t hash)
 {
     s3fifo_t *s3 = policy;
+    if (!s3->full) return S3_MAIN;
+    return s3_ghost_take(s3, hash) ? S3_MAIN : S3_SMALL;
+}
+
+static void
+s3_on_link(bc_item_t *it, uint32_t now)
+{
     (void)now;
     it->pfreq = 0;
-    if (s3_ghost_take(s3, it->hash)) {
-        s3_push(s3, it, S3_MAIN);
-        s3_ghost_fit(s3);
-    } else {
-        s3_push(s3, it, S3_SMALL);
-    }
 }
 
 static void
-s3_on_replace(void *policy, bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
+s3_on_replace(const bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
 {
-    s3fifo_t *s3 = policy;
     (void)now;
-    /* Same queue, same place, one more hit; only the byte weight changes. */
-    uint64_t old_w = bc__evict_item_weight(old_it), new_w = bc__evict_item_weight(new_it);
-    new_it->pbits = old_it->pbits;
     new_it->pfreq = old_it->pfreq < S3_MAX_FREQ ? old_it->pfreq + 1 : S3_MAX_FREQ;
-    if (old_it->pbits == S3_SMALL) {
-        bc__evict_list_swap_in(&s3->small, old_it, new_it);
-        s3->small_bytes = s3->small_bytes - old_w + new_w;
-    } else {
-        bc__evict_list_swap_in(&s3->main, old_it, new_it);
-        s3->main_bytes = s3->main_bytes - old_w + new_w;
-    }
 }
 
 static void
-s3_on_access(void *policy, bc_item_t *it, uint32_t now)
+s3_on_access(bc_item_t *it, uint32_t now)
 {
-    (void)policy;
     (void)now;
     if (it->pfreq < S3_MAX_FREQ) it->pfreq++;
 }
 
-static void
-s3_on_remove(void *policy, bc_item_t *it, bc_evict_reason_t reason)
+static unsigned
+s3_pick_queue(void *policy, const bc_evict_queues_t *q)
 {
     s3fifo_t *s3 = policy;
-    bool from_small = it->pbits == S3_SMALL;
-    s3_unqueue(s3, it);
-    if (reason == BC_EVICT_EVICTED && from_small) s3_ghost_insert(s3, it->hash);
-    if (!from_small) s3_ghost_fit(s3);
+    s3->full = true;
+    uint64_t total = q->bytes[S3_SMALL] + q->bytes[S3_MAIN];
+    s3->main_items = total > 0 ? q->items * q->bytes[S3_MAIN] / total : 0;
+    s3_ghost_fit(s3);
+    if (!q->evictable[S3_MAIN]) return S3_SMALL;
+    if (!q->evictable[S3_SMALL]) return S3_MAIN;
+    return q->bytes[S3_SMALL] * 100 >= total * S3_SMALL_PERCENT ? S3_SMALL : S3_MAIN;
 }
 
-static bc_item_t *
-s3_pick_victim(void *policy, uint32_t now)
+static int
+s3_on_evict(void *policy, bc_item_t *it, unsigned queue, uint32_t hash, uint32_t now,
+            bool force)
 {
     s3fifo_t *s3 = policy;
     (void)now;
-    for (int steps = 0;; steps++) {
-        bool last = steps >= S3_MAX_STEPS;
-        bool use_small = s3->small != NULL &&
-                         (s3->main == NULL ||
-                          s3->small_bytes * 100 >=
-                              (s3->small_bytes + s3->main_bytes) * S3_SMALL_PERCENT);
-        if (use_small) {
-            bc_item_t *tail = s3->small->prev;
-            if (tail->pfreq < S3_PROMOTE_FREQ || last) return tail;
-            s3_promote(s3, tail);
-        } else {
-            if (s3->main == NULL) return NULL;
-            bc_item_t *tail = s3->main->prev;
-            if (tail->pfreq == 0 || last) return tail;
-            tail->pfreq--;
-            s3->main = tail;          /* reinsert at the head: a rotation */
-        }
+    if (queue == S3_SMALL) {
+        if (it->pfreq >= S3_PROMOTE_FREQ && !force) return S3_MAIN;
+        s3_ghost_insert(s3, hash);
+        return BC_EVICT_DROP;
     }
-}
-
-static void
-s3_requeue(void *policy, bc_item_t *it, uint32_t now)
-{
-    s3fifo_t *s3 = policy;
-    (void)now;
-    /* A reader holds it right now: it is obviously in use. */
-    if (it->pbits == S3_SMALL) {
-        s3_promote(s3, it);
-    } else {
-        bc__evict_list_move_to_head(&s3->main, it);
-    }
+    if (it->pfreq == 0 || force) return BC_EVICT_DROP;
+    it->pfreq--;
+    return S3_MAIN;
 }
 
 const bc_evict_ops_t bc_evict_s3fifo = {
     .name = "s3fifo",
+    .nqueues = 2,
     .create = s3_create,
     .destroy = s3_destroy,
-    .on_insert = s3_on_insert,
+    .admit = s3_admit,
+    .on_link = s3_on_link,
     .on_replace = s3_on_replace,
     .on_access = s3_on_access,
-    .on_remove = s3_on_remove,
-    .pick_victim = s3_pick_victim,
-    .requeue = s3_requeue,
+    .pick_queue = s3_pick_queue,
+    .on_evict = s3_on_evict,
 };
