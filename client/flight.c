@@ -163,3 +163,15 @@ bc__flight_active(bc__flight_t *f)
     }
     return n;
 }
+
+size_t
+bc__flight_callers(bc__flight_t *f)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < FLIGHT_SHARDS; i++) {
+        pthread_mutex_lock(&f->shards[i].mu);
+        for (flight_call_t *c = f->shards[i].calls; c != NULL; c = c->next) n += (size_t)c->refs;
+        pthread_mutex_unlock(&f->shards[i].mu);
+    }
+    return n;
+}

@@ -53,5 +53,8 @@ int bc__flight_do(bc__flight_t *f, uint32_t hash, const void *key, size_t klen,
 
 /* Flights in progress now (for tests). */
 size_t bc__flight_active(bc__flight_t *f);
+/* Callers in those flights now, leaders and waiters (for tests: a test's
+ * work can last until every caller has joined, however late they run). */
+size_t bc__flight_callers(bc__flight_t *f);
 
 #endif

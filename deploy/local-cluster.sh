@@ -28,6 +28,9 @@
 # (default bclc): zk .11 (the demo origin too, port 8000), con0/con1
 # .20/.21, client .5, group g node i (host g<g>n<i>) .100+10g+i; ports are
 # the defaults (ZooKeeper 2181, nodes 11211 and admin 11280, consoles 11290).
+# Each process gets $BC_START_TIMEOUT seconds (default 60) to start
+# listening: the wait ends as soon as it listens, or at once, with its
+# log's last lines, when it dies.
 #
 # Secured as a real deployment is (docs/security.md): `up` generates an
 # admin token and two ZooKeeper identities in the state folder (mode 0600):
@@ -55,6 +58,10 @@ NETNS=0
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
+# A loaded machine or a sanitizer build starts processes slowly: the
+# limit is generous, since every wait below ends as soon as it can.
+START_TIMEOUT=${BC_START_TIMEOUT:-60}
+
 set_addresses() {
   if [ "$NETNS" = 1 ]; then
     ZK_PORT=2181
@@ -65,7 +72,10 @@ set_addresses() {
     ZK="127.0.0.1:$ZK_PORT"
     ORIGIN_HOST=127.0.0.1 ORIGIN_PORT=$((BASE + 80))
   fi
-  ORIGIN=${BC_ORIGIN:-img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}}
+  # (the default in a variable: "${BC_ORIGIN:-...{key}}" would end at the
+  # first "}", leaving one behind a value that is set)
+  local default_origin="img/=http://$ORIGIN_HOST:$ORIGIN_PORT/v1/{key}"
+  ORIGIN=${BC_ORIGIN:-$default_origin}
   ORIGIN_ARGS=()
   [ "$ORIGIN" != none ] && ORIGIN_ARGS=(--origin "$ORIGIN")
   CLI="$(on_host client) $BUILD/client/bucketcache --zk $ZK --cluster $CLUSTER --zk-auth-file $ZK_AUTH --auth-token-file $TOKEN"
@@ -126,9 +136,37 @@ port_open() {  # host port
   $(on_host "$1") bash -c "exec 3<>/dev/tcp/$(host_ip "$1")/$2" 2>/dev/null
 }
 
-wait_port() {  # host port what
-  for _ in $(seq 200); do port_open "$1" "$2" && return 0; sleep 0.1; done
-  die "$3 did not start on port $2 (see $STATE/*.log)"
+# Whether pid is running (a zombie, dead but not yet reaped, is not).
+alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
+
+log_tail() {  # name
+  echo "--- last lines of $STATE/$1.log:" >&2
+  tail -n 40 "$STATE/$1.log" >&2 2>/dev/null || true
+}
+
+# Fails with the process's log when it died or did not become ready.
+check_starting() {  # name what started-at-SECONDS
+  local pid rc=0; pid=$(cat "$STATE/$1.pid")
+  if ! alive "$pid"; then
+    wait "$pid" 2>/dev/null || rc=$?
+    log_tail "$1"
+    die "$2 exited (status $rc) before it was ready (log: $STATE/$1.log)"
+  fi
+  if (( SECONDS - $3 >= START_TIMEOUT )); then
+    log_tail "$1"
+    die "$2 not ready after ${START_TIMEOUT} s (log: $STATE/$1.log)"
+  fi
+}
+
+wait_port() {  # host port name what
+  local t0=$SECONDS
+  until port_open "$1" "$2"; do check_starting "$3" "$4" "$t0"; sleep 0.1; done
+}
+
+# Another program on one of our ports would answer in place of ours.
+port_free() {  # host port what
+  port_open "$1" "$2" && die "port $2 for $3 is taken by another program (set BC_BASE_PORT)"
+  return 0
 }
 
 start_bg() {  # name host command...
@@ -149,33 +187,44 @@ clientPortAddress=$(host_ip zk)
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok
 CFG
+  port_free zk "$ZK_PORT" ZooKeeper
   start_bg zookeeper zk java -Xmx256m -Dzookeeper.log.dir="$STATE/zk" \
     -cp /usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-simple.jar \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$STATE/zk/zoo.cfg"
   # Ready when srvr reports a Mode (imok comes earlier than that).
-  for _ in $(seq 300); do
-    if $(on_host zk) bash -c "exec 3<>/dev/tcp/${ZK%:*}/$ZK_PORT; printf srvr >&3; timeout 1 cat <&3" \
+  local t0=$SECONDS
+  while :; do
+    if $(on_host zk) bash -c "exec 3<>/dev/tcp/${ZK%:*}/$ZK_PORT; printf srvr >&3; timeout 2 cat <&3" \
         2>/dev/null | grep -q Mode:; then
       return 0
     fi
+    check_starting zookeeper ZooKeeper "$t0"
     sleep 0.2
   done
-  die "ZooKeeper did not become ready (see $STATE/zookeeper.log)"
 }
 
 origin_up() {  # the demo origin, on the ZooKeeper host
   [ "$ORIGIN" = none ] && return 0
+  port_free zk "$ORIGIN_PORT" "the demo origin"
   start_bg origin zk python3 deploy/demo-origin.py --listen "$ORIGIN_HOST" --port "$ORIGIN_PORT"
-  wait_port zk "$ORIGIN_PORT" "the demo origin"
+  wait_port zk "$ORIGIN_PORT" origin "the demo origin"
 }
 
 console_up() {  # index
   local port=$((BASE + 90 + $1)) host=con$1 ip
   [ "$NETNS" = 1 ] && port=11290
   ip=$(host_ip "$host")
+  port_free "$host" "$port" "console $1"
   start_bg "console-$1" "$host" "$BUILD/console/bucketcache-console" --zk "$ZK" --cluster "$CLUSTER" \
     --admin-port "$port" --admin-listen "$ip" --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
-  wait_port "$host" "$port" "console $1"
+  wait_port "$host" "$port" "console-$1" "console $1"
+}
+
+# Whether the node on host $1 whose admin port is $2 has registered in its group.
+registered() {  # host admin-port
+  $(on_host "$1") curl -fsS --max-time 2 -H "Authorization: Bearer $(cat "$TOKEN")" \
+    "http://$(host_ip "$1"):$2/stats" 2>/dev/null |
+    grep -Eq '"registrations":[[:space:]]*[1-9]'
 }
 
 group_up() {  # gid
@@ -189,12 +238,20 @@ group_up() {  # gid
       port=11211 admin=11280
     fi
     ip=$(host_ip "$host")
+    port_free "$host" "$port" "node $i of group $g"
+    port_free "$host" "$admin" "node $i of group $g"
     start_bg "node-g$g-$i" "$host" "$BUILD/node/bucketcache-node" -l "$ip" -p "$port" \
       --admin-port "$admin" --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
       --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
-    wait_port "$host" "$port" "node $i of group $g"
-    [ $i -eq 0 ] && sleep 0.5   # the first node registered becomes primary
+    wait_port "$host" "$port" "node-g$g-$i" "node $i of group $g"
+    wait_port "$host" "$admin" "node-g$g-$i" "node $i of group $g (admin port)"
+    # The first node registered becomes primary: node 0, once it is in.
+    local t0=$SECONDS
+    until registered "$host" "$admin"; do
+      check_starting "node-g$g-$i" "node $i of group $g (registering)" "$t0"
+      sleep 0.1
+    done
   done
   echo "$g" >>"$STATE/groups"
 }
@@ -355,5 +412,5 @@ case "${1:-}" in
   heal) shift; cmd_heal "$@" ;;
   hosts) cmd_hosts ;;
   exec) shift; cmd_exec "$@" ;;
-  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -41,16 +41,18 @@ run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DBC_SANITIZE=ON
 run_suite build-tsan -DCMAKE_BUILD_TYPE=Debug -DBC_TSAN=ON
 
+t_fuzz=$SECONDS
 echo "=== fuzz: build-fuzz"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DBC_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$JOBS"
-for f in build-fuzz/tests/fuzz_*; do
-  [ -x "$f" ] || continue
-  name=$(basename "$f")
+for src in tests/fuzz/fuzz_*.c; do
+  name=$(basename "$src" .c)
+  f="build-fuzz/tests/$name"
   corpus="tests/fuzz/corpus/${name#fuzz_}"
   mkdir -p "build-fuzz/corpus-$name"
   echo "--- $name (30 s)"
   "$f" -max_total_time=30 -max_len=4096 -print_final_stats=1 \
        "build-fuzz/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) 2>&1 | tail -n 12
 done
-echo "=== all suites passed"
+echo "=== fuzz passed in $((SECONDS - t_fuzz)) s"
+echo "=== all suites passed in $SECONDS s"

@@ -34,6 +34,11 @@ struct bc_node_cluster {
     uint32_t nbuckets;
     bc_cluster_node_info_t self;   /* what we register (name filled in) */
     bc_zk_t *zk;
+    /* LOCKING RULE: zk_mu guards cl->zk for threads outside the cluster
+     * module (bc_node_cluster_get_info, from the admin port, migration
+     * jobs and forwarding) against bc_node_cluster_leave, which closes the
+     * session while they may still run. */
+    pthread_mutex_t zk_mu;
     bc_cache_t *cache;
 
     /* Routing state: read lock-free by workers, written by the agent and

@@ -211,7 +211,6 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
         return;
     }
     pthread_mutex_lock(&r->mu);
-    r->link_up = true;
     r->follow_fd = fd;
     snprintf(r->primary_addr, sizeof(r->primary_addr), "%s", prim->addr);
     pthread_mutex_unlock(&r->mu);
@@ -306,6 +305,9 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
                     r->replid[f.nreplid] = '\0';
                     state = LIVE;
                 }
+                /* Up once the primary has taken the handshake, not when it
+                 * was sent: a primary may still refuse it. */
+                if (!bad) r->link_up = true;
                 pthread_mutex_unlock(&r->mu);
                 if (bad) break;
                 if (f.full) {

@@ -2,8 +2,8 @@
  * seeds.c -- writes the seed inputs of the fuzz targets: the files
  * tests/fuzz/corpus/<target>/gen-* are this program's output.
  *
- *     fuzz_seeds DIR            write every seed under DIR (tests/fuzz/corpus)
- *     fuzz_seeds --check DIR    exit 1 unless the gen-* files under DIR are
+ *     gen_fuzz_seeds DIR            write every seed under DIR (tests/fuzz/corpus)
+ *     gen_fuzz_seeds --check DIR    exit 1 unless the gen-* files under DIR are
  *                               exactly what this program writes (ctest
  *                               lint.fuzz_seeds)
  *
@@ -43,7 +43,7 @@ emit(const char *target, const char *name, const void *data, size_t len)
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", root, target);
     if (!checking && mkdir(path, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "fuzz_seeds: cannot create %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "gen_fuzz_seeds: cannot create %s: %s\n", path, strerror(errno));
         exit(2);
     }
     snprintf(path, sizeof(path), "%s/%s/gen-%s", root, target, name);
@@ -52,7 +52,7 @@ emit(const char *target, const char *name, const void *data, size_t len)
         char *have = malloc(len + 1);
         size_t n = f != NULL && have != NULL ? fread(have, 1, len + 1, f) : 0;
         if (f == NULL || n != len || memcmp(have, data, len) != 0) {
-            fprintf(stderr, "fuzz_seeds: %s is %s: run fuzz_seeds %s\n", path,
+            fprintf(stderr, "gen_fuzz_seeds: %s is %s: run gen_fuzz_seeds %s\n", path,
                     f == NULL ? "missing" : "not what this program writes", root);
             problems++;
         }
@@ -62,7 +62,7 @@ emit(const char *target, const char *name, const void *data, size_t len)
     }
     FILE *f = fopen(path, "wb");
     if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "fuzz_seeds: cannot write %s\n", path);
+        fprintf(stderr, "gen_fuzz_seeds: cannot write %s\n", path);
         exit(2);
     }
 }
@@ -92,7 +92,7 @@ static void
 ok(bc_status_t st)
 {
     if (st != BC_OK) {
-        fprintf(stderr, "fuzz_seeds: encoding a frame failed: %s\n", bc_status_str(st));
+        fprintf(stderr, "gen_fuzz_seeds: encoding a frame failed: %s\n", bc_status_str(st));
         exit(2);
     }
 }
@@ -443,7 +443,7 @@ main(int argc, char **argv)
     } else if (argc == 2 && argv[1][0] != '-') {
         root = argv[1];
     } else {
-        fprintf(stderr, "usage: fuzz_seeds [--check] DIR   (DIR: tests/fuzz/corpus)\n");
+        fprintf(stderr, "usage: gen_fuzz_seeds [--check] DIR   (DIR: tests/fuzz/corpus)\n");
         return 2;
     }
     frame_seeds();
@@ -451,6 +451,6 @@ main(int argc, char **argv)
     mcproto_seeds();
     wire_seeds();
     auth_seeds();
-    if (checking && problems == 0) printf("fuzz_seeds: every seed under %s is current\n", root);
+    if (checking && problems == 0) printf("gen_fuzz_seeds: every seed under %s is current\n", root);
     return problems == 0 ? 0 : 1;
 }

@@ -8,6 +8,14 @@ Processes started here (bucketcache-node, memcached, later ZooKeeper and the
 console) bind 127.0.0.1 on free ports, log into a per-test temporary
 directory, and are stopped when the test process exits, even on failure.
 Binaries come from the environment ctest sets (BC_NODE_BIN, MEMCACHED_BIN).
+A file that passes removes its directory; one that fails keeps it, says
+where, and prints the last lines of its processes' logs.
+
+Timing, since the suite runs on loaded machines and in sanitizer builds:
+wait for a condition with wait_for() (its timeout stretched by SLOW), not
+for a fixed time; start nodes and consoles with the default session
+timeout (SESSION_MS) unless the test measures how fast a failure is
+noticed; and bound a measured reaction time with reaction_slack().
 
 The multi-host tests (netns.py) run the same processes inside network
 namespaces: Proc, Node, Console, cli and the connection helpers take
@@ -19,6 +27,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +55,33 @@ TSAN_OPTIONS = "suppressions=%s:second_deadlock_stack=1" % os.path.join(
     SOURCE_DIR, "tests", "tsan.supp")
 # Sanitizer builds are several times slower: stretch every wait.
 SLOW = 4.0 if SANITIZED or TSAN else 1.0
+# The ZooKeeper session timeout (ms) of nodes and consoles, unless a test
+# says otherwise.  A node's write lease runs 3/4 of its session from each
+# renewal, renewed every quarter (FENCING in node/cluster/cluster.c): under
+# a 2 s session a renewal's round trip -- a starved thread, a ZooKeeper
+# JVM fsyncing behind other builds -- late by more than 1 s lets the lease
+# lapse, and the primary refuses writes a test expects it to take; a
+# session whose pings are late loses its role the same way.  Both happen
+# on a loaded machine and in sanitizer builds.  A test that measures how
+# fast a failure is noticed passes its own timeout and allows for load;
+# every other test uses this one (a test that waits for a session to
+# expire then waits longer, never wrongly).
+SESSION_MS = int(max(4000, 2000 * SLOW))
+
+
+def reaction_slack(seconds):
+    """What a test that measures how soon something reacts (a standby
+    taking over, a write fenced) allows on top of the product's own
+    timeout: `seconds` on an idle machine in a normal build, stretched for
+    sanitizers and by how many runnable threads share each core now (the
+    1-minute load average; other builds and tests on a shared machine)."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = 1.0
+    return seconds * SLOW * max(1.0, load) + 1.0
+
+
 # Races seen in the output of processes that are not Procs (cli(), ...).
 _tsan_reports = []
 
@@ -203,6 +239,28 @@ def _cleanup():
             pr.kill()
         except Exception:
             pass
+
+
+def print_log_tails(procs, nbytes=1500):
+    """Prints the last nbytes of each process's log, with its path."""
+    for pr in procs:
+        try:
+            tail = pr.output()[-nbytes:]
+        except OSError as e:
+            tail = "(unreadable: %s)" % e
+        print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path, tail), flush=True)
+
+
+def _excepthook(kind, value, tb):
+    """A test file that fails before main() -- in the setup it shares among
+    its tests, a cluster started at import -- shows its processes' logs
+    too, not only the traceback."""
+    sys.__excepthook__(kind, value, tb)
+    print_log_tails(_procs)
+    print("logs kept in %s" % TMP, flush=True)
+
+
+sys.excepthook = _excepthook
 
 
 class Node:
@@ -382,11 +440,13 @@ def main(namespace):
             failed += 1
             print("FAIL %s (%.2fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+            # what the test started, or else what the file shares (a
+            # cluster started at import)
+            print_log_tails(_procs[started_before:] or
+                            [pr for pr in _procs if pr.poll() is None])
             # What a failed test started must not leak into the next one
             # (a console left running would win the next election).
             for pr in _procs[started_before:]:
-                print("--- last lines of %s (%s):\n%s" % (pr.name, pr.log_path,
-                                                       pr.output()[-1500:]))
                 if pr.poll() is None and pr.name != "zookeeper":
                     pr.kill()
     for pr in _procs:
@@ -399,6 +459,10 @@ def main(namespace):
         print("FAIL ThreadSanitizer report in %s:\n%s" % (name, out), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     _cleanup()
+    if failed:
+        print("logs kept in %s" % TMP, flush=True)
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 
@@ -534,7 +598,7 @@ class Console:
     --migrations-parallel): most tests want tables that change only when
     they say so, and a group added to them owning nothing until asked."""
 
-    def __init__(self, zk, cluster, *args, session_timeout_ms=2000, wait=True, migrations=False,
+    def __init__(self, zk, cluster, *args, session_timeout_ms=SESSION_MS, wait=True, migrations=False,
                  host=None, ns=None, admin_port=None, env=None, name="console", token=None):
         self.zk = zk
         self.cluster = cluster
@@ -586,7 +650,7 @@ class Console:
 class ClusterNode(Node):
     """A bucketcache-node registered in a cluster group."""
 
-    def __init__(self, zk, cluster, group, *args, session_timeout_ms=2000, **kw):
+    def __init__(self, zk, cluster, group, *args, session_timeout_ms=SESSION_MS, **kw):
         self.group = group
         super().__init__("--zk", zk.hosts, "--cluster", cluster, "--group", str(group),
                          "--zk-session-timeout-ms", str(session_timeout_ms), *args, **kw)

@@ -16,7 +16,7 @@ import harness  # noqa: E402
 from harness import http  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 CL = harness.create_cluster(zk, "admin", buckets=NB)
 S = {}   # the processes, started by the first test

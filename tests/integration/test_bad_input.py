@@ -239,10 +239,14 @@ def test_client_that_never_reads():
     # ThreadSanitizer maps about four bytes of shadow per byte touched
     limit = 48 * 1024 * (5 if harness.TSAN else 1)
     assert after - before < limit, "RSS grew from %d to %d KiB" % (before, after)
-    # Other clients are still served promptly.
+    # Other clients are still served promptly: a worker may first finish a
+    # multi-get line it had taken (30000 keys; seconds under TSan, longer
+    # on a loaded machine), never wait for the hogs to read.
     t0 = time.time()
     assert_alive()
-    assert time.time() - t0 < 2.0 * harness.SLOW
+    took = time.time() - t0
+    print("a new client served %.2f s after the hogs" % took)
+    assert took < harness.reaction_slack(2.0), took
     for s, _ in hogs:
         s.close()
     time.sleep(0.3)
@@ -262,7 +266,7 @@ def test_slow_partial_lines():
         # Meanwhile a normal client is served without delay.
         assert c.cmd("get slowkey") == b"VALUE slowkey 0 3\r\nabc\r\nEND\r\n"
         time.sleep(0.02)
-    assert time.time() - t0 < 5.0 * harness.SLOW
+    assert time.time() - t0 < harness.reaction_slack(5.0), time.time() - t0
     for s in slow:
         s.sendall(line[-1:])
     for s in slow:

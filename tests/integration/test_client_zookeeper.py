@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 
@@ -28,7 +28,8 @@ def test_zookeeper_stopped_mid_run():
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)
     two_owners = lambda t: 0 not in t["c"] and len(set(t["c"])) == 2  # noqa: E731
     t0 = harness.wait_tables(zk, cl, two_owners, "two owners")
-    tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "50", "--session-timeout", "4000")
+    tr = harness.ClientTraffic(zk, cl, "--threads", "2", "--keys", "50", "--session-timeout",
+                                str(2 * SESSION_MS))
     tr.wait_progress(what="traffic with ZooKeeper up")
     assert tr.last()["zk"] == 1
 

@@ -11,7 +11,10 @@ import harness  # noqa: E402
 
 zk = harness.ZooKeeper()
 cluster = harness.create_cluster(zk, "consoles", buckets=32)
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
+# The killed leader's session in the failover test, which measures how
+# soon a standby takes over: the product's figure, not stretched.
+FAILOVER_SESSION_MS = 2000
 
 
 def active_of(consoles):
@@ -19,7 +22,7 @@ def active_of(consoles):
 
 
 def test_one_active_then_failover_after_kill9():
-    a = harness.Console(zk, cluster, session_timeout_ms=SESSION_MS)
+    a = harness.Console(zk, cluster, session_timeout_ms=FAILOVER_SESSION_MS)
     harness.wait_for(a.is_active, what="first console active")
     b = harness.Console(zk, cluster, session_timeout_ms=SESSION_MS)
     c = harness.Console(zk, cluster, session_timeout_ms=SESSION_MS)
@@ -29,10 +32,13 @@ def test_one_active_then_failover_after_kill9():
 
     a.kill()  # kill -9: its session lives on until it expires
     t0 = time.time()
-    harness.wait_for(lambda: len(active_of([b, c])) == 1, timeout=SESSION_MS / 1000 + 5,
-                     interval=0.05, what="a standby to take over")
+    harness.wait_for(lambda: len(active_of([b, c])) == 1,
+                     timeout=FAILOVER_SESSION_MS / 1000 + 5, interval=0.05,
+                     what="a standby to take over")
     took = time.time() - t0
-    assert took <= (SESSION_MS / 1000 + 1.0) * harness.SLOW + 1.0, took
+    # the session timeout, plus ZooKeeper's expiry tick and the standby's
+    # reaction (stretched for sanitizers and a loaded machine)
+    assert took <= FAILOVER_SESSION_MS / 1000 + harness.reaction_slack(2.0), took
     # the next in line (b) takes over, not c
     harness.wait_for(lambda: b.is_active() and not c.is_active(), timeout=5,
                      what="b (next in line) active, c standby")

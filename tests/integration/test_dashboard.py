@@ -19,7 +19,7 @@ import harness  # noqa: E402
 import cdp  # noqa: E402
 
 NB = 32
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 ART = os.path.join(os.path.abspath(harness.BUILD_DIR), "test-artifacts")
 zk = harness.ZooKeeper()
 CL = harness.create_cluster(zk, "dash", buckets=NB)

@@ -16,7 +16,7 @@ import harness  # noqa: E402
 import migration_util as mu  # noqa: E402
 
 NB = 64
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 
@@ -226,9 +226,11 @@ def test_pause_resume_cancel():
 
     rc, out, err = cli(cl, "migrations", "pause")
     assert rc == 0 and "paused" in out, (out, err)
-    # every copy takes 100 ms at least: a cancel lands half-way
+    # every copy takes 300 ms at least: a cancel lands half-way (the 32
+    # buckets take 2.4 s or more, 4 at a time), however long the test
+    # takes to see some done and send it on a loaded machine
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS,
-                             env={"BC_TEST_IMPORT_DELAY_MS": "100"})
+                             env={"BC_TEST_IMPORT_DELAY_MS": "300"})
     harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="the plan")
     time.sleep(1.5)
     m = mu.console_json(con, "/v1/migrations")

@@ -15,7 +15,7 @@ import harness  # noqa: E402
 import migration_util as mu  # noqa: E402
 
 NB = 64
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 # Every import waits this long before it reports done: copies stay in
 # flight long enough to kill something in the middle of one.
 SLOW = {"BC_TEST_IMPORT_DELAY_MS": "250"}

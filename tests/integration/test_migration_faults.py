@@ -17,7 +17,7 @@ import migration_util as mu  # noqa: E402
 from migration_util import FakeSource, end, frame, item  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 

@@ -29,7 +29,7 @@ import harness  # noqa: E402
 import migration_util as mu  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 
 

@@ -33,8 +33,8 @@ Running it:
     python3 tests/integration/test_multihost.py --list
     python3 tests/integration/test_multihost.py cut_backup_kill:sync oneway_to_zk
 (from the repository root with the build in build/, as root; a name
-without :mode runs both modes).  Logs stay in the temporary directory
-printed at the start.
+without :mode runs both modes).  Logs are in the temporary directory
+printed at the start; it is removed when every scenario passed.
 
 Reading a run.  Each scenario prints:
   * the ledger's block ("ledger: ..."): acknowledged writes by kind, writes
@@ -50,7 +50,9 @@ Reading a run.  Each scenario prints:
     that tell what happened (sync set changes, promotions, sessions,
     fencing, copies), repeats counted;
   * its line of the results table, which is printed again for every
-    scenario at the end (and written to multihost-results.json).
+    scenario at the end (and kept, as each scenario ends, in
+    multihost-results.json in the log directory, or in the file
+    $BC_MULTIHOST_RESULTS names).
 The ledger's journal (ledger-<cluster>.journal in the log directory) has
 every operation with its outcome, to follow one key through the logs.
 """
@@ -479,6 +481,7 @@ def run(key, mode, body, groups=(1, 2), migrations=False, node_env=None, before=
         res.setdefault("lost", None)
         res["verdict"] = "ok" if not failures(res) else "FAIL"
         RESULTS.append(res)
+        save_results()
         print("\n".join(led.lines), flush=True)
         print("---- timeline of %s/%s (UTC) ----" % (key, mode))
         print("\n".join(timeline(cl.procs(), since)))
@@ -520,17 +523,28 @@ def result_line(r):
                 " ".join("%s=%s" % kv for kv in r["notes"].items())))
 
 
+def results_path():
+    return os.environ.get("BC_MULTIHOST_RESULTS") or os.path.join(harness.TMP,
+                                                                   "multihost-results.json")
+
+
+def save_results():
+    with open(results_path(), "w") as f:
+        json.dump(RESULTS, f, indent=1)
+
+
 def print_table():
+    """The results table (at exit: after harness.main, which removes the log
+    directory of a run that passed)."""
     if not RESULTS:
         return
     print("\n==== multi-host results (lost/wrong/stale/unknown: acknowledged writes; "
           "max-gap: longest time without an acknowledged write, per group, ms)")
     for r in RESULTS:
         print(result_line(r))
-    path = os.path.join(harness.TMP, "multihost-results.json")
-    with open(path, "w") as f:
-        json.dump(RESULTS, f, indent=1)
-    print("(%s)" % path, flush=True)
+    if os.path.exists(results_path()):
+        print("(%s)" % results_path())
+    sys.stdout.flush()
 
 
 # ---- the scenarios ----

@@ -17,7 +17,7 @@ import harness  # noqa: E402
 from harness import http, http_json  # noqa: E402
 
 NB = 16
-SESSION_MS = 2000
+SESSION_MS = harness.SESSION_MS
 zk = harness.ZooKeeper()
 CL = harness.create_cluster(zk, "obs", buckets=NB)
 S = {}

@@ -483,14 +483,14 @@ CL = harness.create_cluster(ZK, "origin", buckets=NB)
 CCFG = write_config("cluster", {"url": ORIGIN.template(), "timeout_ms": int(2000 * SLOW),
                                 "negative_ttl": 2, "breaker_failures": 0})
 FWD = ["--forward-timeout-ms", str(int(5000 * SLOW))]
-G1 = harness.ClusterNode(ZK, CL, 1, "--config", CCFG, *FWD, session_timeout_ms=2000)
-G2 = harness.ClusterNode(ZK, CL, 2, "--config", CCFG, *FWD, session_timeout_ms=2000)
-G3 = harness.ClusterNode(ZK, CL, 3, "--config", CCFG, *FWD, session_timeout_ms=2000)
+G1 = harness.ClusterNode(ZK, CL, 1, "--config", CCFG, *FWD, session_timeout_ms=harness.SESSION_MS)
+G2 = harness.ClusterNode(ZK, CL, 2, "--config", CCFG, *FWD, session_timeout_ms=harness.SESSION_MS)
+G3 = harness.ClusterNode(ZK, CL, 3, "--config", CCFG, *FWD, session_timeout_ms=harness.SESSION_MS)
 CONSOLE = harness.Console(ZK, CL)
 TABLES = harness.wait_tables(ZK, CL, lambda t: 0 not in t["c"] and set(t["c"]) == {1, 2, 3},
                              "three groups own buckets")
 C = TABLES["c"]
-G1B = harness.ClusterNode(ZK, CL, 1, "--config", CCFG, *FWD, session_timeout_ms=2000)
+G1B = harness.ClusterNode(ZK, CL, 1, "--config", CCFG, *FWD, session_timeout_ms=harness.SESSION_MS)
 NODES = [G1, G2, G3, G1B]
 
 

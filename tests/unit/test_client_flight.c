@@ -30,17 +30,48 @@ sleep_ms(int ms)
 
 /* ---- bc__flight directly ---- */
 
+/* Polls cond(arg) every millisecond for at most 10 s. */
+static void
+wait_until(bool (*cond)(void *), void *arg)
+{
+    for (int i = 0; i < 10000 && !cond(arg); i++) sleep_ms(1);
+}
+
 typedef struct slow_work {
     atomic_int calls;
     int delay_ms;
     int status;
+    /* The work lasts until `callers` callers share the flight of f, and
+     * until `returned` callers have come back (0: no such wait): on a
+     * loaded machine a thread released with the others may run only
+     * after a fixed-length work is over, and start a flight of its own. */
+    bc__flight_t *f;
+    int callers;
+    int returned;
+    atomic_int returned_now;
 } slow_work_t;
+
+static bool
+all_joined(void *arg)
+{
+    slow_work_t *w = arg;
+    return bc__flight_callers(w->f) >= (size_t)w->callers;
+}
+
+static bool
+all_returned(void *arg)
+{
+    slow_work_t *w = arg;
+    return atomic_load(&w->returned_now) >= w->returned;
+}
 
 static void
 slow_fn(void *arg, bc__flight_result_t *res)
 {
     slow_work_t *w = arg;
     atomic_fetch_add(&w->calls, 1);
+    if (w->callers > 0) wait_until(all_joined, w);
+    if (w->returned > 0) wait_until(all_returned, w);
     sleep_ms(w->delay_ms);
     res->status = w->status;
     if (w->status == 0) {
@@ -65,6 +96,7 @@ flight_caller(void *arg)
     flight_thread_t *t = arg;
     pthread_barrier_wait(t->start);
     bc__flight_do(t->f, 77, "hot", 3, t->deadline_ns, slow_fn, t->work, -5, -4, &t->res, &t->shared);
+    atomic_fetch_add(&t->work->returned_now, 1);
     return NULL;
 }
 
@@ -87,7 +119,7 @@ test_flight_one_call(void **state)
 {
     (void)state;
     bc__flight_t *f = bc__flight_new();
-    slow_work_t w = {.delay_ms = 100, .status = 0};
+    slow_work_t w = {.delay_ms = 100, .status = 0, .f = f, .callers = 32};
     flight_thread_t t[32];
     run_flight(f, &w, 32, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&w.calls), 1);
@@ -104,6 +136,7 @@ test_flight_one_call(void **state)
     assert_int_equal(shared, 31);
     assert_int_equal(bc__flight_active(f), 0);
     /* a later call is a new flight */
+    w.callers = 1;
     run_flight(f, &w, 1, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&w.calls), 2);
     free(t[0].res.value);
@@ -115,10 +148,10 @@ test_flight_waiter_deadline(void **state)
 {
     (void)state;
     bc__flight_t *f = bc__flight_new();
-    slow_work_t w = {.delay_ms = 300, .status = 0};
+    slow_work_t w = {.delay_ms = 300, .status = 0, .returned = 7};
     flight_thread_t t[8];
     /* every caller's deadline is 50 ms: the leader finishes its work
-     * anyway, the waiters give up */
+     * anyway (once the 7 others are back), the waiters give up */
     uint64_t t0 = bc_time_mono_ns();
     run_flight(f, &w, 8, t0 + 50000000ull, t);
     int timeouts = 0, ok = 0;
@@ -135,7 +168,7 @@ test_flight_waiter_deadline(void **state)
     assert_int_equal(ok, 1);
     assert_int_equal(timeouts, 7);
     /* errors are shared too, without a value */
-    slow_work_t fail = {.delay_ms = 50, .status = -15};
+    slow_work_t fail = {.delay_ms = 50, .status = -15, .f = f, .callers = 4};
     run_flight(f, &fail, 4, bc_time_mono_ns() + 5000000000ull, t);
     assert_int_equal(atomic_load(&fail.calls), 1);
     for (int i = 0; i < 4; i++) {
@@ -151,13 +184,23 @@ typedef struct origin {
     atomic_int calls;
     int delay_ms;
     int mode;      /* 0 value, 1 not found, 2 failure */
+    bc__flight_t *f;   /* when set: the load lasts until `callers` share it */
+    int callers;
 } origin_t;
+
+static bool
+origin_all_joined(void *arg)
+{
+    origin_t *o = arg;
+    return bc__flight_callers(o->f) >= (size_t)o->callers;
+}
 
 static int
 origin_load(void *ctx, const void *key, size_t klen, bc_client_loaded_t *out)
 {
     origin_t *o = ctx;
     atomic_fetch_add(&o->calls, 1);
+    if (o->f != NULL) wait_until(origin_all_joined, o);
     sleep_ms(o->delay_ms);
     if (o->mode == 1) return BC_CLIENT_ENOTFOUND;
     if (o->mode == 2) {
@@ -214,8 +257,8 @@ test_get_or_load_single_flight(void **state)
     (void)state;
     fake_t *f = fake_start(NULL, NULL);
     bc_client_t *c = client_on(f, NULL);
-    origin_t o = {.delay_ms = 150};
     enum { T = 16 };
+    origin_t o = {.delay_ms = 150, .f = c->flight, .callers = T};
     gol_thread_t t[T];
     pthread_t th[T];
     pthread_barrier_t start;
@@ -257,7 +300,8 @@ test_negative_cache_and_failures(void **state)
     fake_t *f = fake_start(NULL, NULL);
     bc_client_options_t opts;
     bc_client_options_init(&opts);
-    opts.negative_ttl_ms = 200;
+    /* long enough for five calls on a loaded machine under TSan */
+    opts.negative_ttl_ms = 2000;
     bc_client_t *c = client_on(f, &opts);
     origin_t o = {.mode = 1};
     void *v;
@@ -280,7 +324,7 @@ test_negative_cache_and_failures(void **state)
     assert_int_equal(bc_client_get_or_load(c, "ghost2", 6, origin_load, &o, 1000, &v, &vlen, NULL),
                      BC_CLIENT_ENOTFOUND);
     assert_int_equal(atomic_load(&o.calls), 2);
-    sleep_ms(250);
+    sleep_ms(2100);
     assert_int_equal(bc_client_get_or_load(c, "ghost2", 6, origin_load, &o, 1000, &v, &vlen, NULL),
                      BC_CLIENT_ENOTFOUND);
     assert_int_equal(atomic_load(&o.calls), 3);

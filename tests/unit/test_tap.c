@@ -211,12 +211,14 @@ test_idle_and_touch(void **state)
     (void)state;
     bc_cache_t *cache = make_cache();
     bc_tap_set_t *set_ = NULL;
-    bc_tap_config_t cfg = {.cache = cache, .idle_ms = 300};
+    /* touched every 50 ms: idle_ms leaves room for a loaded machine's
+     * late wake-ups (a 50 ms sleep may take several times that) */
+    bc_tap_config_t cfg = {.cache = cache, .idle_ms = 1000};
     assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
     uint64_t a, b;
     assert_int_equal(bc_tap_start(set_, 3, &a), BC_OK);
     assert_int_equal(bc_tap_start(set_, 4, &b), BC_OK);
-    for (int i = 0; i < 9; i++) {                    /* 450 ms, half as long again as idle_ms */
+    for (int i = 0; i < 30; i++) {                   /* 1.5 s, half as long again as idle_ms */
         bc_time_sleep_ms(50);
         bc_tap_touch(set_, 3, a);
         bc_tap_touch(set_, 4, a);                    /* not b's id: no effect */
@@ -227,7 +229,7 @@ test_idle_and_touch(void **state)
     bc_tap_keys_free(&keys);
     assert_int_equal(bc_tap_changes(set_, 4, b, &keys, why, sizeof(why)), BC_ENOTFOUND);
     assert_non_null(strstr(why, "expired"));
-    bc_time_sleep_ms(400);
+    bc_time_sleep_ms(1300);
     assert_int_equal(bc_tap_changes(set_, 3, a, &keys, why, sizeof(why)), BC_ENOTFOUND);
     bc_tap_touch(set_, 99999, a);                    /* out of range: ignored */
     bc_tap_set_destroy(set_);
