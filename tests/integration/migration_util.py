@@ -256,6 +256,13 @@ def admin_stats(node):
     return json.loads(harness.http(node.admin_port, "GET", "/stats")[2])
 
 
+def admin_stats_buckets(node):
+    """The node's non-empty buckets with their bytes (GET /stats?buckets=nonempty)."""
+    st, doc = harness.http_json(node.admin_port, "GET", "/stats?buckets=nonempty")
+    assert st == 200, (st, doc)
+    return doc["buckets"]
+
+
 def migrate_stats(node):
     """The migration counters of a node's /stats."""
     return admin_stats(node)["cluster"]["migrate"]

@@ -272,7 +272,28 @@ def test_pause_resume_cancel():
     assert 4 <= moved < NB // 2, t["c"]
     time.sleep(1.0)
     assert mu.console_json(con, "/v1/tables")["c"].count(2) == moved
+    # the run that was cut short is over; the moves a new rebalance plans
+    # while paused are the next run's: every report says "0 of N", the
+    # same N, and what is left in bytes is what the source holds for them
+    # (issue 16: "204 of 374" while paused, "39 pending moves" beside
+    # "2 moving, 25 pending", "7.3 MiB left" with 22 MiB to go)
+    rc, out, err = cli(cl, "migrations", "pause")
+    assert rc == 0, (out, err)
     rc, out, err = cli(cl, "rebalance")
+    assert rc == 0, (out, err)
+    left = NB // 2 - moved
+    m = harness.wait_for(lambda: (lambda m: m if m["pending"] == left else None)(
+        mu.console_json(con, "/v1/migrations")), what="the new plan")
+    assert m["done"] == 0 and m["total"] == left and m["moving"] == 0, m
+    c = mu.console_json(con, "/v1/cluster")
+    assert c["pending_moves"] == left and c["pending"] == left and c["moving"] == 0, c
+    t = mu.console_json(con, "/v1/tables")
+    source_bytes = sum(b["bytes"] for b in mu.admin_stats_buckets(g1)
+                       if t["d"][b["bucket"]] == 2 and t["m"][b["bucket"]] == 1)
+    assert m["buckets_size_unknown"] == 0 and m["bytes_left"] == source_bytes > 0, (m, source_bytes)
+    rc, out, err = cli(cl, "migrations")
+    assert rc == 0 and "0 of %d buckets done" % left in out, out
+    rc, out, err = cli(cl, "migrations", "resume")
     assert rc == 0, (out, err)
     t = mu.wait_converged(con)
     assert t["c"].count(2) == NB // 2
