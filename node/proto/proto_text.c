@@ -185,11 +185,19 @@ bc__proto_pause_delay_ms(uint32_t tries)
 
 /* The timed retry of a held write: the input goes on (resume runs the
  * held line again). */
+static void cmd_store_finish(bc_proto_conn_t *pc);
+
 static void
 proto_pause_retry(void *arg)
 {
     bc_proto_conn_t *pc = arg;
     pc->ro_hold = false;
+    /* A storage command held with its whole data block (cmd_store_finish)
+     * is stored (or held again) here: no input may come to run it. */
+    if (pc->state == BC_PROTO_DATA && pc->need == 0 && pc->item != NULL) {
+        cmd_store_finish(pc);
+        if (!pc->ro_hold) pc->ro_since_ms = 0;
+    }
     if (pc->resume != NULL) pc->resume(pc->resume_arg);
 }
 
@@ -517,6 +525,14 @@ cmd_store_finish(bc_proto_conn_t *pc)
     if (pc->env->cluster != NULL) {
         bc_proto_route_t r;
         if (bc__proto_route(pc, it->hash, true, &r) != BC_PROTO_SERVE) {
+            /* The pause began while the block was arriving: the complete
+             * item waits with it (proto_pause_retry stores it then). */
+            if (hold_for_pause(pc, &r)) {
+                pc->item = it;
+                pc->state = BC_PROTO_DATA;
+                pc->need = 0;
+                return;
+            }
             bc_item_release(cache, it);
             if (!noreply) reply_refusal(pc, &r);
             return;
@@ -830,6 +846,7 @@ bool
 bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n)
 {
     if (pc->state != BC_PROTO_DATA && pc->state != BC_PROTO_FWD_DATA) return false;
+    if (pc->need == 0) return false;    /* a complete block held for a pause */
     *dst = pc->dst;
     *n = pc->need;
     return true;

@@ -122,8 +122,8 @@
  *   Replies stay in order: the held command's reply is the next one (the
  *   commands behind it wait), a retried forward keeps its hole.  A
  *   storage command whose data block was still arriving when the pause
- *   began is refused as before (its item is allocated; holding it is not
- *   worth the memory).
+ *   began is held with its complete item (state DATA, need 0) and stored
+ *   from the timer.
  *
  * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
  *   With an origin (env->origin) and the worker's origin client

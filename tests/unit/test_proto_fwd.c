@@ -191,7 +191,9 @@ node_pump(node_t *n)
     }
     bool consumed = n->st != BC_OK || n->inoff == n->inlen ||
                     (used == 0 && !bc_proto_waiting(&n->pc));
-    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0) return;   /* resume */
+    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0 || n->pc.ro_hold) {
+        return;                                                       /* resume */
+    }
     pthread_mutex_lock(&n->mu);
     n->busy = false;
     pthread_cond_broadcast(&n->cv);
@@ -739,13 +741,30 @@ test_local_write_waits_out_the_pause(void **state)
     snprintf(want, sizeof(want), "delete %s", k);
     assert_owner_line(&n->owners[2], owner_lines(&n->owners[2]) - 1, want);
 
-    /* A pause longer than the wait: refused READONLY after it. */
+    /* The pause begins while a set's data block is arriving: the set waits
+     * with its value, and is stored when the pause ends. */
     owner[b] = 1;
-    fake_cluster_table(n->cl, 9, owner, ro, 1);
+    fake_cluster_table(n->cl, 10, owner, NULL, 0);
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\n", k);
+    expect(n, line, "");
+    fake_cluster_table(n->cl, 11, owner, ro, 1);
+    later_table_t t3 = {0};
+    default_owners(t3.owner);
+    later_table_start(&t3, n, 30, 12);
+    t0 = bc_time_mono_ms();
+    expect(n, "L3\r\n", "STORED\r\n");
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t3.thread, NULL);
+    snprintf(line, sizeof(line), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nL3\r\nEND\r\n", k);
+    expect(n, line, want);
+
+    /* A pause longer than the wait: refused READONLY after it. */
+    fake_cluster_table(n->cl, 13, owner, ro, 1);
     n->env.readonly_wait_ms = 30;
     t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL2\r\n", k);
-    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 9\r\n", b);
+    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 13\r\n", b);
     expect(n, line, want);
     assert_true(bc_time_mono_ms() - t0 >= 30);
     assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
