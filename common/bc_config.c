@@ -730,8 +730,10 @@ bc_parse_u64n(const char *s, size_t len, uint64_t max, uint64_t *out)
     if (s == NULL || len == 0 || len > 20) return false;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9') return false;
-        if (v > (UINT64_MAX - 9) / 10) return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
+        uint64_t d = (uint64_t)(s[i] - '0');
+        /* v * 10 + d <= UINT64_MAX, up to 18446744073709551615 itself */
+        if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10)) return false;
+        v = v * 10 + d;
     }
     if (v > max) return false;
     *out = v;

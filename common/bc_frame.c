@@ -396,10 +396,19 @@ bc_status_t
 bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
                   size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas)
 {
+    return bc_frame_put_item_meta(b, key, nkey, value, nvalue, flags, ttl, cas, 0);
+}
+
+bc_status_t
+bc_frame_put_item_meta(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
+                       size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas, uint32_t meta)
+{
     if (nkey > 0xffffffffu || nvalue > 0xffffffffu - 64 - nkey) return BC_ETOOLARGE;
     char *p = frame_open(b, 48 + nkey + nvalue), *s = p;
     if (p == NULL) return BC_ENOMEM;
-    *p++ = (char)(0x90 | 6);
+    /* BEHAVIOR: the meta field only when there is meta state, so items
+     * without it are the frames earlier nodes read. */
+    *p++ = (char)(0x90 | (meta != 0 ? 7 : 6));
     p += mp_uint(p, BC_FRAME_ITEM);
     p += mp_bin_header(p, nkey);
     memcpy(p, key, nkey);
@@ -410,6 +419,7 @@ bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *v
     p += mp_uint(p, flags);
     p += mp_uint(p, ttl);
     p += mp_uint(p, cas);
+    if (meta != 0) p += mp_uint(p, meta);
     frame_close(b, (size_t)(p - s));
     return BC_OK;
 }
@@ -683,8 +693,8 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         break;
     }
     case BC_FRAME_ITEM:
-        if (n != 6) return bc_fail(err, errlen, BC_EPROTO, "ITEM frame with %u fields, "
-                                      "expected 6", n);
+        if (n != 6 && n != 7) return bc_fail(err, errlen, BC_EPROTO, "ITEM frame with %u "
+                                                "fields, expected 6 or 7", n);
         if (!mp_read_bytes(&r, &out->key, &out->nkey) ||
             !mp_read_bytes(&r, &out->value, &out->nvalue)) {
             goto bad_field;
@@ -694,6 +704,10 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
         out->ttl = (uint32_t)v;
         if (!mp_read_uint(&r, UINT64_MAX, &out->cas)) goto bad_field;
+        if (n == 7) {
+            if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+            out->meta = (uint32_t)v;
+        }
         break;
     case BC_FRAME_END:
         if (n != 3) return bc_fail(err, errlen, BC_EPROTO, "END frame with %u fields, "

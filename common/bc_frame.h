@@ -20,6 +20,7 @@
  *       HELLO  [0, "bcmig", version, bucket, epoch, nbuckets]
  *              [0, "bcmig", version, bucket, epoch, nbuckets, delta]
  *       ITEM   [1, key, value, flags, ttl, cas]
+              [1, key, value, flags, ttl, cas, meta]
  *       DEL    [11, key]                  (delta exports only)
  *       END    [2, items, bytes]
  *
@@ -27,7 +28,14 @@
  *   ttl the item's REMAINING lifetime in seconds (0 = never expires; a
  *   relative time, so the two nodes' clocks need not agree), cas the
  *   item's CAS at the source (informative: the destination assigns its
- *   own).  END repeats how many items and how many key+value bytes the
+ *   own).  meta, present only when not 0, holds the item's meta-protocol
+ *   state (memcached's mg/md flags): BC_FRAME_ITEM_STALE (invalidated by
+ *   "md I"), BC_FRAME_ITEM_WON (a win token was handed out),
+ *   BC_FRAME_ITEM_KEY_BINARY (stored with a base64 key); a reader ignores
+ *   bits it does not know.  An item without that state is the six-field
+ *   frame earlier nodes wrote and read; a node from before meta refuses
+ *   the seven-field one (stale items exist only where clients use meta
+ *   commands).  END repeats how many items and how many key+value bytes the
  *   stream carried (in a delta export, ITEM and DEL frames both count as
  *   items, a DEL's bytes being its key's).
  *
@@ -88,6 +96,11 @@
 #define BC_FRAME_REPL_MAGIC "bcrepl"
 #define BC_FRAME_REPLID_MAX 40u       /* longest replication id carried */
 
+/* ITEM meta bits (see above). */
+#define BC_FRAME_ITEM_STALE      0x1u
+#define BC_FRAME_ITEM_WON        0x2u
+#define BC_FRAME_ITEM_KEY_BINARY 0x4u
+
 typedef enum bc_frame_type {
     BC_FRAME_HELLO = 0,
     BC_FRAME_ITEM = 1,
@@ -118,6 +131,7 @@ typedef struct bc_frame {
     uint32_t flags;
     uint32_t ttl;
     uint64_t cas;
+    uint32_t meta;                 /* BC_FRAME_ITEM_* bits; 0 without the field */
     /* END */
     uint64_t items;
     uint64_t bytes;
@@ -157,6 +171,11 @@ bc_status_t bc_frame_put_hello_delta(bc_frame_buf_t *b, uint32_t bucket, uint64_
                                      uint32_t nbuckets);
 bc_status_t bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
                               size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas);
+/* An ITEM with meta bits (BC_FRAME_ITEM_*): the seven-field frame, or with
+ * meta 0 exactly bc_frame_put_item's. */
+bc_status_t bc_frame_put_item_meta(bc_frame_buf_t *b, const char *key, size_t nkey,
+                                   const char *value, size_t nvalue, uint32_t flags, uint32_t ttl,
+                                   uint64_t cas, uint32_t meta);
 bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
 /* Replication frames (see REPLICATION above).  replid is at most
  * BC_FRAME_REPLID_MAX bytes (BC_EINVAL otherwise). */

@@ -970,8 +970,10 @@ httpd_parker(void *arg)
 
 /* ---- lifecycle ---- */
 
-static bc_status_t
-httpd_bind(bc_httpd_t *h)
+/* Binds and listens on one port: the socket, or -1 with *err_out = errno,
+ * or -2 when the listen address does not resolve (logged). */
+static int
+httpd_bind_port(bc_httpd_t *h, uint16_t port, int *err_out)
 {
     struct addrinfo hints, *res = NULL;
     char service[8];
@@ -980,12 +982,13 @@ httpd_bind(bc_httpd_t *h)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(service, sizeof(service), "%u", h->cfg.port);
+    snprintf(service, sizeof(service), "%u", port);
     int rc = getaddrinfo(h->cfg.listen_addr, service, &hints, &res);
     if (rc != 0) {
         log_error("%s: cannot resolve listen address %s: %s", h->name, h->cfg.listen_addr,
                   gai_strerror(rc));
-        return BC_EINVAL;
+        *err_out = EINVAL;
+        return -2;
     }
     int fd = -1;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
@@ -1002,14 +1005,38 @@ httpd_bind(bc_httpd_t *h)
         fd = -1;
     }
     freeaddrinfo(res);
+    *err_out = last_errno;
+    return fd;
+}
+
+static bc_status_t
+httpd_bind(bc_httpd_t *h)
+{
+    unsigned tries = h->cfg.port_tries > 1 && h->cfg.port != 0 ? h->cfg.port_tries : 1;
+    uint16_t port = h->cfg.port;
+    int fd = -1, last_errno = 0;
+    for (unsigned i = 0; i < tries && (unsigned)h->cfg.port + i <= 65535u; i++) {
+        port = (uint16_t)(h->cfg.port + i);
+        fd = httpd_bind_port(h, port, &last_errno);
+        if (fd == -2) return BC_EINVAL;
+        if (fd >= 0 || last_errno != EADDRINUSE) break;
+    }
     if (fd < 0) {
-        log_error("%s: cannot listen on %s:%u: %s", h->name, h->cfg.listen_addr, h->cfg.port,
-                  strerror(last_errno));
+        if (tries > 1 && last_errno == EADDRINUSE) {
+            log_error("%s: cannot listen on %s: ports %u..%u are all in use", h->name,
+                      h->cfg.listen_addr, h->cfg.port, port);
+        } else {
+            log_error("%s: cannot listen on %s:%u: %s", h->name, h->cfg.listen_addr, port,
+                      strerror(last_errno));
+        }
         return BC_EIO;
+    }
+    if (port != h->cfg.port) {
+        log_info("%s: port %u is in use; listening on %u instead", h->name, h->cfg.port, port);
     }
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    h->port = h->cfg.port;
+    h->port = port;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET) h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         else if (ss.ss_family == AF_INET6) h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);

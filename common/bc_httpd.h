@@ -132,6 +132,9 @@ typedef struct bc_httpd_config {
     const char *name;              /* for log lines: "admin", "console api" */
     const char *listen_addr;       /* host or address literal */
     uint16_t port;                 /* 0 = any free port */
+    /* Ports tried from port upwards while they are in use (EADDRINUSE):
+     * 0 or 1 = port only.  bc_httpd_port() says which one was bound. */
+    unsigned port_tries;
     unsigned max_conns;            /* 0 = 2048 */
     unsigned timeout_s;            /* idle connection timeout; 0 = 30 */
     size_t max_body;               /* largest request body; 0 = 64 KiB */
@@ -155,7 +158,8 @@ typedef struct bc_httpd_config {
 } bc_httpd_config_t;
 
 /*
- * Binds the listening socket.  *out is owned by the caller
+ * Binds the listening socket (port, or with port_tries the first free of
+ * port..port+port_tries-1; a move is logged).  *out is owned by the caller
  * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
  * listen failed; logged with the reason), BC_ECONFIG (bound beyond
  * loopback with neither auth nor insecure_no_auth; logged), BC_ENOMEM.

@@ -96,13 +96,14 @@ parse_u64(const word_t *w, uint64_t *out)
     return true;
 }
 
-/* 32-bit unsigned; values above UINT32_MAX are refused (memcached truncates). */
+/* memcached's safe_strtoul: strtoul (64 bits here) stored into a uint32_t,
+ * so 4294967296 reads as 0 -- memcached's truncation, kept on purpose. */
 static bool
 parse_u32(const word_t *w, uint32_t *out)
 {
     uint64_t v;
 
-    if (!parse_u64(w, &v) || v > UINT32_MAX) return false;
+    if (!parse_u64(w, &v)) return false;
     *out = (uint32_t)v;
     return true;
 }
@@ -122,6 +123,17 @@ parse_i64(const word_t *w, int64_t *out)
         if (mag > (uint64_t)INT64_MAX) return false;
         *out = (int64_t)mag;
     }
+    return true;
+}
+
+/* memcached's safe_strtol: strtol (64 bits here) stored into an int32_t. */
+static bool
+parse_i32(const word_t *w, int64_t *out)
+{
+    int64_t v;
+
+    if (!parse_i64(w, &v)) return false;
+    *out = (int32_t)(uint32_t)(uint64_t)v;
     return true;
 }
 
@@ -151,12 +163,8 @@ split_words(const char *s, const char *end, word_t *words, size_t max)
 bool
 bc_mc_key_valid(const char *key, size_t nkey)
 {
-    if (nkey == 0 || nkey > BC_MC_KEY_MAX_LEN) return false;
-    for (size_t i = 0; i < nkey; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if (c < 0x20 || c == 0x7f) return false;
-    }
-    return true;
+    (void)key;
+    return nkey >= 1 && nkey <= BC_MC_KEY_MAX_LEN;
 }
 
 bool
@@ -212,6 +220,19 @@ static const char *const cmd_names[] = {
     [BC_MC_CMD_VERSION] = "version",
     [BC_MC_CMD_VERBOSITY] = "verbosity",
     [BC_MC_CMD_QUIT] = "quit",
+    [BC_MC_CMD_MG] = "mg",
+    [BC_MC_CMD_MS] = "ms",
+    [BC_MC_CMD_MD] = "md",
+    [BC_MC_CMD_MA] = "ma",
+    [BC_MC_CMD_MN] = "mn",
+    [BC_MC_CMD_ME] = "me",
+    [BC_MC_CMD_SHUTDOWN] = "shutdown",
+    [BC_MC_CMD_CACHE_MEMLIMIT] = "cache_memlimit",
+    [BC_MC_CMD_SLABS] = "slabs",
+    [BC_MC_CMD_LRU] = "lru",
+    [BC_MC_CMD_LRU_CRAWLER] = "lru_crawler",
+    [BC_MC_CMD_WATCH] = "watch",
+    [BC_MC_CMD_REFRESH_CERTS] = "refresh_certs",
 };
 
 const char *
@@ -219,49 +240,6 @@ bc_mc_cmd_name(bc_mc_cmd_t cmd)
 {
     if ((size_t)cmd >= sizeof(cmd_names) / sizeof(cmd_names[0])) return "";
     return cmd_names[cmd];
-}
-
-/* Identifies a command word; BC_MC_CMD_NONE when unknown. */
-static bc_mc_cmd_t
-lookup_command(const char *p, size_t n)
-{
-    /* Switch on the length first: most words are rejected by one compare. */
-    switch (n) {
-    case 3:
-        if (memcmp(p, "get", 3) == 0) return BC_MC_CMD_GET;
-        if (memcmp(p, "set", 3) == 0) return BC_MC_CMD_SET;
-        if (memcmp(p, "gat", 3) == 0) return BC_MC_CMD_GAT;
-        if (memcmp(p, "add", 3) == 0) return BC_MC_CMD_ADD;
-        if (memcmp(p, "cas", 3) == 0) return BC_MC_CMD_CAS;
-        break;
-    case 4:
-        if (memcmp(p, "gets", 4) == 0) return BC_MC_CMD_GETS;
-        if (memcmp(p, "gats", 4) == 0) return BC_MC_CMD_GATS;
-        if (memcmp(p, "incr", 4) == 0) return BC_MC_CMD_INCR;
-        if (memcmp(p, "decr", 4) == 0) return BC_MC_CMD_DECR;
-        if (memcmp(p, "quit", 4) == 0) return BC_MC_CMD_QUIT;
-        break;
-    case 5:
-        if (memcmp(p, "touch", 5) == 0) return BC_MC_CMD_TOUCH;
-        if (memcmp(p, "stats", 5) == 0) return BC_MC_CMD_STATS;
-        break;
-    case 6:
-        if (memcmp(p, "delete", 6) == 0) return BC_MC_CMD_DELETE;
-        if (memcmp(p, "append", 6) == 0) return BC_MC_CMD_APPEND;
-        break;
-    case 7:
-        if (memcmp(p, "replace", 7) == 0) return BC_MC_CMD_REPLACE;
-        if (memcmp(p, "prepend", 7) == 0) return BC_MC_CMD_PREPEND;
-        if (memcmp(p, "version", 7) == 0) return BC_MC_CMD_VERSION;
-        break;
-    case 9:
-        if (memcmp(p, "flush_all", 9) == 0) return BC_MC_CMD_FLUSH_ALL;
-        if (memcmp(p, "verbosity", 9) == 0) return BC_MC_CMD_VERBOSITY;
-        break;
-    default:
-        break;
-    }
-    return BC_MC_CMD_NONE;
 }
 
 static bc_status_t
@@ -273,22 +251,49 @@ fail(bc_mc_request_t *req, const char *error)
 }
 
 /*
- * An unknown command.  memcached dispatches on the first letter before it
- * looks at anything else; only a line whose command does not start like one
- * of its commands reaches the "last word is HTTP/..." test that closes the
- * connection on a stray HTTP request.
+ * memcached's tokenize_command on [s, end): splits on spaces into at most
+ * BC_MC_MAX_TOKENS - 1 tokens, then adds the terminal token (length 0;
+ * when words remain, tok_rest is set and it points at them); ntok counts
+ * the terminal token too.
  */
-static bc_status_t
-parse_unknown(const char *cmd, size_t ncmd, const char *end, bc_mc_request_t *req)
+static void
+tokenize(const char *s, const char *end, bc_mc_request_t *req)
 {
-    const char *last, *s = end;
+    uint32_t n = 0;
 
-    if ((cmd[0] != '\0' && strchr("gsacidt", cmd[0]) != NULL) || (cmd[0] == 'm' && ncmd == 2))
-        return fail(req, BC_MC_ERR_UNKNOWN);
-    while (s > cmd && s[-1] == ' ') s--;
-    last = s;
-    while (last > cmd && last[-1] != ' ') last--;
-    if (s - last >= 5 && memcmp(last, "HTTP/", 5) == 0) {
+    while (s < end) {
+        while (s < end && *s == ' ') s++;
+        if (s == end) break;
+        if (n == BC_MC_MAX_TOKENS - 1) {
+            req->tok_rest = true;
+            break;
+        }
+        const char *start = s;
+        while (s < end && *s != ' ') s++;
+        req->tok[n].p = start;
+        req->tok[n].n = (uint32_t)(s - start);
+        n++;
+    }
+    req->tok[n].p = s;
+    req->tok[n].n = 0;
+    req->ntok = n + 1;
+}
+
+static bool
+tok_is(const bc_mc_token_t *t, const char *lit)
+{
+    size_t n = strlen(lit);
+    return t->n == n && memcmp(t->p, lit, n) == 0;
+}
+
+/* An unknown command: a stray HTTP request (last word "HTTP/...", as
+ * memcached looks at it: the last of the tokens it split) is closed
+ * without a reply, anything else is ERROR. */
+static bc_status_t
+parse_unknown(bc_mc_request_t *req)
+{
+    const bc_mc_token_t *last = &req->tok[req->ntok - 2];
+    if (last->n >= 5 && memcmp(last->p, "HTTP/", 5) == 0) {
         req->close = true;
         return fail(req, NULL);
     }
@@ -308,7 +313,7 @@ parse_retrieval(const char *rest, const char *end, bc_mc_request_t *req)
         if (!bc_mc_next_key(&cursor, end, &w.p, &nkey))
             return fail(req, BC_MC_ERR_UNKNOWN);
         w.n = (uint32_t)nkey;
-        if (!parse_i64(&w, &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
+        if (!parse_i32(&w, &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
     }
     req->keys = cursor;
     req->keys_end = end;
@@ -350,8 +355,8 @@ parse_storage(const word_t *w, size_t nw, bc_mc_request_t *req)
     if (nw != base && nw != base + 1) return fail(req, BC_MC_ERR_UNKNOWN);
     req->noreply = last_is_noreply(w, nw);
     if (set_key(req, &w[1]) != BC_OK) return BC_EPROTO;
-    if (!parse_u32(&w[2], &req->flags) || !parse_i64(&w[3], &req->exptime) ||
-        !parse_i64(&w[4], &vlen))
+    if (!parse_u32(&w[2], &req->flags) || !parse_i32(&w[3], &req->exptime) ||
+        !parse_i32(&w[4], &vlen))
         return fail(req, BC_MC_ERR_FORMAT);
     if (is_cas && !parse_u64(&w[5], &req->cas)) return fail(req, BC_MC_ERR_FORMAT);
     if (vlen < 0 || vlen > (int64_t)BC_MC_VALUE_MAX_LEN) return fail(req, BC_MC_ERR_FORMAT);
@@ -390,7 +395,7 @@ parse_touch(const word_t *w, size_t nw, bc_mc_request_t *req)
     if (nw != 3 && nw != 4) return fail(req, BC_MC_ERR_UNKNOWN);
     req->noreply = last_is_noreply(w, nw);
     if (set_key(req, &w[1]) != BC_OK) return BC_EPROTO;
-    if (!parse_i64(&w[2], &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
+    if (!parse_i32(&w[2], &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
     return BC_OK;
 }
 
@@ -401,7 +406,7 @@ parse_flush_all(const word_t *w, size_t nw, bc_mc_request_t *req)
     if (nw > 3) return fail(req, BC_MC_ERR_UNKNOWN);
     if (nw > 1) req->noreply = last_is_noreply(w, nw);
     if (nw != (req->noreply ? 2u : 1u)) {
-        if (!parse_i64(&w[1], &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
+        if (!parse_i32(&w[1], &req->exptime)) return fail(req, BC_MC_ERR_EXPTIME);
         req->has_delay = true;
     }
     return BC_OK;
@@ -410,34 +415,164 @@ parse_flush_all(const word_t *w, size_t nw, bc_mc_request_t *req)
 static bc_status_t
 parse_verbosity(const word_t *w, size_t nw, bc_mc_request_t *req)
 {
-    uint64_t level;
+    uint32_t level;
 
     if (nw != 2 && nw != 3) return fail(req, BC_MC_ERR_UNKNOWN);
     req->noreply = last_is_noreply(w, nw);
-    if (!parse_u64(&w[1], &level)) return fail(req, BC_MC_ERR_FORMAT);
+    if (!parse_u32(&w[1], &level)) return fail(req, BC_MC_ERR_FORMAT);
     req->verbosity = level > BC_MC_MAX_VERBOSITY ? BC_MC_MAX_VERBOSITY : (uint32_t)level;
     return BC_OK;
+}
+
+/*
+ * memcached 1.6.18's process_command_ascii: the first letter, then the
+ * command word, then the token count (wrong count = "ERROR").  ntok is
+ * memcached's ntokens (words + 1).
+ */
+static bc_mc_cmd_t
+dispatch(bc_mc_request_t *req, bool *want_ok)
+{
+    const bc_mc_token_t *c = &req->tok[0];
+    uint32_t nt = req->ntok;
+    bc_mc_cmd_t cmd = BC_MC_CMD_NONE;
+
+#define WANT_OR(a, b) (*want_ok = nt == (a) || nt == (b))
+#define WANT(lo, hi) (*want_ok = nt >= (lo) && nt <= (hi))
+#define WANT_MIN(lo) (*want_ok = nt >= (lo))
+    *want_ok = true;
+    if (c->p[0] == 'm' && c->n == 2) {
+        switch (c->p[1]) {
+        case 'g': return BC_MC_CMD_MG;
+        case 's': return BC_MC_CMD_MS;
+        case 'd': return BC_MC_CMD_MD;
+        case 'n': return BC_MC_CMD_MN;
+        case 'a': return BC_MC_CMD_MA;
+        case 'e': return BC_MC_CMD_ME;
+        default: *want_ok = false; return BC_MC_CMD_NONE;
+        }
+    }
+    switch (c->p[0]) {
+    case 'g':
+        if (!WANT_MIN(3)) return BC_MC_CMD_NONE;
+        if (tok_is(c, "get")) return BC_MC_CMD_GET;
+        if (tok_is(c, "gets")) return BC_MC_CMD_GETS;
+        if (tok_is(c, "gat")) return BC_MC_CMD_GAT;
+        if (tok_is(c, "gats")) return BC_MC_CMD_GATS;
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    case 's':
+        if (tok_is(c, "set")) {
+            WANT_OR(6, 7);
+            return BC_MC_CMD_SET;
+        }
+        if (tok_is(c, "stats")) return BC_MC_CMD_STATS;
+        if (tok_is(c, "shutdown")) return BC_MC_CMD_SHUTDOWN;
+        if (tok_is(c, "slabs")) return BC_MC_CMD_SLABS;
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    case 'a':
+        if (tok_is(c, "add")) cmd = BC_MC_CMD_ADD;
+        else if (tok_is(c, "append")) cmd = BC_MC_CMD_APPEND;
+        if (cmd != BC_MC_CMD_NONE) WANT_OR(6, 7);
+        else *want_ok = false;
+        return cmd;
+    case 'c':
+        if (tok_is(c, "cas")) {
+            WANT_OR(7, 8);
+            return BC_MC_CMD_CAS;
+        }
+        if (tok_is(c, "cache_memlimit")) {
+            WANT_OR(3, 4);
+            return BC_MC_CMD_CACHE_MEMLIMIT;
+        }
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    case 'i':
+        if (tok_is(c, "incr")) {
+            WANT_OR(4, 5);
+            return BC_MC_CMD_INCR;
+        }
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    case 'd':
+        if (tok_is(c, "delete")) {
+            WANT(3, 5);
+            return BC_MC_CMD_DELETE;
+        }
+        if (tok_is(c, "decr")) {
+            WANT_OR(4, 5);
+            return BC_MC_CMD_DECR;
+        }
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    case 't':
+        if (tok_is(c, "touch")) {
+            WANT_OR(4, 5);
+            return BC_MC_CMD_TOUCH;
+        }
+        *want_ok = false;
+        return BC_MC_CMD_NONE;
+    default:
+        break;
+    }
+    if (tok_is(c, "replace") || tok_is(c, "prepend")) {
+        WANT_OR(6, 7);
+        return tok_is(c, "replace") ? BC_MC_CMD_REPLACE : BC_MC_CMD_PREPEND;
+    }
+    if (tok_is(c, "bget")) {                 /* memcached's ancient alias of get */
+        WANT_MIN(3);
+        return BC_MC_CMD_GET;
+    }
+    if (tok_is(c, "flush_all")) {
+        WANT(2, 4);
+        return BC_MC_CMD_FLUSH_ALL;
+    }
+    if (tok_is(c, "version")) return BC_MC_CMD_VERSION;
+    if (tok_is(c, "quit")) return BC_MC_CMD_QUIT;
+    if (tok_is(c, "lru_crawler")) return BC_MC_CMD_LRU_CRAWLER;
+    if (tok_is(c, "watch")) return BC_MC_CMD_WATCH;
+    if (tok_is(c, "verbosity")) {
+        WANT_OR(3, 4);
+        return BC_MC_CMD_VERBOSITY;
+    }
+    if (tok_is(c, "lru")) {
+        WANT_MIN(3);
+        return BC_MC_CMD_LRU;
+    }
+    if (tok_is(c, "refresh_certs")) return BC_MC_CMD_REFRESH_CERTS;
+#undef WANT_OR
+#undef WANT
+#undef WANT_MIN
+    return BC_MC_CMD_NONE;
 }
 
 bc_status_t
 bc_mc_request_parse(const char *line, size_t len, bc_mc_request_t *req)
 {
-    const char *end = line + len, *s = line, *cmd;
+    const char *end, *s, *nul;
     word_t words[MAX_WORDS];
     size_t nwords;
+    bool want_ok;
 
     memset(req, 0, sizeof(*req));
-    if (len > 0 && end[-1] == '\r') end--;
+    /* memcached strips the "\r" of a line longer than one byte, then reads
+     * the line as a C string: it ends at a NUL. */
+    if (len > 1 && line[len - 1] == '\r') len--;
+    nul = memchr(line, '\0', len);
+    if (nul != NULL) len = (size_t)(nul - line);
+    end = line + len;
 
-    while (s < end && *s == ' ') s++;
-    cmd = s;
-    while (s < end && *s != ' ') s++;
-    if (s - cmd < 2) return fail(req, BC_MC_ERR_UNKNOWN);
+    tokenize(line, end, req);
+    if (req->ntok < 2 || req->tok[0].n < 2) return fail(req, BC_MC_ERR_UNKNOWN);
+    req->cmd = dispatch(req, &want_ok);
+    if (req->cmd == BC_MC_CMD_NONE) {
+        if (!want_ok) return fail(req, BC_MC_ERR_UNKNOWN);
+        return parse_unknown(req);
+    }
+    if (!want_ok) return fail(req, BC_MC_ERR_UNKNOWN);
 
-    req->cmd = lookup_command(cmd, (size_t)(s - cmd));
+    s = req->tok[0].p + req->tok[0].n;
     switch (req->cmd) {
-    case BC_MC_CMD_NONE:
-        return parse_unknown(cmd, (size_t)(s - cmd), end, req);
     case BC_MC_CMD_GET:
     case BC_MC_CMD_GETS:
     case BC_MC_CMD_GAT:
@@ -445,12 +580,25 @@ bc_mc_request_parse(const char *line, size_t len, bc_mc_request_t *req)
         return parse_retrieval(s, end, req);
     case BC_MC_CMD_VERSION:
     case BC_MC_CMD_QUIT:
-        return BC_OK;                       /* arguments are ignored */
+    case BC_MC_CMD_MG:
+    case BC_MC_CMD_MS:
+    case BC_MC_CMD_MD:
+    case BC_MC_CMD_MA:
+    case BC_MC_CMD_MN:
+    case BC_MC_CMD_ME:
+    case BC_MC_CMD_SHUTDOWN:
+    case BC_MC_CMD_CACHE_MEMLIMIT:
+    case BC_MC_CMD_SLABS:
+    case BC_MC_CMD_LRU:
+    case BC_MC_CMD_LRU_CRAWLER:
+    case BC_MC_CMD_WATCH:
+    case BC_MC_CMD_REFRESH_CERTS:
+        return BC_OK;                       /* the executor reads tok[] */
     default:
         break;
     }
 
-    nwords = split_words(cmd, end, words, MAX_WORDS);
+    nwords = split_words(req->tok[0].p, end, words, MAX_WORDS);
     switch (req->cmd) {
     case BC_MC_CMD_SET:
     case BC_MC_CMD_ADD:

@@ -23,25 +23,28 @@
  *   range of the line that holds them, already validated and counted, which
  *   bc_mc_next_key() walks.
  *
- * FIDELITY TO MEMCACHED 1.6, AND THE DELIBERATE DIFFERENCES
- *   Command names are case sensitive; a wrong number of arguments is
- *   "ERROR"; numbers are read the way memcached's safe_strtoul/strtol family
- *   reads them (leading blanks and a sign accepted, trailing garbage not,
- *   "-0" is zero, a negative value for an unsigned field is an error);
- *   "noreply" is recognised when it is the last word of any command that
- *   takes it, even where the grammar would put a number (memcached does the
- *   same and then stays silent about the resulting error).  A line whose
- *   last word starts with "HTTP/" and whose command is unknown asks for the
+ * FIDELITY TO MEMCACHED 1.6
+ *   memcached 1.6.18 is the specification, down to its quirks: the line is
+ *   cut at its first NUL byte (memcached reads it as a C string); at most 24
+ *   tokens are split (the rest of a longer line is one token, as
+ *   memcached's tokenize_command leaves it); the command is dispatched on
+ *   its first letter and then on its number of tokens (a wrong number is
+ *   "ERROR", as memcached's WANT_TOKENS); numbers are read the way
+ *   memcached's safe_strtoul/strtol family reads them (leading blanks and a
+ *   sign accepted, trailing garbage not, "-0" is zero, a negative value for
+ *   an unsigned field is an error) and then TRUNCATED to 32 bits where
+ *   memcached stores them in 32 bits: flags 4294967296 are 0, an exptime is
+ *   an int32, a data length of 4294967297 is 1.  "noreply" is recognised
+ *   when it is the last word of any command that takes it, even where the
+ *   grammar would put a number (memcached does the same and then stays
+ *   silent about the resulting error).  A key is any 1..250 bytes without a
+ *   space: control bytes and TABs are key bytes.  A line whose last word
+ *   starts with "HTTP/" and whose command is unknown asks for the
  *   connection to be closed, which is how memcached gets rid of browsers.
  *
- *   Where memcached silently truncates a number to 32 bits we refuse it
- *   instead: flags above 2^32-1 and data lengths above 2^31-3 are
- *   "CLIENT_ERROR bad command line format" (memcached would store flags
- *   4294967296 as 0 and read a 4294967297-byte block as 1 byte).  Exptimes
- *   are kept as 64-bit values rather than truncated to int32.  Keys must not
- *   contain control characters (bytes 0x00-0x1f and 0x7f), as the protocol
- *   specification says; memcached accepts them, and truncates a line at a
- *   NUL byte.  Meta commands (mg, ms, ...) are not implemented: "ERROR".
+ *   Meta commands (mg ms md ma mn me) are only tokenized here: their flags
+ *   are interpreted by bc_mc_meta_parse (bc_mcmeta.h) as the command runs,
+ *   in memcached's order.
  */
 #ifndef BC_MCPROTO_H
 #define BC_MCPROTO_H
@@ -51,6 +54,10 @@
 #include <stdint.h>
 
 #include "bc_status.h"
+
+/* The memcached release whose protocol the node speaks: what "version"
+ * answers (clients such as libmemcached decide features by it). */
+#define BC_MC_PROTOCOL_VERSION "1.6.18"
 
 #define BC_MC_KEY_MAX_LEN 250u
 /* Largest data block length accepted on a storage command line. */
@@ -97,7 +104,31 @@ typedef enum bc_mc_cmd {
     BC_MC_CMD_VERSION,
     BC_MC_CMD_VERBOSITY,
     BC_MC_CMD_QUIT,
+    /* meta commands: tokens in bc_mc_request_t.tok (see bc_mcmeta.h) */
+    BC_MC_CMD_MG,
+    BC_MC_CMD_MS,
+    BC_MC_CMD_MD,
+    BC_MC_CMD_MA,
+    BC_MC_CMD_MN,
+    BC_MC_CMD_ME,
+    /* administration, arguments in tok */
+    BC_MC_CMD_SHUTDOWN,
+    BC_MC_CMD_CACHE_MEMLIMIT,
+    BC_MC_CMD_SLABS,
+    BC_MC_CMD_LRU,
+    BC_MC_CMD_LRU_CRAWLER,
+    BC_MC_CMD_WATCH,
+    BC_MC_CMD_REFRESH_CERTS,
 } bc_mc_cmd_t;
+
+/* memcached's token limit: at most BC_MC_MAX_TOKENS - 1 words are split;
+ * the terminal token (always empty) then points at the rest. */
+#define BC_MC_MAX_TOKENS 24
+
+typedef struct bc_mc_token {
+    const char *p;
+    uint32_t n;
+} bc_mc_token_t;
 
 /*
  * A parsed request.  Every pointer points into the line given to
@@ -126,6 +157,15 @@ typedef struct bc_mc_request {
     uint32_t verbosity;       /* verbosity: clamped to BC_MC_MAX_VERBOSITY */
     const char *subcmd;       /* stats: first word after "stats" or NULL */
     uint32_t nsubcmd;
+
+    /* The line's tokens as memcached's tokenize_command splits it: tok[0]
+     * is the command; ntok counts them PLUS the terminal token, as
+     * memcached's ntokens does (so "mg k v" has ntok 4); tok[ntok - 1] is
+     * that empty terminal token.  tok_rest: the line had more words than
+     * fit (they start at tok[ntok - 1].p).  Filled for every line. */
+    bc_mc_token_t tok[BC_MC_MAX_TOKENS];
+    uint32_t ntok;
+    bool tok_rest;
 } bc_mc_request_t;
 
 /*
@@ -147,7 +187,8 @@ bc_status_t bc_mc_request_parse(const char *line, size_t len, bc_mc_request_t *r
  */
 bool bc_mc_next_key(const char **cursor, const char *end, const char **key, size_t *nkey);
 
-/* True when the key is 1..250 bytes without control characters. */
+/* True when the key is 1..250 bytes (any bytes: the parser has split on
+ * spaces already). */
 bool bc_mc_key_valid(const char *key, size_t nkey);
 
 /*

@@ -63,6 +63,7 @@ api_health(void *ctx, bc_http_req_t *req)
     bc_console_get_stats(api->console, &s);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", s.connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(doc, "version", BC_VERSION);
     cJSON_AddStringToObject(doc, "role", s.leader ? "active" : "standby");
     cJSON_AddBoolToObject(doc, "zookeeper_connected", s.connected);
     if (!api->has_token || req->authenticated) {
@@ -958,7 +959,7 @@ bc_console_api_create_secure(const char *listen_addr, uint16_t port, bc_console_
     api->has_token = access->auth != NULL;
     bc_httpd_config_t cfg = {
         .name = "console api", .listen_addr = listen_addr, .port = port,
-        .max_body = 4096, .routes = api_routes,
+        .port_tries = access->port_tries, .max_body = 4096, .routes = api_routes,
         .nroutes = sizeof(api_routes) / sizeof(api_routes[0]), .ctx = api,
         /* ---- access (bc_httpd.h ACCESS, docs/security.md) ---- */
         .auth = access->auth, .insecure_no_auth = access->insecure_no_auth,

@@ -56,7 +56,8 @@ typedef struct bc_console_api bc_console_api_t;
 
 /*
  * Binds listen_addr:port (bound before the console starts, so the real port
- * can be advertised).  console is borrowed and must outlive the API; it may
+ * can be advertised; bc_console_api_create_secure's access may let it try
+ * the next ports).  console is borrowed and must outlive the API; it may
  * be NULL here and attached before bc_console_api_start.
  * *out is owned by the caller (bc_console_api_destroy).  Errors: those of
  * bc_httpd_create.
@@ -70,6 +71,8 @@ typedef struct bc_console_api_access {
     bool insecure_no_auth;         /* beyond loopback without a token, on purpose */
     uint32_t max_conns;            /* 0 = 2048 */
     uint32_t max_conns_per_ip;     /* 0 = 256 */
+    unsigned port_tries;           /* ports tried from port upwards while in use
+                                    * (bc_httpd.h); 0 or 1 = port only */
 } bc_console_api_access_t;
 
 /*

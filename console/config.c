@@ -77,7 +77,10 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
                                 err_len)) != BC_OK) return st;
     if (found) cfg->session_timeout_ms = (int)v;
     if ((st = bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len)) != BC_OK) return st;
-    if (found) cfg->admin_port = (uint16_t)v;
+    if (found) {
+        cfg->admin_port = (uint16_t)v;
+        cfg->admin_port_given = true;
+    }
     if ((st = bc_config_get_int(doc, "orphan_grace_ms", -1, INT64_C(86400000) * 30, &v, &found, err,
                                 err_len)) != BC_OK) return st;
     if (found) cfg->orphan_grace_ms = v;
@@ -126,7 +129,8 @@ static const struct {
     {"zk", O_ZK, true, "ZooKeeper hosts, host:port[,host:port...] (required)"},
     {"cluster", O_CLUSTER, true, "cluster name (required; create it with `bucketcache cluster create`)"},
     {"session-timeout-ms", O_SESSION, true, "ZooKeeper session timeout, 1000..60000 (default 4000)"},
-    {"admin-port", O_ADMIN_PORT, true, "HTTP API and dashboard port (default 11290; 0 = any free port)"},
+    {"admin-port", O_ADMIN_PORT, true, "HTTP API and dashboard port (default: 11290, or the next "
+                                       "free port above it; 0 = any free port)"},
     {"admin-listen", O_ADMIN_LISTEN, true, "HTTP API listen address (default 127.0.0.1)"},
     {"advertise", O_ADVERTISE, true, "host other processes reach the API at (default: the listen address)"},
     {"orphan-grace-ms", O_GRACE, true, "hand a down group's buckets to the others after this long "
@@ -195,6 +199,7 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
     case O_ADMIN_PORT:
         if (bc_parse_int(val, 0, 65535, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected a port 0..65535, got \"%.40s\"", name, val);
         cfg->admin_port = (uint16_t)v;
+        cfg->admin_port_given = true;
         return BC_OK;
     case O_ADMIN_LISTEN:
         if (val[0] == '\0' || strlen(val) >= sizeof(cfg->admin_listen)) return cfg_fail(err, len, "--%s: expected an address", name);

@@ -28,7 +28,12 @@
 #include "bc_config.h"
 #include "bc_status.h"
 
+/* The API port when none is configured: 11290, or the first free one of
+ * the BC_CONSOLE_ADMIN_PORT_TRIES ports from there, so consoles started
+ * side by side on one host with only --zk/--cluster all run.  Others find
+ * the port in the console's election record in ZooKeeper. */
 #define BC_CONSOLE_DEFAULT_ADMIN_PORT 11290u
+#define BC_CONSOLE_ADMIN_PORT_TRIES 100u
 #define BC_CONSOLE_DEFAULT_SESSION_MS 4000
 #define BC_CONSOLE_DEFAULT_MIG_PARALLEL 4u
 #define BC_CONSOLE_DEFAULT_MIG_TIMEOUT_MS 30000u
@@ -39,6 +44,7 @@ typedef struct bc_console_cfg {
     int session_timeout_ms;        /* 1000..60000 */
     char admin_listen[BC_HOST_MAX];
     uint16_t admin_port;
+    bool admin_port_given;         /* set by flag or file: that port or fail */
     char advertise[BC_HOST_MAX];   /* host others reach the API at; "" = derive */
     int64_t orphan_grace_ms;       /* -1 = orphans wait for their group */
     uint32_t migrations_parallel;  /* 0..16; 0 = no migrations */

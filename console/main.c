@@ -101,10 +101,15 @@ main(int argc, char **argv)
 
     bc_console_api_t *api = NULL;
     bc_console_t *console = NULL;
-    /* Bind the API first so its real port can be advertised in the election. */
+    /* Bind the API first so its real port can be advertised in the
+     * election.  A configured port is that port; the default moves up to
+     * the next free one (logged), so consoles side by side on one host all
+     * run: the CLI and the nodes' dashboards read the port from ZooKeeper. */
+    unsigned tries = cfg.admin_port_given ? 1 : BC_CONSOLE_ADMIN_PORT_TRIES;
     bc_console_api_access_t access = {
         .auth = auth, .insecure_no_auth = cfg.insecure_no_auth,
         .max_conns = cfg.max_conns, .max_conns_per_ip = cfg.max_conns_per_ip,
+        .port_tries = tries,
     };
     bc_status_t st = bc_console_api_create_secure(cfg.admin_listen, cfg.admin_port, NULL, &access,
                                                   &api);
@@ -113,6 +118,10 @@ main(int argc, char **argv)
             fprintf(stderr, "bucketcache-console: refusing to serve the API on %s beyond "
                             "loopback without --auth-token-file (or --insecure-no-auth)\n",
                     cfg.admin_listen);
+        } else if (tries > 1) {
+            fprintf(stderr, "bucketcache-console: cannot listen on %s, ports %u..%u: %s\n",
+                    cfg.admin_listen, cfg.admin_port, cfg.admin_port + tries - 1,
+                    bc_status_str(st));
         } else {
             fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
                     cfg.admin_port, bc_status_str(st));

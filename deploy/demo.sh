@@ -96,7 +96,7 @@ step "kill -9 the primary of user:1001's group: its backup takes over with the d
 owner=$("${CLI[@]}" locate user:1001 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primary"])')
 off=$(( ${owner##*:} - BASE - 100 ))
 victim="node-g$((off / 10))-$(( (off % 10) / 2 ))"
-echo "replication on $owner before: $(curl -s "http://127.0.0.1:$(( ${owner##*:} + 1 ))/v1/repl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("role", r["role"], "offset", r["offset"], "backups", [(b["name"], b["acked"]) for b in r["backups"]])')"
+echo "replication on $owner before: $(curl -s "http://127.0.0.1:$(( ${owner##*:} + 69 ))/v1/repl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("role", r["role"], "offset", r["offset"], "backups", [(b["name"], b["acked"]) for b in r["backups"]])')"
 kill -9 "$(cat "$STATE/$victim.pid")"
 t0=$(date +%s%N)
 for _ in $(seq 150); do
@@ -110,7 +110,7 @@ for key in user:1001 user:1002 cart:77 session:abc; do
 done
 "${CLI[@]}" groups
 echo
-echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin: http://127.0.0.1:$((BASE + 111))/stats)"
+echo "dashboard: http://127.0.0.1:$((BASE + 90))/  (node admin, data port + 69: http://127.0.0.1:$((BASE + 110 + 69))/stats)"
 echo "the dashboard asks for the admin token: it is in $STATE/admin-token"
 if [ -n "${BC_DEMO_KEEP:-}" ]; then
   echo "cluster left running; stop it with: deploy/local-cluster.sh down"

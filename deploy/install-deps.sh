@@ -4,8 +4,11 @@
 set -euo pipefail
 
 # libmsgpack-dev, libcmocka-dev, memcached, libmemcached-tools,
-# python3-pymemcache: tests only (libmsgpack-dev checks the hand-written
-# frame codec, common/bc_frame.c; pymemcache is a memcached client people use).
+# python3-pymemcache, python3-pylibmc: tests only (libmsgpack-dev checks the
+# hand-written frame codec, common/bc_frame.c; memcached 1.6.18 is the
+# reference the data port is compared with; libmemcached-tools, pymemcache
+# and pylibmc -- the binary protocol's client -- are the unmodified clients
+# the compatibility tests run).
 # prometheus (for promtool) and chromium: tests only -- promtool checks
 # /metrics and deploy/prometheus/*.yml, headless chromium loads the
 # console's dashboard.
@@ -14,7 +17,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
-  libcmocka-dev memcached libmemcached-tools python3-pymemcache curl prometheus chromium
+  libcmocka-dev memcached libmemcached-tools python3-pymemcache python3-pylibmc curl
+  prometheus chromium
   libcurl4-openssl-dev libssl-dev
   iproute2 iptables
 )

@@ -21,9 +21,10 @@
 # Binaries come from $BC_BUILD_DIR (default build/).  State, logs and pid
 # files live in $BC_STATE_DIR (default deploy/.local-cluster/).  Ports start at $BC_BASE_PORT
 # (default 22100): demo origin +80, ZooKeeper +81, consoles +90/+91, group g
-# node i data port +100+10g+2i and its admin port one above.  BC_ORIGIN sets
-# the nodes' --origin (default "img/=http://ORIGIN-ADDRESS/v1/{key}";
-# "none": no read-through, no demo origin).  With --netns the
+# node i data port +100+10g+2i; a node's admin port is its data port + 69
+# (the node's default, so no --admin-port is given).  BC_ORIGIN sets the
+# nodes' --origin (default "img/=http://ORIGIN-ADDRESS/v1/{key}"; "none":
+# no read-through, no demo origin).  With --netns the
 # addresses are 10.202.0.0/24 inside namespaces named $BC_NETNS_PREFIX-HOST
 # (default bclc): zk .11 (the demo origin too, port 8000), con0/con1
 # .20/.21, client .5, group g node i (host g<g>n<i>) .100+10g+i; ports are
@@ -231,17 +232,17 @@ group_up() {  # gid
   local g=$1 i
   for i in 0 1; do
     local port=$((BASE + 100 + 10 * g + 2 * i)) admin host=g${g}n$i ip
-    admin=$((port + 1))
     if [ "$NETNS" = 1 ]; then
       [ "$g" -le 15 ] || die "--netns: at most 15 groups"
       add_host "$host" $((100 + 10 * g + i))
-      port=11211 admin=11280
+      port=11211
     fi
+    admin=$((port + 69))      # the node's default admin port: no --admin-port given
     ip=$(host_ip "$host")
     port_free "$host" "$port" "node $i of group $g"
-    port_free "$host" "$admin" "node $i of group $g"
+    port_free "$host" "$admin" "node $i of group $g (admin port)"
     start_bg "node-g$g-$i" "$host" "$BUILD/node/bucketcache-node" -l "$ip" -p "$port" \
-      --admin-port "$admin" --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
+      --admin-listen "$ip" --advertise "$ip" -m "$NODE_MEMORY_MB" -t 2 \
       --zk "$ZK" --cluster "$CLUSTER" --group "$g" "${ORIGIN_ARGS[@]}" \
       --auth-token-file "$TOKEN" --zk-auth-file "$ZK_AUTH"
     wait_port "$host" "$port" "node-g$g-$i" "node $i of group $g"
@@ -412,5 +413,5 @@ case "${1:-}" in
   heal) shift; cmd_heal "$@" ;;
   hosts) cmd_hosts ;;
   exec) shift; cmd_exec "$@" ;;
-  *) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -52,6 +52,7 @@
 #include "bc_config.h"
 #include "bc_httpd.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "bc_metrics.h"
 #include "bc_time.h"
 #include "bc_text.h"
@@ -231,6 +232,8 @@ handle_health(void *ctx, bc_http_req_t *req)
         return bc_http_reply_json(req, MHD_HTTP_OK, doc);
     }
     cJSON_AddStringToObject(doc, "version", BC_VERSION);
+    /* what "version" answers on the data port (memcached clients parse it) */
+    cJSON_AddStringToObject(doc, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddStringToObject(doc, "mode", admin->cluster != NULL ? "cluster" : "standalone");
@@ -372,6 +375,7 @@ handle_stats(void *ctx, bc_http_req_t *req)
         return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     cJSON_AddStringToObject(process, "version", BC_VERSION);
+    cJSON_AddStringToObject(process, "memcached_protocol", BC_MC_PROTOCOL_VERSION);
     cJSON_AddNumberToObject(process, "pid", (double)getpid());
     cJSON_AddNumberToObject(process, "uptime_seconds", (double)(time(NULL) - admin->started));
     cJSON_AddNumberToObject(process, "time", (double)time(NULL));
@@ -714,6 +718,13 @@ handle_buckets(void *ctx, bc_http_req_t *req)
         cJSON_AddNumberToObject(e, "gets", (double)(x->ops.hits + x->ops.misses));
         cJSON_AddNumberToObject(e, "evictions", (double)x->evictions);
         cJSON_AddNumberToObject(e, "expirations", (double)x->expirations);
+        if (admin->origin != NULL) {
+            bc_origin_bucket_counts_t oc;
+            bc_origin_bucket_counts(admin->origin, b, &oc);
+#define BC__ADMIN_ORIGIN_JSON(name, help) cJSON_AddNumberToObject(e, "origin_" #name, (double)oc.name);
+            BC_ORIGIN_BUCKET_COUNTERS(BC__ADMIN_ORIGIN_JSON)
+#undef BC__ADMIN_ORIGIN_JSON
+        }
         cJSON_AddItemToArray(arr, e);
     }
     free(bs);

@@ -145,7 +145,8 @@ static const node_option_t node_options[] = {
     {'B', "protocol", NULL, "NAME", OPT_PROTOCOL,
      "ascii or auto (both mean the text protocol); binary is not supported"},
     {0, "admin-port", NULL, "NUM", OPT_ADMIN_PORT,
-     "HTTP admin port: /health /stats /metrics /v1/keys (default 11280; 0 = disabled)"},
+     "HTTP admin port: /health /stats /metrics /v1/keys (default: the data port + 69, "
+     "so 11211 gives 11280 and 11212 gives 11281; 0 = disabled)"},
     {0, "admin-listen", NULL, "ADDR", OPT_ADMIN_LISTEN,
      "address of the admin port (default 127.0.0.1)"},
     {0, "eviction", NULL, "POLICY", OPT_EVICTION,
@@ -378,7 +379,10 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(doc_listen(doc, "admin.listen", cfg->admin_listen, sizeof(cfg->admin_listen), err,
                      err_len));
     CHECK(bc_config_get_int(doc, "admin.port", 0, 65535, &v, &found, err, err_len));
-    if (found) cfg->admin_port = (uint16_t)v;
+    if (found) {
+        cfg->admin_port = (uint16_t)v;
+        cfg->admin_port_given = true;
+    }
     CHECK(bc_config_get_int(doc, "admin.max_connections", 1, 100000, &v, &found, err,
                             err_len));
     if (found) cfg->admin_max_conns = (uint32_t)v;
@@ -655,7 +659,10 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
                          "ascii or auto (only the text protocol is supported)");
     case OPT_ADMIN_PORT:
         st = flag_int(ps, flag, value, 0, 65535, &v);
-        if (st == BC_OK) cfg->admin_port = (uint16_t)v;
+        if (st == BC_OK) {
+            cfg->admin_port = (uint16_t)v;
+            cfg->admin_port_given = true;
+        }
         return st;
     case OPT_ADMIN_LISTEN:
         return flag_string(ps, flag, value, cfg->admin_listen, sizeof(cfg->admin_listen), true);
@@ -874,7 +881,19 @@ bc_node_config_parse_args(bc_node_config_t *cfg, int argc, char *const argv[],
         if (cfg->verbosity >= 3 && cfg->log_level < BC_LOG_TRACE) cfg->log_level = BC_LOG_TRACE;
         if (cfg->verbosity == 2 && cfg->log_level < BC_LOG_DEBUG) cfg->log_level = BC_LOG_DEBUG;
     }
+    if (!cfg->admin_port_given) cfg->admin_port = bc_node_config_default_admin_port(cfg->port);
     return bc_node_config_validate(cfg, err, err_len);
+}
+
+uint16_t
+bc_node_config_default_admin_port(uint16_t data_port)
+{
+    /* BEHAVIOR: derived from the data port, so that nodes started side by
+     * side with only -p do not fight over one admin port. */
+    if (data_port == 0) return BC_NODE_DEFAULT_ADMIN_PORT;
+    if (data_port <= 65535 - BC_NODE_ADMIN_PORT_OFFSET)
+        return (uint16_t)(data_port + BC_NODE_ADMIN_PORT_OFFSET);
+    return (uint16_t)(data_port - BC_NODE_ADMIN_PORT_OFFSET);
 }
 
 bc_status_t

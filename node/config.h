@@ -70,6 +70,10 @@
 
 #define BC_NODE_DEFAULT_PORT          11211u
 #define BC_NODE_DEFAULT_ADMIN_PORT    11280u
+/* Without --admin-port the admin port is the data port + this (11211 ->
+ * 11280); a data port above 65466 gets the data port - this; -p 0 (any
+ * free port) keeps BC_NODE_DEFAULT_ADMIN_PORT. */
+#define BC_NODE_ADMIN_PORT_OFFSET     69u
 #define BC_NODE_DEFAULT_MEMORY_MB     64u
 #define BC_NODE_MIN_MEMORY            (1024u * 1024u)        /* 1 MiB */
 #define BC_NODE_MAX_MEMORY            (1ull << 44)           /* 16 TiB */
@@ -101,7 +105,8 @@ typedef struct bc_node_config {
 
     /* admin HTTP port (admin.h) */
     char admin_listen[BC_HOST_MAX];    /* --admin-listen; "127.0.0.1" */
-    uint16_t admin_port;               /* --admin-port; 11280, 0 = disabled */
+    uint16_t admin_port;               /* --admin-port; data port + 69, 0 = disabled */
+    bool admin_port_given;             /* set by a flag or the file (else derived) */
     uint32_t admin_max_conns;          /* concurrent admin connections; 2048 */
     /* -- security (docs/security.md) -- */
     uint32_t admin_max_conns_per_ip;   /* admin connections per peer address; 256 */
@@ -189,5 +194,8 @@ void bc_node_config_usage(FILE *out, const char *prog);
 
 /* Logs the effective configuration at info level, one line per part. */
 void bc_node_config_log(const bc_node_config_t *cfg);
+
+/* The admin port a node on data_port gets without --admin-port. */
+uint16_t bc_node_config_default_admin_port(uint16_t data_port);
 
 #endif

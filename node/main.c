@@ -81,6 +81,7 @@
 #include "bc_auth.h"
 #include "bc_http_client.h"
 #include "bc_log.h"
+#include "bc_mcproto.h"
 #include "bc_zk.h"
 #include "bc_time.h"
 #include "cluster/cluster.h"
@@ -211,6 +212,12 @@ server_stats_reset_hook(void *server)
     bc_server_reset_stats(server);
 }
 
+static size_t
+server_conns_hook(void *server, bc_conn_info_t **out)
+{
+    return bc_server_conns(server, out);
+}
+
 /* What the text protocol reports in "stats" and "stats settings": the
  * server's settings in force, its figures and its "stats reset". */
 static void
@@ -231,6 +238,8 @@ proto_env_init(bc_proto_env_t *env, bc_cache_t *cache, bc_server_t *server, int 
     env->hook_arg = server;
     env->server_stats = server_stats_hook;
     env->stats_reset = server_stats_reset_hook;
+    env->conns = server_conns_hook;
+    env->detail = bc_proto_detail_create();   /* NULL: "stats detail" keeps nothing */
 }
 
 /* ---- process setup ---- */
@@ -438,7 +447,8 @@ main(int argc, char **argv)
         return 0;
     }
     if (action == BC_NODE_SHOW_VERSION) {
-        printf("bucketcache-node %s\n", BC_VERSION);
+        printf("bucketcache-node %s (memcached protocol %s)\n", BC_VERSION,
+               BC_MC_PROTOCOL_VERSION);
         return 0;
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);
@@ -742,7 +752,10 @@ out:
     if (server != NULL) bc_server_stop(server);
     expiry_stop(&expiry);
     bc_admin_destroy(admin);
-    if (server != NULL) bc_server_destroy(server);
+    if (server != NULL) {
+        bc_server_destroy(server);
+        bc_proto_detail_destroy(proto_env.detail);   /* set up with the server */
+    }
     bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);

@@ -152,6 +152,9 @@ struct bc_cache {
     uint32_t nshards;
     uint32_t shard_mask;
     uint32_t (*now)(void);
+    /* memcached's process_started (its start - 62 s): an absolute expiry
+     * at or before it counts as "1", already expired (realtime()). */
+    uint32_t started;
     const bc_evict_ops_t *policy;
     bc_evict_env_t env;
 
@@ -198,6 +201,13 @@ cache_notify_item(const bc_cache_t *cache, bc_cache_event_type_t type, const bc_
                   const cache_bucket_t *b)
 {
     cache_notify(cache, type, it, NULL, 0, 0, b);
+}
+
+/* mem_limit may be changed at run time (bc_cache_set_mem_limit). */
+static inline size_t
+cache_mem_limit(const bc_cache_t *cache)
+{
+    return __atomic_load_n(&cache->mem_limit, __ATOMIC_RELAXED);
 }
 
 /* Where a hash lives. */
@@ -473,7 +483,8 @@ do_item_link(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *it, uint32_t 
 
     if (!do_table_reserve(cache, b)) return false;
     it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    it->iflags = BC_ITEM_LINKED;
+    it->iflags = (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
+    it->atime = now;
     uint32_t idx = loc->q & b->mask;
     it->hnext = b->slots[idx];
     b->slots[idx] = it;
@@ -521,13 +532,25 @@ do_item_replace(bc_cache_t *cache, const cache_loc_t *loc, bc_item_t *old_it,
     *pp = new_it;
     old_it->hnext = NULL;
     new_it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
-    new_it->iflags = BC_ITEM_LINKED;
+    new_it->iflags = (uint8_t)((new_it->iflags & BC_ITEM_META_MASK) | BC_ITEM_LINKED);
+    new_it->atime = now;
     cache->policy->on_replace(s->policy, old_it, new_it, now);
     b->bytes = b->bytes - old_charge + new_charge;
     s->total_items++;
     s->data_bytes = s->data_bytes - (old_it->nkey + bc_item_value_len(old_it)) +
                     (new_it->nkey + bc_item_value_len(new_it));
     do_item_drop_link(cache, old_it, old_charge, freelist);
+}
+
+/*
+ * A fetch, as memcached's segmented LRU counts it (do_item_bump): the
+ * first marks the item fetched, a later one refreshes its access time.
+ */
+static inline void
+item_bump(bc_item_t *it, uint32_t now)
+{
+    if (it->iflags & ITEM_FETCHED) it->atime = now;
+    it->iflags |= ITEM_FETCHED;
 }
 
 /* Unlinks a dead (expired or flushed) item and counts it. */
@@ -613,7 +636,7 @@ static bool
 cache_try_reserve(bc_cache_t *cache, uint64_t need)
 {
     uint64_t cur = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    while (cur + need <= cache->mem_limit) {
+    while (cur + need <= cache_mem_limit(cache)) {
         if (atomic_compare_exchange_weak_explicit(&cache->mem_used, &cur, cur + need,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
@@ -627,7 +650,7 @@ static bool
 cache_over_limit(bc_cache_t *cache, uint64_t extra)
 {
     return atomic_load_explicit(&cache->mem_used, memory_order_relaxed) + extra >
-           cache->mem_limit;
+           cache_mem_limit(cache);
 }
 
 /*
@@ -736,6 +759,8 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     cache->nshards = nshards;
     cache->shard_mask = nshards - 1;
     cache->now = config->now;
+    uint32_t t0 = cache->now != NULL ? cache->now() : (uint32_t)time(NULL);
+    cache->started = t0 > 62 ? t0 - 62 : 0;
     cache->policy = policy;
     cache->env.mem_used = &cache->mem_used;
     pthread_mutex_init(&cache->scan_lock, NULL);
@@ -768,7 +793,7 @@ bc_cache_create(const bc_cache_config_t *config, bc_cache_t **out)
     }
     pthread_mutexattr_destroy(&attr);
 
-    if (atomic_load(&cache->mem_used) >= cache->mem_limit) {
+    if (atomic_load(&cache->mem_used) >= cache_mem_limit(cache)) {
         log_error("cache: memory limit %zu bytes is below the engine's own %llu bytes",
                   cache->mem_limit, (unsigned long long)atomic_load(&cache->mem_used));
         cache_free_all(cache);
@@ -811,7 +836,9 @@ bc_cache_max_item_size(const bc_cache_t *cache)
 /*
  * memcached's realtime(): 0 = never; negative = already expired (1 is a
  * time always in the past); up to 30 days = relative; larger = absolute
- * (clamped to what 32 bits hold).
+ * (clamped to what 32 bits hold), and an absolute time at or before
+ * memcached's process_started is 1 as well -- so two such times compare
+ * equal, as in memcached (mg's R against a T in the past).
  */
 uint32_t
 bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
@@ -819,6 +846,7 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
     if (exptime == 0) return 0;
     if (exptime < 0) return 1;
     if (exptime > (int64_t)BC_REALTIME_MAXDELTA) {
+        if (exptime <= (int64_t)cache->started) return 1;
         return exptime > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)exptime;
     }
     uint64_t abs = (uint64_t)cache_clock(cache) + (uint64_t)exptime;
@@ -852,7 +880,7 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
             it = NULL;   /* absurd fan-out on one item: refuse, never overflow */
         } else {
             if (ref) atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
-            it->iflags |= ITEM_FETCHED;
+            item_bump(it, now);
             if (touch) {
                 it->exptime = exptime;
                 cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
@@ -910,6 +938,17 @@ bc_item_retain(bc_item_t *it)
 /* writes                                                                   */
 /* ------------------------------------------------------------------------ */
 
+void
+bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit)
+{
+    __atomic_store_n(&cache->mem_limit, limit, __ATOMIC_RELAXED);
+    /* Shrinking: evict down to the new limit now rather than on the next
+     * store. */
+    for (uint32_t i = 0; i < cache->nshards && cache_over_limit(cache, 0); i++) {
+        (void)cache_make_room(cache, i, 0, false);
+    }
+}
+
 bc_item_t *
 bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
               uint32_t flags, uint32_t exptime, uint32_t nbytes, bc_status_t *st)
@@ -920,13 +959,15 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         *st = BC_EINVAL;
         return NULL;
     }
-    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes > cache->max_item_size) {
+    /* memcached stores non-zero flags in 4 more bytes of the item. */
+    if ((uint64_t)CACHE_MC_ITEM_HEADER + nkey + 1 + nbytes + (flags != 0 ? 4u : 0u) >
+        cache->max_item_size) {
         *st = BC_ETOOLARGE;
         return NULL;
     }
     size_t request = item_request_size(nkey, nbytes);
     uint64_t estimate = cache_mem_estimate(request);
-    if (estimate > cache->mem_limit ||
+    if (estimate > cache_mem_limit(cache) ||
         !cache_make_room(cache, cache_shard_of(cache, hash), estimate, true)) {
         *st = BC_ENOMEM;
         return NULL;
@@ -950,6 +991,7 @@ bc_item_alloc(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
     it->exptime = exptime;
     it->flags = flags;
     it->nbytes = nbytes;
+    it->atime = 0;
     atomic_init(&it->refcount, 1);
     it->nkey = (uint8_t)nkey;
     it->iflags = 0;
@@ -982,7 +1024,8 @@ cache_enforce_limit(bc_cache_t *cache, uint32_t hash)
  * whole thing is retried against the new value.
  */
 static bc_status_t
-cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_out)
+cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t cas_in,
+                   uint64_t *cas_out)
 {
     cache_loc_t loc;
     const char *key = bc_item_key(it);
@@ -1000,6 +1043,13 @@ cache_store_concat(bc_cache_t *cache, bc_item_t *it, bool append, uint64_t *cas_
             cache_free_list(cache, freelist);
             bc_item_release(cache, it);
             return BC_ENOTSTORED;
+        }
+        if (cas_in != 0 && old->cas != cas_in) {
+            /* ms MA/MP with C: memcached's simplified CAS check. */
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            bc_item_release(cache, it);
+            return BC_EEXISTS;
         }
         atomic_fetch_add_explicit(&old->refcount, 1, memory_order_relaxed);
         uint64_t old_cas = old->cas;
@@ -1069,7 +1119,8 @@ cache_cas_raise(bc_cache_t *cache, uint64_t cas)
 }
 
 static bc_status_t cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
-                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas);
+                               uint64_t cas_in, uint64_t *cas_out, uint64_t keep_cas,
+                               bool set_stale);
 
 /* Counts one write request of the calling thread (counters.h) to the
  * key's bucket: a set (with nread key and value bytes) or, when done, a
@@ -1088,24 +1139,56 @@ cache_count_write(bc_cache_t *cache, bc_counters_block_t *blk, uint32_t hash, co
     if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
 }
 
-bc_status_t
-bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
-               uint64_t *cas_out)
+/* Counts one read request of the calling thread to the key's bucket, a
+ * hit (it: the item found) or a miss, as cache_get does. */
+static inline void
+cache_count_read(bc_cache_t *cache, uint32_t hash, const char *key, size_t nkey,
+                 const bc_item_t *it)
 {
-    /* Counted as the request it is, before the store consumes the item
-     * (as memcached counts cmd_set and bytes_read). */
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk == NULL) return;
+    uint32_t bi = hash % cache->nbuckets;
+    if (it != NULL) {
+        bc_counters_add(blk, bi, hits, 1);
+        bc_counters_add(blk, bi, bytes_written, bc_item_value_len(it));
+    } else {
+        bc_counters_add(blk, bi, misses, 1);
+    }
+    if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
+}
+
+/* A store counted as the request it is, before it consumes the item (as
+ * memcached counts cmd_set and bytes_read). */
+static bc_status_t
+cache_store_counted(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+                    uint64_t *cas_out, bool set_stale)
+{
     bc_counters_block_t *blk = it != NULL ? bc_counters_mine(cache->counters) : NULL;
     if (blk != NULL) {
         cache_count_write(cache, blk, it->hash, bc_item_key(it), it->nkey, true, true,
                           it->nkey + bc_item_value_len(it));
     }
-    return cache_store(cache, it, mode, cas_in, cas_out, 0);
+    return cache_store(cache, it, mode, cas_in, cas_out, 0, set_stale);
+}
+
+bc_status_t
+bc_cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+               uint64_t *cas_out)
+{
+    return cache_store_counted(cache, it, mode, cas_in, cas_out, false);
+}
+
+bc_status_t
+bc_cache_store_meta(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
+                    bool set_stale, uint64_t *cas_out)
+{
+    return cache_store_counted(cache, it, mode, cas_in, cas_out, set_stale);
 }
 
 bc_status_t
 bc_cache_store_as(bc_cache_t *cache, bc_item_t *it, uint64_t cas)
 {
-    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas);
+    return cache_store(cache, it, BC_STORE_SET, 0, NULL, cas, false);
 }
 
 /*
@@ -1125,7 +1208,7 @@ bc_cache_store_moved(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uin
         return BC_EINVAL;
     }
     if (cas < atomic_load(&cache->oldest_cas)) cas = 0;
-    return cache_store(cache, it, mode, 0, NULL, cas);
+    return cache_store(cache, it, mode, 0, NULL, cas, false);
 }
 
 void
@@ -1135,15 +1218,16 @@ bc_cache_reset_flush(bc_cache_t *cache)
     atomic_store(&cache->oldest_cas, 0);
 }
 
-/* keep_cas != 0: the stored item gets that CAS (replication, migration). */
+/* keep_cas != 0: the stored item gets that CAS (replication, migration).
+ * set_stale: memcached's ms I (see bc_cache_store_meta). */
 static bc_status_t
 cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas_in,
-            uint64_t *cas_out, uint64_t keep_cas)
+            uint64_t *cas_out, uint64_t keep_cas, bool set_stale)
 {
     if (it == NULL) return BC_EINVAL;
     if (it->iflags & BC_ITEM_LINKED) return BC_EINVAL;   /* stored twice: caller bug */
     if (mode == BC_STORE_APPEND || mode == BC_STORE_PREPEND) {
-        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_out);
+        return cache_store_concat(cache, it, mode == BC_STORE_APPEND, cas_in, cas_out);
     }
 
     cache_loc_t loc;
@@ -1162,12 +1246,21 @@ cache_store(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode, uint64_t cas
         break;
     case BC_STORE_ADD:
         st = old != NULL ? BC_ENOTSTORED : BC_OK;
+        if (old != NULL) old->atime = now;       /* memcached bumps it */
         break;
     case BC_STORE_REPLACE:
         st = old != NULL ? BC_OK : BC_ENOTSTORED;
         break;
     case BC_STORE_CAS:
         st = old == NULL ? BC_ENOTFOUND : old->cas != cas_in ? BC_EEXISTS : BC_OK;
+        if (st == BC_EEXISTS && set_stale && cas_in != 0 && cas_in < old->cas) {
+            /* A stale value (lower CAS) replaces the current one but stays
+             * stale: it keeps the expiry and the win token state. */
+            it->exptime = old->exptime;
+            bc_item_set_meta(it, (uint8_t)((it->iflags & BC_ITEM_META_MASK) | BC_ITEM_STALE |
+                                           (old->iflags & BC_ITEM_WON)));
+            st = BC_OK;
+        }
         break;
     default:
         st = BC_EINVAL;
@@ -1231,8 +1324,9 @@ bc_cache_touch(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
  * past it: strtoull semantics (leading white space, optional sign, decimal
  * digits, ERANGE on overflow) and memcached's acceptance rule (something
  * must be converted, the number must end at white space -- the value's
- * CRLF counts -- or at a NUL, and a '-' that made the result look negative
- * is rejected; "-0" and "-18446744073709551615" are accepted, as there).
+ * CRLF counts -- or at a NUL, and a '-' before the first NUL that made the
+ * result look negative is rejected; "-0" and "-18446744073709551615" are
+ * accepted, as there).
  */
 static bool
 arith_parse(const char *p, size_t len, uint64_t *out)
@@ -1253,9 +1347,13 @@ arith_parse(const char *p, size_t len, uint64_t *out)
         v = v * 10 + d;
     }
     if (s < end && !ARITH_SPACE(*s) && *s != '\0') return false;
-    if (neg) {
-        v = (uint64_t)0 - v;
-        if ((int64_t)v < 0) return false;
+    if (neg) v = (uint64_t)0 - v;
+    /* memcached: a result that looks negative is refused when strchr()
+     * finds a '-' in the value: up to its first NUL (past the value, where
+     * memcached reads on into its memory, is not looked at). */
+    if ((int64_t)v < 0) {
+        const char *nul = memchr(p, '\0', len);
+        if (memchr(p, '-', nul != NULL ? (size_t)(nul - p) : len) != NULL) return false;
     }
     *out = v;
     return true;
@@ -1263,14 +1361,64 @@ arith_parse(const char *p, size_t len, uint64_t *out)
 }
 
 
-static bc_status_t cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
-                               bool incr, uint64_t delta, uint64_t *result);
+static bc_status_t cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                                bc_cache_marith_t *m);
 
 bc_status_t
 bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
                uint64_t delta, uint64_t *result)
 {
-    bc_status_t st = cache_arith(cache, key, nkey, hash, incr, delta, result);
+    bc_cache_marith_t m = {.incr = incr, .delta = delta};
+    bc_status_t st = bc_cache_marith(cache, key, nkey, hash, &m);
+    if (st == BC_OK && result != NULL) *result = m.value;
+    return st;
+}
+
+/* ma's vivify: stores `initial` as a new item (add).  Returns BC_OK (m
+ * filled), BC_EEXISTS when the key appeared meanwhile (retry), or an
+ * allocation error. */
+static bc_status_t
+marith_vivify(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_marith_t *m)
+{
+    char buf[24];
+    bc_status_t st;
+    size_t len = bc_mc_u64_to_dec(m->initial, buf);
+    bc_item_t *nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, (uint32_t)len + 2, &st);
+    if (nit == NULL) return st == BC_ETOOLARGE ? BC_ENOMEM : st;
+    memcpy(bc_item_value(nit), buf, len);
+    memcpy(bc_item_value(nit) + len, "\r\n", 2);
+
+    cache_loc_t loc;
+    bc_item_t *freelist = NULL;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *old = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    bool linked = old == NULL && do_item_link(cache, &loc, nit, now);
+    if (linked) {
+        if (m->set_exptime_created) nit->exptime = m->exptime_created;
+        m->value = m->initial;
+        m->cas = nit->cas;
+        m->exptime_before = 0;
+        m->created = true;
+        cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    cache_free_list(cache, freelist);
+    if (!linked) {
+        bc_item_release(cache, nit);
+        return old != NULL ? BC_EEXISTS : BC_ENOMEM;
+    }
+    cache_enforce_limit(cache, hash);
+    return BC_OK;
+}
+
+bc_status_t
+bc_cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                bc_cache_marith_t *m)
+{
+    bc_status_t st = cache_marith(cache, key, nkey, hash, m);
     bc_counters_block_t *blk = bc_counters_mine(cache->counters);
     if (blk != NULL && key != NULL && nkey > 0 && nkey <= BC_KEY_MAX_LEN) {
         cache_count_write(cache, blk, hash, key, nkey, true, false, 0);
@@ -1279,12 +1427,13 @@ bc_cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, b
 }
 
 static bc_status_t
-cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool incr,
-            uint64_t delta, uint64_t *result)
+cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+             bc_cache_marith_t *m)
 {
     cache_loc_t loc;
     if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
     cache_locate(cache, hash, &loc);
+    m->created = false;
 
     for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
         bc_item_t *freelist = NULL;
@@ -1294,19 +1443,32 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
 
         pthread_mutex_lock(&loc.shard->lock);
         bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
-        if (it == NULL || it->nbytes <= 2 ||
-            !arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) {
+        if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
             cache_free_list(cache, freelist);
-            return it == NULL ? BC_ENOTFOUND : BC_ENONNUMERIC;
+            if (!m->vivify) return BC_ENOTFOUND;
+            bc_status_t st = marith_vivify(cache, key, nkey, hash, m);
+            if (st == BC_EEXISTS) continue;
+            return st;
         }
-        if (incr) {
-            value += delta;                     /* wraps at 2^64, as memcached */
+        /* memcached's order: empty value, then the CAS, then the number. */
+        bc_status_t bad = BC_OK;
+        if (it->nbytes <= 2) bad = BC_ENONNUMERIC;
+        else if (m->cas_in != 0 && it->cas != m->cas_in) bad = BC_EEXISTS;
+        else if (!arith_parse(bc_item_value(it), bc_item_value_len(it), &value)) bad = BC_ENONNUMERIC;
+        if (bad != BC_OK) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            return bad;
+        }
+        if (m->incr) {
+            value += m->delta;                  /* wraps at 2^64, as memcached */
         } else {
-            value = delta > value ? 0 : value - delta;
+            value = m->delta > value ? 0 : value - m->delta;
         }
         size_t len = bc_mc_u64_to_dec(value, buf);
-        if (result != NULL) *result = value;
+        m->value = value;
+        m->exptime_before = it->exptime;
 
         if (len + 2 <= it->nbytes && item_refs(it) == 1) {
             /* Nobody but the table holds it: rewrite in place, padding a
@@ -1315,6 +1477,9 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
             memcpy(v, buf, len);
             memset(v + len, ' ', it->nbytes - 2 - len);
             it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
+            it->atime = now;
+            if (m->set_exptime_hit) it->exptime = m->exptime_hit;
+            m->cas = it->cas;
             cache->policy->on_access(loc.shard->policy, it, now);
             cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
             pthread_mutex_unlock(&loc.shard->lock);
@@ -1347,6 +1512,7 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
         if (same) {
             nit->exptime = cur->exptime;
             do_item_replace(cache, &loc, cur, nit, now, &freelist);
+            m->cas = nit->cas;
             cache_notify_item(cache, BC_CACHE_EV_STORE, nit, loc.bucket);
         }
         pthread_mutex_unlock(&loc.shard->lock);
@@ -1361,6 +1527,142 @@ cache_arith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool
     log_warn("cache: incr/decr gave up after %d concurrent changes of the key",
              CACHE_RETRIES);
     return BC_ENOMEM;
+}
+
+/* The meta state of a linked item (shard lock held). */
+static void
+item_meta(const bc_item_t *it, bc_item_meta_t *out)
+{
+    out->exptime = it->exptime;
+    out->atime = it->atime;
+    out->fetched = (it->iflags & ITEM_FETCHED) != 0;
+    out->stale = (it->iflags & BC_ITEM_STALE) != 0;
+    out->won = (it->iflags & BC_ITEM_WON) != 0;
+    out->key_binary = (it->iflags & BC_ITEM_KEY_BINARY) != 0;
+}
+
+bc_item_t *
+bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_mget_t *m, bc_status_t *st)
+{
+    cache_loc_t loc;
+    bc_item_t *nit = NULL;
+    bc_status_t dummy;
+    if (st == NULL) st = &dummy;
+    *st = BC_ENOTFOUND;
+    m->created = m->won = false;
+    memset(&m->meta, 0, sizeof(m->meta));
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return NULL;
+    cache_locate(cache, hash, &loc);
+
+    for (int attempt = 0; attempt < CACHE_RETRIES; attempt++) {
+        bc_item_t *freelist = NULL;
+        uint32_t now = cache_clock(cache);
+
+        pthread_mutex_lock(&loc.shard->lock);
+        bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+        if (it != NULL && item_refs(it) >= CACHE_REFCOUNT_MAX) it = NULL;
+        if (it == NULL && m->vivify && nit != NULL) {
+            /* An empty item, as memcached's vivify: flags 0, no expiry
+             * until N's (or a later T's) is applied. */
+            if (do_item_link(cache, &loc, nit, now)) {
+                it = nit;
+                nit = NULL;
+                m->created = true;
+            }
+        }
+        if (it == NULL) {
+            pthread_mutex_unlock(&loc.shard->lock);
+            cache_free_list(cache, freelist);
+            if (!m->vivify || nit != NULL || attempt > 0) {
+                if (nit != NULL) bc_item_release(cache, nit);
+                if (m->vivify) *st = BC_ENOMEM;
+                cache_count_read(cache, hash, key, nkey, NULL);
+                return NULL;
+            }
+            /* Allocate with no lock held (it may evict), then look again. */
+            nit = bc_item_alloc(cache, key, nkey, hash, 0, 0, 2, st);
+            if (nit == NULL) {
+                *st = BC_ENOMEM;
+                return NULL;
+            }
+            memcpy(bc_item_value(nit), "\r\n", 2);
+            continue;
+        }
+        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+        if (m->created) {
+            it->exptime = 0;
+            item_meta(it, &m->meta);
+            it->exptime = m->viv_exptime;   /* 0 when N's did not take effect */
+            m->won = true;
+        } else {
+            item_meta(it, &m->meta);
+            uint32_t exp_at_r = m->touch && m->recache_sees_touch ? m->touch_exptime
+                                                                   : it->exptime;
+            if (m->touch) it->exptime = m->touch_exptime;
+            if (m->recache && !m->meta.won && exp_at_r != 0 && exp_at_r < m->recache_time) {
+                m->won = true;
+            }
+        }
+        if (m->meta.stale && !m->meta.won) m->won = true;
+        if (m->no_win) m->won = false;
+        if (m->won) it->iflags |= BC_ITEM_WON;
+        if (m->bump) {
+            item_bump(it, now);
+            cache->policy->on_access(loc.shard->policy, it, now);
+        }
+        /* BEHAVIOR: a win token handed out changes the item's state as a
+         * store does (backups and migration targets must not hand out
+         * another one after a failover): it travels as the whole item. */
+        if (m->created || (m->won && !m->meta.won)) {
+            cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+        } else if (m->touch) {
+            cache_notify_item(cache, BC_CACHE_EV_TOUCH, it, loc.bucket);
+        }
+        pthread_mutex_unlock(&loc.shard->lock);
+        cache_free_list(cache, freelist);
+        if (nit != NULL) bc_item_release(cache, nit);
+        if (m->created) cache_enforce_limit(cache, hash);
+        cache_count_read(cache, hash, key, nkey, m->created ? NULL : it);
+        *st = BC_OK;
+        return it;
+    }
+    if (nit != NULL) bc_item_release(cache, nit);
+    return NULL;
+}
+
+bc_status_t
+bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool has_cas,
+                 uint64_t cas_in, bool stale, bool set_ttl, uint32_t exptime)
+{
+    cache_loc_t loc;
+    bc_item_t *freelist = NULL;
+    bc_status_t st = BC_OK;
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return BC_ENOTFOUND;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now, &freelist);
+    if (it == NULL) {
+        st = BC_ENOTFOUND;
+    } else if (has_cas && it->cas != cas_in) {
+        st = BC_EEXISTS;
+    } else if (stale) {
+        if (set_ttl) it->exptime = exptime;
+        it->iflags = (uint8_t)((it->iflags | BC_ITEM_STALE) & ~BC_ITEM_WON);
+        it->cas = atomic_fetch_add_explicit(&cache->cas_last, 1, memory_order_relaxed) + 1;
+        cache_notify_item(cache, BC_CACHE_EV_STORE, it, loc.bucket);
+    } else {
+        do_item_unlink(cache, &loc, it, BC_EVICT_DELETED, &freelist);
+        do_table_shrink(cache, loc.bucket);
+        cache_notify(cache, BC_CACHE_EV_DELETE, NULL, key, nkey, 0, loc.bucket);
+    }
+    pthread_mutex_unlock(&loc.shard->lock);
+    cache_free_list(cache, freelist);
+    bc_counters_block_t *blk = bc_counters_mine(cache->counters);
+    if (blk != NULL) cache_count_write(cache, blk, hash, key, nkey, false, st == BC_OK, 0);
+    return st;
 }
 
 void
@@ -1671,7 +1973,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
         pthread_mutex_unlock(&s->lock);
     }
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);
-    out->mem_limit = cache->mem_limit;
+    out->mem_limit = cache_mem_limit(cache);
     out->pinned_bytes = atomic_load_explicit(&cache->pinned_bytes, memory_order_relaxed);
 }
 

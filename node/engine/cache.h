@@ -102,6 +102,9 @@ const char *bc_cache_policy_name(const bc_cache_t *cache);
 uint32_t bc_cache_nbuckets(const bc_cache_t *cache);
 uint32_t bc_cache_now(const bc_cache_t *cache);
 size_t bc_cache_max_item_size(const bc_cache_t *cache);
+/* memcached's cache_memlimit: a new memory limit (> 0), effective at once
+ * (items are evicted down to it).  Any thread. */
+void bc_cache_set_mem_limit(bc_cache_t *cache, size_t limit);
 
 /*
  * Converts a memcached exptime to absolute unix seconds: 0 stays 0 (never),
@@ -180,6 +183,98 @@ void bc_cache_flush_came_due(bc_cache_t *cache, uint32_t when, uint64_t mark);
 /* Replication: the CAS below which items are flushed here, after applying
  * a delayed flush_all that has come due (0: never flushed). */
 uint64_t bc_cache_flush_mark(bc_cache_t *cache);
+
+/* ---- meta protocol (memcached's mg/ms/md/ma, node/proto/meta.c) ---- */
+
+/*
+ * As bc_cache_store, for memcached's ms: cas_in != 0 is also checked by
+ * append/prepend (EXISTS on a mismatch), and with set_stale (the I flag) a
+ * CAS store whose cas_in is LOWER than the item's replaces it anyway but
+ * marks the new value stale, keeping the old expiry and win-token state.
+ */
+bc_status_t bc_cache_store_meta(bc_cache_t *cache, bc_item_t *it, bc_store_mode_t mode,
+                                uint64_t cas_in, bool set_stale, uint64_t *cas_out);
+
+/* An item's meta state as it was before the call that reports it. */
+typedef struct bc_item_meta {
+    uint32_t exptime;          /* absolute, 0 = never */
+    uint32_t atime;            /* last access */
+    bool fetched;              /* fetched since stored (memcached's ITEM_FETCHED) */
+    bool stale;                /* BC_ITEM_STALE */
+    bool won;                  /* BC_ITEM_WON: a win token was already handed out */
+    bool key_binary;           /* BC_ITEM_KEY_BINARY */
+} bc_item_meta_t;
+
+/*
+ * memcached's mg on one key, atomically.  In: bump (count it as a fetch:
+ * not the u flag); touch/touch_exptime (T: the expiry a hit ends with);
+ * vivify/viv_exptime (N: a miss creates an empty item with that expiry,
+ * and wins); recache/recache_time/recache_exptime (R: a hit whose expiry
+ * -- recache_exptime, or the item's own when 0 -- is set and before
+ * recache_time wins, unless a token was handed out already).  A stale
+ * item whose token was not handed out wins too; a win marks the item
+ * (BC_ITEM_WON).  Out: created, won, meta (the state before this call;
+ * for a created item: exptime 0, not fetched).
+ * Returns the item referenced (bc_item_release), or NULL: a miss without
+ * vivify, or no memory to vivify (*st = BC_ENOMEM; otherwise BC_ENOTFOUND).
+ */
+typedef struct bc_cache_mget {
+    bool bump;
+    bool touch;
+    uint32_t touch_exptime;
+    bool vivify;
+    uint32_t viv_exptime;
+    bool recache;
+    uint32_t recache_time;
+    bool recache_sees_touch;   /* T came before R: R compares touch_exptime */
+    bool no_win;               /* hand out no win token (the request failed midway) */
+    bool created;              /* out */
+    bool won;                  /* out */
+    bc_item_meta_t meta;       /* out */
+} bc_cache_mget_t;
+
+bc_item_t *bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                         bc_cache_mget_t *m, bc_status_t *st);
+
+/*
+ * memcached's md: with has_cas, the item's CAS must equal cas_in
+ * (BC_EEXISTS otherwise); with stale (I) the item is not removed but
+ * marked stale with a fresh CAS, its win token reset, and its expiry set
+ * to exptime when set_ttl.  Returns BC_OK, BC_ENOTFOUND, BC_EEXISTS.
+ */
+bc_status_t bc_cache_mdelete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                             bool has_cas, uint64_t cas_in, bool stale, bool set_ttl,
+                             uint32_t exptime);
+
+/*
+ * memcached's ma: incr/decr as bc_cache_arith, also refused with
+ * BC_EEXISTS when cas_in != 0 differs from the item's CAS; a miss with
+ * vivify stores `initial` (flags 0) and reports created.  The expiry is
+ * then set to exptime_hit (when set_exptime_hit and the number was
+ * rewritten in place -- memcached loses it when the item is replaced by a
+ * longer number) or exptime_created (set_exptime_created, created).
+ * Out: value, cas, exptime_before (the expiry before that change; 0 for a
+ * created item).  Returns BC_OK, BC_ENOTFOUND, BC_ENONNUMERIC,
+ * BC_EEXISTS, BC_ENOMEM.
+ */
+typedef struct bc_cache_marith {
+    bool incr;
+    uint64_t delta;
+    uint64_t cas_in;
+    bool vivify;
+    uint64_t initial;
+    bool set_exptime_hit;
+    uint32_t exptime_hit;
+    bool set_exptime_created;
+    uint32_t exptime_created;
+    uint64_t value;            /* out */
+    uint64_t cas;              /* out */
+    uint32_t exptime_before;   /* out */
+    bool created;              /* out */
+} bc_cache_marith_t;
+
+bc_status_t bc_cache_marith(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                            bc_cache_marith_t *m);
 
 /* Returns BC_OK or BC_ENOTFOUND. */
 bc_status_t bc_cache_delete(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash);
@@ -283,7 +378,8 @@ void bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out);
  * another cache reproduces this one:
  *
  *   STORE  item now holds this value (set/add/replace/cas/append/prepend/
- *          incr/decr all report the resulting item)
+ *          incr/decr all report the resulting item) or this meta state
+ *          (md I marking it stale, mg handing out a win token)
  *   DELETE the key is gone (delete; also a too-large set's removal)
  *   TOUCH  item's expiry changed (touch, gat, gats)
  *   FLUSH  flush_all with its due time, or (now) the CAS mark below which

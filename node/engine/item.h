@@ -38,6 +38,7 @@ typedef struct bc_item {
     uint32_t exptime;          /* absolute unix seconds, 0 = never */
     uint32_t flags;            /* client flags */
     uint32_t nbytes;           /* value length including the trailing CRLF */
+    uint32_t atime;            /* last access, unix seconds (meta `l`, `me la=`) */
     _Atomic uint16_t refcount; /* 1 for the table link + 1 per reader */
     uint8_t nkey;
     uint8_t iflags;            /* BC_ITEM_* below */
@@ -47,6 +48,20 @@ typedef struct bc_item {
 } bc_item_t;
 
 #define BC_ITEM_LINKED 0x01u   /* in a bucket table and the policy */
+/* Meta-protocol state (memcached's it_flags of the same names); set on an
+ * unlinked item by its owner (bc_item_set_meta), kept by the link, changed
+ * afterwards only by the cache under the shard lock. */
+#define BC_ITEM_STALE      0x08u   /* invalidated by "md I" or a stale ms */
+#define BC_ITEM_WON        0x10u   /* a win token (W) was handed out */
+#define BC_ITEM_KEY_BINARY 0x20u   /* stored with a base64 key (ms b) */
+#define BC_ITEM_META_MASK  (BC_ITEM_STALE | BC_ITEM_WON | BC_ITEM_KEY_BINARY)
+
+/* Sets the meta bits (BC_ITEM_META_MASK) of an item not linked yet. */
+static inline void
+bc_item_set_meta(bc_item_t *it, uint8_t bits)
+{
+    it->iflags = (uint8_t)((it->iflags & ~BC_ITEM_META_MASK) | (bits & BC_ITEM_META_MASK));
+}
 
 static inline const char *bc_item_key(const bc_item_t *it) { return it->data; }
 static inline char *bc_item_value(bc_item_t *it) { return it->data + it->nkey + 1; }

@@ -24,11 +24,29 @@ bc_item_frame_exptime(uint32_t now, uint32_t ttl)
     return ttl > UINT32_MAX - now ? UINT32_MAX : now + ttl;
 }
 
+/* The item's meta-protocol bits as frame bits, and back. */
+static uint32_t
+item_meta_to_frame(uint8_t iflags)
+{
+    return ((iflags & BC_ITEM_STALE) ? BC_FRAME_ITEM_STALE : 0u) |
+           ((iflags & BC_ITEM_WON) ? BC_FRAME_ITEM_WON : 0u) |
+           ((iflags & BC_ITEM_KEY_BINARY) ? BC_FRAME_ITEM_KEY_BINARY : 0u);
+}
+
+static uint8_t
+frame_meta_to_item(uint32_t meta)
+{
+    return (uint8_t)(((meta & BC_FRAME_ITEM_STALE) ? BC_ITEM_STALE : 0u) |
+                     ((meta & BC_FRAME_ITEM_WON) ? BC_ITEM_WON : 0u) |
+                     ((meta & BC_FRAME_ITEM_KEY_BINARY) ? BC_ITEM_KEY_BINARY : 0u));
+}
+
 bc_status_t
 bc_item_frame_put(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl)
 {
-    return bc_frame_put_item(b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
-                             bc_item_value_len(it), it->flags, ttl, it->cas);
+    return bc_frame_put_item_meta(b, bc_item_key(it), it->nkey, it->data + it->nkey + 1,
+                                  bc_item_value_len(it), it->flags, ttl, it->cas,
+                                  item_meta_to_frame(it->iflags));
 }
 
 bool
@@ -57,5 +75,6 @@ bc_item_frame_alloc(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash, bc_st
     if (it == NULL) return NULL;
     if (f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
     memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
+    bc_item_set_meta(it, frame_meta_to_item(f->meta));
     return it;
 }

@@ -5,8 +5,10 @@
  * receiving end (repl/backup.c, migrate/import.c) stores.
  *
  * An item travels with its REMAINING lifetime in seconds (bc_frame.h:
- * relative, so the two nodes' clocks need not agree); an item that has
- * expired does not travel at all.
+ * relative, so the two nodes' clocks need not agree) and its meta-protocol
+ * state (stale, win token handed out, base64 key: item.h's BC_ITEM_META_MASK
+ * bits as the frame's meta field), so a backup that takes over serves a
+ * stale item as stale; an item that has expired does not travel at all.
  */
 #ifndef BC_NODE_ITEM_FRAME_H
 #define BC_NODE_ITEM_FRAME_H
@@ -47,7 +49,7 @@ bool bc_item_frame_batch_add(const bc_item_t *it, void *frames);
 
 /*
  * A new unlinked item (one reference, bc_item_alloc's rules) holding an
- * ITEM frame's key, value, flags and ttl, for bc_cache_store or
+ * ITEM frame's key, value, flags, ttl and meta bits, for bc_cache_store or
  * bc_cache_store_as.  hash is bc_hash_key of the key; the caller has
  * checked the key's length.  NULL with *st: BC_EINVAL (a value over 4 GiB:
  * no item can hold it), BC_ETOOLARGE (over the max item size), BC_ENOMEM

@@ -24,6 +24,7 @@
  *                                            consumed, status
  *   a data block in progress? ---------->  direct_dest / direct_done: the
  *                                            socket is read straight into it
+ *   after each event ------------------->  state_name(conn): "stats conns"
  *   waiting(conn)? --------------------->  true: the handler holds input back
  *                                            (too many forwarded commands in
  *                                            flight); the server stops reading
@@ -101,6 +102,11 @@ typedef struct bc_handler {
     bc_status_t (*direct_done)(void *conn, size_t n);
     /* True while the handler holds input back until it calls resume. */
     bool (*waiting)(const void *conn);
+    /* memcached's name for what the connection does now, as "stats conns"
+     * shows it: "conn_read" (waiting for a command), "conn_nread" (inside a
+     * data block), "conn_swallow", "conn_io_queue" (held back, waiting);
+     * a static string.  NULL: the server says "conn_read". */
+    const char *(*state_name)(const void *conn);
     /* After BC_EHANDOFF: the arguments of the handoff line (*args, not
      * NUL-terminated, valid while the buffer given to process is); returns
      * their length, at most BC_HANDLER_HANDOFF_ARGS_MAX. */

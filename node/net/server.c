@@ -83,6 +83,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -129,6 +130,10 @@ typedef struct conn {
     bc_outq_t *out;               /* the handler's queue for this connection */
     int64_t last_cmd_ms;          /* CLOCK_MONOTONIC ms of the last input used (idle timeout) */
     struct conn *prev, *next;     /* worker's open list, or a free list */
+    /* "stats conns" (bc_server_conns): set at open, state after each event */
+    time_t opened;
+    _Atomic(const char *) state;
+    char addr[BC_CONN_ADDR_TEXT], laddr[BC_CONN_ADDR_TEXT];
     /* the handler's state (handler.h conn_size bytes); last */
     _Alignas(max_align_t) unsigned char proto[];
 } conn_t;
@@ -145,6 +150,11 @@ struct worker {
     pthread_mutex_t qlock;
     int *q_fds;
     size_t q_len, q_cap;
+
+    /* LOCKING: conns_lock protects the open list against bc_server_conns;
+     * the worker takes it only to link and unlink a connection (reading
+     * its own list needs no lock). */
+    pthread_mutex_t conns_lock;
 
     /* worker thread only, no lock */
     conn_t *conns;                /* open connections */
@@ -170,6 +180,8 @@ struct bc_server {
     bc_cache_t *cache;            /* borrowed */
     int listen_fd;
     uint16_t port;
+    time_t created;               /* "stats conns": the listener's age */
+    char listen_text[BC_CONN_ADDR_TEXT];
     size_t out_limit;
     bc_handler_t h;               /* the protocol (handler.h) */
     void *hctx;                   /* its context, borrowed */
@@ -219,6 +231,25 @@ struct bc_server {
 /* ------------------------------------------------------------------------ */
 /* connections (worker thread)                                              */
 /* ------------------------------------------------------------------------ */
+
+/* memcached's text for a socket address (get_conn_text): "tcp:IP:PORT",
+ * "tcp6:[IP]:PORT". */
+static void
+server_addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        (void)inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp:%s:%u", ip, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        (void)inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "tcp6:[%s]:%u", ip, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, len, "<AF %d>", (int)sa->sa_family);
+    }
+}
 
 static void conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
 
@@ -295,9 +326,11 @@ conn_detach(conn_t *c)
     bc_el_io_stop(w->el, &c->io);
     w->srv->h.conn_release(c->proto);
     conn_rbuf_release(c);
+    pthread_mutex_lock(&w->conns_lock);
     if (c->prev != NULL) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
+    pthread_mutex_unlock(&w->conns_lock);
     c->prev = NULL;
     c->next = w->closed;
     w->closed = c;
@@ -481,11 +514,22 @@ conn_read(conn_t *c)
     return true;
 }
 
+/* What "stats conns" shows for the connection now (worker thread). */
+static void
+conn_publish_state(conn_t *c)
+{
+    const char *name = NULL;
+    if (bc_outq_pending(c->out) > 0) name = "conn_mwrite";
+    else if (c->w->srv->h.state_name != NULL) name = c->w->srv->h.state_name(c->proto);
+    atomic_store_explicit(&c->state, name != NULL ? name : "conn_read", memory_order_relaxed);
+}
+
 /* Asks epoll for what the connection can use now. */
 static void
 conn_update_events(conn_t *c)
 {
     uint32_t ev = 0;
+    conn_publish_state(c);
     if (!c->close_after_write && !conn_paused(c)) ev |= BC_EL_READ;
     if (bc_outq_ready(c->out)) ev |= BC_EL_WRITE;
     if (bc_el_io_set(c->w->el, &c->io, ev) != BC_OK) conn_close(c);
@@ -593,6 +637,17 @@ conn_open(worker_t *w, int fd)
     c->w = w;
     c->fd = fd;
     c->last_cmd_ms = bc_time_mono_ms();
+    c->opened = time(NULL);
+    atomic_init(&c->state, "conn_read");
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->addr, sizeof(c->addr));
+    }
+    salen = sizeof(sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        server_addr_text((struct sockaddr *)&sa, c->laddr, sizeof(c->laddr));
+    }
     srv->h.conn_init(srv->hctx, w->hstate, c->proto, &w->stats, fd, conn_on_resume, c);
     c->out = srv->h.conn_out(c->proto);
     if (bc_el_io_start(w->el, &c->io, fd, BC_EL_READ, conn_on_io, c) != BC_OK) {
@@ -601,9 +656,11 @@ conn_open(worker_t *w, int fd)
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return;
     }
+    pthread_mutex_lock(&w->conns_lock);
     c->next = w->conns;
     if (w->conns != NULL) w->conns->prev = c;
     w->conns = c;
+    pthread_mutex_unlock(&w->conns_lock);
     log_debug("connection %d opened on worker %u", fd, w->index);
 }
 
@@ -913,6 +970,55 @@ bc_server_reset_stats(bc_server_t *srv)
     pthread_mutex_unlock(&srv->reset_lock);
 }
 
+static int
+conn_info_cmp(const void *a, const void *b)
+{
+    int x = ((const bc_conn_info_t *)a)->fd, y = ((const bc_conn_info_t *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+static uint32_t
+secs_since(time_t now, time_t then)
+{
+    return now > then ? (uint32_t)(now - then) : 0;
+}
+
+size_t
+bc_server_conns(bc_server_t *srv, bc_conn_info_t **out)
+{
+    /* At most the connection limit plus the listener; a few connections
+     * between accept and their worker's list are not shown yet. */
+    size_t cap = (size_t)srv->cfg.max_conns + 1, n = 0;
+    time_t now = time(NULL);
+    bc_conn_info_t *v = calloc(cap, sizeof(*v));
+    *out = NULL;
+    if (v == NULL) return 0;
+    if (srv->listen_fd >= 0) {
+        v[n].fd = srv->listen_fd;
+        v[n].listening = true;
+        memcpy(v[n].addr, srv->listen_text, sizeof(v[n].addr));
+        v[n].state = "conn_listening";
+        v[n].secs = secs_since(now, srv->created);
+        n++;
+    }
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        pthread_mutex_lock(&w->conns_lock);
+        for (conn_t *c = w->conns; c != NULL && n < cap; c = c->next) {
+            v[n].fd = c->fd;
+            memcpy(v[n].addr, c->addr, sizeof(v[n].addr));
+            memcpy(v[n].listen_addr, c->laddr, sizeof(v[n].listen_addr));
+            v[n].state = atomic_load_explicit(&c->state, memory_order_relaxed);
+            v[n].secs = secs_since(now, c->opened);
+            n++;
+        }
+        pthread_mutex_unlock(&w->conns_lock);
+    }
+    qsort(v, n, sizeof(*v), conn_info_cmp);
+    *out = v;
+    return n;
+}
+
 /* ------------------------------------------------------------------------ */
 /* public                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -1015,6 +1121,7 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
         w->srv = srv;
         w->index = i;
         pthread_mutex_init(&w->qlock, NULL);
+        pthread_mutex_init(&w->conns_lock, NULL);
         srv->workers[i] = w;
     }
 
@@ -1025,6 +1132,12 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
         return BC_EIO;
     }
     srv->cfg.port = srv->port;
+    srv->created = time(NULL);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
+        server_addr_text((struct sockaddr *)&ss, srv->listen_text, sizeof(srv->listen_text));
+    }
     *out = srv;
     return BC_OK;
 }
@@ -1128,6 +1241,7 @@ bc_server_destroy(bc_server_t *srv)
         bc_el_destroy(w->el);
         free(w->q_fds);
         pthread_mutex_destroy(&w->qlock);
+        pthread_mutex_destroy(&w->conns_lock);
         free(w);
     }
     bc_el_destroy(srv->accept_el);

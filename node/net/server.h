@@ -125,4 +125,12 @@ void bc_server_get_stats_lifetime(bc_server_t *server, bc_server_stats_t *out);
 /* "stats reset": the counters read zero from now on.  Any thread. */
 void bc_server_reset_stats(bc_server_t *server);
 
+/*
+ * "stats conns": the listener and every open client connection, sorted by
+ * fd, in *out (malloc'd, the caller frees it); returns how many.  0 with
+ * *out = NULL when memory is short.  Any thread; the figures of a
+ * connection are those its worker last published (after its last event).
+ */
+size_t bc_server_conns(bc_server_t *server, bc_conn_info_t **out);
+
 #endif

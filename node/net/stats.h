@@ -25,6 +25,7 @@
 #define BC_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define BC__CMD(c, st) "command=\"" c "\",status=\"" st "\""
@@ -102,6 +103,25 @@ typedef struct bc_server_stats {
     uint32_t threads;
     bc_stats_totals_t totals;    /* summed over workers */
 } bc_server_stats_t;
+
+/*
+ * One socket of the data port as memcached's "stats conns" shows it
+ * (net/server.c, bc_server_conns): the listener and every client
+ * connection, by file descriptor.  Addresses are memcached's text
+ * ("tcp:127.0.0.1:11211", "tcp6:[::1]:11211").
+ */
+#define BC_CONN_ADDR_TEXT 64
+
+typedef struct bc_conn_info {
+    int fd;
+    bool listening;                     /* the listener: no listen_addr */
+    char addr[BC_CONN_ADDR_TEXT];       /* the peer's (the listener: its own) */
+    char listen_addr[BC_CONN_ADDR_TEXT];/* the local end */
+    const char *state;                  /* memcached's name: "conn_read", ... */
+    uint32_t secs;                      /* memcached's secs_since_last_cmd: it
+                                         * counts from the connect (1.6.18 sets
+                                         * last_cmd_time only then) */
+} bc_conn_info_t;
 
 /* Single-writer increment: only the owning worker thread calls these. */
 #define bc_stats_add(ts, field, n)                                                  \

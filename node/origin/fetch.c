@@ -234,7 +234,10 @@ static void
 fill_fail(bc_origin_t *o, fill_t *f, bc_status_t st, bc_origin_error_t error)
 {
     bc_origin_result_t res = {.st = st, .error = error};
-    if (error != BC_ORIGIN_OK) ORIGIN_COUNT(o, errors[error]);
+    if (error != BC_ORIGIN_OK) {
+        ORIGIN_COUNT(o, errors[error]);
+        ORIGIN_BUCKET_COUNT(o, f->hash, errors);
+    }
     bc__origin_fill_finish(o, f, &res, false);
     bc__origin_fill_free(f);
 }
@@ -281,6 +284,7 @@ fill_begin(bc_origin_t *o, fill_t *f)
     running_add(o, f);
     f->started_us = bc_time_mono_us();
     ORIGIN_COUNT(o, requests);
+    ORIGIN_BUCKET_COUNT(o, f->hash, requests);
     return true;
 }
 
@@ -385,6 +389,7 @@ fill_value(bc_origin_t *o, fill_t *f, bc_origin_error_t *error)
     st = bc_cache_store(cache, it, BC_STORE_ADD, 0, NULL);
     if (st == BC_OK) {
         ORIGIN_COUNT(o, fills);
+        ORIGIN_BUCKET_COUNT(o, f->hash, fills);
         /* BEHAVIOR: the bucket left the group between the check and the
          * store: a non-owner must not keep the copy (origin.h).  Anything
          * else keeps it: read-only (being exported) is still ours until
@@ -436,6 +441,7 @@ fill_end(bc_origin_t *o, fill_t *f, CURLcode rc)
     } else if (status_is_negative(&o->cfg, status)) {
         res.st = BC_ENOTFOUND;
         ORIGIN_COUNT(o, not_found);
+        ORIGIN_BUCKET_COUNT(o, f->hash, not_found);
     } else if (status >= 500 && status <= 599) {
         res.error = BC_ORIGIN_ERR_HTTP_5XX;
         failure = true;
@@ -449,6 +455,7 @@ fill_end(bc_origin_t *o, fill_t *f, CURLcode rc)
                : res.error == BC_ORIGIN_ERR_NO_MEMORY ? BC_ENOMEM
                : BC_EIO;
         ORIGIN_COUNT(o, errors[res.error]);
+        ORIGIN_BUCKET_COUNT(o, f->hash, errors);
         log_debug("origin: %s: %s (status %ld, curl %d%s%s)", f->url,
                   bc_origin_error_name(res.error), status, (int)rc, f->errbuf[0] ? ": " : "",
                   f->errbuf);

@@ -140,8 +140,11 @@ bc_origin_create(const bc_origin_config_t *cfg, bc_cache_t *cache, bc_origin_t *
         o->neg_heads = calloc((size_t)o->neg_mask + 1, sizeof(*o->neg_heads));
     }
     o->pool = calloc(cfg->max_inflight, sizeof(*o->pool));
+    o->nbuckets = bc_cache_nbuckets(cache);
+    o->per_bucket = calloc(o->nbuckets, sizeof(*o->per_bucket));
     o->multi = curl_multi_init();
     if (o->entries == NULL || o->table == NULL || o->pool == NULL || o->multi == NULL ||
+        o->per_bucket == NULL ||
         (cfg->negative_ttl > 0 && cfg->negative_max > 0 && (o->neg == NULL || o->neg_heads == NULL))) {
         bc_status_t st = o->multi == NULL ? BC_EIO : BC_ENOMEM;
         bc_origin_destroy(o);
@@ -214,6 +217,7 @@ bc_origin_destroy(bc_origin_t *o)
     bc__origin_pool_free(o);
     if (o->multi != NULL) curl_multi_cleanup(o->multi);
     free(o->pool);
+    free(o->per_bucket);
     free(o->neg);
     free(o->neg_heads);
     free(o->table);
@@ -628,6 +632,7 @@ bc_origin_fetch(bc_origin_client_t *c, const char *key, size_t nkey, uint32_t ha
         free(w);
         free(nf);
         ORIGIN_COUNT(o, errors[BC_ORIGIN_ERR_BREAKER_OPEN]);
+        ORIGIN_BUCKET_COUNT(o, hash, errors);
         return BC_EAGAIN;
     }
     nf->o = o;
@@ -657,6 +662,7 @@ overloaded:
     free(w);
     free(nf);
     ORIGIN_COUNT(o, errors[BC_ORIGIN_ERR_OVERLOADED]);
+    ORIGIN_BUCKET_COUNT(o, hash, errors);
     return BC_EBUSY;
 }
 

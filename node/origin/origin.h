@@ -263,6 +263,24 @@ void bc_origin_cancel(bc_origin_client_t *c, bc_origin_wait_t *w);
     X(abandoned,     "fills that completed after every waiter had gone")                    \
     X(breaker_opens, "times an origin's circuit breaker opened")
 
+/* Per bucket of the key (the bucket's traffic to its origin; on the
+ * bucket's primary, the only node that fills it): X(name, help).  Reported
+ * as origin_<name> in the node's GET /v1/buckets. */
+#define BC_ORIGIN_BUCKET_COUNTERS(X)                                                        \
+    X(requests,  "HTTP requests sent to the origin for the bucket's keys")                  \
+    X(fills,     "values fetched and stored in the bucket")                                 \
+    X(not_found, "negative answers for the bucket's keys")                                  \
+    X(errors,    "requests that failed (any kind), or refused while overloaded or the breaker was open")
+
+typedef struct bc_origin_bucket_counts {
+#define BC__ORIGIN_BUCKET_FIELD(name, help) uint64_t name;
+    BC_ORIGIN_BUCKET_COUNTERS(BC__ORIGIN_BUCKET_FIELD)
+#undef BC__ORIGIN_BUCKET_FIELD
+} bc_origin_bucket_counts_t;
+
+/* Bucket's counters into *out (zeros for a bucket out of range). */
+void bc_origin_bucket_counts(bc_origin_t *o, uint32_t bucket, bc_origin_bucket_counts_t *out);
+
 typedef struct bc_origin_stats {
 #define BC__ORIGIN_STAT_FIELD(name, help) uint64_t name;
     BC_ORIGIN_STATS(BC__ORIGIN_STAT_FIELD)

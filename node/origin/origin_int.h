@@ -32,6 +32,7 @@
 
 #include <curl/curl.h>
 
+#include "bc_hash.h"
 #include "origin/freshness.h"
 #include "origin/origin.h"
 
@@ -156,6 +157,9 @@ struct bc_origin {
     CURL **pool;                   /* (thread) idle easy handles */
     uint32_t npool;
 
+    uint32_t nbuckets;             /* the cache's */
+    struct origin_bucket_ctr *per_bucket;  /* nbuckets (32 bytes each) */
+
     struct {
         BC_ORIGIN_STATS(BC__ORIGIN_ATOMIC_FIELD)
         _Atomic uint64_t errors[BC_ORIGIN_ERR_COUNT];
@@ -165,6 +169,20 @@ struct bc_origin {
 };
 
 #define ORIGIN_COUNT(o, field) atomic_fetch_add_explicit(&(o)->st.field, 1, memory_order_relaxed)
+
+/* One bucket's counters (BC_ORIGIN_BUCKET_COUNTERS), shared by every
+ * thread that counts: atomic adds, since fills end on the origin thread
+ * and refusals on the workers -- origin traffic is rare next to gets. */
+typedef struct origin_bucket_ctr {
+#define BC__ORIGIN_BUCKET_ATOMIC(name, help) _Atomic uint64_t name;
+    BC_ORIGIN_BUCKET_COUNTERS(BC__ORIGIN_BUCKET_ATOMIC)
+#undef BC__ORIGIN_BUCKET_ATOMIC
+} origin_bucket_ctr_t;
+
+/* Counts one event of the bucket of hash. */
+#define ORIGIN_BUCKET_COUNT(o, hash, field)                                                 \
+    atomic_fetch_add_explicit(&(o)->per_bucket[bc_hash_bucket((hash), (o)->nbuckets)].field, \
+                              1, memory_order_relaxed)
 
 /* ---- origin.c ---- */
 

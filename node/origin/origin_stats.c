@@ -167,3 +167,14 @@ bc_origin_metrics(bc_origin_t *o, bc_textbuf_t *tb)
     bc_textbuf_printf(tb, "bucketcache_origin_request_duration_seconds_count %" PRIu64 "\n",
                       s.latency_count);
 }
+
+void
+bc_origin_bucket_counts(bc_origin_t *o, uint32_t bucket, bc_origin_bucket_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (o == NULL || bucket >= o->nbuckets) return;
+#define BC__ORIGIN_BUCKET_READ(name, help)                                                  \
+    out->name = atomic_load_explicit(&o->per_bucket[bucket].name, memory_order_relaxed);
+    BC_ORIGIN_BUCKET_COUNTERS(BC__ORIGIN_BUCKET_READ)
+#undef BC__ORIGIN_BUCKET_READ
+}

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "bc_log.h"
+#include "bc_mcmeta.h"
 #include "bc_mcproto.h"
 #include "bc_time.h"
 #include "bc_wire.h"
@@ -530,9 +531,26 @@ reply_end_values(const char *b, size_t n, size_t *scan, size_t *used)
     }
 }
 
+/* META: meta reply units (lines, or a VA line and its data block) up to
+ * and including "MN": a meta command goes followed by "mn". */
+static bc_status_t
+reply_end_meta(const char *b, size_t n, size_t *scan, size_t *used)
+{
+    bool mn = false;
+    while (!mn) {
+        size_t k = 0;
+        bc_status_t st = bc_mc_meta_reply_unit(b + *scan, n - *scan, &k, &mn);
+        if (st != BC_OK) return st == BC_EAGAIN ? st : BC_EPROTO;
+        *scan += k;
+    }
+    *used = *scan;
+    return BC_OK;
+}
+
 static const reply_end_fn REPLY_KINDS[] = {
     [BC_FWD_REPLY_LINE] = reply_end_line,
     [BC_FWD_REPLY_VALUES] = reply_end_values,
+    [BC_FWD_REPLY_META] = reply_end_meta,
 };
 _Static_assert(sizeof(REPLY_KINDS) / sizeof(REPLY_KINDS[0]) == BC_FWD_REPLY__COUNT,
                "every forward.h reply kind needs its end finder in REPLY_KINDS");

@@ -63,9 +63,11 @@
  *   bytes received so far for the head request, says "complete after N
  *   bytes", "need more" (remembering how far it already checked, so a
  *   large reply is not scanned twice), or "this is not a reply of that
- *   kind" (the stream is dropped).  To forward a new kind of command (say
- *   memcached's meta commands, whose replies are one "HD/NF/NS/EX/EN/MN"
- *   line, a "VA <size> <flags>*" line with a data block, or an error line):
+ *   kind" (the stream is dropped).  memcached's meta commands are such a
+ *   kind (META): their replies -- "HD/NF/NS/EX/EN" lines, a "VA <size>
+ *   <flags>*" line with its data block, error lines, or nothing at all in
+ *   quiet mode -- end at the "MN" of an "mn" sent after the command.  To
+ *   forward a new kind of command:
  *     1. add BC_FWD_REPLY_<KIND> below (before BC_FWD_REPLY__COUNT);
  *     2. add its end finder to REPLY_KINDS in forward.c (a static assert
  *        checks that every kind has one);
@@ -144,6 +146,9 @@ typedef enum bc_fwd_reply_kind {
     BC_FWD_REPLY_LINE,             /* one status line (storage, delete, incr, touch,
                                     * flush_all) */
     BC_FWD_REPLY_VALUES,           /* VALUE blocks and END, or one error line (get & co) */
+    BC_FWD_REPLY_META,             /* meta replies (lines, or a VA line and its data
+                                    * block) up to and including "MN": a meta
+                                    * command is forwarded followed by "mn" */
     BC_FWD_REPLY__COUNT            /* not a kind: how many there are */
 } bc_fwd_reply_kind_t;
 

@@ -17,7 +17,12 @@
  *     get & co, one key        the line as it came; a NO_OWNER refusal from
  *                              the owner (its table is newer) reads as a miss
  *     set & co                 line and data block, collected first (state
- *                              FWD_DATA), then sent
+ *                              FWD_DATA), then sent; a block too large for
+ *                              an item is swallowed here, a set's (an ms's)
+ *                              old value deleted on the owner first
+ *     meta commands            the line as it came, q included, then "mn":
+ *                              the reply ends at the owner's "MN", dropped
+ *                              (META; an ms collects its block first)
  *     get & co, several keys   one "get" per owner group with its keys; the
  *                              keys served here are answered at once into
  *                              the op's own queue
@@ -95,6 +100,8 @@ struct bc_proto_fwd_op {
     uint32_t retry_tries;
     bool retry_waiting;            /* counted in pc->nretry: the input waits */
     bc_fwd_post_t retry_post;      /* the timed retry */
+    bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
+    void *bin_arg;                 /* bin's context (owned, freed with the op) */
     fwd_part_t parts[];
 };
 
@@ -137,6 +144,7 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     }
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
+    free(op->bin_arg);
     free(op);
 }
 
@@ -268,6 +276,55 @@ answer_flush(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     if (!ok) pc->oom = true;
 }
 
+/* Puts answer into op's hole, or at the tail of pc->out when it never
+ * waited. */
+static void
+fwd_op_place(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *answer)
+{
+    if (op->has_hole) {
+        if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, answer)) pc->oom = true;
+    } else if (!bc_outq_move(&pc->out, answer, pc->env->cache)) {
+        pc->oom = true;
+    }
+}
+
+/*
+ * A binary-protocol command (binary.c) is done: the text answer a text
+ * command would have had -- the owner's reply, or the error line -- is
+ * built as usual, flattened, and op->bin composes the binary reply from
+ * it.
+ */
+static void
+fwd_op_finish_bin(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
+{
+    bc_outq_t text, answer;
+    bc_outq_init(&text);
+    bc_outq_init(&answer);
+    switch (op->kind) {
+    case OP_RELAY: answer_relay(pc, op, &text); break;
+    case OP_VALUES: answer_values(pc, op, &text); break;
+    case OP_FLUSH: answer_flush(pc, op, &text); break;
+    }
+    size_t n = bc_outq_pending(&text), got = 0;
+    char *flat = malloc(n + 1);
+    if (flat == NULL) {
+        pc->oom = true;
+    } else {
+        struct iovec iov[16];
+        int cnt = bc_outq_iov(&text, iov, 16);
+        for (int i = 0; i < cnt && got + iov[i].iov_len <= n; i++) {
+            memcpy(flat + got, iov[i].iov_base, iov[i].iov_len);
+            got += iov[i].iov_len;
+        }
+        op->bin(pc, op->bin_arg, flat, got, &answer);
+        free(flat);
+    }
+    bc_outq_free(&text, pc->env->cache);
+    fwd_op_place(pc, op, &answer);
+    bc_outq_free(&answer, pc->env->cache);
+    bc__proto_fwd_op_free(pc, op);
+}
+
 /* Every part of op is done: its answer goes into its hole (or, when it
  * never waited, at the tail of pc->out), and op is freed. */
 static void
@@ -276,6 +333,10 @@ fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc_outq_t answer;
     fwd_part_t *first = &op->parts[0];
 
+    if (op->bin != NULL) {
+        fwd_op_finish_bin(pc, op);
+        return;
+    }
     /* The common case, a reply relayed as it came: it becomes the hole. */
     if (op->kind == OP_RELAY && op->has_hole && first->st == BC_OK &&
         (op->relay == NULL ||
@@ -294,11 +355,7 @@ fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
         case OP_FLUSH: answer_flush(pc, op, &answer); break;
         }
     }
-    if (op->has_hole) {
-        if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &answer)) pc->oom = true;
-    } else if (!bc_outq_move(&pc->out, &answer, pc->env->cache)) {
-        pc->oom = true;
-    }
+    fwd_op_place(pc, op, &answer);
     bc__proto_fwd_op_free(pc, op);
 }
 
@@ -552,6 +609,66 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
     fwd_op_sent(pc, op);
 }
 
+void
+bc__proto_fwd_command_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *req,
+                          size_t len, bc_proto_fwd_bin_fn bin, void *bin_arg)
+{
+    bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_RELAY, 1, route);
+    if (op == NULL) {
+        free(req);
+        free(bin_arg);
+        pc->oom = true;
+        return;
+    }
+    op->reply_kind = BC_FWD_REPLY_META;
+    op->bin = bin;
+    op->bin_arg = bin_arg;
+    op->parts[0].gid = route->owner;
+    fwd_send_part(pc, op, 0, req, len);
+    fwd_op_sent(pc, op);
+}
+
+void
+bc__proto_fwd_collect_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *buf,
+                          size_t n, uint32_t need, bc_proto_fwd_bin_fn bin, void *bin_arg)
+{
+    pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
+    if (pc->fop == NULL) {
+        free(buf);
+        free(bin_arg);
+        pc->oom = true;
+        return;
+    }
+    pc->fop->reply_kind = BC_FWD_REPLY_META;
+    pc->fop->bin = bin;
+    pc->fop->bin_arg = bin_arg;
+    pc->fop->buf = buf;
+    pc->fop->len = n + need;
+    pc->fop->parts[0].gid = route->owner;
+    pc->state = BC_PROTO_FWD_DATA;
+    pc->dst = buf + n;
+    pc->need = need;
+}
+
+char *
+bc__proto_fwd_collected(bc_proto_conn_t *pc, size_t *len)
+{
+    *len = pc->fop->len;
+    return pc->fop->buf;
+}
+
+void
+bc__proto_fwd_collect_send(bc_proto_conn_t *pc, size_t len)
+{
+    bc_proto_fwd_op_t *op = pc->fop;
+    char *buf = op->buf;
+    pc->fop = NULL;
+    pc->state = BC_PROTO_LINE;
+    op->buf = NULL;
+    fwd_send_part(pc, op, 0, buf, len);
+    fwd_op_sent(pc, op);
+}
+
 /* Forwards a one-key command without data block (delete, incr, touch). */
 void
 bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_request_t *req,
@@ -697,7 +814,8 @@ out:
  */
 void
 bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
-                        const bc_mc_request_t *req, bool flushed_here)
+                        const bc_mc_request_t *req, bool flushed_here, bc_proto_fwd_bin_fn bin,
+                        void *bin_arg)
 {
     uint32_t small_g[16], *gids = small_g;
     bool small_s[16], *self = small_s;
@@ -717,12 +835,19 @@ bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
         gids[nparts++] = gids[i];
     }
     if (nparts == 0) {
-        if (!req->noreply) REPLY(pc, "OK\r\n");
+        if (bin != NULL) {
+            bin(pc, bin_arg, "OK\r\n", 4, &pc->out);
+        } else if (!req->noreply) {
+            REPLY(pc, "OK\r\n");
+        }
         goto out;
     }
     bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_FLUSH, nparts, NULL);
     if (op == NULL) goto oom;
     op->noreply = req->noreply;
+    op->bin = bin;
+    op->bin_arg = bin_arg;
+    bin_arg = NULL;
     for (uint32_t k = 0; k < nparts; k++) {
         size_t blen;
         op->parts[k].gid = gids[k];
@@ -740,6 +865,63 @@ oom:
 out:
     if (gids != small_g) free(gids);
     if (self != small_s) free(self);
+    free(bin_arg);
+}
+
+static const char too_large_line[] = "SERVER_ERROR object too large for cache\r\n";
+
+/* The owner's reply to the "md <key> q" + "mn" of a too large store: done
+ * (nothing, HD or NF before the MN) answers the SERVER_ERROR; anything
+ * else is the owner's own error (its table changed meanwhile, ...). */
+static void
+relay_too_large(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst)
+{
+    bool ok;
+    size_t n = len >= 4 ? len - 4 : 0;         /* without the "MN\r\n" */
+    if (n == 0 || (n == 4 && (memcmp(reply, "HD\r\n", 4) == 0 ||
+                              memcmp(reply, "NF\r\n", 4) == 0))) {
+        ok = bc_outq_add(dst, too_large_line, sizeof(too_large_line) - 1);
+    } else {
+        ok = bc_outq_add(dst, reply, n);
+    }
+    free(reply);
+    if (!ok) pc->oom = true;
+}
+
+/*
+ * A storage command too large for an item, for another owner: its block
+ * is not buffered to be forwarded but swallowed here, and -- for a set
+ * or any ms, which memcached answers by also removing the old value, so
+ * that no stale value outlives a store the client saw fail -- the key is
+ * deleted on the owner first ("md <key> q" and "mn"); then the
+ * SERVER_ERROR (nothing with noreply) in the command's place.  Without
+ * deleting, the answer is at once.  key is the key token as it came
+ * (base64 with key_binary).
+ */
+static void
+fwd_too_large(bc_proto_conn_t *pc, const bc_proto_route_t *route, const char *key, size_t nkey,
+              bool key_binary, bool remove, bool noreply, uint32_t vlen)
+{
+    static const char tail_bin[] = " b q\r\nmn\r\n", tail[] = " q\r\nmn\r\n";
+    bc_stats_incr(pc->stats, store_too_large);
+    pc->state = BC_PROTO_SWALLOW;
+    pc->swallow = (uint64_t)vlen + 2;
+    if (!remove) {
+        if (!noreply) REPLY(pc, too_large_line);
+        return;
+    }
+    const char *t = key_binary ? tail_bin : tail;
+    size_t nt = key_binary ? sizeof(tail_bin) - 1 : sizeof(tail) - 1;
+    char *buf = malloc(3 + nkey + nt);
+    if (buf == NULL) {
+        pc->oom = true;
+        return;
+    }
+    memcpy(buf, "md ", 3);
+    memcpy(buf + 3, key, nkey);
+    memcpy(buf + 3 + nkey, t, nt);
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_META, buf, 3 + nkey + nt, noreply,
+                          relay_too_large);
 }
 
 /*
@@ -753,13 +935,11 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
     size_t n;
 
     /* BEHAVIOR: a block larger than this node's item limit is not
-     * buffered to be forwarded: it is answered here, as the owner would
-     * (the owner's old value, if any, is left alone). */
+     * buffered to be forwarded (memory): it is answered here, as the owner
+     * would, a set removing the owner's old value first. */
     if ((size_t)req->vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
-        bc_stats_incr(pc->stats, store_too_large);
-        if (!req->noreply) REPLY(pc, "SERVER_ERROR object too large for cache\r\n");
-        pc->state = BC_PROTO_SWALLOW;
-        pc->swallow = (uint64_t)req->vlen + 2;
+        fwd_too_large(pc, route, req->key, req->nkey, false, req->cmd == BC_MC_CMD_SET,
+                      req->noreply, req->vlen);
         return;
     }
     pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
@@ -798,6 +978,69 @@ bc__proto_fwd_store_finish(bc_proto_conn_t *pc)
     }
     char *buf = op->buf;
     op->buf = NULL;
+    if (op->reply_kind == BC_FWD_REPLY_META) {
+        memcpy(buf + op->len, "mn\r\n", 4);       /* room reserved at begin */
+        op->len += 4;
+    }
     fwd_send_part(pc, op, 0, buf, op->len);
     fwd_op_sent(pc, op);
+}
+
+/* ------------------------------------------------------------------------ */
+/* meta commands                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A meta reply: everything the owner answered but the "MN" of our "mn"
+ * (the forwarder found the reply's end there). */
+static void
+relay_meta(bc_proto_conn_t *pc, char *reply, size_t len, bc_outq_t *dst)
+{
+    bool ok = true;
+    if (len > 4) ok = bc_outq_add(dst, reply, len - 4);
+    free(reply);
+    if (!ok) pc->oom = true;
+}
+
+void
+bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len,
+                   const bc_proto_route_t *route)
+{
+    size_t n;
+    char *buf = fwd_line(line, len, false, 4, &n);
+    if (buf == NULL) {
+        pc->oom = true;
+        return;
+    }
+    memcpy(buf + n, "mn\r\n", 4);
+    bc__proto_fwd_command(pc, route, BC_FWD_REPLY_META, buf, n + 4, false, relay_meta);
+}
+
+void
+bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
+                               const bc_mc_token_t *key, bool key_binary, uint32_t vlen,
+                               const bc_proto_route_t *route)
+{
+    size_t n;
+
+    if ((size_t)vlen + 2 > bc_cache_max_item_size(pc->env->cache)) {
+        /* memcached's ms removes the old value whatever the mode. */
+        fwd_too_large(pc, route, key->p, key->n, key_binary, true, false, vlen);
+        return;
+    }
+    pc->fop = fwd_op_new(pc, OP_RELAY, 1, route);
+    char *buf = pc->fop != NULL ? fwd_line(line, len, false, (size_t)vlen + 2 + 4, &n) : NULL;
+    if (buf == NULL) {
+        bc__proto_fwd_op_free(pc, pc->fop);
+        pc->fop = NULL;
+        pc->oom = true;
+        return;
+    }
+    pc->fop->reply_kind = BC_FWD_REPLY_META;
+    pc->fop->relay = relay_meta;
+    pc->fop->buf = buf;
+    pc->fop->len = n + vlen + 2;
+    pc->fop->parts[0].gid = route->owner;
+    pc->state = BC_PROTO_FWD_DATA;
+    pc->dst = buf + n;
+    pc->need = vlen + 2;
 }

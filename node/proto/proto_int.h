@@ -7,6 +7,7 @@
  *   proto_fwd.c    commands forwarded to another node's primary (forward.h):
  *                  building the requests, assembling the replies
  *   proto_stats.c  the "stats" command and its sub-commands
+ *   detail.c       "stats detail": memcached's per-prefix counters
  *
  * Every function here runs on the connection's worker thread and appends
  * to pc->out; a reply that cannot be queued sets pc->oom (the caller
@@ -95,6 +96,38 @@ uint32_t bc__proto_pause_delay_ms(uint32_t tries);
  */
 char *bc__proto_exec_local(bc_proto_conn_t *pc, const char *req, size_t len, size_t *rlen);
 
+/* ---- "stats detail" (detail.c) ---- */
+
+/* Count a get (hit or miss), a storage command, a delete of key when
+ * detail is on; nothing otherwise. */
+void bc__proto_detail_get(bc_proto_env_t *env, const char *key, size_t nkey, bool hit);
+void bc__proto_detail_set(bc_proto_env_t *env, const char *key, size_t nkey);
+void bc__proto_detail_delete(bc_proto_env_t *env, const char *key, size_t nkey);
+/* "PREFIX ... END" (memcached's stats_prefix_dump), and "stats reset". */
+void bc__proto_detail_dump(bc_proto_conn_t *pc);
+void bc__proto_detail_clear(bc_proto_env_t *env);
+
+/* ---- meta commands (meta.c) ---- */
+
+/* mg ms md ma mn me: req->cmd says which. */
+void bc__proto_meta(bc_proto_conn_t *pc, const char *line, size_t len,
+                    const bc_mc_request_t *req);
+/* The data block of an ms has come, its CRLF and route checked: store it
+ * (the item's reference is consumed) and answer. */
+void bc__proto_meta_store_finish(bc_proto_conn_t *pc, bc_item_t *it);
+
+/* memcached 1.6.18's size of an item (header, CAS, key, flags, value) and
+ * the slab class its default slab table gives that size ("me", "stats
+ * cachedump"). */
+uint64_t bc__proto_mc_item_size(const bc_item_t *it);
+uint32_t bc__proto_mc_slab_class(uint64_t ntotal);
+
+/* ---- administration commands (proto_admin.c) ---- */
+
+/* version, shutdown, cache_memlimit, slabs, lru, lru_crawler, watch,
+ * refresh_certs: req->cmd says which; BC_ECLOSED asks to close. */
+bc_status_t bc__proto_admin(bc_proto_conn_t *pc, const bc_mc_request_t *req);
+
 /* ---- commands served here (proto_text.c) ---- */
 
 /*
@@ -107,6 +140,11 @@ void bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req,
                                const uint32_t *dest, const uint32_t *hashes);
 
 /* ---- forwarded commands (proto_fwd.c) ---- */
+
+/* Composes a forwarded binary-protocol command's reply (binary.c): text
+ * (len bytes) is the text answer, arg the command's context. */
+typedef void (*bc_proto_fwd_bin_fn)(bc_proto_conn_t *pc, void *arg, const char *text,
+                                    size_t len, bc_outq_t *dst);
 
 /*
  * Rewrites a forwarded reply on its way to the client: reply (len bytes,
@@ -142,6 +180,28 @@ void bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
                            bc_fwd_reply_kind_t kind, char *req, size_t len, bool noreply,
                            bc_proto_fwd_relay_fn relay);
 
+/*
+ * A binary-protocol command forwarded (binary.c), translated into meta
+ * commands: req[0..len) (malloc'd, taken over) ends with "mn\r\n", the
+ * reply kind is BC_FWD_REPLY_META.  When the command is done, bin composes
+ * the binary reply into dst from the text answer a text command would
+ * have had: the owner's reply (its final "MN\r\n" included) or one error
+ * line (a forwarding failure, a refusal).  bin_arg (malloc'd) is taken over
+ * and freed with the command.  On out of memory sets pc->oom.
+ */
+void bc__proto_fwd_command_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *req,
+                               size_t len, bc_proto_fwd_bin_fn bin, void *bin_arg);
+/* As bc__proto_fwd_command_bin, for a request with a data block: buf
+ * (malloc'd, taken over) holds n bytes, the next `need` bytes of input go
+ * after them (state FWD_DATA, its end handled by binary.c), and room must
+ * be left behind them for the caller's tail.  bc__proto_fwd_collected gives
+ * the buffer and n + need; bc__proto_fwd_collect_send sends its first len
+ * bytes. */
+void bc__proto_fwd_collect_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, char *buf,
+                               size_t n, uint32_t need, bc_proto_fwd_bin_fn bin, void *bin_arg);
+char *bc__proto_fwd_collected(bc_proto_conn_t *pc, size_t *len);
+void bc__proto_fwd_collect_send(bc_proto_conn_t *pc, size_t len);
+
 /* A one-key command without data block (delete, incr, touch), its line as
  * it came, to route->owner's primary. */
 void bc__proto_fwd_simple(bc_proto_conn_t *pc, const char *line, size_t len,
@@ -156,9 +216,12 @@ void bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req,
                             const uint32_t *dest, const uint32_t *hashes);
 /* flush_all on a client connection of a cluster node that forwards: every
  * other group's primary is flushed too (flushed_here: this node, its
- * group's primary, flushed itself already); the reply is queued in order. */
+ * group's primary, flushed itself already); the reply is queued in order.
+ * bin (NULL for the text protocol) composes a binary command's reply from
+ * the text one, with bin_arg (malloc'd, taken over). */
 void bc__proto_fwd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len,
-                             const bc_mc_request_t *req, bool flushed_here);
+                             const bc_mc_request_t *req, bool flushed_here,
+                             bc_proto_fwd_bin_fn bin, void *bin_arg);
 /* Counts n keys of a retrieval answered as misses because no group owns
  * them (no_owner) or their owner could not answer. */
 void bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner);
@@ -167,6 +230,18 @@ void bc__proto_count_unanswered(bc_proto_conn_t *pc, uint64_t n, bool no_owner);
 void bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
                                const bc_mc_request_t *req, const bc_proto_route_t *route);
 void bc__proto_fwd_store_finish(bc_proto_conn_t *pc);
+/* A meta command (no data block) for route->owner's primary: sent as it
+ * came, q included, followed by "mn"; the reply relayed without its final
+ * "MN" (the owner applies memcached's quiet rules itself). */
+void bc__proto_fwd_meta(bc_proto_conn_t *pc, const char *line, size_t len,
+                        const bc_proto_route_t *route);
+/* An ms for route->owner: its data block of vlen bytes (+ CRLF) is
+ * collected (state FWD_DATA) and sent, followed by "mn", by
+ * bc__proto_fwd_store_finish.  key is the key token as it came (base64
+ * when key_binary). */
+void bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
+                                    const bc_mc_token_t *key, bool key_binary, uint32_t vlen,
+                                    const bc_proto_route_t *route);
 /* Frees a forwarded command (NULL accepted); parts still in flight are
  * cancelled. */
 void bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op);
@@ -201,12 +276,35 @@ bc_status_t bc__proto_process_line(bc_proto_conn_t *pc, const char *line, size_t
 bool bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
                               const bc_mc_request_t *req, const uint32_t *dest,
                               const uint32_t *hashes, bool forwards);
+/*
+ * The hook of mg: key (hash) just missed here, served here.  With an
+ * origin for it, starts or joins its fill and returns true: the mg's reply
+ * waits in a hole of the output queue and, when the fill ends, the mg in
+ * line[0..len) runs again into it (pc->meta_rerun set: no routing, no
+ * second fill; pc->meta_fill the filled value if the cache has none) --
+ * the filled value answered as a hit, or EN.  False: answer the miss now,
+ * unless *look_again (a fill completed since the lookup: look again).
+ */
+bool bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
+                           size_t nkey, uint32_t hash, bool *look_again);
 /* Key k's resolved item (a reference for the caller), or NULL. */
 bc_item_t *bc__proto_origin_take(bc_proto_conn_t *pc, uint32_t k);
 /* Drops the resolved items not taken. */
 void bc__proto_origin_release(bc_proto_conn_t *pc);
 /* The connection goes: cancels every fill it waits for, frees it all. */
 void bc__proto_origin_release_all(bc_proto_conn_t *pc);
+
+/* ---- the binary protocol (binary.c) ---- */
+
+/* A binary packet at the front of buf[0..len) (bc_proto_process in binary
+ * mode, state LINE): runs it and sets *used to the bytes consumed, 0 when
+ * more input is needed.  Returns as bc_proto_process. */
+bc_status_t bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len,
+                                 size_t *used);
+/* The value of a binary store has come: into pc->item (DATA), or into the
+ * request to forward (FWD_DATA). */
+void bc__proto_bin_store_finish(bc_proto_conn_t *pc);
+void bc__proto_bin_fwd_store_finish(bc_proto_conn_t *pc);
 
 /* ---- "stats" (proto_stats.c) ---- */
 

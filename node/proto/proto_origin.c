@@ -41,7 +41,13 @@
  *   Peer connections read through like any other: the owner fills for
  *   the get a non-owner forwarded, which is how one request fills the
  *   cluster (origin/origin.h, BEHAVIOR).  gat and gats do not (they write
- *   the expiry, and a filled value's expiry is the origin's).
+ *   the expiry, and a filled value's expiry is the origin's); neither do
+ *   mg with T (the same) or N (it vivifies instead).
+ *
+ *   mg (bc__proto_origin_meta) is one key: its miss becomes an op with one
+ *   fill whose reply is always a hole; when the fill ends the mg runs
+ *   again into the hole, so every flag (q, k, O, c, t, ...) is answered
+ *   by the one meta code path, as for a value that had been there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +73,7 @@ struct bc_proto_origin_op {
     char *line;                    /* the command line (ours) */
     size_t len;
     bool hold;                     /* answered by running again (else: into hole) */
+    bool meta;                     /* an mg: it runs again into the hole */
     bc_outq_hole_t hole;
     uint32_t nkeys;
     bc_item_t **kept;              /* nkeys: the hits of the first look (ours) */
@@ -248,6 +255,30 @@ answer_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
     if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &reply)) pc->oom = true;
 }
 
+/* op's mg's fill is done: the mg runs again into its hole. */
+static void
+answer_meta_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
+{
+    bc_mc_request_t req;
+    bc_outq_t reply, saved;
+
+    if (bc_mc_request_parse(op->line, op->len, &req) != BC_OK) {
+        (void)bc_outq_fill(&pc->out, pc->env->cache, op->hole, NULL);   /* cannot happen */
+        return;
+    }
+    bc_outq_init(&reply);
+    saved = pc->out;
+    pc->out = reply;
+    pc->meta_rerun = true;
+    pc->meta_fill = op->fills[0].item;
+    bc__proto_meta(pc, op->line, op->len, &req);
+    pc->meta_rerun = false;
+    pc->meta_fill = NULL;
+    reply = pc->out;
+    pc->out = saved;
+    if (!bc_outq_fill(&pc->out, pc->env->cache, op->hole, &reply)) pc->oom = true;
+}
+
 /* A fill of one of pc's waiting gets is done (the worker's loop). */
 static void
 on_fill_done(void *arg, uint32_t tag, bc_origin_result_t *res)
@@ -261,7 +292,10 @@ on_fill_done(void *arg, uint32_t tag, bc_origin_result_t *res)
     if (res->st != BC_OK) bc_item_release(pc->env->cache, res->item);
     if (--op->pending > 0) return;
     op_unlink(pc, op);
-    if (op->hold) {
+    if (op->meta) {
+        answer_meta_into_hole(pc, op);
+        update_hold(pc);
+    } else if (op->hold) {
         /* the command again, routed and forwarded as usual, each local
          * key answered from its kept hit or fill */
         pc->rerun = op;
@@ -336,6 +370,42 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
     pc->found_n = 0;
     op->hold = forwards;
     if (!op->hold && !bc_outq_hole(&pc->out, &op->hole)) {
+        op_free(pc, op);
+        pc->oom = true;
+        return true;
+    }
+    op->next = pc->oops;
+    pc->oops = op;
+    pc->noops++;
+    update_hold(pc);
+    return true;
+}
+
+bool
+bc__proto_origin_meta(bc_proto_conn_t *pc, const char *line, size_t len, const char *key,
+                      size_t nkey, uint32_t hash, bool *look_again)
+{
+    *look_again = false;
+    if (pc->origin == NULL || pc->env->origin == NULL || pc->meta_rerun) return false;
+    if (!bc_origin_has(pc->env->origin, key, nkey)) return false;
+    bc_proto_origin_op_t *op = op_new(line, len, 1, 1, NULL);
+    if (op == NULL) return false;                 /* a plain miss */
+    op->pc = pc;
+    op->meta = true;
+    bc_origin_wait_t *w = NULL;
+    bc_status_t st = bc_origin_fetch(pc->origin, key, nkey, hash, on_fill_done, op, 0, &w);
+    if (st != BC_OK) {
+        /* refused (a miss, counted there), or filled since the lookup */
+        *look_again = st == BC_EEXISTS;
+        op_free(pc, op);
+        return false;
+    }
+    proto_fill_t *f = &op->fills[op->nfills++];
+    f->off = 0;
+    f->nkey = (uint8_t)nkey;
+    f->wait = w;
+    op->pending = 1;
+    if (!bc_outq_hole(&pc->out, &op->hole)) {
         op_free(pc, op);
         pc->oom = true;
         return true;

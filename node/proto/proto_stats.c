@@ -1,8 +1,9 @@
 /*
  * proto_stats.c -- the text protocol's "stats" command: "stats" (the
  * general figures), "stats settings", "stats items", "stats slabs",
- * "stats sizes", "stats replication" and "stats reset", with memcached's
- * names so existing dashboards work.
+ * "stats sizes", "stats cachedump", "stats conns", "stats detail" (detail.c),
+ * "stats replication" and "stats reset", with memcached's names so
+ * existing dashboards and tools work.
  *
  * HOW
  *   The figures come from three places, none of them this layer's own:
@@ -14,10 +15,12 @@
  *   env's stats_reset hook.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bc_mcmeta.h"
 #include "proto/proto_int.h"
 
 /* Server-wide figures, or this connection's worker alone without a hook. */
@@ -69,7 +72,10 @@ stats_general(bc_proto_conn_t *pc)
     STAT_U64(pc, "pid", (uint64_t)getpid());
     STAT_U64(pc, "uptime", (int64_t)now > (int64_t)env->started ? now - (uint64_t)env->started : 0);
     STAT_U64(pc, "time", now);
-    STAT_STR(pc, "version", BC_VERSION);
+    /* "version" is the memcached protocol level (what "version" answers,
+     * what dashboards compare); bucketcache's own release is next. */
+    STAT_STR(pc, "version", BC_MC_PROTOCOL_VERSION);
+    STAT_STR(pc, "bucketcache_version", BC_VERSION);
     STAT_U64(pc, "pointer_size", sizeof(void *) * 8);
     bc__proto_reply_fmt(pc, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
               (long)ru.ru_utime.tv_usec);
@@ -113,6 +119,8 @@ stats_settings(bc_proto_conn_t *pc)
     STAT_U64(pc, "udpport", 0);
     STAT_STR(pc, "inter", env->listen_addr != NULL ? env->listen_addr : "NULL");
     STAT_U64(pc, "verbosity", (uint64_t)atomic_load(&env->verbosity));
+    STAT_STR(pc, "stat_key_prefix", ":");
+    STAT_STR(pc, "detail_enabled", atomic_load(&env->detail_on) ? "yes" : "no");
     STAT_STR(pc, "evictions", "on");
     STAT_U64(pc, "num_threads", env->nthreads);
     STAT_STR(pc, "cas_enabled", "yes");
@@ -152,6 +160,77 @@ stats_items(bc_proto_conn_t *pc)
     REPLY(pc, "END\r\n");
 }
 
+/* "stats cachedump <class> <limit>" (memcdump): the items memcached would
+ * keep in that slab class, at most limit (0 = all) and 2 MB of lines. */
+typedef struct cachedump {
+    bc_proto_conn_t *pc;
+    uint32_t cls, limit, shown;
+    size_t bytes;
+} cachedump_t;
+
+static bool
+cachedump_item(const bc_item_t *it, void *arg)
+{
+    cachedump_t *d = arg;
+    if (d->limit != 0 && d->shown >= d->limit) return false;
+    if (it->iflags & BC_ITEM_KEY_BINARY) return true;      /* as memcached */
+    if (bc__proto_mc_slab_class(bc__proto_mc_item_size(it)) != d->cls) return true;
+    char line[BC_MC_KEY_MAX_LEN + 64];
+    size_t nkey = strnlen(bc_item_key(it), it->nkey);
+    int n = snprintf(line, sizeof(line), "ITEM %.*s [%u b; %llu s]\r\n", (int)nkey,
+                     bc_item_key(it), bc_item_value_len(it), (unsigned long long)it->exptime);
+    if (n <= 0 || d->bytes + (size_t)n + 6 > 2u * 1024 * 1024) return false;
+    bc__proto_reply_bytes(d->pc, line, (size_t)n);
+    d->bytes += (size_t)n;
+    d->shown++;
+    return true;
+}
+
+static void
+stats_cachedump(bc_proto_conn_t *pc, const bc_mc_request_t *req)
+{
+    uint64_t id, limit;
+    if (req->ntok < 5) {
+        REPLY(pc, "CLIENT_ERROR bad command line\r\n");
+        return;
+    }
+    if (!bc_mc_meta_u64(req->tok[2].p, req->tok[2].n, &id) ||
+        !bc_mc_meta_u64(req->tok[3].p, req->tok[3].n, &limit)) {
+        REPLY(pc, "CLIENT_ERROR bad command line format\r\n");
+        return;
+    }
+    if ((uint32_t)id >= 64) {
+        REPLY(pc, "CLIENT_ERROR Illegal slab id\r\n");
+        return;
+    }
+    cachedump_t d = {.pc = pc, .cls = (uint32_t)id, .limit = (uint32_t)limit};
+    uint32_t nb = bc_cache_nbuckets(pc->env->cache);
+    for (uint32_t b = 0; b < nb && (d.limit == 0 || d.shown < d.limit); b++) {
+        (void)bc_cache_bucket_foreach(pc->env->cache, b, cachedump_item, &d);
+    }
+    REPLY(pc, "END\r\n");
+}
+
+/* "stats conns": memcached's process_stats_conns, one block per socket by
+ * fd; this connection is the one parsing a command, as in memcached. */
+static void
+stats_conns(bc_proto_conn_t *pc)
+{
+    bc_conn_info_t *v = NULL;
+    size_t n = pc->env->conns != NULL ? pc->env->conns(pc->env->hook_arg, &v) : 0;
+    for (size_t i = 0; i < n && !pc->oom; i++) {
+        const bc_conn_info_t *c = &v[i];
+        bc__proto_reply_fmt(pc, "STAT %d:addr %s\r\n", c->fd, c->addr);
+        if (!c->listening) bc__proto_reply_fmt(pc, "STAT %d:listen_addr %s\r\n", c->fd,
+                                               c->listen_addr);
+        bc__proto_reply_fmt(pc, "STAT %d:state %s\r\n", c->fd,
+                            c->fd == pc->id ? "conn_parse_cmd" : c->state);
+        bc__proto_reply_fmt(pc, "STAT %d:secs_since_last_cmd %" PRIu32 "\r\n", c->fd, c->secs);
+    }
+    free(v);
+    REPLY(pc, "END\r\n");
+}
+
 void
 bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 {
@@ -180,8 +259,27 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("sizes")) {
         REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
+    } else if (SUB_IS("cachedump")) {
+        stats_cachedump(pc, req);
+    } else if (SUB_IS("detail")) {
+        /* memcached's process_stats_detail: on, off, dump, else usage. */
+        const bc_mc_token_t *t = req->ntok >= 4 ? &req->tok[2] : NULL;
+        if (t != NULL && t->n == 2 && memcmp(t->p, "on", 2) == 0) {
+            atomic_store(&pc->env->detail_on, true);
+            REPLY(pc, "OK\r\n");
+        } else if (t != NULL && t->n == 3 && memcmp(t->p, "off", 3) == 0) {
+            atomic_store(&pc->env->detail_on, false);
+            REPLY(pc, "OK\r\n");
+        } else if (t != NULL && t->n == 4 && memcmp(t->p, "dump", 4) == 0) {
+            bc__proto_detail_dump(pc);
+        } else {
+            REPLY(pc, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+        }
+    } else if (SUB_IS("conns")) {
+        stats_conns(pc);
     } else if (SUB_IS("reset")) {
         if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
+        bc__proto_detail_clear(pc->env);
         REPLY(pc, "RESET\r\n");
     } else {
         bc_stats_incr(pc->stats, protocol_errors);

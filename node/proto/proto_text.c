@@ -6,8 +6,8 @@
  * command in proto_stats.c (proto_int.h is what they share).
  *
  * Every reply text and every corner case here was checked against
- * memcached 1.6.18 (tests/integration/test_memcached_compat.py sends the
- * same streams to both).  The behaviours worth knowing:
+ * memcached 1.6.18 (tests/integration/test_memcached_compat.py and
+ * test_memcached_differential.py send the same streams to both).  The behaviours worth knowing:
  *
  *   - noreply silences every reply of the command, errors included;
  *   - a refused storage command (bad line) does NOT consume its data block:
@@ -41,11 +41,12 @@
  * peer connection, or without a forwarder, a multi-get containing any key
  * to refuse answers that refusal alone, for libbucketcache to act on.
  *
- * Where we differ from memcached on purpose: a multi-get containing a bad
- * key answers CLIENT_ERROR for that command only -- memcached 1.6.18 also
- * drops the replies of earlier pipelined commands still in its queue --
- * and the SERVER_ERROR of a too-large value is sent at once rather than
- * after the swallowed block has arrived.
+ * Where we differ from memcached on purpose (docs/protocol.md lists every
+ * difference): a multi-get containing a bad key answers CLIENT_ERROR for
+ * that command only -- memcached 1.6.18 also drops the replies of earlier
+ * pipelined commands still in its queue -- and the SERVER_ERROR of a
+ * too-large value is sent at once rather than after the swallowed block
+ * has arrived.
  */
 #include "proto/proto_text.h"
 
@@ -319,6 +320,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
             it = touch ? bc_cache_get_touch(cache, key, nkey, hash, exptime)
                        : bc_cache_get(cache, key, nkey, hash);
         }
+        bc__proto_detail_get(pc->env, key, nkey, it != NULL);
         if (it == NULL) continue;
         hits++;
 
@@ -476,6 +478,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
         pc->swallow = (uint64_t)req->vlen + 2;
         return;
     }
+    bc__proto_detail_set(pc->env, req->key, req->nkey);
     bc_item_t *it = bc_item_alloc(cache, req->key, req->nkey, hash, req->flags, exptime,
                                   req->vlen + 2, &st);
     if (it == NULL) {
@@ -539,6 +542,10 @@ cmd_store_finish(bc_proto_conn_t *pc)
         }
     }
 
+    if (pc->cmd == BC_MC_CMD_MS) {
+        bc__proto_meta_store_finish(pc, it);
+        return;
+    }
     bc_stats_incr(pc->stats, cmd_set);
     bc_mc_cmd_t cmd = pc->cmd;
     bool concat = cmd == BC_MC_CMD_APPEND || cmd == BC_MC_CMD_PREPEND;
@@ -579,6 +586,7 @@ cmd_delete(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
 {
     uint32_t hash = bc_hash_key(req->key, req->nkey);
     if (route_write(pc, line, len, req, hash)) return;
+    bc__proto_detail_delete(pc->env, req->key, req->nkey);
     bc_status_t st = bc_cache_delete(pc->env->cache, req->key, req->nkey, hash);
     if (st == BC_OK) {
         bc_stats_incr(pc->stats, delete_hits);
@@ -659,7 +667,7 @@ cmd_flush_all(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_req
     }
     bc_stats_incr(pc->stats, cmd_flush);
     if (cl != NULL && pc->fwd != NULL && !pc->peer) {
-        bc__proto_fwd_flush_all(pc, line, len, req, here);
+        bc__proto_fwd_flush_all(pc, line, len, req, here, NULL, NULL);
         return;
     }
     if (!req->noreply) REPLY(pc, "OK\r\n");
@@ -752,9 +760,23 @@ process_line(bc_proto_conn_t *pc, const char *line, size_t len)
     case BC_MC_CMD_STATS:
         bc__proto_stats(pc, &req);
         break;
-    case BC_MC_CMD_VERSION:
-        REPLY(pc, "VERSION " BC_VERSION "\r\n");
+    case BC_MC_CMD_MG:
+    case BC_MC_CMD_MS:
+    case BC_MC_CMD_MD:
+    case BC_MC_CMD_MA:
+    case BC_MC_CMD_MN:
+    case BC_MC_CMD_ME:
+        bc__proto_meta(pc, line, len, &req);
         break;
+    case BC_MC_CMD_VERSION:
+    case BC_MC_CMD_SHUTDOWN:
+    case BC_MC_CMD_CACHE_MEMLIMIT:
+    case BC_MC_CMD_SLABS:
+    case BC_MC_CMD_LRU:
+    case BC_MC_CMD_LRU_CRAWLER:
+    case BC_MC_CMD_WATCH:
+    case BC_MC_CMD_REFRESH_CERTS:
+        return bc__proto_admin(pc, &req);
     case BC_MC_CMD_VERBOSITY:
         atomic_store(&pc->env->verbosity, (int)req.verbosity);
         if (!req.noreply) REPLY(pc, "OK\r\n");
@@ -836,7 +858,10 @@ data_advance(bc_proto_conn_t *pc, size_t n)
     pc->need -= (uint32_t)n;
     if (pc->need > 0) return;
     if (pc->state == BC_PROTO_FWD_DATA) {
-        bc__proto_fwd_store_finish(pc);
+        if (pc->binary) bc__proto_bin_fwd_store_finish(pc);
+        else bc__proto_fwd_store_finish(pc);
+    } else if (pc->binary) {
+        bc__proto_bin_store_finish(pc);
     } else {
         cmd_store_finish(pc);
     }
@@ -889,6 +914,20 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             pos += n;
             pc->swallow -= n;
             if (pc->swallow == 0) pc->state = BC_PROTO_LINE;
+            continue;
+        }
+
+        /* memcached's -B auto: a connection whose first byte is the binary
+         * request magic speaks the binary protocol (binary.c) for good. */
+        if (!pc->proto_known) {
+            pc->proto_known = true;
+            pc->binary = (unsigned char)buf[pos] == BC_PROTO_BIN_MAGIC;
+        }
+        if (pc->binary) {
+            size_t used = 0;
+            st = bc__proto_bin_packet(pc, buf + pos, avail, &used);
+            pos += used;
+            if (used == 0) break;
             continue;
         }
 
@@ -1014,6 +1053,20 @@ handler_waiting(const void *conn)
     return bc_proto_waiting(conn);
 }
 
+static const char *
+handler_state_name(const void *conn)
+{
+    const bc_proto_conn_t *pc = conn;
+    if (pc->waiting) return "conn_io_queue";
+    switch (pc->state) {
+    case BC_PROTO_DATA:
+    case BC_PROTO_FWD_DATA: return "conn_nread";
+    case BC_PROTO_SWALLOW: return "conn_swallow";
+    case BC_PROTO_LINE: break;
+    }
+    return "conn_read";
+}
+
 static size_t
 handler_handoff_args(const void *conn, const char **args)
 {
@@ -1043,6 +1096,7 @@ const bc_handler_t bc_proto_text_handler = {
     .direct_dest = handler_direct_dest,
     .direct_done = handler_direct_done,
     .waiting = handler_waiting,
+    .state_name = handler_state_name,
     .handoff_args = handler_handoff_args,
     .is_peer = handler_is_peer,
 };

@@ -26,6 +26,14 @@
  *   read()s the socket straight into the item, so a large value is copied
  *   once, by the kernel.
  *
+ * HOW: THE BINARY PROTOCOL
+ *   A connection whose first byte is 0x80 (BC_PROTO_BIN_MAGIC) speaks
+ *   memcached's binary protocol for good, as memcached's "-B auto": in
+ *   state LINE bc_proto_process hands its packets to binary.c
+ *   (bc__proto_bin_packet); a value goes through DATA / FWD_DATA / SWALLOW
+ *   as a text data block does (without its CRLF), and the replies use the
+ *   same output queue, holes and limits.
+ *
  * HOW: THE REPLIES
  *   Replies go into the connection's output queue (net/outq.h).  A value
  *   larger than BC_PROTO_COPY_MAX is NOT copied: the queue references the
@@ -166,6 +174,8 @@
 
 /* ---- shared environment ---- */
 
+typedef struct bc_proto_detail bc_proto_detail_t;
+
 /* What "stats" / "stats settings" report and "stats reset" resets, and
  * the cluster settings; filled by main.c from the server (or by a test). */
 typedef struct bc_proto_env {
@@ -179,6 +189,7 @@ typedef struct bc_proto_env {
     uint32_t idle_timeout;     /* seconds, 0 = off (-o idle_timeout) */
     time_t started;            /* unix time the server was created */
     atomic_int verbosity;      /* "verbosity" command / -v */
+    bool shutdown_enabled;     /* the "shutdown" command stops the node (-A) */
     /* Cluster routing (cluster.h): a key whose bucket this node may not
      * serve is refused with bc_node_cluster_format_refusal's line; NULL =
      * standalone, every bucket served.  Borrowed. */
@@ -214,7 +225,30 @@ typedef struct bc_proto_env {
     void (*server_stats)(void *arg, bc_server_stats_t *out);
     /* "stats reset"; NULL does nothing. */
     void (*stats_reset)(void *arg);
+    /* "stats conns": the data port's sockets sorted by fd, malloc'd in
+     * *out (net/server.h bc_server_conns); NULL: the command shows none. */
+    size_t (*conns)(void *arg, bc_conn_info_t **out);
+
+    /* "stats detail" (memcached's per-prefix counters, detail.c): NULL =
+     * not kept (on/off answer OK, the dump is empty).  Owned by whoever
+     * set it (bc_proto_detail_create / _destroy). */
+    bc_proto_detail_t *detail;
+    atomic_bool detail_on;     /* "stats detail on" */
 } bc_proto_env_t;
+
+/*
+ * memcached's per-prefix statistics ("stats detail on|off|dump"): with
+ * detail on, every get/gets/gat/gats key, storage command and delete
+ * served here counts for the key's prefix, the bytes before its first
+ * ':' (keys without one are not counted), as memcached 1.6.18 counts them
+ * (not meta commands, not touch or incr).  At most
+ * BC_PROTO_DETAIL_MAX_PREFIXES prefixes are kept (memcached keeps any
+ * number); keys of further prefixes are not counted.  Any thread.
+ * create: NULL when memory is short.
+ */
+#define BC_PROTO_DETAIL_MAX_PREFIXES 16384u
+bc_proto_detail_t *bc_proto_detail_create(void);
+void bc_proto_detail_destroy(bc_proto_detail_t *detail);
 
 /* ---- one connection ---- */
 
@@ -229,10 +263,33 @@ typedef enum bc_proto_state {
     BC_PROTO_FWD_DATA,         /* receiving a data block to forward (into fop) */
 } bc_proto_state_t;
 
+/* An ms waiting for its data block: what its reply line carries (meta.c). */
+typedef struct bc_proto_meta_set {
+    bool active;               /* the DATA state belongs to an ms */
+    bool quiet;                /* q: no HD */
+    bool stale;                /* I with a CAS store */
+    bool key_binary;           /* b: k answers base64 */
+    char order[3];             /* the O, k and c flags in request order */
+    uint8_t norder;
+    uint8_t nopaque;
+    char opaque[32];           /* the O token, letter included */
+} bc_proto_meta_set_t;
+
 /* A command being forwarded (proto_fwd.c). */
 typedef struct bc_proto_fwd_op bc_proto_fwd_op_t;
 /* A command waiting for origin fills (proto_origin.c). */
 typedef struct bc_proto_origin_op bc_proto_origin_op_t;
+
+/* The first byte of a binary-protocol request (binary.c). */
+#define BC_PROTO_BIN_MAGIC 0x80
+
+/* A binary store waiting for its value (binary.c): what its reply needs. */
+typedef struct bc_proto_bin_store {
+    uint8_t opcode;            /* as it came (a quiet one stays quiet) */
+    uint32_t opaque;           /* as it came, echoed */
+    uint64_t cas;              /* the CAS to compare, 0 = none */
+    bc_store_mode_t mode;
+} bc_proto_bin_store_t;
 
 typedef struct bc_proto_conn {
     bc_proto_env_t *env;       /* borrowed */
@@ -246,9 +303,14 @@ typedef struct bc_proto_conn {
     uint32_t need;             /* DATA: bytes still expected, CRLF included */
     bc_mc_cmd_t cmd;           /* DATA: the storage command */
     uint64_t cas;              /* DATA: cas unique of a cas command */
+    bc_store_mode_t store_mode; /* DATA of an ms: how to store */
+    bc_proto_meta_set_t mset;  /* DATA of an ms (meta.c) */
     bool noreply;              /* DATA: reply suppressed */
     uint64_t swallow;          /* SWALLOW: bytes still to discard */
     bool oom;                  /* a reply could not be queued: close */
+    bool proto_known;          /* the first byte has come: binary is decided */
+    bool binary;               /* the binary protocol (binary.c), not text */
+    bc_proto_bin_store_t bin;  /* DATA/FWD_DATA of a binary store */
     size_t out_limit;          /* of the current bc_proto_process call */
 
     /* forwarding (see above) */
@@ -275,6 +337,9 @@ typedef struct bc_proto_conn {
     bc_proto_origin_op_t *oops; /* gets waiting for fills (ours), a list */
     uint32_t noops;            /* how many */
     bc_proto_origin_op_t *rerun; /* the op whose command runs again, while it does */
+    bc_item_t *meta_fill;      /* an mg running again after its fill: the filled
+                                  value when the cache lost it (borrowed) */
+    bool meta_rerun;           /* an mg running again after its fill */
     bool origin_hold;          /* input held: a get waits to run again, or the limit */
     bc_item_t **found;         /* during a get: each key's item, resolved first */
     uint32_t found_n, found_cap;

@@ -19,7 +19,9 @@
  * a first byte (even: a raw stream; odd: payloads, each after a length
  * byte, wrapped in valid headers -- fuzz_frames.h), fuzz_proto_text a
  * first byte that seeds its read sizes, fuzz_mcproto and fuzz_wire lines,
- * fuzz_auth header lines then a NUL and a secret file.
+ * fuzz_auth header lines then a NUL and a secret file, fuzz_binary a first
+ * byte that seeds its read sizes then binary packets (it puts the magic
+ * byte that makes the connection binary in front when they lack it).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -434,6 +436,126 @@ auth_seeds(void)
     emit("auth", "with-file", file, sizeof(file) - 1);
 }
 
+/* ---- binary protocol (fuzz_binary) ---- */
+
+typedef struct bin_seed {
+    unsigned char b[4096];
+    size_t n;
+} bin_seed_t;
+
+/* One request packet; bodylen_extra pads the declared body (malformed). */
+static void
+bin_pkt(bin_seed_t *s, unsigned char op, const char *key, const void *ext, unsigned char next,
+        const char *val, unsigned long long cas, int bodylen_extra)
+{
+    size_t nkey = key != NULL ? strlen(key) : 0, nval = val != NULL ? strlen(val) : 0;
+    unsigned long body = (unsigned long)(next + nkey + nval) + (unsigned long)bodylen_extra;
+    unsigned char *p = s->b + s->n;
+    if (s->n + 24 + next + nkey + nval > sizeof(s->b)) exit(2);
+    memset(p, 0, 24);
+    p[0] = 0x80;
+    p[1] = op;
+    p[2] = (unsigned char)(nkey >> 8);
+    p[3] = (unsigned char)nkey;
+    p[4] = next;
+    for (int i = 0; i < 4; i++) p[8 + i] = (unsigned char)(body >> (24 - 8 * i));
+    p[15] = (unsigned char)(s->n & 0xff);                  /* opaque */
+    for (int i = 0; i < 8; i++) p[16 + i] = (unsigned char)(cas >> (56 - 8 * i));
+    s->n += 24;
+    memcpy(s->b + s->n, ext, next);
+    s->n += next;
+    memcpy(s->b + s->n, key, nkey);
+    s->n += nkey;
+    memcpy(s->b + s->n, val, nval);
+    s->n += nval;
+}
+
+static void
+bin_emit(const char *name, char first, const bin_seed_t *s)
+{
+    char *buf = malloc(s->n + 1);
+    if (buf == NULL) exit(2);
+    buf[0] = first;
+    memcpy(buf + 1, s->b, s->n);
+    emit("binary", name, buf, s->n + 1);
+    free(buf);
+}
+
+static void
+binary_seeds(void)
+{
+    static const unsigned char set_ext[8] = {0, 0, 0, 5, 0, 0, 0, 0};
+    static const unsigned char touch_ext[4] = {0, 0, 1, 0};
+    static const unsigned char incr_ext[20] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9};
+    static const unsigned char incr_noviv[20] = {0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 0xff, 0xff, 0xff, 0xff};
+    static const unsigned char flush_ext[4] = {0, 0, 0, 10};
+    bin_seed_t s;
+
+    /* every opcode once (the magic of the first packet is the harness's) */
+    s.n = 0;
+    bin_pkt(&s, 0x01, "a", set_ext, 8, "hello", 0, 0);
+    bin_pkt(&s, 0x00, "a", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x0c, "a", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x02, "a", set_ext, 8, "x", 0, 0);
+    bin_pkt(&s, 0x03, "b", set_ext, 8, "x", 0, 0);
+    bin_pkt(&s, 0x0e, "a", NULL, 0, "++", 0, 0);
+    bin_pkt(&s, 0x0f, "a", NULL, 0, "--", 0, 0);
+    bin_pkt(&s, 0x05, "n", incr_ext, 20, NULL, 0, 0);
+    bin_pkt(&s, 0x06, "n", incr_ext, 20, NULL, 0, 0);
+    bin_pkt(&s, 0x05, "m", incr_noviv, 20, NULL, 0, 0);
+    bin_pkt(&s, 0x1c, "a", touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x1d, "a", touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x23, "a", touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x04, "a", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x0b, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x10, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x10, "settings", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x10, "detail dump", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x08, NULL, flush_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x0a, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x07, NULL, NULL, 0, NULL, 0, 0);
+    bin_emit("every-opcode", 7, &s);
+
+    /* quiet forms mixed, CAS checks */
+    s.n = 0;
+    bin_pkt(&s, 0x11, "q", set_ext, 8, "1", 0, 0);
+    bin_pkt(&s, 0x09, "q", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x0d, "none", NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x1e, "none", touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x24, "q", touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x12, "q", set_ext, 8, "2", 0, 0);
+    bin_pkt(&s, 0x13, "q", set_ext, 8, "3", 99, 0);
+    bin_pkt(&s, 0x15, "q", incr_ext, 20, NULL, 0, 0);
+    bin_pkt(&s, 0x16, "q", incr_ext, 20, NULL, 7, 0);
+    bin_pkt(&s, 0x19, "q", NULL, 0, "a", 0, 0);
+    bin_pkt(&s, 0x1a, "q", NULL, 0, "b", 5, 0);
+    bin_pkt(&s, 0x14, "q", NULL, 0, NULL, 3, 0);
+    bin_pkt(&s, 0x18, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x0a, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x17, NULL, NULL, 0, NULL, 0, 0);
+    bin_emit("quiet", 41, &s);
+
+    /* malformed: unknown and SASL opcodes swallow, wrong lengths close */
+    s.n = 0;
+    bin_pkt(&s, 0x50, "k", NULL, 0, "abc", 0, 0);
+    bin_pkt(&s, 0x1b, NULL, touch_ext, 4, NULL, 0, 0);
+    bin_pkt(&s, 0x20, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x21, "PLAIN", NULL, 0, "\001u\001p", 0, 0);
+    bin_pkt(&s, 0x10, "nosuch", NULL, 0, NULL, 0, 24);
+    bin_pkt(&s, 0x0a, NULL, NULL, 0, NULL, 0, 0);
+    bin_pkt(&s, 0x00, "k", touch_ext, 4, NULL, 0, 0);
+    bin_emit("malformed", 3, &s);
+
+    s.n = 0;
+    bin_pkt(&s, 0x00, "abc", NULL, 0, NULL, 0, -2);
+    bin_emit("keylen-over-bodylen", 11, &s);
+    s.n = 0;
+    bin_pkt(&s, 0x01, "big", set_ext, 8, "0123456789", 0, 2000000);
+    bin_pkt(&s, 0x0a, NULL, NULL, 0, NULL, 0, 0);
+    bin_emit("value-too-large", 5, &s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -451,6 +573,7 @@ main(int argc, char **argv)
     mcproto_seeds();
     wire_seeds();
     auth_seeds();
+    binary_seeds();
     if (checking && problems == 0) printf("gen_fuzz_seeds: every seed under %s is current\n", root);
     return problems == 0 ? 0 : 1;
 }

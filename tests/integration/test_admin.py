@@ -57,10 +57,14 @@ def test_health():
     doc = json.loads(body)
     assert doc["status"] == "ok"
     assert re.fullmatch(r"\d+\.\d+\.\d+", doc["version"])
+    assert doc["memcached_protocol"] == "1.6.18", doc
     assert doc["pid"] == node().proc.pid
     # Without ZooKeeper: no cluster facts anywhere.
     assert doc["mode"] == "standalone" and "group" not in doc and "role" not in doc
-    assert "cluster" not in json.loads(req("GET", "/stats")[2])
+    stats = json.loads(req("GET", "/stats")[2])
+    assert "cluster" not in stats
+    assert stats["process"]["version"] == doc["version"], stats["process"]
+    assert stats["process"]["memcached_protocol"] == "1.6.18", stats["process"]
     assert "bucketcache_cluster_" not in req("GET", "/metrics")[2].decode()
 
 

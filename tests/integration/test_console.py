@@ -2,6 +2,7 @@
 failover within the session timeout, never two active consoles, its HTTP
 API, bad requests, and a ZooKeeper restart."""
 import os
+import re
 import signal
 import sys
 import time
@@ -73,6 +74,8 @@ def test_api_and_bad_requests():
     harness.wait_for(c.is_active, what="active")
     st, doc = harness.http_json(c.admin_port, "GET", "/v1/cluster")
     assert st == 200 and doc["cluster"] == cluster and doc["buckets"] == 32, doc
+    st, doc = harness.http_json(c.admin_port, "GET", "/health")
+    assert st == 200 and re.fullmatch(r"\d+\.\d+\.\d+", doc["version"]), doc
     st, doc = harness.http_json(c.admin_port, "GET", "/v1/tables")
     assert st == 200 and len(doc["c"]) == 32 and len(doc["m"]) == 32 and len(doc["d"]) == 32
     st, doc = harness.http_json(c.admin_port, "POST", "/v1/rebalance?dry_run=1")

@@ -29,7 +29,7 @@ def ephemeral_low():
         return 32768
 
 
-def free_port_range(span=140):
+def free_port_range(span=240):
     """A base port with ports base+80 .. base+span free, all below the
     kernel's ephemeral range: the script's ports are fixed offsets from the
     base, and a port the kernel may give to another test's free_port() or
@@ -124,6 +124,17 @@ def test_local_cluster_up_add_group_down():
         gs = groups()
         assert [g["gid"] for g in gs] == [1, 2]
         assert all(len(g["nodes"]) == 2 and g["primary_addr"] for g in gs), gs
+        # Started with only -p: the admin port is the data port + 69.
+        for g in gs:
+            for n in g["nodes"]:
+                port = int(n["data"].rsplit(":", 1)[1])
+                assert n["admin"] == "127.0.0.1:%d" % (port + 69), n
+                with open(os.path.join(state, "admin-token")) as f:
+                    token = f.read().strip()
+                st, _, body = harness.http(port + 69, "GET", "/health",
+                                           headers={"Authorization": "Bearer " + token})
+                doc = json.loads(body)
+                assert st == 200 and doc["group"] == g["gid"], doc
         rc, out, err = run(env, "add-group", timeout=300)
         assert rc == 0 and "group 3 started" in out, (out, err)
         harness.wait_for(lambda: len(groups()) == 3, timeout=20, what="group 3 registered")

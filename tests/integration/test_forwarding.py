@@ -124,7 +124,12 @@ def test_noreply_is_forwarded_silently():
     via.send("set %s 0 0 2 noreply\r\nhi\r\nincr %s 1 noreply\r\ndelete nokey-%s noreply\r\n"
              % (k, k, k))
     assert via.cmd("version").startswith(b"VERSION "), "noreply commands answered something"
-    assert G2.conn().cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode()
+    # version is answered here at once, while the forwarded set may still be
+    # on its way to the owner: the owner gets it soon, and a get through
+    # the same connection (the same forwarding link, in order) sees it
+    assert via.cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n" % k.encode()
+    harness.wait_for(lambda: G2.conn().cmd("get " + k) == b"VALUE %s 0 2\r\nhi\r\nEND\r\n"
+                     % k.encode(), timeout=5, what="the owner has the forwarded set")
     via.send("delete %s noreply\r\n" % k)
     assert via.cmd("get " + k) == b"END\r\n"
 
@@ -200,10 +205,19 @@ def test_large_values_both_ways():
     via = G1.conn()
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(blob)), blob) == b"STORED\r\n"
     assert via.cmd("get " + k) == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (k.encode(), len(blob), blob)
-    # larger than the item limit: answered here, the block is skipped
+    # larger than the item limit: answered here, the block is skipped, and
+    # (as memcached does for a set or an ms) the owner's old value deleted
     huge = b"x" * (1024 * 1024 + 10)
     assert via.cmd(b"set %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
         b"SERVER_ERROR object too large for cache\r\n"
+    assert G2.conn().cmd("get " + k) == b"END\r\n"
+    assert via.cmd("set %s 0 0 1" % k, "v") == b"STORED\r\n"
+    assert via.cmd(b"append %s 0 0 %d" % (k.encode(), len(huge)), huge) == \
+        b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"VALUE %s 0 1\r\nv\r\nEND\r\n" % k.encode()   # kept
+    via.send(b"ms %s %d T0\r\n%s\r\n" % (k.encode(), len(huge), huge))
+    assert via.readline() == b"SERVER_ERROR object too large for cache\r\n"
+    assert via.cmd("get " + k) == b"END\r\n"
     assert via.cmd("version").startswith(b"VERSION ")
 
 

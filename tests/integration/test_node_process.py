@@ -91,7 +91,8 @@ def test_version():
     for flag in ("--version", "-V"):
         r = run(flag)
         assert r.returncode == 0
-        assert re.fullmatch(rb"bucketcache-node \d+\.\d+\.\d+\n", r.stdout), r.stdout
+        assert re.fullmatch(rb"bucketcache-node \d+\.\d+\.\d+ \(memcached protocol 1\.6\.18\)\n",
+                            r.stdout), r.stdout
 
 
 def test_bad_flags_exit_2():

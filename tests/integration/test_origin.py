@@ -334,6 +334,78 @@ def test_admin_get_reads_through():
     assert get(NODE, "flags/9/http") [1] == 9
 
 
+def read_meta(c):
+    """One meta reply: (head line without CRLF, value bytes or None)."""
+    head = c.readline()[:-2]
+    if head.startswith(b"VA "):
+        n = int(head.split(b" ")[1])
+        value = c.read_exact(n + 2)
+        assert value.endswith(b"\r\n"), value[-10:]
+        return head, value[:-2]
+    return head, None
+
+
+def test_meta_get_reads_through_with_every_flag():
+    c = harness.McConn(NODE.port)
+    try:
+        # a miss with an origin: filled, then answered as a hit with its flags
+        c.send(b"mg meta/a.png v f s k O77 c t\r\n")
+        head, value = read_meta(c)
+        toks = head.split(b" ")
+        assert toks[0] == b"VA" and value is not None and path_in(value) == "/v1/meta/a.png", head
+        assert b"f0" in toks and b"kmeta/a.png" in toks and b"O77" in toks, head
+        assert b"s%d" % len(value) in toks, head
+        assert any(t.startswith(b"c") and int(t[1:]) > 0 for t in toks), head
+        assert any(t.startswith(b"t") for t in toks), head
+        assert ORIGIN.count("/v1/meta/a.png") == 1
+        # now a plain hit, no second request
+        c.send(b"mg meta/a.png v\r\n")
+        assert read_meta(c)[1] == value and ORIGIN.count("/v1/meta/a.png") == 1
+        # quiet mode: a fill that finds nothing stays quiet; the fills keep
+        # their order in a pipeline with a slow one first
+        c.send(b"mg slow/300/meta/b v q Oslow\r\nmg nf/meta/c v q Onf\r\n"
+               b"mg meta/d v Od\r\nmn\r\n")
+        h1, v1 = read_meta(c)
+        assert h1.startswith(b"VA ") and b"Oslow" in h1.split(b" "), h1
+        assert path_in(v1) == "/v1/slow/300/meta/b"
+        h2, v2 = read_meta(c)
+        assert h2.startswith(b"VA ") and b"Od" in h2.split(b" "), h2
+        assert read_meta(c) == (b"MN", None)
+        # a negative answer is EN (not quiet), a 5xx too, counted as errors
+        c.send(b"mg nf/meta/c v\r\nmg err/meta/e v\r\n")
+        assert read_meta(c) == (b"EN", None)
+        assert read_meta(c) == (b"EN", None)
+        # base64 keys reach the origin decoded; T (touch) and N (vivify) do
+        # not read through, as gat does not
+        c.send(b"mg bWV0YS9mLnBuZw== b v\r\n")      # meta/f.png
+        head, value = read_meta(c)
+        assert head.startswith(b"VA ") and path_in(value) == "/v1/meta/f.png", head
+        c.send(b"mg meta/g v T30\r\nmg meta/h v N30\r\n")
+        assert read_meta(c) == (b"EN", None)
+        head, value = read_meta(c)
+        assert head.startswith(b"VA 0") and value == b"", head
+        assert ORIGIN.count("/v1/meta/g") == 0 and ORIGIN.count("/v1/meta/h") == 0
+    finally:
+        c.close()
+
+
+def test_per_bucket_origin_counters():
+    assert get(NODE, "pb/one.png")[0] is not None
+    assert get(NODE, "nf/pb/two")[0] is None
+    st, doc = harness.http_json(NODE.admin_port, "GET", "/v1/buckets?buckets=all")
+    assert st == 200
+    by = {b["bucket"]: b for b in doc["buckets"]}
+    nb = doc["nbuckets"]
+    one, two = by[harness.bucket_of("pb/one.png", nb)], by[harness.bucket_of("nf/pb/two", nb)]
+    assert one["origin_requests"] >= 1 and one["origin_fills"] >= 1, one
+    assert two["origin_requests"] >= 1 and two["origin_not_found"] >= 1, two
+    total = sum(b["origin_requests"] for b in doc["buckets"])
+    assert total == ostat(NODE, "requests"), (total, ostat(NODE, "requests"))
+    for b in doc["buckets"]:
+        assert set(("origin_requests", "origin_fills", "origin_not_found",
+                    "origin_errors")) <= set(b), b
+
+
 def test_stats_json_and_metrics():
     st, doc = harness.http_json(NODE.admin_port, "GET", "/stats")
     o = doc["origin"]
@@ -539,6 +611,36 @@ def test_cluster_one_request_for_100_gets_through_three_nodes():
     assert c.cmd("get " + other).startswith(b"SERVER_ERROR MOVED")
     c.close()
     assert ORIGIN.count("/v1/" + other) == 0
+
+
+def test_cluster_meta_get_through_every_node_fills_once():
+    key = harness.key_in_bucket_owned_by(C, 3, prefix="slow/300/m")
+    raw = "/v1/" + key
+    out, errors = [], []
+    start = threading.Event()
+
+    def one(node):
+        start.wait()
+        try:
+            c = harness.McConn(node.port, 20)
+            c.send(("mg %s v k\r\n" % key).encode())
+            out.append(read_meta(c))
+            c.close()
+        except Exception as e:  # noqa: BLE001 -- collected and asserted below
+            errors.append(repr(e))
+    ts = [threading.Thread(target=one, args=([G1, G2, G3][i % 3],)) for i in range(30)]
+    for t in ts:
+        t.start()
+    start.set()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(out) == 30 and all(h.startswith(b"VA ") for h, _ in out), out[:2]
+    assert all(v == out[0][1] for _, v in out) and path_in(out[0][1]) == raw
+    assert ORIGIN.count(raw) == 1, ORIGIN.count(raw)
+    bucket = harness.bucket_of(key, NB)
+    assert bucket_items(G3, bucket) == 1
+    assert bucket_items(G1, bucket) == 0 and bucket_items(G2, bucket) == 0
 
 
 def test_cluster_fill_replicates_and_backup_never_fetches():

@@ -8,6 +8,7 @@ out of the backlog gets a full resync while writes go on, and a bucket
 moved onto a group reaches that group's backup."""
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -665,6 +666,46 @@ def test_library_cas_append_prepend_across_a_failover():
     assert cli("get", "acct")[1].strip() == "12000"
     assert cli("set", "acct", "--cas", "abc", "1")[0] == 2
     for p in (b, con):
+        p.stop()
+
+
+def test_meta_state_survives_a_failover():
+    """The meta protocol's item state reaches the backup: after a failover
+    a stale item ("md I") is still stale, a win token handed out on the old
+    primary is not handed out again, a base64 key is still one -- the new
+    primary answers as memcached 1.6.18 does with no failover at all."""
+    cl = harness.create_cluster(zk, "metastate", buckets=NB)
+    a, b, con = start_group(cl, "sync")
+    mc = harness.Memcached()
+    before = ("ms st 3 T0\r\nabc\r\nmd st I\r\n"          # stale, token not handed out
+              "ms won 3\r\nxyz\r\nmd won I\r\nmg won s v\r\n"  # stale, token handed out
+              "ms YmluYXJ5 2 b\r\nhi\r\n"                     # key "binary", sent in base64
+              "mg viv N100 s\r\n"                               # vivified: token handed out
+              "ms fresh 1\r\nf\r\nmn\r\n")
+    after = ("mg st s v\r\nmg st s\r\nmg won s v\r\nmg YmluYXJ5 b k v\r\n"
+             "mg viv s v\r\nmg fresh s v\r\nme YmluYXJ5 b\r\nmn\r\n")
+
+    def talk(port, payload):
+        c = harness.McConn(port)
+        c.send(payload)
+        while not c.buf.endswith(b"MN\r\n"):
+            c._fill()
+        c.close()
+        return c.buf
+
+    want = talk(mc.port, before)
+    assert talk(a.port, before) == want, want
+    assert want.count(b" W") == 2, want
+    wait_caught_up(a, b)
+    a.stop()
+    harness.wait_primary(b)
+    want = talk(mc.port, after)
+    got = talk(b.port, after)
+    # me's la= is an age in seconds; the rest is the same bytes
+    strip = (lambda out: re.sub(rb"la=\d+", b"la=*", re.sub(rb"exp=-?\d+", b"exp=*", out)))
+    assert strip(got) == strip(want), "memcached: %r\nnew primary: %r" % (want, got)
+    assert b"VA 3 s3 X W\r\nabc" in want and b"VA 3 s3 Z X\r\nxyz" in want, want
+    for p in (b, con, mc):
         p.stop()
 
 

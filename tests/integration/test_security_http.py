@@ -404,9 +404,10 @@ def test_console_token_cli_and_dashboard():
     status, h, body = http(port, "POST", "/v1/migrations/pause", headers=bearer(tok))
     assert status == 200, (status, body)
     assert json.loads(http(port, "GET", "/v1/migrations")[2])["paused"] is True
-    # /health is open but says little; the dashboard page is open and asks for the token
+    # /health is open but says little (the version, as memcached's `version`
+    # tells anyone); the dashboard page is open and asks for the token
     doc = json.loads(http(port, "GET", "/health")[2])
-    assert set(doc) == {"status", "role", "zookeeper_connected"}, doc
+    assert set(doc) == {"status", "version", "role", "zookeeper_connected"}, doc
     doc = json.loads(http(port, "GET", "/health", headers=bearer(tok))[2])
     assert doc["cluster"] == cluster and doc["election_node"], doc
     status, h, page = http(port, "GET", "/")

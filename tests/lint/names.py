@@ -40,6 +40,9 @@ SHORT_FORMS = {
     "node/proto/forward.h": ["fwd"],
     "common/bc_mcproto.c": ["mc"],
     "common/bc_mcproto.h": ["mc"],
+    # memcached's meta protocol, beside the text protocol's "mc".
+    "common/bc_mcmeta.c": ["mc_meta"],
+    "common/bc_mcmeta.h": ["mc_meta"],
     "console/config.c": ["cfg"],
     "console/config.h": ["cfg"],
     # The console's migration module is three files sharing the short form

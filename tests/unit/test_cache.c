@@ -413,6 +413,17 @@ test_arith(void **state)
     assert_int_equal(arith(cache, "z", true, 1, &v), BC_OK);
     assert_int_equal(v, 8);
     check_value(cache, "z", "8  ");
+    /* A number >= 2^63 is refused for a '-' before the first NUL only
+     * (memcached's strchr stops there). */
+    bc_item_t *big = bc_item_alloc(cache, "w", 1, hkey("w"), 0, 0, 25, &st);
+    memcpy(bc_item_value(big), "18446744073709551615\0-1\r\n", 25);
+    assert_int_equal(bc_cache_store(cache, big, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(arith(cache, "w", true, 2147483647, &v), BC_OK);
+    assert_true(v == 2147483646);
+    big = bc_item_alloc(cache, "w", 1, hkey("w"), 0, 0, 25, &st);
+    memcpy(bc_item_value(big), "18446744073709551615 -\0\r\n", 25);
+    assert_int_equal(bc_cache_store(cache, big, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_int_equal(arith(cache, "w", true, 1, &v), BC_ENONNUMERIC);
 
     /* A reader holding the item keeps seeing the old value: the new value
      * goes into a new item even though it would fit in place. */
@@ -445,9 +456,12 @@ test_exptime_conversion(void **state)
     assert_int_equal(bc_cache_exptime_abs(cache, 3600), T0 + 3600);
     assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA),
                      T0 + BC_REALTIME_MAXDELTA);
-    /* Above 30 days: an absolute unix time, even one in the past. */
-    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1),
-                     BC_REALTIME_MAXDELTA + 1);
+    /* Above 30 days: an absolute unix time; one at or before memcached's
+     * process_started (the cache's start - 62 s) is 1, like a negative
+     * one, so that two such times are equal, as in memcached. */
+    assert_int_equal(bc_cache_exptime_abs(cache, BC_REALTIME_MAXDELTA + 1), 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, T0 - 62), 1);
+    assert_int_equal(bc_cache_exptime_abs(cache, T0 - 61), T0 - 61);
     assert_int_equal(bc_cache_exptime_abs(cache, T0 + 77), T0 + 77);
     assert_int_equal(bc_cache_exptime_abs(cache, (int64_t)1 << 40), UINT32_MAX);
     /* Negative: already expired. */

@@ -110,6 +110,49 @@ test_parse_int(void **state)
     assert_int_equal(bc_parse_int(NULL, 0, 10, &v), BC_EINVAL);
 }
 
+/* bc_parse_u64n: the whole uint64 range, to the last value, and nothing
+ * past it or beside digits. */
+static void
+test_parse_u64n(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+#define U64N(lit, max, out) bc_parse_u64n((lit), sizeof(lit) - 1, (max), (out))
+    assert_true(U64N("0", UINT64_MAX, &v) && v == 0);
+    assert_true(U64N("00000000000000000001", UINT64_MAX, &v) && v == 1);
+    assert_true(U64N("1844674407370955161", UINT64_MAX, &v) && v == 1844674407370955161ull);
+    assert_true(U64N("18446744073709551609", UINT64_MAX, &v) && v == 18446744073709551609ull);
+    for (unsigned d = 0; d <= 5; d++) {
+        char s[21];
+        memcpy(s, "1844674407370955161", 19);
+        s[19] = (char)('0' + d);
+        s[20] = '\0';
+        v = 0;
+        assert_true(bc_parse_u64n(s, 20, UINT64_MAX, &v));
+        assert_true(v == 18446744073709551610ull + d);
+    }
+    assert_true(U64N("18446744073709551615", UINT64_MAX, &v) && v == UINT64_MAX);
+    v = 7;
+    assert_false(U64N("18446744073709551616", UINT64_MAX, &v));
+    assert_false(U64N("18446744073709551619", UINT64_MAX, &v));
+    assert_false(U64N("18446744073709551620", UINT64_MAX, &v));
+    assert_false(U64N("99999999999999999999", UINT64_MAX, &v));
+    assert_false(U64N("100000000000000000000", UINT64_MAX, &v));
+    assert_true(v == 7);                                    /* untouched on failure */
+    assert_true(U64N("4294967295", UINT32_MAX, &v) && v == UINT32_MAX);
+    assert_false(U64N("4294967296", UINT32_MAX, &v));
+    assert_false(U64N("18446744073709551615", UINT64_MAX - 1, &v));
+    assert_false(U64N("", UINT64_MAX, &v));
+    assert_false(U64N("-1", UINT64_MAX, &v));
+    assert_false(U64N("+1", UINT64_MAX, &v));
+    assert_false(U64N(" 1", UINT64_MAX, &v));
+    assert_false(U64N("1x", UINT64_MAX, &v));
+    assert_false(bc_parse_u64n(NULL, 1, UINT64_MAX, &v));
+    /* len bytes only: what follows is not read */
+    assert_true(bc_parse_u64n("12junk", 2, UINT64_MAX, &v) && v == 12);
+#undef U64N
+}
+
 static void
 test_parse_size(void **state)
 {
@@ -775,6 +818,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_parse_u64n),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_hostport),
         cmocka_unit_test(test_parse_errors),

@@ -582,6 +582,67 @@ test_we_read_libmsgpack_frames(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The ITEM meta field: absent when 0 (the six-field frame earlier nodes
+ * read, byte for byte), a trailing uint otherwise; a reader keeps bits it
+ * does not know; a wrong type, an over-wide value or an eighth field is
+ * refused. */
+static void
+test_item_meta_field(void **state)
+{
+    (void)state;
+    bc_frame_buf_t a, b;
+    bc_frame_t f;
+    size_t used;
+    char err[256] = "";
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+
+    assert_int_equal(bc_frame_put_item(&a, "k1", 2, "hello", 5, 7, 0, 1), BC_OK);
+    assert_int_equal(bc_frame_put_item_meta(&b, "k1", 2, "hello", 5, 7, 0, 1, 0), BC_OK);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    assert_int_equal(bc_frame_decode(a.data, a.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(f.meta, 0);
+
+    b.len = 0;
+    uint32_t bits = BC_FRAME_ITEM_STALE | BC_FRAME_ITEM_KEY_BINARY;
+    assert_int_equal(bc_frame_put_item_meta(&b, "k1", 2, "hello", 5, 7, 0, 1, bits), BC_OK);
+    static const char payload[] = "\x97\x01\xc4\x02k1\xc4\x05hello\x07\x00\x01\x05";
+    char want[64];
+    size_t n = wrap(want, payload, sizeof(payload) - 1);
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, want, n);
+    assert_int_equal(bc_frame_decode(b.data, b.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_true(f.type == BC_FRAME_ITEM && f.nkey == 2 && f.nvalue == 5 && f.flags == 7 &&
+                f.ttl == 0 && f.cas == 1 && f.meta == bits);
+
+    /* every bit, and one no node knows yet (kept for the caller to ignore) */
+    b.len = 0;
+    assert_int_equal(bc_frame_put_item_meta(&b, "k", 1, "", 0, 0, 60, 9,
+                                            BC_FRAME_ITEM_STALE | BC_FRAME_ITEM_WON |
+                                            BC_FRAME_ITEM_KEY_BINARY | 0x80u), BC_OK);
+    assert_int_equal(bc_frame_decode(b.data, b.len, MAXP, &f, &used, err, sizeof(err)), BC_OK);
+    assert_int_equal(f.meta, 0x87u);
+
+    /* libmsgpack reads the seven-field frame */
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, b.data + 8, b.len - 8, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(u.data.via.array.size, 7);
+    assert_int_equal(u.data.via.array.ptr[6].via.u64, 0x87u);
+    msgpack_unpacked_destroy(&u);
+
+    /* a str meta, a meta over 32 bits, eight fields */
+    expect_malformed("\x97\x01\xc4\x01k\xc4\x01v\x00\x00\x00\xa1x", 13, "wrong msgpack type");
+    expect_malformed("\x97\x01\xc4\x01k\xc4\x01v\x00\x00\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00",
+                     21, "out of range");
+    expect_malformed("\x98\x01\xc4\x01k\xc4\x01v\x00\x00\x00\x01\x01", 13, "expected 6 or 7");
+    bc_frame_buf_free(&a);
+    bc_frame_buf_free(&b);
+}
+
 /* Random garbage never crashes the decoder and is never a valid stream. */
 static void
 test_random_garbage(void **state)
@@ -750,6 +811,7 @@ main(void)
         cmocka_unit_test(test_we_read_libmsgpack_frames),
         cmocka_unit_test(test_random_garbage),
         cmocka_unit_test(test_bytes_of_earlier_nodes),
+        cmocka_unit_test(test_item_meta_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

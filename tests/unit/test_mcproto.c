@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "bc_hash.h"
+#include "bc_mcmeta.h"
 #include "bc_mcproto.h"
 #include "engine/cache.h"
 #include "proto/proto_text.h"
@@ -134,13 +135,22 @@ test_storage_errors(void **state)
     expect_error("set a 0 99999999999999999999 1", BC_MC_ERR_FORMAT, false);
     expect_error("cas a 0 0 1 abc", BC_MC_ERR_FORMAT, false);
     expect_error("cas a 0 0 1 -1", BC_MC_ERR_FORMAT, false);
-    /* Deliberate difference: memcached truncates these to 32 bits. */
-    expect_error("set a 4294967296 0 1", BC_MC_ERR_FORMAT, false);
-    expect_error("set a 0 0 4294967297", BC_MC_ERR_FORMAT, false);
+    /* memcached truncates these to 32 bits, and so do we. */
+    {
+        bc_mc_request_t t;
+        expect_ok("set a 4294967296 0 1", &t, BC_MC_CMD_SET);
+        assert_int_equal(t.flags, 0);
+        expect_ok("set a 4294967301 4294967297 4294967297", &t, BC_MC_CMD_SET);
+        assert_int_equal(t.flags, 5);
+        assert_int_equal(t.exptime, 1);
+        assert_int_equal(t.vlen, 1);
+        expect_ok("set a 0 2147483648 1", &t, BC_MC_CMD_SET);
+        assert_true(t.exptime == INT32_MIN);
+    }
     /* "noreply" in a number's place: the error is silenced. */
     expect_error("set a 0 0 noreply", BC_MC_ERR_FORMAT, true);
     expect_error("set a 0 0 x noreply", BC_MC_ERR_FORMAT, true);
-    /* Keys: 250 bytes is the limit, no control characters (deliberate). */
+    /* Keys: 250 bytes is the limit; any byte but a space (memcached). */
     memset(line, 0, sizeof(line));
     memcpy(line, "set ", 4);
     memset(line + 4, 'k', 251);
@@ -153,12 +163,14 @@ test_storage_errors(void **state)
     bc_mc_request_t req;
     expect_ok(line, &req, BC_MC_CMD_SET);
     assert_int_equal(req.nkey, 250);
-    expect_error("set a\tb 0 0 1", BC_MC_ERR_FORMAT, false);
-    expect_error("set a\x7f 0 0 1", BC_MC_ERR_FORMAT, false);
-    expect_error("set \x01 0 0 1", BC_MC_ERR_FORMAT, false);
-    /* A NUL byte inside the key is rejected too (memcached cuts the line). */
+    expect_ok("set a\tb 0 0 1", &req, BC_MC_CMD_SET);
+    assert_int_equal(req.nkey, 3);
+    expect_ok("set a\x7f 0 0 1", &req, BC_MC_CMD_SET);
+    expect_ok("set \x01 0 0 1", &req, BC_MC_CMD_SET);
+    assert_int_equal(req.nkey, 1);
+    /* memcached reads the line up to a NUL: "set a" is ERROR. */
     assert_int_equal(bc_mc_request_parse("set a\0b 0 0 1", 13, &req), BC_EPROTO);
-    assert_string_equal(req.error, BC_MC_ERR_FORMAT);
+    assert_string_equal(req.error, BC_MC_ERR_UNKNOWN);
     /* Non-ASCII bytes are fine. */
     expect_ok("set cl\xc3\xa9 0 0 1", &req, BC_MC_CMD_SET);
 }
@@ -217,7 +229,8 @@ test_retrieval(void **state)
     memset(line + 6, 'k', 251);
     strcpy(line + 257, " b");
     expect_error(line, BC_MC_ERR_FORMAT, false);
-    expect_error("get a b\x01 c", BC_MC_ERR_FORMAT, false);
+    expect_ok("get a b\x01 c", &req, BC_MC_CMD_GET);
+    assert_int_equal(req.nkeys, 3);
 
     /* Many keys: no fixed bound on their number. */
     char big[8192];
@@ -342,7 +355,9 @@ test_unknown_and_http(void **state)
     expect_error("a", BC_MC_ERR_UNKNOWN, false);
     expect_error("foo bar", BC_MC_ERR_UNKNOWN, false);
     expect_error("SET a 0 0 1", BC_MC_ERR_UNKNOWN, false);
-    expect_error("mg foo v", BC_MC_ERR_UNKNOWN, false);
+    expect_ok("mg foo v", &req, BC_MC_CMD_MG);
+    assert_int_equal(req.ntok, 4);
+    expect_error("mz foo v", BC_MC_ERR_UNKNOWN, false);
     expect_error("\x00\x01\x02garbage\xff", BC_MC_ERR_UNKNOWN, false);
     /* Unknown command with an HTTP version as last word: close. */
     assert_int_equal(parse("GET / HTTP/1.1\r", &req), BC_EPROTO);
@@ -597,7 +612,7 @@ static const char pipeline_reply[] =
     "ERROR\r\n"
     "TOUCHED\r\nVALUE b 0 1\r\nx\r\nEND\r\n"
     "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
-    "VERSION " BC_VERSION "\r\n";
+    "VERSION " BC_MC_PROTOCOL_VERSION "\r\n";
 
 static void
 test_exec_pipeline_any_split(void **state)
@@ -709,7 +724,7 @@ test_exec_too_large_is_swallowed(void **state)
         f->nout = 0;
         assert_int_equal(fixture_feed(f, stream, n, step, 1 << 20), BC_OK);
         const char *want = "STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
-                           "VERSION " BC_VERSION "\r\n";
+                           "VERSION " BC_MC_PROTOCOL_VERSION "\r\n";
         assert_int_equal(f->nout, strlen(want));
         assert_memory_equal(f->out, want, f->nout);
     }
@@ -730,7 +745,7 @@ test_exec_close_conditions(void **state)
     assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_ECLOSED);
     assert_int_equal(used, 15);
     fixture_drain(f, SIZE_MAX);
-    assert_int_equal(f->nout, 8 + strlen(BC_VERSION) + 2);
+    assert_int_equal(f->nout, 8 + strlen(BC_MC_PROTOCOL_VERSION) + 2);
     /* A stray HTTP request. */
     q = "GET / HTTP/1.0\r\n";
     assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_ECLOSED);
@@ -743,6 +758,42 @@ test_exec_close_conditions(void **state)
     assert_int_equal(bc_proto_process(&f->pc, line, sizeof(line), 1 << 20, &used), BC_OK);
     assert_int_equal(used, 0);
     fixture_free(f);
+}
+
+/* One meta reply unit at a time, as the forwarder reads an owner's reply
+ * up to the MN of its "mn": lines, VA with its block, incomplete input,
+ * and a VA line holding a raw binary key with a CRLF in it. */
+static void
+test_meta_reply_unit(void **state)
+{
+    (void)state;
+    size_t used = 0;
+    bool mn = true;
+#define UNIT(lit) bc_mc_meta_reply_unit((lit), sizeof(lit) - 1, &used, &mn)
+    assert_int_equal(UNIT("HD\r\nMN\r\n"), BC_OK);
+    assert_true(used == 4 && !mn);
+    assert_int_equal(UNIT("MN\r\n"), BC_OK);
+    assert_true(used == 4 && mn);
+    assert_int_equal(UNIT("VA 5 f0\r\nMN\r\nx\r\nMN\r\n"), BC_OK);   /* the value "MN\r\nx" */
+    assert_true(used == 16 && !mn);
+    assert_int_equal(UNIT("VA 2 kab\r\nxy\r\n"), BC_OK);
+    assert_int_equal(used, 14);
+    assert_int_equal(UNIT("VA 2 kab\r\nxy"), BC_EAGAIN);
+    assert_int_equal(UNIT("VA 2 ka"), BC_EAGAIN);
+    /* memcached prints such a key raw: the line ends at the second CRLF */
+    assert_int_equal(UNIT("VA 1 kc:\0" "b\r\n\r\n1\r\nMN\r\n"), BC_OK);
+    assert_int_equal(used, 17);
+    assert_int_equal(UNIT("VA 1 kc:\0" "b\r\n\r\n1"), BC_EAGAIN);
+    /* no CRLF where a value could end: protocol error once 4 KiB came */
+    static char junk[5000];
+    memcpy(junk, "VA 1 k", 6);
+    memset(junk + 6, 'x', sizeof(junk) - 6);
+    junk[10] = '\r';
+    junk[11] = '\n';
+    assert_int_equal(bc_mc_meta_reply_unit(junk, sizeof(junk), &used, &mn), BC_EPROTO);
+    assert_int_equal(UNIT("VA x\r\n"), BC_EPROTO);
+    assert_int_equal(UNIT("HD\n"), BC_EPROTO);
+#undef UNIT
 }
 
 int
@@ -759,6 +810,7 @@ main(void)
         cmocka_unit_test(test_long_line_rule),
         cmocka_unit_test(test_u64_to_dec),
         cmocka_unit_test(test_reply_parse),
+        cmocka_unit_test(test_meta_reply_unit),
         cmocka_unit_test(test_exec_pipeline_any_split),
         cmocka_unit_test(test_exec_backpressure),
         cmocka_unit_test(test_exec_direct_read_and_items),

@@ -508,7 +508,7 @@ test_fwd_flush_all_reaches_every_group(void **state)
     assert_owner_line(&n->owners[2], 0, "flush_all");
     assert_owner_line(&n->owners[3], 0, "flush_all");
     /* Its delay and noreply: the delay travels, noreply does not. */
-    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_VERSION "\r\n");
+    expect(n, "flush_all 10 noreply\r\nversion\r\n", "VERSION " BC_MC_PROTOCOL_VERSION "\r\n");
     assert_owner_line(&n->owners[2], 1, "flush_all 10");
     /* A group that fails it: its failure is the answer. */
     owner_set_flush(&n->owners[3], "SERVER_ERROR flush refused\r\n");
@@ -538,7 +538,7 @@ test_fwd_noreply_is_forwarded_without_it_and_answers_nothing(void **state)
     /* A failed forward of a noreply command is not answered either. */
     owner_set(&n->owners[2], NULL, true, 0);
     snprintf(line, sizeof(line), "touch %s 10 noreply\r\nversion\r\n", a0);
-    expect(n, line, "VERSION " BC_VERSION "\r\n");
+    expect(n, line, "VERSION " BC_MC_PROTOCOL_VERSION "\r\n");
     node_stop(n);
 }
 
@@ -645,8 +645,10 @@ test_fwd_write_waits_out_the_owners_pause(void **state)
     /* The owner answers READONLY three times, then stores: the client sees
      * STORED, and the reply of the next command after it. */
     owner_refuse_sets(&n->owners[2], 3, refusal, 0);
-    snprintf(line, sizeof(line), "set %s 0 0 2\r\nV1\r\nversion\r\n", k);
-    expect(n, line, "STORED\r\nVERSION " BC_VERSION "\r\n");
+    char local[32];
+    key_of(1, 5, local, sizeof(local));
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nV1\r\nget %s\r\n", k, local);
+    expect(n, line, "STORED\r\nEND\r\n");
     assert_int_equal(owner_lines(&n->owners[2]), 4);
     char want[128];
     snprintf(want, sizeof(want), "set %s 0 0 2", k);
