@@ -88,6 +88,15 @@ size_t bc__proto_refusal(const bc_proto_route_t *r, char *buf);
  * 1, 2, 4, then 5 ms. */
 uint32_t bc__proto_pause_delay_ms(uint32_t tries);
 /*
+ * A write of a command line refused by r: true when it is to wait out the
+ * bucket's migration pause instead (r is READONLY, the connection is a
+ * client's, the node forwards and readonly_wait_ms has not passed since
+ * the first try): the caller then returns at once -- no reply, no state
+ * changed -- and bc_proto_process presents the same line again from the
+ * worker's timer.  False: refuse it as usual.
+ */
+bool bc__proto_hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r);
+/*
  * Runs req[0..len) -- complete commands whose replies are lines, as a
  * forwarded write -- here, as if a peer had sent them (nothing is
  * forwarded or held), and returns the replies, malloc'd (*rlen their

@@ -202,13 +202,9 @@ proto_pause_retry(void *arg)
     if (pc->resume != NULL) pc->resume(pc->resume_arg);
 }
 
-/*
- * A write refused by r: true when it is to wait out the bucket's
- * migration pause instead (proto_text.h, "WRITES DURING A MIGRATION
- * PAUSE"): the line is then held and retried from the worker's timer.
- */
-static bool
-hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r)
+/* proto_int.h */
+bool
+bc__proto_hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r)
 {
     if (r->why != BC_ROUTE_READONLY || pc->peer || pc->fwd == NULL ||
         pc->env->readonly_wait_ms == 0) {
@@ -275,7 +271,7 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
     case BC_PROTO_REFUSE:
         break;
     }
-    if (hold_for_pause(pc, &r)) return true;
+    if (bc__proto_hold_for_pause(pc, &r)) return true;
     if (!req->noreply) reply_refusal(pc, &r);
     return true;
 }
@@ -472,7 +468,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
         bc__proto_fwd_store_begin(pc, line, len, req, &r);
         return;
     case BC_PROTO_REFUSE:
-        if (hold_for_pause(pc, &r)) return;
+        if (bc__proto_hold_for_pause(pc, &r)) return;
         if (!req->noreply) reply_refusal(pc, &r);
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
@@ -530,7 +526,7 @@ cmd_store_finish(bc_proto_conn_t *pc)
         if (bc__proto_route(pc, it->hash, true, &r) != BC_PROTO_SERVE) {
             /* The pause began while the block was arriving: the complete
              * item waits with it (proto_pause_retry stores it then). */
-            if (hold_for_pause(pc, &r)) {
+            if (bc__proto_hold_for_pause(pc, &r)) {
                 pc->item = it;
                 pc->state = BC_PROTO_DATA;
                 pc->need = 0;

@@ -108,7 +108,8 @@
  *   owner refuses writes to it: SERVER_ERROR READONLY.  libbucketcache
  *   reads that as "wait and retry"; a plain memcached client reads it as
  *   a failure.  So on a client's (non-peer) connection such a write is not
- *   refused at once but waits, up to env->readonly_wait_ms:
+ *   refused at once but waits, up to env->readonly_wait_ms (text and
+ *   meta commands; the binary protocol's writes are refused as before):
  *
  *     on the owner      the command line is held (pc->ro_hold: the input
  *                       is not consumed and the server stops reading) and

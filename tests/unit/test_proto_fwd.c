@@ -761,12 +761,26 @@ test_local_write_waits_out_the_pause(void **state)
     snprintf(want, sizeof(want), "VALUE %s 0 2\r\nL3\r\nEND\r\n", k);
     expect(n, line, want);
 
+    /* A meta set (ms) waits the same way. */
+    fake_cluster_table(n->cl, 12, owner, ro, 1);
+    later_table_t t4 = {0};
+    default_owners(t4.owner);
+    later_table_start(&t4, n, 30, 13);
+    t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "ms %s 2\r\nM4\r\n", k);
+    expect(n, line, "HD\r\n");
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t4.thread, NULL);
+    snprintf(line, sizeof(line), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nM4\r\nEND\r\n", k);
+    expect(n, line, want);
+
     /* A pause longer than the wait: refused READONLY after it. */
-    fake_cluster_table(n->cl, 13, owner, ro, 1);
+    fake_cluster_table(n->cl, 14, owner, ro, 1);
     n->env.readonly_wait_ms = 30;
     t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL2\r\n", k);
-    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 13\r\n", b);
+    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 14\r\n", b);
     expect(n, line, want);
     assert_true(bc_time_mono_ms() - t0 >= 30);
     assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
