@@ -65,4 +65,17 @@ char *bc_table_encode(const bc_table_t *t);
 bc_status_t bc_table_decode(const char *json, size_t len, char name, uint32_t expect_nbuckets,
                             bc_table_t *out, char *err, size_t errlen);
 
+/*
+ * A planned move, by the one rule every report counts (console, CLI,
+ * dashboard): bucket b's data is at group m (table m) and must go to group
+ * d (table d), both real groups.  A bucket whose d is 0 has nowhere to go
+ * (its planned owner is down); one whose m is 0 has no data to move (an
+ * assignment, not a migration).
+ */
+static inline bool
+bc_table_move_planned(uint32_t m, uint32_t d)
+{
+    return m != 0 && d != 0 && m != d;
+}
+
 #endif

@@ -133,12 +133,24 @@ api_cluster(void *ctx, bc_http_req_t *req)
     cJSON_AddNumberToObject(doc, "buckets", v.nbuckets);
     cJSON_AddNumberToObject(doc, "epoch", (double)v.c.epoch);
     cJSON_AddStringToObject(doc, "active_console", leader);
-    uint32_t pending = 0, unowned = 0;
-    for (uint32_t b = 0; b < v.nbuckets; b++) {
-        pending += v.m.owner[b] != 0 && v.m.owner[b] != v.d.owner[b];
-        unowned += v.c.owner[b] == 0;
+    uint32_t unowned = 0;
+    for (uint32_t b = 0; b < v.nbuckets; b++) unowned += v.c.owner[b] == 0;
+    /* The same count as GET /v1/migrations (bc_mig_progress_count): moves
+     * left = moving + pending. */
+    bc_mig_set_t migs;
+    bc_mig_progress_t prog;
+    if (bc_mig_load(bc_console_zk(cs), bc_console_cluster(cs), v.nbuckets, &migs, err,
+                    sizeof(err)) == BC_OK) {
+        bc_mig_progress_count(v.m.owner, v.d.owner, v.nbuckets, migs.rec, &migs.control, &prog);
+        bc_mig_set_free(&migs);
+    } else {
+        bc_mig_control_t none;
+        bc_mig_control_init(&none);
+        bc_mig_progress_count(v.m.owner, v.d.owner, v.nbuckets, NULL, &none, &prog);
     }
-    cJSON_AddNumberToObject(doc, "pending_moves", pending);
+    cJSON_AddNumberToObject(doc, "pending_moves", prog.moving + prog.pending);
+    cJSON_AddNumberToObject(doc, "moving", prog.moving);
+    cJSON_AddNumberToObject(doc, "pending", prog.pending);
     cJSON_AddNumberToObject(doc, "unowned_buckets", unowned);
     cJSON *groups = cJSON_AddArrayToObject(doc, "groups");
     for (size_t i = 0; i < v.ngroups; i++) {
@@ -429,14 +441,15 @@ api_migrations(void *ctx, bc_http_req_t *req)
     const bc_mig_control_t *c = &migs.control;
     int64_t now = bc_time_real_ms();
 
-    uint32_t pending = 0, moving = 0;
+    bc_mig_progress_t prog;
+    bc_mig_progress_count(v.m.owner, v.d.owner, v.nbuckets, migs.rec, c, &prog);
+    uint32_t pending = prog.pending, moving = prog.moving;
     cJSON *doc = cJSON_CreateObject();
     cJSON *active = cJSON_CreateArray(), *waiting = cJSON_CreateArray();
     for (uint32_t b = 0; b < v.nbuckets; b++) {
         const bc_mig_record_t *r = migs.rec[b];
-        bool planned = v.m.owner[b] != 0 && v.d.owner[b] != 0 && v.m.owner[b] != v.d.owner[b];
+        bool planned = bc_table_move_planned(v.m.owner[b], v.d.owner[b]);
         if (r != NULL && r->state == BC_MIG_COPYING) {
-            moving++;
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "bucket", b);
             cJSON_AddNumberToObject(o, "from", r->from);
@@ -449,7 +462,6 @@ api_migrations(void *ctx, bc_http_req_t *req)
             continue;
         }
         if (!planned) continue;
-        pending++;
         if (r != NULL && r->attempts > 0) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "bucket", b);
@@ -462,7 +474,7 @@ api_migrations(void *ctx, bc_http_req_t *req)
             cJSON_AddItemToArray(waiting, o);
         }
     }
-    bool running = c->run_started_ms != 0 && c->run_finished_ms == 0;
+    bool running = prog.running;
     int64_t end = running ? now : c->run_finished_ms;
     double elapsed_s = c->run_started_ms != 0 && end > c->run_started_ms
                            ? (double)(end - c->run_started_ms) / 1000.0 : 0;
@@ -484,7 +496,8 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddNumberToObject(doc, "dest_backoffs", (double)s.mig_dest_backoffs);
     cJSON_AddNumberToObject(doc, "dests_backing_off", s.dests_backing_off);
     cJSON_AddNumberToObject(doc, "held_back", s.mig_held_back);
-    cJSON_AddNumberToObject(doc, "done", (double)c->moved);
+    cJSON_AddNumberToObject(doc, "done", prog.done);
+    cJSON_AddNumberToObject(doc, "total", prog.total);
     cJSON_AddNumberToObject(doc, "failed_attempts", (double)c->failures);
     cJSON_AddNumberToObject(doc, "bytes_moved", (double)c->bytes);
     cJSON_AddNumberToObject(doc, "items_moved", (double)c->items);
@@ -493,7 +506,37 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddNumberToObject(doc, "elapsed_s", elapsed_s);
     cJSON_AddNumberToObject(doc, "rate_bytes_per_s", rate_b);
     cJSON_AddNumberToObject(doc, "rate_buckets_per_s", rate_k);
-    cJSON_AddNumberToObject(doc, "bytes_left_estimate", avg * (pending + moving));
+    /* What is left, from the sources' own per-bucket counts (one request
+     * per source group); the run's average size for a bucket whose source
+     * did not answer. */
+    double left = 0;
+    uint32_t unknown = 0;
+    if (pending + moving > 0) {
+        double *bytes = malloc(v.nbuckets * sizeof(*bytes));
+        char *asked = calloc(v.ngroups + 1, 1);
+        if (bytes != NULL && asked != NULL) {
+            for (uint32_t b = 0; b < v.nbuckets; b++) bytes[b] = -1;
+            for (uint32_t b = 0; b < v.nbuckets; b++) {
+                bool copying = migs.rec[b] != NULL && migs.rec[b]->state == BC_MIG_COPYING;
+                if (!copying && !bc_table_move_planned(v.m.owner[b], v.d.owner[b])) continue;
+                for (size_t i = 0; i < v.ngroups; i++) {
+                    if (v.groups[i].gid == v.m.owner[b] && !asked[i]) {
+                        asked[i] = 1;
+                        api_bucket_bytes(&v, v.m.owner[b], bytes);
+                    }
+                }
+                if (bytes[b] >= 0) left += bytes[b];
+                else unknown++;
+            }
+        } else {
+            unknown = pending + moving;
+        }
+        free(bytes);
+        free(asked);
+    }
+    cJSON_AddNumberToObject(doc, "bytes_left", left + avg * unknown);
+    cJSON_AddNumberToObject(doc, "bytes_left_estimate", left + avg * unknown);
+    cJSON_AddNumberToObject(doc, "buckets_size_unknown", unknown);
     if (running && rate_k > 0) {
         cJSON_AddNumberToObject(doc, "eta_s", (pending + moving) / rate_k);
     } else {

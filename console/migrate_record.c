@@ -350,3 +350,27 @@ out:
     cJSON_Delete(doc);
     return st;
 }
+
+/* ---- progress ---- */
+
+void
+bc_mig_progress_count(const uint32_t *m, const uint32_t *d, uint32_t nbuckets,
+                      bc_mig_record_t *const *rec, const bc_mig_control_t *c,
+                      bc_mig_progress_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint32_t b = 0; b < nbuckets; b++) {
+        if (rec != NULL && rec[b] != NULL && rec[b]->state == BC_MIG_COPYING) {
+            out->moving++;
+        } else if (bc_table_move_planned(m[b], d[b])) {
+            out->pending++;
+        }
+    }
+    out->running = c->run_started_ms != 0 && c->run_finished_ms == 0;
+    /* BEHAVIOR: a run that ended is history.  Moves planned since (a new
+     * group, a rebalance, while paused or not) belong to the next run:
+     * "0 of N", not the last run's count beside the new moves. */
+    bool new_work = !out->running && out->moving + out->pending > 0;
+    out->done = new_work ? 0 : (uint32_t)(c->moved > UINT32_MAX ? UINT32_MAX : c->moved);
+    out->total = out->done + out->moving + out->pending;
+}

@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 
 #include "bc_cluster.h"
+#include "bc_table.h"
 #include "bc_status.h"
 
 #define BC_MIG_STALL_SAMPLES  4096u    /* stall samples kept per run */
@@ -109,5 +110,31 @@ void bc_mig_control_add_done(bc_mig_control_t *c, const bc_mig_done_t *done);
 void bc_mig_control_recent_json(const bc_mig_control_t *c, cJSON *parent);
 /* Stall percentiles over the run's samples (0 when none); p in 0..100. */
 uint32_t bc_mig_control_stall_pct(const bc_mig_control_t *c, double p);
+
+/* ---- progress: the one count every report shows ---- */
+
+/*
+ * Where the moves stand.  GET /v1/migrations, GET /v1/cluster, the
+ * console's metrics, the CLI and the dashboard all show these numbers and
+ * nothing else, so they agree (docs/zookeeper.md).
+ */
+typedef struct bc_mig_progress {
+    uint32_t moving;               /* copying records */
+    uint32_t pending;              /* planned moves not copying (waiting, or to retry) */
+    uint32_t done;                 /* buckets moved in the current run; 0 while the moves
+                                    * left wait for a run to start (the last one ended) */
+    uint32_t total;                /* done + moving + pending: the run's buckets */
+    bool running;                  /* a run is under way (started, not finished) */
+} bc_mig_progress_t;
+
+/*
+ * Counts the moves of m and d (nbuckets owners each), rec (nbuckets
+ * records, NULL: none) and the run summary c into *out.  A copying record
+ * counts as moving even if the plan changed under it (it may still cut
+ * over).  All borrowed; no I/O.
+ */
+void bc_mig_progress_count(const uint32_t *m, const uint32_t *d, uint32_t nbuckets,
+                           bc_mig_record_t *const *rec, const bc_mig_control_t *c,
+                           bc_mig_progress_t *out);
 
 #endif

@@ -902,7 +902,7 @@ bc_reconcile(const bc_reconcile_input_t *in, bc_reconcile_output_t *out)
     }
 
     for (uint32_t b = 0; b < n; b++) {
-        if (out->m.owner[b] != 0 && out->m.owner[b] != out->d.owner[b]) out->pending_moves++;
+        if (bc_table_move_planned(out->m.owner[b], out->d.owner[b])) out->pending_moves++;
     }
 
     if (out->tables_changed || primary_changed) {

@@ -683,6 +683,12 @@ main(int argc, char **argv)
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
+            /* A client's write in a bucket's migration pause waits (proto_text.h):
+             * at most a second, and well within the forward timeout, so a
+             * forwarding node's retries end before its own deadline. */
+            proto_env.readonly_wait_ms = cfg.forward_timeout_ms / 2 < 1000u
+                                             ? cfg.forward_timeout_ms / 2
+                                             : 1000u;
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
 

@@ -17,6 +17,7 @@
 #include "bc_config.h"
 #include "bc_hash.h"
 #include "bc_http_client.h"
+#include "bc_table.h"
 #include "bc_zk.h"
 
 static int
@@ -458,7 +459,7 @@ bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
         printf("%-8s %-6s %-6s %-6s %s\n", "bucket", "c", "m", "d", "state");
         for (uint32_t b = 0; b < cfg.nbuckets; b++) {
             const char *state = t[0].readonly[b] ? "read-only (moving)"
-                              : t[1].owner[b] != t[2].owner[b] ? "pending move"
+                              : bc_table_move_planned(t[1].owner[b], t[2].owner[b]) ? "pending move"
                               : t[0].owner[b] == 0 ? "no owner" : "";
             printf("%-8u %-6u %-6u %-6u %s\n", b, t[0].owner[b], t[1].owner[b], t[2].owner[b], state);
         }
@@ -469,7 +470,9 @@ bc_cli_admin_tables(bc_cli_t *cli, int argc, char **argv)
         print_runs("m", &t[1]);
         print_runs("d", &t[2]);
         uint32_t pending = 0;
-        for (uint32_t b = 0; b < cfg.nbuckets; b++) pending += t[1].owner[b] != t[2].owner[b];
+        for (uint32_t b = 0; b < cfg.nbuckets; b++) {
+            pending += bc_table_move_planned(t[1].owner[b], t[2].owner[b]);
+        }
         printf("pending moves: %u\n", pending);
     }
     for (int i = 0; i < 3; i++) bc_table_free(&t[i]);

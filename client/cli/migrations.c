@@ -174,14 +174,19 @@ static void
 mig_print(const cJSON *doc)
 {
     double done = num(doc, "done"), moving = num(doc, "moving"), pending = num(doc, "pending");
-    double total = done + moving + pending;
+    /* The console's own total (its one count, console/migrate_record.h);
+     * an older console does not send it. */
+    const cJSON *tv = cJSON_GetObjectItemCaseSensitive(doc, "total");
+    double total = cJSON_IsNumber(tv) ? tv->valuedouble : done + moving + pending;
     const cJSON *paused = cJSON_GetObjectItemCaseSensitive(doc, "paused");
     const cJSON *running = cJSON_GetObjectItemCaseSensitive(doc, "running");
     char bar[MIG_BAR_WIDTH + 4], moved[32], rate[32], left[32], eta[32];
     mig_bar(done, total, bar, sizeof(bar));
     human_bytes(num(doc, "bytes_moved"), moved, sizeof(moved));
     human_bytes(num(doc, "rate_bytes_per_s"), rate, sizeof(rate));
-    human_bytes(num(doc, "bytes_left_estimate"), left, sizeof(left));
+    const cJSON *lv = cJSON_GetObjectItemCaseSensitive(doc, "bytes_left");
+    human_bytes(cJSON_IsNumber(lv) ? lv->valuedouble : num(doc, "bytes_left_estimate"), left,
+                sizeof(left));
     const cJSON *eta_v = cJSON_GetObjectItemCaseSensitive(doc, "eta_s");
     if (cJSON_IsNumber(eta_v)) human_secs(eta_v->valuedouble, eta, sizeof(eta));
     else snprintf(eta, sizeof(eta), "-");

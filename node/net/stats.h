@@ -77,6 +77,10 @@
       "oversized reply")                                                                     \
     X(forward_timeouts, "forward_failures_total", "reason=\"timeout\"",                      \
       "forwarded requests that got no reply within the forward timeout")                     \
+    X(pause_waits, "migration_pause_waits_total", NULL,                                      \
+      "client writes that waited out a bucket's migration pause instead of being refused")   \
+    X(pause_timeouts, "migration_pause_timeouts_total", NULL,                                \
+      "client writes refused after waiting readonly_wait_ms for a migration pause to end")   \
     X(peer_connections, "peer_connections_total", NULL,                                      \
       "connections that identified as another node's forwarding (peer) connection") \
     X(peer_auth_failures, "peer_auth_failures_total", NULL,                                  \

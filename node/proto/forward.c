@@ -98,7 +98,10 @@ struct bc_fwd_req {
     bool sent;                     /* all its bytes went out: the owner may apply it */
     bool queued;                   /* chunk is in a write queue */
     bool finished;                 /* delivered while queued: freed when dequeued */
+    bool keep;                     /* bc_fwd_keep: its bytes outlive their write */
     fwd_chunk_t chunk;             /* its bytes */
+    char *kept;                    /* keep: the bytes, once written (owned) */
+    size_t kept_len;
     char *reply;
     size_t rlen;
 };
@@ -140,6 +143,8 @@ struct bc_fwd {
     fwd_peer_t *dirty;
     bc_fwd_req_t *done_head, *done_tail;
     bc_fwd_post_t *posts;          /* doubly linked; run after delivering */
+    bc_fwd_post_t *timed;          /* doubly linked; bc_fwd_post_at, not yet due */
+    uint64_t post_seq;
     bool delivering;
     uint64_t timer_at;             /* ms the loop timeout is set for; 0 = none */
 };
@@ -198,6 +203,7 @@ fwd_deliver(bc_fwd_t *fwd)
 void
 bc_fwd_post(bc_fwd_t *fwd, bc_fwd_post_t *post)
 {
+    if (post->queued && post->timed) bc_fwd_post_cancel(fwd, post);
     if (post->queued) return;
     post->queued = true;
     post->prev = NULL;
@@ -210,11 +216,54 @@ void
 bc_fwd_post_cancel(bc_fwd_t *fwd, bc_fwd_post_t *post)
 {
     if (fwd == NULL || post == NULL || !post->queued) return;
+    bc_fwd_post_t **head = post->timed ? &fwd->timed : &fwd->posts;
     if (post->prev != NULL) post->prev->next = post->next;
-    else fwd->posts = post->next;
+    else *head = post->next;
     if (post->next != NULL) post->next->prev = post->prev;
     post->prev = post->next = NULL;
     post->queued = false;
+    post->timed = false;
+}
+
+static void fwd_arm(bc_fwd_t *fwd, uint64_t at);
+
+void
+bc_fwd_post_at(bc_fwd_t *fwd, bc_fwd_post_t *post, uint64_t at_ms)
+{
+    bc_fwd_post_cancel(fwd, post);
+    post->queued = true;
+    post->timed = true;
+    post->at_ms = at_ms;
+    post->seq = ++fwd->post_seq;
+    post->prev = NULL;
+    post->next = fwd->timed;
+    if (fwd->timed != NULL) fwd->timed->prev = post;
+    fwd->timed = post;
+    fwd_arm(fwd, at_ms);
+}
+
+/* Runs the timed posts that are due, earliest first (then in the order
+ * they were queued); returns when the earliest of the others is due (0:
+ * none).  A post may queue or cancel any other: the list is scanned
+ * afresh after each. */
+static uint64_t
+fwd_run_timed(bc_fwd_t *fwd, uint64_t now)
+{
+    for (;;) {
+        bc_fwd_post_t *best = NULL;
+        uint64_t next = 0;
+        for (bc_fwd_post_t *p = fwd->timed; p != NULL; p = p->next) {
+            if (p->at_ms > now) {
+                if (next == 0 || p->at_ms < next) next = p->at_ms;
+            } else if (best == NULL || p->at_ms < best->at_ms ||
+                       (p->at_ms == best->at_ms && p->seq < best->seq)) {
+                best = p;
+            }
+        }
+        if (best == NULL) return next;
+        bc_fwd_post_cancel(fwd, best);
+        best->fn(best->arg);
+    }
 }
 
 static void fwd_on_timer(bc_el_t *el, void *arg);
@@ -254,7 +303,12 @@ peer_mark_dirty(fwd_peer_t *p)
 static void
 chunk_dequeued(fwd_chunk_t *c)
 {
-    free(c->buf);
+    if (c->req != NULL && c->req->keep && !c->req->finished && c->req->kept == NULL) {
+        c->req->kept = c->buf;         /* bc_fwd_take_request hands them back */
+        c->req->kept_len = c->len;
+    } else {
+        free(c->buf);
+    }
     c->buf = NULL;
     if (c->req == NULL) {
         free(c);
@@ -271,6 +325,8 @@ req_free(bc_fwd_req_t *r)
 {
     free(r->reply);
     r->reply = NULL;
+    free(r->kept);
+    r->kept = NULL;
     if (r->queued) r->finished = true;
     else free(r);
 }
@@ -901,11 +957,16 @@ fwd_on_timer(bc_el_t *el, void *arg)
         }
     }
     fwd_deliver(fwd);
-    /* Completions may have opened or closed connections: scan afresh. */
+    (void)fwd_run_timed(fwd, now);
+    fwd_deliver(fwd);              /* what the timed posts posted */
+    /* Completions may have opened or closed connections, and queued timed
+     * posts: scan afresh. */
+    next = fwd_run_timed(fwd, now);
     for (fwd_peer_t *p = fwd->peers; p != NULL; p = p->next) {
         uint64_t at = p->head != NULL ? p->head->deadline_ms : p->idle_since + fwd->cfg.idle_ms;
         if (next == 0 || at < next) next = at;
     }
+    if (fwd->posts != NULL) next = now;
     if (fwd->done_head != NULL) next = now;
     if (next != 0) fwd_arm(fwd, next);
 }
@@ -1077,6 +1138,22 @@ bc_fwd_groups(bc_fwd_t *fwd, uint32_t *gids, bool *self, uint32_t max)
         self[i] = fwd->prim.v[i].self;
     }
     return fwd->prim.count;
+}
+
+void
+bc_fwd_keep(bc_fwd_req_t *req)
+{
+    if (req != NULL) req->keep = true;
+}
+
+char *
+bc_fwd_take_request(bc_fwd_req_t *req, size_t *len)
+{
+    if (req == NULL || req->kept == NULL) return NULL;
+    char *b = req->kept;
+    *len = req->kept_len;
+    req->kept = NULL;
+    return b;
 }
 
 void

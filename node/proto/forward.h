@@ -168,6 +168,9 @@ typedef struct bc_fwd_post {
     void (*fn)(void *arg);
     void *arg;
     bool queued;
+    bool timed;                    /* queued by bc_fwd_post_at, not yet due */
+    uint64_t at_ms;                /* bc_fwd_post_at: when it is due (monotonic ms) */
+    uint64_t seq;                  /* bc_fwd_post_at: order among posts due together */
 } bc_fwd_post_t;
 
 typedef struct bc_fwd bc_fwd_t;
@@ -234,8 +237,35 @@ bc_status_t bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind,
  * before freeing it.
  */
 void bc_fwd_post(bc_fwd_t *fwd, bc_fwd_post_t *post);
-/* Unqueues post if it is queued.  fwd NULL is accepted. */
+/* Unqueues post if it is queued (by either function).  fwd NULL is
+ * accepted. */
 void bc_fwd_post_cancel(bc_fwd_t *fwd, bc_fwd_post_t *post);
+/*
+ * Queues post to run once, from the worker loop's timer, at monotonic
+ * time at_ms (bc_time_mono_ms) or soon after: the forwarder owns the
+ * loop's one timeout, so a requester that must try again later (a write
+ * waiting out a bucket's migration pause, proto_text.h) waits through
+ * it.  Due posts run in the order of their times, then of their
+ * bc_fwd_post_at calls (retries keep the order of the requests).  A post
+ * already queued is moved to the new time.  post is borrowed: cancel it
+ * before freeing it.
+ */
+void bc_fwd_post_at(bc_fwd_t *fwd, bc_fwd_post_t *post, uint64_t at_ms);
+
+/*
+ * Keeps req's bytes once they are written (they are freed by default), so
+ * that its completion can take them back with bc_fwd_take_request and send
+ * them again -- to the same owner after a pause, or to a new one.  Call
+ * right after a successful bc_fwd_submit.  Costs the request's memory
+ * until its completion.
+ */
+void bc_fwd_keep(bc_fwd_req_t *req);
+/*
+ * From req's completion only: the bytes it sent, malloc'd, owned by the
+ * caller from now on (*len their length); NULL when not kept (bc_fwd_keep
+ * was not called, or the reply came before every byte was written).
+ */
+char *bc_fwd_take_request(bc_fwd_req_t *req, size_t *len);
 
 /*
  * The groups that have a primary record now (cluster.h), in gid order:

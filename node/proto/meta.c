@@ -171,6 +171,8 @@ meta_route(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reques
     case BC_PROTO_REFUSE:
         break;
     }
+    /* A write in its bucket's migration pause waits (proto_text.h). */
+    if (write && bc__proto_hold_for_pause(pc, &r)) return true;
     /* A refusal is an error: shown even in quiet mode. */
     char refusal[REFUSAL_MAX];
     size_t n = bc__proto_refusal(&r, refusal);

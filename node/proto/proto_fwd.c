@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bc_time.h"
 #include "bc_wire.h"
 #include "proto/proto_int.h"
 
@@ -90,10 +91,28 @@ struct bc_proto_fwd_op {
     uint32_t nparts;
     uint32_t pending;              /* parts still in flight */
     bc_proto_route_t route;        /* OP_RELAY: the refusal if the owner is unreachable */
+    /* OP_RELAY writes of a client (proto_text.h, "WRITES DURING A MIGRATION
+     * PAUSE"): the request's bytes are kept (forward.h bc_fwd_keep) and
+     * sent again while the owner answers READONLY, MOVED or NOT_PRIMARY;
+     * between tries they wait in buf. */
+    bool retry;
+    uint64_t retry_since_ms;       /* the first such answer (0: none yet) */
+    uint32_t retry_tries;
+    bool retry_waiting;            /* counted in pc->nretry: the input waits */
+    bc_fwd_post_t retry_post;      /* the timed retry */
     bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
     void *bin_arg;                 /* bin's context (owned, freed with the op) */
     fwd_part_t parts[];
 };
+
+static void fwd_op_retry(void *arg);
+
+/* Whether pc's forwarded writes wait out a migration pause (proto_text.h). */
+static bool
+fwd_retries_writes(const bc_proto_conn_t *pc)
+{
+    return !pc->peer && pc->env->readonly_wait_ms > 0 && pc->env->cluster != NULL;
+}
 
 /* A new op; route (may be NULL) says what an unreachable owner answers. */
 static bc_proto_fwd_op_t *
@@ -108,6 +127,8 @@ fwd_op_new(bc_proto_conn_t *pc, fwd_op_kind_t kind, uint32_t nparts,
     op->nparts = nparts;
     bc_outq_init(&op->local);
     if (route != NULL) op->route = *route;
+    op->retry_post.fn = fwd_op_retry;
+    op->retry_post.arg = op;
     return op;
 }
 
@@ -116,6 +137,7 @@ void
 bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
 {
     if (op == NULL) return;
+    bc_fwd_post_cancel(pc->fwd, &op->retry_post);
     for (uint32_t i = 0; i < op->nparts; i++) {
         if (op->parts[i].req != NULL) bc_fwd_cancel(pc->fwd, op->parts[i].req);
         free(op->parts[i].reply);
@@ -135,6 +157,7 @@ bc__proto_fwd_release_all(bc_proto_conn_t *pc)
         bc__proto_fwd_op_free(pc, op);
     }
     pc->nfwd = 0;
+    pc->nretry = 0;
     bc__proto_fwd_op_free(pc, pc->fop);
     pc->fop = NULL;
     bc_fwd_post_cancel(pc->fwd, &pc->resume_post);
@@ -336,6 +359,143 @@ fwd_op_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc__proto_fwd_op_free(pc, op);
 }
 
+/* op (in pc->ops) has every answer it waits for: it leaves pc->ops, its
+ * answer is queued and the connection resumes. */
+static void
+fwd_op_complete(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
+{
+    if (op->prev != NULL) op->prev->next = op->next;
+    else pc->ops = op->next;
+    if (op->next != NULL) op->next->prev = op->prev;
+    pc->nfwd--;
+    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX || pc->nretry > 0;
+    fwd_op_finish(pc, op);
+    bc_fwd_post(pc->fwd, &pc->resume_post);
+}
+
+static void fwd_send_part(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i, char *buf,
+                          size_t len);
+
+/* True for an answer that says "not now, or not here": the bucket is in
+ * its migration pause, or the owner's table is newer than the one that
+ * sent the request here. */
+static bool
+reply_is_retryable(const char *r, size_t n)
+{
+    switch (reply_refusal(r, n)) {
+    case BC_WIRE_REFUSAL_READONLY:
+    case BC_WIRE_REFUSAL_MOVED:
+    case BC_WIRE_REFUSAL_NOT_PRIMARY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * A retried op was answered `reply` (owned; from the owner, or from this
+ * node) for its request req[0..n) (owned): either it waits again -- req
+ * kept, reply dropped, the retry timed -- or, when the answer is final or
+ * the wait is over, it completes with that answer.
+ */
+static void
+fwd_op_settle(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, char *req, size_t n, char *reply,
+              size_t rlen)
+{
+    fwd_part_t *part = &op->parts[0];
+    uint64_t now = (uint64_t)bc_time_mono_ms();
+
+    if (req != NULL && reply_is_retryable(reply, rlen)) {
+        bool wait = true;
+        if (op->retry_since_ms == 0) {
+            op->retry_since_ms = now;
+            bc_stats_incr(pc->stats, pause_waits);
+        } else if (now - op->retry_since_ms >= pc->env->readonly_wait_ms) {
+            bc_stats_incr(pc->stats, pause_timeouts);
+            wait = false;
+        }
+        if (wait) {
+            free(reply);
+            op->buf = req;
+            op->len = n;
+            /* No command of this client overtakes the one waiting: its
+             * input waits too (a later write of the same key must not be
+             * applied first). */
+            if (!op->retry_waiting) {
+                op->retry_waiting = true;
+                pc->nretry++;
+                pc->waiting = true;
+            }
+            bc_fwd_post_at(pc->fwd, &op->retry_post,
+                           now + bc__proto_pause_delay_ms(op->retry_tries++));
+            return;
+        }
+    }
+    free(req);
+    part->st = BC_OK;
+    part->reply = reply;
+    part->len = rlen;
+    fwd_op_complete(pc, op);
+}
+
+/* op's timed retry: sent to the bucket's owner by this node's table now,
+ * or run here when that is this node's group.  Routed as a write (a
+ * one-key get waits a little longer for a paused bucket it could read:
+ * harmless, and a gat is a write). */
+static void
+fwd_op_retry(void *arg)
+{
+    bc_proto_fwd_op_t *op = arg;
+    bc_proto_conn_t *pc = op->pc;
+    fwd_part_t *part = &op->parts[0];
+    char *req = op->buf;
+    size_t n = op->len;
+    bc_proto_route_t r = op->route;
+
+    op->buf = NULL;
+    if (op->retry_waiting) {
+        op->retry_waiting = false;
+        pc->nretry--;
+        pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX || pc->nretry > 0;
+        if (!pc->waiting) bc_fwd_post(pc->fwd, &pc->resume_post);   /* input goes on */
+    }
+    r.why = bc_node_cluster_route(pc->env->cluster, r.bucket, true, &r.owner, &r.epoch);
+    if (r.why == BC_ROUTE_SERVE || r.why == BC_ROUTE_READONLY) {
+        /* Ours now (the bucket moved here), or ours and still paused: the
+         * command runs here, or is refused READONLY here and waits again. */
+        size_t rlen = 0;
+        char *reply = NULL;
+        if (r.why == BC_ROUTE_SERVE) {
+            reply = bc__proto_exec_local(pc, req, n, &rlen);
+        } else {
+            reply = malloc(REFUSAL_MAX);
+            if (reply != NULL) rlen = bc__proto_refusal(&r, reply);
+        }
+        if (reply == NULL) {
+            free(req);
+            pc->oom = true;
+            part->st = BC_ENOMEM;
+            fwd_op_complete(pc, op);
+            return;
+        }
+        fwd_op_settle(pc, op, req, n, reply, rlen);
+        return;
+    }
+    if ((r.why == BC_ROUTE_MOVED || r.why == BC_ROUTE_NOT_PRIMARY) &&
+        bc_fwd_can_reach(pc->fwd, r.owner)) {
+        op->route = r;
+        part->gid = r.owner;
+        fwd_send_part(pc, op, 0, req, n);
+        if (op->pending == 0) fwd_op_complete(pc, op);   /* failed at once */
+        return;
+    }
+    /* Nobody to ask (no owner, no reachable primary): this node's refusal. */
+    free(req);
+    op->route = r;
+    part->st = BC_ENOTFOUND;
+    fwd_op_complete(pc, op);
+}
+
 /* forward.h completion of part `tag` of op. */
 static void
 fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
@@ -344,18 +504,20 @@ fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
     bc_proto_conn_t *pc = op->pc;
     fwd_part_t *part = &op->parts[tag];
 
+    if (op->retry && st == BC_OK && reply_is_retryable(reply, len)) {
+        size_t n = 0;
+        char *req = bc_fwd_take_request(part->req, &n);
+        part->req = NULL;
+        op->pending--;
+        fwd_op_settle(pc, op, req, n, reply, len);
+        return;
+    }
     part->req = NULL;
     part->st = st;
     part->reply = reply;
     part->len = len;
     if (--op->pending > 0) return;
-    if (op->prev != NULL) op->prev->next = op->next;
-    else pc->ops = op->next;
-    if (op->next != NULL) op->next->prev = op->prev;
-    pc->nfwd--;
-    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX;
-    fwd_op_finish(pc, op);
-    bc_fwd_post(pc->fwd, &pc->resume_post);
+    fwd_op_complete(pc, op);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -370,6 +532,7 @@ fwd_send_part(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i, char *buf,
                                    (uint32_t)pc->id, fwd_on_done, op, i, &op->parts[i].req);
     if (st == BC_OK) {
         op->pending++;
+        if (op->retry) bc_fwd_keep(op->parts[i].req);
     } else {
         op->parts[i].req = NULL;
         op->parts[i].st = st;
@@ -399,7 +562,7 @@ fwd_op_sent(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     if (pc->ops != NULL) pc->ops->prev = op;
     pc->ops = op;
     pc->nfwd++;
-    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX;
+    pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX || pc->nretry > 0;
 }
 
 /*
@@ -439,6 +602,8 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
     op->reply_kind = kind;
     op->relay = relay;
     op->noreply = noreply;
+    op->retry = fwd_retries_writes(pc) &&
+                ((kind == BC_FWD_REPLY_LINE && relay == NULL) || relay == relay_one_key_get);
     op->parts[0].gid = route->owner;
     fwd_send_part(pc, op, 0, req, len);
     fwd_op_sent(pc, op);
@@ -790,6 +955,7 @@ bc__proto_fwd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len,
     pc->fop->len = n + req->vlen + 2;
     pc->fop->parts[0].gid = route->owner;
     pc->fop->noreply = req->noreply;
+    pc->fop->retry = fwd_retries_writes(pc);
     pc->state = BC_PROTO_FWD_DATA;
     pc->dst = buf + n;
     pc->need = req->vlen + 2;

@@ -85,6 +85,29 @@ bc_proto_action_t bc__proto_route(bc_proto_conn_t *pc, uint32_t hash, bool write
  * NUL-terminated) into buf, REFUSAL_MAX bytes; returns its length. */
 size_t bc__proto_refusal(const bc_proto_route_t *r, char *buf);
 
+/* ---- writes during a migration pause (proto_text.h) ---- */
+
+/* The delay before the (tries+1)-th retry of a write refused READONLY:
+ * 1, 2, 4, then 5 ms. */
+uint32_t bc__proto_pause_delay_ms(uint32_t tries);
+/*
+ * A write of a command line refused by r: true when it is to wait out the
+ * bucket's migration pause instead (r is READONLY, the connection is a
+ * client's, the node forwards and readonly_wait_ms has not passed since
+ * the first try): the caller then returns at once -- no reply, no state
+ * changed -- and bc_proto_process presents the same line again from the
+ * worker's timer.  False: refuse it as usual.
+ */
+bool bc__proto_hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r);
+/*
+ * Runs req[0..len) -- complete commands whose replies are lines, as a
+ * forwarded write -- here, as if a peer had sent them (nothing is
+ * forwarded or held), and returns the replies, malloc'd (*rlen their
+ * length; owned by the caller).  For a write whose bucket this node's
+ * group has just become the owner of.  NULL when out of memory.
+ */
+char *bc__proto_exec_local(bc_proto_conn_t *pc, const char *req, size_t len, size_t *rlen);
+
 /* ---- "stats detail" (detail.c) ---- */
 
 /* Count a get (hit or miss), a storage command, a delete of key when

@@ -58,6 +58,7 @@
 
 #include "bc_hash.h"
 #include "bc_log.h"
+#include "bc_time.h"
 #include "bc_wire.h"
 #include "proto/proto_int.h"
 
@@ -177,6 +178,81 @@ reply_refusal(bc_proto_conn_t *pc, const bc_proto_route_t *r)
     bc__proto_reply_bytes(pc, line, n);
 }
 
+uint32_t
+bc__proto_pause_delay_ms(uint32_t tries)
+{
+    return tries < 3 ? 1u << tries : 5u;
+}
+
+/* The timed retry of a held write: the input goes on (resume runs the
+ * held line again). */
+static void cmd_store_finish(bc_proto_conn_t *pc);
+
+static void
+proto_pause_retry(void *arg)
+{
+    bc_proto_conn_t *pc = arg;
+    pc->ro_hold = false;
+    /* A storage command held with its whole data block (cmd_store_finish)
+     * is stored (or held again) here: no input may come to run it. */
+    if (pc->state == BC_PROTO_DATA && pc->need == 0 && pc->item != NULL) {
+        cmd_store_finish(pc);
+        if (!pc->ro_hold) pc->ro_since_ms = 0;
+    }
+    if (pc->resume != NULL) pc->resume(pc->resume_arg);
+}
+
+/* proto_int.h */
+bool
+bc__proto_hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r)
+{
+    if (r->why != BC_ROUTE_READONLY || pc->peer || pc->fwd == NULL ||
+        pc->env->readonly_wait_ms == 0) {
+        return false;
+    }
+    uint64_t now = (uint64_t)bc_time_mono_ms();
+    if (pc->ro_since_ms == 0) {
+        pc->ro_since_ms = now;
+        pc->ro_tries = 0;
+        bc_stats_incr(pc->stats, pause_waits);
+    } else if (now - pc->ro_since_ms >= pc->env->readonly_wait_ms) {
+        pc->ro_since_ms = 0;
+        bc_stats_incr(pc->stats, pause_timeouts);
+        return false;                   /* waited long enough: refused */
+    }
+    pc->ro_hold = true;
+    bc_fwd_post_at(pc->fwd, &pc->ro_post, now + bc__proto_pause_delay_ms(pc->ro_tries++));
+    return true;
+}
+
+char *
+bc__proto_exec_local(bc_proto_conn_t *pc, const char *req, size_t len, size_t *rlen)
+{
+    bc_proto_conn_t tmp;
+    size_t used = 0, total = 0;
+    struct iovec iov[16];
+    char *out = NULL;
+
+    bc_proto_conn_init(&tmp, pc->env, pc->stats, pc->id);
+    tmp.peer = true;                    /* served or refused here, never forwarded or held */
+    bc_status_t st = bc_proto_process(&tmp, req, len, SIZE_MAX, &used);
+    int k = st == BC_ENOMEM ? -1 : bc_outq_iov(&tmp.out, iov, 16);
+    for (int i = 0; i < k; i++) total += iov[i].iov_len;
+    if (k >= 0 && total == tmp.out.pending) {
+        out = malloc(total > 0 ? total : 1);
+        if (out != NULL) {
+            size_t off = 0;
+            for (int i = 0; i < k; i++) {
+                memcpy(out + off, iov[i].iov_base, iov[i].iov_len);
+                off += iov[i].iov_len;
+            }
+            *rlen = total;
+        }
+    }
+    bc_proto_conn_release(&tmp);
+    return out;
+}
+
 /*
  * Routes a one-key write command.  Returns true when it has been dealt
  * with here (refused or forwarded), false when it is to be served.
@@ -195,6 +271,7 @@ route_write(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_reque
     case BC_PROTO_REFUSE:
         break;
     }
+    if (bc__proto_hold_for_pause(pc, &r)) return true;
     if (!req->noreply) reply_refusal(pc, &r);
     return true;
 }
@@ -422,6 +499,7 @@ cmd_store_begin(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_r
         bc__proto_fwd_store_begin(pc, line, len, req, &r);
         return;
     case BC_PROTO_REFUSE:
+        if (bc__proto_hold_for_pause(pc, &r)) return;
         if (!req->noreply) reply_refusal(pc, &r);
         pc->state = BC_PROTO_SWALLOW;
         pc->swallow = (uint64_t)req->vlen + 2;
@@ -479,6 +557,14 @@ cmd_store_finish(bc_proto_conn_t *pc)
     if (pc->env->cluster != NULL) {
         bc_proto_route_t r;
         if (bc__proto_route(pc, pc->hash, true, &r) != BC_PROTO_SERVE) {
+            /* The pause began while the block was arriving: the complete
+             * item waits with it (proto_pause_retry stores it then). */
+            if (bc__proto_hold_for_pause(pc, &r)) {
+                pc->item = it;
+                pc->state = BC_PROTO_DATA;
+                pc->need = 0;
+                return;
+            }
             bc_item_release(cache, it);
             if (!noreply) reply_refusal(pc, &r);
             return;
@@ -735,6 +821,9 @@ bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume)(voi
     memset(&pc->resume_post, 0, sizeof(pc->resume_post));
     pc->resume_post.fn = proto_resume;
     pc->resume_post.arg = pc;
+    memset(&pc->ro_post, 0, sizeof(pc->ro_post));
+    pc->ro_post.fn = proto_pause_retry;
+    pc->ro_post.arg = pc;
 }
 
 void
@@ -748,6 +837,8 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     bc__proto_origin_release_all(pc);
     bc__proto_peer_release(pc);
     bc__proto_auth_release(pc);
+    bc_fwd_post_cancel(pc->fwd, &pc->ro_post);
+    pc->ro_hold = false;
     pc->waiting = false;
     bc_outq_free(&pc->out, pc->env->cache);
     pc->state = BC_PROTO_LINE;
@@ -773,6 +864,7 @@ bool
 bc_proto_direct_dest(const bc_proto_conn_t *pc, char **dst, size_t *n)
 {
     if (pc->state != BC_PROTO_DATA && pc->state != BC_PROTO_FWD_DATA) return false;
+    if (pc->need == 0) return false;    /* a complete block held for a pause */
     *dst = pc->dst;
     *n = pc->need;
     return true;
@@ -798,7 +890,8 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
     pc->out_limit = out_limit;
     /* At BC_PROTO_FWD_MAX forwarded commands in flight, input waits; and
      * while read-through holds it (proto_origin.c). */
-    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold) {
+    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold &&
+           !pc->ro_hold) {
         if (pc->out.pending >= out_limit) break;
         /* -Y: nothing runs before the connection authenticates (proto_auth.c). */
         if (pc->env->auth != NULL && !pc->authenticated) {
@@ -851,6 +944,11 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
         }
         pos += (size_t)(nl - line) + 1;
         st = process_line(pc, line, (size_t)(nl - line));
+        if (pc->ro_hold) {
+            pos = (size_t)(line - buf);         /* held: presented again on resume */
+        } else if (pc->ro_since_ms != 0) {
+            pc->ro_since_ms = 0;                /* the held write went through */
+        }
     }
     *consumed = pos;
     return pc->oom ? BC_ENOMEM : st;

@@ -103,6 +103,37 @@
  *   hop, no loops between nodes with different tables), and its refusals
  *   are never turned into misses: the forwarding node decides that.
  *
+ * HOW: WRITES DURING A MIGRATION PAUSE (cluster mode, with a forwarder)
+ *   While a bucket's last changes cross to its new group (migrate.h), its
+ *   owner refuses writes to it: SERVER_ERROR READONLY.  libbucketcache
+ *   reads that as "wait and retry"; a plain memcached client reads it as
+ *   a failure.  So on a client's (non-peer) connection such a write is not
+ *   refused at once but waits, up to env->readonly_wait_ms (text and
+ *   meta commands; the binary protocol's writes are refused as before):
+ *
+ *     on the owner      the command line is held (pc->ro_hold: the input
+ *                       is not consumed and the server stops reading) and
+ *                       run again from the worker's timer, 1, 2, 4, then
+ *                       every 5 ms, until the bucket is writable (the
+ *                       move was called off), served elsewhere (it is
+ *                       then forwarded to the new owner) or the wait is
+ *                       over (the usual refusal);
+ *     through another   the owner answers the forwarded write READONLY at
+ *     node              once (a peer connection is shared by many clients
+ *                       and is never held); the forwarding node keeps the
+ *                       request's bytes and sends them again on the same
+ *                       schedule -- to the owner of the bucket by its
+ *                       table at that moment, or runs it here when this
+ *                       node's group has just become the owner.  MOVED
+ *                       and NOT_PRIMARY answers (the owner's table is
+ *                       newer than ours) are retried the same way.
+ *
+ *   Replies stay in order: the held command's reply is the next one (the
+ *   commands behind it wait), a retried forward keeps its hole.  A
+ *   storage command whose data block was still arriving when the pause
+ *   began is held with its complete item (state DATA, need 0) and stored
+ *   from the timer.
+ *
  * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
  *   With an origin (env->origin) and the worker's origin client
  *   (bc_proto_conn_set_origin), a get/gets whose keys served here miss
@@ -190,6 +221,10 @@ typedef struct bc_proto_env {
      * with fwd_cfg.  false (the default): refuse them. */
     bool forward;
     bc_fwd_config_t fwd_cfg;
+    /* With a forwarder: how long a client's write to a bucket in its
+     * migration pause waits for the pause to end (see "WRITES DURING A
+     * MIGRATION PAUSE") before it is refused; 0 = refused at once. */
+    uint32_t readonly_wait_ms;
     /* Read-through (origin/origin.h): misses of keys with an origin are
      * filled from it, through one origin client per worker.  NULL: none.
      * Borrowed. */
@@ -330,6 +365,14 @@ typedef struct bc_proto_conn {
     bc_proto_fwd_op_t *fop;    /* FWD_DATA: the command being collected (ours) */
     bc_proto_fwd_op_t *ops;    /* forwarded commands in flight (ours), a list */
     uint32_t nfwd;             /* how many */
+    uint32_t nretry;           /* of them, waiting to be sent again (proto_fwd.c) */
+
+    /* a write waiting out a migration pause (see "WRITES DURING A
+     * MIGRATION PAUSE") */
+    bool ro_hold;              /* its line is held: input waits for ro_post */
+    uint64_t ro_since_ms;      /* when the held write was first refused (0: none) */
+    uint32_t ro_tries;
+    bc_fwd_post_t ro_post;     /* the timed retry (forward.h bc_fwd_post_at) */
 
     /* read-through (see above) */
     bc_origin_client_t *origin; /* borrowed: the worker's origin client, or NULL */
@@ -391,7 +434,7 @@ void bc_proto_conn_set_origin(bc_proto_conn_t *pc, bc_origin_client_t *client);
 static inline bool
 bc_proto_waiting(const bc_proto_conn_t *pc)
 {
-    return pc->waiting || pc->origin_hold;
+    return pc->waiting || pc->origin_hold || pc->ro_hold;
 }
 
 /*

@@ -10,7 +10,9 @@ figures the migration issue asks for):
   load    a 4th group joins a 3-group cluster of 1024 buckets holding 1 GiB
           while libbucketcache traffic (bucketcache_client_traffic: sets and
           checked reads, with the library's retries) runs: time to converge,
-          failed operations, the per-bucket write stall.
+          failed operations, the per-bucket write stall; and plain memcached
+          clients (no routing, one per node of groups 1-3, so mostly
+          forwarded) setting and reading back their keys: their errors.
 
 Every node runs with -L (the memory limit preallocated at start, as
 memcached -L does): the destination then stores what it receives in memory
@@ -112,6 +114,53 @@ class Part:
         self.threads = int(os.environ.get("BC_BENCH_THREADS", threads))
 
 
+class PlainTraffic:
+    """Plain memcached clients (no bucket routing): one connection per node
+    of groups 1 to 3, each setting and reading back its own keys, so most
+    of its requests go through a node that is not the owner (forwarded)
+    and some reach the source of a bucket in its migration pause.  Every
+    reply that is not the expected one counts as an error."""
+
+    def __init__(self, nodes, keys=2000):
+        self.ops = 0
+        self.errors = {}
+        self.slowest_ms = 0.0
+        self.stop_flag = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(n, "p%d_" % i, keys), daemon=True)
+                        for i, n in enumerate(nodes)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, node, prefix, keys):
+        c = harness.McConn(node.port, timeout=10)
+        i = 0
+        while not self.stop_flag.is_set():
+            key = "%s%d" % (prefix, i % keys)
+            value = "%s:%d" % (key, i)
+            t0 = time.time()
+            try:
+                reply = c.cmd("set %s 0 0 %d" % (key, len(value)), value)
+                ok = reply == b"STORED\r\n"
+                if ok:
+                    reply = c.cmd("get " + key)
+                    ok = reply == ("VALUE %s 0 %d\r\n%s\r\nEND\r\n"
+                                   % (key, len(value), value)).encode()
+            except OSError as e:
+                reply, ok = str(e).encode(), False
+                c = harness.McConn(node.port, timeout=10)
+            self.slowest_ms = max(self.slowest_ms, (time.time() - t0) * 1000)
+            self.ops += 2
+            if not ok:
+                kind = reply.split(b"\r\n")[0][:40].decode(errors="replace")
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+            i += 1
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(30)
+
+
 class Traffic:
     def __init__(self, zk, cluster, threads):
         self.p = subprocess.Popen(
@@ -193,6 +242,7 @@ def run_round(zk, part, name, loop_mbs, zk_sync):
         harness.wait_for(lambda: traffic.reports and traffic.reports[-1]["set_ok"] > 1000,
                          what="client traffic")
     base = traffic.reports[-1] if traffic is not None else NO_TRAFFIC
+    plain = PlainTraffic(nodes) if THREADS > 0 else None
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
                              session_timeout_ms=4000)
@@ -206,6 +256,8 @@ def run_round(zk, part, name, loop_mbs, zk_sync):
     converge_s = time.time() - t0
     time.sleep(1.0)
     final = traffic.stop() if traffic is not None else NO_TRAFFIC
+    if plain is not None:
+        plain.stop()
 
     # per-copy throughput from the console's log: the precopies carry the
     # data when they run (a final copy over one only carries the changes,
@@ -256,6 +308,11 @@ def run_round(zk, part, name, loop_mbs, zk_sync):
         print("client errors by kind (whole run): %s" % json.dumps(final["errors"]))
         for line in (traffic.err if traffic is not None else [])[:5]:
             print("  client said: " + line.rstrip())
+    if plain is not None:
+        print("plain memcached clients (one per node of groups 1-3, mostly forwarded): %d "
+              "operations, %d errors %s, slowest set+get %.0f ms" % (
+                  plain.ops, sum(plain.errors.values()), json.dumps(plain.errors),
+                  plain.slowest_ms))
     print("read-only stall per bucket (%d buckets): p50 %d ms, p99 %d ms, max %d ms" % (
         st["count"], st["p50"], st["p99"], st["max"]))
     print("stall histogram: " + ", ".join("<=%s ms: %d" % (h["le_ms"], h["count"])
@@ -263,10 +320,11 @@ def run_round(zk, part, name, loop_mbs, zk_sync):
     print("RESULT part=%s loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f "
           "converge_s=%.2f moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d "
           "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
-          "client_set_max_ms=%d" % (
+          "client_set_max_ms=%d plain_ops=%d plain_errors=%d" % (
               part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
-              final["set_ms_max"]))
+              final["set_ms_max"], plain.ops if plain else 0,
+              sum(plain.errors.values()) if plain else 0))
     for p in nodes + [g4, con]:
         p.stop()
     if os.environ.get("BC_BENCH_LOGS"):

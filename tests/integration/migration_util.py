@@ -102,7 +102,12 @@ class Writer(threading.Thread):
     and records the latest acknowledged value of every key.  A write whose
     connection broke before the reply is "unknown": the key may hold that
     value or the acknowledged one.  For every bucket, the time from the
-    first READONLY refusal to the next acknowledged write is a stall."""
+    first READONLY refusal to the next acknowledged write is a stall; so is
+    a write that took longer than STALL_MS before it was acknowledged (the
+    owner holds a write to a bucket in its migration pause instead of
+    refusing it, node/proto/proto_text.h)."""
+
+    STALL_MS = 5.0
 
     def __init__(self, console, nbuckets, keys, value_size=40, delete_every=0):
         super().__init__(daemon=True)
@@ -141,6 +146,7 @@ class Writer(threading.Thread):
     def write(self, key, value):
         bucket = harness.bucket_of(key, self.nbuckets)
         deadline = time.time() + 30 * harness.SLOW
+        self.slow_writes = getattr(self, "slow_writes", 0)
         while time.time() < deadline and not self.stop_flag.is_set():
             addr = self.router.addr(key)
             if addr is None:
@@ -148,6 +154,7 @@ class Writer(threading.Thread):
                 self.router.refresh()
                 continue
             try:
+                sent = time.time()
                 if value is None:
                     reply = self.conn(addr).cmd("delete " + key)
                     if reply in (b"DELETED\r\n", b"NOT_FOUND\r\n"):
@@ -165,8 +172,12 @@ class Writer(threading.Thread):
                 self.unknown.pop(key, None)
                 self.writes += 1
                 t0 = self.readonly_since.pop(bucket, None)
+                took_ms = (time.time() - sent) * 1000
                 if t0 is not None:
                     self.stalls_ms.append((time.time() - t0) * 1000)
+                elif took_ms > self.STALL_MS:
+                    self.stalls_ms.append(took_ms)
+                    self.slow_writes += 1
                 return True
             if reply.startswith(REFUSALS):
                 self.refusals += 1
@@ -243,6 +254,13 @@ def check_reads(console, nbuckets, expected, unknown=None):
 def admin_stats(node):
     """A node's /stats document."""
     return json.loads(harness.http(node.admin_port, "GET", "/stats")[2])
+
+
+def admin_stats_buckets(node):
+    """The node's non-empty buckets with their bytes (GET /stats?buckets=nonempty)."""
+    st, doc = harness.http_json(node.admin_port, "GET", "/stats?buckets=nonempty")
+    assert st == 200, (st, doc)
+    return doc["buckets"]
 
 
 def migrate_stats(node):

@@ -49,6 +49,9 @@ typedef struct owner {
     const char *flush_reply;           /* the answer to flush_all (NULL: OK) */
     bool drop_get;                     /* close the connection on a get */
     int get_delay_ms;                  /* answer a get this late */
+    int set_refusals;                  /* refuse this many more sets with set_refusal */
+    char set_refusal[64];
+    int set_delay_ms;                  /* answer a set this late */
 } owner_t;
 
 static fake_action_t
@@ -71,6 +74,15 @@ owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out
     if (strncmp(line, "flush_all", 9) == 0) reply = o->flush_reply ? o->flush_reply : "OK\r\n";
     bool drop = get && o->drop_get;
     int delay = get ? o->get_delay_ms : 0;
+    char refusal[64];
+    if (strncmp(line, "set ", 4) == 0) {
+        delay = o->set_delay_ms;
+        if (o->set_refusals > 0) {
+            o->set_refusals--;
+            snprintf(refusal, sizeof(refusal), "%s", o->set_refusal);
+            reply = refusal;
+        }
+    }
     pthread_mutex_unlock(&o->mu);
     if (delay > 0) usleep((useconds_t)delay * 1000);
     if (drop) return FAKE_DROP;
@@ -179,7 +191,9 @@ node_pump(node_t *n)
     }
     bool consumed = n->st != BC_OK || n->inoff == n->inlen ||
                     (used == 0 && !bc_proto_waiting(&n->pc));
-    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0) return;   /* resume */
+    if (!consumed || n->pc.nfwd > 0 || bc_outq_holes(&n->pc.out) > 0 || n->pc.ro_hold) {
+        return;                                                       /* resume */
+    }
     pthread_mutex_lock(&n->mu);
     n->busy = false;
     pthread_cond_broadcast(&n->cv);
@@ -563,6 +577,216 @@ test_fwd_pipelined_commands_keep_their_order(void **state)
     node_stop(n);
 }
 
+/* ---- writes during a migration pause (proto_text.h) ---- */
+
+/* The owner answers the next `times` sets with `refusal`, each after delay_ms. */
+static void
+owner_refuse_sets(owner_t *o, int times, const char *refusal, int delay_ms)
+{
+    pthread_mutex_lock(&o->mu);
+    o->set_refusals = times;
+    snprintf(o->set_refusal, sizeof(o->set_refusal), "%s", refusal);
+    o->set_delay_ms = delay_ms;
+    pthread_mutex_unlock(&o->mu);
+}
+
+static uint32_t
+bucket_of(const char *key)
+{
+    return bc_hash_bucket(bc_hash_key(key, strlen(key)), NB);
+}
+
+/* A table change made by another thread after a delay, as the cluster
+ * agent makes it while the loop runs. */
+typedef struct later_table {
+    node_t *n;
+    int delay_ms;
+    uint64_t epoch;
+    uint32_t owner[NB];
+    uint32_t readonly[NB];
+    size_t nro;
+    pthread_t thread;
+} later_table_t;
+
+static void *
+later_table_main(void *arg)
+{
+    later_table_t *t = arg;
+    usleep((useconds_t)t->delay_ms * 1000);
+    fake_cluster_table(t->n->cl, t->epoch, t->owner, t->readonly, t->nro);
+    return NULL;
+}
+
+static void
+later_table_start(later_table_t *t, node_t *n, int delay_ms, uint64_t epoch)
+{
+    t->n = n;
+    t->delay_ms = delay_ms;
+    t->epoch = epoch;
+    pthread_create(&t->thread, NULL, later_table_main, t);
+}
+
+static void
+default_owners(uint32_t *owner)
+{
+    for (uint32_t b = 0; b < NB; b++) owner[b] = 1 + b % 3;
+}
+
+static void
+test_fwd_write_waits_out_the_owners_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], refusal[64];
+    key_of(2, 0, k, sizeof(k));
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 4\r\n", bucket_of(k));
+
+    /* The owner answers READONLY three times, then stores: the client sees
+     * STORED, and the reply of the next command after it. */
+    owner_refuse_sets(&n->owners[2], 3, refusal, 0);
+    char local[32];
+    key_of(1, 5, local, sizeof(local));
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nV1\r\nget %s\r\n", k, local);
+    expect(n, line, "STORED\r\nEND\r\n");
+    assert_int_equal(owner_lines(&n->owners[2]), 4);
+    char want[128];
+    snprintf(want, sizeof(want), "set %s 0 0 2", k);
+    assert_owner_line(&n->owners[2], 3, want);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 0);
+
+    /* A pause that outlasts the wait: the refusal, after readonly_wait_ms. */
+    n->env.readonly_wait_ms = 40;
+    owner_refuse_sets(&n->owners[2], 1000, refusal, 0);
+    int64_t t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nV2\r\n", k);
+    expect(n, line, refusal);
+    assert_true(bc_time_mono_ms() - t0 >= 40);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+
+    /* No wait configured: refused at once, as before. */
+    n->env.readonly_wait_ms = 0;
+    int before = owner_lines(&n->owners[2]);
+    expect(n, line, refusal);
+    assert_int_equal(owner_lines(&n->owners[2]), before + 1);
+    node_stop(n);
+}
+
+static void
+test_fwd_write_to_a_bucket_that_moved_here_runs_here(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], refusal[64];
+    key_of(2, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+
+    /* The owner has cut the bucket over to group 1 (this node) and says
+     * MOVED; this node's table follows 30 ms later: the write then runs
+     * here. */
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 5\r\n", b);
+    owner_refuse_sets(&n->owners[2], 1000, refusal, 0);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    t.owner[b] = 1;
+    later_table_start(&t, n, 30, 5);
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nVV\r\n", k);
+    expect(n, line, "STORED\r\n");
+    pthread_join(t.thread, NULL);
+    char want[128];
+    snprintf(line, sizeof(line), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nVV\r\nEND\r\n", k);
+    expect(n, line, want);
+    assert_true(owner_lines(&n->owners[2]) >= 1);
+    node_stop(n);
+}
+
+static void
+test_local_write_waits_out_the_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], want[128];
+    key_of(1, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+    uint32_t owner[NB], ro[1] = {b};
+    default_owners(owner);
+
+    /* This node owns the bucket, read-only (its migration pause); the
+     * console calls the move off 30 ms later: the held set is stored, and
+     * the command pipelined behind it answered after it. */
+    fake_cluster_table(n->cl, 5, owner, ro, 1);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    later_table_start(&t, n, 30, 6);
+    int64_t t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nL1\r\nget %s\r\n", k, k);
+    snprintf(want, sizeof(want), "STORED\r\nVALUE %s 0 2\r\nL1\r\nEND\r\n", k);
+    expect(n, line, want);
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t.thread, NULL);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+
+    /* The pause ends with the cutover to group 2: the held write goes to
+     * the new owner. */
+    fake_cluster_table(n->cl, 7, owner, ro, 1);
+    later_table_t t2 = {0};
+    default_owners(t2.owner);
+    t2.owner[b] = 2;
+    later_table_start(&t2, n, 20, 8);
+    snprintf(line, sizeof(line), "delete %s\r\n", k);
+    expect(n, line, "NOT_FOUND\r\n");        /* the fake owner has no such key */
+    pthread_join(t2.thread, NULL);
+    snprintf(want, sizeof(want), "delete %s", k);
+    assert_owner_line(&n->owners[2], owner_lines(&n->owners[2]) - 1, want);
+
+    /* The pause begins while a set's data block is arriving: the set waits
+     * with its value, and is stored when the pause ends. */
+    owner[b] = 1;
+    fake_cluster_table(n->cl, 10, owner, NULL, 0);
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\n", k);
+    expect(n, line, "");
+    fake_cluster_table(n->cl, 11, owner, ro, 1);
+    later_table_t t3 = {0};
+    default_owners(t3.owner);
+    later_table_start(&t3, n, 30, 12);
+    t0 = bc_time_mono_ms();
+    expect(n, "L3\r\n", "STORED\r\n");
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t3.thread, NULL);
+    snprintf(line, sizeof(line), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nL3\r\nEND\r\n", k);
+    expect(n, line, want);
+
+    /* A meta set (ms) waits the same way. */
+    fake_cluster_table(n->cl, 12, owner, ro, 1);
+    later_table_t t4 = {0};
+    default_owners(t4.owner);
+    later_table_start(&t4, n, 30, 13);
+    t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "ms %s 2\r\nM4\r\n", k);
+    expect(n, line, "HD\r\n");
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t4.thread, NULL);
+    snprintf(line, sizeof(line), "get %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nM4\r\nEND\r\n", k);
+    expect(n, line, want);
+
+    /* A pause longer than the wait: refused READONLY after it. */
+    fake_cluster_table(n->cl, 14, owner, ro, 1);
+    n->env.readonly_wait_ms = 30;
+    t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nL2\r\n", k);
+    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 14\r\n", b);
+    expect(n, line, want);
+    assert_true(bc_time_mono_ms() - t0 >= 30);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
 int
 main(void)
 {
@@ -576,6 +800,9 @@ main(void)
         cmocka_unit_test(test_fwd_noreply_is_forwarded_without_it_and_answers_nothing),
         cmocka_unit_test(test_fwd_single_key_commands_relay_the_owners_reply),
         cmocka_unit_test(test_fwd_pipelined_commands_keep_their_order),
+        cmocka_unit_test(test_fwd_write_waits_out_the_owners_pause),
+        cmocka_unit_test(test_fwd_write_to_a_bucket_that_moved_here_runs_here),
+        cmocka_unit_test(test_local_write_waits_out_the_pause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

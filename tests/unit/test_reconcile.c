@@ -1347,6 +1347,58 @@ test_mig_codecs(void **state)
     assert_int_equal(bc_mig_backoff_ms(30), 30000);
 }
 
+#define NP 8
+
+/* The one count of moves every report shows (bc_mig_progress_count). */
+static void
+test_mig_progress_one_count(void **state)
+{
+    (void)state;
+    /* b0: done (m == d); b1: copying; b2, b3: planned; b4: d is 0 (its
+     * planned owner is down: nowhere to go); b5: m is 0 (an assignment);
+     * b6: pending after a failure; b7: a copying record whose plan changed
+     * under it (m == d now): still moving until it cuts over or aborts. */
+    uint32_t m[NP] = {1, 1, 1, 2, 1, 0, 2, 3};
+    uint32_t d[NP] = {1, 3, 3, 3, 0, 2, 3, 3};
+    bc_mig_record_t copying = {.state = BC_MIG_COPYING}, waiting = {.state = BC_MIG_PENDING,
+                                                                   .attempts = 2};
+    bc_mig_record_t *rec[NP] = {NULL, &copying, NULL, NULL, NULL, NULL, &waiting, &copying};
+    bc_mig_control_t c;
+    bc_mig_control_init(&c);
+    bc_mig_progress_t p;
+
+    /* a run under way: 5 done so far */
+    c.run_started_ms = 1000;
+    c.moved = 5;
+    bc_mig_progress_count(m, d, NP, rec, &c, &p);
+    assert_true(p.running);
+    assert_int_equal(p.moving, 2);
+    assert_int_equal(p.pending, 3);
+    assert_int_equal(p.done, 5);
+    assert_int_equal(p.total, 10);
+
+    /* the last run ended (204 moved) and new moves wait, paused or not:
+     * they are the next run's, "0 of 5", not "204 of 209" */
+    c.run_finished_ms = 2000;
+    c.moved = 204;
+    bc_mig_progress_count(m, d, NP, rec, &c, &p);
+    assert_false(p.running);
+    assert_int_equal(p.done, 0);
+    assert_int_equal(p.total, 5);
+
+    /* nothing left: the last run's count stands */
+    uint32_t same[NP] = {1, 1, 1, 2, 1, 0, 2, 3};
+    bc_mig_progress_count(same, same, NP, NULL, &c, &p);
+    assert_int_equal(p.moving + p.pending, 0);
+    assert_int_equal(p.done, 204);
+    assert_int_equal(p.total, 204);
+    /* the rule the CLI's table view counts with too */
+    assert_true(bc_table_move_planned(1, 3));
+    assert_false(bc_table_move_planned(1, 0));
+    assert_false(bc_table_move_planned(0, 2));
+    assert_false(bc_table_move_planned(2, 2));
+}
+
 int
 main(void)
 {
@@ -1377,6 +1429,7 @@ main(void)
         cmocka_unit_test(test_precopy_paused_wants_nothing),
         cmocka_unit_test(test_mig_destination_backing_off_starts_nothing),
         cmocka_unit_test(test_mig_codecs),
+        cmocka_unit_test(test_mig_progress_one_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
