@@ -186,7 +186,7 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
     cl->self.pid = (int64_t)getpid();
     cluster_new_incarnation(cl->self.incarnation, sizeof(cl->self.incarnation));
     pthread_mutex_init(&cl->mu, NULL);
-    pthread_mutex_init(&cl->zk_mu, NULL);
+    pthread_rwlock_init(&cl->zk_lock, NULL);
     bc_time_cond_init(&cl->cv);
     bc_time_cond_init(&cl->lease_cv);
     pthread_mutex_init(&cl->prim_mu, NULL);
@@ -688,11 +688,11 @@ bc_node_cluster_leave(bc_node_cluster_t *cl)
     bc__node_cluster_set_role(cl, false, NULL);
     if (cl->zk != NULL) {
         /* The admin port and the workers run until after this: they may
-         * be reading the handle (zk_mu), never once it is detached. */
-        pthread_mutex_lock(&cl->zk_mu);
+         * be reading the handle (zk_lock), never once it is detached. */
+        pthread_rwlock_wrlock(&cl->zk_lock);
         bc_zk_t *zk = cl->zk;
         cl->zk = NULL;
-        pthread_mutex_unlock(&cl->zk_mu);
+        pthread_rwlock_unlock(&cl->zk_lock);
         bc_zk_close(zk);
         log_info("cluster: left group %u of \"%s\"", cl->gid, cl->cluster);
     }
@@ -704,7 +704,7 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     if (cl == NULL) return;
     bc_node_cluster_leave(cl);
     pthread_mutex_destroy(&cl->mu);
-    pthread_mutex_destroy(&cl->zk_mu);
+    pthread_rwlock_destroy(&cl->zk_lock);
     pthread_cond_destroy(&cl->cv);
     pthread_cond_destroy(&cl->lease_cv);
     pthread_mutex_destroy(&cl->prim_mu);
@@ -725,9 +725,9 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     if (cl == NULL) return;
     out->gid = cl->gid;
     out->primary = atomic_load(&cl->primary);
-    pthread_mutex_lock(&cl->zk_mu);
+    pthread_rwlock_rdlock(&cl->zk_lock);
     out->connected = cl->zk != NULL && bc_zk_connected(cl->zk) != 0;
-    pthread_mutex_unlock(&cl->zk_mu);
+    pthread_rwlock_unlock(&cl->zk_lock);
     out->epoch = atomic_load(&cl->epoch);
     out->owned_buckets = atomic_load(&cl->owned);
     out->registrations = atomic_load(&cl->registrations);

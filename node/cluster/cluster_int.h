@@ -34,11 +34,15 @@ struct bc_node_cluster {
     uint32_t nbuckets;
     bc_cluster_node_info_t self;   /* what we register (name filled in) */
     bc_zk_t *zk;
-    /* LOCKING RULE: zk_mu guards cl->zk for threads outside the cluster
-     * module (bc_node_cluster_get_info, from the admin port, migration
-     * jobs and forwarding) against bc_node_cluster_leave, which closes the
-     * session while they may still run. */
-    pthread_mutex_t zk_mu;
+    /* LOCKING RULE: zk_lock guards cl->zk for threads outside the cluster
+     * module (bc_node_cluster_get_info from the admin port; the in-sync
+     * set's thread in repl/isr.c, through bc_node_cluster_isr_read and
+     * _write) against bc_node_cluster_leave, which detaches and closes the
+     * session while they may still run.  Readers share it (a ZooKeeper call
+     * of the in-sync thread never makes /health wait); leave takes it to
+     * write, so it waits for a call in progress (bounded by the session's
+     * timeouts) and none starts after. */
+    pthread_rwlock_t zk_lock;
     bc_cache_t *cache;
 
     /* Routing state: read lock-free by workers, written by the agent and

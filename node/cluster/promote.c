@@ -42,7 +42,13 @@ bc_node_cluster_isr_read(bc_node_cluster_t *cl, bc_cluster_isr_t *out, int32_t *
     char *data = NULL;
     size_t len = 0;
     bc_status_t st = bc__node_cluster_group_path(cl, "/isr", path, sizeof(path));
-    if (st == BC_OK) st = bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, version);
+    if (st == BC_OK) {
+        /* the in-sync thread's call: cl->zk may be going (zk_lock) */
+        pthread_rwlock_rdlock(&cl->zk_lock);
+        st = cl->zk != NULL ? bc_zk_get(cl->zk, path, NULL, NULL, &data, &len, version)
+                            : BC_ECLOSED;
+        pthread_rwlock_unlock(&cl->zk_lock);
+    }
     if (st == BC_OK) {
         st = bc_cluster_isr_decode(data ? data : "", len, out, err, sizeof(err));
         if (st != BC_OK) log_warn("cluster: group %u's in-sync record is malformed: %s", cl->gid, err);
@@ -87,7 +93,11 @@ bc_node_cluster_isr_write(bc_node_cluster_t *cl, const bc_cluster_isr_t *rec, in
                           : bc_zk_txn_set(txn, isr_path, json, strlen(json), *version);
     }
     int failed = -1;
-    if (st == BC_OK) st = bc_zk_txn_commit(cl->zk, txn, &failed);
+    if (st == BC_OK) {
+        pthread_rwlock_rdlock(&cl->zk_lock);
+        st = cl->zk != NULL ? bc_zk_txn_commit(cl->zk, txn, &failed) : BC_ECLOSED;
+        pthread_rwlock_unlock(&cl->zk_lock);
+    }
     bc_zk_txn_free(txn);
     free(json);
     if (st == BC_OK) *version = *version < 0 ? 0 : *version + 1;
