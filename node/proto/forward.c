@@ -156,6 +156,7 @@ struct bc_fwd {
     bc_fwd_post_t *posts;          /* doubly linked; run after delivering */
     bool delivering;
     uint64_t timer_at;             /* ms the loop timeout is set for; 0 = none */
+    uint64_t tls_logged_ms;        /* a failed TLS handshake logged last (once a second) */
 };
 
 static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
@@ -810,7 +811,12 @@ peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
             }
             char why[300], what[360];
             bc_tls_describe_error(p->ssl, r, why, sizeof(why));
-            log_warn("forward: TLS handshake with %s failed: %s", p->addr, why);
+            /* A wrong CA fails every connection alike: say why, not on
+             * every request. */
+            if (fwd->tls_logged_ms == 0 || now_ms() - fwd->tls_logged_ms >= 1000) {
+                fwd->tls_logged_ms = now_ms();
+                log_warn("forward: TLS handshake with %s failed: %s", p->addr, why);
+            }
             snprintf(what, sizeof(what), "TLS handshake: %s", why);
             peer_close(p, BC_EIO, BC_EIO, what);
             goto out;

@@ -2,7 +2,8 @@
 with a real ZooKeeper, a console, two groups and a backup, all with the
 same test CA -- forwarding through a node that does not own the key, and
 replication to a backup (a write read back from the backup promoted after
-the primary is killed), over TLS; libbucketcache (the CLI) reaches the
+the primary is killed), over TLS, every data port requiring a client
+certificate (the nodes present their own); libbucketcache (the CLI) reaches the
 owners over TLS; a plain client on a data port is refused; a node whose
 CA is another cannot replicate, and says why.  -Z in a
 cluster is still refused without the test switch (migrations copy buckets
@@ -51,7 +52,9 @@ ENV = {"BC_TEST_TLS_CLUSTER": "1"}
 
 
 def tls_args(cert="node", ca="ca"):
-    return ["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s,ssl_ca_cert=%s"
+    # ssl_verify_mode=2: every data port requires a client certificate, so
+    # a peer link that works is one where the node presented its own
+    return ["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s,ssl_ca_cert=%s,ssl_verify_mode=2"
             % (p(cert + ".crt"), p(cert + ".key"), p(ca + ".crt"))]
 
 
@@ -71,6 +74,7 @@ harness.wait_primary(C)
 def tls_conn(node):
     c = harness.McConn(node.port)
     ctx = ssl.create_default_context(cafile=p("ca.crt"))
+    ctx.load_cert_chain(p("node.crt"), p("node.key"))
     c.sock = ctx.wrap_socket(c.sock, server_hostname="127.0.0.1")
     return c
 
@@ -102,7 +106,8 @@ def test_forwarding_over_tls():
 
 
 def test_libbucketcache_reaches_the_owners_over_tls():
-    args = ("--zk", zk.hosts, "--cluster", CL, "--tls-ca-file", p("ca.crt"))
+    args = ("--zk", zk.hosts, "--cluster", CL, "--tls-ca-file", p("ca.crt"), "--tls-cert-file",
+            p("node.crt"), "--tls-key-file", p("node.key"))
     for gid in (1, 2):
         k = key_of(gid, "lib")
         rc, out, err = harness.cli(*args, "set", k, "via the library %d" % gid)
