@@ -167,6 +167,18 @@ client_alloc(const bc_client_options_t *opts, bc_client_t **out)
         c->negative = bc__lru_new(c->opts.negative_cache_bytes);
         ok = c->negative != NULL;
     }
+    /* The option strings are not kept (bucketcache.h). */
+    c->opts.tls_ca_file = c->opts.tls_cert_file = c->opts.tls_key_file = NULL;
+    c->opts.tls_server_name = NULL;
+    if (ok && opts->tls) {
+        char err[400];
+        st = bc__tls_new(opts, &c->tls, err, sizeof(err));
+        if (st != BC_OK) {
+            log_error("client: TLS: %s", err);
+            client_free(c);
+            return st;
+        }
+    }
     if (ok && c->opts.near_cache_bytes > 0) {
         c->near = bc__lru_new(c->opts.near_cache_bytes);
         ok = c->near != NULL && bc__lru_sketch_init(&c->sketch, CLIENT_SKETCH_WIDTH) == BC_OK;
@@ -184,6 +196,7 @@ client_free(bc_client_t *c)
 {
     bc__route_destroy(&c->router);
     bc__registry_free(c);
+    bc__tls_free(c->tls);           /* after the nodes that borrow it */
     bc__flight_free(c->flight);
     bc__lru_free(c->negative);
     bc__lru_free(c->near);

@@ -14,17 +14,18 @@
  *   route.c/h     routing snapshots;  pool.c/h  nodes and connections
  *   proto.c/h     protocol helpers;   lru.c/h   near/negative caches
  *   flight.c/h    single-flight;      log.c/h   logging (shipped library only)
+ *   tls.c/h       the TLS context and a connection's session
  *
  * DEPENDENCIES (a -> b: a calls b; nothing calls the other way)
  *
  *   load      -> ops, near, flight, lru, client (bc_strerror)
  *   mget      -> ops, agent, near, route, pool, proto
  *   ops       -> agent, near, route, pool, proto
- *   client    -> agent, registry, log, flight, lru, route, proto
+ *   client    -> agent, registry, log, flight, lru, route, proto, tls
  *   agent     -> registry, route
  *   registry  -> route, pool
  *   near      -> lru
- *   route     -> pool -> proto
+ *   route     -> pool -> proto, tls
  *   (the clock of them all is common/bc_time.h's bc_time_mono_ns)
  *
  *   The public calls enter at the top (client, load, mget, ops; log.c's
@@ -48,6 +49,7 @@
 #include "lru.h"
 #include "pool.h"
 #include "route.h"
+#include "tls.h"
 
 #define BC__COUNTERS(X)                                                      \
     X(ops) X(gets) X(hits) X(misses) X(stores) X(deletes) X(touches)         \
@@ -77,6 +79,7 @@ struct bc_client {
     bc__router_t router;
     bc__io_stats_t io;
     bc__counters_t counters;
+    bc__tls_t *tls;                 /* NULL: plain TCP; the nodes borrow it */
 
     bc_zk_t *zk;                    /* NULL for a detached (test) client */
 

@@ -245,11 +245,10 @@ batch_on_readable(mget_t *m, mget_batch_t *b)
 static void
 batch_on_writable(mget_t *m, mget_batch_t *b)
 {
-    ssize_t n = send(b->conn->fd, b->out + b->outsent, b->outlen - b->outsent,
-                     MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = bc__pool_conn_send_some(b->conn, b->out + b->outsent, b->outlen - b->outsent);
     if (n > 0) {
         b->outsent += (size_t)n;
-    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    } else if (n < 0) {
         bc__agent_request_refresh(m->c, 0);
         batch_fail(m, b, true, 0);
     }

@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "bc_log.h"
 #include "proto.h"
 #include "bc_time.h"
@@ -49,7 +51,8 @@ ns_to_abs_timespec(uint64_t deadline_ns, struct timespec *ts)
 /* ---- nodes ---- */
 
 bc__pool_node_t *
-bc__pool_node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats)
+bc__pool_node_new(const char *addr, int max_conns, size_t max_value, bc__io_stats_t *stats,
+                  const bc__tls_t *tls)
 {
     if (strlen(addr) >= BC__NODE_ADDR_MAX) return NULL;
     bc__pool_node_t *node = calloc(1, sizeof(*node));
@@ -69,6 +72,8 @@ bc__pool_node_new(const char *addr, int max_conns, size_t max_value, bc__io_stat
     memcpy(node->addr, addr, strlen(addr) + 1);
     node->stats = stats;
     node->max_value = max_value;
+    node->tls = tls;
+    atomic_init(&node->tls_logged_ns, 0);
     pthread_mutex_init(&node->mu, NULL);
     bc_time_cond_init(&node->cv);
     return node;
@@ -83,6 +88,13 @@ bc__pool_node_ref(bc__pool_node_t *node)
 static void
 conn_close(bc__pool_conn_t *conn)
 {
+    if (conn->ssl != NULL) {
+        /* One try at a close_notify (non-blocking): the node learns the
+         * session ended on purpose; it closes on EOF either way. */
+        if (conn->fd >= 0 && SSL_is_init_finished(conn->ssl)) (void)SSL_shutdown(conn->ssl);
+        SSL_free(conn->ssl);
+        ERR_clear_error();
+    }
     if (conn->fd >= 0) close(conn->fd);
     free(conn->rbuf);
     free(conn);
@@ -104,6 +116,11 @@ conn_abort(bc__pool_conn_t *conn)
     if (conn->fd >= 0) {
         struct linger lg = {1, 0};
         (void)setsockopt(conn->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    if (conn->ssl != NULL) {
+        SSL_free(conn->ssl);        /* no close_notify: the reset says it all */
+        conn->ssl = NULL;
+        ERR_clear_error();
     }
     conn_close(conn);
 }
@@ -165,7 +182,7 @@ remaining_ms_ceil(uint64_t deadline_ns)
 }
 
 static int
-conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
+conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns, bool keep_nonblocking)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) return -1;
@@ -195,9 +212,10 @@ conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
             return -1;
         }
     }
-    /* Back to blocking, with slice-long timeouts. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (keep_nonblocking) return fd;    /* TLS: see pool.h */
+    /* Back to blocking, with slice-long timeouts. */
     struct timeval tv = {.tv_sec = 0, .tv_usec = BC__IO_SLICE_MS * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -207,6 +225,76 @@ conn_connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
         return -1;
     }
     return fd;
+}
+
+/* Waits until fd is ready for events or the deadline: 1 ready, 0 not. */
+static int
+tls_wait(int fd, short events, uint64_t deadline_ns)
+{
+    for (;;) {
+        uint64_t now = bc_time_mono_ns();
+        if (now >= deadline_ns) return 0;
+        uint64_t left = deadline_ns - now;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        struct timespec ts = {.tv_sec = (time_t)(left / 1000000000ull),
+                              .tv_nsec = (long)(left % 1000000000ull)};
+        int r = ppoll(&pfd, 1, &ts, NULL);
+        if (r > 0 || (r < 0 && errno != EINTR)) return 1;  /* the SSL call reports errors */
+    }
+}
+
+/*
+ * After an SSL call returned ret <= 0: BC_EAGAIN when it only wants the
+ * socket ready (*events set to what to poll for), otherwise the error:
+ * BC_ECLOSED (the peer closed or reset), BC_EIO.
+ */
+static bc_status_t
+tls_status(bc__pool_conn_t *conn, int ret, short *events)
+{
+    int e = SSL_get_error(conn->ssl, ret);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return BC_EAGAIN;
+    }
+    int sys = errno;
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN) return BC_ECLOSED;
+    if (e == SSL_ERROR_SYSCALL) {
+        return ret == 0 || sys == EPIPE || sys == ECONNRESET ? BC_ECLOSED : BC_EIO;
+    }
+    if (e == SSL_ERROR_SSL) log_debug("client: TLS error on a connection to %s", conn->node->addr);
+    return BC_EIO;
+}
+
+static bc_status_t
+conn_tls_handshake(bc__pool_conn_t *conn, const char *host, uint64_t deadline_ns)
+{
+    bc__pool_node_t *node = conn->node;
+    conn->ssl = bc__tls_session(node->tls, conn->fd, host);
+    if (conn->ssl == NULL) return BC_EIO;
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(conn->ssl);
+        if (r == 1) return BC_OK;
+        int e = SSL_get_error(conn->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            if (tls_wait(conn->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline_ns)) {
+                continue;
+            }
+            ERR_clear_error();
+            return BC_ETIMEOUT;
+        }
+        /* A wrong CA or name fails every attempt alike: say why, but not
+         * on every retry of every call. */
+        char why[320];
+        bc__tls_error(conn->ssl, r, why, sizeof(why));
+        uint64_t now = bc_time_mono_ns(), last = atomic_load(&node->tls_logged_ns);
+        if ((last == 0 || now - last >= 1000000000ull) &&
+            atomic_compare_exchange_strong(&node->tls_logged_ns, &last, now)) {
+            log_error("client: TLS handshake with %s failed: %s", node->addr, why);
+        }
+        return BC_EIO;
+    }
 }
 
 static bc_status_t
@@ -229,7 +317,7 @@ conn_open(bc__pool_node_t *node, uint64_t deadline_ns, bc__pool_conn_t **out)
     }
     int fd = -1, err = 0;
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = conn_connect_one(ai, deadline_ns);
+        fd = conn_connect_one(ai, deadline_ns, node->tls != NULL);
         if (fd < 0) err = errno;
         if (bc_time_mono_ns() >= deadline_ns) break;
     }
@@ -250,6 +338,13 @@ conn_open(bc__pool_node_t *node, uint64_t deadline_ns, bc__pool_conn_t **out)
     conn->node = node;
     conn->rbuf = rbuf;
     conn->rcap = CONN_RBUF_INIT;
+    if (node->tls != NULL) {
+        bc_status_t st = conn_tls_handshake(conn, host, deadline_ns);
+        if (st != BC_OK) {
+            conn_close(conn);
+            return st;
+        }
+    }
     conn->last_used_ns = bc_time_mono_ns();
     *out = conn;
     return BC_OK;
@@ -261,6 +356,15 @@ static bool
 conn_idle_ok(bc__pool_conn_t *conn)
 {
     char b;
+    if (conn->ssl != NULL) {
+        /* Records that carry no data (a TLS 1.3 session ticket) are fine;
+         * data, an alert or EOF are not. */
+        ERR_clear_error();
+        int r = SSL_peek(conn->ssl, &b, 1);
+        if (r > 0) return false;
+        short ev;
+        return tls_status(conn, r, &ev) == BC_EAGAIN;
+    }
     ssize_t n = recv(conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
@@ -462,6 +566,56 @@ io_wait(int fd, short events, uint64_t deadline_ns, int *flags)
     }
 }
 
+/* SSL_write of all of buf, waiting as OpenSSL asks until the deadline. */
+static bc_status_t
+tls_write_all(bc__pool_conn_t *conn, const char *buf, size_t len, uint64_t deadline_ns,
+              size_t *total, size_t *sent)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t chunk = len - off > INT32_MAX ? INT32_MAX : len - off;
+        ERR_clear_error();
+        int n = SSL_write(conn->ssl, buf + off, (int)chunk);
+        if (n > 0) {
+            off += (size_t)n;
+            *total += (size_t)n;
+            if (sent != NULL) *sent = *total;
+            continue;
+        }
+        short ev;
+        bc_status_t st = tls_status(conn, n, &ev);
+        if (st != BC_EAGAIN) return st;
+        if (!tls_wait(conn->fd, ev, deadline_ns)) return BC_ETIMEOUT;
+    }
+    return BC_OK;
+}
+
+/* Small requests (the usual case) go out as one record. */
+#define TLS_COALESCE 4096
+
+static bc_status_t
+tls_send(bc__pool_conn_t *conn, const struct iovec *iov, int iovcnt, uint64_t deadline_ns,
+         size_t *sent)
+{
+    size_t total = 0, all = 0;
+    for (int i = 0; i < iovcnt; i++) all += iov[i].iov_len;
+    if (all <= TLS_COALESCE) {
+        char buf[TLS_COALESCE];
+        size_t at = 0;
+        for (int i = 0; i < iovcnt; i++) {
+            if (iov[i].iov_len > 0) memcpy(buf + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+        return tls_write_all(conn, buf, at, deadline_ns, &total, sent);
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        bc_status_t st = tls_write_all(conn, iov[i].iov_base, iov[i].iov_len, deadline_ns, &total,
+                                       sent);
+        if (st != BC_OK) return st;
+    }
+    return BC_OK;
+}
+
 bc_status_t
 bc__pool_conn_send(bc__pool_conn_t *conn, const struct iovec *iov_in, int iovcnt,
                    uint64_t deadline_ns, size_t *sent)
@@ -471,6 +625,7 @@ bc__pool_conn_send(bc__pool_conn_t *conn, const struct iovec *iov_in, int iovcnt
     if (iovcnt > 8) return BC_EINVAL;
     memcpy(iov, iov_in, sizeof(iov[0]) * (size_t)iovcnt);
     if (sent != NULL) *sent = 0;
+    if (conn->ssl != NULL) return tls_send(conn, iov, iovcnt, deadline_ns, sent);
     int first = 0;
     while (first < iovcnt) {
         if (iov[first].iov_len == 0) {
@@ -544,6 +699,33 @@ bc__pool_conn_parse_buffered(bc__pool_conn_t *conn, bc_mc_reply_t *reply)
     return BC_EAGAIN;
 }
 
+/* One SSL_read into the buffer; then what OpenSSL still holds decrypted
+ * (the rest of a record), growing the buffer for it. */
+static bc_status_t
+tls_recv(bc__pool_conn_t *conn, short *events)
+{
+    bool got = false;
+    for (;;) {
+        if (conn->rend == conn->rcap &&
+            conn_reserve(conn, conn->rend - conn->rstart + 1) != BC_OK) {
+            return BC_ENOMEM;
+        }
+        size_t room = conn->rcap - conn->rend;
+        ERR_clear_error();
+        int n = SSL_read(conn->ssl, conn->rbuf + conn->rend, room > INT32_MAX ? INT32_MAX
+                                                                               : (int)room);
+        if (n > 0) {
+            conn->rend += (size_t)n;
+            got = true;
+            if (SSL_pending(conn->ssl) > 0) continue;
+            return BC_OK;
+        }
+        bc_status_t st = tls_status(conn, n, events);
+        if (got && st == BC_EAGAIN) return BC_OK;
+        return st;
+    }
+}
+
 static bc_status_t
 conn_recv(bc__pool_conn_t *conn, int flags)
 {
@@ -563,7 +745,26 @@ bc__pool_conn_recv_some(bc__pool_conn_t *conn)
     if (conn->rend == conn->rcap && conn_reserve(conn, conn->rend - conn->rstart + 1) != BC_OK) {
         return BC_ENOMEM;
     }
+    if (conn->ssl != NULL) {
+        short ev;
+        return tls_recv(conn, &ev);
+    }
     return conn_recv(conn, MSG_DONTWAIT);
+}
+
+ssize_t
+bc__pool_conn_send_some(bc__pool_conn_t *conn, const char *buf, size_t len)
+{
+    if (conn->ssl != NULL) {
+        ERR_clear_error();
+        int n = SSL_write(conn->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (n > 0) return n;
+        short ev;
+        return tls_status(conn, n, &ev) == BC_EAGAIN ? 0 : -1;
+    }
+    ssize_t n = send(conn->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 }
 
 bc_status_t
@@ -572,6 +773,14 @@ bc__pool_conn_read_reply(bc__pool_conn_t *conn, uint64_t deadline_ns, bc_mc_repl
     for (;;) {
         bc_status_t st = bc__pool_conn_parse_buffered(conn, reply);
         if (st != BC_EAGAIN) return st;
+        while (conn->ssl != NULL) {
+            short ev;
+            st = tls_recv(conn, &ev);
+            if (st == BC_OK) break;
+            if (st != BC_EAGAIN) return st;
+            if (!tls_wait(conn->fd, ev, deadline_ns)) return BC_ETIMEOUT;
+        }
+        if (conn->ssl != NULL) continue;
         for (;;) {
             int flags;
             int w = io_wait(conn->fd, POLLIN, deadline_ns, &flags);

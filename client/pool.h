@@ -23,6 +23,13 @@
  * so the common case costs one send and one recv per request, like a plain
  * blocking client, and a deadline is still checked every slice; when less
  * than a slice is left, poll() waits exactly the remainder.
+ *
+ * TLS (a node made with a bc__tls_t): the socket stays non-blocking and
+ * every SSL_read/SSL_write that wants the socket ready waits in poll()
+ * until the deadline -- OpenSSL may need to read to write and the other
+ * way round, which a blocking socket with timeouts would hide.  A
+ * connection is used by one thread at a time (the slot states), so its
+ * SSL never is by two.
  */
 #ifndef BC_CLIENT_POOL_H
 #define BC_CLIENT_POOL_H
@@ -32,10 +39,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
+
+#include <openssl/ssl.h>
 
 #include "bc_mcproto.h"
 #include "bc_status.h"
+#include "tls.h"
 
 #define BC__IO_SLICE_MS 5
 #define BC__NODE_ADDR_MAX 280
@@ -54,6 +65,7 @@ typedef struct bc__pool_node bc__pool_node_t;
 
 typedef struct bc__pool_conn {
     int fd;
+    SSL *ssl;                    /* NULL: plain TCP */
     int slot;                    /* index in node->slots */
     bc__pool_node_t *node;
     uint64_t last_used_ns;
@@ -68,6 +80,8 @@ struct bc__pool_node {
     char addr[BC__NODE_ADDR_MAX];   /* "host:port" or "[v6]:port" */
     bc__io_stats_t *stats;          /* borrowed from the client */
     size_t max_value;               /* largest VALUE accepted */
+    const bc__tls_t *tls;           /* borrowed from the client; NULL: plain TCP */
+    atomic_uint_fast64_t tls_logged_ns;  /* last handshake failure logged */
     int max_conns;
     atomic_int *state;              /* max_conns slot states (BC__SLOT_*) */
     bc__pool_conn_t **slots;        /* a slot's connection, set while idle or busy;
@@ -81,11 +95,12 @@ struct bc__pool_node {
 };
 
 /*
- * A new node for addr with one reference.  stats is borrowed and must
- * outlive the node.  Returns NULL on out of memory or an address too long.
+ * A new node for addr with one reference.  stats and tls (NULL: plain
+ * TCP) are borrowed and must outlive the node.  Returns NULL on out of
+ * memory or an address too long.
  */
 bc__pool_node_t *bc__pool_node_new(const char *addr, int max_conns, size_t max_value,
-                                   bc__io_stats_t *stats);
+                                   bc__io_stats_t *stats, const bc__tls_t *tls);
 void bc__pool_node_ref(bc__pool_node_t *node);
 /* Drops a reference; the last one closes idle connections and frees. */
 void bc__pool_node_unref(bc__pool_node_t *node);
@@ -100,7 +115,8 @@ bc_status_t bc__pool_addr_split(const char *addr, char *host, size_t hostlen, ch
  * one given back before deadline_ns (CLOCK_MONOTONIC).  *reused tells
  * whether it was pooled.  Errors: BC_ETIMEOUT (deadline passed, or every
  * slot busy and !wait: BC_EBUSY), BC_EIO (connect failed: refused,
- * unreachable, unresolvable), BC_ENOMEM.
+ * unreachable, unresolvable; or the TLS handshake failed: logged with
+ * OpenSSL's reason, at most once a second per node), BC_ENOMEM.
  */
 bc_status_t bc__pool_conn_get(bc__pool_node_t *node, uint64_t deadline_ns, bool wait,
                               bc__pool_conn_t **out, bool *reused);
@@ -129,7 +145,12 @@ bc_status_t bc__pool_conn_read_reply(bc__pool_conn_t *conn, uint64_t deadline_ns
  * are needed (then bc__pool_conn_recv_some). */
 bc_status_t bc__pool_conn_parse_buffered(bc__pool_conn_t *conn, bc_mc_reply_t *reply);
 /* One non-blocking receive.  BC_OK (bytes added), BC_EAGAIN (nothing now),
- * BC_ECLOSED, BC_EIO, BC_ENOMEM. */
+ * BC_ECLOSED, BC_EIO, BC_ENOMEM.  Over TLS it also takes every byte
+ * OpenSSL holds decrypted, which poll() on the socket cannot see. */
 bc_status_t bc__pool_conn_recv_some(bc__pool_conn_t *conn);
+/* One non-blocking send of up to len bytes from buf: the count sent (0:
+ * not now), or -1 when the connection failed.  Over TLS, a call after 0
+ * must pass the same bytes again (buf may move). */
+ssize_t bc__pool_conn_send_some(bc__pool_conn_t *conn, const char *buf, size_t len);
 
 #endif

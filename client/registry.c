@@ -34,7 +34,8 @@ registry_node_for(bc_client_t *c, const char *addr)
     if (grown == NULL) return NULL;
     c->registry = grown;
     bc__pool_node_t *node =
-        bc__pool_node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io);
+        bc__pool_node_new(addr, c->opts.max_conns_per_node, c->opts.max_value_bytes, &c->io,
+                          c->tls);
     if (node == NULL) return NULL;
     c->registry[c->nregistry++] = node;
     return node;

@@ -680,6 +680,7 @@ main(int argc, char **argv)
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
                 .peer_auth = peer_auth,
+                .tls = tls,
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
@@ -700,6 +701,7 @@ main(int argc, char **argv)
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
             .peer_auth = peer_auth,
+            .tls = tls,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {

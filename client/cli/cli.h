@@ -49,6 +49,14 @@ typedef struct bc_cli {
     int timeout_ms;                    /* --timeout: each data command's deadline */
     /* Credentials (docs/security.md); never on the command line itself. */
     const char *zk_auth_file;          /* --zk-auth-file, $BUCKETCACHE_ZK_AUTH_FILE; may be NULL */
+    /* TLS to the nodes (data commands; bc_client_options_t's tls_*).  Any
+     * tls_* file or name turns tls on. */
+    int tls;                           /* --tls, $BUCKETCACHE_TLS=1 */
+    const char *tls_ca_file;           /* --tls-ca-file, $BUCKETCACHE_TLS_CA_FILE */
+    const char *tls_cert_file;         /* --tls-cert-file, $BUCKETCACHE_TLS_CERT_FILE */
+    const char *tls_key_file;          /* --tls-key-file, $BUCKETCACHE_TLS_KEY_FILE */
+    const char *tls_server_name;       /* --tls-server-name, $BUCKETCACHE_TLS_SERVER_NAME */
+    int tls_no_name_check;             /* --tls-no-name-check */
 } bc_cli_t;
 
 /* The exit code for a status of the common code (ZooKeeper, cluster). */

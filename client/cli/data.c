@@ -51,12 +51,14 @@ data_lib_log(void *ctx, int level, const char *message)
     fprintf(stderr, "bucketcache: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], message);
 }
 
+/* The last error the library logged while the client was being made. */
+static char data_create_error[512];
+
 static void
 data_lib_quiet(void *ctx, int level, const char *message)
 {
     (void)ctx;
-    (void)level;
-    (void)message;
+    if (level == 0) snprintf(data_create_error, sizeof(data_create_error), "%s", message);
 }
 
 static int
@@ -76,6 +78,14 @@ data_client(bc_cli_t *cli, bc_client_t **out)
     opts.zk_session_timeout_ms = cli->session_timeout_ms;
     opts.timeout_ms = cli->timeout_ms;
     opts.zk_auth_file = cli->zk_auth_file;
+    opts.tls = cli->tls || cli->tls_ca_file != NULL || cli->tls_cert_file != NULL ||
+               cli->tls_key_file != NULL || cli->tls_server_name != NULL ||
+               cli->tls_no_name_check;
+    opts.tls_ca_file = cli->tls_ca_file;
+    opts.tls_cert_file = cli->tls_cert_file;
+    opts.tls_key_file = cli->tls_key_file;
+    opts.tls_server_name = cli->tls_server_name;
+    opts.tls_no_name_check = cli->tls_no_name_check;
     /* While the client starts, its errors are the line printed below
      * (with -v every step is logged). */
     if (!cli->verbose) bc_client_set_log(data_lib_quiet, NULL, BC_CLIENT_LOG_ERROR);
@@ -89,6 +99,8 @@ data_client(bc_cli_t *cli, bc_client_t **out)
     }
     if (rc == BC_CLIENT_ENOCLUSTER) {
         fprintf(stderr, "bucketcache: cluster \"%s\" not found\n", cli->cluster);
+    } else if (rc == BC_CLIENT_EINVAL && strncmp(data_create_error, "client: TLS: ", 13) == 0) {
+        fprintf(stderr, "bucketcache: %s\n", data_create_error + 8);
     } else if (rc == BC_CLIENT_EINVAL) {
         fprintf(stderr, "bucketcache: invalid cluster name \"%s\" (1-64 of A-Z a-z 0-9 _ . -)\n",
                 cli->cluster);

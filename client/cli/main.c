@@ -142,6 +142,15 @@ static const char global_options[] =
     "                   BUCKETCACHE_TOKEN holds the token itself)\n"
     "  --zk-auth-file FILE     ZooKeeper credentials, user:password (env\n"
     "                   BUCKETCACHE_ZK_AUTH_FILE)\n"
+    "  --tls            data commands speak TLS to the nodes (nodes run with -Z;\n"
+    "                   env BUCKETCACHE_TLS=1); implied by the options below\n"
+    "  --tls-ca-file FILE      CAs of the nodes' certificates (default: the\n"
+    "                   system's; env BUCKETCACHE_TLS_CA_FILE)\n"
+    "  --tls-cert-file FILE, --tls-key-file FILE  a client certificate, for nodes\n"
+    "                   that ask for one (env BUCKETCACHE_TLS_CERT_FILE, _KEY_FILE)\n"
+    "  --tls-server-name NAME  the name the nodes' certificates carry (default:\n"
+    "                   each node's address; env BUCKETCACHE_TLS_SERVER_NAME)\n"
+    "  --tls-no-name-check     check the certificate chain only, not its name\n"
     "  --json           machine-readable output (binary-safe: see get)\n"
     "  -v, --verbose    log what the library and the ZooKeeper client do\n"
     "  -h, --help       help (after a command: that command's)\n"
@@ -252,7 +261,13 @@ main(int argc, char **argv)
         .session_timeout_ms = 10000,
         .timeout_ms = 2000,
         .zk_auth_file = getenv("BUCKETCACHE_ZK_AUTH_FILE"),
+        .tls_ca_file = getenv("BUCKETCACHE_TLS_CA_FILE"),
+        .tls_cert_file = getenv("BUCKETCACHE_TLS_CERT_FILE"),
+        .tls_key_file = getenv("BUCKETCACHE_TLS_KEY_FILE"),
+        .tls_server_name = getenv("BUCKETCACHE_TLS_SERVER_NAME"),
     };
+    const char *tls_env = getenv("BUCKETCACHE_TLS");
+    if (tls_env != NULL && strcmp(tls_env, "1") == 0) cli.tls = 1;
     const char *token_file = NULL;
     bool help = false, version = false;
     int nargs = 0;
@@ -287,7 +302,9 @@ main(int argc, char **argv)
         snprintf(name, sizeof(name), "%.*s", eq != NULL ? (int)(eq - a) : (int)strlen(a), a);
         if (strcmp(name, "--zk") == 0 || strcmp(name, "--cluster") == 0 ||
             strcmp(name, "--timeout") == 0 || strcmp(name, "--auth-token-file") == 0 ||
-            strcmp(name, "--zk-auth-file") == 0) {
+            strcmp(name, "--zk-auth-file") == 0 || strcmp(name, "--tls-ca-file") == 0 ||
+            strcmp(name, "--tls-cert-file") == 0 || strcmp(name, "--tls-key-file") == 0 ||
+            strcmp(name, "--tls-server-name") == 0) {
             if (!option_value(argc, argv, &i, eq, &value) || value[0] == '\0') {
                 fprintf(stderr, "bucketcache: %s needs a value\n", name);
                 free(args);
@@ -301,6 +318,14 @@ main(int argc, char **argv)
                 token_file = value;
             } else if (strcmp(name, "--zk-auth-file") == 0) {
                 cli.zk_auth_file = value;
+            } else if (strcmp(name, "--tls-ca-file") == 0) {
+                cli.tls_ca_file = value;
+            } else if (strcmp(name, "--tls-cert-file") == 0) {
+                cli.tls_cert_file = value;
+            } else if (strcmp(name, "--tls-key-file") == 0) {
+                cli.tls_key_file = value;
+            } else if (strcmp(name, "--tls-server-name") == 0) {
+                cli.tls_server_name = value;
             } else {
                 long long t;
                 if (!bc_cli_parse_i64(value, "--timeout", 1, 3600000, &t)) {
@@ -309,6 +334,10 @@ main(int argc, char **argv)
                 }
                 cli.timeout_ms = (int)t;
             }
+        } else if (eq == NULL && strcmp(a, "--tls") == 0) {
+            cli.tls = 1;
+        } else if (eq == NULL && strcmp(a, "--tls-no-name-check") == 0) {
+            cli.tls_no_name_check = 1;
         } else if (eq == NULL && strcmp(a, "--json") == 0) {
             cli.json = 1;
         } else if (eq == NULL && (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0)) {

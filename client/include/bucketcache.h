@@ -147,6 +147,23 @@ typedef struct bc_client_options {
     const char *zk_auth_file;      /* a file holding "user:password" on one line, kept from
                                       other users (mode 0600 or 0640); NULL: none */
     const char *zk_auth;           /* "user:password" itself; NULL: none */
+
+    /* TLS to the nodes' data ports (nodes started with -Z; docs/security.md).
+     * Every node's certificate must chain to tls_ca_file and carry the
+     * expected name, or the connection is refused (logged with OpenSSL's
+     * reason; calls to that node then fail with BC_CLIENT_ETIMEOUT).
+     * All strings are read during bc_client_create only (files loaded
+     * then; a renewed CA or client certificate needs a new client). */
+    int tls;                       /* 1: speak TLS to every node; 0 (default): plain TCP */
+    const char *tls_ca_file;       /* PEM CAs the nodes' certificates chain to;
+                                      NULL: the system's default CAs */
+    const char *tls_cert_file;     /* PEM client certificate chain, for nodes that ask
+                                      (ssl_verify_mode); NULL: none.  With tls_key_file. */
+    const char *tls_key_file;      /* its PEM private key; NULL: none */
+    const char *tls_server_name;   /* the name every node's certificate must carry (and
+                                      SNI); NULL: the host of the node's registered data
+                                      address (a DNS name or an IP address) */
+    int tls_no_name_check;         /* 1: check the chain only, not the name; 0 */
 } bc_client_options_t;
 
 /* Fills *opts with the defaults above (zk_hosts and cluster NULL). */
@@ -166,8 +183,10 @@ BC_CLIENT_API void bc_client_options_init(bc_client_options_t *opts);
  * session.
  *
  * Errors: BC_CLIENT_EINVAL (opts, zk_hosts or cluster missing or invalid;
- * an unreadable or malformed zk_auth_file, or both zk_auth options given:
- * the log says which), BC_CLIENT_EACCES (ZooKeeper refused access:
+ * an unreadable or malformed zk_auth_file, or both zk_auth options given;
+ * with tls, an unreadable tls_ca_file, tls_cert_file or tls_key_file, a key
+ * not matching the certificate, or only one of the two given: the log
+ * says which), BC_CLIENT_EACCES (ZooKeeper refused access:
  * credentials missing or wrong),
  * BC_CLIENT_EZK (ZooKeeper unreachable within zk_connect_timeout_ms, or an
  * error reading it), BC_CLIENT_ENOCLUSTER (the cluster does not exist),

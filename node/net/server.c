@@ -404,9 +404,11 @@ static void
 conn_handoff(conn_t *c)
 {
     bc_server_t *srv = c->w->srv;
-    /* A TLS session cannot be handed over as a bare socket: peers use a
-     * plain listener (docs/security.md). */
-    if (srv->handoff == NULL || !bc_outq_empty(c->out) || c->ssl != NULL) {
+    /* A TLS session goes with its socket (nothing of it is pending: the
+     * output queue is empty, and what was read beyond the line is
+     * dropped as for a plain one). */
+    if (srv->handoff == NULL || !bc_outq_empty(c->out) ||
+        (c->ssl != NULL && !c->tls_handshaken)) {
         conn_close(c);
         return;
     }
@@ -418,10 +420,12 @@ conn_handoff(conn_t *c)
     memcpy(args, from, len);
     args[len] = '\0';
     int fd = c->fd;
+    SSL *ssl = c->ssl;
+    c->ssl = NULL;
     conn_detach(c);
     c->fd = -1;
-    log_debug("connection %d handed over to replication", fd);
-    srv->handoff(srv->handoff_ctx, fd, args);
+    log_debug("connection %d handed over to replication%s", fd, ssl != NULL ? " (TLS)" : "");
+    srv->handoff(srv->handoff_ctx, fd, ssl, args);
 }
 
 /*

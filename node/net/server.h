@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "bc_status.h"
 #include "cluster/cluster.h"
 #include "engine/cache.h"
@@ -101,7 +103,9 @@ bool bc_server_passed(bc_server_t *server, uint64_t gen);
  * answers).  NULL (the default): such a connection is closed.  Call before
  * bc_server_start.
  */
-typedef void (*bc_server_handoff_fn)(void *ctx, int fd, const char *args);
+/* fd and ssl (the connection's TLS session, established; NULL: plain)
+ * become the callee's. */
+typedef void (*bc_server_handoff_fn)(void *ctx, int fd, SSL *ssl, const char *args);
 void bc_server_set_handoff(bc_server_t *server, bc_server_handoff_fn fn, void *ctx);
 /*
  * fn runs on a worker thread before it sends replies; it may block (that

@@ -22,8 +22,9 @@
 
 struct bc_tls {
     bc_tls_config_t cfg;          /* strings owned */
-    pthread_mutex_t mu;           /* guards ctx and loaded_ms */
+    pthread_mutex_t mu;           /* guards ctx, peer_ctx and loaded_ms */
     SSL_CTX *ctx;
+    SSL_CTX *peer_ctx;            /* client side, towards peers; NULL: no ca_cert */
     int64_t loaded_ms;
 };
 
@@ -104,6 +105,35 @@ tls_build(const bc_tls_config_t *c, char *err, size_t errlen)
     return NULL;
 }
 
+/* The client context towards peers (see tls.h, PEERS); NULL with err set. */
+static SSL_CTX *
+tls_build_peer(const bc_tls_config_t *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ERR_clear_error();
+    if (ctx == NULL) {
+        tls_error(err, errlen, "Error creating the TLS context", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, min_versions[c->min_version]);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
+        tls_error(err, errlen, "Error setting the cipher list", c->ciphers);
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, c->chain_cert) != 1) {
+        tls_error(err, errlen, "Error loading the certificate chain", c->chain_cert);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, c->key != NULL ? c->key : c->chain_cert,
+                                           SSL_FILETYPE_PEM) != 1) {
+        tls_error(err, errlen, "Error loading the key", c->key != NULL ? c->key : c->chain_cert);
+    } else if (SSL_CTX_load_verify_locations(ctx, c->ca_cert, NULL) != 1) {
+        tls_error(err, errlen, "Error loading the CA certificate", c->ca_cert);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 static char *
 dup_or_null(const char *s)
 {
@@ -141,6 +171,13 @@ bc_tls_open(const bc_tls_config_t *config, bc_tls_t **out, char *err, size_t err
         return BC_ENOMEM;
     }
     t->ctx = tls_build(&t->cfg, err, errlen);
+    if (t->ctx != NULL && t->cfg.ca_cert != NULL) {
+        t->peer_ctx = tls_build_peer(&t->cfg, err, errlen);
+        if (t->peer_ctx == NULL) {
+            SSL_CTX_free(t->ctx);
+            t->ctx = NULL;
+        }
+    }
     if (t->ctx == NULL) {
         bc_tls_free(t);
         return BC_EINVAL;
@@ -155,12 +192,19 @@ bc_tls_reload(bc_tls_t *t, char *err, size_t errlen)
 {
     SSL_CTX *ctx = tls_build(&t->cfg, err, errlen);
     if (ctx == NULL) return BC_EINVAL;
+    SSL_CTX *peer = NULL;
+    if (t->cfg.ca_cert != NULL && (peer = tls_build_peer(&t->cfg, err, errlen)) == NULL) {
+        SSL_CTX_free(ctx);
+        return BC_EINVAL;
+    }
     pthread_mutex_lock(&t->mu);
-    SSL_CTX *old = t->ctx;
+    SSL_CTX *old = t->ctx, *old_peer = t->peer_ctx;
     t->ctx = ctx;
+    t->peer_ctx = peer;
     t->loaded_ms = bc_time_mono_ms();
     pthread_mutex_unlock(&t->mu);
     SSL_CTX_free(old);            /* open connections hold their own references */
+    SSL_CTX_free(old_peer);
     return BC_OK;
 }
 
@@ -179,6 +223,48 @@ bc_tls_new_ssl(bc_tls_t *t, int fd)
     }
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+SSL *
+bc_tls_new_peer_ssl(bc_tls_t *t, int fd)
+{
+    pthread_mutex_lock(&t->mu);
+    SSL *ssl = t->peer_ctx != NULL ? SSL_new(t->peer_ctx) : NULL;
+    pthread_mutex_unlock(&t->mu);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        char e[512];
+        tls_error(e, sizeof(e), "cannot make a TLS session to a peer", NULL);
+        log_warn("%s", e);
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+bool
+bc_tls_peer_ready(const bc_tls_t *t)
+{
+    return t != NULL && t->cfg.ca_cert != NULL;
+}
+
+void
+bc_tls_describe_error(SSL *ssl, int ret, char *err, size_t errlen)
+{
+    int e = SSL_get_error(ssl, ret);
+    long v = SSL_get_verify_result(ssl);
+    unsigned long q = ERR_get_error();
+    if (v != X509_V_OK) {
+        snprintf(err, errlen, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+    } else if (q != 0) {
+        ERR_error_string_n(q, err, errlen);
+    } else if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
+        snprintf(err, errlen, "the peer closed the connection during the TLS handshake (does "
+                 "it speak TLS, and accept this node's certificate?)");
+    } else {
+        snprintf(err, errlen, "TLS error %d", e);
+    }
+    ERR_clear_error();
 }
 
 uint64_t
@@ -202,6 +288,7 @@ bc_tls_free(bc_tls_t *t)
 {
     if (t == NULL) return;
     SSL_CTX_free(t->ctx);
+    SSL_CTX_free(t->peer_ctx);
     pthread_mutex_destroy(&t->mu);
     free((char *)t->cfg.chain_cert);
     free((char *)t->cfg.key);

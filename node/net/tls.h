@@ -18,6 +18,16 @@
  *   min_version  0..3: TLS 1.0, 1.1, 1.2 (the default), 1.3
  *   ciphers      OpenSSL cipher list for TLS <= 1.2; NULL: its default
  *
+ * PEERS: in a cluster the same files are this node's identity towards
+ * other nodes too (forwarding, replication, migration): a client context
+ * presents the chain (to a peer that asks, ssl_verify_mode) and checks
+ * the peer's certificate against ca_cert -- the cluster's CA, required
+ * with -Z in a cluster.  Only the chain is checked, not a name: peers are
+ * reached at the addresses they registered, which certificates need not
+ * list; whoever holds a certificate of the cluster's CA (and, on top,
+ * the cluster secret, bc_peerauth) is a peer.  A reload renews both
+ * contexts.
+ *
  * THREADS: bc_tls_new_ssl and bc_tls_reload may run on any thread at once;
  * LOCKING RULE: mu guards the context pointer only (never held during I/O
  * or a handshake; SSL_new takes its own reference to the context).
@@ -58,6 +68,16 @@ bc_status_t bc_tls_reload(bc_tls_t *tls, char *err, size_t errlen);
 /* A server-side SSL for fd, from the context in force; NULL when OpenSSL
  * cannot make one (logged).  Owned by the caller (SSL_free). */
 SSL *bc_tls_new_ssl(bc_tls_t *tls, int fd);
+/* A client-side SSL for a connection to a peer node on fd, from the
+ * client context in force; NULL when ca_cert was not given or OpenSSL
+ * cannot make one (logged).  Owned by the caller (SSL_free). */
+SSL *bc_tls_new_peer_ssl(bc_tls_t *tls, int fd);
+/* True when peers can be reached over TLS (ca_cert given). */
+bool bc_tls_peer_ready(const bc_tls_t *tls);
+/* The reason an SSL call on ssl failed with ret, into err (a failed
+ * certificate check says which).  Clears this thread's OpenSSL errors. */
+void bc_tls_describe_error(SSL *ssl, int ret, char *err, size_t errlen);
+
 /* Seconds since the certificates in force were loaded (memcached's
  * time_since_server_cert_refresh). */
 uint64_t bc_tls_age_s(bc_tls_t *tls);

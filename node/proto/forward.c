@@ -39,6 +39,15 @@
  *   posted run, each once (a client connection sends its replies once,
  *   however many of its requests completed together).
  *
+ * TLS
+ *   With cfg.tls a connection is PEER_CONNECTING until its TCP connect and
+ *   then its TLS handshake are done (tls_want says which direction the
+ *   handshake waits for); only then is the write queue sent.  OpenSSL
+ *   takes one buffer per call, so each chunk goes with its own SSL_write
+ *   (partial writes on; a retry passes the same bytes, at the same
+ *   place).  A read takes what OpenSSL holds decrypted as well: epoll
+ *   cannot see those bytes.  All on the worker thread, like the rest.
+ *
  * THE TIMER
  *   The worker loop's single timeout is ours.  Invariant: while any peer
  *   exists, it is armed no later than the earliest event -- the oldest
@@ -58,6 +67,8 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
 
 #include "bc_log.h"
 #include "bc_mcmeta.h"
@@ -115,6 +126,9 @@ typedef struct fwd_peer {
     uint32_t slot;                 /* affinity % conns_per_peer it serves */
     int fd;
     peer_state_t state;
+    SSL *ssl;                      /* cfg.tls: the session; NULL: plain */
+    bool tls_done;                 /* the TLS handshake finished */
+    uint32_t tls_want;             /* the handshake waits for BC_EL_READ or _WRITE */
     bool greeted;                  /* the handshake answer was read */
     /* With a cluster secret (forward.h, ONE HOP): requests wait in the
      * write queue until the owner proved itself and our proof is queued
@@ -147,6 +161,7 @@ struct bc_fwd {
     uint64_t post_seq;
     bool delivering;
     uint64_t timer_at;             /* ms the loop timeout is set for; 0 = none */
+    uint64_t tls_logged_ms;        /* a failed TLS handshake logged last (once a second) */
 };
 
 static void peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events);
@@ -403,8 +418,9 @@ peer_update_events(fwd_peer_t *p)
 {
     uint32_t ev;
     if (p->state == PEER_CLOSED) return;
-    ev = p->state == PEER_CONNECTING ? BC_EL_WRITE
-                                     : BC_EL_READ | (peer_has_output(p) ? BC_EL_WRITE : 0u);
+    if (p->state == PEER_CONNECTING) ev = BC_EL_WRITE;
+    else if (p->ssl != NULL && !p->tls_done) ev = p->tls_want;
+    else ev = BC_EL_READ | (peer_has_output(p) ? BC_EL_WRITE : 0u);
     if (bc_el_io_set(p->fwd->el, &p->io, ev) != BC_OK) {
         peer_close(p, BC_EIO, BC_EIO, "cannot watch the socket");
     }
@@ -415,7 +431,27 @@ peer_update_events(fwd_peer_t *p)
 static bc_status_t
 peer_write(fwd_peer_t *p)
 {
-    while (p->wq_head != NULL) {
+    while (p->ssl != NULL && p->wq_head != NULL) {
+        fwd_chunk_t *c = p->wq_head;
+        if (p->hold && c->req != NULL) break;        /* not before the owner proved itself */
+        size_t rest = c->len - c->off;
+        ERR_clear_error();
+        int w = SSL_write(p->ssl, c->buf + c->off, rest > INT32_MAX ? INT32_MAX : (int)rest);
+        if (w <= 0) {
+            int e = SSL_get_error(p->ssl, w);
+            ERR_clear_error();
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+            log_debug("forward: TLS send to %s failed (%d)", p->addr, e);
+            return BC_EIO;
+        }
+        c->off += (size_t)w;
+        if (c->off < c->len) continue;
+        if (c->req != NULL) c->req->sent = true;
+        p->wq_head = c->next;
+        if (p->wq_head == NULL) p->wq_tail = NULL;
+        chunk_dequeued(c);
+    }
+    while (p->ssl == NULL && p->wq_head != NULL) {
         struct iovec iov[WRITE_IOV];
         struct msghdr msg;
         int n = 0;
@@ -740,6 +776,26 @@ peer_read(fwd_peer_t *p)
         bc_status_t st = peer_rbuf_prepare(p);
         if (st != BC_OK) return st;
         size_t want = p->rcap - p->rlen;
+        if (p->ssl != NULL) {
+            ERR_clear_error();
+            int n = SSL_read(p->ssl, p->rbuf + p->rlen, want > INT32_MAX ? INT32_MAX : (int)want);
+            if (n <= 0) {
+                int e = SSL_get_error(p->ssl, n);
+                ERR_clear_error();
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+                if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && n == 0)) {
+                    return BC_ECLOSED;
+                }
+                log_debug("forward: TLS read from %s failed (%d)", p->addr, e);
+                return BC_EIO;
+            }
+            p->rlen += (size_t)n;
+            st = peer_parse(p);
+            if (st != BC_OK) return st;
+            /* Decrypted bytes OpenSSL still holds: read them now. */
+            if (SSL_pending(p->ssl) > 0) round--;
+            continue;
+        }
         ssize_t n = read(p->fd, p->rbuf + p->rlen, want);
         if (n == 0) return BC_ECLOSED;
         if (n < 0) {
@@ -797,6 +853,32 @@ peer_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
         p->state = PEER_OPEN;
         log_debug("forward: connected to %s", p->addr);
         events |= BC_EL_WRITE;
+    }
+    if (p->ssl != NULL && !p->tls_done) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(p->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(p->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                ERR_clear_error();
+                p->tls_want = e == SSL_ERROR_WANT_READ ? BC_EL_READ : BC_EL_WRITE;
+                peer_update_events(p);
+                goto out;
+            }
+            char why[300], what[360];
+            bc_tls_describe_error(p->ssl, r, why, sizeof(why));
+            /* A wrong CA fails every connection alike: say why, not on
+             * every request. */
+            if (fwd->tls_logged_ms == 0 || now_ms() - fwd->tls_logged_ms >= 1000) {
+                fwd->tls_logged_ms = now_ms();
+                log_warn("forward: TLS handshake with %s failed: %s", p->addr, why);
+            }
+            snprintf(what, sizeof(what), "TLS handshake: %s", why);
+            peer_close(p, BC_EIO, BC_EIO, what);
+            goto out;
+        }
+        p->tls_done = true;
+        events = BC_EL_READ | BC_EL_WRITE;
     }
     if (events & (BC_EL_READ | BC_EL_HUP | BC_EL_ERROR)) {
         st = peer_read(p);
@@ -869,6 +951,15 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
         *st = BC_EIO;
         return NULL;
     }
+    if (fwd->cfg.tls != NULL && (p->ssl = bc_tls_new_peer_ssl(fwd->cfg.tls, fd)) == NULL) {
+        close(fd);
+        free(c->buf);
+        free(c);
+        free(p);
+        *st = BC_EIO;
+        return NULL;
+    }
+    p->tls_want = BC_EL_WRITE;
     p->fwd = fwd;
     p->fd = fd;
     p->state = rc == 0 ? PEER_OPEN : PEER_CONNECTING;
@@ -878,6 +969,7 @@ peer_open(bc_fwd_t *fwd, const bc_node_primary_t *e, bc_status_t *st)
     if (bc_el_io_start(fwd->el, &p->io, fd, p->state == PEER_OPEN ? BC_EL_READ | BC_EL_WRITE
                                                                   : BC_EL_WRITE,
                        peer_on_io, p) != BC_OK) {
+        SSL_free(p->ssl);
         close(fd);
         free(c->buf);
         free(c);
@@ -1004,6 +1096,7 @@ peer_free(fwd_peer_t *p)
         p->head = r->next;
         req_free(r);
     }
+    SSL_free(p->ssl);           /* the socket is closed already */
     free(p);
 }
 
@@ -1019,7 +1112,7 @@ bc_fwd_before_poll(bc_fwd_t *fwd)
         fwd->dirty = p->dirty_next;
         p->dirty_next = NULL;
         p->dirty = false;
-        if (p->state != PEER_OPEN) continue;
+        if (p->state != PEER_OPEN || (p->ssl != NULL && !p->tls_done)) continue;
         if (peer_write(p) != BC_OK) {
             peer_close(p, BC_ECLOSED, BC_ECLOSED, "send failed");
             failed = true;

@@ -125,6 +125,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/tls.h"
 #include "bc_peerauth.h"
 #include "bc_status.h"
 #include "cluster/cluster.h"
@@ -143,6 +144,10 @@ typedef struct bc_fwd_config {
      * must prove it and is answered with our proof before any request
      * goes (see ONE HOP); NULL: the handshake without one.  Borrowed. */
     bc_peerauth_t *peer_auth;
+    /* -Z in a cluster (net/tls.h, PEERS): owners are reached over TLS with
+     * this node's certificate (see TLS in forward.c); NULL: plain TCP.
+     * Borrowed. */
+    bc_tls_t *tls;
 } bc_fwd_config_t;
 
 /* What the reply to a request looks like, so its end can be found (see

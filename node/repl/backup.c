@@ -136,26 +136,35 @@ bc__repl_apply_stream(bc_cache_t *cache, const char *buf, size_t len, size_t max
     return applied;
 }
 
-/* A blocking link to the primary: a read returns every REPL_PING_MS so the
- * follower can look at its role; a backup not reading stalls a send for
- * at most REPL_SEND_TIMEOUT_MS.  -1 on failure (reason in why). */
-static int
-repl_connect(const struct sockaddr_storage *sa, socklen_t salen, char *why, size_t whylen)
+/* A blocking link to the primary (io): a read returns every REPL_PING_MS
+ * so the follower can look at its role; a backup not reading stalls a
+ * send for at most REPL_SEND_TIMEOUT_MS.  With TLS (-Z in a cluster) the
+ * handshake is done here, this node's certificate as its identity.
+ * False on failure (reason in why; a TLS failure is also logged). */
+static bool
+repl_connect(bc_repl_t *r, const bc_node_primary_t *prim, bc_peer_io_t *io, char *why,
+             size_t whylen)
 {
     int fd;
-    if (bc_net_connect_addr((const struct sockaddr *)sa, salen, REPL_CONNECT_TIMEOUT_MS, 0, &fd,
-                            why, whylen) != BC_OK) {
-        return -1;
+    if (bc_net_connect_addr((const struct sockaddr *)&prim->sa, prim->salen,
+                            REPL_CONNECT_TIMEOUT_MS, 0, &fd, why, whylen) != BC_OK) {
+        return false;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tv = {0, REPL_PING_MS * 1000};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct timeval stv = {REPL_SEND_TIMEOUT_MS / 1000, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof(stv));
-    return fd;
+    SSL *ssl = NULL;
+    if (r->tls != NULL && (ssl = bc_tls_new_peer_ssl(r->tls, fd)) == NULL) {
+        snprintf(why, whylen, "cannot make a TLS session");
+        close(fd);
+        return false;
+    }
+    bc_peer_io_init(io, fd, ssl, REPL_SEND_TIMEOUT_MS, REPL_PING_MS);
+    if (bc_peer_io_handshake(io, REPL_CONNECT_TIMEOUT_MS, why, whylen) != BC_OK) {
+        log_warn("repl: TLS handshake with primary %s failed: %s", prim->addr, why);
+        bc_peer_io_close(io);
+        return false;
+    }
+    return true;
 }
 
 /* The address of this group's primary, when it is another node. */
@@ -175,7 +184,8 @@ bc__repl_find_primary(bc_repl_t *r, bc_node_primaries_t *view, bc_node_primary_t
  * (logged, counted).
  */
 static const char *
-repl_answer_challenge(bc_repl_t *r, int fd, const bc_node_primary_t *prim, const char *hs_line,
+repl_answer_challenge(bc_repl_t *r, bc_peer_io_t *io, const bc_node_primary_t *prim,
+                      const char *hs_line,
                       const char *line, size_t n)
 {
     bc_wire_challenge_t c;
@@ -198,7 +208,7 @@ repl_answer_challenge(bc_repl_t *r, int fd, const bc_node_primary_t *prim, const
     if (bc_peerauth_prove(r->peer_auth, BC_PEERAUTH_CLIENT, fields, 3, proof)) {
         m = bc_wire_auth_format(proof, out, sizeof(out));
     }
-    if (m == 0 || !bc__repl_send_all(fd, out, m)) return "cannot send the proof";
+    if (m == 0 || !bc__repl_send_all(io, out, m)) return "cannot send the proof";
     return NULL;
 }
 
@@ -218,11 +228,12 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
      * a new name, it drops the link and comes back under that one. */
     bc_node_cluster_node_name(r->cluster, me, sizeof(me));
     if (me[0] == '\0') return;
-    int fd = repl_connect(&prim->sa, prim->salen, cerr, sizeof(cerr));
-    if (fd < 0) {
+    bc_peer_io_t io;
+    if (!repl_connect(r, prim, &io, cerr, sizeof(cerr))) {
         log_debug("repl: cannot connect to primary %s: %s", prim->addr, cerr);
         return;
     }
+    int fd = io.fd;
     char line[BC_WIRE_HANDSHAKE_MAX];
     bc_wire_replicate_t hs = {.gid = bc_node_cluster_gid(r->cluster)};
     pthread_mutex_lock(&r->mu);
@@ -242,9 +253,9 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
     size_t max_frame = bc_cache_max_item_size(r->cache) + 4096;
     size_t cap = max_frame + BC_FRAME_HEADER_LEN + 64 * 1024;
     char *buf = malloc(cap);
-    if (buf == NULL || n == 0 || !bc__repl_send_all(fd, line, n)) {
+    if (buf == NULL || n == 0 || !bc__repl_send_all(&io, line, n)) {
         free(buf);
-        close(fd);
+        bc_peer_io_close(&io);
         return;
     }
     pthread_mutex_lock(&r->mu);
@@ -278,7 +289,7 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
             why = "this node registered again";
             break;
         }
-        ssize_t k = recv(fd, buf + len, cap - len, 0);
+        ssize_t k = bc_peer_io_recv(&io, buf + len, cap - len);
         if (k == 0) {
             why = "the primary closed the link";
             break;
@@ -304,7 +315,7 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
             size_t ll = nl != NULL ? (size_t)(nl - buf) + 1 : len;
             if (state == WANT_CHALLENGE && buf[0] == 'B') {
                 /* The primary proves the secret; then we do (mutual). */
-                why = repl_answer_challenge(r, fd, prim, hs_line, buf, ll);
+                why = repl_answer_challenge(r, &io, prim, hs_line, buf, ll);
                 if (why != NULL) break;
                 memmove(buf, buf + ll, len - ll);
                 len -= ll;
@@ -457,7 +468,7 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
             if (applied != acked) {
                 bc_frame_buf_t ab = {0};
                 bool sent = bc_frame_put_ack(&ab, applied) == BC_OK &&
-                            bc__repl_send_all(fd, ab.data, ab.len);
+                            bc__repl_send_all(&io, ab.data, ab.len);
                 bc_frame_buf_free(&ab);
                 if (!sent) {
                     why = "cannot acknowledge";
@@ -474,5 +485,5 @@ bc__repl_follow(bc_repl_t *r, const bc_node_primary_t *prim, bc_node_primaries_t
     if (bc_node_cluster_is_primary(r->cluster)) why = "this node became primary";
     log_info("repl: link to primary %s ended: %s", prim->addr, why);
     free(buf);
-    close(fd);
+    bc_peer_io_close(&io);
 }

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "bc_config.h"
 #include "bc_frame.h"
 #include "bc_log.h"
@@ -272,12 +274,12 @@ peer_snapshot(repl_peer_t *p)
             log_warn("repl: snapshot for %s failed: %s", p->name, bc_status_str(sc.st));
             ok = false;
         } else if (b.len >= REPL_SNAPSHOT_FLUSH) {
-            ok = bc__repl_send_all(p->fd, b.data, b.len);
+            ok = bc__repl_send_all(&p->io, b.data, b.len);
             b.len = 0;
         }
     }
     ok = ok && bc_frame_put_end(&b, sc.items, sc.bytes) == BC_OK &&
-         bc__repl_send_all(p->fd, b.data, b.len);
+         bc__repl_send_all(&p->io, b.data, b.len);
     bc_frame_buf_free(&b);
     if (ok) {
         log_info("repl: snapshot for backup %s sent: %" PRIu64 " items, %" PRIu64 " bytes in "
@@ -294,7 +296,7 @@ peer_reader(void *arg)
     char buf[4096];
     size_t len = 0;
     for (;;) {
-        ssize_t n = recv(p->fd, buf + len, sizeof(buf) - len, 0);
+        ssize_t n = bc_peer_io_recv(&p->io, buf + len, sizeof(buf) - len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (atomic_load(&p->closing)) break;
@@ -362,7 +364,7 @@ peer_sender(void *arg)
         memcpy(replid, r->replid, sizeof(replid));
         pthread_mutex_unlock(&r->mu);
         ok = bc_frame_put_rhello(&fb, !partial, replid, pos) == BC_OK &&
-             bc__repl_send_all(p->fd, fb.data, fb.len);
+             bc__repl_send_all(&p->io, fb.data, fb.len);
         fb.len = 0;
     }
     if (ok && !partial) {
@@ -443,7 +445,7 @@ peer_sender(void *arg)
             if (ping) {
                 fb.len = 0;
                 ok = bc_frame_put_ping(&fb, off) == BC_OK &&
-                     bc__repl_send_all(p->fd, fb.data, fb.len);
+                     bc__repl_send_all(&p->io, fb.data, fb.len);
                 last_ping = bc_time_mono_ms();
             }
             continue;
@@ -459,12 +461,12 @@ peer_sender(void *arg)
         n = bc_backlog_copy(&r->backlog, pos, chunk, n);
         uint64_t announced = r->backlog.end;
         pthread_mutex_unlock(&r->mu);
-        ok = bc__repl_send_all(p->fd, chunk, n);
+        ok = bc__repl_send_all(&p->io, chunk, n);
         pos += n;
         if (ok && boundary && bc_time_mono_ms() - last_ping >= REPL_PING_MS / 2) {
             fb.len = 0;
             ok = bc_frame_put_ping(&fb, announced) == BC_OK &&
-                 bc__repl_send_all(p->fd, fb.data, fb.len);
+                 bc__repl_send_all(&p->io, fb.data, fb.len);
             last_ping = bc_time_mono_ms();
         }
     }
@@ -479,34 +481,45 @@ peer_sender(void *arg)
     pthread_cond_broadcast(&r->role_cv);
     pthread_mutex_unlock(&r->mu);
     log_info("repl: backup %s (%s) disconnected", p->name, p->addr);
-    close(p->fd);
+    bc_peer_io_close(&p->io);
     free(chunk);
     bc_frame_buf_free(&fb);
     free(p);
     return NULL;
 }
 
+/* Refuses a handed-over connection with msg (best effort: one
+ * non-blocking write) and closes it. */
+static void
+handoff_refuse(int fd, SSL *ssl, const char *msg)
+{
+    if (ssl != NULL) {
+        (void)SSL_write(ssl, msg, (int)strlen(msg));
+        SSL_free(ssl);
+        ERR_clear_error();
+    } else if (msg != NULL) {
+        (void)!write(fd, msg, strlen(msg));
+    }
+    close(fd);
+}
+
 void
-bc_repl_handoff(void *ctx, int fd, const char *args)
+bc_repl_handoff(void *ctx, int fd, SSL *ssl, const char *args)
 {
     bc_repl_t *r = ctx;
     bc_wire_replicate_t hs;
 
     if (bc_wire_replicate_parse(args, strlen(args), &hs) != BC_OK) {
-        static const char msg[] = BC_WIRE_REPLICATE_BAD_LINE;
-        (void)!write(fd, msg, sizeof(msg) - 1);
-        close(fd);
+        handoff_refuse(fd, ssl, BC_WIRE_REPLICATE_BAD_LINE);
         return;
     }
     if (hs.gid != bc_node_cluster_gid(r->cluster) || !atomic_load(&r->recording)) {
-        static const char msg[] = BC_WIRE_REPLICATE_NOT_PRIMARY;
-        (void)!write(fd, msg, sizeof(msg) - 1);
-        close(fd);
+        handoff_refuse(fd, ssl, BC_WIRE_REPLICATE_NOT_PRIMARY);
         return;
     }
     repl_peer_t *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        close(fd);
+        handoff_refuse(fd, ssl, NULL);
         return;
     }
     p->r = r;
@@ -529,24 +542,19 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
     }
     snprintf(p->addr, sizeof(p->addr), "%s", host);
 
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tv = {REPL_SEND_TIMEOUT_MS / 1000, (REPL_SEND_TIMEOUT_MS % 1000) * 1000};
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    struct timeval rtv = {0, 500 * 1000};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv));
 
     pthread_mutex_lock(&r->mu);
     if (r->stopping || r->npeers >= r->max_backups) {
         pthread_mutex_unlock(&r->mu);
-        static const char msg[] = BC_WIRE_REPLICATE_TOO_MANY;
-        (void)!write(fd, msg, sizeof(msg) - 1);
-        close(fd);
+        handoff_refuse(fd, ssl, BC_WIRE_REPLICATE_TOO_MANY);
         free(p);
         return;
     }
+    /* From here the link is the peer's: the sender and the reader share
+     * it (net/peer_io.h says how, with TLS). */
+    bc_peer_io_init(&p->io, fd, ssl, REPL_SEND_TIMEOUT_MS, 500);
     /* Were changes surely recorded up to now?  Yes while another backup
      * is connected, or well inside the keep window (a writer racing this
      * arrival reads the same clock); otherwise one may be skipping right
@@ -573,7 +581,7 @@ bc_repl_handoff(void *ctx, int fd, const char *args)
         pthread_mutex_lock(&r->mu);
         do_peer_unlink(r, p);
         pthread_mutex_unlock(&r->mu);
-        close(fd);
+        bc_peer_io_close(&p->io);
         free(p);
         return;
     }

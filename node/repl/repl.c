@@ -66,18 +66,9 @@ repl_new_replid(char *out)
 }
 
 bool
-bc__repl_send_all(int fd, const char *p, size_t n)
+bc__repl_send_all(bc_peer_io_t *io, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
+    return bc_peer_io_send_all(io, p, n);
 }
 
 void
@@ -259,6 +250,7 @@ bc_repl_create(const bc_repl_config_t *config, bc_repl_t **out)
     r->max_backups = config->max_backups ? config->max_backups : REPL_DEFAULT_MAX_BACKUPS;
     r->follow_fd = -1;
     r->peer_auth = config->peer_auth;
+    r->tls = config->tls;
     r->keep_ms = REPL_KEEP_MS;
     const char *keep = getenv("BC_TEST_REPL_KEEP_MS");
     if (keep != NULL && keep[0] != '\0') {

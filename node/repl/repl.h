@@ -125,6 +125,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/tls.h"
 #include "bc_cluster.h"
 #include "bc_peerauth.h"
 #include "bc_status.h"
@@ -146,6 +147,10 @@ typedef struct bc_repl_config {
      * primary, and the primary to the backup, before any data goes
      * (docs/replication.md); NULL: the handshake without it.  Borrowed. */
     bc_peerauth_t *peer_auth;
+    /* -Z in a cluster (net/tls.h, PEERS): a backup reaches its primary's
+     * data port over TLS with this node's certificate; NULL: plain TCP.
+     * Borrowed. */
+    bc_tls_t *tls;
 } bc_repl_config_t;
 
 #define BC_REPL_MAX_BACKUPS_REPORTED 8
@@ -255,7 +260,7 @@ void bc_repl_destroy(bc_repl_t *repl);
 
 /* net/server.h handoff function: a backup's handshake; ctx is the
  * bc_repl_t.  Takes fd (closes it on refusal).  Does not block. */
-void bc_repl_handoff(void *ctx, int fd, const char *args);
+void bc_repl_handoff(void *ctx, int fd, SSL *ssl, const char *args);
 /* net/server.h commit function: waits until the in-sync set has what this
  * thread wrote (sync mode; async: within the lag bound).  True: the
  * replies may go.  False: those writes could not be confirmed (too few

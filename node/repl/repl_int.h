@@ -28,6 +28,7 @@
 #include "cluster/cluster.h"
 #include "engine/cache.h"
 #include "repl/backlog.h"
+#include "net/peer_io.h"
 #include "repl/repl.h"
 
 #define REPL_PING_MS               200
@@ -35,7 +36,8 @@
 
 typedef struct repl_peer {
     bc_repl_t *r;
-    int fd;
+    int fd;                        /* io.fd: shut down to end both threads */
+    bc_peer_io_t io;               /* the sender's and the reader's link (plain or TLS) */
     char name[BC_WIRE_NAME_MAX + 1];   /* the handshake's: a backup's registration name */
     bool node_named;               /* name is a node name: it may join the in-sync record */
     char addr[64];
@@ -71,6 +73,7 @@ struct bc_repl {
     uint64_t max_lag;              /* async: bytes a backup may trail (0 = no bound) */
     uint32_t max_backups;
     bc_peerauth_t *peer_auth;      /* borrowed; NULL: no cluster secret */
+    bc_tls_t *tls;                 /* borrowed; NULL: backups connect in plain TCP */
 
     /* LOCKING RULE: see repl.h.  Everything below up to the counters is
      * guarded by mu unless it is atomic; do_ functions want it held. */
@@ -153,8 +156,8 @@ typedef struct repl_settings {
 
 void bc__repl_settings(const bc_repl_t *r, repl_settings_t *out);
 
-/* repl.c: sends all of p[0..n) on a blocking socket; false on an error. */
-bool bc__repl_send_all(int fd, const char *p, size_t n);
+/* repl.c: sends all of p[0..n) on the link; false on an error. */
+bool bc__repl_send_all(bc_peer_io_t *io, const char *p, size_t n);
 
 /* primary.c: the cache observer (engine/cache.h) that records every change
  * into the backlog while this node is primary. */

@@ -338,5 +338,85 @@ def test_configuration_mistakes_are_clear():
           "-Z in a cluster")
 
 
+def test_libbucketcache_and_the_cli_over_tls():
+    """The library (through the CLI's data commands) talks TLS to a -Z
+    node: its certificate checked against the CA and the node's address or
+    a given name, a client certificate presented when the node asks; a
+    wrong CA, a wrong name or a plain client are refused, saying why.  The
+    node is standalone; ZooKeeper routes every bucket to it."""
+    zk = harness.ZooKeeper()
+    req_plain = harness.free_port()
+    req = harness.Node("-l", "127.0.0.1,notls:127.0.0.1:%d" % req_plain, "-Z", "-o",
+                       "ssl_chain_cert=%s,ssl_key=%s,ssl_ca_cert=%s,ssl_verify_mode=2"
+                       % (p("server1.crt"), p("server1.key"), p("ca.crt")))
+    try:
+        install("server1")
+        nb = 8
+        owners = ",".join(["1"] * nb)
+        for cl, port in (("tlsc", NODE.port), ("tlsreq", req.port)):
+            harness.create_cluster(zk, cl, buckets=nb)
+            harness.zk_shell(zk, "set", "/bucketcache/%s/tables/c" % cl,
+                             '{"table":"c","epoch":1,"buckets":%d,"owners":[%s]}' % (nb, owners))
+            harness.zk_shell(zk, "create", "/bucketcache/%s/groups/1" % cl, "{}")
+            harness.zk_shell(zk, "create", "/bucketcache/%s/groups/1/primary" % cl,
+                             '{"node":"n-1","data":"127.0.0.1:%d","epoch":1}' % port)
+
+        def cli(cl, *args, env=None):
+            return harness.cli("--zk", zk.hosts, "--cluster", cl, "--timeout", "3000", *args,
+                               env=env)
+
+        ca = ("--tls-ca-file", p("ca.crt"))
+        rc, out, err = cli("tlsc", *ca, "set", "lib1", "over tls")
+        assert rc == 0, (rc, out, err)
+        rc, out, err = cli("tlsc", *ca, "get", "lib1")
+        assert rc == 0 and out == "over tls", (rc, out, err)
+        # a value far larger than a TLS record, and several keys at once
+        big = "b" * 100000
+        assert cli("tlsc", *ca, "set", "libbig", big)[0] == 0
+        rc, out, err = cli("tlsc", *ca, "get", "libbig")
+        assert rc == 0 and out == big, (rc, len(out), err[-500:])
+        rc, out, err = cli("tlsc", *ca, "--json", "get", "lib1", "libbig", "nope")
+        assert rc in (0, 3) and "over tls" in out and big in out, (rc, out[:300], err)
+        # what the library wrote, a TLS client of the node reads
+        assert tls_conn(NODE.port).cmd("get lib1") == b"VALUE lib1 0 8\r\nover tls\r\nEND\r\n"
+        # the environment, as the CLI's other credentials
+        rc, out, err = cli("tlsc", "get", "lib1",
+                           env={"BUCKETCACHE_TLS": "1", "BUCKETCACHE_TLS_CA_FILE": p("ca.crt")})
+        assert rc == 0 and out == "over tls", (rc, out, err)
+        # the name: the certificate lists localhost and 127.0.0.1, not "other"
+        assert cli("tlsc", *ca, "--tls-server-name", "localhost", "get", "lib1")[1] == \
+            "over tls"
+        rc, out, err = cli("tlsc", *ca, "--tls-server-name", "other.example", "get", "lib1")
+        assert rc != 0 and "TLS handshake with 127.0.0.1:%d failed" % NODE.port in err \
+            and "hostname mismatch" in err, (rc, out, err)
+        assert cli("tlsc", *ca, "--tls-server-name", "other.example", "--tls-no-name-check",
+                   "get", "lib1")[1] == "over tls"
+        # another CA: refused, and the reason is given
+        rc, out, err = cli("tlsc", "--tls-ca-file", p("rogue-ca.crt"), "get", "lib1")
+        assert rc != 0 and "certificate verify failed" in err and "over tls" not in out, \
+            (rc, out, err)
+        # a CA file that is not there: a clear error before any traffic
+        rc, out, err = cli("tlsc", "--tls-ca-file", p("missing.crt"), "get", "lib1")
+        assert rc == 2 and "cannot load the CA file" in err and p("missing.crt") in err, \
+            (rc, out, err)
+        rc, out, err = cli("tlsc", *ca, "--tls-cert-file", p("client.crt"), "get", "lib1")
+        assert rc == 2 and "go together" in err, (rc, out, err)
+        # the library without TLS on the TLS port: no answer is taken
+        rc, out, err = cli("tlsc", "get", "lib1")
+        assert rc != 0 and "over tls" not in out, (rc, out, err)
+        # a node that requires client certificates
+        rc, out, err = cli("tlsreq", *ca, "--tls-cert-file", p("client.crt"),
+                           "--tls-key-file", p("client.key"), "set", "withcert", "yes")
+        assert rc == 0, (rc, out, err)
+        assert cli("tlsreq", *ca, "--tls-cert-file", p("client.crt"), "--tls-key-file",
+                   p("client.key"), "get", "withcert")[1] == "yes"
+        rc, out, err = cli("tlsreq", *ca, "get", "withcert")
+        assert rc != 0 and "yes" not in out, (rc, out, err)
+        assert req.proc.poll() is None and NODE.proc.poll() is None
+    finally:
+        req.stop()
+        zk.stop()
+
+
 if __name__ == "__main__":
     harness.main(globals())

@@ -32,8 +32,8 @@ static void
 test_snapshot_nodes_and_same(void **state)
 {
     (void)state;
-    bc__pool_node_t *a = bc__pool_node_new("127.0.0.1:1", 2, 1024, &io);
-    bc__pool_node_t *b = bc__pool_node_new("127.0.0.1:2", 2, 1024, &io);
+    bc__pool_node_t *a = bc__pool_node_new("127.0.0.1:1", 2, 1024, &io, NULL);
+    bc__pool_node_t *b = bc__pool_node_new("127.0.0.1:2", 2, 1024, &io, NULL);
     assert_non_null(a);
     bc__route_snapshot_t *s = bc__route_snapshot_new(8);
     assert_non_null(s);
@@ -58,7 +58,7 @@ test_snapshot_nodes_and_same(void **state)
     char longaddr[400];
     memset(longaddr, 'a', sizeof(longaddr) - 1);
     longaddr[sizeof(longaddr) - 1] = '\0';
-    assert_null(bc__pool_node_new(longaddr, 1, 1, &io));
+    assert_null(bc__pool_node_new(longaddr, 1, 1, &io, NULL));
     bc__pool_node_unref(a);
     bc__pool_node_unref(b);
 }
@@ -71,7 +71,7 @@ test_router_lifetime(void **state)
     bc__route_init(&r);
     assert_null(bc__route_acquire(&r));
 
-    bc__pool_node_t *n1 = bc__pool_node_new("127.0.0.1:1", 1, 1024, &io);
+    bc__pool_node_t *n1 = bc__pool_node_new("127.0.0.1:1", 1, 1024, &io, NULL);
     bc__route_snapshot_t *s1 = bc__route_snapshot_new(4);
     s1->epoch = 1;
     bc__route_snapshot_set_node(s1, 0, n1);
@@ -207,7 +207,7 @@ test_router_race(void **state)
     bc__router_t r;
     bc__route_init(&r);
     race_t rc = {.r = &r};
-    bc__pool_node_t *node = bc__pool_node_new("127.0.0.1:9", 1, 1024, &io);
+    bc__pool_node_t *node = bc__pool_node_new("127.0.0.1:9", 1, 1024, &io, NULL);
     pthread_t th[4];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, race_reader, &rc);
     /* at least 3000 publications, and on until the readers (perhaps slow to
