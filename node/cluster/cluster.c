@@ -358,12 +358,17 @@ cluster_read_group_config(bc_node_cluster_t *cl, const char *groups_path)
     int64_t old_m = atomic_exchange(&cl->group_min_in_sync, gc.min_in_sync);
     if (old != gc.replication || old_t != gc.sync_timeout_ms || old_l != gc.max_lag_mb ||
         old_m != gc.min_in_sync) {
+        /* -1: unset in the group's record -- the node's flag for the
+         * first three, the mode's default (1 in sync, 0 in async) for
+         * min_in_sync, which has no node flag */
+        char min_text[32];
+        if (gc.min_in_sync < 0) snprintf(min_text, sizeof(min_text), "the mode's default");
+        else snprintf(min_text, sizeof(min_text), "%lld", (long long)gc.min_in_sync);
         log_info("cluster: group %u settings: replication %s, sync timeout %lld ms, max lag "
-                 "%lld MiB, min in sync %lld (-1: this node's flag, or the mode's default)",
+                 "%lld MiB (-1: this node's flag), min in sync %s",
                  cl->gid,
                  gc.replication < 0 ? "(this node's flag)" : gc.replication ? "sync" : "async",
-                 (long long)gc.sync_timeout_ms, (long long)gc.max_lag_mb,
-                 (long long)gc.min_in_sync);
+                 (long long)gc.sync_timeout_ms, (long long)gc.max_lag_mb, min_text);
     }
 }
 
