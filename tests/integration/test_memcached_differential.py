@@ -128,6 +128,14 @@ class Gen:
         return self.r.choice([b"0", b"-1", b"1000", b"5000", b"86400", b"2000000000",
                               b"100000000", b"x"])
 
+    def recache_ttl(self):
+        """R's threshold: as many choices as ttl(), none equal to a TTL the
+        streams set -- "R5000" on an item set with T5000 hands out a win
+        token once either server's clock has ticked since the set, which
+        is timing, not behaviour."""
+        return self.r.choice([b"0", b"-1", b"1500", b"4000", b"90000", b"2000000000",
+                              b"100000000", b"x"])
+
     def value(self):
         r = self.r
         c = r.random()
@@ -228,8 +236,10 @@ class Gen:
         out = []
         for _ in range(r.randrange(0, 7)):
             f = r.choice(letters)
-            if f in b"TNR":
+            if f in b"TN":
                 out.append(bytes([f]) + self.ttl())
+            elif f == ord("R"):
+                out.append(b"R" + self.recache_ttl())
             elif f in b"CDJF":
                 out.append(bytes([f]) + self.number())
             elif f == ord("O"):
