@@ -83,6 +83,9 @@ static void
 check_reply_stream(const sink_t *out)
 {
     size_t pos = 0;
+    /* a stream whose first byte was 0x80 is binary protocol (as memcached's
+     * -B auto): its replies are binary (fuzz_binary checks those) */
+    if (out->len > 0 && (unsigned char)out->buf[0] == 0x81) return;
     while (pos < out->len) {
         bc_mc_reply_t r;
         /* refresh_certs' error line is memcached's own wording, not a reply
@@ -91,6 +94,26 @@ check_reply_stream(const sink_t *out)
             const char *nl = memchr(out->buf + pos, '\n', out->len - pos);
             if (nl == NULL) return;
             pos = (size_t)(nl - out->buf) + 1;
+            continue;
+        }
+        /* meta replies (mg ms md ma mn me): a code of two capitals, then
+         * flags; VA carries a data block of the size it names */
+        size_t left = out->len - pos;
+        const char *p = out->buf + pos;
+        if (left >= 4 && p[0] >= 'A' && p[0] <= 'Z' && p[1] >= 'A' && p[1] <= 'Z' &&
+            (p[2] == ' ' || p[2] == '\r') &&
+            (memcmp(p, "EN", 2) == 0 || memcmp(p, "HD", 2) == 0 || memcmp(p, "NF", 2) == 0 ||
+             memcmp(p, "NS", 2) == 0 || memcmp(p, "EX", 2) == 0 || memcmp(p, "MN", 2) == 0 ||
+             memcmp(p, "ME", 2) == 0 || memcmp(p, "VA", 2) == 0)) {
+            const char *nl = memchr(p, '\n', left);
+            if (nl == NULL) return;
+            size_t line = (size_t)(nl - p) + 1;
+            if (memcmp(p, "VA", 2) == 0) {
+                size_t vlen = (size_t)strtoull(p + 3, NULL, 10);
+                if (left < line + vlen + 2) return;
+                line += vlen + 2;
+            }
+            pos += line;
             continue;
         }
         size_t used;
