@@ -90,7 +90,9 @@ check_reply_stream(const sink_t *out)
         bc_mc_reply_t r;
         /* refresh_certs' error line is memcached's own wording, not a reply
          * a client library reads */
-        if (out->len - pos >= 6 && memcmp(out->buf + pos, "Error ", 6) == 0) {
+        /* nor is shutdown's "ERROR: shutdown not enabled" (memcached's) */
+        if ((out->len - pos >= 6 && memcmp(out->buf + pos, "Error ", 6) == 0) ||
+            (out->len - pos >= 7 && memcmp(out->buf + pos, "ERROR: ", 7) == 0)) {
             const char *nl = memchr(out->buf + pos, '\n', out->len - pos);
             if (nl == NULL) return;
             pos = (size_t)(nl - out->buf) + 1;
