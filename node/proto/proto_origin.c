@@ -324,6 +324,35 @@ on_fill_done(void *arg, uint32_t tag, bc_origin_result_t *res)
     if (pc->resume != NULL) pc->resume(pc->resume_arg);
 }
 
+/* op's fills are in flight: its reply becomes a hole in the output queue
+ * (unless it runs again: op->hold) and op joins the connection's list.
+ * True (the command answers later), or the connection out of memory. */
+static bool
+op_park(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
+{
+    if (!op->hold && !bc_outq_hole(&pc->out, &op->hole)) {
+        op_free(pc, op);
+        pc->oom = true;
+        return true;
+    }
+    op->next = pc->oops;
+    pc->oops = op;
+    pc->noops++;
+    update_hold(pc);
+    return true;
+}
+
+/* Records a fill of key (at off in op's line copy) waited for with w. */
+static void
+op_add_fill(bc_proto_origin_op_t *op, uint32_t off, size_t nkey, bc_origin_wait_t *w)
+{
+    proto_fill_t *f = &op->fills[op->nfills++];
+    f->off = off;
+    f->nkey = (uint8_t)nkey;
+    f->wait = w;
+    op->pending++;
+}
+
 bool
 bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
                          const bc_mc_request_t *req, const uint32_t *dest, const uint32_t *hashes,
@@ -365,11 +394,7 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
                                          op->nfills, &w);
         if (st == BC_EEXISTS) pc->found[i] = bc_cache_get(cache, key, nkey, hash); /* filled since */
         if (st != BC_OK) continue;                /* refused: a miss (counted there) */
-        proto_fill_t *f = &op->fills[op->nfills++];
-        f->off = (uint32_t)(key - line);
-        f->nkey = (uint8_t)nkey;
-        f->wait = w;
-        op->pending++;
+        op_add_fill(op, (uint32_t)(key - line), nkey, w);
     }
     pc->found_n = k;
     if (op == NULL || op->pending == 0) {
@@ -381,16 +406,7 @@ bc__proto_origin_resolve(bc_proto_conn_t *pc, const char *line, size_t len,
     memset(pc->found, 0, k * sizeof(*pc->found));
     pc->found_n = 0;
     op->hold = forwards;
-    if (!op->hold && !bc_outq_hole(&pc->out, &op->hole)) {
-        op_free(pc, op);
-        pc->oom = true;
-        return true;
-    }
-    op->next = pc->oops;
-    pc->oops = op;
-    pc->noops++;
-    update_hold(pc);
-    return true;
+    return op_park(pc, op);
 }
 
 /* An mg's or a binary get's miss (bin): its fill, the reply a hole. */
@@ -414,21 +430,8 @@ origin_one(bc_proto_conn_t *pc, const char *line, size_t len, bool bin, const ch
         op_free(pc, op);
         return false;
     }
-    proto_fill_t *f = &op->fills[op->nfills++];
-    f->off = 0;
-    f->nkey = (uint8_t)nkey;
-    f->wait = w;
-    op->pending = 1;
-    if (!bc_outq_hole(&pc->out, &op->hole)) {
-        op_free(pc, op);
-        pc->oom = true;
-        return true;
-    }
-    op->next = pc->oops;
-    pc->oops = op;
-    pc->noops++;
-    update_hold(pc);
-    return true;
+    op_add_fill(op, 0, nkey, w);
+    return op_park(pc, op);
 }
 
 bool
