@@ -57,6 +57,30 @@ tls_error(char *err, size_t errlen, const char *what, const char *file)
     }
 }
 
+/* The node's identity and trust into ctx, for the data port's server
+ * context and the client context towards peers alike: ciphers, the
+ * certificate chain, its key (checked against it), the CA certificate if
+ * any.  False with err set. */
+static bool
+tls_load_identity(SSL_CTX *ctx, const bc_tls_config_t *c, char *err, size_t errlen)
+{
+    const char *key = c->key != NULL ? c->key : c->chain_cert;
+    if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
+        tls_error(err, errlen, "Error setting the cipher list", c->ciphers);
+    } else if (SSL_CTX_use_certificate_chain_file(ctx, c->chain_cert) != 1) {
+        tls_error(err, errlen, "Error loading the certificate chain", c->chain_cert);
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        tls_error(err, errlen, "Error loading the key", key);
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_error(err, errlen, "Error validating the certificate", NULL);
+    } else if (c->ca_cert != NULL && SSL_CTX_load_verify_locations(ctx, c->ca_cert, NULL) != 1) {
+        tls_error(err, errlen, "Error loading the CA certificate", c->ca_cert);
+    } else {
+        return true;
+    }
+    return false;
+}
+
 static SSL_CTX *
 tls_build(const bc_tls_config_t *c, char *err, size_t errlen)
 {
@@ -75,18 +99,7 @@ tls_build(const bc_tls_config_t *c, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
-        tls_error(err, errlen, "Error setting the cipher list", c->ciphers);
-    } else if (SSL_CTX_use_certificate_chain_file(ctx, c->chain_cert) != 1) {
-        tls_error(err, errlen, "Error loading the certificate chain", c->chain_cert);
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, c->key != NULL ? c->key : c->chain_cert,
-                                           SSL_FILETYPE_PEM) != 1) {
-        tls_error(err, errlen, "Error loading the key", c->key != NULL ? c->key : c->chain_cert);
-    } else if (SSL_CTX_check_private_key(ctx) != 1) {
-        tls_error(err, errlen, "Error validating the certificate", NULL);
-    } else if (c->ca_cert != NULL && SSL_CTX_load_verify_locations(ctx, c->ca_cert, NULL) != 1) {
-        tls_error(err, errlen, "Error loading the CA certificate", c->ca_cert);
-    } else {
+    if (tls_load_identity(ctx, c, err, errlen)) {
         if (c->ca_cert != NULL) {
             STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->ca_cert);
             if (names != NULL) SSL_CTX_set_client_CA_list(ctx, names);
@@ -117,16 +130,7 @@ tls_build_peer(const bc_tls_config_t *c, char *err, size_t errlen)
     }
     SSL_CTX_set_min_proto_version(ctx, min_versions[c->min_version]);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
-        tls_error(err, errlen, "Error setting the cipher list", c->ciphers);
-    } else if (SSL_CTX_use_certificate_chain_file(ctx, c->chain_cert) != 1) {
-        tls_error(err, errlen, "Error loading the certificate chain", c->chain_cert);
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, c->key != NULL ? c->key : c->chain_cert,
-                                           SSL_FILETYPE_PEM) != 1) {
-        tls_error(err, errlen, "Error loading the key", c->key != NULL ? c->key : c->chain_cert);
-    } else if (SSL_CTX_load_verify_locations(ctx, c->ca_cert, NULL) != 1) {
-        tls_error(err, errlen, "Error loading the CA certificate", c->ca_cert);
-    } else {
+    if (tls_load_identity(ctx, c, err, errlen)) {    /* callers give a CA */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         return ctx;
     }
