@@ -190,6 +190,23 @@ bc_zk_digest_id(const bc_zk_auth_t *auth, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? BC_ETOOLARGE : BC_OK;
 }
 
+bc_status_t
+bc_zk_use_auth_file(const char *path, char *err, size_t errlen)
+{
+    if (path == NULL || path[0] == '\0') {
+        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
+                                     "credentials with --zk-auth-file (docs/security.md)");
+        return BC_OK;
+    }
+    bc_zk_auth_t za;
+    bc_status_t st = bc_zk_auth_load(path, &za, err, errlen);
+    if (st != BC_OK) return st;
+    bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper credentials; "
+                                "docs/security.md)");
+    bc_zk_auth_clear(&za);
+    return BC_OK;
+}
+
 void
 bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint)
 {

@@ -122,6 +122,13 @@ bc_status_t bc_zk_digest_id(const bc_zk_auth_t *auth, char *buf, size_t len);
  * sessions.
  */
 void bc_zk_set_default_auth(const bc_zk_auth_t *auth, const char *hint);
+/*
+ * What the node, the console and the CLI do with --zk-auth-file: the
+ * credentials of path (NULL or "": none) become the default, with the
+ * hints every program gives (check the file; or: the cluster may want
+ * one).  Errors: as bc_zk_auth_load (err says why); nothing is set then.
+ */
+bc_status_t bc_zk_use_auth_file(const char *path, char *err, size_t errlen);
 
 /* An ACL to give znodes: owned by the caller (bc_zk_acl_free). */
 typedef struct bc_zk_acl bc_zk_acl_t;

@@ -74,19 +74,10 @@ main(int argc, char **argv)
         /* Presented to the nodes' admin ports (migrations, bucket sizes). */
         bc_http_client_set_auth(auth);
     }
-    if (cfg.zk_auth_file[0] != '\0') {
-        bc_zk_auth_t za;
-        if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache-console: --zk-auth-file: %s\n", err);
-            bc_auth_free(auth);
-            return 2;
-        }
-        bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
-                                    "credentials; docs/security.md)");
-        bc_zk_auth_clear(&za);
-    } else {
-        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
-                                     "credentials with --zk-auth-file (docs/security.md)");
+    if (bc_zk_use_auth_file(cfg.zk_auth_file, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-console: --zk-auth-file: %s\n", err);
+        bc_auth_free(auth);
+        return 2;
     }
 
     /* Before any thread exists, so every thread inherits the mask. */

@@ -503,22 +503,13 @@ main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (cfg.zk_auth_file[0] != '\0') {
-        bc_zk_auth_t za;
-        if (bc_zk_auth_load(cfg.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
-            bc_auth_free(auth);
-            bc_peerauth_free(peer_auth);
-            bc_proto_auth_free(mc_auth);
-            bc_tls_free(tls);
-            return EXIT_USAGE;
-        }
-        bc_zk_set_default_auth(&za, "check --zk-auth-file (the cluster's ZooKeeper "
-                                    "credentials; docs/security.md)");
-        bc_zk_auth_clear(&za);
-    } else {
-        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
-                                     "credentials with --zk-auth-file (docs/security.md)");
+    if (bc_zk_use_auth_file(cfg.zk_auth_file, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
+        bc_auth_free(auth);
+        bc_peerauth_free(peer_auth);
+        bc_proto_auth_free(mc_auth);
+        bc_tls_free(tls);
+        return EXIT_USAGE;
     }
 
     /* Before any thread exists, so every thread inherits the mask. */

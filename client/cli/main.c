@@ -382,19 +382,11 @@ main(int argc, char **argv)
         }
     }
     bc_http_client_set_auth(auth);
-    if (cli.zk_auth_file != NULL) {
-        bc_zk_auth_t za;
-        if (bc_zk_auth_load(cli.zk_auth_file, &za, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
-            bc_auth_free(auth);
-            free(args);
-            return BC_CLI_EXIT_USAGE;
-        }
-        bc_zk_set_default_auth(&za, "check --zk-auth-file (docs/security.md)");
-        bc_zk_auth_clear(&za);
-    } else {
-        bc_zk_set_default_auth(NULL, "the cluster is secured with ZooKeeper ACLs: give its "
-                                     "credentials with --zk-auth-file (docs/security.md)");
+    if (bc_zk_use_auth_file(cli.zk_auth_file, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache: --zk-auth-file: %s\n", err);
+        bc_auth_free(auth);
+        free(args);
+        return BC_CLI_EXIT_USAGE;
     }
     int rc;
     const cli_command_t *c = nargs > 0 ? find_command(nargs, args) : NULL;
