@@ -971,3 +971,16 @@ def promtool_check(text):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     out = p.stdout.decode(errors="replace").strip()
     return out if p.returncode != 0 or out else ""
+
+
+def set_primary_addr(zk, cluster, gid, addr):
+    """Rewrites the data address in group gid's primary record (the node
+    name stays, so the console leaves it alone): where every other node
+    forwards that group's keys, e.g. to a fake owner.  Returns the old one."""
+    import json
+    path = "/bucketcache/%s/groups/%d/primary" % (cluster, gid)
+    rec = json.loads(zk_get(zk, path))
+    old = rec["data"]
+    rec["data"] = addr
+    zk_shell(zk, "set", path, json.dumps(rec, separators=(",", ":")))
+    return old

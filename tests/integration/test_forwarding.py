@@ -390,14 +390,7 @@ class FakeOwner:
 
 
 def set_primary_addr(gid, addr):
-    """Rewrites the data address in group gid's primary record (the node
-    name stays, so the console leaves it alone); returns the old one."""
-    path = "/bucketcache/%s/groups/%d/primary" % (CL, gid)
-    rec = json.loads(harness.zk_get(zk, path))
-    old = rec["data"]
-    rec["data"] = addr
-    harness.zk_shell(zk, "set", path, json.dumps(rec, separators=(",", ":")))
-    return old
+    return harness.set_primary_addr(zk, CL, gid, addr)
 
 
 def test_owner_that_hangs_or_misbehaves():

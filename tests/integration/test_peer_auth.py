@@ -166,12 +166,7 @@ class ReplayingOwner:
 
 
 def set_primary_addr(gid, addr):
-    path = "/bucketcache/%s/groups/%d/primary" % (CL, gid)
-    rec = json.loads(harness.zk_get(zk, path))
-    old = rec["data"]
-    rec["data"] = addr
-    harness.zk_shell(zk, "set", path, json.dumps(rec, separators=(",", ":")))
-    return old
+    return harness.set_primary_addr(zk, CL, gid, addr)
 
 
 def test_a_node_checks_the_owner_too():
