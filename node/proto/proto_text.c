@@ -196,7 +196,8 @@ proto_pause_retry(void *arg)
     /* A storage command held with its whole data block (cmd_store_finish)
      * is stored (or held again) here: no input may come to run it. */
     if (pc->state == BC_PROTO_DATA && pc->need == 0 && pc->item != NULL) {
-        cmd_store_finish(pc);
+        if (pc->binary) bc__proto_bin_store_finish(pc);
+        else cmd_store_finish(pc);
         if (!pc->ro_hold) pc->ro_since_ms = 0;
     }
     if (pc->resume != NULL) pc->resume(pc->resume_arg);
@@ -439,6 +440,9 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
             bc_proto_action_t a = bc__proto_route(pc, hash, touch, &r);
             uint32_t d = 0;
             if (a == BC_PROTO_REFUSE) {
+                /* A gat/gats in a bucket's migration pause waits, the
+                 * whole command (proto_text.h). */
+                if (touch && bc__proto_hold_for_pause(pc, &r)) goto out;
                 /* A bucket without owner reads as a miss, even alone; any
                  * other refusal does inside a multi-get only. */
                 if (!plain || (req->nkeys == 1 && r.why != BC_ROUTE_NO_OWNER)) {
@@ -926,6 +930,7 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             size_t used = 0;
             st = bc__proto_bin_packet(pc, buf + pos, avail, &used);
             pos += used;
+            if (!pc->ro_hold) pc->ro_since_ms = 0;      /* no write waits (any more) */
             if (used == 0) break;
             continue;
         }
