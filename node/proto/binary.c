@@ -46,7 +46,9 @@
  * command's place in the reply stream (proto_fwd.c's holes), so replies
  * keep request order, quiet commands included, and a noop answers after
  * everything before it.  A forwarding failure is status 0x86 (temporary
- * failure) with the text's error as body.
+ * failure) with the text's error as body.  A write in its bucket's
+ * migration pause waits as a text one does (proto_text.h): held whole
+ * here (bin_route), or -- forwarded -- its meta request sent again.
  *
  * Read-through (proto_origin.c): a get/getq/getk/getkq served here that
  * misses on a key with an origin waits for the fill in a hole of the
