@@ -33,10 +33,10 @@
  * peer connection, MOVED and NOT_PRIMARY are forwarded to the owner's
  * primary instead of refused (see proto_text.h, "FORWARDING"); NO_OWNER
  * and READONLY are still refused -- there is nobody to ask, and a
- * migrating bucket must not be written anywhere; a write meets READONLY
- * after waiting out the pause (proto_text.h, "WRITES DURING A MIGRATION
- * PAUSE") -- and so is a key whose
+ * migrating bucket must not be written anywhere -- and so is a key whose
  * owner has no known primary (the refusal makes libbucketcache refresh).
+ * A write meets READONLY only after waiting out the pause (proto_text.h,
+ * "WRITES DURING A MIGRATION PAUSE").
  * Reads are the exception, on such a connection (a memcached client's):
  * a get of a bucket without owner is a miss, and in a multi-get every key
  * that cannot be answered is a miss (docs/protocol.md says why).  On a
