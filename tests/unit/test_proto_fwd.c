@@ -862,6 +862,53 @@ test_fwd_meta_write_waits_out_the_owners_pause(void **state)
     node_stop(n);
 }
 
+static void
+test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], refusal[64], want[64];
+    key_of(2, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+
+    /* The owner says MOVED (to group 1, this node); this node's table
+     * follows 30 ms later: the md runs here, its reply without the "MN"
+     * of the forwarded request. */
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 5\r\n", b);
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    t.owner[b] = 1;
+    later_table_start(&t, n, 30, 5);
+    snprintf(line, sizeof(line), "md %s\r\n", k);
+    expect(n, line, "NF\r\n");
+    pthread_join(t.thread, NULL);
+
+    /* Here, but in its migration pause for longer than the wait: this
+     * node's own refusal, whole (the forwarded request's "MN" is added to
+     * it, then dropped as the owner's would be). */
+    char k2[32];
+    key_of(2, 1, k2, sizeof(k2));
+    uint32_t b2 = bucket_of(k2);
+    n->env.readonly_wait_ms = 60;
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 7\r\n", b2);
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    later_table_t t2 = {0};
+    default_owners(t2.owner);
+    t2.owner[b] = 1;
+    t2.owner[b2] = 1;
+    t2.readonly[0] = b2;
+    t2.nro = 1;
+    later_table_start(&t2, n, 10, 7);
+    snprintf(line, sizeof(line), "md %s q\r\n", k2);
+    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 7\r\n", b2);
+    expect(n, line, want);
+    pthread_join(t2.thread, NULL);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
 /* A binary request packet into out; returns its length. */
 static size_t
 bin_packet(char *out, uint8_t opcode, const char *key, const void *ext, uint8_t extlen,
@@ -1048,6 +1095,7 @@ main(void)
         cmocka_unit_test(test_fwd_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_local_write_waits_out_the_pause),
         cmocka_unit_test(test_fwd_meta_write_waits_out_the_owners_pause),
+        cmocka_unit_test(test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_fwd_binary_write_waits_out_the_owners_pause),
         cmocka_unit_test(test_local_binary_write_waits_out_the_pause),
     };
