@@ -46,7 +46,9 @@
  * command's place in the reply stream (proto_fwd.c's holes), so replies
  * keep request order, quiet commands included, and a noop answers after
  * everything before it.  A forwarding failure is status 0x86 (temporary
- * failure) with the text's error as body.
+ * failure) with the text's error as body.  A write in its bucket's
+ * migration pause waits as a text one does (proto_text.h): held whole
+ * here (bin_route), or -- forwarded -- its meta request sent again.
  *
  * Read-through (proto_origin.c): a get/getq/getk/getkq served here that
  * misses on a key with an origin waits for the fill in a hole of the
@@ -557,7 +559,10 @@ compose(bc_proto_conn_t *pc, void *arg, const char *text, size_t len, bc_outq_t 
  * Routes r's key as the text command it mirrors would be: BC_PROTO_SERVE,
  * BC_PROTO_FORWARD (route says where), or BC_PROTO_REFUSE when it has
  * been answered here (the refusal; a retrieval's miss for a bucket
- * without owner on a client connection that forwards, as in text).
+ * without owner on a client connection that forwards, as in text) -- or
+ * not answered at all because the write waits out its bucket's migration
+ * pause (pc->ro_hold: the caller changes nothing, and the packet is
+ * presented again from the worker's timer, see bc__proto_bin_packet).
  */
 static bc_proto_action_t
 bin_route(bc_proto_conn_t *pc, const bin_req_t *r, uint32_t hash, bool write, bool retrieval,
@@ -566,6 +571,7 @@ bin_route(bc_proto_conn_t *pc, const bin_req_t *r, uint32_t hash, bool write, bo
     if (pc->env->cluster == NULL) return BC_PROTO_SERVE;
     bc_proto_action_t a = bc__proto_route(pc, hash, write, route);
     if (a != BC_PROTO_REFUSE) return a;
+    if (write && bc__proto_hold_for_pause(pc, route)) return BC_PROTO_REFUSE;
     bool with_key = r->cmd == BC_BIN_GETK || r->cmd == BC_BIN_GATK;
     if (retrieval && pc->fwd != NULL && !pc->peer && route->why == BC_ROUTE_NO_OWNER) {
         bc__proto_count_unanswered(pc, 1, true);
@@ -788,6 +794,7 @@ bin_store(bc_proto_conn_t *pc, const bin_req_t *r)
 
     bc_proto_action_t a = bin_route(pc, r, hash, true, false, &route);
     if (a == BC_PROTO_REFUSE) {
+        if (pc->ro_hold) return;               /* the packet waits, value and all */
         pc->state = vlen > 0 ? BC_PROTO_SWALLOW : BC_PROTO_LINE;
         pc->swallow = vlen;
         return;
@@ -851,6 +858,14 @@ bc__proto_bin_store_finish(bc_proto_conn_t *pc)
     if (pc->env->cluster != NULL) {
         bc_proto_route_t r;
         if (bc__proto_route(pc, pc->hash, true, &r) != BC_PROTO_SERVE) {
+            /* The pause began while the value was arriving: the complete
+             * item waits with it (proto_text.c proto_pause_retry stores it). */
+            if (bc__proto_hold_for_pause(pc, &r)) {
+                pc->item = it;
+                pc->state = BC_PROTO_DATA;
+                pc->need = 0;
+                return;
+            }
             bc_item_release(cache, it);
             put_refusal(pc, id, &r);
             return;
@@ -1274,5 +1289,8 @@ bc__proto_bin_packet(bc_proto_conn_t *pc, const char *buf, size_t len, size_t *u
         error_swallow(pc, id, BC_BIN_UNKNOWN_COMMAND, body);
         break;
     }
+    /* A write held at its routing (bin_route) is presented again, whole;
+     * one held with its complete value (state DATA) was consumed. */
+    if (pc->ro_hold && pc->state == BC_PROTO_LINE) *used = 0;
     return pc->oom ? BC_ENOMEM : BC_OK;
 }

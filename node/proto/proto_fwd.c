@@ -378,10 +378,13 @@ static void fwd_send_part(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i
 
 /* True for an answer that says "not now, or not here": the bucket is in
  * its migration pause, or the owner's table is newer than the one that
- * sent the request here. */
+ * sent the request here.  Its first line says so (a meta reply goes on
+ * with the "MN" of the request's "mn"). */
 static bool
 reply_is_retryable(const char *r, size_t n)
 {
+    const char *nl = memchr(r, '\n', n);
+    if (nl != NULL) n = (size_t)(nl - r) + 1;
     switch (reply_refusal(r, n)) {
     case BC_WIRE_REFUSAL_READONLY:
     case BC_WIRE_REFUSAL_MOVED:
@@ -468,8 +471,13 @@ fwd_op_retry(void *arg)
         if (r.why == BC_ROUTE_SERVE) {
             reply = bc__proto_exec_local(pc, req, n, &rlen);
         } else {
-            reply = malloc(REFUSAL_MAX);
+            /* A meta request ended with "mn": its answer ends with "MN". */
+            reply = malloc(REFUSAL_MAX + 4);
             if (reply != NULL) rlen = bc__proto_refusal(&r, reply);
+            if (reply != NULL && op->reply_kind == BC_FWD_REPLY_META) {
+                memcpy(reply + rlen, "MN\r\n", 4);
+                rlen += 4;
+            }
         }
         if (reply == NULL) {
             free(req);
@@ -603,7 +611,8 @@ bc__proto_fwd_command(bc_proto_conn_t *pc, const bc_proto_route_t *route,
     op->relay = relay;
     op->noreply = noreply;
     op->retry = fwd_retries_writes(pc) &&
-                ((kind == BC_FWD_REPLY_LINE && relay == NULL) || relay == relay_one_key_get);
+                ((kind == BC_FWD_REPLY_LINE && relay == NULL) || relay == relay_one_key_get ||
+                 kind == BC_FWD_REPLY_META);
     op->parts[0].gid = route->owner;
     fwd_send_part(pc, op, 0, req, len);
     fwd_op_sent(pc, op);
@@ -623,6 +632,7 @@ bc__proto_fwd_command_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, ch
     op->reply_kind = BC_FWD_REPLY_META;
     op->bin = bin;
     op->bin_arg = bin_arg;
+    op->retry = fwd_retries_writes(pc);
     op->parts[0].gid = route->owner;
     fwd_send_part(pc, op, 0, req, len);
     fwd_op_sent(pc, op);
@@ -642,6 +652,7 @@ bc__proto_fwd_collect_bin(bc_proto_conn_t *pc, const bc_proto_route_t *route, ch
     pc->fop->reply_kind = BC_FWD_REPLY_META;
     pc->fop->bin = bin;
     pc->fop->bin_arg = bin_arg;
+    pc->fop->retry = fwd_retries_writes(pc);
     pc->fop->buf = buf;
     pc->fop->len = n + need;
     pc->fop->parts[0].gid = route->owner;
@@ -1037,6 +1048,7 @@ bc__proto_fwd_meta_store_begin(bc_proto_conn_t *pc, const char *line, size_t len
     }
     pc->fop->reply_kind = BC_FWD_REPLY_META;
     pc->fop->relay = relay_meta;
+    pc->fop->retry = fwd_retries_writes(pc);
     pc->fop->buf = buf;
     pc->fop->len = n + vlen + 2;
     pc->fop->parts[0].gid = route->owner;

@@ -35,6 +35,8 @@
  * and READONLY are still refused -- there is nobody to ask, and a
  * migrating bucket must not be written anywhere -- and so is a key whose
  * owner has no known primary (the refusal makes libbucketcache refresh).
+ * A write meets READONLY only after waiting out the pause (proto_text.h,
+ * "WRITES DURING A MIGRATION PAUSE").
  * Reads are the exception, on such a connection (a memcached client's):
  * a get of a bucket without owner is a miss, and in a multi-get every key
  * that cannot be answered is a miss (docs/protocol.md says why).  On a
@@ -196,7 +198,8 @@ proto_pause_retry(void *arg)
     /* A storage command held with its whole data block (cmd_store_finish)
      * is stored (or held again) here: no input may come to run it. */
     if (pc->state == BC_PROTO_DATA && pc->need == 0 && pc->item != NULL) {
-        cmd_store_finish(pc);
+        if (pc->binary) bc__proto_bin_store_finish(pc);
+        else cmd_store_finish(pc);
         if (!pc->ro_hold) pc->ro_since_ms = 0;
     }
     if (pc->resume != NULL) pc->resume(pc->resume_arg);
@@ -439,6 +442,9 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
             bc_proto_action_t a = bc__proto_route(pc, hash, touch, &r);
             uint32_t d = 0;
             if (a == BC_PROTO_REFUSE) {
+                /* A gat/gats in a bucket's migration pause waits, the
+                 * whole command (proto_text.h). */
+                if (touch && bc__proto_hold_for_pause(pc, &r)) goto out;
                 /* A bucket without owner reads as a miss, even alone; any
                  * other refusal does inside a multi-get only. */
                 if (!plain || (req->nkeys == 1 && r.why != BC_ROUTE_NO_OWNER)) {
@@ -926,6 +932,7 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
             size_t used = 0;
             st = bc__proto_bin_packet(pc, buf + pos, avail, &used);
             pos += used;
+            if (!pc->ro_hold) pc->ro_since_ms = 0;      /* no write waits (any more) */
             if (used == 0) break;
             continue;
         }

@@ -108,8 +108,8 @@
  *   owner refuses writes to it: SERVER_ERROR READONLY.  libbucketcache
  *   reads that as "wait and retry"; a plain memcached client reads it as
  *   a failure.  So on a client's (non-peer) connection such a write is not
- *   refused at once but waits, up to env->readonly_wait_ms (text and
- *   meta commands; the binary protocol's writes are refused as before):
+ *   refused at once but waits, up to env->readonly_wait_ms (text, meta
+ *   and binary-protocol writes, gat/gats and touch included):
  *
  *     on the owner      the command line is held (pc->ro_hold: the input
  *                       is not consumed and the server stops reading) and
@@ -132,7 +132,11 @@
  *   commands behind it wait), a retried forward keeps its hole.  A
  *   storage command whose data block was still arriving when the pause
  *   began is held with its complete item (state DATA, need 0) and stored
- *   from the timer.
+ *   from the timer.  A binary packet is held whole (binary.c leaves it
+ *   unconsumed) or with its complete value the same way; forwarded, it
+ *   is its meta command, kept and sent again like a text one, and its
+ *   binary reply composed from the final answer (a quiet one stays
+ *   quiet).
  *
  * HOW: READ-THROUGH (origin/origin.h, proto_origin.c)
  *   With an origin (env->origin) and the worker's origin client

@@ -7,6 +7,7 @@ the writer), and the CLI shows the progress.  Then pause, resume and cancel
 through the API and the CLI."""
 import json
 import os
+import struct
 import sys
 import threading
 import time
@@ -140,12 +141,17 @@ class PlainClient(threading.Thread):
     """A memcached client that knows nothing of buckets: one connection to
     one node, one command at a time -- set, then get of the same key,
     which must read its own write -- and every reply that is not the
-    expected one recorded as an error."""
+    expected one recorded as an error.  mode "text" uses set/get, "meta"
+    ms/mg (and a quiet md now and then), "binary" memcached's binary
+    protocol over the raw socket: set (every other one a setq followed by
+    a noop: quiet semantics kept), get, and an incr of a counter that must
+    count exactly (a write retried after a pause is applied once)."""
 
-    def __init__(self, node, keys):
+    def __init__(self, node, keys, mode="text"):
         super().__init__(daemon=True)
         self.node = node
         self.keys = keys
+        self.mode = mode
         self.last = {}
         self.ops = 0
         self.errors = []
@@ -159,26 +165,88 @@ class PlainClient(threading.Thread):
             key = self.keys[i % len(self.keys)]
             value = "%s:%d" % (key, i)
             t0 = time.time()
-            reply = c.cmd("set %s 0 0 %d" % (key, len(value)), value)
-            self.slowest_ms = max(self.slowest_ms, (time.time() - t0) * 1000)
-            if reply != b"STORED\r\n":
-                self.errors.append(("set", key, reply))
+            if self.mode == "binary":
+                self.binary_step(c, i, key, value, t0)
             else:
-                self.last[key] = value
-            want = ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)).encode()
-            reply = c.cmd("get " + key)
-            if reply != want and key in self.last:
-                self.errors.append(("get", key, reply))
-            self.ops += 2
+                self.text_step(c, i, key, value, t0)
             i += 1
         c.close()
 
+    def text_step(self, c, i, key, value, t0):
+        meta = self.mode == "meta"
+        if meta:
+            reply, ok = c.cmd("ms %s %d T0" % (key, len(value)), value), b"HD\r\n"
+        else:
+            reply, ok = c.cmd("set %s 0 0 %d" % (key, len(value)), value), b"STORED\r\n"
+        self.slowest_ms = max(self.slowest_ms, (time.time() - t0) * 1000)
+        if reply != ok:
+            self.errors.append(("set", key, reply))
+        else:
+            self.last[key] = value
+        if meta:
+            want = ("VA %d\r\n%s\r\n" % (len(value), value)).encode()
+            reply = c.cmd("mg %s v" % key)
+            if reply.startswith(b"VA "):
+                reply += c.readline()
+        else:
+            want = ("VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)).encode()
+            reply = c.cmd("get " + key)
+        if reply != want and key in self.last:
+            self.errors.append(("get", key, reply))
+        self.ops += 2
+        if meta and i % 8 == 7:
+            gone = key + "_md"
+            reply = c.cmd("ms %s 1 T0" % gone, "x")
+            c.send("md %s q\r\nmn\r\n" % gone)
+            reply += c.readline()
+            if reply != b"HD\r\nMN\r\n":
+                self.errors.append(("md", gone, reply))
+            self.ops += 2
+
+    @staticmethod
+    def pkt(op, key=b"", ext=b"", val=b""):
+        return struct.pack(">BBHBBHIIQ", 0x80, op, len(key), len(ext), 0, 0,
+                           len(ext) + len(key) + len(val), 0, 0) + ext + key + val
+
+    @staticmethod
+    def response(c):
+        _, op, kl, el, _, st, bl, _, _ = struct.unpack(">BBHBBHIIQ", c.read_exact(24))
+        return op, st, c.read_exact(bl)[el + kl:]
+
+    def binary_step(self, c, i, key, value, t0):
+        k, v = key.encode(), value.encode()
+        quiet = i % 2 == 1
+        c.send(self.pkt(0x11 if quiet else 0x01, k, struct.pack(">II", 0, 0), v) +
+               (self.pkt(0x0a) if quiet else b""))
+        op, st, body = self.response(c)
+        self.slowest_ms = max(self.slowest_ms, (time.time() - t0) * 1000)
+        if st != 0 or op != (0x0a if quiet else 0x01):
+            self.errors.append(("set", key, (op, st, body)))
+            if quiet and op != 0x0a:
+                self.response(c)                        # the noop's
+        else:
+            self.last[key] = value
+        c.send(self.pkt(0x00, k))
+        op, st, body = self.response(c)
+        if (st != 0 or body != v) and key in self.last:
+            self.errors.append(("get", key, (op, st, body)))
+        ctr = self.keys[0] + "_ctr"
+        want = int(self.last.get(ctr, "0")) + 1
+        c.send(self.pkt(0x05, ctr.encode(), struct.pack(">QQI", 1, 1, 0)))
+        op, st, body = self.response(c)
+        if st != 0 or len(body) != 8 or struct.unpack(">Q", body)[0] != want:
+            self.errors.append(("incr", ctr, (op, st, body, want)))
+        else:
+            self.last[ctr] = str(want)
+        self.ops += 3
+
 
 def test_plain_clients_see_no_error_during_a_move():
-    """Plain memcached clients on the source (the owner: its writes in a
-    bucket's pause are held) and on the joining group's node (a non-owner
-    that forwards, then an owner as buckets arrive) get no error while
-    half the buckets move, and read their own writes throughout."""
+    """Plain memcached clients -- text, meta and binary protocol -- on the
+    source (the owner: its writes in a bucket's pause are held) and on the
+    joining group's node (a non-owner that forwards, then an owner as
+    buckets arrive) get no error while half the buckets move, and read
+    their own writes throughout."""
     cl = harness.create_cluster(zk, "plain", buckets=NB)
     con = harness.Console(zk, cl, migrations=True, session_timeout_ms=SESSION_MS)
     g1 = harness.ClusterNode(zk, cl, 1, session_timeout_ms=SESSION_MS)
@@ -188,8 +256,13 @@ def test_plain_clients_see_no_error_during_a_move():
     assert rc == 0, (out, err)
     g2 = harness.ClusterNode(zk, cl, 2, session_timeout_ms=SESSION_MS)
     harness.wait_for(lambda: 2 in mu.console_json(con, "/v1/tables")["d"], what="the plan")
+    # text on the source (the owner) and on the joining node (forwarding,
+    # then owning); binary on both; meta through the joining node
     clients = [PlainClient(g1, ["a%d" % i for i in range(300)]),
-               PlainClient(g2, ["b%d" % i for i in range(300)])]
+               PlainClient(g2, ["b%d" % i for i in range(300)]),
+               PlainClient(g1, ["c%d" % i for i in range(300)], "binary"),
+               PlainClient(g2, ["d%d" % i for i in range(300)], "binary"),
+               PlainClient(g2, ["e%d" % i for i in range(300)], "meta")]
     for c in clients:
         c.start()
     harness.wait_for(lambda: all(c.ops > 200 for c in clients), what="the clients running")
@@ -210,8 +283,9 @@ def test_plain_clients_see_no_error_during_a_move():
     assert held[0] + held[1] > 0, held     # the clients did write into paused buckets
     for n in (g1, g2):
         assert int(n.stats()["pause_timeouts"]) == 0
-    expected = dict(clients[0].last)
-    expected.update(clients[1].last)
+    expected = {}
+    for c in clients:
+        expected.update(c.last)
     mu.check_reads(con, NB, expected, set())
     for p in (g1, g2, con):
         assert p.stop() == 0

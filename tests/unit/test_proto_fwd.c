@@ -31,6 +31,7 @@
 #include "bc_time.h"
 #include "engine/cache.h"
 #include "net/el.h"
+#include "proto/binary.h"
 #include "proto/forward.h"
 #include "proto/proto_text.h"
 #include "test_client_fake.h"
@@ -52,6 +53,7 @@ typedef struct owner {
     int set_refusals;                  /* refuse this many more sets with set_refusal */
     char set_refusal[64];
     int set_delay_ms;                  /* answer a set this late */
+    int md_refusals;                   /* refuse this many more "md" with set_refusal */
 } owner_t;
 
 static fake_action_t
@@ -75,6 +77,17 @@ owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out
     bool drop = get && o->drop_get;
     int delay = get ? o->get_delay_ms : 0;
     char refusal[64];
+    /* The meta commands a forwarded binary or meta delete becomes: "md"
+     * (HD, nothing when quiet) and the "mn" that ends it. */
+    if (strcmp(line, "mn") == 0) reply = "MN\r\n";
+    if (strncmp(line, "md ", 3) == 0) {
+        reply = strstr(line, " q") != NULL ? "" : "HD\r\n";
+        if (o->md_refusals > 0) {
+            o->md_refusals--;
+            snprintf(refusal, sizeof(refusal), "%s", o->set_refusal);
+            reply = refusal;
+        }
+    }
     if (strncmp(line, "set ", 4) == 0) {
         delay = o->set_delay_ms;
         if (o->set_refusals > 0) {
@@ -304,13 +317,13 @@ node_stop(node_t *n)
     free(n);
 }
 
-/* Sends `in` as a client would and asserts the node answers exactly `want`. */
+/* Sends in[0..inlen) as a client would; the answer is in n->out[0..nout). */
 static void
-expect(node_t *n, const char *in, const char *want)
+run_bytes(node_t *n, const char *in, size_t inlen)
 {
     pthread_mutex_lock(&n->mu);
     n->in = in;
-    n->inlen = strlen(in);
+    n->inlen = inlen;
     n->inoff = 0;
     n->nout = 0;
     n->overflow = false;
@@ -325,9 +338,16 @@ expect(node_t *n, const char *in, const char *want)
     }
     bool done = !n->busy;
     pthread_mutex_unlock(&n->mu);
-    if (!done) fail_msg("no answer to \"%s\" within 5 s", in);
+    if (!done) fail_msg("no answer to \"%.*s\" within 5 s", (int)inlen, in);
     assert_int_equal(n->st, BC_OK);
     assert_false(n->overflow);
+}
+
+/* Sends `in` as a client would and asserts the node answers exactly `want`. */
+static void
+expect(node_t *n, const char *in, const char *want)
+{
+    run_bytes(n, in, strlen(in));
     if (n->nout != strlen(want) || memcmp(n->out, want, n->nout) != 0) {
         fail_msg("sent \"%s\"\ngot    \"%.*s\"\nwanted \"%s\"", in, (int)n->nout, n->out, want);
     }
@@ -775,6 +795,18 @@ test_local_write_waits_out_the_pause(void **state)
     snprintf(want, sizeof(want), "VALUE %s 0 2\r\nM4\r\nEND\r\n", k);
     expect(n, line, want);
 
+    /* A gat waits the same way (it writes the expiry). */
+    fake_cluster_table(n->cl, 13, owner, ro, 1);
+    later_table_t t5 = {0};
+    default_owners(t5.owner);
+    later_table_start(&t5, n, 30, 14);
+    t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "gat 0 %s\r\n", k);
+    snprintf(want, sizeof(want), "VALUE %s 0 2\r\nM4\r\nEND\r\n", k);
+    expect(n, line, want);
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t5.thread, NULL);
+
     /* A pause longer than the wait: refused READONLY after it. */
     fake_cluster_table(n->cl, 14, owner, ro, 1);
     n->env.readonly_wait_ms = 30;
@@ -782,6 +814,265 @@ test_local_write_waits_out_the_pause(void **state)
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL2\r\n", k);
     snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 14\r\n", b);
     expect(n, line, want);
+    assert_true(bc_time_mono_ms() - t0 >= 30);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
+static void
+owner_refuse_mds(owner_t *o, int times, const char *refusal)
+{
+    pthread_mutex_lock(&o->mu);
+    o->md_refusals = times;
+    snprintf(o->set_refusal, sizeof(o->set_refusal), "%s", refusal);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void
+test_fwd_meta_write_waits_out_the_owners_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], refusal[64];
+    key_of(2, 0, k, sizeof(k));
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 4\r\n", bucket_of(k));
+
+    /* md through this node: the owner says READONLY three times, then HD;
+     * the client sees HD, and the command behind it answered after it. */
+    owner_refuse_mds(&n->owners[2], 3, refusal);
+    snprintf(line, sizeof(line), "md %s\r\nmn\r\n", k);
+    expect(n, line, "HD\r\nMN\r\n");
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 0);
+
+    /* Quiet: nothing for the success, after the wait. */
+    owner_refuse_mds(&n->owners[2], 2, refusal);
+    snprintf(line, sizeof(line), "md %s q\r\nmn\r\n", k);
+    expect(n, line, "MN\r\n");
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 2);
+
+    /* A pause that outlasts the wait: the refusal (an error: shown in quiet
+     * mode too). */
+    n->env.readonly_wait_ms = 40;
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    snprintf(line, sizeof(line), "md %s q\r\n", k);
+    expect(n, line, refusal);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
+static void
+test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], line[256], refusal[64], want[64];
+    key_of(2, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+
+    /* The owner says MOVED (to group 1, this node); this node's table
+     * follows 30 ms later: the md runs here, its reply without the "MN"
+     * of the forwarded request. */
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 5\r\n", b);
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    t.owner[b] = 1;
+    later_table_start(&t, n, 30, 5);
+    snprintf(line, sizeof(line), "md %s\r\n", k);
+    expect(n, line, "NF\r\n");
+    pthread_join(t.thread, NULL);
+
+    /* Here, but in its migration pause for longer than the wait: this
+     * node's own refusal, whole (the forwarded request's "MN" is added to
+     * it, then dropped as the owner's would be). */
+    char k2[32];
+    key_of(2, 1, k2, sizeof(k2));
+    uint32_t b2 = bucket_of(k2);
+    n->env.readonly_wait_ms = 60;
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 7\r\n", b2);
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    later_table_t t2 = {0};
+    default_owners(t2.owner);
+    t2.owner[b] = 1;
+    t2.owner[b2] = 1;
+    t2.readonly[0] = b2;
+    t2.nro = 1;
+    later_table_start(&t2, n, 10, 7);
+    snprintf(line, sizeof(line), "md %s q\r\n", k2);
+    snprintf(want, sizeof(want), "SERVER_ERROR READONLY %u 7\r\n", b2);
+    expect(n, line, want);
+    pthread_join(t2.thread, NULL);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
+/* A binary request packet into out; returns its length. */
+static size_t
+bin_packet(char *out, uint8_t opcode, const char *key, const void *ext, uint8_t extlen,
+           const char *val, size_t vlen, uint32_t opaque)
+{
+    size_t nkey = key != NULL ? strlen(key) : 0;
+    unsigned char *b = (unsigned char *)out;
+    memset(b, 0, BC_BIN_HEADER_LEN);
+    b[0] = BC_BIN_REQ_MAGIC;
+    b[1] = opcode;
+    bc_binary_put16(b + 2, (uint16_t)nkey);
+    b[4] = extlen;
+    bc_binary_put32(b + 8, (uint32_t)(extlen + nkey + vlen));
+    memcpy(b + 12, &opaque, 4);
+    size_t off = BC_BIN_HEADER_LEN;
+    if (extlen > 0) memcpy(out + off, ext, extlen);
+    off += extlen;
+    if (nkey > 0) memcpy(out + off, key, nkey);
+    off += nkey;
+    if (vlen > 0) memcpy(out + off, val, vlen);
+    return off + vlen;
+}
+
+/* A set (or setq) of key to val, flags 0, no expiry. */
+static size_t
+bin_set(char *out, uint8_t opcode, const char *key, const char *val, uint32_t opaque)
+{
+    unsigned char ext[8] = {0};
+    return bin_packet(out, opcode, key, ext, 8, val, strlen(val), opaque);
+}
+
+/* Asserts the i-th response of n's answer: its opcode, status and body
+ * (NULL: not checked); returns the offset after it. */
+static size_t
+assert_bin_reply(node_t *n, size_t off, uint8_t opcode, uint16_t status, const char *body)
+{
+    if (off + BC_BIN_HEADER_LEN > n->nout) fail_msg("no response at %zu of %zu", off, n->nout);
+    const unsigned char *p = (const unsigned char *)n->out + off;
+    assert_int_equal(p[0], BC_BIN_RES_MAGIC);
+    assert_int_equal(p[1], opcode);
+    assert_int_equal(bc_binary_get16(p + 6), status);
+    uint32_t bodylen = bc_binary_get32(p + 8);
+    assert_true(off + BC_BIN_HEADER_LEN + bodylen <= n->nout);
+    if (body != NULL) {
+        uint32_t skip = p[4] + bc_binary_get16(p + 2);
+        assert_int_equal(bodylen - skip, strlen(body));
+        assert_memory_equal(p + BC_BIN_HEADER_LEN + skip, body, strlen(body));
+    }
+    return off + BC_BIN_HEADER_LEN + bodylen;
+}
+
+static void
+test_fwd_binary_write_waits_out_the_owners_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], in[256], refusal[64];
+    key_of(2, 0, k, sizeof(k));
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 4\r\n", bucket_of(k));
+
+    /* A binary delete goes to the owner as "md": READONLY three times,
+     * then done; the client sees success, then the noop behind it. */
+    owner_refuse_mds(&n->owners[2], 3, refusal);
+    size_t m = bin_packet(in, BC_BIN_DELETE, k, NULL, 0, NULL, 0, 7);
+    m += bin_packet(in + m, BC_BIN_NOOP, NULL, NULL, 0, NULL, 0, 8);
+    run_bytes(n, in, m);
+    size_t off = assert_bin_reply(n, 0, BC_BIN_DELETE, BC_BIN_OK, NULL);
+    off = assert_bin_reply(n, off, BC_BIN_NOOP, BC_BIN_OK, NULL);
+    assert_int_equal(off, n->nout);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+
+    /* deleteq: nothing for the success, after the wait; the noop after it. */
+    owner_refuse_mds(&n->owners[2], 2, refusal);
+    m = bin_packet(in, BC_BIN_DELETEQ, k, NULL, 0, NULL, 0, 9);
+    m += bin_packet(in + m, BC_BIN_NOOP, NULL, NULL, 0, NULL, 0, 10);
+    run_bytes(n, in, m);
+    off = assert_bin_reply(n, 0, BC_BIN_NOOP, BC_BIN_OK, NULL);
+    assert_int_equal(off, n->nout);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 2);
+
+    /* Past the wait: the refusal, as before (NOT_MY_VBUCKET). */
+    n->env.readonly_wait_ms = 40;
+    owner_refuse_mds(&n->owners[2], 1000, refusal);
+    m = bin_packet(in, BC_BIN_DELETEQ, k, NULL, 0, NULL, 0, 11);
+    run_bytes(n, in, m);
+    char body[64];
+    snprintf(body, sizeof(body), "READONLY %u 4", bucket_of(k));
+    assert_bin_reply(n, 0, BC_BIN_DELETEQ, BC_BIN_NOT_MY_VBUCKET, body);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    node_stop(n);
+}
+
+static void
+test_local_binary_write_waits_out_the_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char k[32], in[512];
+    key_of(1, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+    uint32_t owner[NB], ro[1] = {b};
+    default_owners(owner);
+
+    /* This node owns the bucket, read-only; the move is called off 30 ms
+     * later: the held set is stored, the get behind it sees its value. */
+    fake_cluster_table(n->cl, 5, owner, ro, 1);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    later_table_start(&t, n, 30, 6);
+    int64_t t0 = bc_time_mono_ms();
+    size_t m = bin_set(in, BC_BIN_SET, k, "B1", 1);
+    m += bin_packet(in + m, BC_BIN_GET, k, NULL, 0, NULL, 0, 2);
+    run_bytes(n, in, m);
+    size_t off = assert_bin_reply(n, 0, BC_BIN_SET, BC_BIN_OK, NULL);
+    off = assert_bin_reply(n, off, BC_BIN_GET, BC_BIN_OK, "B1");
+    assert_int_equal(off, n->nout);
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t.thread, NULL);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+
+    /* setq, then noop: the noop alone, after the wait. */
+    fake_cluster_table(n->cl, 7, owner, ro, 1);
+    later_table_t t2 = {0};
+    default_owners(t2.owner);
+    later_table_start(&t2, n, 30, 8);
+    m = bin_set(in, BC_BIN_SETQ, k, "B2", 3);
+    m += bin_packet(in + m, BC_BIN_NOOP, NULL, NULL, 0, NULL, 0, 4);
+    m += bin_packet(in + m, BC_BIN_GET, k, NULL, 0, NULL, 0, 5);
+    run_bytes(n, in, m);
+    off = assert_bin_reply(n, 0, BC_BIN_NOOP, BC_BIN_OK, NULL);
+    off = assert_bin_reply(n, off, BC_BIN_GET, BC_BIN_OK, "B2");
+    assert_int_equal(off, n->nout);
+    pthread_join(t2.thread, NULL);
+
+    /* The pause begins while the value is arriving: the set waits with it. */
+    m = bin_set(in, BC_BIN_SET, k, "B3", 6);
+    run_bytes(n, in, m - 1);
+    assert_int_equal(n->nout, 0);
+    fake_cluster_table(n->cl, 9, owner, ro, 1);
+    later_table_t t3 = {0};
+    default_owners(t3.owner);
+    later_table_start(&t3, n, 30, 10);
+    t0 = bc_time_mono_ms();
+    run_bytes(n, in + m - 1, 1);
+    assert_bin_reply(n, 0, BC_BIN_SET, BC_BIN_OK, NULL);
+    assert_true(bc_time_mono_ms() - t0 >= 25);
+    pthread_join(t3.thread, NULL);
+    m = bin_packet(in, BC_BIN_GET, k, NULL, 0, NULL, 0, 7);
+    run_bytes(n, in, m);
+    assert_bin_reply(n, 0, BC_BIN_GET, BC_BIN_OK, "B3");
+
+    /* incr and touch wait too; past the wait, the refusal. */
+    fake_cluster_table(n->cl, 11, owner, ro, 1);
+    n->env.readonly_wait_ms = 30;
+    unsigned char ext[20] = {0};
+    bc_binary_put64(ext, 1);
+    t0 = bc_time_mono_ms();
+    m = bin_packet(in, BC_BIN_INCREMENT, k, ext, 20, NULL, 0, 8);
+    run_bytes(n, in, m);
+    char body[64];
+    snprintf(body, sizeof(body), "READONLY %u 11", b);
+    assert_bin_reply(n, 0, BC_BIN_INCREMENT, BC_BIN_NOT_MY_VBUCKET, body);
     assert_true(bc_time_mono_ms() - t0 >= 30);
     assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
     node_stop(n);
@@ -803,6 +1094,10 @@ main(void)
         cmocka_unit_test(test_fwd_write_waits_out_the_owners_pause),
         cmocka_unit_test(test_fwd_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_local_write_waits_out_the_pause),
+        cmocka_unit_test(test_fwd_meta_write_waits_out_the_owners_pause),
+        cmocka_unit_test(test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here),
+        cmocka_unit_test(test_fwd_binary_write_waits_out_the_owners_pause),
+        cmocka_unit_test(test_local_binary_write_waits_out_the_pause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
