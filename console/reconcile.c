@@ -453,6 +453,20 @@ reconcile_migrations(move_round_t *r)
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
+    /*
+     * BEHAVIOR (batches): the console commits one transaction at a time,
+     * and every commit is a ZooKeeper fsync.  A copy started in a round
+     * that writes nothing else costs a commit of its own, and a copy
+     * report arriving meanwhile waits for it before its cutover can be
+     * committed -- inside that bucket's write pause.  So while copies are
+     * in flight, new ones start only in a round that writes anyway (a
+     * cutover, an abort, any table change); with none in flight they
+     * start at once.  Copies then start together and are cut over
+     * together: one commit ends one batch and starts the next.
+     */
+    bool writes = out->tables_changed || out->nmig > 0 || out->control_changed ||
+                  out->nprimaries > 0 || out->ndepartures > 0;
+    bool batch_open = ncopying == 0 || writes;
     bool paused = out->control->paused;
     size_t lookahead =
         in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
@@ -494,7 +508,8 @@ reconcile_migrations(move_round_t *r)
         }
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
-        if (!ready || ncopying >= in->parallel) {
+        if (!ready || ncopying >= in->parallel || !batch_open) {
+            if (ready && ncopying + out->mig_deferred < in->parallel) out->mig_deferred++;
             if (nahead == lookahead) continue;
             nahead++;
             if (!ready) {

@@ -78,7 +78,11 @@
  *        a read-only flag without a copy behind it is cleared;
  *     4. unless paused, buckets with m != d start copying (c.readonly set,
  *        a copying record at the new epoch) until `parallel` copy at once,
- *        in bucket order, skipping those still backing off after a failure
+ *        in bucket order -- while copies are in flight, only in a round
+ *        that writes anyway (a cutover, an abort, a table change), so
+ *        that copies start and are cut over in batches, one commit ending
+ *        one batch and starting the next (mig_deferred counts the copies
+ *        that wait for it) -- skipping those still backing off after a failure
  *        and those whose groups have no live primary with an admin port.
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
@@ -218,6 +222,8 @@ typedef struct bc_reconcile_output {
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
     uint32_t mig_held_back;        /* starts and precopies not made: destination backing off
                                     * or probed already, or its primary's registration gone */
+    uint32_t mig_deferred;         /* copies that could start but wait for the next round
+                                    * that writes (a cutover): "Migrations", 4 */
     bool mig_more;                 /* work left that did not fit in one transaction */
     /* Groups whose primary is gone with no in-sync member alive: they wait. */
     size_t nwaiting;
