@@ -21,6 +21,7 @@
 #include "reconcile.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,7 +467,17 @@ reconcile_migrations(move_round_t *r)
      */
     bool writes = out->tables_changed || out->nmig > 0 || out->control_changed ||
                   out->nprimaries > 0 || out->ndepartures > 0;
-    bool batch_open = ncopying == 0 || writes;
+    /* ... but a copy that takes long (a delta that fell back to a full
+     * copy, a slow destination) must not idle the free slots: once the
+     * youngest copy in flight has run BC_RECONCILE_BATCH_WAIT_MS, copies
+     * start without waiting for it. */
+    int64_t youngest = INT64_MIN;
+    for (uint32_t b = 0; b < n; b++) {
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (r->final[b] && rec != NULL && rec->started_ms > youngest) youngest = rec->started_ms;
+    }
+    int64_t opens_in = youngest == INT64_MIN ? 0 : youngest + BC_RECONCILE_BATCH_WAIT_MS - in->now_ms;
+    bool batch_open = ncopying == 0 || writes || opens_in <= 0;
     bool paused = out->control->paused;
     size_t lookahead =
         in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
@@ -551,6 +562,7 @@ reconcile_migrations(move_round_t *r)
     if (out->mig_started > 0) {
         summary_add(out, "%u buckets start copying (read-only at their source)", out->mig_started);
     }
+    if (out->mig_deferred > 0) out->mig_batch_wait_ms = opens_in > 0 ? opens_in : 1;
     if (k < in->nreports || r->budget == 0) out->mig_more = true;
 
     /* 5. The run is over when nothing is left to copy. */

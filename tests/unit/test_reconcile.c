@@ -1223,6 +1223,13 @@ test_mig_copies_start_in_batches_with_the_cutover(void **state)
     assert_false(out.changed);
     assert_false(out.c.readonly[1]);
     assert_int_equal(out.ncopying, 1);
+    assert_int_equal(out.mig_batch_wait_ms, 5000 + BC_RECONCILE_BATCH_WAIT_MS - 5100);
+    bc_reconcile_free(&out);
+    /* ... but not for longer than BC_RECONCILE_BATCH_WAIT_MS: a long copy
+     * does not idle the free slots */
+    mig_run(&v, &migs, 5000 + BC_RECONCILE_BATCH_WAIT_MS, &o, &out);
+    assert_int_equal(out.mig_started, 2);
+    assert_int_equal(out.mig_deferred, 0);
     bc_reconcile_free(&out);
 
     /* 0 reports: its cutover and the starts of 1 and 2 in one transaction */
