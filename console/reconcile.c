@@ -476,7 +476,9 @@ reconcile_migrations(move_round_t *r)
         const bc_mig_record_t *rec = migs->rec[b];
         if (r->final[b] && rec != NULL && rec->started_ms > youngest) youngest = rec->started_ms;
     }
-    int64_t opens_in = youngest == INT64_MIN ? 0 : youngest + BC_RECONCILE_BATCH_WAIT_MS - in->now_ms;
+    int64_t opens_in = 0;          /* ms until the wait is over (at most the wait) */
+    if (youngest != INT64_MIN) opens_in = youngest + BC_RECONCILE_BATCH_WAIT_MS - in->now_ms;
+    if (opens_in > BC_RECONCILE_BATCH_WAIT_MS) opens_in = BC_RECONCILE_BATCH_WAIT_MS;
     bool batch_open = ncopying == 0 || writes || opens_in <= 0;
     bool paused = out->control->paused;
     size_t lookahead =
