@@ -80,6 +80,8 @@ struct bc_console {
     bool watch_fired;              /* a ZooKeeper watch or session event since the last load */
     bool reelect;
     bool stopping;
+    int64_t batch_round_at;        /* monotonic ms: a round then starts the copies a batch
+                                    * held back (reconcile.h, mig_batch_wait_ms); 0: none */
     char my_node[CONSOLE_PATH_MAX];   /* full election znode path */
     bc_console_stats_t stats;
 
@@ -814,6 +816,10 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     }
     pthread_mutex_lock(&cs->mu);
     cs->stats.reconciles++;
+    if (st == BC_OK && !dry_run) {
+        cs->batch_round_at = out->mig_deferred > 0 ? bc_time_mono_ms() + out->mig_batch_wait_ms
+                                                   : 0;
+    }
     if (!dry_run) {
         cs->stats.mig_held_back = out->mig_held_back;
         cs->stats.groups_waiting = (uint32_t)out->nwaiting;
@@ -926,7 +932,12 @@ console_loop(void *arg)
         if (cs->stopping) break;
         if (!cs->dirty) {
             struct timespec until;
-            bc_time_deadline(&until, CLOCK_MONOTONIC, st == BC_OK ? (int64_t)cs->interval_ms : 300);
+            int64_t wait = st == BC_OK ? (int64_t)cs->interval_ms : 300;
+            if (cs->batch_round_at != 0) {
+                int64_t left = cs->batch_round_at - bc_time_mono_ms();
+                if (left < wait) wait = left < 1 ? 1 : left;
+            }
+            bc_time_deadline(&until, CLOCK_MONOTONIC, wait);
             pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
         }
     }

@@ -55,6 +55,10 @@
  *   flight, not by the buckets ever moved.
  *   "precopied" is no record either: it lives in the active console's
  *   memory and lapses after 20 s, or when the move is no longer planned.
+ *   Starts go in batches: while copies are in flight, a start waits for a
+ *   transaction written anyway -- usually the cutover of the batch before
+ *   -- for at most 200 ms (reconcile.h, "Migrations", 4), so a start never
+ *   has a commit of its own that a cutover queues behind.
  *
  * THE COPY AND THE PRECOPY
  *   A pool thread asks the destination to import b (from the source, at

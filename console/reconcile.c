@@ -21,6 +21,7 @@
 #include "reconcile.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,6 +454,32 @@ reconcile_migrations(move_round_t *r)
      * started. */
     uint32_t ncopying = 0;
     for (uint32_t b = 0; b < n; b++) ncopying += r->final[b];
+    /*
+     * BEHAVIOR (batches): the console commits one transaction at a time,
+     * and every commit is a ZooKeeper fsync.  A copy started in a round
+     * that writes nothing else costs a commit of its own, and a copy
+     * report arriving meanwhile waits for it before its cutover can be
+     * committed -- inside that bucket's write pause.  So while copies are
+     * in flight, new ones start only in a round that writes anyway (a
+     * cutover, an abort, any table change); with none in flight they
+     * start at once.  Copies then start together and are cut over
+     * together: one commit ends one batch and starts the next.
+     */
+    bool writes = out->tables_changed || out->nmig > 0 || out->control_changed ||
+                  out->nprimaries > 0 || out->ndepartures > 0;
+    /* ... but a copy that takes long (a delta that fell back to a full
+     * copy, a slow destination) must not idle the free slots: once the
+     * youngest copy in flight has run BC_RECONCILE_BATCH_WAIT_MS, copies
+     * start without waiting for it. */
+    int64_t youngest = INT64_MIN;
+    for (uint32_t b = 0; b < n; b++) {
+        const bc_mig_record_t *rec = migs->rec[b];
+        if (r->final[b] && rec != NULL && rec->started_ms > youngest) youngest = rec->started_ms;
+    }
+    int64_t opens_in = 0;          /* ms until the wait is over (at most the wait) */
+    if (youngest != INT64_MIN) opens_in = youngest + BC_RECONCILE_BATCH_WAIT_MS - in->now_ms;
+    if (opens_in > BC_RECONCILE_BATCH_WAIT_MS) opens_in = BC_RECONCILE_BATCH_WAIT_MS;
+    bool batch_open = ncopying == 0 || writes || opens_in <= 0;
     bool paused = out->control->paused;
     size_t lookahead =
         in->precopy != NULL ? bc_mig_pool_precopy_window(in->parallel, in->precopy_ahead) : 0;
@@ -494,7 +521,8 @@ reconcile_migrations(move_round_t *r)
         }
         bool ready = in->precopy == NULL ||
                      (in->precopy[b].from == from && in->precopy[b].to == to);
-        if (!ready || ncopying >= in->parallel) {
+        if (!ready || ncopying >= in->parallel || !batch_open) {
+            if (ready && ncopying + out->mig_deferred < in->parallel) out->mig_deferred++;
             if (nahead == lookahead) continue;
             nahead++;
             if (!ready) {
@@ -536,6 +564,7 @@ reconcile_migrations(move_round_t *r)
     if (out->mig_started > 0) {
         summary_add(out, "%u buckets start copying (read-only at their source)", out->mig_started);
     }
+    if (out->mig_deferred > 0) out->mig_batch_wait_ms = opens_in > 0 ? opens_in : 1;
     if (k < in->nreports || r->budget == 0) out->mig_more = true;
 
     /* 5. The run is over when nothing is left to copy. */

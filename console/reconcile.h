@@ -78,7 +78,13 @@
  *        a read-only flag without a copy behind it is cleared;
  *     4. unless paused, buckets with m != d start copying (c.readonly set,
  *        a copying record at the new epoch) until `parallel` copy at once,
- *        in bucket order, skipping those still backing off after a failure
+ *        in bucket order -- while copies are in flight, only in a round
+ *        that writes anyway (a cutover, an abort, a table change), so
+ *        that copies start and are cut over in batches, one commit ending
+ *        one batch and starting the next (mig_deferred counts the copies
+ *        that wait for it), or once the youngest copy in flight has run
+ *        BC_RECONCILE_BATCH_WAIT_MS (a long copy does not idle the free
+ *        slots) -- skipping those still backing off after a failure
  *        and those whose groups have no live primary with an admin port.
  *        With precopy input, a bucket starts only once precopied for this
  *        very move (same from and to); those that would start but are not
@@ -101,6 +107,10 @@
 
 #include "migrate.h"
 #include "view.h"
+
+/* How long copies ready to start wait for a round that writes anyway
+ * while copies are in flight ("Migrations", 4). */
+#define BC_RECONCILE_BATCH_WAIT_MS 200
 
 typedef enum bc_reconcile_pause {
     BC_RECONCILE_PAUSE_KEEP = 0,   /* leave the paused flag as it is */
@@ -218,6 +228,10 @@ typedef struct bc_reconcile_output {
     uint32_t mig_started, mig_cutovers, mig_aborted, mig_rejected;
     uint32_t mig_held_back;        /* starts and precopies not made: destination backing off
                                     * or probed already, or its primary's registration gone */
+    uint32_t mig_deferred;         /* copies that could start but wait for the next round
+                                    * that writes (a cutover): "Migrations", 4 */
+    int64_t mig_batch_wait_ms;     /* with mig_deferred: a round this much later starts them
+                                    * even if nothing is written before */
     bool mig_more;                 /* work left that did not fit in one transaction */
     /* Groups whose primary is gone with no in-sync member alive: they wait. */
     size_t nwaiting;

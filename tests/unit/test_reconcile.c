@@ -1187,6 +1187,110 @@ test_precopy_ready_for_the_same_move_starts(void **state)
     bc_view_free(&v);
 }
 
+/* Copies start in batches: while one is in flight, a bucket that becomes
+ * ready waits for the next round that writes anyway (the cutover), so a
+ * start never costs a commit of its own that a cutover would queue
+ * behind; the cutover and the next starts are one transaction. */
+static void
+test_mig_copies_start_in_batches_with_the_cutover(void **state)
+{
+    (void)state;
+    bc_view_t v;
+    bc_mig_set_t migs;
+    bc_reconcile_output_t out;
+    bc_reconcile_precopy_t pre[N];
+    precopy_fixture(&v, &migs, pre);
+
+    /* nothing in flight: the one ready bucket starts at once */
+    pre[0] = (bc_reconcile_precopy_t){1, 3};
+    mig_opts_t o = {.parallel = 3, .precopy = pre};
+    mig_run(&v, &migs, 5000, &o, &out);
+    assert_int_equal(out.mig_started, 1);
+    assert_int_equal(out.mig_deferred, 0);
+    assert_true(out.c.readonly[0]);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+    uint64_t e0 = migs.rec[0]->epoch;
+    assert_true(e0 > 0);
+
+    /* 1 and 2 precopied while 0 copies: they wait, and the round writes
+     * nothing (no commit), though two slots are free */
+    pre[1] = (bc_reconcile_precopy_t){1, 3};
+    pre[2] = (bc_reconcile_precopy_t){1, 3};
+    mig_run(&v, &migs, 5100, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_deferred, 2);
+    assert_false(out.changed);
+    assert_false(out.c.readonly[1]);
+    assert_int_equal(out.ncopying, 1);
+    assert_int_equal(out.mig_batch_wait_ms, 5000 + BC_RECONCILE_BATCH_WAIT_MS - 5100);
+    bc_reconcile_free(&out);
+    /* a copy started by a console whose clock was ahead: still at most the wait */
+    mig_run(&v, &migs, 1000, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_batch_wait_ms, BC_RECONCILE_BATCH_WAIT_MS);
+    bc_reconcile_free(&out);
+    /* ... but not for longer than BC_RECONCILE_BATCH_WAIT_MS: a long copy
+     * does not idle the free slots */
+    mig_run(&v, &migs, 5000 + BC_RECONCILE_BATCH_WAIT_MS, &o, &out);
+    assert_int_equal(out.mig_started, 2);
+    assert_int_equal(out.mig_deferred, 0);
+    bc_reconcile_free(&out);
+
+    /* 0 reports: its cutover and the starts of 1 and 2 in one transaction */
+    bc_mig_report_t rep = report_ok(0, e0, "n-0000000030", 5, 500);
+    o.reports = &rep;
+    o.nreports = 1;
+    mig_run(&v, &migs, 5200, &o, &out);
+    assert_int_equal(out.mig_cutovers, 1);
+    assert_int_equal(out.mig_started, 2);
+    assert_int_equal(out.mig_deferred, 0);
+    assert_int_equal(out.c.owner[0], 3);
+    assert_false(out.c.readonly[0]);
+    assert_true(out.c.readonly[1]);
+    assert_true(out.c.readonly[2]);
+    assert_int_equal(out.ncopying, 2);
+    mig_apply(&v, &migs, &out);
+    bc_reconcile_free(&out);
+    uint64_t e1 = migs.rec[1]->epoch;
+    assert_int_equal(migs.rec[2]->epoch, e1);           /* one batch, one epoch */
+
+    /* 3 ready while 1 and 2 copy: it waits; 1 fails: the abort is a write,
+     * so 3 starts with it (and 1, backing off, does not) */
+    pre[3] = (bc_reconcile_precopy_t){1, 3};
+    o.reports = NULL;
+    o.nreports = 0;
+    mig_run(&v, &migs, 5300, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_deferred, 1);
+    assert_false(out.changed);
+    bc_reconcile_free(&out);
+    bc_mig_report_t fail = report_ok(1, e1, "n-0000000030", 0, 0);
+    fail.ok = false;
+    snprintf(fail.error, sizeof(fail.error), "import failed");
+    o.reports = &fail;
+    o.nreports = 1;
+    mig_run(&v, &migs, 5400, &o, &out);
+    assert_int_equal(out.mig_aborted, 1);
+    assert_int_equal(out.mig_started, 1);
+    assert_false(out.c.readonly[1]);
+    assert_true(out.c.readonly[3]);
+    bc_reconcile_free(&out);
+
+    /* precopy off: the same rule (a retry whose backoff ran out waits for
+     * the next cutover while a copy is in flight) */
+    o.precopy = NULL;
+    o.reports = NULL;
+    o.nreports = 0;
+    mig_run(&v, &migs, 5300, &o, &out);
+    assert_int_equal(out.mig_started, 0);
+    assert_int_equal(out.mig_deferred, 1);             /* bucket 3 (1 slot free) */
+    assert_false(out.changed);
+    bc_reconcile_free(&out);
+    bc_mig_set_free(&migs);
+    bc_view_free(&v);
+}
+
 static void
 test_precopy_paused_wants_nothing(void **state)
 {
@@ -1426,6 +1530,7 @@ main(void)
         cmocka_unit_test(test_mig_stray_readonly_cleared_and_no_admin_waits),
         cmocka_unit_test(test_precopy_nothing_ready_starts_nothing_and_wants_a_bounded_few),
         cmocka_unit_test(test_precopy_ready_for_the_same_move_starts),
+        cmocka_unit_test(test_mig_copies_start_in_batches_with_the_cutover),
         cmocka_unit_test(test_precopy_paused_wants_nothing),
         cmocka_unit_test(test_mig_destination_backing_off_starts_nothing),
         cmocka_unit_test(test_mig_codecs),
