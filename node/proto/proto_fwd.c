@@ -52,6 +52,25 @@
  *   memcached's own client-side sharding (libmemcached, pymemcache's
  *   HashClient with ignore_exc) and mcrouter's miss-on-get-error give for
  *   a shard that is down.  A command for one key keeps its error line.
+ *
+ * BEHAVIOR: A MULTI-KEY GAT WAITS TOO
+ *   A gat/gats is a write (it sets the expiry): a part its owner refuses
+ *   for a migration pause -- or MOVED / NOT_PRIMARY, the owner's table
+ *   being newer -- is not a miss but waits like a forwarded one-key write
+ *   (proto_text.h, "WRITES DURING A MIGRATION PAUSE"): its keys are kept
+ *   and, on the op's timer (1, 2, 4, then every 5 ms), routed again by
+ *   this node's table then.  The keys going where the first one goes are
+ *   asked together -- run here (bc__proto_exec_local), sent to their
+ *   owner, or misses (no owner, nobody reachable) -- then the others, one
+ *   destination after another; a first key still paused here makes them
+ *   all wait.  A bucket that was cut over mid-pause thus takes its keys
+ *   to the new owner while the part's other buckets stay with the old
+ *   one.  The part's VALUE blocks accumulate in it and take its place in
+ *   the reply; the connection takes no further command while any part
+ *   waits (a later write of the same key must not be applied first).
+ *   Past env->readonly_wait_ms the keys still waiting read as misses,
+ *   counted in get_forward_failed and pause_timeouts.  A multi-get is a
+ *   read and is never sent again.
  */
 #include <stdio.h>
 #include <stdlib.h>
