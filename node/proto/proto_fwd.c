@@ -52,11 +52,31 @@
  *   memcached's own client-side sharding (libmemcached, pymemcache's
  *   HashClient with ignore_exc) and mcrouter's miss-on-get-error give for
  *   a shard that is down.  A command for one key keeps its error line.
+ *
+ * BEHAVIOR: A MULTI-KEY GAT WAITS TOO
+ *   A gat/gats is a write (it sets the expiry): a part its owner refuses
+ *   for a migration pause -- or MOVED / NOT_PRIMARY, the owner's table
+ *   being newer -- is not a miss but waits like a forwarded one-key write
+ *   (proto_text.h, "WRITES DURING A MIGRATION PAUSE"): its keys are kept
+ *   and, on the op's timer (1, 2, 4, then every 5 ms), routed again by
+ *   this node's table then.  The keys going where the first one goes are
+ *   asked together -- run here (bc__proto_exec_local), sent to their
+ *   owner, or misses (no owner, nobody reachable) -- then the others, one
+ *   destination after another; a first key still paused here makes them
+ *   all wait.  A bucket that was cut over mid-pause thus takes its keys
+ *   to the new owner while the part's other buckets stay with the old
+ *   one.  The part's VALUE blocks accumulate in it and take its place in
+ *   the reply; the connection takes no further command while any part
+ *   waits (a later write of the same key must not be applied first).
+ *   Past env->readonly_wait_ms the keys still waiting read as misses,
+ *   counted in get_forward_failed and pause_timeouts.  A multi-get is a
+ *   read and is never sent again.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bc_hash.h"
 #include "bc_time.h"
 #include "bc_wire.h"
 #include "proto/proto_int.h"
@@ -74,6 +94,18 @@ typedef struct fwd_part {
     bc_status_t st;
     char *reply;                   /* owned */
     size_t len;
+    /* OP_VALUES of a gat/gats waiting out a pause ("A MULTI-KEY GAT
+     * WAITS TOO"): the keys still to answer (" k1 k2", owned), those of
+     * the request in flight (owned), and the VALUE blocks answered so far
+     * (owned, no END). */
+    bool retrying;
+    bool waiting;                  /* for the op's timed retry */
+    char *keys;
+    size_t nkeys_len;
+    char *inflight;
+    size_t ninflight;
+    char *acc;
+    size_t nacc;
 } fwd_part_t;
 
 struct bc_proto_fwd_op {
@@ -100,6 +132,10 @@ struct bc_proto_fwd_op {
     uint32_t retry_tries;
     bool retry_waiting;            /* counted in pc->nretry: the input waits */
     bc_fwd_post_t retry_post;      /* the timed retry */
+    bool retry_armed;              /* OP_VALUES: retry_post is queued */
+    bool retry_timed_out;          /* OP_VALUES: pause_timeouts counted */
+    char pfx[40];                  /* OP_VALUES with retry: "gat <exptime>" */
+    size_t npfx;
     bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
     void *bin_arg;                 /* bin's context (owned, freed with the op) */
     fwd_part_t parts[];
@@ -141,6 +177,9 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     for (uint32_t i = 0; i < op->nparts; i++) {
         if (op->parts[i].req != NULL) bc_fwd_cancel(pc->fwd, op->parts[i].req);
         free(op->parts[i].reply);
+        free(op->parts[i].keys);
+        free(op->parts[i].inflight);
+        free(op->parts[i].acc);
     }
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
@@ -441,6 +480,269 @@ fwd_op_settle(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, char *req, size_t n, c
     fwd_op_complete(pc, op);
 }
 
+static void fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* a multi-key gat waiting out a pause                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Appends src[0..n) to the owned buffer *dst of *len bytes. */
+static bool
+buf_append(char **dst, size_t *len, const char *src, size_t n)
+{
+    if (n == 0) return true;
+    char *b = realloc(*dst, *len + n + 1);
+    if (b == NULL) return false;
+    memcpy(b + *len, src, n);
+    *len += n;
+    *dst = b;
+    return true;
+}
+
+/* The keys in " k1 k2 ..." (as many as bc_mc_next_key finds). */
+static uint64_t
+keys_count(const char *keys, size_t n)
+{
+    const char *cursor = keys, *key;
+    size_t nkey;
+    uint64_t count = 0;
+    while (n > 0 && bc_mc_next_key(&cursor, keys + n, &key, &nkey)) count++;
+    return count;
+}
+
+/* Part i of a gat is answered: its VALUE blocks and one END are its reply
+ * (merged like any part's, answer_values), and op completes when it was
+ * the last.  op may be freed on return. */
+static void
+values_part_finish(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i)
+{
+    fwd_part_t *part = &op->parts[i];
+    free(part->keys);
+    part->keys = NULL;
+    part->nkeys_len = 0;
+    part->retrying = false;
+    if (buf_append(&part->acc, &part->nacc, "END\r\n", 5)) {
+        part->st = BC_OK;
+        part->reply = part->acc;
+        part->len = part->nacc;
+    } else {
+        pc->oom = true;
+        part->st = BC_ENOMEM;
+        free(part->acc);
+    }
+    part->acc = NULL;
+    part->nacc = 0;
+    if (--op->pending == 0) fwd_op_complete(pc, op);
+}
+
+/* Part i's keys (part->keys) wait for the op's timed retry, or -- the
+ * wait over -- read as misses, as a part refused without waiting does.
+ * op may be freed on return. */
+static void
+values_part_wait(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i)
+{
+    fwd_part_t *part = &op->parts[i];
+    uint64_t now = (uint64_t)bc_time_mono_ms();
+
+    if (op->retry_since_ms == 0) {
+        op->retry_since_ms = now;
+        bc_stats_incr(pc->stats, pause_waits);
+    } else if (now - op->retry_since_ms >= pc->env->readonly_wait_ms) {
+        if (!op->retry_timed_out) bc_stats_incr(pc->stats, pause_timeouts);
+        op->retry_timed_out = true;
+        bc__proto_count_unanswered(pc, keys_count(part->keys, part->nkeys_len), false);
+        values_part_finish(pc, op, i);
+        return;
+    }
+    part->waiting = true;
+    /* A gat is a write: no command of this client overtakes it. */
+    if (!op->retry_waiting) {
+        op->retry_waiting = true;
+        pc->nretry++;
+        pc->waiting = true;
+    }
+    if (!op->retry_armed) {
+        op->retry_armed = true;
+        bc_fwd_post_at(pc->fwd, &op->retry_post, now + bc__proto_pause_delay_ms(op->retry_tries++));
+    }
+}
+
+/*
+ * The answer (st, reply owned) to part i's request for the keys
+ * part->inflight: its values are kept; a pause or a newer table puts the
+ * keys back to wait (returns false: part i waits, or is finished and op
+ * may be freed); any other answer makes them misses.  Returns true when
+ * part i goes on with its other keys.
+ */
+static bool
+values_part_answered(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i, bc_status_t st,
+                     char *reply, size_t len)
+{
+    fwd_part_t *part = &op->parts[i];
+    char *sent = part->inflight;
+    size_t nsent = part->ninflight;
+    bool go_on = true;
+
+    part->inflight = NULL;
+    part->ninflight = 0;
+    if (st == BC_OK && reply_is_values(reply, len)) {
+        if (!buf_append(&part->acc, &part->nacc, reply, len - 5)) pc->oom = true;
+    } else if (st == BC_OK && reply_is_retryable(reply, len)) {
+        /* Its keys first again: the part keeps the client's key order. */
+        if (buf_append(&sent, &nsent, part->keys, part->nkeys_len)) {
+            free(part->keys);
+            part->keys = sent;
+            part->nkeys_len = nsent;
+            sent = NULL;
+            values_part_wait(pc, op, i);
+            go_on = false;
+        } else {
+            pc->oom = true;
+            bc__proto_count_unanswered(pc, keys_count(sent, nsent), false);
+        }
+    } else {
+        bool no_owner = st == BC_OK && reply_refusal(reply, len) == BC_WIRE_REFUSAL_NO_OWNER;
+        bc__proto_count_unanswered(pc, keys_count(sent, nsent), no_owner);
+    }
+    free(sent);
+    free(reply);
+    return go_on;
+}
+
+enum { KEY_HERE, KEY_FORWARD, KEY_PAUSED, KEY_NO_OWNER, KEY_UNREACHABLE };
+
+/* Where a key of a waiting gat goes now. */
+static int
+key_class(bc_proto_action_t a, const bc_proto_route_t *r)
+{
+    switch (a) {
+    case BC_PROTO_SERVE: return KEY_HERE;
+    case BC_PROTO_FORWARD: return KEY_FORWARD;
+    case BC_PROTO_REFUSE: break;
+    }
+    return r->why == BC_ROUTE_READONLY   ? KEY_PAUSED
+           : r->why == BC_ROUTE_NO_OWNER ? KEY_NO_OWNER
+                                         : KEY_UNREACHABLE;
+}
+
+/*
+ * Part i's keys are routed again, by this node's table now: the keys that
+ * go where the first one goes are asked there -- run here (served here
+ * now), sent to their owner's primary (the answer comes to fwd_on_done),
+ * or read as misses (no owner, nobody reachable) -- and the others after
+ * them.  A first key still in its pause here makes them all wait.  op may
+ * be freed on return.
+ */
+static void
+values_part_advance(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i)
+{
+    fwd_part_t *part = &op->parts[i];
+
+    while (part->nkeys_len > 0 && keys_count(part->keys, part->nkeys_len) > 0) {
+        const char *cursor = part->keys, *end = part->keys + part->nkeys_len, *key;
+        size_t nkey, nsub = 0, nrest = 0;
+        char *sub = malloc(op->npfx + part->nkeys_len + 3), *rest = malloc(part->nkeys_len + 1);
+        int target = -1;
+        bc_proto_route_t first = {0};
+        if (sub == NULL || rest == NULL) {
+            free(sub);
+            free(rest);
+            pc->oom = true;
+            bc__proto_count_unanswered(pc, keys_count(part->keys, part->nkeys_len), false);
+            break;
+        }
+        memcpy(sub, op->pfx, op->npfx);
+        nsub = op->npfx;
+        while (bc_mc_next_key(&cursor, end, &key, &nkey)) {
+            bc_proto_route_t r;
+            int c = key_class(bc__proto_route(pc, bc_hash_key(key, nkey), true, &r), &r);
+            if (target < 0) {
+                target = c;
+                first = r;
+            }
+            bool same = c == target && (c != KEY_FORWARD || r.owner == first.owner);
+            char *dst = same ? sub : rest;
+            size_t *n = same ? &nsub : &nrest;
+            dst[(*n)++] = ' ';
+            memcpy(dst + *n, key, nkey);
+            *n += nkey;
+        }
+        if (target == KEY_PAUSED) {
+            /* In its pause here: everything waits, in the client's order. */
+            free(sub);
+            free(rest);
+            values_part_wait(pc, op, i);
+            return;
+        }
+        free(part->keys);
+        part->keys = rest;
+        part->nkeys_len = nrest;
+        part->inflight = malloc(nsub - op->npfx + 1);
+        if (part->inflight == NULL) {
+            pc->oom = true;
+            bc__proto_count_unanswered(pc, keys_count(sub + op->npfx, nsub - op->npfx), false);
+            free(sub);
+            continue;
+        }
+        memcpy(part->inflight, sub + op->npfx, nsub - op->npfx);
+        part->ninflight = nsub - op->npfx;
+        sub[nsub++] = '\r';
+        sub[nsub++] = '\n';
+        if (target == KEY_FORWARD) {
+            part->gid = first.owner;
+            bc_status_t st = bc_fwd_submit(pc->fwd, part->gid, op->reply_kind, sub, nsub,
+                                           (uint32_t)pc->id, fwd_on_done, op, i, &part->req);
+            if (st == BC_OK) return;    /* fwd_on_done goes on */
+            part->req = NULL;
+            (void)values_part_answered(pc, op, i, st, NULL, 0);
+            continue;
+        }
+        char *reply = NULL;
+        size_t rlen = 0;
+        if (target == KEY_HERE) {
+            reply = bc__proto_exec_local(pc, sub, nsub, &rlen);
+            if (reply == NULL) pc->oom = true;
+        }
+        free(sub);
+        bc_status_t st = BC_OK;
+        if (reply == NULL) {
+            /* Nobody to ask (no owner, no reachable primary): misses. */
+            st = target == KEY_HERE ? BC_ENOMEM : target == KEY_NO_OWNER ? BC_OK : BC_ENOTFOUND;
+            if (st == BC_OK) {
+                char line[REFUSAL_MAX];
+                rlen = bc__proto_refusal(&first, line);
+                reply = malloc(rlen);
+                if (reply == NULL) st = BC_ENOMEM;
+                else memcpy(reply, line, rlen);
+            }
+        }
+        if (!values_part_answered(pc, op, i, st, reply, rlen)) return;
+    }
+    values_part_finish(pc, op, i);
+}
+
+/* The timed retry of an OP_VALUES op: every part waiting goes on. */
+static void
+values_op_retry(bc_proto_fwd_op_t *op)
+{
+    bc_proto_conn_t *pc = op->pc;
+
+    op->retry_armed = false;
+    if (op->retry_waiting) {
+        op->retry_waiting = false;
+        pc->nretry--;
+        pc->waiting = pc->nfwd >= BC_PROTO_FWD_MAX || pc->nretry > 0;
+        if (!pc->waiting) bc_fwd_post(pc->fwd, &pc->resume_post);   /* input goes on */
+    }
+    op->pending++;                      /* op outlives the loop */
+    for (uint32_t i = 0; i < op->nparts; i++) {
+        if (!op->parts[i].waiting) continue;
+        op->parts[i].waiting = false;
+        values_part_advance(pc, op, i);
+    }
+    if (--op->pending == 0) fwd_op_complete(pc, op);
+}
+
 /* op's timed retry: sent to the bucket's owner by this node's table now,
  * or run here when that is this node's group.  Routed as a write (a
  * one-key get waits a little longer for a paused bucket it could read:
@@ -455,6 +757,10 @@ fwd_op_retry(void *arg)
     size_t n = op->len;
     bc_proto_route_t r = op->route;
 
+    if (op->kind == OP_VALUES) {
+        values_op_retry(op);
+        return;
+    }
     op->buf = NULL;
     if (op->retry_waiting) {
         op->retry_waiting = false;
@@ -512,7 +818,31 @@ fwd_on_done(void *arg, uint32_t tag, bc_status_t st, char *reply, size_t len)
     bc_proto_conn_t *pc = op->pc;
     fwd_part_t *part = &op->parts[tag];
 
-    if (op->retry && st == BC_OK && reply_is_retryable(reply, len)) {
+    if (op->kind == OP_VALUES && op->retry) {
+        if (part->retrying) {
+            /* A key set of a gat waiting out a pause, sent again. */
+            part->req = NULL;
+            if (values_part_answered(pc, op, tag, st, reply, len)) values_part_advance(pc, op, tag);
+            return;
+        }
+        size_t n = 0;
+        char *req = st == BC_OK && reply_is_retryable(reply, len)
+                    ? bc_fwd_take_request(part->req, &n) : NULL;
+        if (req != NULL && n >= op->npfx + 2) {
+            /* Its owner is in its pause (or its table is newer): the
+             * part's keys wait, then go where they belong then. */
+            part->req = NULL;
+            part->retrying = true;
+            part->keys = req;
+            part->nkeys_len = n - op->npfx - 2;
+            memmove(req, req + op->npfx, part->nkeys_len);
+            free(reply);
+            values_part_wait(pc, op, tag);
+            return;
+        }
+        free(req);
+    }
+    if (op->retry && op->kind != OP_VALUES && st == BC_OK && reply_is_retryable(reply, len)) {
         size_t n = 0;
         char *req = bc_fwd_take_request(part->req, &n);
         part->req = NULL;
@@ -785,6 +1115,12 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
     const char *name = bc_mc_cmd_name(req->cmd);
     bool touch = req->cmd == BC_MC_CMD_GAT || req->cmd == BC_MC_CMD_GATS;
     size_t room = strlen(name) + 24 + (size_t)(req->keys_end - req->keys) + 3;
+    int npfx = touch ? snprintf(op->pfx, sizeof(op->pfx), "%s %" PRId64, name, req->exptime)
+                     : snprintf(op->pfx, sizeof(op->pfx), "%s", name);
+    op->npfx = npfx > 0 && (size_t)npfx < sizeof(op->pfx) ? (size_t)npfx : 0;
+    /* A gat is a write: its parts wait out a pause ("A MULTI-KEY GAT
+     * WAITS TOO"). */
+    op->retry = touch && op->npfx > 0 && fwd_retries_writes(pc);
     for (uint32_t k = 0; k < ngids; k++) {
         op->parts[k].gid = gids[k];
         op->parts[k].nkeys = nks[k];
@@ -793,8 +1129,8 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
             op->parts[k].st = BC_ENOMEM;
             continue;
         }
-        size_t n = (size_t)(touch ? snprintf(buf, room, "%s %" PRId64, name, req->exptime)
-                                  : snprintf(buf, room, "%s", name));
+        memcpy(buf, op->pfx, op->npfx);
+        size_t n = op->npfx;
         const char *cursor = req->keys, *key;
         size_t nkey;
         uint32_t i = 0;

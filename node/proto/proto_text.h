@@ -126,7 +126,10 @@
  *                       table at that moment, or runs it here when this
  *                       node's group has just become the owner.  MOVED
  *                       and NOT_PRIMARY answers (the owner's table is
- *                       newer than ours) are retried the same way.
+ *                       newer than ours) are retried the same way; so
+ *                       is the part of a multi-key gat/gats an owner
+ *                       refuses, its keys routed again at each try
+ *                       (proto_fwd.c, "A MULTI-KEY GAT WAITS TOO").
  *
  *   Replies stay in order: the held command's reply is the next one (the
  *   commands behind it wait), a retried forward keeps its hole.  A

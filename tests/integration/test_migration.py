@@ -142,10 +142,11 @@ class PlainClient(threading.Thread):
     one node, one command at a time -- set, then get of the same key,
     which must read its own write -- and every reply that is not the
     expected one recorded as an error.  mode "text" uses set/get, "meta"
-    ms/mg (and a quiet md now and then), "binary" memcached's binary
-    protocol over the raw socket: set (every other one a setq followed by
-    a noop: quiet semantics kept), get, and an incr of a counter that must
-    count exactly (a write retried after a pause is applied once)."""
+    ms/mg (and now and then a quiet md, and a gat of eight keys that must
+    return all eight), "binary" memcached's binary protocol over the raw
+    socket: set (every other one a setq followed by a noop: quiet
+    semantics kept), get, and an incr of a counter that must count exactly
+    (a write retried after a pause is applied once)."""
 
     def __init__(self, node, keys, mode="text"):
         super().__init__(daemon=True)
@@ -202,6 +203,22 @@ class PlainClient(threading.Thread):
             if reply != b"HD\r\nMN\r\n":
                 self.errors.append(("md", gone, reply))
             self.ops += 2
+        if meta and i % 2 == 1 and i >= 8:
+            # a multi-key gat: its keys span buckets and owners (split per
+            # owner, a part meeting a pause waits); every value comes, in
+            # whatever order the owners answer
+            keys = [self.keys[(i - j) % len(self.keys)] for j in range(8)]
+            reply = c.cmd("gat 0 " + " ".join(keys))
+            got, rest = {}, reply
+            while rest.startswith(b"VALUE "):
+                hdr, rest = rest.split(b"\r\n", 1)
+                _, k, _, n = hdr.split(b" ")[:4]
+                got[k.decode()] = rest[:int(n)].decode()
+                rest = rest[int(n) + 2:]
+            want = {k: self.last[k] for k in keys if k in self.last}
+            if rest != b"END\r\n" or got != want:
+                self.errors.append(("gat", keys, reply))
+            self.ops += 1
 
     @staticmethod
     def pkt(op, key=b"", ext=b"", val=b""):

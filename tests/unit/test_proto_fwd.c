@@ -54,13 +54,52 @@ typedef struct owner {
     char set_refusal[64];
     int set_delay_ms;                  /* answer a set this late */
     int md_refusals;                   /* refuse this many more "md" with set_refusal */
+    int gat_refusals;                  /* refuse this many more gats with set_refusal ... */
+    char gat_refuse_key[32];           /* ... those naming this key ("": any) */
 } owner_t;
+
+/* Whether the command line names key among its tokens. */
+static bool
+line_has_token(const char *line, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = strstr(line, key); p != NULL; p = strstr(p + 1, key)) {
+        if ((p == line || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0')) return true;
+    }
+    return false;
+}
+
+/* A gat's answer from the fake's store: its keys' VALUE blocks, END. */
+static void
+owner_gat_reply(fake_t *f, const char *line, char *out, size_t *outlen)
+{
+    const char *p = strchr(line, ' ');
+    p = p != NULL ? strchr(p + 1, ' ') : NULL;              /* past the exptime */
+    size_t n = 0;
+    pthread_mutex_lock(&f->mu);
+    while (p != NULL && *p == ' ') {
+        p++;
+        const char *e = strchr(p, ' ');
+        size_t kl = e != NULL ? (size_t)(e - p) : strlen(p);
+        fake_item_t *it = fake_find(f, p, kl);
+        if (it != NULL) {
+            n += (size_t)sprintf(out + n, "VALUE %s %u %zu\r\n", it->key, it->flags, it->vlen);
+            memcpy(out + n, it->value, it->vlen);
+            n += it->vlen;
+            memcpy(out + n, "\r\n", 2);
+            n += 2;
+        }
+        p = e;
+    }
+    pthread_mutex_unlock(&f->mu);
+    memcpy(out + n, "END\r\n", 5);
+    *outlen = n + 5;
+}
 
 static fake_action_t
 owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out, size_t *outlen,
            void *ctx)
 {
-    (void)f;
     (void)data;
     (void)dlen;
     owner_t *o = ctx;
@@ -88,6 +127,14 @@ owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out
             reply = refusal;
         }
     }
+    bool gat = strncmp(line, "gat ", 4) == 0 || strncmp(line, "gats ", 5) == 0;
+    if (gat && o->gat_refusals > 0 &&
+        (o->gat_refuse_key[0] == '\0' || line_has_token(line, o->gat_refuse_key))) {
+        o->gat_refusals--;
+        snprintf(refusal, sizeof(refusal), "%s", o->set_refusal);
+        reply = refusal;
+        gat = false;
+    }
     if (strncmp(line, "set ", 4) == 0) {
         delay = o->set_delay_ms;
         if (o->set_refusals > 0) {
@@ -97,6 +144,10 @@ owner_hook(fake_t *f, const char *line, const char *data, size_t dlen, char *out
         }
     }
     pthread_mutex_unlock(&o->mu);
+    if (gat) {
+        owner_gat_reply(f, line, out, outlen);
+        return FAKE_REPLY;
+    }
     if (delay > 0) usleep((useconds_t)delay * 1000);
     if (drop) return FAKE_DROP;
     if (reply == NULL) return FAKE_DEFAULT;
@@ -909,6 +960,141 @@ test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here(void **state)
     node_stop(n);
 }
 
+/* The owner refuses the next `times` gats naming key ("" any) with refusal. */
+static void
+owner_refuse_gats(owner_t *o, int times, const char *key, const char *refusal)
+{
+    pthread_mutex_lock(&o->mu);
+    o->gat_refusals = times;
+    snprintf(o->gat_refuse_key, sizeof(o->gat_refuse_key), "%s", key);
+    snprintf(o->set_refusal, sizeof(o->set_refusal), "%s", refusal);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void
+test_fwd_multikey_gat_waits_out_an_owners_pause(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char a0[32], b0[32], l0[32], line[256], want[512], refusal[64];
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(3, 0, b0, sizeof(b0));
+    key_of(1, 0, l0, sizeof(l0));
+    fake_put(n->owners[2].fake, a0, "A0", 2, 20);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 30);
+    snprintf(line, sizeof(line), "set %s 10 0 2\r\nL0\r\n", l0);
+    expect(n, line, "STORED\r\n");
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 4\r\n", bucket_of(a0));
+
+    /* Group 2's part meets its owner's pause three times, then is
+     * answered: every value comes (owner by owner, then the local one,
+     * one END), and the command behind the gat answers after it. */
+    owner_refuse_gats(&n->owners[2], 3, "", refusal);
+    snprintf(line, sizeof(line), "gat 100 %s %s %s\r\nget %s\r\n", a0, l0, b0, l0);
+    snprintf(want, sizeof(want),
+             "VALUE %s 20 2\r\nA0\r\nVALUE %s 30 2\r\nB0\r\nVALUE %s 10 2\r\nL0\r\nEND\r\n"
+             "VALUE %s 10 2\r\nL0\r\nEND\r\n", a0, b0, l0, l0);
+    expect(n, line, want);
+    /* Sent four times, the same keys with the same expiry (applied). */
+    assert_int_equal(owner_lines(&n->owners[2]), 4);
+    snprintf(want, sizeof(want), "gat 100 %s", a0);
+    assert_owner_line(&n->owners[2], 3, want);
+    assert_int_equal(owner_lines(&n->owners[3]), 1);
+    assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 0);
+
+    /* gats too, with its cas. */
+    owner_refuse_gats(&n->owners[2], 2, "", refusal);
+    snprintf(line, sizeof(line), "gats 7 %s %s\r\n", b0, a0);
+    snprintf(want, sizeof(want), "VALUE %s 30 2 0\r\nB0\r\nVALUE %s 20 2 0\r\nA0\r\nEND\r\n",
+             b0, a0);
+    run_bytes(n, line, strlen(line));
+    /* (the fake's values have no cas: compare without it) */
+    char got[512];
+    snprintf(got, sizeof(got), "%.*s", (int)n->nout, n->out);
+    snprintf(want, sizeof(want), "VALUE %s 30 2\r\nB0\r\nVALUE %s 20 2\r\nA0\r\nEND\r\n", b0, a0);
+    assert_string_equal(got, want);
+    snprintf(want, sizeof(want), "gats 7 %s", a0);
+    assert_owner_line(&n->owners[2], 6, want);
+
+    /* A pause that outlasts the wait: that part's keys read as misses,
+     * after readonly_wait_ms. */
+    n->env.readonly_wait_ms = 40;
+    owner_refuse_gats(&n->owners[2], 1000, "", refusal);
+    uint64_t failed = atomic_load(&n->stats.get_forward_failed);
+    int64_t t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "gat 100 %s %s %s\r\n", a0, l0, b0);
+    snprintf(want, sizeof(want), "VALUE %s 30 2\r\nB0\r\nVALUE %s 10 2\r\nL0\r\nEND\r\n", b0, l0);
+    expect(n, line, want);
+    assert_true(bc_time_mono_ms() - t0 >= 40);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
+    assert_int_equal(atomic_load(&n->stats.get_forward_failed), failed + 1);
+
+    /* A multi-get is a read: never sent again. */
+    owner_refuse_gats(&n->owners[2], 0, "", refusal);
+    owner_set(&n->owners[2], refusal, false, 0);
+    int before = owner_lines(&n->owners[2]);
+    snprintf(line, sizeof(line), "get %s %s\r\n", a0, b0);
+    snprintf(want, sizeof(want), "VALUE %s 30 2\r\nB0\r\nEND\r\n", b0);
+    expect(n, line, want);
+    assert_int_equal(owner_lines(&n->owners[2]), before + 1);
+    node_stop(n);
+}
+
+static void
+test_fwd_multikey_gat_follows_a_bucket_that_moved(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 1000;
+    char a0[32], a1[32], line[256], want[512], refusal[64];
+    key_of(2, 0, a0, sizeof(a0));
+    for (int i = 1;; i++) {
+        key_of(2, i, a1, sizeof(a1));
+        if (bucket_of(a1) != bucket_of(a0)) break;
+    }
+    uint32_t b = bucket_of(a0);
+    uint32_t owner[NB];
+
+    /* a0 has a value here (its bucket was this group's a moment ago), a1
+     * on group 2. */
+    default_owners(owner);
+    owner[b] = 1;
+    fake_cluster_table(n->cl, 5, owner, NULL, 0);
+    snprintf(line, sizeof(line), "set %s 1 0 2\r\nH0\r\n", a0);
+    expect(n, line, "STORED\r\n");
+    default_owners(owner);
+    fake_cluster_table(n->cl, 6, owner, NULL, 0);
+    fake_put(n->owners[2].fake, a1, "A1", 2, 21);
+
+    /* Group 2 has cut a0's bucket over to group 1 (MOVED); this node's
+     * table follows 30 ms later.  The part is split again: a0 runs here,
+     * a1 goes back to group 2 alone; the part's values in the client's
+     * key order. */
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 7\r\n", b);
+    owner_refuse_gats(&n->owners[2], 1000, a0, refusal);
+    later_table_t t = {0};
+    default_owners(t.owner);
+    t.owner[b] = 1;
+    later_table_start(&t, n, 30, 7);
+    snprintf(line, sizeof(line), "gat 100 %s %s\r\nmn\r\n", a0, a1);
+    snprintf(want, sizeof(want), "VALUE %s 1 2\r\nH0\r\nVALUE %s 21 2\r\nA1\r\nEND\r\nMN\r\n",
+             a0, a1);
+    expect(n, line, want);
+    pthread_join(t.thread, NULL);
+    int last = owner_lines(&n->owners[2]) - 1;
+    snprintf(want, sizeof(want), "gat 100 %s", a1);
+    assert_owner_line(&n->owners[2], last, want);
+    /* Its expiry was set here: 100 s from now. */
+    snprintf(line, sizeof(line), "mg %s t\r\n", a0);
+    run_bytes(n, line, strlen(line));
+    assert_true(n->nout > 5 && memcmp(n->out, "HD t", 4) == 0);
+    int ttl = atoi(n->out + 4);
+    assert_true(ttl > 90 && ttl <= 100);
+    node_stop(n);
+}
+
 /* A binary request packet into out; returns its length. */
 static size_t
 bin_packet(char *out, uint8_t opcode, const char *key, const void *ext, uint8_t extlen,
@@ -1098,6 +1284,8 @@ main(void)
         cmocka_unit_test(test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_fwd_binary_write_waits_out_the_owners_pause),
         cmocka_unit_test(test_local_binary_write_waits_out_the_pause),
+        cmocka_unit_test(test_fwd_multikey_gat_waits_out_an_owners_pause),
+        cmocka_unit_test(test_fwd_multikey_gat_follows_a_bucket_that_moved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
