@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -94,6 +95,7 @@ struct bc_httpd {
     int64_t next_reap_us;          /* parker thread only */
 
     bool loopback;                 /* bound to 127.0.0.0/8 or ::1 */
+    char *tls_cert_pem, *tls_key_pem; /* HTTPS: copies of the config's (owned) */
     /* Connections and their deadlines (see the top).  LOCKING RULE:
      * conns_mu guards the list; never held while calling MHD. */
     pthread_mutex_t conns_mu;
@@ -1046,6 +1048,16 @@ httpd_bind(bc_httpd_t *h)
     return BC_OK;
 }
 
+/* Frees the HTTPS copies, the key wiped first. */
+static void
+httpd_free_tls(bc_httpd_t *h)
+{
+    if (h->tls_key_pem != NULL) OPENSSL_cleanse(h->tls_key_pem, strlen(h->tls_key_pem));
+    free(h->tls_key_pem);
+    free(h->tls_cert_pem);
+    h->tls_key_pem = h->tls_cert_pem = NULL;
+}
+
 bc_status_t
 bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
 {
@@ -1076,7 +1088,21 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     }
     if (h->cfg.timeout_s == 0) h->cfg.timeout_s = HTTPD_DEFAULT_TIMEOUT_S;
     if (h->cfg.max_body == 0) h->cfg.max_body = HTTPD_DEFAULT_MAX_BODY;
-    bc_status_t st = h->name == NULL ? BC_ENOMEM : httpd_bind(h);
+    bc_status_t st = h->name == NULL ? BC_ENOMEM : BC_OK;
+    if (st == BC_OK && config->tls_cert_pem != NULL) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            log_error("%s: HTTPS is needed but this libmicrohttpd (%s) was built without TLS: "
+                      "install one built with GnuTLS (Debian's libmicrohttpd12 is)", h->name,
+                      MHD_get_version());
+            st = BC_ECONFIG;
+        } else {
+            h->tls_cert_pem = strdup(config->tls_cert_pem);
+            h->tls_key_pem = strdup(config->tls_key_pem != NULL ? config->tls_key_pem : "");
+            if (h->tls_cert_pem == NULL || h->tls_key_pem == NULL) st = BC_ENOMEM;
+        }
+    }
+    h->cfg.tls_cert_pem = h->cfg.tls_key_pem = NULL; /* the copies above are used */
+    if (st == BC_OK) st = httpd_bind(h);
     if (st == BC_OK && !h->loopback && h->cfg.auth == NULL && !h->cfg.insecure_no_auth) {
         log_error("%s: refusing to serve on %s:%u, beyond loopback, without an admin token: "
                   "give --auth-token-file FILE (docs/security.md), or --insecure-no-auth to "
@@ -1096,6 +1122,7 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
         pthread_mutex_destroy(&h->conns_mu);
         pthread_mutex_destroy(&h->park_mu);
         pthread_cond_destroy(&h->park_cv);
+        httpd_free_tls(h);
         free(h->parked);
         free(h->name);
         free(h);
@@ -1110,8 +1137,17 @@ bc_httpd_start(bc_httpd_t *h)
 {
     if (h->daemon != NULL) return BC_OK;
     if (h->listen_fd < 0) return BC_EIO;
+    /* HTTPS: the certificate and key from memory; TLS 1.2 and 1.3 only. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    bool tls = h->tls_cert_pem != NULL;
     h->daemon = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME |
+            (tls ? MHD_USE_TLS : 0), 0, NULL,
         NULL, httpd_handle, h,
         /* The logger must come first to catch messages about the others. */
         MHD_OPTION_EXTERNAL_LOGGER, httpd_log, (void *)h,
@@ -1123,9 +1159,11 @@ bc_httpd_start(bc_httpd_t *h)
         MHD_OPTION_URI_LOG_CALLBACK, httpd_uri_log, (void *)h,
         MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, (void *)h,
         MHD_OPTION_NOTIFY_CONNECTION, httpd_notify_connection, (void *)h,
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[3],
         MHD_OPTION_END);
     if (h->daemon == NULL) {
-        log_error("%s: libmicrohttpd could not start on port %u", h->name, h->port);
+        log_error("%s: libmicrohttpd could not start on port %u%s", h->name, h->port,
+                  tls ? " (HTTPS: is the certificate or key unusable? see above)" : "");
         return BC_EIO;
     }
     h->listen_fd = -1; /* MHD owns it now */
@@ -1148,6 +1186,12 @@ bool
 bc_httpd_loopback(const bc_httpd_t *h)
 {
     return h->loopback;
+}
+
+bool
+bc_httpd_tls(const bc_httpd_t *h)
+{
+    return h->tls_cert_pem != NULL;
 }
 
 void
@@ -1192,6 +1236,7 @@ bc_httpd_destroy(bc_httpd_t *h)
     pthread_mutex_destroy(&h->conns_mu);
     pthread_mutex_destroy(&h->park_mu);
     pthread_cond_destroy(&h->park_cv);
+    httpd_free_tls(h);
     free(h->parked);
     free(h->name);
     free(h);

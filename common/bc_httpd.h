@@ -24,6 +24,15 @@
  *   Connections, per-connection memory and idle time are bounded by MHD
  *   options, so a hostile client cannot grow the process.
  *
+ *   HTTPS when the config gives a certificate and key (tls_cert_pem):
+ *   libmicrohttpd's TLS, which Debian's build does with GnuTLS, TLS 1.2
+ *   or later.  It serves HTTPS only: a plain HTTP request on that port
+ *   fails its handshake and the connection is closed (logged; the
+ *   server goes on), as does a handshake that stops half-way
+ *   (within the request head deadline below).  Client certificates are
+ *   not asked for: whoever calls proves itself as over plain HTTP
+ *   (ACCESS, and the cluster secret on the peer endpoints).
+ *
  * ACCESS (docs/security.md; the parts in bc_auth.h)
  *   Decided once, here, from the request's headers, before a route's
  *   handler runs or its body is read, in this order:
@@ -155,6 +164,11 @@ typedef struct bc_httpd_config {
     const char *body_types;        /* Content-Types a body may have; NULL: application/json */
     unsigned max_conns_per_ip;     /* 0 = 256 */
     unsigned request_timeout_s;    /* a request head's deadline; 0 = 10 */
+
+    /* ---- HTTPS (HOW) ---- */
+    const char *tls_cert_pem;      /* PEM chain, the server's certificate first; NULL: plain
+                                    * HTTP.  Copied by bc_httpd_create. */
+    const char *tls_key_pem;       /* PEM key of tls_cert_pem; copied (wiped on destroy) */
 } bc_httpd_config_t;
 
 /*
@@ -162,15 +176,19 @@ typedef struct bc_httpd_config {
  * port..port+port_tries-1; a move is logged).  *out is owned by the caller
  * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
  * listen failed; logged with the reason), BC_ECONFIG (bound beyond
- * loopback with neither auth nor insecure_no_auth; logged), BC_ENOMEM.
+ * loopback with neither auth nor insecure_no_auth; or HTTPS asked of a
+ * libmicrohttpd built without TLS; logged), BC_ENOMEM.
  */
 bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
 /* Starts serving on MHD's own thread.  Errors: BC_EIO (also after a stop:
- * the listening socket is gone with the daemon). */
+ * the listening socket is gone with the daemon; with HTTPS, also a
+ * certificate or key GnuTLS cannot use, logged with its reason). */
 bc_status_t bc_httpd_start(bc_httpd_t *httpd);
 uint16_t bc_httpd_port(const bc_httpd_t *httpd);
 /* true when the listening address is loopback (127.0.0.0/8, ::1). */
 bool bc_httpd_loopback(const bc_httpd_t *httpd);
+/* true when it serves HTTPS (tls_cert_pem). */
+bool bc_httpd_tls(const bc_httpd_t *httpd);
 
 /* What the access checks and deadlines refused (bc_httpd_get_stats). */
 typedef struct bc_httpd_stats {

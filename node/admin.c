@@ -1239,6 +1239,8 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .private_paths = "/v1/migrate/export",   /* holds a bucket read-only, arms trackers */
         .body_types = "application/octet-stream, application/json",
         .max_conns_per_ip = config->max_conns_per_ip,
+        .tls_cert_pem = config->tls_cert_pem,
+        .tls_key_pem = config->tls_key_pem,
     };
     admin->has_token = config->auth != NULL;
     admin->peer_auth = config->peer_auth;

@@ -94,6 +94,11 @@ typedef struct bc_admin_config {
     /* The cluster secret: migration exports and imports prove it
      * (migrate/migrate.h); borrowed, outlives the server; NULL: none. */
     bc_peerauth_t *peer_auth;
+    /* HTTPS (common/bc_httpd.h): the node's certificate chain and key as
+     * PEM text (copied); NULL: plain HTTP.  A node run with -Z in a
+     * cluster serves its admin port so (docs/security.md). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } bc_admin_config_t;
 
 /*

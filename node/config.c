@@ -1148,23 +1148,10 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                        "against -o ssl_ca_cert=FILE: give it", cfg->tls_verify_mode);
         return BC_EINVAL;
     }
-    /* BEHAVIOR: forwarding and replication speak TLS between nodes run
-     * with -Z (net/tls.h, PEERS), but a migration still copies buckets
-     * over the admin port's plain HTTP (authenticated by the cluster
-     * secret, not encrypted), so -Z in a cluster is refused: it would
-     * promise encryption in transit it does not give.  BC_TEST_TLS_CLUSTER
-     * lifts the refusal for the tests of the TLS peer links only. */
-    const char *tls_cluster_test = getenv("BC_TEST_TLS_CLUSTER");
-    if (cfg->tls && cfg->zk_hosts[0] != '\0' &&
-        (tls_cluster_test == NULL || strcmp(tls_cluster_test, "1") != 0)) {
-        bc_config_errf(err, err_len, "-Z in a cluster is not supported yet: migrations copy "
-                       "buckets over the admin port's plain HTTP (run -Z standalone; "
-                       "docs/security.md)");
-        return BC_EINVAL;
-    }
     if (cfg->tls && cfg->zk_hosts[0] != '\0' && cfg->tls_ca_cert[0] == '\0') {
         bc_config_errf(err, err_len, "-Z in a cluster needs -o ssl_ca_cert=FILE: the CA of the "
-                       "cluster's node certificates, which nodes check each other's against");
+                       "cluster's node certificates, which nodes check each other's against "
+                       "(data and admin ports both)");
         return BC_EINVAL;
     }
     if (cfg->mc_auth_file[0] != '\0' && cfg->zk_hosts[0] != '\0' && cfg->insecure_no_peer_auth) {

@@ -72,6 +72,15 @@ SSL *bc_tls_new_ssl(bc_tls_t *tls, int fd);
  * client context in force; NULL when ca_cert was not given or OpenSSL
  * cannot make one (logged).  Owned by the caller (SSL_free). */
 SSL *bc_tls_new_peer_ssl(bc_tls_t *tls, int fd);
+/*
+ * The certificate chain and key in force, as PEM text (*cert_pem and
+ * *key_pem malloc'd, owned by the caller, who wipes the key before
+ * freeing it): for the admin port's HTTPS, whose library (GnuTLS under
+ * libmicrohttpd) takes them from memory.  Errors: BC_ENOMEM, BC_EINVAL
+ * (OpenSSL could not write them; err says why).
+ */
+bc_status_t bc_tls_identity_pem(bc_tls_t *tls, char **cert_pem, char **key_pem, char *err,
+                                size_t errlen);
 /* True when peers can be reached over TLS (ca_cert given). */
 bool bc_tls_peer_ready(const bc_tls_t *tls);
 /* The reason an SSL call on ssl failed with ret, into err (a failed
