@@ -807,6 +807,14 @@ httpd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof(line), fmt, ap);
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    /* HTTPS: a client that is not TLS (plain HTTP, a TCP health probe) or
+     * stops half-way fails its handshake; that is the client's problem,
+     * said plainly and not as a warning about the server. */
+    if (h->tls_cert_pem != NULL && strcasestr(line, "handshake") != NULL) {
+        log_info("%s https: a client's TLS handshake failed, connection closed (not a TLS "
+                 "client, or it stopped half-way): %s", h->name, line);
+        return;
+    }
     log_warn("%s http: %s", h->name, line);
 }
 

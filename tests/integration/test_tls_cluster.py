@@ -157,6 +157,7 @@ def test_admin_ports_speak_https_only():
     s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
     s.close()
     assert A.admin_json("/health")[0] == 200
+    assert "a client's TLS handshake failed, connection closed" in A.proc.output()
     # an unsigned export request over HTTPS is refused by the cluster secret
     status, doc = A.admin_json(export)
     assert status in (401, 403), (status, doc)
