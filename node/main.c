@@ -785,7 +785,8 @@ main(int argc, char **argv)
                  bc_server_plain_port(server, i));
     }
     if (admin != NULL) {
-        log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
+        log_info("ready: admin %s on %s://%s:%u/", http_tls != NULL ? "HTTPS" : "HTTP",
+                 http_tls != NULL ? "https" : "http", cfg.admin_listen, bc_admin_port(admin));
     }
     if (cluster != NULL) {
         char data_addr[BC_HOST_MAX + 16], admin_addr[BC_HOST_MAX + 16] = "";
