@@ -167,22 +167,33 @@ tls_wait(SSL *ssl, int ret, int64_t deadline)
     return BC_OK;
 }
 
+/* Stands for "the process's context" (bc_http_client_set_tls) in
+ * tls_start's argument; never used as a context itself. */
+static const bc_http_tls_t tls_process_marker;
+#define TLS_PROCESS (&tls_process_marker)
+
 /*
- * With TLS on, makes *ssl a session on connected fd toward host (whose
- * certificate must name it) and completes the handshake by deadline;
- * with TLS off, *ssl = NULL and BC_OK.  *ssl is owned by the caller
- * (SSL_free) also on error.  Errors as TLS in the header, why in
- * tls_error.
+ * With TLS on (tls, or the process's context when tls is TLS_PROCESS),
+ * makes *ssl a session on connected fd toward host (whose certificate
+ * must name it) and completes the handshake by deadline; with TLS off,
+ * *ssl = NULL and BC_OK.  *ssl is owned by the caller (SSL_free) also on
+ * error.  Errors as TLS in the header, why in tls_error.
  */
 static bc_status_t
-tls_start(int fd, const char *host, int64_t deadline, SSL **ssl)
+tls_start(const bc_http_tls_t *tls, int fd, const char *host, int64_t deadline, SSL **ssl)
 {
     tls_error[0] = '\0';
     *ssl = NULL;
-    pthread_mutex_lock(&client_tls_mu);
-    if (client_tls != NULL) *ssl = SSL_new(client_tls->ctx);
-    bool on = client_tls != NULL;
-    pthread_mutex_unlock(&client_tls_mu);
+    bool on;
+    if (tls == TLS_PROCESS) {
+        pthread_mutex_lock(&client_tls_mu);
+        if (client_tls != NULL) *ssl = SSL_new(client_tls->ctx);
+        on = client_tls != NULL;
+        pthread_mutex_unlock(&client_tls_mu);
+    } else {
+        on = tls != NULL;
+        if (on) *ssl = SSL_new(tls->ctx);
+    }
     if (!on) return BC_OK;
     if (*ssl == NULL || SSL_set_fd(*ssl, fd) != 1) {
         snprintf(tls_error, sizeof(tls_error), "cannot make a TLS session: %s",
@@ -340,9 +351,28 @@ http_dechunk(char *buf, size_t len)
     }
 }
 
+static bc_status_t
+http_request(const bc_http_tls_t *tls, const char *addr, const char *method, const char *path,
+             const char *body, size_t body_len, int timeout_ms, bc_http_response_t *resp);
+
 bc_status_t
 bc_http_request(const char *addr, const char *method, const char *path, const char *body,
                 size_t body_len, int timeout_ms, bc_http_response_t *resp)
+{
+    return http_request(TLS_PROCESS, addr, method, path, body, body_len, timeout_ms, resp);
+}
+
+bc_status_t
+bc_http_request_tls(const bc_http_tls_t *tls, const char *addr, const char *method,
+                    const char *path, const char *body, size_t body_len, int timeout_ms,
+                    bc_http_response_t *resp)
+{
+    return http_request(tls, addr, method, path, body, body_len, timeout_ms, resp);
+}
+
+static bc_status_t
+http_request(const bc_http_tls_t *tls, const char *addr, const char *method, const char *path,
+             const char *body, size_t body_len, int timeout_ms, bc_http_response_t *resp)
 {
     bc_hostport_t hp;
     memset(resp, 0, sizeof(*resp));
@@ -352,7 +382,7 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(deadline), 0, &fd, NULL, 0);
     if (st != BC_OK) return st;
     SSL *ssl;
-    st = tls_start(fd, hp.host, deadline, &ssl);
+    st = tls_start(tls, fd, hp.host, deadline, &ssl);
     if (st != BC_OK) {
         conn_close(fd, ssl);
         return st;
@@ -467,7 +497,7 @@ bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf, int64_
                                     whylen);
     if (st != BC_OK) return st;
     SSL *ssl;
-    st = tls_start(s->fd, hp.host, deadline, &ssl);
+    st = tls_start(TLS_PROCESS, s->fd, hp.host, deadline, &ssl);
     s->ssl = ssl;
     if (st != BC_OK && why != NULL && whylen > 0) snprintf(why, whylen, "%s", tls_error);
     return st;

@@ -105,6 +105,15 @@ typedef struct bc_http_response {
 bc_status_t bc_http_request(const char *addr, const char *method, const char *path,
                             const char *body, size_t body_len, int timeout_ms,
                             bc_http_response_t *resp);
+/*
+ * bc_http_request with TLS as the caller says, whatever the process's
+ * setting: over tls (borrowed), or plain HTTP when tls is NULL.  For a
+ * process that talks to admin ports of both kinds (the CLI: the console's
+ * plain, -Z nodes' HTTPS).  Errors as bc_http_request.
+ */
+bc_status_t bc_http_request_tls(const bc_http_tls_t *tls, const char *addr, const char *method,
+                                const char *path, const char *body, size_t body_len,
+                                int timeout_ms, bc_http_response_t *resp);
 void bc_http_response_free(bc_http_response_t *resp);
 
 /* ---- streaming GET ---- */

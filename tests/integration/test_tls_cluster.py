@@ -137,6 +137,10 @@ def test_admin_ports_speak_https_only():
     harness.wait_for(lambda: (lambda gs: len(gs) == 2 and all(g["primary_reachable"] for g in gs))(
         migration_util.console_json(CONSOLE, "/v1/stats/groups")["groups"]),
         what="the console reaching both primaries")
+    # the CLI asks the nodes' admin ports over HTTPS when given the CA
+    rc, out, err = harness.cli("--zk", zk.hosts, "--cluster", CL, "--tls-ca-file", p("ca.crt"),
+                               "groups")
+    assert rc == 0 and out.count(", offset ") == 2, (rc, out, err)
     # plain HTTP on the admin port: no HTTP answer, the connection closed
     for path in (export, "/health"):
         try:
