@@ -1,5 +1,5 @@
 /*
- * test_http_tls.c -- HTTPS between our processes (common/bc_http_client.h
+ * test_http_client.c -- HTTPS between our processes (common/bc_http_client.h
  * TLS, common/bc_httpd.h HTTPS): a request and a streamed body over TLS; a
  * client of another CA, and a certificate naming another host, refused
  * (BC_EACCES, saying why); a TLS client against a plain server
