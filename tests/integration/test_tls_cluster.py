@@ -255,6 +255,14 @@ def test_configuration():
                        capture_output=True, text=True, timeout=30 * harness.SLOW)
     assert r.returncode == 2 and "--node-tls-ca-file: cannot load the CA file" in r.stderr, (
         r.returncode, r.stderr)
+    # ... given in the configuration file too
+    with open(p("console.json"), "w") as f:
+        f.write('{"nodes": {"tls_ca_file": "%s"}}' % p("missing.crt"))
+    r = subprocess.run([harness.CONSOLE_BIN, "--zk", zk.hosts, "--cluster", CL, "--admin-port",
+                        "0", "--config", p("console.json")],
+                       capture_output=True, text=True, timeout=30 * harness.SLOW)
+    assert r.returncode == 2 and "cannot load the CA file %s" % p("missing.crt") in r.stderr, (
+        r.returncode, r.stderr)
 
 
 if __name__ == "__main__":
