@@ -65,6 +65,8 @@ client_auth_header(char *buf, size_t len)
 /* ---- TLS ---- */
 
 struct bc_http_tls {
+    bc_http_tls_config_t cfg;     /* strings owned: re-read by bc_http_tls_reload */
+    pthread_mutex_t mu;           /* guards ctx: SSL_new and the swap, never I/O */
     SSL_CTX *ctx;
 };
 
@@ -93,6 +95,44 @@ tls_reason(const char *fallback)
     return r != NULL ? r : fallback;
 }
 
+/* A client context from the files of c; NULL with err set. */
+static SSL_CTX *
+tls_build(const bc_http_tls_config_t *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        bc_fail(err, errlen, BC_ENOMEM, "cannot make a TLS context: out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    bool cert = c->cert_file != NULL && c->cert_file[0] != '\0';
+    const char *key = c->key_file != NULL && c->key_file[0] != '\0' ? c->key_file : c->cert_file;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the CA file %s: %s", c->ca_file,
+                tls_reason("unreadable"));
+    } else if (cert && SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the certificate %s: %s", c->cert_file,
+                tls_reason("unreadable"));
+    } else if (cert && (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+                        SSL_CTX_check_private_key(ctx) != 1)) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the key %s: %s", key,
+                tls_reason("unreadable"));
+    } else {
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static char *
+tls_dup(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? strdup(s) : NULL;
+}
+
 bc_status_t
 bc_http_tls_open(const bc_http_tls_config_t *config, bc_http_tls_t **out, char *err,
                  size_t errlen)
@@ -103,36 +143,47 @@ bc_http_tls_open(const bc_http_tls_config_t *config, bc_http_tls_t **out, char *
     }
     bc_http_tls_t *tls = calloc(1, sizeof(*tls));
     if (tls == NULL) return BC_ENOMEM;
-    tls->ctx = SSL_CTX_new(TLS_client_method());
-    if (tls->ctx == NULL) {
-        free(tls);
+    pthread_mutex_init(&tls->mu, NULL);
+    tls->cfg.ca_file = tls_dup(config->ca_file);
+    tls->cfg.cert_file = tls_dup(config->cert_file);
+    tls->cfg.key_file = tls_dup(config->key_file);
+    if (tls->cfg.ca_file == NULL || (config->cert_file != NULL && config->cert_file[0] != '\0' &&
+                                     tls->cfg.cert_file == NULL) ||
+        (config->key_file != NULL && config->key_file[0] != '\0' && tls->cfg.key_file == NULL)) {
+        bc_http_tls_free(tls);
         return BC_ENOMEM;
     }
-    SSL_CTX_set_min_proto_version(tls->ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(tls->ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_mode(tls->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    bc_status_t st = BC_OK;
-    const char *key = config->key_file != NULL && config->key_file[0] != '\0'
-                          ? config->key_file : config->cert_file;
-    if (SSL_CTX_load_verify_locations(tls->ctx, config->ca_file, NULL) != 1) {
-        st = bc_fail(err, errlen, BC_EINVAL, "cannot load the CA file %s: %s", config->ca_file,
-                     tls_reason("unreadable"));
-    } else if (config->cert_file != NULL && config->cert_file[0] != '\0' &&
-               SSL_CTX_use_certificate_chain_file(tls->ctx, config->cert_file) != 1) {
-        st = bc_fail(err, errlen, BC_EINVAL, "cannot load the certificate %s: %s",
-                     config->cert_file, tls_reason("unreadable"));
-    } else if (config->cert_file != NULL && config->cert_file[0] != '\0' &&
-               (SSL_CTX_use_PrivateKey_file(tls->ctx, key, SSL_FILETYPE_PEM) != 1 ||
-                SSL_CTX_check_private_key(tls->ctx) != 1)) {
-        st = bc_fail(err, errlen, BC_EINVAL, "cannot load the key %s: %s", key,
-                     tls_reason("unreadable"));
-    }
-    if (st != BC_OK) {
+    tls->ctx = tls_build(&tls->cfg, err, errlen);
+    if (tls->ctx == NULL) {
         bc_http_tls_free(tls);
-        return st;
+        return BC_EINVAL;
     }
     *out = tls;
     return BC_OK;
+}
+
+bc_status_t
+bc_http_tls_reload(bc_http_tls_t *tls, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = tls_build(&tls->cfg, err, errlen);
+    if (ctx == NULL) return BC_EINVAL;
+    pthread_mutex_lock(&tls->mu);
+    SSL_CTX *old = tls->ctx;
+    tls->ctx = ctx;
+    pthread_mutex_unlock(&tls->mu);
+    SSL_CTX_free(old);    /* sessions made from it hold their own reference */
+    return BC_OK;
+}
+
+/* A session from the context in force. */
+static SSL *
+tls_new_ssl(const bc_http_tls_t *tls)
+{
+    bc_http_tls_t *t = (bc_http_tls_t *)tls;   /* the lock only */
+    pthread_mutex_lock(&t->mu);
+    SSL *ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->mu);
+    return ssl;
 }
 
 void
@@ -140,9 +191,12 @@ bc_http_tls_free(bc_http_tls_t *tls)
 {
     if (tls == NULL) return;
     SSL_CTX_free(tls->ctx);
+    pthread_mutex_destroy(&tls->mu);
+    free((char *)tls->cfg.ca_file);
+    free((char *)tls->cfg.cert_file);
+    free((char *)tls->cfg.key_file);
     free(tls);
 }
-
 void
 bc_http_client_set_tls(bc_http_tls_t *tls)
 {
@@ -187,12 +241,12 @@ tls_start(const bc_http_tls_t *tls, int fd, const char *host, int64_t deadline, 
     bool on;
     if (tls == TLS_PROCESS) {
         pthread_mutex_lock(&client_tls_mu);
-        if (client_tls != NULL) *ssl = SSL_new(client_tls->ctx);
+        if (client_tls != NULL) *ssl = tls_new_ssl(client_tls);
         on = client_tls != NULL;
         pthread_mutex_unlock(&client_tls_mu);
     } else {
         on = tls != NULL;
-        if (on) *ssl = SSL_new(tls->ctx);
+        if (on) *ssl = tls_new_ssl(tls);
     }
     if (!on) return BC_OK;
     if (*ssl == NULL || SSL_set_fd(*ssl, fd) != 1) {

@@ -69,12 +69,17 @@ typedef struct bc_http_tls_config {
 
 /*
  * Loads a client context (TLS 1.2 or later, the server verified as above).
- * The files are read now; config is not kept.  *out is owned by the
- * caller (bc_http_tls_free, after the last request).  Errors: BC_EINVAL
- * with err naming the file and OpenSSL's reason, BC_ENOMEM.
+ * The files are read now (config is copied: bc_http_tls_reload reads them
+ * again).  *out is owned by the caller (bc_http_tls_free, after the last
+ * request).  Errors: BC_EINVAL with err naming the file and OpenSSL's
+ * reason, BC_ENOMEM.
  */
 bc_status_t bc_http_tls_open(const bc_http_tls_config_t *config, bc_http_tls_t **out,
                              char *err, size_t errlen);
+/* Re-reads the files (a certificate or CA renewed) for the requests that
+ * follow; any thread.  Errors as bc_http_tls_open; then the context in
+ * force stays. */
+bc_status_t bc_http_tls_reload(bc_http_tls_t *tls, char *err, size_t errlen);
 void bc_http_tls_free(bc_http_tls_t *tls);
 /*
  * Makes every later request and stream of this process HTTPS with tls

@@ -29,7 +29,8 @@
  *   or later.  It serves HTTPS only: a plain HTTP request on that port
  *   fails its handshake and the connection is closed (logged; the
  *   server goes on), as does a handshake that stops half-way
- *   (within the request head deadline below).  Client certificates are
+ *   (within the request head deadline below).  The certificate can be
+ *   renewed while serving (bc_httpd_set_tls).  Client certificates are
  *   not asked for: whoever calls proves itself as over plain HTTP
  *   (ACCESS, and the cluster secret on the peer endpoints).
  *
@@ -167,8 +168,8 @@ typedef struct bc_httpd_config {
 
     /* ---- HTTPS (HOW) ---- */
     const char *tls_cert_pem;      /* PEM chain, the server's certificate first; NULL: plain
-                                    * HTTP.  Copied by bc_httpd_create. */
-    const char *tls_key_pem;       /* PEM key of tls_cert_pem; copied (wiped on destroy) */
+                                    * HTTP.  Read by bc_httpd_create, not kept. */
+    const char *tls_key_pem;       /* PEM key of tls_cert_pem; read, not kept */
 } bc_httpd_config_t;
 
 /*
@@ -177,18 +178,26 @@ typedef struct bc_httpd_config {
  * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
  * listen failed; logged with the reason), BC_ECONFIG (bound beyond
  * loopback with neither auth nor insecure_no_auth; or HTTPS asked of a
- * libmicrohttpd built without TLS; logged), BC_ENOMEM.
+ * libmicrohttpd built without TLS, or a certificate or key GnuTLS cannot
+ * use; logged), BC_ENOMEM.
  */
 bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
 /* Starts serving on MHD's own thread.  Errors: BC_EIO (also after a stop:
- * the listening socket is gone with the daemon; with HTTPS, also a
- * certificate or key GnuTLS cannot use, logged with its reason). */
+ * the listening socket is gone with the daemon). */
 bc_status_t bc_httpd_start(bc_httpd_t *httpd);
 uint16_t bc_httpd_port(const bc_httpd_t *httpd);
 /* true when the listening address is loopback (127.0.0.0/8, ::1). */
 bool bc_httpd_loopback(const bc_httpd_t *httpd);
 /* true when it serves HTTPS (tls_cert_pem). */
 bool bc_httpd_tls(const bc_httpd_t *httpd);
+/*
+ * Puts another certificate chain and key (PEM text, not kept) in force for
+ * the handshakes that follow (a certificate renewed); connections already
+ * open keep theirs.  Any thread.  Errors: BC_EINVAL (not an HTTPS server,
+ * or GnuTLS cannot use them: err says why; the ones in force stay).
+ */
+bc_status_t bc_httpd_set_tls(bc_httpd_t *httpd, const char *cert_pem, const char *key_pem,
+                             char *err, size_t errlen);
 
 /* What the access checks and deadlines refused (bc_httpd_get_stats). */
 typedef struct bc_httpd_stats {

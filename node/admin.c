@@ -1259,6 +1259,13 @@ bc_admin_start(bc_admin_t *admin)
     return bc_httpd_start(admin->httpd);
 }
 
+bc_status_t
+bc_admin_set_tls(bc_admin_t *admin, const char *cert_pem, const char *key_pem, char *err,
+                 size_t errlen)
+{
+    return bc_httpd_set_tls(admin->httpd, cert_pem, key_pem, err, errlen);
+}
+
 uint16_t
 bc_admin_port(const bc_admin_t *admin)
 {

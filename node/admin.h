@@ -136,6 +136,11 @@ void bc_admin_set_repl(bc_admin_t *admin, struct bc_repl *repl);
 
 /* Starts serving on libmicrohttpd's thread.  Errors: BC_EIO. */
 bc_status_t bc_admin_start(bc_admin_t *admin);
+/* Renews the HTTPS certificate chain and key (PEM text, not kept): a
+ * certificate re-read.  Any thread.  Errors: BC_EINVAL (plain HTTP, or
+ * unusable: err says why; the ones in force stay). */
+bc_status_t bc_admin_set_tls(bc_admin_t *admin, const char *cert_pem, const char *key_pem,
+                             char *err, size_t errlen);
 
 /* The port actually bound. */
 uint16_t bc_admin_port(const bc_admin_t *admin);

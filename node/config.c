@@ -125,8 +125,7 @@ static const node_option_t node_options[] = {
      "TLS on the data port: -o ssl_chain_cert=FILE,ssl_key=FILE[,ssl_ca_cert=FILE,"
      "ssl_verify_mode=0..3,ssl_min_version=0..3,ssl_ciphers=LIST]; certificates re-read by "
      "refresh_certs and SIGHUP.  With --zk (needs ssl_ca_cert, the cluster's CA): TLS to the "
-     "other nodes too, and the admin port serves HTTPS (migration copies; certificate "
-     "loaded once; docs/security.md)"},
+     "other nodes too, and the admin port serves HTTPS (migration copies; docs/security.md)"},
     {'m', "memory", "memory-limit", "MB", OPT_MEMORY,
      "cache memory in megabytes, or with a k/m/g suffix (default 64)"},
     {'t', "threads", NULL, "NUM", OPT_THREADS,
@@ -1281,7 +1280,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
             "re-reads the admin token file, the cluster secret file, the -Y file and the\n"
-            "TLS certificates of the data port (-Z; the HTTPS admin port keeps its own).\n"
+            "TLS certificates (-Z; the admin port's HTTPS with them).\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }

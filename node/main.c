@@ -416,6 +416,37 @@ on_role_change(void *ctx)
     }
 }
 
+/* -Z in a cluster: what renews itself with the data port's certificates
+ * (bc_tls_on_reload, on SIGHUP or "refresh_certs"): the admin port's
+ * HTTPS and this node's client context towards the others' admin ports.
+ * Set before the workers start; read on the reloading thread. */
+static struct {
+    bc_admin_t *admin;            /* NULL: no admin port */
+    bc_http_tls_t *http_tls;
+} tls_renew;
+
+static void
+on_tls_reload(void *ctx, bc_tls_t *tls)
+{
+    (void)ctx;
+    char err[256], *cert = NULL, *key = NULL;
+    if (tls_renew.admin != NULL) {
+        if (bc_tls_identity_pem(tls, &cert, &key, err, sizeof(err)) != BC_OK ||
+            bc_admin_set_tls(tls_renew.admin, cert, key, err, sizeof(err)) != BC_OK) {
+            log_error("TLS: the admin port keeps its certificate: %s", err);
+        } else {
+            log_info("TLS: the admin port's certificate renewed");
+        }
+        if (key != NULL) OPENSSL_cleanse(key, strlen(key));
+        free(key);
+        free(cert);
+    }
+    if (bc_http_tls_reload(tls_renew.http_tls, err, sizeof(err)) != BC_OK) {
+        log_error("TLS: requests to other nodes' admin ports keep the certificates they had: %s",
+                  err);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -664,6 +695,11 @@ main(int argc, char **argv)
             goto out;
         }
         bc_admin_set_hotkeys(admin, hotkeys);
+    }
+    if (http_tls != NULL) {
+        tls_renew.admin = admin;
+        tls_renew.http_tls = http_tls;
+        bc_tls_on_reload(tls, on_tls_reload, NULL);
     }
 
     /* The pid file is written with the daemon's pid and before switching

@@ -27,6 +27,9 @@ struct bc_tls {
     SSL_CTX *ctx;
     SSL_CTX *peer_ctx;            /* client side, towards peers; NULL: no ca_cert */
     int64_t loaded_ms;
+    /* bc_tls_on_reload; set before the threads that reload start */
+    bc_tls_reload_fn on_reload;
+    void *on_reload_ctx;
 };
 
 static const int min_versions[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
@@ -269,7 +272,15 @@ bc_tls_reload(bc_tls_t *t, char *err, size_t errlen)
     pthread_mutex_unlock(&t->mu);
     SSL_CTX_free(old);            /* open connections hold their own references */
     SSL_CTX_free(old_peer);
+    if (t->on_reload != NULL) t->on_reload(t->on_reload_ctx, t);
     return BC_OK;
+}
+
+void
+bc_tls_on_reload(bc_tls_t *tls, bc_tls_reload_fn fn, void *ctx)
+{
+    tls->on_reload = fn;
+    tls->on_reload_ctx = ctx;
 }
 
 SSL *

@@ -12,6 +12,7 @@ afterwards; the export endpoint does not speak plain HTTP, a client of
 another CA fails verification, and a plain request or a handshake cut
 short leave the node serving.  -Z in a cluster needs ssl_ca_cert."""
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -166,6 +167,23 @@ def test_admin_ports_speak_https_only():
     status, doc = A.admin_json(export)
     assert status in (401, 403), (status, doc)
     assert A.proc.poll() is None
+
+
+def test_admin_certificate_renewed_on_sighup():
+    def served():
+        return ssl.get_server_certificate(("127.0.0.1", A.admin_port), ca_certs=p("ca.crt"))
+    before = served()
+    # a renewed certificate (same CA, new key) in place of the old files
+    make_cert("renewed", "ca", "a node, renewed")
+    for ext in (".crt", ".key"):
+        os.replace(p("renewed" + ext), p("node" + ext))
+    A.proc.signal(signal.SIGHUP)
+    after = harness.wait_for(lambda: (lambda c: c if c != before else None)(served()),
+                             what="the admin port serving the renewed certificate")
+    with open(p("node.crt")) as f:
+        assert ssl.PEM_cert_to_DER_cert(after) == ssl.PEM_cert_to_DER_cert(f.read())
+    assert "TLS: the admin port's certificate renewed" in A.proc.output()
+    assert A.admin_json("/health")[0] == 200
 
 
 def harness_http_errors():

@@ -5,7 +5,8 @@
  * (BC_EACCES, saying why); a TLS client against a plain server
  * (BC_EPROTO); a server that never answers the handshake (BC_ETIMEOUT);
  * and, on the server, a plain HTTP client, a handshake cut short and a
- * silent connection, after which it still serves.  The certificates are
+ * silent connection, after which it still serves; certificates renewed
+ * while serving (bc_httpd_set_tls, bc_http_tls_reload).  The certificates are
  * made here (an EC test CA, OpenSSL).
  */
 #include <setjmp.h>
@@ -358,6 +359,67 @@ test_the_https_server_survives_hostile_clients(void **state)
 }
 
 static void
+copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "r"), *out = fopen(to, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+static void
+test_certificates_renewed_while_serving(void **state)
+{
+    (void)state;
+    char addr[64], err[256] = "", ca_copy[160];
+    /* the server starts with a certificate naming another address */
+    bc_httpd_t *h = start_server(elsewhere_pem, elsewhere_key_pem, addr, sizeof(addr));
+    snprintf(ca_copy, sizeof(ca_copy), "%s/ca-copy.crt", dir);
+    copy_file(ca_file, ca_copy);
+    bc_http_tls_t *tls = client_tls(ca_copy);
+    bc_http_response_t resp;
+    assert_int_equal(get(addr, "/hello", &resp), BC_EACCES);
+
+    /* renewed: the next handshakes get the new one */
+    assert_int_equal(bc_httpd_set_tls(h, leaf_pem, leaf_key_pem, err, sizeof(err)), BC_OK);
+    assert_hello(addr);
+    /* an unusable one is refused, saying why; the one in force stays */
+    assert_int_equal(bc_httpd_set_tls(h, "not a certificate", leaf_key_pem, err, sizeof(err)),
+                     BC_EINVAL);
+    assert_non_null(strstr(err, "certificate chain"));
+    assert_hello(addr);
+
+    /* the client's CA file replaced by another CA's: trusted no more after
+     * a reload; a file gone: the reload fails and the context stays */
+    copy_file(rogue_ca_file, ca_copy);
+    assert_hello(addr);   /* not re-read yet */
+    assert_int_equal(bc_http_tls_reload(tls, err, sizeof(err)), BC_OK);
+    assert_int_equal(get(addr, "/hello", &resp), BC_EACCES);
+    copy_file(ca_file, ca_copy);
+    assert_int_equal(bc_http_tls_reload(tls, err, sizeof(err)), BC_OK);
+    assert_hello(addr);
+    unlink(ca_copy);
+    assert_int_equal(bc_http_tls_reload(tls, err, sizeof(err)), BC_EINVAL);
+    assert_non_null(strstr(err, "cannot load the CA file"));
+    assert_hello(addr);
+
+    /* a plain server has no certificate to renew */
+    char paddr[64];
+    bc_httpd_t *plain = start_server(NULL, NULL, paddr, sizeof(paddr));
+    assert_int_equal(bc_httpd_set_tls(plain, leaf_pem, leaf_key_pem, err, sizeof(err)),
+                     BC_EINVAL);
+    bc_httpd_destroy(plain);
+
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(tls);
+    bc_httpd_destroy(h);
+}
+
+static void
 test_open_reports_bad_files(void **state)
 {
     (void)state;
@@ -383,6 +445,7 @@ main(void)
         cmocka_unit_test(test_a_certificate_of_another_ca_or_host_is_refused),
         cmocka_unit_test(test_tls_against_a_plain_server_or_a_silent_one),
         cmocka_unit_test(test_the_https_server_survives_hostile_clients),
+        cmocka_unit_test(test_certificates_renewed_while_serving),
         cmocka_unit_test(test_open_reports_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
