@@ -197,6 +197,7 @@ bc_http_tls_free(bc_http_tls_t *tls)
     free((char *)tls->cfg.key_file);
     free(tls);
 }
+
 void
 bc_http_client_set_tls(bc_http_tls_t *tls)
 {
@@ -322,9 +323,9 @@ conn_send(int fd, SSL *ssl, const void *buf, size_t len, int64_t deadline)
 /*
  * Receives what is there (up to len) into buf, waiting for it until
  * deadline.  BC_OK with *got > 0, BC_ECLOSED at the end of the stream,
- * BC_ETIMEOUT, BC_EIO.  With TLS, a connection closed without a TLS
- * close_notify also counts as the end: every body read here has framing
- * that tells a truncated one (Content-Length, chunks, export frames).
+ * BC_ETIMEOUT, BC_EIO.  With TLS, the end is the server's close_notify
+ * (libmicrohttpd sends one): a connection that just stops is BC_EIO, so
+ * a body ended by EOF (an HTTP/1.0 export) cannot be cut short unseen.
  */
 static bc_status_t
 conn_recv(int fd, SSL *ssl, void *buf, size_t len, int64_t deadline, size_t *got)
@@ -337,14 +338,7 @@ conn_recv(int fd, SSL *ssl, void *buf, size_t len, int64_t deadline, size_t *got
                 *got = (size_t)ret;
                 return BC_OK;
             }
-            int e = SSL_get_error(ssl, ret);
-            if (e == SSL_ERROR_ZERO_RETURN) return BC_ECLOSED;
-            if ((e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0) ||
-                (e == SSL_ERROR_SSL &&
-                 ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-                ERR_clear_error();
-                return BC_ECLOSED;
-            }
+            if (SSL_get_error(ssl, ret) == SSL_ERROR_ZERO_RETURN) return BC_ECLOSED;
             bc_status_t st = tls_wait(ssl, ret, deadline);
             if (st != BC_OK) {
                 ERR_clear_error();

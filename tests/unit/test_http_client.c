@@ -6,7 +6,8 @@
  * (BC_EPROTO); a server that never answers the handshake (BC_ETIMEOUT);
  * and, on the server, a plain HTTP client, a handshake cut short and a
  * silent connection, after which it still serves; certificates renewed
- * while serving (bc_httpd_set_tls, bc_http_tls_reload).  The certificates are
+ * while serving (bc_httpd_set_tls, bc_http_tls_reload); a body that ends
+ * without the server's close_notify is an error, not an end.  The certificates are
  * made here (an EC test CA, OpenSSL).
  */
 #include <setjmp.h>
@@ -20,10 +21,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <cmocka.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "bc_http_client.h"
@@ -419,6 +422,87 @@ test_certificates_renewed_while_serving(void **state)
     bc_httpd_destroy(h);
 }
 
+/* A TLS server of one connection (OpenSSL): answers a body ended by EOF,
+ * with a close_notify or, when cut, by just closing the socket. */
+typedef struct cut_server {
+    int listen_fd;
+    bool cut;
+    pthread_t thread;
+} cut_server_t;
+
+static void *
+cut_server_run(void *arg)
+{
+    cut_server_t *cs = arg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *cb = BIO_new_mem_buf(leaf_pem, -1), *kb = BIO_new_mem_buf(leaf_key_pem, -1);
+    X509 *cert = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+    SSL_CTX_use_certificate(ctx, cert);
+    SSL_CTX_use_PrivateKey(ctx, key);
+    int fd = accept(cs->listen_fd, NULL, NULL);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+        char req[2048];
+        (void)SSL_read(ssl, req, sizeof(req));
+        static const char reply[] = "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nthe whole body";
+        SSL_write(ssl, reply, (int)sizeof(reply) - 1);
+        if (!cs->cut) SSL_shutdown(ssl);
+    }
+    close(fd);
+    SSL_free(ssl);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cb);
+    BIO_free(kb);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void
+cut_server_start(cut_server_t *cs, bool cut, char *addr, size_t len)
+{
+    cs->cut = cut;
+    cs->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(cs->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(cs->listen_fd, 4), 0);
+    assert_int_equal(getsockname(cs->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(addr, len, "127.0.0.1:%u", ntohs(sa.sin_port));
+    assert_int_equal(pthread_create(&cs->thread, NULL, cut_server_run, cs), 0);
+}
+
+static void
+cut_server_join(cut_server_t *cs)
+{
+    pthread_join(cs->thread, NULL);
+    close(cs->listen_fd);
+}
+
+static void
+test_a_body_cut_short_is_an_error(void **state)
+{
+    (void)state;
+    bc_http_tls_t *tls = client_tls(ca_file);
+    char addr[64];
+    bc_http_response_t resp;
+    cut_server_t cs;
+    cut_server_start(&cs, false, addr, sizeof(addr));
+    assert_int_equal(get(addr, "/", &resp), BC_OK);
+    assert_string_equal(resp.body, "the whole body");
+    bc_http_response_free(&resp);
+    cut_server_join(&cs);
+    /* the same bytes, but the connection just stops: no close_notify, so
+     * the end cannot be told from a cut */
+    cut_server_start(&cs, true, addr, sizeof(addr));
+    assert_int_equal(get(addr, "/", &resp), BC_EIO);
+    cut_server_join(&cs);
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(tls);
+}
+
 static void
 test_open_reports_bad_files(void **state)
 {
@@ -446,6 +530,7 @@ main(void)
         cmocka_unit_test(test_tls_against_a_plain_server_or_a_silent_one),
         cmocka_unit_test(test_the_https_server_survives_hostile_clients),
         cmocka_unit_test(test_certificates_renewed_while_serving),
+        cmocka_unit_test(test_a_body_cut_short_is_an_error),
         cmocka_unit_test(test_open_reports_bad_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
