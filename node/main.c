@@ -685,7 +685,8 @@ main(int argc, char **argv)
         free(admin_key);
         free(admin_cert);
         if (st == BC_ECONFIG) {
-            /* beyond loopback without a token: the log said why */
+            /* beyond loopback without a token, or HTTPS that cannot be
+             * served: the log said why */
             exit_code = EXIT_USAGE;
             goto out;
         }
