@@ -3,12 +3,20 @@
  * against one deadline; the response is read to EOF (we always ask for
  * Connection: close) and then parsed: status line, headers (only
  * Content-Length and Transfer-Encoding matter), body (chunked decoded).
+ * With TLS on, the same over an OpenSSL session on that socket: every
+ * SSL call that would block waits in poll(2) for what it wants (read or
+ * write), against the same deadline.
  */
 #include "bc_http_client.h"
 
 #include "bc_net.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +62,316 @@ client_auth_header(char *buf, size_t len)
     OPENSSL_cleanse(token, sizeof(token));
 }
 
+/* ---- TLS ---- */
+
+struct bc_http_tls {
+    bc_http_tls_config_t cfg;     /* strings owned: re-read by bc_http_tls_reload */
+    pthread_mutex_t mu;           /* guards ctx: SSL_new and the swap, never I/O */
+    SSL_CTX *ctx;
+};
+
+/* The context every request uses (bc_http_client_set_tls).
+ * LOCKING RULE: client_tls_mu guards the pointer; SSL_new (under it) takes
+ * its own reference to the SSL_CTX. */
+static pthread_mutex_t client_tls_mu = PTHREAD_MUTEX_INITIALIZER;
+static bc_http_tls_t *client_tls;
+
+static _Thread_local char tls_error[256];
+
+const char *
+bc_http_client_tls_error(void)
+{
+    return tls_error;
+}
+
+/* OpenSSL's reason for the error at the front of this thread's queue
+ * (cleared), or fallback. */
+static const char *
+tls_reason(const char *fallback)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r != NULL ? r : fallback;
+}
+
+/* A client context from the files of c; NULL with err set. */
+static SSL_CTX *
+tls_build(const bc_http_tls_config_t *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        bc_fail(err, errlen, BC_ENOMEM, "cannot make a TLS context: out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    bool cert = c->cert_file != NULL && c->cert_file[0] != '\0';
+    const char *key = c->key_file != NULL && c->key_file[0] != '\0' ? c->key_file : c->cert_file;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the CA file %s: %s", c->ca_file,
+                tls_reason("unreadable"));
+    } else if (cert && SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the certificate %s: %s", c->cert_file,
+                tls_reason("unreadable"));
+    } else if (cert && (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+                        SSL_CTX_check_private_key(ctx) != 1)) {
+        bc_fail(err, errlen, BC_EINVAL, "cannot load the key %s: %s", key,
+                tls_reason("unreadable"));
+    } else {
+        return ctx;
+    }
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static char *
+tls_dup(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? strdup(s) : NULL;
+}
+
+bc_status_t
+bc_http_tls_open(const bc_http_tls_config_t *config, bc_http_tls_t **out, char *err,
+                 size_t errlen)
+{
+    *out = NULL;
+    if (config == NULL || config->ca_file == NULL || config->ca_file[0] == '\0') {
+        return bc_fail(err, errlen, BC_EINVAL, "a CA file is needed to verify servers");
+    }
+    bc_http_tls_t *tls = calloc(1, sizeof(*tls));
+    if (tls == NULL) return BC_ENOMEM;
+    pthread_mutex_init(&tls->mu, NULL);
+    tls->cfg.ca_file = tls_dup(config->ca_file);
+    tls->cfg.cert_file = tls_dup(config->cert_file);
+    tls->cfg.key_file = tls_dup(config->key_file);
+    if (tls->cfg.ca_file == NULL || (config->cert_file != NULL && config->cert_file[0] != '\0' &&
+                                     tls->cfg.cert_file == NULL) ||
+        (config->key_file != NULL && config->key_file[0] != '\0' && tls->cfg.key_file == NULL)) {
+        bc_http_tls_free(tls);
+        return BC_ENOMEM;
+    }
+    tls->ctx = tls_build(&tls->cfg, err, errlen);
+    if (tls->ctx == NULL) {
+        bc_http_tls_free(tls);
+        return BC_EINVAL;
+    }
+    *out = tls;
+    return BC_OK;
+}
+
+bc_status_t
+bc_http_tls_reload(bc_http_tls_t *tls, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = tls_build(&tls->cfg, err, errlen);
+    if (ctx == NULL) return BC_EINVAL;
+    pthread_mutex_lock(&tls->mu);
+    SSL_CTX *old = tls->ctx;
+    tls->ctx = ctx;
+    pthread_mutex_unlock(&tls->mu);
+    SSL_CTX_free(old);    /* sessions made from it hold their own reference */
+    return BC_OK;
+}
+
+/* A session from the context in force. */
+static SSL *
+tls_new_ssl(const bc_http_tls_t *tls)
+{
+    bc_http_tls_t *t = (bc_http_tls_t *)tls;   /* the lock only */
+    pthread_mutex_lock(&t->mu);
+    SSL *ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->mu);
+    return ssl;
+}
+
+void
+bc_http_tls_free(bc_http_tls_t *tls)
+{
+    if (tls == NULL) return;
+    SSL_CTX_free(tls->ctx);
+    pthread_mutex_destroy(&tls->mu);
+    free((char *)tls->cfg.ca_file);
+    free((char *)tls->cfg.cert_file);
+    free((char *)tls->cfg.key_file);
+    free(tls);
+}
+
+void
+bc_http_client_set_tls(bc_http_tls_t *tls)
+{
+    pthread_mutex_lock(&client_tls_mu);
+    client_tls = tls;
+    pthread_mutex_unlock(&client_tls_mu);
+}
+
+/* Waits until the socket is ready for what the SSL call that returned ret
+ * wants.  BC_OK: call again.  BC_EIO: it wants nothing a wait can give (an
+ * error; the caller describes it), BC_ETIMEOUT. */
+static bc_status_t
+tls_wait(SSL *ssl, int ret, int64_t deadline)
+{
+    int e = SSL_get_error(ssl, ret);
+    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (ev == 0) return BC_EIO;
+    struct pollfd p = {SSL_get_fd(ssl), ev, 0};
+    int rc = poll(&p, 1, bc_net_remaining_ms(deadline));
+    if (rc == 0) return BC_ETIMEOUT;
+    if (rc < 0 && errno != EINTR) return BC_EIO;
+    return BC_OK;
+}
+
+/* Stands for "the process's context" (bc_http_client_set_tls) in
+ * tls_start's argument; never used as a context itself. */
+static const bc_http_tls_t tls_process_marker;
+#define TLS_PROCESS (&tls_process_marker)
+
+/*
+ * With TLS on (tls, or the process's context when tls is TLS_PROCESS),
+ * makes *ssl a session on connected fd toward host (whose certificate
+ * must name it) and completes the handshake by deadline; with TLS off,
+ * *ssl = NULL and BC_OK.  *ssl is owned by the caller (SSL_free) also on
+ * error.  Errors as TLS in the header, why in tls_error.
+ */
+static bc_status_t
+tls_start(const bc_http_tls_t *tls, int fd, const char *host, int64_t deadline, SSL **ssl)
+{
+    tls_error[0] = '\0';
+    *ssl = NULL;
+    bool on;
+    if (tls == TLS_PROCESS) {
+        pthread_mutex_lock(&client_tls_mu);
+        if (client_tls != NULL) *ssl = tls_new_ssl(client_tls);
+        on = client_tls != NULL;
+        pthread_mutex_unlock(&client_tls_mu);
+    } else {
+        on = tls != NULL;
+        if (on) *ssl = tls_new_ssl(tls);
+    }
+    if (!on) return BC_OK;
+    if (*ssl == NULL || SSL_set_fd(*ssl, fd) != 1) {
+        snprintf(tls_error, sizeof(tls_error), "cannot make a TLS session: %s",
+                 tls_reason("out of memory"));
+        return BC_ENOMEM;
+    }
+    /* BEHAVIOR: the certificate must name the host as it was addressed
+     * (an IP literal must be among its IP addresses, a name among its DNS
+     * names), on top of chaining to the CA: a certificate of the cluster's
+     * CA issued to another host does not pass for this one. */
+    unsigned char bin[16];
+    bool ip = inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
+    int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(*ssl), host)
+                : SSL_set_tlsext_host_name(*ssl, host) && SSL_set1_host(*ssl, host);
+    if (ok != 1) {
+        snprintf(tls_error, sizeof(tls_error), "cannot check the server's name \"%.100s\"", host);
+        ERR_clear_error();
+        return BC_EINVAL;
+    }
+    for (;;) {
+        ERR_clear_error();
+        int ret = SSL_connect(*ssl);
+        if (ret == 1) return BC_OK;
+        bc_status_t st = tls_wait(*ssl, ret, deadline);
+        if (st == BC_OK) continue;
+        if (st == BC_ETIMEOUT) {
+            snprintf(tls_error, sizeof(tls_error), "TLS handshake timed out");
+            return BC_ETIMEOUT;
+        }
+        long vr = SSL_get_verify_result(*ssl);
+        if (vr != X509_V_OK) {
+            snprintf(tls_error, sizeof(tls_error), "certificate verify failed: %s",
+                     X509_verify_cert_error_string(vr));
+            ERR_clear_error();
+            return BC_EACCES;
+        }
+        const char *why = tls_reason(NULL);
+        if (why == NULL) {
+            snprintf(tls_error, sizeof(tls_error), "the server closed the connection during "
+                     "the TLS handshake");
+            return BC_EIO;
+        }
+        snprintf(tls_error, sizeof(tls_error), "TLS handshake failed: %s", why);
+        /* An alert about our certificate: refused, as a bad one of theirs. */
+        return strstr(why, "certificate") != NULL ? BC_EACCES : BC_EPROTO;
+    }
+}
+
+/* Sends all of buf over the connection (TLS when ssl). */
+static bc_status_t
+conn_send(int fd, SSL *ssl, const void *buf, size_t len, int64_t deadline)
+{
+    if (ssl == NULL) return bc_net_send_all(fd, buf, len, deadline);
+    const char *p = buf;
+    while (len > 0) {
+        ERR_clear_error();
+        int ret = SSL_write(ssl, p, len > (1u << 30) ? (int)(1u << 30) : (int)len);
+        if (ret > 0) {
+            p += ret;
+            len -= (size_t)ret;
+            continue;
+        }
+        bc_status_t st = tls_wait(ssl, ret, deadline);
+        if (st != BC_OK) {
+            ERR_clear_error();
+            return st;
+        }
+    }
+    return BC_OK;
+}
+
+/*
+ * Receives what is there (up to len) into buf, waiting for it until
+ * deadline.  BC_OK with *got > 0, BC_ECLOSED at the end of the stream,
+ * BC_ETIMEOUT, BC_EIO.  With TLS, the end is the server's close_notify
+ * (libmicrohttpd sends one): a connection that just stops is BC_EIO, so
+ * a body ended by EOF (an HTTP/1.0 export) cannot be cut short unseen.
+ */
+static bc_status_t
+conn_recv(int fd, SSL *ssl, void *buf, size_t len, int64_t deadline, size_t *got)
+{
+    for (;;) {
+        if (ssl != NULL) {
+            ERR_clear_error();
+            int ret = SSL_read(ssl, buf, len > (1u << 30) ? (int)(1u << 30) : (int)len);
+            if (ret > 0) {
+                *got = (size_t)ret;
+                return BC_OK;
+            }
+            if (SSL_get_error(ssl, ret) == SSL_ERROR_ZERO_RETURN) return BC_ECLOSED;
+            bc_status_t st = tls_wait(ssl, ret, deadline);
+            if (st != BC_OK) {
+                ERR_clear_error();
+                return st;
+            }
+            continue;
+        }
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n > 0) {
+            *got = (size_t)n;
+            return BC_OK;
+        }
+        if (n == 0) return BC_ECLOSED;
+        if (errno != EAGAIN && errno != EINTR) return BC_EIO;
+        struct pollfd p = {fd, POLLIN, 0};
+        int rc = poll(&p, 1, bc_net_remaining_ms(deadline));
+        if (rc == 0) return BC_ETIMEOUT;
+        if (rc < 0 && errno != EINTR) return BC_EIO;
+    }
+}
+
+/* Closes the connection: a TLS close_notify first when it can go at once. */
+static void
+conn_close(int fd, SSL *ssl)
+{
+    if (ssl != NULL) {
+        (void)SSL_shutdown(ssl);
+        ERR_clear_error();
+        SSL_free(ssl);
+    }
+    if (fd >= 0) close(fd);
+}
+
 /* "host:port" for a Host header, with an IPv6 literal in brackets. */
 static void
 client_host_header(const bc_hostport_t *hp, char *buf, size_t len)
@@ -81,9 +399,28 @@ http_dechunk(char *buf, size_t len)
     }
 }
 
+static bc_status_t
+http_request(const bc_http_tls_t *tls, const char *addr, const char *method, const char *path,
+             const char *body, size_t body_len, int timeout_ms, bc_http_response_t *resp);
+
 bc_status_t
 bc_http_request(const char *addr, const char *method, const char *path, const char *body,
                 size_t body_len, int timeout_ms, bc_http_response_t *resp)
+{
+    return http_request(TLS_PROCESS, addr, method, path, body, body_len, timeout_ms, resp);
+}
+
+bc_status_t
+bc_http_request_tls(const bc_http_tls_t *tls, const char *addr, const char *method,
+                    const char *path, const char *body, size_t body_len, int timeout_ms,
+                    bc_http_response_t *resp)
+{
+    return http_request(tls, addr, method, path, body, body_len, timeout_ms, resp);
+}
+
+static bc_status_t
+http_request(const bc_http_tls_t *tls, const char *addr, const char *method, const char *path,
+             const char *body, size_t body_len, int timeout_ms, bc_http_response_t *resp)
 {
     bc_hostport_t hp;
     memset(resp, 0, sizeof(*resp));
@@ -92,6 +429,12 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     int fd;
     bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(deadline), 0, &fd, NULL, 0);
     if (st != BC_OK) return st;
+    SSL *ssl;
+    st = tls_start(tls, fd, hp.host, deadline, &ssl);
+    if (st != BC_OK) {
+        conn_close(fd, ssl);
+        return st;
+    }
 
     char head[1536], host[BC_HOST_MAX + 16], authz[400];
     client_host_header(&hp, host, sizeof(host));
@@ -105,13 +448,13 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
     OPENSSL_cleanse(authz, sizeof(authz));
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
         OPENSSL_cleanse(head, sizeof(head));
-        close(fd);
+        conn_close(fd, ssl);
         return BC_EINVAL;
     }
-    st = bc_net_send_all(fd, head, (size_t)hn, deadline);
+    st = conn_send(fd, ssl, head, (size_t)hn, deadline);
     OPENSSL_cleanse(head, sizeof(head));
     if (st == BC_OK && body != NULL && body_len > 0) {
-        st = bc_net_send_all(fd, body, body_len, deadline);
+        st = conn_send(fd, ssl, body, body_len, deadline);
     }
 
     size_t cap = 8192, len = 0;
@@ -131,19 +474,12 @@ bc_http_request(const char *addr, const char *method, const char *path, const ch
             }
             buf = grown;
         }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n > 0) {
-            len += (size_t)n;
-        } else if (n == 0) {
-            break;
-        } else if (errno == EAGAIN || errno == EINTR) {
-            struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, bc_net_remaining_ms(deadline)) <= 0) st = BC_ETIMEOUT;
-        } else {
-            st = BC_EIO;
-        }
+        size_t n;
+        st = conn_recv(fd, ssl, buf + len, cap - len, deadline, &n);
+        if (st == BC_OK) len += n;
     }
-    close(fd);
+    if (st == BC_ECLOSED) st = BC_OK;
+    conn_close(fd, ssl);
     if (st != BC_OK) {
         free(buf);
         return st;
@@ -205,7 +541,14 @@ bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf, int64_
         if (why != NULL && whylen > 0) snprintf(why, whylen, "bad address");
         return BC_EINVAL;
     }
-    return bc_net_connect(&hp, bc_net_remaining_ms(deadline), rcvbuf, &s->fd, why, whylen);
+    bc_status_t st = bc_net_connect(&hp, bc_net_remaining_ms(deadline), rcvbuf, &s->fd, why,
+                                    whylen);
+    if (st != BC_OK) return st;
+    SSL *ssl;
+    st = tls_start(TLS_PROCESS, s->fd, hp.host, deadline, &ssl);
+    s->ssl = ssl;
+    if (st != BC_OK && why != NULL && whylen > 0) snprintf(why, whylen, "%s", tls_error);
+    return st;
 }
 
 bc_status_t
@@ -219,7 +562,7 @@ bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, cons
                       "\r\n", path, host, authz, extra != NULL ? extra : "", accept);
     OPENSSL_cleanse(authz, sizeof(authz));
     bc_status_t st = hn < 0 || (size_t)hn >= sizeof(head)
-                         ? BC_EINVAL : bc_net_send_all(s->fd, head, (size_t)hn, s->deadline);
+                         ? BC_EINVAL : conn_send(s->fd, s->ssl, head, (size_t)hn, s->deadline);
     OPENSSL_cleanse(head, sizeof(head));
     return st;
 }
@@ -247,21 +590,11 @@ bc_status_t
 bc_http_stream_read(bc_http_stream_t *s, size_t want, size_t *got)
 {
     if (!stream_room(s, want)) return BC_ENOMEM;
-    for (;;) {
-        ssize_t n = recv(s->fd, s->buf + s->end, s->cap - s->end, 0);
-        if (n > 0) {
-            s->end += (size_t)n;
-            *got = (size_t)n;
-            if (s->idle_ms > 0) s->deadline = bc_time_mono_ms() + s->idle_ms;
-            return BC_OK;
-        }
-        if (n == 0) return BC_ECLOSED;
-        if (errno != EAGAIN && errno != EINTR) return BC_EIO;
-        struct pollfd pfd = {s->fd, POLLIN, 0};
-        int rc = poll(&pfd, 1, bc_net_remaining_ms(s->deadline));
-        if (rc == 0) return BC_ETIMEOUT;
-        if (rc < 0 && errno != EINTR) return BC_EIO;
-    }
+    bc_status_t st = conn_recv(s->fd, s->ssl, s->buf + s->end, s->cap - s->end, s->deadline, got);
+    if (st != BC_OK) return st;
+    s->end += *got;
+    if (s->idle_ms > 0) s->deadline = bc_time_mono_ms() + s->idle_ms;
+    return BC_OK;
 }
 
 bc_status_t
@@ -306,8 +639,9 @@ bc_http_stream_header(const bc_http_stream_t *s, const char *name)
 void
 bc_http_stream_close(bc_http_stream_t *s)
 {
-    if (s->fd >= 0) close(s->fd);
+    conn_close(s->fd, s->ssl);
     s->fd = -1;
+    s->ssl = NULL;
     free(s->buf);
     free(s->head);
     s->buf = s->head = NULL;

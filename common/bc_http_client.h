@@ -11,8 +11,22 @@
  *
  * One request per connection ("Connection: close"), deadlines on every
  * wait, and bounded buffers, so a slow or hostile peer can neither hang
- * the caller nor grow its memory.  Plain HTTP only: admin ports are meant
- * for trusted networks (docs/security.md).
+ * the caller nor grow its memory.
+ *
+ * TLS (bc_http_tls_*, docs/security.md)
+ *   Plain HTTP unless the process has set a TLS context
+ *   (bc_http_client_set_tls): then every request and stream made here is
+ *   HTTPS.  That is the whole switch because a process of ours talks over
+ *   this client to one kind of admin port: a node talks to the other
+ *   nodes (migration imports, promotion checks), the console to the
+ *   nodes -- and the nodes of a cluster run with -Z all or none, their
+ *   admin ports serving HTTPS with it.  The server's certificate must
+ *   chain to the context's CA and name the host it was reached at (its
+ *   IP address or DNS name, as in the address); the client presents its
+ *   own certificate only when one was given and the server asks.  A
+ *   failed handshake is BC_EACCES (a certificate refused, either way) or
+ *   BC_EPROTO (the server does not speak TLS), and says why in
+ *   bc_http_client_tls_error().
  *
  * AUTHENTICATION
  *   Once a process has set its admin token (bc_http_client_set_auth),
@@ -43,6 +57,41 @@ struct bc_auth;
  */
 void bc_http_client_set_auth(struct bc_auth *auth);
 
+/* ---- TLS ---- */
+
+typedef struct bc_http_tls bc_http_tls_t;
+
+typedef struct bc_http_tls_config {
+    const char *ca_file;           /* PEM CAs the servers' certificates must chain to; required */
+    const char *cert_file;         /* PEM chain presented when a server asks; NULL: none */
+    const char *key_file;          /* PEM key of cert_file; NULL: cert_file holds it */
+} bc_http_tls_config_t;
+
+/*
+ * Loads a client context (TLS 1.2 or later, the server verified as above).
+ * The files are read now (config is copied: bc_http_tls_reload reads them
+ * again).  *out is owned by the caller (bc_http_tls_free, after the last
+ * request).  Errors: BC_EINVAL with err naming the file and OpenSSL's
+ * reason, BC_ENOMEM.
+ */
+bc_status_t bc_http_tls_open(const bc_http_tls_config_t *config, bc_http_tls_t **out,
+                             char *err, size_t errlen);
+/* Re-reads the files (a certificate or CA renewed) for the requests that
+ * follow; any thread.  Errors as bc_http_tls_open; then the context in
+ * force stays. */
+bc_status_t bc_http_tls_reload(bc_http_tls_t *tls, char *err, size_t errlen);
+void bc_http_tls_free(bc_http_tls_t *tls);
+/*
+ * Makes every later request and stream of this process HTTPS with tls
+ * (borrowed: it must outlive them; NULL: plain HTTP again).  Thread-safe;
+ * a request already connected keeps what it started with.
+ */
+void bc_http_client_set_tls(bc_http_tls_t *tls);
+/* Why this thread's last handshake failed ("certificate verify failed:
+ * ..."), or "" when it did not.  Borrowed, thread-local, valid until the
+ * thread's next request. */
+const char *bc_http_client_tls_error(void);
+
 typedef struct bc_http_response {
     int status;                    /* 200, 404, ... */
     char *body;                    /* malloc'd, NUL-terminated (may hold NULs); caller frees */
@@ -54,12 +103,22 @@ typedef struct bc_http_response {
  * body (body may be NULL), waiting at most timeout_ms in all.  On BC_OK
  * *resp holds the status and body (bc_http_response_free); a non-2xx status
  * is still BC_OK.  Errors: BC_EINVAL (bad address), BC_EIO (cannot connect
- * or the connection broke), BC_ETIMEOUT, BC_EPROTO (not HTTP),
+ * or the connection broke), BC_ETIMEOUT, BC_EPROTO (not HTTP, or with TLS
+ * on: not TLS), BC_EACCES (TLS: a certificate refused, TLS above),
  * BC_ETOOLARGE (response over BC_HTTP_CLIENT_MAX_RESPONSE), BC_ENOMEM.
  */
 bc_status_t bc_http_request(const char *addr, const char *method, const char *path,
                             const char *body, size_t body_len, int timeout_ms,
                             bc_http_response_t *resp);
+/*
+ * bc_http_request with TLS as the caller says, whatever the process's
+ * setting: over tls (borrowed), or plain HTTP when tls is NULL.  For a
+ * process that talks to admin ports of both kinds (the CLI: the console's
+ * plain, -Z nodes' HTTPS).  Errors as bc_http_request.
+ */
+bc_status_t bc_http_request_tls(const bc_http_tls_t *tls, const char *addr, const char *method,
+                                const char *path, const char *body, size_t body_len,
+                                int timeout_ms, bc_http_response_t *resp);
 void bc_http_response_free(bc_http_response_t *resp);
 
 /* ---- streaming GET ---- */
@@ -84,8 +143,11 @@ void bc_http_response_free(bc_http_response_t *resp);
 /* The read buffer's first size; it doubles as bc_http_stream_read asks. */
 #define BC_HTTP_STREAM_BUF (256u * 1024u)
 
+struct ssl_st;
+
 typedef struct bc_http_stream {
     int fd;                        /* -1: not connected */
+    struct ssl_st *ssl;            /* TLS on (bc_http_client_set_tls): the session (owned) */
     int64_t deadline;              /* monotonic ms: where the next wait ends */
     int64_t idle_ms;               /* > 0: a byte received moves the deadline this far on */
     int status;                    /* after bc_http_stream_head: 200, 404, ... */
@@ -97,17 +159,19 @@ typedef struct bc_http_stream {
 } bc_http_stream_t;
 
 /*
- * Connects s to addr ("host:port" or "[v6]:port").  rcvbuf > 0 asks for a
- * socket receive buffer that large from the first byte.  Errors (reason
- * in why, may be NULL): BC_EINVAL (bad address), BC_ETIMEOUT, BC_EIO.
+ * Connects s to addr ("host:port" or "[v6]:port"), with TLS on completing
+ * the handshake too.  rcvbuf > 0 asks for a socket receive buffer that
+ * large from the first byte.  Errors (reason in why, may be NULL):
+ * BC_EINVAL (bad address), BC_ETIMEOUT, BC_EIO, and with TLS on BC_EACCES
+ * and BC_EPROTO (TLS above).
  * Whatever the result, s may be passed to bc_http_stream_close.
  */
 bc_status_t bc_http_stream_connect(bc_http_stream_t *s, const char *addr, int rcvbuf,
                                    int64_t deadline, int64_t idle_ms, char *why, size_t whylen);
 /* Sends "GET path HTTP/1.0" with Host, Connection: close, Accept and the
  * header lines of extra ("Name: value\r\n" each; NULL: none), e.g. a peer
- * proof (bc_peerauth.h).  Errors: BC_EINVAL (too long), as
- * bc_net_send_all. */
+ * proof (bc_peerauth.h).  Errors: BC_EINVAL (too long), BC_ETIMEOUT,
+ * BC_EIO. */
 bc_status_t bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path,
                                const char *accept, const char *extra);
 /*

@@ -31,6 +31,9 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -61,6 +64,7 @@
  * reaper, and when the request being received must be complete. */
 typedef struct httpd_conn {
     struct httpd_conn *prev, *next;
+    struct bc_httpd *h;            /* its server: the HTTPS certificate callback finds it so */
     int fd;
     _Atomic int64_t deadline_us;   /* CLOCK_MONOTONIC; 0: none (a handler runs, a reply goes) */
     bool shut;                     /* the reaper shut it down */
@@ -94,6 +98,13 @@ struct bc_httpd {
     int64_t next_reap_us;          /* parker thread only */
 
     bool loopback;                 /* bound to 127.0.0.0/8 or ::1 */
+    /* HTTPS: the certificate and key in force, and those replaced by
+     * bc_httpd_set_tls (a handshake may still use one: they are freed
+     * with the server).  LOCKING RULE: tls_mu guards both pointers; an
+     * identity never changes once made. */
+    bool tls;
+    pthread_mutex_t tls_mu;
+    struct httpd_identity *identity, *retired;
     /* Connections and their deadlines (see the top).  LOCKING RULE:
      * conns_mu guards the list; never held while calling MHD. */
     pthread_mutex_t conns_mu;
@@ -805,6 +816,14 @@ httpd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof(line), fmt, ap);
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+    /* HTTPS: a client that is not TLS (plain HTTP, a TCP health probe) or
+     * stops half-way fails its handshake; that is the client's problem,
+     * said plainly and not as a warning about the server. */
+    if (h->tls && strcasestr(line, "handshake") != NULL) {
+        log_info("%s https: a client's TLS handshake failed, connection closed (not a TLS "
+                 "client, or it stopped half-way): %s", h->name, line);
+        return;
+    }
     log_warn("%s http: %s", h->name, line);
 }
 
@@ -823,6 +842,7 @@ httpd_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_co
         *socket_context = c;
         if (c == NULL) return;     /* no deadline: MHD's idle timeout still applies */
         c->fd = ci->connect_fd;
+        c->h = h;
         atomic_init(&c->deadline_us,
                     bc_time_mono_us() + (int64_t)h->cfg.request_timeout_s * 1000000);
         pthread_mutex_lock(&h->conns_mu);
@@ -1046,6 +1066,117 @@ httpd_bind(bc_httpd_t *h)
     return BC_OK;
 }
 
+/* ---- HTTPS identity ---- */
+
+#define HTTPD_MAX_CHAIN 16
+
+/* A certificate chain and its key as GnuTLS takes them. */
+typedef struct httpd_identity {
+    gnutls_pcert_st certs[HTTPD_MAX_CHAIN];
+    unsigned ncerts;
+    gnutls_privkey_t key;
+    struct httpd_identity *next_retired;
+} httpd_identity_t;
+
+static void
+httpd_identity_free(httpd_identity_t *id)
+{
+    if (id == NULL) return;
+    for (unsigned i = 0; i < id->ncerts; i++) gnutls_pcert_deinit(&id->certs[i]);
+    if (id->key != NULL) gnutls_privkey_deinit(id->key);
+    free(id);
+}
+
+/* Parses PEM text into a new identity.  NULL with why set on error. */
+static httpd_identity_t *
+httpd_identity_new(const char *cert_pem, const char *key_pem, char *why, size_t whylen)
+{
+    httpd_identity_t *id = calloc(1, sizeof(*id));
+    if (id == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    gnutls_datum_t cert = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
+    gnutls_datum_t key = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
+    unsigned n = HTTPD_MAX_CHAIN;
+    int rc = gnutls_pcert_list_import_x509_raw(id->certs, &n, &cert, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0) {
+        snprintf(why, whylen, "certificate chain: %s", gnutls_strerror(rc));
+        free(id);
+        return NULL;
+    }
+    id->ncerts = n;
+    rc = gnutls_privkey_init(&id->key);
+    if (rc >= 0) rc = gnutls_privkey_import_x509_raw(id->key, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (rc < 0) {
+        snprintf(why, whylen, "key: %s", gnutls_strerror(rc));
+        httpd_identity_free(id);
+        return NULL;
+    }
+    return id;
+}
+
+/*
+ * GnuTLS asks for the certificate of each handshake here (libmicrohttpd's
+ * MHD_OPTION_HTTPS_CERT_CALLBACK, which carries no context: the server is
+ * found through the connection, which libmicrohttpd sets as the session's
+ * pointer, and its socket context).  The identity handed out stays valid
+ * while the server lives, even if replaced meanwhile.
+ */
+static int
+httpd_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+               const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+               gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct MHD_Connection *conn = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci =
+        conn != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    httpd_conn_t *c = ci != NULL ? ci->socket_context : NULL;
+    if (c == NULL) return -1;     /* no memory for its context: no handshake */
+    pthread_mutex_lock(&c->h->tls_mu);
+    httpd_identity_t *id = c->h->identity;
+    pthread_mutex_unlock(&c->h->tls_mu);
+    *pcert = id->certs;
+    *pcert_length = id->ncerts;
+    *pkey = id->key;
+    return 0;
+}
+
+bc_status_t
+bc_httpd_set_tls(bc_httpd_t *h, const char *cert_pem, const char *key_pem, char *err,
+                 size_t errlen)
+{
+    if (!h->tls) return bc_fail(err, errlen, BC_EINVAL, "%s: not an HTTPS server", h->name);
+    char why[200];
+    httpd_identity_t *id = httpd_identity_new(cert_pem, key_pem, why, sizeof(why));
+    if (id == NULL) return bc_fail(err, errlen, BC_EINVAL, "%s: %s", h->name, why);
+    pthread_mutex_lock(&h->tls_mu);
+    h->identity->next_retired = h->retired;
+    h->retired = h->identity;
+    h->identity = id;
+    pthread_mutex_unlock(&h->tls_mu);
+    return BC_OK;
+}
+
+/* Frees the identities (with the server). */
+static void
+httpd_free_tls(bc_httpd_t *h)
+{
+    httpd_identity_free(h->identity);
+    while (h->retired != NULL) {
+        httpd_identity_t *next = h->retired->next_retired;
+        httpd_identity_free(h->retired);
+        h->retired = next;
+    }
+    h->identity = NULL;
+    if (h->tls) pthread_mutex_destroy(&h->tls_mu);
+    h->tls = false;
+}
+
 bc_status_t
 bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
 {
@@ -1076,7 +1207,28 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
     }
     if (h->cfg.timeout_s == 0) h->cfg.timeout_s = HTTPD_DEFAULT_TIMEOUT_S;
     if (h->cfg.max_body == 0) h->cfg.max_body = HTTPD_DEFAULT_MAX_BODY;
-    bc_status_t st = h->name == NULL ? BC_ENOMEM : httpd_bind(h);
+    bc_status_t st = h->name == NULL ? BC_ENOMEM : BC_OK;
+    if (st == BC_OK && config->tls_cert_pem != NULL) {
+        char why[200];
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            log_error("%s: HTTPS is needed but this libmicrohttpd (%s) was built without TLS: "
+                      "install one built with GnuTLS (Debian's libmicrohttpd12 is)", h->name,
+                      MHD_get_version());
+            st = BC_ECONFIG;
+        } else if ((h->identity = httpd_identity_new(config->tls_cert_pem,
+                                                     config->tls_key_pem != NULL
+                                                         ? config->tls_key_pem : "",
+                                                     why, sizeof(why))) == NULL) {
+            log_error("%s: HTTPS: %s", h->name, why);
+            st = BC_ECONFIG;
+        } else {
+            h->tls = true;
+            pthread_mutex_init(&h->tls_mu, NULL);
+        }
+    }
+    h->cfg.tls_cert_pem = h->cfg.tls_key_pem = NULL; /* the copies above are used */
+    if (st == BC_OK) st = httpd_bind(h);
     if (st == BC_OK && !h->loopback && h->cfg.auth == NULL && !h->cfg.insecure_no_auth) {
         log_error("%s: refusing to serve on %s:%u, beyond loopback, without an admin token: "
                   "give --auth-token-file FILE (docs/security.md), or --insecure-no-auth to "
@@ -1096,6 +1248,7 @@ bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out)
         pthread_mutex_destroy(&h->conns_mu);
         pthread_mutex_destroy(&h->park_mu);
         pthread_cond_destroy(&h->park_cv);
+        httpd_free_tls(h);
         free(h->parked);
         free(h->name);
         free(h);
@@ -1110,8 +1263,17 @@ bc_httpd_start(bc_httpd_t *h)
 {
     if (h->daemon != NULL) return BC_OK;
     if (h->listen_fd < 0) return BC_EIO;
+    /* HTTPS: the certificate from httpd_tls_cert (so that it can be
+     * replaced); TLS 1.2 and 1.3 only. */
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)httpd_tls_cert},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    bool tls = h->tls;
     h->daemon = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME |
+            (tls ? MHD_USE_TLS : 0), 0, NULL,
         NULL, httpd_handle, h,
         /* The logger must come first to catch messages about the others. */
         MHD_OPTION_EXTERNAL_LOGGER, httpd_log, (void *)h,
@@ -1123,9 +1285,11 @@ bc_httpd_start(bc_httpd_t *h)
         MHD_OPTION_URI_LOG_CALLBACK, httpd_uri_log, (void *)h,
         MHD_OPTION_NOTIFY_COMPLETED, httpd_completed, (void *)h,
         MHD_OPTION_NOTIFY_CONNECTION, httpd_notify_connection, (void *)h,
+        MHD_OPTION_ARRAY, tls ? tls_opts : &tls_opts[2],
         MHD_OPTION_END);
     if (h->daemon == NULL) {
-        log_error("%s: libmicrohttpd could not start on port %u", h->name, h->port);
+        log_error("%s: libmicrohttpd could not start on port %u%s", h->name, h->port,
+                  tls ? " (HTTPS: see above)" : "");
         return BC_EIO;
     }
     h->listen_fd = -1; /* MHD owns it now */
@@ -1148,6 +1312,12 @@ bool
 bc_httpd_loopback(const bc_httpd_t *h)
 {
     return h->loopback;
+}
+
+bool
+bc_httpd_tls(const bc_httpd_t *h)
+{
+    return h->tls;
 }
 
 void
@@ -1192,6 +1362,7 @@ bc_httpd_destroy(bc_httpd_t *h)
     pthread_mutex_destroy(&h->conns_mu);
     pthread_mutex_destroy(&h->park_mu);
     pthread_cond_destroy(&h->park_cv);
+    httpd_free_tls(h);
     free(h->parked);
     free(h->name);
     free(h);

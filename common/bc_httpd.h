@@ -24,6 +24,16 @@
  *   Connections, per-connection memory and idle time are bounded by MHD
  *   options, so a hostile client cannot grow the process.
  *
+ *   HTTPS when the config gives a certificate and key (tls_cert_pem):
+ *   libmicrohttpd's TLS, which Debian's build does with GnuTLS, TLS 1.2
+ *   or later.  It serves HTTPS only: a plain HTTP request on that port
+ *   fails its handshake and the connection is closed (logged; the
+ *   server goes on), as does a handshake that stops half-way
+ *   (within the request head deadline below).  The certificate can be
+ *   renewed while serving (bc_httpd_set_tls).  Client certificates are
+ *   not asked for: whoever calls proves itself as over plain HTTP
+ *   (ACCESS, and the cluster secret on the peer endpoints).
+ *
  * ACCESS (docs/security.md; the parts in bc_auth.h)
  *   Decided once, here, from the request's headers, before a route's
  *   handler runs or its body is read, in this order:
@@ -155,6 +165,11 @@ typedef struct bc_httpd_config {
     const char *body_types;        /* Content-Types a body may have; NULL: application/json */
     unsigned max_conns_per_ip;     /* 0 = 256 */
     unsigned request_timeout_s;    /* a request head's deadline; 0 = 10 */
+
+    /* ---- HTTPS (HOW) ---- */
+    const char *tls_cert_pem;      /* PEM chain, the server's certificate first; NULL: plain
+                                    * HTTP.  Read by bc_httpd_create, not kept. */
+    const char *tls_key_pem;       /* PEM key of tls_cert_pem; read, not kept */
 } bc_httpd_config_t;
 
 /*
@@ -162,7 +177,9 @@ typedef struct bc_httpd_config {
  * port..port+port_tries-1; a move is logged).  *out is owned by the caller
  * (bc_httpd_destroy).  Errors: BC_EINVAL (bad address), BC_EIO (bind or
  * listen failed; logged with the reason), BC_ECONFIG (bound beyond
- * loopback with neither auth nor insecure_no_auth; logged), BC_ENOMEM.
+ * loopback with neither auth nor insecure_no_auth; or HTTPS asked of a
+ * libmicrohttpd built without TLS, or a certificate or key GnuTLS cannot
+ * use; logged), BC_ENOMEM.
  */
 bc_status_t bc_httpd_create(const bc_httpd_config_t *config, bc_httpd_t **out);
 /* Starts serving on MHD's own thread.  Errors: BC_EIO (also after a stop:
@@ -171,6 +188,16 @@ bc_status_t bc_httpd_start(bc_httpd_t *httpd);
 uint16_t bc_httpd_port(const bc_httpd_t *httpd);
 /* true when the listening address is loopback (127.0.0.0/8, ::1). */
 bool bc_httpd_loopback(const bc_httpd_t *httpd);
+/* true when it serves HTTPS (tls_cert_pem). */
+bool bc_httpd_tls(const bc_httpd_t *httpd);
+/*
+ * Puts another certificate chain and key (PEM text, not kept) in force for
+ * the handshakes that follow (a certificate renewed); connections already
+ * open keep theirs.  Any thread.  Errors: BC_EINVAL (not an HTTPS server,
+ * or GnuTLS cannot use them: err says why; the ones in force stay).
+ */
+bc_status_t bc_httpd_set_tls(bc_httpd_t *httpd, const char *cert_pem, const char *key_pem,
+                             char *err, size_t errlen);
 
 /* What the access checks and deadlines refused (bc_httpd_get_stats). */
 typedef struct bc_httpd_stats {

@@ -42,7 +42,8 @@ bc_status_t
 bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char *err, size_t err_len)
 {
     static const char *const root_fields[] = {"zookeeper", "admin", "orphan_grace_ms", "migrations",
-                                              "log", NULL};
+                                              "log", "nodes", NULL};
+    static const char *const nodes_fields[] = {"tls_ca_file", NULL};
     static const char *const mig_fields[] = {"parallel", "timeout_ms", "precopy", "precopy_ahead",
                                              NULL};
     static const char *const zk_fields[] = {"hosts", "cluster", "session_timeout_ms", "auth_file",
@@ -58,6 +59,7 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
 
     if ((st = bc_config_check_fields(doc, NULL, root_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "zookeeper", zk_fields, err, err_len)) != BC_OK ||
+        (st = bc_config_check_fields(doc, "nodes", nodes_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "admin", admin_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "log", log_fields, err, err_len)) != BC_OK ||
         (st = bc_config_check_fields(doc, "migrations", mig_fields, err, err_len)) != BC_OK) {
@@ -103,7 +105,10 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
         (st = bc_config_get_bool(doc, "admin.insecure_no_auth", &cfg->insecure_no_auth, NULL, err,
                                  err_len)) != BC_OK ||
         (st = bc_config_get_string(doc, "zookeeper.auth_file", cfg->zk_auth_file,
-                                   sizeof(cfg->zk_auth_file), false, NULL, err, err_len)) != BC_OK) {
+                                   sizeof(cfg->zk_auth_file), false, NULL, err, err_len)) != BC_OK ||
+        (st = bc_config_get_string(doc, "nodes.tls_ca_file", cfg->node_tls_ca_file,
+                                   sizeof(cfg->node_tls_ca_file), false, NULL, err,
+                                   err_len)) != BC_OK) {
         return st;
     }
     if ((st = bc_config_get_int(doc, "admin.max_connections", 1, 100000, &v, &found, err,
@@ -118,7 +123,7 @@ bc_console_cfg_apply_doc(bc_console_cfg_t *cfg, const bc_config_doc_t *doc, char
 typedef enum { O_ZK, O_CLUSTER, O_SESSION, O_ADMIN_PORT, O_ADMIN_LISTEN, O_ADVERTISE, O_GRACE,
                O_MIG_PARALLEL, O_MIG_TIMEOUT, O_NO_PRECOPY, O_PRECOPY_AHEAD, O_LOG, O_CONFIG, O_HELP,
                O_VERSION, O_STATS_INTERVAL, O_LAG_WARN, O_STUCK, O_AUTH_TOKEN_FILE,
-               O_INSECURE_NO_AUTH, O_ZK_AUTH_FILE } opt_t;
+               O_INSECURE_NO_AUTH, O_ZK_AUTH_FILE, O_NODE_TLS_CA_FILE } opt_t;
 
 static const struct {
     const char *name;
@@ -151,6 +156,10 @@ static const struct {
                                                     "token: anyone who reaches it runs the cluster"},
     {"zk-auth-file", O_ZK_AUTH_FILE, true, "ZooKeeper credentials (user:password) of a cluster "
                                            "secured with digest ACLs"},
+    {"node-tls-ca-file", O_NODE_TLS_CA_FILE, true, "the nodes run with -Z: their admin ports "
+                                                   "serve HTTPS, with certificates of this CA "
+                                                   "(PEM) that name the addresses the nodes "
+                                                   "advertise (docs/security.md)"},
     {"log-level", O_LOG, true, "error|warn|info|debug|trace (default info)"},
     {"stats-interval-ms", O_STATS_INTERVAL, true, "how often the nodes' statistics are sampled "
                                                   "for the dashboard and /metrics, 200..60000 "
@@ -238,6 +247,10 @@ apply_flag(bc_console_cfg_t *cfg, opt_t id, const char *name, const char *val, c
     case O_ZK_AUTH_FILE:
         if (val[0] == '\0' || strlen(val) >= sizeof(cfg->zk_auth_file)) return cfg_fail(err, len, "--%s: expected a file name", name);
         snprintf(cfg->zk_auth_file, sizeof(cfg->zk_auth_file), "%s", val);
+        return BC_OK;
+    case O_NODE_TLS_CA_FILE:
+        if (val[0] == '\0' || strlen(val) >= sizeof(cfg->node_tls_ca_file)) return cfg_fail(err, len, "--%s: expected a file name", name);
+        snprintf(cfg->node_tls_ca_file, sizeof(cfg->node_tls_ca_file), "%s", val);
         return BC_OK;
     case O_STATS_INTERVAL:
         if (bc_parse_int(val, 200, 60000, &v) != BC_OK) return cfg_fail(err, len, "--%s: expected 200..60000 ms, got \"%.40s\"", name, val);

@@ -12,6 +12,7 @@
  *                   "auth_token_file": "/etc/bucketcache/admin-token",
  *                   "insecure_no_auth": false, "max_connections": 2048,
  *                   "max_connections_per_ip": 256},
+ *     "nodes":     {"tls_ca_file": "/etc/bucketcache/ca.crt"},
  *     "orphan_grace_ms": -1,
  *     "migrations": {"parallel": 4, "timeout_ms": 30000, "precopy": true,
  *                   "precopy_ahead": 4},
@@ -59,6 +60,8 @@ typedef struct bc_console_cfg {
     char auth_token_file[1024];    /* --auth-token-file: the admin token; "" = none */
     bool insecure_no_auth;         /* --insecure-no-auth: API beyond loopback, no token */
     char zk_auth_file[1024];       /* --zk-auth-file: "user:password"; "" = none */
+    char node_tls_ca_file[1024];   /* --node-tls-ca-file: the nodes' admin ports are HTTPS
+                                    * (nodes run -Z), their certificates of this CA; "" = HTTP */
     uint32_t max_conns;            /* API connections; 2048 */
     uint32_t max_conns_per_ip;     /* API connections per peer address; 256 */
 } bc_console_cfg_t;

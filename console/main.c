@@ -79,6 +79,20 @@ main(int argc, char **argv)
         bc_auth_free(auth);
         return 2;
     }
+    /* The nodes run with -Z: every request to their admin ports (all this
+     * process makes with bc_http_client) is HTTPS, their certificates
+     * checked against this CA and the addresses they advertise. */
+    bc_http_tls_t *node_tls = NULL;
+    if (cfg.node_tls_ca_file[0] != '\0') {
+        bc_http_tls_config_t tc = {.ca_file = cfg.node_tls_ca_file};
+        if (bc_http_tls_open(&tc, &node_tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-console: --node-tls-ca-file: %s\n", err);
+            bc_http_client_set_auth(NULL);
+            bc_auth_free(auth);
+            return 2;
+        }
+        bc_http_client_set_tls(node_tls);
+    }
 
     /* Before any thread exists, so every thread inherits the mask. */
     sigset_t waitset;
@@ -118,6 +132,8 @@ main(int argc, char **argv)
                     cfg.admin_port, bc_status_str(st));
         }
         bc_http_client_set_auth(NULL);
+        bc_http_client_set_tls(NULL);
+        bc_http_tls_free(node_tls);
         bc_auth_free(auth);
         return st == BC_ECONFIG ? 2 : 1;
     }
@@ -144,6 +160,8 @@ main(int argc, char **argv)
                                 : bc_status_str(st));
         bc_console_api_destroy(api);
         bc_http_client_set_auth(NULL);
+        bc_http_client_set_tls(NULL);
+        bc_http_tls_free(node_tls);
         bc_auth_free(auth);
         return 1;
     }
@@ -164,6 +182,8 @@ main(int argc, char **argv)
         bc_console_stop(console);
         bc_console_api_destroy(api);
         bc_http_client_set_auth(NULL);
+        bc_http_client_set_tls(NULL);
+        bc_http_tls_free(node_tls);
         bc_auth_free(auth);
         return 1;
     }
@@ -189,6 +209,8 @@ main(int argc, char **argv)
     bc_observe_stop(observe);
     bc_console_stop(console);
     bc_http_client_set_auth(NULL);
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(node_tls);
     bc_auth_free(auth);
     log_info("console: stopped");
     return 0;

@@ -14,12 +14,14 @@ set -euo pipefail
 # console's dashboard.
 # libssl-dev: libcrypto's SHA-256, SHA-1 and CRYPTO_memcmp (admin tokens,
 # ZooKeeper digest identities: docs/security.md).
+# libgnutls28-dev: the TLS libmicrohttpd serves HTTPS with (a -Z node's
+# admin port in a cluster); the node hands it the certificate itself.
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev python3 procps
   zookeeper libzookeeper-mt-dev libmicrohttpd-dev libcjson-dev libmsgpack-dev
   libcmocka-dev memcached libmemcached-tools python3-pymemcache python3-pylibmc curl
   prometheus chromium
-  libcurl4-openssl-dev libssl-dev
+  libcurl4-openssl-dev libssl-dev libgnutls28-dev
   iproute2 iptables
 )
 

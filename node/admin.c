@@ -1239,6 +1239,8 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
         .private_paths = "/v1/migrate/export",   /* holds a bucket read-only, arms trackers */
         .body_types = "application/octet-stream, application/json",
         .max_conns_per_ip = config->max_conns_per_ip,
+        .tls_cert_pem = config->tls_cert_pem,
+        .tls_key_pem = config->tls_key_pem,
     };
     admin->has_token = config->auth != NULL;
     admin->peer_auth = config->peer_auth;
@@ -1255,6 +1257,13 @@ bc_status_t
 bc_admin_start(bc_admin_t *admin)
 {
     return bc_httpd_start(admin->httpd);
+}
+
+bc_status_t
+bc_admin_set_tls(bc_admin_t *admin, const char *cert_pem, const char *key_pem, char *err,
+                 size_t errlen)
+{
+    return bc_httpd_set_tls(admin->httpd, cert_pem, key_pem, err, errlen);
 }
 
 uint16_t

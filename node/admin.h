@@ -94,6 +94,11 @@ typedef struct bc_admin_config {
     /* The cluster secret: migration exports and imports prove it
      * (migrate/migrate.h); borrowed, outlives the server; NULL: none. */
     bc_peerauth_t *peer_auth;
+    /* HTTPS (common/bc_httpd.h): the node's certificate chain and key as
+     * PEM text (copied); NULL: plain HTTP.  A node run with -Z in a
+     * cluster serves its admin port so (docs/security.md). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } bc_admin_config_t;
 
 /*
@@ -131,6 +136,11 @@ void bc_admin_set_repl(bc_admin_t *admin, struct bc_repl *repl);
 
 /* Starts serving on libmicrohttpd's thread.  Errors: BC_EIO. */
 bc_status_t bc_admin_start(bc_admin_t *admin);
+/* Renews the HTTPS certificate chain and key (PEM text, not kept): a
+ * certificate re-read.  Any thread.  Errors: BC_EINVAL (plain HTTP, or
+ * unusable: err says why; the ones in force stay). */
+bc_status_t bc_admin_set_tls(bc_admin_t *admin, const char *cert_pem, const char *key_pem,
+                             char *err, size_t errlen);
 
 /* The port actually bound. */
 uint16_t bc_admin_port(const bc_admin_t *admin);

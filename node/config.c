@@ -124,7 +124,8 @@ static const node_option_t node_options[] = {
     {'Z', "enable-ssl", NULL, NULL, OPT_TLS,
      "TLS on the data port: -o ssl_chain_cert=FILE,ssl_key=FILE[,ssl_ca_cert=FILE,"
      "ssl_verify_mode=0..3,ssl_min_version=0..3,ssl_ciphers=LIST]; certificates re-read by "
-     "refresh_certs and SIGHUP"},
+     "refresh_certs and SIGHUP.  With --zk (needs ssl_ca_cert, the cluster's CA): TLS to the "
+     "other nodes too, and the admin port serves HTTPS (migration copies; docs/security.md)"},
     {'m', "memory", "memory-limit", "MB", OPT_MEMORY,
      "cache memory in megabytes, or with a k/m/g suffix (default 64)"},
     {'t', "threads", NULL, "NUM", OPT_THREADS,
@@ -1148,23 +1149,10 @@ bc_node_config_validate(const bc_node_config_t *cfg, char *err, size_t err_len)
                        "against -o ssl_ca_cert=FILE: give it", cfg->tls_verify_mode);
         return BC_EINVAL;
     }
-    /* BEHAVIOR: forwarding and replication speak TLS between nodes run
-     * with -Z (net/tls.h, PEERS), but a migration still copies buckets
-     * over the admin port's plain HTTP (authenticated by the cluster
-     * secret, not encrypted), so -Z in a cluster is refused: it would
-     * promise encryption in transit it does not give.  BC_TEST_TLS_CLUSTER
-     * lifts the refusal for the tests of the TLS peer links only. */
-    const char *tls_cluster_test = getenv("BC_TEST_TLS_CLUSTER");
-    if (cfg->tls && cfg->zk_hosts[0] != '\0' &&
-        (tls_cluster_test == NULL || strcmp(tls_cluster_test, "1") != 0)) {
-        bc_config_errf(err, err_len, "-Z in a cluster is not supported yet: migrations copy "
-                       "buckets over the admin port's plain HTTP (run -Z standalone; "
-                       "docs/security.md)");
-        return BC_EINVAL;
-    }
     if (cfg->tls && cfg->zk_hosts[0] != '\0' && cfg->tls_ca_cert[0] == '\0') {
         bc_config_errf(err, err_len, "-Z in a cluster needs -o ssl_ca_cert=FILE: the CA of the "
-                       "cluster's node certificates, which nodes check each other's against");
+                       "cluster's node certificates, which nodes check each other's against "
+                       "(data and admin ports both)");
         return BC_EINVAL;
     }
     if (cfg->mc_auth_file[0] != '\0' && cfg->zk_hosts[0] != '\0' && cfg->insecure_no_peer_auth) {
@@ -1292,7 +1280,7 @@ bc_node_config_usage(FILE *out, const char *prog)
             "\n"
             "Signals: SIGTERM or SIGINT stop the node cleanly (exit status 0); SIGHUP\n"
             "re-reads the admin token file, the cluster secret file, the -Y file and the\n"
-            "TLS certificates (-Z).\n"
+            "TLS certificates (-Z; the admin port's HTTPS with them).\n"
             "Exit status: 0 clean stop, 1 runtime failure (e.g. port in use), 2 bad usage\n"
             "or configuration.\n");
 }

@@ -80,6 +80,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "admin.h"
 #include "bc_auth.h"
 #include "bc_http_client.h"
@@ -414,6 +416,37 @@ on_role_change(void *ctx)
     }
 }
 
+/* -Z in a cluster: what renews itself with the data port's certificates
+ * (bc_tls_on_reload, on SIGHUP or "refresh_certs"): the admin port's
+ * HTTPS and this node's client context towards the others' admin ports.
+ * Set before the workers start; read on the reloading thread. */
+static struct {
+    bc_admin_t *admin;            /* NULL: no admin port */
+    bc_http_tls_t *http_tls;
+} tls_renew;
+
+static void
+on_tls_reload(void *ctx, bc_tls_t *tls)
+{
+    (void)ctx;
+    char err[256], *cert = NULL, *key = NULL;
+    if (tls_renew.admin != NULL) {
+        if (bc_tls_identity_pem(tls, &cert, &key, err, sizeof(err)) != BC_OK ||
+            bc_admin_set_tls(tls_renew.admin, cert, key, err, sizeof(err)) != BC_OK) {
+            log_error("TLS: the admin port keeps its certificate: %s", err);
+        } else {
+            log_info("TLS: the admin port's certificate renewed");
+        }
+        if (key != NULL) OPENSSL_cleanse(key, strlen(key));
+        free(key);
+        free(cert);
+    }
+    if (bc_http_tls_reload(tls_renew.http_tls, err, sizeof(err)) != BC_OK) {
+        log_error("TLS: requests to other nodes' admin ports keep the certificates they had: %s",
+                  err);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -432,6 +465,7 @@ main(int argc, char **argv)
     bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
     bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
     bc_tls_t *tls = NULL;         /* -Z: the data port's certificates */
+    bc_http_tls_t *http_tls = NULL; /* -Z in a cluster: HTTPS to the other nodes' admin ports */
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -503,11 +537,34 @@ main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    /* BEHAVIOR: with -Z in a cluster the admin ports of the nodes serve
+     * HTTPS (below), so this node's own requests to them (migration
+     * imports, promotion checks) go over TLS, verifying the other node's
+     * certificate against the cluster's CA and the address it was
+     * reached at, presenting this node's own. */
+    if (cfg.tls && cfg.zk_hosts[0] != '\0') {
+        bc_http_tls_config_t hc = {
+            .ca_file = cfg.tls_ca_cert,
+            .cert_file = cfg.tls_chain_cert,
+            .key_file = cfg.tls_key[0] != '\0' ? cfg.tls_key : NULL,
+        };
+        if (bc_http_tls_open(&hc, &http_tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            bc_auth_free(auth);
+            bc_peerauth_free(peer_auth);
+            bc_proto_auth_free(mc_auth);
+            bc_tls_free(tls);
+            return EXIT_USAGE;
+        }
+        bc_http_client_set_tls(http_tls);
+    }
     if (bc_zk_use_auth_file(cfg.zk_auth_file, err, sizeof(err)) != BC_OK) {
         fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
         bc_auth_free(auth);
         bc_peerauth_free(peer_auth);
         bc_proto_auth_free(mc_auth);
+        bc_http_client_set_tls(NULL);
+        bc_http_tls_free(http_tls);
         bc_tls_free(tls);
         return EXIT_USAGE;
     }
@@ -602,6 +659,15 @@ main(int argc, char **argv)
         proto_env.listen_addr = inter;
     }
     if (cfg.admin_port != 0) {
+        /* -Z in a cluster: the admin port serves HTTPS with the data
+         * port's certificate (docs/security.md: migrations copy buckets
+         * through it). */
+        char *admin_cert = NULL, *admin_key = NULL;
+        if (http_tls != NULL &&
+            bc_tls_identity_pem(tls, &admin_cert, &admin_key, err, sizeof(err)) != BC_OK) {
+            log_error("-Z: %s", err);
+            goto out;
+        }
         bc_admin_config_t ac = {
             .listen_addr = cfg.admin_listen,
             .port = cfg.admin_port,
@@ -611,10 +677,16 @@ main(int argc, char **argv)
             .auth = auth,
             .insecure_no_auth = cfg.insecure_no_auth,
             .peer_auth = peer_auth,
+            .tls_cert_pem = admin_cert,
+            .tls_key_pem = admin_key,
         };
         st = bc_admin_create(&ac, cache, server, &admin);
+        if (admin_key != NULL) OPENSSL_cleanse(admin_key, strlen(admin_key));
+        free(admin_key);
+        free(admin_cert);
         if (st == BC_ECONFIG) {
-            /* beyond loopback without a token: the log said why */
+            /* beyond loopback without a token, or HTTPS that cannot be
+             * served: the log said why */
             exit_code = EXIT_USAGE;
             goto out;
         }
@@ -624,6 +696,11 @@ main(int argc, char **argv)
             goto out;
         }
         bc_admin_set_hotkeys(admin, hotkeys);
+    }
+    if (http_tls != NULL) {
+        tls_renew.admin = admin;
+        tls_renew.http_tls = http_tls;
+        bc_tls_on_reload(tls, on_tls_reload, NULL);
     }
 
     /* The pid file is written with the daemon's pid and before switching
@@ -745,7 +822,8 @@ main(int argc, char **argv)
                  bc_server_plain_port(server, i));
     }
     if (admin != NULL) {
-        log_info("ready: admin HTTP on http://%s:%u/", cfg.admin_listen, bc_admin_port(admin));
+        log_info("ready: admin %s on %s://%s:%u/", http_tls != NULL ? "HTTPS" : "HTTP",
+                 http_tls != NULL ? "https" : "http", cfg.admin_listen, bc_admin_port(admin));
     }
     if (cluster != NULL) {
         char data_addr[BC_HOST_MAX + 16], admin_addr[BC_HOST_MAX + 16] = "";
@@ -845,6 +923,8 @@ out:
     bc_auth_free(auth);
     bc_peerauth_free(peer_auth);
     bc_proto_auth_free(mc_auth);
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(http_tls);
     bc_tls_free(tls);
     if (cache != NULL) {
         bc_cache_stats_t cs;

@@ -561,14 +561,42 @@ bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv)
     return BC_CLI_EXIT_OK;
 }
 
+/* The replication state of the node whose admin port is admin, over
+ * HTTPS when the CLI was given a CA (--tls-ca-file: nodes run with -Z in
+ * a cluster serve their admin ports so), else plain HTTP. */
+static bc_status_t
+node_repl_fetch(const bc_cli_t *cli, const char *admin, bc_cluster_repl_status_t *r)
+{
+    if (cli->tls_ca_file == NULL || cli->tls_ca_file[0] == '\0') {
+        return bc_cluster_repl_status_fetch(admin, 500, r);
+    }
+    bc_http_tls_config_t tc = {.ca_file = cli->tls_ca_file, .cert_file = cli->tls_cert_file,
+                               .key_file = cli->tls_key_file};
+    bc_http_tls_t *tls;
+    char err[256];
+    bc_status_t st = bc_http_tls_open(&tc, &tls, err, sizeof(err));
+    if (st != BC_OK) {
+        fprintf(stderr, "bucketcache: --tls-ca-file: %s\n", err);
+        return st;
+    }
+    bc_http_response_t resp;
+    st = bc_http_request_tls(tls, admin, "GET", "/v1/repl", NULL, 0, 500, &resp);
+    bc_http_tls_free(tls);
+    if (st != BC_OK) return st;
+    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, r, NULL, 0)
+                            : BC_EPROTO;
+    bc_http_response_free(&resp);
+    return st;
+}
+
 /* A node's replication state, from its admin port, as one short phrase
  * ("-" when it cannot be asked). */
 static void
-node_repl_summary(const char *admin, char *out, size_t len)
+node_repl_summary(const bc_cli_t *cli, const char *admin, char *out, size_t len)
 {
     bc_cluster_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' || bc_cluster_repl_status_fetch(admin, 500, &r) != BC_OK) return;
+    if (admin[0] == '\0' || node_repl_fetch(cli, admin, &r) != BC_OK) return;
     if (r.primary) {
         snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
                  (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
@@ -700,7 +728,7 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
             }
             cJSON_ArrayForEach(n, nodes) {
                 char repl[160], mem[24];
-                node_repl_summary(json_str(n, "admin"), repl, sizeof(repl));
+                node_repl_summary(cli, json_str(n, "admin"), repl, sizeof(repl));
                 if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "in_sync"))) {
                     strncat(repl, ", in sync", sizeof(repl) - strlen(repl) - 1);
                 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include "bc_log.h"
 #include "bc_time.h"
@@ -26,6 +27,9 @@ struct bc_tls {
     SSL_CTX *ctx;
     SSL_CTX *peer_ctx;            /* client side, towards peers; NULL: no ca_cert */
     int64_t loaded_ms;
+    /* bc_tls_on_reload; set before the threads that reload start */
+    bc_tls_reload_fn on_reload;
+    void *on_reload_ctx;
 };
 
 static const int min_versions[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
@@ -138,6 +142,65 @@ tls_build_peer(const bc_tls_config_t *c, char *err, size_t errlen)
     return NULL;
 }
 
+/* What bio holds, as a malloc'd NUL-terminated string; NULL: no memory. */
+static char *
+tls_bio_string(BIO *bio)
+{
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s != NULL) {
+        memcpy(s, data, (size_t)n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+bc_status_t
+bc_tls_identity_pem(bc_tls_t *tls, char **cert_pem, char **key_pem, char *err, size_t errlen)
+{
+    *cert_pem = *key_pem = NULL;
+    pthread_mutex_lock(&tls->mu);
+    SSL_CTX *ctx = tls->ctx;
+    SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&tls->mu);
+    bc_status_t st = BC_OK;
+    BIO *cb = BIO_new(BIO_s_mem()), *kb = BIO_new(BIO_s_mem());
+    STACK_OF(X509) *chain = NULL;
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    EVP_PKEY *key = SSL_CTX_get0_privatekey(ctx);
+    ERR_clear_error();
+    if (cb == NULL || kb == NULL) {
+        st = BC_ENOMEM;
+    } else if (leaf == NULL || key == NULL || SSL_CTX_get0_chain_certs(ctx, &chain) != 1 ||
+               PEM_write_bio_X509(cb, leaf) != 1 ||
+               PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) != 1) {
+        tls_error(err, errlen, "Error writing the certificate and key for the admin port", NULL);
+        st = BC_EINVAL;
+    }
+    for (int i = 0; st == BC_OK && chain != NULL && i < sk_X509_num(chain); i++) {
+        if (PEM_write_bio_X509(cb, sk_X509_value(chain, i)) != 1) {
+            tls_error(err, errlen, "Error writing the certificate chain for the admin port",
+                      NULL);
+            st = BC_EINVAL;
+        }
+    }
+    if (st == BC_OK) {
+        *cert_pem = tls_bio_string(cb);
+        *key_pem = tls_bio_string(kb);
+        if (*cert_pem == NULL || *key_pem == NULL) {
+            free(*cert_pem);
+            free(*key_pem);
+            *cert_pem = *key_pem = NULL;
+            st = BC_ENOMEM;
+        }
+    }
+    BIO_free(cb);
+    BIO_free(kb); /* a memory BIO's buffer is wiped when freed: the key with it */
+    SSL_CTX_free(ctx);
+    return st;
+}
+
 static char *
 dup_or_null(const char *s)
 {
@@ -209,7 +272,15 @@ bc_tls_reload(bc_tls_t *t, char *err, size_t errlen)
     pthread_mutex_unlock(&t->mu);
     SSL_CTX_free(old);            /* open connections hold their own references */
     SSL_CTX_free(old_peer);
+    if (t->on_reload != NULL) t->on_reload(t->on_reload_ctx, t);
     return BC_OK;
+}
+
+void
+bc_tls_on_reload(bc_tls_t *tls, bc_tls_reload_fn fn, void *ctx)
+{
+    tls->on_reload = fn;
+    tls->on_reload_ctx = ctx;
 }
 
 SSL *

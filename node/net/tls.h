@@ -4,7 +4,8 @@
  * The server's certificate chain and key, an optional CA whose
  * certificates clients may present (ssl_verify_mode 1..3), and the
  * lowest protocol version accepted; re-read on "refresh_certs" and on
- * SIGHUP.  The server (net/server.c) makes one SSL object per connection
+ * SIGHUP (and, through bc_tls_on_reload, the admin port's HTTPS with
+ * them).  The server (net/server.c) makes one SSL object per connection
  * accepted on a TLS listener from the context in force at that moment;
  * a reload swaps the context, so connections already open keep the
  * certificate they were accepted with, as memcached's do.
@@ -65,6 +66,14 @@ bc_status_t bc_tls_open(const bc_tls_config_t *config, bc_tls_t **out, char *err
 /* Re-reads the files into a new context and puts it in force; on error
  * (err as above) the context in force stays. */
 bc_status_t bc_tls_reload(bc_tls_t *tls, char *err, size_t errlen);
+/*
+ * fn(ctx, tls) runs after every successful bc_tls_reload, on the thread
+ * that reloaded (SIGHUP's, or a worker's for "refresh_certs"): the other
+ * users of the same files renew theirs (the HTTPS admin port).  It must
+ * not call bc_tls_reload.  Set it before anything can reload.
+ */
+typedef void (*bc_tls_reload_fn)(void *ctx, bc_tls_t *tls);
+void bc_tls_on_reload(bc_tls_t *tls, bc_tls_reload_fn fn, void *ctx);
 /* A server-side SSL for fd, from the context in force; NULL when OpenSSL
  * cannot make one (logged).  Owned by the caller (SSL_free). */
 SSL *bc_tls_new_ssl(bc_tls_t *tls, int fd);
@@ -72,6 +81,15 @@ SSL *bc_tls_new_ssl(bc_tls_t *tls, int fd);
  * client context in force; NULL when ca_cert was not given or OpenSSL
  * cannot make one (logged).  Owned by the caller (SSL_free). */
 SSL *bc_tls_new_peer_ssl(bc_tls_t *tls, int fd);
+/*
+ * The certificate chain and key in force, as PEM text (*cert_pem and
+ * *key_pem malloc'd, owned by the caller, who wipes the key before
+ * freeing it): for the admin port's HTTPS, whose library (GnuTLS under
+ * libmicrohttpd) takes them from memory.  Errors: BC_ENOMEM, BC_EINVAL
+ * (OpenSSL could not write them; err says why).
+ */
+bc_status_t bc_tls_identity_pem(bc_tls_t *tls, char **cert_pem, char **key_pem, char *err,
+                                size_t errlen);
 /* True when peers can be reached over TLS (ca_cert given). */
 bool bc_tls_peer_ready(const bc_tls_t *tls);
 /* The reason an SSL call on ssl failed with ret, into err (a failed

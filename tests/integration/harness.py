@@ -358,6 +358,7 @@ class Node:
         if host:
             argv += ["--admin-listen", host, "--advertise", host]
         argv += list(args) + secret_args(args)
+        self.admin_tls = admin_tls_context(args)
         self.proc = Proc(name, argv, env=env, ns=ns)
         if wait:
             wait_port(self.port, proc=self.proc.p, host=self.host, ns=ns)
@@ -369,7 +370,7 @@ class Node:
     def admin_json(self, path, method="GET", body=None, timeout=5.0):
         """(status, JSON) of a request to the node's admin port."""
         return http_json(self.admin_port, method, path, body=body, timeout=timeout,
-                         host=self.host, ns=self.ns)
+                         host=self.host, ns=self.ns, tls=self.admin_tls)
 
     def stats(self, sub=""):
         """The node's `stats [sub]` as a dict of name -> value (text)."""
@@ -488,10 +489,30 @@ class McConn:
             out[name] = value
 
 
-def http(port, method, path, body=None, headers=None, timeout=5.0, host="127.0.0.1", ns=None):
-    """A tiny HTTP/1.1 client: returns (status, headers dict, body bytes)."""
+def admin_tls_context(args):
+    """The ssl context a node's admin port needs (it serves HTTPS when run
+    with -Z in a cluster: the CA of -o ssl_ca_cert), or None."""
+    args = list(args)
+    if "-Z" not in args or "--zk" not in args:
+        return None
+    import ssl
+    for i, a in enumerate(args[:-1]):
+        if a == "-o":
+            for opt in args[i + 1].split(","):
+                if opt.startswith("ssl_ca_cert="):
+                    return ssl.create_default_context(cafile=opt[len("ssl_ca_cert="):])
+    return None
+
+
+def http(port, method, path, body=None, headers=None, timeout=5.0, host="127.0.0.1", ns=None,
+         tls=None):
+    """A tiny HTTP/1.1 client: returns (status, headers dict, body bytes).
+    With tls (an ssl.SSLContext): HTTPS."""
     import http.client
-    c = http.client.HTTPConnection(host, port, timeout=timeout * SLOW)
+    if tls is not None:
+        c = http.client.HTTPSConnection(host, port, timeout=timeout * SLOW, context=tls)
+    else:
+        c = http.client.HTTPConnection(host, port, timeout=timeout * SLOW)
     with in_netns(ns):
         c.connect()
     c.request(method, path, body=body, headers=headers or {})
@@ -635,11 +656,11 @@ def cli(*args, env=None, timeout=30.0, ns=None):
 
 
 def http_json(port, method, path, body=None, timeout=5.0, host="127.0.0.1", ns=None,
-              headers=None):
+              headers=None, tls=None):
     """(status, parsed JSON body) of an HTTP request to host:port (in ns)."""
     import json
     status, _, data = http(port, method, path, body=body, headers=headers, timeout=timeout,
-                           host=host, ns=ns)
+                           host=host, ns=ns, tls=tls)
     return status, json.loads(data.decode() or "null")
 
 
