@@ -13,6 +13,17 @@
  * wait, and bounded buffers, so a slow or hostile peer can neither hang
  * the caller nor grow its memory.
  *
+ * WHY NOT LIBCURL (which the origin fetches use, node/origin/fetch.c)
+ *   The stream is pulled: the import job asks for the next bytes when it
+ *   has decoded the previous ones, so the receive window of the socket
+ *   (sized by the caller, rcvbuf) is the flow control of a migration, and
+ *   the source's export reads the next scan step only when it drains.
+ *   libcurl pushes bodies into a write callback; pulling means its
+ *   pause/unpause dance around a multi handle per stream, or an unbounded
+ *   buffer.  What is left is a request line, a few headers and a
+ *   Content-Length or chunked body from servers of our own making, which
+ *   this file parses with hard caps.
+ *
  * TLS (bc_http_tls_*, docs/security.md)
  *   Plain HTTP unless the process has set a TLS context
  *   (bc_http_client_set_tls): then every request and stream made here is
