@@ -138,8 +138,20 @@ struct bc_proto_fwd_op {
     size_t npfx;
     bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
     void *bin_arg;                 /* bin's context (owned, freed with the op) */
+    /* OP_VALUES: the client's keys (" k1 k2 ...", owned), where each one
+     * is answered (a part's index, WHERE_LOCAL or WHERE_MISS; owned) and,
+     * for a key served here, the bytes it has in `local` (owned; NULL
+     * when no key is): the reply follows the client's key order. */
+    char *keys;
+    size_t nkeys_len;
+    uint32_t nkeys;
+    uint32_t *where;
+    uint32_t *local_lens;
     fwd_part_t parts[];
 };
+
+#define WHERE_LOCAL UINT32_MAX             /* served here: its bytes in op->local */
+#define WHERE_MISS  (UINT32_MAX - 1u)      /* a miss already counted */
 
 static void fwd_op_retry(void *arg);
 
@@ -184,6 +196,9 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
     free(op->bin_arg);
+    free(op->keys);
+    free(op->where);
+    free(op->local_lens);
     free(op);
 }
 
@@ -265,27 +280,159 @@ answer_relay(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     if (!ok) pc->oom = true;
 }
 
-/* Appends an OP_VALUES op's answer to dst: see "A MULTI-GET SERVES WHAT
- * THE CLUSTER HAS". */
+/* A VALUE block of a part's reply, for putting it in its key's place. */
+typedef struct value_block {
+    uint32_t off, len;             /* the whole block in its part's reply */
+    uint32_t koff, nkey;           /* its key there */
+    uint32_t part;
+    uint32_t next;                 /* the next block of that part and key (BLOCK_NONE) */
+} value_block_t;
+
+#define BLOCK_NONE UINT32_MAX
+
+/* The VALUE blocks of part p's reply (without its END) appended to
+ * *blocks; false when out of memory.  A reply that stops parsing (it
+ * cannot: the forwarder checked it) keeps the blocks before. */
+static bool
+blocks_parse(const fwd_part_t *part, uint32_t p, value_block_t **blocks, uint32_t *n,
+             uint32_t *cap)
+{
+    const char *b = part->reply;
+    size_t end = part->len - 5, pos = 0;
+    while (pos < end) {
+        bc_mc_reply_t r;
+        size_t used;
+        if (bc_mc_reply_parse(b + pos, end - pos, &r, &used) != BC_OK ||
+            r.kind != BC_MC_REPLY_VALUE) {
+            break;
+        }
+        if (*n == *cap) {
+            uint32_t ncap = *cap ? *cap * 2 : 16;
+            value_block_t *nb = realloc(*blocks, ncap * sizeof(*nb));
+            if (nb == NULL) return false;
+            *blocks = nb;
+            *cap = ncap;
+        }
+        (*blocks)[(*n)++] = (value_block_t){
+            .off = (uint32_t)pos, .len = (uint32_t)used,
+            .koff = (uint32_t)(r.key - b), .nkey = r.nkey, .part = p, .next = BLOCK_NONE,
+        };
+        pos += used;
+    }
+    return true;
+}
+
+static uint32_t
+block_hash(uint32_t part, const char *key, size_t nkey)
+{
+    return bc_hash_key(key, nkey) ^ (part * 0x9e3779b1u);
+}
+
+/*
+ * Slot of table (mask + 1 slots, each a block index or BLOCK_NONE) for
+ * part p's key: the slot holding its first unused block, or the empty
+ * one where it goes.
+ */
+static uint32_t *
+blocks_slot(const fwd_part_t *parts, const value_block_t *blocks, uint32_t *table, uint32_t mask,
+            uint32_t p, const char *key, size_t nkey)
+{
+    for (uint32_t h = block_hash(p, key, nkey) & mask;; h = (h + 1) & mask) {
+        if (table[h] == BLOCK_NONE) return &table[h];
+        const value_block_t *b = &blocks[table[h]];
+        if (b->part == p && b->nkey == nkey &&
+            memcmp(parts[p].reply + b->koff, key, nkey) == 0) {
+            return &table[h];
+        }
+    }
+}
+
+/*
+ * Appends an OP_VALUES op's answer to dst: the VALUE blocks in the
+ * client's key order, as memcached answers them (a key asked twice
+ * answered twice, a miss left out), then one END.  See "A MULTI-GET
+ * SERVES WHAT THE CLUSTER HAS" and "IN THE CLIENT'S KEY ORDER".
+ */
 static void
 answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
 {
     bool ok = true;
-    for (uint32_t i = 0; i < op->nparts; i++) {
+    value_block_t *blocks = NULL;
+    uint32_t nblocks = 0, cap = 0, *table = NULL, mask = 0;
+    bc_outq_shared_t *shared_small[8], **shared = shared_small;
+
+    if (op->nparts > 8) shared = calloc(op->nparts, sizeof(*shared));
+    else memset(shared_small, 0, sizeof(shared_small));
+    if (shared == NULL) ok = false;
+    for (uint32_t i = 0; ok && i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
         if (part->st == BC_OK && reply_is_values(part->reply, part->len)) {
-            /* Each part ends with "END\r\n" (checked by the forwarder);
-             * the buffer goes out whole but for those 5 bytes. */
-            if (ok) ok = bc_outq_add_owned(dst, part->reply, part->len - 5);
-            else free(part->reply);
-            part->reply = NULL;
+            /* Each part ends with "END\r\n" (checked by the forwarder). */
+            ok = blocks_parse(part, i, &blocks, &nblocks, &cap);
             continue;
         }
         bool no_owner = part->st == BC_OK &&
                         reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
         bc__proto_count_unanswered(pc, part->nkeys, no_owner);
+        free(part->reply);
+        part->reply = NULL;
     }
-    if (ok) ok = bc_outq_move(dst, &op->local, pc->env->cache);
+    /* The index: (part, key) -> its first block, the others chained in
+     * the reply's order (blocks entered last to first). */
+    if (ok && nblocks > 0) {
+        uint32_t size = 16;
+        while (size < 2 * nblocks) size *= 2;
+        mask = size - 1;
+        table = malloc(size * sizeof(*table));
+        if (table == NULL) ok = false;
+        else memset(table, 0xff, size * sizeof(*table));
+        for (uint32_t b = nblocks; ok && b-- > 0;) {
+            value_block_t *blk = &blocks[b];
+            uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
+                                         op->parts[blk->part].reply + blk->koff, blk->nkey);
+            blk->next = *slot;
+            *slot = b;
+        }
+    }
+
+    const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
+    size_t nkey;
+    for (uint32_t i = 0; ok && i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
+        uint32_t w = op->where[i];
+        if (w == WHERE_LOCAL) {
+            if (op->local_lens[i] > 0) {
+                ok = bc_outq_move_head(dst, &op->local, op->local_lens[i], pc->env->cache);
+            }
+            continue;
+        }
+        if (w >= op->nparts || table == NULL || op->parts[w].reply == NULL) continue;
+        uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
+        if (*slot == BLOCK_NONE) continue;          /* a miss there */
+        const value_block_t *blk = &blocks[*slot];
+        *slot = blk->next;
+        /* The part's buffer is sent from, not copied: each slice holds
+         * it, and slices one after the other in it go as one range. */
+        if (shared[w] == NULL) {
+            /* part->reply stays, for the lookups, but shared[w] owns it */
+            shared[w] = bc_outq_shared_new(op->parts[w].reply);
+            if (shared[w] == NULL) {
+                op->parts[w].reply = NULL;         /* freed */
+                ok = false;
+                break;
+            }
+        }
+        ok = bc_outq_add_shared(dst, shared[w], shared[w]->buf + blk->off, blk->len);
+    }
+    if (shared != NULL) {
+        for (uint32_t i = 0; i < op->nparts; i++) {
+            if (shared[i] == NULL) continue;
+            op->parts[i].reply = NULL;
+            bc_outq_shared_put(shared[i]);
+        }
+        if (shared != shared_small) free(shared);
+    }
+    free(table);
+    free(blocks);
     if (ok) ok = bc_outq_add(dst, "END\r\n", 5);
     if (!ok) pc->oom = true;
 }
@@ -1100,10 +1247,34 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
     }
     bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_VALUES, ngids, NULL);
     if (op == NULL) goto oom;
+    /* Where each key's answer is, for the reply in key order. */
+    op->nkeys = req->nkeys;
+    op->nkeys_len = (size_t)(req->keys_end - req->keys);
+    op->keys = malloc(op->nkeys_len + 1);
+    op->where = malloc((req->nkeys ? req->nkeys : 1) * sizeof(*op->where));
+    if (local) op->local_lens = calloc(req->nkeys ? req->nkeys : 1, sizeof(*op->local_lens));
+    if (op->keys == NULL || op->where == NULL || (local && op->local_lens == NULL)) {
+        bc__proto_fwd_op_free(pc, op);
+        goto oom;
+    }
+    memcpy(op->keys, req->keys, op->nkeys_len);
+    for (uint32_t i = 0; i < req->nkeys; i++) {
+        uint32_t g = dest[i], k = 0;
+        if (g >= BC_PROTO_DEST_MISS) {
+            op->where[i] = WHERE_MISS;
+            continue;
+        }
+        if (g == 0) {
+            op->where[i] = WHERE_LOCAL;
+            continue;
+        }
+        while (k < ngids && gids[k] != g) k++;
+        op->where[i] = k;
+    }
     if (local) {
         bc_outq_t saved = pc->out;
         bc_outq_init(&pc->out);
-        bc__proto_retrieve_values(pc, req, dest, hashes);
+        bc__proto_retrieve_values(pc, req, dest, hashes, op->local_lens);
         op->local = pc->out;
         pc->out = saved;
         if (pc->oom) {
