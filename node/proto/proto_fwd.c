@@ -23,18 +23,18 @@
  *     meta commands            the line as it came, q included, then "mn":
  *                              the reply ends at the owner's "MN", dropped
  *                              (META; an ms collects its block first)
- *     get & co, several keys   one "get" per owner group with its keys; the
- *                              keys served here are answered at once into
- *                              the op's own queue
+ *     get & co, several keys   one "get" per owner group with its keys, in
+ *                              the client's order; the keys served here are
+ *                              answered at once into the op's own queue
  *     flush_all                one "flush_all [delay]" per other group's
  *                              primary (this node's own group is flushed
  *                              here, at once, when this node is its primary)
  *
  *   The connection goes on with its next commands meanwhile; their replies
  *   queue behind the hole.  When every part has completed, fwd_op_finish
- *   builds the answer and fills the hole with it -- the owners' VALUE
- *   blocks in the order owners first appeared, the local ones, one END;
- *   for flush_all "OK" or the first failure -- and posts the connection's
+ *   builds the answer and fills the hole with it -- for a multi-get the
+ *   VALUE blocks in the client's key order, one END; for flush_all "OK"
+ *   or the first failure -- and posts the connection's
  *   resume hook (once per batch of completions: forward.h bc_fwd_post),
  *   which sends what is ready and runs the commands held back.
  *
@@ -52,6 +52,34 @@
  *   memcached's own client-side sharding (libmemcached, pymemcache's
  *   HashClient with ignore_exc) and mcrouter's miss-on-get-error give for
  *   a shard that is down.  A command for one key keeps its error line.
+ *
+ * BEHAVIOR: IN THE CLIENT'S KEY ORDER
+ *   memcached answers a multi-get's VALUE blocks in the order of the keys
+ *   in the request -- a key asked twice answered twice, a miss left out --
+ *   and so does a split one, byte for byte, whatever order its parts come
+ *   back in.  The op keeps the client's keys and where each is answered
+ *   (op->where: a part, here, or a miss already counted) and, for the
+ *   keys served here, the bytes each has in op->local (retrieve_values'
+ *   lens).  Once every part is in, answer_values indexes each part's
+ *   VALUE blocks by (part, key) -- duplicates chained in the order the
+ *   owner sent them; a part waiting out a pause may have gathered its
+ *   keys out of order -- and walks the client's keys: a local key's bytes
+ *   move from the head of op->local, a forwarded key's block goes out as
+ *   a slice of its part's reply buffer (net/outq.h, bc_outq_add_shared:
+ *   no copy; consecutive blocks of one buffer make one range, so a reply
+ *   already in order costs what it did).  A block the owner sent for a
+ *   key it was not asked is dropped.
+ *
+ *   Memory: unchanged.  Every part's reply was held until the last one
+ *   came, as before; it is only sent in another order.  The caps are
+ *   those of any forwarded command: each part's reply at most the
+ *   forwarder's max_reply (out_limit + 64 KiB; past it BC_ETOOLARGE, that
+ *   part's keys read as misses), the local values copied only up to the
+ *   connection's out_limit (then referenced), the keys bounded by the
+ *   command line (BC_MC_LINE_HARD_MAX), at most BC_PROTO_FWD_MAX commands
+ *   in flight per connection.  The order costs O(keys) more: a copy of
+ *   the keys, 8 bytes a key, and at the end an index of its VALUE
+ *   blocks (about 32 bytes each).
  *
  * BEHAVIOR: A MULTI-KEY GAT WAITS TOO
  *   A gat/gats is a write (it sets the expiry): a part its owner refuses
@@ -1205,8 +1233,8 @@ bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len,
  * A multi-get with keys of other owners (dest[i] = the owner group of key
  * i, 0 = served here, BC_PROTO_DEST_* = a miss already counted): one
  * request per owner, in the order owners first appear, and the local
- * keys' VALUE blocks served now into the command's own queue (merged at
- * the end, see answer_values).
+ * keys' VALUE blocks served now into the command's own queue (put in
+ * their places at the end, see answer_values).
  */
 void
 bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
