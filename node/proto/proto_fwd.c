@@ -314,6 +314,7 @@ typedef struct value_block {
     uint32_t koff, nkey;           /* its key there */
     uint32_t part;
     uint32_t next;                 /* the next block of that part and key (BLOCK_NONE) */
+    uint32_t unused;               /* first of its key: the next one not sent yet */
 } value_block_t;
 
 #define BLOCK_NONE UINT32_MAX
@@ -344,6 +345,7 @@ blocks_parse(const fwd_part_t *part, uint32_t p, value_block_t **blocks, uint32_
         (*blocks)[(*n)++] = (value_block_t){
             .off = (uint32_t)pos, .len = (uint32_t)used,
             .koff = (uint32_t)(r.key - b), .nkey = r.nkey, .part = p, .next = BLOCK_NONE,
+            .unused = *n,
         };
         pos += used;
     }
@@ -358,8 +360,10 @@ block_hash(uint32_t part, const char *key, size_t nkey)
 
 /*
  * Slot of table (mask + 1 slots, each a block index or BLOCK_NONE) for
- * part p's key: the slot holding its first unused block, or the empty
- * one where it goes.
+ * part p's key: the slot holding its first block, or the empty one where
+ * it goes.  A slot once taken stays (no deletion: the probe sequences
+ * stay whole); its block's `unused` says which of the key's blocks goes
+ * next.
  */
 static uint32_t *
 blocks_slot(const fwd_part_t *parts, const value_block_t *blocks, uint32_t *table, uint32_t mask,
@@ -419,6 +423,7 @@ answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
             uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
                                          op->parts[blk->part].reply + blk->koff, blk->nkey);
             blk->next = *slot;
+            blk->unused = b;
             *slot = b;
         }
     }
@@ -435,9 +440,9 @@ answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
         }
         if (w >= op->nparts || table == NULL || op->parts[w].reply == NULL) continue;
         uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
-        if (*slot == BLOCK_NONE) continue;          /* a miss there */
-        const value_block_t *blk = &blocks[*slot];
-        *slot = blk->next;
+        if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;   /* a miss */
+        const value_block_t *blk = &blocks[blocks[*slot].unused];
+        blocks[*slot].unused = blk->next;
         /* The part's buffer is sent from, not copied: each slice holds
          * it, and slices one after the other in it go as one range. */
         if (shared[w] == NULL) {

@@ -557,6 +557,46 @@ test_fwd_multiget_key_order_with_late_parts_duplicates_and_failures(void **state
 }
 
 static void
+test_fwd_multiget_of_many_keys_in_key_order(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    enum { PER = 60 };
+    char *line = malloc(16384), *want = NULL, *set = malloc(256), key[32];
+    size_t nl = 0, nw = 0;
+    assert_non_null(line);
+    assert_non_null(set);
+    nl = (size_t)sprintf(line, "get");
+    /* Keys of the three groups in turn, each asked twice, a miss of
+     * each group in between: enough keys for the index to have
+     * collisions. */
+    for (int i = 0; i < PER; i++) {
+        for (uint32_t g = 1; g <= 3; g++) {
+            key_of(g, 2 * i, key, sizeof(key));
+            if (g == 1) {
+                snprintf(set, 256, "set %s 0 0 %zu\r\n%s\r\n", key, strlen(key), key);
+                expect(n, set, "STORED\r\n");
+            } else {
+                fake_put(n->owners[g].fake, key, key, strlen(key), 0);
+            }
+            nl += (size_t)sprintf(line + nl, " %s %s", key, key);
+            want_value(&want, &nw, key, key);
+            want_value(&want, &nw, key, key);
+            key_of(g, 2 * i + 1, key, sizeof(key));
+            nl += (size_t)sprintf(line + nl, " %s", key);
+        }
+    }
+    memcpy(line + nl, "\r\n", 3);
+    want = realloc(want, nw + 6);
+    memcpy(want + nw, "END\r\n", 6);
+    expect(n, line, want);
+    free(line);
+    free(want);
+    free(set);
+    node_stop(n);
+}
+
+static void
 test_fwd_multiget_failed_part_reads_as_misses(void **state)
 {
     (void)state;
@@ -1385,6 +1425,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fwd_multiget_values_in_the_clients_key_order),
         cmocka_unit_test(test_fwd_multiget_key_order_with_late_parts_duplicates_and_failures),
+        cmocka_unit_test(test_fwd_multiget_of_many_keys_in_key_order),
         cmocka_unit_test(test_fwd_multiget_failed_part_reads_as_misses),
         cmocka_unit_test(test_fwd_one_key_keeps_its_error_line),
         cmocka_unit_test(test_fwd_unreachable_or_unowned_keys_read_as_misses),
