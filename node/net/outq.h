@@ -36,7 +36,10 @@
  *   a connection's replies in request order without knowing which of them
  *   are late: it queues every reply at the tail, as it comes.  A range may
  *   also be a malloc'd buffer the queue frees once sent (a forwarded reply,
- *   relayed without a copy).  `pending` counts the bytes behind holes too;
+ *   relayed without a copy), or a slice of a buffer several ranges share,
+ *   freed with the last of them (a forwarded multi-get reply whose VALUE
+ *   blocks go out in the client's key order, bc_outq_add_shared).
+ *   `pending` counts the bytes behind holes too;
  *   a hole itself counts nothing until filled.
  *
  * THREADS

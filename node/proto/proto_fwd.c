@@ -60,15 +60,19 @@
  *   back in.  The op keeps the client's keys and where each is answered
  *   (op->where: a part, here, or a miss already counted) and, for the
  *   keys served here, the bytes each has in op->local (retrieve_values'
- *   lens).  Once every part is in, answer_values indexes each part's
- *   VALUE blocks by (part, key) -- duplicates chained in the order the
- *   owner sent them; a part waiting out a pause may have gathered its
- *   keys out of order -- and walks the client's keys: a local key's bytes
- *   move from the head of op->local, a forwarded key's block goes out as
- *   a slice of its part's reply buffer (net/outq.h, bc_outq_add_shared:
- *   no copy; consecutive blocks of one buffer make one range, so a reply
- *   already in order costs what it did).  A block the owner sent for a
- *   key it was not asked is dropped.
+ *   lens).  Once every part is in, answer_values finds each key's VALUE
+ *   block: an owner answers its keys in the order asked, so each part's
+ *   blocks are matched one after the other; a part whose blocks do not
+ *   all match so (one that waited out a pause may have gathered its keys
+ *   out of order) sends the keys through an index of (part, key) instead,
+ *   duplicates chained in the order they came.  Then, walking the
+ *   client's keys: a local key's bytes move from the head of op->local, a
+ *   forwarded key's block goes out as a slice of its part's reply buffer
+ *   (net/outq.h, bc_outq_add_shared: no copy; blocks one after the other
+ *   in the buffer make one range, so a reply already in order costs what
+ *   it did), or -- a block of up to BC_PROTO_COPY_MAX bytes between
+ *   blocks of other sources -- is copied, as small local values are.  A
+ *   block the owner sent for a key it was not asked is dropped.
  *
  *   Memory: unchanged.  Every part's reply was held until the last one
  *   came, as before; it is only sent in another order.  The caps are
@@ -78,8 +82,8 @@
  *   connection's out_limit (then referenced), the keys bounded by the
  *   command line (BC_MC_LINE_HARD_MAX), at most BC_PROTO_FWD_MAX commands
  *   in flight per connection.  The order costs O(keys) more: a copy of
- *   the keys, 8 bytes a key, and at the end an index of its VALUE
- *   blocks (about 32 bytes each).
+ *   the keys, 8 bytes a key, and at the end an index of the parts'
+ *   VALUE blocks (about 40 bytes each, at most one a key asked).
  *
  * BEHAVIOR: A MULTI-KEY GAT WAITS TOO
  *   A gat/gats is a write (it sets the expiry): a part its owner refuses
@@ -319,33 +323,48 @@ typedef struct value_block {
 
 #define BLOCK_NONE UINT32_MAX
 
-/* The VALUE blocks of part p's reply (without its END) appended to
- * *blocks; false when out of memory.  A reply that stops parsing (it
- * cannot: the forwarder checked it) keeps the blocks before. */
+/* VALUE blocks being gathered: on the stack first, on the heap past it. */
+typedef struct block_vec {
+    value_block_t *v;
+    uint32_t n, cap;
+    bool heap;
+} block_vec_t;
+
 static bool
-blocks_parse(const fwd_part_t *part, uint32_t p, value_block_t **blocks, uint32_t *n,
-             uint32_t *cap)
+block_vec_grow(block_vec_t *bv)
+{
+    uint32_t ncap = bv->cap * 2;
+    value_block_t *nv = bv->heap ? realloc(bv->v, ncap * sizeof(*nv)) : malloc(ncap * sizeof(*nv));
+    if (nv == NULL) return false;
+    if (!bv->heap) memcpy(nv, bv->v, bv->n * sizeof(*nv));
+    bv->v = nv;
+    bv->cap = ncap;
+    bv->heap = true;
+    return true;
+}
+
+/* The VALUE blocks of part p's reply (without its END) appended to bv;
+ * false when out of memory.  A reply that stops parsing (it cannot: the
+ * forwarder checked it) keeps the blocks before.  No more blocks than the
+ * part asked keys are taken: an owner answers one a key at most, and the
+ * index stays bounded by the command line. */
+static bool
+blocks_parse(const fwd_part_t *part, uint32_t p, block_vec_t *bv)
 {
     const char *b = part->reply;
     size_t end = part->len - 5, pos = 0;
-    while (pos < end) {
+    for (uint32_t taken = 0; pos < end && taken < part->nkeys; taken++) {
         bc_mc_reply_t r;
         size_t used;
         if (bc_mc_reply_parse(b + pos, end - pos, &r, &used) != BC_OK ||
             r.kind != BC_MC_REPLY_VALUE) {
             break;
         }
-        if (*n == *cap) {
-            uint32_t ncap = *cap ? *cap * 2 : 16;
-            value_block_t *nb = realloc(*blocks, ncap * sizeof(*nb));
-            if (nb == NULL) return false;
-            *blocks = nb;
-            *cap = ncap;
-        }
-        (*blocks)[(*n)++] = (value_block_t){
+        if (bv->n == bv->cap && !block_vec_grow(bv)) return false;
+        bv->v[bv->n++] = (value_block_t){
             .off = (uint32_t)pos, .len = (uint32_t)used,
             .koff = (uint32_t)(r.key - b), .nkey = r.nkey, .part = p, .next = BLOCK_NONE,
-            .unused = *n,
+            .unused = BLOCK_NONE,
         };
         pos += used;
     }
@@ -379,6 +398,78 @@ blocks_slot(const fwd_part_t *parts, const value_block_t *blocks, uint32_t *tabl
     }
 }
 
+/* Per part, while answering: its blocks [first, end) in `blocks`, the
+ * next one expected in order, and its reply once shared. */
+typedef struct part_blocks {
+    uint32_t first, end, next;
+    bc_outq_shared_t *shared;
+} part_blocks_t;
+
+/*
+ * Resolves each of op's keys to what answers it, in place of op->where:
+ * a block index, WHERE_LOCAL, or WHERE_MISS.  Fast path: each part's
+ * blocks in the order its keys were asked (what an owner sends), matched
+ * one after the other; when a part's blocks do not all match so (a part
+ * gathered out of order while waiting out a pause, or an owner sending
+ * what it was not asked), through an index of (part, key).  Returns
+ * false when out of memory.
+ */
+static bool
+values_resolve(bc_proto_fwd_op_t *op, value_block_t *blocks, uint32_t nblocks, part_blocks_t *pb,
+               uint32_t *res)
+{
+    const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
+    size_t nkey;
+    uint32_t *table = NULL, mask = 0;
+    bool in_order = true;
+
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            /* The index: (part, key) -> its first block, the others
+             * chained in the reply's order (entered last to first). */
+            uint32_t size = 16;
+            while (size < 2 * nblocks) size *= 2;
+            mask = size - 1;
+            table = malloc(size * sizeof(*table));
+            if (table == NULL) return false;
+            memset(table, 0xff, size * sizeof(*table));
+            for (uint32_t b = nblocks; b-- > 0;) {
+                value_block_t *blk = &blocks[b];
+                uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
+                                             op->parts[blk->part].reply + blk->koff, blk->nkey);
+                blk->next = *slot;
+                blk->unused = b;
+                *slot = b;
+            }
+            cursor = op->keys;
+        }
+        for (uint32_t i = 0; i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
+            uint32_t w = op->where[i];
+            res[i] = w == WHERE_LOCAL ? WHERE_LOCAL : WHERE_MISS;
+            if (w >= op->nparts) continue;
+            if (pass == 0) {
+                part_blocks_t *p = &pb[w];
+                const value_block_t *blk = &blocks[p->next];
+                if (p->next < p->end && blk->nkey == nkey &&
+                    memcmp(op->parts[w].reply + blk->koff, key, nkey) == 0) {
+                    res[i] = p->next++;
+                }
+                continue;
+            }
+            uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
+            if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;
+            res[i] = blocks[*slot].unused;
+            blocks[*slot].unused = blocks[res[i]].next;
+        }
+        if (pass == 0) {
+            for (uint32_t w = 0; w < op->nparts && in_order; w++) in_order = pb[w].next == pb[w].end;
+            if (in_order) break;
+        }
+    }
+    free(table);
+    return true;
+}
+
 /*
  * Appends an OP_VALUES op's answer to dst: the VALUE blocks in the
  * client's key order, as memcached answers them (a key asked twice
@@ -389,83 +480,87 @@ static void
 answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
 {
     bool ok = true;
-    value_block_t *blocks = NULL;
-    uint32_t nblocks = 0, cap = 0, *table = NULL, mask = 0;
-    bc_outq_shared_t *shared_small[8], **shared = shared_small;
+    value_block_t blocks_small[32];
+    block_vec_t bv = {.v = blocks_small, .cap = 32};
+    uint32_t res_small[64], *res = res_small;
+    part_blocks_t pb_small[8], *pb = pb_small;
 
-    if (op->nparts > 8) shared = calloc(op->nparts, sizeof(*shared));
-    else memset(shared_small, 0, sizeof(shared_small));
-    if (shared == NULL) ok = false;
+    if (op->nparts > 8) pb = calloc(op->nparts, sizeof(*pb));
+    else memset(pb_small, 0, sizeof(pb_small));
+    if (op->nkeys > 64) res = malloc(op->nkeys * sizeof(*res));
+    if (pb == NULL || res == NULL) ok = false;
     for (uint32_t i = 0; ok && i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
+        pb[i].first = pb[i].next = bv.n;
         if (part->st == BC_OK && reply_is_values(part->reply, part->len)) {
             /* Each part ends with "END\r\n" (checked by the forwarder). */
-            ok = blocks_parse(part, i, &blocks, &nblocks, &cap);
-            continue;
+            ok = blocks_parse(part, i, &bv);
+        } else {
+            bool no_owner = part->st == BC_OK &&
+                            reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
+            bc__proto_count_unanswered(pc, part->nkeys, no_owner);
+            free(part->reply);
+            part->reply = NULL;
         }
-        bool no_owner = part->st == BC_OK &&
-                        reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
-        bc__proto_count_unanswered(pc, part->nkeys, no_owner);
-        free(part->reply);
-        part->reply = NULL;
+        pb[i].end = bv.n;
     }
-    /* The index: (part, key) -> its first block, the others chained in
-     * the reply's order (blocks entered last to first). */
-    if (ok && nblocks > 0) {
-        uint32_t size = 16;
-        while (size < 2 * nblocks) size *= 2;
-        mask = size - 1;
-        table = malloc(size * sizeof(*table));
-        if (table == NULL) ok = false;
-        else memset(table, 0xff, size * sizeof(*table));
-        for (uint32_t b = nblocks; ok && b-- > 0;) {
-            value_block_t *blk = &blocks[b];
-            uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
-                                         op->parts[blk->part].reply + blk->koff, blk->nkey);
-            blk->next = *slot;
-            blk->unused = b;
-            *slot = b;
-        }
-    }
+    value_block_t *blocks = bv.v;
+    if (ok) ok = values_resolve(op, blocks, bv.n, pb, res);
 
-    const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
-    size_t nkey;
-    for (uint32_t i = 0; ok && i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
-        uint32_t w = op->where[i];
-        if (w == WHERE_LOCAL) {
+    /* The blocks go out as slices of their part's reply buffer (no copy;
+     * blocks one after the other in it make one range) -- but a block of
+     * up to BC_PROTO_COPY_MAX bytes alone between others is copied next
+     * to them: one more memcpy costs less than an iovec (proto_text.c,
+     * bc__proto_retrieve_values, says why). */
+    uint32_t prev = BLOCK_NONE;
+    for (uint32_t i = 0; ok && i < op->nkeys; i++) {
+        uint32_t b = res[i];
+        if (b == WHERE_MISS) continue;
+        if (b == WHERE_LOCAL) {
             if (op->local_lens[i] > 0) {
+                prev = BLOCK_NONE;
                 ok = bc_outq_move_head(dst, &op->local, op->local_lens[i], pc->env->cache);
             }
             continue;
         }
-        if (w >= op->nparts || table == NULL || op->parts[w].reply == NULL) continue;
-        uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
-        if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;   /* a miss */
-        const value_block_t *blk = &blocks[blocks[*slot].unused];
-        blocks[*slot].unused = blk->next;
-        /* The part's buffer is sent from, not copied: each slice holds
-         * it, and slices one after the other in it go as one range. */
-        if (shared[w] == NULL) {
-            /* part->reply stays, for the lookups, but shared[w] owns it */
-            shared[w] = bc_outq_shared_new(op->parts[w].reply);
-            if (shared[w] == NULL) {
-                op->parts[w].reply = NULL;         /* freed */
+        const value_block_t *blk = &blocks[b];
+        uint32_t next = BLOCK_NONE;
+        for (uint32_t j = i + 1; j < op->nkeys && next == BLOCK_NONE; j++) {
+            if (res[j] == WHERE_LOCAL && op->local_lens[j] > 0) break;
+            if (res[j] < WHERE_MISS) next = res[j];
+        }
+        bool joined = (prev != BLOCK_NONE && prev + 1 == b && blocks[prev].part == blk->part &&
+                       blocks[prev].off + blocks[prev].len == blk->off) ||
+                      (next != BLOCK_NONE && next == b + 1 && blocks[next].part == blk->part &&
+                       blk->off + blk->len == blocks[next].off);
+        const char *base = op->parts[blk->part].reply;
+        prev = b;
+        if (!joined && blk->len <= BC_PROTO_COPY_MAX) {
+            ok = bc_outq_add(dst, base + blk->off, blk->len);
+            continue;
+        }
+        part_blocks_t *p = &pb[blk->part];
+        if (p->shared == NULL) {
+            /* the part's reply stays in parts[], but p->shared owns it */
+            p->shared = bc_outq_shared_new(op->parts[blk->part].reply);
+            if (p->shared == NULL) {
+                op->parts[blk->part].reply = NULL;         /* freed */
                 ok = false;
                 break;
             }
         }
-        ok = bc_outq_add_shared(dst, shared[w], shared[w]->buf + blk->off, blk->len);
+        ok = bc_outq_add_shared(dst, p->shared, base + blk->off, blk->len);
     }
-    if (shared != NULL) {
+    if (pb != NULL) {
         for (uint32_t i = 0; i < op->nparts; i++) {
-            if (shared[i] == NULL) continue;
+            if (pb[i].shared == NULL) continue;
             op->parts[i].reply = NULL;
-            bc_outq_shared_put(shared[i]);
+            bc_outq_shared_put(pb[i].shared);
         }
-        if (shared != shared_small) free(shared);
+        if (pb != pb_small) free(pb);
     }
-    free(table);
-    free(blocks);
+    if (bv.heap) free(bv.v);
+    if (res != res_small) free(res);
     if (ok) ok = bc_outq_add(dst, "END\r\n", 5);
     if (!ok) pc->oom = true;
 }
