@@ -170,10 +170,10 @@ struct bc_proto_fwd_op {
     size_t npfx;
     bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
     void *bin_arg;                 /* bin's context (owned, freed with the op) */
-    /* OP_VALUES: the client's keys (" k1 k2 ...", owned), where each one
-     * is answered (a part's index, WHERE_LOCAL or WHERE_MISS; owned) and,
-     * for a key served here, the bytes it has in `local` (owned; NULL
-     * when no key is): the reply follows the client's key order. */
+    /* OP_VALUES: where each of the client's keys is answered (a part's
+     * index, WHERE_LOCAL or WHERE_MISS; owned, one allocation with the
+     * next two), for a key served here the bytes it has in `local`, and
+     * the keys (" k1 k2 ..."): the reply follows the client's key order. */
     char *keys;
     size_t nkeys_len;
     uint32_t nkeys;
@@ -228,9 +228,7 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
     free(op->bin_arg);
-    free(op->keys);
-    free(op->where);
-    free(op->local_lens);
+    free(op->where);                   /* with local_lens and keys */
     free(op);
 }
 
@@ -343,6 +341,32 @@ block_vec_grow(block_vec_t *bv)
     return true;
 }
 
+/*
+ * The length of the VALUE block at b[0..n) ("VALUE <key> <flags> <bytes>
+ * [<cas>]\r\n<data>\r\n"), its key at *key (*nkey bytes); 0 when it is
+ * not one.  The forwarder checked every block of the reply already
+ * (forward.c, reply_end_values): this only finds the bounds again.
+ */
+static size_t
+value_block_scan(const char *b, size_t n, const char **key, uint32_t *nkey)
+{
+    const char *nl = n > 6 && memcmp(b, "VALUE ", 6) == 0 ? memchr(b, '\n', n) : NULL;
+    if (nl == NULL) return 0;
+    const char *k = b + 6, *p = memchr(k, ' ', (size_t)(nl - k));
+    if (p == NULL) return 0;
+    *key = k;
+    *nkey = (uint32_t)(p - k);
+    p = memchr(p + 1, ' ', (size_t)(nl - p - 1));          /* past the flags */
+    if (p == NULL) return 0;
+    uint64_t bytes = 0;
+    for (p++; p < nl && *p >= '0' && *p <= '9'; p++) {
+        bytes = bytes * 10 + (uint64_t)(*p - '0');
+        if (bytes > n) return 0;
+    }
+    size_t len = (size_t)(nl + 1 - b) + (size_t)bytes + 2;
+    return len <= n ? len : 0;
+}
+
 /* The VALUE blocks of part p's reply (without its END) appended to bv;
  * false when out of memory.  A reply that stops parsing (it cannot: the
  * forwarder checked it) keeps the blocks before.  No more blocks than the
@@ -351,19 +375,15 @@ block_vec_grow(block_vec_t *bv)
 static bool
 blocks_parse(const fwd_part_t *part, uint32_t p, block_vec_t *bv)
 {
-    const char *b = part->reply;
-    size_t end = part->len - 5, pos = 0;
+    const char *b = part->reply, *key;
+    size_t end = part->len - 5, pos = 0, used;
+    uint32_t nkey;
     for (uint32_t taken = 0; pos < end && taken < part->nkeys; taken++) {
-        bc_mc_reply_t r;
-        size_t used;
-        if (bc_mc_reply_parse(b + pos, end - pos, &r, &used) != BC_OK ||
-            r.kind != BC_MC_REPLY_VALUE) {
-            break;
-        }
+        if ((used = value_block_scan(b + pos, end - pos, &key, &nkey)) == 0) break;
         if (bv->n == bv->cap && !block_vec_grow(bv)) return false;
         bv->v[bv->n++] = (value_block_t){
             .off = (uint32_t)pos, .len = (uint32_t)used,
-            .koff = (uint32_t)(r.key - b), .nkey = r.nkey, .part = p, .next = BLOCK_NONE,
+            .koff = (uint32_t)(key - b), .nkey = nkey, .part = p, .next = BLOCK_NONE,
             .unused = BLOCK_NONE,
         };
         pos += used;
@@ -1378,14 +1398,16 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
     /* Where each key's answer is, for the reply in key order. */
     op->nkeys = req->nkeys;
     op->nkeys_len = (size_t)(req->keys_end - req->keys);
-    op->keys = malloc(op->nkeys_len + 1);
-    op->where = malloc((req->nkeys ? req->nkeys : 1) * sizeof(*op->where));
-    if (local) op->local_lens = calloc(req->nkeys ? req->nkeys : 1, sizeof(*op->local_lens));
-    if (op->keys == NULL || op->where == NULL || (local && op->local_lens == NULL)) {
+    /* one allocation: where[nkeys], local_lens[nkeys], the keys */
+    op->where = malloc((size_t)req->nkeys * 2 * sizeof(uint32_t) + op->nkeys_len + 1);
+    if (op->where == NULL) {
         bc__proto_fwd_op_free(pc, op);
         goto oom;
     }
+    op->local_lens = op->where + req->nkeys;
+    op->keys = (char *)(op->local_lens + req->nkeys);
     memcpy(op->keys, req->keys, op->nkeys_len);
+    if (local) memset(op->local_lens, 0, req->nkeys * sizeof(*op->local_lens));
     for (uint32_t i = 0; i < req->nkeys; i++) {
         uint32_t g = dest[i], k = 0;
         if (g >= BC_PROTO_DEST_MISS) {
