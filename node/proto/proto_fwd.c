@@ -418,10 +418,10 @@ blocks_slot(const fwd_part_t *parts, const value_block_t *blocks, uint32_t *tabl
     }
 }
 
-/* Per part, while answering: its blocks [first, end) in `blocks`, the
- * next one expected in order, and its reply once shared. */
+/* Per part, while answering: the next of its blocks expected in order
+ * and the end of its blocks in `blocks`, and its reply once shared. */
 typedef struct part_blocks {
-    uint32_t first, end, next;
+    uint32_t next, end;
     bc_outq_shared_t *shared;
 } part_blocks_t;
 
@@ -511,7 +511,7 @@ answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     if (pb == NULL || res == NULL) ok = false;
     for (uint32_t i = 0; ok && i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
-        pb[i].first = pb[i].next = bv.n;
+        pb[i].next = bv.n;
         if (part->st == BC_OK && reply_is_values(part->reply, part->len)) {
             /* Each part ends with "END\r\n" (checked by the forwarder). */
             ok = blocks_parse(part, i, &bv);
