@@ -24,6 +24,28 @@ ent_release(bc_cache_t *cache, bc_outq_ent_t *e)
 {
     if (e->kind == BC_OUTQ_ITEM) bc_item_release(cache, e->item);
     else if (e->kind == BC_OUTQ_OWNED) free(e->own);
+    else if (e->kind == BC_OUTQ_SHARED) bc_outq_shared_put(e->shared);
+}
+
+bc_outq_shared_t *
+bc_outq_shared_new(char *buf)
+{
+    bc_outq_shared_t *sh = malloc(sizeof(*sh));
+    if (sh == NULL) {
+        free(buf);
+        return NULL;
+    }
+    sh->buf = buf;
+    sh->refs = 1;
+    return sh;
+}
+
+void
+bc_outq_shared_put(bc_outq_shared_t *sh)
+{
+    if (sh == NULL || --sh->refs > 0) return;
+    free(sh->buf);
+    free(sh);
 }
 
 void
@@ -143,32 +165,93 @@ bc_outq_add_owned(bc_outq_t *q, char *buf, size_t n)
 }
 
 bool
+bc_outq_add_shared(bc_outq_t *q, bc_outq_shared_t *sh, const char *ptr, size_t n)
+{
+    if (n == 0) return true;
+    if (q->count > 0) {
+        bc_outq_ent_t *last = &q->ents[q->head + q->count - 1];
+        if (last->kind == BC_OUTQ_SHARED && last->shared == sh && last->ptr + last->len == ptr &&
+            (size_t)last->len + n <= UINT32_MAX) {
+            last->len += (uint32_t)n;
+            q->pending += n;
+            return true;
+        }
+    }
+    if (n > UINT32_MAX || !outq_ent_room(q, 1)) return false;
+    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
+    memset(e, 0, sizeof(*e));
+    e->kind = BC_OUTQ_SHARED;
+    e->shared = sh;
+    e->ptr = ptr;
+    e->len = (uint32_t)n;
+    sh->refs++;
+    q->pending += n;
+    return true;
+}
+
+/* Moves range e (of src, which forgets it) to dst; false when out of
+ * memory, e's reference released. */
+static bool
+outq_move_ent(bc_outq_t *dst, const bc_outq_t *src, bc_outq_ent_t *e, bc_cache_t *cache)
+{
+    bool ok;
+    switch ((bc_outq_kind_t)e->kind) {
+    case BC_OUTQ_ITEM:
+        return bc_outq_add_item(dst, cache, e->item, e->ptr, e->len);
+    case BC_OUTQ_OWNED:
+        /* e->ptr may have moved past e->own only in a queue being sent */
+        if (e->ptr == e->own) return bc_outq_add_owned(dst, e->own, e->len);
+        ok = bc_outq_add(dst, e->ptr, e->len);
+        free(e->own);
+        return ok;
+    case BC_OUTQ_SHARED:
+        ok = bc_outq_add_shared(dst, e->shared, e->ptr, e->len);
+        bc_outq_shared_put(e->shared);
+        return ok;
+    case BC_OUTQ_TEXT:
+        return bc_outq_add(dst, src->buf + e->off, e->len);
+    case BC_OUTQ_HOLE:
+        break;
+    }
+    return false;                     /* not allowed in src */
+}
+
+bool
+bc_outq_move_head(bc_outq_t *dst, bc_outq_t *src, size_t n, bc_cache_t *cache)
+{
+    bool ok = true;
+    while (n > 0 && src->count > 0) {
+        bc_outq_ent_t *e = &src->ents[src->head];
+        if (e->kind == BC_OUTQ_HOLE) break;
+        if (n < e->len) {
+            /* cut in two: the first part copied, the rest stays */
+            const char *p = e->kind == BC_OUTQ_TEXT ? src->buf + e->off : e->ptr;
+            if (ok) ok = bc_outq_add(dst, p, n);
+            if (e->kind == BC_OUTQ_TEXT) e->off += (uint32_t)n;
+            else e->ptr += n;
+            e->len -= (uint32_t)n;
+            src->pending -= n;
+            break;
+        }
+        n -= e->len;
+        src->pending -= e->len;
+        if (ok) ok = outq_move_ent(dst, src, e, cache);
+        else ent_release(cache, e);
+        src->head++;
+        if (--src->count == 0) src->head = 0;
+    }
+    return ok;
+}
+
+bool
 bc_outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
 {
     bool ok = true;
     for (uint32_t i = 0; i < src->count; i++) {
         bc_outq_ent_t *e = &src->ents[src->head + i];
-        switch ((bc_outq_kind_t)e->kind) {
-        case BC_OUTQ_ITEM:
-            if (ok) ok = bc_outq_add_item(dst, cache, e->item, e->ptr, e->len);
-            else bc_item_release(cache, e->item);
-            break;
-        case BC_OUTQ_OWNED:
-            /* e->ptr may have moved past e->own only in a queue being sent */
-            if (ok && e->ptr == e->own) {
-                ok = bc_outq_add_owned(dst, e->own, e->len);
-            } else {
-                if (ok) ok = bc_outq_add(dst, e->ptr, e->len);
-                free(e->own);
-            }
-            break;
-        case BC_OUTQ_TEXT:
-            if (ok) ok = bc_outq_add(dst, src->buf + e->off, e->len);
-            break;
-        case BC_OUTQ_HOLE:
-            ok = false;               /* not allowed in src */
-            break;
-        }
+        if (e->kind == BC_OUTQ_HOLE) ok = false;              /* not allowed in src */
+        else if (ok) ok = outq_move_ent(dst, src, e, cache);
+        else ent_release(cache, e);
     }
     free(src->ents);
     free(src->buf);

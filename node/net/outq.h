@@ -36,7 +36,10 @@
  *   a connection's replies in request order without knowing which of them
  *   are late: it queues every reply at the tail, as it comes.  A range may
  *   also be a malloc'd buffer the queue frees once sent (a forwarded reply,
- *   relayed without a copy).  `pending` counts the bytes behind holes too;
+ *   relayed without a copy), or a slice of a buffer several ranges share,
+ *   freed with the last of them (a forwarded multi-get reply whose VALUE
+ *   blocks go out in the client's key order, bc_outq_add_shared).
+ *   `pending` counts the bytes behind holes too;
  *   a hole itself counts nothing until filled.
  *
  * THREADS
@@ -58,12 +61,27 @@ typedef enum bc_outq_kind {
     BC_OUTQ_ITEM,              /* bytes of a referenced item */
     BC_OUTQ_OWNED,             /* a malloc'd buffer, freed once sent */
     BC_OUTQ_HOLE,              /* a reply to come (bc_outq_hole) */
+    BC_OUTQ_SHARED,            /* a slice of a shared buffer (bc_outq_add_shared) */
 } bc_outq_kind_t;
 
+/*
+ * A malloc'd buffer several ranges send slices of (a forwarded multi-get
+ * reply, its VALUE blocks put back in the client's key order): freed with
+ * the last reference.  Its creator holds one (bc_outq_shared_new) and
+ * drops it with bc_outq_shared_put; each range holds one.
+ */
+typedef struct bc_outq_shared {
+    char *buf;
+    uint32_t refs;
+} bc_outq_shared_t;
+
 typedef struct bc_outq_ent {
-    bc_item_t *item;           /* ITEM: the referenced item */
-    char *own;                 /* OWNED: the buffer to free */
-    const char *ptr;           /* ITEM, OWNED: next byte to send */
+    union {
+        bc_item_t *item;       /* ITEM: the referenced item */
+        char *own;             /* OWNED: the buffer to free */
+        bc_outq_shared_t *shared;  /* SHARED: the buffer referenced */
+    };
+    const char *ptr;           /* ITEM, OWNED, SHARED: next byte to send */
     uint32_t off;              /* TEXT: offset of the next byte in buf; HOLE: its id */
     uint32_t len;              /* bytes left in this range (HOLE: 0) */
     uint8_t kind;              /* bc_outq_kind_t */
@@ -125,6 +143,27 @@ bool bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char
  * Returns false when out of memory, in which case buf has been freed.
  */
 bool bc_outq_add_owned(bc_outq_t *q, char *buf, size_t n);
+/*
+ * A shared buffer holding buf (malloc'd, taken over: freed with the last
+ * reference), with one reference, the caller's.  NULL when out of memory
+ * (buf is freed).
+ */
+bc_outq_shared_t *bc_outq_shared_new(char *buf);
+/* Drops one reference to sh (NULL: nothing), freeing it with the last. */
+void bc_outq_shared_put(bc_outq_shared_t *sh);
+/*
+ * Appends the n bytes at ptr, inside sh's buffer, taking a reference of
+ * its own: no copy.  A slice right after the previous one of the same
+ * buffer extends it (one iovec).  Returns false when out of memory.
+ */
+bool bc_outq_add_shared(bc_outq_t *q, bc_outq_shared_t *sh, const char *ptr, size_t n);
+/*
+ * Moves the first n bytes of src (at most what it holds, up to its first
+ * hole) to the end of dst, as bc_outq_move does; a range cut in two has
+ * its first part copied.  Returns false when out of memory (the bytes
+ * then are dropped from src all the same).
+ */
+bool bc_outq_move_head(bc_outq_t *dst, bc_outq_t *src, size_t n, bc_cache_t *cache);
 /*
  * Moves every range of src to the end of dst (item references and owned
  * buffers travel, text is copied) and empties src, which must hold no

@@ -23,18 +23,18 @@
  *     meta commands            the line as it came, q included, then "mn":
  *                              the reply ends at the owner's "MN", dropped
  *                              (META; an ms collects its block first)
- *     get & co, several keys   one "get" per owner group with its keys; the
- *                              keys served here are answered at once into
- *                              the op's own queue
+ *     get & co, several keys   one "get" per owner group with its keys, in
+ *                              the client's order; the keys served here are
+ *                              answered at once into the op's own queue
  *     flush_all                one "flush_all [delay]" per other group's
  *                              primary (this node's own group is flushed
  *                              here, at once, when this node is its primary)
  *
  *   The connection goes on with its next commands meanwhile; their replies
  *   queue behind the hole.  When every part has completed, fwd_op_finish
- *   builds the answer and fills the hole with it -- the owners' VALUE
- *   blocks in the order owners first appeared, the local ones, one END;
- *   for flush_all "OK" or the first failure -- and posts the connection's
+ *   builds the answer and fills the hole with it -- for a multi-get the
+ *   VALUE blocks in the client's key order, one END; for flush_all "OK"
+ *   or the first failure -- and posts the connection's
  *   resume hook (once per batch of completions: forward.h bc_fwd_post),
  *   which sends what is ready and runs the commands held back.
  *
@@ -52,6 +52,38 @@
  *   memcached's own client-side sharding (libmemcached, pymemcache's
  *   HashClient with ignore_exc) and mcrouter's miss-on-get-error give for
  *   a shard that is down.  A command for one key keeps its error line.
+ *
+ * BEHAVIOR: IN THE CLIENT'S KEY ORDER
+ *   memcached answers a multi-get's VALUE blocks in the order of the keys
+ *   in the request -- a key asked twice answered twice, a miss left out --
+ *   and so does a split one, byte for byte, whatever order its parts come
+ *   back in.  The op keeps the client's keys and where each is answered
+ *   (op->where: a part, here, or a miss already counted) and, for the
+ *   keys served here, the bytes each has in op->local (retrieve_values'
+ *   lens).  Once every part is in, answer_values finds each key's VALUE
+ *   block: an owner answers its keys in the order asked, so each part's
+ *   blocks are matched one after the other; a part whose blocks do not
+ *   all match so (one that waited out a pause may have gathered its keys
+ *   out of order) sends the keys through an index of (part, key) instead,
+ *   duplicates chained in the order they came.  Then, walking the
+ *   client's keys: a local key's bytes move from the head of op->local, a
+ *   forwarded key's block goes out as a slice of its part's reply buffer
+ *   (net/outq.h, bc_outq_add_shared: no copy; blocks one after the other
+ *   in the buffer make one range, so a reply already in order costs what
+ *   it did), or -- a block of up to BC_PROTO_COPY_MAX bytes between
+ *   blocks of other sources -- is copied, as small local values are.  A
+ *   block the owner sent for a key it was not asked is dropped.
+ *
+ *   Memory: unchanged.  Every part's reply was held until the last one
+ *   came, as before; it is only sent in another order.  The caps are
+ *   those of any forwarded command: each part's reply at most the
+ *   forwarder's max_reply (out_limit + 64 KiB; past it BC_ETOOLARGE, that
+ *   part's keys read as misses), the local values copied only up to the
+ *   connection's out_limit (then referenced), the keys bounded by the
+ *   command line (BC_MC_LINE_HARD_MAX), at most BC_PROTO_FWD_MAX commands
+ *   in flight per connection.  The order costs O(keys) more: a copy of
+ *   the keys, 8 bytes a key, and at the end an index of the parts'
+ *   VALUE blocks (about 40 bytes each, at most one a key asked).
  *
  * BEHAVIOR: A MULTI-KEY GAT WAITS TOO
  *   A gat/gats is a write (it sets the expiry): a part its owner refuses
@@ -138,8 +170,20 @@ struct bc_proto_fwd_op {
     size_t npfx;
     bc_proto_fwd_bin_fn bin;       /* a binary-protocol command: composes its reply */
     void *bin_arg;                 /* bin's context (owned, freed with the op) */
+    /* OP_VALUES: where each of the client's keys is answered (a part's
+     * index, WHERE_LOCAL or WHERE_MISS; owned, one allocation with the
+     * next two), for a key served here the bytes it has in `local`, and
+     * the keys (" k1 k2 ..."): the reply follows the client's key order. */
+    char *keys;
+    size_t nkeys_len;
+    uint32_t nkeys;
+    uint32_t *where;
+    uint32_t *local_lens;
     fwd_part_t parts[];
 };
+
+#define WHERE_LOCAL UINT32_MAX             /* served here: its bytes in op->local */
+#define WHERE_MISS  (UINT32_MAX - 1u)      /* a miss already counted */
 
 static void fwd_op_retry(void *arg);
 
@@ -184,6 +228,7 @@ bc__proto_fwd_op_free(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op)
     bc_outq_free(&op->local, pc->env->cache);
     free(op->buf);
     free(op->bin_arg);
+    free(op->where);                   /* with local_lens and keys */
     free(op);
 }
 
@@ -265,27 +310,277 @@ answer_relay(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
     if (!ok) pc->oom = true;
 }
 
-/* Appends an OP_VALUES op's answer to dst: see "A MULTI-GET SERVES WHAT
- * THE CLUSTER HAS". */
+/* A VALUE block of a part's reply, for putting it in its key's place. */
+typedef struct value_block {
+    uint32_t off, len;             /* the whole block in its part's reply */
+    uint32_t koff, nkey;           /* its key there */
+    uint32_t part;
+    uint32_t next;                 /* the next block of that part and key (BLOCK_NONE) */
+    uint32_t unused;               /* first of its key: the next one not sent yet */
+} value_block_t;
+
+#define BLOCK_NONE UINT32_MAX
+
+/* VALUE blocks being gathered: on the stack first, on the heap past it. */
+typedef struct block_vec {
+    value_block_t *v;
+    uint32_t n, cap;
+    bool heap;
+} block_vec_t;
+
+static bool
+block_vec_grow(block_vec_t *bv)
+{
+    uint32_t ncap = bv->cap * 2;
+    value_block_t *nv = bv->heap ? realloc(bv->v, ncap * sizeof(*nv)) : malloc(ncap * sizeof(*nv));
+    if (nv == NULL) return false;
+    if (!bv->heap) memcpy(nv, bv->v, bv->n * sizeof(*nv));
+    bv->v = nv;
+    bv->cap = ncap;
+    bv->heap = true;
+    return true;
+}
+
+/*
+ * The length of the VALUE block at b[0..n) ("VALUE <key> <flags> <bytes>
+ * [<cas>]\r\n<data>\r\n"), its key at *key (*nkey bytes); 0 when it is
+ * not one.  The forwarder checked every block of the reply already
+ * (forward.c, reply_end_values): this only finds the bounds again.
+ */
+static size_t
+value_block_scan(const char *b, size_t n, const char **key, uint32_t *nkey)
+{
+    const char *nl = n > 6 && memcmp(b, "VALUE ", 6) == 0 ? memchr(b, '\n', n) : NULL;
+    if (nl == NULL) return 0;
+    const char *k = b + 6, *p = memchr(k, ' ', (size_t)(nl - k));
+    if (p == NULL) return 0;
+    *key = k;
+    *nkey = (uint32_t)(p - k);
+    p = memchr(p + 1, ' ', (size_t)(nl - p - 1));          /* past the flags */
+    if (p == NULL) return 0;
+    uint64_t bytes = 0;
+    for (p++; p < nl && *p >= '0' && *p <= '9'; p++) {
+        bytes = bytes * 10 + (uint64_t)(*p - '0');
+        if (bytes > n) return 0;
+    }
+    size_t len = (size_t)(nl + 1 - b) + (size_t)bytes + 2;
+    return len <= n ? len : 0;
+}
+
+/* The VALUE blocks of part p's reply (without its END) appended to bv;
+ * false when out of memory.  A reply that stops parsing (it cannot: the
+ * forwarder checked it) keeps the blocks before.  No more blocks than the
+ * part asked keys are taken: an owner answers one a key at most, and the
+ * index stays bounded by the command line. */
+static bool
+blocks_parse(const fwd_part_t *part, uint32_t p, block_vec_t *bv)
+{
+    const char *b = part->reply, *key;
+    size_t end = part->len - 5, pos = 0, used;
+    uint32_t nkey;
+    for (uint32_t taken = 0; pos < end && taken < part->nkeys; taken++) {
+        if ((used = value_block_scan(b + pos, end - pos, &key, &nkey)) == 0) break;
+        if (bv->n == bv->cap && !block_vec_grow(bv)) return false;
+        bv->v[bv->n++] = (value_block_t){
+            .off = (uint32_t)pos, .len = (uint32_t)used,
+            .koff = (uint32_t)(key - b), .nkey = nkey, .part = p, .next = BLOCK_NONE,
+            .unused = BLOCK_NONE,
+        };
+        pos += used;
+    }
+    return true;
+}
+
+static uint32_t
+block_hash(uint32_t part, const char *key, size_t nkey)
+{
+    return bc_hash_key(key, nkey) ^ (part * 0x9e3779b1u);
+}
+
+/*
+ * Slot of table (mask + 1 slots, each a block index or BLOCK_NONE) for
+ * part p's key: the slot holding its first block, or the empty one where
+ * it goes.  A slot once taken stays (no deletion: the probe sequences
+ * stay whole); its block's `unused` says which of the key's blocks goes
+ * next.
+ */
+static uint32_t *
+blocks_slot(const fwd_part_t *parts, const value_block_t *blocks, uint32_t *table, uint32_t mask,
+            uint32_t p, const char *key, size_t nkey)
+{
+    for (uint32_t h = block_hash(p, key, nkey) & mask;; h = (h + 1) & mask) {
+        if (table[h] == BLOCK_NONE) return &table[h];
+        const value_block_t *b = &blocks[table[h]];
+        if (b->part == p && b->nkey == nkey &&
+            memcmp(parts[p].reply + b->koff, key, nkey) == 0) {
+            return &table[h];
+        }
+    }
+}
+
+/* Per part, while answering: the next of its blocks expected in order
+ * and the end of its blocks in `blocks`, and its reply once shared. */
+typedef struct part_blocks {
+    uint32_t next, end;
+    bc_outq_shared_t *shared;
+} part_blocks_t;
+
+/*
+ * Resolves each of op's keys to what answers it, in place of op->where:
+ * a block index, WHERE_LOCAL, or WHERE_MISS.  Fast path: each part's
+ * blocks in the order its keys were asked (what an owner sends), matched
+ * one after the other; when a part's blocks do not all match so (a part
+ * gathered out of order while waiting out a pause, or an owner sending
+ * what it was not asked), through an index of (part, key).  Returns
+ * false when out of memory.
+ */
+static bool
+values_resolve(bc_proto_fwd_op_t *op, value_block_t *blocks, uint32_t nblocks, part_blocks_t *pb,
+               uint32_t *res)
+{
+    const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
+    size_t nkey;
+    uint32_t *table = NULL, mask = 0;
+    bool in_order = true;
+
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            /* The index: (part, key) -> its first block, the others
+             * chained in the reply's order (entered last to first). */
+            uint32_t size = 16;
+            while (size < 2 * nblocks) size *= 2;
+            mask = size - 1;
+            table = malloc(size * sizeof(*table));
+            if (table == NULL) return false;
+            memset(table, 0xff, size * sizeof(*table));
+            for (uint32_t b = nblocks; b-- > 0;) {
+                value_block_t *blk = &blocks[b];
+                uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
+                                             op->parts[blk->part].reply + blk->koff, blk->nkey);
+                blk->next = *slot;
+                blk->unused = b;
+                *slot = b;
+            }
+            cursor = op->keys;
+        }
+        for (uint32_t i = 0; i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
+            uint32_t w = op->where[i];
+            res[i] = w == WHERE_LOCAL ? WHERE_LOCAL : WHERE_MISS;
+            if (w >= op->nparts) continue;
+            if (pass == 0) {
+                part_blocks_t *p = &pb[w];
+                const value_block_t *blk = &blocks[p->next];
+                if (p->next < p->end && blk->nkey == nkey &&
+                    memcmp(op->parts[w].reply + blk->koff, key, nkey) == 0) {
+                    res[i] = p->next++;
+                }
+                continue;
+            }
+            uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
+            if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;
+            res[i] = blocks[*slot].unused;
+            blocks[*slot].unused = blocks[res[i]].next;
+        }
+        if (pass == 0) {
+            for (uint32_t w = 0; w < op->nparts && in_order; w++) in_order = pb[w].next == pb[w].end;
+            if (in_order) break;
+        }
+    }
+    free(table);
+    return true;
+}
+
+/*
+ * Appends an OP_VALUES op's answer to dst: the VALUE blocks in the
+ * client's key order, as memcached answers them (a key asked twice
+ * answered twice, a miss left out), then one END.  See "A MULTI-GET
+ * SERVES WHAT THE CLUSTER HAS" and "IN THE CLIENT'S KEY ORDER".
+ */
 static void
 answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
 {
     bool ok = true;
-    for (uint32_t i = 0; i < op->nparts; i++) {
+    value_block_t blocks_small[32];
+    block_vec_t bv = {.v = blocks_small, .cap = 32};
+    uint32_t res_small[64], *res = res_small;
+    part_blocks_t pb_small[8], *pb = pb_small;
+
+    if (op->nparts > 8) pb = calloc(op->nparts, sizeof(*pb));
+    else memset(pb_small, 0, sizeof(pb_small));
+    if (op->nkeys > 64) res = malloc(op->nkeys * sizeof(*res));
+    if (pb == NULL || res == NULL) ok = false;
+    for (uint32_t i = 0; ok && i < op->nparts; i++) {
         fwd_part_t *part = &op->parts[i];
+        pb[i].next = bv.n;
         if (part->st == BC_OK && reply_is_values(part->reply, part->len)) {
-            /* Each part ends with "END\r\n" (checked by the forwarder);
-             * the buffer goes out whole but for those 5 bytes. */
-            if (ok) ok = bc_outq_add_owned(dst, part->reply, part->len - 5);
-            else free(part->reply);
+            /* Each part ends with "END\r\n" (checked by the forwarder). */
+            ok = blocks_parse(part, i, &bv);
+        } else {
+            bool no_owner = part->st == BC_OK &&
+                            reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
+            bc__proto_count_unanswered(pc, part->nkeys, no_owner);
+            free(part->reply);
             part->reply = NULL;
+        }
+        pb[i].end = bv.n;
+    }
+    value_block_t *blocks = bv.v;
+    if (ok) ok = values_resolve(op, blocks, bv.n, pb, res);
+
+    /* The blocks go out as slices of their part's reply buffer (no copy;
+     * blocks one after the other in it make one range) -- but a block of
+     * up to BC_PROTO_COPY_MAX bytes alone between others is copied next
+     * to them: one more memcpy costs less than an iovec (proto_text.c,
+     * bc__proto_retrieve_values, says why). */
+    uint32_t prev = BLOCK_NONE;
+    for (uint32_t i = 0; ok && i < op->nkeys; i++) {
+        uint32_t b = res[i];
+        if (b == WHERE_MISS) continue;
+        if (b == WHERE_LOCAL) {
+            if (op->local_lens[i] > 0) {
+                prev = BLOCK_NONE;
+                ok = bc_outq_move_head(dst, &op->local, op->local_lens[i], pc->env->cache);
+            }
             continue;
         }
-        bool no_owner = part->st == BC_OK &&
-                        reply_refusal(part->reply, part->len) == BC_WIRE_REFUSAL_NO_OWNER;
-        bc__proto_count_unanswered(pc, part->nkeys, no_owner);
+        const value_block_t *blk = &blocks[b];
+        uint32_t next = BLOCK_NONE;
+        for (uint32_t j = i + 1; j < op->nkeys && next == BLOCK_NONE; j++) {
+            if (res[j] == WHERE_LOCAL && op->local_lens[j] > 0) break;
+            if (res[j] < WHERE_MISS) next = res[j];
+        }
+        bool joined = (prev != BLOCK_NONE && prev + 1 == b && blocks[prev].part == blk->part &&
+                       blocks[prev].off + blocks[prev].len == blk->off) ||
+                      (next != BLOCK_NONE && next == b + 1 && blocks[next].part == blk->part &&
+                       blk->off + blk->len == blocks[next].off);
+        const char *base = op->parts[blk->part].reply;
+        prev = b;
+        if (!joined && blk->len <= BC_PROTO_COPY_MAX) {
+            ok = bc_outq_add(dst, base + blk->off, blk->len);
+            continue;
+        }
+        part_blocks_t *p = &pb[blk->part];
+        if (p->shared == NULL) {
+            /* the part's reply stays in parts[], but p->shared owns it */
+            p->shared = bc_outq_shared_new(op->parts[blk->part].reply);
+            if (p->shared == NULL) {
+                op->parts[blk->part].reply = NULL;         /* freed */
+                ok = false;
+                break;
+            }
+        }
+        ok = bc_outq_add_shared(dst, p->shared, base + blk->off, blk->len);
     }
-    if (ok) ok = bc_outq_move(dst, &op->local, pc->env->cache);
+    if (pb != NULL) {
+        for (uint32_t i = 0; i < op->nparts; i++) {
+            if (pb[i].shared == NULL) continue;
+            op->parts[i].reply = NULL;
+            bc_outq_shared_put(pb[i].shared);
+        }
+        if (pb != pb_small) free(pb);
+    }
+    if (bv.heap) free(bv.v);
+    if (res != res_small) free(res);
     if (ok) ok = bc_outq_add(dst, "END\r\n", 5);
     if (!ok) pc->oom = true;
 }
@@ -1058,8 +1353,8 @@ bc__proto_fwd_get_one(bc_proto_conn_t *pc, const char *line, size_t len,
  * A multi-get with keys of other owners (dest[i] = the owner group of key
  * i, 0 = served here, BC_PROTO_DEST_* = a miss already counted): one
  * request per owner, in the order owners first appear, and the local
- * keys' VALUE blocks served now into the command's own queue (merged at
- * the end, see answer_values).
+ * keys' VALUE blocks served now into the command's own queue (put in
+ * their places at the end, see answer_values).
  */
 void
 bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
@@ -1100,10 +1395,36 @@ bc__proto_fwd_retrieve(bc_proto_conn_t *pc, const bc_mc_request_t *req, const ui
     }
     bc_proto_fwd_op_t *op = fwd_op_new(pc, OP_VALUES, ngids, NULL);
     if (op == NULL) goto oom;
+    /* Where each key's answer is, for the reply in key order. */
+    op->nkeys = req->nkeys;
+    op->nkeys_len = (size_t)(req->keys_end - req->keys);
+    /* one allocation: where[nkeys], local_lens[nkeys], the keys */
+    op->where = malloc((size_t)req->nkeys * 2 * sizeof(uint32_t) + op->nkeys_len + 1);
+    if (op->where == NULL) {
+        bc__proto_fwd_op_free(pc, op);
+        goto oom;
+    }
+    op->local_lens = op->where + req->nkeys;
+    op->keys = (char *)(op->local_lens + req->nkeys);
+    memcpy(op->keys, req->keys, op->nkeys_len);
+    if (local) memset(op->local_lens, 0, req->nkeys * sizeof(*op->local_lens));
+    for (uint32_t i = 0; i < req->nkeys; i++) {
+        uint32_t g = dest[i], k = 0;
+        if (g >= BC_PROTO_DEST_MISS) {
+            op->where[i] = WHERE_MISS;
+            continue;
+        }
+        if (g == 0) {
+            op->where[i] = WHERE_LOCAL;
+            continue;
+        }
+        while (k < ngids && gids[k] != g) k++;
+        op->where[i] = k;
+    }
     if (local) {
         bc_outq_t saved = pc->out;
         bc_outq_init(&pc->out);
-        bc__proto_retrieve_values(pc, req, dest, hashes);
+        bc__proto_retrieve_values(pc, req, dest, hashes, op->local_lens);
         op->local = pc->out;
         pc->out = saved;
         if (pc->oom) {

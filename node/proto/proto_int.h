@@ -146,10 +146,12 @@ bc_status_t bc__proto_admin(bc_proto_conn_t *pc, const bc_mc_request_t *req);
  * Queues a VALUE block for every key of req found here -- every key when
  * dest is NULL, else those whose dest is 0 -- without the final END, and
  * counts them.  hashes (may be NULL) holds the first ROUTE_HASH_CACHE
- * keys' hashes from the routing pass.
+ * keys' hashes from the routing pass.  lens (may be NULL; else req->nkeys
+ * entries, zeroed by the caller) gets the bytes queued for each key served
+ * (0: a miss), for a multi-get putting forwarded values in between.
  */
 void bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req,
-                               const uint32_t *dest, const uint32_t *hashes);
+                               const uint32_t *dest, const uint32_t *hashes, uint32_t *lens);
 
 /* ---- forwarded commands (proto_fwd.c) ---- */
 

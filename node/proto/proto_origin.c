@@ -249,7 +249,7 @@ answer_into_hole(bc_proto_conn_t *pc, bc_proto_origin_op_t *op)
     saved = pc->out;
     pc->out = reply;
     if (resolve_again(pc, op, &req, op->dest)) {
-        bc__proto_retrieve_values(pc, &req, op->dest, NULL);
+        bc__proto_retrieve_values(pc, &req, op->dest, NULL, NULL);
         if (!pc->oom) REPLY(pc, "END\r\n");
     } else {
         pc->oom = true;

@@ -339,7 +339,7 @@ value_write(const bc_item_t *it, void *arg)
  */
 void
 bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const uint32_t *dest,
-                          const uint32_t *hashes)
+                          const uint32_t *hashes, uint32_t *lens)
 {
     bc_cache_t *cache = pc->env->cache;
     bool with_cas = req->cmd == BC_MC_CMD_GETS || req->cmd == BC_MC_CMD_GATS;
@@ -357,6 +357,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
         /* Past the output limit, even small values are referenced: a
          * 64 KiB multi-get of "a a a ..." must not buffer megabytes. */
         bool may_copy = pc->out.pending < pc->out_limit;
+        size_t before = pc->out.pending;
         value_ctx_t v = {
             .p = bc_outq_reserve(&pc->out, VALUE_HEADER_MAX + (may_copy ? BC_PROTO_COPY_MAX : 0)),
             .key = key, .nkey = nkey, .with_cas = with_cas, .may_copy = may_copy,
@@ -392,6 +393,7 @@ bc__proto_retrieve_values(bc_proto_conn_t *pc, const bc_mc_request_t *req, const
             pc->oom = true;
             return;
         }
+        if (lens != NULL && k < req->nkeys) lens[k] = (uint32_t)(pc->out.pending - before);
     }
 
     bc_stats_add(pc->stats, cmd_get, asked);
@@ -481,7 +483,7 @@ cmd_retrieve(bc_proto_conn_t *pc, const char *line, size_t len, const bc_mc_requ
         bc__proto_fwd_retrieve(pc, req, dest, hashes);
         goto out;
     }
-    bc__proto_retrieve_values(pc, req, dest, pc->env->cluster != NULL ? hashes : NULL);
+    bc__proto_retrieve_values(pc, req, dest, pc->env->cluster != NULL ? hashes : NULL, NULL);
     if (!pc->oom) REPLY(pc, "END\r\n");
 out:
     bc__proto_origin_release(pc);

@@ -87,8 +87,8 @@
  *   forwarder's max_reply) once read.
  *
  *   A multi-get whose keys span several owners is split: one "get" per
- *   owner group plus the keys served here; the reply is the forwarded
- *   VALUE blocks (owner by owner), then the local ones, then one END.  A
+ *   owner group plus the keys served here; the reply is every VALUE
+ *   block in the client's key order, as memcached's, then one END.  A
  *   key that cannot be answered -- its bucket has no owner (group down),
  *   its owner is unreachable, timed out or refused -- reads as a miss
  *   (counted in get_no_owner / get_forward_failed): a cache with a missing

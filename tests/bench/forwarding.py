@@ -15,8 +15,11 @@ the same memory.
   forwarded  the same load against group 1's primary: the keys of group
              2's buckets (about half, uniformly spread) are forwarded.
 
-Two workloads, all gets (every key preloaded once, not measured) and all
-sets, each at every pipelining depth of BC_BENCH_DEPTHS, BC_BENCH_ROUNDS
+Three workloads, all gets (every key preloaded once, not measured), all
+sets, and multi-gets of BC_BENCH_MULTI consecutive keys ("mget": through
+the cluster node about half of them forwarded, as one part, the others
+served there, the reply put in the keys' order -- mcbench checks the
+order), each at every pipelining depth of BC_BENCH_DEPTHS, BC_BENCH_ROUNDS
 rounds of BC_BENCH_DURATION seconds; within a round the two targets run
 back to back, the order alternating.  Printed per workload and depth: mean
 ops/s of each, the median of the per-round ratios forwarded/direct (only
@@ -42,8 +45,9 @@ environment:
   BC_BENCH_VALUE=100          value bytes
   BC_BENCH_DURATION=2         seconds per mcbench run
   BC_BENCH_ROUNDS=5           rounds per workload and depth
-  BC_BENCH_WORKLOADS="get set"
-Takes about 2 minutes with the defaults.
+  BC_BENCH_WORKLOADS="get set mget"
+  BC_BENCH_MULTI=16           keys per multi-get (mget)
+Takes about 3 minutes with the defaults.
 """
 import os
 import shutil
@@ -66,7 +70,8 @@ KEYS = int(os.environ.get("BC_BENCH_KEYS", "100000"))
 VALUE = int(os.environ.get("BC_BENCH_VALUE", "100"))
 DURATION = float(os.environ.get("BC_BENCH_DURATION", "2"))
 ROUNDS = int(os.environ.get("BC_BENCH_ROUNDS", "5"))
-WORKLOADS = os.environ.get("BC_BENCH_WORKLOADS", "get set").split()
+WORKLOADS = os.environ.get("BC_BENCH_WORKLOADS", "get set mget").split()
+MULTI = int(os.environ.get("BC_BENCH_MULTI", "16"))
 MCBENCH = os.path.join(BUILD, "tests", "bench_mcbench")
 
 
@@ -81,8 +86,9 @@ def mcbench(port, *args):
 
 
 def run(port, workload, depth):
-    ratio = "1" if workload == "get" else "0"
-    return mcbench(port, "-r", ratio, "-d", depth, "-D", DURATION, "-W", "0.3")
+    ratio = "0" if workload == "set" else "1"
+    multi = MULTI if workload == "mget" else 1
+    return mcbench(port, "-r", ratio, "-m", multi, "-d", depth, "-D", DURATION, "-W", "0.3")
 
 
 def main():

@@ -44,7 +44,10 @@
  *   The parser is an incremental state machine over the read buffer: a get
  *   must be answered by "END" (miss) or by exactly one
  *   "VALUE <key> <flags> <bytes>" block followed by "END" (hit); a set by
- *   "STORED".  A VALUE block must name the requested key, carry the value
+ *   "STORED".  With --multi N a get asks N consecutive keys (key, key+1,
+ *   ... modulo --keys) and its VALUE blocks must come in that order, as
+ *   memcached answers (a miss left out; the reply is a hit if any block
+ *   came).  A VALUE block must name the requested key, carry the value
  *   size this run stores, and the value bytes must be the pattern this run
  *   wrote for that key (cheap: one memcmp).  ERROR / CLIENT_ERROR /
  *   SERVER_ERROR / NOT_STORED lines are counted as server errors and the
@@ -99,6 +102,7 @@ typedef struct bench_config {
     uint32_t value_size;
     double get_ratio;
     uint32_t depth;
+    uint32_t multi;           /* keys per get (--multi) */
     double duration;          /* seconds; used when ops < 0 */
     int64_t ops;              /* total measured operations; < 0 = use duration */
     bool preload;
@@ -264,6 +268,9 @@ typedef struct conn {
     uint32_t value_len;       /* the current VALUE block's <bytes> */
     bool value_ok;            /* current VALUE block passed the key/size check */
     bool got_value;           /* current get reply had a VALUE block */
+    uint32_t nvalues;         /* VALUE blocks of the current get reply so far */
+    uint32_t next_idx;        /* --multi: the index in the get of the next key expected */
+    uint32_t value_key;       /* the current VALUE block's key */
 
     char *out;                /* write buffer: [out_sent, out_len) unsent */
     size_t out_sent, out_len, out_cap;
@@ -414,6 +421,7 @@ conn_reset_state(conn_t *c)
     c->in_pos = c->in_len = 0;
     c->ps = PS_LINE;
     c->got_value = false;
+    c->nvalues = c->next_idx = 0;
     c->out_sent = c->out_len = 0;
     c->ring_head = c->ring_count = 0;
 }
@@ -490,8 +498,12 @@ conn_append_request(conn_t *c, op_type_t type, uint32_t key, uint64_t now)
     size_t room = c->out_cap - c->out_len;
     int n;
     if (type == OP_GET) {
-        n = snprintf(p, room, "get %s%0*" PRIu32 "\r\n", g_cfg.key_prefix,
-                     g_cfg.key_digits, key);
+        n = snprintf(p, room, "get");
+        for (uint32_t i = 0; i < g_cfg.multi; i++) {
+            n += snprintf(p + n, room - (size_t)n, " %s%0*" PRIu32, g_cfg.key_prefix,
+                          g_cfg.key_digits, (uint32_t)(((uint64_t)key + i) % g_cfg.keys));
+        }
+        n += snprintf(p + n, room - (size_t)n, "\r\n");
     } else {
         n = snprintf(p, room, "set %s%0*" PRIu32 " 0 0 %" PRIu32 "\r\n", g_cfg.key_prefix,
                      g_cfg.key_digits, key, g_cfg.value_size);
@@ -628,9 +640,15 @@ conn_parse_value_line(conn_t *c, const char *line, size_t len, const request_t *
     if (*end != '\0' || errno != 0 || nb > MAX_REPLY_VALUE || bytes[0] == '-')
         return false;
     char want[KEY_MAX + 32];
-    key_format(want, sizeof(want), rq->key);
+    /* the next key asked that can come: a miss may be left out */
+    c->value_ok = false;
+    while (c->next_idx < g_cfg.multi && !c->value_ok) {
+        c->value_key = (uint32_t)(((uint64_t)rq->key + c->next_idx++) % g_cfg.keys);
+        key_format(want, sizeof(want), c->value_key);
+        c->value_ok = strcmp(key, want) == 0;
+    }
     c->value_len = (uint32_t)nb;
-    c->value_ok = strcmp(key, want) == 0 && nb == g_cfg.value_size;
+    c->value_ok = c->value_ok && nb == g_cfg.value_size;
     return true;
 }
 
@@ -658,8 +676,7 @@ conn_parse(conn_t *c)
             }
             if (avail < c->value_need)
                 return true;
-            const request_t *rq = &c->ring[c->ring_head];
-            if (memcmp(base, g_pattern + rq->key % 26, c->value_len) != 0 ||
+            if (memcmp(base, g_pattern + c->value_key % 26, c->value_len) != 0 ||
                 base[c->value_len] != '\r' || base[c->value_len + 1] != '\n') {
                 ct = phase_counters(c->w);
                 ct->bad_values++;
@@ -690,21 +707,24 @@ conn_parse(conn_t *c)
         c->in_pos += (size_t)(nl - base) + 1;
         if (rq->type == OP_GET) {
             if (line_starts(base, len, "VALUE ")) {
-                if (c->got_value || !conn_parse_value_line(c, base, len, rq)) {
+                if (c->nvalues >= g_cfg.multi || !conn_parse_value_line(c, base, len, rq)) {
                     conn_reopen(c, true);
                     return false;
                 }
                 if (!c->value_ok)
                     phase_counters(c->w)->bad_values++;
                 c->got_value = true;
+                c->nvalues++;
                 c->value_need = (uint64_t)c->value_len + 2;
                 c->ps = PS_VALUE_DATA;
             } else if (line_is(base, len, "END")) {
                 bool hit = c->got_value;
                 c->got_value = false;
+                c->nvalues = c->next_idx = 0;
                 conn_complete(c, hit, false);
             } else if (line_is_error(base, len)) {
                 c->got_value = false;
+                c->nvalues = c->next_idx = 0;
                 conn_complete(c, false, true);
             } else {
                 conn_reopen(c, true);
@@ -895,6 +915,8 @@ usage(FILE *f)
 "  -v, --value-size N       value bytes (default 100)\n"
 "  -r, --get-ratio F        fraction of gets, the rest are sets (default 0.9)\n"
 "  -d, --depth N            requests in flight per connection (default 1)\n"
+"  -m, --multi N            keys per get, consecutive (default 1); their values\n"
+"                           must come in the order asked\n"
 "  -D, --duration SECS      measured run length (default 10)\n"
 "  -n, --ops N              measured operations in total (instead of -D)\n"
 "  -w, --preload            set every key once before measuring\n"
@@ -953,6 +975,7 @@ parse_args(int argc, char **argv)
         {"value-size", required_argument, NULL, 'v'},
         {"get-ratio", required_argument, NULL, 'r'},
         {"depth", required_argument, NULL, 'd'},
+        {"multi", required_argument, NULL, 'm'},
         {"duration", required_argument, NULL, 'D'},
         {"ops", required_argument, NULL, 'n'},
         {"preload", no_argument, NULL, 'w'},
@@ -964,12 +987,12 @@ parse_args(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     g_cfg = (bench_config_t){
-        .threads = 2, .conns = 50, .keys = 100000, .value_size = 100, .get_ratio = 0.9,
+        .threads = 2, .conns = 50, .keys = 100000, .value_size = 100, .get_ratio = 0.9, .multi = 1,
         .depth = 1, .duration = 10, .ops = -1, .key_prefix = "key:", .seed = 1,
     };
     int opt;
     uint64_t u;
-    while ((opt = getopt_long(argc, argv, "p:t:c:k:v:r:d:D:n:wW:P:s:T:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "p:t:c:k:v:r:d:m:D:n:wW:P:s:T:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'p': if (!parse_u64(optarg, 1, 65535, &u)) die_usage("--port", optarg);
                   g_cfg.port = (uint16_t)u; break;
@@ -986,6 +1009,8 @@ parse_args(int argc, char **argv)
                   break;
         case 'd': if (!parse_u64(optarg, 1, 4096, &u)) die_usage("--depth", optarg);
                   g_cfg.depth = (uint32_t)u; break;
+        case 'm': if (!parse_u64(optarg, 1, 100, &u)) die_usage("--multi", optarg);
+                  g_cfg.multi = (uint32_t)u; break;
         case 'D': if (!parse_double(optarg, 0.001, 86400, &g_cfg.duration))
                       die_usage("--duration", optarg);
                   break;
@@ -1100,7 +1125,7 @@ main(int argc, char **argv)
         return 1;
     }
     uint32_t ring_cap = g_cfg.depth > PRELOAD_DEPTH ? g_cfg.depth : PRELOAD_DEPTH;
-    size_t req_max = (size_t)g_cfg.value_size + KEY_MAX + 64;
+    size_t req_max = (size_t)g_cfg.value_size + (size_t)g_cfg.multi * (KEY_MAX + 1) + 64;
     size_t in_cap = 2 * ((size_t)g_cfg.value_size + KEY_MAX + 64);
     if (in_cap < READ_BUFFER_MIN)
         in_cap = READ_BUFFER_MIN;
@@ -1147,9 +1172,9 @@ main(int argc, char **argv)
             workers[t].conns[i].w = &workers[t];
 
     printf("mcbench: 127.0.0.1:%u threads=%u conns=%u keys=%u value=%u get_ratio=%.2f "
-           "depth=%u ",
+           "depth=%u multi=%u ",
            g_cfg.port, g_cfg.threads, g_cfg.conns, g_cfg.keys, g_cfg.value_size,
-           g_cfg.get_ratio, g_cfg.depth);
+           g_cfg.get_ratio, g_cfg.depth, g_cfg.multi);
     if (g_cfg.ops >= 0)
         printf("ops=%" PRId64 "\n", g_cfg.ops);
     else

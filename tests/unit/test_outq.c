@@ -243,6 +243,55 @@ test_move_takes_owned_buffers(void **state)
     bc_cache_destroy(cache);
 }
 
+static void
+test_shared_slices_and_moving_a_head(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = cache_new();
+    bc_outq_t a, b;
+    char out[256];
+    struct iovec iov[8];
+
+    bc_outq_init(&a);
+    bc_outq_init(&b);
+    /* Slices of one buffer in any order; one right after the previous
+     * one extends it (one iovec); the buffer lives until the last is
+     * sent (ASan tells). */
+    bc_outq_shared_t *sh = bc_outq_shared_new(dup_str("AAbbCCdd"));
+    assert_non_null(sh);
+    assert_true(bc_outq_add_shared(&a, sh, sh->buf + 4, 2));       /* CC */
+    assert_true(bc_outq_add(&a, "-", 1));
+    assert_true(bc_outq_add_shared(&a, sh, sh->buf, 2));           /* AA */
+    assert_true(bc_outq_add_shared(&a, sh, sh->buf + 2, 2));       /* bb: extends */
+    assert_true(bc_outq_add_shared(&a, sh, sh->buf, 0));           /* nothing */
+    assert_int_equal(bc_outq_iov(&a, iov, 8), 3);
+    assert_int_equal(bc_outq_pending(&a), 7);
+    bc_outq_shared_put(sh);                                          /* ours */
+
+    /* The head of a queue moves: whole ranges travel, a cut one is
+     * copied up to the cut; items keep their reference. */
+    bc_item_t *it = item_new(cache, "k", "ITEM");
+    assert_true(bc_outq_add(&b, "hdr1 ", 5));
+    assert_true(bc_outq_add_item(&b, cache, it, bc_item_value(it), 4));
+    assert_true(bc_outq_add(&b, " hdr2 tail", 10));
+    assert_true(bc_outq_move_head(&a, &b, 5 + 4 + 6, cache));
+    assert_int_equal(bc_outq_pending(&b), 4);
+    assert_true(bc_outq_move_head(&a, &b, 100, cache));             /* at most what it has */
+    assert_true(bc_outq_empty(&b));
+    drain(&a, cache, out, sizeof(out));
+    assert_string_equal(out, "CC-AAbbhdr1 ITEM hdr2 tail");
+
+    /* Freed unsent: the last reference frees the buffer. */
+    sh = bc_outq_shared_new(dup_str("xyz"));
+    assert_true(bc_outq_add_shared(&a, sh, sh->buf + 1, 2));
+    assert_true(bc_outq_add_shared(&b, sh, sh->buf, 1));
+    bc_outq_shared_put(sh);
+    assert_true(bc_outq_move(&a, &b, cache));
+    bc_outq_consume(&a, cache, 1);
+    bc_outq_free(&a, cache);
+    bc_cache_destroy(cache);
+}
+
 int
 main(void)
 {
@@ -252,6 +301,7 @@ main(void)
         cmocka_unit_test(test_empty_fill_and_unknown_hole),
         cmocka_unit_test(test_busy_queue_reclaims_scratch),
         cmocka_unit_test(test_move_takes_owned_buffers),
+        cmocka_unit_test(test_shared_slices_and_moving_a_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -407,7 +407,7 @@ expect(node_t *n, const char *in, const char *want)
 /* ---- tests ---- */
 
 static void
-test_fwd_multiget_values_in_owner_order_then_local_then_one_end(void **state)
+test_fwd_multiget_values_in_the_clients_key_order(void **state)
 {
     (void)state;
     node_t *n = node_start(2000);
@@ -424,15 +424,13 @@ test_fwd_multiget_values_in_owner_order_then_local_then_one_end(void **state)
     snprintf(line, sizeof(line), "set %s 10 0 2\r\nL0\r\nset %s 11 0 2\r\nL1\r\n", l0, l1);
     expect(n, line, "STORED\r\nSTORED\r\n");
 
-    /* Keys of group 3, then 1, then 2: the parts come in the order their
-     * owner first appears (3, then 2), the local values after them, then
-     * one END. */
+    /* Keys of groups 3, 1 and 2 mixed: the values come in the client's
+     * key order, as memcached answers them (a miss left out), one END. */
     snprintf(line, sizeof(line), "get %s %s %s %s %s %s\r\n", b0, l0, a0, a2, l1, a1);
     snprintf(want, sizeof(want),
-             "VALUE %s 30 2\r\nB0\r\n"
-             "VALUE %s 20 2\r\nA0\r\nVALUE %s 21 2\r\nA1\r\n"
-             "VALUE %s 10 2\r\nL0\r\nVALUE %s 11 2\r\nL1\r\n"
-             "END\r\n", b0, a0, a1, l0, l1);
+             "VALUE %s 30 2\r\nB0\r\nVALUE %s 10 2\r\nL0\r\nVALUE %s 20 2\r\nA0\r\n"
+             "VALUE %s 11 2\r\nL1\r\nVALUE %s 21 2\r\nA1\r\n"
+             "END\r\n", b0, l0, a0, l1, a1);
     expect(n, line, want);
     /* Each owner was asked once, for its keys only, in the client's order. */
     snprintf(want, sizeof(want), "get %s %s %s", a0, a2, a1);
@@ -444,6 +442,157 @@ test_fwd_multiget_values_in_owner_order_then_local_then_one_end(void **state)
     /* Nothing found anywhere: one END. */
     snprintf(line, sizeof(line), "get %s %s\r\n", a2, key_of(3, 5, want, sizeof(want)));
     expect(n, line, "END\r\n");
+    node_stop(n);
+}
+
+
+/* Appends a VALUE block of key (flags 0) with value v to *w. */
+static void
+want_value(char **w, size_t *n, const char *key, const char *v)
+{
+    size_t vlen = strlen(v), need = *n + strlen(key) + vlen + 40;
+    *w = realloc(*w, need);
+    assert_non_null(*w);
+    *n += (size_t)sprintf(*w + *n, "VALUE %s 0 %zu\r\n%s\r\n", key, vlen, v);
+}
+
+static void
+test_fwd_multiget_key_order_with_late_parts_duplicates_and_failures(void **state)
+{
+    (void)state;
+    node_t *n = node_start(300);
+    char a0[32], a1[32], a2[32], b0[32], b1[32], b2[32], l0[32], lb[32], l2[32];
+    char line[1024], *big = malloc(3001), *lbig = malloc(2001), *want = NULL;
+    size_t nw = 0;
+    assert_non_null(big);
+    assert_non_null(lbig);
+    key_of(2, 0, a0, sizeof(a0));
+    key_of(2, 1, a1, sizeof(a1));
+    key_of(2, 2, a2, sizeof(a2));         /* stored nowhere */
+    key_of(3, 0, b0, sizeof(b0));
+    key_of(3, 1, b1, sizeof(b1));
+    key_of(3, 2, b2, sizeof(b2));         /* stored nowhere */
+    key_of(1, 0, l0, sizeof(l0));
+    key_of(1, 1, lb, sizeof(lb));
+    key_of(1, 2, l2, sizeof(l2));         /* stored nowhere */
+    memset(big, 'x', 3000);
+    big[3000] = '\0';
+    memset(lbig, 'y', 2000);               /* sent from the item, not copied */
+    lbig[2000] = '\0';
+    fake_put(n->owners[2].fake, a0, "A0", 2, 0);
+    fake_put(n->owners[2].fake, a1, big, 3000, 0);
+    fake_put(n->owners[3].fake, b0, "B0", 2, 0);
+    fake_put(n->owners[3].fake, b1, "B1", 2, 0);
+    char *set = malloc(4096);
+    assert_non_null(set);
+    snprintf(set, 4096, "set %s 0 0 2\r\nL0\r\nset %s 0 0 2000\r\n%s\r\n", l0, lb, lbig);
+    expect(n, set, "STORED\r\nSTORED\r\n");
+    free(set);
+
+    /* Three owners interleaved, keys asked twice, misses of each; group
+     * 3's part, sent first, is answered last. */
+    owner_set(&n->owners[3], NULL, false, 100);
+    snprintf(line, sizeof(line), "get %s %s %s %s %s %s %s %s %s %s %s %s %s\r\n", b0, l0, a0,
+             a2, b1, lb, a0, b0, l2, a1, b2, l0, a1);
+    want_value(&want, &nw, b0, "B0");
+    want_value(&want, &nw, l0, "L0");
+    want_value(&want, &nw, a0, "A0");
+    want_value(&want, &nw, b1, "B1");
+    want_value(&want, &nw, lb, lbig);
+    want_value(&want, &nw, a0, "A0");
+    want_value(&want, &nw, b0, "B0");
+    want_value(&want, &nw, a1, big);
+    want_value(&want, &nw, l0, "L0");
+    want_value(&want, &nw, a1, big);
+    want = realloc(want, nw + 6);
+    memcpy(want + nw, "END\r\n", 6);
+    expect(n, line, want);
+    /* Each owner asked once, its keys in the client's order, duplicates
+     * included. */
+    char wline[256];
+    snprintf(wline, sizeof(wline), "get %s %s %s %s %s", a0, a2, a0, a1, a1);
+    assert_owner_line(&n->owners[2], 0, wline);
+    snprintf(wline, sizeof(wline), "get %s %s %s %s", b0, b1, b0, b2);
+    assert_owner_line(&n->owners[3], 0, wline);
+
+    /* Pipelined behind another multi-get, each in its place. */
+    char two[2048];
+    snprintf(two, sizeof(two), "get %s %s %s\r\nget %s %s\r\n", b1, a0, l0, a0, b1);
+    expect(n, two,
+           (snprintf(line, sizeof(line),
+                     "VALUE %s 0 2\r\nB1\r\nVALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nL0\r\nEND\r\n"
+                     "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB1\r\nEND\r\n", b1, a0, l0, a0, b1),
+            line));
+
+    /* Group 3's part fails (connection lost, no answer in time): its keys
+     * are misses, the others keep their order. */
+    snprintf(line, sizeof(line), "get %s %s %s %s %s %s %s %s %s %s %s %s %s\r\n", b0, l0, a0,
+             a2, b1, lb, a0, b0, l2, a1, b2, l0, a1);
+    nw = 0;
+    want_value(&want, &nw, l0, "L0");
+    want_value(&want, &nw, a0, "A0");
+    want_value(&want, &nw, lb, lbig);
+    want_value(&want, &nw, a0, "A0");
+    want_value(&want, &nw, a1, big);
+    want_value(&want, &nw, l0, "L0");
+    want_value(&want, &nw, a1, big);
+    want = realloc(want, nw + 6);
+    memcpy(want + nw, "END\r\n", 6);
+    owner_set(&n->owners[3], NULL, true, 0);
+    expect(n, line, want);
+    owner_set(&n->owners[3], NULL, false, 600);
+    expect(n, line, want);
+    /* Group 3 unreachable (no primary known): not asked at all. */
+    owner_set(&n->owners[3], NULL, false, 0);
+    int asked = owner_lines(&n->owners[3]);
+    const uint32_t gids[] = {1, 2};
+    const char *addrs[] = {"127.0.0.1:1", n->owners[2].fake->addr};
+    fake_cluster_primaries(n->cl, gids, addrs, 2);
+    expect(n, line, want);
+    assert_int_equal(owner_lines(&n->owners[3]), asked);
+    free(want);
+    free(big);
+    free(lbig);
+    node_stop(n);
+}
+
+static void
+test_fwd_multiget_of_many_keys_in_key_order(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    enum { PER = 60 };
+    char *line = malloc(16384), *want = NULL, *set = malloc(256), key[32];
+    size_t nl = 0, nw = 0;
+    assert_non_null(line);
+    assert_non_null(set);
+    nl = (size_t)sprintf(line, "get");
+    /* Keys of the three groups in turn, each asked twice, a miss of
+     * each group in between: enough keys for the index to have
+     * collisions. */
+    for (int i = 0; i < PER; i++) {
+        for (uint32_t g = 1; g <= 3; g++) {
+            key_of(g, 2 * i, key, sizeof(key));
+            if (g == 1) {
+                snprintf(set, 256, "set %s 0 0 %zu\r\n%s\r\n", key, strlen(key), key);
+                expect(n, set, "STORED\r\n");
+            } else {
+                fake_put(n->owners[g].fake, key, key, strlen(key), 0);
+            }
+            nl += (size_t)sprintf(line + nl, " %s %s", key, key);
+            want_value(&want, &nw, key, key);
+            want_value(&want, &nw, key, key);
+            key_of(g, 2 * i + 1, key, sizeof(key));
+            nl += (size_t)sprintf(line + nl, " %s", key);
+        }
+    }
+    memcpy(line + nl, "\r\n", 3);
+    want = realloc(want, nw + 6);
+    memcpy(want + nw, "END\r\n", 6);
+    expect(n, line, want);
+    free(line);
+    free(want);
+    free(set);
     node_stop(n);
 }
 
@@ -461,8 +610,8 @@ test_fwd_multiget_failed_part_reads_as_misses(void **state)
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL0\r\n", l0);
     expect(n, line, "STORED\r\n");
     snprintf(line, sizeof(line), "get %s %s %s\r\n", a0, l0, b0);
-    snprintf(whole, sizeof(whole), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB0\r\n"
-             "VALUE %s 0 2\r\nL0\r\nEND\r\n", a0, b0, l0);
+    snprintf(whole, sizeof(whole), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nL0\r\n"
+             "VALUE %s 0 2\r\nB0\r\nEND\r\n", a0, l0, b0);
     snprintf(without_b0, sizeof(without_b0), "VALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nL0\r\n"
              "END\r\n", a0, l0);
     expect(n, line, whole);
@@ -643,7 +792,7 @@ test_fwd_pipelined_commands_keep_their_order(void **state)
     snprintf(want, sizeof(want), "STORED\r\n"
              "VALUE %s 0 6\r\nremote\r\nEND\r\n"
              "VALUE %s 0 5\r\nlocal\r\nEND\r\n"
-             "VALUE %s 0 6\r\nremote\r\nVALUE %s 0 5\r\nlocal\r\nEND\r\n", a0, l0, a0, l0);
+             "VALUE %s 0 5\r\nlocal\r\nVALUE %s 0 6\r\nremote\r\nEND\r\n", a0, l0, l0, a0);
     expect(n, line, want);
     node_stop(n);
 }
@@ -988,13 +1137,13 @@ test_fwd_multikey_gat_waits_out_an_owners_pause(void **state)
     snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 4\r\n", bucket_of(a0));
 
     /* Group 2's part meets its owner's pause three times, then is
-     * answered: every value comes (owner by owner, then the local one,
-     * one END), and the command behind the gat answers after it. */
+     * answered: every value comes (in the client's key order, one END),
+     * and the command behind the gat answers after it. */
     owner_refuse_gats(&n->owners[2], 3, "", refusal);
     snprintf(line, sizeof(line), "gat 100 %s %s %s\r\nget %s\r\n", a0, l0, b0, l0);
     snprintf(want, sizeof(want),
-             "VALUE %s 20 2\r\nA0\r\nVALUE %s 30 2\r\nB0\r\nVALUE %s 10 2\r\nL0\r\nEND\r\n"
-             "VALUE %s 10 2\r\nL0\r\nEND\r\n", a0, b0, l0, l0);
+             "VALUE %s 20 2\r\nA0\r\nVALUE %s 10 2\r\nL0\r\nVALUE %s 30 2\r\nB0\r\nEND\r\n"
+             "VALUE %s 10 2\r\nL0\r\nEND\r\n", a0, l0, b0, l0);
     expect(n, line, want);
     /* Sent four times, the same keys with the same expiry (applied). */
     assert_int_equal(owner_lines(&n->owners[2]), 4);
@@ -1025,7 +1174,7 @@ test_fwd_multikey_gat_waits_out_an_owners_pause(void **state)
     uint64_t failed = atomic_load(&n->stats.get_forward_failed);
     int64_t t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "gat 100 %s %s %s\r\n", a0, l0, b0);
-    snprintf(want, sizeof(want), "VALUE %s 30 2\r\nB0\r\nVALUE %s 10 2\r\nL0\r\nEND\r\n", b0, l0);
+    snprintf(want, sizeof(want), "VALUE %s 10 2\r\nL0\r\nVALUE %s 30 2\r\nB0\r\nEND\r\n", l0, b0);
     expect(n, line, want);
     assert_true(bc_time_mono_ms() - t0 >= 40);
     assert_int_equal(atomic_load(&n->stats.pause_timeouts), 1);
@@ -1048,11 +1197,15 @@ test_fwd_multikey_gat_follows_a_bucket_that_moved(void **state)
     (void)state;
     node_t *n = node_start(2000);
     n->env.readonly_wait_ms = 1000;
-    char a0[32], a1[32], line[256], want[512], refusal[64];
+    char a0[32], a1[32], a3[32], line[256], want[512], refusal[64];
     key_of(2, 0, a0, sizeof(a0));
     for (int i = 1;; i++) {
         key_of(2, i, a1, sizeof(a1));
         if (bucket_of(a1) != bucket_of(a0)) break;
+    }
+    for (int i = 1;; i++) {                /* another key of a0's bucket */
+        key_of(2, i, a3, sizeof(a3));
+        if (bucket_of(a3) == bucket_of(a0)) break;
     }
     uint32_t b = bucket_of(a0);
     uint32_t owner[NB];
@@ -1062,25 +1215,26 @@ test_fwd_multikey_gat_follows_a_bucket_that_moved(void **state)
     default_owners(owner);
     owner[b] = 1;
     fake_cluster_table(n->cl, 5, owner, NULL, 0);
-    snprintf(line, sizeof(line), "set %s 1 0 2\r\nH0\r\n", a0);
-    expect(n, line, "STORED\r\n");
+    snprintf(line, sizeof(line), "set %s 1 0 2\r\nH0\r\nset %s 3 0 2\r\nH3\r\n", a0, a3);
+    expect(n, line, "STORED\r\nSTORED\r\n");
     default_owners(owner);
     fake_cluster_table(n->cl, 6, owner, NULL, 0);
     fake_put(n->owners[2].fake, a1, "A1", 2, 21);
 
     /* Group 2 has cut a0's bucket over to group 1 (MOVED); this node's
      * table follows 30 ms later.  The part is split again: a0 runs here,
-     * a1 goes back to group 2 alone; the part's values in the client's
-     * key order. */
+     * a1 goes back to group 2 alone (asked after a0 and a3, which go
+     * together); the values in the client's key order all the same. */
     snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 7\r\n", b);
     owner_refuse_gats(&n->owners[2], 1000, a0, refusal);
     later_table_t t = {0};
     default_owners(t.owner);
     t.owner[b] = 1;
     later_table_start(&t, n, 30, 7);
-    snprintf(line, sizeof(line), "gat 100 %s %s\r\nmn\r\n", a0, a1);
-    snprintf(want, sizeof(want), "VALUE %s 1 2\r\nH0\r\nVALUE %s 21 2\r\nA1\r\nEND\r\nMN\r\n",
-             a0, a1);
+    snprintf(line, sizeof(line), "gat 100 %s %s %s\r\nmn\r\n", a0, a1, a3);
+    snprintf(want, sizeof(want),
+             "VALUE %s 1 2\r\nH0\r\nVALUE %s 21 2\r\nA1\r\nVALUE %s 3 2\r\nH3\r\nEND\r\n"
+             "MN\r\n", a0, a1, a3);
     expect(n, line, want);
     pthread_join(t.thread, NULL);
     int last = owner_lines(&n->owners[2]) - 1;
@@ -1269,7 +1423,9 @@ main(void)
 {
     bc_log_set_level(BC_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fwd_multiget_values_in_owner_order_then_local_then_one_end),
+        cmocka_unit_test(test_fwd_multiget_values_in_the_clients_key_order),
+        cmocka_unit_test(test_fwd_multiget_key_order_with_late_parts_duplicates_and_failures),
+        cmocka_unit_test(test_fwd_multiget_of_many_keys_in_key_order),
         cmocka_unit_test(test_fwd_multiget_failed_part_reads_as_misses),
         cmocka_unit_test(test_fwd_one_key_keeps_its_error_line),
         cmocka_unit_test(test_fwd_unreachable_or_unowned_keys_read_as_misses),
