@@ -238,6 +238,8 @@ struct bc_server {
     bc_stats_totals_t base_totals;
     uint64_t base_total_conns;
     uint64_t base_rejected_conns;
+    uint64_t base_listen_disabled;       /* memcached resets these two too */
+    uint64_t base_listen_disabled_us;
 
     bc_node_cluster_t *cluster;   /* borrowed; NULL = standalone */
 
@@ -1103,7 +1105,9 @@ sub_floor0(uint64_t a, uint64_t b)
     return a > b ? a - b : 0;
 }
 
-/* The accept pauses (not reset by "stats reset"). */
+/* The accept pauses since the start (bc_server_get_stats takes off what
+ * stood at the last "stats reset", as memcached resets both counters;
+ * accepting_conns is a state, never reset). */
 static void
 server_listen_stats(bc_server_t *server, bc_server_stats_t *out)
 {
@@ -1130,6 +1134,9 @@ bc_server_get_stats(bc_server_t *server, bc_server_stats_t *out)
                                         server->base_total_conns);
     out->rejected_connections = sub_floor0(atomic_load(&server->rejected_conns),
                                            server->base_rejected_conns);
+    out->listen_disabled_num = sub_floor0(out->listen_disabled_num, server->base_listen_disabled);
+    out->time_in_listen_disabled_us = sub_floor0(out->time_in_listen_disabled_us,
+                                                 server->base_listen_disabled_us);
 #define BC__STATS_SUB(name, metric, labels, desc) out->totals.name = sub_floor0(raw.name, server->base_totals.name);
     BC_THREAD_STATS(BC__STATS_SUB)
 #undef BC__STATS_SUB
@@ -1160,10 +1167,14 @@ void
 bc_server_reset_stats(bc_server_t *srv)
 {
     bc_stats_totals_t raw;
+    bc_server_stats_t listen;
 
     server_raw_totals(srv, &raw);
+    server_listen_stats(srv, &listen);
     pthread_mutex_lock(&srv->reset_lock);
     srv->base_totals = raw;
+    srv->base_listen_disabled = listen.listen_disabled_num;
+    srv->base_listen_disabled_us = listen.time_in_listen_disabled_us;
     srv->base_total_conns = atomic_load(&srv->total_conns);
     srv->base_rejected_conns = atomic_load(&srv->rejected_conns);
     pthread_mutex_unlock(&srv->reset_lock);

@@ -547,4 +547,41 @@ def test_data_port_idle_timeout_matches_memcached():
     mc.stop()
 
 
+def test_accept_pauses_counted_and_reset_as_memcached():
+    """Out of descriptors, the node stops accepting (memcached: the same)
+    and counts it in listen_disabled_num / time_in_listen_disabled_us;
+    "stats reset" zeroes both, as memcached's, while accepting_conns is a
+    state and says 1 again once a descriptor is free."""
+    node = Node()
+    probe = node.conn()                       # a connection that stays usable
+    subprocess.run(["prlimit", "--pid", str(node.proc.pid), "--nofile=64:64"], check=True)
+    held = []
+    try:
+        for _ in range(80):                   # well past 64 descriptors
+            try:
+                held.append(socket.create_connection(("127.0.0.1", node.port), timeout=2))
+            except OSError:
+                break
+        wait_for(lambda: int(probe.stats()["listen_disabled_num"]) >= 1,
+                 what="an accept pause counted")
+        st = probe.stats()
+        assert st["accepting_conns"] == "0", st["accepting_conns"]
+        for c in held:
+            c.close()
+        held = []
+        wait_for(lambda: probe.stats()["accepting_conns"] == "1", what="accepting again")
+        st = probe.stats()
+        assert int(st["time_in_listen_disabled_us"]) > 0, st
+        probe.send(b"stats reset\r\n")
+        assert probe.readline() == b"RESET\r\n"
+        st = probe.stats()
+        assert st["listen_disabled_num"] == "0" and st["time_in_listen_disabled_us"] == "0", st
+        assert st["accepting_conns"] == "1"
+    finally:
+        for c in held:
+            c.close()
+        probe.close()
+        node.stop()
+
+
 harness.main(globals())
