@@ -303,8 +303,13 @@ extern const unsigned bc_origin_latency_nbuckets;
 /* A consistent-enough snapshot (each figure exact, taken one by one). */
 void bc_origin_get_stats(bc_origin_t *o, bc_origin_stats_t *out);
 /* "STAT origin_<name> <value>\r\n" lines into buf (at most len bytes);
- * returns their length. */
+ * returns their length.  The counters count from the last
+ * bc_origin_reset_stats (the gauges are states); the JSON and Prometheus
+ * forms count from the start. */
 size_t bc_origin_format_stats(bc_origin_t *o, char *buf, size_t len);
+/* "stats reset": the "stats" lines' counters start again from zero.
+ * Thread-safe. */
+void bc_origin_reset_stats(bc_origin_t *o);
 /* The figures as a JSON object (owned by the caller), NULL when out of
  * memory. */
 cJSON *bc_origin_stats_json(bc_origin_t *o);

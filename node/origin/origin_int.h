@@ -139,6 +139,7 @@ struct bc_origin {
     uint32_t nentries;
 
     pthread_mutex_t lock;
+    bc_origin_stats_t reset_base;  /* (lock) the counters at "stats reset" */
     fill_t **table;                /* (lock) by key hash */
     uint32_t table_mask;
     uint32_t nfills;               /* (lock) queued + running */

@@ -60,6 +60,24 @@ put(char *buf, size_t len, size_t *pos, const char *fmt, ...)
     *pos = (size_t)n >= len - *pos ? len : *pos + (size_t)n;
 }
 
+void
+bc_origin_reset_stats(bc_origin_t *o)
+{
+    bc_origin_stats_t s;
+
+    bc_origin_get_stats(o, &s);
+    pthread_mutex_lock(&o->lock);
+    o->reset_base = s;
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* a - b, 0 when a counter read before the reset's snapshot is behind it */
+static uint64_t
+since_reset(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
 size_t
 bc_origin_format_stats(bc_origin_t *o, char *buf, size_t len)
 {
@@ -67,6 +85,16 @@ bc_origin_format_stats(bc_origin_t *o, char *buf, size_t len)
     size_t pos = 0;
 
     bc_origin_get_stats(o, &s);
+    pthread_mutex_lock(&o->lock);
+#define BC__ORIGIN_STAT_SINCE(name, help) s.name = since_reset(s.name, o->reset_base.name);
+    BC_ORIGIN_STATS(BC__ORIGIN_STAT_SINCE)
+#undef BC__ORIGIN_STAT_SINCE
+    for (unsigned i = 0; i < BC_ORIGIN_ERR_COUNT; i++) {
+        s.errors[i] = since_reset(s.errors[i], o->reset_base.errors[i]);
+    }
+    s.latency_count = since_reset(s.latency_count, o->reset_base.latency_count);
+    s.latency_sum_us = since_reset(s.latency_sum_us, o->reset_base.latency_sum_us);
+    pthread_mutex_unlock(&o->lock);
 #define BC__ORIGIN_STAT_LINE(name, help) \
     put(buf, len, &pos, "STAT origin_%s %" PRIu64 "\r\n", #name, s.name);
     BC_ORIGIN_STATS(BC__ORIGIN_STAT_LINE)

@@ -12,7 +12,7 @@
  *   hook, this connection's worker alone), replication (the env's
  *   repl_stats hook writes its "STAT repl_*" lines) and the read-through
  *   origin ("STAT origin_*", origin/origin.h).  "stats reset" goes to the
- *   env's stats_reset hook.
+ *   env's stats_reset hook and to the origin.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +300,7 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         stats_conns(pc);
     } else if (SUB_IS("reset")) {
         if (pc->env->stats_reset != NULL) pc->env->stats_reset(pc->env->hook_arg);
+        if (pc->env->origin != NULL) bc_origin_reset_stats(pc->env->origin);
         bc__proto_detail_clear(pc->env);
         REPLY(pc, "RESET\r\n");
     } else {

@@ -477,6 +477,17 @@ def test_stats_json_and_metrics():
     assert 'bucketcache_origin_request_duration_seconds_bucket{le="+Inf"}' in text
     assert "bucketcache_origin_request_duration_seconds_count" in text
     assert "bucketcache_origin_inflight" in text
+    # "stats reset" zeroes the stats lines' counters (not the gauges), and
+    # /stats and /metrics go on counting from the start
+    c = NODE.conn()
+    c.send(b"stats reset\r\n")
+    assert c.readline() == b"RESET\r\n"
+    st = c.stats()
+    c.close()
+    assert st["origin_requests"] == "0" and st["origin_errors_timeout"] == "0", st
+    assert st["origin_latency_count"] == "0" and "origin_inflight" in st
+    st, doc = harness.http_json(NODE.admin_port, "GET", "/stats")
+    assert doc["origin"]["requests"] >= o["requests"], doc["origin"]
 
 
 def test_concurrent_misses_one_request_and_bounds():
