@@ -164,6 +164,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_pending(&pc);
         drain(&pc, cache, &out, (seed >> 8) % 3000);
+        /* A dump streamed a chunk at a time (server.c asks for the next
+         * one once the queue has drained). */
+        if (st == BC_OK && bc_proto_streaming(&pc) &&
+            bc_outq_pending(&pc.out) < BC_HANDLER_STREAM_LOW_WATER) {
+            st = bc_proto_stream(&pc);
+        }
+    }
+    while (st == BC_OK && bc_proto_streaming(&pc)) {
+        while (bc_outq_pending(&pc.out) > 0) drain(&pc, cache, &out, 65536);
+        st = bc_proto_stream(&pc);
     }
     while (bc_outq_pending(&pc.out) > 0) drain(&pc, cache, &out, 65536);
     if (!out.overflow) check_reply_stream(&out);
