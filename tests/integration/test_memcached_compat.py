@@ -669,19 +669,22 @@ def test_lru_crawler_metadump_as_memcached():
 
 def _read_dump(c, max_recv=65536, pause=0.0, until=None):
     """A dump's bytes through END (or, with until, at least that many),
-    read max_recv bytes at a time, pause seconds apart."""
-    out = b""
-    while not out.endswith(b"END\r\n") and (until is None or len(out) < until):
-        if c.buf:
-            out, c.buf = out + c.buf, b""
-            continue
+    read max_recv bytes at a time, pause seconds apart; what follows END
+    stays in c.buf."""
+    out, c.buf = c.buf, b""
+    while True:
+        end = out.find(b"END\r\n")           # the only CR of a dump
+        if end >= 0:
+            c.buf = out[end + 5:]
+            return out[:end + 5]
+        if until is not None and len(out) >= until:
+            return out
         chunk = c.sock.recv(max_recv)
         if not chunk:
             raise ConnectionError("closed mid-dump after %d bytes" % len(out))
         out += chunk
         if pause:
             time.sleep(pause)
-    return out
 
 
 def _dump_keys(out):
