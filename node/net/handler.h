@@ -32,6 +32,9 @@
  *   holes in conn_out's queue ---------->  replies to come: the server sends
  *                                            up to the first one, and again
  *                                            when the handler calls resume(arg)
+ *   streaming(conn)? ------------------->  true: a long reply is produced a
+ *     and the queue has drained below       chunk at a time; stream(conn)
+ *     BC_HANDLER_STREAM_LOW_WATER           queues the next one
  *   BC_EHANDOFF ------------------------>  handoff_args(conn): the socket
  *                                            goes to the server's handoff fn
  *   close ------------------------------>  conn_release(conn)
@@ -58,6 +61,10 @@
 #include "net/el.h"
 #include "net/outq.h"
 #include "net/stats.h"
+
+/* A streaming handler's next chunk is asked for (stream) once fewer
+ * bytes than this wait in the output queue. */
+#define BC_HANDLER_STREAM_LOW_WATER (64u * 1024u)
 
 /* The longest arguments of a handoff line (handoff_args), NUL excluded. */
 #define BC_HANDLER_HANDOFF_ARGS_MAX 255
@@ -102,6 +109,17 @@ typedef struct bc_handler {
     bc_status_t (*direct_done)(void *conn, size_t n);
     /* True while the handler holds input back until it calls resume. */
     bool (*waiting)(const void *conn);
+    /* A reply too long to queue at once (the text protocol's "lru_crawler
+     * metadump"), produced as the client reads it: streaming is true while
+     * more is to come, and the server then calls stream each time the
+     * queue holds fewer than BC_HANDLER_STREAM_LOW_WATER bytes (a chunk
+     * queued behind a hole counts: nothing more comes until it drains).
+     * stream queues at least one byte, or ends the reply (streaming turns
+     * false); it returns as process.  While streaming, a handler normally
+     * holds input back too (waiting), so later replies follow the stream.
+     * Both NULL: never streams. */
+    bool (*streaming)(const void *conn);
+    bc_status_t (*stream)(void *conn);
     /* memcached's name for what the connection does now, as "stats conns"
      * shows it: "conn_read" (waiting for a command), "conn_nread" (inside a
      * data block), "conn_swallow", "conn_io_queue" (held back, waiting);

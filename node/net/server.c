@@ -125,6 +125,7 @@
 #define DEFAULT_CONN_BUFFER (4u * 1024u * 1024u)
 #define MIN_CONN_BUFFER  (16u * 1024u)
 #define TLS_WRITE_CHUNK  (16u * 1024u)  /* one TLS record's worth of replies */
+#define STREAM_CHUNKS_PER_EVENT 8       /* fairness: a streamed reply's chunks per event */
 
 static const char too_many_conns[] = "ERROR Too many open connections\r\n";
 
@@ -551,6 +552,13 @@ conn_process(conn_t *c)
     return conn_handle_status(c, st);
 }
 
+/* A handler's reply being streamed (handler.h streaming). */
+static bool
+conn_streaming(const conn_t *c)
+{
+    return c->w->srv->h.streaming != NULL && c->w->srv->h.streaming(c->proto);
+}
+
 static bool
 conn_paused(const conn_t *c)
 {
@@ -748,10 +756,20 @@ conn_on_io(bc_el_t *el, bc_el_io_t *io, uint32_t events)
     }
     /*
      * Send, then -- if that made room below the limit -- run the commands
-     * that were waiting for it, and send again, until nothing moves.
+     * that were waiting for it, and send again, until nothing moves.  A
+     * reply being streamed gets its next chunk once the queue has drained
+     * below the low-water mark; after STREAM_CHUNKS_PER_EVENT chunks the
+     * last one is left queued (EPOLLOUT brings the connection back), so
+     * one long dump does not starve the worker's other connections.
      */
-    for (;;) {
+    for (uint32_t chunks = 0;;) {
         if (!conn_flush(c)) return;
+        if (conn_streaming(c) && bc_outq_pending(c->out) < BC_HANDLER_STREAM_LOW_WATER &&
+            !c->close_after_write) {
+            if (!conn_handle_status(c, c->w->srv->h.stream(c->proto))) return;
+            if (++chunks < STREAM_CHUNKS_PER_EVENT) continue;
+            break;
+        }
         if (conn_paused(c) || c->close_after_write || c->rbuf == NULL ||
             c->rpos == c->rlen)
             break;

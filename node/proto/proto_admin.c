@@ -23,11 +23,14 @@
  * cache_memlimit really changes the cache's memory limit, and "lru_crawler
  * metadump" really lists the items: memcached's line per live item, its
  * slab class and size emulated as "me" does (meta.c).  memcached streams
- * the dump from its crawler thread; here it is queued at once, a bucket
- * chain at a time, and cut (END still follows) past the connection's
- * output buffer -- max_conn_buffer, at least METADUMP_MIN_BYTES -- so a
- * dump costs bounded memory.  A cluster node dumps the items it holds, as
- * memcached dumps its own.
+ * the dump whole from its crawler thread; here it is streamed by the
+ * connection's worker, METADUMP_CHUNK_BYTES at a time: the next chunk is
+ * queued when the output queue has drained (bc_proto_stream, net/handler.h
+ * stream), going on from where the walk stopped (a bucket, its scan
+ * cursor), so a dump of any size is complete and a client that reads
+ * slowly holds about one chunk.  The connection's later commands wait
+ * behind END, as memcached's do.  A cluster node dumps the items it
+ * holds, as memcached dumps its own.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -203,8 +206,11 @@ cmd_lru(bc_proto_conn_t *pc, const bc_mc_request_t *req)
 
 /* memcached's slab class ids: 1 .. MAX_NUMBER_OF_SLAB_CLASSES - 1. */
 #define MC_SLAB_CLASSES 64u
-/* A dump's least bound when max_conn_buffer is smaller or unset. */
-#define METADUMP_MIN_BYTES (2u * 1024u * 1024u)
+/* A dump queues about this much at a time, then waits for the client to
+ * read it (bc_proto_stream): a dump of any size costs bounded memory. */
+#define METADUMP_CHUNK_BYTES (256u * 1024u)
+/* ... in passes of about this much, each one shard lock hold. */
+#define METADUMP_PASS_BYTES (16u * 1024u)
 
 typedef enum crawl_target {
     CRAWL_BADCLASS,                /* "BADCLASS invalid class id" */
@@ -245,16 +251,28 @@ crawl_parse(const bc_mc_token_t *t, bool want[MC_SLAB_CLASSES])
     return CRAWL_NONE;
 }
 
-typedef struct metadump {
-    char *line;                    /* a scratch line, METADUMP_LINE_MAX */
-    bc_outq_t *out;
+/*
+ * A dump in progress on its connection (pc->dump): what it lists and where
+ * its walk goes on.  The walk is bc_cache_bucket_scan's cursor within one
+ * bucket, the buckets in turn; nothing here points into the cache, so
+ * items stored, moved or removed between two chunks cannot hurt it (they
+ * may or may not be listed, as under memcached's concurrent crawler).
+ */
+struct bc_proto_dump {
     bool want[MC_SLAB_CLASSES];
     bool all;                      /* "hash": every class */
-    size_t bytes, limit;
-    bool full;                     /* the bound was reached */
-    bool oom;
     uint32_t now;                  /* the cache clock at the start of the dump */
-} metadump_t;
+    uint32_t bucket;               /* the bucket being walked */
+    uint32_t cursor;               /* where its walk goes on (0: from its start) */
+};
+
+/* One scan call's work (metadump_item's argument). */
+typedef struct metadump_pass {
+    const bc_proto_dump_t *d;
+    bc_outq_t *out;
+    size_t bytes;                  /* queued by this pass */
+    bool oom;
+} metadump_pass_t;
 
 /* "key=" + a 250-byte key URL-encoded + the numbers. */
 #define METADUMP_LINE_MAX (3u * BC_KEY_MAX_LEN + 160u)
@@ -279,19 +297,26 @@ uri_encode(const char *src, size_t n, char *dst)
     return d;
 }
 
-/* One item (shard lock held; the walk's item function). */
+/* One item (shard lock held; the walk's item function).  Every item of
+ * the chain in progress is listed (bc_cache_bucket_scan finishes it
+ * whatever this returns); false once the pass has queued its share. */
 static bool
 metadump_item(const bc_item_t *it, void *arg)
 {
-    metadump_t *d = arg;
-    if (d->full || d->oom) return false;
+    metadump_pass_t *ps = arg;
+    const bc_proto_dump_t *d = ps->d;
+    if (ps->oom) return false;
     uint64_t ntotal = bc__proto_mc_item_size(it);
     uint32_t cls = bc__proto_mc_slab_class(ntotal);
     if (!d->all && (cls >= MC_SLAB_CLASSES || !d->want[cls])) return true;
 
     bc_item_meta_t m;
     bc_cache_item_meta(it, d->now, &m);
-    char *p = d->line;
+    char *p = bc_outq_reserve(ps->out, METADUMP_LINE_MAX);
+    if (p == NULL) {
+        ps->oom = true;
+        return false;
+    }
     memcpy(p, "key=", 4);
     size_t n = 4 + uri_encode(bc_item_key(it), bc_item_nkey(it), p + 4);
     int k = snprintf(p + n, METADUMP_LINE_MAX - n,
@@ -301,46 +326,77 @@ metadump_item(const bc_item_t *it, void *arg)
                      (unsigned long long)ntotal);
     if (k <= 0 || (size_t)k >= METADUMP_LINE_MAX - n) return true;   /* cannot happen */
     n += (size_t)k;
-    if (d->bytes + n > d->limit) {
-        d->full = true;
+    if (!bc_outq_commit(ps->out, n)) {
+        ps->oom = true;
         return false;
     }
-    if (!bc_outq_add(d->out, p, n)) {
-        d->oom = true;
-        return false;
-    }
-    d->bytes += n;
-    return true;
+    ps->bytes += n;
+    return ps->bytes < METADUMP_PASS_BYTES;
 }
 
+/* proto_int.h */
+bc_status_t
+bc__proto_dump_more(bc_proto_conn_t *pc)
+{
+    bc_proto_dump_t *d = pc->dump;
+    if (d == NULL) return BC_OK;
+    bc_cache_t *cache = pc->env->cache;
+    uint32_t nb = bc_cache_nbuckets(cache);
+    size_t queued = 0;
+    /* A pass at a time (one shard lock hold each, a few KiB of lines), so
+     * writers of the shard never wait long behind a dump. */
+    while (d->bucket < nb && queued < METADUMP_CHUNK_BYTES) {
+        metadump_pass_t ps = {.d = d, .out = &pc->out};
+        if (bc_cache_bucket_scan(cache, d->bucket, &d->cursor, metadump_item, &ps) != BC_OK) {
+            d->cursor = 0;              /* cannot happen: nb is the cache's */
+        }
+        if (ps.oom) {
+            pc->oom = true;
+            return BC_ENOMEM;
+        }
+        queued += ps.bytes;
+        if (d->cursor == 0) d->bucket++;
+    }
+    if (d->bucket < nb) return BC_OK;   /* more when the output drains */
+    bc__proto_dump_release(pc);
+    REPLY(pc, "END\r\n");
+    return pc->oom ? BC_ENOMEM : BC_OK;
+}
+
+/* proto_int.h */
+void
+bc__proto_dump_release(bc_proto_conn_t *pc)
+{
+    free(pc->dump);
+    pc->dump = NULL;
+}
+
+/*
+ * "lru_crawler metadump": the first chunk now; the rest a chunk at a time
+ * as the client reads (bc_proto_stream), the connection's later commands
+ * waiting behind END (bc_proto_waiting).
+ */
 static void
 cmd_metadump(bc_proto_conn_t *pc, const bc_mc_token_t *arg)
 {
-    char line[METADUMP_LINE_MAX];
-    metadump_t d = {.line = line, .out = &pc->out, .now = bc_cache_now(pc->env->cache)};
-    crawl_target_t target = crawl_parse(arg, d.want);
+    bool want[MC_SLAB_CLASSES];
+    crawl_target_t target = crawl_parse(arg, want);
     if (target == CRAWL_BADCLASS || target == CRAWL_NONE) {
         bc__proto_reply_line(pc, target == CRAWL_NONE ? "NOTSTARTED no items to crawl"
                                                       : "BADCLASS invalid class id");
         return;
     }
-    d.all = target == CRAWL_HASH;
-    d.limit = pc->env->max_conn_buffer > METADUMP_MIN_BYTES ? pc->env->max_conn_buffer
-                                                             : METADUMP_MIN_BYTES;
-    /* A bucket chain at a time: the shard lock is never held for a whole
-     * bucket while clients wait on it. */
-    uint32_t nb = bc_cache_nbuckets(pc->env->cache);
-    for (uint32_t b = 0; b < nb && !d.full && !d.oom; b++) {
-        uint32_t cursor = 0;
-        do {
-            if (bc_cache_bucket_scan(pc->env->cache, b, &cursor, metadump_item, &d) != BC_OK) break;
-        } while (cursor != 0 && !d.full && !d.oom);
-    }
-    if (d.oom) {
+    if (pc->dump != NULL) return;       /* cannot happen: input waits behind a dump */
+    bc_proto_dump_t *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
         pc->oom = true;
         return;
     }
-    REPLY(pc, "END\r\n");
+    memcpy(d->want, want, sizeof(d->want));
+    d->all = target == CRAWL_HASH;
+    d->now = bc_cache_now(pc->env->cache);
+    pc->dump = d;
+    (void)bc__proto_dump_more(pc);
 }
 
 static void

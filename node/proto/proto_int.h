@@ -139,6 +139,12 @@ uint32_t bc__proto_mc_slab_class(uint64_t ntotal);
 /* version, shutdown, cache_memlimit, slabs, lru, lru_crawler, watch,
  * refresh_certs: req->cmd says which; BC_ECLOSED asks to close. */
 bc_status_t bc__proto_admin(bc_proto_conn_t *pc, const bc_mc_request_t *req);
+/* The dump being streamed (pc->dump): queues its next chunk, or the rest
+ * and END, and then frees it (pc->dump NULL).  BC_ENOMEM (pc->oom set)
+ * when a line cannot be queued.  Nothing when no dump is in progress. */
+bc_status_t bc__proto_dump_more(bc_proto_conn_t *pc);
+/* Frees the dump in progress, if any (connection release). */
+void bc__proto_dump_release(bc_proto_conn_t *pc);
 
 /* ---- commands served here (proto_text.c) ---- */
 

@@ -845,6 +845,7 @@ bc_proto_conn_release(bc_proto_conn_t *pc)
     bc__proto_origin_release_all(pc);
     bc__proto_peer_release(pc);
     bc__proto_auth_release(pc);
+    bc__proto_dump_release(pc);
     bc_fwd_post_cancel(pc->fwd, &pc->ro_post);
     pc->ro_hold = false;
     pc->waiting = false;
@@ -897,9 +898,9 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
 
     pc->out_limit = out_limit;
     /* At BC_PROTO_FWD_MAX forwarded commands in flight, input waits; and
-     * while read-through holds it (proto_origin.c). */
-    while (pos < len && st == BC_OK && !pc->oom && !pc->waiting && !pc->origin_hold &&
-           !pc->ro_hold) {
+     * while read-through holds it (proto_origin.c), and behind a dump
+     * being streamed (proto_admin.c). */
+    while (pos < len && st == BC_OK && !pc->oom && !bc_proto_waiting(pc)) {
         if (pc->out.pending >= out_limit) break;
         /* -Y: nothing runs before the connection authenticates (proto_auth.c). */
         if (pc->env->auth != NULL && !pc->authenticated) {
@@ -960,6 +961,14 @@ bc_proto_process(bc_proto_conn_t *pc, const char *buf, size_t len, size_t out_li
         }
     }
     *consumed = pos;
+    return pc->oom ? BC_ENOMEM : st;
+}
+
+bc_status_t
+bc_proto_stream(bc_proto_conn_t *pc)
+{
+    if (pc->dump == NULL) return BC_OK;
+    bc_status_t st = bc__proto_dump_more(pc);
     return pc->oom ? BC_ENOMEM : st;
 }
 
@@ -1061,6 +1070,18 @@ handler_waiting(const void *conn)
     return bc_proto_waiting(conn);
 }
 
+static bool
+handler_streaming(const void *conn)
+{
+    return bc_proto_streaming(conn);
+}
+
+static bc_status_t
+handler_stream(void *conn)
+{
+    return bc_proto_stream(conn);
+}
+
 static const char *
 handler_state_name(const void *conn)
 {
@@ -1104,6 +1125,8 @@ const bc_handler_t bc_proto_text_handler = {
     .direct_dest = handler_direct_dest,
     .direct_done = handler_direct_done,
     .waiting = handler_waiting,
+    .streaming = handler_streaming,
+    .stream = handler_stream,
     .state_name = handler_state_name,
     .handoff_args = handler_handoff_args,
     .is_peer = handler_is_peer,

@@ -323,6 +323,8 @@ typedef struct bc_proto_origin_op bc_proto_origin_op_t;
 typedef struct bc_proto_peer_hs bc_proto_peer_hs_t;
 /* An authenticating data block being received (proto_auth.c). */
 typedef struct bc_proto_auth_conn bc_proto_auth_conn_t;
+/* An "lru_crawler metadump" being streamed (proto_admin.c). */
+typedef struct bc_proto_dump bc_proto_dump_t;
 
 
 /* The first byte of a binary-protocol request (binary.c). */
@@ -394,6 +396,10 @@ typedef struct bc_proto_conn {
     bc_item_t **found;         /* during a get: each key's item, resolved first */
     uint32_t found_n, found_cap;
 
+    /* "lru_crawler metadump" (proto_admin.c): the dump being streamed
+     * (ours), or NULL; input waits until its END is queued. */
+    bc_proto_dump_t *dump;
+
     /* BC_EHANDOFF: the arguments of the handoff line, in the buf of the
      * bc_proto_process call that returned it (not NUL-terminated; fewer
      * than BC_PROTO_HANDOFF_ARGS_MAX bytes), valid while that buffer is. */
@@ -435,14 +441,31 @@ void bc_proto_conn_set_forward(bc_proto_conn_t *pc, bc_fwd_t *fwd, void (*resume
 void bc_proto_conn_set_origin(bc_proto_conn_t *pc, bc_origin_client_t *client);
 
 /* True while the connection has BC_PROTO_FWD_MAX forwarded commands in
- * flight, or holds its input for origin fills (proto_origin.c):
- * bc_proto_process consumes nothing until then, so the caller should stop
- * reading. */
+ * flight, holds its input for origin fills (proto_origin.c), or streams
+ * a dump (bc_proto_streaming): bc_proto_process consumes nothing until
+ * then, so the caller should stop reading. */
 static inline bool
 bc_proto_waiting(const bc_proto_conn_t *pc)
 {
-    return pc->waiting || pc->origin_hold || pc->ro_hold;
+    return pc->waiting || pc->origin_hold || pc->ro_hold || pc->dump != NULL;
 }
+
+/*
+ * STREAMING: "lru_crawler metadump" queues its first chunk (~256 KiB) at
+ * once and the rest a chunk at a time, each time the caller -- having
+ * sent what it could -- calls bc_proto_stream (the server does when the
+ * queue holds less than BC_HANDLER_STREAM_LOW_WATER bytes, net/handler.h).
+ * bc_proto_streaming is true while more is to come; meanwhile the
+ * connection waits (bc_proto_waiting).  bc_proto_stream queues the next
+ * chunk, or the rest and END; it returns BC_OK, or BC_ENOMEM (close
+ * without sending).  Not streaming: it does nothing.
+ */
+static inline bool
+bc_proto_streaming(const bc_proto_conn_t *pc)
+{
+    return pc->dump != NULL;
+}
+bc_status_t bc_proto_stream(bc_proto_conn_t *pc);
 
 /*
  * Consumes input from buf[0..len).  *consumed receives how many bytes were

@@ -42,8 +42,13 @@ check_reply_stream(const sink_t *out)
         /* refresh_certs' error line is memcached's own wording, not a reply
          * a client library reads */
         /* nor is shutdown's "ERROR: shutdown not enabled" (memcached's) */
+        /* nor are "lru_crawler metadump"'s LF-ended "key=..." lines and
+         * its refusals (memcached's crawler's words) */
         if ((out->len - pos >= 6 && memcmp(out->buf + pos, "Error ", 6) == 0) ||
-            (out->len - pos >= 7 && memcmp(out->buf + pos, "ERROR: ", 7) == 0)) {
+            (out->len - pos >= 7 && memcmp(out->buf + pos, "ERROR: ", 7) == 0) ||
+            (out->len - pos >= 4 && memcmp(out->buf + pos, "key=", 4) == 0) ||
+            (out->len - pos >= 9 && memcmp(out->buf + pos, "BADCLASS ", 9) == 0) ||
+            (out->len - pos >= 11 && memcmp(out->buf + pos, "NOTSTARTED ", 11) == 0)) {
             const char *nl = memchr(out->buf + pos, '\n', out->len - pos);
             if (nl == NULL) return;
             pos = (size_t)(nl - out->buf) + 1;
@@ -164,6 +169,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_pending(&pc);
         drain(&pc, cache, &out, (seed >> 8) % 3000);
+        /* A dump streamed a chunk at a time (server.c asks for the next
+         * one once the queue has drained). */
+        if (st == BC_OK && bc_proto_streaming(&pc) &&
+            bc_outq_pending(&pc.out) < BC_HANDLER_STREAM_LOW_WATER) {
+            st = bc_proto_stream(&pc);
+        }
+    }
+    while (st == BC_OK && bc_proto_streaming(&pc)) {
+        while (bc_outq_pending(&pc.out) > 0) drain(&pc, cache, &out, 65536);
+        st = bc_proto_stream(&pc);
     }
     while (bc_outq_pending(&pc.out) > 0) drain(&pc, cache, &out, 65536);
     if (!out.overflow) check_reply_stream(&out);

@@ -667,30 +667,94 @@ def test_lru_crawler_metadump_as_memcached():
         node.stop()
 
 
-def test_lru_crawler_metadump_is_bounded():
-    """A dump is queued at once, so it is cut past the connection's output
-    buffer (max_conn_buffer, 4 MiB here), END still following; the node
-    answers on."""
+def _read_dump(c, max_recv=65536, pause=0.0, until=None):
+    """A dump's bytes through END (or, with until, at least that many),
+    read max_recv bytes at a time, pause seconds apart; what follows END
+    stays in c.buf."""
+    out, c.buf = c.buf, b""
+    while True:
+        end = out.find(b"END\r\n")           # the only CR of a dump
+        if end >= 0:
+            c.buf = out[end + 5:]
+            return out[:end + 5]
+        if until is not None and len(out) >= until:
+            return out
+        chunk = c.sock.recv(max_recv)
+        if not chunk:
+            raise ConnectionError("closed mid-dump after %d bytes" % len(out))
+        out += chunk
+        if pause:
+            time.sleep(pause)
+
+
+def _dump_keys(out):
+    assert out.endswith(b"\nEND\r\n"), out[-200:]
+    return [ln.split(b" ", 1)[0] for ln in out[:-len(b"END\r\n")].split(b"\n")[:-1]]
+
+
+def test_lru_crawler_metadump_is_whole():
+    """A dump far larger than the connection's output buffer (4 MiB) is
+    whole -- every item once, then END, then the commands pipelined behind
+    it -- and streamed as the client reads: a client reading slowly does
+    not make the node queue it all, one closing mid-dump costs nothing,
+    and writes during a dump neither stop nor break it."""
     node = harness.Node(threads=2, memory_mb=64)
     try:
         c = node.conn(timeout=30)
-        n = 7000                                 # ~790-byte lines: ~5.3 MB in all
-        c.send(b"".join(b"set %s%010d 0 0 1 noreply\r\nx\r\n" % (b"/" * 240, i)
-                        for i in range(n)) + b"mn\r\n")
+        n = 14000                                 # ~690-byte lines: ~9.6 MB in all
+        key = b"/" * 200 + b"%010d"
+        c.send(b"".join(b"set " + key % i + b" 0 0 1 noreply\r\nx\r\n" for i in range(n))
+               + b"mn\r\n")
         assert c.readline() == b"MN\r\n"
-        c.send(b"lru_crawler metadump all\r\n")
-        out = b""
-        while not out.endswith(b"END\r\n"):
-            c._fill()
-            out, c.buf = out + c.buf, b""
-        lines = out[:-len(b"END\r\n")].split(b"\n")[:-1]
-        assert len(out) <= 4 * 1024 * 1024 + 5, len(out)
-        assert 4000 < len(lines) < n, len(lines)
-        assert all(ln.startswith(b"key=" + b"%2F" * 240) for ln in lines)
+        want = sorted(b"key=" + b"%2F" * 200 + b"%010d" % i for i in range(n))
+
+        # Slowly: 16 KiB at a time.  The node holds about a chunk, not the
+        # dump (~9.6 MB of lines).
+        rss0 = harness.rss_kib(node.proc.pid)
+        slow = node.conn(timeout=30)
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        slow.send(b"lru_crawler metadump all\r\nmn\r\n")
+        head = _read_dump(slow, max_recv=16384, pause=0.02, until=1024 * 1024)
+        growth = harness.rss_kib(node.proc.pid) - rss0
+        if not (harness.SANITIZED or harness.TSAN):     # their allocators keep freed memory
+            assert growth < 4 * 1024, "RSS grew by %d KiB during a slow dump" % growth
+        # Meanwhile the cache changes: new keys, deleted keys (each may or
+        # may not be listed), while the untouched ones must all be.
+        w = node.conn(timeout=30)
+        w.send(b"".join(b"set new%d 0 0 1 noreply\r\ny\r\ndelete " % i + key % i
+                        + b" noreply\r\n" for i in range(0, 2000))
+               + b"mn\r\n")
+        assert w.readline() == b"MN\r\n"
+        w.close()
+        out = head + _read_dump(slow)
+        assert slow.readline() == b"MN\r\n"
+        got = set(_dump_keys(out))
+        assert set(want[2000:]) <= got, len(set(want[2000:]) - got)
+        slow.close()
+
+        # Readers that go away mid-dump: the node frees their dumps and
+        # answers on (the ASan build checks nothing leaks).
+        for cut in (1, 300000, 2 * 1024 * 1024):
+            g = node.conn(timeout=30)
+            g.send(b"lru_crawler metadump all\r\n")
+            _read_dump(g, until=cut)
+            g.close()
+
+        # A whole dump, then the commands behind it, in order; the cache
+        # no longer changes: every item exactly once.
+        c.send(b"".join(b"set " + key % i + b" 0 0 1 noreply\r\nx\r\ndelete new%d noreply\r\n"
+                        % i for i in range(0, 2000)) + b"mn\r\n")
+        assert c.readline() == b"MN\r\n"
+        c.send(b"lru_crawler metadump all\r\nmn\r\nlru_crawler metadump hash\r\n")
+        out = _read_dump(c)
+        assert len(out) > 2 * 4 * 1024 * 1024, len(out)
+        assert sorted(_dump_keys(out)) == want
+        assert c.readline() == b"MN\r\n"
+        assert sorted(_dump_keys(_read_dump(c))) == want
         assert c.cmd("mn") == b"MN\r\n"
         c.close()
     finally:
-        node.stop()
+        assert node.stop() == 0, node.proc.output()[-3000:]
 
 
 def test_deliberate_differences():

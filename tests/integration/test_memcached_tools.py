@@ -294,6 +294,27 @@ def test_memcached_tool_dump():
         assert theirs.encode() not in got, got
 
 
+def test_memcached_tool_dump_is_whole():
+    """memcached-tool dump of a node holding far more than its connection's
+    output buffer (4 MiB) of dump lines gets every item: the node streams
+    the dump as memcached does, it does not cut it."""
+    node = harness.Node(threads=2, memory_mb=64)
+    try:
+        n = 12000                                  # ~670-byte dump lines: ~8 MB
+        key = b"mt/" + b"/" * 190 + b"%08d"
+        c = node.conn(timeout=30)
+        c.send(b"".join(b"set " + key % i + b" %d 0 %d noreply\r\nv%d\r\n"
+                        % (i % 7, len(b"v%d" % i), i) for i in range(n)) + b"mn\r\n")
+        assert c.readline() == b"MN\r\n"
+        c.close()
+        got = memcached_tool_dump(node.port)
+        assert len(got) == n, len(got)
+        for i in range(n):
+            assert got.get(key % i) == (i % 7, 0, b"v%d" % i), (i, got.get(key % i))
+    finally:
+        assert node.stop() == 0, node.proc.output()[-3000:]
+
+
 def test_memcstat_shows_both_versions():
     for srv in (NODE, G1):
         rc, out, err = run("memcstat", "--servers=127.0.0.1:%d" % srv.port)

@@ -140,6 +140,28 @@ def test_a_tls_client_speaks_the_text_protocol():
     assert int(stat(PLAIN_PORT, "time_since_server_cert_refresh")) >= 0
 
 
+def test_a_metadump_over_tls_is_whole():
+    """lru_crawler metadump of several chunks (TLS records are copied out
+    of the queue a record at a time): every item, END, then the command
+    pipelined behind it."""
+    c = tls_conn(NODE.port)
+    n = 4000                                       # ~690-byte lines: ~2.7 MB
+    key = b"md/" + b"/" * 200 + b"%06d"
+    c.send(b"".join(b"set " + key % i + b" 0 0 1 noreply\r\nx\r\n" for i in range(n))
+           + b"mn\r\n")
+    assert c.readline() == b"MN\r\n"
+    c.send(b"lru_crawler metadump all\r\nmn\r\n")
+    out = b""
+    while not out.endswith(b"END\r\nMN\r\n"):  # END: the only CR of a dump
+        chunk = c.sock.recv(65536)
+        assert chunk, "closed after %d bytes" % len(out)
+        out += chunk
+    lines = out[:-len(b"END\r\nMN\r\n")].split(b"\n")[:-1]
+    mine = sorted(ln.split(b" ", 1)[0] for ln in lines if ln.startswith(b"key=md%2F"))
+    assert mine == [b"key=md" + b"%2F" * 201 + b"%06d" % i for i in range(n)], len(mine)
+    c.close()
+
+
 def test_openssl_s_client_drives_the_text_protocol():
     r = subprocess.run(["openssl", "s_client", "-quiet", "-verify_return_error", "-CAfile",
                         p("ca.crt"), "-connect", "127.0.0.1:%d" % NODE.port],

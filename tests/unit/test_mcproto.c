@@ -760,6 +760,105 @@ test_exec_close_conditions(void **state)
     fixture_free(f);
 }
 
+/*
+ * "lru_crawler metadump" larger than a chunk (proto_admin.c): streamed,
+ * a chunk per bc_proto_stream once the queue is drained, never more than
+ * about a chunk queued; every item once, then END, then the commands
+ * pipelined behind it; a connection released mid-dump frees it.
+ */
+#define DUMP_ITEMS 3000u
+
+/* Drains the queue, counting each dumped key (by its number) and each
+ * END line; tail keeps the line in progress.  Returns how many bytes. */
+static size_t
+dump_drain(exec_fixture_t *f, uint32_t *seen, char *tail, size_t *ntail, uint32_t *ends)
+{
+    struct iovec iov[64];
+    size_t total = 0;
+    for (;;) {
+        int n = bc_outq_iov(&f->pc.out, iov, 64);
+        if (n == 0) break;
+        size_t done = 0;
+        for (int i = 0; i < n; i++) {
+            const char *p = iov[i].iov_base;
+            for (size_t k = 0; k < iov[i].iov_len; k++) {
+                /* a line: "key=k<150 digits> exp=...\n" */
+                if (*ntail == 4096) *ntail = 0;
+                tail[(*ntail)++] = p[k];
+                if (p[k] == '\n' && *ntail > 160 && memcmp(tail, "key=k", 5) == 0) {
+                    uint32_t num = (uint32_t)strtoul(tail + 5 + 140, NULL, 10);
+                    assert_true(num < DUMP_ITEMS);
+                    seen[num]++;
+                    *ntail = 0;
+                } else if (p[k] == '\n') {
+                    if (*ntail == 5 && memcmp(tail, "END\r\n", 5) == 0) (*ends)++;
+                    *ntail = 0;
+                }
+            }
+            done += iov[i].iov_len;
+        }
+        bc_outq_consume(&f->pc.out, f->cache, done);
+        total += done;
+    }
+    return total;
+}
+
+static void
+test_exec_metadump_streams(void **state)
+{
+    (void)state;
+    exec_fixture_t *f = fixture_new(1 << 20);
+    static char cmd[256];
+    size_t used;
+    for (uint32_t i = 0; i < DUMP_ITEMS; i++) {
+        int n = snprintf(cmd, sizeof(cmd), "set k%0150u 0 0 1 noreply\r\nx\r\n", i);
+        assert_int_equal(bc_proto_process(&f->pc, cmd, (size_t)n, 1 << 20, &used), BC_OK);
+        assert_int_equal(used, (size_t)n);
+    }
+    assert_int_equal(bc_outq_pending(&f->pc.out), 0);
+
+    const char *q = "lru_crawler metadump all\r\nmn\r\n";
+    assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_OK);
+    assert_int_equal(used, strlen("lru_crawler metadump all\r\n"));
+    /* ~210-byte lines, ~630 KB in all: the first chunk only, and the mn
+     * waits behind the dump. */
+    assert_true(bc_proto_streaming(&f->pc) && bc_proto_waiting(&f->pc));
+    size_t first = bc_outq_pending(&f->pc.out);
+    assert_true(first >= 256 * 1024 && first < 256 * 1024 + 32 * 1024);
+    assert_int_equal(bc_proto_process(&f->pc, "mn\r\n", 4, 1 << 20, &used), BC_OK);
+    assert_int_equal(used, 0);
+
+    static uint32_t seen[DUMP_ITEMS];
+    static char tail[4096];
+    size_t ntail = 0, total = 0;
+    uint32_t chunks = 1, ends = 0;
+    memset(seen, 0, sizeof(seen));
+    total += dump_drain(f, seen, tail, &ntail, &ends);
+    while (bc_proto_streaming(&f->pc)) {
+        assert_int_equal(bc_proto_stream(&f->pc), BC_OK);
+        assert_true(bc_outq_pending(&f->pc.out) < 256 * 1024 + 32 * 1024);
+        total += dump_drain(f, seen, tail, &ntail, &ends);
+        assert_true(++chunks < 10);
+    }
+    assert_true(chunks >= 3);
+    assert_true(total > 500 * 1024);
+    assert_true(ends == 1 && ntail == 0);          /* END, last */
+    for (uint32_t i = 0; i < DUMP_ITEMS; i++) assert_int_equal(seen[i], 1);
+    assert_false(bc_proto_waiting(&f->pc));
+    assert_int_equal(bc_proto_stream(&f->pc), BC_OK);      /* nothing to stream: nothing */
+    assert_int_equal(bc_outq_pending(&f->pc.out), 0);
+    assert_int_equal(bc_proto_process(&f->pc, "mn\r\n", 4, 1 << 20, &used), BC_OK);
+    assert_int_equal(used, 4);
+    fixture_drain(f, SIZE_MAX);
+    assert_true(f->nout == 4 && memcmp(f->out, "MN\r\n", 4) == 0);
+
+    /* A connection going away mid-dump (ASan: nothing leaks). */
+    q = "lru_crawler metadump hash\r\n";
+    assert_int_equal(bc_proto_process(&f->pc, q, strlen(q), 1 << 20, &used), BC_OK);
+    assert_true(bc_proto_streaming(&f->pc));
+    fixture_free(f);
+}
+
 /* One meta reply unit at a time, as the forwarder reads an owner's reply
  * up to the MN of its "mn": lines, VA with its block, incomplete input,
  * and a VA line holding a raw binary key with a CRLF in it. */
@@ -816,6 +915,7 @@ main(void)
         cmocka_unit_test(test_exec_direct_read_and_items),
         cmocka_unit_test(test_exec_too_large_is_swallowed),
         cmocka_unit_test(test_exec_close_conditions),
+        cmocka_unit_test(test_exec_metadump_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
