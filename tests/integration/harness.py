@@ -224,11 +224,22 @@ def secret_args(args=()):
     return ["--cluster-secret-file", CLUSTER_SECRET_FILE]
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_ports_given = set()
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free on host right now, and never one this test has
+    been given before: the kernel may hand the same ephemeral port to two
+    bind(0) calls in a row once the first socket is closed, and a node given
+    that port for both its data and admin port refuses to start."""
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 64 tries")
 
 
 def rss_kib(pid):

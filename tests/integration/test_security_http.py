@@ -37,9 +37,7 @@ def token_file(*tokens, mode=0o600):
 def free_port_any():
     """A port free on every address (for a server listening on 0.0.0.0: the
     many client sockets of these tests hold ports on 127.0.0.x)."""
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
+    return harness.free_port("0.0.0.0")
 
 
 def new_token():
