@@ -447,6 +447,104 @@ on_tls_reload(void *ctx, bc_tls_t *tls)
     }
 }
 
+/* The node's credentials (docs/security.md), each NULL when not configured.
+ * Read before anything starts; set as the process's own for its requests to
+ * other nodes' admin ports (bc_http_client). */
+typedef struct {
+    bc_auth_t *auth;              /* the admin token (--auth-token-file) */
+    bc_peerauth_t *peer_auth;     /* the cluster secret (--cluster-secret-file) */
+    bc_proto_auth_t *mc_auth;     /* -Y: memcached's ASCII authentication */
+    bc_tls_t *tls;                /* -Z: the data port's certificates */
+    bc_http_tls_t *http_tls;      /* -Z in a cluster: HTTPS to the other nodes' admin ports */
+} node_credentials_t;
+
+static void
+credentials_close(node_credentials_t *cr)
+{
+    bc_http_client_set_auth(NULL);
+    bc_auth_free(cr->auth);
+    bc_peerauth_free(cr->peer_auth);
+    bc_proto_auth_free(cr->mc_auth);
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(cr->http_tls);
+    bc_tls_free(cr->tls);
+    memset(cr, 0, sizeof(*cr));
+}
+
+/* Reads every configured credential into *cr (zeroed first).  A file that
+ * cannot be used is a usage error: it is reported on stderr with its option,
+ * what was read is released, and the result is -1. */
+static int
+credentials_open(const bc_node_config_t *cfg, node_credentials_t *cr)
+{
+    char err[BC_ERRBUF_LEN];
+
+    memset(cr, 0, sizeof(*cr));
+    if (cfg->auth_token_file[0] != '\0') {
+        if (bc_auth_open(cfg->auth_token_file, &cr->auth, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: --auth-token-file: %s\n", err);
+            goto fail;
+        }
+        /* Presented to the other nodes' admin ports (migration imports). */
+        bc_http_client_set_auth(cr->auth);
+    }
+    if (cfg->cluster_secret_file[0] != '\0') {
+        if (cfg->zk_hosts[0] == '\0') {
+            log_warn("--cluster-secret-file is ignored: a standalone node has no peers");
+        } else if (bc_peerauth_open(cfg->cluster_secret_file, &cr->peer_auth, err, sizeof(err)) !=
+                   BC_OK) {
+            fprintf(stderr, "bucketcache-node: --cluster-secret-file: %s\n", err);
+            goto fail;
+        }
+    }
+    if (cfg->mc_auth_file[0] != '\0' &&
+        bc_proto_auth_open(cfg->mc_auth_file, &cr->mc_auth, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: -Y: %s\n", err);
+        goto fail;
+    }
+    if (cfg->tls) {
+        bc_tls_config_t tc = {
+            .chain_cert = cfg->tls_chain_cert,
+            .key = cfg->tls_key,
+            .ca_cert = cfg->tls_ca_cert,
+            .verify_mode = cfg->tls_verify_mode,
+            .min_version = cfg->tls_min_version,
+            .ciphers = cfg->tls_ciphers,
+        };
+        if (bc_tls_open(&tc, &cr->tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            goto fail;
+        }
+    }
+    /* BEHAVIOR: with -Z in a cluster the admin ports of the nodes serve
+     * HTTPS (below), so this node's own requests to them (migration
+     * imports, promotion checks) go over TLS, verifying the other node's
+     * certificate against the cluster's CA and the address it was
+     * reached at, presenting this node's own. */
+    if (cfg->tls && cfg->zk_hosts[0] != '\0') {
+        bc_http_tls_config_t hc = {
+            .ca_file = cfg->tls_ca_cert,
+            .cert_file = cfg->tls_chain_cert,
+            .key_file = cfg->tls_key[0] != '\0' ? cfg->tls_key : NULL,
+        };
+        if (bc_http_tls_open(&hc, &cr->http_tls, err, sizeof(err)) != BC_OK) {
+            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
+            goto fail;
+        }
+        bc_http_client_set_tls(cr->http_tls);
+    }
+    if (bc_zk_use_auth_file(cfg->zk_auth_file, err, sizeof(err)) != BC_OK) {
+        fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
+        goto fail;
+    }
+
+    return 0;
+
+fail:
+    credentials_close(cr);
+    return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -461,11 +559,7 @@ main(int argc, char **argv)
     bc_node_cluster_t *cluster = NULL;
     bc_repl_t *repl = NULL;
     bc_origin_t *origin = NULL;
-    bc_auth_t *auth = NULL;       /* the admin token (--auth-token-file) */
-    bc_peerauth_t *peer_auth = NULL; /* the cluster secret (--cluster-secret-file) */
-    bc_proto_auth_t *mc_auth = NULL; /* -Y: memcached's ASCII authentication */
-    bc_tls_t *tls = NULL;         /* -Z: the data port's certificates */
-    bc_http_tls_t *http_tls = NULL; /* -Z in a cluster: HTTPS to the other nodes' admin ports */
+    node_credentials_t creds;
     uint32_t nbuckets;
     expiry_thread_t expiry;
     sigset_t waitset;
@@ -493,81 +587,9 @@ main(int argc, char **argv)
     }
     bc_log_set_level((bc_log_level_t)cfg.log_level);
 
-    /* ---- credentials (docs/security.md): read before anything starts,
-     * a bad file is a usage error ---- */
-    if (cfg.auth_token_file[0] != '\0') {
-        if (bc_auth_open(cfg.auth_token_file, &auth, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache-node: --auth-token-file: %s\n", err);
-            return EXIT_USAGE;
-        }
-        /* Presented to the other nodes' admin ports (migration imports). */
-        bc_http_client_set_auth(auth);
-    }
-    if (cfg.cluster_secret_file[0] != '\0') {
-        if (cfg.zk_hosts[0] == '\0') {
-            log_warn("--cluster-secret-file is ignored: a standalone node has no peers");
-        } else if (bc_peerauth_open(cfg.cluster_secret_file, &peer_auth, err, sizeof(err)) !=
-                   BC_OK) {
-            fprintf(stderr, "bucketcache-node: --cluster-secret-file: %s\n", err);
-            bc_auth_free(auth);
-            return EXIT_USAGE;
-        }
-    }
-    if (cfg.mc_auth_file[0] != '\0' &&
-        bc_proto_auth_open(cfg.mc_auth_file, &mc_auth, err, sizeof(err)) != BC_OK) {
-        fprintf(stderr, "bucketcache-node: -Y: %s\n", err);
-        bc_auth_free(auth);
-        bc_peerauth_free(peer_auth);
-        return EXIT_USAGE;
-    }
-    if (cfg.tls) {
-        bc_tls_config_t tc = {
-            .chain_cert = cfg.tls_chain_cert,
-            .key = cfg.tls_key,
-            .ca_cert = cfg.tls_ca_cert,
-            .verify_mode = cfg.tls_verify_mode,
-            .min_version = cfg.tls_min_version,
-            .ciphers = cfg.tls_ciphers,
-        };
-        if (bc_tls_open(&tc, &tls, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
-            bc_auth_free(auth);
-            bc_peerauth_free(peer_auth);
-            bc_proto_auth_free(mc_auth);
-            return EXIT_USAGE;
-        }
-    }
-    /* BEHAVIOR: with -Z in a cluster the admin ports of the nodes serve
-     * HTTPS (below), so this node's own requests to them (migration
-     * imports, promotion checks) go over TLS, verifying the other node's
-     * certificate against the cluster's CA and the address it was
-     * reached at, presenting this node's own. */
-    if (cfg.tls && cfg.zk_hosts[0] != '\0') {
-        bc_http_tls_config_t hc = {
-            .ca_file = cfg.tls_ca_cert,
-            .cert_file = cfg.tls_chain_cert,
-            .key_file = cfg.tls_key[0] != '\0' ? cfg.tls_key : NULL,
-        };
-        if (bc_http_tls_open(&hc, &http_tls, err, sizeof(err)) != BC_OK) {
-            fprintf(stderr, "bucketcache-node: -Z: %s\n", err);
-            bc_auth_free(auth);
-            bc_peerauth_free(peer_auth);
-            bc_proto_auth_free(mc_auth);
-            bc_tls_free(tls);
-            return EXIT_USAGE;
-        }
-        bc_http_client_set_tls(http_tls);
-    }
-    if (bc_zk_use_auth_file(cfg.zk_auth_file, err, sizeof(err)) != BC_OK) {
-        fprintf(stderr, "bucketcache-node: --zk-auth-file: %s\n", err);
-        bc_auth_free(auth);
-        bc_peerauth_free(peer_auth);
-        bc_proto_auth_free(mc_auth);
-        bc_http_client_set_tls(NULL);
-        bc_http_tls_free(http_tls);
-        bc_tls_free(tls);
-        return EXIT_USAGE;
-    }
+    /* ---- credentials: read before anything starts, a bad file is a
+     * usage error ---- */
+    if (credentials_open(&cfg, &creds) != 0) return EXIT_USAGE;
 
     /* Before any thread exists, so every thread inherits the mask. */
     signal(SIGPIPE, SIG_IGN);
@@ -627,7 +649,7 @@ main(int argc, char **argv)
             plain[i] = (bc_server_listen_t){cfg.plain_listen_host[i], cfg.plain_listen_port[i]};
         }
         bc_server_config_t sc = {
-            .tls = tls,
+            .tls = creds.tls,
             .plain_listen = plain,
             .nplain_listen = cfg.nplain_listen,
             .listen_addr = cfg.listen_addr,
@@ -647,8 +669,8 @@ main(int argc, char **argv)
         /* The protocol knows memcached's levels 0..2; -vvv only raises the
          * log level further. */
         proto_env_init(&proto_env, cache, server, cfg.verbosity > 2 ? 2 : cfg.verbosity);
-        proto_env.auth = mc_auth;
-        proto_env.tls = tls;
+        proto_env.auth = creds.mc_auth;
+        proto_env.tls = creds.tls;
         /* "stats settings" inter as memcached shows it: the -l list */
         static char inter[BC_HOST_MAX + 4 * (BC_HOST_MAX + 16)];
         size_t n = (size_t)snprintf(inter, sizeof(inter), "%s", cfg.listen_addr);
@@ -663,8 +685,8 @@ main(int argc, char **argv)
          * port's certificate (docs/security.md: migrations copy buckets
          * through it). */
         char *admin_cert = NULL, *admin_key = NULL;
-        if (http_tls != NULL &&
-            bc_tls_identity_pem(tls, &admin_cert, &admin_key, err, sizeof(err)) != BC_OK) {
+        if (creds.http_tls != NULL &&
+            bc_tls_identity_pem(creds.tls, &admin_cert, &admin_key, err, sizeof(err)) != BC_OK) {
             log_error("-Z: %s", err);
             goto out;
         }
@@ -674,9 +696,9 @@ main(int argc, char **argv)
             .max_conns = cfg.admin_max_conns,
             .conn_timeout_s = 0,
             .max_conns_per_ip = cfg.admin_max_conns_per_ip,
-            .auth = auth,
+            .auth = creds.auth,
             .insecure_no_auth = cfg.insecure_no_auth,
-            .peer_auth = peer_auth,
+            .peer_auth = creds.peer_auth,
             .tls_cert_pem = admin_cert,
             .tls_key_pem = admin_key,
         };
@@ -697,10 +719,10 @@ main(int argc, char **argv)
         }
         bc_admin_set_hotkeys(admin, hotkeys);
     }
-    if (http_tls != NULL) {
+    if (creds.http_tls != NULL) {
         tls_renew.admin = admin;
-        tls_renew.http_tls = http_tls;
-        bc_tls_on_reload(tls, on_tls_reload, NULL);
+        tls_renew.http_tls = creds.http_tls;
+        bc_tls_on_reload(creds.tls, on_tls_reload, NULL);
     }
 
     /* The pid file is written with the daemon's pid and before switching
@@ -734,7 +756,7 @@ main(int argc, char **argv)
         }
         bc_server_set_cluster(server, cluster);
         proto_env.cluster = cluster;
-        proto_env.peer_auth = peer_auth;
+        proto_env.peer_auth = creds.peer_auth;
         if (cfg.forward) {
             /* A reply buffered for forwarding is bounded like what one
              * client may have queued: the larger of the connection output
@@ -747,8 +769,8 @@ main(int argc, char **argv)
                 .conns_per_peer = FORWARD_CONNS_PER_PEER,
                 .max_conns = FORWARD_MAX_CONNS,
                 .idle_ms = FORWARD_IDLE_MS,
-                .peer_auth = peer_auth,
-                .tls = tls,
+                .peer_auth = creds.peer_auth,
+                .tls = creds.tls,
             };
             proto_env.forward = true;
             proto_env.fwd_cfg = fc;
@@ -768,8 +790,8 @@ main(int argc, char **argv)
             .backlog_bytes = (size_t)cfg.repl_backlog_mb << 20,
             .max_lag_bytes = (uint64_t)cfg.repl_max_lag_mb << 20,
             .max_backups = 0,
-            .peer_auth = peer_auth,
-            .tls = tls,
+            .peer_auth = creds.peer_auth,
+            .tls = creds.tls,
         };
         st = bc_repl_create(&rc, &repl);
         if (st != BC_OK) {
@@ -816,14 +838,14 @@ main(int argc, char **argv)
         }
     }
     log_info("ready: memcached protocol on %s:%u%s%s", cfg.listen_addr, bc_server_port(server),
-             tls != NULL ? " (TLS)" : "", admin != NULL ? "" : " (admin port disabled)");
+             creds.tls != NULL ? " (TLS)" : "", admin != NULL ? "" : " (admin port disabled)");
     for (uint32_t i = 0; i < cfg.nplain_listen; i++) {
         log_info("ready: memcached protocol on %s:%u (plain, notls)", cfg.plain_listen_host[i],
                  bc_server_plain_port(server, i));
     }
     if (admin != NULL) {
-        log_info("ready: admin %s on %s://%s:%u/", http_tls != NULL ? "HTTPS" : "HTTP",
-                 http_tls != NULL ? "https" : "http", cfg.admin_listen, bc_admin_port(admin));
+        log_info("ready: admin %s on %s://%s:%u/", creds.http_tls != NULL ? "HTTPS" : "HTTP",
+                 creds.http_tls != NULL ? "https" : "http", cfg.admin_listen, bc_admin_port(admin));
     }
     if (cluster != NULL) {
         char data_addr[BC_HOST_MAX + 16], admin_addr[BC_HOST_MAX + 16] = "";
@@ -855,40 +877,41 @@ main(int argc, char **argv)
     for (;;) {
         if (sigwait(&waitset, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            if (peer_auth != NULL) {
-                if (bc_peerauth_reload(peer_auth, err, sizeof(err)) == BC_OK) {
+            if (creds.peer_auth != NULL) {
+                if (bc_peerauth_reload(creds.peer_auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: cluster secret file %s re-read",
-                             bc_peerauth_source(peer_auth));
+                             bc_peerauth_source(creds.peer_auth));
                 } else {
                     log_error("SIGHUP received: cannot re-read the cluster secret file, the "
                               "secret in force stays: %s", err);
                 }
             }
-            if (tls != NULL) {
-                if (bc_tls_reload(tls, err, sizeof(err)) == BC_OK) {
+            if (creds.tls != NULL) {
+                if (bc_tls_reload(creds.tls, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: TLS certificates re-read");
                 } else {
                     log_error("SIGHUP received: cannot re-read the TLS certificates, the ones in "
                               "force stay: %s", err);
                 }
             }
-            if (mc_auth != NULL) {
-                if (bc_proto_auth_reload(mc_auth, err, sizeof(err)) == BC_OK) {
-                    log_info("SIGHUP received: -Y file %s re-read", bc_proto_auth_source(mc_auth));
+            if (creds.mc_auth != NULL) {
+                if (bc_proto_auth_reload(creds.mc_auth, err, sizeof(err)) == BC_OK) {
+                    log_info("SIGHUP received: -Y file %s re-read",
+                             bc_proto_auth_source(creds.mc_auth));
                 } else {
                     log_error("SIGHUP received: cannot re-read the -Y file, the users in force "
                               "stay: %s", err);
                 }
             }
-            if (auth != NULL) {
-                if (bc_auth_reload(auth, err, sizeof(err)) == BC_OK) {
+            if (creds.auth != NULL) {
+                if (bc_auth_reload(creds.auth, err, sizeof(err)) == BC_OK) {
                     log_info("SIGHUP received: admin token file %s re-read",
-                             bc_auth_source(auth));
+                             bc_auth_source(creds.auth));
                 } else {
                     log_error("SIGHUP received: cannot re-read the admin token file, the "
                               "tokens in force stay: %s", err);
                 }
-            } else if (peer_auth == NULL && mc_auth == NULL && tls == NULL) {
+            } else if (creds.peer_auth == NULL && creds.mc_auth == NULL && creds.tls == NULL) {
                 log_info("SIGHUP received: ignored (no --auth-token-file to re-read; restart "
                          "to apply a new configuration)");
             }
@@ -919,13 +942,7 @@ out:
     bc_origin_destroy(origin);   /* after its clients: the admin's, the workers' */
     bc_repl_destroy(repl);
     bc_node_cluster_free(cluster);
-    bc_http_client_set_auth(NULL);
-    bc_auth_free(auth);
-    bc_peerauth_free(peer_auth);
-    bc_proto_auth_free(mc_auth);
-    bc_http_client_set_tls(NULL);
-    bc_http_tls_free(http_tls);
-    bc_tls_free(tls);
+    credentials_close(&creds);
     if (cache != NULL) {
         bc_cache_stats_t cs;
         bc_cache_get_stats(cache, &cs);
