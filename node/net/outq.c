@@ -79,6 +79,20 @@ outq_ent_room(bc_outq_t *q, uint32_t n)
     return true;
 }
 
+/* A new zeroed entry of kind at the tail, counting len bytes as pending;
+ * NULL (nothing changed) when the entry array cannot grow. */
+static bc_outq_ent_t *
+outq_push(bc_outq_t *q, bc_outq_kind_t kind, uint32_t len)
+{
+    if (!outq_ent_room(q, 1)) return NULL;
+    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
+    memset(e, 0, sizeof(*e));
+    e->kind = kind;
+    e->len = len;
+    q->pending += len;
+    return e;
+}
+
 char *
 bc_outq_reserve(bc_outq_t *q, size_t n)
 {
@@ -106,14 +120,10 @@ bc_outq_commit(bc_outq_t *q, size_t n)
             return true;
         }
     }
-    if (!outq_ent_room(q, 1)) return false;
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    memset(e, 0, sizeof(*e));
-    e->kind = BC_OUTQ_TEXT;
+    bc_outq_ent_t *e = outq_push(q, BC_OUTQ_TEXT, (uint32_t)n);
+    if (e == NULL) return false;
     e->off = (uint32_t)q->used;
-    e->len = (uint32_t)n;
     q->used += n;
-    q->pending += n;
     return true;
 }
 
@@ -129,17 +139,13 @@ bc_outq_add(bc_outq_t *q, const void *data, size_t len)
 bool
 bc_outq_add_item(bc_outq_t *q, bc_cache_t *cache, bc_item_t *it, const char *ptr, uint32_t n)
 {
-    if (!outq_ent_room(q, 1)) {
+    bc_outq_ent_t *e = outq_push(q, BC_OUTQ_ITEM, n);
+    if (e == NULL) {
         bc_item_release(cache, it);
         return false;
     }
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    memset(e, 0, sizeof(*e));
-    e->kind = BC_OUTQ_ITEM;
     e->item = it;
     e->ptr = ptr;
-    e->len = n;
-    q->pending += n;
     return true;
 }
 
@@ -150,17 +156,13 @@ bc_outq_add_owned(bc_outq_t *q, char *buf, size_t n)
         free(buf);
         return true;
     }
-    if (n > UINT32_MAX || !outq_ent_room(q, 1)) {
+    bc_outq_ent_t *e = n > UINT32_MAX ? NULL : outq_push(q, BC_OUTQ_OWNED, (uint32_t)n);
+    if (e == NULL) {
         free(buf);
         return false;
     }
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    memset(e, 0, sizeof(*e));
-    e->kind = BC_OUTQ_OWNED;
     e->own = buf;
     e->ptr = buf;
-    e->len = (uint32_t)n;
-    q->pending += n;
     return true;
 }
 
@@ -177,15 +179,11 @@ bc_outq_add_shared(bc_outq_t *q, bc_outq_shared_t *sh, const char *ptr, size_t n
             return true;
         }
     }
-    if (n > UINT32_MAX || !outq_ent_room(q, 1)) return false;
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    memset(e, 0, sizeof(*e));
-    e->kind = BC_OUTQ_SHARED;
+    bc_outq_ent_t *e = n > UINT32_MAX ? NULL : outq_push(q, BC_OUTQ_SHARED, (uint32_t)n);
+    if (e == NULL) return false;
     e->shared = sh;
     e->ptr = ptr;
-    e->len = (uint32_t)n;
     sh->refs++;
-    q->pending += n;
     return true;
 }
 
@@ -262,10 +260,8 @@ bc_outq_move(bc_outq_t *dst, bc_outq_t *src, bc_cache_t *cache)
 bool
 bc_outq_hole(bc_outq_t *q, bc_outq_hole_t *hole)
 {
-    if (!outq_ent_room(q, 1)) return false;
-    bc_outq_ent_t *e = &q->ents[q->head + q->count++];
-    memset(e, 0, sizeof(*e));
-    e->kind = BC_OUTQ_HOLE;
+    bc_outq_ent_t *e = outq_push(q, BC_OUTQ_HOLE, 0);
+    if (e == NULL) return false;
     e->off = q->next_hole++;
     q->holes++;
     *hole = e->off;
