@@ -356,6 +356,11 @@ sys.excepthook = _excepthook
 class Node:
     """A running bucketcache-node (standalone unless args say otherwise)."""
 
+    # How much slower than a plain build this build answers: the factor a
+    # wait on this server stretches by (a sanitized build is several times
+    # slower).
+    slow = SLOW
+
     def __init__(self, *args, threads=2, memory_mb=64, env=None, wait=True, port=None,
                  admin_port=None, host=None, ns=None, name="node"):
         # host: listen, admin and advertised address (inside ns)
@@ -397,6 +402,9 @@ class Node:
 
 class Memcached:
     """A real memcached 1.6 on a free port, for side-by-side comparison."""
+
+    # The Debian build, never sanitized whatever this build is.
+    slow = 1.0
 
     def __init__(self, *args, threads=2, memory_mb=64):
         self.port = free_port()

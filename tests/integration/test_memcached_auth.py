@@ -28,13 +28,12 @@ def exchange(server, parts, wait=1.0):
     """Sends each part after the replies to the previous one have come:
     what arrives within wait seconds, until nothing more comes for a tenth
     of a second; returns what came after each, b"<EOF>" marking a close.
-    The waits stretch for a sanitized node only: memcached is the Debian
-    build whatever this build is, and most of these parts expect silence,
-    so a stretched wait for it would only add minutes."""
-    slow = harness.SLOW if isinstance(server, harness.Node) else 1.0
-    # A sanitized node answers within milliseconds here too; half the
-    # general stretch keeps a late reply caught without doubling the test.
-    slow = max(1.0, slow / 2)
+    The waits stretch by the server's own slowness (a sanitized node's, never
+    memcached's): most of these parts expect silence, so each stretched wait
+    adds its whole length to the test."""
+    # A sanitized node answers within milliseconds here too; half its
+    # stretch keeps a late reply caught without doubling the test.
+    slow = max(1.0, server.slow / 2)
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5 * harness.SLOW)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     outs = []
