@@ -852,6 +852,28 @@ default_owners(uint32_t *owner)
     for (uint32_t b = 0; b < NB; b++) owner[b] = 1 + b % 3;
 }
 
+/* Starts t: after delay_ms, the default owners at epoch, with bucket b
+ * owned by group instead (b == NB: none). */
+static void
+later_owners_start(later_table_t *t, node_t *n, int delay_ms, uint64_t epoch, uint32_t b,
+                   uint32_t group)
+{
+    memset(t, 0, sizeof(*t));
+    default_owners(t->owner);
+    if (b < NB) t->owner[b] = group;
+    later_table_start(t, n, delay_ms, epoch);
+}
+
+/* Bucket b in its migration pause from now (owner, b read-only, at epoch);
+ * t ends it 30 ms later (the default owners at epoch + 1). */
+static void
+pause_30ms_start(later_table_t *t, node_t *n, const uint32_t *owner, uint32_t b, uint64_t epoch)
+{
+    uint32_t ro[1] = {b};
+    fake_cluster_table(n->cl, epoch, owner, ro, 1);
+    later_owners_start(t, n, 30, epoch + 1, NB, 0);
+}
+
 static void
 test_fwd_write_waits_out_the_owners_pause(void **state)
 {
@@ -908,10 +930,8 @@ test_fwd_write_to_a_bucket_that_moved_here_runs_here(void **state)
      * here. */
     snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 5\r\n", b);
     owner_refuse_sets(&n->owners[2], 1000, refusal, 0);
-    later_table_t t = {0};
-    default_owners(t.owner);
-    t.owner[b] = 1;
-    later_table_start(&t, n, 30, 5);
+    later_table_t t;
+    later_owners_start(&t, n, 30, 5, b, 1);
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nVV\r\n", k);
     expect(n, line, "STORED\r\n");
     pthread_join(t.thread, NULL);
@@ -938,10 +958,8 @@ test_local_write_waits_out_the_pause(void **state)
     /* This node owns the bucket, read-only (its migration pause); the
      * console calls the move off 30 ms later: the held set is stored, and
      * the command pipelined behind it answered after it. */
-    fake_cluster_table(n->cl, 5, owner, ro, 1);
-    later_table_t t = {0};
-    default_owners(t.owner);
-    later_table_start(&t, n, 30, 6);
+    later_table_t t;
+    pause_30ms_start(&t, n, owner, b, 5);
     int64_t t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "set %s 0 0 2\r\nL1\r\nget %s\r\n", k, k);
     snprintf(want, sizeof(want), "STORED\r\nVALUE %s 0 2\r\nL1\r\nEND\r\n", k);
@@ -953,10 +971,8 @@ test_local_write_waits_out_the_pause(void **state)
     /* The pause ends with the cutover to group 2: the held write goes to
      * the new owner. */
     fake_cluster_table(n->cl, 7, owner, ro, 1);
-    later_table_t t2 = {0};
-    default_owners(t2.owner);
-    t2.owner[b] = 2;
-    later_table_start(&t2, n, 20, 8);
+    later_table_t t2;
+    later_owners_start(&t2, n, 20, 8, b, 2);
     snprintf(line, sizeof(line), "delete %s\r\n", k);
     expect(n, line, "NOT_FOUND\r\n");        /* the fake owner has no such key */
     pthread_join(t2.thread, NULL);
@@ -969,10 +985,8 @@ test_local_write_waits_out_the_pause(void **state)
     fake_cluster_table(n->cl, 10, owner, NULL, 0);
     snprintf(line, sizeof(line), "set %s 0 0 2\r\n", k);
     expect(n, line, "");
-    fake_cluster_table(n->cl, 11, owner, ro, 1);
-    later_table_t t3 = {0};
-    default_owners(t3.owner);
-    later_table_start(&t3, n, 30, 12);
+    later_table_t t3;
+    pause_30ms_start(&t3, n, owner, b, 11);
     t0 = bc_time_mono_ms();
     expect(n, "L3\r\n", "STORED\r\n");
     assert_true(bc_time_mono_ms() - t0 >= 25);
@@ -982,10 +996,8 @@ test_local_write_waits_out_the_pause(void **state)
     expect(n, line, want);
 
     /* A meta set (ms) waits the same way. */
-    fake_cluster_table(n->cl, 12, owner, ro, 1);
-    later_table_t t4 = {0};
-    default_owners(t4.owner);
-    later_table_start(&t4, n, 30, 13);
+    later_table_t t4;
+    pause_30ms_start(&t4, n, owner, b, 12);
     t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "ms %s 2\r\nM4\r\n", k);
     expect(n, line, "HD\r\n");
@@ -996,10 +1008,8 @@ test_local_write_waits_out_the_pause(void **state)
     expect(n, line, want);
 
     /* A gat waits the same way (it writes the expiry). */
-    fake_cluster_table(n->cl, 13, owner, ro, 1);
-    later_table_t t5 = {0};
-    default_owners(t5.owner);
-    later_table_start(&t5, n, 30, 14);
+    later_table_t t5;
+    pause_30ms_start(&t5, n, owner, b, 13);
     t0 = bc_time_mono_ms();
     snprintf(line, sizeof(line), "gat 0 %s\r\n", k);
     snprintf(want, sizeof(want), "VALUE %s 0 2\r\nM4\r\nEND\r\n", k);
@@ -1077,10 +1087,8 @@ test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here(void **state)
      * of the forwarded request. */
     snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 5\r\n", b);
     owner_refuse_mds(&n->owners[2], 1000, refusal);
-    later_table_t t = {0};
-    default_owners(t.owner);
-    t.owner[b] = 1;
-    later_table_start(&t, n, 30, 5);
+    later_table_t t;
+    later_owners_start(&t, n, 30, 5, b, 1);
     snprintf(line, sizeof(line), "md %s\r\n", k);
     expect(n, line, "NF\r\n");
     pthread_join(t.thread, NULL);
@@ -1227,10 +1235,8 @@ test_fwd_multikey_gat_follows_a_bucket_that_moved(void **state)
      * together); the values in the client's key order all the same. */
     snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 1 7\r\n", b);
     owner_refuse_gats(&n->owners[2], 1000, a0, refusal);
-    later_table_t t = {0};
-    default_owners(t.owner);
-    t.owner[b] = 1;
-    later_table_start(&t, n, 30, 7);
+    later_table_t t;
+    later_owners_start(&t, n, 30, 7, b, 1);
     snprintf(line, sizeof(line), "gat 100 %s %s %s\r\nmn\r\n", a0, a1, a3);
     snprintf(want, sizeof(want),
              "VALUE %s 1 2\r\nH0\r\nVALUE %s 21 2\r\nA1\r\nVALUE %s 3 2\r\nH3\r\nEND\r\n"
@@ -1356,10 +1362,8 @@ test_local_binary_write_waits_out_the_pause(void **state)
 
     /* This node owns the bucket, read-only; the move is called off 30 ms
      * later: the held set is stored, the get behind it sees its value. */
-    fake_cluster_table(n->cl, 5, owner, ro, 1);
-    later_table_t t = {0};
-    default_owners(t.owner);
-    later_table_start(&t, n, 30, 6);
+    later_table_t t;
+    pause_30ms_start(&t, n, owner, b, 5);
     int64_t t0 = bc_time_mono_ms();
     size_t m = bin_set(in, BC_BIN_SET, k, "B1", 1);
     m += bin_packet(in + m, BC_BIN_GET, k, NULL, 0, NULL, 0, 2);
@@ -1372,10 +1376,8 @@ test_local_binary_write_waits_out_the_pause(void **state)
     assert_int_equal(atomic_load(&n->stats.pause_waits), 1);
 
     /* setq, then noop: the noop alone, after the wait. */
-    fake_cluster_table(n->cl, 7, owner, ro, 1);
-    later_table_t t2 = {0};
-    default_owners(t2.owner);
-    later_table_start(&t2, n, 30, 8);
+    later_table_t t2;
+    pause_30ms_start(&t2, n, owner, b, 7);
     m = bin_set(in, BC_BIN_SETQ, k, "B2", 3);
     m += bin_packet(in + m, BC_BIN_NOOP, NULL, NULL, 0, NULL, 0, 4);
     m += bin_packet(in + m, BC_BIN_GET, k, NULL, 0, NULL, 0, 5);
@@ -1389,10 +1391,8 @@ test_local_binary_write_waits_out_the_pause(void **state)
     m = bin_set(in, BC_BIN_SET, k, "B3", 6);
     run_bytes(n, in, m - 1);
     assert_int_equal(n->nout, 0);
-    fake_cluster_table(n->cl, 9, owner, ro, 1);
-    later_table_t t3 = {0};
-    default_owners(t3.owner);
-    later_table_start(&t3, n, 30, 10);
+    later_table_t t3;
+    pause_30ms_start(&t3, n, owner, b, 9);
     t0 = bc_time_mono_ms();
     run_bytes(n, in + m - 1, 1);
     assert_bin_reply(n, 0, BC_BIN_SET, BC_BIN_OK, NULL);
