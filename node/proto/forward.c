@@ -1172,6 +1172,12 @@ bc_fwd_can_reach(bc_fwd_t *fwd, uint32_t gid)
     return fwd != NULL && fwd_lookup(fwd, gid) != NULL;
 }
 
+size_t
+bc_fwd_max_reply(const bc_fwd_t *fwd)
+{
+    return fwd->cfg.max_reply;
+}
+
 bc_status_t
 bc_fwd_submit(bc_fwd_t *fwd, uint32_t gid, bc_fwd_reply_kind_t kind, char *req, size_t len,
               uint32_t affinity, bc_fwd_done_fn done, void *arg, uint32_t tag,

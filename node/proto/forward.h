@@ -219,6 +219,10 @@ void bc_fwd_before_poll(bc_fwd_t *fwd);
  */
 bool bc_fwd_can_reach(bc_fwd_t *fwd, uint32_t gid);
 
+/* The largest reply one request may have (the config's max_reply): also
+ * the bound on what the executor gathers for one part over several. */
+size_t bc_fwd_max_reply(const bc_fwd_t *fwd);
+
 /*
  * Sends req[0..len) -- complete memcached commands, data blocks included,
  * without noreply -- to group gid's primary, on the pooled connection

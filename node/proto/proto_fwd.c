@@ -98,8 +98,10 @@
  *   all wait.  A bucket that was cut over mid-pause thus takes its keys
  *   to the new owner while the part's other buckets stay with the old
  *   one.  The part's VALUE blocks accumulate in it and take its place in
- *   the reply; the connection takes no further command while any part
- *   waits (a later write of the same key must not be applied first).
+ *   the reply, up to the forwarder's max_reply in sum as one reply (past
+ *   it, the keys of the answer that would pass it read as misses); the
+ *   connection takes no further command while any part waits (a later
+ *   write of the same key must not be applied first).
  *   Past env->readonly_wait_ms the keys still waiting read as misses,
  *   counted in get_forward_failed and pause_timeouts.  A multi-get is a
  *   read and is never sent again.
@@ -881,7 +883,14 @@ values_part_answered(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i, bc_
     part->inflight = NULL;
     part->ninflight = 0;
     if (st == BC_OK && reply_is_values(reply, len)) {
-        if (!buf_append(&part->acc, &part->nacc, reply, len - 5)) pc->oom = true;
+        /* One part's values, gathered over several requests, are bounded
+         * as one reply is: past max_reply these keys read as misses, as a
+         * part whose one reply is too large does. */
+        if (part->nacc + (len - 5) > bc_fwd_max_reply(pc->fwd)) {
+            bc__proto_count_unanswered(pc, keys_count(sent, nsent), false);
+        } else if (!buf_append(&part->acc, &part->nacc, reply, len - 5)) {
+            pc->oom = true;
+        }
     } else if (st == BC_OK && reply_is_retryable(reply, len)) {
         /* Its keys first again: the part keeps the client's key order. */
         if (buf_append(&sent, &nsent, part->keys, part->nkeys_len)) {

@@ -308,8 +308,9 @@ key_of(uint32_t gid, int i, char *key, size_t len)
     }
 }
 
+/* A node whose forwarded replies may be max_reply bytes at most. */
 static node_t *
-node_start(uint32_t timeout_ms)
+node_start_capped(uint32_t timeout_ms, size_t max_reply)
 {
     node_t *n = calloc(1, sizeof(*n));
     assert_non_null(n);
@@ -333,7 +334,7 @@ node_start(uint32_t timeout_ms)
     n->env.cache = n->cache;
     n->env.cluster = n->cl;
     n->env.forward = true;
-    n->env.fwd_cfg = (bc_fwd_config_t){.timeout_ms = timeout_ms, .max_reply = 1u << 20,
+    n->env.fwd_cfg = (bc_fwd_config_t){.timeout_ms = timeout_ms, .max_reply = max_reply,
                                        .conns_per_peer = 2, .max_conns = 8, .idle_ms = 60000};
     n->env.max_conn_buffer = 1u << 20;
     atomic_init(&n->env.verbosity, 0);
@@ -347,6 +348,12 @@ node_start(uint32_t timeout_ms)
     bc_el_set_before_poll(n->el, node_before_poll, n);
     pthread_create(&n->loop, NULL, node_loop, n);
     return n;
+}
+
+static node_t *
+node_start(uint32_t timeout_ms)
+{
+    return node_start_capped(timeout_ms, 1u << 20);
 }
 
 static void
@@ -1255,6 +1262,44 @@ test_fwd_multikey_gat_follows_a_bucket_that_moved(void **state)
     node_stop(n);
 }
 
+static void
+test_fwd_multikey_gat_gathers_no_more_than_one_reply(void **state)
+{
+    (void)state;
+    node_t *n = node_start_capped(2000, 4096);
+    n->env.readonly_wait_ms = 1000;
+    char a0[32], a1[32], line[256], want[4096], refusal[64];
+    key_of(2, 0, a0, sizeof(a0));
+    for (int i = 1;; i++) {
+        key_of(2, i, a1, sizeof(a1));
+        if (bucket_of(a1) != bucket_of(a0)) break;
+    }
+    uint32_t b = bucket_of(a0);
+    static char v0[3000], v1[3000];
+    memset(v0, 'x', sizeof(v0));
+    memset(v1, 'y', sizeof(v1));
+    fake_put(n->owners[3].fake, a0, v0, sizeof(v0), 0);
+    fake_put(n->owners[2].fake, a1, v1, sizeof(v1), 0);
+
+    /* Group 2 says a0's bucket moved to group 3; the table follows.  The
+     * part is asked again in two requests, each reply under max_reply (4
+     * KiB) but not the two together: a0's value comes, a1 reads as a miss
+     * rather than the part holding twice what one reply may. */
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR MOVED %u 3 7\r\n", b);
+    owner_refuse_gats(&n->owners[2], 1000, a0, refusal);
+    later_table_t t;
+    later_owners_start(&t, n, 30, 7, b, 3);
+    uint64_t misses = atomic_load(&n->stats.get_forward_failed);
+    snprintf(line, sizeof(line), "gat 100 %s %s\r\n", a0, a1);
+    int w = snprintf(want, sizeof(want), "VALUE %s 0 3000\r\n", a0);
+    memcpy(want + w, v0, sizeof(v0));
+    snprintf(want + w + sizeof(v0), sizeof(want) - w - sizeof(v0), "\r\nEND\r\n");
+    expect(n, line, want);
+    pthread_join(t.thread, NULL);
+    assert_int_equal(atomic_load(&n->stats.get_forward_failed), misses + 1);
+    node_stop(n);
+}
+
 /* A binary request packet into out; returns its length. */
 static size_t
 bin_packet(char *out, uint8_t opcode, const char *key, const void *ext, uint8_t extlen,
@@ -1442,6 +1487,7 @@ main(void)
         cmocka_unit_test(test_local_binary_write_waits_out_the_pause),
         cmocka_unit_test(test_fwd_multikey_gat_waits_out_an_owners_pause),
         cmocka_unit_test(test_fwd_multikey_gat_follows_a_bucket_that_moved),
+        cmocka_unit_test(test_fwd_multikey_gat_gathers_no_more_than_one_reply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
