@@ -47,6 +47,7 @@
 #define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for:
                                                 * one write(2) per block */
 #define EXPORT_PARK_GEN         0         /* park_state slot: the generation an export waits for */
+#define EXPORT_PARK_HELD_AT     1         /* park_state slot: when a held export was fenced (tests) */
 
 /* An export being encoded: the buffer MHD sends, and the pass filling it
  * (item_frame.h) over the buffer. */
@@ -511,6 +512,16 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
                                   p.epoch);
     }
 
+    if (mig->test_export_delay_ms > 0) {
+        /* A source slow to send the catch-up of a fenced bucket (tests:
+         * a source killed in the middle of it). */
+        uint64_t *held_at = &req->park_state[EXPORT_PARK_HELD_AT];
+        uint64_t now = (uint64_t)bc_time_mono_us();
+        if (*held_at == 0) *held_at = now;
+        if (now - *held_at < (uint64_t)mig->test_export_delay_ms * 1000u) {
+            return bc_http_park(req, 10000);
+        }
+    }
     if (p.since == 0) return export_reply(mig, req, p.bucket, p.epoch, 0);
     /* The final copy of a precopied bucket: only what changed since. */
     bc_tap_keys_t keys;

@@ -197,6 +197,9 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->test_step_delay_ms = mig_test_delay("BC_TEST_IMPORT_STEP_DELAY_MS", 10000,
                                              "imports wait this many ms after each read from "
                                              "the source: a slow but steady destination");
+    mig->test_export_delay_ms = mig_test_delay("BC_TEST_EXPORT_DELAY_MS", 60000,
+                                               "every copy's export waits this many ms once "
+                                               "its bucket is fenced: a slow source");
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
     mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
     if (mig->jobs == NULL) {

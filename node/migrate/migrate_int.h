@@ -75,6 +75,8 @@ struct bc_node_migrate {
     uint32_t timeout_ms;
     uint32_t test_delay_ms;        /* BC_TEST_IMPORT_DELAY_MS: a slow destination, for tests */
     uint32_t test_step_delay_ms;   /* BC_TEST_IMPORT_STEP_DELAY_MS: a slow but steady one */
+    uint32_t test_export_delay_ms; /* BC_TEST_EXPORT_DELAY_MS: a source slow to send a fenced
+                                    * bucket's catch-up, for tests */
     bc_peerauth_t *peer_auth;      /* the cluster secret, borrowed; NULL: none */
     bool (*commit)(void *ctx);     /* replication wait (bc_node_migrate_set_commit) */
     void *commit_ctx;
