@@ -297,6 +297,7 @@ stats_cache_json(bc_admin_t *admin)
         cJSON_AddNumberToObject(seg, "free", (double)cs.segments_free);
         cJSON_AddNumberToObject(seg, "evicted", (double)cs.segments_evicted);
         cJSON_AddNumberToObject(seg, "compacted", (double)cs.segments_compacted);
+        cJSON_AddNumberToObject(seg, "prefaulted", (double)cs.segments_prefaulted);
         cJSON_AddNumberToObject(seg, "items_moved", (double)cs.items_moved);
     }
     return o;

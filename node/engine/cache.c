@@ -1069,6 +1069,12 @@ bc_cache_preallocated(const bc_cache_t *cache)
     return cache->preallocated;
 }
 
+size_t
+bc_cache_prefault(bc_cache_t *cache, uint64_t ahead)
+{
+    return bc_seg_prefault_one(&cache->segs, ahead);
+}
+
 uint32_t
 bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it)
 {
@@ -2368,6 +2374,7 @@ bc_cache_get_stats(bc_cache_t *cache, bc_cache_stats_t *out)
     out->segments_free = segs->nfree;
     out->segments_evicted = segs->evicted_segs;
     out->segments_compacted = segs->compacted_segs;
+    out->segments_prefaulted = segs->prefaulted_segs;
     out->items_moved = segs->moved_items;
     pthread_mutex_unlock(&segs->lock);
     out->mem_used = atomic_load_explicit(&cache->mem_used, memory_order_relaxed);

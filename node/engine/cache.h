@@ -103,6 +103,7 @@ typedef struct bc_cache_stats {
     uint64_t segments_free;    /* ... of which unused */
     uint64_t segments_evicted; /* segments taken by eviction so far */
     uint64_t segments_compacted; /* sparse segments whose live items were moved out */
+    uint64_t segments_prefaulted; /* backed ahead of demand (bc_cache_prefault) */
     uint64_t items_moved;      /* items eviction kept (copied to a queue's head) */
 } bc_cache_stats_t;
 
@@ -118,6 +119,18 @@ void bc_cache_destroy(bc_cache_t *cache);
 const char *bc_cache_policy_name(const bc_cache_t *cache);
 /* Bytes touched at creation (config.prealloc), 0 without. */
 size_t bc_cache_preallocated(const bc_cache_t *cache);
+/*
+ * Without -L, memory is faulted in by the first store into it, on the
+ * thread storing.  This backs one more segment of the budget's room ahead
+ * of demand, faulting its pages in on the calling thread (a helper, so
+ * that a thread about to store much -- an import -- finds memory ready),
+ * when fewer than `ahead` bytes of backed unused memory are ready.  The
+ * segment is charged (it counts in the memory used, as -L's do) and is
+ * given back like any free one when the cache needs room.  Returns the
+ * bytes faulted in: 0 when enough are ready, everything is backed (-L), or
+ * the budget has no room to spare.  Thread-safe.
+ */
+size_t bc_cache_prefault(bc_cache_t *cache, uint64_t ahead);
 /* Internal (tests): how many references hold the segment it lives in
  * (readers, replies, a writer filling it). */
 uint32_t bc__cache_item_holders(const bc_cache_t *cache, const bc_item_t *it);

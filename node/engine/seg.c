@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "bc_log.h"
 #include "bc_status.h"
@@ -379,6 +380,48 @@ bc_seg_prealloc(bc_segs_t *segs, int64_t *took_ms)
         *took_ms = 0;
     }
     return bytes;
+}
+
+size_t
+bc_seg_prefault_one(bc_segs_t *segs, uint64_t ahead)
+{
+    pthread_mutex_lock(&segs->lock);
+    /* Only the budget's room beyond SEGS_RESERVE + 1 segments: what else
+     * is charged (large items, the index, the policy) finds room without
+     * a free segment given back first, and the segment off every list
+     * while its pages fault in never leaves a writer short of the
+     * evictor's reserve. */
+    uint64_t used = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
+    uint64_t limit = segs_limit(segs);
+    uint64_t room = used < limit ? (limit - used) / segs->seg_size : 0;
+    if ((uint64_t)segs->nfree * segs->seg_size >= ahead || segs->unbacked == NULL ||
+        room <= SEGS_RESERVE + 1u || !bc_seg_try_charge(segs, segs->seg_size)) {
+        pthread_mutex_unlock(&segs->lock);
+        return 0;
+    }
+    bc_seg_t *s = segs->unbacked;
+    segs->unbacked = s->next;
+    segs->nunbacked--;
+    s->charge = segs->seg_size;
+    s->next = NULL;
+    pthread_mutex_unlock(&segs->lock);
+
+    /* A write per page faults it in (zeroed by the kernel), as the first
+     * store into it would have on the thread receiving the data. */
+    SEG_UNPOISON(s->base, segs->seg_size);
+    long pagesize = sysconf(_SC_PAGESIZE);
+    size_t step = pagesize > 0 ? (size_t)pagesize : 4096u;
+    for (size_t off = 0; off < segs->seg_size; off += step) ((volatile char *)s->base)[off] = 0;
+    SEG_POISON(s->base, segs->seg_size);
+
+    pthread_mutex_lock(&segs->lock);
+    s->state = BC_SEG_FREE;
+    s->next = segs->free;
+    segs->free = s;
+    segs->nfree++;
+    segs->prefaulted_segs++;
+    pthread_mutex_unlock(&segs->lock);
+    return segs->seg_size;
 }
 
 /* ---- large items ---- */

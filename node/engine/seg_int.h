@@ -200,6 +200,7 @@ typedef struct bc_segs {
     uint64_t passed_pinned;        /* pinned segments eviction passed over */
     uint64_t moved_items;
     uint64_t released_segs;
+    uint64_t prefaulted_segs;      /* backed ahead of demand (bc_seg_prefault_one) */
 } bc_segs_t;
 
 /*
@@ -218,6 +219,14 @@ void bc_seg_set_limit(bc_segs_t *segs, uint64_t limit);
 /* -L: backs and touches as many segments as the budget allows now; they
  * stay backed.  Returns the bytes touched (*took_ms: how long it took). */
 size_t bc_seg_prealloc(bc_segs_t *segs, int64_t *took_ms);
+
+/* Backs one segment ahead of demand when fewer than `ahead` bytes of
+ * backed free segments are ready and the budget has room for more than
+ * SEGS_RESERVE + 1 segments besides: its pages are faulted in by the calling thread with
+ * the lock not held, then it joins the free list, charged as -L's are.
+ * Returns the bytes faulted in; 0 when enough are ready or there is no
+ * room (then nothing changed). */
+size_t bc_seg_prefault_one(bc_segs_t *segs, uint64_t ahead);
 
 /* Bytes of an item as stored in a segment (arena) or a large block. */
 static inline uint32_t

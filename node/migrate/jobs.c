@@ -265,6 +265,7 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     }
     j->joinable = true;
     mig->running++;
+    pthread_cond_signal(&mig->prefault_cv);
     log_info("migrate: importing bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s", p->bucket,
              p->precopy ? "precopy" : since != 0 ? "changes since the precopy" : "full",
              j->epoch, p->source);

@@ -43,6 +43,8 @@
 #include "bc_cluster.h"
 #include "bc_config.h"
 #include "bc_log.h"
+#include "bc_time.h"
+#include "engine/cache.h"
 #include "engine/tap.h"
 #include "migrate/migrate_int.h"
 
@@ -176,6 +178,33 @@ mig_test_delay(const char *name, uint64_t max, const char *what)
     return (uint32_t)v;
 }
 
+/*
+ * The prefault thread: while imports run, keeps MIG_PREFAULT_AHEAD bytes
+ * of the cache's memory faulted in ahead of them.  Without -L a fresh page
+ * costs its fault (the kernel zeroing it) on the thread that first stores
+ * into it -- here, an import thread, whose receiving then stalls; this
+ * thread takes that cost on another core.  It waits on prefault_cv while
+ * no import runs, and backs off 2 ms when the memory ahead is ready or the
+ * budget has no room.
+ */
+static void *
+mig_prefault_main(void *arg)
+{
+    bc_node_migrate_t *mig = arg;
+    pthread_mutex_lock(&mig->mu);
+    while (!mig->stopping) {
+        if (mig->running == 0) {
+            pthread_cond_wait(&mig->prefault_cv, &mig->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&mig->mu);
+        if (bc_cache_prefault(mig->cache, MIG_PREFAULT_AHEAD) == 0) bc_time_sleep_ms(2);
+        pthread_mutex_lock(&mig->mu);
+    }
+    pthread_mutex_unlock(&mig->mu);
+    return NULL;
+}
+
 bc_status_t
 bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t **out)
 {
@@ -213,6 +242,12 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
         return BC_ENOMEM;
     }
     pthread_mutex_init(&mig->mu, NULL);
+    pthread_cond_init(&mig->prefault_cv, NULL);
+    /* A thread that fails to start only leaves the faults to the imports. */
+    if (bc_cache_preallocated(mig->cache) == 0) {
+        mig->prefault_started =
+            pthread_create(&mig->prefault_thread, NULL, mig_prefault_main, mig) == 0;
+    }
     bc_node_cluster_set_drop(mig->cluster, bc__migrate_drop, mig);
     *out = mig;
     return BC_OK;
@@ -226,7 +261,11 @@ bc_node_migrate_shutdown(bc_node_migrate_t *mig)
     mig->stopping = true;
     mig->httpd = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) atomic_store(&mig->jobs[i].cancel, true);
+    pthread_cond_broadcast(&mig->prefault_cv);
+    bool prefault = mig->prefault_started;
+    mig->prefault_started = false;
     pthread_mutex_unlock(&mig->mu);
+    if (prefault) pthread_join(mig->prefault_thread, NULL);
     for (uint32_t i = 0; i < mig->njobs; i++) {
         pthread_mutex_lock(&mig->mu);
         import_job_t *j = &mig->jobs[i];
@@ -245,6 +284,7 @@ bc_node_migrate_destroy(bc_node_migrate_t *mig)
     bc_node_migrate_shutdown(mig);
     bc_node_cluster_set_drop(mig->cluster, NULL, NULL);
     bc_tap_set_destroy(mig->taps);
+    pthread_cond_destroy(&mig->prefault_cv);
     pthread_mutex_destroy(&mig->mu);
     free(mig->jobs);
     free(mig);

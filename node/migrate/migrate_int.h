@@ -30,6 +30,9 @@
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
+/* Without -L, memory kept faulted in ahead of the imports running (the
+ * prefault thread, migrate.c). */
+#define MIG_PREFAULT_AHEAD      (16u * 1024u * 1024u)
 
 typedef enum job_state {
     JOB_FREE = 0,
@@ -91,6 +94,13 @@ struct bc_node_migrate {
     uint32_t running;
     bool stopping;
     uint64_t seq;
+    /* Without -L: the thread that faults memory in ahead of the imports
+     * while any runs (bc_cache_prefault), so that the import threads
+     * store into memory that is ready.  Signalled (under mu) when an
+     * import starts and at shutdown. */
+    pthread_cond_t prefault_cv;
+    pthread_t prefault_thread;
+    bool prefault_started;
 
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes, export_auth_failures;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;

@@ -243,6 +243,11 @@ def test_streamed_export_of_a_large_bucket():
         stop.set()
         th.join()
     assert job["state"] == "done" and job["items"] > 3000, job
+    # without -L the destination faulted memory in ahead of the import, on
+    # a thread of its own; charged, within the limit
+    cache = mu.admin_stats(b)["cache"]
+    assert cache["segments"]["prefaulted"] > 0, cache["segments"]
+    assert cache["mem_used"] <= cache["mem_limit"], cache
     epoch = harness.tables(zk, cl)["epoch"] + 1
     job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
     assert job["state"] == "done" and job["delta"] is True, job

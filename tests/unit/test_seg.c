@@ -416,6 +416,66 @@ test_writer_outlives_its_segment(void **state)
     bc_cache_destroy(cache);
 }
 
+/* Memory faulted in ahead of demand (bc_cache_prefault, for imports
+ * without -L): backed and charged up to `ahead`, taken by the stores that
+ * follow without backing more, never past what the budget can spare, and
+ * given back when the cache needs the room. */
+static void
+test_prefault_ahead(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = cache_new(4u << 20, 64, "fifo");
+    bc_cache_stats_t st0 = stats(cache);
+    assert_int_equal(st0.segments_free, 0);
+
+    /* four segments ahead: one per call, then nothing while they wait */
+    for (int i = 0; i < 4; i++) assert_int_equal(bc_cache_prefault(cache, 4ull * SEG), SEG);
+    assert_int_equal(bc_cache_prefault(cache, 4ull * SEG), 0);
+    bc_cache_stats_t st = stats(cache);
+    assert_int_equal(st.segments_free, 4);
+    assert_int_equal(st.segments_backed, st0.segments_backed + 4);
+    assert_int_equal(st.segments_prefaulted, 4);
+    assert_int_equal(st.mem_used, st0.mem_used + 4ull * SEG);
+
+    /* stores use them: about three segments of items back nothing more
+     * (the open segment is the first of the four) */
+    char key[32];
+    for (uint32_t i = 0; i < 3 * (SEG / 136); i++) {
+        snprintf(key, sizeof(key), "p%06u", i);
+        assert_int_equal(put(cache, key, 100, 0), BC_OK);
+    }
+    st = stats(cache);
+    assert_int_equal(st.segments_backed, st0.segments_backed + 4);
+    assert_true(st.segments_free <= 1);
+
+    /* never past the budget: asked for far more than fits, it stops with
+     * the evictor's reserve and one more left, and the cache still fills
+     * and evicts as before, memory within the limit */
+    uint64_t n = 0;
+    while (bc_cache_prefault(cache, 1ull << 30) > 0) n++;
+    st = stats(cache);
+    assert_true(n > 0);
+    assert_true(st.mem_used + 2ull * SEG <= st.mem_limit);
+    assert_true(st.mem_limit - st.mem_used < 3ull * SEG);
+    for (uint32_t i = 0; i < 200000 && stats(cache).evictions == 0; i++) {
+        snprintf(key, sizeof(key), "q%06u", i);
+        assert_int_equal(put(cache, key, 100, 0), BC_OK);
+    }
+    st = stats(cache);
+    assert_true(st.evictions > 0);
+    assert_true(st.segments_free <= 2);
+    bc_cache_destroy(cache);
+
+    /* -L: everything is backed already, nothing to do */
+    bc_cache_config_t cfg = {
+        .mem_limit = 4u << 20, .max_item_size = 1u << 20, .nbuckets = 64, .nshards = 16,
+        .policy = "fifo", .now = fake_clock, .segment_size = SEG, .prealloc = true,
+    };
+    assert_int_equal(bc_cache_create(&cfg, &cache), BC_OK);
+    assert_int_equal(bc_cache_prefault(cache, 4ull * SEG), 0);
+    bc_cache_destroy(cache);
+}
+
 int
 main(void)
 {
@@ -427,6 +487,7 @@ main(void)
         cmocka_unit_test(test_pinned_items_survive_reuse),
         cmocka_unit_test(test_large_items),
         cmocka_unit_test(test_writer_outlives_its_segment),
+        cmocka_unit_test(test_prefault_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
