@@ -491,7 +491,7 @@ admin_console_call(bc_cli_t *cli, const char *method, const char *path, cJSON **
     int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
     *http_status = 200;
-    rc = bc_cli_console_request(addr, method, path, doc);
+    rc = bc_cli_console_request(addr, method, path, doc, false);
     if (rc != BC_CLI_EXIT_OK) *http_status = 500;
     return rc;
 }
@@ -635,14 +635,16 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
     char addr[BC_ADDR_MAX];
     int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
-    rc = bc_cli_console_request(addr, "GET", "/v1/cluster", &doc);
+    rc = bc_cli_console_request(addr, "GET", "/v1/cluster", &doc, false);
     if (rc != BC_CLI_EXIT_OK) return rc;
     if (!nodes_view) {
         /* Best effort: an older console has no statistics; say so below. */
-        if (bc_cli_console_request(addr, "GET", "/v1/stats/groups", &stats) != BC_CLI_EXIT_OK) {
+        if (bc_cli_console_request(addr, "GET", "/v1/stats/groups", &stats, false) !=
+            BC_CLI_EXIT_OK) {
             stats = NULL;
         }
-        if (bc_cli_console_request(addr, "GET", "/v1/warnings", &warnings) != BC_CLI_EXIT_OK) {
+        if (bc_cli_console_request(addr, "GET", "/v1/warnings", &warnings, false) !=
+            BC_CLI_EXIT_OK) {
             warnings = NULL;
         }
     }

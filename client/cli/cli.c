@@ -125,13 +125,17 @@ bc_cli_console_addr(bc_cli_t *cli, char *addr, size_t len)
 }
 
 int
-bc_cli_console_request(const char *addr, const char *method, const char *path, cJSON **doc)
+bc_cli_console_request(const char *addr, const char *method, const char *path, cJSON **doc,
+                       bool quiet)
 {
     bc_http_response_t resp;
     *doc = NULL;
     bc_status_t st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
     if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr, bc_status_str(st));
+        if (!quiet) {
+            fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr,
+                    bc_status_str(st));
+        }
         return BC_CLI_EXIT_UNAVAILABLE;
     }
     int status = resp.status;

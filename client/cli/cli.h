@@ -82,10 +82,13 @@ void bc_cli_json_add_bytes(cJSON *o, const char *name, const void *p, size_t n);
 int bc_cli_console_addr(bc_cli_t *cli, char *addr, size_t len);
 /*
  * method path on the console at addr, the JSON reply parsed into *doc
- * (the caller frees it).  Returns an exit code; prints the reason (the
- * console's error message for a 4xx/5xx) on failure.
+ * (the caller frees it; NULL on failure).  Returns an exit code; prints
+ * the reason (the console's error message for a 4xx/5xx) on failure --
+ * except, when quiet, that the console did not answer (a command that
+ * polls says so its own way).
  */
-int bc_cli_console_request(const char *addr, const char *method, const char *path, cJSON **doc);
+int bc_cli_console_request(const char *addr, const char *method, const char *path, cJSON **doc,
+                           bool quiet);
 /*
  * Opens a ZooKeeper session for an admin command after checking --zk and
  * --cluster; on failure prints one line (hosts, what failed, exit code)

@@ -82,38 +82,6 @@ mig_find_console(const char *zk_hosts, const char *cluster, char *addr, size_t l
     return BC_CLI_EXIT_OK;
 }
 
-/* method path at the console; *doc the parsed JSON reply.  Exit code. */
-static int
-mig_call(const char *addr, const char *method, const char *path, cJSON **doc, bool quiet)
-{
-    bc_http_response_t resp;
-    bc_status_t st = bc_http_request(addr, method, path, NULL, 0, 10000, &resp);
-    if (st != BC_OK) {
-        if (!quiet) {
-            fprintf(stderr, "bucketcache: console at %s did not answer: %s\n", addr,
-                    bc_status_str(st));
-        }
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
-    int status = resp.status;
-    bc_http_response_free(&resp);
-    if (*doc == NULL) {
-        fprintf(stderr, "bucketcache: console at %s sent a malformed reply\n", addr);
-        return BC_CLI_EXIT_FAILED;
-    }
-    if (status >= 300) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(*doc, "error");
-        fprintf(stderr, "bucketcache: console: %s%s\n", cJSON_IsString(e) ? e->valuestring : "error",
-                status == 401 ? " (give --auth-token-file or $BUCKETCACHE_TOKEN)" : "");
-        cJSON_Delete(*doc);
-        *doc = NULL;
-        return status == 409 ? BC_CLI_EXIT_UNAVAILABLE
-             : status == 401 || status == 403 ? BC_CLI_EXIT_DENIED : BC_CLI_EXIT_FAILED;
-    }
-    return BC_CLI_EXIT_OK;
-}
-
 static double
 num(const cJSON *o, const char *name)
 {
@@ -309,7 +277,7 @@ bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
         const char *path = strcmp(action, "pause") == 0    ? "/v1/migrations/pause"
                          : strcmp(action, "resume") == 0   ? "/v1/migrations/resume"
                                                            : "/v1/rebalance/cancel";
-        rc = mig_call(addr, "POST", path, &doc, false);
+        rc = bc_cli_console_request(addr, "POST", path, &doc, false);
         if (rc != BC_CLI_EXIT_OK) return rc;
         if (json) print_json(doc);
         else printf("%s: %s\n", action, str(doc, "summary")[0] ? str(doc, "summary") : "done");
@@ -327,7 +295,7 @@ bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
     }
     int failures = 0;
     for (;;) {
-        rc = mig_call(addr, "GET", "/v1/migrations", &doc, watch);
+        rc = bc_cli_console_request(addr, "GET", "/v1/migrations", &doc, watch);
         if (rc == BC_CLI_EXIT_UNAVAILABLE && watch && !mig_interrupted && failures++ < 30) {
             /* the console may have failed over: find the new one */
             struct timespec ts = {0, 300 * 1000 * 1000};

@@ -86,7 +86,7 @@ bc_cli_top(bc_cli_t *cli, int argc, char **argv)
     snprintf(path, sizeof(path), "/v1/buckets/top?by=%s&n=%lld", by, n);
     for (long long round = 1;; round++) {
         cJSON *doc;
-        rc = bc_cli_console_request(addr, "GET", path, &doc);
+        rc = bc_cli_console_request(addr, "GET", path, &doc, false);
         if (rc != BC_CLI_EXIT_OK) return rc;
         if (cli->json) {
             bc_cli_print_json(doc);
@@ -143,7 +143,7 @@ bc_cli_hotkeys(bc_cli_t *cli, int argc, char **argv)
     if (gid > 0) snprintf(path, sizeof(path), "/v1/hotkeys?n=%lld&group=%lld", n, gid);
     else snprintf(path, sizeof(path), "/v1/hotkeys?n=%lld", n);
     cJSON *doc;
-    rc = bc_cli_console_request(addr, "GET", path, &doc);
+    rc = bc_cli_console_request(addr, "GET", path, &doc, false);
     if (rc != BC_CLI_EXIT_OK) return rc;
     if (cli->json) {
         bc_cli_print_json(doc);
