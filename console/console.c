@@ -45,6 +45,10 @@
 /* Longest znode path the console builds: cluster path + a sequential name. */
 #define CONSOLE_PATH_MAX (BC_CLUSTER_PATH_MAX + 32)
 #define CONSOLE_MAX_REPORTS 64
+/* How long a round with a copy report waits for the other copies of its
+ * batch to report (bc_mig_pool_gather): a batch's reports come within a
+ * few ms, a cutover commit takes 5-50 ms. */
+#define CONSOLE_BATCH_GATHER_MS 5
 /* A precopy counts as ready this long after its report; then it is asked
  * for again, which the destination answers at once while its precopy is
  * still usable -- so a console never starts a copy on a readiness it has
@@ -762,6 +766,7 @@ console_reconcile_round(bc_console_t *cs, const round_opts_t *opts, bc_reconcile
     }
     bool drive = have_migs && !dry_run && atomic_load(&cs->leader);
     if (drive) {
+        (void)bc_mig_pool_gather(cs->pool, CONSOLE_BATCH_GATHER_MS);
         nreports = bc_mig_pool_take(cs->pool, reports, CONSOLE_MAX_REPORTS);
         for (size_t i = 0; i < nreports; i++) {
             console_dest_note(cs, reports[i].to, reports[i].dest_node, reports[i].ok,

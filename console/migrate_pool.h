@@ -142,6 +142,18 @@ void bc_mig_pool_cancel(bc_mig_pool_t *pool, uint32_t bucket, uint64_t epoch,
  * not yet taken. */
 bool bc_mig_pool_active(bc_mig_pool_t *pool, uint32_t bucket, uint64_t epoch);
 
+/*
+ * With copy reports waiting to be taken and other copies of their batch
+ * (started at the same epoch) still out (queued or running), waits up to
+ * max_ms for those to report too; returns how many of them are still out
+ * (0 when no report waits).  Copies started together (a batch,
+ * reconcile.h) report within a few ms of one another: taking the first
+ * report alone cuts that bucket over in a transaction of its own, and the
+ * others wait for the next one -- a whole commit longer in their write
+ * pause.  Copies of other batches are not waited for.
+ */
+size_t bc_mig_pool_gather(bc_mig_pool_t *pool, uint32_t max_ms);
+
 /* Moves up to max reports into out; returns how many.  The caller must
  * bc_mig_pool_requeue() those it could not commit. */
 size_t bc_mig_pool_take(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
