@@ -143,10 +143,12 @@ test_gather_waits_for_the_batch_and_no_longer(void **state)
     assert_int_equal(bc_mig_pool_gather(p, 1000), 0);
     assert_int_equal(bc_mig_pool_take(p, reps, 8), 2);
     assert_true(reps[0].ok && reps[1].ok);
+    /* (a worker notifies after it posts: both notices are in by now) */
+    wait_posted(2);
 
     /* bucket 2 takes 2 s, bucket 3 none: the wait ends at its bound with
      * bucket 2 still out, and only 3's report is taken */
-    int before = atomic_load(&reports_posted);
+    int before = 2;
     bc_mig_job_t j2 = job(2, 7, dest), j3 = job(3, 7, dest);
     assert_true(bc_mig_pool_submit(p, &j2));
     assert_true(bc_mig_pool_submit(p, &j3));
@@ -161,7 +163,7 @@ test_gather_waits_for_the_batch_and_no_longer(void **state)
 
     /* a copy of another batch (epoch 9) is not held up by bucket 2, still
      * out from the batch before */
-    before = atomic_load(&reports_posted);
+    before = 3;
     bc_mig_job_t j4 = job(4, 9, dest);
     assert_true(bc_mig_pool_submit(p, &j4));
     wait_posted(before + 1);
