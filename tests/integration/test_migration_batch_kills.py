@@ -95,43 +95,40 @@ def finish(con, nodes, data, writer):
     return t
 
 
-def test_source_killed_during_a_batch_catch_up():
-    # the source holds each fenced export 400 ms before sending its changes
-    cl, con, (p1, b1, p2, b2), data, writer = start(
-        "srcbatch", src_env={"BC_TEST_EXPORT_DELAY_MS": "400"})
+def primary_killed(name, gid, env, what):
+    """Group gid's primary (1: the source, 2: the destination, slowed by
+    env) killed with a batch in flight: its backup takes over with every
+    acknowledged write, the copies of the batch fail, their buckets go back
+    to group 1 (writable) and are copied again."""
+    cl, con, nodes, data, writer = start(name, **{("src_env" if gid == 1 else "dst_env"): env})
+    p1, b1, p2, b2 = nodes
+    victim, backup = (p1, b1) if gid == 1 else (p2, b2)
     m = wait_batch(con)
-    p1.proc.kill()
-    # group 1's backup takes over with every acknowledged write; the copies
-    # that were catching up fail, their buckets go back to group 1
-    # (writable) and are copied again from the new primary
-    harness.wait_primary(b1, timeout=SESSION_MS / 1000 + 15)
+    victim.proc.kill()
+    harness.wait_primary(backup, timeout=SESSION_MS / 1000 + 15)
     m2 = harness.wait_for(lambda: (lambda x: x if x["failed_attempts"] > 0 else None)(
-        mu.console_json(con, "/v1/migrations")), what="the interrupted copies noticed")
-    finish(con, [b1, p2, b2], data, writer)
+        mu.console_json(con, "/v1/migrations")), what=what)
+    survivors = [n for n in nodes if n is not victim]
+    finish(con, survivors, data, writer)
     print("batch in flight at the kill: %d copies; failed attempts: %d"
           % (m["moving"], m2["failed_attempts"]))
-    for p in (b1, p2, b2, con):
+    for p in survivors + [con]:
         p.stop()
+
+
+def test_source_killed_during_a_batch_catch_up():
+    # the source holds each fenced export 400 ms before sending its
+    # changes: the batch is killed in its catch-up
+    primary_killed("srcbatch", 1, {"BC_TEST_EXPORT_DELAY_MS": "400"},
+                   "the interrupted copies noticed")
 
 
 def test_destination_killed_after_receiving_a_batch():
     # the destination holds each import 400 ms after receiving it, before
-    # reporting it done
-    cl, con, (p1, b1, p2, b2), data, writer = start(
-        "dstbatch", dst_env={"BC_TEST_IMPORT_DELAY_MS": "400"})
-    m = wait_batch(con)
-    p2.proc.kill()
-    # the batch was never acknowledged: its buckets stay group 1's
-    # (writable again); what was cut over before is on group 2's backup,
-    # which takes over and receives the rest
-    harness.wait_primary(b2, timeout=SESSION_MS / 1000 + 15)
-    m2 = harness.wait_for(lambda: (lambda x: x if x["failed_attempts"] > 0 else None)(
-        mu.console_json(con, "/v1/migrations")), what="the unacknowledged copies noticed")
-    finish(con, [p1, b1, b2], data, writer)
-    print("batch in flight at the kill: %d copies; failed attempts: %d"
-          % (m["moving"], m2["failed_attempts"]))
-    for p in (p1, b1, b2, con):
-        p.stop()
+    # reporting it done: the batch was never acknowledged, and what was cut
+    # over before is on group 2's backup
+    primary_killed("dstbatch", 2, {"BC_TEST_IMPORT_DELAY_MS": "400"},
+                   "the unacknowledged copies noticed")
 
 
 def test_console_killed_between_the_batch_commits():
