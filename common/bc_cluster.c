@@ -452,16 +452,34 @@ bc_cluster_repl_status_decode(const char *json, size_t len, bc_cluster_repl_stat
     return BC_OK;
 }
 
+/* The outcome st of a GET /v1/repl and its response (freed here). */
+static bc_status_t
+repl_status_from(bc_status_t st, bc_http_response_t *resp, bc_cluster_repl_status_t *out)
+{
+    if (st != BC_OK) return st;
+    st = resp->status == 200
+             ? bc_cluster_repl_status_decode(resp->body, resp->body_len, out, NULL, 0)
+             : BC_EPROTO;
+    bc_http_response_free(resp);
+    return st;
+}
+
 bc_status_t
 bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms, bc_cluster_repl_status_t *out)
 {
     bc_http_response_t resp;
-    bc_status_t st = bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp);
-    if (st != BC_OK) return st;
-    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, out, NULL, 0)
-                            : BC_EPROTO;
-    bc_http_response_free(&resp);
-    return st;
+    return repl_status_from(
+        bc_http_request(admin_addr, "GET", "/v1/repl", NULL, 0, timeout_ms, &resp), &resp, out);
+}
+
+bc_status_t
+bc_cluster_repl_status_fetch_tls(const bc_http_tls_t *tls, const char *admin_addr,
+                                 int timeout_ms, bc_cluster_repl_status_t *out)
+{
+    bc_http_response_t resp;
+    return repl_status_from(bc_http_request_tls(tls, admin_addr, "GET", "/v1/repl", NULL, 0,
+                                                timeout_ms, &resp),
+                            &resp, out);
 }
 
 void

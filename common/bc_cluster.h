@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bc_http_client.h"
 #include "bc_repl_mode.h"
 #include "bc_status.h"
 #include "bc_table.h"
@@ -180,10 +181,15 @@ typedef struct bc_cluster_repl_status {
 /* Errors: BC_EINVAL (not the document; err names the field). */
 bc_status_t bc_cluster_repl_status_decode(const char *json, size_t len,
                                           bc_cluster_repl_status_t *out, char *err, size_t errlen);
-/* GET http://admin_addr/v1/repl within timeout_ms, decoded.  Errors: the
+/* GET http://admin_addr/v1/repl within timeout_ms (over the process's TLS
+ * context, bc_http_client_set_tls, when it has one), decoded.  Errors: the
  * HTTP client's, BC_EPROTO (not 200), BC_EINVAL (as above). */
 bc_status_t bc_cluster_repl_status_fetch(const char *admin_addr, int timeout_ms,
                                          bc_cluster_repl_status_t *out);
+/* The same over tls (borrowed), or plain HTTP when tls is NULL, whatever
+ * the process's context (bc_http_request_tls). */
+bc_status_t bc_cluster_repl_status_fetch_tls(const bc_http_tls_t *tls, const char *admin_addr,
+                                             int timeout_ms, bc_cluster_repl_status_t *out);
 
 /*
  * A group's settings, groups/<gid>/config (written by `bucketcache group

@@ -561,42 +561,16 @@ bc_cli_admin_group_failover(bc_cli_t *cli, int argc, char **argv)
     return BC_CLI_EXIT_OK;
 }
 
-/* The replication state of the node whose admin port is admin, over
- * HTTPS when the CLI was given a CA (--tls-ca-file: nodes run with -Z in
- * a cluster serve their admin ports so), else plain HTTP. */
-static bc_status_t
-node_repl_fetch(const bc_cli_t *cli, const char *admin, bc_cluster_repl_status_t *r)
-{
-    if (cli->tls_ca_file == NULL || cli->tls_ca_file[0] == '\0') {
-        return bc_cluster_repl_status_fetch(admin, 500, r);
-    }
-    bc_http_tls_config_t tc = {.ca_file = cli->tls_ca_file, .cert_file = cli->tls_cert_file,
-                               .key_file = cli->tls_key_file};
-    bc_http_tls_t *tls;
-    char err[256];
-    bc_status_t st = bc_http_tls_open(&tc, &tls, err, sizeof(err));
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: --tls-ca-file: %s\n", err);
-        return st;
-    }
-    bc_http_response_t resp;
-    st = bc_http_request_tls(tls, admin, "GET", "/v1/repl", NULL, 0, 500, &resp);
-    bc_http_tls_free(tls);
-    if (st != BC_OK) return st;
-    st = resp.status == 200 ? bc_cluster_repl_status_decode(resp.body, resp.body_len, r, NULL, 0)
-                            : BC_EPROTO;
-    bc_http_response_free(&resp);
-    return st;
-}
-
-/* A node's replication state, from its admin port, as one short phrase
- * ("-" when it cannot be asked). */
+/* A node's replication state, from its admin port (over tls, NULL: plain
+ * HTTP), as one short phrase ("-" when it cannot be asked). */
 static void
-node_repl_summary(const bc_cli_t *cli, const char *admin, char *out, size_t len)
+node_repl_summary(const bc_http_tls_t *tls, const char *admin, char *out, size_t len)
 {
     bc_cluster_repl_status_t r;
     snprintf(out, len, "-");
-    if (admin[0] == '\0' || node_repl_fetch(cli, admin, &r) != BC_OK) return;
+    if (admin[0] == '\0' || bc_cluster_repl_status_fetch_tls(tls, admin, 500, &r) != BC_OK) {
+        return;
+    }
     if (r.primary) {
         snprintf(out, len, "%s, offset %llu, %u backup%s%s", bc_repl_mode_name(r.mode),
                  (unsigned long long)r.offset, r.backups, r.backups == 1 ? "" : "s",
@@ -721,6 +695,22 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
             }
         }
     } else {
+        /* The nodes' admin ports over HTTPS when the CLI was given a CA
+         * (--tls-ca-file: nodes run with -Z in a cluster serve them so);
+         * one context for every node.  Without a usable one, each node's
+         * replication shows as unknown ("-"). */
+        bc_http_tls_t *tls = NULL;
+        bool tls_failed = false;
+        if (cli->tls_ca_file != NULL && cli->tls_ca_file[0] != '\0') {
+            bc_http_tls_config_t tc = {.ca_file = cli->tls_ca_file,
+                                       .cert_file = cli->tls_cert_file,
+                                       .key_file = cli->tls_key_file};
+            char err[256];
+            if (bc_http_tls_open(&tc, &tls, err, sizeof(err)) != BC_OK) {
+                fprintf(stderr, "bucketcache: --tls-ca-file: %s\n", err);
+                tls_failed = true;
+            }
+        }
         printf("%-6s %-14s %-8s %-22s %-22s %-9s %s\n", "GROUP", "NODE", "ROLE", "DATA", "ADMIN",
                "MEMORY", "REPLICATION");
         cJSON_ArrayForEach(g, groups) {
@@ -729,8 +719,8 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                 printf("%-6.0f %-14s %-8s\n", json_num(g, "gid"), "-", "down");
             }
             cJSON_ArrayForEach(n, nodes) {
-                char repl[160], mem[24];
-                node_repl_summary(cli, json_str(n, "admin"), repl, sizeof(repl));
+                char repl[160] = "-", mem[24];
+                if (!tls_failed) node_repl_summary(tls, json_str(n, "admin"), repl, sizeof(repl));
                 if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "in_sync"))) {
                     strncat(repl, ", in sync", sizeof(repl) - strlen(repl) - 1);
                 }
@@ -740,6 +730,7 @@ bc_cli_admin_status(bc_cli_t *cli, bool nodes_view)
                        json_str(n, "admin")[0] ? json_str(n, "admin") : "-", mem, repl);
             }
         }
+        bc_http_tls_free(tls);
     }
     cJSON_Delete(doc);
     cJSON_Delete(stats);
