@@ -42,6 +42,17 @@ raise_fd_limit(rlim_t need)
     }
 }
 
+/* Releases the admin token and the TLS context towards the nodes' admin
+ * ports, taking them back from the HTTP client first (every exit). */
+static void
+credentials_close(bc_auth_t *auth, bc_http_tls_t *node_tls)
+{
+    bc_http_client_set_auth(NULL);
+    bc_http_client_set_tls(NULL);
+    bc_http_tls_free(node_tls);
+    bc_auth_free(auth);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -131,10 +142,7 @@ main(int argc, char **argv)
             fprintf(stderr, "bucketcache-console: cannot listen on %s:%u: %s\n", cfg.admin_listen,
                     cfg.admin_port, bc_status_str(st));
         }
-        bc_http_client_set_auth(NULL);
-        bc_http_client_set_tls(NULL);
-        bc_http_tls_free(node_tls);
-        bc_auth_free(auth);
+        credentials_close(auth, node_tls);
         return st == BC_ECONFIG ? 2 : 1;
     }
     const char *host = cfg.advertise[0] ? cfg.advertise
@@ -159,10 +167,7 @@ main(int argc, char **argv)
                 st == BC_EACCES ? "ZooKeeper refused access (NOAUTH): check --zk-auth-file"
                                 : bc_status_str(st));
         bc_console_api_destroy(api);
-        bc_http_client_set_auth(NULL);
-        bc_http_client_set_tls(NULL);
-        bc_http_tls_free(node_tls);
-        bc_auth_free(auth);
+        credentials_close(auth, node_tls);
         return 1;
     }
     bc_console_api_attach(api, console);
@@ -181,10 +186,7 @@ main(int argc, char **argv)
         bc_observe_stop(observe);
         bc_console_stop(console);
         bc_console_api_destroy(api);
-        bc_http_client_set_auth(NULL);
-        bc_http_client_set_tls(NULL);
-        bc_http_tls_free(node_tls);
-        bc_auth_free(auth);
+        credentials_close(auth, node_tls);
         return 1;
     }
     log_info("console: cluster \"%s\" (%u buckets) via ZooKeeper %s; API on http://%s/",
@@ -208,10 +210,7 @@ main(int argc, char **argv)
     bc_console_api_destroy(api);
     bc_observe_stop(observe);
     bc_console_stop(console);
-    bc_http_client_set_auth(NULL);
-    bc_http_client_set_tls(NULL);
-    bc_http_tls_free(node_tls);
-    bc_auth_free(auth);
+    credentials_close(auth, node_tls);
     log_info("console: stopped");
     return 0;
 }
