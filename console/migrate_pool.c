@@ -156,6 +156,14 @@ reports_post(pool_reports_t *r, const bc_mig_report_t *rep)
     r->v[r->n++] = *rep;
 }
 
+/* The jobs queued or running: known to the pool and not yet reported
+ * (mu held). */
+static size_t
+reports_out(const pool_reports_t *r)
+{
+    return r->active.n - r->n;
+}
+
 /* Takes up to max reports (mu held): their jobs are over. */
 static size_t
 reports_take(pool_reports_t *r, bc_mig_report_t *out, size_t max)
@@ -477,10 +485,10 @@ pool_main(void *arg)
          * run ahead of the copies that need them (the look-ahead window),
          * so holding back their start costs the run little; the bound
          * keeps a slow copy (a full one) from holding them for long. */
-        if (w->queue == &p->precopies && p->copy_reports.active.n > p->copy_reports.n) {
+        if (w->queue == &p->precopies && reports_out(&p->copy_reports) > 0) {
             struct timespec until;
             bc_time_deadline(&until, CLOCK_MONOTONIC, POOL_PRECOPY_YIELD_MS);
-            while (!p->stopping && p->copy_reports.active.n > p->copy_reports.n) {
+            while (!p->stopping && reports_out(&p->copy_reports) > 0) {
                 if (pthread_cond_timedwait(&p->copy_reported, &p->mu, &until) != 0) break;
             }
             if (p->stopping) break;
@@ -669,14 +677,14 @@ bc_mig_pool_gather(bc_mig_pool_t *p, uint32_t max_ms)
 {
     pthread_mutex_lock(&p->mu);
     pool_reports_t *r = &p->copy_reports;
-    if (r->n > 0 && !p->stopping && pool_batch_out(r) > 0) {
-        struct timespec until;
-        bc_time_deadline(&until, CLOCK_MONOTONIC, max_ms);
-        while (!p->stopping && pool_batch_out(r) > 0) {
-            if (pthread_cond_timedwait(&p->copy_reported, &p->mu, &until) != 0) break;
-        }
-    }
     size_t out = r->n > 0 ? pool_batch_out(r) : 0;
+    struct timespec until;
+    bc_time_deadline(&until, CLOCK_MONOTONIC, max_ms);
+    while (out > 0 && !p->stopping) {
+        bool timed_out = pthread_cond_timedwait(&p->copy_reported, &p->mu, &until) != 0;
+        out = pool_batch_out(r);
+        if (timed_out) break;
+    }
     pthread_mutex_unlock(&p->mu);
     return out;
 }
@@ -715,7 +723,7 @@ size_t
 bc_mig_pool_precopying(bc_mig_pool_t *p)
 {
     pthread_mutex_lock(&p->mu);
-    size_t n = p->precopy_reports.active.n - p->precopy_reports.n;
+    size_t n = reports_out(&p->precopy_reports);
     pthread_mutex_unlock(&p->mu);
     return n;
 }
