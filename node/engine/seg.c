@@ -270,14 +270,21 @@ segs_put_free(bc_segs_t *segs, bc_seg_t *s)
     segs->nfree++;
 }
 
+/* Whole segments the budget could still back. */
+static uint64_t
+segs_room(const bc_segs_t *segs)
+{
+    uint64_t used = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
+    uint64_t limit = segs_limit(segs);
+    return used < limit ? (limit - used) / segs->seg_size : 0;
+}
+
 /* Segments that could be opened now: free ones plus what the budget
  * could back. */
 static uint64_t
 segs_available(const bc_segs_t *segs)
 {
-    uint64_t used = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
-    uint64_t limit = segs_limit(segs);
-    uint64_t room = used < limit ? (limit - used) / segs->seg_size : 0;
+    uint64_t room = segs_room(segs);
     if (room > segs->nunbacked) room = segs->nunbacked;
     return segs->nfree + room;
 }
@@ -391,11 +398,8 @@ bc_seg_prefault_one(bc_segs_t *segs, uint64_t ahead)
      * a free segment given back first, and the segment off every list
      * while its pages fault in never leaves a writer short of the
      * evictor's reserve. */
-    uint64_t used = atomic_load_explicit(segs->mem_used, memory_order_relaxed);
-    uint64_t limit = segs_limit(segs);
-    uint64_t room = used < limit ? (limit - used) / segs->seg_size : 0;
     if ((uint64_t)segs->nfree * segs->seg_size >= ahead || segs->unbacked == NULL ||
-        room <= SEGS_RESERVE + 1u || !bc_seg_try_charge(segs, segs->seg_size)) {
+        segs_room(segs) <= SEGS_RESERVE + 1u || !bc_seg_try_charge(segs, segs->seg_size)) {
         pthread_mutex_unlock(&segs->lock);
         return 0;
     }
