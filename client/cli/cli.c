@@ -76,7 +76,7 @@ bc_cli_json_add_bytes(cJSON *o, const char *name, const void *p, size_t n)
 }
 
 int
-bc_cli_zk_connect(bc_cli_t *cli, bc_zk_t **zk)
+bc_cli_zk_connect(const bc_cli_t *cli, bc_zk_t **zk)
 {
     if (cli->zk_hosts == NULL || cli->zk_hosts[0] == '\0' || cli->cluster == NULL ||
         cli->cluster[0] == '\0') {
@@ -105,7 +105,7 @@ bc_cli_zk_connect(bc_cli_t *cli, bc_zk_t **zk)
 }
 
 int
-bc_cli_console_addr(bc_cli_t *cli, char *addr, size_t len)
+bc_cli_console_addr(const bc_cli_t *cli, char *addr, size_t len)
 {
     bc_zk_t *zk;
     int rc = bc_cli_zk_connect(cli, &zk);

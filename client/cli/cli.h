@@ -79,7 +79,7 @@ void bc_cli_json_add_bytes(cJSON *o, const char *name, const void *p, size_t n);
  * The active console's API address, found through ZooKeeper, into addr
  * (len bytes).  Returns an exit code; prints the reason on failure.
  */
-int bc_cli_console_addr(bc_cli_t *cli, char *addr, size_t len);
+int bc_cli_console_addr(const bc_cli_t *cli, char *addr, size_t len);
 /*
  * method path on the console at addr, the JSON reply parsed into *doc
  * (the caller frees it; NULL on failure).  Returns an exit code; prints
@@ -95,6 +95,6 @@ int bc_cli_console_request(const char *addr, const char *method, const char *pat
  * and returns the exit code.
  */
 struct bc_zk;
-int bc_cli_zk_connect(bc_cli_t *cli, struct bc_zk **zk);
+int bc_cli_zk_connect(const bc_cli_t *cli, struct bc_zk **zk);
 
 #endif

@@ -52,36 +52,6 @@ mig_usage(FILE *out)
                  "  cancel        cancel the rebalance: moves not started yet never happen\n");
 }
 
-/* The active console's admin address.  Returns an exit code. */
-static int
-mig_find_console(const char *zk_hosts, const char *cluster, char *addr, size_t len)
-{
-    bc_zk_t *zk;
-    bc_status_t st = bc_zk_open(zk_hosts, 10000, 5000, NULL, NULL, &zk);
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot connect to ZooKeeper at %s: %s\n", zk_hosts,
-                bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    st = bc_cluster_active_console(zk, cluster, addr, len);
-    bc_zk_close(zk);
-    if (st == BC_ENOTFOUND) {
-        fprintf(stderr, "bucketcache: no console is running for cluster \"%s\"\n", cluster);
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    if (st == BC_EACCES) {
-        fprintf(stderr, "bucketcache: ZooKeeper refused access to cluster \"%s\" (NOAUTH): "
-                        "check --zk-auth-file\n", cluster);
-        return BC_CLI_EXIT_DENIED;
-    }
-    if (st != BC_OK) {
-        fprintf(stderr, "bucketcache: cannot find the console of \"%s\": %s\n", cluster,
-                bc_status_str(st));
-        return BC_CLI_EXIT_UNAVAILABLE;
-    }
-    return BC_CLI_EXIT_OK;
-}
-
 static double
 num(const cJSON *o, const char *name)
 {
@@ -215,19 +185,9 @@ mig_print_line(const cJSON *doc)
     fflush(stdout);
 }
 
-static void
-print_json(const cJSON *doc)
-{
-    char *text = cJSON_PrintUnformatted(doc);
-    if (text != NULL) printf("%s\n", text);
-    free(text);
-    fflush(stdout);
-}
-
 int
 bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
 {
-    const char *zk_hosts = cli->zk_hosts, *cluster = cli->cluster;
     int json = cli->json;
     bool watch = false;
     long interval = 1000;
@@ -259,17 +219,8 @@ bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
         fprintf(stderr, "bucketcache: migrations: --watch is for progress, not with %s\n", action);
         return BC_CLI_EXIT_USAGE;
     }
-    if (zk_hosts == NULL || zk_hosts[0] == '\0' || cluster == NULL || cluster[0] == '\0') {
-        fprintf(stderr, "bucketcache: --zk and --cluster are required "
-                        "(or BUCKETCACHE_ZK and BUCKETCACHE_CLUSTER)\n");
-        return BC_CLI_EXIT_USAGE;
-    }
-    if (!bc_cluster_name_valid(cluster)) {
-        fprintf(stderr, "bucketcache: invalid cluster name \"%s\"\n", cluster);
-        return BC_CLI_EXIT_USAGE;
-    }
     char addr[BC_ADDR_MAX];
-    int rc = mig_find_console(zk_hosts, cluster, addr, sizeof(addr));
+    int rc = bc_cli_console_addr(cli, addr, sizeof(addr));
     if (rc != BC_CLI_EXIT_OK) return rc;
     cJSON *doc = NULL;
 
@@ -279,7 +230,7 @@ bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
                                                            : "/v1/rebalance/cancel";
         rc = bc_cli_console_request(addr, "POST", path, &doc, false);
         if (rc != BC_CLI_EXIT_OK) return rc;
-        if (json) print_json(doc);
+        if (json) bc_cli_print_json(doc);
         else printf("%s: %s\n", action, str(doc, "summary")[0] ? str(doc, "summary") : "done");
         cJSON_Delete(doc);
         return BC_CLI_EXIT_OK;
@@ -300,14 +251,15 @@ bc_cli_migrations(const bc_cli_t *cli, int argc, char **argv)
             /* the console may have failed over: find the new one */
             struct timespec ts = {0, 300 * 1000 * 1000};
             nanosleep(&ts, NULL);
-            if (mig_find_console(zk_hosts, cluster, addr, sizeof(addr)) != BC_CLI_EXIT_OK) continue;
+            (void)bc_cli_console_addr(cli, addr, sizeof(addr));
             continue;
         }
         if (rc != BC_CLI_EXIT_OK) return rc;
         failures = 0;
         bool finished = mig_finished(doc);
         if (json) {
-            print_json(doc);
+            bc_cli_print_json(doc);
+            fflush(stdout);                   /* a line per poll, as it comes */
         } else if (!watch || tty) {
             if (watch) printf("\033[H\033[J");   /* redraw in place */
             mig_print(doc);
