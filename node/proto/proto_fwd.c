@@ -428,65 +428,70 @@ typedef struct part_blocks {
 } part_blocks_t;
 
 /*
- * Resolves each of op's keys to what answers it, in place of op->where:
- * a block index, WHERE_LOCAL, or WHERE_MISS.  Fast path: each part's
+ * Resolves each of op's keys into res[i]: the index of the block that
+ * answers it, WHERE_LOCAL, or WHERE_MISS -- on the fast path: each part's
  * blocks in the order its keys were asked (what an owner sends), matched
- * one after the other; when a part's blocks do not all match so (a part
- * gathered out of order while waiting out a pause, or an owner sending
- * what it was not asked), through an index of (part, key).  Returns
- * false when out of memory.
+ * one after the other.  Returns false when some part's blocks do not all
+ * match so (a part gathered out of order while waiting out a pause, or an
+ * owner sending what it was not asked): then values_resolve_indexed.
  */
 static bool
-values_resolve(bc_proto_fwd_op_t *op, value_block_t *blocks, uint32_t nblocks, part_blocks_t *pb,
-               uint32_t *res)
+values_resolve_in_order(const bc_proto_fwd_op_t *op, const value_block_t *blocks,
+                        part_blocks_t *pb, uint32_t *res)
 {
     const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
     size_t nkey;
-    uint32_t *table = NULL, mask = 0;
-    bool in_order = true;
+    for (uint32_t i = 0; i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
+        uint32_t w = op->where[i];
+        res[i] = w == WHERE_LOCAL ? WHERE_LOCAL : WHERE_MISS;
+        if (w >= op->nparts) continue;
+        part_blocks_t *p = &pb[w];
+        const value_block_t *blk = &blocks[p->next];
+        if (p->next < p->end && blk->nkey == nkey &&
+            memcmp(op->parts[w].reply + blk->koff, key, nkey) == 0) {
+            res[i] = p->next++;
+        }
+    }
+    for (uint32_t w = 0; w < op->nparts; w++) {
+        if (pb[w].next != pb[w].end) return false;
+    }
+    return true;
+}
 
-    for (uint32_t pass = 0; pass < 2; pass++) {
-        if (pass == 1) {
-            /* The index: (part, key) -> its first block, the others
-             * chained in the reply's order (entered last to first). */
-            uint32_t size = 16;
-            while (size < 2 * nblocks) size *= 2;
-            mask = size - 1;
-            table = malloc(size * sizeof(*table));
-            if (table == NULL) return false;
-            memset(table, 0xff, size * sizeof(*table));
-            for (uint32_t b = nblocks; b-- > 0;) {
-                value_block_t *blk = &blocks[b];
-                uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
-                                             op->parts[blk->part].reply + blk->koff, blk->nkey);
-                blk->next = *slot;
-                blk->unused = b;
-                *slot = b;
-            }
-            cursor = op->keys;
-        }
-        for (uint32_t i = 0; i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
-            uint32_t w = op->where[i];
-            res[i] = w == WHERE_LOCAL ? WHERE_LOCAL : WHERE_MISS;
-            if (w >= op->nparts) continue;
-            if (pass == 0) {
-                part_blocks_t *p = &pb[w];
-                const value_block_t *blk = &blocks[p->next];
-                if (p->next < p->end && blk->nkey == nkey &&
-                    memcmp(op->parts[w].reply + blk->koff, key, nkey) == 0) {
-                    res[i] = p->next++;
-                }
-                continue;
-            }
-            uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
-            if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;
-            res[i] = blocks[*slot].unused;
-            blocks[*slot].unused = blocks[res[i]].next;
-        }
-        if (pass == 0) {
-            for (uint32_t w = 0; w < op->nparts && in_order; w++) in_order = pb[w].next == pb[w].end;
-            if (in_order) break;
-        }
+/*
+ * res as values_resolve_in_order, in any order: through an index of
+ * (part, key) -> its first block, the others chained in the reply's
+ * order; a key asked twice takes the next one.  Returns false when out of
+ * memory.
+ */
+static bool
+values_resolve_indexed(const bc_proto_fwd_op_t *op, value_block_t *blocks, uint32_t nblocks,
+                       uint32_t *res)
+{
+    const char *cursor = op->keys, *end = op->keys + op->nkeys_len, *key;
+    size_t nkey;
+    uint32_t size = 16;
+    while (size < 2 * nblocks) size *= 2;
+    uint32_t mask = size - 1;
+    uint32_t *table = malloc(size * sizeof(*table));
+    if (table == NULL) return false;
+    memset(table, 0xff, size * sizeof(*table));
+    for (uint32_t b = nblocks; b-- > 0;) {          /* entered last to first */
+        value_block_t *blk = &blocks[b];
+        uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, blk->part,
+                                     op->parts[blk->part].reply + blk->koff, blk->nkey);
+        blk->next = *slot;
+        blk->unused = b;
+        *slot = b;
+    }
+    for (uint32_t i = 0; i < op->nkeys && bc_mc_next_key(&cursor, end, &key, &nkey); i++) {
+        uint32_t w = op->where[i];
+        res[i] = w == WHERE_LOCAL ? WHERE_LOCAL : WHERE_MISS;
+        if (w >= op->nparts) continue;
+        uint32_t *slot = blocks_slot(op->parts, blocks, table, mask, w, key, nkey);
+        if (*slot == BLOCK_NONE || blocks[*slot].unused == BLOCK_NONE) continue;
+        res[i] = blocks[*slot].unused;
+        blocks[*slot].unused = blocks[res[i]].next;
     }
     free(table);
     return true;
@@ -527,7 +532,9 @@ answer_values(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, bc_outq_t *dst)
         pb[i].end = bv.n;
     }
     value_block_t *blocks = bv.v;
-    if (ok) ok = values_resolve(op, blocks, bv.n, pb, res);
+    if (ok && !values_resolve_in_order(op, blocks, pb, res)) {
+        ok = values_resolve_indexed(op, blocks, bv.n, res);
+    }
 
     /* The blocks go out as slices of their part's reply buffer (no copy;
      * blocks one after the other in it make one range) -- but a block of
