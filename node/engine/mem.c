@@ -56,20 +56,27 @@ static _Atomic size_t mem_preallocated;
 typedef struct mem_touch {
     char *base;
     size_t bytes;
-    size_t step;                   /* the page size */
     _Atomic size_t next;           /* offset of the next piece to touch */
 } mem_touch_t;
 
-/* Writes one byte per page, taking the next untouched piece until none is
- * left (one such loop per core). */
+void
+bc_node_mem_touch(void *base, size_t bytes)
+{
+    long pagesize = sysconf(_SC_PAGESIZE);
+    size_t step = pagesize > 0 ? (size_t)pagesize : 4096u;
+    volatile char *p = base;
+    for (size_t i = 0; i < bytes; i += step) p[i] = 0;
+}
+
+/* Touches the next untouched piece until none is left (one such loop per
+ * core). */
 static void *
 mem_touch_main(void *arg)
 {
     mem_touch_t *t = arg;
     for (size_t off; (off = atomic_fetch_add(&t->next, MEM_TOUCH_PIECE)) < t->bytes;) {
         size_t end = off + MEM_TOUCH_PIECE < t->bytes ? off + MEM_TOUCH_PIECE : t->bytes;
-        volatile char *p = t->base;
-        for (size_t i = off; i < end; i += t->step) p[i] = 0;
+        bc_node_mem_touch((char *)t->base + off, end - off);
     }
     return NULL;
 }
@@ -115,9 +122,7 @@ bc_node_mem_prefault(void *base, size_t bytes, int64_t *took_ms)
                  "preallocating %zu MiB (the node may still be killed for memory when it "
                  "fills)", bytes >> 20, (unsigned long long)(avail >> 20), want >> 20);
     }
-    long pagesize = sysconf(_SC_PAGESIZE);
-    mem_touch_t t = {.base = base, .bytes = want,
-                     .step = pagesize > 0 ? (size_t)pagesize : 4096u};
+    mem_touch_t t = {.base = base, .bytes = want};
     /* The kernel zeroes each new page on the faulting core: a thread per
      * online core (MEM_TOUCH_THREADS at most), all joined before returning. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -30,6 +30,10 @@ void bc_node_mem_policy(void);
  */
 size_t bc_node_mem_prefault(void *base, size_t bytes, int64_t *took_ms);
 
+/* Writes one byte per page of [base, base + bytes) on the calling thread:
+ * the kernel backs those pages now (zeroed) rather than at first use. */
+void bc_node_mem_touch(void *base, size_t bytes);
+
 /* The bytes bc_node_mem_prefault touched (0: none; /stats shows it). */
 size_t bc_node_mem_preallocated(void);
 

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "bc_log.h"
 #include "bc_status.h"
@@ -413,9 +412,7 @@ bc_seg_prefault_one(bc_segs_t *segs, uint64_t ahead)
     /* A write per page faults it in (zeroed by the kernel), as the first
      * store into it would have on the thread receiving the data. */
     SEG_UNPOISON(s->base, segs->seg_size);
-    long pagesize = sysconf(_SC_PAGESIZE);
-    size_t step = pagesize > 0 ? (size_t)pagesize : 4096u;
-    for (size_t off = 0; off < segs->seg_size; off += step) ((volatile char *)s->base)[off] = 0;
+    bc_node_mem_touch(s->base, segs->seg_size);
     SEG_POISON(s->base, segs->seg_size);
 
     pthread_mutex_lock(&segs->lock);
