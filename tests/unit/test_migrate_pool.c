@@ -103,19 +103,21 @@ job(uint32_t bucket, uint64_t epoch, const char *dest)
     return j;
 }
 
-/* The fake destination, its address in dest. */
-static bc_httpd_t *
-dest_start(char *dest, size_t len)
+/* A pool of ncopy copy and nprecopy precopy workers, and the fake
+ * destination (*h, its address in dest) its jobs go to. */
+static bc_mig_pool_t *
+pool_with_dest(uint32_t ncopy, uint32_t nprecopy, bc_httpd_t **h, char *dest, size_t len)
 {
     bc_httpd_config_t cfg = {
         .name = "dest", .listen_addr = "127.0.0.1", .routes = routes, .nroutes = 1,
         .request_timeout_s = 5,
     };
-    bc_httpd_t *h = NULL;
-    assert_int_equal(bc_httpd_create(&cfg, &h), BC_OK);
-    assert_int_equal(bc_httpd_start(h), BC_OK);
-    snprintf(dest, len, "127.0.0.1:%u", bc_httpd_port(h));
-    return h;
+    assert_int_equal(bc_httpd_create(&cfg, h), BC_OK);
+    assert_int_equal(bc_httpd_start(*h), BC_OK);
+    snprintf(dest, len, "127.0.0.1:%u", bc_httpd_port(*h));
+    bc_mig_pool_t *p = NULL;
+    assert_int_equal(bc_mig_pool_start(ncopy, nprecopy, 5000, on_report, NULL, &p), BC_OK);
+    return p;
 }
 
 static void
@@ -123,10 +125,8 @@ test_gather_waits_for_the_batch_and_no_longer(void **state)
 {
     (void)state;
     char dest[64];
-    bc_httpd_t *h = dest_start(dest, sizeof(dest));
-
-    bc_mig_pool_t *p = NULL;
-    assert_int_equal(bc_mig_pool_start(4, 0, 5000, on_report, NULL, &p), BC_OK);
+    bc_httpd_t *h;
+    bc_mig_pool_t *p = pool_with_dest(4, 0, &h, dest, sizeof(dest));
     bc_mig_report_t reps[8];
 
     /* nothing out, nothing reported: no wait */
@@ -185,9 +185,8 @@ test_precopy_yields_to_copies_for_a_bounded_time(void **state)
 {
     (void)state;
     char dest[64];
-    bc_httpd_t *h = dest_start(dest, sizeof(dest));
-    bc_mig_pool_t *p = NULL;
-    assert_int_equal(bc_mig_pool_start(2, 2, 5000, on_report, NULL, &p), BC_OK);
+    bc_httpd_t *h;
+    bc_mig_pool_t *p = pool_with_dest(2, 2, &h, dest, sizeof(dest));
 
     /* bucket 5's copy takes 2 s; a precopy queued with it starts once its
      * 50-ms yield is over, not 2 s later */
