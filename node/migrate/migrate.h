@@ -199,7 +199,12 @@ typedef struct bc_node_migrate_config {
     X(taps_active, "taps_active", "migrate_taps", "gauge",                                       \
       "Change trackers on this node's exported buckets.")                                        \
     X(taps_overflowed, "taps_overflowed", "migrate_tap_overflows_total", "counter",              \
-      "Change trackers ended because their keys outgrew the limit.")
+      "Change trackers ended because their keys outgrew the limit.")                            \
+    X(prefault_bytes, "prefault_bytes", "migrate_prefault_bytes_total", "counter",               \
+      "Bytes of never-touched memory the prefault thread faulted in ahead of imports (-L off).") \
+    X(prefault_cpu_us, "prefault_cpu_us", "migrate_prefault_cpu_seconds_total", "counter",       \
+      "CPU time the prefault thread spent faulting them in: bytes over it is the rate this "     \
+      "machine backs fresh memory at, measured where the imports store.")
 
 typedef struct bc_node_migrate_stats {
 #define BC__MIGRATE_STAT_FIELD(field, json, metric, type, help) uint64_t field;

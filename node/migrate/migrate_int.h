@@ -105,6 +105,7 @@ struct bc_node_migrate {
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes, export_auth_failures;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
+    _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 
     /* The admin server whose parked long polls a finished job wakes
      * (from the config; guarded by mu: NULL after shutdown). */

@@ -245,8 +245,14 @@ def test_streamed_export_of_a_large_bucket():
     assert job["state"] == "done" and job["items"] > 3000, job
     # without -L the destination faulted memory in ahead of the import, on
     # a thread of its own; charged, within the limit
-    cache = mu.admin_stats(b)["cache"]
+    stats = mu.admin_stats(b)
+    cache = stats["cache"]
     assert cache["segments"]["prefaulted"] > 0, cache["segments"]
+    # ... and counted what it faulted and the CPU it took (the fresh-memory
+    # rate the migration benchmark reports)
+    mig = stats["cluster"]["migrate"]
+    assert mig["prefault_bytes"] >= cache["segments"]["prefaulted"] * 4096, (mig, cache)
+    assert mig["prefault_cpu_us"] > 0, mig
     assert cache["mem_used"] <= cache["mem_limit"], cache
     epoch = harness.tables(zk, cl)["epoch"] + 1
     job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
