@@ -13,16 +13,15 @@
  */
 #include "tls.h"
 
-#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "bc_log.h"
+#include "bc_ssl.h"
 
 /* OpenSSL's first queued error, or fallback, into err (the queue emptied). */
 static void
@@ -110,18 +109,10 @@ bc__tls_session(const bc__tls_t *t, int fd, const char *host)
         return NULL;
     }
     const char *name = t->server_name != NULL ? t->server_name : host;
-    unsigned char ip[16];
-    bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
-    /* SNI carries host names only (RFC 6066). */
-    if (!is_ip) (void)SSL_set_tlsext_host_name(ssl, name);
-    if (t->check_name) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) : SSL_set1_host(ssl, name);
-        if (ok != 1) {
-            log_warn("client: cannot check TLS certificates for the name \"%s\"", name);
-            SSL_free(ssl);
-            return NULL;
-        }
+    if (!bc_ssl_expect_host(ssl, name, t->check_name)) {
+        log_warn("client: cannot check TLS certificates for the name \"%s\"", name);
+        SSL_free(ssl);
+        return NULL;
     }
     SSL_set_connect_state(ssl);
     return ssl;
@@ -130,23 +121,7 @@ bc__tls_session(const bc__tls_t *t, int fd, const char *host)
 void
 bc__tls_error(SSL *ssl, int ret, char *err, size_t errlen)
 {
-    int e = SSL_get_error(ssl, ret);
-    long v = SSL_get_verify_result(ssl);
-    if (v != X509_V_OK) {
-        snprintf(err, errlen, "certificate verify failed: %s", X509_verify_cert_error_string(v));
-        ERR_clear_error();
-        return;
-    }
-    unsigned long q = ERR_get_error();
-    if (q != 0) {
-        char reason[256];
-        ERR_error_string_n(q, reason, sizeof(reason));
-        snprintf(err, errlen, "%s", reason);
-    } else if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
-        snprintf(err, errlen, "the connection closed during the TLS handshake (is the port "
-                 "speaking TLS, and does it accept this client?)");
-    } else {
-        snprintf(err, errlen, "TLS error %d", e);
-    }
-    ERR_clear_error();
+    (void)bc_ssl_describe_error(ssl, ret, "the connection closed during the TLS handshake (is "
+                                "the port speaking TLS, and does it accept this client?)", err,
+                                errlen);
 }

@@ -14,9 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
-#include <arpa/inet.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +31,7 @@
 
 #include "bc_auth.h"
 #include "bc_config.h"
+#include "bc_ssl.h"
 #include "bc_time.h"
 
 /* The admin token sent to our own processes (bc_http_client_set_auth).
@@ -255,17 +254,10 @@ tls_start(const bc_http_tls_t *tls, int fd, const char *host, int64_t deadline, 
                  tls_reason("out of memory"));
         return BC_ENOMEM;
     }
-    /* BEHAVIOR: the certificate must name the host as it was addressed
-     * (an IP literal must be among its IP addresses, a name among its DNS
-     * names), on top of chaining to the CA: a certificate of the cluster's
-     * CA issued to another host does not pass for this one. */
-    unsigned char bin[16];
-    bool ip = inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
-    int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(*ssl), host)
-                : SSL_set_tlsext_host_name(*ssl, host) && SSL_set1_host(*ssl, host);
-    if (ok != 1) {
+    /* BEHAVIOR: the certificate must name the host as it was addressed,
+     * on top of chaining to the CA (bc_ssl_expect_host). */
+    if (!bc_ssl_expect_host(*ssl, host, true)) {
         snprintf(tls_error, sizeof(tls_error), "cannot check the server's name \"%.100s\"", host);
-        ERR_clear_error();
         return BC_EINVAL;
     }
     for (;;) {
@@ -278,22 +270,15 @@ tls_start(const bc_http_tls_t *tls, int fd, const char *host, int64_t deadline, 
             snprintf(tls_error, sizeof(tls_error), "TLS handshake timed out");
             return BC_ETIMEOUT;
         }
-        long vr = SSL_get_verify_result(*ssl);
-        if (vr != X509_V_OK) {
-            snprintf(tls_error, sizeof(tls_error), "certificate verify failed: %s",
-                     X509_verify_cert_error_string(vr));
-            ERR_clear_error();
-            return BC_EACCES;
+        char why[200];
+        st = bc_ssl_describe_error(*ssl, ret, "the server closed the connection during the "
+                                   "TLS handshake", why, sizeof(why));
+        if (st == BC_EPROTO || (st == BC_EACCES && strncmp(why, "certificate verify", 18) != 0)) {
+            snprintf(tls_error, sizeof(tls_error), "TLS handshake failed: %s", why);
+        } else {
+            snprintf(tls_error, sizeof(tls_error), "%s", why);
         }
-        const char *why = tls_reason(NULL);
-        if (why == NULL) {
-            snprintf(tls_error, sizeof(tls_error), "the server closed the connection during "
-                     "the TLS handshake");
-            return BC_EIO;
-        }
-        snprintf(tls_error, sizeof(tls_error), "TLS handshake failed: %s", why);
-        /* An alert about our certificate: refused, as a bad one of theirs. */
-        return strstr(why, "certificate") != NULL ? BC_EACCES : BC_EPROTO;
+        return st;
     }
 }
 

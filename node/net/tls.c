@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 
 #include "bc_log.h"
+#include "bc_ssl.h"
 #include "bc_time.h"
 
 struct bc_tls {
@@ -326,20 +327,9 @@ bc_tls_peer_ready(const bc_tls_t *t)
 void
 bc_tls_describe_error(SSL *ssl, int ret, char *err, size_t errlen)
 {
-    int e = SSL_get_error(ssl, ret);
-    long v = SSL_get_verify_result(ssl);
-    unsigned long q = ERR_get_error();
-    if (v != X509_V_OK) {
-        snprintf(err, errlen, "certificate verify failed: %s", X509_verify_cert_error_string(v));
-    } else if (q != 0) {
-        ERR_error_string_n(q, err, errlen);
-    } else if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
-        snprintf(err, errlen, "the peer closed the connection during the TLS handshake (does "
-                 "it speak TLS, and accept this node's certificate?)");
-    } else {
-        snprintf(err, errlen, "TLS error %d", e);
-    }
-    ERR_clear_error();
+    (void)bc_ssl_describe_error(ssl, ret, "the peer closed the connection during the TLS "
+                                "handshake (does it speak TLS, and accept this node's "
+                                "certificate?)", err, errlen);
 }
 
 uint64_t

@@ -1,0 +1,44 @@
+/*
+ * bc_ssl.h -- what every TLS client of bucketcache does the same way: name
+ * the host it dialled to the server and check the certificate against it,
+ * and say why a handshake failed.  Three clients use it: the HTTP client
+ * (common/bc_http_client.c: admin ports, the origin), the node's peer
+ * links (node/net/tls.c) and the client library (client/tls.c).  Each
+ * builds its own SSL_CTX (their versions, ciphers and files differ); only
+ * the per-session steps live here.
+ */
+#ifndef BC_SSL_H
+#define BC_SSL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "bc_status.h"
+
+/*
+ * Prepares client session `ssl` for `host`, as it was addressed: a name is
+ * sent as SNI (RFC 6066: an IP literal never is) and, when `check`, the
+ * handshake accepts only a certificate that names it -- an IP literal
+ * among the certificate's IP addresses, a name among its DNS names -- on
+ * top of chaining to the CA, so that a certificate the cluster's CA issued
+ * to another host does not pass for this one.  False when OpenSSL refuses
+ * the name (the error queue is then cleared).  Nothing is kept of `host`.
+ */
+bool bc_ssl_expect_host(SSL *ssl, const char *host, bool check);
+
+/*
+ * Why the handshake (or an I/O call) of `ssl` failed with return value
+ * `ret`, in err (always terminated): "certificate verify failed: <why>"
+ * when the certificate check refused the server's certificate; OpenSSL's
+ * own reason when it queued one; `closed` (the caller's wording, naming
+ * the other side) when the connection closed without a TLS alert.  The
+ * error queue is cleared.  Returns BC_EACCES for a certificate refused
+ * (ours by the server's alert, or theirs by our check), BC_EIO for a
+ * connection closed, BC_EPROTO otherwise.
+ */
+bc_status_t bc_ssl_describe_error(SSL *ssl, int ret, const char *closed, char *err,
+                                  size_t errlen);
+
+#endif
