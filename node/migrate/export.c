@@ -177,9 +177,16 @@ export_encode_failed(bc_http_req_t *req, export_ctx_t *x, uint32_t bucket, bc_st
  */
 typedef struct export_stream {
     bc_node_migrate_t *mig;
-    uint32_t bucket;
+    uint32_t bucket;               /* the section being read: list[idx] */
     uint64_t epoch;
-    uint64_t tap;
+    uint64_t tap;                  /* its tracker: taps[idx] */
+    /* BEHAVIOR: a batch of precopies (buckets=) is one stream of sections,
+     * HELLO / items / END per bucket, back to back in the order asked; one
+     * bucket is a batch of one.  Every tracker is armed before the first
+     * section is read (arm first, then read: tap.h). */
+    uint32_t nlist, idx;
+    uint32_t list[MIG_BATCH_MAX];
+    uint64_t taps[MIG_BATCH_MAX];
     export_ctx_t x;                /* frames encoded, not yet all given to MHD */
     size_t sent;                   /* x.buf.data[0..sent) is given to MHD */
     uint32_t cursor;               /* bc_cache_bucket_scan's */
@@ -214,7 +221,22 @@ export_stream_step(export_stream_t *s)
         if (st == BC_OK && s->cursor == 0) s->scanning = false;
     } else {
         st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
-        s->ended = true;
+        if (st == BC_OK && s->idx + 1 < s->nlist) {
+            /* the next section: its HELLO after this END, in the same step */
+            log_info("migrate: exported bucket %" PRIu32 " (precopy, %u of %u in a batch): %"
+                     PRIu64 " items", s->bucket, s->idx + 1, s->nlist, s->x.frames.items);
+            s->idx++;
+            s->bucket = s->list[s->idx];
+            s->tap = s->taps[s->idx];
+            s->cursor = 0;
+            s->scanning = true;
+            s->x.frames.items = s->x.frames.bytes = 0;
+            items = 0;
+            st = bc_frame_put_hello(&s->x.buf, s->bucket, s->epoch,
+                                    bc_cache_nbuckets(mig->cache));
+        } else {
+            s->ended = true;
+        }
     }
     if (st != BC_OK) {
         log_warn("migrate: cannot encode bucket %" PRIu32 " for export: %s; the stream "
@@ -236,7 +258,9 @@ export_stream_read(void *arg, char *out, size_t max)
     size_t given = 0;
     /* a precopy still streaming keeps its tracker from going idle: once a
      * block is enough (the tracker set's lock is every tracked writer's) */
-    if (s->tap != 0 && s->scanning) bc_tap_touch(s->mig->taps, s->bucket, s->tap);
+    for (uint32_t i = s->idx; i < s->nlist && s->scanning; i++) {
+        if (s->taps[i] != 0) bc_tap_touch(s->mig->taps, s->list[i], s->taps[i]);
+    }
     while (given < max) {
         if (s->sent == s->x.buf.len) {
             if (s->ended) break;
@@ -269,10 +293,14 @@ export_stream_free(void *arg)
     free(s);
 }
 
+/* Streams the buckets of list (n of them; one but for a batch of
+ * precopies), taps[i] the tracker of list[i] (0: none, a copy at epoch). */
 static enum MHD_Result
-export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
-             uint64_t tap)
+export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *list,
+                  const uint64_t *taps, uint32_t n, uint64_t epoch)
 {
+    uint32_t bucket = list[0];
+    uint64_t tap = taps[0];
     export_stream_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot export bucket %"
@@ -282,6 +310,9 @@ export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64
     s->bucket = bucket;
     s->epoch = epoch;
     s->tap = tap;
+    s->nlist = n;
+    memcpy(s->list, list, n * sizeof(*list));
+    memcpy(s->taps, taps, n * sizeof(*taps));
     s->scanning = true;
     s->started_ms = bc_time_mono_ms();
     export_init(mig, &s->x);
@@ -292,20 +323,40 @@ export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
                                    PRIu32 ": %s", bucket, bc_status_str(st));
     }
-    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
-    bc_bucket_stats_t bs = {0};
-    (void)bc_cache_bucket_stats(mig->cache, bucket, &bs);
-    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %" PRIu64
-             " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
-             bs.items, bs.bytes);
-    char num[24];
-    if (tap != 0) {
-        snprintf(num, sizeof(num), "%" PRIu64, tap);
-        bc_http_add_header(req, MIG_TAP_HEADER, num);
+    atomic_fetch_add_explicit(&mig->exports, n, memory_order_relaxed);
+    uint64_t items = 0, bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        bc_bucket_stats_t bs = {0};
+        (void)bc_cache_bucket_stats(mig->cache, list[i], &bs);
+        items += bs.items;
+        bytes += bs.bytes;
     }
-    export_sndbuf(req, bs.bytes);
+    if (n == 1) {
+        log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %"
+                 PRIu64 " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
+                 items, bytes);
+    } else {
+        log_info("migrate: exporting %u buckets (precopies, one stream; bucket %" PRIu32
+                 " first): about %" PRIu64 " items, %" PRIu64 " bytes", n, bucket, items, bytes);
+    }
+    /* The trackers' ids, in the order of the buckets (the destination
+     * needs each for its final copy's changes). */
+    char num[MIG_BATCH_MAX * 21];
+    size_t len = 0;
+    for (uint32_t i = 0; i < n && taps[i] != 0; i++) {
+        len += (size_t)snprintf(num + len, sizeof(num) - len, "%s%" PRIu64, i ? "," : "", taps[i]);
+    }
+    if (len > 0) bc_http_add_header(req, MIG_TAP_HEADER, num);
+    export_sndbuf(req, bytes);
     return bc_http_reply_stream(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, MIG_EXPORT_BLOCK,
                                 export_stream_read, s, export_stream_free);
+}
+
+static enum MHD_Result
+export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
+             uint64_t tap)
+{
+    return export_reply_list(mig, req, &bucket, &tap, 1, epoch);
 }
 
 /* Only the keys a change tracker recorded, each as it is now. */
@@ -339,19 +390,26 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
 {
     uint32_t owner = 0;
     uint64_t cur = 0;
-    bc_route_t route = bc_node_cluster_route(mig->cluster, p->bucket, true, &owner, &cur);
-    if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
-        export_refused(mig);
-        return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->bucket,
-                                  route_refusal(route));
+    /* BEHAVIOR: a batch is served whole or refused whole (the destination
+     * then fails those precopies, and their final copies are full ones). */
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        bc_route_t route = bc_node_cluster_route(mig->cluster, p->list[i], true, &owner, &cur);
+        if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
+            export_refused(mig);
+            return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
+                                      route_refusal(route));
+        }
     }
-    uint64_t tap = 0;
-    bc_status_t st = bc_tap_start(mig->taps, p->bucket, &tap);
-    if (st != BC_OK) {
-        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot track bucket %"
-                                   PRIu32 ": %s", p->bucket, bc_status_str(st));
+    uint64_t taps[MIG_BATCH_MAX];
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        bc_status_t st = bc_tap_start(mig->taps, p->list[i], &taps[i]);
+        if (st != BC_OK) {
+            /* the trackers already armed go idle and end by themselves */
+            return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot track bucket %"
+                                       PRIu32 ": %s", p->list[i], bc_status_str(st));
+        }
     }
-    return export_reply(mig, req, p->bucket, 0, tap);
+    return export_reply_list(mig, req, p->list, taps, p->nlist, 0);
 }
 
 /* How this node names itself in its proof. */
@@ -377,7 +435,7 @@ static bool
 export_peer_check(bc_node_migrate_t *mig, bc_http_req_t *req, char *value, size_t len,
                   enum MHD_Result *result)
 {
-    char target[600], why[256], name[BC_WIRE_NAME_MAX + 1];
+    char target[1600], why[256], name[BC_WIRE_NAME_MAX + 1];
     if (mig->peer_auth == NULL) return true;
     /* Before the query is parsed (which rewrites it): the target as sent. */
     int tl = snprintf(target, sizeof(target), "%s%s%s", req->path, req->query != NULL ? "?" : "",

@@ -13,6 +13,7 @@
  *   cancelled job drops what it stored.  Progress is published to the job
  *   table (jobs.c) under mu after every read.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -55,22 +56,56 @@ job_publish(import_job_t *job, uint64_t items, uint64_t bytes, uint64_t skipped,
 }
 
 typedef struct import_run {
-    import_job_t *job;
+    import_batch_t *batch;         /* the jobs, in the order their sections come */
+    uint32_t idx;                  /* the section the stream is in: batch->jobs[idx] */
+    import_job_t *job;             /* batch->jobs[idx] */
     bc_frame_stream_t stream;
-    uint64_t items, bytes, skipped;
+    uint64_t items, bytes, skipped;   /* of the current section */
     uint32_t nbuckets;
-    uint64_t tap;                  /* precopy: the tracker the source armed (its header) */
+    uint32_t ntaps;                /* precopy: the trackers the source armed (its header), */
+    uint64_t taps[MIG_BATCH_MAX];  /* one per bucket, in order */
     bool delta;                    /* the source sent only the changes */
+    int64_t t0;
+    char source[BC_ADDR_MAX];      /* the jobs' source (every job of a batch has it) */
 } import_run_t;
+
+static void job_finish(import_job_t *job, const import_run_t *r, bc_status_t st,
+                       const char *err);
+
+/*
+ * A batch (precopies only): each section's END finishes its job, so the
+ * console learns of each bucket as it arrives; the stream goes on with
+ * the next.  A job called off meanwhile has its section read but not
+ * stored (job_finish drops what it stored).
+ */
+static void
+import_section_done(import_run_t *r)
+{
+    job_finish(r->job, r, atomic_load(&r->job->cancel) ? BC_ECLOSED : BC_OK, "cancelled");
+    r->idx++;
+    r->job = r->idx < r->batch->n ? r->batch->jobs[r->idx] : NULL;
+    if (r->job != NULL) memset(&r->stream, 0, sizeof(r->stream));
+    r->items = r->bytes = r->skipped = 0;
+    r->delta = false;
+}
 
 /* Stores one decoded frame.  Errors with err set. */
 static bc_status_t
 import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
 {
     import_job_t *job = r->job;
-    bc_cache_t *cache = job->mig->cache;
+    if (job == NULL) {
+        snprintf(err, errlen, "source sent more than the %u buckets asked for", r->batch->n);
+        return BC_EPROTO;
+    }
     bc_status_t st = bc_frame_stream_next(&r->stream, f, err, errlen);
     if (st != BC_OK) return st;
+    if (f->type == BC_FRAME_END) {
+        if (r->batch->n > 1) import_section_done(r);
+        return BC_OK;
+    }
+    if (r->batch->n > 1 && atomic_load(&job->cancel)) return BC_OK;   /* read, not stored */
+    bc_cache_t *cache = job->mig->cache;
     if (f->type == BC_FRAME_HELLO) {
         if (f->bucket != job->bucket || f->epoch != job->epoch || f->nbuckets != r->nbuckets) {
             snprintf(err, errlen, "source sent bucket %" PRIu32 " at epoch %" PRIu64 " of %"
@@ -165,11 +200,44 @@ import_error_body(const char *body, size_t len, int status, bool *retry, char *e
  * One GET of the export.  BC_OK: the whole bucket is stored.  *retry is
  * set when the source asked to be asked again (not fenced yet).
  */
+/* Whether the stream is no use any more: its job, or every job of the
+ * batch from the current section on, called off (shutdown calls off all). */
+static bool
+import_cancelled(const import_run_t *r)
+{
+    for (uint32_t i = r->idx; i < r->batch->n; i++) {
+        if (!atomic_load(&r->batch->jobs[i]->cancel)) return false;
+    }
+    return true;
+}
+
+/* The X-Bucketcache-Tap header: the trackers' ids, comma-separated, in the
+ * order of the buckets asked for.  How many were read (0: none, or a
+ * malformed header: the precopies then fail for want of a tracker). */
+static uint32_t
+import_taps(const char *hdr, uint64_t *taps)
+{
+    uint32_t n = 0;
+    while (hdr != NULL && n < MIG_BATCH_MAX) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(hdr, &end, 10);
+        if (end == hdr || errno != 0 || v == 0) return 0;
+        taps[n++] = v;
+        if (*end != ',') break;
+        hdr = end + 1;
+    }
+    return n;
+}
+
 static bc_status_t
 import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t errlen)
 {
+    /* The first job: the batch's settings.  Only while it runs: a batch's
+     * job, once finished, is not ours any more (its slot may be reused). */
     import_job_t *job = r->job;
-    size_t max_payload = bc_cache_max_item_size(job->mig->cache) + 1024;
+    bc_node_migrate_t *mig = job->mig;
+    size_t max_payload = bc_cache_max_item_size(mig->cache) + 1024;
     /* BEHAVIOR: the timeout bounds a transfer that stalls, not one that is
      * long: every byte received moves the deadline on, so a bucket of any
      * size gets across as long as it keeps coming.  A large receive window
@@ -177,21 +245,28 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
      * waiting for us to be scheduled. */
     bc_http_stream_t f;
     char why[200];
-    bc_status_t st = bc_http_stream_connect(&f, job->source, (int)MIG_SOCKBUF_MAX, deadline,
-                                            job->mig->timeout_ms, why, sizeof(why));
+    bc_status_t st = bc_http_stream_connect(&f, r->source, (int)MIG_SOCKBUF_MAX, deadline,
+                                            mig->timeout_ms, why, sizeof(why));
     *retry = false;
     if (st == BC_EINVAL) {
-        st = bc_fail(err, errlen, BC_EINVAL, "bad source address \"%.100s\"", job->source);
+        st = bc_fail(err, errlen, BC_EINVAL, "bad source address \"%.100s\"", r->source);
         goto out;
     }
     if (st != BC_OK) {
         st = bc_fail(err, errlen, st == BC_ETIMEOUT ? BC_ETIMEOUT : BC_EIO,
-                     "cannot connect to source %.100s: %s", job->source, why);
+                     "cannot connect to source %.100s: %s", r->source, why);
         goto out;
     }
 
-    char path[128];
-    if (job->precopy) {
+    char path[128 + MIG_BATCH_MAX * 11];
+    if (r->batch->n > 1) {
+        size_t len = (size_t)snprintf(path, sizeof(path), "/v1/migrate/export?buckets=");
+        for (uint32_t i = 0; i < r->batch->n; i++) {
+            len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%" PRIu32, i ? "," : "",
+                                    r->batch->jobs[i]->bucket);
+        }
+        snprintf(path + len, sizeof(path) - len, "&tap=1");
+    } else if (job->precopy) {
         snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&tap=1", job->bucket);
     } else if (job->tap != 0) {
         snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&epoch=%" PRIu64
@@ -203,13 +278,13 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
     /* With the cluster secret: the request is signed, and the answer must
      * prove the source holds it too (migrate.h, PEER AUTHENTICATION). */
     char peer_hdr[BC_PEERAUTH_HTTP_MAX + 64] = "", nonce[BC_PEERAUTH_NONCE_LEN + 1] = "";
-    if (job->mig->peer_auth != NULL) {
+    if (mig->peer_auth != NULL) {
         char value[BC_PEERAUTH_HTTP_MAX], name[BC_WIRE_NAME_MAX + 1];
         bc_node_cluster_info_t ci;
-        bc_node_cluster_get_info(job->mig->cluster, &ci);
+        bc_node_cluster_get_info(mig->cluster, &ci);
         snprintf(name, sizeof(name), "%s", bc_wire_name_valid(ci.node_name, strlen(ci.node_name))
                                                ? ci.node_name : "unregistered");
-        if (bc_peerauth_http_sign(job->mig->peer_auth, "GET", path, name,
+        if (bc_peerauth_http_sign(mig->peer_auth, "GET", path, name,
                                   (uint64_t)bc_time_real_ms(), value, sizeof(value),
                                   nonce) == 0) {
             st = bc_fail(err, errlen, BC_EINVAL, "cannot sign the export request");
@@ -217,10 +292,10 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         }
         snprintf(peer_hdr, sizeof(peer_hdr), BC_PEERAUTH_HTTP_HEADER ": %s\r\n", value);
     }
-    st = bc_http_stream_get(&f, job->source, path, MIG_CONTENT_TYPE,
+    st = bc_http_stream_get(&f, r->source, path, MIG_CONTENT_TYPE,
                             peer_hdr[0] != '\0' ? peer_hdr : NULL);
     if (st != BC_OK) {
-        snprintf(err, errlen, "cannot send the export request to %.100s: %s", job->source,
+        snprintf(err, errlen, "cannot send the export request to %.100s: %s", r->source,
                  bc_status_str(st));
         goto out;
     }
@@ -233,30 +308,40 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         goto out;
     }
     if (st == BC_EPROTO) {
-        snprintf(err, errlen, "source %.100s does not speak HTTP", job->source);
+        snprintf(err, errlen, "source %.100s does not speak HTTP", r->source);
         goto out;
     }
     if (st != BC_OK) {
-        snprintf(err, errlen, "no answer from source %.100s: %s", job->source,
+        snprintf(err, errlen, "no answer from source %.100s: %s", r->source,
                  st == BC_ECLOSED ? "connection closed" : bc_status_str(st));
         if (st == BC_ECLOSED) st = BC_EIO;
         goto out;
     }
-    if (job->mig->peer_auth != NULL && f.status == MHD_HTTP_OK) {
+    if (mig->peer_auth != NULL && f.status == MHD_HTTP_OK) {
         const char *proof = bc_http_stream_header(&f, BC_PEERAUTH_HTTP_REPLY_HEADER);
         size_t pl = 0;
         while (proof != NULL && proof[pl] != '\0' && proof[pl] != '\r' && proof[pl] != '\n') pl++;
         char untrusted[150];
-        if (!bc_peerauth_http_reply_check(job->mig->peer_auth, "GET", path, nonce, proof, pl,
+        if (!bc_peerauth_http_reply_check(mig->peer_auth, "GET", path, nonce, proof, pl,
                                           untrusted, sizeof(untrusted))) {
-            snprintf(err, errlen, "source %.60s is not trusted: %.140s", job->source, untrusted);
+            snprintf(err, errlen, "source %.60s is not trusted: %.140s", r->source, untrusted);
             log_warn("migrate: import of bucket %" PRIu32 ": %s", job->bucket, err);
             st = BC_EACCES;
             goto out;
         }
     }
-    const char *tap = bc_http_stream_header(&f, MIG_TAP_HEADER);
-    if (tap != NULL) r->tap = strtoull(tap, NULL, 10);
+    r->ntaps = import_taps(bc_http_stream_header(&f, MIG_TAP_HEADER), r->taps);
+    if (f.status == MHD_HTTP_OK && job->precopy && r->ntaps != r->batch->n) {
+        if (r->ntaps == 0) {
+            snprintf(err, errlen, "source %.100s sent no change tracker with the precopy",
+                     r->source);
+        } else {
+            snprintf(err, errlen, "source %.100s sent %u change trackers for %u precopies",
+                     r->source, r->ntaps, r->batch->n);
+        }
+        st = BC_EPROTO;
+        goto out;
+    }
     long long content_length = f.content_length;
     size_t avail;
     const char *data;
@@ -305,7 +390,8 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
             if (st != BC_OK) goto out;
             bc_http_stream_consume(&f, used);
         }
-        if (atomic_load(&job->cancel)) {
+        if (r->job == NULL) break;    /* a batch: every section is in */
+        if (import_cancelled(r)) {
             snprintf(err, errlen, "cancelled");
             st = BC_ECLOSED;
             goto out;
@@ -324,13 +410,15 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         }
         if (st != BC_OK) {
             snprintf(err, errlen, "export from %.100s broke off after %" PRIu64 " bytes: %s",
-                     job->source, received, bc_status_str(st));
+                     r->source, received, bc_status_str(st));
             goto out;
         }
         received += got;
-        job_publish(job, job->base_items + r->items, job->base_bytes + r->bytes, r->skipped,
-                    got);
-        if (job->mig->test_step_delay_ms > 0) bc_time_sleep_ms(job->mig->test_step_delay_ms);
+        if (r->job != NULL) {
+            job_publish(r->job, r->job->base_items + r->items, r->job->base_bytes + r->bytes,
+                        r->skipped, got);
+        }
+        if (mig->test_step_delay_ms > 0) bc_time_sleep_ms(mig->test_step_delay_ms);
     }
     (void)bc_http_stream_data(&f, &avail);
     if (avail != 0) {
@@ -351,31 +439,32 @@ out:
 }
 
 static bc_status_t
-import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
+import_run(import_run_t *r, char *err, size_t errlen)
 {
+    import_job_t *job = r->job;
     bc_node_migrate_t *mig = job->mig;
-    if (bc__migrate_node_owns(mig, job->bucket)) {
-        snprintf(err, errlen, "this node's group already owns bucket %" PRIu32, job->bucket);
-        return BC_EEXISTS;
+    for (uint32_t i = 0; i < r->batch->n; i++) {
+        if (bc__migrate_node_owns(mig, r->batch->jobs[i]->bucket)) {
+            snprintf(err, errlen, "this node's group already owns bucket %" PRIu32,
+                     r->batch->jobs[i]->bucket);
+            return BC_EEXISTS;
+        }
     }
     int64_t t0 = bc_time_mono_ms(), deadline = t0 + mig->timeout_ms;
     int backoff = 1;
     for (;;) {
         /* A full export's HELLO empties the bucket first (import_frame); a
          * delta applies on top of the precopy, and applying it again after
-         * a retry is harmless (each change is "the key is now this"). */
+         * a retry is harmless (each change is "the key is now this").  A
+         * retry comes before any data (a refusal): the stream starts over
+         * at its first section. */
         memset(&r->stream, 0, sizeof(r->stream));
         r->items = r->bytes = r->skipped = 0;
-        r->tap = 0;
+        r->ntaps = 0;
         bool retry = false;
         bc_status_t st = import_fetch(r, deadline, &retry, err, errlen);
-        if (st == BC_OK && job->precopy && r->tap == 0) {
-            snprintf(err, errlen, "source %.100s sent no change tracker with the precopy",
-                     job->source);
-            return BC_EPROTO;
-        }
         if (st == BC_OK || !retry) return st;
-        if (atomic_load(&job->cancel)) {
+        if (import_cancelled(r)) {
             snprintf(err, errlen, "cancelled");
             return BC_ECLOSED;
         }
@@ -397,24 +486,94 @@ import_run(import_job_t *job, import_run_t *r, char *err, size_t errlen)
     }
 }
 
+/*
+ * A job's end: its outcome published, the console's long poll woken, the
+ * counters and the log.  st != BC_OK drops what the job stored (unless
+ * this group owns the bucket).  After this the job is not the thread's:
+ * its slot may be reused at once.
+ */
+static void
+job_finish(import_job_t *job, const import_run_t *r, bc_status_t st, const char *err)
+{
+    bc_node_migrate_t *mig = job->mig;
+    if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
+        bc_cache_bucket_drop(mig->cache, job->bucket);
+    }
+    uint64_t tap = r->idx < r->ntaps ? r->taps[r->idx] : 0;
+    int64_t elapsed = bc_time_mono_ms() - r->t0;
+    pthread_mutex_lock(&mig->mu);
+    /* A copy over a precopy reports what both moved: the bucket's data
+     * did cross, only earlier (the console's totals and rate count it). */
+    if (!r->delta) job->base_items = job->base_bytes = 0;
+    job->items = job->base_items + r->items;
+    job->bytes = job->base_bytes + r->bytes;
+    job->skipped = r->skipped;
+    job->finished_ms = bc_time_real_ms();
+    job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
+    bool precopy = job->precopy, fallback = !precopy && job->tap != 0 && !r->delta;
+    if (precopy) job->tap = st == BC_OK ? tap : 0;
+    job->delta = r->delta;
+    snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
+    uint32_t bucket = job->bucket;
+    uint64_t epoch = job->epoch;
+    mig->running--;
+    /* Answer the console's long poll now (under mu: shutdown clears the
+     * pointer under mu before the server goes). */
+    bc_httpd_wake(mig->httpd);
+    pthread_mutex_unlock(&mig->mu);
+    if (st == BC_OK) {
+        atomic_fetch_add(&mig->imports_done, 1);
+        atomic_fetch_add(&mig->import_items, r->items);
+        atomic_fetch_add(&mig->import_bytes, r->bytes);
+        if (precopy) atomic_fetch_add(&mig->precopies, 1);
+        if (r->delta) atomic_fetch_add(&mig->import_deltas, 1);
+        if (fallback) atomic_fetch_add(&mig->delta_fallbacks, 1);
+        log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms", bucket,
+                 precopy ? "precopy" : r->delta ? "changes since the precopy" : "full",
+                 epoch, r->source, r->items, r->bytes, (long long)elapsed);
+    } else {
+        atomic_fetch_add(&mig->imports_failed, 1);
+        log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
+                 bucket, epoch, r->source, err);
+    }
+}
+
 void *
 bc__migrate_import_main(void *arg)
 {
-    import_job_t *job = arg;
+    import_batch_t *batch = arg;
+    import_job_t *job = batch->jobs[0];
     bc_node_migrate_t *mig = job->mig;
     import_run_t r;
     char err[256] = "";
     memset(&r, 0, sizeof(r));
+    r.batch = batch;
     r.job = job;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
-    int64_t t0 = bc_time_mono_ms();
+    r.t0 = bc_time_mono_ms();
+    snprintf(r.source, sizeof(r.source), "%s", job->source);
     /* BEHAVIOR: a precopy runs at the same priority as everything else.
      * At a lower one it was preempted while holding a shard lock (its
      * stores take them) that a read-only copy or a client then waited
      * for, and the copies it feeds waited for it: both the stall and the
      * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
-    bc_status_t st = import_run(job, &r, err, sizeof(err));
+    bc_status_t st = import_run(&r, err, sizeof(err));
+    if (batch->n > 1) {
+        /* Every section that came is finished; what is left failed. */
+        if (st == BC_OK && r.job != NULL) {
+            snprintf(err, sizeof(err), "the source's stream ended before bucket %" PRIu32,
+                     r.job->bucket);
+            st = BC_EPROTO;
+        }
+        for (; r.job != NULL; r.job = ++r.idx < batch->n ? batch->jobs[r.idx] : NULL) {
+            job_finish(r.job, &r, st == BC_OK ? BC_EPROTO : st, err);
+            r.items = r.bytes = r.skipped = 0;
+        }
+        free(batch);
+        return NULL;
+    }
     if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {
         /* A deliberately slow destination (tests only). */
         for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
@@ -435,42 +594,7 @@ bc__migrate_import_main(void *arg)
                  "(too few in sync, or the primary's role or lease was lost)");
         st = BC_EAGAIN;
     }
-    if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
-        bc_cache_bucket_drop(mig->cache, job->bucket);
-    }
-    int64_t elapsed = bc_time_mono_ms() - t0;
-    pthread_mutex_lock(&mig->mu);
-    /* A copy over a precopy reports what both moved: the bucket's data
-     * did cross, only earlier (the console's totals and rate count it). */
-    if (!r.delta) job->base_items = job->base_bytes = 0;
-    job->items = job->base_items + r.items;
-    job->bytes = job->base_bytes + r.bytes;
-    job->skipped = r.skipped;
-    job->finished_ms = bc_time_real_ms();
-    job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
-    if (job->precopy) job->tap = st == BC_OK ? r.tap : 0;
-    job->delta = r.delta;
-    snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
-    mig->running--;
-    /* Answer the console's long poll now (under mu: shutdown clears the
-     * pointer under mu before the server goes). */
-    bc_httpd_wake(mig->httpd);
-    pthread_mutex_unlock(&mig->mu);
-    if (st == BC_OK) {
-        atomic_fetch_add(&mig->imports_done, 1);
-        atomic_fetch_add(&mig->import_items, r.items);
-        atomic_fetch_add(&mig->import_bytes, r.bytes);
-        if (job->precopy) atomic_fetch_add(&mig->precopies, 1);
-        if (r.delta) atomic_fetch_add(&mig->import_deltas, 1);
-        if (!job->precopy && job->tap != 0 && !r.delta) atomic_fetch_add(&mig->delta_fallbacks, 1);
-        log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
-                 " items, %" PRIu64 " bytes in %lld ms", job->bucket,
-                 job->precopy ? "precopy" : r.delta ? "changes since the precopy" : "full",
-                 job->epoch, job->source, r.items, r.bytes, (long long)elapsed);
-    } else {
-        atomic_fetch_add(&mig->imports_failed, 1);
-        log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
-                 job->bucket, job->epoch, job->source, err);
-    }
+    job_finish(job, &r, st, err);
+    free(batch);
     return NULL;
 }

@@ -19,6 +19,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -136,6 +137,209 @@ import_reply(bc_node_migrate_t *mig, bc_http_req_t *req, unsigned status, import
     return bc_http_reply_json(req, status, doc);
 }
 
+/* What import_decide found for one bucket of a POST. */
+typedef struct import_decision {
+    unsigned status;               /* 200 found, 202 started: job; else refused */
+    import_job_t *job;
+    bool start;                    /* job is reserved (RUNNING, counted): start its thread */
+    bool refuse;                   /* a 409 refusal with retry and epoch */
+    bool retry;
+    uint64_t epoch;
+    char error[200];
+} import_decision_t;
+
+static void
+decision_refuse(import_decision_t *d, bool retry, uint64_t epoch, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+decision_refuse(import_decision_t *d, bool retry, uint64_t epoch, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->error, sizeof(d->error), fmt, ap);
+    va_end(ap);
+    d->status = MHD_HTTP_CONFLICT;
+    d->refuse = true;
+    d->retry = retry;
+    d->epoch = epoch;
+}
+
+static void
+decision_fail(import_decision_t *d, unsigned status, const char *msg)
+{
+    snprintf(d->error, sizeof(d->error), "%s", msg);
+    d->status = status;
+}
+
+/*
+ * Decides the import of `bucket` that request p asks for (mu held; it may
+ * be released and taken again to join a finished thread): the job that
+ * already answers it, a refusal, or a slot reserved for a new job (state
+ * RUNNING, counted in running, every field set but the thread).
+ */
+static void
+import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
+              import_decision_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    import_job_t *j = job_find(mig, bucket);
+    if (p->precopy && j != NULL && j->precopy && j->from == p->from &&
+        strcmp(j->source, p->source) == 0 &&
+        (j->state == JOB_RUNNING || job_precopy_usable(mig, j, p->from, p->source))) {
+        /* BEHAVIOR: idempotent, as below; a console that took over asks
+         * again and finds the copy already made. */
+        d->status = j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK;
+        d->job = j;
+        return;
+    }
+    if (p->precopy && j != NULL && !j->precopy &&
+        (j->state == JOB_RUNNING || (j->state == JOB_DONE && !atomic_load(&j->cancel)))) {
+        /* The final copy runs or waits for its cutover: a precopy would
+         * empty the bucket under it (a stale request). */
+        decision_refuse(d, false, j->epoch, "the copy of bucket %" PRIu32 " at epoch %" PRIu64
+                        " is %s", bucket, j->epoch,
+                        j->state == JOB_RUNNING ? "running" : "waiting for its cutover");
+        return;
+    }
+    if (!p->precopy && j != NULL && j->epoch == p->epoch) {
+        /* BEHAVIOR: idempotent -- the same request again (a console that
+         * retried or took over) reports the job rather than restarting it. */
+        d->status = j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK;
+        d->job = j;
+        return;
+    }
+    if (!p->precopy && j != NULL && j->epoch > p->epoch) {
+        /* BEHAVIOR: a request older than the newest attempt is stale (a
+         * console that lost the election, a delayed retry): never run it. */
+        decision_refuse(d, false, j->epoch, "stale: an import of bucket %" PRIu32 " at the "
+                        "newer epoch %" PRIu64 " exists", bucket, j->epoch);
+        return;
+    }
+    if (j != NULL && j->state == JOB_RUNNING) {
+        /* An older attempt, or a precopy (epoch 0) from elsewhere or
+         * overtaken by the final copy: it stops, then this one can start. */
+        if (j->epoch < p->epoch || p->precopy) atomic_store(&j->cancel, true);
+        decision_refuse(d, true, j->epoch, "an import of bucket %" PRIu32 " at epoch %" PRIu64
+                        " is still running", bucket, j->epoch);
+        return;
+    }
+    if (bc__migrate_node_owns(mig, bucket)) {
+        char msg[80];
+        snprintf(msg, sizeof(msg), "this node's group already owns bucket %" PRIu32, bucket);
+        decision_fail(d, MHD_HTTP_CONFLICT, msg);
+        return;
+    }
+    if (mig->running >= mig->max_imports) {
+        char msg[80];
+        snprintf(msg, sizeof(msg), "%u imports already running; retry", mig->max_imports);
+        decision_fail(d, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+        return;
+    }
+    /* A final copy takes over a precopy of the same source: it asks only
+     * for the changes since (the precopy is then used up, whatever
+     * happens: a failed final copy drops the bucket). */
+    uint64_t since = 0, base_items = 0, base_bytes = 0;
+    if (!p->precopy) {
+        import_job_t *pre = job_find_kind(mig, bucket, true);
+        if (job_precopy_usable(mig, pre, p->from, p->source)) {
+            since = pre->tap;
+            base_items = pre->items;
+            base_bytes = pre->bytes;
+            pre->used = true;
+        }
+    }
+    j = job_slot(mig);
+    if (j == NULL) {
+        decision_fail(d, MHD_HTTP_SERVICE_UNAVAILABLE, "no free import slot");
+        return;
+    }
+    if (j->joinable) {
+        /* A finished thread: joining it takes no time, but not under mu. */
+        pthread_t t = j->thread;
+        j->joinable = false;
+        j->state = JOB_RUNNING;   /* reserved while unlocked */
+        pthread_mutex_unlock(&mig->mu);
+        pthread_join(t, NULL);
+        pthread_mutex_lock(&mig->mu);
+    }
+    j->mig = mig;
+    j->state = JOB_RUNNING;
+    j->bucket = bucket;
+    j->epoch = p->precopy ? 0 : p->epoch;
+    j->from = p->from;
+    snprintf(j->source, sizeof(j->source), "%s", p->source);
+    j->precopy = p->precopy;
+    j->tap = since;
+    j->flushes = bc_cache_flush_count(mig->cache);
+    j->used = false;
+    j->delta = false;
+    j->base_items = base_items;
+    j->base_bytes = base_bytes;
+    j->items = j->bytes = j->skipped = j->received = 0;
+    j->started_ms = bc_time_real_ms();
+    j->finished_ms = 0;
+    j->error[0] = '\0';
+    j->seq = ++mig->seq;
+    atomic_store(&j->cancel, false);
+    mig->running++;
+    d->status = MHD_HTTP_ACCEPTED;
+    d->job = j;
+    d->start = true;
+    log_info("migrate: importing bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s", bucket,
+             p->precopy ? "precopy" : since != 0 ? "changes since the precopy" : "full",
+             j->epoch, p->source);
+}
+
+/*
+ * Starts one thread for the n jobs reserved in batch (mu held).  The
+ * thread belongs to the last job (it finishes last: a slot reused after
+ * it never waits for the rest of a batch).  False when no thread could
+ * be made: the jobs are given back.
+ */
+static bool
+import_launch(bc_node_migrate_t *mig, import_batch_t *batch)
+{
+    import_job_t *last = batch->jobs[batch->n - 1];
+    if (pthread_create(&last->thread, NULL, bc__migrate_import_main, batch) != 0) {
+        for (uint32_t i = 0; i < batch->n; i++) {
+            batch->jobs[i]->state = JOB_FREE;
+            mig->running--;
+        }
+        free(batch);
+        return false;
+    }
+    last->joinable = true;
+    pthread_cond_signal(&mig->prefault_cv);
+    return true;
+}
+
+/* A POST's answer for one bucket, as the single request has it. */
+static enum MHD_Result
+import_answer(bc_node_migrate_t *mig, bc_http_req_t *req, const import_decision_t *d)
+{
+    if (d->job != NULL) return import_reply(mig, req, d->status, d->job);
+    pthread_mutex_unlock(&mig->mu);
+    if (d->refuse) return bc__migrate_refuse(req, d->retry, d->epoch, "%s", d->error);
+    return bc_http_reply_error(req, d->status, "%s", d->error);
+}
+
+/* A batch's entry for one bucket: the job, or the refusal's fields. */
+static cJSON *
+import_entry(bc_node_migrate_t *mig, uint32_t bucket, const import_decision_t *d)
+{
+    cJSON *e = d->job != NULL ? job_json(mig, d->job) : cJSON_CreateObject();
+    if (e == NULL) return NULL;
+    if (d->job == NULL) {
+        cJSON_AddNumberToObject(e, "bucket", bucket);
+        cJSON_AddStringToObject(e, "error", d->error);
+        cJSON_AddBoolToObject(e, "retry", d->retry || d->status == MHD_HTTP_SERVICE_UNAVAILABLE);
+        cJSON_AddNumberToObject(e, "epoch", (double)d->epoch);
+    }
+    cJSON_AddNumberToObject(e, "status", d->status);
+    return e;
+}
+
 static enum MHD_Result
 import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
 {
@@ -154,122 +358,41 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
                                   "this node is not (yet) its group's primary; import into the "
                                   "primary");
     }
+    import_batch_t *batch = calloc(1, sizeof(*batch));
+    cJSON *doc = p->has_bucket ? NULL : cJSON_CreateObject();
+    cJSON *jobs = doc != NULL ? cJSON_AddArrayToObject(doc, "jobs") : NULL;
+    if (batch == NULL || (!p->has_bucket && jobs == NULL)) {
+        free(batch);
+        cJSON_Delete(doc);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    }
     pthread_mutex_lock(&mig->mu);
     if (mig->stopping) {
         pthread_mutex_unlock(&mig->mu);
+        free(batch);
+        cJSON_Delete(doc);
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     }
-    import_job_t *j = job_find(mig, p->bucket);
-    if (p->precopy && j != NULL && j->precopy && j->from == p->from &&
-        strcmp(j->source, p->source) == 0 &&
-        (j->state == JOB_RUNNING || job_precopy_usable(mig, j, p->from, p->source))) {
-        /* BEHAVIOR: idempotent, as below; a console that took over asks
-         * again and finds the copy already made. */
-        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
+    /* BEHAVIOR: a batch (buckets=, precopies from one source) is decided
+     * bucket by bucket as the single request is, and what it starts runs
+     * on one thread over one connection, in the order asked. */
+    import_decision_t d;
+    bool launched = true;
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        import_decide(mig, p, p->list[i], &d);
+        if (d.start) batch->jobs[batch->n++] = d.job;
+        if (jobs != NULL) cJSON_AddItemToArray(jobs, import_entry(mig, p->list[i], &d));
     }
-    if (p->precopy && j != NULL && !j->precopy &&
-        (j->state == JOB_RUNNING || (j->state == JOB_DONE && !atomic_load(&j->cancel)))) {
-        /* The final copy runs or waits for its cutover: a precopy would
-         * empty the bucket under it (a stale request). */
-        uint64_t other = j->epoch;
+    if (batch->n > 0) launched = import_launch(mig, batch);
+    else free(batch);
+    if (!launched) {
         pthread_mutex_unlock(&mig->mu);
-        return bc__migrate_refuse(req, false, other,
-                                  "the copy of bucket %" PRIu32 " at epoch %" PRIu64 " is %s",
-                                  p->bucket, other,
-                                  j->state == JOB_RUNNING ? "running" : "waiting for its cutover");
-    }
-    if (!p->precopy && j != NULL && j->epoch == p->epoch) {
-        /* BEHAVIOR: idempotent -- the same request again (a console that
-         * retried or took over) reports the job rather than restarting it. */
-        return import_reply(mig, req, j->state == JOB_RUNNING ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, j);
-    }
-    if (!p->precopy && j != NULL && j->epoch > p->epoch) {
-        /* BEHAVIOR: a request older than the newest attempt is stale (a
-         * console that lost the election, a delayed retry): never run it. */
-        uint64_t newer = j->epoch;
-        pthread_mutex_unlock(&mig->mu);
-        return bc__migrate_refuse(req, false, newer,
-                                  "stale: an import of bucket %" PRIu32 " at the newer epoch %"
-                                  PRIu64 " exists", p->bucket, newer);
-    }
-    if (j != NULL && j->state == JOB_RUNNING) {
-        /* An older attempt, or a precopy (epoch 0) from elsewhere or
-         * overtaken by the final copy: it stops, then this one can start. */
-        if (j->epoch < p->epoch || p->precopy) atomic_store(&j->cancel, true);
-        uint64_t other = j->epoch;
-        pthread_mutex_unlock(&mig->mu);
-        return bc__migrate_refuse(req, true, other,
-                                  "an import of bucket %" PRIu32 " at epoch %" PRIu64 " is still "
-                                  "running", p->bucket, other);
-    }
-    if (bc__migrate_node_owns(mig, p->bucket)) {
-        pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_CONFLICT, "this node's group already owns "
-                                   "bucket %" PRIu32, p->bucket);
-    }
-    if (mig->running >= mig->max_imports) {
-        pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "%u imports already "
-                                   "running; retry", mig->max_imports);
-    }
-    /* A final copy takes over a precopy of the same source: it asks only
-     * for the changes since (the precopy is then used up, whatever
-     * happens: a failed final copy drops the bucket). */
-    uint64_t since = 0, base_items = 0, base_bytes = 0;
-    if (!p->precopy) {
-        import_job_t *pre = job_find_kind(mig, p->bucket, true);
-        if (job_precopy_usable(mig, pre, p->from, p->source)) {
-            since = pre->tap;
-            base_items = pre->items;
-            base_bytes = pre->bytes;
-            pre->used = true;
-        }
-    }
-    j = job_slot(mig);
-    if (j == NULL) {
-        pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "no free import slot");
-    }
-    if (j->joinable) {
-        /* A finished thread: joining it takes no time, but not under mu. */
-        pthread_t t = j->thread;
-        j->joinable = false;
-        j->state = JOB_RUNNING;   /* reserved while unlocked */
-        pthread_mutex_unlock(&mig->mu);
-        pthread_join(t, NULL);
-        pthread_mutex_lock(&mig->mu);
-    }
-    j->mig = mig;
-    j->state = JOB_RUNNING;
-    j->bucket = p->bucket;
-    j->epoch = p->precopy ? 0 : p->epoch;
-    j->from = p->from;
-    snprintf(j->source, sizeof(j->source), "%s", p->source);
-    j->precopy = p->precopy;
-    j->tap = since;
-    j->flushes = bc_cache_flush_count(mig->cache);
-    j->used = false;
-    j->delta = false;
-    j->base_items = base_items;
-    j->base_bytes = base_bytes;
-    j->items = j->bytes = j->skipped = j->received = 0;
-    j->started_ms = bc_time_real_ms();
-    j->finished_ms = 0;
-    j->error[0] = '\0';
-    j->seq = ++mig->seq;
-    atomic_store(&j->cancel, false);
-    if (pthread_create(&j->thread, NULL, bc__migrate_import_main, j) != 0) {
-        j->state = JOB_FREE;
-        pthread_mutex_unlock(&mig->mu);
+        cJSON_Delete(doc);
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot start a thread");
     }
-    j->joinable = true;
-    mig->running++;
-    pthread_cond_signal(&mig->prefault_cv);
-    log_info("migrate: importing bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s", p->bucket,
-             p->precopy ? "precopy" : since != 0 ? "changes since the precopy" : "full",
-             j->epoch, p->source);
-    return import_reply(mig, req, MHD_HTTP_ACCEPTED, j);
+    if (p->has_bucket) return import_answer(mig, req, &d);
+    pthread_mutex_unlock(&mig->mu);
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
 }
 
 static enum MHD_Result
@@ -318,6 +441,10 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     enum MHD_Result result;
     if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
     if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0) return import_start(mig, req, &p);
+    if (!p.has_bucket) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "buckets: only a POST starts "
+                                   "a batch; ask for each job by bucket");
+    }
     if (strcmp(req->method, MHD_HTTP_METHOD_DELETE) == 0) return import_cancel(mig, req, &p);
     pthread_mutex_lock(&mig->mu);
     import_job_t *j = job_find_kind(mig, p.bucket, p.precopy);

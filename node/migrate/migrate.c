@@ -56,6 +56,30 @@
 /* ---- what every endpoint shares ---- */
 
 /* Parses bucket/epoch/source; on error queues a 400 into *result. */
+/* buckets=B1,B2,...: 1..MIG_BATCH_MAX distinct buckets of this cache. */
+static bool
+mig_parse_list(bc_node_migrate_t *mig, const char *text, size_t len, mig_params_t *p)
+{
+    uint32_t nb = bc_cache_nbuckets(mig->cache);
+    size_t i = 0;
+    p->nlist = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && text[j] != ',') j++;
+        uint64_t v;
+        if (p->nlist == MIG_BATCH_MAX || !bc_parse_u64n(text + i, j - i, UINT32_MAX, &v) ||
+            v >= nb) {
+            return false;
+        }
+        for (uint32_t k = 0; k < p->nlist; k++) {
+            if (p->list[k] == v) return false;
+        }
+        p->list[p->nlist++] = (uint32_t)v;
+        i = j + 1;
+    }
+    return p->nlist > 0;
+}
+
 bool
 bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
                          enum MHD_Result *result)
@@ -80,6 +104,14 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
             }
             p->bucket = (uint32_t)v;
             p->has_bucket = true;
+        } else if (strcmp(q->name, "buckets") == 0) {
+            if (!mig_parse_list(mig, q->value, q->value_len, p)) {
+                *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                              "buckets: expected 1 to %u distinct buckets "
+                                              "0..%u, comma-separated", MIG_BATCH_MAX,
+                                              bc_cache_nbuckets(mig->cache) - 1);
+                return false;
+            }
         } else if (strcmp(q->name, "epoch") == 0) {
             if (!bc_parse_u64n(q->value, q->value_len, UINT64_MAX, &p->epoch) || p->epoch == 0) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
@@ -132,9 +164,22 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
             return false;
         }
     }
-    if (!p->has_bucket) {
-        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "bucket is required");
+    if (p->has_bucket == (p->nlist > 0)) {
+        *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, p->has_bucket
+                                      ? "bucket and buckets: one or the other"
+                                      : "bucket is required");
         return false;
+    }
+    if (p->nlist > 0) {
+        if (!p->tap && !p->precopy) {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "buckets: only precopies go in batches");
+            return false;
+        }
+        p->bucket = p->list[0];
+    } else {
+        p->nlist = 1;
+        p->list[0] = p->bucket;
     }
     return true;
 }

@@ -31,6 +31,12 @@
  *            writable, from the primary of its owner, with a change
  *            tracker armed just before it is read; its id comes in the
  *            X-Bucketcache-Tap header.
+ *   GET    /v1/migrate/export?buckets=B1,B2,...&tap=1
+ *            a batch of precopies (at most 64 buckets): one stream of
+ *            sections, HELLO / items / END per bucket, back to back in
+ *            the order asked, every tracker armed before the first is
+ *            read; X-Bucketcache-Tap lists their ids in that order.
+ *            Refused whole (409) when any bucket is not served here.
  *
  *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
  *            starts (or, same B and E, reports) an import job from group
@@ -63,8 +69,21 @@
  *            only while the precopy is usable: finished, under 30 s old,
  *            not used by an earlier copy, and no flush_all ran here since
  *            (job_precopy_usable says why each matters).
+ *   POST   /v1/migrate/import?buckets=B1,B2,...&from=G&source=HOST:PORT&precopy=1
+ *            the precopies of up to 64 buckets from one source: each
+ *            decided as the single request decides it, and those started
+ *            run on ONE thread pulling export?buckets=...&tap=1 over one
+ *            connection; each section's END finishes its job (so each
+ *            long poll is answered as its bucket arrives), a job called
+ *            off meanwhile has its section read but not stored.  200
+ *            {"jobs":[...]}, one entry per bucket in the order asked: the
+ *            job's state with "status" 200 (found) or 202 (started), or
+ *            the refusal {"bucket","status","error","retry","epoch"}.
+ *            Why a batch: a precopy of a small bucket costs its request,
+ *            job, thread, connection and long poll, not its bytes.
  *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
- *            the newest precopy of B, long poll as below.
+ *            the newest precopy of B, long poll as below (a batch's jobs
+ *            too: asked for one by one).
  *   DELETE /v1/migrate/import?bucket=B&precopy=1
  *            the move was called off: the precopy stops and what it stored
  *            is dropped -- unless a copy of B took over from it (409).

@@ -65,7 +65,9 @@ typedef struct import_job {
     int64_t finished_ms;
     char error[256];
     uint64_t seq;                  /* age, for reusing the oldest finished slot */
-    bool joinable;                 /* a thread to join before the slot is reused */
+    bool joinable;                 /* a thread to join before the slot is reused (of a
+                                    * batch: its last job holds the thread, the one it
+                                    * finishes last) */
     pthread_t thread;
     _Atomic bool cancel;
 } import_job_t;
@@ -112,8 +114,14 @@ struct bc_node_migrate {
     bc_httpd_t *httpd;
 };
 
+/* Buckets one precopy request may name (buckets=B1,B2,...): one stream per
+ * (source, destination) pair carries them back to back. */
+#define MIG_BATCH_MAX           64u
+
 typedef struct mig_params {
     bool has_bucket, has_epoch, has_source, has_from;
+    uint32_t nlist;                /* buckets=: how many (0: bucket= alone) */
+    uint32_t list[MIG_BATCH_MAX];  /* buckets=, in the order asked; list[0] is also bucket */
     bool tap;                      /* export: arm a change tracker (a precopy's snapshot) */
     bool precopy;                  /* import: the precopy job */
     uint64_t since;                /* export: only the changes tracker `since` saw */
@@ -135,7 +143,15 @@ enum MHD_Result bc__migrate_refuse(bc_http_req_t *req, bool retry, uint64_t epoc
 /* migrate.c: true when this node's group owns bucket by its tables. */
 bool bc__migrate_node_owns(bc_node_migrate_t *mig, uint32_t bucket);
 
-/* import.c: an import job's thread (arg is the import_job_t). */
+/* The jobs one import thread runs over one connection to their source, in
+ * order: a single job, or a batch of precopies (buckets=).  Owned by the
+ * thread, which frees it. */
+typedef struct import_batch {
+    uint32_t n;
+    import_job_t *jobs[MIG_BATCH_MAX];
+} import_batch_t;
+
+/* import.c: an import thread (arg is an import_batch_t). */
 void *bc__migrate_import_main(void *arg);
 
 /* jobs.c: the cluster agent's drop hook (cluster.h, bc_node_cluster_set_drop). */

@@ -17,7 +17,9 @@ each case happens exactly when the test says:
     whole bucket was asked for, or a DEL in a full export: clear errors,
     nothing kept;
   - a large bucket streams whole over many steps, to HTTP/1.0 and 1.1
-    readers, and a paused reader does not make the source buffer it."""
+    readers, and a paused reader does not make the source buffer it;
+  - a batch of precopies (buckets=) crosses on one stream, each bucket to
+    its own job and tracker; malformed batches are refused."""
 import os
 import socket
 import sys
@@ -335,6 +337,63 @@ def test_destination_restarted_between_precopy_and_copy():
     assert mu.bucket_items(b2, bucket) == mu.bucket_items(a, bucket) == 4
     assert mu.migrate_stats(a)["export_deltas"] == 0
     for p in (a, b2, con):
+        p.stop()
+
+
+def test_batch_of_precopies_between_real_nodes():
+    """buckets=: the precopies of one source in one request, one stream."""
+    cl, con, a, b = two_groups("precopybatch")
+    c = a.conn()
+    batch = [5, 2, 9, 11]
+    for i, bucket in enumerate(batch):
+        fill(c, bucket, 20 + 10 * i, "bt%d-" % bucket, value="v%d" % bucket)
+    path = ("/v1/migrate/import?buckets=%s&from=1&source=127.0.0.1%%3A%d&precopy=1"
+            % (",".join(str(x) for x in batch), a.admin_port))
+    st, doc = harness.http_json(b.admin_port, "POST", path)
+    assert st == 200 and [j["bucket"] for j in doc["jobs"]] == batch, (st, doc)
+    assert all(j["status"] in (200, 202) and j["precopy"] for j in doc["jobs"]), doc
+    for i, bucket in enumerate(batch):
+        poll = "/v1/migrate/import?bucket=%d&precopy=1&wait_ms=5000" % bucket
+        job = harness.wait_for(lambda: (lambda d: d if d["state"] != "running" else None)(
+            harness.http_json(b.admin_port, "GET", poll, timeout=10)[1]), what="batch job")
+        assert job["state"] == "done" and job["items"] == 20 + 10 * i, job
+        assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 20 + 10 * i
+    # one export served them all, one tracker per bucket
+    mig = mu.admin_stats(a)["cluster"]["migrate"]
+    assert mig["exports"] == 4 and mig["taps_active"] == 4, mig
+    assert a.proc.output().count("exporting 4 buckets (precopies, one stream") == 1
+
+    # the same batch again: found, not started again
+    st, doc = harness.http_json(b.admin_port, "POST", path)
+    assert st == 200 and all(j["status"] == 200 for j in doc["jobs"]), doc
+    # a final copy builds on its bucket's precopy of the batch: only the
+    # change made since crosses (the local fence makes it read-only)
+    k = keys_in_bucket(9, 1, "bt9-")[0]
+    assert c.cmd("set %s 0 0 5" % k, "newer") == b"STORED\r\n"
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    job = mu.run_job(b, final_path(9, epoch, a.admin_port), "final copy of a batch's bucket")
+    assert job["state"] == "done" and job["delta"] is True and job["items"] == 40 + 1, job
+    assert mu.bucket_items(b, 9) == 40
+
+    # a bucket the destination cannot take now (its copy waits for its
+    # cutover) is refused in its entry alone; the others are found
+    st, doc = harness.http_json(b.admin_port, "POST", path)
+    assert st == 200 and [j["status"] for j in doc["jobs"]] == [200, 200, 409, 200], doc
+    assert doc["jobs"][2]["retry"] is False and "cutover" in doc["jobs"][2]["error"], doc
+    # malformed lists are refused whole, as is a GET of a batch
+    for bad in ("buckets=1,1", "buckets=1,,2", "buckets=", "buckets=99",
+                "buckets=" + ",".join(str(x) for x in range(65)), "buckets=1&bucket=2"):
+        st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?%s&from=1&source="
+                                    "127.0.0.1%%3A%d&precopy=1" % (bad, a.admin_port))
+        assert st == 400 and "error" in doc, (bad, st, doc)
+    st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/import?buckets=5,2&precopy=1")
+    assert st == 400, (st, doc)
+    # a batch is for precopies only
+    st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?buckets=5,2&epoch=9&"
+                                "from=1&source=127.0.0.1%%3A%d" % a.admin_port)
+    assert st == 400 and "precopies" in doc["error"], (st, doc)
+    assert a.proc.poll() is None and b.proc.poll() is None
+    for p in (a, b, con):
         p.stop()
 
 

@@ -272,7 +272,11 @@ import(side_t *dst, source_t *fake, const char *source, uint32_t bucket, bool pr
     pthread_mutex_lock(&dst->mig->mu);
     dst->mig->running++;
     pthread_mutex_unlock(&dst->mig->mu);
-    bc__migrate_import_main(job);
+    import_batch_t *batch = calloc(1, sizeof(*batch));
+    assert_non_null(batch);
+    batch->n = 1;
+    batch->jobs[0] = job;
+    bc__migrate_import_main(batch);           /* frees the batch */
     if (fake != NULL) source_wait(fake);
     return job;
 }
@@ -717,6 +721,132 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
     side_free(&dst);
 }
 
+/* Runs a batch of precopies (buckets[0..n)) to its end on this thread, one
+ * stream from the source at addr; cancelled[i]: job i is called off
+ * before it starts.  The jobs, which the caller frees. */
+static void
+import_batch(side_t *dst, const char *addr, const uint32_t *buckets, uint32_t n,
+             const bool *cancelled, import_job_t **jobs)
+{
+    import_batch_t *batch = calloc(1, sizeof(*batch));
+    assert_non_null(batch);
+    for (uint32_t i = 0; i < n; i++) {
+        import_job_t *job = calloc(1, sizeof(*job));
+        assert_non_null(job);
+        job->mig = dst->mig;
+        job->state = JOB_RUNNING;
+        job->bucket = buckets[i];
+        job->from = 1;
+        job->precopy = true;
+        snprintf(job->source, sizeof(job->source), "%s", addr);
+        atomic_init(&job->cancel, cancelled != NULL && cancelled[i]);
+        batch->jobs[batch->n++] = jobs[i] = job;
+    }
+    pthread_mutex_lock(&dst->mig->mu);
+    dst->mig->running += n;
+    pthread_mutex_unlock(&dst->mig->mu);
+    bc__migrate_import_main(batch);           /* frees the batch, not the jobs */
+}
+
+/* Items of about 1 KB in bucket b, keys key_in(b, 0..n). */
+static void
+fill_bucket(bc_cache_t *cache, uint32_t b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[32], value[1100];
+        key_in(b, i, key, sizeof(key));
+        size_t vlen = kilo_value(i);
+        value_of(i, value, vlen);
+        memcpy(value + vlen, "\r\n", 2);
+        bc_status_t st;
+        uint32_t h = bc_hash_key(key, strlen(key));
+        bc_item_t *it = bc_item_alloc(cache, key, strlen(key), h, (uint32_t)i, 0,
+                                      (uint32_t)vlen + 2, &st);
+        assert_non_null(it);
+        memcpy(bc_item_value(it), value, vlen + 2);
+        assert_int_equal(bc_cache_store_moved(cache, it, BC_STORE_SET, 1000 + (uint64_t)i), BC_OK);
+    }
+}
+
+static void
+test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
+{
+    (void)state;
+    side_t src, dst;
+    side_init(&src, 1);
+    side_init(&dst, 2);
+    /* three buckets of different sizes, and one left out */
+    const uint32_t buckets[3] = {BUCKET + 1, BUCKET - 1, BUCKET};
+    const int sizes[3] = {250, 0, 400};
+    for (int i = 0; i < 3; i++) fill_bucket(src.cache, buckets[i], sizes[i]);
+    fill_bucket(src.cache, BUCKET + 2, 30);
+    static const bc_http_route_t routes[] = {
+        {"/v1/migrate/export", "GET", serve_export},
+    };
+    bc_httpd_config_t hc = {.name = "admin", .listen_addr = "127.0.0.1", .routes = routes,
+                            .nroutes = 1, .ctx = src.mig};
+    bc_httpd_t *httpd;
+    assert_int_equal(bc_httpd_create(&hc, &httpd), BC_OK);
+    assert_int_equal(bc_httpd_start(httpd), BC_OK);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)bc_httpd_port(httpd));
+
+    /* One stream, each section to its job, in the order asked; each job
+     * has the tracker the source armed for its bucket. */
+    import_job_t *jobs[3];
+    import_batch(&dst, addr, buckets, 3, NULL, jobs);
+    for (int i = 0; i < 3; i++) {
+        if (jobs[i]->state != JOB_DONE) fail_msg("bucket %u: %s", buckets[i], jobs[i]->error);
+        assert_int_equal(jobs[i]->items, sizes[i]);
+        assert_true(jobs[i]->tap != 0);
+        for (int k = 0; k < i; k++) assert_true(jobs[i]->tap != jobs[k]->tap);
+        assert_int_equal(bucket_items(dst.cache, buckets[i]), sizes[i]);
+    }
+    assert_items(dst.cache, BUCKET, 400, kilo_value);
+    assert_int_equal(bucket_items(dst.cache, BUCKET + 2), 0);
+    assert_int_equal(dst.mig->running, 0);
+    bc_node_migrate_stats_t ms;
+    bc_node_migrate_get_stats(src.mig, &ms);
+    assert_int_equal(ms.exports, 3);
+    assert_int_equal(ms.export_items, 650);
+    assert_int_equal(ms.taps_active, 3);
+    bc_node_migrate_get_stats(dst.mig, &ms);
+    assert_int_equal(ms.precopies, 3);
+    for (int i = 0; i < 3; i++) free(jobs[i]);
+
+    /* A job called off: its section is read but not stored, the others
+     * go on. */
+    for (int i = 0; i < 3; i++) bc_cache_bucket_drop(dst.cache, buckets[i]);
+    const bool off[3] = {false, false, true};
+    const uint32_t two[3] = {BUCKET, BUCKET + 2, BUCKET + 1};
+    import_batch(&dst, addr, two, 3, off, jobs);
+    assert_int_equal(jobs[0]->state, JOB_DONE);
+    assert_int_equal(jobs[1]->state, JOB_DONE);
+    assert_int_equal(jobs[1]->items, 30);
+    assert_int_equal(jobs[2]->state, JOB_FAILED);
+    assert_string_equal(jobs[2]->error, "cancelled");
+    assert_int_equal(bucket_items(dst.cache, BUCKET + 1), 0);
+    assert_int_equal(bucket_items(dst.cache, BUCKET), 400);
+    for (int i = 0; i < 3; i++) free(jobs[i]);
+
+    /* A source that refuses one bucket refuses the batch: every job fails
+     * and keeps nothing. */
+    for (int i = 0; i < 3; i++) bc_cache_bucket_drop(dst.cache, two[i]);
+    bc__node_cluster_set_role(src.cl, false, NULL);
+    import_batch(&dst, addr, buckets, 3, NULL, jobs);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(jobs[i]->state, JOB_FAILED);
+        assert_non_null(strstr(jobs[i]->error, "not the primary"));
+        assert_int_equal(bucket_items(dst.cache, buckets[i]), 0);
+        free(jobs[i]);
+    }
+    assert_int_equal(dst.mig->running, 0);
+
+    bc_httpd_destroy(httpd);
+    side_free(&src);
+    side_free(&dst);
+}
+
 int
 main(void)
 {
@@ -730,6 +860,7 @@ main(void)
         cmocka_unit_test(test_import_full_copy_replaces_what_the_bucket_held),
         cmocka_unit_test(test_import_asks_again_while_the_source_is_not_fenced),
         cmocka_unit_test(test_export_streams_a_whole_bucket_to_an_import),
+        cmocka_unit_test(test_export_streams_a_batch_of_precopies_on_one_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
