@@ -87,7 +87,7 @@ export_refused(bc_node_migrate_t *mig)
  * keys that still exist go out as ITEM; they are marked, and those left
  * unmarked afterwards are gone (DEL). */
 typedef struct delta_ctx {
-    export_ctx_t x;
+    bc_item_frame_batch_t *frames;
     bc_tap_keys_t *keys;
 } delta_ctx_t;
 
@@ -96,13 +96,13 @@ export_changed_item(const bc_item_t *it, void *arg)
 {
     delta_ctx_t *d = arg;
     if (!bc_tap_keys_mark(d->keys, bc_item_key(it), bc_item_nkey(it))) return true;
-    return bc_item_frame_batch_add(it, &d->x.frames);
+    return bc_item_frame_batch_add(it, d->frames);
 }
 
 static void
 export_gone_key(const char *key, size_t nkey, void *arg)
 {
-    bc_item_frame_batch_t *x = &((delta_ctx_t *)arg)->x.frames;
+    bc_item_frame_batch_t *x = ((delta_ctx_t *)arg)->frames;
     if (x->st != BC_OK) return;
     x->st = bc_frame_put_del(x->buf, key, nkey);
     if (x->st != BC_OK) return;
@@ -180,13 +180,17 @@ typedef struct export_stream {
     uint32_t bucket;               /* the section being read: list[idx] */
     uint64_t epoch;
     uint64_t tap;                  /* its tracker: taps[idx] */
-    /* BEHAVIOR: a batch of precopies (buckets=) is one stream of sections,
-     * HELLO / items / END per bucket, back to back in the order asked; one
-     * bucket is a batch of one.  Every tracker is armed before the first
-     * section is read (arm first, then read: tap.h). */
+    /* BEHAVIOR: a batch (buckets=) is one stream of sections, HELLO /
+     * items / END per bucket, back to back in the order asked; one bucket
+     * is a batch of one.  A precopy batch arms every tracker before the
+     * first section is read (arm first, then read: tap.h); a copy batch
+     * is fenced whole before its first section, and a section whose
+     * tracker saw every change since its precopy carries only those
+     * (keys[i], encoded at once when the section starts). */
     uint32_t nlist, idx;
     uint32_t list[MIG_BATCH_MAX];
     uint64_t taps[MIG_BATCH_MAX];
+    bc_tap_keys_t *keys[MIG_BATCH_MAX];   /* owned; NULL: the whole bucket */
     export_ctx_t x;                /* frames encoded, not yet all given to MHD */
     size_t sent;                   /* x.buf.data[0..sent) is given to MHD */
     uint32_t cursor;               /* bc_cache_bucket_scan's */
@@ -203,6 +207,26 @@ export_scan_item(const bc_item_t *it, void *arg)
     if (s->x.frames.st != BC_OK) return false;
     if (!bc_item_frame_batch_add(it, &s->x.frames)) return false;
     return s->x.buf.len < MIG_EXPORT_STEP;
+}
+
+static bc_status_t export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket,
+                                       uint64_t epoch, bc_tap_keys_t *keys);
+
+/* Section s->idx begins: its HELLO, and for a delta all of its frames. */
+static bc_status_t
+export_section_start(export_stream_t *s)
+{
+    bc_node_migrate_t *mig = s->mig;
+    s->bucket = s->list[s->idx];
+    s->tap = s->taps[s->idx];
+    s->cursor = 0;
+    s->x.frames.items = s->x.frames.bytes = 0;
+    if (s->keys[s->idx] != NULL) {
+        s->scanning = false;
+        return export_encode_delta(mig, &s->x, s->bucket, s->epoch, s->keys[s->idx]);
+    }
+    s->scanning = true;
+    return bc_frame_put_hello(&s->x.buf, s->bucket, s->epoch, bc_cache_nbuckets(mig->cache));
 }
 
 /* Encodes the next step of the walk (or the END frame) into s->x.buf.
@@ -222,18 +246,14 @@ export_stream_step(export_stream_t *s)
     } else {
         st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
         if (st == BC_OK && s->idx + 1 < s->nlist) {
-            /* the next section: its HELLO after this END, in the same step */
-            log_info("migrate: exported bucket %" PRIu32 " (precopy, %u of %u in a batch): %"
-                     PRIu64 " items", s->bucket, s->idx + 1, s->nlist, s->x.frames.items);
+            /* the next section, after this END in the same step */
+            log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s, %u of %u "
+                     "in a batch): %" PRIu64 " items", s->bucket, s->epoch,
+                     s->tap != 0 ? "precopy" : s->keys[s->idx] != NULL ? "changes" : "full",
+                     s->idx + 1, s->nlist, s->x.frames.items);
             s->idx++;
-            s->bucket = s->list[s->idx];
-            s->tap = s->taps[s->idx];
-            s->cursor = 0;
-            s->scanning = true;
-            s->x.frames.items = s->x.frames.bytes = 0;
             items = 0;
-            st = bc_frame_put_hello(&s->x.buf, s->bucket, s->epoch,
-                                    bc_cache_nbuckets(mig->cache));
+            st = export_section_start(s);
         } else {
             s->ended = true;
         }
@@ -290,39 +310,46 @@ export_stream_free(void *arg)
              s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
              bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
     bc_frame_buf_free(&s->x.buf);
+    for (uint32_t i = 0; i < s->nlist; i++) {
+        if (s->keys[i] != NULL) bc_tap_keys_free(s->keys[i]);
+        free(s->keys[i]);
+    }
     free(s);
 }
 
-/* Streams the buckets of list (n of them; one but for a batch of
- * precopies), taps[i] the tracker of list[i] (0: none, a copy at epoch). */
+/* Streams the buckets of list (n of them), taps[i] the tracker of a
+ * precopy of list[i] (0: none, a copy at epoch), keys[i] (taken over,
+ * NULL: the whole bucket) the changes a copy's section carries instead. */
 static enum MHD_Result
 export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *list,
-                  const uint64_t *taps, uint32_t n, uint64_t epoch)
+                  const uint64_t *taps, bc_tap_keys_t **keys, uint32_t n, uint64_t epoch)
 {
     uint32_t bucket = list[0];
     uint64_t tap = taps[0];
     export_stream_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
+        for (uint32_t i = 0; keys != NULL && i < n; i++) {
+            if (keys[i] != NULL) bc_tap_keys_free(keys[i]);
+            free(keys[i]);
+        }
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot export bucket %"
                                    PRIu32 ": out of memory", bucket);
     }
     s->mig = mig;
-    s->bucket = bucket;
     s->epoch = epoch;
-    s->tap = tap;
     s->nlist = n;
     memcpy(s->list, list, n * sizeof(*list));
     memcpy(s->taps, taps, n * sizeof(*taps));
-    s->scanning = true;
+    if (keys != NULL) memcpy(s->keys, keys, n * sizeof(*keys));
     s->started_ms = bc_time_mono_ms();
     export_init(mig, &s->x);
-    bc_status_t st = bc_frame_put_hello(&s->x.buf, bucket, epoch, bc_cache_nbuckets(mig->cache));
+    bc_status_t st = export_section_start(s);
     if (st != BC_OK) {
-        bc_frame_buf_free(&s->x.buf);
-        free(s);
+        export_stream_free(s);
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
                                    PRIu32 ": %s", bucket, bc_status_str(st));
     }
+    atomic_fetch_add_explicit(&mig->export_items, s->x.frames.items, memory_order_relaxed);
     atomic_fetch_add_explicit(&mig->exports, n, memory_order_relaxed);
     uint64_t items = 0, bytes = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -336,8 +363,9 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
                  PRIu64 " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
                  items, bytes);
     } else {
-        log_info("migrate: exporting %u buckets (precopies, one stream; bucket %" PRIu32
-                 " first): about %" PRIu64 " items, %" PRIu64 " bytes", n, bucket, items, bytes);
+        log_info("migrate: exporting %u buckets (%s, one stream; bucket %" PRIu32
+                 " first): about %" PRIu64 " items, %" PRIu64 " bytes", n,
+                 tap != 0 ? "precopies" : "copies", bucket, items, bytes);
     }
     /* The trackers' ids, in the order of the buckets (the destination
      * needs each for its final copy's changes). */
@@ -352,11 +380,22 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
                                 export_stream_read, s, export_stream_free);
 }
 
-static enum MHD_Result
-export_reply(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
-             uint64_t tap)
+/* Encodes the changes tracker `keys` recorded in bucket, each as it is
+ * now (HELLO, ITEM / DEL frames; no END), into x. */
+static bc_status_t
+export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, uint64_t epoch,
+                    bc_tap_keys_t *keys)
 {
-    return export_reply_list(mig, req, &bucket, &tap, 1, epoch);
+    delta_ctx_t d = {.frames = &x->frames, .keys = keys};
+    bc_status_t st = bc_frame_put_hello_delta(&x->buf, bucket, epoch,
+                                              bc_cache_nbuckets(mig->cache));
+    if (st == BC_OK && keys->count > 0) {
+        st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
+        if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
+    }
+    if (st == BC_OK) st = x->frames.st;
+    if (st == BC_OK) atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
+    return st;
 }
 
 /* Only the keys a change tracker recorded, each as it is now. */
@@ -364,20 +403,12 @@ static enum MHD_Result
 export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
                    bc_tap_keys_t *keys)
 {
-    delta_ctx_t d;
-    export_init(mig, &d.x);
-    d.keys = keys;
-    bc_status_t st = bc_frame_put_hello_delta(&d.x.buf, bucket, epoch,
-                                              bc_cache_nbuckets(mig->cache));
-    if (st == BC_OK && keys->count > 0) {
-        st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
-        if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
-    }
-    if (st == BC_OK) st = d.x.frames.st;
-    if (st == BC_OK) st = bc_frame_put_end(&d.x.buf, d.x.frames.items, d.x.frames.bytes);
-    if (st != BC_OK) return export_encode_failed(req, &d.x, bucket, st);
-    atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
-    return export_send(mig, req, bucket, epoch, &d.x);
+    export_ctx_t x;
+    export_init(mig, &x);
+    bc_status_t st = export_encode_delta(mig, &x, bucket, epoch, keys);
+    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.frames.items, x.frames.bytes);
+    if (st != BC_OK) return export_encode_failed(req, &x, bucket, st);
+    return export_send(mig, req, bucket, epoch, &x);
 }
 
 /*
@@ -409,7 +440,7 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
                                        PRIu32 ": %s", p->list[i], bc_status_str(st));
         }
     }
-    return export_reply_list(mig, req, p->list, taps, p->nlist, 0);
+    return export_reply_list(mig, req, p->list, taps, NULL, p->nlist, 0);
 }
 
 /* How this node names itself in its proof. */
@@ -472,6 +503,109 @@ export_peer_check(bc_node_migrate_t *mig, bc_http_req_t *req, char *value, size_
     return true;
 }
 
+/*
+ * Whether every bucket of p (a copy's export at p->epoch) is fenced here;
+ * otherwise *result is the answer: parked to look again, or refused.
+ *
+ * BEHAVIOR (fencing): the export is for the epoch at which the console
+ * made the buckets read-only.  This node must have seen that epoch (then
+ * it refuses writes to them), and every worker thread must have started a
+ * new loop iteration since seeing it, so a write that passed its route
+ * check just before the flip has finished and is in the cache the export
+ * reads.  The destination may ask before our table watch has fired: the
+ * request itself tells us the epoch exists, so the agent is woken to read
+ * the tables now (one ZooKeeper round trip), and meanwhile each bucket is
+ * fenced locally at once (bc_node_cluster_fence: its read-only bit set
+ * ahead of the tables), after which only the worker threads are waited
+ * for.  The request is parked (bc_http_park: it holds no thread, so the
+ * admin thread keeps sending the exports already encoded) and looked at
+ * again every quarter millisecond, up to 200 ms; past that it is refused
+ * with "retry" and the destination asks again.  A batch (copies at one
+ * epoch) is fenced whole before any of it is read.
+ */
+static bool
+export_fenced(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p,
+              enum MHD_Result *result)
+{
+    uint32_t owner = 0;
+    uint64_t cur = 0, gen = 0;    /* gen: the routing generation every worker must pass */
+    int64_t waited_us = req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0;
+    bool may_wait = waited_us < MIG_FENCE_WAIT_US;
+    (void)bc_node_cluster_route(mig->cluster, p->bucket, true, &owner, &cur);
+    /* Ahead of the tables: fence the buckets here and now (cluster.h,
+     * bc_node_cluster_fence), then wait only for the worker threads. */
+    bool local_fence = cur < p->epoch && mig->server != NULL;
+    for (uint32_t i = 0; local_fence && i < p->nlist; i++) {
+        uint64_t g = 0;
+        local_fence = bc_node_cluster_fence(mig->cluster, p->list[i], p->epoch, &g);
+        if (g > gen) gen = g;
+    }
+    bc_route_t route[MIG_BATCH_MAX];
+    bool readonly = true;
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        route[i] = bc_node_cluster_route(mig->cluster, p->list[i], true, &owner, &cur);
+        readonly = readonly && route[i] == BC_ROUTE_READONLY;
+    }
+    if (local_fence) {
+        if (req->parked_us == 0) bc_node_cluster_refresh_now(mig->cluster);
+        if (readonly && !bc_server_passed(mig->server, gen)) {
+            if (may_wait) return *result = bc_http_park(req, MIG_FENCE_RECHECK_US), false;
+            export_refused(mig);
+            *result = bc__migrate_refuse(req, true, cur, "worker threads have not all passed "
+                                         "the fence of bucket %" PRIu32 " yet", p->bucket);
+            return false;
+        }
+    }
+    if (cur < p->epoch && !local_fence) {
+        if (req->parked_us == 0 || waited_us > MIG_FENCE_REFRESH_US) {
+            bc_node_cluster_refresh_now(mig->cluster);
+        }
+        if (may_wait) {
+            *result = bc_http_park(req, waited_us > MIG_FENCE_REFRESH_US ? 2000
+                                                                         : MIG_FENCE_RECHECK_US);
+            return false;
+        }
+        export_refused(mig);
+        *result = bc__migrate_refuse(req, true, cur, "this node is at table epoch %" PRIu64
+                                     ", the export is for epoch %" PRIu64 ": not fenced yet",
+                                     cur, p->epoch);
+        return false;
+    }
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        if (route[i] != BC_ROUTE_READONLY) {
+            export_refused(mig);
+            *result = bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
+                                         route_refusal(route[i]));
+            return false;
+        }
+    }
+    if (mig->server == NULL) {
+        export_refused(mig);
+        *result = bc__migrate_refuse(req, false, cur, "this node has no data port to fence");
+        return false;
+    }
+    /*
+     * The generation to wait for is read once, after seeing epoch >= E (so
+     * it is at least the one that published E), and kept while the request
+     * is parked: read again on every recheck, it would move on with every
+     * later table and fence, and on a busy machine the workers might never
+     * catch up with it.
+     */
+    uint64_t *kept_gen = &req->park_state[EXPORT_PARK_GEN];
+    if (!local_fence) {
+        if (*kept_gen == 0) *kept_gen = bc_node_cluster_route_gen(mig->cluster);
+        gen = *kept_gen;
+    }
+    if (!local_fence && !bc_server_passed(mig->server, gen)) {
+        if (may_wait) return *result = bc_http_park(req, MIG_FENCE_RECHECK_US), false;
+        export_refused(mig);
+        *result = bc__migrate_refuse(req, true, cur, "worker threads have not all passed "
+                                     "epoch %" PRIu64 " yet", p->epoch);
+        return false;
+    }
+    return true;
+}
+
 enum MHD_Result
 bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
 {
@@ -490,85 +624,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
     if (!p.has_epoch) {
         return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "epoch is required");
     }
-    uint32_t owner = 0;
-    uint64_t cur = 0;
-    /*
-     * BEHAVIOR (fencing): the export is for the epoch at which the console
-     * made the bucket read-only.  This node must have seen that epoch
-     * (then it refuses writes to the bucket), and every worker thread must
-     * have started a new loop iteration since seeing it, so a write that
-     * passed its route check just before the flip has finished and is in
-     * the cache the export reads.  The destination may ask before our
-     * table watch has fired: the request itself tells us the epoch exists,
-     * so the agent is woken to read the tables now (one ZooKeeper round
-     * trip), and meanwhile the bucket is fenced locally at once
-     * (bc_node_cluster_fence: its read-only bit set ahead of the tables),
-     * after which only the worker threads are waited for.  The request
-     * is parked (bc_http_park: it holds no thread, so the admin thread
-     * keeps sending the exports already encoded) and looked at again
-     * every quarter millisecond, up to 200 ms; past that it is refused
-     * with "retry" and the destination asks again.
-     */
-    int64_t waited_us = req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0;
-    bool may_wait = waited_us < MIG_FENCE_WAIT_US;
-    bc_route_t route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-    /* Ahead of the tables: fence the bucket here and now (cluster.h,
-     * bc_node_cluster_fence), then wait only for the worker threads. */
-    uint64_t gen = 0;             /* the routing generation every worker must pass */
-    bool local_fence = cur < p.epoch && mig->server != NULL &&
-                       bc_node_cluster_fence(mig->cluster, p.bucket, p.epoch, &gen);
-    if (local_fence) {
-        route = bc_node_cluster_route(mig->cluster, p.bucket, true, &owner, &cur);
-        if (req->parked_us == 0) bc_node_cluster_refresh_now(mig->cluster);
-        if (route == BC_ROUTE_READONLY && !bc_server_passed(mig->server, gen)) {
-            if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
-            export_refused(mig);
-            return bc__migrate_refuse(req, true, cur,
-                                      "worker threads have not all passed the fence of bucket %"
-                                      PRIu32 " yet", p.bucket);
-        }
-    }
-    if (cur < p.epoch && !local_fence) {
-        if (req->parked_us == 0 || waited_us > MIG_FENCE_REFRESH_US) {
-            bc_node_cluster_refresh_now(mig->cluster);
-        }
-        if (may_wait) {
-            return bc_http_park(req, waited_us > MIG_FENCE_REFRESH_US ? 2000
-                                                                      : MIG_FENCE_RECHECK_US);
-        }
-        export_refused(mig);
-        return bc__migrate_refuse(req, true, cur,
-                                  "this node is at table epoch %" PRIu64 ", the export is for "
-                                  "epoch %" PRIu64 ": not fenced yet", cur, p.epoch);
-    }
-    if (route != BC_ROUTE_READONLY) {
-        export_refused(mig);
-        return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p.bucket,
-                                  route_refusal(route));
-    }
-    if (mig->server == NULL) {
-        export_refused(mig);
-        return bc__migrate_refuse(req, false, cur, "this node has no data port to fence");
-    }
-    /*
-     * The generation to wait for is read once, after seeing epoch >= E (so
-     * it is at least the one that published E), and kept while the request
-     * is parked: read again on every recheck, it would move on with every
-     * later table and fence, and on a busy machine the workers might never
-     * catch up with it.
-     */
-    uint64_t *kept_gen = &req->park_state[EXPORT_PARK_GEN];
-    if (!local_fence) {
-        if (*kept_gen == 0) *kept_gen = bc_node_cluster_route_gen(mig->cluster);
-        gen = *kept_gen;
-    }
-    if (!local_fence && !bc_server_passed(mig->server, gen)) {
-        if (may_wait) return bc_http_park(req, MIG_FENCE_RECHECK_US);
-        export_refused(mig);
-        return bc__migrate_refuse(req, true, cur,
-                                  "worker threads have not all passed epoch %" PRIu64 " yet",
-                                  p.epoch);
-    }
+    if (!export_fenced(mig, req, &p, &result)) return result;
 
     if (mig->test_export_delay_ms > 0) {
         /* A source slow to send the catch-up of a fenced bucket (tests:
@@ -580,16 +636,29 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
             return bc_http_park(req, 10000);
         }
     }
-    if (p.since == 0) return export_reply(mig, req, p.bucket, p.epoch, 0);
-    /* The final copy of a precopied bucket: only what changed since. */
-    bc_tap_keys_t keys;
-    char why[200];
-    if (bc_tap_changes(mig->taps, p.bucket, p.since, &keys, why, sizeof(why)) != BC_OK) {
-        log_info("migrate: bucket %" PRIu32 " at epoch %" PRIu64 ": %s; sending all of it",
-                 p.bucket, p.epoch, why);
-        return export_reply(mig, req, p.bucket, p.epoch, 0);
+    if (p.has_bucket) p.sinces[0] = p.since;
+    /* The final copy of a precopied bucket: only what changed since (the
+     * whole bucket when its tracker is gone). */
+    bc_tap_keys_t *keys[MIG_BATCH_MAX] = {0};
+    uint64_t taps[MIG_BATCH_MAX] = {0};
+    for (uint32_t i = 0; i < p.nlist; i++) {
+        if (p.sinces[i] == 0) continue;
+        char why[200];
+        keys[i] = malloc(sizeof(*keys[i]));
+        if (keys[i] != NULL &&
+            bc_tap_changes(mig->taps, p.list[i], p.sinces[i], keys[i], why, sizeof(why)) !=
+                BC_OK) {
+            log_info("migrate: bucket %" PRIu32 " at epoch %" PRIu64 ": %s; sending all of it",
+                     p.list[i], p.epoch, why);
+            free(keys[i]);
+            keys[i] = NULL;
+        }
     }
-    enum MHD_Result res = export_reply_delta(mig, req, p.bucket, p.epoch, &keys);
-    bc_tap_keys_free(&keys);
-    return res;
+    if (p.nlist == 1 && keys[0] != NULL) {
+        enum MHD_Result res = export_reply_delta(mig, req, p.bucket, p.epoch, keys[0]);
+        bc_tap_keys_free(keys[0]);
+        free(keys[0]);
+        return res;
+    }
+    return export_reply_list(mig, req, p.list, taps, keys, p.nlist, p.epoch);
 }

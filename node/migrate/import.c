@@ -67,21 +67,32 @@ typedef struct import_run {
     bool delta;                    /* the source sent only the changes */
     int64_t t0;
     char source[BC_ADDR_MAX];      /* the jobs' source (every job of a batch has it) */
+    /* A batch of copies: what each section brought, kept until the batch's
+     * commit wait is over. */
+    struct section {
+        uint64_t items, bytes, skipped;
+        bool delta;
+    } done[MIG_BATCH_MAX];
 } import_run_t;
 
-static void job_finish(import_job_t *job, const import_run_t *r, bc_status_t st,
-                       const char *err);
+static void job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
+                       bc_status_t st, const char *err);
 
 /*
- * A batch (precopies only): each section's END finishes its job, so the
- * console learns of each bucket as it arrives; the stream goes on with
- * the next.  A job called off meanwhile has its section read but not
- * stored (job_finish drops what it stored).
+ * A batch: each section's END ends its part of the stream, which goes on
+ * with the next.  A precopy's job finishes there, so the console learns of
+ * each bucket as it arrives; a copy's waits for the batch's commit
+ * (bc__migrate_import_main).  A job called off meanwhile has its section
+ * read but not stored (job_finish drops what it stored).
  */
 static void
 import_section_done(import_run_t *r)
 {
-    job_finish(r->job, r, atomic_load(&r->job->cancel) ? BC_ECLOSED : BC_OK, "cancelled");
+    r->done[r->idx] = (struct section){r->items, r->bytes, r->skipped, r->delta};
+    if (r->job->precopy) {
+        job_finish(r->job, r, &r->done[r->idx],
+                   atomic_load(&r->job->cancel) ? BC_ECLOSED : BC_OK, "cancelled");
+    }
     r->idx++;
     r->job = r->idx < r->batch->n ? r->batch->jobs[r->idx] : NULL;
     if (r->job != NULL) memset(&r->stream, 0, sizeof(r->stream));
@@ -258,14 +269,23 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         goto out;
     }
 
-    char path[128 + MIG_BATCH_MAX * 11];
+    char path[128 + MIG_BATCH_MAX * 32];
     if (r->batch->n > 1) {
+        /* B for a precopy or a full copy, B:T for the changes tracker T saw */
         size_t len = (size_t)snprintf(path, sizeof(path), "/v1/migrate/export?buckets=");
         for (uint32_t i = 0; i < r->batch->n; i++) {
+            const import_job_t *j = r->batch->jobs[i];
             len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%" PRIu32, i ? "," : "",
-                                    r->batch->jobs[i]->bucket);
+                                    j->bucket);
+            if (!j->precopy && j->tap != 0) {
+                len += (size_t)snprintf(path + len, sizeof(path) - len, ":%" PRIu64, j->tap);
+            }
         }
-        snprintf(path + len, sizeof(path) - len, "&tap=1");
+        if (job->precopy) {
+            snprintf(path + len, sizeof(path) - len, "&tap=1");
+        } else {
+            snprintf(path + len, sizeof(path) - len, "&epoch=%" PRIu64, job->epoch);
+        }
     } else if (job->precopy) {
         snprintf(path, sizeof(path), "/v1/migrate/export?bucket=%" PRIu32 "&tap=1", job->bucket);
     } else if (job->tap != 0) {
@@ -493,7 +513,8 @@ import_run(import_run_t *r, char *err, size_t errlen)
  * its slot may be reused at once.
  */
 static void
-job_finish(import_job_t *job, const import_run_t *r, bc_status_t st, const char *err)
+job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
+           bc_status_t st, const char *err)
 {
     bc_node_migrate_t *mig = job->mig;
     if (st != BC_OK && st != BC_EEXISTS && !bc__migrate_node_owns(mig, job->bucket)) {
@@ -504,15 +525,15 @@ job_finish(import_job_t *job, const import_run_t *r, bc_status_t st, const char 
     pthread_mutex_lock(&mig->mu);
     /* A copy over a precopy reports what both moved: the bucket's data
      * did cross, only earlier (the console's totals and rate count it). */
-    if (!r->delta) job->base_items = job->base_bytes = 0;
-    job->items = job->base_items + r->items;
-    job->bytes = job->base_bytes + r->bytes;
-    job->skipped = r->skipped;
+    if (!sec->delta) job->base_items = job->base_bytes = 0;
+    job->items = job->base_items + sec->items;
+    job->bytes = job->base_bytes + sec->bytes;
+    job->skipped = sec->skipped;
     job->finished_ms = bc_time_real_ms();
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
-    bool precopy = job->precopy, fallback = !precopy && job->tap != 0 && !r->delta;
+    bool precopy = job->precopy, fallback = !precopy && job->tap != 0 && !sec->delta;
     if (precopy) job->tap = st == BC_OK ? tap : 0;
-    job->delta = r->delta;
+    job->delta = sec->delta;
     snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
     uint32_t bucket = job->bucket;
     uint64_t epoch = job->epoch;
@@ -523,19 +544,45 @@ job_finish(import_job_t *job, const import_run_t *r, bc_status_t st, const char 
     pthread_mutex_unlock(&mig->mu);
     if (st == BC_OK) {
         atomic_fetch_add(&mig->imports_done, 1);
-        atomic_fetch_add(&mig->import_items, r->items);
-        atomic_fetch_add(&mig->import_bytes, r->bytes);
+        atomic_fetch_add(&mig->import_items, sec->items);
+        atomic_fetch_add(&mig->import_bytes, sec->bytes);
         if (precopy) atomic_fetch_add(&mig->precopies, 1);
-        if (r->delta) atomic_fetch_add(&mig->import_deltas, 1);
+        if (sec->delta) atomic_fetch_add(&mig->import_deltas, 1);
         if (fallback) atomic_fetch_add(&mig->delta_fallbacks, 1);
         log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
                  " items, %" PRIu64 " bytes in %lld ms", bucket,
-                 precopy ? "precopy" : r->delta ? "changes since the precopy" : "full",
-                 epoch, r->source, r->items, r->bytes, (long long)elapsed);
+                 precopy ? "precopy" : sec->delta ? "changes since the precopy" : "full",
+                 epoch, r->source, sec->items, sec->bytes, (long long)elapsed);
     } else {
         atomic_fetch_add(&mig->imports_failed, 1);
         log_warn("migrate: import of bucket %" PRIu32 " (epoch %" PRIu64 ") from %s failed: %s",
                  bucket, epoch, r->source, err);
+    }
+}
+
+/*
+ * The jobs the stream has not finished, finished: a copy's section that
+ * came whole, as st says (and as done if called off meanwhile); the rest
+ * failed.  A precopy batch's finished sections are behind r->idx already.
+ */
+static void
+import_batch_end(import_run_t *r, bc_status_t st, const char *err)
+{
+    uint32_t got = r->batch->n > 1 ? r->idx : (st == BC_OK ? 1 : 0);
+    struct section none = {r->items, r->bytes, r->skipped, r->delta};
+    for (uint32_t i = 0; i < r->batch->n; i++) {
+        import_job_t *job = r->batch->jobs[i];
+        bool whole = i < got;
+        if (whole && job->precopy && r->batch->n > 1) continue;   /* finished at its END */
+        r->idx = i;
+        if (whole && st == BC_OK && atomic_load(&job->cancel)) {
+            job_finish(job, r, &r->done[i], BC_ECLOSED, "cancelled");
+        } else if (whole) {
+            job_finish(job, r, &r->done[i], st, err);
+        } else {
+            job_finish(job, r, i == got ? &none : &(struct section){0}, st == BC_OK ? BC_EPROTO
+                                                                                  : st, err);
+        }
     }
 }
 
@@ -560,41 +607,30 @@ bc__migrate_import_main(void *arg)
      * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
     bc_status_t st = import_run(&r, err, sizeof(err));
-    if (batch->n > 1) {
-        /* Every section that came is finished; what is left failed. */
-        if (st == BC_OK && r.job != NULL) {
-            snprintf(err, sizeof(err), "the source's stream ended before bucket %" PRIu32,
-                     r.job->bucket);
-            st = BC_EPROTO;
-        }
-        for (; r.job != NULL; r.job = ++r.idx < batch->n ? batch->jobs[r.idx] : NULL) {
-            job_finish(r.job, &r, st == BC_OK ? BC_EPROTO : st, err);
-            r.items = r.bytes = r.skipped = 0;
-        }
-        free(batch);
-        return NULL;
+    if (batch->n > 1 && st == BC_OK && r.job != NULL) {
+        snprintf(err, sizeof(err), "the source's stream ended before bucket %" PRIu32,
+                 r.job->bucket);
+        st = BC_EPROTO;
     }
+    if (batch->n == 1 && st == BC_OK) r.done[0] = (struct section){r.items, r.bytes, r.skipped,
+                                                                    r.delta};
     if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {
         /* A deliberately slow destination (tests only). */
-        for (uint32_t waited = 0; waited < mig->test_delay_ms && !atomic_load(&job->cancel);
+        for (uint32_t waited = 0; waited < mig->test_delay_ms && !import_cancelled(&r);
              waited += 10) {
             bc_time_sleep_ms(10);
         }
-        if (atomic_load(&job->cancel)) {
-            snprintf(err, sizeof(err), "cancelled");
-            st = BC_ECLOSED;
-        }
     }
-    /* The bucket is on this group's backups before the console may cut
-     * over to it: in sync mode every item, in async mode within the lag
+    /* The buckets are on this group's backups before the console may cut
+     * over to them: in sync mode every item, in async mode within the lag
      * bound (repl.h).  The wait is this thread's: its stores are what it
-     * waits for. */
+     * waits for; one wait covers a batch. */
     if (st == BC_OK && mig->commit != NULL && !job->precopy && !mig->commit(mig->commit_ctx)) {
         snprintf(err, sizeof(err), "this group's in-sync backups did not confirm the bucket "
                  "(too few in sync, or the primary's role or lease was lost)");
         st = BC_EAGAIN;
     }
-    job_finish(job, &r, st, err);
+    import_batch_end(&r, st, err);
     free(batch);
     return NULL;
 }

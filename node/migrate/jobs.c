@@ -349,6 +349,10 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
                                    ? "a precopy takes from and source, and no epoch"
                                    : "epoch, from and source are required");
     }
+    if (p->has_sinces) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "buckets: B:T is for a copy's "
+                                   "export only");
+    }
     bc_node_cluster_info_t info;
     bc_node_cluster_get_info(mig->cluster, &info);
     if (!info.primary) {
@@ -373,9 +377,10 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
         cJSON_Delete(doc);
         return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
     }
-    /* BEHAVIOR: a batch (buckets=, precopies from one source) is decided
-     * bucket by bucket as the single request is, and what it starts runs
-     * on one thread over one connection, in the order asked. */
+    /* BEHAVIOR: a batch (buckets=: precopies from one source, or copies
+     * from one source at one epoch) is decided bucket by bucket as the
+     * single request is, and what it starts runs on one thread over one
+     * connection, in the order asked. */
     import_decision_t d;
     bool launched = true;
     for (uint32_t i = 0; i < p->nlist; i++) {

@@ -56,7 +56,8 @@
 /* ---- what every endpoint shares ---- */
 
 /* Parses bucket/epoch/source; on error queues a 400 into *result. */
-/* buckets=B1,B2,...: 1..MIG_BATCH_MAX distinct buckets of this cache. */
+/* buckets=B1,B2,...: 1..MIG_BATCH_MAX distinct buckets of this cache,
+ * each optionally B:T (an export's change tracker T for B). */
 static bool
 mig_parse_list(bc_node_migrate_t *mig, const char *text, size_t len, mig_params_t *p)
 {
@@ -64,13 +65,22 @@ mig_parse_list(bc_node_migrate_t *mig, const char *text, size_t len, mig_params_
     size_t i = 0;
     p->nlist = 0;
     while (i <= len) {
-        size_t j = i;
+        size_t j = i, colon;
         while (j < len && text[j] != ',') j++;
-        uint64_t v;
-        if (p->nlist == MIG_BATCH_MAX || !bc_parse_u64n(text + i, j - i, UINT32_MAX, &v) ||
+        for (colon = i; colon < j && text[colon] != ':'; colon++) {}
+        uint64_t v, since = 0;
+        if (p->nlist == MIG_BATCH_MAX || !bc_parse_u64n(text + i, colon - i, UINT32_MAX, &v) ||
             v >= nb) {
             return false;
         }
+        if (colon < j) {
+            if (!bc_parse_u64n(text + colon + 1, j - colon - 1, UINT64_MAX, &since) ||
+                since == 0) {
+                return false;
+            }
+            p->has_sinces = true;
+        }
+        p->sinces[p->nlist] = since;
         for (uint32_t k = 0; k < p->nlist; k++) {
             if (p->list[k] == v) return false;
         }
@@ -108,7 +118,8 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
             if (!mig_parse_list(mig, q->value, q->value_len, p)) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                               "buckets: expected 1 to %u distinct buckets "
-                                              "0..%u, comma-separated", MIG_BATCH_MAX,
+                                              "0..%u (each as B or B:T), comma-separated",
+                                              MIG_BATCH_MAX,
                                               bc_cache_nbuckets(mig->cache) - 1);
                 return false;
             }
@@ -171,9 +182,15 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
         return false;
     }
     if (p->nlist > 0) {
-        if (!p->tap && !p->precopy) {
+        if (!p->tap && !p->precopy && !p->has_epoch) {
             *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
-                                          "buckets: only precopies go in batches");
+                                          "buckets: a batch is of precopies, or of copies at "
+                                          "one epoch");
+            return false;
+        }
+        if (p->has_sinces && (p->tap || p->precopy || p->since != 0)) {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "buckets: B:T is for a copy's export only");
             return false;
         }
         p->bucket = p->list[0];

@@ -114,14 +114,17 @@ struct bc_node_migrate {
     bc_httpd_t *httpd;
 };
 
-/* Buckets one precopy request may name (buckets=B1,B2,...): one stream per
- * (source, destination) pair carries them back to back. */
+/* Buckets one request may name (buckets=B1,B2,...: precopies, or copies
+ * at one epoch): one stream per (source, destination) pair carries them
+ * back to back. */
 #define MIG_BATCH_MAX           64u
 
 typedef struct mig_params {
     bool has_bucket, has_epoch, has_source, has_from;
     uint32_t nlist;                /* buckets=: how many (0: bucket= alone) */
     uint32_t list[MIG_BATCH_MAX];  /* buckets=, in the order asked; list[0] is also bucket */
+    uint64_t sinces[MIG_BATCH_MAX];   /* export: B:T in buckets=, T for list[i] (0: none) */
+    bool has_sinces;
     bool tap;                      /* export: arm a change tracker (a precopy's snapshot) */
     bool precopy;                  /* import: the precopy job */
     uint64_t since;                /* export: only the changes tracker `since` saw */

@@ -19,7 +19,9 @@ each case happens exactly when the test says:
   - a large bucket streams whole over many steps, to HTTP/1.0 and 1.1
     readers, and a paused reader does not make the source buffer it;
   - a batch of precopies (buckets=) crosses on one stream, each bucket to
-    its own job and tracker; malformed batches are refused."""
+    its own job and tracker, and a batch of final copies at one epoch is
+    fenced together and crosses on one stream, deltas and whole buckets
+    mixed; malformed batches are refused."""
 import os
 import socket
 import sys
@@ -388,10 +390,68 @@ def test_batch_of_precopies_between_real_nodes():
         assert st == 400 and "error" in doc, (bad, st, doc)
     st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/import?buckets=5,2&precopy=1")
     assert st == 400, (st, doc)
-    # a batch is for precopies only
-    st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?buckets=5,2&epoch=9&"
-                                "from=1&source=127.0.0.1%%3A%d" % a.admin_port)
+    # a batch is of precopies or of copies at an epoch; B:T only for exports
+    st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?buckets=5,2&from=1&"
+                                "source=127.0.0.1%%3A%d" % a.admin_port)
     assert st == 400 and "precopies" in doc["error"], (st, doc)
+    st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?buckets=5:7,2&"
+                                "epoch=9&from=1&source=127.0.0.1%%3A%d" % a.admin_port)
+    assert st == 400 and "export" in doc["error"], (st, doc)
+    assert a.proc.poll() is None and b.proc.poll() is None
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_batch_of_copies_between_real_nodes():
+    """buckets=&epoch=: the final copies of one source at one epoch on one
+    stream, fenced together; each a delta over its precopy, or whole."""
+    cl, con, a, b = two_groups("copybatch")
+    c = a.conn()
+    batch = [4, 6, 8]
+    for bucket in batch:
+        fill(c, bucket, 30, "cb%d-" % bucket)
+    pre = ("/v1/migrate/import?buckets=4,6&from=1&source=127.0.0.1%%3A%d&precopy=1"
+           % a.admin_port)
+    st, doc = harness.http_json(b.admin_port, "POST", pre)
+    assert st == 200, (st, doc)
+    for bucket in (4, 6):
+        poll = "/v1/migrate/import?bucket=%d&precopy=1&wait_ms=5000" % bucket
+        harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", poll, timeout=10)[1]
+                         ["state"] == "done", what="precopy %d" % bucket)
+    # changed while writable: a set in 4, a delete in 6, a new key in 8
+    k4, k6 = keys_in_bucket(4, 1, "cb4-")[0], keys_in_bucket(6, 1, "cb6-")[0]
+    assert c.cmd("set %s 0 0 5" % k4, "later") == b"STORED\r\n"
+    assert c.cmd("delete " + k6) == b"DELETED\r\n"
+    fill(c, 8, 1, "late8-")
+    # the local fence lets the batch run at the next epoch without the console
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    path = ("/v1/migrate/import?buckets=4,6,8&epoch=%d&from=1&source=127.0.0.1%%3A%d"
+            % (epoch, a.admin_port))
+    st, doc = harness.http_json(b.admin_port, "POST", path)
+    assert st == 200 and [j["status"] for j in doc["jobs"]] == [202, 202, 202], doc
+    jobs = {}
+    for bucket in batch:
+        poll = "/v1/migrate/import?bucket=%d&epoch=%d&wait_ms=5000" % (bucket, epoch)
+        jobs[bucket] = harness.wait_for(
+            lambda: (lambda d: d if d["state"] != "running" else None)(
+                harness.http_json(b.admin_port, "GET", poll, timeout=10)[1]),
+            what="copy %d" % bucket)
+    assert all(j["state"] == "done" for j in jobs.values()), jobs
+    assert jobs[4]["delta"] is True and jobs[6]["delta"] is True, jobs
+    assert jobs[8]["delta"] is False and jobs[8]["items"] == 31, jobs
+    for bucket in batch:
+        assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket), bucket
+    assert mu.bucket_items(b, 6) == 29
+    out = a.proc.output()
+    assert out.count("exporting 3 buckets (copies, one stream") == 1, out[-3000:]
+    assert mu.migrate_stats(a)["export_deltas"] == 2 and mu.migrate_stats(b)["import_deltas"] == 2
+    # all three fenced at the source: writes refused (held, then READONLY)
+    for bucket in batch:
+        k = keys_in_bucket(bucket, 1, "w")[0]
+        assert c.cmd("set %s 0 0 1" % k, "x").startswith(b"SERVER_ERROR READONLY"), bucket
+    # the same batch again is found, not run again
+    st, doc = harness.http_json(b.admin_port, "POST", path)
+    assert st == 200 and [j["status"] for j in doc["jobs"]] == [200, 200, 200], doc
     assert a.proc.poll() is None and b.proc.poll() is None
     for p in (a, b, con):
         p.stop()
