@@ -247,45 +247,48 @@ pool_cancel_import(const bc_mig_job_t *job)
     }
 }
 
-/*
- * Runs one import at the destination to its end: the POST that starts (or
- * finds) it, then long polls until it is done or failed.  precopy: the
- * bucket's precopy (job->epoch is 0); otherwise its final copy at
- * job->epoch.  The outcome goes to *rep.
- *
- * BEHAVIOR: the pool's timeout bounds a copy that makes no progress, not
- * one that is long: each status that shows more bytes received from the
- * source than the last one moves the deadline on.  A fixed bound would call off, again
- * and again, the copy of any bucket too large to cross within it.
- */
+/* Which import of job's bucket a request names (query text): its precopy,
+ * or its final copy at job->epoch. */
 static void
-pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep)
+import_select(const bc_mig_job_t *job, bool precopy, char *sel, size_t cap)
 {
-    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX], sel[40];
-    bc_http_response_t resp;
-    int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
-    double progress = 0;          /* bytes the destination reported received so far */
+    if (precopy) snprintf(sel, cap, "&precopy=1");
+    else snprintf(sel, cap, "&epoch=%" PRIu64, job->epoch);
+}
 
+/* An empty report of job. */
+static void
+report_init(bc_mig_report_t *rep, const bc_mig_job_t *job)
+{
     memset(rep, 0, sizeof(*rep));
     rep->bucket = job->bucket;
     rep->epoch = job->epoch;
-    /* Which import of the bucket every request names. */
-    if (precopy) snprintf(sel, sizeof(sel), "&precopy=1");
-    else snprintf(sel, sizeof(sel), "&epoch=%" PRIu64, job->epoch);
+}
+
+/*
+ * Starts (or finds) job's import at its destination: the POST, again
+ * while it is refused for a reason worth retrying, until deadline.
+ * Returns true when it runs (or is over); otherwise *rep says why not.
+ */
+static bool
+pool_import_start(bc_mig_pool_t *p, const bc_mig_job_t *job, const char *sel, int64_t deadline,
+                  bc_mig_report_t *rep)
+{
+    char src[3 * BC_ADDR_MAX], path[4 * BC_ADDR_MAX], why[BC_MIG_ERROR_MAX];
+    bc_http_response_t resp;
+
     url_encode(job->source_admin, src, sizeof(src));
     snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&from=%" PRIu32
              "&source=%s", job->bucket, sel, job->from, src);
-
-    /* Start (or find) the import at the destination.  A refusal worth
-     * retrying (a primary that does not know it is one yet, all import
-     * slots busy) usually clears within milliseconds. */
+    /* A refusal worth retrying (a primary that does not know it is one
+     * yet, all import slots busy) usually clears within milliseconds. */
     int64_t pause_ms = 2;
     for (;;) {
         int64_t left = deadline - bc_time_mono_ms();
         if (left <= 0 || pool_stopping(p)) {
             snprintf(rep->error, sizeof(rep->error), "timed out starting the import at %.100s",
                      job->dest_admin);
-            return;
+            return false;
         }
         bc_status_t st = bc_http_request(job->dest_admin, "POST", path, NULL, 0,
                                          left < POOL_HTTP_TIMEOUT_MS ? (int)left
@@ -294,11 +297,11 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
             snprintf(rep->error, sizeof(rep->error), "destination %.100s unreachable: %s",
                      job->dest_admin, bc_status_str(st));
             rep->unreachable = true;
-            return;
+            return false;
         }
         if (resp.status == 200 || resp.status == 202) {
             bc_http_response_free(&resp);
-            break;
+            return true;
         }
         bool retry = false;
         reply_error(&resp, why, sizeof(why), &retry);
@@ -307,17 +310,92 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
         if (!retry) {
             snprintf(rep->error, sizeof(rep->error), "destination refused (%d): %.150s", status,
                      why);
-            return;
+            return false;
         }
         bc_time_sleep_ms(pause_ms);
         pause_ms = pause_ms * 2 > 20 ? 20 : pause_ms * 2;
     }
+}
 
-    /* Wait until it is done: a long poll (the destination answers when the
-     * job finishes, or after POOL_LONG_POLL_MS with the job still running).
-     * A destination that does not know wait_ms (400) is polled instead,
-     * quickly at first (most buckets take a few ms). */
+/*
+ * Reads one 200 status of job's import.  Returns true when the import is
+ * over, *rep saying how (done, failed, or a status that makes no sense);
+ * false while it runs, after moving *deadline on if it shows more bytes
+ * received than *progress.
+ */
+static bool
+import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
+                   const bc_http_response_t *resp, double *progress, int64_t *deadline,
+                   bc_mig_report_t *rep)
+{
+    cJSON *doc = cJSON_ParseWithLength(resp->body, resp->body_len);
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
+    const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(doc, "epoch");
+    if (!cJSON_IsString(state) || !cJSON_IsNumber(epoch)) {
+        cJSON_Delete(doc);
+        snprintf(rep->error, sizeof(rep->error), "destination sent a malformed job status");
+        return true;
+    }
+    if ((uint64_t)epoch->valuedouble != job->epoch) {
+        snprintf(rep->error, sizeof(rep->error), "destination reports an import at epoch "
+                 "%.0f, not %" PRIu64, epoch->valuedouble, job->epoch);
+        cJSON_Delete(doc);
+        return true;
+    }
+    if (strcmp(state->valuestring, "running") == 0) {
+        const cJSON *got = cJSON_GetObjectItemCaseSensitive(doc, "received");
+        if (cJSON_IsNumber(got) && got->valuedouble > *progress) {
+            *progress = got->valuedouble;
+            *deadline = bc_time_mono_ms() + p->timeout_ms;
+        }
+        cJSON_Delete(doc);
+        return false;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+    const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
+    if (strcmp(state->valuestring, "done") == 0) {
+        rep->ok = true;
+        rep->items = cJSON_IsNumber(items) ? (uint64_t)items->valuedouble : 0;
+        rep->bytes = cJSON_IsNumber(bytes) ? (uint64_t)bytes->valuedouble : 0;
+        if (cJSON_IsString(node)) {
+            snprintf(rep->node, sizeof(rep->node), "%s", node->valuestring);
+        }
+        if (!precopy && cJSON_IsBool(delta)) {
+            log_debug("console: bucket %" PRIu32 " (epoch %" PRIu64 "): %s", job->bucket,
+                      job->epoch, cJSON_IsTrue(delta) ? "only the changes since its precopy "
+                      "were copied" : "copied in full (no usable precopy)");
+        }
+    } else {
+        snprintf(rep->error, sizeof(rep->error), "%s failed at the destination: %.150s",
+                 precopy ? "precopy" : "import",
+                 cJSON_IsString(error) ? error->valuestring : "(no reason given)");
+    }
+    cJSON_Delete(doc);
+    return true;
+}
+
+/*
+ * Waits for job's import, started at t0, to be done or failed; the
+ * outcome goes to *rep.  deadline: when it is given up without progress
+ * (moved on by each status showing more bytes received).  A long poll:
+ * the destination answers when the job finishes, or after
+ * POOL_LONG_POLL_MS with the job still running.  A destination that does
+ * not know wait_ms (400) is polled instead, quickly at first (most
+ * buckets take a few ms).
+ */
+static void
+pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_t t0,
+                 int64_t deadline, bc_mig_report_t *rep)
+{
+    char path[128], why[BC_MIG_ERROR_MAX], sel[40];
+    bc_http_response_t resp;
+    double progress = 0;          /* bytes the destination reported received so far */
     bool long_poll = true;
+
+    import_select(job, precopy, sel, sizeof(sel));
     for (;;) {
         int64_t now = bc_time_mono_ms(), elapsed = now - t0;
         if (now >= deadline || pool_stopping(p)) {
@@ -365,57 +443,36 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
             bc_http_response_free(&resp);
             return;
         }
-        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+        bool over = import_status_read(p, job, precopy, &resp, &progress, &deadline, rep);
         bc_http_response_free(&resp);
-        const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
-        const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(doc, "epoch");
-        if (!cJSON_IsString(state) || !cJSON_IsNumber(epoch)) {
-            cJSON_Delete(doc);
-            snprintf(rep->error, sizeof(rep->error), "destination sent a malformed job status");
-            return;
-        }
-        if ((uint64_t)epoch->valuedouble != job->epoch) {
-            snprintf(rep->error, sizeof(rep->error), "destination reports an import at epoch "
-                     "%.0f, not %" PRIu64, epoch->valuedouble, job->epoch);
-            cJSON_Delete(doc);
-            return;
-        }
-        if (strcmp(state->valuestring, "running") == 0) {
-            const cJSON *got = cJSON_GetObjectItemCaseSensitive(doc, "received");
-            if (cJSON_IsNumber(got) && got->valuedouble > progress) {
-                progress = got->valuedouble;
-                deadline = bc_time_mono_ms() + p->timeout_ms;
-            }
-            cJSON_Delete(doc);
-            /* A long poll that came back early with the job running (a
-             * destination that answers at once): do not spin on it. */
-            if (long_poll && bc_time_mono_ms() - asked < wait / 2) bc_time_sleep_ms(2);
-            continue;
-        }
-        const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
-        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(doc, "bytes");
-        const cJSON *node = cJSON_GetObjectItemCaseSensitive(doc, "node");
-        const cJSON *error = cJSON_GetObjectItemCaseSensitive(doc, "error");
-        const cJSON *delta = cJSON_GetObjectItemCaseSensitive(doc, "delta");
-        if (strcmp(state->valuestring, "done") == 0) {
-            rep->ok = true;
-            rep->items = cJSON_IsNumber(items) ? (uint64_t)items->valuedouble : 0;
-            rep->bytes = cJSON_IsNumber(bytes) ? (uint64_t)bytes->valuedouble : 0;
-            if (cJSON_IsString(node)) {
-                snprintf(rep->node, sizeof(rep->node), "%s", node->valuestring);
-            }
-            if (!precopy && cJSON_IsBool(delta)) {
-                log_debug("console: bucket %" PRIu32 " (epoch %" PRIu64 "): %s", job->bucket,
-                          job->epoch, cJSON_IsTrue(delta) ? "only the changes since its precopy "
-                          "were copied" : "copied in full (no usable precopy)");
-            }
-        } else {
-            snprintf(rep->error, sizeof(rep->error), "%s failed at the destination: %.150s",
-                     precopy ? "precopy" : "import",
-                     cJSON_IsString(error) ? error->valuestring : "(no reason given)");
-        }
-        cJSON_Delete(doc);
-        return;
+        if (over) return;
+        /* A long poll that came back early with the job running (a
+         * destination that answers at once): do not spin on it. */
+        if (long_poll && bc_time_mono_ms() - asked < wait / 2) bc_time_sleep_ms(2);
+    }
+}
+
+/*
+ * Runs one import at the destination to its end: the POST that starts (or
+ * finds) it, then long polls until it is done or failed.  precopy: the
+ * bucket's precopy (job->epoch is 0); otherwise its final copy at
+ * job->epoch.  The outcome goes to *rep.
+ *
+ * BEHAVIOR: the pool's timeout bounds a copy that makes no progress, not
+ * one that is long: each status that shows more bytes received from the
+ * source than the last one moves the deadline on.  A fixed bound would call off, again
+ * and again, the copy of any bucket too large to cross within it.
+ */
+static void
+pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep)
+{
+    char sel[40];
+    int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
+
+    report_init(rep, job);
+    import_select(job, precopy, sel, sizeof(sel));
+    if (pool_import_start(p, job, sel, deadline, rep)) {
+        pool_import_wait(p, job, precopy, t0, deadline, rep);
     }
 }
 
@@ -425,6 +482,35 @@ pool_notify(bc_mig_pool_t *p)
     if (p->notify != NULL) p->notify(p->notify_ctx);
 }
 
+/* Completes job's report *rep (its move and destination), logs it (the
+ * job began at t0) and posts it. */
+static void
+pool_report(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_report_t *rep,
+            int64_t t0)
+{
+    rep->from = job->from;
+    rep->to = job->to;
+    snprintf(rep->dest_node, sizeof(rep->dest_node), "%s", job->dest_node);
+    long long ms = (long long)(bc_time_mono_ms() - t0);
+    if (rep->ok && precopy) {
+        log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
+                 " items, %" PRIu64 " bytes in %lld ms (still writable)", rep->bucket, rep->to,
+                 rep->items, rep->bytes, ms);
+    } else if (rep->ok) {
+        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
+                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep->bucket, rep->to,
+                 rep->epoch, rep->items, rep->bytes, ms);
+    } else if (!precopy) {
+        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
+                 ") failed: %s", rep->bucket, rep->to, rep->epoch, rep->error);
+    }
+    pthread_mutex_lock(&p->mu);
+    reports_post(precopy ? &p->precopy_reports : &p->copy_reports, rep);
+    if (!precopy) pthread_cond_broadcast(&p->copy_reported);
+    pthread_mutex_unlock(&p->mu);
+    pool_notify(p);
+}
+
 /* Runs one copy (or precopy) and posts its report. */
 static void
 pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
@@ -432,27 +518,106 @@ pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
     bc_mig_report_t rep;
     int64_t t0 = bc_time_mono_ms();
     pool_import(p, job, precopy, &rep);
-    rep.from = job->from;
-    rep.to = job->to;
-    snprintf(rep.dest_node, sizeof(rep.dest_node), "%s", job->dest_node);
-    long long ms = (long long)(bc_time_mono_ms() - t0);
-    if (rep.ok && precopy) {
-        log_info("console: bucket %" PRIu32 " precopied to group %" PRIu32 ": %" PRIu64
-                 " items, %" PRIu64 " bytes in %lld ms (still writable)", rep.bucket, rep.to,
-                 rep.items, rep.bytes, ms);
-    } else if (rep.ok) {
-        log_info("console: bucket %" PRIu32 " copied to group %" PRIu32 " (epoch %" PRIu64
-                 "): %" PRIu64 " items, %" PRIu64 " bytes in %lld ms", rep.bucket, rep.to,
-                 rep.epoch, rep.items, rep.bytes, ms);
-    } else if (!precopy) {
-        log_warn("console: copy of bucket %" PRIu32 " to group %" PRIu32 " (epoch %" PRIu64
-                 ") failed: %s", rep.bucket, rep.to, rep.epoch, rep.error);
+    pool_report(p, job, precopy, &rep, t0);
+}
+
+/* The batch POST's path for the n precopies of batch (one pair's). */
+static void
+batch_path(pool_task_t *const *batch, size_t n, char *path, size_t cap)
+{
+    char src[3 * BC_ADDR_MAX];
+    const bc_mig_job_t *first = &batch[0]->job;
+    size_t o = (size_t)snprintf(path, cap, "/v1/migrate/import?buckets=");
+    for (size_t i = 0; i < n && o < cap; i++) {
+        o += (size_t)snprintf(path + o, cap - o, "%s%" PRIu32, i > 0 ? "," : "",
+                              batch[i]->job.bucket);
     }
-    pthread_mutex_lock(&p->mu);
-    reports_post(precopy ? &p->precopy_reports : &p->copy_reports, &rep);
-    if (!precopy) pthread_cond_broadcast(&p->copy_reported);
-    pthread_mutex_unlock(&p->mu);
-    pool_notify(p);
+    url_encode(first->source_admin, src, sizeof(src));
+    if (o < cap) {
+        snprintf(path + o, cap - o, "&precopy=1&from=%" PRIu32 "&source=%s", first->from, src);
+    }
+}
+
+/*
+ * Reads the 200 answer to a batch POST: {"jobs": [...]}, exactly one
+ * object per job of batch, in its order, each naming its job's bucket.
+ * Sets started[i] when entry i says 200 or 202 (anything else: refused).
+ * Returns false when the body is not that: it is a peer's, so every type
+ * is checked before it is used.
+ */
+static bool
+batch_read(const bc_http_response_t *resp, pool_task_t *const *batch, size_t n, bool *started)
+{
+    cJSON *doc = cJSON_ParseWithLength(resp->body, resp->body_len);
+    const cJSON *jobs = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "jobs") : NULL;
+    bool ok = cJSON_IsArray(jobs) && cJSON_GetArraySize(jobs) == (int)n;
+    const cJSON *list = ok ? jobs : NULL, *e;
+    size_t i = 0;
+    cJSON_ArrayForEach(e, list) {
+        const cJSON *b = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "bucket") : NULL;
+        if (i >= n || !cJSON_IsNumber(b) || b->valuedouble != (double)batch[i]->job.bucket) {
+            ok = false;
+            break;
+        }
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "status");
+        started[i++] = cJSON_IsNumber(s) && (s->valuedouble == 200 || s->valuedouble == 202);
+    }
+    cJSON_Delete(doc);
+    return ok && i == n;
+}
+
+/*
+ * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies of one
+ * (source, destination, from, to) and posts one report for each (THE
+ * BATCH, migrate_pool.h).
+ */
+static void
+pool_precopy_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n)
+{
+    char path[4 * BC_ADDR_MAX + 11 * BC_MIG_PRECOPY_BATCH_MAX];
+    const char *dest = batch[0]->job.dest_admin;
+    bool started[BC_MIG_PRECOPY_BATCH_MAX];
+    bc_mig_report_t rep;
+    bc_http_response_t resp;
+    int64_t t0 = bc_time_mono_ms();
+
+    batch_path(batch, n, path, sizeof(path));
+    bc_status_t st = bc_http_request(dest, "POST", path, NULL, 0, POOL_HTTP_TIMEOUT_MS, &resp);
+    if (st != BC_OK) {
+        for (size_t i = 0; i < n; i++) {
+            report_init(&rep, &batch[i]->job);
+            snprintf(rep.error, sizeof(rep.error), "destination %.100s unreachable: %s", dest,
+                     bc_status_str(st));
+            rep.unreachable = true;
+            pool_report(p, &batch[i]->job, true, &rep, t0);
+        }
+        return;
+    }
+    int status = resp.status;
+    bool listed = status == 200 && batch_read(&resp, batch, n, started);
+    bc_http_response_free(&resp);
+    if (!listed) {
+        /* An older destination (400), one that cannot take a batch now,
+         * or a body that makes no sense: one bucket at a time. */
+        log_debug("console: %zu precopies to %s: batch answered %d without its list of jobs, "
+                  "one at a time", n, dest, status);
+        for (size_t i = 0; i < n; i++) pool_run(p, &batch[i]->job, true);
+        return;
+    }
+    /* In the order the destination imports them: each one's wait (and
+     * no-progress timeout) begins as the one before it ends. */
+    for (size_t i = 0; i < n; i++) {
+        if (!started[i]) continue;
+        report_init(&rep, &batch[i]->job);
+        pool_import_wait(p, &batch[i]->job, true, t0, bc_time_mono_ms() + p->timeout_ms, &rep);
+        pool_report(p, &batch[i]->job, true, &rep, t0);
+        t0 = bc_time_mono_ms();
+    }
+    /* The refused ones last: what the destination lacked (a free import
+     * slot) is likelier there once the others are over. */
+    for (size_t i = 0; i < n; i++) {
+        if (!started[i]) pool_run(p, &batch[i]->job, true);
+    }
 }
 
 /* The next task of q, or NULL.  mu held. */
@@ -465,6 +630,33 @@ pool_dequeue(pool_queue_t *q)
         if (q->head == NULL) q->tail = NULL;
     }
     return t;
+}
+
+/* Moves into batch[1..] up to max - 1 more precopies of q queued for
+ * batch[0]'s (source, destination, from, to), in queue order; the tasks
+ * left keep theirs.  Returns the batch's size.  mu held. */
+static size_t
+pool_take_batch(pool_queue_t *q, pool_task_t **batch, size_t max)
+{
+    const bc_mig_job_t *j = &batch[0]->job;
+    size_t n = 1;
+    pool_task_t **pp = &q->head, *last = NULL;
+    while (*pp != NULL && n < max) {
+        pool_task_t *t = *pp;
+        if (t->kind == TASK_PRECOPY && t->job.from == j->from && t->job.to == j->to &&
+            strcmp(t->job.source_admin, j->source_admin) == 0 &&
+            strcmp(t->job.dest_admin, j->dest_admin) == 0) {
+            *pp = t->next;
+            t->next = NULL;
+            batch[n++] = t;
+            continue;
+        }
+        last = t;
+        pp = &t->next;
+    }
+    /* Stopped before the end, it took nothing from there: the tail stays. */
+    if (*pp == NULL) q->tail = last;
+    return n;
 }
 
 static void *
@@ -494,18 +686,25 @@ pool_main(void *arg)
             if (p->stopping) break;
             if (w->queue->head == NULL) continue;   /* another worker took it */
         }
-        pool_task_t *t = pool_dequeue(w->queue);
+        pool_task_t *batch[BC_MIG_PRECOPY_BATCH_MAX];
+        batch[0] = pool_dequeue(w->queue);
+        size_t n = batch[0]->kind == TASK_PRECOPY
+                       ? pool_take_batch(w->queue, batch, BC_MIG_PRECOPY_BATCH_MAX) : 1;
         pthread_mutex_unlock(&p->mu);
+        pool_task_t *t = batch[0];
         switch (t->kind) {
         case TASK_CANCEL:
             pool_cancel_import(&t->job);
             break;
         case TASK_COPY:
+            pool_run(p, &t->job, false);
+            break;
         case TASK_PRECOPY:
-            pool_run(p, &t->job, t->kind == TASK_PRECOPY);
+            if (n == 1) pool_run(p, &t->job, true);
+            else pool_precopy_batch(p, batch, n);
             break;
         }
-        free(t);
+        for (size_t i = 0; i < n; i++) free(batch[i]);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);

@@ -32,12 +32,36 @@
  *          final copy is then a full one, as without precopy
  *
  *   Precopies run on their own threads and queue, so a final copy (which
- *   holds its bucket read-only) never waits behind one.  Reconcile asks
- *   for at most ahead * parallel buckets precopied ahead of their copy
- *   (ahead: --precopy-ahead, BC_MIG_PRECOPY_AHEAD by default): each
- *   holds memory at its destination and a change tracker at its source.
- *   A readiness older than 20 s is asked for again (the destination
- *   answers at once while its precopy is still usable).
+ *   holds its bucket read-only) never waits behind one.
+ *
+ *   THE BATCH.  A precopy worker that takes one precopy from the queue
+ *   takes with it up to BC_MIG_PRECOPY_BATCH_MAX - 1 more queued for the
+ *   same source, destination, from and to (the others keep their order),
+ *   and starts them all with one request:
+ *
+ *     POST dest/v1/migrate/import?buckets=b1,b2,...&precopy=1&from=G&source=SRC
+ *       -> 200 {"jobs": [one entry per bucket, in the order asked]}: the
+ *          job as the one-bucket POST returns it with "status" 200 or 202,
+ *          or that bucket's refusal ("status" 409, 503, ..., "error")
+ *
+ *   The destination imports the buckets it started one after the other
+ *   over one connection to the source, so the worker long polls each in
+ *   that order (the same GET as above), posts each report as it comes,
+ *   and counts a bucket's timeout from the end of the one before it (it
+ *   waited its turn, which is no lack of progress).  Then each refused
+ *   bucket takes the one-bucket path -- after the others, whose end frees
+ *   what a busy destination lacked; its POST retries what is worth
+ *   retrying.  So does every bucket of a batch answered anything but 200
+ *   with a well-formed list (an older destination answers 400): that POST
+ *   is idempotent.  A destination that does not answer at all gets every
+ *   bucket reported unreachable.  A batch of one is the one-bucket path.
+ *   Each bucket gets one report, as it would on its own.
+ *
+ *   Reconcile asks for at most ahead * parallel buckets precopied ahead
+ *   of their copy (ahead: --precopy-ahead, BC_MIG_PRECOPY_AHEAD by
+ *   default): each holds memory at its destination and a change tracker
+ *   at its source.  A readiness older than 20 s is asked for again (the
+ *   destination answers at once while its precopy is still usable).
  *
  * BEHAVIOR
  *   - The timeout bounds a job that makes no progress, not one that is
@@ -76,6 +100,12 @@
  * precopy holds a connection at its source's admin port and one at its
  * destination's (64 each by default), beside the copies' own. */
 #define BC_MIG_PRECOPY_WINDOW_MAX 32u
+/* Precopies started with one request (THE BATCH), at most.  What a
+ * precopy of a small bucket costs is the request, not its bytes: a
+ * connection, a job and a thread at the destination, a connection at the
+ * source, a long poll; one stream per (source, destination) pair carries
+ * the buckets back to back instead.  The destination takes up to 64. */
+#define BC_MIG_PRECOPY_BATCH_MAX  16u
 
 /* Buckets precopied ahead for `parallel` copy slots at `ahead` per slot
  * (0: BC_MIG_PRECOPY_AHEAD): the look-ahead and the precopy workers. */
