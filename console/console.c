@@ -468,16 +468,26 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
             bc_mig_pool_cancel(cs->pool, out->aborts[i].bucket, out->aborts[i].epoch, dst);
         }
     }
-    for (size_t i = 0; i < out->ncopying; i++) {
+    /* The copies go in together: those of one pair and epoch become one
+     * batch (migrate_pool.h). */
+    bc_mig_job_t *jobs = out->ncopying > 0 ? calloc(out->ncopying, sizeof(*jobs)) : NULL;
+    bool *queued = out->ncopying > 0 ? calloc(out->ncopying, sizeof(*queued)) : NULL;
+    size_t njobs = 0;
+    for (size_t i = 0; i < out->ncopying && jobs != NULL && queued != NULL; i++) {
         const bc_reconcile_copying_t *cp = &out->copying[i];
         if (bc_mig_pool_active(cs->pool, cp->bucket, cp->epoch)) continue;
-        if (!console_job(view, cp->bucket, cp->epoch, cp->from, cp->to, &job)) continue;
-        if (bc_mig_pool_submit(cs->pool, &job)) {
-            log_debug("console: copying bucket %u from group %u (%s) to group %u (%s) at epoch %llu",
-                      cp->bucket, cp->from, job.source_admin, cp->to, job.dest_admin,
-                      (unsigned long long)cp->epoch);
-        }
+        if (!console_job(view, cp->bucket, cp->epoch, cp->from, cp->to, &jobs[njobs])) continue;
+        njobs++;
     }
+    if (njobs > 0) bc_mig_pool_submit_many(cs->pool, jobs, njobs, queued);
+    for (size_t i = 0; i < njobs; i++) {
+        if (!queued[i]) continue;
+        log_debug("console: copying bucket %u from group %u (%s) to group %u (%s) at epoch %llu",
+                  jobs[i].bucket, jobs[i].from, jobs[i].source_admin, jobs[i].to,
+                  jobs[i].dest_admin, (unsigned long long)jobs[i].epoch);
+    }
+    free(jobs);
+    free(queued);
     for (size_t i = 0; i < out->nprecopy_wanted; i++) {
         const bc_reconcile_precopy_want_t *w = &out->precopy_wanted[i];
         if (!console_job(view, w->bucket, 0, w->from, w->to, &job)) continue;

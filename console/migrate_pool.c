@@ -379,8 +379,9 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
 
 /*
  * Waits for job's import, started at t0, to be done or failed; the
- * outcome goes to *rep.  deadline: when it is given up without progress
- * (moved on by each status showing more bytes received).  A long poll:
+ * outcome goes to *rep.  *deadline: when it is given up without progress
+ * (moved on by each status showing more bytes received: in and out, so
+ * that a batch's copies share it).  A long poll:
  * the destination answers when the job finishes, or after
  * POOL_LONG_POLL_MS with the job still running.  A destination that does
  * not know wait_ms (400) is polled instead, quickly at first (most
@@ -388,7 +389,7 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
  */
 static void
 pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_t t0,
-                 int64_t deadline, bc_mig_report_t *rep)
+                 int64_t *deadline, bc_mig_report_t *rep)
 {
     char path[128], why[BC_MIG_ERROR_MAX], sel[40];
     bc_http_response_t resp;
@@ -398,7 +399,7 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
     import_select(job, precopy, sel, sizeof(sel));
     for (;;) {
         int64_t now = bc_time_mono_ms(), elapsed = now - t0;
-        if (now >= deadline || pool_stopping(p)) {
+        if (now >= *deadline || pool_stopping(p)) {
             snprintf(rep->error, sizeof(rep->error), "%s timed out: no progress for %u ms (%lld "
                      "ms in all)", precopy ? "precopy" : "copy", p->timeout_ms,
                      (long long)elapsed);
@@ -407,7 +408,7 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
             if (!precopy) pool_cancel_import(job);
             return;
         }
-        int64_t wait = deadline - now < POOL_LONG_POLL_MS ? deadline - now : POOL_LONG_POLL_MS;
+        int64_t wait = *deadline - now < POOL_LONG_POLL_MS ? *deadline - now : POOL_LONG_POLL_MS;
         if (long_poll) {
             snprintf(path, sizeof(path), "/v1/migrate/import?bucket=%" PRIu32 "%s&wait_ms=%lld",
                      job->bucket, sel, (long long)wait);
@@ -443,7 +444,7 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
             bc_http_response_free(&resp);
             return;
         }
-        bool over = import_status_read(p, job, precopy, &resp, &progress, &deadline, rep);
+        bool over = import_status_read(p, job, precopy, &resp, &progress, deadline, rep);
         bc_http_response_free(&resp);
         if (over) return;
         /* A long poll that came back early with the job running (a
@@ -472,7 +473,7 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
     report_init(rep, job);
     import_select(job, precopy, sel, sizeof(sel));
     if (pool_import_start(p, job, sel, deadline, rep)) {
-        pool_import_wait(p, job, precopy, t0, deadline, rep);
+        pool_import_wait(p, job, precopy, t0, &deadline, rep);
     }
 }
 
@@ -521,9 +522,10 @@ pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
     pool_report(p, job, precopy, &rep, t0);
 }
 
-/* The batch POST's path for the n precopies of batch (one pair's). */
+/* The batch POST's path for the n jobs of batch (one pair's precopies,
+ * or its copies at one epoch). */
 static void
-batch_path(pool_task_t *const *batch, size_t n, char *path, size_t cap)
+batch_path(pool_task_t *const *batch, size_t n, bool precopy, char *path, size_t cap)
 {
     char src[3 * BC_ADDR_MAX];
     const bc_mig_job_t *first = &batch[0]->job;
@@ -533,8 +535,11 @@ batch_path(pool_task_t *const *batch, size_t n, char *path, size_t cap)
                               batch[i]->job.bucket);
     }
     url_encode(first->source_admin, src, sizeof(src));
-    if (o < cap) {
+    if (o < cap && precopy) {
         snprintf(path + o, cap - o, "&precopy=1&from=%" PRIu32 "&source=%s", first->from, src);
+    } else if (o < cap) {
+        snprintf(path + o, cap - o, "&epoch=%" PRIu64 "&from=%" PRIu32 "&source=%s",
+                 first->epoch, first->from, src);
     }
 }
 
@@ -567,21 +572,21 @@ batch_read(const bc_http_response_t *resp, pool_task_t *const *batch, size_t n, 
 }
 
 /*
- * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies of one
- * (source, destination, from, to) and posts one report for each (THE
- * BATCH, migrate_pool.h).
+ * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies, or copies at
+ * one epoch, of one (source, destination, from, to) and posts one report
+ * for each (THE BATCH, migrate_pool.h).
  */
 static void
-pool_precopy_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n)
+pool_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy)
 {
-    char path[4 * BC_ADDR_MAX + 11 * BC_MIG_PRECOPY_BATCH_MAX];
+    char path[4 * BC_ADDR_MAX + 11 * BC_MIG_PRECOPY_BATCH_MAX + 64];
     const char *dest = batch[0]->job.dest_admin;
     bool started[BC_MIG_PRECOPY_BATCH_MAX];
     bc_mig_report_t rep;
     bc_http_response_t resp;
     int64_t t0 = bc_time_mono_ms();
 
-    batch_path(batch, n, path, sizeof(path));
+    batch_path(batch, n, precopy, path, sizeof(path));
     bc_status_t st = bc_http_request(dest, "POST", path, NULL, 0, POOL_HTTP_TIMEOUT_MS, &resp);
     if (st != BC_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -589,7 +594,7 @@ pool_precopy_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n)
             snprintf(rep.error, sizeof(rep.error), "destination %.100s unreachable: %s", dest,
                      bc_status_str(st));
             rep.unreachable = true;
-            pool_report(p, &batch[i]->job, true, &rep, t0);
+            pool_report(p, &batch[i]->job, precopy, &rep, t0);
         }
         return;
     }
@@ -599,24 +604,31 @@ pool_precopy_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n)
     if (!listed) {
         /* An older destination (400), one that cannot take a batch now,
          * or a body that makes no sense: one bucket at a time. */
-        log_debug("console: %zu precopies to %s: batch answered %d without its list of jobs, "
-                  "one at a time", n, dest, status);
-        for (size_t i = 0; i < n; i++) pool_run(p, &batch[i]->job, true);
+        log_debug("console: %zu %s to %s: batch answered %d without its list of jobs, "
+                  "one at a time", n, precopy ? "precopies" : "copies", dest, status);
+        for (size_t i = 0; i < n; i++) pool_run(p, &batch[i]->job, precopy);
         return;
     }
     /* In the order the destination imports them: each one's wait (and
      * no-progress timeout) begins as the one before it ends. */
+    /* BEHAVIOR: a batch of copies is one deadline: the destination
+     * finishes them together (after one wait for its backups), each holds
+     * its bucket read-only meanwhile, and one that makes no progress means
+     * the others will not either -- all are called off as one copy would
+     * be, not one timeout after another. */
+    int64_t deadline = bc_time_mono_ms() + p->timeout_ms;
     for (size_t i = 0; i < n; i++) {
         if (!started[i]) continue;
         report_init(&rep, &batch[i]->job);
-        pool_import_wait(p, &batch[i]->job, true, t0, bc_time_mono_ms() + p->timeout_ms, &rep);
-        pool_report(p, &batch[i]->job, true, &rep, t0);
+        if (precopy) deadline = bc_time_mono_ms() + p->timeout_ms;
+        pool_import_wait(p, &batch[i]->job, precopy, t0, &deadline, &rep);
+        pool_report(p, &batch[i]->job, precopy, &rep, t0);
         t0 = bc_time_mono_ms();
     }
     /* The refused ones last: what the destination lacked (a free import
      * slot) is likelier there once the others are over. */
     for (size_t i = 0; i < n; i++) {
-        if (!started[i]) pool_run(p, &batch[i]->job, true);
+        if (!started[i]) pool_run(p, &batch[i]->job, precopy);
     }
 }
 
@@ -632,9 +644,10 @@ pool_dequeue(pool_queue_t *q)
     return t;
 }
 
-/* Moves into batch[1..] up to max - 1 more precopies of q queued for
- * batch[0]'s (source, destination, from, to), in queue order; the tasks
- * left keep theirs.  Returns the batch's size.  mu held. */
+/* Moves into batch[1..] up to max - 1 more tasks of q of batch[0]'s kind
+ * (precopies, or copies at its epoch) queued for its (source,
+ * destination, from, to), in queue order; the tasks left keep theirs.
+ * Returns the batch's size.  mu held. */
 static size_t
 pool_take_batch(pool_queue_t *q, pool_task_t **batch, size_t max)
 {
@@ -643,7 +656,8 @@ pool_take_batch(pool_queue_t *q, pool_task_t **batch, size_t max)
     pool_task_t **pp = &q->head, *last = NULL;
     while (*pp != NULL && n < max) {
         pool_task_t *t = *pp;
-        if (t->kind == TASK_PRECOPY && t->job.from == j->from && t->job.to == j->to &&
+        if (t->kind == batch[0]->kind && t->job.epoch == j->epoch && t->job.from == j->from &&
+            t->job.to == j->to &&
             strcmp(t->job.source_admin, j->source_admin) == 0 &&
             strcmp(t->job.dest_admin, j->dest_admin) == 0) {
             *pp = t->next;
@@ -688,7 +702,7 @@ pool_main(void *arg)
         }
         pool_task_t *batch[BC_MIG_PRECOPY_BATCH_MAX];
         batch[0] = pool_dequeue(w->queue);
-        size_t n = batch[0]->kind == TASK_PRECOPY
+        size_t n = batch[0]->kind != TASK_CANCEL
                        ? pool_take_batch(w->queue, batch, BC_MIG_PRECOPY_BATCH_MAX) : 1;
         pthread_mutex_unlock(&p->mu);
         pool_task_t *t = batch[0];
@@ -697,11 +711,9 @@ pool_main(void *arg)
             pool_cancel_import(&t->job);
             break;
         case TASK_COPY:
-            pool_run(p, &t->job, false);
-            break;
         case TASK_PRECOPY:
-            if (n == 1) pool_run(p, &t->job, true);
-            else pool_precopy_batch(p, batch, n);
+            if (n == 1) pool_run(p, &t->job, t->kind == TASK_PRECOPY);
+            else pool_batch(p, batch, n, t->kind == TASK_PRECOPY);
             break;
         }
         for (size_t i = 0; i < n; i++) free(batch[i]);
@@ -817,6 +829,16 @@ bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
     bool queued = pool_submit(p, &p->copies, &p->copy_reports.active, TASK_COPY, job);
     pthread_mutex_unlock(&p->mu);
     return queued;
+}
+
+void
+bc_mig_pool_submit_many(bc_mig_pool_t *p, const bc_mig_job_t *jobs, size_t n, bool *queued)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++) {
+        queued[i] = pool_submit(p, &p->copies, &p->copy_reports.active, TASK_COPY, &jobs[i]);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 bool

@@ -163,6 +163,11 @@ void bc_mig_pool_stop(bc_mig_pool_t *pool);
 /* Queues a copy unless one for (bucket, epoch) is queued or running.
  * Returns true when queued. */
 bool bc_mig_pool_submit(bc_mig_pool_t *pool, const bc_mig_job_t *job);
+/* bc_mig_pool_submit for each of jobs[0..n), under one hold of the lock:
+ * a worker then finds every copy a round started queued, and takes those
+ * of one (source, destination) pair as one batch.  queued[i]: job i was. */
+void bc_mig_pool_submit_many(bc_mig_pool_t *pool, const bc_mig_job_t *jobs, size_t n,
+                             bool *queued);
 /* Queues a best-effort DELETE of (bucket, epoch)'s import at dest_admin:
  * the destination drops the copy of a move that was called off.  Epoch 0:
  * the bucket's precopy (a move no longer planned). */

@@ -212,11 +212,12 @@ import_error_body(const char *body, size_t len, int status, bool *retry, char *e
  * set when the source asked to be asked again (not fenced yet).
  */
 /* Whether the stream is no use any more: its job, or every job of the
- * batch from the current section on, called off (shutdown calls off all). */
+ * batch from the current section on (once every section is in: every
+ * job), called off (shutdown calls off all). */
 static bool
 import_cancelled(const import_run_t *r)
 {
-    for (uint32_t i = r->idx; i < r->batch->n; i++) {
+    for (uint32_t i = r->idx < r->batch->n ? r->idx : 0; i < r->batch->n; i++) {
         if (!atomic_load(&r->batch->jobs[i]->cancel)) return false;
     }
     return true;

@@ -63,6 +63,7 @@ typedef struct fake_dest {
     pthread_mutex_t mu;            /* guards the fields below */
     char last_batch[256];          /* the last batch POST's buckets= */
     char last_from[16];            /* its from= */
+    char last_epoch[24];           /* its epoch= ("" for precopies) */
     char last_source[64];          /* its source=, decoded */
     uint32_t singles[64];          /* the buckets of the precopy POSTs with bucket= */
     int nsingles;
@@ -74,6 +75,7 @@ fake_record_batch(fake_dest_t *d, const char *buckets, const bc_http_param_t *pa
 {
     const bc_http_param_t *from = bc_http_param_find(params, n, "from");
     const bc_http_param_t *source = bc_http_param_find(params, n, "source");
+    const bc_http_param_t *epoch = bc_http_param_find(params, n, "epoch");
     int count = 1;
     for (const char *c = buckets; *c != '\0'; c++) count += *c == ',';
     atomic_fetch_add(&d->batch_posts, 1);
@@ -82,6 +84,7 @@ fake_record_batch(fake_dest_t *d, const char *buckets, const bc_http_param_t *pa
     pthread_mutex_lock(&d->mu);
     snprintf(d->last_batch, sizeof(d->last_batch), "%s", buckets);
     snprintf(d->last_from, sizeof(d->last_from), "%s", from != NULL ? from->value : "");
+    snprintf(d->last_epoch, sizeof(d->last_epoch), "%s", epoch != NULL ? epoch->value : "");
     snprintf(d->last_source, sizeof(d->last_source), "%s", source != NULL ? source->value : "");
     pthread_mutex_unlock(&d->mu);
 }
@@ -296,6 +299,8 @@ test_gather_waits_for_the_batch_and_no_longer(void **state)
      * bucket 2 still out, and only 3's report is taken */
     before += 2;
     bc_mig_job_t j2 = job(2, 7, dest), j3 = job(3, 7, dest);
+    /* (another source: a copy of its own, not in 2's batch) */
+    snprintf(j3.source_admin, sizeof(j3.source_admin), "127.0.0.1:2");
     assert_true(bc_mig_pool_submit(p, &j2));
     assert_true(bc_mig_pool_submit(p, &j3));
     wait_posted(before + 1);
@@ -437,6 +442,47 @@ test_precopies_of_one_pair_start_with_one_post(void **state)
     assert_int_equal(atomic_load(&d.single_posts), 0);
     bc_mig_pool_stop(p);
     dest_stop(&d);
+}
+
+/* The copies a round starts go in together: those of one pair and epoch
+ * start with one POST naming the epoch; another epoch's or pair's do not
+ * join them; each copy gets its report. */
+static void
+test_copies_of_one_pair_and_epoch_start_with_one_post(void **state)
+{
+    (void)state;
+    fake_dest_t a, b;
+    bc_mig_pool_t *p = pool_with_dest(4, 0, &a);
+    dest_start(&b);
+    bc_mig_job_t jobs[6] = {job(30, 11, a.addr), job(31, 11, a.addr), job(32, 12, a.addr),
+                            job(33, 11, b.addr), job(34, 11, a.addr), job(35, 11, a.addr)};
+    bool queued[6];
+    int before = atomic_load(&reports_posted);
+    bc_mig_pool_submit_many(p, jobs, 6, queued);
+    for (int i = 0; i < 6; i++) assert_true(queued[i]);
+    wait_posted(before + 6);
+    bc_mig_report_t reps[8];
+    assert_int_equal(bc_mig_pool_take(p, reps, 8), 6);
+    for (int i = 0; i < 6; i++) {
+        int found = 0;
+        for (int k = 0; k < 6; k++) {
+            if (reps[k].bucket != jobs[i].bucket) continue;
+            found++;
+            assert_true(reps[k].ok);
+            assert_int_equal(reps[k].epoch, jobs[i].epoch);
+        }
+        assert_int_equal(found, 1);
+    }
+    /* one batch at a (30, 31, 34, 35 at epoch 11), 32 and 33 alone */
+    assert_int_equal(atomic_load(&a.batch_posts), 1);
+    assert_int_equal(atomic_load(&b.batch_posts), 0);
+    pthread_mutex_lock(&a.mu);
+    assert_string_equal(a.last_batch, "30,31,34,35");
+    assert_string_equal(a.last_epoch, "11");
+    pthread_mutex_unlock(&a.mu);
+    bc_mig_pool_stop(p);
+    dest_stop(&a);
+    dest_stop(&b);
 }
 
 /* A batch holds the precopies of one source, destination, from and to:
@@ -594,6 +640,7 @@ main(void)
         cmocka_unit_test(test_precopy_yields_to_copies_for_a_bounded_time),
         cmocka_unit_test(test_precopies_of_one_pair_start_with_one_post),
         cmocka_unit_test(test_precopies_of_other_pairs_are_not_batched_together),
+        cmocka_unit_test(test_copies_of_one_pair_and_epoch_start_with_one_post),
         cmocka_unit_test(test_a_refused_bucket_takes_the_single_path),
         cmocka_unit_test(test_an_older_destination_gets_the_single_path),
         cmocka_unit_test(test_a_malformed_batch_answer_falls_back),
