@@ -14,14 +14,20 @@
  *     bucket=B&tap=1            a precopy's snapshot: the whole bucket
  *                               while it stays writable, a tracker armed
  *                               just before it is read
+ *     buckets=B1,B2,..&tap=1    a batch of precopies: their sections back
+ *                               to back on one stream
+ *     buckets=B1:T1,B2,..&epoch=E
+ *                               a batch of copies at E, fenced together:
+ *                               each section the changes since its
+ *                               precopy (:T) or the whole bucket
  *
  *   A whole bucket streams: MHD asks for the next block when the socket
  *   can take it, and each block is read from the bucket's table in steps
  *   of about MIG_EXPORT_STEP bytes of frames, one hold of the shard lock
  *   each (bc_cache_bucket_scan), so neither this node's memory nor its
  *   clients' wait on the shard lock grows with the bucket.  The changes
- *   since a precopy are few and are encoded at once into one buffer that
- *   MHD sends without copying.
+ *   since a precopy are few and are encoded at once: into one buffer that
+ *   MHD sends without copying, or, in a batch, when their section starts.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
