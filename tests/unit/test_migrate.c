@@ -656,6 +656,42 @@ kilo_value(int i)
     return 1000 + (size_t)(i % 50);
 }
 
+/* Items of about 1 KB in bucket b, keys key_in(b, 0..n). */
+static void
+fill_bucket(bc_cache_t *cache, uint32_t b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[32], value[1100];
+        key_in(b, i, key, sizeof(key));
+        size_t vlen = kilo_value(i);
+        value_of(i, value, vlen);
+        memcpy(value + vlen, "\r\n", 2);
+        bc_status_t st;
+        uint32_t h = bc_hash_key(key, strlen(key));
+        bc_item_t *it = bc_item_alloc(cache, key, strlen(key), h, (uint32_t)i, 0,
+                                      (uint32_t)vlen + 2, &st);
+        assert_non_null(it);
+        memcpy(bc_item_value(it), value, vlen + 2);
+        assert_int_equal(bc_cache_store_moved(cache, it, BC_STORE_SET, 1000 + (uint64_t)i), BC_OK);
+    }
+}
+
+/* Serves src's exports on an admin server of its own; its address in addr. */
+static bc_httpd_t *
+export_server(side_t *src, char *addr, size_t len)
+{
+    static const bc_http_route_t routes[] = {
+        {"/v1/migrate/export", "GET", serve_export},
+    };
+    bc_httpd_config_t hc = {.name = "admin", .listen_addr = "127.0.0.1", .routes = routes,
+                            .nroutes = 1, .ctx = src->mig};
+    bc_httpd_t *httpd;
+    assert_int_equal(bc_httpd_create(&hc, &httpd), BC_OK);
+    assert_int_equal(bc_httpd_start(httpd), BC_OK);
+    snprintf(addr, len, "127.0.0.1:%u", (unsigned)bc_httpd_port(httpd));
+    return httpd;
+}
+
 static void
 test_export_streams_a_whole_bucket_to_an_import(void **state)
 {
@@ -667,32 +703,10 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
      * walk and one block of the stream), and some in its neighbours. */
     const int n = 400;
     for (uint32_t b = BUCKET - 1; b <= BUCKET + 1; b++) {
-        for (int i = 0; i < (b == BUCKET ? n : 20); i++) {
-            char key[32], value[1100];
-            key_in(b, i, key, sizeof(key));
-            size_t vlen = kilo_value(i);
-            value_of(i, value, vlen);
-            memcpy(value + vlen, "\r\n", 2);
-            bc_status_t st;
-            uint32_t h = bc_hash_key(key, strlen(key));
-            bc_item_t *it = bc_item_alloc(src.cache, key, strlen(key), h, (uint32_t)i, 0,
-                                          (uint32_t)vlen + 2, &st);
-            assert_non_null(it);
-            memcpy(bc_item_value(it), value, vlen + 2);
-            assert_int_equal(bc_cache_store_moved(src.cache, it, BC_STORE_SET, 1000 + (uint64_t)i),
-                             BC_OK);
-        }
+        fill_bucket(src.cache, b, b == BUCKET ? n : 20);
     }
-    static const bc_http_route_t routes[] = {
-        {"/v1/migrate/export", "GET", serve_export},
-    };
-    bc_httpd_config_t hc = {.name = "admin", .listen_addr = "127.0.0.1", .routes = routes,
-                            .nroutes = 1, .ctx = src.mig};
-    bc_httpd_t *httpd;
-    assert_int_equal(bc_httpd_create(&hc, &httpd), BC_OK);
-    assert_int_equal(bc_httpd_start(httpd), BC_OK);
     char addr[32];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)bc_httpd_port(httpd));
+    bc_httpd_t *httpd = export_server(&src, addr, sizeof(addr));
 
     /* A precopy: the bucket stays writable; the source arms a tracker. */
     import_job_t *job = import(&dst, NULL, addr, BUCKET, true);
@@ -748,26 +762,6 @@ import_batch(side_t *dst, const char *addr, const uint32_t *buckets, uint32_t n,
     bc__migrate_import_main(batch);           /* frees the batch, not the jobs */
 }
 
-/* Items of about 1 KB in bucket b, keys key_in(b, 0..n). */
-static void
-fill_bucket(bc_cache_t *cache, uint32_t b, int n)
-{
-    for (int i = 0; i < n; i++) {
-        char key[32], value[1100];
-        key_in(b, i, key, sizeof(key));
-        size_t vlen = kilo_value(i);
-        value_of(i, value, vlen);
-        memcpy(value + vlen, "\r\n", 2);
-        bc_status_t st;
-        uint32_t h = bc_hash_key(key, strlen(key));
-        bc_item_t *it = bc_item_alloc(cache, key, strlen(key), h, (uint32_t)i, 0,
-                                      (uint32_t)vlen + 2, &st);
-        assert_non_null(it);
-        memcpy(bc_item_value(it), value, vlen + 2);
-        assert_int_equal(bc_cache_store_moved(cache, it, BC_STORE_SET, 1000 + (uint64_t)i), BC_OK);
-    }
-}
-
 static void
 test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
 {
@@ -780,16 +774,8 @@ test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
     const int sizes[3] = {250, 0, 400};
     for (int i = 0; i < 3; i++) fill_bucket(src.cache, buckets[i], sizes[i]);
     fill_bucket(src.cache, BUCKET + 2, 30);
-    static const bc_http_route_t routes[] = {
-        {"/v1/migrate/export", "GET", serve_export},
-    };
-    bc_httpd_config_t hc = {.name = "admin", .listen_addr = "127.0.0.1", .routes = routes,
-                            .nroutes = 1, .ctx = src.mig};
-    bc_httpd_t *httpd;
-    assert_int_equal(bc_httpd_create(&hc, &httpd), BC_OK);
-    assert_int_equal(bc_httpd_start(httpd), BC_OK);
     char addr[32];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)bc_httpd_port(httpd));
+    bc_httpd_t *httpd = export_server(&src, addr, sizeof(addr));
 
     /* One stream, each section to its job, in the order asked; each job
      * has the tracker the source armed for its bucket. */
