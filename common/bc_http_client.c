@@ -421,7 +421,7 @@ http_request(const bc_http_tls_t *tls, const char *addr, const char *method, con
         return st;
     }
 
-    char head[1536], host[BC_HOST_MAX + 16], authz[400];
+    char head[3072], host[BC_HOST_MAX + 16], authz[400];
     client_host_header(&hp, host, sizeof(host));
     client_auth_header(authz, sizeof(authz));
     int hn = snprintf(head, sizeof(head),
@@ -540,7 +540,7 @@ bc_status_t
 bc_http_stream_get(bc_http_stream_t *s, const char *host, const char *path, const char *accept,
                    const char *extra)
 {
-    char head[3072], authz[400];   /* a batch export names up to 64 buckets */
+    char head[4096], authz[400];   /* a batch export names up to 64 buckets */
     client_auth_header(authz, sizeof(authz));
     int hn = snprintf(head, sizeof(head),
                       "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n%s%sAccept: %s\r\n"

@@ -472,7 +472,8 @@ static bool
 export_peer_check(bc_node_migrate_t *mig, bc_http_req_t *req, char *value, size_t len,
                   enum MHD_Result *result)
 {
-    char target[1600], why[256], name[BC_WIRE_NAME_MAX + 1];
+    /* room for a batch: 64 buckets, each with its tracker id */
+    char target[256 + MIG_BATCH_MAX * 32], why[256], name[BC_WIRE_NAME_MAX + 1];
     if (mig->peer_auth == NULL) return true;
     /* Before the query is parsed (which rewrites it): the target as sent. */
     int tl = snprintf(target, sizeof(target), "%s%s%s", req->path, req->query != NULL ? "?" : "",
