@@ -28,6 +28,8 @@ typedef enum task_kind { TASK_COPY, TASK_CANCEL, TASK_PRECOPY } task_kind_t;
 typedef struct pool_task {
     task_kind_t kind;
     bc_mig_job_t job;
+    bool alone;                    /* given back by a batch the destination did not take:
+                                    * runs on its own */
     struct pool_task *next;
 } pool_task_t;
 
@@ -576,8 +578,29 @@ batch_read(const bc_http_response_t *resp, pool_task_t *const *batch, size_t n, 
  * one epoch, of one (source, destination, from, to) and posts one report
  * for each (THE BATCH, migrate_pool.h).
  */
+/*
+ * Gives batch[1..n) back to the front of q, in their order, each to run on
+ * its own (on any worker, at once: a destination that does not take
+ * batches gets its buckets in parallel, as before batches); the slots are
+ * cleared, the caller frees only what is left.
+ */
 static void
-pool_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy)
+pool_give_back(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = n; i-- > 1;) {
+        batch[i]->alone = true;
+        batch[i]->next = q->head;
+        q->head = batch[i];
+        if (q->tail == NULL) q->tail = batch[i];
+        batch[i] = NULL;
+    }
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void
+pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, bool precopy)
 {
     char path[4 * BC_ADDR_MAX + 11 * BC_MIG_PRECOPY_BATCH_MAX + 64];
     const char *dest = batch[0]->job.dest_admin;
@@ -603,10 +626,11 @@ pool_batch(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy)
     bc_http_response_free(&resp);
     if (!listed) {
         /* An older destination (400), one that cannot take a batch now,
-         * or a body that makes no sense: one bucket at a time. */
+         * or a body that makes no sense: each bucket on its own. */
         log_debug("console: %zu %s to %s: batch answered %d without its list of jobs, "
-                  "one at a time", n, precopy ? "precopies" : "copies", dest, status);
-        for (size_t i = 0; i < n; i++) pool_run(p, &batch[i]->job, precopy);
+                  "each on its own", n, precopy ? "precopies" : "copies", dest, status);
+        pool_give_back(p, q, batch, n);
+        pool_run(p, &batch[0]->job, precopy);
         return;
     }
     /* In the order the destination imports them: each one's wait (and
@@ -656,7 +680,8 @@ pool_take_batch(pool_queue_t *q, pool_task_t **batch, size_t max)
     pool_task_t **pp = &q->head, *last = NULL;
     while (*pp != NULL && n < max) {
         pool_task_t *t = *pp;
-        if (t->kind == batch[0]->kind && t->job.epoch == j->epoch && t->job.from == j->from &&
+        if (!t->alone && t->kind == batch[0]->kind && t->job.epoch == j->epoch &&
+            t->job.from == j->from &&
             t->job.to == j->to &&
             strcmp(t->job.source_admin, j->source_admin) == 0 &&
             strcmp(t->job.dest_admin, j->dest_admin) == 0) {
@@ -702,7 +727,7 @@ pool_main(void *arg)
         }
         pool_task_t *batch[BC_MIG_PRECOPY_BATCH_MAX];
         batch[0] = pool_dequeue(w->queue);
-        size_t n = batch[0]->kind != TASK_CANCEL
+        size_t n = batch[0]->kind != TASK_CANCEL && !batch[0]->alone
                        ? pool_take_batch(w->queue, batch, BC_MIG_PRECOPY_BATCH_MAX) : 1;
         pthread_mutex_unlock(&p->mu);
         pool_task_t *t = batch[0];
@@ -713,10 +738,10 @@ pool_main(void *arg)
         case TASK_COPY:
         case TASK_PRECOPY:
             if (n == 1) pool_run(p, &t->job, t->kind == TASK_PRECOPY);
-            else pool_batch(p, batch, n, t->kind == TASK_PRECOPY);
+            else pool_batch(p, w->queue, batch, n, t->kind == TASK_PRECOPY);
             break;
         }
-        for (size_t i = 0; i < n; i++) free(batch[i]);
+        for (size_t i = 0; i < n; i++) free(batch[i]);   /* NULL: given back */
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);

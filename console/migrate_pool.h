@@ -22,6 +22,13 @@
  *   source, the destination pulls only the keys changed since it (the
  *   job says "delta": true); otherwise the whole bucket.
  *
+ *   Copies go in batches too (THE BATCH below): the copies a round starts
+ *   are queued together (bc_mig_pool_submit_many), and a worker takes
+ *   those of one pair and one epoch with one request (&epoch=E instead of
+ *   &precopy=1).  A batch of copies waits on one deadline: the
+ *   destination finishes them together, so one that makes no progress
+ *   calls them all off, not one timeout after another.
+ *
  * THE PRECOPY (a precopy worker, for a bucket reconcile wants precopied)
  *
  *     POST dest/v1/migrate/import?bucket=b&from=G&source=SRC&precopy=1
@@ -51,9 +58,10 @@
  *   waited its turn, which is no lack of progress).  Then each refused
  *   bucket takes the one-bucket path -- after the others, whose end frees
  *   what a busy destination lacked; its POST retries what is worth
- *   retrying.  So does every bucket of a batch answered anything but 200
- *   with a well-formed list (an older destination answers 400): that POST
- *   is idempotent.  A destination that does not answer at all gets every
+ *   retrying.  A batch answered anything but 200 with a well-formed list
+ *   (an older destination answers 400) is given back to the queue, each
+ *   bucket to go on its own, so the workers run them in parallel as they
+ *   did before batches (the POST is idempotent).  A destination that does not answer at all gets every
  *   bucket reported unreachable.  A batch of one is the one-bucket path.
  *   Each bucket gets one report, as it would on its own.
  *
