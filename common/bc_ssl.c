@@ -16,7 +16,11 @@ bc_ssl_expect_host(SSL *ssl, const char *host, bool check)
 {
     unsigned char bin[16];
     bool ip = inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
-    bool ok = ip || SSL_set_tlsext_host_name(ssl, host) == 1;
+    /* SNI is a courtesy to the server: refused (a name over 255 bytes),
+     * it fails the session only when the name is also to be checked */
+    bool sni = ip || SSL_set_tlsext_host_name(ssl, host) == 1;
+    if (!sni) ERR_clear_error();
+    bool ok = sni || !check;
     if (ok && check) {
         ok = (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
                  : SSL_set1_host(ssl, host)) == 1;

@@ -24,7 +24,9 @@
  * among the certificate's IP addresses, a name among its DNS names -- on
  * top of chaining to the CA, so that a certificate the cluster's CA issued
  * to another host does not pass for this one.  False when OpenSSL refuses
- * the name (the error queue is then cleared).  Nothing is kept of `host`.
+ * the name to check (the error queue is then cleared; a name OpenSSL
+ * will not send as SNI, with no check, is simply not sent).  Nothing is
+ * kept of `host`.
  */
 bool bc_ssl_expect_host(SSL *ssl, const char *host, bool check);
 

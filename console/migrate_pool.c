@@ -574,11 +574,6 @@ batch_read(const bc_http_response_t *resp, pool_task_t *const *batch, size_t n, 
 }
 
 /*
- * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies, or copies at
- * one epoch, of one (source, destination, from, to) and posts one report
- * for each (THE BATCH, migrate_pool.h).
- */
-/*
  * Gives batch[1..n) back to the front of q, in their order, each to run on
  * its own (on any worker, at once: a destination that does not take
  * batches gets its buckets in parallel, as before batches); the slots are
@@ -599,6 +594,11 @@ pool_give_back(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n)
     pthread_mutex_unlock(&p->mu);
 }
 
+/*
+ * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies, or copies at
+ * one epoch, of one (source, destination, from, to) and posts one report
+ * for each (THE BATCH, migrate_pool.h).
+ */
 static void
 pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, bool precopy)
 {

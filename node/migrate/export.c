@@ -204,6 +204,7 @@ typedef struct export_stream {
     bool ended;                    /* the END frame is in x.buf */
     uint64_t streamed;             /* bytes given to MHD */
     int64_t started_ms;
+    int64_t touched_ms;            /* the batch's later trackers were last kept alive */
 } export_stream_t;
 
 static bool
@@ -283,9 +284,15 @@ export_stream_read(void *arg, char *out, size_t max)
     export_stream_t *s = arg;
     size_t given = 0;
     /* a precopy still streaming keeps its tracker from going idle: once a
-     * block is enough (the tracker set's lock is every tracked writer's) */
-    for (uint32_t i = s->idx; i < s->nlist && s->scanning; i++) {
-        if (s->taps[i] != 0) bc_tap_touch(s->mig->taps, s->list[i], s->taps[i]);
+     * block is enough for its own (the tracker set's lock is every
+     * tracked writer's), once a second for those of a batch still to come */
+    if (s->tap != 0 && s->scanning) bc_tap_touch(s->mig->taps, s->bucket, s->tap);
+    int64_t now = bc_time_mono_ms();
+    if (s->nlist > 1 && now - s->touched_ms >= 1000) {
+        s->touched_ms = now;
+        for (uint32_t i = s->idx + 1; i < s->nlist; i++) {
+            if (s->taps[i] != 0) bc_tap_touch(s->mig->taps, s->list[i], s->taps[i]);
+        }
     }
     while (given < max) {
         if (s->sent == s->x.buf.len) {
@@ -311,10 +318,18 @@ export_stream_free(void *arg)
 {
     export_stream_t *s = arg;
     bool whole = s->ended && s->sent == s->x.buf.len;
-    log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
-             " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
-             s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
-             bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+    if (s->nlist > 1) {
+        log_info("migrate: exported %u of %u buckets at epoch %" PRIu64 " (%s, one stream; "
+                 "bucket %" PRIu32 " last): %" PRIu64 " bytes in %" PRId64 " ms%s",
+                 s->idx + (whole ? 1 : 0), s->nlist, s->epoch,
+                 s->taps[0] != 0 ? "precopies" : "copies", s->bucket, s->streamed,
+                 bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+    } else {
+        log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
+                 " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
+                 s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
+                 bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+    }
     bc_frame_buf_free(&s->x.buf);
     for (uint32_t i = 0; i < s->nlist; i++) {
         if (s->keys[i] != NULL) bc_tap_keys_free(s->keys[i]);

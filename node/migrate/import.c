@@ -65,6 +65,8 @@ typedef struct import_run {
     uint32_t ntaps;                /* precopy: the trackers the source armed (its header), */
     uint64_t taps[MIG_BATCH_MAX];  /* one per bucket, in order */
     bool delta;                    /* the source sent only the changes */
+    bool precopy;                  /* precopies (every job of a batch is of one kind) */
+    bool unbatched;                /* the source refused buckets= (an older node) */
     int64_t t0;
     char source[BC_ADDR_MAX];      /* the jobs' source (every job of a batch has it) */
     /* A batch of copies: what each section brought, kept until the batch's
@@ -89,7 +91,7 @@ static void
 import_section_done(import_run_t *r)
 {
     r->done[r->idx] = (struct section){r->items, r->bytes, r->skipped, r->delta};
-    if (r->job->precopy) {
+    if (r->precopy) {
         job_finish(r->job, r, &r->done[r->idx],
                    atomic_load(&r->job->cancel) ? BC_ECLOSED : BC_OK, "cancelled");
     }
@@ -208,40 +210,66 @@ import_error_body(const char *body, size_t len, int status, bool *retry, char *e
     cJSON_Delete(doc);
 }
 /*
- * One GET of the export.  BC_OK: the whole bucket is stored.  *retry is
- * set when the source asked to be asked again (not fenced yet).
+ * Whether the stream is no use any more: its job, or every job of the
+ * batch not finished yet, called off (shutdown calls off all).  A copy
+ * batch's jobs all stay ours until its end; a precopy batch's before
+ * r->idx are finished, and not ours to read.
  */
-/* Whether the stream is no use any more: its job, or every job of the
- * batch from the current section on (once every section is in: every
- * job), called off (shutdown calls off all). */
 static bool
 import_cancelled(const import_run_t *r)
 {
-    for (uint32_t i = r->idx < r->batch->n ? r->idx : 0; i < r->batch->n; i++) {
+    uint32_t from = r->idx < r->batch->n ? r->idx : r->precopy ? r->batch->n : 0;
+    if (from == r->batch->n) return false;
+    for (uint32_t i = from; i < r->batch->n; i++) {
         if (!atomic_load(&r->batch->jobs[i]->cancel)) return false;
     }
     return true;
 }
 
-/* The X-Bucketcache-Tap header: the trackers' ids, comma-separated, in the
- * order of the buckets asked for.  How many were read (0: none, or a
- * malformed header: the precopies then fail for want of a tracker). */
+/* The X-Bucketcache-Tap header (a peer's): the trackers' ids, decimal,
+ * comma-separated, in the order of the buckets asked for, to the end of
+ * its line.  How many were read; 0 for none or anything malformed (the
+ * precopies then fail for want of a tracker). */
 static uint32_t
 import_taps(const char *hdr, uint64_t *taps)
 {
     uint32_t n = 0;
-    while (hdr != NULL && n < MIG_BATCH_MAX) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(hdr, &end, 10);
-        if (end == hdr || errno != 0 || v == 0) return 0;
+    size_t len = 0;
+    while (hdr != NULL && hdr[len] != '\0' && hdr[len] != '\r' && hdr[len] != '\n') len++;
+    for (size_t i = 0; hdr != NULL && i < len;) {
+        size_t j = i;
+        while (j < len && hdr[j] != ',') j++;
+        uint64_t v;
+        if (n == MIG_BATCH_MAX || !bc_parse_u64n(hdr + i, j - i, UINT64_MAX, &v) || v == 0) {
+            return 0;
+        }
         taps[n++] = v;
-        if (*end != ',') break;
-        hdr = end + 1;
+        if (j < len && j + 1 == len) return 0;        /* a trailing comma */
+        i = j + 1;
     }
     return n;
 }
 
+/* A copy batch's bytes received count for every job of it: the console
+ * waits for them in turn on one deadline, and a job whose section is over
+ * still waits for the batch (progress, not a stall). */
+static void
+import_publish_received(import_run_t *r, uint64_t more)
+{
+    bc_node_migrate_t *mig = r->job->mig;
+    pthread_mutex_lock(&mig->mu);
+    for (uint32_t i = 0; i < r->batch->n; i++) {
+        if (i != r->idx) r->batch->jobs[i]->received += more;
+    }
+    pthread_mutex_unlock(&mig->mu);
+}
+
+/*
+ * One GET of the export.  BC_OK: the whole bucket (each bucket of a batch)
+ * is stored.  *retry is set when the source asked to be asked again (not
+ * fenced yet).  The single form (bucket=) stays for one bucket: a source
+ * that does not know buckets= serves it.
+ */
 static bc_status_t
 import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t errlen)
 {
@@ -380,6 +408,9 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         }
         data = bc_http_stream_data(&f, &avail);
         import_error_body(data, avail, f.status, retry, err, errlen);
+        /* An older source: "unknown query parameter "buckets"". */
+        r->unbatched = r->batch->n > 1 && f.status == MHD_HTTP_BAD_REQUEST &&
+                       strstr(err, "buckets") != NULL;
         st = *retry ? BC_EAGAIN : BC_EPROTO;
         goto out;
     }
@@ -438,6 +469,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         if (r->job != NULL) {
             job_publish(r->job, r->job->base_items + r->items, r->job->base_bytes + r->bytes,
                         r->skipped, got);
+            if (!r->precopy && r->batch->n > 1) import_publish_received(r, got);
         }
         if (mig->test_step_delay_ms > 0) bc_time_sleep_ms(mig->test_step_delay_ms);
     }
@@ -561,28 +593,50 @@ job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
     }
 }
 
+/* Source `source` does not take batches (an older node): noted, so that
+ * this node asks it one bucket at a time from now on (jobs.c); err says
+ * so to the console, which retries these buckets. */
+static void
+import_unbatched(bc_node_migrate_t *mig, const char *source, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&mig->mu);
+    bool known = false;
+    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
+        known = known || strcmp(mig->unbatched[i], source) == 0;
+    }
+    if (!known) {
+        snprintf(mig->unbatched[mig->unbatched_next], BC_ADDR_MAX, "%s", source);
+        mig->unbatched_next = (mig->unbatched_next + 1) % MIG_UNBATCHED_MAX;
+    }
+    pthread_mutex_unlock(&mig->mu);
+    log_info("migrate: source %s does not take batches (an older node): asked one bucket at a "
+             "time from now on", source);
+    size_t len = strlen(err);
+    snprintf(err + len, errlen - len, " (an older source: asked one bucket at a time next)");
+}
+
 /*
- * The jobs the stream has not finished, finished: a copy's section that
- * came whole, as st says (and as done if called off meanwhile); the rest
- * failed.  A precopy batch's finished sections are behind r->idx already.
+ * The jobs the stream has not finished, finished.  The first `got` came
+ * whole and end as `whole` says (a copy called off meanwhile as
+ * cancelled); the rest, stopped by the stream's end, as `rest` says.  A
+ * precopy batch's whole ones were finished at their END already (and are
+ * not ours any more).
  */
 static void
-import_batch_end(import_run_t *r, bc_status_t st, const char *err)
+import_batch_end(import_run_t *r, uint32_t got, bc_status_t whole, const char *whole_err,
+                 bc_status_t rest, const char *rest_err)
 {
-    uint32_t got = r->batch->n > 1 ? r->idx : (st == BC_OK ? 1 : 0);
-    struct section none = {r->items, r->bytes, r->skipped, r->delta};
-    for (uint32_t i = 0; i < r->batch->n; i++) {
+    uint32_t n = r->batch->n;
+    struct section partial = {r->items, r->bytes, r->skipped, r->delta}, none = {0};
+    for (uint32_t i = r->precopy && n > 1 ? got : 0; i < n; i++) {
         import_job_t *job = r->batch->jobs[i];
-        bool whole = i < got;
-        if (whole && job->precopy && r->batch->n > 1) continue;   /* finished at its END */
         r->idx = i;
-        if (whole && st == BC_OK && atomic_load(&job->cancel)) {
+        if (i < got && whole == BC_OK && atomic_load(&job->cancel)) {
             job_finish(job, r, &r->done[i], BC_ECLOSED, "cancelled");
-        } else if (whole) {
-            job_finish(job, r, &r->done[i], st, err);
+        } else if (i < got) {
+            job_finish(job, r, &r->done[i], whole, whole_err);
         } else {
-            job_finish(job, r, i == got ? &none : &(struct section){0}, st == BC_OK ? BC_EPROTO
-                                                                                  : st, err);
+            job_finish(job, r, i == got ? &partial : &none, rest, rest_err);
         }
     }
 }
@@ -600,6 +654,7 @@ bc__migrate_import_main(void *arg)
     r.job = job;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
     r.t0 = bc_time_mono_ms();
+    r.precopy = job->precopy;
     snprintf(r.source, sizeof(r.source), "%s", job->source);
     /* BEHAVIOR: a precopy runs at the same priority as everything else.
      * At a lower one it was preempted while holding a shard lock (its
@@ -608,14 +663,21 @@ bc__migrate_import_main(void *arg)
      * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
     bc_status_t st = import_run(&r, err, sizeof(err));
-    if (batch->n > 1 && st == BC_OK && r.job != NULL) {
+    /* What came whole (each bucket of a batch up to where the stream
+     * stopped) is kept; what did not, fails with the stream's error. */
+    uint32_t got = batch->n > 1 ? r.idx : st == BC_OK ? 1 : 0;
+    if (batch->n == 1 && st == BC_OK) {
+        r.done[0] = (struct section){r.items, r.bytes, r.skipped, r.delta};
+    }
+    if (st == BC_OK && got < batch->n) {
         snprintf(err, sizeof(err), "the source's stream ended before bucket %" PRIu32,
-                 r.job->bucket);
+                 batch->jobs[got]->bucket);
         st = BC_EPROTO;
     }
-    if (batch->n == 1 && st == BC_OK) r.done[0] = (struct section){r.items, r.bytes, r.skipped,
-                                                                    r.delta};
-    if (st == BC_OK && mig->test_delay_ms > 0 && !job->precopy) {
+    if (r.unbatched) import_unbatched(mig, r.source, err, sizeof(err));
+    bc_status_t whole = BC_OK;
+    char whole_err[256] = "";
+    if (got > 0 && !r.precopy && mig->test_delay_ms > 0) {
         /* A deliberately slow destination (tests only). */
         for (uint32_t waited = 0; waited < mig->test_delay_ms && !import_cancelled(&r);
              waited += 10) {
@@ -626,12 +688,12 @@ bc__migrate_import_main(void *arg)
      * over to them: in sync mode every item, in async mode within the lag
      * bound (repl.h).  The wait is this thread's: its stores are what it
      * waits for; one wait covers a batch. */
-    if (st == BC_OK && mig->commit != NULL && !job->precopy && !mig->commit(mig->commit_ctx)) {
-        snprintf(err, sizeof(err), "this group's in-sync backups did not confirm the bucket "
-                 "(too few in sync, or the primary's role or lease was lost)");
-        st = BC_EAGAIN;
+    if (got > 0 && !r.precopy && mig->commit != NULL && !mig->commit(mig->commit_ctx)) {
+        snprintf(whole_err, sizeof(whole_err), "this group's in-sync backups did not confirm "
+                 "the bucket (too few in sync, or the primary's role or lease was lost)");
+        whole = BC_EAGAIN;
     }
-    import_batch_end(&r, st, err);
+    import_batch_end(&r, got, whole, whole_err, st == BC_OK ? BC_EPROTO : st, err);
     free(batch);
     return NULL;
 }

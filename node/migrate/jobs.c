@@ -291,6 +291,28 @@ import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
              j->epoch, p->source);
 }
 
+/* Gives back the jobs reserved in batch, not started, and frees it (mu
+ * held). */
+static void
+import_release(bc_node_migrate_t *mig, import_batch_t *batch)
+{
+    for (uint32_t i = 0; i < batch->n; i++) {
+        batch->jobs[i]->state = JOB_FREE;
+        mig->running--;
+    }
+    free(batch);
+}
+
+/* Whether source refused a batch before (an older node; mu held). */
+static bool
+import_source_unbatched(const bc_node_migrate_t *mig, const char *source)
+{
+    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
+        if (strcmp(mig->unbatched[i], source) == 0) return true;
+    }
+    return false;
+}
+
 /*
  * Starts one thread for the n jobs reserved in batch (mu held).  The
  * thread belongs to the last job (it finishes last: a slot reused after
@@ -302,11 +324,7 @@ import_launch(bc_node_migrate_t *mig, import_batch_t *batch)
 {
     import_job_t *last = batch->jobs[batch->n - 1];
     if (pthread_create(&last->thread, NULL, bc__migrate_import_main, batch) != 0) {
-        for (uint32_t i = 0; i < batch->n; i++) {
-            batch->jobs[i]->state = JOB_FREE;
-            mig->running--;
-        }
-        free(batch);
+        import_release(mig, batch);
         return false;
     }
     last->joinable = true;
@@ -388,8 +406,37 @@ import_start(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
         if (d.start) batch->jobs[batch->n++] = d.job;
         if (jobs != NULL) cJSON_AddItemToArray(jobs, import_entry(mig, p->list[i], &d));
     }
-    if (batch->n > 0) launched = import_launch(mig, batch);
-    else free(batch);
+    if (mig->stopping) {
+        /* shutdown came while a finished thread was joined (mu let go):
+         * nothing starts now, or it would escape shutdown's join */
+        import_release(mig, batch);
+        pthread_mutex_unlock(&mig->mu);
+        cJSON_Delete(doc);
+        return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if (batch->n > 1 && import_source_unbatched(mig, p->source)) {
+        /* an older source: a thread and a request per bucket */
+        uint32_t i = 0;
+        for (; i < batch->n && launched; i++) {
+            import_batch_t *one = calloc(1, sizeof(*one));
+            if (one == NULL) break;
+            one->n = 1;
+            one->jobs[0] = batch->jobs[i];
+            launched = import_launch(mig, one);    /* gives job i back when it fails */
+        }
+        if (!launched || i < batch->n) {
+            launched = false;
+            for (uint32_t k = i; k < batch->n; k++) batch->jobs[k - i] = batch->jobs[k];
+            batch->n -= i;
+            import_release(mig, batch);
+        } else {
+            free(batch);
+        }
+    } else if (batch->n > 0) {
+        launched = import_launch(mig, batch);
+    } else {
+        free(batch);
+    }
     if (!launched) {
         pthread_mutex_unlock(&mig->mu);
         cJSON_Delete(doc);

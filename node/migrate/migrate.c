@@ -55,7 +55,6 @@
 
 /* ---- what every endpoint shares ---- */
 
-/* Parses bucket/epoch/source; on error queues a 400 into *result. */
 /* buckets=B1,B2,...: 1..MIG_BATCH_MAX distinct buckets of this cache,
  * each optionally B:T (an export's change tracker T for B). */
 static bool
@@ -90,6 +89,7 @@ mig_parse_list(bc_node_migrate_t *mig, const char *text, size_t len, mig_params_
     return p->nlist > 0;
 }
 
+/* Parses bucket/epoch/source; on error queues a 400 into *result. */
 bool
 bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_t *p,
                          enum MHD_Result *result)
@@ -188,7 +188,12 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
                                           "one epoch");
             return false;
         }
-        if (p->has_sinces && (p->tap || p->precopy || p->since != 0)) {
+        if (p->since != 0) {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "since: with buckets=, each bucket's is B:T");
+            return false;
+        }
+        if (p->has_sinces && (p->tap || p->precopy)) {
             *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                           "buckets: B:T is for a copy's export only");
             return false;

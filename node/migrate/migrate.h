@@ -37,6 +37,11 @@
  *            the order asked, every tracker armed before the first is
  *            read; X-Bucketcache-Tap lists their ids in that order.
  *            Refused whole (409) when any bucket is not served here.
+ *   GET    /v1/migrate/export?buckets=B1[:T1],B2[:T2],...&epoch=E
+ *            a batch of copies at E: every bucket fenced (as one bucket
+ *            is, below) before the first section is read, refused whole
+ *            when one cannot be; each section the changes tracker Ti saw
+ *            (the whole bucket without :Ti, or when Ti is gone).
  *
  *   POST   /v1/migrate/import?bucket=B&epoch=E&from=G&source=HOST:PORT
  *            starts (or, same B and E, reports) an import job from group
@@ -81,6 +86,15 @@
  *            the refusal {"bucket","status","error","retry","epoch"}.
  *            Why a batch: a precopy of a small bucket costs its request,
  *            job, thread, connection and long poll, not its bytes.
+ *   POST   /v1/migrate/import?buckets=B1,B2,...&epoch=E&from=G&source=HOST:PORT
+ *            the copies at E of up to 64 buckets from one source, as the
+ *            precopies' batch: one thread pulls export?buckets=B:T,...
+ *            &epoch=E (T: the usable precopy's tracker); the jobs finish
+ *            together, after one wait for the group's backups; a section
+ *            that came whole is kept even when a later one does not come
+ *            (those fail).  A source that refuses buckets= (an older
+ *            node) fails that batch with a word saying so and is asked a
+ *            bucket at a time from then on.
  *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
  *            the newest precopy of B, long poll as below (a batch's jobs
  *            too: asked for one by one).

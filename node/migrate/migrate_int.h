@@ -30,6 +30,7 @@
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
+#define MIG_UNBATCHED_MAX       8         /* older sources remembered (no buckets=) */
 /* Without -L, memory kept faulted in ahead of the imports running (the
  * prefault thread, migrate.c). */
 #define MIG_PREFAULT_AHEAD      (16u * 1024u * 1024u)
@@ -109,6 +110,11 @@ struct bc_node_migrate {
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
     _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 
+    /* Sources that refused a batch (older nodes; the last few, under mu):
+     * their buckets are asked for one at a time. */
+    char unbatched[MIG_UNBATCHED_MAX][BC_ADDR_MAX];
+    uint32_t unbatched_next;
+
     /* The admin server whose parked long polls a finished job wakes
      * (from the config; guarded by mu: NULL after shutdown). */
     bc_httpd_t *httpd;
@@ -147,8 +153,8 @@ enum MHD_Result bc__migrate_refuse(bc_http_req_t *req, bool retry, uint64_t epoc
 bool bc__migrate_node_owns(bc_node_migrate_t *mig, uint32_t bucket);
 
 /* The jobs one import thread runs over one connection to their source, in
- * order: a single job, or a batch of precopies (buckets=).  Owned by the
- * thread, which frees it. */
+ * order: a single job, or a batch (buckets=) of precopies or of copies at
+ * one epoch.  Owned by the thread, which frees it. */
 typedef struct import_batch {
     uint32_t n;
     import_job_t *jobs[MIG_BATCH_MAX];

@@ -735,12 +735,13 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
     side_free(&dst);
 }
 
-/* Runs a batch of precopies (buckets[0..n)) to its end on this thread, one
- * stream from the source at addr; cancelled[i]: job i is called off
- * before it starts.  The jobs, which the caller frees. */
+/* Runs a batch of precopies (epoch 0) or of copies at epoch (buckets[0..n))
+ * to its end on this thread, one stream from the source at addr;
+ * cancelled[i]: job i is called off before it starts.  The jobs, which the
+ * caller frees. */
 static void
 import_batch(side_t *dst, const char *addr, const uint32_t *buckets, uint32_t n,
-             const bool *cancelled, import_job_t **jobs)
+             uint64_t epoch, const bool *cancelled, import_job_t **jobs)
 {
     import_batch_t *batch = calloc(1, sizeof(*batch));
     assert_non_null(batch);
@@ -751,7 +752,8 @@ import_batch(side_t *dst, const char *addr, const uint32_t *buckets, uint32_t n,
         job->state = JOB_RUNNING;
         job->bucket = buckets[i];
         job->from = 1;
-        job->precopy = true;
+        job->epoch = epoch;
+        job->precopy = epoch == 0;
         snprintf(job->source, sizeof(job->source), "%s", addr);
         atomic_init(&job->cancel, cancelled != NULL && cancelled[i]);
         batch->jobs[batch->n++] = jobs[i] = job;
@@ -780,7 +782,7 @@ test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
     /* One stream, each section to its job, in the order asked; each job
      * has the tracker the source armed for its bucket. */
     import_job_t *jobs[3];
-    import_batch(&dst, addr, buckets, 3, NULL, jobs);
+    import_batch(&dst, addr, buckets, 3, 0, NULL, jobs);
     for (int i = 0; i < 3; i++) {
         if (jobs[i]->state != JOB_DONE) fail_msg("bucket %u: %s", buckets[i], jobs[i]->error);
         assert_int_equal(jobs[i]->items, sizes[i]);
@@ -805,7 +807,7 @@ test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
     for (int i = 0; i < 3; i++) bc_cache_bucket_drop(dst.cache, buckets[i]);
     const bool off[3] = {false, false, true};
     const uint32_t two[3] = {BUCKET, BUCKET + 2, BUCKET + 1};
-    import_batch(&dst, addr, two, 3, off, jobs);
+    import_batch(&dst, addr, two, 3, 0, off, jobs);
     assert_int_equal(jobs[0]->state, JOB_DONE);
     assert_int_equal(jobs[1]->state, JOB_DONE);
     assert_int_equal(jobs[1]->items, 30);
@@ -819,7 +821,7 @@ test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
      * and keeps nothing. */
     for (int i = 0; i < 3; i++) bc_cache_bucket_drop(dst.cache, two[i]);
     bc__node_cluster_set_role(src.cl, false, NULL);
-    import_batch(&dst, addr, buckets, 3, NULL, jobs);
+    import_batch(&dst, addr, buckets, 3, 0, NULL, jobs);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(jobs[i]->state, JOB_FAILED);
         assert_non_null(strstr(jobs[i]->error, "not the primary"));
@@ -830,6 +832,73 @@ test_export_streams_a_batch_of_precopies_on_one_connection(void **state)
 
     bc_httpd_destroy(httpd);
     side_free(&src);
+    side_free(&dst);
+}
+
+/* A batch of copies keeps each bucket that came whole when the stream
+ * breaks later; a source that does not know batches is remembered. */
+static void
+test_import_batch_of_copies_keeps_what_came_whole(void **state)
+{
+    (void)state;
+    side_t dst;
+    side_init(&dst, 2);
+    stream_t s1, s2;
+    stream_build(&s1, BUCKET, 2, small_value);
+    stream_build(&s2, BUCKET + 1, 3, small_value);
+    char body[4096];
+    assert_true(s1.buf.len + s2.buf.len < sizeof(body));
+    memcpy(body, s1.buf.data, s1.buf.len);
+    memcpy(body + s1.buf.len, s2.buf.data, s2.buf.len);
+    const uint32_t buckets[2] = {BUCKET, BUCKET + 1};
+    import_job_t *jobs[2];
+
+    /* both whole: both done, one stream */
+    source_t *src = source_start(stream_answer(body, s1.buf.len + s2.buf.len));
+    import_batch(&dst, src->addr, buckets, 2, EPOCH, NULL, jobs);
+    for (int i = 0; i < 2; i++) {
+        if (jobs[i]->state != JOB_DONE) fail_msg("job %d: %s", i, jobs[i]->error);
+        free(jobs[i]);
+    }
+    assert_int_equal(atomic_load(&src->requests), 1);
+    char want[64];
+    snprintf(want, sizeof(want), "buckets=%u,%u&epoch=%u", BUCKET, BUCKET + 1, (unsigned)EPOCH);
+    assert_non_null(strstr(src->path, want));
+    assert_int_equal(bucket_items(dst.cache, BUCKET + 1), 3);
+    bc_cache_bucket_drop(dst.cache, BUCKET);
+    bc_cache_bucket_drop(dst.cache, BUCKET + 1);
+
+    /* the second section cut short: the first is kept, the second fails
+     * and keeps nothing */
+    source_set(src, stream_answer(body, s1.buf.len + s2.buf.len - 4));
+    import_batch(&dst, src->addr, buckets, 2, EPOCH, NULL, jobs);
+    if (jobs[0]->state != JOB_DONE) fail_msg("%s", jobs[0]->error);
+    assert_int_equal(jobs[0]->items, 2);
+    assert_int_equal(jobs[1]->state, JOB_FAILED);
+    assert_items(dst.cache, BUCKET, 2, small_value);
+    assert_int_equal(bucket_items(dst.cache, BUCKET + 1), 0);
+    assert_int_equal(dst.mig->running, 0);
+    free(jobs[0]);
+    free(jobs[1]);
+
+    /* an older source refuses buckets=: the batch fails saying so, and the
+     * source is remembered to be asked a bucket at a time */
+    static const char old[] = "{\"error\":\"unknown query parameter \\\"buckets\\\"\"}";
+    answer_t no = {.status = 400, .body = old, .len = sizeof(old) - 1, .send = sizeof(old) - 1,
+                   .content_length = true};
+    source_set(src, no);
+    import_batch(&dst, src->addr, buckets, 2, EPOCH, NULL, jobs);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(jobs[i]->state, JOB_FAILED);
+        assert_non_null(strstr(jobs[i]->error, "older source"));
+        free(jobs[i]);
+    }
+    pthread_mutex_lock(&dst.mig->mu);
+    assert_string_equal(dst.mig->unbatched[0], src->addr);
+    pthread_mutex_unlock(&dst.mig->mu);
+    source_stop(src);
+    bc_frame_buf_free(&s1.buf);
+    bc_frame_buf_free(&s2.buf);
     side_free(&dst);
 }
 
@@ -847,6 +916,7 @@ main(void)
         cmocka_unit_test(test_import_asks_again_while_the_source_is_not_fenced),
         cmocka_unit_test(test_export_streams_a_whole_bucket_to_an_import),
         cmocka_unit_test(test_export_streams_a_batch_of_precopies_on_one_connection),
+        cmocka_unit_test(test_import_batch_of_copies_keeps_what_came_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

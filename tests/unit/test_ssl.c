@@ -87,6 +87,12 @@ test_expect_host_name(void **state)
     assert_false(bc_ssl_expect_host(ssl, longname, true));
     assert_int_equal(ERR_peek_error(), 0);
     SSL_free(ssl);
+    /* ... unless it is not to be checked: then it is simply not sent */
+    ssl = SSL_new(ctx);
+    assert_true(bc_ssl_expect_host(ssl, longname, false));
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_null(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    SSL_free(ssl);
 }
 
 static void
