@@ -26,8 +26,8 @@
  *   of about MIG_EXPORT_STEP bytes of frames, one hold of the shard lock
  *   each (bc_cache_bucket_scan), so neither this node's memory nor its
  *   clients' wait on the shard lock grows with the bucket.  The changes
- *   since a precopy are few and are encoded at once: into one buffer that
- *   MHD sends without copying, or, in a batch, when their section starts.
+ *   since a precopy are few and are encoded at once, when their section
+ *   starts.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -131,31 +131,6 @@ export_sndbuf(bc_http_req_t *req, uint64_t bytes)
     if (ci == NULL) return;
     int sz = bytes > MIG_SOCKBUF_MAX ? (int)MIG_SOCKBUF_MAX : (int)bytes;
     if (sz > 256 * 1024) (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-}
-
-/* Sends an encoded delta export (the buffer goes to MHD). */
-static enum MHD_Result
-export_send(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
-            export_ctx_t *x)
-{
-    atomic_fetch_add_explicit(&mig->exports, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mig->export_items, x->frames.items, memory_order_relaxed);
-    atomic_fetch_add_explicit(&mig->export_bytes, x->buf.len, memory_order_relaxed);
-    log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (changes since the "
-             "precopy): %" PRIu64 " items, %zu bytes", bucket, epoch, x->frames.items,
-             x->buf.len);
-    export_sndbuf(req, x->buf.len);
-    /* The buffer is handed to MHD and freed when sent (or dropped). */
-    return bc_http_reply_buffer(req, MHD_HTTP_OK, MIG_CONTENT_TYPE, x->buf.data, x->buf.len,
-                                free, x->buf.data);
-}
-
-static enum MHD_Result
-export_encode_failed(bc_http_req_t *req, export_ctx_t *x, uint32_t bucket, bc_status_t st)
-{
-    bc_frame_buf_free(&x->buf);
-    return bc_http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot encode bucket %"
-                               PRIu32 ": %s", bucket, bc_status_str(st));
 }
 
 /*
@@ -327,7 +302,8 @@ export_stream_free(void *arg)
     } else {
         log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
                  " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
-                 s->tap != 0 ? "precopy" : "full", s->x.frames.items, s->streamed,
+                 s->tap != 0 ? "precopy" : s->keys[0] != NULL ? "changes" : "full",
+                 s->x.frames.items, s->streamed,
                  bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
     }
     bc_frame_buf_free(&s->x.buf);
@@ -381,7 +357,8 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
     }
     if (n == 1) {
         log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %"
-                 PRIu64 " items, %" PRIu64 " bytes", bucket, epoch, tap != 0 ? "precopy" : "full",
+                 PRIu64 " items, %" PRIu64 " bytes", bucket, epoch,
+                 tap != 0 ? "precopy" : s->keys[0] != NULL ? "changes since the precopy" : "full",
                  items, bytes);
     } else {
         log_info("migrate: exporting %u buckets (%s, one stream; bucket %" PRIu32
@@ -417,19 +394,6 @@ export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, ui
     if (st == BC_OK) st = x->frames.st;
     if (st == BC_OK) atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
     return st;
-}
-
-/* Only the keys a change tracker recorded, each as it is now. */
-static enum MHD_Result
-export_reply_delta(bc_node_migrate_t *mig, bc_http_req_t *req, uint32_t bucket, uint64_t epoch,
-                   bc_tap_keys_t *keys)
-{
-    export_ctx_t x;
-    export_init(mig, &x);
-    bc_status_t st = export_encode_delta(mig, &x, bucket, epoch, keys);
-    if (st == BC_OK) st = bc_frame_put_end(&x.buf, x.frames.items, x.frames.bytes);
-    if (st != BC_OK) return export_encode_failed(req, &x, bucket, st);
-    return export_send(mig, req, bucket, epoch, &x);
 }
 
 /*
@@ -675,12 +639,6 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
             free(keys[i]);
             keys[i] = NULL;
         }
-    }
-    if (p.nlist == 1 && keys[0] != NULL) {
-        enum MHD_Result res = export_reply_delta(mig, req, p.bucket, p.epoch, keys[0]);
-        bc_tap_keys_free(keys[0]);
-        free(keys[0]);
-        return res;
     }
     return export_reply_list(mig, req, p.list, taps, keys, p.nlist, p.epoch);
 }
