@@ -633,13 +633,13 @@ pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, boo
         pool_run(p, &batch[0]->job, precopy);
         return;
     }
-    /* In the order the destination imports them: each one's wait (and
-     * no-progress timeout) begins as the one before it ends. */
-    /* BEHAVIOR: a batch of copies is one deadline: the destination
-     * finishes them together (after one wait for its backups), each holds
-     * its bucket read-only meanwhile, and one that makes no progress means
-     * the others will not either -- all are called off as one copy would
-     * be, not one timeout after another. */
+    /* BEHAVIOR: waited for in the order the destination imports them.
+     * A precopy's no-progress timeout begins as the one before it ends.
+     * A batch of copies is one deadline: the destination finishes them
+     * together (after one wait for its backups), each holds its bucket
+     * read-only meanwhile, and one that makes no progress means the
+     * others will not either -- all are called off as one copy would be,
+     * not one timeout after another. */
     int64_t deadline = bc_time_mono_ms() + p->timeout_ms;
     for (size_t i = 0; i < n; i++) {
         if (!started[i]) continue;
