@@ -850,9 +850,8 @@ pool_submit(bc_mig_pool_t *p, pool_queue_t *q, pool_keys_t *keys, task_kind_t ki
 bool
 bc_mig_pool_submit(bc_mig_pool_t *p, const bc_mig_job_t *job)
 {
-    pthread_mutex_lock(&p->mu);
-    bool queued = pool_submit(p, &p->copies, &p->copy_reports.active, TASK_COPY, job);
-    pthread_mutex_unlock(&p->mu);
+    bool queued;
+    bc_mig_pool_submit_many(p, job, 1, &queued);
     return queued;
 }
 
