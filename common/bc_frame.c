@@ -425,6 +425,44 @@ bc_frame_put_item_meta(bc_frame_buf_t *b, const char *key, size_t nkey, const ch
 }
 
 bc_status_t
+bc_frame_put_head(bc_frame_buf_t *b, const char *key, size_t nkey, uint64_t size, uint32_t flags,
+                  uint32_t ttl, uint64_t cas, uint32_t meta)
+{
+    if (size == 0 || size > 0xffffffffu) return BC_EINVAL;
+    if (nkey > 0xffffu) return BC_ETOOLARGE;
+    char *p = frame_open(b, 64 + nkey), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | 7);
+    p += mp_uint(p, BC_FRAME_HEAD);
+    p += mp_bin_header(p, nkey);
+    memcpy(p, key, nkey);
+    p += nkey;
+    p += mp_uint(p, size);
+    p += mp_uint(p, flags);
+    p += mp_uint(p, ttl);
+    p += mp_uint(p, cas);
+    p += mp_uint(p, meta);
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
+}
+
+bc_status_t
+bc_frame_put_part(bc_frame_buf_t *b, const char *chunk, size_t n)
+{
+    if (n == 0) return BC_EINVAL;
+    if (n > 0xffffffffu - 16) return BC_ETOOLARGE;
+    char *p = frame_open(b, 16 + n), *s = p;
+    if (p == NULL) return BC_ENOMEM;
+    *p++ = (char)(0x90 | 2);
+    p += mp_uint(p, BC_FRAME_PART);
+    p += mp_bin_header(p, n);
+    memcpy(p, chunk, n);
+    p += n;
+    frame_close(b, (size_t)(p - s));
+    return BC_OK;
+}
+
+bc_status_t
 bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes)
 {
     char *p = frame_open(b, 32), *s = p;
@@ -709,6 +747,24 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
             out->meta = (uint32_t)v;
         }
         break;
+    case BC_FRAME_HEAD:
+        if (n != 7) return bc_fail(err, errlen, BC_EPROTO, "HEAD frame with %u fields, "
+                                      "expected 7", n);
+        if (!mp_read_bytes(&r, &out->key, &out->nkey)) goto bad_field;
+        if (!mp_read_uint(&r, UINT32_MAX, &out->size) || out->size == 0) goto bad_field;
+        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+        out->flags = (uint32_t)v;
+        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+        out->ttl = (uint32_t)v;
+        if (!mp_read_uint(&r, UINT64_MAX, &out->cas)) goto bad_field;
+        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
+        out->meta = (uint32_t)v;
+        break;
+    case BC_FRAME_PART:
+        if (n != 2) return bc_fail(err, errlen, BC_EPROTO, "PART frame with %u fields, "
+                                      "expected 2", n);
+        if (!mp_read_bytes(&r, &out->value, &out->nvalue) || out->nvalue == 0) goto bad_field;
+        break;
     case BC_FRAME_END:
         if (n != 3) return bc_fail(err, errlen, BC_EPROTO, "END frame with %u fields, "
                                       "expected 3", n);
@@ -801,6 +857,32 @@ bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err, size_
         s->state = 1;
         return BC_OK;
     case 1:
+        if (s->part_left > 0) {
+            /* BEHAVIOR: an item's parts come back to back, nothing between
+             * them, and add up to what its HEAD said exactly. */
+            if (f->type != BC_FRAME_PART) {
+                return bc_fail(err, errlen, BC_EPROTO, "frame type %d where %llu more bytes "
+                               "of an item's value were due", (int)f->type,
+                               (unsigned long long)s->part_left);
+            }
+            if (f->nvalue > s->part_left) {
+                return bc_fail(err, errlen, BC_EPROTO, "a PART of %zu bytes where %llu were "
+                               "left of the item's value", f->nvalue,
+                               (unsigned long long)s->part_left);
+            }
+            s->part_left -= f->nvalue;
+            s->bytes += f->nvalue;
+            return BC_OK;
+        }
+        if (f->type == BC_FRAME_PART) {
+            return bc_fail(err, errlen, BC_EPROTO, "a PART without its HEAD");
+        }
+        if (f->type == BC_FRAME_HEAD) {
+            s->items++;
+            s->bytes += f->nkey;
+            s->part_left = f->size;
+            return BC_OK;
+        }
         if (f->type == BC_FRAME_ITEM || (f->type == BC_FRAME_DEL && s->delta)) {
             s->items++;
             s->bytes += f->nkey + f->nvalue;
@@ -830,6 +912,10 @@ bc_status_t
 bc_frame_stream_finish(const bc_frame_stream_t *s, char *err, size_t errlen)
 {
     if (s->state == 2) return BC_OK;
+    if (s->part_left > 0) {
+        return bc_fail(err, errlen, BC_EPROTO, "stream truncated: %llu bytes of an item's "
+                       "value missing", (unsigned long long)s->part_left);
+    }
     return bc_fail(err, errlen, BC_EPROTO, "stream truncated: %s after %llu items",
                       s->state == 0 ? "no HELLO" : "no END", (unsigned long long)s->items);
 }

@@ -8,7 +8,8 @@
  *       HELLO  ITEM*  END                 (a full export)
  *       HELLO  (ITEM | DEL)*  END         (a delta export: HELLO's delta = 1)
  *
- *   and every frame is
+ *   where any ITEM may come as HEAD PART+ instead (an item in parts,
+ *   below), and every frame is
  *
  *       +----------------+----------------+--------------------------+
  *       | u32 length BE  | u32 CRC-32C BE | payload: length bytes    |
@@ -20,9 +21,11 @@
  *       HELLO  [0, "bcmig", version, bucket, epoch, nbuckets]
  *              [0, "bcmig", version, bucket, epoch, nbuckets, delta]
  *       ITEM   [1, key, value, flags, ttl, cas]
-              [1, key, value, flags, ttl, cas, meta]
+ *              [1, key, value, flags, ttl, cas, meta]
  *       DEL    [11, key]                  (delta exports only)
  *       END    [2, items, bytes]
+ *       HEAD   [3, key, size, flags, ttl, cas, meta]
+ *       PART   [4, chunk]
  *
  *   key and value are msgpack bin (str is accepted too), flags a uint32,
  *   ttl the item's REMAINING lifetime in seconds (0 = never expires; a
@@ -38,6 +41,15 @@
  *   commands).  END repeats how many items and how many key+value bytes the
  *   stream carried (in a delta export, ITEM and DEL frames both count as
  *   items, a DEL's bytes being its key's).
+ *
+ *   HEAD and PART carry one large item in parts: HEAD has everything an
+ *   ITEM has but the value, and its size (1 .. 2^32-1); PART frames of
+ *   non-empty chunks follow, back to back, until their lengths add up to
+ *   size.  Only a destination that asked for them gets them (migrate.h,
+ *   "Large items"); the item counts once in END, its bytes as an ITEM's.
+ *   Why: a receiver's buffer and a sender's step stay one part long
+ *   however large the item, and the sender copies a part at a time
+ *   from the item without holding its shard's lock.
  *
  *   A delta export (node/migrate/migrate.h, precopy) carries only the keys that
  *   changed since an earlier snapshot of the bucket: ITEM is "the key's
@@ -105,6 +117,8 @@ typedef enum bc_frame_type {
     BC_FRAME_HELLO = 0,
     BC_FRAME_ITEM = 1,
     BC_FRAME_END = 2,
+    BC_FRAME_HEAD = 3,
+    BC_FRAME_PART = 4,
     BC_FRAME_RHELLO = 10,
     BC_FRAME_DEL = 11,
     BC_FRAME_TOUCH = 12,
@@ -123,7 +137,7 @@ typedef struct bc_frame {
     uint64_t epoch;
     uint32_t nbuckets;
     bool delta;                    /* HELLO: a delta export (see above) */
-    /* ITEM */
+    /* ITEM (HEAD: all but value; PART: value alone) */
     const char *key;
     size_t nkey;
     const char *value;
@@ -132,6 +146,7 @@ typedef struct bc_frame {
     uint32_t ttl;
     uint64_t cas;
     uint32_t meta;                 /* BC_FRAME_ITEM_* bits; 0 without the field */
+    uint64_t size;                 /* HEAD: the value's length, its PARTs' sum */
     /* END */
     uint64_t items;
     uint64_t bytes;
@@ -177,6 +192,12 @@ bc_status_t bc_frame_put_item_meta(bc_frame_buf_t *b, const char *key, size_t nk
                                    const char *value, size_t nvalue, uint32_t flags, uint32_t ttl,
                                    uint64_t cas, uint32_t meta);
 bc_status_t bc_frame_put_end(bc_frame_buf_t *b, uint64_t items, uint64_t bytes);
+/* An item in parts (see above): HEAD, then PARTs whose lengths add up to
+ * size.  Errors as bc_frame_put_item; BC_EINVAL for a size of 0 or over
+ * 2^32-1, or an empty part. */
+bc_status_t bc_frame_put_head(bc_frame_buf_t *b, const char *key, size_t nkey, uint64_t size,
+                              uint32_t flags, uint32_t ttl, uint64_t cas, uint32_t meta);
+bc_status_t bc_frame_put_part(bc_frame_buf_t *b, const char *chunk, size_t n);
 /* Replication frames (see REPLICATION above).  replid is at most
  * BC_FRAME_REPLID_MAX bytes (BC_EINVAL otherwise). */
 bc_status_t bc_frame_put_rhello(bc_frame_buf_t *b, bool full, const char *replid, uint64_t offset);
@@ -211,12 +232,15 @@ typedef struct bc_frame_stream {
     bool delta;                /* HELLO said delta: DEL frames are allowed */
     uint32_t bucket;
     uint64_t epoch;
-    uint64_t items;            /* ITEM (and, in a delta, DEL) frames seen */
-    uint64_t bytes;            /* key + value bytes seen */
+    uint64_t items;            /* ITEM and HEAD (and, in a delta, DEL) frames seen */
+    uint64_t bytes;            /* key + value bytes seen (a PART's count) */
+    uint64_t part_left;        /* an item in parts: its value bytes still to come */
 } bc_frame_stream_t;
 
 /* Errors: BC_EPROTO (wrong order, wrong version/magic, END counts that do
- * not match what came, anything after END).  err says which. */
+ * not match what came, anything after END, a PART without its HEAD or
+ * longer than what its HEAD said, any other frame before an item's PARTs
+ * add up).  err says which. */
 bc_status_t bc_frame_stream_next(bc_frame_stream_t *s, const bc_frame_t *f, char *err,
                                  size_t errlen);
 /* BC_OK when END was seen; BC_EPROTO ("truncated") otherwise. */

@@ -167,6 +167,12 @@ void bc_item_release(bc_cache_t *cache, bc_item_t *it);
  * with bc_item_release like any other.  It pins the item's segment again;
  * an item never stored gives its room back only at its last release. */
 void bc_item_retain(bc_cache_t *cache, bc_item_t *it);
+/* From a bc_cache_bucket_scan or bc_cache_bucket_foreach callback (shard
+ * lock held): a reference on the live item it, so its key, value, flags and
+ * cas may be read after the callback returns -- a migration export copies
+ * a large value a part at a time without the lock.  Dropped with
+ * bc_item_release.  The only call a callback may make into the cache. */
+bc_item_t *bc_cache_item_hold(bc_cache_t *cache, const bc_item_t *it);
 
 /*
  * A lookup that lets the caller read the item in place: as bc_cache_get

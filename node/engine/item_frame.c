@@ -42,6 +42,13 @@ frame_meta_to_item(uint32_t meta)
 }
 
 bc_status_t
+bc_item_frame_put_head(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl)
+{
+    return bc_frame_put_head(b, bc_item_key(it), bc_item_nkey(it), bc_item_value_len(it),
+                             bc_item_flags(it), ttl, it->cas, item_meta_to_frame(it->iflags));
+}
+
+bc_status_t
 bc_item_frame_put(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl)
 {
     return bc_frame_put_item_meta(b, bc_item_key(it), bc_item_nkey(it), bc_item_value_const(it),
@@ -62,19 +69,35 @@ bc_item_frame_batch_add(const bc_item_t *it, void *arg)
     return true;
 }
 
-bc_item_t *
-bc_item_frame_alloc(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash, bc_status_t *st)
+/* The item of an ITEM's or a HEAD's fields, value length nvalue, its CRLF
+ * written. */
+static bc_item_t *
+item_frame_alloc(bc_cache_t *cache, const bc_frame_t *f, uint64_t nvalue, uint32_t hash,
+                 bc_status_t *st)
 {
-    if (f->nvalue > UINT32_MAX - 2) {
+    if (nvalue > UINT32_MAX - 2) {
         *st = BC_EINVAL;
         return NULL;
     }
     bc_item_t *it = bc_item_alloc(cache, f->key, f->nkey, hash, f->flags,
                                   bc_item_frame_exptime(bc_cache_now(cache), f->ttl),
-                                  (uint32_t)f->nvalue + 2, st);
+                                  (uint32_t)nvalue + 2, st);
     if (it == NULL) return NULL;
-    if (f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
-    memcpy(bc_item_value(it) + f->nvalue, "\r\n", 2);
+    memcpy(bc_item_value(it) + nvalue, "\r\n", 2);
     bc_item_set_meta(it, frame_meta_to_item(f->meta));
     return it;
+}
+
+bc_item_t *
+bc_item_frame_alloc(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash, bc_status_t *st)
+{
+    bc_item_t *it = item_frame_alloc(cache, f, f->nvalue, hash, st);
+    if (it != NULL && f->nvalue > 0) memcpy(bc_item_value(it), f->value, f->nvalue);
+    return it;
+}
+
+bc_item_t *
+bc_item_frame_alloc_head(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash, bc_status_t *st)
+{
+    return item_frame_alloc(cache, f, f->size, hash, st);
 }

@@ -32,6 +32,11 @@ uint32_t bc_item_frame_exptime(uint32_t now, uint32_t ttl);
  * bc_frame_put_item. */
 bc_status_t bc_item_frame_put(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl);
 
+/* Appends it as a HEAD frame (an item in parts, bc_frame.h): its PARTs,
+ * which the caller appends, carry bc_item_value_len(it) bytes.  Errors as
+ * bc_frame_put_head. */
+bc_status_t bc_item_frame_put_head(bc_frame_buf_t *b, const bc_item_t *it, uint32_t ttl);
+
 /*
  * Items as a bc_cache_bucket_foreach callback: each live item that has not
  * expired at `now` goes into buf as an ITEM frame and is counted.  Stops at
@@ -57,5 +62,10 @@ bool bc_item_frame_batch_add(const bc_item_t *it, void *frames);
  */
 bc_item_t *bc_item_frame_alloc(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash,
                                bc_status_t *st);
+/* As bc_item_frame_alloc for a HEAD frame: the item's value (f->size
+ * bytes, then the CRLF, which is written) is the caller's to fill from the
+ * PARTs before it is stored. */
+bc_item_t *bc_item_frame_alloc_head(bc_cache_t *cache, const bc_frame_t *f, uint32_t hash,
+                                    bc_status_t *st);
 
 #endif

@@ -50,25 +50,113 @@
 #define MIG_FENCE_RECHECK_US    250       /* ... looking again this often (parked) */
 #define MIG_FENCE_REFRESH_US    20000     /* past this, the agent is asked again too */
 #define MIG_EXPORT_STEP         (64u * 1024u)  /* frames read per hold of a shard lock */
+#define MIG_PART_SIZE           (64u * 1024u)  /* a larger value goes in parts of this */
+#define MIG_HELD_MAX            16u       /* a scan step stops holding items for parts here */
 #define MIG_EXPORT_BLOCK        (256u * 1024u)  /* what MHD asks the export stream for:
                                                 * one write(2) per block */
 #define EXPORT_PARK_GEN         0         /* park_state slot: the generation an export waits for */
 #define EXPORT_PARK_HELD_AT     1         /* park_state slot: when a held export was fenced (tests) */
 
-/* An export being encoded: the buffer MHD sends, and the pass filling it
- * (item_frame.h) over the buffer. */
+/* An item whose value goes in parts (HEAD PART+, bc_frame.h), held from
+ * the pass that found it until its last part is encoded. */
+typedef struct export_held {
+    bc_item_t *it;                 /* bc_cache_item_hold's reference */
+    uint32_t ttl;                  /* its remaining lifetime when found */
+} export_held_t;
+
+/* An export being encoded: the buffer MHD sends, the pass filling it
+ * (item_frame.h) over the buffer, and the large items the pass held for
+ * their parts. */
 typedef struct export_ctx {
     bc_frame_buf_t buf;
     bc_item_frame_batch_t frames;  /* frames.buf is &buf: never copy a ctx */
+    bc_cache_t *cache;
+    bool parts;                    /* the destination takes items in parts */
+    export_held_t *held;           /* held[next..nheld): parts still to encode */
+    uint32_t nheld, capheld, next;
+    size_t off;                    /* held[next]'s value is encoded up to here */
+    uint64_t parted;               /* items sent in parts */
 } export_ctx_t;
 
 static void
-export_init(bc_node_migrate_t *mig, export_ctx_t *x)
+export_init(bc_node_migrate_t *mig, export_ctx_t *x, bool parts)
 {
     memset(x, 0, sizeof(*x));
     x->frames.buf = &x->buf;
     x->frames.now = bc_cache_now(mig->cache);
     x->frames.st = BC_OK;
+    x->cache = mig->cache;
+    x->parts = parts;
+}
+
+/* Drops the held items not sent yet and the buffers. */
+static void
+export_ctx_free(export_ctx_t *x)
+{
+    for (uint32_t i = x->next; i < x->nheld; i++) bc_item_release(x->cache, x->held[i].it);
+    free(x->held);
+    x->held = NULL;
+    x->nheld = x->capheld = x->next = 0;
+    bc_frame_buf_free(&x->buf);
+}
+
+/*
+ * One item of a pass (shard lock held): a value over MIG_PART_SIZE, for a
+ * destination that takes parts, is held to go in parts after the pass
+ * (export_encode_parts), so the lock is never held to copy it; any other
+ * item is encoded at once.  False when the pass must stop (an encoding
+ * failure, in x->frames.st).
+ */
+static bool
+export_add_item(export_ctx_t *x, const bc_item_t *it)
+{
+    uint32_t ttl;
+    if (!x->parts || bc_item_value_len(it) <= MIG_PART_SIZE) {
+        return bc_item_frame_batch_add(it, &x->frames);
+    }
+    if (!bc_item_frame_ttl(bc_item_exptime(it), x->frames.now, &ttl)) return true;
+    if (x->nheld == x->capheld) {
+        uint32_t cap = x->capheld ? x->capheld * 2 : 16;
+        export_held_t *h = realloc(x->held, cap * sizeof(*h));
+        /* out of memory: this one goes whole, as to an older destination */
+        if (h == NULL) return bc_item_frame_batch_add(it, &x->frames);
+        x->held = h;
+        x->capheld = cap;
+    }
+    x->held[x->nheld++] = (export_held_t){bc_cache_item_hold(x->cache, it), ttl};
+    x->frames.items++;
+    x->frames.bytes += bc_item_nkey(it) + bc_item_value_len(it);
+    return true;
+}
+
+/* Encodes parts of the held items, about MIG_EXPORT_STEP bytes of them,
+ * copying from each item without its shard lock (a holder may read its
+ * value: item.h); an item is let go after its last part. */
+static bc_status_t
+export_encode_parts(export_ctx_t *x)
+{
+    while (x->next < x->nheld && x->buf.len < MIG_EXPORT_STEP) {
+        const export_held_t *h = &x->held[x->next];
+        const bc_item_t *it = h->it;
+        size_t len = bc_item_value_len(it);
+        bc_status_t st;
+        if (x->off == 0) {
+            st = bc_item_frame_put_head(&x->buf, it, h->ttl);
+            if (st != BC_OK) return st;
+        }
+        size_t n = len - x->off < MIG_PART_SIZE ? len - x->off : MIG_PART_SIZE;
+        st = bc_frame_put_part(&x->buf, bc_item_value_const(it) + x->off, n);
+        if (st != BC_OK) return st;
+        x->off += n;
+        if (x->off == len) {
+            bc_item_release(x->cache, h->it);
+            x->next++;
+            x->off = 0;
+            x->parted++;
+        }
+    }
+    if (x->next == x->nheld) x->next = x->nheld = 0;
+    return BC_OK;
 }
 
 /* Why an export of a bucket routed `route` here is refused. */
@@ -93,7 +181,7 @@ export_refused(bc_node_migrate_t *mig)
  * keys that still exist go out as ITEM; they are marked, and those left
  * unmarked afterwards are gone (DEL). */
 typedef struct delta_ctx {
-    bc_item_frame_batch_t *frames;
+    export_ctx_t *x;
     bc_tap_keys_t *keys;
 } delta_ctx_t;
 
@@ -102,13 +190,13 @@ export_changed_item(const bc_item_t *it, void *arg)
 {
     delta_ctx_t *d = arg;
     if (!bc_tap_keys_mark(d->keys, bc_item_key(it), bc_item_nkey(it))) return true;
-    return bc_item_frame_batch_add(it, d->frames);
+    return export_add_item(d->x, it);
 }
 
 static void
 export_gone_key(const char *key, size_t nkey, void *arg)
 {
-    bc_item_frame_batch_t *x = ((delta_ctx_t *)arg)->frames;
+    bc_item_frame_batch_t *x = &((delta_ctx_t *)arg)->x->frames;
     if (x->st != BC_OK) return;
     x->st = bc_frame_put_del(x->buf, key, nkey);
     if (x->st != BC_OK) return;
@@ -187,8 +275,8 @@ export_scan_item(const bc_item_t *it, void *arg)
 {
     export_stream_t *s = arg;
     if (s->x.frames.st != BC_OK) return false;
-    if (!bc_item_frame_batch_add(it, &s->x.frames)) return false;
-    return s->x.buf.len < MIG_EXPORT_STEP;
+    if (!export_add_item(&s->x, it)) return false;
+    return s->x.buf.len < MIG_EXPORT_STEP && s->x.nheld < MIG_HELD_MAX;
 }
 
 static bc_status_t export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket,
@@ -221,7 +309,13 @@ export_stream_step(export_stream_t *s)
     s->x.buf.len = 0;
     s->sent = 0;
     bc_status_t st;
-    if (s->scanning) {
+    if (s->x.nheld > 0) {
+        /* the large items the last pass held, before the pass goes on
+         * (or the section ends) */
+        uint64_t parted = s->x.parted;
+        st = export_encode_parts(&s->x);
+        atomic_fetch_add_explicit(&mig->export_parted, s->x.parted - parted, memory_order_relaxed);
+    } else if (s->scanning) {
         st = bc_cache_bucket_scan(mig->cache, s->bucket, &s->cursor, export_scan_item, s);
         if (st == BC_OK) st = s->x.frames.st;
         if (st == BC_OK && s->cursor == 0) s->scanning = false;
@@ -306,7 +400,7 @@ export_stream_free(void *arg)
                  s->x.frames.items, s->streamed,
                  bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
     }
-    bc_frame_buf_free(&s->x.buf);
+    export_ctx_free(&s->x);
     for (uint32_t i = 0; i < s->nlist; i++) {
         if (s->keys[i] != NULL) bc_tap_keys_free(s->keys[i]);
         free(s->keys[i]);
@@ -339,7 +433,12 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
     memcpy(s->taps, taps, n * sizeof(*taps));
     if (keys != NULL) memcpy(s->keys, keys, n * sizeof(*keys));
     s->started_ms = bc_time_mono_ms();
-    export_init(mig, &s->x);
+    /* BEHAVIOR: items in parts only to a destination that says it reads
+     * them (a header an older source ignores, so it sends them whole, as
+     * an older destination gets them). */
+    const char *parts = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                    MIG_PARTS_HEADER);
+    export_init(mig, &s->x, parts != NULL && strcmp(parts, "1") == 0);
     bc_status_t st = export_section_start(s);
     if (st != BC_OK) {
         export_stream_free(s);
@@ -384,7 +483,7 @@ static bc_status_t
 export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, uint64_t epoch,
                     bc_tap_keys_t *keys)
 {
-    delta_ctx_t d = {.frames = &x->frames, .keys = keys};
+    delta_ctx_t d = {.x = x, .keys = keys};
     bc_status_t st = bc_frame_put_hello_delta(&x->buf, bucket, epoch,
                                               bc_cache_nbuckets(mig->cache));
     if (st == BC_OK && keys->count > 0) {

@@ -69,6 +69,12 @@ typedef struct import_run {
     bool unbatched;                /* the source refused buckets= (an older node) */
     int64_t t0;
     char source[BC_ADDR_MAX];      /* the jobs' source (every job of a batch has it) */
+    /* An item in parts (bc_frame.h HEAD PART+): allocated at its HEAD,
+     * filled by its PARTs, stored after the last; NULL while none is, or
+     * when its job was called off (its parts are read, not stored). */
+    bc_item_t *part_item;
+    uint64_t part_off, part_cas;
+    bc_node_migrate_t *mig;        /* the node's (a finished job is not ours to read) */
     /* A batch of copies: what each section brought, kept until the batch's
      * commit wait is over. */
     struct section {
@@ -102,6 +108,65 @@ import_section_done(import_run_t *r)
     r->delta = false;
 }
 
+/*
+ * Stores an item that came whole (an ITEM, or a HEAD's PARTs), taking over
+ * the reference on it.
+ *
+ * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
+ * never replaced.  A delta replaces: what is here for the bucket came
+ * from the precopy (this group does not own the bucket yet, so no
+ * client wrote it), and the delta's value is newer.  Either way the
+ * item keeps the CAS it had at the source (bc_cache_store_moved), so a
+ * client's `gets` token from before the move works after it.
+ */
+static bc_status_t
+import_store(import_run_t *r, bc_item_t *it, uint64_t cas, char *err, size_t errlen)
+{
+    size_t n = bc_item_nkey(it) + bc_item_value_len(it);
+    bc_status_t st = bc_cache_store_moved(r->mig->cache, it,
+                                          r->delta ? BC_STORE_SET : BC_STORE_ADD, cas);
+    if (st == BC_OK) {
+        r->items++;
+        r->bytes += n;
+    } else if (st == BC_ENOTSTORED) {
+        r->skipped++;
+    } else {
+        snprintf(err, errlen, "cannot store an item: %s", bc_status_str(st));
+        return st;
+    }
+    return BC_OK;
+}
+
+/* Lets go of an item in parts not stored (its job called off, the stream
+ * broken off). */
+static void
+import_part_drop(import_run_t *r)
+{
+    if (r->part_item == NULL) return;
+    bc_item_release(r->mig->cache, r->part_item);
+    r->part_item = NULL;
+}
+
+/* A PART (bc_frame_stream_next has checked it follows its HEAD and does
+ * not run past the size the HEAD gave): into the item's value; the item is
+ * stored after its last part. */
+static bc_status_t
+import_part(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
+{
+    if (r->part_item == NULL) return BC_OK;      /* its job called off: read, not stored */
+    if (r->batch->n > 1 && atomic_load(&r->job->cancel)) {
+        import_part_drop(r);
+        return BC_OK;
+    }
+    memcpy(bc_item_value(r->part_item) + r->part_off, f->value, f->nvalue);
+    r->part_off += f->nvalue;
+    if (r->stream.part_left > 0) return BC_OK;
+    bc_item_t *it = r->part_item;
+    r->part_item = NULL;
+    atomic_fetch_add_explicit(&r->mig->import_parted, 1, memory_order_relaxed);
+    return import_store(r, it, r->part_cas, err, errlen);
+}
+
 /* Stores one decoded frame.  Errors with err set. */
 static bc_status_t
 import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
@@ -117,6 +182,7 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         if (r->batch->n > 1) import_section_done(r);
         return BC_OK;
     }
+    if (f->type == BC_FRAME_PART) return import_part(r, f, err, errlen);
     if (r->batch->n > 1 && atomic_load(&job->cancel)) return BC_OK;   /* read, not stored */
     bc_cache_t *cache = job->mig->cache;
     if (f->type == BC_FRAME_HELLO) {
@@ -145,7 +211,9 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         }
         return BC_OK;
     }
-    if (f->type != BC_FRAME_ITEM && f->type != BC_FRAME_DEL) return BC_OK;
+    if (f->type != BC_FRAME_ITEM && f->type != BC_FRAME_DEL && f->type != BC_FRAME_HEAD) {
+        return BC_OK;
+    }
     if (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN) {
         snprintf(err, errlen, "item with a key of %zu bytes", f->nkey);
         return BC_EPROTO;
@@ -165,36 +233,27 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
         r->bytes += f->nkey;
         return BC_OK;
     }
-    bc_item_t *it = bc_item_frame_alloc(cache, f, hash, &st);
+    uint64_t nvalue = f->type == BC_FRAME_HEAD ? f->size : f->nvalue;
+    bc_item_t *it = f->type == BC_FRAME_HEAD ? bc_item_frame_alloc_head(cache, f, hash, &st)
+                                             : bc_item_frame_alloc(cache, f, hash, &st);
     if (it == NULL && st == BC_EINVAL) {
-        snprintf(err, errlen, "item value of %zu bytes", f->nvalue);
+        snprintf(err, errlen, "item value of %" PRIu64 " bytes", nvalue);
         return BC_ETOOLARGE;
     }
     if (it == NULL) {
-        snprintf(err, errlen, "cannot store an item of %zu bytes here: %s", f->nkey + f->nvalue,
-                 st == BC_ETOOLARGE ? "larger than this node's max item size"
-                                    : "out of memory (nothing left to evict)");
+        snprintf(err, errlen, "cannot store an item of %" PRIu64 " bytes here: %s",
+                 f->nkey + nvalue, st == BC_ETOOLARGE ? "larger than this node's max item size"
+                                                      : "out of memory (nothing left to evict)");
         return st;
     }
-    /*
-     * BEHAVIOR: a full copy stores add-if-absent -- a value already here is
-     * never replaced.  A delta replaces: what is here for the bucket came
-     * from the precopy (this group does not own the bucket yet, so no
-     * client wrote it), and the delta's value is newer.  Either way the
-     * item keeps the CAS it had at the source (bc_cache_store_moved), so a
-     * client's `gets` token from before the move works after it.
-     */
-    st = bc_cache_store_moved(cache, it, r->delta ? BC_STORE_SET : BC_STORE_ADD, f->cas);
-    if (st == BC_OK) {
-        r->items++;
-        r->bytes += f->nkey + f->nvalue;
-    } else if (st == BC_ENOTSTORED) {
-        r->skipped++;
-    } else {
-        snprintf(err, errlen, "cannot store an item: %s", bc_status_str(st));
-        return st;
+    if (f->type == BC_FRAME_HEAD) {
+        /* its value comes in the PARTs that follow (import_part) */
+        r->part_item = it;
+        r->part_off = 0;
+        r->part_cas = f->cas;
+        return BC_OK;
     }
-    return BC_OK;
+    return import_store(r, it, f->cas, err, errlen);
 }
 
 /* Parses an error reply body ({"error":..,"retry":..}). */
@@ -341,8 +400,11 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         }
         snprintf(peer_hdr, sizeof(peer_hdr), BC_PEERAUTH_HTTP_HEADER ": %s\r\n", value);
     }
-    st = bc_http_stream_get(&f, r->source, path, MIG_CONTENT_TYPE,
-                            peer_hdr[0] != '\0' ? peer_hdr : NULL);
+    /* Large items in parts, please (a source that does not know the
+     * header sends them whole, which this node reads too). */
+    char headers[sizeof(peer_hdr) + 64];
+    snprintf(headers, sizeof(headers), "%s" MIG_PARTS_HEADER ": 1\r\n", peer_hdr);
+    st = bc_http_stream_get(&f, r->source, path, MIG_CONTENT_TYPE, headers);
     if (st != BC_OK) {
         snprintf(err, errlen, "cannot send the export request to %.100s: %s", r->source,
                  bc_status_str(st));
@@ -487,6 +549,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         snprintf(err, errlen, "export %s", tmp);
     }
 out:
+    import_part_drop(r);
     bc_http_stream_close(&f);
     return st;
 }
@@ -652,6 +715,7 @@ bc__migrate_import_main(void *arg)
     memset(&r, 0, sizeof(r));
     r.batch = batch;
     r.job = job;
+    r.mig = mig;
     r.nbuckets = bc_cache_nbuckets(mig->cache);
     r.t0 = bc_time_mono_ms();
     r.precopy = job->precopy;

@@ -396,6 +396,8 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     out->export_deltas = atomic_load(&mig->export_deltas);
     out->import_deltas = atomic_load(&mig->import_deltas);
     out->delta_fallbacks = atomic_load(&mig->delta_fallbacks);
+    out->export_parted = atomic_load(&mig->export_parted);
+    out->import_parted = atomic_load(&mig->import_parted);
     out->prefault_bytes = atomic_load(&mig->prefault_bytes);
     out->prefault_cpu_us = atomic_load(&mig->prefault_cpu_us);
     bc_tap_stats_t ts;

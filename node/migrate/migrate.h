@@ -123,8 +123,8 @@
  *   from the bucket's table in a step of about 64 KiB of frames under one
  *   hold of the shard lock (bc_cache_bucket_scan), so neither the source's
  *   memory nor its clients' wait on the shard lock grows with the bucket.
- *   The changes since a precopy are few and are encoded at once into one
- *   buffer that MHD sends without copying.  The export's socket gets a send
+ *   The changes since a precopy are few and are encoded at once when their
+ *   section starts.  The export's socket gets a send
  *   buffer as large as the stream (up to 4 MiB) and the import's a receive
  *   buffer as large, so a bucket crosses in one write instead of in slices
  *   that each wait for both threads to be scheduled.  Waits (the fence, long
@@ -133,6 +133,19 @@
  *   network; the admin thread only starts them and reports their state.  The
  *   import reads the response as a stream and decodes frames as they arrive:
  *   memory stays bounded by one frame.
+ *
+ *   Large items: an import asks for them in parts (header
+ *   X-Bucketcache-Parts: 1), and the export then sends a value over 64
+ *   KiB as HEAD and PARTs of at most 64 KiB (bc_frame.h).  The scan holds
+ *   such an item (bc_cache_item_hold) instead of copying it under the
+ *   shard lock, and copies one part per step after the lock is let go;
+ *   the import allocates the item at its HEAD and fills it part by part,
+ *   so a 1 MiB value neither holds a shard lock for its whole copy nor
+ *   needs a 1 MiB frame buffer on either side, and the stream moves on in
+ *   64 KiB steps like any other.  A source that does not know the header
+ *   sends every item whole, which the import reads as before; an import
+ *   that does not send it gets every item whole.  Counted as
+ *   export_parted / import_parted.
  *
  * BEHAVIOR
  *   A full import (a copy without a usable precopy, or a precopy) first
@@ -210,6 +223,8 @@ typedef struct bc_node_migrate_config {
       "Items (and deleted keys) sent by bucket exports.")                                        \
     X(export_bytes, "export_bytes", "migrate_export_bytes_total", "counter",                     \
       "Frame bytes of bucket exports.")                                                          \
+    X(export_parted, "export_parted", "migrate_export_parted_items_total", "counter",            \
+      "Items exports sent in parts (values over 64 KiB, copied without the shard lock).")       \
     X(imports_done, "imports_done", "migrate_imports_total", "counter",                          \
       "Bucket imports that completed.")                                                          \
     X(imports_failed, "imports_failed", "migrate_import_failures_total", "counter",              \
@@ -220,6 +235,8 @@ typedef struct bc_node_migrate_config {
       "Items stored (and keys deleted) by bucket imports.")                                      \
     X(import_bytes, "import_bytes", "migrate_import_bytes_total", "counter",                     \
       "Key and value bytes stored by bucket imports.")                                           \
+    X(import_parted, "import_parted", "migrate_import_parted_items_total", "counter",            \
+      "Items imports received in parts.")                                                        \
     X(precopies, "precopies", "migrate_precopies_total", "counter",                              \
       "Precopies imported (a bucket copied while it stayed writable).")                          \
     X(export_deltas, "export_deltas", "migrate_export_deltas_total", "counter",                  \

@@ -29,6 +29,7 @@
 #define MIG_SOCKBUF_MAX         (4u * 1024u * 1024u)  /* export socket buffers */
 #define MIG_CONTENT_TYPE        "application/x-bucketcache-frames"
 #define MIG_TAP_HEADER          "X-Bucketcache-Tap"
+#define MIG_PARTS_HEADER        "X-Bucketcache-Parts"   /* "1": the importer reads HEAD/PART */
 #define MIG_PRECOPY_KEEP_MS     30000     /* a finished precopy waits this long for its copy */
 #define MIG_UNBATCHED_MAX       8         /* older sources remembered (no buckets=) */
 /* Without -L, memory kept faulted in ahead of the imports running (the
@@ -108,6 +109,7 @@ struct bc_node_migrate {
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes, export_auth_failures;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
+    _Atomic uint64_t export_parted, import_parted;   /* items in parts (bc_frame.h HEAD) */
     _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 
     /* Sources that refused a batch (older nodes; the last few, under mu):

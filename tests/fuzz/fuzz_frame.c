@@ -41,10 +41,14 @@ run_stream(const char *buf, size_t len)
             return;
         }
         CHECK(used >= BC_FRAME_HEADER_LEN + 1 && used <= len - pos);
-        if (f.type == BC_FRAME_ITEM) {
+        if (f.type == BC_FRAME_ITEM || f.type == BC_FRAME_HEAD) {
             CHECK(f.key >= buf + pos && f.key + f.nkey <= buf + pos + used);
+        }
+        if (f.type == BC_FRAME_ITEM || f.type == BC_FRAME_PART) {
             CHECK(f.value >= buf + pos && f.value + f.nvalue <= buf + pos + used);
         }
+        if (f.type == BC_FRAME_HEAD) CHECK(f.size >= 1 && f.size <= UINT32_MAX);
+        if (f.type == BC_FRAME_PART) CHECK(f.nvalue >= 1);
         if (bc_frame_stream_next(&s, &f, err, sizeof(err)) != BC_OK) return;
         pos += used;
     }

@@ -203,6 +203,23 @@ frame_seeds(void)
     emit_raw("frame", "export-large-item", &b);
     bc_frame_buf_free(&b);
 
+    /* An item in parts (HEAD PART+), and parts that do not add up. */
+    memset(&b, 0, sizeof(b));
+    ok(bc_frame_put_hello(&b, 0, 1, 1));
+    ok(bc_frame_put_head(&b, "big", 3, sizeof(big), 7, 60, 3, 0));
+    ok(bc_frame_put_part(&b, big, 1500));
+    ok(bc_frame_put_part(&b, big, sizeof(big) - 1500));
+    ok(bc_frame_put_item(&b, "a", 1, "1", 1, 0, 0, 1));
+    ok(bc_frame_put_end(&b, 2, 3 + sizeof(big) + 2));
+    emit_raw("frame", "export-item-in-parts", &b);
+    emit_payloads("frame", "export-item-in-parts-payloads", &b);
+    b.len = 0;
+    ok(bc_frame_put_hello(&b, 0, 1, 1));
+    ok(bc_frame_put_head(&b, "big", 3, 10, 0, 0, 3, 0));
+    ok(bc_frame_put_part(&b, big, 11));
+    emit_raw("frame", "bad-part-too-long", &b);
+    bc_frame_buf_free(&b);
+
     /* Out of order: END counts that do not match, a frame after END, two
      * HELLOs, an ITEM before HELLO. */
     memset(&b, 0, sizeof(b));

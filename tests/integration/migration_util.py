@@ -437,13 +437,14 @@ def _mp_array(buf, pos, n):
     return out, pos
 
 
-FRAME_TYPES = {0: "HELLO", 1: "ITEM", 2: "END", 11: "DEL"}
+FRAME_TYPES = {0: "HELLO", 1: "ITEM", 2: "END", 3: "HEAD", 4: "PART", 11: "DEL"}
 
 
 def read_frames(body, crc=True):
     """An export's body as a list of frames, each its msgpack array with
     the type's name first (HELLO, ITEM [key, value, flags, ttl, cas], DEL,
-    END [items, bytes]); checks every frame's length and (crc=True, slow
+    END [items, bytes], HEAD [key, size, flags, ttl, cas, meta] and PART
+    [chunk] of an item in parts); checks every frame's length and (crc=True, slow
     in Python: a few MiB at most) its CRC."""
     frames, pos = [], 0
     while pos < len(body):

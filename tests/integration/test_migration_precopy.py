@@ -18,6 +18,8 @@ each case happens exactly when the test says:
     nothing kept;
   - a large bucket streams whole over many steps, to HTTP/1.0 and 1.1
     readers, and a paused reader does not make the source buffer it;
+  - a value over 64 KiB goes in parts to a destination that asks for them
+    (whole to one that does not), in a precopy and in a delta;
   - a batch of precopies (buckets=) crosses on one stream, each bucket to
     its own job and tracker, and a batch of final copies at one epoch is
     fenced together and crosses on one stream, deltas and whole buckets
@@ -262,6 +264,83 @@ def test_streamed_export_of_a_large_bucket():
     job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
     assert job["state"] == "done" and job["delta"] is True, job
     assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket)
+    for p in (a, b, con):
+        p.stop()
+
+
+def items_of_export(frames):
+    """key -> (value, how it came: "ITEM" or "PARTS") of an export's frames,
+    an item in parts put together; checks the parts add up."""
+    out, head, parts = {}, None, []
+    for f in frames[1:-1]:
+        if f[0] == "PART":
+            assert head is not None, "a PART without its HEAD"
+            parts.append(f[1])
+            if sum(map(len, parts)) == head[2]:
+                out[head[1].decode()] = (b"".join(parts).decode(), "PARTS")
+                head, parts = None, []
+            continue
+        assert head is None, "frame %s inside an item's parts" % f[0]
+        if f[0] == "HEAD":
+            head = f
+        else:
+            assert f[0] == "ITEM", f[0]
+            out[f[1].decode()] = (f[2].decode(), "ITEM")
+    assert head is None and frames[-1][0] == "END" and frames[-1][1] == len(out)
+    return out
+
+
+def test_large_values_cross_in_parts():
+    """A value over 64 KiB is exported in parts (HEAD, PARTs of at most 64
+    KiB) to a destination that says it reads them, and whole to one that
+    does not (an older node); a precopy and its delta carry them between
+    real nodes, and the destination holds the source's bytes."""
+    cl, con, a, b = two_groups("parts")
+    bucket = 11
+    ks = keys_in_bucket(bucket, 5, "lv")
+    sizes = [1000, 65536, 65537, 300000, 900000]
+    values = {k: ("%s:" % k + "0123456789abcdef" * (n // 16 + 1))[:n] for k, n in zip(ks, sizes)}
+    c = a.conn()
+    for k, v in values.items():
+        assert c.cmd("set %s 0 0 %d" % (k, len(v)), v) == b"STORED\r\n", k
+
+    target = "/v1/migrate/export?bucket=%d&tap=1" % bucket
+    for parts in (False, True):
+        headers = harness.peer_signed("GET", target)
+        if parts:
+            headers["X-Bucketcache-Parts"] = "1"
+        st, _, body = harness.http(a.admin_port, "GET", target, headers=headers)
+        assert st == 200, st
+        frames = mu.read_frames(body)
+        got = items_of_export(frames)
+        assert {k: v for k, (v, _) in got.items()} == values
+        how = {k: h for k, (_, h) in got.items()}
+        want = {k: "PARTS" if parts and len(v) > 65536 else "ITEM" for k, v in values.items()}
+        assert how == want, how
+        assert all(len(f[1]) <= 65536 for f in frames if f[0] == "PART")
+    assert mu.migrate_stats(a)["export_parted"] == 3
+
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    job = mu.run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
+    assert job["state"] == "done" and job["items"] == 5, job
+    precopied = sum(len(k) + len(v) for k, v in values.items())
+    assert job["bytes"] == precopied, job
+    assert mu.migrate_stats(b)["import_parted"] == 3
+    # changed while writable: a large value replaced, a large one added
+    ks2 = keys_in_bucket(bucket, 6, "lv")
+    values[ks[4]] = "x" * 700000
+    values[ks2[5]] = "y" * 500000
+    for k in (ks[4], ks2[5]):
+        assert c.cmd("set %s 0 0 %d" % (k, len(values[k])), values[k]) == b"STORED\r\n"
+    job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
+    assert job["state"] == "done" and job["delta"] is True, job
+    # a copy over a precopy reports the key and value bytes of both
+    changed = sum(len(k) + len(values[k]) for k in (ks[4], ks2[5]))
+    assert job["bytes"] == precopied + changed, job
+    assert mu.migrate_stats(a)["export_parted"] == 3 + 3 + 2
+    assert mu.migrate_stats(b)["import_parted"] == 3 + 2
+    assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 6
+    assert a.proc.poll() is None and b.proc.poll() is None
     for p in (a, b, con):
         p.stop()
 

@@ -8,6 +8,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -407,6 +408,112 @@ test_malformed_payloads(void **state)
     assert_int_equal(bc_frame_decode(buf, 8, MAXP, &f, &used, NULL, 0), BC_EPROTO);
 }
 
+/* An item in parts: HEAD then PARTs adding up to its size count as one
+ * item with its key and value bytes; every proper prefix is incomplete;
+ * anything out of order, a part too long, or a part without its head is
+ * refused; the encoder refuses a size of 0 and an empty part. */
+static void
+parts_stream(bc_frame_buf_t *b, size_t first, size_t second, size_t missing, bool end)
+{
+    static char value[100000];
+    memset(value, 'v', sizeof(value));
+    memset(b, 0, sizeof(*b));
+    assert_int_equal(bc_frame_put_hello(b, 5, 9, 64), BC_OK);
+    assert_int_equal(bc_frame_put_item(b, "a", 1, "xyz", 3, 0, 0, 1), BC_OK);
+    assert_int_equal(bc_frame_put_head(b, "big", 3, first + second + missing, 42, 60, 7, 0x1), BC_OK);
+    assert_int_equal(bc_frame_put_part(b, value, first), BC_OK);
+    if (second > 0) assert_int_equal(bc_frame_put_part(b, value, second), BC_OK);
+    if (end) assert_int_equal(bc_frame_put_end(b, 2, 1 + 3 + 3 + first + second), BC_OK);
+}
+
+static void
+test_item_in_parts(void **state)
+{
+    (void)state;
+    bc_frame_buf_t b;
+    char err[256];
+    size_t items = 0;
+    parts_stream(&b, 60000, 40000, 0, true);
+    assert_int_equal(decode_all(b.data, b.len, &items, err, sizeof(err)), BC_OK);
+    assert_int_equal(items, 2);
+
+    /* the HEAD's fields */
+    bc_frame_t f;
+    size_t used, pos = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, NULL, 0),
+                         BC_OK);
+        pos += used;
+    }
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, NULL, 0), BC_OK);
+    assert_int_equal(f.type, BC_FRAME_HEAD);
+    assert_int_equal(f.nkey, 3);
+    assert_memory_equal(f.key, "big", 3);
+    assert_int_equal(f.size, 100000);
+    assert_int_equal(f.flags, 42);
+    assert_int_equal(f.ttl, 60);
+    assert_int_equal(f.cas, 7);
+    assert_int_equal(f.meta, 0x1);
+    pos += used;
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, MAXP, &f, &used, NULL, 0), BC_OK);
+    assert_int_equal(f.type, BC_FRAME_PART);
+    assert_int_equal(f.nvalue, 60000);
+    /* a part is read with a buffer far smaller than the item */
+    assert_int_equal(bc_frame_decode(b.data + pos, b.len - pos, 65536, &f, &used, NULL, 0), BC_OK);
+
+    /* every proper prefix is incomplete */
+    for (size_t cut = 0; cut < b.len; cut += 997) {
+        assert_int_not_equal(decode_all(b.data, cut, NULL, err, sizeof(err)), BC_OK);
+    }
+    bc_frame_buf_free(&b);
+
+    /* END before the parts add up */
+    parts_stream(&b, 60000, 0, 40000, false);
+    assert_int_equal(bc_frame_put_end(&b, 2, 1 + 3 + 3 + 60000), BC_OK);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "more bytes of an item's value were due"));
+    bc_frame_buf_free(&b);
+
+    /* the stream ends inside the item */
+    parts_stream(&b, 60000, 0, 40000, false);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "bytes of an item's value missing"));
+    bc_frame_buf_free(&b);
+
+    /* an ITEM between the parts */
+    parts_stream(&b, 60000, 0, 40000, false);
+    assert_int_equal(bc_frame_put_item(&b, "c", 1, "z", 1, 0, 0, 1), BC_OK);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    bc_frame_buf_free(&b);
+
+    /* a part longer than what is left */
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_hello(&b, 5, 9, 64), BC_OK);
+    assert_int_equal(bc_frame_put_head(&b, "big", 3, 10, 0, 0, 1, 0), BC_OK);
+    assert_int_equal(bc_frame_put_part(&b, "0123456789A", 11), BC_OK);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "were left of the item's value"));
+    bc_frame_buf_free(&b);
+
+    /* a part without its head */
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(bc_frame_put_hello(&b, 5, 9, 64), BC_OK);
+    assert_int_equal(bc_frame_put_part(&b, "0123", 4), BC_OK);
+    assert_int_equal(decode_all(b.data, b.len, NULL, err, sizeof(err)), BC_EPROTO);
+    assert_non_null(strstr(err, "without its HEAD"));
+
+    /* the encoder */
+    assert_int_equal(bc_frame_put_head(&b, "k", 1, 0, 0, 0, 1, 0), BC_EINVAL);
+    assert_int_equal(bc_frame_put_head(&b, "k", 1, 1ull << 32, 0, 0, 1, 0), BC_EINVAL);
+    assert_int_equal(bc_frame_put_part(&b, "", 0), BC_EINVAL);
+    bc_frame_buf_free(&b);
+
+    /* malformed: an empty part, a HEAD of size 0, a HEAD without meta */
+    expect_malformed("\x92\x04\xc4\x00", 4, "wrong msgpack type");
+    expect_malformed("\x97\x03\xc4\x01k\x00\x00\x00\x01\x00", 10, "out of range");
+    expect_malformed("\x96\x03\xc4\x01k\x05\x00\x00\x01", 9, "expected 7");
+}
+
 /* A delta export: HELLO with delta = 1 may carry DEL frames (counted as
  * items, their key as bytes); a full export may not; a HELLO's delta
  * field other than 0/1 is refused. */
@@ -801,6 +908,7 @@ main(void)
         cmocka_unit_test(test_crc32c_hw_matches_soft),
         cmocka_unit_test(test_replication_frames),
         cmocka_unit_test(test_delta_stream),
+        cmocka_unit_test(test_item_in_parts),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_truncated_at_every_byte),
         cmocka_unit_test(test_every_bit_flip_is_caught),

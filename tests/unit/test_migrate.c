@@ -229,9 +229,9 @@ typedef struct side {
 
 /* Group gid's node: every bucket group 1's; group 1's node is primary. */
 static void
-side_init(side_t *s, uint32_t gid)
+side_init_max(side_t *s, uint32_t gid, size_t max_item)
 {
-    bc_cache_config_t cc = {.mem_limit = 32u << 20, .max_item_size = MAX_ITEM, .nbuckets = NB,
+    bc_cache_config_t cc = {.mem_limit = 32u << 20, .max_item_size = max_item, .nbuckets = NB,
                             .nshards = 4};
     assert_int_equal(bc_cache_create(&cc, &s->cache), BC_OK);
     s->cl = fake_cluster_new(gid, NB);
@@ -244,6 +244,12 @@ side_init(side_t *s, uint32_t gid)
     bc_node_migrate_config_t mc = {.cache = s->cache, .cluster = s->cl,
                                    .import_timeout_ms = 3000};
     assert_int_equal(bc_node_migrate_create(&mc, &s->mig), BC_OK);
+}
+
+static void
+side_init(side_t *s, uint32_t gid)
+{
+    side_init_max(s, gid, MAX_ITEM);
 }
 
 static void
@@ -656,14 +662,16 @@ kilo_value(int i)
     return 1000 + (size_t)(i % 50);
 }
 
-/* Items of about 1 KB in bucket b, keys key_in(b, 0..n). */
+/* Items of vlen(i) bytes in bucket b, keys key_in(b, 0..n). */
 static void
-fill_bucket(bc_cache_t *cache, uint32_t b, int n)
+fill_bucket_sized(bc_cache_t *cache, uint32_t b, int n, size_t (*vlen_of)(int))
 {
     for (int i = 0; i < n; i++) {
-        char key[32], value[1100];
+        char key[32];
         key_in(b, i, key, sizeof(key));
-        size_t vlen = kilo_value(i);
+        size_t vlen = vlen_of(i);
+        char *value = malloc(vlen + 2);
+        assert_non_null(value);
         value_of(i, value, vlen);
         memcpy(value + vlen, "\r\n", 2);
         bc_status_t st;
@@ -673,7 +681,15 @@ fill_bucket(bc_cache_t *cache, uint32_t b, int n)
         assert_non_null(it);
         memcpy(bc_item_value(it), value, vlen + 2);
         assert_int_equal(bc_cache_store_moved(cache, it, BC_STORE_SET, 1000 + (uint64_t)i), BC_OK);
+        free(value);
     }
+}
+
+/* Items of about 1 KB in bucket b, keys key_in(b, 0..n). */
+static void
+fill_bucket(bc_cache_t *cache, uint32_t b, int n)
+{
+    fill_bucket_sized(cache, b, n, kilo_value);
 }
 
 /* Serves src's exports on an admin server of its own; its address in addr. */
@@ -732,6 +748,146 @@ test_export_streams_a_whole_bucket_to_an_import(void **state)
 
     bc_httpd_destroy(httpd);
     side_free(&src);
+    side_free(&dst);
+}
+
+/* Values of both sides of the 64 KiB a value goes in parts above. */
+static size_t
+large_value(int i)
+{
+    static const size_t sizes[] = {10, 65536, 65537, 200000, 1000000, 300, 131072};
+    return sizes[i % 7];
+}
+
+#define LARGE_MAX_ITEM  (2u << 20)
+#define LARGE_PARTED    4              /* large_value's over 64 KiB */
+
+static void import_batch(side_t *dst, const char *addr, const uint32_t *buckets, uint32_t n,
+                         uint64_t epoch, const bool *cancelled, import_job_t **jobs);
+
+/* An export sends a value over 64 KiB in parts (HEAD PART+) to a
+ * destination that asks for them, alone and in a batch, and the value
+ * arrives intact; one of exactly 64 KiB goes whole; a job called off
+ * mid-batch has its parts read and not stored. */
+static void
+test_export_sends_large_items_in_parts(void **state)
+{
+    (void)state;
+    side_t src, dst;
+    side_init_max(&src, 1, LARGE_MAX_ITEM);
+    side_init_max(&dst, 2, LARGE_MAX_ITEM);
+    const uint32_t buckets[3] = {BUCKET, BUCKET + 1, BUCKET - 1};
+    for (int i = 0; i < 3; i++) fill_bucket_sized(src.cache, buckets[i], 7, large_value);
+    char addr[32];
+    bc_httpd_t *httpd = export_server(&src, addr, sizeof(addr));
+
+    import_job_t *job = import(&dst, NULL, addr, BUCKET, true);
+    if (job->state != JOB_DONE) fail_msg("%s", job->error);
+    assert_int_equal(job->items, 7);
+    assert_items(dst.cache, BUCKET, 7, large_value);
+    bc_node_migrate_stats_t ms;
+    bc_node_migrate_get_stats(src.mig, &ms);
+    assert_int_equal(ms.export_parted, LARGE_PARTED);
+    assert_int_equal(ms.export_items, 7);
+    bc_node_migrate_get_stats(dst.mig, &ms);
+    assert_int_equal(ms.import_parted, LARGE_PARTED);
+    free(job);
+
+    /* a batch: the middle job called off */
+    bc_cache_bucket_drop(dst.cache, BUCKET);
+    import_job_t *jobs[3];
+    const bool off[3] = {false, true, false};
+    import_batch(&dst, addr, buckets, 3, 0, off, jobs);
+    assert_int_equal(jobs[0]->state, JOB_DONE);
+    assert_int_equal(jobs[1]->state, JOB_FAILED);
+    assert_int_equal(jobs[2]->state, JOB_DONE);
+    assert_items(dst.cache, BUCKET, 7, large_value);
+    assert_items(dst.cache, BUCKET - 1, 7, large_value);
+    assert_int_equal(bucket_items(dst.cache, BUCKET + 1), 0);
+    bc_node_migrate_get_stats(src.mig, &ms);
+    assert_int_equal(ms.export_parted, 4 * LARGE_PARTED);
+    bc_node_migrate_get_stats(dst.mig, &ms);
+    assert_int_equal(ms.import_parted, 3 * LARGE_PARTED);
+    for (int i = 0; i < 3; i++) free(jobs[i]);
+    assert_int_equal(dst.mig->running, 0);
+
+    bc_httpd_destroy(httpd);
+    side_free(&src);
+    side_free(&dst);
+}
+
+/* The import of items in parts from a source's bytes: however the stream
+ * is split; cut inside an item's parts, it fails and keeps nothing; a
+ * HEAD over the max item size is refused without waiting for its parts. */
+static void
+test_import_assembles_items_in_parts(void **state)
+{
+    (void)state;
+    side_t dst;
+    side_init_max(&dst, 2, LARGE_MAX_ITEM);
+    stream_t s;
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(bc_frame_put_hello(&s.buf, BUCKET, EPOCH, NB), BC_OK);
+    uint64_t bytes = 0;
+    for (int i = 0; i < 7; i++) {
+        char key[32];
+        key_in(BUCKET, i, key, sizeof(key));
+        size_t vlen = large_value(i);
+        char *value = malloc(vlen);
+        value_of(i, value, vlen);
+        if (vlen > 65536) {
+            assert_int_equal(bc_frame_put_head(&s.buf, key, strlen(key), vlen, (uint32_t)i, 0,
+                                               1000 + (uint64_t)i, 0), BC_OK);
+            for (size_t off = 0; off < vlen; off += 30000) {
+                size_t n = vlen - off < 30000 ? vlen - off : 30000;
+                assert_int_equal(bc_frame_put_part(&s.buf, value + off, n), BC_OK);
+            }
+        } else {
+            assert_int_equal(bc_frame_put_item(&s.buf, key, strlen(key), value, vlen,
+                                               (uint32_t)i, 0, 1000 + (uint64_t)i), BC_OK);
+        }
+        bytes += strlen(key) + vlen;
+        free(value);
+    }
+    size_t body = s.buf.len;
+    assert_int_equal(bc_frame_put_end(&s.buf, 7, bytes), BC_OK);
+    source_t *src = source_start(stream_answer(s.buf.data, s.buf.len));
+    static const size_t pieces[] = {0, 7, 4096, 70000};
+    for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+        answer_t a = stream_answer(s.buf.data, s.buf.len);
+        a.piece = pieces[k];
+        source_set(src, a);
+        bc_cache_bucket_drop(dst.cache, BUCKET);
+        import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
+        if (job->state != JOB_DONE) fail_msg("pieces of %zu: %s", pieces[k], job->error);
+        assert_int_equal(job->items, 7);
+        assert_items(dst.cache, BUCKET, 7, large_value);
+        free(job);
+    }
+
+    /* cut inside the last item's parts (the 131072-byte value) */
+    source_set(src, stream_answer(s.buf.data, body - 1000));
+    import_job_t *job = import(&dst, src, src->addr, BUCKET, false);
+    assert_int_equal(job->state, JOB_FAILED);
+    assert_int_equal(bucket_items(dst.cache, BUCKET), 0);
+    free(job);
+
+    /* a HEAD larger than this node takes */
+    stream_t t;
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(bc_frame_put_hello(&t.buf, BUCKET, EPOCH, NB), BC_OK);
+    char key[32];
+    key_in(BUCKET, 0, key, sizeof(key));
+    assert_int_equal(bc_frame_put_head(&t.buf, key, strlen(key), 100u << 20, 0, 0, 1, 0), BC_OK);
+    source_set(src, stream_answer(t.buf.data, t.buf.len));
+    job = import(&dst, src, src->addr, BUCKET, false);
+    assert_int_equal(job->state, JOB_FAILED);
+    assert_non_null(strstr(job->error, "larger than this node's max item size"));
+    free(job);
+    bc_frame_buf_free(&t.buf);
+
+    source_stop(src);
+    bc_frame_buf_free(&s.buf);
     side_free(&dst);
 }
 
@@ -916,6 +1072,8 @@ main(void)
         cmocka_unit_test(test_import_asks_again_while_the_source_is_not_fenced),
         cmocka_unit_test(test_export_streams_a_whole_bucket_to_an_import),
         cmocka_unit_test(test_export_streams_a_batch_of_precopies_on_one_connection),
+        cmocka_unit_test(test_export_sends_large_items_in_parts),
+        cmocka_unit_test(test_import_assembles_items_in_parts),
         cmocka_unit_test(test_import_batch_of_copies_keeps_what_came_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
