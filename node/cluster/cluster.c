@@ -215,14 +215,10 @@ bc_node_cluster_join(const bc_node_cluster_config_t *config, uint32_t *nbuckets,
         bc_node_cluster_free(cl);
         return st;
     }
-    cl->route = calloc(cl->nbuckets, sizeof(*cl->route));
-    cl->fence_epoch = calloc(cl->nbuckets, sizeof(*cl->fence_epoch));
-    cl->fence_at_gen = calloc(cl->nbuckets, sizeof(*cl->fence_at_gen));
-    cl->fence_ms = calloc(cl->nbuckets, sizeof(*cl->fence_ms));
-    if (cl->route == NULL || cl->fence_epoch == NULL || cl->fence_at_gen == NULL ||
-        cl->fence_ms == NULL) {
+    st = bc__node_cluster_alloc_routes(cl);
+    if (st != BC_OK) {
         bc_node_cluster_free(cl);
-        return BC_ENOMEM;
+        return st;
     }
     *nbuckets = cl->nbuckets;
     *out = cl;
@@ -719,8 +715,24 @@ bc_node_cluster_free(bc_node_cluster_t *cl)
     free(cl->fence_epoch);
     free(cl->fence_at_gen);
     free(cl->fence_ms);
+    free(cl->paused_us);
     free(cl->cluster);
     free(cl);
+}
+
+bc_status_t
+bc__node_cluster_alloc_routes(bc_node_cluster_t *cl)
+{
+    cl->route = calloc(cl->nbuckets, sizeof(*cl->route));
+    cl->fence_epoch = calloc(cl->nbuckets, sizeof(*cl->fence_epoch));
+    cl->fence_at_gen = calloc(cl->nbuckets, sizeof(*cl->fence_at_gen));
+    cl->fence_ms = calloc(cl->nbuckets, sizeof(*cl->fence_ms));
+    cl->paused_us = calloc(cl->nbuckets, sizeof(*cl->paused_us));
+    if (cl->route == NULL || cl->fence_epoch == NULL || cl->fence_at_gen == NULL ||
+        cl->fence_ms == NULL || cl->paused_us == NULL) {
+        return BC_ENOMEM;
+    }
+    return BC_OK;
 }
 
 void
@@ -744,6 +756,12 @@ bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out)
     out->in_sync_short = atomic_load(&cl->in_sync_short);
     out->in_sync_refusals = atomic_load(&cl->in_sync_refusals);
     out->self_promotions = atomic_load(&cl->self_promotions);
+    pthread_mutex_lock(&cl->fence_mu);
+    out->write_pauses = cl->pause_count;
+    out->write_pause_sum_us = cl->pause_sum_us;
+    out->write_pause_max_us = cl->pause_max_us;
+    memcpy(out->write_pause_hist, cl->pause_hist, sizeof(out->write_pause_hist));
+    pthread_mutex_unlock(&cl->fence_mu);
     pthread_mutex_lock(&cl->mu);
     snprintf(out->node_name, sizeof(out->node_name), "%s", cl->node_name);
     pthread_mutex_unlock(&cl->mu);

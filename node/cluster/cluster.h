@@ -122,6 +122,10 @@ bc_route_t bc_node_cluster_route(const bc_node_cluster_t *cl, uint32_t bucket, b
  */
 void bc_node_cluster_refresh_now(bc_node_cluster_t *cl);
 
+/* The bounds (ms) of the write-pause histogram (bc_node_cluster_info_t). */
+#define BC_NODE_PAUSE_NBOUNDS 21
+extern const uint32_t bc_node_pause_bounds_ms[BC_NODE_PAUSE_NBOUNDS];
+
 /* Facts for stats and the admin API. */
 typedef struct bc_node_cluster_info {
     uint32_t gid;
@@ -138,6 +142,14 @@ typedef struct bc_node_cluster_info {
     bool in_sync_short;            /* writes refused: too few backups in sync */
     uint64_t in_sync_refusals;     /* writes refused so */
     uint64_t self_promotions;      /* times this node promoted itself (PROMOTION) */
+    /* Write pauses of this node's buckets while it was their primary: a
+     * migration's, from the read-only bit (the console's table or the
+     * export's local fence) to writes going on -- at the new owner once the
+     * tables say so, or here when the move was called off.  What a writer
+     * of the bucket waits at most (writes during it wait, proto_text.h). */
+    uint64_t write_pauses;
+    uint64_t write_pause_sum_us, write_pause_max_us;
+    uint64_t write_pause_hist[BC_NODE_PAUSE_NBOUNDS + 1];   /* <= bound; the last: more */
 } bc_node_cluster_info_t;
 void bc_node_cluster_get_info(bc_node_cluster_t *cl, bc_node_cluster_info_t *out);
 

@@ -54,6 +54,13 @@ struct bc_node_cluster {
     uint64_t *fence_epoch;         /* per bucket: a local fence until the table reaches it */
     uint64_t *fence_at_gen;        /* per bucket: the routing generation that set it */
     int64_t *fence_ms;             /* per bucket: when (monotonic) */
+    /* The write pauses of this node's buckets as their primary (fence_mu):
+     * per bucket when its writes stopped (monotonic us; 0 = writable), and
+     * the finished pauses, from the read-only bit set (the table or a local
+     * fence) to writes going on (here, or at the new owner by the table). */
+    int64_t *paused_us;
+    uint64_t pause_hist[BC_NODE_PAUSE_NBOUNDS + 1];
+    uint64_t pause_count, pause_sum_us, pause_max_us;
     /* Bumped (release, under fence_mu) after every change of the routes: a
      * table published, a local fence set.  Workers note it at the top of
      * each loop (acquire), so "every worker has noted g" means every request
@@ -139,6 +146,9 @@ void bc__node_cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *
 void bc__node_cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms);
 /* route.c: the routing atomics and the epoch from table c, in force for
  * every request from now on (agent thread). */
+/* cluster.c: the per-bucket routing arrays for cl->nbuckets (freed by
+ * bc_node_cluster_free).  Errors: BC_ENOMEM. */
+bc_status_t bc__node_cluster_alloc_routes(bc_node_cluster_t *cl);
 void bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c);
 
 /* promote.c: one step of a backup's own promotion (agent thread, after

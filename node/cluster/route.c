@@ -64,13 +64,44 @@ bc__node_cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms
     }
 }
 
+const uint32_t bc_node_pause_bounds_ms[BC_NODE_PAUSE_NBOUNDS] = {
+    1, 2, 3, 5, 7, 10, 15, 20, 25, 30, 40, 50, 60, 75, 100, 150, 200, 300, 500, 1000, 5000,
+};
+
+/*
+ * Bucket b's route is now word (fence_mu held): a write pause
+ * begins when the read-only bit is set on a bucket this node serves as
+ * primary, and ends when writes go on -- the bit cleared, or the bucket
+ * routed elsewhere (its cutover, seen here).  Whatever ends it, its
+ * length is counted: a called-off move paused writes too.
+ */
+static void
+route_note_pause(bc_node_cluster_t *cl, uint32_t b, uint64_t word, int64_t now_us)
+{
+    bool paused = (uint32_t)word == cl->gid && (word & ROUTE_READONLY_BIT) &&
+                  atomic_load_explicit(&cl->primary, memory_order_relaxed);
+    if (paused) {
+        if (cl->paused_us[b] == 0) cl->paused_us[b] = now_us;
+        return;
+    }
+    if (cl->paused_us[b] == 0) return;
+    uint64_t us = now_us > cl->paused_us[b] ? (uint64_t)(now_us - cl->paused_us[b]) : 0;
+    cl->paused_us[b] = 0;
+    uint32_t k = 0;
+    while (k < BC_NODE_PAUSE_NBOUNDS && us > (uint64_t)bc_node_pause_bounds_ms[k] * 1000) k++;
+    cl->pause_hist[k]++;
+    cl->pause_count++;
+    cl->pause_sum_us += us;
+    if (us > cl->pause_max_us) cl->pause_max_us = us;
+}
+
 /* The routing atomics and the epoch from c: in force for every request
  * from now on. */
 void
 bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
 {
     uint32_t owned = 0;
-    int64_t now = bc_time_mono_ms();
+    int64_t now = bc_time_mono_ms(), now_us = bc_time_mono_us();
     pthread_mutex_lock(&cl->fence_mu);
     for (uint32_t b = 0; b < cl->nbuckets; b++) {
         uint64_t word = c->owner[b] | (c->readonly[b] ? ROUTE_READONLY_BIT : 0);
@@ -86,6 +117,7 @@ bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
             }
         }
         atomic_store_explicit(&cl->route[b], word, memory_order_relaxed);
+        route_note_pause(cl, b, word, now_us);
         owned += c->owner[b] == cl->gid;
     }
     atomic_store_explicit(&cl->owned, owned, memory_order_relaxed);
@@ -236,6 +268,7 @@ bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, ui
             cl->fence_ms[bucket] = bc_time_mono_ms();
             atomic_store_explicit(&cl->route[bucket], word | ROUTE_READONLY_BIT,
                                   memory_order_relaxed);
+            route_note_pause(cl, bucket, word | ROUTE_READONLY_BIT, bc_time_mono_us());
             cl->fence_at_gen[bucket] =
                 atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release) + 1;
         }

@@ -40,7 +40,9 @@ Each part reports:
     preallocation);
   - the client's failed operations (errors after the library's retries) and
     wrong values (must be 0);
-  - the per-bucket read-only stall distribution (p50/p99/max, histogram);
+  - the per-bucket read-only stall distribution (p50/p99/max, histogram),
+    as the console measures it, and the write pause as the sources
+    measure it (their read-only bit in force to the new tables read);
   - the client's view of it: how many of its sets took 20/50/100 ms or more
     (the library retries a write refused as READONLY until the bucket has
     moved) and the longest one.
@@ -233,6 +235,44 @@ def dest_fault_rate(node):
     return (mb / (ms / 1000.0), mb, ms)
 
 
+def write_pauses(nodes):
+    """The sources' write-pause counters (/stats cluster.write_pause), summed
+    over nodes: (count, sum_us, max_us, histogram counts, bounds in ms)."""
+    count = sum_us = max_us = 0
+    hist, bounds = None, None
+    for n in nodes:
+        wp = harness.http_json(n.admin_port, "GET", "/stats")[1]["cluster"]["write_pause"]
+        count += wp["count"]
+        sum_us += wp["sum_us"]
+        max_us = max(max_us, wp["max_us"])
+        counts = [h["count"] for h in wp["histogram"]]
+        hist = counts if hist is None else [a + b for a, b in zip(hist, counts)]
+        bounds = [h["le_ms"] for h in wp["histogram"]]
+    return count, sum_us, max_us, hist, bounds
+
+
+def pause_summary(before, after):
+    """p50 / p99 (as the histogram's bound, "<= X ms"), mean and max of the
+    write pauses between two write_pauses() readings."""
+    n = after[0] - before[0]
+    if n <= 0:
+        return None
+    hist = [a - b for a, b in zip(after[3], before[3])]
+
+    def pct(p):
+        seen = 0
+        for bound, c in zip(after[4], hist):
+            seen += c
+            if seen >= p * n:
+                return bound
+        return after[4][-1]
+    # the longest since the nodes started; when the move set no new record,
+    # the bound of the longest bin it filled
+    top = max(i for i, c in enumerate(hist) if c)
+    mx = after[2] / 1000.0 if after[2] > before[2] else after[4][top]
+    return n, pct(0.5), pct(0.99), (after[1] - before[1]) / n / 1000.0, mx
+
+
 def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     """One round of a part; returns the aggregate rate (MiB/s)."""
     MB, NB, THREADS = part.mb, part.nb, part.threads
@@ -261,6 +301,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
                          what="client traffic")
     base = traffic.reports[-1] if traffic is not None else NO_TRAFFIC
     plain = PlainTraffic(nodes) if THREADS > 0 else None
+    pauses0 = write_pauses(nodes)
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
                              session_timeout_ms=4000)
@@ -276,6 +317,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     final = traffic.stop() if traffic is not None else NO_TRAFFIC
     if plain is not None:
         plain.stop()
+    pauses = pause_summary(pauses0, write_pauses(nodes))
 
     # per-copy throughput from the console's log: the precopies carry the
     # data when they run (a final copy over one only carries the changes,
@@ -355,16 +397,24 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
         st["count"], st["p50"], st["p99"], st["max"]))
     print("stall histogram: " + ", ".join("<=%s ms: %d" % (h["le_ms"], h["count"])
                                           for h in st["histogram"] if h["count"]))
+    # The console's stall runs from the round that starts a copy (before its
+    # read-only commit) to the round that cuts it over (before that commit);
+    # the sources' own measure runs from the read-only bit in force there
+    # to the cutover read there: what a writer of the bucket waits.
+    if pauses is not None:
+        print("write pause at the sources (%d buckets; fence to the new tables read): p50 <= %s "
+              "ms, p99 <= %s ms, mean %.1f ms, max %.1f ms" % pauses)
     print("RESULT part=%s loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f "
           "converge_s=%.2f moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d "
           "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
           "client_set_max_ms=%d plain_ops=%d plain_errors=%d dest_fault_mb_per_s=%.0f "
-          "limit_mb_per_s=%.0f agg_of_limit_pct=%.0f" % (
+          "limit_mb_per_s=%.0f agg_of_limit_pct=%.0f pause_p50_ms=%s pause_p99_ms=%s "
+          "pause_mean_ms=%.1f pause_max_ms=%.1f" % (
               part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
               final["set_ms_max"], plain.ops if plain else 0,
               sum(plain.errors.values()) if plain else 0, dest[0] if dest else 0, limit_mbs,
-              100 * agg / limit_mbs))
+              100 * agg / limit_mbs, *(pauses[1:] if pauses else ("-", "-", 0, 0))))
     for p in nodes + [g4, con]:
         p.stop()
     if os.environ.get("BC_BENCH_LOGS"):

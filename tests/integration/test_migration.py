@@ -78,10 +78,22 @@ def test_add_group_under_writes():
     assert m["bytes_moved"] > 10 * 1024 * 1024, m
     assert m["stall_ms"]["count"] == NB // 2, m
     assert 0 < m["stall_ms"]["p50"] <= m["stall_ms"]["p99"] <= m["stall_ms"]["max"], m
+    # the source counted each moved bucket's write pause once, from its
+    # fence to the cutover it read; the destination paused nothing
+    wp = mu.admin_stats(g1)["cluster"]["write_pause"]
+    assert wp["count"] == NB // 2, wp
+    assert sum(h["count"] for h in wp["histogram"]) == NB // 2, wp
+    assert 0 < wp["sum_us"] / wp["count"] <= wp["max_us"], wp
+    assert mu.admin_stats(g2)["cluster"]["write_pause"]["count"] == 0
+    _, _, metrics = harness.http(g1.admin_port, "GET", "/metrics")
+    assert b'bucketcache_cluster_write_pause_seconds_bucket{le="+Inf"} %d' % (NB // 2) \
+        in metrics, metrics
     print("converged %.2f s after group 2 started; console stall per bucket: p50 %d ms, p99 %d ms, max %d ms; "
+          "source's write pause: mean %.1f ms, max %.1f ms; "
           "writer-side stall (%d buckets): p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
           "%d writes, %d refusals, %d held by the owner" % (
               took, m["stall_ms"]["p50"], m["stall_ms"]["p99"], m["stall_ms"]["max"],
+              wp["sum_us"] / wp["count"] / 1000, wp["max_us"] / 1000,
               len(writer.stalls_ms), mu.percentile(writer.stalls_ms, 50),
               mu.percentile(writer.stalls_ms, 99), max(writer.stalls_ms or [0]),
               writer.writes, writer.refusals, held))

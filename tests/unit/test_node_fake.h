@@ -46,14 +46,7 @@ fake_cluster_new(uint32_t gid, uint32_t nbuckets)
     atomic_init(&cl->group_repl_mode, -1);
     atomic_init(&cl->group_sync_timeout_ms, -1);
     atomic_init(&cl->group_max_lag_mb, -1);
-    cl->route = calloc(nbuckets, sizeof(*cl->route));
-    cl->fence_epoch = calloc(nbuckets, sizeof(*cl->fence_epoch));
-    cl->fence_at_gen = calloc(nbuckets, sizeof(*cl->fence_at_gen));
-    cl->fence_ms = calloc(nbuckets, sizeof(*cl->fence_ms));
-    if (cl->cluster == NULL || cl->route == NULL || cl->fence_epoch == NULL ||
-        cl->fence_at_gen == NULL || cl->fence_ms == NULL) {
-        abort();
-    }
+    if (cl->cluster == NULL || bc__node_cluster_alloc_routes(cl) != BC_OK) abort();
     return cl;
 }
 

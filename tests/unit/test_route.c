@@ -265,6 +265,57 @@ test_route_local_fence_runs_ahead_of_the_table(void **state)
     bc_node_cluster_free(cl);
 }
 
+/* The write pause of a bucket this node serves as primary is timed from
+ * its read-only bit (the table's or a local fence's) to writes going on
+ * (the bucket moved away, or writable again), once per pause; a backup
+ * and other groups' buckets time nothing. */
+static void
+test_route_write_pauses_are_timed(void **state)
+{
+    (void)state;
+    bc_node_cluster_t *cl = fake_cluster_new(SELF, NB);
+    fake_cluster_table(cl, 5, owners, NULL, 0);
+    fake_cluster_primary(cl);
+    bc_node_cluster_info_t info;
+
+    /* bucket 2: read-only by the table, kept so by the next, then moved */
+    const uint32_t ro[] = {2, 4};
+    fake_cluster_table(cl, 6, owners, ro, 2);
+    bc_time_sleep_ms(3);
+    fake_cluster_table(cl, 7, owners, ro, 2);
+    bc_node_cluster_get_info(cl, &info);
+    assert_int_equal(info.write_pauses, 0);
+    uint32_t moved[NB];
+    memcpy(moved, owners, sizeof(moved));
+    moved[2] = 2;
+    fake_cluster_table(cl, 8, moved, NULL, 0);
+    bc_node_cluster_get_info(cl, &info);
+    assert_int_equal(info.write_pauses, 1);
+    assert_true(info.write_pause_max_us >= 3000);
+    assert_int_equal(info.write_pause_sum_us, info.write_pause_max_us);
+    uint64_t n = 0;
+    for (int k = 0; k <= BC_NODE_PAUSE_NBOUNDS; k++) n += info.write_pause_hist[k];
+    assert_int_equal(n, 1);
+    assert_int_equal(info.write_pause_hist[0], 0);       /* over 1 ms */
+
+    /* bucket 1: a local fence begins it, the table at its epoch (the move
+     * called off) ends it */
+    uint64_t gen;
+    assert_true(bc_node_cluster_fence(cl, 1, 9, &gen));
+    fake_cluster_table(cl, 9, moved, NULL, 0);
+    bc_node_cluster_get_info(cl, &info);
+    assert_int_equal(info.write_pauses, 2);
+
+    /* a backup times nothing */
+    bc__node_cluster_set_role(cl, false, NULL);
+    const uint32_t ro0[] = {0};
+    fake_cluster_table(cl, 10, moved, ro0, 1);
+    fake_cluster_table(cl, 11, moved, NULL, 0);
+    bc_node_cluster_get_info(cl, &info);
+    assert_int_equal(info.write_pauses, 2);
+    bc_node_cluster_free(cl);
+}
+
 static void
 test_route_stale_local_fence_is_lifted(void **state)
 {
@@ -334,6 +385,7 @@ main(void)
         cmocka_unit_test(test_route_write_needs_a_live_lease),
         cmocka_unit_test(test_route_write_gate_opens_only_on_a_primary),
         cmocka_unit_test(test_route_role_hook_hears_every_change_once),
+        cmocka_unit_test(test_route_write_pauses_are_timed),
         cmocka_unit_test(test_route_local_fence_runs_ahead_of_the_table),
         cmocka_unit_test(test_route_stale_local_fence_is_lifted),
         cmocka_unit_test(test_route_refusal_lines_name_bucket_group_and_epoch),
