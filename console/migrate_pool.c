@@ -381,9 +381,10 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
 
 /*
  * Waits for job's import, started at t0, to be done or failed; the
- * outcome goes to *rep.  *deadline: when it is given up without progress
- * (moved on by each status showing more bytes received: in and out, so
- * that a batch's copies share it).  A long poll:
+ * outcome goes to *rep.  *deadline: when it is given up without progress,
+ * moved on by each status showing more bytes received than *progress
+ * (both in and out, so that the jobs of a batch, whose statuses count the
+ * bytes of their one stream, share them).  A long poll:
  * the destination answers when the job finishes, or after
  * POOL_LONG_POLL_MS with the job still running.  A destination that does
  * not know wait_ms (400) is polled instead, quickly at first (most
@@ -391,11 +392,10 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
  */
 static void
 pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_t t0,
-                 int64_t *deadline, bc_mig_report_t *rep)
+                 int64_t *deadline, double *progress, bc_mig_report_t *rep)
 {
     char path[128], why[BC_MIG_ERROR_MAX], sel[40];
     bc_http_response_t resp;
-    double progress = 0;          /* bytes the destination reported received so far */
     bool long_poll = true;
 
     import_select(job, precopy, sel, sizeof(sel));
@@ -446,7 +446,7 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
             bc_http_response_free(&resp);
             return;
         }
-        bool over = import_status_read(p, job, precopy, &resp, &progress, deadline, rep);
+        bool over = import_status_read(p, job, precopy, &resp, progress, deadline, rep);
         bc_http_response_free(&resp);
         if (over) return;
         /* A long poll that came back early with the job running (a
@@ -471,11 +471,12 @@ pool_import(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, bc_mig_repo
 {
     char sel[40];
     int64_t t0 = bc_time_mono_ms(), deadline = t0 + p->timeout_ms;
+    double progress = 0;          /* bytes the destination reported received so far */
 
     report_init(rep, job);
     import_select(job, precopy, sel, sizeof(sel));
     if (pool_import_start(p, job, sel, deadline, rep)) {
-        pool_import_wait(p, job, precopy, t0, &deadline, rep);
+        pool_import_wait(p, job, precopy, t0, &deadline, &progress, rep);
     }
 }
 
@@ -633,19 +634,19 @@ pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, boo
         pool_run(p, &batch[0]->job, precopy);
         return;
     }
-    /* BEHAVIOR: waited for in the order the destination imports them.
-     * A precopy's no-progress timeout begins as the one before it ends.
-     * A batch of copies is one deadline: the destination finishes them
-     * together (after one wait for its backups), each holds its bucket
-     * read-only meanwhile, and one that makes no progress means the
-     * others will not either -- all are called off as one copy would be,
-     * not one timeout after another. */
+    /* BEHAVIOR: waited for in the order the destination imports them, on
+     * one deadline that the bytes of their one stream move on (every job
+     * of a batch counts them).  A stream that makes no progress means the
+     * jobs behind the one waited for will not make any either: all are
+     * given up as one job would be, not one timeout after another (16
+     * precopies or copies would hold this worker, and a copy batch its
+     * buckets read-only, 16 timeouts long). */
     int64_t deadline = bc_time_mono_ms() + p->timeout_ms;
+    double progress = 0;
     for (size_t i = 0; i < n; i++) {
         if (!started[i]) continue;
         report_init(&rep, &batch[i]->job);
-        if (precopy) deadline = bc_time_mono_ms() + p->timeout_ms;
-        pool_import_wait(p, &batch[i]->job, precopy, t0, &deadline, &rep);
+        pool_import_wait(p, &batch[i]->job, precopy, t0, &deadline, &progress, &rep);
         pool_report(p, &batch[i]->job, precopy, &rep, t0);
         t0 = bc_time_mono_ms();
     }

@@ -25,9 +25,9 @@
  *   Copies go in batches too (THE BATCH below): the copies a round starts
  *   are queued together (bc_mig_pool_submit_many), and a worker takes
  *   those of one pair and one epoch with one request (&epoch=E instead of
- *   &precopy=1).  A batch of copies waits on one deadline: the
- *   destination finishes them together, so one that makes no progress
- *   calls them all off, not one timeout after another.
+ *   &precopy=1).  A batch waits on one deadline that the bytes of its one
+ *   stream move on: a stream that makes no progress gives all of its jobs
+ *   up, not one timeout after another.
  *
  * THE PRECOPY (a precopy worker, for a bucket reconcile wants precopied)
  *
@@ -53,9 +53,11 @@
  *
  *   The destination imports the buckets it started one after the other
  *   over one connection to the source, so the worker long polls each in
- *   that order (the same GET as above), posts each report as it comes,
- *   and counts a bucket's timeout from the end of the one before it (it
- *   waited its turn, which is no lack of progress).  Then each refused
+ *   that order (the same GET as above) and posts each report as it comes.
+ *   The destination counts the stream's bytes in each job still to come,
+ *   so one deadline serves them all: a bucket waiting its turn behind a
+ *   stream that moves is not stalled, and a stream that stops gives every
+ *   job behind it up within one timeout.  Then each refused
  *   bucket takes the one-bucket path -- after the others, whose end frees
  *   what a busy destination lacked; its POST retries what is worth
  *   retrying.  A batch answered anything but 200 with a well-formed list

@@ -309,18 +309,18 @@ import_taps(const char *hdr, uint64_t *taps)
     return n;
 }
 
-/* A copy batch's bytes received count for every job of it: the console
- * waits for them in turn on one deadline, and a job whose section is over
- * still waits for the batch (progress, not a stall). */
+/* A batch's bytes received count for each of its jobs still ours (a
+ * precopy's ends at its section's END; a copy's waits for the batch): the
+ * console waits for them in turn on one deadline that the stream's
+ * progress moves on, whichever section it is in. */
 static void
 import_publish_received(import_run_t *r, uint64_t more)
 {
-    bc_node_migrate_t *mig = r->job->mig;
-    pthread_mutex_lock(&mig->mu);
-    for (uint32_t i = 0; i < r->batch->n; i++) {
+    pthread_mutex_lock(&r->mig->mu);
+    for (uint32_t i = r->precopy ? r->idx + 1 : 0; i < r->batch->n; i++) {
         if (i != r->idx) r->batch->jobs[i]->received += more;
     }
-    pthread_mutex_unlock(&mig->mu);
+    pthread_mutex_unlock(&r->mig->mu);
 }
 
 /*
@@ -531,7 +531,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         if (r->job != NULL) {
             job_publish(r->job, r->job->base_items + r->items, r->job->base_bytes + r->bytes,
                         r->skipped, got);
-            if (!r->precopy && r->batch->n > 1) import_publish_received(r, got);
+            if (r->batch->n > 1) import_publish_received(r, got);
         }
         if (mig->test_step_delay_ms > 0) bc_time_sleep_ms(mig->test_step_delay_ms);
     }

@@ -29,7 +29,10 @@
 #include "migrate_pool.h"
 
 /* How long a fake destination takes to finish each bucket's copy, from
- * the first time its state is asked (ms); buckets 8 and above at once. */
+ * the first time its state is asked (ms); buckets 8 and above at once,
+ * but for STALLED and above: those never finish (a stream that stopped,
+ * their status "running" with the same bytes received every time). */
+#define STALLED 200u
 static const int64_t copy_ms[8] = {0, 30, 2000, 0, 0, 2000, 0, 0};
 
 /* When the first precopy's POST came (CLOCK_MONOTONIC ms; 0: none yet). */
@@ -176,6 +179,11 @@ handle_import(void *ctx, bc_http_req_t *req)
         }
         cJSON_AddBoolToObject(doc, "precopy", precopy);
         return bc_http_reply_json(req, 202, doc);
+    }
+    if (bucket >= STALLED) {
+        cJSON_AddStringToObject(doc, "state", "running");
+        cJSON_AddNumberToObject(doc, "received", 100);
+        return bc_http_reply_json(req, 200, doc);
     }
     int64_t waited_ms = req->parked_us != 0 ? (bc_time_mono_us() - req->parked_us) / 1000 : 0;
     if (waited_ms < (bucket < 8 ? copy_ms[bucket] : 0)) {
@@ -485,6 +493,55 @@ test_copies_of_one_pair_and_epoch_start_with_one_post(void **state)
     dest_stop(&b);
 }
 
+/* A batch whose stream stalls is given up on one deadline: every job of
+ * it fails about one timeout after the last progress, not one timeout
+ * after another (precopies and copies alike). */
+static void
+test_a_stalled_batch_is_given_up_on_one_deadline(void **state)
+{
+    (void)state;
+    const uint32_t timeout_ms = 500;
+    fake_dest_t d;
+    dest_start(&d);
+    bc_mig_pool_t *p = NULL;
+    assert_int_equal(bc_mig_pool_start(1, 1, timeout_ms, on_report, NULL, &p), BC_OK);
+    for (int kind = 0; kind < 2; kind++) {
+        bool precopy = kind == 0;
+        bc_mig_job_t jobs[4];
+        for (uint32_t i = 0; i < 4; i++) {
+            jobs[i] = job(STALLED + 10 * (uint32_t)kind + i, precopy ? 0 : 50, d.addr);
+        }
+        int before = atomic_load(&reports_posted), batches = atomic_load(&d.batch_posts);
+        int64_t t0 = bc_time_mono_ms();
+        if (precopy) {
+            for (int i = 0; i < 4; i++) assert_true(bc_mig_pool_precopy(p, &jobs[i]));
+        } else {
+            bool queued[4];
+            bc_mig_pool_submit_many(p, jobs, 4, queued);
+        }
+        wait_posted(before + 4);
+        int64_t took = bc_time_mono_ms() - t0;
+        /* one timeout (and the first status's progress), not four */
+        if (took >= 3 * (int64_t)timeout_ms) {
+            fail_msg("%s: 4 stalled jobs took %lld ms to give up (timeout %u ms)",
+                     precopy ? "precopies" : "copies", (long long)took, timeout_ms);
+        }
+        assert_int_equal(atomic_load(&d.batch_posts), batches + 1);
+        bc_mig_report_t reps[4];
+        if (precopy) {
+            assert_int_equal(bc_mig_pool_take_precopies(p, reps, 4), 4);
+        } else {
+            assert_int_equal(bc_mig_pool_take(p, reps, 4), 4);
+        }
+        for (int i = 0; i < 4; i++) {
+            assert_false(reps[i].ok);
+            assert_non_null(strstr(reps[i].error, "timed out: no progress"));
+        }
+    }
+    bc_mig_pool_stop(p);
+    dest_stop(&d);
+}
+
 /* A batch holds the precopies of one source, destination, from and to:
  * queued among them, others' wait for their own. */
 static void
@@ -641,6 +698,7 @@ main(void)
         cmocka_unit_test(test_precopies_of_one_pair_start_with_one_post),
         cmocka_unit_test(test_precopies_of_other_pairs_are_not_batched_together),
         cmocka_unit_test(test_copies_of_one_pair_and_epoch_start_with_one_post),
+        cmocka_unit_test(test_a_stalled_batch_is_given_up_on_one_deadline),
         cmocka_unit_test(test_a_refused_bucket_takes_the_single_path),
         cmocka_unit_test(test_an_older_destination_gets_the_single_path),
         cmocka_unit_test(test_a_malformed_batch_answer_falls_back),
