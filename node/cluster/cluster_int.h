@@ -144,11 +144,11 @@ void bc__node_cluster_set_role(bc_node_cluster_t *cl, bool primary, const char *
 /* route.c: a write lease from a ZooKeeper round trip sent at `sent`
  * (monotonic ms) under a session of timeout_ms (FENCING in cluster.c). */
 void bc__node_cluster_lease_grant(bc_node_cluster_t *cl, int64_t sent, int timeout_ms);
-/* route.c: the routing atomics and the epoch from table c, in force for
- * every request from now on (agent thread). */
 /* cluster.c: the per-bucket routing arrays for cl->nbuckets (freed by
  * bc_node_cluster_free).  Errors: BC_ENOMEM. */
 bc_status_t bc__node_cluster_alloc_routes(bc_node_cluster_t *cl);
+/* route.c: the routing atomics and the epoch from table c, in force for
+ * every request from now on (agent thread). */
 void bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c);
 
 /* promote.c: one step of a backup's own promotion (agent thread, after

@@ -1213,17 +1213,11 @@ bc_item_release(bc_cache_t *cache, bc_item_t *it)
     bc_seg_unpin(segs, seg);
 }
 
-void
-bc_item_retain(bc_cache_t *cache, bc_item_t *it)
-{
-    bc_seg_pin(item_seg(cache, it));
-}
-
 bc_item_t *
-bc_cache_item_hold(bc_cache_t *cache, const bc_item_t *it)
+bc_item_retain(bc_cache_t *cache, const bc_item_t *it)
 {
-    /* the shard lock keeps it linked, so its segment is live: the pin is
-     * the one a lookup takes (cache_get) */
+    /* a reference, or the shard lock of a scan, keeps its segment live:
+     * the pin is the one a lookup takes (cache_get) */
     bc_seg_pin(item_seg(cache, it));
     return (bc_item_t *)it;
 }

@@ -162,17 +162,16 @@ bc_item_t *bc_cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_
 bc_item_t *bc_cache_get_touch(bc_cache_t *cache, const char *key, size_t nkey,
                               uint32_t hash, uint32_t exptime);
 void bc_item_release(bc_cache_t *cache, bc_item_t *it);
-/* One more reference on an item the caller holds one on, for another
- * reader (the origin's fill hands one value to many waiters); dropped
- * with bc_item_release like any other.  It pins the item's segment again;
- * an item never stored gives its room back only at its last release. */
-void bc_item_retain(bc_cache_t *cache, bc_item_t *it);
-/* From a bc_cache_bucket_scan or bc_cache_bucket_foreach callback (shard
- * lock held): a reference on the live item it, so its key, value, flags and
- * cas may be read after the callback returns -- a migration export copies
- * a large value a part at a time without the lock.  Dropped with
- * bc_item_release.  The only call a callback may make into the cache. */
-bc_item_t *bc_cache_item_hold(bc_cache_t *cache, const bc_item_t *it);
+/* One more reference on an item, for another reader: one the caller holds
+ * a reference on (the origin's fill hands one value to many waiters), or
+ * the live item a bc_cache_bucket_scan / bc_cache_bucket_foreach callback
+ * is given (shard lock held: the only call a callback may make into the
+ * cache), so its key, value, flags and cas may be read after the callback
+ * returns -- a migration export copies a large value a part at a time
+ * without the lock.  Returns it; dropped with bc_item_release like any
+ * other.  It pins the item's segment again; an item never stored gives its
+ * room back only at its last release. */
+bc_item_t *bc_item_retain(bc_cache_t *cache, const bc_item_t *it);
 
 /*
  * A lookup that lets the caller read the item in place: as bc_cache_get

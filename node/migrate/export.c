@@ -60,7 +60,7 @@
 /* An item whose value goes in parts (HEAD PART+, bc_frame.h), held from
  * the pass that found it until its last part is encoded. */
 typedef struct export_held {
-    bc_item_t *it;                 /* bc_cache_item_hold's reference */
+    bc_item_t *it;                 /* bc_item_retain's reference */
     uint32_t ttl;                  /* its remaining lifetime when found */
 } export_held_t;
 
@@ -123,7 +123,7 @@ export_add_item(export_ctx_t *x, const bc_item_t *it)
         x->held = h;
         x->capheld = cap;
     }
-    x->held[x->nheld++] = (export_held_t){bc_cache_item_hold(x->cache, it), ttl};
+    x->held[x->nheld++] = (export_held_t){bc_item_retain(x->cache, it), ttl};
     x->frames.items++;
     x->frames.bytes += bc_item_nkey(it) + bc_item_value_len(it);
     return true;

@@ -137,7 +137,7 @@
  *   Large items: an import asks for them in parts (header
  *   X-Bucketcache-Parts: 1), and the export then sends a value over 64
  *   KiB as HEAD and PARTs of at most 64 KiB (bc_frame.h).  The scan holds
- *   such an item (bc_cache_item_hold) instead of copying it under the
+ *   such an item (bc_item_retain) instead of copying it under the
  *   shard lock, and copies one part per step after the lock is let go;
  *   the import allocates the item at its HEAD and fills it part by part,
  *   so a 1 MiB value neither holds a shard lock for its whole copy nor
