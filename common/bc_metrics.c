@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #define TEXTBUF_FIRST 8192u
 #define METRIC_PREFIX "bucketcache_"
 
@@ -170,6 +172,42 @@ bc_metric_histogram(bc_textbuf_t *tb, const char *name, const char *help, const 
     }
     metric_add(tb, name, "histogram", help, "_sum", labels, false, 0, sum);
     metric_add(tb, name, "histogram", help, "_count", labels, true, cum, 0);
+}
+
+size_t
+bc_metric_bin_ms(const uint32_t *bounds_ms, size_t n, double ms)
+{
+    size_t k = 0;
+    while (k < n && ms > bounds_ms[k]) k++;
+    return k;
+}
+
+void
+bc_metric_histogram_ms(bc_textbuf_t *tb, const char *name, const char *help, const char *labels,
+                       const uint32_t *bounds_ms, const uint64_t *counts, size_t n, double sum_ms)
+{
+    double bounds[BC_METRIC_HIST_MAX];
+    if (n > BC_METRIC_HIST_MAX) n = BC_METRIC_HIST_MAX;   /* the rest falls in +Inf */
+    for (size_t k = 0; k < n; k++) bounds[k] = bounds_ms[k] / 1000.0;
+    bc_metric_histogram(tb, name, help, labels, bounds, counts, n, sum_ms / 1000.0);
+}
+
+cJSON *
+bc_metric_histogram_json(const uint32_t *bounds_ms, const uint64_t *counts, size_t n)
+{
+    cJSON *hist = cJSON_CreateArray();
+    for (size_t k = 0; hist != NULL && k <= n; k++) {
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL || !cJSON_AddItemToArray(hist, e)) {
+            cJSON_Delete(e);
+            cJSON_Delete(hist);
+            return NULL;
+        }
+        if (k < n) cJSON_AddNumberToObject(e, "le_ms", bounds_ms[k]);
+        else cJSON_AddStringToObject(e, "le_ms", "inf");
+        cJSON_AddNumberToObject(e, "count", (double)counts[k]);
+    }
+    return hist;
 }
 
 char *

@@ -75,6 +75,29 @@ void bc_metric_histogram(bc_textbuf_t *tb, const char *name, const char *help,
                          size_t n, double sum);
 
 /*
+ * Histograms of milliseconds (a migration's stalls at the console, its
+ * write pauses at the nodes), kept as counts per slot of ascending upper
+ * bounds bounds_ms[0..n), counts[n] above them all:
+ *   bc_metric_bin_ms        the slot of an observation of ms milliseconds
+ *                           (the first bound it does not exceed; n past
+ *                           the last)
+ *   bc_metric_histogram_ms  bc_metric_histogram in seconds (CONVENTIONS),
+ *                           sum_ms the observations' total
+ *   bc_metric_histogram_json  the JSON the admin APIs show:
+ *                           [{"le_ms": bound, "count": c}, ..., {"le_ms":
+ *                           "inf", "count": counts[n]}]; NULL when out of
+ *                           memory (the caller owns it)
+ * n is at most BC_METRIC_HIST_MAX.
+ */
+#define BC_METRIC_HIST_MAX 64
+size_t bc_metric_bin_ms(const uint32_t *bounds_ms, size_t n, double ms);
+void bc_metric_histogram_ms(bc_textbuf_t *tb, const char *name, const char *help,
+                            const char *labels, const uint32_t *bounds_ms, const uint64_t *counts,
+                            size_t n, double sum_ms);
+struct cJSON *bc_metric_histogram_json(const uint32_t *bounds_ms, const uint64_t *counts,
+                                       size_t n);
+
+/*
  * Formats label pairs into buf (len bytes): nul-terminated; npairs pairs
  * of (name, value) strings follow.  Values are escaped (backslash, double
  * quote, newline).  Returns buf (cut short, still valid, when len is too

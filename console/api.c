@@ -401,13 +401,10 @@ api_metrics(void *ctx, bc_http_req_t *req)
 #undef CONSOLE_METRIC
     /* Read-only stalls of the moves this console cut over: a histogram in
      * seconds whose buckets only grow. */
-    double bounds[BC_CONSOLE_STALL_NBOUNDS];
-    for (size_t i = 0; i < BC_CONSOLE_STALL_NBOUNDS; i++) {
-        bounds[i] = bc_console_stall_bounds_ms[i] / 1000.0;
-    }
-    bc_metric_histogram(&tb, "console_migration_stall_seconds",
-                        "Time each bucket this console moved was read-only.", NULL, bounds,
-                        s->stall_hist, BC_CONSOLE_STALL_NBOUNDS, (double)s->stall_sum_ms / 1000.0);
+    bc_metric_histogram_ms(&tb, "console_migration_stall_seconds",
+                           "Time each bucket this console moved was read-only.", NULL,
+                           bc_console_stall_bounds_ms, s->stall_hist, BC_CONSOLE_STALL_NBOUNDS,
+                           (double)s->stall_sum_ms);
     if (api->observe != NULL) bc_observe_metrics(api->observe, &tb);
     return bc_metrics_reply(req, &tb);
 }
@@ -548,21 +545,14 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON_AddNumberToObject(stall, "p99", bc_mig_control_stall_pct(c, 99));
     cJSON_AddNumberToObject(stall, "max", bc_mig_control_stall_pct(c, 100));
     /* How many buckets stalled up to each bound (the last one is "more"). */
-    static const uint32_t bounds[] = {10, 20, 50, 100, 200, 500, 1000, 5000, UINT32_MAX};
-    uint32_t counts[sizeof(bounds) / sizeof(bounds[0])] = {0};
+    uint64_t counts[BC_CONSOLE_STALL_NBOUNDS + 1] = {0};
     for (uint32_t i = 0; i < c->nstalls; i++) {
-        size_t k = 0;
-        while (c->stalls[i] > bounds[k]) k++;
-        counts[k]++;
+        counts[bc_metric_bin_ms(bc_console_stall_bounds_ms, BC_CONSOLE_STALL_NBOUNDS,
+                                c->stalls[i])]++;
     }
-    cJSON *hist = cJSON_AddArrayToObject(stall, "histogram");
-    for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++) {
-        cJSON *o = cJSON_CreateObject();
-        if (bounds[k] == UINT32_MAX) cJSON_AddStringToObject(o, "le_ms", "inf");
-        else cJSON_AddNumberToObject(o, "le_ms", bounds[k]);
-        cJSON_AddNumberToObject(o, "count", counts[k]);
-        cJSON_AddItemToArray(hist, o);
-    }
+    cJSON *hist = bc_metric_histogram_json(bc_console_stall_bounds_ms, counts,
+                                           BC_CONSOLE_STALL_NBOUNDS);
+    if (hist != NULL) cJSON_AddItemToObject(stall, "histogram", hist);
     cJSON *held = cJSON_AddArrayToObject(doc, "held_groups");
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);

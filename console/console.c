@@ -40,6 +40,7 @@
 
 #include "bc_cluster.h"
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_time.h"
 
 /* Longest znode path the console builds: cluster path + a sequential name. */
@@ -368,9 +369,8 @@ console_count_stalls(bc_console_t *cs, const bc_reconcile_output_t *out)
     for (uint32_t k = 0; k < out->mig_cutovers && k < c->nstalls; k++) {
         uint32_t ms = c->stalls[(c->stall_next + BC_MIG_STALL_SAMPLES - 1 - k) %
                                 BC_MIG_STALL_SAMPLES];
-        size_t i = 0;
-        while (i < BC_CONSOLE_STALL_NBOUNDS && ms > bc_console_stall_bounds_ms[i]) i++;
-        cs->stats.stall_hist[i]++;
+        cs->stats.stall_hist[bc_metric_bin_ms(bc_console_stall_bounds_ms,
+                                              BC_CONSOLE_STALL_NBOUNDS, ms)]++;
         cs->stats.stall_sum_ms += ms;
     }
 }

@@ -142,18 +142,9 @@ admin_write_pause_json(cJSON *o, const bc_node_cluster_info_t *ci)
     cJSON_AddNumberToObject(wp, "count", (double)ci->write_pauses);
     cJSON_AddNumberToObject(wp, "sum_us", (double)ci->write_pause_sum_us);
     cJSON_AddNumberToObject(wp, "max_us", (double)ci->write_pause_max_us);
-    cJSON *hist = cJSON_AddArrayToObject(wp, "histogram");
-    for (uint32_t k = 0; hist != NULL && k <= BC_NODE_PAUSE_NBOUNDS; k++) {
-        cJSON *e = cJSON_CreateObject();
-        if (e == NULL) break;
-        if (k < BC_NODE_PAUSE_NBOUNDS) {
-            cJSON_AddNumberToObject(e, "le_ms", bc_node_pause_bounds_ms[k]);
-        } else {
-            cJSON_AddStringToObject(e, "le_ms", "+Inf");
-        }
-        cJSON_AddNumberToObject(e, "count", (double)ci->write_pause_hist[k]);
-        cJSON_AddItemToArray(hist, e);
-    }
+    cJSON *hist = bc_metric_histogram_json(bc_node_pause_bounds_ms, ci->write_pause_hist,
+                                           BC_NODE_PAUSE_NBOUNDS);
+    if (hist != NULL) cJSON_AddItemToObject(wp, "histogram", hist);
 }
 
 /* ---- replication (repl.h) ---- */
@@ -601,15 +592,11 @@ handle_metrics(void *ctx, bc_http_req_t *req)
                   ci.registrations);
         bc_metric(&tb, "cluster_buckets_dropped_total", "counter",
                   "Buckets whose data left this group and was freed here.", ci.buckets_dropped);
-        double bounds[BC_NODE_PAUSE_NBOUNDS];
-        for (uint32_t k = 0; k < BC_NODE_PAUSE_NBOUNDS; k++) {
-            bounds[k] = bc_node_pause_bounds_ms[k] / 1000.0;
-        }
-        bc_metric_histogram(&tb, "cluster_write_pause_seconds",
-                            "Write pauses of this node's buckets as their primary (a migration's "
-                            "read-only time, from its fence to writes going on).", NULL, bounds,
-                            ci.write_pause_hist, BC_NODE_PAUSE_NBOUNDS,
-                            (double)ci.write_pause_sum_us / 1e6);
+        bc_metric_histogram_ms(&tb, "cluster_write_pause_seconds",
+                               "Write pauses of this node's buckets as their primary (a "
+                               "migration's read-only time, from its fence to writes going on).",
+                               NULL, bc_node_pause_bounds_ms, ci.write_pause_hist,
+                               BC_NODE_PAUSE_NBOUNDS, (double)ci.write_pause_sum_us / 1000.0);
         bc_metric(&tb, "cluster_http_refused_total", "counter",
                   "Admin key requests answered 421 (bucket not served by this node).",
                   atomic_load_explicit(&admin->refused, memory_order_relaxed));

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "bc_log.h"
+#include "bc_metrics.h"
 #include "bc_time.h"
 #include "bc_wire.h"
 #include "cluster/cluster_int.h"
@@ -87,9 +88,8 @@ route_note_pause(bc_node_cluster_t *cl, uint32_t b, uint64_t word, int64_t now_u
     if (cl->paused_us[b] == 0) return;
     uint64_t us = now_us > cl->paused_us[b] ? (uint64_t)(now_us - cl->paused_us[b]) : 0;
     cl->paused_us[b] = 0;
-    uint32_t k = 0;
-    while (k < BC_NODE_PAUSE_NBOUNDS && us > (uint64_t)bc_node_pause_bounds_ms[k] * 1000) k++;
-    cl->pause_hist[k]++;
+    cl->pause_hist[bc_metric_bin_ms(bc_node_pause_bounds_ms, BC_NODE_PAUSE_NBOUNDS,
+                                    (double)us / 1000.0)]++;
     cl->pause_count++;
     cl->pause_sum_us += us;
     if (us > cl->pause_max_us) cl->pause_max_us = us;

@@ -10,9 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "bc_metrics.h"
 
@@ -153,6 +155,37 @@ test_histogram(void **state)
     bc_textbuf_free(&tb);
 }
 
+/* Milliseconds histograms: an observation goes in the first slot whose
+ * bound it does not exceed; the metric is in seconds; the JSON lists each
+ * bound's count and ends with "inf". */
+static void
+test_histogram_of_milliseconds(void **state)
+{
+    (void)state;
+    const uint32_t bounds[] = {1, 10, 100};
+    assert_int_equal(bc_metric_bin_ms(bounds, 3, 0), 0);
+    assert_int_equal(bc_metric_bin_ms(bounds, 3, 1), 0);
+    assert_int_equal(bc_metric_bin_ms(bounds, 3, 1.001), 1);
+    assert_int_equal(bc_metric_bin_ms(bounds, 3, 100), 2);
+    assert_int_equal(bc_metric_bin_ms(bounds, 3, 100.5), 3);
+
+    const uint64_t counts[] = {2, 0, 3, 1};
+    bc_textbuf_t tb = {0};
+    bc_metric_histogram_ms(&tb, "pause_seconds", "Pauses.", NULL, bounds, counts, 3, 4500);
+    bc_metrics_render(&tb);
+    assert_non_null(strstr(tb.data, "bucketcache_pause_seconds_bucket{le=\"0.01\"} 2\n"));
+    assert_non_null(strstr(tb.data, "bucketcache_pause_seconds_bucket{le=\"+Inf\"} 6\n"));
+    assert_non_null(strstr(tb.data, "bucketcache_pause_seconds_sum 4.5\n"));
+    bc_textbuf_free(&tb);
+
+    cJSON *hist = bc_metric_histogram_json(bounds, counts, 3);
+    char *text = cJSON_PrintUnformatted(hist);
+    assert_string_equal(text, "[{\"le_ms\":1,\"count\":2},{\"le_ms\":10,\"count\":0},"
+                              "{\"le_ms\":100,\"count\":3},{\"le_ms\":\"inf\",\"count\":1}]");
+    free(text);
+    cJSON_Delete(hist);
+}
+
 int
 main(void)
 {
@@ -163,6 +196,7 @@ main(void)
         cmocka_unit_test(test_families_grouped),
         cmocka_unit_test(test_conventions),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_histogram_of_milliseconds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
