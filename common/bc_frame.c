@@ -392,6 +392,20 @@ bc_frame_put_hello_delta(bc_frame_buf_t *b, uint32_t bucket, uint64_t epoch, uin
     return frame_put_hello(b, bucket, epoch, nbuckets, true);
 }
 
+/* An ITEM's or a HEAD's fields after the value (or size): flags, ttl,
+ * cas and, with_meta, meta.  The bytes written (at most 32). */
+static size_t
+mp_put_item_attrs(char *p, uint32_t flags, uint32_t ttl, uint64_t cas, uint32_t meta,
+                  bool with_meta)
+{
+    char *s = p;
+    p += mp_uint(p, flags);
+    p += mp_uint(p, ttl);
+    p += mp_uint(p, cas);
+    if (with_meta) p += mp_uint(p, meta);
+    return (size_t)(p - s);
+}
+
 bc_status_t
 bc_frame_put_item(bc_frame_buf_t *b, const char *key, size_t nkey, const char *value,
                   size_t nvalue, uint32_t flags, uint32_t ttl, uint64_t cas)
@@ -416,10 +430,7 @@ bc_frame_put_item_meta(bc_frame_buf_t *b, const char *key, size_t nkey, const ch
     p += mp_bin_header(p, nvalue);
     if (nvalue > 0) memcpy(p, value, nvalue);
     p += nvalue;
-    p += mp_uint(p, flags);
-    p += mp_uint(p, ttl);
-    p += mp_uint(p, cas);
-    if (meta != 0) p += mp_uint(p, meta);
+    p += mp_put_item_attrs(p, flags, ttl, cas, meta, meta != 0);
     frame_close(b, (size_t)(p - s));
     return BC_OK;
 }
@@ -438,10 +449,7 @@ bc_frame_put_head(bc_frame_buf_t *b, const char *key, size_t nkey, uint64_t size
     memcpy(p, key, nkey);
     p += nkey;
     p += mp_uint(p, size);
-    p += mp_uint(p, flags);
-    p += mp_uint(p, ttl);
-    p += mp_uint(p, cas);
-    p += mp_uint(p, meta);
+    p += mp_put_item_attrs(p, flags, ttl, cas, meta, true);
     frame_close(b, (size_t)(p - s));
     return BC_OK;
 }
@@ -678,6 +686,23 @@ mp_read_magic(mp_reader_t *r, const char *magic)
     return mp_read_bytes(r, &s, &n) && n == strlen(magic) && memcmp(s, magic, n) == 0;
 }
 
+/* An ITEM's or a HEAD's fields after the value (or size): flags, ttl,
+ * cas and, with_meta, meta. */
+static bool
+mp_read_item_attrs(mp_reader_t *r, bc_frame_t *out, bool with_meta)
+{
+    uint64_t flags, ttl, meta = 0;
+    if (!mp_read_uint(r, UINT32_MAX, &flags) || !mp_read_uint(r, UINT32_MAX, &ttl) ||
+        !mp_read_uint(r, UINT64_MAX, &out->cas) ||
+        (with_meta && !mp_read_uint(r, UINT32_MAX, &meta))) {
+        return false;
+    }
+    out->flags = (uint32_t)flags;
+    out->ttl = (uint32_t)ttl;
+    out->meta = (uint32_t)meta;
+    return true;
+}
+
 bc_status_t
 bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out,
                 size_t *consumed, char *err, size_t errlen)
@@ -734,31 +759,19 @@ bc_frame_decode(const char *buf, size_t len, size_t max_payload, bc_frame_t *out
         if (n != 6 && n != 7) return bc_fail(err, errlen, BC_EPROTO, "ITEM frame with %u "
                                                 "fields, expected 6 or 7", n);
         if (!mp_read_bytes(&r, &out->key, &out->nkey) ||
-            !mp_read_bytes(&r, &out->value, &out->nvalue)) {
+            !mp_read_bytes(&r, &out->value, &out->nvalue) ||
+            !mp_read_item_attrs(&r, out, n == 7)) {
             goto bad_field;
-        }
-        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-        out->flags = (uint32_t)v;
-        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-        out->ttl = (uint32_t)v;
-        if (!mp_read_uint(&r, UINT64_MAX, &out->cas)) goto bad_field;
-        if (n == 7) {
-            if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-            out->meta = (uint32_t)v;
         }
         break;
     case BC_FRAME_HEAD:
         if (n != 7) return bc_fail(err, errlen, BC_EPROTO, "HEAD frame with %u fields, "
                                       "expected 7", n);
-        if (!mp_read_bytes(&r, &out->key, &out->nkey)) goto bad_field;
-        if (!mp_read_uint(&r, UINT32_MAX, &out->size) || out->size == 0) goto bad_field;
-        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-        out->flags = (uint32_t)v;
-        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-        out->ttl = (uint32_t)v;
-        if (!mp_read_uint(&r, UINT64_MAX, &out->cas)) goto bad_field;
-        if (!mp_read_uint(&r, UINT32_MAX, &v)) goto bad_field;
-        out->meta = (uint32_t)v;
+        if (!mp_read_bytes(&r, &out->key, &out->nkey) ||
+            !mp_read_uint(&r, UINT32_MAX, &out->size) || out->size == 0 ||
+            !mp_read_item_attrs(&r, out, true)) {
+            goto bad_field;
+        }
         break;
     case BC_FRAME_PART:
         if (n != 2) return bc_fail(err, errlen, BC_EPROTO, "PART frame with %u fields, "
