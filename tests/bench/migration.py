@@ -269,7 +269,9 @@ def pause_summary(before, after):
     # the longest since the nodes started; when the move set no new record,
     # the bound of the longest bin it filled
     top = max(i for i, c in enumerate(hist) if c)
-    mx = after[2] / 1000.0 if after[2] > before[2] else after[4][top]
+    mx = after[2] / 1000.0
+    if after[2] == before[2] and after[4][top] != "inf":
+        mx = after[4][top]
     return n, pct(0.5), pct(0.99), (after[1] - before[1]) / n / 1000.0, mx
 
 
