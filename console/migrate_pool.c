@@ -320,28 +320,25 @@ pool_import_start(bc_mig_pool_t *p, const bc_mig_job_t *job, const char *sel, in
 }
 
 /*
- * Reads one 200 status of job's import.  Returns true when the import is
- * over, *rep saying how (done, failed, or a status that makes no sense);
- * false while it runs, after moving *deadline on if it shows more bytes
- * received than *progress.
+ * Reads one status of job's import (doc, one job's JSON; NULL when it did
+ * not parse).  Returns true when the import is over, *rep saying how
+ * (done, failed, or a status that makes no sense); false while it runs,
+ * after moving *deadline on if it shows more bytes received than
+ * *progress.
  */
 static bool
-import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
-                   const bc_http_response_t *resp, double *progress, int64_t *deadline,
-                   bc_mig_report_t *rep)
+import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, const cJSON *doc,
+                   double *progress, int64_t *deadline, bc_mig_report_t *rep)
 {
-    cJSON *doc = cJSON_ParseWithLength(resp->body, resp->body_len);
     const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
     const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(doc, "epoch");
     if (!cJSON_IsString(state) || !cJSON_IsNumber(epoch)) {
-        cJSON_Delete(doc);
         snprintf(rep->error, sizeof(rep->error), "destination sent a malformed job status");
         return true;
     }
     if ((uint64_t)epoch->valuedouble != job->epoch) {
         snprintf(rep->error, sizeof(rep->error), "destination reports an import at epoch "
                  "%.0f, not %" PRIu64, epoch->valuedouble, job->epoch);
-        cJSON_Delete(doc);
         return true;
     }
     if (strcmp(state->valuestring, "running") == 0) {
@@ -350,7 +347,6 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
             *progress = got->valuedouble;
             *deadline = bc_time_mono_ms() + p->timeout_ms;
         }
-        cJSON_Delete(doc);
         return false;
     }
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
@@ -375,7 +371,6 @@ import_status_read(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy,
                  precopy ? "precopy" : "import",
                  cJSON_IsString(error) ? error->valuestring : "(no reason given)");
     }
-    cJSON_Delete(doc);
     return true;
 }
 
@@ -446,7 +441,9 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
             bc_http_response_free(&resp);
             return;
         }
-        bool over = import_status_read(p, job, precopy, &resp, progress, deadline, rep);
+        cJSON *doc = cJSON_ParseWithLength(resp.body, resp.body_len);
+        bool over = import_status_read(p, job, precopy, doc, progress, deadline, rep);
+        cJSON_Delete(doc);
         bc_http_response_free(&resp);
         if (over) return;
         /* A long poll that came back early with the job running (a
@@ -596,6 +593,108 @@ pool_give_back(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n)
 }
 
 /*
+ * Waits for the jobs of batch still left (left[i]) with one long poll for
+ * all of them: GET ?buckets=...&wait_ms=..., which the destination
+ * answers as soon as one finishes.  Reports each job as it ends and
+ * clears its left[i]; a job's time runs from *t0 (the batch's start, then
+ * the previous report: the jobs of a batch stream one after the other).  Returns with jobs left when it cannot
+ * wait for them this way -- a destination from before batch statuses
+ * (400), an answer that does not list exactly the jobs asked, the
+ * deadline passed -- and the caller then waits for each on its own, on
+ * the same *deadline and *progress (which also gives up what timed out).
+ */
+static void
+pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy, bool *left,
+                int64_t *t0, int64_t *deadline, double *progress)
+{
+    char path[BC_MIG_PRECOPY_BATCH_MAX * 11 + 96];
+    const char *dest = batch[0]->job.dest_admin;
+    bc_mig_report_t rep;
+    bc_http_response_t resp;
+
+    for (;;) {
+        size_t ask[BC_MIG_PRECOPY_BATCH_MAX], nask = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (left[i]) ask[nask++] = i;
+        }
+        int64_t now = bc_time_mono_ms();
+        if (nask == 0 || now >= *deadline || pool_stopping(p)) return;
+        int64_t wait = *deadline - now < POOL_LONG_POLL_MS ? *deadline - now : POOL_LONG_POLL_MS;
+        size_t o = (size_t)snprintf(path, sizeof(path), "/v1/migrate/import?buckets=");
+        for (size_t k = 0; k < nask; k++) {
+            o += (size_t)snprintf(path + o, sizeof(path) - o, "%s%" PRIu32, k > 0 ? "," : "",
+                                  batch[ask[k]]->job.bucket);
+        }
+        if (precopy) {
+            snprintf(path + o, sizeof(path) - o, "&precopy=1&wait_ms=%lld", (long long)wait);
+        } else {
+            snprintf(path + o, sizeof(path) - o, "&epoch=%" PRIu64 "&wait_ms=%lld",
+                     batch[0]->job.epoch, (long long)wait);
+        }
+        int64_t asked = bc_time_mono_ms();
+        bc_status_t st = bc_http_request(dest, "GET", path, NULL, 0,
+                                         POOL_HTTP_TIMEOUT_MS + (int)wait, &resp);
+        if (st != BC_OK) {
+            for (size_t k = 0; k < nask; k++) {
+                report_init(&rep, &batch[ask[k]]->job);
+                snprintf(rep.error, sizeof(rep.error), "destination %.100s stopped answering: "
+                         "%s", dest, bc_status_str(st));
+                rep.unreachable = true;
+                pool_report(p, &batch[ask[k]]->job, precopy, &rep, *t0);
+                left[ask[k]] = false;
+            }
+            return;
+        }
+        if (resp.status == 503) {
+            /* The destination cannot hold the request now: ask again. */
+            bc_http_response_free(&resp);
+            bc_time_sleep_ms(2);
+            continue;
+        }
+        cJSON *doc = resp.status == 200 ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+        bc_http_response_free(&resp);
+        const cJSON *jobs = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "jobs")
+                                                : NULL;
+        bool listed = cJSON_IsArray(jobs) && cJSON_GetArraySize(jobs) == (int)nask;
+        for (size_t k = 0; k < nask && listed; k++) {
+            const cJSON *b = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(jobs, (int)k),
+                                                              "bucket");
+            listed = cJSON_IsNumber(b) && b->valuedouble == batch[ask[k]]->job.bucket;
+        }
+        if (!listed) {
+            cJSON_Delete(doc);
+            return;
+        }
+        bool ended = false;
+        for (size_t k = 0; k < nask; k++) {
+            const bc_mig_job_t *job = &batch[ask[k]]->job;
+            const cJSON *e = cJSON_GetArrayItem(jobs, (int)k);
+            const cJSON *state = cJSON_GetObjectItemCaseSensitive(e, "state");
+            const cJSON *error = cJSON_GetObjectItemCaseSensitive(e, "error");
+            bool over;
+            report_init(&rep, job);
+            if (cJSON_IsString(state) && strcmp(state->valuestring, "none") == 0) {
+                snprintf(rep.error, sizeof(rep.error), "destination lost the import (%.150s)",
+                         cJSON_IsString(error) ? error->valuestring : "no job");
+                over = true;
+            } else {
+                over = import_status_read(p, job, precopy, e, progress, deadline, &rep);
+            }
+            if (over) {
+                pool_report(p, job, precopy, &rep, *t0);
+                *t0 = bc_time_mono_ms();
+                left[ask[k]] = false;
+                ended = true;
+            }
+        }
+        cJSON_Delete(doc);
+        /* Back early with every job running (a destination that answers
+         * at once): do not spin on it. */
+        if (!ended && bc_time_mono_ms() - asked < wait / 2) bc_time_sleep_ms(2);
+    }
+}
+
+/*
  * Runs a batch of n (2..BC_MIG_PRECOPY_BATCH_MAX) precopies, or copies at
  * one epoch, of one (source, destination, from, to) and posts one report
  * for each (THE BATCH, migrate_pool.h).
@@ -643,8 +742,12 @@ pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, boo
      * buckets read-only, 16 timeouts long). */
     int64_t deadline = bc_time_mono_ms() + p->timeout_ms;
     double progress = 0;
+    bool left[BC_MIG_PRECOPY_BATCH_MAX];
+    size_t nstarted = 0;
+    for (size_t i = 0; i < n; i++) nstarted += left[i] = started[i];
+    if (nstarted > 1) pool_batch_wait(p, batch, n, precopy, left, &t0, &deadline, &progress);
     for (size_t i = 0; i < n; i++) {
-        if (!started[i]) continue;
+        if (!left[i]) continue;
         report_init(&rep, &batch[i]->job);
         pool_import_wait(p, &batch[i]->job, precopy, t0, &deadline, &progress, &rep);
         pool_report(p, &batch[i]->job, precopy, &rep, t0);

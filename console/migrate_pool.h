@@ -52,8 +52,19 @@
  *          or that bucket's refusal ("status" 409, 503, ..., "error")
  *
  *   The destination imports the buckets it started one after the other
- *   over one connection to the source, so the worker long polls each in
- *   that order (the same GET as above) and posts each report as it comes.
+ *   over one connection to the source.  The worker waits for all of them
+ *   with one long poll,
+ *
+ *     GET dest/v1/migrate/import?buckets=b1,b2,...&precopy=1&wait_ms=1000
+ *       -> 200 {"jobs": [each job's state, in the order asked]}, answered
+ *          as soon as one of them finishes
+ *
+ *   posts each report as it comes and asks again for the rest: a batch
+ *   of copies, which finishes together, is one exchange, not one per
+ *   bucket after another while the round waits for the batch's last
+ *   report.  A destination that does not answer that (older: 400), or
+ *   lists other jobs than asked, gets a long poll per job in order (the
+ *   GET above), on the same deadline.
  *   The destination counts the stream's bytes in each job still to come,
  *   so one deadline serves them all: a bucket waiting its turn behind a
  *   stream that moves is not stalled, and a stream that stops gives every

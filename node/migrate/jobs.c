@@ -486,6 +486,80 @@ import_cancel(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
     return import_reply(mig, req, MHD_HTTP_OK, j);
 }
 
+/* Whether job j is one a long poll for (epoch, any epoch when !has_epoch)
+ * waits on: running, of that epoch (mu held). */
+static bool
+job_waited_for(const bc_node_migrate_t *mig, const import_job_t *j, const mig_params_t *p)
+{
+    return j != NULL && j->state == JOB_RUNNING && (!p->has_epoch || j->epoch == p->epoch) &&
+           !mig->stopping;
+}
+
+/* What is left of a long poll's wait_ms (µs; <= 0: answer now). */
+static int64_t
+import_wait_left_us(const bc_http_req_t *req, const mig_params_t *p)
+{
+    return (int64_t)p->wait_ms * 1000 -
+           (req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0);
+}
+
+/*
+ * GET with buckets=: the states of a batch's jobs in one answer,
+ * {"jobs":[...]} in the order asked, each entry what the GET of its bucket
+ * alone answers ({"bucket":B,"state":"none","error":...} for a bucket with
+ * no job here, where that GET is a 404).  With wait_ms, parked while every
+ * one of them runs; answered as soon as one finishes.
+ *
+ * BEHAVIOR: the jobs of a batch share one stream, and a batch of copies
+ * finishes together (after one wait for the backups).  One long poll for
+ * all of them hands the console every report in one exchange, where a
+ * poll per job took a round trip each, one after the other -- and the
+ * console's round waits for the batch's last report before it cuts the
+ * batch over (every bucket of it read-only meanwhile).
+ */
+static enum MHD_Result
+import_status_batch(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    if (p->has_sinces) {
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                   "buckets: B:T is for a copy's export only");
+    }
+    pthread_mutex_lock(&mig->mu);
+    bool all_running = true;
+    for (uint32_t i = 0; i < p->nlist && all_running; i++) {
+        all_running = job_waited_for(mig, job_find_kind(mig, p->list[i], p->precopy), p);
+    }
+    int64_t left_us = import_wait_left_us(req, p);
+    if (p->wait_ms > 0 && all_running && left_us > 0) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_park(req, left_us);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *jobs = doc != NULL ? cJSON_AddArrayToObject(doc, "jobs") : NULL;
+    for (uint32_t i = 0; i < p->nlist && jobs != NULL; i++) {
+        import_job_t *j = job_find_kind(mig, p->list[i], p->precopy);
+        cJSON *e = j != NULL ? job_json(mig, j) : cJSON_CreateObject();
+        if (e != NULL && j == NULL) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "no %s of bucket %" PRIu32 " is known here",
+                     p->precopy ? "precopy" : "import", p->list[i]);
+            cJSON_AddNumberToObject(e, "bucket", p->list[i]);
+            cJSON_AddStringToObject(e, "state", "none");
+            cJSON_AddStringToObject(e, "error", msg);
+        }
+        if (e == NULL || !cJSON_AddItemToArray(jobs, e)) {
+            cJSON_Delete(e);
+            jobs = NULL;
+        }
+    }
+    pthread_mutex_unlock(&mig->mu);
+    if (jobs == NULL) {
+        cJSON_Delete(doc);
+        return bc_http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    return bc_http_reply_json(req, MHD_HTTP_OK, doc);
+}
+
 enum MHD_Result
 bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
 {
@@ -494,8 +568,11 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
     if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0) return import_start(mig, req, &p);
     if (!p.has_bucket) {
-        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "buckets: only a POST starts "
-                                   "a batch; ask for each job by bucket");
+        if (strcmp(req->method, MHD_HTTP_METHOD_GET) == 0) {
+            return import_status_batch(mig, req, &p);
+        }
+        return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "buckets: a DELETE calls off "
+                                   "one job; ask for each by bucket");
     }
     if (strcmp(req->method, MHD_HTTP_METHOD_DELETE) == 0) return import_cancel(mig, req, &p);
     pthread_mutex_lock(&mig->mu);
@@ -508,14 +585,10 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     /* Long poll (wait_ms): a running job of the asked epoch (any, without
      * one) is answered when it finishes -- the job wakes the parked
      * request -- or when wait_ms has passed. */
-    if (p.wait_ms > 0 && j->state == JOB_RUNNING && (!p.has_epoch || j->epoch == p.epoch) &&
-        !mig->stopping) {
-        int64_t left_us = (int64_t)p.wait_ms * 1000 -
-                          (req->parked_us != 0 ? bc_time_mono_us() - req->parked_us : 0);
-        if (left_us > 0) {
-            pthread_mutex_unlock(&mig->mu);
-            return bc_http_park(req, left_us);
-        }
+    int64_t left_us = import_wait_left_us(req, &p);
+    if (p.wait_ms > 0 && job_waited_for(mig, j, &p) && left_us > 0) {
+        pthread_mutex_unlock(&mig->mu);
+        return bc_http_park(req, left_us);
     }
     return import_reply(mig, req, MHD_HTTP_OK, j);
 }

@@ -62,6 +62,13 @@
  *            10000), a long poll: while the job (of epoch E, when given)
  *            runs, the answer waits until it finishes -- the job wakes
  *            the parked request at once -- or until N ms have passed.
+ *   GET    /v1/migrate/import?buckets=B1,B2,...&(epoch=E|precopy=1)[&wait_ms=N]
+ *            the states of a batch's jobs in one answer: {"jobs":[...]},
+ *            in the order asked, each entry what the GET of its bucket
+ *            answers ({"bucket":B,"state":"none","error":...} where that
+ *            is a 404).  With wait_ms, parked while every one of them
+ *            runs, answered as soon as one finishes: the console waits
+ *            for a whole batch with one long poll.
  *   POST   /v1/migrate/import?bucket=B&from=G&source=HOST:PORT&precopy=1
  *            a PRECOPY (no epoch): the job pulls export?tap=1 while the
  *            bucket stays writable at the source and keeps the copy and

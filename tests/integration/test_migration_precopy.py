@@ -493,10 +493,11 @@ def test_batch_of_copies_between_real_nodes():
            % a.admin_port)
     st, doc = harness.http_json(b.admin_port, "POST", pre)
     assert st == 200, (st, doc)
-    for bucket in (4, 6):
-        poll = "/v1/migrate/import?bucket=%d&precopy=1&wait_ms=5000" % bucket
-        harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", poll, timeout=10)[1]
-                         ["state"] == "done", what="precopy %d" % bucket)
+    # the batch's states in one long poll, answered when one finishes
+    poll = "/v1/migrate/import?buckets=4,6&precopy=1&wait_ms=5000"
+    harness.wait_for(lambda: [j["state"] for j in harness.http_json(
+        b.admin_port, "GET", poll, timeout=10)[1]["jobs"]] == ["done", "done"],
+        what="precopies 4 and 6")
     # changed while writable: a set in 4, a delete in 6, a new key in 8
     k4, k6 = keys_in_bucket(4, 1, "cb4-")[0], keys_in_bucket(6, 1, "cb6-")[0]
     assert c.cmd("set %s 0 0 5" % k4, "later") == b"STORED\r\n"
@@ -508,14 +509,22 @@ def test_batch_of_copies_between_real_nodes():
             % (epoch, a.admin_port))
     st, doc = harness.http_json(b.admin_port, "POST", path)
     assert st == 200 and [j["status"] for j in doc["jobs"]] == [202, 202, 202], doc
-    jobs = {}
+    # the batch in one long poll (a batch of copies finishes together)
+    poll = "/v1/migrate/import?buckets=4,6,8&epoch=%d&wait_ms=5000" % epoch
+    harness.wait_for(lambda: all(j["state"] != "running" for j in harness.http_json(
+        b.admin_port, "GET", poll, timeout=10)[1]["jobs"]), what="copies 4, 6 and 8")
+    # a bucket with no job here answers "none" (alone, a 404), and no wait
+    st, doc = harness.http_json(b.admin_port, "GET", poll.replace("4,6,8", "4,6,8,9"))
+    assert st == 200 and [j["bucket"] for j in doc["jobs"]] == [4, 6, 8, 9], (st, doc)
+    assert [j["state"] for j in doc["jobs"]] == ["done", "done", "done", "none"], doc
+    assert "no import of bucket 9" in doc["jobs"][3]["error"], doc
+    jobs = {j["bucket"]: j for j in doc["jobs"][:3]}
     for bucket in batch:
-        poll = "/v1/migrate/import?bucket=%d&epoch=%d&wait_ms=5000" % (bucket, epoch)
-        jobs[bucket] = harness.wait_for(
-            lambda: (lambda d: d if d["state"] != "running" else None)(
-                harness.http_json(b.admin_port, "GET", poll, timeout=10)[1]),
-            what="copy %d" % bucket)
-    assert all(j["state"] == "done" for j in jobs.values()), jobs
+        single = "/v1/migrate/import?bucket=%d&epoch=%d" % (bucket, epoch)
+        assert harness.http_json(b.admin_port, "GET", single)[1] == jobs[bucket], bucket
+    for bad in ("buckets=4:7,6&epoch=%d" % epoch, "buckets=4,6", "buckets=4,4&epoch=1"):
+        st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/import?" + bad)
+        assert st == 400 and "buckets" in doc["error"], (bad, st, doc)
     assert jobs[4]["delta"] is True and jobs[6]["delta"] is True, jobs
     assert jobs[8]["delta"] is False and jobs[8]["items"] == 31, jobs
     for bucket in batch:

@@ -53,6 +53,13 @@ typedef enum batch_mode {
     BATCH_BUCKET_STRING,           /* each entry's "bucket" a string */
 } batch_mode_t;
 
+/* How a fake destination answers a batch's status (GET ?buckets=...). */
+typedef enum status_mode {
+    STATUS_OLD,                    /* a node from before batch statuses: 400 */
+    STATUS_BATCH,                  /* every job's state, a long poll */
+    STATUS_EMPTY,                  /* 200 {"jobs": []}: not believed */
+} status_mode_t;
+
 /* One fake destination node: its server and what it was asked. */
 typedef struct fake_dest {
     bc_httpd_t *h;
@@ -63,6 +70,10 @@ typedef struct fake_dest {
     _Atomic int batched;           /* buckets asked for in them, in all */
     _Atomic int largest;           /* buckets of the largest */
     _Atomic int single_posts;      /* precopy POSTs with bucket= */
+    _Atomic int status_mode;       /* status_mode_t */
+    _Atomic uint32_t lost;         /* a bucket whose job it has no more (0: none) */
+    _Atomic int batch_gets;        /* GETs with buckets= */
+    _Atomic int single_gets;       /* GETs with bucket= */
     pthread_mutex_t mu;            /* guards the fields below */
     char last_batch[256];          /* the last batch POST's buckets= */
     char last_from[16];            /* its from= */
@@ -141,6 +152,65 @@ fake_batch(fake_dest_t *d, bc_http_req_t *req, const char *list)
     return bc_http_reply_json(req, 200, doc);
 }
 
+/* Bucket's job as a GET shows it after waited_ms of its request
+ * (*running says which): running until its delay has passed (for ever
+ * from STALLED up, the same bytes received each time), then done. */
+static cJSON *
+fake_job(unsigned bucket, double epoch, int64_t waited_ms, bool *running)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "bucket", bucket);
+    cJSON_AddNumberToObject(doc, "epoch", epoch);
+    *running = bucket >= STALLED || waited_ms < (bucket < 8 ? copy_ms[bucket] : 0);
+    if (*running) {
+        cJSON_AddStringToObject(doc, "state", "running");
+        cJSON_AddNumberToObject(doc, "received", 100);
+        return doc;
+    }
+    cJSON_AddStringToObject(doc, "state", "done");
+    cJSON_AddNumberToObject(doc, "items", 1);
+    cJSON_AddNumberToObject(doc, "bytes", 10);
+    cJSON_AddStringToObject(doc, "node", "dest");
+    return doc;
+}
+
+/* The answer to GET ?buckets=list..., as d's status mode says: parked
+ * while every job runs and one of them will finish. */
+static enum MHD_Result
+fake_batch_status(fake_dest_t *d, bc_http_req_t *req, const char *list, double epoch)
+{
+    if (atomic_load(&d->status_mode) == STATUS_EMPTY) {
+        return bc_http_reply_bytes(req, 200, "application/json", "{\"jobs\": []}", 12);
+    }
+    char copy[256], *save = NULL;
+    snprintf(copy, sizeof(copy), "%s", list);
+    int64_t waited_ms = req->parked_us != 0 ? (bc_time_mono_us() - req->parked_us) / 1000 : 0;
+    bool all_running = true, will_finish = false;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *jobs = cJSON_AddArrayToObject(doc, "jobs");
+    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        unsigned bucket = (unsigned)atoi(tok);
+        bool running;
+        cJSON *e = fake_job(bucket, epoch, waited_ms, &running);
+        if (bucket == atomic_load(&d->lost)) {
+            cJSON_Delete(e);
+            e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "bucket", bucket);
+            cJSON_AddStringToObject(e, "state", "none");
+            cJSON_AddStringToObject(e, "error", "no import of it is known here");
+            running = false;
+        }
+        all_running = all_running && running;
+        will_finish = will_finish || bucket < STALLED;
+        cJSON_AddItemToArray(jobs, e);
+    }
+    if (all_running && will_finish) {
+        cJSON_Delete(doc);
+        return bc_http_park(req, 2000);
+    }
+    return bc_http_reply_json(req, 200, doc);
+}
+
 /* POST and GET /v1/migrate/import?bucket=B&epoch=E...: started (202), then
  * running until bucket B's delay has passed, then done.  POST
  * ?buckets=...: fake_batch. */
@@ -161,6 +231,13 @@ handle_import(void *ctx, bc_http_req_t *req)
         fake_record_batch(d, list->value, params, n);
         if (atomic_load(&d->mode) != BATCH_OLD) return fake_batch(d, req, list->value);
     }
+    if (!post && list != NULL) {
+        if (req->parked_us == 0) atomic_fetch_add(&d->batch_gets, 1);
+        if (atomic_load(&d->status_mode) != STATUS_OLD) {
+            return fake_batch_status(d, req, list->value, e != NULL ? atof(e->value) : 0);
+        }
+    }
+    if (!post && b != NULL && req->parked_us == 0) atomic_fetch_add(&d->single_gets, 1);
     if (b == NULL || (e == NULL && !precopy)) {
         return bc_http_reply_error(req, 400, "the bucket parameter is missing");
     }
@@ -180,20 +257,14 @@ handle_import(void *ctx, bc_http_req_t *req)
         cJSON_AddBoolToObject(doc, "precopy", precopy);
         return bc_http_reply_json(req, 202, doc);
     }
-    if (bucket >= STALLED) {
-        cJSON_AddStringToObject(doc, "state", "running");
-        cJSON_AddNumberToObject(doc, "received", 100);
-        return bc_http_reply_json(req, 200, doc);
-    }
+    cJSON_Delete(doc);
     int64_t waited_ms = req->parked_us != 0 ? (bc_time_mono_us() - req->parked_us) / 1000 : 0;
-    if (waited_ms < (bucket < 8 ? copy_ms[bucket] : 0)) {
+    bool running;
+    doc = fake_job(bucket, precopy ? 0 : atof(e->value), waited_ms, &running);
+    if (running && bucket < STALLED) {
         cJSON_Delete(doc);
         return bc_http_park(req, 2000);
     }
-    cJSON_AddStringToObject(doc, "state", "done");
-    cJSON_AddNumberToObject(doc, "items", 1);
-    cJSON_AddNumberToObject(doc, "bytes", 10);
-    cJSON_AddStringToObject(doc, "node", "dest");
     return bc_http_reply_json(req, 200, doc);
 }
 
@@ -505,8 +576,10 @@ test_a_stalled_batch_is_given_up_on_one_deadline(void **state)
     dest_start(&d);
     bc_mig_pool_t *p = NULL;
     assert_int_equal(bc_mig_pool_start(1, 1, timeout_ms, on_report, NULL, &p), BC_OK);
-    for (int kind = 0; kind < 2; kind++) {
-        bool precopy = kind == 0;
+    /* each job's status asked on its own, then all in one (STATUS_BATCH) */
+    for (int kind = 0; kind < 4; kind++) {
+        bool precopy = kind % 2 == 0;
+        atomic_store(&d.status_mode, kind < 2 ? STATUS_OLD : STATUS_BATCH);
         bc_mig_job_t jobs[4];
         for (uint32_t i = 0; i < 4; i++) {
             jobs[i] = job(STALLED + 10 * (uint32_t)kind + i, precopy ? 0 : 50, d.addr);
@@ -537,6 +610,83 @@ test_a_stalled_batch_is_given_up_on_one_deadline(void **state)
             assert_false(reps[i].ok);
             assert_non_null(strstr(reps[i].error, "timed out: no progress"));
         }
+    }
+    bc_mig_pool_stop(p);
+    dest_stop(&d);
+}
+
+/* The jobs of a batch are waited for with one long poll for all of them:
+ * the destination answers it as soon as one finishes, and the pool asks
+ * again for the rest -- never a GET per job.  A job the destination no
+ * longer has fails; precopies are waited for the same way. */
+static void
+test_a_batch_is_waited_for_with_one_long_poll(void **state)
+{
+    (void)state;
+    fake_dest_t d, other;
+    bc_mig_pool_t *p = pool_with_dest(1, 2, &d);
+    dest_start(&other);
+    atomic_store(&d.status_mode, STATUS_BATCH);
+    atomic_store(&d.lost, 11);
+    bc_mig_job_t jobs[4] = {job(1, 70, d.addr), job(8, 70, d.addr), job(9, 70, d.addr),
+                            job(11, 70, d.addr)};
+    bool queued[4];
+    int before = atomic_load(&reports_posted);
+    bc_mig_pool_submit_many(p, jobs, 4, queued);
+    wait_posted(before + 4);
+    bc_mig_report_t reps[MAX_JOBS];
+    assert_int_equal(bc_mig_pool_take(p, reps, 4), 4);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(reps[k].epoch, 70);
+        if (reps[k].bucket == 11) {
+            assert_false(reps[k].ok);
+            assert_non_null(strstr(reps[k].error, "destination lost the import"));
+        } else {
+            assert_true(reps[k].ok);
+            assert_int_equal(reps[k].items, 1);
+            assert_string_equal(reps[k].node, "dest");
+        }
+    }
+    /* 8, 9 and 11 answered by the first poll, 1 (30 ms) by the second */
+    assert_int_equal(atomic_load(&d.batch_posts), 1);
+    assert_int_equal(atomic_load(&d.batch_gets), 2);
+    assert_int_equal(atomic_load(&d.single_gets), 0);
+
+    atomic_store(&d.lost, 0);
+    bc_mig_job_t pre[3] = {job(8, 0, d.addr), job(9, 0, d.addr), job(10, 0, d.addr)};
+    precopies_run(p, &other, pre, 3, reps);
+    assert_precopied(reps, pre, 3);
+    assert_int_equal(atomic_load(&d.batch_posts), 2);
+    assert_int_equal(atomic_load(&d.batch_gets), 3);
+    assert_int_equal(atomic_load(&d.single_gets), 0);
+    bc_mig_pool_stop(p);
+    dest_stop(&d);
+    dest_stop(&other);
+}
+
+/* A destination from before batch statuses (400), or a batch status that
+ * does not list the jobs asked: each job is waited for on its own. */
+static void
+test_a_batch_status_not_understood_falls_back_to_each_job(void **state)
+{
+    (void)state;
+    static const status_mode_t modes[] = {STATUS_OLD, STATUS_EMPTY};
+    fake_dest_t d;
+    bc_mig_pool_t *p = pool_with_dest(1, 0, &d);
+    for (size_t m = 0; m < 2; m++) {
+        atomic_store(&d.status_mode, modes[m]);
+        uint64_t epoch = 80 + m;
+        bc_mig_job_t jobs[3] = {job(8, epoch, d.addr), job(9, epoch, d.addr),
+                                job(10, epoch, d.addr)};
+        bool queued[3];
+        int before = atomic_load(&reports_posted);
+        bc_mig_pool_submit_many(p, jobs, 3, queued);
+        wait_posted(before + 3);
+        bc_mig_report_t reps[3];
+        assert_int_equal(bc_mig_pool_take(p, reps, 3), 3);
+        for (int k = 0; k < 3; k++) assert_true(reps[k].ok && reps[k].epoch == epoch);
+        assert_int_equal(atomic_load(&d.batch_gets), (int)m + 1);
+        assert_int_equal(atomic_load(&d.single_gets), 3 * ((int)m + 1));
     }
     bc_mig_pool_stop(p);
     dest_stop(&d);
@@ -699,6 +849,8 @@ main(void)
         cmocka_unit_test(test_precopies_of_other_pairs_are_not_batched_together),
         cmocka_unit_test(test_copies_of_one_pair_and_epoch_start_with_one_post),
         cmocka_unit_test(test_a_stalled_batch_is_given_up_on_one_deadline),
+        cmocka_unit_test(test_a_batch_is_waited_for_with_one_long_poll),
+        cmocka_unit_test(test_a_batch_status_not_understood_falls_back_to_each_job),
         cmocka_unit_test(test_a_refused_bucket_takes_the_single_path),
         cmocka_unit_test(test_an_older_destination_gets_the_single_path),
         cmocka_unit_test(test_a_malformed_batch_answer_falls_back),
