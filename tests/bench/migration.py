@@ -275,6 +275,20 @@ def pause_summary(before, after):
     return n, pct(0.5), pct(0.99), (after[1] - before[1]) / n / 1000.0, mx
 
 
+def cpu_times():
+    """(all, idle) jiffies of every core so far (/proc/stat); iowait counts
+    as idle."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v), v[3] + v[4]
+
+
+def idle_between(a, b):
+    """The share of the cores' time idle between two cpu_times()."""
+    total = b[0] - a[0]
+    return (b[1] - a[1]) / total if total > 0 else 0.0
+
+
 def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     """One round of a part; returns the aggregate rate (MiB/s)."""
     MB, NB, THREADS = part.mb, part.nb, part.threads
@@ -303,6 +317,11 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
                          what="client traffic")
     base = traffic.reports[-1] if traffic is not None else NO_TRAFFIC
     plain = PlainTraffic(nodes) if THREADS > 0 else None
+    # what the clients alone leave of the cores: the move has that, at most
+    cpu0 = cpu_times()
+    time.sleep(1.0)
+    cpu1 = cpu_times()
+    idle_load = idle_between(cpu0, cpu1)
     pauses0 = write_pauses(nodes)
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
@@ -315,6 +334,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
                      and t["c"] == t["m"] == t["d"] and not t["readonly"]) else None
     m = harness.wait_for(done, timeout=1800, interval=0.05, what="convergence")
     converge_s = time.time() - t0
+    idle_move = idle_between(cpu1, cpu_times())
     time.sleep(1.0)
     final = traffic.stop() if traffic is not None else NO_TRAFFIC
     if plain is not None:
@@ -403,6 +423,11 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     # read-only commit) to the round that cuts it over (before that commit);
     # the sources' own measure runs from the read-only bit in force there
     # to the cutover read there: what a writer of the bucket waits.
+    # The clients run closed loops: what they leave idle is all the move
+    # gets without slowing them, and loopback and fresh memory above are
+    # measured on idle cores.
+    print("cores idle (of %d): %.0f%% with the clients alone (1 s before the 4th group), "
+          "%.0f%% while the move ran" % (os.cpu_count() or 1, 100 * idle_load, 100 * idle_move))
     if pauses is not None:
         print("write pause at the sources (%d buckets; fence to the new tables read): p50 <= %s "
               "ms, p99 <= %s ms, mean %.1f ms, max %.1f ms" % pauses)
@@ -411,12 +436,13 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
           "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
           "client_set_max_ms=%d plain_ops=%d plain_errors=%d dest_fault_mb_per_s=%.0f "
           "limit_mb_per_s=%.0f agg_of_limit_pct=%.0f pause_p50_ms=%s pause_p99_ms=%s "
-          "pause_mean_ms=%.1f pause_max_ms=%.1f" % (
+          "pause_mean_ms=%.1f pause_max_ms=%.1f idle_clients_pct=%.0f idle_move_pct=%.0f" % (
               part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
               final["set_ms_max"], plain.ops if plain else 0,
               sum(plain.errors.values()) if plain else 0, dest[0] if dest else 0, limit_mbs,
-              100 * agg / limit_mbs, *(pauses[1:] if pauses else ("-", "-", 0, 0))))
+              100 * agg / limit_mbs, *(pauses[1:] if pauses else ("-", "-", 0, 0)),
+              100 * idle_load, 100 * idle_move))
     for p in nodes + [g4, con]:
         p.stop()
     if os.environ.get("BC_BENCH_LOGS"):

@@ -461,14 +461,19 @@ def test_batch_of_precopies_between_real_nodes():
     st, doc = harness.http_json(b.admin_port, "POST", path)
     assert st == 200 and [j["status"] for j in doc["jobs"]] == [200, 200, 409, 200], doc
     assert doc["jobs"][2]["retry"] is False and "cutover" in doc["jobs"][2]["error"], doc
-    # malformed lists are refused whole, as is a GET of a batch
+    # malformed lists are refused whole, as is a DELETE of a batch
     for bad in ("buckets=1,1", "buckets=1,,2", "buckets=", "buckets=99",
                 "buckets=" + ",".join(str(x) for x in range(65)), "buckets=1&bucket=2"):
         st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?%s&from=1&source="
                                     "127.0.0.1%%3A%d&precopy=1" % (bad, a.admin_port))
         assert st == 400 and "error" in doc, (bad, st, doc)
+    st, doc = harness.http_json(b.admin_port, "DELETE", "/v1/migrate/import?buckets=5,2&"
+                                "precopy=1")
+    assert st == 400 and "DELETE" in doc["error"], (st, doc)
+    # a GET of a batch: each job's state, in the order asked
     st, doc = harness.http_json(b.admin_port, "GET", "/v1/migrate/import?buckets=5,2&precopy=1")
-    assert st == 400, (st, doc)
+    assert st == 200 and [(j["bucket"], j["state"], j["precopy"]) for j in doc["jobs"]] == \
+        [(5, "done", True), (2, "done", True)], (st, doc)
     # a batch is of precopies or of copies at an epoch; B:T only for exports
     st, doc = harness.http_json(b.admin_port, "POST", "/v1/migrate/import?buckets=5,2&from=1&"
                                 "source=127.0.0.1%%3A%d" % a.admin_port)
