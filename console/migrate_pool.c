@@ -597,11 +597,12 @@ pool_give_back(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n)
  * all of them: GET ?buckets=...&wait_ms=..., which the destination
  * answers as soon as one finishes.  Reports each job as it ends and
  * clears its left[i]; a job's time runs from *t0 (the batch's start, then
- * the previous report: the jobs of a batch stream one after the other).  Returns with jobs left when it cannot
- * wait for them this way -- a destination from before batch statuses
- * (400), an answer that does not list exactly the jobs asked, the
- * deadline passed -- and the caller then waits for each on its own, on
- * the same *deadline and *progress (which also gives up what timed out).
+ * the previous report: the jobs of a batch stream one after the other).
+ * Returns with jobs left when it cannot wait for them this way -- a
+ * destination from before batch statuses (400), an answer that does not
+ * list exactly the jobs asked, the deadline passed -- and the caller then
+ * waits for each on its own, on the same *deadline and *progress (which
+ * also gives up what timed out).
  */
 static void
 pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy, bool *left,

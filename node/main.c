@@ -780,6 +780,17 @@ main(int argc, char **argv)
             proto_env.readonly_wait_ms = cfg.forward_timeout_ms / 2 < 1000u
                                              ? cfg.forward_timeout_ms / 2
                                              : 1000u;
+            /* A test knob: the tries of such a write this far apart, so that
+             * only the new table that ends the pause can let it go on in
+             * time. */
+            const char *retry = getenv("BC_TEST_PAUSE_RETRY_MS");
+            uint64_t v;
+            if (retry != NULL && bc_parse_u64n(retry, strlen(retry), 60000, &v) && v > 0) {
+                log_warn("BC_TEST_PAUSE_RETRY_MS=%u: a write waiting out a migration pause is "
+                         "tried again at most every %u ms (for tests)", (unsigned)v,
+                         (unsigned)v);
+                proto_env.pause_retry_ms = (uint32_t)v;
+            }
         }
         if (admin != NULL) bc_admin_set_cluster(admin, cluster);
 

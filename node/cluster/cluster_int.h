@@ -106,6 +106,10 @@ struct bc_node_cluster {
      * before the agent starts, read by the agent only. */
     bc_node_cluster_drop_fn drop_fn;
     void *drop_ctx;
+    /* Told of every new epoch put in force (bc_node_cluster_set_on_routes);
+     * guarded by fence_mu. */
+    void (*on_routes)(void *ctx);
+    void *on_routes_ctx;
     /* Told of every role change (bc_node_cluster_set_role_hook); set
      * before the agent starts. */
     uint32_t nrole_hooks;

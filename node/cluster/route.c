@@ -125,6 +125,7 @@ bc__node_cluster_publish(bc_node_cluster_t *cl, const bc_table_t *c)
      * (acquire) and then reads the generation gets this one or later. */
     atomic_fetch_add_explicit(&cl->route_gen, 1, memory_order_release);
     uint64_t old = atomic_exchange_explicit(&cl->epoch, c->epoch, memory_order_release);
+    if (old != c->epoch && cl->on_routes != NULL) cl->on_routes(cl->on_routes_ctx);
     pthread_mutex_unlock(&cl->fence_mu);
     if (old != c->epoch) {
         log_info("cluster: tables at epoch %llu: group %u owns %u of %u buckets",
@@ -276,6 +277,16 @@ bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoch, ui
     }
     pthread_mutex_unlock(&cl->fence_mu);
     return ok;
+}
+
+void
+bc_node_cluster_set_on_routes(bc_node_cluster_t *cl, void (*fn)(void *ctx), void *ctx)
+{
+    if (cl == NULL) return;
+    pthread_mutex_lock(&cl->fence_mu);
+    cl->on_routes = fn;
+    cl->on_routes_ctx = ctx;
+    pthread_mutex_unlock(&cl->fence_mu);
 }
 
 uint64_t

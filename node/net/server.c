@@ -1393,6 +1393,19 @@ bc_server_create(const bc_server_config_t *config, bc_cache_t *cache, const bc_h
     return BC_OK;
 }
 
+/* A new table is in force (bc_node_cluster_set_on_routes): every worker
+ * looks at once, so that a write waiting out a migration pause goes on
+ * now, not at its next timed try (proto/forward.h, bc_fwd_post_at). */
+static void
+server_routes_changed(void *arg)
+{
+    bc_server_t *srv = arg;
+    for (uint32_t i = 0; i < srv->nworkers; i++) {
+        worker_t *w = srv->workers[i];
+        if (w != NULL && w->el != NULL) bc_el_wake(w->el);
+    }
+}
+
 bc_status_t
 bc_server_start(bc_server_t *srv)
 {
@@ -1413,6 +1426,9 @@ bc_server_start(bc_server_t *srv)
             return BC_EIO;
         }
         w->thread_started = true;
+    }
+    if (srv->cluster != NULL) {
+        bc_node_cluster_set_on_routes(srv->cluster, server_routes_changed, srv);
     }
     if ((st = bc_el_create(&srv->accept_el)) != BC_OK) return st;
     for (uint32_t i = 0; i < srv->nlisteners; i++) {
@@ -1460,6 +1476,7 @@ bc_server_stop(bc_server_t *srv)
 {
     if (srv == NULL || srv->stopped) return;
     srv->stopped = true;
+    if (srv->started) bc_node_cluster_set_on_routes(srv->cluster, NULL, NULL);
     if (srv->idle_started) {
         pthread_mutex_lock(&srv->idle_mu);
         srv->idle_stop = true;

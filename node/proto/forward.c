@@ -149,6 +149,7 @@ struct bc_fwd {
     bc_fwd_config_t cfg;
     bc_el_t *el;                   /* borrowed */
     bc_node_cluster_t *cluster;    /* borrowed */
+    uint64_t route_gen;            /* the cluster's routing generation last seen */
     bc_thread_stats_t *stats;      /* borrowed; this thread writes it */
     bc_node_primaries_t prim;      /* this worker's copy of the primaries */
     fwd_peer_t *peers;
@@ -1100,10 +1101,33 @@ peer_free(fwd_peer_t *p)
     free(p);
 }
 
+/*
+ * The routes changed (a new table, seen at the top of an iteration): every
+ * timed post is due now.  BEHAVIOR: they are all tries of writes waiting
+ * out a migration pause (bc_fwd_post_at), spaced up to 5 ms apart; the
+ * table that ends a pause makes the next try the one that goes on, so it
+ * runs now instead of up to 5 ms later.  A try that finds the pause still
+ * on is simply timed again.  net/server.c wakes an idle worker for it.
+ */
+static void
+fwd_timed_due_now(bc_fwd_t *fwd)
+{
+    uint64_t gen = bc_node_cluster_route_gen(fwd->cluster);
+    if (gen == fwd->route_gen) return;
+    fwd->route_gen = gen;
+    if (fwd->timed == NULL) return;
+    uint64_t now = now_ms();
+    for (bc_fwd_post_t *p = fwd->timed; p != NULL; p = p->next) {
+        if (p->at_ms > now) p->at_ms = now;
+    }
+    fwd_arm(fwd, now);
+}
+
 void
 bc_fwd_before_poll(bc_fwd_t *fwd)
 {
     if (fwd == NULL) return;
+    fwd_timed_due_now(fwd);
     /* The batch: every request submitted this iteration, one sendmsg per
      * connection (a connection still connecting writes once connected). */
     bool failed = false;

@@ -255,9 +255,11 @@ void bc_fwd_post_cancel(bc_fwd_t *fwd, bc_fwd_post_t *post);
  * loop's one timeout, so a requester that must try again later (a write
  * waiting out a bucket's migration pause, proto_text.h) waits through
  * it.  Due posts run in the order of their times, then of their
- * bc_fwd_post_at calls (retries keep the order of the requests).  A post
- * already queued is moved to the new time.  post is borrowed: cancel it
- * before freeing it.
+ * bc_fwd_post_at calls (retries keep the order of the requests).  When
+ * this node puts a new table in force, every queued post is due at once
+ * (the table that ends a pause makes the next try the one that goes on).
+ * A post already queued is moved to the new time.  post is borrowed:
+ * cancel it before freeing it.
  */
 void bc_fwd_post_at(bc_fwd_t *fwd, bc_fwd_post_t *post, uint64_t at_ms);
 

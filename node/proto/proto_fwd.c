@@ -773,7 +773,7 @@ fwd_op_settle(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, char *req, size_t n, c
                 pc->waiting = true;
             }
             bc_fwd_post_at(pc->fwd, &op->retry_post,
-                           now + bc__proto_pause_delay_ms(op->retry_tries++));
+                           now + bc__proto_pause_delay_ms(pc->env, op->retry_tries++));
             return;
         }
     }
@@ -867,7 +867,8 @@ values_part_wait(bc_proto_conn_t *pc, bc_proto_fwd_op_t *op, uint32_t i)
     }
     if (!op->retry_armed) {
         op->retry_armed = true;
-        bc_fwd_post_at(pc->fwd, &op->retry_post, now + bc__proto_pause_delay_ms(op->retry_tries++));
+        bc_fwd_post_at(pc->fwd, &op->retry_post,
+                       now + bc__proto_pause_delay_ms(pc->env, op->retry_tries++));
     }
 }
 

@@ -88,8 +88,9 @@ size_t bc__proto_refusal(const bc_proto_route_t *r, char *buf);
 /* ---- writes during a migration pause (proto_text.h) ---- */
 
 /* The delay before the (tries+1)-th retry of a write refused READONLY:
- * 1, 2, 4, then 5 ms. */
-uint32_t bc__proto_pause_delay_ms(uint32_t tries);
+ * 1, 2, 4, then 5 ms (at most env->pause_retry_ms when set).  A new table
+ * makes the retry due at once (forward.c, fwd_timed_due_now). */
+uint32_t bc__proto_pause_delay_ms(const bc_proto_env_t *env, uint32_t tries);
 /*
  * A write of a command line refused by r: true when it is to wait out the
  * bucket's migration pause instead (r is READONLY, the connection is a

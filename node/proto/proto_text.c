@@ -181,9 +181,11 @@ reply_refusal(bc_proto_conn_t *pc, const bc_proto_route_t *r)
 }
 
 uint32_t
-bc__proto_pause_delay_ms(uint32_t tries)
+bc__proto_pause_delay_ms(const bc_proto_env_t *env, uint32_t tries)
 {
-    return tries < 3 ? 1u << tries : 5u;
+    uint32_t most = env->pause_retry_ms != 0 ? env->pause_retry_ms : 5u;
+    uint32_t d = tries < 3 ? 1u << tries : most;
+    return d < most ? d : most;
 }
 
 /* The timed retry of a held write: the input goes on (resume runs the
@@ -224,7 +226,8 @@ bc__proto_hold_for_pause(bc_proto_conn_t *pc, const bc_proto_route_t *r)
         return false;                   /* waited long enough: refused */
     }
     pc->ro_hold = true;
-    bc_fwd_post_at(pc->fwd, &pc->ro_post, now + bc__proto_pause_delay_ms(pc->ro_tries++));
+    bc_fwd_post_at(pc->fwd, &pc->ro_post,
+                   now + bc__proto_pause_delay_ms(pc->env, pc->ro_tries++));
     return true;
 }
 

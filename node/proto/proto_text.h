@@ -114,7 +114,8 @@
  *     on the owner      the command line is held (pc->ro_hold: the input
  *                       is not consumed and the server stops reading) and
  *                       run again from the worker's timer, 1, 2, 4, then
- *                       every 5 ms, until the bucket is writable (the
+ *                       every 5 ms, and at once when a new table is in
+ *                       force here, until the bucket is writable (the
  *                       move was called off), served elsewhere (it is
  *                       then forwarded to the new owner) or the wait is
  *                       over (the usual refusal);
@@ -232,6 +233,10 @@ typedef struct bc_proto_env {
      * migration pause waits for the pause to end (see "WRITES DURING A
      * MIGRATION PAUSE") before it is refused; 0 = refused at once. */
     uint32_t readonly_wait_ms;
+    /* The longest time between two tries of such a waiting write (0: 5
+     * ms).  A new table in force makes the next try at once whatever it
+     * is; tests lengthen it to see that. */
+    uint32_t pause_retry_ms;
     /* Read-through (origin/origin.h): misses of keys with an origin are
      * filled from it, through one origin client per worker.  NULL: none.
      * Borrowed. */

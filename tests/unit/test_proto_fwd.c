@@ -282,6 +282,14 @@ node_wakeup(bc_el_t *el, void *arg)
     if (go) node_pump(n);
 }
 
+/* A new table in force (the cluster's hook): the loop looks at once, as
+ * net/server.c wakes its workers. */
+static void
+node_routes_changed(void *arg)
+{
+    bc_el_wake(((node_t *)arg)->el);
+}
+
 static void
 node_before_poll(bc_el_t *el, void *arg)
 {
@@ -346,6 +354,7 @@ node_start_capped(uint32_t timeout_ms, size_t max_reply)
     bc_time_cond_init(&n->cv);
     bc_el_set_wakeup(n->el, node_wakeup, n);
     bc_el_set_before_poll(n->el, node_before_poll, n);
+    bc_node_cluster_set_on_routes(n->cl, node_routes_changed, n);
     pthread_create(&n->loop, NULL, node_loop, n);
     return n;
 }
@@ -359,6 +368,7 @@ node_start(uint32_t timeout_ms)
 static void
 node_stop(node_t *n)
 {
+    bc_node_cluster_set_on_routes(n->cl, NULL, NULL);
     bc_el_stop(n->el);
     pthread_join(n->loop, NULL);
     bc_proto_conn_release(&n->pc);
@@ -950,6 +960,50 @@ test_fwd_write_to_a_bucket_that_moved_here_runs_here(void **state)
     node_stop(n);
 }
 
+/* A write waiting out a pause goes on as soon as the table that ends the
+ * pause is in force here, not at its next timed try: held on the owner,
+ * and sent again through this node to the bucket's new owner. */
+static void
+test_a_new_table_ends_the_wait_at_once(void **state)
+{
+    (void)state;
+    node_t *n = node_start(2000);
+    n->env.readonly_wait_ms = 5000;
+    n->env.pause_retry_ms = 1000;      /* tries 1, 2 and 4 ms in, then a second apart */
+    char k[32], line[256], want[128], refusal[64];
+    uint32_t owner[NB];
+    default_owners(owner);
+
+    /* Held here: this node's bucket, read-only until the table 30 ms on. */
+    key_of(1, 0, k, sizeof(k));
+    later_table_t t;
+    pause_30ms_start(&t, n, owner, bucket_of(k), 5);
+    int64_t t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nH1\r\n", k);
+    expect(n, line, "STORED\r\n");
+    int64_t took = bc_time_mono_ms() - t0;
+    pthread_join(t.thread, NULL);
+    if (took < 25 || took >= 500) fail_msg("held write went on after %lld ms", (long long)took);
+
+    /* Forwarded: group 2's owner refuses it READONLY until the table 30 ms
+     * on moves the bucket to group 3, which stores it. */
+    key_of(2, 0, k, sizeof(k));
+    uint32_t b = bucket_of(k);
+    snprintf(refusal, sizeof(refusal), "SERVER_ERROR READONLY %u 6\r\n", b);
+    owner_refuse_sets(&n->owners[2], 1000, refusal, 0);
+    later_owners_start(&t, n, 30, 7, b, 3);
+    t0 = bc_time_mono_ms();
+    snprintf(line, sizeof(line), "set %s 0 0 2\r\nF1\r\n", k);
+    expect(n, line, "STORED\r\n");
+    took = bc_time_mono_ms() - t0;
+    pthread_join(t.thread, NULL);
+    if (took < 25 || took >= 500) fail_msg("forwarded write went on after %lld ms", (long long)took);
+    snprintf(want, sizeof(want), "set %s 0 0 2", k);
+    assert_owner_line(&n->owners[3], owner_lines(&n->owners[3]) - 1, want);
+    assert_int_equal(atomic_load(&n->stats.pause_timeouts), 0);
+    node_stop(n);
+}
+
 static void
 test_local_write_waits_out_the_pause(void **state)
 {
@@ -1481,6 +1535,7 @@ main(void)
         cmocka_unit_test(test_fwd_write_waits_out_the_owners_pause),
         cmocka_unit_test(test_fwd_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_local_write_waits_out_the_pause),
+        cmocka_unit_test(test_a_new_table_ends_the_wait_at_once),
         cmocka_unit_test(test_fwd_meta_write_waits_out_the_owners_pause),
         cmocka_unit_test(test_fwd_meta_write_to_a_bucket_that_moved_here_runs_here),
         cmocka_unit_test(test_fwd_binary_write_waits_out_the_owners_pause),
