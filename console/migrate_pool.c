@@ -608,7 +608,7 @@ static void
 pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool precopy, bool *left,
                 int64_t *t0, int64_t *deadline, double *progress)
 {
-    char path[BC_MIG_PRECOPY_BATCH_MAX * 11 + 96];
+    char path[BC_MIG_PRECOPY_BATCH_MAX * 11 + 160];    /* ids of 10 digits and a comma */
     const char *dest = batch[0]->job.dest_admin;
     bc_mig_report_t rep;
     bc_http_response_t resp;
@@ -622,10 +622,11 @@ pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool prec
         if (nask == 0 || now >= *deadline || pool_stopping(p)) return;
         int64_t wait = *deadline - now < POOL_LONG_POLL_MS ? *deadline - now : POOL_LONG_POLL_MS;
         size_t o = (size_t)snprintf(path, sizeof(path), "/v1/migrate/import?buckets=");
-        for (size_t k = 0; k < nask; k++) {
+        for (size_t k = 0; k < nask && o < sizeof(path); k++) {
             o += (size_t)snprintf(path + o, sizeof(path) - o, "%s%" PRIu32, k > 0 ? "," : "",
                                   batch[ask[k]]->job.bucket);
         }
+        if (o >= sizeof(path)) return;             /* cannot happen: each job alone then */
         if (precopy) {
             snprintf(path + o, sizeof(path) - o, "&precopy=1&wait_ms=%lld", (long long)wait);
         } else {
