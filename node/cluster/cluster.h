@@ -265,8 +265,7 @@ bool bc_node_cluster_fence(bc_node_cluster_t *cl, uint32_t bucket, uint64_t epoc
 uint64_t bc_node_cluster_route_gen(const bc_node_cluster_t *cl);
 /*
  * fn(ctx) is called each time a table of a new epoch is put in force
- * here, on the thread that did it (the agent, or an export's fence), after
- * the routes changed: net/server.c wakes its workers with it, so that a
+ * here, on the cluster agent's thread, after the routes changed: net/server.c wakes its workers with it, so that a
  * write waiting out a migration pause goes on at once instead of at its
  * next timed try.  fn must be quick and must not call into the cluster.
  * NULL unsets; once this returns, no call of the previous fn is running.
