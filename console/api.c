@@ -405,6 +405,10 @@ api_metrics(void *ctx, bc_http_req_t *req)
                            "Time each bucket this console moved was read-only.", NULL,
                            bc_console_stall_bounds_ms, s->stall_hist, BC_CONSOLE_STALL_NBOUNDS,
                            (double)s->stall_sum_ms);
+    bc_metric_histogram_ms(&tb, "console_zk_commit_seconds",
+                           "Time each ZooKeeper transaction of this console took (committed or "
+                           "refused).", NULL, bc_console_commit_bounds_ms, s->commit_hist,
+                           BC_CONSOLE_COMMIT_NBOUNDS, (double)s->commit_sum_us / 1000.0);
     if (api->observe != NULL) bc_observe_metrics(api->observe, &tb);
     return bc_metrics_reply(req, &tb);
 }
@@ -553,6 +557,17 @@ api_migrations(void *ctx, bc_http_req_t *req)
     cJSON *hist = bc_metric_histogram_json(bc_console_stall_bounds_ms, counts,
                                            BC_CONSOLE_STALL_NBOUNDS);
     if (hist != NULL) cJSON_AddItemToObject(stall, "histogram", hist);
+    /* This process's ZooKeeper transactions so far (each cutover's pause
+     * holds one): cumulative, for a caller to take differences of. */
+    bc_console_stats_t cst;
+    bc_console_get_stats(api->console, &cst);
+    cJSON *commits = cJSON_AddObjectToObject(doc, "commits");
+    cJSON_AddNumberToObject(commits, "count", (double)cst.commits);
+    cJSON_AddNumberToObject(commits, "sum_us", (double)cst.commit_sum_us);
+    cJSON_AddNumberToObject(commits, "max_us", (double)cst.commit_max_us);
+    hist = bc_metric_histogram_json(bc_console_commit_bounds_ms, cst.commit_hist,
+                                    BC_CONSOLE_COMMIT_NBOUNDS);
+    if (hist != NULL) cJSON_AddItemToObject(commits, "histogram", hist);
     cJSON *held = cJSON_AddArrayToObject(doc, "held_groups");
     for (uint32_t i = 0; i < c->nheld; i++) cJSON_AddItemToArray(held, cJSON_CreateNumber(c->held[i]));
     cJSON_AddItemToObject(doc, "active", active);

@@ -359,6 +359,10 @@ const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS] = {
     10, 20, 50, 100, 200, 500, 1000, 5000,
 };
 
+const uint32_t bc_console_commit_bounds_ms[BC_CONSOLE_COMMIT_NBOUNDS] = {
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000,
+};
+
 /* Adds the stalls of the moves this round cut over (the newest entries of
  * the run's stall ring) to the cumulative histogram.  cs->mu held. */
 static void
@@ -388,11 +392,26 @@ console_commit(bc_console_t *cs, const bc_view_t *view, const bc_reconcile_outpu
     bc_status_t st = needed > BC_ZK_TXN_MAX
                          ? BC_ETOOLARGE : console_build_txn(cs, view, out, txn, bufs, &nbufs, paths);
     int failed = -1;
-    if (st == BC_OK) st = bc_zk_txn_commit(cs->zk, txn, &failed);
+    int64_t sent_us = 0, took_us = 0;
+    if (st == BC_OK) {
+        sent_us = bc_time_mono_us();
+        st = bc_zk_txn_commit(cs->zk, txn, &failed);
+        took_us = bc_time_mono_us() - sent_us;
+    }
     for (size_t i = 0; i < nbufs; i++) free(bufs[i]);
     bc_zk_txn_free(txn);
 
     pthread_mutex_lock(&cs->mu);
+    if (sent_us != 0) {
+        cs->stats.commit_hist[bc_metric_bin_ms(bc_console_commit_bounds_ms,
+                                               BC_CONSOLE_COMMIT_NBOUNDS,
+                                               (double)took_us / 1000.0)]++;
+        cs->stats.commits++;
+        cs->stats.commit_sum_us += (uint64_t)took_us;
+        if ((uint64_t)took_us > cs->stats.commit_max_us) {
+            cs->stats.commit_max_us = (uint64_t)took_us;
+        }
+    }
     if (st == BC_OK) {
         cs->stats.writes++;
         if (out->rebalanced) cs->stats.rebalances++;

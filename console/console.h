@@ -73,6 +73,10 @@ typedef struct bc_console bc_console_t;
 #define BC_CONSOLE_STALL_NBOUNDS 8
 /* Upper bounds (ms) of the stall histogram's buckets. */
 extern const uint32_t bc_console_stall_bounds_ms[BC_CONSOLE_STALL_NBOUNDS];
+/* Upper bounds (ms) of the histogram of the console's ZooKeeper
+ * transactions. */
+#define BC_CONSOLE_COMMIT_NBOUNDS 15
+extern const uint32_t bc_console_commit_bounds_ms[BC_CONSOLE_COMMIT_NBOUNDS];
 
 typedef struct bc_console_config {
     const char *zk_hosts;          /* copied */
@@ -131,6 +135,13 @@ typedef struct bc_console_stats {
      * to bc_console_stall_bounds_ms[i], the last slot those above. */
     uint64_t stall_hist[BC_CONSOLE_STALL_NBOUNDS + 1];
     uint64_t stall_sum_ms;
+    /* This process's ZooKeeper transactions (one per round that writes:
+     * the cutovers, aborts and starts it decided), committed or refused,
+     * by how long each took: every cutover's write pause holds one
+     * (docs/zookeeper.md, "where the time of a move goes").  Cumulative;
+     * commit_hist as stall_hist, over bc_console_commit_bounds_ms. */
+    uint64_t commit_hist[BC_CONSOLE_COMMIT_NBOUNDS + 1];
+    uint64_t commits, commit_sum_us, commit_max_us;
 } bc_console_stats_t;
 
 /*

@@ -251,6 +251,14 @@ def write_pauses(nodes):
     return count, sum_us, max_us, hist, bounds
 
 
+def console_commits(con):
+    """The console's ZooKeeper transactions so far (/v1/migrations commits),
+    in write_pauses()'s shape."""
+    c = console_json(con, "/v1/migrations")["commits"]
+    return (c["count"], c["sum_us"], c["max_us"], [h["count"] for h in c["histogram"]],
+            [h["le_ms"] for h in c["histogram"]])
+
+
 def pause_summary(before, after):
     """p50 / p99 (as the histogram's bound, "<= X ms"), mean and max of the
     write pauses between two write_pauses() readings."""
@@ -323,6 +331,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     cpu1 = cpu_times()
     idle_load = idle_between(cpu0, cpu1)
     pauses0 = write_pauses(nodes)
+    commits0 = console_commits(con)
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
                              session_timeout_ms=4000)
@@ -340,6 +349,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     if plain is not None:
         plain.stop()
     pauses = pause_summary(pauses0, write_pauses(nodes))
+    commits = pause_summary(commits0, console_commits(con))
 
     # per-copy throughput from the console's log: the precopies carry the
     # data when they run (a final copy over one only carries the changes,
@@ -428,6 +438,10 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     # measured on idle cores.
     print("cores idle (of %d): %.0f%% with the clients alone (1 s before the 4th group), "
           "%.0f%% while the move ran" % (os.cpu_count() or 1, 100 * idle_load, 100 * idle_move))
+    # Each cutover's pause holds one of these (docs/zookeeper.md).
+    if commits is not None:
+        print("the console's ZooKeeper transactions (%d; starts, cutovers, aborts): p50 <= %s "
+              "ms, p99 <= %s ms, mean %.1f ms, max %.1f ms" % commits)
     if pauses is not None:
         print("write pause at the sources (%d buckets; fence to the new tables read): p50 <= %s "
               "ms, p99 <= %s ms, mean %.1f ms, max %.1f ms" % pauses)
@@ -436,13 +450,14 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
           "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
           "client_set_max_ms=%d plain_ops=%d plain_errors=%d dest_fault_mb_per_s=%.0f "
           "limit_mb_per_s=%.0f agg_of_limit_pct=%.0f pause_p50_ms=%s pause_p99_ms=%s "
-          "pause_mean_ms=%.1f pause_max_ms=%.1f idle_clients_pct=%.0f idle_move_pct=%.0f" % (
+          "pause_mean_ms=%.1f pause_max_ms=%.1f idle_clients_pct=%.0f idle_move_pct=%.0f "
+          "commit_mean_ms=%.1f commit_max_ms=%.1f" % (
               part.name, loop_mbs, agg, per_copy, converge_s, moved / 1048576, m["done"], failed,
               final["wrong"], st["p50"], st["p99"], st["max"], zk_sync, nsets, held(50),
               final["set_ms_max"], plain.ops if plain else 0,
               sum(plain.errors.values()) if plain else 0, dest[0] if dest else 0, limit_mbs,
               100 * agg / limit_mbs, *(pauses[1:] if pauses else ("-", "-", 0, 0)),
-              100 * idle_load, 100 * idle_move))
+              100 * idle_load, 100 * idle_move, *(commits[3:] if commits else (0, 0))))
     for p in nodes + [g4, con]:
         p.stop()
     if os.environ.get("BC_BENCH_LOGS"):

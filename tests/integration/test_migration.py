@@ -143,6 +143,11 @@ def test_add_group_under_writes():
     assert harness.promtool_check(metrics.decode()) == ""
     rc, out, err = cli(cl, "migrations", "--json")
     assert rc == 0 and json.loads(out)["done"] == NB // 2, (out, err)
+    # every cutover was in one of the console's transactions, timed
+    commits = json.loads(out)["commits"]
+    assert commits["count"] >= 2 and commits["max_us"] > 0, commits
+    assert sum(h["count"] for h in commits["histogram"]) == commits["count"], commits
+    assert commits["histogram"][-1]["le_ms"] == "inf", commits
     rc, out, err = cli(cl, "migrations", "--watch", "--interval", "100")
     assert rc == 0 and "done 32 moving 0 pending 0" in out, (out, err)
     for p in (g1, g2, con):

@@ -177,6 +177,11 @@ def test_metrics_are_promtool_clean():
     assert types["bucketcache_console_migration_stall_seconds"] == "histogram"
     assert v['bucketcache_console_migration_stall_seconds_bucket{le="+Inf"}'] == \
         v["bucketcache_console_migration_stall_seconds_count"]
+    # the console's ZooKeeper transactions: it created the tables at least
+    assert types["bucketcache_console_zk_commit_seconds"] == "histogram"
+    commits = v["bucketcache_console_zk_commit_seconds_count"]
+    assert commits >= 1 and v['bucketcache_console_zk_commit_seconds_bucket{le="+Inf"}'] == commits
+    assert 0 < v["bucketcache_console_zk_commit_seconds_sum"] < commits * 10
     assert types["bucketcache_group_evictions_total"] == "counter"
     assert any(k.startswith("bucketcache_group_backup_lag_seconds{") for k in v)
     for name in ("a1", "b1"):
