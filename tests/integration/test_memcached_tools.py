@@ -13,6 +13,7 @@ flush_all (memccapable's flush tests, memcflush) through the non-owner
 flushes both groups, as it would flush one memcached.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -313,6 +314,38 @@ def test_memcached_tool_dump_is_whole():
             assert got.get(key % i) == (i % 7, 0, b"v%d" % i), (i, got.get(key % i))
     finally:
         assert node.stop() == 0, node.proc.output()[-3000:]
+
+
+def memcslap_hits(port):
+    """memcslap's set test (4 threads setting the same 12,000 keys: each
+    rewritten, none read), then its get test (4,000 new keys set, then
+    read back twice): how many of those 8,000 gets hit."""
+    server = "--servers=127.0.0.1:%d" % port
+    rc, out, err = run("memcslap", server, "--test=set", "--concurrency=4",
+                       "--execute-number=12000", timeout=120)
+    assert rc == 0 and b"Time to set" in out, (rc, out, err)
+    rc, out, err = run("memcslap", server, "--test=get", "--concurrency=2",
+                       "--execute-number=4000", timeout=120)
+    m = re.search(rb"Time to get\s+(\d+) keys", out)
+    assert rc == 0 and m, (rc, out, err)
+    return int(m.group(1))
+
+
+def test_memcslap_reads_back_what_it_just_wrote():
+    """A working set written over a cache full of rewritten, never-read
+    keys is read back: the default eviction keeps what was just written
+    (memcached, whose LRU evicts the oldest, does; an S3-FIFO that let
+    writes alone earn its main queue kept the old keys and hit 14%)."""
+    mc = harness.Memcached(threads=2, memory_mb=16)
+    node = harness.Node(threads=2, memory_mb=16)
+    try:
+        theirs, ours = memcslap_hits(mc.port), memcslap_hits(node.port)
+        print("memcslap get test after its set test, hits of 8000: memcached %d, node %d"
+              % (theirs, ours))
+        assert ours >= 0.95 * 8000 and ours >= theirs, (ours, theirs)
+    finally:
+        mc.stop()
+        node.stop()
 
 
 def test_memcstat_shows_both_versions():

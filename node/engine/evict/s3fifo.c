@@ -34,13 +34,18 @@
  *     1 (CLOCK-like); with freq 0 it is dropped (not remembered).
  *   - A miss whose hash is in G is written to M directly: it was dropped
  *     from S too early.
- *   - A new value for a live key is written to S like any new item but
- *     carries the key's count plus one, so S's tail promotes it.
- *   - Until the cache is first full (no victim asked for yet), new items go
- *     to M: with nothing evicted there is nothing to filter, and S then
- *     starts at its share instead of holding the whole cache and shrinking
- *     only as promotions fill M (which took millions of requests: on
- *     hitratio.sh's stream this alone is worth a tenth of a point).
+ *   - A new value for a live key is written to S like any new item and
+ *     carries the key's count: the reads it had, not the write.
+ *   - BEHAVIOR: only a read earns a place in M.  M is evicted only while S
+ *     is under its share, so whatever enters M without a read stays there
+ *     for as long as new keys keep S at its share.  A write-heavy start
+ *     (a bulk load, or keys rewritten and never read, as memcslap's set
+ *     test does) once filled M that way -- new items went to M until the
+ *     cache was first full, and each rewrite counted as a hit -- and a
+ *     working set written next and read back then lived only in S's 10%:
+ *     memcslap's get test after its set test hit 13% of its keys (memcached
+ *     98%).  Now it hits them all, at a cost of a tenth of a point on
+ *     hitratio.sh's Zipf stream (docs/benchmarks.md).
  *
  *   pfreq = hit count 0..S3_MAX_FREQ.
  *
@@ -79,7 +84,6 @@ typedef struct s3fifo {
     uint32_t ghost_epoch;           /* low 16 bits stored in entries */
     uint32_t ghost_epoch_left;      /* insertions until the next epoch */
     uint64_t main_items;            /* estimate, refreshed by pick_queue */
-    bool full;                      /* a victim was asked for: the cache filled */
 } s3fifo_t;
 
 /* ---- ghost ---- */
@@ -201,7 +205,6 @@ static unsigned
 s3_admit(void *policy, uint32_t hash)
 {
     s3fifo_t *s3 = policy;
-    if (!s3->full) return S3_MAIN;
     return s3_ghost_take(s3, hash) ? S3_MAIN : S3_SMALL;
 }
 
@@ -216,7 +219,7 @@ static void
 s3_on_replace(const bc_item_t *old_it, bc_item_t *new_it, uint32_t now)
 {
     (void)now;
-    new_it->pfreq = old_it->pfreq < S3_MAX_FREQ ? old_it->pfreq + 1 : S3_MAX_FREQ;
+    new_it->pfreq = old_it->pfreq;
 }
 
 static void
@@ -230,7 +233,6 @@ static unsigned
 s3_pick_queue(void *policy, const bc_evict_queues_t *q)
 {
     s3fifo_t *s3 = policy;
-    s3->full = true;
     uint64_t total = q->bytes[S3_SMALL] + q->bytes[S3_MAIN];
     s3->main_items = total > 0 ? q->items * q->bytes[S3_MAIN] / total : 0;
     s3_ghost_fit(s3);
