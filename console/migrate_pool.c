@@ -522,6 +522,29 @@ pool_run(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy)
     pool_report(p, job, precopy, &rep, t0);
 }
 
+/*
+ * Writes "/v1/migrate/import?buckets=B1,B2,...&precopy=1" (or "&epoch=E")
+ * for n jobs of batch -- batch[which[k]], or the first n when which is
+ * NULL -- into path.  Returns the length written, cap or more when it did
+ * not fit.
+ */
+static size_t
+batch_select(pool_task_t *const *batch, const size_t *which, size_t n, bool precopy, char *path,
+             size_t cap)
+{
+    size_t o = (size_t)snprintf(path, cap, "/v1/migrate/import?buckets=");
+    for (size_t k = 0; k < n && o < cap; k++) {
+        o += (size_t)snprintf(path + o, cap - o, "%s%" PRIu32, k > 0 ? "," : "",
+                              batch[which != NULL ? which[k] : k]->job.bucket);
+    }
+    if (o < cap && precopy) {
+        o += (size_t)snprintf(path + o, cap - o, "&precopy=1");
+    } else if (o < cap) {
+        o += (size_t)snprintf(path + o, cap - o, "&epoch=%" PRIu64, batch[0]->job.epoch);
+    }
+    return o;
+}
+
 /* The batch POST's path for the n jobs of batch (one pair's precopies,
  * or its copies at one epoch). */
 static void
@@ -529,18 +552,9 @@ batch_path(pool_task_t *const *batch, size_t n, bool precopy, char *path, size_t
 {
     char src[3 * BC_ADDR_MAX];
     const bc_mig_job_t *first = &batch[0]->job;
-    size_t o = (size_t)snprintf(path, cap, "/v1/migrate/import?buckets=");
-    for (size_t i = 0; i < n && o < cap; i++) {
-        o += (size_t)snprintf(path + o, cap - o, "%s%" PRIu32, i > 0 ? "," : "",
-                              batch[i]->job.bucket);
-    }
+    size_t o = batch_select(batch, NULL, n, precopy, path, cap);
     url_encode(first->source_admin, src, sizeof(src));
-    if (o < cap && precopy) {
-        snprintf(path + o, cap - o, "&precopy=1&from=%" PRIu32 "&source=%s", first->from, src);
-    } else if (o < cap) {
-        snprintf(path + o, cap - o, "&epoch=%" PRIu64 "&from=%" PRIu32 "&source=%s",
-                 first->epoch, first->from, src);
-    }
+    if (o < cap) snprintf(path + o, cap - o, "&from=%" PRIu32 "&source=%s", first->from, src);
 }
 
 /*
@@ -621,18 +635,9 @@ pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool prec
         int64_t now = bc_time_mono_ms();
         if (nask == 0 || now >= *deadline || pool_stopping(p)) return;
         int64_t wait = *deadline - now < POOL_LONG_POLL_MS ? *deadline - now : POOL_LONG_POLL_MS;
-        size_t o = (size_t)snprintf(path, sizeof(path), "/v1/migrate/import?buckets=");
-        for (size_t k = 0; k < nask && o < sizeof(path); k++) {
-            o += (size_t)snprintf(path + o, sizeof(path) - o, "%s%" PRIu32, k > 0 ? "," : "",
-                                  batch[ask[k]]->job.bucket);
-        }
+        size_t o = batch_select(batch, ask, nask, precopy, path, sizeof(path));
         if (o >= sizeof(path)) return;             /* cannot happen: each job alone then */
-        if (precopy) {
-            snprintf(path + o, sizeof(path) - o, "&precopy=1&wait_ms=%lld", (long long)wait);
-        } else {
-            snprintf(path + o, sizeof(path) - o, "&epoch=%" PRIu64 "&wait_ms=%lld",
-                     batch[0]->job.epoch, (long long)wait);
-        }
+        snprintf(path + o, sizeof(path) - o, "&wait_ms=%lld", (long long)wait);
         int64_t asked = bc_time_mono_ms();
         bc_status_t st = bc_http_request(dest, "GET", path, NULL, 0,
                                          POOL_HTTP_TIMEOUT_MS + (int)wait, &resp);

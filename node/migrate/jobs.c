@@ -495,6 +495,15 @@ job_waited_for(const bc_node_migrate_t *mig, const import_job_t *j, const mig_pa
            !mig->stopping;
 }
 
+/* Why a status query for bucket finds no job here, into buf. */
+static const char *
+job_unknown(const mig_params_t *p, uint32_t bucket, char *buf, size_t len)
+{
+    snprintf(buf, len, "no %s of bucket %" PRIu32 " is known here",
+             p->precopy ? "precopy" : "import", bucket);
+    return buf;
+}
+
 /* What is left of a long poll's wait_ms (µs; <= 0: answer now). */
 static int64_t
 import_wait_left_us(const bc_http_req_t *req, const mig_params_t *p)
@@ -541,11 +550,9 @@ import_status_batch(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params
         cJSON *e = j != NULL ? job_json(mig, j) : cJSON_CreateObject();
         if (e != NULL && j == NULL) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "no %s of bucket %" PRIu32 " is known here",
-                     p->precopy ? "precopy" : "import", p->list[i]);
             cJSON_AddNumberToObject(e, "bucket", p->list[i]);
             cJSON_AddStringToObject(e, "state", "none");
-            cJSON_AddStringToObject(e, "error", msg);
+            cJSON_AddStringToObject(e, "error", job_unknown(p, p->list[i], msg, sizeof(msg)));
         }
         if (e == NULL || !cJSON_AddItemToArray(jobs, e)) {
             cJSON_Delete(e);
@@ -578,9 +585,10 @@ bc_node_migrate_handle_import(bc_node_migrate_t *mig, bc_http_req_t *req)
     pthread_mutex_lock(&mig->mu);
     import_job_t *j = job_find_kind(mig, p.bucket, p.precopy);
     if (j == NULL) {
+        char msg[96];
         pthread_mutex_unlock(&mig->mu);
-        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "no %s of bucket %" PRIu32
-                                   " is known here", p.precopy ? "precopy" : "import", p.bucket);
+        return bc_http_reply_error(req, MHD_HTTP_NOT_FOUND, "%s",
+                                   job_unknown(&p, p.bucket, msg, sizeof(msg)));
     }
     /* Long poll (wait_ms): a running job of the asked epoch (any, without
      * one) is answered when it finishes -- the job wakes the parked
