@@ -272,6 +272,16 @@ report_init(bc_mig_report_t *rep, const bc_mig_job_t *job)
  * while it is refused for a reason worth retrying, until deadline.
  * Returns true when it runs (or is over); otherwise *rep says why not.
  */
+/* *rep: the destination at dest did not answer (st); how says when:
+ * "unreachable" at the start, "stopped answering" while waited for. */
+static void
+report_unreachable(bc_mig_report_t *rep, const char *dest, const char *how, bc_status_t st)
+{
+    snprintf(rep->error, sizeof(rep->error), "destination %.100s %s: %s", dest, how,
+             bc_status_str(st));
+    rep->unreachable = true;
+}
+
 static bool
 pool_import_start(bc_mig_pool_t *p, const bc_mig_job_t *job, const char *sel, int64_t deadline,
                   bc_mig_report_t *rep)
@@ -296,9 +306,7 @@ pool_import_start(bc_mig_pool_t *p, const bc_mig_job_t *job, const char *sel, in
                                          left < POOL_HTTP_TIMEOUT_MS ? (int)left
                                                                     : POOL_HTTP_TIMEOUT_MS, &resp);
         if (st != BC_OK) {
-            snprintf(rep->error, sizeof(rep->error), "destination %.100s unreachable: %s",
-                     job->dest_admin, bc_status_str(st));
-            rep->unreachable = true;
+            report_unreachable(rep, job->dest_admin, "unreachable", st);
             return false;
         }
         if (resp.status == 200 || resp.status == 202) {
@@ -418,9 +426,7 @@ pool_import_wait(bc_mig_pool_t *p, const bc_mig_job_t *job, bool precopy, int64_
         bc_status_t st = bc_http_request(job->dest_admin, "GET", path, NULL, 0,
                                          POOL_HTTP_TIMEOUT_MS + (long_poll ? (int)wait : 0), &resp);
         if (st != BC_OK) {
-            snprintf(rep->error, sizeof(rep->error), "destination %.100s stopped answering: %s",
-                     job->dest_admin, bc_status_str(st));
-            rep->unreachable = true;
+            report_unreachable(rep, job->dest_admin, "stopped answering", st);
             return;
         }
         if (long_poll && resp.status == 400) {
@@ -644,9 +650,7 @@ pool_batch_wait(bc_mig_pool_t *p, pool_task_t *const *batch, size_t n, bool prec
         if (st != BC_OK) {
             for (size_t k = 0; k < nask; k++) {
                 report_init(&rep, &batch[ask[k]]->job);
-                snprintf(rep.error, sizeof(rep.error), "destination %.100s stopped answering: "
-                         "%s", dest, bc_status_str(st));
-                rep.unreachable = true;
+                report_unreachable(&rep, dest, "stopped answering", st);
                 pool_report(p, &batch[ask[k]]->job, precopy, &rep, *t0);
                 left[ask[k]] = false;
             }
@@ -721,9 +725,7 @@ pool_batch(bc_mig_pool_t *p, pool_queue_t *q, pool_task_t **batch, size_t n, boo
     if (st != BC_OK) {
         for (size_t i = 0; i < n; i++) {
             report_init(&rep, &batch[i]->job);
-            snprintf(rep.error, sizeof(rep.error), "destination %.100s unreachable: %s", dest,
-                     bc_status_str(st));
-            rep.unreachable = true;
+            report_unreachable(&rep, dest, "unreachable", st);
             pool_report(p, &batch[i]->job, precopy, &rep, t0);
         }
         return;
