@@ -47,6 +47,7 @@ struct bc_tap_set {
     uint64_t nkeys;                /* keys held by all taps (stats without a scan) */
     uint64_t next_id;              /* random base: ids never repeat across restarts */
     uint64_t started, overflowed;
+    uint64_t taken;                /* bc_tap_take calls that moved a set out */
 };
 
 /* ---- key sets ---- */
@@ -335,6 +336,36 @@ bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *o
     return st;
 }
 
+bc_status_t
+bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
+            size_t whylen)
+{
+    memset(out, 0, sizeof(*out));
+    if (bucket >= set->nbuckets) return bc_fail(why, whylen, BC_ENOTFOUND, "no such bucket");
+    pthread_mutex_lock(&set->mu);
+    tap_t *t = set->by_bucket[bucket];
+    bc_status_t st = BC_OK;
+    if (t == NULL || t->id != id) {
+        st = bc_fail(why, whylen, BC_ENOTFOUND, "no change tracker %llu on bucket %u (it "
+                     "overflowed, a flush or drop ended it, it expired or was replaced, or the "
+                     "node restarted)", (unsigned long long)id, bucket);
+    } else if (bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
+        do_tap_end(set, bucket);
+        st = bc_fail(why, whylen, BC_ENOTFOUND, "the change tracker of bucket %u expired",
+                     bucket);
+    } else {
+        /* The set moves out whole and the tap records into an empty one:
+         * a change from now on is the next take's (or the final copy's). */
+        *out = t->keys;
+        memset(&t->keys, 0, sizeof(t->keys));
+        set->nkeys -= out->count;
+        set->taken++;
+        t->used_ms = bc_time_mono_coarse_ms();
+    }
+    pthread_mutex_unlock(&set->mu);
+    return st;
+}
+
 void
 bc_tap_touch(bc_tap_set_t *set, uint32_t bucket, uint64_t id)
 {
@@ -363,6 +394,7 @@ bc_tap_get_stats(bc_tap_set_t *set, bc_tap_stats_t *out)
     out->active = set->active;
     out->started = set->started;
     out->overflowed = set->overflowed;
+    out->taken = set->taken;
     out->keys = set->nkeys;
     pthread_mutex_unlock(&set->mu);
 }

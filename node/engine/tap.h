@@ -84,6 +84,7 @@ typedef struct bc_tap_stats {
     uint64_t started;
     uint64_t overflowed;           /* ended by max_bytes */
     uint64_t keys;                 /* keys held by the active taps */
+    uint64_t taken;                /* key sets moved out by bc_tap_take */
 } bc_tap_stats_t;
 
 /* Creates the set and installs it as the cache's tap hook (once per
@@ -110,6 +111,19 @@ bc_status_t bc_tap_start(bc_tap_set_t *set, uint32_t bucket, uint64_t *id);
  */
 bc_status_t bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out,
                            char *why, size_t whylen);
+
+/*
+ * Like bc_tap_changes, but MOVES the recorded keys into *out and leaves
+ * the tap recording into an empty set: the next take (or the final
+ * copy's bc_tap_changes) has only the keys changed after this call.  A
+ * precopy's catch-ups use it (migrate/catchup.c), so the final copy's
+ * delta holds what changed since the last catch-up, not since the
+ * precopy.  The caller must deliver every key taken (their state now)
+ * or stop relying on the tap: the keys are no longer in it.  Errors as
+ * bc_tap_changes.
+ */
+bc_status_t bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out,
+                        char *why, size_t whylen);
 
 /* Ends bucket's tap, if any. */
 void bc_tap_stop(bc_tap_set_t *set, uint32_t bucket);

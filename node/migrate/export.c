@@ -260,6 +260,8 @@ typedef struct export_stream {
     uint32_t list[MIG_BATCH_MAX];
     uint64_t taps[MIG_BATCH_MAX];
     bc_tap_keys_t *keys[MIG_BATCH_MAX];   /* owned; NULL: the whole bucket */
+    bool catchup;                  /* a precopy's catch-up: a section with no keys (its
+                                    * tracker gone) is a bare HELLO + END, not the bucket */
     export_ctx_t x;                /* frames encoded, not yet all given to MHD */
     size_t sent;                   /* x.buf.data[0..sent) is given to MHD */
     uint32_t cursor;               /* bc_cache_bucket_scan's */
@@ -269,6 +271,23 @@ typedef struct export_stream {
     int64_t started_ms;
     int64_t touched_ms;            /* the batch's later trackers were last kept alive */
 } export_stream_t;
+
+/* What section i carries, for the logs. */
+static const char *
+export_kind(const export_stream_t *s, uint32_t i)
+{
+    if (s->taps[i] != 0) return "precopy";
+    if (s->catchup) return s->keys[i] != NULL ? "catch-up" : "catch-up, tracker gone";
+    return s->keys[i] != NULL ? "changes" : "full";
+}
+
+/* Catch-ups come every few tens of milliseconds per precopy: debug, not
+ * info, so that they do not drown a node's log. */
+static bc_log_level_t
+export_log_level(const export_stream_t *s)
+{
+    return s->catchup ? BC_LOG_DEBUG : BC_LOG_INFO;
+}
 
 static bool
 export_scan_item(const bc_item_t *it, void *arg)
@@ -294,6 +313,15 @@ export_section_start(export_stream_t *s)
     if (s->keys[s->idx] != NULL) {
         s->scanning = false;
         return export_encode_delta(mig, &s->x, s->bucket, s->epoch, s->keys[s->idx]);
+    }
+    if (s->catchup) {
+        /* BEHAVIOR: the tracker is gone (catchup.c): a HELLO that is not
+         * a delta, and nothing else, tells the destination its precopy
+         * no longer has changes to follow.  The bucket is not sent: a
+         * catch-up exists to keep the final copy small, and the final
+         * copy itself will be a full one. */
+        s->scanning = false;
+        return bc_frame_put_hello(&s->x.buf, s->bucket, s->epoch, bc_cache_nbuckets(mig->cache));
     }
     s->scanning = true;
     return bc_frame_put_hello(&s->x.buf, s->bucket, s->epoch, bc_cache_nbuckets(mig->cache));
@@ -323,10 +351,9 @@ export_stream_step(export_stream_t *s)
         st = bc_frame_put_end(&s->x.buf, s->x.frames.items, s->x.frames.bytes);
         if (st == BC_OK && s->idx + 1 < s->nlist) {
             /* the next section, after this END in the same step */
-            log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s, %u of %u "
-                     "in a batch): %" PRIu64 " items", s->bucket, s->epoch,
-                     s->tap != 0 ? "precopy" : s->keys[s->idx] != NULL ? "changes" : "full",
-                     s->idx + 1, s->nlist, s->x.frames.items);
+            bc_log(export_log_level(s), "migrate: exported bucket %" PRIu32 " at epoch %" PRIu64
+                   " (%s, %u of %u in a batch): %" PRIu64 " items", s->bucket, s->epoch,
+                   export_kind(s, s->idx), s->idx + 1, s->nlist, s->x.frames.items);
             s->idx++;
             items = 0;
             st = export_section_start(s);
@@ -388,17 +415,17 @@ export_stream_free(void *arg)
     export_stream_t *s = arg;
     bool whole = s->ended && s->sent == s->x.buf.len;
     if (s->nlist > 1) {
-        log_info("migrate: exported %u of %u buckets at epoch %" PRIu64 " (%s, one stream; "
-                 "bucket %" PRIu32 " last): %" PRIu64 " bytes in %" PRId64 " ms%s",
-                 s->idx + (whole ? 1 : 0), s->nlist, s->epoch,
-                 s->taps[0] != 0 ? "precopies" : "copies", s->bucket, s->streamed,
+        bc_log(export_log_level(s), "migrate: exported %u of %u buckets at epoch %" PRIu64
+               " (%s, one stream; bucket %" PRIu32 " last): %" PRIu64 " bytes in %" PRId64
+               " ms%s", s->idx + (whole ? 1 : 0), s->nlist, s->epoch,
+               s->taps[0] != 0 ? "precopies" : s->catchup ? "catch-ups" : "copies", s->bucket,
+               s->streamed,
                  bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
     } else {
-        log_info("migrate: exported bucket %" PRIu32 " at epoch %" PRIu64 " (%s): %" PRIu64
-                 " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket, s->epoch,
-                 s->tap != 0 ? "precopy" : s->keys[0] != NULL ? "changes" : "full",
-                 s->x.frames.items, s->streamed,
-                 bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
+        bc_log(export_log_level(s), "migrate: exported bucket %" PRIu32 " at epoch %" PRIu64
+               " (%s): %" PRIu64 " items, %" PRIu64 " bytes in %" PRId64 " ms%s", s->bucket,
+               s->epoch, export_kind(s, 0), s->x.frames.items, s->streamed,
+               bc_time_mono_ms() - s->started_ms, whole ? "" : " (broken off)");
     }
     export_ctx_free(&s->x);
     for (uint32_t i = 0; i < s->nlist; i++) {
@@ -413,7 +440,8 @@ export_stream_free(void *arg)
  * NULL: the whole bucket) the changes a copy's section carries instead. */
 static enum MHD_Result
 export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *list,
-                  const uint64_t *taps, bc_tap_keys_t **keys, uint32_t n, uint64_t epoch)
+                  const uint64_t *taps, bc_tap_keys_t **keys, uint32_t n, uint64_t epoch,
+                  bool catchup)
 {
     uint32_t bucket = list[0];
     uint64_t tap = taps[0];
@@ -428,6 +456,7 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
     }
     s->mig = mig;
     s->epoch = epoch;
+    s->catchup = catchup;
     s->nlist = n;
     memcpy(s->list, list, n * sizeof(*list));
     memcpy(s->taps, taps, n * sizeof(*taps));
@@ -455,14 +484,13 @@ export_reply_list(bc_node_migrate_t *mig, bc_http_req_t *req, const uint32_t *li
         bytes += bs.bytes;
     }
     if (n == 1) {
-        log_info("migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64 " (%s): about %"
-                 PRIu64 " items, %" PRIu64 " bytes", bucket, epoch,
-                 tap != 0 ? "precopy" : s->keys[0] != NULL ? "changes since the precopy" : "full",
-                 items, bytes);
+        bc_log(export_log_level(s), "migrate: exporting bucket %" PRIu32 " at epoch %" PRIu64
+               " (%s): about %" PRIu64 " items, %" PRIu64 " bytes", bucket, epoch,
+               export_kind(s, 0), items, bytes);
     } else {
-        log_info("migrate: exporting %u buckets (%s, one stream; bucket %" PRIu32
-                 " first): about %" PRIu64 " items, %" PRIu64 " bytes", n,
-                 tap != 0 ? "precopies" : "copies", bucket, items, bytes);
+        bc_log(export_log_level(s), "migrate: exporting %u buckets (%s, one stream; bucket %"
+               PRIu32 " first): about %" PRIu64 " items, %" PRIu64 " bytes", n,
+               tap != 0 ? "precopies" : catchup ? "catch-ups" : "copies", bucket, items, bytes);
     }
     /* The trackers' ids, in the order of the buckets (the destination
      * needs each for its final copy's changes). */
@@ -491,7 +519,9 @@ export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, ui
         if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
     }
     if (st == BC_OK) st = x->frames.st;
-    if (st == BC_OK) atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
+    if (st == BC_OK && epoch != 0) {
+        atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
+    }
     return st;
 }
 
@@ -524,7 +554,49 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
                                        PRIu32 ": %s", p->list[i], bc_status_str(st));
         }
     }
-    return export_reply_list(mig, req, p->list, taps, NULL, p->nlist, 0);
+    return export_reply_list(mig, req, p->list, taps, NULL, p->nlist, 0, false);
+}
+
+/*
+ * A precopy's catch-up (export?buckets=B1:T1,..&catchup=1, migrate/
+ * catchup.c): for each bucket, the keys its tracker recorded since the
+ * precopy or the last catch-up, each as it is now, while the bucket
+ * stays writable.  The keys are taken out of the tracker (bc_tap_take),
+ * so the final copy's delta holds only what changed after this.  Only
+ * the primary of the buckets' owner serves it; a bucket whose tracker is
+ * gone gets a section that says so (export_section_start).
+ */
+static enum MHD_Result
+export_catchup(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    uint32_t owner = 0;
+    uint64_t cur = 0;
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        bc_route_t route = bc_node_cluster_route(mig->cluster, p->list[i], true, &owner, &cur);
+        if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
+            export_refused(mig);
+            return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
+                                      route_refusal(route));
+        }
+    }
+    bc_tap_keys_t *keys[MIG_BATCH_MAX] = {0};
+    uint64_t taps[MIG_BATCH_MAX] = {0};
+    for (uint32_t i = 0; i < p->nlist; i++) {
+        char why[200];
+        keys[i] = malloc(sizeof(*keys[i]));
+        if (keys[i] == NULL) {
+            /* a tracker whose keys cannot be taken is as good as gone (the
+             * destination stops counting on it); the ones taken are sent */
+            bc_tap_stop(mig->taps, p->list[i]);
+        } else if (bc_tap_take(mig->taps, p->list[i], p->sinces[i], keys[i], why,
+                               sizeof(why)) != BC_OK) {
+            log_info("migrate: catch-up of bucket %" PRIu32 ": %s", p->list[i], why);
+            free(keys[i]);
+            keys[i] = NULL;
+        }
+    }
+    atomic_fetch_add_explicit(&mig->export_catchups, p->nlist, memory_order_relaxed);
+    return export_reply_list(mig, req, p->list, taps, keys, p->nlist, 0, true);
 }
 
 /* How this node names itself in its proof. */
@@ -699,6 +771,7 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
     char proof[BC_PEERAUTH_HTTP_MAX];   /* the reply's X-Bucketcache-Peer-Proof */
     if (!export_peer_check(mig, req, proof, sizeof(proof), &result)) return result;
     if (!bc__migrate_params_parse(mig, req, &p, &result)) return result;
+    if (p.catchup) return export_catchup(mig, req, &p);
     if (p.tap) {
         if (p.has_epoch || p.since != 0) {
             return bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "tap=1 takes no epoch or "
@@ -721,7 +794,6 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
             return bc_http_park(req, 10000);
         }
     }
-    if (p.has_bucket) p.sinces[0] = p.since;
     /* The final copy of a precopied bucket: only what changed since (the
      * whole bucket when its tracker is gone). */
     bc_tap_keys_t *keys[MIG_BATCH_MAX] = {0};
@@ -739,5 +811,5 @@ bc_node_migrate_handle_export(bc_node_migrate_t *mig, bc_http_req_t *req)
             keys[i] = NULL;
         }
     }
-    return export_reply_list(mig, req, p.list, taps, keys, p.nlist, p.epoch);
+    return export_reply_list(mig, req, p.list, taps, keys, p.nlist, p.epoch, false);
 }

@@ -66,6 +66,10 @@ typedef struct import_run {
     uint64_t taps[MIG_BATCH_MAX];  /* one per bucket, in order */
     bool delta;                    /* the source sent only the changes */
     bool precopy;                  /* precopies (every job of a batch is of one kind) */
+    bool catchup;                  /* catch-ups of finished precopies (catchup.c): their
+                                    * jobs are not run here, only kept current */
+    bool sent;                     /* the request went out (a catch-up's keys may be taken) */
+    int status;                    /* the source's HTTP status (0: none came) */
     bool unbatched;                /* the source refused buckets= (an older node) */
     int64_t t0;
     char source[BC_ADDR_MAX];      /* the jobs' source (every job of a batch has it) */
@@ -179,7 +183,7 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
     bc_status_t st = bc_frame_stream_next(&r->stream, f, err, errlen);
     if (st != BC_OK) return st;
     if (f->type == BC_FRAME_END) {
-        if (r->batch->n > 1) import_section_done(r);
+        if (r->batch->n > 1 || r->catchup) import_section_done(r);
         return BC_OK;
     }
     if (f->type == BC_FRAME_PART) return import_part(r, f, err, errlen);
@@ -199,6 +203,7 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
             return BC_EPROTO;
         }
         r->delta = f->delta;
+        if (r->catchup) return BC_OK;   /* not a delta: the tracker is gone (catchup.c) */
         if (!f->delta) {
             /* BEHAVIOR: a full copy starts from an empty bucket: leftovers
              * of an abandoned attempt, or a precopy the source no longer
@@ -216,6 +221,11 @@ import_frame(import_run_t *r, const bc_frame_t *f, char *err, size_t errlen)
     }
     if (f->nkey == 0 || f->nkey > BC_KEY_MAX_LEN) {
         snprintf(err, errlen, "item with a key of %zu bytes", f->nkey);
+        return BC_EPROTO;
+    }
+    if (r->catchup && !r->delta) {
+        snprintf(err, errlen, "source sent items of bucket %" PRIu32 " in a catch-up whose "
+                 "tracker it said was gone", job->bucket);
         return BC_EPROTO;
     }
     uint32_t hash = bc_hash_key(f->key, f->nkey);
@@ -358,7 +368,16 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
     }
 
     char path[128 + MIG_BATCH_MAX * 32];
-    if (r->batch->n > 1) {
+    if (r->catchup) {
+        /* always the list form: each bucket with its tracker */
+        size_t len = (size_t)snprintf(path, sizeof(path), "/v1/migrate/export?buckets=");
+        for (uint32_t i = 0; i < r->batch->n; i++) {
+            const import_job_t *j = r->batch->jobs[i];
+            len += (size_t)snprintf(path + len, sizeof(path) - len, "%s%" PRIu32 ":%" PRIu64,
+                                    i ? "," : "", j->bucket, j->tap);
+        }
+        snprintf(path + len, sizeof(path) - len, "&catchup=1");
+    } else if (r->batch->n > 1) {
         /* B for a precopy or a full copy, B:T for the changes tracker T saw */
         size_t len = (size_t)snprintf(path, sizeof(path), "/v1/migrate/export?buckets=");
         for (uint32_t i = 0; i < r->batch->n; i++) {
@@ -405,6 +424,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
     char headers[sizeof(peer_hdr) + 64];
     snprintf(headers, sizeof(headers), "%s" MIG_PARTS_HEADER ": 1\r\n", peer_hdr);
     st = bc_http_stream_get(&f, r->source, path, MIG_CONTENT_TYPE, headers);
+    r->sent = true;   /* even a failed send may have reached the source */
     if (st != BC_OK) {
         snprintf(err, errlen, "cannot send the export request to %.100s: %s", r->source,
                  bc_status_str(st));
@@ -428,6 +448,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         if (st == BC_ECLOSED) st = BC_EIO;
         goto out;
     }
+    r->status = f.status;
     if (mig->peer_auth != NULL && f.status == MHD_HTTP_OK) {
         const char *proof = bc_http_stream_header(&f, BC_PEERAUTH_HTTP_REPLY_HEADER);
         size_t pl = 0;
@@ -442,7 +463,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
         }
     }
     r->ntaps = import_taps(bc_http_stream_header(&f, MIG_TAP_HEADER), r->taps);
-    if (f.status == MHD_HTTP_OK && job->precopy && r->ntaps != r->batch->n) {
+    if (f.status == MHD_HTTP_OK && job->precopy && !r->catchup && r->ntaps != r->batch->n) {
         if (r->ntaps == 0) {
             snprintf(err, errlen, "source %.100s sent no change tracker with the precopy",
                      r->source);
@@ -528,7 +549,7 @@ import_fetch(import_run_t *r, int64_t deadline, bool *retry, char *err, size_t e
             goto out;
         }
         received += got;
-        if (r->job != NULL) {
+        if (r->job != NULL && !r->catchup) {
             job_publish(r->job, r->job->base_items + r->items, r->job->base_bytes + r->bytes,
                         r->skipped, got);
             if (r->batch->n > 1) import_publish_received(r, got);
@@ -629,6 +650,7 @@ job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
     job->state = st == BC_OK ? JOB_DONE : JOB_FAILED;
     bool precopy = job->precopy, fallback = !precopy && job->tap != 0 && !sec->delta;
     if (precopy) job->tap = st == BC_OK ? tap : 0;
+    if (precopy) job->caught_up_ms = bc_time_mono_ms();   /* its first catch-up is due later */
     job->delta = sec->delta;
     snprintf(job->error, sizeof(job->error), "%s", st == BC_OK ? "" : err);
     uint32_t bucket = job->bucket;
@@ -726,6 +748,14 @@ bc__migrate_import_main(void *arg)
      * for, and the copies it feeds waited for it: both the stall and the
      * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
+    if (!r.precopy) {
+        /* A catch-up of a precopy these copies took over applies wholly
+         * before their deltas (catchup.c, BEHAVIOR: order); it may also
+         * have made some of them full copies. */
+        pthread_mutex_lock(&mig->mu);
+        bc__migrate_catchup_wait(mig, batch);
+        pthread_mutex_unlock(&mig->mu);
+    }
     bc_status_t st = import_run(&r, err, sizeof(err));
     /* What came whole (each bucket of a batch up to where the stream
      * stopped) is kept; what did not, fails with the stream's error. */
@@ -760,4 +790,39 @@ bc__migrate_import_main(void *arg)
     import_batch_end(&r, got, whole, whole_err, st == BC_OK ? BC_EPROTO : st, err);
     free(batch);
     return NULL;
+}
+
+bc_status_t
+bc__migrate_catchup_fetch(import_batch_t *batch, catchup_outcome_t *out, char *err,
+                          size_t errlen)
+{
+    import_job_t *job = batch->jobs[0];
+    import_run_t r;
+    memset(&r, 0, sizeof(r));
+    memset(out, 0, sizeof(*out));
+    r.batch = batch;
+    r.job = job;
+    r.mig = job->mig;
+    r.nbuckets = bc_cache_nbuckets(r.mig->cache);
+    r.t0 = bc_time_mono_ms();
+    r.catchup = true;
+    snprintf(r.source, sizeof(r.source), "%s", job->source);
+    bool retry = false;
+    bc_status_t st = import_fetch(&r, r.t0 + MIG_CATCHUP_TIMEOUT_MS, &retry, err, errlen);
+    out->got = r.idx;
+    for (uint32_t i = 0; i < r.idx; i++) {
+        out->items[i] = r.done[i].items;
+        out->bytes[i] = r.done[i].bytes;
+        out->gone[i] = !r.done[i].delta;
+    }
+    /* A refusal took nothing out of the trackers; anything else after the
+     * request went out may have. */
+    out->taken = r.sent && (r.status == 0 || r.status == MHD_HTTP_OK);
+    out->older = r.status == MHD_HTTP_BAD_REQUEST && strstr(err, "catchup") != NULL;
+    if (st == BC_OK && r.idx < batch->n) {
+        snprintf(err, errlen, "the source's catch-up ended before bucket %" PRIu32,
+                 batch->jobs[r.idx]->bucket);
+        st = BC_EPROTO;
+    }
+    return st;
 }

@@ -100,6 +100,13 @@ job_json(bc_node_migrate_t *mig, const import_job_t *j)
     cJSON_AddStringToObject(doc, "state", job_state_name(j->state));
     cJSON_AddBoolToObject(doc, "precopy", j->precopy);
     if (!j->precopy) cJSON_AddBoolToObject(doc, "delta", j->delta);
+    if (j->precopy) {
+        /* catch-ups since it finished, and whether a final copy can still
+         * ask for the changes only */
+        cJSON_AddNumberToObject(doc, "catchups", (double)j->catchups);
+        cJSON_AddNumberToObject(doc, "catchup_items", (double)j->catchup_items);
+        cJSON_AddBoolToObject(doc, "tracked", j->tap != 0);
+    }
     cJSON_AddStringToObject(doc, "source", j->source);
     cJSON_AddNumberToObject(doc, "from", j->from);
     cJSON_AddNumberToObject(doc, "items", (double)j->items);
@@ -122,6 +129,7 @@ job_slot(bc_node_migrate_t *mig)
     import_job_t *pick = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) {
         import_job_t *j = &mig->jobs[i];
+        if (j->catchup) continue;   /* a catch-up of it is in flight (catchup.c) */
         if (j->state == JOB_FREE && !j->joinable) return j;
         if (j->state != JOB_RUNNING && (pick == NULL || j->seq < pick->seq)) pick = j;
     }
@@ -244,8 +252,9 @@ import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
         import_job_t *pre = job_find_kind(mig, bucket, true);
         if (job_precopy_usable(mig, pre, p->from, p->source)) {
             since = pre->tap;
-            base_items = pre->items;
-            base_bytes = pre->bytes;
+            /* what its catch-ups brought crossed too */
+            base_items = pre->items + pre->catchup_items;
+            base_bytes = pre->bytes + pre->catchup_bytes;
             pre->used = true;
         }
     }
@@ -273,6 +282,8 @@ import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
     j->tap = since;
     j->flushes = bc_cache_flush_count(mig->cache);
     j->used = false;
+    j->catchups = j->catchup_items = j->catchup_bytes = 0;
+    j->caught_up_ms = 0;
     j->delta = false;
     j->base_items = base_items;
     j->base_bytes = base_bytes;

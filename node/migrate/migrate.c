@@ -51,6 +51,7 @@
 
 #define MIG_DEFAULT_IMPORTS     48u       /* the console runs at most 16 copies + 32 precopies */
 #define MIG_DEFAULT_TIMEOUT_MS  60000u
+#define MIG_DEFAULT_CATCHUP_MS  50u       /* a finished precopy is caught up this often */
 #define MIG_SLOTS_PER_IMPORT    4u        /* finished jobs kept for status queries */
 
 /* ---- what every endpoint shares ---- */
@@ -148,13 +149,15 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
             }
             snprintf(p->source, sizeof(p->source), "%s", q->value);
             p->has_source = true;
-        } else if (strcmp(q->name, "tap") == 0 || strcmp(q->name, "precopy") == 0) {
+        } else if (strcmp(q->name, "tap") == 0 || strcmp(q->name, "precopy") == 0 ||
+                   strcmp(q->name, "catchup") == 0) {
             if (!bc_parse_u64n(q->value, q->value_len, 1, &v) || v != 1) {
                 *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST, "%s: expected 1",
                                               q->name);
                 return false;
             }
             if (q->name[0] == 't') p->tap = true;
+            else if (q->name[0] == 'c') p->catchup = true;
             else p->precopy = true;
         } else if (strcmp(q->name, "since") == 0) {
             if (!bc_parse_u64n(q->value, q->value_len, UINT64_MAX, &p->since) || p->since == 0) {
@@ -182,7 +185,7 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
         return false;
     }
     if (p->nlist > 0) {
-        if (!p->tap && !p->precopy && !p->has_epoch) {
+        if (!p->tap && !p->precopy && !p->catchup && !p->has_epoch) {
             *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
                                           "buckets: a batch is of precopies, or of copies at "
                                           "one epoch");
@@ -202,6 +205,17 @@ bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_params_
     } else {
         p->nlist = 1;
         p->list[0] = p->bucket;
+        p->sinces[0] = p->since;
+    }
+    if (p->catchup) {
+        bool each = true;
+        for (uint32_t i = 0; i < p->nlist; i++) each = each && p->sinces[i] != 0;
+        if (p->has_epoch || p->tap || p->precopy || !each) {
+            *result = bc_http_reply_error(req, MHD_HTTP_BAD_REQUEST,
+                                          "catchup: takes each bucket's change tracker (B:T, "
+                                          "or since=) and no epoch, tap or precopy");
+            return false;
+        }
     }
     return true;
 }
@@ -317,6 +331,10 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->test_export_delay_ms = mig_test_delay("BC_TEST_EXPORT_DELAY_MS", 60000,
                                                "every copy's export waits this many ms once "
                                                "its bucket is fenced: a slow source");
+    mig->catchup_ms = config->catchup_ms ? config->catchup_ms : MIG_DEFAULT_CATCHUP_MS;
+    uint32_t catchup = mig_test_delay("BC_TEST_CATCHUP_MS", 3600000, "finished precopies are "
+                                      "caught up every this many ms");
+    if (catchup != 0) mig->catchup_ms = catchup;
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
     mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
     if (mig->jobs == NULL) {
@@ -331,6 +349,16 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     }
     pthread_mutex_init(&mig->mu, NULL);
     pthread_cond_init(&mig->prefault_cv, NULL);
+    pthread_cond_init(&mig->catchup_done_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mig->catchup_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Without the thread, precopies wait as they are (their final copies
+     * carry every change since). */
+    mig->catchup_started =
+        pthread_create(&mig->catchup_thread, NULL, bc__migrate_catchup_main, mig) == 0;
     /* A thread that fails to start only leaves the faults to the imports. */
     if (bc_cache_preallocated(mig->cache) == 0) {
         mig->prefault_started =
@@ -350,10 +378,12 @@ bc_node_migrate_shutdown(bc_node_migrate_t *mig)
     mig->httpd = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) atomic_store(&mig->jobs[i].cancel, true);
     pthread_cond_broadcast(&mig->prefault_cv);
-    bool prefault = mig->prefault_started;
-    mig->prefault_started = false;
+    pthread_cond_broadcast(&mig->catchup_cv);
+    bool prefault = mig->prefault_started, catchup = mig->catchup_started;
+    mig->prefault_started = mig->catchup_started = false;
     pthread_mutex_unlock(&mig->mu);
     if (prefault) pthread_join(mig->prefault_thread, NULL);
+    if (catchup) pthread_join(mig->catchup_thread, NULL);
     for (uint32_t i = 0; i < mig->njobs; i++) {
         pthread_mutex_lock(&mig->mu);
         import_job_t *j = &mig->jobs[i];
@@ -373,6 +403,8 @@ bc_node_migrate_destroy(bc_node_migrate_t *mig)
     bc_node_cluster_set_drop(mig->cluster, NULL, NULL);
     bc_tap_set_destroy(mig->taps);
     pthread_cond_destroy(&mig->prefault_cv);
+    pthread_cond_destroy(&mig->catchup_cv);
+    pthread_cond_destroy(&mig->catchup_done_cv);
     pthread_mutex_destroy(&mig->mu);
     free(mig->jobs);
     free(mig);
@@ -396,6 +428,10 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     out->export_deltas = atomic_load(&mig->export_deltas);
     out->import_deltas = atomic_load(&mig->import_deltas);
     out->delta_fallbacks = atomic_load(&mig->delta_fallbacks);
+    out->export_catchups = atomic_load(&mig->export_catchups);
+    out->catchups = atomic_load(&mig->catchups);
+    out->catchup_items = atomic_load(&mig->catchup_items);
+    out->catchup_lost = atomic_load(&mig->catchup_lost);
     out->export_parted = atomic_load(&mig->export_parted);
     out->import_parted = atomic_load(&mig->import_parted);
     out->prefault_bytes = atomic_load(&mig->prefault_bytes);

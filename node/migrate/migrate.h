@@ -202,6 +202,8 @@ typedef struct bc_node_migrate_config {
     bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
                                     * long polls a finished import wakes */
     uint32_t max_imports;          /* concurrent import jobs; 0 = 48 */
+    uint32_t catchup_ms;           /* a finished precopy is caught up this often (catchup.c);
+                                    * 0 = 50 */
     uint32_t import_timeout_ms;    /* one import: the wait to be fenced, all retries
                                     * included, and the longest pause in its
                                     * transfer; 0 = 60000 */
@@ -253,6 +255,15 @@ typedef struct bc_node_migrate_config {
     X(delta_fallbacks, "delta_fallbacks", "migrate_delta_fallbacks_total", "counter",            \
       "Final imports that asked for the changes and got the whole bucket (the source's "        \
       "change tracker had ended).")                                                              \
+    X(export_catchups, "export_catchups", "migrate_export_catchups_total", "counter",            \
+      "Precopies' catch-ups this node served as a source: the changes since the last one.")     \
+    X(catchups, "catchups", "migrate_catchups_total", "counter",                                 \
+      "Catch-ups applied over finished precopies while they wait for their final copies.")      \
+    X(catchup_items, "catchup_items", "migrate_catchup_items_total", "counter",                  \
+      "Changes (items and deleted keys) those catch-ups applied.")                               \
+    X(catchup_lost, "catchup_lost", "migrate_catchup_lost_total", "counter",                     \
+      "Precopies a catch-up could not keep up to date (tracker gone, stream broken): their "     \
+      "final copies are full ones.")                                                             \
     X(taps_active, "taps_active", "migrate_taps", "gauge",                                       \
       "Change trackers on this node's exported buckets.")                                        \
     X(taps_overflowed, "taps_overflowed", "migrate_tap_overflows_total", "counter",              \

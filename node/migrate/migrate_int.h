@@ -57,6 +57,11 @@ typedef struct import_job {
                                     * tracker it asks the changes of (0: a full copy) */
     uint64_t flushes;              /* precopy: bc_cache_flush_count when it started */
     bool used;                     /* precopy: a final copy took it over */
+    bool catchup;                  /* precopy: a catch-up of it is in flight (catchup.c);
+                                    * its slot is not reused meanwhile */
+    uint64_t catchups;             /* precopy: catch-ups applied, and their changes */
+    uint64_t catchup_items, catchup_bytes;
+    int64_t caught_up_ms;          /* precopy: when it was last brought up to date (mono) */
     bool delta;                    /* final: the source sent only the changes */
     uint64_t base_items, base_bytes;   /* final: what its precopy moved (counted in) */
     uint64_t items;
@@ -105,10 +110,21 @@ struct bc_node_migrate {
     pthread_cond_t prefault_cv;
     pthread_t prefault_thread;
     bool prefault_started;
+    /* The catch-up thread (catchup.c): wakes every catchup_ms (catchup_cv,
+     * monotonic) to bring finished precopies up to date; a final copy
+     * waits on catchup_done_cv for one in flight. */
+    pthread_cond_t catchup_cv, catchup_done_cv;
+    pthread_t catchup_thread;
+    bool catchup_started;
+    uint32_t catchup_ms;           /* 0: no catch-ups */
+    /* Sources that refused catch-ups (older nodes; under mu). */
+    char nocatchup[MIG_UNBATCHED_MAX][BC_ADDR_MAX];
+    uint32_t nocatchup_next;
 
     _Atomic uint64_t exports, export_refusals, export_items, export_bytes, export_auth_failures;
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
+    _Atomic uint64_t export_catchups, catchups, catchup_items, catchup_lost;   /* catchup.c */
     _Atomic uint64_t export_parted, import_parted;   /* items in parts (bc_frame.h HEAD) */
     _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 
@@ -135,6 +151,8 @@ typedef struct mig_params {
     bool has_sinces;
     bool tap;                      /* export: arm a change tracker (a precopy's snapshot) */
     bool precopy;                  /* import: the precopy job */
+    bool catchup;                  /* export: a precopy's catch-up (catchup.c): the changes
+                                    * since the last one, the bucket still writable */
     uint64_t since;                /* export: only the changes tracker `since` saw */
     uint32_t bucket;
     uint32_t from;
@@ -164,6 +182,33 @@ typedef struct import_batch {
 
 /* import.c: an import thread (arg is an import_batch_t). */
 void *bc__migrate_import_main(void *arg);
+
+/* How long a catch-up may stall before it is given up (a final copy may
+ * be waiting for it, catchup.c). */
+#define MIG_CATCHUP_TIMEOUT_MS  1000
+
+/* What one catch-up of a batch of precopies brought (import.c). */
+typedef struct catchup_outcome {
+    uint32_t got;                  /* sections that came whole: jobs[0..got) */
+    uint64_t items[MIG_BATCH_MAX]; /* of each: changes applied, and their bytes */
+    uint64_t bytes[MIG_BATCH_MAX];
+    bool gone[MIG_BATCH_MAX];      /* of each: the source's tracker was gone */
+    bool taken;                    /* the rest's keys may have left their trackers */
+    bool older;                    /* the source does not know catch-ups (400) */
+} catchup_outcome_t;
+
+/* import.c: asks batch's source (every job a finished precopy of it,
+ * marked catchup under mu) for the changes since each one's last
+ * catch-up and applies them over the precopies.  Errors with err set;
+ * *out says what came either way. */
+bc_status_t bc__migrate_catchup_fetch(import_batch_t *batch, catchup_outcome_t *out, char *err,
+                                      size_t errlen);
+
+/* catchup.c: the catch-up thread (arg is the bc_node_migrate_t). */
+void *bc__migrate_catchup_main(void *arg);
+/* catchup.c: waits (mu held) until no catch-up of the buckets of batch is
+ * in flight; after it, none starts for a precopy already used. */
+void bc__migrate_catchup_wait(bc_node_migrate_t *mig, const import_batch_t *batch);
 
 /* jobs.c: the cluster agent's drop hook (cluster.h, bc_node_cluster_set_drop). */
 int64_t bc__migrate_drop(void *ctx, uint32_t bucket);

@@ -465,7 +465,8 @@ class FakeSource:
     """An HTTP server (a node of the cluster: it holds the secret) that
     answers every export with the next canned reply:
     (body, declared length or None[, seconds to wait before answering[,
-    extra headers]]), and records the paths it was asked for."""
+    extra headers[, HTTP status]]]), and records the paths it was asked
+    for."""
 
     def __init__(self):
         self.replies = []
@@ -478,7 +479,7 @@ class FakeSource:
                 body, length, *more = outer.replies.pop(0) if outer.replies else (b"", None)
                 if more and more[0]:
                     time.sleep(more[0])
-                self.send_response(200)
+                self.send_response(more[2] if len(more) > 2 else 200)
                 self.send_header("Content-Type", "application/x-bucketcache-frames")
                 # a node of the cluster: it proves the secret to the importer
                 claim = (self.headers.get("X-Bucketcache-Peer") or "").split()

@@ -64,12 +64,16 @@ def final_path(bucket, epoch, source_port):
             % (bucket, epoch, source_port))
 
 
-def two_groups(name):
+def two_groups(name, catchup_ms=3600000):
+    """Group 1 (a) owns every bucket, group 2 (b) none.  b catches its
+    finished precopies up every catchup_ms: by default never, so each case
+    here decides exactly what its final copy carries."""
     cl = harness.create_cluster(zk, name, buckets=NB)
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)   # migrations off
     a = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS)
     mu.wait_converged(con, what="group 1 owns everything")
-    b = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS)
+    b = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS,
+                            env={"BC_TEST_CATCHUP_MS": str(catchup_ms)})
     harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/health")[1].get("role")
                      == "primary", what="group 2's primary")
     harness.wait_for(lambda: harness.http_json(a.admin_port, "GET", "/v1/repl")[1]["writable"],
@@ -148,6 +152,89 @@ def test_precopy_then_delta_between_real_nodes():
     assert st == 409 and "another group" in doc["error"], doc
     st, doc = export_json(a.admin_port, "/v1/migrate/export?bucket=1&epoch=2&since=0")
     assert st == 400 and "since" in doc["error"], doc
+    for p in (a, b, con):
+        p.stop()
+
+
+def precopy_job(node, bucket):
+    return harness.http_json(node.admin_port, "GET",
+                             "/v1/migrate/import?bucket=%d&precopy=1" % bucket)[1]
+
+
+def test_catchups_keep_a_precopy_current():
+    """While a finished precopy waits for its final copy, the destination
+    pulls the changes since (catch-ups, migrate/catchup.c) every few tens
+    of ms: the final copy, in the write pause, then carries only what
+    changed since the last one, however much was written before.  A
+    tracker that ends (a flush_all at the source) makes the final copy a
+    full one, found by the catch-up before the pause; hostile catch-up
+    requests are refused."""
+    cl, con, a, b = two_groups("catchup", catchup_ms=30)
+    epoch = harness.tables(zk, cl)["epoch"] + 1
+    bucket, other = 3, 5
+    ks = keys_in_bucket(bucket, 300)
+    c = a.conn()
+    fill(c, bucket, 200, "pk", "v0")
+    job = mu.run_job(b, precopy_path(bucket, a.admin_port), "the precopy")
+    assert job["state"] == "done" and job["items"] == 200 and job["tracked"], job
+
+    # writes go on at the source: 150 rewritten (values of new sizes), 20
+    # deleted, 80 new; the catch-ups apply them while the bucket stays
+    # writable
+    for k in ks[:150]:
+        assert c.cmd("set %s 0 0 6" % k, "v1-new") == b"STORED\r\n"
+    for k in ks[150:170]:
+        assert c.cmd("delete " + k) == b"DELETED\r\n"
+    for k in ks[200:280]:
+        assert c.cmd("set %s 0 0 4" % k, "add1") == b"STORED\r\n"
+    harness.wait_for(lambda: precopy_job(b, bucket)["catchup_items"] >= 250,
+                     what="the catch-ups to apply the 250 changes")
+    pre = precopy_job(b, bucket)
+    assert pre["catchups"] >= 1 and pre["tracked"] and pre["state"] == "done", pre
+    assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 260
+    sa, sb = mu.migrate_stats(a), mu.migrate_stats(b)
+    assert sa["export_catchups"] >= 1 and sa["export_deltas"] == 0, sa
+    assert sb["catchups"] >= 1 and sb["catchup_items"] >= 250 and sb["catchup_lost"] == 0, sb
+
+    # three more changes, then at once the final copy: it carries at most
+    # those (the 250 before crossed in the catch-ups)
+    assert c.cmd("set %s 0 0 4" % ks[0], "last") == b"STORED\r\n"
+    assert c.cmd("delete " + ks[1]) == b"DELETED\r\n"
+    assert c.cmd("set %s 0 0 4" % ks[290], "add2") == b"STORED\r\n"
+    job = mu.run_job(b, final_path(bucket, epoch, a.admin_port), "the final copy")
+    assert job["state"] == "done" and job["delta"] is True, job
+    pre = precopy_job(b, bucket)
+    final_changes = job["items"] - pre["items"] - pre["catchup_items"]
+    assert 0 <= final_changes <= 3, (job, pre)
+    assert mu.bucket_items(b, bucket) == mu.bucket_items(a, bucket) == 260
+    assert mu.migrate_stats(a)["export_deltas"] == 1
+    assert c.cmd("set %s 0 0 1" % ks[0], "x").startswith(b"SERVER_ERROR READONLY")
+
+    # a flush_all at the source ends the tracker: the next catch-up finds
+    # it gone, so the final copy is a full one asked as such (no fallback
+    # in the pause)
+    fill(c, other, 5, "o")
+    assert mu.run_job(b, precopy_path(other, a.admin_port), "precopy 5")["items"] == 5
+    assert c.cmd("flush_all") == b"OK\r\n"
+    harness.wait_for(lambda: not precopy_job(b, other)["tracked"],
+                     what="the catch-up to find the tracker gone")
+    assert mu.migrate_stats(b)["catchup_lost"] == 1
+    job = mu.run_job(b, final_path(other, epoch, a.admin_port), "final 5")
+    assert job["state"] == "done" and job["delta"] is False and job["items"] == 0, job
+    assert mu.migrate_stats(b)["delta_fallbacks"] == 0
+    assert mu.bucket_items(b, other) == 0
+
+    # hostile or malformed catch-ups
+    for target, st_want, needle in [
+            ("/v1/migrate/export?buckets=7&catchup=1", 400, "catchup"),
+            ("/v1/migrate/export?buckets=7:5&catchup=1&epoch=3", 400, "catchup"),
+            ("/v1/migrate/export?buckets=7:5&catchup=2", 400, "catchup"),
+            ("/v1/migrate/export?bucket=7&catchup=1", 400, "catchup"),
+            ("/v1/migrate/export?buckets=7:5&catchup=1&tap=1", 400, "B:T")]:
+        st, doc = export_json(a.admin_port, target)
+        assert st == st_want and needle in doc["error"], (target, st, doc)
+    st, doc = export_json(b.admin_port, "/v1/migrate/export?buckets=7:5&catchup=1")
+    assert st == 409 and "another group" in doc["error"], doc
     for p in (a, b, con):
         p.stop()
 
@@ -594,6 +681,71 @@ def test_hostile_precopy_sources():
     job = mu.run_job(b, final_path(bucket, epoch + 2, src.port), "DEL in a full export")
     assert job["state"] == "failed" and "full export" in job["error"], job
     assert b.proc.poll() is None and a.proc.poll() is None
+    src.stop()
+    for p in (a, b, con):
+        p.stop()
+
+
+def test_hostile_catchup_sources():
+    """Catch-ups from a source that breaks them -- a stream cut off, items
+    after it said the tracker was gone -- leave the precopy no longer the
+    base of a delta (the keys taken are known nowhere else): its final copy
+    asks for the whole bucket, and the node stays up.  A source that does
+    not know catch-ups (400: an older node) is not asked again, and its
+    precopy stays usable."""
+    cl, con, a, b = two_groups("catchupfake", catchup_ms=20)
+    src = mu.FakeSource()
+    tap = {"X-Bucketcache-Tap": "123456789"}
+
+    def precopy_reply(bucket, keys):
+        items = [mu.item(k.encode(), b"value") for k in keys]
+        return (mu.hello(bucket, 0, NB) + b"".join(items) +
+                mu.end(len(keys), sum(len(k) + 5 for k in keys)), None, 0, tap)
+
+    # a good catch-up, then one cut off before its END
+    ks = keys_in_bucket(3, 3, "f")
+    good = (mu.hello(3, 0, NB, delta=1) + mu.item(ks[0].encode(), b"caught") +
+            mu.end(1, len(ks[0]) + 6))
+    cut = mu.hello(3, 0, NB, delta=1) + mu.item(ks[1].encode(), b"x")
+    src.replies += [precopy_reply(3, ks), (good, None), (cut, None)]
+    assert mu.run_job(b, precopy_path(3, src.port), "precopy 3")["state"] == "done"
+    harness.wait_for(lambda: not precopy_job(b, 3)["tracked"], what="the cut catch-up")
+    pre = precopy_job(b, 3)
+    assert pre["catchups"] == 1 and pre["catchup_items"] == 1, pre
+    assert src.paths[1].endswith("?buckets=3:123456789&catchup=1"), src.paths
+    assert mu.migrate_stats(b)["catchup_lost"] == 1
+    src.replies.append((mu.hello(3, 50, NB) + mu.end(0, 0), None))
+    job = mu.run_job(b, final_path(3, 50, src.port), "final 3")
+    assert "since" not in src.paths[-1] and ":" not in src.paths[-1].split("bucket=")[1], src.paths
+    assert job["state"] == "done" and job["delta"] is False, job
+
+    # items after a HELLO that says the tracker is gone
+    ks = keys_in_bucket(5, 2, "g")
+    bad = (mu.hello(5, 0, NB) + mu.item(ks[0].encode(), b"sneaked") +
+           mu.end(1, len(ks[0]) + 7))
+    src.replies += [precopy_reply(5, ks), (bad, None)]
+    assert mu.run_job(b, precopy_path(5, src.port), "precopy 5")["state"] == "done"
+    harness.wait_for(lambda: not precopy_job(b, 5)["tracked"], what="the bad catch-up")
+    assert mu.migrate_stats(b)["catchup_lost"] == 2
+    assert "said was gone" in b.proc.output()
+
+    # an older source: 400 to the catch-up, then never asked again
+    ks = keys_in_bucket(7, 2, "h")
+    src.replies += [precopy_reply(7, ks),
+                    (b'{"error":"unknown query parameter \\"catchup\\""}', None, 0, {}, 400)]
+    assert mu.run_job(b, precopy_path(7, src.port), "precopy 7")["state"] == "done"
+    harness.wait_for(lambda: "does not take catch-ups" in b.proc.output(),
+                     what="the older source noted")
+    asked = len(src.paths)
+    time.sleep(0.2)
+    assert len(src.paths) == asked, src.paths[asked:]
+    pre = precopy_job(b, 7)
+    assert pre["tracked"] and pre["catchups"] == 0, pre
+    src.replies.append((mu.hello(7, 51, NB, delta=1) + mu.end(0, 0), None))
+    job = mu.run_job(b, final_path(7, 51, src.port), "final 7")
+    assert src.paths[-1].endswith("&since=123456789"), src.paths
+    assert job["state"] == "done" and job["delta"] is True, job
+    assert b.proc.poll() is None
     src.stop()
     for p in (a, b, con):
         p.stop()

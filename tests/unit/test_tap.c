@@ -126,6 +126,68 @@ test_records_changed_keys(void **state)
     bc_cache_destroy(cache);
 }
 
+/* A take moves the keys out and leaves the tracker recording into an
+ * empty set: the next take, or the final copy's changes, hold only what
+ * changed after it; a take of an ended tracker says why. */
+static void
+test_take_moves_the_keys_out(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache();
+    bc_tap_set_t *set_ = NULL;
+    bc_tap_config_t cfg = {.cache = cache};
+    assert_int_equal(bc_tap_set_create(&cfg, &set_), BC_OK);
+    char a[16], b[16], c[16];
+    key_in(3, 0, a, sizeof(a));
+    key_in(3, 1, b, sizeof(b));
+    key_in(3, 2, c, sizeof(c));
+    uint64_t id = 0;
+    assert_int_equal(bc_tap_start(set_, 3, &id), BC_OK);
+    set(cache, a, "1");
+    set(cache, b, "1");
+
+    bc_tap_keys_t keys;
+    char why[256];
+    assert_int_equal(bc_tap_take(set_, 3, id, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 2);
+    assert_true(has(&keys, a));
+    assert_true(has(&keys, b));
+    bc_tap_keys_free(&keys);
+    bc_tap_stats_t ts;
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.keys, 0);
+    assert_int_equal(ts.taken, 1);
+
+    /* nothing changed since: an empty set, the tracker still valid */
+    assert_int_equal(bc_tap_take(set_, 3, id, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 0);
+    bc_tap_keys_free(&keys);
+
+    /* a key changed again after a take is recorded again */
+    set(cache, a, "2");
+    del(cache, c);                    /* not there: no change */
+    set(cache, c, "3");
+    assert_int_equal(bc_tap_changes(set_, 3, id, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 2);
+    assert_true(has(&keys, a));
+    assert_false(has(&keys, b));
+    assert_true(has(&keys, c));
+    bc_tap_keys_free(&keys);
+    /* bc_tap_changes copies: the keys are still there for a take */
+    assert_int_equal(bc_tap_take(set_, 3, id, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 2);
+    bc_tap_keys_free(&keys);
+
+    /* a wrong id, and a tracker a flush ended */
+    assert_int_equal(bc_tap_take(set_, 3, id + 1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_non_null(strstr(why, "no change tracker"));
+    bc_cache_flush(cache, 0);
+    assert_int_equal(bc_tap_take(set_, 3, id, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_int_equal(bc_tap_take(set_, 999999, id, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    bc_tap_set_destroy(set_);
+    bc_cache_destroy(cache);
+}
+
 /* A flush_all ends every tracker; a bucket drop ends its own; a newer
  * tap replaces the older; ids differ between two sets (processes). */
 static void
@@ -276,6 +338,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_changed_keys),
+        cmocka_unit_test(test_take_moves_the_keys_out),
         cmocka_unit_test(test_flush_drop_and_replace_end_taps),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_idle_and_touch),

@@ -1,0 +1,224 @@
+/*
+ * catchup.c -- a precopy's catch-ups: the destination keeps each finished
+ * precopy up to date while it waits for its final copy, so the final copy
+ * (in the bucket's write pause) carries only what changed in the last
+ * few tens of milliseconds, whatever the write rate.
+ *
+ * HOW
+ *   One thread per node.  Every catchup_ms it looks for precopies that
+ *   finished, are not used by a final copy yet and were last brought up
+ *   to date catchup_ms ago or more; it takes those of one source (up to a
+ *   batch) and asks that source for the changes their trackers recorded
+ *   since (GET /v1/migrate/export?buckets=B1:T1,..&catchup=1, export.c).
+ *   The source moves each tracker's keys out (engine/tap.h, bc_tap_take)
+ *   and sends each key as it is now; the destination applies them over
+ *   the precopy, replacing, exactly as a final copy's delta.  Then it
+ *   looks again at once (another source may be due) and sleeps only when
+ *   nothing is.
+ *
+ *        precopy ........ catch-up ... catch-up ... | final copy (fenced)
+ *        tracker armed    keys taken   keys taken   | keys since the last
+ *
+ * BEHAVIOR
+ *   - Order.  The keys a catch-up takes are sent as they are when it is
+ *     read; a key changed afterwards is in the tracker again, so a later
+ *     catch-up or the final copy sends it again, newer.  The destination
+ *     must therefore apply a catch-up wholly before the final copy's
+ *     delta: a final copy that takes a precopy over (jobs.c, `used`, under
+ *     mu) first waits for a catch-up of its buckets in flight
+ *     (bc__migrate_catchup_wait), and no catch-up starts for a used one.
+ *   - Loss.  Keys taken out of a tracker and not applied here (the stream
+ *     broke, the source's answer was malformed) are known nowhere else:
+ *     that precopy stops being the base of a delta (its tap is cleared),
+ *     and its final copy is a full one -- slower, never wrong.  So is a
+ *     precopy whose source says the tracker is gone.  A refusal takes
+ *     nothing, and leaves the precopy as it was.
+ *   - A source that does not know catch-ups (400, an older node) is
+ *     remembered and not asked again: its precopies simply wait as they
+ *     did, and their final copies carry every change since the precopy.
+ *   - Called off.  A precopy cancelled or dropped while its catch-up runs
+ *     (the console's DELETE, the agent's drop hook) has what the catch-up
+ *     stored dropped at its end, as a running import drops its own.
+ *
+ * LOCKING RULE
+ *   The job table's mu (migrate_int.h) guards a job's catchup flag, its
+ *   tap and the counters; the fetch runs with mu released, on jobs whose
+ *   catchup flag keeps their slots from being reused.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bc_log.h"
+#include "bc_time.h"
+#include "migrate/migrate_int.h"
+
+/* Whether source refused catch-ups before (mu held). */
+static bool
+catchup_refused_by(const bc_node_migrate_t *mig, const char *source)
+{
+    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
+        if (strcmp(mig->nocatchup[i], source) == 0) return true;
+    }
+    return false;
+}
+
+/* Whether precopy j is due a catch-up at `now` (mono ms; mu held): it
+ * could still be the base of its final copy, and was brought up to date
+ * catchup_ms ago or more. */
+static bool
+catchup_due(const bc_node_migrate_t *mig, const import_job_t *j, int64_t now)
+{
+    return j->precopy && j->state == JOB_DONE && !j->used && !j->catchup && j->tap != 0 &&
+           !atomic_load(&j->cancel) && j->flushes == bc_cache_flush_count(mig->cache) &&
+           bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS &&
+           now - j->caught_up_ms >= (int64_t)mig->catchup_ms;
+}
+
+/*
+ * The next catch-up to run (mu held): the precopy due longest, and the
+ * others due of the same source and group, each marked catchup.  NULL
+ * when none is due (or out of memory: the next wake-up tries again).
+ */
+static import_batch_t *
+catchup_pick(bc_node_migrate_t *mig, int64_t now)
+{
+    import_job_t *first = NULL;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (!catchup_due(mig, j, now) || catchup_refused_by(mig, j->source)) continue;
+        if (first == NULL || j->caught_up_ms < first->caught_up_ms) first = j;
+    }
+    if (first == NULL) return NULL;
+    import_batch_t *batch = calloc(1, sizeof(*batch));
+    if (batch == NULL) return NULL;
+    for (uint32_t i = 0; i < mig->njobs && batch->n < MIG_BATCH_MAX; i++) {
+        import_job_t *j = &mig->jobs[i];
+        if (j == first || (catchup_due(mig, j, now) && j->from == first->from &&
+                           strcmp(j->source, first->source) == 0)) {
+            j->catchup = true;
+            batch->jobs[batch->n++] = j;
+        }
+    }
+    return batch;
+}
+
+/*
+ * A catch-up's end (mu held): each precopy counted, or no longer the
+ * base of a delta (BEHAVIOR: loss), or dropped when it was called off
+ * meanwhile; a final copy waiting for it is woken.
+ */
+static void
+catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
+               const catchup_outcome_t *out, const char *err, int64_t now)
+{
+    uint64_t applied = 0;
+    uint32_t lost = 0;
+    for (uint32_t i = 0; i < batch->n; i++) {
+        import_job_t *j = batch->jobs[i];
+        j->catchup = false;
+        j->caught_up_ms = now;
+        bool whole = i < out->got;
+        if (whole && !out->gone[i]) {
+            j->catchups++;
+            j->catchup_items += out->items[i];
+            j->catchup_bytes += out->bytes[i];
+            applied += out->items[i];
+        } else if (whole || out->taken) {
+            /* its tracker is gone, or its keys may be: a final copy now
+             * must be a full one (a used precopy's final copy is waiting
+             * in bc__migrate_catchup_wait and reads tap after it) */
+            j->tap = 0;
+            lost++;
+            for (uint32_t k = 0; k < mig->njobs; k++) {
+                import_job_t *f = &mig->jobs[k];
+                if (f != j && !f->precopy && f->state == JOB_RUNNING && f->bucket == j->bucket) {
+                    f->tap = 0;
+                    f->base_items = f->base_bytes = 0;
+                }
+            }
+        }
+        if (atomic_load(&j->cancel) && !bc__migrate_node_owns(mig, j->bucket)) {
+            /* called off meanwhile: what the catch-up stored goes too
+             * (the one cache call made under mu, as bc__migrate_drop's) */
+            bc_cache_bucket_drop(mig->cache, j->bucket);
+        }
+    }
+    atomic_fetch_add(&mig->catchups, out->got);
+    atomic_fetch_add(&mig->catchup_items, applied);
+    atomic_fetch_add(&mig->catchup_lost, lost);
+    if (out->older && !catchup_refused_by(mig, batch->jobs[0]->source)) {
+        snprintf(mig->nocatchup[mig->nocatchup_next], BC_ADDR_MAX, "%s", batch->jobs[0]->source);
+        mig->nocatchup_next = (mig->nocatchup_next + 1) % MIG_UNBATCHED_MAX;
+        log_info("migrate: source %s does not take catch-ups (an older node): its precopies "
+                 "wait for their final copies as they are", batch->jobs[0]->source);
+    } else if (st != BC_OK) {
+        log_info("migrate: catch-up of %u precopies from %s failed (%u of them now need a full "
+                 "copy): %s", batch->n, batch->jobs[0]->source, lost, err);
+    } else if (applied > 0) {
+        log_debug("migrate: caught up %u precopies from %s: %" PRIu64 " changes", batch->n,
+                  batch->jobs[0]->source, applied);
+    }
+    pthread_cond_broadcast(&mig->catchup_done_cv);
+}
+
+/* Waits on catchup_cv (mu held) until `ms` from now, or a shutdown. */
+static void
+catchup_sleep(bc_node_migrate_t *mig, uint32_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&mig->catchup_cv, &mig->mu, &ts);
+}
+
+void *
+bc__migrate_catchup_main(void *arg)
+{
+    bc_node_migrate_t *mig = arg;
+    pthread_mutex_lock(&mig->mu);
+    while (!mig->stopping) {
+        int64_t now = bc_time_mono_ms();
+        import_batch_t *batch = catchup_pick(mig, now);
+        if (batch == NULL) {
+            catchup_sleep(mig, mig->catchup_ms);
+            continue;
+        }
+        pthread_mutex_unlock(&mig->mu);
+        catchup_outcome_t out;
+        char err[256] = "";
+        bc_status_t st = bc__migrate_catchup_fetch(batch, &out, err, sizeof(err));
+        pthread_mutex_lock(&mig->mu);
+        catchup_finish(mig, batch, st, &out, err, bc_time_mono_ms());
+        free(batch);
+    }
+    pthread_mutex_unlock(&mig->mu);
+    return NULL;
+}
+
+void
+bc__migrate_catchup_wait(bc_node_migrate_t *mig, const import_batch_t *batch)
+{
+    for (;;) {
+        bool busy = false;
+        for (uint32_t i = 0; i < mig->njobs && !busy; i++) {
+            const import_job_t *j = &mig->jobs[i];
+            if (!j->precopy || !j->catchup) continue;
+            for (uint32_t k = 0; k < batch->n && !busy; k++) {
+                busy = batch->jobs[k]->bucket == j->bucket;
+            }
+        }
+        if (!busy) return;
+        pthread_cond_wait(&mig->catchup_done_cv, &mig->mu);
+    }
+}
