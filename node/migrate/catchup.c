@@ -68,16 +68,31 @@ catchup_refused_by(const bc_node_migrate_t *mig, const char *source)
     return false;
 }
 
+/* Whether j is the newest job of its bucket (mu held).  BEHAVIOR: only
+ * that one may be caught up -- an older precopy's source (a primary since
+ * replaced, say) must never write over what a newer import stored. */
+static bool
+catchup_newest(const bc_node_migrate_t *mig, const import_job_t *j)
+{
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        const import_job_t *o = &mig->jobs[i];
+        if (o != j && o->state != JOB_FREE && o->bucket == j->bucket && o->seq > j->seq) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Whether precopy j is due a catch-up at `now` (mono ms; mu held): it
- * could still be the base of its final copy, and was brought up to date
- * catchup_ms ago or more. */
+ * could still be the base of its final copy, is its bucket's newest job,
+ * and was brought up to date catchup_ms ago or more. */
 static bool
 catchup_due(const bc_node_migrate_t *mig, const import_job_t *j, int64_t now)
 {
     return j->precopy && j->state == JOB_DONE && !j->used && !j->catchup && j->tap != 0 &&
            !atomic_load(&j->cancel) && j->flushes == bc_cache_flush_count(mig->cache) &&
            bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS &&
-           now - j->caught_up_ms >= (int64_t)mig->catchup_ms;
+           now - j->caught_up_ms >= (int64_t)mig->catchup_ms && catchup_newest(mig, j);
 }
 
 /*
@@ -122,7 +137,9 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
     for (uint32_t i = 0; i < batch->n; i++) {
         import_job_t *j = batch->jobs[i];
         j->catchup = false;
-        j->caught_up_ms = now;
+        /* a source that did not answer is asked again a second later, not
+         * every catchup_ms (each try may wait up to MIG_CATCHUP_TIMEOUT_MS) */
+        j->caught_up_ms = st != BC_OK && !out->taken ? now + 1000 : now;
         bool whole = i < out->got;
         if (whole && !out->gone[i]) {
             j->catchups++;
@@ -209,6 +226,10 @@ bc__migrate_catchup_main(void *arg)
 void
 bc__migrate_catchup_wait(bc_node_migrate_t *mig, const import_batch_t *batch)
 {
+    /* BEHAVIOR: any import of a bucket waits, not only a final copy over
+     * the precopy being caught up: a new precopy or a full copy empties
+     * the bucket first, and a catch-up of the older precopy still storing
+     * would mix two sources' data into it. */
     for (;;) {
         bool busy = false;
         for (uint32_t i = 0; i < mig->njobs && !busy; i++) {

@@ -748,14 +748,12 @@ bc__migrate_import_main(void *arg)
      * for, and the copies it feeds waited for it: both the stall and the
      * migration's pace were worse (docs/benchmarks.md, fifth round). */
 
-    if (!r.precopy) {
-        /* A catch-up of a precopy these copies took over applies wholly
-         * before their deltas (catchup.c, BEHAVIOR: order); it may also
-         * have made some of them full copies. */
-        pthread_mutex_lock(&mig->mu);
-        bc__migrate_catchup_wait(mig, batch);
-        pthread_mutex_unlock(&mig->mu);
-    }
+    /* A catch-up of a precopy of these buckets applies wholly before this
+     * import stores anything (catchup.c, BEHAVIOR: order); it may also
+     * have made some of these copies full ones. */
+    pthread_mutex_lock(&mig->mu);
+    bc__migrate_catchup_wait(mig, batch);
+    pthread_mutex_unlock(&mig->mu);
     bc_status_t st = import_run(&r, err, sizeof(err));
     /* What came whole (each bucket of a batch up to where the stream
      * stopped) is kept; what did not, fails with the stream's error. */

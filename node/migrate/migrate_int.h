@@ -207,7 +207,8 @@ bc_status_t bc__migrate_catchup_fetch(import_batch_t *batch, catchup_outcome_t *
 /* catchup.c: the catch-up thread (arg is the bc_node_migrate_t). */
 void *bc__migrate_catchup_main(void *arg);
 /* catchup.c: waits (mu held) until no catch-up of the buckets of batch is
- * in flight; after it, none starts for a precopy already used. */
+ * in flight; after it none starts for them (batch's jobs are the buckets'
+ * newest, and a used precopy is not caught up). */
 void bc__migrate_catchup_wait(bc_node_migrate_t *mig, const import_batch_t *batch);
 
 /* jobs.c: the cluster agent's drop hook (cluster.h, bc_node_cluster_set_drop). */
