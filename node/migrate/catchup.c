@@ -33,6 +33,14 @@
  *     and its final copy is a full one -- slower, never wrong.  So is a
  *     precopy whose source says the tracker is gone.  A refusal takes
  *     nothing, and leaves the precopy as it was.
+ *   - Refresh.  When a catch-up loses a precopy's tracker and no final
+ *     copy has taken the precopy yet, it is made again at once, while
+ *     the bucket stays writable (bc__migrate_precopy_again: a new job,
+ *     a new tracker), so the final copy can still be a delta -- a full
+ *     copy in the write pause is what catch-ups exist to avoid.  At most
+ *     MIG_REFRESH_MAX times in a row.  A final copy that comes while the
+ *     remake runs finds it running and calls it off (jobs.c), as it
+ *     would any precopy still running, and copies the whole bucket.
  *   - A source that does not know catch-ups (400, an older node) is
  *     remembered and not asked again: its precopies simply wait as they
  *     did, and their final copies carry every change since the precopy.
@@ -57,6 +65,11 @@
 #include "bc_log.h"
 #include "bc_time.h"
 #include "migrate/migrate_int.h"
+
+/* A move's precopy is made again at most this many times in a row: a
+ * bucket whose writes outrun every tracker is left to a full final copy
+ * rather than copied over and over. */
+#define MIG_REFRESH_MAX         3u
 
 /* Whether source refused catch-ups before (mu held). */
 static bool
@@ -123,17 +136,26 @@ catchup_pick(bc_node_migrate_t *mig, int64_t now)
     return batch;
 }
 
+/* A precopy to make again (BEHAVIOR: refresh), noted while the batch's
+ * jobs are looked at and started after (starting may let mu go). */
+typedef struct catchup_refresh {
+    uint32_t bucket, from, refreshes;
+    char source[BC_ADDR_MAX];
+} catchup_refresh_t;
+
 /*
  * A catch-up's end (mu held): each precopy counted, or no longer the
- * base of a delta (BEHAVIOR: loss), or dropped when it was called off
- * meanwhile; a final copy waiting for it is woken.
+ * base of a delta (BEHAVIOR: loss) and made again while that helps, or
+ * dropped when it was called off meanwhile; a final copy waiting for it
+ * is woken.
  */
 static void
 catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
                const catchup_outcome_t *out, const char *err, int64_t now)
 {
     uint64_t applied = 0;
-    uint32_t lost = 0;
+    uint32_t lost = 0, nrefresh = 0;
+    catchup_refresh_t refresh[MIG_BATCH_MAX];
     for (uint32_t i = 0; i < batch->n; i++) {
         import_job_t *j = batch->jobs[i];
         j->catchup = false;
@@ -159,6 +181,14 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
                     f->base_items = f->base_bytes = 0;
                 }
             }
+            if (!j->used && !atomic_load(&j->cancel) && j->refreshes < MIG_REFRESH_MAX &&
+                catchup_newest(mig, j)) {
+                catchup_refresh_t *r = &refresh[nrefresh++];
+                r->bucket = j->bucket;
+                r->from = j->from;
+                r->refreshes = j->refreshes + 1;
+                snprintf(r->source, sizeof(r->source), "%s", j->source);
+            }
         }
         if (atomic_load(&j->cancel) && !bc__migrate_node_owns(mig, j->bucket)) {
             /* called off meanwhile: what the catch-up stored goes too
@@ -182,6 +212,16 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
                   batch->jobs[0]->source, applied);
     }
     pthread_cond_broadcast(&mig->catchup_done_cv);
+    for (uint32_t i = 0; i < nrefresh; i++) {
+        if (bc__migrate_precopy_again(mig, refresh[i].bucket, refresh[i].from, refresh[i].source,
+                                      refresh[i].refreshes)) {
+            atomic_fetch_add(&mig->precopy_refreshes, 1);
+            log_info("migrate: precopy of bucket %" PRIu32 " from %s made again while it stays "
+                     "writable (its change tracker was lost; remake %u of at most %u)",
+                     refresh[i].bucket, refresh[i].source, refresh[i].refreshes,
+                     MIG_REFRESH_MAX);
+        }
+    }
 }
 
 /* Waits on catchup_cv (mu held) until `ms` from now, or a shutdown. */

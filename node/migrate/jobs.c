@@ -106,6 +106,7 @@ job_json(bc_node_migrate_t *mig, const import_job_t *j)
         cJSON_AddNumberToObject(doc, "catchups", (double)j->catchups);
         cJSON_AddNumberToObject(doc, "catchup_items", (double)j->catchup_items);
         cJSON_AddBoolToObject(doc, "tracked", j->tap != 0);
+        cJSON_AddNumberToObject(doc, "refreshes", j->refreshes);
     }
     cJSON_AddStringToObject(doc, "source", j->source);
     cJSON_AddNumberToObject(doc, "from", j->from);
@@ -283,6 +284,7 @@ import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
     j->flushes = bc_cache_flush_count(mig->cache);
     j->used = false;
     j->catchups = j->catchup_items = j->catchup_bytes = 0;
+    j->refreshes = 0;
     j->caught_up_ms = 0;
     j->delta = false;
     j->base_items = base_items;
@@ -341,6 +343,39 @@ import_launch(bc_node_migrate_t *mig, import_batch_t *batch)
     last->joinable = true;
     pthread_cond_signal(&mig->prefault_cv);
     return true;
+}
+
+bool
+bc__migrate_precopy_again(bc_node_migrate_t *mig, uint32_t bucket, uint32_t from,
+                          const char *source, uint32_t refreshes)
+{
+    bc_node_cluster_info_t info;
+    bc_node_cluster_get_info(mig->cluster, &info);
+    import_batch_t *batch = calloc(1, sizeof(*batch));
+    if (batch == NULL || mig->stopping || !info.primary) {
+        free(batch);
+        return false;
+    }
+    mig_params_t p;
+    memset(&p, 0, sizeof(p));
+    p.precopy = p.has_bucket = p.has_from = p.has_source = true;
+    p.bucket = p.list[0] = bucket;
+    p.nlist = 1;
+    p.from = from;
+    snprintf(p.source, sizeof(p.source), "%s", source);
+    import_decision_t d;
+    import_decide(mig, &p, bucket, &d);
+    if (!d.start) {
+        free(batch);
+        return false;
+    }
+    batch->jobs[batch->n++] = d.job;
+    if (mig->stopping) {
+        import_release(mig, batch);
+        return false;
+    }
+    d.job->refreshes = refreshes;
+    return import_launch(mig, batch);
 }
 
 /* A POST's answer for one bucket, as the single request has it. */

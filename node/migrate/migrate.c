@@ -432,6 +432,7 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     out->catchups = atomic_load(&mig->catchups);
     out->catchup_items = atomic_load(&mig->catchup_items);
     out->catchup_lost = atomic_load(&mig->catchup_lost);
+    out->precopy_refreshes = atomic_load(&mig->precopy_refreshes);
     out->export_parted = atomic_load(&mig->export_parted);
     out->import_parted = atomic_load(&mig->import_parted);
     out->prefault_bytes = atomic_load(&mig->prefault_bytes);

@@ -31,6 +31,17 @@
  *            writable, from the primary of its owner, with a change
  *            tracker armed just before it is read; its id comes in the
  *            X-Bucketcache-Tap header.
+ *   GET    /v1/migrate/export?buckets=B1:T1,B2:T2,...&catchup=1
+ *            (or bucket=B&since=T&catchup=1) a precopy's catch-up, from
+ *            the destination's catch-up thread (catchup.c): for each
+ *            bucket, the keys tracker T recorded since the precopy or the
+ *            last catch-up, each as it is now (a delta section), MOVED out
+ *            of the tracker (tap.h bc_tap_take), so the final copy sends
+ *            only what changed after.  Not fenced: the buckets stay
+ *            writable.  A bucket whose tracker is gone gets a bare HELLO
+ *            that is not a delta, then END.  409 when a bucket is not
+ *            served here; 400 without each bucket's tracker, or with an
+ *            epoch, tap or precopy.
  *   GET    /v1/migrate/export?buckets=B1,B2,...&tap=1
  *            a batch of precopies (at most 64 buckets): one stream of
  *            sections, HELLO / items / END per bucket, back to back in
@@ -104,7 +115,9 @@
  *            bucket at a time from then on.
  *   GET    /v1/migrate/import?bucket=B&precopy=1[&wait_ms=N]
  *            the newest precopy of B, long poll as below (a batch's jobs
- *            too: asked for one by one).
+ *            too: asked for one by one); a precopy also says how many
+ *            catch-ups it had ("catchups", "catchup_items") and whether
+ *            a final copy can still ask for the changes only ("tracked").
  *   DELETE /v1/migrate/import?bucket=B&precopy=1
  *            the move was called off: the precopy stops and what it stored
  *            is dropped -- unless a copy of B took over from it (409).
@@ -263,7 +276,10 @@ typedef struct bc_node_migrate_config {
       "Changes (items and deleted keys) those catch-ups applied.")                               \
     X(catchup_lost, "catchup_lost", "migrate_catchup_lost_total", "counter",                     \
       "Precopies a catch-up could not keep up to date (tracker gone, stream broken): their "     \
-      "final copies are full ones.")                                                             \
+      "final copies are full ones unless a refresh makes them precopies again.")                \
+    X(precopy_refreshes, "precopy_refreshes", "migrate_precopy_refreshes_total", "counter",      \
+      "Precopies made again, while their buckets stay writable, after a catch-up lost their "   \
+      "tracker (at most 3 times in a row for one move).")                                        \
     X(taps_active, "taps_active", "migrate_taps", "gauge",                                       \
       "Change trackers on this node's exported buckets.")                                        \
     X(taps_overflowed, "taps_overflowed", "migrate_tap_overflows_total", "counter",              \

@@ -11,6 +11,7 @@
  *              (common/bc_http_client.h, streaming GET), decode, store
  *   jobs.c     POST/GET/DELETE /v1/migrate/import: the job table, starting,
  *              reporting and calling off jobs; the cluster agent's drop hook
+ *   catchup.c  the catch-up thread: finished precopies kept up to date
  */
 #ifndef BC_NODE_MIGRATE_INT_H
 #define BC_NODE_MIGRATE_INT_H
@@ -62,6 +63,8 @@ typedef struct import_job {
     uint64_t catchups;             /* precopy: catch-ups applied, and their changes */
     uint64_t catchup_items, catchup_bytes;
     int64_t caught_up_ms;          /* precopy: when it was last brought up to date (mono) */
+    uint32_t refreshes;            /* precopy: made again this many times in a row because
+                                    * its tracker was lost (catchup.c) */
     bool delta;                    /* final: the source sent only the changes */
     uint64_t base_items, base_bytes;   /* final: what its precopy moved (counted in) */
     uint64_t items;
@@ -125,6 +128,7 @@ struct bc_node_migrate {
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
     _Atomic uint64_t export_catchups, catchups, catchup_items, catchup_lost;   /* catchup.c */
+    _Atomic uint64_t precopy_refreshes;
     _Atomic uint64_t export_parted, import_parted;   /* items in parts (bc_frame.h HEAD) */
     _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 
@@ -203,6 +207,13 @@ typedef struct catchup_outcome {
  * *out says what came either way. */
 bc_status_t bc__migrate_catchup_fetch(import_batch_t *batch, catchup_outcome_t *out, char *err,
                                       size_t errlen);
+
+/* jobs.c: starts a precopy of bucket from `source` (group `from`) again,
+ * as the console's POST would, marked as its `refreshes`th remake (mu
+ * held; it may be let go and taken again to join a finished thread).
+ * True when it started. */
+bool bc__migrate_precopy_again(bc_node_migrate_t *mig, uint32_t bucket, uint32_t from,
+                               const char *source, uint32_t refreshes);
 
 /* catchup.c: the catch-up thread (arg is the bc_node_migrate_t). */
 void *bc__migrate_catchup_main(void *arg);

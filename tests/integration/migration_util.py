@@ -471,12 +471,25 @@ class FakeSource:
     def __init__(self):
         self.replies = []
         self.paths = []
+        # a precopy's catch-ups (catchup=1) take their own replies first,
+        # then catchup_default(path) when set, so that the catch-up thread
+        # never takes a reply meant for a copy
+        self.catchup_replies = []
+        self.catchup_default = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def next_reply(self):
+                if "catchup=1" in self.path:
+                    if outer.catchup_replies:
+                        return outer.catchup_replies.pop(0)
+                    if outer.catchup_default is not None:
+                        return outer.catchup_default(self.path)
+                return outer.replies.pop(0) if outer.replies else (b"", None)
+
             def do_GET(self):
                 outer.paths.append(self.path)
-                body, length, *more = outer.replies.pop(0) if outer.replies else (b"", None)
+                body, length, *more = self.next_reply()
                 if more and more[0]:
                     time.sleep(more[0])
                 self.send_response(more[2] if len(more) > 2 else 200)

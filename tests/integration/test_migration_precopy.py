@@ -23,7 +23,11 @@ each case happens exactly when the test says:
   - a batch of precopies (buckets=) crosses on one stream, each bucket to
     its own job and tracker, and a batch of final copies at one epoch is
     fenced together and crosses on one stream, deltas and whole buckets
-    mixed; malformed batches are refused."""
+    mixed; malformed batches are refused;
+  - a finished precopy is caught up while it waits (catch-ups): the final
+    copy carries only the last changes; a catch-up that loses the tracker
+    (a flush, a cut or malformed stream) gets the precopy made again, and
+    an older source that does not know catch-ups is not asked again."""
 import os
 import socket
 import sys
@@ -211,18 +215,23 @@ def test_catchups_keep_a_precopy_current():
     assert c.cmd("set %s 0 0 1" % ks[0], "x").startswith(b"SERVER_ERROR READONLY")
 
     # a flush_all at the source ends the tracker: the next catch-up finds
-    # it gone, so the final copy is a full one asked as such (no fallback
-    # in the pause)
+    # it gone, before the pause, and makes the precopy again while the
+    # bucket stays writable, so the final copy is still a delta
     fill(c, other, 5, "o")
     assert mu.run_job(b, precopy_path(other, a.admin_port), "precopy 5")["items"] == 5
     assert c.cmd("flush_all") == b"OK\r\n"
-    harness.wait_for(lambda: not precopy_job(b, other)["tracked"],
-                     what="the catch-up to find the tracker gone")
-    assert mu.migrate_stats(b)["catchup_lost"] == 1
+    fresh = keys_in_bucket(other, 1, "after")[0]
+    assert c.cmd("set %s 0 0 5" % fresh, "fresh") == b"STORED\r\n"
+    harness.wait_for(lambda: (lambda j: j["refreshes"] == 1 and j["state"] == "done" and
+                              j["tracked"])(precopy_job(b, other)),
+                     what="the precopy made again")
+    sb = mu.migrate_stats(b)
+    assert sb["catchup_lost"] == 1 and sb["precopy_refreshes"] == 1, sb
+    assert "made again while it stays writable" in b.proc.output()
     job = mu.run_job(b, final_path(other, epoch, a.admin_port), "final 5")
-    assert job["state"] == "done" and job["delta"] is False and job["items"] == 0, job
+    assert job["state"] == "done" and job["delta"] is True, job
     assert mu.migrate_stats(b)["delta_fallbacks"] == 0
-    assert mu.bucket_items(b, other) == 0
+    assert mu.bucket_items(b, other) == 1   # (a counts its flushed items until reclaimed)
 
     # hostile or malformed catch-ups
     for target, st_want, needle in [
@@ -702,37 +711,56 @@ def test_hostile_catchup_sources():
         return (mu.hello(bucket, 0, NB) + b"".join(items) +
                 mu.end(len(keys), sum(len(k) + 5 for k in keys)), None, 0, tap)
 
-    # a good catch-up, then one cut off before its END
+    def empty_catchup(path):
+        """A catch-up with nothing changed, for every bucket asked."""
+        listed = path.split("buckets=")[1].split("&")[0].split(",")
+        body = b"".join(mu.hello(int(e.split(":")[0]), 0, NB, delta=1) + mu.end(0, 0)
+                        for e in listed)
+        return (body, None)
+
+    # a good catch-up, then one cut off before its END: the keys it took
+    # are lost, so the precopy is made again (a new tracker); the final
+    # copy is then a delta over the remade precopy
     ks = keys_in_bucket(3, 3, "f")
     good = (mu.hello(3, 0, NB, delta=1) + mu.item(ks[0].encode(), b"caught") +
             mu.end(1, len(ks[0]) + 6))
     cut = mu.hello(3, 0, NB, delta=1) + mu.item(ks[1].encode(), b"x")
-    src.replies += [precopy_reply(3, ks), (good, None), (cut, None)]
-    assert mu.run_job(b, precopy_path(3, src.port), "precopy 3")["state"] == "done"
-    harness.wait_for(lambda: not precopy_job(b, 3)["tracked"], what="the cut catch-up")
-    pre = precopy_job(b, 3)
-    assert pre["catchups"] == 1 and pre["catchup_items"] == 1, pre
+    src.catchup_replies += [(good, None), (cut, None)]
+    src.catchup_default = empty_catchup
+    src.replies += [precopy_reply(3, ks), precopy_reply(3, ks)]
+    first = mu.run_job(b, precopy_path(3, src.port), "precopy 3")
+    assert first["state"] == "done", first
+    harness.wait_for(lambda: precopy_job(b, 3)["refreshes"] == 1, what="the remade precopy")
     assert src.paths[1].endswith("?buckets=3:123456789&catchup=1"), src.paths
-    assert mu.migrate_stats(b)["catchup_lost"] == 1
-    src.replies.append((mu.hello(3, 50, NB) + mu.end(0, 0), None))
+    assert src.paths[3].endswith("?bucket=3&tap=1"), src.paths
+    sb = mu.migrate_stats(b)
+    assert sb["catchup_lost"] == 1 and sb["precopy_refreshes"] == 1, sb
+    harness.wait_for(lambda: precopy_job(b, 3)["state"] == "done", what="remade precopy 3")
+    assert precopy_job(b, 3)["tracked"]
+    src.replies.append((mu.hello(3, 50, NB, delta=1) + mu.end(0, 0), None))
     job = mu.run_job(b, final_path(3, 50, src.port), "final 3")
-    assert "since" not in src.paths[-1] and ":" not in src.paths[-1].split("bucket=")[1], src.paths
-    assert job["state"] == "done" and job["delta"] is False, job
+    assert src.paths[-1].endswith("&since=123456789"), src.paths
+    assert job["state"] == "done" and job["delta"] is True, job
+    assert mu.bucket_items(b, 3) == 3
 
     # items after a HELLO that says the tracker is gone
     ks = keys_in_bucket(5, 2, "g")
     bad = (mu.hello(5, 0, NB) + mu.item(ks[0].encode(), b"sneaked") +
            mu.end(1, len(ks[0]) + 7))
-    src.replies += [precopy_reply(5, ks), (bad, None)]
+    src.catchup_replies.append((bad, None))
+    src.replies += [precopy_reply(5, ks), precopy_reply(5, ks)]
     assert mu.run_job(b, precopy_path(5, src.port), "precopy 5")["state"] == "done"
-    harness.wait_for(lambda: not precopy_job(b, 5)["tracked"], what="the bad catch-up")
+    harness.wait_for(lambda: precopy_job(b, 5)["refreshes"] == 1, what="the bad catch-up")
     assert mu.migrate_stats(b)["catchup_lost"] == 2
     assert "said was gone" in b.proc.output()
+    harness.wait_for(lambda: precopy_job(b, 5)["state"] == "done", what="remade precopy 5")
 
     # an older source: 400 to the catch-up, then never asked again
     ks = keys_in_bucket(7, 2, "h")
-    src.replies += [precopy_reply(7, ks),
-                    (b'{"error":"unknown query parameter \\"catchup\\""}', None, 0, {}, 400)]
+    src.catchup_replies.append(
+        (b'{"error":"unknown query parameter \\"catchup\\""}', None, 0, {}, 400))
+    src.catchup_default = None
+    src.replies.append(precopy_reply(7, ks))
     assert mu.run_job(b, precopy_path(7, src.port), "precopy 7")["state"] == "done"
     harness.wait_for(lambda: "does not take catch-ups" in b.proc.output(),
                      what="the older source noted")
