@@ -666,6 +666,7 @@ job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
         atomic_fetch_add(&mig->import_bytes, sec->bytes);
         if (precopy) atomic_fetch_add(&mig->precopies, 1);
         if (sec->delta) atomic_fetch_add(&mig->import_deltas, 1);
+        if (sec->delta) atomic_fetch_add(&mig->import_delta_items, sec->items);
         if (fallback) atomic_fetch_add(&mig->delta_fallbacks, 1);
         log_info("migrate: imported bucket %" PRIu32 " (%s, epoch %" PRIu64 ") from %s: %" PRIu64
                  " items, %" PRIu64 " bytes in %lld ms", bucket,

@@ -433,6 +433,7 @@ bc_node_migrate_get_stats(bc_node_migrate_t *mig, bc_node_migrate_stats_t *out)
     out->catchup_items = atomic_load(&mig->catchup_items);
     out->catchup_lost = atomic_load(&mig->catchup_lost);
     out->precopy_refreshes = atomic_load(&mig->precopy_refreshes);
+    out->import_delta_items = atomic_load(&mig->import_delta_items);
     out->export_parted = atomic_load(&mig->export_parted);
     out->import_parted = atomic_load(&mig->import_parted);
     out->prefault_bytes = atomic_load(&mig->prefault_bytes);

@@ -265,6 +265,9 @@ typedef struct bc_node_migrate_config {
       "Final exports that sent only the changes since the precopy.")                             \
     X(import_deltas, "import_deltas", "migrate_import_deltas_total", "counter",                  \
       "Final imports that applied only the changes since the precopy.")                          \
+    X(import_delta_items, "import_delta_items", "migrate_import_delta_items_total", "counter",    \
+      "Changes (items and deleted keys) the final copies' deltas applied: what crossed in the "  \
+      "write pauses of precopied buckets.")                                                      \
     X(delta_fallbacks, "delta_fallbacks", "migrate_delta_fallbacks_total", "counter",            \
       "Final imports that asked for the changes and got the whole bucket (the source's "        \
       "change tracker had ended).")                                                              \

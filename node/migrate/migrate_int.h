@@ -128,7 +128,7 @@ struct bc_node_migrate {
     _Atomic uint64_t imports_done, imports_failed, import_items, import_bytes;
     _Atomic uint64_t precopies, export_deltas, import_deltas, delta_fallbacks;
     _Atomic uint64_t export_catchups, catchups, catchup_items, catchup_lost;   /* catchup.c */
-    _Atomic uint64_t precopy_refreshes;
+    _Atomic uint64_t precopy_refreshes, import_delta_items;
     _Atomic uint64_t export_parted, import_parted;   /* items in parts (bc_frame.h HEAD) */
     _Atomic uint64_t prefault_bytes, prefault_cpu_us;   /* the prefault thread's work */
 

@@ -251,6 +251,16 @@ def write_pauses(nodes):
     return count, sum_us, max_us, hist, bounds
 
 
+def migrate_totals(nodes):
+    """The nodes' migration counters (/stats cluster.migrate), summed."""
+    out = {}
+    for n in nodes:
+        mig = harness.http_json(n.admin_port, "GET", "/stats")[1]["cluster"]["migrate"]
+        for k, v in mig.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def console_commits(con):
     """The console's ZooKeeper transactions so far (/v1/migrations commits),
     in write_pauses()'s shape."""
@@ -445,6 +455,16 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     if pauses is not None:
         print("write pause at the sources (%d buckets; fence to the new tables read): p50 <= %s "
               "ms, p99 <= %s ms, mean %.1f ms, max %.1f ms" % pauses)
+    # What the final copies carried, in the pause: the changes since the
+    # precopy's last catch-up (docs/zookeeper.md, step 3).
+    mt = migrate_totals(nodes + [g4])
+    print("precopies %d, caught up %d times while writable (%d changes; %d trackers lost, %d "
+          "precopies remade); final copies: %d deltas carrying %d changes, %d full over a "
+          "precopy" % (
+              mt.get("precopies", 0), mt.get("catchups", 0), mt.get("catchup_items", 0),
+              mt.get("catchup_lost", 0), mt.get("precopy_refreshes", 0),
+              mt.get("import_deltas", 0), mt.get("import_delta_items", 0),
+              mt.get("delta_fallbacks", 0)))
     print("RESULT part=%s loopback_mb_per_s=%.0f agg_mb_per_s=%.0f copy_mb_per_s=%.0f "
           "converge_s=%.2f moved_mb=%.0f buckets=%d failed_ops=%d wrong=%d stall_p50_ms=%d "
           "stall_p99_ms=%d stall_max_ms=%d zk_fsync=%d client_sets=%d client_sets_50ms=%d "
