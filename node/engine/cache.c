@@ -1191,6 +1191,21 @@ bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bo
     return held ? it : NULL;
 }
 
+bool
+bc_cache_peek(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+              bc_cache_read_fn fn, void *ctx)
+{
+    cache_loc_t loc;
+    if (key == NULL || nkey == 0 || nkey > BC_KEY_MAX_LEN) return false;
+    cache_locate(cache, hash, &loc);
+    uint32_t now = cache_clock(cache);
+    pthread_mutex_lock(&loc.shard->lock);
+    bc_item_t *it = do_item_find_live(cache, &loc, key, nkey, hash, now);
+    if (it != NULL) (void)fn(it, ctx);
+    pthread_mutex_unlock(&loc.shard->lock);
+    return it != NULL;
+}
+
 void
 bc_item_release(bc_cache_t *cache, bc_item_t *it)
 {

@@ -190,6 +190,18 @@ bc_item_t *bc_cache_read(bc_cache_t *cache, const char *key, size_t nkey, uint32
                          bool *found);
 
 /*
+ * Looks at a live item without reading it as a client would: fn is called
+ * with the item and the shard lock held (it may bc_item_retain it, nothing
+ * else of the cache), and the lookup counts no hit or miss and does not
+ * mark the item used for eviction.  A migration's export reads the keys a
+ * change tracker recorded this way (one short lock hold per key instead
+ * of a walk of the whole bucket under it).  Returns whether the key was
+ * there (fn is called only then).
+ */
+bool bc_cache_peek(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
+                   bc_cache_read_fn fn, void *ctx);
+
+/*
  * Two-phase store.  bc_item_alloc reserves memory (evicting if needed) and
  * returns an unlinked item with one reference whose value the caller fills
  * (nbytes includes the trailing CRLF, which the caller writes too).  Key,

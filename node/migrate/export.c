@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 
 #include "bc_frame.h"
+#include "bc_hash.h"
 #include "bc_log.h"
 #include "bc_peerauth.h"
 #include "bc_time.h"
@@ -177,31 +178,35 @@ export_refused(bc_node_migrate_t *mig)
     atomic_fetch_add_explicit(&mig->export_refusals, 1, memory_order_relaxed);
 }
 
-/* A delta export's pass over the bucket (shard lock held): the changed
- * keys that still exist go out as ITEM; they are marked, and those left
- * unmarked afterwards are gone (DEL). */
-typedef struct delta_ctx {
-    export_ctx_t *x;
-    bc_tap_keys_t *keys;
-} delta_ctx_t;
-
+/* A delta's key, found (shard lock held): out as ITEM, or held for its
+ * parts. */
 static bool
-export_changed_item(const bc_item_t *it, void *arg)
+export_peeked_item(const bc_item_t *it, void *arg)
 {
-    delta_ctx_t *d = arg;
-    if (!bc_tap_keys_mark(d->keys, bc_item_key(it), bc_item_nkey(it))) return true;
-    return export_add_item(d->x, it);
+    (void)export_add_item(arg, it);
+    return false;
 }
 
+/*
+ * One key a change tracker recorded: as it is now -- an ITEM, or a DEL
+ * when it is gone.  BEHAVIOR: each key is looked up on its own (one short
+ * hold of its shard lock, bc_cache_peek: no hit counted, nothing marked
+ * used), not found by walking the bucket: a catch-up comes every few tens
+ * of milliseconds, and a walk would hold the shard lock for the whole
+ * bucket each time, however few keys changed.
+ */
 static void
-export_gone_key(const char *key, size_t nkey, void *arg)
+export_changed_key(const char *key, size_t nkey, void *arg)
 {
-    bc_item_frame_batch_t *x = &((delta_ctx_t *)arg)->x->frames;
-    if (x->st != BC_OK) return;
-    x->st = bc_frame_put_del(x->buf, key, nkey);
-    if (x->st != BC_OK) return;
-    x->items++;
-    x->bytes += nkey;
+    export_ctx_t *x = arg;
+    if (x->frames.st != BC_OK) return;
+    if (bc_cache_peek(x->cache, key, nkey, bc_hash_key(key, nkey), export_peeked_item, x)) {
+        return;
+    }
+    x->frames.st = bc_frame_put_del(x->frames.buf, key, nkey);
+    if (x->frames.st != BC_OK) return;
+    x->frames.items++;
+    x->frames.bytes += nkey;
 }
 
 /*
@@ -511,13 +516,9 @@ static bc_status_t
 export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, uint64_t epoch,
                     bc_tap_keys_t *keys)
 {
-    delta_ctx_t d = {.x = x, .keys = keys};
     bc_status_t st = bc_frame_put_hello_delta(&x->buf, bucket, epoch,
                                               bc_cache_nbuckets(mig->cache));
-    if (st == BC_OK && keys->count > 0) {
-        st = bc_cache_bucket_foreach(mig->cache, bucket, export_changed_item, &d);
-        if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_gone_key, &d);
-    }
+    if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_changed_key, x);
     if (st == BC_OK) st = x->frames.st;
     if (st == BC_OK && epoch != 0) {
         atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);

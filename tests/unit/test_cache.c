@@ -147,6 +147,44 @@ test_set_get_delete(void **state)
 }
 
 
+static bool
+peek_copy(const bc_item_t *it, void *ctx)
+{
+    char *out = ctx;
+    memcpy(out, bc_item_value_const(it), bc_item_value_len(it));
+    out[bc_item_value_len(it)] = '\0';
+    return false;
+}
+
+/* A peek finds a live item and hands it to its callback, and is not a
+ * client's read: no miss or hit, an expired or flushed key is not there. */
+static void
+test_peek(void **state)
+{
+    (void)state;
+    bc_cache_t *cache = make_cache(4 << 20, NULL);
+    char got[32] = "";
+    assert_int_equal(set(cache, "alpha", "one"), BC_OK);
+    assert_true(bc_cache_peek(cache, "alpha", 5, bc_hash_key("alpha", 5), peek_copy, got));
+    assert_string_equal(got, "one");
+    got[0] = '\0';
+    assert_false(bc_cache_peek(cache, "beta", 4, bc_hash_key("beta", 4), peek_copy, got));
+    assert_string_equal(got, "");
+    assert_false(bc_cache_peek(cache, "", 0, 0, peek_copy, got));
+    assert_int_equal(store_mode(cache, "gamma", "soon", 0, T0 + 5, BC_STORE_SET, 0, NULL), BC_OK);
+    assert_true(bc_cache_peek(cache, "gamma", 5, bc_hash_key("gamma", 5), peek_copy, got));
+    fake_now = T0 + 10;
+    assert_false(bc_cache_peek(cache, "gamma", 5, bc_hash_key("gamma", 5), peek_copy, got));
+    bc_cache_flush(cache, 0);
+    assert_false(bc_cache_peek(cache, "alpha", 5, bc_hash_key("alpha", 5), peek_copy, got));
+    fake_now = T0;
+    /* gamma, peeked but never fetched, expired unfetched */
+    bc_cache_stats_t st;
+    bc_cache_get_stats(cache, &st);
+    assert_int_equal(st.expired_unfetched, 1);
+    bc_cache_destroy(cache);
+}
+
 static uint32_t
 hkey(const char *key)
 {
@@ -1676,6 +1714,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_get_delete),
+        cmocka_unit_test(test_peek),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_alloc_errors),
         cmocka_unit_test(test_store_modes),
