@@ -102,7 +102,7 @@ bc_tap_keys_add(bc_tap_keys_t *k, const char *key, size_t nkey)
     }
     uint32_t slot = keys_slot(k, key, nkey);
     if (k->index[slot] != 0) return BC_OK;
-    size_t need = nkey + 2;
+    size_t need = nkey + 1;
     if (k->len + need >= UINT32_MAX) return BC_ETOOLARGE;
     if (k->len + need > k->cap) {
         size_t cap = k->cap ? k->cap * 2 : 4096;
@@ -115,7 +115,6 @@ bc_tap_keys_add(bc_tap_keys_t *k, const char *key, size_t nkey)
     char *e = k->arena + k->len;
     e[0] = (char)nkey;
     memcpy(e + 1, key, nkey);
-    e[1 + nkey] = 0;
     k->index[slot] = (uint32_t)k->len + 1;
     k->len += need;
     k->count++;
@@ -123,23 +122,20 @@ bc_tap_keys_add(bc_tap_keys_t *k, const char *key, size_t nkey)
 }
 
 bool
-bc_tap_keys_mark(bc_tap_keys_t *k, const char *key, size_t nkey)
+bc_tap_keys_has(const bc_tap_keys_t *k, const char *key, size_t nkey)
 {
     if (k->mask == 0 || nkey == 0 || nkey > 255) return false;
-    uint32_t off = k->index[keys_slot(k, key, nkey)];
-    if (off == 0) return false;
-    k->arena[off - 1 + 1 + nkey] = 1;
-    return true;
+    return k->index[keys_slot(k, key, nkey)] != 0;
 }
 
 void
-bc_tap_keys_foreach_unseen(const bc_tap_keys_t *k,
-                           void (*fn)(const char *key, size_t nkey, void *ctx), void *ctx)
+bc_tap_keys_foreach(const bc_tap_keys_t *k, void (*fn)(const char *key, size_t nkey, void *ctx),
+                    void *ctx)
 {
     for (size_t off = 0; off < k->len;) {
         size_t nkey = (unsigned char)k->arena[off];
-        if (k->arena[off + 1 + nkey] == 0) fn(k->arena + off + 1, nkey, ctx);
-        off += nkey + 2;
+        fn(k->arena + off + 1, nkey, ctx);
+        off += nkey + 1;
     }
 }
 
@@ -157,7 +153,7 @@ bc_tap_keys_free(bc_tap_keys_t *k)
     memset(k, 0, sizeof(*k));
 }
 
-/* A copy of k (every entry unseen). */
+/* A copy of k. */
 static bc_status_t
 keys_copy(const bc_tap_keys_t *k, bc_tap_keys_t *out)
 {

@@ -66,13 +66,12 @@ typedef struct bc_tap_config {
 } bc_tap_config_t;
 
 /*
- * A set of keys (the changes a tap recorded, copied out of it).  Entries
- * are looked up by key and each carries a "seen" mark, so an export can
- * tell the keys it met in the bucket from those that are gone.  Owned by
- * whoever filled it (bc_tap_keys_free).
+ * A set of keys (the changes a tap recorded, copied or moved out of it),
+ * each once, in the order first recorded.  Owned by whoever filled it
+ * (bc_tap_keys_free).
  */
 typedef struct bc_tap_keys {
-    char *arena;                   /* entries: u8 nkey, key bytes, u8 seen */
+    char *arena;                   /* entries: u8 nkey, key bytes */
     size_t len, cap;
     uint32_t *index;               /* open addressing: arena offset + 1; 0 = empty */
     uint32_t mask;                 /* index slots - 1 (0 with no index) */
@@ -139,11 +138,11 @@ void bc_tap_get_stats(bc_tap_set_t *set, bc_tap_stats_t *out);
 /* Adds key unless present.  Returns BC_OK, BC_ENOMEM, BC_ETOOLARGE (over
  * 4 GiB of keys). */
 bc_status_t bc_tap_keys_add(bc_tap_keys_t *keys, const char *key, size_t nkey);
-/* Marks key seen; returns false when it is not in the set. */
-bool bc_tap_keys_mark(bc_tap_keys_t *keys, const char *key, size_t nkey);
-/* Calls fn for every key not marked seen. */
-void bc_tap_keys_foreach_unseen(const bc_tap_keys_t *keys,
-                                void (*fn)(const char *key, size_t nkey, void *ctx), void *ctx);
+/* Whether key is in the set. */
+bool bc_tap_keys_has(const bc_tap_keys_t *keys, const char *key, size_t nkey);
+/* Calls fn for every key of the set, in the order they were added. */
+void bc_tap_keys_foreach(const bc_tap_keys_t *keys,
+                         void (*fn)(const char *key, size_t nkey, void *ctx), void *ctx);
 /* Bytes the set holds (keys and index). */
 size_t bc_tap_keys_bytes(const bc_tap_keys_t *keys);
 void bc_tap_keys_free(bc_tap_keys_t *keys);

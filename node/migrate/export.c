@@ -518,7 +518,7 @@ export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, ui
 {
     bc_status_t st = bc_frame_put_hello_delta(&x->buf, bucket, epoch,
                                               bc_cache_nbuckets(mig->cache));
-    if (st == BC_OK) bc_tap_keys_foreach_unseen(keys, export_changed_key, x);
+    if (st == BC_OK) bc_tap_keys_foreach(keys, export_changed_key, x);
     if (st == BC_OK) st = x->frames.st;
     if (st == BC_OK && epoch != 0) {
         atomic_fetch_add_explicit(&mig->export_deltas, 1, memory_order_relaxed);
