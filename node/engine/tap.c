@@ -307,34 +307,15 @@ bc_tap_start(bc_tap_set_t *set, uint32_t bucket, uint64_t *id)
     return BC_OK;
 }
 
-bc_status_t
-bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
-               size_t whylen)
-{
-    memset(out, 0, sizeof(*out));
-    if (bucket >= set->nbuckets) return bc_fail(why, whylen, BC_ENOTFOUND, "no such bucket");
-    pthread_mutex_lock(&set->mu);
-    tap_t *t = set->by_bucket[bucket];
-    bc_status_t st;
-    if (t == NULL || t->id != id) {
-        st = bc_fail(why, whylen, BC_ENOTFOUND, "no change tracker %llu on bucket %u (it "
-                     "overflowed, a flush or drop ended it, it expired or was replaced, or the "
-                     "node restarted)", (unsigned long long)id, bucket);
-    } else if (bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
-        do_tap_end(set, bucket);
-        st = bc_fail(why, whylen, BC_ENOTFOUND, "the change tracker of bucket %u expired",
-                     bucket);
-    } else {
-        st = keys_copy(&t->keys, out);
-        if (st == BC_OK) t->used_ms = bc_time_mono_coarse_ms();
-    }
-    pthread_mutex_unlock(&set->mu);
-    return st;
-}
-
-bc_status_t
-bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
-            size_t whylen)
+/*
+ * Hands tap `id` of bucket's keys to *out (mu taken here): copied, or with
+ * take moved out (the tap goes on recording into an empty set: a change
+ * from now on is the next take's, or the final copy's).  The tap counts
+ * as used.  Errors as bc_tap_changes.
+ */
+static bc_status_t
+tap_keys_out(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bool take, bc_tap_keys_t *out,
+             char *why, size_t whylen)
 {
     memset(out, 0, sizeof(*out));
     if (bucket >= set->nbuckets) return bc_fail(why, whylen, BC_ENOTFOUND, "no such bucket");
@@ -349,17 +330,31 @@ bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out,
         do_tap_end(set, bucket);
         st = bc_fail(why, whylen, BC_ENOTFOUND, "the change tracker of bucket %u expired",
                      bucket);
-    } else {
-        /* The set moves out whole and the tap records into an empty one:
-         * a change from now on is the next take's (or the final copy's). */
+    } else if (take) {
         *out = t->keys;
         memset(&t->keys, 0, sizeof(t->keys));
         set->nkeys -= out->count;
         set->taken++;
-        t->used_ms = bc_time_mono_coarse_ms();
+    } else {
+        st = keys_copy(&t->keys, out);
     }
+    if (st == BC_OK) t->used_ms = bc_time_mono_coarse_ms();
     pthread_mutex_unlock(&set->mu);
     return st;
+}
+
+bc_status_t
+bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
+               size_t whylen)
+{
+    return tap_keys_out(set, bucket, id, false, out, why, whylen);
+}
+
+bc_status_t
+bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out, char *why,
+            size_t whylen)
+{
+    return tap_keys_out(set, bucket, id, true, out, why, whylen);
 }
 
 void

@@ -75,10 +75,7 @@
 static bool
 catchup_refused_by(const bc_node_migrate_t *mig, const char *source)
 {
-    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
-        if (strcmp(mig->nocatchup[i], source) == 0) return true;
-    }
-    return false;
+    return bc__migrate_source_listed(mig->nocatchup, MIG_UNBATCHED_MAX, source);
 }
 
 /* Whether j is the newest job of its bucket (mu held).  BEHAVIOR: only

@@ -531,21 +531,36 @@ export_encode_delta(bc_node_migrate_t *mig, export_ctx_t *x, uint32_t bucket, ui
  * while it stays writable, with a change tracker armed just before it is
  * read.  Only the primary of B's owner serves it.
  */
-static enum MHD_Result
-export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+/*
+ * Whether this node serves every bucket of p while it stays writable (a
+ * precopy, a catch-up: the primary of their owner); otherwise *result is
+ * the 409.  BEHAVIOR: a batch is served whole or refused whole (the
+ * destination then fails those precopies, and their final copies are full
+ * ones; a refused catch-up changes nothing).
+ */
+static bool
+export_served(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p,
+              enum MHD_Result *result)
 {
     uint32_t owner = 0;
     uint64_t cur = 0;
-    /* BEHAVIOR: a batch is served whole or refused whole (the destination
-     * then fails those precopies, and their final copies are full ones). */
     for (uint32_t i = 0; i < p->nlist; i++) {
         bc_route_t route = bc_node_cluster_route(mig->cluster, p->list[i], true, &owner, &cur);
         if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
             export_refused(mig);
-            return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
-                                      route_refusal(route));
+            *result = bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
+                                         route_refusal(route));
+            return false;
         }
     }
+    return true;
+}
+
+static enum MHD_Result
+export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
+{
+    enum MHD_Result result;
+    if (!export_served(mig, req, p, &result)) return result;
     uint64_t taps[MIG_BATCH_MAX];
     for (uint32_t i = 0; i < p->nlist; i++) {
         bc_status_t st = bc_tap_start(mig->taps, p->list[i], &taps[i]);
@@ -570,16 +585,8 @@ export_precopy(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
 static enum MHD_Result
 export_catchup(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p)
 {
-    uint32_t owner = 0;
-    uint64_t cur = 0;
-    for (uint32_t i = 0; i < p->nlist; i++) {
-        bc_route_t route = bc_node_cluster_route(mig->cluster, p->list[i], true, &owner, &cur);
-        if (route != BC_ROUTE_SERVE && route != BC_ROUTE_READONLY) {
-            export_refused(mig);
-            return bc__migrate_refuse(req, false, cur, "bucket %" PRIu32 " %s", p->list[i],
-                                      route_refusal(route));
-        }
-    }
+    enum MHD_Result result;
+    if (!export_served(mig, req, p, &result)) return result;
     bc_tap_keys_t *keys[MIG_BATCH_MAX] = {0};
     uint64_t taps[MIG_BATCH_MAX] = {0};
     for (uint32_t i = 0; i < p->nlist; i++) {

@@ -686,11 +686,7 @@ static void
 import_unbatched(bc_node_migrate_t *mig, const char *source, char *err, size_t errlen)
 {
     pthread_mutex_lock(&mig->mu);
-    bool known = false;
-    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
-        known = known || strcmp(mig->unbatched[i], source) == 0;
-    }
-    if (!known) {
+    if (!bc__migrate_source_listed(mig->unbatched, MIG_UNBATCHED_MAX, source)) {
         snprintf(mig->unbatched[mig->unbatched_next], BC_ADDR_MAX, "%s", source);
         mig->unbatched_next = (mig->unbatched_next + 1) % MIG_UNBATCHED_MAX;
     }

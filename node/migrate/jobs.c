@@ -320,10 +320,7 @@ import_release(bc_node_migrate_t *mig, import_batch_t *batch)
 static bool
 import_source_unbatched(const bc_node_migrate_t *mig, const char *source)
 {
-    for (uint32_t i = 0; i < MIG_UNBATCHED_MAX; i++) {
-        if (strcmp(mig->unbatched[i], source) == 0) return true;
-    }
-    return false;
+    return bc__migrate_source_listed(mig->unbatched, MIG_UNBATCHED_MAX, source);
 }
 
 /*

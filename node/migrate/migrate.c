@@ -237,6 +237,15 @@ bc__migrate_refuse(bc_http_req_t *req, bool retry, uint64_t epoch, const char *f
 }
 
 bool
+bc__migrate_source_listed(const char (*list)[BC_ADDR_MAX], uint32_t n, const char *source)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (strcmp(list[i], source) == 0) return true;
+    }
+    return false;
+}
+
+bool
 bc__migrate_node_owns(bc_node_migrate_t *mig, uint32_t bucket)
 {
     bc_node_cluster_info_t info;

@@ -173,6 +173,9 @@ bool bc__migrate_params_parse(bc_node_migrate_t *mig, bc_http_req_t *req, mig_pa
  * whether asking again later can succeed. */
 enum MHD_Result bc__migrate_refuse(bc_http_req_t *req, bool retry, uint64_t epoch,
                                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* migrate.c: whether source is one of the n addresses of list (mu held:
+ * the lists of sources that refused batches or catch-ups). */
+bool bc__migrate_source_listed(const char (*list)[BC_ADDR_MAX], uint32_t n, const char *source);
 /* migrate.c: true when this node's group owns bucket by its tables. */
 bool bc__migrate_node_owns(bc_node_migrate_t *mig, uint32_t bucket);
 
