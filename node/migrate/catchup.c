@@ -202,8 +202,8 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
         log_info("migrate: source %s does not take catch-ups (an older node): its precopies "
                  "wait for their final copies as they are", batch->jobs[0]->source);
     } else if (st != BC_OK) {
-        log_info("migrate: catch-up of %u precopies from %s failed (%u of them now need a full "
-                 "copy): %s", batch->n, batch->jobs[0]->source, lost, err);
+        log_info("migrate: catch-up of %u precopies from %s failed (%u of them lost their "
+                 "trackers): %s", batch->n, batch->jobs[0]->source, lost, err);
     } else if (applied > 0) {
         log_debug("migrate: caught up %u precopies from %s: %" PRIu64 " changes", batch->n,
                   batch->jobs[0]->source, applied);
