@@ -33,6 +33,12 @@
  *     and its final copy is a full one -- slower, never wrong.  So is a
  *     precopy whose source says the tracker is gone.  A refusal takes
  *     nothing, and leaves the precopy as it was.
+ *   - Pace.  A catch-up that finds nothing changed doubles the wait
+ *     before that precopy's next one (up to MIG_CATCHUP_IDLE_MAX_MS); one
+ *     that finds changes brings it back to catchup_ms.  Most buckets of a
+ *     move are barely written while they wait, and each catch-up is a
+ *     request the source's admin thread serves beside the final copies'
+ *     exports, whose time is the write pause.
  *   - Refresh.  When a catch-up loses a precopy's tracker and no final
  *     copy has taken the precopy yet, it is made again at once, while
  *     the bucket stays writable (bc__migrate_precopy_again: a new job,
@@ -70,6 +76,8 @@
  * bucket whose writes outrun every tracker is left to a full final copy
  * rather than copied over and over. */
 #define MIG_REFRESH_MAX         3u
+/* A precopy whose bucket nobody writes is caught up at most this seldom. */
+#define MIG_CATCHUP_IDLE_MAX_MS 800u
 
 /* Whether source refused catch-ups before (mu held). */
 static bool
@@ -93,6 +101,15 @@ catchup_newest(const bc_node_migrate_t *mig, const import_job_t *j)
     return true;
 }
 
+/* How long after its last catch-up precopy j is due the next (mu held):
+ * catchup_ms, doubled after each catch-up that found nothing changed, up
+ * to MIG_CATCHUP_IDLE_MAX_MS (BEHAVIOR: pace). */
+static uint32_t
+catchup_every(const bc_node_migrate_t *mig, const import_job_t *j)
+{
+    return j->catchup_every_ms != 0 ? j->catchup_every_ms : mig->catchup_ms;
+}
+
 /* Whether precopy j is due a catch-up at `now` (mono ms; mu held): it
  * could still be the base of its final copy, is its bucket's newest job,
  * and was brought up to date catchup_ms ago or more. */
@@ -102,7 +119,7 @@ catchup_due(const bc_node_migrate_t *mig, const import_job_t *j, int64_t now)
     return j->precopy && j->state == JOB_DONE && !j->used && !j->catchup && j->tap != 0 &&
            !atomic_load(&j->cancel) && j->flushes == bc_cache_flush_count(mig->cache) &&
            bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS &&
-           now - j->caught_up_ms >= (int64_t)mig->catchup_ms && catchup_newest(mig, j);
+           now - j->caught_up_ms >= (int64_t)catchup_every(mig, j) && catchup_newest(mig, j);
 }
 
 /*
@@ -161,6 +178,10 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
         j->caught_up_ms = st != BC_OK && !out->taken ? now + 1000 : now;
         bool whole = i < out->got;
         if (whole && !out->gone[i]) {
+            uint32_t every = catchup_every(mig, j);
+            j->catchup_every_ms = out->items[i] > 0 ? mig->catchup_ms
+                                  : every * 2 > MIG_CATCHUP_IDLE_MAX_MS ? MIG_CATCHUP_IDLE_MAX_MS
+                                                                         : every * 2;
             j->catchups++;
             j->catchup_items += out->items[i];
             j->catchup_bytes += out->bytes[i];

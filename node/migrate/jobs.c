@@ -286,6 +286,7 @@ import_decide(bc_node_migrate_t *mig, const mig_params_t *p, uint32_t bucket,
     j->catchups = j->catchup_items = j->catchup_bytes = 0;
     j->refreshes = 0;
     j->caught_up_ms = 0;
+    j->catchup_every_ms = 0;
     j->delta = false;
     j->base_items = base_items;
     j->base_bytes = base_bytes;

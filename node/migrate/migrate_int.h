@@ -63,6 +63,7 @@ typedef struct import_job {
     uint64_t catchups;             /* precopy: catch-ups applied, and their changes */
     uint64_t catchup_items, catchup_bytes;
     int64_t caught_up_ms;          /* precopy: when it was last brought up to date (mono) */
+    uint32_t catchup_every_ms;     /* precopy: its next catch-up this long after that */
     uint32_t refreshes;            /* precopy: made again this many times in a row because
                                     * its tracker was lost (catchup.c) */
     bool delta;                    /* final: the source sent only the changes */

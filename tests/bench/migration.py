@@ -342,6 +342,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     idle_load = idle_between(cpu0, cpu1)
     pauses0 = write_pauses(nodes)
     commits0 = console_commits(con)
+    totals0 = migrate_totals(nodes)
     t0 = time.time()
     g4 = harness.ClusterNode(zk, cl, 4, *NODE_ARGS, threads=2, memory_mb=mem,
                              session_timeout_ms=4000)
@@ -458,6 +459,7 @@ def run_round(zk, part, name, loop_mbs, fresh_mbs, zk_sync):
     # What the final copies carried, in the pause: the changes since the
     # precopy's last catch-up (docs/zookeeper.md, step 3).
     mt = migrate_totals(nodes + [g4])
+    mt = {k: v - totals0.get(k, 0) for k, v in mt.items()}
     print("precopies %d, caught up %d times while writable (%d changes; %d trackers lost, %d "
           "precopies remade); final copies: %d deltas carrying %d changes, %d full over a "
           "precopy" % (
