@@ -13,7 +13,7 @@
 # budget under a sanitizer.  The node's and console's threads are mostly
 # exercised by test_replication, test_migration*, test_forwarding,
 # test_cluster_nodes and test_console.  On an idle 2-core machine the
-# stages take about 7 (normal), 7 (ASan), 6 (TSan) and 3 (fuzz) minutes.
+# stages take about 7 (normal), 8 (ASan), 7 (TSan) and 2 (fuzz) minutes.
 # ctest passes TSAN_OPTIONS naming tests/tsan.supp to every test; an
 # integration test fails on any ThreadSanitizer report of a process it
 # started (tests/integration/harness.py).
