@@ -77,6 +77,7 @@ bc__tls_new(const bc_client_options_t *o, bc__tls_t **out, char *err, size_t err
                         o->tls_key_file);
     } else {
         SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+        bc_ssl_cache_certs(t->ctx);
         /* Non-blocking sockets: a write that could not finish is retried
          * with the rest of the same buffer (pool.c, mget.c). */
         SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |

@@ -120,6 +120,7 @@ tls_build(const bc_http_tls_config_t *c, char *err, size_t errlen)
         bc_fail(err, errlen, BC_EINVAL, "cannot load the key %s: %s", key,
                 tls_reason("unreadable"));
     } else {
+        bc_ssl_cache_certs(ctx);
         return ctx;
     }
     SSL_CTX_free(ctx);

@@ -57,3 +57,18 @@ bc_ssl_describe_error(SSL *ssl, int ret, const char *closed, char *err, size_t e
     ERR_clear_error();
     return st;
 }
+
+void
+bc_ssl_cache_certs(SSL_CTX *ctx)
+{
+    if (ctx == NULL) return;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_OBJECT) *objs = store != NULL ? X509_STORE_get0_objects(store) : NULL;
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x != NULL) (void)X509_check_purpose(x, -1, 0);
+    }
+    X509 *own = SSL_CTX_get0_certificate(ctx);
+    if (own != NULL) (void)X509_check_purpose(own, -1, 0);
+    ERR_clear_error();
+}

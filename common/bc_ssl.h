@@ -5,7 +5,8 @@
  * (common/bc_http_client.c: admin ports, the origin), the node's peer
  * links (node/net/tls.c) and the client library (client/tls.c).  Each
  * builds its own SSL_CTX (their versions, ciphers and files differ); only
- * the per-session steps live here.
+ * the per-session steps live here, and one step every context takes once
+ * it is built (bc_ssl_cache_certs).
  */
 #ifndef BC_SSL_H
 #define BC_SSL_H
@@ -29,6 +30,20 @@
  * kept of `host`.
  */
 bool bc_ssl_expect_host(SSL *ssl, const char *host, bool check);
+
+/*
+ * Call once a context's certificates are loaded, before any thread makes
+ * a session of it.  OpenSSL 3.0 works out a certificate's extensions
+ * (its key identifiers, its purposes) the first time a check needs them
+ * and keeps them in the certificate: it writes them under the
+ * certificate's lock, but later checks read them without it.  The CA
+ * certificates in ctx's store, and ctx's own certificate, are shared by
+ * every handshake of the process, so two first handshakes at once --
+ * two migration imports dialling their sources over TLS -- race on them
+ * (ThreadSanitizer saw it: ASN1_STRING_set against ASN1_STRING_cmp).
+ * This works them out here, while one thread holds ctx.
+ */
+void bc_ssl_cache_certs(SSL_CTX *ctx);
 
 /*
  * Why the handshake (or an I/O call) of `ssl` failed with return value

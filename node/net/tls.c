@@ -117,6 +117,7 @@ tls_build(const bc_tls_config_t *c, char *err, size_t errlen)
         default: break;
         }
         SSL_CTX_set_verify(ctx, mode, NULL);
+        bc_ssl_cache_certs(ctx);
         return ctx;
     }
     SSL_CTX_free(ctx);
@@ -137,6 +138,7 @@ tls_build_peer(const bc_tls_config_t *c, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (tls_load_identity(ctx, c, err, errlen)) {    /* callers give a CA */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        bc_ssl_cache_certs(ctx);
         return ctx;
     }
     SSL_CTX_free(ctx);

@@ -171,7 +171,9 @@ test_not_enough_in_sync_retried_without_refresh(void **state)
 {
     (void)state;
     world_t w;
-    atomic_int left = 3;
+    /* static: the fake's threads may outlive a failed assertion here */
+    static atomic_int left;
+    atomic_store(&left, 3);
     world_init(&w, hook_not_in_sync, &left, NULL);
     /* the group is short of backups in sync for a moment: retried on the
      * same node, the table is not asked for again */
@@ -183,11 +185,19 @@ test_not_enough_in_sync_retried_without_refresh(void **state)
     assert_int_equal(atomic_load(&w.refreshes), 0);
     /* short until the deadline: the write was not applied, and says why */
     atomic_store(&left, 1000000);
-    uint64_t t0 = ms_now();
-    /* (a deadline long enough that, on a loaded machine, an attempt does
-     * not run past it: a sent write whose answer is late is a timeout) */
-    assert_int_equal(bc_client_set(w.c, "k2", 2, "v", 1, 0, 0, 600), BC_CLIENT_ENOTINSYNC);
-    assert_true(ms_now() - t0 >= 590);
+    /* A sent write whose answer comes after the deadline is a timeout,
+     * not a refusal: on a loaded machine (a sanitizer) the last attempt
+     * before the deadline may be one.  So up to three tries, each either,
+     * and at least one ENOTINSYNC. */
+    int refused = 0;
+    for (int i = 0; i < 3 && refused == 0; i++) {
+        uint64_t t0 = ms_now();
+        int rc = bc_client_set(w.c, "k2", 2, "v", 1, 0, 0, 600);
+        assert_true(rc == BC_CLIENT_ENOTINSYNC || rc == BC_CLIENT_ETIMEOUT);
+        assert_true(ms_now() - t0 >= 590);
+        refused += rc == BC_CLIENT_ENOTINSYNC;
+    }
+    assert_int_equal(refused, 1);
     assert_false(fake_has(w.a, "k2"));
     assert_non_null(strstr(bc_strerror(BC_CLIENT_ENOTINSYNC), "in sync"));
     world_free(&w);
