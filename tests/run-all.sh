@@ -57,7 +57,7 @@ fuzz_targets=()
 for src in tests/fuzz/fuzz_*.c; do fuzz_targets+=("$(basename "$src" .c)"); done
 cmake --build build-fuzz -j "$JOBS" --target "${fuzz_targets[@]}"
 # The fuzzers run $JOBS at a time (each is one process on one core), each
-# for 20 s; a fuzzer that finds a crash exits non-zero and fails the stage
+# for 15 s; a fuzzer that finds a crash exits non-zero and fails the stage
 # after its log is shown.
 fuzz_one() {
   local src=$1 name f corpus
@@ -65,7 +65,7 @@ fuzz_one() {
   f="build-fuzz/tests/$name"
   corpus="tests/fuzz/corpus/${name#fuzz_}"
   mkdir -p "build-fuzz/corpus-$name"
-  "$f" -max_total_time=20 -max_len=4096 -print_final_stats=1 \
+  "$f" -max_total_time=15 -max_len=4096 -print_final_stats=1 \
        "build-fuzz/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus" ) \
        >"build-fuzz/$name.log" 2>&1
 }
@@ -78,7 +78,7 @@ for ((i = 0; i < ${#srcs[@]}; i += JOBS)); do
   done
   for j in "${!pids[@]}"; do
     rc=0; wait "${pids[j]}" || rc=$?
-    echo "--- ${names[j]} (20 s, exit $rc)"
+    echo "--- ${names[j]} (15 s, exit $rc)"
     if [ "$rc" -ne 0 ]; then fuzz_failed=1; cat "build-fuzz/${names[j]}.log"
     else tail -n 12 "build-fuzz/${names[j]}.log"; fi
   done

@@ -110,16 +110,24 @@ catchup_every(const bc_node_migrate_t *mig, const import_job_t *j)
     return j->catchup_every_ms != 0 ? j->catchup_every_ms : mig->catchup_ms;
 }
 
-/* Whether precopy j is due a catch-up at `now` (mono ms; mu held): it
- * could still be the base of its final copy, is its bucket's newest job,
- * and was brought up to date catchup_ms ago or more. */
+/* Whether precopy j may be caught up (mu held): it could still be the
+ * base of its final copy, is its bucket's newest job, and its source
+ * takes catch-ups. */
 static bool
-catchup_due(const bc_node_migrate_t *mig, const import_job_t *j, int64_t now)
+catchup_candidate(const bc_node_migrate_t *mig, const import_job_t *j)
 {
     return j->precopy && j->state == JOB_DONE && !j->used && !j->catchup && j->tap != 0 &&
            !atomic_load(&j->cancel) && j->flushes == bc_cache_flush_count(mig->cache) &&
            bc_time_real_ms() - j->finished_ms < MIG_PRECOPY_KEEP_MS &&
-           now - j->caught_up_ms >= (int64_t)catchup_every(mig, j) && catchup_newest(mig, j);
+           !catchup_refused_by(mig, j->source) && catchup_newest(mig, j);
+}
+
+/* Whether precopy j is due a catch-up at `now` (mono ms; mu held): a
+ * candidate brought up to date long enough ago (catchup_every). */
+static bool
+catchup_due(const bc_node_migrate_t *mig, const import_job_t *j, int64_t now)
+{
+    return now - j->caught_up_ms >= (int64_t)catchup_every(mig, j) && catchup_candidate(mig, j);
 }
 
 /*
@@ -133,7 +141,7 @@ catchup_pick(bc_node_migrate_t *mig, int64_t now)
     import_job_t *first = NULL;
     for (uint32_t i = 0; i < mig->njobs; i++) {
         import_job_t *j = &mig->jobs[i];
-        if (!catchup_due(mig, j, now) || catchup_refused_by(mig, j->source)) continue;
+        if (!catchup_due(mig, j, now)) continue;
         if (first == NULL || j->caught_up_ms < first->caught_up_ms) first = j;
     }
     if (first == NULL) return NULL;
@@ -242,10 +250,35 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
     }
 }
 
-/* Waits on catchup_cv (mu held) until `ms` from now, or a shutdown. */
-static void
-catchup_sleep(bc_node_migrate_t *mig, uint32_t ms)
+/*
+ * How long until the next catch-up is due (mu held; ms): the soonest of
+ * the precopies that may be caught up, or -1 when there is none -- the
+ * thread then sleeps until a precopy finishes (job_finish signals
+ * catchup_cv), not on a timer: a node that imports nothing never wakes.
+ */
+static int64_t
+catchup_next_due(const bc_node_migrate_t *mig, int64_t now)
 {
+    int64_t next = -1;
+    for (uint32_t i = 0; i < mig->njobs; i++) {
+        const import_job_t *j = &mig->jobs[i];
+        if (!catchup_candidate(mig, j)) continue;
+        int64_t wait = j->caught_up_ms + (int64_t)catchup_every(mig, j) - now;
+        if (wait < 1) wait = 1;
+        if (next < 0 || wait < next) next = wait;
+    }
+    return next;
+}
+
+/* Waits on catchup_cv (mu held) until `ms` from now (< 0: until
+ * signalled), or a shutdown. */
+static void
+catchup_sleep(bc_node_migrate_t *mig, int64_t ms)
+{
+    if (ms < 0) {
+        pthread_cond_wait(&mig->catchup_cv, &mig->mu);
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += ms / 1000;
@@ -266,7 +299,7 @@ bc__migrate_catchup_main(void *arg)
         int64_t now = bc_time_mono_ms();
         import_batch_t *batch = catchup_pick(mig, now);
         if (batch == NULL) {
-            catchup_sleep(mig, mig->catchup_ms);
+            catchup_sleep(mig, catchup_next_due(mig, now));
             continue;
         }
         pthread_mutex_unlock(&mig->mu);

@@ -659,6 +659,8 @@ job_finish(import_job_t *job, const import_run_t *r, const struct section *sec,
     /* Answer the console's long poll now (under mu: shutdown clears the
      * pointer under mu before the server goes). */
     bc_httpd_wake(mig->httpd);
+    /* a finished precopy is the catch-up thread's to keep up to date */
+    if (precopy && st == BC_OK) pthread_cond_signal(&mig->catchup_cv);
     pthread_mutex_unlock(&mig->mu);
     if (st == BC_OK) {
         atomic_fetch_add(&mig->imports_done, 1);
