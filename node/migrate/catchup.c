@@ -5,16 +5,18 @@
  * few tens of milliseconds, whatever the write rate.
  *
  * HOW
- *   One thread per node.  Every catchup_ms it looks for precopies that
- *   finished, are not used by a final copy yet and were last brought up
- *   to date catchup_ms ago or more; it takes those of one source (up to a
- *   batch) and asks that source for the changes their trackers recorded
+ *   One thread per node.  It looks for precopies that finished, are not
+ *   used by a final copy yet and were last brought up to date long enough
+ *   ago (catchup_ms, more for one nobody writes: BEHAVIOR, pace); it
+ *   takes those of one source (up to a batch) and asks that source for
+ *   the changes their trackers recorded
  *   since (GET /v1/migrate/export?buckets=B1:T1,..&catchup=1, export.c).
  *   The source moves each tracker's keys out (engine/tap.h, bc_tap_take)
  *   and sends each key as it is now; the destination applies them over
  *   the precopy, replacing, exactly as a final copy's delta.  Then it
  *   looks again at once (another source may be due) and sleeps only when
- *   nothing is.
+ *   nothing is: until the next precopy is due, or, with none to keep up,
+ *   until one finishes (job_finish signals catchup_cv).
  *
  *        precopy ........ catch-up ... catch-up ... | final copy (fenced)
  *        tracker armed    keys taken   keys taken   | keys since the last
