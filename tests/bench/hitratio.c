@@ -46,6 +46,24 @@
  *   curr_items: how many items of this size the server holds at its -m.
  *   hitratio.sh uses it on memcached to size the key space to 10x that.
  *
+ * BOUNDS (--bound C, no server)
+ *   What any cache holding C items could reach on this very stream (same
+ *   seed, same one-hit wonders, replayed one request at a time):
+ *   - static: the C most popular keys held from the first request, the
+ *     best any cache can do on an independent Zipf stream, knowing the
+ *     ranks in advance;
+ *   - lfu-exact: the best an online cache can hope for on it -- it counts
+ *     every request since the stream began, of cached and evicted keys
+ *     alike, holds the C keys with the highest counts (the least recently
+ *     used among equals goes first), and a missed key replaces the lowest
+ *     when its count is at least as high.  A real policy keeps no count
+ *     for keys it does not hold (or a lossy sketch of them), so it does
+ *     worse; on a stationary Zipf stream, ranking by the counts seen so
+ *     far is what there is to learn.
+ *   hitratio.sh prints both for the items memcached and the node's default
+ *   policy held, so a policy's distance to what is possible is measured in
+ *   the same run.
+ *
  * It only ever connects to 127.0.0.1.
  */
 #include <errno.h>
@@ -83,6 +101,7 @@ typedef struct hr_config {
     uint64_t seed;
     double one_time;           /* fraction of requests that are one-hit wonders */
     bool fill;
+    uint32_t bound;            /* --bound C: simulate caches of C items, no server */
     const char *key_prefix;
     int key_digits;
 } hr_config_t;
@@ -406,7 +425,7 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-"usage: hitratio -p PORT [options]\n"
+"usage: hitratio -p PORT [options]  |  hitratio --bound C [options]\n"
 "Hit ratio of a memcached-protocol server (127.0.0.1) on a Zipf key stream:\n"
 "get each key, set it on a miss.\n"
 "  -p, --port PORT        server port (required)\n"
@@ -420,6 +439,7 @@ usage(FILE *f)
 "  -P, --key-prefix STR   key prefix (default \"hr:\")\n"
 "  -o, --one-time F       a fraction F of requests are keys seen once (default 0)\n"
 "      --fill             calibrate: set keys 0..N-1 once, report curr_items\n"
+"      --bound C          no server: the static and exact-LFU bounds at C items\n"
 "  -h, --help\n"
 "Last output line: \"RESULT key=value ...\".\n");
 }
@@ -441,7 +461,7 @@ parse_u64_or_die(const char *opt, const char *s, uint64_t min, uint64_t max)
 static void
 parse_args(int argc, char **argv)
 {
-    enum { OPT_FILL = 1000 };
+    enum { OPT_FILL = 1000, OPT_BOUND };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"keys", required_argument, NULL, 'k'},
@@ -454,6 +474,7 @@ parse_args(int argc, char **argv)
         {"key-prefix", required_argument, NULL, 'P'},
         {"one-time", required_argument, NULL, 'o'},
         {"fill", no_argument, NULL, OPT_FILL},
+        {"bound", required_argument, NULL, OPT_BOUND},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -493,11 +514,14 @@ parse_args(int argc, char **argv)
             break;
         }
         case OPT_FILL: g_cfg.fill = true; break;
+        case OPT_BOUND:
+            g_cfg.bound = (uint32_t)parse_u64_or_die("--bound", optarg, 1, KEYS_MAX);
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
-    if (optind != argc || g_cfg.port == 0) {
+    if (optind != argc || (g_cfg.port == 0) == (g_cfg.bound == 0)) {
         usage(stderr);
         exit(2);
     }
@@ -535,10 +559,139 @@ run_fill(hr_conn_t *c, const char *value)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* bounds (see BOUNDS above)                                                */
+
+/* The exact-count LFU's cache: a binary min-heap of the held keys ordered
+ * by (count, last request), so the root is the one to replace. */
+typedef struct lfu_exact {
+    uint32_t *count;           /* per key: requests seen so far */
+    uint64_t *last;            /* per key: index of its last request */
+    uint32_t *pos;             /* per key: its heap slot, UINT32_MAX if not held */
+    uint32_t *heap;
+    uint32_t size, cap;
+} lfu_exact_t;
+
+static bool
+lfu_less(const lfu_exact_t *l, uint32_t a, uint32_t b)
+{
+    return l->count[a] != l->count[b] ? l->count[a] < l->count[b] : l->last[a] < l->last[b];
+}
+
+static void
+lfu_swap(lfu_exact_t *l, uint32_t i, uint32_t j)
+{
+    uint32_t t = l->heap[i];
+    l->heap[i] = l->heap[j];
+    l->heap[j] = t;
+    l->pos[l->heap[i]] = i;
+    l->pos[l->heap[j]] = j;
+}
+
+static void
+lfu_sift_down(lfu_exact_t *l, uint32_t i)
+{
+    for (;;) {
+        uint32_t least = i, a = 2 * i + 1, b = 2 * i + 2;
+        if (a < l->size && lfu_less(l, l->heap[a], l->heap[least]))
+            least = a;
+        if (b < l->size && lfu_less(l, l->heap[b], l->heap[least]))
+            least = b;
+        if (least == i)
+            return;
+        lfu_swap(l, i, least);
+        i = least;
+    }
+}
+
+static void
+lfu_sift_up(lfu_exact_t *l, uint32_t i)
+{
+    while (i > 0 && lfu_less(l, l->heap[i], l->heap[(i - 1) / 2])) {
+        lfu_swap(l, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+/* One request for key k at index r; returns whether k was held. */
+static bool
+lfu_request(lfu_exact_t *l, uint32_t k, uint64_t r)
+{
+    bool held = l->pos[k] != UINT32_MAX;
+    l->count[k]++;
+    l->last[k] = r;
+    if (held) {
+        lfu_sift_down(l, l->pos[k]);       /* its key only grew */
+    } else if (l->size < l->cap) {
+        l->heap[l->size] = k;
+        l->pos[k] = l->size++;
+        lfu_sift_up(l, l->pos[k]);
+    } else if (!lfu_less(l, k, l->heap[0])) {
+        l->pos[l->heap[0]] = UINT32_MAX;
+        l->heap[0] = k;
+        l->pos[k] = 0;
+        lfu_sift_down(l, 0);
+    }
+    return held;
+}
+
+static int
+run_bound(void)
+{
+    zipf_t z;
+    zipf_init(&z, g_cfg.keys, g_cfg.zipf_s, g_cfg.seed);
+    uint64_t mix_rng = g_cfg.seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t one_time_limit = (uint64_t)(g_cfg.one_time * 0x1.0p53);
+    uint64_t total = g_cfg.warmup + g_cfg.requests;
+    /* one-hit wonders are numbered from keys up, at most one per request */
+    uint64_t ids = (uint64_t)g_cfg.keys + (one_time_limit > 0 ? total : 0);
+    if (ids >= UINT32_MAX)
+        die("%s", "--bound: too many keys and requests");
+    lfu_exact_t l = {
+        .count = calloc(ids, sizeof(uint32_t)), .last = calloc(ids, sizeof(uint64_t)),
+        .pos = malloc(ids * sizeof(uint32_t)), .heap = malloc((size_t)g_cfg.bound * sizeof(uint32_t)),
+        .cap = g_cfg.bound,
+    };
+    if (!l.count || !l.last || !l.pos || !l.heap)
+        die("%s", "out of memory for the bound");
+    memset(l.pos, 0xff, ids * sizeof(uint32_t));
+    uint32_t next_once = g_cfg.keys;
+    uint64_t gets = 0, core_gets = 0, static_hits = 0, lfu_hits = 0, lfu_core_hits = 0;
+    for (uint64_t r = 0; r < total; r++) {
+        bool once = one_time_limit > 0 && (rng_next(&mix_rng) >> 11) < one_time_limit &&
+                    next_once < UINT32_MAX;
+        uint32_t k = once ? next_once++ : zipf_next(&z);
+        bool lfu_hit = lfu_request(&l, k, r);
+        if (r < g_cfg.warmup)
+            continue;
+        gets++;
+        lfu_hits += lfu_hit;
+        if (k < g_cfg.keys) {
+            core_gets++;
+            lfu_core_hits += lfu_hit;
+            static_hits += k < g_cfg.bound;    /* key k is rank k + 1 */
+        }
+    }
+    printf("RESULT capacity=%" PRIu32 " static_hit_ratio=%.4f static_core_hit_ratio=%.4f"
+           " lfu_exact_hit_ratio=%.4f lfu_exact_core_hit_ratio=%.4f\n",
+           g_cfg.bound, (double)static_hits / (double)gets,
+           core_gets ? (double)static_hits / (double)core_gets : 0,
+           (double)lfu_hits / (double)gets,
+           core_gets ? (double)lfu_core_hits / (double)core_gets : 0);
+    free(l.count);
+    free(l.last);
+    free(l.pos);
+    free(l.heap);
+    free(z.cdf);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    if (g_cfg.bound)
+        return run_bound();
     char *value = malloc(g_cfg.value_size);
     if (!value)
         die("%s", "out of memory");

@@ -16,7 +16,12 @@
 #   4. the same again on the scan-heavy mix: a fraction SCAN of the
 #      requests are one-hit wonders (keys requested once, never again)
 #      interleaved with the same Zipf core; its table also shows the hit
-#      ratio of the core requests alone.
+#      ratio of the core requests alone;
+#   5. under each table, what is possible on that stream (bench_hitratio
+#      --bound, no server) with as many items as memcached held and as the
+#      node's first policy held: the static bound (the most popular keys,
+#      known in advance) and the exact-count LFU (counts of every request
+#      since the start; the best an online policy can hope for here).
 #
 # With BC_BEFORE_NODE_BIN set, an earlier node build runs too, with its
 # default policy, in the same run.
@@ -99,6 +104,7 @@ run() {
     echo "  !! $name: $(tail -n 1 "$out")"
     kill -0 "$PID" 2>/dev/null || { echo "  !! $name died; log:"; tail -n 20 "$WORK/$name.log"; }
     echo "$name - - - - - - -" >>"$WORK/results-$once"
+    [ "$name" != memcached ] || MC_ITEMS=0
     return
   fi
   local line rss
@@ -108,6 +114,23 @@ run() {
   echo "$name $(echo "$line" | field hit_ratio) $(echo "$line" | field curr_items)" \
        "$(echo "$line" | field evictions) $(echo "$line" | field set_errors)" \
        "$(echo "$line" | field get_errors) ${rss:-0} $(echo "$line" | field core_hit_ratio)" \
+       >>"$WORK/results-$once"
+  case $name in
+    memcached) MC_ITEMS=$(echo "$line" | field curr_items) ;;
+    "node-${POLICIES%% *}") NODE_ITEMS=$(echo "$line" | field curr_items) ;;
+  esac
+}
+
+# bounds ONE_TIME ITEMS LABEL: appends the static and exact-count LFU
+# bounds at ITEMS items on the same stream to the mix's results
+bounds() {
+  local once=$1 items=$2 label=$3 out line
+  [ "${items:-0}" -gt 0 ] || return 0
+  out=$("$HITRATIO" --bound "$items" -k "$KEYS" -z "$ZIPF" -W "$WARMUP" -n "$REQUESTS" -o "$once")
+  line=$(echo "$out" | grep '^RESULT')
+  echo "bound:static@$label $(echo "$line" | field static_hit_ratio) $items - - - - $(echo "$line" | field static_core_hit_ratio)" \
+       >>"$WORK/results-$once"
+  echo "bound:lfu-exact@$label $(echo "$line" | field lfu_exact_hit_ratio) $items - - - - $(echo "$line" | field lfu_exact_core_hit_ratio)" \
        >>"$WORK/results-$once"
 }
 
@@ -129,6 +152,14 @@ table() {
   awk -v scan="$once" '
     NR == 1 { base = $2; cbase = $8 }
     { if ($2 == "-") { printf "| %s | failed | | | | | |\n", $1; next }
+      if ($4 == "-") {      # a bound: no server, no evictions, no RSS
+        if (scan == 0) {
+          printf "| %s | %.4f | %+.1f | %d | - | - | - |\n", $1, $2, ($2 - base) * 100, $3
+        } else {
+          printf "| %s | %.4f | %.4f | %+.1f | %d | - | - | - |\n", $1, $2, $8, ($8 - cbase) * 100, $3
+        }
+        next
+      }
       if (scan == 0) {
         diff = (base != "-" && NR > 1) ? sprintf("%+.1f", ($2 - base) * 100) : ""
         printf "| %s | %.4f | %s | %d | %d | %.1f | %d/%d |\n", $1, $2, diff, $3, $4, $7 / 1024, $5, $6
@@ -143,6 +174,7 @@ MIXES="0"
 [ "$SCAN" = 0 ] || MIXES="0 $SCAN"
 for once in $MIXES; do
   : >"$WORK/results-$once"
+  MC_ITEMS=0 NODE_ITEMS=0
   [ "$once" = 0 ] || echo "# scan-heavy mix: --one-time $once"
   start memcached "$MEMCACHED" "${USER_FLAG[@]}" -U 0
   run memcached "$once"
@@ -157,5 +189,10 @@ for once in $MIXES; do
     run "node-$policy" "$once"
     stop
   done
+  bounds "$once" "$MC_ITEMS" memcached-items
+  bounds "$once" "$NODE_ITEMS" "node-${POLICIES%% *}-items"
 done
 for once in $MIXES; do table "$once"; done
+echo
+echo "bound:static@N = the N most popular keys held from the start; bound:lfu-exact@N = an online"
+echo "cache of N items that counts every request since the start (see tests/bench/hitratio.c, BOUNDS)."

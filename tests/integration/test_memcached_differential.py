@@ -419,8 +419,10 @@ def read_past(d):
     i, la, lb = d[0], d[1], d[2]
     if not (0 <= i < len(la) and i < len(lb)):
         return None
-    if la[i] == NON_NUMERIC and (arith_done(lb[i]) or la[i + 1:i + 4] == lb[i:i + 3]):
-        return "strchr"            # (or nothing: a quiet ma that did it)
+    # (or nothing: a quiet ma that did it; memcached's next reply is then
+    # the node's, and later reads of the key differ, as they must)
+    if la[i] == NON_NUMERIC and (arith_done(lb[i]) or la[i + 1:i + 2] == lb[i:i + 1]):
+        return "strchr"
     if lb[i] == NON_NUMERIC and arith_done(la[i]):
         return "strtoull"
     return None
