@@ -86,6 +86,9 @@ typedef enum opt_id {
     OPT_REPL_SYNC_TIMEOUT,
     OPT_REPL_BACKLOG,
     OPT_REPL_MAX_LAG,
+    OPT_MIGRATE_MAX_IMPORTS,
+    OPT_MIGRATE_IMPORT_TIMEOUT,
+    OPT_MIGRATE_CATCHUP,
     OPT_AUTH_TOKEN_FILE,
     OPT_INSECURE_NO_AUTH,
     OPT_ZK_AUTH_FILE,
@@ -203,6 +206,15 @@ static const node_option_t node_options[] = {
     {0, "repl-max-lag-mb", NULL, "MB", OPT_REPL_MAX_LAG,
      "async mode: writes wait while a backup trails by more than this, which bounds what a "
      "failover can lose, 0..4096 (default 8; 0 = no bound)"},
+    {0, "migrate-max-imports", NULL, "N", OPT_MIGRATE_MAX_IMPORTS,
+     "with --zk: bucket copies this node takes in at once, 1..1024 (default 48: as many as "
+     "the console asks for; it retries the ones refused)"},
+    {0, "migrate-import-timeout-ms", NULL, "MS", OPT_MIGRATE_IMPORT_TIMEOUT,
+     "with --zk: one bucket copy gives up after this long (the wait for its source, retries "
+     "and the longest stall of its transfer), 1000..3600000 (default 60000)"},
+    {0, "migrate-catchup-ms", NULL, "MS", OPT_MIGRATE_CATCHUP,
+     "with --zk: a bucket copied ahead of its move fetches the changes made at its source "
+     "this often, 10..3600000 (default 50; docs/zookeeper.md)"},
     {0, "auth-token-file", NULL, "FILE", OPT_AUTH_TOKEN_FILE,
      "the admin token (docs/security.md): required by the admin port for every change, and "
      "for everything but /health when it listens beyond loopback; re-read on SIGHUP"},
@@ -254,6 +266,15 @@ static const node_option_t node_options[] = {
 
 #define NODE_OPTION_COUNT (sizeof(node_options) / sizeof(node_options[0]))
 
+/* The migration settings' bounds: at least one import at a time, and no
+ * wait longer than an hour (a test sets catch-ups that far apart to turn
+ * them off). */
+#define MIGRATE_IMPORTS_MIN      1
+#define MIGRATE_IMPORTS_MAX      1024
+#define MIGRATE_TIMEOUT_MIN_MS   1000
+#define MIGRATE_CATCHUP_MIN_MS   10
+#define MIGRATE_MS_MAX           3600000
+
 
 static uint32_t
 default_threads(void)
@@ -295,13 +316,18 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
     cfg->repl_max_lag_mb = 8;
+    cfg->migrate_max_imports = 48;
+    cfg->migrate_import_timeout_ms = 60000;
+    cfg->migrate_catchup_ms = 50;
     bc_origin_config_defaults(&cfg->origin);
 }
 
 /* ---- the JSON file ---- */
 
 static const char *const root_fields[] = {"server", "cache", "admin", "log", "pid_file",
-                                          "zookeeper", "origin", NULL};
+                                          "zookeeper", "migration", "origin", NULL};
+static const char *const migration_fields[] = {"max_imports", "import_timeout_ms", "catchup_ms",
+                                               NULL};
 static const char *const zookeeper_fields[] = {"hosts", "cluster", "group", "session_timeout_ms",
                                                "advertise", "forward", "forward_timeout_ms",
                                                "write_fencing", "replication",
@@ -362,6 +388,7 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     CHECK(bc_config_check_fields(doc, "admin", admin_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "log", log_fields, err, err_len));
     CHECK(bc_config_check_fields(doc, "zookeeper", zookeeper_fields, err, err_len));
+    CHECK(bc_config_check_fields(doc, "migration", migration_fields, err, err_len));
 
     /* server */
     CHECK(doc_listen(doc, "server.listen", cfg->listen_addr, sizeof(cfg->listen_addr), err,
@@ -492,6 +519,17 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
                                sizeof(cfg->cluster_secret_file), false, NULL, err, err_len));
     CHECK(bc_config_get_bool(doc, "zookeeper.insecure_no_peer_auth", &cfg->insecure_no_peer_auth,
                              NULL, err, err_len));
+
+    /* migration */
+    CHECK(bc_config_get_int(doc, "migration.max_imports", MIGRATE_IMPORTS_MIN,
+                            MIGRATE_IMPORTS_MAX, &v, &found, err, err_len));
+    if (found) cfg->migrate_max_imports = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "migration.import_timeout_ms", MIGRATE_TIMEOUT_MIN_MS,
+                            MIGRATE_MS_MAX, &v, &found, err, err_len));
+    if (found) cfg->migrate_import_timeout_ms = (uint32_t)v;
+    CHECK(bc_config_get_int(doc, "migration.catchup_ms", MIGRATE_CATCHUP_MIN_MS, MIGRATE_MS_MAX,
+                            &v, &found, err, err_len));
+    if (found) cfg->migrate_catchup_ms = (uint32_t)v;
 
     /* read-through (origin/origin.h) */
     CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
@@ -885,6 +923,18 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         st = flag_int(ps, flag, value, 0, BC_REPL_MAX_LAG_MAX_MB, &v);
         if (st == BC_OK) cfg->repl_max_lag_mb = (uint32_t)v;
         return st;
+    case OPT_MIGRATE_MAX_IMPORTS:
+        st = flag_int(ps, flag, value, MIGRATE_IMPORTS_MIN, MIGRATE_IMPORTS_MAX, &v);
+        if (st == BC_OK) cfg->migrate_max_imports = (uint32_t)v;
+        return st;
+    case OPT_MIGRATE_IMPORT_TIMEOUT:
+        st = flag_int(ps, flag, value, MIGRATE_TIMEOUT_MIN_MS, MIGRATE_MS_MAX, &v);
+        if (st == BC_OK) cfg->migrate_import_timeout_ms = (uint32_t)v;
+        return st;
+    case OPT_MIGRATE_CATCHUP:
+        st = flag_int(ps, flag, value, MIGRATE_CATCHUP_MIN_MS, MIGRATE_MS_MAX, &v);
+        if (st == BC_OK) cfg->migrate_catchup_ms = (uint32_t)v;
+        return st;
     case OPT_ORIGIN: {
         char why[BC_ERRBUF_LEN];
         if (bc_origin_config_flag(&cfg->origin, value, why, sizeof(why)) != BC_OK) {
@@ -1266,6 +1316,8 @@ bc_node_config_usage(FILE *out, const char *prog)
             "                  \"auth_file\": \"/etc/bucketcache/zk-auth\",\n"
             "                  \"cluster_secret_file\": \"/etc/bucketcache/cluster-secret\",\n"
             "                  \"insecure_no_peer_auth\": false},\n"
+            "    \"migration\": {\"max_imports\": 48, \"import_timeout_ms\": 60000,\n"
+            "                  \"catchup_ms\": 50},\n"
             "    \"log\":    {\"level\": \"info\"},\n"
             "    \"origin\": {\"url\": \"http://resize:8000/v1/{key}\",\n"
             "               \"origins\": {\"img/\": \"http://resize:8000/v1/{key}\"},\n"
@@ -1348,6 +1400,10 @@ bc_node_config_log(const bc_node_config_t *cfg)
         log_info("config: replication %s (sync timeout %" PRIu32 " ms, backlog %" PRIu32
                  " MiB, async lag bound %" PRIu32 " MiB)", bc_repl_mode_name(cfg->replication),
                  cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
+        log_info("config: migrations in: %" PRIu32 " at once, each given up after %" PRIu32
+                 " ms, copies made ahead caught up every %" PRIu32 " ms",
+                 cfg->migrate_max_imports, cfg->migrate_import_timeout_ms,
+                 cfg->migrate_catchup_ms);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }

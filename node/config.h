@@ -45,6 +45,7 @@
  *                     "auth_file": "/etc/bucketcache/zk-auth",
  *                     "cluster_secret_file": "/etc/bucketcache/cluster-secret"},
  *       "log":    {"level": "info"},
+ *       "migration": {"max_imports": 48, "import_timeout_ms": 60000, "catchup_ms": 50},
  *       "origin": {"url": "http://resize:8000/v1/{key}", "timeout_ms": 1000, ...},
  *       "pid_file": "/run/bucketcache.pid"
  *     }
@@ -149,6 +150,10 @@ typedef struct bc_node_config {
     uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */
     uint32_t repl_backlog_mb;          /* --repl-backlog-mb; 64 */
     uint32_t repl_max_lag_mb;          /* --repl-max-lag-mb; 8, 0 = no bound */
+    /* bucket migrations into this node (migrate/migrate.h); "migration" */
+    uint32_t migrate_max_imports;      /* --migrate-max-imports; 48 */
+    uint32_t migrate_import_timeout_ms; /* --migrate-import-timeout-ms; 60000 */
+    uint32_t migrate_catchup_ms;       /* --migrate-catchup-ms; 50 */
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

@@ -341,9 +341,6 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
                                                "every copy's export waits this many ms once "
                                                "its bucket is fenced: a slow source");
     mig->catchup_ms = config->catchup_ms ? config->catchup_ms : MIG_DEFAULT_CATCHUP_MS;
-    uint32_t catchup = mig_test_delay("BC_TEST_CATCHUP_MS", 3600000, "finished precopies are "
-                                      "caught up every this many ms");
-    if (catchup != 0) mig->catchup_ms = catchup;
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
     mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
     if (mig->jobs == NULL) {

@@ -76,8 +76,8 @@ def two_groups(name, catchup_ms=3600000):
     con = harness.Console(zk, cl, session_timeout_ms=SESSION_MS)   # migrations off
     a = harness.ClusterNode(zk, cl, 1, "--no-forward", session_timeout_ms=SESSION_MS)
     mu.wait_converged(con, what="group 1 owns everything")
-    b = harness.ClusterNode(zk, cl, 2, "--no-forward", session_timeout_ms=SESSION_MS,
-                            env={"BC_TEST_CATCHUP_MS": str(catchup_ms)})
+    b = harness.ClusterNode(zk, cl, 2, "--no-forward", "--migrate-catchup-ms", str(catchup_ms),
+                            session_timeout_ms=SESSION_MS)
     harness.wait_for(lambda: harness.http_json(b.admin_port, "GET", "/health")[1].get("role")
                      == "primary", what="group 2's primary")
     harness.wait_for(lambda: harness.http_json(a.admin_port, "GET", "/v1/repl")[1]["writable"],

@@ -523,6 +523,9 @@ test_node_defaults(void **state)
     assert_int_equal(cfg.log_level, BC_LOG_INFO);
     assert_false(cfg.daemonize);
     assert_string_equal(cfg.pid_file, "");
+    assert_int_equal(cfg.migrate_max_imports, 48);
+    assert_int_equal(cfg.migrate_import_timeout_ms, 60000);
+    assert_int_equal(cfg.migrate_catchup_ms, 50);
 }
 
 static void
@@ -602,6 +605,17 @@ test_node_own_flags(void **state)
     assert_int_equal(ARGS("-vv", "--log-level=error"), BC_OK);
     assert_int_equal(cfg.log_level, BC_LOG_ERROR);
     assert_int_equal(cfg.verbosity, 2);
+
+    assert_int_equal(ARGS("--migrate-max-imports", "4", "--migrate-import-timeout-ms", "5000",
+                          "--migrate-catchup-ms=3600000"), BC_OK);
+    assert_int_equal(cfg.migrate_max_imports, 4);
+    assert_int_equal(cfg.migrate_import_timeout_ms, 5000);
+    assert_int_equal(cfg.migrate_catchup_ms, 3600000);
+    assert_int_equal(ARGS("--migrate-max-imports", "0"), BC_EINVAL);
+    assert_string_equal(err, "--migrate-max-imports: expected an integer 1..1024, got \"0\"");
+    assert_int_equal(ARGS("--migrate-catchup-ms", "5"), BC_EINVAL);
+    assert_string_equal(err, "--migrate-catchup-ms: expected an integer 10..3600000, got \"5\"");
+    assert_int_equal(ARGS("--migrate-import-timeout-ms", "3600001"), BC_EINVAL);
 
     assert_int_equal(ARGS("--help"), BC_OK);
     assert_int_equal(action, BC_NODE_SHOW_HELP);
@@ -752,6 +766,7 @@ test_node_config_file(void **state)
         "            \"buckets\": 64, \"expiry_interval_ms\": 250, \"expiry_scan_budget\": 5},\n"
         "  \"admin\": {\"listen\": \"0.0.0.0\", \"port\": 9998, \"max_connections\": 8},\n"
         "  \"log\": {\"level\": \"debug\"},\n"
+        "  \"migration\": {\"max_imports\": 8, \"import_timeout_ms\": 2000, \"catchup_ms\": 20},\n"
         "  \"pid_file\": \"/run/x.pid\"\n"
         "}\n";
     char *path = temp_text(text);
@@ -777,6 +792,9 @@ test_node_config_file(void **state)
     assert_int_equal(cfg.admin_max_conns, 8);
     assert_int_equal(cfg.log_level, BC_LOG_DEBUG);
     assert_string_equal(cfg.pid_file, "/run/x.pid");
+    assert_int_equal(cfg.migrate_max_imports, 8);
+    assert_int_equal(cfg.migrate_import_timeout_ms, 2000);
+    assert_int_equal(cfg.migrate_catchup_ms, 20);
 
     /* Flags win over the file wherever --config appears. */
     assert_int_equal(ARGS("-p", "1", "--config", path, "-t", "5"), BC_OK);
@@ -859,6 +877,19 @@ test_node_config_file_errors(void **state)
     unlink(path);
     free(path);
 
+    path = temp_text("{\"migration\": {\"catchup_ms\": 0}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    snprintf(expected, sizeof(expected),
+             "%s: field \"migration.catchup_ms\": expected an integer 10..3600000, got 0", path);
+    assert_string_equal(err, expected);
+    unlink(path);
+    free(path);
+    path = temp_text("{\"migration\": {\"imports\": 2}}");
+    assert_int_equal(ARGS("--config", path), BC_ECONFIG);
+    assert_non_null(strstr(err, "unknown field \"imports\" in \"migration\""));
+    unlink(path);
+    free(path);
+
     path = temp_text("{\"server\": {\"port\": 1,}}");
     assert_int_equal(ARGS("--config", path), BC_ECONFIG);
     assert_non_null(strstr(err, "not valid JSON"));
@@ -890,7 +921,8 @@ test_usage_lists_every_flag(void **state)
         "-I, --max-item-size", "-v, --verbose", "--admin-port", "--admin-listen", "--eviction",
         "--buckets", "--log-level", "--config", "-h, --help", "-V, --version", "-d, --daemon",
         "-u, --user", "-P, --pidfile", "also --memory-limit", "also --conn-limit",
-        "\"server\"", "\"cache\"", "\"admin\"", "SIGTERM", NULL,
+        "\"server\"", "\"cache\"", "\"admin\"", "\"migration\"", "--migrate-max-imports",
+        "--migrate-import-timeout-ms", "--migrate-catchup-ms", "SIGTERM", NULL,
     };
     (void)state;
     bc_node_config_usage(f, "bucketcache-node");
