@@ -262,6 +262,34 @@ test_s3fifo_pick_queue(void **state)
     policy_free(pe);
 }
 
+/* The ghost remembers about as many keys as M could hold, however few it
+ * holds now.  Sized by M's current count instead, a cache whose M is
+ * nearly empty (one-hit wonders keep S at its share) forgot a dropped key
+ * within a few dozen drops, so keys requested again never reached M. */
+static void
+test_s3fifo_ghost_sized_by_the_cache(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("s3fifo");
+    /* 10,000 items, all in S: M is empty */
+    bc_evict_queues_t qs = {.bytes = {1000, 0}, .evictable = {true, false}, .items = 10000};
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 0);
+    bc_item_t *it = item_new();
+    const uint32_t drops = 8000;     /* under M's 9,000 */
+    for (uint32_t i = 0; i < drops; i++) {
+        assert_int_equal(pe->ops->on_evict(pe->p, it, 0, 0x9E3779B9u * (i + 1), T0, false),
+                         BC_EVICT_DROP);
+    }
+    uint32_t remembered = 0;
+    for (uint32_t i = 0; i < 1000; i++) {      /* the oldest 1000 drops */
+        remembered += pe->ops->admit(pe->p, 0x9E3779B9u * (i + 1)) == 1;
+    }
+    /* open addressing with 4 probes loses a few to collisions */
+    assert_true(remembered >= 900);
+    free(it);
+    policy_free(pe);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the segment-log model                                                    */
 /* ------------------------------------------------------------------------ */
@@ -528,6 +556,7 @@ main(void)
         cmocka_unit_test(test_lfu_frequency_and_aging),
         cmocka_unit_test(test_s3fifo_small_main_and_ghost),
         cmocka_unit_test(test_s3fifo_pick_queue),
+        cmocka_unit_test(test_s3fifo_ghost_sized_by_the_cache),
         cmocka_unit_test_setup_teardown(test_zipf_hit_ratios, zipf_setup, zipf_teardown),
         cmocka_unit_test_setup_teardown(test_scan_resistance, zipf_setup, zipf_teardown),
     };

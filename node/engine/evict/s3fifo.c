@@ -50,13 +50,19 @@
  *   pfreq = hit count 0..S3_MAX_FREQ.
  *
  * THE GHOST
- *   The paper sizes G to hold as many entries as M holds items.  We keep a
- *   small open-addressed table of 32-bit entries (16-bit fingerprint of the
- *   key hash + 16-bit insertion epoch), whose slot count follows M's item
- *   count (1x to 2x, rounded to a power of two; M's count is estimated
- *   from its share of the bytes, and the table is rebuilt empty when it
- *   has to grow or shrink, a cost paid a logarithmic number of times while
- *   the cache fills).  A lookup or insert probes S3_GHOST_PROBES
+ *   The paper sizes G to hold as many entries as M holds items when full.
+ *   We keep a small open-addressed table of 32-bit entries (16-bit
+ *   fingerprint of the key hash + 16-bit insertion epoch), whose slot
+ *   count follows M's share of the cache's items (90% of them: 1x to 2x,
+ *   rounded to a power of two; the table is rebuilt empty when it has to
+ *   grow or shrink, a cost paid a logarithmic number of times while the
+ *   cache fills).
+ *   BEHAVIOR: M's share, not the items M holds now.  Sized by M's current
+ *   count, G was tiny exactly when it mattered: with one-hit wonders
+ *   keeping S at its share, M held few items, G forgot a dropped key
+ *   within a few dozen drops, and a key asked for again never reached M.
+ *   Sized by the share, hitratio.sh's scan-heavy mix gained 0.9 points on
+ *   its Zipf core and the plain Zipf stream 0.2 (docs/benchmarks.md).  A lookup or insert probes S3_GHOST_PROBES
  *   neighbouring slots.  Epochs advance every nslots/S3_GHOST_EPOCHS
  *   insertions and an entry counts only while younger than S3_GHOST_EPOCHS
  *   epochs, so G forgets in FIFO order after about nslots insertions
@@ -83,7 +89,7 @@ typedef struct s3fifo {
     uint32_t ghost_mask;            /* nslots - 1 */
     uint32_t ghost_epoch;           /* low 16 bits stored in entries */
     uint32_t ghost_epoch_left;      /* insertions until the next epoch */
-    uint64_t main_items;            /* estimate, refreshed by pick_queue */
+    uint64_t main_items;            /* M's share of the items (THE GHOST), by pick_queue */
 } s3fifo_t;
 
 /* ---- ghost ---- */
@@ -125,8 +131,8 @@ s3_ghost_resize(s3fifo_t *s3, uint32_t nslots)
     s3->ghost_epoch_left = nslots / S3_GHOST_EPOCHS;
 }
 
-/* Keeps the ghost's slot count between M's item count and twice that
- * (hysteresis: halved only when M falls below a quarter of it). */
+/* Keeps the ghost's slot count between main_items and twice that
+ * (hysteresis: halved only when it falls below a quarter of it). */
 static void
 s3_ghost_fit(s3fifo_t *s3)
 {
@@ -234,7 +240,7 @@ s3_pick_queue(void *policy, const bc_evict_queues_t *q)
 {
     s3fifo_t *s3 = policy;
     uint64_t total = q->bytes[S3_SMALL] + q->bytes[S3_MAIN];
-    s3->main_items = total > 0 ? q->items * q->bytes[S3_MAIN] / total : 0;
+    s3->main_items = q->items * (100 - S3_SMALL_PERCENT) / 100;
     s3_ghost_fit(s3);
     if (!q->evictable[S3_MAIN]) return S3_SMALL;
     if (!q->evictable[S3_SMALL]) return S3_MAIN;
