@@ -2,9 +2,10 @@
  * tap.c -- see tap.h.
  *
  * A tap is a key set (bc_tap_keys_t: an arena of entries plus an
- * open-addressing index of arena offsets) hung off by_bucket[bucket].
- * The cache calls tap_hook for every change of a tapped bucket, with the
- * bucket's shard lock held; the hook adds the key under mu.
+ * open-addressing index of arena offsets) on the list by_bucket[bucket]
+ * (at most TAP_PER_BUCKET long).  The cache calls tap_hook for every
+ * change of a tapped bucket, with the bucket's shard lock held; the hook
+ * adds the key to each of the bucket's taps under mu.
  */
 #include "engine/tap.h"
 
@@ -23,12 +24,17 @@
 #define TAP_DEFAULT_MAX_TAPS  256u
 #define TAP_DEFAULT_IDLE_MS   120000u
 #define KEYS_MIN_SLOTS        64u
+/* Taps one bucket keeps at once (tap.h BEHAVIOR): two destinations may
+ * precopy the same bucket while a move is re-planned, and each needs its
+ * own.  Every change of the bucket is recorded once per tap. */
+#define TAP_PER_BUCKET        2u
 
 typedef struct tap {
     uint64_t id;
     uint32_t bucket;
     int64_t used_ms;               /* armed, streamed (bc_tap_touch) or asked (mono) */
     bc_tap_keys_t keys;
+    struct tap *next;              /* the bucket's next tap */
 } tap_t;
 
 struct bc_tap_set {
@@ -42,7 +48,7 @@ struct bc_tap_set {
      * by tap_hook (shard lock -> mu), so nothing here calls into the cache
      * with mu held except bc_cache_tap_bucket, which locks nothing. */
     pthread_mutex_t mu;
-    tap_t **by_bucket;             /* nbuckets entries; NULL: no tap */
+    tap_t **by_bucket;             /* nbuckets lists, newest first; NULL: no tap */
     uint32_t active;
     uint64_t nkeys;                /* keys held by all taps (stats without a scan) */
     uint64_t next_id;              /* random base: ids never repeat across restarts */
@@ -175,18 +181,35 @@ keys_copy(const bc_tap_keys_t *k, bc_tap_keys_t *out)
 
 /* ---- taps ---- */
 
-/* Ends a tap (mu held). */
+/* Ends tap t (mu held); the bucket stops reporting changes with its last
+ * tap. */
 static void
-do_tap_end(bc_tap_set_t *set, uint32_t bucket)
+do_tap_end(bc_tap_set_t *set, tap_t *t)
 {
-    tap_t *t = set->by_bucket[bucket];
-    if (t == NULL) return;
-    bc_cache_tap_bucket(set->cache, bucket, false);
-    set->by_bucket[bucket] = NULL;
+    tap_t **link = &set->by_bucket[t->bucket];
+    while (*link != t) link = &(*link)->next;
+    *link = t->next;
+    if (set->by_bucket[t->bucket] == NULL) bc_cache_tap_bucket(set->cache, t->bucket, false);
     set->active--;
     set->nkeys -= t->keys.count;
     bc_tap_keys_free(&t->keys);
     free(t);
+}
+
+/* Ends every tap of bucket (mu held). */
+static void
+do_bucket_end(bc_tap_set_t *set, uint32_t bucket)
+{
+    while (set->by_bucket[bucket] != NULL) do_tap_end(set, set->by_bucket[bucket]);
+}
+
+/* Tap `id` of bucket, or NULL (mu held). */
+static tap_t *
+do_tap_find(const bc_tap_set_t *set, uint32_t bucket, uint64_t id)
+{
+    tap_t *t = set->by_bucket[bucket];
+    while (t != NULL && t->id != id) t = t->next;
+    return t;
 }
 
 /* Records one change (cache tap hook: shard lock held, see LOCKING RULE). */
@@ -197,37 +220,38 @@ tap_hook(void *ctx, uint32_t bucket, const bc_cache_event_t *ev)
     pthread_mutex_lock(&set->mu);
     if (ev->type == BC_CACHE_EV_FLUSH) {
         /* Every key changes at once: no tap can describe that as keys. */
-        for (uint32_t b = 0; b < set->nbuckets && set->active > 0; b++) do_tap_end(set, b);
+        for (uint32_t b = 0; b < set->nbuckets && set->active > 0; b++) do_bucket_end(set, b);
         pthread_mutex_unlock(&set->mu);
         return;
     }
-    tap_t *t = bucket < set->nbuckets ? set->by_bucket[bucket] : NULL;
-    if (t == NULL) {
+    if (bucket >= set->nbuckets) {
         pthread_mutex_unlock(&set->mu);
         return;
     }
-    bc_status_t st = BC_OK;
-    uint32_t before = t->keys.count;
-    switch (ev->type) {
-    case BC_CACHE_EV_STORE:
-    case BC_CACHE_EV_TOUCH:
-        st = bc_tap_keys_add(&t->keys, bc_item_key(ev->item), bc_item_nkey(ev->item));
-        break;
-    case BC_CACHE_EV_DELETE:
-        st = bc_tap_keys_add(&t->keys, ev->key, ev->nkey);
-        break;
-    default:   /* DROP: the bucket is gone here; a delta of it means nothing */
-        st = BC_ENOTFOUND;
-        break;
-    }
-    set->nkeys += t->keys.count - before;
-    if (st == BC_OK && bc_tap_keys_bytes(&t->keys) > set->max_bytes) st = BC_ETOOLARGE;
-    if (st == BC_OK && bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
-        st = BC_ETIMEOUT;
-    }
-    if (st != BC_OK) {
-        if (st == BC_ETOOLARGE || st == BC_ENOMEM) set->overflowed++;
-        do_tap_end(set, bucket);
+    int64_t now = bc_time_mono_coarse_ms();
+    for (tap_t *t = set->by_bucket[bucket], *next; t != NULL; t = next) {
+        next = t->next;
+        bc_status_t st = BC_OK;
+        uint32_t before = t->keys.count;
+        switch (ev->type) {
+        case BC_CACHE_EV_STORE:
+        case BC_CACHE_EV_TOUCH:
+            st = bc_tap_keys_add(&t->keys, bc_item_key(ev->item), bc_item_nkey(ev->item));
+            break;
+        case BC_CACHE_EV_DELETE:
+            st = bc_tap_keys_add(&t->keys, ev->key, ev->nkey);
+            break;
+        default:   /* DROP: the bucket is gone here; a delta of it means nothing */
+            st = BC_ENOTFOUND;
+            break;
+        }
+        set->nkeys += t->keys.count - before;
+        if (st == BC_OK && bc_tap_keys_bytes(&t->keys) > set->max_bytes) st = BC_ETOOLARGE;
+        if (st == BC_OK && now - t->used_ms > (int64_t)set->idle_ms) st = BC_ETIMEOUT;
+        if (st != BC_OK) {
+            if (st == BC_ETOOLARGE || st == BC_ENOMEM) set->overflowed++;
+            do_tap_end(set, t);
+        }
     }
     pthread_mutex_unlock(&set->mu);
 }
@@ -264,7 +288,7 @@ bc_tap_set_destroy(bc_tap_set_t *set)
 {
     if (set == NULL) return;
     bc_cache_set_tap(set->cache, NULL, NULL);
-    for (uint32_t b = 0; b < set->nbuckets; b++) do_tap_end(set, b);
+    for (uint32_t b = 0; b < set->nbuckets; b++) do_bucket_end(set, b);
     pthread_mutex_destroy(&set->mu);
     free(set->by_bucket);
     free(set);
@@ -277,25 +301,29 @@ bc_tap_start(bc_tap_set_t *set, uint32_t bucket, uint64_t *id)
     tap_t *t = calloc(1, sizeof(*t));
     if (t == NULL) return BC_ENOMEM;
     pthread_mutex_lock(&set->mu);
-    do_tap_end(set, bucket);
     int64_t now = bc_time_mono_coarse_ms();
-    /* Make room: idle taps first, then the least recently used. */
+    /* Make room in the bucket: its least recently used tap goes. */
+    uint32_t here = 0;
+    tap_t *lru = NULL;
+    for (tap_t *o = set->by_bucket[bucket]; o != NULL; o = o->next, here++) {
+        if (lru == NULL || o->used_ms <= lru->used_ms) lru = o;
+    }
+    if (here >= TAP_PER_BUCKET) do_tap_end(set, lru);
+    /* Make room in the set: idle taps first, then the least recently used. */
     while (set->active >= set->max_taps) {
-        uint32_t lru = UINT32_MAX;
+        lru = NULL;
         for (uint32_t b = 0; b < set->nbuckets; b++) {
-            tap_t *o = set->by_bucket[b];
-            if (o == NULL) continue;
-            if (now - o->used_ms > (int64_t)set->idle_ms) {
-                lru = b;
-                break;
+            for (tap_t *o = set->by_bucket[b]; o != NULL; o = o->next) {
+                if (lru == NULL || o->used_ms < lru->used_ms) lru = o;
             }
-            if (lru == UINT32_MAX || o->used_ms < set->by_bucket[lru]->used_ms) lru = b;
+            if (lru != NULL && now - lru->used_ms > (int64_t)set->idle_ms) break;
         }
         do_tap_end(set, lru);
     }
     t->id = ++set->next_id;
     t->bucket = bucket;
     t->used_ms = now;
+    t->next = set->by_bucket[bucket];
     set->by_bucket[bucket] = t;
     set->active++;
     set->started++;
@@ -320,14 +348,14 @@ tap_keys_out(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bool take, bc_tap_
     memset(out, 0, sizeof(*out));
     if (bucket >= set->nbuckets) return bc_fail(why, whylen, BC_ENOTFOUND, "no such bucket");
     pthread_mutex_lock(&set->mu);
-    tap_t *t = set->by_bucket[bucket];
+    tap_t *t = do_tap_find(set, bucket, id);
     bc_status_t st = BC_OK;
-    if (t == NULL || t->id != id) {
+    if (t == NULL) {
         st = bc_fail(why, whylen, BC_ENOTFOUND, "no change tracker %llu on bucket %u (it "
                      "overflowed, a flush or drop ended it, it expired or was replaced, or the "
                      "node restarted)", (unsigned long long)id, bucket);
     } else if (bc_time_mono_coarse_ms() - t->used_ms > (int64_t)set->idle_ms) {
-        do_tap_end(set, bucket);
+        do_tap_end(set, t);
         st = bc_fail(why, whylen, BC_ENOTFOUND, "the change tracker of bucket %u expired",
                      bucket);
     } else if (take) {
@@ -362,17 +390,18 @@ bc_tap_touch(bc_tap_set_t *set, uint32_t bucket, uint64_t id)
 {
     if (bucket >= set->nbuckets) return;
     pthread_mutex_lock(&set->mu);
-    tap_t *t = set->by_bucket[bucket];
-    if (t != NULL && t->id == id) t->used_ms = bc_time_mono_coarse_ms();
+    tap_t *t = do_tap_find(set, bucket, id);
+    if (t != NULL) t->used_ms = bc_time_mono_coarse_ms();
     pthread_mutex_unlock(&set->mu);
 }
 
 void
-bc_tap_stop(bc_tap_set_t *set, uint32_t bucket)
+bc_tap_stop(bc_tap_set_t *set, uint32_t bucket, uint64_t id)
 {
     if (bucket >= set->nbuckets) return;
     pthread_mutex_lock(&set->mu);
-    do_tap_end(set, bucket);
+    tap_t *t = do_tap_find(set, bucket, id);
+    if (t != NULL) do_tap_end(set, t);
     pthread_mutex_unlock(&set->mu);
 }
 

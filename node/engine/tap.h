@@ -24,6 +24,11 @@
  *   copy is then a full one -- slower, never wrong.
  *
  * BEHAVIOR
+ *   A bucket keeps up to two taps at once, each with its own keys: while
+ *   a move is re-planned, the precopy of the old destination and that of
+ *   the new one are both kept up to date (catch-ups) until the console
+ *   calls one off.  With one tap per bucket each destination's precopy
+ *   ended the other's tracker, and their refreshes took turns.
  *   A tap is valid only while it has seen every change of its bucket since
  *   it was armed.  It stops being usable (bc_tap_changes answers
  *   BC_ENOTFOUND) when:
@@ -32,8 +37,9 @@
  *     - the bucket is dropped (after a cutover, or a leftover's drop);
  *     - it was not used for idle_ms (a precopy whose final copy never
  *       came; a precopy still streaming counts as use, bc_tap_touch),
- *       or a newer tap replaced it (one tap per bucket), or
- *       max_taps taps exist and it is the least recently used;
+ *       or it was the least recently used of its bucket's two taps when
+ *       a third was armed, or max_taps taps exist and it is the least
+ *       recently used of all;
  *     - the process restarts: ids start from a random base, so an id of
  *       an earlier process is never mistaken for a tap of this one.
  *   Evictions and expiries are not changes (cache.h): the destination
@@ -94,8 +100,8 @@ bc_status_t bc_tap_set_create(const bc_tap_config_t *config, bc_tap_set_t **out)
 void bc_tap_set_destroy(bc_tap_set_t *set);
 
 /*
- * Arms a new tap on bucket (ending any earlier one of that bucket) and
- * returns its id in *id.  Arm first, then read the bucket: a change made
+ * Arms a new tap on bucket (ending the least recently used of its taps
+ * when it has two already) and returns its id in *id.  Arm first, then read the bucket: a change made
  * while the bucket is read is then both in the copy and recorded, which
  * the delta's "state now" semantics make harmless.
  * Errors: BC_EINVAL (bucket out of range), BC_ENOMEM.
@@ -124,8 +130,8 @@ bc_status_t bc_tap_changes(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_t
 bc_status_t bc_tap_take(bc_tap_set_t *set, uint32_t bucket, uint64_t id, bc_tap_keys_t *out,
                         char *why, size_t whylen);
 
-/* Ends bucket's tap, if any. */
-void bc_tap_stop(bc_tap_set_t *set, uint32_t bucket);
+/* Ends tap `id` of bucket, if it is still there. */
+void bc_tap_stop(bc_tap_set_t *set, uint32_t bucket, uint64_t id);
 /* Tap `id` of bucket is in use now (its precopy is still streaming): it
  * does not count as idle until idle_ms after this.  Another id (or none):
  * nothing happens. */

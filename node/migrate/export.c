@@ -595,7 +595,7 @@ export_catchup(bc_node_migrate_t *mig, bc_http_req_t *req, const mig_params_t *p
         if (keys[i] == NULL) {
             /* a tracker whose keys cannot be taken is as good as gone (the
              * destination stops counting on it); the ones taken are sent */
-            bc_tap_stop(mig->taps, p->list[i]);
+            bc_tap_stop(mig->taps, p->list[i], p->sinces[i]);
         } else if (bc_tap_take(mig->taps, p->list[i], p->sinces[i], keys[i], why,
                                sizeof(why)) != BC_OK) {
             log_info("migrate: catch-up of bucket %" PRIu32 ": %s", p->list[i], why);

@@ -27,7 +27,9 @@ each case happens exactly when the test says:
   - a finished precopy is caught up while it waits (catch-ups): the final
     copy carries only the last changes; a catch-up that loses the tracker
     (a flush, a cut or malformed stream) gets the precopy made again, and
-    an older source that does not know catch-ups is not asked again."""
+    an older source that does not know catch-ups is not asked again;
+  - two destinations' precopies of one bucket (a re-planned move) each
+    keep their own tracker at the source."""
 import os
 import socket
 import sys
@@ -245,6 +247,48 @@ def test_catchups_keep_a_precopy_current():
     st, doc = export_json(b.admin_port, "/v1/migrate/export?buckets=7:5&catchup=1")
     assert st == 409 and "another group" in doc["error"], doc
     for p in (a, b, con):
+        p.stop()
+
+
+def test_two_destinations_keep_their_own_trackers():
+    """A move re-planned to another group leaves two precopies of one
+    bucket for a while, until the console calls the first off: the source
+    keeps a tracker for each (engine/tap.h), so both destinations' catch-
+    ups go on and neither has to make its precopy again."""
+    cl, con, a, b = two_groups("twodest", catchup_ms=30)
+    c3 = harness.ClusterNode(zk, cl, 3, "--no-forward", "--migrate-catchup-ms", "30",
+                             session_timeout_ms=SESSION_MS)
+    harness.wait_for(lambda: harness.http_json(c3.admin_port, "GET", "/health")[1].get("role")
+                     == "primary", what="group 3's primary")
+    bucket = 6
+    ks = keys_in_bucket(bucket, 60, "td")
+    conn = a.conn()
+    fill(conn, bucket, 50, "td", "v0")
+    for node, name in ((b, "b"), (c3, "c")):
+        job = mu.run_job(node, precopy_path(bucket, a.admin_port), name + "'s precopy")
+        assert job["state"] == "done" and job["items"] == 50 and job["tracked"], job
+    for k in ks[:40]:
+        assert conn.cmd("set %s 0 0 2" % k, "v1") == b"STORED\r\n"
+    for k in ks[50:60]:
+        assert conn.cmd("set %s 0 0 3" % k, "new") == b"STORED\r\n"
+    for node in (b, c3):
+        harness.wait_for(lambda: precopy_job(node, bucket)["catchup_items"] >= 50,
+                         what="both destinations' catch-ups to apply the 50 changes")
+    for node in (b, c3):
+        pre, st = precopy_job(node, bucket), mu.migrate_stats(node)
+        assert pre["tracked"] and pre["refreshes"] == 0, pre
+        assert st["catchup_lost"] == 0 and st["precopy_refreshes"] == 0, st
+        assert mu.bucket_items(node, bucket) == 60
+    # a third precopy of the bucket ends the least recently used tracker:
+    # b's or c's, whose next catch-up then finds it gone and remakes it
+    target = "/v1/migrate/export?bucket=%d&tap=1" % bucket
+    st, _, body = harness.http(a.admin_port, "GET", target,
+                               headers=harness.peer_signed("GET", target))
+    assert st == 200 and body, (st, body[:200])
+    harness.wait_for(lambda: mu.migrate_stats(b)["precopy_refreshes"] +
+                     mu.migrate_stats(c3)["precopy_refreshes"] >= 1,
+                     what="one destination's precopy made again")
+    for p in (a, b, c3, con):
         p.stop()
 
 

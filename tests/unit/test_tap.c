@@ -188,8 +188,10 @@ test_take_moves_the_keys_out(void **state)
     bc_cache_destroy(cache);
 }
 
-/* A flush_all ends every tracker; a bucket drop ends its own; a newer
- * tap replaces the older; ids differ between two sets (processes). */
+/* A flush_all ends every tracker; a bucket drop ends its own (both of
+ * them); a bucket keeps two taps, each recording every change, and a
+ * third replaces the least recently used; ids differ between two sets
+ * (processes). */
 static void
 test_flush_drop_and_replace_end_taps(void **state)
 {
@@ -208,17 +210,48 @@ test_flush_drop_and_replace_end_taps(void **state)
     assert_int_equal(bc_tap_changes(set_, 2, id2, &keys, why, sizeof(why)), BC_ENOTFOUND);
 
     assert_int_equal(bc_tap_start(set_, 1, &id1), BC_OK);
+    assert_int_equal(bc_tap_start(set_, 1, &id2), BC_OK);
     set(cache, key_in(1, 0, k, sizeof(k)), "v");
     (void)bc_cache_bucket_drop(cache, 1);
     assert_int_equal(bc_tap_changes(set_, 1, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_int_equal(bc_tap_changes(set_, 1, id2, &keys, why, sizeof(why)), BC_ENOTFOUND);
 
     assert_int_equal(bc_tap_start(set_, 5, &id1), BC_OK);
     assert_int_equal(bc_tap_start(set_, 5, &id3), BC_OK);
     assert_true(id3 != id1);
-    assert_int_equal(bc_tap_changes(set_, 5, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
-    assert_int_equal(bc_tap_changes(set_, 5, id3, &keys, why, sizeof(why)), BC_OK);
+    set(cache, key_in(5, 0, k, sizeof(k)), "v");
+    /* each tap has the change; taking it from one leaves the other's */
+    assert_int_equal(bc_tap_take(set_, 5, id3, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 1);
+    bc_tap_keys_free(&keys);
+    bc_time_sleep_ms(20);          /* id1 is used after id3 */
+    assert_int_equal(bc_tap_changes(set_, 5, id1, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 1);
+    assert_true(bc_tap_keys_has(&keys, k, strlen(k)));
+    bc_tap_keys_free(&keys);
+    bc_tap_stats_t ts;
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.active, 2);
+    /* a third: id3, the least recently used, goes */
+    uint64_t id5;
+    assert_int_equal(bc_tap_start(set_, 5, &id5), BC_OK);
+    assert_int_equal(bc_tap_changes(set_, 5, id3, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    assert_int_equal(bc_tap_changes(set_, 5, id1, &keys, why, sizeof(why)), BC_OK);
+    bc_tap_keys_free(&keys);
+    assert_int_equal(bc_tap_changes(set_, 5, id5, &keys, why, sizeof(why)), BC_OK);
     assert_int_equal(keys.count, 0);
     bc_tap_keys_free(&keys);
+    /* stopping one leaves the other recording */
+    bc_tap_stop(set_, 5, id1);
+    assert_int_equal(bc_tap_changes(set_, 5, id1, &keys, why, sizeof(why)), BC_ENOTFOUND);
+    set(cache, key_in(5, 1, k, sizeof(k)), "w");
+    assert_int_equal(bc_tap_changes(set_, 5, id5, &keys, why, sizeof(why)), BC_OK);
+    assert_int_equal(keys.count, 1);
+    bc_tap_keys_free(&keys);
+    bc_tap_stop(set_, 5, id5);
+    bc_tap_get_stats(set_, &ts);
+    assert_int_equal(ts.active, 0);
+    assert_int_equal(ts.keys, 0);
     bc_tap_set_destroy(set_);
 
     /* A new process's tracker of the same bucket has another id. */
