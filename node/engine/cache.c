@@ -2419,6 +2419,12 @@ bc_cache_flush_count(const bc_cache_t *cache)
     return atomic_load(&((bc_cache_t *)cache)->flushes);
 }
 
+uint64_t
+bc_cache_cas_last(const bc_cache_t *cache)
+{
+    return atomic_load(&((bc_cache_t *)cache)->cas_last);
+}
+
 void
 bc_cache_set_observer(bc_cache_t *cache, bc_cache_observer_fn fn, void *ctx)
 {

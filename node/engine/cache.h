@@ -536,4 +536,9 @@ void bc_cache_tap_bucket(bc_cache_t *cache, uint32_t bucket, bool on);
  * final import. */
 uint64_t bc_cache_flush_count(const bc_cache_t *cache);
 
+/* The CAS value of the latest store (0 before any): every item stored
+ * after this call has a higher one, unless stored with its own CAS
+ * (bc_cache_store_as). */
+uint64_t bc_cache_cas_last(const bc_cache_t *cache);
+
 #endif

@@ -232,6 +232,78 @@ stats_cachedump(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     REPLY(pc, "END\r\n");
 }
 
+/*
+ * "stats sizes": memcached's histogram of the items stored since "stats
+ * sizes_enable", by the size memcached would give each (its header, key
+ * and value: bc__proto_mc_item_size), rounded up to 32 bytes; one "STAT
+ * <size> <count>" per size held, in size order.  memcached counts as
+ * items are linked and unlinked; here the items are walked when asked
+ * (the node keeps no count on its store path), which memcached's own
+ * documentation calls a development command for the same reason: it
+ * visits every item.  "Stored since" is a CAS value at least the one
+ * after the last store when counting began, as memcached decides it.
+ */
+typedef struct sizes_walk {
+    uint64_t cas_min;
+    uint32_t *count;           /* [size / 32], grown to the largest seen */
+    size_t n;
+    size_t max;                /* memcached's item_size_max / 32 + 1 */
+    bool oom;
+} sizes_walk_t;
+
+static bool
+sizes_item(const bc_item_t *it, void *arg)
+{
+    sizes_walk_t *w = arg;
+    if (bc_item_cas(it) < w->cas_min) return true;
+    uint64_t ntotal = bc__proto_mc_item_size(it);
+    uint64_t i = (ntotal + 31) / 32;
+    if (i >= w->max) return true;            /* as memcached: past its last bucket */
+    if (i >= w->n) {
+        size_t n = w->n ? w->n : 64;
+        while (n <= i) n *= 2;
+        if (n > w->max) n = w->max;
+        uint32_t *grown = realloc(w->count, n * sizeof(*grown));
+        if (grown == NULL) {
+            w->oom = true;
+            return false;
+        }
+        memset(grown + w->n, 0, (n - w->n) * sizeof(*grown));
+        w->count = grown;
+        w->n = n;
+    }
+    w->count[i]++;
+    return true;
+}
+
+static void
+stats_sizes(bc_proto_conn_t *pc)
+{
+    uint64_t cas_min = atomic_load(&pc->env->sizes_cas_min);
+    if (cas_min == 0) {
+        REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
+        return;
+    }
+    sizes_walk_t w = {.cas_min = cas_min,
+                      .max = bc_cache_max_item_size(pc->env->cache) / 32 + 1};
+    uint32_t nb = bc_cache_nbuckets(pc->env->cache);
+    for (uint32_t b = 0; b < nb && !w.oom; b++) {
+        (void)bc_cache_bucket_foreach(pc->env->cache, b, sizes_item, &w);
+    }
+    if (w.oom) {
+        free(w.count);
+        REPLY(pc, "SERVER_ERROR out of memory writing stats\r\n");
+        return;
+    }
+    for (size_t i = 0; i < w.n; i++) {
+        if (w.count[i] != 0) {
+            bc__proto_reply_fmt(pc, "STAT %zu %" PRIu32 "\r\n", i * 32, w.count[i]);
+        }
+    }
+    free(w.count);
+    REPLY(pc, "END\r\n");
+}
+
 /* "stats conns": memcached's process_stats_conns, one block per socket by
  * fd; this connection is the one parsing a command, as in memcached. */
 static void
@@ -266,7 +338,8 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
     } else if (SUB_IS("items")) {
         stats_items(pc);
     } else if (SUB_IS("slabs")) {
-        /* No slab allocator: items are malloc'd at their own size. */
+        /* No slab classes: items are packed into segments at their own
+         * size (engine/README.md). */
         bc_cache_stats_t cs;
         bc_cache_get_stats(pc->env->cache, &cs);
         STAT_U64(pc, "active_slabs", 0);
@@ -279,7 +352,16 @@ bc__proto_stats(bc_proto_conn_t *pc, const bc_mc_request_t *req)
         stats_origin(pc);
         REPLY(pc, "END\r\n");
     } else if (SUB_IS("sizes")) {
-        REPLY(pc, "STAT sizes_status disabled\r\nEND\r\n");
+        stats_sizes(pc);
+    } else if (SUB_IS("sizes_enable")) {
+        /* memcached 1.6.18 ends these two answers without END */
+        uint64_t none = 0;
+        (void)atomic_compare_exchange_strong(&pc->env->sizes_cas_min, &none,
+                                             bc_cache_cas_last(pc->env->cache) + 1);
+        REPLY(pc, "STAT sizes_status enabled\r\n");
+    } else if (SUB_IS("sizes_disable")) {
+        atomic_store(&pc->env->sizes_cas_min, 0);
+        REPLY(pc, "STAT sizes_status disabled\r\n");
     } else if (SUB_IS("cachedump")) {
         stats_cachedump(pc, req);
     } else if (SUB_IS("detail")) {

@@ -279,6 +279,9 @@ typedef struct bc_proto_env {
      * set it (bc_proto_detail_create / _destroy). */
     bc_proto_detail_t *detail;
     atomic_bool detail_on;     /* "stats detail on" */
+    /* "stats sizes_enable": the items stored since count (CAS values from
+     * this one up); 0 = off. */
+    _Atomic uint64_t sizes_cas_min;
 } bc_proto_env_t;
 
 /*

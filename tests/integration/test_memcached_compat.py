@@ -325,6 +325,33 @@ def test_stats_detail_as_memcached():
     pair_run(body)
 
 
+def test_stats_sizes_as_memcached():
+    """stats sizes_enable/sizes_disable/sizes: the histogram of the items
+    stored since it was enabled, by the size memcached gives each, in 32-
+    byte steps; enable and disable answer without END, as 1.6.18 does."""
+    def body(p):
+        big = "z" * 3000
+        p.same("stats sizes_disable\r\nset sz:pre 0 0 1\r\nx\r\nstats sizes\r\n"
+               "stats sizes_enable\r\nstats sizes\r\n",
+               "STAT sizes_status disabled\r\nSTORED\r\nSTAT sizes_status disabled\r\nEND\r\n"
+               "STAT sizes_status enabled\r\nEND\r\n")
+        # 96: the second sz:a and the sessions' sentinel item; 3072: sz:c
+        # and sz:d (its flags take 4 bytes more)
+        p.same("set sz:a 0 0 1\r\nx\r\nset sz:b 5 0 100\r\n%s\r\n"
+               "set sz:c 0 0 3000\r\n%s\r\nset sz:d 7 0 3000\r\n%s\r\n"
+               "set sz:a 0 0 2\r\nxx\r\ndelete sz:b\r\n"
+               "stats sizes\r\nstats sizes_enable\r\n" % ("y" * 100, big, big),
+               "STORED\r\n" * 4 + "STORED\r\nDELETED\r\n"
+               "STAT 96 2\r\nSTAT 3072 2\r\nEND\r\n"
+               "STAT sizes_status enabled\r\n")
+        # the item stored before counting began is not counted when it goes
+        p.same("delete sz:pre\r\nstats sizes\r\n",
+               "DELETED\r\nSTAT 96 2\r\nSTAT 3072 2\r\nEND\r\n")
+        p.same("stats sizes_disable\r\nstats sizes\r\n",
+               "STAT sizes_status disabled\r\nSTAT sizes_status disabled\r\nEND\r\n")
+    pair_run(body)
+
+
 def test_stats_conns_as_memcached():
     """memcached's "stats conns": the listener, then one block per client
     connection with its address, the listen address, what it is doing
