@@ -168,6 +168,29 @@ typedef struct catchup_refresh {
 } catchup_refresh_t;
 
 /*
+ * The final copies of j's bucket that wait for its catch-up (mu held;
+ * bc__migrate_catchup_wait): with lost, they become full copies; else
+ * they count what the catch-up brought, since their own count started
+ * from the precopy's before it.
+ */
+static void
+catchup_update_finals(bc_node_migrate_t *mig, const import_job_t *j, bool lost, uint64_t items,
+                      uint64_t bytes)
+{
+    for (uint32_t k = 0; k < mig->njobs; k++) {
+        import_job_t *f = &mig->jobs[k];
+        if (f == j || f->precopy || f->state != JOB_RUNNING || f->bucket != j->bucket) continue;
+        if (lost) {
+            f->tap = 0;
+            f->base_items = f->base_bytes = 0;
+        } else if (f->tap == j->tap) {
+            f->base_items += items;
+            f->base_bytes += bytes;
+        }
+    }
+}
+
+/*
  * A catch-up's end (mu held): each precopy counted, or no longer the
  * base of a delta (BEHAVIOR: loss) and made again while that helps, or
  * dropped when it was called off meanwhile; a final copy waiting for it
@@ -196,19 +219,14 @@ catchup_finish(bc_node_migrate_t *mig, import_batch_t *batch, bc_status_t st,
             j->catchup_items += out->items[i];
             j->catchup_bytes += out->bytes[i];
             applied += out->items[i];
+            if (j->used) catchup_update_finals(mig, j, false, out->items[i], out->bytes[i]);
         } else if (whole || out->taken) {
             /* its tracker is gone, or its keys may be: a final copy now
              * must be a full one (a used precopy's final copy is waiting
              * in bc__migrate_catchup_wait and reads tap after it) */
             j->tap = 0;
             lost++;
-            for (uint32_t k = 0; k < mig->njobs; k++) {
-                import_job_t *f = &mig->jobs[k];
-                if (f != j && !f->precopy && f->state == JOB_RUNNING && f->bucket == j->bucket) {
-                    f->tap = 0;
-                    f->base_items = f->base_bytes = 0;
-                }
-            }
+            catchup_update_finals(mig, j, true, 0, 0);
             if (!j->used && !atomic_load(&j->cancel) && j->refreshes < MIG_REFRESH_MAX &&
                 catchup_newest(mig, j)) {
                 catchup_refresh_t *r = &refresh[nrefresh++];
