@@ -818,6 +818,27 @@ def test_hostile_catchup_sources():
     assert src.paths[-1].endswith("&since=123456789"), src.paths
     assert job["state"] == "done" and job["delta"] is True, job
     assert b.proc.poll() is None
+
+    # a final copy that comes while a catch-up is in flight waits for it,
+    # and counts what it brought: its items are the precopy's, every
+    # catch-up's and its own delta's (a source of its own: this one is
+    # not asked for catch-ups any more)
+    src.stop()
+    src = mu.FakeSource()
+    ks = keys_in_bucket(9, 3, "w")
+    slow = (mu.hello(9, 0, NB, delta=1) + mu.item(ks[0].encode(), b"late") +
+            mu.end(1, len(ks[0]) + 4))
+    src.catchup_replies.append((slow, None, 0.8 * harness.SLOW))
+    src.catchup_default = empty_catchup
+    src.replies.append(precopy_reply(9, ks))
+    assert mu.run_job(b, precopy_path(9, src.port), "precopy 9")["state"] == "done"
+    harness.wait_for(lambda: any(x.endswith("?buckets=9:123456789&catchup=1") for x in src.paths),
+                     what="the slow catch-up asked for")
+    src.replies.append((mu.hello(9, 52, NB, delta=1) + mu.end(0, 0), None))
+    job = mu.run_job(b, final_path(9, 52, src.port), "final 9")
+    pre = precopy_job(b, 9)
+    assert pre["catchup_items"] == 1, pre
+    assert job["state"] == "done" and job["delta"] is True and job["items"] == 4, (job, pre)
     src.stop()
     for p in (a, b, con):
         p.stop()
