@@ -152,7 +152,8 @@
  *
  * THREADS
  *   A bc_proto_conn_t belongs to one worker thread.  bc_proto_env_t is
- *   shared by all workers: read-only except `verbosity` (atomic).
+ *   shared by all workers: read-only except its atomics (`verbosity`,
+ *   `detail_on`, `sizes_cas_min`).
  */
 #ifndef BC_PROTO_TEXT_H
 #define BC_PROTO_TEXT_H
