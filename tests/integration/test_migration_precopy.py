@@ -828,7 +828,10 @@ def test_hostile_catchup_sources():
     ks = keys_in_bucket(9, 3, "w")
     slow = (mu.hello(9, 0, NB, delta=1) + mu.item(ks[0].encode(), b"late") +
             mu.end(1, len(ks[0]) + 4))
-    src.catchup_replies.append((slow, None, 0.8 * harness.SLOW))
+    # late, but well inside the node's 1 s for a catch-up (not scaled by
+    # SLOW: the fake's wait is not the node's speed).  Should the final
+    # copy still come after the catch-up, its count is the same.
+    src.catchup_replies.append((slow, None, 0.5))
     src.catchup_default = empty_catchup
     src.replies.append(precopy_reply(9, ks))
     assert mu.run_job(b, precopy_path(9, src.port), "precopy 9")["state"] == "done"
