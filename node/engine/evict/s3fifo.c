@@ -56,19 +56,20 @@
  *   count follows M's share of the cache's items (90% of them: 1x to 2x,
  *   rounded to a power of two; the table is rebuilt empty when it has to
  *   grow or shrink, a cost paid a logarithmic number of times while the
- *   cache fills).
- *   BEHAVIOR: M's share, not the items M holds now.  Sized by M's current
- *   count, G was tiny exactly when it mattered: with one-hit wonders
- *   keeping S at its share, M held few items, G forgot a dropped key
- *   within a few dozen drops, and a key asked for again never reached M.
- *   Sized by the share, hitratio.sh's scan-heavy mix gained 0.9 points on
- *   its Zipf core and the plain Zipf stream 0.2 (docs/benchmarks.md).  A lookup or insert probes S3_GHOST_PROBES
+ *   cache fills).  A lookup or insert probes S3_GHOST_PROBES
  *   neighbouring slots.  Epochs advance every nslots/S3_GHOST_EPOCHS
  *   insertions and an entry counts only while younger than S3_GHOST_EPOCHS
  *   epochs, so G forgets in FIFO order after about nslots insertions
  *   without any queue of its own.  A fingerprint collision only means one
  *   key is admitted to M early.  Four to eight bytes per M item, charged
  *   to the cache's memory counter.
+ *   BEHAVIOR: M's share, not the items M holds now.  Sized by M's current
+ *   count, G was small exactly when it mattered: with one-hit wonders
+ *   keeping S at its share, M held few items, G (as few slots as M had
+ *   items, 64 at the least) forgot a dropped key after as many drops, and
+ *   a key asked for again went back to S.  Sized by the share,
+ *   hitratio.sh's scan-heavy mix gained 0.9 points on its Zipf core and
+ *   the plain Zipf stream 0.2 (docs/benchmarks.md).
  */
 #include <stdlib.h>
 
