@@ -1105,6 +1105,13 @@ bc_cache_exptime_abs(const bc_cache_t *cache, int64_t exptime)
 /* reads                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A read missed the key: the policy may weigh its next write (evict.h). */
+static inline void
+cache_note_miss(bc_cache_t *cache, uint32_t hash)
+{
+    if (cache->policy->on_miss != NULL) cache->policy->on_miss(cache->policy_state, hash);
+}
+
 /* A hit: the policy's bits, then the fetched mark and the access time as
  * memcached's segmented LRU counts a fetch (do_item_bump): the first marks
  * the item fetched, a later one refreshes its access time (what "la" and
@@ -1165,6 +1172,7 @@ cache_get(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash, bool t
         }
         if (bc_counters_tick(blk)) bc_counters_sample(cache->counters, blk, bi, key, nkey);
     }
+    if (it == NULL && counted) cache_note_miss(cache, hash);
     return it;
 }
 
@@ -1968,6 +1976,7 @@ bc_cache_mget(bc_cache_t *cache, const char *key, size_t nkey, uint32_t hash,
         }
         if (it == NULL) {
             pthread_mutex_unlock(&loc.shard->lock);
+            if (nit == NULL && attempt == 0) cache_note_miss(cache, hash);
             if (!m->vivify || nit != NULL || attempt > 0) {
                 if (nit != NULL) bc_item_release(cache, nit);
                 if (m->vivify) *st = BC_ENOMEM;

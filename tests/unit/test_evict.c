@@ -213,9 +213,12 @@ test_s3fifo_small_main_and_ghost(void **state)
     access_item(pe, a, T0);
     assert_int_equal(pe->ops->on_evict(pe->p, a, 0, 0x1111aaaa, T0, false), 1);
     assert_int_equal(pe->ops->on_evict(pe->p, b, 0, 0x2222bbbb, T0, false), BC_EVICT_DROP);
-    /* the ghost admits b's key to M directly, once */
+    /* the ghost admits b's key to M directly after a read missed it, once */
+    pe->ops->on_miss(pe->p, 0x2222bbbb);
     assert_int_equal(pe->ops->admit(pe->p, 0x2222bbbb), 1);
+    pe->ops->on_miss(pe->p, 0x2222bbbb);
     assert_int_equal(pe->ops->admit(pe->p, 0x2222bbbb), 0);
+    pe->ops->on_miss(pe->p, 0x3333cccc);
     assert_int_equal(pe->ops->admit(pe->p, 0x3333cccc), 0);
     /* M's tail: kept while it has hits, one fewer per pass */
     access_item(pe, a, T0);
@@ -224,6 +227,7 @@ test_s3fifo_small_main_and_ghost(void **state)
     while (pe->ops->on_evict(pe->p, a, 1, 0x1111aaaa, T0, false) == 1) passes++;
     assert_true(passes >= 2 && passes <= 3);
     /* dropped from M: not remembered */
+    pe->ops->on_miss(pe->p, 0x1111aaaa);
     assert_int_equal(pe->ops->admit(pe->p, 0x1111aaaa), 0);
     /* a new value of a live key carries its reads, not the write: one
      * never read is dropped from S's tail, one read is promoted */
@@ -236,6 +240,7 @@ test_s3fifo_small_main_and_ghost(void **state)
     /* force drops (and a forced drop from S is remembered) */
     access_item(pe, b, T0);
     assert_int_equal(pe->ops->on_evict(pe->p, b, 0, 0x4444dddd, T0, true), BC_EVICT_DROP);
+    pe->ops->on_miss(pe->p, 0x4444dddd);
     assert_int_equal(pe->ops->admit(pe->p, 0x4444dddd), 1);
     free(a);
     free(b);
@@ -282,10 +287,60 @@ test_s3fifo_ghost_sized_by_the_cache(void **state)
     }
     uint32_t remembered = 0;
     for (uint32_t i = 0; i < 1000; i++) {      /* the oldest 1000 drops */
+        pe->ops->on_miss(pe->p, 0x9E3779B9u * (i + 1));
         remembered += pe->ops->admit(pe->p, 0x9E3779B9u * (i + 1)) == 1;
     }
     /* open addressing with 4 probes loses a few to collisions */
     assert_true(remembered >= 900);
+    free(it);
+    policy_free(pe);
+}
+
+/* A key dropped from S and then only written (memcslap's set test
+ * rewrites its keys and never reads one) stays in S: only a read miss
+ * followed by a write brings it back from the ghost to M.  And the miss
+ * filter forgets: a miss long ago, many ghost insertions back, earns
+ * nothing. */
+static void
+test_s3fifo_ghost_wants_a_read_miss(void **state)
+{
+    (void)state;
+    policy_env_t *pe = policy_new("s3fifo");
+    bc_evict_queues_t qs = {.bytes = {1000, 0}, .evictable = {true, false}, .items = 100};
+    assert_int_equal(pe->ops->pick_queue(pe->p, &qs), 0);
+    bc_item_t *it = item_new();
+    const uint32_t keys = 50;
+    for (uint32_t i = 0; i < keys; i++) {
+        assert_int_equal(pe->ops->on_evict(pe->p, it, 0, 0x9E3779B9u * (i + 1), T0, false),
+                         BC_EVICT_DROP);
+    }
+    /* rewritten, never read: S, and the ghost entry is left in place */
+    for (uint32_t i = 0; i < keys; i++) {
+        assert_int_equal(pe->ops->admit(pe->p, 0x9E3779B9u * (i + 1)), 0);
+    }
+    /* read, missed, written: M */
+    uint32_t to_main = 0;
+    for (uint32_t i = 0; i < keys; i++) {
+        pe->ops->on_miss(pe->p, 0x9E3779B9u * (i + 1));
+        pe->ops->on_miss(pe->p, 0x9E3779B9u * (i + 1));     /* twice: one bit */
+        to_main += pe->ops->admit(pe->p, 0x9E3779B9u * (i + 1)) == 1;
+    }
+    assert_true(to_main >= keys - 2);     /* 4 probes lose one or two */
+    /* a write consumes the miss: the next write alone goes to S */
+    const uint32_t k = 0x12345678u;
+    pe->ops->on_miss(pe->p, k);
+    assert_int_equal(pe->ops->admit(pe->p, k), 0);        /* not in the ghost */
+    assert_int_equal(pe->ops->on_evict(pe->p, it, 0, k, T0, false), BC_EVICT_DROP);
+    assert_int_equal(pe->ops->admit(pe->p, k), 0);
+    /* a miss, then many drops (more than the ghost's slots): forgotten */
+    pe->ops->on_miss(pe->p, k);
+    assert_int_equal(pe->ops->on_evict(pe->p, it, 0, k, T0, false), BC_EVICT_DROP);
+    for (uint32_t i = 0; i < 4096; i++) {
+        assert_int_equal(pe->ops->on_evict(pe->p, it, 0, 0xABCDEF01u * (i + 7), T0, false),
+                         BC_EVICT_DROP);
+    }
+    pe->ops->on_evict(pe->p, it, 0, k, T0, false);       /* in the ghost again */
+    assert_int_equal(pe->ops->admit(pe->p, k), 0);
     free(it);
     policy_free(pe);
 }
@@ -410,6 +465,7 @@ sim_request(sim_t *sim, uint32_t id)
         return;
     }
     sim->misses++;
+    if (sim->pe->ops->on_miss != NULL) sim->pe->ops->on_miss(sim->pe->p, sim_hash(id));
     unsigned q;
     it = link_new(sim->pe, sim_hash(id), &q, sim->now);
     while (sim->used >= sim->capacity) sim_evict_segment(sim);
@@ -557,6 +613,7 @@ main(void)
         cmocka_unit_test(test_s3fifo_small_main_and_ghost),
         cmocka_unit_test(test_s3fifo_pick_queue),
         cmocka_unit_test(test_s3fifo_ghost_sized_by_the_cache),
+        cmocka_unit_test(test_s3fifo_ghost_wants_a_read_miss),
         cmocka_unit_test_setup_teardown(test_zipf_hit_ratios, zipf_setup, zipf_teardown),
         cmocka_unit_test_setup_teardown(test_scan_resistance, zipf_setup, zipf_teardown),
     };

@@ -28,6 +28,7 @@
  *     link ------------> on_link / on_replace   (a new key / a new value of
  *                                           a live key: carry its history)
  *     get/touch -------> on_access          the hot path: item bits only
+ *     a read misses ---> on_miss(hash)      (optional) lock-free
  *     need memory -----> pick_queue         which queue's tail goes
  *                        on_evict(item)     per live item of that segment:
  *                                           BC_EVICT_DROP or a queue
@@ -59,8 +60,10 @@
  *   held (one thread at a time: the instance state is theirs), on_evict
  *   also with the shard lock of the item's bucket; on_link, on_replace and
  *   on_access with the item's shard lock only -- several at once, so they
- *   touch the item's own bytes and nothing of the instance.  A policy
- *   never locks anything itself.
+ *   touch the item's own bytes and nothing of the instance.  on_miss
+ *   with no lock at all, several at once: it touches only instance state
+ *   that is atomic and never freed before destroy.  A policy never locks
+ *   anything itself.
  *
  * MEMORY
  *   Policy state that grows with the cache (the S3-FIFO ghost table) is
@@ -119,6 +122,11 @@ typedef struct bc_evict_ops {
     void (*on_replace)(const bc_item_t *old_it, bc_item_t *new_it, uint32_t now);
     /* A hit (get, gat, touch).  it->atime still holds the previous access. */
     void (*on_access)(bc_item_t *it, uint32_t now);
+    /*
+     * A read of this key hash missed (get, gat, mg; not touch, not a
+     * write).  NULL when the policy has no use for it.
+     */
+    void (*on_miss)(void *policy, uint32_t hash);
 
     /* The queue whose tail segment is evicted next; only an evictable one. */
     unsigned (*pick_queue)(void *policy, const bc_evict_queues_t *q);

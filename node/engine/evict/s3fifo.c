@@ -33,7 +33,9 @@
  *   - An item of M's tail with freq > 0 is copied to M's head with freq -
  *     1 (CLOCK-like); with freq 0 it is dropped (not remembered).
  *   - A miss whose hash is in G is written to M directly: it was dropped
- *     from S too early.
+ *     from S too early.  "A miss" means a read that missed and then a
+ *     write (a look-aside fill, mg's vivify), not a write alone: see THE
+ *     MISS FILTER.
  *   - A new value for a live key is written to S like any new item and
  *     carries the key's count: the reads it had, not the write.
  *   - BEHAVIOR: only a read earns a place in M.  M is evicted only while S
@@ -70,6 +72,25 @@
  *   a key asked for again went back to S.  Sized by the share,
  *   hitratio.sh's scan-heavy mix gained 0.9 points on its Zipf core and
  *   the plain Zipf stream 0.2 (docs/benchmarks.md).
+ *
+ * THE MISS FILTER
+ *   G admits a key to M only when a read missed it since it was last
+ *   written.  The cache reports each read miss (on_miss) to a fixed
+ *   bitmap of S3_MISSED_BITS bits, one bit per key hash, set with a
+ *   relaxed atomic OR -- the read path takes no lock of the policy's.
+ *   admit takes the key's bit (clears it) and sends the key to M only
+ *   when the bit was set and the key is in G.  The bitmap forgets at the
+ *   ghost's pace: each ghost insertion clears its share of the words,
+ *   round robin, so the whole map is cleared once per as many insertions
+ *   as G has slots.  A bit collision only sends one key to M early, as a
+ *   fingerprint collision in G does.  32 KiB, charged to the cache.
+ *   BEHAVIOR: without it, a key rewritten and never read came back from
+ *   G to M on its next write once G was sized by M's share: memcslap's
+ *   set test (12,000 keys rewritten by 4 threads) then filled M, and its
+ *   get test, which writes 4,000 new keys and reads them back, found most
+ *   of them evicted from S (1,215 hits of 8,000 in one run; memcached
+ *   5,697).  A memcached client reading what it just wrote is the common
+ *   case; a write-only key has earned nothing.
  */
 #include <stdlib.h>
 
@@ -83,6 +104,9 @@
 #define S3_GHOST_MIN_SLOTS  64u
 #define S3_GHOST_PROBES     4u
 #define S3_GHOST_EPOCHS     4u
+#define S3_MISSED_LOG2      18u
+#define S3_MISSED_BITS      (1u << S3_MISSED_LOG2)
+#define S3_MISSED_WORDS     (S3_MISSED_BITS / 64u)
 
 typedef struct s3fifo {
     const bc_evict_env_t *env;
@@ -91,6 +115,9 @@ typedef struct s3fifo {
     uint32_t ghost_epoch;           /* low 16 bits stored in entries */
     uint32_t ghost_epoch_left;      /* insertions until the next epoch */
     uint64_t main_items;            /* M's share of the items (THE GHOST), by pick_queue */
+    _Atomic uint64_t *missed;       /* THE MISS FILTER: set lock-free, fixed size */
+    uint32_t missed_next;           /* the next word a ghost insertion clears */
+    uint32_t missed_credit;         /* words owed to clearing, times the ghost's slots */
 } s3fifo_t;
 
 /* ---- ghost ---- */
@@ -147,6 +174,42 @@ s3_ghost_fit(s3fifo_t *s3)
     }
 }
 
+/* ---- the miss filter ---- */
+
+static inline void
+s3_missed_slot(uint32_t hash, uint32_t *word, uint64_t *bit)
+{
+    /* Fibonacci hashing of the key hash: independent of G's s3_mix slots */
+    uint32_t i = (hash * 0x9e3779b1u) >> (32u - S3_MISSED_LOG2);
+    *word = i / 64u;
+    *bit = 1ull << (i % 64u);
+}
+
+/* One ghost insertion's share of clearing: S3_MISSED_WORDS words per
+ * ghost-slots insertions, carried over between calls. */
+static void
+s3_missed_age(s3fifo_t *s3)
+{
+    uint32_t nslots = s3->ghost_mask + 1;
+    s3->missed_credit += S3_MISSED_WORDS;
+    while (s3->missed_credit >= nslots) {
+        s3->missed_credit -= nslots;
+        atomic_store_explicit(&s3->missed[s3->missed_next], 0, memory_order_relaxed);
+        s3->missed_next = (s3->missed_next + 1) % S3_MISSED_WORDS;
+    }
+}
+
+/* True when a read missed the key since its bit was last taken; clears it. */
+static bool
+s3_missed_take(s3fifo_t *s3, uint32_t hash)
+{
+    uint32_t word;
+    uint64_t bit;
+    s3_missed_slot(hash, &word, &bit);
+    if (!(atomic_load_explicit(&s3->missed[word], memory_order_relaxed) & bit)) return false;
+    return (atomic_fetch_and_explicit(&s3->missed[word], ~bit, memory_order_relaxed) & bit) != 0;
+}
+
 static void
 s3_ghost_insert(s3fifo_t *s3, uint32_t hash)
 {
@@ -167,6 +230,7 @@ s3_ghost_insert(s3fifo_t *s3, uint32_t hash)
         }
     }
     s3->ghost[victim] = (fp << 16) | (s3->ghost_epoch & 0xffffu);
+    s3_missed_age(s3);
     if (--s3->ghost_epoch_left == 0) {
         s3->ghost_epoch++;
         s3->ghost_epoch_left = (s3->ghost_mask + 1) / S3_GHOST_EPOCHS;
@@ -195,7 +259,13 @@ static void *
 s3_create(const bc_evict_env_t *env)
 {
     s3fifo_t *s3 = bc__evict_calloc(env, 1, sizeof(*s3));
-    if (s3 != NULL) s3->env = env;
+    if (s3 == NULL) return NULL;
+    s3->env = env;
+    s3->missed = bc__evict_calloc(env, S3_MISSED_WORDS, sizeof(*s3->missed));
+    if (s3->missed == NULL) {
+        bc__evict_free(env, s3);
+        return NULL;
+    }
     return s3;
 }
 
@@ -205,6 +275,7 @@ s3_destroy(void *policy)
     s3fifo_t *s3 = policy;
     if (s3 == NULL) return;
     bc__evict_free(s3->env, s3->ghost);
+    bc__evict_free(s3->env, (void *)s3->missed);
     bc__evict_free(s3->env, s3);
 }
 
@@ -212,7 +283,22 @@ static unsigned
 s3_admit(void *policy, uint32_t hash)
 {
     s3fifo_t *s3 = policy;
-    return s3_ghost_take(s3, hash) ? S3_MAIN : S3_SMALL;
+    /* the bit first: a write alone leaves the key's G entry for a later
+     * read miss and write to find */
+    return s3_missed_take(s3, hash) && s3_ghost_take(s3, hash) ? S3_MAIN : S3_SMALL;
+}
+
+static void
+s3_on_miss(void *policy, uint32_t hash)
+{
+    s3fifo_t *s3 = policy;
+    uint32_t word;
+    uint64_t bit;
+    s3_missed_slot(hash, &word, &bit);
+    /* read before writing: repeated misses of one key leave its line shared */
+    if (!(atomic_load_explicit(&s3->missed[word], memory_order_relaxed) & bit)) {
+        atomic_fetch_or_explicit(&s3->missed[word], bit, memory_order_relaxed);
+    }
 }
 
 static void
@@ -270,6 +356,7 @@ const bc_evict_ops_t bc_evict_s3fifo = {
     .create = s3_create,
     .destroy = s3_destroy,
     .admit = s3_admit,
+    .on_miss = s3_on_miss,
     .on_link = s3_on_link,
     .on_replace = s3_on_replace,
     .on_access = s3_on_access,
