@@ -225,21 +225,62 @@ def secret_args(args=()):
 
 
 _ports_given = set()
+_port_locks = []          # open lock files: a port stays ours while they are
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "bc-test-ports")
+
+
+def _port_range():
+    """The ports free_port picks from: the larger gap beside the kernel's
+    ephemeral range (net.ipv4.ip_local_port_range), where no connection's
+    own end and no bind(0) lands.  On Debian: 61000-65535."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    below, above = (10000, lo), (hi + 1, 65536)
+    return max(below, above, key=lambda r: r[1] - r[0])
 
 
 def free_port(host="127.0.0.1"):
-    """A TCP port free on host right now, and never one this test has
-    been given before: the kernel may hand the same ephemeral port to two
-    bind(0) calls in a row once the first socket is closed, and a node given
-    that port for both its data and admin port refuses to start."""
-    for _ in range(64):
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
-    raise RuntimeError("no fresh free port after 64 tries")
+    """A TCP port free on host right now, that no other test running at
+    the same time is given (ctest runs several), and never one this test
+    has been given before.
+
+    BEHAVIOR: the port is bound later by a process the test starts, so
+    between the pick and that bind nothing else may take it.  A bind(0)
+    port lies in the ephemeral range, which every outgoing connection of
+    every process on the machine draws from too, and two tests' bind(0)
+    may return the same closed port: under ctest -j4 a node then found its
+    port in use.  So ports come from outside that range, and each is held
+    by an flock on a file named after it until this test process ends
+    (the kernel drops the lock if it dies)."""
+    import fcntl
+    import random
+    lo, hi = _port_range()
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    rng = random.Random(os.getpid() * 1000003 + time.time_ns())
+    for _ in range(512):
+        port = rng.randrange(lo, hi)
+        if port in _ports_given:
+            continue
+        fd = os.open(os.path.join(_PORT_LOCK_DIR, str(port)), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+        except OSError:
+            os.close(fd)          # in use by something that takes no lock
+            continue
+        _port_locks.append(fd)
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d after 512 tries" % (lo, hi - 1))
 
 
 def rss_kib(pid):
@@ -379,6 +420,23 @@ class Node:
         if wait:
             wait_port(self.port, proc=self.proc.p, host=self.host, ns=ns)
             wait_port(self.admin_port, proc=self.proc.p, host=self.host, ns=ns)
+            self.wait_started()
+
+    def wait_started(self, timeout=10.0):
+        """Until the node has logged "ready:" (its workers and admin server
+        started).  Both ports take connections earlier, from their listen
+        backlogs, so a test that limits the node's descriptors or stops it
+        right after they answer could catch it half started.  Only when the
+        log is at info level (its first line, "starting", is info)."""
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            out = self.proc.output()
+            if " starting (pid " not in out or "] ready: " in out:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("node exited with %s while starting" % self.proc.returncode)
+            time.sleep(0.02)
+        raise RuntimeError("node did not log ready: in %.0f s" % (timeout * SLOW))
 
     def conn(self, timeout=5.0):
         return McConn(self.port, timeout, host=self.host, ns=self.ns)
