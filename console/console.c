@@ -480,7 +480,6 @@ console_job(bc_view_t *view, uint32_t bucket, uint64_t epoch, uint32_t from, uin
 static void
 console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_output_t *out)
 {
-    bc_mig_job_t job;
     for (size_t i = 0; i < out->naborts; i++) {
         const char *dst = console_primary_admin(view, out->aborts[i].to, NULL);
         if (dst != NULL) {
@@ -507,14 +506,24 @@ console_drive_copies(bc_console_t *cs, bc_view_t *view, const bc_reconcile_outpu
     }
     free(jobs);
     free(queued);
-    for (size_t i = 0; i < out->nprecopy_wanted; i++) {
+    /* The precopies go in together too, for the same reason. */
+    jobs = out->nprecopy_wanted > 0 ? calloc(out->nprecopy_wanted, sizeof(*jobs)) : NULL;
+    queued = out->nprecopy_wanted > 0 ? calloc(out->nprecopy_wanted, sizeof(*queued)) : NULL;
+    njobs = 0;
+    for (size_t i = 0; i < out->nprecopy_wanted && jobs != NULL && queued != NULL; i++) {
         const bc_reconcile_precopy_want_t *w = &out->precopy_wanted[i];
-        if (!console_job(view, w->bucket, 0, w->from, w->to, &job)) continue;
-        if (bc_mig_pool_precopy(cs->pool, &job)) {
-            log_debug("console: precopying bucket %u from group %u (%s) to group %u (%s)",
-                      w->bucket, w->from, job.source_admin, w->to, job.dest_admin);
-        }
+        if (!console_job(view, w->bucket, 0, w->from, w->to, &jobs[njobs])) continue;
+        njobs++;
     }
+    if (njobs > 0) bc_mig_pool_precopy_many(cs->pool, jobs, njobs, queued);
+    for (size_t i = 0; i < njobs; i++) {
+        if (!queued[i]) continue;
+        log_debug("console: precopying bucket %u from group %u (%s) to group %u (%s)",
+                  jobs[i].bucket, jobs[i].from, jobs[i].source_admin, jobs[i].to,
+                  jobs[i].dest_admin);
+    }
+    free(jobs);
+    free(queued);
 }
 
 /* ---- precopy readiness and destination backoff (op_mu held) ---- */

@@ -981,13 +981,25 @@ bc_mig_pool_submit_many(bc_mig_pool_t *p, const bc_mig_job_t *jobs, size_t n, bo
 bool
 bc_mig_pool_precopy(bc_mig_pool_t *p, const bc_mig_job_t *job)
 {
-    if (!p->precopy) return false;
-    bc_mig_job_t pre = *job;
-    pre.epoch = 0;
-    pthread_mutex_lock(&p->mu);
-    bool queued = pool_submit(p, &p->precopies, &p->precopy_reports.active, TASK_PRECOPY, &pre);
-    pthread_mutex_unlock(&p->mu);
+    bool queued;
+    bc_mig_pool_precopy_many(p, job, 1, &queued);
     return queued;
+}
+
+void
+bc_mig_pool_precopy_many(bc_mig_pool_t *p, const bc_mig_job_t *jobs, size_t n, bool *queued)
+{
+    if (!p->precopy) {
+        for (size_t i = 0; i < n; i++) queued[i] = false;
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++) {
+        bc_mig_job_t pre = jobs[i];
+        pre.epoch = 0;
+        queued[i] = pool_submit(p, &p->precopies, &p->precopy_reports.active, TASK_PRECOPY, &pre);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 void

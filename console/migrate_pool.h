@@ -222,6 +222,13 @@ void bc_mig_pool_clear_reports(bc_mig_pool_t *pool);
  * pool runs no precopies or one of that bucket is queued, running or
  * reported but not yet taken.  job is copied.  Returns true when queued. */
 bool bc_mig_pool_precopy(bc_mig_pool_t *pool, const bc_mig_job_t *job);
+/* bc_mig_pool_precopy for each of jobs[0..n), under one hold of the lock,
+ * as bc_mig_pool_submit_many does for copies: the precopies a round asks
+ * for, those of one pair, start as one batch -- queued one call at a
+ * time, a worker woken by the first could take it alone.  queued[i]:
+ * job i was. */
+void bc_mig_pool_precopy_many(bc_mig_pool_t *pool, const bc_mig_job_t *jobs, size_t n,
+                              bool *queued);
 /* Moves up to max precopy reports into out (caller's array); returns how
  * many. */
 size_t bc_mig_pool_take_precopies(bc_mig_pool_t *pool, bc_mig_report_t *out, size_t max);
