@@ -441,10 +441,10 @@ test_precopy_yields_to_copies_for_a_bounded_time(void **state)
 #define MAX_JOBS 24
 
 /*
- * Queues the n precopies jobs[] while a final copy is out at copy_dest
- * (bucket 1: 30 ms), so that the precopy workers, yielding to it, find
- * them all queued when they start; waits for every report and moves the
- * precopies' into out (room for MAX_JOBS).
+ * Queues the n precopies jobs[] together, as the console does, while a
+ * final copy is out at copy_dest (bucket 1: 30 ms) for the precopy
+ * workers to yield to; waits for every report and moves the precopies'
+ * into out (room for MAX_JOBS).
  */
 static void
 precopies_run(bc_mig_pool_t *p, fake_dest_t *copy_dest, const bc_mig_job_t *jobs, size_t n,
@@ -454,7 +454,9 @@ precopies_run(bc_mig_pool_t *p, fake_dest_t *copy_dest, const bc_mig_job_t *jobs
     int before = atomic_load(&reports_posted);
     bc_mig_job_t c = job(1, ++epoch, copy_dest->addr);
     assert_true(bc_mig_pool_submit(p, &c));
-    for (size_t i = 0; i < n; i++) assert_true(bc_mig_pool_precopy(p, &jobs[i]));
+    bool queued[MAX_JOBS];
+    bc_mig_pool_precopy_many(p, jobs, n, queued);
+    for (size_t i = 0; i < n; i++) assert_true(queued[i]);
     wait_posted(before + (int)n + 1);
     bc_mig_report_t copy;
     assert_int_equal(bc_mig_pool_take(p, &copy, 1), 1);
