@@ -82,7 +82,7 @@ struct bc_admin {
     bc_httpd_t *httpd;
     bool has_token;             /* an admin token is configured */
     bc_peerauth_t *peer_auth;   /* borrowed: the cluster secret, for migration; NULL: none */
-    uint32_t migrate_max_imports, migrate_import_timeout_ms, migrate_catchup_ms; /* 0: defaults */
+    bc_node_migrate_settings_t migrate_settings;   /* 0: defaults */
     time_t started;
     _Atomic uint64_t refused;   /* key requests answered 421 */
 };
@@ -1269,9 +1269,7 @@ bc_admin_create(const bc_admin_config_t *config, bc_cache_t *cache, bc_server_t 
     };
     admin->has_token = config->auth != NULL;
     admin->peer_auth = config->peer_auth;
-    admin->migrate_max_imports = config->migrate_max_imports;
-    admin->migrate_import_timeout_ms = config->migrate_import_timeout_ms;
-    admin->migrate_catchup_ms = config->migrate_catchup_ms;
+    admin->migrate_settings = config->migrate;
     st = bc_httpd_create(&hc, &admin->httpd);
     if (st != BC_OK) {
         free(admin);
@@ -1330,9 +1328,7 @@ bc_admin_set_cluster(bc_admin_t *admin, bc_node_cluster_t *cluster)
     bc_node_migrate_config_t mc = {
         .cache = admin->cache, .cluster = cluster, .server = admin->server,
         .httpd = admin->httpd, .peer_auth = admin->peer_auth,
-        .max_imports = admin->migrate_max_imports,
-        .import_timeout_ms = admin->migrate_import_timeout_ms,
-        .catchup_ms = admin->migrate_catchup_ms,
+        .settings = admin->migrate_settings,
     };
     if (bc_node_migrate_create(&mc, &admin->migrate) != BC_OK) {
         log_error("admin: cannot set up the migration endpoints (out of memory)");

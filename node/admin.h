@@ -76,6 +76,7 @@
 #include "engine/cache.h"
 #include "engine/hotkeys.h"
 #include "cluster/cluster.h"
+#include "migrate/migrate.h"
 #include "net/server.h"
 
 typedef struct bc_admin bc_admin_t;
@@ -94,9 +95,9 @@ typedef struct bc_admin_config {
     /* The cluster secret: migration exports and imports prove it
      * (migrate/migrate.h); borrowed, outlives the server; NULL: none. */
     bc_peerauth_t *peer_auth;
-    /* The migration endpoints' settings (bc_node_migrate_config_t); 0:
-     * their defaults. */
-    uint32_t migrate_max_imports, migrate_import_timeout_ms, migrate_catchup_ms;
+    /* The migration endpoints' settings (migrate/migrate.h); 0: their
+     * defaults. */
+    bc_node_migrate_settings_t migrate;
     /* HTTPS (common/bc_httpd.h): the node's certificate chain and key as
      * PEM text (copied); NULL: plain HTTP.  A node run with -Z in a
      * cluster serves its admin port so (docs/security.md). */

@@ -316,9 +316,9 @@ bc_node_config_defaults(bc_node_config_t *cfg)
     cfg->repl_sync_timeout_ms = 500;
     cfg->repl_backlog_mb = 64;
     cfg->repl_max_lag_mb = 8;
-    cfg->migrate_max_imports = 48;
-    cfg->migrate_import_timeout_ms = 60000;
-    cfg->migrate_catchup_ms = 50;
+    cfg->migrate.max_imports = 48;
+    cfg->migrate.import_timeout_ms = 60000;
+    cfg->migrate.catchup_ms = 50;
     bc_origin_config_defaults(&cfg->origin);
 }
 
@@ -523,13 +523,13 @@ bc_node_config_apply_doc(bc_node_config_t *cfg, const bc_config_doc_t *doc, char
     /* migration */
     CHECK(bc_config_get_int(doc, "migration.max_imports", MIGRATE_IMPORTS_MIN,
                             MIGRATE_IMPORTS_MAX, &v, &found, err, err_len));
-    if (found) cfg->migrate_max_imports = (uint32_t)v;
+    if (found) cfg->migrate.max_imports = (uint32_t)v;
     CHECK(bc_config_get_int(doc, "migration.import_timeout_ms", MIGRATE_TIMEOUT_MIN_MS,
                             MIGRATE_MS_MAX, &v, &found, err, err_len));
-    if (found) cfg->migrate_import_timeout_ms = (uint32_t)v;
+    if (found) cfg->migrate.import_timeout_ms = (uint32_t)v;
     CHECK(bc_config_get_int(doc, "migration.catchup_ms", MIGRATE_CATCHUP_MIN_MS, MIGRATE_MS_MAX,
                             &v, &found, err, err_len));
-    if (found) cfg->migrate_catchup_ms = (uint32_t)v;
+    if (found) cfg->migrate.catchup_ms = (uint32_t)v;
 
     /* read-through (origin/origin.h) */
     CHECK(bc_origin_config_apply_doc(&cfg->origin, doc, err, err_len));
@@ -925,15 +925,15 @@ apply_option(parse_state_t *ps, const node_option_t *o, const char *flag, const 
         return st;
     case OPT_MIGRATE_MAX_IMPORTS:
         st = flag_int(ps, flag, value, MIGRATE_IMPORTS_MIN, MIGRATE_IMPORTS_MAX, &v);
-        if (st == BC_OK) cfg->migrate_max_imports = (uint32_t)v;
+        if (st == BC_OK) cfg->migrate.max_imports = (uint32_t)v;
         return st;
     case OPT_MIGRATE_IMPORT_TIMEOUT:
         st = flag_int(ps, flag, value, MIGRATE_TIMEOUT_MIN_MS, MIGRATE_MS_MAX, &v);
-        if (st == BC_OK) cfg->migrate_import_timeout_ms = (uint32_t)v;
+        if (st == BC_OK) cfg->migrate.import_timeout_ms = (uint32_t)v;
         return st;
     case OPT_MIGRATE_CATCHUP:
         st = flag_int(ps, flag, value, MIGRATE_CATCHUP_MIN_MS, MIGRATE_MS_MAX, &v);
-        if (st == BC_OK) cfg->migrate_catchup_ms = (uint32_t)v;
+        if (st == BC_OK) cfg->migrate.catchup_ms = (uint32_t)v;
         return st;
     case OPT_ORIGIN: {
         char why[BC_ERRBUF_LEN];
@@ -1402,8 +1402,8 @@ bc_node_config_log(const bc_node_config_t *cfg)
                  cfg->repl_sync_timeout_ms, cfg->repl_backlog_mb, cfg->repl_max_lag_mb);
         log_info("config: migrations in: %" PRIu32 " at once, each given up after %" PRIu32
                  " ms, copies made ahead caught up every %" PRIu32 " ms",
-                 cfg->migrate_max_imports, cfg->migrate_import_timeout_ms,
-                 cfg->migrate_catchup_ms);
+                 cfg->migrate.max_imports, cfg->migrate.import_timeout_ms,
+                 cfg->migrate.catchup_ms);
     } else {
         log_info("config: standalone (no ZooKeeper): every bucket is served here");
     }

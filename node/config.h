@@ -71,6 +71,7 @@
 #include "bc_cluster.h"
 #include "bc_config.h"
 #include "bc_status.h"
+#include "migrate/migrate.h"
 #include "origin/origin.h"
 
 #define BC_NODE_DEFAULT_PORT          11211u
@@ -150,10 +151,11 @@ typedef struct bc_node_config {
     uint32_t repl_sync_timeout_ms;     /* --repl-sync-timeout-ms; 500 */
     uint32_t repl_backlog_mb;          /* --repl-backlog-mb; 64 */
     uint32_t repl_max_lag_mb;          /* --repl-max-lag-mb; 8, 0 = no bound */
-    /* bucket migrations into this node (migrate/migrate.h); "migration" */
-    uint32_t migrate_max_imports;      /* --migrate-max-imports; 48 */
-    uint32_t migrate_import_timeout_ms; /* --migrate-import-timeout-ms; 60000 */
-    uint32_t migrate_catchup_ms;       /* --migrate-catchup-ms; 50 */
+    /* bucket migrations into this node (migrate/migrate.h); "migration":
+     * max_imports (--migrate-max-imports; 48), import_timeout_ms
+     * (--migrate-import-timeout-ms; 60000), catchup_ms
+     * (--migrate-catchup-ms; 50) */
+    bc_node_migrate_settings_t migrate;
 
     /* process */
     int log_level;                     /* bc_log_level_t; info */

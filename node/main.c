@@ -699,9 +699,7 @@ main(int argc, char **argv)
             .auth = creds.auth,
             .insecure_no_auth = cfg.insecure_no_auth,
             .peer_auth = creds.peer_auth,
-            .migrate_max_imports = cfg.migrate_max_imports,
-            .migrate_import_timeout_ms = cfg.migrate_import_timeout_ms,
-            .migrate_catchup_ms = cfg.migrate_catchup_ms,
+            .migrate = cfg.migrate,
             .tls_cert_pem = admin_cert,
             .tls_key_pem = admin_key,
         };

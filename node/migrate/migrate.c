@@ -328,8 +328,8 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->server = config->server;
     mig->httpd = config->httpd;
     mig->peer_auth = config->peer_auth;
-    mig->max_imports = config->max_imports ? config->max_imports : MIG_DEFAULT_IMPORTS;
-    mig->timeout_ms = config->import_timeout_ms ? config->import_timeout_ms
+    mig->max_imports = config->settings.max_imports ? config->settings.max_imports : MIG_DEFAULT_IMPORTS;
+    mig->timeout_ms = config->settings.import_timeout_ms ? config->settings.import_timeout_ms
                                                 : MIG_DEFAULT_TIMEOUT_MS;
     mig->test_delay_ms = mig_test_delay("BC_TEST_IMPORT_DELAY_MS", 3600000,
                                         "every import waits this many ms before it reports "
@@ -340,7 +340,7 @@ bc_node_migrate_create(const bc_node_migrate_config_t *config, bc_node_migrate_t
     mig->test_export_delay_ms = mig_test_delay("BC_TEST_EXPORT_DELAY_MS", 60000,
                                                "every copy's export waits this many ms once "
                                                "its bucket is fenced: a slow source");
-    mig->catchup_ms = config->catchup_ms ? config->catchup_ms : MIG_DEFAULT_CATCHUP_MS;
+    mig->catchup_ms = config->settings.catchup_ms ? config->settings.catchup_ms : MIG_DEFAULT_CATCHUP_MS;
     mig->njobs = mig->max_imports * MIG_SLOTS_PER_IMPORT;
     mig->jobs = calloc(mig->njobs, sizeof(*mig->jobs));
     if (mig->jobs == NULL) {

@@ -208,18 +208,25 @@
 
 typedef struct bc_node_migrate bc_node_migrate_t;
 
-typedef struct bc_node_migrate_config {
-    bc_cache_t *cache;             /* borrowed; must outlive the object */
-    bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
-    bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
-    bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
-                                    * long polls a finished import wakes */
+/* What an operator sets (the node config's "migration", --migrate-*:
+ * node/config.h), carried as one piece through the admin server to here.
+ * 0: the default. */
+typedef struct bc_node_migrate_settings {
     uint32_t max_imports;          /* concurrent import jobs; 0 = 48 */
     uint32_t catchup_ms;           /* a finished precopy is caught up this often (catchup.c);
                                     * 0 = 50 */
     uint32_t import_timeout_ms;    /* one import: the wait to be fenced, all retries
                                     * included, and the longest pause in its
                                     * transfer; 0 = 60000 */
+} bc_node_migrate_settings_t;
+
+typedef struct bc_node_migrate_config {
+    bc_cache_t *cache;             /* borrowed; must outlive the object */
+    bc_node_cluster_t *cluster;    /* borrowed; must outlive the object */
+    bc_server_t *server;           /* borrowed, may be NULL: exports are then refused */
+    bc_httpd_t *httpd;             /* borrowed, may be NULL: the admin server whose parked
+                                    * long polls a finished import wakes */
+    bc_node_migrate_settings_t settings;
     /* The cluster secret (common/bc_peerauth.h): an export is served only
      * to a request signed with it, an import trusts only a source whose
      * answer proves it (see PEER AUTHENTICATION); NULL: neither.

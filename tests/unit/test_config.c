@@ -523,9 +523,9 @@ test_node_defaults(void **state)
     assert_int_equal(cfg.log_level, BC_LOG_INFO);
     assert_false(cfg.daemonize);
     assert_string_equal(cfg.pid_file, "");
-    assert_int_equal(cfg.migrate_max_imports, 48);
-    assert_int_equal(cfg.migrate_import_timeout_ms, 60000);
-    assert_int_equal(cfg.migrate_catchup_ms, 50);
+    assert_int_equal(cfg.migrate.max_imports, 48);
+    assert_int_equal(cfg.migrate.import_timeout_ms, 60000);
+    assert_int_equal(cfg.migrate.catchup_ms, 50);
 }
 
 static void
@@ -608,9 +608,9 @@ test_node_own_flags(void **state)
 
     assert_int_equal(ARGS("--migrate-max-imports", "4", "--migrate-import-timeout-ms", "5000",
                           "--migrate-catchup-ms=3600000"), BC_OK);
-    assert_int_equal(cfg.migrate_max_imports, 4);
-    assert_int_equal(cfg.migrate_import_timeout_ms, 5000);
-    assert_int_equal(cfg.migrate_catchup_ms, 3600000);
+    assert_int_equal(cfg.migrate.max_imports, 4);
+    assert_int_equal(cfg.migrate.import_timeout_ms, 5000);
+    assert_int_equal(cfg.migrate.catchup_ms, 3600000);
     assert_int_equal(ARGS("--migrate-max-imports", "0"), BC_EINVAL);
     assert_string_equal(err, "--migrate-max-imports: expected an integer 1..1024, got \"0\"");
     assert_int_equal(ARGS("--migrate-catchup-ms", "5"), BC_EINVAL);
@@ -792,9 +792,9 @@ test_node_config_file(void **state)
     assert_int_equal(cfg.admin_max_conns, 8);
     assert_int_equal(cfg.log_level, BC_LOG_DEBUG);
     assert_string_equal(cfg.pid_file, "/run/x.pid");
-    assert_int_equal(cfg.migrate_max_imports, 8);
-    assert_int_equal(cfg.migrate_import_timeout_ms, 2000);
-    assert_int_equal(cfg.migrate_catchup_ms, 20);
+    assert_int_equal(cfg.migrate.max_imports, 8);
+    assert_int_equal(cfg.migrate.import_timeout_ms, 2000);
+    assert_int_equal(cfg.migrate.catchup_ms, 20);
 
     /* Flags win over the file wherever --config appears. */
     assert_int_equal(ARGS("-p", "1", "--config", path, "-t", "5"), BC_OK);

@@ -242,7 +242,7 @@ side_init_max(side_t *s, uint32_t gid, size_t max_item)
         fake_cluster_primary(s->cl);
     }
     bc_node_migrate_config_t mc = {.cache = s->cache, .cluster = s->cl,
-                                   .import_timeout_ms = 3000};
+                                   .settings.import_timeout_ms = 3000};
     assert_int_equal(bc_node_migrate_create(&mc, &s->mig), BC_OK);
 }
 
