@@ -21,12 +21,13 @@ import tempfile
 import time
 import urllib.request
 
+import harness
+
 CHROMIUM = os.environ.get("BC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _free_port():
-    import harness       # its ports are held for this test, outside bind(0)'s range
-    return harness.free_port()
+    return harness.free_port()      # held for this test, outside bind(0)'s range
 
 
 class WebSocket:

@@ -25,8 +25,10 @@ without them everything is on 127.0.0.1 in the test's own namespace.
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -255,8 +257,6 @@ def free_port(host="127.0.0.1"):
     port in use.  So ports come from outside that range, and each is held
     by an flock on a file named after it until this test process ends
     (the kernel drops the lock if it dies)."""
-    import fcntl
-    import random
     lo, hi = _port_range()
     os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
     rng = random.Random(os.getpid() * 1000003 + time.time_ns())

@@ -31,9 +31,20 @@ C = harness.wait_for(lambda: (lambda t: t["c"] if 0 not in t["c"] and set(t["c"]
 # other group's primary is: wait for both before the first write.
 harness.wait_primary(G1)
 harness.wait_primary(G2)
-harness.wait_for(lambda: all(
-    n.conn().cmd("mg %s v" % harness.key_in_bucket_owned_by(C, g, prefix="probe")) == b"EN\r\n"
-    for n, g in ((G1, 2), (G2, 1))), what="each node forwarding to the other group")
+
+
+def forwards_to(node, group):
+    """node forwards a key of group's to its primary and gets its miss."""
+    key = harness.key_in_bucket_owned_by(C, group, prefix="probe")
+    c = node.conn()
+    try:
+        return c.cmd("mg %s v" % key) == b"EN\r\n"
+    finally:
+        c.close()
+
+
+harness.wait_for(lambda: forwards_to(G1, 2) and forwards_to(G2, 1),
+                 what="each node forwarding to the other group")
 OTHER_SECRET = os.urandom(32).hex()
 OTHER_SECRET_FILE = harness.write_secret(os.path.join(harness.TMP, "other-secret"), OTHER_SECRET)
 
