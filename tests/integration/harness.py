@@ -232,16 +232,19 @@ _PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "bc-test-ports")
 
 
 def _port_range():
-    """The ports free_port picks from: the larger gap beside the kernel's
-    ephemeral range (net.ipv4.ip_local_port_range), where no connection's
-    own end and no bind(0) lands.  On Debian: 61000-65535."""
+    """The ports free_port picks from, beside the kernel's ephemeral range
+    (net.ipv4.ip_local_port_range), where no connection's own end and no
+    bind(0) lands: above it (61000-65535 on Debian), clear of the range
+    below it that test_deploy's local cluster picks from; below it only
+    when too little is left above."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             lo, hi = (int(x) for x in f.read().split())
     except (OSError, ValueError):
         lo, hi = 32768, 60999
-    below, above = (10000, lo), (hi + 1, 65536)
-    return max(below, above, key=lambda r: r[1] - r[0])
+    if 65536 - (hi + 1) >= 2000:
+        return hi + 1, 65536
+    return 10000, lo
 
 
 def free_port(host="127.0.0.1"):

@@ -254,8 +254,18 @@ def test_memcached_style_flags():
         argv += ["-u", "root"]
     proc = Proc("node", argv)
     wait_port(port, proc=proc.p)
-    with open(pidfile) as f:
-        assert int(f.read().strip()) == proc.pid
+
+    def pid_written():
+        # written once the port is bound, as memcached does: the port may
+        # take a connection (its backlog) a moment before
+        try:
+            with open(pidfile) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        return text if text.endswith("\n") else None
+
+    assert int(harness.wait_for(pid_written, what="the pid file").strip()) == proc.pid
     c = McConn(port)
     value = b"x" * (1536 * 1024)  # above the default 1m, below -I 2m
     assert c.cmd(b"set big 0 0 %d" % len(value), value) == b"STORED\r\n"
